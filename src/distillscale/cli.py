@@ -1,0 +1,47 @@
+"""The `distillscale` command. Each layer defines its commands in its own `commands` module;
+this file only assembles them and turns `UserError` into one line and exit status 2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from distillscale.errors import UserError
+from distillscale.laws.commands import predict_app
+
+app = typer.Typer(
+    name="distillscale",
+    help="Plan and run knowledge distillation of language models with scaling laws.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(predict_app, name="predict")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status (tests call this directly)."""
+    try:
+        result = app(args=argv, prog_name="distillscale", standalone_mode=False)
+    except UserError as exc:
+        print(f"distillscale: error: {exc}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("distillscale: aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("distillscale: interrupted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The two scaling-law forms, vectorised over numpy arrays.
+
+Supervised (Busbridge et al. 2025, Eq. 1; Chinchilla when gamma = 1):
+
+    L(N, D) = E + (A / N^alpha + B / D^beta)^gamma
+
+Distillation (Busbridge et al. 2025, Eq. 8):
+
+    L_S(N_S, D_S, L_T) = L_T + L_T^(-c0) * (1 + (L_T / (Ltilde_S * d1))^(1/f1))^(-c1 * f1)
+                         * (A' / N_S^alpha' + B' / D_S^beta')^gamma'
+
+with Ltilde_S = L(N_S, D_S) from the student's supervised law. N counts non-embedding parameters,
+D training tokens, and L is validation cross-entropy in nats/token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ArrayLike = Any
+
+
+def _pos(x: ArrayLike) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+@dataclass
+class SupervisedLaw:
+    """L(N, D) = E + (A/N^alpha + B/D^beta)^gamma. `fit` holds the fit record when fitted."""
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    gamma: float = 1.0
+    fit: dict | None = field(default=None, compare=False, repr=False)
+
+    COEFFICIENTS = ("E", "A", "B", "alpha", "beta", "gamma")
+
+    @property
+    def form(self) -> str:
+        return "chinchilla" if self.gamma == 1.0 else "busbridge"
+
+    def predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray | float:
+        """Expected validation loss (nats/token) for N non-embedding parameters and D tokens."""
+        N, D = _pos(N), _pos(D)
+        # Sum the two power terms in log space so huge exponents cannot overflow.
+        log_terms = np.logaddexp(np.log(self.A) - self.alpha * np.log(N),
+                                 np.log(self.B) - self.beta * np.log(D))
+        out = self.E + np.exp(self.gamma * log_terms)
+        return float(out) if out.ndim == 0 else out
+
+    def coefficients(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}
+
+    def to_dict(self) -> dict:
+        return {"form": self.form, "coefficients": self.coefficients(), "fit": self.fit}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SupervisedLaw":
+        coeffs = dict(data["coefficients"])
+        coeffs.setdefault("gamma", 1.0)
+        return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS}, fit=data.get("fit"))
+
+
+@dataclass
+class DistillationLaw:
+    """Student loss from student size, distillation tokens and teacher loss (Busbridge Eq. 8).
+
+    `student_law` is the supervised law that gives Ltilde_S, what the student would reach on the
+    same tokens without a teacher.
+    """
+
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    gamma: float
+    c0: float
+    c1: float
+    f1: float
+    d1: float
+    student_law: SupervisedLaw
+    fit: dict | None = field(default=None, compare=False, repr=False)
+
+    COEFFICIENTS = ("A", "B", "alpha", "beta", "gamma", "c0", "c1", "f1", "d1")
+
+    def predict(self, N_S: ArrayLike, D_S: ArrayLike, L_T: ArrayLike,
+                student_supervised_loss: ArrayLike | None = None) -> np.ndarray | float:
+        """Student cross-entropy (nats/token) against the data after distillation.
+
+        `student_supervised_loss` overrides Ltilde_S (e.g. measured baselines); by default it is
+        `student_law.predict(N_S, D_S)`.
+        """
+        N_S, D_S, L_T = _pos(N_S), _pos(D_S), _pos(L_T)
+        if student_supervised_loss is None:
+            L_tilde = _pos(self.student_law.predict(N_S, D_S))
+        else:
+            L_tilde = _pos(student_supervised_loss)
+        log_lt = np.log(L_T)
+        # log of (1 + (L_T / (Ltilde_S d1))^(1/f1))^(-c1 f1), computed stably for steep switches.
+        log_ratio = log_lt - np.log(L_tilde) - np.log(self.d1)
+        log_gap = -self.c1 * self.f1 * np.logaddexp(0.0, log_ratio / self.f1)
+        log_power = self.gamma * np.logaddexp(np.log(self.A) - self.alpha * np.log(N_S),
+                                              np.log(self.B) - self.beta * np.log(D_S))
+        out = L_T + np.exp(-self.c0 * log_lt + log_gap + log_power)
+        return float(out) if out.ndim == 0 else out
+
+    def capacity_gap_ratio(self, N_S: ArrayLike, D_S: ArrayLike, L_T: ArrayLike) -> np.ndarray:
+        """L_T / Ltilde_S: the capacity-gap transition sits where this equals d1."""
+        return _pos(L_T) / _pos(self.student_law.predict(N_S, D_S))
+
+    def coefficients(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}
+
+    def to_dict(self) -> dict:
+        return {"coefficients": self.coefficients(), "fit": self.fit}
+
+    @classmethod
+    def from_dict(cls, data: dict, student_law: SupervisedLaw) -> "DistillationLaw":
+        coeffs = data["coefficients"]
+        return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS},
+                   student_law=student_law, fit=data.get("fit"))
+

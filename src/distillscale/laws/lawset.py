@@ -1,0 +1,114 @@
+"""A set of laws that belong together (a supervised law, optionally a distillation law, and the
+compute settings they were measured under), published presets, and JSON save/load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distillscale.errors import UserError
+from distillscale.io import atomic_write_json
+from distillscale.laws.forms import DistillationLaw, SupervisedLaw
+
+FORMAT = "distillscale.laws/1"
+
+
+@dataclass
+class ComputeSettings:
+    """What the FLOP accounting of a law's setting needs: context length, vocabulary, aspect ratio."""
+
+    n_ctx: int = 4096
+    n_vocab: int = 32168
+    aspect_ratio: float = 128.0
+
+
+@dataclass
+class LawSet:
+    name: str
+    supervised: SupervisedLaw | None = None
+    distillation: DistillationLaw | None = None
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
+    source: str = ""
+
+    def require_supervised(self) -> SupervisedLaw:
+        if self.supervised is None:
+            raise UserError(f"law {self.name!r} has no supervised law: fit one with "
+                            "`distillscale fit supervised` or use a preset such as busbridge2025")
+        return self.supervised
+
+    def require_distillation(self) -> DistillationLaw:
+        if self.distillation is None:
+            raise UserError(f"law {self.name!r} has no distillation law: fit one with "
+                            "`distillscale fit distillation` or use the busbridge2025 preset")
+        return self.distillation
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "source": self.source,
+            "compute": vars(self.compute),
+            "supervised": self.supervised.to_dict() if self.supervised else None,
+            "distillation": self.distillation.to_dict() if self.distillation else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LawSet":
+        supervised = SupervisedLaw.from_dict(data["supervised"]) if data.get("supervised") else None
+        distillation = None
+        if data.get("distillation"):
+            if supervised is None:
+                raise KeyError("supervised")
+            distillation = DistillationLaw.from_dict(data["distillation"], supervised)
+        return cls(name=data.get("name", "unnamed"), supervised=supervised,
+                   distillation=distillation, compute=ComputeSettings(**data.get("compute", {})),
+                   source=data.get("source", ""))
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(path, self.to_dict())
+
+
+def _busbridge2025() -> LawSet:
+    supervised = SupervisedLaw(E=1.220, A=3355.0, B=18186.0, alpha=0.408, beta=0.431, gamma=0.452)
+    distillation = DistillationLaw(A=2243.0, B=24181.0, alpha=0.321, beta=0.637, gamma=0.764,
+                                   c0=2.549, c1=522.6, f1=0.090, d1=1.315, student_law=supervised)
+    return LawSet("busbridge2025", supervised, distillation, ComputeSettings(4096, 32168, 128.0),
+                  "Busbridge et al. 2025, Table 6 (C4-English, vocab 32168, context 4096)")
+
+
+def _chinchilla2022() -> LawSet:
+    return LawSet("chinchilla2022",
+                  SupervisedLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+                  source="Hoffmann et al. 2022, Eq. 10 (MassiveText)")
+
+
+def _epoch2024() -> LawSet:
+    return LawSet("epoch2024",
+                  SupervisedLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
+                  source="Besiroglu et al. 2024, refit of Chinchilla Fig. 4")
+
+
+PRESETS = {"busbridge2025": _busbridge2025, "chinchilla2022": _chinchilla2022,
+           "epoch2024": _epoch2024}
+
+
+def load_laws(spec: str | Path) -> LawSet:
+    """A preset name or the path of a law JSON file (as written by `fit ... --out`)."""
+    spec = str(spec)
+    if spec in PRESETS:
+        return PRESETS[spec]()
+    path = Path(spec)
+    if not path.exists():
+        raise UserError(f"unknown law {spec!r}: use a preset ({', '.join(PRESETS)}) "
+                        "or the path of a law JSON file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read law file {spec}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{spec} is not a distillscale law file (expected \"format\": \"{FORMAT}\")")
+    try:
+        return LawSet.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"law file {spec} is incomplete or malformed (problem with {exc})") from None

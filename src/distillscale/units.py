@@ -1,0 +1,40 @@
+"""Parsing and formatting of the large quantities users type: parameters, tokens, FLOPs."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from distillscale.errors import UserError
+
+_SUFFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
+_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMBGTP]?)\s*$")
+
+
+def parse_quantity(text: str | float | int, what: str = "value") -> float:
+    """Parse `1e21`, `546M`, `7.75B`, `2T`, `20k` into a positive float.
+
+    Raises UserError naming `what` when the text is malformed or not positive.
+    """
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        match = _QUANTITY.match(str(text))
+        if not match:
+            raise UserError(
+                f"malformed {what} {text!r}: use a number such as 1e21, 546M, 7.75B or 2T"
+            )
+        value = float(match.group(1)) * _SUFFIXES[match.group(2).upper()]
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{what} must be a positive finite number, got {text!r}")
+    return value
+
+
+def format_quantity(value: float, digits: int = 3) -> str:
+    """Format a count with an SI-like suffix: 5.46e8 -> '546M', 7.75e9 -> '7.75B'."""
+    if not math.isfinite(value):
+        return str(value)
+    for suffix, scale in (("P", 1e15), ("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g}{suffix}"
+    return f"{value:.{digits}g}"
