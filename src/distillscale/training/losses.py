@@ -1,0 +1,310 @@
+"""Next-token and distillation losses, with an optional memory-efficient chunked path.
+
+The objective (Busbridge et al. 2025, Sec. 3) is, averaged over the valid target tokens:
+
+    loss = (1 - lambda) * CE + lambda * KD + lambda_z * Z
+
+- CE: next-token cross-entropy of the student against the data, -log softmax(z_S)[y].
+- KD: tau^2 * D(p_T, p_S) with p = softmax(z / tau). D is one of
+    - "forward-kl": KL(p_T || p_S) = sum_a p_T,a (log p_T,a - log p_S,a). The paper writes the
+      cross-entropy -sum_a p_T,a log p_S,a; they differ by the teacher entropy, which has no
+      gradient. We report the true KL so the number is interpretable (>= 0, 0 when the student
+      matches the teacher).
+    - "reverse-kl": KL(p_S || p_T).
+    - "jsd": generalized Jensen-Shannon divergence with weight beta (Agarwal et al. 2024, "GKD"),
+      with the mixture M = beta * p_T + (1 - beta) * p_S:
+          JSD_beta = beta * KL(p_T || M) + (1 - beta) * KL(p_S || M).
+      beta = 0.5 is the symmetric JSD (at most log 2); JSD_beta ~ beta * KL(p_T || p_S) as beta -> 0
+      and ~ (1 - beta) * KL(p_S || p_T) as beta -> 1.
+- Z: z-loss, (logsumexp z_S)^2, which keeps the student's log-normaliser near zero.
+
+Top-k teacher (`top_k=k`): the teacher keeps only its k most likely tokens S (per position),
+renormalised over S: p_T^k = softmax(z_T[S] / tau). Then
+    - forward KL is KL(p_T^k || p_S), i.e. the sum runs over the teacher's support S with the
+      student's full-vocabulary probabilities (the student is pushed to put its mass on S);
+    - JSD uses p_T^k extended by zeros outside S against the full student distribution; it stays
+      finite because the mixture keeps (1 - beta) p_S outside S, which contributes
+      -(1 - beta) log(1 - beta) * p_S(outside S);
+    - reverse KL would be infinite whenever the student puts mass outside S, so it compares the
+      two distributions conditioned on S: KL(p_S(. | S) || p_T^k). The student's mass outside S is
+      then constrained only by the CE term, so combine it with lambda < 1.
+k larger than the vocabulary means no truncation.
+
+Targets equal to `IGNORE_INDEX` (-100, PyTorch's convention) are left out of every term (CE, KD
+and Z) and of the token count that the mean divides by.
+
+Memory: the naive path materialises [tokens, V] logits for the student and the teacher, several
+times over (log-probabilities, probabilities, gradients). With `chunk_size`, `_ChunkedLoss` walks
+the tokens in chunks: for each chunk it computes the logits with the head, the loss, and at once
+the gradients with respect to the chunk's hidden states and the head's parameters, then drops the
+logits. Only one chunk's [chunk, V] tensors exist at a time, and backward only scales the stored
+gradients, so nothing is recomputed (unlike activation checkpointing, which would run both heads
+twice).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+IGNORE_INDEX = -100
+
+# Maps hidden states [n, d] to logits [n, V], e.g. `model.head`.
+Head = Callable[[torch.Tensor], torch.Tensor]
+
+
+class DistillationLossConfig(BaseModel):
+    """Settings of the distillation objective (defaults as in Busbridge et al. 2025)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kd: Literal["forward-kl", "reverse-kl", "jsd"] = "forward-kl"
+    temperature: float = Field(1.0, gt=0, description="tau; KD is scaled by tau^2")
+    kd_weight: float = Field(1.0, ge=0, le=1, description="lambda; CE gets 1 - lambda")
+    z_loss_weight: float = Field(1e-4, ge=0, description="lambda_z")
+    top_k: int | None = Field(None, ge=1, description="keep the teacher's k most likely tokens")
+    jsd_beta: float = Field(0.5, gt=0, lt=1, description="teacher weight in the JSD mixture")
+    chunk_size: int | None = Field(1024, ge=1, description="tokens per chunk; None = no chunking")
+
+
+@dataclass
+class LossOutput:
+    """`loss` is the tensor to backpropagate; the components are detached means per valid token
+    (nats/token; `z_loss` in nats^2). `kd` is None for plain next-token training."""
+
+    loss: torch.Tensor
+    ce: torch.Tensor
+    kd: torch.Tensor | None
+    z_loss: torch.Tensor
+
+
+def cross_entropy_loss(hidden: torch.Tensor, head: Head, targets: torch.Tensor, *,
+                       z_loss_weight: float = 0.0, chunk_size: int | None = None) -> LossOutput:
+    """Next-token cross-entropy (+ z_loss_weight * z-loss) of `head(hidden)` against `targets`.
+
+    hidden: [..., d]; targets: [...] token ids, IGNORE_INDEX where there is nothing to predict.
+    chunk_size: tokens per chunk for the memory-efficient path; None computes all logits at once.
+    """
+    objective = _Objective(ce_weight=1.0, kd_weight=0.0, z_loss_weight=z_loss_weight)
+    return _compute(objective, hidden, head, None, None, targets, chunk_size)
+
+
+def distillation_loss(student_hidden: torch.Tensor, student_head: Head,
+                      teacher_hidden: torch.Tensor, teacher_head: Head,
+                      targets: torch.Tensor, config: DistillationLossConfig) -> LossOutput:
+    """(1 - lambda) CE + lambda KD + lambda_z Z of the student, with the teacher under no_grad.
+
+    student_hidden: [..., d_S]; teacher_hidden: [..., d_T] for the same positions; both heads must
+    produce logits over the same vocabulary (slice a padded teacher vocabulary in its head).
+    """
+    if teacher_hidden.shape[:-1] != student_hidden.shape[:-1]:
+        raise ValueError(f"teacher hidden states {tuple(teacher_hidden.shape)} do not cover the same "
+                         f"positions as the student's {tuple(student_hidden.shape)}")
+    objective = _Objective(ce_weight=1.0 - config.kd_weight, kd_weight=config.kd_weight,
+                           z_loss_weight=config.z_loss_weight, kd=config.kd,
+                           temperature=config.temperature, top_k=config.top_k,
+                           jsd_beta=config.jsd_beta)
+    return _compute(objective, student_hidden, student_head, teacher_hidden, teacher_head,
+                    targets, config.chunk_size)
+
+
+@dataclass(frozen=True)
+class _Objective:
+    """The weighted objective; `sums` gives its three components summed over a block of tokens."""
+
+    ce_weight: float
+    kd_weight: float
+    z_loss_weight: float
+    kd: str = "forward-kl"
+    temperature: float = 1.0
+    top_k: int | None = None
+    jsd_beta: float = 0.5
+
+    def sums(self, logits: torch.Tensor, targets: torch.Tensor,
+             teacher_logits: torch.Tensor | None) -> torch.Tensor:
+        """[CE, KD, Z] summed over the valid tokens of this block (KD is 0 without a teacher)."""
+        logits = _at_least_float32(logits)
+        valid = targets != IGNORE_INDEX
+        log_normaliser = torch.logsumexp(logits, dim=-1)
+        target_logits = logits.gather(-1, targets.where(valid, 0).unsqueeze(-1)).squeeze(-1)
+        per_token = [log_normaliser - target_logits, log_normaliser.square()]
+        if teacher_logits is not None:
+            if teacher_logits.shape != logits.shape:
+                raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match the "
+                                 f"student's {tuple(logits.shape)}: the vocabularies must agree")
+            teacher_logits = teacher_logits.to(logits.dtype)
+            per_token.insert(1, self.temperature ** 2 * kd_divergence(
+                logits, teacher_logits, self.kd, self.temperature, self.top_k, self.jsd_beta))
+        else:
+            per_token.insert(1, torch.zeros_like(log_normaliser))
+        # where, not multiply: a garbage (inf/nan) row at an ignored position must not leak in.
+        return torch.stack([term.where(valid, 0.0).sum() for term in per_token])
+
+    def weights(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([self.ce_weight, self.kd_weight, self.z_loss_weight],
+                            dtype=like.dtype, device=like.device)
+
+
+def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                  kind: str = "forward-kl", temperature: float = 1.0, top_k: int | None = None,
+                  jsd_beta: float = 0.5) -> torch.Tensor:
+    """Per-token divergence D(p_T, p_S) between softmax(logits / temperature), without the tau^2
+    factor; logits [n, V] -> [n]. See the module docstring for the top-k semantics."""
+    student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)
+    if top_k is not None and top_k < teacher_logits.shape[-1]:
+        top_logits, support = teacher_logits.topk(top_k, dim=-1, sorted=False)
+        teacher_log_probs = F.log_softmax(top_logits / temperature, dim=-1)
+        student_on_support = student_log_probs.gather(-1, support)
+        if kind == "forward-kl":
+            return _kl(teacher_log_probs, student_on_support)
+        if kind == "reverse-kl":
+            conditional = student_on_support - torch.logsumexp(student_on_support, -1, keepdim=True)
+            return _kl(conditional, teacher_log_probs)
+        student_mass_outside = -torch.expm1(torch.logsumexp(student_on_support, dim=-1))
+        outside = -(1 - jsd_beta) * math.log1p(-jsd_beta) * student_mass_outside
+        return _jsd(teacher_log_probs, student_on_support, jsd_beta) + outside
+    teacher_log_probs = F.log_softmax(teacher_logits / temperature, dim=-1)
+    if kind == "forward-kl":
+        return _kl(teacher_log_probs, student_log_probs)
+    if kind == "reverse-kl":
+        return _kl(student_log_probs, teacher_log_probs)
+    if kind == "jsd":
+        return _jsd(teacher_log_probs, student_log_probs, jsd_beta)
+    raise ValueError(f"unknown KD divergence {kind!r}; use forward-kl, reverse-kl or jsd")
+
+
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """sum_a p_a (log p_a - log q_a) over the last dimension, from log-probabilities."""
+    return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)
+
+
+def _jsd(teacher_log_probs: torch.Tensor, student_log_probs: torch.Tensor,
+         beta: float) -> torch.Tensor:
+    """beta KL(p_T || M) + (1 - beta) KL(p_S || M), M = beta p_T + (1 - beta) p_S, summed over
+    the entries given (the caller adds what lies outside them)."""
+    log_mixture = torch.logaddexp(teacher_log_probs + math.log(beta),
+                                  student_log_probs + math.log1p(-beta))
+    return (beta * _kl(teacher_log_probs, log_mixture)
+            + (1 - beta) * _kl(student_log_probs, log_mixture))
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Softmax statistics over a large vocabulary need float32; keep float64 when given it."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _compute(objective: _Objective, hidden: torch.Tensor, head: Head,
+             teacher_hidden: torch.Tensor | None, teacher_head: Head | None,
+             targets: torch.Tensor, chunk_size: int | None) -> LossOutput:
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    targets = targets.reshape(-1)
+    if teacher_hidden is not None:
+        teacher_hidden = teacher_hidden.reshape(-1, teacher_hidden.shape[-1])
+    if targets.shape[0] != hidden.shape[0]:
+        raise ValueError(f"{targets.shape[0]} targets for {hidden.shape[0]} hidden states")
+    n_valid = (targets != IGNORE_INDEX).sum().clamp(min=1)
+
+    if chunk_size is None:
+        logits = head(hidden)
+        teacher_logits = None
+        if teacher_head is not None:
+            with torch.no_grad():
+                teacher_logits = teacher_head(teacher_hidden)
+        sums = objective.sums(logits, targets, teacher_logits)
+        loss = (sums * objective.weights(sums)).sum() / n_valid
+        components = sums.detach() / n_valid
+    else:
+        parameters = _head_parameters(head, hidden)
+        if parameters or (torch.is_grad_enabled() and hidden.requires_grad):
+            loss, components = _ChunkedLoss.apply(objective, hidden, head, teacher_hidden,
+                                                  teacher_head, targets, n_valid, chunk_size,
+                                                  *parameters)
+        else:
+            loss, components, _ = _sum_over_chunks(objective, hidden, head, teacher_hidden,
+                                                   teacher_head, targets, n_valid, chunk_size,
+                                                   parameters=(), with_grads=False)
+    return LossOutput(loss=loss, ce=components[0],
+                      kd=components[1] if teacher_head is not None else None,
+                      z_loss=components[2])
+
+
+def _head_parameters(head: Head, hidden: torch.Tensor) -> list[torch.Tensor]:
+    """The leaf tensors requiring grad that `head`'s output depends on (its weights, however the
+    head is written: nn.Linear, a method, a lambda with an output multiplier), found by running it
+    on one row and walking the autograd graph back to the leaves. Empty when grad is disabled."""
+    if not torch.is_grad_enabled():
+        return []
+    with torch.enable_grad():
+        probe = head(hidden[:1].detach())
+    leaves, seen, stack = [], set(), [probe.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):  # an AccumulateGrad node: its variable is a leaf
+            leaves.append(node.variable)
+        stack.extend(parent for parent, _ in node.next_functions)
+    return leaves
+
+
+def _sum_over_chunks(objective: _Objective, hidden: torch.Tensor, head: Head,
+                     teacher_hidden: torch.Tensor | None, teacher_head: Head | None,
+                     targets: torch.Tensor, n_valid: torch.Tensor, chunk_size: int,
+                     parameters: tuple[torch.Tensor, ...], with_grads: bool):
+    """Loss, components and (if `with_grads`) the gradients of the loss with respect to `hidden`
+    and `parameters`, computed chunk by chunk so that one chunk's logits live at a time."""
+    loss = components = None
+    grad_hidden = torch.zeros_like(hidden) if with_grads else None
+    grad_parameters = [torch.zeros_like(p, dtype=torch.promote_types(p.dtype, torch.float32))
+                       for p in parameters]
+    for start in range(0, hidden.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
+        teacher_logits = None
+        if teacher_head is not None:
+            with torch.no_grad():
+                teacher_logits = teacher_head(teacher_hidden[rows])
+        with torch.set_grad_enabled(with_grads):
+            hidden_chunk = hidden[rows].detach().requires_grad_(with_grads)
+            sums = objective.sums(head(hidden_chunk), targets[rows], teacher_logits)
+            chunk_loss = (sums * objective.weights(sums)).sum() / n_valid
+        if with_grads:
+            grads = torch.autograd.grad(chunk_loss, [hidden_chunk, *parameters], allow_unused=True)
+            grad_hidden[rows] = grads[0]
+            for total, grad in zip(grad_parameters, grads[1:]):
+                if grad is not None:
+                    total += grad
+        chunk_loss, sums = chunk_loss.detach(), sums.detach() / n_valid
+        loss = chunk_loss if loss is None else loss + chunk_loss
+        components = sums if components is None else components + sums
+    return loss, components, (grad_hidden, *grad_parameters)
+
+
+class _ChunkedLoss(torch.autograd.Function):
+    """Chunked loss whose forward also computes the gradients (see `_sum_over_chunks`); backward
+    scales them by the incoming gradient. `parameters` are the head's weights, passed as inputs so
+    autograd routes their gradients."""
+
+    @staticmethod
+    def forward(ctx, objective, hidden, head, teacher_hidden, teacher_head, targets, n_valid,
+                chunk_size, *parameters):
+        loss, components, ctx.grads = _sum_over_chunks(
+            objective, hidden, head, teacher_hidden, teacher_head, targets, n_valid, chunk_size,
+            parameters, with_grads=True)
+        ctx.parameter_dtypes = [p.dtype for p in parameters]
+        ctx.mark_non_differentiable(components)
+        return loss, components
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_components):
+        grad_hidden, *grad_parameters = ctx.grads
+        del ctx.grads
+        grad_parameters = [(grad_loss * g).to(p_dtype) for g, p_dtype
+                           in zip(grad_parameters, ctx.parameter_dtypes)]
+        return (None, grad_loss * grad_hidden, None, None, None, None, None, None,
+                *grad_parameters)
