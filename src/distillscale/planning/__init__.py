@@ -1,0 +1,1 @@
+"""The planner: FLOP accounting, compute-optimal distillation plans, teacher choice."""

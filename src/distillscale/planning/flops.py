@@ -1,0 +1,129 @@
+"""FLOP accounting for distillation (Busbridge et al. 2025, Eq. 9 and App. H).
+
+    total = 3 F(N_S) D_S + F(N_T) (delta_lgt D_S + delta_pre 3 D_T)
+
+F(N) is the forward cost of one token for a model with N non-embedding parameters; training costs
+three forwards (forward plus a backward twice as expensive). The scenario indicators say whether the
+teacher's logits (delta_lgt) and its pre-training (delta_pre) are paid out of the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from distillscale.errors import UserError
+from distillscale.laws import ComputeSettings
+
+ArrayLike = Any
+
+# Feed-forward width over d_model times 3 for a gated FFN with ratio 8/3 and multi-head attention:
+# the omega of Busbridge App. H, where non-embedding parameters are N = omega * n_layers * d_model^2.
+GATED_FFN_OMEGA = 12.0
+
+
+@dataclass(frozen=True)
+class ForwardFlops:
+    """Forward FLOPs per token F(N), vectorised over N.
+
+    `method="simple"` is the 2N approximation. `method="corrected"` adds attention over the context
+    and the output projection for models of fixed aspect ratio rho = d_model / n_layers:
+
+        F(N) = 2N (1 + sigma1 n_ctx N^(-1/3) + sigma2 n_vocab N^(-2/3)),
+        sigma1 = (1 / (rho omega^2))^(1/3),  sigma2 = (rho / omega)^(1/3).
+    """
+
+    method: str = "corrected"
+    n_ctx: int = 4096
+    n_vocab: int = 32168
+    aspect_ratio: float = 128.0
+    omega: float = GATED_FFN_OMEGA
+
+    METHODS = ("simple", "corrected")
+
+    def __post_init__(self) -> None:
+        if self.method not in self.METHODS:
+            raise UserError(f"unknown FLOP method {self.method!r}: use one of {', '.join(self.METHODS)}")
+
+    @classmethod
+    def from_settings(cls, settings: ComputeSettings, method: str = "corrected") -> "ForwardFlops":
+        """The accounting of a law's own setting (context, vocabulary, aspect ratio)."""
+        return cls(method, settings.n_ctx, settings.n_vocab, settings.aspect_ratio)
+
+    @property
+    def sigma1(self) -> float:
+        return (1.0 / (self.aspect_ratio * self.omega**2)) ** (1 / 3)
+
+    @property
+    def sigma2(self) -> float:
+        return (self.aspect_ratio / self.omega) ** (1 / 3)
+
+    def __call__(self, N: ArrayLike) -> np.ndarray | float:
+        N = np.asarray(N, dtype=np.float64)
+        if self.method == "simple":
+            out = 2.0 * N
+        else:
+            out = 2.0 * N * (1.0 + self.sigma1 * self.n_ctx * N ** (-1 / 3)
+                             + self.sigma2 * self.n_vocab * N ** (-2 / 3))
+        return float(out) if out.ndim == 0 else out
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Which parts of the teacher's cost come out of the budget (Busbridge Sec. 5)."""
+
+    name: str
+    teacher_inference: bool    # delta_lgt: the teacher's forward pass on every distillation token
+    teacher_pretraining: bool  # delta_pre: training the teacher on D_T tokens
+    description: str
+
+
+SCENARIOS = {
+    s.name: s for s in (
+        Scenario("best-case", False, False, "the teacher is free: any teacher loss can be chosen"),
+        Scenario("teacher-inference", True, False,
+                 "the teacher exists; its logits on the student's tokens are paid"),
+        Scenario("teacher-pretraining", False, True,
+                 "the teacher is trained; its logits are shared by many students"),
+        Scenario("teacher-pretraining-inference", True, True,
+                 "the teacher is trained and used for this one student"),
+    )
+}
+
+
+def get_scenario(name: str) -> Scenario:
+    if name not in SCENARIOS:
+        raise UserError(f"unknown scenario {name!r}: use one of {', '.join(SCENARIOS)}")
+    return SCENARIOS[name]
+
+
+@dataclass(frozen=True)
+class FlopBreakdown:
+    """Where the FLOPs of a distillation go."""
+
+    student: float
+    teacher_inference: float
+    teacher_pretraining: float
+
+    @property
+    def total(self) -> float:
+        return self.student + self.teacher_inference + self.teacher_pretraining
+
+    def to_dict(self) -> dict[str, float]:
+        return {"student": self.student, "teacher_inference": self.teacher_inference,
+                "teacher_pretraining": self.teacher_pretraining, "total": self.total}
+
+
+def distillation_flops(scenario: Scenario, student_flops_per_token: float, student_tokens: float,
+                       teacher_flops_per_token: float = 0.0,
+                       teacher_tokens: float = 0.0) -> FlopBreakdown:
+    """Busbridge Eq. 9, split into its three parts, for per-token forward costs F(N_S), F(N_T)."""
+    return FlopBreakdown(
+        student=3.0 * student_flops_per_token * student_tokens,
+        teacher_inference=(teacher_flops_per_token * student_tokens
+                           if scenario.teacher_inference else 0.0),
+        teacher_pretraining=(3.0 * teacher_flops_per_token * teacher_tokens
+                             if scenario.teacher_pretraining else 0.0),
+    )

@@ -1,0 +1,446 @@
+"""Compute-optimal distillation: for a student size and a FLOP budget, which teacher, how many
+distillation tokens, what loss, and is it better than training the student directly?
+
+The problem (Busbridge et al. 2025, Sec. 5): minimise L_S(N_S, D_S, L(N_T, D_T)) over
+(D_S, N_T, D_T), every variable in [1e6, 1e17], subject to
+
+    3 F(N_S) D_S + F(N_T) (delta_lgt D_S + delta_pre 3 D_T) = C.
+
+Rather than a constrained 3-D search, each scenario is reduced to what actually matters:
+
+- best-case: the budget fixes D_S = C / (3 F(N_S)) and the teacher enters only through L_T, so a
+  1-D search over L_T gives L_T*; every (N_T, D_T) with L(N_T, D_T) = L_T* reaches it.
+- scenarios that pay for the teacher: for a teacher (N_T, D_T) the budget left over fixes
+  D_S = (C - delta_pre 3 F(N_T) D_T) / (3 F(N_S) + delta_lgt F(N_T)), so the search is 2-D over the
+  teacher. A dense log-spaced grid locates the global basin, a finer grid around its best point
+  sharpens it, and SLSQP (the paper's optimiser) polishes it with D_S's bounds as constraints.
+
+Every plan spends the budget exactly, since D_S is computed from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+
+from distillscale.errors import UserError
+from distillscale.laws import LawSet, SupervisedLaw
+from distillscale.planning.flops import (
+    SCENARIOS,
+    FlopBreakdown,
+    ForwardFlops,
+    Scenario,
+    distillation_flops,
+)
+from distillscale.units import format_quantity
+
+# The paper's box for every variable: parameters and tokens in [1e6, 1e17].
+DEFAULT_BOUNDS = (1e6, 1e17)
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """How a solution was found, in the spirit of scipy.optimize.OptimizeResult."""
+
+    success: bool
+    message: str
+    grid_points: int = 0          # objective evaluations on the dense grids
+    local_evaluations: int = 0    # evaluations spent by the local refinement
+    grid_loss: float = float("nan")  # best loss on the grid, before refinement
+
+    def to_dict(self) -> dict:
+        return {"success": self.success, "message": self.message, "grid_points": self.grid_points,
+                "local_evaluations": self.local_evaluations, "grid_loss": self.grid_loss}
+
+
+@dataclass(frozen=True)
+class SupervisedPlan:
+    """The baseline: the whole budget trains the student directly, D = C / (3 F(N_S))."""
+
+    student_params: float
+    tokens: float
+    loss: float
+    budget: float
+
+    def to_dict(self) -> dict:
+        return {"student_params": self.student_params, "tokens": self.tokens, "loss": self.loss,
+                "budget": self.budget}
+
+
+@dataclass(frozen=True)
+class TeacherFamily:
+    """The teachers (N_T, D_T) inside the bounds whose supervised loss is `teacher_loss`.
+
+    `params` and `tokens` trace the curve; the compute-optimal member is the one that is cheapest
+    to pre-train (least 3 F(N_T) D_T).
+    """
+
+    teacher_loss: float
+    params: np.ndarray
+    tokens: np.ndarray
+    compute_optimal_params: float
+    compute_optimal_tokens: float
+
+    def to_dict(self) -> dict:
+        return {"teacher_loss": self.teacher_loss,
+                "compute_optimal": {"params": self.compute_optimal_params,
+                                    "tokens": self.compute_optimal_tokens},
+                "params": self.params.tolist(), "tokens": self.tokens.tolist()}
+
+
+@dataclass(frozen=True)
+class DistillationPlan:
+    """A solved allocation of one budget to a student, its teacher and the distillation tokens."""
+
+    scenario: Scenario
+    budget: float
+    student_params: float
+    student_tokens: float
+    teacher_params: float | None   # None when an existing teacher was given by its loss only
+    teacher_tokens: float | None
+    teacher_loss: float
+    student_loss: float
+    flops: FlopBreakdown
+    supervised: SupervisedPlan
+    convergence: Convergence
+    teacher_family: TeacherFamily | None = field(default=None, repr=False)
+
+    @property
+    def loss_difference(self) -> float:
+        """Supervised minus distilled loss (nats/token): positive when distillation wins."""
+        return self.supervised.loss - self.student_loss
+
+    @property
+    def verdict(self) -> str:
+        return "distill" if self.student_loss < self.supervised.loss else "pretrain"
+
+    def to_dict(self) -> dict:
+        record = {
+            "scenario": self.scenario.name,
+            "budget": self.budget,
+            "student_params": self.student_params,
+            "student_loss": self.student_loss,
+            "student_tokens": self.student_tokens,
+            "teacher_params": self.teacher_params,
+            "teacher_tokens": self.teacher_tokens,
+            "teacher_loss": self.teacher_loss,
+            "supervised_loss": self.supervised.loss,
+            "supervised_tokens": self.supervised.tokens,
+            "verdict": self.verdict,
+            "loss_difference": self.loss_difference,
+            "flops": self.flops.to_dict(),
+            "convergence": self.convergence.to_dict(),
+        }
+        if self.teacher_family is not None:
+            record["teacher_family"] = self.teacher_family.to_dict()
+        return record
+
+
+@dataclass(frozen=True)
+class StudentSweep:
+    """Plans for a range of student sizes at one budget, and the best of them."""
+
+    scenario: Scenario
+    budget: float
+    plans: list[DistillationPlan]
+    best: DistillationPlan
+    supervised_best: SupervisedPlan  # the compute-optimal model trained without a teacher
+
+    @property
+    def verdict(self) -> str:
+        return "distill" if self.best.student_loss < self.supervised_best.loss else "pretrain"
+
+    def to_dict(self) -> dict:
+        return {"scenario": self.scenario.name, "budget": self.budget,
+                "best": self.best.to_dict(), "supervised_best": self.supervised_best.to_dict(),
+                "verdict": self.verdict,
+                "loss_difference": self.supervised_best.loss - self.best.student_loss,
+                "students": [{"student_params": p.student_params, "student_loss": p.student_loss,
+                              "supervised_loss": p.supervised.loss} for p in self.plans]}
+
+
+def tokens_reaching_loss(law: SupervisedLaw, params: np.ndarray, loss: float) -> np.ndarray:
+    """D with L(N, D) = loss for each N (inverting the supervised law); NaN where unreachable."""
+    params = np.asarray(params, dtype=np.float64)
+    if loss <= law.E:
+        return np.full(params.shape, np.nan)
+    data_term = (loss - law.E) ** (1.0 / law.gamma) - law.A * params ** (-law.alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(data_term > 0, (law.B / data_term) ** (1.0 / law.beta), np.nan)
+
+
+class DistillationPlanner:
+    """Compute-optimal planning under a law set's supervised and distillation laws.
+
+    Parameters
+    ----------
+    laws : the LawSet; it needs a distillation law (its student law is the supervised law used for
+        teachers and for the baseline).
+    flops : forward FLOPs per token F(N); by default the corrected form for the law's own setting.
+    bounds : (low, high) for every parameter and token count.
+    grid_size : points per axis of the coarse grid of the teacher search.
+    """
+
+    def __init__(self, laws: LawSet, flops: ForwardFlops | None = None,
+                 bounds: tuple[float, float] = DEFAULT_BOUNDS, grid_size: int = 64) -> None:
+        self.laws = laws
+        self.distillation = laws.require_distillation()
+        self.supervised_law = self.distillation.student_law
+        self.flops = flops if flops is not None else ForwardFlops.from_settings(laws.compute)
+        self.bounds = bounds
+        self.grid_size = grid_size
+
+    # -- the supervised baseline ------------------------------------------------------------
+
+    def supervised(self, student_params: float, budget: float,
+                   student_flops_per_token: float | None = None) -> SupervisedPlan:
+        """All compute on training the student directly: D = C / (3 F(N_S))."""
+        F_S = self._student_flops(student_params, student_flops_per_token)
+        tokens = budget / (3.0 * F_S)
+        low, high = self.bounds
+        if tokens < low:
+            raise UserError(
+                f"budget {budget:.3g} FLOPs is too small: training a {format_quantity(student_params)}"
+                f"-parameter student on the minimum of {format_quantity(low)} tokens needs "
+                f"{3.0 * F_S * low:.3g} FLOPs; raise --compute or choose a smaller student")
+        if tokens > high:
+            raise UserError(
+                f"budget {budget:.3g} FLOPs would train a {format_quantity(student_params)}-parameter "
+                f"student on {tokens:.3g} tokens, beyond the planner's {high:.0e}-token bound; "
+                "choose a larger student or a smaller --compute")
+        return SupervisedPlan(student_params, tokens,
+                              float(self.supervised_law.predict(student_params, tokens)), budget)
+
+    def supervised_optimal(self, budget: float) -> SupervisedPlan:
+        """The model size that minimises L(N, C / (3 F(N))) for this budget."""
+        sizes = self._feasible_student_sizes(budget, 48)
+        tokens = budget / (3.0 * self.flops(sizes))
+        best = int(np.argmin(self.supervised_law.predict(sizes, tokens)))
+        bracket = np.log(sizes[max(best - 1, 0)]), np.log(sizes[min(best + 1, len(sizes) - 1)])
+
+        def loss(log_n: float) -> float:
+            n = np.exp(log_n)
+            return float(self.supervised_law.predict(n, budget / (3.0 * self.flops(n))))
+
+        found = minimize_scalar(loss, bounds=bracket, method="bounded", options={"xatol": 1e-6})
+        return self.supervised(float(np.exp(found.x)), budget)
+
+    # -- distillation -----------------------------------------------------------------------
+
+    def plan(self, student_params: float, budget: float, scenario: Scenario | str,
+             student_flops_per_token: float | None = None) -> DistillationPlan:
+        """The compute-optimal (D_S, N_T, D_T) for one student size, budget and scenario."""
+        scenario = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
+        baseline = self.supervised(student_params, budget, student_flops_per_token)
+        F_S = self._student_flops(student_params, student_flops_per_token)
+        if not (scenario.teacher_inference or scenario.teacher_pretraining):
+            return self._plan_best_case(student_params, budget, scenario, F_S, baseline)
+        return self._plan_paid_teacher(student_params, budget, scenario, F_S, baseline)
+
+    def plan_with_teacher(self, student_params: float, budget: float, teacher_params: float,
+                          teacher_tokens: float | None = None, teacher_loss: float | None = None,
+                          student_flops_per_token: float | None = None) -> DistillationPlan:
+        """An existing teacher (its size and either its tokens or its loss); its logits are paid.
+
+        The student loss falls monotonically with D_S for a fixed teacher, so the optimum spends
+        the whole budget: D_S = C / (3 F(N_S) + F(N_T)).
+        """
+        if (teacher_tokens is None) == (teacher_loss is None):
+            raise UserError("give the existing teacher's tokens or its loss (exactly one)")
+        if teacher_loss is None:
+            teacher_loss = float(self.supervised_law.predict(teacher_params, teacher_tokens))
+        scenario = SCENARIOS["teacher-inference"]
+        baseline = self.supervised(student_params, budget, student_flops_per_token)
+        F_S = self._student_flops(student_params, student_flops_per_token)
+        F_T = float(self.flops(teacher_params))
+        student_tokens = budget / (3.0 * F_S + F_T)
+        if student_tokens < self.bounds[0]:
+            raise UserError(
+                f"budget {budget:.3g} FLOPs is too small: with the "
+                f"{format_quantity(teacher_params)}-parameter teacher's logits, the student gets "
+                f"{student_tokens:.3g} tokens, below the minimum of {format_quantity(self.bounds[0])}")
+        loss = float(self.distillation.predict(student_params, student_tokens, teacher_loss))
+        return DistillationPlan(
+            scenario, budget, student_params, student_tokens, teacher_params, teacher_tokens,
+            teacher_loss, loss, distillation_flops(scenario, F_S, student_tokens, F_T), baseline,
+            Convergence(True, "closed form: the student loss falls with D_S, so D_S takes the "
+                              "whole budget"))
+
+    def optimal_teacher_loss(self, student_params: float,
+                             student_tokens: float) -> tuple[float, Convergence]:
+        """L_T* = argmin over reachable teacher losses of L_S(N_S, D_S, L_T) (the U-curve minimum)."""
+        law = self.supervised_law
+        low, high = self.bounds
+        strongest, weakest = law.predict(high, high), law.predict(low, low)
+        # The capacity-gap switch is sharp, so search log(L_T - E), where it is spread out.
+        grid = np.linspace(np.log(strongest - law.E), np.log(weakest - law.E), 2048)
+        losses = self.distillation.predict(student_params, student_tokens, law.E + np.exp(grid))
+        best = int(np.argmin(losses))
+        bracket = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+
+        def student_loss(t: float) -> float:
+            return float(self.distillation.predict(student_params, student_tokens, law.E + np.exp(t)))
+
+        found = minimize_scalar(student_loss, bounds=bracket, method="bounded",
+                                options={"xatol": 1e-9})
+        t = found.x if found.fun <= losses[best] else grid[best]
+        return float(law.E + np.exp(t)), Convergence(
+            bool(found.success), f"bounded Brent in log(L_T - E): {found.message}",
+            grid_points=len(grid), local_evaluations=int(found.nfev), grid_loss=float(losses[best]))
+
+    def teacher_family(self, teacher_loss: float, points: int = 64) -> TeacherFamily:
+        """All teachers inside the bounds that reach `teacher_loss`, and the cheapest of them."""
+        low, high = self.bounds
+        params = np.geomspace(low, high, 4096)
+        tokens = tokens_reaching_loss(self.supervised_law, params, teacher_loss)
+        inside = np.isfinite(tokens) & (tokens >= low) & (tokens <= high)
+        if not inside.any():
+            raise UserError(f"no teacher inside the bounds reaches loss {teacher_loss:.4f} nats/token")
+        params, tokens = params[inside], tokens[inside]
+        pretraining = self.flops(params) * tokens
+        best = int(np.argmin(pretraining))
+        bracket = np.log(params[max(best - 1, 0)]), np.log(params[min(best + 1, len(params) - 1)])
+
+        def cost(log_n: float) -> float:
+            n = np.exp(log_n)
+            return float(self.flops(n) * tokens_reaching_loss(self.supervised_law, n, teacher_loss))
+
+        found = minimize_scalar(cost, bounds=bracket, method="bounded", options={"xatol": 1e-9})
+        optimal_params = float(np.exp(found.x))
+        optimal_tokens = float(tokens_reaching_loss(self.supervised_law, optimal_params, teacher_loss))
+        if not np.isfinite(optimal_tokens):
+            optimal_params, optimal_tokens = float(params[best]), float(tokens[best])
+        keep = np.unique(np.linspace(0, len(params) - 1, points).round().astype(int))
+        return TeacherFamily(teacher_loss, params[keep], tokens[keep], optimal_params, optimal_tokens)
+
+    def sweep(self, budget: float, scenario: Scenario | str,
+              student_params: np.ndarray | None = None) -> StudentSweep:
+        """Plans over student sizes (by default a log grid of the feasible ones), the best refined."""
+        scenario = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
+        sizes = (self._feasible_student_sizes(budget, 13) if student_params is None
+                 else np.asarray(student_params, dtype=np.float64))
+        plans = []
+        for size in sizes:
+            try:
+                plans.append(self.plan(float(size), budget, scenario))
+            except UserError:
+                continue  # this size cannot be planned within the bounds at this budget
+        if not plans:
+            raise UserError(f"no student size can be planned with {budget:.3g} FLOPs in "
+                            f"scenario {scenario.name}; raise --compute")
+        best = min(plans, key=lambda p: p.student_loss)
+        if student_params is None:
+            best = self._refine_student_size(budget, scenario, plans, best)
+        return StudentSweep(scenario, budget, plans, best, self.supervised_optimal(budget))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _student_flops(self, student_params: float, override: float | None) -> float:
+        return float(self.flops(student_params)) if override is None else float(override)
+
+    def _feasible_student_sizes(self, budget: float, count: int) -> np.ndarray:
+        """Log-spaced sizes whose supervised token count lies inside the bounds."""
+        low, high = self.bounds
+        sizes = np.geomspace(low, high, 1024)
+        tokens = budget / (3.0 * self.flops(sizes))
+        sizes = sizes[(tokens >= low) & (tokens <= high)]
+        if sizes.size == 0:
+            raise UserError(f"budget {budget:.3g} FLOPs cannot train any student between "
+                            f"{low:.0e} and {high:.0e} parameters on {low:.0e} to {high:.0e} tokens")
+        return np.geomspace(sizes[0], sizes[-1], count)
+
+    def _refine_student_size(self, budget: float, scenario: Scenario,
+                             plans: list[DistillationPlan], best: DistillationPlan) -> DistillationPlan:
+        index = plans.index(best)
+        neighbours = plans[max(index - 1, 0)], plans[min(index + 1, len(plans) - 1)]
+        bracket = tuple(np.log(p.student_params) for p in neighbours)
+        if bracket[0] == bracket[1]:
+            return best
+
+        def loss(log_n: float) -> float:
+            try:
+                return self.plan(float(np.exp(log_n)), budget, scenario).student_loss
+            except UserError:
+                return np.inf
+
+        found = minimize_scalar(loss, bounds=bracket, method="bounded", options={"xatol": 1e-3})
+        refined = self.plan(float(np.exp(found.x)), budget, scenario)
+        return refined if refined.student_loss < best.student_loss else best
+
+    def _plan_best_case(self, N_S: float, budget: float, scenario: Scenario, F_S: float,
+                        baseline: SupervisedPlan) -> DistillationPlan:
+        D_S = baseline.tokens  # the teacher is free, so every FLOP trains the student
+        teacher_loss, convergence = self.optimal_teacher_loss(N_S, D_S)
+        family = self.teacher_family(teacher_loss)
+        return DistillationPlan(
+            scenario, budget, N_S, D_S, family.compute_optimal_params, family.compute_optimal_tokens,
+            teacher_loss, float(self.distillation.predict(N_S, D_S, teacher_loss)),
+            distillation_flops(scenario, F_S, D_S), baseline, convergence, family)
+
+    def _plan_paid_teacher(self, N_S: float, budget: float, scenario: Scenario, F_S: float,
+                           baseline: SupervisedPlan) -> DistillationPlan:
+        low, high = self.bounds
+        inference = 1.0 if scenario.teacher_inference else 0.0
+        pretraining = 3.0 if scenario.teacher_pretraining else 0.0
+
+        def student_tokens(log_nt, log_dt):
+            F_T = self.flops(np.exp(log_nt))
+            return (budget - pretraining * F_T * np.exp(log_dt)) / (3.0 * F_S + inference * F_T)
+
+        def student_loss(log_nt, log_dt):
+            D_S = student_tokens(log_nt, log_dt)
+            feasible = (D_S >= low) & (D_S <= high)
+            L_T = self.supervised_law.predict(np.exp(log_nt), np.exp(log_dt))
+            L_S = self.distillation.predict(N_S, np.where(feasible, D_S, low), L_T)
+            return np.where(feasible, L_S, np.inf)
+
+        # Coarse grid over the whole box, then a finer one around its best cell.
+        axis = np.linspace(np.log(low), np.log(high), self.grid_size)
+        x0, grid_loss, coarse = self._grid_minimum(student_loss, axis, axis)
+        if not np.isfinite(grid_loss):
+            raise UserError(
+                f"budget {budget:.3g} FLOPs is too small for scenario {scenario.name}: even the "
+                f"smallest teacher leaves the student fewer than {format_quantity(low)} tokens")
+        step = axis[1] - axis[0]
+        fine_axes = [np.linspace(max(v - 2 * step, axis[0]), min(v + 2 * step, axis[-1]), 33)
+                     for v in x0]
+        x0, grid_loss, fine = self._grid_minimum(student_loss, *fine_axes)
+
+        # Polish with SLSQP; D_S's bounds become constraints on the teacher, scaled by the budget.
+        def objective(x):
+            return float(student_loss(*x)) if np.isfinite(student_loss(*x)) else grid_loss + 1.0
+
+        def tokens_within_bounds(x):
+            D_S = student_tokens(*x)
+            return np.array([D_S / low - 1.0, 1.0 - D_S / high])
+
+        result = minimize(objective, x0, method="SLSQP",
+                          bounds=[(axis[0], axis[-1])] * 2,
+                          constraints=[{"type": "ineq", "fun": tokens_within_bounds}],
+                          options={"ftol": 1e-12, "maxiter": 200})
+        converged = bool(result.success and np.all(tokens_within_bounds(result.x) >= -1e-9))
+        polished = converged and result.fun <= grid_loss
+        x = np.clip(result.x, axis[0], axis[-1]) if polished else x0
+        message = (f"SLSQP from the grid optimum: {result.message}" if polished else
+                   f"kept the grid optimum; SLSQP did not improve it ({result.message})")
+
+        N_T, D_T = float(np.exp(x[0])), float(np.exp(x[1]))
+        D_S = float(np.clip(student_tokens(*x), low, high))
+        L_T = float(self.supervised_law.predict(N_T, D_T))
+        return DistillationPlan(
+            scenario, budget, N_S, D_S, N_T, D_T, L_T,
+            float(self.distillation.predict(N_S, D_S, L_T)),
+            distillation_flops(scenario, F_S, D_S, float(self.flops(N_T)), D_T), baseline,
+            Convergence(converged, message,
+                        grid_points=coarse + fine, local_evaluations=int(result.nfev),
+                        grid_loss=float(grid_loss)))
+
+    @staticmethod
+    def _grid_minimum(loss, axis_a: np.ndarray, axis_b: np.ndarray):
+        """(argmin point, min loss, points evaluated) of a vectorised loss on a 2-D grid."""
+        a, b = np.meshgrid(axis_a, axis_b, indexing="ij")
+        values = loss(a, b)
+        index = np.unravel_index(int(np.argmin(values)), values.shape)
+        return np.array([a[index], b[index]]), float(values[index]), values.size
