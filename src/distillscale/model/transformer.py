@@ -1,0 +1,161 @@
+"""A decoder-only transformer as in Busbridge et al. 2025: pre-norm RMSNorm, RoPE, SwiGLU, QK-norm.
+
+Simple muP (Wortsman et al. 2024, "Small-scale proxies for large-scale Transformer training
+instabilities") makes one learning rate serve every width: hidden matrices are initialised with
+std 1/sqrt(fan_in) and trained at lr * base_width / d_model, the logits are multiplied by
+base_width / d_model, and embeddings, head and norm gains keep the base learning rate.
+With `mup=False` every matrix starts at std `init_std` and every tensor trains at the base rate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distillscale.errors import UserError
+from distillscale.model.config import ModelConfig
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotates pairs (i, i + head_dim/2) of q and k by position-dependent angles (the HF/Llama layout)."""
+
+    def __init__(self, head_dim: int, max_seq_len: int, base: float):
+        super().__init__()
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)
+        angles = torch.cat((angles, angles), dim=-1)
+        # Not persistent: recomputed from the config, so checkpoints hold weights only.
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, n_heads, T, head_dim]."""
+        T = x.shape[-2]
+        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class Attention(nn.Module):
+    """Multi-head causal self-attention; q and k are RMS-normalised per head before RoPE (as in Qwen3)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_heads, self.head_dim = config.n_heads, config.head_dim
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.out = nn.Linear(config.d_model, config.d_model, bias=False)
+        if config.qk_norm:
+            self.q_norm = nn.RMSNorm(config.head_dim, eps=config.norm_eps)
+            self.k_norm = nn.RMSNorm(config.head_dim, eps=config.norm_eps)
+        else:
+            self.q_norm = self.k_norm = nn.Identity()
+
+    def forward(self, x: torch.Tensor, rope: RotaryEmbedding) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).unbind(dim=2)
+        # Normalise in float32 (as HF Qwen3 does), then back to v's dtype, which SDPA needs under autocast.
+        q = rope(self.q_norm(q.float()).to(v.dtype).transpose(1, 2))
+        k = rope(self.k_norm(k.float()).to(v.dtype).transpose(1, 2))
+        y = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x)), with gate and up fused into one matmul."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gate_up = nn.Linear(config.d_model, 2 * config.d_ff, bias=False)
+        self.down = nn.Linear(config.d_ff, config.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.attn = Attention(config)
+        self.ffn_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.ffn = FeedForward(config)
+
+    def forward(self, x: torch.Tensor, rope: RotaryEmbedding) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), rope)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.rope = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_base)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        std = self.config.init_std
+        nn.init.normal_(self.embed.weight, std=std)
+        if not self.config.tie_embeddings:
+            nn.init.normal_(self.lm_head.weight, std=1 / math.sqrt(self.config.d_model) if self.config.mup else std)
+        for param in self.blocks.parameters():
+            if param.ndim == 1:
+                nn.init.ones_(param)
+            else:
+                fan_in = param.shape[1]
+                nn.init.normal_(param, std=1 / math.sqrt(fan_in) if self.config.mup else std)
+        nn.init.ones_(self.norm.weight)
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids [B, T] -> final-normed hidden states [B, T, d_model]."""
+        T = idx.shape[-1]
+        if T > self.config.max_seq_len:
+            raise UserError(f"sequence length {T} exceeds the model's max_seq_len {self.config.max_seq_len}: "
+                            "use shorter sequences or a model built with a larger max_seq_len")
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x, self.rope)
+        return self.norm(x)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states [..., d_model] -> logits [..., vocab_size], including the muP output multiplier."""
+        logits = self.lm_head(h)
+        multiplier = self.config.mup_multiplier
+        return logits * multiplier if multiplier != 1.0 else logits
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden_states(idx))
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """AdamW parameter groups implementing simple muP.
+
+        - block matrices: lr * mup_multiplier, weight decay weight_decay / mup_multiplier, so the
+          per-step shrinkage lr * weight_decay of torch's AdamW is the same for every decayed tensor;
+        - embedding and output head: lr, weight_decay;
+        - norm gains: lr, no weight decay.
+        """
+        matrices, embeddings, gains = [], [], []
+        for name, param in self.named_parameters():  # yields a tied matrix once
+            if param.ndim == 1:
+                gains.append(param)
+            elif name.startswith("blocks."):
+                matrices.append(param)
+            else:
+                embeddings.append(param)
+        multiplier = self.config.mup_multiplier
+        return [
+            {"name": "matrices", "params": matrices, "lr": lr * multiplier,
+             "weight_decay": weight_decay / multiplier},
+            {"name": "embeddings", "params": embeddings, "lr": lr, "weight_decay": weight_decay},
+            {"name": "gains", "params": gains, "lr": lr, "weight_decay": 0.0},
+        ]
