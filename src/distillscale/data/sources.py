@@ -1,0 +1,213 @@
+"""Where the text comes from: find a corpus's files and read its documents in a fixed order.
+
+A document is a whole text file, one `.jsonl` line, one `.parquet` row, or one row of a `datasets`
+directory saved with `save_to_disk`. Every other file is read as UTF-8 text; files (and `.jsonl`
+lines) that are not valid UTF-8 are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distillscale.errors import UserError
+
+STDLIB_EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
+GLOB_CHARACTERS = set("*?[")
+PARQUET_BATCH_ROWS = 1024
+
+
+@dataclass
+class ReadStats:
+    """What one pass over a corpus read."""
+
+    documents: int = 0
+    bytes: int = 0
+    skipped_non_utf8: int = 0
+    skipped_examples: list[str] = field(default_factory=list)  # the first few, for the message
+    truncated: bool = False  # max_bytes cut the corpus short
+
+    def skip(self, where: str) -> None:
+        self.skipped_non_utf8 += 1
+        if len(self.skipped_examples) < 5:
+            self.skipped_examples.append(where)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A resolved source: either files (`kind` "stdlib" or "files") or a `datasets` directory."""
+
+    kind: str
+    root: str
+    files: tuple[Path, ...]
+    text_field: str = "text"
+
+    def describe(self) -> str:
+        if self.kind == "stdlib":
+            return f"Python {sysconfig.get_python_version()} standard library ({self.root})"
+        if self.kind == "datasets":
+            return f"datasets directory {self.root}"
+        return self.root
+
+    def size_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.files)
+
+    def fingerprint(self) -> str:
+        """Hash of every file's path, size and modification time.
+
+        Metadata, not content: checking whether a prepared corpus is still valid costs one `stat`
+        per file instead of a read of the whole corpus. Editing a file changes its mtime.
+        """
+        digest = hashlib.sha256(f"{self.kind}\0{self.text_field}".encode())
+        for path in self.files:
+            stat = path.stat()
+            digest.update(f"\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()
+
+    def documents(self, max_bytes: int | None, stats: ReadStats) -> Iterator[str]:
+        """Yield the non-empty documents in order, stopping once `max_bytes` of text were read
+        (the last document is cut on a character boundary). Counts go into `stats`."""
+        budget = max_bytes
+        for text in self._raw_documents(stats):
+            encoded = text.encode("utf-8")
+            if budget is not None and len(encoded) > budget:
+                text = encoded[:budget].decode("utf-8", errors="ignore")
+                encoded = text.encode("utf-8")
+                stats.truncated = True
+            if text.strip():
+                stats.documents += 1
+                stats.bytes += len(encoded)
+                yield text
+            if budget is not None:
+                budget -= len(encoded)
+                if stats.truncated or budget <= 0:
+                    return
+
+    def _raw_documents(self, stats: ReadStats) -> Iterator[str]:
+        if self.kind == "datasets":
+            yield from _dataset_documents(Path(self.root), self.text_field)
+            return
+        for path in self.files:
+            if path.suffix == ".jsonl":
+                yield from _jsonl_documents(path, self.text_field, stats)
+            elif path.suffix == ".parquet":
+                yield from _parquet_documents(path, self.text_field)
+            else:
+                try:
+                    yield path.read_bytes().decode("utf-8")
+                except UnicodeDecodeError:
+                    stats.skip(str(path))
+
+
+def resolve_corpus(path: str | None, text_field: str = "text") -> Corpus:
+    """Find the files of the corpus at `path` (None = the standard library), in a fixed order."""
+    if path is None:
+        root = Path(sysconfig.get_paths()["stdlib"])
+        return Corpus("stdlib", str(root), _walk(root, suffix=".py", excluded=STDLIB_EXCLUDED_DIRS),
+                      text_field)
+    if GLOB_CHARACTERS & set(path):
+        matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(path), recursive=True))
+        files = tuple(p.resolve() for p in matches if p.is_file())
+        if not files:
+            raise UserError(f"no files match {path!r}: check the pattern (use ** to search subdirectories)")
+        return Corpus("files", path, files, text_field)
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise UserError(f"data path {path} does not exist: give a directory, a file or a glob of text files")
+    root = root.resolve()
+    if root.is_file():
+        return Corpus("files", str(root), (root,), text_field)
+    if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
+        return Corpus("datasets", str(root), _walk(root), text_field)
+    files = _walk(root)
+    if not files:
+        raise UserError(f"data directory {root} holds no files: put text, .jsonl or .parquet files in it")
+    return Corpus("files", str(root), files, text_field)
+
+
+def _walk(root: Path, suffix: str | None = None, excluded: set[str] = frozenset()) -> tuple[Path, ...]:
+    """All files under `root` in sorted order, leaving out hidden files and `excluded` directories."""
+    found = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".") and d not in excluded]
+        found.extend(Path(directory, name) for name in names
+                     if not name.startswith(".") and (suffix is None or name.endswith(suffix)))
+    return tuple(sorted(found))
+
+
+def _jsonl_documents(path: Path, text_field: str, stats: ReadStats) -> Iterator[str]:
+    with open(path, "rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                stats.skip(f"{path}:{number}")
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path} line {number} is not valid JSON ({exc.msg}): "
+                                "fix or remove the line") from None
+            if not isinstance(record, dict) or text_field not in record:
+                raise UserError(f"{path} line {number} has no field {text_field!r}: "
+                                "name the text field with --text-field")
+            yield _text_value(record[text_field], f"{path} line {number}", text_field)
+
+
+def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise UserError(f"cannot read parquet file {path}: {first_line(exc)}") from None
+    columns = parquet.schema_arrow.names
+    if text_field not in columns:
+        raise UserError(f"{path} has no column {text_field!r} (columns: {', '.join(columns)}): "
+                        "name the text column with --text-field")
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_field]):
+        for value in batch.column(0).to_pylist():
+            yield _text_value(value, str(path), text_field)
+
+
+def _dataset_documents(root: Path, text_field: str) -> Iterator[str]:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(root))
+    except Exception as exc:  # datasets raises several types for damaged directories
+        raise UserError(f"cannot load the datasets directory {root}: {first_line(exc)}") from None
+    # A DatasetDict's splits are read one after another, by name; distillscale makes its own split.
+    parts = ([loaded[name] for name in sorted(loaded)] if isinstance(loaded, datasets.DatasetDict)
+             else [loaded])
+    for part in parts:
+        if text_field not in part.column_names:
+            raise UserError(f"datasets directory {root} has no column {text_field!r} "
+                            f"(columns: {', '.join(part.column_names)}): name it with --text-field")
+        for batch in part.select_columns([text_field]).iter(batch_size=PARQUET_BATCH_ROWS):
+            for value in batch[text_field]:
+                yield _text_value(value, str(root), text_field)
+
+
+def first_line(exc: BaseException) -> str:
+    """A library's exception message cut to one line, to quote inside a UserError."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _text_value(value, where: str, text_field: str) -> str:
+    """Missing text (null) counts as an empty document; anything but a string is an error."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UserError(f"{where}: field {text_field!r} holds {type(value).__name__}, not text: "
+                        "name the text field with --text-field")
+    return value
