@@ -213,9 +213,11 @@ class DistillationPlanner:
         return SupervisedPlan(student_params, tokens,
                               float(self.supervised_law.predict(student_params, tokens)), budget)
 
-    def supervised_optimal(self, budget: float) -> SupervisedPlan:
-        """The model size that minimises L(N, C / (3 F(N))) for this budget."""
-        sizes = self._feasible_student_sizes(budget, 48)
+    def supervised_optimal(self, budget: float,
+                           size_range: tuple[float, float] | None = None) -> SupervisedPlan:
+        """The model size in `size_range` (default: the bounds) that minimises
+        L(N, C / (3 F(N))) for this budget."""
+        sizes = self._feasible_student_sizes(budget, 48, size_range)
         tokens = budget / (3.0 * self.flops(sizes))
         best = int(np.argmin(self.supervised_law.predict(sizes, tokens)))
         bracket = np.log(sizes[max(best - 1, 0)]), np.log(sizes[min(best + 1, len(sizes) - 1)])
@@ -316,39 +318,56 @@ class DistillationPlanner:
         return TeacherFamily(teacher_loss, params[keep], tokens[keep], optimal_params, optimal_tokens)
 
     def sweep(self, budget: float, scenario: Scenario | str,
-              student_params: np.ndarray | None = None) -> StudentSweep:
-        """Plans over student sizes (by default a log grid of the feasible ones), the best refined."""
+              size_range: tuple[float, float] | None = None, count: int = 13) -> StudentSweep:
+        """Plans for `count` log-spaced student sizes in `size_range` (default: the bounds) that
+        the budget can train, the best of them refined by a bounded 1-D search over size."""
         scenario = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
-        sizes = (self._feasible_student_sizes(budget, 13) if student_params is None
-                 else np.asarray(student_params, dtype=np.float64))
         plans = []
-        for size in sizes:
+        for size in self._feasible_student_sizes(budget, count, size_range):
             try:
                 plans.append(self.plan(float(size), budget, scenario))
             except UserError:
-                continue  # this size cannot be planned within the bounds at this budget
+                continue  # the teacher's cost leaves this student too few tokens
         if not plans:
             raise UserError(f"no student size can be planned with {budget:.3g} FLOPs in "
                             f"scenario {scenario.name}; raise --compute")
-        best = min(plans, key=lambda p: p.student_loss)
-        if student_params is None:
-            best = self._refine_student_size(budget, scenario, plans, best)
-        return StudentSweep(scenario, budget, plans, best, self.supervised_optimal(budget))
+        best = self._refine_student_size(budget, scenario, plans,
+                                         min(plans, key=lambda p: p.student_loss))
+        return StudentSweep(scenario, budget, plans, best, self.supervised_optimal(budget, size_range))
+
+    def advantage_map(self, scenario: Scenario | str, student_params,
+                      supervised_tokens) -> np.ndarray:
+        """Supervised minus distilled loss at equal compute, for each student size (rows) and
+        token count (columns): cell (i, j) has the budget that trains student i on
+        supervised_tokens[j] tokens without a teacher. Positive: distil; NaN: cannot be planned."""
+        advantage = np.full((len(student_params), len(supervised_tokens)), np.nan)
+        for i, size in enumerate(student_params):
+            flops_per_token = float(self.flops(size))
+            for j, tokens in enumerate(supervised_tokens):
+                try:
+                    plan = self.plan(float(size), 3.0 * flops_per_token * tokens, scenario)
+                except UserError:
+                    continue
+                advantage[i, j] = plan.loss_difference
+        return advantage
 
     # -- internals ----------------------------------------------------------------------------
 
     def _student_flops(self, student_params: float, override: float | None) -> float:
         return float(self.flops(student_params)) if override is None else float(override)
 
-    def _feasible_student_sizes(self, budget: float, count: int) -> np.ndarray:
-        """Log-spaced sizes whose supervised token count lies inside the bounds."""
+    def _feasible_student_sizes(self, budget: float, count: int,
+                                size_range: tuple[float, float] | None) -> np.ndarray:
+        """Log-spaced sizes in `size_range` whose supervised token count lies inside the bounds."""
         low, high = self.bounds
-        sizes = np.geomspace(low, high, 1024)
+        smallest, largest = size_range or self.bounds
+        sizes = np.geomspace(max(smallest, low), min(largest, high), 1024)
         tokens = budget / (3.0 * self.flops(sizes))
         sizes = sizes[(tokens >= low) & (tokens <= high)]
         if sizes.size == 0:
-            raise UserError(f"budget {budget:.3g} FLOPs cannot train any student between "
-                            f"{low:.0e} and {high:.0e} parameters on {low:.0e} to {high:.0e} tokens")
+            raise UserError(f"budget {budget:.3g} FLOPs cannot train any model of "
+                            f"{format_quantity(smallest)} to {format_quantity(largest)} parameters "
+                            f"on {low:.0e} to {high:.0e} tokens: change --compute")
         return np.geomspace(sizes[0], sizes[-1], count)
 
     def _refine_student_size(self, budget: float, scenario: Scenario,

@@ -1,0 +1,224 @@
+"""`distillscale plan`, `teacher`, `capacity-gap` and `distill-map`: the planner on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from distillscale.console import console, print_json, warn
+from distillscale.errors import UserError
+from distillscale.laws.commands import LAW_HELP
+from distillscale.laws.lawset import LawSet, load_laws
+from distillscale.planning.extrapolation import FAR_BEYOND, data_range, extrapolation_warnings
+from distillscale.planning.flops import SCENARIOS, ForwardFlops, get_scenario
+from distillscale.units import format_quantity, parse_quantity
+
+if TYPE_CHECKING:  # the solver imports scipy: loaded inside the commands, keeping --help fast
+    from distillscale.planning.solver import DistillationPlan, DistillationPlanner, SupervisedPlan
+
+SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
+FLOPS_HELP = "forward FLOPs per token: corrected (Busbridge App. H) or simple (2N)"
+
+
+def _planner(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,
+             aspect_ratio: float | None) -> DistillationPlanner:
+    from distillscale.planning.solver import DistillationPlanner
+
+    settings = laws.compute
+    flops = ForwardFlops(method, n_ctx or settings.n_ctx, vocab_size or settings.n_vocab,
+                         aspect_ratio or settings.aspect_ratio)
+    return DistillationPlanner(laws, flops)
+
+
+def _warn_extrapolation(laws: LawSet, params: dict, tokens: dict) -> None:
+    for message in extrapolation_warnings(laws, params, tokens):
+        warn(message)
+
+
+def _at_cap(value: float | None, bound: float) -> str:
+    if value is None:
+        return "-"
+    return f"{format_quantity(value)}" + (" (cap)" if value >= bound * (1 - 1e-6) else "")
+
+
+def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
+                 best_supervised: SupervisedPlan | None = None) -> Table:
+    """One column per scenario. With `best_supervised` (a sweep over student sizes) the plans are
+    the best students, compared with the best model trained without a teacher."""
+    table = Table(title=title, caption="losses in nats/token")
+    table.add_column("")
+    for plan in plans:  # break long scenario names at hyphens so four columns fit 80 characters
+        name = plan.scenario.name
+        table.add_column(name if len(name) <= 10 else name.replace("-", "-\n"), justify="right")
+
+    def row(label: str, cell) -> None:
+        table.add_row(label, *[cell(p) for p in plans])
+
+    def supervised_loss(plan: DistillationPlan) -> float:
+        return (best_supervised or plan.supervised).loss
+
+    if best_supervised is not None:
+        row("student params N_S", lambda p: format_quantity(p.student_params))
+    row("student tokens D_S", lambda p: format_quantity(p.student_tokens))
+    row("teacher params N_T", lambda p: _at_cap(p.teacher_params, bound))
+    row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound))
+    row("teacher loss L_T", lambda p: f"{p.teacher_loss:.4f}")
+    row("student loss L_S", lambda p: f"[bold]{p.student_loss:.4f}[/bold]")
+    row("best supervised loss" if best_supervised else "supervised loss",
+        lambda p: f"{supervised_loss(p):.4f}")
+    row("verdict", lambda p: "distill" if p.student_loss < supervised_loss(p) else "pretrain")
+    row("supervised - L_S", lambda p: f"{supervised_loss(p) - p.student_loss:+.4f}")
+    row("FLOPs student", lambda p: f"{p.flops.student:.3g}")
+    row("FLOPs teacher logits", lambda p: f"{p.flops.teacher_inference:.3g}")
+    row("FLOPs teacher train", lambda p: f"{p.flops.teacher_pretraining:.3g}")
+    row("solver converged", lambda p: "yes" if p.convergence.success else "no: grid optimum")
+    return table
+
+
+def plan_command(
+    compute: str = typer.Option(..., "--compute", help="FLOP budget, e.g. 1e21"),
+    student_params: str | None = typer.Option(
+        None, "--student-params", help="student non-embedding parameters, e.g. 546M; "
+                                       "omit to find the best student size"),
+    student_model: Path | None = typer.Option(
+        None, "--student-model", help="a model directory (model_config.json): exact N_S and "
+                                      "forward FLOPs from its distillscale config"),
+    scenario: str | None = typer.Option(None, "--scenario", help=f"{SCENARIO_HELP} (default)"),
+    teacher_params: str | None = typer.Option(
+        None, "--teacher-params", help="an existing teacher's non-embedding parameters"),
+    teacher_tokens: str | None = typer.Option(
+        None, "--teacher-tokens", help="the existing teacher's pre-training tokens"),
+    teacher_loss: float | None = typer.Option(
+        None, "--teacher-loss", help="the existing teacher's loss (nats/token), with --teacher-params"),
+    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
+    flops_method: str = typer.Option("corrected", "--flops", help=FLOPS_HELP),
+    n_ctx: int | None = typer.Option(None, "--n-ctx", min=1, help="context length (default: the law's)"),
+    vocab_size: int | None = typer.Option(None, "--vocab-size", min=1,
+                                          help="vocabulary size (default: the law's)"),
+    aspect_ratio: float | None = typer.Option(None, "--aspect-ratio", min=1.0,
+                                              help="d_model / n_layers (default: the law's)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    plot: Path | None = typer.Option(None, "--plot", help="write a figure (.png or .svg)"),
+) -> None:
+    """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?"""
+    from distillscale.planning import plots
+
+    laws = load_laws(law)
+    budget = parse_quantity(compute, "--compute")
+    names = list(SCENARIOS) if scenario in (None, "all") else [get_scenario(scenario).name]
+    if plot is not None:
+        plots.check_figure_path(plot)
+    planner = _planner(laws, flops_method, n_ctx, vocab_size, aspect_ratio)
+
+    N_S, F_S = _student(student_params, student_model)
+    existing_teacher = teacher_params or teacher_tokens or teacher_loss is not None
+    if existing_teacher and N_S is None:
+        raise UserError("planning with an existing teacher needs --student-params")
+
+    if N_S is None:
+        known = data_range(laws)
+        size_range = ((known.params[0] / FAR_BEYOND, known.params[1] * FAR_BEYOND) if known
+                      else planner.bounds)
+        sweeps = [planner.sweep(budget, name, size_range) for name in names]
+        best_supervised = sweeps[0].supervised_best
+        _warn_extrapolation(laws, {f"the best {s.scenario.name} student": s.best.student_params
+                                   for s in sweeps}, {})
+        if as_json:
+            print_json({"law": laws.name, "budget": budget,
+                        "sweeps": {s.scenario.name: s.to_dict() for s in sweeps}})
+        else:
+            console.print(_plans_table([s.best for s in sweeps],
+                                       f"Best student size for C = {budget:.3g} FLOPs "
+                                       f"(law: {laws.name})", planner.bounds[1], best_supervised))
+            console.print(f"best supervised model: {format_quantity(best_supervised.student_params)}"
+                          f" parameters on {format_quantity(best_supervised.tokens)} tokens; "
+                          f"student sizes searched: {format_quantity(size_range[0])} to "
+                          f"{format_quantity(size_range[1])}")
+        if plot is not None:
+            plots.save_figure(plots.plot_student_size_sweep(sweeps), plot)
+        return
+
+    if existing_teacher:
+        if scenario not in (None, "all", "teacher-inference"):
+            raise UserError("an existing teacher is planned under teacher-inference cost: "
+                            "drop --scenario or use --scenario teacher-inference")
+        if not teacher_params:
+            raise UserError("give the existing teacher's size with --teacher-params "
+                            "(its inference cost depends on it)")
+        N_T = parse_quantity(teacher_params, "--teacher-params")
+        D_T = parse_quantity(teacher_tokens, "--teacher-tokens") if teacher_tokens else None
+        if (D_T is None) == (teacher_loss is None):
+            raise UserError("give exactly one of --teacher-tokens or --teacher-loss "
+                            "with --teacher-params")
+        L_T = parse_quantity(teacher_loss, "--teacher-loss") if teacher_loss is not None else None
+        plans = [planner.plan_with_teacher(N_S, budget, N_T, D_T, L_T, F_S)]
+        _warn_extrapolation(laws, {"--teacher-params": N_T}, {"--teacher-tokens": D_T})
+    else:
+        plans = [planner.plan(N_S, budget, name, F_S) for name in names]
+    _warn_extrapolation(laws, {"student parameters": N_S},
+                        {"student tokens": plans[0].supervised.tokens})
+
+    if as_json:
+        records = {p.scenario.name: {"law": laws.name, **p.to_dict()} for p in plans}
+        print_json(records[plans[0].scenario.name] if len(plans) == 1
+                   else {"law": laws.name, "budget": budget, "student_params": N_S,
+                         "plans": records})
+    else:
+        teacher = " with the given teacher" if existing_teacher else ""
+        console.print(_plans_table(plans, f"Distilling a {format_quantity(N_S)}-parameter student"
+                                          f"{teacher} with C = {budget:.3g} FLOPs "
+                                          f"(law: {laws.name})", planner.bounds[1]))
+        if any(p.teacher_family is not None for p in plans):
+            console.print("best-case: any teacher with L(N_T, D_T) = L_T* does; the table shows "
+                          "the one cheapest to pre-train.")
+    if plot is not None:
+        budgets = np.geomspace(budget / 100, budget * 100, 17)
+        plots.save_figure(plots.plot_loss_vs_compute(planner, N_S, budgets, budget, F_S), plot)
+
+
+def _student(student_params: str | None,
+             student_model: Path | None) -> tuple[float | None, float | None]:
+    """(N_S, exact F(N_S) or None) from --student-params or a model directory."""
+    if student_model is None:
+        return (parse_quantity(student_params, "--student-params") if student_params else None), None
+    if student_params:
+        raise UserError("give --student-params or --student-model, not both")
+    from distillscale.model.checkpoint import load_config
+
+    config = load_config(student_model)
+    return float(config.non_embedding_params), float(config.forward_flops_per_token())
+
+
+def distill_map_command(
+    out: Path = typer.Option(..., "--out", help="figure file (.png or .svg)"),
+    scenario: str = typer.Option("teacher-inference", "--scenario", help=", ".join(SCENARIOS)),
+    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
+    resolution: int = typer.Option(16, "--resolution", min=2, max=64,
+                                   help="grid points per axis (each is one plan)"),
+    flops_method: str = typer.Option("corrected", "--flops", help=FLOPS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the grid as JSON"),
+) -> None:
+    """Map where distillation beats supervised training at equal compute (Busbridge Fig. 6)."""
+    from distillscale.planning import plots
+
+    laws = load_laws(law)
+    name = get_scenario(scenario).name
+    plots.check_figure_path(out)
+    planner = _planner(laws, flops_method, None, None, None)
+    student_params = np.geomspace(1e8, 1e11, resolution)
+    tokens = np.geomspace(1e9, 1e14, resolution)
+    advantage = planner.advantage_map(name, student_params, tokens)
+    plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, advantage), out)
+    wins = np.nan_to_num(advantage, nan=-1.0) > 0
+    if as_json:
+        print_json({"law": laws.name, "scenario": name, "student_params": student_params,
+                    "supervised_tokens": tokens,
+                    "loss_difference": np.where(np.isnan(advantage), None, advantage).tolist(),
+                    "figure": str(out)})
+        return
+    console.print(f"distillation wins in {int(wins.sum())} of {advantage.size} cells "
+                  f"(scenario {name}, law {laws.name}); map written to {out}")

@@ -1,0 +1,148 @@
+"""Figures of the planner (matplotlib, Agg backend). Each function returns a Figure; `save_figure`
+writes it as PNG or SVG, chosen by the file extension. matplotlib is imported only when called."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from distillscale.errors import UserError
+from distillscale.io import atomic_write
+from distillscale.planning.flops import SCENARIOS
+from distillscale.planning.solver import DistillationPlanner, StudentSweep
+from distillscale.planning.teacher import TeacherRanking
+from distillscale.units import format_quantity
+
+FIGURE_FORMATS = ("png", "svg")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def check_figure_path(path: str | Path) -> str:
+    """The format of a figure path, or a UserError before any work is done."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FIGURE_FORMATS:
+        raise UserError(f"cannot save a figure as {str(path)!r}: use a .png or .svg file name")
+    return suffix
+
+
+def save_figure(figure, path: str | Path) -> None:
+    """Write `figure` atomically as PNG or SVG (by extension) and release it."""
+    fmt = check_figure_path(path)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
+    _pyplot().close(figure)
+
+
+def plot_loss_vs_compute(planner: DistillationPlanner, student_params: float, budgets,
+                         marked_budget: float | None = None,
+                         student_flops_per_token: float | None = None):
+    """Student loss against budget in the four scenarios, and the supervised baseline; budgets
+    that cannot be planned are left out."""
+    plt = _pyplot()
+    budgets = np.asarray(budgets, dtype=np.float64)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+
+    def losses(solve) -> list[float]:
+        out = []
+        for budget in budgets:
+            try:
+                out.append(solve(budget))
+            except UserError:
+                out.append(np.nan)
+        return out
+
+    axes.plot(budgets, losses(lambda c: planner.supervised(
+        student_params, c, student_flops_per_token).loss), color="black", lw=2, label="supervised")
+    for name in SCENARIOS:
+        axes.plot(budgets, losses(lambda c: planner.plan(
+            student_params, c, name, student_flops_per_token).student_loss), label=name)
+    if marked_budget is not None:
+        axes.axvline(marked_budget, color="grey", ls=":", label="your budget")
+    axes.set_xscale("log")
+    axes.set_xlabel("compute C (FLOPs)")
+    axes.set_ylabel("student loss (nats/token)")
+    axes.set_title(f"{format_quantity(student_params)}-parameter student (law: {planner.laws.name})")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend()
+    return figure
+
+
+def plot_student_size_sweep(sweeps: list[StudentSweep]):
+    """Best student loss against student size at one budget, per scenario, vs supervised."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for sweep in sweeps:
+        sizes = [p.student_params for p in sweep.plans]
+        line, = axes.plot(sizes, [p.student_loss for p in sweep.plans], marker=".",
+                          label=sweep.scenario.name)
+        axes.plot(sweep.best.student_params, sweep.best.student_loss, "*", ms=12,
+                  color=line.get_color())
+    first = sweeps[0]
+    axes.plot([p.student_params for p in first.plans], [p.supervised.loss for p in first.plans],
+              color="black", lw=2, label="supervised")
+    axes.set_xscale("log")
+    axes.set_xlabel("student non-embedding parameters")
+    axes.set_ylabel("student loss (nats/token)")
+    axes.set_title(f"students at C = {first.budget:.3g} FLOPs (stars: best size)")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend()
+    return figure
+
+
+def plot_teacher_u_curve(planner: DistillationPlanner, ranking: TeacherRanking):
+    """Student loss against teacher loss (the U-curve), the optimum, the capacity-gap point and
+    the candidate teachers."""
+    plt = _pyplot()
+    law = planner.supervised_law
+    low, high = planner.bounds
+    teacher_losses = law.E + np.geomspace(law.predict(high, high) - law.E,
+                                          law.predict(low, low) - law.E, 600)
+    student_losses = planner.distillation.predict(ranking.student_params, ranking.student_tokens,
+                                                  teacher_losses)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    axes.plot(teacher_losses, student_losses, color="C0", label="distilled student")
+    axes.axhline(ranking.supervised_loss, color="black", ls="--", label="supervised student")
+    axes.plot(ranking.optimal_teacher_loss, ranking.optimal_student_loss, "*", ms=14, color="C3",
+              label=f"optimal teacher, L_T* = {ranking.optimal_teacher_loss:.3f}")
+    axes.axvline(ranking.capacity_gap_teacher_loss, color="grey", ls=":",
+                 label=f"L_T / L~_S = d1 = {ranking.d1:.3f}")
+    axes.scatter([c.loss for c in ranking.candidates], ranking.student_losses, color="C1",
+                 zorder=3, label="candidates")
+    axes.set_xscale("log")
+    axes.set_xlabel("teacher loss L_T (nats/token)")
+    axes.set_ylabel("student loss L_S (nats/token)")
+    axes.set_title(f"student {format_quantity(ranking.student_params)} parameters, "
+                   f"{format_quantity(ranking.student_tokens)} tokens")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize="small")
+    return figure
+
+
+def plot_distill_map(planner: DistillationPlanner, scenario: str, student_params, student_tokens,
+                     advantage: np.ndarray):
+    """Where distillation beats supervised training at equal compute (like Busbridge Fig. 6):
+    colour is supervised minus distilled loss over student size and tokens, with the zero line."""
+    plt = _pyplot()
+    from matplotlib.colors import TwoSlopeNorm
+
+    figure, axes = plt.subplots(figsize=(7, 5))
+    limit = float(np.nanmax(np.abs(advantage))) or 1.0
+    mesh = axes.pcolormesh(student_params, student_tokens, advantage.T, cmap="RdBu",
+                           norm=TwoSlopeNorm(0.0, -limit, limit), shading="nearest")
+    if np.nanmin(advantage) < 0 < np.nanmax(advantage):
+        axes.contour(student_params, student_tokens, advantage.T, levels=[0.0], colors="black")
+    figure.colorbar(mesh, ax=axes, label="supervised - distilled loss (nats/token); >0: distil")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("student non-embedding parameters N_S")
+    axes.set_ylabel("supervised tokens D (budget C = 3 F(N_S) D)")
+    axes.set_title(f"distil or pretrain? scenario {scenario} (law: {planner.laws.name})")
+    return figure

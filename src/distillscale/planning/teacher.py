@@ -1,0 +1,168 @@
+"""Teacher choice and the capacity gap.
+
+A stronger teacher is not always a better one: the distillation law is U-shaped in the teacher's
+loss (Busbridge et al. 2025, Fig. 3), and Zhang et al. observe that the best teacher size grows
+linearly with the student size (the law of capacity gap). This module ranks candidate teachers for
+a student, and fits N_T* = k N_S either to runs or to the law's compute-optimal teachers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from distillscale.errors import UserError
+from distillscale.planning.solver import DistillationPlanner
+
+
+@dataclass(frozen=True)
+class TeacherCandidate:
+    """A teacher given by its loss, or by its size and pre-training tokens (loss then predicted)."""
+
+    name: str
+    loss: float
+    params: float | None = None
+    tokens: float | None = None
+
+    @classmethod
+    def from_size(cls, name: str, params: float, tokens: float,
+                  planner: DistillationPlanner) -> "TeacherCandidate":
+        """A teacher of `params` parameters trained on `tokens` tokens, its loss from the law."""
+        return cls(name, float(planner.supervised_law.predict(params, tokens)), params, tokens)
+
+
+@dataclass(frozen=True)
+class TeacherRanking:
+    """Predicted student loss for each candidate teacher, against the law's optimal teacher."""
+
+    student_params: float
+    student_tokens: float
+    supervised_loss: float          # Ltilde_S: the student trained on the same tokens alone
+    candidates: list[TeacherCandidate]
+    student_losses: np.ndarray      # L_S for each candidate, nats/token
+    optimal_teacher_loss: float     # L_T*, the bottom of the U-curve
+    optimal_student_loss: float
+    capacity_gap_teacher_loss: float  # the L_T where L_T / Ltilde_S = d1
+    d1: float
+
+    @property
+    def best(self) -> int:
+        return int(np.argmin(self.student_losses))
+
+    @property
+    def gap_ratios(self) -> np.ndarray:
+        """L_T / Ltilde_S for each candidate."""
+        return np.array([c.loss for c in self.candidates]) / self.supervised_loss
+
+    def to_dict(self) -> dict:
+        return {
+            "student_params": self.student_params, "student_tokens": self.student_tokens,
+            "supervised_loss": self.supervised_loss,
+            "optimal_teacher_loss": self.optimal_teacher_loss,
+            "optimal_student_loss": self.optimal_student_loss,
+            "capacity_gap_teacher_loss": self.capacity_gap_teacher_loss, "d1": self.d1,
+            "best": self.candidates[self.best].name,
+            "candidates": [{"name": c.name, "teacher_params": c.params, "teacher_tokens": c.tokens,
+                            "teacher_loss": c.loss, "student_loss": float(loss),
+                            "gap_ratio": float(ratio)}
+                           for c, loss, ratio in zip(self.candidates, self.student_losses,
+                                                     self.gap_ratios)],
+        }
+
+
+def teacher_ladder(planner: DistillationPlanner, student_params: float,
+                   multiples: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128),
+                   tokens_per_param: float = 20.0) -> list[TeacherCandidate]:
+    """Teachers 1x..128x the student's size, each trained on `tokens_per_param` tokens per
+    parameter (Busbridge's fixed-M teachers, Chinchilla's 20 by default)."""
+    return [TeacherCandidate.from_size(f"{m:g}x student", m * student_params,
+                                       tokens_per_param * m * student_params, planner)
+            for m in multiples]
+
+
+def rank_teachers(planner: DistillationPlanner, student_params: float, student_tokens: float,
+                  candidates: list[TeacherCandidate]) -> TeacherRanking:
+    """Predict the distilled student's loss for every candidate and locate the optimal teacher."""
+    if not candidates:
+        raise UserError("no candidate teachers: give at least one row with a loss, "
+                        "or with params and tokens")
+    law = planner.distillation
+    losses = np.asarray(law.predict(student_params, student_tokens,
+                                    np.array([c.loss for c in candidates])), dtype=np.float64)
+    optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
+    supervised = float(planner.supervised_law.predict(student_params, student_tokens))
+    return TeacherRanking(
+        student_params, student_tokens, supervised, list(candidates), losses.reshape(-1),
+        optimal_loss, float(law.predict(student_params, student_tokens, optimal_loss)),
+        law.d1 * supervised, law.d1)
+
+
+class LinearCapacityGap:
+    """The law of capacity gap, N_T* = k N_S, fitted by least squares in log space.
+
+    With the slope fixed at one, log k is the mean of log(N_T* / N_S); its interval is a Student-t
+    interval on that mean. `exponent_` is the free log-log slope (with its standard error), a check
+    on the linearity the law assumes.
+
+    Attributes after `fit`: student_params_, teacher_params_ (the best teacher per student size),
+    ratio_ (k), ratio_interval_, exponent_, exponent_stderr_, confidence.
+    """
+
+    def __init__(self, confidence: float = 0.9) -> None:
+        self.confidence = confidence
+
+    def fit(self, student_params, teacher_params, student_loss) -> "LinearCapacityGap":
+        """Runs as three aligned arrays; for each student size the teacher with the lowest student
+        loss is the best observed teacher."""
+        student_params = np.asarray(student_params, dtype=np.float64)
+        teacher_params = np.asarray(teacher_params, dtype=np.float64)
+        student_loss = np.asarray(student_loss, dtype=np.float64)
+        sizes = np.unique(student_params)
+        best = np.array([teacher_params[student_params == size][
+            np.argmin(student_loss[student_params == size])] for size in sizes])
+        return self._fit_best_teachers(sizes, best)
+
+    @classmethod
+    def from_law(cls, planner: DistillationPlanner, student_params,
+                 tokens_per_param: float = 20.0, confidence: float = 0.9) -> "LinearCapacityGap":
+        """The relation the distillation law predicts: for each student (trained on
+        `tokens_per_param` tokens per parameter) the optimal teacher loss L_T*, reached at least
+        pre-training cost by the compute-optimal teacher of size N_T*."""
+        student_params = np.asarray(student_params, dtype=np.float64)
+        teachers = []
+        for size in student_params:
+            teacher_loss, _ = planner.optimal_teacher_loss(size, tokens_per_param * size)
+            teachers.append(planner.teacher_family(teacher_loss).compute_optimal_params)
+        return cls(confidence)._fit_best_teachers(student_params, np.array(teachers))
+
+    def predict(self, student_params) -> np.ndarray | float:
+        """The optimal teacher size for each student size."""
+        out = self.ratio_ * np.asarray(student_params, dtype=np.float64)
+        return float(out) if out.ndim == 0 else out
+
+    def to_dict(self) -> dict:
+        return {"ratio": self.ratio_, "ratio_interval": list(self.ratio_interval_),
+                "confidence": self.confidence, "exponent": self.exponent_,
+                "exponent_stderr": self.exponent_stderr_,
+                "best_teachers": [{"student_params": s, "teacher_params": t} for s, t in
+                                  zip(self.student_params_.tolist(), self.teacher_params_.tolist())]}
+
+    def _fit_best_teachers(self, student_params: np.ndarray,
+                           teacher_params: np.ndarray) -> "LinearCapacityGap":
+        if len(student_params) < 2:
+            raise UserError("the capacity-gap fit needs runs for at least two student sizes")
+        log_ratio = np.log(teacher_params / student_params)
+        n = len(log_ratio)
+        stderr = np.std(log_ratio, ddof=1) / np.sqrt(n)
+        half_width = stats.t.ppf(0.5 + self.confidence / 2, df=n - 1) * stderr
+        self.student_params_, self.teacher_params_ = student_params, teacher_params
+        self.ratio_ = float(np.exp(log_ratio.mean()))
+        self.ratio_interval_ = (float(np.exp(log_ratio.mean() - half_width)),
+                                float(np.exp(log_ratio.mean() + half_width)))
+        self.exponent_ = self.exponent_stderr_ = None  # a free slope needs three sizes
+        if n >= 3:
+            slope = stats.linregress(np.log(student_params), np.log(teacher_params))
+            self.exponent_, self.exponent_stderr_ = float(slope.slope), float(slope.stderr)
+        return self
