@@ -8,8 +8,12 @@ import sys
 import click
 import typer
 
+from distillscale.data.commands import data_app
 from distillscale.errors import UserError
 from distillscale.laws.commands import predict_app
+from distillscale.model.commands import export_hf_command
+from distillscale.planning.commands import distill_map_command, plan_command
+from distillscale.training.commands import train_command
 
 app = typer.Typer(
     name="distillscale",
@@ -20,6 +24,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(predict_app, name="predict")
+app.add_typer(data_app, name="data")
+app.command("plan")(plan_command)
+app.command("distill-map")(distill_map_command)
+app.command("train")(train_command)
+app.command("export-hf")(export_hf_command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,3 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":  # `torchrun ... -m distillscale.cli train ...`
+    run()
