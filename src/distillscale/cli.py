@@ -9,7 +9,6 @@ import click
 import typer
 
 from distillscale.data.commands import data_app
-from distillscale.data.commands import data_app
 from distillscale.errors import UserError
 from distillscale.laws.commands import predict_app
 from distillscale.model.commands import export_hf_command
@@ -25,7 +24,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(predict_app, name="predict")
-app.add_typer(data_app, name="data")
 app.add_typer(data_app, name="data")
 app.command("plan")(plan_command)
 app.command("distill-map")(distill_map_command)
