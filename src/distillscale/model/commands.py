@@ -1,0 +1,33 @@
+"""`distillscale export-hf RUN_DIR OUT_DIR`: hand a trained model to the Hugging Face ecosystem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from distillscale.console import console, print_json
+from distillscale.units import format_quantity
+
+
+def export_hf_command(
+    run_dir: Path = typer.Argument(..., help="run directory (model.safetensors, model_config.json, tokenizer.json)"),
+    out_dir: Path = typer.Argument(..., help="directory to write the Hugging Face model and tokenizer to"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace OUT_DIR if it is not empty"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Export a trained model as a directory that AutoModelForCausalLM and AutoTokenizer load."""
+    from distillscale.model.hf_export import export_hf
+
+    summary = export_hf(run_dir, out_dir, overwrite=overwrite)
+    if as_json:
+        print_json(summary)
+        return
+    table = Table(title=f"Exported {run_dir} to {out_dir}", show_header=False)
+    table.add_row("architecture", summary["architecture"])
+    table.add_row("non-embedding parameters", format_quantity(summary["non_embedding_params"]))
+    table.add_row("total parameters", format_quantity(summary["total_params"]))
+    table.add_row("vocabulary", f"{summary['vocab_size']} tokens (eos {summary['eos_token']})")
+    table.add_row("tied embeddings", "yes" if summary["tie_word_embeddings"] else "no")
+    console.print(table)

@@ -1,0 +1,152 @@
+"""Export a run's model and tokenizer as a Hugging Face directory that `AutoModelForCausalLM` and
+`AutoTokenizer` load without custom code, with the same logits.
+
+The architecture is chosen so that the export is exact: Qwen3 (q_norm / k_norm per head before RoPE)
+when the model has QK-norm, Llama otherwise; both use the same half-split RoPE layout as ours, so
+weights are copied as they are, apart from splitting the fused qkv and gate_up matrices. The muP
+output multiplier is folded into `lm_head`; a tied matrix is untied in the export when the multiplier
+is not 1, since the embedding itself must stay unscaled.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
+from distillscale.errors import UserError
+from distillscale.model.checkpoint import load_pretrained
+from distillscale.model.config import ModelConfig
+from distillscale.model.transformer import Transformer
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> dict:
+    """Write `out_dir` (config.json, model.safetensors, tokenizer files) from `run_dir` and return a
+    summary. The directory appears complete or not at all; an existing one is replaced only with
+    `overwrite`, and only once the new export is written."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist: give a directory written by `distillscale train`")
+    _check_out_dir(run_dir, out_dir, overwrite)
+    tokenizer_file = run_dir / TOKENIZER_FILE
+    if not tokenizer_file.is_file():
+        raise UserError(f"{tokenizer_file} is missing: export needs the run's tokenizer beside its weights")
+
+    model = load_pretrained(run_dir)
+    config = model.config
+    tokenizer, end_of_text = load_tokenizer(tokenizer_file)
+    if tokenizer_vocab_size(tokenizer) > config.vocab_size:
+        raise UserError(f"{tokenizer_file} has {tokenizer_vocab_size(tokenizer)} token ids but the model only "
+                        f"{config.vocab_size}: the tokenizer does not belong to this model")
+
+    state_dict = hf_state_dict(model)
+    tied = "lm_head.weight" not in state_dict
+    hf_config = hf_config_for(config, tied=tied, dtype=model.embed.weight.dtype,
+                              eos_token_id=tokenizer.token_to_id(end_of_text))
+
+    from transformers import PreTrainedTokenizerFast
+
+    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=end_of_text,
+                                           model_max_length=config.max_seq_len)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        hf_config.save_pretrained(staging)
+        save_file(state_dict, staging / "model.safetensors", metadata={"format": "pt"})
+        hf_tokenizer.save_pretrained(staging)
+        _publish(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"run_dir": str(run_dir), "out_dir": str(out_dir), "architecture": hf_config.architectures[0],
+            "non_embedding_params": config.non_embedding_params, "total_params": config.total_params,
+            "vocab_size": config.vocab_size, "tie_word_embeddings": tied,
+            "eos_token": end_of_text}
+
+
+def hf_config_for(config: ModelConfig, *, tied: bool, dtype: torch.dtype, eos_token_id: int | None):
+    """The Qwen3Config (QK-norm) or LlamaConfig describing the same network as `config`."""
+    from transformers import LlamaConfig, Qwen3Config
+
+    config_class, architecture = ((Qwen3Config, "Qwen3ForCausalLM") if config.qk_norm
+                                  else (LlamaConfig, "LlamaForCausalLM"))
+    return config_class(
+        architectures=[architecture],
+        vocab_size=config.vocab_size,
+        hidden_size=config.d_model,
+        intermediate_size=config.d_ff,
+        num_hidden_layers=config.n_layers,
+        num_attention_heads=config.n_heads,
+        num_key_value_heads=config.n_heads,
+        head_dim=config.head_dim,
+        hidden_act="silu",
+        max_position_embeddings=config.max_seq_len,
+        rms_norm_eps=config.norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_base},
+        attention_bias=False,
+        tie_word_embeddings=tied,
+        initializer_range=config.init_std,
+        bos_token_id=None,
+        eos_token_id=eos_token_id,
+        dtype=str(dtype).removeprefix("torch."),
+    )
+
+
+def hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
+    """Our weights under Llama/Qwen3 names; `lm_head.weight` is absent when the export stays tied."""
+    config = model.config
+    state = {"model.embed_tokens.weight": model.embed.weight, "model.norm.weight": model.norm.weight}
+    for i, block in enumerate(model.blocks):
+        prefix = f"model.layers.{i}"
+        q, k, v = block.attn.qkv.weight.chunk(3, dim=0)
+        gate, up = block.ffn.gate_up.weight.chunk(2, dim=0)
+        state |= {
+            f"{prefix}.input_layernorm.weight": block.attn_norm.weight,
+            f"{prefix}.self_attn.q_proj.weight": q,
+            f"{prefix}.self_attn.k_proj.weight": k,
+            f"{prefix}.self_attn.v_proj.weight": v,
+            f"{prefix}.self_attn.o_proj.weight": block.attn.out.weight,
+            f"{prefix}.post_attention_layernorm.weight": block.ffn_norm.weight,
+            f"{prefix}.mlp.gate_proj.weight": gate,
+            f"{prefix}.mlp.up_proj.weight": up,
+            f"{prefix}.mlp.down_proj.weight": block.ffn.down.weight,
+        }
+        if config.qk_norm:
+            state[f"{prefix}.self_attn.q_norm.weight"] = block.attn.q_norm.weight
+            state[f"{prefix}.self_attn.k_norm.weight"] = block.attn.k_norm.weight
+    if not (config.tie_embeddings and config.mup_multiplier == 1.0):
+        state["lm_head.weight"] = model.lm_head.weight * config.mup_multiplier
+    # safetensors stores each tensor on its own: no views, no shared storage.
+    return {name: tensor.detach().contiguous().clone() for name, tensor in state.items()}
+
+
+def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} exists and is not a directory: choose another output directory")
+    run, out = run_dir.resolve(), out_dir.resolve()
+    if out == run or out in run.parents:
+        raise UserError(f"output directory {out_dir} would replace the run directory {run_dir}: "
+                        "choose another output directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise UserError(f"output directory {out_dir} is not empty: choose another one or pass --overwrite")
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished export into place; an existing directory is set aside and removed only after."""
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    previous = staging.with_name(staging.name + ".previous")
+    os.replace(out_dir, previous)
+    try:
+        os.replace(staging, out_dir)
+    except BaseException:
+        os.replace(previous, out_dir)
+        raise
+    shutil.rmtree(previous)
