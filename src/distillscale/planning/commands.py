@@ -222,3 +222,109 @@ def distill_map_command(
         return
     console.print(f"distillation wins in {int(wins.sum())} of {advantage.size} cells "
                   f"(scenario {name}, law {laws.name}); map written to {out}")
+
+
+def teacher_command(
+    student_params: str = typer.Option(..., "--student-params",
+                                       help="student non-embedding parameters, e.g. 546M"),
+    student_tokens: str = typer.Option(..., "--student-tokens", help="distillation tokens, e.g. 11B"),
+    candidates: Path | None = typer.Option(
+        None, "--candidates", help="CSV/JSONL of teachers: teacher_loss, or teacher_params and "
+                                   "teacher_tokens; optional name (default: a ladder of sizes)"),
+    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    plot: Path | None = typer.Option(None, "--plot", help="write the U-curve (.png or .svg)"),
+) -> None:
+    """Rank teachers for a student: predicted student loss each, the optimal teacher loss L_T*,
+    and where the capacity gap begins (L_T / Ltilde_S = d1)."""
+    from distillscale.planning import plots
+    from distillscale.planning.teacher import rank_teachers, read_candidates, teacher_ladder
+
+    laws = load_laws(law)
+    N_S = parse_quantity(student_params, "--student-params")
+    D_S = parse_quantity(student_tokens, "--student-tokens")
+    if plot is not None:
+        plots.check_figure_path(plot)
+    planner = _planner(laws, "corrected", None, None, None)
+    teachers = (read_candidates(candidates, planner) if candidates is not None
+                else teacher_ladder(planner, N_S))
+    ranking = rank_teachers(planner, N_S, D_S, teachers)
+    _warn_extrapolation(laws, {"--student-params": N_S, **{
+        f"teacher {c.name!r}": c.params for c in teachers}}, {"--student-tokens": D_S})
+    if plot is not None:
+        plots.save_figure(plots.plot_teacher_u_curve(planner, ranking), plot)
+    if as_json:
+        print_json({"law": laws.name, **ranking.to_dict()})
+        return
+    table = Table(title=f"Teachers for a {format_quantity(N_S)}-parameter student on "
+                        f"{format_quantity(D_S)} tokens (law: {laws.name})",
+                  caption="losses in nats/token; * marks the best candidate")
+    for header in ("teacher", "N_T", "D_T", "L_T", "L_T / Ltilde_S", "student L_S"):
+        table.add_column(header, justify="left" if header == "teacher" else "right")
+    for index, (c, loss, ratio) in enumerate(zip(ranking.candidates, ranking.student_losses,
+                                                 ranking.gap_ratios)):
+        mark = "*" if index == ranking.best else ""
+        table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
+                      format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}",
+                      f"{ratio:.3f}", f"[bold]{loss:.4f}[/bold]" if mark else f"{loss:.4f}")
+    console.print(table)
+    console.print(f"supervised student (no teacher): {ranking.supervised_loss:.4f} nats/token\n"
+                  f"optimal teacher loss L_T* = {ranking.optimal_teacher_loss:.4f} -> student "
+                  f"{ranking.optimal_student_loss:.4f} nats/token\n"
+                  f"capacity gap: the law switches at L_T = d1 x Ltilde_S = "
+                  f"{ranking.capacity_gap_teacher_loss:.4f} (d1 = {ranking.d1:.3f}); weaker "
+                  "teachers give L_S ~ L_T, and teachers stronger than L_T* make the student worse")
+
+
+def capacity_gap_command(
+    runs: Path | None = typer.Option(
+        None, "--runs", help="CSV/JSONL of distillation runs with student_params, teacher_params "
+                             "and student_loss"),
+    students: str = typer.Option("143M,546M,1.82B,7.75B", "--students",
+                                 help="student sizes for the law's relation (comma-separated)"),
+    tokens_per_param: float = typer.Option(20.0, "--tokens-per-param", min=1e-3,
+                                           help="student tokens per parameter for the law's relation"),
+    confidence: float = typer.Option(0.9, "--confidence", min=0.5, max=0.999,
+                                     help="coverage of the interval on k"),
+    drop_invalid: bool = typer.Option(False, "--drop-invalid", help="skip rows with bad values"),
+    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The linear law of capacity gap N_T* = k N_S: fitted to runs, and as the distillation law
+    predicts it for compute-optimal teachers."""
+    from distillscale.planning.teacher import LinearCapacityGap
+    from distillscale.tables import read_table
+
+    laws = load_laws(law)
+    sizes = [parse_quantity(text.strip(), "--students") for text in students.split(",")]
+    fits = {}
+    if runs is not None:
+        columns = ["student_params", "teacher_params", "student_loss"]
+        table = read_table(runs).numeric(columns, drop_invalid=drop_invalid)
+        fits["runs"] = LinearCapacityGap(confidence).fit(*(table[c] for c in columns))
+        sizes = fits["runs"].student_params_.tolist()
+    if laws.distillation is not None:
+        planner = _planner(laws, "corrected", None, None, None)
+        fits["law"] = LinearCapacityGap.from_law(planner, sizes, tokens_per_param, confidence)
+    elif runs is None:
+        laws.require_distillation()
+    if as_json:
+        print_json({"law": laws.name, **{name: fit.to_dict() for name, fit in fits.items()}})
+        return
+    sources = {"runs": f"best observed teachers in {runs}",
+               "law": f"law {laws.name}, compute-optimal teachers, students at "
+                      f"{tokens_per_param:g} tokens/parameter"}
+    for name, fit in fits.items():
+        table = Table(title=f"Capacity gap from {sources[name]}")
+        table.add_column("student N_S", justify="right")
+        table.add_column("best teacher N_T*", justify="right")
+        table.add_column("N_T* / N_S", justify="right")
+        for student, teacher in zip(fit.student_params_, fit.teacher_params_):
+            table.add_row(format_quantity(student), format_quantity(teacher), f"{teacher / student:.2f}")
+        console.print(table)
+        low, high = fit.ratio_interval_
+        slope = ("" if fit.exponent_ is None else
+                 f"; free log-log slope {fit.exponent_:.2f} +/- {fit.exponent_stderr_:.2f} "
+                 "(1 is linear)")
+        console.print(f"N_T* = k N_S with k = [bold]{fit.ratio_:.3g}[/bold] "
+                      f"({confidence:.0%} interval {low:.3g} to {high:.3g}){slope}")

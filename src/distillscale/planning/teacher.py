@@ -15,6 +15,7 @@ from scipy import stats
 
 from distillscale.errors import UserError
 from distillscale.planning.solver import DistillationPlanner
+from distillscale.units import parse_quantity
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,36 @@ class TeacherRanking:
                            for c, loss, ratio in zip(self.candidates, self.student_losses,
                                                      self.gap_ratios)],
         }
+
+
+def read_candidates(path, planner: DistillationPlanner) -> list[TeacherCandidate]:
+    """Candidate teachers from a CSV/JSONL file: each row has `teacher_loss`, or `teacher_params`
+    with `teacher_tokens` (the loss is then predicted); `name` is optional."""
+    from distillscale.tables import read_table
+
+    table = read_table(path)
+    if "teacher_loss" not in table.columns and not {"teacher_params", "teacher_tokens"} <= set(
+            table.columns):
+        raise UserError(f"{path} needs a teacher_loss column, or teacher_params and teacher_tokens "
+                        f"columns; columns found: {', '.join(table.columns)}")
+    candidates = []
+    for row, line in zip(table.rows, table.lines):
+        def cell(column: str) -> float | None:
+            value = row.get(column)
+            if value is None or value == "":
+                return None
+            return parse_quantity(value, f"{column} at line {line} of {path}")
+
+        name = str(row.get("name") or f"line {line}")
+        loss, params, tokens = cell("teacher_loss"), cell("teacher_params"), cell("teacher_tokens")
+        if loss is not None:
+            candidates.append(TeacherCandidate(name, loss, params, tokens))
+        elif params is not None and tokens is not None:
+            candidates.append(TeacherCandidate.from_size(name, params, tokens, planner))
+        else:
+            raise UserError(f"line {line} of {path} has no teacher_loss and not both "
+                            "teacher_params and teacher_tokens: fill one in")
+    return candidates
 
 
 def teacher_ladder(planner: DistillationPlanner, student_params: float,
