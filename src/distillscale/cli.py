@@ -12,7 +12,12 @@ from distillscale.data.commands import data_app
 from distillscale.errors import UserError
 from distillscale.laws.commands import predict_app
 from distillscale.model.commands import export_hf_command
-from distillscale.planning.commands import distill_map_command, plan_command
+from distillscale.planning.commands import (
+    capacity_gap_command,
+    distill_map_command,
+    plan_command,
+    teacher_command,
+)
 from distillscale.training.commands import train_command
 
 app = typer.Typer(
@@ -27,6 +32,8 @@ app.add_typer(predict_app, name="predict")
 app.add_typer(data_app, name="data")
 app.command("plan")(plan_command)
 app.command("distill-map")(distill_map_command)
+app.command("teacher")(teacher_command)
+app.command("capacity-gap")(capacity_gap_command)
 app.command("train")(train_command)
 app.command("export-hf")(export_hf_command)
 
