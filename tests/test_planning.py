@@ -1,0 +1,219 @@
+"""The planner: FLOP accounting, the four scenarios against the published findings and a dense
+brute-force search, existing teachers, student-size sweeps, teacher ranking and the capacity gap."""
+
+import re
+
+import numpy as np
+import pytest
+
+from distillscale.errors import UserError
+from distillscale.laws import load_laws
+from distillscale.planning.extrapolation import extrapolation_warnings
+from distillscale.planning.flops import SCENARIOS, ForwardFlops, distillation_flops, get_scenario
+from distillscale.planning.solver import DistillationPlanner, tokens_reaching_loss
+from distillscale.planning.teacher import (
+    LinearCapacityGap,
+    TeacherCandidate,
+    rank_teachers,
+    teacher_ladder,
+)
+
+M, B = 1e6, 1e9
+PAID = ("teacher-inference", "teacher-pretraining", "teacher-pretraining-inference")
+
+
+@pytest.fixture(scope="module")
+def planner():
+    return DistillationPlanner(load_laws("busbridge2025"))
+
+
+def test_forward_flops_corrected_spot_value_and_simple_form():
+    flops = ForwardFlops.from_settings(load_laws("busbridge2025").compute)
+    assert flops(546 * M) == pytest.approx(1.415e9, rel=1e-3)
+    assert flops.sigma1 * 4096 == pytest.approx(155.06, abs=0.01)
+    assert flops.sigma2 * 32168 == pytest.approx(70811, rel=1e-4)
+    assert ForwardFlops("simple")(546 * M) == 2 * 546 * M
+    assert flops(np.array([1e8, 1e9])).shape == (2,)
+
+
+def test_exact_flops_of_a_model_config_feed_the_planner(planner):
+    from distillscale.model import ModelConfig
+
+    config = ModelConfig(n_layers=14, vocab_size=32168, max_seq_len=4096)
+    exact = float(config.forward_flops_per_token())
+    plan = planner.plan(config.non_embedding_params, 1e21, "best-case", exact)
+    assert 3 * exact * plan.student_tokens == pytest.approx(1e21, rel=1e-9)
+
+
+def test_flop_breakdown_follows_the_scenario_indicators():
+    parts = distillation_flops(SCENARIOS["teacher-pretraining-inference"], 10.0, 100.0, 50.0, 7.0)
+    assert (parts.student, parts.teacher_inference, parts.teacher_pretraining) == (3000, 5000, 1050)
+    assert distillation_flops(SCENARIOS["best-case"], 10.0, 100.0, 50.0, 7.0).total == 3000
+    with pytest.raises(UserError, match="unknown scenario 'cheap'"):
+        get_scenario("cheap")
+
+
+@pytest.mark.parametrize("budget", [1e19, 1e21, 1e23])
+def test_every_plan_spends_the_budget_and_respects_the_bounds(planner, budget):
+    for name in SCENARIOS:
+        plan = planner.plan(546 * M, budget, name)
+        assert plan.flops.total == pytest.approx(budget, rel=1e-3)
+        for value in (plan.student_tokens, plan.teacher_params, plan.teacher_tokens):
+            assert 1e6 * (1 - 1e-9) <= value <= 1e17 * (1 + 1e-9)
+        assert plan.student_loss == pytest.approx(
+            planner.distillation.predict(546 * M, plan.student_tokens, plan.teacher_loss))
+
+
+@pytest.mark.parametrize("budget", [1e19, 1e21, 1e23])
+def test_published_findings_hold(planner, budget):
+    plans = {name: planner.plan(546 * M, budget, name) for name in SCENARIOS}
+    # A teacher trained for one student never beats training that student directly.
+    assert plans["teacher-pretraining-inference"].verdict == "pretrain"
+    # With free teacher pre-training the optimal teacher is overtrained to the token cap.
+    assert plans["teacher-inference"].teacher_tokens == pytest.approx(1e17, rel=1e-6)
+    # The free teacher is a lower bound on every scenario.
+    for name in PAID:
+        assert plans["best-case"].student_loss <= plans[name].student_loss + 1e-9
+
+
+def test_losses_fall_as_the_budget_grows(planner):
+    budgets = np.geomspace(1e19, 1e24, 6)
+    for name in SCENARIOS:
+        losses = [planner.plan(546 * M, c, name).student_loss for c in budgets]
+        assert np.all(np.diff(losses) < 0), name
+
+
+def _brute_force(planner, student_params, budget, scenario, points=700):
+    """Dense grid over a different parametrisation than the solver's: (D_S, N_T) with D_T
+    taking the remainder when the teacher is trained, (N_T, D_T) otherwise."""
+    F, sup, dist = planner.flops, planner.supervised_law, planner.distillation
+    F_S, axis = F(student_params), np.geomspace(1e6, 1e17, points)
+    if scenario.teacher_pretraining:
+        D_S, N_T = np.meshgrid(axis, axis, indexing="ij")
+        D_T = (budget - (3 * F_S + scenario.teacher_inference * F(N_T)) * D_S) / (3 * F(N_T))
+    else:
+        N_T, D_T = np.meshgrid(axis, axis, indexing="ij")
+        D_S = budget / (3 * F_S + F(N_T))
+    ok = (D_S >= 1e6) & (D_S <= 1e17) & (D_T >= 1e6) & (D_T <= 1e17)
+    losses = dist.predict(student_params, np.where(ok, D_S, 1e6),
+                          sup.predict(N_T, np.where(ok, D_T, 1e6)))
+    return float(np.where(ok, losses, np.inf).min())
+
+
+@pytest.mark.parametrize("student_params, budget", [(100 * M, 1e20), (546 * M, 1e22), (7 * B, 1e21)])
+def test_optimum_matches_a_dense_brute_force_search(planner, student_params, budget):
+    for name in PAID:
+        plan = planner.plan(student_params, budget, name)
+        assert plan.convergence.success
+        brute = _brute_force(planner, student_params, budget, SCENARIOS[name])
+        assert plan.student_loss <= brute + 1e-3, name
+
+
+def test_best_case_is_the_bottom_of_the_u_curve_and_reports_the_teacher_family(planner):
+    plan = planner.plan(546 * M, 1e21, "best-case")
+    law = planner.supervised_law
+    teacher_losses = np.linspace(law.predict(1e17, 1e17), 4.0, 20001)
+    dense = planner.distillation.predict(546 * M, plan.student_tokens, teacher_losses).min()
+    assert plan.student_loss <= dense + 1e-6
+    family = plan.teacher_family
+    assert len(family.params) > 10
+    assert np.allclose(law.predict(family.params, family.tokens), plan.teacher_loss, atol=1e-9)
+    cheapest = planner.flops(family.compute_optimal_params) * family.compute_optimal_tokens
+    assert cheapest <= (planner.flops(family.params) * family.tokens).min() * (1 + 1e-6)
+    assert (plan.teacher_params, plan.teacher_tokens) == (
+        family.compute_optimal_params, family.compute_optimal_tokens)
+
+
+def test_tokens_reaching_loss_inverts_the_supervised_law(planner):
+    law = planner.supervised_law
+    params = np.array([1e8, 1e9, 1e10])
+    tokens = tokens_reaching_loss(law, params, 2.3)
+    assert np.isnan(tokens[0])  # 100M parameters cannot reach 2.3 nats/token at any data size
+    assert law.predict(params[1:], tokens[1:]) == pytest.approx([2.3, 2.3])
+
+
+def test_existing_teacher_spends_everything_on_distillation_tokens(planner):
+    plan = planner.plan_with_teacher(546 * M, 1e21, 7.75 * B, teacher_tokens=155 * B)
+    assert plan.scenario.name == "teacher-inference"
+    assert plan.teacher_loss == pytest.approx(2.004, abs=1e-3)
+    assert plan.flops.total == pytest.approx(1e21)
+    by_loss = planner.plan_with_teacher(546 * M, 1e21, 7.75 * B, teacher_loss=plan.teacher_loss)
+    assert by_loss.student_loss == pytest.approx(plan.student_loss)
+    # Fewer tokens (an unspent budget) could only be worse.
+    assert planner.distillation.predict(546 * M, 0.9 * plan.student_tokens,
+                                        plan.teacher_loss) > plan.student_loss
+    with pytest.raises(UserError, match="exactly one"):
+        planner.plan_with_teacher(546 * M, 1e21, 7.75 * B)
+
+
+def test_supervised_baseline_and_verdict(planner):
+    baseline = planner.supervised(546 * M, 1e21)
+    assert baseline.tokens == pytest.approx(1e21 / (3 * planner.flops(546 * M)))
+    plan = planner.plan(546 * M, 1e21, "teacher-pretraining-inference")
+    assert plan.loss_difference == pytest.approx(baseline.loss - plan.student_loss)
+    assert plan.verdict == ("distill" if plan.loss_difference > 0 else "pretrain")
+
+
+def test_sweep_finds_a_student_no_worse_than_any_grid_size(planner):
+    sweep = planner.sweep(1e21, "teacher-pretraining", size_range=(14.3 * M, 126 * B), count=9)
+    assert len(sweep.plans) == 9
+    assert sweep.best.student_loss <= min(p.student_loss for p in sweep.plans)
+    optimal = sweep.supervised_best
+    for size in (optimal.student_params / 2, optimal.student_params * 2):
+        assert planner.supervised(size, 1e21).loss >= optimal.loss
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda p: p.plan(546 * M, 1e10, "best-case"), "budget 1e+10 FLOPs is too small"),
+    (lambda p: p.plan(1e6, 1e30, "best-case"), "beyond the planner's 1e+17-token bound"),
+    (lambda p: p.plan(546 * M, 4.25e15, "teacher-pretraining-inference"),
+     "too small for scenario teacher-pretraining-inference"),
+    (lambda p: p.sweep(1.0, "best-case"), "cannot train any model"),
+])
+def test_impossible_budgets_are_user_errors(planner, call, fragment):
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        call(planner)
+
+
+def test_extrapolation_warnings_only_far_outside_the_data():
+    laws = load_laws("busbridge2025")
+    assert extrapolation_warnings(laws, {"N": 546 * M}, {"D": 11 * B}) == []
+    messages = extrapolation_warnings(laws, {"N": 10e12}, {"D": 1e6})
+    assert len(messages) == 2
+    assert "far above the largest (12.6B)" in messages[0]
+    laws.supervised.fit = {"data_range": {"params": [1e3, 1e4], "tokens": [1e5, 1e6]}}
+    assert "far above" in extrapolation_warnings(laws, {"N": 546 * M}, {})[0]
+
+
+def test_rank_teachers_marks_the_best_and_the_capacity_gap(planner):
+    ladder = teacher_ladder(planner, 546 * M)
+    ranking = rank_teachers(planner, 546 * M, 20 * 546 * M, ladder)
+    assert ranking.student_losses[ranking.best] == ranking.student_losses.min()
+    assert ranking.optimal_student_loss <= ranking.student_losses.min() + 1e-9
+    assert ranking.capacity_gap_teacher_loss == pytest.approx(1.315 * 2.515, abs=2e-3)
+    weak = TeacherCandidate("weak", 6.0)
+    weak_ranking = rank_teachers(planner, 546 * M, 20 * 546 * M, [weak])
+    assert weak_ranking.student_losses[0] == pytest.approx(6.0, rel=1e-3)
+
+
+def test_capacity_gap_fit_recovers_a_planted_ratio():
+    students = np.repeat([1e8, 3e8, 1e9, 3e9], 4)
+    multiples = np.tile([1.0, 2.5, 5.0, 10.0], 4)
+    teachers = students * multiples
+    # Student loss is lowest for the 2.5x teacher (log-distance from it), up to size noise.
+    noise = np.array([1.0, 1.1, 0.9, 1.0] * 4)
+    losses = 2.0 + np.abs(np.log(multiples / 2.5)) + 0.01 * np.log(noise * students)
+    fit = LinearCapacityGap(confidence=0.9).fit(students, teachers, losses)
+    assert fit.ratio_ == pytest.approx(2.5)
+    assert fit.ratio_interval_[0] <= 2.5 <= fit.ratio_interval_[1]
+    assert fit.predict(1e9) == pytest.approx(2.5e9)
+    assert fit.exponent_ == pytest.approx(1.0)
+    with pytest.raises(UserError, match="at least two student sizes"):
+        LinearCapacityGap().fit([1e8, 1e8], [2e8, 4e8], [2.0, 1.9])
+
+
+def test_capacity_gap_predicted_by_the_law_is_roughly_linear(planner):
+    fit = LinearCapacityGap.from_law(planner, [143 * M, 546 * M, 1.82 * B, 7.75 * B])
+    assert fit.ratio_interval_[0] < fit.ratio_ < fit.ratio_interval_[1]
+    assert fit.ratio_ > 1  # the optimal teacher is larger than its student
+    assert abs(fit.exponent_ - 1) < 3 * fit.exponent_stderr_ + 0.1
