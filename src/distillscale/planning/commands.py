@@ -156,11 +156,11 @@ def plan_command(
                             "with --teacher-params")
         L_T = parse_quantity(teacher_loss, "--teacher-loss") if teacher_loss is not None else None
         plans = [planner.plan_with_teacher(N_S, budget, N_T, D_T, L_T, F_S)]
-        _warn_extrapolation(laws, {"--teacher-params": N_T}, {"--teacher-tokens": D_T})
+        _warn_extrapolation(laws, {"the teacher": N_T}, {"the teacher's tokens": D_T})
     else:
         plans = [planner.plan(N_S, budget, name, F_S) for name in names]
-    _warn_extrapolation(laws, {"student parameters": N_S},
-                        {"student tokens": plans[0].supervised.tokens})
+    _warn_extrapolation(laws, {"the student": N_S},
+                        {"the student's supervised tokens": plans[0].supervised.tokens})
 
     if as_json:
         records = {p.scenario.name: {"law": laws.name, **p.to_dict()} for p in plans}
@@ -249,8 +249,8 @@ def teacher_command(
     teachers = (read_candidates(candidates, planner) if candidates is not None
                 else teacher_ladder(planner, N_S))
     ranking = rank_teachers(planner, N_S, D_S, teachers)
-    _warn_extrapolation(laws, {"--student-params": N_S, **{
-        f"teacher {c.name!r}": c.params for c in teachers}}, {"--student-tokens": D_S})
+    _warn_extrapolation(laws, {"the student": N_S, **{
+        f"teacher {c.name!r}": c.params for c in teachers}}, {"the student's tokens": D_S})
     if plot is not None:
         plots.save_figure(plots.plot_teacher_u_curve(planner, ranking), plot)
     if as_json:

@@ -58,6 +58,6 @@ def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
             side = f"above the largest ({format_quantity(high)})" if value > high else \
                 f"below the smallest ({format_quantity(low)})"
             messages.append(
-                f"{name} = {format_quantity(value)} {kind} is far {side} in the data behind law "
+                f"{name} ({format_quantity(value)} {kind}) is far {side} in the data behind law "
                 f"{laws.name!r}: the prediction is an extrapolation")
     return messages

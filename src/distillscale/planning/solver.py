@@ -297,7 +297,9 @@ class DistillationPlanner:
         low, high = self.bounds
         params = np.geomspace(low, high, 4096)
         tokens = tokens_reaching_loss(self.supervised_law, params, teacher_loss)
-        inside = np.isfinite(tokens) & (tokens >= low) & (tokens <= high)
+        # A tolerance keeps the single corner teacher when L_T* is the strongest loss in bounds.
+        inside = np.isfinite(tokens) & (tokens >= low * (1 - 1e-6)) & (tokens <= high * (1 + 1e-6))
+        tokens = np.clip(tokens, low, high)
         if not inside.any():
             raise UserError(f"no teacher inside the bounds reaches loss {teacher_loss:.4f} nats/token")
         params, tokens = params[inside], tokens[inside]

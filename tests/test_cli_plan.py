@@ -1,0 +1,161 @@
+"""`distillscale plan`, `teacher`, `capacity-gap` and `distill-map` on the command line."""
+
+import json
+
+import pytest
+
+PLAN_KEYS = {"student_loss", "student_tokens", "teacher_params", "teacher_tokens", "teacher_loss",
+             "supervised_loss", "verdict", "flops"}
+
+
+def test_plan_json_contract(cli):
+    code, out, _ = cli("plan", "--law", "busbridge2025", "--student-params", "546M",
+                       "--compute", "1e21", "--scenario", "teacher-inference", "--json")
+    assert code == 0
+    plan = json.loads(out)
+    assert PLAN_KEYS <= set(plan)
+    assert {"student", "teacher_inference", "teacher_pretraining"} <= set(plan["flops"])
+    assert plan["verdict"] in ("distill", "pretrain")
+    assert plan["teacher_tokens"] == pytest.approx(1e17)
+    assert sum(plan["flops"][k] for k in ("student", "teacher_inference",
+                                          "teacher_pretraining")) == pytest.approx(1e21)
+
+
+def test_plan_all_scenarios_human_table_and_svg_plot(cli, tmp_path):
+    figure = tmp_path / "plan.svg"
+    code, out, err = cli("plan", "--student-params", "546M", "--compute", "1e21",
+                         "--plot", str(figure))
+    assert code == 0, err
+    for text in ("best-case", "student loss L_S", "pretrain", "distill", "losses in nats/token"):
+        assert text in out
+    assert figure.read_text().lstrip().startswith("<?xml")
+
+
+def test_plan_with_an_existing_teacher(cli):
+    code, out, _ = cli("plan", "--student-params", "546M", "--compute", "1e21", "--json",
+                       "--teacher-params", "7.75B", "--teacher-tokens", "155B")
+    assert code == 0
+    plan = json.loads(out)
+    assert plan["scenario"] == "teacher-inference"
+    assert plan["teacher_loss"] == pytest.approx(2.004, abs=1e-3)
+
+
+def test_plan_without_student_size_sweeps_every_scenario(cli, tmp_path):
+    code, out, _ = cli("plan", "--compute", "1e20", "--scenario", "teacher-pretraining", "--json")
+    assert code == 0
+    sweep = json.loads(out)["sweeps"]["teacher-pretraining"]
+    assert PLAN_KEYS <= set(sweep["best"])
+    assert sweep["best"]["student_loss"] <= min(s["student_loss"] for s in sweep["students"])
+
+
+def test_plan_warns_when_extrapolating(cli):
+    code, _, err = cli("plan", "--student-params", "5T", "--compute", "1e26",
+                       "--scenario", "best-case")
+    assert code == 0
+    assert "warning" in err and "extrapolation" in err
+
+
+def test_teacher_ranks_candidates_from_a_file_and_plots_the_u_curve(cli, tmp_path):
+    candidates = tmp_path / "teachers.csv"
+    candidates.write_text("name,teacher_params,teacher_tokens,teacher_loss\n"
+                          "small,1.09B,21.8B,\nbig,70B,1.4T,\ngiven,,,2.0\n")
+    figure = tmp_path / "u.png"
+    code, out, _ = cli("teacher", "--student-params", "546M", "--student-tokens", "10.92B",
+                       "--candidates", str(candidates), "--json", "--plot", str(figure))
+    assert code == 0
+    ranking = json.loads(out)
+    assert [c["name"] for c in ranking["candidates"]] == ["small", "big", "given"]
+    best = min(ranking["candidates"], key=lambda c: c["student_loss"])
+    assert ranking["best"] == best["name"]
+    assert ranking["capacity_gap_teacher_loss"] == pytest.approx(1.315 * 2.515, abs=2e-3)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_teacher_ladder_human_output(cli):
+    code, out, _ = cli("teacher", "--student-params", "546M", "--student-tokens", "10.92B")
+    assert code == 0
+    assert "*" in out and "optimal teacher loss L_T*" in out and "capacity gap" in out
+
+
+def test_capacity_gap_from_runs_and_from_the_law(cli, tmp_path):
+    runs = tmp_path / "runs.jsonl"
+    rows = [{"student_params": s, "teacher_params": s * m, "student_loss": 2 + abs(m - 3) / 10}
+            for s in (1e8, 1e9, 1e10) for m in (1, 3, 9)]
+    runs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    code, out, _ = cli("capacity-gap", "--runs", str(runs), "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["runs"]["ratio"] == pytest.approx(3.0)
+    assert len(result["law"]["best_teachers"]) == 3
+    code, out, _ = cli("capacity-gap")
+    assert code == 0 and "N_T* = k N_S" in out
+
+
+def test_distill_map_writes_a_figure(cli, tmp_path):
+    figure = tmp_path / "map.png"
+    code, out, _ = cli("distill-map", "--out", str(figure), "--resolution", "3", "--json")
+    assert code == 0
+    grid = json.loads(out)
+    assert len(grid["loss_difference"]) == 3 and figure.exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["plan", "--student-params", "546M", "--compute", "1e10"], "budget 1e+10 FLOPs is too small"),
+    (["plan", "--student-params", "546M", "--compute", "1e21", "--scenario", "cheap"],
+     "unknown scenario 'cheap'"),
+    (["plan", "--student-params", "lots", "--compute", "1e21"], "malformed --student-params 'lots'"),
+    (["plan", "--student-params", "546M", "--compute", "1e21x"], "malformed --compute '1e21x'"),
+    (["plan", "--student-params", "546M", "--compute", "1e21", "--law", "epoch2024"],
+     "has no distillation law"),
+    (["plan", "--student-params", "546M", "--compute", "1e21", "--plot", "out.pdf"],
+     "use a .png or .svg file name"),
+    (["plan", "--student-params", "546M", "--compute", "1e21", "--flops", "exact"],
+     "unknown FLOP method 'exact'"),
+    (["plan", "--student-params", "546M", "--compute", "1e21", "--teacher-loss", "2.0"],
+     "give the existing teacher's size with --teacher-params"),
+    (["plan", "--student-params", "546M", "--compute", "1e21", "--teacher-params", "7B"],
+     "give exactly one of --teacher-tokens or --teacher-loss"),
+    (["plan", "--student-params", "546M", "--compute", "1e21", "--teacher-params", "7B",
+      "--teacher-loss", "2", "--scenario", "best-case"], "planned under teacher-inference cost"),
+    (["plan", "--compute", "1e21", "--teacher-params", "7B", "--teacher-loss", "2"],
+     "needs --student-params"),
+    (["plan", "--student-model", "/nonexistent", "--compute", "1e21"], "model_config.json is missing"),
+    (["teacher", "--student-params", "546M", "--student-tokens", "11B", "--candidates",
+      "/nonexistent.csv"], "cannot read run file"),
+    (["distill-map", "--out", "map.txt"], "use a .png or .svg file name"),
+])
+def test_bad_input_is_one_line_exit_2(cli, args, fragment):
+    code, _, err = cli(*args)
+    assert code == 2
+    assert fragment in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_candidate_files(cli, tmp_path):
+    no_columns = tmp_path / "a.csv"
+    no_columns.write_text("name,size\nx,1\n")
+    half_row = tmp_path / "b.csv"
+    half_row.write_text("name,teacher_params,teacher_tokens\nx,7B,\n")
+    bad_number = tmp_path / "c.csv"
+    bad_number.write_text("teacher_loss\nabc\n")
+    for path, fragment in ((no_columns, "needs a teacher_loss column"),
+                           (half_row, "line 2 of"), (bad_number, "malformed teacher_loss")):
+        code, _, err = cli("teacher", "--student-params", "546M", "--student-tokens", "11B",
+                           "--candidates", str(path))
+        assert code == 2 and fragment in err
+
+
+def test_capacity_gap_bad_runs(cli, tmp_path):
+    runs = tmp_path / "runs.csv"
+    runs.write_text("student_params,teacher_params,student_loss\n1e8,2e8,2.0\n1e8,4e8,1.9\n")
+    code, _, err = cli("capacity-gap", "--runs", str(runs))
+    assert code == 2 and "at least two student sizes" in err
+    runs.write_text("student_params,student_loss\n1e8,2.0\n")
+    code, _, err = cli("capacity-gap", "--runs", str(runs))
+    assert code == 2 and "missing column 'teacher_params'" in err
+
+
+def test_planning_commands_have_help(cli):
+    for command in ("plan", "teacher", "capacity-gap", "distill-map"):
+        code, out, _ = cli(command, "--help")
+        assert code == 0 and "Usage" in out
