@@ -1,0 +1,412 @@
+"""distillscale.data: sources, tokenizers, cached splits, samplers, and `distillscale data prepare`."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from distillscale.data import DataConfig, PreparedData, TokenSampler, iter_eval_batches, prepare_data
+from distillscale.data import prepare as prepare_module
+from distillscale.data.prepare import assign_splits, token_dtype
+from distillscale.data.sources import resolve_corpus
+from distillscale.data.tokenizer import END_OF_TEXT, tokenizer_hash, train_byte_level_bpe
+from distillscale.errors import UserError
+
+WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho "
+         "sigma tau upsilon phi chi psi omega").split()
+VOCAB = 300
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(cache))
+    return cache
+
+
+def document(i: int) -> str:
+    rng = random.Random(i)
+    return f"doc{i:03d}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 200))) + ".\n"
+
+
+DOCUMENTS = [document(i) for i in range(24)]
+
+
+def write_text_corpus(directory, documents=DOCUMENTS):
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, text in enumerate(documents):
+        (directory / f"{i:03d}{'.py' if i % 2 else '.txt'}").write_text(text, encoding="utf-8")
+    return directory
+
+
+def split_documents(prepared: PreparedData, name: str) -> list[str]:
+    """The documents of a split, recovered by cutting at end-of-text tokens and decoding."""
+    tokens = prepared.split(name)
+    ends = np.flatnonzero(tokens == prepared.end_of_text_id)
+    assert len(ends) and ends[-1] == len(tokens) - 1, "every document ends with the end-of-text token"
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return [prepared.tokenizer.decode(tokens[a:b].tolist()) for a, b in zip(starts, ends)]
+
+
+def all_split_documents(prepared: PreparedData) -> dict[str, list[str]]:
+    return {name: split_documents(prepared, name) for name in ("val", "teacher", "student")}
+
+
+def assert_disjoint_cover(splits: dict[str, list[str]], documents: list[str]) -> None:
+    everything = [text for texts in splits.values() for text in texts]
+    assert sorted(everything) == sorted(documents)  # each document exactly once, byte-exact
+    assert all(splits.values()), "no split is empty"
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+def test_text_directory_splits_are_disjoint_and_cover_the_corpus(tmp_path):
+    prepared = prepare_data(DataConfig(path=write_text_corpus(tmp_path / "corpus"), vocab_size=VOCAB),
+                            progress=False)
+    splits = all_split_documents(prepared)
+    assert_disjoint_cover(splits, DOCUMENTS)
+    manifest = prepared.manifest
+    assert manifest["source"]["documents"] == len(DOCUMENTS)
+    for name, texts in splits.items():
+        assert manifest["splits"][name]["documents"] == len(texts)
+        assert manifest["splits"][name]["tokens"] == len(prepared.split(name))
+    assert prepared.split("val").dtype == np.uint16
+    assert prepared.vocab_size == prepared.tokenizer.get_vocab_size() <= VOCAB
+    assert prepared.tokenizer_hash == tokenizer_hash(prepared.tokenizer)
+    assert (prepared.directory / "tokenizer.json").is_file()
+    teacher, student = (sum(len(t) for t in splits[name]) for name in ("teacher", "student"))
+    assert abs(teacher - student) <= max(len(t) for t in DOCUMENTS)  # balanced halves
+
+
+def test_glob_selects_matching_files(tmp_path):
+    corpus = write_text_corpus(tmp_path / "corpus")
+    prepared = prepare_data(DataConfig(path=str(corpus / "*.txt"), vocab_size=VOCAB), progress=False)
+    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS[::2])
+
+
+def test_jsonl_with_a_named_text_field(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "content": text}) + "\n" for i, text in enumerate(DOCUMENTS)))
+    prepared = prepare_data(DataConfig(path=path, text_field="content", vocab_size=VOCAB), progress=False)
+    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+    with pytest.raises(UserError, match=r"corpus.jsonl line 1 has no field 'text'"):
+        prepare_data(DataConfig(path=path, vocab_size=VOCAB), progress=False)
+
+
+def test_jsonl_with_a_broken_line_is_an_error(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text(json.dumps({"text": DOCUMENTS[0]}) + "\n{not json\n")
+    with pytest.raises(UserError, match="line 2 is not valid JSON"):
+        prepare_data(DataConfig(path=path, vocab_size=VOCAB), progress=False)
+
+
+def test_parquet_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "corpus.parquet"
+    pq.write_table(pa.table({"body": DOCUMENTS, "n": list(range(len(DOCUMENTS)))}), path)
+    prepared = prepare_data(DataConfig(path=path, text_field="body", vocab_size=VOCAB), progress=False)
+    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+    with pytest.raises(UserError, match=r"has no column 'text' \(columns: body, n\)"):
+        prepare_data(DataConfig(path=path, vocab_size=VOCAB), progress=False)
+
+
+def test_datasets_save_to_disk_directory(tmp_path):
+    import datasets
+
+    half = len(DOCUMENTS) // 2
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": DOCUMENTS[:half]}),
+        "validation": datasets.Dataset.from_dict({"text": DOCUMENTS[half:]}),
+    }).save_to_disk(str(tmp_path / "saved"))
+    prepared = prepare_data(DataConfig(path=tmp_path / "saved", vocab_size=VOCAB), progress=False)
+    assert prepared.manifest["source"]["kind"] == "datasets"
+    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+
+
+def test_default_corpus_is_the_standard_library():
+    corpus = resolve_corpus(None)
+    assert corpus.kind == "stdlib" and len(corpus.files) > 100
+    assert all(path.suffix == ".py" for path in corpus.files)
+    assert not any({"test", "tests", "site-packages"} & set(path.parts) for path in corpus.files)
+    assert list(corpus.files) == sorted(corpus.files)
+
+    prepared = prepare_data(DataConfig(vocab_size=VOCAB, max_bytes="200K"), progress=False)
+    source = prepared.manifest["source"]
+    assert source["kind"] == "stdlib"
+    assert source["bytes"] == 200_000 and source["truncated_by_max_bytes"]
+    assert all(prepared.manifest["splits"][name]["tokens"] > 0 for name in ("val", "teacher", "student"))
+
+
+def test_non_utf8_files_are_skipped_and_counted(tmp_path, cli):
+    corpus = write_text_corpus(tmp_path / "corpus")
+    (corpus / "latin1.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
+    (corpus / "blob.bin").write_bytes(bytes(range(128, 256)))
+    prepared = prepare_data(DataConfig(path=corpus, vocab_size=VOCAB), progress=False)
+    assert prepared.manifest["source"]["skipped_non_utf8"] == 2
+    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+
+    code, out, _ = cli("data", "prepare", "--data", corpus, "--vocab-size", VOCAB)
+    assert code == 0
+    assert "2 not UTF-8" in out and "reused" in out
+
+
+# --- bad inputs ----------------------------------------------------------------------------------
+
+def test_corpus_without_text_is_an_error(tmp_path, cli):
+    corpus = tmp_path / "binary"
+    corpus.mkdir()
+    (corpus / "a.dat").write_bytes(b"\xff\xfe\x00")
+    code, _, err = cli("data", "prepare", "--data", corpus, "--vocab-size", VOCAB)
+    last_line = err.splitlines()[-1]  # after the progress display
+    assert code == 2 and last_line.startswith("distillscale: error: the corpus")
+    assert "holds no text (1 files read; 1 skipped as not UTF-8" in last_line
+
+
+@pytest.mark.parametrize("make_path, message", [
+    (lambda tmp: tmp / "missing", "does not exist"),
+    (lambda tmp: tmp / "empty", "holds no files"),
+    (lambda tmp: tmp / "empty" / "*.txt", "no files match"),
+])
+def test_bad_data_path_is_an_error(tmp_path, cli, make_path, message):
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("data", "prepare", "--data", make_path(tmp_path))
+    assert code == 2 and message in err and err.startswith("distillscale: error: ")
+
+
+def test_too_few_documents_is_an_error(tmp_path):
+    corpus = write_text_corpus(tmp_path / "corpus", DOCUMENTS[:2])
+    with pytest.raises(UserError, match="2 distinct documents, too few"):
+        prepare_data(DataConfig(path=corpus, vocab_size=VOCAB), progress=False)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--vocab-size", "100", "--vocab-size: Input should be greater than or equal to 257"),
+    ("--val-fraction", "1.5", "--val-fraction: Input should be less than 1"),
+    ("--max-bytes", "lots", "malformed max_bytes 'lots'"),
+])
+def test_bad_prepare_flags_are_errors(cli, flag, value, message):
+    code, _, err = cli("data", "prepare", flag, value)
+    assert code == 2 and message in err
+
+
+def test_data_config_is_strict():
+    with pytest.raises(ValueError, match="extra"):
+        DataConfig(vocab=512)
+    assert DataConfig(max_bytes="1.5M").max_bytes == 1_500_000
+
+
+# --- cache ---------------------------------------------------------------------------------------
+
+def test_second_prepare_reuses_the_manifest(tmp_path, monkeypatch, cli):
+    config = DataConfig(path=write_text_corpus(tmp_path / "corpus"), vocab_size=VOCAB)
+    first = prepare_data(config, progress=False)
+    mtimes = {path.name: path.stat().st_mtime_ns for path in first.directory.iterdir()}
+
+    def must_not_tokenise(*args, **kwargs):
+        raise AssertionError("tokenised again")
+
+    monkeypatch.setattr(prepare_module, "_write_splits", must_not_tokenise)
+    second = prepare_data(config, progress=False)
+    assert second.reused and not first.reused
+    assert second.directory == first.directory and second.manifest == first.manifest
+    assert {path.name: path.stat().st_mtime_ns for path in second.directory.iterdir()} == mtimes
+
+    code, out, _ = cli("data", "prepare", "--data", tmp_path / "corpus", "--vocab-size", VOCAB, "--json")
+    assert code == 0 and json.loads(out)["reused"] is True
+
+
+def test_changed_source_or_settings_prepare_afresh(tmp_path):
+    corpus = write_text_corpus(tmp_path / "corpus")
+    first = prepare_data(DataConfig(path=corpus, vocab_size=VOCAB), progress=False)
+    reseeded = prepare_data(DataConfig(path=corpus, vocab_size=VOCAB, seed=1), progress=False)
+    assert reseeded.fingerprint != first.fingerprint and not reseeded.reused
+    assert reseeded.tokenizer_hash == first.tokenizer_hash  # the seed only moves documents between splits
+    assert all_split_documents(reseeded) != all_split_documents(first)
+
+    (corpus / "000.txt").write_text("an edited document, longer than before\n")
+    edited = prepare_data(DataConfig(path=corpus, vocab_size=VOCAB), progress=False)
+    assert edited.fingerprint != first.fingerprint and not edited.reused
+    assert "an edited document, longer than before\n" in sum(all_split_documents(edited).values(), [])
+
+
+def test_interrupted_preparation_never_looks_complete(tmp_path, cache_dir, monkeypatch):
+    config = DataConfig(path=write_text_corpus(tmp_path / "corpus"), vocab_size=VOCAB)
+    write_splits = prepare_module._write_splits
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare_module, "_write_splits", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_data(config, progress=False)
+    assert not [path for path in cache_dir.iterdir() if path.is_dir()]  # no directory, no leftovers
+
+    monkeypatch.setattr(prepare_module, "_write_splits", write_splits)
+    prepared = prepare_data(config, progress=False)
+    assert not prepared.reused
+    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+
+
+PREPARE_AND_REPORT = """
+import json, sys
+from distillscale.data.config import DataConfig
+from distillscale.data.prepare import prepare_data
+prepared = prepare_data(DataConfig(path=sys.argv[1], vocab_size=int(sys.argv[2])), progress=False)
+print(json.dumps([str(prepared.directory), prepared.reused]))
+"""
+
+
+def test_concurrent_preparers_share_one_result(tmp_path, cache_dir):
+    corpus = write_text_corpus(tmp_path / "corpus")
+    preparers = [subprocess.Popen([sys.executable, "-c", PREPARE_AND_REPORT, str(corpus), str(VOCAB)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [json.loads(preparer.communicate(timeout=60)[0]) for preparer in preparers]
+    assert results[0][0] == results[1][0]
+    assert sorted(reused for _, reused in results) == [False, True]  # one tokenised, the other waited
+    assert [path for path in cache_dir.iterdir() if path.is_dir()] == [Path(results[0][0])]
+
+
+# --- splits and tokenizers -----------------------------------------------------------------------
+
+def test_assign_splits_keeps_duplicates_together_and_respects_the_fraction():
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**63, size=200, dtype=np.uint64)
+    hashes[100:120] = hashes[0]  # 21 copies of one document
+    sizes = rng.integers(100, 1000, size=200)
+    splits = assign_splits(hashes, sizes, val_fraction=0.1)
+    assert len(set(splits[hashes == hashes[0]])) == 1
+    val_share = sizes[splits == 0].sum() / sizes.sum()
+    assert 0.09 < val_share <= 0.1
+    np.testing.assert_array_equal(splits, assign_splits(hashes, sizes, val_fraction=0.1))
+    teacher, student = sizes[splits == 1].sum(), sizes[splits == 2].sum()
+    assert abs(teacher - student) <= sizes.max() * 21
+
+
+def test_validation_gets_the_smallest_document_when_none_fits():
+    splits = assign_splits(np.array([3, 1, 2], dtype=np.uint64), np.array([50, 10, 40]), val_fraction=0.01)
+    assert splits.tolist() == [2, 0, 1]  # by hash: 1 -> val, then 2 -> teacher, 3 -> student
+
+
+def test_token_dtype_follows_the_vocabulary():
+    assert token_dtype(2**16) == np.uint16 and token_dtype(2**16 + 1) == np.uint32
+
+
+def test_large_vocabulary_is_stored_as_uint32(tmp_path):
+    vocab = {f"w{i}": i for i in range(2**16)}  # w0 stands for unknown words
+    vocab.update({word: 2**16 + i for i, word in enumerate(WORDS)})  # ids beyond uint16
+    vocab[END_OF_TEXT] = 70_000  # gaps are allowed: the model needs max id + 1 rows
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    prepared = prepare_data(DataConfig(path=write_text_corpus(tmp_path / "corpus"),
+                                       tokenizer=tmp_path / "tokenizer.json"), progress=False)
+    assert prepared.vocab_size == 70_001
+    teacher = prepared.split("teacher")
+    assert teacher.dtype == np.uint32 and teacher.max() == 70_000 and (teacher > 65_535).mean() > 0.9
+
+
+def test_loading_a_tokenizer_json_file_or_directory(tmp_path):
+    corpus = write_text_corpus(tmp_path / "corpus")
+    tokenizer = train_byte_level_bpe(DOCUMENTS, 280)
+    (tmp_path / "tok").mkdir()
+    tokenizer.save(str(tmp_path / "tok" / "tokenizer.json"))
+    for source in (tmp_path / "tok" / "tokenizer.json", tmp_path / "tok"):
+        prepared = prepare_data(DataConfig(path=corpus, tokenizer=source), progress=False)
+        assert prepared.tokenizer_hash == tokenizer_hash(tokenizer)
+        assert prepared.vocab_size == 280
+        assert prepared.manifest["tokenizer"]["end_of_text"] == END_OF_TEXT
+        assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+    with pytest.raises(UserError, match="vocab_size 512 conflicts with tokenizer .* which has 280 tokens"):
+        prepare_data(DataConfig(path=corpus, tokenizer=tmp_path / "tok", vocab_size=512), progress=False)
+
+
+def test_loading_a_hugging_face_tokenizer_directory(tmp_path):
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(DOCUMENTS, trainers.BpeTrainer(
+        vocab_size=290, special_tokens=["<bos>", "<stop>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>",
+                            eos_token="<stop>").save_pretrained(str(tmp_path / "hf"))
+    prepared = prepare_data(DataConfig(path=write_text_corpus(tmp_path / "corpus"), tokenizer=tmp_path / "hf"),
+                            progress=False)
+    assert prepared.manifest["tokenizer"]["end_of_text"] == "<stop>"  # declared eos, not a guessed name
+    assert prepared.end_of_text_id == tokenizer.token_to_id("<stop>")
+    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+
+
+def test_tokenizer_without_end_of_text_token_is_an_error(tmp_path):
+    tokenizer = Tokenizer(models.WordLevel({"a": 0, "<unk>": 1}, unk_token="<unk>"))
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(UserError, match="has no end-of-text token"):
+        prepare_data(DataConfig(path=write_text_corpus(tmp_path / "corpus"),
+                                tokenizer=tmp_path / "tokenizer.json"), progress=False)
+
+
+def test_byte_level_bpe_training_is_deterministic():
+    assert tokenizer_hash(train_byte_level_bpe(DOCUMENTS, VOCAB)) == \
+        tokenizer_hash(train_byte_level_bpe(DOCUMENTS, VOCAB))
+
+
+# --- samplers ------------------------------------------------------------------------------------
+
+TOKENS = np.arange(1000, dtype=np.uint16)
+
+
+def assert_equal(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.dtype == expected.dtype and torch.equal(actual, expected)
+
+
+def test_sampler_batch_is_a_pure_function_of_seed_and_step():
+    sampler = TokenSampler(TOKENS, seq_len=16, batch_size=8, seed=3)
+    inputs, targets = sampler.batch(5)
+    assert inputs.shape == targets.shape == (8, 16) and inputs.dtype == torch.long
+    assert_equal(targets[:, :-1], inputs[:, 1:])
+    assert_equal(inputs[:, 1:] - inputs[:, :-1], torch.ones(8, 15, dtype=torch.long))  # windows
+    again = TokenSampler(TOKENS, seq_len=16, batch_size=8, seed=3).batch(5)
+    assert_equal(again[0], inputs)
+    assert not torch.equal(sampler.batch(6)[0], inputs)
+    assert not torch.equal(TokenSampler(TOKENS, 16, 8, seed=4).batch(5)[0], inputs)
+
+
+def test_ranks_get_disjoint_slices_of_the_global_batch():
+    sampler = TokenSampler(TOKENS, seq_len=16, batch_size=8, seed=0)
+    global_inputs, global_targets = sampler.batch(2)
+    shards = [sampler.batch(2, rank=rank, world_size=4) for rank in range(4)]
+    assert all(inputs.shape == (2, 16) for inputs, _ in shards)
+    assert_equal(torch.cat([inputs for inputs, _ in shards]), global_inputs)
+    assert_equal(torch.cat([targets for _, targets in shards]), global_targets)
+    with pytest.raises(UserError, match="batch size 8 is not divisible by the 3 processes"):
+        sampler.batch(0, rank=0, world_size=3)
+
+
+def test_sampler_needs_one_full_window():
+    with pytest.raises(UserError, match="holds 16 tokens, fewer than one sequence of 16 \\+ 1"):
+        TokenSampler(TOKENS[:16], seq_len=16, batch_size=2, seed=0)
+
+
+def test_eval_batches_cover_the_split_in_order():
+    batches = list(iter_eval_batches(TOKENS, seq_len=64, batch_size=4))
+    inputs = torch.cat([inputs for inputs, _ in batches])
+    targets = torch.cat([targets for _, targets in batches])
+    n_windows = (len(TOKENS) - 1) // 64
+    assert [len(b[0]) for b in batches] == [4, 4, 4, n_windows - 12]
+    np.testing.assert_array_equal(inputs.flatten().numpy(), TOKENS[:n_windows * 64])
+    np.testing.assert_array_equal(targets.flatten().numpy(), TOKENS[1:n_windows * 64 + 1])
+    capped = list(iter_eval_batches(TOKENS, seq_len=64, batch_size=4, max_tokens=300))
+    assert sum(len(b[0]) for b in capped) == 4
+    with pytest.raises(UserError, match="cap of 10 tokens is below one sequence of 64"):
+        list(iter_eval_batches(TOKENS, seq_len=64, batch_size=4, max_tokens=10))
