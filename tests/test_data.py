@@ -94,7 +94,8 @@ def test_glob_selects_matching_files(tmp_path):
 
 def test_jsonl_with_a_named_text_field(tmp_path):
     path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps({"id": i, "content": text}) + "\n" for i, text in enumerate(DOCUMENTS)))
+    path.write_text("".join(json.dumps({"id": i, "content": text}) + "\n"
+                            for i, text in enumerate(DOCUMENTS)))
     prepared = prepare_data(DataConfig(path=path, text_field="content", vocab_size=VOCAB), progress=False)
     assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
     with pytest.raises(UserError, match=r"corpus.jsonl line 1 has no field 'text'"):
@@ -341,8 +342,8 @@ def test_loading_a_hugging_face_tokenizer_directory(tmp_path):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>",
                             eos_token="<stop>").save_pretrained(str(tmp_path / "hf"))
-    prepared = prepare_data(DataConfig(path=write_text_corpus(tmp_path / "corpus"), tokenizer=tmp_path / "hf"),
-                            progress=False)
+    corpus = write_text_corpus(tmp_path / "corpus")
+    prepared = prepare_data(DataConfig(path=corpus, tokenizer=tmp_path / "hf"), progress=False)
     assert prepared.manifest["tokenizer"]["end_of_text"] == "<stop>"  # declared eos, not a guessed name
     assert prepared.end_of_text_id == tokenizer.token_to_id("<stop>")
     assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)

@@ -59,7 +59,8 @@ def prepare(
     table.add_row("read", f"{source['documents']} documents, {format_quantity(source['bytes'])} bytes"
                           + (" (cut at --max-bytes)" if source["truncated_by_max_bytes"] else ""))
     if source["skipped_non_utf8"]:
-        table.add_row("skipped", f"{source['skipped_non_utf8']} not UTF-8, e.g. {source['skipped_examples'][0]}")
+        table.add_row("skipped", f"{source['skipped_non_utf8']} not UTF-8, "
+                                 f"e.g. {source['skipped_examples'][0]}")
     table.add_row("tokenizer", f"{vocabulary['origin']}: {vocabulary['vocab_size']} tokens, "
                                f"sha256 {vocabulary['hash'][:12]}")
     for name in SPLITS:

@@ -18,9 +18,9 @@ import os
 import platform
 import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn, T
                            TimeElapsedColumn, TransferSpeedColumn)
 from tokenizers import Tokenizer
 
+import distillscale
 from distillscale.console import err_console
 from distillscale.data.config import DataConfig
 from distillscale.data.sources import Corpus, ReadStats, resolve_corpus
@@ -87,7 +88,8 @@ def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
     """Tokenise the corpus of `config` into `<cache_dir>/<fingerprint>/`, or reuse it from there."""
     corpus = resolve_corpus(config.path, config.text_field)
     loaded = _load_configured_tokenizer(config)
-    fingerprint = _fingerprint(config, corpus, loaded)
+    source_fingerprint = corpus.fingerprint()
+    fingerprint = _fingerprint(config, source_fingerprint, loaded)
     cache_dir = config.resolved_cache_dir()
     directory = cache_dir / fingerprint
     manifest = _complete_manifest(directory, fingerprint)
@@ -106,7 +108,7 @@ def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
         manifest = _complete_manifest(directory, fingerprint)  # the other process may have finished it
         if manifest is not None:
             return PreparedData(directory, manifest, reused=True)
-        manifest = _build(config, corpus, loaded, fingerprint, directory, progress)
+        manifest = _build(config, corpus, source_fingerprint, loaded, fingerprint, directory, progress)
     finally:
         lock.release()
     return PreparedData(directory, manifest, reused=False)
@@ -164,12 +166,12 @@ def _load_configured_tokenizer(config: DataConfig) -> tuple[Tokenizer, str] | No
     return tokenizer, end_of_text
 
 
-def _fingerprint(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str] | None) -> str:
+def _fingerprint(config: DataConfig, source_fingerprint: str, loaded: tuple[Tokenizer, str] | None) -> str:
     if loaded is None:
         tokenizer = {"train": "byte-level-bpe", "vocab_size": config.vocab_size or DEFAULT_VOCAB_SIZE}
     else:
         tokenizer = {"hash": tokenizer_hash(loaded[0]), "end_of_text": loaded[1]}
-    identity = {"format": FORMAT, "source": corpus.fingerprint(), "max_bytes": config.max_bytes,
+    identity = {"format": FORMAT, "source": source_fingerprint, "max_bytes": config.max_bytes,
                 "tokenizer": tokenizer, "tokenizers": tokenizers.__version__,
                 "val_fraction": config.val_fraction, "seed": config.seed}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
@@ -181,18 +183,34 @@ def _complete_manifest(directory: Path, fingerprint: str) -> dict | None:
         manifest = json.loads((directory / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("format") != FORMAT or manifest.get("fingerprint") != fingerprint:
+    try:
+        if manifest["format"] != FORMAT or manifest["fingerprint"] != fingerprint:
+            return None
+        expected_sizes = {name: manifest["splits"][name]["tokens"] * np.dtype(manifest["dtype"]).itemsize
+                          for name in SPLITS}
+    except (KeyError, TypeError):  # not a manifest this version wrote
         return None
-    itemsize = np.dtype(manifest["dtype"]).itemsize
-    for name in SPLITS:
+    for name, size in expected_sizes.items():
         path = directory / f"{name}.bin"
-        if not path.is_file() or path.stat().st_size != manifest["splits"][name]["tokens"] * itemsize:
+        if not path.is_file() or path.stat().st_size != size:
             return None
     return manifest
 
 
-def _build(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str] | None,
-           fingerprint: str, directory: Path, progress: bool) -> dict:
+@dataclass
+class _FirstPass:
+    """What one read of the corpus establishes: the tokenizer, and each document's hash and size."""
+
+    tokenizer: Tokenizer
+    end_of_text: str
+    origin: str
+    stats: ReadStats
+    hashes: np.ndarray
+    sizes: np.ndarray
+
+
+def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
+           loaded: tuple[Tokenizer, str] | None, fingerprint: str, directory: Path, progress: bool) -> dict:
     """Prepare the corpus in a temporary directory, then rename it to `directory`. Call with the lock held."""
     for leftover in directory.parent.glob(f".{fingerprint}.*"):  # from preparers that were killed
         shutil.rmtree(leftover, ignore_errors=True)
@@ -200,68 +218,16 @@ def _build(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str] | N
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), TimeElapsedColumn(), console=err_console,
-                      disable=not progress) as bar:
-            size_hint = corpus.size_bytes()
-            if config.max_bytes is not None:
-                size_hint = min(size_hint, config.max_bytes)
-            stats = ReadStats()
-            hashes: list[int] = []
-            sizes: list[int] = []
-
-            def first_pass():
-                task = bar.add_task("reading corpus", total=size_hint)
-                for text in corpus.documents(config.max_bytes, stats):
-                    encoded = text.encode("utf-8")
-                    hashes.append(document_hash(encoded, config.seed))
-                    sizes.append(len(encoded))
-                    bar.update(task, completed=stats.bytes)
-                    yield text
-                bar.update(task, completed=size_hint,
-                           description="learning BPE merges" if loaded is None else "read corpus")
-
-            if loaded is None:
-                tokenizer = train_byte_level_bpe(first_pass(), config.vocab_size or DEFAULT_VOCAB_SIZE)
-                end_of_text, origin = END_OF_TEXT, "byte-level BPE trained on the corpus"
-            else:
-                for _ in first_pass():
-                    pass
-                (tokenizer, end_of_text), origin = loaded, str(config.tokenizer)
-            if stats.documents == 0:
-                raise UserError(_empty_corpus_message(corpus, stats))
-            assignment = assign_splits(np.array(hashes, dtype=np.uint64), np.array(sizes),
-                                       config.val_fraction)
-            vocab_size = tokenizer_vocab_size(tokenizer)
-            dtype = token_dtype(vocab_size)
-            end_of_text_id = tokenizer.token_to_id(end_of_text)
-            tokenizer.save(str(work / "tokenizer.json"))
-
-            task = bar.add_task("tokenising", total=stats.bytes)
-            splits = _write_splits(tokenizer, corpus.documents(config.max_bytes, ReadStats()), assignment,
-                                   end_of_text_id, dtype, work, lambda n: bar.advance(task, n))
-
-        manifest = {
-            "format": FORMAT,
-            "fingerprint": fingerprint,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": config.model_dump(),
-            "source": {"kind": corpus.kind, "description": corpus.describe(), "files": len(corpus.files),
-                       "fingerprint": corpus.fingerprint(),
-                       "fingerprint_method": "sha256 of each file's path, size and mtime",
-                       "documents": stats.documents, "bytes": stats.bytes,
-                       "truncated_by_max_bytes": stats.truncated,
-                       "skipped_non_utf8": stats.skipped_non_utf8,
-                       "skipped_examples": stats.skipped_examples},
-            "tokenizer": {"hash": tokenizer_hash(tokenizer), "vocab_size": vocab_size, "origin": origin,
-                          "end_of_text": end_of_text, "end_of_text_id": end_of_text_id},
-            "split": {"method": "whole documents in salted blake2b hash order: val takes those that fit "
-                                "in val_fraction of the text, the rest go to the teacher or student half "
-                                "holding less text",
-                      "val_fraction": config.val_fraction, "seed": config.seed},
-            "dtype": dtype.name,
-            "splits": splits,
-            "versions": {"distillscale": version("distillscale"), "tokenizers": tokenizers.__version__,
-                         "numpy": np.__version__, "python": platform.python_version()},
-        }
+                      disable=not progress) as display:
+            first = _first_pass(config, corpus, loaded, display)
+            assignment = assign_splits(first.hashes, first.sizes, config.val_fraction)
+            dtype = token_dtype(tokenizer_vocab_size(first.tokenizer))
+            first.tokenizer.save(str(work / "tokenizer.json"))
+            task = display.add_task("tokenising", total=first.stats.bytes)
+            splits = _write_splits(first.tokenizer, corpus.documents(config.max_bytes, ReadStats()),
+                                   assignment, first.tokenizer.token_to_id(first.end_of_text), dtype, work,
+                                   lambda n_bytes: display.advance(task, n_bytes))
+        manifest = _manifest(config, corpus, source_fingerprint, fingerprint, first, dtype, splits)
         atomic_write_json(work / "manifest.json", manifest)
         if directory.exists():  # an unfinished or damaged preparation: the lock says nobody uses it
             shutil.rmtree(directory)
@@ -270,6 +236,70 @@ def _build(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str] | N
         shutil.rmtree(work, ignore_errors=True)
         raise
     return manifest
+
+
+def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str] | None,
+                display: Progress) -> _FirstPass:
+    """Read the corpus once: hash and measure every document, training the BPE on the way if no
+    tokenizer was given."""
+    stats = ReadStats()
+    hashes: list[int] = []
+    sizes: list[int] = []
+    size_hint = corpus.size_bytes()
+    if config.max_bytes is not None:
+        size_hint = min(size_hint, config.max_bytes)
+    task = display.add_task("reading corpus", total=size_hint)
+
+    def documents():
+        for text in corpus.documents(config.max_bytes, stats):
+            encoded = text.encode("utf-8")
+            hashes.append(document_hash(encoded, config.seed))
+            sizes.append(len(encoded))
+            display.update(task, completed=stats.bytes)
+            yield text
+        display.update(task, completed=size_hint,
+                       description="learning BPE merges" if loaded is None else "read corpus")
+
+    if loaded is None:
+        tokenizer = train_byte_level_bpe(documents(), config.vocab_size or DEFAULT_VOCAB_SIZE)
+        end_of_text, origin = END_OF_TEXT, "byte-level BPE trained on the corpus"
+    else:
+        for _ in documents():
+            pass
+        (tokenizer, end_of_text), origin = loaded, str(config.tokenizer)
+    if stats.documents == 0:
+        raise UserError(_empty_corpus_message(corpus, stats))
+    return _FirstPass(tokenizer, end_of_text, origin, stats, np.array(hashes, dtype=np.uint64),
+                      np.array(sizes, dtype=np.int64))
+
+
+def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, fingerprint: str,
+              first: _FirstPass, dtype: np.dtype, splits: dict) -> dict:
+    stats = first.stats
+    return {
+        "format": FORMAT,
+        "fingerprint": fingerprint,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config.model_dump(),
+        "source": {"kind": corpus.kind, "description": corpus.describe(), "files": len(corpus.files),
+                   "fingerprint": source_fingerprint,
+                   "fingerprint_method": "sha256 of each file's path, size and mtime",
+                   "documents": stats.documents, "bytes": stats.bytes,
+                   "truncated_by_max_bytes": stats.truncated,
+                   "skipped_non_utf8": stats.skipped_non_utf8, "skipped_examples": stats.skipped_examples},
+        "tokenizer": {"hash": tokenizer_hash(first.tokenizer),
+                      "vocab_size": tokenizer_vocab_size(first.tokenizer), "origin": first.origin,
+                      "end_of_text": first.end_of_text,
+                      "end_of_text_id": first.tokenizer.token_to_id(first.end_of_text)},
+        "split": {"method": "whole documents in salted blake2b hash order: val takes those that fit in "
+                            "val_fraction of the text, the rest go to the teacher or student half holding "
+                            "less text",
+                  "val_fraction": config.val_fraction, "seed": config.seed},
+        "dtype": dtype.name,
+        "splits": splits,
+        "versions": {"distillscale": distillscale.__version__, "tokenizers": tokenizers.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+    }
 
 
 def _write_splits(tokenizer: Tokenizer, documents, assignment: np.ndarray, end_of_text_id: int,
