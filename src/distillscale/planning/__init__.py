@@ -1,1 +1,11 @@
-"""The planner: FLOP accounting, compute-optimal distillation plans, teacher choice."""
+"""The planner: what to distil, from which teacher, on how many tokens, within a FLOP budget.
+
+- `flops`: forward FLOPs per token F(N) and the cost of a distillation in each scenario.
+- `solver`: `DistillationPlanner` (compute-optimal plans, existing teachers, the supervised
+  baseline and verdict, sweeps over student size, distil-or-pretrain maps).
+- `teacher`: ranking candidate teachers and the linear law of capacity gap.
+- `extrapolation`: the data range behind a law, and warnings outside it.
+- `plots`: figures of all of the above (matplotlib, imported lazily).
+
+Submodules are imported directly (the solver needs SciPy, kept off the CLI's start-up path).
+"""

@@ -19,8 +19,8 @@ from distillscale.laws import ComputeSettings
 
 ArrayLike = Any
 
-# Feed-forward width over d_model times 3 for a gated FFN with ratio 8/3 and multi-head attention:
-# the omega of Busbridge App. H, where non-embedding parameters are N = omega * n_layers * d_model^2.
+# The omega of Busbridge App. H, N = omega * n_layers * d_model^2: multi-head attention holds
+# 4 d_model^2 per layer and a gated FFN of ratio 8/3 holds 3 * 8/3 d_model^2, so omega = 12.
 GATED_FFN_OMEGA = 12.0
 
 

@@ -431,7 +431,10 @@ class DistillationPlanner:
 
         # Polish with SLSQP; D_S's bounds become constraints on the teacher, scaled by the budget.
         def objective(x):
-            return float(student_loss(*x)) if np.isfinite(student_loss(*x)) else grid_loss + 1.0
+            # SLSQP may probe outside the feasible set; a finite value worse than the grid's keeps
+            # its line search working (the constraints bring it back).
+            loss = float(student_loss(*x))
+            return loss if np.isfinite(loss) else grid_loss + 1.0
 
         def tokens_within_bounds(x):
             D_S = student_tokens(*x)
