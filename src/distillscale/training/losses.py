@@ -33,13 +33,16 @@ k larger than the vocabulary means no truncation.
 Targets equal to `IGNORE_INDEX` (-100, PyTorch's convention) are left out of every term (CE, KD
 and Z) and of the token count that the mean divides by.
 
-Memory: the naive path materialises [tokens, V] logits for the student and the teacher, several
-times over (log-probabilities, probabilities, gradients). With `chunk_size`, `_ChunkedLoss` walks
-the tokens in chunks: for each chunk it computes the logits with the head, the loss, and at once
-the gradients with respect to the chunk's hidden states and the head's parameters, then drops the
-logits. Only one chunk's [chunk, V] tensors exist at a time, and backward only scales the stored
-gradients, so nothing is recomputed (unlike activation checkpointing, which would run both heads
-twice).
+Two implementations of the same objective:
+- the naive path (`chunk_size=None`) is the reference: all [tokens, V] logits of both models at
+  once, the formulas above written with PyTorch ops, gradients by autograd. It keeps several
+  [tokens, V] tensors alive (log-probabilities, probabilities, their gradients).
+- the chunked path walks the tokens in chunks. For each chunk it computes the logits with the
+  heads, the loss components and d(loss)/d(logits) in closed form (`_fused_chunk`), backpropagates
+  that through the student head at once (gradients for the chunk's hidden states and the head's
+  parameters), then drops the chunk. Only one chunk's [chunk, V] buffers (about four) exist at a
+  time, backward only scales the stored gradients, and nothing is recomputed (activation
+  checkpointing would run both heads twice). The tests hold the two paths to each other.
 """
 
 from __future__ import annotations
@@ -155,10 +158,10 @@ def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                   jsd_beta: float = 0.5) -> torch.Tensor:
     """Per-token divergence D(p_T, p_S) between softmax(logits / temperature), without the tau^2
     factor; logits [n, V] -> [n]. See the module docstring for the top-k semantics."""
-    student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)
+    student_log_probs = F.log_softmax(_soften(student_logits, temperature), dim=-1)
     if top_k is not None and top_k < teacher_logits.shape[-1]:
         top_logits, support = teacher_logits.topk(top_k, dim=-1, sorted=False)
-        teacher_log_probs = F.log_softmax(top_logits / temperature, dim=-1)
+        teacher_log_probs = F.log_softmax(_soften(top_logits, temperature), dim=-1)
         student_on_support = student_log_probs.gather(-1, support)
         if kind == "forward-kl":
             return _kl(teacher_log_probs, student_on_support)
@@ -168,7 +171,7 @@ def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
         student_mass_outside = -torch.expm1(torch.logsumexp(student_on_support, dim=-1))
         outside = -(1 - jsd_beta) * math.log1p(-jsd_beta) * student_mass_outside
         return _jsd(teacher_log_probs, student_on_support, jsd_beta) + outside
-    teacher_log_probs = F.log_softmax(teacher_logits / temperature, dim=-1)
+    teacher_log_probs = F.log_softmax(_soften(teacher_logits, temperature), dim=-1)
     if kind == "forward-kl":
         return _kl(teacher_log_probs, student_log_probs)
     if kind == "reverse-kl":
@@ -176,6 +179,11 @@ def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     if kind == "jsd":
         return _jsd(teacher_log_probs, student_log_probs, jsd_beta)
     raise ValueError(f"unknown KD divergence {kind!r}; use forward-kl, reverse-kl or jsd")
+
+
+def _soften(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    # Dividing by 1 would still allocate another [n, V] tensor.
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -271,18 +279,121 @@ def _sum_over_chunks(objective: _Objective, hidden: torch.Tensor, head: Head,
                 teacher_logits = teacher_head(teacher_hidden[rows])
         with torch.set_grad_enabled(with_grads):
             hidden_chunk = hidden[rows].detach().requires_grad_(with_grads)
-            sums = objective.sums(head(hidden_chunk), targets[rows], teacher_logits)
-            chunk_loss = (sums * objective.weights(sums)).sum() / n_valid
+            logits = head(hidden_chunk)
+        with torch.no_grad():
+            sums, grad_logits = _fused_chunk(objective, logits, targets[rows], teacher_logits,
+                                             n_valid, with_grads)
+        del teacher_logits  # free it before the head's backward allocates
         if with_grads:
-            grads = torch.autograd.grad(chunk_loss, [hidden_chunk, *parameters], allow_unused=True)
+            grads = torch.autograd.grad(logits, [hidden_chunk, *parameters],
+                                        grad_outputs=grad_logits.to(logits.dtype),
+                                        allow_unused=True)
             grad_hidden[rows] = grads[0]
             for total, grad in zip(grad_parameters, grads[1:]):
                 if grad is not None:
                     total += grad
-        chunk_loss, sums = chunk_loss.detach(), sums.detach() / n_valid
+        del logits, grad_logits
+        sums = sums / n_valid
+        chunk_loss = (sums * objective.weights(sums)).sum()
         loss = chunk_loss if loss is None else loss + chunk_loss
         components = sums if components is None else components + sums
     return loss, components, (grad_hidden, *grad_parameters)
+
+
+def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Tensor,
+                 teacher_logits: torch.Tensor | None, n_valid: torch.Tensor,
+                 with_grads: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """[CE, KD, Z] summed over the chunk's valid tokens, and (if `with_grads`) d(loss)/d(logits)
+    in closed form, overwriting buffers in place so that few [chunk, V] tensors exist at once.
+
+    With p = softmax(z): dCE/dz = p - onehot(y), dZ/dz = 2 logsumexp(z) p, and
+    d(tau^2 D)/dz = tau dD/du at u = z / tau (see `_kd_value_and_grad`).
+    """
+    logits = _at_least_float32(logits)
+    valid = targets != IGNORE_INDEX
+    safe_targets = targets.where(valid, 0).unsqueeze(-1)
+    log_normaliser = logits.logsumexp(-1)
+    ce = log_normaliser - logits.gather(-1, safe_targets).squeeze(-1)
+    kd = torch.zeros_like(ce)
+    token_weight = valid.to(logits.dtype) / n_valid
+    grad = None
+    if teacher_logits is not None:
+        if teacher_logits.shape != logits.shape:
+            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match the "
+                             f"student's {tuple(logits.shape)}: the vocabularies must agree")
+        kd, grad = _kd_value_and_grad(logits, teacher_logits.to(logits.dtype), objective)
+        kd = objective.temperature ** 2 * kd
+        if with_grads:
+            grad.mul_((objective.kd_weight * objective.temperature * token_weight).unsqueeze(-1))
+        del teacher_logits
+    if with_grads:
+        softmax_weight = (objective.ce_weight + 2 * objective.z_loss_weight * log_normaliser)
+        probs = (logits - log_normaliser.unsqueeze(-1)).exp_()
+        probs.mul_((softmax_weight * token_weight).where(valid, 0.0).unsqueeze(-1))
+        grad = probs if grad is None else grad.where(valid.unsqueeze(-1), 0.0).add_(probs)
+        del probs
+        grad.scatter_add_(-1, safe_targets, -(objective.ce_weight * token_weight).unsqueeze(-1))
+    per_token = torch.stack([ce, kd, log_normaliser.square()])
+    return per_token.where(valid, 0.0).sum(-1), grad
+
+
+def _kd_value_and_grad(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                       objective: _Objective) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token D(p_T, p_S) as in `kd_divergence`, and dD/du with u = student_logits / tau.
+
+    With s = log p_S, t = log p_T, the gradient through the softmax is dD/du = p_S (g - <p_S, g>)
+    for g = dD/ds; it simplifies to p_S - p_T for forward KL, to p_S (s - t - D) for reverse KL,
+    and g = (1 - beta)(s - log M) for the JSD.
+    """
+    tau, beta = objective.temperature, objective.jsd_beta
+    s = F.log_softmax(_soften(student_logits, tau), dim=-1)
+    teacher_logits = _soften(teacher_logits, tau)
+    if objective.top_k is not None and objective.top_k < teacher_logits.shape[-1]:
+        top_logits, support = teacher_logits.topk(objective.top_k, dim=-1, sorted=False)
+        del teacher_logits
+        t = F.log_softmax(top_logits, dim=-1)
+        s_support = s.gather(-1, support)
+        if objective.kd == "forward-kl":
+            kd = _rowdot(t.exp(), t - s_support)
+            return kd, s.exp_().scatter_add_(-1, support, -t.exp())
+        if objective.kd == "reverse-kl":
+            log_q = s_support - s_support.logsumexp(-1, keepdim=True)
+            kd = _rowdot(log_q.exp(), log_q - t)
+            on_support = log_q.exp() * (log_q - t - kd.unsqueeze(-1))
+            return kd, s.zero_().scatter_(-1, support, on_support)
+        log_m = torch.logaddexp(t + math.log(beta), s_support + math.log1p(-beta))
+        p_support = s_support.exp()
+        # Outside the support M = (1 - beta) p_S, so g is the constant -(1 - beta) log(1 - beta).
+        g_outside = -(1 - beta) * math.log1p(-beta)
+        mass_outside = -torch.expm1(p_support.sum(-1).log())
+        kd = (beta * _rowdot(t.exp(), t - log_m) + (1 - beta) * _rowdot(p_support, s_support - log_m)
+              + g_outside * mass_outside)
+        g_support = (1 - beta) * (s_support - log_m)
+        mean_g = _rowdot(p_support, g_support) + g_outside * mass_outside
+        grad = s.exp_().mul_((g_outside - mean_g).unsqueeze(-1))
+        return kd, grad.scatter_(-1, support, p_support * (g_support - mean_g.unsqueeze(-1)))
+    t = F.log_softmax(teacher_logits, dim=-1)
+    del teacher_logits
+    if objective.kd == "forward-kl":
+        p_t = t.exp()
+        kd = _rowdot(p_t, t) - _rowdot(p_t, s)
+        return kd, s.exp_().sub_(p_t)
+    if objective.kd == "reverse-kl":
+        p_s = s.exp()
+        kd = _rowdot(p_s, s) - _rowdot(p_s, t)
+        return kd, t.neg_().add_(s).sub_(kd.unsqueeze(-1)).mul_(p_s)
+    log_m = torch.logaddexp(t + math.log(beta), s + math.log1p(-beta))
+    p_t, p_s = t.exp(), s.exp()
+    kd = (beta * (_rowdot(p_t, t) - _rowdot(p_t, log_m))
+          + (1 - beta) * (_rowdot(p_s, s) - _rowdot(p_s, log_m)))
+    del p_t, t
+    g = s.sub_(log_m).mul_(1 - beta)
+    return kd, g.sub_(_rowdot(p_s, g).unsqueeze(-1)).mul_(p_s)
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum_a x_a y_a per row, as a batched matmul so that no [n, V] product is materialised."""
+    return torch.einsum("nv,nv->n", a, b)
 
 
 class _ChunkedLoss(torch.autograd.Function):
@@ -302,9 +413,11 @@ class _ChunkedLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss, _grad_components):
-        grad_hidden, *grad_parameters = ctx.grads
-        del ctx.grads
-        grad_parameters = [(grad_loss * g).to(p_dtype) for g, p_dtype
-                           in zip(grad_parameters, ctx.parameter_dtypes)]
-        return (None, grad_loss * grad_hidden, None, None, None, None, None, None,
-                *grad_parameters)
+        if ctx.grads is None:
+            raise RuntimeError("backward through a chunked loss can run only once: its gradients "
+                               "are computed in forward and handed over, not kept")
+        # Scale in place and hand the buffers over: no second [V, d] copy of the head's gradient.
+        grad_hidden, *grad_parameters = (g.mul_(grad_loss) for g in ctx.grads)
+        ctx.grads = None
+        grad_parameters = [g.to(dtype) for g, dtype in zip(grad_parameters, ctx.parameter_dtypes)]
+        return (None, grad_hidden, None, None, None, None, None, None, *grad_parameters)
