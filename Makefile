@@ -20,8 +20,9 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The main job: a compute-optimal distillation plan for a 546M student at 1e21 FLOPs.
 demo: $(STAMP)
-	$(BIN)/distillscale demo
+	$(BIN)/distillscale plan --law busbridge2025 --student-params 546M --compute 1e21
 
 bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
