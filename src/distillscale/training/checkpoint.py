@@ -1,0 +1,47 @@
+"""The resumable training state: everything needed to continue a run bit for bit.
+
+The data position is the step itself: `TokenSampler.batch(step, ...)` is a pure function of
+(seed, step, rank), so restoring the step restores the stream of batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+
+@dataclass
+class Progress:
+    """How far the run has got, and what it has cost so far (summed over resumed segments)."""
+
+    step: int = 0
+    wall_seconds: float = 0.0   # up to the last checkpoint of interrupted segments, then to the end
+    train_seconds: float = 0.0  # time spent in training steps only (no evaluation, no saving)
+
+
+def capture_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+                  progress: Progress) -> dict[str, Any]:
+    """A dict of tensors and plain values that `torch.load(weights_only=True)` reads back."""
+    return {
+        "model": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "progress": asdict(progress),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+
+
+def restore_state(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                  scheduler: LRScheduler) -> Progress:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return Progress(**state["progress"])

@@ -1,0 +1,174 @@
+"""The training run configuration: one pydantic model behind both the CLI flags and `--config FILE.toml`.
+
+Every key of the TOML file is a flag name (`n_layers` or `n-layers`); flags given on the command line
+override the file. Invalid values and unknown keys become a one-line `UserError` naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from distillscale.data.config import MIN_VOCAB_SIZE
+from distillscale.errors import UserError
+from distillscale.units import parse_quantity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+def _quantity(what: str):
+    """A positive number that may be written as `2M`, `1e9`, `7.75B` (strings or numbers)."""
+    return BeforeValidator(lambda value: value if value is None else parse_quantity(value, what))
+
+
+def _count(what: str):
+    """Like `_quantity` but an integer: `--max-bytes 2M`."""
+    return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what)))
+
+
+# Settings that do not change what the run computes: they may differ when an interrupted run resumes.
+BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "log_every"})
+
+# Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
+DEFAULT_WARMUP_STEPS = 2000
+DEFAULT_WARMUP_FRACTION = 0.1
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a supervised training run (see `distillscale train --help`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # where
+    out: Path
+    data: Path | None = None
+    text_field: str = "text"
+    max_bytes: Annotated[int | None, _count("max_bytes")] = None
+    val_fraction: float | None = Field(None, gt=0, lt=1)
+    tokenizer: Path | None = None
+    vocab_size: int | None = Field(None, ge=MIN_VOCAB_SIZE)
+    split: Literal["teacher", "student"] = "teacher"
+    # model
+    n_layers: int = Field(ge=1)
+    aspect_ratio: int = Field(128, ge=1)
+    head_dim: int | None = Field(None, ge=1)
+    tie_embeddings: bool = False
+    mup: bool = True
+    # budget
+    tokens: Annotated[float | None, _quantity("tokens")] = None
+    tokens_per_param: Annotated[float | None, _quantity("tokens_per_param")] = None
+    seq_len: int = Field(256, ge=2)
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    # optimisation
+    lr: float = Field(1e-2, gt=0)
+    min_lr_ratio: float = Field(1e-3, ge=0, le=1)
+    warmup_steps: int | None = Field(None, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    z_loss: float = Field(1e-4, ge=0)
+    seed: int = Field(0, ge=0)
+    # evaluation and bookkeeping
+    eval_every: int = Field(250, ge=0)
+    eval_tokens: Annotated[int | None, _count("eval_tokens")] = None
+    save_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    # hardware
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool | None = None
+    compile: bool = False
+    overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> "TrainConfig":
+        if (self.tokens is None) == (self.tokens_per_param is None):
+            raise ValueError("give exactly one token budget: tokens (e.g. 50M) or tokens_per_param (e.g. 20)")
+        if self.eval_tokens is not None and self.eval_tokens < self.seq_len:
+            raise ValueError(f"eval_tokens {self.eval_tokens} is below one sequence of seq_len "
+                             f"{self.seq_len}: raise eval_tokens or leave it out")
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens per optimizer step, summed over micro-batches and processes."""
+        return self.batch_size * self.seq_len * self.grad_accum
+
+    def total_steps(self, non_embedding_params: int) -> int:
+        """Optimizer steps that cover the token budget (the last step may overshoot it)."""
+        budget = self.tokens if self.tokens is not None else self.tokens_per_param * non_embedding_params
+        return max(1, math.ceil(budget / self.tokens_per_step))
+
+    def resolved_warmup_steps(self, total_steps: int) -> int:
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return min(DEFAULT_WARMUP_STEPS, math.ceil(DEFAULT_WARMUP_FRACTION * total_steps))
+
+    def hash(self) -> str:
+        """Identifies what the run computes; bookkeeping settings are left out."""
+        payload = self.model_dump(mode="json", exclude=set(BOOKKEEPING_KEYS))
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def differing_keys(self, other: "TrainConfig") -> list[str]:
+        """Keys (bookkeeping excluded) whose values differ between two configs."""
+        mine, theirs = self.model_dump(mode="json"), other.model_dump(mode="json")
+        return [key for key in mine if key not in BOOKKEEPING_KEYS and mine[key] != theirs[key]]
+
+
+def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Validate a TOML file (optional) with command-line `overrides` applied on top.
+
+    `overrides` holds only the flags the user actually gave (None means "not given").
+    """
+    settings: dict[str, Any] = {}
+    if path is not None:
+        settings = _read_toml(Path(path))
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    settings.update(flags)
+    try:
+        return TrainConfig.model_validate(settings)
+    except ValidationError as exc:
+        raise UserError(_describe(exc, flags, path)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"config file {path} not found: give an existing TOML file to --config")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    for key, value in table.items():
+        if isinstance(value, dict):
+            raise UserError(f"config file {path}: section [{key}] is not supported; "
+                            f"write every setting as a top-level key (e.g. n_layers = 4)")
+    return {key.replace("-", "_"): value for key, value in table.items()}
+
+
+def _describe(exc: ValidationError, flags: dict[str, Any], path: Path | None) -> str:
+    """One line for the first problem: where the bad setting came from, and what is wrong with it."""
+    error = exc.errors()[0]
+    key = str(error["loc"][0]) if error["loc"] else None
+    message = error["msg"].removeprefix("Value error, ")
+    if key is None:
+        return f"invalid training config: {message}"
+    if key in flags:
+        where = f"--{key.replace('_', '-')}"
+    elif path is not None:
+        where = f"{key!r} in {path}"
+    else:
+        where = f"--{key.replace('_', '-')}"
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {where}: see `distillscale train --help` for the valid names"
+    if error["type"] == "missing":
+        return f"missing required setting {where}"
+    got = repr(error["input"])
+    return f"invalid {where}: {message}" + ("" if got in message else f" (got {got})")

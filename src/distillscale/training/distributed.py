@@ -1,0 +1,118 @@
+"""Devices and data-parallel training under `torchrun`.
+
+One process per device. `torchrun` sets RANK / WORLD_SIZE / LOCAL_RANK; without them the run is a
+single process. The backend is NCCL on CUDA and gloo on CPU. Rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from distillscale.errors import UserError
+
+
+def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
+    """`auto` picks CUDA when available; `cuda` without a GPU is a clear error."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is available: use --device cpu or auto")
+    if choice == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in the job, and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum over processes, on the input's device (the input is not modified)."""
+        if not self.enabled:
+            return tensor
+        total = tensor.to(self.device, copy=True)  # NCCL reduces CUDA tensors only
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total.to(tensor.device)
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.sum(tensor) / self.world_size
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def init_distributed(device_choice: str) -> Distributed:
+    """Join the process group when launched by `torchrun`, and pick this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed(device=resolve_device(device_choice))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_choice, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(minutes=30))
+    return Distributed(rank=dist.get_rank(), world_size=world_size, local_rank=local_rank, device=device)
+
+
+class HiddenStates(nn.Module):
+    """`model.hidden_states` as a module's forward, so DDP (and torch.compile) can wrap the trunk.
+
+    The loss then applies `model.head` chunk by chunk outside this forward; the head's gradients
+    still reach DDP's reducer because every parameter gets its gradient in the same backward.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model.hidden_states(idx)
+
+
+class TrainingModel:
+    """What an objective calls: `hidden_states(idx)` through the (compiled, DDP-wrapped) trunk and the
+    plain `head`. `no_sync()` skips the gradient all-reduce on micro-batches before the last."""
+
+    def __init__(self, model: nn.Module, group: Distributed, compile: bool = False):
+        self.model = model
+        trunk: nn.Module = HiddenStates(model)
+        if compile:
+            trunk = torch.compile(trunk)
+        if group.enabled:
+            trunk = nn.parallel.DistributedDataParallel(
+                trunk, device_ids=[group.device.index] if group.device.type == "cuda" else None)
+        self.trunk = trunk
+        self.head = model.head
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.trunk(idx)
+
+    def no_sync(self):
+        if isinstance(self.trunk, nn.parallel.DistributedDataParallel):
+            return self.trunk.no_sync()
+        return contextlib.nullcontext()

@@ -1,0 +1,38 @@
+"""Validation cross-entropy in nats/token over the held-out split (deterministic)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from distillscale.data import iter_eval_batches
+from distillscale.training.distributed import Distributed
+from distillscale.training.losses import cross_entropy_loss
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, batch_size: int,
+             max_tokens: int | None = None, group: Distributed = Distributed(),
+             autocast: contextlib.AbstractContextManager = contextlib.nullcontext()) -> float:
+    """Mean next-token cross-entropy (nats/token) of a `Transformer`-like model on `tokens`.
+
+    Always the same batches (`iter_eval_batches`); under DDP each process takes every
+    world_size-th batch and the sums are added, so the result does not depend on the process count.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64)  # summed nats, tokens
+    for index, (inputs, targets) in enumerate(iter_eval_batches(tokens, seq_len, batch_size, max_tokens)):
+        if index % group.world_size != group.rank:
+            continue
+        inputs, targets = inputs.to(device), targets.to(device)
+        with autocast:
+            output = cross_entropy_loss(model.hidden_states(inputs), model.head, targets)
+        totals += torch.stack([output.ce.double().cpu() * targets.numel(),
+                               torch.tensor(targets.numel(), dtype=torch.float64)])
+    model.train(was_training)
+    totals = group.sum(totals)
+    return (totals[0] / totals[1]).item()

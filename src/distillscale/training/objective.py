@@ -1,0 +1,31 @@
+"""Objectives: what one training step minimises, as `objective(model, inputs, targets) -> LossOutput`.
+
+`model` is anything with `hidden_states(idx) -> [B, T, d]` and `head(h) -> logits` (a `Transformer`, or
+the DDP-wrapped `TrainingModel`). The recipe owns everything else (optimizer, accumulation, resume,
+DDP, metrics), so a distillation objective that also holds a teacher drops in unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from distillscale.training.losses import LossOutput, cross_entropy_loss
+
+
+class Objective(Protocol):
+    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> LossOutput: ...
+
+
+class SupervisedObjective:
+    """Next-token cross-entropy against the data, with an optional z-loss (science.md §5)."""
+
+    def __init__(self, z_loss_weight: float = 0.0, chunk_size: int | None = None):
+        self.z_loss_weight = z_loss_weight
+        self.chunk_size = chunk_size
+
+    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        hidden = model.hidden_states(inputs)
+        return cross_entropy_loss(hidden.flatten(0, 1), model.head, targets.flatten(),
+                                  z_loss_weight=self.z_loss_weight, chunk_size=self.chunk_size)

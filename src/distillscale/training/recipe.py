@@ -1,0 +1,228 @@
+"""The supervised training recipe: `train(config) -> result`, readable top to bottom.
+
+Components (optimizer and schedule, objective, step, evaluation, checkpoint, metric logger, run
+directory, DDP) live in their own modules; this file only wires them together. A distillation
+recipe reuses all of them with a different objective.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from distillscale.console import err_console
+from distillscale.data import DataConfig, TokenSampler, prepare_data
+from distillscale.data.config import MIN_VOCAB_SIZE
+from distillscale.errors import UserError
+from distillscale.io import atomic_write
+from distillscale.model import ModelConfig, Transformer, save_pretrained
+from distillscale.training.checkpoint import Progress, capture_state, restore_state
+from distillscale.training.config import TrainConfig
+from distillscale.training.distributed import Distributed, TrainingModel, init_distributed
+from distillscale.training.evaluation import evaluate
+from distillscale.training.metrics import MetricLogger, training_progress
+from distillscale.training.objective import Objective, SupervisedObjective
+from distillscale.training.optim import build_optimizer, build_scheduler
+from distillscale.training.run_dir import RunDirectory, RunStart
+from distillscale.training.step import StepResult, train_step
+
+FLOPS_METHOD = ("flops = 3 x forward_flops_per_token(seq_len) x tokens (block and head matmuls plus "
+                "attention scores; backward = 2 x forward); flops_6nd = 6 x non_embedding_params x tokens")
+
+
+def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train one model as `config` says, resuming its run directory if it was interrupted.
+
+    Returns the content of `result.json`: status "completed", or "diverged" when a non-finite
+    loss or gradient stopped the run (the last good checkpoint is kept).
+    """
+    group = init_distributed(config.device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        # Bit-for-bit resume on CPU; on CUDA it would also need CUBLAS_WORKSPACE_CONFIG and slower kernels.
+        torch.use_deterministic_algorithms(group.device.type == "cpu")
+        return _train(config, group, progress and group.is_main)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        group.close()
+
+
+def _train(config: TrainConfig, group: Distributed, show_progress: bool) -> dict[str, Any]:
+    # 1. Check everything the user gave before writing anything.
+    run = RunDirectory(config.out)
+    start = run.plan_start(config)
+    if config.batch_size % group.world_size:
+        raise UserError(f"--batch-size {config.batch_size} must be a multiple of the number of "
+                        f"processes ({group.world_size}): each process takes an equal slice")
+    _model_config(config, vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
+
+    # 2. Data, model, optimizer.
+    data = prepare_data(_data_config(config), progress=show_progress)
+    sampler = TokenSampler(data.split(config.split), config.seq_len, config.batch_size, config.seed)
+    val_tokens = data.split("val")
+    if len(val_tokens) <= config.seq_len:
+        raise UserError(f"the validation split holds {len(val_tokens)} tokens, not enough for one "
+                        f"sequence of {config.seq_len}: use more data or raise --val-fraction")
+    model_config = _model_config(config, data.vocab_size)
+    total_steps = config.total_steps(model_config.non_embedding_params)
+    plan = {"total_steps": total_steps, "warmup_steps": config.resolved_warmup_steps(total_steps),
+            "tokens_per_step": config.tokens_per_step, "world_size": group.world_size,
+            "device": str(group.device), "bf16": _use_bf16(config, group.device),
+            "data_fingerprint": data.fingerprint, "model": model_config.model_dump()}
+    if start is RunStart.RESUME and run.stored_plan().get("data_fingerprint") != data.fingerprint:
+        raise UserError(f"the data changed since the run in {run.path} started: restore it, or pass "
+                        f"--overwrite to start again")
+
+    torch.manual_seed(config.seed)
+    model = Transformer(model_config).to(group.device)
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    scheduler = build_scheduler(optimizer, plan["warmup_steps"], total_steps, config.min_lr_ratio)
+
+    # 3. Resume from the last checkpoint, or claim the run directory.
+    state = run.load_state() if start is RunStart.RESUME else None
+    done = restore_state(state, model, optimizer, scheduler) if state else Progress()
+    if group.is_main:
+        if start is RunStart.RESTART:
+            run.clear()
+        run.write_config(config, plan)
+        atomic_write(run.tokenizer_path, lambda tmp: shutil.copyfile(data.directory / "tokenizer.json", tmp))
+        if state:
+            err_console.print(f"resuming {run.path} from step {done.step}/{total_steps}")
+    group.barrier()
+
+    # 4. Train.
+    logger = MetricLogger(run.metrics_path, run.tensorboard_dir, done.step) if group.is_main else None
+    with logger or contextlib.nullcontext():
+        return _run_steps(config, plan, group, run, model, optimizer, scheduler, done,
+                          objective=SupervisedObjective(z_loss_weight=config.z_loss),
+                          sampler=sampler, val_tokens=val_tokens, logger=logger,
+                          show_progress=show_progress)
+
+
+def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, run: RunDirectory,
+               model: Transformer, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LambdaLR, done: Progress, objective: Objective,
+               sampler: TokenSampler, val_tokens: np.ndarray, logger: MetricLogger | None,
+               show_progress: bool) -> dict[str, Any]:
+    """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json."""
+    total_steps = plan["total_steps"]
+    training_model = TrainingModel(model, group, compile=config.compile)
+    autocast = torch.autocast(group.device.type, dtype=torch.bfloat16, enabled=plan["bf16"])
+
+    def validation_loss() -> float:
+        return evaluate(model, val_tokens, config.seq_len, config.batch_size, config.eval_tokens,
+                        group, autocast)
+
+    def micro_batches(step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [tuple(t.to(group.device, non_blocking=True)
+                      for t in sampler.batch(step * config.grad_accum + micro, group.rank, group.world_size))
+                for micro in range(config.grad_accum)]
+
+    checkpoint_step = done.step  # the step whose weights are on disk (0: none yet)
+    segment_start, wall_before = time.perf_counter(), done.wall_seconds
+    window_start, window_tokens = time.perf_counter(), 0
+    val_loss = None
+    bar = training_progress(total_steps, show_progress)
+    with bar:
+        task = bar.add_task("train", total=total_steps, completed=done.step, loss="-", tokens_per_second="-")
+        while done.step < total_steps:
+            step_start = time.perf_counter()
+            result = train_step(training_model, objective, optimizer, micro_batches(done.step),
+                                config.grad_clip, group, autocast)
+            if not result.finite:
+                return _diverged(run, group, config, plan, done, result, checkpoint_step)
+            lr = config.lr * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
+            scheduler.step()
+            done.step += 1
+            done.train_seconds += time.perf_counter() - step_start
+            window_tokens += config.tokens_per_step
+
+            is_last = done.step == total_steps
+            record: dict[str, Any] = {"step": done.step, "tokens": done.step * config.tokens_per_step,
+                                      "loss": result.loss, "ce": result.ce, "lr": lr,
+                                      "grad_norm": result.grad_norm}
+            if is_last or (config.eval_every and done.step % config.eval_every == 0):
+                record["val_loss"] = val_loss = validation_loss()
+            if is_last or "val_loss" in record or done.step % config.log_every == 0:
+                now = time.perf_counter()
+                record["tokens_per_second"] = window_tokens / (now - window_start)
+                window_start, window_tokens = now, 0
+                if logger is not None:
+                    logger.log(record)
+                bar.update(task, completed=done.step, loss=f"{result.loss:.3f}",
+                           tokens_per_second=f"{record['tokens_per_second']:,.0f}")
+            done.wall_seconds = wall_before + time.perf_counter() - segment_start
+            if is_last or done.step % config.save_every == 0:
+                checkpoint_step = done.step
+                if group.is_main:
+                    run.save_state(capture_state(model, optimizer, scheduler, done))
+                    save_pretrained(model, run.path)
+
+    if val_loss is None:  # resumed after the last checkpoint but before result.json
+        val_loss = validation_loss()
+    result = _result(config, plan, done, status="completed", val_loss=val_loss)
+    if group.is_main:
+        run.write_result(result)
+    return result
+
+
+def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: dict[str, Any],
+              done: Progress, step_result: StepResult, checkpoint_step: int) -> dict[str, Any]:
+    """A non-finite loss or gradient: stop, keep the last checkpoint, record what happened."""
+    result = _result(config, plan, done, status="diverged", val_loss=None)
+    result.update(diverged_at_step=done.step + 1, diverged_loss=step_result.loss,
+                  diverged_grad_norm=step_result.grad_norm, checkpoint_step=checkpoint_step)
+    if group.is_main:
+        run.write_result(result)
+    return result
+
+
+def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, status: str,
+            val_loss: float | None) -> dict[str, Any]:
+    model_config = ModelConfig(**plan["model"])
+    tokens = done.step * config.tokens_per_step
+    forward_flops = model_config.forward_flops_per_token(config.seq_len)
+    return {
+        "status": status,
+        "val_loss": val_loss,
+        "val_loss_unit": "nats/token",
+        "steps": done.step,
+        "tokens": tokens,
+        "non_embedding_params": model_config.non_embedding_params,
+        "total_params": model_config.total_params,
+        "forward_flops_per_token": forward_flops,
+        "flops": 3 * forward_flops * tokens,
+        "flops_6nd": 6 * model_config.non_embedding_params * tokens,
+        "flops_method": FLOPS_METHOD,
+        "wall_seconds": done.wall_seconds,
+        "train_seconds": done.train_seconds,
+        "tokens_per_second": tokens / done.train_seconds if done.train_seconds else None,
+        "config_hash": config.hash(),
+        "world_size": plan["world_size"],
+        "device": plan["device"],
+    }
+
+
+def _model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:
+    optional = {"head_dim": config.head_dim} if config.head_dim else {}
+    return ModelConfig(n_layers=config.n_layers, aspect_ratio=config.aspect_ratio, vocab_size=vocab_size,
+                       max_seq_len=config.seq_len, tie_embeddings=config.tie_embeddings, mup=config.mup,
+                       **optional)
+
+
+def _data_config(config: TrainConfig) -> DataConfig:
+    given = {"path": config.data, "tokenizer": config.tokenizer, "vocab_size": config.vocab_size,
+             "val_fraction": config.val_fraction, "max_bytes": config.max_bytes}
+    return DataConfig(text_field=config.text_field, **{k: v for k, v in given.items() if v is not None})
+
+
+def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    """bf16 autocast: on by default on GPUs that support it, off on CPU unless asked for."""
+    if config.bf16 is not None:
+        return config.bf16
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()

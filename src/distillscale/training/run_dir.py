@@ -1,0 +1,121 @@
+"""The run directory: what a training run leaves on disk, and the rules that protect it.
+
+    config.json        the resolved run config (+ its hash and the derived plan)
+    model.safetensors  weights at the last checkpoint, with model_config.json (save_pretrained)
+    tokenizer.json     the tokenizer the data was encoded with
+    state/checkpoint.pt  resumable state: weights, optimizer, scheduler, step, RNG (one atomic file)
+    metrics.jsonl      one JSON object per logged step
+    tensorboard/       event files, when tensorboard is installed
+    result.json        written last; its presence means the run is over (completed or diverged)
+
+A finished run is never overwritten without `overwrite`; an unfinished one is resumed only by the
+same config; a directory that is not a run directory is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distillscale.errors import UserError
+from distillscale.io import atomic_write, atomic_write_json
+from distillscale.training.config import TrainConfig
+
+
+class RunStart(Enum):
+    NEW = "new"          # nothing there yet
+    RESUME = "resume"    # an unfinished run with the same config
+    RESTART = "restart"  # an earlier run that --overwrite replaces
+
+
+class RunDirectory:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.result_path = self.path / "result.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.tokenizer_path = self.path / "tokenizer.json"
+        self.state_path = self.path / "state" / "checkpoint.pt"
+        self.tensorboard_dir = self.path / "tensorboard"
+
+    # -- deciding what to do (read-only) -------------------------------------------------------
+
+    def plan_start(self, config: TrainConfig) -> RunStart:
+        """Decide between a new run, a resume and a restart, or refuse; changes nothing on disk."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path} is a file: give a directory for the run")
+        if not self.path.exists() or not any(self.path.iterdir()):
+            return RunStart.NEW
+        if self.result_path.exists():
+            if config.overwrite:
+                return RunStart.RESTART
+            result = self._read_json(self.result_path)
+            raise UserError(f"{self.path} holds a finished run (status {result.get('status', '?')}, "
+                            f"val_loss {result.get('val_loss', '?')}): pass --overwrite to train it "
+                            f"again, or choose another --out")
+        if not self.config_path.exists():
+            raise UserError(f"{self.path} is not empty and is not a distillscale run directory "
+                            f"(no config.json): choose a new or empty --out")
+        if config.overwrite:
+            return RunStart.RESTART
+        stored = self.stored_config()
+        if stored.hash() != config.hash():
+            changed = ", ".join(stored.differing_keys(config))
+            raise UserError(f"{self.path} holds an unfinished run with a different config "
+                            f"(differs in: {changed}): repeat its settings to resume it, pass "
+                            f"--overwrite to replace it, or choose another --out")
+        return RunStart.RESUME
+
+    def stored_config(self) -> TrainConfig:
+        record = self._read_json(self.config_path)
+        try:
+            return TrainConfig.model_validate(record["config"])
+        except Exception:
+            raise UserError(f"{self.config_path} is not a distillscale run config: pass --overwrite "
+                            f"to start the run again, or choose another --out") from None
+
+    def stored_plan(self) -> dict[str, Any]:
+        return self._read_json(self.config_path).get("plan", {})
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Remove what an earlier run wrote (for --overwrite); other files are left alone."""
+        for name in ("result.json", "config.json", "metrics.jsonl", "model.safetensors",
+                     "model_config.json", "tokenizer.json"):
+            (self.path / name).unlink(missing_ok=True)
+        for name in ("state", "tensorboard"):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+
+    def write_config(self, config: TrainConfig, plan: dict[str, Any]) -> None:
+        atomic_write_json(self.config_path, {"config": config.model_dump(mode="json"),
+                                             "config_hash": config.hash(), "plan": plan})
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        atomic_write_json(self.result_path, result)
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        atomic_write(self.state_path, lambda tmp: torch.save(state, tmp))
+
+    def load_state(self) -> dict[str, Any] | None:
+        """The last checkpoint, or None when the run never reached one."""
+        if not self.state_path.exists():
+            return None
+        try:
+            return torch.load(self.state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserError(f"cannot read the training state {self.state_path} ({exc}): pass "
+                            f"--overwrite to start the run again") from None
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise UserError(f"{path} is unreadable: pass --overwrite to start the run again, "
+                            f"or choose another --out") from None

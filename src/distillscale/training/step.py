@@ -1,0 +1,47 @@
+"""One optimizer step: gradient accumulation over micro-batches, clipping, the AdamW update."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+
+from distillscale.training.distributed import Distributed, TrainingModel
+from distillscale.training.objective import Objective
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float       # the objective, averaged over the step's tokens on all processes
+    ce: float         # its cross-entropy part (nats/token)
+    grad_norm: float  # global L2 norm before clipping
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.loss) and math.isfinite(self.grad_norm)
+
+
+def train_step(model: TrainingModel, objective: Objective, optimizer: torch.optim.Optimizer,
+               micro_batches: list[tuple[torch.Tensor, torch.Tensor]], grad_clip: float,
+               group: Distributed, autocast: contextlib.AbstractContextManager) -> StepResult:
+    """Accumulate gradients over `micro_batches` (equal sizes), clip, and update unless the loss or
+    the gradient is not finite (then the weights are left as they were, for the caller to stop)."""
+    optimizer.zero_grad(set_to_none=True)
+    totals = torch.zeros(2, dtype=torch.float64)  # loss, ce
+    for index, (inputs, targets) in enumerate(micro_batches):
+        # Gradients are all-reduced only once, on the last micro-batch.
+        is_last = index == len(micro_batches) - 1
+        with contextlib.nullcontext() if is_last else model.no_sync():
+            with autocast:
+                output = objective(model, inputs, targets)
+            (output.loss / len(micro_batches)).backward()
+        totals += torch.stack([output.loss.detach(), output.ce.detach()]).double().cpu()
+    totals = group.mean(totals / len(micro_batches))
+    parameters = [p for group_ in optimizer.param_groups for p in group_["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
+    result = StepResult(loss=totals[0].item(), ce=totals[1].item(), grad_norm=grad_norm.item())
+    if result.finite:
+        optimizer.step()
+    return result
