@@ -1,0 +1,114 @@
+"""The training config: TOML files, flag overrides, one-line errors naming the bad setting, the hash
+that guards resumes, and the step and warmup arithmetic."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from distillscale.errors import UserError
+from distillscale.training.config import TrainConfig, load_train_config
+
+REQUIRED = {"out": "run", "n_layers": 2, "tokens": "1M"}
+
+
+def write_toml(tmp_path, text: str):
+    path = tmp_path / "train.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_toml_keys_may_use_flag_spelling_and_flags_override_them(tmp_path):
+    path = write_toml(tmp_path, 'out = "from-file"\nn-layers = 4\ntokens = "2M"\nlr = 0.003\nbf16 = false\n')
+    config = load_train_config(path, {"lr": 0.02, "seed": None})
+    assert config.n_layers == 4
+    assert config.tokens == 2e6
+    assert config.lr == 0.02           # the flag wins over the file
+    assert config.seed == 0            # a flag left out (None) keeps the default
+    assert config.bf16 is False
+
+
+def test_quantities_accept_suffixes():
+    config = load_train_config(None, {**REQUIRED, "tokens": "7.5M", "max_bytes": "2M", "eval_tokens": "64k"})
+    assert (config.tokens, config.max_bytes, config.eval_tokens) == (7.5e6, 2_000_000, 64_000)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lr": -1.0}, "invalid --lr: Input should be greater than 0 (got -1.0)"),
+    ({"tokens": "lots"}, "invalid --tokens: malformed tokens 'lots'"),
+    ({"device": "tpu"}, "invalid --device: Input should be 'auto', 'cpu' or 'cuda'"),
+    ({"split": "val"}, "invalid --split: Input should be 'teacher' or 'student'"),
+    ({"vocab_size": 100}, "invalid --vocab-size: Input should be greater than or equal to 257"),
+    ({"tokens_per_param": 20}, "give exactly one token budget"),
+    ({"tokens": None}, "give exactly one token budget"),
+    ({"eval_tokens": 16, "seq_len": 64}, "eval_tokens 16 is below one sequence of seq_len 64"),
+    ({"out": None}, "missing required setting --out"),
+])
+def test_bad_flags_are_one_line_errors_naming_the_flag(overrides, message):
+    with pytest.raises(UserError) as excinfo:
+        load_train_config(None, {**REQUIRED, **overrides})  # a None flag counts as not given
+    assert message in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_unknown_and_bad_toml_keys_name_the_key_and_the_file(tmp_path):
+    path = write_toml(tmp_path, 'out = "r"\nn_layers = 2\ntokens = "1M"\nlearning_rate = 0.1\n')
+    with pytest.raises(UserError, match=rf"unknown setting 'learning_rate' in {path}"):
+        load_train_config(path)
+    path = write_toml(tmp_path, 'out = "r"\nn_layers = 0\ntokens = "1M"\n')
+    with pytest.raises(UserError, match=rf"invalid 'n_layers' in {path}: Input should be greater than or equal to 1"):
+        load_train_config(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("n_layers = \n", "is not valid TOML"),
+    ("[model]\nn_layers = 2\n", r"section \[model\] is not supported"),
+])
+def test_malformed_toml_files_are_clear_errors(tmp_path, text, message):
+    with pytest.raises(UserError, match=message):
+        load_train_config(write_toml(tmp_path, text))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(UserError, match="config file .*nope.toml not found"):
+        load_train_config(tmp_path / "nope.toml")
+
+
+def test_hash_ignores_bookkeeping_and_names_what_differs():
+    base = TrainConfig(**REQUIRED)
+    assert base.hash() == TrainConfig(**{**REQUIRED, "out": "elsewhere"}, save_every=7, log_every=3,
+                                      overwrite=True).hash()
+    changed = TrainConfig(**REQUIRED, lr=0.5, seed=3)
+    assert changed.hash() != base.hash()
+    assert base.differing_keys(changed) == ["lr", "seed"]
+
+
+def test_steps_cover_the_token_budget_and_warmup_defaults_to_a_tenth():
+    config = TrainConfig(**{**REQUIRED, "tokens": 10_000}, seq_len=32, batch_size=8, grad_accum=2)
+    assert config.tokens_per_step == 512
+    assert config.total_steps(non_embedding_params=123) == math.ceil(10_000 / 512) == 20
+    per_param = TrainConfig(out="r", n_layers=2, tokens_per_param=20, seq_len=32, batch_size=8)
+    assert per_param.total_steps(non_embedding_params=1000) == math.ceil(20_000 / 256)
+    assert config.resolved_warmup_steps(20) == 2
+    assert config.resolved_warmup_steps(100_000) == 2000
+    assert TrainConfig(**REQUIRED, warmup_steps=0).resolved_warmup_steps(20) == 0
+
+
+def test_cli_reports_bad_config_with_exit_status_2(cli, tmp_path):
+    code, out, err = cli("train", "--out", tmp_path / "run", "--n-layers", "2", "--tokens", "1M",
+                         "--lr", "0")
+    assert code == 2
+    assert err.strip() == "distillscale: error: invalid --lr: Input should be greater than 0 (got 0.0)"
+    assert not (tmp_path / "run").exists()
+    path = write_toml(tmp_path, 'out = "r"\nn_layers = 2\ntokens = "1M"\nbatch = 3\n')
+    code, out, err = cli("train", "--config", path)
+    assert code == 2 and f"unknown setting 'batch' in {path}" in err
+
+
+def test_train_help_lists_the_flags(cli):
+    code, out, _ = cli("train", "--help")
+    assert code == 0
+    for flag in ("--tokens-per-param", "--grad-accum", "--min-lr-ratio", "--bf16", "--compile",
+                 "--overwrite", "--config", "--save-every"):
+        assert flag in out
