@@ -152,13 +152,16 @@ def test_non_utf8_files_are_skipped_and_counted(tmp_path, cli):
     corpus = write_text_corpus(tmp_path / "corpus")
     (corpus / "latin1.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
     (corpus / "blob.bin").write_bytes(bytes(range(128, 256)))
+    (corpus / "records.jsonl").write_bytes(b'{"text": "caf\xe9"}\n' + json.dumps({"text": "extra"}).encode())
     prepared = prepare_data(DataConfig(path=corpus, vocab_size=VOCAB), progress=False)
-    assert prepared.manifest["source"]["skipped_non_utf8"] == 2
-    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+    assert prepared.manifest["source"]["skipped_non_utf8"] == 3
+    skipped = prepared.manifest["source"]["skipped_examples"]
+    assert any(where.endswith("records.jsonl:1") for where in skipped)
+    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS + ["extra"])
 
     code, out, _ = cli("data", "prepare", "--data", corpus, "--vocab-size", VOCAB)
     assert code == 0
-    assert "2 not UTF-8" in out and "reused" in out
+    assert "3 not UTF-8" in out and "reused" in out
 
 
 # --- bad inputs ----------------------------------------------------------------------------------
@@ -252,10 +255,27 @@ def test_interrupted_preparation_never_looks_complete(tmp_path, cache_dir, monke
         prepare_data(config, progress=False)
     assert not [path for path in cache_dir.iterdir() if path.is_dir()]  # no directory, no leftovers
 
+    with monkeypatch.context() as kill_9:  # no clean-up at all: the half-written work stays behind
+        kill_9.setattr(prepare_module.shutil, "rmtree", lambda *args, **kwargs: None)
+        with pytest.raises(KeyboardInterrupt):
+            prepare_data(config, progress=False)
+    [leftover] = [path for path in cache_dir.iterdir() if path.is_dir()]
+    assert leftover.name.startswith(".") and not (leftover / "manifest.json").exists()
+
     monkeypatch.setattr(prepare_module, "_write_splits", write_splits)
     prepared = prepare_data(config, progress=False)
-    assert not prepared.reused
+    assert not prepared.reused and not leftover.exists()
     assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+
+
+def test_damaged_preparation_is_rebuilt(tmp_path):
+    config = DataConfig(path=write_text_corpus(tmp_path / "corpus"), vocab_size=VOCAB)
+    first = prepare_data(config, progress=False)
+    with open(first.directory / "teacher.bin", "r+b") as tokens:
+        tokens.truncate(10)
+    again = prepare_data(config, progress=False)
+    assert not again.reused and again.directory == first.directory
+    assert len(again.split("teacher")) == first.manifest["splits"]["teacher"]["tokens"]
 
 
 PREPARE_AND_REPORT = """
