@@ -218,3 +218,24 @@ def test_load_pretrained_refuses_bad_directories(tmp_path):
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(UserError, match="model.safetensors is missing"):
         load_pretrained(tmp_path)
+
+
+def logit_change_after_one_step(width: int, mup: bool) -> float:
+    """RMS change of the logits after one AdamW step at the same base learning rate."""
+    model = build(n_layers=1, aspect_ratio=width, mup=mup, mup_base_width=64, vocab_size=64)
+    idx = tokens(batch=4, length=16, vocab=64)
+    optimizer = torch.optim.AdamW(model.param_groups(lr=1e-2, weight_decay=0.0))
+    before = model(idx)
+    torch.nn.functional.cross_entropy(before.flatten(0, 1), idx.roll(-1, dims=1).flatten()).backward()
+    optimizer.step()
+    with torch.no_grad():
+        return (model(idx) - before).pow(2).mean().sqrt().item()
+
+
+def test_mup_keeps_the_update_size_of_the_logits_across_widths():
+    """The point of muP: with one learning rate, a 4x wider model moves its logits about as much
+    per step (standard parameterisation moves them several times more)."""
+    mup_ratio = logit_change_after_one_step(256, mup=True) / logit_change_after_one_step(64, mup=True)
+    standard_ratio = logit_change_after_one_step(256, mup=False) / logit_change_after_one_step(64, mup=False)
+    assert 0.5 < mup_ratio < 1.5
+    assert standard_ratio > 2.0

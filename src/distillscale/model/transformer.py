@@ -2,8 +2,10 @@
 
 Simple muP (Wortsman et al. 2024, "Small-scale proxies for large-scale Transformer training
 instabilities") makes one learning rate serve every width: hidden matrices are initialised with
-std 1/sqrt(fan_in) and trained at lr * base_width / d_model, the logits are multiplied by
-base_width / d_model, and embeddings, head and norm gains keep the base learning rate.
+std 1/sqrt(fan_in) and trained at lr * base_width / d_model; the logits are multiplied by
+base_width / d_model; embedding and output head start at the width-independent std `init_std`
+and, like the norm gains, keep the base learning rate. Then the change of the logits in one
+optimiser step no longer grows with width (tests/test_model.py checks it).
 With `mup=False` every matrix starts at std `init_std` and every tensor trains at the base rate.
 """
 
@@ -107,7 +109,7 @@ class Transformer(nn.Module):
         std = self.config.init_std
         nn.init.normal_(self.embed.weight, std=std)
         if not self.config.tie_embeddings:
-            nn.init.normal_(self.lm_head.weight, std=1 / math.sqrt(self.config.d_model) if self.config.mup else std)
+            nn.init.normal_(self.lm_head.weight, std=std)
         for param in self.blocks.parameters():
             if param.ndim == 1:
                 nn.init.ones_(param)
