@@ -23,8 +23,9 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str | None = Field(
-        None, description="directory, file or glob of text/.jsonl/.parquet files, or a datasets "
-                          "save_to_disk directory; None = this interpreter's standard library sources")
+        None, min_length=1,
+        description="directory, file or glob of text/.jsonl/.parquet files, or a datasets save_to_disk "
+                    "directory; None = this interpreter's standard library sources")
     text_field: str = Field("text", min_length=1,
                             description="field holding the text in .jsonl, .parquet and datasets")
     vocab_size: int | None = Field(
@@ -32,8 +33,9 @@ class DataConfig(BaseModel):
         description="size of the byte-level BPE to train (default 8192); must be left out or match "
                     "when a tokenizer is given")
     tokenizer: str | None = Field(
-        None, description="tokenizer.json, or a directory holding one or a Hugging Face tokenizer; "
-                          "None = train a byte-level BPE on the corpus")
+        None, min_length=1,
+        description="tokenizer.json, or a directory holding one or a Hugging Face tokenizer; "
+                    "None = train a byte-level BPE on the corpus")
     val_fraction: float = Field(0.05, gt=0.0, lt=1.0,
                                 description="fraction of the text held out for validation, "
                                             "in whole documents")
@@ -41,7 +43,8 @@ class DataConfig(BaseModel):
                                   description="read at most this many bytes of text (e.g. 20M)")
     seed: int = Field(0, ge=0, description="salt of the document split")
     cache_dir: str | None = Field(
-        None, description=f"where prepared corpora live; None = ${CACHE_ENV} or ~/.cache/distillscale")
+        None, min_length=1,
+        description=f"where prepared corpora live; None = ${CACHE_ENV} or ~/.cache/distillscale")
 
     @field_validator("path", "tokenizer", "cache_dir", mode="before")
     @classmethod

@@ -42,7 +42,7 @@ from distillscale.io import atomic_write_json
 FORMAT = "distillscale.data/1"
 SPLITS = ("val", "teacher", "student")
 DEFAULT_VOCAB_SIZE = 8192
-ENCODE_BATCH_BYTES = 4 << 20  # text per encode_batch call: large enough to keep every core busy
+ENCODE_BATCH_BYTES = 4 << 20  # text per batched (parallel) encode call: enough to keep every core busy
 
 
 class PreparedData:
