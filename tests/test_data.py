@@ -129,9 +129,11 @@ def test_datasets_save_to_disk_directory(tmp_path):
         "train": datasets.Dataset.from_dict({"text": DOCUMENTS[:half]}),
         "validation": datasets.Dataset.from_dict({"text": DOCUMENTS[half:]}),
     }).save_to_disk(str(tmp_path / "saved"))
-    prepared = prepare_data(DataConfig(path=tmp_path / "saved", vocab_size=VOCAB), progress=False)
-    assert prepared.manifest["source"]["kind"] == "datasets"
-    assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
+    datasets.Dataset.from_dict({"text": DOCUMENTS}).save_to_disk(str(tmp_path / "single"))
+    for saved in ("saved", "single"):  # a DatasetDict (splits read by name) and a single Dataset
+        prepared = prepare_data(DataConfig(path=tmp_path / saved, vocab_size=VOCAB), progress=False)
+        assert prepared.manifest["source"]["kind"] == "datasets"
+        assert_disjoint_cover(all_split_documents(prepared), DOCUMENTS)
 
 
 def test_default_corpus_is_the_standard_library():
@@ -201,6 +203,11 @@ def test_too_few_documents_is_an_error(tmp_path):
 def test_bad_prepare_flags_are_errors(cli, flag, value, message):
     code, _, err = cli("data", "prepare", flag, value)
     assert code == 2 and message in err
+
+
+def test_prepare_has_help(cli):
+    code, out, _ = cli("data", "prepare", "--help")
+    assert code == 0 and "--max-bytes" in out and "--tokenizer" in out
 
 
 def test_data_config_is_strict():
@@ -278,22 +285,40 @@ def test_damaged_preparation_is_rebuilt(tmp_path):
     assert len(again.split("teacher")) == first.manifest["splits"]["teacher"]["tokens"]
 
 
-PREPARE_AND_REPORT = """
-import json, sys
+PREPARE_AFTER_BARRIER = """
+import json, sys, time
+from pathlib import Path
+from distillscale.data import prepare as prepare_module
 from distillscale.data.config import DataConfig
-from distillscale.data.prepare import prepare_data
-prepared = prepare_data(DataConfig(path=sys.argv[1], vocab_size=int(sys.argv[2])), progress=False)
+
+corpus, barrier, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+write_splits = prepare_module._write_splits
+
+def slow_write_splits(*args, **kwargs):  # hold the lock until the other process surely waits for it
+    time.sleep(1)
+    return write_splits(*args, **kwargs)
+
+prepare_module._write_splits = slow_write_splits
+(barrier / name).touch()
+while len(list(barrier.iterdir())) < 2:
+    time.sleep(0.01)
+prepared = prepare_module.prepare_data(DataConfig(path=corpus, vocab_size=int(sys.argv[4])))
 print(json.dumps([str(prepared.directory), prepared.reused]))
 """
 
 
 def test_concurrent_preparers_share_one_result(tmp_path, cache_dir):
     corpus = write_text_corpus(tmp_path / "corpus")
-    preparers = [subprocess.Popen([sys.executable, "-c", PREPARE_AND_REPORT, str(corpus), str(VOCAB)],
-                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [json.loads(preparer.communicate(timeout=60)[0]) for preparer in preparers]
+    (tmp_path / "barrier").mkdir()
+    preparers = [subprocess.Popen([sys.executable, "-c", PREPARE_AFTER_BARRIER, str(corpus),
+                                   str(tmp_path / "barrier"), name, str(VOCAB)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for name in ("a", "b")]
+    outputs = [preparer.communicate(timeout=60) for preparer in preparers]
+    results = [json.loads(out) for out, _ in outputs]
     assert results[0][0] == results[1][0]
     assert sorted(reused for _, reused in results) == [False, True]  # one tokenised, the other waited
+    assert sum("waiting for another process" in err for _, err in outputs) == 1
     assert [path for path in cache_dir.iterdir() if path.is_dir()] == [Path(results[0][0])]
 
 
