@@ -92,7 +92,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool) -> dict
         run.write_config(config, plan)
         atomic_write(run.tokenizer_path, lambda tmp: shutil.copyfile(data.directory / "tokenizer.json", tmp))
         if state:
-            err_console.print(f"resuming {run.path} from step {done.step}/{total_steps}")
+            err_console.print(f"resuming {run.path} from step {done.step}/{total_steps}",
+                              soft_wrap=True, highlight=False)
     group.barrier()
 
     # 4. Train.
