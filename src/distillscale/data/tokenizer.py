@@ -18,7 +18,7 @@ END_OF_TEXT = "<|endoftext|>"
 END_OF_TEXT_CANDIDATES = (END_OF_TEXT, "</s>", "<|end_of_text|>", "<eos>")
 
 
-def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, length: int | None = None) -> Tokenizer:
+def train_byte_level_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     """A GPT-2 style byte-level BPE with `vocab_size` entries (fewer if the corpus runs out of
     merges), `END_OF_TEXT` as its only special token."""
     tokenizer = Tokenizer(models.BPE())
@@ -27,7 +27,7 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, length: int | No
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
 
 
