@@ -119,3 +119,13 @@ def test_bad_inputs_give_one_line_errors(tmp_path, cli, tokenizer, breakage, mes
     assert err.startswith("distillscale: error: ") and err.count("\n") == 1
     assert message in err
     assert not out.is_dir()
+
+
+def test_export_is_readable_like_normally_created_files(tmp_path, cli, tokenizer):
+    make_run(tmp_path / "run", tokenizer)
+    assert cli("export-hf", tmp_path / "run", tmp_path / "hf")[0] == 0
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference.txt").write_text("")
+    assert (tmp_path / "hf").stat().st_mode == (tmp_path / "reference").stat().st_mode
+    modes = {path.stat().st_mode for path in (tmp_path / "hf").iterdir()}
+    assert modes == {(tmp_path / "reference.txt").stat().st_mode}

@@ -61,6 +61,7 @@ def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite:
         hf_config.save_pretrained(staging)
         save_file(state_dict, staging / "model.safetensors", metadata={"format": "pt"})
         hf_tokenizer.save_pretrained(staging)
+        _apply_umask(staging)
         _publish(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -135,6 +136,16 @@ def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
                         "choose another output directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise UserError(f"output directory {out_dir} is not empty: choose another one or pass --overwrite")
+
+
+def _apply_umask(directory: Path) -> None:
+    """mkdtemp and safetensors create private (0700 / 0600) entries: give the export the permissions
+    of normally created files, since it is meant to be shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for path in directory.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 def _publish(staging: Path, out_dir: Path) -> None:
