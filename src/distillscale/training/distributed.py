@@ -44,6 +44,12 @@ class Distributed:
     def enabled(self) -> bool:
         return self.world_size > 1
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """The global batch is split into equal slices, one per process."""
+        if batch_size % self.world_size:
+            raise UserError(f"--batch-size {batch_size} must be a multiple of the number of "
+                            f"processes ({self.world_size}): each process takes an equal slice")
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

@@ -56,9 +56,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool) -> dict
     # 1. Check everything the user gave before writing anything.
     run = RunDirectory(config.out)
     start = run.plan_start(config)
-    if config.batch_size % group.world_size:
-        raise UserError(f"--batch-size {config.batch_size} must be a multiple of the number of "
-                        f"processes ({group.world_size}): each process takes an equal slice")
+    group.check_batch_size(config.batch_size)
     _model_config(config, vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
 
     # 2. Data, model, optimizer.

@@ -1,0 +1,66 @@
+"""Data parallelism: `torchrun` with 2 gloo processes on CPU trains the same model as one process with
+the same global batch, and only rank 0 writes the run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from distillscale.errors import UserError
+from distillscale.training.distributed import Distributed
+
+ARGS = ("--tokens", "10240", "--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32",
+        "--vocab-size", "320", "--max-bytes", "300k", "--seq-len", "32", "--batch-size", "8",
+        "--grad-accum", "2", "--eval-tokens", "4k", "--eval-every", "10", "--log-every", "5",
+        "--device", "cpu")  # 20 steps of 2 micro-batches
+
+
+def torchrun(*args: str, env: dict) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "distillscale.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(cache))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield {**os.environ, "OMP_NUM_THREADS": "1"}
+    torch.set_num_threads(threads)
+
+
+def records(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(cli, tmp_path, env):
+    code, _, err = cli("train", "--out", tmp_path / "single", *ARGS)  # also prepares the data cache
+    assert code == 0, err
+    launched = torchrun("train", "--out", str(tmp_path / "ddp"), *ARGS, env=env)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+
+    single = json.loads((tmp_path / "single" / "result.json").read_text())
+    ddp = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert ddp["world_size"] == 2 and single["world_size"] == 1
+    assert ddp["steps"] == single["steps"] == 20 and ddp["tokens"] == single["tokens"]
+    assert abs(ddp["val_loss"] - single["val_loss"]) < 1e-5
+    for one, two in zip(records(tmp_path / "single"), records(tmp_path / "ddp"), strict=True):
+        assert one["step"] == two["step"]
+        assert two["loss"] == pytest.approx(one["loss"], abs=1e-5)
+        assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
+    # Rank 0 alone wrote: one config, one result, no stray temporary files.
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(
+        p.name for p in (tmp_path / "single").iterdir())
+
+
+def test_the_global_batch_must_split_evenly_over_the_processes():
+    Distributed(rank=1, world_size=2).check_batch_size(8)
+    with pytest.raises(UserError, match=r"--batch-size 7 must be a multiple of the number of processes \(2\)"):
+        Distributed(rank=0, world_size=2).check_batch_size(7)
