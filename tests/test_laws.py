@@ -97,3 +97,14 @@ def test_bad_law_files_are_user_errors(tmp_path, content, fragment):
 def test_unknown_preset():
     with pytest.raises(UserError, match="unknown law 'nope'"):
         load_laws("nope")
+
+
+def test_saved_law_file_has_default_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "law.json"
+    load_laws("epoch2024").save(path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
