@@ -178,10 +178,15 @@ def test_ignored_positions_are_left_out_of_loss_and_gradients(logits, chunk_size
     # Garbage at ignored positions (e.g. padding) must not leak into the loss.
     poisoned = student.detach().clone()
     poisoned[ignored] = float("nan")
+    poisoned.requires_grad_()
     teacher_poisoned = teacher.clone()
     teacher_poisoned[ignored] = float("inf")
     out = distillation_loss(poisoned, identity, teacher_poisoned, identity, targets, config)
-    torch.testing.assert_close(out.loss, only_valid.loss.detach())
+    torch.testing.assert_close(out.loss.detach(), only_valid.loss.detach())
+    if chunk_size:  # the closed-form gradient is masked too (autograd's would be 0 * nan there)
+        poisoned_grad = grad(out.loss, poisoned)
+        assert torch.all(poisoned_grad[ignored] == 0)
+        torch.testing.assert_close(poisoned_grad[~ignored], grad(only_valid.loss, student)[~ignored])
 
 
 @pytest.mark.parametrize("kd_weight", [0.0, 0.25, 1.0])

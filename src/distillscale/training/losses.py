@@ -118,7 +118,8 @@ def distillation_loss(student_hidden: torch.Tensor, student_head: Head,
 
 @dataclass(frozen=True)
 class _Objective:
-    """The weighted objective; `sums` gives its three components summed over a block of tokens."""
+    """The weighted objective. `sums` is the reference computation of its components (autograd
+    gives the gradients); `_fused_chunk` computes the same with closed-form gradients."""
 
     ce_weight: float
     kd_weight: float
@@ -273,17 +274,13 @@ def _sum_over_chunks(objective: _Objective, hidden: torch.Tensor, head: Head,
                        for p in parameters]
     for start in range(0, hidden.shape[0], chunk_size):
         rows = slice(start, start + chunk_size)
-        teacher_logits = None
-        if teacher_head is not None:
-            with torch.no_grad():
-                teacher_logits = teacher_head(teacher_hidden[rows])
         with torch.set_grad_enabled(with_grads):
             hidden_chunk = hidden[rows].detach().requires_grad_(with_grads)
             logits = head(hidden_chunk)
         with torch.no_grad():
-            sums, grad_logits = _fused_chunk(objective, logits, targets[rows], teacher_logits,
-                                             n_valid, with_grads)
-        del teacher_logits  # free it before the head's backward allocates
+            teacher = None if teacher_head is None else (teacher_head, teacher_hidden[rows])
+            sums, grad_logits = _fused_chunk(objective, logits, targets[rows], teacher, n_valid,
+                                             with_grads)
         if with_grads:
             grads = torch.autograd.grad(logits, [hidden_chunk, *parameters],
                                         grad_outputs=grad_logits.to(logits.dtype),
@@ -301,10 +298,12 @@ def _sum_over_chunks(objective: _Objective, hidden: torch.Tensor, head: Head,
 
 
 def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Tensor,
-                 teacher_logits: torch.Tensor | None, n_valid: torch.Tensor,
+                 teacher: tuple[Head, torch.Tensor] | None, n_valid: torch.Tensor,
                  with_grads: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """[CE, KD, Z] summed over the chunk's valid tokens, and (if `with_grads`) d(loss)/d(logits)
     in closed form, overwriting buffers in place so that few [chunk, V] tensors exist at once.
+    `teacher` is (head, hidden states of the chunk): its logits are made here, so that this
+    function owns them and can overwrite them.
 
     With p = softmax(z): dCE/dz = p - onehot(y), dZ/dz = 2 logsumexp(z) p, and
     d(tau^2 D)/dz = tau dD/du at u = z / tau (see `_kd_value_and_grad`).
@@ -317,22 +316,26 @@ def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Ten
     kd = torch.zeros_like(ce)
     token_weight = valid.to(logits.dtype) / n_valid
     grad = None
-    if teacher_logits is not None:
+    if teacher is not None:
+        teacher_head, teacher_hidden = teacher
+        teacher_logits = teacher_head(teacher_hidden)
         if teacher_logits.shape != logits.shape:
             raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match the "
                              f"student's {tuple(logits.shape)}: the vocabularies must agree")
         kd, grad = _kd_value_and_grad(logits, teacher_logits.to(logits.dtype), objective)
+        del teacher_logits
         kd = objective.temperature ** 2 * kd
         if with_grads:
             grad.mul_((objective.kd_weight * objective.temperature * token_weight).unsqueeze(-1))
-        del teacher_logits
     if with_grads:
-        softmax_weight = (objective.ce_weight + 2 * objective.z_loss_weight * log_normaliser)
+        softmax_weight = objective.ce_weight + 2 * objective.z_loss_weight * log_normaliser
         probs = (logits - log_normaliser.unsqueeze(-1)).exp_()
-        probs.mul_((softmax_weight * token_weight).where(valid, 0.0).unsqueeze(-1))
-        grad = probs if grad is None else grad.where(valid.unsqueeze(-1), 0.0).add_(probs)
+        probs.mul_((softmax_weight * token_weight).unsqueeze(-1))
+        grad = probs if grad is None else grad.add_(probs)
         del probs
         grad.scatter_add_(-1, safe_targets, -(objective.ce_weight * token_weight).unsqueeze(-1))
+        # Ignored rows have zero weight, but 0 * garbage (inf/nan) would not be zero.
+        grad.masked_fill_(~valid.unsqueeze(-1), 0.0)
     per_token = torch.stack([ce, kd, log_normaliser.square()])
     return per_token.where(valid, 0.0).sum(-1), grad
 
@@ -340,6 +343,7 @@ def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Ten
 def _kd_value_and_grad(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                        objective: _Objective) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token D(p_T, p_S) as in `kd_divergence`, and dD/du with u = student_logits / tau.
+    Overwrites `teacher_logits` (with the teacher's log-probabilities) to save a buffer.
 
     With s = log p_S, t = log p_T, the gradient through the softmax is dD/du = p_S (g - <p_S, g>)
     for g = dD/ds; it simplifies to p_S - p_T for forward KL, to p_S (s - t - D) for reverse KL,
@@ -365,14 +369,14 @@ def _kd_value_and_grad(student_logits: torch.Tensor, teacher_logits: torch.Tenso
         p_support = s_support.exp()
         # Outside the support M = (1 - beta) p_S, so g is the constant -(1 - beta) log(1 - beta).
         g_outside = -(1 - beta) * math.log1p(-beta)
-        mass_outside = -torch.expm1(p_support.sum(-1).log())
+        mass_outside = -torch.expm1(s_support.logsumexp(-1))
         kd = (beta * _rowdot(t.exp(), t - log_m) + (1 - beta) * _rowdot(p_support, s_support - log_m)
               + g_outside * mass_outside)
         g_support = (1 - beta) * (s_support - log_m)
         mean_g = _rowdot(p_support, g_support) + g_outside * mass_outside
         grad = s.exp_().mul_((g_outside - mean_g).unsqueeze(-1))
         return kd, grad.scatter_(-1, support, p_support * (g_support - mean_g.unsqueeze(-1)))
-    t = F.log_softmax(teacher_logits, dim=-1)
+    t = teacher_logits.sub_(teacher_logits.logsumexp(-1, keepdim=True))  # log_softmax, in place
     del teacher_logits
     if objective.kd == "forward-kl":
         p_t = t.exp()
