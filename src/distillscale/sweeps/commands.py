@@ -1,0 +1,142 @@
+"""`distillscale sweep run | status | export`: run a calibration sweep, watch it, export its runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from distillscale.console import console, print_json, warn
+from distillscale.errors import UserError
+from distillscale.units import format_quantity
+
+sweep_app = typer.Typer(help="Run a sweep of training and distillation runs, and export their results.",
+                        no_args_is_help=True)
+
+
+@sweep_app.command("run")
+def run_command(
+    spec: Path = typer.Argument(..., help="sweep spec (TOML): [data], [model], [teachers], [students], "
+                                          "[distill]"),
+    out: Path = typer.Option(None, "--out", help="sweep directory [default: sweeps/<spec name>]"),
+    workers: int = typer.Option(None, "--workers", min=1,
+                                help="runs at once [default: cores // --threads-per-run]"),
+    threads_per_run: int = typer.Option(1, "--threads-per-run", min=1,
+                                        help="CPU threads of each run (OMP_NUM_THREADS)"),
+    executor: str = typer.Option("local", "--executor", help="local (subprocesses) or slurm (submitit)"),
+    slurm_partition: str = typer.Option(None, "--slurm-partition", help="Slurm partition"),
+    slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min", min=1,
+                                          help="time limit of each Slurm job, minutes"),
+    slurm_gpus: int = typer.Option(0, "--slurm-gpus", min=0, help="GPUs per Slurm job"),
+    as_json: bool = typer.Option(False, "--json", help="print the number of runs per status as JSON"),
+) -> int:
+    """Run every run of a sweep spec: teachers first, then the students distilled from them and their
+    supervised baselines, up to --workers at a time, each in its own process.
+
+    Spec sections: [data] as `train` (path, vocab_size, max_bytes, val_fraction, tokenizer,
+    text_field, seq_len); [model] as `train` (aspect_ratio, head_dim, lr, batch_size, warmup_steps, ...);
+    [teachers] and [students]: n_layers = [...] with tokens_per_param (fixed M = D/N) or budgets
+    (IsoFLOP profiles, D = C / 6N); [distill]: kd, temperature, kd_weight, top_k,
+    supervised_baselines. Running again skips finished runs, resumes interrupted ones from their
+    checkpoints and retries failed ones. Exit status 1 when a run failed, diverged or was blocked.
+    """
+    from distillscale.sweeps.executors import LocalExecutor, SlurmExecutor
+    from distillscale.sweeps.runner import default_workers, run_sweep
+    from distillscale.sweeps.spec import load_sweep_spec
+
+    if executor not in ("local", "slurm"):
+        raise UserError(f"unknown --executor {executor!r}: use local or slurm")
+    sweep = load_sweep_spec(spec)
+    sweep_dir = out if out is not None else Path("sweeps") / sweep.name
+    workers = workers or default_workers(threads_per_run)
+    if executor == "slurm":
+        runner = SlurmExecutor(workers, sweep_dir / "slurm", partition=slurm_partition,
+                               timeout_min=slurm_timeout_min, cpus_per_task=threads_per_run,
+                               gpus_per_node=slurm_gpus)
+    else:
+        runner = LocalExecutor(workers)
+    if not as_json:
+        console.print(f"sweep [bold]{sweep.name}[/bold]: {len(sweep.runs)} runs in {sweep_dir}, "
+                      f"{workers} at a time ({executor})", highlight=False)
+    counts = run_sweep(sweep, sweep_dir, runner, threads_per_run=threads_per_run, progress=not as_json)
+    if as_json:
+        print_json(counts)
+    else:
+        console.print(", ".join(f"{count} {status}" for status, count in counts.items() if count),
+                      highlight=False)
+    unfinished = counts["failed"] + counts["diverged"] + counts["blocked"]
+    if unfinished:
+        warn(f"{unfinished} of {len(sweep.runs)} runs did not complete: see `distillscale sweep status "
+             f"{sweep_dir}` and the logs in {sweep_dir / 'logs'}; run the same command again to retry "
+             f"failed runs")
+        return 1
+    return 0
+
+
+@sweep_app.command("status")
+def status_command(
+    sweep_dir: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> int:
+    """Show a sweep's progress: runs done, running, failed, remaining, an ETA, and one row per run."""
+    from distillscale.sweeps.status import sweep_status
+
+    status = sweep_status(sweep_dir)
+    if as_json:
+        print_json(status)
+    else:
+        _print_status(status)
+    return 0
+
+
+@sweep_app.command("export")
+def export_command(
+    sweep_dir: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`)"),
+    fmt: str = typer.Option("csv", "--format", help="csv or jsonl"),
+    out: Path = typer.Option(None, "--out", help="file to write [default: standard output]"),
+) -> int:
+    """Write one record per finished run (teachers, baselines, students) for `distillscale fit`:
+    columns run_id, kind, status, n_layers, non_embedding_params, tokens, tokens_per_param, flops,
+    val_loss (nats/token), teacher_id, teacher_params, teacher_tokens, teacher_loss, budget, run_dir,
+    wall_seconds."""
+    from distillscale.sweeps.export import export_records, format_records, write_records
+
+    if fmt not in ("csv", "jsonl"):
+        raise UserError(f"unknown --format {fmt!r}: use csv or jsonl")
+    records = export_records(sweep_dir)
+    if out is None:
+        typer.echo(format_records(records, fmt), nl=False)
+    else:
+        write_records(records, out, fmt)
+        console.print(f"wrote {len(records)} runs to {out}", highlight=False)
+    return 0
+
+
+def _print_status(status: dict) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    counts = status["counts"]
+    eta = status["eta_seconds"]
+    console.print(
+        f"{status['total']} runs: [green]{counts['completed']} done[/green], {counts['running']} running, "
+        f"[red]{counts['failed']} failed[/red], {counts['diverged']} diverged, {counts['blocked']} blocked, "
+        f"{counts['pending']} remaining; ETA "
+        + ("unknown (no run finished yet)" if eta is None else _duration(eta))
+        + f" at {status['workers']} workers", highlight=False)
+    table = Table("run", "kind", "status", "params", "tokens", "val loss (nats/token)", "attempts",
+                  "wall", "note")
+    styles = {"completed": "green", "failed": "red", "diverged": "red", "blocked": "yellow", "running": "cyan"}
+    for run in status["runs"]:
+        loss = "" if run["val_loss"] is None else f"{run['val_loss']:.4f}"
+        wall = "" if run["wall_seconds"] is None else _duration(run["wall_seconds"])
+        note = (run["error"] or "").strip().splitlines()
+        table.add_row(run["run_id"], run["kind"], Text(run["status"], style=styles.get(run["status"], "")),
+                      format_quantity(run["non_embedding_params"]), format_quantity(run["tokens"]), loss,
+                      str(run["attempts"]), wall, note[-1] if note else "")
+    console.print(table)
+
+
+def _duration(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"

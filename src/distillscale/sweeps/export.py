@@ -1,0 +1,84 @@
+"""Records of a sweep's finished runs, the table the law fitter and the report read.
+
+One record per finished run (completed, diverged or failed) with the columns of `RECORD_COLUMNS`:
+- kind: "teacher" (supervised, of the teacher ladder), "baseline" (supervised, a student size on the
+  student's tokens) or "student" (distilled); teachers and baselines feed the supervised-law fit, students
+  the distillation-law fit.
+- non_embedding_params, tokens, flops, val_loss (nats/token, against the data; empty unless completed):
+  from the run's result.json, or the planned size and tokens for a run that failed.
+- teacher_id, teacher_params, teacher_tokens, teacher_loss: student rows only; teacher_loss is the teacher's
+  validation loss on the same validation split.
+- budget: the FLOP budget of an IsoFLOP-profile run (6 N D convention), else empty.
+
+    distillscale fit supervised runs.csv --params-col non_embedding_params --tokens-col tokens \\
+        --loss-col val_loss --fit-where "kind != 'student'"
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from distillscale.io import atomic_write_text
+from distillscale.sweeps.runner import SweepLayout
+from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
+
+RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params", "tokens", "tokens_per_param",
+                  "flops", "val_loss", "teacher_id", "teacher_params", "teacher_tokens", "teacher_loss",
+                  "budget", "run_dir", "wall_seconds")
+
+
+def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One dict per finished run of the sweep in `sweep_dir`, in the order the runs were planned."""
+    layout = SweepLayout(Path(sweep_dir).resolve())
+    with RunStore(layout.root) as store:
+        records = store.records()
+    by_id = {record.id: record for record in records}
+    return [_record(record, by_id, layout) for record in records if record.status in FINISHED]
+
+
+def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) -> dict[str, Any]:
+    result = run.result or {}
+    params = result.get("non_embedding_params", run.config["non_embedding_params"])
+    tokens = result.get("tokens", run.config["tokens"])
+    wall_seconds = result.get("wall_seconds")
+    if wall_seconds is None and run.started_at is not None and run.finished_at is not None:
+        wall_seconds = run.finished_at - run.started_at
+    record = {
+        "run_id": run.id, "kind": run.kind, "status": run.status, "n_layers": run.config["n_layers"],
+        "non_embedding_params": params, "tokens": tokens, "tokens_per_param": tokens / params,
+        "flops": result.get("flops"), "val_loss": result.get("val_loss") if run.status == "completed" else None,
+        "teacher_id": None, "teacher_params": None, "teacher_tokens": None, "teacher_loss": None,
+        "budget": run.config["budget"], "run_dir": str(layout.run_dir(run.id)), "wall_seconds": wall_seconds,
+    }
+    if run.kind == "student":
+        teacher = by_id[run.config["teacher_id"]]
+        teacher_result = teacher.result or {}
+        # The distilled run measures its teacher on its own validation split; fall back to the
+        # teacher run's own result (the same split: teacher and student share the corpus).
+        teacher_loss = (result.get("teacher") or {}).get("teacher_val_loss", teacher_result.get("val_loss"))
+        record.update(teacher_id=teacher.id,
+                      teacher_params=teacher_result.get("non_embedding_params",
+                                                        teacher.config["non_embedding_params"]),
+                      teacher_tokens=teacher_result.get("tokens", teacher.config["tokens"]),
+                      teacher_loss=teacher_loss)
+    return record
+
+
+def format_records(records: list[dict[str, Any]], fmt: Literal["csv", "jsonl"]) -> str:
+    """CSV (header row; empty cells for missing values) or JSONL (null for missing values)."""
+    if fmt == "jsonl":
+        return "".join(json.dumps(record) + "\n" for record in records)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RECORD_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: "" if value is None else value for key, value in record.items()}
+                     for record in records)
+    return buffer.getvalue()
+
+
+def write_records(records: list[dict[str, Any]], path: str | Path, fmt: Literal["csv", "jsonl"]) -> None:
+    atomic_write_text(path, format_records(records, fmt))

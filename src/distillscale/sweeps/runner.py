@@ -1,0 +1,227 @@
+"""Run a sweep: every planned run once, teachers before their students, up to K at a time.
+
+    DIR/spec.toml          the resolved spec (a later `sweep run` on DIR must resolve to the same)
+    DIR/runs.sqlite        the run store (see store.py)
+    DIR/runs/<run_id>/     each run's directory, as `train` / `distill` write it
+    DIR/logs/<run_id>.log  each run's output
+
+Running again is always safe: finished runs are skipped (a run whose result.json exists is adopted,
+never recomputed), interrupted ones resume from their checkpoint (the engine does that when given
+the same config and run directory), and failed or blocked ones are tried again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from distillscale.errors import UserError
+from distillscale.io import atomic_write_text
+from distillscale.sweeps.executors import Executor, Job
+from distillscale.sweeps.spec import PlannedRun, SweepSpec
+from distillscale.sweeps.store import RunStore
+
+ERROR_TAIL_LINES = 20  # lines of a failed run's output kept as its error
+
+
+@dataclass(frozen=True)
+class SweepLayout:
+    """Paths inside a sweep directory."""
+
+    root: Path
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / "spec.toml"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "runner.lock"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def log_path(self, run_id: str) -> Path:
+        return self.root / "logs" / f"{run_id}.log"
+
+
+def default_workers(threads_per_run: int) -> int:
+    """As many runs as the cores this process may use allow, at `threads_per_run` threads each."""
+    return max(1, len(os.sched_getaffinity(0)) // threads_per_run)
+
+
+def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, threads_per_run: int = 1,
+              progress: bool = True) -> dict[str, int]:
+    """Run every run of `spec` that has not finished; returns the number of runs per status."""
+    layout = SweepLayout(Path(sweep_dir))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(layout.lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"another `distillscale sweep run` is working on {layout.root}: wait for it "
+                        f"to end, or stop it first") from None
+    try:
+        _claim_directory(spec, layout)
+        with RunStore(layout.root, create=True) as store:
+            store.add((run.run_id, run.kind, run.to_config(), run.depends_on) for run in spec.runs)
+            store.reset_unfinished()
+            store.set_meta("workers", executor.workers)
+            _Scheduler(spec, layout, store, executor, threads_per_run, progress).run()
+            return store.counts()
+    finally:
+        lock.release()
+
+
+def _claim_directory(spec: SweepSpec, layout: SweepLayout) -> None:
+    """Write spec.toml, or check that the sweep already in the directory is this one."""
+    text = spec.to_toml()
+    if layout.spec_path.exists():
+        if layout.spec_path.read_text(encoding="utf-8") != text:
+            raise UserError(f"{layout.root} holds a sweep of a different spec ({layout.spec_path}): "
+                            f"give the same spec to continue it, or choose another --out")
+        return
+    if (layout.root / "runs.sqlite").exists():
+        raise UserError(f"{layout.root} holds a run store but no spec.toml: choose another --out")
+    atomic_write_text(layout.spec_path, text)
+
+
+class _Scheduler:
+    """The loop: block runs whose teacher did not complete, start ready ones while workers are free,
+    record each run's end as it comes; show progress all along."""
+
+    def __init__(self, spec: SweepSpec, layout: SweepLayout, store: RunStore, executor: Executor,
+                 threads_per_run: int, progress: bool):
+        self.spec, self.layout, self.store, self.executor = spec, layout, store, executor
+        self.thread_env = {name: str(threads_per_run) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        self.show_progress = progress
+        self.in_flight: dict[Future[int], PlannedRun] = {}
+
+    def run(self) -> None:
+        from distillscale.sweeps.progress import SweepProgress
+
+        self._adopt_finished()
+        with SweepProgress(len(self.spec.runs), enabled=self.show_progress) as bar:
+            try:
+                while True:
+                    statuses = self._statuses()
+                    self._block_orphans(statuses, bar)
+                    self._start_ready(statuses)
+                    bar.update(self._statuses(), {run.run_id: self.layout.run_dir(run.run_id)
+                                                  for run in self.in_flight.values()})
+                    if not self.in_flight:
+                        break
+                    done, _ = wait(self.in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        run = self.in_flight.pop(future)
+                        bar.log(self._record_end(run, future))
+            finally:
+                self.executor.shutdown()
+
+    def _statuses(self) -> dict[str, str]:
+        return {record.id: record.status for record in self.store.records()}
+
+    def _adopt_finished(self) -> None:
+        """A run whose result.json exists finished, even if the runner died before recording it."""
+        for run in self.spec.runs:
+            result = _read_result(self.layout.run_dir(run.run_id))
+            if result is not None and self.store.claim(run.run_id):
+                self.store.finish(run.run_id, _finished_status(result), result=result,
+                                  error=_divergence(result))
+
+    def _block_orphans(self, statuses: dict[str, str], bar) -> None:
+        for run in self.spec.runs:
+            if statuses[run.run_id] != "pending":
+                continue
+            for needed in run.depends_on:
+                if statuses[needed] in ("diverged", "failed", "blocked"):
+                    reason = f"teacher {needed} {statuses[needed]}"
+                    self.store.block(run.run_id, reason)
+                    statuses[run.run_id] = "blocked"
+                    bar.log(f"[yellow]blocked[/yellow] {run.run_id}: {reason}")
+                    break
+
+    def _start_ready(self, statuses: dict[str, str]) -> None:
+        for run in self.spec.runs:
+            if len(self.in_flight) >= self.executor.workers:
+                return
+            ready = statuses[run.run_id] == "pending" and all(
+                statuses[needed] == "completed" for needed in run.depends_on)
+            if ready and self.store.claim(run.run_id):
+                self.in_flight[self.executor.submit(self._job(run))] = run
+
+    def _job(self, run: PlannedRun) -> Job:
+        argv = [sys.executable, "-m", "distillscale.cli", run.command,
+                "--out", str(self.layout.run_dir(run.run_id))]
+        if run.teacher_id:
+            argv += ["--teacher", str(self.layout.run_dir(run.teacher_id))]
+        return Job(argv=tuple(argv + command_flags(run.settings)),
+                   log_path=self.layout.log_path(run.run_id), env=self.thread_env)
+
+    def _record_end(self, run: PlannedRun, future: Future[int]) -> str:
+        """Store how the run ended; returns a line for the progress log."""
+        try:
+            exit_status = future.result()
+        except Exception as exc:  # the executor could not run it at all (e.g. a Slurm job failure)
+            exit_status, launch_error = None, f"{type(exc).__name__}: {exc}"
+        else:
+            launch_error = None
+        result = _read_result(self.layout.run_dir(run.run_id))
+        if result is not None:
+            status = _finished_status(result)
+            self.store.finish(run.run_id, status, result=result, error=_divergence(result))
+            if status == "completed":
+                return (f"[green]completed[/green] {run.run_id}: {result['val_loss']:.4f} nats/token "
+                        f"in {result['wall_seconds']:.0f} s")
+            return f"[red]diverged[/red] {run.run_id}: {_divergence(result)}"
+        error = launch_error or f"exit status {exit_status}: {_tail(self.layout.log_path(run.run_id))}"
+        self.store.finish(run.run_id, "failed", error=error)
+        return f"[red]failed[/red] {run.run_id} (see {self.layout.log_path(run.run_id)}): {error.splitlines()[-1]}"
+
+
+def command_flags(settings: dict[str, Any]) -> list[str]:
+    """`train`/`distill` flags for settings: `--key value`, booleans as `--key` / `--no-key`."""
+    flags = []
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + key.replace("_", "-"))
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def _read_result(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _finished_status(result: dict[str, Any]) -> str:
+    return "completed" if result.get("status") == "completed" else "diverged"
+
+
+def _divergence(result: dict[str, Any]) -> str | None:
+    if result.get("status") == "completed":
+        return None
+    return (f"diverged at step {result.get('diverged_at_step')} (loss {result.get('diverged_loss')}, "
+            f"gradient norm {result.get('diverged_grad_norm')})")
+
+
+def _tail(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no output)"
+    return "\n".join(lines[-ERROR_TAIL_LINES:]) or "(no output)"

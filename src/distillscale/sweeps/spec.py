@@ -1,0 +1,315 @@
+"""Sweep specs: one TOML file that names every run of a calibration sweep, and its resolution into runs.
+
+    name = "micro"
+    [data]      the corpus, as for `train`: path, vocab_size, max_bytes, val_fraction, ..., seq_len
+    [model]     the model family and its training: aspect_ratio, head_dim, lr, batch_size, warmup_steps, ...
+    [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP)
+    [students]  n_layers = [1, 2] and tokens_per_param = [20, 80], or budgets (optional section)
+    [distill]   kd, temperature, kd_weight, top_k; supervised_baselines = true
+
+Busbridge et al.'s three protocols (science.md §5) are the three combinations of fixed-M and IsoFLOP ladders
+that include a fixed-M side: fixed-M teachers x student IsoFLOP profiles, IsoFLOP teachers x fixed-M students,
+and fixed-M x fixed-M. Every student is distilled from every teacher.
+
+Token budgets: a fixed M gives D = M N; a FLOP budget C gives D = C / (6 N). N is the non-embedding
+parameter count, and 6 N D is the compute convention of the laws the sweep calibrates; each result also
+holds the engine's exact FLOP count.
+
+Each run's id is a hash of what it computes (its kind, its training settings and, for a student, its
+teacher's id) behind a readable prefix, e.g. `t-L3-M20-1a2b3c4d`: the same spec always gives the same ids.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model, model_validator
+
+from distillscale.errors import UserError
+from distillscale.model import ModelConfig
+from distillscale.training.config import BOOKKEEPING_KEYS, TrainConfig
+from distillscale.units import format_quantity, parse_quantity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+RunKind = Literal["teacher", "student", "baseline"]
+
+# [data] keys and the train setting each one sets.
+DATA_KEYS = {"path": "data", "text_field": "text_field", "vocab_size": "vocab_size",
+             "tokenizer": "tokenizer", "max_bytes": "max_bytes", "val_fraction": "val_fraction",
+             "seq_len": "seq_len"}
+# [model] keys: the model family's shape and the training hyperparameters, named as in `train`.
+MODEL_KEYS = ("aspect_ratio", "head_dim", "tie_embeddings", "mup", "batch_size", "grad_accum", "lr",
+              "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "z_loss", "seed", "eval_every",
+              "eval_tokens", "save_every", "log_every", "device", "bf16", "compile")
+# [distill] keys passed to `distill` (the objective's settings, named as its flags).
+DISTILL_KEYS = ("kd", "temperature", "kd_weight", "top_k")
+
+
+def _section(name: str, source: type[BaseModel], keys: dict[str, str], **extra: Any) -> type[BaseModel]:
+    """A spec section whose keys are fields of `source` (same types, limits and defaults), so a setting
+    is checked by the same rule in a spec as on the command line."""
+    fields = {key: (source.model_fields[source_key].annotation, source.model_fields[source_key])
+              for key, source_key in keys.items()}
+    return create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), **fields, **extra)
+
+
+def _distillation_loss_config() -> type[BaseModel]:
+    from distillscale.training.losses import DistillationLossConfig  # imports torch
+
+    return DistillationLossConfig
+
+
+def _positive_list(what: str):
+    """A list of positive quantities (`[20, 80]`, `["1e15", "3e15"]`); a single value is a list of one."""
+    def parse(value: Any) -> Any:
+        if value is None:
+            return None
+        values = value if isinstance(value, list) else [value]
+        return [parse_quantity(v, what) for v in values]
+    return BeforeValidator(parse)
+
+
+class Ladder(BaseModel):
+    """Model sizes (depths) and how long each trains: a fixed M = D/N, or an IsoFLOP profile per budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_layers: list[int]
+    tokens_per_param: Annotated[list[float] | None, _positive_list("tokens_per_param")] = None
+    budgets: Annotated[list[float] | None, _positive_list("budget")] = None
+
+    @model_validator(mode="after")
+    def _check_grid(self) -> "Ladder":
+        if not self.n_layers:
+            raise ValueError("n_layers is empty: list at least one depth, e.g. n_layers = [1, 2]")
+        bad = [n for n in self.n_layers if n < 1]
+        if bad:
+            raise ValueError(f"n_layers must be positive depths, got {bad[0]}")
+        if (self.tokens_per_param is None) == (self.budgets is None):
+            raise ValueError("give exactly one of tokens_per_param (fixed M = D/N) or budgets (IsoFLOP "
+                             "profiles, FLOPs)")
+        for name in ("n_layers", "tokens_per_param", "budgets"):
+            values = getattr(self, name)
+            if values is not None and not values:
+                raise ValueError(f"{name} is empty: list at least one value")
+            if values is not None and len(set(values)) != len(values):
+                raise ValueError(f"{name} lists a value twice: {values}")
+        return self
+
+    @property
+    def protocol(self) -> str:
+        return "isoflop" if self.budgets is not None else "fixed-M"
+
+
+DataSection = _section("DataSection", TrainConfig, DATA_KEYS)
+ModelSection = _section("ModelSection", TrainConfig, {key: key for key in MODEL_KEYS})
+
+
+@functools.cache
+def _distill_section() -> type[BaseModel]:
+    return _section("DistillSection", _distillation_loss_config(), {key: key for key in DISTILL_KEYS},
+                    supervised_baselines=(bool, True))
+
+
+class _SpecShape(BaseModel):
+    """The top level of a spec file; sections are checked by their own models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    data: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    teachers: dict[str, Any]
+    students: dict[str, Any] | None = None
+    distill: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep, resolved: what to train and, for a student, which teacher to distil."""
+
+    run_id: str
+    kind: RunKind
+    n_layers: int
+    non_embedding_params: int
+    tokens: int
+    tokens_per_param: float | None  # the fixed M asked for (None on an IsoFLOP profile)
+    budget: float | None            # the FLOP budget of an IsoFLOP run (None for fixed M)
+    settings: dict[str, Any]        # `train`/`distill` settings, without --out and --teacher
+    teacher_id: str | None = None
+
+    @property
+    def command(self) -> str:
+        return "distill" if self.kind == "student" else "train"
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        return (self.teacher_id,) if self.teacher_id else ()
+
+    def to_config(self) -> dict[str, Any]:
+        """The JSON the run store keeps for this run."""
+        return {"command": self.command, "n_layers": self.n_layers,
+                "non_embedding_params": self.non_embedding_params, "tokens": self.tokens,
+                "tokens_per_param": self.tokens_per_param, "budget": self.budget,
+                "teacher_id": self.teacher_id, "settings": self.settings}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated spec: `runs` in dependency order (teachers first)."""
+
+    name: str
+    sections: dict[str, Any]   # the resolved spec, every default filled in (written as spec.toml)
+    runs: tuple[PlannedRun, ...] = field(repr=False)
+
+    def run(self, run_id: str) -> PlannedRun:
+        return next(run for run in self.runs if run.run_id == run_id)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(_without_none(self.sections))
+
+
+def load_sweep_spec(path: str | Path) -> SweepSpec:
+    """Read, validate and resolve a spec file; relative data and tokenizer paths are taken from the
+    file's directory. Raises UserError naming the first bad key."""
+    path = Path(path)
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"sweep spec {path} not found: give an existing TOML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read sweep spec {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"sweep spec {path} is not valid TOML: {exc}") from None
+    return resolve_sweep_spec(table, source=str(path), base_dir=path.parent)
+
+
+def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
+                       base_dir: Path = Path(".")) -> SweepSpec:
+    """Validate a spec given as a dict (a parsed TOML file) and expand it into its runs."""
+    shape = _validate(_SpecShape, table, source, prefix="")
+    data = _validate(DataSection, shape.data, source, prefix="data.")
+    model = _validate(ModelSection, shape.model, source, prefix="model.")
+    teachers = _validate(Ladder, shape.teachers, source, prefix="teachers.")
+    students = None if shape.students is None else _validate(Ladder, shape.students, source, "students.")
+    distill = _validate(_distill_section(), shape.distill, source, prefix="distill.")
+    if teachers.protocol == "isoflop" and students is not None and students.protocol == "isoflop":
+        raise UserError(f"{source}: teachers and students are both IsoFLOP profiles; Busbridge et al.'s "
+                        "protocols fix M = D/N on at least one side: give tokens_per_param to one of them")
+
+    data = data.model_copy(update={key: str((base_dir / Path(getattr(data, key)).expanduser()).absolute())
+                                   for key in ("path", "tokenizer") if getattr(data, key) is not None})
+    base = {DATA_KEYS[key]: value for key, value in data.model_dump(mode="json").items()}
+    base.update(model.model_dump(mode="json"))
+    distill_settings = {key: getattr(distill, key) for key in DISTILL_KEYS}
+
+    teacher_runs = _ladder_runs("teacher", teachers, base, source, split="teacher")
+    runs = list(teacher_runs)
+    if students is not None:
+        student_sizes = _ladder_runs("baseline", students, base, source, split="student")
+        if distill.supervised_baselines:
+            runs += student_sizes
+        for size in student_sizes:
+            for teacher in teacher_runs:
+                settings = {**size.settings, **distill_settings}
+                runs.append(_planned("student", size.n_layers, size.non_embedding_params, size.tokens,
+                                     size.tokens_per_param, size.budget, settings, teacher))
+
+    sections = {"name": shape.name, "data": data.model_dump(mode="json"),
+                "model": model.model_dump(mode="json"), "teachers": teachers.model_dump(mode="json"),
+                "distill": distill.model_dump(mode="json")}
+    if students is not None:
+        sections["students"] = students.model_dump(mode="json")
+    return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs))
+
+
+def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: str,
+                 split: str) -> list[PlannedRun]:
+    section = "teachers" if kind == "teacher" else "students"
+    runs = []
+    for n_layers in ladder.n_layers:
+        params = _non_embedding_params(n_layers, base, source, section)
+        if ladder.budgets is not None:
+            grid = [(None, budget, round(budget / (6 * params))) for budget in ladder.budgets]
+        else:
+            grid = [(m, None, round(m * params)) for m in ladder.tokens_per_param]
+        for tokens_per_param, budget, tokens in grid:
+            settings = {**base, "n_layers": n_layers, "tokens": tokens, "split": split}
+            _check_settings(settings, source, section)
+            runs.append(_planned(kind, n_layers, params, tokens, tokens_per_param, budget, settings))
+    return runs
+
+
+def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_param: float | None,
+             budget: float | None, settings: dict[str, Any], teacher: PlannedRun | None = None) -> PlannedRun:
+    teacher_id = teacher.run_id if teacher else None
+    identity = {"kind": kind, "teacher_id": teacher_id,
+                "settings": {k: v for k, v in settings.items() if k not in BOOKKEEPING_KEYS}}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    length = f"M{tokens_per_param:g}" if budget is None else f"C{format_quantity(budget)}"
+    via = f"-T{teacher.n_layers}" if teacher else ""
+    run_id = f"{kind[0]}-L{n_layers}-{length}{via}-{digest}"
+    return PlannedRun(run_id=run_id, kind=kind, n_layers=n_layers, non_embedding_params=params,
+                      tokens=tokens, tokens_per_param=tokens_per_param, budget=budget, settings=settings,
+                      teacher_id=teacher_id)
+
+
+def _non_embedding_params(n_layers: int, base: dict[str, Any], source: str, section: str) -> int:
+    shape = {key: base[key] for key in ("aspect_ratio", "head_dim", "tie_embeddings", "mup")
+             if base.get(key) is not None}
+    try:  # the vocabulary does not change N; any valid size will do
+        return ModelConfig(n_layers=n_layers, vocab_size=base.get("vocab_size") or 512, **shape).non_embedding_params
+    except UserError as exc:
+        raise UserError(f"{source}: {section}.n_layers = {n_layers}: {exc}") from None
+
+
+def _check_settings(settings: dict[str, Any], source: str, section: str) -> None:
+    """Rules between settings (e.g. eval_tokens >= seq_len) that only a whole run config can check."""
+    try:
+        TrainConfig.model_validate({**settings, "out": "."})
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise UserError(f"{source}: a run of [{section}] n_layers = {settings['n_layers']} is invalid: "
+                        f"{message}") from None
+
+
+def _validate(model: type[BaseModel], values: dict[str, Any], source: str, prefix: str):
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise UserError(_describe(exc, source, prefix)) from None
+
+
+def _describe(exc: ValidationError, source: str, prefix: str) -> str:
+    error = exc.errors()[0]
+    location = prefix + ".".join(str(part) for part in error["loc"])
+    location = location.rstrip(".")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{source}: unknown key {location!r}: check its spelling (see `distillscale sweep run --help`)"
+    if error["type"] == "missing":
+        return f"{source}: missing {'section' if not prefix else 'key'} {location!r}"
+    if not location:
+        return f"{source}: {message}"
+    got = repr(error["input"])
+    suffix = "" if got in message or isinstance(error["input"], dict) else f" (got {got})"
+    return f"{source}: invalid {location!r}: {message}{suffix}"
+
+
+def _without_none(value: Any) -> Any:
+    """TOML has no null: leave unset (None) settings out."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
