@@ -18,6 +18,7 @@ from distillscale.planning.commands import (
     plan_command,
     teacher_command,
 )
+from distillscale.sweeps.commands import sweep_app
 from distillscale.training.commands import train_command
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(predict_app, name="predict")
 app.add_typer(data_app, name="data")
+app.add_typer(sweep_app, name="sweep")
 app.command("plan")(plan_command)
 app.command("distill-map")(distill_map_command)
 app.command("teacher")(teacher_command)
