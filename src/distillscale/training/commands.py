@@ -71,13 +71,18 @@ def train_command(
         print_json(result)
     else:
         _print_summary(result)
-    if result["status"] != "completed":
-        kept = (f"the checkpoint of step {result['checkpoint_step']} is kept" if result["checkpoint_step"]
-                else "no checkpoint had been saved")
-        warn(f"training diverged at step {result['diverged_at_step']} (loss {result['diverged_loss']:.4g}, "
-             f"gradient norm {result['diverged_grad_norm']:.4g}); {kept}: lower --lr or raise --warmup-steps")
-        return 1
-    return 0
+    return exit_status(result)
+
+
+def exit_status(result: dict) -> int:
+    """0 for a completed run; for a diverged one, warn what happened and what to change, and 1."""
+    if result["status"] == "completed":
+        return 0
+    kept = (f"the checkpoint of step {result['checkpoint_step']} is kept" if result["checkpoint_step"]
+            else "no checkpoint had been saved")
+    warn(f"training diverged at step {result['diverged_at_step']} (loss {result['diverged_loss']:.4g}, "
+         f"gradient norm {result['diverged_grad_norm']:.4g}); {kept}: lower --lr or raise --warmup-steps")
+    return 1
 
 
 def _print_summary(result: dict) -> None:

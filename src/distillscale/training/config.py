@@ -123,8 +123,10 @@ class TrainConfig(BaseModel):
         return [key for key in mine if key not in BOOKKEEPING_KEYS and mine[key] != theirs[key]]
 
 
-def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Validate a TOML file (optional) with command-line `overrides` applied on top.
+def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None = None,
+                      config_class: type[TrainConfig] = TrainConfig) -> TrainConfig:
+    """Validate a TOML file (optional) with command-line `overrides` applied on top, as
+    `config_class` (TrainConfig, or a subclass such as the distillation config).
 
     `overrides` holds only the flags the user actually gave (None means "not given").
     """
@@ -134,7 +136,7 @@ def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None
     flags = {key: value for key, value in (overrides or {}).items() if value is not None}
     settings.update(flags)
     try:
-        return TrainConfig.model_validate(settings)
+        return config_class.model_validate(settings)
     except ValidationError as exc:
         raise UserError(_describe(exc, flags, path)) from None
 
@@ -167,7 +169,7 @@ def _describe(exc: ValidationError, flags: dict[str, Any], path: Path | None) ->
     else:
         where = f"--{key.replace('_', '-')}"
     if error["type"] == "extra_forbidden":
-        return f"unknown setting {where}: see `distillscale train --help` for the valid names"
+        return f"unknown setting {where}: see the command's --help for the valid names"
     if error["type"] == "missing":
         return f"missing required setting {where}"
     got = repr(error["input"])

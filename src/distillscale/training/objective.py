@@ -7,7 +7,7 @@ DDP, metrics), so a distillation objective that also holds a teacher drops in un
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -15,11 +15,19 @@ from distillscale.training.losses import LossOutput, cross_entropy_loss
 
 
 class Objective(Protocol):
+    # Forward FLOPs per training token spent outside the trained model (a teacher's forward pass).
+    extra_flops_per_token: int
+
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> LossOutput: ...
+
+    def result_fields(self, tokens: int) -> dict[str, Any]:
+        """Entries this objective adds to (or overrides in) result.json after `tokens` tokens."""
 
 
 class SupervisedObjective:
     """Next-token cross-entropy against the data, with an optional z-loss (science.md §5)."""
+
+    extra_flops_per_token = 0
 
     def __init__(self, z_loss_weight: float = 0.0, chunk_size: int | None = None):
         self.z_loss_weight = z_loss_weight
@@ -29,3 +37,6 @@ class SupervisedObjective:
         hidden = model.hidden_states(inputs)
         return cross_entropy_loss(hidden.flatten(0, 1), model.head, targets.flatten(),
                                   z_loss_weight=self.z_loss_weight, chunk_size=self.chunk_size)
+
+    def result_fields(self, tokens: int) -> dict[str, Any]:
+        return {}

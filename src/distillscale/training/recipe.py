@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ import torch
 from distillscale.console import err_console
 from distillscale.data import DataConfig, TokenSampler, prepare_data
 from distillscale.data.config import MIN_VOCAB_SIZE
+from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.model import ModelConfig, Transformer, save_pretrained
@@ -31,13 +32,19 @@ from distillscale.training.optim import build_optimizer, build_scheduler
 from distillscale.training.run_dir import RunDirectory, RunStart
 from distillscale.training.step import StepResult, train_step
 
+# Builds the objective once the data and the device are known (e.g. loads a teacher onto the device).
+ObjectiveFactory = Callable[[PreparedData, ModelConfig, Distributed], Objective]
+
 FLOPS_METHOD = ("flops = 3 x forward_flops_per_token(seq_len) x tokens (block and head matmuls plus "
                 "attention scores; backward = 2 x forward); flops_6nd = 6 x non_embedding_params x tokens")
 
 
-def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+def train(config: TrainConfig, progress: bool = True,
+          make_objective: ObjectiveFactory | None = None) -> dict[str, Any]:
     """Train one model as `config` says, resuming its run directory if it was interrupted.
 
+    `make_objective` builds what the steps minimise (default: next-token cross-entropy with
+    z-loss); it runs before anything is written, so its errors leave the run directory alone.
     Returns the content of `result.json`: status "completed", or "diverged" when a non-finite
     loss or gradient stopped the run (the last good checkpoint is kept).
     """
@@ -46,13 +53,14 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     try:
         # Bit-for-bit resume on CPU; on CUDA it would also need CUBLAS_WORKSPACE_CONFIG and slower kernels.
         torch.use_deterministic_algorithms(group.device.type == "cpu")
-        return _train(config, group, progress and group.is_main)
+        return _train(config, group, progress and group.is_main, make_objective)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         group.close()
 
 
-def _train(config: TrainConfig, group: Distributed, show_progress: bool) -> dict[str, Any]:
+def _train(config: TrainConfig, group: Distributed, show_progress: bool,
+           make_objective: ObjectiveFactory | None) -> dict[str, Any]:
     # 1. Check everything the user gave before writing anything.
     run = RunDirectory(config.out)
     start = run.plan_start(config)
@@ -75,6 +83,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool) -> dict
     if start is RunStart.RESUME and run.stored_plan().get("data_fingerprint") != data.fingerprint:
         raise UserError(f"the data changed since the run in {run.path} started: restore it, or pass "
                         f"--overwrite to start again")
+    objective = (make_objective(data, model_config, group) if make_objective is not None
+                 else SupervisedObjective(z_loss_weight=config.z_loss))
 
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(group.device)
@@ -98,7 +108,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool) -> dict
     logger = MetricLogger(run.metrics_path, run.tensorboard_dir, done.step) if group.is_main else None
     with logger or contextlib.nullcontext():
         return _run_steps(config, plan, group, run, model, optimizer, scheduler, done,
-                          objective=SupervisedObjective(z_loss_weight=config.z_loss),
+                          objective=objective,
                           sampler=sampler, val_tokens=val_tokens, logger=logger,
                           show_progress=show_progress)
 
@@ -134,7 +144,7 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
             result = train_step(training_model, objective, optimizer, micro_batches(done.step),
                                 config.grad_clip, group, autocast)
             if not result.finite:
-                return _diverged(run, group, config, plan, done, result, checkpoint_step)
+                return _diverged(run, group, config, plan, done, result, checkpoint_step, objective)
             lr = config.lr * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
             scheduler.step()
             done.step += 1
@@ -145,6 +155,8 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
             record: dict[str, Any] = {"step": done.step, "tokens": done.step * config.tokens_per_step,
                                       "loss": result.loss, "ce": result.ce, "lr": lr,
                                       "grad_norm": result.grad_norm}
+            if result.kd is not None:
+                record["kd"] = result.kd
             if is_last or (config.eval_every and done.step % config.eval_every == 0):
                 record["val_loss"] = val_loss = validation_loss()
             if is_last or "val_loss" in record or done.step % config.log_every == 0:
@@ -164,16 +176,17 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
 
     if val_loss is None:  # resumed after the last checkpoint but before result.json
         val_loss = validation_loss()
-    result = _result(config, plan, done, status="completed", val_loss=val_loss)
+    result = _result(config, plan, done, objective, status="completed", val_loss=val_loss)
     if group.is_main:
         run.write_result(result)
     return result
 
 
 def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: dict[str, Any],
-              done: Progress, step_result: StepResult, checkpoint_step: int) -> dict[str, Any]:
+              done: Progress, step_result: StepResult, checkpoint_step: int,
+              objective: Objective) -> dict[str, Any]:
     """A non-finite loss or gradient: stop, keep the last checkpoint, record what happened."""
-    result = _result(config, plan, done, status="diverged", val_loss=None)
+    result = _result(config, plan, done, objective, status="diverged", val_loss=None)
     result.update(diverged_at_step=done.step + 1, diverged_loss=step_result.loss,
                   diverged_grad_norm=step_result.grad_norm, checkpoint_step=checkpoint_step)
     if group.is_main:
@@ -181,8 +194,8 @@ def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: 
     return result
 
 
-def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, status: str,
-            val_loss: float | None) -> dict[str, Any]:
+def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, objective: Objective,
+            status: str, val_loss: float | None) -> dict[str, Any]:
     model_config = ModelConfig(**plan["model"])
     tokens = done.step * config.tokens_per_step
     forward_flops = model_config.forward_flops_per_token(config.seq_len)
@@ -195,7 +208,7 @@ def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, status: s
         "non_embedding_params": model_config.non_embedding_params,
         "total_params": model_config.total_params,
         "forward_flops_per_token": forward_flops,
-        "flops": 3 * forward_flops * tokens,
+        "flops": (3 * forward_flops + objective.extra_flops_per_token) * tokens,
         "flops_6nd": 6 * model_config.non_embedding_params * tokens,
         "flops_method": FLOPS_METHOD,
         "wall_seconds": done.wall_seconds,
@@ -204,7 +217,7 @@ def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, status: s
         "config_hash": config.hash(),
         "world_size": plan["world_size"],
         "device": plan["device"],
-    }
+    } | objective.result_fields(tokens)
 
 
 def _model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:

@@ -63,7 +63,7 @@ class RunDirectory:
                             f"(no config.json): choose a new or empty --out")
         if config.overwrite:
             return RunStart.RESTART
-        stored = self.stored_config()
+        stored = self.stored_config(type(config))
         if stored.hash() != config.hash():
             changed = ", ".join(stored.differing_keys(config))
             raise UserError(f"{self.path} holds an unfinished run with a different config "
@@ -71,10 +71,11 @@ class RunDirectory:
                             f"--overwrite to replace it, or choose another --out")
         return RunStart.RESUME
 
-    def stored_config(self) -> TrainConfig:
+    def stored_config(self, config_class: type[TrainConfig] = TrainConfig) -> TrainConfig:
+        """The config the run was started with, read as `config_class` (a train or a distill run)."""
         record = self._read_json(self.config_path)
         try:
-            return TrainConfig.model_validate(record["config"])
+            return config_class.model_validate(record["config"])
         except Exception:
             raise UserError(f"{self.config_path} is not a distillscale run config: pass --overwrite "
                             f"to start the run again, or choose another --out") from None

@@ -17,6 +17,7 @@ class StepResult:
     loss: float       # the objective, averaged over the step's tokens on all processes
     ce: float         # its cross-entropy part (nats/token)
     grad_norm: float  # global L2 norm before clipping
+    kd: float | None = None  # its distillation part (nats/token), when the objective has one
 
     @property
     def finite(self) -> bool:
@@ -29,7 +30,7 @@ def train_step(model: TrainingModel, objective: Objective, optimizer: torch.opti
     """Accumulate gradients over `micro_batches` (equal sizes), clip, and update unless the loss or
     the gradient is not finite (then the weights are left as they were, for the caller to stop)."""
     optimizer.zero_grad(set_to_none=True)
-    totals = torch.zeros(2, dtype=torch.float64)  # loss, ce
+    totals = torch.zeros(3, dtype=torch.float64)  # loss, ce, kd
     for index, (inputs, targets) in enumerate(micro_batches):
         # Gradients are all-reduced only once, on the last micro-batch.
         is_last = index == len(micro_batches) - 1
@@ -37,11 +38,13 @@ def train_step(model: TrainingModel, objective: Objective, optimizer: torch.opti
             with autocast:
                 output = objective(model, inputs, targets)
             (output.loss / len(micro_batches)).backward()
-        totals += torch.stack([output.loss.detach(), output.ce.detach()]).double().cpu()
+        kd = output.kd if output.kd is not None else torch.zeros_like(output.ce)
+        totals += torch.stack([output.loss.detach(), output.ce.detach(), kd.detach()]).double().cpu()
     totals = group.mean(totals / len(micro_batches))
     parameters = [p for group_ in optimizer.param_groups for p in group_["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
-    result = StepResult(loss=totals[0].item(), ce=totals[1].item(), grad_norm=grad_norm.item())
+    result = StepResult(loss=totals[0].item(), ce=totals[1].item(), grad_norm=grad_norm.item(),
+                        kd=totals[2].item() if output.kd is not None else None)
     if result.finite:
         optimizer.step()
     return result
