@@ -1,0 +1,123 @@
+"""The distillation recipe: `distill(config) -> result`, the supervised recipe with a teacher.
+
+The student trains on the "student" half of the corpus (the teacher trained on the other half),
+with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z Z (science.md §5)
+through the chunked `distillation_loss`. Everything else (optimizer, schedule, resume, DDP,
+metrics, divergence) is the supervised recipe's. result.json adds the teacher (its validation loss
+on the same split, its size), the KD settings, and the teacher's forward FLOPs in `flops`; the
+student's `val_loss` stays the cross-entropy against the data, as the distillation law wants.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from distillscale.console import warn
+from distillscale.data.prepare import PreparedData
+from distillscale.errors import UserError
+from distillscale.model import ModelConfig
+from distillscale.training.config import TrainConfig
+from distillscale.training.distributed import Distributed
+from distillscale.training.evaluation import evaluate
+from distillscale.training.losses import DistillationLossConfig, LossOutput, distillation_loss
+from distillscale.training.recipe import FLOPS_METHOD, train
+from distillscale.training.teachers import Teacher, TeacherSource, check_same_tokenizer, find_teacher, load_teacher
+
+_LOSS_FIELDS = DistillationLossConfig.model_fields
+
+
+class DistillConfig(TrainConfig):
+    """A training run config plus the teacher and the KD settings (see `distillscale distill --help`)."""
+
+    teacher: Path
+    trust_remote_code: bool = False
+    split: Literal["teacher", "student"] = "student"
+    kd: Literal["forward-kl", "reverse-kl", "jsd"] = _LOSS_FIELDS["kd"]
+    temperature: float = _LOSS_FIELDS["temperature"]
+    kd_weight: float = _LOSS_FIELDS["kd_weight"]
+    top_k: int | None = _LOSS_FIELDS["top_k"]
+    jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
+    loss_chunk_size: int = Field(1024, ge=1, description="tokens per chunk of the loss over the vocabulary")
+
+    def loss_config(self) -> DistillationLossConfig:
+        return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
+                                      z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
+                                      chunk_size=self.loss_chunk_size)
+
+
+class DistillationObjective:
+    """The student's loss against the data and the teacher's distribution at each position.
+
+    The teacher's hidden states are computed once per batch without gradients; its logits are made
+    chunk by chunk inside `distillation_loss`, so neither model's [tokens, V] logits exist at once.
+    """
+
+    def __init__(self, teacher: Teacher, loss_config: DistillationLossConfig, teacher_val_loss: float):
+        self.teacher = teacher
+        self.loss_config = loss_config
+        self.teacher_val_loss = teacher_val_loss
+        self.extra_flops_per_token = teacher.info.forward_flops_per_token
+
+    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        student_hidden = model.hidden_states(inputs)
+        with torch.no_grad():
+            teacher_hidden = self.teacher.hidden_states(inputs)
+        return distillation_loss(student_hidden.flatten(0, 1), model.head, teacher_hidden.flatten(0, 1),
+                                 self.teacher.head, targets.flatten(), self.loss_config)
+
+    def result_fields(self, tokens: int) -> dict[str, Any]:
+        info = self.teacher.info
+        return {
+            "teacher": {"path": info.path, "kind": info.kind, "teacher_val_loss": self.teacher_val_loss,
+                        "non_embedding_params": info.non_embedding_params, "total_params": info.total_params,
+                        "forward_flops_per_token": info.forward_flops_per_token,
+                        "flops": info.forward_flops_per_token * tokens, "flops_method": info.flops_method},
+            "distillation": self.loss_config.model_dump(),
+            "flops_method": f"{FLOPS_METHOD}; plus the teacher's forward pass on every training token, "
+                            f"teacher.forward_flops_per_token x tokens",
+        }
+
+
+def distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
+    """Distil the teacher of `config` into a new student, resuming an interrupted run.
+
+    Returns the content of result.json (status "completed" or "diverged", as for `train`).
+    """
+    source = find_teacher(config.teacher)
+    config = resolve_student_data(config, source)
+    return train(config, progress, make_objective=partial(_make_objective, config, source))
+
+
+def resolve_student_data(config: DistillConfig, source: TeacherSource) -> DistillConfig:
+    """The config with the teacher's tokenizer and, when --data is not given, a run teacher's corpus.
+
+    Written to config.json as resolved, so a resumed run checks it reads the same data.
+    """
+    updates: dict[str, Any] = {"teacher": source.path}
+    if config.tokenizer is None:
+        if source.tokenizer_path is None:
+            raise UserError(f"the teacher {source.path} has no tokenizer (tokenizer.json or "
+                            f"tokenizer_config.json): save it there, or pass the teacher's tokenizer "
+                            f"with --tokenizer")
+        updates["tokenizer"] = source.tokenizer_path
+    elif source.tokenizer_path is not None:
+        check_same_tokenizer(source.tokenizer_path, config.tokenizer)
+    if config.data is None:
+        updates |= {key: value for key, value in source.corpus.items() if getattr(config, key) is None}
+    return DistillConfig.model_validate(config.model_dump() | updates)
+
+
+def _make_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
+                    student: ModelConfig, group: Distributed) -> DistillationObjective:
+    teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code)
+    if student.non_embedding_params > teacher.info.non_embedding_params and group.is_main:
+        warn(f"the student ({student.non_embedding_params:,} non-embedding parameters) is larger than the "
+             f"teacher ({teacher.info.non_embedding_params:,}): allowed, but check --n-layers and --teacher")
+    teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
+                                config.eval_tokens, group)
+    return DistillationObjective(teacher, config.loss_config(), teacher_val_loss)

@@ -1,0 +1,231 @@
+"""Teachers for distillation: a distillscale run directory or a local Hugging Face causal LM.
+
+A teacher is frozen (eval mode, no gradients; bf16 weights on CUDA) and seen through the same
+interface as our `Transformer`: `hidden_states(idx) -> [B, T, d]` and `head(h) -> logits`, so the
+chunked distillation loss computes its logits one chunk at a time.
+
+Vocabulary alignment: the student speaks the teacher's tokenizer. When the teacher's output layer
+has more rows than the tokenizer has ids (embeddings padded to a multiple of 64 or 128 for speed),
+the head keeps the first `vocab_size` logits: the padding rows are never the right answer, and the
+two distributions must cover the same ids. Different tokenizers are refused: cross-tokenizer
+distillation would need an alignment of the vocabularies, which is out of scope.
+
+    source = find_teacher("runs/teacher")          # what it is, without loading weights
+    teacher = load_teacher(source, vocab_size=8192, device=torch.device("cuda"), seq_len=256)
+    logits = teacher.head(teacher.hidden_states(idx))
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from distillscale.data.sources import first_line
+from distillscale.data.tokenizer import load_tokenizer
+from distillscale.errors import UserError
+
+# The settings of a teacher run that say which corpus it trained on; a student distilled from it
+# reads the same corpus by default, and so trains on the other half of it.
+CORPUS_SETTINGS = ("data", "text_field", "max_bytes", "val_fraction")
+
+
+@dataclass(frozen=True)
+class TeacherSource:
+    """Where a teacher lives and which tokenizer it speaks, found without loading its weights."""
+
+    path: Path
+    kind: Literal["run", "hf"]
+    tokenizer_path: Path | None  # None: a Hugging Face directory saved without its tokenizer
+    corpus: dict[str, Any] = field(default_factory=dict)  # a run teacher's CORPUS_SETTINGS
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """What result.json records about a teacher."""
+
+    path: str
+    kind: Literal["run", "hf"]
+    non_embedding_params: int
+    total_params: int
+    output_rows: int                # logits the teacher computes; more than vocab_size when padded
+    forward_flops_per_token: int
+    flops_method: str
+
+
+def find_teacher(path: str | Path) -> TeacherSource:
+    """Tell a distillscale run directory from a Hugging Face model directory, or refuse the path."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise UserError(f"teacher {path} is not a directory: give a distillscale run directory or a "
+                        f"local Hugging Face model directory to --teacher")
+    if (path / "model_config.json").is_file():
+        return _run_source(path)
+    if _is_hf_model(path):
+        has_tokenizer = (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()
+        return TeacherSource(path=path, kind="hf", tokenizer_path=path if has_tokenizer else None)
+    raise UserError(f"teacher {path} is neither a distillscale run directory (no model_config.json) nor "
+                    f"a Hugging Face model directory (no config.json with a model_type): give the "
+                    f"directory of a finished `distillscale train` run or of a saved causal LM")
+
+
+def _run_source(path: Path) -> TeacherSource:
+    result_path = path / "result.json"
+    if not result_path.is_file():
+        raise UserError(f"teacher run {path} has not finished (no result.json): finish it by running "
+                        f"its `distillscale train` command again, then distil from it")
+    status = _read_json(result_path).get("status")
+    if status != "completed":
+        raise UserError(f"teacher run {path} did not complete (status {status!r}): train a teacher "
+                        f"that completes (e.g. with a lower --lr) and distil from that")
+    tokenizer_path = path / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise UserError(f"teacher run {path} has no tokenizer.json: copy back the tokenizer it was "
+                        f"trained with")
+    settings = _read_json(path / "config.json").get("config", {})
+    corpus = {key: settings[key] for key in CORPUS_SETTINGS if settings.get(key) is not None}
+    return TeacherSource(path=path, kind="run", tokenizer_path=tokenizer_path, corpus=corpus)
+
+
+def _is_hf_model(path: Path) -> bool:
+    config_path = path / "config.json"
+    return config_path.is_file() and "model_type" in _read_json(config_path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"{path} is unreadable: restore it, or give another --teacher") from None
+    return value if isinstance(value, dict) else {}
+
+
+def check_same_tokenizer(teacher_tokenizer: Path, student_tokenizer: Path) -> None:
+    """Refuse a student tokenizer whose token ids mean something else than the teacher's."""
+    teacher_vocab = load_tokenizer(teacher_tokenizer)[0].get_vocab(with_added_tokens=True)
+    student_vocab = load_tokenizer(student_tokenizer)[0].get_vocab(with_added_tokens=True)
+    if teacher_vocab == student_vocab:
+        return
+    differing = sorted(set(teacher_vocab.items()) ^ set(student_vocab.items()), key=lambda item: item[1])
+    token, _ = differing[0]
+    raise UserError(
+        f"tokenizer {student_tokenizer} differs from the teacher's {teacher_tokenizer} "
+        f"({len(student_vocab)} vs {len(teacher_vocab)} tokens; e.g. {token!r} is id "
+        f"{student_vocab.get(token, 'absent')} vs {teacher_vocab.get(token, 'absent')}): distillation "
+        f"needs the same token ids, so leave out --tokenizer to use the teacher's")
+
+
+class Teacher(nn.Module):
+    """A frozen model with `hidden_states(idx)` and `head(h)`; the head returns logits over the
+    first `vocab_size` ids (the tokenizer's), slicing off padded rows of the output layer."""
+
+    def __init__(self, model: nn.Module, vocab_size: int, info: TeacherInfo):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.vocab_size = vocab_size
+        self.info = info
+
+    def train(self, mode: bool = True) -> "Teacher":
+        return super().train(False)  # never leaves eval mode (no dropout), whoever asks
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model.hidden_states(idx)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        logits = self.model.head(h)
+        return logits if logits.shape[-1] == self.vocab_size else logits[..., :self.vocab_size]
+
+
+class HFCausalLM(nn.Module):
+    """A Hugging Face causal LM through our model interface: the base model's last hidden state, and
+    the output embedding as the head."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model.base_model(input_ids=idx, use_cache=False).last_hidden_state
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.model.get_output_embeddings()(h)
+
+
+def load_teacher(source: TeacherSource, vocab_size: int, device: torch.device, seq_len: int,
+                 trust_remote_code: bool = False) -> Teacher:
+    """Load the teacher on `device` (bf16 weights on CUDA), checked against the student's
+    `vocab_size` (its tokenizer's) and context `seq_len`."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if source.kind == "run":
+        model, info = _load_run(source.path, device, dtype, seq_len)
+    else:
+        model, info = _load_hf(source.path, device, dtype, seq_len, trust_remote_code)
+    if info.output_rows < vocab_size:
+        raise UserError(f"teacher {source.path} predicts {info.output_rows} token ids but the tokenizer has "
+                        f"{vocab_size}: the tokenizer does not belong to this teacher")
+    return Teacher(model, vocab_size, info)
+
+
+def _load_run(path: Path, device: torch.device, dtype: torch.dtype,
+              seq_len: int) -> tuple[nn.Module, TeacherInfo]:
+    from distillscale.model import load_pretrained
+
+    model = load_pretrained(path, device).to(dtype)
+    config = model.config
+    if seq_len > config.max_seq_len:
+        raise UserError(f"--seq-len {seq_len} is longer than the teacher's context ({config.max_seq_len} "
+                        f"tokens): use --seq-len {config.max_seq_len} or less")
+    info = TeacherInfo(path=str(path), kind="run", non_embedding_params=config.non_embedding_params,
+                       total_params=config.total_params, output_rows=config.vocab_size,
+                       forward_flops_per_token=config.forward_flops_per_token(seq_len),
+                       flops_method="exact: the teacher's ModelConfig.forward_flops_per_token(seq_len)")
+    return model, info
+
+
+def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
+             trust_remote_code: bool) -> tuple[nn.Module, TeacherInfo]:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        hint = "" if trust_remote_code else " (if it needs its own code, pass --trust-remote-code)"
+        raise UserError(f"cannot load the Hugging Face model in {path}: {first_line(exc)}{hint}") from None
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context is not None and seq_len > context:
+        raise UserError(f"--seq-len {seq_len} is longer than the teacher's context ({context} tokens): "
+                        f"use --seq-len {context} or less")
+    model = HFCausalLM(model.to(device))
+    _check_logits_are_head_of_hidden(model, path, device)
+
+    input_embedding = model.model.get_input_embeddings().weight
+    output_embedding = model.model.get_output_embeddings().weight
+    tied = output_embedding is input_embedding
+    total = sum(p.numel() for p in model.parameters())
+    embedding = input_embedding.numel() + (0 if tied else output_embedding.numel())
+    # Every weight but the input lookup table is used once in a matmul per token: 2 FLOPs each.
+    lookup = 0 if tied else input_embedding.numel()
+    info = TeacherInfo(path=str(path), kind="hf", non_embedding_params=total - embedding,
+                       total_params=total, output_rows=output_embedding.shape[0],
+                       forward_flops_per_token=2 * (total - lookup),
+                       flops_method="estimate: 2 x parameters per token (every weight but the input "
+                                    "embedding, output head included; attention over the context not counted)")
+    return model, info
+
+
+@torch.no_grad()
+def _check_logits_are_head_of_hidden(model: HFCausalLM, path: Path, device: torch.device) -> None:
+    """Some architectures change the logits after the output layer (soft-capping, scaling); the
+    chunked loss applies the head by itself, so it must be the whole story."""
+    probe = torch.arange(8, device=device).unsqueeze(0)
+    logits = model.model(input_ids=probe, use_cache=False).logits
+    if not torch.allclose(model.head(model.hidden_states(probe)), logits, rtol=1e-3, atol=1e-3):
+        raise UserError(f"the model in {path} transforms its logits after the output layer (e.g. "
+                        f"soft-capping), which distillscale cannot reproduce chunk by chunk: use a "
+                        f"teacher whose logits are its output layer applied to the last hidden state")
