@@ -20,6 +20,7 @@ from distillscale.planning.commands import (
 )
 from distillscale.sweeps.commands import sweep_app
 from distillscale.training.commands import train_command
+from distillscale.training.distill_command import distill_command
 
 app = typer.Typer(
     name="distillscale",
@@ -37,6 +38,7 @@ app.command("distill-map")(distill_map_command)
 app.command("teacher")(teacher_command)
 app.command("capacity-gap")(capacity_gap_command)
 app.command("train")(train_command)
+app.command("distill")(distill_command)
 app.command("export-hf")(export_hf_command)
 
 
