@@ -53,6 +53,9 @@ MODEL_KEYS = ("aspect_ratio", "head_dim", "tie_embeddings", "mup", "batch_size",
               "eval_tokens", "save_every", "log_every", "device", "bf16", "compile")
 # [distill] keys passed to `distill` (the objective's settings, named as its flags).
 DISTILL_KEYS = ("kd", "temperature", "kd_weight", "top_k")
+# Train settings a student takes from its teacher (`distill` has no such flags): it trains on the
+# student half of the corpus with the teacher's tokenizer.
+TEACHER_FIXED_KEYS = ("split", "vocab_size")
 
 
 def _section(name: str, source: type[BaseModel], keys: dict[str, str], **extra: Any) -> type[BaseModel]:
@@ -223,7 +226,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
             runs += student_sizes
         for size in student_sizes:
             for teacher in teacher_runs:
-                settings = {**size.settings, **distill_settings}
+                settings = {key: value for key, value in size.settings.items()
+                            if key not in TEACHER_FIXED_KEYS} | distill_settings
                 runs.append(_planned("student", size.n_layers, size.non_embedding_params, size.tokens,
                                      size.tokens_per_param, size.budget, settings, teacher))
 
