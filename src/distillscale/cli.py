@@ -18,6 +18,7 @@ from distillscale.planning.commands import (
     plan_command,
     teacher_command,
 )
+from distillscale.regime.commands import experiment_app
 from distillscale.sweeps.commands import sweep_app
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(predict_app, name="predict")
 app.add_typer(data_app, name="data")
 app.add_typer(sweep_app, name="sweep")
+app.add_typer(experiment_app, name="experiment")
 app.command("plan")(plan_command)
 app.command("distill-map")(distill_map_command)
 app.command("teacher")(teacher_command)
