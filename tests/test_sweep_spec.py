@@ -1,0 +1,155 @@
+"""Sweep specs: the three protocols resolve into the right runs with stable ids; bad specs give one clear line."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from distillscale.errors import UserError
+from distillscale.model import ModelConfig
+from distillscale.sweeps.spec import load_sweep_spec, resolve_sweep_spec
+
+MODEL = {"aspect_ratio": 32, "head_dim": 16, "batch_size": 8, "device": "cpu"}
+
+
+def spec(**sections) -> dict:
+    table = {"name": "micro", "data": {"vocab_size": 320, "max_bytes": "300k", "seq_len": 32},
+             "model": dict(MODEL), "teachers": {"n_layers": [2, 3], "tokens_per_param": 20}}
+    table.update(sections)
+    return table
+
+
+def params(n_layers: int) -> int:
+    return ModelConfig(n_layers=n_layers, aspect_ratio=32, head_dim=16, vocab_size=320).non_embedding_params
+
+
+def test_fixed_m_teachers_and_student_isoflop_profiles():
+    sweep = resolve_sweep_spec(spec(students={"n_layers": [1, 2], "budgets": ["1e12", 3e12]}))
+    kinds = [run.kind for run in sweep.runs]
+    assert kinds == ["teacher"] * 2 + ["baseline"] * 4 + ["student"] * 8
+    teachers = {run.run_id: run for run in sweep.runs if run.kind == "teacher"}
+    for run in teachers.values():
+        assert run.tokens == round(20 * params(run.n_layers)) and run.budget is None
+        assert run.settings["split"] == "teacher" and run.command == "train"
+    for run in sweep.runs[2:]:
+        assert run.budget in (1e12, 3e12) and run.tokens_per_param is None
+        assert run.tokens == round(run.budget / (6 * params(run.n_layers)))  # D = C / 6N
+    students = [run for run in sweep.runs if run.kind == "student"]
+    assert {run.teacher_id for run in students} == set(teachers)
+    assert all(run.command == "distill" and run.depends_on == (run.teacher_id,) for run in students)
+    # A student trains on the student half with its teacher's tokenizer: no split or vocabulary of its own.
+    assert all("split" not in run.settings and "vocab_size" not in run.settings for run in students)
+    assert all(run.settings["kd"] == "forward-kl" for run in students)
+    assert len({run.run_id for run in sweep.runs}) == len(sweep.runs)
+
+
+def test_isoflop_teachers_and_fixed_m_students():
+    sweep = resolve_sweep_spec(spec(teachers={"n_layers": [2, 3], "budgets": [1e13]},
+                                    students={"n_layers": [1], "tokens_per_param": [20, 80]},
+                                    distill={"supervised_baselines": False, "top_k": 16}))
+    assert [run.kind for run in sweep.runs] == ["teacher"] * 2 + ["student"] * 4
+    assert sweep.runs[0].run_id.startswith("t-L2-C10T-")
+    student = sweep.runs[-1]
+    assert student.tokens == round(80 * params(1)) and student.settings["top_k"] == 16
+    assert student.run_id.startswith("s-L1-M80-T3-")
+
+
+def test_fixed_m_teachers_and_fixed_m_students_cross_every_pair():
+    sweep = resolve_sweep_spec(spec(students={"n_layers": [1], "tokens_per_param": [20, 40, 80]}))
+    students = [run for run in sweep.runs if run.kind == "student"]
+    assert sorted((run.tokens_per_param, run.teacher_id) for run in students) == sorted(
+        (m, teacher.run_id) for m in (20, 40, 80) for teacher in sweep.runs[:2])
+
+
+def test_run_ids_are_stable_and_follow_what_the_run_computes():
+    table = spec(students={"n_layers": [1], "tokens_per_param": 20})
+    ids = [run.run_id for run in resolve_sweep_spec(table).runs]
+    assert ids == [run.run_id for run in resolve_sweep_spec(spec(students={"n_layers": [1],
+                                                                            "tokens_per_param": 20})).runs]
+    bookkeeping = spec(students={"n_layers": [1], "tokens_per_param": 20})
+    bookkeeping["model"]["log_every"] = 3
+    assert [run.run_id for run in resolve_sweep_spec(bookkeeping).runs] == ids
+    changed = spec(students={"n_layers": [1], "tokens_per_param": 20})
+    changed["model"]["lr"] = 3e-3
+    assert set(run.run_id for run in resolve_sweep_spec(changed).runs).isdisjoint(ids)
+    # A new teacher recipe changes the students distilled from it, not the student baselines.
+    teacher_only = spec(students={"n_layers": [1], "tokens_per_param": 20})
+    teacher_only["teachers"]["tokens_per_param"] = 40
+    new_ids = {run.kind: run.run_id for run in resolve_sweep_spec(teacher_only).runs}
+    old_ids = {run.kind: run.run_id for run in resolve_sweep_spec(table).runs}
+    assert new_ids["baseline"] == old_ids["baseline"] and new_ids["student"] != old_ids["student"]
+
+
+def test_written_spec_reads_back_to_the_same_runs(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (tmp_path / "spec.toml").write_text(textwrap.dedent("""
+        name = "micro"
+        [data]
+        path = "corpus"
+        vocab_size = 320
+        [model]
+        aspect_ratio = 32
+        head_dim = 16
+        [teachers]
+        n_layers = [1]
+        tokens_per_param = 20
+        [students]
+        n_layers = [1]
+        budgets = ["1e12"]
+    """))
+    sweep = load_sweep_spec(tmp_path / "spec.toml")
+    assert sweep.runs[0].settings["data"] == str(corpus)  # relative to the spec file
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "spec.toml").write_text(sweep.to_toml())
+    again = load_sweep_spec(tmp_path / "copy" / "spec.toml")
+    assert [run.run_id for run in again.runs] == [run.run_id for run in sweep.runs]
+    assert again.sections == sweep.sections
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"teacher": {"n_layers": [1]}}, "unknown key 'teacher'"),
+    ({"model": {**MODEL, "learning_rate": 0.01}}, "unknown key 'model.learning_rate'"),
+    ({"distill": {"temprature": 2.0}}, "unknown key 'distill.temprature'"),
+    ({"teachers": {"n_layers": [2, -1], "tokens_per_param": 20}}, "n_layers must be positive depths, got -1"),
+    ({"teachers": {"n_layers": [2], "tokens_per_param": 0}}, "tokens_per_param must be a positive"),
+    ({"teachers": {"n_layers": [2], "budgets": ["-1e15"]}}, "malformed budget '-1e15'"),
+    ({"teachers": {"n_layers": [], "tokens_per_param": 20}}, "n_layers is empty"),
+    ({"teachers": {"n_layers": [2], "budgets": []}}, "budgets is empty"),
+    ({"teachers": {"n_layers": [2, 2], "tokens_per_param": 20}}, "n_layers lists a value twice"),
+    ({"teachers": {"n_layers": [2]}}, "give exactly one of tokens_per_param"),
+    ({"teachers": {"n_layers": [2], "tokens_per_param": 20, "budgets": [1e15]}}, "give exactly one of"),
+    ({"teachers": {"n_layers": [3], "budgets": [1e15]}, "students": {"n_layers": [1], "budgets": [1e14]}},
+     "both IsoFLOP profiles"),
+    ({"model": {**MODEL, "head_dim": 24}}, "teachers.n_layers = 2: invalid model config"),
+    ({"model": {**MODEL, "lr": -1}}, "invalid 'model.lr': Input should be greater than 0 (got -1)"),
+    ({"model": {**MODEL, "eval_tokens": 8}}, "eval_tokens 8 is below one sequence"),
+    ({"distill": {"kd": "kl"}}, "invalid 'distill.kd'"),
+])
+def test_bad_specs_name_the_problem(change, message):
+    with pytest.raises(UserError) as caught:
+        resolve_sweep_spec(spec(**change), source="s.toml")
+    assert str(caught.value).startswith("s.toml: ") and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_sections_and_unreadable_files(tmp_path):
+    table = spec()
+    del table["teachers"]
+    with pytest.raises(UserError, match="missing section 'teachers'"):
+        resolve_sweep_spec(table)
+    with pytest.raises(UserError, match="not found"):
+        load_sweep_spec(tmp_path / "absent.toml")
+    (tmp_path / "broken.toml").write_text("name = \n")
+    with pytest.raises(UserError, match="is not valid TOML"):
+        load_sweep_spec(tmp_path / "broken.toml")
+
+
+def test_sweep_run_refuses_a_bad_spec_before_writing_anything(cli, tmp_path):
+    (tmp_path / "bad.toml").write_text('name = "x"\n[teachers]\nn_layers = [0]\ntokens_per_param = 20\n')
+    code, out, err = cli("sweep", "run", tmp_path / "bad.toml", "--out", tmp_path / "sweep")
+    assert code == 2
+    assert err.strip() == f"distillscale: error: {tmp_path / 'bad.toml'}: invalid 'teachers': " \
+                          "n_layers must be positive depths, got 0"
+    assert not (tmp_path / "sweep").exists()
