@@ -88,7 +88,7 @@ def distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
 
     Returns the content of result.json (status "completed" or "diverged", as for `train`).
     """
-    source = find_teacher(config.teacher)
+    source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source)
     return train(config, progress, make_objective=partial(_make_objective, config, source))
 

@@ -57,8 +57,9 @@ class TeacherInfo:
     flops_method: str
 
 
-def find_teacher(path: str | Path) -> TeacherSource:
-    """Tell a distillscale run directory from a Hugging Face model directory, or refuse the path."""
+def find_teacher(path: str | Path, trust_remote_code: bool = False) -> TeacherSource:
+    """Tell a distillscale run directory from a Hugging Face model directory (whose config must
+    load), or refuse the path; the weights are not read."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise UserError(f"teacher {path} is not a directory: give a distillscale run directory or a "
@@ -66,6 +67,7 @@ def find_teacher(path: str | Path) -> TeacherSource:
     if (path / "model_config.json").is_file():
         return _run_source(path)
     if _is_hf_model(path):
+        _check_hf_config(path, trust_remote_code)
         has_tokenizer = (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()
         return TeacherSource(path=path, kind="hf", tokenizer_path=path if has_tokenizer else None)
     raise UserError(f"teacher {path} is neither a distillscale run directory (no model_config.json) nor "
@@ -94,6 +96,20 @@ def _run_source(path: Path) -> TeacherSource:
 def _is_hf_model(path: Path) -> bool:
     config_path = path / "config.json"
     return config_path.is_file() and "model_type" in _read_json(config_path)
+
+
+def _check_hf_config(path: Path, trust_remote_code: bool) -> None:
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _hf_load_error(path, exc, trust_remote_code) from None
+
+
+def _hf_load_error(path: Path, exc: Exception, trust_remote_code: bool) -> UserError:
+    hint = "" if trust_remote_code else " (if it needs its own code, pass --trust-remote-code)"
+    return UserError(f"cannot load the Hugging Face model in {path}: {first_line(exc)}{hint}")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -195,8 +211,7 @@ def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
-        hint = "" if trust_remote_code else " (if it needs its own code, pass --trust-remote-code)"
-        raise UserError(f"cannot load the Hugging Face model in {path}: {first_line(exc)}{hint}") from None
+        raise _hf_load_error(path, exc, trust_remote_code) from None
     context = getattr(model.config, "max_position_embeddings", None)
     if context is not None and seq_len > context:
         raise UserError(f"--seq-len {seq_len} is longer than the teacher's context ({context} tokens): "
