@@ -10,7 +10,7 @@ import typer
 
 from distillscale.data.commands import data_app
 from distillscale.errors import UserError
-from distillscale.laws.commands import predict_app
+from distillscale.laws.commands import fit_app, predict_app
 from distillscale.model.commands import export_hf_command
 from distillscale.planning.commands import (
     capacity_gap_command,
@@ -32,6 +32,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(predict_app, name="predict")
+app.add_typer(fit_app, name="fit")
 app.add_typer(data_app, name="data")
 app.add_typer(sweep_app, name="sweep")
 app.add_typer(experiment_app, name="experiment")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import typer
 from rich.table import Table
 
-from distillscale.console import console, print_json
+from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
-from distillscale.laws.lawset import load_laws
+from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.units import format_quantity, parse_quantity
 
 predict_app = typer.Typer(help="Predict validation loss (nats/token) from a law.",
@@ -27,12 +30,29 @@ def predict_supervised(
     laws = load_laws(law)
     N = parse_quantity(params, "--params")
     D = parse_quantity(tokens, "--tokens")
-    loss = laws.require_supervised().predict(N, D)
+    law = laws.require_supervised()
+    loss = law.predict(N, D)
+    interval = law.predict_interval(N, D)
     if as_json:
-        print_json({"law": laws.name, "params": N, "tokens": D, "loss": loss})
+        print_json({"law": laws.name, "params": N, "tokens": D, "loss": loss,
+                    **_interval_record(interval, law.fit)})
         return
     console.print(f"L({format_quantity(N)} parameters, {format_quantity(D)} tokens) = "
-                  f"[bold]{loss:.4f}[/bold] nats/token  (law: {laws.name})")
+                  f"[bold]{loss:.4f}[/bold] nats/token{_interval_text(interval, law.fit)}  "
+                  f"(law: {laws.name})")
+
+
+def _interval_record(interval, fit) -> dict:
+    """JSON keys for a bootstrap prediction interval; none for a law fitted without one."""
+    if interval is None:
+        return {}
+    return {"interval": [float(interval[0]), float(interval[1])], "level": fit["level"]}
+
+
+def _interval_text(interval, fit) -> str:
+    if interval is None:
+        return ""
+    return f" ({fit['level']:.0%} interval {float(interval[0]):.4f}–{float(interval[1]):.4f})"
 
 
 @predict_app.command("distillation")
@@ -64,9 +84,11 @@ def predict_distillation(
         raise UserError("the teacher is missing: give --teacher-loss L, "
                         "or --teacher-params N with --teacher-tokens D")
     student_loss = distillation.predict(N_S, D_S, L_T)
+    interval = distillation.predict_interval(N_S, D_S, L_T)
     supervised_loss = distillation.student_law.predict(N_S, D_S)
     record = {"law": laws.name, "student_params": N_S, "student_tokens": D_S,
               "teacher_loss": L_T, "student_loss": student_loss,
+              **_interval_record(interval, distillation.fit),
               "student_supervised_loss": supervised_loss,
               "capacity_gap_ratio": L_T / supervised_loss, "d1": distillation.d1}
     if as_json:
@@ -75,10 +97,236 @@ def predict_distillation(
     table = Table(title=f"Distillation prediction (law: {laws.name})", show_header=False)
     table.add_row("student", f"{format_quantity(N_S)} parameters, {format_quantity(D_S)} tokens")
     table.add_row("teacher loss L_T", f"{L_T:.4f} nats/token")
-    table.add_row("distilled student loss L_S", f"[bold]{student_loss:.4f}[/bold] nats/token")
+    table.add_row("distilled student loss L_S", f"[bold]{student_loss:.4f}[/bold] nats/token"
+                  + _interval_text(interval, distillation.fit))
     table.add_row("supervised student loss", f"{supervised_loss:.4f} nats/token")
     verdict = "helps" if student_loss < supervised_loss else "does not help"
     table.add_row("distillation", f"{verdict} ({supervised_loss - student_loss:+.4f} nats/token)")
     table.add_row("L_T / Ltilde_S", f"{L_T / supervised_loss:.3f} (capacity gap near d1 = "
                                     f"{distillation.d1:.3f})")
     console.print(table)
+
+
+# --- distillscale fit ... -------------------------------------------------------------------------
+
+fit_app = typer.Typer(help="Fit a scaling law to your runs (CSV or JSONL), with bootstrap intervals.",
+                      no_args_is_help=True)
+
+FILE_HELP = "runs: a CSV file with a header row, or JSONL (one JSON object per run)"
+FIT_WHERE_HELP = ("hold-out mode: fit only on runs matching this filter and report the relative error "
+                  "on the others, e.g. \"loss > 2.3\" or \"N >= 1e8 and loss < 3\". Names: any column "
+                  "(`Model Size` in backquotes when it has spaces) and N, D, L for parameters, tokens, "
+                  "loss; operators < <= > >= == != and, or, not, parentheses")
+DROP_HELP = "skip runs with missing, NaN or non-positive values (they are counted) instead of failing"
+
+
+def _split_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np.ndarray:
+    """Mask of the runs to fit on: all of them, or those matching --fit-where."""
+    if fit_where is None:
+        return np.ones(len(runs), dtype=bool)
+    from distillscale.tables import parse_filter
+
+    columns = {**names, **{c: [row.get(c) for row in runs.rows] for c in runs.rows[0]}}
+    mask = parse_filter(fit_where).mask(columns)
+    if not mask.any():
+        raise UserError(f"--fit-where {fit_where!r} matches none of the {len(runs)} runs: "
+                        "loosen the filter")
+    return mask
+
+
+def _holdout_report(fit_where, runs, mask, predicted, observed) -> dict | None:
+    if fit_where is None:
+        return None
+    held = ~mask
+    errors = predicted[held] / observed[held] - 1.0
+    return {"filter": fit_where, "n_fit": int(mask.sum()), "n_held_out": int(held.sum()),
+            "mean_abs_relative_error": float(np.mean(np.abs(errors))) if held.any() else None,
+            "max_abs_relative_error": float(np.max(np.abs(errors))) if held.any() else None,
+            "rows": [{"line": int(line), "loss": float(o), "predicted": float(p), "relative_error": float(e)}
+                     for line, o, p, e in zip(runs.lines[held], observed[held], predicted[held], errors)]}
+
+
+def _print_fit(title: str, coefficients: dict, fit: dict, n_dropped: int, holdout: dict | None) -> None:
+    intervals = fit.get("intervals", {})
+    header = f"{fit['level']:.0%} interval" if intervals else "interval (no bootstrap)"
+    table = Table(title=title)
+    table.add_column("coefficient")
+    table.add_column("value", justify="right")
+    table.add_column(header, justify="right")
+    for name, value in coefficients.items():
+        low_high = intervals.get(name)
+        shown = f"{low_high[0]:.6g} – {low_high[1]:.6g}" if low_high else ("fixed" if intervals else "–")
+        table.add_row(name, f"{value:.6g}", shown)
+    console.print(table)
+    diagnostics, convergence = fit["diagnostics"], fit["convergence"]
+    console.print(f"runs: {fit['n_runs']} fitted"
+                  + (f", {n_dropped} invalid skipped" if n_dropped else "")
+                  + f"; objective: summed Huber (delta {fit['huber_delta']:g}) of log-loss residuals "
+                  f"= {convergence['fun']:.6g}")
+    console.print(f"fit quality: RMSE of log-loss {diagnostics['rmse_log_loss']:.4f}, "
+                  f"max relative error {diagnostics['max_relative_error']:.2%}")
+    console.print(f"optimiser: best of {convergence['n_starts']} starts "
+                  f"({convergence['n_converged']} converged): {convergence['message']} after "
+                  f"{convergence['nit']} iterations, projected gradient {convergence['grad_norm']:.2g}")
+    if diagnostics["on_bound"]:
+        warn(f"parameters ended on a bound of the search box: {', '.join(diagnostics['on_bound'])}")
+    if diagnostics["best_start_on_grid_edge"]:
+        console.print("best start on the edge of the grid in: "
+                      + ", ".join(diagnostics["best_start_on_grid_edge"]))
+    if holdout and holdout["n_held_out"]:
+        console.print(f"hold-out ({holdout['filter']}): fitted on {holdout['n_fit']} runs; relative "
+                      f"error on the other {holdout['n_held_out']}: mean "
+                      f"{holdout['mean_abs_relative_error']:.2%}, max {holdout['max_abs_relative_error']:.2%}")
+    elif holdout:
+        warn(f"--fit-where {holdout['filter']!r} matches every run: nothing held out")
+
+
+def _fit_json(laws_name: str, law, runs, holdout: dict | None, out: Path | None) -> dict:
+    fit = law.fit
+    return {"law": laws_name, "coefficients": law.coefficients(), "intervals": fit.get("intervals", {}),
+            "level": fit.get("level"), "diagnostics": fit["diagnostics"],
+            "convergence": fit["convergence"], "huber_delta": fit["huber_delta"],
+            "n_runs": fit["n_runs"], "n_dropped": runs.n_dropped, "data_hash": fit["data_hash"],
+            "holdout": holdout, "saved_to": str(out) if out else None}
+
+
+def _supervised_columns(table, params_col: str, loss_col: str, tokens_col: str | None,
+                        flops_col: str | None, drop_invalid: bool):
+    """(runs, N, D, L, names for filters) from a table; tokens from a column or C / (6N)."""
+    if tokens_col and flops_col:
+        raise UserError("give either --tokens-col or --flops-col, not both")
+    amount_col = flops_col or tokens_col or "tokens"
+    runs = table.numeric([params_col, amount_col, loss_col], drop_invalid=drop_invalid)
+    N, L = runs[params_col], runs[loss_col]
+    D = runs[amount_col] / (6.0 * N) if flops_col else runs[amount_col]
+    names = {"N": N, "D": D, "L": L, **({"C": runs[amount_col]} if flops_col else {})}
+    return runs, N, D, L, names
+
+
+@fit_app.command("supervised")
+def fit_supervised(
+    file: Path = typer.Argument(..., help=FILE_HELP),
+    params_col: str = typer.Option("params", "--params-col", help="column of non-embedding parameters N"),
+    loss_col: str = typer.Option("loss", "--loss-col", help="column of validation loss (nats/token)"),
+    tokens_col: str | None = typer.Option(None, "--tokens-col",
+                                          help="column of training tokens D [default: tokens]"),
+    flops_col: str | None = typer.Option(None, "--flops-col",
+                                         help="column of training FLOPs C instead; D = C / (6N)"),
+    form: str = typer.Option("chinchilla", "--form",
+                             help="chinchilla (gamma = 1, Chinchilla grid) or busbridge (gamma fitted, "
+                                  "Busbridge grid)"),
+    huber_delta: float | None = typer.Option(None, "--huber-delta",
+                                             help="Huber delta [default: 1e-3 chinchilla, 1e-4 busbridge]"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
+    level: float = typer.Option(0.9, "--level", help="interval level"),
+    fit_where: str | None = typer.Option(None, "--fit-where", help=FIT_WHERE_HELP),
+    drop_invalid: bool = typer.Option(False, "--drop-invalid", help=DROP_HELP),
+    seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
+    name: str | None = typer.Option(None, "--name", help="name of the fitted law [default: file name]"),
+    out: Path | None = typer.Option(None, "--out", help="save the law as JSON, usable as --law FILE"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma by multi-start L-BFGS on a summed Huber loss."""
+    from distillscale.laws.fitting import SupervisedLawFitter
+    from distillscale.tables import read_table
+
+    runs, N, D, L, names = _supervised_columns(read_table(file), params_col, loss_col, tokens_col,
+                                               flops_col, drop_invalid)
+    mask = _split_rows(runs, names, fit_where)
+    fitter = SupervisedLawFitter(form, huber_delta=huber_delta, bootstrap=bootstrap, level=level,
+                                 seed=seed).fit(N[mask], D[mask], L[mask])
+    law = fitter.law_
+    law.fit["source"] = {"file": str(file), "params_col": params_col, "loss_col": loss_col,
+                         "tokens_col": None if flops_col else (tokens_col or "tokens"),
+                         "flops_col": flops_col, "fit_where": fit_where, "n_dropped": runs.n_dropped}
+    holdout = _holdout_report(fit_where, runs, mask, law.predict(N, D), L)
+    laws = LawSet(name or file.stem, supervised=law, source=f"fitted to {file}")
+    if out:
+        laws.save(out)
+    if as_json:
+        print_json(_fit_json(laws.name, law, runs, holdout, out))
+        return
+    _print_fit(f"Supervised law ({form} form) fitted to {file.name}", law.coefficients(), law.fit,
+               runs.n_dropped, holdout)
+    if out:
+        console.print(f"saved to {out}: use it with --law {out}")
+
+
+@fit_app.command("distillation")
+def fit_distillation(
+    file: Path = typer.Argument(..., help=FILE_HELP + ". Rows with an empty teacher loss are "
+                                "supervised runs of students (no teacher): they fit the student's "
+                                "supervised law unless --supervised-law is given"),
+    student_params_col: str = typer.Option("student_params", "--student-params-col",
+                                           help="column of student non-embedding parameters N_S"),
+    student_tokens_col: str = typer.Option("student_tokens", "--student-tokens-col",
+                                           help="column of student training tokens D_S"),
+    teacher_loss_col: str = typer.Option("teacher_loss", "--teacher-loss-col",
+                                         help="column of teacher loss L_T (empty: a supervised run)"),
+    loss_col: str = typer.Option("loss", "--loss-col", help="column of student validation loss"),
+    supervised_law: str | None = typer.Option(
+        None, "--supervised-law", help="law giving Ltilde_S (" + LAW_HELP + ") [default: fitted "
+        "to the supervised rows of FILE]"),
+    supervised_form: str = typer.Option("busbridge", "--supervised-form",
+                                        help="form of the supervised law fitted to supervised rows"),
+    huber_delta: float = typer.Option(1e-4, "--huber-delta", help="Huber delta"),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
+    level: float = typer.Option(0.9, "--level", help="interval level"),
+    fit_where: str | None = typer.Option(None, "--fit-where", help=FIT_WHERE_HELP.replace(
+        "N, D, L for parameters, tokens, loss", "N, D, L, L_T for student parameters, tokens, loss and "
+        "teacher loss")),
+    drop_invalid: bool = typer.Option(False, "--drop-invalid", help=DROP_HELP),
+    seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
+    name: str | None = typer.Option(None, "--name", help="name of the fitted laws [default: file name]"),
+    out: Path | None = typer.Option(None, "--out", help="save the laws as JSON, usable as --law FILE"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Fit the distillation law L_S(N_S, D_S, L_T) (Busbridge Eq. 8) on the 108,000-start grid."""
+    from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
+    from distillscale.tables import RunTable, read_table
+
+    table = read_table(file)
+    table.require(student_params_col, student_tokens_col, teacher_loss_col, loss_col)
+    is_supervised = [v is None or str(v).strip() == "" for v in table.values(teacher_loss_col)]
+
+    def subset(keep) -> RunTable:
+        return RunTable(table.source, table.columns,
+                        tuple(r for r, k in zip(table.rows, keep) if k),
+                        tuple(line for line, k in zip(table.lines, keep) if k))
+
+    if supervised_law is not None:
+        student_law = load_laws(supervised_law).require_supervised()
+    else:
+        supervised_rows = subset(is_supervised)
+        if not len(supervised_rows):
+            raise UserError(f"{file} has no supervised rows (empty {teacher_loss_col!r}) to fit the "
+                            "student's supervised law: add them or pass --supervised-law PRESET|FILE")
+        sup_runs = supervised_rows.numeric([student_params_col, student_tokens_col, loss_col],
+                                           drop_invalid=drop_invalid)
+        student_law = SupervisedLawFitter(supervised_form, bootstrap=0).fit(
+            sup_runs[student_params_col], sup_runs[student_tokens_col], sup_runs[loss_col]).law_
+    runs = subset([not s for s in is_supervised]).numeric(
+        [student_params_col, student_tokens_col, teacher_loss_col, loss_col], drop_invalid=drop_invalid)
+    N, D, L_T, L = (runs[c] for c in (student_params_col, student_tokens_col, teacher_loss_col, loss_col))
+    mask = _split_rows(runs, {"N": N, "D": D, "L": L, "L_T": L_T}, fit_where)
+    fitter = DistillationLawFitter(student_law, huber_delta=huber_delta, bootstrap=bootstrap,
+                                   level=level, seed=seed).fit(N[mask], D[mask], L_T[mask], L[mask])
+    law = fitter.law_
+    law.fit["source"] = {"file": str(file), "fit_where": fit_where, "n_dropped": runs.n_dropped,
+                         "supervised_law": supervised_law or "fitted to the supervised rows"}
+    holdout = _holdout_report(fit_where, runs, mask, law.predict(N, D, L_T), L)
+    laws = LawSet(name or file.stem, supervised=student_law, distillation=law,
+                  source=f"fitted to {file}")
+    if out:
+        laws.save(out)
+    if as_json:
+        record = _fit_json(laws.name, law, runs, holdout, out)
+        record["supervised_coefficients"] = student_law.coefficients()
+        print_json(record)
+        return
+    _print_fit(f"Distillation law fitted to {file.name}", law.coefficients(), law.fit,
+               runs.n_dropped, holdout)
+    console.print("student supervised law: " + ", ".join(
+        f"{k}={v:.4g}" for k, v in student_law.coefficients().items()))
+    if out:
+        console.print(f"saved to {out}: use it with --law {out}")

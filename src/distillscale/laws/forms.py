@@ -27,6 +27,19 @@ def _pos(x: ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _bootstrap_interval(fit: dict | None, predict_one) -> tuple[np.ndarray, np.ndarray] | None:
+    """(low, high) of a prediction over the bootstrap coefficient samples stored in a fit record,
+    at the record's level; None when the law was not fitted with a bootstrap."""
+    bootstrap = (fit or {}).get("bootstrap")
+    if not bootstrap:
+        return None
+    names = bootstrap["coefficients"]
+    predictions = np.stack([predict_one(dict(zip(names, row))) for row in bootstrap["samples"]])
+    level = fit["level"]
+    low, high = np.quantile(predictions, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return low, high
+
+
 @dataclass
 class SupervisedLaw:
     """L(N, D) = E + (A/N^alpha + B/D^beta)^gamma. `fit` holds the fit record when fitted."""
@@ -53,6 +66,10 @@ class SupervisedLaw:
                                  np.log(self.B) - self.beta * np.log(D))
         out = self.E + np.exp(self.gamma * log_terms)
         return float(out) if out.ndim == 0 else out
+
+    def predict_interval(self, N: ArrayLike, D: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
+        """Bootstrap interval of the prediction at the fit's level, or None without a bootstrap."""
+        return _bootstrap_interval(self.fit, lambda c: SupervisedLaw(**c).predict(N, D))
 
     def coefficients(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}
@@ -109,6 +126,13 @@ class DistillationLaw:
                                               np.log(self.B) - self.beta * np.log(D_S))
         out = L_T + np.exp(-self.c0 * log_lt + log_gap + log_power)
         return float(out) if out.ndim == 0 else out
+
+    def predict_interval(self, N_S: ArrayLike, D_S: ArrayLike,
+                         L_T: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
+        """Bootstrap interval of the student loss at the fit's level (student law held at its
+        fitted coefficients), or None without a bootstrap."""
+        return _bootstrap_interval(
+            self.fit, lambda c: DistillationLaw(**c, student_law=self.student_law).predict(N_S, D_S, L_T))
 
     def capacity_gap_ratio(self, N_S: ArrayLike, D_S: ArrayLike, L_T: ArrayLike) -> np.ndarray:
         """L_T / Ltilde_S: the capacity-gap transition sits where this equals d1."""

@@ -1,0 +1,206 @@
+"""The laws as the fitter sees them: log-space parameters, their start grids and bounds, and the
+batched log-loss in torch (science.md §4).
+
+    supervised:   log L = LSE(e, gamma * LSE(a - alpha log N, b - beta log D)),  E = exp(e), ...
+    distillation: log L_S = LSE(log L_T, z),
+                  z = -c0 log L_T - c1 f1 softplus((log L_T - log Ltilde_S - log d1) / f1)
+                      + gamma' LSE(a' - alpha' log N_S, b' - beta' log D_S)
+
+`theta` has one row per start, so every function here returns one row of per-run values per start.
+Grid values at which a law degenerates are left out of the published grids: gamma = 0 (the loss
+no longer depends on N or D, so a start there has no gradient to follow) and f1 = 0 (division by
+f1). This is what makes the Busbridge distillation grid 108,000 starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A fitted parameter: start values of the grid and the box the optimiser stays in."""
+
+    name: str
+    grid: tuple[float, ...]
+    bounds: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class LogSpaceForm:
+    """One law form: its parameters, its batched log-loss with a hand-written vector-Jacobian
+    product, and the map from a parameter vector to the law's coefficients.
+
+    `forward(theta (S, P), data) -> (log_loss (S, R), vjp)`, where `vjp(upstream (S, R)) -> (S, P)`
+    is sum over runs of upstream * d log_loss / d theta. Written by hand because torch autograd
+    spends several times the forward pass on these broadcast shapes.
+    """
+
+    name: str
+    parameters: tuple[Parameter, ...]
+    forward: Callable[[torch.Tensor, dict[str, torch.Tensor]], tuple[torch.Tensor, Callable]]
+    to_coefficients: Callable[[np.ndarray], dict[str, float]]
+
+    def log_loss(self, theta: torch.Tensor, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward(theta, data)[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+    def grid(self) -> torch.Tensor:
+        """Every combination of the parameters' grid values, shape (starts, parameters)."""
+        return torch.tensor(list(itertools.product(*(p.grid for p in self.parameters))),
+                            dtype=torch.float64)
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        lower, upper = zip(*(p.bounds for p in self.parameters))
+        return torch.tensor(lower, dtype=torch.float64), torch.tensor(upper, dtype=torch.float64)
+
+    def with_grid(self, grid: dict[str, tuple[float, ...]]) -> "LogSpaceForm":
+        """The same form with some parameters' grid values replaced (e.g. a smaller grid)."""
+        unknown = set(grid) - set(self.names)
+        if unknown:
+            raise ValueError(f"no parameters {sorted(unknown)} in form {self.name}")
+        parameters = tuple(Parameter(p.name, tuple(grid.get(p.name, p.grid)), p.bounds)
+                           for p in self.parameters)
+        return LogSpaceForm(self.name, parameters, self.forward, self.to_coefficients)
+
+
+def _steps(start: float, stop: float, step: float) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.round(np.arange(start, stop + step / 2, step), 10))
+
+
+def _columns(theta: torch.Tensor) -> list[torch.Tensor]:
+    """Parameters as (S, 1) columns, ready to broadcast against per-run (R,) data."""
+    return [column[:, None] for column in theta.unbind(dim=1)]
+
+
+def _logaddexp_and_share(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log(e^u + e^v) and e^u / (e^u + e^v), its derivative with respect to u, sharing one exp."""
+    diff = u - v
+    small = torch.exp(-diff.abs())
+    lse = torch.maximum(u, v) + torch.log1p(small)
+    share = torch.where(diff > 0, 1.0, small) / (1.0 + small)
+    return lse, share
+
+
+# Bounds: exponents non-negative (loss falls with scale), log-coefficients wide enough for models
+# from thousands to trillions of parameters; the optimiser reports a fit that ends on one.
+_LOG_COEFFICIENT = (-20.0, 60.0)
+_EXPONENT = (0.0, 4.0)
+_GAMMA = (0.05, 4.0)
+_LOG_E = (-5.0, 5.0)
+
+
+def _power_terms(a, b, alpha, beta, data):
+    """log(A/N^alpha + B/D^beta) and a vector-Jacobian product for (a, b, alpha, beta)."""
+    log_n, log_d = data["log_n"], data["log_d"]
+    lse, share = _logaddexp_and_share(a - alpha * log_n, b - beta * log_d)
+
+    def vjp(upstream: torch.Tensor) -> list[torch.Tensor]:
+        on_n = upstream * share
+        on_d = upstream - on_n
+        return [on_n.sum(dim=1), on_d.sum(dim=1), -(on_n @ log_n), -(on_d @ log_d)]
+
+    return lse, vjp
+
+
+def _supervised_forward(theta, data):
+    """log L = LSE(e, gamma * LSE(a - alpha log N, b - beta log D)); gamma = 1 with 5 parameters."""
+    fixed_gamma = theta.shape[1] == 5
+    e, a, b, alpha, beta, *rest = _columns(theta)
+    gamma = 1.0 if fixed_gamma else rest[0]
+    power, power_vjp = _power_terms(a, b, alpha, beta, data)
+    log_loss, share_e = _logaddexp_and_share(e, gamma * power)
+
+    def vjp(upstream: torch.Tensor) -> torch.Tensor:
+        on_e = upstream * share_e
+        on_power = upstream - on_e
+        grads = [on_e.sum(dim=1), *power_vjp(on_power * gamma)]
+        if not fixed_gamma:
+            grads.append((on_power * power).sum(dim=1))
+        return torch.stack(grads, dim=1)
+
+    return log_loss, vjp
+
+
+def _supervised_coefficients(x: np.ndarray) -> dict[str, float]:
+    e, a, b, alpha, beta, *gamma = (float(v) for v in x)
+    return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)),
+            "alpha": alpha, "beta": beta, "gamma": gamma[0] if gamma else 1.0}
+
+
+CHINCHILLA = LogSpaceForm(
+    "chinchilla",
+    (Parameter("log_E", _steps(-1, 1, 0.5), _LOG_E),
+     Parameter("log_A", _steps(0, 25, 5), _LOG_COEFFICIENT),
+     Parameter("log_B", _steps(0, 25, 5), _LOG_COEFFICIENT),
+     Parameter("alpha", _steps(0, 2, 0.5), _EXPONENT),
+     Parameter("beta", _steps(0, 2, 0.5), _EXPONENT)),
+    _supervised_forward, _supervised_coefficients)
+
+BUSBRIDGE = LogSpaceForm(
+    "busbridge",
+    (Parameter("log_E", _steps(-1, 1.5, 0.5), _LOG_E),
+     Parameter("log_A", _steps(0, 20, 5), _LOG_COEFFICIENT),
+     Parameter("log_B", _steps(0, 20, 5), _LOG_COEFFICIENT),
+     Parameter("alpha", _steps(0, 1.5, 0.5), _EXPONENT),
+     Parameter("beta", _steps(0, 1.5, 0.5), _EXPONENT),
+     Parameter("gamma", _steps(0.5, 1.5, 0.5), _GAMMA)),
+    _supervised_forward, _supervised_coefficients)
+
+
+def _distillation_forward(theta, data):
+    a, b, alpha, beta, gamma, c0, c1, f1, log_d1 = _columns(theta)
+    log_lt = data["log_teacher_loss"]
+    # f1 * softplus(x / f1) is a smooth max(x, 0): the capacity-gap switch at L_T = d1 Ltilde_S.
+    scaled = (log_lt - data["log_student_supervised_loss"] - log_d1) / f1
+    softplus, switch_share = _logaddexp_and_share(scaled, torch.zeros_like(scaled))
+    switch = f1 * softplus
+    power, power_vjp = _power_terms(a, b, alpha, beta, data)
+    z = gamma * power - c0 * log_lt - c1 * switch
+    log_loss, share_lt = _logaddexp_and_share(log_lt.expand_as(z), z)
+
+    def vjp(upstream: torch.Tensor) -> torch.Tensor:
+        on_z = upstream * (1.0 - share_lt)
+        on_switch = on_z * c1
+        return torch.stack([
+            *power_vjp(on_z * gamma),
+            (on_z * power).sum(dim=1),
+            -(on_z @ log_lt),
+            -(on_z * switch).sum(dim=1),
+            # d/df1 [f1 softplus(x/f1)] = softplus(s) - s sigmoid(s), with s = x / f1
+            -(on_switch * (softplus - scaled * switch_share)).sum(dim=1),
+            (on_switch * switch_share).sum(dim=1),
+        ], dim=1)
+
+    return log_loss, vjp
+
+
+def _distillation_coefficients(x: np.ndarray) -> dict[str, float]:
+    a, b, alpha, beta, gamma, c0, c1, f1, log_d1 = (float(v) for v in x)
+    return {"A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": alpha, "beta": beta,
+            "gamma": gamma, "c0": c0, "c1": c1, "f1": f1, "d1": float(np.exp(log_d1))}
+
+
+DISTILLATION = LogSpaceForm(
+    "distillation",
+    (Parameter("log_A", _steps(0, 20, 5), _LOG_COEFFICIENT),
+     Parameter("log_B", _steps(0, 20, 5), _LOG_COEFFICIENT),
+     Parameter("alpha", _steps(0, 1, 0.5), _EXPONENT),
+     Parameter("beta", _steps(0, 1, 0.5), _EXPONENT),
+     Parameter("gamma", _steps(0.5, 1, 0.5), _GAMMA),
+     # Busbridge's fit has c1 = 522.6 and c0 = 2.5: the starts are small, the box is not.
+     Parameter("c0", _steps(0, 1.5, 0.5), (-10.0, 20.0)),
+     Parameter("c1", _steps(0, 1.5, 0.5), (0.0, 5000.0)),
+     Parameter("f1", _steps(0.5, 1.5, 0.5), (0.01, 10.0)),
+     Parameter("log_d1", _steps(-1, 1, 0.5), (-3.0, 3.0))),
+    _distillation_forward, _distillation_coefficients)
+
+SUPERVISED_FORMS = {"chinchilla": CHINCHILLA, "busbridge": BUSBRIDGE}
