@@ -124,7 +124,7 @@ def _print_status(status: dict) -> None:
         f"[red]{counts['failed']} failed[/red], {counts['diverged']} diverged, {counts['blocked']} blocked, "
         f"{counts['pending']} remaining; ETA "
         + ("unknown (no run finished yet)" if eta is None else _duration(eta))
-        + f" at {status['workers']} workers", highlight=False)
+        + f" at {status['workers']} workers", highlight=False, soft_wrap=True)
     table = Table("run", "kind", "status", "params", "tokens", "val loss (nats/token)", "attempts",
                   "wall", "note")
     styles = {"completed": "green", "failed": "red", "diverged": "red", "blocked": "yellow", "running": "cyan"}

@@ -133,7 +133,7 @@ class _Scheduler:
         """A run whose result.json exists finished, even if the runner died before recording it."""
         for run in self.spec.runs:
             result = _read_result(self.layout.run_dir(run.run_id))
-            if result is not None and self.store.claim(run.run_id):
+            if result is not None and self.store.get(run.run_id).status == "pending":
                 self.store.finish(run.run_id, _finished_status(result), result=result,
                                   error=_divergence(result))
 

@@ -1,0 +1,242 @@
+"""The sweep runner end to end on tiny models: teachers, baselines and students; a failed run recorded and
+retried; a runner killed mid-sweep and started again; status and export; the Slurm path via submitit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from filelock import FileLock
+
+from distillscale.cli import main
+from distillscale.sweeps.executors import SlurmExecutor
+from distillscale.sweeps.export import RECORD_COLUMNS, export_records
+from distillscale.sweeps.runner import SweepLayout, command_flags, run_sweep
+from distillscale.sweeps.spec import load_sweep_spec
+from distillscale.sweeps.store import RunStore
+from distillscale.tables import parse_filter, read_table
+
+# One layer of width 32: 16,512 non-embedding parameters; M = 1 is 65 steps of 256 tokens.
+TEACHERS = """
+name = "tiny"
+[data]
+vocab_size = 320
+max_bytes = "200k"
+seq_len = 32
+[model]
+aspect_ratio = 32
+head_dim = 16
+batch_size = 8
+eval_tokens = "2k"
+eval_every = 0
+save_every = 10
+device = "cpu"
+[teachers]
+n_layers = [1]
+tokens_per_param = {teacher_m}
+"""
+STUDENTS = """
+[students]
+n_layers = [1]
+tokens_per_param = 0.5
+[distill]
+kd_weight = 0.5
+supervised_baselines = {baselines}
+"""
+
+
+def write_spec(path, teacher_m="[1, 2]", baselines: str | None = "true"):
+    """A spec with one or more teachers, and one student size unless `baselines` is None."""
+    text = TEACHERS.format(teacher_m=teacher_m)
+    path.write_text(text if baselines is None else text + STUDENTS.format(baselines=baselines))
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_dir(tmp_path_factory):
+    """Runs prepare the corpus once, in a cache of their own (children inherit the environment)."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("cache")
+        patch.setenv("DISTILLSCALE_CACHE", str(path))
+        yield path
+
+
+def records_by_id(sweep_dir):
+    with RunStore(sweep_dir) as store:
+        return {record.id: record for record in store.records()}
+
+
+def result_mtimes(sweep_dir):
+    return {path.parent.name: path.stat().st_mtime_ns for path in (sweep_dir / "runs").glob("*/result.json")}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two teachers (M = 1, 2), a baseline and two students. First one teacher's run directory holds a
+    stray file, so that run fails and its student is blocked; then the file is removed and the same
+    command runs again."""
+    root = tmp_path_factory.mktemp("sweep")
+    spec = write_spec(root / "spec.toml")
+    sweep_dir = root / "out"
+    plan = load_sweep_spec(spec)
+    broken = plan.runs[0]
+    stray = SweepLayout(sweep_dir).run_dir(broken.run_id) / "notes.txt"
+    stray.parent.mkdir(parents=True)
+    stray.write_text("not a run")
+
+    first_code = main(["sweep", "run", str(spec), "--out", str(sweep_dir), "--workers", "2"])
+    first = records_by_id(sweep_dir)
+    first_mtimes = result_mtimes(sweep_dir)
+    stray.unlink()
+    second_code = main(["sweep", "run", str(spec), "--out", str(sweep_dir), "--workers", "2"])
+    return {"spec": spec, "dir": sweep_dir, "plan": plan, "broken": broken, "first_code": first_code,
+            "first": first, "first_mtimes": first_mtimes, "second_code": second_code}
+
+
+def test_a_failed_run_is_recorded_and_blocks_only_its_students(sweep):
+    first, broken = sweep["first"], sweep["broken"]
+    assert sweep["first_code"] == 1
+    assert first[broken.run_id].status == "failed"
+    assert "exit status 2" in first[broken.run_id].error
+    assert "is not a distillscale run directory" in first[broken.run_id].error  # the run's own last lines
+    for run in sweep["plan"].runs:
+        if run.teacher_id == broken.run_id:
+            assert first[run.run_id].status == "blocked"
+            assert first[run.run_id].error == f"teacher {broken.run_id} failed"
+            assert first[run.run_id].attempts == 0
+        elif run.run_id != broken.run_id:
+            assert first[run.run_id].status == "completed" and first[run.run_id].attempts == 1
+
+
+def test_running_again_retries_failures_and_recomputes_nothing(sweep):
+    assert sweep["second_code"] == 0
+    second = records_by_id(sweep["dir"])
+    assert {record.status for record in second.values()} == {"completed"}
+    for run_id, record in second.items():
+        was = sweep["first"][run_id]
+        expected_attempts = 2 if was.status == "failed" else 1
+        assert record.attempts == expected_attempts, run_id
+    mtimes = result_mtimes(sweep["dir"])
+    assert set(mtimes) == set(second)
+    for run_id, mtime in sweep["first_mtimes"].items():
+        assert mtimes[run_id] == mtime, f"{run_id} was recomputed"
+
+
+def test_students_learn_from_their_teachers(sweep):
+    records = {record["run_id"]: record for record in export_records(sweep["dir"])}
+    assert len(records) == 5 and all(list(record) == list(RECORD_COLUMNS) for record in records.values())
+    teachers = [r for r in records.values() if r["kind"] == "teacher"]
+    students = [r for r in records.values() if r["kind"] == "student"]
+    baseline, = [r for r in records.values() if r["kind"] == "baseline"]
+    assert len(teachers) == 2 and len(students) == 2
+    for student in students:
+        teacher = records[student["teacher_id"]]
+        # the teacher measured on the same validation split by the distillation run
+        assert student["teacher_loss"] == pytest.approx(teacher["val_loss"], rel=1e-4)
+        assert student["teacher_params"] == teacher["non_embedding_params"]
+        assert student["teacher_tokens"] == teacher["tokens"]
+        assert student["tokens"] == baseline["tokens"] and student["flops"] > baseline["flops"]
+        assert student["val_loss"] > 0 and student["wall_seconds"] > 0
+    for record in teachers + [baseline]:
+        assert record["teacher_id"] is None and record["teacher_loss"] is None and record["budget"] is None
+    assert sorted(t["tokens_per_param"] for t in teachers) == pytest.approx([1, 2], rel=0.02)
+
+
+def test_export_feeds_the_law_fitter(sweep, cli, tmp_path):
+    code, out, _ = cli("sweep", "export", sweep["dir"], "--format", "csv", "--out", tmp_path / "runs.csv")
+    assert code == 0 and "wrote 5 runs" in out
+    table = read_table(tmp_path / "runs.csv")
+    assert table.columns == RECORD_COLUMNS
+    runs = table.numeric(["non_embedding_params", "tokens", "val_loss"])
+    supervised = parse_filter("kind != 'student'").mask({name: table.values(name) for name in table.columns})
+    assert len(runs) == 5 and supervised.sum() == 3
+    assert table.numeric(["teacher_loss"], drop_invalid=True).n_dropped == 3
+    code, out, _ = cli("sweep", "export", sweep["dir"], "--format", "jsonl")
+    assert [json.loads(line) for line in out.splitlines()] == export_records(sweep["dir"])
+
+
+def test_status_counts_runs(sweep, cli):
+    code, out, _ = cli("sweep", "status", sweep["dir"], "--json")
+    status = json.loads(out)
+    assert code == 0 and status["total"] == 5 and status["counts"]["completed"] == 5
+    assert status["eta_seconds"] == 0 and status["workers"] == 2
+    assert {run["status"] for run in status["runs"]} == {"completed"}
+    code, out, _ = cli("sweep", "status", sweep["dir"])
+    assert code == 0 and "5 runs: 5 done" in out and "ETA 00:00:00" in out
+
+
+def test_a_sweep_directory_takes_one_spec_and_one_runner(sweep, cli, tmp_path):
+    other = write_spec(tmp_path / "other.toml", teacher_m="[3]")
+    code, _, err = cli("sweep", "run", other, "--out", sweep["dir"])
+    assert code == 2 and "holds a sweep of a different spec" in err
+    with FileLock(SweepLayout(sweep["dir"]).lock_path):
+        code, _, err = cli("sweep", "run", sweep["spec"], "--out", sweep["dir"])
+    assert code == 2 and "another `distillscale sweep run` is working on" in err
+
+
+def test_killed_runner_resumes_and_runs_everything_exactly_once(tmp_path):
+    spec = write_spec(tmp_path / "spec.toml", teacher_m="[1, 4]", baselines="false")
+    sweep_dir = tmp_path / "out"
+    runner = subprocess.Popen([sys.executable, "-m", "distillscale.cli", "sweep", "run", str(spec),
+                               "--out", str(sweep_dir), "--workers", "2"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until a run has finished and another has a checkpoint
+            if (sweep_dir / "runs.sqlite").exists():
+                records = records_by_id(sweep_dir)
+                checkpointed = [r for r in records.values() if r.status == "running" and
+                                (SweepLayout(sweep_dir).run_dir(r.id) / "state" / "checkpoint.pt").exists()]
+                if checkpointed and any(r.status == "completed" for r in records.values()):
+                    break
+            assert runner.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no run finished within 120 s")
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)  # the runner and every run it started
+        runner.wait()
+    before = records_by_id(sweep_dir)
+    mtimes = result_mtimes(sweep_dir)
+
+    assert main(["sweep", "run", str(spec), "--out", str(sweep_dir), "--workers", "2"]) == 0
+    after = records_by_id(sweep_dir)
+    assert len(after) == 4 and {record.status for record in after.values()} == {"completed"}
+    for run_id, record in after.items():  # a run finished at the kill is not started again; others once more
+        assert record.attempts == before[run_id].attempts + (0 if run_id in mtimes else 1), run_id
+    assert {run_id: mtime for run_id, mtime in result_mtimes(sweep_dir).items() if run_id in mtimes} == mtimes
+    assert any(record.attempts == 2 for record in after.values())  # something was interrupted
+    resumed = [run_id for run_id in after if "resuming" in SweepLayout(sweep_dir).log_path(run_id).read_text()]
+    assert set(resumed) >= {record.id for record in checkpointed}
+
+
+def test_slurm_executor_runs_each_run_as_a_submitit_job(tmp_path):
+    spec = load_sweep_spec(write_spec(tmp_path / "spec.toml", teacher_m="0.5", baselines=None))
+    executor = SlurmExecutor(1, tmp_path / "out" / "slurm", cluster="local")
+    counts = run_sweep(spec, tmp_path / "out", executor, progress=False)
+    assert counts["completed"] == 1
+    assert list((tmp_path / "out" / "slurm").glob("*_submitted.pkl"))  # went through submitit
+
+
+def test_flags_of_the_run_commands():
+    assert command_flags({"n_layers": 2, "mup": False, "bf16": True, "top_k": None, "kd_weight": 0.5}) == [
+        "--n-layers", "2", "--no-mup", "--bf16", "--kd-weight", "0.5"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["status", "{tmp}"], "holds no sweep (runs.sqlite not found)"),
+    (["export", "{tmp}"], "holds no sweep (runs.sqlite not found)"),
+    (["export", "{tmp}", "--format", "xml"], "unknown --format 'xml': use csv or jsonl"),
+    (["run", "{spec}", "--executor", "pbs"], "unknown --executor 'pbs': use local or slurm"),
+])
+def test_bad_sweep_commands(cli, tmp_path, args, message):
+    spec = write_spec(tmp_path / "spec.toml")
+    code, _, err = cli("sweep", *[a.format(tmp=tmp_path, spec=spec) for a in args])
+    assert code == 2 and err.startswith("distillscale: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs.sqlite").exists()
