@@ -1,0 +1,163 @@
+import numpy as np
+import pytest
+import torch
+
+from distillscale.errors import UserError
+from distillscale.laws import LawSet, load_laws
+from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
+from distillscale.laws.lbfgs import CONVERGED_FTOL, CONVERGED_GTOL, minimize_lbfgs
+from distillscale.laws.logspace import BUSBRIDGE, CHINCHILLA, DISTILLATION
+
+
+def supervised_runs(law, n, noise, seed=0):
+    rng = np.random.default_rng(seed)
+    N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), n))
+    D = N * np.exp(rng.uniform(np.log(2), np.log(500), n))
+    return N, D, law.predict(N, D) * np.exp(rng.normal(0, noise, n))
+
+
+def test_batched_lbfgs_solves_each_start_independently_within_bounds():
+    # Rosenbrock with a different optimum per start; the last start's optimum lies outside the box.
+    targets = torch.tensor([[1.0, 1.0], [-0.5, 0.25], [2.0, 4.0]], dtype=torch.float64)
+
+    def fun(x, index):
+        a = targets[index, 0]
+        value = (a - x[:, 0]) ** 2 + 100 * (x[:, 1] - x[:, 0] ** 2) ** 2
+        grad = torch.stack([-2 * (a - x[:, 0]) - 400 * x[:, 0] * (x[:, 1] - x[:, 0] ** 2),
+                            200 * (x[:, 1] - x[:, 0] ** 2)], dim=1)
+        return value, grad
+
+    lower = torch.tensor([-3.0, -3.0], dtype=torch.float64)
+    upper = torch.tensor([3.0, 3.0], dtype=torch.float64)
+    x0 = torch.tensor([[-1.2, 1.0], [2.0, 2.0], [0.0, 0.0]], dtype=torch.float64)
+    result = minimize_lbfgs(fun, x0, lower, upper, gtol=1e-8, ftol=0.0)
+    np.testing.assert_allclose(result.xs[:2], targets[:2].numpy(), atol=1e-5)
+    # (2, 4) is outside the box: the start ends on x1 = 3 with a zero projected gradient.
+    assert result.xs[2, 1] == pytest.approx(3.0)
+    assert result.xs[2, 0] == pytest.approx(np.sqrt(3.0), abs=1e-2)
+    assert set(result.statuses) <= {CONVERGED_GTOL, CONVERGED_FTOL}
+    assert result.success and result.summary()["n_converged"] == 3
+    assert len(set(result.nits)) > 1  # each start stops on its own
+
+
+@pytest.mark.parametrize("form", [CHINCHILLA, BUSBRIDGE, DISTILLATION])
+def test_hand_written_gradient_matches_autograd(form):
+    torch.manual_seed(0)
+    runs = 25
+    data = {key: torch.rand(runs, dtype=torch.float64) * scale + shift for key, scale, shift in [
+        ("log_n", 5, 18), ("log_d", 5, 21), ("log_teacher_loss", 0.5, 0.6),
+        ("log_student_supervised_loss", 0.5, 0.6)]}
+    theta = form.grid()[torch.randperm(len(form.grid()))[:40]]
+    theta = (theta + 0.1 * torch.rand_like(theta)).requires_grad_()
+    upstream = torch.randn(40, runs, dtype=torch.float64)
+    log_loss, vjp = form.forward(theta, data)
+    (expected,) = torch.autograd.grad((log_loss * upstream).sum(), theta)
+    torch.testing.assert_close(vjp(upstream), expected)
+
+
+def test_published_grid_sizes():
+    assert len(CHINCHILLA.grid()) == 4500
+    assert len(DISTILLATION.grid()) == 108_000
+
+
+def test_supervised_fit_recovers_known_coefficients_with_intervals():
+    truth = load_laws("busbridge2025").supervised
+    N, D, loss = supervised_runs(truth, 120, noise=0.002)
+    small_grid = {"log_E": (0.0, 0.5), "log_A": (5.0, 10.0), "log_B": (5.0, 10.0),
+                  "alpha": (0.5,), "beta": (0.5,), "gamma": (0.5,)}
+    fitter = SupervisedLawFitter("busbridge", bootstrap=100, grid=small_grid).fit(N, D, loss)
+    fitted = fitter.law_
+    # alpha, beta and gamma trade off against each other over three decades of N; E and the
+    # effective exponents gamma * alpha, gamma * beta are what the runs determine.
+    assert fitted.E == pytest.approx(truth.E, rel=0.05)
+    assert fitted.gamma * fitted.alpha == pytest.approx(truth.gamma * truth.alpha, rel=0.1)
+    assert fitted.gamma * fitted.beta == pytest.approx(truth.gamma * truth.beta, rel=0.1)
+    test_N, test_D = np.array([2e8, 5e9]), np.array([4e9, 2e11])
+    np.testing.assert_allclose(fitted.predict(test_N, test_D), truth.predict(test_N, test_D), rtol=5e-3)
+    assert fitter.diagnostics_["rmse_log_loss"] < 0.004
+    assert fitter.result_.success
+    low, high = fitter.intervals_["E"]
+    assert low < fitted.E < high
+    low, high = fitted.predict_interval(test_N, test_D)
+    assert np.all(low <= fitted.predict(test_N, test_D)) and np.all(fitted.predict(test_N, test_D) <= high)
+
+
+def test_fit_record_survives_save_and_load(tmp_path):
+    truth = load_laws("epoch2024").supervised
+    N, D, loss = supervised_runs(truth, 60, noise=0.003, seed=1)
+    grid = {"log_E": (0.5,), "log_A": (5.0,), "log_B": (5.0, 10.0), "alpha": (0.5,), "beta": (0.5,)}
+    law = SupervisedLawFitter("chinchilla", bootstrap=40, grid=grid).fit(N, D, loss).law_
+    for key in ("data_hash", "objective", "huber_delta", "grid", "n_runs", "intervals", "diagnostics",
+                "convergence", "bootstrap"):
+        assert key in law.fit
+    assert law.fit["huber_delta"] == 1e-3 and law.fit["n_runs"] == 60
+    assert "gamma" not in law.fit["intervals"]  # fixed in the Chinchilla form
+    LawSet("mine", supervised=law).save(tmp_path / "law.json")
+    again = load_laws(str(tmp_path / "law.json")).supervised
+    assert again.coefficients() == law.coefficients()
+    np.testing.assert_allclose(again.predict_interval(1e9, 2e10), law.predict_interval(1e9, 2e10))
+
+
+def test_fit_diagnostics_flag_bounds_and_grid_edges():
+    truth = load_laws("epoch2024").supervised
+    N, D, loss = supervised_runs(truth, 40, noise=0.002)
+    # Loss that rises with N: the best alpha is negative, so the fit ends on alpha's bound of 0.
+    grid = {"log_E": (0.0,), "log_A": (0.0, 2.0), "log_B": (5.0,), "alpha": (0.5,), "beta": (0.2, 0.4)}
+    rising = 2.0 + 1e-3 * N ** 0.3 + 1e3 * D ** -0.3
+    fitter = SupervisedLawFitter("chinchilla", bootstrap=0, grid=grid).fit(N, D, rising)
+    assert "alpha" in fitter.diagnostics_["on_bound"]
+    assert set(fitter.diagnostics_["best_start_on_grid_edge"]) <= {"log_A", "beta"}
+    assert fitter.diagnostics_["best_start_on_grid_edge"]
+
+
+def test_distillation_fit_recovers_predictions():
+    laws = load_laws("busbridge2025")
+    truth = laws.distillation
+    rng = np.random.default_rng(0)
+    n = 150
+    N_S = np.exp(rng.uniform(np.log(1e8), np.log(1e10), n))
+    D_S = N_S * np.exp(rng.uniform(np.log(5), np.log(400), n))
+    N_T = np.exp(rng.uniform(np.log(1e8), np.log(3e10), n))
+    L_T = laws.supervised.predict(N_T, 20 * N_T)
+    L_S = truth.predict(N_S, D_S, L_T) * np.exp(rng.normal(0, 0.002, n))
+    grid = {"log_A": (10.0, 20.0), "log_B": (10.0,), "alpha": (0.5,), "beta": (0.5,), "gamma": (0.5,),
+            "c0": (0.0, 1.0), "c1": (0.0,), "f1": (1.0,), "log_d1": (0.0,)}
+    fitter = DistillationLawFitter(laws.supervised, bootstrap=0, grid=grid).fit(N_S, D_S, L_T, L_S)
+    assert fitter.diagnostics_["rmse_log_loss"] < 0.003  # the noise is 0.002
+    held_N = np.array([3e8, 3e9])
+    for teacher_loss in (1.9, 2.3, 2.8):
+        np.testing.assert_allclose(fitter.predict(held_N, 20 * held_N, teacher_loss),
+                                   truth.predict(held_N, 20 * held_N, teacher_loss), rtol=5e-3)
+
+
+def test_too_few_runs_is_a_user_error():
+    with pytest.raises(UserError, match="4 runs cannot determine the 5 parameters of the chinchilla "
+                                        "law: give at least 5 runs"):
+        SupervisedLawFitter(bootstrap=0).fit([1e8, 2e8, 3e8, 4e8], [1e9] * 4, [3, 2.9, 2.8, 2.7])
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"form": "kaplan"}, "unknown form 'kaplan'"),
+    ({"huber_delta": -1.0}, "--huber-delta must be positive"),
+    ({"bootstrap": -3}, "--bootstrap must be 0"),
+    ({"level": 1.5}, "--level must be between 0 and 1"),
+    ({"grid": {"zeta": (1.0,)}}, "has no parameter 'zeta'"),
+])
+def test_bad_fitter_settings(kwargs, fragment):
+    with pytest.raises(UserError, match=fragment):
+        SupervisedLawFitter(**kwargs)
+
+
+def test_epoch_reproduction_of_chinchilla_fig4(shared_data):
+    from distillscale.tables import read_table
+
+    runs = read_table(shared_data / "chinchilla_fig4_epoch_extracted.csv").numeric(
+        ["Model Size", "Training FLOP", "loss"])
+    keep = np.argsort(runs["loss"])[:-5]  # Epoch drop the five highest losses
+    N, C, loss = runs["Model Size"][keep], runs["Training FLOP"][keep], runs["loss"][keep]
+    fitter = SupervisedLawFitter("chinchilla", huber_delta=1e-3, bootstrap=0).fit(N, C / (6 * N), loss)
+    law = fitter.law_
+    expected = {"A": 477.84, "B": 2143.86, "E": 1.8172, "alpha": 0.34731, "beta": 0.36718}
+    for name, value in expected.items():
+        assert getattr(law, name) == pytest.approx(value, rel=0.01), name
+    assert fitter.result_.summary()["n_starts"] == 4500 and fitter.result_.success
