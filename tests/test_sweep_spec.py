@@ -126,6 +126,7 @@ def test_written_spec_reads_back_to_the_same_runs(tmp_path):
     ({"model": {**MODEL, "lr": -1}}, "invalid 'model.lr': Input should be greater than 0 (got -1)"),
     ({"model": {**MODEL, "eval_tokens": 8}}, "eval_tokens 8 is below one sequence"),
     ({"distill": {"kd": "kl"}}, "invalid 'distill.kd'"),
+    ({"name": "my sweep/1"}, "invalid 'name': String should match pattern"),
 ])
 def test_bad_specs_name_the_problem(change, message):
     with pytest.raises(UserError) as caught:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,14 @@ from filelock import FileLock, Timeout
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_text
 from distillscale.sweeps.executors import Executor, Job
+from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec
 from distillscale.sweeps.store import RunStore
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 
 ERROR_TAIL_LINES = 20  # lines of a failed run's output kept as its error
 
@@ -61,7 +66,7 @@ def default_workers(threads_per_run: int) -> int:
 def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, threads_per_run: int = 1,
               progress: bool = True) -> dict[str, int]:
     """Run every run of `spec` that has not finished; returns the number of runs per status."""
-    layout = SweepLayout(Path(sweep_dir))
+    layout = SweepLayout(Path(sweep_dir).absolute())  # runs may start in another directory (Slurm)
     layout.root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(layout.lock_path)
     try:
@@ -85,7 +90,8 @@ def _claim_directory(spec: SweepSpec, layout: SweepLayout) -> None:
     """Write spec.toml, or check that the sweep already in the directory is this one."""
     text = spec.to_toml()
     if layout.spec_path.exists():
-        if layout.spec_path.read_text(encoding="utf-8") != text:
+        # Compared as data, so a different TOML writer's layout does not count as a change.
+        if tomllib.loads(layout.spec_path.read_text(encoding="utf-8")) != tomllib.loads(text):
             raise UserError(f"{layout.root} holds a sweep of a different spec ({layout.spec_path}): "
                             f"give the same spec to continue it, or choose another --out")
         return
@@ -106,8 +112,6 @@ class _Scheduler:
         self.in_flight: dict[Future[int], PlannedRun] = {}
 
     def run(self) -> None:
-        from distillscale.sweeps.progress import SweepProgress
-
         self._adopt_finished()
         with SweepProgress(len(self.spec.runs), enabled=self.show_progress) as bar:
             try:
@@ -137,7 +141,7 @@ class _Scheduler:
                 self.store.finish(run.run_id, _finished_status(result), result=result,
                                   error=_divergence(result))
 
-    def _block_orphans(self, statuses: dict[str, str], bar) -> None:
+    def _block_orphans(self, statuses: dict[str, str], bar: SweepProgress) -> None:
         for run in self.spec.runs:
             if statuses[run.run_id] != "pending":
                 continue

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
+                      model_validator)
 
 from distillscale.errors import UserError
 from distillscale.model import ModelConfig
@@ -64,12 +65,6 @@ def _section(name: str, source: type[BaseModel], keys: dict[str, str], **extra: 
     fields = {key: (source.model_fields[source_key].annotation, source.model_fields[source_key])
               for key, source_key in keys.items()}
     return create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), **fields, **extra)
-
-
-def _distillation_loss_config() -> type[BaseModel]:
-    from distillscale.training.losses import DistillationLossConfig  # imports torch
-
-    return DistillationLossConfig
 
 
 def _positive_list(what: str):
@@ -120,7 +115,9 @@ ModelSection = _section("ModelSection", TrainConfig, {key: key for key in MODEL_
 
 @functools.cache
 def _distill_section() -> type[BaseModel]:
-    return _section("DistillSection", _distillation_loss_config(), {key: key for key in DISTILL_KEYS},
+    from distillscale.training.losses import DistillationLossConfig  # imports torch: only when needed
+
+    return _section("DistillSection", DistillationLossConfig, {key: key for key in DISTILL_KEYS},
                     supervised_baselines=(bool, True))
 
 
@@ -129,7 +126,8 @@ class _SpecShape(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="names the default sweep directory, sweeps/<name>")
     data: dict[str, Any] = {}
     model: dict[str, Any] = {}
     teachers: dict[str, Any]
@@ -174,9 +172,6 @@ class SweepSpec:
     name: str
     sections: dict[str, Any]   # the resolved spec, every default filled in (written as spec.toml)
     runs: tuple[PlannedRun, ...] = field(repr=False)
-
-    def run(self, run_id: str) -> PlannedRun:
-        return next(run for run in self.runs if run.run_id == run_id)
 
     def to_toml(self) -> str:
         import tomli_w
