@@ -21,7 +21,7 @@ from torch import nn
 
 from distillscale.regime import GhostBatchNorm
 
-SHAPES = [(4096, 256), (4096 + 100, 256), (1024, 64, 40), (512, 32, 16, 16)]
+SHAPES = [(4096, 64), (4096, 256), (4096 + 100, 256), (1024, 64, 40), (512, 32, 16, 16)]
 
 
 class ChunkedBatchNorm(nn.Module):

@@ -223,3 +223,15 @@ def test_weight_distance_builds_no_graph_and_grows_with_training():
     assert 0 < first.total < last.total
     assert set(last.per_layer) == {"0", "1", "3"}
     assert isinstance(last.total, float)
+
+
+def test_weight_distance_resumes_from_a_saved_initial_state():
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    tracker = WeightDistance(model)
+    with torch.no_grad():
+        model[1].weight += 2.0  # 3 entries -> distance sqrt(12)
+    resumed = WeightDistance(model, initial={k: v.clone() for k, v in tracker.initial.items()})
+    assert resumed.compute().total == pytest.approx(math.sqrt(12))
+    assert resumed.compute().per_layer == tracker.compute().per_layer
+    with pytest.raises(ValueError, match="exactly the model's trainable parameters"):
+        WeightDistance(model, initial={"0.weight": tracker.initial["0.weight"]})

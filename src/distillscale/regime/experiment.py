@@ -82,7 +82,8 @@ class LargeBatchConfig:
 
     @property
     def train_size(self) -> int:
-        return int(self.num_samples * 0.8)  # mnist1d's fixed train_split
+        # As mnist1d's make_dataset: whole samples per class, then its default 80% train split.
+        return int(self.num_samples // MNIST1D_CLASSES * MNIST1D_CLASSES * 0.8)
 
 
 @dataclass(frozen=True)

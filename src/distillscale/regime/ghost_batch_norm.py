@@ -57,12 +57,12 @@ class GhostBatchNorm(_BatchNorm):
                         else self.momentum)
             return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
                                 True, momentum, self.eps)
-        full = batch_size - batch_size % self.ghost_batch_size
-        output = self._normalize_ghost_batches(input[:full], self.ghost_batch_size)
-        if full == batch_size:
-            return output
-        remainder = self._normalize_ghost_batches(input[full:], batch_size - full)
-        return torch.cat([output, remainder])
+        remainder = batch_size % self.ghost_batch_size
+        if remainder == 0:
+            return self._normalize_ghost_batches(input, self.ghost_batch_size)
+        whole, rest = input.split([batch_size - remainder, remainder])
+        return torch.cat([self._normalize_ghost_batches(whole, self.ghost_batch_size),
+                          self._normalize_ghost_batches(rest, remainder)])
 
     def _normalize_ghost_batches(self, input: torch.Tensor, ghost_size: int) -> torch.Tensor:
         """Normalise `input` (a whole number of ghost batches of `ghost_size`) in one kernel call."""

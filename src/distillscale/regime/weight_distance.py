@@ -7,6 +7,7 @@ closer to its initialisation. Plotting it against log(updates) shows whether a r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -25,26 +26,31 @@ class WeightDistanceReading:
 class WeightDistance:
     """Tracks ||w_t - w_0|| of a model's trainable parameters during training.
 
-    The constructor snapshots w_0 (one detached copy of the parameters). `compute(step)` returns the
-    current distance; `update(step)` also appends it to `history`. Per-layer distances group the
-    parameters by the module that owns them ("blocks.0.mlp" for its weight and bias).
-    Reading the distance builds no autograd graph and costs one pass over the parameters.
+    w_0 is a detached copy of the parameters when the tracker is built or, to resume a run,
+    `initial`: the `tracker.initial` mapping (parameter name -> tensor) saved at the start.
+    `compute(step)` returns the current distance; `update(step)` also appends it to `history`.
+    Per-layer distances group the parameters by the module that owns them ("blocks.0.mlp" for its
+    weight and bias). Reading the distance builds no autograd graph and costs one pass over the
+    parameters.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, initial: Mapping[str, torch.Tensor] | None = None) -> None:
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         if not named:
             raise ValueError("the model has no trainable parameters to track")
-        self.names = [name for name, _ in named]
+        if initial is not None and set(initial) != {name for name, _ in named}:
+            raise ValueError("`initial` must hold exactly the model's trainable parameters")
         self.parameters = [p for _, p in named]
-        self.initial = [p.detach().clone() for p in self.parameters]
-        self.layers = [name.rpartition(".")[0] or name for name in self.names]
+        self.initial = {name: (p if initial is None else initial[name]).detach().clone()
+                        .to(p.device, p.dtype) for name, p in named}
+        self.layers = [name.rpartition(".")[0] or name for name, _ in named]
         self.history: list[WeightDistanceReading] = []
 
     @torch.no_grad()
     def compute(self, step: int = 0) -> WeightDistanceReading:
         squared = torch.stack([torch.linalg.vector_norm(p - w0, dtype=torch.float64).square()
-                               for p, w0 in zip(self.parameters, self.initial)]).cpu().tolist()
+                               for p, w0 in zip(self.parameters, self.initial.values())])
+        squared = squared.cpu().tolist()
         per_layer: dict[str, float] = {}
         for layer, value in zip(self.layers, squared):
             per_layer[layer] = per_layer.get(layer, 0.0) + value
