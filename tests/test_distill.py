@@ -138,6 +138,15 @@ def test_interrupted_distillation_resumes_to_the_same_loss(cli, tmp_path, teache
     assert steps == [5, 10, 15, 20]
 
 
+def test_student_takes_the_half_its_teacher_did_not_train_on(cli, tmp_path):
+    teacher = tmp_path / "teacher"
+    assert cli("train", "--out", teacher, "--split", "student", *TEACHER, "--tokens", "256")[0] == 0
+    code, out, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT,
+                         "--tokens", "256")
+    assert code == 0, err
+    assert read_json(tmp_path / "student" / "config.json")["config"]["split"] == "teacher"
+
+
 def test_larger_student_is_allowed_with_a_warning(cli, tmp_path, teacher):
     code, out, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT,
                          "--n-layers", "3", "--tokens", "256", "--kd", "jsd", "--temperature", "2",

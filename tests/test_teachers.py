@@ -8,7 +8,8 @@ import math
 
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (Gemma2Config, Gemma2ForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
+                          LlamaForCausalLM, PreTrainedTokenizerFast)
 
 from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
 from distillscale.training.teachers import find_teacher, load_teacher
@@ -103,6 +104,17 @@ def test_padded_teacher_logits_are_sliced_to_the_tokenizer(tmp_path, tokenizer):
     assert not teacher.training and not teacher.model.training
     assert not any(p.requires_grad for p in teacher.parameters())
     assert teacher.info.output_rows == PADDED_VOCAB
+
+
+def test_teacher_that_changes_its_logits_after_the_head_is_refused(cli, tmp_path, tokenizer):
+    """Gemma 2 soft-caps its logits: the chunked loss, which applies the head itself, would miss it."""
+    config = Gemma2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                          num_attention_heads=2, num_key_value_heads=2, head_dim=32, max_position_embeddings=64,
+                          final_logit_softcapping=1.0)
+    teacher = save_hf_teacher(tmp_path / "hf", Gemma2ForCausalLM, config, tokenizer)
+    code, _, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT)
+    assert code == 2 and "transforms its logits after the output layer" in err
+    assert not (tmp_path / "student").exists()
 
 
 def test_mismatched_tokenizers_are_refused(cli, tmp_path, tokenizer):

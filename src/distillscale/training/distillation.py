@@ -1,7 +1,8 @@
 """The distillation recipe: `distill(config) -> result`, the supervised recipe with a teacher.
 
-The student trains on the "student" half of the corpus (the teacher trained on the other half),
-with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z Z (science.md §5)
+The student trains on the half of the corpus its teacher did not see ("student" for a teacher
+trained on "teacher", as `train` does by default; "student" for Hugging Face teachers), with the
+teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z Z (science.md §5)
 through the chunked `distillation_loss`. Everything else (optimizer, schedule, resume, DDP,
 metrics, divergence) is the supervised recipe's. result.json adds the teacher (its validation loss
 on the same split, its size), the KD settings, and the teacher's forward FLOPs in `flops`; the
@@ -28,7 +29,8 @@ from distillscale.training.losses import DistillationLossConfig, LossOutput, dis
 from distillscale.training.recipe import FLOPS_METHOD, train
 from distillscale.training.teachers import Teacher, TeacherSource, check_same_tokenizer, find_teacher, load_teacher
 
-_LOSS_FIELDS = DistillationLossConfig.model_fields
+_LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once in the losses
+OTHER_HALF = {"teacher": "student", "student": "teacher"}
 
 
 class DistillConfig(TrainConfig):
@@ -36,7 +38,7 @@ class DistillConfig(TrainConfig):
 
     teacher: Path
     trust_remote_code: bool = False
-    split: Literal["teacher", "student"] = "student"
+    split: Literal["teacher", "student"] = "student"  # for a run teacher: the half it did not train on
     kd: Literal["forward-kl", "reverse-kl", "jsd"] = _LOSS_FIELDS["kd"]
     temperature: float = _LOSS_FIELDS["temperature"]
     kd_weight: float = _LOSS_FIELDS["kd_weight"]
@@ -94,7 +96,8 @@ def distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
 
 
 def resolve_student_data(config: DistillConfig, source: TeacherSource) -> DistillConfig:
-    """The config with the teacher's tokenizer and, when --data is not given, a run teacher's corpus.
+    """The config with the teacher's tokenizer and, when --data is not given, a run teacher's corpus,
+    of which the student takes the half the teacher did not train on (unless `split` is set).
 
     Written to config.json as resolved, so a resumed run checks it reads the same data.
     """
@@ -109,6 +112,8 @@ def resolve_student_data(config: DistillConfig, source: TeacherSource) -> Distil
         check_same_tokenizer(source.tokenizer_path, config.tokenizer)
     if config.data is None:
         updates |= {key: value for key, value in source.corpus.items() if getattr(config, key) is None}
+        if source.trained_split is not None and "split" not in config.model_fields_set:
+            updates["split"] = OTHER_HALF[source.trained_split]
     return DistillConfig.model_validate(config.model_dump() | updates)
 
 

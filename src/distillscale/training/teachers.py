@@ -42,6 +42,7 @@ class TeacherSource:
     kind: Literal["run", "hf"]
     tokenizer_path: Path | None  # None: a Hugging Face directory saved without its tokenizer
     corpus: dict[str, Any] = field(default_factory=dict)  # a run teacher's CORPUS_SETTINGS
+    trained_split: str | None = None  # the half of its corpus a run teacher trained on
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def _run_source(path: Path) -> TeacherSource:
                         f"trained with")
     settings = _read_json(path / "config.json").get("config", {})
     corpus = {key: settings[key] for key in CORPUS_SETTINGS if settings.get(key) is not None}
-    return TeacherSource(path=path, kind="run", tokenizer_path=tokenizer_path, corpus=corpus)
+    return TeacherSource(path=path, kind="run", tokenizer_path=tokenizer_path, corpus=corpus,
+                         trained_split=settings.get("split"))
 
 
 def _is_hf_model(path: Path) -> bool:
