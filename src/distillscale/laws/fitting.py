@@ -187,7 +187,8 @@ class SupervisedLawFitter(_LogLossFitter):
             raise UserError(f"unknown form {form!r}: use one of {', '.join(SUPERVISED_FORMS)}")
         self.form_name = form
         self.form = SUPERVISED_FORMS[form].with_grid(grid or {})
-        super().__init__(huber_delta=huber_delta or (1e-3 if form == "chinchilla" else 1e-4),
+        default_delta = 1e-3 if form == "chinchilla" else 1e-4
+        super().__init__(huber_delta=default_delta if huber_delta is None else huber_delta,
                          bootstrap=bootstrap, level=level, seed=seed, max_iter=max_iter,
                          chunk_elements=chunk_elements, threads=threads)
 
