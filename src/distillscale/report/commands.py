@@ -1,0 +1,120 @@
+"""`distillscale report` (calibrate the laws on a sweep) and `distillscale demo` (the main job: a
+built-in micro sweep, then its report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from distillscale.console import console, err_console, print_json, warn
+from distillscale.units import format_quantity, parse_quantity
+
+
+def _progress(message: str) -> None:
+    err_console.print(f"[dim]report:[/dim] {message}", highlight=False)
+
+
+def report_command(
+    source: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`), or a .csv/.jsonl "
+                                            "file written by `sweep export`"),
+    out: Path = typer.Option(None, "--out", help="directory for report.html and report.json "
+                                                 "[default: the sweep directory, or the file's directory]"),
+    target_params: str = typer.Option(None, "--target-params",
+                                      help="student size to plan for, e.g. 1B [default: 10x the largest run]"),
+    target_compute: str = typer.Option(None, "--target-compute",
+                                       help="FLOP budget of the plan, e.g. 1e21 [default: the target "
+                                            "trained on 20 tokens/parameter]"),
+    form: str = typer.Option("chinchilla", "--form",
+                             help="supervised law: chinchilla (gamma = 1) or busbridge (gamma fitted)"),
+    grid: str = typer.Option("coarse", "--grid", help="start grids of the fits: coarse (hundreds of "
+                                                      "starts, seconds) or full (the papers' grids, slow)"),
+    bootstrap: int = typer.Option(100, "--bootstrap", help="bootstrap resamples for the intervals, 0 = none"),
+    level: float = typer.Option(0.9, "--level", help="coverage of the intervals"),
+    seed: int = typer.Option(0, "--seed", help="seed of the bootstrap"),
+    as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
+) -> None:
+    """Fit the supervised and distillation laws to a sweep's runs (with bootstrap intervals), check
+    how they extrapolate to the largest runs, find the best teachers, plan at a target scale, and
+    write report.html (self-contained) and report.json."""
+    from distillscale.report.calibration import CalibrationSettings
+    from distillscale.report.report import REPORT_HTML, write_report
+
+    settings = CalibrationSettings(
+        form=form, grid=grid, bootstrap=bootstrap, level=level, seed=seed,
+        target_params=parse_quantity(target_params, "--target-params") if target_params else None,
+        target_compute=parse_quantity(target_compute, "--target-compute") if target_compute else None)
+    out_dir = out if out is not None else (source if source.is_dir() else source.parent)
+    _, report = write_report(source, out_dir, settings, progress=_progress)
+    if as_json:
+        print_json(report)
+        return
+    print_summary(report)
+    console.print(f"report: [bold]{out_dir / REPORT_HTML}[/bold]", highlight=False)
+
+
+def print_summary(report: dict) -> None:
+    """Coefficients with intervals, extrapolation errors and the plan at the target, in a few lines."""
+    for name in ("supervised", "distillation"):
+        fit = report[name]
+        if fit is None:
+            warn(f"{name} law not fitted: {report['skipped'].get(name, 'no runs')}")
+            continue
+        cells = []
+        for coefficient, value in fit["coefficients"].items():
+            interval = fit["intervals"].get(coefficient)
+            cells.append(f"{coefficient} = {value:.4g}" + (f" [{interval[0]:.3g}, {interval[1]:.3g}]"
+                                                           if interval else ""))
+        level = f" ({fit['level']:.0%} intervals)" if fit["level"] else ""
+        console.print(f"{name} law{level}: " + ", ".join(cells), highlight=False)
+    for name, check in report["extrapolation_check"].items():
+        if "skipped" in check:
+            console.print(f"{name} extrapolation check skipped: {check['skipped']}", highlight=False)
+        else:
+            console.print(f"{name} extrapolation: fitted up to {format_quantity(check['fitted_up_to_params'])} "
+                          f"parameters, predicts the {format_quantity(check['held_out_params'])} runs with "
+                          f"mean |relative error| {check['mean_abs_relative_error']:.2%} "
+                          f"(max {check['max_abs_relative_error']:.2%})", highlight=False)
+    plan = report["plan"]
+    if "skipped" in plan:
+        console.print(f"plan skipped: {plan['skipped']}", highlight=False)
+        return
+    for scenario, p in plan["plans"].items():
+        console.print(f"plan for {format_quantity(plan['target_params'])} parameters at "
+                      f"{plan['target_compute']:.3g} FLOPs, {scenario}: student loss {p['student_loss']:.4f} "
+                      f"vs supervised {p['supervised_loss']:.4f} nats/token -> {p['verdict']}", highlight=False)
+    extrapolation = plan["extrapolation"]
+    warn(f"the plan extrapolates {extrapolation['params_ratio']:.3g}x beyond the largest fitted model "
+         f"({format_quantity(extrapolation['largest_fitted_params'])} parameters)")
+    for message in extrapolation["warnings"]:
+        warn(message)
+
+
+def demo_command(
+    out: Path = typer.Option(None, "--out", help="sweep directory [default: sweeps/micro, or "
+                                                 "sweeps/micro-quick with --quick]"),
+    quick: bool = typer.Option(False, "--quick", help="a smaller, shorter sweep (about 3 minutes on 2 cores)"),
+    workers: int = typer.Option(None, "--workers", min=1, help="runs at once [default: the number of cores]"),
+    as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
+) -> int:
+    """The main job: run the built-in micro sweep on Python's standard library sources, fit the
+    scaling laws to it, and write report.html. Running it again reuses the finished runs."""
+    import time
+
+    from distillscale.report.demo import run_demo
+    from distillscale.report.report import REPORT_HTML
+
+    start = time.perf_counter()
+    sweep_dir, report, counts = run_demo(out, quick, workers, progress=_progress)
+    if as_json:
+        print_json(report)
+    else:
+        print_summary(report)
+        console.print(f"report: [bold]{sweep_dir / REPORT_HTML}[/bold] (demo took "
+                      f"{time.perf_counter() - start:.0f} s)", highlight=False)
+    unfinished = counts["failed"] + counts["diverged"] + counts["blocked"]
+    if unfinished:
+        warn(f"{unfinished} runs did not complete, so the report leaves them out: see `distillscale sweep "
+             f"status {sweep_dir}`; run the demo again to retry them")
+        return 1
+    return 0

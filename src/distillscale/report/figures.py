@@ -1,0 +1,151 @@
+"""Figures of the calibration report (matplotlib, Agg backend, imported lazily). Each returns a
+Figure; the page embeds them as PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from distillscale.planning.plots import _pyplot
+from distillscale.report.calibration import Calibration
+from distillscale.report.runs import learning_curve
+from distillscale.units import format_quantity
+
+
+def _by_size(runs: list[dict]) -> dict[float, list[dict]]:
+    groups: dict[float, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(run["non_embedding_params"], []).append(run)
+    return dict(sorted(groups.items()))
+
+
+def plot_learning_curves(calibration: Calibration):
+    """Validation loss against tokens for every run with a metrics.jsonl, one panel per kind."""
+    plt = _pyplot()
+    kinds = {"supervised (teachers and baselines)": calibration.runs.supervised,
+             "distilled students": calibration.runs.students}
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    colours = plt.get_cmap("viridis")
+    for ax, (title, runs) in zip(axes, kinds.items()):
+        sizes = sorted({r["non_embedding_params"] for r in runs})
+        for run in runs:
+            curve = [p for p in learning_curve(run.get("run_dir")) if "val_loss" in p]
+            if not curve:
+                continue
+            shade = colours(sizes.index(run["non_embedding_params"]) / max(len(sizes) - 1, 1))
+            ax.plot([p["tokens"] for p in curve], [p["val_loss"] for p in curve], marker=".",
+                    color=shade, alpha=0.8, lw=1)
+        for index, size in enumerate(sizes):  # one legend entry per size
+            ax.plot([], [], color=colours(index / max(len(sizes) - 1, 1)), label=format_quantity(size))
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens seen")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+        if sizes:
+            ax.legend(title="parameters", fontsize="small")
+    axes[0].set_ylabel("validation loss (nats/token)")
+    return figure
+
+
+def plot_supervised_fit(calibration: Calibration):
+    """Observed loss against tokens per model size, with the fitted law's curves."""
+    plt = _pyplot()
+    law = calibration.supervised.law_
+    runs = calibration.runs.supervised
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    tokens = np.array([r["tokens"] for r in runs])
+    grid = np.geomspace(tokens.min() / 2, tokens.max() * 2, 200)
+    for index, (size, group) in enumerate(_by_size(runs).items()):
+        colour = f"C{index % 10}"
+        ax.plot(grid, law.predict(size, grid), color=colour, lw=1.2)
+        for kind, marker in (("teacher", "o"), ("baseline", "s")):
+            members = [r for r in group if r["kind"] == kind]
+            ax.scatter([r["tokens"] for r in members], [r["val_loss"] for r in members], color=colour,
+                       marker=marker, zorder=3, label=f"{format_quantity(size)} ({kind})" if members else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("training tokens D")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_title("supervised law L(N, D): runs (markers) and fit (lines)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small", ncol=2)
+    return figure
+
+
+def plot_student_u_curves(calibration: Calibration):
+    """Student loss against teacher loss for each student (size, tokens), the fitted law's
+    U-curve through them and the student's supervised loss."""
+    plt = _pyplot()
+    law = calibration.distillation.law_ if calibration.distillation else None
+    groups: dict[tuple[float, float], list[dict]] = {}
+    for run in calibration.runs.students:
+        groups.setdefault((run["non_embedding_params"], run["tokens"]), []).append(run)
+    figure, ax = plt.subplots(figsize=(7, 4.8))
+    teacher_losses = np.array([r["teacher_loss"] for r in calibration.runs.students])
+    grid = np.geomspace(teacher_losses.min() * 0.8, teacher_losses.max() * 1.2, 300)
+    for index, ((size, tokens), group) in enumerate(sorted(groups.items())):
+        colour = f"C{index % 10}"
+        label = f"{format_quantity(size)} on {format_quantity(tokens)} tokens"
+        ax.scatter([r["teacher_loss"] for r in group], [r["val_loss"] for r in group], color=colour,
+                   zorder=3, label=label)
+        if law is not None:
+            ax.plot(grid, law.predict(size, tokens, grid), color=colour, lw=1.2)
+            ax.axhline(law.student_law.predict(size, tokens), color=colour, ls=":", lw=1)
+    ax.set_xlabel("teacher loss L_T (nats/token)")
+    ax.set_ylabel("student loss L_S (nats/token)")
+    ax.set_title("students vs teacher loss: runs, fitted law (lines), supervised (dotted)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure
+
+
+def plot_distilled_vs_baseline(calibration: Calibration):
+    """Each distilled student against its supervised baseline (same size and tokens): below the
+    diagonal, distillation helped."""
+    plt = _pyplot()
+    pairs = calibration.baselines
+    figure, ax = plt.subplots(figsize=(5.5, 5))
+    teacher_sizes = sorted({p["teacher_params"] for p in pairs})
+    for index, size in enumerate(teacher_sizes):
+        members = [p for p in pairs if p["teacher_params"] == size]
+        ax.scatter([p["baseline_loss"] for p in members], [p["distilled_loss"] for p in members],
+                   color=f"C{index % 10}", label=f"teacher {format_quantity(size)}", zorder=3)
+    values = [v for p in pairs for v in (p["baseline_loss"], p["distilled_loss"])]
+    low, high = min(values), max(values)
+    ax.plot([low, high], [low, high], color="black", lw=1, label="no gain")
+    ax.set_xlabel("supervised baseline loss (nats/token)")
+    ax.set_ylabel("distilled student loss (nats/token)")
+    ax.set_title("distilled vs supervised, same size and tokens")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure
+
+
+def plot_extrapolation(calibration: Calibration):
+    """Predicted against observed loss for every run: fitted runs, and held-out largest runs
+    predicted by the law fitted without them."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(5.5, 5))
+    observed, predicted = [], []
+    sup = calibration.supervised.law_
+    runs = calibration.runs.supervised
+    points = [(r["val_loss"], sup.predict(r["non_embedding_params"], r["tokens"])) for r in runs]
+    if calibration.distillation is not None:
+        dist = calibration.distillation.law_
+        points += [(r["val_loss"], dist.predict(r["non_embedding_params"], r["tokens"], r["teacher_loss"]))
+                   for r in calibration.runs.students]
+    observed, predicted = zip(*points)
+    ax.scatter(observed, predicted, color="C0", s=14, label="all runs, full fit")
+    for index, (name, check) in enumerate(calibration.holdout.items()):
+        if "runs" not in check:
+            continue
+        held_observed = [r["observed"] for r in check["runs"]]
+        held_predicted = [r["observed"] * (1 + r["relative_error"]) for r in check["runs"]]
+        ax.scatter(held_observed, held_predicted, marker="x", s=40, color=f"C{index + 1}",
+                   label=f"{name}: held-out largest size")
+    low, high = min(observed), max(observed)
+    ax.plot([low, high], [low, high], color="black", lw=1)
+    ax.set_xlabel("observed loss (nats/token)")
+    ax.set_ylabel("predicted loss (nats/token)")
+    ax.set_title("law predictions vs runs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure

@@ -1,0 +1,163 @@
+"""report.html: one self-contained page (figures embedded as base64 PNG, styles inline, no
+scripts, nothing fetched) showing the numbers of report.json."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+from distillscale.units import format_quantity
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; background: #fff; }
+h1 { border-bottom: 2px solid #444; }
+table { border-collapse: collapse; margin: 0.8em 0; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
+th { background: #eee; }
+td.text, th.text { text-align: left; }
+.warning { background: #fff3cd; border: 1px solid #e0b000; padding: 0.6em 1em; margin: 0.8em 0; }
+.skipped { background: #f0f0f0; border-left: 4px solid #888; padding: 0.4em 1em; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: 0.9em; }
+"""
+
+
+def figure_png(figure) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    from distillscale.planning.plots import _pyplot
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -> str:
+    """The page for `report` (report.json's content); `figures` maps an id to (caption, PNG)."""
+    parts = [f"<h1>Distillation scaling-law calibration</h1>",
+             f"<p>Runs from <code>{_e(report['source'])}</code>: {report['runs']['supervised']} supervised "
+             f"(teachers and baselines), {report['runs']['students']} distilled students"
+             f"{_not_usable(report['runs']['not_usable'])}. Losses are validation cross-entropy in "
+             f"nats/token; N counts non-embedding parameters, D training tokens.</p>"]
+    for step, reason in report["skipped"].items():
+        parts.append(f'<p class="skipped">{_e(step)} fit skipped: {_e(reason)}</p>')
+    parts.append(_coefficients(report))
+    parts.append(_extrapolation(report["extrapolation_check"]))
+    parts.append(_plan(report["plan"]))
+    parts.append(_capacity_gap(report["capacity_gap"]))
+    for figure_id, (caption, png) in figures.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<figure id="{_e(figure_id)}"><img alt="{_e(caption)}" '
+                     f'src="data:image/png;base64,{data}"><figcaption>{_e(caption)}</figcaption></figure>')
+    body = "\n".join(parts)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>distillscale report</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _not_usable(counts: dict[str, int]) -> str:
+    if not counts:
+        return ""
+    return "; not used: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def _table(headers: list[str], rows: list[list[Any]], table_id: str = "") -> str:
+    head = "".join(f'<th class="text">{_e(h)}</th>' if i == 0 else f"<th>{_e(h)}</th>"
+                   for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="text">{_e(c)}</td>' if i == 0 else f"<td>{_e(c)}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    identifier = f' id="{table_id}"' if table_id else ""
+    return f"<table{identifier}><tr>{head}</tr>{body}</table>"
+
+
+def _coefficients(report: dict[str, Any]) -> str:
+    parts = ["<h2>Fitted coefficients</h2>"]
+    for name, title in (("supervised", "Supervised law L(N, D) = E + (A/N^alpha + B/D^beta)^gamma"),
+                        ("distillation", "Distillation law L_S(N_S, D_S, L_T) (Busbridge et al. 2025, Eq. 8)")):
+        fit = report[name]
+        if fit is None:
+            continue
+        level = f"{fit['level']:.0%} interval" if fit["level"] else "interval"
+        rows = []
+        for coefficient, value in fit["coefficients"].items():
+            low_high = fit["intervals"].get(coefficient)
+            rows.append([coefficient, f"{value:.4g}",
+                         f"{low_high[0]:.4g} to {low_high[1]:.4g}" if low_high else "not computed"])
+        diagnostics = fit["record"]["diagnostics"]
+        parts.append(f"<h3>{_e(title)}</h3>")
+        parts.append(_table(["coefficient", "value", level], rows, table_id=f"coefficients-{name}"))
+        parts.append(f"<p>{fit['record']['n_runs']} runs; RMSE of log loss {diagnostics['rmse_log_loss']:.3g}, "
+                     f"max relative error {diagnostics['max_relative_error']:.2%}; bootstrap: "
+                     f"{fit['bootstrap_resamples']} resamples"
+                     + (f"; on a bound: {', '.join(diagnostics['on_bound'])}" if diagnostics["on_bound"] else "")
+                     + "</p>")
+    return "\n".join(parts)
+
+
+def _extrapolation(checks: dict[str, Any]) -> str:
+    parts = ["<h2>Extrapolation check</h2>",
+             "<p>Each law refitted without the runs of its largest size, then asked to predict them.</p>"]
+    rows = []
+    for name, check in checks.items():
+        if "skipped" in check:
+            parts.append(f'<p class="skipped">{_e(name)}: skipped, {_e(check["skipped"])}</p>')
+            continue
+        rows.append([name, format_quantity(check["fitted_up_to_params"]), format_quantity(check["held_out_params"]),
+                     check["n_held_out"], f"{check['mean_abs_relative_error']:.2%}",
+                     f"{check['max_abs_relative_error']:.2%}"])
+    if rows:
+        parts.append(_table(["law", "fitted up to N", "held-out N", "held-out runs", "mean |error|",
+                             "max |error|"], rows, table_id="extrapolation"))
+    return "\n".join(parts)
+
+
+def _plan(plan: dict[str, Any]) -> str:
+    parts = ["<h2>Plan at the target scale (fitted laws)</h2>"]
+    if "skipped" in plan:
+        return "\n".join(parts + [f'<p class="skipped">{_e(plan["skipped"])}</p>'])
+    extrapolation = plan["extrapolation"]
+    tokens_ratio = (f" and {extrapolation['tokens_ratio']:.3g}x the most tokens"
+                    if extrapolation["tokens_ratio"] else "")
+    parts.append(f'<div class="warning"><strong>Extrapolation:</strong> the target student has '
+                 f"{extrapolation['params_ratio']:.3g}x the parameters of the largest fitted run "
+                 f"({format_quantity(extrapolation['largest_fitted_params'])}){_e(tokens_ratio)}. "
+                 "Laws fitted on small runs are least reliable far beyond them; compare with the "
+                 "extrapolation check above."
+                 + "".join(f"<br>{_e(w)}" for w in extrapolation["warnings"]) + "</div>")
+    parts.append(f"<p>Student {format_quantity(plan['target_params'])} parameters, budget "
+                 f"{plan['target_compute']:.3g} FLOPs.</p>")
+    rows = [[name, format_quantity(p["student_tokens"]),
+             format_quantity(p["teacher_params"]) if p["teacher_params"] else "-",
+             format_quantity(p["teacher_tokens"]) if p["teacher_tokens"] else "-",
+             f"{p['teacher_loss']:.4f}", f"{p['student_loss']:.4f}", f"{p['supervised_loss']:.4f}",
+             p["verdict"]] for name, p in plan["plans"].items()]
+    parts.append(_table(["scenario", "D_S", "N_T", "D_T", "L_T", "L_S", "supervised", "verdict"], rows,
+                        table_id="plan"))
+    for name, reason in plan["failed"].items():
+        parts.append(f'<p class="skipped">{_e(name)}: {_e(reason)}</p>')
+    return "\n".join(parts)
+
+
+def _capacity_gap(gap: dict[str, Any]) -> str:
+    parts = ["<h2>Best teacher per student (capacity gap)</h2>"]
+    rows = [[f"{format_quantity(b['student_params'])} on {format_quantity(b['student_tokens'])}",
+             b["teachers_tried"], format_quantity(b["best_teacher_params"]), f"{b['best_teacher_loss']:.4f}",
+             f"{b['student_loss']:.4f}", "yes" if b["best_is_largest_teacher"] else "no"]
+            for b in gap["best_teachers"]]
+    if rows:
+        parts.append(_table(["student", "teachers", "best teacher N_T", "its L_T", "student L_S",
+                             "largest teacher?"], rows, table_id="best-teachers"))
+    for ratio, law in gap["linear_law_by_tokens_per_param"].items():
+        low, high = law["ratio_interval"]
+        parts.append(f"<p>Students at {_e(ratio)} tokens/parameter: N_T* = k N_S with k = {law['ratio']:.3g} "
+                     f"({law['confidence']:.0%} interval {low:.3g} to {high:.3g}).</p>")
+    if gap["note"]:
+        parts.append(f'<p class="skipped">{_e(gap["note"])}</p>')
+    return "\n".join(parts)

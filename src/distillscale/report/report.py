@@ -1,0 +1,54 @@
+"""The calibration report of a sweep: report.json (the numbers) and report.html (the same numbers
+with figures), both written atomically.
+
+    calibration, report = write_report("sweeps/micro", "sweeps/micro", CalibrationSettings())
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distillscale.io import atomic_write_json, atomic_write_text
+from distillscale.report import figures
+from distillscale.report.calibration import Calibration, CalibrationSettings, calibrate
+from distillscale.report.page import figure_png, render_page
+from distillscale.report.runs import load_runs
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+
+
+def report_figures(calibration: Calibration) -> dict[str, tuple[str, bytes]]:
+    """id -> (caption, PNG) for every figure the calibration has data for."""
+    runs = calibration.runs
+    wanted = []
+    if runs.supervised or runs.students:
+        wanted.append(("learning-curves", "Learning curves: validation loss during training",
+                       figures.plot_learning_curves))
+    if calibration.supervised is not None:
+        wanted.append(("supervised-fit", "Supervised runs and the fitted supervised law",
+                       figures.plot_supervised_fit))
+        wanted.append(("extrapolation", "Predicted vs observed loss; crosses: the largest runs predicted "
+                                        "by laws fitted without them", figures.plot_extrapolation))
+    if runs.students:
+        wanted.append(("u-curves", "Student loss vs teacher loss per student, with the fitted law's "
+                                   "U-curve", figures.plot_student_u_curves))
+    if calibration.baselines:
+        wanted.append(("distilled-vs-baseline", "Distilled students vs their supervised baselines",
+                       figures.plot_distilled_vs_baseline))
+    return {figure_id: (caption, figure_png(plot(calibration))) for figure_id, caption, plot in wanted}
+
+
+def write_report(source: str | Path, out_dir: str | Path,
+                 settings: CalibrationSettings = CalibrationSettings(),
+                 progress=lambda message: None) -> tuple[Calibration, dict[str, Any]]:
+    """Calibrate on the runs of `source` and write report.json and report.html into `out_dir`."""
+    calibration = calibrate(load_runs(source), settings, progress)
+    report = calibration.to_dict()
+    progress("drawing the figures")
+    page = render_page(report, report_figures(calibration))
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / REPORT_JSON, report)
+    atomic_write_text(out_dir / REPORT_HTML, page)
+    return calibration, report

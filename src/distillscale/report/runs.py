@@ -1,0 +1,106 @@
+"""The runs a report reads: a sweep directory (through `distillscale.sweeps.export_records`) or a
+file written by `distillscale sweep export` (CSV or JSONL), as typed records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distillscale.errors import UserError
+
+NUMERIC_COLUMNS = ("n_layers", "non_embedding_params", "tokens", "tokens_per_param", "flops", "val_loss",
+                   "teacher_params", "teacher_tokens", "teacher_loss", "budget", "wall_seconds")
+REQUIRED_COLUMNS = ("run_id", "kind", "status", "non_embedding_params", "tokens", "val_loss")
+
+
+@dataclass(frozen=True)
+class SweepRuns:
+    """Completed runs split by their role in the fits; `skipped` counts diverged and failed runs."""
+
+    source: str
+    supervised: list[dict[str, Any]]   # teacher and baseline runs: the supervised-law fit
+    students: list[dict[str, Any]]     # distilled runs with a measured teacher loss
+    skipped: dict[str, int]            # status -> count of finished runs that are not usable
+
+    def columns(self, runs: list[dict[str, Any]], *names: str) -> list[np.ndarray]:
+        return [np.array([run[name] for run in runs], dtype=np.float64) for name in names]
+
+
+def load_runs(source: str | Path) -> SweepRuns:
+    """Records of a sweep directory (runs.sqlite) or of an exported .csv/.jsonl file."""
+    source = Path(source)
+    if source.is_dir():
+        if not (source / "runs.sqlite").exists():
+            raise UserError(f"{source} is not a sweep directory (no runs.sqlite): give the --out of "
+                            "`distillscale sweep run`, or a file written by `distillscale sweep export`")
+        from distillscale.sweeps import export_records
+
+        records = export_records(source)
+    elif source.is_file():
+        from distillscale.tables import read_table
+
+        table = read_table(source)
+        table.require(*REQUIRED_COLUMNS)
+        records = [dict(row) for row in table.rows]
+    else:
+        raise UserError(f"{source} does not exist: give a sweep directory or an exported records file")
+    return split_runs([_typed(record) for record in records], str(source))
+
+
+def split_runs(records: list[dict[str, Any]], source: str) -> SweepRuns:
+    supervised, students, skipped = [], [], {}
+    for record in records:
+        usable = record["status"] == "completed" and _positive(record.get("val_loss"))
+        if record["kind"] == "student":
+            usable = usable and _positive(record.get("teacher_loss"))
+        if not usable:
+            skipped[record["status"]] = skipped.get(record["status"], 0) + 1
+        elif record["kind"] == "student":
+            students.append(record)
+        elif record["kind"] in ("teacher", "baseline"):
+            supervised.append(record)
+        else:
+            raise UserError(f"run {record['run_id']} in {source} has kind {record['kind']!r}: "
+                            "expected teacher, baseline or student")
+    return SweepRuns(source, supervised, students, skipped)
+
+
+def learning_curve(run_dir: str | Path | None) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl (empty when the file is missing); a line cut short by a
+    crash ends the curve."""
+    if not run_dir:
+        return []
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    curve = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            curve.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return curve
+
+
+def _typed(record: dict[str, Any]) -> dict[str, Any]:
+    """Numbers as floats and empty CSV cells as None, whatever file the record came from."""
+    typed = dict(record)
+    for name in NUMERIC_COLUMNS:
+        value = typed.get(name)
+        if value in (None, ""):
+            typed[name] = None
+            continue
+        try:
+            typed[name] = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"run {record.get('run_id')!r}: column {name!r} holds {value!r}, "
+                            "not a number") from None
+    return typed
+
+
+def _positive(value: Any) -> bool:
+    return value is not None and np.isfinite(value) and value > 0

@@ -1,0 +1,243 @@
+"""`distillscale report`: fits, extrapolation check, capacity gap, plan, report.json and a
+self-contained report.html, on synthetic sweeps drawn from the busbridge2025 laws plus noise."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distillscale.laws import load_laws
+from distillscale.report.calibration import CalibrationSettings, calibrate
+from distillscale.report.runs import load_runs
+from distillscale.sweeps.export import RECORD_COLUMNS, write_records
+
+LAWS = load_laws("busbridge2025")
+TEACHERS = (1e7, 2e7, 4e7, 8e7)
+STUDENTS = (2.5e6, 5e6, 1e7)
+STUDENT_M = (20, 80)
+NOISE = 0.003  # relative noise on every loss
+
+
+def _record(run_id, kind, N, D, loss, run_dir, **teacher):
+    record = dict.fromkeys(RECORD_COLUMNS)
+    record.update(run_id=run_id, kind=kind, status="completed", n_layers=1, non_embedding_params=N,
+                  tokens=D, tokens_per_param=D / N, flops=6 * N * D, val_loss=loss, run_dir=str(run_dir),
+                  wall_seconds=1.0, **teacher)
+    return record
+
+
+def _write_run_dir(run_dir: Path, N: float, D: float, final_loss: float) -> None:
+    """metrics.jsonl with a learning curve ending at `final_loss`, and the config.json of `train`."""
+    run_dir.mkdir(parents=True)
+    steps = np.linspace(0.1, 1.0, 6)
+    lines = [json.dumps({"step": int(i + 1), "tokens": float(f * D), "loss": final_loss + 1 / f - 1,
+                         "val_loss": final_loss + 1 / f - 1}) for i, f in enumerate(steps)]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (run_dir / "config.json").write_text(json.dumps({
+        "config": {"seq_len": 128, "aspect_ratio": 32},
+        "plan": {"model": {"vocab_size": 2048, "aspect_ratio": 32}}}))
+
+
+def make_sweep(root: Path, *, students: tuple = STUDENTS, teachers: tuple = TEACHERS, seed: int = 0) -> Path:
+    """A sweep as `sweep export` writes it (records.jsonl) with run directories beside it."""
+    rng = np.random.default_rng(seed)
+    noisy = lambda loss: float(loss * (1 + NOISE * rng.standard_normal()))  # noqa: E731
+    records = []
+
+    def add(run_id, kind, N, D, loss, **teacher):
+        run_dir = root / "runs" / run_id
+        _write_run_dir(run_dir, N, D, loss)
+        records.append(_record(run_id, kind, N, D, loss, run_dir, **teacher))
+
+    for i, N in enumerate(teachers):
+        add(f"t{i}", "teacher", N, 20 * N, noisy(LAWS.supervised.predict(N, 20 * N)))
+    teacher_records = list(records)
+    for j, N in enumerate(students):
+        for M in STUDENT_M:
+            add(f"b{j}-{M}", "baseline", N, M * N, noisy(LAWS.supervised.predict(N, M * N)))
+            for t in teacher_records:
+                L_T = t["val_loss"]
+                add(f"s{j}-{M}-{t['run_id']}", "student", N, M * N,
+                    noisy(LAWS.distillation.predict(N, M * N, L_T)), teacher_id=t["run_id"],
+                    teacher_params=t["non_embedding_params"], teacher_tokens=t["tokens"], teacher_loss=L_T)
+    path = root / "records.jsonl"
+    write_records(records, path, "jsonl")
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One report of the full synthetic sweep, shared by the tests that read it."""
+    from distillscale.cli import main
+
+    root = tmp_path_factory.mktemp("sweep")
+    records = make_sweep(root)
+    out = root / "report"
+    assert main(["report", str(records), "--out", str(out), "--bootstrap", "20",
+                 "--target-params", "1B", "--target-compute", "1e20"]) == 0
+    return out, json.loads((out / "report.json").read_text()), (out / "report.html").read_text()
+
+
+def test_report_fits_recover_the_generating_laws(report):
+    _, data, _ = report
+    supervised = data["supervised"]
+    assert supervised["record"]["n_runs"] == len(TEACHERS) + len(STUDENTS) * len(STUDENT_M)
+    assert supervised["record"]["diagnostics"]["max_relative_error"] < 0.02
+    for name, (low, high) in supervised["intervals"].items():
+        assert low <= supervised["coefficients"][name] * (1 + 1e-9) or low <= high
+        assert low <= high
+    distillation = data["distillation"]
+    assert distillation["record"]["n_runs"] == len(TEACHERS) * len(STUDENTS) * len(STUDENT_M)
+    assert distillation["record"]["diagnostics"]["max_relative_error"] < 0.02
+    assert set(distillation["intervals"]) == set(distillation["coefficients"])
+    assert data["skipped"] == {}
+    assert data["compute_settings"]["n_ctx"] == 128 and data["compute_settings"]["n_vocab"] == 2048
+
+
+def test_report_extrapolation_check_holds_out_the_largest_size(report):
+    _, data, _ = report
+    supervised = data["extrapolation_check"]["supervised"]
+    assert supervised["held_out_params"] == max(TEACHERS)
+    assert supervised["n_held_out"] == 1
+    # The data follow the law up to NOISE: the refit predicts the held-out run within a few percent.
+    assert supervised["max_abs_relative_error"] < 0.05
+    distillation = data["extrapolation_check"]["distillation"]
+    assert distillation["held_out_params"] == max(STUDENTS)
+    assert distillation["n_held_out"] == len(TEACHERS) * len(STUDENT_M)
+    assert distillation["max_abs_relative_error"] < 0.05
+
+
+def test_report_capacity_gap_baselines_and_plan(report):
+    _, data, _ = report
+    best = data["capacity_gap"]["best_teachers"]
+    assert len(best) == len(STUDENTS) * len(STUDENT_M)
+    assert all(b["teachers_tried"] == len(TEACHERS) for b in best)
+    assert set(data["capacity_gap"]["linear_law_by_tokens_per_param"]) == {"20", "80"}
+    pairs = data["distilled_vs_baseline"]
+    assert len(pairs) == len(TEACHERS) * len(STUDENTS) * len(STUDENT_M)
+    assert all(p["gain"] == pytest.approx(p["baseline_loss"] - p["distilled_loss"]) for p in pairs)
+    plan = data["plan"]
+    assert plan["target_params"] == 1e9 and plan["target_compute"] == 1e20
+    assert plan["extrapolation"]["params_ratio"] == pytest.approx(1e9 / max(TEACHERS))
+    assert plan["extrapolation"]["warnings"]  # 12.5x beyond the largest run: far enough to warn
+    assert set(plan["plans"]) | set(plan["failed"]) == {"best-case", "teacher-inference", "teacher-pretraining",
+                                                         "teacher-pretraining-inference"}
+    assert plan["plans"], "at least one scenario is planned"
+    # The laws in report.json are loadable by every other command.
+    assert data["laws"]["format"] == "distillscale.laws/1"
+
+
+def test_report_html_is_self_contained_with_figures_and_tables(report):
+    _, data, page = report
+    for figure_id in ("learning-curves", "supervised-fit", "extrapolation", "u-curves", "distilled-vs-baseline"):
+        assert re.search(rf'<figure id="{figure_id}"><img alt="[^"]+" src="data:image/png;base64,', page)
+    assert 'id="coefficients-supervised"' in page and 'id="coefficients-distillation"' in page
+    assert f"{data['supervised']['coefficients']['alpha']:.4g}" in page
+    assert 'id="plan"' in page and "Extrapolation:" in page
+    assert not re.search(r'(src|href)="(?!data:)', page), "no external assets"
+
+
+def test_report_saves_laws_usable_by_predict(report, cli, tmp_path):
+    _, data, _ = report
+    path = tmp_path / "laws.json"
+    path.write_text(json.dumps(data["laws"]))
+    code, out, err = cli("predict", "distillation", "--law", str(path), "--student-params", "5M",
+                         "--student-tokens", "100M", "--teacher-loss", "3.0", "--json")
+    assert code == 0, err
+    assert json.loads(out)["student_loss"] > 3.0
+
+
+def test_report_with_too_few_runs_skips_fits_and_still_writes(tmp_path, cli):
+    records = make_sweep(tmp_path, students=(5e6,), teachers=(1e7,))  # 1 teacher: no distillation fit
+    code, out, err = cli("report", records, "--bootstrap", "0")
+    assert code == 0, err
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["supervised"] is not None
+    assert data["distillation"] is None
+    assert "at least 2 different teachers" in data["skipped"]["distillation"]
+    assert data["plan"] == {"skipped": "planning needs both fitted laws"}
+    assert "skipped" in data["extrapolation_check"]["supervised"]
+    page = (tmp_path / "report.html").read_text()
+    assert "distillation fit skipped: the distillation law needs students of at least 2 different teachers" in page
+    assert "distillation law not fitted" in err
+
+
+def test_report_without_enough_supervised_runs(tmp_path, cli):
+    records = make_sweep(tmp_path, students=(), teachers=(1e7, 2e7))  # one token ratio only
+    code, _, err = cli("report", records, "--bootstrap", "0")
+    assert code == 0, err
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["supervised"] is None and data["distillation"] is None
+    assert "2 token counts" in data["skipped"]["supervised"]
+    assert (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--form", "kaplan"], "unknown --form 'kaplan'"),
+    (["--grid", "huge"], "unknown --grid 'huge'"),
+    (["--bootstrap", "-1"], "--bootstrap must be 0"),
+    (["--level", "1.5"], "--level must be between 0 and 1"),
+    (["--target-params", "lots"], "malformed --target-params 'lots'"),
+])
+def test_report_bad_options(tmp_path, cli, args, message):
+    records = make_sweep(tmp_path, students=(5e6,), teachers=(1e7,))
+    code, _, err = cli("report", records, *args)
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_report_bad_sources(tmp_path, cli):
+    code, _, err = cli("report", tmp_path / "missing")
+    assert code == 2 and "does not exist" in err
+    code, _, err = cli("report", tmp_path)
+    assert code == 2 and "not a sweep directory (no runs.sqlite)" in err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"run_id": "a", "kind": "teacher", "status": "completed",
+                               "non_embedding_params": "big", "tokens": 1, "val_loss": 2}) + "\n")
+    code, _, err = cli("report", bad)
+    assert code == 2 and "column 'non_embedding_params' holds 'big'" in err
+    missing = tmp_path / "missing_column.jsonl"
+    missing.write_text(json.dumps({"run_id": "a", "kind": "teacher"}) + "\n")
+    code, _, err = cli("report", missing)
+    assert code == 2 and "missing column 'status'" in err
+
+
+def test_failed_and_diverged_runs_are_counted_not_fitted(tmp_path):
+    path = make_sweep(tmp_path)
+    lines = path.read_text().splitlines()
+    broken = [json.loads(line) for line in lines[:2]]
+    broken[0].update(status="diverged", val_loss=None)
+    broken[1].update(status="failed", val_loss=None)
+    path.write_text("\n".join([json.dumps(r) for r in broken] + lines[2:]) + "\n")
+    runs = load_runs(path)
+    assert runs.skipped == {"diverged": 1, "failed": 1}
+    assert len(runs.supervised) == len(TEACHERS) - 2 + len(STUDENTS) * len(STUDENT_M)
+
+
+def _browser() -> str | None:
+    return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(name)), None)
+
+
+@pytest.mark.skipif(_browser() is None, reason="no Chromium installed")
+def test_report_html_renders_in_headless_chromium(report, tmp_path):
+    out, _, _ = report
+    screenshot = tmp_path / "page.png"
+    subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={screenshot}",
+                    "--window-size=1200,2400", (out / "report.html").resolve().as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(screenshot).convert("L"))
+    assert pixels.shape[0] >= 2000
+    assert pixels.std() > 10, "the screenshot is blank"
+    assert (pixels < 128).mean() > 0.005, "hardly any dark pixels: text and figures did not render"
