@@ -19,6 +19,7 @@ from distillscale.planning.commands import (
     teacher_command,
 )
 from distillscale.regime.commands import experiment_app
+from distillscale.report.commands import demo_command, report_command
 from distillscale.sweeps.commands import sweep_app
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
@@ -43,6 +44,8 @@ app.command("capacity-gap")(capacity_gap_command)
 app.command("train")(train_command)
 app.command("distill")(distill_command)
 app.command("export-hf")(export_hf_command)
+app.command("report")(report_command)
+app.command("demo")(demo_command)
 
 
 def main(argv: list[str] | None = None) -> int:
