@@ -1,0 +1,115 @@
+"""Vectorised multi-start fitter vs a plain SciPy L-BFGS-B loop over the same grid and data.
+
+    python bench/fit_speed.py                    # Chinchilla grid (4,500 starts), both fitters
+    python bench/fit_speed.py --scipy-starts 500 # time SciPy on a random subset, extrapolate (labelled)
+    python bench/fit_speed.py --distillation     # also the 108,000-start distillation grid, ~700 runs
+
+Data: Epoch's extraction of Chinchilla Fig. 4 (five highest losses dropped) when ../shared/data is
+beside the checkout, else 240 synthetic runs from the epoch2024 law. Prints both optima, both
+times and the speed ratio measured side by side in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+
+from distillscale.laws import load_laws
+from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter, huber
+from distillscale.laws.logspace import CHINCHILLA
+from distillscale.tables import read_table
+
+SHARED = Path(os.environ.get("DISTILLSCALE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def chinchilla_runs():
+    path = SHARED / "data" / "chinchilla_fig4_epoch_extracted.csv"
+    if path.exists():
+        runs = read_table(path).numeric(["Model Size", "Training FLOP", "loss"])
+        keep = np.argsort(runs["loss"])[:-5]
+        N, C, loss = runs["Model Size"][keep], runs["Training FLOP"][keep], runs["loss"][keep]
+        return f"Epoch extraction of Chinchilla Fig. 4 ({len(N)} runs)", N, C / (6 * N), loss
+    rng = np.random.default_rng(0)
+    N = np.exp(rng.uniform(np.log(4e7), np.log(1.6e10), 240))
+    D = N * np.exp(rng.uniform(np.log(2), np.log(300), 240))
+    loss = load_laws("epoch2024").supervised.predict(N, D) * np.exp(rng.normal(0, 0.01, 240))
+    return "240 synthetic runs from epoch2024", N, D, loss
+
+
+def scipy_loop(starts: np.ndarray, N, D, loss, delta: float):
+    """The usual approach: scipy.optimize.minimize(L-BFGS-B) once per start, autograd gradient."""
+    data = {"log_n": torch.as_tensor(np.log(N)), "log_d": torch.as_tensor(np.log(D))}
+    log_loss = torch.as_tensor(np.log(loss))
+    bounds = [p.bounds for p in CHINCHILLA.parameters]
+
+    def objective(x):
+        theta = torch.as_tensor(x)[None].requires_grad_()
+        value = huber(CHINCHILLA.log_loss(theta, data)[0] - log_loss, delta).sum()
+        (grad,) = torch.autograd.grad(value, theta)
+        return value.item(), grad[0].numpy()
+
+    results = [minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds) for x0 in starts]
+    best = min(results, key=lambda r: r.fun)
+    return best, sum(r.success for r in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scipy-starts", type=int, default=None,
+                        help="time the SciPy loop on this many random starts and extrapolate")
+    parser.add_argument("--distillation", action="store_true", help="also time the distillation grid")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # the SciPy loop is single-threaded too; the fitter uses one by default
+
+    source, N, D, loss = chinchilla_runs()
+    print(f"data: {source}; Chinchilla grid, {len(CHINCHILLA.grid())} starts, summed Huber delta 1e-3")
+    started = time.perf_counter()
+    fitter = SupervisedLawFitter("chinchilla", huber_delta=1e-3, bootstrap=0).fit(N, D, loss)
+    vectorised = time.perf_counter() - started
+    summary = fitter.result_.summary()
+    print(f"vectorised: {vectorised:.1f} s, objective {summary['fun']:.8g}, "
+          f"{summary['n_converged']}/{summary['n_starts']} starts converged")
+    print("  " + ", ".join(f"{k}={v:.6g}" for k, v in fitter.law_.coefficients().items()))
+
+    grid = CHINCHILLA.grid().numpy()
+    if args.scipy_starts and args.scipy_starts < len(grid):
+        subset = np.random.default_rng(0).choice(len(grid), args.scipy_starts, replace=False)
+        starts, scale = grid[subset], len(grid) / args.scipy_starts
+    else:
+        starts, scale = grid, 1.0
+    started = time.perf_counter()
+    best, n_success = scipy_loop(starts, N, D, loss, 1e-3)
+    measured = time.perf_counter() - started
+    scipy_time = measured * scale
+    label = (f"EXTRAPOLATED from {len(starts)} random starts ({measured:.1f} s measured)"
+             if scale > 1 else "measured")
+    print(f"SciPy L-BFGS-B loop: {scipy_time:.1f} s ({label}), objective {best.fun:.8g}, "
+          f"{n_success}/{len(starts)} starts converged")
+    print("  " + ", ".join(f"{k}={v:.6g}" for k, v in CHINCHILLA.to_coefficients(best.x).items()))
+    print(f"speed ratio (SciPy loop / vectorised): {scipy_time / vectorised:.1f}x")
+
+    if args.distillation:
+        laws = load_laws("busbridge2025")
+        rng = np.random.default_rng(0)
+        n = 700
+        N_S = np.exp(rng.uniform(np.log(1e8), np.log(1e10), n))
+        D_S = N_S * np.exp(rng.uniform(np.log(5), np.log(400), n))
+        N_T = np.exp(rng.uniform(np.log(1e8), np.log(3e10), n))
+        L_T = laws.supervised.predict(N_T, 20 * N_T)
+        L_S = laws.distillation.predict(N_S, D_S, L_T) * np.exp(rng.normal(0, 0.005, n))
+        started = time.perf_counter()
+        distilled = DistillationLawFitter(laws.supervised, bootstrap=0).fit(N_S, D_S, L_T, L_S)
+        summary = distilled.result_.summary()
+        print(f"distillation grid: {summary['n_starts']} starts on {n} synthetic runs in "
+              f"{time.perf_counter() - started:.1f} s, {summary['n_converged']} converged, "
+              f"RMSE of log-loss {distilled.diagnostics_['rmse_log_loss']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
