@@ -1,0 +1,37 @@
+"""Offline teacher logits: run a teacher once, store its top-k predictions compactly, and distil
+students from the store without the teacher in memory.
+
+    manifest = cache_logits(CacheConfig(teacher="runs/teacher", out="caches/t128", top_k=128))
+    cache = LogitCache("caches/t128")          # verified, memory-mapped
+    ids, relative_log_probs = cache.teacher_predictions(windows)
+
+`distillscale cache-logits` writes a cache, `distillscale distill --teacher-cache` trains from one.
+Modules: `encoding` (the record format and its quantisation bound), `store` (files, checksums,
+`LogitCache`), `writer` (`cache_logits`), `distill` (sampler and objective for training).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "TopKEncoding": "distillscale.training.logit_cache.encoding",
+    "LogitCache": "distillscale.training.logit_cache.store",
+    "CacheConfig": "distillscale.training.logit_cache.writer",
+    "cache_logits": "distillscale.training.logit_cache.writer",
+    "CachedWindowSampler": "distillscale.training.logit_cache.distill",
+    "CachedDistillationObjective": "distillscale.training.logit_cache.distill",
+    "distill_from_cache": "distillscale.training.logit_cache.distill",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

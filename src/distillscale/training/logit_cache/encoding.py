@@ -1,0 +1,136 @@
+"""The compact encoding of a teacher's top-k predictions: one fixed-size record per token.
+
+Every record has the same size, so a shard is a plain memory-mapped array of records and any
+position can be read without reading the others. A record holds:
+
+- the k token ids, sorted, in Elias-Fano form (Elias 1974, Fano 1971). With l = floor(log2(V / k))
+  each id is split into its low l bits, stored packed (k * l bits), and its high part h_i, stored
+  in unary as the set bits i + h_i of a vector of k + ((V - 1) >> l) + 1 bits. That is at most
+  2 + log2(V / k) bits per id: 160 bytes for k = 128 and V = 32768, where uint16 ids take 256.
+- their log-probabilities relative to the most likely token, r = log p - max log p <= 0, as uint8
+  codes c = round(-r / step), with a float32 `step` per token that spreads the 256 codes over
+  that token's range (-min r). Decoding gives r within step / 2. The top-k loss renormalises over
+  the k ids (p_T^k = softmax(r / tau)), for which r is all it needs.
+
+Bytes per token: ceil((k + ((V - 1) >> l) + 1) / 8) + ceil(k l / 8) + k + 4; 292 at k = 128 and
+V = 32768 (or V = 32168).
+
+Quantisation error (documented bound, held by the tests): with h = step / (2 tau), every
+renormalised teacher log-probability log p_T^k is within 2h of the exact one, so each probability
+is within a factor exp(+-2h), and one token's forward-KL term tau^2 KL(p_T^k || p_S) is within
+
+    tau^2 (2h + (exp(2h) - 1) * sum_a p_T^k(a) |log p_T^k(a) - log p_S(a)|)
+
+of its value with the exact top-k probabilities: KL(p'||q) - KL(p||q) = sum (p' - p)(log p -
+log q) + sum p' (log p' - log p). The errors of rounding are unbiased, so the error of a mean
+over many tokens is far below this worst case.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+CODE_LEVELS = 255  # uint8 codes 0..255
+NAME = "elias-fano-ids+uint8-relative-logprob"
+
+
+@dataclass(frozen=True)
+class TopKEncoding:
+    """Encodes the top `top_k` (ids, log-probabilities) of a `vocab_size` vocabulary per token."""
+
+    vocab_size: int
+    top_k: int
+
+    def __post_init__(self):
+        if not 1 <= self.top_k <= self.vocab_size:
+            raise ValueError(f"top_k must be in 1..vocab_size ({self.vocab_size}), got {self.top_k}")
+
+    @property
+    def low_bits(self) -> int:
+        """l = floor(log2(V / k)): bits of each id stored verbatim."""
+        return int(math.floor(math.log2(self.vocab_size / self.top_k)))
+
+    @property
+    def high_bits(self) -> int:
+        """Length of the unary bit vector of the high parts."""
+        return self.top_k + ((self.vocab_size - 1) >> self.low_bits) + 1
+
+    @property
+    def record_dtype(self) -> np.dtype:
+        return np.dtype([("ids_high", np.uint8, (_bytes_for(self.high_bits),)),
+                         ("ids_low", np.uint8, (_bytes_for(self.top_k * self.low_bits),)),
+                         ("codes", np.uint8, (self.top_k,)),
+                         ("step", "<f4")])
+
+    @property
+    def bytes_per_token(self) -> int:
+        return self.record_dtype.itemsize
+
+    def describe(self) -> dict:
+        """What cache.json records about the encoding."""
+        return {"name": NAME, "vocab_size": self.vocab_size, "top_k": self.top_k,
+                "low_bits": self.low_bits, "high_bits": self.high_bits,
+                "record": {name: self.record_dtype.fields[name][0].itemsize
+                           for name in self.record_dtype.names},
+                "bytes_per_token": self.bytes_per_token}
+
+    def encode(self, ids: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
+        """Records [n] for ids [n, k] (distinct per row) and their log-probabilities [n, k]."""
+        n, k = ids.shape
+        if k != self.top_k or log_probs.shape != ids.shape:
+            raise ValueError(f"expected ids and log-probabilities [n, {self.top_k}], got "
+                             f"{ids.shape} and {log_probs.shape}")
+        order = np.argsort(ids, axis=1)
+        ids = np.take_along_axis(ids.astype(np.int64), order, axis=1)
+        relative = np.take_along_axis(log_probs.astype(np.float32), order, axis=1)
+        relative -= relative.max(axis=1, keepdims=True)
+        step = (-relative.min(axis=1) / CODE_LEVELS).astype(np.float32)
+        safe_step = np.where(step > 0, step, np.float32(1))  # all k equally likely: every code 0
+        records = np.zeros(n, dtype=self.record_dtype)
+        records["step"] = step
+        records["codes"] = np.rint(-relative / safe_step[:, None]).clip(0, CODE_LEVELS)
+
+        l = self.low_bits
+        unary = np.zeros((n, self.high_bits), dtype=np.uint8)
+        unary[np.arange(n)[:, None], (ids >> l) + np.arange(k)] = 1
+        records["ids_high"] = np.packbits(unary, axis=1)
+        if l:  # a bit stream of k l-bit numbers, most significant bit first
+            low = (ids & ((1 << l) - 1))[:, :, None] >> np.arange(l - 1, -1, -1) & 1
+            records["ids_low"] = np.packbits(low.astype(np.uint8).reshape(n, k * l), axis=1)
+        return records
+
+    def decode(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids [n, k] int64 ascending, relative log-probabilities [n, k] float32, step [n])."""
+        records = np.asarray(records).reshape(-1)
+        n, k, l = len(records), self.top_k, self.low_bits
+        unary = np.unpackbits(records["ids_high"], axis=1, count=self.high_bits).view(bool)
+        set_bits = np.flatnonzero(unary)  # row-major, so row by row in ascending order
+        if len(set_bits) != n * k:
+            raise ValueError("a record's id bits do not hold top_k ids: the data is corrupted")
+        positions = set_bits.reshape(n, k) - (np.arange(n) * self.high_bits)[:, None]
+        ids = (positions - np.arange(k)) << l
+        if l:
+            ids |= _read_bit_stream(records["ids_low"], k, l)
+        relative = records["codes"].astype(np.float32) * -records["step"][:, None]
+        return ids, relative, records["step"]
+
+
+def _read_bit_stream(data: np.ndarray, count: int, width: int) -> np.ndarray:
+    """The `count` numbers of `width` bits packed most significant bit first in each row of
+    `data` [n, bytes]: each is read from the few bytes that it spans (at most ceil((width + 7) / 8))."""
+    span = _bytes_for(width + 7)
+    word = np.uint32 if span <= 4 else np.uint64
+    start = np.arange(count) * width
+    padded = np.pad(data, ((0, 0), (0, span - 1))).astype(word)
+    window = padded[:, start // 8]
+    for offset in range(1, span):
+        window = window << word(8) | padded[:, start // 8 + offset]
+    shift = (8 * span - width - start % 8).astype(word)
+    return (window >> shift & word((1 << width) - 1)).astype(np.int64)
+
+
+def _bytes_for(bits: int) -> int:
+    return (bits + 7) // 8

@@ -1,0 +1,213 @@
+"""The logit cache on disk: shards of encoded records, their checksums, and cache.json.
+
+    cache.json           written last; its presence means the cache is complete
+    tokenizer.json       the tokenizer the cached tokens were encoded with
+    shard-00000.bin      records [windows, seq_len] of the `TopKEncoding` (a raw memory-mappable array)
+    shard-00000.json     that shard's windows, size, sha256 and statistics, written after the shard
+
+Window w covers tokens [w * seq_len, (w + 1) * seq_len] of the split (inputs and the shifted
+targets); the record at (w, t) is the teacher's prediction of token w * seq_len + t + 1 after
+reading tokens w * seq_len .. w * seq_len + t. Every file is written atomically; a shard whose
+sidecar is missing, belongs to other settings, or disagrees with the bytes on disk is rebuilt by
+`cache-logits` and refused by `LogitCache`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distillscale.errors import UserError
+from distillscale.io import atomic_write, atomic_write_json
+from distillscale.training.logit_cache.encoding import TopKEncoding
+
+FORMAT = "distillscale.logit_cache/1"
+MANIFEST_FILE = "cache.json"
+TOKENIZER_FILE = "tokenizer.json"
+_HASH_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Windows [first_window, first_window + windows) of the cache."""
+
+    index: int
+    first_window: int
+    windows: int
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index:05d}"
+
+
+def plan_shards(windows: int, windows_per_shard: int) -> list[Shard]:
+    return [Shard(index, first, min(windows_per_shard, windows - first))
+            for index, first in enumerate(range(0, windows, windows_per_shard))]
+
+
+def sha256_of_files(paths: list[Path]) -> str:
+    """sha256 over the contents of `paths`, in the given order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            while block := fh.read(_HASH_BLOCK):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class CacheDirectory:
+    """A cache directory being written: which shards are done, and the rules that protect it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.manifest_path = self.path / MANIFEST_FILE
+        self.tokenizer_path = self.path / TOKENIZER_FILE
+
+    def bin_path(self, shard: Shard) -> Path:
+        return self.path / f"{shard.name}.bin"
+
+    def sidecar_path(self, shard: Shard) -> Path:
+        return self.path / f"{shard.name}.json"
+
+    def _own_files(self) -> list[Path]:
+        return [p for p in self.path.iterdir()
+                if p.name in (MANIFEST_FILE, TOKENIZER_FILE) or p.name.startswith(("shard-", ".shard-"))]
+
+    def check_usable(self) -> None:
+        """Refuse a path that is a file, or a directory holding anything but a logit cache."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path} is a file: give a directory for the cache")
+        if self.path.is_dir() and len(self._own_files()) != len(list(self.path.iterdir())):
+            raise UserError(f"--out {self.path} holds files that are not part of a logit cache: "
+                            f"give a new or empty directory")
+
+    def claim(self, identity_hash: str, overwrite: bool) -> None:
+        """Keep a cache (finished or not) of these settings; replace one of other settings only
+        with `overwrite`."""
+        self.check_usable()
+        if not self.path.is_dir():
+            return
+        found = {_read_json(p).get("identity_hash") for p in self.path.glob("*.json")
+                 if p.name != TOKENIZER_FILE}
+        if found <= {identity_hash}:
+            return
+        if not overwrite:
+            state = "a logit cache" if self.manifest_path.exists() else "an unfinished logit cache"
+            raise UserError(f"{self.path} holds {state} of another teacher, data or settings: choose "
+                            f"another --out, or pass --overwrite to replace it")
+        for path in self._own_files():
+            path.unlink()
+
+    def finished_shard(self, shard: Shard, identity_hash: str, encoding: TopKEncoding) -> dict | None:
+        """The sidecar of `shard` if the shard is complete, of these settings and intact."""
+        sidecar = _read_json(self.sidecar_path(shard))
+        if sidecar.get("identity_hash") != identity_hash:
+            return None
+        if check_shard(self.bin_path(shard), sidecar, shard.windows * sidecar["seq_len"] * encoding.bytes_per_token):
+            return None
+        return sidecar
+
+    def write_shard(self, shard: Shard, records: np.ndarray, identity_hash: str, seq_len: int,
+                    statistics: dict[str, float]) -> dict:
+        path = self.bin_path(shard)
+        atomic_write(path, lambda tmp: records.tofile(tmp))
+        sidecar = {"identity_hash": identity_hash, "file": path.name, "first_window": shard.first_window,
+                   "windows": shard.windows, "seq_len": seq_len, "bytes": path.stat().st_size,
+                   "sha256": sha256_of_files([path]), "statistics": statistics}
+        atomic_write_json(self.sidecar_path(shard), sidecar)
+        return sidecar
+
+
+def check_shard(path: Path, entry: dict, expected_bytes: int) -> str | None:
+    """What is wrong with a shard file (missing, truncated, checksum mismatch), or None."""
+    if not path.is_file():
+        return "is missing"
+    size = path.stat().st_size
+    if size != expected_bytes or size != entry.get("bytes"):
+        return f"is truncated or padded ({size} bytes, expected {expected_bytes})"
+    if sha256_of_files([path]) != entry.get("sha256"):
+        return "is corrupted (sha256 mismatch)"
+    return None
+
+
+class LogitCache:
+    """A finished logit cache, opened read-only; its shards are checked (size and sha256) on open.
+
+        cache = LogitCache("caches/teacher-top128")
+        ids, relative_log_probs = cache.teacher_predictions(np.array([0, 5]))  # [2, seq_len, k] each
+    """
+
+    def __init__(self, path: str | Path, verify: bool = True):
+        self.path = Path(path).expanduser().resolve()
+        manifest_path = self.path / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise UserError(f"{self.path} is not a finished logit cache (no {MANIFEST_FILE}): run its "
+                            f"`distillscale cache-logits` command again to finish it")
+        self.manifest = _read_json(manifest_path, required=True)
+        if self.manifest.get("format") != FORMAT:
+            raise UserError(f"{manifest_path} is not a distillscale logit cache of format {FORMAT}: "
+                            f"make the cache again with `distillscale cache-logits`")
+        encoding = self.manifest["encoding"]
+        self.encoding = TopKEncoding(encoding["vocab_size"], encoding["top_k"])
+        self.seq_len: int = self.manifest["seq_len"]
+        self.windows: int = self.manifest["windows"]
+        shards = self.manifest["shards"]
+        self._first_windows = np.array([entry["first_window"] for entry in shards])
+        self._shards = []
+        for entry in shards:
+            path = self.path / entry["file"]
+            expected = entry["windows"] * self.seq_len * self.encoding.bytes_per_token
+            problem = check_shard(path, entry, expected) if verify else None
+            if problem:
+                raise UserError(f"logit cache shard {path} {problem}: run the `distillscale cache-logits` "
+                                f"command that made {self.path} again to rebuild it")
+            self._shards.append(np.memmap(path, dtype=self.encoding.record_dtype, mode="r",
+                                          shape=(entry["windows"], self.seq_len)))
+
+    @property
+    def top_k(self) -> int:
+        return self.encoding.top_k
+
+    @property
+    def tokens(self) -> int:
+        return self.windows * self.seq_len
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER_FILE
+
+    def records(self, windows: np.ndarray) -> np.ndarray:
+        """Encoded records [len(windows), seq_len] of the given window indices."""
+        windows = np.asarray(windows)
+        if windows.size and (windows.min() < 0 or windows.max() >= self.windows):
+            raise IndexError(f"window indices must be in 0..{self.windows - 1}")
+        shard_of = np.searchsorted(self._first_windows, windows, side="right") - 1
+        out = np.empty((len(windows), self.seq_len), dtype=self.encoding.record_dtype)
+        for shard in np.unique(shard_of):
+            rows = shard_of == shard
+            out[rows] = self._shards[shard][windows[rows] - self._first_windows[shard]]
+        return out
+
+    def teacher_predictions(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The teacher's top-k ids [b, seq_len, k] (int64) and their log-probabilities relative to
+        the most likely token [b, seq_len, k] (float32), for window indices [b]."""
+        ids, relative, _ = self.encoding.decode(self.records(windows))
+        shape = (len(windows), self.seq_len, self.top_k)
+        return ids.reshape(shape), relative.reshape(shape)
+
+
+def _read_json(path: Path, required: bool = False) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        value = {}
+    except (OSError, ValueError):
+        if required:
+            raise UserError(f"{path} is unreadable: make the cache again with `distillscale cache-logits`") from None
+        value = {}  # a damaged sidecar: its shard is rebuilt
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,235 @@
+"""`cache_logits(config)`: run a teacher once over the student's tokens and store its top-k.
+
+The cache covers the first `tokens` of the split (all of it by default), cut into windows of
+`seq_len` tokens on a fixed grid; the teacher reads each window from its start, as the student
+will (see `CachedWindowSampler`), so the cached predictions are made in the very context the
+student sees. Shards are written one at a time; an interrupted run keeps the finished shards
+(their checksums verified) and computes only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from distillscale.console import err_console
+from distillscale.data import DataConfig, iter_eval_batches, prepare_data
+from distillscale.errors import UserError
+from distillscale.io import atomic_write, atomic_write_json
+from distillscale.training.distributed import resolve_device
+from distillscale.training.evaluation import evaluate
+from distillscale.training.logit_cache.encoding import TopKEncoding
+from distillscale.training.logit_cache.store import (FORMAT, CacheDirectory, Shard, plan_shards,
+                                                     sha256_of_files)
+from distillscale.training.teachers import Teacher, TeacherSource, find_teacher, load_teacher
+from distillscale.units import parse_quantity
+
+# Cached ids travel to the loss as float32 (see `CachedDistillationObjective`), exact below 2^24.
+MAX_VOCAB_SIZE = 1 << 24
+LOGITS_CHUNK = 1024  # positions whose [chunk, V] logits exist at once
+
+
+def _count(what: str):
+    return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what)))
+
+
+class CacheConfig(BaseModel):
+    """What `distillscale cache-logits` caches (see its --help)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    teacher: Path
+    out: Path
+    top_k: int = Field(ge=1)
+    tokens: Annotated[int | None, _count("tokens")] = None
+    split: Literal["teacher", "student"] = "student"
+    seq_len: int = Field(256, ge=2)
+    batch_size: int = Field(32, ge=1)
+    shard_tokens: Annotated[int, _count("shard_tokens")] = 1 << 20
+    data: Path | None = None
+    text_field: str = "text"
+    max_bytes: Annotated[int | None, _count("max_bytes")] = None
+    val_fraction: float | None = Field(None, gt=0, lt=1)
+    tokenizer: Path | None = None
+    eval_tokens: Annotated[int | None, _count("eval_tokens")] = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    trust_remote_code: bool = False
+    overwrite: bool = False
+
+    def data_config(self) -> DataConfig:
+        given = {"path": self.data, "tokenizer": self.tokenizer, "val_fraction": self.val_fraction,
+                 "max_bytes": self.max_bytes}
+        return DataConfig(text_field=self.text_field, **{k: v for k, v in given.items() if v is not None})
+
+
+def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
+    """Write (or finish, or check) the cache of `config`; returns the content of cache.json."""
+    from distillscale.training.distillation import resolve_student_data
+
+    started = time.perf_counter()
+    source = find_teacher(config.teacher, config.trust_remote_code)
+    config = resolve_student_data(config, source)
+    directory = CacheDirectory(config.out)
+    directory.check_usable()
+    data = prepare_data(config.data_config(), progress=progress)
+    tokens = data.split(config.split)
+    windows = _windows_to_cache(config, len(tokens))
+    if config.top_k > data.vocab_size:
+        raise UserError(f"--top-k {config.top_k} is more than the vocabulary ({data.vocab_size} ids): "
+                        f"use --top-k {data.vocab_size} or less")
+    if data.vocab_size > MAX_VOCAB_SIZE:
+        raise UserError(f"the vocabulary has {data.vocab_size} ids; logit caches support up to {MAX_VOCAB_SIZE}")
+    encoding = TopKEncoding(data.vocab_size, config.top_k)
+    identity = {
+        "format": FORMAT,
+        "teacher": {"path": str(source.path), "kind": source.kind, "weights_sha256": _weights_hash(source)},
+        "data_fingerprint": data.fingerprint, "tokenizer_hash": data.tokenizer_hash, "split": config.split,
+        "seq_len": config.seq_len, "windows": windows,
+        "windows_per_shard": max(1, config.shard_tokens // config.seq_len),
+        "encoding": encoding.describe(),
+    }
+    identity_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    directory.claim(identity_hash, config.overwrite)
+
+    shards = plan_shards(windows, identity["windows_per_shard"])
+    done = {shard.index: sidecar for shard in shards
+            if (sidecar := directory.finished_shard(shard, identity_hash, encoding)) is not None}
+    todo = [shard for shard in shards if shard.index not in done]
+    if not todo and directory.manifest_path.is_file():
+        return json.loads(directory.manifest_path.read_text(encoding="utf-8"))
+    if done and progress:
+        err_console.print(f"resuming {directory.path}: {len(done)} of {len(shards)} shards are done and intact",
+                          soft_wrap=True, highlight=False)
+
+    device = resolve_device(config.device)
+    teacher = load_teacher(source, data.vocab_size, device, config.seq_len, config.trust_remote_code)
+    with _progress(progress) as bar:
+        task = bar.add_task("cache", total=windows, completed=sum(done[i]["windows"] for i in done))
+        for shard in todo:
+            shard_tokens = tokens[shard.first_window * config.seq_len:
+                                  (shard.first_window + shard.windows) * config.seq_len + 1]
+            records, statistics = _predict(teacher, encoding, shard_tokens, config.seq_len, config.batch_size,
+                                           advance=lambda n: bar.advance(task, n))
+            done[shard.index] = directory.write_shard(shard, records, identity_hash, config.seq_len, statistics)
+
+    teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size, config.eval_tokens)
+    atomic_write(directory.tokenizer_path, lambda tmp: shutil.copyfile(data.directory / "tokenizer.json", tmp))
+    manifest = _manifest(config, identity, identity_hash, teacher, teacher_val_loss, data,
+                         [done[shard.index] for shard in shards], time.perf_counter() - started)
+    atomic_write_json(directory.manifest_path, manifest)
+    return manifest
+
+
+def _windows_to_cache(config: CacheConfig, split_tokens: int) -> int:
+    available = (split_tokens - 1) // config.seq_len
+    if available < 1:
+        raise UserError(f"the {config.split} split holds {split_tokens} tokens, fewer than one window of "
+                        f"--seq-len {config.seq_len} + 1: use more data or a shorter --seq-len")
+    if config.tokens is None:
+        return available
+    if config.tokens < config.seq_len:
+        raise UserError(f"--tokens {config.tokens} is less than one window of --seq-len {config.seq_len}")
+    if config.tokens > available * config.seq_len:
+        raise UserError(f"--tokens {config.tokens} is more than the {config.split} split holds in windows of "
+                        f"{config.seq_len} ({available * config.seq_len}): use --tokens "
+                        f"{available * config.seq_len} or less, or leave it out to cache the whole split")
+    return config.tokens // config.seq_len
+
+
+@torch.inference_mode()
+def _predict(teacher: Teacher, encoding: TopKEncoding, tokens: np.ndarray, seq_len: int, batch_size: int,
+             advance) -> tuple[np.ndarray, dict[str, float]]:
+    """Records [windows, seq_len] of the teacher's top-k over consecutive windows of `tokens`, and
+    sums of what the teacher saw: its cross-entropy and top-k probability mass over the tokens."""
+    device = next(teacher.parameters()).device
+    records, nats, top_k_mass, max_step = [], 0.0, 0.0, 0.0
+    for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size):
+        hidden = teacher.hidden_states(inputs.to(device)).flatten(0, 1)
+        targets = targets.to(device).flatten()
+        for start in range(0, len(hidden), LOGITS_CHUNK):
+            logits = teacher.head(hidden[start:start + LOGITS_CHUNK]).float()
+            log_normaliser = logits.logsumexp(-1)
+            top_logits, top_ids = logits.topk(encoding.top_k, dim=-1)
+            target_logits = logits.gather(-1, targets[start:start + LOGITS_CHUNK, None]).squeeze(-1)
+            nats += (log_normaliser - target_logits).sum().item()
+            top_k_mass += (top_logits.logsumexp(-1) - log_normaliser).exp().sum().item()
+            chunk = encoding.encode(top_ids.cpu().numpy(), top_logits.cpu().numpy())
+            max_step = max(max_step, float(chunk["step"].max()))
+            records.append(chunk)
+        advance(len(inputs))
+    n = sum(len(chunk) for chunk in records)
+    statistics = {"tokens": n, "teacher_nats": nats, "top_k_mass": top_k_mass, "max_step": max_step}
+    return np.concatenate(records).reshape(-1, seq_len), statistics
+
+
+def _weights_hash(source: TeacherSource) -> str:
+    """sha256 of the teacher's config and weight files: what makes its predictions."""
+    if source.kind == "run":
+        files = [source.path / "model_config.json", source.path / "model.safetensors"]
+    else:
+        files = [source.path / "config.json", *sorted(source.path.glob("*.safetensors")),
+                 *sorted(source.path.glob("*.bin"))]
+    return sha256_of_files([path for path in files if path.is_file()])
+
+
+def _manifest(config: CacheConfig, identity: dict, identity_hash: str, teacher: Teacher,
+              teacher_val_loss: float, data, sidecars: list[dict], wall_seconds: float) -> dict[str, Any]:
+    info = teacher.info
+    tokens = identity["windows"] * config.seq_len
+    total_bytes = sum(sidecar["bytes"] for sidecar in sidecars)
+    statistics = {key: sum(sidecar["statistics"][key] for sidecar in sidecars)
+                  for key in ("teacher_nats", "top_k_mass")}
+    max_step = max(sidecar["statistics"]["max_step"] for sidecar in sidecars)
+    return {
+        "format": FORMAT,
+        "identity_hash": identity_hash,
+        "teacher": identity["teacher"] | {
+            "teacher_val_loss": teacher_val_loss, "non_embedding_params": info.non_embedding_params,
+            "total_params": info.total_params, "forward_flops_per_token": info.forward_flops_per_token,
+            "flops_method": info.flops_method},
+        "data": {"fingerprint": data.fingerprint, "tokenizer_hash": data.tokenizer_hash,
+                 "vocab_size": data.vocab_size, "split": config.split,
+                 "corpus": {"data": None if config.data is None else str(config.data),
+                            "text_field": config.text_field, "max_bytes": config.max_bytes,
+                            "val_fraction": config.val_fraction}},
+        "split": config.split,
+        "seq_len": config.seq_len,
+        "windows": identity["windows"],
+        "tokens": tokens,
+        "top_k": config.top_k,
+        "context": f"window w holds the teacher's predictions after reading tokens w*{config.seq_len} .. "
+                   f"w*{config.seq_len}+t of the {config.split} split (t = 0..{config.seq_len - 1}); "
+                   f"students read the same windows",
+        "encoding": identity["encoding"],
+        "bytes_per_token": total_bytes / tokens,
+        "quantisation": {"max_step": max_step,
+                         "max_log_prob_error": max_step / 2,
+                         "bound": "per token, |KD(cache) - KD(exact top-k)| <= tau^2 (2h + (exp(2h) - 1) "
+                                  "E_{p_T^k} |log p_T^k - log p_S|), h = step / (2 tau)"},
+        "teacher_loss_on_cached_tokens": statistics["teacher_nats"] / tokens,
+        "mean_top_k_mass": statistics["top_k_mass"] / tokens,
+        "flops": info.forward_flops_per_token * tokens,
+        "flops_method": "one-time cost: the teacher's forward_flops_per_token x cached tokens "
+                        "(its validation pass not counted)",
+        "shards": [{key: sidecar[key] for key in ("file", "first_window", "windows", "bytes", "sha256")}
+                   for sidecar in sidecars],
+        "device": str(next(teacher.parameters()).device),
+        "wall_seconds": wall_seconds,
+    }
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]cache-logits[/bold]"), BarColumn(),
+                    TextColumn("window {task.completed}/{task.total}"), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+                    disable=not (enabled and err_console.is_terminal), transient=False)
