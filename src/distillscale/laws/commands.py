@@ -117,7 +117,23 @@ FIT_WHERE_HELP = ("hold-out mode: fit only on runs matching this filter and repo
                   "on the others, e.g. \"loss > 2.3\" or \"N >= 1e8 and loss < 3\". Names: any column "
                   "(`Model Size` in backquotes when it has spaces) and N, D, L for parameters, tokens, "
                   "loss; operators < <= > >= == != and, or, not, parentheses")
+GRID_HELP = ("replace one parameter's start values, e.g. --grid alpha=0.3,0.5 (repeatable; parameters "
+             "are named as in the saved fit record: log_E, log_A, alpha, ...)")
 DROP_HELP = "skip runs with missing, NaN or non-positive values (they are counted) instead of failing"
+
+
+def _parse_grid(specs: list[str] | None) -> dict[str, tuple[float, ...]]:
+    """`["alpha=0.3,0.5", "log_E=0"]` -> {"alpha": (0.3, 0.5), "log_E": (0.0,)}."""
+    grid = {}
+    for spec in specs or []:
+        name, _, values = spec.partition("=")
+        try:
+            grid[name.strip()] = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            raise UserError(f"malformed --grid {spec!r}: write NAME=V1,V2,... such as alpha=0.3,0.5") from None
+        if not name.strip() or not values.strip():
+            raise UserError(f"malformed --grid {spec!r}: write NAME=V1,V2,... such as alpha=0.3,0.5")
+    return grid
 
 
 def _split_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np.ndarray:
@@ -126,7 +142,8 @@ def _split_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np
         return np.ones(len(runs), dtype=bool)
     from distillscale.tables import parse_filter
 
-    columns = {**names, **{c: [row.get(c) for row in runs.rows] for c in runs.rows[0]}}
+    table_columns = {c for row in runs.rows for c in row}
+    columns = {**names, **{c: [row.get(c) for row in runs.rows] for c in table_columns}}
     mask = parse_filter(fit_where).mask(columns)
     if not mask.any():
         raise UserError(f"--fit-where {fit_where!r} matches none of the {len(runs)} runs: "
@@ -219,6 +236,7 @@ def fit_supervised(
                                              help="Huber delta [default: 1e-3 chinchilla, 1e-4 busbridge]"),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
     level: float = typer.Option(0.9, "--level", help="interval level"),
+    grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP),
     fit_where: str | None = typer.Option(None, "--fit-where", help=FIT_WHERE_HELP),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help=DROP_HELP),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
@@ -234,7 +252,7 @@ def fit_supervised(
                                                flops_col, drop_invalid)
     mask = _split_rows(runs, names, fit_where)
     fitter = SupervisedLawFitter(form, huber_delta=huber_delta, bootstrap=bootstrap, level=level,
-                                 seed=seed).fit(N[mask], D[mask], L[mask])
+                                 grid=_parse_grid(grid), seed=seed).fit(N[mask], D[mask], L[mask])
     law = fitter.law_
     law.fit["source"] = {"file": str(file), "params_col": params_col, "loss_col": loss_col,
                          "tokens_col": None if flops_col else (tokens_col or "tokens"),
@@ -272,6 +290,7 @@ def fit_distillation(
     huber_delta: float = typer.Option(1e-4, "--huber-delta", help="Huber delta"),
     bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
     level: float = typer.Option(0.9, "--level", help="interval level"),
+    grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP),
     fit_where: str | None = typer.Option(None, "--fit-where", help=FIT_WHERE_HELP.replace(
         "N, D, L for parameters, tokens, loss", "N, D, L, L_T for student parameters, tokens, loss and "
         "teacher loss")),
@@ -310,7 +329,7 @@ def fit_distillation(
     N, D, L_T, L = (runs[c] for c in (student_params_col, student_tokens_col, teacher_loss_col, loss_col))
     mask = _split_rows(runs, {"N": N, "D": D, "L": L, "L_T": L_T}, fit_where)
     fitter = DistillationLawFitter(student_law, huber_delta=huber_delta, bootstrap=bootstrap,
-                                   level=level, seed=seed).fit(N[mask], D[mask], L_T[mask], L[mask])
+                                   level=level, grid=_parse_grid(grid), seed=seed).fit(N[mask], D[mask], L_T[mask], L[mask])
     law = fitter.law_
     law.fit["source"] = {"file": str(file), "fit_where": fit_where, "n_dropped": runs.n_dropped,
                          "supervised_law": supervised_law or "fitted to the supervised rows"}

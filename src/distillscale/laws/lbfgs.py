@@ -80,11 +80,6 @@ class MultiStartResult:
                 "statuses": {STATUS_MESSAGES[code]: int((self.statuses == code).sum())
                              for code in STATUS_MESSAGES if (self.statuses == code).any()}}
 
-    @classmethod
-    def concatenate(cls, parts: list["MultiStartResult"]) -> "MultiStartResult":
-        return cls(*(np.concatenate([getattr(p, name) for p in parts])
-                     for name in ("xs", "funs", "nits", "grad_norms", "statuses")))
-
 
 def minimize_lbfgs(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
                    *, history: int = 10, max_iter: int = 1000, gtol: float = 1e-5,
