@@ -142,7 +142,7 @@ def _split_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np
         return np.ones(len(runs), dtype=bool)
     from distillscale.tables import parse_filter
 
-    table_columns = {c for row in runs.rows for c in row}
+    table_columns = dict.fromkeys(c for row in runs.rows for c in row)  # ordered, unique
     columns = {**names, **{c: [row.get(c) for row in runs.rows] for c in table_columns}}
     mask = parse_filter(fit_where).mask(columns)
     if not mask.any():
