@@ -21,6 +21,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from distillscale.errors import UserError
+
 
 @dataclass(frozen=True)
 class Parameter:
@@ -66,7 +68,8 @@ class LogSpaceForm:
         """The same form with some parameters' grid values replaced (e.g. a smaller grid)."""
         unknown = set(grid) - set(self.names)
         if unknown:
-            raise ValueError(f"no parameters {sorted(unknown)} in form {self.name}")
+            raise UserError(f"the {self.name} law has no parameter {sorted(unknown)[0]!r} to set a grid "
+                            f"for; its parameters: {', '.join(self.names)}")
         parameters = tuple(Parameter(p.name, tuple(grid.get(p.name, p.grid)), p.bounds)
                            for p in self.parameters)
         return LogSpaceForm(self.name, parameters, self.forward, self.to_coefficients)
