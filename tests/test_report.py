@@ -108,8 +108,9 @@ def test_report_extrapolation_check_holds_out_the_largest_size(report):
     # The data follow the law up to NOISE: the refit predicts the held-out run within a few percent.
     assert supervised["max_abs_relative_error"] < 0.05
     distillation = data["extrapolation_check"]["distillation"]
-    assert distillation["held_out_params"] == max(STUDENTS)
-    assert distillation["n_held_out"] == len(TEACHERS) * len(STUDENT_M)
+    assert distillation["held_out_by"] == "teacher_params"
+    assert distillation["held_out_params"] == max(TEACHERS)
+    assert distillation["n_held_out"] == len(STUDENTS) * len(STUDENT_M)
     assert distillation["max_abs_relative_error"] < 0.05
 
 
@@ -154,7 +155,7 @@ def test_report_saves_laws_usable_by_predict(report, cli, tmp_path):
 
 
 def test_report_with_too_few_runs_skips_fits_and_still_writes(tmp_path, cli):
-    records = make_sweep(tmp_path, students=(5e6,), teachers=(1e7,))  # 1 teacher: no distillation fit
+    records = make_sweep(tmp_path, students=(2.5e6, 5e6), teachers=(1e7,))  # 1 teacher: no distillation fit
     code, out, err = cli("report", records, "--bootstrap", "0")
     assert code == 0, err
     data = json.loads((tmp_path / "report.json").read_text())
@@ -182,6 +183,7 @@ def test_report_without_enough_supervised_runs(tmp_path, cli):
     (["--form", "kaplan"], "unknown --form 'kaplan'"),
     (["--grid", "huge"], "unknown --grid 'huge'"),
     (["--bootstrap", "-1"], "--bootstrap must be 0"),
+    (["--max-iter", "0"], "--max-iter must be at least 1"),
     (["--level", "1.5"], "--level must be between 0 and 1"),
     (["--target-params", "lots"], "malformed --target-params 'lots'"),
 ])

@@ -7,8 +7,8 @@
 Steps, each recorded as done or as skipped with the reason (too few runs never stops the report):
 1. the supervised law on teacher and baseline runs, with bootstrap intervals;
 2. the distillation law on student runs (their Ltilde_S from step 1's law), with intervals;
-3. extrapolation checks: each law refitted without the runs of its largest size, and its relative
-   error on them;
+3. extrapolation checks: each law refitted without the runs of its largest model (the largest
+   size; for students, the largest teacher), and its relative error on them;
 4. the best observed teacher per student and the linear capacity-gap law N_T* = k N_S;
 5. a plan at the target scale under the fitted laws, with how far it lies beyond the runs.
 """
@@ -52,6 +52,9 @@ class CalibrationSettings:
     level: float = 0.9
     seed: int = 0
     grid: str = "coarse"              # start grids: coarse (COARSE_GRIDS) or full (the papers')
+    # L-BFGS iterations per start. The best start of a micro sweep's fit converges in a few dozen;
+    # the cap stops the stragglers, whose iterations cost as much as the whole batch's.
+    max_iter: int = 300
     target_params: float | None = None     # default: DEFAULT_TARGET_SCALE x the largest run
     target_compute: float | None = None    # default: train the target on 20 tokens/parameter
 
@@ -62,6 +65,8 @@ class CalibrationSettings:
             raise UserError(f"unknown --form {self.form!r}: use one of {', '.join(SUPERVISED_FORMS)}")
         if self.grid not in GRIDS:
             raise UserError(f"unknown --grid {self.grid!r}: use one of {', '.join(GRIDS)}")
+        if self.max_iter < 1:
+            raise UserError(f"--max-iter must be at least 1, got {self.max_iter}")
         if self.bootstrap < 0:
             raise UserError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {self.bootstrap}")
         if not 0 < self.level < 1:
@@ -158,7 +163,7 @@ def _fit_supervised(runs: list[dict], settings: CalibrationSettings,
         raise UserError(f"the supervised law needs runs of at least 2 sizes and 2 token counts; the sweep "
                         f"has {len(np.unique(N))} size(s) and {len(np.unique(D))} token count(s)")
     fitter = SupervisedLawFitter(settings.form, bootstrap=settings.bootstrap if bootstrap is None else bootstrap,
-                                 level=settings.level, seed=settings.seed,
+                                 level=settings.level, seed=settings.seed, max_iter=settings.max_iter,
                                  grid=_grid(settings, "supervised")).fit(N, D, loss)
     fitter.law_.fit["data_range"] = _data_range(N, D)  # read by planning.extrapolation
     return fitter
@@ -173,35 +178,35 @@ def _fit_distillation(runs: list[dict], student_law, settings: CalibrationSettin
     if len(np.unique(L_T)) < 2:
         raise UserError("the distillation law needs students of at least 2 different teachers")
     fitter = DistillationLawFitter(student_law, bootstrap=settings.bootstrap if bootstrap is None else bootstrap,
-                                   level=settings.level, seed=settings.seed,
+                                   level=settings.level, seed=settings.seed, max_iter=settings.max_iter,
                                    grid=_grid(settings, "distillation")).fit(N_S, D_S, L_T, L_S)
     fitter.law_.fit["data_range"] = _data_range(N_S, D_S)
     return fitter
 
 
 def _extrapolation_checks(result: Calibration) -> dict[str, Any]:
-    """Refit each law without its largest size's runs and measure the error on those runs (no
-    bootstrap: only the point fit is compared). The distillation check keeps the full supervised
-    law for Ltilde_S, so it measures the distillation law's own extrapolation."""
+    """Refit each law without the runs of its largest model and measure its error on them (point
+    fits, no bootstrap): the supervised law without its largest size, the distillation law without
+    the students of the strongest (largest) teacher, i.e. extrapolating from weaker to stronger
+    models as Busbridge et al. do. The distillation check keeps the full supervised law for Ltilde_S,
+    so it measures the distillation law's own extrapolation."""
     runs, settings, checks = result.runs, result.settings, {}
 
-    def check(name: str, records: list[dict], fit, predict) -> None:
-        sizes = np.array([r["non_embedding_params"] for r in records])
-        if len(records) == 0:
-            checks[name] = {"skipped": "no runs"}
-            return
+    def check(name: str, records: list[dict], size_key: str, fit, predict) -> None:
+        sizes = np.array([r[size_key] for r in records])
         largest = sizes.max()
         train = [r for r, s in zip(records, sizes) if s < largest]
         held = [r for r, s in zip(records, sizes) if s == largest]
         try:
             fitter = fit(train)
         except UserError as exc:
-            checks[name] = {"skipped": f"without the largest size ({largest:.4g} parameters): {exc}"}
+            checks[name] = {"skipped": f"without the runs of the largest {size_key} ({largest:.4g}): {exc}"}
             return
         observed = np.array([r["val_loss"] for r in held])
         errors = relative_errors(predict(fitter, held), observed)
         checks[name] = {
-            "held_out_params": float(largest), "fitted_up_to_params": float(sizes[sizes < largest].max()),
+            "held_out_by": size_key, "held_out_params": float(largest),
+            "fitted_up_to_params": float(sizes[sizes < largest].max()),
             "n_fitted": len(train), "n_held_out": len(held),
             "mean_abs_relative_error": float(np.mean(np.abs(errors))),
             "max_abs_relative_error": float(np.max(np.abs(errors))),
@@ -210,12 +215,12 @@ def _extrapolation_checks(result: Calibration) -> dict[str, Any]:
         }
 
     if result.supervised is not None:
-        check("supervised", runs.supervised,
+        check("supervised", runs.supervised, "non_embedding_params",
               lambda train: _fit_supervised(train, settings, bootstrap=0),
               lambda fitter, held: fitter.predict([r["non_embedding_params"] for r in held],
                                                   [r["tokens"] for r in held]))
     if result.distillation is not None:
-        check("distillation", runs.students,
+        check("distillation", runs.students, "teacher_params",
               lambda train: _fit_distillation(train, result.supervised.law_, settings, bootstrap=0),
               lambda fitter, held: fitter.predict([r["non_embedding_params"] for r in held],
                                                   [r["tokens"] for r in held],

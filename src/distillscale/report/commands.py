@@ -29,6 +29,7 @@ def report_command(
                              help="supervised law: chinchilla (gamma = 1) or busbridge (gamma fitted)"),
     grid: str = typer.Option("coarse", "--grid", help="start grids of the fits: coarse (hundreds of "
                                                       "starts, seconds) or full (the papers' grids, slow)"),
+    max_iter: int = typer.Option(300, "--max-iter", help="L-BFGS iterations per start of each fit"),
     bootstrap: int = typer.Option(100, "--bootstrap", help="bootstrap resamples for the intervals, 0 = none"),
     level: float = typer.Option(0.9, "--level", help="coverage of the intervals"),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap"),
@@ -41,7 +42,7 @@ def report_command(
     from distillscale.report.report import REPORT_HTML, write_report
 
     settings = CalibrationSettings(
-        form=form, grid=grid, bootstrap=bootstrap, level=level, seed=seed,
+        form=form, grid=grid, max_iter=max_iter, bootstrap=bootstrap, level=level, seed=seed,
         target_params=parse_quantity(target_params, "--target-params") if target_params else None,
         target_compute=parse_quantity(target_compute, "--target-compute") if target_compute else None)
     out_dir = out if out is not None else (source if source.is_dir() else source.parent)
@@ -71,8 +72,9 @@ def print_summary(report: dict) -> None:
         if "skipped" in check:
             console.print(f"{name} extrapolation check skipped: {check['skipped']}", highlight=False)
         else:
-            console.print(f"{name} extrapolation: fitted up to {format_quantity(check['fitted_up_to_params'])} "
-                          f"parameters, predicts the {format_quantity(check['held_out_params'])} runs with "
+            what = "teachers" if check["held_out_by"] == "teacher_params" else "models"
+            console.print(f"{name} extrapolation: fitted on {what} up to {format_quantity(check['fitted_up_to_params'])} "
+                          f"parameters, predicts the runs of the {format_quantity(check['held_out_params'])} ones with "
                           f"mean |relative error| {check['mean_abs_relative_error']:.2%} "
                           f"(max {check['max_abs_relative_error']:.2%})", highlight=False)
     plan = report["plan"]

@@ -140,7 +140,7 @@ def plot_extrapolation(calibration: Calibration):
         held_observed = [r["observed"] for r in check["runs"]]
         held_predicted = [r["observed"] * (1 + r["relative_error"]) for r in check["runs"]]
         ax.scatter(held_observed, held_predicted, marker="x", s=40, color=f"C{index + 1}",
-                   label=f"{name}: held-out largest size")
+                   label=f"{name}: held out, predicted by the refit")
     low, high = min(observed), max(observed)
     ax.plot([low, high], [low, high], color="black", lw=1)
     ax.set_xlabel("observed loss (nats/token)")

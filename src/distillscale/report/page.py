@@ -90,11 +90,13 @@ def _coefficients(report: dict[str, Any]) -> str:
             low_high = fit["intervals"].get(coefficient)
             rows.append([coefficient, f"{value:.4g}",
                          f"{low_high[0]:.4g} to {low_high[1]:.4g}" if low_high else "not computed"])
-        diagnostics = fit["record"]["diagnostics"]
+        diagnostics, convergence = fit["record"]["diagnostics"], fit["record"]["convergence"]
         parts.append(f"<h3>{_e(title)}</h3>")
         parts.append(_table(["coefficient", "value", level], rows, table_id=f"coefficients-{name}"))
         parts.append(f"<p>{fit['record']['n_runs']} runs; RMSE of log loss {diagnostics['rmse_log_loss']:.3g}, "
-                     f"max relative error {diagnostics['max_relative_error']:.2%}; bootstrap: "
+                     f"max relative error {diagnostics['max_relative_error']:.2%}; best of "
+                     f"{convergence['n_starts']} starts: {_e(convergence['message'])} after "
+                     f"{convergence['nit']} iterations; bootstrap: "
                      f"{fit['bootstrap_resamples']} resamples"
                      + (f"; on a bound: {', '.join(diagnostics['on_bound'])}" if diagnostics["on_bound"] else "")
                      + "</p>")
@@ -103,17 +105,21 @@ def _coefficients(report: dict[str, Any]) -> str:
 
 def _extrapolation(checks: dict[str, Any]) -> str:
     parts = ["<h2>Extrapolation check</h2>",
-             "<p>Each law refitted without the runs of its largest size, then asked to predict them.</p>"]
+             "<p>Each law refitted without the runs of its largest model, then asked to predict them: "
+             "the supervised law without its largest size, the distillation law without the students "
+             "of the largest teacher.</p>"]
     rows = []
     for name, check in checks.items():
         if "skipped" in check:
             parts.append(f'<p class="skipped">{_e(name)}: skipped, {_e(check["skipped"])}</p>')
             continue
-        rows.append([name, format_quantity(check["fitted_up_to_params"]), format_quantity(check["held_out_params"]),
+        held_out = "teacher N" if check["held_out_by"] == "teacher_params" else "N"
+        rows.append([name, held_out, format_quantity(check["fitted_up_to_params"]),
+                     format_quantity(check["held_out_params"]),
                      check["n_held_out"], f"{check['mean_abs_relative_error']:.2%}",
                      f"{check['max_abs_relative_error']:.2%}"])
     if rows:
-        parts.append(_table(["law", "fitted up to N", "held-out N", "held-out runs", "mean |error|",
+        parts.append(_table(["law", "held out by", "fitted up to", "held out", "held-out runs", "mean |error|",
                              "max |error|"], rows, table_id="extrapolation"))
     return "\n".join(parts)
 

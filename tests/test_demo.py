@@ -1,0 +1,56 @@
+"""`distillscale demo --quick`: the built-in micro sweep on the standard library sources, end to
+end (the slow test of the report: about a minute of training on 2 cores), and the built-in specs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distillscale.report.demo import builtin_spec
+from distillscale.sweeps.spec import load_sweep_spec
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_builtin_sweeps_have_enough_runs_for_both_fits(quick):
+    spec = load_sweep_spec(builtin_spec(quick))
+    kinds = [run.kind for run in spec.runs]
+    supervised = [run for run in spec.runs if run.kind != "student"]
+    assert len({run.non_embedding_params for run in supervised}) >= 3
+    assert len({run.tokens_per_param for run in supervised}) >= 2  # separates the N and D terms
+    assert kinds.count("student") >= 9                             # the distillation law has 9 parameters
+    assert len({run.teacher_id for run in spec.runs if run.kind == "student"}) >= 3
+
+
+def test_full_demo_sweep_can_check_extrapolation():
+    """The report refits the distillation law without the largest teacher's students: the other
+    students must still outnumber its 9 parameters."""
+    spec = load_sweep_spec(builtin_spec(quick=False))
+    strongest = max((run for run in spec.runs if run.kind == "teacher"), key=lambda run: run.non_embedding_params)
+    students = [run for run in spec.runs if run.kind == "student"]
+    assert len([run for run in students if run.teacher_id != strongest.run_id]) > 9
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end_and_rerun_reuses_runs(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    code, stdout, stderr = cli("demo", "--quick", "--out", out)
+    assert code == 0, stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["runs"]["supervised"] == 6 and report["runs"]["students"] == 9
+    assert report["supervised"] is not None and report["distillation"] is not None
+    assert "supervised" in report["extrapolation_check"]
+    page = (out / "report.html").read_text()
+    assert 'id="coefficients-supervised"' in page and 'id="learning-curves"' in page
+    assert f"report: {out / 'report.html'}" in " ".join(stdout.split())
+    assert "supervised law (90% intervals): E = " in stdout
+    assert "sweep micro-quick: 15 runs" in stderr
+
+    results = sorted(out.glob("runs/*/result.json"))
+    assert len(results) == 15
+    before = {path: path.stat().st_mtime_ns for path in results}
+    code, stdout, stderr = cli("demo", "--quick", "--out", out)
+    assert code == 0, stderr[-3000:]
+    assert {path: path.stat().st_mtime_ns for path in results} == before, "finished runs were redone"
+    assert json.loads((out / "report.json").read_text())["supervised"] == report["supervised"]
