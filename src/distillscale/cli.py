@@ -23,6 +23,7 @@ from distillscale.report.commands import demo_command, report_command
 from distillscale.sweeps.commands import sweep_app
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
+from distillscale.training.logit_cache.commands import cache_logits_command
 
 app = typer.Typer(
     name="distillscale",
@@ -43,6 +44,7 @@ app.command("teacher")(teacher_command)
 app.command("capacity-gap")(capacity_gap_command)
 app.command("train")(train_command)
 app.command("distill")(distill_command)
+app.command("cache-logits")(cache_logits_command)
 app.command("export-hf")(export_hf_command)
 app.command("report")(report_command)
 app.command("demo")(demo_command)

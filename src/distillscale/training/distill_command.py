@@ -22,6 +22,9 @@ _TRAIN_OPTIONS_LEFT_OUT = {"split", "vocab_size"}
 def distill_command(
     teacher: Path = typer.Option(None, "--teacher", help="a finished `distillscale train` run directory, "
                                                          "or a local Hugging Face causal-LM directory"),
+    teacher_cache: Path = typer.Option(None, "--teacher-cache",
+                                       help="a `distillscale cache-logits` directory, instead of --teacher: "
+                                            "the teacher's cached top-k, no teacher in memory"),
     trust_remote_code: bool = typer.Option(None, "--trust-remote-code",
                                            help="let a Hugging Face teacher run its own model code"),
     kd: str = typer.Option(None, "--kd", help="divergence: forward-kl, reverse-kl or jsd [default: forward-kl]"),
@@ -48,6 +51,8 @@ def distill_command(
     with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z z-loss.
     result.json adds the teacher (its validation loss on the same split, its size), the KD settings
     and the teacher's forward FLOPs; val_loss is the student's cross-entropy against the data.
+    With --teacher-cache the student reads the cache's windows and top-k predictions instead
+    (teacher FLOPs 0 for the run; the cache's one-time cost is in its cache.json).
     Interrupted runs resume when the same command is run again.
     """
     config_file, as_json = train_options.pop("config"), train_options.pop("as_json")
@@ -81,10 +86,12 @@ distill_command = _with_train_options(distill_command)
 
 def _print_summary(result: dict) -> None:
     teacher = result["teacher"]
+    flops = ("from the logit cache, no teacher FLOPs" if "teacher_cache" in result
+             else "with the teacher's forward passes")
     console.print(
         f"distilled a {format_quantity(teacher['non_embedding_params'])}-parameter teacher (validation loss "
         f"{teacher['teacher_val_loss']:.4f} nats/token) into {format_quantity(result['non_embedding_params'])} "
         f"non-embedding parameters on {format_quantity(result['tokens'])} tokens, "
-        f"{format_quantity(result['flops'])} FLOPs with the teacher's forward passes: student validation loss "
+        f"{format_quantity(result['flops'])} FLOPs {flops}: student validation loss "
         f"[bold]{result['val_loss']:.4f}[/bold] nats/token, "
         f"{format_quantity(result['tokens_per_second'])} tokens/s", highlight=False)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 
 from distillscale.console import warn
 from distillscale.data.prepare import PreparedData
@@ -31,12 +31,15 @@ from distillscale.training.teachers import Teacher, TeacherSource, check_same_to
 
 _LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once in the losses
 OTHER_HALF = {"teacher": "student", "student": "teacher"}
+# A config naming a teacher and its student's data: DistillConfig, or the logit cache's CacheConfig.
+TConfig = TypeVar("TConfig", bound=BaseModel)
 
 
 class DistillConfig(TrainConfig):
     """A training run config plus the teacher and the KD settings (see `distillscale distill --help`)."""
 
-    teacher: Path
+    teacher: Path | None = None
+    teacher_cache: Path | None = None  # a `cache-logits` directory, instead of a teacher
     trust_remote_code: bool = False
     split: Literal["teacher", "student"] = "student"  # for a run teacher: the half it did not train on
     kd: Literal["forward-kl", "reverse-kl", "jsd"] = _LOSS_FIELDS["kd"]
@@ -45,6 +48,15 @@ class DistillConfig(TrainConfig):
     top_k: int | None = _LOSS_FIELDS["top_k"]
     jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
     loss_chunk_size: int = Field(1024, ge=1, description="tokens per chunk of the loss over the vocabulary")
+
+    @model_validator(mode="after")
+    def _one_teacher(self) -> "DistillConfig":
+        if self.teacher is None and self.teacher_cache is None:
+            raise ValueError("missing required setting --teacher (a run or Hugging Face directory), or "
+                             "--teacher-cache (a `distillscale cache-logits` directory)")
+        if self.teacher is not None and self.teacher_cache is not None:
+            raise ValueError("give --teacher or --teacher-cache, not both: the cache replaces the teacher")
+        return self
 
     def loss_config(self) -> DistillationLossConfig:
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
@@ -90,12 +102,16 @@ def distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
 
     Returns the content of result.json (status "completed" or "diverged", as for `train`).
     """
+    if config.teacher_cache is not None:
+        from distillscale.training.logit_cache.distill import distill_from_cache
+
+        return distill_from_cache(config, progress)
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source)
     return train(config, progress, make_objective=partial(_make_objective, config, source))
 
 
-def resolve_student_data(config: DistillConfig, source: TeacherSource) -> DistillConfig:
+def resolve_student_data(config: TConfig, source: TeacherSource) -> TConfig:
     """The config with the teacher's tokenizer and, when --data is not given, a run teacher's corpus,
     of which the student takes the half the teacher did not train on (unless `split` is set).
 
@@ -114,7 +130,7 @@ def resolve_student_data(config: DistillConfig, source: TeacherSource) -> Distil
         updates |= {key: value for key, value in source.corpus.items() if getattr(config, key) is None}
         if source.trained_split is not None and "split" not in config.model_fields_set:
             updates["split"] = OTHER_HALF[source.trained_split]
-    return DistillConfig.model_validate(config.model_dump() | updates)
+    return type(config).model_validate(config.model_dump() | updates)
 
 
 def _make_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,

@@ -18,7 +18,8 @@ class Objective(Protocol):
     # Forward FLOPs per training token spent outside the trained model (a teacher's forward pass).
     extra_flops_per_token: int
 
-    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> LossOutput: ...
+    # Extra tensors come with each batch when the sampler provides them (cached teacher predictions).
+    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, *extras: torch.Tensor) -> LossOutput: ...
 
     def result_fields(self, tokens: int) -> dict[str, Any]:
         """Entries this objective adds to (or overrides in) result.json after `tokens` tokens."""

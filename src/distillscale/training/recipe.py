@@ -34,17 +34,22 @@ from distillscale.training.step import StepResult, train_step
 
 # Builds the objective once the data and the device are known (e.g. loads a teacher onto the device).
 ObjectiveFactory = Callable[[PreparedData, ModelConfig, Distributed], Objective]
+# Builds the training batches' sampler from the data (default: `TokenSampler` over `config.split`). Its
+# `batch(step, rank, world_size)` returns (inputs, targets, *extras); the extras go to the objective.
+SamplerFactory = Callable[[PreparedData], TokenSampler]
 
 FLOPS_METHOD = ("flops = 3 x forward_flops_per_token(seq_len) x tokens (block and head matmuls plus "
                 "attention scores; backward = 2 x forward); flops_6nd = 6 x non_embedding_params x tokens")
 
 
 def train(config: TrainConfig, progress: bool = True,
-          make_objective: ObjectiveFactory | None = None) -> dict[str, Any]:
+          make_objective: ObjectiveFactory | None = None,
+          make_sampler: SamplerFactory | None = None) -> dict[str, Any]:
     """Train one model as `config` says, resuming its run directory if it was interrupted.
 
     `make_objective` builds what the steps minimise (default: next-token cross-entropy with
-    z-loss); it runs before anything is written, so its errors leave the run directory alone.
+    z-loss); it runs before anything is written, so its errors leave the run directory alone, as
+    do those of `make_sampler`, which draws the training batches (e.g. with a teacher's cached logits).
     Returns the content of `result.json`: status "completed", or "diverged" when a non-finite
     loss or gradient stopped the run (the last good checkpoint is kept).
     """
@@ -53,14 +58,14 @@ def train(config: TrainConfig, progress: bool = True,
     try:
         # Bit-for-bit resume on CPU; on CUDA it would also need CUBLAS_WORKSPACE_CONFIG and slower kernels.
         torch.use_deterministic_algorithms(group.device.type == "cpu")
-        return _train(config, group, progress and group.is_main, make_objective)
+        return _train(config, group, progress and group.is_main, make_objective, make_sampler)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         group.close()
 
 
 def _train(config: TrainConfig, group: Distributed, show_progress: bool,
-           make_objective: ObjectiveFactory | None) -> dict[str, Any]:
+           make_objective: ObjectiveFactory | None, make_sampler: SamplerFactory | None) -> dict[str, Any]:
     # 1. Check everything the user gave before writing anything.
     run = RunDirectory(config.out)
     start = run.plan_start(config)
@@ -69,7 +74,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
 
     # 2. Data, model, optimizer.
     data = prepare_data(_data_config(config), progress=show_progress)
-    sampler = TokenSampler(data.split(config.split), config.seq_len, config.batch_size, config.seed)
+    sampler = (make_sampler(data) if make_sampler is not None
+               else TokenSampler(data.split(config.split), config.seq_len, config.batch_size, config.seed))
     val_tokens = data.split("val")
     if len(val_tokens) <= config.seq_len:
         raise UserError(f"the validation split holds {len(val_tokens)} tokens, not enough for one "

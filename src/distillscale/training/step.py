@@ -25,18 +25,20 @@ class StepResult:
 
 
 def train_step(model: TrainingModel, objective: Objective, optimizer: torch.optim.Optimizer,
-               micro_batches: list[tuple[torch.Tensor, torch.Tensor]], grad_clip: float,
+               micro_batches: list[tuple[torch.Tensor, ...]], grad_clip: float,
                group: Distributed, autocast: contextlib.AbstractContextManager) -> StepResult:
     """Accumulate gradients over `micro_batches` (equal sizes), clip, and update unless the loss or
-    the gradient is not finite (then the weights are left as they were, for the caller to stop)."""
+    the gradient is not finite (then the weights are left as they were, for the caller to stop).
+    A micro-batch is (inputs, targets, *extras); the extras (e.g. cached teacher predictions) are
+    passed on to the objective."""
     optimizer.zero_grad(set_to_none=True)
     totals = torch.zeros(3, dtype=torch.float64)  # loss, ce, kd
-    for index, (inputs, targets) in enumerate(micro_batches):
+    for index, (inputs, targets, *extras) in enumerate(micro_batches):
         # Gradients are all-reduced only once, on the last micro-batch.
         is_last = index == len(micro_batches) - 1
         with contextlib.nullcontext() if is_last else model.no_sync():
             with autocast:
-                output = objective(model, inputs, targets)
+                output = objective(model, inputs, targets, *extras)
             (output.loss / len(micro_batches)).backward()
         kd = output.kd if output.kd is not None else torch.zeros_like(output.ce)
         totals += torch.stack([output.loss.detach(), output.ce.detach(), kd.detach()]).double().cpu()

@@ -115,7 +115,7 @@ class TopKEncoding:
         if l:
             ids |= _read_bit_stream(records["ids_low"], k, l)
         relative = records["codes"].astype(np.float32) * -records["step"][:, None]
-        return ids, relative, records["step"]
+        return ids, relative, records["step"].copy()
 
 
 def _read_bit_stream(data: np.ndarray, count: int, width: int) -> np.ndarray:
