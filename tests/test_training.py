@@ -124,6 +124,15 @@ def test_a_finished_run_is_kept_unless_overwrite(cli, finished_run, tmp_path):
     assert [m["step"] for m in read_metrics(run)] == [8]
 
 
+def test_overwrite_with_bad_data_keeps_the_finished_run(cli, finished_run, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, _, err = cli(*train_args(run, "--data", tmp_path / "no-such-corpus", "--overwrite"))
+    assert code == 2 and "no-such-corpus" in err
+    assert before == {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
 def test_tokens_per_param_budget_counts_non_embedding_parameters(cli, tmp_path):
     code, out, _ = cli("train", "--out", tmp_path / "run", "--tokens-per-param", "0.05", *TINY, "--json")
     assert code == 0
