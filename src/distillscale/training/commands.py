@@ -58,9 +58,11 @@ def train_command(
 ) -> int:
     """Train a model of the family on a corpus (supervised next-token prediction).
 
-    Writes config.json, model.safetensors, tokenizer.json, state/, metrics.jsonl and, at the end,
-    result.json to --out. Interrupted runs resume from their last checkpoint when the same command
-    is run again. For several processes: torchrun --nproc_per_node N -m distillscale.cli train ...
+    The run directory --out gets config.json, model.safetensors, tokenizer.json, state/ and metrics.jsonl.
+
+    result.json comes last; the same command run again resumes an interrupted run from its last checkpoint.
+
+    Several processes: torchrun --nproc_per_node N -m distillscale.cli train ...
     """
     flags = {key: value for key, value in locals().items() if key not in ("config", "as_json")}
     from distillscale.training.config import load_train_config
