@@ -108,9 +108,8 @@ class CacheDirectory:
         sidecar = _read_json(self.sidecar_path(shard))
         if sidecar.get("identity_hash") != identity_hash:
             return None
-        if check_shard(self.bin_path(shard), sidecar, shard.windows * sidecar["seq_len"] * encoding.bytes_per_token):
-            return None
-        return sidecar
+        expected_bytes = shard.windows * sidecar["seq_len"] * encoding.bytes_per_token
+        return None if check_shard(self.bin_path(shard), sidecar, expected_bytes) else sidecar
 
     def write_shard(self, shard: Shard, records: np.ndarray, identity_hash: str, seq_len: int,
                     statistics: dict[str, float]) -> dict:
@@ -208,6 +207,7 @@ def _read_json(path: Path, required: bool = False) -> dict[str, Any]:
         value = {}
     except (OSError, ValueError):
         if required:
-            raise UserError(f"{path} is unreadable: make the cache again with `distillscale cache-logits`") from None
+            raise UserError(f"{path} is unreadable: make the cache again with "
+                            f"`distillscale cache-logits`") from None
         value = {}  # a damaged sidecar: its shard is rebuilt
     return value if isinstance(value, dict) else {}

@@ -27,8 +27,7 @@ from distillscale.io import atomic_write, atomic_write_json
 from distillscale.training.distributed import resolve_device
 from distillscale.training.evaluation import evaluate
 from distillscale.training.logit_cache.encoding import TopKEncoding
-from distillscale.training.logit_cache.store import (FORMAT, CacheDirectory, Shard, plan_shards,
-                                                     sha256_of_files)
+from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards, sha256_of_files
 from distillscale.training.teachers import Teacher, TeacherSource, find_teacher, load_teacher
 from distillscale.units import parse_quantity
 
@@ -150,7 +149,9 @@ def _predict(teacher: Teacher, encoding: TopKEncoding, tokens: np.ndarray, seq_l
     """Records [windows, seq_len] of the teacher's top-k over consecutive windows of `tokens`, and
     sums of what the teacher saw: its cross-entropy and top-k probability mass over the tokens."""
     device = next(teacher.parameters()).device
-    records, nats, top_k_mass, max_step = [], 0.0, 0.0, 0.0
+    windows = (len(tokens) - 1) // seq_len
+    records = np.empty(windows * seq_len, dtype=encoding.record_dtype)
+    written, nats, top_k_mass, max_step = 0, 0.0, 0.0, 0.0
     for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size):
         hidden = teacher.hidden_states(inputs.to(device)).flatten(0, 1)
         targets = targets.to(device).flatten()
@@ -163,11 +164,11 @@ def _predict(teacher: Teacher, encoding: TopKEncoding, tokens: np.ndarray, seq_l
             top_k_mass += (top_logits.logsumexp(-1) - log_normaliser).exp().sum().item()
             chunk = encoding.encode(top_ids.cpu().numpy(), top_logits.cpu().numpy())
             max_step = max(max_step, float(chunk["step"].max()))
-            records.append(chunk)
+            records[written:written + len(chunk)] = chunk
+            written += len(chunk)
         advance(len(inputs))
-    n = sum(len(chunk) for chunk in records)
-    statistics = {"tokens": n, "teacher_nats": nats, "top_k_mass": top_k_mass, "max_step": max_step}
-    return np.concatenate(records).reshape(-1, seq_len), statistics
+    statistics = {"tokens": written, "teacher_nats": nats, "top_k_mass": top_k_mass, "max_step": max_step}
+    return records.reshape(windows, seq_len), statistics
 
 
 def _weights_hash(source: TeacherSource) -> str:
