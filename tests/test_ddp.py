@@ -43,11 +43,12 @@ def records(run) -> list[dict]:
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(cli, tmp_path, env):
     code, _, err = cli("train", "--out", tmp_path / "single", *ARGS)  # also prepares the data cache
     assert code == 0, err
-    launched = torchrun("train", "--out", str(tmp_path / "ddp"), *ARGS, env=env)
+    launched = torchrun("train", "--out", str(tmp_path / "ddp"), *ARGS, "--json", env=env)
     assert launched.returncode == 0, launched.stderr[-3000:]
 
     single = json.loads((tmp_path / "single" / "result.json").read_text())
     ddp = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert json.loads(launched.stdout) == ddp  # rank 0 alone reports
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["steps"] == single["steps"] == 20 and ddp["tokens"] == single["tokens"]
     assert abs(ddp["val_loss"] - single["val_loss"]) < 1e-5

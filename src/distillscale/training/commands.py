@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -69,6 +70,8 @@ def train_command(
     from distillscale.training.recipe import train
 
     result = train(load_train_config(config, flags))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
+        return 0 if result["status"] == "completed" else 1
     if as_json:
         print_json(result)
     else:
