@@ -20,9 +20,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The main job: a compute-optimal distillation plan for a 546M student at 1e21 FLOPs.
+# The main job: the built-in micro sweep on Python's standard library, the laws fitted to it, and
+# sweeps/micro/report.html (about 10 minutes on 2 cores; run again, it reuses the finished runs).
 demo: $(STAMP)
-	$(BIN)/distillscale plan --law busbridge2025 --student-params 546M --compute 1e21
+	$(BIN)/distillscale demo
 
 bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
