@@ -79,7 +79,7 @@ def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     records = make_sweep(root)
     out = root / "report"
-    assert main(["report", str(records), "--out", str(out), "--bootstrap", "20",
+    assert main(["report", str(records), "--out", str(out), "--bootstrap", "10", "--max-iter", "200",
                  "--target-params", "1B", "--target-compute", "1e20"]) == 0
     return out, json.loads((out / "report.json").read_text()), (out / "report.html").read_text()
 
@@ -170,12 +170,12 @@ def test_report_with_too_few_runs_skips_fits_and_still_writes(tmp_path, cli):
 
 
 def test_report_without_enough_supervised_runs(tmp_path, cli):
-    records = make_sweep(tmp_path, students=(), teachers=(1e7, 2e7))  # one token ratio only
+    records = make_sweep(tmp_path, students=(), teachers=(1e7, 2e7, 4e7, 8e7, 1.6e8))  # all at 20 tokens/param
     code, _, err = cli("report", records, "--bootstrap", "0")
     assert code == 0, err
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["supervised"] is None and data["distillation"] is None
-    assert "2 token counts" in data["skipped"]["supervised"]
+    assert "2 tokens-per-parameter ratios" in data["skipped"]["supervised"]
     assert (tmp_path / "report.html").exists()
 
 

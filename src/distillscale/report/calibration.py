@@ -159,9 +159,10 @@ def _fit_supervised(runs: list[dict], settings: CalibrationSettings,
                     bootstrap: int | None = None) -> SupervisedLawFitter:
     N, D, loss = (np.array([r[k] for r in runs], dtype=np.float64)
                   for k in ("non_embedding_params", "tokens", "val_loss"))
-    if len(np.unique(N)) < 2 or len(np.unique(D)) < 2:
-        raise UserError(f"the supervised law needs runs of at least 2 sizes and 2 token counts; the sweep "
-                        f"has {len(np.unique(N))} size(s) and {len(np.unique(D))} token count(s)")
+    sizes, ratios = len(np.unique(N)), len(np.unique(np.round(D / N, 6)))
+    if sizes < 2 or ratios < 2:  # with one D/N ratio, the N and D terms cannot be told apart
+        raise UserError(f"the supervised law needs runs of at least 2 sizes at 2 tokens-per-parameter "
+                        f"ratios; the runs have {sizes} size(s) and {ratios} ratio(s)")
     fitter = SupervisedLawFitter(settings.form, bootstrap=settings.bootstrap if bootstrap is None else bootstrap,
                                  level=settings.level, seed=settings.seed, max_iter=settings.max_iter,
                                  grid=_grid(settings, "supervised")).fit(N, D, loss)

@@ -19,12 +19,12 @@ def report_command(
     source: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`), or a .csv/.jsonl "
                                             "file written by `sweep export`"),
     out: Path = typer.Option(None, "--out", help="directory for report.html and report.json "
-                                                 "[default: the sweep directory, or the file's directory]"),
+                                                 "(default: the sweep directory, or the file's directory)"),
     target_params: str = typer.Option(None, "--target-params",
-                                      help="student size to plan for, e.g. 1B [default: 10x the largest run]"),
+                                      help="student size to plan for, e.g. 1B (default: 10x the largest run)"),
     target_compute: str = typer.Option(None, "--target-compute",
-                                       help="FLOP budget of the plan, e.g. 1e21 [default: the target "
-                                            "trained on 20 tokens/parameter]"),
+                                       help="FLOP budget of the plan, e.g. 1e21 (default: the target "
+                                            "trained on 20 tokens/parameter)"),
     form: str = typer.Option("chinchilla", "--form",
                              help="supervised law: chinchilla (gamma = 1) or busbridge (gamma fitted)"),
     grid: str = typer.Option("coarse", "--grid", help="start grids of the fits: coarse (hundreds of "
@@ -93,10 +93,10 @@ def print_summary(report: dict) -> None:
 
 
 def demo_command(
-    out: Path = typer.Option(None, "--out", help="sweep directory [default: sweeps/micro, or "
-                                                 "sweeps/micro-quick with --quick]"),
+    out: Path = typer.Option(None, "--out", help="sweep directory (default: sweeps/micro, or "
+                                                 "sweeps/micro-quick with --quick)"),
     quick: bool = typer.Option(False, "--quick", help="a smaller, shorter sweep (about 3 minutes on 2 cores)"),
-    workers: int = typer.Option(None, "--workers", min=1, help="runs at once [default: the number of cores]"),
+    workers: int = typer.Option(None, "--workers", min=1, help="runs at once (default: the number of cores)"),
     as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
 ) -> int:
     """The main job: run the built-in micro sweep on Python's standard library sources, fit the
