@@ -27,8 +27,9 @@ TEACHER = ("--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32", "--seq
 # 64 windows of 32 tokens in 4 shards of 16 windows.
 CACHE = ("--top-k", str(TOP_K), "--seq-len", str(SEQ_LEN), "--tokens", "2048", "--shard-tokens", "512", "--batch-size", "16",
          "--eval-tokens", "1k", "--device", "cpu")
+# 4 steps, a checkpoint every 2.
 STUDENT = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "32", "--tokens", "1k", "--batch-size", "8",
-           "--eval-tokens", "1k", "--eval-every", "0", "--device", "cpu")
+           "--save-every", "2", "--eval-tokens", "1k", "--eval-every", "0", "--device", "cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -311,13 +312,17 @@ def test_cache_logits_never_replaces_what_it_did_not_make(cli, tmp_path, cache_c
 
 # -- distill --teacher-cache ----------------------------------------------------------------------
 
-def test_distill_from_the_cache_records_the_cached_teacher_and_no_teacher_flops(cli, tmp_path, cache, teacher):
-    out = tmp_path / "student"
-    code, stdout, err = cli("distill", "--teacher-cache", cache, "--out", out, *STUDENT, "--kd-weight", "0.7",
-                            "--json")
-    assert code == 0, err
-    result = json.loads(stdout)
-    assert result == read_json(out / "result.json") and result["status"] == "completed"
+@pytest.fixture(scope="module")
+def cached_student(tmp_path_factory, cache):
+    out = tmp_path_factory.mktemp("students") / "cached"
+    run_cli("distill", "--teacher-cache", cache, "--out", out, *STUDENT, "--kd-weight", "0.7")
+    return out
+
+
+def test_distill_from_the_cache_records_the_cached_teacher_and_no_teacher_flops(cached_student, cache, teacher):
+    out = cached_student
+    result = read_json(out / "result.json")
+    assert result["status"] == "completed"
     assert math.isfinite(result["val_loss"])
     manifest = read_json(cache / "cache.json")
     assert result["teacher"]["path"] == str(teacher.resolve())
@@ -332,6 +337,28 @@ def test_distill_from_the_cache_records_the_cached_teacher_and_no_teacher_flops(
     assert (config["split"], config["seq_len"]) == ("student", SEQ_LEN)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(m["kd"]) and m["kd"] >= 0 for m in metrics)
+
+
+def test_an_interrupted_distillation_from_the_cache_resumes_to_the_same_loss(cli, tmp_path, cache,
+                                                                            cached_student, monkeypatch):
+    import distillscale.training.recipe as recipe
+
+    train_step, calls = recipe.train_step, []
+
+    def interrupted_at_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return train_step(*args, **kwargs)
+
+    out = tmp_path / "student"
+    with monkeypatch.context() as patch:
+        patch.setattr(recipe, "train_step", interrupted_at_step_3)
+        assert cli("distill", "--teacher-cache", cache, "--out", out, *STUDENT, "--kd-weight", "0.7")[0] == 130
+    assert not (out / "result.json").exists()
+    code, _, err = cli("distill", "--teacher-cache", cache, "--out", out, *STUDENT, "--kd-weight", "0.7")
+    assert code == 0 and "resuming" in err, err
+    assert read_json(out / "result.json")["val_loss"] == read_json(cached_student / "result.json")["val_loss"]
 
 
 def test_distill_config_needs_a_teacher_or_a_cache(tmp_path):
