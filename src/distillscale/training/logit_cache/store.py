@@ -141,7 +141,7 @@ class LogitCache:
         ids, relative_log_probs = cache.teacher_predictions(np.array([0, 5]))  # [2, seq_len, k] each
     """
 
-    def __init__(self, path: str | Path, verify: bool = True):
+    def __init__(self, path: str | Path):
         self.path = Path(path).expanduser().resolve()
         manifest_path = self.path / MANIFEST_FILE
         if not manifest_path.is_file():
@@ -161,7 +161,7 @@ class LogitCache:
         for entry in shards:
             path = self.path / entry["file"]
             expected = entry["windows"] * self.seq_len * self.encoding.bytes_per_token
-            problem = check_shard(path, entry, expected) if verify else None
+            problem = check_shard(path, entry, expected)
             if problem:
                 raise UserError(f"logit cache shard {path} {problem}: run the `distillscale cache-logits` "
                                 f"command that made {self.path} again to rebuild it")

@@ -18,26 +18,22 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from distillscale.console import err_console
 from distillscale.data import DataConfig, iter_eval_batches, prepare_data
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, atomic_write_json
+from distillscale.training.config import _count
 from distillscale.training.distributed import resolve_device
 from distillscale.training.evaluation import evaluate
 from distillscale.training.logit_cache.encoding import TopKEncoding
 from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards, sha256_of_files
 from distillscale.training.teachers import Teacher, TeacherSource, find_teacher, load_teacher
-from distillscale.units import parse_quantity
 
 # Cached ids travel to the loss as float32 (see `CachedDistillationObjective`), exact below 2^24.
 MAX_VOCAB_SIZE = 1 << 24
 LOGITS_CHUNK = 1024  # positions whose [chunk, V] logits exist at once
-
-
-def _count(what: str):
-    return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what)))
 
 
 class CacheConfig(BaseModel):
