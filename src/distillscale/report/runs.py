@@ -1,4 +1,4 @@
-"""The runs a report reads: a sweep directory (through `distillscale.sweeps.export_records`) or a
+"""The runs a report reads: a sweep directory (through `distillscale.sweeps.export.export_records`) or a
 file written by `distillscale sweep export` (CSV or JSONL), as typed records."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def load_runs(source: str | Path) -> SweepRuns:
         if not (source / "runs.sqlite").exists():
             raise UserError(f"{source} is not a sweep directory (no runs.sqlite): give the --out of "
                             "`distillscale sweep run`, or a file written by `distillscale sweep export`")
-        from distillscale.sweeps import export_records
+        from distillscale.sweeps.export import export_records
 
         records = export_records(source)
     elif source.is_file():
