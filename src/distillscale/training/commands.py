@@ -34,6 +34,16 @@ def train_command(
     batch_size: int = typer.Option(None, "--batch-size",
                                    help="sequences per micro-batch, over all processes [default: 32]"),
     grad_accum: int = typer.Option(None, "--grad-accum", help="micro-batches per step [default: 1]"),
+    reference_batch_size: int = typer.Option(
+        None, "--reference-batch-size",
+        help="global batch (sequences) that --lr and the schedule were tuned at: --lr is scaled to this "
+             "run's batch size x grad accum by --lr-scaling [default: none, --lr as given]"),
+    lr_scaling: str = typer.Option(None, "--lr-scaling",
+                                   help="sqrt (Hoffer et al. 2017), linear or none [default: sqrt]"),
+    regime_adaptation: bool = typer.Option(
+        None, "--regime-adaptation/--no-regime-adaptation",
+        help="make as many updates as --reference-batch-size would on the token budget, i.e. train on "
+             "batch / reference batch times more tokens [default: off]"),
     lr: float = typer.Option(None, "--lr", help="peak learning rate (muP base) [default: 0.01]"),
     min_lr_ratio: float = typer.Option(None, "--min-lr-ratio", help="final lr / peak lr [default: 0.001]"),
     warmup_steps: int = typer.Option(None, "--warmup-steps",

@@ -2,6 +2,13 @@
 
 Every key of the TOML file is a flag name (`n_layers` or `n-layers`); flags given on the command line
 override the file. Invalid values and unknown keys become a one-line `UserError` naming the key.
+
+Large batches (Hoffer et al. 2017, science.md §7): `reference_batch_size` is the global batch size at
+which `lr` and the schedule were tuned. Given it, the peak learning rate is scaled to this run's global
+batch by `lr_scaling` (sqrt by default). With `regime_adaptation` the run keeps the reference run's
+schedule in optimizer updates: as many steps (and warmup steps) as the reference batch size would take
+for the token budget, so at a larger batch it trains on B / B_ref times the budget (result.json
+records both the budget and the tokens actually seen).
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from distillscale.data.config import MIN_VOCAB_SIZE
 from distillscale.errors import UserError
+from distillscale.regime.schedules import scale_learning_rate
 from distillscale.units import parse_quantity
 
 if sys.version_info >= (3, 11):
@@ -37,6 +46,10 @@ def _count(what: str):
 
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
 BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "log_every"})
+# Large-batch settings: left out of the hash while off (no reference batch size), so that runs without
+# them keep the hash they had before these settings existed.
+LARGE_BATCH_KEYS = frozenset({"reference_batch_size", "lr_scaling", "regime_adaptation"})
+DEFAULT_LR_SCALING = "sqrt"  # Hoffer et al.: keeps the covariance of the weight updates
 
 # Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
 DEFAULT_WARMUP_STEPS = 2000
@@ -69,6 +82,10 @@ class TrainConfig(BaseModel):
     seq_len: int = Field(256, ge=2)
     batch_size: int = Field(32, ge=1)
     grad_accum: int = Field(1, ge=1)
+    # large batch
+    reference_batch_size: int | None = Field(None, ge=1)
+    lr_scaling: Literal["sqrt", "linear", "none"] | None = None  # None: DEFAULT_LR_SCALING
+    regime_adaptation: bool = False
     # optimisation
     lr: float = Field(1e-2, gt=0)
     min_lr_ratio: float = Field(1e-3, ge=0, le=1)
@@ -97,15 +114,44 @@ class TrainConfig(BaseModel):
                              f"{self.seq_len}: raise eval_tokens or leave it out")
         return self
 
+    @field_validator("lr_scaling", "regime_adaptation")
+    @classmethod
+    def _needs_reference_batch_size(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in (None, False) and info.data.get("reference_batch_size") is None:
+            raise ValueError("needs reference_batch_size, the global batch size (sequences) that lr "
+                             "and the schedule were tuned at")
+        return value
+
+    @property
+    def global_batch_size(self) -> int:
+        """Sequences per optimizer step, summed over micro-batches and processes."""
+        return self.batch_size * self.grad_accum
+
     @property
     def tokens_per_step(self) -> int:
         """Tokens per optimizer step, summed over micro-batches and processes."""
-        return self.batch_size * self.seq_len * self.grad_accum
+        return self.global_batch_size * self.seq_len
+
+    @property
+    def effective_lr(self) -> float:
+        """The peak learning rate of the run: `lr`, scaled from `reference_batch_size` to the global
+        batch size by `lr_scaling` when a reference batch size is given."""
+        if self.reference_batch_size is None:
+            return self.lr
+        return scale_learning_rate(self.lr, self.global_batch_size, self.reference_batch_size,
+                                   self.lr_scaling or DEFAULT_LR_SCALING)
+
+    def token_budget(self, non_embedding_params: int) -> float:
+        """The tokens asked for: `tokens`, or `tokens_per_param` x non-embedding parameters."""
+        return self.tokens if self.tokens is not None else self.tokens_per_param * non_embedding_params
 
     def total_steps(self, non_embedding_params: int) -> int:
-        """Optimizer steps that cover the token budget (the last step may overshoot it)."""
-        budget = self.tokens if self.tokens is not None else self.tokens_per_param * non_embedding_params
-        return max(1, math.ceil(budget / self.tokens_per_step))
+        """Optimizer steps that cover the token budget (the last step may overshoot it); with regime
+        adaptation, the steps the reference batch size would take for it."""
+        sequences_per_step = (self.reference_batch_size if self.regime_adaptation
+                              else self.global_batch_size)
+        return max(1, math.ceil(self.token_budget(non_embedding_params)
+                                / (sequences_per_step * self.seq_len)))
 
     def resolved_warmup_steps(self, total_steps: int) -> int:
         if self.warmup_steps is not None:
@@ -114,7 +160,8 @@ class TrainConfig(BaseModel):
 
     def hash(self) -> str:
         """Identifies what the run computes; bookkeeping settings are left out."""
-        payload = self.model_dump(mode="json", exclude=set(BOOKKEEPING_KEYS))
+        excluded = BOOKKEEPING_KEYS | (LARGE_BATCH_KEYS if self.reference_batch_size is None else set())
+        payload = self.model_dump(mode="json", exclude=set(excluded))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def differing_keys(self, other: "TrainConfig") -> list[str]:

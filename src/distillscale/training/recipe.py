@@ -22,6 +22,7 @@ from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.model import ModelConfig, Transformer, save_pretrained
+from distillscale.regime import WeightDistance
 from distillscale.training.checkpoint import Progress, capture_state, restore_state
 from distillscale.training.config import TrainConfig
 from distillscale.training.distributed import Distributed, TrainingModel, init_distributed
@@ -83,7 +84,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     model_config = _model_config(config, data.vocab_size)
     total_steps = config.total_steps(model_config.non_embedding_params)
     plan = {"total_steps": total_steps, "warmup_steps": config.resolved_warmup_steps(total_steps),
-            "tokens_per_step": config.tokens_per_step, "world_size": group.world_size,
+            "lr": config.effective_lr, "tokens_per_step": config.tokens_per_step, "world_size": group.world_size,
             "device": str(group.device), "bf16": _use_bf16(config, group.device),
             "data_fingerprint": data.fingerprint, "model": model_config.model_dump()}
     if start is RunStart.RESUME and run.stored_plan().get("data_fingerprint") != data.fingerprint:
@@ -94,16 +95,23 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
 
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(group.device)
-    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    # ||w_t - w_0|| (Hoffer et al.), logged by the main process; w_0 is this initialisation.
+    weight_distance = WeightDistance(model) if group.is_main else None
+    optimizer = build_optimizer(model, plan["lr"], config.weight_decay)
     scheduler = build_scheduler(optimizer, plan["warmup_steps"], total_steps, config.min_lr_ratio)
 
     # 3. Resume from the last checkpoint, or claim the run directory.
     state = run.load_state() if start is RunStart.RESUME else None
     done = restore_state(state, model, optimizer, scheduler) if state else Progress()
+    saved_initial = run.load_initial_weights() if state and group.is_main else None
+    if saved_initial is not None:  # None for a run started before w_0 was saved: the seed rebuilt it
+        weight_distance = WeightDistance(model, initial=saved_initial)
     if group.is_main:
         if start is RunStart.RESTART:
             run.clear()
         run.write_config(config, plan)
+        if not state:
+            run.save_initial_weights(weight_distance.initial)
         atomic_write(run.tokenizer_path, lambda tmp: shutil.copyfile(data.directory / "tokenizer.json", tmp))
         if state:
             err_console.print(f"resuming {run.path} from step {done.step}/{total_steps}",
@@ -116,14 +124,14 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
         return _run_steps(config, plan, group, run, model, optimizer, scheduler, done,
                           objective=objective,
                           sampler=sampler, val_tokens=val_tokens, logger=logger,
-                          show_progress=show_progress)
+                          weight_distance=weight_distance, show_progress=show_progress)
 
 
 def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, run: RunDirectory,
                model: Transformer, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LambdaLR, done: Progress, objective: Objective,
                sampler: TokenSampler, val_tokens: np.ndarray, logger: MetricLogger | None,
-               show_progress: bool) -> dict[str, Any]:
+               weight_distance: WeightDistance | None, show_progress: bool) -> dict[str, Any]:
     """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json."""
     total_steps = plan["total_steps"]
     training_model = TrainingModel(model, group, compile=config.compile)
@@ -151,7 +159,7 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
                                 config.grad_clip, group, autocast)
             if not result.finite:
                 return _diverged(run, group, config, plan, done, result, checkpoint_step, objective)
-            lr = config.lr * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
+            lr = plan["lr"] * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
             scheduler.step()
             done.step += 1
             done.train_seconds += time.perf_counter() - step_start
@@ -170,6 +178,10 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
                 record["tokens_per_second"] = window_tokens / (now - window_start)
                 window_start, window_tokens = now, 0
                 if logger is not None:
+                    distance = weight_distance.compute(done.step)
+                    record["weight_distance"] = distance.total
+                    record |= {f"weight_distance/{layer}": value
+                               for layer, value in distance.per_layer.items()}
                     logger.log(record)
                 bar.update(task, completed=done.step, loss=f"{result.loss:.3f}",
                            tokens_per_second=f"{record['tokens_per_second']:,.0f}")
@@ -210,7 +222,9 @@ def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, objective
         "val_loss": val_loss,
         "val_loss_unit": "nats/token",
         "steps": done.step,
+        "lr": plan["lr"],
         "tokens": tokens,
+        "token_budget": config.token_budget(model_config.non_embedding_params),
         "non_embedding_params": model_config.non_embedding_params,
         "total_params": model_config.total_params,
         "forward_flops_per_token": forward_flops,

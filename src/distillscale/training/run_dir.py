@@ -4,6 +4,7 @@
     model.safetensors  weights at the last checkpoint, with model_config.json (save_pretrained)
     tokenizer.json     the tokenizer the data was encoded with
     state/checkpoint.pt  resumable state: weights, optimizer, scheduler, step, RNG (one atomic file)
+    state/initial_weights.safetensors  the initial weights w_0 of the logged ||w_t - w_0||
     metrics.jsonl      one JSON object per logged step
     tensorboard/       event files, when tensorboard is installed
     result.json        written last; its presence means the run is over (completed or diverged)
@@ -20,6 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 
 from distillscale.errors import UserError
@@ -41,6 +43,7 @@ class RunDirectory:
         self.metrics_path = self.path / "metrics.jsonl"
         self.tokenizer_path = self.path / "tokenizer.json"
         self.state_path = self.path / "state" / "checkpoint.pt"
+        self.initial_weights_path = self.path / "state" / "initial_weights.safetensors"
         self.tensorboard_dir = self.path / "tensorboard"
 
     # -- deciding what to do (read-only) -------------------------------------------------------
@@ -112,6 +115,20 @@ class RunDirectory:
         except Exception as exc:
             raise UserError(f"cannot read the training state {self.state_path} ({exc}): pass "
                             f"--overwrite to start the run again") from None
+
+    def save_initial_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()}
+        atomic_write(self.initial_weights_path, lambda tmp: safetensors.torch.save_file(tensors, tmp))
+
+    def load_initial_weights(self) -> dict[str, torch.Tensor] | None:
+        """The initial weights, or None for a run started before they were saved."""
+        if not self.initial_weights_path.exists():
+            return None
+        try:
+            return safetensors.torch.load_file(self.initial_weights_path)
+        except Exception as exc:
+            raise UserError(f"cannot read the initial weights {self.initial_weights_path} ({exc}): "
+                            f"pass --overwrite to start the run again") from None
 
     @staticmethod
     def _read_json(path: Path) -> dict[str, Any]:
