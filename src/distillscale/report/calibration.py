@@ -281,14 +281,17 @@ def _plan(result: Calibration) -> dict[str, Any]:
     if result.supervised is None or result.distillation is None:
         return {"skipped": "planning needs both fitted laws"}
     from distillscale.planning.extrapolation import extrapolation_warnings
-    from distillscale.planning.solver import DistillationPlanner
+    from distillscale.planning.solver import DEFAULT_BOUNDS, DistillationPlanner
 
     laws, settings = result.laws, result.settings
     largest = max(r["non_embedding_params"] for r in result.runs.supervised + result.runs.students)
     flops = ForwardFlops.from_settings(laws.compute)
     N = settings.target_params or DEFAULT_TARGET_SCALE * largest
     C = settings.target_compute or 3.0 * float(flops(N)) * DEFAULT_TARGET_TOKENS_PER_PARAM * N
-    planner = DistillationPlanner(laws, flops)
+    # The planner's default box starts at 1e6 parameters and tokens, above a micro sweep's models:
+    # open it down to a tenth of the smallest run so small targets are not pinned to the bound.
+    smallest = min(r["non_embedding_params"] for r in result.runs.supervised + result.runs.students)
+    planner = DistillationPlanner(laws, flops, bounds=(min(DEFAULT_BOUNDS[0], smallest / 10), DEFAULT_BOUNDS[1]))
     plans, failures = {}, {}
     for name in SCENARIOS:
         try:
