@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from distillscale.laws import load_laws
-from distillscale.report.calibration import CalibrationSettings, calibrate
 from distillscale.report.runs import load_runs
 from distillscale.sweeps.export import RECORD_COLUMNS, write_records
 

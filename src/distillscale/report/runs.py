@@ -26,9 +26,6 @@ class SweepRuns:
     students: list[dict[str, Any]]     # distilled runs with a measured teacher loss
     skipped: dict[str, int]            # status -> count of finished runs that are not usable
 
-    def columns(self, runs: list[dict[str, Any]], *names: str) -> list[np.ndarray]:
-        return [np.array([run[name] for run in runs], dtype=np.float64) for name in names]
-
 
 def load_runs(source: str | Path) -> SweepRuns:
     """Records of a sweep directory (runs.sqlite) or of an exported .csv/.jsonl file."""
