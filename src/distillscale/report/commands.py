@@ -11,8 +11,8 @@ from distillscale.console import console, err_console, print_json, warn
 from distillscale.units import format_quantity, parse_quantity
 
 
-def _progress(message: str) -> None:
-    err_console.print(f"[dim]report:[/dim] {message}", highlight=False)
+def _progress(message: str, command: str = "report") -> None:
+    err_console.print(f"[dim]{command}:[/dim] {message}", highlight=False)
 
 
 def report_command(
@@ -107,7 +107,7 @@ def demo_command(
     from distillscale.report.report import REPORT_HTML
 
     start = time.perf_counter()
-    sweep_dir, report, counts = run_demo(out, quick, workers, progress=_progress)
+    sweep_dir, report, counts = run_demo(out, quick, workers, progress=lambda m: _progress(m, "demo"))
     if as_json:
         print_json(report)
     else:
