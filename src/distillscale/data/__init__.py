@@ -9,9 +9,7 @@ Names are imported on first use, so that `distillscale.data.commands` (and `dist
 load neither torch nor tokenizers.
 """
 
-from __future__ import annotations
-
-import importlib
+from distillscale.lazy import lazy_exports
 
 _EXPORTS = {
     "DataConfig": "distillscale.data.config",
@@ -20,15 +18,5 @@ _EXPORTS = {
     "TokenSampler": "distillscale.data.sampler",
     "iter_eval_batches": "distillscale.data.sampler",
 }
-
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

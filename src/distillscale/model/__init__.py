@@ -1,24 +1,16 @@
 """The model family: `ModelConfig` (sizes from a depth x aspect-ratio ladder, exact parameter and
 FLOP counts), the `Transformer`, and `save_pretrained` / `load_pretrained` checkpoints.
 
-Torch is imported on first use of `Transformer` or the checkpoint functions, so that importing the
-config (or the CLI) stays fast.
+Names are imported on first use, so that importing the config (or the CLI) loads no torch.
 """
 
-from distillscale.model.config import ModelConfig
+from distillscale.lazy import lazy_exports
 
-__all__ = ["ModelConfig", "Transformer", "save_pretrained", "load_pretrained"]
-
-_LAZY = {
+_EXPORTS = {
+    "ModelConfig": "distillscale.model.config",
     "Transformer": "distillscale.model.transformer",
     "save_pretrained": "distillscale.model.checkpoint",
     "load_pretrained": "distillscale.model.checkpoint",
 }
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,18 +1,20 @@
 """Large-batch training regime (Hoffer, Hubara & Soudry 2017; science.md §7): square-root learning-rate
-scaling, Ghost Batch Normalization, regime adaptation, and the weight-distance diagnostic."""
+scaling, Ghost Batch Normalization, regime adaptation, and the weight-distance diagnostic.
 
-from distillscale.regime.ghost_batch_norm import GhostBatchNorm, convert_to_ghost_batch_norm
-from distillscale.regime.schedules import (LR_SCALING_RULES, AdaptedRegime, adapt_regime,
-                                           scale_learning_rate)
-from distillscale.regime.weight_distance import WeightDistance, WeightDistanceReading
+Names are imported on first use, so the CLI does not load torch at start-up.
+"""
 
-__all__ = [
-    "GhostBatchNorm",
-    "convert_to_ghost_batch_norm",
-    "scale_learning_rate",
-    "adapt_regime",
-    "AdaptedRegime",
-    "LR_SCALING_RULES",
-    "WeightDistance",
-    "WeightDistanceReading",
-]
+from distillscale.lazy import lazy_exports
+
+_EXPORTS = {
+    "GhostBatchNorm": "distillscale.regime.ghost_batch_norm",
+    "convert_to_ghost_batch_norm": "distillscale.regime.ghost_batch_norm",
+    "scale_learning_rate": "distillscale.regime.schedules",
+    "adapt_regime": "distillscale.regime.schedules",
+    "AdaptedRegime": "distillscale.regime.schedules",
+    "LR_SCALING_RULES": "distillscale.regime.schedules",
+    "WeightDistance": "distillscale.regime.weight_distance",
+    "WeightDistanceReading": "distillscale.regime.weight_distance",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,9 +10,7 @@ Modules: `encoding` (the record format and its quantisation bound), `store` (fil
 `LogitCache`), `writer` (`cache_logits`), `distill` (sampler and objective for training).
 """
 
-from __future__ import annotations
-
-import importlib
+from distillscale.lazy import lazy_exports
 
 _EXPORTS = {
     "TopKEncoding": "distillscale.training.logit_cache.encoding",
@@ -25,13 +23,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
