@@ -226,21 +226,21 @@ def fit_supervised(
     params_col: str = typer.Option("params", "--params-col", help="column of non-embedding parameters N"),
     loss_col: str = typer.Option("loss", "--loss-col", help="column of validation loss (nats/token)"),
     tokens_col: str | None = typer.Option(None, "--tokens-col",
-                                          help="column of training tokens D [default: tokens]"),
+                                          help="column of training tokens D (default: tokens)"),
     flops_col: str | None = typer.Option(None, "--flops-col",
                                          help="column of training FLOPs C instead; D = C / (6N)"),
     form: str = typer.Option("chinchilla", "--form",
                              help="chinchilla (gamma = 1, Chinchilla grid) or busbridge (gamma fitted, "
                                   "Busbridge grid)"),
     huber_delta: float | None = typer.Option(None, "--huber-delta",
-                                             help="Huber delta [default: 1e-3 chinchilla, 1e-4 busbridge]"),
+                                             help="Huber delta (default: 1e-3 chinchilla, 1e-4 busbridge)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
     level: float = typer.Option(0.9, "--level", help="interval level"),
     grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP),
     fit_where: str | None = typer.Option(None, "--fit-where", help=FIT_WHERE_HELP),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help=DROP_HELP),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
-    name: str | None = typer.Option(None, "--name", help="name of the fitted law [default: file name]"),
+    name: str | None = typer.Option(None, "--name", help="name of the fitted law (default: file name)"),
     out: Path | None = typer.Option(None, "--out", help="save the law as JSON, usable as --law FILE"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
@@ -283,8 +283,8 @@ def fit_distillation(
                                          help="column of teacher loss L_T (empty: a supervised run)"),
     loss_col: str = typer.Option("loss", "--loss-col", help="column of student validation loss"),
     supervised_law: str | None = typer.Option(
-        None, "--supervised-law", help="law giving Ltilde_S (" + LAW_HELP + ") [default: fitted "
-        "to the supervised rows of FILE]"),
+        None, "--supervised-law", help="law giving Ltilde_S (" + LAW_HELP + ") (default: fitted "
+        "to the supervised rows of FILE)"),
     supervised_form: str = typer.Option("busbridge", "--supervised-form",
                                         help="form of the supervised law fitted to supervised rows"),
     huber_delta: float = typer.Option(1e-4, "--huber-delta", help="Huber delta"),
@@ -296,7 +296,7 @@ def fit_distillation(
         "teacher loss")),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help=DROP_HELP),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
-    name: str | None = typer.Option(None, "--name", help="name of the fitted laws [default: file name]"),
+    name: str | None = typer.Option(None, "--name", help="name of the fitted laws (default: file name)"),
     out: Path | None = typer.Option(None, "--out", help="save the laws as JSON, usable as --law FILE"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:

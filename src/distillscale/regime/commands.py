@@ -43,7 +43,7 @@ def large_batch_command(
     small_batch: int = typer.Option(32, "--small-batch", help="batch size of the reference run"),
     large_batch: int = typer.Option(512, "--large-batch", help="batch size of the large-batch runs"),
     ghost_batch: int | None = typer.Option(
-        None, "--ghost-batch", help="Ghost BN batch size [default: the small batch size]"),
+        None, "--ghost-batch", help="Ghost BN batch size (default: the small batch size)"),
     epochs: int = typer.Option(20, "--epochs", help="epochs of the small-batch run"),
     milestones: str = typer.Option("10,15", "--milestones",
                                    help="epochs at which the LR is divided by 10, e.g. 10,15"),

@@ -19,9 +19,9 @@ sweep_app = typer.Typer(help="Run a sweep of training and distillation runs, and
 def run_command(
     spec: Path = typer.Argument(..., help="sweep spec (TOML): [data], [model], [teachers], [students], "
                                           "[distill]"),
-    out: Path = typer.Option(None, "--out", help="sweep directory [default: sweeps/<spec name>]"),
+    out: Path = typer.Option(None, "--out", help="sweep directory (default: sweeps/<spec name>)"),
     workers: int = typer.Option(None, "--workers", min=1,
-                                help="runs at once [default: cores // --threads-per-run]"),
+                                help="runs at once (default: cores // --threads-per-run)"),
     threads_per_run: int = typer.Option(1, "--threads-per-run", min=1,
                                         help="CPU threads of each run (OMP_NUM_THREADS)"),
     executor: str = typer.Option("local", "--executor", help="local (subprocesses) or slurm (submitit)"),
@@ -94,7 +94,7 @@ def status_command(
 def export_command(
     sweep_dir: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`)"),
     fmt: str = typer.Option("csv", "--format", help="csv or jsonl"),
-    out: Path = typer.Option(None, "--out", help="file to write [default: standard output]"),
+    out: Path = typer.Option(None, "--out", help="file to write (default: standard output)"),
 ) -> int:
     """Write one record per finished run (teachers, baselines, students) for `distillscale fit`:
     columns run_id, kind, status, n_layers, non_embedding_params, tokens, tokens_per_param, flops,

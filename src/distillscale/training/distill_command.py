@@ -27,22 +27,22 @@ def distill_command(
                                             "the teacher's cached top-k, no teacher in memory"),
     trust_remote_code: bool = typer.Option(None, "--trust-remote-code",
                                            help="let a Hugging Face teacher run its own model code"),
-    kd: str = typer.Option(None, "--kd", help="divergence: forward-kl, reverse-kl or jsd [default: forward-kl]"),
+    kd: str = typer.Option(None, "--kd", help="divergence: forward-kl, reverse-kl or jsd (default: forward-kl)"),
     temperature: float = typer.Option(None, "--temperature",
                                       help="tau: both distributions softened by it, KD scaled by tau^2 "
-                                           "[default: 1]"),
+                                           "(default: 1)"),
     kd_weight: float = typer.Option(None, "--kd-weight",
-                                    help="lambda: loss = (1 - lambda) CE + lambda KD + z-loss [default: 1]"),
+                                    help="lambda: loss = (1 - lambda) CE + lambda KD + z-loss (default: 1)"),
     top_k: int = typer.Option(None, "--top-k", help="keep the teacher's k most likely tokens per position "
-                                                    "[default: all]"),
-    jsd_beta: float = typer.Option(None, "--jsd-beta", help="teacher weight in the JSD mixture [default: 0.5]"),
+                                                    "(default: all)"),
+    jsd_beta: float = typer.Option(None, "--jsd-beta", help="teacher weight in the JSD mixture (default: 0.5)"),
     loss_chunk_size: int = typer.Option(None, "--loss-chunk-size",
-                                        help="tokens whose logits are computed at once [default: 1024]"),
+                                        help="tokens whose logits are computed at once (default: 1024)"),
     tokenizer: Path = typer.Option(None, "--tokenizer",
                                    help="the teacher's tokenizer, for a teacher saved without one "
-                                        "[default: the teacher's]"),
-    data: Path = typer.Option(None, "--data", help="corpus, as for train [default: a run teacher's corpus, "
-                                                   "else Python's standard library]"),
+                                        "(default: the teacher's)"),
+    data: Path = typer.Option(None, "--data", help="corpus, as for train (default: a run teacher's corpus, "
+                                                   "else Python's standard library)"),
     **train_options,
 ) -> int:
     """Distil a teacher into a student of the family (knowledge distillation).
