@@ -135,6 +135,9 @@ class _LogLossFitter:
             "huber_delta": self.huber_delta,
             "n_runs": n_runs,
             "data_hash": _data_hash(data, loss),
+            # Where the law was fitted: planning.extrapolation keeps plans inside it.
+            "data_range": {"params": _span(data["n"]), "tokens": _span(data["d"]),
+                           "tokens_per_param": _span(data["d"] / data["n"])},
             "grid": {"n_starts": len(grid), "values": {p.name: list(p.grid) for p in self.form.parameters}},
             "bounds": {p.name: list(p.bounds) for p in self.form.parameters},
             "parameters": dict(zip(names, map(float, self.x_))),
@@ -238,6 +241,10 @@ class DistillationLawFitter(_LogLossFitter):
 def relative_errors(predicted, observed) -> np.ndarray:
     """(predicted - observed) / observed, per run."""
     return np.asarray(predicted, float) / np.asarray(observed, float) - 1.0
+
+
+def _span(values: np.ndarray) -> list[float]:
+    return [float(np.min(values)), float(np.max(values))]
 
 
 def _data_hash(data: dict[str, np.ndarray], loss: np.ndarray) -> str:
