@@ -5,7 +5,8 @@ import torch
 from distillscale.errors import UserError
 from distillscale.laws import LawSet, load_laws
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
-from distillscale.laws.lbfgs import CONVERGED_FTOL, CONVERGED_GTOL, minimize_lbfgs
+from distillscale.laws.lbfgs import (CONVERGED_FTOL, CONVERGED_GTOL, SCREENED_OUT, STATUS_MESSAGES, Screening,
+                                     minimize_lbfgs, minimize_lbfgs_screened)
 from distillscale.laws.logspace import BUSBRIDGE, CHINCHILLA, DISTILLATION
 
 
@@ -14,6 +15,16 @@ def supervised_runs(law, n, noise, seed=0):
     N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), n))
     D = N * np.exp(rng.uniform(np.log(2), np.log(500), n))
     return N, D, law.predict(N, D) * np.exp(rng.normal(0, noise, n))
+
+
+def distilled_runs(laws, n, noise, seed=0):
+    """Students distilled from teachers trained on 20 tokens per parameter: N_S, D_S, L_T, L_S."""
+    rng = np.random.default_rng(seed)
+    N_S = np.exp(rng.uniform(np.log(1e8), np.log(1e10), n))
+    D_S = N_S * np.exp(rng.uniform(np.log(5), np.log(400), n))
+    N_T = np.exp(rng.uniform(np.log(1e8), np.log(3e10), n))
+    L_T = laws.supervised.predict(N_T, 20 * N_T)
+    return N_S, D_S, L_T, laws.distillation.predict(N_S, D_S, L_T) * np.exp(rng.normal(0, noise, n))
 
 
 def test_batched_lbfgs_solves_each_start_independently_within_bounds():
@@ -111,13 +122,7 @@ def test_fit_diagnostics_flag_grid_edges():
 def test_distillation_fit_recovers_predictions():
     laws = load_laws("busbridge2025")
     truth = laws.distillation
-    rng = np.random.default_rng(0)
-    n = 150
-    N_S = np.exp(rng.uniform(np.log(1e8), np.log(1e10), n))
-    D_S = N_S * np.exp(rng.uniform(np.log(5), np.log(400), n))
-    N_T = np.exp(rng.uniform(np.log(1e8), np.log(3e10), n))
-    L_T = laws.supervised.predict(N_T, 20 * N_T)
-    L_S = truth.predict(N_S, D_S, L_T) * np.exp(rng.normal(0, 0.002, n))
+    N_S, D_S, L_T, L_S = distilled_runs(laws, 150, noise=0.002)
     grid = {"log_A": (10.0, 20.0), "log_B": (10.0,), "alpha": (0.5,), "beta": (0.5,), "gamma": (0.5,),
             "c0": (0.0, 1.0), "c1": (0.0,), "f1": (1.0,), "log_d1": (0.0,)}
     fitter = DistillationLawFitter(laws.supervised, bootstrap=0, grid=grid).fit(N_S, D_S, L_T, L_S)
@@ -159,3 +164,58 @@ def test_epoch_reproduction_of_chinchilla_fig4(shared_data):
     for name, value in expected.items():
         assert getattr(law, name) == pytest.approx(value, rel=0.01), name
     assert fitter.result_.summary()["n_starts"] == 4500 and fitter.result_.success
+
+
+def test_screened_fit_finds_the_unscreened_optimum_on_the_epoch_data(shared_data):
+    from distillscale.tables import read_table
+
+    runs = read_table(shared_data / "chinchilla_fig4_epoch_extracted.csv").numeric(
+        ["Model Size", "Training FLOP", "loss"])
+    keep = np.argsort(runs["loss"])[:-5]
+    N, C, loss = runs["Model Size"][keep], runs["Training FLOP"][keep], runs["loss"][keep]
+    # Every other value of the Chinchilla grid: 3^5 = 243 starts, of which 13 are continued.
+    grid = {"log_E": (-1.0, 0.0, 1.0), "log_A": (0.0, 10.0, 20.0), "log_B": (0.0, 10.0, 20.0),
+            "alpha": (0.0, 1.0, 2.0), "beta": (0.0, 1.0, 2.0)}
+    everything = SupervisedLawFitter(bootstrap=0, grid=grid, screening=None).fit(N, C / (6 * N), loss).result_
+    screened = SupervisedLawFitter(bootstrap=0, grid=grid, screening=Screening(keep=0.05, min_starts=10)).fit(
+        N, C / (6 * N), loss).result_
+    assert screened.fun == pytest.approx(everything.fun, rel=1e-9)
+    np.testing.assert_allclose(screened.x, everything.x, rtol=1e-4)
+    summary = screened.summary()
+    assert summary["screening"]["n_continued"] == 13
+    assert summary["statuses"][STATUS_MESSAGES[SCREENED_OUT]] == 243 - 13
+    assert summary["total_evaluations"] < everything.summary()["total_evaluations"] / 3
+
+
+def test_screened_distillation_fit_matches_running_every_start():
+    laws = load_laws("busbridge2025")
+    N_S, D_S, L_T, L_S = distilled_runs(laws, 150, noise=0.002)
+    grid = {"log_A": (0.0, 10.0, 20.0), "log_B": (0.0, 10.0, 20.0), "alpha": (0.5, 1.0), "beta": (0.5, 1.0),
+            "gamma": (0.5,), "c0": (0.0, 1.0), "c1": (0.0, 1.0), "f1": (1.0,), "log_d1": (-1.0, 1.0)}
+    fits = [DistillationLawFitter(laws.supervised, bootstrap=0, grid=grid, screening=screening).fit(
+        N_S, D_S, L_T, L_S) for screening in (None, Screening(keep=0.05, min_starts=10))]
+    everything, screened = (fit.result_ for fit in fits)
+    assert screened.summary()["screening"]["n_continued"] == 15 and screened.success
+    # This law has many minima within a fraction of a percent of each other; the screened fit
+    # reaches one of them, with the same predictions.
+    assert everything.fun <= screened.fun <= everything.fun * 1.005
+    held_N = np.array([3e8, 3e9])
+    for teacher_loss in (1.9, 2.3, 2.8):
+        np.testing.assert_allclose(fits[1].predict(held_N, 20 * held_N, teacher_loss),
+                                   fits[0].predict(held_N, 20 * held_N, teacher_loss), rtol=1e-3)
+
+
+def test_screening_continues_only_the_best_starts():
+    # Quadratic bowls whose minimum values differ by start: the lowest ones must be continued.
+    offsets = torch.arange(40, dtype=torch.float64)
+
+    def fun(x, index):
+        return (x ** 2).sum(dim=1) + offsets[index], 2 * x
+
+    x0 = torch.full((40, 2), 3.0, dtype=torch.float64)
+    bounds = torch.full((2,), -5.0, dtype=torch.float64), torch.full((2,), 5.0, dtype=torch.float64)
+    result = minimize_lbfgs_screened(fun, x0, *bounds, Screening(iterations=1, keep=0.1, min_starts=2))
+    assert list(np.flatnonzero(result.statuses != SCREENED_OUT)) == [0, 1, 2, 3]
+    assert result.best == 0 and result.fun == pytest.approx(0.0, abs=1e-12) and result.success
+    assert result.screening["n_continued"] == 4 and result.screening["dtype"] == "float32"
+    assert (result.nits[4:] == 1).all() and (result.nits[:4] > 1).all()

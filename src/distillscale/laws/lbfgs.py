@@ -9,44 +9,69 @@ backtracking (Armijo) line search: coordinates held at a bound by the gradient a
 step, and trial points are clipped into the box. Stopping rules follow SciPy's L-BFGS-B: projected
 gradient max-norm <= gtol, or relative decrease of the objective <= ftol.
 The starts share tensor operations only, so a batch can be split anywhere without changing results.
+
+`minimize_lbfgs_screened` spends that work where it pays on a large grid of starts: every start
+takes a few cheap (float32) iterations, then only the most promising are continued to convergence.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-# Objective for a batch: (x of shape (B, P), indices of those starts) -> (value (B,), gradient (B, P)).
+# Objective for a batch: (x of shape (B, P), indices of those starts) -> (value (B,), gradient (B, P)),
+# computed in x's dtype.
 BatchObjective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-CONVERGED_GTOL, CONVERGED_FTOL, MAX_ITERATIONS, LINE_SEARCH_FAILED = 0, 1, 2, 3
+CONVERGED_GTOL, CONVERGED_FTOL, MAX_ITERATIONS, LINE_SEARCH_FAILED, SCREENED_OUT = 0, 1, 2, 3, 4
 STATUS_MESSAGES = {
     CONVERGED_GTOL: "projected gradient below gtol",
     CONVERGED_FTOL: "relative reduction of the objective below ftol",
     MAX_ITERATIONS: "maximum number of iterations reached",
     LINE_SEARCH_FAILED: "line search found no decrease",
+    SCREENED_OUT: "not continued: objective after screening not among the best",
 }
+
+
+@dataclass(frozen=True)
+class Screening:
+    """Screen a grid of starts: `iterations` L-BFGS iterations from every start in `dtype`, then
+    continue the best `keep` fraction of them (at least `min_starts`) to convergence in float64."""
+
+    iterations: int = 10
+    keep: float = 0.02
+    min_starts: int = 100
+    dtype: torch.dtype = torch.float32
+
+    def n_continued(self, n_starts: int) -> int:
+        return min(n_starts, max(self.min_starts, math.ceil(self.keep * n_starts)))
 
 
 @dataclass
 class MultiStartResult:
     """Outcome of every start, SciPy-style for the best one (`x`, `fun`, `nit`, `success`, `message`).
 
-    Per-start arrays: `xs` (S, P), `funs`, `nits`, `grad_norms` (projected, max-norm), `statuses`.
+    Per-start arrays: `xs` (S, P), `funs`, `nits`, `nfevs` (objective evaluations), `grad_norms`
+    (projected, max-norm), `statuses`. A screened-out start keeps where screening left it and is
+    never the best. `screening` records the screening phase, if there was one.
     """
 
     xs: np.ndarray
     funs: np.ndarray
     nits: np.ndarray
+    nfevs: np.ndarray
     grad_norms: np.ndarray
     statuses: np.ndarray
+    screening: dict | None = None
 
     @property
     def best(self) -> int:
-        return int(np.nanargmin(np.where(np.isfinite(self.funs), self.funs, np.nan)))
+        candidate = np.isfinite(self.funs) & (self.statuses != SCREENED_OUT)
+        return int(np.nanargmin(np.where(candidate, self.funs, np.nan)))
 
     @property
     def x(self) -> np.ndarray:
@@ -74,11 +99,15 @@ class MultiStartResult:
 
     def summary(self) -> dict:
         """Convergence of the best start and of all starts, for reports and JSON."""
-        return {"success": self.success, "message": self.message, "fun": self.fun, "nit": self.nit,
-                "grad_norm": float(self.grad_norms[self.best]), "n_starts": len(self.funs),
-                "n_converged": int(self.converged.sum()),
-                "statuses": {STATUS_MESSAGES[code]: int((self.statuses == code).sum())
-                             for code in STATUS_MESSAGES if (self.statuses == code).any()}}
+        summary = {"success": self.success, "message": self.message, "fun": self.fun, "nit": self.nit,
+                   "grad_norm": float(self.grad_norms[self.best]), "n_starts": len(self.funs),
+                   "n_converged": int(self.converged.sum()),
+                   "total_iterations": int(self.nits.sum()), "total_evaluations": int(self.nfevs.sum()),
+                   "statuses": {STATUS_MESSAGES[code]: int((self.statuses == code).sum())
+                                for code in STATUS_MESSAGES if (self.statuses == code).any()}}
+        if self.screening is not None:
+            summary["screening"] = self.screening
+        return summary
 
 
 def minimize_lbfgs(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
@@ -94,6 +123,7 @@ def minimize_lbfgs(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor, u
     y_hist = x.new_zeros(n_starts, history, n_params)
     rho = x.new_zeros(n_starts, history)
     nit = torch.zeros(n_starts, dtype=torch.long)
+    nfev = torch.ones(n_starts, dtype=torch.long)
     status = torch.full((n_starts,), MAX_ITERATIONS, dtype=torch.long)
     active = all_starts
 
@@ -119,7 +149,7 @@ def minimize_lbfgs(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor, u
         step[fresh] = torch.clamp(1.0 / direction[fresh].norm(dim=1), max=1.0)
 
         x_new, f_new, g_new, accepted = _backtrack(fun, active, xa, f[active], pg, direction, step,
-                                                   lower, upper, armijo, max_backtracks)
+                                                   lower, upper, armijo, max_backtracks, nfev)
         status[active[~accepted]] = LINE_SEARCH_FAILED
         nit[active] += 1
         moved = active[accepted]
@@ -144,7 +174,7 @@ def minimize_lbfgs(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor, u
             break
 
     free = ~(((x <= lower) & (g > 0)) | ((x >= upper) & (g < 0)))
-    return MultiStartResult(xs=x.numpy(), funs=f.numpy(), nits=nit.numpy(),
+    return MultiStartResult(xs=x.numpy(), funs=f.numpy(), nits=nit.numpy(), nfevs=nfev.numpy(),
                             grad_norms=(g * free).abs().amax(dim=1).numpy(), statuses=status.numpy())
 
 
@@ -169,14 +199,17 @@ def _two_loop(grad: torch.Tensor, s_hist: torch.Tensor, y_hist: torch.Tensor,
 
 def _backtrack(fun: BatchObjective, index: torch.Tensor, x: torch.Tensor, f: torch.Tensor,
                grad: torch.Tensor, direction: torch.Tensor, step: torch.Tensor,
-               lower: torch.Tensor, upper: torch.Tensor, armijo: float, max_backtracks: int):
-    """Per-start projected Armijo backtracking. Returns (x, f, g, accepted) for every start."""
+               lower: torch.Tensor, upper: torch.Tensor, armijo: float, max_backtracks: int,
+               nfev: torch.Tensor):
+    """Per-start projected Armijo backtracking. Returns (x, f, g, accepted) for every start and
+    counts the evaluations in `nfev`."""
     x_new, f_new, g_new = x.clone(), f.clone(), torch.zeros_like(x)
     accepted = torch.zeros(len(x), dtype=torch.bool)
     pending = torch.arange(len(x))
     for _ in range(max_backtracks):
         trial = torch.clamp(x[pending] + step[pending, None] * direction[pending], lower, upper)
         f_trial, g_trial = fun(trial, index[pending])
+        nfev[index[pending]] += 1
         # Armijo on the projected path: compare with the decrease the gradient promises there.
         promised = (grad[pending] * (trial - x[pending])).sum(dim=1)
         ok = torch.isfinite(f_trial) & (f_trial <= f[pending] + armijo * promised) & (promised < 0)
@@ -188,3 +221,37 @@ def _backtrack(fun: BatchObjective, index: torch.Tensor, x: torch.Tensor, f: tor
             break
         step[pending] *= 0.5
     return x_new, f_new, g_new, accepted
+
+
+def minimize_lbfgs_screened(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor,
+                            upper: torch.Tensor, screening: Screening = Screening(),
+                            **options) -> MultiStartResult:
+    """`minimize_lbfgs` from every row of `x0`, screened: every start first runs
+    `screening.iterations` iterations in `screening.dtype`; the `screening.n_continued` starts with
+    the lowest objective there then restart where they stopped, in x0's dtype, and run to
+    convergence under `options`. The others keep their screening result with status SCREENED_OUT.
+    With no more starts than would be continued, this is `minimize_lbfgs` on all of them.
+
+    `nits` and `nfevs` count both phases; `options["max_iter"]` bounds the second.
+    """
+    n_starts, n_continued = len(x0), screening.n_continued(len(x0))
+    if n_continued >= n_starts:
+        return minimize_lbfgs(fun, x0, lower, upper, **options)
+    cheap = screening.dtype
+    screened = minimize_lbfgs(fun, x0.to(cheap), lower.to(cheap), upper.to(cheap),
+                              **{**options, "max_iter": screening.iterations})
+    ranking = np.argsort(np.where(np.isfinite(screened.funs), screened.funs, np.inf), kind="stable")
+    continued = torch.as_tensor(np.sort(ranking[:n_continued]))
+    final = minimize_lbfgs(lambda x, index: fun(x, continued[index]),
+                           torch.as_tensor(screened.xs[continued]).to(x0.dtype), lower, upper, **options)
+
+    merged = {name: getattr(screened, name).astype(getattr(final, name).dtype)
+              for name in ("xs", "funs", "nits", "nfevs", "grad_norms", "statuses")}
+    merged["statuses"][:] = SCREENED_OUT
+    for name in ("xs", "funs", "grad_norms", "statuses"):
+        merged[name][continued] = getattr(final, name)
+    for name in ("nits", "nfevs"):
+        merged[name][continued] += getattr(final, name)
+    return MultiStartResult(**merged, screening={
+        "iterations": screening.iterations, "dtype": str(cheap).removeprefix("torch."),
+        "n_continued": n_continued, "total_evaluations": int(screened.nfevs.sum())})

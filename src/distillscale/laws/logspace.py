@@ -85,12 +85,11 @@ def _columns(theta: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _logaddexp_and_share(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log(e^u + e^v) and e^u / (e^u + e^v), its derivative with respect to u, sharing one exp."""
-    diff = u - v
-    small = torch.exp(-diff.abs())
-    lse = torch.maximum(u, v) + torch.log1p(small)
-    share = torch.where(diff > 0, 1.0, small) / (1.0 + small)
-    return lse, share
+    """log(e^u + e^v) and e^u / (e^u + e^v), its derivative with respect to u.
+
+    Two fused kernels (logaddexp, sigmoid) rather than a chain of elementwise steps: on these
+    (starts x runs) tensors the fitter's time goes to passes over memory, not arithmetic."""
+    return torch.logaddexp(u, v), torch.sigmoid(u - v)
 
 
 # Bounds: exponents non-negative (loss falls with scale), log-coefficients wide enough for models
@@ -104,12 +103,14 @@ _LOG_E = (-5.0, 5.0)
 def _power_terms(a, b, alpha, beta, data):
     """log(A/N^alpha + B/D^beta) and a vector-Jacobian product for (a, b, alpha, beta)."""
     log_n, log_d = data["log_n"], data["log_d"]
-    lse, share = _logaddexp_and_share(a - alpha * log_n, b - beta * log_d)
+    lse, share = _logaddexp_and_share(torch.addcmul(a, alpha, log_n, value=-1),
+                                      torch.addcmul(b, beta, log_d, value=-1))
 
     def vjp(upstream: torch.Tensor) -> list[torch.Tensor]:
         on_n = upstream * share
-        on_d = upstream - on_n
-        return [on_n.sum(dim=1), on_d.sum(dim=1), -(on_n @ log_n), -(on_d @ log_d)]
+        # Sums of the B/D^beta part are total minus the A/N^alpha part: no second (starts x runs) tensor.
+        total_n, total_d = on_n.sum(dim=1), upstream.sum(dim=1)
+        return [total_n, total_d - total_n, -(on_n @ log_n), (on_n @ log_d) - (upstream @ log_d)]
 
     return lse, vjp
 
@@ -118,17 +119,18 @@ def _supervised_forward(theta, data):
     """log L = LSE(e, gamma * LSE(a - alpha log N, b - beta log D)); gamma = 1 with 5 parameters."""
     fixed_gamma = theta.shape[1] == 5
     e, a, b, alpha, beta, *rest = _columns(theta)
-    gamma = 1.0 if fixed_gamma else rest[0]
     power, power_vjp = _power_terms(a, b, alpha, beta, data)
-    log_loss, share_e = _logaddexp_and_share(e, gamma * power)
+    log_loss, share_e = _logaddexp_and_share(e, power if fixed_gamma else rest[0] * power)
 
     def vjp(upstream: torch.Tensor) -> torch.Tensor:
         on_e = upstream * share_e
         on_power = upstream - on_e
-        grads = [on_e.sum(dim=1), *power_vjp(on_power * gamma)]
-        if not fixed_gamma:
-            grads.append((on_power * power).sum(dim=1))
-        return torch.stack(grads, dim=1)
+        if fixed_gamma:
+            return torch.stack([on_e.sum(dim=1), *power_vjp(on_power)], dim=1)
+        gamma = rest[0][:, 0]
+        # The power terms' gradient is linear in the upstream: scale its sums by gamma afterwards.
+        return torch.stack([on_e.sum(dim=1), *(gamma * g for g in power_vjp(on_power)),
+                            torch.linalg.vecdot(on_power, power)], dim=1)
 
     return log_loss, vjp
 
@@ -164,23 +166,24 @@ def _distillation_forward(theta, data):
     log_lt = data["log_teacher_loss"]
     # f1 * softplus(x / f1) is a smooth max(x, 0): the capacity-gap switch at L_T = d1 Ltilde_S.
     scaled = (log_lt - data["log_student_supervised_loss"] - log_d1) / f1
-    softplus, switch_share = _logaddexp_and_share(scaled, torch.zeros_like(scaled))
-    switch = f1 * softplus
+    softplus, switch_share = _logaddexp_and_share(scaled, scaled.new_zeros(()))
     power, power_vjp = _power_terms(a, b, alpha, beta, data)
-    z = gamma * power - c0 * log_lt - c1 * switch
-    log_loss, share_lt = _logaddexp_and_share(log_lt.expand_as(z), z)
+    z = torch.addcmul(torch.addcmul(gamma * power, c0, log_lt, value=-1), c1 * f1, softplus, value=-1)
+    log_loss, share_z = _logaddexp_and_share(z, log_lt)
 
     def vjp(upstream: torch.Tensor) -> torch.Tensor:
-        on_z = upstream * (1.0 - share_lt)
-        on_switch = on_z * c1
+        on_z = upstream * share_z
+        on_scaled = on_z * switch_share
+        on_softplus = torch.linalg.vecdot(on_z, softplus)
+        _, _, _, _, gamma, _, c1, f1, _ = theta.unbind(dim=1)  # per-start factors of the sums
         return torch.stack([
-            *power_vjp(on_z * gamma),
-            (on_z * power).sum(dim=1),
+            *(gamma * g for g in power_vjp(on_z)),
+            torch.linalg.vecdot(on_z, power),
             -(on_z @ log_lt),
-            -(on_z * switch).sum(dim=1),
+            -f1 * on_softplus,
             # d/df1 [f1 softplus(x/f1)] = softplus(s) - s sigmoid(s), with s = x / f1
-            -(on_switch * (softplus - scaled * switch_share)).sum(dim=1),
-            (on_switch * switch_share).sum(dim=1),
+            -c1 * (on_softplus - torch.linalg.vecdot(on_scaled, scaled)),
+            c1 * on_scaled.sum(dim=1),
         ], dim=1)
 
     return log_loss, vjp
