@@ -13,12 +13,17 @@ from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
 from distillscale.laws.commands import LAW_HELP
 from distillscale.laws.lawset import LawSet, load_laws
-from distillscale.planning.extrapolation import FAR_BEYOND, data_range, extrapolation_warnings
+from distillscale.planning.extrapolation import data_range, extrapolation_warnings
 from distillscale.planning.flops import SCENARIOS, ForwardFlops, get_scenario
 from distillscale.units import format_quantity, parse_quantity
 
 if TYPE_CHECKING:  # the solver imports scipy: loaded inside the commands, keeping --help fast
-    from distillscale.planning.solver import DistillationPlan, DistillationPlanner, SupervisedPlan
+    from distillscale.planning.solver import (
+        DistillationPlan,
+        DistillationPlanner,
+        StudentSweep,
+        SupervisedPlan,
+    )
 
 SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
 FLOPS_HELP = "forward FLOPs per token: corrected (Busbridge App. H) or simple (2N)"
@@ -34,8 +39,35 @@ def _planner(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | Non
     return DistillationPlanner(laws, flops)
 
 
+# What sets each limit of a sweep's student sizes, and the option that moves it.
+SIZE_LIMITS = {
+    "min_params": ("smallest size searched", "--min-params"),
+    "max_params": ("largest size searched", "--max-params"),
+    "min_tokens_per_param": ("fewest tokens per parameter", "--min-tokens-per-param"),
+    "max_tokens_per_param": ("most tokens per parameter", "--max-tokens-per-param"),
+    "token_bounds": ("the planner's token bounds", None),
+}
+
+
 def _warn_extrapolation(laws: LawSet, params: dict, tokens: dict) -> None:
     for message in extrapolation_warnings(laws, params, tokens):
+        warn(message)
+
+
+def _warn_plan_extrapolation(laws: LawSet, plans: list[DistillationPlan], sweep: bool) -> None:
+    """Warn once per quantity of the plans far outside the data: each student against the
+    distillation law's runs, each teacher against the supervised law's."""
+    messages = []
+    for plan in plans:
+        name = plan.scenario.name
+        student = f"the best {name} student" if sweep else "the student"
+        messages += extrapolation_warnings(
+            laws, {student: plan.student_params}, {f"the {name} student's tokens": plan.student_tokens},
+            {f"the {name} student's tokens per parameter": plan.student_tokens / plan.student_params},
+            students=True)
+        messages += extrapolation_warnings(laws, {f"the {name} teacher": plan.teacher_params},
+                                           {f"the {name} teacher's tokens": plan.teacher_tokens})
+    for message in dict.fromkeys(messages):
         warn(message)
 
 
@@ -46,10 +78,14 @@ def _at_cap(value: float | None, bound: float) -> str:
 
 
 def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
-                 best_supervised: SupervisedPlan | None = None) -> Table:
-    """One column per scenario. With `best_supervised` (a sweep over student sizes) the plans are
-    the best students, compared with the best model trained without a teacher."""
-    table = Table(title=title, caption="losses in nats/token")
+                 best_supervised: SupervisedPlan | None = None,
+                 edges: dict[str, list[str]] | None = None) -> Table:
+    """One column per scenario. With `best_supervised` and `edges` (a sweep over student sizes)
+    the plans are the best students, compared with the best model trained without a teacher, and
+    a best student on a limit of the search is marked."""
+    caption = "losses in nats/token" + ("; *: on the edge of the search (see below)"
+                                        if edges and any(edges.values()) else "")
+    table = Table(title=title, caption=caption)
     table.add_column("")
     for plan in plans:  # break long scenario names at hyphens so four columns fit 80 characters
         name = plan.scenario.name
@@ -61,8 +97,9 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     def supervised_loss(plan: DistillationPlan) -> float:
         return (best_supervised or plan.supervised).loss
 
-    if best_supervised is not None:
-        row("student params N_S", lambda p: format_quantity(p.student_params))
+    if edges is not None:
+        row("student params N_S", lambda p: format_quantity(p.student_params)
+            + ("*" if edges[p.scenario.name] else ""))
     row("student tokens D_S", lambda p: format_quantity(p.student_tokens))
     row("teacher params N_T", lambda p: _at_cap(p.teacher_params, bound))
     row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound))
@@ -101,10 +138,27 @@ def plan_command(
                                           help="vocabulary size (default: the law's)"),
     aspect_ratio: float | None = typer.Option(None, "--aspect-ratio", min=1.0,
                                               help="d_model / n_layers (default: the law's)"),
+    min_params: str | None = typer.Option(
+        None, "--min-params", help="without --student-params: the smallest student to try "
+                                   "(default: the smallest model in the law's data)"),
+    max_params: str | None = typer.Option(
+        None, "--max-params", help="without --student-params: the largest student to try "
+                                   "(default: the largest model in the law's data)"),
+    min_tokens_per_param: float | None = typer.Option(
+        None, "--min-tokens-per-param", help="without --student-params: the fewest student tokens "
+                                             "per parameter (default: the law's data; 1 for "
+                                             "busbridge2025)"),
+    max_tokens_per_param: float | None = typer.Option(
+        None, "--max-tokens-per-param", help="without --student-params: the most student tokens "
+                                             "per parameter (default: the law's data; 5000 for "
+                                             "busbridge2025)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     plot: Path | None = typer.Option(None, "--plot", help="write a figure (.png or .svg)"),
 ) -> None:
-    """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?"""
+    """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
+
+    Without --student-params, finds the best student size per scenario, searched inside the
+    law's data (sizes and tokens per parameter) unless --min-params and the like widen it."""
     from distillscale.planning import plots
 
     laws = load_laws(law)
@@ -119,28 +173,27 @@ def plan_command(
     if existing_teacher and N_S is None:
         raise UserError("planning with an existing teacher needs --student-params")
 
+    search = {"--min-params": min_params, "--max-params": max_params,
+              "--min-tokens-per-param": min_tokens_per_param,
+              "--max-tokens-per-param": max_tokens_per_param}
     if N_S is None:
-        known = data_range(laws)
-        size_range = ((known.params[0] / FAR_BEYOND, known.params[1] * FAR_BEYOND) if known
-                      else planner.bounds)
-        sweeps = [planner.sweep(budget, name, size_range) for name in names]
-        best_supervised = sweeps[0].supervised_best
-        _warn_extrapolation(laws, {f"the best {s.scenario.name} student": s.best.student_params
-                                   for s in sweeps}, {})
+        size_range, tokens_per_param = _student_search(laws, planner, **{
+            name[2:].replace("-", "_"): value for name, value in search.items()})
+        sweeps = [planner.sweep(budget, name, size_range, tokens_per_param) for name in names]
+        _warn_plan_extrapolation(laws, [s.best for s in sweeps], sweep=True)
         if as_json:
             print_json({"law": laws.name, "budget": budget,
                         "sweeps": {s.scenario.name: s.to_dict() for s in sweeps}})
         else:
-            console.print(_plans_table([s.best for s in sweeps],
-                                       f"Best student size for C = {budget:.3g} FLOPs "
-                                       f"(law: {laws.name})", planner.bounds[1], best_supervised))
-            console.print(f"best supervised model: {format_quantity(best_supervised.student_params)}"
-                          f" parameters on {format_quantity(best_supervised.tokens)} tokens; "
-                          f"student sizes searched: {format_quantity(size_range[0])} to "
-                          f"{format_quantity(size_range[1])}")
+            _print_sweeps(laws, budget, planner, sweeps)
         if plot is not None:
             plots.save_figure(plots.plot_student_size_sweep(sweeps), plot)
         return
+    given = [name for name, value in search.items() if value is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} bound the search for the best student size: drop "
+                        "--student-params/--student-model to search, or drop "
+                        f"{'them' if len(given) > 1 else 'it'}")
 
     if existing_teacher:
         if scenario not in (None, "all", "teacher-inference"):
@@ -156,11 +209,9 @@ def plan_command(
                             "with --teacher-params")
         L_T = parse_quantity(teacher_loss, "--teacher-loss") if teacher_loss is not None else None
         plans = [planner.plan_with_teacher(N_S, budget, N_T, D_T, L_T, F_S)]
-        _warn_extrapolation(laws, {"the teacher": N_T}, {"the teacher's tokens": D_T})
     else:
         plans = [planner.plan(N_S, budget, name, F_S) for name in names]
-    _warn_extrapolation(laws, {"the student": N_S},
-                        {"the student's supervised tokens": plans[0].supervised.tokens})
+    _warn_plan_extrapolation(laws, plans, sweep=False)
 
     if as_json:
         records = {p.scenario.name: {"law": laws.name, **p.to_dict()} for p in plans}
@@ -178,6 +229,76 @@ def plan_command(
     if plot is not None:
         budgets = np.geomspace(budget / 100, budget * 100, 17)
         plots.save_figure(plots.plot_loss_vs_compute(planner, N_S, budgets, budget, F_S), plot)
+
+
+def _student_search(laws: LawSet, planner: DistillationPlanner, min_params: str | None,
+                    max_params: str | None, min_tokens_per_param: float | None,
+                    max_tokens_per_param: float | None
+                    ) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """(size range, tokens-per-parameter range) of the student-size sweep: the law's student data
+    range, with the options given replacing its ends."""
+    known = data_range(laws, students=True)
+    if known is None:
+        warn(f"law {laws.name!r} records no data range: searching students of any size in the "
+             "planner's bounds (set --min-params, --max-params and --min-tokens-per-param)")
+    sizes = list(known.params if known else planner.bounds)
+    ratios = list(known.tokens_per_param) if known else [None, None]
+    for index, (option, text) in enumerate((("--min-params", min_params),
+                                            ("--max-params", max_params))):
+        if text is not None:
+            sizes[index] = parse_quantity(text, option)
+    for index, (option, value) in enumerate((("--min-tokens-per-param", min_tokens_per_param),
+                                             ("--max-tokens-per-param", max_tokens_per_param))):
+        if value is not None:
+            if not value > 0:
+                raise UserError(f"{option} must be positive, got {value:g}")
+            ratios[index] = value
+    if sizes[0] >= sizes[1]:
+        raise UserError(f"the smallest student ({format_quantity(sizes[0])}) must be below the "
+                        f"largest ({format_quantity(sizes[1])}): fix --min-params/--max-params")
+    if None in ratios:
+        ratios = [0.0 if ratios[0] is None else ratios[0],
+                  np.inf if ratios[1] is None else ratios[1]]
+    if ratios[0] >= ratios[1]:
+        raise UserError(f"the fewest tokens per parameter ({ratios[0]:g}) must be below the most "
+                        f"({ratios[1]:g}): fix --min-tokens-per-param/--max-tokens-per-param")
+    return tuple(sizes), tuple(ratios)
+
+
+def _print_sweeps(laws: LawSet, budget: float, planner: DistillationPlanner,
+                  sweeps: list[StudentSweep]) -> None:
+    """The best students' table, the best supervised model, and where the search stopped them."""
+    best_supervised, region = sweeps[0].supervised_best, sweeps[0].region
+    edges = {s.scenario.name: s.edges for s in sweeps}
+    console.print(_plans_table([s.best for s in sweeps],
+                               f"Best student size for C = {budget:.3g} FLOPs (law: {laws.name})",
+                               planner.bounds[1], best_supervised, edges))
+    console.print(f"best supervised model: {format_quantity(best_supervised.student_params)} "
+                  f"parameters on {format_quantity(best_supervised.tokens)} tokens"
+                  + (f", on the edge of the search{_edge_note(sweeps[0].supervised_edges)}"
+                     if sweeps[0].supervised_edges else ""))
+    ratios = region.tokens_per_param
+    console.print(f"student sizes searched: {format_quantity(region.smallest)} to "
+                  f"{format_quantity(region.largest)} (limits: {SIZE_LIMITS[region.smallest_limit][0]}, "
+                  f"{SIZE_LIMITS[region.largest_limit][0]})"
+                  + (f", at {ratios[0]:g} to {ratios[1]:g} tokens per parameter" if ratios else ""))
+    by_edges: dict[tuple[str, ...], list[str]] = {}
+    for sweep in sweeps:
+        if sweep.edges:
+            by_edges.setdefault(tuple(sweep.edges), []).append(sweep.scenario.name)
+    for edges, names in by_edges.items():
+        console.print(f"* {', '.join(names)}: the best student sits on the edge of the search, not "
+                      f"at an interior optimum{_edge_note(list(edges))}; the law favours going "
+                      "further, outside its data")
+
+
+def _edge_note(edges: list[str]) -> str:
+    """' (limit: ...; widen with --option)' for the search limits a best model sits on."""
+    if not edges:
+        return ""
+    options = [SIZE_LIMITS[edge][1] for edge in edges if SIZE_LIMITS[edge][1]]
+    widen = f"; widen with {' or '.join(options)}" if options else ""
+    return f" (limit: {', '.join(SIZE_LIMITS[edge][0] for edge in edges)}{widen})"
 
 
 def _student(student_params: str | None,

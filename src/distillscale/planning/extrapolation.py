@@ -1,7 +1,8 @@
-"""Where a law can be trusted: the parameter and token ranges of the runs behind it.
+"""Where a law can be trusted: the sizes, token counts and tokens per parameter of the runs behind it.
 
-A fitted law records its data range in its `fit` metadata; for the published presets the ranges
-below are read from the papers, roughly. Plans far outside them are extrapolations and say so.
+A fitted law records its data range in its `fit` metadata (`laws.fitting` writes it); for the
+published presets the ranges below are read from the papers, roughly. The student-size sweep
+searches inside the distillation law's range, and plans far outside a range say so.
 """
 
 from __future__ import annotations
@@ -18,46 +19,70 @@ FAR_BEYOND = 10.0
 
 @dataclass(frozen=True)
 class DataRange:
-    """The smallest and largest model sizes and token counts the law was fitted on."""
+    """The smallest and largest model sizes, token counts and tokens per parameter (D/N) a law
+    was fitted on."""
 
     params: tuple[float, float]
     tokens: tuple[float, float]
+    tokens_per_param: tuple[float, float]
+
+    @classmethod
+    def from_record(cls, record: dict) -> DataRange:
+        """From a fit record's `data_range`; one without `tokens_per_param` gets the widest ratios
+        its size and token spans allow."""
+        params, tokens = tuple(record["params"]), tuple(record["tokens"])
+        ratios = record.get("tokens_per_param") or (tokens[0] / params[1], tokens[1] / params[0])
+        return cls(params, tokens, tuple(ratios))
 
 
 PUBLISHED_RANGES = {
-    # Busbridge et al. 2025: models 143M..12.6B; teachers up to 512B tokens, students at 20..320
-    # tokens per parameter.
-    "busbridge2025": DataRange(params=(143e6, 12.6e9), tokens=(2.86e9, 1e12)),
-    # Hoffmann et al. 2022: 70M..16B parameters, 5B..500B tokens (Epoch refit the same runs).
-    "chinchilla2022": DataRange(params=(70e6, 16e9), tokens=(5e9, 500e9)),
-    "epoch2024": DataRange(params=(70e6, 16e9), tokens=(5e9, 500e9)),
+    # Busbridge et al. 2025: models 143M..12.6B, teachers up to 512B tokens. Students: fixed-M
+    # protocols at 20..320 tokens per parameter and IsoFLOP profiles reaching from about 1 to a
+    # few thousand; the bounds below are that rough span, not an exact record of their runs.
+    "busbridge2025": DataRange(params=(143e6, 12.6e9), tokens=(2.86e9, 1e12),
+                               tokens_per_param=(1.0, 5000.0)),
+    # Hoffmann et al. 2022: 70M..16B parameters, 5B..500B tokens (Epoch refit the same runs);
+    # D/N spans 0.04..340 in Epoch's extraction of their Fig. 4.
+    "chinchilla2022": DataRange(params=(70e6, 16e9), tokens=(5e9, 500e9),
+                                tokens_per_param=(0.04, 340.0)),
+    "epoch2024": DataRange(params=(70e6, 16e9), tokens=(5e9, 500e9),
+                           tokens_per_param=(0.04, 340.0)),
 }
 
 
-def data_range(laws: LawSet) -> DataRange | None:
-    """The fitted data range of the supervised law, or the published one of a preset."""
-    fit = laws.supervised.fit if laws.supervised is not None else None
-    recorded = (fit or {}).get("data_range")
-    if recorded:
-        return DataRange(params=tuple(recorded["params"]), tokens=tuple(recorded["tokens"]))
+def data_range(laws: LawSet, students: bool = False) -> DataRange | None:
+    """The data range behind a law set: of its supervised runs (teachers, baselines), or with
+    `students` of its distilled students (the distillation law's fit, else the supervised one).
+    A preset without a recorded range gets its published one."""
+    fits = [laws.supervised.fit if laws.supervised is not None else None]
+    if students and laws.distillation is not None:
+        fits.insert(0, laws.distillation.fit)
+    for fit in fits:
+        if (fit or {}).get("data_range"):
+            return DataRange.from_record(fit["data_range"])
     return PUBLISHED_RANGES.get(laws.name)
 
 
 def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
-                           tokens: dict[str, float | None]) -> list[str]:
-    """One message per named quantity lying more than FAR_BEYOND times outside the data range."""
-    known = data_range(laws)
+                           tokens: dict[str, float | None],
+                           tokens_per_param: dict[str, float | None] | None = None, *,
+                           students: bool = False) -> list[str]:
+    """One message per named quantity lying more than FAR_BEYOND times outside the data range
+    (the students' range with `students`), saying how far."""
+    known = data_range(laws, students)
     if known is None:
         return []
     messages = []
-    for kind, quantities, (low, high) in (("parameters", params, known.params),
-                                          ("tokens", tokens, known.tokens)):
+    for kind, quantities, (low, high) in (
+            ("parameters", params, known.params), ("tokens", tokens, known.tokens),
+            ("tokens per parameter", tokens_per_param or {}, known.tokens_per_param)):
         for name, value in quantities.items():
             if value is None or low / FAR_BEYOND <= value <= high * FAR_BEYOND:
                 continue
-            side = f"above the largest ({format_quantity(high)})" if value > high else \
-                f"below the smallest ({format_quantity(low)})"
+            side, edge = (("above the largest", high) if value > high else
+                          ("below the smallest", low))
             messages.append(
-                f"{name} ({format_quantity(value)} {kind}) is far {side} in the data behind law "
-                f"{laws.name!r}: the prediction is an extrapolation")
+                f"{name} ({format_quantity(value)} {kind}) is far {side} ({format_quantity(edge)}) "
+                f"in the data behind law {laws.name!r}, {max(value / edge, edge / value):,.0f}x "
+                "beyond it: the prediction is an extrapolation")
     return messages

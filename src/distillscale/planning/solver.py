@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
+from scipy.optimize import brentq, minimize, minimize_scalar
 
 from distillscale.errors import UserError
 from distillscale.laws import LawSet, SupervisedLaw
@@ -38,6 +38,10 @@ from distillscale.units import format_quantity
 
 # The paper's box for every variable: parameters and tokens in [1e6, 1e17].
 DEFAULT_BOUNDS = (1e6, 1e17)
+
+# A sweep's best student within this relative distance (in size or D/N) of a limit sits on it:
+# the refinement's bounded search stops about 1e-3 (in log size) short of an end.
+EDGE_TOLERANCE = 1e-2
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,42 @@ class DistillationPlan:
 
 
 @dataclass(frozen=True)
+class StudentRegion:
+    """The student sizes a sweep searches at one budget, and the limit that sets each end.
+
+    A limit is one of min_params, max_params (the size range asked for), min_tokens_per_param,
+    max_tokens_per_param (D/N with the whole budget on the student) or token_bounds (the
+    planner's bounds on D). `tokens_per_param` also bounds each plan's D_S / N_S from below.
+    """
+
+    smallest: float
+    largest: float
+    smallest_limit: str
+    largest_limit: str
+    tokens_per_param: tuple[float, float] | None
+
+    def edges(self, params: float, tokens: float) -> list[str]:
+        """The limits a student of `params` trained on `tokens` sits on (empty: inside)."""
+        def near(value: float, limit: float) -> bool:
+            return abs(np.log(value / limit)) < EDGE_TOLERANCE
+
+        edges = [limit for size, limit in ((self.smallest, self.smallest_limit),
+                                           (self.largest, self.largest_limit)) if near(params, size)]
+        if self.tokens_per_param is not None:
+            for bound, limit in zip(self.tokens_per_param,
+                                    ("min_tokens_per_param", "max_tokens_per_param")):
+                if near(tokens / params, bound) and limit not in edges:
+                    edges.append(limit)
+        return edges
+
+    def to_dict(self) -> dict:
+        return {"params": [self.smallest, self.largest],
+                "limits": [self.smallest_limit, self.largest_limit],
+                "tokens_per_param": None if self.tokens_per_param is None
+                else list(self.tokens_per_param)}
+
+
+@dataclass(frozen=True)
 class StudentSweep:
     """Plans for a range of student sizes at one budget, and the best of them."""
 
@@ -147,16 +187,30 @@ class StudentSweep:
     plans: list[DistillationPlan]
     best: DistillationPlan
     supervised_best: SupervisedPlan  # the compute-optimal model trained without a teacher
+    region: StudentRegion
 
     @property
     def verdict(self) -> str:
         return "distill" if self.best.student_loss < self.supervised_best.loss else "pretrain"
+
+    @property
+    def edges(self) -> list[str]:
+        """The search limits the best student sits on: the law would go further, outside them."""
+        return self.region.edges(self.best.student_params, self.best.student_tokens)
+
+    @property
+    def supervised_edges(self) -> list[str]:
+        return self.region.edges(self.supervised_best.student_params, self.supervised_best.tokens)
 
     def to_dict(self) -> dict:
         return {"scenario": self.scenario.name, "budget": self.budget,
                 "best": self.best.to_dict(), "supervised_best": self.supervised_best.to_dict(),
                 "verdict": self.verdict,
                 "loss_difference": self.supervised_best.loss - self.best.student_loss,
+                "searched": self.region.to_dict(),
+                "best_on_edge": bool(self.edges), "edges": self.edges,
+                "supervised_best_on_edge": bool(self.supervised_edges),
+                "supervised_edges": self.supervised_edges,
                 "students": [{"student_params": p.student_params, "student_loss": p.student_loss,
                               "supervised_loss": p.supervised.loss} for p in self.plans]}
 
@@ -213,11 +267,12 @@ class DistillationPlanner:
         return SupervisedPlan(student_params, tokens,
                               float(self.supervised_law.predict(student_params, tokens)), budget)
 
-    def supervised_optimal(self, budget: float,
-                           size_range: tuple[float, float] | None = None) -> SupervisedPlan:
-        """The model size in `size_range` (default: the bounds) that minimises
-        L(N, C / (3 F(N))) for this budget."""
-        sizes = self._feasible_student_sizes(budget, 48, size_range)
+    def supervised_optimal(self, budget: float, size_range: tuple[float, float] | None = None,
+                           tokens_per_param: tuple[float, float] | None = None) -> SupervisedPlan:
+        """The model size that minimises L(N, C / (3 F(N))) for this budget, searched in
+        `student_region(budget, size_range, tokens_per_param)`."""
+        region = self.student_region(budget, size_range, tokens_per_param)
+        sizes = np.geomspace(region.smallest, region.largest, 48)
         tokens = budget / (3.0 * self.flops(sizes))
         best = int(np.argmin(self.supervised_law.predict(sizes, tokens)))
         bracket = np.log(sizes[max(best - 1, 0)]), np.log(sizes[min(best + 1, len(sizes) - 1)])
@@ -232,14 +287,27 @@ class DistillationPlanner:
     # -- distillation -----------------------------------------------------------------------
 
     def plan(self, student_params: float, budget: float, scenario: Scenario | str,
-             student_flops_per_token: float | None = None) -> DistillationPlan:
-        """The compute-optimal (D_S, N_T, D_T) for one student size, budget and scenario."""
+             student_flops_per_token: float | None = None,
+             min_student_tokens: float | None = None) -> DistillationPlan:
+        """The compute-optimal (D_S, N_T, D_T) for one student size, budget and scenario.
+
+        min_student_tokens : the fewest distillation tokens D_S the plan may give the student
+            (default: the lower bound); a sweep passes its tokens-per-parameter floor.
+        """
         scenario = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
         baseline = self.supervised(student_params, budget, student_flops_per_token)
         F_S = self._student_flops(student_params, student_flops_per_token)
+        fewest_tokens = max(self.bounds[0], min_student_tokens or 0.0)
         if not (scenario.teacher_inference or scenario.teacher_pretraining):
+            if baseline.tokens < fewest_tokens * (1 - 1e-9):
+                raise UserError(
+                    f"budget {budget:.3g} FLOPs trains a {format_quantity(student_params)}-parameter "
+                    f"student on {format_quantity(baseline.tokens)} tokens, fewer than the "
+                    f"{format_quantity(fewest_tokens)} asked for: raise --compute or choose a "
+                    "smaller student")
             return self._plan_best_case(student_params, budget, scenario, F_S, baseline)
-        return self._plan_paid_teacher(student_params, budget, scenario, F_S, baseline)
+        return self._plan_paid_teacher(student_params, budget, scenario, F_S, baseline,
+                                       fewest_tokens)
 
     def plan_with_teacher(self, student_params: float, budget: float, teacher_params: float,
                           teacher_tokens: float | None = None, teacher_loss: float | None = None,
@@ -319,23 +387,60 @@ class DistillationPlanner:
         keep = np.unique(np.linspace(0, len(params) - 1, points).round().astype(int))
         return TeacherFamily(teacher_loss, params[keep], tokens[keep], optimal_params, optimal_tokens)
 
+    def student_region(self, budget: float, size_range: tuple[float, float] | None = None,
+                       tokens_per_param: tuple[float, float] | None = None) -> StudentRegion:
+        """The student sizes in `size_range` (default: the bounds) whose training on the whole
+        budget, D = C / (3 F(N)), lies inside the token bounds and `tokens_per_param` (D/N)."""
+        low, high = self.bounds
+        smallest, largest = size_range or self.bounds
+        fewest, most = tokens_per_param or (0.0, np.inf)
+
+        def tokens(n):
+            return budget / (3.0 * self.flops(n))
+
+        # D and D/N both fall as N grows, so every limit on them is a limit on N.
+        lower = [(max(smallest, low), "min_params"),
+                 (self._size_where(tokens, high), "token_bounds"),
+                 (self._size_where(lambda n: tokens(n) / n, most), "max_tokens_per_param")]
+        upper = [(min(largest, high), "max_params"),
+                 (self._size_where(tokens, low), "token_bounds"),
+                 (self._size_where(lambda n: tokens(n) / n, fewest), "min_tokens_per_param")]
+        (start, start_limit), (stop, stop_limit) = (max(lower, key=lambda limit: limit[0]),
+                                                  min(upper, key=lambda limit: limit[0]))
+        if start > stop:
+            ratios = (f" at {format_quantity(fewest)} to {format_quantity(most)} tokens per "
+                      "parameter" if tokens_per_param else "")
+            raise UserError(f"budget {budget:.3g} FLOPs cannot train any model of "
+                            f"{format_quantity(smallest)} to {format_quantity(largest)} parameters "
+                            f"on {low:.0e} to {high:.0e} tokens{ratios}: change --compute")
+        return StudentRegion(start, stop, start_limit, stop_limit, tokens_per_param)
+
     def sweep(self, budget: float, scenario: Scenario | str,
-              size_range: tuple[float, float] | None = None, count: int = 13) -> StudentSweep:
-        """Plans for `count` log-spaced student sizes in `size_range` (default: the bounds) that
-        the budget can train, the best of them refined by a bounded 1-D search over size."""
+              size_range: tuple[float, float] | None = None,
+              tokens_per_param: tuple[float, float] | None = None, count: int = 13) -> StudentSweep:
+        """Plans for `count` log-spaced student sizes of `student_region(budget, size_range,
+        tokens_per_param)`, each student given at least the fewest tokens per parameter; the best
+        of them refined by a bounded 1-D search over size. `StudentSweep.edges` says when the best
+        sits on a limit of the region."""
         scenario = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
+        region = self.student_region(budget, size_range, tokens_per_param)
+        fewest = tokens_per_param[0] if tokens_per_param else 0.0
+
+        def plan_at(size: float) -> DistillationPlan:
+            return self.plan(size, budget, scenario, min_student_tokens=fewest * size)
+
         plans = []
-        for size in self._feasible_student_sizes(budget, count, size_range):
+        for size in np.geomspace(region.smallest, region.largest, count):
             try:
-                plans.append(self.plan(float(size), budget, scenario))
+                plans.append(plan_at(float(size)))
             except UserError:
                 continue  # the teacher's cost leaves this student too few tokens
         if not plans:
             raise UserError(f"no student size can be planned with {budget:.3g} FLOPs in "
                             f"scenario {scenario.name}; raise --compute")
-        best = self._refine_student_size(budget, scenario, plans,
-                                         min(plans, key=lambda p: p.student_loss))
-        return StudentSweep(scenario, budget, plans, best, self.supervised_optimal(budget, size_range))
+        best = self._refine_student_size(plan_at, plans, min(plans, key=lambda p: p.student_loss))
+        return StudentSweep(scenario, budget, plans, best,
+                            self.supervised_optimal(budget, size_range, tokens_per_param), region)
 
     def advantage_map(self, scenario: Scenario | str, student_params,
                       supervised_tokens) -> np.ndarray:
@@ -358,22 +463,25 @@ class DistillationPlanner:
     def _student_flops(self, student_params: float, override: float | None) -> float:
         return float(self.flops(student_params)) if override is None else float(override)
 
-    def _feasible_student_sizes(self, budget: float, count: int,
-                                size_range: tuple[float, float] | None) -> np.ndarray:
-        """Log-spaced sizes in `size_range` whose supervised token count lies inside the bounds."""
-        low, high = self.bounds
-        smallest, largest = size_range or self.bounds
-        sizes = np.geomspace(max(smallest, low), min(largest, high), 1024)
-        tokens = budget / (3.0 * self.flops(sizes))
-        sizes = sizes[(tokens >= low) & (tokens <= high)]
-        if sizes.size == 0:
-            raise UserError(f"budget {budget:.3g} FLOPs cannot train any model of "
-                            f"{format_quantity(smallest)} to {format_quantity(largest)} parameters "
-                            f"on {low:.0e} to {high:.0e} tokens: change --compute")
-        return np.geomspace(sizes[0], sizes[-1], count)
+    @staticmethod
+    def _size_where(falling, value: float) -> float:
+        """The N with falling(N) = value for a positive function falling in N: 0 when it is
+        below the value at every size, inf when above."""
+        if value <= 0:
+            return np.inf
+        if not np.isfinite(value):
+            return 0.0
+        log_low, log_high = np.log(1.0), np.log(1e30)
+        if falling(np.exp(log_high)) >= value:
+            return np.inf
+        if falling(np.exp(log_low)) <= value:
+            return 0.0
+        return float(np.exp(brentq(lambda t: np.log(falling(np.exp(t)) / value), log_low, log_high,
+                                   xtol=1e-12)))
 
-    def _refine_student_size(self, budget: float, scenario: Scenario,
-                             plans: list[DistillationPlan], best: DistillationPlan) -> DistillationPlan:
+    @staticmethod
+    def _refine_student_size(plan_at, plans: list[DistillationPlan],
+                             best: DistillationPlan) -> DistillationPlan:
         index = plans.index(best)
         neighbours = plans[max(index - 1, 0)], plans[min(index + 1, len(plans) - 1)]
         bracket = tuple(np.log(p.student_params) for p in neighbours)
@@ -382,12 +490,12 @@ class DistillationPlanner:
 
         def loss(log_n: float) -> float:
             try:
-                return self.plan(float(np.exp(log_n)), budget, scenario).student_loss
+                return plan_at(float(np.exp(log_n))).student_loss
             except UserError:
                 return np.inf
 
         found = minimize_scalar(loss, bounds=bracket, method="bounded", options={"xatol": 1e-3})
-        refined = self.plan(float(np.exp(found.x)), budget, scenario)
+        refined = plan_at(float(np.exp(found.x)))
         return refined if refined.student_loss < best.student_loss else best
 
     def _plan_best_case(self, N_S: float, budget: float, scenario: Scenario, F_S: float,
@@ -401,7 +509,9 @@ class DistillationPlanner:
             distillation_flops(scenario, F_S, D_S), baseline, convergence, family)
 
     def _plan_paid_teacher(self, N_S: float, budget: float, scenario: Scenario, F_S: float,
-                           baseline: SupervisedPlan) -> DistillationPlan:
+                           baseline: SupervisedPlan, fewest_tokens: float) -> DistillationPlan:
+        """`fewest_tokens` bounds D_S from below; the bounds also bound it from above and box
+        the teacher."""
         low, high = self.bounds
         inference = 1.0 if scenario.teacher_inference else 0.0
         pretraining = 3.0 if scenario.teacher_pretraining else 0.0
@@ -412,9 +522,9 @@ class DistillationPlanner:
 
         def student_loss(log_nt, log_dt):
             D_S = student_tokens(log_nt, log_dt)
-            feasible = (D_S >= low) & (D_S <= high)
+            feasible = (D_S >= fewest_tokens) & (D_S <= high)
             L_T = self.supervised_law.predict(np.exp(log_nt), np.exp(log_dt))
-            L_S = self.distillation.predict(N_S, np.where(feasible, D_S, low), L_T)
+            L_S = self.distillation.predict(N_S, np.where(feasible, D_S, fewest_tokens), L_T)
             return np.where(feasible, L_S, np.inf)
 
         # Coarse grid over the whole box, then a finer one around its best cell.
@@ -423,7 +533,7 @@ class DistillationPlanner:
         if not np.isfinite(grid_loss):
             raise UserError(
                 f"budget {budget:.3g} FLOPs is too small for scenario {scenario.name}: even the "
-                f"smallest teacher leaves the student fewer than {format_quantity(low)} tokens")
+                f"smallest teacher leaves the student fewer than {format_quantity(fewest_tokens)} tokens")
         step = axis[1] - axis[0]
         fine_axes = [np.linspace(max(v - 2 * step, axis[0]), min(v + 2 * step, axis[-1]), 33)
                      for v in x0]
@@ -438,7 +548,7 @@ class DistillationPlanner:
 
         def tokens_within_bounds(x):
             D_S = student_tokens(*x)
-            return np.array([D_S / low - 1.0, 1.0 - D_S / high])
+            return np.array([D_S / fewest_tokens - 1.0, 1.0 - D_S / high])
 
         result = minimize(objective, x0, method="SLSQP",
                           bounds=[(axis[0], axis[-1])] * 2,
@@ -451,7 +561,7 @@ class DistillationPlanner:
                    f"kept the grid optimum; SLSQP did not improve it ({result.message})")
 
         N_T, D_T = float(np.exp(x[0])), float(np.exp(x[1]))
-        D_S = float(np.clip(student_tokens(*x), low, high))
+        D_S = float(np.clip(student_tokens(*x), fewest_tokens, high))
         L_T = float(self.supervised_law.predict(N_T, D_T))
         return DistillationPlan(
             scenario, budget, N_S, D_S, N_T, D_T, L_T,
