@@ -8,7 +8,7 @@ import pytest
 
 from distillscale.errors import UserError
 from distillscale.laws import load_laws
-from distillscale.planning.extrapolation import extrapolation_warnings
+from distillscale.planning.extrapolation import data_range, extrapolation_warnings
 from distillscale.planning.flops import SCENARIOS, ForwardFlops, distillation_flops, get_scenario
 from distillscale.planning.solver import DistillationPlanner, tokens_reaching_loss
 from distillscale.planning.teacher import (
@@ -163,12 +163,53 @@ def test_sweep_finds_a_student_no_worse_than_any_grid_size(planner):
         assert planner.supervised(size, 1e21).loss >= optimal.loss
 
 
+@pytest.mark.parametrize("budget", [1e19, 1e21, 1e23])
+def test_sweep_stays_inside_the_published_data_range(planner, budget):
+    known = data_range(planner.laws, students=True)
+    assert known.tokens_per_param == (1.0, 5000.0)
+    for name in SCENARIOS:
+        sweep = planner.sweep(budget, name, known.params, known.tokens_per_param, count=7)
+        for plan in (*sweep.plans, sweep.best):
+            assert known.params[0] * (1 - 1e-9) <= plan.student_params <= known.params[1] * (1 + 1e-9)
+            assert (known.tokens_per_param[0] * (1 - 1e-6) <= plan.student_tokens / plan.student_params
+                    <= known.tokens_per_param[1] * (1 + 1e-6)), name
+
+
+def test_sweep_flags_a_best_student_on_the_edge_of_the_search(planner):
+    # At 1e21 FLOPs a free teacher favours the largest student the budget can feed 1 token per
+    # parameter; widening the floor moves the optimum, so the edge is the search's, not the law's.
+    sweep = planner.sweep(1e21, "best-case", (143 * M, 12.6 * B), (1.0, 5000.0), count=7)
+    assert sweep.region.largest_limit == "min_tokens_per_param"
+    assert sweep.edges == ["min_tokens_per_param"]
+    assert sweep.best.student_tokens / sweep.best.student_params == pytest.approx(1.0, rel=1e-2)
+    wider = planner.sweep(1e21, "best-case", (143 * M, 12.6 * B), (0.1, 5000.0), count=7)
+    assert wider.best.student_params > sweep.best.student_params
+    record = sweep.to_dict()
+    assert record["best_on_edge"] and record["edges"] == ["min_tokens_per_param"]
+    assert record["searched"]["limits"] == ["max_tokens_per_param", "min_tokens_per_param"]
+    # Training a teacher for the student costs enough that the best student is inside the range.
+    interior = planner.sweep(1e21, "teacher-pretraining", (143 * M, 12.6 * B), (1.0, 5000.0), count=7)
+    assert interior.edges == [] and not interior.to_dict()["best_on_edge"]
+
+
+def test_sweep_students_get_the_fewest_tokens_per_parameter_even_with_a_paid_teacher(planner):
+    floor = planner.plan(8 * B, 1e21, "teacher-inference", min_student_tokens=8 * B)
+    assert floor.student_tokens >= 8 * B * (1 - 1e-9)
+    assert floor.flops.total == pytest.approx(1e21, rel=1e-3)
+    free = planner.plan(8 * B, 1e21, "teacher-inference")
+    assert free.student_tokens < 8 * B  # unconstrained, the teacher's logits take more
+    with pytest.raises(UserError, match="fewer than the 1T asked for"):
+        planner.plan(8 * B, 1e21, "best-case", min_student_tokens=1e12)
+
+
 @pytest.mark.parametrize("call, fragment", [
     (lambda p: p.plan(546 * M, 1e10, "best-case"), "budget 1e+10 FLOPs is too small"),
     (lambda p: p.plan(1e6, 1e30, "best-case"), "beyond the planner's 1e+17-token bound"),
     (lambda p: p.plan(546 * M, 4.25e15, "teacher-pretraining-inference"),
      "too small for scenario teacher-pretraining-inference"),
     (lambda p: p.sweep(1.0, "best-case"), "cannot train any model"),
+    (lambda p: p.sweep(1e21, "best-case", (143 * M, 12.6 * B), (1e6, 1e7)),
+     "at 1M to 10M tokens per parameter: change --compute"),
 ])
 def test_impossible_budgets_are_user_errors(planner, call, fragment):
     with pytest.raises(UserError, match=re.escape(fragment)):
@@ -181,8 +222,28 @@ def test_extrapolation_warnings_only_far_outside_the_data():
     messages = extrapolation_warnings(laws, {"N": 10e12}, {"D": 1e6})
     assert len(messages) == 2
     assert "far above the largest (12.6B)" in messages[0]
+    teacher_at_cap = extrapolation_warnings(laws, {}, {"D_T": 1e17})[0]
+    assert "(1T) in the data behind law 'busbridge2025', 100,000x beyond it" in teacher_at_cap
+    assert "20,000x beyond" in extrapolation_warnings(laws, {}, {}, {"M": 1e8}, students=True)[0]
     laws.supervised.fit = {"data_range": {"params": [1e3, 1e4], "tokens": [1e5, 1e6]}}
     assert "far above" in extrapolation_warnings(laws, {"N": 546 * M}, {})[0]
+    # A range recorded without D/N spans the widest ratios its sizes and tokens allow.
+    assert data_range(laws).tokens_per_param == (10.0, 1000.0)
+
+
+def test_a_fitted_law_records_the_data_range_the_planner_reads():
+    from distillscale.laws import LawSet, SupervisedLaw
+    from distillscale.laws.fitting import SupervisedLawFitter
+
+    truth = SupervisedLaw(E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37, gamma=1.0)
+    N = np.repeat([1e7, 3e7, 1e8], 3)
+    D = N * np.tile([5.0, 20.0, 80.0], 3)
+    one_start = {"log_E": (0.5,), "log_A": (5.0,), "log_B": (5.0,), "alpha": (0.5,), "beta": (0.5,)}
+    fitter = SupervisedLawFitter(bootstrap=0, grid=one_start, screening=None)
+    law = fitter.fit(N, D, truth.predict(N, D)).law_
+    known = data_range(LawSet("mine", law, None))
+    assert known.params == (1e7, 1e8) and known.tokens == (5e7, 8e9)
+    assert known.tokens_per_param == pytest.approx((5.0, 80.0))
 
 
 def test_rank_teachers_marks_the_best_and_the_capacity_gap(planner):
