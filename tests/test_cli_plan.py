@@ -48,6 +48,51 @@ def test_plan_without_student_size_sweeps_every_scenario(cli, tmp_path):
     assert sweep["best"]["student_loss"] <= min(s["student_loss"] for s in sweep["students"])
 
 
+def test_plan_sweep_searches_the_law_data_and_flags_edge_optima(cli):
+    code, out, err = cli("plan", "--compute", "1e21", "--json")
+    assert code == 0
+    sweeps = json.loads(out)["sweeps"]
+    for name, sweep in sweeps.items():
+        best = sweep["best"]
+        assert 143e6 * (1 - 1e-9) <= best["student_params"] <= 12.6e9 * (1 + 1e-9), name
+        assert 1.0 * (1 - 1e-6) <= best["student_tokens"] / best["student_params"] <= 5000.0, name
+        assert sweep["searched"]["tokens_per_param"] == [1.0, 5000.0]
+    assert sweeps["best-case"]["best_on_edge"]
+    assert sweeps["best-case"]["edges"] == ["min_tokens_per_param"]
+    assert not sweeps["teacher-pretraining"]["best_on_edge"]
+    # The teacher-inference teacher runs to the 1e17-token cap, 1e5x the data's largest: warned.
+    assert "the teacher-inference teacher's tokens (100P tokens)" in err
+    assert "100,000x beyond it" in err
+
+
+def test_plan_sweep_table_footnote_and_search_options(cli):
+    code, out, _ = cli("plan", "--compute", "1e21", "--scenario", "best-case")
+    assert code == 0
+    assert "12.4B*" in out and "on the edge of the search" in out
+    assert "widen with --min-tokens-per-param" in out
+    code, out, _ = cli("plan", "--compute", "1e21", "--scenario", "best-case", "--json",
+                       "--min-params", "1B", "--max-params", "2B", "--max-tokens-per-param", "300")
+    sweep = json.loads(out)["sweeps"]["best-case"]
+    assert sweep["searched"]["params"][0] == pytest.approx(1e9)
+    assert sweep["searched"]["limits"] == ["min_params", "max_params"]
+    assert sweep["best"]["student_params"] == pytest.approx(2e9, rel=1e-2)
+    assert sweep["edges"] == ["max_params"]
+
+
+def test_plan_sweep_with_a_law_of_unknown_data_range_warns(cli, tmp_path):
+    from dataclasses import replace
+
+    from distillscale.laws import load_laws
+
+    path = tmp_path / "mine.json"
+    replace(load_laws("busbridge2025"), name="mine").save(path)
+    code, out, err = cli("plan", "--law", str(path), "--compute", "1e21", "--scenario",
+                         "teacher-pretraining", "--json")
+    assert code == 0
+    assert "law 'mine' records no data range" in err
+    assert json.loads(out)["sweeps"]["teacher-pretraining"]["searched"]["tokens_per_param"] is None
+
+
 def test_plan_warns_when_extrapolating(cli):
     code, _, err = cli("plan", "--student-params", "5T", "--compute", "1e26",
                        "--scenario", "best-case")
@@ -123,6 +168,16 @@ def test_distill_map_writes_a_figure(cli, tmp_path):
     (["teacher", "--student-params", "546M", "--student-tokens", "11B", "--candidates",
       "/nonexistent.csv"], "cannot read run file"),
     (["distill-map", "--out", "map.txt"], "use a .png or .svg file name"),
+    (["plan", "--compute", "1e21", "--min-params", "10B", "--max-params", "1B"],
+     "the smallest student (10B) must be below the largest (1B)"),
+    (["plan", "--compute", "1e21", "--min-tokens-per-param", "0"],
+     "--min-tokens-per-param must be positive, got 0"),
+    (["plan", "--compute", "1e21", "--min-tokens-per-param", "500", "--max-tokens-per-param", "50"],
+     "the fewest tokens per parameter (500) must be below the most (50)"),
+    (["plan", "--compute", "1e21", "--max-params", "big"], "malformed --max-params 'big'"),
+    (["plan", "--compute", "1e21", "--student-params", "546M", "--min-params", "1B"],
+     "the student-size search options (--min-params) do not combine with --student-params"),
+    (["plan", "--compute", "1e15"], "cannot train any model of 143M to 12.6B parameters"),
 ])
 def test_bad_input_is_one_line_exit_2(cli, args, fragment):
     code, _, err = cli(*args)

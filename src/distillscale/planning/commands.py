@@ -191,9 +191,8 @@ def plan_command(
         return
     given = [name for name, value in search.items() if value is not None]
     if given:
-        raise UserError(f"{', '.join(given)} bound the search for the best student size: drop "
-                        "--student-params/--student-model to search, or drop "
-                        f"{'them' if len(given) > 1 else 'it'}")
+        raise UserError(f"the student-size search options ({', '.join(given)}) do not combine "
+                        "with --student-params/--student-model: drop one or the other")
 
     if existing_teacher:
         if scenario not in (None, "all", "teacher-inference"):
@@ -256,9 +255,9 @@ def _student_search(laws: LawSet, planner: DistillationPlanner, min_params: str 
     if sizes[0] >= sizes[1]:
         raise UserError(f"the smallest student ({format_quantity(sizes[0])}) must be below the "
                         f"largest ({format_quantity(sizes[1])}): fix --min-params/--max-params")
-    if None in ratios:
-        ratios = [0.0 if ratios[0] is None else ratios[0],
-                  np.inf if ratios[1] is None else ratios[1]]
+    if ratios == [None, None]:
+        return tuple(sizes), None
+    ratios = [0.0 if ratios[0] is None else ratios[0], np.inf if ratios[1] is None else ratios[1]]
     if ratios[0] >= ratios[1]:
         raise UserError(f"the fewest tokens per parameter ({ratios[0]:g}) must be below the most "
                         f"({ratios[1]:g}): fix --min-tokens-per-param/--max-tokens-per-param")

@@ -159,8 +159,8 @@ class StudentRegion:
 
     def edges(self, params: float, tokens: float) -> list[str]:
         """The limits a student of `params` trained on `tokens` sits on (empty: inside)."""
-        def near(value: float, limit: float) -> bool:
-            return abs(np.log(value / limit)) < EDGE_TOLERANCE
+        def near(value: float, limit: float) -> bool:  # an open end (0 or inf) is no edge
+            return 0 < limit < np.inf and abs(np.log(value / limit)) < EDGE_TOLERANCE
 
         edges = [limit for size, limit in ((self.smallest, self.smallest_limit),
                                            (self.largest, self.largest_limit)) if near(params, size)]
