@@ -182,8 +182,11 @@ def _print_fit(title: str, coefficients: dict, fit: dict, n_dropped: int, holdou
                   f"= {convergence['fun']:.6g}")
     console.print(f"fit quality: RMSE of log-loss {diagnostics['rmse_log_loss']:.4f}, "
                   f"max relative error {diagnostics['max_relative_error']:.2%}")
+    screening = convergence.get("screening")
+    continued = (f", {screening['n_continued']} continued after {screening['iterations']} "
+                 f"{screening['dtype']} screening iterations" if screening else "")
     console.print(f"optimiser: best of {convergence['n_starts']} starts "
-                  f"({convergence['n_converged']} converged): {convergence['message']} after "
+                  f"({convergence['n_converged']} converged{continued}): {convergence['message']} after "
                   f"{convergence['nit']} iterations, projected gradient {convergence['grad_norm']:.2g}")
     if diagnostics["on_bound"]:
         warn(f"parameters ended on a bound of the search box: {', '.join(diagnostics['on_bound'])}")
