@@ -34,7 +34,9 @@ def format_quantity(value: float, digits: int = 3) -> str:
     """Format a count with an SI-like suffix: 5.46e8 -> '546M', 7.75e9 -> '7.75B'."""
     if not math.isfinite(value):
         return str(value)
+    # Round first, so that 999999.9 shows as 1M rather than 1e+03K.
+    rounded = float(f"{value:.{digits}g}")
     for suffix, scale in (("P", 1e15), ("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.{digits}g}{suffix}"
-    return f"{value:.{digits}g}"
+        if abs(rounded) >= scale:
+            return f"{rounded / scale:.{digits}g}{suffix}"
+    return f"{rounded:.{digits}g}"
