@@ -212,7 +212,8 @@ def test_killed_runner_resumes_and_runs_everything_exactly_once(tmp_path):
     assert {run_id: mtime for run_id, mtime in result_mtimes(sweep_dir).items() if run_id in mtimes} == mtimes
     assert any(record.attempts == 2 for record in after.values())  # something was interrupted
     resumed = [run_id for run_id in after if "resuming" in SweepLayout(sweep_dir).log_path(run_id).read_text()]
-    assert set(resumed) >= {record.id for record in checkpointed}
+    # A checkpointed run may still have finished before the kill landed; the others resumed.
+    assert set(resumed) >= {record.id for record in checkpointed if record.id not in mtimes}
 
 
 def test_slurm_executor_runs_each_run_as_a_submitit_job(tmp_path):
