@@ -31,3 +31,23 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip("reference data ../shared/data is absent")
     return data
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A data cache (DISTILLSCALE_CACHE) shared by one module's tests; subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("cache")
+        patch.setenv("DISTILLSCALE_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and CPU results repeat exactly with the same kernels."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

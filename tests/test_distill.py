@@ -13,29 +13,14 @@ from distillscale.data import DataConfig, prepare_data
 from distillscale.model import load_pretrained
 from distillscale.training.evaluation import evaluate
 
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
 VOCAB = 320
 SHAPE = ("--aspect-ratio", "64", "--head-dim", "32", "--seq-len", "32", "--batch-size", "8",
          "--eval-tokens", "4k", "--eval-every", "0", "--device", "cpu")
 TEACHER = ("--n-layers", "2", "--tokens", "20k", "--vocab-size", str(VOCAB), "--max-bytes", "300k", *SHAPE)
 # 20 steps: few tokens for the student, where a teacher's full distribution helps most.
 STUDENT = ("--n-layers", "1", "--tokens", "5k", "--save-every", "5", "--log-every", "5", *SHAPE)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("cache")
-        patch.setenv("DISTILLSCALE_CACHE", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and resume is bit-exact with the same kernels."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run_cli(*args) -> None:

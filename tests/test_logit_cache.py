@@ -20,6 +20,8 @@ from distillscale.training.logit_cache import (CachedDistillationObjective, Cach
 from distillscale.training.losses import DistillationLossConfig, distillation_loss
 from distillscale.training.teachers import find_teacher, load_teacher
 
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
 SEQ_LEN, TOP_K, MAX_BYTES = 32, 16, "200k"
 TEACHER = ("--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32", "--seq-len", str(SEQ_LEN),
            "--batch-size", "8", "--tokens", "4k", "--vocab-size", "320", "--max-bytes", MAX_BYTES,
@@ -30,23 +32,6 @@ CACHE = ("--top-k", str(TOP_K), "--seq-len", str(SEQ_LEN), "--tokens", "2048", "
 # 4 steps, a checkpoint every 2.
 STUDENT = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "32", "--tokens", "1k", "--batch-size", "8",
            "--save-every", "2", "--eval-tokens", "1k", "--eval-every", "0", "--device", "cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def data_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("data-cache")
-        patch.setenv("DISTILLSCALE_CACHE", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and CPU results repeat exactly with the same kernels."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run_cli(*args) -> None:

@@ -15,23 +15,14 @@ from distillscale.model import ModelConfig, Transformer
 from distillscale.training import recipe
 from distillscale.training.config import TrainConfig, load_train_config
 
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
 # Global batch 8 sequences of 32 tokens (256 tokens per step), tuned at a reference batch of 2.
 ARGS = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "16", "--vocab-size", "300",
         "--max-bytes", "60k", "--seq-len", "32", "--batch-size", "8", "--lr", "0.01",
         "--eval-tokens", "256", "--eval-every", "0", "--log-every", "1", "--device", "cpu",
         "--reference-batch-size", "2")
 ADAPTED = ("--tokens", "512", "--regime-adaptation", "--save-every", "4")  # 2 steps at B, 8 at B_ref
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    """One prepared corpus for the whole module; one thread, so that reruns round alike."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DISTILLSCALE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,28 +14,13 @@ import time
 import pytest
 import torch
 
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
 ARGS = ("--tokens", "38400", "--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32",
         "--vocab-size", "320", "--max-bytes", "300k", "--seq-len", "32", "--batch-size", "8",
         "--eval-tokens", "4k", "--eval-every", "50", "--save-every", "10", "--log-every", "5",
         "--device", "cpu")  # 150 steps
 TOTAL_STEPS = 150
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("cache")
-        patch.setenv("DISTILLSCALE_CACHE", str(path))
-        yield path
-
-
-@pytest.fixture(autouse=True)
-def one_thread(cache_dir):
-    """One thread here and in the subprocesses: the same kernels, so the same rounding."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ from distillscale.sweeps.spec import load_sweep_spec
 from distillscale.sweeps.store import RunStore
 from distillscale.tables import parse_filter, read_table
 
+pytestmark = pytest.mark.usefixtures("cache_dir")
+
 # One layer of width 32: 16,512 non-embedding parameters; M = 1 is 65 steps of 256 tokens.
 TEACHERS = """
 name = "tiny"
@@ -55,15 +57,6 @@ def write_spec(path, teacher_m="[1, 2]", baselines: str | None = "true"):
     text = TEACHERS.format(teacher_m=teacher_m)
     path.write_text(text if baselines is None else text + STUDENTS.format(baselines=baselines))
     return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    """Runs prepare the corpus once, in a cache of their own (children inherit the environment)."""
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("cache")
-        patch.setenv("DISTILLSCALE_CACHE", str(path))
-        yield path
 
 
 def records_by_id(sweep_dir):

@@ -14,26 +14,12 @@ from transformers import (Gemma2Config, Gemma2ForCausalLM, GPTNeoXConfig, GPTNeo
 from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
 from distillscale.training.teachers import find_teacher, load_teacher
 
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
 VOCAB = 320
 PADDED_VOCAB = 384  # the output layer rounded up to a multiple of 128, as large models do
 STUDENT = ("--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32", "--max-bytes", "100k",
            "--seq-len", "32", "--batch-size", "8", "--eval-tokens", "1k", "--tokens", "512", "--device", "cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("cache")
-        patch.setenv("DISTILLSCALE_CACHE", str(path))
-        yield path
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def bpe(text: str, vocab_size: int):

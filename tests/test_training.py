@@ -18,6 +18,8 @@ from distillscale.training.objective import SupervisedObjective
 from distillscale.training.optim import WarmupCosine, build_optimizer
 from distillscale.training.step import train_step
 
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
 VOCAB = 320
 TINY = ("--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32", "--vocab-size", str(VOCAB),
         "--max-bytes", "300k", "--seq-len", "32", "--batch-size", "8", "--eval-tokens", "4k",
@@ -26,23 +28,6 @@ TINY = ("--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32", "--vocab-
 
 def train_args(out, *extra: str, tokens: str = "10k") -> list:
     return ["train", "--out", out, "--tokens", tokens, *TINY, *extra]
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("cache")
-        patch.setenv("DISTILLSCALE_CACHE", str(path))
-        yield path
-
-
-@pytest.fixture(autouse=True)
-def one_thread(cache_dir):
-    """Tiny models run fastest on one thread (and the CI machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
