@@ -17,7 +17,8 @@ from distillscale.units import format_quantity
 FIGURE_FORMATS = ("png", "svg")
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use (the report draws with it too)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +39,7 @@ def save_figure(figure, path: str | Path) -> None:
     """Write `figure` atomically as PNG or SVG (by extension) and release it."""
     fmt = check_figure_path(path)
     atomic_write(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
-    _pyplot().close(figure)
+    pyplot().close(figure)
 
 
 def plot_loss_vs_compute(planner: DistillationPlanner, student_params: float, budgets,
@@ -46,7 +47,7 @@ def plot_loss_vs_compute(planner: DistillationPlanner, student_params: float, bu
                          student_flops_per_token: float | None = None):
     """Student loss against budget in the four scenarios, and the supervised baseline; budgets
     that cannot be planned are left out."""
-    plt = _pyplot()
+    plt = pyplot()
     budgets = np.asarray(budgets, dtype=np.float64)
     figure, axes = plt.subplots(figsize=(7, 4.5))
 
@@ -77,7 +78,7 @@ def plot_loss_vs_compute(planner: DistillationPlanner, student_params: float, bu
 
 def plot_student_size_sweep(sweeps: list[StudentSweep]):
     """Best student loss against student size at one budget, per scenario, vs supervised."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for sweep in sweeps:
         sizes = [p.student_params for p in sweep.plans]
@@ -100,7 +101,7 @@ def plot_student_size_sweep(sweeps: list[StudentSweep]):
 def plot_teacher_u_curve(planner: DistillationPlanner, ranking: TeacherRanking):
     """Student loss against teacher loss (the U-curve), the optimum, the capacity-gap point and
     the candidate teachers."""
-    plt = _pyplot()
+    plt = pyplot()
     law = planner.supervised_law
     low, high = planner.bounds
     teacher_losses = law.E + np.geomspace(law.predict(high, high) - law.E,
@@ -130,7 +131,7 @@ def plot_distill_map(planner: DistillationPlanner, scenario: str, student_params
                      advantage: np.ndarray):
     """Where distillation beats supervised training at equal compute (like Busbridge Fig. 6):
     colour is supervised minus distilled loss over student size and tokens, with the zero line."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import TwoSlopeNorm
 
     figure, axes = plt.subplots(figsize=(7, 5))

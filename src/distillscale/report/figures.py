@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from distillscale.planning.plots import _pyplot
+from distillscale.planning.plots import pyplot
 from distillscale.report.calibration import Calibration
 from distillscale.report.runs import learning_curve
 from distillscale.units import format_quantity
@@ -20,7 +20,7 @@ def _by_size(runs: list[dict]) -> dict[float, list[dict]]:
 
 def plot_learning_curves(calibration: Calibration):
     """Validation loss against tokens for every run with a metrics.jsonl, one panel per kind."""
-    plt = _pyplot()
+    plt = pyplot()
     kinds = {"supervised (teachers and baselines)": calibration.runs.supervised,
              "distilled students": calibration.runs.students}
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -48,7 +48,7 @@ def plot_learning_curves(calibration: Calibration):
 
 def plot_supervised_fit(calibration: Calibration):
     """Observed loss against tokens per model size, with the fitted law's curves."""
-    plt = _pyplot()
+    plt = pyplot()
     law = calibration.supervised.law_
     runs = calibration.runs.supervised
     figure, ax = plt.subplots(figsize=(7, 4.5))
@@ -73,7 +73,7 @@ def plot_supervised_fit(calibration: Calibration):
 def plot_student_u_curves(calibration: Calibration):
     """Student loss against teacher loss for each student (size, tokens), the fitted law's
     U-curve through them and the student's supervised loss."""
-    plt = _pyplot()
+    plt = pyplot()
     law = calibration.distillation.law_ if calibration.distillation else None
     groups: dict[tuple[float, float], list[dict]] = {}
     for run in calibration.runs.students:
@@ -100,7 +100,7 @@ def plot_student_u_curves(calibration: Calibration):
 def plot_distilled_vs_baseline(calibration: Calibration):
     """Each distilled student against its supervised baseline (same size and tokens): below the
     diagonal, distillation helped."""
-    plt = _pyplot()
+    plt = pyplot()
     pairs = calibration.baselines
     figure, ax = plt.subplots(figsize=(5.5, 5))
     teacher_sizes = sorted({p["teacher_params"] for p in pairs})
@@ -122,7 +122,7 @@ def plot_distilled_vs_baseline(calibration: Calibration):
 def plot_extrapolation(calibration: Calibration):
     """Predicted against observed loss for every run: fitted runs, and held-out largest runs
     predicted by the law fitted without them."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, ax = plt.subplots(figsize=(5.5, 5))
     observed, predicted = [], []
     sup = calibration.supervised.law_

@@ -28,11 +28,11 @@ figcaption { color: #555; font-size: 0.9em; }
 
 def figure_png(figure) -> bytes:
     """A matplotlib figure as PNG bytes; the figure is closed."""
-    from distillscale.planning.plots import _pyplot
+    from distillscale.planning.plots import pyplot
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(figure)
+    pyplot().close(figure)
     return buffer.getvalue()
 
 
