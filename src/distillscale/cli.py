@@ -1,12 +1,18 @@
 """The `distillscale` command. Each layer defines its commands in its own `commands` module;
-this file only assembles them and turns `UserError` into one line and exit status 2."""
+this file only assembles them and turns bad input (`UserError` and click's usage errors) into one
+line on stderr and exit status 2."""
 
 from __future__ import annotations
 
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
-import click
 import typer
+
+try:  # typer >= 0.22 bundles its own copy of click and raises that copy's exceptions
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older typer uses click itself
+    from click import exceptions as click_exceptions
 
 from distillscale.data.commands import data_app
 from distillscale.errors import UserError
@@ -33,6 +39,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _package_version() -> str:
+    try:
+        return version("distillscale")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"distillscale {_package_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version_flag: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                            help="print the version and exit")) -> None:
+    """Plan and run knowledge distillation of language models with scaling laws."""
+
+
 app.add_typer(predict_app, name="predict")
 app.add_typer(fit_app, name="fit")
 app.add_typer(data_app, name="data")
@@ -55,20 +82,49 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, prog_name="distillscale", standalone_mode=False)
     except UserError as exc:
-        print(f"distillscale: error: {exc}", file=sys.stderr)
-        return 2
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        print("distillscale: aborted", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("distillscale: interrupted", file=sys.stderr)
-        return 130
-    return result if isinstance(result, int) else 0
+        return _fail(str(exc))
+    except click_exceptions.NoArgsIsHelpError as exc:
+        # `distillscale` or `distillscale fit` alone asks for help, which is not an error.
+        print(exc.format_message())
+        return 0
+    except click_exceptions.UsageError as exc:
+        return _fail(_usage_error_message(exc))
+    except click_exceptions.ClickException as exc:  # e.g. a file click could not open
+        return _fail(exc.format_message())
+    except typer.Exit as exc:
+        return _interrupted() if exc.exit_code == INTERRUPTED else exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        return _interrupted()
+    # In-process, typer turns Ctrl-C (KeyboardInterrupt) into the returned status 130.
+    code = result if isinstance(result, int) else 0
+    return _interrupted() if code == INTERRUPTED else code
+
+
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def _interrupted() -> int:
+    print("distillscale: interrupted; run the same command again to resume "
+          "(finished steps and runs are kept)", file=sys.stderr)
+    return INTERRUPTED
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"distillscale: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _usage_error_message(exc) -> str:
+    """Click's usage error as one line: what is wrong, the closest valid name, where help is."""
+    message = exc.message.rstrip(".")
+    possibilities = getattr(exc, "possibilities", None)
+    if possibilities:  # a misspelled option: click's close matches, the closest first
+        message += f"; did you mean {possibilities[0]}?"
+    elif hasattr(exc, "format_message"):
+        message = exc.format_message().rstrip(".")
+    if exc.ctx is not None:
+        message += f" (see: {exc.ctx.command_path} --help)"
+    return message
 
 
 def run() -> None:

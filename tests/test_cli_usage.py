@@ -1,0 +1,123 @@
+"""Usage errors (misspelled flags, missing arguments, wrong-typed values) are one line on stderr and
+exit status 2 for every subcommand; `distillscale` alone and `--version` are not errors."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+
+from distillscale.cli import app
+
+
+def _leaf_commands():
+    """(path, click command) of every runnable subcommand, found from the CLI itself."""
+    found = []
+
+    def walk(command, path):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        else:
+            found.append((path, command))
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+COMMANDS = _leaf_commands()
+IDS = [" ".join(path) for path, _ in COMMANDS]
+
+
+def _required_args(command) -> list[str]:
+    """Placeholder values for the required parameters, so that the error under test is the only one."""
+    args = []
+    for param in command.params:
+        if param.required:
+            args += ["x"] if param.param_type_name == "argument" else [param.opts[0], "1"]
+    return args
+
+
+def _long_options(command, *, takes_value: bool | None = None):
+    return [param for param in command.params if param.param_type_name == "option"
+            and param.opts[0].startswith("--") and len(param.opts[0]) > 5
+            and (takes_value is None or takes_value != param.is_flag)]
+
+
+def assert_one_line_usage_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("distillscale: error: "), err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_every_command_is_covered():
+    assert len(COMMANDS) >= 19 and ["train"] in [path for path, _ in COMMANDS]
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=IDS)
+def test_misspelled_flag_names_the_closest_flag(cli, path, command):
+    option = _long_options(command)[0].opts[0]
+    misspelled = option[:3] + option[4:]  # --params -> --arams
+    code, _, err = cli(*path, *_required_args(command), misspelled)
+    assert_one_line_usage_error(code, err, f"No such option: {misspelled}", f"did you mean {option}?",
+                                f"{' '.join(path)} --help")
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=IDS)
+def test_missing_argument(cli, path, command):
+    if any(param.required for param in command.params):
+        code, _, err = cli(*path)
+        assert_one_line_usage_error(code, err, "Missing")
+    for option in _long_options(command, takes_value=True)[:1]:
+        code, _, err = cli(*path, *_required_args(command), option.opts[0])  # its value is missing
+        assert_one_line_usage_error(code, err, f"Option '{option.opts[0]}' requires an argument")
+
+
+def _is_numeric(param) -> bool:
+    """An int or float option (click's ParamType name, or typer's type label for its own classes)."""
+    click_type = getattr(param, "type", None)
+    name = click_type.name if click_type is not None else param.bare_type()
+    return name.split(" ")[0] in ("int", "integer", "float")
+
+
+def _typed_option(command):
+    return next((param for param in command.params if param.param_type_name == "option"
+                 and not param.is_flag and _is_numeric(param)), None)
+
+
+TYPED = [(path, command) for path, command in COMMANDS if _typed_option(command) is not None]
+
+
+@pytest.mark.parametrize(("path", "command"), TYPED, ids=[" ".join(path) for path, _ in TYPED])
+def test_wrong_typed_value(cli, path, command):
+    option = _typed_option(command).opts[0]
+    code, _, err = cli(*path, *_required_args(command), option, "abc")
+    assert_one_line_usage_error(code, err, f"Invalid value for '{option}'")
+
+
+@pytest.mark.parametrize("args", [["predict", "supervised", "--params", "abc", "--tokens", "1B"],
+                                  ["teacher", "--student-params", "1B", "--student-tokens", "ten"]])
+def test_wrong_typed_quantity(cli, args):
+    code, _, err = cli(*args)
+    assert_one_line_usage_error(code, err, "malformed", "'abc'" if "abc" in args else "'ten'")
+
+
+def test_unknown_command_suggests_the_closest(cli):
+    code, _, err = cli("prdict", "supervised")
+    assert_one_line_usage_error(code, err, "No such command 'prdict'", "'predict'")
+    code, _, err = cli("fit", "supervise", "runs.csv")
+    assert_one_line_usage_error(code, err, "'supervised'", "distillscale fit --help")
+
+
+@pytest.mark.parametrize("args", [[], ["fit"], ["sweep"]])
+def test_a_command_alone_prints_help_and_exits_0(cli, args):
+    code, out, err = cli(*args)
+    assert code == 0 and "Usage" in out and err == ""
+
+
+def test_version(cli):
+    from importlib.metadata import version
+
+    code, out, err = cli("--version")
+    assert code == 0 and out.strip() == f"distillscale {version('distillscale')}" and err == ""
