@@ -47,6 +47,7 @@ class LogSpaceForm:
     parameters: tuple[Parameter, ...]
     forward: Callable[[torch.Tensor, dict[str, torch.Tensor]], tuple[torch.Tensor, Callable]]
     to_coefficients: Callable[[np.ndarray], dict[str, float]]
+    expand_parameters: Callable[[np.ndarray], np.ndarray] | None = None
 
     def log_loss(self, theta: torch.Tensor, data: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward(theta, data)[0]
@@ -72,7 +73,50 @@ class LogSpaceForm:
                             f"for; its parameters: {', '.join(self.names)}")
         parameters = tuple(Parameter(p.name, tuple(grid.get(p.name, p.grid)), p.bounds)
                            for p in self.parameters)
-        return LogSpaceForm(self.name, parameters, self.forward, self.to_coefficients)
+        return LogSpaceForm(self.name, parameters, self.forward, self.to_coefficients,
+                            self.expand_parameters)
+
+    def expand(self, x: np.ndarray) -> np.ndarray:
+        """The full parameter vector of the unconstrained law this form restricts (`x` itself for
+        an unconstrained form)."""
+        x = np.asarray(x, dtype=np.float64)
+        return x if self.expand_parameters is None else self.expand_parameters(x)
+
+    def constrained(self, name: str, *, fixed: dict[str, float] | None = None,
+                    tied: dict[str, str] | None = None) -> "LogSpaceForm":
+        """This form with some parameters held at values (`fixed`, e.g. {"log_E": log 1.7}) or set
+        equal to another (`tied`, e.g. {"beta": "alpha"}). The constrained form's parameters are the
+        free ones; its forward pass expands them to the full vector and folds the gradient back."""
+        fixed, tied = dict(fixed or {}), dict(tied or {})
+        unknown = (set(fixed) | set(tied) | set(tied.values())) - set(self.names)
+        if unknown:
+            raise UserError(f"the {self.name} law has no parameter {sorted(unknown)[0]!r}")
+        free = [p for p in self.parameters if p.name not in fixed and p.name not in tied]
+        position = {p.name: i for i, p in enumerate(free)}
+        # source[j]: which free parameter fills full parameter j (-1: a fixed value).
+        source = torch.tensor([position.get(tied.get(p.name, p.name), -1) for p in self.parameters])
+        constant = torch.tensor([fixed.get(p.name, 0.0) for p in self.parameters], dtype=torch.float64)
+        is_fixed = source < 0
+        base = self
+
+        def expand_tensor(theta: torch.Tensor) -> torch.Tensor:
+            full = theta[:, source.clamp(min=0)]
+            return torch.where(is_fixed, constant.to(theta.dtype), full)
+
+        def forward(theta, data):
+            log_loss, vjp = base.forward(expand_tensor(theta), data)
+
+            def folded_vjp(upstream: torch.Tensor) -> torch.Tensor:
+                grad_full = vjp(upstream)[:, ~is_fixed]
+                return torch.zeros_like(theta).index_add_(1, source[~is_fixed], grad_full)
+
+            return log_loss, folded_vjp
+
+        def expand(x: np.ndarray) -> np.ndarray:
+            return base.expand(expand_tensor(torch.as_tensor(np.atleast_2d(x), dtype=torch.float64))
+                               .numpy().reshape(*np.shape(x)[:-1], len(base.parameters)))
+
+        return LogSpaceForm(name, tuple(free), forward, lambda x: base.to_coefficients(expand(x)), expand)
 
 
 def _steps(start: float, stop: float, step: float) -> tuple[float, ...]:
@@ -209,4 +253,8 @@ DISTILLATION = LogSpaceForm(
      Parameter("log_d1", _steps(-1, 1, 0.5), (-3.0, 3.0))),
     _distillation_forward, _distillation_coefficients)
 
-SUPERVISED_FORMS = {"chinchilla": CHINCHILLA, "busbridge": BUSBRIDGE}
+# Tied exponents (alpha = beta): one exponent for both terms, a common and more stable form for
+# few or over-trained runs (science.md §8).
+TIED = CHINCHILLA.constrained("tied", tied={"beta": "alpha"})
+
+SUPERVISED_FORMS = {"chinchilla": CHINCHILLA, "tied": TIED, "busbridge": BUSBRIDGE}
