@@ -158,12 +158,17 @@ def test_epoch_reproduction_of_chinchilla_fig4(shared_data):
         ["Model Size", "Training FLOP", "loss"])
     keep = np.argsort(runs["loss"])[:-5]  # Epoch drop the five highest losses
     N, C, loss = runs["Model Size"][keep], runs["Training FLOP"][keep], runs["loss"][keep]
-    fitter = SupervisedLawFitter("chinchilla", huber_delta=1e-3, bootstrap=0).fit(N, C / (6 * N), loss)
-    law = fitter.law_
+    grid, varpro = (SupervisedLawFitter("chinchilla", huber_delta=1e-3, bootstrap=0, solver=solver).fit(
+        N, C / (6 * N), loss) for solver in ("grid", "varpro"))
     expected = {"A": 477.84, "B": 2143.86, "E": 1.8172, "alpha": 0.34731, "beta": 0.36718}
-    for name, value in expected.items():
-        assert getattr(law, name) == pytest.approx(value, rel=0.01), name
-    assert fitter.result_.summary()["n_starts"] == 4500 and fitter.result_.success
+    for fitter in (grid, varpro):
+        for name, value in expected.items():
+            assert getattr(fitter.law_, name) == pytest.approx(value, rel=0.01), name
+    assert grid.result_.summary()["n_starts"] == 4500 and grid.result_.success
+    # Variable projection searches every exponent pair exactly: the grid's optimum from 20 starts.
+    assert varpro.result_.summary()["n_starts"] == 20 and varpro.result_.success
+    assert varpro.result_.fun == pytest.approx(grid.result_.fun, rel=1e-8)
+    assert varpro.law_.fit["solver"].startswith("variable projection")
 
 
 def test_screened_fit_finds_the_unscreened_optimum_on_the_epoch_data(shared_data):

@@ -18,12 +18,20 @@ start that reaches the lowest may look unpromising after 10 iterations, so a scr
 in one of the others (same predictions to ~0.1%).
 The bootstrap refits K resamples of the runs (multinomial counts used as weights, so all resamples
 are one batched problem) warm-started from the best fit.
+
+The gamma = 1 supervised forms (chinchilla, tied) are solved by variable projection by default
+(`laws.varpro`: every exponent pair on a fine grid gets its exact (E, A, B), the best pairs are
+polished by L-BFGS): as exact as the grid of starts and several times faster, which matters once
+backtests multiply the number of fits. A coefficient that the data cannot pin down (it ends on a
+bound of the box, or the bootstrap never moves it) is listed in the record's `not_identified`,
+never reported with a zero-width interval.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 
 import numpy as np
 import torch
@@ -31,11 +39,19 @@ import torch
 from distillscale.errors import UserError
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lbfgs import Screening, minimize_lbfgs, minimize_lbfgs_screened
-from distillscale.laws.logspace import DISTILLATION, SUPERVISED_FORMS, LogSpaceForm
+from distillscale.laws.logspace import BUSBRIDGE, DISTILLATION, SUPERVISED_FORMS, LogSpaceForm
+from distillscale.laws.varpro import varpro_starts
 
 # Elements of one (starts x runs) tensor per chunk of the objective: small enough to stay in a
 # CPU core's cache (several times faster than streaming from memory) and to bound memory.
 CHUNK_ELEMENTS = 32_000
+# Starts that variable projection hands to L-BFGS: the best exponent pairs (gamma = 1 forms), and
+# for the Busbridge form the best few at each gamma below.
+VARPRO_STARTS = 20
+BUSBRIDGE_SEEDS = 20
+BUSBRIDGE_GAMMAS = (0.5, 0.75, 1.0, 1.5)
+# Relative reduction of the objective below which a start stops (SciPy's L-BFGS-B default).
+FTOL = 2.2e-9
 
 
 @contextlib.contextmanager
@@ -66,9 +82,13 @@ class _LogLossFitter:
     """What both fitters share: multi-start fit, bootstrap, diagnostics and the fit record."""
 
     form: LogSpaceForm
+    _params: dict
+    # Scale of a prior's pseudo-residual (see `_penalty`); set by a fitter that has a prior.
+    _prior: tuple[int, float, float] | None = None
 
     def __init__(self, *, huber_delta: float, bootstrap: int, level: float, seed: int,
-                 max_iter: int, screening: Screening | None, chunk_elements: int, threads: int | None):
+                 max_iter: int, ftol: float, screening: Screening | None, chunk_elements: int,
+                 threads: int | None):
         if not huber_delta > 0:
             raise UserError(f"--huber-delta must be positive, got {huber_delta}")
         if bootstrap < 0:
@@ -80,13 +100,32 @@ class _LogLossFitter:
         self.level = level
         self.seed = seed
         self.max_iter = max_iter
+        self.ftol = ftol
         self.screening = screening
         self.chunk_elements = chunk_elements
         self.threads = threads
 
-    def _objective(self, data: dict[str, torch.Tensor], weights: torch.Tensor | None = None):
-        """Summed (optionally count-weighted) Huber loss of log-residuals, and its gradient, in the
-        dtype of the parameters it is given.
+    def clone(self, **overrides) -> "_LogLossFitter":
+        """A new, unfitted fitter with the same settings except `overrides` (scikit-learn's clone):
+        backtests refit the same law on subsets of the runs with it."""
+        return type(self)(**{**self._params, **overrides})
+
+    def _penalty(self, theta: torch.Tensor, noise_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """A Gaussian prior on one log-space coefficient, as one more run: its pseudo-residual is the
+        coefficient's distance from the prior mean in prior SDs, times `noise_scale` (the runs' own
+        log-residual scale), so one prior SD weighs as much as one typical run's misfit."""
+        index, mean, sd = self._prior
+        value = torch.exp(theta[:, index])
+        residual = noise_scale * (value - mean) / sd
+        loss, slope = huber_and_slope(residual, self.huber_delta)
+        grad = torch.zeros_like(theta)
+        grad[:, index] = slope * noise_scale * value / sd
+        return loss, grad
+
+    def _objective(self, data: dict[str, torch.Tensor], weights: torch.Tensor | None = None,
+                   noise_scale: float | None = None):
+        """Summed (optionally count-weighted) Huber loss of log-residuals, plus the prior's penalty
+        when the fitter has one, and its gradient, in the dtype of the parameters it is given.
 
         Starts are evaluated a chunk at a time so each (starts x runs) tensor stays in cache."""
         form, delta = self.form, self.huber_delta
@@ -107,7 +146,11 @@ class _LogLossFitter:
                     losses, slopes = losses * count, slopes * count
                 values.append(losses.sum(dim=1))
                 grads.append(vjp(slopes))
-            return torch.cat(values), torch.cat(grads)
+            value, grad = torch.cat(values), torch.cat(grads)
+            if noise_scale is not None:
+                penalty, penalty_grad = self._penalty(theta, noise_scale)
+                value, grad = value + penalty, grad + penalty_grad
+            return value, grad
 
         return value_and_grad
 
@@ -117,23 +160,38 @@ class _LogLossFitter:
         lower, upper = self.form.bounds()
         # The gradient of a summed Huber loss scales with delta: so does the gradient tolerance
         # (SciPy's default 1e-5 at the Chinchilla/Epoch delta of 1e-3).
-        options = {"max_iter": self.max_iter, "gtol": 1e-2 * self.huber_delta}
-        objective = self._objective(data, weights)
+        options = {"max_iter": self.max_iter, "gtol": 1e-2 * self.huber_delta, "ftol": self.ftol}
+        objective = self._objective(data, weights, getattr(self, "noise_scale_", None))
         if screened and self.screening is not None:
             return minimize_lbfgs_screened(objective, starts, lower, upper, self.screening, **options)
         return minimize_lbfgs(objective, starts, lower, upper, **options)
 
-    def _fit_log_space(self, data: dict[str, np.ndarray], loss: np.ndarray) -> None:
-        n_runs, n_params = len(loss), len(self.form.parameters)
+    def _starts(self, tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, bool, str]:
+        """(starts, screened, solver): the form's grid of starts, screened (subclasses may know better)."""
+        return self.form.grid(), True, "multi-start L-BFGS from the grid"
+
+    def _check_runs(self, n_runs: int) -> None:
+        n_params = len(self.form.parameters)
         if n_runs < n_params:
             raise UserError(f"{n_runs} runs cannot determine the {n_params} parameters of the "
                             f"{self.form.name} law: give at least {n_params} runs")
-        tensors = {key: torch.as_tensor(np.log(value), dtype=torch.float64)
-                   for key, value in {**data, "loss": loss}.items()}
-        tensors = {("log_" + key): value for key, value in tensors.items()}
-        grid = self.form.grid()
+
+    def _fit_log_space(self, data: dict[str, np.ndarray], loss: np.ndarray) -> None:
+        n_runs = len(loss)
+        self._check_runs(n_runs)
+        tensors = _log_tensors(data, loss)
+        self.noise_scale_ = None
         with _intra_op_threads(self.threads):
-            self.result_ = self._minimize(tensors, grid, screened=True)
+            grid, screened, solver = self._starts(tensors)
+            self.result_ = self._minimize(tensors, grid, screened=screened)
+            if self._prior is not None:
+                # The prior weighs like one run of typical misfit: take that misfit from the fit
+                # without the prior, then refit with it from the same starts and that optimum.
+                residual = self.form.log_loss(torch.as_tensor(self.result_.x)[None], tensors)[0] \
+                    - tensors["log_loss"]
+                self.noise_scale_ = max(float(residual.pow(2).mean().sqrt()), self.huber_delta)
+                grid = torch.cat([torch.as_tensor(self.result_.x)[None], grid])
+                self.result_ = self._minimize(tensors, grid, screened=screened)
             self.x_ = self.result_.x
             self.samples_ = self._bootstrap(tensors, n_runs) if self.bootstrap else None
 
@@ -149,10 +207,11 @@ class _LogLossFitter:
             "on_bound": [name for name, x, lo, hi, tol in zip(names, self.x_, lower, upper, tolerance)
                          if x <= lo + tol or x >= hi - tol],
             "best_start_on_grid_edge": [p.name for p, v in zip(self.form.parameters, best_start)
-                                        if len(p.grid) > 1 and v in (min(p.grid), max(p.grid))],
+                                        if screened and len(p.grid) > 1 and v in (min(p.grid), max(p.grid))],
         }
         self.record_ = {
             "form": self.form.name,
+            "constraints": self.constraints(),
             "objective": "sum over runs of Huber_delta(log L_hat - log L)",
             "huber_delta": self.huber_delta,
             "n_runs": n_runs,
@@ -160,12 +219,49 @@ class _LogLossFitter:
             # Where the law was fitted: planning.extrapolation keeps plans inside it.
             "data_range": {"params": _span(data["n"]), "tokens": _span(data["d"]),
                            "tokens_per_param": _span(data["d"] / data["n"])},
+            "solver": solver,
             "grid": {"n_starts": len(grid), "values": {p.name: list(p.grid) for p in self.form.parameters}},
             "bounds": {p.name: list(p.bounds) for p in self.form.parameters},
             "parameters": dict(zip(names, map(float, self.x_))),
             "convergence": self.result_.summary(),
             "diagnostics": self.diagnostics_,
         }
+
+    def _fit_subsets(self, data: dict[str, np.ndarray], loss: np.ndarray,
+                     masks: list[np.ndarray]) -> list[np.ndarray | str]:
+        """Point fits (no bootstrap) on each subset of the runs: the parameter vector of each, or
+        why it could not be fitted. Backtests need one fit per fold; they are solved as one batched
+        problem (each start weighs the runs of its own subset 1, the others 0), so the fixed cost of
+        an L-BFGS iteration is paid once for all folds. A fitter with a prior, or whose starts are
+        screened, fits the subsets one by one (screening ranks starts, which only works per subset)."""
+        tensors = _log_tensors(data, loss)
+        outcomes: list[np.ndarray | str | None] = [None] * len(masks)
+        starts, owner = [], []
+        with _intra_op_threads(self.threads):
+            for k, mask in enumerate(masks):
+                try:
+                    self._check_runs(int(mask.sum()))
+                except UserError as exc:
+                    outcomes[k] = str(exc)
+                    continue
+                subset = {key: value[torch.as_tensor(mask)] for key, value in tensors.items()}
+                rows, screened, _ = self._starts(subset)
+                if screened or self._prior is not None:
+                    fitter = self.clone(bootstrap=0)
+                    fitter._fit_log_space({key: value[mask] for key, value in data.items()}, loss[mask])
+                    outcomes[k] = fitter.x_
+                    continue
+                starts.append(rows)
+                owner += [k] * len(rows)
+            if starts:
+                owner = np.array(owner)
+                weights = torch.as_tensor(np.array(masks, dtype=np.float64)[owner])
+                result = self._minimize(tensors, torch.cat(starts), weights)
+                funs = np.where(np.isfinite(result.funs), result.funs, np.inf)
+                for k in np.unique(owner):
+                    mine = np.flatnonzero(owner == k)
+                    outcomes[k] = result.xs[mine[np.argmin(funs[mine])]]
+        return outcomes
 
     def _bootstrap(self, tensors: dict[str, torch.Tensor], n_runs: int) -> np.ndarray:
         """K refits on runs resampled with replacement, warm-started from the best fit."""
@@ -177,18 +273,34 @@ class _LogLossFitter:
         return self.bootstrap_result_.xs
 
     def _finish_record(self, coefficients: list[str]) -> dict:
-        """Intervals per coefficient and the bootstrap samples, added to the fit record."""
+        """Intervals per coefficient, the coefficients the data do not identify, and the bootstrap
+        samples, added to the fit record."""
         record = dict(self.record_)
+        on_bound = {_coefficient_name(name) for name in self.diagnostics_["on_bound"]}
+        point = self.form.to_coefficients(self.x_)
+        not_identified = {name: "on a bound of the search box" for name in coefficients if name in on_bound}
         if self.samples_ is None:
             self.intervals_ = {}
+            self.not_identified_ = not_identified
+            record["not_identified"] = not_identified
             return record
         samples = np.array([[c[name] for name in coefficients]
                             for c in map(self.form.to_coefficients, self.samples_)])
         quantiles = np.quantile(samples, [(1 - self.level) / 2, (1 + self.level) / 2], axis=0)
         self.intervals_ = {name: (float(lo), float(hi)) for name, lo, hi in zip(coefficients, *quantiles)}
+        for column, name in enumerate(coefficients):
+            value = point[name]
+            unmoved = np.abs(samples[:, column] - value) <= 1e-9 * abs(value) + 1e-300
+            low, high = self.intervals_[name]
+            # A resample that cannot move a coefficient has no gradient along it: a flat direction
+            # of the objective, not a precise estimate.
+            if name not in not_identified and (unmoved.mean() > 0.5 or high - low <= 1e-7 * abs(value)):
+                not_identified[name] = "the bootstrap does not move it (the runs leave it flat)"
+        self.not_identified_ = not_identified
         record.update({
             "level": self.level,
             "intervals": {name: list(bounds) for name, bounds in self.intervals_.items()},
+            "not_identified": not_identified,
             "bootstrap": {"resamples": self.bootstrap, "seed": self.seed,
                           "convergence": self.bootstrap_result_.summary(),
                           "coefficients": coefficients,
@@ -200,51 +312,131 @@ class _LogLossFitter:
 class SupervisedLawFitter(_LogLossFitter):
     """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma to runs.
 
-    form: "chinchilla" (gamma = 1, Chinchilla grid, delta 1e-3 by default) or "busbridge" (gamma free,
-    Busbridge grid, delta 1e-4). grid: replace some parameters' start values, e.g. {"alpha": (0.5,)}.
+    form: "chinchilla" (gamma = 1, Chinchilla grid, delta 1e-3 by default), "tied" (gamma = 1 and
+    alpha = beta) or "busbridge" (gamma free, Busbridge grid, delta 1e-4).
+    irreducible_loss: hold E at this value; irreducible_loss_prior: (mean, sd), a Gaussian prior on E.
+    solver: "varpro" (starts from variable projection, see `laws.varpro`; for the Busbridge form its
+    gamma = 1 solutions seed several gammas), "grid" (multi-start from the form's grid, screened)
+    or "auto" (varpro unless a grid is given).
+    grid: replace some parameters' start values, e.g. {"alpha": (0.5,)}.
     """
 
-    def __init__(self, form: str = "chinchilla", *, huber_delta: float | None = None,
-                 bootstrap: int = 1000, level: float = 0.9, grid: dict | None = None,
-                 seed: int = 0, max_iter: int = 1000, screening: Screening | None = Screening(),
-                 chunk_elements: int = CHUNK_ELEMENTS, threads: int | None = 1):
+    def __init__(self, form: str = "chinchilla", *, irreducible_loss: float | None = None,
+                 irreducible_loss_prior: tuple[float, float] | None = None, solver: str = "auto",
+                 huber_delta: float | None = None, bootstrap: int = 1000, level: float = 0.9,
+                 grid: dict | None = None, seed: int = 0, max_iter: int = 1000, ftol: float = FTOL,
+                 screening: Screening | None = Screening(), chunk_elements: int = CHUNK_ELEMENTS,
+                 threads: int | None = 1):
+        self._params = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if form not in SUPERVISED_FORMS:
             raise UserError(f"unknown form {form!r}: use one of {', '.join(SUPERVISED_FORMS)}")
+        if solver not in ("auto", "varpro", "grid"):
+            raise UserError(f"unknown solver {solver!r}: use auto, varpro or grid")
+        if irreducible_loss is not None and irreducible_loss_prior is not None:
+            raise UserError("give either a fixed irreducible loss or a prior on it, not both")
+        if irreducible_loss is not None and not 0 < irreducible_loss < 1e3:
+            raise UserError(f"the irreducible loss must be positive (nats/token), got {irreducible_loss}")
+        if irreducible_loss_prior is not None:
+            mean, sd = irreducible_loss_prior
+            if not (0 < mean < 1e3 and 0 < sd < 1e3):
+                raise UserError("the irreducible-loss prior needs a positive mean and standard deviation "
+                                f"(nats/token), got {mean}, {sd}")
         self.form_name = form
-        self.form = SUPERVISED_FORMS[form].with_grid(grid or {})
-        default_delta = 1e-3 if form == "chinchilla" else 1e-4
+        self.irreducible_loss = irreducible_loss
+        self.irreducible_loss_prior = irreducible_loss_prior
+        self.grid = grid
+        base = SUPERVISED_FORMS[form].with_grid(grid or {})
+        self.form = (base if irreducible_loss is None else
+                     base.constrained(form, fixed={"log_E": math.log(irreducible_loss)}))
+        if irreducible_loss_prior is not None:
+            self._prior = (self.form.names.index("log_E"), *map(float, irreducible_loss_prior))
+        self.solver = "varpro" if solver == "varpro" or (solver == "auto" and not grid) else "grid"
+        default_delta = 1e-4 if form == "busbridge" else 1e-3
         super().__init__(huber_delta=default_delta if huber_delta is None else huber_delta,
-                         bootstrap=bootstrap, level=level, seed=seed, max_iter=max_iter,
+                         bootstrap=bootstrap, level=level, seed=seed, max_iter=max_iter, ftol=ftol,
                          screening=screening, chunk_elements=chunk_elements, threads=threads)
+
+    def constraints(self) -> dict:
+        """What the form holds fixed or ties, for the fit record."""
+        constraints = {"gamma": 1.0} if self.form_name != "busbridge" else {}
+        if self.form_name == "tied":
+            constraints["beta"] = "alpha"
+        if self.irreducible_loss is not None:
+            constraints["E"] = self.irreducible_loss
+        if self.irreducible_loss_prior is not None:
+            constraints["E_prior"] = {"mean": self.irreducible_loss_prior[0],
+                                      "sd": self.irreducible_loss_prior[1]}
+        return constraints
+
+    def _starts(self, tensors):
+        if self.solver != "varpro":
+            return super()._starts(tensors)
+        busbridge = self.form_name == "busbridge"
+        rows = varpro_starts(tensors["log_n"].numpy(), tensors["log_d"].numpy(),
+                             tensors["log_loss"].exp().numpy(), tied=self.form_name == "tied",
+                             irreducible_loss=self.irreducible_loss, huber_delta=self.huber_delta,
+                             n_starts=BUSBRIDGE_SEEDS if busbridge else VARPRO_STARTS)
+        description = (f"variable projection over {'alpha = beta' if self.form_name == 'tied' else 'alpha, beta'}"
+                       f" on a 0.02 grid, best {len(rows)} polished by L-BFGS")
+        if busbridge:
+            # gamma != 1 is not linear in (E, A, B): start from the best gamma = 1 solutions, each
+            # at several gammas with every power term rescaled to keep its size, (A/N^alpha)^gamma.
+            rows = np.concatenate([np.column_stack([rows[:, :1], rows[:, 1:5] / g, np.full(len(rows), g)])
+                                   for g in BUSBRIDGE_GAMMAS])
+            description = (f"L-BFGS from the {len(rows) // len(BUSBRIDGE_GAMMAS)} best gamma = 1 solutions "
+                           "of variable projection, at gamma " + ", ".join(map(str, BUSBRIDGE_GAMMAS)))
+        columns = [BUSBRIDGE.names.index(name) for name in self.form.names]
+        return torch.as_tensor(np.column_stack([rows, np.ones(len(rows))])[:, columns]), False, description
 
     def fit(self, N, D, loss) -> "SupervisedLawFitter":
         """N non-embedding parameters, D tokens, loss in nats/token: positive arrays of one length."""
         self._fit_log_space({"n": np.asarray(N, float), "d": np.asarray(D, float)},
                             np.asarray(loss, float))
-        coefficients = self.form.to_coefficients(self.x_)
-        law = SupervisedLaw(**coefficients)
-        fitted = [c for c in SupervisedLaw.COEFFICIENTS if c != "gamma" or self.form_name != "chinchilla"]
-        law.fit = self._finish_record(fitted)
+        law = SupervisedLaw(**self.form.to_coefficients(self.x_))
+        fixed = [name for name, value in self.constraints().items() if isinstance(value, float)]
+        law.fit = self._finish_record([c for c in SupervisedLaw.COEFFICIENTS if c not in fixed])
         self.law_ = law
         return self
 
     def predict(self, N, D):
         return self.law_.predict(N, D)
 
+    def predict_subsets(self, N, D, loss, masks: list[np.ndarray]) -> list[np.ndarray | str]:
+        """For each subset of the runs (a boolean mask), the predictions for every run of a point
+        fit on that subset alone, or why it could not be fitted (see `_fit_subsets`)."""
+        N, D = np.asarray(N, float), np.asarray(D, float)
+        fits = self._fit_subsets({"n": N, "d": D}, np.asarray(loss, float), masks)
+        return [fit if isinstance(fit, str) else SupervisedLaw(**self.form.to_coefficients(fit)).predict(N, D)
+                for fit in fits]
+
 
 class DistillationLawFitter(_LogLossFitter):
     """Fit the distillation law (Busbridge Eq. 8) to distilled runs, given the student's supervised
-    law for Ltilde_S. The bootstrap holds that supervised law fixed."""
+    law for Ltilde_S. The bootstrap holds that supervised law fixed.
 
-    def __init__(self, student_law: SupervisedLaw, *, huber_delta: float = 1e-4,
-                 bootstrap: int = 200, level: float = 0.9, grid: dict | None = None,
-                 seed: int = 0, max_iter: int = 500, screening: Screening | None = Screening(),
-                 chunk_elements: int = CHUNK_ELEMENTS, threads: int | None = 1):
+    tie_exponents: hold alpha', beta' at the supervised law's alpha, beta (Busbridge et al. find
+    distillation does not change the data-scaling exponents): two fewer parameters, which a small
+    sweep may not be able to pin down otherwise."""
+
+    def __init__(self, student_law: SupervisedLaw, *, tie_exponents: bool = False,
+                 huber_delta: float = 1e-4, bootstrap: int = 200, level: float = 0.9,
+                 grid: dict | None = None, seed: int = 0, max_iter: int = 500, ftol: float = FTOL,
+                 screening: Screening | None = Screening(), chunk_elements: int = CHUNK_ELEMENTS,
+                 threads: int | None = 1):
+        self._params = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.student_law = student_law
-        self.form = DISTILLATION.with_grid(grid or {})
+        self.tie_exponents = tie_exponents
+        form = DISTILLATION.with_grid(grid or {})
+        self.form = (form.constrained("distillation-tied", fixed={"alpha": student_law.alpha,
+                                                                  "beta": student_law.beta})
+                     if tie_exponents else form)
         super().__init__(huber_delta=huber_delta, bootstrap=bootstrap, level=level, seed=seed,
-                         max_iter=max_iter, screening=screening, chunk_elements=chunk_elements,
-                         threads=threads)
+                         max_iter=max_iter, ftol=ftol, screening=screening,
+                         chunk_elements=chunk_elements, threads=threads)
+
+    def constraints(self) -> dict:
+        return ({"alpha": "student law's alpha", "beta": "student law's beta"}
+                if self.tie_exponents else {})
 
     def fit(self, N_S, D_S, L_T, L_S) -> "DistillationLawFitter":
         """Student parameters and tokens, teacher loss and distilled student loss, one per run."""
@@ -253,17 +445,40 @@ class DistillationLawFitter(_LogLossFitter):
                 "student_supervised_loss": np.asarray(self.student_law.predict(N_S, D_S), float)}
         self._fit_log_space(data, np.asarray(L_S, float))
         law = DistillationLaw(**self.form.to_coefficients(self.x_), student_law=self.student_law)
-        law.fit = self._finish_record(list(DistillationLaw.COEFFICIENTS))
+        fixed = ("alpha", "beta") if self.tie_exponents else ()
+        law.fit = self._finish_record([c for c in DistillationLaw.COEFFICIENTS if c not in fixed])
         self.law_ = law
         return self
 
     def predict(self, N_S, D_S, L_T):
         return self.law_.predict(N_S, D_S, L_T)
 
+    def predict_subsets(self, N_S, D_S, L_T, L_S, masks: list[np.ndarray]) -> list[np.ndarray | str]:
+        """For each subset of the runs, the predictions for every run of a point fit on that subset
+        alone, or why it could not be fitted (see `_fit_subsets`)."""
+        N_S, D_S, L_T = (np.asarray(x, float) for x in (N_S, D_S, L_T))
+        data = {"n": N_S, "d": D_S, "teacher_loss": L_T,
+                "student_supervised_loss": np.asarray(self.student_law.predict(N_S, D_S), float)}
+        fits = self._fit_subsets(data, np.asarray(L_S, float), masks)
+        return [fit if isinstance(fit, str) else
+                DistillationLaw(**self.form.to_coefficients(fit), student_law=self.student_law).predict(N_S, D_S, L_T)
+                for fit in fits]
+
 
 def relative_errors(predicted, observed) -> np.ndarray:
     """(predicted - observed) / observed, per run."""
     return np.asarray(predicted, float) / np.asarray(observed, float) - 1.0
+
+
+def _log_tensors(data: dict[str, np.ndarray], loss: np.ndarray) -> dict[str, torch.Tensor]:
+    """{"log_n": log N, ..., "log_loss": log L} as float64 tensors: what the log-space forms read."""
+    return {"log_" + key: torch.as_tensor(np.log(value), dtype=torch.float64)
+            for key, value in {**data, "loss": loss}.items()}
+
+
+def _coefficient_name(parameter: str) -> str:
+    """The law coefficient a log-space parameter stands for: log_E -> E, alpha -> alpha."""
+    return parameter.removeprefix("log_")
 
 
 def _span(values: np.ndarray) -> list[float]:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction, combine
+
 ArrayLike = Any
 
 
@@ -27,17 +29,23 @@ def _pos(x: ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _bootstrap_interval(fit: dict | None, predict_one) -> tuple[np.ndarray, np.ndarray] | None:
-    """(low, high) of a prediction over the bootstrap coefficient samples stored in a fit record,
-    at the record's level; None when the law was not fitted with a bootstrap."""
+def _bootstrap_interval(law, predict_one) -> tuple[np.ndarray, np.ndarray] | None:
+    """(low, high) of a prediction over the bootstrap coefficient samples stored in a law's fit
+    record (coefficients the fit held fixed keep the law's values), at the record's level; None
+    when the law was not fitted with a bootstrap."""
+    fit = law.fit
     bootstrap = (fit or {}).get("bootstrap")
     if not bootstrap:
         return None
-    names = bootstrap["coefficients"]
-    predictions = np.stack([predict_one(dict(zip(names, row))) for row in bootstrap["samples"]])
+    names, point = bootstrap["coefficients"], law.coefficients()
+    predictions = np.stack([predict_one({**point, **dict(zip(names, row))}) for row in bootstrap["samples"]])
     level = fit["level"]
     low, high = np.quantile(predictions, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return low, high
+
+
+def _bounds(prediction: Prediction) -> tuple[np.ndarray, np.ndarray] | None:
+    return (prediction.low, prediction.high) if prediction.has_interval else None
 
 
 @dataclass
@@ -67,9 +75,17 @@ class SupervisedLaw:
         out = self.E + np.exp(self.gamma * log_terms)
         return float(out) if out.ndim == 0 else out
 
+    def prediction(self, N: ArrayLike, D: ArrayLike) -> Prediction:
+        """The prediction with its interval: the bootstrap's (noise) combined with the backtest's
+        extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`)."""
+        boot = _bootstrap_interval(self, lambda c: SupervisedLaw(**c).predict(N, D))
+        extrapolation = ExtrapolationError.from_dict((self.fit or {}).get("extrapolation_error"))
+        distance = None if extrapolation is None else _pos(N) / extrapolation.fitted_max
+        return combine(self.predict(N, D), boot, extrapolation, distance, (self.fit or {}).get("level"))
+
     def predict_interval(self, N: ArrayLike, D: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
-        """Bootstrap interval of the prediction at the fit's level, or None without a bootstrap."""
-        return _bootstrap_interval(self.fit, lambda c: SupervisedLaw(**c).predict(N, D))
+        """(low, high) of `prediction`, or None for a law without a bootstrap or backtest."""
+        return _bounds(self.prediction(N, D))
 
     def coefficients(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}
@@ -127,12 +143,25 @@ class DistillationLaw:
         out = L_T + np.exp(-self.c0 * log_lt + log_gap + log_power)
         return float(out) if out.ndim == 0 else out
 
+    def prediction(self, N_S: ArrayLike, D_S: ArrayLike, L_T: ArrayLike) -> Prediction:
+        """The student loss with its interval: the bootstrap's (student law held at its fitted
+        coefficients) combined with the backtest's extrapolation error at the distance beyond the
+        fitted runs, the larger of the teacher's (strength 1/L_T) and the student's (size)."""
+        fit = self.fit or {}
+        boot = _bootstrap_interval(
+            self, lambda c: DistillationLaw(**c, student_law=self.student_law).predict(N_S, D_S, L_T))
+        extrapolation = ExtrapolationError.from_dict(fit.get("extrapolation_error"))
+        distance = None
+        if extrapolation is not None:
+            distance = (1.0 / _pos(L_T)) / extrapolation.fitted_max
+            if fit.get("data_range"):
+                distance = np.maximum(distance, _pos(N_S) / fit["data_range"]["params"][1])
+        return combine(self.predict(N_S, D_S, L_T), boot, extrapolation, distance, fit.get("level"))
+
     def predict_interval(self, N_S: ArrayLike, D_S: ArrayLike,
                          L_T: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
-        """Bootstrap interval of the student loss at the fit's level (student law held at its
-        fitted coefficients), or None without a bootstrap."""
-        return _bootstrap_interval(
-            self.fit, lambda c: DistillationLaw(**c, student_law=self.student_law).predict(N_S, D_S, L_T))
+        """(low, high) of `prediction`, or None for a law without a bootstrap or backtest."""
+        return _bounds(self.prediction(N_S, D_S, L_T))
 
     def capacity_gap_ratio(self, N_S: ArrayLike, D_S: ArrayLike, L_T: ArrayLike) -> np.ndarray:
         """L_T / Ltilde_S: the capacity-gap transition sits where this equals d1."""

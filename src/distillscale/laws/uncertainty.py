@@ -1,0 +1,131 @@
+"""Prediction intervals that include extrapolation error, not only noise.
+
+A bootstrap over runs measures how much the fit moves with the noise of the runs; it says nothing
+about whether the law's form holds beyond them. The backtest (`laws.backtest`) measures that: the
+relative errors of predictions made from smaller runs. `ExtrapolationError` turns them into a
+half-width that grows with the distance beyond the data, split-conformal style:
+
+    score_i = |relative error_i| / (1 + log2 distance_i)
+    half_width(distance) = q * (1 + log2 max(distance, 1)),   q = the ceil((n + 1) level)-th smallest score
+
+so that, were the backtest's errors exchangeable with the new ones after that normalisation, the
+interval would cover at `level`. The interval of a prediction combines the two parts in quadrature
+(`Prediction`), and says which dominates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ExtrapolationError:
+    """Relative half-width of `level` intervals at a distance beyond the fitted runs, from a
+    backtest's `n_points` held-out errors. `scale_name` and `fitted_max` say what distance is measured
+    in: the law's scale (model size, or teacher strength 1 / L_T) over the largest fitted one."""
+
+    level: float
+    q: float
+    n_points: int
+    scale_name: str
+    fitted_max: float
+    exact: bool = True  # False: too few points for the conformal rank; q is the largest score
+
+    @classmethod
+    def from_backtest(cls, errors: np.ndarray, distances: np.ndarray, level: float, scale_name: str,
+                      fitted_max: float) -> "ExtrapolationError | None":
+        errors, distances = np.asarray(errors, float), np.asarray(distances, float)
+        if errors.size == 0:
+            return None
+        scores = np.sort(np.abs(errors) / (1.0 + np.log2(np.maximum(distances, 1.0))))
+        rank = math.ceil((len(scores) + 1) * level)
+        return cls(level, float(scores[min(rank, len(scores)) - 1]), len(scores), scale_name,
+                   float(fitted_max), exact=rank <= len(scores))
+
+    def half_width(self, distance) -> np.ndarray:
+        """Relative half-width at `distance` (scale / largest fitted scale; <= 1 is inside the data)."""
+        return self.q * (1.0 + np.log2(np.maximum(np.asarray(distance, float), 1.0)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ExtrapolationError | None":
+        return cls(**data) if data else None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted loss (nats/token) with its interval and what the interval is made of."""
+
+    value: np.ndarray | float
+    low: np.ndarray | float | None
+    high: np.ndarray | float | None
+    level: float | None
+    noise: np.ndarray | float | None            # bootstrap half-width (nats/token)
+    extrapolation: np.ndarray | float | None    # backtest half-width at this distance (nats/token)
+    distance: np.ndarray | float | None
+
+    @property
+    def has_interval(self) -> bool:
+        return self.low is not None
+
+    @property
+    def dominant(self) -> str | None:
+        """Which part of the interval is larger (for a scalar prediction)."""
+        if self.noise is None and self.extrapolation is None:
+            return None
+        noise = float(np.max(self.noise)) if self.noise is not None else 0.0
+        extrapolation = float(np.max(self.extrapolation)) if self.extrapolation is not None else 0.0
+        return "extrapolation error" if extrapolation >= noise else "noise of the runs"
+
+    def describe(self) -> str:
+        """One phrase: ' (90% interval 2.69–2.71; mostly extrapolation error, 3.2x beyond the runs)'."""
+        if not self.has_interval:
+            return ""
+        where = ""
+        if self.distance is not None and float(np.max(self.distance)) > 1.0:
+            where = f", {float(np.max(self.distance)):.3g}x beyond the runs"
+        if self.extrapolation is None:
+            what = "bootstrap only: no backtest"
+        else:
+            what = f"mostly {self.dominant}"
+        return f" ({self.level:.0%} interval {float(self.low):.4f}–{float(self.high):.4f}; {what}{where})"
+
+    def to_dict(self) -> dict:
+        def plain(v):
+            return None if v is None else np.asarray(v, float).tolist()
+
+        return {"value": plain(self.value), "interval": [plain(self.low), plain(self.high)]
+                if self.has_interval else None, "level": self.level, "noise_half_width": plain(self.noise),
+                "extrapolation_half_width": plain(self.extrapolation), "distance": plain(self.distance),
+                "dominant": self.dominant if np.ndim(self.value) == 0 else None}
+
+
+def combine(value, bootstrap: tuple | None, extrapolation: ExtrapolationError | None, distance,
+            level: float | None) -> Prediction:
+    """The interval of `value` from its bootstrap interval (asymmetric, may be None) and the
+    backtest's relative half-width at `distance`, added in quadrature on each side."""
+    value = np.asarray(value, float)
+    if bootstrap is None and extrapolation is None:
+        return Prediction(_scalar(value), None, None, None, None, None, None)
+    low_noise = high_noise = np.zeros_like(value)
+    if bootstrap is not None:
+        low_noise = np.maximum(value - np.asarray(bootstrap[0], float), 0.0)
+        high_noise = np.maximum(np.asarray(bootstrap[1], float) - value, 0.0)
+    extra = np.zeros_like(value) if extrapolation is None else extrapolation.half_width(distance) * value
+    low = value - np.sqrt(low_noise ** 2 + extra ** 2)
+    high = value + np.sqrt(high_noise ** 2 + extra ** 2)
+    level = extrapolation.level if extrapolation is not None else level
+    return Prediction(_scalar(value), _scalar(low), _scalar(high), level,
+                      None if bootstrap is None else _scalar((low_noise + high_noise) / 2),
+                      None if extrapolation is None else _scalar(extra),
+                      None if extrapolation is None else _scalar(np.asarray(distance, float)))
+
+
+def _scalar(x):
+    x = np.asarray(x, float)
+    return float(x) if x.ndim == 0 else x
