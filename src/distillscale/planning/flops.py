@@ -5,6 +5,9 @@
 F(N) is the forward cost of one token for a model with N non-embedding parameters; training costs
 three forwards (forward plus a backward twice as expensive). The scenario indicators say whether the
 teacher's logits (delta_lgt) and its pre-training (delta_pre) are paid out of the budget.
+
+`run_flops` is the same equation for one engine run, with the model's exact forward count: the FLOPs
+every result.json records, so the planner's accounting and what the engine spends are one rule.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from distillscale.errors import UserError
 from distillscale.laws import ComputeSettings
+from distillscale.model.config import ModelConfig
 
 ArrayLike = Any
 
@@ -127,3 +131,13 @@ def distillation_flops(scenario: Scenario, student_flops_per_token: float, stude
         teacher_pretraining=(3.0 * teacher_flops_per_token * teacher_tokens
                              if scenario.teacher_pretraining else 0.0),
     )
+
+
+def run_flops(model: ModelConfig, seq_len: int, tokens: float,
+              teacher_flops_per_token: float = 0.0) -> FlopBreakdown:
+    """What one training run of the engine spends on `tokens` tokens: Eq. 9 in the teacher-inference
+    scenario (a distilled run pays its teacher's forward pass on every token; a supervised run has no
+    teacher), with F = the model's exact forward FLOPs at its context (every matmul, attention
+    included: `ModelConfig.forward_flops_per_token`) instead of the N-only approximation."""
+    return distillation_flops(SCENARIOS["teacher-inference"], model.forward_flops_per_token(seq_len), tokens,
+                              teacher_flops_per_token, teacher_tokens=0.0)

@@ -38,10 +38,29 @@ def capture_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler:
 
 def restore_state(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
                   scheduler: LRScheduler) -> Progress:
+    _restore_weights(state, model, optimizer)
+    scheduler.load_state_dict(state["scheduler"])
+    return Progress(**state["progress"])
+
+
+def restore_branch(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: LRScheduler) -> Progress:
+    """Continue another run's state (a fork's parent) under this run's own schedule: weights,
+    optimizer moments, RNG and step are the other run's; the learning rate is this schedule's at that
+    step (loading the other scheduler would bring its cooldown). Times start at zero: they count the
+    work of this run only."""
+    _restore_weights(state, model, optimizer)
+    step = state["progress"]["step"]
+    scheduler.last_epoch = step
+    for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base_lr * factor(step)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return Progress(step=step)
+
+
+def _restore_weights(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    return Progress(**state["progress"])

@@ -48,6 +48,17 @@ def train_command(
     min_lr_ratio: float = typer.Option(None, "--min-lr-ratio", help="final lr / peak lr (default: 0.001)"),
     warmup_steps: int = typer.Option(None, "--warmup-steps",
                                      help="(default: 10% of the steps, at most 2000)"),
+    schedule: str = typer.Option(None, "--schedule",
+                                 help="cosine, or wsd: warmup, constant, then a cooldown (default: cosine)"),
+    cooldown_fraction: float = typer.Option(None, "--cooldown-fraction",
+                                            help="wsd: share of the steps in the cooldown (default: 0.2)"),
+    cooldown_shape: str = typer.Option(None, "--cooldown-shape", help="wsd: linear or 1-sqrt (default: 1-sqrt)"),
+    fork_tokens: str = typer.Option(None, "--fork-tokens",
+                                    help="wsd: budgets of this run's forks, e.g. 1M,2M: keeps the state "
+                                         "where each one's cooldown starts"),
+    fork_from: Path = typer.Option(None, "--fork-from",
+                                   help="wsd: a run with this run's budget in its --fork-tokens: start "
+                                        "from its stable phase and train the cooldown only"),
     weight_decay: float = typer.Option(None, "--weight-decay",
                                        help="per-step decay at peak lr, independent of lr (default: 1e-4)"),
     grad_clip: float = typer.Option(None, "--grad-clip", help="max gradient norm, 0 = off (default: 1.0)"),

@@ -9,6 +9,12 @@ batch by `lr_scaling` (sqrt by default). With `regime_adaptation` the run keeps 
 schedule in optimizer updates: as many steps (and warmup steps) as the reference batch size would take
 for the token budget, so at a larger batch it trains on B / B_ref times the budget (result.json
 records both the budget and the tokens actually seen).
+
+Warmup-stable-decay (Hägele et al. 2024, science.md §8): `schedule = "wsd"` holds the peak rate after
+warmup and cools down over the last `cooldown_fraction` of the steps (linear or 1-sqrt). Runs of one
+model that differ only in length then share everything before their cooldown, so a run can be a
+*fork*: `fork_from` names the run (its parent) whose stable phase it continues from its cooldown start.
+The parent lists the budgets of its forks in `fork_tokens` and keeps a checkpoint at each one's start.
 """
 
 from __future__ import annotations
@@ -44,12 +50,27 @@ def _count(what: str):
     return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what)))
 
 
+def _counts(what: str):
+    """A list of counts, as a list or a comma-separated flag: `--fork-tokens 1M,2M`."""
+    def parse(value: Any) -> Any:
+        if value is None:
+            return None
+        values = value if isinstance(value, list) else str(value).split(",")
+        return [int(parse_quantity(v, what)) for v in values]
+    return BeforeValidator(parse)
+
+
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
 BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "log_every"})
 # Large-batch settings: left out of the hash while off (no reference batch size), so that runs without
 # them keep the hash they had before these settings existed.
 LARGE_BATCH_KEYS = frozenset({"reference_batch_size", "lr_scaling", "regime_adaptation"})
 DEFAULT_LR_SCALING = "sqrt"  # Hoffer et al.: keeps the covariance of the weight updates
+# WSD settings and fork links: left out of the hash while unused, for the same reason.
+WSD_KEYS = frozenset({"schedule", "cooldown_fraction", "cooldown_shape"})
+FORK_KEYS = frozenset({"fork_from", "fork_tokens"})
+DEFAULT_COOLDOWN_FRACTION = 0.2  # Hägele et al.: 20% of the steps matches cosine
+DEFAULT_COOLDOWN_SHAPE = "1-sqrt"  # their best shape
 
 # Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
 DEFAULT_WARMUP_STEPS = 2000
@@ -90,6 +111,12 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-2, gt=0)
     min_lr_ratio: float = Field(1e-3, ge=0, le=1)
     warmup_steps: int | None = Field(None, ge=0)
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    cooldown_fraction: float | None = Field(None, gt=0, le=1)  # None: DEFAULT_COOLDOWN_FRACTION
+    cooldown_shape: Literal["linear", "1-sqrt"] | None = None  # None: DEFAULT_COOLDOWN_SHAPE
+    # forks (WSD only)
+    fork_from: Path | None = None
+    fork_tokens: Annotated[list[int] | None, _counts("fork_tokens")] = None
     weight_decay: float = Field(1e-4, ge=0)
     grad_clip: float = Field(1.0, ge=0)
     z_loss: float = Field(1e-4, ge=0)
@@ -109,6 +136,14 @@ class TrainConfig(BaseModel):
     def _one_budget(self) -> "TrainConfig":
         if (self.tokens is None) == (self.tokens_per_param is None):
             raise ValueError("give exactly one token budget: tokens (e.g. 50M) or tokens_per_param (e.g. 20)")
+        if self.schedule != "wsd":
+            given = [key for key in ("cooldown_fraction", "cooldown_shape", "fork_from", "fork_tokens")
+                     if getattr(self, key) is not None]
+            if given:
+                raise ValueError(f"{given[0]} needs schedule wsd: only a warmup-stable-decay run has a "
+                                 f"cooldown to fork")
+        if (self.fork_from is not None or self.fork_tokens) and self.regime_adaptation:
+            raise ValueError("forks and regime_adaptation do not mix: a fork's steps follow its own batch")
         if self.eval_tokens is not None and self.eval_tokens < self.seq_len:
             raise ValueError(f"eval_tokens {self.eval_tokens} is below one sequence of seq_len "
                              f"{self.seq_len}: raise eval_tokens or leave it out")
@@ -148,10 +183,25 @@ class TrainConfig(BaseModel):
     def total_steps(self, non_embedding_params: int) -> int:
         """Optimizer steps that cover the token budget (the last step may overshoot it); with regime
         adaptation, the steps the reference batch size would take for it."""
+        return self.steps_for(self.token_budget(non_embedding_params))
+
+    def steps_for(self, tokens: float) -> int:
         sequences_per_step = (self.reference_batch_size if self.regime_adaptation
                               else self.global_batch_size)
-        return max(1, math.ceil(self.token_budget(non_embedding_params)
-                                / (sequences_per_step * self.seq_len)))
+        return max(1, math.ceil(tokens / (sequences_per_step * self.seq_len)))
+
+    def cooldown_steps(self, total_steps: int) -> int:
+        """The WSD cooldown's steps (at least one); 0 for cosine."""
+        if self.schedule != "wsd":
+            return 0
+        fraction = self.cooldown_fraction or DEFAULT_COOLDOWN_FRACTION
+        return min(total_steps, max(1, round(fraction * total_steps)))
+
+    def branch_steps(self) -> list[int]:
+        """Where the forks listed in `fork_tokens` start their cooldown: the steps whose state this
+        run keeps for them (a fork of D tokens shares the first steps_for(D) - cooldown of them)."""
+        steps = (self.steps_for(tokens) for tokens in self.fork_tokens or ())
+        return sorted({total - self.cooldown_steps(total) for total in steps})
 
     def resolved_warmup_steps(self, total_steps: int) -> int:
         if self.warmup_steps is not None:
@@ -160,7 +210,9 @@ class TrainConfig(BaseModel):
 
     def hash(self) -> str:
         """Identifies what the run computes; bookkeeping settings are left out."""
-        excluded = BOOKKEEPING_KEYS | (LARGE_BATCH_KEYS if self.reference_batch_size is None else set())
+        excluded = (BOOKKEEPING_KEYS | (LARGE_BATCH_KEYS if self.reference_batch_size is None else set())
+                    | (WSD_KEYS if self.schedule == "cosine" else set())
+                    | {key for key in FORK_KEYS if getattr(self, key) is None})
         payload = self.model_dump(mode="json", exclude=set(excluded))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -1,5 +1,6 @@
 """Optimizer and learning-rate schedule: AdamW over the model's muP parameter groups, linear warmup then
-cosine decay to a floor (Busbridge et al. 2025, science.md §5)."""
+cosine decay to a floor (Busbridge et al. 2025, science.md §5), or warmup-stable-decay (Hägele et al.
+2024, science.md §8)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
+
+from distillscale.training.config import DEFAULT_COOLDOWN_SHAPE, TrainConfig
 
 
 class WarmupCosine:
@@ -28,6 +31,45 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class WarmupStableDecay:
+    """Learning-rate multiplier: linear warmup from 0 to 1, 1 until the last `cooldown_steps`, then
+    down to `min_ratio` at the last step, linearly or as 1 - sqrt(progress).
+
+    Before its cooldown it is the same function for every `total_steps`: what lets a shorter run
+    fork from a longer one's stable phase. Picklable, as WarmupCosine.
+    """
+
+    def __init__(self, warmup_steps: int, total_steps: int, cooldown_steps: int, min_ratio: float,
+                 shape: str):
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.cooldown_steps = cooldown_steps
+        self.min_ratio = min_ratio
+        self.shape = shape
+
+    @property
+    def cooldown_start(self) -> int:
+        return self.total_steps - self.cooldown_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if step < self.cooldown_start:
+            return 1.0
+        progress = min(1.0, (step - self.cooldown_start + 1) / self.cooldown_steps)
+        remaining = 1 - progress if self.shape == "linear" else 1 - math.sqrt(progress)
+        return self.min_ratio + (1 - self.min_ratio) * remaining
+
+
+def lr_schedule(config: TrainConfig, total_steps: int) -> WarmupCosine | WarmupStableDecay:
+    """The schedule `config` asks for, over `total_steps`."""
+    warmup_steps = config.resolved_warmup_steps(total_steps)
+    if config.schedule == "wsd":
+        return WarmupStableDecay(warmup_steps, total_steps, config.cooldown_steps(total_steps),
+                                 config.min_lr_ratio, config.cooldown_shape or DEFAULT_COOLDOWN_SHAPE)
+    return WarmupCosine(warmup_steps, total_steps, config.min_lr_ratio)
+
+
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW (betas 0.9, 0.95) with the model's per-group (muP) learning rates; no decay on norms
     and gains.
@@ -44,6 +86,6 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
-                    min_ratio: float) -> LambdaLR:
-    return LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_ratio))
+def build_scheduler(optimizer: torch.optim.Optimizer,
+                    schedule: WarmupCosine | WarmupStableDecay) -> LambdaLR:
+    return LambdaLR(optimizer, schedule)

@@ -23,13 +23,15 @@ from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.model import ModelConfig, Transformer, save_pretrained
 from distillscale.regime import WeightDistance
-from distillscale.training.checkpoint import Progress, capture_state, restore_state
+from distillscale.planning.flops import run_flops
+from distillscale.training.checkpoint import Progress, capture_state, restore_branch, restore_state
 from distillscale.training.config import TrainConfig
 from distillscale.training.distributed import Distributed, TrainingModel, init_distributed
 from distillscale.training.evaluation import evaluate
+from distillscale.training.fork import Branch, find_branch
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
-from distillscale.training.optim import build_optimizer, build_scheduler
+from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
 from distillscale.training.run_dir import RunDirectory, RunStart
 from distillscale.training.step import StepResult, train_step
 
@@ -40,7 +42,9 @@ ObjectiveFactory = Callable[[PreparedData, ModelConfig, Distributed], Objective]
 SamplerFactory = Callable[[PreparedData], TokenSampler]
 
 FLOPS_METHOD = ("flops = 3 x forward_flops_per_token(seq_len) x tokens (block and head matmuls plus "
-                "attention scores; backward = 2 x forward); flops_6nd = 6 x non_embedding_params x tokens")
+                "attention scores; backward = 2 x forward), as distillscale.planning.flops.run_flops counts; "
+                "a fork's flops are those of the whole run, fork.shared_flops of them spent by its parent; "
+                "flops_6nd = 6 x non_embedding_params x tokens")
 
 
 def train(config: TrainConfig, progress: bool = True,
@@ -59,7 +63,11 @@ def train(config: TrainConfig, progress: bool = True,
     try:
         # Bit-for-bit resume on CPU; on CUDA it would also need CUBLAS_WORKSPACE_CONFIG and slower kernels.
         torch.use_deterministic_algorithms(group.device.type == "cpu")
-        return _train(config, group, progress and group.is_main, make_objective, make_sampler)
+        result = _train(config, group, progress and group.is_main, make_objective, make_sampler)
+        # Rank 0 writes the last checkpoint and result.json after the last collective; a rank that
+        # tore down the gloo group meanwhile made its peer abort at exit ("terminate called").
+        group.barrier()
+        return result
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         group.close()
@@ -70,6 +78,9 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     # 1. Check everything the user gave before writing anything.
     run = RunDirectory(config.out)
     start = run.plan_start(config)
+    # Every rank reads the run directory before rank 0 writes to it: a rank still deciding while
+    # rank 0 wrote saw a half-claimed directory (a temporary file, no config.json) and refused it.
+    group.barrier()
     group.check_batch_size(config.batch_size)
     _model_config(config, vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
 
@@ -83,13 +94,17 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                         f"sequence of {config.seq_len}: use more data or raise --val-fraction")
     model_config = _model_config(config, data.vocab_size)
     total_steps = config.total_steps(model_config.non_embedding_params)
-    plan = {"total_steps": total_steps, "warmup_steps": config.resolved_warmup_steps(total_steps),
-            "lr": config.effective_lr, "tokens_per_step": config.tokens_per_step, "world_size": group.world_size,
+    schedule = lr_schedule(config, total_steps)
+    plan = {"total_steps": total_steps, "warmup_steps": schedule.warmup_steps,
+            "cooldown_steps": config.cooldown_steps(total_steps), "lr": config.effective_lr, "tokens_per_step": config.tokens_per_step, "world_size": group.world_size,
             "device": str(group.device), "bf16": _use_bf16(config, group.device),
             "data_fingerprint": data.fingerprint, "model": model_config.model_dump()}
     if start is RunStart.RESUME and run.stored_plan().get("data_fingerprint") != data.fingerprint:
         raise UserError(f"the data changed since the run in {run.path} started: restore it, or pass "
                         f"--overwrite to start again")
+    branch = find_branch(config, plan, config.token_budget(model_config.non_embedding_params))
+    if branch is not None:
+        plan["fork"] = {"parent": str(branch.parent.path), "branch_step": branch.step}
     objective = (make_objective(data, model_config, group) if make_objective is not None
                  else SupervisedObjective(z_loss_weight=config.z_loss))
 
@@ -98,11 +113,17 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     # ||w_t - w_0|| (Hoffer et al.), logged by the main process; w_0 is this initialisation.
     weight_distance = WeightDistance(model) if group.is_main else None
     optimizer = build_optimizer(model, plan["lr"], config.weight_decay)
-    scheduler = build_scheduler(optimizer, plan["warmup_steps"], total_steps, config.min_lr_ratio)
+    scheduler = build_scheduler(optimizer, schedule)
 
-    # 3. Resume from the last checkpoint, or claim the run directory.
+    # 3. Resume from the last checkpoint, or start a fork where its parent branches, or from scratch;
+    # claim the run directory. (A fork's w_0 is its parent's: same seed, same initialisation.)
     state = run.load_state() if start is RunStart.RESUME else None
-    done = restore_state(state, model, optimizer, scheduler) if state else Progress()
+    if state:
+        done = restore_state(state, model, optimizer, scheduler)
+    elif branch is not None:
+        done = restore_branch(branch.state(), model, optimizer, scheduler)
+    else:
+        done = Progress()
     saved_initial = run.load_initial_weights() if state and group.is_main else None
     if saved_initial is not None:  # None for a run started before w_0 was saved: the seed rebuilt it
         weight_distance = WeightDistance(model, initial=saved_initial)
@@ -122,7 +143,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     logger = MetricLogger(run.metrics_path, run.tensorboard_dir, done.step) if group.is_main else None
     with logger or contextlib.nullcontext():
         return _run_steps(config, plan, group, run, model, optimizer, scheduler, done,
-                          objective=objective,
+                          objective=objective, branch=branch,
                           sampler=sampler, val_tokens=val_tokens, logger=logger,
                           weight_distance=weight_distance, show_progress=show_progress)
 
@@ -130,7 +151,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
 def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, run: RunDirectory,
                model: Transformer, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LambdaLR, done: Progress, objective: Objective,
-               sampler: TokenSampler, val_tokens: np.ndarray, logger: MetricLogger | None,
+               branch: Branch | None, sampler: TokenSampler, val_tokens: np.ndarray, logger: MetricLogger | None,
                weight_distance: WeightDistance | None, show_progress: bool) -> dict[str, Any]:
     """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json."""
     total_steps = plan["total_steps"]
@@ -147,6 +168,7 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
                 for micro in range(config.grad_accum)]
 
     checkpoint_step = done.step  # the step whose weights are on disk (0: none yet)
+    branch_steps = set(config.branch_steps())  # where forks of this run start (WSD parents only)
     segment_start, wall_before = time.perf_counter(), done.wall_seconds
     window_start, window_tokens = time.perf_counter(), 0
     val_loss = None
@@ -191,10 +213,14 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
                 if group.is_main:
                     run.save_state(capture_state(model, optimizer, scheduler, done))
                     save_pretrained(model, run.path)
+            if done.step in branch_steps and group.is_main:
+                run.save_branch(done.step, capture_state(model, optimizer, scheduler, done))
 
     if val_loss is None:  # resumed after the last checkpoint but before result.json
         val_loss = validation_loss()
     result = _result(config, plan, done, objective, status="completed", val_loss=val_loss)
+    if branch is not None:
+        result["fork"] = branch.record(config.tokens_per_step, result["flops"] / result["tokens"])
     if group.is_main:
         run.write_result(result)
     return result
@@ -217,18 +243,20 @@ def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, objective
     model_config = ModelConfig(**plan["model"])
     tokens = done.step * config.tokens_per_step
     forward_flops = model_config.forward_flops_per_token(config.seq_len)
+    flops = run_flops(model_config, config.seq_len, tokens, objective.extra_flops_per_token)
     return {
         "status": status,
         "val_loss": val_loss,
         "val_loss_unit": "nats/token",
         "steps": done.step,
         "lr": plan["lr"],
+        "schedule": config.schedule,
         "tokens": tokens,
         "token_budget": config.token_budget(model_config.non_embedding_params),
         "non_embedding_params": model_config.non_embedding_params,
         "total_params": model_config.total_params,
         "forward_flops_per_token": forward_flops,
-        "flops": (3 * forward_flops + objective.extra_flops_per_token) * tokens,
+        "flops": flops.total,
         "flops_6nd": 6 * model_config.non_embedding_params * tokens,
         "flops_method": FLOPS_METHOD,
         "wall_seconds": done.wall_seconds,

@@ -5,12 +5,14 @@
     tokenizer.json     the tokenizer the data was encoded with
     state/checkpoint.pt  resumable state: weights, optimizer, scheduler, step, RNG (one atomic file)
     state/initial_weights.safetensors  the initial weights w_0 of the logged ||w_t - w_0||
+    state/branch-<step>.pt  a WSD run's state where a fork of it starts its cooldown (see fork.py)
     metrics.jsonl      one JSON object per logged step
     tensorboard/       event files, when tensorboard is installed
     result.json        written last; its presence means the run is over (completed or diverged)
 
 A finished run is never overwritten without `overwrite`; an unfinished one is resumed only by the
-same config; a directory that is not a run directory is never touched.
+same config; a directory that is not a run directory, or that is an input (the teacher), is never
+touched, with `overwrite` or not.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,18 @@ import safetensors.torch
 import torch
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write, atomic_write_json
+from distillscale.io import atomic_write, atomic_write_json, check_output_dir
 from distillscale.training.config import TrainConfig
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` holds a run that distillscale started: its config.json is a run config record
+    (a Hugging Face model directory also has a config.json, but not this one)."""
+    try:
+        record = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"config", "config_hash"} <= record.keys()
 
 
 class RunStart(Enum):
@@ -50,8 +63,9 @@ class RunDirectory:
 
     def plan_start(self, config: TrainConfig) -> RunStart:
         """Decide between a new run, a resume and a restart, or refuse; changes nothing on disk."""
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"--out {self.path} is a file: give a directory for the run")
+        inputs = [getattr(config, name, None)
+                  for name in ("data", "tokenizer", "teacher", "teacher_cache")]
+        check_output_dir(self.path, is_ours=is_run_dir, inputs=inputs, what="distillscale run directory")
         if not self.path.exists() or not any(self.path.iterdir()):
             return RunStart.NEW
         if self.result_path.exists():
@@ -61,9 +75,6 @@ class RunDirectory:
             raise UserError(f"{self.path} holds a finished run (status {result.get('status', '?')}, "
                             f"val_loss {result.get('val_loss', '?')}): pass --overwrite to train it "
                             f"again, or choose another --out")
-        if not self.config_path.exists():
-            raise UserError(f"{self.path} is not empty and is not a distillscale run directory "
-                            f"(no config.json): choose a new or empty --out")
         if config.overwrite:
             return RunStart.RESTART
         stored = self.stored_config(type(config))
@@ -104,7 +115,7 @@ class RunDirectory:
         atomic_write_json(self.result_path, result)
 
     def save_state(self, state: dict[str, Any]) -> None:
-        atomic_write(self.state_path, lambda tmp: torch.save(state, tmp))
+        atomic_write(self.state_path, partial(_torch_save, state))
 
     def load_state(self) -> dict[str, Any] | None:
         """The last checkpoint, or None when the run never reached one."""
@@ -115,6 +126,19 @@ class RunDirectory:
         except Exception as exc:
             raise UserError(f"cannot read the training state {self.state_path} ({exc}): pass "
                             f"--overwrite to start the run again") from None
+
+    def branch_path(self, step: int) -> Path:
+        return self.path / "state" / f"branch-{step:09d}.pt"
+
+    def save_branch(self, step: int, state: dict[str, Any]) -> None:
+        atomic_write(self.branch_path(step), partial(_torch_save, state))
+
+    def load_branch(self, step: int) -> dict[str, Any]:
+        try:
+            return torch.load(self.branch_path(step), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserError(f"cannot read the fork point {self.branch_path(step)} ({exc}): run the "
+                            f"parent {self.path} again with --overwrite") from None
 
     def save_initial_weights(self, weights: dict[str, torch.Tensor]) -> None:
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()}
@@ -137,3 +161,10 @@ class RunDirectory:
         except (OSError, ValueError):
             raise UserError(f"{path} is unreadable: pass --overwrite to start the run again, "
                             f"or choose another --out") from None
+
+
+def _torch_save(state: dict[str, Any], path: str) -> None:
+    # Through a file object: torch.save given a name derives its archive's name from it, and rejects
+    # the dot-names of temporary files.
+    with open(path, "wb") as file:
+        torch.save(state, file)
