@@ -181,3 +181,10 @@ def test_help_lists_the_kd_and_the_train_options(cli):
                    "--n-layers", "--tokens-per-param", "--config", "--json"):
         assert option in out
     assert "--split" not in out
+
+
+def test_a_student_never_overwrites_its_teacher(cli, teacher):
+    before = {p.relative_to(teacher): p.read_bytes() for p in teacher.rglob("*") if p.is_file()}
+    code, _, err = cli("distill", "--teacher", teacher, "--out", teacher, *STUDENT, "--overwrite")
+    assert code == 2 and "is also an input of this command" in err and len(err.strip().splitlines()) == 1
+    assert {p.relative_to(teacher): p.read_bytes() for p in teacher.rglob("*") if p.is_file()} == before

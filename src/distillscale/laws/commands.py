@@ -10,6 +10,7 @@ from rich.table import Table
 
 from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
+from distillscale.io import check_output_file
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.units import format_quantity, parse_quantity
 
@@ -119,6 +120,7 @@ FIT_WHERE_HELP = ("hold-out mode: fit only on runs matching this filter and repo
                   "loss; operators < <= > >= == != and, or, not, parentheses")
 GRID_HELP = ("replace one parameter's start values, e.g. --grid alpha=0.3,0.5 (repeatable; parameters "
              "are named as in the saved fit record: log_E, log_A, alpha, ...)")
+OVERWRITE_HELP = "replace the --out file if it exists"
 DROP_HELP = "skip runs with missing, NaN or non-positive values (they are counted) instead of failing"
 
 
@@ -245,12 +247,15 @@ def fit_supervised(
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
     name: str | None = typer.Option(None, "--name", help="name of the fitted law (default: file name)"),
     out: Path | None = typer.Option(None, "--out", help="save the law as JSON, usable as --law FILE"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma by multi-start L-BFGS on a summed Huber loss."""
     from distillscale.laws.fitting import SupervisedLawFitter
     from distillscale.tables import read_table
 
+    if out:
+        check_output_file(out, overwrite=overwrite, inputs=[file])
     runs, N, D, L, names = _supervised_columns(read_table(file), params_col, loss_col, tokens_col,
                                                flops_col, drop_invalid)
     mask = _split_rows(runs, names, fit_where)
@@ -301,12 +306,15 @@ def fit_distillation(
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
     name: str | None = typer.Option(None, "--name", help="name of the fitted laws (default: file name)"),
     out: Path | None = typer.Option(None, "--out", help="save the laws as JSON, usable as --law FILE"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Fit the distillation law L_S(N_S, D_S, L_T) (Busbridge Eq. 8) on the 108,000-start grid."""
     from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
     from distillscale.tables import RunTable, read_table
 
+    if out:
+        check_output_file(out, overwrite=overwrite, inputs=[file, supervised_law])
     table = read_table(file)
     table.require(student_params_col, student_tokens_col, teacher_loss_col, loss_col)
     is_supervised = [v is None or str(v).strip() == "" for v in table.values(teacher_loss_col)]

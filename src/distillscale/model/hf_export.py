@@ -56,7 +56,7 @@ def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite:
     hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=end_of_text,
                                            model_max_length=config.max_seq_len)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_dir.parent))  # short: out_dir.name may be long
     try:
         hf_config.save_pretrained(staging)
         save_file(state_dict, staging / "model.safetensors", metadata={"format": "pt"})

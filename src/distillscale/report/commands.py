@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from distillscale.console import console, err_console, print_json, warn
+from distillscale.io import check_output_file
 from distillscale.units import format_quantity, parse_quantity
 
 
@@ -33,19 +34,23 @@ def report_command(
     bootstrap: int = typer.Option(100, "--bootstrap", help="bootstrap resamples for the intervals, 0 = none"),
     level: float = typer.Option(0.9, "--level", help="coverage of the intervals"),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap"),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="replace an existing report.html and report.json"),
     as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
 ) -> None:
     """Fit the supervised and distillation laws to a sweep's runs (with bootstrap intervals), check
     how they extrapolate to the largest runs, find the best teachers, plan at a target scale, and
     write report.html (self-contained) and report.json."""
     from distillscale.report.calibration import CalibrationSettings
-    from distillscale.report.report import REPORT_HTML, write_report
+    from distillscale.report.report import REPORT_HTML, REPORT_JSON, write_report
 
     settings = CalibrationSettings(
         form=form, grid=grid, max_iter=max_iter, bootstrap=bootstrap, level=level, seed=seed,
         target_params=parse_quantity(target_params, "--target-params") if target_params else None,
         target_compute=parse_quantity(target_compute, "--target-compute") if target_compute else None)
     out_dir = out if out is not None else (source if source.is_dir() else source.parent)
+    for name in (REPORT_JSON, REPORT_HTML):
+        check_output_file(out_dir / name, overwrite=overwrite, inputs=[source], flag="report file")
     _, report = write_report(source, out_dir, settings, progress=_progress)
     if as_json:
         print_json(report)

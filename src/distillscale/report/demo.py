@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from distillscale.io import check_output_dir
 from distillscale.report.calibration import CalibrationSettings
 from distillscale.report.report import write_report
 
@@ -34,9 +35,11 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
     from distillscale.sweeps.executors import LocalExecutor
     from distillscale.sweeps.runner import default_workers, run_sweep
     from distillscale.sweeps.spec import load_sweep_spec
+    from distillscale.sweeps.store import is_sweep_dir
 
     spec = load_sweep_spec(builtin_spec(quick))
-    sweep_dir = Path(out) if out is not None else Path("sweeps") / spec.name
+    sweep_dir = check_output_dir(Path(out) if out is not None else Path("sweeps") / spec.name,
+                                 is_ours=is_sweep_dir, what="sweep directory")
     workers = workers or default_workers(threads_per_run=1)
     progress(f"sweep {spec.name}: {len(spec.runs)} runs in {sweep_dir}, {workers} at a time")
     start = time.perf_counter()

@@ -9,6 +9,8 @@ import typer
 
 from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
+from distillscale.io import check_output_dir, check_output_file
+from distillscale.sweeps.store import STORE_NAME, is_sweep_dir
 from distillscale.units import format_quantity
 
 sweep_app = typer.Typer(help="Run a sweep of training and distillation runs, and export their results.",
@@ -48,7 +50,8 @@ def run_command(
     if executor not in ("local", "slurm"):
         raise UserError(f"unknown --executor {executor!r}: use local or slurm")
     sweep = load_sweep_spec(spec)
-    sweep_dir = out if out is not None else Path("sweeps") / sweep.name
+    sweep_dir = check_output_dir(out if out is not None else Path("sweeps") / sweep.name,
+                                 is_ours=is_sweep_dir, inputs=[spec], what="sweep directory")
     workers = workers or default_workers(threads_per_run)
     if executor == "slurm":
         runner = SlurmExecutor(workers, sweep_dir / "slurm", partition=slurm_partition,
@@ -95,6 +98,7 @@ def export_command(
     sweep_dir: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`)"),
     fmt: str = typer.Option("csv", "--format", help="csv or jsonl"),
     out: Path = typer.Option(None, "--out", help="file to write (default: standard output)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the --out file if it exists"),
 ) -> int:
     """Write one record per finished run (teachers, baselines, students) for `distillscale fit`:
     columns run_id, kind, status, n_layers, non_embedding_params, tokens, tokens_per_param, flops,
@@ -104,6 +108,8 @@ def export_command(
 
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"unknown --format {fmt!r}: use csv or jsonl")
+    if out is not None:
+        check_output_file(out, overwrite=overwrite, inputs=[sweep_dir / STORE_NAME])
     records = export_records(sweep_dir)
     if out is None:
         typer.echo(format_records(records, fmt), nl=False)
@@ -121,13 +127,15 @@ def _print_status(status: dict) -> None:
     eta = status["eta_seconds"]
     console.print(
         f"{status['total']} runs: [green]{counts['completed']} done[/green], {counts['running']} running, "
+        f"{counts['interrupted']} interrupted, "
         f"[red]{counts['failed']} failed[/red], {counts['diverged']} diverged, {counts['blocked']} blocked, "
         f"{counts['pending']} remaining; ETA "
         + ("unknown (no run finished yet)" if eta is None else _duration(eta))
         + f" at {status['workers']} workers", highlight=False, soft_wrap=True)
     table = Table("run", "kind", "status", "params", "tokens", "val loss (nats/token)", "attempts",
                   "wall", "note")
-    styles = {"completed": "green", "failed": "red", "diverged": "red", "blocked": "yellow", "running": "cyan"}
+    styles = {"completed": "green", "failed": "red", "diverged": "red", "blocked": "yellow",
+              "running": "cyan", "interrupted": "yellow"}
     for run in status["runs"]:
         loss = "" if run["val_loss"] is None else f"{run['val_loss']:.4f}"
         wall = "" if run["wall_seconds"] is None else _duration(run["wall_seconds"])

@@ -34,7 +34,9 @@ RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params"
 def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """One dict per finished run of the sweep in `sweep_dir`, in the order the runs were planned."""
     layout = SweepLayout(Path(sweep_dir).resolve())
-    with RunStore(layout.root) as store:
+    from distillscale.sweeps.status import runner_alive
+
+    with RunStore(layout.root, read_only=True, runner_alive=runner_alive(layout.root)) as store:
         records = store.records()
     by_id = {record.id: record for record in records}
     return [_record(record, by_id, layout) for record in records if record.status in FINISHED]

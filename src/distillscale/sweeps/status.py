@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from distillscale.sweeps.runner import SweepLayout
 from distillscale.sweeps.store import RunStore
+
+
+def runner_alive(sweep_dir: str | Path) -> bool:
+    """Whether a `sweep run` is working on the sweep now: it holds an exclusive lock on runner.lock
+    for as long as it runs, and the kernel drops the lock when the process dies, even by kill -9."""
+    lock_path = SweepLayout(Path(sweep_dir)).lock_path
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)  # read-only: never creates the lock file
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also releases our shared lock
+    return False
 
 
 def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
     """Counts per status, `eta_seconds` (mean wall time of the completed runs x the runs left / the
-    workers of the last `sweep run`; None before any run completed) and a row per run."""
-    with RunStore(sweep_dir) as store:
-        records = store.records()
+    workers of the last `sweep run`; None before any run completed) and a row per run.
+
+    Read-only. A run the store says is running while no `sweep run` is alive was interrupted (its
+    worker died with the runner): it shows as `interrupted`, and the next `sweep run` resumes it."""
+    alive = runner_alive(sweep_dir)
+    with RunStore(sweep_dir, read_only=True, runner_alive=alive) as store:
+        records = [record if alive or record.status != "running" else replace(record, status="interrupted")
+                   for record in store.records()]
         counts = store.counts()
         workers = store.meta("workers", 1)
+    counts["interrupted"] = 0 if alive else counts["running"]
+    counts["running"] -= counts["interrupted"]
     now = time.time()
     walls = [record.finished_at - record.started_at for record in records
              if record.status == "completed" and record.started_at and record.finished_at]

@@ -73,17 +73,29 @@ class RunRecord:
                    attempts=row["attempts"])
 
 
+def is_sweep_dir(path: Path) -> bool:
+    """Whether `path` is a directory that `sweep run` made: it holds the run store, or the runner's
+    lock file, which `sweep run` creates first (a user's own spec.toml there does not count)."""
+    return (path / STORE_NAME).is_file() or (path / "runner.lock").is_file()
+
+
 class RunStore:
     """`RunStore(sweep_dir)` opens (or, with `create=True`, creates) `sweep_dir/runs.sqlite`.
 
+    `read_only=True` (for `sweep status` and `export`) never creates or changes a file; with
+    `runner_alive=False` (no `sweep run` holds the sweep) it does not even touch SQLite's WAL files.
     One connection per process; use it as a context manager or call `close()`.
     """
 
-    def __init__(self, sweep_dir: str | Path, create: bool = False):
+    def __init__(self, sweep_dir: str | Path, create: bool = False, read_only: bool = False,
+                 runner_alive: bool = True):
         self.path = Path(sweep_dir) / STORE_NAME
         if not create and not self.path.is_file():
             raise UserError(f"{sweep_dir} holds no sweep ({STORE_NAME} not found): give the --out "
                             f"directory of a `distillscale sweep run`")
+        if read_only:
+            self._open_read_only(runner_alive)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: no implicit transactions; every write below opens its own.
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -99,6 +111,23 @@ class RunStore:
             self._db.close()
             raise UserError(f"{self.path} is not a usable run store ({exc}): move it away, or choose "
                             f"another sweep directory") from None
+
+    def _open_read_only(self, runner_alive: bool) -> None:
+        # immutable: nobody writes, so SQLite need not create -wal/-shm files to read safely.
+        flag = "mode=ro" if runner_alive else "immutable=1"
+        self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?{flag}", uri=True,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+        self._db.row_factory = sqlite3.Row
+        try:
+            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise UserError(f"{self.path} is not a usable run store ({exc}): move it away, or choose "
+                            f"another sweep directory") from None
+        if not {"runs", "meta"} <= tables:
+            self._db.close()
+            raise UserError(f"{self.path} holds no runs (an empty or foreign database): run `distillscale "
+                            f"sweep run` into this directory first, or give another sweep directory")
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,135 @@
+"""The output rule: no command writes over an input, into a directory distillscale did not make, or
+over an existing file without --overwrite; outputs are checked before any work, and the user's files
+stay byte-identical when a command refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distillscale.io import atomic_write_text, check_output_dir, check_output_file
+from distillscale.errors import UserError
+
+RUNS = "params,tokens,loss\n" + "".join(f"{n},{d},{2 + 400 / n ** 0.34 + 400 / d ** 0.28}\n"
+                                        for n in (1e7, 3e7, 1e8, 3e8) for d in (1e9, 3e9, 1e10))
+
+
+def snapshot(root) -> dict:
+    """Every file under `root` with its bytes (the directory's whole content)."""
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+
+
+@pytest.fixture
+def runs_csv(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text(RUNS)
+    return path
+
+
+def fit(cli, *args):
+    return cli("fit", "supervised", *args, "--bootstrap", "0")
+
+
+def test_fit_never_writes_over_its_input(cli, tmp_path, runs_csv):
+    before = snapshot(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        code, _, err = fit(cli, runs_csv, "--out", runs_csv, *extra)
+        one_line_error(code, err, "is also an input")
+        assert snapshot(tmp_path) == before
+
+
+def test_fit_replaces_an_existing_law_file_only_with_overwrite(cli, tmp_path, runs_csv):
+    law = tmp_path / "law.json"
+    law.write_text("my notes")
+    code, _, err = fit(cli, runs_csv, "--out", law)
+    one_line_error(code, err, "exists: pass --overwrite")
+    assert law.read_text() == "my notes"
+    code, out, err = fit(cli, runs_csv, "--out", law, "--overwrite")
+    assert code == 0, err
+    assert json.loads(law.read_text())["format"] == "distillscale.laws/1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["law.json", "runs.csv"]  # no temporary files
+
+
+def test_fit_checks_its_output_before_fitting(cli, tmp_path, runs_csv, monkeypatch):
+    import distillscale.laws.fitting as fitting
+
+    monkeypatch.setattr(fitting.SupervisedLawFitter, "fit", lambda *a, **k: pytest.fail("fitted"))
+    code, _, err = fit(cli, runs_csv, "--out", tmp_path)
+    one_line_error(code, err, "is a directory")
+    code, _, err = fit(cli, runs_csv, "--out", tmp_path / ("x" * 300 + ".json"))
+    one_line_error(code, err, "longer than 255 bytes")
+
+
+def test_a_long_output_name_is_written(cli, tmp_path, runs_csv):
+    """A name near the file system's limit works: the temporary file beside it has a short name."""
+    law = tmp_path / ("law-" + "x" * 245 + ".json")
+    code, _, err = fit(cli, runs_csv, "--out", law)
+    assert code == 0, err
+    assert law.is_file() and len(str(law)) > 300
+
+
+def test_train_never_writes_into_a_foreign_directory(cli, tmp_path):
+    model = tmp_path / "hf-model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    (model / "model.safetensors").write_bytes(b"\x00weights" * 1000)
+    (model / "tokenizer.json").write_text('{"version": "1.0"}')
+    before = snapshot(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        code, _, err = cli("train", "--out", model, "--n-layers", "1", "--tokens", "1k", *extra)
+        one_line_error(code, err, "is not a distillscale run directory")
+        assert "--overwrite" not in err  # that advice would have cost the user the model
+        assert snapshot(tmp_path) == before
+
+
+def test_sweep_export_replaces_a_file_only_with_overwrite(cli, tmp_path):
+    target = tmp_path / "runs.csv"
+    target.write_text("keep")
+    code, _, err = cli("sweep", "export", tmp_path / "sweep", "--out", target)
+    one_line_error(code, err, "exists: pass --overwrite")
+    assert target.read_text() == "keep"
+
+
+def test_report_replaces_a_report_only_with_overwrite(cli, tmp_path, runs_csv):
+    (tmp_path / "report.html").write_text("an earlier report")
+    code, _, err = cli("report", runs_csv)
+    one_line_error(code, err, "report.html exists: pass --overwrite")
+    assert (tmp_path / "report.html").read_text() == "an earlier report"
+
+
+def test_sweep_run_never_writes_into_a_foreign_directory(cli, tmp_path):
+    from distillscale.report.demo import builtin_spec
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(builtin_spec(quick=True).read_text())
+    (tmp_path / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    code, _, err = cli("sweep", "run", spec, "--out", tmp_path)
+    one_line_error(code, err, "is not a sweep directory")
+    assert snapshot(tmp_path) == before
+    code, _, err = cli("demo", "--quick", "--out", tmp_path)
+    one_line_error(code, err, "is not a sweep directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_output_rule_helpers(tmp_path):
+    existing = tmp_path / "a.json"
+    existing.write_text("{}")
+    with pytest.raises(UserError, match="is also an input"):
+        check_output_file(tmp_path / "." / "a.json", overwrite=True, inputs=[existing])
+    assert check_output_file(existing, overwrite=True) == existing
+    with pytest.raises(UserError, match="is a file, not a directory"):
+        check_output_file(existing / "b.json", overwrite=False)
+    with pytest.raises(UserError, match="is not empty and is not a run"):
+        check_output_dir(tmp_path, is_ours=lambda p: False, what="run")
+    assert check_output_dir(tmp_path / "new", is_ours=lambda p: False) == tmp_path / "new"
+    assert check_output_dir(tmp_path, is_ours=lambda p: (p / "a.json").exists()) == tmp_path
+    atomic_write_text(tmp_path / ("y" * 250), "fits")  # the temporary name must not exceed 255 bytes
+    assert (tmp_path / ("y" * 250)).read_text() == "fits"
