@@ -108,3 +108,61 @@ def test_filter_syntax_errors(text, fragment):
 def test_filter_with_unknown_column_lists_names():
     with pytest.raises(UserError, match=r"unknown column 'tokens'; names available: 'N', 'loss'"):
         parse_filter("tokens > 1").mask(COLUMNS)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("loss > -1", [1, 1, 1, 1]),
+    ("N > 0", [1, 1, 1, 1]),
+    ("-1 < loss and loss < 3", [0, 0, 1, 1]),
+])
+def test_filters_take_negative_numbers_and_zero(text, expected):
+    assert parse_filter(text).mask(COLUMNS).tolist() == [bool(v) for v in expected]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("N > 'abc'", "orders a text with >"),
+    ("kind > 3", "column 'kind' with a number, but the column holds no numbers"),
+])
+def test_filter_type_mismatches_are_errors(text, fragment):
+    with pytest.raises(UserError, match=fragment):
+        parse_filter(text).mask(COLUMNS)
+
+
+def test_deeply_nested_filter_is_refused_without_recursion_error():
+    with pytest.raises(UserError, match="nests more than 50"):
+        parse_filter("(" * 500 + "loss > 2" + ")" * 500)
+    with pytest.raises(UserError, match="nests more than 50"):
+        parse_filter("not " * 500 + "loss > 2")
+    sequential = " or ".join(["(loss > 2)"] * 200)  # many groups, none deep
+    assert parse_filter(sequential).mask(COLUMNS).tolist() == [True, True, True, True]
+
+
+@pytest.mark.parametrize("content, encoding", [
+    ("N;loss;name\n1e8;3,1;Café\n2e8;2,9;Zoë\n", "utf-8"),
+    ("N\tloss\tname\n1e8\t3,1\tCafé\n2e8\t2,9\tZoë\n", "latin-1"),
+    ("N,loss,name\n1e8,3.1,Café\n2e8,2.9,Zoë\n", "cp1252"),
+    ("N,loss,name\n100M,3.1,Café\n0.2B,2.9,Zoë\n", "utf-16"),
+])
+def test_delimiters_decimal_commas_encodings_and_size_suffixes(tmp_path, content, encoding):
+    path = tmp_path / "runs.csv"
+    path.write_bytes(content.encode(encoding))
+    table = read_table(path)
+    assert table.columns == ("N", "loss", "name") and table.values("name") == ["Café", "Zoë"]
+    runs = table.numeric(["N", "loss"])
+    np.testing.assert_allclose(runs["N"], [1e8, 2e8])
+    np.testing.assert_allclose(runs["loss"], [3.1, 2.9])
+
+
+def test_thousands_separators_are_not_taken_for_decimal_commas(tmp_path):
+    table = read_table(write(tmp_path / "runs.csv", 'N,loss\n"1,000",3.1\n'))
+    with pytest.raises(UserError, match="needs positive numbers"):
+        table.numeric(["N"])
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import distillscale.tables as tables
+
+    monkeypatch.setattr(tables, "MAX_ROWS", 1000)
+    path = write(tmp_path / "log.csv", "step,loss\n" + "".join(f"{i},{3 + 1 / (i + 1):.6f}\n" for i in range(20000)))
+    with pytest.raises(UserError, match=r"about 20,\d{3} rows \(~0.0 GB in memory\): a run file has one row"):
+        read_table(path)

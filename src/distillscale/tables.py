@@ -22,9 +22,16 @@ from typing import Any, Mapping
 import numpy as np
 
 from distillscale.errors import UserError
-from distillscale.units import parse_quantity
+from distillscale.units import parse_number
 
 _SHOWN_ROWS = 5  # bad rows named in one error message before "and N more"
+# A run file has a row per training run: thousands at most. Far more rows is another kind of file
+# (a metrics log, a dataset), which would fill the memory before the fit could say so.
+MAX_ROWS = 1_000_000
+_BYTES_PER_CELL = 120  # a str in a dict of the rows, measured on CPython 3.11
+_MAX_FILTER_DEPTH = 50  # nested parentheses or `not`s in a filter
+_DELIMITERS = ",;\t|"
+_DECIMAL_COMMA = re.compile(r"^[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?$")
 
 
 @dataclass(frozen=True)
@@ -95,11 +102,17 @@ class NumericRuns:
 
 
 def _as_float(value: Any) -> float:
+    """A cell as a float: numbers, numeric text, or sizes as the command line takes them (1.2B);
+    NaN for anything else."""
     if isinstance(value, bool) or value is None:
         return math.nan
     try:
         return float(value)
     except (TypeError, ValueError):
+        pass
+    try:
+        return parse_number(value)
+    except UserError:
         return math.nan
 
 
@@ -111,18 +124,60 @@ def read_table(path: str | Path) -> RunTable:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UserError(f"cannot read run file {path}: {reason}") from None
+        _check_size(path)
+        text = _decode(path.read_bytes())
+    except OSError as exc:
+        raise UserError(f"cannot read run file {path}: {exc.strerror or exc}") from None
     if not text.strip():
         raise UserError(f"run file {path} is empty: it needs a header row (CSV) or JSON lines")
     is_jsonl = path.suffix.lower() in (".jsonl", ".ndjson") or text.lstrip().startswith("{")
     return _read_jsonl(path, text) if is_jsonl else _read_csv(path, text)
 
 
+def _check_size(path: Path) -> None:
+    """Refuse, before reading it, a file with far more rows than a run file has, with an estimate
+    of the memory it would take (from the mean length of its first lines)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    lines = head.splitlines()
+    if size <= len(head) or len(lines) < 2:
+        return
+    rows = size / (len(head) / len(lines))
+    if rows > MAX_ROWS:
+        columns = max(line.count(b",") + 1 for line in lines[:10])
+        memory = rows * columns * _BYTES_PER_CELL
+        raise UserError(f"run file {path} is {size / 1e6:,.0f} MB, about {rows:,.0f} rows "
+                        f"(~{memory / 1e9:,.1f} GB in memory): a run file has one row per training run "
+                        f"(at most {MAX_ROWS:,}); keep only the runs' final results")
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 (with or without a byte-order mark), UTF-16 with its mark, else Windows-1252/Latin-1,
+    the encodings spreadsheets save CSV files in."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _sniff_delimiter(text: str) -> str:
+    """The delimiter of a CSV file: comma, semicolon, tab or bar, whichever the header row has most."""
+    header = text.lstrip().splitlines()[0]
+    counts = {delimiter: header.count(delimiter) for delimiter in _DELIMITERS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
 def _read_csv(path: Path, text: str) -> RunTable:
-    reader = csv.reader(text.splitlines())
+    delimiter = _sniff_delimiter(text)
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
     header = [name.strip() for name in next(reader)]
     if len(set(header)) != len(header) or "" in header:
         raise UserError(f"the header of {path} has empty or repeated column names: {header}")
@@ -133,7 +188,10 @@ def _read_csv(path: Path, text: str) -> RunTable:
         if len(record) != len(header):
             raise UserError(f"line {line} of {path} has {len(record)} fields but the header has "
                             f"{len(header)}: fix the row or the header")
-        rows.append({name: cell.strip() for name, cell in zip(header, record)})
+        cells = (cell.strip() for cell in record)
+        if delimiter != ",":  # a semicolon or tab file from a locale that writes 2,5 for 2.5
+            cells = (cell.replace(",", ".") if _DECIMAL_COMMA.match(cell) else cell for cell in cells)
+        rows.append(dict(zip(header, cells)))
         lines.append(line)
     return RunTable(str(path), tuple(header), tuple(rows), tuple(lines))
 
@@ -163,7 +221,7 @@ def _read_jsonl(path: Path, text: str) -> RunTable:
 _COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
                 "==": operator.eq, "!=": operator.ne}
 _TOKEN = re.compile(r"""\s*(?:
-      (?P<number>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?[kKMBGTP]?(?![A-Za-z_0-9]))
+      (?P<number>-?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?[kKMBGTP]?(?![A-Za-z_0-9]))
     | (?P<name>[A-Za-z_][A-Za-z_0-9.]*)
     | `(?P<quoted_name>[^`]+)`
     | '(?P<string>[^']*)' | "(?P<dstring>[^"]*)"
@@ -225,6 +283,9 @@ class RowFilter:
                 return ~masks[0]
             return np.logical_and.reduce(masks) if node.op == "and" else np.logical_or.reduce(masks)
         textual = "string" in (node.left[0], node.right[0])
+        if textual and node.op not in ("==", "!="):
+            raise UserError(f"filter {self.text!r} orders a text with {node.op}: compare text with == "
+                            "or != only, or write the number without quotes")
         left = self._operand(node.left, columns, textual)
         right = self._operand(node.right, columns, textual)
         with np.errstate(invalid="ignore"):
@@ -236,7 +297,12 @@ class RowFilter:
             return value
         if textual:
             return np.array(["" if v is None else str(v) for v in columns[value]])
-        return np.array([_as_float(v) for v in columns[value]])
+        numbers = np.array([_as_float(v) for v in columns[value]], dtype=float)
+        if len(numbers) and np.isnan(numbers).all():
+            raise UserError(f"filter {self.text!r} compares column {value!r} with a number, but the "
+                            f"column holds no numbers: quote the value to compare text, e.g. "
+                            f"{value} == 'teacher'")
+        return numbers
 
 
 def parse_filter(text: str) -> RowFilter:
@@ -251,6 +317,7 @@ class _Parser:
         self.text = text
         self.tokens = self._tokenize(text)
         self.position = 0
+        self.depth = 0
 
     def _error(self, what: str) -> UserError:
         return UserError(f"cannot parse filter {self.text!r}: {what}; write comparisons such as "
@@ -268,7 +335,7 @@ class _Parser:
             kind = match.lastgroup
             value = match.group(kind)
             if kind == "number":
-                tokens.append(("number", parse_quantity(value, "number in the filter")))
+                tokens.append(("number", parse_number(value, "number in the filter")))
             elif kind == "name" and value in _KEYWORDS:
                 tokens.append((value, value))
             elif kind in ("name", "quoted_name"):
@@ -313,14 +380,19 @@ class _Parser:
 
     def _not(self) -> Expr:
         token = self._peek()
-        if token == ("not", "not"):
+        if token in (("not", "not"), ("op", "(")):
+            # Bounded, so that a hostile filter gets this message rather than a RecursionError.
+            self.depth += 1
+            if self.depth > _MAX_FILTER_DEPTH:
+                raise self._error(f"it nests more than {_MAX_FILTER_DEPTH} parentheses or `not`s")
             self._take()
-            return BoolOp("not", (self._not(),))
-        if token == ("op", "("):
-            self._take()
-            expr = self._or()
-            if self._take() != ("op", ")"):
-                raise self._error("a parenthesis is not closed")
+            if token == ("not", "not"):
+                expr = BoolOp("not", (self._not(),))
+            else:
+                expr = self._or()
+                if self._take() != ("op", ")"):
+                    raise self._error("a parenthesis is not closed")
+            self.depth -= 1
             return expr
         left = self._operand()
         kind, op = self._take()

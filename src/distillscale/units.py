@@ -8,7 +8,18 @@ import re
 from distillscale.errors import UserError
 
 _SUFFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
-_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMBGTP]?)\s*$")
+_QUANTITY = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMBGTP]?)\s*$")
+
+
+def parse_number(text: str, what: str = "value") -> float:
+    """Parse a number with an optional sign and size suffix: `-1`, `0`, `2.5`, `546M`, `1e21`.
+
+    Raises UserError naming `what` when the text is malformed.
+    """
+    match = _QUANTITY.match(str(text))
+    if not match:
+        raise UserError(f"malformed {what} {text!r}: use a number such as 1e21, 546M, 7.75B or 2T")
+    return float(match.group(1)) * _SUFFIXES[match.group(2).upper()]
 
 
 def parse_quantity(text: str | float | int, what: str = "value") -> float:
@@ -16,15 +27,7 @@ def parse_quantity(text: str | float | int, what: str = "value") -> float:
 
     Raises UserError naming `what` when the text is malformed or not positive.
     """
-    if isinstance(text, (int, float)):
-        value = float(text)
-    else:
-        match = _QUANTITY.match(str(text))
-        if not match:
-            raise UserError(
-                f"malformed {what} {text!r}: use a number such as 1e21, 546M, 7.75B or 2T"
-            )
-        value = float(match.group(1)) * _SUFFIXES[match.group(2).upper()]
+    value = float(text) if isinstance(text, (int, float)) else parse_number(text, what)
     if not math.isfinite(value) or value <= 0:
         raise UserError(f"{what} must be a positive finite number, got {text!r}")
     return value
