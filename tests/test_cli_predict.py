@@ -31,7 +31,7 @@ def test_predict_distillation_with_teacher_loss_human_output(cli):
 @pytest.mark.parametrize("args, fragment", [
     (["predict", "supervised", "--law", "nope", "--params", "1M", "--tokens", "1B"], "unknown law 'nope'"),
     (["predict", "supervised", "--params", "abc", "--tokens", "1B"], "malformed --params 'abc'"),
-    (["predict", "supervised", "--params", "-5", "--tokens", "1B"], "malformed --params"),
+    (["predict", "supervised", "--params", "-5", "--tokens", "1B"], "--params must be a positive finite number"),
     (["predict", "distillation", "--student-params", "1M", "--student-tokens", "1B"], "the teacher is missing"),
     (["predict", "distillation", "--law", "epoch2024", "--student-params", "1M",
       "--student-tokens", "1B", "--teacher-loss", "2"], "has no distillation law"),
@@ -49,3 +49,44 @@ def test_every_command_has_help(cli):
                  ["predict", "distillation", "--help"]):
         code, out, _ = cli(*args)
         assert code == 0 and "Usage" in out
+
+
+def _law_file(tmp_path, **changes):
+    from distillscale.laws import load_laws
+
+    record = load_laws("busbridge2025").to_dict()
+    record["supervised"]["coefficients"].update(changes)
+    path = tmp_path / "law.json"
+    path.write_text(json.dumps(record).replace('"NaN_"', "NaN"))
+    return path
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"E": "NaN_"}, "supervised coefficient E = nan must be a number >= 0"),
+    ({"alpha": -1}, "supervised coefficient alpha = -1.0 must be a positive number"),
+    ({"B": 1e400}, "supervised coefficient B = inf must be a positive number"),
+])
+def test_hand_edited_laws_with_impossible_coefficients_are_refused(cli, tmp_path, changes, fragment):
+    code, out, err = cli("predict", "supervised", "--law", _law_file(tmp_path, **changes),
+                         "--params", "546M", "--tokens", "11B")
+    assert code == 2 and out == "" and fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_teacher_loss_below_the_irreducible_loss_is_refused(cli):
+    for command in (["predict", "distillation", "--student-params", "546M", "--student-tokens", "11B"],
+                    ["plan", "--compute", "1e21", "--student-params", "1B", "--teacher-params", "7B"]):
+        code, _, err = cli(*command, "--teacher-loss", "0.01")
+        assert code == 2 and "--teacher-loss 0.01 is not above the irreducible loss E = 1.22" in err
+        assert "Warning" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_warns_when_it_extrapolates_as_plan_does(cli):
+    code, out, err = cli("predict", "supervised", "--params", "1e40", "--tokens", "1T", "--json")
+    assert code == 0 and json.loads(out)["loss"] > 0
+    assert "the model (1e+25P parameters) is far above the largest (12.6B)" in err
+    assert "the prediction is an extrapolation" in err
+    code, _, err = cli("predict", "supervised", "--params", "546M", "--tokens", "11B")
+    assert code == 0 and err == ""
+    code, _, err = cli("predict", "distillation", "--student-params", "1T", "--student-tokens", "20T",
+                       "--teacher-loss", "2.0")
+    assert code == 0 and "the student (1T parameters) is far above" in err

@@ -32,6 +32,7 @@ def predict_supervised(
     N = parse_quantity(params, "--params")
     D = parse_quantity(tokens, "--tokens")
     law = laws.require_supervised()
+    _warn_extrapolation(laws, {"the model": N}, {"the model": D}, {"the model": D / N})
     loss = law.predict(N, D)
     interval = law.predict_interval(N, D)
     if as_json:
@@ -41,6 +42,15 @@ def predict_supervised(
     console.print(f"L({format_quantity(N)} parameters, {format_quantity(D)} tokens) = "
                   f"[bold]{loss:.4f}[/bold] nats/token{_interval_text(interval, law.fit)}  "
                   f"(law: {laws.name})")
+
+
+def _warn_extrapolation(laws: LawSet, params: dict, tokens: dict, tokens_per_param: dict,
+                        students: bool = False) -> None:
+    """Warn, as `plan` does, when a prediction lies far outside the runs behind the law."""
+    from distillscale.planning.extrapolation import extrapolation_warnings
+
+    for message in extrapolation_warnings(laws, params, tokens, tokens_per_param, students=students):
+        warn(message)
 
 
 def _interval_record(interval, fit) -> dict:
@@ -77,13 +87,17 @@ def predict_distillation(
     if teacher_loss is not None:
         if teacher_params or teacher_tokens:
             raise UserError("give either --teacher-loss or --teacher-params with --teacher-tokens, not both")
-        L_T = parse_quantity(teacher_loss, "--teacher-loss")
+        L_T = laws.check_teacher_loss(parse_quantity(teacher_loss, "--teacher-loss"))
     elif teacher_params and teacher_tokens:
-        L_T = distillation.student_law.predict(parse_quantity(teacher_params, "--teacher-params"),
-                                               parse_quantity(teacher_tokens, "--teacher-tokens"))
+        N_T = parse_quantity(teacher_params, "--teacher-params")
+        D_T = parse_quantity(teacher_tokens, "--teacher-tokens")
+        _warn_extrapolation(laws, {"the teacher": N_T}, {"the teacher": D_T}, {"the teacher": D_T / N_T})
+        L_T = distillation.student_law.predict(N_T, D_T)
     else:
         raise UserError("the teacher is missing: give --teacher-loss L, "
                         "or --teacher-params N with --teacher-tokens D")
+    _warn_extrapolation(laws, {"the student": N_S}, {"the student": D_S}, {"the student": D_S / N_S},
+                        students=True)
     student_loss = distillation.predict(N_S, D_S, L_T)
     interval = distillation.predict_interval(N_S, D_S, L_T)
     supervised_loss = distillation.student_law.predict(N_S, D_S)

@@ -4,6 +4,7 @@ compute settings they were measured under), published presets, and JSON save/loa
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,16 @@ class LawSet:
             raise UserError(f"law {self.name!r} has no distillation law: fit one with "
                             "`distillscale fit distillation` or use the busbridge2025 preset")
         return self.distillation
+
+    def check_teacher_loss(self, loss: float, flag: str = "--teacher-loss") -> float:
+        """A teacher loss the law can take: above the irreducible loss E of the data (no model
+        reaches E, so a smaller loss is a typo or another unit); returns it."""
+        E = self.require_supervised().E
+        if not loss > E:
+            raise UserError(f"{flag} {loss:g} is not above the irreducible loss E = {E:.4g} nats/token "
+                            f"of law {self.name!r}: no teacher reaches that; give the teacher's "
+                            "validation loss in nats/token")
+        return loss
 
     def to_dict(self) -> dict:
         return {
@@ -109,6 +120,29 @@ def load_laws(spec: str | Path) -> LawSet:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{spec} is not a distillscale law file (expected \"format\": \"{FORMAT}\")")
     try:
-        return LawSet.from_dict(data)
+        laws = LawSet.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"law file {spec} is incomplete or malformed (problem with {exc})") from None
+    check_coefficients(laws, spec)
+    return laws
+
+
+# Coefficients that must be positive for a law to decrease with size and data; the others (E may
+# be 0, the distillation law's c0 and c1) need only be finite.
+_POSITIVE = {"A", "B", "alpha", "beta", "gamma", "f1", "d1"}
+
+
+def check_coefficients(laws: LawSet, source: str) -> None:
+    """Refuse a law with a NaN, infinite or out-of-range coefficient (a hand edit gone wrong) before
+    it predicts nonsense."""
+    for part, law in (("supervised", laws.supervised), ("distillation", laws.distillation)):
+        for name, value in (law.coefficients() if law is not None else {}).items():
+            if name in _POSITIVE:
+                in_range, need = value > 0, "a positive number"
+            elif name == "E":
+                in_range, need = value >= 0, "a number >= 0"
+            else:
+                in_range, need = True, "a finite number"
+            if not (math.isfinite(value) and in_range):
+                raise UserError(f"law file {source}: {part} coefficient {name} = {value!r} must be {need}: "
+                                "fix the file or fit the law again")

@@ -206,7 +206,8 @@ def plan_command(
         if (D_T is None) == (teacher_loss is None):
             raise UserError("give exactly one of --teacher-tokens or --teacher-loss "
                             "with --teacher-params")
-        L_T = parse_quantity(teacher_loss, "--teacher-loss") if teacher_loss is not None else None
+        L_T = (laws.check_teacher_loss(parse_quantity(teacher_loss, "--teacher-loss"))
+               if teacher_loss is not None else None)
         plans = [planner.plan_with_teacher(N_S, budget, N_T, D_T, L_T, F_S)]
     else:
         plans = [planner.plan(N_S, budget, name, F_S) for name in names]

@@ -63,6 +63,10 @@ def data_range(laws: LawSet, students: bool = False) -> DataRange | None:
     return PUBLISHED_RANGES.get(laws.name)
 
 
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}x" if ratio < 1e6 else f"{ratio:.1e}x"
+
+
 def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
                            tokens: dict[str, float | None],
                            tokens_per_param: dict[str, float | None] | None = None, *,
@@ -83,6 +87,6 @@ def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
                           ("below the smallest", low))
             messages.append(
                 f"{name} ({format_quantity(value)} {kind}) is far {side} ({format_quantity(edge)}) "
-                f"in the data behind law {laws.name!r}, {max(value / edge, edge / value):,.0f}x "
+                f"in the data behind law {laws.name!r}, {_times(max(value / edge, edge / value))} "
                 "beyond it: the prediction is an extrapolation")
     return messages
