@@ -121,3 +121,16 @@ def test_version(cli):
 
     code, out, err = cli("--version")
     assert code == 0 and out.strip() == f"distillscale {version('distillscale')}" and err == ""
+
+
+def test_ctrl_c_says_how_to_resume(cli, monkeypatch):
+    import distillscale.laws.commands as commands
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "load_laws", interrupted)
+    code, _, err = cli("predict", "supervised", "--params", "1B", "--tokens", "20B")
+    assert code == 130 and "Traceback" not in err
+    assert err.strip() == ("distillscale: interrupted; run the same command again to resume "
+                           "(finished steps and runs are kept)")

@@ -65,3 +65,18 @@ def test_the_global_batch_must_split_evenly_over_the_processes():
     Distributed(rank=1, world_size=2).check_batch_size(8)
     with pytest.raises(UserError, match=r"--batch-size 7 must be a multiple of the number of processes \(2\)"):
         Distributed(rank=0, world_size=2).check_batch_size(7)
+
+
+@pytest.mark.slow
+def test_twenty_two_rank_launches_in_a_row_all_exit_0(cli, tmp_path, env):
+    """Start and teardown races (a rank reading the run directory while rank 0 claims it; a rank
+    tearing down gloo while rank 0 still writes result.json) failed about 1 launch in 12."""
+    code, _, err = cli("train", "--out", tmp_path / "single", *ARGS)  # prepares the data cache once
+    assert code == 0, err
+    failed = []
+    for launch in range(20):
+        run = tmp_path / f"ddp-{launch}"
+        done = torchrun("train", "--out", str(run), *ARGS, "--tokens", "2560", env=env)
+        if done.returncode != 0 or not (run / "result.json").is_file():
+            failed.append(f"launch {launch}: exit {done.returncode}: {done.stderr[-500:]}")
+    assert not failed, "\n".join(failed)

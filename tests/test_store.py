@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 
@@ -94,3 +95,33 @@ def test_missing_or_damaged_stores_are_refused_untouched(tmp_path):
     with pytest.raises(UserError, match="is not a usable run store"):
         RunStore(tmp_path)
     assert (tmp_path / "runs.sqlite").read_bytes() == b"not a database, but someone's file" * 100
+
+
+def test_status_of_an_empty_store_is_an_error_and_writes_nothing(cli, tmp_path):
+    (tmp_path / "runs.sqlite").write_bytes(b"")
+    for command in ("status", "export"):
+        code, _, err = cli("sweep", command, tmp_path)
+        assert code == 2 and "holds no runs" in err and len(err.strip().splitlines()) == 1
+        assert [p.name for p in tmp_path.iterdir()] == ["runs.sqlite"]
+        assert (tmp_path / "runs.sqlite").read_bytes() == b""
+
+
+def test_runs_of_a_dead_runner_show_as_interrupted(cli, tmp_path):
+    from filelock import FileLock
+
+    from distillscale.sweeps.runner import SweepLayout
+
+    with RunStore(tmp_path, create=True) as store:
+        store.add([(run_id, "teacher", {"non_embedding_params": 1e6, "tokens": 2e7}, ()) for run_id in ("t1", "t2")])
+        store.claim("t1")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out, _ = cli("sweep", "status", tmp_path, "--json")  # no `sweep run` holds the lock
+    status = json.loads(out)
+    assert code == 0 and status["counts"]["interrupted"] == 1 and status["counts"]["running"] == 0
+    assert [run["status"] for run in status["runs"]] == ["interrupted", "pending"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # read-only
+    code, out, _ = cli("sweep", "status", tmp_path)
+    assert code == 0 and "1 interrupted" in out
+    with FileLock(SweepLayout(tmp_path).lock_path):  # a live runner: the run is running
+        status = json.loads(cli("sweep", "status", tmp_path, "--json")[1])
+    assert status["counts"]["running"] == 1 and status["counts"]["interrupted"] == 0
