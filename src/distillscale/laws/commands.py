@@ -167,76 +167,147 @@ def _split_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np
     return mask
 
 
-def _holdout_report(fit_where, runs, mask, predicted, observed) -> dict | None:
+def _holdout_report(fit_where, runs, mask, prediction, observed) -> dict | None:
+    """Error of the law on the runs --fit-where left out, and whether its interval covered them."""
     if fit_where is None:
         return None
     held = ~mask
+    predicted = np.asarray(prediction.value)
     errors = predicted[held] / observed[held] - 1.0
+    if prediction.has_interval:
+        covered = (observed[held] >= prediction.low[held]) & (observed[held] <= prediction.high[held])
     return {"filter": fit_where, "n_fit": int(mask.sum()), "n_held_out": int(held.sum()),
             "mean_abs_relative_error": float(np.mean(np.abs(errors))) if held.any() else None,
             "max_abs_relative_error": float(np.max(np.abs(errors))) if held.any() else None,
-            "rows": [{"line": int(line), "loss": float(o), "predicted": float(p), "relative_error": float(e)}
-                     for line, o, p, e in zip(runs.lines[held], observed[held], predicted[held], errors)]}
+            "coverage": float(np.mean(covered)) if held.any() and prediction.has_interval else None,
+            "rows": [{"line": int(line), "loss": float(o), "predicted": float(p), "relative_error": float(e),
+                      **({"interval": [float(prediction.low[i]), float(prediction.high[i])],
+                          "covered": bool(c)} if prediction.has_interval else {})}
+                     for i, line, o, p, e, c in zip(np.flatnonzero(held), runs.lines[held], observed[held],
+                                                    predicted[held], errors,
+                                                    covered if prediction.has_interval else errors)]}
 
 
-def _print_fit(title: str, coefficients: dict, fit: dict, n_dropped: int, holdout: dict | None) -> None:
-    intervals = fit.get("intervals", {})
-    header = f"{fit['level']:.0%} interval" if intervals else "interval (no bootstrap)"
+def _print_fit(title: str, fit, n_dropped: int, holdout: dict | None) -> None:
+    record, law = fit.law.fit, fit.law
+    intervals, not_identified = record.get("intervals", {}), record.get("not_identified", {})
+    header = f"{record['level']:.0%} interval" if intervals else "interval (no bootstrap)"
     table = Table(title=title)
     table.add_column("coefficient")
     table.add_column("value", justify="right")
     table.add_column(header, justify="right")
-    for name, value in coefficients.items():
+    constraints = record.get("constraints", {})
+    for name, value in law.coefficients().items():
         low_high = intervals.get(name)
-        shown = f"{low_high[0]:.6g} – {low_high[1]:.6g}" if low_high else ("fixed" if intervals else "–")
+        if name in not_identified:
+            shown = "not identified"
+        elif name in constraints and not isinstance(constraints[name], dict):
+            shown = "fixed" if isinstance(constraints[name], float) else f"= {constraints[name]}"
+        else:
+            shown = f"{low_high[0]:.6g} – {low_high[1]:.6g}" if low_high else "–"
         table.add_row(name, f"{value:.6g}", shown)
     console.print(table)
-    diagnostics, convergence = fit["diagnostics"], fit["convergence"]
-    console.print(f"runs: {fit['n_runs']} fitted"
+    diagnostics, convergence = record["diagnostics"], record["convergence"]
+    console.print(f"form: {fit.chosen} ({fit.reason})")
+    console.print(f"runs: {record['n_runs']} fitted"
                   + (f", {n_dropped} invalid skipped" if n_dropped else "")
-                  + f"; objective: summed Huber (delta {fit['huber_delta']:g}) of log-loss residuals "
+                  + f"; objective: summed Huber (delta {record['huber_delta']:g}) of log-loss residuals "
                   f"= {convergence['fun']:.6g}")
     console.print(f"fit quality: RMSE of log-loss {diagnostics['rmse_log_loss']:.4f}, "
                   f"max relative error {diagnostics['max_relative_error']:.2%}")
     screening = convergence.get("screening")
     continued = (f", {screening['n_continued']} continued after {screening['iterations']} "
                  f"{screening['dtype']} screening iterations" if screening else "")
-    console.print(f"optimiser: best of {convergence['n_starts']} starts "
+    console.print(f"optimiser: {record['solver']}; best of {convergence['n_starts']} starts "
                   f"({convergence['n_converged']} converged{continued}): {convergence['message']} after "
                   f"{convergence['nit']} iterations, projected gradient {convergence['grad_norm']:.2g}")
-    if diagnostics["on_bound"]:
-        warn(f"parameters ended on a bound of the search box: {', '.join(diagnostics['on_bound'])}")
+    for name, why in not_identified.items():
+        warn(f"{name} is not identified by these runs ({why}): its value is not an estimate")
     if diagnostics["best_start_on_grid_edge"]:
         console.print("best start on the edge of the grid in: "
                       + ", ".join(diagnostics["best_start_on_grid_edge"]))
+    _print_selection(fit)
     if holdout and holdout["n_held_out"]:
+        coverage = (f"; {holdout['coverage']:.0%} inside their {record['level']:.0%} intervals"
+                    if holdout["coverage"] is not None else "")
         console.print(f"hold-out ({holdout['filter']}): fitted on {holdout['n_fit']} runs; relative "
                       f"error on the other {holdout['n_held_out']}: mean "
-                      f"{holdout['mean_abs_relative_error']:.2%}, max {holdout['max_abs_relative_error']:.2%}")
+                      f"{holdout['mean_abs_relative_error']:.2%}, max {holdout['max_abs_relative_error']:.2%}"
+                      + coverage)
     elif holdout:
         warn(f"--fit-where {holdout['filter']!r} matches every run: nothing held out")
 
 
-def _fit_json(laws_name: str, law, runs, holdout: dict | None, out: Path | None) -> dict:
-    fit = law.fit
-    return {"law": laws_name, "coefficients": law.coefficients(), "intervals": fit.get("intervals", {}),
-            "level": fit.get("level"), "diagnostics": fit["diagnostics"],
-            "convergence": fit["convergence"], "huber_delta": fit["huber_delta"],
-            "n_runs": fit["n_runs"], "n_dropped": runs.n_dropped, "data_hash": fit["data_hash"],
+def _print_selection(fit) -> None:
+    """The candidates' backtests side by side, and the chosen law's extrapolation error."""
+    scored = [c for c in fit.candidates if c.backtest is not None]
+    if not scored:
+        warn(f"no extrapolation backtest ({fit.reason})")
+        return
+    labels = [b.label for b in max((c.backtest.bands() for c in scored), key=len)]
+    table = Table(title=f"Backtest: fitted on smaller {scored[0].backtest.scale_name}, mean |relative "
+                        "error| (worst) on larger, by distance beyond the fitted runs")
+    table.add_column("candidate")
+    table.add_column("coef.", justify="right")
+    table.add_column("score", justify="right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for candidate in scored:
+        bands = {b.label: b for b in candidate.backtest.bands()}
+        name = candidate.name + (" (chosen)" if candidate.name == fit.chosen else "")
+        table.add_row(name, str(candidate.n_parameters),
+                      f"{candidate.score:.2%}" if candidate.score is not None else candidate.note or "–",
+                      *(f"{bands[l].mean_abs_error:.2%} ({bands[l].worst_error:+.1%})" if l in bands else ""
+                        for l in labels))
+    console.print(table)
+    extrapolation = fit.extrapolation_error
+    if extrapolation is not None:
+        widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in (1, 2, 4, 10))
+        console.print(f"extrapolation error ({extrapolation.level:.0%}, from {extrapolation.n_points} "
+                      f"backtest predictions): {widths} the largest fitted {extrapolation.scale_name}; "
+                      "predict, plan and teacher add it to their intervals")
+
+
+def _fit_json(laws_name: str, fit, runs, holdout: dict | None, out: Path | None) -> dict:
+    record = fit.law.fit
+    return {"law": laws_name, "form": fit.chosen, "reason": fit.reason,
+            "coefficients": fit.law.coefficients(), "intervals": record.get("intervals", {}),
+            "not_identified": record.get("not_identified", {}), "level": record.get("level"),
+            "candidates": [c.to_dict() for c in fit.candidates],
+            "backtest": record.get("backtest"), "extrapolation_error": record.get("extrapolation_error"),
+            "diagnostics": record["diagnostics"], "solver": record["solver"],
+            "convergence": record["convergence"], "huber_delta": record["huber_delta"],
+            "n_runs": record["n_runs"], "n_dropped": runs.n_dropped, "data_hash": record["data_hash"],
             "holdout": holdout, "saved_to": str(out) if out else None}
 
 
 def _supervised_columns(table, params_col: str, loss_col: str, tokens_col: str | None,
-                        flops_col: str | None, drop_invalid: bool):
+                        flops_col: str | None, drop_invalid: bool, total_params_col: str | None = None):
     """(runs, N, D, L, names for filters) from a table; tokens from a column or C / (6N)."""
     if tokens_col and flops_col:
         raise UserError("give either --tokens-col or --flops-col, not both")
     amount_col = flops_col or tokens_col or "tokens"
-    runs = table.numeric([params_col, amount_col, loss_col], drop_invalid=drop_invalid)
+    runs = table.numeric([params_col, amount_col, loss_col] + ([total_params_col] if total_params_col else []),
+                         drop_invalid=drop_invalid)
     N, L = runs[params_col], runs[loss_col]
     D = runs[amount_col] / (6.0 * N) if flops_col else runs[amount_col]
     names = {"N": N, "D": D, "L": L, **({"C": runs[amount_col]} if flops_col else {})}
     return runs, N, D, L, names
+
+
+FORM_HELP = ("auto (every form below, the one that extrapolates best in the backtest), chinchilla "
+             "(gamma = 1), tied (gamma = 1, alpha = beta) or busbridge (gamma fitted)")
+
+
+def _parse_prior(text: str | None) -> tuple[float, float] | None:
+    """`"1.7,0.1"` -> (1.7, 0.1)."""
+    if text is None:
+        return None
+    try:
+        mean, sd = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"malformed --irreducible-loss-prior {text!r}: write MEAN,SD such as 1.7,0.1") from None
+    return mean, sd
 
 
 @fit_app.command("supervised")
@@ -248,14 +319,27 @@ def fit_supervised(
                                           help="column of training tokens D (default: tokens)"),
     flops_col: str | None = typer.Option(None, "--flops-col",
                                          help="column of training FLOPs C instead; D = C / (6N)"),
-    form: str = typer.Option("chinchilla", "--form",
-                             help="chinchilla (gamma = 1, Chinchilla grid) or busbridge (gamma fitted, "
-                                  "Busbridge grid)"),
+    total_params_col: str | None = typer.Option(
+        None, "--total-params-col", help="column of total parameters (with embeddings): with --form auto, "
+        "fits on total parameters are candidates too"),
+    form: str = typer.Option("auto", "--form", help=FORM_HELP),
+    irreducible_loss: float | None = typer.Option(
+        None, "--irreducible-loss", help="hold E at this loss (nats/token); with --form auto, a candidate "
+        "beside E fitted"),
+    irreducible_loss_prior: str | None = typer.Option(
+        None, "--irreducible-loss-prior", help="MEAN,SD: a Gaussian prior on E (nats/token); with --form "
+        "auto, a candidate beside E fitted"),
+    min_tokens_per_param: float | None = typer.Option(
+        None, "--min-tokens-per-param", help="fit only runs with at least this many tokens per parameter "
+        "(drops warm-up-dominated runs); with --form auto, a candidate beside every run"),
+    backtest: bool = typer.Option(True, "--backtest/--no-backtest",
+                                  help="backtest extrapolation: fit on smaller sizes, predict larger ones"),
     huber_delta: float | None = typer.Option(None, "--huber-delta",
-                                             help="Huber delta (default: 1e-3 chinchilla, 1e-4 busbridge)"),
+                                             help="Huber delta (default: 1e-3, 1e-4 for busbridge)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
     level: float = typer.Option(0.9, "--level", help="interval level"),
-    grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP),
+    grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP + "; a grid replaces "
+                                          "variable projection by the multi-start grid search"),
     fit_where: str | None = typer.Option(None, "--fit-where", help=FIT_WHERE_HELP),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help=DROP_HELP),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
@@ -264,30 +348,35 @@ def fit_supervised(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma by multi-start L-BFGS on a summed Huber loss."""
-    from distillscale.laws.fitting import SupervisedLawFitter
+    """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma, choosing the form by extrapolation backtest."""
+    from distillscale.laws.selection import fit_supervised as fit_law
     from distillscale.tables import read_table
 
     if out:
         check_output_file(out, overwrite=overwrite, inputs=[file])
-    runs, N, D, L, names = _supervised_columns(read_table(file), params_col, loss_col, tokens_col,
-                                               flops_col, drop_invalid)
+    table = read_table(file)
+    runs, N, D, L, names = _supervised_columns(table, params_col, loss_col, tokens_col, flops_col,
+                                               drop_invalid, total_params_col)
     mask = _split_rows(runs, names, fit_where)
-    fitter = SupervisedLawFitter(form, huber_delta=huber_delta, bootstrap=bootstrap, level=level,
-                                 grid=_parse_grid(grid), seed=seed).fit(N[mask], D[mask], L[mask])
-    law = fitter.law_
+    total = runs[total_params_col][mask] if total_params_col else None
+    fit = fit_law(N[mask], D[mask], L[mask], form=form, total_params=total,
+                  irreducible_loss=irreducible_loss, irreducible_loss_prior=_parse_prior(irreducible_loss_prior),
+                  min_tokens_per_param=min_tokens_per_param, backtest=backtest, huber_delta=huber_delta,
+                  bootstrap=bootstrap, level=level, grid=_parse_grid(grid) or None, seed=seed)
+    law = fit.law
     law.fit["source"] = {"file": str(file), "params_col": params_col, "loss_col": loss_col,
                          "tokens_col": None if flops_col else (tokens_col or "tokens"),
-                         "flops_col": flops_col, "fit_where": fit_where, "n_dropped": runs.n_dropped}
-    holdout = _holdout_report(fit_where, runs, mask, law.predict(N, D), L)
+                         "flops_col": flops_col, "total_params_col": total_params_col,
+                         "fit_where": fit_where, "n_dropped": runs.n_dropped}
+    n_for_law = runs[total_params_col] if total_params_col and "total params" in fit.chosen else N
+    holdout = _holdout_report(fit_where, runs, mask, law.prediction(n_for_law, D), L)
     laws = LawSet(name or file.stem, supervised=law, source=f"fitted to {file}")
     if out:
         laws.save(out)
     if as_json:
-        print_json(_fit_json(laws.name, law, runs, holdout, out))
+        print_json(_fit_json(laws.name, fit, runs, holdout, out))
         return
-    _print_fit(f"Supervised law ({form} form) fitted to {file.name}", law.coefficients(), law.fit,
-               runs.n_dropped, holdout)
+    _print_fit(f"Supervised law fitted to {file.name}", fit, runs.n_dropped, holdout)
     if out:
         console.print(f"saved to {out}: use it with --law {out}")
 
@@ -307,8 +396,14 @@ def fit_distillation(
     supervised_law: str | None = typer.Option(
         None, "--supervised-law", help="law giving Ltilde_S (" + LAW_HELP + ") (default: fitted "
         "to the supervised rows of FILE)"),
-    supervised_form: str = typer.Option("busbridge", "--supervised-form",
-                                        help="form of the supervised law fitted to supervised rows"),
+    supervised_form: str = typer.Option("auto", "--supervised-form",
+                                        help="form of the supervised law fitted to supervised rows: "
+                                        + FORM_HELP),
+    form: str = typer.Option("auto", "--form", help="auto (the better of the two in the backtest), free "
+                             "(all 9 coefficients) or tied (alpha', beta' held at the supervised law's)"),
+    backtest: bool = typer.Option(True, "--backtest/--no-backtest",
+                                  help="backtest extrapolation: fit on the students of weaker teachers, "
+                                       "predict those of stronger ones (coarse start grid for the refits)"),
     huber_delta: float = typer.Option(1e-4, "--huber-delta", help="Huber delta"),
     bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
     level: float = typer.Option(0.9, "--level", help="interval level"),
@@ -324,7 +419,9 @@ def fit_distillation(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Fit the distillation law L_S(N_S, D_S, L_T) (Busbridge Eq. 8) on the 108,000-start grid."""
-    from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
+    from distillscale.laws.fitting import COARSE_GRIDS
+    from distillscale.laws.selection import fit_distillation as fit_law
+    from distillscale.laws.selection import fit_supervised as fit_student_law
     from distillscale.tables import RunTable, read_table
 
     if out:
@@ -347,29 +444,29 @@ def fit_distillation(
                             "student's supervised law: add them or pass --supervised-law PRESET|FILE")
         sup_runs = supervised_rows.numeric([student_params_col, student_tokens_col, loss_col],
                                            drop_invalid=drop_invalid)
-        student_law = SupervisedLawFitter(supervised_form, bootstrap=0).fit(
-            sup_runs[student_params_col], sup_runs[student_tokens_col], sup_runs[loss_col]).law_
+        student_law = fit_student_law(sup_runs[student_params_col], sup_runs[student_tokens_col],
+                                      sup_runs[loss_col], form=supervised_form, bootstrap=0).law
     runs = subset([not s for s in is_supervised]).numeric(
         [student_params_col, student_tokens_col, teacher_loss_col, loss_col], drop_invalid=drop_invalid)
     N, D, L_T, L = (runs[c] for c in (student_params_col, student_tokens_col, teacher_loss_col, loss_col))
     mask = _split_rows(runs, {"N": N, "D": D, "L": L, "L_T": L_T}, fit_where)
-    fitter = DistillationLawFitter(student_law, huber_delta=huber_delta, bootstrap=bootstrap,
-                                   level=level, grid=_parse_grid(grid), seed=seed).fit(N[mask], D[mask], L_T[mask], L[mask])
-    law = fitter.law_
+    fit = fit_law(N[mask], D[mask], L_T[mask], L[mask], student_law, form=form, backtest=backtest,
+                  backtest_grid=COARSE_GRIDS["distillation"], huber_delta=huber_delta,
+                  bootstrap=bootstrap, level=level, grid=_parse_grid(grid), seed=seed)
+    law = fit.law
     law.fit["source"] = {"file": str(file), "fit_where": fit_where, "n_dropped": runs.n_dropped,
                          "supervised_law": supervised_law or "fitted to the supervised rows"}
-    holdout = _holdout_report(fit_where, runs, mask, law.predict(N, D, L_T), L)
+    holdout = _holdout_report(fit_where, runs, mask, law.prediction(N, D, L_T), L)
     laws = LawSet(name or file.stem, supervised=student_law, distillation=law,
                   source=f"fitted to {file}")
     if out:
         laws.save(out)
     if as_json:
-        record = _fit_json(laws.name, law, runs, holdout, out)
+        record = _fit_json(laws.name, fit, runs, holdout, out)
         record["supervised_coefficients"] = student_law.coefficients()
         print_json(record)
         return
-    _print_fit(f"Distillation law fitted to {file.name}", law.coefficients(), law.fit,
-               runs.n_dropped, holdout)
+    _print_fit(f"Distillation law fitted to {file.name}", fit, runs.n_dropped, holdout)
     console.print("student supervised law: " + ", ".join(
         f"{k}={v:.4g}" for k, v in student_law.coefficients().items()))
     if out:

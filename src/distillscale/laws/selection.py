@@ -176,7 +176,7 @@ def fit_distillation(N_S, D_S, L_T, L_S, student_law: SupervisedLaw, *, form: st
     """Fit the distillation law with its exponents free ("free"), tied to the student law's
     ("tied"), or the one of the two that extrapolates better to stronger teachers ("auto").
     The backtest orders the students by teacher strength, 1 / L_T: fitted on the students of the
-    weaker teachers, it predicts those of the stronger. `backtest_grid` replaces the start grid of
+    weaker teachers (at least 3, for the capacity-gap switch), it predicts those of the stronger. `backtest_grid` replaces the start grid of
     the backtest's refits (e.g. a coarse one, when the final fit uses the 108,000-start grid)."""
     N_S, D_S, L_T, L_S = (np.asarray(x, dtype=np.float64) for x in (N_S, D_S, L_T, L_S))
     if form != "auto" and form not in DISTILLATION_FORMS:
@@ -196,7 +196,7 @@ def fit_distillation(N_S, D_S, L_T, L_S, student_law: SupervisedLaw, *, form: st
     strength = 1.0 / L_T
     return _select(candidates, [strength] * len(candidates), L_S, lambda c: np.ones(len(L_S), bool),
                    fit_predict, lambda c, rows: make(c).fit(N_S[rows], D_S[rows], L_T[rows], L_S[rows]),
-                   scale_name="teacher strength (1 / teacher loss)", min_levels=2, backtest=backtest,
+                   scale_name="teacher strength (1 / teacher loss)", min_levels=3, backtest=backtest,
                    max_folds=max_folds, level=fitter_options.get("level", 0.9))
 
 
