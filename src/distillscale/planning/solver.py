@@ -15,18 +15,21 @@ Rather than a constrained 3-D search, each scenario is reduced to what actually 
   teacher. A dense log-spaced grid locates the global basin, a finer grid around its best point
   sharpens it, and SLSQP (the paper's optimiser) polishes it with D_S's bounds as constraints.
 
-Every plan spends the budget exactly, since D_S is computed from it.
+Every plan spends the budget exactly, since D_S is computed from it. A plan's losses carry the
+laws' intervals (bootstrap and backtest extrapolation error, `laws.uncertainty`) when the laws were
+fitted with them, and a verdict whose margin lies inside them is "too close to call".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import brentq, minimize, minimize_scalar
 
 from distillscale.errors import UserError
 from distillscale.laws import LawSet, SupervisedLaw
+from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.flops import (
     SCENARIOS,
     FlopBreakdown,
@@ -59,6 +62,38 @@ class Convergence:
                 "local_evaluations": self.local_evaluations, "grid_loss": self.grid_loss}
 
 
+def _interval_or_none(prediction: Prediction) -> Prediction | None:
+    return prediction if prediction.has_interval else None
+
+
+def _interval_record(prediction: Prediction | None) -> dict:
+    """JSON keys of a loss's interval; none when the law has no interval."""
+    if prediction is None or not prediction.has_interval:
+        return {}
+    return {"interval": [float(prediction.low), float(prediction.high)], "level": prediction.level,
+            "interval_dominated_by": prediction.dominant}
+
+
+def too_close_to_call(first: float, first_interval: Prediction | None, second: float,
+                      second_interval: Prediction | None) -> float | None:
+    """The uncertainty of `second - first` when both losses have intervals: their half-widths on
+    the sides facing each other, in quadrature (conservative: the two errors share the supervised
+    law and mostly move together). None without intervals."""
+    if first_interval is None or second_interval is None or not (first_interval.has_interval
+                                                                and second_interval.has_interval):
+        return None
+    if first <= second:
+        return float(np.hypot(first_interval.high - first, second - second_interval.low))
+    return float(np.hypot(first - first_interval.low, second_interval.high - second))
+
+
+def _verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval) -> str:
+    uncertainty = too_close_to_call(student_loss, student_interval, supervised_loss, supervised_interval)
+    if uncertainty is not None and abs(supervised_loss - student_loss) < uncertainty:
+        return "too close to call"
+    return "distill" if student_loss < supervised_loss else "pretrain"
+
+
 @dataclass(frozen=True)
 class SupervisedPlan:
     """The baseline: the whole budget trains the student directly, D = C / (3 F(N_S))."""
@@ -67,10 +102,11 @@ class SupervisedPlan:
     tokens: float
     loss: float
     budget: float
+    interval: Prediction | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {"student_params": self.student_params, "tokens": self.tokens, "loss": self.loss,
-                "budget": self.budget}
+                "budget": self.budget, **_interval_record(self.interval)}
 
 
 @dataclass(frozen=True)
@@ -110,6 +146,7 @@ class DistillationPlan:
     supervised: SupervisedPlan
     convergence: Convergence
     teacher_family: TeacherFamily | None = field(default=None, repr=False)
+    student_interval: Prediction | None = field(default=None, repr=False)
 
     @property
     def loss_difference(self) -> float:
@@ -118,7 +155,14 @@ class DistillationPlan:
 
     @property
     def verdict(self) -> str:
-        return "distill" if self.student_loss < self.supervised.loss else "pretrain"
+        """distill, pretrain, or "too close to call" when the difference is inside the intervals."""
+        return _verdict(self.student_loss, self.student_interval, self.supervised.loss,
+                        self.supervised.interval)
+
+    @property
+    def verdict_uncertainty(self) -> float | None:
+        return too_close_to_call(self.student_loss, self.student_interval, self.supervised.loss,
+                                 self.supervised.interval)
 
     def to_dict(self) -> dict:
         record = {
@@ -134,6 +178,9 @@ class DistillationPlan:
             "supervised_tokens": self.supervised.tokens,
             "verdict": self.verdict,
             "loss_difference": self.loss_difference,
+            "loss_difference_uncertainty": self.verdict_uncertainty,
+            "student_loss_interval": _interval_record(self.student_interval),
+            "supervised_loss_interval": _interval_record(self.supervised.interval),
             "flops": self.flops.to_dict(),
             "convergence": self.convergence.to_dict(),
         }
@@ -191,7 +238,8 @@ class StudentSweep:
 
     @property
     def verdict(self) -> str:
-        return "distill" if self.best.student_loss < self.supervised_best.loss else "pretrain"
+        return _verdict(self.best.student_loss, self.best.student_interval, self.supervised_best.loss,
+                        self.supervised_best.interval)
 
     @property
     def edges(self) -> list[str]:
@@ -265,7 +313,8 @@ class DistillationPlanner:
                 f"student on {tokens:.3g} tokens, beyond the planner's {high:.0e}-token bound; "
                 "choose a larger student or a smaller --compute")
         return SupervisedPlan(student_params, tokens,
-                              float(self.supervised_law.predict(student_params, tokens)), budget)
+                              float(self.supervised_law.predict(student_params, tokens)), budget,
+                              _interval_or_none(self.supervised_law.prediction(student_params, tokens)))
 
     def supervised_optimal(self, budget: float, size_range: tuple[float, float] | None = None,
                            tokens_per_param: tuple[float, float] | None = None) -> SupervisedPlan:
@@ -286,14 +335,25 @@ class DistillationPlanner:
 
     # -- distillation -----------------------------------------------------------------------
 
+    def with_interval(self, plan: DistillationPlan) -> DistillationPlan:
+        """The plan with the interval of its student loss (bootstrap and extrapolation error)."""
+        prediction = self.distillation.prediction(plan.student_params, plan.student_tokens, plan.teacher_loss)
+        return replace(plan, student_interval=_interval_or_none(prediction))
+
     def plan(self, student_params: float, budget: float, scenario: Scenario | str,
              student_flops_per_token: float | None = None,
-             min_student_tokens: float | None = None) -> DistillationPlan:
+             min_student_tokens: float | None = None, interval: bool = True) -> DistillationPlan:
         """The compute-optimal (D_S, N_T, D_T) for one student size, budget and scenario.
 
         min_student_tokens : the fewest distillation tokens D_S the plan may give the student
             (default: the lower bound); a sweep passes its tokens-per-parameter floor.
+        interval : give the student loss its interval (a sweep does it for its best plan only).
         """
+        plan = self._plan(student_params, budget, scenario, student_flops_per_token, min_student_tokens)
+        return self.with_interval(plan) if interval else plan
+
+    def _plan(self, student_params: float, budget: float, scenario: Scenario | str,
+              student_flops_per_token: float | None, min_student_tokens: float | None) -> DistillationPlan:
         scenario = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
         baseline = self.supervised(student_params, budget, student_flops_per_token)
         F_S = self._student_flops(student_params, student_flops_per_token)
@@ -332,11 +392,11 @@ class DistillationPlanner:
                 f"{format_quantity(teacher_params)}-parameter teacher's logits, the student gets "
                 f"{student_tokens:.3g} tokens, below the minimum of {format_quantity(self.bounds[0])}")
         loss = float(self.distillation.predict(student_params, student_tokens, teacher_loss))
-        return DistillationPlan(
+        return self.with_interval(DistillationPlan(
             scenario, budget, student_params, student_tokens, teacher_params, teacher_tokens,
             teacher_loss, loss, distillation_flops(scenario, F_S, student_tokens, F_T), baseline,
             Convergence(True, "closed form: the student loss falls with D_S, so D_S takes the "
-                              "whole budget"))
+                              "whole budget")))
 
     def optimal_teacher_loss(self, student_params: float,
                              student_tokens: float) -> tuple[float, Convergence]:
@@ -427,7 +487,7 @@ class DistillationPlanner:
         fewest = tokens_per_param[0] if tokens_per_param else 0.0
 
         def plan_at(size: float) -> DistillationPlan:
-            return self.plan(size, budget, scenario, min_student_tokens=fewest * size)
+            return self.plan(size, budget, scenario, min_student_tokens=fewest * size, interval=False)
 
         plans = []
         for size in np.geomspace(region.smallest, region.largest, count):
@@ -438,7 +498,8 @@ class DistillationPlanner:
         if not plans:
             raise UserError(f"no student size can be planned with {budget:.3g} FLOPs in "
                             f"scenario {scenario.name}; raise --compute")
-        best = self._refine_student_size(plan_at, plans, min(plans, key=lambda p: p.student_loss))
+        best = self.with_interval(self._refine_student_size(plan_at, plans,
+                                                            min(plans, key=lambda p: p.student_loss)))
         return StudentSweep(scenario, budget, plans, best,
                             self.supervised_optimal(budget, size_range, tokens_per_param), region)
 
