@@ -88,14 +88,20 @@ def test_report_fits_recover_the_generating_laws(report):
     supervised = data["supervised"]
     assert supervised["record"]["n_runs"] == len(TEACHERS) + len(STUDENTS) * len(STUDENT_M)
     assert supervised["record"]["diagnostics"]["max_relative_error"] < 0.02
-    # The report fits the Chinchilla form: gamma is fixed at 1, every other coefficient has an interval.
-    assert supervised["coefficients"]["gamma"] == 1.0
-    assert set(supervised["intervals"]) == set(supervised["coefficients"]) - {"gamma"}
+    # The report chooses the form by backtest; what the form holds fixed has no interval.
+    assert [c["name"] for c in supervised["candidates"]] == ["tied", "chinchilla", "busbridge"]
+    assert all(c["score"] is not None for c in supervised["candidates"])
+    fixed = {"gamma"} if supervised["form"] != "busbridge" else set()
+    assert supervised["coefficients"]["gamma"] == 1.0 or not fixed
+    assert set(supervised["intervals"]) == set(supervised["coefficients"]) - fixed
     assert all(low <= high for low, high in supervised["intervals"].values())
+    assert supervised["record"]["extrapolation_error"]["q"] > 0
     distillation = data["distillation"]
     assert distillation["record"]["n_runs"] == len(TEACHERS) * len(STUDENTS) * len(STUDENT_M)
     assert distillation["record"]["diagnostics"]["max_relative_error"] < 0.02
-    assert set(distillation["intervals"]) == set(distillation["coefficients"])
+    assert [c["name"] for c in distillation["candidates"]] == ["tied", "free"]
+    fixed = {"alpha", "beta"} if distillation["form"] == "tied" else set()
+    assert set(distillation["intervals"]) == set(distillation["coefficients"]) - fixed
     assert data["skipped"] == {}
     assert data["compute_settings"]["n_ctx"] == 128 and data["compute_settings"]["n_vocab"] == 2048
 
@@ -112,6 +118,13 @@ def test_report_extrapolation_check_holds_out_the_largest_size(report):
     assert distillation["held_out_params"] == max(TEACHERS)
     assert distillation["n_held_out"] == len(STUDENTS) * len(STUDENT_M)
     assert distillation["max_abs_relative_error"] < 0.05
+    # Every held-out run records its prediction, its interval and whether that covered it.
+    for check in (supervised, distillation):
+        for run in check["runs"]:
+            low, high = run["interval"]
+            assert low < run["predicted"] < high
+            assert run["covered"] == (low <= run["observed"] <= high)
+        assert check["coverage"] == pytest.approx(np.mean([r["covered"] for r in check["runs"]]))
 
 
 def test_report_capacity_gap_baselines_and_plan(report):
@@ -136,9 +149,10 @@ def test_report_capacity_gap_baselines_and_plan(report):
 
 def test_report_html_is_self_contained_with_figures_and_tables(report):
     _, data, page = report
-    for figure_id in ("learning-curves", "supervised-fit", "extrapolation", "u-curves", "distilled-vs-baseline"):
+    for figure_id in ("learning-curves", "supervised-fit", "backtest", "u-curves", "distilled-vs-baseline"):
         assert re.search(rf'<figure id="{figure_id}"><img alt="[^"]+" src="data:image/png;base64,', page)
     assert 'id="coefficients-supervised"' in page and 'id="coefficients-distillation"' in page
+    assert 'id="candidates-supervised"' in page and 'id="candidates-distillation"' in page
     assert f"{data['supervised']['coefficients']['alpha']:.4g}" in page
     assert 'id="plan"' in page and "Extrapolation:" in page
     assert not re.search(r'(src|href)="(?!data:)', page), "no external assets"

@@ -1,16 +1,21 @@
 """Calibrating the laws on a sweep: what `distillscale report` computes, before any figure or page.
 
     calibration = calibrate(load_runs("sweeps/micro"), CalibrationSettings(target_params=1e8))
-    calibration.supervised.law_      # fitted SupervisedLaw (SupervisedLawFitter), or None
+    calibration.supervised.law       # the chosen SupervisedLaw (a laws.selection.LawFit), or None
     calibration.to_dict()            # everything report.json holds
 
 Steps, each recorded as done or as skipped with the reason (too few runs never stops the report):
-1. the supervised law on teacher and baseline runs, with bootstrap intervals;
-2. the distillation law on student runs (their Ltilde_S from step 1's law), with intervals;
-3. extrapolation checks: each law refitted without the runs of its largest model (the largest
-   size; for students, the largest teacher), and its relative error on them;
+1. the supervised law on teacher and baseline runs: every candidate form backtested (fit on the
+   smaller sizes, predict the larger), the best kept, with intervals that include its
+   extrapolation error (`laws.selection`);
+2. the distillation law on student runs (their Ltilde_S from step 1's law), the same way, its
+   backtest ordered by teacher strength;
+3. extrapolation checks: steps 1 and 2 redone without the runs of the largest model (the largest
+   size; for students, the strongest teacher), and the refitted law's prediction, interval and
+   coverage for each held-out run;
 4. the best observed teacher per student and the linear capacity-gap law N_T* = k N_S;
-5. a plan at the target scale under the fitted laws, with how far it lies beyond the runs.
+5. a plan at the target scale under the fitted laws, with its intervals and how far it lies
+   beyond the runs.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import numpy as np
 
 from distillscale.errors import UserError
 from distillscale.laws import ComputeSettings, LawSet
-from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter, relative_errors
+from distillscale.laws.fitting import COARSE_GRIDS
+from distillscale.laws.selection import DISTILLATION_FORMS, LawFit, fit_distillation, fit_supervised
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.report.runs import SweepRuns
 
@@ -32,22 +38,13 @@ from distillscale.report.runs import SweepRuns
 DEFAULT_TARGET_TOKENS_PER_PARAM = 20.0
 # Default target size: this many times the largest model of the sweep.
 DEFAULT_TARGET_SCALE = 10.0
-
-# Start grids of the "coarse" fits: a few hundred starts instead of the papers' thousands (4,500
-# supervised, 108,000 distillation), so a report of a micro sweep takes seconds on a laptop; the
-# same values, thinned, so a coarse fit starts where the full grid would.
-COARSE_GRIDS = {
-    "supervised": {"log_E": (-1.0, 0.0, 1.0), "log_A": (0.0, 5.0, 10.0, 15.0),
-                   "log_B": (0.0, 5.0, 10.0, 15.0), "alpha": (0.5, 1.0), "beta": (0.5, 1.0)},
-    "distillation": {"log_A": (0.0, 5.0, 10.0), "log_B": (0.0, 5.0, 10.0), "alpha": (0.5,), "beta": (0.5,),
-                     "c0": (0.0, 1.0), "c1": (0.5, 1.5), "f1": (0.5, 1.5), "log_d1": (-0.5, 0.0, 0.5)},
-}
 GRIDS = ("coarse", "full")
 
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    form: str = "chinchilla"          # supervised form: chinchilla (gamma = 1) or busbridge
+    form: str = "auto"                # supervised form: auto (selected by backtest), chinchilla, tied, busbridge
+    distillation_form: str = "auto"   # auto, free or tied (alpha', beta' = the supervised law's)
     bootstrap: int = 100              # resamples for the intervals; 0 = none
     level: float = 0.9
     seed: int = 0
@@ -61,8 +58,11 @@ class CalibrationSettings:
     def __post_init__(self) -> None:
         from distillscale.laws.logspace import SUPERVISED_FORMS
 
-        if self.form not in SUPERVISED_FORMS:
-            raise UserError(f"unknown --form {self.form!r}: use one of {', '.join(SUPERVISED_FORMS)}")
+        if self.form != "auto" and self.form not in SUPERVISED_FORMS:
+            raise UserError(f"unknown --form {self.form!r}: use auto or one of {', '.join(SUPERVISED_FORMS)}")
+        if self.distillation_form != "auto" and self.distillation_form not in DISTILLATION_FORMS:
+            raise UserError(f"unknown --distillation-form {self.distillation_form!r}: use auto, "
+                            + " or ".join(DISTILLATION_FORMS))
         if self.grid not in GRIDS:
             raise UserError(f"unknown --grid {self.grid!r}: use one of {', '.join(GRIDS)}")
         if self.max_iter < 1:
@@ -79,8 +79,8 @@ class Calibration:
     settings: CalibrationSettings
     compute: ComputeSettings
     compute_source: str
-    supervised: SupervisedLawFitter | None = None
-    distillation: DistillationLawFitter | None = None
+    supervised: LawFit | None = None
+    distillation: LawFit | None = None
     skipped: dict[str, str] = field(default_factory=dict)   # step -> why it was skipped
     holdout: dict[str, Any] = field(default_factory=dict)
     capacity_gap: dict[str, Any] = field(default_factory=dict)
@@ -89,21 +89,24 @@ class Calibration:
 
     @property
     def laws(self) -> LawSet:
-        return LawSet("fitted", self.supervised.law_ if self.supervised else None,
-                      self.distillation.law_ if self.distillation else None, self.compute,
+        return LawSet("fitted", self.supervised.law if self.supervised else None,
+                      self.distillation.law if self.distillation else None, self.compute,
                       source=f"fitted by distillscale report on {self.runs.source}")
 
     def to_dict(self) -> dict[str, Any]:
-        def fit(fitter) -> dict | None:
-            if fitter is None:
+        def fit(result: LawFit | None) -> dict | None:
+            if result is None:
                 return None
-            record = {key: value for key, value in fitter.law_.fit.items() if key != "bootstrap"}
-            return {"coefficients": fitter.law_.coefficients(), "intervals": record.get("intervals", {}),
+            record = {key: value for key, value in result.law.fit.items() if key != "bootstrap"}
+            return {"coefficients": result.law.coefficients(), "intervals": record.get("intervals", {}),
+                    "not_identified": record.get("not_identified", {}),
                     "level": self.settings.level if self.settings.bootstrap else None,
-                    "bootstrap_resamples": self.settings.bootstrap, "record": record}
+                    "bootstrap_resamples": self.settings.bootstrap, "form": result.chosen,
+                    "reason": result.reason, "candidates": [c.to_dict() for c in result.candidates],
+                    "record": record}
 
         return {
-            "format": "distillscale.report/1",
+            "format": "distillscale.report/2",
             "source": self.runs.source,
             "runs": {"supervised": len(self.runs.supervised), "students": len(self.runs.students),
                      "not_usable": self.runs.skipped},
@@ -124,12 +127,12 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     """Steps 1-5 above; `progress(message)` is told which step starts."""
     compute, compute_source = _compute_settings(runs)
     result = Calibration(runs, settings, compute, compute_source)
-    progress(f"fitting the supervised law on {len(runs.supervised)} runs")
+    progress(f"fitting the supervised law on {len(runs.supervised)} runs (candidate forms backtested)")
     result.supervised = _try(result, "supervised", lambda: _fit_supervised(runs.supervised, settings))
     if result.supervised is not None:
-        progress(f"fitting the distillation law on {len(runs.students)} runs")
+        progress(f"fitting the distillation law on {len(runs.students)} runs (candidate forms backtested)")
         result.distillation = _try(result, "distillation", lambda: _fit_distillation(
-            runs.students, result.supervised.law_, settings))
+            runs.students, result.supervised.law, settings))
     progress("checking extrapolation to the largest runs")
     result.holdout = _extrapolation_checks(result)
     result.capacity_gap = _capacity_gap(runs)
@@ -147,86 +150,114 @@ def _try(result: Calibration, step: str, fit):
         return None
 
 
-def _grid(settings: CalibrationSettings, law: str) -> dict | None:
-    return COARSE_GRIDS[law] if settings.grid == "coarse" else None
-
-
 def _data_range(N: np.ndarray, D: np.ndarray) -> dict[str, list[float]]:
-    return {"params": [float(N.min()), float(N.max())], "tokens": [float(D.min()), float(D.max())]}
+    return {"params": [float(N.min()), float(N.max())], "tokens": [float(D.min()), float(D.max())],
+            "tokens_per_param": [float((D / N).min()), float((D / N).max())]}
 
 
-def _fit_supervised(runs: list[dict], settings: CalibrationSettings,
-                    bootstrap: int | None = None) -> SupervisedLawFitter:
+def _fit_supervised(runs: list[dict], settings: CalibrationSettings, bootstrap: int | None = None) -> LawFit:
     N, D, loss = (np.array([r[k] for r in runs], dtype=np.float64)
                   for k in ("non_embedding_params", "tokens", "val_loss"))
     sizes, ratios = len(np.unique(N)), len(np.unique(np.round(D / N, 6)))
     if sizes < 2 or ratios < 2:  # with one D/N ratio, the N and D terms cannot be told apart
         raise UserError(f"the supervised law needs runs of at least 2 sizes at 2 tokens-per-parameter "
                         f"ratios; the runs have {sizes} size(s) and {ratios} ratio(s)")
-    fitter = SupervisedLawFitter(settings.form, bootstrap=settings.bootstrap if bootstrap is None else bootstrap,
-                                 level=settings.level, seed=settings.seed, max_iter=settings.max_iter,
-                                 grid=_grid(settings, "supervised")).fit(N, D, loss)
-    fitter.law_.fit["data_range"] = _data_range(N, D)  # read by planning.extrapolation
-    return fitter
+    grid = {"solver": "grid"} if settings.grid == "full" else {}
+    # Non-embedding N only (the planner's FLOP accounting counts N that way); `distillscale fit
+    # supervised --total-params-col` compares the two.
+    fit = fit_supervised(N, D, loss, form=settings.form, level=settings.level,
+                         bootstrap=settings.bootstrap if bootstrap is None else bootstrap,
+                         seed=settings.seed, max_iter=settings.max_iter, **grid)
+    fit.law.fit["data_range"] = _data_range(N[fit.rows], D[fit.rows])  # read by planning.extrapolation
+    return fit
 
 
 def _fit_distillation(runs: list[dict], student_law, settings: CalibrationSettings,
-                      bootstrap: int | None = None) -> DistillationLawFitter:
+                      bootstrap: int | None = None) -> LawFit:
     if not runs:
         raise UserError("the sweep has no completed student runs to fit the distillation law on")
     N_S, D_S, L_T, L_S = (np.array([r[k] for r in runs], dtype=np.float64)
                           for k in ("non_embedding_params", "tokens", "teacher_loss", "val_loss"))
     if len(np.unique(L_T)) < 2:
         raise UserError("the distillation law needs students of at least 2 different teachers")
-    fitter = DistillationLawFitter(student_law, bootstrap=settings.bootstrap if bootstrap is None else bootstrap,
-                                   level=settings.level, seed=settings.seed, max_iter=settings.max_iter,
-                                   grid=_grid(settings, "distillation")).fit(N_S, D_S, L_T, L_S)
-    fitter.law_.fit["data_range"] = _data_range(N_S, D_S)
-    return fitter
+    grid = COARSE_GRIDS["distillation"] if settings.grid == "coarse" else None
+    fit = fit_distillation(N_S, D_S, L_T, L_S, student_law, form=settings.distillation_form,
+                           backtest_grid=COARSE_GRIDS["distillation"], level=settings.level,
+                           bootstrap=settings.bootstrap if bootstrap is None else bootstrap,
+                           seed=settings.seed, max_iter=settings.max_iter, grid=grid)
+    fit.law.fit["data_range"] = _data_range(N_S, D_S)
+    return fit
 
 
 def _extrapolation_checks(result: Calibration) -> dict[str, Any]:
-    """Refit each law without the runs of its largest model and measure its error on them (point
-    fits, no bootstrap): the supervised law without its largest size, the distillation law without
-    the students of the strongest (largest) teacher, i.e. extrapolating from weaker to stronger
-    models as Busbridge et al. do. The distillation check keeps the full supervised law for Ltilde_S,
-    so it measures the distillation law's own extrapolation."""
+    """Each law refitted, form selection and backtest included, without the runs of its largest
+    model, then asked to predict them with its intervals: the supervised law without its largest
+    size, the distillation law without the students of the strongest teacher (extrapolating from
+    weaker to stronger models as Busbridge et al. do). The distillation check keeps the full
+    supervised law for Ltilde_S, so it measures the distillation law's own extrapolation. Each
+    held-out run records its prediction, interval and whether the interval covered it."""
     runs, settings, checks = result.runs, result.settings, {}
 
-    def check(name: str, records: list[dict], size_key: str, fit, predict) -> None:
-        sizes = np.array([r[size_key] for r in records])
-        largest = sizes.max()
-        train = [r for r, s in zip(records, sizes) if s < largest]
-        held = [r for r, s in zip(records, sizes) if s == largest]
+    def check(name: str, records: list[dict], key: str, fit, predict) -> None:
+        # The strongest teacher has the lowest loss: order it last, like the largest size.
+        order = np.array([-r[key] if key == "teacher_loss" else r[key] for r in records])
+        largest = order.max()
+        train = [r for r, s in zip(records, order) if s < largest]
+        held = [r for r, s in zip(records, order) if s == largest]
         try:
-            fitter = fit(train)
+            refit = fit(train)
         except UserError as exc:
-            checks[name] = {"skipped": f"without the runs of the largest {size_key} ({largest:.4g}): {exc}"}
+            checks[name] = {"skipped": f"without the runs of the largest {key}: {exc}"}
             return
         observed = np.array([r["val_loss"] for r in held])
-        errors = relative_errors(predict(fitter, held), observed)
+        prediction = predict(refit.law, held)
+        errors = np.asarray(prediction.value) / observed - 1
+        covered = ((observed >= prediction.low) & (observed <= prediction.high)
+                   if prediction.has_interval else None)
+        size_key = "teacher_params" if key == "teacher_loss" else key
         checks[name] = {
-            "held_out_by": size_key, "held_out_params": float(largest),
-            "fitted_up_to_params": float(sizes[sizes < largest].max()),
+            "held_out_by": size_key, "form": refit.chosen,
+            "held_out_params": float(max(r[size_key] for r in held)),
+            "fitted_up_to_params": float(max(r[size_key] for r in train)),
             "n_fitted": len(train), "n_held_out": len(held),
             "mean_abs_relative_error": float(np.mean(np.abs(errors))),
             "max_abs_relative_error": float(np.max(np.abs(errors))),
-            "runs": [{"run_id": r["run_id"], "observed": float(o), "relative_error": float(e)}
-                     for r, o, e in zip(held, observed, errors)],
+            "coverage": float(np.mean(covered)) if covered is not None else None,
+            "level": prediction.level,
+            "runs": _held_out_rows(held, observed, prediction, covered),
         }
 
     if result.supervised is not None:
         check("supervised", runs.supervised, "non_embedding_params",
-              lambda train: _fit_supervised(train, settings, bootstrap=0),
-              lambda fitter, held: fitter.predict([r["non_embedding_params"] for r in held],
-                                                  [r["tokens"] for r in held]))
+              lambda train: _fit_supervised(train, settings),
+              lambda law, held: law.prediction([r["non_embedding_params"] for r in held],
+                                               [r["tokens"] for r in held]))
     if result.distillation is not None:
-        check("distillation", runs.students, "teacher_params",
-              lambda train: _fit_distillation(train, result.supervised.law_, settings, bootstrap=0),
-              lambda fitter, held: fitter.predict([r["non_embedding_params"] for r in held],
-                                                  [r["tokens"] for r in held],
-                                                  [r["teacher_loss"] for r in held]))
+        check("distillation", runs.students, "teacher_loss",
+              lambda train: _fit_distillation(train, result.supervised.law, settings),
+              lambda law, held: law.prediction([r["non_embedding_params"] for r in held],
+                                               [r["tokens"] for r in held],
+                                               [r["teacher_loss"] for r in held]))
     return checks
+
+
+def _held_out_rows(held: list[dict], observed: np.ndarray, prediction, covered) -> list[dict]:
+    """One record per held-out run: prediction, interval, covered, and which part of the interval
+    dominates (noise of the runs or extrapolation error)."""
+    rows = []
+    for i, (run, value) in enumerate(zip(held, observed)):
+        def at(x):
+            return None if x is None else float(np.atleast_1d(x)[i])
+
+        predicted, noise, extrapolation = at(prediction.value), at(prediction.noise), at(prediction.extrapolation)
+        row = {"run_id": run["run_id"], "observed": float(value), "predicted": predicted,
+               "relative_error": predicted / float(value) - 1, "interval": None, "covered": None}
+        if covered is not None:
+            row.update(interval=[at(prediction.low), at(prediction.high)], covered=bool(covered[i]),
+                       dominant="extrapolation error" if (extrapolation or 0) >= (noise or 0)
+                       else "noise of the runs")
+        rows.append(row)
+    return rows
 
 
 def _capacity_gap(runs: SweepRuns) -> dict[str, Any]:

@@ -26,8 +26,12 @@ def report_command(
     target_compute: str = typer.Option(None, "--target-compute",
                                        help="FLOP budget of the plan, e.g. 1e21 (default: the target "
                                             "trained on 20 tokens/parameter)"),
-    form: str = typer.Option("chinchilla", "--form",
-                             help="supervised law: chinchilla (gamma = 1) or busbridge (gamma fitted)"),
+    form: str = typer.Option("auto", "--form",
+                             help="supervised law: auto (the form that extrapolates best in the backtest), "
+                                  "chinchilla (gamma = 1), tied (alpha = beta) or busbridge (gamma fitted)"),
+    distillation_form: str = typer.Option("auto", "--distillation-form",
+                                          help="distillation law: auto, free (9 coefficients) or tied "
+                                               "(alpha', beta' = the supervised law's)"),
     grid: str = typer.Option("coarse", "--grid", help="start grids of the fits: coarse (hundreds of "
                                                       "starts, seconds) or full (the papers' grids, slow)"),
     max_iter: int = typer.Option(300, "--max-iter", help="L-BFGS iterations per start of each fit"),
@@ -45,7 +49,7 @@ def report_command(
     from distillscale.report.report import REPORT_HTML, REPORT_JSON, write_report
 
     settings = CalibrationSettings(
-        form=form, grid=grid, max_iter=max_iter, bootstrap=bootstrap, level=level, seed=seed,
+        form=form, distillation_form=distillation_form, grid=grid, max_iter=max_iter, bootstrap=bootstrap, level=level, seed=seed,
         target_params=parse_quantity(target_params, "--target-params") if target_params else None,
         target_compute=parse_quantity(target_compute, "--target-compute") if target_compute else None)
     out_dir = out if out is not None else (source if source.is_dir() else source.parent)
@@ -69,19 +73,25 @@ def print_summary(report: dict) -> None:
         cells = []
         for coefficient, value in fit["coefficients"].items():
             interval = fit["intervals"].get(coefficient)
-            cells.append(f"{coefficient} = {value:.4g}" + (f" [{interval[0]:.3g}, {interval[1]:.3g}]"
-                                                           if interval else ""))
+            shown = (" [not identified]" if coefficient in fit["not_identified"] else
+                     f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
+            cells.append(f"{coefficient} = {value:.4g}{shown}")
         level = f" ({fit['level']:.0%} intervals)" if fit["level"] else ""
-        console.print(f"{name} law{level}: " + ", ".join(cells), highlight=False)
+        console.print(f"{name} law, form {fit['form']}{level}: " + ", ".join(cells), highlight=False)
+        console.print("  backtest errors: " + "; ".join(
+            f"{c['name']} {c['score']:.2%}" if c["score"] is not None else f"{c['name']} -"
+            for c in fit["candidates"]) + f" -> {fit['form']}: {fit['reason']}", highlight=False)
     for name, check in report["extrapolation_check"].items():
         if "skipped" in check:
             console.print(f"{name} extrapolation check skipped: {check['skipped']}", highlight=False)
         else:
             what = "teachers" if check["held_out_by"] == "teacher_params" else "models"
+            coverage = (f"; {check['coverage']:.0%} inside their {check['level']:.0%} intervals"
+                        if check["coverage"] is not None else "")
             console.print(f"{name} extrapolation: fitted on {what} up to {format_quantity(check['fitted_up_to_params'])} "
                           f"parameters, predicts the runs of the {format_quantity(check['held_out_params'])} ones with "
                           f"mean |relative error| {check['mean_abs_relative_error']:.2%} "
-                          f"(max {check['max_abs_relative_error']:.2%})", highlight=False)
+                          f"(max {check['max_abs_relative_error']:.2%}){coverage}", highlight=False)
     plan = report["plan"]
     if "skipped" in plan:
         console.print(f"plan skipped: {plan['skipped']}", highlight=False)

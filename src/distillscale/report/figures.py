@@ -49,7 +49,7 @@ def plot_learning_curves(calibration: Calibration):
 def plot_supervised_fit(calibration: Calibration):
     """Observed loss against tokens per model size, with the fitted law's curves."""
     plt = pyplot()
-    law = calibration.supervised.law_
+    law = calibration.supervised.law
     runs = calibration.runs.supervised
     figure, ax = plt.subplots(figsize=(7, 4.5))
     tokens = np.array([r["tokens"] for r in runs])
@@ -74,7 +74,93 @@ def plot_student_u_curves(calibration: Calibration):
     """Student loss against teacher loss for each student (size, tokens), the fitted law's
     U-curve through them and the student's supervised loss."""
     plt = pyplot()
-    law = calibration.distillation.law_ if calibration.distillation else None
+    law = calibration.distillation.law if calibration.distillation else None
+    groups: dict[tuple[float, float], list[dict]] = {}
+    for run in calibration.runs.students:
+        groups.setdefault((run["non_embedding_params"], run["tokens"]), []).append(run)
+    figure, ax = plt.subplots(figsize=(7, 4.8))
+    teacher_losses = np.array([r["teacher_loss"] for r in calibration.runs.students])
+    grid = np.geomspace(teacher_losses.min() * 0.8, teacher_losses.max() * 1.2, 300)
+    for index, ((size, tokens), group) in enumerate(sorted(groups.items())):
+        colour = f"C{index % 10}"
+        label = f"{format_quantity(size)} on {format_quantity(tokens)} tokens"
+        ax.scatter([r["teacher_loss"] for r in group], [r["val_loss"] for r in group], color=colour,
+                   zorder=3, label=label)
+        if law is not None:
+            ax.plot(grid, law.predict(size, tokens, grid), color=colour, lw=1.2)
+            ax.axhline(law.student_law.predict(size, tokens), color=colour, ls=":", lw=1)
+    ax.set_xlabel("teacher loss L_T (nats/token)")
+    ax.set_ylabel("student loss L_S (nats/token)")
+    ax.set_title("students vs teacher loss: runs, fitted law (lines), supervised (dotted)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure
+
+
+def plot_distilled_vs_baseline(calibration: Calibration):
+    """Each distilled student against its supervised baseline (same size and tokens): below the
+    diagonal, distillation helped."""
+    plt = pyplot()
+    pairs = calibration.baselines
+    figure, ax = plt.subplots(figsize=(5.5, 5))
+    teacher_sizes = sorted({p["teacher_params"] for p in pairs})
+    for index, size in enumerate(teacher_sizes):
+        members = [p for p in pairs if p["teacher_params"] == size]
+        ax.scatter([p["baseline_loss"] for p in members], [p["distilled_loss"] for p in members],
+                   color=f"C{index % 10}", label=f"teacher {format_quantity(size)}", zorder=3)
+    values = [v for p in pairs for v in (p["baseline_loss"], p["distilled_loss"])]
+    low, high = min(values), max(values)
+    ax.plot([low, high], [low, high], color="black", lw=1, label="no gain")
+    ax.set_xlabel("supervised baseline loss (nats/token)")
+    ax.set_ylabel("distilled student loss (nats/token)")
+    ax.set_title("distilled vs supervised, same size and tokens")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure
+
+
+def plot_backtest(calibration: Calibration):
+    """Per law: the signed relative error of every backtest prediction against its distance beyond
+    the fitted runs, the interval's extrapolation band +-q (1 + log2 distance), and the largest
+    runs predicted by the law refitted without them, with their intervals."""
+    plt = pyplot()
+    fits = [(name, fit) for name, fit in (("supervised", calibration.supervised),
+                                          ("distillation", calibration.distillation)) if fit is not None]
+    figure, axes = plt.subplots(1, len(fits), figsize=(5.5 * len(fits), 4.3), squeeze=False)
+    for ax, (name, fit) in zip(axes[0], fits):
+        backtest, band = fit.backtest, fit.extrapolation_error
+        if backtest is not None and backtest.held_out:
+            ax.scatter(backtest.distances, 100 * backtest.errors, s=12, color="C0", alpha=0.6,
+                       label=f"backtest ({fit.chosen})")
+            grid = np.geomspace(1.0, max(backtest.distances.max(), 1.01), 100)
+            if band is not None:
+                ax.fill_between(grid, -100 * band.half_width(grid), 100 * band.half_width(grid),
+                                color="C0", alpha=0.12, label=f"{band.level:.0%} extrapolation band")
+        check = calibration.holdout.get(name, {})
+        rows = [r for r in check.get("runs", []) if r["interval"]]
+        if rows:
+            distance = check["held_out_params"] / check["fitted_up_to_params"]
+            errors = np.array([100 * r["relative_error"] for r in rows])
+            low = np.array([100 * (r["interval"][0] / r["observed"] - 1) for r in rows])
+            high = np.array([100 * (r["interval"][1] / r["observed"] - 1) for r in rows])
+            offsets = distance * np.linspace(0.97, 1.03, len(rows))
+            ax.errorbar(offsets, errors, yerr=[errors - low, high - errors], fmt="x", color="C3",
+                        capsize=2, label=f"largest held out: {check['coverage']:.0%} covered")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"distance beyond the fitted runs ({backtest.scale_name if backtest else 'scale'} ratio)")
+        ax.set_ylabel("predicted / observed - 1 (%)")
+        ax.set_title(f"{name} law: extrapolation backtest")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    return figure
+
+
+def plot_student_u_curves(calibration: Calibration):
+    """Student loss against teacher loss for each student (size, tokens), the fitted law's
+    U-curve through them and the student's supervised loss."""
+    plt = pyplot()
+    law = calibration.distillation.law if calibration.distillation else None
     groups: dict[tuple[float, float], list[dict]] = {}
     for run in calibration.runs.students:
         groups.setdefault((run["non_embedding_params"], run["tokens"]), []).append(run)
@@ -125,11 +211,11 @@ def plot_extrapolation(calibration: Calibration):
     plt = pyplot()
     figure, ax = plt.subplots(figsize=(5.5, 5))
     observed, predicted = [], []
-    sup = calibration.supervised.law_
+    sup = calibration.supervised.law
     runs = calibration.runs.supervised
     points = [(r["val_loss"], sup.predict(r["non_embedding_params"], r["tokens"])) for r in runs]
     if calibration.distillation is not None:
-        dist = calibration.distillation.law_
+        dist = calibration.distillation.law
         points += [(r["val_loss"], dist.predict(r["non_embedding_params"], r["tokens"], r["teacher_loss"]))
                    for r in calibration.runs.students]
     observed, predicted = zip(*points)

@@ -88,39 +88,70 @@ def _coefficients(report: dict[str, Any]) -> str:
         rows = []
         for coefficient, value in fit["coefficients"].items():
             low_high = fit["intervals"].get(coefficient)
-            rows.append([coefficient, f"{value:.4g}",
-                         f"{low_high[0]:.4g} to {low_high[1]:.4g}" if low_high else "not computed"])
+            shown = ("not identified: " + fit["not_identified"][coefficient]
+                     if coefficient in fit["not_identified"] else
+                     f"{low_high[0]:.4g} to {low_high[1]:.4g}" if low_high else "held fixed by the form")
+            rows.append([coefficient, f"{value:.4g}", shown])
         diagnostics, convergence = fit["record"]["diagnostics"], fit["record"]["convergence"]
         parts.append(f"<h3>{_e(title)}</h3>")
+        parts.append(f"<p>Form: <b>{_e(fit['form'])}</b> ({_e(fit['reason'])}).</p>")
         parts.append(_table(["coefficient", "value", level], rows, table_id=f"coefficients-{name}"))
         parts.append(f"<p>{fit['record']['n_runs']} runs; RMSE of log loss {diagnostics['rmse_log_loss']:.3g}, "
-                     f"max relative error {diagnostics['max_relative_error']:.2%}; best of "
-                     f"{convergence['n_starts']} starts: {_e(convergence['message'])} after "
+                     f"max relative error {diagnostics['max_relative_error']:.2%}; {_e(fit['record']['solver'])}, "
+                     f"best of {convergence['n_starts']} starts: {_e(convergence['message'])} after "
                      f"{convergence['nit']} iterations; bootstrap: "
                      f"{fit['bootstrap_resamples']} resamples"
                      + (f"; on a bound: {', '.join(diagnostics['on_bound'])}" if diagnostics["on_bound"] else "")
                      + "</p>")
+        parts.append(_candidates(name, fit))
     return "\n".join(parts)
+
+
+def _candidates(name: str, fit: dict[str, Any]) -> str:
+    """The candidate forms and their backtest errors by distance band."""
+    candidates = [c for c in fit["candidates"] if c["bands"]]
+    if not candidates:
+        return f'<p class="skipped">No extrapolation backtest: {_e(fit["reason"])}</p>'
+    labels = [b["label"] for b in max((c["bands"] for c in candidates), key=len)]
+    rows = []
+    for candidate in fit["candidates"]:
+        bands = {b["label"]: b for b in candidate["bands"]}
+        rows.append([candidate["name"] + (" (chosen)" if candidate["name"] == fit["form"] else ""),
+                     candidate["n_parameters"],
+                     f"{candidate['score']:.2%}" if candidate["score"] is not None else candidate["note"],
+                     *(f"{bands[l]['mean_abs_error']:.2%} ({bands[l]['worst_error']:+.1%})" if l in bands else ""
+                       for l in labels)])
+    extrapolation = fit["record"].get("extrapolation_error")
+    note = ""
+    if extrapolation:
+        note = (f"<p>Intervals add the chosen form's extrapolation error: ±{extrapolation['q']:.2%} × "
+                f"(1 + log2 distance) at {extrapolation['level']:.0%}, from {extrapolation['n_points']} "
+                "backtest predictions.</p>")
+    return ("<p>Candidate forms, each fitted on the smaller runs and scored on the larger (mean |relative "
+            "error| (worst) by distance beyond the fitted runs; score: the bands' mean within 8x):</p>"
+            + _table(["candidate", "coefficients", "score", *labels], rows, table_id=f"candidates-{name}") + note)
 
 
 def _extrapolation(checks: dict[str, Any]) -> str:
     parts = ["<h2>Extrapolation check</h2>",
-             "<p>Each law refitted without the runs of its largest model, then asked to predict them: "
-             "the supervised law without its largest size, the distillation law without the students "
-             "of the largest teacher.</p>"]
+             "<p>Each law refitted (form selection and backtest included) without the runs of its largest "
+             "model, then asked to predict them with its intervals: the supervised law without its largest "
+             "size, the distillation law without the students of the strongest teacher.</p>"]
     rows = []
     for name, check in checks.items():
         if "skipped" in check:
             parts.append(f'<p class="skipped">{_e(name)}: skipped, {_e(check["skipped"])}</p>')
             continue
         held_out = "teacher N" if check["held_out_by"] == "teacher_params" else "N"
-        rows.append([name, held_out, format_quantity(check["fitted_up_to_params"]),
+        coverage = (f"{check['coverage']:.0%} at {check['level']:.0%}" if check["coverage"] is not None
+                    else "no interval")
+        rows.append([name, held_out, check["form"], format_quantity(check["fitted_up_to_params"]),
                      format_quantity(check["held_out_params"]),
                      check["n_held_out"], f"{check['mean_abs_relative_error']:.2%}",
-                     f"{check['max_abs_relative_error']:.2%}"])
+                     f"{check['max_abs_relative_error']:.2%}", coverage])
     if rows:
-        parts.append(_table(["law", "held out by", "fitted up to", "held out", "held-out runs", "mean |error|",
-                             "max |error|"], rows, table_id="extrapolation"))
+        parts.append(_table(["law", "held out by", "form", "fitted up to", "held out", "held-out runs",
+                             "mean |error|", "max |error|", "interval coverage"], rows, table_id="extrapolation"))
     return "\n".join(parts)
 
 

@@ -29,8 +29,10 @@ def report_figures(calibration: Calibration) -> dict[str, tuple[str, bytes]]:
     if calibration.supervised is not None:
         wanted.append(("supervised-fit", "Supervised runs and the fitted supervised law",
                        figures.plot_supervised_fit))
-        wanted.append(("extrapolation", "Predicted vs observed loss; crosses: the largest runs predicted "
-                                        "by laws fitted without them", figures.plot_extrapolation))
+        wanted.append(("backtest", "Extrapolation backtest: relative error of laws fitted on smaller runs "
+                                   "against the distance to the run they predict, the interval's "
+                                   "extrapolation band, and the largest runs predicted by laws fitted "
+                                   "without them (with their intervals)", figures.plot_backtest))
     if runs.students:
         wanted.append(("u-curves", "Student loss vs teacher loss per student, with the fitted law's "
                                    "U-curve", figures.plot_student_u_curves))
