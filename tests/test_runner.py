@@ -234,3 +234,66 @@ def test_bad_sweep_commands(cli, tmp_path, args, message):
     assert code == 2 and err.startswith("distillscale: error: ") and message in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs.sqlite").exists()
+
+
+def write_wsd_spec(path):
+    text = TEACHERS.format(teacher_m="[0.5, 1, 2]").replace('device = "cpu"', 'device = "cpu"\nschedule = "wsd"')
+    path.write_text(text)
+    return path
+
+
+def test_a_wsd_sweep_forks_every_budget_from_one_run_and_counts_the_compute_saved(tmp_path, cli):
+    spec = write_wsd_spec(tmp_path / "spec.toml")
+    sweep_dir = tmp_path / "out"
+    assert cli("sweep", "run", spec, "--out", sweep_dir, "--workers", "2")[0] == 0
+    records = records_by_id(sweep_dir)
+    assert len(records) == 3 and {record.status for record in records.values()} == {"completed"}
+    parent, = [record for record in records.values() if not record.config["parent_id"]]
+    forks = [record for record in records.values() if record.config["parent_id"]]
+    assert parent.config["tokens_per_param"] == 2 and len(forks) == 2
+    for fork in forks:
+        assert fork.result["fork"]["parent"] == str(SweepLayout(sweep_dir.absolute()).run_dir(parent.id))
+        assert fork.started_at >= parent.finished_at
+    assert sorted(r["tokens_per_param"] for r in export_records(sweep_dir)) == pytest.approx([0.5, 1, 2], rel=0.03)
+    code, out, _ = cli("sweep", "status", sweep_dir, "--json")
+    compute = json.loads(out)["compute"]
+    separate = sum(record.result["flops"] for record in records.values())
+    shared = sum(fork.result["fork"]["shared_flops"] for fork in forks)
+    assert compute["flops_separate"] == pytest.approx(separate) and compute["forks"] == 2
+    assert compute["flops_spent"] == pytest.approx(separate - shared)
+    assert 0.3 < compute["saved_fraction"] < 0.4  # 2 + 20% of (0.5 + 1) instead of 3.5 parameters' worth
+    code, out, _ = cli("sweep", "status", sweep_dir)
+    assert "saved by 2 WSD forks" in out
+
+
+def test_a_wsd_sweep_killed_during_its_forks_completes_each_run_exactly_once(tmp_path):
+    spec = write_wsd_spec(tmp_path / "spec.toml")
+    sweep_dir = tmp_path / "out"
+    runner = subprocess.Popen([sys.executable, "-m", "distillscale.cli", "sweep", "run", str(spec),
+                               "--out", str(sweep_dir), "--workers", "2"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until a fork has a checkpoint of its own
+            if (sweep_dir / "runs.sqlite").exists():
+                records = records_by_id(sweep_dir)
+                checkpointed = [r for r in records.values() if r.status == "running" and r.config["parent_id"]
+                                and (SweepLayout(sweep_dir).run_dir(r.id) / "state" / "checkpoint.pt").exists()]
+                if checkpointed:
+                    break
+            assert runner.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.05)
+        else:
+            pytest.fail("no fork started within 120 s")
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    before = records_by_id(sweep_dir)
+    mtimes = result_mtimes(sweep_dir)
+    assert main(["sweep", "run", str(spec), "--out", str(sweep_dir), "--workers", "2"]) == 0
+    after = records_by_id(sweep_dir)
+    assert {record.status for record in after.values()} == {"completed"}
+    for run_id, record in after.items():
+        assert record.attempts == before[run_id].attempts + (0 if run_id in mtimes else 1), run_id
+    assert {run_id: mtime for run_id, mtime in result_mtimes(sweep_dir).items() if run_id in mtimes} == mtimes
+    assert after[checkpointed[0].id].result["fork"]["branch_step"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 
 import pytest
@@ -154,3 +155,45 @@ def test_sweep_run_refuses_a_bad_spec_before_writing_anything(cli, tmp_path):
     assert err.strip() == f"distillscale: error: {tmp_path / 'bad.toml'}: invalid 'teachers': " \
                           "n_layers must be positive depths, got 0"
     assert not (tmp_path / "sweep").exists()
+
+
+def test_wsd_turns_one_sizes_budgets_into_a_parent_and_its_forks():
+    sweep = resolve_sweep_spec(spec(model={**MODEL, "schedule": "wsd"},
+                                    teachers={"n_layers": [2], "tokens_per_param": [5, 20, 10]},
+                                    students={"n_layers": [1], "tokens_per_param": [10, 40]}))
+    teachers = [run for run in sweep.runs if run.kind == "teacher"]
+    parent, *forks = teachers
+    assert parent.tokens_per_param == 20 and parent.parent_id is None and parent.depends_on == ()
+    assert parent.settings["fork_tokens"] == [round(10 * params(2)), round(5 * params(2))]
+    assert [fork.tokens_per_param for fork in forks] == [10, 5]
+    assert all(fork.parent_id == parent.run_id and fork.depends_on == (parent.run_id,) for fork in forks)
+    assert all("fork_tokens" not in fork.settings for fork in forks)
+    # One warmup for the whole family: 10% of the shortest run's steps (5 x params(2) tokens, 256 a step).
+    warmup = math.ceil(0.1 * math.ceil(round(5 * params(2)) / 256))
+    assert {run.settings["warmup_steps"] for run in teachers} == {warmup}
+    student_parent, student_fork = [run for run in sweep.runs
+                                    if run.kind == "student" and run.teacher_id == forks[0].run_id]
+    assert student_parent.tokens_per_param == 40 and student_fork.parent_id == student_parent.run_id
+    assert student_fork.depends_on == (student_parent.teacher_id, student_parent.run_id)
+    baseline_parent, baseline_fork = [run for run in sweep.runs if run.kind == "baseline"]
+    assert baseline_fork.parent_id == baseline_parent.run_id
+    assert len({run.run_id for run in sweep.runs}) == len(sweep.runs) == 3 + 2 + 3 * 2
+    runs = sweep.runs
+    assert all(runs.index(next(r for r in runs if r.run_id == needed)) < runs.index(run)
+               for run in runs for needed in run.depends_on)  # parents and teachers come first
+
+
+def test_seeds_repeat_the_cheapest_sizes():
+    sweep = resolve_sweep_spec(spec(teachers={"n_layers": [3, 2, 4], "tokens_per_param": 20, "seeds": 3,
+                                              "seeded_sizes": 2}))
+    seeds = {}
+    for run in sweep.runs:
+        seeds.setdefault(run.n_layers, []).append(run.settings["seed"])
+    assert seeds == {2: [0, 1, 2], 3: [0, 1, 2], 4: [0]}
+    assert len({run.run_id for run in sweep.runs}) == 7
+
+
+def test_cosine_specs_keep_their_run_ids_and_spec_file():
+    sweep = resolve_sweep_spec(spec())
+    assert "schedule" not in sweep.sections["model"] and "seeds" not in sweep.sections["teachers"]
+    assert all("schedule" not in run.settings for run in sweep.runs)

@@ -144,6 +144,13 @@ def _print_status(status: dict) -> None:
                       format_quantity(run["non_embedding_params"]), format_quantity(run["tokens"]), loss,
                       str(run["attempts"]), wall, note[-1] if note else "")
     console.print(table)
+    compute = status["compute"]
+    if compute["forks"]:
+        console.print(f"compute: {compute['flops_spent']:.3g} FLOPs spent; as separate runs "
+                      f"{compute['flops_separate']:.3g} ({compute['saved_fraction']:.0%} saved by "
+                      f"{compute['forks']} WSD forks)", highlight=False)
+    else:
+        console.print(f"compute: {compute['flops_spent']:.3g} FLOPs spent", highlight=False)
 
 
 def _duration(seconds: float) -> str:

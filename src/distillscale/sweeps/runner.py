@@ -1,4 +1,5 @@
-"""Run a sweep: every planned run once, teachers before their students, up to K at a time.
+"""Run a sweep: every planned run once, teachers before their students and WSD parents before their forks,
+up to K at a time.
 
     DIR/spec.toml          the resolved spec (a later `sweep run` on DIR must resolve to the same)
     DIR/runs.sqlite        the run store (see store.py)
@@ -147,7 +148,8 @@ class _Scheduler:
                 continue
             for needed in run.depends_on:
                 if statuses[needed] in ("diverged", "failed", "blocked"):
-                    reason = f"teacher {needed} {statuses[needed]}"
+                    role = "teacher" if needed == run.teacher_id else "parent"
+                    reason = f"{role} {needed} {statuses[needed]}"
                     self.store.block(run.run_id, reason)
                     statuses[run.run_id] = "blocked"
                     bar.log(f"[yellow]blocked[/yellow] {run.run_id}: {reason}")
@@ -167,6 +169,8 @@ class _Scheduler:
                 "--out", str(self.layout.run_dir(run.run_id))]
         if run.teacher_id:
             argv += ["--teacher", str(self.layout.run_dir(run.teacher_id))]
+        if run.parent_id:
+            argv += ["--fork-from", str(self.layout.run_dir(run.parent_id))]
         return Job(argv=tuple(argv + command_flags(run.settings)),
                    log_path=self.layout.log_path(run.run_id), env=self.thread_env)
 
@@ -192,7 +196,8 @@ class _Scheduler:
 
 
 def command_flags(settings: dict[str, Any]) -> list[str]:
-    """`train`/`distill` flags for settings: `--key value`, booleans as `--key` / `--no-key`."""
+    """`train`/`distill` flags for settings: `--key value`, booleans as `--key` / `--no-key`, lists
+    comma-separated."""
     flags = []
     for key, value in settings.items():
         flag = "--" + key.replace("_", "-")
@@ -200,6 +205,8 @@ def command_flags(settings: dict[str, Any]) -> list[str]:
             continue
         if isinstance(value, bool):
             flags.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, list):
+            flags += [flag, ",".join(str(item) for item in value)]
         else:
             flags += [flag, str(value)]
     return flags

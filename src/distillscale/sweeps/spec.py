@@ -2,8 +2,10 @@
 
     name = "micro"
     [data]      the corpus, as for `train`: path, vocab_size, max_bytes, val_fraction, ..., seq_len
-    [model]     the model family and its training: aspect_ratio, head_dim, lr, batch_size, warmup_steps, ...
-    [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP)
+    [model]     the model family and its training: aspect_ratio, head_dim, lr, batch_size, warmup_steps,
+                schedule ("cosine" or "wsd"), cooldown_fraction, cooldown_shape, ...
+    [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP);
+                seeds = 3 trains the smallest `seeded_sizes` depths (default 1) with seeds seed, seed + 1, ...
     [students]  n_layers = [1, 2] and tokens_per_param = [20, 80], or budgets (optional section)
     [distill]   kd, temperature, kd_weight, top_k; supervised_baselines = true
 
@@ -14,6 +16,12 @@ and fixed-M x fixed-M. Every student is distilled from every teacher.
 Token budgets: a fixed M gives D = M N; a FLOP budget C gives D = C / (6 N). N is the non-embedding
 parameter count, and 6 N D is the compute convention of the laws the sweep calibrates; each result also
 holds the engine's exact FLOP count.
+
+With `schedule = "wsd"` the runs of one model (one depth, seed and, for a student, teacher) that differ
+only in length are one stable-phase run and its cooldowns: the longest run is the parent, keeping its
+state where each shorter one's cooldown starts (`fork_tokens`), and every shorter run is a fork of it
+(`parent_id`; the runner passes `--fork-from`), so the sweep costs about its longest run per model
+(training/fork.py). Their shared warmup is 10% of the shortest run's steps unless warmup_steps is given.
 
 Each run's id is a hash of what it computes (its kind, its training settings and, for a student, its
 teacher's id) behind a readable prefix, e.g. `t-L3-M20-1a2b3c4d`: the same spec always gives the same ids.
@@ -34,7 +42,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 
 from distillscale.errors import UserError
 from distillscale.model import ModelConfig
-from distillscale.training.config import BOOKKEEPING_KEYS, TrainConfig
+from distillscale.training.config import BOOKKEEPING_KEYS, WSD_KEYS, TrainConfig
 from distillscale.units import format_quantity, parse_quantity
 
 if sys.version_info >= (3, 11):
@@ -50,7 +58,7 @@ DATA_KEYS = {"path": "data", "text_field": "text_field", "vocab_size": "vocab_si
              "seq_len": "seq_len"}
 # [model] keys: the model family's shape and the training hyperparameters, named as in `train`.
 MODEL_KEYS = ("aspect_ratio", "head_dim", "tie_embeddings", "mup", "batch_size", "grad_accum", "lr",
-              "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "z_loss", "seed", "eval_every",
+              "min_lr_ratio", "warmup_steps", "schedule", "cooldown_fraction", "cooldown_shape", "weight_decay", "grad_clip", "z_loss", "seed", "eval_every",
               "eval_tokens", "save_every", "log_every", "device", "bf16", "compile")
 # [distill] keys passed to `distill` (the objective's settings, named as its flags).
 DISTILL_KEYS = ("kd", "temperature", "kd_weight", "top_k")
@@ -85,6 +93,8 @@ class Ladder(BaseModel):
     n_layers: list[int]
     tokens_per_param: Annotated[list[float] | None, _positive_list("tokens_per_param")] = None
     budgets: Annotated[list[float] | None, _positive_list("budget")] = None
+    seeds: int = Field(1, ge=1, description="seeds of each of the smallest `seeded_sizes` depths")
+    seeded_sizes: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _check_grid(self) -> "Ladder":
@@ -107,6 +117,13 @@ class Ladder(BaseModel):
     @property
     def protocol(self) -> str:
         return "isoflop" if self.budgets is not None else "fixed-M"
+
+    def section(self) -> dict[str, Any]:
+        """As spec.toml writes it; one seed is left out, so earlier sweeps keep their spec."""
+        return self.model_dump(mode="json", exclude={"seeds", "seeded_sizes"} if self.seeds == 1 else None)
+
+    def seeds_of(self, n_layers: int) -> int:
+        return self.seeds if n_layers in sorted(self.n_layers)[:self.seeded_sizes] else 1
 
 
 DataSection = _section("DataSection", TrainConfig, DATA_KEYS)
@@ -146,8 +163,9 @@ class PlannedRun:
     tokens: int
     tokens_per_param: float | None  # the fixed M asked for (None on an IsoFLOP profile)
     budget: float | None            # the FLOP budget of an IsoFLOP run (None for fixed M)
-    settings: dict[str, Any]        # `train`/`distill` settings, without --out and --teacher
+    settings: dict[str, Any]        # `train`/`distill` settings, without --out, --teacher and --fork-from
     teacher_id: str | None = None
+    parent_id: str | None = None    # a WSD fork: the longer run whose stable phase it continues
 
     @property
     def command(self) -> str:
@@ -155,14 +173,14 @@ class PlannedRun:
 
     @property
     def depends_on(self) -> tuple[str, ...]:
-        return (self.teacher_id,) if self.teacher_id else ()
+        return tuple(run_id for run_id in (self.teacher_id, self.parent_id) if run_id)
 
     def to_config(self) -> dict[str, Any]:
         """The JSON the run store keeps for this run."""
         return {"command": self.command, "n_layers": self.n_layers,
                 "non_embedding_params": self.non_embedding_params, "tokens": self.tokens,
                 "tokens_per_param": self.tokens_per_param, "budget": self.budget,
-                "teacher_id": self.teacher_id, "settings": self.settings}
+                "teacher_id": self.teacher_id, "parent_id": self.parent_id, "settings": self.settings}
 
 
 @dataclass(frozen=True)
@@ -209,8 +227,11 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
 
     data = data.model_copy(update={key: str((base_dir / Path(getattr(data, key)).expanduser()).absolute())
                                    for key in ("path", "tokenizer") if getattr(data, key) is not None})
+    model_settings = model.model_dump(mode="json")
+    if model.schedule == "cosine":  # as before WSD existed, so earlier sweeps keep their spec and run ids
+        model_settings = {key: value for key, value in model_settings.items() if key not in WSD_KEYS}
     base = {DATA_KEYS[key]: value for key, value in data.model_dump(mode="json").items()}
-    base.update(model.model_dump(mode="json"))
+    base.update(model_settings)
     distill_settings = {key: getattr(distill, key) for key in DISTILL_KEYS}
 
     teacher_runs = _ladder_runs("teacher", teachers, base, source, split="teacher")
@@ -219,18 +240,22 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         student_sizes = _ladder_runs("baseline", students, base, source, split="student")
         if distill.supervised_baselines:
             runs += student_sizes
+        students_of = {}  # (baseline id, teacher id) -> the student in its place: a fork's parent
         for size in student_sizes:
             for teacher in teacher_runs:
                 settings = {key: value for key, value in size.settings.items()
                             if key not in TEACHER_FIXED_KEYS} | distill_settings
-                runs.append(_planned("student", size.n_layers, size.non_embedding_params, size.tokens,
-                                     size.tokens_per_param, size.budget, settings, teacher))
+                student = _planned("student", size.n_layers, size.non_embedding_params, size.tokens,
+                                   size.tokens_per_param, size.budget, settings, teacher,
+                                   students_of.get((size.parent_id, teacher.run_id)))
+                students_of[size.run_id, teacher.run_id] = student
+                runs.append(student)
 
     sections = {"name": shape.name, "data": data.model_dump(mode="json"),
-                "model": model.model_dump(mode="json"), "teachers": teachers.model_dump(mode="json"),
+                "model": model_settings, "teachers": teachers.section(),
                 "distill": distill.model_dump(mode="json")}
     if students is not None:
-        sections["students"] = students.model_dump(mode="json")
+        sections["students"] = students.section()
     return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs))
 
 
@@ -244,25 +269,54 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
             grid = [(None, budget, round(budget / (6 * params))) for budget in ladder.budgets]
         else:
             grid = [(m, None, round(m * params)) for m in ladder.tokens_per_param]
-        for tokens_per_param, budget, tokens in grid:
-            settings = {**base, "n_layers": n_layers, "tokens": tokens, "split": split}
-            _check_settings(settings, source, section)
-            runs.append(_planned(kind, n_layers, params, tokens, tokens_per_param, budget, settings))
+        for seed in range(base["seed"], base["seed"] + ladder.seeds_of(n_layers)):
+            settings = {**base, "n_layers": n_layers, "split": split, "seed": seed}
+            if base.get("schedule") == "wsd":
+                runs += _forked_runs(kind, n_layers, params, grid, settings, source, section)
+                continue
+            for tokens_per_param, budget, tokens in grid:
+                run_settings = {**settings, "tokens": tokens}
+                _check_settings(run_settings, source, section)
+                runs.append(_planned(kind, n_layers, params, tokens, tokens_per_param, budget, run_settings))
+    return runs
+
+
+def _forked_runs(kind: RunKind, n_layers: int, params: int, grid: list[tuple], settings: dict[str, Any],
+                 source: str, section: str) -> list[PlannedRun]:
+    """One model's budgets under WSD: the longest run first, keeping the state its forks start from,
+    then each shorter run as a fork of it, all with the warmup of the shortest."""
+    grid = sorted(grid, key=lambda point: point[2], reverse=True)
+    if settings["warmup_steps"] is None:
+        shortest = TrainConfig.model_validate({**settings, "tokens": grid[-1][2], "out": "."})
+        settings = {**settings, "warmup_steps": shortest.resolved_warmup_steps(shortest.steps_for(grid[-1][2]))}
+    (m, budget, tokens), *shorter = grid
+    parent_settings = {**settings, "tokens": tokens, "fork_tokens": [point[2] for point in shorter] or None}
+    _check_settings(parent_settings, source, section)
+    parent = _planned(kind, n_layers, params, tokens, m, budget, parent_settings)
+    runs = [parent]
+    for m, budget, tokens in shorter:
+        fork_settings = {**settings, "tokens": tokens}
+        _check_settings(fork_settings, source, section)
+        runs.append(_planned(kind, n_layers, params, tokens, m, budget, fork_settings, parent=parent))
     return runs
 
 
 def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_param: float | None,
-             budget: float | None, settings: dict[str, Any], teacher: PlannedRun | None = None) -> PlannedRun:
+             budget: float | None, settings: dict[str, Any], teacher: PlannedRun | None = None,
+             parent: PlannedRun | None = None) -> PlannedRun:
     teacher_id = teacher.run_id if teacher else None
+    parent_id = parent.run_id if parent else None
     identity = {"kind": kind, "teacher_id": teacher_id,
                 "settings": {k: v for k, v in settings.items() if k not in BOOKKEEPING_KEYS}}
+    if parent_id:  # left out otherwise, so that the ids of cosine sweeps stay as they were
+        identity["parent_id"] = parent_id
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     length = f"M{tokens_per_param:g}" if budget is None else f"C{format_quantity(budget)}"
     via = f"-T{teacher.n_layers}" if teacher else ""
     run_id = f"{kind[0]}-L{n_layers}-{length}{via}-{digest}"
     return PlannedRun(run_id=run_id, kind=kind, n_layers=n_layers, non_embedding_params=params,
                       tokens=tokens, tokens_per_param=tokens_per_param, budget=budget, settings=settings,
-                      teacher_id=teacher_id)
+                      teacher_id=teacher_id, parent_id=parent_id)
 
 
 def _non_embedding_params(n_layers: int, base: dict[str, Any], source: str, section: str) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from distillscale.sweeps.runner import SweepLayout
+from distillscale.sweeps.compute import sweep_compute
 from distillscale.sweeps.store import RunStore
 
 
@@ -32,7 +33,8 @@ def runner_alive(sweep_dir: str | Path) -> bool:
 
 def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
     """Counts per status, `eta_seconds` (mean wall time of the completed runs x the runs left / the
-    workers of the last `sweep run`; None before any run completed) and a row per run.
+    workers of the last `sweep run`; None before any run completed), `compute` (FLOPs spent and as
+    separate runs, see compute.py) and a row per run.
 
     Read-only. A run the store says is running while no `sweep run` is alive was interrupted (its
     worker died with the runner): it shows as `interrupted`, and the next `sweep run` resumes it."""
@@ -63,4 +65,5 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
                      "tokens": record.config["tokens"], "val_loss": result.get("val_loss"),
                      "attempts": record.attempts, "wall_seconds": wall, "error": record.error})
     return {"total": len(records), "counts": counts, "workers": workers,
-            "eta_seconds": eta, "runs": runs}
+            "eta_seconds": eta, "compute": sweep_compute(record.result for record in records).to_dict(),
+            "runs": runs}
