@@ -33,14 +33,13 @@ def predict_supervised(
     D = parse_quantity(tokens, "--tokens")
     law = laws.require_supervised()
     _warn_extrapolation(laws, {"the model": N}, {"the model": D}, {"the model": D / N})
-    loss = law.predict(N, D)
-    interval = law.predict_interval(N, D)
+    prediction = law.prediction(N, D)
     if as_json:
-        print_json({"law": laws.name, "params": N, "tokens": D, "loss": loss,
-                    **_interval_record(interval, law.fit)})
+        print_json({"law": laws.name, "params": N, "tokens": D, "loss": prediction.value,
+                    **_interval_record(prediction)})
         return
     console.print(f"L({format_quantity(N)} parameters, {format_quantity(D)} tokens) = "
-                  f"[bold]{loss:.4f}[/bold] nats/token{_interval_text(interval, law.fit)}  "
+                  f"[bold]{prediction.value:.4f}[/bold] nats/token{prediction.describe()}  "
                   f"(law: {laws.name})")
 
 
@@ -53,17 +52,15 @@ def _warn_extrapolation(laws: LawSet, params: dict, tokens: dict, tokens_per_par
         warn(message)
 
 
-def _interval_record(interval, fit) -> dict:
-    """JSON keys for a bootstrap prediction interval; none for a law fitted without one."""
-    if interval is None:
+def _interval_record(prediction) -> dict:
+    """JSON keys of a prediction's interval and its parts; none for a law fitted without one."""
+    if not prediction.has_interval:
         return {}
-    return {"interval": [float(interval[0]), float(interval[1])], "level": fit["level"]}
-
-
-def _interval_text(interval, fit) -> str:
-    if interval is None:
-        return ""
-    return f" ({fit['level']:.0%} interval {float(interval[0]):.4f}–{float(interval[1]):.4f})"
+    record = prediction.to_dict()
+    return {"interval": record["interval"], "level": record["level"],
+            "noise_half_width": record["noise_half_width"],
+            "extrapolation_half_width": record["extrapolation_half_width"],
+            "distance_beyond_runs": record["distance"], "interval_dominated_by": record["dominant"]}
 
 
 @predict_app.command("distillation")
@@ -98,12 +95,12 @@ def predict_distillation(
                         "or --teacher-params N with --teacher-tokens D")
     _warn_extrapolation(laws, {"the student": N_S}, {"the student": D_S}, {"the student": D_S / N_S},
                         students=True)
-    student_loss = distillation.predict(N_S, D_S, L_T)
-    interval = distillation.predict_interval(N_S, D_S, L_T)
+    prediction = distillation.prediction(N_S, D_S, L_T)
+    student_loss = prediction.value
     supervised_loss = distillation.student_law.predict(N_S, D_S)
     record = {"law": laws.name, "student_params": N_S, "student_tokens": D_S,
               "teacher_loss": L_T, "student_loss": student_loss,
-              **_interval_record(interval, distillation.fit),
+              **_interval_record(prediction),
               "student_supervised_loss": supervised_loss,
               "capacity_gap_ratio": L_T / supervised_loss, "d1": distillation.d1}
     if as_json:
@@ -113,7 +110,7 @@ def predict_distillation(
     table.add_row("student", f"{format_quantity(N_S)} parameters, {format_quantity(D_S)} tokens")
     table.add_row("teacher loss L_T", f"{L_T:.4f} nats/token")
     table.add_row("distilled student loss L_S", f"[bold]{student_loss:.4f}[/bold] nats/token"
-                  + _interval_text(interval, distillation.fit))
+                  + prediction.describe())
     table.add_row("supervised student loss", f"{supervised_loss:.4f} nats/token")
     verdict = "helps" if student_loss < supervised_loss else "does not help"
     table.add_row("distillation", f"{verdict} ({supervised_loss - student_loss:+.4f} nats/token)")
@@ -180,6 +177,7 @@ def _holdout_report(fit_where, runs, mask, prediction, observed) -> dict | None:
             "mean_abs_relative_error": float(np.mean(np.abs(errors))) if held.any() else None,
             "max_abs_relative_error": float(np.max(np.abs(errors))) if held.any() else None,
             "coverage": float(np.mean(covered)) if held.any() and prediction.has_interval else None,
+            "level": prediction.level,
             "rows": [{"line": int(line), "loss": float(o), "predicted": float(p), "relative_error": float(e),
                       **({"interval": [float(prediction.low[i]), float(prediction.high[i])],
                           "covered": bool(c)} if prediction.has_interval else {})}
@@ -228,7 +226,7 @@ def _print_fit(title: str, fit, n_dropped: int, holdout: dict | None) -> None:
                       + ", ".join(diagnostics["best_start_on_grid_edge"]))
     _print_selection(fit)
     if holdout and holdout["n_held_out"]:
-        coverage = (f"; {holdout['coverage']:.0%} inside their {record['level']:.0%} intervals"
+        coverage = (f"; {holdout['coverage']:.0%} inside their {holdout['level']:.0%} intervals"
                     if holdout["coverage"] is not None else "")
         console.print(f"hold-out ({holdout['filter']}): fitted on {holdout['n_fit']} runs; relative "
                       f"error on the other {holdout['n_held_out']}: mean "

@@ -357,7 +357,11 @@ class SupervisedLawFitter(_LogLossFitter):
         self.irreducible_loss = irreducible_loss
         self.irreducible_loss_prior = irreducible_loss_prior
         self.grid = grid
-        base = SUPERVISED_FORMS[form].with_grid(grid or {})
+        # One --grid serves every candidate form: a parameter this form ties or lacks (beta of the
+        # tied form, gamma of chinchilla) is skipped; a name no form has is an error.
+        BUSBRIDGE.with_grid(grid or {})
+        base = SUPERVISED_FORMS[form]
+        base = base.with_grid({k: v for k, v in (grid or {}).items() if k in base.names})
         self.form = (base if irreducible_loss is None else
                      base.constrained(form, fixed={"log_E": math.log(irreducible_loss)}))
         if irreducible_loss_prior is not None:

@@ -77,12 +77,19 @@ def _at_cap(value: float | None, bound: float) -> str:
     return f"{format_quantity(value)}" + (" (cap)" if value >= bound * (1 - 1e-6) else "")
 
 
+def _interval_cell(prediction) -> str:
+    if prediction is None or not prediction.has_interval:
+        return "-"
+    return f"{prediction.low:.4f}–{prediction.high:.4f}"
+
+
 def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
                  best_supervised: SupervisedPlan | None = None,
-                 edges: dict[str, list[str]] | None = None) -> Table:
-    """One column per scenario. With `best_supervised` and `edges` (a sweep over student sizes)
-    the plans are the best students, compared with the best model trained without a teacher, and
-    a best student on a limit of the search is marked."""
+                 edges: dict[str, list[str]] | None = None,
+                 verdicts: dict[str, str] | None = None) -> Table:
+    """One column per scenario. With `best_supervised`, `edges` and `verdicts` (a sweep over student
+    sizes) the plans are the best students, compared with the best model trained without a teacher,
+    and a best student on a limit of the search is marked."""
     caption = "losses in nats/token" + ("; *: on the edge of the search (see below)"
                                         if edges and any(edges.values()) else "")
     table = Table(title=title, caption=caption)
@@ -105,9 +112,16 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound))
     row("teacher loss L_T", lambda p: f"{p.teacher_loss:.4f}")
     row("student loss L_S", lambda p: f"[bold]{p.student_loss:.4f}[/bold]")
+    with_intervals = [p for p in plans if p.student_interval is not None]
+    if with_intervals:
+        level = with_intervals[0].student_interval.level
+        row(f"L_S {level:.0%} interval", lambda p: _interval_cell(p.student_interval))
     row("best supervised loss" if best_supervised else "supervised loss",
         lambda p: f"{supervised_loss(p):.4f}")
-    row("verdict", lambda p: "distill" if p.student_loss < supervised_loss(p) else "pretrain")
+    if with_intervals:
+        row(f"supervised {level:.0%} interval",
+            lambda p: _interval_cell((best_supervised or p.supervised).interval))
+    row("verdict", lambda p: verdicts[p.scenario.name] if verdicts else p.verdict)
     row("supervised - L_S", lambda p: f"{supervised_loss(p) - p.student_loss:+.4f}")
     row("FLOPs student", lambda p: f"{p.flops.student:.3g}")
     row("FLOPs teacher logits", lambda p: f"{p.flops.teacher_inference:.3g}")
@@ -226,9 +240,23 @@ def plan_command(
         if any(p.teacher_family is not None for p in plans):
             console.print("best-case: any teacher with L(N_T, D_T) = L_T* does; the table shows "
                           "the one cheapest to pre-train.")
+        _print_interval_note(plans)
     if plot is not None:
         budgets = np.geomspace(budget / 100, budget * 100, 17)
         plots.save_figure(plots.plot_loss_vs_compute(planner, N_S, budgets, budget, F_S), plot)
+
+
+def _print_interval_note(plans: list[DistillationPlan]) -> None:
+    """What the intervals are made of, and what "too close to call" means."""
+    with_intervals = [p for p in plans if p.student_interval is not None]
+    if not with_intervals:
+        return
+    dominant = {p.student_interval.dominant for p in with_intervals}
+    console.print(f"intervals: the fitted laws' bootstrap and backtest extrapolation error at the "
+                  f"plan's distance from the runs; mostly {' and '.join(sorted(dominant))}")
+    if any(p.verdict == "too close to call" for p in with_intervals):
+        console.print("too close to call: the loss difference is inside the intervals, so the laws "
+                      "cannot say whether distillation or pre-training wins here")
 
 
 def _student_search(laws: LawSet, planner: DistillationPlanner, min_params: str | None,
@@ -272,7 +300,9 @@ def _print_sweeps(laws: LawSet, budget: float, planner: DistillationPlanner,
     edges = {s.scenario.name: s.edges for s in sweeps}
     console.print(_plans_table([s.best for s in sweeps],
                                f"Best student size for C = {budget:.3g} FLOPs (law: {laws.name})",
-                               planner.bounds[1], best_supervised, edges))
+                               planner.bounds[1], best_supervised, edges,
+                               {s.scenario.name: s.verdict for s in sweeps}))
+    _print_interval_note([s.best for s in sweeps])
     console.print(f"best supervised model: {format_quantity(best_supervised.student_params)} "
                   f"parameters on {format_quantity(best_supervised.tokens)} tokens"
                   + (f", on the edge of the search{_edge_note(sweeps[0].supervised_edges)}"
