@@ -61,18 +61,23 @@ def test_exported_tokenizer_matches_the_run_tokenizer(tmp_path, cli, tokenizer):
     assert (config["head_dim"], config["intermediate_size"], config["rms_norm_eps"]) == (16, 192, 1e-6)
 
 
-def test_existing_output_is_kept_unless_overwrite(tmp_path, cli, tokenizer):
+def test_a_foreign_directory_is_never_replaced_an_earlier_export_only_with_overwrite(tmp_path, cli, tokenizer):
     make_run(tmp_path / "run", tokenizer)
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "notes.txt").write_text("mine")
-    code, _, err = cli("export-hf", tmp_path / "run", tmp_path / "hf")
-    assert code == 2
-    assert "is not empty: choose another one or pass --overwrite" in err
-    assert (tmp_path / "hf" / "notes.txt").read_text() == "mine"
+    for extra in ([], ["--overwrite"]):
+        code, _, err = cli("export-hf", tmp_path / "run", tmp_path / "hf", *extra)
+        assert code == 2 and "is not empty and is not a distillscale export" in err
+        assert [p.name for p in (tmp_path / "hf").iterdir()] == ["notes.txt"]
+        assert (tmp_path / "hf" / "notes.txt").read_text() == "mine"
 
-    assert cli("export-hf", tmp_path / "run", tmp_path / "hf", "--overwrite")[0] == 0
-    assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == [
-        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    assert cli("export-hf", tmp_path / "run", tmp_path / "export")[0] == 0
+    code, _, err = cli("export-hf", tmp_path / "run", tmp_path / "export")
+    assert code == 2 and "holds an earlier export: pass --overwrite" in err
+    assert cli("export-hf", tmp_path / "run", tmp_path / "export", "--overwrite")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "config.json", "distillscale_export.json", "model.safetensors", "tokenizer.json",
+        "tokenizer_config.json"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
 
 

@@ -133,3 +133,22 @@ def test_output_rule_helpers(tmp_path):
     assert check_output_dir(tmp_path, is_ours=lambda p: (p / "a.json").exists()) == tmp_path
     atomic_write_text(tmp_path / ("y" * 250), "fits")  # the temporary name must not exceed 255 bytes
     assert (tmp_path / ("y" * 250)).read_text() == "fits"
+
+
+@pytest.mark.parametrize("args", [["distill-map", "--out"],
+                                  ["teacher", "--student-params", "1B", "--student-tokens", "20B", "--plot"],
+                                  ["plan", "--compute", "1e21", "--plot"]])
+def test_figures_replace_a_file_only_with_overwrite(cli, tmp_path, args):
+    figure = tmp_path / "figure.png"
+    figure.write_bytes(b"my figure")
+    code, _, err = cli(*args, figure)
+    one_line_error(code, err, "figure.png exists: pass --overwrite")
+    assert figure.read_bytes() == b"my figure"
+
+
+def test_experiment_never_writes_into_a_foreign_directory(cli, tmp_path):
+    (tmp_path / "thesis.tex").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = cli("experiment", "large-batch", "--out", tmp_path, *extra)
+        one_line_error(code, err, "is not a large-batch experiment directory")
+        assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]

@@ -10,6 +10,7 @@ is not 1, since the embedding itself must stay unscaled.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -20,11 +21,15 @@ from safetensors.torch import save_file
 
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
+from distillscale.io import check_output_dir
 from distillscale.model.checkpoint import load_pretrained
 from distillscale.model.config import ModelConfig
 from distillscale.model.transformer import Transformer
 
 TOKENIZER_FILE = "tokenizer.json"
+# Marks a directory as an export, which --overwrite may replace: a Hugging Face directory of the
+# user's own has the same config.json, model.safetensors and tokenizer.json, and is never replaced.
+EXPORT_MARKER = "distillscale_export.json"
 
 
 def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> dict:
@@ -61,6 +66,7 @@ def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite:
         hf_config.save_pretrained(staging)
         save_file(state_dict, staging / "model.safetensors", metadata={"format": "pt"})
         hf_tokenizer.save_pretrained(staging)
+        (staging / EXPORT_MARKER).write_text(json.dumps({"run_dir": str(run_dir.resolve())}) + "\n")
         _apply_umask(staging)
         _publish(staging, out_dir)
     finally:
@@ -134,8 +140,11 @@ def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
     if out == run or out in run.parents:
         raise UserError(f"output directory {out_dir} would replace the run directory {run_dir}: "
                         "choose another output directory")
+    check_output_dir(out_dir, is_ours=lambda path: (path / EXPORT_MARKER).is_file(), flag="OUT_DIR",
+                     what="distillscale export")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise UserError(f"output directory {out_dir} is not empty: choose another one or pass --overwrite")
+        raise UserError(f"output directory {out_dir} holds an earlier export: pass --overwrite to replace "
+                        "it, or choose another one")
 
 
 def _apply_umask(directory: Path) -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
+from distillscale.io import check_output_file
 from distillscale.laws.commands import LAW_HELP
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.extrapolation import data_range, extrapolation_warnings
@@ -168,6 +169,7 @@ def plan_command(
                                              "busbridge2025)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     plot: Path | None = typer.Option(None, "--plot", help="write a figure (.png or .svg)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if it exists"),
 ) -> None:
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
@@ -180,6 +182,7 @@ def plan_command(
     names = list(SCENARIOS) if scenario in (None, "all") else [get_scenario(scenario).name]
     if plot is not None:
         plots.check_figure_path(plot)
+        check_output_file(plot, overwrite=overwrite, inputs=[law], flag="--plot")
     planner = _planner(laws, flops_method, n_ctx, vocab_size, aspect_ratio)
 
     N_S, F_S = _student(student_params, student_model)
@@ -346,6 +349,7 @@ def _student(student_params: str | None,
 
 def distill_map_command(
     out: Path = typer.Option(..., "--out", help="figure file (.png or .svg)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if it exists"),
     scenario: str = typer.Option("teacher-inference", "--scenario", help=", ".join(SCENARIOS)),
     law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
     resolution: int = typer.Option(16, "--resolution", min=2, max=64,
@@ -359,6 +363,7 @@ def distill_map_command(
     laws = load_laws(law)
     name = get_scenario(scenario).name
     plots.check_figure_path(out)
+    check_output_file(out, overwrite=overwrite, inputs=[law])
     planner = _planner(laws, flops_method, None, None, None)
     student_params = np.geomspace(1e8, 1e11, resolution)
     tokens = np.geomspace(1e9, 1e14, resolution)
@@ -385,6 +390,7 @@ def teacher_command(
     law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     plot: Path | None = typer.Option(None, "--plot", help="write the U-curve (.png or .svg)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if it exists"),
 ) -> None:
     """Rank teachers for a student: predicted student loss each, the optimal teacher loss L_T*,
     and where the capacity gap begins (L_T / Ltilde_S = d1)."""
@@ -396,6 +402,7 @@ def teacher_command(
     D_S = parse_quantity(student_tokens, "--student-tokens")
     if plot is not None:
         plots.check_figure_path(plot)
+        check_output_file(plot, overwrite=overwrite, inputs=[law], flag="--plot")
     planner = _planner(laws, "corrected", None, None, None)
     teachers = (read_candidates(candidates, planner) if candidates is not None
                 else teacher_ladder(planner, N_S))

@@ -28,9 +28,12 @@ def parse_milestones(text: str) -> tuple[float, ...]:
 
 
 def prepare_out_dir(out: Path, overwrite: bool) -> Path:
-    """Refuse to overwrite an earlier experiment unless asked to; return the results path."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file: give a directory")
+    """Refuse a directory that is not an experiment's, and an earlier experiment unless asked to;
+    return the results path."""
+    from distillscale.io import check_output_dir
+
+    check_output_dir(out, is_ours=lambda path: (path / "results.json").is_file(),
+                     what="large-batch experiment directory")
     results = out / "results.json"
     if results.exists() and not overwrite:
         raise UserError(f"{results} already exists: pass --overwrite to replace it, "
