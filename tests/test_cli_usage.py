@@ -134,3 +134,10 @@ def test_ctrl_c_says_how_to_resume(cli, monkeypatch):
     assert code == 130 and "Traceback" not in err
     assert err.strip() == ("distillscale: interrupted; run the same command again to resume "
                            "(finished steps and runs are kept)")
+
+
+def test_sweep_run_help_keeps_its_section_names(cli):
+    code, out, _ = cli("sweep", "run", "--help")
+    assert code == 0
+    for section in ("[data]", "[model]", "[teachers]", "[students]", "[distill]"):
+        assert section in out

@@ -17,10 +17,11 @@ sweep_app = typer.Typer(help="Run a sweep of training and distillation runs, and
                         no_args_is_help=True)
 
 
+# Section names are written \\[data] in help texts: rich reads a bare [data] as markup and drops it.
 @sweep_app.command("run")
 def run_command(
-    spec: Path = typer.Argument(..., help="sweep spec (TOML): [data], [model], [teachers], [students], "
-                                          "[distill]"),
+    spec: Path = typer.Argument(..., help="sweep spec (TOML): \\[data], \\[model], \\[teachers], "
+                                          "\\[students], \\[distill]"),
     out: Path = typer.Option(None, "--out", help="sweep directory (default: sweeps/<spec name>)"),
     workers: int = typer.Option(None, "--workers", min=1,
                                 help="runs at once (default: cores // --threads-per-run)"),
@@ -36,10 +37,10 @@ def run_command(
     """Run every run of a sweep spec: teachers first, then the students distilled from them and their
     supervised baselines, up to --workers at a time, each in its own process.
 
-    Spec sections: [data] as `train` (path, vocab_size, max_bytes, val_fraction, tokenizer,
-    text_field, seq_len); [model] as `train` (aspect_ratio, head_dim, lr, batch_size, warmup_steps, ...);
-    [teachers] and [students]: n_layers = [...] with tokens_per_param (fixed M = D/N) or budgets
-    (IsoFLOP profiles, D = C / 6N); [distill]: kd, temperature, kd_weight, top_k,
+    Spec sections: \\[data] as `train` (path, vocab_size, max_bytes, val_fraction, tokenizer,
+    text_field, seq_len); \\[model] as `train` (aspect_ratio, head_dim, lr, batch_size, warmup_steps,
+    ...); \\[teachers] and \\[students]: n_layers = [...] with tokens_per_param (fixed M = D/N) or
+    budgets (IsoFLOP profiles, D = C / 6N); \\[distill]: kd, temperature, kd_weight, top_k,
     supervised_baselines. Running again skips finished runs, resumes interrupted ones from their
     checkpoints and retries failed ones. Exit status 1 when a run failed, diverged or was blocked.
     """
