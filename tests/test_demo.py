@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from distillscale.report.demo import builtin_spec
+from distillscale.report.demo import builtin_spec, builtin_sweep
 from distillscale.sweeps.spec import load_sweep_spec
 
 
@@ -38,19 +38,32 @@ def test_demo_quick_end_to_end_and_rerun_reuses_runs(tmp_path, cli, monkeypatch)
     code, stdout, stderr = cli("demo", "--quick", "--out", out)
     assert code == 0, stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert report["runs"]["supervised"] == 6 and report["runs"]["students"] == 9
+    assert report["runs"]["supervised"] == 10 and report["runs"]["students"] == 9
     assert report["supervised"] is not None and report["distillation"] is not None
     assert "supervised" in report["extrapolation_check"]
     page = (out / "report.html").read_text()
     assert 'id="coefficients-supervised"' in page and 'id="learning-curves"' in page
     assert f"report: {out / 'report.html'}" in " ".join(stdout.split())
     assert "supervised law (90% intervals): E = " in stdout
-    assert "sweep micro-quick: 15 runs" in stderr
+    assert "sweep micro-quick: 19 runs" in stderr
 
     results = sorted(out.glob("runs/*/result.json"))
-    assert len(results) == 15
+    assert len(results) == 19
     before = {path: path.stat().st_mtime_ns for path in results}
     code, stdout, stderr = cli("demo", "--quick", "--out", out)
     assert code == 0, stderr[-3000:]
     assert {path: path.stat().st_mtime_ns for path in results} == before, "finished runs were redone"
     assert json.loads((out / "report.json").read_text())["supervised"] == report["supervised"]
+
+
+def test_the_builtin_design_runs_on_the_users_corpus(tmp_path, cli):
+    corpus = tmp_path / "my corpus.jsonl"
+    corpus.write_text('{"text": "hello"}\n')
+    sweep = builtin_sweep(quick=True, data=corpus)
+    assert sweep.name == "micro-quick-my-corpus"
+    assert sweep.sections["data"]["path"] == str(corpus)
+    assert [run.run_id.split("-")[:3] for run in sweep.runs] == [
+        run.run_id.split("-")[:3] for run in builtin_sweep(quick=True).runs]
+    code, _, err = cli("demo", "--quick", "--data", tmp_path / "missing.txt", "--out", tmp_path / "out")
+    assert code == 2 and "--data" in err and "matches no file" in err
+    assert not (tmp_path / "out").exists()

@@ -197,3 +197,23 @@ def test_cosine_specs_keep_their_run_ids_and_spec_file():
     sweep = resolve_sweep_spec(spec())
     assert "schedule" not in sweep.sections["model"] and "seeds" not in sweep.sections["teachers"]
     assert all("schedule" not in run.settings for run in sweep.runs)
+
+
+def test_students_may_learn_from_each_teacher_sizes_longest_run_only():
+    sweep = resolve_sweep_spec(spec(model={**MODEL, "schedule": "wsd"},
+                                    teachers={"n_layers": [1, 2], "tokens_per_param": [5, 20]},
+                                    students={"n_layers": [1], "tokens_per_param": [10]},
+                                    distill={"teach_from": "longest", "supervised_baselines": False}))
+    longest = {run.run_id for run in sweep.runs if run.kind == "teacher" and run.tokens_per_param == 20}
+    assert {run.teacher_id for run in sweep.runs if run.kind == "student"} == longest and len(longest) == 2
+    assert "teach_from" not in resolve_sweep_spec(spec()).sections["distill"]
+
+
+def test_a_token_window_drops_the_budgets_outside_it():
+    sweep = resolve_sweep_spec(spec(teachers={"n_layers": [1, 3], "tokens_per_param": [1, 4, 16, 64],
+                                              "min_tokens": "50K", "max_tokens": "2M"}))
+    grid = {(run.n_layers, run.tokens_per_param) for run in sweep.runs}
+    assert all(50_000 <= run.tokens <= 2_000_000 for run in sweep.runs)
+    assert (1, 1) not in grid and (1, 64) in grid and (3, 1) in grid and (3, 64) not in grid
+    with pytest.raises(UserError, match=r"n_layers = 1 \(16,\d+ parameters\) has no run between"):
+        resolve_sweep_spec(spec(teachers={"n_layers": [1], "tokens_per_param": [1], "min_tokens": "1M"}))

@@ -108,21 +108,25 @@ def print_summary(report: dict) -> None:
 
 
 def demo_command(
-    out: Path = typer.Option(None, "--out", help="sweep directory (default: sweeps/micro, or "
-                                                 "sweeps/micro-quick with --quick)"),
-    quick: bool = typer.Option(False, "--quick", help="a smaller, shorter sweep (about 3 minutes on 2 cores)"),
+    out: Path = typer.Option(None, "--out", help="sweep directory (default: sweeps/micro, "
+                                                 "sweeps/micro-quick with --quick, sweeps/micro-<name> "
+                                                 "with --data)"),
+    data: Path = typer.Option(None, "--data", help="your corpus: text/.jsonl/.parquet files, a glob or a "
+                                                   "datasets directory (default: Python's standard library)"),
+    quick: bool = typer.Option(False, "--quick", help="a smaller, shorter sweep (about 2 minutes on 2 cores)"),
     workers: int = typer.Option(None, "--workers", min=1, help="runs at once (default: the number of cores)"),
     as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
 ) -> int:
-    """The main job: run the built-in micro sweep on Python's standard library sources, fit the
-    scaling laws to it, and write report.html. Running it again reuses the finished runs."""
+    """The main job: run the built-in micro sweep on Python's standard library sources (or --data),
+    fit the scaling laws to it, and write report.html. Running it again reuses the finished runs."""
     import time
 
     from distillscale.report.demo import run_demo
     from distillscale.report.report import REPORT_HTML
 
     start = time.perf_counter()
-    sweep_dir, report, counts = run_demo(out, quick, workers, progress=lambda m: _progress(m, "demo"))
+    sweep_dir, report, counts = run_demo(out, quick, workers, progress=lambda m: _progress(m, "demo"),
+                                         data=data)
     if as_json:
         print_json(report)
     else:

@@ -7,7 +7,8 @@
     [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP);
                 seeds = 3 trains the smallest `seeded_sizes` depths (default 1) with seeds seed, seed + 1, ...
     [students]  n_layers = [1, 2] and tokens_per_param = [20, 80], or budgets (optional section)
-    [distill]   kd, temperature, kd_weight, top_k; supervised_baselines = true
+    [distill]   kd, temperature, kd_weight, top_k; supervised_baselines = true; teach_from = "all"
+                (every teacher run teaches every student) or "longest" (each teacher size's longest run)
 
 Busbridge et al.'s three protocols (science.md §5) are the three combinations of fixed-M and IsoFLOP ladders
 that include a fixed-M side: fixed-M teachers x student IsoFLOP profiles, IsoFLOP teachers x fixed-M students,
@@ -75,6 +76,11 @@ def _section(name: str, source: type[BaseModel], keys: dict[str, str], **extra: 
     return create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), **fields, **extra)
 
 
+def _quantity(what: str):
+    """A positive quantity (`"1.8M"`, `2e6`), or None."""
+    return BeforeValidator(lambda value: value if value is None else parse_quantity(value, what))
+
+
 def _positive_list(what: str):
     """A list of positive quantities (`[20, 80]`, `["1e15", "3e15"]`); a single value is a list of one."""
     def parse(value: Any) -> Any:
@@ -95,6 +101,10 @@ class Ladder(BaseModel):
     budgets: Annotated[list[float] | None, _positive_list("budget")] = None
     seeds: int = Field(1, ge=1, description="seeds of each of the smallest `seeded_sizes` depths")
     seeded_sizes: int = Field(1, ge=1)
+    # A token window: grid points outside it are left out (e.g. max: what the corpus holds without
+    # repeating; min: enough optimizer steps), so one M list can serve sizes 100x apart.
+    min_tokens: Annotated[float | None, _quantity("min_tokens")] = None
+    max_tokens: Annotated[float | None, _quantity("max_tokens")] = None
 
     @model_validator(mode="after")
     def _check_grid(self) -> "Ladder":
@@ -119,8 +129,13 @@ class Ladder(BaseModel):
         return "isoflop" if self.budgets is not None else "fixed-M"
 
     def section(self) -> dict[str, Any]:
-        """As spec.toml writes it; one seed is left out, so earlier sweeps keep their spec."""
-        return self.model_dump(mode="json", exclude={"seeds", "seeded_sizes"} if self.seeds == 1 else None)
+        """As spec.toml writes it; unused options are left out, so earlier sweeps keep their spec."""
+        unused = {"seeds", "seeded_sizes"} if self.seeds == 1 else set()
+        return {key: value for key, value in self.model_dump(mode="json").items()
+                if key not in unused and not (key.endswith("_tokens") and value is None)}
+
+    def in_window(self, tokens: float) -> bool:
+        return (self.min_tokens or 0) <= tokens <= (self.max_tokens or float("inf"))
 
     def seeds_of(self, n_layers: int) -> int:
         return self.seeds if n_layers in sorted(self.n_layers)[:self.seeded_sizes] else 1
@@ -135,7 +150,7 @@ def _distill_section() -> type[BaseModel]:
     from distillscale.training.losses import DistillationLossConfig  # imports torch: only when needed
 
     return _section("DistillSection", DistillationLossConfig, {key: key for key in DISTILL_KEYS},
-                    supervised_baselines=(bool, True))
+                    supervised_baselines=(bool, True), teach_from=(Literal["all", "longest"], "all"))
 
 
 class _SpecShape(BaseModel):
@@ -242,7 +257,7 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
             runs += student_sizes
         students_of = {}  # (baseline id, teacher id) -> the student in its place: a fork's parent
         for size in student_sizes:
-            for teacher in teacher_runs:
+            for teacher in _teaching(teacher_runs, distill.teach_from):
                 settings = {key: value for key, value in size.settings.items()
                             if key not in TEACHER_FIXED_KEYS} | distill_settings
                 student = _planned("student", size.n_layers, size.non_embedding_params, size.tokens,
@@ -253,10 +268,23 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
 
     sections = {"name": shape.name, "data": data.model_dump(mode="json"),
                 "model": model_settings, "teachers": teachers.section(),
-                "distill": distill.model_dump(mode="json")}
+                "distill": distill.model_dump(mode="json",  # "all" left out: earlier sweeps keep their spec
+                                              exclude={"teach_from"} if distill.teach_from == "all" else None)}
     if students is not None:
         sections["students"] = students.section()
     return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs))
+
+
+def _teaching(teacher_runs: list[PlannedRun], teach_from: str) -> list[PlannedRun]:
+    """The teacher runs that teach the students: all, or the longest run of each teacher size (with
+    a WSD ladder, the parent whose stable phase the size's other budgets fork)."""
+    if teach_from == "all":
+        return teacher_runs
+    longest: dict[int, PlannedRun] = {}
+    for run in teacher_runs:
+        if run.n_layers not in longest or run.tokens > longest[run.n_layers].tokens:
+            longest[run.n_layers] = run
+    return list(longest.values())
 
 
 def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: str,
@@ -269,6 +297,10 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
             grid = [(None, budget, round(budget / (6 * params))) for budget in ladder.budgets]
         else:
             grid = [(m, None, round(m * params)) for m in ladder.tokens_per_param]
+        grid = [point for point in grid if ladder.in_window(point[2])]
+        if not grid:
+            raise UserError(f"{source}: [{section}] n_layers = {n_layers} ({params:,} parameters) has no "
+                            f"run between min_tokens and max_tokens: widen the window or the budgets")
         for seed in range(base["seed"], base["seed"] + ladder.seeds_of(n_layers)):
             settings = {**base, "n_layers": n_layers, "split": split, "seed": seed}
             if base.get("schedule") == "wsd":
