@@ -96,7 +96,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     total_steps = config.total_steps(model_config.non_embedding_params)
     schedule = lr_schedule(config, total_steps)
     plan = {"total_steps": total_steps, "warmup_steps": schedule.warmup_steps,
-            "cooldown_steps": config.cooldown_steps(total_steps), "lr": config.effective_lr, "tokens_per_step": config.tokens_per_step, "world_size": group.world_size,
+            "cooldown_steps": config.cooldown_steps(total_steps), "lr": config.effective_lr,
+            "tokens_per_step": config.tokens_per_step, "world_size": group.world_size,
             "device": str(group.device), "bf16": _use_bf16(config, group.device),
             "data_fingerprint": data.fingerprint, "model": model_config.model_dump()}
     if start is RunStart.RESUME and run.stored_plan().get("data_fingerprint") != data.fingerprint:
