@@ -46,14 +46,19 @@ class HeldOut:
     """One run predicted by a law fitted only on runs up to `cut`."""
 
     row: int
-    cut: float
+    cut: float          # the largest fitted scale
     scale: float
     observed: float
     predicted: float
+    fitted_min: float   # the smallest fitted scale
 
     @property
     def distance(self) -> float:
         return self.scale / self.cut
+
+    @property
+    def span(self) -> float:
+        return self.cut / self.fitted_min
 
     @property
     def relative_error(self) -> float:
@@ -91,6 +96,10 @@ class Backtest:
     @property
     def distances(self) -> np.ndarray:
         return np.array([h.distance for h in self.held_out])
+
+    @property
+    def spans(self) -> np.ndarray:
+        return np.array([h.span for h in self.held_out])
 
     def bands(self) -> list[DistanceBand]:
         """Mean |error| and worst error per distance band (1, 2], (2, 4], (4, 8] ..."""
@@ -138,7 +147,8 @@ class Backtest:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Backtest":
-        return cls(data["scale"], [HeldOut(**{k: h[k] for k in ("row", "cut", "scale", "observed", "predicted")})
+        return cls(data["scale"], [HeldOut(**{k: h[k] for k in ("row", "cut", "scale", "observed", "predicted",
+                                                                 "fitted_min")})
                                    for h in data["held_out"]], list(data["folds"]))
 
 
@@ -184,8 +194,8 @@ def run_backtest(folds: list[Fold], scale: np.ndarray, observed: np.ndarray,
             skipped[fold.cut] = predicted
             continue
         fitted.append(fold.cut)
-        largest = float(scale[train].max())
+        largest, smallest = float(scale[train].max()), float(scale[train].min())
         for row in np.flatnonzero(~fold.train & eligible):
             held_out.append(HeldOut(int(row), largest, float(scale[row]), float(observed[row]),
-                                    float(predicted[row])))
+                                    float(predicted[row]), smallest))
     return Backtest(scale_name, held_out, fitted, skipped)

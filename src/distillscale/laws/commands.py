@@ -260,7 +260,9 @@ def _print_selection(fit) -> None:
     console.print(table)
     extrapolation = fit.extrapolation_error
     if extrapolation is not None:
-        widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in (1, 2, 4, 10))
+        # Teacher strengths (1 / L_T) span a few percent: show distances on that scale.
+        distances = (1, 2, 4, 10) if extrapolation.scale_name == "params" else (1, 1.05, 1.1, 1.25)
+        widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in distances)
         console.print(f"extrapolation error ({extrapolation.level:.0%}, from {extrapolation.n_points} "
                       f"backtest predictions): {widths} the largest fitted {extrapolation.scale_name}; "
                       "predict, plan and teacher add it to their intervals")

@@ -9,7 +9,8 @@ Every candidate is backtested on the same folds (`laws.backtest`: fit on the sma
 the larger) and scored on the same held-out runs, never by in-sample fit. The winner is the candidate
 with the fewest parameters whose score is within PARSIMONY of the lowest: a more flexible form must
 extrapolate clearly better to be chosen. The winner is then refitted on all its runs with the
-bootstrap, and its backtest errors become the extrapolation part of its intervals.
+bootstrap, and the backtest errors of all the candidates (not the winner's alone, which are
+optimistic by selection) become the extrapolation part of its intervals.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def fit_supervised(N, D, loss, *, form: str = "auto", total_params=None,
 
     return _select(candidates, [columns[c.params] for c in candidates], loss, eligible, fit_predict,
                    lambda c, rows: make(c).fit(columns[c.params][rows], D[rows], loss[rows]),
-                   scale_name="params", min_levels=2, backtest=backtest, max_folds=max_folds,
+                   scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
                    level=fitter_options.get("level", 0.9))
 
 
@@ -250,10 +251,14 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
     fitter = final_fit(chosen, rows)
     chosen_backtest = scores[index].backtest if scores else None
     extrapolation = None
+    pooled = [s.backtest for s in scored if s.backtest.held_out]
     if chosen_backtest is not None and chosen_backtest.held_out:
+        # The winner of a selection by backtest has, by construction, the luckiest backtest: its own
+        # errors understate its error beyond the runs (winner's curse). The errors of every
+        # candidate together measure the extrapolation error of fitting *and choosing* a form.
         extrapolation = ExtrapolationError.from_backtest(
-            chosen_backtest.errors, chosen_backtest.distances, level, scale_name,
-            float(scales[index][rows].max()))
+            *(np.concatenate([getattr(b, name) for b in pooled]) for name in ("errors", "distances", "spans")),
+            level, scale_name, float(scales[index][rows].min()), float(scales[index][rows].max()))
     result = LawFit(fitter.law_, fitter, chosen.name, reason, scores, chosen_backtest, extrapolation, rows)
     record = fitter.law_.fit
     record["selection"] = result.selection_record()

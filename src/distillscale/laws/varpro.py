@@ -22,13 +22,16 @@ EXPONENTS = np.round(np.arange(0.0, 2.0 + 1e-9, 0.02), 10)
 LOG_ZERO = {"log_E": -5.0, "log_A": -20.0, "log_B": -20.0}
 REWEIGHTED_PAIRS = 200
 REWEIGHTING_STEPS = 3
+# Alpha values per band whose best pair always gets a start (5: bands of 0.1).
+ALPHA_BAND = 5
 
 
 def varpro_starts(log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray, *, tied: bool = False,
                   irreducible_loss: float | None = None, huber_delta: float = 1e-3,
                   n_starts: int = 20, exponents: np.ndarray = EXPONENTS) -> np.ndarray:
-    """The `n_starts` best exponent pairs with their projected (E, A, B), as Chinchilla-form
-    parameter rows [log_E, log_A, log_B, alpha, beta], best first.
+    """The `n_starts` best exponent pairs with their projected (E, A, B), best first, then the best
+    pair of every band of alpha not among them, as Chinchilla-form parameter rows
+    [log_E, log_A, log_B, alpha, beta].
 
     tied: alpha = beta only. irreducible_loss: E held at this value (the NNLS solves A, B)."""
     x = np.exp(-exponents[:, None] * log_n[None])           # (n_alpha, R)
@@ -41,19 +44,30 @@ def varpro_starts(log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray, *, tie
     # The objective is a Huber loss, mostly in its linear part: a few iteratively reweighted
     # least-squares steps (weight delta / |residual| outside delta) on the most promising pairs
     # move their (E, A, B) to the Huber optimum, so the ranking of the pairs is the fitter's own.
-    top = np.argsort(objective, kind="stable")[:REWEIGHTED_PAIRS]
+    # Few sizes leave long, nearly flat valleys (alpha against A and E): the best pair of every
+    # band of alpha joins the most promising, so every part of a valley gets a start.
+    top = np.union1d(np.argsort(objective, kind="stable")[:REWEIGHTED_PAIRS], _best_per_band(ia, objective))
     for _ in range(REWEIGHTING_STEPS):
         residual = _log_residual(coefficients[top], x[ia[top]], y[ib[top]], loss)
         reweight = np.sqrt(np.minimum(1.0, huber_delta / np.maximum(np.abs(residual), 1e-300)))
         coefficients[top], objective[top] = _project(x[ia[top]], y[ib[top]], loss,
                                                      weight[top] * reweight, irreducible_loss, huber_delta)
     best = np.argsort(objective, kind="stable")[:n_starts]
+    best = np.concatenate([best, np.setdiff1d(_best_per_band(ia, objective), best)])
 
     with np.errstate(divide="ignore"):
         logs = np.log(coefficients[best])
     for column, name in enumerate(("log_E", "log_A", "log_B")):
         logs[:, column] = np.where(np.isfinite(logs[:, column]), logs[:, column], LOG_ZERO[name])
     return np.column_stack([logs, exponents[ia[best]], exponents[ib[best]]])
+
+
+def _best_per_band(alpha_index: np.ndarray, objective: np.ndarray) -> np.ndarray:
+    """Index of the best pair in each band of ALPHA_BAND consecutive alpha values."""
+    band = alpha_index // ALPHA_BAND
+    order = np.lexsort((objective, band))
+    first = np.r_[True, band[order][1:] != band[order][:-1]]
+    return order[first]
 
 
 def _log_residual(coefficients: np.ndarray, x: np.ndarray, y: np.ndarray, loss: np.ndarray) -> np.ndarray:

@@ -121,7 +121,7 @@ def plot_distilled_vs_baseline(calibration: Calibration):
 
 def plot_backtest(calibration: Calibration):
     """Per law: the signed relative error of every backtest prediction against its distance beyond
-    the fitted runs, the interval's extrapolation band +-q (1 + log2 distance), and the largest
+    the fitted runs, the final law's extrapolation band (`ExtrapolationError.half_width`), and the largest
     runs predicted by the law refitted without them, with their intervals."""
     plt = pyplot()
     fits = [(name, fit) for name, fit in (("supervised", calibration.supervised),
