@@ -238,25 +238,29 @@ def _print_fit(title: str, fit, n_dropped: int, holdout: dict | None) -> None:
 
 def _print_selection(fit) -> None:
     """The candidates' backtests side by side, and the chosen law's extrapolation error."""
+    from distillscale.laws.backtest import SCORE_DISTANCE
+
     scored = [c for c in fit.candidates if c.backtest is not None]
     if not scored:
         warn(f"no extrapolation backtest ({fit.reason})")
         return
-    labels = [b.label for b in max((c.backtest.bands() for c in scored), key=len)]
+    near = [b.label for b in max((c.backtest.bands() for c in scored), key=len) if b.high <= SCORE_DISTANCE]
     table = Table(title=f"Backtest: fitted on smaller {scored[0].backtest.scale_name}, mean |relative "
-                        "error| (worst) on larger, by distance beyond the fitted runs")
-    table.add_column("candidate")
-    table.add_column("coef.", justify="right")
-    table.add_column("score", justify="right")
-    for label in labels:
-        table.add_column(label, justify="right")
+                        "error| on larger, by distance beyond the fitted runs")
+    for name in ("candidate", "coef.", "score", *near, f">{SCORE_DISTANCE:g}x", f"worst <={SCORE_DISTANCE:g}x"):
+        table.add_column(name, justify="left" if name == "candidate" else "right")
     for candidate in scored:
-        bands = {b.label: b for b in candidate.backtest.bands()}
-        name = candidate.name + (" (chosen)" if candidate.name == fit.chosen else "")
-        table.add_row(name, str(candidate.n_parameters),
-                      f"{candidate.score:.2%}" if candidate.score is not None else candidate.note or "–",
-                      *(f"{bands[l].mean_abs_error:.2%} ({bands[l].worst_error:+.1%})" if l in bands else ""
-                        for l in labels))
+        backtest = candidate.backtest
+        bands = {b.label: b for b in backtest.bands()}
+        within = backtest.distances <= SCORE_DISTANCE
+        far = np.abs(backtest.errors[~within])
+        worst = backtest.errors[within][np.argmax(np.abs(backtest.errors[within]))] if within.any() else None
+        table.add_row(candidate.name + (" (chosen)" if candidate.name == fit.chosen else ""),
+                      str(candidate.n_parameters),
+                      f"{candidate.score:.2%}" if candidate.score is not None else candidate.note or "-",
+                      *(f"{bands[label].mean_abs_error:.2%}" if label in bands else "" for label in near),
+                      f"{far.mean():.2%}" if far.size else "",
+                      f"{worst:+.2%}" if worst is not None else "")
     console.print(table)
     extrapolation = fit.extrapolation_error
     if extrapolation is not None:
@@ -264,8 +268,8 @@ def _print_selection(fit) -> None:
         distances = (1, 2, 4, 10) if extrapolation.scale_name == "params" else (1, 1.05, 1.1, 1.25)
         widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in distances)
         console.print(f"extrapolation error ({extrapolation.level:.0%}, from {extrapolation.n_points} "
-                      f"backtest predictions): {widths} the largest fitted {extrapolation.scale_name}; "
-                      "predict, plan and teacher add it to their intervals")
+                      f"backtest predictions of all candidates): {widths} the largest fitted "
+                      f"{extrapolation.scale_name}; predict, plan and teacher add it to their intervals")
 
 
 def _fit_json(laws_name: str, fit, runs, holdout: dict | None, out: Path | None) -> dict:

@@ -81,7 +81,7 @@ def _at_cap(value: float | None, bound: float) -> str:
 def _interval_cell(prediction) -> str:
     if prediction is None or not prediction.has_interval:
         return "-"
-    return f"{prediction.low:.4f}–{prediction.high:.4f}"
+    return f"{prediction.low:.3f}–{prediction.high:.3f}"
 
 
 def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
@@ -116,11 +116,11 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     with_intervals = [p for p in plans if p.student_interval is not None]
     if with_intervals:
         level = with_intervals[0].student_interval.level
-        row(f"L_S {level:.0%} interval", lambda p: _interval_cell(p.student_interval))
+        row(f"L_S {level:.0%}", lambda p: _interval_cell(p.student_interval))
     row("best supervised loss" if best_supervised else "supervised loss",
         lambda p: f"{supervised_loss(p):.4f}")
     if with_intervals:
-        row(f"supervised {level:.0%} interval",
+        row(f"supervised {level:.0%}",
             lambda p: _interval_cell((best_supervised or p.supervised).interval))
     row("verdict", lambda p: verdicts[p.scenario.name] if verdicts else p.verdict)
     row("supervised - L_S", lambda p: f"{supervised_loss(p) - p.student_loss:+.4f}")

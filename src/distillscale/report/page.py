@@ -125,7 +125,7 @@ def _candidates(name: str, fit: dict[str, Any]) -> str:
     note = ""
     if extrapolation:
         note = (f"<p>Intervals add the chosen form's extrapolation error: ±{extrapolation['q']:.2%} × "
-                f"(1 + 2 t / S) at {extrapolation['level']:.0%} (t doublings beyond the largest fitted "
+                f"(1 + t / S) at {extrapolation['level']:.0%} (t doublings beyond the largest fitted "
                 f"scale, S doublings fitted), from {extrapolation['n_points']} backtest predictions.</p>")
     return ("<p>Candidate forms, each fitted on the smaller runs and scored on the larger (mean |relative "
             "error| (worst) by distance beyond the fitted runs; score: the bands' mean within 8x):</p>"
