@@ -4,6 +4,7 @@ end (the slow test of the report: about a minute of training on 2 cores), and th
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -44,7 +45,16 @@ def test_demo_quick_end_to_end_and_rerun_reuses_runs(tmp_path, cli, monkeypatch)
     page = (out / "report.html").read_text()
     assert 'id="coefficients-supervised"' in page and 'id="learning-curves"' in page
     assert f"report: {out / 'report.html'}" in " ".join(stdout.split())
-    assert "supervised law (90% intervals): E = " in stdout
+    assert "supervised law, form " in stdout and "(90% intervals): E = " in stdout
+    # No coefficient gets a zero-width interval: one the runs cannot pin down says so instead.
+    for law in ("supervised", "distillation"):
+        fit = report[law]
+        for name, (low, high) in fit["intervals"].items():
+            assert high - low > 1e-4 * abs(fit["coefficients"][name]) or name in fit["not_identified"], (law, name)
+    printed = re.findall(r"\[([^,\]]+), ([^\]]+)\]", stdout)
+    assert printed and all(low != high for low, high in printed)
+    for check in report["extrapolation_check"].values():
+        assert "skipped" in check or all(run["covered"] is not None for run in check["runs"])
     assert "sweep micro-quick: 19 runs" in stderr
 
     results = sorted(out.glob("runs/*/result.json"))
