@@ -54,7 +54,7 @@ def restore_branch(state: dict[str, Any], model: nn.Module, optimizer: torch.opt
     scheduler.last_epoch = step
     for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
         group["lr"] = base_lr * factor(step)
-    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
     return Progress(step=step)
 
 
