@@ -60,7 +60,8 @@ def _interval_record(prediction) -> dict:
     return {"interval": record["interval"], "level": record["level"],
             "noise_half_width": record["noise_half_width"],
             "extrapolation_half_width": record["extrapolation_half_width"],
-            "distance_beyond_runs": record["distance"], "interval_dominated_by": record["dominant"]}
+            "distance_beyond_runs": record["distance"], "beyond_backtest": record["beyond_backtest"],
+            "interval_dominated_by": record["dominant"]}
 
 
 @predict_app.command("distillation")
@@ -240,19 +241,32 @@ def _print_selection(fit) -> None:
     """The candidates' backtests side by side, and the chosen law's extrapolation error."""
     from distillscale.laws.backtest import SCORE_DISTANCE
 
-    scored = [c for c in fit.candidates if c.backtest is not None]
-    if not scored:
+    scored = [c for c in fit.candidates if c.backtest is not None and c.backtest.held_out]
+    if scored:
+        console.print(_backtest_table(fit, scored, SCORE_DISTANCE))
+    else:
         warn(f"no extrapolation backtest ({fit.reason})")
-        return
-    near = [b.label for b in max((c.backtest.bands() for c in scored), key=len) if b.high <= SCORE_DISTANCE]
+    extrapolation = fit.extrapolation_error
+    if extrapolation is not None:
+        # Teacher strengths (1 / L_T) span a few percent: show distances on that scale.
+        distances = (1, 2, 4, 10) if extrapolation.scale_name == "params" else (1, 1.05, 1.1, 1.25)
+        widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in distances)
+        source = (f"from {extrapolation.n_points} backtest predictions of all candidates" if extrapolation.measured
+                  else "not measured: the literature's typical error, for want of a backtest")
+        console.print(f"extrapolation error ({extrapolation.level:.0%}, {source}): {widths} the largest "
+                      f"fitted {extrapolation.scale_name}; predict, plan and teacher add it to their intervals")
+
+
+def _backtest_table(fit, scored, score_distance: float) -> Table:
+    near = [b.label for b in max((c.backtest.bands() for c in scored), key=len) if b.high <= score_distance]
     table = Table(title=f"Backtest: fitted on smaller {scored[0].backtest.scale_name}, mean |relative "
                         "error| on larger, by distance beyond the fitted runs")
-    for name in ("candidate", "coef.", "score", *near, f">{SCORE_DISTANCE:g}x", f"worst <={SCORE_DISTANCE:g}x"):
+    for name in ("candidate", "coef.", "score", *near, f">{score_distance:g}x", f"worst <={score_distance:g}x"):
         table.add_column(name, justify="left" if name == "candidate" else "right")
     for candidate in scored:
         backtest = candidate.backtest
         bands = {b.label: b for b in backtest.bands()}
-        within = backtest.distances <= SCORE_DISTANCE
+        within = backtest.distances <= score_distance
         far = np.abs(backtest.errors[~within])
         worst = backtest.errors[within][np.argmax(np.abs(backtest.errors[within]))] if within.any() else None
         table.add_row(candidate.name + (" (chosen)" if candidate.name == fit.chosen else ""),
@@ -261,15 +275,7 @@ def _print_selection(fit) -> None:
                       *(f"{bands[label].mean_abs_error:.2%}" if label in bands else "" for label in near),
                       f"{far.mean():.2%}" if far.size else "",
                       f"{worst:+.2%}" if worst is not None else "")
-    console.print(table)
-    extrapolation = fit.extrapolation_error
-    if extrapolation is not None:
-        # Teacher strengths (1 / L_T) span a few percent: show distances on that scale.
-        distances = (1, 2, 4, 10) if extrapolation.scale_name == "params" else (1, 1.05, 1.1, 1.25)
-        widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in distances)
-        console.print(f"extrapolation error ({extrapolation.level:.0%}, from {extrapolation.n_points} "
-                      f"backtest predictions of all candidates): {widths} the largest fitted "
-                      f"{extrapolation.scale_name}; predict, plan and teacher add it to their intervals")
+    return table
 
 
 def _fit_json(laws_name: str, fit, runs, holdout: dict | None, out: Path | None) -> dict:

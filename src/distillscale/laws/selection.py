@@ -245,7 +245,7 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
         # and say in the record that no backtest supports it.
         index = next((i for i, c in enumerate(candidates) if c.name == "chinchilla"), 0)
         reason = ("no backtest: " + (scores[index].note if scores else "turned off")
-                  + "; the interval has no extrapolation part")
+                  + f"; intervals use the literature's typical extrapolation error instead")
     chosen = candidates[index]
     rows = masks[index]
     fitter = final_fit(chosen, rows)
@@ -259,6 +259,9 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
         extrapolation = ExtrapolationError.from_backtest(
             *(np.concatenate([getattr(b, name) for b in pooled]) for name in ("errors", "distances", "spans")),
             level, scale_name, float(scales[index][rows].min()), float(scales[index][rows].max()))
+    if extrapolation is None:
+        extrapolation = ExtrapolationError.unmeasured(level, scale_name, float(scales[index][rows].min()),
+                                                      float(scales[index][rows].max()))
     result = LawFit(fitter.law_, fitter, chosen.name, reason, scores, chosen_backtest, extrapolation, rows)
     record = fitter.law_.fit
     record["selection"] = result.selection_record()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -33,6 +34,10 @@ def lever(distance, span) -> np.ndarray:
     doublings_fitted = np.maximum(np.log2(np.asarray(span, float)), MIN_SPAN_DOUBLINGS)
     return 1.0 + np.log2(np.maximum(np.asarray(distance, float), 1.0)) / doublings_fitted
 
+
+# The 90% half-width used when no backtest is possible: Choshen et al. 2024 (485 models) report
+# about 4% absolute relative error as typical when extrapolating scaling laws (science.md §8).
+LITERATURE_Q = 0.04
 
 # A fit over less than this many doublings of scale (e.g. teacher strengths 1 / L_T, a few percent
 # apart) counts as this wide, so one step beyond it does not look infinitely far.
@@ -53,6 +58,16 @@ class ExtrapolationError:
     fitted_min: float
     fitted_max: float
     exact: bool = True  # False: too few points for the conformal rank; q is the largest score
+    measured: bool = True  # False: no backtest was possible; q is LITERATURE_Q, not measured
+    reach: float = 1.0     # the largest lever the backtest measured: beyond it, its error is extrapolated too
+
+    @classmethod
+    def unmeasured(cls, level: float, scale_name: str, fitted_min: float,
+                   fitted_max: float) -> "ExtrapolationError":
+        """Too few sizes to backtest: the literature's typical extrapolation error stands in,
+        so that an interval beyond the runs is never the bootstrap's noise alone."""
+        q = LITERATURE_Q * NormalDist().inv_cdf((1 + level) / 2) / NormalDist().inv_cdf(0.95)
+        return cls(level, q, 0, scale_name, float(fitted_min), float(fitted_max), exact=False, measured=False)
 
     @classmethod
     def from_backtest(cls, errors: np.ndarray, distances: np.ndarray, spans: np.ndarray, level: float,
@@ -60,10 +75,16 @@ class ExtrapolationError:
         errors = np.asarray(errors, float)
         if errors.size == 0:
             return None
-        scores = np.sort(np.abs(errors) / lever(distances, spans))
+        levers = lever(distances, spans)
+        scores = np.sort(np.abs(errors) / levers)
         rank = math.ceil((len(scores) + 1) * level)
         return cls(level, float(scores[min(rank, len(scores)) - 1]), len(scores), scale_name,
-                   float(fitted_min), float(fitted_max), exact=rank <= len(scores))
+                   float(fitted_min), float(fitted_max), exact=rank <= len(scores),
+                   reach=float(np.max(levers)))
+
+    def beyond_reach(self, distance) -> bool:
+        """Whether `distance` lies farther (in units of the fitted span) than any backtest prediction."""
+        return bool(np.max(lever(distance, self.fitted_max / self.fitted_min)) > self.reach * (1 + 1e-9))
 
     def half_width(self, distance) -> np.ndarray:
         """Relative half-width at `distance` (scale / largest fitted scale; <= 1 is inside the data)."""
@@ -88,6 +109,7 @@ class Prediction:
     noise: np.ndarray | float | None            # bootstrap half-width (nats/token)
     extrapolation: np.ndarray | float | None    # backtest half-width at this distance (nats/token)
     distance: np.ndarray | float | None
+    beyond_backtest: bool = False  # farther than the backtest measured (or no backtest at all)
 
     @property
     def has_interval(self) -> bool:
@@ -113,6 +135,8 @@ class Prediction:
             what = "bootstrap only: no backtest"
         else:
             what = f"mostly {self.dominant}"
+        if self.beyond_backtest and self.distance is not None and float(np.max(self.distance)) > 1.0:
+            where += ", farther than the backtest reached: the interval is itself an extrapolation"
         return f" ({self.level:.0%} interval {float(self.low):.4f}–{float(self.high):.4f}; {what}{where})"
 
     def to_dict(self) -> dict:
@@ -122,6 +146,7 @@ class Prediction:
         return {"value": plain(self.value), "interval": [plain(self.low), plain(self.high)]
                 if self.has_interval else None, "level": self.level, "noise_half_width": plain(self.noise),
                 "extrapolation_half_width": plain(self.extrapolation), "distance": plain(self.distance),
+                "beyond_backtest": self.beyond_backtest,
                 "dominant": self.dominant if np.ndim(self.value) == 0 else None}
 
 
@@ -140,10 +165,11 @@ def combine(value, bootstrap: tuple | None, extrapolation: ExtrapolationError | 
     low = value - np.sqrt(low_noise ** 2 + extra ** 2)
     high = value + np.sqrt(high_noise ** 2 + extra ** 2)
     level = extrapolation.level if extrapolation is not None else level
+    beyond = extrapolation is not None and (not extrapolation.measured or extrapolation.beyond_reach(distance))
     return Prediction(_scalar(value), _scalar(low), _scalar(high), level,
                       None if bootstrap is None else _scalar((low_noise + high_noise) / 2),
                       None if extrapolation is None else _scalar(extra),
-                      None if extrapolation is None else _scalar(np.asarray(distance, float)))
+                      None if extrapolation is None else _scalar(np.asarray(distance, float)), beyond)
 
 
 def _scalar(x):

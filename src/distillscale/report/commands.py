@@ -73,8 +73,8 @@ def print_summary(report: dict) -> None:
         cells = []
         for coefficient, value in fit["coefficients"].items():
             interval = fit["intervals"].get(coefficient)
-            shown = (" [not identified]" if coefficient in fit["not_identified"] else
-                     f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
+            shown = (r" \[not identified]" if coefficient in fit["not_identified"] else
+                     rf" \[{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
             cells.append(f"{coefficient} = {value:.4g}{shown}")
         level = f" ({fit['level']:.0%} intervals)" if fit["level"] else ""
         console.print(f"{name} law, form {fit['form']}{level}: " + ", ".join(cells), highlight=False)
