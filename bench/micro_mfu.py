@@ -6,7 +6,7 @@ directory) of the same model size; MFU = the FLOPs its result.json records / its
 peak, measured just before and after it (`train_throughput.matmul_flops_per_second`, one thread).
 "before" is the demo's old recipe (d_model 16 x depth, batch 16 x 64 tokens, a 32K-token evaluation
 every 100 steps, a checkpoint every 200); "after" is the redesigned demo's (report/micro_sweep.toml):
-wider, shallower models, 32 x 128-token batches, one evaluation at the end, rarer checkpoints.
+d_model 24 x depth, 16 x 128-token batches, one evaluation at the end, rarer checkpoints.
 
 Usage: python bench/micro_mfu.py [--tokens 600K] [--compile]
 """
@@ -19,23 +19,23 @@ import tempfile
 from pathlib import Path
 
 import torch
+from micro import FAMILY
 from train_throughput import matmul_flops_per_second
 
 from distillscale.training.config import TrainConfig
 from distillscale.training.recipe import train
 from distillscale.units import parse_quantity
 
-DATA = {"vocab_size": 512, "device": "cpu"}
+# Both on the demo's corpus (vocabulary 512); "after" is the demo's family at a similar size.
 SETTINGS = {
-    "before": {"n_layers": 4, "aspect_ratio": 16, "head_dim": 16, "seq_len": 64, "batch_size": 16,
-               "eval_every": 100, "eval_tokens": 32_768, "save_every": 200},
-    "after": {"n_layers": 2, "aspect_ratio": 32, "head_dim": 32, "seq_len": 128, "batch_size": 32,
-              "eval_every": 0, "eval_tokens": 131_072, "save_every": 1000},
+    "before": {"vocab_size": 512, "device": "cpu", "n_layers": 4, "aspect_ratio": 16, "head_dim": 16,
+               "seq_len": 64, "batch_size": 16, "eval_every": 100, "eval_tokens": 32_768, "save_every": 200},
+    "after": {**FAMILY, "n_layers": 3},
 }
 
 
 def measure(name: str, tokens: float, out: Path, compile: bool) -> dict:
-    config = TrainConfig(out=out / name, tokens=tokens, compile=compile, **DATA, **SETTINGS[name])
+    config = TrainConfig(out=out / name, tokens=tokens, compile=compile, **SETTINGS[name])
     peak_before = matmul_flops_per_second(1024)
     result = train(config, progress=False)
     peak = (peak_before + matmul_flops_per_second(1024)) / 2
