@@ -214,3 +214,35 @@ def test_planning_commands_have_help(cli):
     for command in ("plan", "teacher", "capacity-gap", "distill-map"):
         code, out, _ = cli(command, "--help")
         assert code == 0 and "Usage" in out
+
+
+def test_plan_with_a_supervised_only_law_plans_the_supervised_question(cli, tmp_path):
+    import numpy as np
+
+    from distillscale.laws import load_laws
+
+    truth = load_laws("epoch2024").supervised
+    N, M = (x.ravel() for x in np.meshgrid(1e8 * 2.0 ** np.arange(6), [5, 20, 80], indexing="ij"))
+    loss = truth.predict(N, M * N) * np.exp(0.003 * np.random.default_rng(0).standard_normal(len(N)))
+    runs = tmp_path / "runs.csv"
+    runs.write_text("params,tokens,loss\n" + "".join(f"{n},{m * n},{l}\n" for n, m, l in zip(N, M, loss)))
+    law = tmp_path / "law.json"
+    code, _, err = cli("fit", "supervised", runs, "--bootstrap", "20", "--out", law)
+    assert code == 0, err
+    code, out, err = cli("plan", "--law", law, "--compute", "1e21", "--json")
+    assert code == 0, err
+    plan = json.loads(out)["supervised"]
+    # The compute-optimal model of the fitted law is near the optimum of the law it was drawn from.
+    from distillscale.laws import ComputeSettings
+    from distillscale.planning.flops import ForwardFlops
+
+    sizes = np.geomspace(1e8, 1e11, 2000)
+    flops = ForwardFlops.from_settings(ComputeSettings())
+    best = sizes[np.argmin(truth.predict(sizes, 1e21 / (3 * flops(sizes))))]
+    assert plan["student_params"] == pytest.approx(best, rel=0.3)
+    low, high = plan["interval"]
+    assert low < plan["loss"] < high
+    code, out, _ = cli("plan", "--law", law, "--compute", "1e21")
+    text = " ".join(out.split())
+    assert "Compute-optimal training without a teacher" in text
+    assert "distillation planning needs one: fit it with `distillscale fit distillation`" in text

@@ -30,14 +30,50 @@ SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
 FLOPS_HELP = "forward FLOPs per token: corrected (Busbridge App. H) or simple (2N)"
 
 
+def _flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,
+           aspect_ratio: float | None) -> ForwardFlops:
+    settings = laws.compute
+    return ForwardFlops(method, n_ctx or settings.n_ctx, vocab_size or settings.n_vocab,
+                        aspect_ratio or settings.aspect_ratio)
+
+
 def _planner(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,
              aspect_ratio: float | None) -> DistillationPlanner:
     from distillscale.planning.solver import DistillationPlanner
 
-    settings = laws.compute
-    flops = ForwardFlops(method, n_ctx or settings.n_ctx, vocab_size or settings.n_vocab,
-                         aspect_ratio or settings.aspect_ratio)
-    return DistillationPlanner(laws, flops)
+    return DistillationPlanner(laws, _flops(laws, method, n_ctx, vocab_size, aspect_ratio))
+
+
+def _plan_supervised(laws: LawSet, budget: float, flops: ForwardFlops, student_params: str | None,
+                     min_params: str | None, max_params: str | None, as_json: bool) -> None:
+    """A law without a distillation law plans the supervised question: the compute-optimal model
+    for the budget (or the given size's loss on the whole budget), with its interval."""
+    from distillscale.planning.solver import SupervisedPlanner
+
+    planner = SupervisedPlanner(laws.require_supervised(), flops)
+    if student_params:
+        plan = planner.supervised(parse_quantity(student_params, "--student-params"), budget)
+    else:
+        size_range = (parse_quantity(min_params, "--min-params") if min_params else planner.bounds[0],
+                      parse_quantity(max_params, "--max-params") if max_params else planner.bounds[1])
+        plan = planner.supervised_optimal(budget, size_range)
+    _warn_extrapolation(laws, {"the model": plan.student_params}, {"the model": plan.tokens})
+    note = (f"law {laws.name!r} has no distillation law, so this is the supervised plan; distillation "
+            "planning needs one: fit it with `distillscale fit distillation` or use --law busbridge2025")
+    if as_json:
+        print_json({"law": laws.name, "budget": budget, "supervised": plan.to_dict(), "note": note})
+        return
+    what = "Training" if student_params else "Compute-optimal training"
+    table = Table(title=f"{what} without a teacher, C = {budget:.3g} FLOPs (law: {laws.name})",
+                  show_header=False)
+    table.add_row("params N", format_quantity(plan.student_params))
+    table.add_row("tokens D", format_quantity(plan.tokens))
+    table.add_row("tokens per parameter", f"{plan.tokens / plan.student_params:.3g}")
+    interval = plan.interval
+    table.add_row("loss", f"[bold]{plan.loss:.4f}[/bold] nats/token"
+                  + (interval.describe() if interval is not None else ""))
+    console.print(table)
+    console.print(note)
 
 
 # What sets each limit of a sweep's student sizes, and the option that moves it.
@@ -183,6 +219,10 @@ def plan_command(
     if plot is not None:
         plots.check_figure_path(plot)
         check_output_file(plot, overwrite=overwrite, inputs=[law], flag="--plot")
+    if laws.distillation is None:
+        _plan_supervised(laws, budget, _flops(laws, flops_method, n_ctx, vocab_size, aspect_ratio),
+                         student_params, min_params, max_params, as_json)
+        return
     planner = _planner(laws, flops_method, n_ctx, vocab_size, aspect_ratio)
 
     N_S, F_S = _student(student_params, student_model)

@@ -273,28 +273,22 @@ def tokens_reaching_loss(law: SupervisedLaw, params: np.ndarray, loss: float) ->
         return np.where(data_term > 0, (law.B / data_term) ** (1.0 / law.beta), np.nan)
 
 
-class DistillationPlanner:
-    """Compute-optimal planning under a law set's supervised and distillation laws.
+class SupervisedPlanner:
+    """Compute-optimal training without a teacher, under a supervised law: the baseline of every
+    distillation plan, and what a supervised-only law can plan on its own.
 
     Parameters
     ----------
-    laws : the LawSet; it needs a distillation law (its student law is the supervised law used for
-        teachers and for the baseline).
-    flops : forward FLOPs per token F(N); by default the corrected form for the law's own setting.
+    law : the supervised law.
+    flops : forward FLOPs per token F(N).
     bounds : (low, high) for every parameter and token count.
-    grid_size : points per axis of the coarse grid of the teacher search.
     """
 
-    def __init__(self, laws: LawSet, flops: ForwardFlops | None = None,
-                 bounds: tuple[float, float] = DEFAULT_BOUNDS, grid_size: int = 64) -> None:
-        self.laws = laws
-        self.distillation = laws.require_distillation()
-        self.supervised_law = self.distillation.student_law
-        self.flops = flops if flops is not None else ForwardFlops.from_settings(laws.compute)
+    def __init__(self, law: SupervisedLaw, flops: ForwardFlops,
+                 bounds: tuple[float, float] = DEFAULT_BOUNDS) -> None:
+        self.supervised_law = law
+        self.flops = flops
         self.bounds = bounds
-        self.grid_size = grid_size
-
-    # -- the supervised baseline ------------------------------------------------------------
 
     def supervised(self, student_params: float, budget: float,
                    student_flops_per_token: float | None = None) -> SupervisedPlan:
@@ -332,6 +326,75 @@ class DistillationPlanner:
 
         found = minimize_scalar(loss, bounds=bracket, method="bounded", options={"xatol": 1e-6})
         return self.supervised(float(np.exp(found.x)), budget)
+
+    def student_region(self, budget: float, size_range: tuple[float, float] | None = None,
+                       tokens_per_param: tuple[float, float] | None = None) -> StudentRegion:
+        """The student sizes in `size_range` (default: the bounds) whose training on the whole
+        budget, D = C / (3 F(N)), lies inside the token bounds and `tokens_per_param` (D/N)."""
+        low, high = self.bounds
+        smallest, largest = size_range or self.bounds
+        fewest, most = tokens_per_param or (0.0, np.inf)
+
+        def tokens(n):
+            return budget / (3.0 * self.flops(n))
+
+        # D and D/N both fall as N grows, so every limit on them is a limit on N.
+        lower = [(max(smallest, low), "min_params"),
+                 (self._size_where(tokens, high), "token_bounds"),
+                 (self._size_where(lambda n: tokens(n) / n, most), "max_tokens_per_param")]
+        upper = [(min(largest, high), "max_params"),
+                 (self._size_where(tokens, low), "token_bounds"),
+                 (self._size_where(lambda n: tokens(n) / n, fewest), "min_tokens_per_param")]
+        (start, start_limit), (stop, stop_limit) = (max(lower, key=lambda limit: limit[0]),
+                                                  min(upper, key=lambda limit: limit[0]))
+        if start > stop:
+            ratios = (f" at {format_quantity(fewest)} to {format_quantity(most)} tokens per "
+                      "parameter" if tokens_per_param else "")
+            raise UserError(f"budget {budget:.3g} FLOPs cannot train any model of "
+                            f"{format_quantity(smallest)} to {format_quantity(largest)} parameters "
+                            f"on {low:.0e} to {high:.0e} tokens{ratios}: change --compute")
+        return StudentRegion(start, stop, start_limit, stop_limit, tokens_per_param)
+
+    def _student_flops(self, student_params: float, override: float | None) -> float:
+        return float(self.flops(student_params)) if override is None else float(override)
+
+    @staticmethod
+    def _size_where(falling, value: float) -> float:
+        """The N with falling(N) = value for a positive function falling in N: 0 when it is
+        below the value at every size, inf when above."""
+        if value <= 0:
+            return np.inf
+        if not np.isfinite(value):
+            return 0.0
+        log_low, log_high = np.log(1.0), np.log(1e30)
+        if falling(np.exp(log_high)) >= value:
+            return np.inf
+        if falling(np.exp(log_low)) <= value:
+            return 0.0
+        return float(np.exp(brentq(lambda t: np.log(falling(np.exp(t)) / value), log_low, log_high,
+                                   xtol=1e-12)))
+
+
+
+class DistillationPlanner(SupervisedPlanner):
+    """Compute-optimal planning under a law set's supervised and distillation laws.
+
+    Parameters
+    ----------
+    laws : the LawSet; it needs a distillation law (its student law is the supervised law used for
+        teachers and for the baseline).
+    flops : forward FLOPs per token F(N); by default the corrected form for the law's own setting.
+    bounds : (low, high) for every parameter and token count.
+    grid_size : points per axis of the coarse grid of the teacher search.
+    """
+
+    def __init__(self, laws: LawSet, flops: ForwardFlops | None = None,
+                 bounds: tuple[float, float] = DEFAULT_BOUNDS, grid_size: int = 64) -> None:
+        self.laws = laws
+        self.distillation = laws.require_distillation()
+        super().__init__(self.distillation.student_law,
+                         flops if flops is not None else ForwardFlops.from_settings(laws.compute), bounds)
+        self.grid_size = grid_size
 
     # -- distillation -----------------------------------------------------------------------
 
@@ -447,34 +510,6 @@ class DistillationPlanner:
         keep = np.unique(np.linspace(0, len(params) - 1, points).round().astype(int))
         return TeacherFamily(teacher_loss, params[keep], tokens[keep], optimal_params, optimal_tokens)
 
-    def student_region(self, budget: float, size_range: tuple[float, float] | None = None,
-                       tokens_per_param: tuple[float, float] | None = None) -> StudentRegion:
-        """The student sizes in `size_range` (default: the bounds) whose training on the whole
-        budget, D = C / (3 F(N)), lies inside the token bounds and `tokens_per_param` (D/N)."""
-        low, high = self.bounds
-        smallest, largest = size_range or self.bounds
-        fewest, most = tokens_per_param or (0.0, np.inf)
-
-        def tokens(n):
-            return budget / (3.0 * self.flops(n))
-
-        # D and D/N both fall as N grows, so every limit on them is a limit on N.
-        lower = [(max(smallest, low), "min_params"),
-                 (self._size_where(tokens, high), "token_bounds"),
-                 (self._size_where(lambda n: tokens(n) / n, most), "max_tokens_per_param")]
-        upper = [(min(largest, high), "max_params"),
-                 (self._size_where(tokens, low), "token_bounds"),
-                 (self._size_where(lambda n: tokens(n) / n, fewest), "min_tokens_per_param")]
-        (start, start_limit), (stop, stop_limit) = (max(lower, key=lambda limit: limit[0]),
-                                                  min(upper, key=lambda limit: limit[0]))
-        if start > stop:
-            ratios = (f" at {format_quantity(fewest)} to {format_quantity(most)} tokens per "
-                      "parameter" if tokens_per_param else "")
-            raise UserError(f"budget {budget:.3g} FLOPs cannot train any model of "
-                            f"{format_quantity(smallest)} to {format_quantity(largest)} parameters "
-                            f"on {low:.0e} to {high:.0e} tokens{ratios}: change --compute")
-        return StudentRegion(start, stop, start_limit, stop_limit, tokens_per_param)
-
     def sweep(self, budget: float, scenario: Scenario | str,
               size_range: tuple[float, float] | None = None,
               tokens_per_param: tuple[float, float] | None = None, count: int = 13) -> StudentSweep:
@@ -520,25 +555,6 @@ class DistillationPlanner:
         return advantage
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _student_flops(self, student_params: float, override: float | None) -> float:
-        return float(self.flops(student_params)) if override is None else float(override)
-
-    @staticmethod
-    def _size_where(falling, value: float) -> float:
-        """The N with falling(N) = value for a positive function falling in N: 0 when it is
-        below the value at every size, inf when above."""
-        if value <= 0:
-            return np.inf
-        if not np.isfinite(value):
-            return 0.0
-        log_low, log_high = np.log(1.0), np.log(1e30)
-        if falling(np.exp(log_high)) >= value:
-            return np.inf
-        if falling(np.exp(log_low)) <= value:
-            return 0.0
-        return float(np.exp(brentq(lambda t: np.log(falling(np.exp(t)) / value), log_low, log_high,
-                                   xtol=1e-12)))
 
     @staticmethod
     def _refine_student_size(plan_at, plans: list[DistillationPlan],
