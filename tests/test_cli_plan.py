@@ -150,7 +150,7 @@ def test_distill_map_writes_a_figure(cli, tmp_path):
      "unknown scenario 'cheap'"),
     (["plan", "--student-params", "lots", "--compute", "1e21"], "malformed --student-params 'lots'"),
     (["plan", "--student-params", "546M", "--compute", "1e21x"], "malformed --compute '1e21x'"),
-    (["plan", "--student-params", "546M", "--compute", "1e21", "--law", "epoch2024"],
+    (["teacher", "--student-params", "546M", "--student-tokens", "11B", "--law", "epoch2024"],
      "has no distillation law"),
     (["plan", "--student-params", "546M", "--compute", "1e21", "--plot", "out.pdf"],
      "use a .png or .svg file name"),

@@ -457,15 +457,21 @@ def teacher_command(
     table = Table(title=f"Teachers for a {format_quantity(N_S)}-parameter student on "
                         f"{format_quantity(D_S)} tokens (law: {laws.name})",
                   caption="losses in nats/token; * marks the best candidate")
-    for header in ("teacher", "N_T", "D_T", "L_T", "L_T / Ltilde_S", "student L_S"):
+    intervals = ranking.intervals
+    headers = ("teacher", "N_T", "D_T", "L_T", "L_T / Ltilde_S", "student L_S")
+    for header in headers + ((f"{intervals.level:.0%} ±",) if intervals is not None else ()):
         table.add_column(header, justify="left" if header == "teacher" else "right")
     for index, (c, loss, ratio) in enumerate(zip(ranking.candidates, ranking.student_losses,
                                                  ranking.gap_ratios)):
         mark = "*" if index == ranking.best else ""
+        interval = ((f"{(intervals.high[index] - intervals.low[index]) / 2:.3f}",)
+                    if intervals is not None else ())
         table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
                       format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}",
-                      f"{ratio:.3f}", f"[bold]{loss:.4f}[/bold]" if mark else f"{loss:.4f}")
+                      f"{ratio:.3f}", f"[bold]{loss:.4f}[/bold]" if mark else f"{loss:.4f}", *interval)
     console.print(table)
+    if intervals is not None:
+        console.print(f"intervals: bootstrap and backtest extrapolation error; mostly {intervals.dominant}")
     console.print(f"supervised student (no teacher): {ranking.supervised_loss:.4f} nats/token\n"
                   f"optimal teacher loss L_T* = {ranking.optimal_teacher_loss:.4f} -> student "
                   f"{ranking.optimal_student_loss:.4f} nats/token\n"

@@ -71,7 +71,9 @@ def _interval_record(prediction: Prediction | None) -> dict:
     if prediction is None or not prediction.has_interval:
         return {}
     return {"interval": [float(prediction.low), float(prediction.high)], "level": prediction.level,
-            "interval_dominated_by": prediction.dominant}
+            "interval_dominated_by": prediction.dominant,
+            "extrapolation_half_width": prediction.extrapolation, "distance_beyond_runs": prediction.distance,
+            "beyond_backtest": prediction.beyond_backtest}
 
 
 def too_close_to_call(first: float, first_interval: Prediction | None, second: float,

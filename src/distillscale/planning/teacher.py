@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from distillscale.errors import UserError
+from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.units import parse_quantity
 
@@ -47,6 +48,7 @@ class TeacherRanking:
     optimal_student_loss: float
     capacity_gap_teacher_loss: float  # the L_T where L_T / Ltilde_S = d1
     d1: float
+    intervals: Prediction | None = None  # of each candidate's L_S, when the law has intervals
 
     @property
     def best(self) -> int:
@@ -67,9 +69,11 @@ class TeacherRanking:
             "best": self.candidates[self.best].name,
             "candidates": [{"name": c.name, "teacher_params": c.params, "teacher_tokens": c.tokens,
                             "teacher_loss": c.loss, "student_loss": float(loss),
-                            "gap_ratio": float(ratio)}
-                           for c, loss, ratio in zip(self.candidates, self.student_losses,
-                                                     self.gap_ratios)],
+                            "gap_ratio": float(ratio),
+                            **({"interval": [float(self.intervals.low[i]), float(self.intervals.high[i])],
+                                "level": self.intervals.level} if self.intervals is not None else {})}
+                           for i, (c, loss, ratio) in enumerate(zip(self.candidates, self.student_losses,
+                                                                    self.gap_ratios))],
         }
 
 
@@ -120,14 +124,14 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         raise UserError("no candidate teachers: give at least one row with a loss, "
                         "or with params and tokens")
     law = planner.distillation
-    losses = np.asarray(law.predict(student_params, student_tokens,
-                                    np.array([c.loss for c in candidates])), dtype=np.float64)
+    prediction = law.prediction(student_params, student_tokens, np.array([c.loss for c in candidates]))
+    losses = np.asarray(prediction.value, dtype=np.float64)
     optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
     supervised = float(planner.supervised_law.predict(student_params, student_tokens))
     return TeacherRanking(
         student_params, student_tokens, supervised, list(candidates), losses.reshape(-1),
         optimal_loss, float(law.predict(student_params, student_tokens, optimal_loss)),
-        law.d1 * supervised, law.d1)
+        law.d1 * supervised, law.d1, prediction if prediction.has_interval else None)
 
 
 class LinearCapacityGap:
