@@ -165,8 +165,9 @@ def test_epoch_reproduction_of_chinchilla_fig4(shared_data):
         for name, value in expected.items():
             assert getattr(fitter.law_, name) == pytest.approx(value, rel=0.01), name
     assert grid.result_.summary()["n_starts"] == 4500 and grid.result_.success
-    # Variable projection searches every exponent pair exactly: the grid's optimum from 20 starts.
-    assert varpro.result_.summary()["n_starts"] == 20 and varpro.result_.success
+    # Variable projection searches every exponent pair exactly: the grid's optimum from a few dozen
+    # starts (the 20 best pairs and the best of each band of alpha).
+    assert varpro.result_.summary()["n_starts"] <= 50 and varpro.result_.success
     assert varpro.result_.fun == pytest.approx(grid.result_.fun, rel=1e-8)
     assert varpro.law_.fit["solver"].startswith("variable projection")
 

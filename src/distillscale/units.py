@@ -43,3 +43,13 @@ def format_quantity(value: float, digits: int = 3) -> str:
         if abs(rounded) >= scale:
             return f"{rounded / scale:.{digits}g}{suffix}"
     return f"{rounded:.{digits}g}"
+
+
+def format_interval(low: float, high: float, digits: int = 3) -> tuple[str, str]:
+    """The two ends of an interval with at least `digits` significant digits and as many more as it
+    takes (up to 8) for them to differ: a narrow interval never prints as zero-width."""
+    for shown in range(digits, 9):
+        a, b = f"{low:.{shown}g}", f"{high:.{shown}g}"
+        if a != b or low == high:
+            return a, b
+    return a, b

@@ -12,7 +12,7 @@ from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LawSet, load_laws
-from distillscale.units import format_quantity, parse_quantity
+from distillscale.units import format_interval, format_quantity, parse_quantity
 
 predict_app = typer.Typer(help="Predict validation loss (nats/token) from a law.",
                           no_args_is_help=True)
@@ -203,7 +203,7 @@ def _print_fit(title: str, fit, n_dropped: int, holdout: dict | None) -> None:
         elif name in constraints and not isinstance(constraints[name], dict):
             shown = "fixed" if isinstance(constraints[name], float) else f"= {constraints[name]}"
         else:
-            shown = f"{low_high[0]:.6g} – {low_high[1]:.6g}" if low_high else "–"
+            shown = " – ".join(format_interval(*low_high, digits=6)) if low_high else "–"
         table.add_row(name, f"{value:.6g}", shown)
     console.print(table)
     diagnostics, convergence = record["diagnostics"], record["convergence"]

@@ -9,7 +9,7 @@ import typer
 
 from distillscale.console import console, err_console, print_json, warn
 from distillscale.io import check_output_file
-from distillscale.units import format_quantity, parse_quantity
+from distillscale.units import format_interval, format_quantity, parse_quantity
 
 
 def _progress(message: str, command: str = "report") -> None:
@@ -74,7 +74,7 @@ def print_summary(report: dict) -> None:
         for coefficient, value in fit["coefficients"].items():
             interval = fit["intervals"].get(coefficient)
             shown = (r" \[not identified]" if coefficient in fit["not_identified"] else
-                     rf" \[{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
+                     r" \[{}, {}]".format(*format_interval(*interval)) if interval else "")
             cells.append(f"{coefficient} = {value:.4g}{shown}")
         level = f" ({fit['level']:.0%} intervals)" if fit["level"] else ""
         console.print(f"{name} law, form {fit['form']}{level}: " + ", ".join(cells), highlight=False)

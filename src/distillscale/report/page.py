@@ -8,7 +8,7 @@ import html
 import io
 from typing import Any
 
-from distillscale.units import format_quantity
+from distillscale.units import format_interval, format_quantity
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
@@ -90,7 +90,7 @@ def _coefficients(report: dict[str, Any]) -> str:
             low_high = fit["intervals"].get(coefficient)
             shown = ("not identified: " + fit["not_identified"][coefficient]
                      if coefficient in fit["not_identified"] else
-                     f"{low_high[0]:.4g} to {low_high[1]:.4g}" if low_high else "held fixed by the form")
+                     " to ".join(format_interval(*low_high, digits=4)) if low_high else "held fixed by the form")
             rows.append([coefficient, f"{value:.4g}", shown])
         diagnostics, convergence = fit["record"]["diagnostics"], fit["record"]["convergence"]
         parts.append(f"<h3>{_e(title)}</h3>")
