@@ -78,6 +78,8 @@ def sweep(tmp_path_factory):
     sweep_dir = root / "out"
     plan = load_sweep_spec(spec)
     broken = plan.runs[0]
+    sweep_dir.mkdir()
+    (sweep_dir / "runner.lock").touch()  # the runner's own directory, as if it had started here before
     stray = SweepLayout(sweep_dir).run_dir(broken.run_id) / "notes.txt"
     stray.parent.mkdir(parents=True)
     stray.write_text("not a run")

@@ -115,7 +115,7 @@ def test_written_spec_reads_back_to_the_same_runs(tmp_path):
     ({"distill": {"temprature": 2.0}}, "unknown key 'distill.temprature'"),
     ({"teachers": {"n_layers": [2, -1], "tokens_per_param": 20}}, "n_layers must be positive depths, got -1"),
     ({"teachers": {"n_layers": [2], "tokens_per_param": 0}}, "tokens_per_param must be a positive"),
-    ({"teachers": {"n_layers": [2], "budgets": ["-1e15"]}}, "malformed budget '-1e15'"),
+    ({"teachers": {"n_layers": [2], "budgets": ["-1e15"]}}, "budget must be a positive finite number, got '-1e15'"),
     ({"teachers": {"n_layers": [], "tokens_per_param": 20}}, "n_layers is empty"),
     ({"teachers": {"n_layers": [2], "budgets": []}}, "budgets is empty"),
     ({"teachers": {"n_layers": [2, 2], "tokens_per_param": 20}}, "n_layers lists a value twice"),
