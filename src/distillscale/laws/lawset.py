@@ -72,7 +72,10 @@ class LawSet:
             if supervised is None:
                 raise KeyError("supervised")
             distillation = DistillationLaw.from_dict(data["distillation"], supervised)
-        return cls(name=data.get("name", "unnamed"), supervised=supervised,
+        name = data.get("name", "unnamed")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be text, not {type(name).__name__}")
+        return cls(name=name, supervised=supervised,
                    distillation=distillation, compute=ComputeSettings(**data.get("compute", {})),
                    source=data.get("source", ""))
 
