@@ -456,3 +456,13 @@ def test_eval_batches_cover_the_split_in_order():
     assert sum(len(b[0]) for b in capped) == 4
     with pytest.raises(UserError, match="cap of 10 tokens is below one sequence of 64"):
         list(iter_eval_batches(TOKENS, seq_len=64, batch_size=4, max_tokens=10))
+
+
+def test_a_vocabulary_larger_than_the_corpus_supports_is_warned_about(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "tiny.jsonl"
+    corpus.write_text("".join(f'{{"text": "document {i}: a tiny corpus of text, line {i}."}}\n' for i in range(12)))
+    code, _, err = cli("data", "prepare", "--data", corpus, "--vocab-size", "10000000")
+    assert code == 0, err
+    text = " ".join(err.split())
+    assert "the corpus supports only" in text and "not the 10,000,000 asked for" in text

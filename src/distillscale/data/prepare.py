@@ -31,7 +31,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn, T
 from tokenizers import Tokenizer
 
 import distillscale
-from distillscale.console import err_console
+from distillscale.console import err_console, warn
 from distillscale.data.config import DataConfig
 from distillscale.data.sources import Corpus, ReadStats, resolve_corpus
 from distillscale.data.tokenizer import (END_OF_TEXT, load_tokenizer, tokenizer_hash,
@@ -261,8 +261,13 @@ def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str
                        description="learning BPE merges" if loaded is None else "read corpus")
 
     if loaded is None:
-        tokenizer = train_byte_level_bpe(documents(), config.vocab_size or DEFAULT_VOCAB_SIZE)
+        asked = config.vocab_size or DEFAULT_VOCAB_SIZE
+        tokenizer = train_byte_level_bpe(documents(), asked)
         end_of_text, origin = END_OF_TEXT, "byte-level BPE trained on the corpus"
+        if tokenizer_vocab_size(tokenizer) < asked:
+            warn(f"the corpus supports only {tokenizer_vocab_size(tokenizer):,} BPE tokens, not the "
+                 f"{asked:,} asked for: the tokenizer has {tokenizer_vocab_size(tokenizer):,}; give a larger "
+                 "corpus or a smaller --vocab-size")
     else:
         for _ in documents():
             pass
