@@ -251,7 +251,8 @@ def _held_out_rows(held: list[dict], observed: np.ndarray, prediction, covered) 
 
         predicted, noise, extrapolation = at(prediction.value), at(prediction.noise), at(prediction.extrapolation)
         row = {"run_id": run["run_id"], "observed": float(value), "predicted": predicted,
-               "relative_error": predicted / float(value) - 1, "interval": None, "covered": None}
+               "relative_error": predicted / float(value) - 1, "interval": None, "covered": None,
+               "distance": at(prediction.distance)}
         if covered is not None:
             row.update(interval=[at(prediction.low), at(prediction.high)], covered=bool(covered[i]),
                        dominant="extrapolation error" if (extrapolation or 0) >= (noise or 0)

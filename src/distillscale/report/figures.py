@@ -129,26 +129,28 @@ def plot_backtest(calibration: Calibration):
     figure, axes = plt.subplots(1, len(fits), figsize=(5.5 * len(fits), 4.3), squeeze=False)
     for ax, (name, fit) in zip(axes[0], fits):
         backtest, band = fit.backtest, fit.extrapolation_error
+        check = calibration.holdout.get(name, {})
+        rows = [r for r in check.get("runs", []) if r["interval"]]
+        # Each held-out run at its own distance, on the backtest's scale (size or teacher strength).
+        held_distances = np.array([r["distance"] or check["held_out_params"] / check["fitted_up_to_params"]
+                                   for r in rows])
+        farthest = max([1.01, *held_distances, *(backtest.distances if backtest is not None else [])])
         if backtest is not None and backtest.held_out:
             ax.scatter(backtest.distances, 100 * backtest.errors, s=12, color="C0", alpha=0.6,
                        label=f"backtest ({fit.chosen})")
-            grid = np.geomspace(1.0, max(backtest.distances.max(), 1.01), 100)
-            if band is not None:
-                ax.fill_between(grid, -100 * band.half_width(grid), 100 * band.half_width(grid),
-                                color="C0", alpha=0.12, label=f"{band.level:.0%} extrapolation band")
-        check = calibration.holdout.get(name, {})
-        rows = [r for r in check.get("runs", []) if r["interval"]]
+        if band is not None:
+            grid = np.geomspace(1.0, farthest, 100)
+            ax.fill_between(grid, -100 * band.half_width(grid), 100 * band.half_width(grid),
+                            color="C0", alpha=0.12, label=f"{band.level:.0%} extrapolation band")
         if rows:
-            distance = check["held_out_params"] / check["fitted_up_to_params"]
             errors = np.array([100 * r["relative_error"] for r in rows])
             low = np.array([100 * (r["interval"][0] / r["observed"] - 1) for r in rows])
             high = np.array([100 * (r["interval"][1] / r["observed"] - 1) for r in rows])
-            offsets = distance * np.linspace(0.97, 1.03, len(rows))
-            ax.errorbar(offsets, errors, yerr=[errors - low, high - errors], fmt="x", color="C3",
+            ax.errorbar(held_distances, errors, yerr=[errors - low, high - errors], fmt="x", color="C3",
                         capsize=2, label=f"largest held out: {check['coverage']:.0%} covered")
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"distance beyond the fitted runs ({backtest.scale_name if backtest else 'scale'} ratio)")
+        ax.set_xscale("log" if farthest >= 2 else "linear")  # teacher strengths span a few percent
+        ax.set_xlabel(f"distance beyond the fitted runs ({band.scale_name if band else 'scale'} ratio)")
         ax.set_ylabel("predicted / observed - 1 (%)")
         ax.set_title(f"{name} law: extrapolation backtest")
         ax.grid(alpha=0.3, which="both")
