@@ -141,7 +141,7 @@ def throughput_section(args) -> None:
 def quality_section() -> None:
     from distillscale.cli import main
     from distillscale.model import load_pretrained
-    from distillscale.training.distillation import DistillConfig
+    from distillscale.training.config import DistillConfig
     from distillscale.training.recipe import train
     from distillscale.training.teachers import find_teacher, load_teacher
 

@@ -14,7 +14,7 @@ import torch
 from distillscale.data import DataConfig, prepare_data
 from distillscale.errors import UserError
 from distillscale.model import ModelConfig, Transformer
-from distillscale.training.distillation import DistillConfig
+from distillscale.training.config import DistillConfig
 from distillscale.training.logit_cache import (CachedDistillationObjective, CachedWindowSampler, LogitCache,
                                                TopKEncoding)
 from distillscale.training.losses import DistillationLossConfig, distillation_loss

@@ -16,9 +16,11 @@ from filelock import FileLock
 from distillscale.cli import main
 from distillscale.sweeps.executors import SlurmExecutor
 from distillscale.sweeps.export import RECORD_COLUMNS, export_records
-from distillscale.sweeps.runner import SweepLayout, command_flags, run_sweep
+from distillscale.sweeps.runner import SweepLayout, run_sweep
 from distillscale.sweeps.spec import load_sweep_spec
 from distillscale.sweeps.store import RunStore
+from distillscale.training.config import CorpusSettings, DistillConfig, TrainConfig, load_train_config
+from distillscale.training.run_dir import RunDirectory
 from distillscale.tables import parse_filter, read_table
 
 pytestmark = pytest.mark.usefixtures("cache_dir")
@@ -219,9 +221,20 @@ def test_slurm_executor_runs_each_run_as_a_submitit_job(tmp_path):
     assert list((tmp_path / "out" / "slurm").glob("*_submitted.pkl"))  # went through submitit
 
 
-def test_flags_of_the_run_commands():
-    assert command_flags({"n_layers": 2, "mup": False, "bf16": True, "top_k": None, "kd_weight": 0.5}) == [
-        "--n-layers", "2", "--no-mup", "--bf16", "--kd-weight", "0.5"]
+def test_each_run_is_launched_from_its_resolved_config_file(sweep):
+    """The runner writes each run's config as a TOML file and runs `train|distill --config` on it: the
+    run directory's config is that file's, teacher and fork links included."""
+    layout = SweepLayout(sweep["dir"])
+    for run in sweep["plan"].runs:
+        config_class = DistillConfig if run.command == "distill" else TrainConfig
+        from_file = load_train_config(layout.config_path(run.run_id), None, config_class)
+        assert from_file.out == layout.run_dir(run.run_id)
+        assert (from_file.teacher == layout.run_dir(run.teacher_id)) if run.teacher_id else True
+        if run.run_id == sweep["broken"].run_id:
+            continue
+        started = RunDirectory(layout.run_dir(run.run_id)).stored_config(config_class)
+        resolved_from_teacher = set(CorpusSettings.model_fields) | {"teacher"}  # its corpus and tokenizer
+        assert set(started.differing_keys(from_file)) <= resolved_from_teacher, run.run_id
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from distillscale.errors import UserError
-from distillscale.training.config import TrainConfig, load_train_config
+from distillscale.training.config import (TEACHER_FIXED_KEYS, CacheConfig, DistillConfig, TrainConfig,
+                                         load_train_config, to_toml)
 
 REQUIRED = {"out": "run", "n_layers": 2, "tokens": "1M"}
 
@@ -63,11 +64,49 @@ def test_unknown_and_bad_toml_keys_name_the_key_and_the_file(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("n_layers = \n", "is not valid TOML"),
-    ("[model]\nn_layers = 2\n", r"section \[model\] is not supported"),
+    ("[models]\nn_layers = 2\n", r"section \[models\] is not one of \[budget\], \[data\], .*\[model\]"),
+    ("[optim]\nn_layers = 2\n", r"unknown setting 'n_layers' in \[optim\]; it belongs in \[model\]"),
 ])
 def test_malformed_toml_files_are_clear_errors(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
         load_train_config(write_toml(tmp_path, text))
+
+
+@pytest.mark.parametrize("config_class, settings", [
+    (TrainConfig, REQUIRED | {"schedule": "wsd", "fork_tokens": "1M,2M", "lr": 3e-3, "bf16": False}),
+    (DistillConfig, REQUIRED | {"teacher": "t", "kd": "jsd", "top_k": 8, "tie_embeddings": True}),
+    (CacheConfig, {"teacher": "t", "out": "c", "top_k": 16, "tokens": "2M", "max_bytes": "1M"}),
+])
+def test_resolved_toml_reads_back_to_the_same_config(tmp_path, config_class, settings):
+    """What a sweep writes for each run (`to_toml`, in [sections]) is the config `--config` reads."""
+    config = load_train_config(None, settings, config_class)
+    text = to_toml(config)
+    assert "[model]" in text or config_class is CacheConfig
+    again = load_train_config(write_toml(tmp_path, text), None, config_class)
+    assert again == config
+    if config_class is not CacheConfig:
+        assert again.hash() == config.hash()
+
+
+def test_flat_and_sectioned_files_are_the_same_config(tmp_path):
+    flat = load_train_config(write_toml(tmp_path, 'out = "r"\nn_layers = 2\ntokens = "1M"\nlr = 0.003\n'))
+    sectioned = load_train_config(write_toml(
+        tmp_path, '[run]\nout = "r"\n[model]\nn-layers = 2\n[budget]\ntokens = "1M"\n[optim]\nlr = 0.003\n'))
+    assert flat == sectioned
+
+
+def test_every_setting_is_a_flag_of_its_command():
+    """The flags are generated from the configs, so none can be missing or drift from the TOML keys."""
+    from typer.testing import CliRunner
+
+    from distillscale.cli import app
+
+    for command, config_class, left_out in [("train", TrainConfig, set()),
+                                            ("distill", DistillConfig, TEACHER_FIXED_KEYS),
+                                            ("cache-logits", CacheConfig, {"vocab_size"})]:
+        help_text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "300"}).output
+        for name in set(config_class.model_fields) - set(left_out):
+            assert f"--{name.replace('_', '-')}" in help_text, (command, name)
 
 
 def test_missing_config_file(tmp_path):

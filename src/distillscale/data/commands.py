@@ -6,47 +6,27 @@ import typer
 from rich.table import Table
 
 from distillscale.console import console, print_json
+from distillscale.data.config import DataConfig
 from distillscale.errors import UserError
+from distillscale.settings import describe_error, with_config_options
 from distillscale.units import format_quantity
 
 data_app = typer.Typer(help="Prepare training corpora: tokenizer and val / teacher / student splits.",
                        no_args_is_help=True)
+FLAG_NAMES = {"path": "data"}  # the corpus is --data, as in train
 
 
-@data_app.command("prepare")
-def prepare(
-    data: str | None = typer.Option(
-        None, "--data", help="directory, file or glob of text/.jsonl/.parquet files, or a datasets "
-                             "save_to_disk directory (default: this Python's standard library)"),
-    text_field: str | None = typer.Option(None, "--text-field",
-                                          help="text field of .jsonl/.parquet/datasets (default: text)"),
-    vocab_size: int | None = typer.Option(None, "--vocab-size",
-                                          help="vocabulary of the BPE to train (default: 8192)"),
-    tokenizer: str | None = typer.Option(None, "--tokenizer",
-                                         help="tokenizer.json or tokenizer directory to use instead"),
-    val_fraction: float | None = typer.Option(None, "--val-fraction",
-                                              help="share of the text held out (default: 0.05)"),
-    max_bytes: str | None = typer.Option(None, "--max-bytes", help="read at most this much text, e.g. 20M"),
-    seed: int | None = typer.Option(None, "--seed", help="salt of the document split (default: 0)"),
-    cache_dir: str | None = typer.Option(
-        None, "--cache-dir",
-        help="where prepared corpora live (default: $DISTILLSCALE_CACHE or ~/.cache/distillscale)"),
-    as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"),
-) -> None:
+def prepare(as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"), **settings) -> None:
     """Tokenise a corpus into cached splits (reused while the corpus is unchanged) and summarise them."""
     from pydantic import ValidationError
 
-    from distillscale.data.config import DataConfig
     from distillscale.data.prepare import SPLITS, prepare_data
 
-    given = {"path": data, "text_field": text_field, "vocab_size": vocab_size, "tokenizer": tokenizer,
-             "val_fraction": val_fraction, "max_bytes": max_bytes, "seed": seed, "cache_dir": cache_dir}
+    given = {name: value for name, value in settings.items() if value is not None}
     try:
-        config = DataConfig(**{name: value for name, value in given.items() if value is not None})
+        config = DataConfig(**given)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        flag = "--data" if error["loc"][0] == "path" else "--" + str(error["loc"][0]).replace("_", "-")
-        raise UserError(f"{flag}: {error['msg']}") from None
+        raise UserError(describe_error(exc, given, flag_names=FLAG_NAMES)) from None
     prepared = prepare_data(config, progress=not as_json)
     manifest = prepared.manifest
     if as_json:
@@ -70,3 +50,6 @@ def prepare(
     table.add_row("directory", str(prepared.directory))
     table.add_row("status", "reused (nothing tokenised)" if prepared.reused else "tokenised now")
     console.print(table)
+
+
+data_app.command("prepare")(with_config_options(prepare, DataConfig, flag_names=FLAG_NAMES))

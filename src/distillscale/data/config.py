@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from distillscale.units import parse_quantity
 
 CACHE_ENV = "DISTILLSCALE_CACHE"
 MIN_VOCAB_SIZE = 257  # the 256 byte-level symbols plus the end-of-text token
+
+
+def _byte_count(value):
+    return int(parse_quantity(value, "max_bytes")) if isinstance(value, str) else value
 
 
 class DataConfig(BaseModel):
@@ -25,38 +30,31 @@ class DataConfig(BaseModel):
     path: str | None = Field(
         None, min_length=1,
         description="directory, file or glob of text/.jsonl/.parquet files, or a datasets save_to_disk "
-                    "directory; None = this interpreter's standard library sources")
+                    "directory (default: this interpreter's standard library sources)")
     text_field: str = Field("text", min_length=1,
                             description="field holding the text in .jsonl, .parquet and datasets")
     vocab_size: int | None = Field(
         None, ge=MIN_VOCAB_SIZE, le=2**32,
-        description="size of the byte-level BPE to train (default 8192); must be left out or match "
+        description="size of the byte-level BPE to train (default: 8192); must be left out or match "
                     "when a tokenizer is given")
     tokenizer: str | None = Field(
         None, min_length=1,
-        description="tokenizer.json, or a directory holding one or a Hugging Face tokenizer; "
-                    "None = train a byte-level BPE on the corpus")
+        description="tokenizer.json, or a directory holding one or a Hugging Face tokenizer "
+                    "(default: train a byte-level BPE on the corpus)")
     val_fraction: float = Field(0.05, gt=0.0, lt=1.0,
                                 description="fraction of the text held out for validation, "
                                             "in whole documents")
-    max_bytes: int | None = Field(None, gt=0,
-                                  description="read at most this many bytes of text (e.g. 20M)")
+    max_bytes: Annotated[int | None, BeforeValidator(_byte_count)] = Field(
+        None, gt=0, description="read at most this many bytes of text, e.g. 20M")
     seed: int = Field(0, ge=0, description="salt of the document split")
     cache_dir: str | None = Field(
         None, min_length=1,
-        description=f"where prepared corpora live; None = ${CACHE_ENV} or ~/.cache/distillscale")
+        description=f"where prepared corpora live (default: ${CACHE_ENV} or ~/.cache/distillscale)")
 
     @field_validator("path", "tokenizer", "cache_dir", mode="before")
     @classmethod
     def _path_to_text(cls, value):
         return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-    @field_validator("max_bytes", mode="before")
-    @classmethod
-    def _parse_byte_count(cls, value):
-        if isinstance(value, str):
-            return int(parse_quantity(value, "max_bytes"))
-        return value
 
     def resolved_cache_dir(self) -> Path:
         if self.cache_dir is not None:

@@ -3,6 +3,7 @@ up to K at a time.
 
     DIR/spec.toml          the resolved spec (a later `sweep run` on DIR must resolve to the same)
     DIR/runs.sqlite        the run store (see store.py)
+    DIR/configs/<run_id>.toml  each run's resolved config, launched as `train|distill --config` it
     DIR/runs/<run_id>/     each run's directory, as `train` / `distill` write it
     DIR/logs/<run_id>.log  each run's output
 
@@ -29,6 +30,7 @@ from distillscale.sweeps.executors import Executor, Job
 from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec
 from distillscale.sweeps.store import RunStore
+from distillscale.training.config import DistillConfig, TrainConfig, load_train_config, to_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,6 +59,9 @@ class SweepLayout:
 
     def log_path(self, run_id: str) -> Path:
         return self.root / "logs" / f"{run_id}.log"
+
+    def config_path(self, run_id: str) -> Path:
+        return self.root / "configs" / f"{run_id}.toml"
 
 
 def default_workers(threads_per_run: int) -> int:
@@ -165,13 +170,18 @@ class _Scheduler:
                 self.in_flight[self.executor.submit(self._job(run))] = run
 
     def _job(self, run: PlannedRun) -> Job:
-        argv = [sys.executable, "-m", "distillscale.cli", run.command,
-                "--out", str(self.layout.run_dir(run.run_id))]
+        """The run's resolved config, written to its file, and the command that runs it."""
+        links = {"out": self.layout.run_dir(run.run_id)}
         if run.teacher_id:
-            argv += ["--teacher", str(self.layout.run_dir(run.teacher_id))]
+            links["teacher"] = self.layout.run_dir(run.teacher_id)
         if run.parent_id:
-            argv += ["--fork-from", str(self.layout.run_dir(run.parent_id))]
-        return Job(argv=tuple(argv + command_flags(run.settings)),
+            links["fork_from"] = self.layout.run_dir(run.parent_id)
+        config_class = DistillConfig if run.command == "distill" else TrainConfig
+        config = load_train_config(None, run.settings | links, config_class)
+        path = self.layout.config_path(run.run_id)
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_text(path, to_toml(config))
+        return Job(argv=(sys.executable, "-m", "distillscale.cli", run.command, "--config", str(path)),
                    log_path=self.layout.log_path(run.run_id), env=self.thread_env)
 
     def _record_end(self, run: PlannedRun, future: Future[int]) -> str:
@@ -193,23 +203,6 @@ class _Scheduler:
         error = launch_error or f"exit status {exit_status}: {_tail(self.layout.log_path(run.run_id))}"
         self.store.finish(run.run_id, "failed", error=error)
         return f"[red]failed[/red] {run.run_id} (see {self.layout.log_path(run.run_id)}): {error.splitlines()[-1]}"
-
-
-def command_flags(settings: dict[str, Any]) -> list[str]:
-    """`train`/`distill` flags for settings: `--key value`, booleans as `--key` / `--no-key`, lists
-    comma-separated."""
-    flags = []
-    for key, value in settings.items():
-        flag = "--" + key.replace("_", "-")
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + key.replace("_", "-"))
-        elif isinstance(value, list):
-            flags += [flag, ",".join(str(item) for item in value)]
-        else:
-            flags += [flag, str(value)]
-    return flags
 
 
 def _read_result(run_dir: Path) -> dict[str, Any] | None:

@@ -43,7 +43,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 
 from distillscale.errors import UserError
 from distillscale.model import ModelConfig
-from distillscale.training.config import BOOKKEEPING_KEYS, WSD_KEYS, TrainConfig
+from distillscale.training.config import BOOKKEEPING_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS, TrainConfig
 from distillscale.units import format_quantity, parse_quantity
 
 if sys.version_info >= (3, 11):
@@ -63,9 +63,6 @@ MODEL_KEYS = ("aspect_ratio", "head_dim", "tie_embeddings", "mup", "batch_size",
               "eval_tokens", "save_every", "log_every", "device", "bf16", "compile")
 # [distill] keys passed to `distill` (the objective's settings, named as its flags).
 DISTILL_KEYS = ("kd", "temperature", "kd_weight", "top_k")
-# Train settings a student takes from its teacher (`distill` has no such flags): it trains on the
-# student half of the corpus with the teacher's tokenizer.
-TEACHER_FIXED_KEYS = ("split", "vocab_size")
 
 
 def _section(name: str, source: type[BaseModel], keys: dict[str, str], **extra: Any) -> type[BaseModel]:

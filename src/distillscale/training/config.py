@@ -24,14 +24,16 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+from pydantic import (BaseModel, BeforeValidator, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
-from distillscale.data.config import MIN_VOCAB_SIZE
+from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.errors import UserError
+from distillscale.settings import Settings, describe_error, sections
 from distillscale.regime.schedules import scale_learning_rate
+from distillscale.training.losses import DistillationLossConfig
 from distillscale.units import parse_quantity
 
 if sys.version_info >= (3, 11):
@@ -72,65 +74,111 @@ FORK_KEYS = frozenset({"fork_from", "fork_tokens"})
 DEFAULT_COOLDOWN_FRACTION = 0.2  # Hägele et al.: 20% of the steps matches cosine
 DEFAULT_COOLDOWN_SHAPE = "1-sqrt"  # their best shape
 
+_LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once in the losses
+
 # Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
 DEFAULT_WARMUP_STEPS = 2000
 DEFAULT_WARMUP_FRACTION = 0.1
 
 
-class TrainConfig(BaseModel):
+class CorpusSettings(Settings):
+    section, title = "data", "Data"
+
+    data: Path | None = Field(None, description="corpus: text/.jsonl/.parquet files, a glob or a datasets "
+                                                "directory (default: Python's standard library)")
+    text_field: str = Field("text", description="field holding the text in .jsonl/.parquet/datasets")
+    max_bytes: Annotated[int | None, _count("max_bytes")] = Field(
+        None, description="read at most this much text, e.g. 20M")
+    val_fraction: float | None = Field(None, gt=0, lt=1, description="documents held out (default: 0.05)")
+    tokenizer: Path | None = Field(None, description="tokenizer.json or a tokenizer directory "
+                                                     "(default: train a byte-level BPE)")
+    vocab_size: int | None = Field(None, ge=MIN_VOCAB_SIZE, description="BPE vocabulary to train (default: 8192)")
+    split: Literal["teacher", "student"] = Field("teacher", description="training half: teacher or student")
+
+    def data_config(self) -> DataConfig:
+        """The corpus and tokenizer these settings name, as the data layer takes them."""
+        given = {"path": self.data, "tokenizer": self.tokenizer, "vocab_size": self.vocab_size,
+                 "val_fraction": self.val_fraction, "max_bytes": self.max_bytes}
+        return DataConfig(text_field=self.text_field, **{k: v for k, v in given.items() if v is not None})
+
+
+class ModelSettings(Settings):
+    section, title = "model", "Model"
+
+    n_layers: int = Field(ge=1, description="depth L; d_model = aspect ratio x L")
+    aspect_ratio: int = Field(128, ge=1, description="d_model / n_layers")
+    head_dim: int | None = Field(None, ge=1, description="attention head size (default: 128)")
+    tie_embeddings: bool = Field(False, description="share input and output embeddings")
+    mup: bool = Field(True, description="muP parametrisation")
+
+
+class BudgetSettings(Settings):
+    section, title = "budget", "Budget and batch"
+
+    tokens: Annotated[float | None, _quantity("tokens")] = Field(None, description="training tokens, e.g. 50M")
+    tokens_per_param: Annotated[float | None, _quantity("tokens_per_param")] = Field(
+        None, description="training tokens per non-embedding parameter, e.g. 20")
+    seq_len: int = Field(256, ge=2, description="tokens per sequence")
+    batch_size: int = Field(32, ge=1, description="sequences per micro-batch, over all processes")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per step")
+    reference_batch_size: int | None = Field(
+        None, ge=1, description="global batch (sequences) that lr and the schedule were tuned at: lr is "
+                                "scaled to this run's batch size x grad accum by lr_scaling (default: "
+                                "none, lr as given)")
+    lr_scaling: Literal["sqrt", "linear", "none"] | None = Field(
+        None, description=f"sqrt (Hoffer et al. 2017), linear or none (default: {DEFAULT_LR_SCALING})")
+    regime_adaptation: bool = Field(
+        False, description="make as many updates as reference_batch_size would on the token budget, i.e. "
+                           "train on batch / reference batch times more tokens")
+
+
+class OptimSettings(Settings):
+    section, title = "optim", "Optimisation"
+
+    lr: float = Field(1e-2, gt=0, description="peak learning rate (muP base)")
+    min_lr_ratio: float = Field(1e-3, ge=0, le=1, description="final lr / peak lr")
+    warmup_steps: int | None = Field(None, ge=0, description=f"(default: {DEFAULT_WARMUP_FRACTION:.0%} of "
+                                                             f"the steps, at most {DEFAULT_WARMUP_STEPS})")
+    schedule: Literal["cosine", "wsd"] = Field("cosine", description="cosine, or wsd: warmup, constant, "
+                                                                     "then a cooldown")
+    cooldown_fraction: float | None = Field(None, gt=0, le=1, description=f"wsd: share of the steps in the "
+                                                                          f"cooldown (default: {DEFAULT_COOLDOWN_FRACTION})")
+    cooldown_shape: Literal["linear", "1-sqrt"] | None = Field(
+        None, description=f"wsd: linear or 1-sqrt (default: {DEFAULT_COOLDOWN_SHAPE})")
+    weight_decay: float = Field(1e-4, ge=0, description="per-step decay at peak lr, independent of lr")
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm, 0 = off")
+    z_loss: float = Field(1e-4, ge=0, description="z-loss weight")
+
+
+class RunSettings(Settings):
+    section, title = "run", "Run directory"
+
+    out: Path = Field(description="run directory (created; re-run the same command to resume)")
+    seed: int = Field(0, ge=0, description="initialisation and batch order")
+    fork_tokens: Annotated[list[int] | None, _counts("fork_tokens")] = Field(
+        None, description="wsd: budgets of this run's forks, e.g. 1M,2M: keeps the state where each "
+                          "one's cooldown starts")
+    fork_from: Path | None = Field(None, description="wsd: a run with this run's budget in its fork_tokens: "
+                                                     "start from its stable phase and train the cooldown only")
+    eval_every: int = Field(250, ge=0, description="steps between validations, 0 = only at the end")
+    eval_tokens: Annotated[int | None, _count("eval_tokens")] = Field(
+        None, description="validation tokens per evaluation (default: the whole split)")
+    save_every: int = Field(100, ge=1, description="steps between checkpoints")
+    log_every: int = Field(10, ge=1, description="steps between metrics lines")
+    overwrite: bool = Field(False, description="replace a finished or different run in out")
+
+
+class HardwareSettings(Settings):
+    section, title = "hardware", "Hardware"
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda")
+    bf16: bool | None = Field(None, description="bf16 autocast (default: on CUDA only)")
+    compile: bool = Field(False, description="torch.compile")
+
+
+# Bases in reverse: pydantic lists the fields of the last base first, so files and --help read data, model, ...
+class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, ModelSettings, CorpusSettings):
     """Everything that defines a supervised training run (see `distillscale train --help`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # where
-    out: Path
-    data: Path | None = None
-    text_field: str = "text"
-    max_bytes: Annotated[int | None, _count("max_bytes")] = None
-    val_fraction: float | None = Field(None, gt=0, lt=1)
-    tokenizer: Path | None = None
-    vocab_size: int | None = Field(None, ge=MIN_VOCAB_SIZE)
-    split: Literal["teacher", "student"] = "teacher"
-    # model
-    n_layers: int = Field(ge=1)
-    aspect_ratio: int = Field(128, ge=1)
-    head_dim: int | None = Field(None, ge=1)
-    tie_embeddings: bool = False
-    mup: bool = True
-    # budget
-    tokens: Annotated[float | None, _quantity("tokens")] = None
-    tokens_per_param: Annotated[float | None, _quantity("tokens_per_param")] = None
-    seq_len: int = Field(256, ge=2)
-    batch_size: int = Field(32, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    # large batch
-    reference_batch_size: int | None = Field(None, ge=1)
-    lr_scaling: Literal["sqrt", "linear", "none"] | None = None  # None: DEFAULT_LR_SCALING
-    regime_adaptation: bool = False
-    # optimisation
-    lr: float = Field(1e-2, gt=0)
-    min_lr_ratio: float = Field(1e-3, ge=0, le=1)
-    warmup_steps: int | None = Field(None, ge=0)
-    schedule: Literal["cosine", "wsd"] = "cosine"
-    cooldown_fraction: float | None = Field(None, gt=0, le=1)  # None: DEFAULT_COOLDOWN_FRACTION
-    cooldown_shape: Literal["linear", "1-sqrt"] | None = None  # None: DEFAULT_COOLDOWN_SHAPE
-    # forks (WSD only)
-    fork_from: Path | None = None
-    fork_tokens: Annotated[list[int] | None, _counts("fork_tokens")] = None
-    weight_decay: float = Field(1e-4, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    z_loss: float = Field(1e-4, ge=0)
-    seed: int = Field(0, ge=0)
-    # evaluation and bookkeeping
-    eval_every: int = Field(250, ge=0)
-    eval_tokens: Annotated[int | None, _count("eval_tokens")] = None
-    save_every: int = Field(100, ge=1)
-    log_every: int = Field(10, ge=1)
-    # hardware
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool | None = None
-    compile: bool = False
-    overwrite: bool = False
 
     @model_validator(mode="after")
     def _one_budget(self) -> "TrainConfig":
@@ -222,54 +270,134 @@ class TrainConfig(BaseModel):
         return [key for key in mine if key not in BOOKKEEPING_KEYS and mine[key] != theirs[key]]
 
 
+class TeacherSettings(Settings):
+    section, title = "teacher", "Teacher"
+
+    teacher: Path | None = Field(None, description="a finished `distillscale train` run directory, or a "
+                                                   "local Hugging Face causal-LM directory")
+    trust_remote_code: bool = Field(False, description="let a Hugging Face teacher run its own model code")
+
+
+class DistillSettings(Settings):
+    section, title = "distill", "Distillation objective"
+
+    teacher_cache: Path | None = Field(None, description="a `distillscale cache-logits` directory, instead "
+                                                         "of teacher: its cached predictions, no teacher in memory")
+    kd: Literal["forward-kl", "reverse-kl", "jsd"] = Field(_LOSS_FIELDS["kd"].default,
+                                                           description="divergence: forward-kl, reverse-kl or jsd")
+    temperature: float = _LOSS_FIELDS["temperature"]
+    kd_weight: float = _LOSS_FIELDS["kd_weight"]
+    top_k: int | None = _LOSS_FIELDS["top_k"]
+    jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
+    loss_chunk_size: int = Field(1024, ge=1, description="tokens whose logits are computed at once")
+
+
+# Settings a student takes from its teacher: the student half of the corpus, the teacher's tokenizer.
+TEACHER_FIXED_KEYS = frozenset({"split", "vocab_size"})
+
+
+class DistillConfig(DistillSettings, TeacherSettings, TrainConfig):
+    """A training run config plus the teacher and the KD settings (see `distillscale distill --help`)."""
+
+    split: Literal["teacher", "student"] = Field(
+        "student", description="training half (default: the half a run teacher did not train on)")
+
+    @model_validator(mode="after")
+    def _one_teacher(self) -> "DistillConfig":
+        if self.teacher is None and self.teacher_cache is None:
+            raise ValueError("missing required setting --teacher (a run or Hugging Face directory), or "
+                             "--teacher-cache (a `distillscale cache-logits` directory)")
+        if self.teacher is not None and self.teacher_cache is not None:
+            raise ValueError("give --teacher or --teacher-cache, not both: the cache replaces the teacher")
+        return self
+
+    def loss_config(self) -> DistillationLossConfig:
+        return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
+                                      z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
+                                      chunk_size=self.loss_chunk_size)
+
+
+class CacheSettings(Settings):
+    section, title = "cache", "Logit cache"
+
+    out: Path = Field(description="cache directory (re-run the same command to resume)")
+    top_k: int = Field(ge=1, description="teacher predictions kept per position, e.g. 128")
+    tokens: Annotated[int | None, _count("tokens")] = Field(
+        None, description="cache the first TOKENS of the split, e.g. 50M (default: the whole split)")
+    seq_len: int = Field(256, ge=2, description="window length; students use the same")
+    batch_size: int = Field(32, ge=1, description="windows per teacher forward pass")
+    shard_tokens: Annotated[int, _count("shard_tokens")] = Field(
+        1 << 20, description="tokens per shard file (about 300 MB at k = 128 for a 32k vocabulary)")
+    eval_tokens: Annotated[int | None, _count("eval_tokens")] = Field(
+        None, description="validation tokens for the teacher's loss (default: the whole split)")
+    device: Literal["auto", "cpu", "cuda"] = HardwareSettings.model_fields["device"]
+    overwrite: bool = Field(False, description="replace a cache of other settings in out")
+
+
+class CacheConfig(CacheSettings, TeacherSettings, CorpusSettings):
+    """What `distillscale cache-logits` caches (see its --help)."""
+
+    teacher: Path = TeacherSettings.model_fields["teacher"]
+    split: Literal["teacher", "student"] = Field(
+        "student", description="half to cache (default: the half a run teacher did not train on)")
+
+
+TConfig = TypeVar("TConfig", bound=BaseModel)
+
+
+def to_toml(config: BaseModel) -> str:
+    """The config as a TOML file of [sections] that `--config` reads back to the same config (unset
+    optional settings are left out: TOML has no null)."""
+    import tomli_w
+
+    tables: dict[str, dict[str, Any]] = {}
+    values = config.model_dump(mode="json")
+    for name, group in sections(type(config)).items():
+        if values[name] is not None:
+            tables.setdefault(group.section, {})[name] = values[name]
+    return tomli_w.dumps(tables)
+
+
 def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None = None,
-                      config_class: type[TrainConfig] = TrainConfig) -> TrainConfig:
+                      config_class: type[TConfig] = TrainConfig) -> TConfig:
     """Validate a TOML file (optional) with command-line `overrides` applied on top, as
-    `config_class` (TrainConfig, or a subclass such as the distillation config).
+    `config_class` (TrainConfig, DistillConfig or CacheConfig).
 
     `overrides` holds only the flags the user actually gave (None means "not given").
     """
     settings: dict[str, Any] = {}
     if path is not None:
-        settings = _read_toml(Path(path))
+        settings = _read_toml(Path(path), config_class)
     flags = {key: value for key, value in (overrides or {}).items() if value is not None}
     settings.update(flags)
     try:
         return config_class.model_validate(settings)
     except ValidationError as exc:
-        raise UserError(_describe(exc, flags, path)) from None
+        raise UserError(describe_error(exc, flags, path)) from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, config_class: type[BaseModel]) -> dict[str, Any]:
+    """The settings of a TOML file, written in [sections] (as `to_toml` writes them) or as top-level keys."""
     if not path.is_file():
         raise UserError(f"config file {path} not found: give an existing TOML file to --config")
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    groups = sections(config_class)
+    known = sorted({group.section for group in groups.values()})
+    settings: dict[str, Any] = {}
     for key, value in table.items():
-        if isinstance(value, dict):
-            raise UserError(f"config file {path}: section [{key}] is not supported; "
-                            f"write every setting as a top-level key (e.g. n_layers = 4)")
-    return {key.replace("-", "_"): value for key, value in table.items()}
-
-
-def _describe(exc: ValidationError, flags: dict[str, Any], path: Path | None) -> str:
-    """One line for the first problem: where the bad setting came from, and what is wrong with it."""
-    error = exc.errors()[0]
-    key = str(error["loc"][0]) if error["loc"] else None
-    message = error["msg"].removeprefix("Value error, ")
-    if key is None:
-        return f"invalid training config: {message}"
-    if key in flags:
-        where = f"--{key.replace('_', '-')}"
-    elif path is not None:
-        where = f"{key!r} in {path}"
-    else:
-        where = f"--{key.replace('_', '-')}"
-    if error["type"] == "extra_forbidden":
-        return f"unknown setting {where}: see the command's --help for the valid names"
-    if error["type"] == "missing":
-        return f"missing required setting {where}"
-    got = repr(error["input"])
-    return f"invalid {where}: {message}" + ("" if got in message else f" (got {got})")
+        if not isinstance(value, dict):
+            settings[key.replace("-", "_")] = value
+            continue
+        if key not in known:
+            raise UserError(f"config file {path}: section [{key}] is not one of "
+                            f"{', '.join(f'[{name}]' for name in known)}")
+        for name, setting in value.items():
+            name = name.replace("-", "_")
+            if name not in groups or groups[name].section != key:
+                home = f"; it belongs in [{groups[name].section}]" if name in groups else ""
+                raise UserError(f"config file {path}: unknown setting {name!r} in [{key}]{home}")
+            settings[name] = setting
+    return settings

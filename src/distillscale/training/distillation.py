@@ -12,56 +12,25 @@ student's `val_loss` stays the cross-entropy against the data, as the distillati
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel
 
 from distillscale.console import warn
 from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
 from distillscale.model import ModelConfig
-from distillscale.training.config import TrainConfig
+from distillscale.training.config import DistillConfig
 from distillscale.training.distributed import Distributed
 from distillscale.training.evaluation import evaluate
 from distillscale.training.losses import DistillationLossConfig, LossOutput, distillation_loss
 from distillscale.training.recipe import FLOPS_METHOD, train
 from distillscale.training.teachers import Teacher, TeacherSource, check_same_tokenizer, find_teacher, load_teacher
 
-_LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once in the losses
 OTHER_HALF = {"teacher": "student", "student": "teacher"}
 # A config naming a teacher and its student's data: DistillConfig, or the logit cache's CacheConfig.
 TConfig = TypeVar("TConfig", bound=BaseModel)
-
-
-class DistillConfig(TrainConfig):
-    """A training run config plus the teacher and the KD settings (see `distillscale distill --help`)."""
-
-    teacher: Path | None = None
-    teacher_cache: Path | None = None  # a `cache-logits` directory, instead of a teacher
-    trust_remote_code: bool = False
-    split: Literal["teacher", "student"] = "student"  # for a run teacher: the half it did not train on
-    kd: Literal["forward-kl", "reverse-kl", "jsd"] = _LOSS_FIELDS["kd"]
-    temperature: float = _LOSS_FIELDS["temperature"]
-    kd_weight: float = _LOSS_FIELDS["kd_weight"]
-    top_k: int | None = _LOSS_FIELDS["top_k"]
-    jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
-    loss_chunk_size: int = Field(1024, ge=1, description="tokens per chunk of the loss over the vocabulary")
-
-    @model_validator(mode="after")
-    def _one_teacher(self) -> "DistillConfig":
-        if self.teacher is None and self.teacher_cache is None:
-            raise ValueError("missing required setting --teacher (a run or Hugging Face directory), or "
-                             "--teacher-cache (a `distillscale cache-logits` directory)")
-        if self.teacher is not None and self.teacher_cache is not None:
-            raise ValueError("give --teacher or --teacher-cache, not both: the cache replaces the teacher")
-        return self
-
-    def loss_config(self) -> DistillationLossConfig:
-        return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
-                                      z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
-                                      chunk_size=self.loss_chunk_size)
 
 
 class DistillationObjective:

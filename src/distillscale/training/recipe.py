@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from distillscale.console import err_console
-from distillscale.data import DataConfig, TokenSampler, prepare_data
+from distillscale.data import TokenSampler, prepare_data
 from distillscale.data.config import MIN_VOCAB_SIZE
 from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
@@ -85,7 +85,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     _model_config(config, vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
 
     # 2. Data, model, optimizer.
-    data = prepare_data(_data_config(config), progress=show_progress)
+    data = prepare_data(config.data_config(), progress=show_progress)
     sampler = (make_sampler(data) if make_sampler is not None
                else TokenSampler(data.split(config.split), config.seq_len, config.batch_size, config.seed))
     val_tokens = data.split("val")
@@ -274,12 +274,6 @@ def _model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig(n_layers=config.n_layers, aspect_ratio=config.aspect_ratio, vocab_size=vocab_size,
                        max_seq_len=config.seq_len, tie_embeddings=config.tie_embeddings, mup=config.mup,
                        **optional)
-
-
-def _data_config(config: TrainConfig) -> DataConfig:
-    given = {"path": config.data, "tokenizer": config.tokenizer, "vocab_size": config.vocab_size,
-             "val_fraction": config.val_fraction, "max_bytes": config.max_bytes}
-    return DataConfig(text_field=config.text_field, **{k: v for k, v in given.items() if v is not None})
 
 
 def _use_bf16(config: TrainConfig, device: torch.device) -> bool:

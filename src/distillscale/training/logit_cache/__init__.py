@@ -15,7 +15,7 @@ from distillscale.lazy import lazy_exports
 _EXPORTS = {
     "TopKEncoding": "distillscale.training.logit_cache.encoding",
     "LogitCache": "distillscale.training.logit_cache.store",
-    "CacheConfig": "distillscale.training.logit_cache.writer",
+    "CacheConfig": "distillscale.training.config",
     "cache_logits": "distillscale.training.logit_cache.writer",
     "CachedWindowSampler": "distillscale.training.logit_cache.distill",
     "CachedDistillationObjective": "distillscale.training.logit_cache.distill",

@@ -10,7 +10,7 @@ the two agree up to the quantisation bound of `encoding`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,15 +20,14 @@ from distillscale.data import TokenSampler
 from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
 from distillscale.model import ModelConfig
+from distillscale.training.config import DistillConfig
 from distillscale.training.distributed import Distributed
 from distillscale.training.losses import DistillationLossConfig, Head, LossOutput, distillation_loss
 from distillscale.training.logit_cache.store import LogitCache
 
-if TYPE_CHECKING:
-    from distillscale.training.distillation import DistillConfig
 
 
-def distill_from_cache(config: "DistillConfig", progress: bool = True) -> dict[str, Any]:
+def distill_from_cache(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
     """`distill` for a config with `teacher_cache`: returns the content of result.json."""
     from distillscale.training.recipe import FLOPS_METHOD, train
 
@@ -49,7 +48,7 @@ def distill_from_cache(config: "DistillConfig", progress: bool = True) -> dict[s
     return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
 
 
-def resolve_cached_student_data(config: "DistillConfig", cache: LogitCache) -> "DistillConfig":
+def resolve_cached_student_data(config: DistillConfig, cache: LogitCache) -> DistillConfig:
     """The config with the cache's tokenizer, split, sequence length and top-k, and (when --data is
     not given) its corpus; settings that contradict the cache are refused."""
     given = config.model_fields_set

@@ -13,18 +13,16 @@ import hashlib
 import json
 import shutil
 import time
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from distillscale.console import err_console
-from distillscale.data import DataConfig, iter_eval_batches, prepare_data
+from distillscale.data import iter_eval_batches, prepare_data
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, atomic_write_json
-from distillscale.training.config import _count
+from distillscale.training.config import CacheConfig
 from distillscale.training.distributed import resolve_device
 from distillscale.training.evaluation import evaluate
 from distillscale.training.logit_cache.encoding import TopKEncoding
@@ -34,35 +32,6 @@ from distillscale.training.teachers import Teacher, TeacherSource, find_teacher,
 # Cached ids travel to the loss as float32 (see `CachedDistillationObjective`), exact below 2^24.
 MAX_VOCAB_SIZE = 1 << 24
 LOGITS_CHUNK = 1024  # positions whose [chunk, V] logits exist at once
-
-
-class CacheConfig(BaseModel):
-    """What `distillscale cache-logits` caches (see its --help)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    teacher: Path
-    out: Path
-    top_k: int = Field(ge=1)
-    tokens: Annotated[int | None, _count("tokens")] = None
-    split: Literal["teacher", "student"] = "student"
-    seq_len: int = Field(256, ge=2)
-    batch_size: int = Field(32, ge=1)
-    shard_tokens: Annotated[int, _count("shard_tokens")] = 1 << 20
-    data: Path | None = None
-    text_field: str = "text"
-    max_bytes: Annotated[int | None, _count("max_bytes")] = None
-    val_fraction: float | None = Field(None, gt=0, lt=1)
-    tokenizer: Path | None = None
-    eval_tokens: Annotated[int | None, _count("eval_tokens")] = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    trust_remote_code: bool = False
-    overwrite: bool = False
-
-    def data_config(self) -> DataConfig:
-        given = {"path": self.data, "tokenizer": self.tokenizer, "val_fraction": self.val_fraction,
-                 "max_bytes": self.max_bytes}
-        return DataConfig(text_field=self.text_field, **{k: v for k, v in given.items() if v is not None})
 
 
 def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
