@@ -23,4 +23,11 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "fit_distillation": "distillscale.laws.selection",
     "LawFit": "distillscale.laws.selection",
     "DistillationPlanner": "distillscale.planning.solver",
+    "TrainConfig": "distillscale.training.config",
+    "DistillConfig": "distillscale.training.config",
+    "CacheConfig": "distillscale.training.config",
+    "load_train_config": "distillscale.training.config",
+    "train": "distillscale.training.recipe",
+    "distill": "distillscale.training.distillation",
+    "cache_logits": "distillscale.training.logit_cache.writer",
 })

@@ -4,7 +4,6 @@
 - `solver`: `DistillationPlanner` (compute-optimal plans, existing teachers, the supervised
   baseline and verdict, sweeps over student size, distil-or-pretrain maps).
 - `teacher`: ranking candidate teachers and the linear law of capacity gap.
-- `extrapolation`: the data range behind a law, and warnings outside it.
 - `plots`: figures of all of the above (matplotlib, imported lazily).
 
 Submodules are imported directly (the solver needs SciPy, kept off the CLI's start-up path).
