@@ -4,20 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+# constraints.txt pins every dependency (the lock): installs take exactly these versions, so a new
+# release reaches users only after `make lock` is run, reviewed and committed.
+CONSTRAINTS := constraints.txt
+
+.PHONY: install test demo bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first and pinned, so pip takes the local CPU wheel instead of a CUDA build.
-$(STAMP): $(BIN)/python pyproject.toml
+$(STAMP): $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -q -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # The main job: the built-in micro sweep on Python's standard library, the laws fitted to it, and
@@ -27,6 +32,18 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+
+# Refresh the lock: resolve the newest allowed versions in a scratch environment and write them down
+# (torch is pinned above, on its own).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --disable-pip-version-check -q torch==2.13.0
+	.lock-venv/bin/pip install --disable-pip-version-check -q '.[dev]'
+	echo "# Every dependency's version, written by make lock; make install takes them with pip -c." > $(CONSTRAINTS).tmp
+	.lock-venv/bin/pip freeze --disable-pip-version-check --exclude distillscale | grep -v "^torch==" >> $(CONSTRAINTS).tmp
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	rm -rf .lock-venv build
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
