@@ -23,6 +23,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "fit_distillation": "distillscale.laws.selection",
     "LawFit": "distillscale.laws.selection",
     "DistillationPlanner": "distillscale.planning.solver",
+    "UserError": "distillscale.errors",
     "TrainConfig": "distillscale.training.config",
     "DistillConfig": "distillscale.training.config",
     "CacheConfig": "distillscale.training.config",
@@ -30,4 +31,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "train": "distillscale.training.recipe",
     "distill": "distillscale.training.distillation",
     "cache_logits": "distillscale.training.logit_cache.writer",
+    "Sweep": "distillscale.sweeps.runner",
+    "export_records": "distillscale.sweeps.export",
 })

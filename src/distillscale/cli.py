@@ -15,7 +15,7 @@ except ImportError:  # older typer uses click itself
     from click import exceptions as click_exceptions
 
 from distillscale.data.commands import data_app
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.laws.commands import fit_app, predict_app
 from distillscale.model.commands import export_hf_command
 from distillscale.planning.commands import (
@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (tests call this directly)."""
     try:
         result = app(args=argv, prog_name="distillscale", standalone_mode=False)
+    except ParameterError as exc:  # a library call's argument: name the flag that gave it
+        return _fail(exc.for_cli())
     except UserError as exc:
         return _fail(str(exc))
     except click_exceptions.NoArgsIsHelpError as exc:

@@ -1,9 +1,25 @@
-"""The one exception type for bad user input.
+"""The exception types for bad user input.
 
 Library code raises `UserError` with a one-line message that says what is wrong and how to fix it;
-the CLI prints it without a traceback and exits with status 2.
+the CLI prints it without a traceback and exits with status 2. When the bad input is one argument of
+a library call, `ParameterError` names it: as the Python parameter (`executor`) from Python, as the
+flag (`--executor`) from the command line.
 """
 
 
 class UserError(ValueError):
     """Bad input from the user (file, flag, config). The message is shown as is."""
+
+
+class ParameterError(UserError):
+    """A bad value of the parameter `param`; `template` says what is wrong with `{}` where the
+    parameter's name goes: ParameterError("compute", "{} must be positive, got -1")."""
+
+    def __init__(self, param: str, template: str):
+        self.param = param
+        self.template = template
+        super().__init__(template.format(param))
+
+    def for_cli(self, flags: dict[str, str] | None = None) -> str:
+        """The message naming the flag: `flags` maps parameters to flags whose name differs."""
+        return self.template.format((flags or {}).get(self.param) or "--" + self.param.replace("_", "-"))

@@ -9,8 +9,8 @@ import typer
 
 from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
-from distillscale.io import check_output_dir, check_output_file
-from distillscale.sweeps.store import STORE_NAME, is_sweep_dir
+from distillscale.io import check_output_file
+from distillscale.sweeps.store import STORE_NAME
 from distillscale.units import format_quantity
 
 sweep_app = typer.Typer(help="Run a sweep of training and distillation runs, and export their results.",
@@ -44,26 +44,14 @@ def run_command(
     supervised_baselines. Running again skips finished runs, resumes interrupted ones from their
     checkpoints and retries failed ones. Exit status 1 when a run failed, diverged or was blocked.
     """
-    from distillscale.sweeps.executors import LocalExecutor, SlurmExecutor
-    from distillscale.sweeps.runner import default_workers, run_sweep
-    from distillscale.sweeps.spec import load_sweep_spec
+    from distillscale.sweeps.runner import Sweep
 
-    if executor not in ("local", "slurm"):
-        raise UserError(f"unknown --executor {executor!r}: use local or slurm")
-    sweep = load_sweep_spec(spec)
-    sweep_dir = check_output_dir(out if out is not None else Path("sweeps") / sweep.name,
-                                 is_ours=is_sweep_dir, inputs=[spec], what="sweep directory")
-    workers = workers or default_workers(threads_per_run)
-    if executor == "slurm":
-        runner = SlurmExecutor(workers, sweep_dir / "slurm", partition=slurm_partition,
-                               timeout_min=slurm_timeout_min, cpus_per_task=threads_per_run,
-                               gpus_per_node=slurm_gpus)
-    else:
-        runner = LocalExecutor(workers)
+    sweep = Sweep.open(spec, out, executor=executor, workers=workers, threads_per_run=threads_per_run,
+                       slurm_partition=slurm_partition, slurm_timeout_min=slurm_timeout_min, slurm_gpus=slurm_gpus)
     if not as_json:
-        console.print(f"sweep [bold]{sweep.name}[/bold]: {len(sweep.runs)} runs in {sweep_dir}, "
-                      f"{workers} at a time ({executor})", highlight=False)
-    counts = run_sweep(sweep, sweep_dir, runner, threads_per_run=threads_per_run, progress=not as_json)
+        console.print(f"sweep [bold]{sweep.spec.name}[/bold]: {len(sweep.spec.runs)} runs in {sweep.directory}, "
+                      f"{sweep.executor.workers} at a time ({executor})", highlight=False)
+    counts = sweep.run(progress=not as_json)
     if as_json:
         print_json(counts)
     else:
@@ -71,9 +59,9 @@ def run_command(
                       highlight=False)
     unfinished = counts["failed"] + counts["diverged"] + counts["blocked"]
     if unfinished:
-        warn(f"{unfinished} of {len(sweep.runs)} runs did not complete: see `distillscale sweep status "
-             f"{sweep_dir}` and the logs in {sweep_dir / 'logs'}; run the same command again to retry "
-             f"failed runs")
+        warn(f"{unfinished} of {len(sweep.spec.runs)} runs did not complete: see `distillscale sweep status "
+             f"{sweep.directory}` and the logs in {sweep.directory / 'logs'}; run the same command again to "
+             f"retry failed runs")
         return 1
     return 0
 

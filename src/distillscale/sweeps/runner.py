@@ -24,12 +24,12 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from distillscale.errors import UserError
-from distillscale.io import atomic_write_text
-from distillscale.sweeps.executors import Executor, Job
+from distillscale.errors import ParameterError, UserError
+from distillscale.io import atomic_write_text, check_output_dir
+from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExecutor
 from distillscale.sweeps.progress import SweepProgress
-from distillscale.sweeps.spec import PlannedRun, SweepSpec
-from distillscale.sweeps.store import RunStore
+from distillscale.sweeps.spec import PlannedRun, SweepSpec, load_sweep_spec
+from distillscale.sweeps.store import RunStore, is_sweep_dir
 from distillscale.training.config import DistillConfig, TrainConfig, load_train_config, to_toml
 
 if sys.version_info >= (3, 11):
@@ -62,6 +62,45 @@ class SweepLayout:
 
     def config_path(self, run_id: str) -> Path:
         return self.root / "configs" / f"{run_id}.toml"
+
+
+@dataclass
+class Sweep:
+    """A sweep spec bound to its directory and executor: `Sweep.open("spec.toml").run()` is what
+    `distillscale sweep run spec.toml` does."""
+
+    spec: SweepSpec
+    directory: Path
+    executor: Executor
+    threads_per_run: int = 1
+
+    @classmethod
+    def open(cls, spec: str | Path, out: str | Path | None = None, *, executor: str = "local",
+             workers: int | None = None, threads_per_run: int = 1, slurm_partition: str | None = None,
+             slurm_timeout_min: int = 24 * 60, slurm_gpus: int = 0) -> "Sweep":
+        """Read the spec file and claim the sweep directory `out` (default: sweeps/<spec name>), one
+        the runner created or a new one; `workers` runs at once (default: cores // threads_per_run),
+        each a subprocess (`executor="local"`) or a Slurm job (`"slurm"`, through submitit)."""
+        if executor not in ("local", "slurm"):
+            raise ParameterError("executor", f"unknown {{}} {executor!r}: use local or slurm")
+        if threads_per_run < 1 or (workers is not None and workers < 1):
+            name, value = ("threads_per_run", threads_per_run) if threads_per_run < 1 else ("workers", workers)
+            raise ParameterError(name, f"{{}} must be at least 1, got {value}")
+        sweep_spec = load_sweep_spec(spec)
+        directory = check_output_dir(Path(out) if out is not None else Path("sweeps") / sweep_spec.name,
+                                     is_ours=is_sweep_dir, inputs=[Path(spec)], what="sweep directory")
+        workers = workers or default_workers(threads_per_run)
+        if executor == "slurm":
+            runner: Executor = SlurmExecutor(workers, directory / "slurm", partition=slurm_partition,
+                                             timeout_min=slurm_timeout_min, cpus_per_task=threads_per_run,
+                                             gpus_per_node=slurm_gpus)
+        else:
+            runner = LocalExecutor(workers)
+        return cls(sweep_spec, directory, runner, threads_per_run)
+
+    def run(self, progress: bool = True) -> dict[str, int]:
+        """Run every run that has not finished; returns the number of runs per status."""
+        return run_sweep(self.spec, self.directory, self.executor, self.threads_per_run, progress)
 
 
 def default_workers(threads_per_run: int) -> int:
