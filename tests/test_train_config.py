@@ -151,3 +151,12 @@ def test_train_help_lists_the_flags(cli):
     for flag in ("--tokens-per-param", "--grad-accum", "--min-lr-ratio", "--bf16", "--compile",
                  "--overwrite", "--config", "--save-every"):
         assert flag in out
+
+
+def test_the_cli_starts_without_torch():
+    """Generating the flags from the configs must not pull torch into `distillscale --help`."""
+    import subprocess
+    import sys
+
+    code = "import sys, distillscale.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

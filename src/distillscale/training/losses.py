@@ -49,30 +49,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+
+from distillscale.training.config import DistillationLossConfig
 
 IGNORE_INDEX = -100
 
 # Maps hidden states [n, d] to logits [n, V], e.g. `model.head`.
 Head = Callable[[torch.Tensor], torch.Tensor]
-
-
-class DistillationLossConfig(BaseModel):
-    """Settings of the distillation objective (defaults as in Busbridge et al. 2025)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kd: Literal["forward-kl", "reverse-kl", "jsd"] = "forward-kl"
-    temperature: float = Field(1.0, gt=0, description="tau; KD is scaled by tau^2")
-    kd_weight: float = Field(1.0, ge=0, le=1, description="lambda; CE gets 1 - lambda")
-    z_loss_weight: float = Field(1e-4, ge=0, description="lambda_z")
-    top_k: int | None = Field(None, ge=1, description="keep the teacher's k most likely tokens")
-    jsd_beta: float = Field(0.5, gt=0, lt=1, description="teacher weight in the JSD mixture")
-    chunk_size: int | None = Field(1024, ge=1, description="tokens per chunk; None = no chunking")
 
 
 @dataclass
