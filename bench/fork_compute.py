@@ -38,10 +38,10 @@ def main() -> None:
                          progress=False) for t in tokens[1:]]
         separate = [train(TrainConfig(out=root / f"scratch-{t}", tokens=t, **settings), progress=False)
                     for t in tokens]
-    spent, alone = sweep_compute(forked), sweep_compute(separate)
-    wall_forked = sum(r["wall_seconds"] for r in forked)
-    wall_separate = sum(r["wall_seconds"] for r in separate)
-    worst = max(abs(f["val_loss"] - s["val_loss"]) for f, s in zip(forked, separate))
+    spent, alone = (sweep_compute(r.to_json() for r in runs) for runs in (forked, separate))
+    wall_forked = sum(r.wall_seconds for r in forked)
+    wall_separate = sum(r.wall_seconds for r in separate)
+    worst = max(abs(f.val_loss - s.val_loss) for f, s in zip(forked, separate))
     print(f"FLOPs: forked {spent.spent:.3g}, separate {alone.spent:.3g}, ratio {spent.spent / alone.spent:.3f}")
     print(f"wall (in-process, excluding start-up): forked {wall_forked:.1f} s, separate {wall_separate:.1f} s, "
           f"ratio {wall_forked / wall_separate:.3f}")

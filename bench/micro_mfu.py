@@ -39,12 +39,12 @@ def measure(name: str, tokens: float, out: Path, compile: bool) -> dict:
     peak_before = matmul_flops_per_second(1024)
     result = train(config, progress=False)
     peak = (peak_before + matmul_flops_per_second(1024)) / 2
-    return {"setting": name, "non_embedding_params": result["non_embedding_params"],
-            "total_params": result["total_params"], "tokens": result["tokens"],
-            "wall_seconds": round(result["wall_seconds"], 2), "train_seconds": round(result["train_seconds"], 2),
-            "model_flops_per_second": result["flops"] / result["wall_seconds"], "peak_flops_per_second": peak,
-            "mfu": result["flops"] / result["wall_seconds"] / peak,
-            "mfu_steps_only": result["flops"] / result["train_seconds"] / peak}
+    return {"setting": name, "non_embedding_params": result.non_embedding_params,
+            "total_params": result.total_params, "tokens": result.tokens,
+            "wall_seconds": round(result.wall_seconds, 2), "train_seconds": round(result.train_seconds, 2),
+            "model_flops_per_second": result.flops / result.wall_seconds, "peak_flops_per_second": peak,
+            "mfu": result.flops / result.wall_seconds / peak,
+            "mfu_steps_only": result.flops / result.train_seconds / peak}
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def main() -> None:
     table = {}
     for name, aspect_ratio in WIDTHS.items():
         table[name] = {lr: micro_run(n_layers=N_LAYERS, aspect_ratio=aspect_ratio, head_dim=16, tokens=tokens,
-                                     lr=lr, mup=not args.no_mup)["val_loss"] for lr in RATES}
+                                     lr=lr, mup=not args.no_mup).val_loss for lr in RATES}
         losses = table[name]
         print(f"{name:6} d_model {N_LAYERS * aspect_ratio:4}: "
               + "  ".join(f"lr {lr:g}: {loss:.4f}" for lr, loss in losses.items())

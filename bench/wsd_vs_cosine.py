@@ -22,7 +22,7 @@ SCHEDULES = {"cosine": {"schedule": "cosine"},
 def main() -> None:
     rows = []
     for n_layers, m in POINTS:
-        losses = {name: micro_run(n_layers=n_layers, tokens_per_param=m, **settings)["val_loss"]
+        losses = {name: micro_run(n_layers=n_layers, tokens_per_param=m, **settings).val_loss
                   for name, settings in SCHEDULES.items()}
         rows.append({"n_layers": n_layers, "tokens_per_param": m, **losses})
         print(f"depth {n_layers}, M = {m}: " + ", ".join(f"{name} {loss:.4f}" for name, loss in losses.items())

@@ -8,10 +8,18 @@ import math
 
 import pytest
 import torch
-from transformers import (Gemma2Config, Gemma2ForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
-                          LlamaForCausalLM, PreTrainedTokenizerFast)
+from transformers import (
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 
 from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
+from distillscale.training.records import RunResult
 from distillscale.training.teachers import find_teacher, load_teacher
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
@@ -133,7 +141,11 @@ def make_run_dir(directory, status: str | None):
     directory.mkdir()
     (directory / "model_config.json").write_text("{}")
     if status is not None:
-        (directory / "result.json").write_text(json.dumps({"status": status}))
+        RunResult(status=status, val_loss=None, steps=3, lr=0.01, schedule="cosine", tokens=768,
+                  token_budget=1000, non_embedding_params=16512, total_params=37056,
+                  forward_flops_per_token=4.5e4, flops=1e8, flops_6nd=7.6e7, flops_method="-", wall_seconds=1,
+                  train_seconds=1, tokens_per_second=768, config_hash="0" * 16, world_size=1,
+                  device="cpu").save(directory / "result.json")
 
 
 @pytest.mark.parametrize("make, message", [

@@ -14,13 +14,11 @@ the same config and run directory), and failed or blocked ones are tried again.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -30,7 +28,14 @@ from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExe
 from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec, load_sweep_spec
 from distillscale.sweeps.store import RunStore, is_sweep_dir
-from distillscale.training.config import DistillConfig, TrainConfig, load_train_config, to_toml
+from distillscale.training.config import (
+    DistillConfig,
+    TrainConfig,
+    load_train_config,
+    to_toml,
+)
+from distillscale.training.records import RunResult
+from distillscale.training.run_dir import RunDirectory
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -183,8 +188,7 @@ class _Scheduler:
         for run in self.spec.runs:
             result = _read_result(self.layout.run_dir(run.run_id))
             if result is not None and self.store.get(run.run_id).status == "pending":
-                self.store.finish(run.run_id, _finished_status(result), result=result,
-                                  error=_divergence(result))
+                self.store.finish(run.run_id, result.status, result=result.to_json(), error=_divergence(result))
 
     def _block_orphans(self, statuses: dict[str, str], bar: SweepProgress) -> None:
         for run in self.spec.runs:
@@ -233,33 +237,29 @@ class _Scheduler:
             launch_error = None
         result = _read_result(self.layout.run_dir(run.run_id))
         if result is not None:
-            status = _finished_status(result)
-            self.store.finish(run.run_id, status, result=result, error=_divergence(result))
-            if status == "completed":
-                return (f"[green]completed[/green] {run.run_id}: {result['val_loss']:.4f} nats/token "
-                        f"in {result['wall_seconds']:.0f} s")
+            self.store.finish(run.run_id, result.status, result=result.to_json(), error=_divergence(result))
+            if result.completed:
+                return (f"[green]completed[/green] {run.run_id}: {result.val_loss:.4f} nats/token "
+                        f"in {result.wall_seconds:.0f} s")
             return f"[red]diverged[/red] {run.run_id}: {_divergence(result)}"
         error = launch_error or f"exit status {exit_status}: {_tail(self.layout.log_path(run.run_id))}"
         self.store.finish(run.run_id, "failed", error=error)
         return f"[red]failed[/red] {run.run_id} (see {self.layout.log_path(run.run_id)}): {error.splitlines()[-1]}"
 
 
-def _read_result(run_dir: Path) -> dict[str, Any] | None:
+def _read_result(run_dir: Path) -> RunResult | None:
+    """The run's result, or None while it has none (or only one that cannot be read: it failed)."""
     try:
-        return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return RunDirectory(run_dir).read_result()
+    except UserError:
         return None
 
 
-def _finished_status(result: dict[str, Any]) -> str:
-    return "completed" if result.get("status") == "completed" else "diverged"
-
-
-def _divergence(result: dict[str, Any]) -> str | None:
-    if result.get("status") == "completed":
+def _divergence(result: RunResult) -> str | None:
+    if result.completed:
         return None
-    return (f"diverged at step {result.get('diverged_at_step')} (loss {result.get('diverged_loss')}, "
-            f"gradient norm {result.get('diverged_grad_norm')})")
+    return (f"diverged at step {result.diverged_at_step} (loss {result.diverged_loss}, "
+            f"gradient norm {result.diverged_grad_norm})")
 
 
 def _tail(log_path: Path) -> str:

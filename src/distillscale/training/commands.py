@@ -10,6 +10,7 @@ import typer
 from distillscale.console import console, print_json, warn
 from distillscale.settings import CONFIG_OPTION, with_config_options
 from distillscale.training.config import TrainConfig
+from distillscale.training.records import RunResult
 from distillscale.units import format_quantity
 
 
@@ -29,9 +30,9 @@ def train_command(config: Path = CONFIG_OPTION,
 
     result = train(load_train_config(config, settings))
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
-        return 0 if result["status"] == "completed" else 1
+        return 0 if result.completed else 1
     if as_json:
-        print_json(result)
+        print_json(result.to_json())
     else:
         _print_summary(result)
     return exit_status(result)
@@ -40,23 +41,23 @@ def train_command(config: Path = CONFIG_OPTION,
 train_command = with_config_options(train_command, TrainConfig)
 
 
-def exit_status(result: dict) -> int:
+def exit_status(result: RunResult) -> int:
     """0 for a completed run; for a diverged one, warn what happened and what to change, and 1."""
-    if result["status"] == "completed":
+    if result.completed:
         return 0
-    kept = (f"the checkpoint of step {result['checkpoint_step']} is kept" if result["checkpoint_step"]
+    kept = (f"the checkpoint of step {result.checkpoint_step} is kept" if result.checkpoint_step
             else "no checkpoint had been saved")
-    warn(f"training diverged at step {result['diverged_at_step']} (loss {result['diverged_loss']:.4g}, "
-         f"gradient norm {result['diverged_grad_norm']:.4g}); {kept}: lower --lr or raise --warmup-steps")
+    warn(f"training diverged at step {result.diverged_at_step} (loss {result.diverged_loss:.4g}, "
+         f"gradient norm {result.diverged_grad_norm:.4g}); {kept}: lower --lr or raise --warmup-steps")
     return 1
 
 
-def _print_summary(result: dict) -> None:
-    if result["status"] != "completed":
+def _print_summary(result: RunResult) -> None:
+    if not result.completed:
         return
     console.print(
-        f"trained {format_quantity(result['non_embedding_params'])} non-embedding parameters "
-        f"({format_quantity(result['total_params'])} total) on {format_quantity(result['tokens'])} tokens, "
-        f"{format_quantity(result['flops'])} FLOPs: validation loss "
-        f"[bold]{result['val_loss']:.4f}[/bold] nats/token, "
-        f"{format_quantity(result['tokens_per_second'])} tokens/s", highlight=False)
+        f"trained {format_quantity(result.non_embedding_params)} non-embedding parameters "
+        f"({format_quantity(result.total_params)} total) on {format_quantity(result.tokens)} tokens, "
+        f"{format_quantity(result.flops)} FLOPs: validation loss "
+        f"[bold]{result.val_loss:.4f}[/bold] nats/token, "
+        f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)

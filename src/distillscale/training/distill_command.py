@@ -14,6 +14,7 @@ from distillscale.console import console, print_json
 from distillscale.settings import CONFIG_OPTION, with_config_options
 from distillscale.training.commands import exit_status
 from distillscale.training.config import TEACHER_FIXED_KEYS, DistillConfig
+from distillscale.training.records import RunResult
 from distillscale.units import format_quantity
 
 
@@ -35,8 +36,8 @@ def distill_command(config: Path = CONFIG_OPTION,
 
     result = distill(load_train_config(config, settings, DistillConfig))
     if as_json:
-        print_json(result)
-    elif result["status"] == "completed":
+        print_json(result.to_json())
+    elif result.completed:
         _print_summary(result)
     return exit_status(result)
 
@@ -44,14 +45,14 @@ def distill_command(config: Path = CONFIG_OPTION,
 distill_command = with_config_options(distill_command, DistillConfig, leave_out=TEACHER_FIXED_KEYS)
 
 
-def _print_summary(result: dict) -> None:
-    teacher = result["teacher"]
-    flops = ("from the logit cache, no teacher FLOPs" if "teacher_cache" in result
+def _print_summary(result: RunResult) -> None:
+    teacher = result.teacher
+    flops = ("from the logit cache, no teacher FLOPs" if result.teacher_cache is not None
              else "with the teacher's forward passes")
     console.print(
-        f"distilled a {format_quantity(teacher['non_embedding_params'])}-parameter teacher (validation loss "
-        f"{teacher['teacher_val_loss']:.4f} nats/token) into {format_quantity(result['non_embedding_params'])} "
-        f"non-embedding parameters on {format_quantity(result['tokens'])} tokens, "
-        f"{format_quantity(result['flops'])} FLOPs {flops}: student validation loss "
-        f"[bold]{result['val_loss']:.4f}[/bold] nats/token, "
-        f"{format_quantity(result['tokens_per_second'])} tokens/s", highlight=False)
+        f"distilled a {format_quantity(teacher.non_embedding_params)}-parameter teacher (validation loss "
+        f"{teacher.teacher_val_loss:.4f} nats/token) into {format_quantity(result.non_embedding_params)} "
+        f"non-embedding parameters on {format_quantity(result.tokens)} tokens, "
+        f"{format_quantity(result.flops)} FLOPs {flops}: student validation loss "
+        f"[bold]{result.val_loss:.4f}[/bold] nats/token, "
+        f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)

@@ -22,16 +22,26 @@ from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.model import ModelConfig, Transformer, save_pretrained
-from distillscale.regime import WeightDistance
 from distillscale.planning.flops import run_flops
-from distillscale.training.checkpoint import Progress, capture_state, restore_branch, restore_state
+from distillscale.regime import WeightDistance
+from distillscale.training.checkpoint import (
+    Progress,
+    capture_state,
+    restore_branch,
+    restore_state,
+)
 from distillscale.training.config import TrainConfig
-from distillscale.training.distributed import Distributed, TrainingModel, init_distributed
+from distillscale.training.distributed import (
+    Distributed,
+    TrainingModel,
+    init_distributed,
+)
 from distillscale.training.evaluation import evaluate
 from distillscale.training.fork import Branch, find_branch
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
 from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
+from distillscale.training.records import RunResult
 from distillscale.training.run_dir import RunDirectory, RunStart
 from distillscale.training.step import StepResult, train_step
 
@@ -49,14 +59,14 @@ FLOPS_METHOD = ("flops = 3 x forward_flops_per_token(seq_len) x tokens (block an
 
 def train(config: TrainConfig, progress: bool = True,
           make_objective: ObjectiveFactory | None = None,
-          make_sampler: SamplerFactory | None = None) -> dict[str, Any]:
+          make_sampler: SamplerFactory | None = None) -> RunResult:
     """Train one model as `config` says, resuming its run directory if it was interrupted.
 
     `make_objective` builds what the steps minimise (default: next-token cross-entropy with
     z-loss); it runs before anything is written, so its errors leave the run directory alone, as
     do those of `make_sampler`, which draws the training batches (e.g. with a teacher's cached logits).
-    Returns the content of `result.json`: status "completed", or "diverged" when a non-finite
-    loss or gradient stopped the run (the last good checkpoint is kept).
+    Returns the run's `RunResult` (what result.json holds): status "completed", or "diverged" when
+    a non-finite loss or gradient stopped the run (the last good checkpoint is kept).
     """
     group = init_distributed(config.device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -74,7 +84,7 @@ def train(config: TrainConfig, progress: bool = True,
 
 
 def _train(config: TrainConfig, group: Distributed, show_progress: bool,
-           make_objective: ObjectiveFactory | None, make_sampler: SamplerFactory | None) -> dict[str, Any]:
+           make_objective: ObjectiveFactory | None, make_sampler: SamplerFactory | None) -> RunResult:
     # 1. Check everything the user gave before writing anything.
     run = RunDirectory(config.out)
     start = run.plan_start(config)
@@ -153,7 +163,7 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
                model: Transformer, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LambdaLR, done: Progress, objective: Objective,
                branch: Branch | None, sampler: TokenSampler, val_tokens: np.ndarray, logger: MetricLogger | None,
-               weight_distance: WeightDistance | None, show_progress: bool) -> dict[str, Any]:
+               weight_distance: WeightDistance | None, show_progress: bool) -> RunResult:
     """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json."""
     total_steps = plan["total_steps"]
     training_model = TrainingModel(model, group, compile=config.compile)
@@ -219,9 +229,7 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
 
     if val_loss is None:  # resumed after the last checkpoint but before result.json
         val_loss = validation_loss()
-    result = _result(config, plan, done, objective, status="completed", val_loss=val_loss)
-    if branch is not None:
-        result["fork"] = branch.record(config.tokens_per_step, result["flops"] / result["tokens"])
+    result = _result(config, plan, done, objective, branch, status="completed", val_loss=val_loss)
     if group.is_main:
         run.write_result(result)
     return result
@@ -229,23 +237,24 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
 
 def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: dict[str, Any],
               done: Progress, step_result: StepResult, checkpoint_step: int,
-              objective: Objective) -> dict[str, Any]:
+              objective: Objective) -> RunResult:
     """A non-finite loss or gradient: stop, keep the last checkpoint, record what happened."""
-    result = _result(config, plan, done, objective, status="diverged", val_loss=None)
-    result.update(diverged_at_step=done.step + 1, diverged_loss=step_result.loss,
-                  diverged_grad_norm=step_result.grad_norm, checkpoint_step=checkpoint_step)
+    result = _result(config, plan, done, objective, None, status="diverged", val_loss=None,
+                     diverged_at_step=done.step + 1, diverged_loss=step_result.loss,
+                     diverged_grad_norm=step_result.grad_norm, checkpoint_step=checkpoint_step)
     if group.is_main:
         run.write_result(result)
     return result
 
 
 def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, objective: Objective,
-            status: str, val_loss: float | None) -> dict[str, Any]:
+            branch: Branch | None, status: str, val_loss: float | None, **divergence: Any) -> RunResult:
     model_config = ModelConfig(**plan["model"])
     tokens = done.step * config.tokens_per_step
     forward_flops = model_config.forward_flops_per_token(config.seq_len)
     flops = run_flops(model_config, config.seq_len, tokens, objective.extra_flops_per_token)
-    return {
+    fork = None if branch is None else branch.record(config.tokens_per_step, flops.total / tokens)
+    return RunResult(**{
         "status": status,
         "val_loss": val_loss,
         "val_loss_unit": "nats/token",
@@ -266,7 +275,8 @@ def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, objective
         "config_hash": config.hash(),
         "world_size": plan["world_size"],
         "device": plan["device"],
-    } | objective.result_fields(tokens)
+        "fork": fork,
+    } | divergence | objective.result_fields(tokens))
 
 
 def _model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:

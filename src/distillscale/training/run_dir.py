@@ -30,6 +30,7 @@ import torch
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, atomic_write_json, check_output_dir
 from distillscale.training.config import TrainConfig
+from distillscale.training.records import RunResult
 
 
 def is_run_dir(path: Path) -> bool:
@@ -111,8 +112,11 @@ class RunDirectory:
         atomic_write_json(self.config_path, {"config": config.model_dump(mode="json"),
                                              "config_hash": config.hash(), "plan": plan})
 
-    def write_result(self, result: dict[str, Any]) -> None:
-        atomic_write_json(self.result_path, result)
+    def write_result(self, result: RunResult) -> None:
+        result.save(self.result_path)
+
+    def read_result(self) -> RunResult:
+        return RunResult.load(self.result_path)
 
     def save_state(self, state: dict[str, Any]) -> None:
         atomic_write(self.state_path, partial(_torch_save, state))

@@ -28,6 +28,7 @@ from torch import nn
 from distillscale.data.sources import first_line
 from distillscale.data.tokenizer import load_tokenizer
 from distillscale.errors import UserError
+from distillscale.training.records import RunResult
 
 # The settings of a teacher run that say which corpus it trained on; a student distilled from it
 # reads the same corpus by default, and so trains on the other half of it.
@@ -81,7 +82,7 @@ def _run_source(path: Path) -> TeacherSource:
     if not result_path.is_file():
         raise UserError(f"teacher run {path} has not finished (no result.json): finish it by running "
                         f"its `distillscale train` command again, then distil from it")
-    status = _read_json(result_path).get("status")
+    status = RunResult.load(result_path).status
     if status != "completed":
         raise UserError(f"teacher run {path} did not complete (status {status!r}): train a teacher "
                         f"that completes (e.g. with a lower --lr) and distil from that")

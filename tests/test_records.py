@@ -1,0 +1,57 @@
+"""`RunResult` owns result.json: a schema version, old files still load, newer or malformed ones are
+refused with one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distillscale.errors import UserError
+from distillscale.training.records import RESULT_SCHEMA_VERSION, RunResult
+
+# A result.json as distillscale wrote it before the schema version (a distillation run from a cache).
+OLD_RESULT = {
+    "status": "completed", "val_loss": 4.25, "val_loss_unit": "nats/token", "steps": 65, "lr": 0.01,
+    "schedule": "cosine", "tokens": 532480, "token_budget": 500000.0, "non_embedding_params": 16512,
+    "total_params": 37056, "forward_flops_per_token": 45056.0, "flops": 7.2e10, "flops_6nd": 5.3e10,
+    "flops_method": "3 x forward", "wall_seconds": 3.5, "train_seconds": 3.1, "tokens_per_second": 171767.7,
+    "config_hash": "0123456789abcdef", "world_size": 1, "device": "cpu",
+    "teacher": {"path": "runs/t", "kind": "run", "weights_sha256": "ab", "teacher_val_loss": 3.9,
+                "non_embedding_params": 66048, "total_params": 107008, "forward_flops_per_token": 1e5,
+                "flops_method": "run", "flops": 0, "cache": "caches/t"},
+    "teacher_cache": {"path": "caches/t", "top_k": 16}, "distillation": {"kd": "forward-kl"},
+}
+
+
+def test_an_old_result_loads_as_version_one_and_round_trips(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(OLD_RESULT))
+    result = RunResult.load(path)
+    assert result.schema_version == 1 and result.completed
+    assert result.teacher.teacher_val_loss == 3.9 and result.teacher.weights_sha256 == "ab"  # kept as given
+    result.save(tmp_path / "again.json")
+    assert RunResult.load(tmp_path / "again.json") == result
+    assert json.loads((tmp_path / "again.json").read_text()) == OLD_RESULT | {"schema_version": 1}
+
+
+@pytest.mark.parametrize("content, message", [
+    (OLD_RESULT | {"schema_version": RESULT_SCHEMA_VERSION + 1}, "newer than this distillscale reads"),
+    ({k: v for k, v in OLD_RESULT.items() if k != "flops"}, "not a valid run result: flops: Field required"),
+    (OLD_RESULT | {"status": "done"}, "not a valid run result: status"),
+    (OLD_RESULT | {"surprise": 1}, "not a valid run result: surprise"),
+    ([1, 2], "not a run result"),
+])
+def test_newer_or_malformed_results_are_refused_in_one_line(tmp_path, content, message):
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(UserError, match=message) as error:
+        RunResult.load(path)
+    assert "\n" not in str(error.value)
+
+
+def test_an_unreadable_result_is_a_user_error(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="cannot read the run result"):
+        RunResult.load(path)
