@@ -8,7 +8,7 @@ import json
 import pytest
 
 from distillscale.errors import UserError
-from distillscale.training.records import RESULT_SCHEMA_VERSION, RunResult
+from distillscale.training.records import RESULT_SCHEMA_VERSION, RUN_SCHEMA_VERSION, RunRecord, RunResult
 
 # A result.json as distillscale wrote it before the schema version (a distillation run from a cache).
 OLD_RESULT = {
@@ -36,7 +36,7 @@ def test_an_old_result_loads_as_version_one_and_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (OLD_RESULT | {"schema_version": RESULT_SCHEMA_VERSION + 1}, "newer than this distillscale reads"),
+    (OLD_RESULT | {"schema_version": RESULT_SCHEMA_VERSION + 1}, "run result schema version 2, newer than"),
     ({k: v for k, v in OLD_RESULT.items() if k != "flops"}, "not a valid run result: flops: Field required"),
     (OLD_RESULT | {"status": "done"}, "not a valid run result: status"),
     (OLD_RESULT | {"surprise": 1}, "not a valid run result: surprise"),
@@ -55,3 +55,28 @@ def test_an_unreadable_result_is_a_user_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(UserError, match="cannot read the run result"):
         RunResult.load(path)
+
+
+# A config.json as a WSD fork wrote it before the schema version.
+OLD_RUN = {
+    "config": {"out": "runs/f", "n_layers": 1, "tokens": 112640.0}, "config_hash": "0123456789abcdef",
+    "plan": {"total_steps": 55, "warmup_steps": 6, "cooldown_steps": 11, "lr": 0.003, "tokens_per_step": 2048,
+             "world_size": 1, "device": "cpu", "bf16": False, "data_fingerprint": "12d3f16009fc5fa18988",
+             "model": {"n_layers": 1, "aspect_ratio": 24, "head_dim": 24, "vocab_size": 512, "max_seq_len": 128},
+             "fork": {"parent": "runs/p", "branch_step": 44}},
+}
+
+
+def test_an_old_run_config_loads_and_a_newer_one_is_refused(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(OLD_RUN))
+    record = RunRecord.load(path)
+    assert record.schema_version == 1 and record.plan.fork.branch_step == 44
+    assert record.plan.model.non_embedding_params > 0
+    path.write_text(json.dumps(OLD_RUN | {"schema_version": RUN_SCHEMA_VERSION + 1}))
+    with pytest.raises(UserError, match="run config schema version 2, newer than this distillscale reads"):
+        RunRecord.load(path)
+    path.write_text(json.dumps(OLD_RUN | {"plan": {"total_steps": 5}}))
+    with pytest.raises(UserError, match="not a valid run config: plan.warmup_steps: Field required: pass "
+                                        "--overwrite"):
+        RunRecord.load(path)

@@ -6,10 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from distillscale.console import console
+from distillscale.errors import UserError
 from distillscale.sweeps.store import FINISHED
+from distillscale.training.records import RunRecord
 
 _TAIL_BYTES = 4096  # enough for the last metrics line
 
@@ -54,8 +63,8 @@ class SweepProgress:
 def _training_state(run_dir: Path) -> tuple[int, int | None, float | None]:
     """(last logged step, total steps, last training loss) of a run in progress, as far as known."""
     try:
-        total_steps = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["plan"]["total_steps"]
-    except (OSError, ValueError, KeyError):
+        total_steps = RunRecord.load(run_dir / "config.json").plan.total_steps
+    except UserError:  # not written yet
         return 0, None, None
     try:
         with open(run_dir / "metrics.jsonl", "rb") as metrics:

@@ -16,6 +16,7 @@ from typing import Any
 
 from distillscale.errors import UserError
 from distillscale.training.config import TrainConfig
+from distillscale.training.records import RunPlan
 from distillscale.training.run_dir import RunDirectory
 
 # Settings a fork may not share with its parent: its length, and the fork links themselves.
@@ -39,7 +40,7 @@ class Branch:
                 "shared_flops": flops_per_token * shared_tokens}
 
 
-def find_branch(config: TrainConfig, plan: dict[str, Any], tokens: float) -> Branch | None:
+def find_branch(config: TrainConfig, plan: RunPlan, tokens: float) -> Branch | None:
     """The parent's state a fork of `tokens` tokens starts from (None for a run that is not a fork);
     checks that the parent computed the same steps, so that the fork equals a run from scratch."""
     if config.fork_from is None:
@@ -53,16 +54,15 @@ def find_branch(config: TrainConfig, plan: dict[str, Any], tokens: float) -> Bra
     if differing:
         raise UserError(f"{where} differs from this run in {', '.join(differing)}: a fork repeats its "
                         f"parent's settings except the tokens")
-    if parent_plan.get("data_fingerprint") != plan["data_fingerprint"]:
+    if parent_plan.data_fingerprint != plan.data_fingerprint:
         raise UserError(f"{where} trained on other data than this run: a fork reads its parent's data")
-    if parent_plan.get("warmup_steps") != plan["warmup_steps"]:
-        raise UserError(f"{where} warmed up for {parent_plan.get('warmup_steps')} steps and this run "
-                        f"would for {plan['warmup_steps']}: give --warmup-steps "
-                        f"{parent_plan.get('warmup_steps')}")
-    step = plan["total_steps"] - plan["cooldown_steps"]
-    if step < max(1, plan["warmup_steps"]):
+    if parent_plan.warmup_steps != plan.warmup_steps:
+        raise UserError(f"{where} warmed up for {parent_plan.warmup_steps} steps and this run "
+                        f"would for {plan.warmup_steps}: give --warmup-steps {parent_plan.warmup_steps}")
+    step = plan.total_steps - plan.cooldown_steps
+    if step < max(1, plan.warmup_steps):
         raise UserError(f"this fork's cooldown would start at step {step}, before the end of the warmup "
-                        f"({plan['warmup_steps']} steps): give it more tokens, or warm up for fewer steps")
+                        f"({plan.warmup_steps} steps): give it more tokens, or warm up for fewer steps")
     if step not in parent_config.branch_steps():
         raise UserError(f"{where} does not keep step {step}, where this fork's cooldown starts: list "
                         f"{round(tokens)} in the "

@@ -41,7 +41,7 @@ from distillscale.training.fork import Branch, find_branch
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
 from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
-from distillscale.training.records import RunResult
+from distillscale.training.records import ForkLink, RunPlan, RunResult
 from distillscale.training.run_dir import RunDirectory, RunStart
 from distillscale.training.step import StepResult, train_step
 
@@ -105,17 +105,16 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     model_config = _model_config(config, data.vocab_size)
     total_steps = config.total_steps(model_config.non_embedding_params)
     schedule = lr_schedule(config, total_steps)
-    plan = {"total_steps": total_steps, "warmup_steps": schedule.warmup_steps,
-            "cooldown_steps": config.cooldown_steps(total_steps), "lr": config.effective_lr,
-            "tokens_per_step": config.tokens_per_step, "world_size": group.world_size,
-            "device": str(group.device), "bf16": _use_bf16(config, group.device),
-            "data_fingerprint": data.fingerprint, "model": model_config.model_dump()}
-    if start is RunStart.RESUME and run.stored_plan().get("data_fingerprint") != data.fingerprint:
+    plan = RunPlan(total_steps=total_steps, warmup_steps=schedule.warmup_steps,
+                   cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,
+                   tokens_per_step=config.tokens_per_step, world_size=group.world_size, device=str(group.device),
+                   bf16=_use_bf16(config, group.device), data_fingerprint=data.fingerprint, model=model_config)
+    if start is RunStart.RESUME and run.stored_plan().data_fingerprint != data.fingerprint:
         raise UserError(f"the data changed since the run in {run.path} started: restore it, or pass "
                         f"--overwrite to start again")
     branch = find_branch(config, plan, config.token_budget(model_config.non_embedding_params))
     if branch is not None:
-        plan["fork"] = {"parent": str(branch.parent.path), "branch_step": branch.step}
+        plan = plan.model_copy(update={"fork": ForkLink(parent=str(branch.parent.path), branch_step=branch.step)})
     objective = (make_objective(data, model_config, group) if make_objective is not None
                  else SupervisedObjective(z_loss_weight=config.z_loss))
 
@@ -123,7 +122,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     model = Transformer(model_config).to(group.device)
     # ||w_t - w_0|| (Hoffer et al.), logged by the main process; w_0 is this initialisation.
     weight_distance = WeightDistance(model) if group.is_main else None
-    optimizer = build_optimizer(model, plan["lr"], config.weight_decay)
+    optimizer = build_optimizer(model, plan.lr, config.weight_decay)
     scheduler = build_scheduler(optimizer, schedule)
 
     # 3. Resume from the last checkpoint, or start a fork where its parent branches, or from scratch;
@@ -159,15 +158,15 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                           weight_distance=weight_distance, show_progress=show_progress)
 
 
-def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, run: RunDirectory,
+def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunDirectory,
                model: Transformer, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LambdaLR, done: Progress, objective: Objective,
                branch: Branch | None, sampler: TokenSampler, val_tokens: np.ndarray, logger: MetricLogger | None,
                weight_distance: WeightDistance | None, show_progress: bool) -> RunResult:
     """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json."""
-    total_steps = plan["total_steps"]
+    total_steps = plan.total_steps
     training_model = TrainingModel(model, group, compile=config.compile)
-    autocast = torch.autocast(group.device.type, dtype=torch.bfloat16, enabled=plan["bf16"])
+    autocast = torch.autocast(group.device.type, dtype=torch.bfloat16, enabled=plan.bf16)
 
     def validation_loss() -> float:
         return evaluate(model, val_tokens, config.seq_len, config.batch_size, config.eval_tokens,
@@ -192,7 +191,7 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
                                 config.grad_clip, group, autocast)
             if not result.finite:
                 return _diverged(run, group, config, plan, done, result, checkpoint_step, objective)
-            lr = plan["lr"] * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
+            lr = plan.lr * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
             scheduler.step()
             done.step += 1
             done.train_seconds += time.perf_counter() - step_start
@@ -235,7 +234,7 @@ def _run_steps(config: TrainConfig, plan: dict[str, Any], group: Distributed, ru
     return result
 
 
-def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: dict[str, Any],
+def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: RunPlan,
               done: Progress, step_result: StepResult, checkpoint_step: int,
               objective: Objective) -> RunResult:
     """A non-finite loss or gradient: stop, keep the last checkpoint, record what happened."""
@@ -247,9 +246,9 @@ def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: 
     return result
 
 
-def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, objective: Objective,
+def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objective,
             branch: Branch | None, status: str, val_loss: float | None, **divergence: Any) -> RunResult:
-    model_config = ModelConfig(**plan["model"])
+    model_config = plan.model
     tokens = done.step * config.tokens_per_step
     forward_flops = model_config.forward_flops_per_token(config.seq_len)
     flops = run_flops(model_config, config.seq_len, tokens, objective.extra_flops_per_token)
@@ -259,7 +258,7 @@ def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, objective
         "val_loss": val_loss,
         "val_loss_unit": "nats/token",
         "steps": done.step,
-        "lr": plan["lr"],
+        "lr": plan.lr,
         "schedule": config.schedule,
         "tokens": tokens,
         "token_budget": config.token_budget(model_config.non_embedding_params),
@@ -273,8 +272,8 @@ def _result(config: TrainConfig, plan: dict[str, Any], done: Progress, objective
         "train_seconds": done.train_seconds,
         "tokens_per_second": tokens / done.train_seconds if done.train_seconds else None,
         "config_hash": config.hash(),
-        "world_size": plan["world_size"],
-        "device": plan["device"],
+        "world_size": plan.world_size,
+        "device": plan.device,
         "fork": fork,
     } | divergence | objective.result_fields(tokens))
 

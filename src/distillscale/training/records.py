@@ -1,9 +1,12 @@
-"""`RunResult`: what a finished run reports, the typed record that owns its `result.json`.
+"""The typed records of a run directory, each owning its JSON file:
 
-A run writes it last (atomically), so its presence means the run is over; sweeps, exports, reports
-and teachers read it back through `RunResult.load`. `schema_version` guards the format: files
-written before it existed load as version 1, and a file from a newer distillscale is refused with a
-message instead of being misread.
+- `RunRecord` (config.json): the resolved config, its hash, and the `RunPlan` derived from it once
+  the data and the device are known (steps, learning rate, model shape, data fingerprint);
+- `RunResult` (result.json): what the finished run reports. Written last (atomically), so its
+  presence means the run is over; sweeps, exports, reports and teachers read it back.
+
+`schema_version` guards each format: files written before it existed load as version 1, and a file
+from a newer distillscale is refused with a message instead of being misread.
 """
 
 from __future__ import annotations
@@ -16,8 +19,81 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json
+from distillscale.model import ModelConfig
 
 RESULT_SCHEMA_VERSION = 1
+RUN_SCHEMA_VERSION = 1
+
+
+def read_record(path: Path, what: str, newest: int, fix: str) -> dict[str, Any]:
+    """The JSON object in `path` with its `schema_version` (1 when absent), or a one-line UserError."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read the {what} {path}: {exc}") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path} is not a {what} (not a JSON object){fix}")
+    version = record.get("schema_version", 1)
+    if not isinstance(version, int) or version > newest:
+        raise UserError(f"{path} has {what} schema version {version!r}, newer than this distillscale "
+                        f"reads ({newest}): upgrade distillscale to read it")
+    return record | {"schema_version": version}
+
+
+def validated(model: type[BaseModel], record: dict[str, Any], path: Path, what: str, fix: str) -> Any:
+    try:
+        return model.model_validate(record)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "the file"
+        raise UserError(f"{path} is not a valid {what}: {where}: {error['msg']}{fix}") from None
+
+
+class ForkLink(BaseModel):
+    """A WSD fork's parent run and the step of the parent's state it starts from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parent: str
+    branch_step: int
+
+
+class RunPlan(BaseModel):
+    """What a config comes to on this data and hardware; a resumed run or a fork checks it matches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    total_steps: int
+    warmup_steps: int
+    cooldown_steps: int
+    lr: float  # the peak rate after large-batch scaling
+    tokens_per_step: int
+    world_size: int
+    device: str
+    bf16: bool
+    data_fingerprint: str
+    model: ModelConfig
+    fork: ForkLink | None = None
+
+
+class RunRecord(BaseModel):
+    """config.json: the config as resolved (a dict of the train or distill config's settings, read
+    back as that config by the run directory), its hash, and the plan."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = RUN_SCHEMA_VERSION
+    config: dict[str, Any]
+    config_hash: str
+    plan: RunPlan
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, self.model_dump(mode="json", exclude_none=True))
+
+    @classmethod
+    def load(cls, path: Path) -> "RunRecord":
+        fix = ": pass --overwrite to start the run again, or choose another --out"
+        return validated(cls, read_record(path, "run config", RUN_SCHEMA_VERSION, fix), path, "run config", fix)
 
 
 class TeacherRecord(BaseModel):
@@ -92,19 +168,4 @@ class RunResult(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> "RunResult":
-        try:
-            record = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"cannot read the run result {path}: {exc}") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path} is not a run result (not a JSON object)")
-        version = record.get("schema_version", 1)
-        if not isinstance(version, int) or version > RESULT_SCHEMA_VERSION:
-            raise UserError(f"{path} has result schema version {version!r}, newer than this distillscale "
-                            f"reads ({RESULT_SCHEMA_VERSION}): upgrade distillscale to read it")
-        try:
-            return cls.model_validate(record | {"schema_version": version})
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"]) or "the file"
-            raise UserError(f"{path} is not a valid run result: {where}: {error['msg']}") from None
+        return validated(cls, read_record(path, "run result", RESULT_SCHEMA_VERSION, ""), path, "run result", "")

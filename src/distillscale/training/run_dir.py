@@ -26,11 +26,12 @@ from typing import Any
 
 import safetensors.torch
 import torch
+from pydantic import ValidationError
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write, atomic_write_json, check_output_dir
-from distillscale.training.config import TrainConfig
-from distillscale.training.records import RunResult
+from distillscale.io import atomic_write, check_output_dir
+from distillscale.training.config import TConfig, TrainConfig
+from distillscale.training.records import RunPlan, RunRecord, RunResult
 
 
 def is_run_dir(path: Path) -> bool:
@@ -86,17 +87,17 @@ class RunDirectory:
                             f"--overwrite to replace it, or choose another --out")
         return RunStart.RESUME
 
-    def stored_config(self, config_class: type[TrainConfig] = TrainConfig) -> TrainConfig:
+    def stored_config(self, config_class: type[TConfig] = TrainConfig) -> TConfig:
         """The config the run was started with, read as `config_class` (a train or a distill run)."""
-        record = self._read_json(self.config_path)
+        record = RunRecord.load(self.config_path)
         try:
-            return config_class.model_validate(record["config"])
-        except Exception:
-            raise UserError(f"{self.config_path} is not a distillscale run config: pass --overwrite "
-                            f"to start the run again, or choose another --out") from None
+            return config_class.model_validate(record.config)
+        except ValidationError:
+            raise UserError(f"{self.config_path} is not a distillscale {config_class.__name__}: pass "
+                            f"--overwrite to start the run again, or choose another --out") from None
 
-    def stored_plan(self) -> dict[str, Any]:
-        return self._read_json(self.config_path).get("plan", {})
+    def stored_plan(self) -> RunPlan:
+        return RunRecord.load(self.config_path).plan
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -108,9 +109,8 @@ class RunDirectory:
         for name in ("state", "tensorboard"):
             shutil.rmtree(self.path / name, ignore_errors=True)
 
-    def write_config(self, config: TrainConfig, plan: dict[str, Any]) -> None:
-        atomic_write_json(self.config_path, {"config": config.model_dump(mode="json"),
-                                             "config_hash": config.hash(), "plan": plan})
+    def write_config(self, config: TrainConfig, plan: RunPlan) -> None:
+        RunRecord(config=config.model_dump(mode="json"), config_hash=config.hash(), plan=plan).save(self.config_path)
 
     def write_result(self, result: RunResult) -> None:
         result.save(self.result_path)
