@@ -70,7 +70,8 @@ def _counts(what: str):
 
 
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
-BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "log_every"})
+BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "log_every", "activation_checkpointing",
+                              "teacher_parallel"})
 # Large-batch settings: left out of the hash while off (no reference batch size), so that runs without
 # them keep the hash they had before these settings existed.
 LARGE_BATCH_KEYS = frozenset({"reference_batch_size", "lr_scaling", "regime_adaptation"})
@@ -80,6 +81,9 @@ WSD_KEYS = frozenset({"schedule", "cooldown_fraction", "cooldown_shape"})
 FORK_KEYS = frozenset({"fork_from", "fork_tokens"})
 DEFAULT_COOLDOWN_FRACTION = 0.2  # Hägele et al.: 20% of the steps matches cosine
 DEFAULT_COOLDOWN_SHAPE = "1-sqrt"  # their best shape
+# Sharded runs keep sharded checkpoints, which a DDP run cannot resume: `parallel` is in the hash, but
+# left out while it is the default so that DDP runs keep the hash they had before FSDP existed.
+PARALLEL_KEYS = frozenset({"parallel"})
 
 
 # Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
@@ -180,6 +184,11 @@ class HardwareSettings(Settings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda")
     bf16: bool | None = Field(None, description="bf16 autocast (default: on CUDA only)")
     compile: bool = Field(False, description="torch.compile")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="several processes: ddp (every rank holds the whole model) or fsdp (parameters, "
+                           "gradients and optimizer state sharded per block; sharded checkpoints)")
+    activation_checkpointing: bool = Field(
+        False, description="fsdp: recompute each block's activations in the backward pass (less memory)")
 
 
 # Bases in reverse: pydantic lists the fields of the last base first, so files and --help read data, model, ...
@@ -266,7 +275,8 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         """Identifies what the run computes; bookkeeping settings are left out."""
         excluded = (BOOKKEEPING_KEYS | (LARGE_BATCH_KEYS if self.reference_batch_size is None else set())
                     | (WSD_KEYS if self.schedule == "cosine" else set())
-                    | {key for key in FORK_KEYS if getattr(self, key) is None})
+                    | {key for key in FORK_KEYS if getattr(self, key) is None}
+                    | (PARALLEL_KEYS if self.parallel == "ddp" else set()))
         payload = self.model_dump(mode="json", exclude=set(excluded))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -313,6 +323,9 @@ class DistillSettings(Settings):
     top_k: int | None = _LOSS_FIELDS["top_k"]
     jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
     loss_chunk_size: int = Field(1024, ge=1, description="tokens whose logits are computed at once")
+    teacher_parallel: Literal["shard", "replicate"] = Field(
+        "replicate", description="with --parallel fsdp: shard the teacher's blocks over the ranks (for a "
+                                 "teacher that does not fit on one device) or replicate it on every rank")
 
 
 # Settings a student takes from its teacher: the student half of the corpus, the teacher's tokenizer.
@@ -344,7 +357,16 @@ class CacheSettings(Settings):
     section, title = "cache", "Logit cache"
 
     out: Path = Field(description="cache directory (re-run the same command to resume)")
-    top_k: int = Field(ge=1, description="teacher predictions kept per position, e.g. 128")
+    targets: Literal["top-k", "sampled"] = Field(
+        "top-k", description="what to store per position: the teacher's top-k log-probabilities, or "
+                             "--samples ids drawn from its distribution (unbiased, see README)")
+    top_k: int | None = Field(None, ge=1, description="with --targets top-k: predictions kept per position, "
+                                                     "e.g. 128")
+    samples: int | None = Field(None, ge=1, description="with --targets sampled: ids drawn per position, "
+                                                       "e.g. 12")
+    temperature: float = Field(1.0, gt=0, description="with --targets sampled: draw from softmax(logits / "
+                                                      "temperature); distil at the same --temperature")
+    seed: int = Field(0, description="with --targets sampled: seed of the draws")
     tokens: Annotated[int | None, _count("tokens")] = Field(
         None, description="cache the first TOKENS of the split, e.g. 50M (default: the whole split)")
     seq_len: int = Field(256, ge=2, description="window length; students use the same")
@@ -363,6 +385,16 @@ class CacheConfig(CacheSettings, TeacherSettings, CorpusSettings):
     teacher: Path = TeacherSettings.model_fields["teacher"]
     split: Literal["teacher", "student"] = Field(
         "student", description="half to cache (default: the half a run teacher did not train on)")
+
+    @model_validator(mode="after")
+    def _targets_sized(self) -> "CacheConfig":
+        if self.targets == "top-k" and self.top_k is None:
+            raise ValueError("missing required setting --top-k (teacher predictions kept per position, "
+                             "e.g. 128), or use --targets sampled --samples K")
+        if self.targets == "sampled" and self.samples is None:
+            raise ValueError("missing required setting --samples (ids drawn per position, e.g. 12) for "
+                             "--targets sampled")
+        return self
 
 
 TConfig = TypeVar("TConfig", bound=BaseModel)

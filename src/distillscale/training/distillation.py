@@ -12,25 +12,30 @@ student's `val_loss` stays the cross-entropy against the data, as the distillati
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-from pydantic import BaseModel
 
 from distillscale.console import warn
 from distillscale.data.prepare import PreparedData
-from distillscale.errors import UserError
 from distillscale.model import ModelConfig
 from distillscale.training.config import DistillConfig
 from distillscale.training.distributed import Distributed
 from distillscale.training.evaluation import evaluate
-from distillscale.training.losses import DistillationLossConfig, LossOutput, distillation_loss
+from distillscale.training.losses import (
+    DistillationLossConfig,
+    LossOutput,
+    distillation_loss,
+)
+from distillscale.training.parallel import shard_teacher
 from distillscale.training.recipe import FLOPS_METHOD, train
-from distillscale.training.teachers import Teacher, TeacherSource, check_same_tokenizer, find_teacher, load_teacher
-
-OTHER_HALF = {"teacher": "student", "student": "teacher"}
-# A config naming a teacher and its student's data: DistillConfig, or the logit cache's CacheConfig.
-TConfig = TypeVar("TConfig", bound=BaseModel)
+from distillscale.training.teachers import (
+    Teacher,
+    TeacherSource,
+    find_teacher,
+    load_teacher,
+    resolve_student_data,
+)
 
 
 class DistillationObjective:
@@ -80,31 +85,11 @@ def distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
     return train(config, progress, make_objective=partial(_make_objective, config, source))
 
 
-def resolve_student_data(config: TConfig, source: TeacherSource) -> TConfig:
-    """The config with the teacher's tokenizer and, when --data is not given, a run teacher's corpus,
-    of which the student takes the half the teacher did not train on (unless `split` is set).
-
-    Written to config.json as resolved, so a resumed run checks it reads the same data.
-    """
-    updates: dict[str, Any] = {"teacher": source.path}
-    if config.tokenizer is None:
-        if source.tokenizer_path is None:
-            raise UserError(f"the teacher {source.path} has no tokenizer (tokenizer.json or "
-                            f"tokenizer_config.json): save it there, or pass the teacher's tokenizer "
-                            f"with --tokenizer")
-        updates["tokenizer"] = source.tokenizer_path
-    elif source.tokenizer_path is not None:
-        check_same_tokenizer(source.tokenizer_path, config.tokenizer)
-    if config.data is None:
-        updates |= {key: value for key, value in source.corpus.items() if getattr(config, key) is None}
-        if source.trained_split is not None and "split" not in config.model_fields_set:
-            updates["split"] = OTHER_HALF[source.trained_split]
-    return type(config).model_validate(config.model_dump() | updates)
-
-
 def _make_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
                     student: ModelConfig, group: Distributed) -> DistillationObjective:
     teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code)
+    if config.parallel == "fsdp" and config.teacher_parallel == "shard":
+        teacher = shard_teacher(teacher, group)  # each rank keeps 1/world_size of its blocks
     if student.non_embedding_params > teacher.info.non_embedding_params and group.is_main:
         warn(f"the student ({student.non_embedding_params:,} non-embedding parameters) is larger than the "
              f"teacher ({teacher.info.non_embedding_params:,}): allowed, but check --n-layers and --teacher")

@@ -101,15 +101,28 @@ class HiddenStates(nn.Module):
 
 
 class TrainingModel:
-    """What an objective calls: `hidden_states(idx)` through the (compiled, DDP-wrapped) trunk and the
-    plain `head`. `no_sync()` skips the gradient all-reduce on micro-batches before the last."""
+    """What an objective calls: `hidden_states(idx)` through the (compiled; DDP-wrapped or FSDP-sharded)
+    trunk and the plain `head`. `no_sync()` skips the gradient reduction on micro-batches before the last.
 
-    def __init__(self, model: nn.Module, group: Distributed, compile: bool = False):
+    Under FSDP the model's parameters are sharded in place when this is built, so build it before
+    the optimizer (which must see the sharded parameters)."""
+
+    def __init__(self, model: nn.Module, group: Distributed, compile: bool = False, parallel: str = "ddp",
+                 bf16: bool = False, activation_checkpointing: bool = False):
         self.model = model
-        trunk: nn.Module = HiddenStates(model)
+        self.sharded = parallel == "fsdp"
+        if self.sharded:
+            from distillscale.training.parallel import shard
+
+            trunk: nn.Module = shard(model, group, bf16=bf16, activation_checkpointing=activation_checkpointing)
+            self.evaluated: nn.Module = trunk  # FSDP gathers parameters in the trunk's forward only
+        else:
+            trunk = HiddenStates(model)
+            self.evaluated = model
+        self._unwrapped_trunk = trunk
         if compile:
             trunk = torch.compile(trunk)
-        if group.enabled:
+        if group.enabled and not self.sharded:
             trunk = nn.parallel.DistributedDataParallel(
                 trunk, device_ids=[group.device.index] if group.device.type == "cuda" else None)
         self.trunk = trunk
@@ -118,7 +131,18 @@ class TrainingModel:
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         return self.trunk(idx)
 
+    @contextlib.contextmanager
     def no_sync(self):
         if isinstance(self.trunk, nn.parallel.DistributedDataParallel):
-            return self.trunk.no_sync()
-        return contextlib.nullcontext()
+            with self.trunk.no_sync():
+                yield
+        elif self.sharded:
+            from distillscale.training.parallel import set_gradient_sync
+
+            set_gradient_sync(self._unwrapped_trunk, False)
+            try:
+                yield
+            finally:
+                set_gradient_sync(self._unwrapped_trunk, True)
+        else:
+            yield

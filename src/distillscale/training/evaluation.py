@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ import torch
 from distillscale.data import iter_eval_batches
 from distillscale.training.distributed import Distributed
 from distillscale.training.losses import cross_entropy_loss
+from distillscale.training.parallel import is_sharded
 
 
 @torch.no_grad()
@@ -25,7 +27,9 @@ def evaluate(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, batch_siz
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64)  # summed nats, tokens
+    batches, first = 0, None
     for index, (inputs, targets) in enumerate(iter_eval_batches(tokens, seq_len, batch_size, max_tokens)):
+        batches, first = index + 1, first if first is not None else inputs
         if index % group.world_size != group.rank:
             continue
         inputs, targets = inputs.to(device), targets.to(device)
@@ -33,6 +37,13 @@ def evaluate(model: torch.nn.Module, tokens: np.ndarray, seq_len: int, batch_siz
             output = cross_entropy_loss(model.hidden_states(inputs), model.head, targets)
         totals += torch.stack([output.ce.double().cpu() * targets.numel(),
                                torch.tensor(targets.numel(), dtype=torch.float64)])
+    if group.enabled and is_sharded(model):
+        # A sharded model's forward is a collective: a rank with one batch fewer runs one more
+        # forward pass, whose result it drops, so that every rank gathers the blocks as often.
+        own = len(range(group.rank, batches, group.world_size))
+        for _ in range(math.ceil(batches / group.world_size) - own):
+            with autocast:
+                model.hidden_states(first.to(device))
     model.train(was_training)
     totals = group.sum(totals)
     return (totals[0] / totals[1]).item()

@@ -43,6 +43,7 @@ from distillscale.training.objective import Objective, SupervisedObjective
 from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
 from distillscale.training.records import ForkLink, RunPlan, RunResult
 from distillscale.training.run_dir import RunDirectory, RunStart
+from distillscale.training.sharded_checkpoint import load_sharded, save_full_model, save_sharded
 from distillscale.training.step import StepResult, train_step
 
 # Builds the objective once the data and the device are known (e.g. loads a teacher onto the device).
@@ -92,6 +93,9 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     # rank 0 wrote saw a half-claimed directory (a temporary file, no config.json) and refused it.
     group.barrier()
     group.check_batch_size(config.batch_size)
+    if config.parallel == "fsdp" and (config.fork_from is not None or config.fork_tokens):
+        raise UserError("--parallel fsdp does not keep fork points yet: leave out --fork-tokens and "
+                        "--fork-from, or use --parallel ddp")
     _model_config(config, vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
 
     # 2. Data, model, optimizer.
@@ -120,31 +124,36 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
 
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(group.device)
-    # ||w_t - w_0|| (Hoffer et al.), logged by the main process; w_0 is this initialisation.
-    weight_distance = WeightDistance(model) if group.is_main else None
+    # ||w_t - w_0|| (Hoffer et al.), logged by the main process; w_0 is this initialisation. Not for
+    # sharded runs: the main process alone does not hold the weights.
+    sharded = config.parallel == "fsdp" and group.enabled
+    weight_distance = WeightDistance(model) if group.is_main and not sharded else None
+    # Shards the parameters in place under FSDP: before the optimizer, which must see the shards.
+    training_model = TrainingModel(model, group, compile=config.compile, parallel=config.parallel,
+                                   bf16=plan.bf16, activation_checkpointing=config.activation_checkpointing)
     optimizer = build_optimizer(model, plan.lr, config.weight_decay)
     scheduler = build_scheduler(optimizer, schedule)
 
     # 3. Resume from the last checkpoint, or start a fork where its parent branches, or from scratch;
     # claim the run directory. (A fork's w_0 is its parent's: same seed, same initialisation.)
-    state = run.load_state() if start is RunStart.RESUME else None
-    if state:
-        done = restore_state(state, model, optimizer, scheduler)
+    resumed = _resume(run, config, model, optimizer, scheduler) if start is RunStart.RESUME else None
+    if resumed is not None:
+        done = resumed
     elif branch is not None:
         done = restore_branch(branch.state(), model, optimizer, scheduler)
     else:
         done = Progress()
-    saved_initial = run.load_initial_weights() if state and group.is_main else None
+    saved_initial = run.load_initial_weights() if resumed and weight_distance is not None else None
     if saved_initial is not None:  # None for a run started before w_0 was saved: the seed rebuilt it
         weight_distance = WeightDistance(model, initial=saved_initial)
     if group.is_main:
         if start is RunStart.RESTART:
             run.clear()
         run.write_config(config, plan)
-        if not state:
+        if not resumed and weight_distance is not None:
             run.save_initial_weights(weight_distance.initial)
         atomic_write(run.tokenizer_path, lambda tmp: shutil.copyfile(data.directory / "tokenizer.json", tmp))
-        if state:
+        if resumed:
             err_console.print(f"resuming {run.path} from step {done.step}/{total_steps}",
                               soft_wrap=True, highlight=False)
     group.barrier()
@@ -152,24 +161,32 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     # 4. Train.
     logger = MetricLogger(run.metrics_path, run.tensorboard_dir, done.step) if group.is_main else None
     with logger or contextlib.nullcontext():
-        return _run_steps(config, plan, group, run, model, optimizer, scheduler, done,
+        return _run_steps(config, plan, group, run, model, training_model, optimizer, scheduler, done,
                           objective=objective, branch=branch,
                           sampler=sampler, val_tokens=val_tokens, logger=logger,
                           weight_distance=weight_distance, show_progress=show_progress)
 
 
+def _resume(run: RunDirectory, config: TrainConfig, model: Transformer, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LambdaLR) -> Progress | None:
+    """Restore the last checkpoint (sharded under FSDP, on every rank); None when there is none."""
+    if config.parallel == "fsdp":
+        return load_sharded(run.sharded_state_dir, model, optimizer, scheduler)
+    state = run.load_state()
+    return restore_state(state, model, optimizer, scheduler) if state else None
+
+
 def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunDirectory,
-               model: Transformer, optimizer: torch.optim.Optimizer,
+               model: Transformer, training_model: TrainingModel, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LambdaLR, done: Progress, objective: Objective,
                branch: Branch | None, sampler: TokenSampler, val_tokens: np.ndarray, logger: MetricLogger | None,
                weight_distance: WeightDistance | None, show_progress: bool) -> RunResult:
     """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json."""
     total_steps = plan.total_steps
-    training_model = TrainingModel(model, group, compile=config.compile)
     autocast = torch.autocast(group.device.type, dtype=torch.bfloat16, enabled=plan.bf16)
 
     def validation_loss() -> float:
-        return evaluate(model, val_tokens, config.seq_len, config.batch_size, config.eval_tokens,
+        return evaluate(training_model.evaluated, val_tokens, config.seq_len, config.batch_size, config.eval_tokens,
                         group, autocast)
 
     def micro_batches(step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -210,17 +227,22 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                 record["tokens_per_second"] = window_tokens / (now - window_start)
                 window_start, window_tokens = now, 0
                 if logger is not None:
-                    distance = weight_distance.compute(done.step)
-                    record["weight_distance"] = distance.total
-                    record |= {f"weight_distance/{layer}": value
-                               for layer, value in distance.per_layer.items()}
+                    if weight_distance is not None:
+                        distance = weight_distance.compute(done.step)
+                        record["weight_distance"] = distance.total
+                        record |= {f"weight_distance/{layer}": value
+                                   for layer, value in distance.per_layer.items()}
                     logger.log(record)
                 bar.update(task, completed=done.step, loss=f"{result.loss:.3f}",
                            tokens_per_second=f"{record['tokens_per_second']:,.0f}")
             done.wall_seconds = wall_before + time.perf_counter() - segment_start
             if is_last or done.step % config.save_every == 0:
                 checkpoint_step = done.step
-                if group.is_main:
+                if config.parallel == "fsdp":  # every rank writes its shards; the whole model at the end
+                    if is_last:  # first: a run killed between the two redoes the last steps, and both
+                        save_full_model(model, run.path, group)
+                    save_sharded(run.sharded_state_dir, model, optimizer, scheduler, done, group)
+                elif group.is_main:
                     run.save_state(capture_state(model, optimizer, scheduler, done))
                     save_pretrained(model, run.path)
             if done.step in branch_steps and group.is_main:

@@ -10,6 +10,7 @@ import torch
 
 from distillscale.training.distributed import Distributed, TrainingModel
 from distillscale.training.objective import Objective
+from distillscale.training.parallel import full_tensor
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def train_step(model: TrainingModel, objective: Objective, optimizer: torch.opti
     totals = group.mean(totals / len(micro_batches))
     parameters = [p for group_ in optimizer.param_groups for p in group_["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
+    grad_norm = full_tensor(grad_norm)  # under FSDP, a DTensor over the sharded gradients
     result = StepResult(loss=totals[0].item(), ce=totals[1].item(), grad_norm=grad_norm.item(),
                         kd=totals[2].item() if output.kd is not None else None)
     if result.finite:
