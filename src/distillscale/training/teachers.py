@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from distillscale.data.sources import first_line
@@ -33,6 +34,9 @@ from distillscale.training.records import RunResult
 # The settings of a teacher run that say which corpus it trained on; a student distilled from it
 # reads the same corpus by default, and so trains on the other half of it.
 CORPUS_SETTINGS = ("data", "text_field", "max_bytes", "val_fraction")
+OTHER_HALF = {"teacher": "student", "student": "teacher"}
+# A config naming a teacher and its student's data: DistillConfig, or the logit cache's CacheConfig.
+TConfig = TypeVar("TConfig", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,28 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         raise UserError(f"{path} is unreadable: restore it, or give another --teacher") from None
     return value if isinstance(value, dict) else {}
+
+
+def resolve_student_data(config: TConfig, source: TeacherSource) -> TConfig:
+    """The config with the teacher's tokenizer and, when --data is not given, a run teacher's corpus,
+    of which the student takes the half the teacher did not train on (unless `split` is set).
+
+    Written to config.json as resolved, so a resumed run checks it reads the same data.
+    """
+    updates: dict[str, Any] = {"teacher": source.path}
+    if config.tokenizer is None:
+        if source.tokenizer_path is None:
+            raise UserError(f"the teacher {source.path} has no tokenizer (tokenizer.json or "
+                            f"tokenizer_config.json): save it there, or pass the teacher's tokenizer "
+                            f"with --tokenizer")
+        updates["tokenizer"] = source.tokenizer_path
+    elif source.tokenizer_path is not None:
+        check_same_tokenizer(source.tokenizer_path, config.tokenizer)
+    if config.data is None:
+        updates |= {key: value for key, value in source.corpus.items() if getattr(config, key) is None}
+        if source.trained_split is not None and "split" not in config.model_fields_set:
+            updates["split"] = OTHER_HALF[source.trained_split]
+    return type(config).model_validate(config.model_dump() | updates)
 
 
 def check_same_tokenizer(teacher_tokenizer: Path, student_tokenizer: Path) -> None:

@@ -1,24 +1,27 @@
-"""Offline teacher logits: run a teacher once, store its top-k predictions compactly, and distil
-students from the store without the teacher in memory.
+"""Offline teacher logits: run a teacher once, store its top-k predictions (or K samples of its
+distribution) compactly, and distil students from the store without the teacher in memory.
 
     manifest = cache_logits(CacheConfig(teacher="runs/teacher", out="caches/t128", top_k=128))
     cache = LogitCache("caches/t128")          # verified, memory-mapped
     ids, relative_log_probs = cache.teacher_predictions(windows)
 
 `distillscale cache-logits` writes a cache, `distillscale distill --teacher-cache` trains from one.
-Modules: `encoding` (the record format and its quantisation bound), `store` (files, checksums,
-`LogitCache`), `writer` (`cache_logits`), `distill` (sampler and objective for training).
+Components: `encoding` (the record formats, the quantisation bound), `store` (files, checksums,
+`LogitCache`), `sampler` (`CachedWindowSampler`), `objective` (the top-k and the unbiased sampled
+losses). Recipes: `writer` (`cache_logits`), `distill` (`distill_from_cache`).
 """
 
 from distillscale.lazy import lazy_exports
 
 _EXPORTS = {
     "TopKEncoding": "distillscale.training.logit_cache.encoding",
+    "SampledEncoding": "distillscale.training.logit_cache.encoding",
     "LogitCache": "distillscale.training.logit_cache.store",
     "CacheConfig": "distillscale.training.config",
     "cache_logits": "distillscale.training.logit_cache.writer",
-    "CachedWindowSampler": "distillscale.training.logit_cache.distill",
-    "CachedDistillationObjective": "distillscale.training.logit_cache.distill",
+    "CachedWindowSampler": "distillscale.training.logit_cache.sampler",
+    "CachedDistillationObjective": "distillscale.training.logit_cache.objective",
+    "sampled_kd_loss": "distillscale.training.logit_cache.objective",
     "distill_from_cache": "distillscale.training.logit_cache.distill",
 }
 

@@ -1,7 +1,6 @@
-"""`distillscale cache-logits`: run a teacher once over the student's tokens and store its top-k."""
+"""`distillscale cache-logits`: run a teacher once over the student's tokens and store its top-k or samples."""
 
 from __future__ import annotations
-
 
 import typer
 
@@ -15,9 +14,11 @@ def cache_logits_command(
     as_json: bool = typer.Option(False, "--json", help="print cache.json instead of a summary"),
     **settings,
 ) -> int:
-    """Run a teacher once over the student's training tokens and store its top-k predictions.
+    """Run a teacher once over the student's training tokens and store its top-k predictions, or
+    (--targets sampled --samples K) K ids drawn from its distribution, unbiased for forward KL.
 
-    Writes shard-*.bin (the top-k ids, Elias-Fano coded, and their log-probabilities as 8-bit codes),
+    Writes shard-*.bin (the top-k ids, Elias-Fano coded, and their log-probabilities as 8-bit codes;
+    or the sampled ids, Elias-Fano coded, and the teacher's entropy),
     tokenizer.json and, last, cache.json (teacher identity and validation loss, data fingerprint,
     encoding, bytes per token, one-time teacher FLOPs) to --out. An interrupted run keeps its
     finished shards when the same command is run again. Train from it with
@@ -31,11 +32,16 @@ def cache_logits_command(
         print_json(manifest)
     else:
         teacher = manifest["teacher"]
+        if manifest.get("targets") == "sampled":
+            what = f"{manifest['samples']} samples per position of the predictions"
+            mass = f"mass of the sampled ids {manifest['mean_sampled_mass']:.3f}"
+        else:
+            what, mass = f"the top-{manifest['top_k']} predictions", f"top-k mass {manifest['mean_top_k_mass']:.3f}"
         console.print(
-            f"cached the top-{manifest['top_k']} predictions of a {format_quantity(teacher['non_embedding_params'])}"
+            f"cached {what} of a {format_quantity(teacher['non_embedding_params'])}"
             f"-parameter teacher (validation loss {teacher['teacher_val_loss']:.4f} nats/token) on "
             f"{format_quantity(manifest['tokens'])} tokens of the {manifest['split']} split: "
-            f"{manifest['bytes_per_token']:.0f} bytes/token, top-k mass {manifest['mean_top_k_mass']:.3f}, "
+            f"{manifest['bytes_per_token']:.0f} bytes/token, {mass}, "
             f"one-time cost {format_quantity(manifest['flops'])} FLOPs", highlight=False)
     return 0
 

@@ -35,6 +35,54 @@ import numpy as np
 
 CODE_LEVELS = 255  # uint8 codes 0..255
 NAME = "elias-fano-ids+uint8-relative-logprob"
+SAMPLED_NAME = "elias-fano-sampled-ids+float32-entropy"
+
+
+@dataclass(frozen=True)
+class EliasFanoIds:
+    """`count` ids of a `vocab_size` vocabulary per record, sorted, in Elias-Fano form; repeated ids
+    (a multiset, as samples are) code as well as distinct ones: the set bits i + h_i stay distinct."""
+
+    vocab_size: int
+    count: int
+
+    @property
+    def low_bits(self) -> int:
+        """l = floor(log2(V / k)): bits of each id stored verbatim."""
+        return max(0, math.floor(math.log2(self.vocab_size / self.count)))
+
+    @property
+    def high_bits(self) -> int:
+        """Length of the unary bit vector of the high parts."""
+        return self.count + ((self.vocab_size - 1) >> self.low_bits) + 1
+
+    @property
+    def fields(self) -> list[tuple]:
+        return [("ids_high", np.uint8, (_bytes_for(self.high_bits),)),
+                ("ids_low", np.uint8, (_bytes_for(self.count * self.low_bits),))]
+
+    def encode(self, records: np.ndarray, ids: np.ndarray) -> None:
+        """Write ids [n, count] (ascending per row) into `records`."""
+        n, k, l = len(ids), self.count, self.low_bits
+        unary = np.zeros((n, self.high_bits), dtype=np.uint8)
+        unary[np.arange(n)[:, None], (ids >> l) + np.arange(k)] = 1
+        records["ids_high"] = np.packbits(unary, axis=1)
+        if l:  # a bit stream of k l-bit numbers, most significant bit first
+            low = (ids & ((1 << l) - 1))[:, :, None] >> np.arange(l - 1, -1, -1) & 1
+            records["ids_low"] = np.packbits(low.astype(np.uint8).reshape(n, k * l), axis=1)
+
+    def decode(self, records: np.ndarray) -> np.ndarray:
+        """ids [n, count] int64, ascending per row."""
+        n, k, l = len(records), self.count, self.low_bits
+        unary = np.unpackbits(records["ids_high"], axis=1, count=self.high_bits).view(bool)
+        set_bits = np.flatnonzero(unary)  # row-major, so row by row in ascending order
+        if len(set_bits) != n * k:
+            raise ValueError("a record's id bits do not hold its ids: the data is corrupted")
+        positions = set_bits.reshape(n, k) - (np.arange(n) * self.high_bits)[:, None]
+        ids = (positions - np.arange(k)) << l
+        if l:
+            ids |= _read_bit_stream(records["ids_low"], k, l)
+        return ids
 
 
 @dataclass(frozen=True)
@@ -43,27 +91,19 @@ class TopKEncoding:
 
     vocab_size: int
     top_k: int
+    targets = "top-k"
 
     def __post_init__(self):
         if not 1 <= self.top_k <= self.vocab_size:
             raise ValueError(f"top_k must be in 1..vocab_size ({self.vocab_size}), got {self.top_k}")
 
     @property
-    def low_bits(self) -> int:
-        """l = floor(log2(V / k)): bits of each id stored verbatim."""
-        return int(math.floor(math.log2(self.vocab_size / self.top_k)))
-
-    @property
-    def high_bits(self) -> int:
-        """Length of the unary bit vector of the high parts."""
-        return self.top_k + ((self.vocab_size - 1) >> self.low_bits) + 1
+    def ids(self) -> EliasFanoIds:
+        return EliasFanoIds(self.vocab_size, self.top_k)
 
     @property
     def record_dtype(self) -> np.dtype:
-        return np.dtype([("ids_high", np.uint8, (_bytes_for(self.high_bits),)),
-                         ("ids_low", np.uint8, (_bytes_for(self.top_k * self.low_bits),)),
-                         ("codes", np.uint8, (self.top_k,)),
-                         ("step", "<f4")])
+        return np.dtype([*self.ids.fields, ("codes", np.uint8, (self.top_k,)), ("step", "<f4")])
 
     @property
     def bytes_per_token(self) -> int:
@@ -72,7 +112,7 @@ class TopKEncoding:
     def describe(self) -> dict:
         """What cache.json records about the encoding."""
         return {"name": NAME, "vocab_size": self.vocab_size, "top_k": self.top_k,
-                "low_bits": self.low_bits, "high_bits": self.high_bits,
+                "low_bits": self.ids.low_bits, "high_bits": self.ids.high_bits,
                 "record": {name: self.record_dtype.fields[name][0].itemsize
                            for name in self.record_dtype.names},
                 "bytes_per_token": self.bytes_per_token}
@@ -92,30 +132,79 @@ class TopKEncoding:
         records = np.zeros(n, dtype=self.record_dtype)
         records["step"] = step
         records["codes"] = np.rint(-relative / safe_step[:, None]).clip(0, CODE_LEVELS)
-
-        l = self.low_bits
-        unary = np.zeros((n, self.high_bits), dtype=np.uint8)
-        unary[np.arange(n)[:, None], (ids >> l) + np.arange(k)] = 1
-        records["ids_high"] = np.packbits(unary, axis=1)
-        if l:  # a bit stream of k l-bit numbers, most significant bit first
-            low = (ids & ((1 << l) - 1))[:, :, None] >> np.arange(l - 1, -1, -1) & 1
-            records["ids_low"] = np.packbits(low.astype(np.uint8).reshape(n, k * l), axis=1)
+        self.ids.encode(records, ids)
         return records
 
     def decode(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ids [n, k] int64 ascending, relative log-probabilities [n, k] float32, step [n])."""
         records = np.asarray(records).reshape(-1)
-        n, k, l = len(records), self.top_k, self.low_bits
-        unary = np.unpackbits(records["ids_high"], axis=1, count=self.high_bits).view(bool)
-        set_bits = np.flatnonzero(unary)  # row-major, so row by row in ascending order
-        if len(set_bits) != n * k:
-            raise ValueError("a record's id bits do not hold top_k ids: the data is corrupted")
-        positions = set_bits.reshape(n, k) - (np.arange(n) * self.high_bits)[:, None]
-        ids = (positions - np.arange(k)) << l
-        if l:
-            ids |= _read_bit_stream(records["ids_low"], k, l)
+        ids = self.ids.decode(records)
         relative = records["codes"].astype(np.float32) * -records["step"][:, None]
         return ids, relative, records["step"].copy()
+
+
+@dataclass(frozen=True)
+class SampledEncoding:
+    """`samples` token ids drawn (with replacement) from the teacher's softmax(logits / tau) per
+    token, and that distribution's entropy H_T (float32): what the unbiased estimator needs (see
+    `logit_cache.objective`). The ids are a sorted multiset in Elias-Fano form: the counts are
+    what the estimator reads, the order of the draws is not. Nothing is quantised.
+
+    Bytes per token: ceil((K + ((V - 1) >> l) + 1) / 8) + ceil(K l / 8) + 4, l = floor(log2(V / K));
+    16 at K = 12 and V = 512, 20 at K = 12 and V = 32768.
+    """
+
+    vocab_size: int
+    samples: int
+    targets = "sampled"
+
+    def __post_init__(self):
+        if self.samples < 1:
+            raise ValueError(f"samples must be at least 1, got {self.samples}")
+
+    @property
+    def ids(self) -> EliasFanoIds:
+        return EliasFanoIds(self.vocab_size, self.samples)
+
+    @property
+    def record_dtype(self) -> np.dtype:
+        return np.dtype([*self.ids.fields, ("entropy", "<f4")])
+
+    @property
+    def bytes_per_token(self) -> int:
+        return self.record_dtype.itemsize
+
+    def describe(self) -> dict:
+        return {"name": SAMPLED_NAME, "vocab_size": self.vocab_size, "samples": self.samples,
+                "low_bits": self.ids.low_bits, "high_bits": self.ids.high_bits,
+                "record": {name: self.record_dtype.fields[name][0].itemsize
+                           for name in self.record_dtype.names},
+                "bytes_per_token": self.bytes_per_token}
+
+    def encode(self, ids: np.ndarray, entropy: np.ndarray) -> np.ndarray:
+        """Records [n] for sampled ids [n, K] (any order, repeats allowed) and entropies [n]."""
+        if ids.ndim != 2 or ids.shape[1] != self.samples or entropy.shape != ids.shape[:1]:
+            raise ValueError(f"expected ids [n, {self.samples}] and entropies [n], got {ids.shape} and "
+                             f"{entropy.shape}")
+        records = np.zeros(len(ids), dtype=self.record_dtype)
+        records["entropy"] = entropy
+        self.ids.encode(records, np.sort(ids.astype(np.int64), axis=1))
+        return records
+
+    def decode(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sampled ids [n, K] int64 ascending, teacher entropies [n] float32)."""
+        records = np.asarray(records).reshape(-1)
+        return self.ids.decode(records), records["entropy"].copy()
+
+
+Encoding = TopKEncoding | SampledEncoding
+
+
+def encoding_from(description: dict) -> Encoding:
+    """The encoding that cache.json's `encoding` describes."""
+    if description.get("name") == SAMPLED_NAME:
+        return SampledEncoding(description["vocab_size"], description["samples"])
+    return TopKEncoding(description["vocab_size"], description["top_k"])
 
 
 def _read_bit_stream(data: np.ndarray, count: int, width: int) -> np.ndarray:

@@ -2,7 +2,8 @@
 
     cache.json           written last; its presence means the cache is complete
     tokenizer.json       the tokenizer the cached tokens were encoded with
-    shard-00000.bin      records [windows, seq_len] of the `TopKEncoding` (a raw memory-mappable array)
+    shard-00000.bin      records [windows, seq_len] of the `TopKEncoding` or `SampledEncoding`
+                         (a raw memory-mappable array; cache.json's `encoding` says which)
     shard-00000.json     that shard's windows, size, sha256 and statistics, written after the shard
 
 Window w covers tokens [w * seq_len, (w + 1) * seq_len] of the split (inputs and the shifted
@@ -24,7 +25,11 @@ import numpy as np
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, atomic_write_json
-from distillscale.training.logit_cache.encoding import TopKEncoding
+from distillscale.training.logit_cache.encoding import (
+    Encoding,
+    SampledEncoding,
+    encoding_from,
+)
 
 FORMAT = "distillscale.logit_cache/1"
 MANIFEST_FILE = "cache.json"
@@ -103,7 +108,7 @@ class CacheDirectory:
         for path in self._own_files():
             path.unlink()
 
-    def finished_shard(self, shard: Shard, identity_hash: str, encoding: TopKEncoding) -> dict | None:
+    def finished_shard(self, shard: Shard, identity_hash: str, encoding: Encoding) -> dict | None:
         """The sidecar of `shard` if the shard is complete, of these settings and intact."""
         sidecar = _read_json(self.sidecar_path(shard))
         if sidecar.get("identity_hash") != identity_hash:
@@ -139,6 +144,7 @@ class LogitCache:
 
         cache = LogitCache("caches/teacher-top128")
         ids, relative_log_probs = cache.teacher_predictions(np.array([0, 5]))  # [2, seq_len, k] each
+        # a sampled cache (cache.targets == "sampled"): ids [2, seq_len, K], entropies [2, seq_len]
     """
 
     def __init__(self, path: str | Path):
@@ -151,8 +157,7 @@ class LogitCache:
         if self.manifest.get("format") != FORMAT:
             raise UserError(f"{manifest_path} is not a distillscale logit cache of format {FORMAT}: "
                             f"make the cache again with `distillscale cache-logits`")
-        encoding = self.manifest["encoding"]
-        self.encoding = TopKEncoding(encoding["vocab_size"], encoding["top_k"])
+        self.encoding = encoding_from(self.manifest["encoding"])
         self.seq_len: int = self.manifest["seq_len"]
         self.windows: int = self.manifest["windows"]
         shards = self.manifest["shards"]
@@ -169,8 +174,19 @@ class LogitCache:
                                           shape=(entry["windows"], self.seq_len)))
 
     @property
+    def targets(self) -> str:
+        """"top-k" or "sampled"."""
+        return self.encoding.targets
+
+    @property
     def top_k(self) -> int:
-        return self.encoding.top_k
+        """Ids stored per position: the top k, or the K samples."""
+        return self.encoding.samples if isinstance(self.encoding, SampledEncoding) else self.encoding.top_k
+
+    @property
+    def temperature(self) -> float:
+        """The temperature a sampled cache's ids were drawn at (a top-k cache stores tau = 1)."""
+        return self.manifest.get("sampling", {}).get("temperature", 1.0)
 
     @property
     def tokens(self) -> int:
@@ -193,11 +209,12 @@ class LogitCache:
         return out
 
     def teacher_predictions(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The teacher's top-k ids [b, seq_len, k] (int64) and their log-probabilities relative to
-        the most likely token [b, seq_len, k] (float32), for window indices [b]."""
-        ids, relative, _ = self.encoding.decode(self.records(windows))
-        shape = (len(windows), self.seq_len, self.top_k)
-        return ids.reshape(shape), relative.reshape(shape)
+        """For window indices [b]: the teacher's top-k ids [b, seq_len, k] (int64) and their
+        log-probabilities relative to the most likely token [b, seq_len, k] (float32); or, for a
+        sampled cache, the sampled ids [b, seq_len, K] and the teacher's entropy [b, seq_len]."""
+        ids, values, *_ = self.encoding.decode(self.records(windows))
+        shape = (len(windows), self.seq_len)
+        return ids.reshape(*shape, self.top_k), values.reshape(*shape, *values.shape[1:])
 
 
 def _read_json(path: Path, required: bool = False) -> dict[str, Any]:

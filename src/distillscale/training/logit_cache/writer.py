@@ -1,10 +1,12 @@
-"""`cache_logits(config)`: run a teacher once over the student's tokens and store its top-k.
+"""`cache_logits(config)`: run a teacher once over the student's tokens and store its top-k, or
+K ids sampled from its distribution (`--targets sampled`).
 
 The cache covers the first `tokens` of the split (all of it by default), cut into windows of
 `seq_len` tokens on a fixed grid; the teacher reads each window from its start, as the student
 will (see `CachedWindowSampler`), so the cached predictions are made in the very context the
 student sees. Shards are written one at a time; an interrupted run keeps the finished shards
-(their checksums verified) and computes only the rest.
+(their checksums verified) and computes only the rest. A shard's samples are drawn from a
+generator seeded by (seed, shard index), so a resumed cache equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,9 +27,24 @@ from distillscale.io import atomic_write, atomic_write_json
 from distillscale.training.config import CacheConfig
 from distillscale.training.distributed import resolve_device
 from distillscale.training.evaluation import evaluate
-from distillscale.training.logit_cache.encoding import TopKEncoding
-from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards, sha256_of_files
-from distillscale.training.teachers import Teacher, TeacherSource, find_teacher, load_teacher
+from distillscale.training.logit_cache.encoding import (
+    Encoding,
+    SampledEncoding,
+    TopKEncoding,
+)
+from distillscale.training.logit_cache.store import (
+    FORMAT,
+    CacheDirectory,
+    plan_shards,
+    sha256_of_files,
+)
+from distillscale.training.teachers import (
+    Teacher,
+    TeacherSource,
+    find_teacher,
+    load_teacher,
+    resolve_student_data,
+)
 
 # Cached ids travel to the loss as float32 (see `CachedDistillationObjective`), exact below 2^24.
 MAX_VOCAB_SIZE = 1 << 24
@@ -36,8 +53,6 @@ LOGITS_CHUNK = 1024  # positions whose [chunk, V] logits exist at once
 
 def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
     """Write (or finish, or check) the cache of `config`; returns the content of cache.json."""
-    from distillscale.training.distillation import resolve_student_data
-
     started = time.perf_counter()
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source)
@@ -46,12 +61,13 @@ def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
     data = prepare_data(config.data_config(), progress=progress)
     tokens = data.split(config.split)
     windows = _windows_to_cache(config, len(tokens))
-    if config.top_k > data.vocab_size:
+    if config.targets == "top-k" and config.top_k > data.vocab_size:
         raise UserError(f"--top-k {config.top_k} is more than the vocabulary ({data.vocab_size} ids): "
                         f"use --top-k {data.vocab_size} or less")
     if data.vocab_size > MAX_VOCAB_SIZE:
         raise UserError(f"the vocabulary has {data.vocab_size} ids; logit caches support up to {MAX_VOCAB_SIZE}")
-    encoding = TopKEncoding(data.vocab_size, config.top_k)
+    encoding = (TopKEncoding(data.vocab_size, config.top_k) if config.targets == "top-k"
+                else SampledEncoding(data.vocab_size, config.samples))
     identity = {
         "format": FORMAT,
         "teacher": {"path": str(source.path), "kind": source.kind, "weights_sha256": _weights_hash(source)},
@@ -60,6 +76,8 @@ def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
         "windows_per_shard": max(1, config.shard_tokens // config.seq_len),
         "encoding": encoding.describe(),
     }
+    if config.targets == "sampled":
+        identity["sampling"] = {"temperature": config.temperature, "seed": config.seed}
     identity_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     directory.claim(identity_hash, config.overwrite)
 
@@ -80,7 +98,8 @@ def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
         for shard in todo:
             shard_tokens = tokens[shard.first_window * config.seq_len:
                                   (shard.first_window + shard.windows) * config.seq_len + 1]
-            records, statistics = _predict(teacher, encoding, shard_tokens, config.seq_len, config.batch_size,
+            generator = torch.Generator(device).manual_seed(config.seed * 1_000_003 + shard.index)
+            records, statistics = _predict(teacher, encoding, shard_tokens, config, generator,
                                            advance=lambda n: bar.advance(task, n))
             done[shard.index] = directory.write_shard(shard, records, identity_hash, config.seq_len, statistics)
 
@@ -109,30 +128,40 @@ def _windows_to_cache(config: CacheConfig, split_tokens: int) -> int:
 
 
 @torch.inference_mode()
-def _predict(teacher: Teacher, encoding: TopKEncoding, tokens: np.ndarray, seq_len: int, batch_size: int,
-             advance) -> tuple[np.ndarray, dict[str, float]]:
-    """Records [windows, seq_len] of the teacher's top-k over consecutive windows of `tokens`, and
-    sums of what the teacher saw: its cross-entropy and top-k probability mass over the tokens."""
+def _predict(teacher: Teacher, encoding: Encoding, tokens: np.ndarray, config: CacheConfig,
+             generator: torch.Generator, advance) -> tuple[np.ndarray, dict[str, float]]:
+    """Records [windows, seq_len] of the teacher's predictions over consecutive windows of `tokens`,
+    and sums of what the teacher saw: its cross-entropy, and the probability mass of the ids
+    stored (the top k, or the distinct sampled ids) over the tokens."""
     device = next(teacher.parameters()).device
+    seq_len = config.seq_len
     windows = (len(tokens) - 1) // seq_len
     records = np.empty(windows * seq_len, dtype=encoding.record_dtype)
-    written, nats, top_k_mass, max_step = 0, 0.0, 0.0, 0.0
-    for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size):
+    written, nats, target_mass, max_step = 0, 0.0, 0.0, 0.0
+    for inputs, targets in iter_eval_batches(tokens, seq_len, config.batch_size):
         hidden = teacher.hidden_states(inputs.to(device)).flatten(0, 1)
         targets = targets.to(device).flatten()
         for start in range(0, len(hidden), LOGITS_CHUNK):
             logits = teacher.head(hidden[start:start + LOGITS_CHUNK]).float()
             log_normaliser = logits.logsumexp(-1)
-            top_logits, top_ids = logits.topk(encoding.top_k, dim=-1)
             target_logits = logits.gather(-1, targets[start:start + LOGITS_CHUNK, None]).squeeze(-1)
             nats += (log_normaliser - target_logits).sum().item()
-            top_k_mass += (top_logits.logsumexp(-1) - log_normaliser).exp().sum().item()
-            chunk = encoding.encode(top_ids.cpu().numpy(), top_logits.cpu().numpy())
-            max_step = max(max_step, float(chunk["step"].max()))
+            if isinstance(encoding, SampledEncoding):
+                log_probs = (logits / config.temperature).log_softmax(-1)
+                ids = torch.multinomial(log_probs.exp(), encoding.samples, replacement=True, generator=generator)
+                entropy = -(log_probs.exp() * log_probs).sum(-1)
+                drawn = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, ids, True)
+                target_mass += (logits.softmax(-1) * drawn).sum().item()
+                chunk = encoding.encode(ids.cpu().numpy(), entropy.cpu().numpy())
+            else:
+                top_logits, top_ids = logits.topk(encoding.top_k, dim=-1)
+                target_mass += (top_logits.logsumexp(-1) - log_normaliser).exp().sum().item()
+                chunk = encoding.encode(top_ids.cpu().numpy(), top_logits.cpu().numpy())
+                max_step = max(max_step, float(chunk["step"].max()))
             records[written:written + len(chunk)] = chunk
             written += len(chunk)
         advance(len(inputs))
-    statistics = {"tokens": written, "teacher_nats": nats, "top_k_mass": top_k_mass, "max_step": max_step}
+    statistics = {"tokens": written, "teacher_nats": nats, "target_mass": target_mass, "max_step": max_step}
     return records.reshape(windows, seq_len), statistics
 
 
@@ -152,8 +181,19 @@ def _manifest(config: CacheConfig, identity: dict, identity_hash: str, teacher: 
     tokens = identity["windows"] * config.seq_len
     total_bytes = sum(sidecar["bytes"] for sidecar in sidecars)
     statistics = {key: sum(sidecar["statistics"][key] for sidecar in sidecars)
-                  for key in ("teacher_nats", "top_k_mass")}
+                  for key in ("teacher_nats", "target_mass")}
     max_step = max(sidecar["statistics"]["max_step"] for sidecar in sidecars)
+    if config.targets == "sampled":
+        targets = {"targets": "sampled", "samples": config.samples, "sampling": identity["sampling"],
+                   "estimator": "forward KL: tau^2 (H_T - mean_i log q_S(x_i)) over the K samples x_i ~ "
+                                "softmax(z_T / tau); unbiased in value and gradient",
+                   "mean_sampled_mass": statistics["target_mass"] / tokens}
+    else:
+        targets = {"targets": "top-k", "top_k": config.top_k,
+                   "mean_top_k_mass": statistics["target_mass"] / tokens,
+                   "quantisation": {"max_step": max_step, "max_log_prob_error": max_step / 2,
+                                    "bound": "per token, |KD(cache) - KD(exact top-k)| <= tau^2 (2h + (exp(2h) "
+                                             "- 1) E_{p_T^k} |log p_T^k - log p_S|), h = step / (2 tau)"}}
     return {
         "format": FORMAT,
         "identity_hash": identity_hash,
@@ -170,18 +210,13 @@ def _manifest(config: CacheConfig, identity: dict, identity_hash: str, teacher: 
         "seq_len": config.seq_len,
         "windows": identity["windows"],
         "tokens": tokens,
-        "top_k": config.top_k,
+        **targets,
         "context": f"window w holds the teacher's predictions after reading tokens w*{config.seq_len} .. "
                    f"w*{config.seq_len}+t of the {config.split} split (t = 0..{config.seq_len - 1}); "
                    f"students read the same windows",
         "encoding": identity["encoding"],
         "bytes_per_token": total_bytes / tokens,
-        "quantisation": {"max_step": max_step,
-                         "max_log_prob_error": max_step / 2,
-                         "bound": "per token, |KD(cache) - KD(exact top-k)| <= tau^2 (2h + (exp(2h) - 1) "
-                                  "E_{p_T^k} |log p_T^k - log p_S|), h = step / (2 tau)"},
         "teacher_loss_on_cached_tokens": statistics["teacher_nats"] / tokens,
-        "mean_top_k_mass": statistics["top_k_mass"] / tokens,
         "flops": info.forward_flops_per_token * tokens,
         "flops_method": "one-time cost: the teacher's forward_flops_per_token x cached tokens "
                         "(its validation pass not counted)",
@@ -193,7 +228,13 @@ def _manifest(config: CacheConfig, identity: dict, identity_hash: str, teacher: 
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]cache-logits[/bold]"), BarColumn(),
                     TextColumn("window {task.completed}/{task.total}"), TimeElapsedColumn(),

@@ -1,0 +1,35 @@
+"""`CachedWindowSampler`: the student's batches on the logit cache's window grid, with the cached
+teacher predictions of the same windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from distillscale.data import TokenSampler
+from distillscale.training.logit_cache.store import LogitCache
+
+
+class CachedWindowSampler(TokenSampler):
+    """A `TokenSampler` whose windows start on the cache's grid (window w starts at w * seq_len of
+    the split), drawn uniformly from the cached windows as a pure function of (seed, step).
+
+    `batch` returns (inputs, targets, teacher_ids, teacher_values): the teacher's cached
+    predictions at every position of the same windows, as `LogitCache.teacher_predictions` gives
+    them (top-k ids and log-probabilities, or sampled ids and the teacher's entropy).
+    """
+
+    def __init__(self, cache: LogitCache, tokens: np.ndarray, batch_size: int, seed: int):
+        super().__init__(tokens[:cache.tokens + 1], cache.seq_len, batch_size, seed)
+        self.cache = cache
+
+    def window_starts(self, step: int) -> np.ndarray:
+        generator = np.random.default_rng([self.seed, step])
+        return self.seq_len * generator.integers(0, self.cache.windows, size=self.batch_size)
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
+        inputs, targets = super().batch(step, rank, world_size)
+        per_rank = self.batch_size // world_size
+        windows = self.window_starts(step)[rank * per_rank:(rank + 1) * per_rank] // self.seq_len
+        ids, values = self.cache.teacher_predictions(windows)
+        return inputs, targets, torch.from_numpy(ids.astype(np.int32)), torch.from_numpy(values)
