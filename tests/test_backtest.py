@@ -67,14 +67,14 @@ def test_auto_form_picks_the_planted_form(planted, law):
     fit = fit_supervised(N, D, loss, bootstrap=0)
     assert [c.name for c in fit.candidates] == ["tied", "chinchilla", "busbridge"]
     assert fit.chosen == planted, {c.name: c.score for c in fit.candidates}
-    assert fit.law.fit["selection"]["chosen"] == planted and fit.reason
+    assert fit.law.fit.selection.chosen == planted and fit.reason
 
 
 def test_a_single_form_is_still_backtested_and_records_why():
     N, D, loss = grid_runs(load_laws("epoch2024").supervised, noise=0.002, sizes=SIZES[:5])
     fit = fit_supervised(N, D, loss, form="chinchilla", bootstrap=0)
     assert fit.chosen == "chinchilla" and fit.reason.startswith("the only candidate")
-    assert fit.extrapolation_error.q > 0 and fit.law.fit["backtest"]["held_out"]
+    assert fit.extrapolation_error.q > 0 and fit.law.fit.backtest["held_out"]
     few = fit_supervised(N[N < 3e7], D[N < 3e7], loss[N < 3e7], bootstrap=0)
     assert few.backtest is None or not few.backtest.held_out
     assert few.chosen == "chinchilla" and "no backtest" in few.reason

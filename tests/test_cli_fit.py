@@ -52,8 +52,8 @@ def test_fit_supervised_human_output_and_holdout(cli, runs_csv):
     assert "hold-out (N < 1e9)" in stdout
     code, stdout, _ = fit(cli, runs_csv, "--bootstrap", "0", "--fit-where", "N < 1e9", "--json")
     holdout = json.loads(stdout)["holdout"]
-    assert holdout["n_fit"] + holdout["n_held_out"] == 60 and holdout["n_held_out"] > 0
-    assert len(holdout["rows"]) == holdout["n_held_out"]
+    assert holdout["n_fitted"] + holdout["n_held_out"] == 60 and holdout["n_held_out"] > 0
+    assert len(holdout["runs"]) == holdout["n_held_out"] and holdout["filter"] == "N < 1e9"
     assert holdout["max_abs_relative_error"] < 0.05
 
 
@@ -110,7 +110,7 @@ def test_fit_help(cli):
     (["--loss-col", "los"], "missing column 'los' in"),
     (["--params-col", "params"], "columns found: 'Model Size', 'Training FLOP', 'loss'"),
     (["--tokens-col", "loss"], "give either --tokens-col or --flops-col, not both"),
-    (["--form", "kaplan"], "unknown form 'kaplan'"),
+    (["--form", "kaplan"], "unknown --form 'kaplan'"),
     (["--fit-where", "loss >"], "cannot parse filter 'loss >'"),
     (["--fit-where", "loss > 100"], "matches none of the 60 runs"),
     (["--fit-where", "tokens > 1"], "unknown column 'tokens'"),
@@ -161,6 +161,6 @@ def test_distillation_bad_inputs(cli, tmp_path):
     code, _, err = cli("fit", "distillation", path, "--supervised-law", "nope")
     assert code == 2 and "unknown law 'nope'" in err
     code, _, err = cli("fit", "distillation", path)
-    assert code == 2 and "has no supervised rows" in err
+    assert code == 2 and "no supervised runs (without a teacher loss)" in err and "--supervised-law" in err
     code, _, err = cli("fit", "distillation", path, "--teacher-loss-col", "L_T")
     assert code == 2 and "missing column 'L_T'" in err

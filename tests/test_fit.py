@@ -98,14 +98,13 @@ def test_fit_record_survives_save_and_load(tmp_path):
     N, D, loss = supervised_runs(truth, 60, noise=0.003, seed=1)
     grid = {"log_E": (0.5,), "log_A": (5.0,), "log_B": (5.0, 10.0), "alpha": (0.5,), "beta": (0.5,)}
     law = SupervisedLawFitter("chinchilla", bootstrap=40, grid=grid).fit(N, D, loss).law_
-    for key in ("data_hash", "objective", "huber_delta", "grid", "n_runs", "intervals", "diagnostics",
-                "convergence", "bootstrap"):
-        assert key in law.fit
-    assert law.fit["huber_delta"] == 1e-3 and law.fit["n_runs"] == 60
-    assert "gamma" not in law.fit["intervals"]  # fixed in the Chinchilla form
+    assert law.fit.data_hash.startswith("sha256:") and law.fit.grid and law.fit.convergence
+    assert law.fit.diagnostics.rmse_log_loss < 0.01 and law.fit.bootstrap.resamples == 40
+    assert law.fit.huber_delta == 1e-3 and law.fit.n_runs == 60
+    assert "gamma" not in law.fit.intervals  # fixed in the Chinchilla form
     LawSet("mine", supervised=law).save(tmp_path / "law.json")
     again = load_laws(str(tmp_path / "law.json")).supervised
-    assert again.coefficients() == law.coefficients()
+    assert again.coefficients() == law.coefficients() and again.fit == law.fit
     np.testing.assert_allclose(again.predict_interval(1e9, 2e10), law.predict_interval(1e9, 2e10))
 
 
@@ -141,9 +140,9 @@ def test_too_few_runs_is_a_user_error():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"form": "kaplan"}, "unknown form 'kaplan'"),
-    ({"huber_delta": -1.0}, "--huber-delta must be positive"),
-    ({"bootstrap": -3}, "--bootstrap must be 0"),
-    ({"level": 1.5}, "--level must be between 0 and 1"),
+    ({"huber_delta": -1.0}, "huber_delta must be positive"),  # the Python parameter; the CLI says the flag
+    ({"bootstrap": -3}, "bootstrap must be 0"),
+    ({"level": 1.5}, "level must be between 0 and 1"),
     ({"grid": {"zeta": (1.0,)}}, "has no parameter 'zeta'"),
 ])
 def test_bad_fitter_settings(kwargs, fragment):
@@ -169,7 +168,7 @@ def test_epoch_reproduction_of_chinchilla_fig4(shared_data):
     # starts (the 20 best pairs and the best of each band of alpha).
     assert varpro.result_.summary()["n_starts"] <= 50 and varpro.result_.success
     assert varpro.result_.fun == pytest.approx(grid.result_.fun, rel=1e-8)
-    assert varpro.law_.fit["solver"].startswith("variable projection")
+    assert varpro.law_.fit.solver.startswith("variable projection")
 
 
 def test_screened_fit_finds_the_unscreened_optimum_on_the_epoch_data(shared_data):

@@ -7,6 +7,7 @@ import pytest
 
 from distillscale.laws import LawSet, load_laws
 from distillscale.laws.fitting import SupervisedLawFitter
+from distillscale.laws.record import FitRecord
 from distillscale.laws.selection import fit_supervised
 from distillscale.laws.uncertainty import ExtrapolationError, combine
 
@@ -83,11 +84,11 @@ def test_a_verdict_inside_the_intervals_is_too_close_to_call(cli, tmp_path):
     confident = planner.plan(546e6, 1e21, "teacher-inference")
     assert confident.verdict == "distill" and confident.student_interval is None
     # The same laws with a 5% extrapolation error: a 0.006-nat margin is inside the intervals.
-    for law in (laws.supervised, laws.distillation):
-        law.fit = {"extrapolation_error": ExtrapolationError(0.9, 0.05, 40, "params", 1e8, 1e10).to_dict(),
-                   "data_range": {"params": [1e8, 1e10], "tokens": [1e9, 1e12], "tokens_per_param": [1, 1e3]}}
-    laws.distillation.fit["extrapolation_error"]["scale_name"] = "teacher strength (1 / teacher loss)"
-    laws.distillation.fit["extrapolation_error"].update(fitted_min=1 / 3.5, fitted_max=1 / 2.0)
+    data_range = {"params": [1e8, 1e10], "tokens": [1e9, 1e12], "tokens_per_param": [1, 1e3]}
+    laws.supervised.fit = FitRecord(extrapolation_error=ExtrapolationError(0.9, 0.05, 40, "params", 1e8, 1e10),
+                                    data_range=data_range)
+    laws.distillation.fit = FitRecord(data_range=data_range, extrapolation_error=ExtrapolationError(
+        0.9, 0.05, 40, "teacher strength (1 / teacher loss)", 1 / 3.5, 1 / 2.0))
     unsure = DistillationPlanner(laws).plan(546e6, 1e21, "teacher-inference")
     assert unsure.student_loss == pytest.approx(confident.student_loss)
     assert abs(unsure.loss_difference) < unsure.verdict_uncertainty

@@ -5,6 +5,7 @@ import pytest
 
 from distillscale.errors import UserError
 from distillscale.laws import PRESETS, LawSet, load_laws
+from distillscale.laws.record import FitRecord
 
 B = 1e9
 M = 1e6
@@ -64,8 +65,8 @@ def test_chinchilla_form_is_gamma_one():
 
 def test_save_load_roundtrip_keeps_fit_metadata(tmp_path):
     laws = load_laws("busbridge2025")
-    laws.supervised.fit = {"data_hash": "abc", "objective": "huber", "delta": 1e-3,
-                           "intervals": {"E": [1.1, 1.3]}}
+    laws.supervised.fit = FitRecord(data_hash="abc", objective="huber", huber_delta=1e-3, level=0.9,
+                                    intervals={"E": (1.1, 1.3)})
     path = tmp_path / "law.json"
     laws.save(path)
     again = load_laws(str(path))

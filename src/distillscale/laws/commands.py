@@ -9,15 +9,13 @@ import typer
 from rich.table import Table
 
 from distillscale.console import console, print_json, warn
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
-from distillscale.laws.lawset import LawSet, load_laws
-from distillscale.units import format_interval, format_quantity, parse_quantity
+from distillscale.laws.lawset import LAW_HELP, LawSet, load_laws
+from distillscale.units import format_quantity, parse_quantity
 
 predict_app = typer.Typer(help="Predict validation loss (nats/token) from a law.",
                           no_args_is_help=True)
-
-LAW_HELP = "a preset (busbridge2025, chinchilla2022, epoch2024) or a law JSON file"
 
 
 @predict_app.command("supervised")
@@ -46,7 +44,7 @@ def predict_supervised(
 def _warn_extrapolation(laws: LawSet, params: dict, tokens: dict, tokens_per_param: dict,
                         students: bool = False) -> None:
     """Warn, as `plan` does, when a prediction lies far outside the runs behind the law."""
-    from distillscale.planning.extrapolation import extrapolation_warnings
+    from distillscale.laws.extrapolation import extrapolation_warnings
 
     for message in extrapolation_warnings(laws, params, tokens, tokens_per_param, students=students):
         warn(message)
@@ -150,10 +148,11 @@ def _parse_grid(specs: list[str] | None) -> dict[str, tuple[float, ...]]:
     return grid
 
 
-def _split_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np.ndarray:
-    """Mask of the runs to fit on: all of them, or those matching --fit-where."""
+def _fit_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np.ndarray | None:
+    """--fit-where as a mask of the runs to fit on (None without it); names are N, D, L (and L_T)
+    besides the file's own columns."""
     if fit_where is None:
-        return np.ones(len(runs), dtype=bool)
+        return None
     from distillscale.tables import parse_filter
 
     table_columns = dict.fromkeys(c for row in runs.rows for c in row)  # ordered, unique
@@ -163,132 +162,6 @@ def _split_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np
         raise UserError(f"--fit-where {fit_where!r} matches none of the {len(runs)} runs: "
                         "loosen the filter")
     return mask
-
-
-def _holdout_report(fit_where, runs, mask, prediction, observed) -> dict | None:
-    """Error of the law on the runs --fit-where left out, and whether its interval covered them."""
-    if fit_where is None:
-        return None
-    held = ~mask
-    predicted = np.asarray(prediction.value)
-    errors = predicted[held] / observed[held] - 1.0
-    if prediction.has_interval:
-        covered = (observed[held] >= prediction.low[held]) & (observed[held] <= prediction.high[held])
-    return {"filter": fit_where, "n_fit": int(mask.sum()), "n_held_out": int(held.sum()),
-            "mean_abs_relative_error": float(np.mean(np.abs(errors))) if held.any() else None,
-            "max_abs_relative_error": float(np.max(np.abs(errors))) if held.any() else None,
-            "coverage": float(np.mean(covered)) if held.any() and prediction.has_interval else None,
-            "level": prediction.level,
-            "rows": [{"line": int(line), "loss": float(o), "predicted": float(p), "relative_error": float(e),
-                      **({"interval": [float(prediction.low[i]), float(prediction.high[i])],
-                          "covered": bool(c)} if prediction.has_interval else {})}
-                     for i, line, o, p, e, c in zip(np.flatnonzero(held), runs.lines[held], observed[held],
-                                                    predicted[held], errors,
-                                                    covered if prediction.has_interval else errors)]}
-
-
-def _print_fit(title: str, fit, n_dropped: int, holdout: dict | None) -> None:
-    record, law = fit.law.fit, fit.law
-    intervals, not_identified = record.get("intervals", {}), record.get("not_identified", {})
-    header = f"{record['level']:.0%} interval" if intervals else "interval (no bootstrap)"
-    table = Table(title=title)
-    table.add_column("coefficient")
-    table.add_column("value", justify="right")
-    table.add_column(header, justify="right")
-    constraints = record.get("constraints", {})
-    for name, value in law.coefficients().items():
-        low_high = intervals.get(name)
-        if name in not_identified:
-            shown = "not identified"
-        elif name in constraints and not isinstance(constraints[name], dict):
-            shown = "fixed" if isinstance(constraints[name], float) else f"= {constraints[name]}"
-        else:
-            shown = " – ".join(format_interval(*low_high, digits=6)) if low_high else "–"
-        table.add_row(name, f"{value:.6g}", shown)
-    console.print(table)
-    diagnostics, convergence = record["diagnostics"], record["convergence"]
-    console.print(f"form: {fit.chosen} ({fit.reason})")
-    console.print(f"runs: {record['n_runs']} fitted"
-                  + (f", {n_dropped} invalid skipped" if n_dropped else "")
-                  + f"; objective: summed Huber (delta {record['huber_delta']:g}) of log-loss residuals "
-                  f"= {convergence['fun']:.6g}")
-    console.print(f"fit quality: RMSE of log-loss {diagnostics['rmse_log_loss']:.4f}, "
-                  f"max relative error {diagnostics['max_relative_error']:.2%}")
-    screening = convergence.get("screening")
-    continued = (f", {screening['n_continued']} continued after {screening['iterations']} "
-                 f"{screening['dtype']} screening iterations" if screening else "")
-    console.print(f"optimiser: {record['solver']}; best of {convergence['n_starts']} starts "
-                  f"({convergence['n_converged']} converged{continued}): {convergence['message']} after "
-                  f"{convergence['nit']} iterations, projected gradient {convergence['grad_norm']:.2g}")
-    for name, why in not_identified.items():
-        warn(f"{name} is not identified by these runs ({why}): its value is not an estimate")
-    if diagnostics["best_start_on_grid_edge"]:
-        console.print("best start on the edge of the grid in: "
-                      + ", ".join(diagnostics["best_start_on_grid_edge"]))
-    _print_selection(fit)
-    if holdout and holdout["n_held_out"]:
-        coverage = (f"; {holdout['coverage']:.0%} inside their {holdout['level']:.0%} intervals"
-                    if holdout["coverage"] is not None else "")
-        console.print(f"hold-out ({holdout['filter']}): fitted on {holdout['n_fit']} runs; relative "
-                      f"error on the other {holdout['n_held_out']}: mean "
-                      f"{holdout['mean_abs_relative_error']:.2%}, max {holdout['max_abs_relative_error']:.2%}"
-                      + coverage)
-    elif holdout:
-        warn(f"--fit-where {holdout['filter']!r} matches every run: nothing held out")
-
-
-def _print_selection(fit) -> None:
-    """The candidates' backtests side by side, and the chosen law's extrapolation error."""
-    from distillscale.laws.backtest import SCORE_DISTANCE
-
-    scored = [c for c in fit.candidates if c.backtest is not None and c.backtest.held_out]
-    if scored:
-        console.print(_backtest_table(fit, scored, SCORE_DISTANCE))
-    else:
-        warn(f"no extrapolation backtest ({fit.reason})")
-    extrapolation = fit.extrapolation_error
-    if extrapolation is not None:
-        # Teacher strengths (1 / L_T) span a few percent: show distances on that scale.
-        distances = (1, 2, 4, 10) if extrapolation.scale_name == "params" else (1, 1.05, 1.1, 1.25)
-        widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in distances)
-        source = (f"from {extrapolation.n_points} backtest predictions of all candidates" if extrapolation.measured
-                  else "not measured: the literature's typical error, for want of a backtest")
-        console.print(f"extrapolation error ({extrapolation.level:.0%}, {source}): {widths} the largest "
-                      f"fitted {extrapolation.scale_name}; predict, plan and teacher add it to their intervals")
-
-
-def _backtest_table(fit, scored, score_distance: float) -> Table:
-    near = [b.label for b in max((c.backtest.bands() for c in scored), key=len) if b.high <= score_distance]
-    table = Table(title=f"Backtest: fitted on smaller {scored[0].backtest.scale_name}, mean |relative "
-                        "error| on larger, by distance beyond the fitted runs")
-    for name in ("candidate", "coef.", "score", *near, f">{score_distance:g}x", f"worst <={score_distance:g}x"):
-        table.add_column(name, justify="left" if name == "candidate" else "right")
-    for candidate in scored:
-        backtest = candidate.backtest
-        bands = {b.label: b for b in backtest.bands()}
-        within = backtest.distances <= score_distance
-        far = np.abs(backtest.errors[~within])
-        worst = backtest.errors[within][np.argmax(np.abs(backtest.errors[within]))] if within.any() else None
-        table.add_row(candidate.name + (" (chosen)" if candidate.name == fit.chosen else ""),
-                      str(candidate.n_parameters),
-                      f"{candidate.score:.2%}" if candidate.score is not None else candidate.note or "-",
-                      *(f"{bands[label].mean_abs_error:.2%}" if label in bands else "" for label in near),
-                      f"{far.mean():.2%}" if far.size else "",
-                      f"{worst:+.2%}" if worst is not None else "")
-    return table
-
-
-def _fit_json(laws_name: str, fit, runs, holdout: dict | None, out: Path | None) -> dict:
-    record = fit.law.fit
-    return {"law": laws_name, "form": fit.chosen, "reason": fit.reason,
-            "coefficients": fit.law.coefficients(), "intervals": record.get("intervals", {}),
-            "not_identified": record.get("not_identified", {}), "level": record.get("level"),
-            "candidates": [c.to_dict() for c in fit.candidates],
-            "backtest": record.get("backtest"), "extrapolation_error": record.get("extrapolation_error"),
-            "diagnostics": record["diagnostics"], "solver": record["solver"],
-            "convergence": record["convergence"], "huber_delta": record["huber_delta"],
-            "n_runs": record["n_runs"], "n_dropped": runs.n_dropped, "data_hash": record["data_hash"],
-            "holdout": holdout, "saved_to": str(out) if out else None}
 
 
 def _supervised_columns(table, params_col: str, loss_col: str, tokens_col: str | None,
@@ -303,6 +176,27 @@ def _supervised_columns(table, params_col: str, loss_col: str, tokens_col: str |
     D = runs[amount_col] / (6.0 * N) if flops_col else runs[amount_col]
     names = {"N": N, "D": D, "L": L, **({"C": runs[amount_col]} if flops_col else {})}
     return runs, N, D, L, names
+
+
+def _distillation_columns(table, columns: list[str], teacher_loss_col: str, with_supervised: bool,
+                          drop_invalid: bool):
+    """(student runs, supervised runs or None, lines, N, D, L_T, L) of both kinds of rows together,
+    the supervised rows (empty teacher loss) first with L_T = NaN; `columns` are N, D, L."""
+    from distillscale.tables import RunTable
+
+    table.require(*columns, teacher_loss_col)
+    is_supervised = [v is None or str(v).strip() == "" for v in table.values(teacher_loss_col)]
+
+    def subset(keep) -> RunTable:
+        return RunTable(table.source, table.columns, tuple(r for r, k in zip(table.rows, keep) if k),
+                        tuple(line for line, k in zip(table.lines, keep) if k))
+
+    students = subset([not s for s in is_supervised]).numeric(columns + [teacher_loss_col], drop_invalid=drop_invalid)
+    supervised = subset(is_supervised).numeric(columns, drop_invalid=drop_invalid) if with_supervised else None
+    parts = [supervised, students] if supervised is not None else [students]
+    lines, N, D, L = (np.concatenate([part.lines if c is None else part[c] for part in parts]) for c in [None, *columns])
+    L_T = np.concatenate([np.full(len(parts[0]), np.nan)] * (len(parts) - 1) + [students[teacher_loss_col]])
+    return students, supervised, lines, N, D, L_T, L
 
 
 FORM_HELP = ("auto (every form below, the one that extrapolates best in the backtest), chinchilla "
@@ -359,34 +253,32 @@ def fit_supervised(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma, choosing the form by extrapolation backtest."""
-    from distillscale.laws.selection import fit_supervised as fit_law
+    from distillscale.laws.calibrate import calibrate
+    from distillscale.laws.render import fit_json, print_fit
     from distillscale.tables import read_table
 
     if out:
         check_output_file(out, overwrite=overwrite, inputs=[file])
-    table = read_table(file)
-    runs, N, D, L, names = _supervised_columns(table, params_col, loss_col, tokens_col, flops_col,
+    runs, N, D, L, names = _supervised_columns(read_table(file), params_col, loss_col, tokens_col, flops_col,
                                                drop_invalid, total_params_col)
-    mask = _split_rows(runs, names, fit_where)
-    total = runs[total_params_col][mask] if total_params_col else None
-    fit = fit_law(N[mask], D[mask], L[mask], form=form, total_params=total,
-                  irreducible_loss=irreducible_loss, irreducible_loss_prior=_parse_prior(irreducible_loss_prior),
-                  min_tokens_per_param=min_tokens_per_param, backtest=backtest, huber_delta=huber_delta,
-                  bootstrap=bootstrap, level=level, grid=_parse_grid(grid) or None, seed=seed)
-    law = fit.law
-    law.fit["source"] = {"file": str(file), "params_col": params_col, "loss_col": loss_col,
-                         "tokens_col": None if flops_col else (tokens_col or "tokens"),
-                         "flops_col": flops_col, "total_params_col": total_params_col,
-                         "fit_where": fit_where, "n_dropped": runs.n_dropped}
-    n_for_law = runs[total_params_col] if total_params_col and "total params" in fit.chosen else N
-    holdout = _holdout_report(fit_where, runs, mask, law.prediction(n_for_law, D), L)
-    laws = LawSet(name or file.stem, supervised=law, source=f"fitted to {file}")
+    fit_rows = _fit_rows(runs, names, fit_where)
+    source = {"file": str(file), "params_col": params_col, "loss_col": loss_col,
+              "tokens_col": None if flops_col else (tokens_col or "tokens"), "flops_col": flops_col,
+              "total_params_col": total_params_col, "fit_where": fit_where, "n_dropped": runs.n_dropped}
+    calibration = calibrate(
+        params=N, tokens=D, loss=L, total_params=runs[total_params_col] if total_params_col else None, form=form,
+        holdout=fit_rows, source=source, supervised_options=dict(
+            irreducible_loss=irreducible_loss, irreducible_loss_prior=_parse_prior(irreducible_loss_prior),
+            min_tokens_per_param=min_tokens_per_param, backtest=backtest, huber_delta=huber_delta,
+            bootstrap=bootstrap, level=level, grid=_parse_grid(grid) or None, seed=seed))
+    laws = calibration.laws(name or file.stem, source=f"fitted to {file}")
     if out:
         laws.save(out)
+    holdout = calibration.holdout.get("supervised")
     if as_json:
-        print_json(_fit_json(laws.name, fit, runs, holdout, out))
+        print_json(fit_json(laws.name, calibration.supervised, runs.n_dropped, holdout, fit_where, runs.lines, out))
         return
-    _print_fit(f"Supervised law fitted to {file.name}", fit, runs.n_dropped, holdout)
+    print_fit(f"Supervised law fitted to {file.name}", calibration.supervised, runs.n_dropped, holdout, fit_where)
     if out:
         console.print(f"saved to {out}: use it with --law {out}")
 
@@ -429,55 +321,40 @@ def fit_distillation(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Fit the distillation law L_S(N_S, D_S, L_T) (Busbridge Eq. 8) on the 108,000-start grid."""
-    from distillscale.laws.fitting import COARSE_GRIDS
-    from distillscale.laws.selection import fit_distillation as fit_law
-    from distillscale.laws.selection import fit_supervised as fit_student_law
-    from distillscale.tables import RunTable, read_table
+    from distillscale.laws.calibrate import calibrate
+    from distillscale.laws.render import fit_json, print_fit
+    from distillscale.tables import read_table
 
     if out:
         check_output_file(out, overwrite=overwrite, inputs=[file, supervised_law])
-    table = read_table(file)
-    table.require(student_params_col, student_tokens_col, teacher_loss_col, loss_col)
-    is_supervised = [v is None or str(v).strip() == "" for v in table.values(teacher_loss_col)]
-
-    def subset(keep) -> RunTable:
-        return RunTable(table.source, table.columns,
-                        tuple(r for r, k in zip(table.rows, keep) if k),
-                        tuple(line for line, k in zip(table.lines, keep) if k))
-
-    if supervised_law is not None:
-        student_law = load_laws(supervised_law).require_supervised()
-    else:
-        supervised_rows = subset(is_supervised)
-        if not len(supervised_rows):
-            raise UserError(f"{file} has no supervised rows (empty {teacher_loss_col!r}) to fit the "
-                            "student's supervised law: add them or pass --supervised-law PRESET|FILE")
-        sup_runs = supervised_rows.numeric([student_params_col, student_tokens_col, loss_col],
-                                           drop_invalid=drop_invalid)
-        student_law = fit_student_law(sup_runs[student_params_col], sup_runs[student_tokens_col],
-                                      sup_runs[loss_col], form=supervised_form, bootstrap=0).law
-    runs = subset([not s for s in is_supervised]).numeric(
-        [student_params_col, student_tokens_col, teacher_loss_col, loss_col], drop_invalid=drop_invalid)
-    N, D, L_T, L = (runs[c] for c in (student_params_col, student_tokens_col, teacher_loss_col, loss_col))
-    mask = _split_rows(runs, {"N": N, "D": D, "L": L, "L_T": L_T}, fit_where)
-    fit = fit_law(N[mask], D[mask], L_T[mask], L[mask], student_law, form=form, backtest=backtest,
-                  backtest_grid=COARSE_GRIDS["distillation"], huber_delta=huber_delta,
-                  bootstrap=bootstrap, level=level, grid=_parse_grid(grid), seed=seed)
-    law = fit.law
-    law.fit["source"] = {"file": str(file), "fit_where": fit_where, "n_dropped": runs.n_dropped,
-                         "supervised_law": supervised_law or "fitted to the supervised rows"}
-    holdout = _holdout_report(fit_where, runs, mask, law.prediction(N, D, L_T), L)
-    laws = LawSet(name or file.stem, supervised=student_law, distillation=law,
-                  source=f"fitted to {file}")
+    student_law = load_laws(supervised_law).require_supervised() if supervised_law is not None else None
+    students, supervised, lines, N, D, L_T, L = _distillation_columns(
+        read_table(file), [student_params_col, student_tokens_col, loss_col], teacher_loss_col,
+        with_supervised=student_law is None, drop_invalid=drop_invalid)
+    n_supervised = len(supervised) if supervised is not None else 0
+    fit_rows = _fit_rows(students, {"N": N[n_supervised:], "D": D[n_supervised:], "L": L[n_supervised:],
+                                    "L_T": L_T[n_supervised:]}, fit_where)
+    source = {"file": str(file), "fit_where": fit_where, "n_dropped": students.n_dropped,
+              "supervised_law": supervised_law or "fitted to the supervised rows"}
+    try:
+        calibration = calibrate(
+            params=N, tokens=D, loss=L, teacher_loss=L_T, supervised_law=student_law, form=supervised_form,
+            distillation_form=form, source=source, supervised_options={"bootstrap": 0},
+            holdout=None if fit_rows is None else np.concatenate([np.ones(n_supervised, bool), fit_rows]),
+            distillation_options=dict(backtest=backtest, huber_delta=huber_delta, bootstrap=bootstrap,
+                                      level=level, grid=_parse_grid(grid), seed=seed))
+    except ParameterError as exc:  # this command's flags for the two laws' forms
+        raise UserError(exc.for_cli({"form": "--supervised-form", "distillation_form": "--form"})) from None
+    laws = calibration.laws(name or file.stem, source=f"fitted to {file}")
     if out:
         laws.save(out)
+    fit, holdout = calibration.distillation, calibration.holdout.get("distillation")
     if as_json:
-        record = _fit_json(laws.name, fit, runs, holdout, out)
-        record["supervised_coefficients"] = student_law.coefficients()
-        print_json(record)
+        record = fit_json(laws.name, fit, students.n_dropped, holdout, fit_where, lines, out)
+        print_json({**record, "supervised_coefficients": laws.supervised.coefficients()})
         return
-    _print_fit(f"Distillation law fitted to {file.name}", fit, runs.n_dropped, holdout)
+    print_fit(f"Distillation law fitted to {file.name}", fit, students.n_dropped, holdout, fit_where)
     console.print("student supervised law: " + ", ".join(
-        f"{k}={v:.4g}" for k, v in student_law.coefficients().items()))
+        f"{k}={v:.4g}" for k, v in laws.supervised.coefficients().items()))
     if out:
         console.print(f"saved to {out}: use it with --law {out}")

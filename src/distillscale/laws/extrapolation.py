@@ -1,38 +1,19 @@
 """Where a law can be trusted: the sizes, token counts and tokens per parameter of the runs behind it.
 
-A fitted law records its data range in its `fit` metadata (`laws.fitting` writes it); for the
+A fitted law records its data range in its fit record (`laws.record`, written by `laws.fitting`); for the
 published presets the ranges below are read from the papers, roughly. The student-size sweep
 searches inside the distillation law's range, and plans far outside a range say so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from distillscale.laws import LawSet
+from distillscale.laws.record import DataRange
 from distillscale.units import format_quantity
 
 # How far beyond the data a quantity may go before the warning: a law extrapolates reasonably
 # over a few-fold (Busbridge et al. report ~1% error from weaker to stronger models).
 FAR_BEYOND = 10.0
-
-
-@dataclass(frozen=True)
-class DataRange:
-    """The smallest and largest model sizes, token counts and tokens per parameter (D/N) a law
-    was fitted on."""
-
-    params: tuple[float, float]
-    tokens: tuple[float, float]
-    tokens_per_param: tuple[float, float]
-
-    @classmethod
-    def from_record(cls, record: dict) -> DataRange:
-        """From a fit record's `data_range`; one without `tokens_per_param` gets the widest ratios
-        its size and token spans allow."""
-        params, tokens = tuple(record["params"]), tuple(record["tokens"])
-        ratios = record.get("tokens_per_param") or (tokens[0] / params[1], tokens[1] / params[0])
-        return cls(params, tokens, tuple(ratios))
 
 
 PUBLISHED_RANGES = {
@@ -58,8 +39,8 @@ def data_range(laws: LawSet, students: bool = False) -> DataRange | None:
     if students and laws.distillation is not None:
         fits.insert(0, laws.distillation.fit)
     for fit in fits:
-        if (fit or {}).get("data_range"):
-            return DataRange.from_record(fit["data_range"])
+        if fit is not None and fit.data_range is not None:
+            return fit.data_range
     return PUBLISHED_RANGES.get(laws.name)
 
 

@@ -2,7 +2,7 @@
 bootstrap intervals and diagnostics (science.md §4).
 
     fitter = SupervisedLawFitter(form="chinchilla", huber_delta=1e-3, bootstrap=1000).fit(N, D, loss)
-    fitter.law_              # SupervisedLaw, with the fit record in `law_.fit`
+    fitter.law_              # SupervisedLaw, with its FitRecord (`laws.record`) in `law_.fit`
     fitter.intervals_        # {"E": (lo, hi), ...} at `fitter.level`
     fitter.diagnostics_      # RMSE of log-loss, max relative error, bounds and grid-edge flags
     fitter.result_           # MultiStartResult: convergence of every start
@@ -36,10 +36,11 @@ import math
 import numpy as np
 import torch
 
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lbfgs import Screening, minimize_lbfgs, minimize_lbfgs_screened
 from distillscale.laws.logspace import BUSBRIDGE, DISTILLATION, SUPERVISED_FORMS, LogSpaceForm
+from distillscale.laws.record import Bootstrap, FitRecord
 from distillscale.laws.varpro import varpro_starts
 
 # Elements of one (starts x runs) tensor per chunk of the objective: small enough to stay in a
@@ -101,11 +102,11 @@ class _LogLossFitter:
                  max_iter: int, ftol: float, screening: Screening | None, chunk_elements: int,
                  threads: int | None):
         if not huber_delta > 0:
-            raise UserError(f"--huber-delta must be positive, got {huber_delta}")
+            raise ParameterError("huber_delta", f"{{}} must be positive, got {huber_delta}")
         if bootstrap < 0:
-            raise UserError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {bootstrap}")
+            raise ParameterError("bootstrap", f"{{}} must be 0 (no intervals) or a number of resamples, got {bootstrap}")
         if not 0 < level < 1:
-            raise UserError(f"--level must be between 0 and 1 (e.g. 0.9), got {level}")
+            raise ParameterError("level", f"{{}} must be between 0 and 1 (e.g. 0.9), got {level}")
         self.huber_delta = huber_delta
         self.bootstrap = bootstrap
         self.level = level
@@ -283,9 +284,9 @@ class _LogLossFitter:
         self.bootstrap_result_ = self._minimize(tensors, starts, weights)
         return self.bootstrap_result_.xs
 
-    def _finish_record(self, coefficients: list[str]) -> dict:
-        """Intervals per coefficient, the coefficients the data do not identify, and the bootstrap
-        samples, added to the fit record."""
+    def _finish_record(self, coefficients: list[str]) -> FitRecord:
+        """The fit record, with intervals per coefficient, the coefficients the data do not
+        identify, and the bootstrap samples."""
         record = dict(self.record_)
         on_bound = {_coefficient_name(name) for name in self.diagnostics_["on_bound"]}
         point = self.form.to_coefficients(self.x_)
@@ -293,8 +294,7 @@ class _LogLossFitter:
         if self.samples_ is None:
             self.intervals_ = {}
             self.not_identified_ = not_identified
-            record["not_identified"] = not_identified
-            return record
+            return FitRecord(**record, not_identified=not_identified)
         samples = np.array([[c[name] for name in coefficients]
                             for c in map(self.form.to_coefficients, self.samples_)])
         quantiles = np.quantile(samples, [(1 - self.level) / 2, (1 + self.level) / 2], axis=0)
@@ -309,16 +309,11 @@ class _LogLossFitter:
             if name not in not_identified and (unmoved.mean() > 0.5 or high - low <= FLAT * abs(value)):
                 not_identified[name] = "the bootstrap does not move it (the runs leave it flat)"
         self.not_identified_ = not_identified
-        record.update({
-            "level": self.level,
-            "intervals": {name: list(bounds) for name, bounds in self.intervals_.items()},
-            "not_identified": not_identified,
-            "bootstrap": {"resamples": self.bootstrap, "seed": self.seed,
-                          "convergence": self.bootstrap_result_.summary(),
-                          "coefficients": coefficients,
-                          "samples": [[float(f"{v:.7g}") for v in row] for row in samples]},
-        })
-        return record
+        return FitRecord(**record, level=self.level, intervals=self.intervals_, not_identified=not_identified,
+                         bootstrap=Bootstrap(resamples=self.bootstrap, seed=self.seed,
+                                             convergence=self.bootstrap_result_.summary(),
+                                             coefficients=coefficients,
+                                             samples=[[float(f"{v:.7g}") for v in row] for row in samples]))
 
 
 class SupervisedLawFitter(_LogLossFitter):

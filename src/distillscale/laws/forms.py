@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from distillscale.laws.uncertainty import ExtrapolationError, Prediction, combine
+from distillscale.laws.record import FitRecord
+from distillscale.laws.uncertainty import Prediction, combine
 
 ArrayLike = Any
 
@@ -33,13 +34,11 @@ def _bootstrap_interval(law, predict_one) -> tuple[np.ndarray, np.ndarray] | Non
     """(low, high) of a prediction over the bootstrap coefficient samples stored in a law's fit
     record (coefficients the fit held fixed keep the law's values), at the record's level; None
     when the law was not fitted with a bootstrap."""
-    fit = law.fit
-    bootstrap = (fit or {}).get("bootstrap")
-    if not bootstrap:
+    if law.fit is None or law.fit.bootstrap is None:
         return None
-    names, point = bootstrap["coefficients"], law.coefficients()
-    predictions = np.stack([predict_one({**point, **dict(zip(names, row))}) for row in bootstrap["samples"]])
-    level = fit["level"]
+    names, point = law.fit.bootstrap.coefficients, law.coefficients()
+    predictions = np.stack([predict_one({**point, **dict(zip(names, row))}) for row in law.fit.bootstrap.samples])
+    level = law.fit.level
     low, high = np.quantile(predictions, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return low, high
 
@@ -58,7 +57,7 @@ class SupervisedLaw:
     alpha: float
     beta: float
     gamma: float = 1.0
-    fit: dict | None = field(default=None, compare=False, repr=False)
+    fit: FitRecord | None = field(default=None, compare=False, repr=False)
 
     COEFFICIENTS = ("E", "A", "B", "alpha", "beta", "gamma")
 
@@ -79,9 +78,9 @@ class SupervisedLaw:
         """The prediction with its interval: the bootstrap's (noise) combined with the backtest's
         extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`)."""
         boot = _bootstrap_interval(self, lambda c: SupervisedLaw(**c).predict(N, D))
-        extrapolation = ExtrapolationError.from_dict((self.fit or {}).get("extrapolation_error"))
+        extrapolation = self.fit.extrapolation_error if self.fit else None
         distance = None if extrapolation is None else _pos(N) / extrapolation.fitted_max
-        return combine(self.predict(N, D), boot, extrapolation, distance, (self.fit or {}).get("level"))
+        return combine(self.predict(N, D), boot, extrapolation, distance, self.fit.level if self.fit else None)
 
     def predict_interval(self, N: ArrayLike, D: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
         """(low, high) of `prediction`, or None for a law without a bootstrap or backtest."""
@@ -91,13 +90,13 @@ class SupervisedLaw:
         return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}
 
     def to_dict(self) -> dict:
-        return {"form": self.form, "coefficients": self.coefficients(), "fit": self.fit}
+        return {"form": self.form, "coefficients": self.coefficients(), "fit": _fit_json(self.fit)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SupervisedLaw":
         coeffs = dict(data["coefficients"])
         coeffs.setdefault("gamma", 1.0)
-        return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS}, fit=data.get("fit"))
+        return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS}, fit=_fit_record(data.get("fit")))
 
 
 @dataclass
@@ -118,7 +117,7 @@ class DistillationLaw:
     f1: float
     d1: float
     student_law: SupervisedLaw
-    fit: dict | None = field(default=None, compare=False, repr=False)
+    fit: FitRecord | None = field(default=None, compare=False, repr=False)
 
     COEFFICIENTS = ("A", "B", "alpha", "beta", "gamma", "c0", "c1", "f1", "d1")
 
@@ -147,16 +146,16 @@ class DistillationLaw:
         """The student loss with its interval: the bootstrap's (student law held at its fitted
         coefficients) combined with the backtest's extrapolation error at the distance beyond the
         fitted runs, the larger of the teacher's (strength 1/L_T) and the student's (size)."""
-        fit = self.fit or {}
         boot = _bootstrap_interval(
             self, lambda c: DistillationLaw(**c, student_law=self.student_law).predict(N_S, D_S, L_T))
-        extrapolation = ExtrapolationError.from_dict(fit.get("extrapolation_error"))
+        extrapolation = self.fit.extrapolation_error if self.fit else None
         distance = None
         if extrapolation is not None:
             distance = (1.0 / _pos(L_T)) / extrapolation.fitted_max
-            if fit.get("data_range"):
-                distance = np.maximum(distance, _pos(N_S) / fit["data_range"]["params"][1])
-        return combine(self.predict(N_S, D_S, L_T), boot, extrapolation, distance, fit.get("level"))
+            if self.fit.data_range is not None:
+                distance = np.maximum(distance, _pos(N_S) / self.fit.data_range.params[1])
+        return combine(self.predict(N_S, D_S, L_T), boot, extrapolation, distance,
+                       self.fit.level if self.fit else None)
 
     def predict_interval(self, N_S: ArrayLike, D_S: ArrayLike,
                          L_T: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
@@ -171,11 +170,20 @@ class DistillationLaw:
         return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}
 
     def to_dict(self) -> dict:
-        return {"coefficients": self.coefficients(), "fit": self.fit}
+        return {"coefficients": self.coefficients(), "fit": _fit_json(self.fit)}
 
     @classmethod
     def from_dict(cls, data: dict, student_law: SupervisedLaw) -> "DistillationLaw":
         coeffs = data["coefficients"]
         return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS},
-                   student_law=student_law, fit=data.get("fit"))
+                   student_law=student_law, fit=_fit_record(data.get("fit")))
+
+
+def _fit_json(record: FitRecord | None) -> dict | None:
+    return record.to_json() if record is not None else None
+
+
+def _fit_record(data) -> FitRecord | None:
+    """The fit record of a law read from law.json (a law written by hand may have none)."""
+    return FitRecord.from_json(data) if data is not None else None
 

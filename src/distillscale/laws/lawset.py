@@ -66,12 +66,14 @@ class LawSet:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LawSet":
-        supervised = SupervisedLaw.from_dict(data["supervised"]) if data.get("supervised") else None
+        supervised = _read_law("supervised", lambda: SupervisedLaw.from_dict(data["supervised"])) \
+            if data.get("supervised") else None
         distillation = None
         if data.get("distillation"):
             if supervised is None:
                 raise KeyError("supervised")
-            distillation = DistillationLaw.from_dict(data["distillation"], supervised)
+            distillation = _read_law("distillation",
+                                     lambda: DistillationLaw.from_dict(data["distillation"], supervised))
         name = data.get("name", "unnamed")
         if not isinstance(name, str):
             raise TypeError(f"name must be text, not {type(name).__name__}")
@@ -80,7 +82,16 @@ class LawSet:
                    source=data.get("source", ""))
 
     def save(self, path: str | Path) -> None:
+        """Write law.json (atomically): the laws, their fit records and the compute settings."""
         atomic_write_json(path, self.to_dict())
+
+
+def _read_law(part: str, read):
+    """`read()`, with a fit-record error said to be of the `part` law."""
+    try:
+        return read()
+    except UserError as exc:
+        raise UserError(f"the {part} law: {exc}") from None
 
 
 def _busbridge2025() -> LawSet:
@@ -105,6 +116,8 @@ def _epoch2024() -> LawSet:
 
 PRESETS = {"busbridge2025": _busbridge2025, "chinchilla2022": _chinchilla2022,
            "epoch2024": _epoch2024}
+# The help of every command's --law option: what `load_laws` takes.
+LAW_HELP = f"a preset ({', '.join(PRESETS)}) or a law JSON file"
 
 
 def load_laws(spec: str | Path) -> LawSet:
@@ -121,9 +134,15 @@ def load_laws(spec: str | Path) -> LawSet:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"cannot read law file {spec}: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
+        written = data.get("format") if isinstance(data, dict) else None
+        if isinstance(written, str) and written.startswith(FORMAT.split("/")[0] + "/"):
+            raise UserError(f"{spec} is a law file of format {written!r}, which this distillscale does not "
+                            f"read (it reads {FORMAT!r}): upgrade distillscale to read it")
         raise UserError(f"{spec} is not a distillscale law file (expected \"format\": \"{FORMAT}\")")
     try:
         laws = LawSet.from_dict(data)
+    except UserError as exc:  # a fit record from a newer distillscale, or a malformed one
+        raise UserError(f"law file {spec}: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"law file {spec} is incomplete or malformed (problem with {exc})") from None
     check_coefficients(laws, spec)

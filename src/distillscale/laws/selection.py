@@ -1,9 +1,10 @@
 """Fit a law the way it will be used, beyond its runs: candidate forms and data choices, each scored
 by an extrapolation backtest, the best kept, with intervals that include extrapolation error.
 
-    fit = fit_supervised(N, D, loss)                   # form="auto": tied, chinchilla, busbridge
+    fit = fit_supervised(df, params="N", tokens="D", loss="loss")   # or fit_supervised(N, D, loss)
     fit.law, fit.chosen, fit.reason, fit.candidates, fit.backtest, fit.extrapolation_error
-    fit = fit_distillation(N_S, D_S, L_T, L_S, student_law)   # free vs exponents tied to the student's
+    fit.predict(1e9, 2e10), fit.save("law.json")       # a prediction with its interval; law.json
+    fit = fit_distillation(df, student_law=fit.law)    # free vs exponents tied to the student's
 
 Every candidate is backtested on the same folds (`laws.backtest`: fit on the smaller scales, predict
 the larger) and scored on the same held-out runs, never by in-sample fit. The winner is the candidate
@@ -16,17 +17,21 @@ optimistic by selection) become the extrapolation part of its intervals.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds, run_backtest
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
+from distillscale.laws.lawset import LawSet
 from distillscale.laws.logspace import SUPERVISED_FORMS
-from distillscale.laws.uncertainty import ExtrapolationError
+from distillscale.laws.record import FitRecord, Selection
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 
 # A candidate with more parameters wins only if its backtest error is this much (relative) lower.
 PARSIMONY = 0.10
@@ -85,8 +90,9 @@ class CandidateScore:
 
 @dataclass
 class LawFit:
-    """The outcome of `fit_supervised` / `fit_distillation`: the chosen law (its `fit` record holds
-    everything below, so a saved law keeps it), the candidates and why the winner won."""
+    """The outcome of `fit_supervised` / `fit_distillation`: the chosen law (its fit record,
+    `law.fit`, holds the selection, backtest and extrapolation error, so a saved law keeps them),
+    the candidates and why the winner won."""
 
     law: SupervisedLaw | DistillationLaw
     fitter: SupervisedLawFitter | DistillationLawFitter
@@ -105,31 +111,59 @@ class LawFit:
     def not_identified(self) -> dict[str, str]:
         return self.fitter.not_identified_
 
-    def selection_record(self) -> dict:
-        return {"chosen": self.chosen, "reason": self.reason,
-                "candidates": [c.to_dict() for c in self.candidates]}
+    @property
+    def record(self) -> FitRecord:
+        return self.law.fit
+
+    def predict(self, *args) -> Prediction:
+        """The law's prediction with its interval: `predict(N, D)` for a supervised law,
+        `predict(N_S, D_S, L_T)` for a distillation law (floats or arrays)."""
+        return self.law.prediction(*args)
+
+    def laws(self, name: str = "fitted", source: str = "") -> LawSet:
+        """The law as a law set (a distillation law with the student's supervised law), as plan reads it."""
+        if isinstance(self.law, DistillationLaw):
+            return LawSet(name, self.law.student_law, self.law, source=source)
+        return LawSet(name, self.law, source=source)
+
+    def save(self, path: str | Path, name: str | None = None) -> None:
+        """Write the law with its fit record to law.json (atomically), for `distillscale ... --law`."""
+        self.laws(name or Path(path).stem, source="fitted with distillscale").save(path)
 
 
-def fit_supervised(N, D, loss, *, form: str = "auto", total_params=None,
+def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str = "auto", total_params=None,
                    irreducible_loss: float | None = None,
                    irreducible_loss_prior: tuple[float, float] | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
                    max_folds: int = MAX_FOLDS, **fitter_options) -> LawFit:
     """Fit L(N, D) with form selection by backtest (form="auto") or in one given form.
 
+    The runs: `fit_supervised(df, params="N", tokens="D", loss="loss")` with the columns of a
+    table (a pandas DataFrame or a dict of columns; default names params, tokens, loss), or the
+    values themselves, `fit_supervised(N, D, loss)`: non-embedding parameters, training tokens and
+    validation loss (nats/token), positive, one per run.
+
     With form="auto" the candidates are the forms tied, chinchilla and busbridge, each also with
     the given E (fixed or prior), data filter (minimum tokens per parameter) and total parameters
-    (`total_params`, when given) as alternatives to E free, every run and non-embedding N. With a
-    form given, that form with the given choices is the only candidate (still backtested).
-    `fitter_options` go to `SupervisedLawFitter` (bootstrap, level, seed, grid, huber_delta, ...)."""
-    N, D, loss = (np.asarray(x, dtype=np.float64) for x in (N, D, loss))
+    (`total_params`, a column or values, when given) as alternatives to E free, every run and
+    non-embedding N. With a form given, that form with the given choices is the only candidate
+    (still backtested). `fitter_options` go to `SupervisedLawFitter` (bootstrap, level, seed, grid,
+    huber_delta, ...)."""
+    if data is not None and not _is_table(data):  # fit_supervised(N, D, loss): the values by position
+        if loss is not None:
+            raise ParameterError("data", "{} must be a table (a pandas DataFrame or a dict of columns) "
+                                 "when params, tokens and loss are given too")
+        data, params, tokens, loss = None, data, params, tokens
+    runs = run_columns(data, params=("params", params), tokens=("tokens", tokens), loss=("loss", loss),
+                       total_params=(None, total_params))
+    N, D, loss = runs["params"], runs["tokens"], runs["loss"]
     columns = {"non-embedding": N}
-    if total_params is not None:
-        columns["total"] = np.asarray(total_params, dtype=np.float64)
+    if "total_params" in runs:
+        columns["total"] = runs["total_params"]
     if form != "auto" and form not in SUPERVISED_FORMS:
-        raise UserError(f"unknown form {form!r}: use auto or one of {', '.join(SUPERVISED_FORMS)}")
+        raise ParameterError("form", f"unknown {{}} {form!r}: use auto or one of {', '.join(SUPERVISED_FORMS)}")
     if min_tokens_per_param is not None and not min_tokens_per_param > 0:
-        raise UserError(f"the minimum tokens per parameter must be positive, got {min_tokens_per_param}")
+        raise ParameterError("min_tokens_per_param", f"{{}} must be positive, got {min_tokens_per_param}")
 
     auto = form == "auto"
     # In auto mode each choice the user gives is an alternative to the default, not a replacement.
@@ -171,17 +205,31 @@ def fit_supervised(N, D, loss, *, form: str = "auto", total_params=None,
                    level=fitter_options.get("level", 0.9))
 
 
-def fit_distillation(N_S, D_S, L_T, L_S, student_law: SupervisedLaw, *, form: str = "auto",
+def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, tokens=None, teacher_loss=None,
+                     loss=None, form: str = "auto",
                      backtest: bool = True, max_folds: int = MAX_FOLDS,
                      backtest_grid: dict | None = None, **fitter_options) -> LawFit:
     """Fit the distillation law with its exponents free ("free"), tied to the student law's
     ("tied"), or the one of the two that extrapolates better to stronger teachers ("auto").
+
+    The runs, one per distilled student, as in `fit_supervised`: columns of the table `data`
+    (default names student_params, student_tokens, teacher_loss, loss) or the values themselves
+    (`params=N_S, tokens=D_S, teacher_loss=L_T, loss=L_S`). `student_law` (a SupervisedLaw, or the
+    LawFit of one) gives the students' supervised loss Ltilde_S.
+
     The backtest orders the students by teacher strength, 1 / L_T: fitted on the students of the
-    weaker teachers (at least 3, for the capacity-gap switch), it predicts those of the stronger. `backtest_grid` replaces the start grid of
-    the backtest's refits (e.g. a coarse one, when the final fit uses the 108,000-start grid)."""
-    N_S, D_S, L_T, L_S = (np.asarray(x, dtype=np.float64) for x in (N_S, D_S, L_T, L_S))
+    weaker teachers (at least 3, for the capacity-gap switch), it predicts those of the stronger.
+    `backtest_grid` replaces the start grid of the backtest's refits (e.g. a coarse one, when the
+    final fit uses the 108,000-start grid)."""
+    student_law = getattr(student_law, "law", student_law)
+    if not isinstance(student_law, SupervisedLaw):
+        raise ParameterError("student_law", f"{{}} must be a SupervisedLaw (or the LawFit of one), "
+                             f"not {type(student_law).__name__}")
+    runs = run_columns(data, params=("student_params", params), tokens=("student_tokens", tokens),
+                       teacher_loss=("teacher_loss", teacher_loss), loss=("loss", loss))
+    N_S, D_S, L_T, L_S = runs["params"], runs["tokens"], runs["teacher_loss"], runs["loss"]
     if form != "auto" and form not in DISTILLATION_FORMS:
-        raise UserError(f"unknown distillation form {form!r}: use auto, {' or '.join(DISTILLATION_FORMS)}")
+        raise ParameterError("form", f"unknown {{}} {form!r}: use auto, {' or '.join(DISTILLATION_FORMS)}")
     names = DISTILLATION_FORMS if form == "auto" else (form,)
     candidates = [_DistillationCandidate(name) for name in names]
 
@@ -199,6 +247,50 @@ def fit_distillation(N_S, D_S, L_T, L_S, student_law: SupervisedLaw, *, form: st
                    fit_predict, lambda c, rows: make(c).fit(N_S[rows], D_S[rows], L_T[rows], L_S[rows]),
                    scale_name="teacher strength (1 / teacher loss)", min_levels=3, backtest=backtest,
                    max_folds=max_folds, level=fitter_options.get("level", 0.9))
+
+
+def _is_table(data) -> bool:
+    return isinstance(data, Mapping) or hasattr(data, "columns")
+
+
+def run_columns(data, **inputs: tuple[str | None, object]) -> dict[str, np.ndarray]:
+    """The runs as float arrays of one length, keyed by parameter. Each input is (default column
+    name, given): a column name of the table `data` (a pandas DataFrame or a dict of columns), or
+    the values themselves; an input with neither is left out. Values must be finite and positive."""
+    columns = {}
+    for param, (default, given) in inputs.items():
+        given = default if given is None and data is not None else given
+        if given is None:
+            if default is None:  # an optional input
+                continue
+            raise ParameterError(param, "{} is missing: give the values, or a table as data and its column")
+        if isinstance(given, str):
+            if data is None:
+                raise ParameterError(param, f"{{}}={given!r} names a column, but no table was given: pass "
+                                     "the table as data, or the values themselves")
+            names = list(data.columns if hasattr(data, "columns") else data.keys())
+            if given not in names:
+                raise ParameterError(param, f"{{}}={given!r} is not a column of the table; its columns: "
+                                     + ", ".join(map(repr, names)))
+            given = data[given]
+        try:
+            values = np.asarray(given, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError(param, "{} must hold numbers, one per run") from None
+        if values.ndim != 1:
+            raise ParameterError(param, f"{{}} must be one value per run (1-D), got shape {values.shape}")
+        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+        if bad.size:
+            raise ParameterError(param, f"{{}} must be finite and positive; runs {', '.join(map(str, bad[:5]))}"
+                                 f"{' ...' if bad.size > 5 else ''} are not (e.g. {values[bad[0]]!r})")
+        columns[param] = values
+    lengths = {param: len(values) for param, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        first = next(iter(lengths))
+        odd = next(p for p, n in lengths.items() if n != lengths[first])
+        raise ParameterError(odd, f"{{}} has {lengths[odd]} runs, {first} has {lengths[first]}: give one "
+                             "value per run in each")
+    return columns
 
 
 @dataclass(frozen=True)
@@ -245,7 +337,7 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
         # and say in the record that no backtest supports it.
         index = next((i for i, c in enumerate(candidates) if c.name == "chinchilla"), 0)
         reason = ("no backtest: " + (scores[index].note if scores else "turned off")
-                  + f"; intervals use the literature's typical extrapolation error instead")
+                  + "; intervals use the literature's typical extrapolation error instead")
     chosen = candidates[index]
     rows = masks[index]
     fitter = final_fit(chosen, rows)
@@ -263,8 +355,8 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
         extrapolation = ExtrapolationError.unmeasured(level, scale_name, float(scales[index][rows].min()),
                                                       float(scales[index][rows].max()))
     result = LawFit(fitter.law_, fitter, chosen.name, reason, scores, chosen_backtest, extrapolation, rows)
-    record = fitter.law_.fit
-    record["selection"] = result.selection_record()
-    record["backtest"] = chosen_backtest.to_dict() if chosen_backtest is not None else None
-    record["extrapolation_error"] = extrapolation.to_dict() if extrapolation is not None else None
+    fitter.law_.fit = fitter.law_.fit.model_copy(update={
+        "selection": Selection(chosen=chosen.name, reason=reason, candidates=[c.to_dict() for c in scores]),
+        "backtest": chosen_backtest.to_dict() if chosen_backtest is not None else None,
+        "extrapolation_error": extrapolation})
     return result

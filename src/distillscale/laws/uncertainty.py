@@ -94,10 +94,6 @@ class ExtrapolationError:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "ExtrapolationError | None":
-        return cls(**data) if data else None
-
 
 @dataclass(frozen=True)
 class Prediction:

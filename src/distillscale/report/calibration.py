@@ -4,7 +4,8 @@
     calibration.supervised.law       # the chosen SupervisedLaw (a laws.selection.LawFit), or None
     calibration.to_dict()            # everything report.json holds
 
-Steps, each recorded as done or as skipped with the reason (too few runs never stops the report):
+Steps, each recorded as done or as skipped with the reason (too few runs never stops the report).
+Steps 1-3 are `laws.calibrate`, the workflow `distillscale fit` runs too:
 1. the supervised law on teacher and baseline runs: every candidate form backtested (fit on the
    smaller sizes, predict the larger), the best kept, with intervals that include its
    extrapolation error (`laws.selection`);
@@ -27,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.laws import ComputeSettings, LawSet
-from distillscale.laws.fitting import COARSE_GRIDS
-from distillscale.laws.selection import DISTILLATION_FORMS, LawFit, fit_distillation, fit_supervised
+from distillscale.laws.calibrate import START_GRIDS, HoldoutCheck, start_grid_options
+from distillscale.laws.calibrate import calibrate as calibrate_laws
+from distillscale.laws.selection import DISTILLATION_FORMS, LawFit
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.report.runs import SweepRuns
 
@@ -38,7 +40,6 @@ from distillscale.report.runs import SweepRuns
 DEFAULT_TARGET_TOKENS_PER_PARAM = 20.0
 # Default target size: this many times the largest model of the sweep.
 DEFAULT_TARGET_SCALE = 10.0
-GRIDS = ("coarse", "full")
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class CalibrationSettings:
     bootstrap: int = 100              # resamples for the intervals; 0 = none
     level: float = 0.9
     seed: int = 0
-    grid: str = "coarse"              # start grids: coarse (COARSE_GRIDS) or full (the papers')
+    grid: str = "coarse"              # start grids: coarse or full (laws.calibrate.START_GRIDS)
     # L-BFGS iterations per start. The best start of a micro sweep's fit converges in a few dozen;
     # the cap stops the stragglers, whose iterations cost as much as the whole batch's.
     max_iter: int = 300
@@ -59,18 +60,19 @@ class CalibrationSettings:
         from distillscale.laws.logspace import SUPERVISED_FORMS
 
         if self.form != "auto" and self.form not in SUPERVISED_FORMS:
-            raise UserError(f"unknown --form {self.form!r}: use auto or one of {', '.join(SUPERVISED_FORMS)}")
+            raise ParameterError("form", f"unknown {{}} {self.form!r}: use auto or one of {', '.join(SUPERVISED_FORMS)}")
         if self.distillation_form != "auto" and self.distillation_form not in DISTILLATION_FORMS:
-            raise UserError(f"unknown --distillation-form {self.distillation_form!r}: use auto, "
-                            + " or ".join(DISTILLATION_FORMS))
-        if self.grid not in GRIDS:
-            raise UserError(f"unknown --grid {self.grid!r}: use one of {', '.join(GRIDS)}")
+            raise ParameterError("distillation_form", f"unknown {{}} {self.distillation_form!r}: use auto, "
+                                 + " or ".join(DISTILLATION_FORMS))
+        if self.grid not in START_GRIDS:
+            raise ParameterError("grid", f"unknown {{}} {self.grid!r}: use one of {', '.join(START_GRIDS)}")
         if self.max_iter < 1:
-            raise UserError(f"--max-iter must be at least 1, got {self.max_iter}")
+            raise ParameterError("max_iter", f"{{}} must be at least 1, got {self.max_iter}")
         if self.bootstrap < 0:
-            raise UserError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {self.bootstrap}")
+            raise ParameterError("bootstrap", f"{{}} must be 0 (no intervals) or a number of resamples, "
+                                 f"got {self.bootstrap}")
         if not 0 < self.level < 1:
-            raise UserError(f"--level must be between 0 and 1 (e.g. 0.9), got {self.level}")
+            raise ParameterError("level", f"{{}} must be between 0 and 1 (e.g. 0.9), got {self.level}")
 
 
 @dataclass
@@ -97,9 +99,9 @@ class Calibration:
         def fit(result: LawFit | None) -> dict | None:
             if result is None:
                 return None
-            record = {key: value for key, value in result.law.fit.items() if key != "bootstrap"}
+            record = result.law.fit.to_json(bootstrap=False)
             return {"coefficients": result.law.coefficients(), "intervals": record.get("intervals", {}),
-                    "not_identified": record.get("not_identified", {}),
+                    "not_identified": result.not_identified,
                     "level": self.settings.level if self.settings.bootstrap else None,
                     "bootstrap_resamples": self.settings.bootstrap, "form": result.chosen,
                     "reason": result.reason, "candidates": [c.to_dict() for c in result.candidates],
@@ -127,14 +129,24 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     """Steps 1-5 above; `progress(message)` is told which step starts."""
     compute, compute_source = _compute_settings(runs)
     result = Calibration(runs, settings, compute, compute_source)
-    progress(f"fitting the supervised law on {len(runs.supervised)} runs (candidate forms backtested)")
-    result.supervised = _try(result, "supervised", lambda: _fit_supervised(runs.supervised, settings))
-    if result.supervised is not None:
-        progress(f"fitting the distillation law on {len(runs.students)} runs (candidate forms backtested)")
-        result.distillation = _try(result, "distillation", lambda: _fit_distillation(
-            runs.students, result.supervised.law, settings))
-    progress("checking extrapolation to the largest runs")
-    result.holdout = _extrapolation_checks(result)
+    records = runs.supervised + runs.students
+
+    def column(key: str) -> np.ndarray:
+        return np.array([r[key] for r in records], dtype=np.float64)
+
+    supervised_grid, distillation_grid = start_grid_options(settings.grid)
+    options = {"level": settings.level, "bootstrap": settings.bootstrap, "seed": settings.seed,
+               "max_iter": settings.max_iter}
+    # Non-embedding N only (the planner's FLOP accounting counts N that way); `distillscale fit
+    # supervised --total-params-col` compares the two.
+    laws = calibrate_laws(params=column("non_embedding_params"), tokens=column("tokens"), loss=column("val_loss"),
+                          teacher_loss=[None] * len(runs.supervised) + [r["teacher_loss"] for r in runs.students],
+                          form=settings.form, distillation_form=settings.distillation_form, holdout="largest",
+                          supervised_options={**options, **supervised_grid},
+                          distillation_options={**options, **distillation_grid}, skip_failed=True, min_ratios=2,
+                          progress=progress)
+    result.supervised, result.distillation, result.skipped = laws.supervised, laws.distillation, laws.skipped
+    result.holdout = {name: _check_record(check, records) for name, check in laws.holdout.items()}
     result.capacity_gap = _capacity_gap(runs)
     result.baselines = _distilled_vs_baseline(runs)
     progress("planning at the target scale")
@@ -142,123 +154,15 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     return result
 
 
-def _try(result: Calibration, step: str, fit):
-    try:
-        return fit()
-    except UserError as exc:
-        result.skipped[step] = str(exc)
-        return None
-
-
-def _data_range(N: np.ndarray, D: np.ndarray) -> dict[str, list[float]]:
-    return {"params": [float(N.min()), float(N.max())], "tokens": [float(D.min()), float(D.max())],
-            "tokens_per_param": [float((D / N).min()), float((D / N).max())]}
-
-
-def _fit_supervised(runs: list[dict], settings: CalibrationSettings, bootstrap: int | None = None) -> LawFit:
-    N, D, loss = (np.array([r[k] for r in runs], dtype=np.float64)
-                  for k in ("non_embedding_params", "tokens", "val_loss"))
-    sizes, ratios = len(np.unique(N)), len(np.unique(np.round(D / N, 6)))
-    if sizes < 2 or ratios < 2:  # with one D/N ratio, the N and D terms cannot be told apart
-        raise UserError(f"the supervised law needs runs of at least 2 sizes at 2 tokens-per-parameter "
-                        f"ratios; the runs have {sizes} size(s) and {ratios} ratio(s)")
-    grid = {"solver": "grid"} if settings.grid == "full" else {}
-    # Non-embedding N only (the planner's FLOP accounting counts N that way); `distillscale fit
-    # supervised --total-params-col` compares the two.
-    fit = fit_supervised(N, D, loss, form=settings.form, level=settings.level,
-                         bootstrap=settings.bootstrap if bootstrap is None else bootstrap,
-                         seed=settings.seed, max_iter=settings.max_iter, **grid)
-    fit.law.fit["data_range"] = _data_range(N[fit.rows], D[fit.rows])  # read by planning.extrapolation
-    return fit
-
-
-def _fit_distillation(runs: list[dict], student_law, settings: CalibrationSettings,
-                      bootstrap: int | None = None) -> LawFit:
-    if not runs:
-        raise UserError("the sweep has no completed student runs to fit the distillation law on")
-    N_S, D_S, L_T, L_S = (np.array([r[k] for r in runs], dtype=np.float64)
-                          for k in ("non_embedding_params", "tokens", "teacher_loss", "val_loss"))
-    if len(np.unique(L_T)) < 2:
-        raise UserError("the distillation law needs students of at least 2 different teachers")
-    grid = COARSE_GRIDS["distillation"] if settings.grid == "coarse" else None
-    fit = fit_distillation(N_S, D_S, L_T, L_S, student_law, form=settings.distillation_form,
-                           backtest_grid=COARSE_GRIDS["distillation"], level=settings.level,
-                           bootstrap=settings.bootstrap if bootstrap is None else bootstrap,
-                           seed=settings.seed, max_iter=settings.max_iter, grid=grid)
-    fit.law.fit["data_range"] = _data_range(N_S, D_S)
-    return fit
-
-
-def _extrapolation_checks(result: Calibration) -> dict[str, Any]:
-    """Each law refitted, form selection and backtest included, without the runs of its largest
-    model, then asked to predict them with its intervals: the supervised law without its largest
-    size, the distillation law without the students of the strongest teacher (extrapolating from
-    weaker to stronger models as Busbridge et al. do). The distillation check keeps the full
-    supervised law for Ltilde_S, so it measures the distillation law's own extrapolation. Each
-    held-out run records its prediction, interval and whether the interval covered it."""
-    runs, settings, checks = result.runs, result.settings, {}
-
-    def check(name: str, records: list[dict], key: str, fit, predict) -> None:
-        # The strongest teacher has the lowest loss: order it last, like the largest size.
-        order = np.array([-r[key] if key == "teacher_loss" else r[key] for r in records])
-        largest = order.max()
-        train = [r for r, s in zip(records, order) if s < largest]
-        held = [r for r, s in zip(records, order) if s == largest]
-        try:
-            refit = fit(train)
-        except UserError as exc:
-            checks[name] = {"skipped": f"without the runs of the largest {key}: {exc}"}
-            return
-        observed = np.array([r["val_loss"] for r in held])
-        prediction = predict(refit.law, held)
-        errors = np.asarray(prediction.value) / observed - 1
-        covered = ((observed >= prediction.low) & (observed <= prediction.high)
-                   if prediction.has_interval else None)
-        size_key = "teacher_params" if key == "teacher_loss" else key
-        checks[name] = {
-            "held_out_by": size_key, "form": refit.chosen,
-            "held_out_params": float(max(r[size_key] for r in held)),
-            "fitted_up_to_params": float(max(r[size_key] for r in train)),
-            "n_fitted": len(train), "n_held_out": len(held),
-            "mean_abs_relative_error": float(np.mean(np.abs(errors))),
-            "max_abs_relative_error": float(np.max(np.abs(errors))),
-            "coverage": float(np.mean(covered)) if covered is not None else None,
-            "level": prediction.level,
-            "runs": _held_out_rows(held, observed, prediction, covered),
-        }
-
-    if result.supervised is not None:
-        check("supervised", runs.supervised, "non_embedding_params",
-              lambda train: _fit_supervised(train, settings),
-              lambda law, held: law.prediction([r["non_embedding_params"] for r in held],
-                                               [r["tokens"] for r in held]))
-    if result.distillation is not None:
-        check("distillation", runs.students, "teacher_loss",
-              lambda train: _fit_distillation(train, result.supervised.law, settings),
-              lambda law, held: law.prediction([r["non_embedding_params"] for r in held],
-                                               [r["tokens"] for r in held],
-                                               [r["teacher_loss"] for r in held]))
-    return checks
-
-
-def _held_out_rows(held: list[dict], observed: np.ndarray, prediction, covered) -> list[dict]:
-    """One record per held-out run: prediction, interval, covered, and which part of the interval
-    dominates (noise of the runs or extrapolation error)."""
-    rows = []
-    for i, (run, value) in enumerate(zip(held, observed)):
-        def at(x):
-            return None if x is None else float(np.atleast_1d(x)[i])
-
-        predicted, noise, extrapolation = at(prediction.value), at(prediction.noise), at(prediction.extrapolation)
-        row = {"run_id": run["run_id"], "observed": float(value), "predicted": predicted,
-               "relative_error": predicted / float(value) - 1, "interval": None, "covered": None,
-               "distance": at(prediction.distance)}
-        if covered is not None:
-            row.update(interval=[at(prediction.low), at(prediction.high)], covered=bool(covered[i]),
-                       dominant="extrapolation error" if (extrapolation or 0) >= (noise or 0)
-                       else "noise of the runs")
-        rows.append(row)
-    return rows
+def _check_record(check: HoldoutCheck | str, records: list[dict]) -> dict[str, Any]:
+    """report.json's record of an extrapolation check: the held-out model's size (for students,
+    their teacher's), the largest fitted one, and each held-out run by its run id."""
+    if isinstance(check, str):
+        return {"skipped": check}
+    key = "teacher_params" if "teacher" in check.held_out else "non_embedding_params"
+    return {**check.to_dict([r["run_id"] for r in records]), "held_out_by": key,
+            "held_out_params": float(max(records[run.row][key] for run in check.runs)),
+            "fitted_up_to_params": float(max(records[row][key] for row in check.fitted_rows))}
 
 
 def _capacity_gap(runs: SweepRuns) -> dict[str, Any]:
@@ -312,7 +216,7 @@ def _plan(result: Calibration) -> dict[str, Any]:
     """Compute-optimal distillation at the target under the fitted laws, in every scenario."""
     if result.supervised is None or result.distillation is None:
         return {"skipped": "planning needs both fitted laws"}
-    from distillscale.planning.extrapolation import extrapolation_warnings
+    from distillscale.laws.extrapolation import extrapolation_warnings
     from distillscale.planning.solver import DEFAULT_BOUNDS, DistillationPlanner
 
     laws, settings = result.laws, result.settings

@@ -1,0 +1,123 @@
+"""The fit record: how a law was fitted, kept with the law and saved with it in law.json.
+
+    law.fit.form, law.fit.intervals, law.fit.level          # the form fitted, coefficient intervals
+    law.fit.data_range, law.fit.extrapolation_error         # where the law was fitted, its error beyond
+    law.fit.selection, law.fit.backtest                      # the candidate forms and the chosen one's backtest
+
+`laws.fitting` writes it, `laws.selection` adds the selection and the backtest, and `LawSet`
+saves and loads it as the `fit` of each law in law.json. `schema_version` guards the format: a record
+written before it existed loads as version 1, and one from a newer distillscale is refused with a
+message instead of being misread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from distillscale.errors import UserError
+from distillscale.laws.uncertainty import ExtrapolationError
+
+FIT_SCHEMA_VERSION = 1
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataRange(_Record):
+    """The smallest and largest model sizes, token counts and tokens per parameter (D/N) a law
+    was fitted on."""
+
+    params: tuple[float, float]
+    tokens: tuple[float, float]
+    tokens_per_param: tuple[float, float]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _widest_ratios(cls, data: Any) -> Any:
+        """Records from before `tokens_per_param` get the widest ratios their spans allow."""
+        if isinstance(data, dict) and data.get("tokens_per_param") is None and "params" in data \
+                and "tokens" in data:
+            (n_low, n_high), (d_low, d_high) = data["params"], data["tokens"]
+            data = {**data, "tokens_per_param": (d_low / n_high, d_high / n_low)}
+        return data
+
+
+class Diagnostics(_Record):
+    rmse_log_loss: float
+    max_relative_error: float
+    on_bound: list[str]                  # log-space parameters that ended on a bound of the box
+    best_start_on_grid_edge: list[str]   # parameters whose best start was an edge of the grid
+
+
+class Bootstrap(_Record):
+    """The bootstrap's coefficient samples: predictions take their interval from them."""
+
+    resamples: int
+    seed: int
+    convergence: dict[str, Any]
+    coefficients: list[str]          # the columns of `samples`; the law's other coefficients are fixed
+    samples: list[list[float]]
+
+
+class Selection(_Record):
+    """The candidate forms, each with its backtest score, and why `chosen` won."""
+
+    chosen: str
+    reason: str
+    candidates: list[dict[str, Any]]
+
+
+class FitRecord(_Record):
+    """What a fitted law records of its fit. Intervals are at `level` (None without a bootstrap);
+    `parameters` are the log-space solution; `source` says which file and columns it came from.
+    `laws.fitting` fills in every field up to `diagnostics`; a law written by hand may record only
+    what it knows (say, an extrapolation error and a data range), so all are optional."""
+
+    schema_version: int = FIT_SCHEMA_VERSION
+    form: str | None = None
+    constraints: dict[str, Any] = {}
+    objective: str | None = None
+    huber_delta: float | None = None
+    n_runs: int | None = None
+    data_hash: str | None = None
+    data_range: DataRange | None = None
+    solver: str | None = None
+    grid: dict[str, Any] | None = None
+    bounds: dict[str, tuple[float, float]] | None = None
+    parameters: dict[str, float] = {}
+    convergence: dict[str, Any] | None = None
+    diagnostics: Diagnostics | None = None
+    level: float | None = None
+    intervals: dict[str, tuple[float, float]] = {}
+    not_identified: dict[str, str] = {}
+    bootstrap: Bootstrap | None = None
+    selection: Selection | None = None
+    backtest: dict[str, Any] | None = None       # the chosen form's backtest (`Backtest.to_dict`)
+    extrapolation_error: ExtrapolationError | None = None
+    source: dict[str, Any] | None = None
+
+    def to_json(self, *, bootstrap: bool = True) -> dict[str, Any]:
+        """The record as law.json holds it (without the bootstrap samples if `bootstrap` is False)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude=None if bootstrap else {"bootstrap"})
+
+    @classmethod
+    def from_json(cls, data: Any) -> "FitRecord":
+        """A record read from law.json; a UserError names what is wrong with a malformed one, or
+        says that a newer distillscale wrote it."""
+        if not isinstance(data, dict):
+            raise UserError(f"its fit record is not a JSON object but {type(data).__name__}")
+        version = data.get("schema_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise UserError(f"its fit record has schema version {version!r}, not a positive integer")
+        if version > FIT_SCHEMA_VERSION:
+            raise UserError(f"its fit record has schema version {version}, newer than this distillscale "
+                            f"reads ({FIT_SCHEMA_VERSION}): upgrade distillscale to read it")
+        try:
+            return cls.model_validate({**data, "schema_version": version})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "the record"
+            raise UserError(f"its fit record is malformed: {where}: {error['msg']}") from None
