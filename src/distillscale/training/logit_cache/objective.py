@@ -9,13 +9,13 @@ does, so the two agree up to the quantisation bound of `encoding`.
 Sampled caches (Anshumann et al. 2025, "Sparse Logit Sampling"): with x_1..x_K drawn from the
 teacher's p = softmax(z_T / tau) and q = softmax(z_S / tau), forward KL is estimated by
 
-    KD_hat = tau^2 (H(p) - (1/K) sum_i log q(x_i))
+    KD_hat = tau^2 (-(1/K) sum_i log q(x_i) - H(p))
 
-H(p) is cached, so E[KD_hat] = tau^2 (H(p) - sum_a p_a log q_a) = tau^2 KL(p || q): the value is
+H(p) is cached, so E[KD_hat] = tau^2 (-sum_a p_a log q_a - H(p)) = tau^2 KL(p || q): the value is
 unbiased. So is its gradient, tau (q - c / K) with respect to z_S (c_a: how often a was drawn),
 because it is linear in the counts and E[c_a / K] = p_a. The head returns tau log(c / K) (a large
 negative number where c = 0), so the full-vocabulary forward-KL branch computes KL(c / K || q),
-whose gradient is exactly that; its value differs from KD_hat by tau^2 (H(p) - H(c / K)), which
+whose gradient is exactly that; its value differs from KD_hat by tau^2 (H(c / K) - H(p)), which
 does not depend on the student and is added here. Unlike the top-k targets, nothing is
 renormalised away: the tail is reached in proportion to its mass. Only forward KL has this
 estimator (reverse KL and JSD need p_T where nothing was drawn).
@@ -86,7 +86,7 @@ def sampled_kd_loss(student_hidden: torch.Tensor, student_head: Head, ids: torch
     ids_as_rows = ids.to(torch.promote_types(student_hidden.dtype, torch.float32))
     out = distillation_loss(student_hidden, student_head, ids_as_rows, head, targets, config)
     valid = targets.reshape(-1) != IGNORE_INDEX
-    offset = ((entropy.reshape(-1).double() - empirical_entropy(ids.reshape(len(valid), -1)))[valid].sum()
+    offset = ((empirical_entropy(ids.reshape(len(valid), -1)) - entropy.reshape(-1).double())[valid].sum()
               / valid.sum().clamp(min=1) * config.temperature ** 2).to(out.loss.dtype)
     return LossOutput(loss=out.loss + config.kd_weight * offset, ce=out.ce, kd=out.kd + offset,
                       z_loss=out.z_loss)

@@ -185,7 +185,7 @@ def _manifest(config: CacheConfig, identity: dict, identity_hash: str, teacher: 
     max_step = max(sidecar["statistics"]["max_step"] for sidecar in sidecars)
     if config.targets == "sampled":
         targets = {"targets": "sampled", "samples": config.samples, "sampling": identity["sampling"],
-                   "estimator": "forward KL: tau^2 (H_T - mean_i log q_S(x_i)) over the K samples x_i ~ "
+                   "estimator": "forward KL: tau^2 (-mean_i log q_S(x_i) - H_T) over the K samples x_i ~ "
                                 "softmax(z_T / tau); unbiased in value and gradient",
                    "mean_sampled_mass": statistics["target_mass"] / tokens}
     else:
