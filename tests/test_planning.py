@@ -8,7 +8,7 @@ import pytest
 
 from distillscale.errors import UserError
 from distillscale.laws import load_laws
-from distillscale.planning.extrapolation import data_range, extrapolation_warnings
+from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.planning.flops import SCENARIOS, ForwardFlops, distillation_flops, get_scenario
 from distillscale.planning.solver import DistillationPlanner, tokens_reaching_loss
 from distillscale.planning.teacher import (
@@ -225,7 +225,10 @@ def test_extrapolation_warnings_only_far_outside_the_data():
     teacher_at_cap = extrapolation_warnings(laws, {}, {"D_T": 1e17})[0]
     assert "(1T) in the data behind law 'busbridge2025', 100,000x beyond it" in teacher_at_cap
     assert "20,000x beyond" in extrapolation_warnings(laws, {}, {}, {"M": 1e8}, students=True)[0]
-    laws.supervised.fit = {"data_range": {"params": [1e3, 1e4], "tokens": [1e5, 1e6]}}
+    from distillscale.laws.record import FitRecord
+
+    laws.supervised.fit = FitRecord.model_validate(
+        {"data_range": {"params": [1e3, 1e4], "tokens": [1e5, 1e6]}})
     assert "far above" in extrapolation_warnings(laws, {"N": 546 * M}, {})[0]
     # A range recorded without D/N spans the widest ratios its sizes and tokens allow.
     assert data_range(laws).tokens_per_param == (10.0, 1000.0)

@@ -10,6 +10,7 @@ import numpy as np
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.planning.flops import SCENARIOS
+from distillscale.planning.plan import Plan
 from distillscale.planning.solver import DistillationPlanner, StudentSweep
 from distillscale.planning.teacher import TeacherRanking
 from distillscale.units import format_quantity
@@ -76,6 +77,17 @@ def plot_loss_vs_compute(planner: DistillationPlanner, student_params: float, bu
     return figure
 
 
+def plot_plan(plan: Plan):
+    """The figure of `distillscale plan --plot`: best loss against student size for a sweep, loss
+    against budget (1/100x to 100x) for a given student."""
+    if plan.kind == "sweep":
+        return plot_student_size_sweep(plan.sweeps)
+    first = plan.plans[0]
+    budgets = np.geomspace(plan.compute / 100, plan.compute * 100, 17)
+    return plot_loss_vs_compute(plan.planner, first.student_params, budgets, plan.compute,
+                                first.flops.student / (3.0 * first.student_tokens))
+
+
 def plot_student_size_sweep(sweeps: list[StudentSweep]):
     """Best student loss against student size at one budget, per scenario, vs supervised."""
     plt = pyplot()
@@ -98,18 +110,13 @@ def plot_student_size_sweep(sweeps: list[StudentSweep]):
     return figure
 
 
-def plot_teacher_u_curve(planner: DistillationPlanner, ranking: TeacherRanking):
+def plot_teacher_u_curve(ranking: TeacherRanking):
     """Student loss against teacher loss (the U-curve), the optimum, the capacity-gap point and
     the candidate teachers."""
     plt = pyplot()
-    law = planner.supervised_law
-    low, high = planner.bounds
-    teacher_losses = law.E + np.geomspace(law.predict(high, high) - law.E,
-                                          law.predict(low, low) - law.E, 600)
-    student_losses = planner.distillation.predict(ranking.student_params, ranking.student_tokens,
-                                                  teacher_losses)
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    axes.plot(teacher_losses, student_losses, color="C0", label="distilled student")
+    axes.plot(ranking.curve_teacher_losses, ranking.curve_student_losses, color="C0",
+              label="distilled student")
     axes.axhline(ranking.supervised_loss, color="black", ls="--", label="supervised student")
     axes.plot(ranking.optimal_teacher_loss, ranking.optimal_student_loss, "*", ms=14, color="C3",
               label=f"optimal teacher, L_T* = {ranking.optimal_teacher_loss:.3f}")

@@ -8,7 +8,7 @@ a student, and fits N_T* = k N_S either to runs or to the law's compute-optimal 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -49,6 +49,11 @@ class TeacherRanking:
     capacity_gap_teacher_loss: float  # the L_T where L_T / Ltilde_S = d1
     d1: float
     intervals: Prediction | None = None  # of each candidate's L_S, when the law has intervals
+    # The U-curve: L_S over every teacher loss the planner's bounds reach, for plotting.
+    curve_teacher_losses: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    curve_student_losses: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    law: str = ""                         # the law's name
+    warnings: list[str] = field(default_factory=list)  # quantities far outside the law's data
 
     @property
     def best(self) -> int:
@@ -128,10 +133,21 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
     losses = np.asarray(prediction.value, dtype=np.float64)
     optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
     supervised = float(planner.supervised_law.predict(student_params, student_tokens))
+    curve = teacher_loss_range(planner)
     return TeacherRanking(
         student_params, student_tokens, supervised, list(candidates), losses.reshape(-1),
         optimal_loss, float(law.predict(student_params, student_tokens, optimal_loss)),
-        law.d1 * supervised, law.d1, prediction if prediction.has_interval else None)
+        law.d1 * supervised, law.d1, prediction if prediction.has_interval else None,
+        curve_teacher_losses=curve,
+        curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64))
+
+
+def teacher_loss_range(planner: DistillationPlanner, points: int = 600) -> np.ndarray:
+    """Teacher losses from the strongest to the weakest teacher inside the planner's bounds,
+    log-spaced in L_T - E, where the capacity-gap switch is spread out."""
+    law = planner.supervised_law
+    low, high = planner.bounds
+    return law.E + np.geomspace(law.predict(high, high) - law.E, law.predict(low, low) - law.E, points)
 
 
 class LinearCapacityGap:

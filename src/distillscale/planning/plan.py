@@ -1,0 +1,390 @@
+"""The planner as one call: what `distillscale plan` answers, from Python.
+
+    import distillscale as ds
+    p = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case")
+    p.plans[0].student_loss, p.plans[0].verdict, p.warnings
+    print(p.to_text()); p.to_json(); p.as_cli_command()
+    ds.plan_supervised("epoch2024", compute=1e21)     # the compute-optimal N and D, no teacher
+
+`plan` has three answers, told apart by `Plan.kind`:
+- "plans": one student size (given), a plan per scenario (or one for an existing teacher);
+- "sweep": no student size, so each scenario's best student size, searched inside the law's data
+  unless the search limits are given;
+- "supervised": a law without a distillation law answers the supervised question instead.
+
+Bad arguments raise `ParameterError` naming the Python parameter (`teacher.loss`); the CLI prints
+the same message with the flag (`--teacher-loss`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from distillscale.errors import ParameterError, UserError
+from distillscale.laws.extrapolation import data_range, extrapolation_warnings
+from distillscale.laws.lawset import LawSet, load_laws
+from distillscale.planning.flops import SCENARIOS, ForwardFlops, get_scenario
+from distillscale.units import format_quantity
+
+if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
+    from distillscale.planning.solver import (
+        DistillationPlan,
+        DistillationPlanner,
+        StudentSweep,
+        SupervisedPlan,
+        SupervisedPlanner,
+    )
+    from distillscale.planning.teacher import TeacherCandidate, TeacherRanking
+
+SUPERVISED_NOTE = ("law {name!r} has no distillation law, so this is the supervised plan; distillation "
+                   "planning needs one: fit it with `distillscale fit distillation` or use --law busbridge2025")
+
+
+@dataclass(frozen=True)
+class ExistingTeacher:
+    """A teacher that exists already: its size (its logits cost F(N_T) per student token) and
+    either its pre-training tokens (its loss then comes from the law) or its measured loss."""
+
+    params: float | None = None
+    tokens: float | None = None
+    loss: float | None = None
+
+    def checked(self, laws: LawSet) -> "ExistingTeacher":
+        if self.params is None:
+            raise ParameterError("teacher.params", "give the existing teacher's size with {} "
+                                 "(its inference cost depends on it)")
+        if (self.tokens is None) == (self.loss is None):
+            raise ParameterError(("teacher.tokens", "teacher.loss", "teacher.params"),
+                                 "give exactly one of {} or {} with {}")
+        for name, value in (("params", self.params), ("tokens", self.tokens), ("loss", self.loss)):
+            _positive(f"teacher.{name}", value)
+        if self.loss is not None:
+            try:  # the law's own check, its message naming the parameter
+                laws.check_teacher_loss(self.loss, flag="{}")
+            except UserError as exc:
+                raise ParameterError("teacher.loss", str(exc)) from None
+        return self
+
+
+@dataclass(frozen=True)
+class StudentSearch:
+    """The limits of the student-size search; None takes the law's data range (sizes and tokens
+    per parameter), or the planner's bounds when the law records none."""
+
+    min_params: float | None = None
+    max_params: float | None = None
+    min_tokens_per_param: float | None = None
+    max_tokens_per_param: float | None = None
+
+    def given(self) -> list[str]:
+        return [name for name, value in vars(self).items() if value is not None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan for one budget under one law, with the arguments that produced it.
+
+    kind : "plans" (`plans`: one per scenario, for the given student), "sweep" (`sweeps`: each
+        scenario's best student size) or "supervised" (`supervised`: the law has no distillation
+        law, so the compute-optimal model without a teacher).
+    warnings : quantities of the plan far outside the law's data, and limits of the search.
+    """
+
+    law: str                                  # the law's name
+    law_spec: str                             # what it was loaded from: a preset name or a file
+    compute: float
+    kind: str
+    plans: list[DistillationPlan] = field(default_factory=list)
+    sweeps: list[StudentSweep] = field(default_factory=list)
+    supervised: SupervisedPlan | None = None
+    warnings: list[str] = field(default_factory=list)
+    # The arguments, so the plan can say how to reproduce it.
+    student_params: float | None = None
+    student_model: str | None = None
+    scenario: str | None = None
+    teacher: ExistingTeacher | None = None
+    search: StudentSearch = field(default_factory=StudentSearch)
+    flops: str = "corrected"
+    n_ctx: int | None = None
+    vocab_size: int | None = None
+    aspect_ratio: float | None = None
+    planner: SupervisedPlanner | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def note(self) -> str | None:
+        return SUPERVISED_NOTE.format(name=self.law) if self.kind == "supervised" else None
+
+    def to_dict(self) -> dict:
+        """What `distillscale plan --json` prints."""
+        if self.kind == "supervised":
+            return {"law": self.law, "budget": self.compute, "supervised": self.supervised.to_dict(),
+                    "note": self.note}
+        if self.kind == "sweep":
+            return {"law": self.law, "budget": self.compute,
+                    "sweeps": {s.scenario.name: s.to_dict() for s in self.sweeps}}
+        records = {p.scenario.name: {"law": self.law, **p.to_dict()} for p in self.plans}
+        if len(self.plans) == 1:
+            return records[self.plans[0].scenario.name]
+        return {"law": self.law, "budget": self.compute, "student_params": self.plans[0].student_params,
+                "plans": records}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=lambda o: o.tolist())
+
+    def to_text(self, width: int = 100) -> str:
+        """The tables and notes `distillscale plan` prints, as plain text (warnings first)."""
+        from distillscale.planning.render import plan_text
+
+        return plan_text(self, width)
+
+    def as_cli_command(self, json_output: bool = False) -> str:
+        """The `distillscale plan` command that prints this plan."""
+        args = ["distillscale", "plan", "--law", _quote(self.law_spec), "--compute", _number(self.compute)]
+        if self.student_model is not None:
+            args += ["--student-model", _quote(self.student_model)]
+        elif self.student_params is not None:
+            args += ["--student-params", _number(self.student_params)]
+        if self.scenario is not None:
+            args += ["--scenario", self.scenario]
+        for name, value in vars(self.teacher or ExistingTeacher()).items():
+            if value is not None:
+                args += [f"--teacher-{name}", _number(value)]
+        for name, value in vars(self.search).items():
+            if value is not None:
+                args += ["--" + name.replace("_", "-"), _number(value)]
+        if self.flops != "corrected":
+            args += ["--flops", self.flops]
+        for name in ("n_ctx", "vocab_size", "aspect_ratio"):
+            if getattr(self, name) is not None:
+                args += ["--" + name.replace("_", "-"), _number(getattr(self, name))]
+        return " ".join(args + (["--json"] if json_output else []))
+
+
+def plan(law: LawSet | str | Path, *, compute: float, student_params: float | None = None,
+         student_model: str | Path | None = None, scenario: str | None = None,
+         teacher: ExistingTeacher | None = None, min_params: float | None = None,
+         max_params: float | None = None, min_tokens_per_param: float | None = None,
+         max_tokens_per_param: float | None = None, flops: str = "corrected", n_ctx: int | None = None,
+         vocab_size: int | None = None, aspect_ratio: float | None = None) -> Plan:
+    """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
+
+    law : a LawSet, a preset name or a law file saved by `fit`.
+    compute : the FLOP budget.
+    student_params : the student's non-embedding parameters; None searches for the best size per
+        scenario (within min_params..max_params and min_ or max_tokens_per_param, by default the
+        law's data). student_model : a model directory instead, for its exact N_S and F(N_S).
+    scenario : one of SCENARIOS; None or "all" plans them all.
+    teacher : an ExistingTeacher to distil from (teacher-inference cost; needs the student's size).
+    flops, n_ctx, vocab_size, aspect_ratio : the forward-FLOP accounting (default: the law's setting).
+    """
+    laws, spec = _load(law)
+    compute = _positive("compute", compute)
+    student_params = _positive("student_params", student_params)
+    search = StudentSearch(_positive("min_params", min_params), _positive("max_params", max_params),
+                           min_tokens_per_param, max_tokens_per_param)
+    names = list(SCENARIOS) if scenario in (None, "all") else [get_scenario(scenario).name]
+    arguments = dict(law=laws.name, law_spec=spec, compute=compute, student_params=student_params,
+                     student_model=None if student_model is None else str(student_model),
+                     scenario=None if scenario in (None, "all") else names[0], teacher=teacher,
+                     search=search, flops=flops, n_ctx=n_ctx, vocab_size=vocab_size,
+                     aspect_ratio=aspect_ratio)
+    forward = _forward_flops(laws, flops, n_ctx, vocab_size, aspect_ratio)
+    if laws.distillation is None:
+        return _supervised_plan(laws, compute, forward, student_params, search, arguments)
+    from distillscale.planning.solver import DistillationPlanner
+
+    planner = DistillationPlanner(laws, forward)
+    N_S, F_S = _student(student_params, student_model)
+    if teacher is not None and N_S is None:
+        raise ParameterError("student_params", "planning with an existing teacher needs {}")
+    if N_S is None:
+        warnings, (size_range, tokens_per_param) = _student_region(laws, planner, search)
+        sweeps = [planner.sweep(compute, name, size_range, tokens_per_param) for name in names]
+        warnings += plan_extrapolation_warnings(laws, [s.best for s in sweeps], sweep=True)
+        return Plan(kind="sweep", sweeps=sweeps, warnings=warnings, planner=planner, **arguments)
+    if search.given():
+        given = search.given()
+        raise ParameterError((*given, "student_params"), f"the student-size search options "
+                             f"({', '.join(['{}'] * len(given))}) do not combine with {{}}: drop one "
+                             "or the other")
+    if teacher is not None:
+        if scenario not in (None, "all", "teacher-inference"):
+            raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
+                                 "teacher-inference cost: leave out {} or set {} to teacher-inference")
+        teacher = teacher.checked(laws)
+        plans = [planner.plan_with_teacher(N_S, compute, teacher.params, teacher.tokens, teacher.loss, F_S)]
+    else:
+        plans = [planner.plan(N_S, compute, name, F_S) for name in names]
+    return Plan(kind="plans", plans=plans, warnings=plan_extrapolation_warnings(laws, plans, sweep=False),
+                planner=planner, **arguments)
+
+
+def plan_supervised(law: LawSet | str | Path, *, compute: float, params: float | None = None,
+                    min_params: float | None = None, max_params: float | None = None,
+                    flops: str = "corrected") -> Plan:
+    """Training without a teacher under the law's supervised law: the compute-optimal model size N
+    and tokens D for the budget (searched in min_params..max_params, by default the planner's
+    bounds), or with `params` that size trained on the whole budget; the loss with its interval."""
+    laws, spec = _load(law)
+    laws.require_supervised()
+    compute = _positive("compute", compute)
+    search = StudentSearch(_positive("min_params", min_params), _positive("max_params", max_params))
+    params = _positive("params", params)
+    return _supervised_plan(laws, compute, _forward_flops(laws, flops, None, None, None), params, search,
+                            dict(law=laws.name, law_spec=spec, compute=compute, student_params=params,
+                                 search=search, flops=flops))
+
+
+def rank_teachers_for(law: LawSet | str | Path, *, student_params: float, student_tokens: float,
+                      candidates: str | Path | list[TeacherCandidate] | None = None) -> TeacherRanking:
+    """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
+    (a list, or a CSV/JSONL file with teacher_loss, or teacher_params and teacher_tokens; default a
+    ladder of 1x..128x the student's size), the optimal teacher loss L_T* and the capacity gap."""
+    from distillscale.planning.teacher import rank_teachers, read_candidates, teacher_ladder
+
+    laws, _ = _load(law)
+    student_params = _positive("student_params", student_params)
+    student_tokens = _positive("student_tokens", student_tokens)
+    planner = planner_for(laws)
+    if candidates is None:
+        candidates = teacher_ladder(planner, student_params)
+    elif not isinstance(candidates, list):
+        candidates = read_candidates(candidates, planner)
+    ranking = rank_teachers(planner, student_params, student_tokens, candidates)
+    warnings = extrapolation_warnings(laws, {"the student": student_params, **{
+        f"teacher {c.name!r}": c.params for c in candidates}}, {"the student's tokens": student_tokens})
+    return replace(ranking, law=laws.name, warnings=warnings)
+
+
+def plan_extrapolation_warnings(laws: LawSet, plans: list[DistillationPlan], sweep: bool) -> list[str]:
+    """One message per quantity of the plans far outside the data: each student against the
+    distillation law's runs, each teacher against the supervised law's."""
+    messages = []
+    for p in plans:
+        name = p.scenario.name
+        student = f"the best {name} student" if sweep else "the student"
+        messages += extrapolation_warnings(
+            laws, {student: p.student_params}, {f"the {name} student's tokens": p.student_tokens},
+            {f"the {name} student's tokens per parameter": p.student_tokens / p.student_params},
+            students=True)
+        messages += extrapolation_warnings(laws, {f"the {name} teacher": p.teacher_params},
+                                           {f"the {name} teacher's tokens": p.teacher_tokens})
+    return list(dict.fromkeys(messages))
+
+
+def planner_for(laws: LawSet, flops: str = "corrected", n_ctx: int | None = None,
+                vocab_size: int | None = None, aspect_ratio: float | None = None) -> DistillationPlanner:
+    """The distillation planner of a law set under a FLOP accounting (default: the law's setting)."""
+    from distillscale.planning.solver import DistillationPlanner
+
+    return DistillationPlanner(laws, _forward_flops(laws, flops, n_ctx, vocab_size, aspect_ratio))
+
+
+# -- internals ------------------------------------------------------------------------------------
+
+def _load(law: LawSet | str | Path) -> tuple[LawSet, str]:
+    if isinstance(law, LawSet):
+        return law, law.source or law.name
+    return load_laws(law), str(law)
+
+
+def _positive(param: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(param, f"{{}} must be a number, got {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise ParameterError(param, f"{{}} must be a positive finite number, got {number:g}")
+    return number
+
+
+def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,
+                   aspect_ratio: float | None) -> ForwardFlops:
+    settings = laws.compute
+    return ForwardFlops(method, n_ctx or settings.n_ctx, vocab_size or settings.n_vocab,
+                        aspect_ratio or settings.aspect_ratio)
+
+
+def _student(student_params: float | None,
+             student_model: str | Path | None) -> tuple[float | None, float | None]:
+    """(N_S, exact F(N_S) or None) from the size or from a model directory."""
+    if student_model is None:
+        return student_params, None
+    if student_params is not None:
+        raise ParameterError(("student_params", "student_model"), "give {} or {}, not both")
+    from distillscale.model.checkpoint import load_config
+
+    config = load_config(student_model)
+    return float(config.non_embedding_params), float(config.forward_flops_per_token())
+
+
+def _student_region(laws: LawSet, planner: DistillationPlanner, search: StudentSearch
+                    ) -> tuple[list[str], tuple[tuple[float, float], tuple[float, float] | None]]:
+    """(warnings, (size range, tokens-per-parameter range)) of the student-size sweep: the law's
+    student data range, with the limits given replacing its ends."""
+    warnings = []
+    known = data_range(laws, students=True)
+    if known is None:
+        warnings.append(f"law {laws.name!r} records no data range: searching students of any size in "
+                        "the planner's bounds (set the search limits: smallest and largest size, "
+                        "fewest tokens per parameter)")
+    sizes = list(known.params if known else planner.bounds)
+    ratios = list(known.tokens_per_param) if known else [None, None]
+    for index, name in enumerate(("min_params", "max_params")):
+        if getattr(search, name) is not None:
+            sizes[index] = getattr(search, name)
+    for index, name in enumerate(("min_tokens_per_param", "max_tokens_per_param")):
+        value = getattr(search, name)
+        if value is not None:
+            if not value > 0:
+                raise ParameterError(name, f"{{}} must be positive, got {value:g}")
+            ratios[index] = float(value)
+    if sizes[0] >= sizes[1]:
+        raise ParameterError(("min_params", "max_params"),
+                             f"the smallest student ({format_quantity(sizes[0])}) must be below the "
+                             f"largest ({format_quantity(sizes[1])}): fix {{}}/{{}}")
+    if ratios == [None, None]:
+        return warnings, (tuple(sizes), None)
+    ratios = [0.0 if ratios[0] is None else ratios[0], np.inf if ratios[1] is None else ratios[1]]
+    if ratios[0] >= ratios[1]:
+        raise ParameterError(("min_tokens_per_param", "max_tokens_per_param"),
+                             f"the fewest tokens per parameter ({ratios[0]:g}) must be below the most "
+                             f"({ratios[1]:g}): fix {{}}/{{}}")
+    return warnings, (tuple(sizes), tuple(ratios))
+
+
+def _supervised_plan(laws: LawSet, compute: float, forward: ForwardFlops, params: float | None,
+                     search: StudentSearch, arguments: dict) -> Plan:
+    from distillscale.planning.solver import SupervisedPlanner
+
+    planner = SupervisedPlanner(laws.require_supervised(), forward)
+    if params is not None:
+        result = planner.supervised(params, compute)
+    else:
+        size_range = (search.min_params or planner.bounds[0], search.max_params or planner.bounds[1])
+        result = planner.supervised_optimal(compute, size_range)
+    warnings = extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens})
+    return Plan(kind="supervised", supervised=result, warnings=warnings, planner=planner, **arguments)
+
+
+def _number(value: float) -> str:
+    """A number as short as it can be while reading back exactly: 1e+21, 5.46e+08."""
+    for digits in range(6, 18):
+        text = f"{value:.{digits}g}"
+        if float(text) == value:
+            return text
+    return repr(value)
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

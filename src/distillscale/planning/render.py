@@ -1,0 +1,207 @@
+"""How a plan reads: the tables and notes of `distillscale plan` and `distillscale teacher`, as rich
+renderables for the terminal and as plain text (`Plan.to_text`, the planner page's copyable plan)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.table import Table
+
+from distillscale.planning.plan import Plan
+from distillscale.planning.solver import DistillationPlan, StudentSweep, SupervisedPlan
+from distillscale.planning.teacher import TeacherRanking
+from distillscale.units import format_quantity
+
+# What sets each limit of a sweep's student sizes, and the option that moves it.
+SIZE_LIMITS = {
+    "min_params": ("smallest size searched", "--min-params"),
+    "max_params": ("largest size searched", "--max-params"),
+    "min_tokens_per_param": ("fewest tokens per parameter", "--min-tokens-per-param"),
+    "max_tokens_per_param": ("most tokens per parameter", "--max-tokens-per-param"),
+    "token_bounds": ("the planner's token bounds", None),
+}
+
+
+def plan_renderables(plan: Plan) -> list:
+    """The tables and notes that show a plan, in print order."""
+    if plan.kind == "supervised":
+        return _supervised(plan)
+    if plan.kind == "sweep":
+        return _sweeps(plan)
+    teacher = " with the given teacher" if plan.teacher is not None else ""
+    out = [_plans_table(plan.plans, f"Distilling a {format_quantity(plan.plans[0].student_params)}-"
+                                    f"parameter student{teacher} with C = {plan.compute:.3g} FLOPs "
+                                    f"(law: {plan.law})", plan.planner.bounds[1])]
+    if any(p.teacher_family is not None for p in plan.plans):
+        out.append("best-case: any teacher with L(N_T, D_T) = L_T* does; the table shows the one "
+                   "cheapest to pre-train.")
+    return out + _interval_notes(plan.plans)
+
+
+def plan_text(plan: Plan, width: int = 100) -> str:
+    """The plan as plain text: its warnings, then what `distillscale plan` prints."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, highlight=False)
+    for message in plan.warnings:
+        console.print(f"warning: {message}", soft_wrap=True)
+    for item in plan_renderables(plan):
+        console.print(item, soft_wrap=isinstance(item, str))  # a note is one line, for copying
+    return buffer.getvalue()
+
+
+def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
+    """The ranking table of candidate teachers, the optimum and the capacity gap."""
+    table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student "
+                        f"on {format_quantity(ranking.student_tokens)} tokens (law: {law})",
+                  caption="losses in nats/token; * marks the best candidate")
+    intervals = ranking.intervals
+    headers = ("teacher", "N_T", "D_T", "L_T", "L_T / Ltilde_S", "student L_S")
+    for header in headers + ((f"{intervals.level:.0%} ±",) if intervals is not None else ()):
+        table.add_column(header, justify="left" if header == "teacher" else "right")
+    for index, (c, loss, ratio) in enumerate(zip(ranking.candidates, ranking.student_losses,
+                                                 ranking.gap_ratios)):
+        mark = "*" if index == ranking.best else ""
+        interval = ((f"{(intervals.high[index] - intervals.low[index]) / 2:.3f}",)
+                    if intervals is not None else ())
+        table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
+                      format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}",
+                      f"{ratio:.3f}", f"[bold]{loss:.4f}[/bold]" if mark else f"{loss:.4f}", *interval)
+    out = [table]
+    if intervals is not None:
+        out.append(f"intervals: bootstrap and backtest extrapolation error; mostly {intervals.dominant}")
+    out.append(f"supervised student (no teacher): {ranking.supervised_loss:.4f} nats/token\n"
+               f"optimal teacher loss L_T* = {ranking.optimal_teacher_loss:.4f} -> student "
+               f"{ranking.optimal_student_loss:.4f} nats/token\n"
+               f"capacity gap: the law switches at L_T = d1 x Ltilde_S = "
+               f"{ranking.capacity_gap_teacher_loss:.4f} (d1 = {ranking.d1:.3f}); weaker "
+               "teachers give L_S ~ L_T, and teachers stronger than L_T* make the student worse")
+    return out
+
+
+# -- internals ------------------------------------------------------------------------------------
+
+def _supervised(plan: Plan) -> list:
+    result = plan.supervised
+    what = "Training" if plan.student_params is not None else "Compute-optimal training"
+    table = Table(title=f"{what} without a teacher, C = {plan.compute:.3g} FLOPs (law: {plan.law})",
+                  show_header=False)
+    table.add_row("params N", format_quantity(result.student_params))
+    table.add_row("tokens D", format_quantity(result.tokens))
+    table.add_row("tokens per parameter", f"{result.tokens / result.student_params:.3g}")
+    interval = result.interval
+    table.add_row("loss", f"[bold]{result.loss:.4f}[/bold] nats/token"
+                  + (interval.describe() if interval is not None else ""))
+    return [table, plan.note]
+
+
+def _at_cap(value: float | None, bound: float) -> str:
+    if value is None:
+        return "-"
+    return f"{format_quantity(value)}" + (" (cap)" if value >= bound * (1 - 1e-6) else "")
+
+
+def _interval_cell(prediction) -> str:
+    if prediction is None or not prediction.has_interval:
+        return "-"
+    return f"{prediction.low:.3f}–{prediction.high:.3f}"
+
+
+def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
+                 best_supervised: SupervisedPlan | None = None,
+                 edges: dict[str, list[str]] | None = None,
+                 verdicts: dict[str, str] | None = None) -> Table:
+    """One column per scenario. With `best_supervised`, `edges` and `verdicts` (a sweep over student
+    sizes) the plans are the best students, compared with the best model trained without a teacher,
+    and a best student on a limit of the search is marked."""
+    caption = "losses in nats/token" + ("; *: on the edge of the search (see below)"
+                                        if edges and any(edges.values()) else "")
+    table = Table(title=title, caption=caption)
+    table.add_column("")
+    for p in plans:  # break long scenario names at hyphens so four columns fit 80 characters
+        name = p.scenario.name
+        table.add_column(name if len(name) <= 10 else name.replace("-", "-\n"), justify="right")
+
+    def row(label: str, cell) -> None:
+        table.add_row(label, *[cell(p) for p in plans])
+
+    def supervised_loss(p: DistillationPlan) -> float:
+        return (best_supervised or p.supervised).loss
+
+    if edges is not None:
+        row("student params N_S", lambda p: format_quantity(p.student_params)
+            + ("*" if edges[p.scenario.name] else ""))
+    row("student tokens D_S", lambda p: format_quantity(p.student_tokens))
+    row("teacher params N_T", lambda p: _at_cap(p.teacher_params, bound))
+    row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound))
+    row("teacher loss L_T", lambda p: f"{p.teacher_loss:.4f}")
+    row("student loss L_S", lambda p: f"[bold]{p.student_loss:.4f}[/bold]")
+    with_intervals = [p for p in plans if p.student_interval is not None]
+    if with_intervals:
+        level = with_intervals[0].student_interval.level
+        row(f"L_S {level:.0%}", lambda p: _interval_cell(p.student_interval))
+    row("best supervised loss" if best_supervised else "supervised loss",
+        lambda p: f"{supervised_loss(p):.4f}")
+    if with_intervals:
+        row(f"supervised {level:.0%}",
+            lambda p: _interval_cell((best_supervised or p.supervised).interval))
+    row("verdict", lambda p: verdicts[p.scenario.name] if verdicts else p.verdict)
+    row("supervised - L_S", lambda p: f"{supervised_loss(p) - p.student_loss:+.4f}")
+    row("FLOPs student", lambda p: f"{p.flops.student:.3g}")
+    row("FLOPs teacher logits", lambda p: f"{p.flops.teacher_inference:.3g}")
+    row("FLOPs teacher train", lambda p: f"{p.flops.teacher_pretraining:.3g}")
+    row("solver converged", lambda p: "yes" if p.convergence.success else "no: grid optimum")
+    return table
+
+
+def _interval_notes(plans: list[DistillationPlan]) -> list[str]:
+    """What the intervals are made of, and what "too close to call" means."""
+    with_intervals = [p for p in plans if p.student_interval is not None]
+    if not with_intervals:
+        return []
+    dominant = {p.student_interval.dominant for p in with_intervals}
+    out = [f"intervals: the fitted laws' bootstrap and backtest extrapolation error at the plan's "
+           f"distance from the runs; mostly {' and '.join(sorted(dominant))}"]
+    if any(p.verdict == "too close to call" for p in with_intervals):
+        out.append("too close to call: the loss difference is inside the intervals, so the laws "
+                   "cannot say whether distillation or pre-training wins here")
+    return out
+
+
+def _sweeps(plan: Plan) -> list:
+    """The best students' table, the best supervised model, and where the search stopped them."""
+    sweeps: list[StudentSweep] = plan.sweeps
+    best_supervised, region = sweeps[0].supervised_best, sweeps[0].region
+    edges = {s.scenario.name: s.edges for s in sweeps}
+    out = [_plans_table([s.best for s in sweeps],
+                        f"Best student size for C = {plan.compute:.3g} FLOPs (law: {plan.law})",
+                        plan.planner.bounds[1], best_supervised, edges,
+                        {s.scenario.name: s.verdict for s in sweeps})]
+    out += _interval_notes([s.best for s in sweeps])
+    out.append(f"best supervised model: {format_quantity(best_supervised.student_params)} "
+               f"parameters on {format_quantity(best_supervised.tokens)} tokens"
+               + (f", on the edge of the search{_edge_note(sweeps[0].supervised_edges)}"
+                  if sweeps[0].supervised_edges else ""))
+    ratios = region.tokens_per_param
+    out.append(f"student sizes searched: {format_quantity(region.smallest)} to "
+               f"{format_quantity(region.largest)} (limits: {SIZE_LIMITS[region.smallest_limit][0]}, "
+               f"{SIZE_LIMITS[region.largest_limit][0]})"
+               + (f", at {ratios[0]:g} to {ratios[1]:g} tokens per parameter" if ratios else ""))
+    by_edges: dict[tuple[str, ...], list[str]] = {}
+    for sweep in sweeps:
+        if sweep.edges:
+            by_edges.setdefault(tuple(sweep.edges), []).append(sweep.scenario.name)
+    for sweep_edges, names in by_edges.items():
+        out.append(f"* {', '.join(names)}: the best student sits on the edge of the search, not at an "
+                   f"interior optimum{_edge_note(list(sweep_edges))}; the law favours going further, "
+                   "outside its data")
+    return out
+
+
+def _edge_note(edges: list[str]) -> str:
+    """' (limit: ...; widen with --option)' for the search limits a best model sits on."""
+    if not edges:
+        return ""
+    options = [SIZE_LIMITS[edge][1] for edge in edges if SIZE_LIMITS[edge][1]]
+    widen = f"; widen with {' or '.join(options)}" if options else ""
+    return f" (limit: {', '.join(SIZE_LIMITS[edge][0] for edge in edges)}{widen})"
