@@ -43,7 +43,11 @@ from distillscale.training.objective import Objective, SupervisedObjective
 from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
 from distillscale.training.records import ForkLink, RunPlan, RunResult
 from distillscale.training.run_dir import RunDirectory, RunStart
-from distillscale.training.sharded_checkpoint import load_sharded, save_full_model, save_sharded
+from distillscale.training.sharded_checkpoint import (
+    load_sharded,
+    save_full_model,
+    save_sharded,
+)
 from distillscale.training.step import StepResult, train_step
 
 # Builds the objective once the data and the device are known (e.g. loads a teacher onto the device).

@@ -16,8 +16,10 @@ atomically); older checkpoints are removed after that. A run killed at any momen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import warnings
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -49,7 +51,8 @@ def save_sharded(state_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
         staging.mkdir(parents=True)
     group.barrier()
     model_state, optimizer_state = get_state_dict(model, optimizer)
-    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=staging)
+    with _one_process_is_intended():
+        dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=staging)
     group.barrier()  # every rank's shards are on disk
     if group.is_main:
         trainer = {"scheduler": scheduler.state_dict(), "progress": asdict(progress),
@@ -78,7 +81,8 @@ def load_sharded(state_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
     try:
         model_state, optimizer_state = get_state_dict(model, optimizer)
         state = {"model": model_state, "optimizer": optimizer_state}
-        dcp.load(state, checkpoint_id=path)
+        with _one_process_is_intended():
+            dcp.load(state, checkpoint_id=path)
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         trainer = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -95,13 +99,25 @@ def save_full_model(model: Transformer, directory: Path, group: Distributed) -> 
     if not group.enabled:
         save_pretrained(model, directory)
         return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
 
     weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if group.is_main:
         whole = Transformer(model.config)  # on CPU; load_state_dict copies, keeping tied weights tied
         whole.load_state_dict(weights)
         save_pretrained(whole, directory)
+
+
+@contextlib.contextmanager
+def _one_process_is_intended():
+    """Without a process group DCP reads and writes every shard itself, and warns that it assumes so:
+    for us that is the point (a run moving to or from one process), not news."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
 
 
 def _torch_save(value: object, path: str) -> None:

@@ -1,0 +1,213 @@
+"""Sharded data parallelism (--parallel fsdp) on CPU with gloo: two FSDP ranks train the same model as
+one process with the same global batch; sharded checkpoints survive kill -9 and move between 1 and
+2 ranks; a sharded teacher distils as a replicated one; the final model is one ordinary HF directory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from distillscale.training.checkpoint import Progress
+
+ARGS = ("--tokens", "10240", "--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32",
+        "--vocab-size", "320", "--max-bytes", "300k", "--seq-len", "32", "--batch-size", "8",
+        "--grad-accum", "2", "--eval-tokens", "4k", "--eval-every", "10", "--log-every", "5",
+        "--save-every", "5", "--device", "cpu")  # 20 steps of 2 micro-batches, a checkpoint every 5
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def command(*args: str, ranks: int) -> list[str]:
+    if ranks == 1:
+        return [sys.executable, "-m", "distillscale.cli", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
+            "-m", "distillscale.cli", *args]
+
+
+def launch(*args: str, ranks: int) -> subprocess.CompletedProcess:
+    done = subprocess.run(command(*args, ranks=ranks), env=child_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def child_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def kill_after_first_checkpoint(*args: str, run: Path, ranks: int) -> int:
+    """Start a run, SIGKILL all its processes once a sharded checkpoint is named; return that step."""
+    process = subprocess.Popen(command(*args, ranks=ranks), env=child_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    latest = run / "state" / "sharded" / "latest"
+    try:
+        deadline = time.monotonic() + 120
+        while not latest.is_file() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        for pid in [process.pid, *descendants(process.pid)]:  # every rank at once, as when a node dies
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+    assert not (run / "result.json").exists(), "the run finished before it could be killed"
+    return int(latest.read_text().strip().removeprefix("step-"))
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes started by `pid`, their children, and so on (torchrun starts each rank in its
+    own session, so killing torchrun's process group would leave them running)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def result(run: Path) -> dict:
+    return json.loads((run / "result.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(cache_dir, tmp_path_factory) -> Path:
+    """One process, DDP default: the run every sharded run must reproduce (also a distillation teacher)."""
+    run = tmp_path_factory.mktemp("runs") / "single"
+    launch("train", "--out", str(run), *ARGS, ranks=1)
+    return run
+
+
+@pytest.fixture(scope="module")
+def sharded(reference) -> Path:
+    run = reference.parent / "fsdp"
+    launch("train", "--out", str(run), *ARGS, "--parallel", "fsdp", ranks=2)
+    return run
+
+
+def assert_same_training(run: Path, reference: Path) -> None:
+    assert result(run)["val_loss"] == pytest.approx(result(reference)["val_loss"], abs=1e-5)
+    last = {record["step"]: record for record in records(reference)}
+    for record in records(run):  # a resumed run logs from its checkpoint on
+        assert record["loss"] == pytest.approx(last[record["step"]]["loss"], abs=1e-5), record["step"]
+        assert record["grad_norm"] == pytest.approx(last[record["step"]]["grad_norm"], rel=1e-4)
+    assert records(run)[-1]["step"] == records(reference)[-1]["step"] == 20
+
+
+@pytest.mark.slow
+def test_two_fsdp_ranks_match_one_process_with_the_same_global_batch(reference, sharded):
+    assert_same_training(sharded, reference)
+    assert [r["step"] for r in records(sharded)] == [r["step"] for r in records(reference)]
+    assert result(sharded)["world_size"] == 2
+    checkpoint = sharded / "state" / "sharded"
+    assert (checkpoint / "latest").read_text().strip() == "step-000000020"
+    # Each rank wrote its own shard; nothing half-written is left; no single-file state.
+    assert sorted(p.name for p in (checkpoint / "step-000000020").iterdir()) == [
+        ".metadata", "__0_0.distcp", "__1_0.distcp", "trainer.pt"]
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["latest", "step-000000020"]
+    assert not (sharded / "state" / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_export_hf_of_an_fsdp_run_loads_in_transformers_with_the_unsharded_logits(cli, reference, sharded,
+                                                                                    tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from distillscale.model import load_pretrained
+
+    code, _, err = cli("export-hf", sharded, tmp_path / "hf")
+    assert code == 0, err
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    unsharded = load_pretrained(reference).eval()  # the same training in one process
+    idx = torch.randint(0, unsharded.config.vocab_size, (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, unsharded(idx), atol=1e-4, rtol=1e-4)
+        # and exactly the weights the sharded run gathered
+        torch.testing.assert_close(hf(idx).logits, load_pretrained(sharded)(idx), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_2_rank_run_killed_mid_run_resumes_on_1_rank_to_the_same_loss(reference):
+    run = reference.parent / "killed-2-resumed-1"
+    step = kill_after_first_checkpoint("train", "--out", str(run), *ARGS, "--parallel", "fsdp", run=run, ranks=2)
+    assert 0 < step < 20
+    launch("train", "--out", str(run), *ARGS, "--parallel", "fsdp", ranks=1)
+    assert_same_training(run, reference)
+
+
+@pytest.mark.slow
+def test_a_1_rank_run_killed_mid_run_resumes_on_2_ranks_to_the_same_loss(reference):
+    run = reference.parent / "killed-1-resumed-2"
+    step = kill_after_first_checkpoint("train", "--out", str(run), *ARGS, "--parallel", "fsdp", run=run, ranks=1)
+    assert 0 < step < 20
+    launch("train", "--out", str(run), *ARGS, "--parallel", "fsdp", ranks=2)
+    assert_same_training(run, reference)
+    assert result(run)["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_distillation_with_a_sharded_teacher_matches_a_replicated_one(cli, reference, tmp_path):
+    student = [arg for arg in ARGS if arg not in ("--vocab-size", "320")]  # the teacher's tokenizer
+    distill = ("distill", "--teacher", str(reference), *student, "--tokens", "5120")
+    code, _, err = cli(*distill, "--out", tmp_path / "replicated")  # one process: the whole teacher
+    assert code == 0, err
+    launch(*distill, "--out", str(tmp_path / "sharded"), "--parallel", "fsdp", "--teacher-parallel", "shard",
+           ranks=2)
+    replicated, sharded = result(tmp_path / "replicated"), result(tmp_path / "sharded")
+    assert sharded["teacher"]["teacher_val_loss"] == pytest.approx(replicated["teacher"]["teacher_val_loss"],
+                                                                   abs=1e-5)
+    assert_same_kd(tmp_path / "sharded", tmp_path / "replicated")
+
+
+def assert_same_kd(run: Path, reference: Path) -> None:
+    assert result(run)["val_loss"] == pytest.approx(result(reference)["val_loss"], abs=1e-5)
+    for one, two in zip(records(reference), records(run), strict=True):
+        assert two["kd"] == pytest.approx(one["kd"], abs=1e-5)
+        assert two["loss"] == pytest.approx(one["loss"], abs=1e-5)
+
+
+def test_a_half_written_checkpoint_is_never_loaded(tmp_path):
+    """What a run killed while saving leaves (a staging directory, a checkpoint not yet named in
+    `latest`) is ignored: the last named checkpoint is loaded."""
+    from distillscale.model import ModelConfig, Transformer
+    from distillscale.training.distributed import Distributed
+    from distillscale.training.sharded_checkpoint import load_sharded, save_sharded
+
+    def build(seed: int):
+        torch.manual_seed(seed)
+        model = Transformer(ModelConfig(n_layers=1, aspect_ratio=32, head_dim=32, vocab_size=64, max_seq_len=8))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    state = tmp_path / "state"
+    assert load_sharded(state, *build(0)) is None  # nothing saved yet
+    saved = build(0)
+    save_sharded(state, *saved, Progress(step=5), Distributed())
+    (state / ".step-000000010.tmp").mkdir()  # killed while the ranks wrote their shards
+    (state / "step-000000010").mkdir()  # killed between the rename and naming it in `latest`
+    loaded = build(1)
+    assert load_sharded(state, *loaded) == Progress(step=5)
+    for name, tensor in saved[0].state_dict().items():
+        torch.testing.assert_close(loaded[0].state_dict()[name], tensor)
+
+
+def test_fsdp_refuses_fork_points(cli, tmp_path):
+    code, _, err = cli("train", "--out", tmp_path / "run", *ARGS, "--parallel", "fsdp", "--schedule", "wsd",
+                       "--fork-tokens", "5k")
+    assert code == 2
+    assert "--parallel fsdp does not keep fork points" in err
