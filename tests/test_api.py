@@ -28,3 +28,26 @@ def test_fit_predict_and_save_from_python(tmp_path):
     ds.LawSet("mine", supervised=fit.law).save(path)
     again = ds.load_laws(path).supervised.prediction(1e9, 2e10)
     assert (again.low, again.high) == (prediction.low, prediction.high)
+
+
+def test_predict_from_python_names_the_python_parameters():
+    import pytest
+
+    import distillscale as ds
+    from distillscale.laws.predict import predict_distillation, predict_supervised
+
+    laws = ds.load_laws("busbridge2025")
+    far = predict_supervised(laws, params=1e13, tokens=1e12)
+    assert far.prediction.value == pytest.approx(laws.supervised.predict(1e13, 1e12))
+    assert any("far above the largest" in message for message in far.warnings)
+    student = predict_distillation(laws, 546e6, 10.92e9, teacher_loss=2.0036)
+    assert student.prediction.value == pytest.approx(2.376, rel=0.01) and student.helps
+    assert student.to_dict()["capacity_gap_ratio"] == pytest.approx(2.0036 / student.supervised_loss)
+    by_size = predict_distillation(laws, 546e6, 10.92e9, teacher_params=7.75e9, teacher_tokens=155e9)
+    assert by_size.teacher_loss == pytest.approx(laws.supervised.predict(7.75e9, 155e9))
+    with pytest.raises(ds.UserError, match="^teacher_loss 0.5 is not above the irreducible loss"):
+        predict_distillation(laws, 546e6, 10.92e9, teacher_loss=0.5)
+    with pytest.raises(ds.UserError, match="^give either teacher_loss or teacher_params with teacher_tokens"):
+        predict_distillation(laws, 546e6, 10.92e9, teacher_loss=2.0, teacher_params=1e9)
+    with pytest.raises(ds.UserError, match="^tokens must be a positive finite number"):
+        predict_supervised(laws, 1e9, -1.0)

@@ -1,4 +1,6 @@
-"""`distillscale predict ...`: what loss will this model reach under a law?"""
+"""`distillscale predict ...` (what loss will this model reach under a law?) and `distillscale fit ...`
+(fit the laws to your runs): each parses its flags, makes one library call (`laws.predict`,
+`laws.calibrate`) and prints the result (`laws.render`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from rich.table import Table
 from distillscale.console import console, print_json, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
-from distillscale.laws.lawset import LAW_HELP, LawSet, load_laws
+from distillscale.laws.lawset import LAW_HELP, load_laws
 from distillscale.units import format_quantity, parse_quantity
 
 predict_app = typer.Typer(help="Predict validation loss (nats/token) from a law.",
@@ -26,40 +28,17 @@ def predict_supervised(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Loss of a model trained directly on the data: L(N, D)."""
-    laws = load_laws(law)
-    N = parse_quantity(params, "--params")
-    D = parse_quantity(tokens, "--tokens")
-    law = laws.require_supervised()
-    _warn_extrapolation(laws, {"the model": N}, {"the model": D}, {"the model": D / N})
-    prediction = law.prediction(N, D)
-    if as_json:
-        print_json({"law": laws.name, "params": N, "tokens": D, "loss": prediction.value,
-                    **_interval_record(prediction)})
-        return
-    console.print(f"L({format_quantity(N)} parameters, {format_quantity(D)} tokens) = "
-                  f"[bold]{prediction.value:.4f}[/bold] nats/token{prediction.describe()}  "
-                  f"(law: {laws.name})")
+    from distillscale.laws.predict import predict_supervised as predict
 
-
-def _warn_extrapolation(laws: LawSet, params: dict, tokens: dict, tokens_per_param: dict,
-                        students: bool = False) -> None:
-    """Warn, as `plan` does, when a prediction lies far outside the runs behind the law."""
-    from distillscale.laws.extrapolation import extrapolation_warnings
-
-    for message in extrapolation_warnings(laws, params, tokens, tokens_per_param, students=students):
+    result = predict(load_laws(law), parse_quantity(params, "--params"), parse_quantity(tokens, "--tokens"))
+    for message in result.warnings:
         warn(message)
-
-
-def _interval_record(prediction) -> dict:
-    """JSON keys of a prediction's interval and its parts; none for a law fitted without one."""
-    if not prediction.has_interval:
-        return {}
-    record = prediction.to_dict()
-    return {"interval": record["interval"], "level": record["level"],
-            "noise_half_width": record["noise_half_width"],
-            "extrapolation_half_width": record["extrapolation_half_width"],
-            "distance_beyond_runs": record["distance"], "beyond_backtest": record["beyond_backtest"],
-            "interval_dominated_by": record["dominant"]}
+    if as_json:
+        print_json(result.to_dict())
+        return
+    console.print(f"L({format_quantity(result.params)} parameters, {format_quantity(result.tokens)} tokens) = "
+                  f"[bold]{result.prediction.value:.4f}[/bold] nats/token{result.prediction.describe()}  "
+                  f"(law: {result.law})")
 
 
 @predict_app.command("distillation")
@@ -76,45 +55,30 @@ def predict_distillation(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Loss of a student distilled from a teacher: L_S(N_S, D_S, L_T)."""
+    from distillscale.laws.predict import predict_distillation as predict
+
     laws = load_laws(law)
-    distillation = laws.require_distillation()
-    N_S = parse_quantity(student_params, "--student-params")
-    D_S = parse_quantity(student_tokens, "--student-tokens")
-    if teacher_loss is not None:
-        if teacher_params or teacher_tokens:
-            raise UserError("give either --teacher-loss or --teacher-params with --teacher-tokens, not both")
-        L_T = laws.check_teacher_loss(parse_quantity(teacher_loss, "--teacher-loss"))
-    elif teacher_params and teacher_tokens:
-        N_T = parse_quantity(teacher_params, "--teacher-params")
-        D_T = parse_quantity(teacher_tokens, "--teacher-tokens")
-        _warn_extrapolation(laws, {"the teacher": N_T}, {"the teacher": D_T}, {"the teacher": D_T / N_T})
-        L_T = distillation.student_law.predict(N_T, D_T)
-    else:
-        raise UserError("the teacher is missing: give --teacher-loss L, "
-                        "or --teacher-params N with --teacher-tokens D")
-    _warn_extrapolation(laws, {"the student": N_S}, {"the student": D_S}, {"the student": D_S / N_S},
-                        students=True)
-    prediction = distillation.prediction(N_S, D_S, L_T)
-    student_loss = prediction.value
-    supervised_loss = distillation.student_law.predict(N_S, D_S)
-    record = {"law": laws.name, "student_params": N_S, "student_tokens": D_S,
-              "teacher_loss": L_T, "student_loss": student_loss,
-              **_interval_record(prediction),
-              "student_supervised_loss": supervised_loss,
-              "capacity_gap_ratio": L_T / supervised_loss, "d1": distillation.d1}
+    laws.require_distillation()  # before the flags: a law without one is the first thing to fix
+    result = predict(laws, parse_quantity(student_params, "--student-params"),
+                     parse_quantity(student_tokens, "--student-tokens"),
+                     teacher_loss=parse_quantity(teacher_loss, "--teacher-loss") if teacher_loss is not None else None,
+                     teacher_params=parse_quantity(teacher_params, "--teacher-params") if teacher_params else None,
+                     teacher_tokens=parse_quantity(teacher_tokens, "--teacher-tokens") if teacher_tokens else None)
+    for message in result.warnings:
+        warn(message)
     if as_json:
-        print_json(record)
+        print_json(result.to_dict())
         return
-    table = Table(title=f"Distillation prediction (law: {laws.name})", show_header=False)
-    table.add_row("student", f"{format_quantity(N_S)} parameters, {format_quantity(D_S)} tokens")
-    table.add_row("teacher loss L_T", f"{L_T:.4f} nats/token")
-    table.add_row("distilled student loss L_S", f"[bold]{student_loss:.4f}[/bold] nats/token"
-                  + prediction.describe())
-    table.add_row("supervised student loss", f"{supervised_loss:.4f} nats/token")
-    verdict = "helps" if student_loss < supervised_loss else "does not help"
-    table.add_row("distillation", f"{verdict} ({supervised_loss - student_loss:+.4f} nats/token)")
-    table.add_row("L_T / Ltilde_S", f"{L_T / supervised_loss:.3f} (capacity gap near d1 = "
-                                    f"{distillation.d1:.3f})")
+    table = Table(title=f"Distillation prediction (law: {result.law})", show_header=False)
+    table.add_row("student", f"{format_quantity(result.student_params)} parameters, "
+                             f"{format_quantity(result.student_tokens)} tokens")
+    table.add_row("teacher loss L_T", f"{result.teacher_loss:.4f} nats/token")
+    table.add_row("distilled student loss L_S", f"[bold]{result.prediction.value:.4f}[/bold] nats/token"
+                  + result.prediction.describe())
+    table.add_row("supervised student loss", f"{result.supervised_loss:.4f} nats/token")
+    verdict = "helps" if result.helps else "does not help"
+    table.add_row("distillation", f"{verdict} ({result.gain:+.4f} nats/token)")
+    table.add_row("L_T / Ltilde_S", f"{result.capacity_gap_ratio:.3f} (capacity gap near d1 = {result.d1:.3f})")
     console.print(table)
 
 

@@ -1,0 +1,121 @@
+"""What loss will a model reach under a law: `distillscale predict` as a library call.
+
+    loss = predict_supervised(laws, params=546e6, tokens=10.92e9)
+    loss.prediction.value, loss.prediction.low, loss.warnings
+    student = predict_distillation(laws, student_params=546e6, student_tokens=10.92e9, teacher_loss=2.0)
+    student.helps, student.gain, student.capacity_gap_ratio
+
+Each result carries the warnings `plan` gives too: a quantity far outside the runs behind the law.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distillscale.errors import ParameterError, UserError
+from distillscale.laws.extrapolation import extrapolation_warnings
+from distillscale.laws.lawset import LawSet
+from distillscale.laws.uncertainty import Prediction
+
+
+def _interval_record(prediction: Prediction) -> dict:
+    """JSON keys of a prediction's interval and its parts; none for a law fitted without one."""
+    if not prediction.has_interval:
+        return {}
+    record = prediction.to_dict()
+    return {"interval": record["interval"], "level": record["level"],
+            "noise_half_width": record["noise_half_width"],
+            "extrapolation_half_width": record["extrapolation_half_width"],
+            "distance_beyond_runs": record["distance"], "beyond_backtest": record["beyond_backtest"],
+            "interval_dominated_by": record["dominant"]}
+
+
+def _positive(param: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+        raise ParameterError(param, f"{{}} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SupervisedLossPrediction:
+    law: str
+    params: float
+    tokens: float
+    prediction: Prediction
+    warnings: list[str]
+
+    def to_dict(self) -> dict:
+        return {"law": self.law, "params": self.params, "tokens": self.tokens, "loss": self.prediction.value,
+                **_interval_record(self.prediction)}
+
+
+@dataclass(frozen=True)
+class DistilledLossPrediction:
+    """A distilled student's loss beside the loss it would reach without a teacher."""
+
+    law: str
+    student_params: float
+    student_tokens: float
+    teacher_loss: float
+    prediction: Prediction
+    supervised_loss: float     # Ltilde_S: the same student trained on the same tokens, no teacher
+    d1: float                  # where the capacity gap sets in, on the L_T / Ltilde_S scale
+    warnings: list[str]
+
+    @property
+    def gain(self) -> float:
+        """How much lower (nats/token) the distilled loss is than the supervised one."""
+        return self.supervised_loss - self.prediction.value
+
+    @property
+    def helps(self) -> bool:
+        return self.gain > 0
+
+    @property
+    def capacity_gap_ratio(self) -> float:
+        return self.teacher_loss / self.supervised_loss
+
+    def to_dict(self) -> dict:
+        return {"law": self.law, "student_params": self.student_params, "student_tokens": self.student_tokens,
+                "teacher_loss": self.teacher_loss, "student_loss": self.prediction.value,
+                **_interval_record(self.prediction), "student_supervised_loss": self.supervised_loss,
+                "capacity_gap_ratio": self.capacity_gap_ratio, "d1": self.d1}
+
+
+def predict_supervised(laws: LawSet, params: float, tokens: float) -> SupervisedLossPrediction:
+    """L(N, D) with its interval: N non-embedding parameters, D training tokens."""
+    N, D = _positive("params", params), _positive("tokens", tokens)
+    law = laws.require_supervised()
+    warnings = extrapolation_warnings(laws, {"the model": N}, {"the model": D}, {"the model": D / N})
+    return SupervisedLossPrediction(laws.name, N, D, law.prediction(N, D), warnings)
+
+
+def predict_distillation(laws: LawSet, student_params: float, student_tokens: float, *,
+                         teacher_loss: float | None = None, teacher_params: float | None = None,
+                         teacher_tokens: float | None = None) -> DistilledLossPrediction:
+    """L_S(N_S, D_S, L_T) with its interval, the teacher given by its loss or by its size and
+    pre-training tokens (its loss then from the law's supervised law)."""
+    distillation = laws.require_distillation()
+    N_S, D_S = _positive("student_params", student_params), _positive("student_tokens", student_tokens)
+    warnings = []
+    if teacher_loss is not None:
+        if teacher_params is not None or teacher_tokens is not None:
+            raise ParameterError(("teacher_loss", "teacher_params", "teacher_tokens"),
+                                 "give either {} or {} with {}, not both")
+        L_T = _positive("teacher_loss", teacher_loss)
+        try:  # the law's own check, its message naming the parameter
+            laws.check_teacher_loss(L_T, flag="{}")
+        except UserError as exc:
+            raise ParameterError("teacher_loss", str(exc)) from None
+    elif teacher_params is not None and teacher_tokens is not None:
+        N_T, D_T = _positive("teacher_params", teacher_params), _positive("teacher_tokens", teacher_tokens)
+        warnings += extrapolation_warnings(laws, {"the teacher": N_T}, {"the teacher": D_T},
+                                           {"the teacher": D_T / N_T})
+        L_T = distillation.student_law.predict(N_T, D_T)
+    else:
+        raise ParameterError(("teacher_loss", "teacher_params", "teacher_tokens"),
+                             "the teacher is missing: give {} L, or {} N with {} D")
+    warnings += extrapolation_warnings(laws, {"the student": N_S}, {"the student": D_S},
+                                       {"the student": D_S / N_S}, students=True)
+    return DistilledLossPrediction(laws.name, N_S, D_S, L_T, distillation.prediction(N_S, D_S, L_T),
+                                   distillation.student_law.predict(N_S, D_S), distillation.d1, warnings)
