@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -211,3 +212,47 @@ def test_fsdp_refuses_fork_points(cli, tmp_path):
                        "--fork-tokens", "5k")
     assert code == 2
     assert "--parallel fsdp does not keep fork points" in err
+
+
+@pytest.mark.slow
+def test_a_multi_node_launch_through_submitit_runs_torchrun_on_each_node(reference, tmp_path, monkeypatch):
+    """submitit's local executor stands in for Slurm (one node): the node's task starts torchrun with
+    a c10d rendezvous on the job's first host, and the 2 ranks train the reference run."""
+    from distillscale.sweeps.multinode import MultiNodeRun, submit
+
+    with socket.socket() as probe:  # a free port: other test runs may hold torchrun's default
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    run = tmp_path / "run"
+    job = submit(MultiNodeRun(argv=("train", "--out", str(run), *ARGS, "--parallel", "fsdp"), nodes=1,
+                              procs_per_node=2, port=port),
+                 tmp_path / "submitit", cluster="local", cpus_per_node=2, gpus_per_node=0, timeout_min=5)
+    assert job.result() == 0, job.stderr()
+    assert result(run)["world_size"] == 2
+    assert_same_training(run, reference)
+
+
+@pytest.mark.slow
+def test_the_sbatch_example_launches_torchrun_per_node(reference, tmp_path):
+    """examples/slurm/multinode.sbatch with stand-ins for srun (run the line once: one node) and
+    scontrol (the node list is this host)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/sh\nshift\nexec "$@"\n')  # drops --kill-on-bad-exit=1
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho localhost\n")
+    for stand_in in bin_dir.iterdir():
+        stand_in.chmod(0o755)
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    env = {**child_env(), "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "SLURM_JOB_NODELIST": "localhost", "SLURM_JOB_NUM_NODES": "1", "SLURM_GPUS_ON_NODE": "2",
+           "SLURM_JOB_ID": "1", "RENDEZVOUS_PORT": str(port), "OMP_NUM_THREADS": "1"}
+    script = Path(__file__).resolve().parents[1] / "examples" / "slurm" / "multinode.sbatch"
+    run = tmp_path / "run"
+    done = subprocess.run(["bash", str(script), "train", "--out", str(run), *ARGS, "--parallel", "fsdp"],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert result(run)["world_size"] == 2
+    assert_same_training(run, reference)
