@@ -323,6 +323,8 @@ class DistillSettings(Settings):
     top_k: int | None = _LOSS_FIELDS["top_k"]
     jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
     loss_chunk_size: int = Field(1024, ge=1, description="tokens whose logits are computed at once")
+    uld_weight: float = Field(1.0, ge=0, description="with a teacher of another tokenizer: weight of ULD's "
+                                                     "sorted-probability term next to the KL on shared tokens")
     teacher_parallel: Literal["shard", "replicate"] = Field(
         "replicate", description="with --parallel fsdp: shard the teacher's blocks over the ranks (for a "
                                  "teacher that does not fit on one device) or replicate it on every rank")

@@ -18,8 +18,10 @@ import torch
 
 from distillscale.console import warn
 from distillscale.data.prepare import PreparedData
+from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.model import ModelConfig
 from distillscale.training.config import DistillConfig
+from distillscale.training.cross_tokenizer import CrossTokenizerObjective, TokenAligner, teacher_text_loss
 from distillscale.training.distributed import Distributed
 from distillscale.training.evaluation import evaluate
 from distillscale.training.losses import (
@@ -35,6 +37,7 @@ from distillscale.training.teachers import (
     find_teacher,
     load_teacher,
     resolve_student_data,
+    same_tokenizer,
 )
 
 
@@ -81,7 +84,9 @@ def distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
 
         return distill_from_cache(config, progress)
     source = find_teacher(config.teacher, config.trust_remote_code)
-    config = resolve_student_data(config, source)
+    config = resolve_student_data(config, source, other_tokenizer=True)
+    if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, config.tokenizer):
+        return train(config, progress, make_objective=partial(_make_cross_tokenizer_objective, config, source))
     return train(config, progress, make_objective=partial(_make_objective, config, source))
 
 
@@ -96,3 +101,20 @@ def _make_objective(config: DistillConfig, source: TeacherSource, data: Prepared
     teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
                                 config.eval_tokens, group)
     return DistillationObjective(teacher, config.loss_config(), teacher_val_loss)
+
+
+def _make_cross_tokenizer_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
+                                    student: ModelConfig, group: Distributed) -> CrossTokenizerObjective:
+    """A teacher with its own tokenizer: it reads the student's text re-tokenised (see `cross_tokenizer`)."""
+    teacher_tokenizer = load_tokenizer(source.tokenizer_path)[0]
+    student_tokenizer = load_tokenizer(config.tokenizer)[0]
+    teacher = load_teacher(source, tokenizer_vocab_size(teacher_tokenizer), group.device, config.seq_len,
+                           config.trust_remote_code)
+    if group.is_main:
+        warn("the teacher's tokenizer differs from the student's: cross-tokenizer distillation (ULD's "
+             "sorted-probability term + exact KL on the shared tokens, at positions aligned on the text); "
+             "the distillation law was fitted for a shared vocabulary")
+    aligner = TokenAligner(student_tokenizer, teacher_tokenizer, teacher.info.context)
+    teacher_val_loss = teacher_text_loss(teacher, aligner, data.split("val"), config.seq_len, config.batch_size,
+                                         config.eval_tokens)
+    return CrossTokenizerObjective(teacher, aligner, config.loss_config(), config.uld_weight, teacher_val_loss)

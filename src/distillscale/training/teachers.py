@@ -7,8 +7,9 @@ chunked distillation loss computes its logits one chunk at a time.
 Vocabulary alignment: the student speaks the teacher's tokenizer. When the teacher's output layer
 has more rows than the tokenizer has ids (embeddings padded to a multiple of 64 or 128 for speed),
 the head keeps the first `vocab_size` logits: the padding rows are never the right answer, and the
-two distributions must cover the same ids. Different tokenizers are refused: cross-tokenizer
-distillation would need an alignment of the vocabularies, which is out of scope.
+two distributions must cover the same ids. A student with another tokenizer is distilled by
+`training.cross_tokenizer` (text-aligned positions, no shared vocabulary needed); a logit cache,
+which stores the teacher's ids, refuses one.
 
     source = find_teacher("runs/teacher")          # what it is, without loading weights
     teacher = load_teacher(source, vocab_size=8192, device=torch.device("cuda"), seq_len=256)
@@ -61,6 +62,7 @@ class TeacherInfo:
     output_rows: int                # logits the teacher computes; more than vocab_size when padded
     forward_flops_per_token: int
     flops_method: str
+    context: int | None = None      # the longest sequence it reads (None: not stated)
 
 
 def find_teacher(path: str | Path, trust_remote_code: bool = False) -> TeacherSource:
@@ -129,9 +131,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def resolve_student_data(config: TConfig, source: TeacherSource) -> TConfig:
+def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer: bool = False) -> TConfig:
     """The config with the teacher's tokenizer and, when --data is not given, a run teacher's corpus,
     of which the student takes the half the teacher did not train on (unless `split` is set).
+    A --tokenizer other than the teacher's is refused unless `other_tokenizer` (cross-tokenizer
+    distillation; a logit cache stores the teacher's ids and needs its tokenizer).
 
     Written to config.json as resolved, so a resumed run checks it reads the same data.
     """
@@ -142,7 +146,7 @@ def resolve_student_data(config: TConfig, source: TeacherSource) -> TConfig:
                             f"tokenizer_config.json): save it there, or pass the teacher's tokenizer "
                             f"with --tokenizer")
         updates["tokenizer"] = source.tokenizer_path
-    elif source.tokenizer_path is not None:
+    elif source.tokenizer_path is not None and not other_tokenizer:
         check_same_tokenizer(source.tokenizer_path, config.tokenizer)
     if config.data is None:
         updates |= {key: value for key, value in source.corpus.items() if getattr(config, key) is None}
@@ -151,19 +155,26 @@ def resolve_student_data(config: TConfig, source: TeacherSource) -> TConfig:
     return type(config).model_validate(config.model_dump() | updates)
 
 
+def same_tokenizer(teacher_tokenizer: Path, student_tokenizer: Path) -> bool:
+    """Whether the two tokenizers give every token the same id."""
+    return (load_tokenizer(teacher_tokenizer)[0].get_vocab(with_added_tokens=True)
+            == load_tokenizer(student_tokenizer)[0].get_vocab(with_added_tokens=True))
+
+
 def check_same_tokenizer(teacher_tokenizer: Path, student_tokenizer: Path) -> None:
     """Refuse a student tokenizer whose token ids mean something else than the teacher's."""
+    if same_tokenizer(teacher_tokenizer, student_tokenizer):
+        return
     teacher_vocab = load_tokenizer(teacher_tokenizer)[0].get_vocab(with_added_tokens=True)
     student_vocab = load_tokenizer(student_tokenizer)[0].get_vocab(with_added_tokens=True)
-    if teacher_vocab == student_vocab:
-        return
     differing = sorted(set(teacher_vocab.items()) ^ set(student_vocab.items()), key=lambda item: item[1])
     token, _ = differing[0]
     raise UserError(
         f"tokenizer {student_tokenizer} differs from the teacher's {teacher_tokenizer} "
         f"({len(student_vocab)} vs {len(teacher_vocab)} tokens; e.g. {token!r} is id "
-        f"{student_vocab.get(token, 'absent')} vs {teacher_vocab.get(token, 'absent')}): distillation "
-        f"needs the same token ids, so leave out --tokenizer to use the teacher's")
+        f"{student_vocab.get(token, 'absent')} vs {teacher_vocab.get(token, 'absent')}): a logit cache "
+        f"stores the teacher's token ids, so leave out --tokenizer to use the teacher's (`distill --teacher` "
+        f"distils across tokenizers)")
 
 
 class Teacher(nn.Module):
@@ -176,7 +187,7 @@ class Teacher(nn.Module):
         self.vocab_size = vocab_size
         self.info = info
 
-    def train(self, mode: bool = True) -> "Teacher":
+    def train(self, mode: bool = True) -> Teacher:
         return super().train(False)  # never leaves eval mode (no dropout), whoever asks
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
@@ -229,7 +240,8 @@ def _load_run(path: Path, device: torch.device, dtype: torch.dtype,
     info = TeacherInfo(path=str(path), kind="run", non_embedding_params=config.non_embedding_params,
                        total_params=config.total_params, output_rows=config.vocab_size,
                        forward_flops_per_token=config.forward_flops_per_token(seq_len),
-                       flops_method="exact: the teacher's ModelConfig.forward_flops_per_token(seq_len)")
+                       flops_method="exact: the teacher's ModelConfig.forward_flops_per_token(seq_len)",
+                       context=config.max_seq_len)
     return model, info
 
 
@@ -259,7 +271,8 @@ def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
                        total_params=total, output_rows=output_embedding.shape[0],
                        forward_flops_per_token=2 * (total - lookup),
                        flops_method="estimate: 2 x parameters per token (every weight but the input "
-                                    "embedding, output head included; attention over the context not counted)")
+                                    "embedding, output head included; attention over the context not counted)",
+                       context=getattr(model.model.config, "max_position_embeddings", None))
     return model, info
 
 
