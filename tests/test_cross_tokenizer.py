@@ -13,8 +13,14 @@ import pytest
 import torch
 
 from distillscale.data.tokenizer import train_byte_level_bpe
-from distillscale.training.cross_tokenizer import (LAW_NOTE, MODE, TokenAligner, align_positions,
-                                                    cross_tokenizer_kd, token_pieces)
+from distillscale.training.cross_tokenizer import (
+    LAW_NOTE,
+    MODE,
+    TokenAligner,
+    align_positions,
+    cross_tokenizer_kd,
+    token_pieces,
+)
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
 

@@ -111,15 +111,17 @@ def test_teacher_that_changes_its_logits_after_the_head_is_refused(cli, tmp_path
     assert not (tmp_path / "student").exists()
 
 
-def test_mismatched_tokenizers_are_refused(cli, tmp_path, tokenizer):
+def test_mismatched_tokenizers_are_refused_by_a_logit_cache(cli, tmp_path, tokenizer):
+    """A cache stores the teacher's ids; `distill --teacher` distils across tokenizers instead
+    (tests/test_cross_tokenizer.py)."""
     teacher = save_hf_teacher(tmp_path / "hf", LlamaForCausalLM, llama_config(), tokenizer)
     other = tmp_path / "other.json"
     bpe("an entirely different corpus of words, words and more words\n", VOCAB).save(str(other))
-    code, _, err = cli("distill", "--teacher", teacher, "--tokenizer", other, "--out", tmp_path / "student",
-                       *STUDENT)
+    code, _, err = cli("cache-logits", "--teacher", teacher, "--tokenizer", other, "--out", tmp_path / "cache",
+                       "--top-k", "4", "--device", "cpu")
     assert code == 2
     assert f"tokenizer {other} differs from the teacher's" in err and "leave out --tokenizer" in err
-    assert not (tmp_path / "student").exists()
+    assert not (tmp_path / "cache").exists()
 
 
 def test_tokenizer_beyond_the_teacher_vocabulary_is_refused(cli, tmp_path, tokenizer):
