@@ -38,7 +38,7 @@ def figure_png(figure) -> bytes:
 
 def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -> str:
     """The page for `report` (report.json's content); `figures` maps an id to (caption, PNG)."""
-    parts = [f"<h1>Distillation scaling-law calibration</h1>",
+    parts = ["<h1>Distillation scaling-law calibration</h1>",
              f"<p>Runs from <code>{_e(report['source'])}</code>: {report['runs']['supervised']} supervised "
              f"(teachers and baselines), {report['runs']['students']} distilled students"
              f"{_not_usable(report['runs']['not_usable'])}. Losses are validation cross-entropy in "
@@ -95,6 +95,10 @@ def _coefficients(report: dict[str, Any]) -> str:
         diagnostics, convergence = fit["record"]["diagnostics"], fit["record"]["convergence"]
         parts.append(f"<h3>{_e(title)}</h3>")
         parts.append(f"<p>Form: <b>{_e(fit['form'])}</b> ({_e(fit['reason'])}).</p>")
+        if name == "distillation":  # cross-tokenizer runs are a mode the law was not fitted on
+            parts.append("<p>Fitted on students that share their teacher's vocabulary; for a student "
+                         "distilled across tokenizers (result.json: distillation.mode = cross-tokenizer) "
+                         "its predictions are an extrapolation.</p>")
         parts.append(_table(["coefficient", "value", level], rows, table_id=f"coefficients-{name}"))
         parts.append(f"<p>{fit['record']['n_runs']} runs; RMSE of log loss {diagnostics['rmse_log_loss']:.3g}, "
                      f"max relative error {diagnostics['max_relative_error']:.2%}; {_e(fit['record']['solver'])}, "
