@@ -27,8 +27,11 @@ def distill_command(config: Path = CONFIG_OPTION,
     with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z z-loss.
     result.json adds the teacher (its validation loss on the same split, its size), the KD settings
     and the teacher's forward FLOPs; val_loss is the student's cross-entropy against the data.
-    With --teacher-cache the student reads the cache's windows and top-k predictions instead
-    (teacher FLOPs 0 for the run; the cache's one-time cost is in its cache.json).
+    With --teacher-cache the student reads the cache's windows and its top-k or sampled predictions
+    instead (teacher FLOPs 0 for the run; the cache's one-time cost is in its cache.json).
+    A --tokenizer other than the teacher's runs cross-tokenizer distillation (positions aligned on
+    the text; ULD's sorted-probability term plus exact KL on the shared tokens), a mode result.json
+    states: the distillation law was fitted for a shared vocabulary.
     Interrupted runs resume when the same command is run again.
     """
     from distillscale.training.config import load_train_config
@@ -56,3 +59,5 @@ def _print_summary(result: RunResult) -> None:
         f"{format_quantity(result.flops)} FLOPs {flops}: student validation loss "
         f"[bold]{result.val_loss:.4f}[/bold] nats/token, "
         f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)
+    if (result.distillation or {}).get("mode") == "cross-tokenizer":
+        console.print(f"mode: cross-tokenizer ({result.distillation['note']})", highlight=False)
