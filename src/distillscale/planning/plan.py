@@ -29,7 +29,7 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.laws.lawset import LawSet, load_laws
-from distillscale.planning.flops import SCENARIOS, ForwardFlops, get_scenario
+from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.units import format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -188,7 +188,10 @@ def plan(law: LawSet | str | Path, *, compute: float, student_params: float | No
     student_params = _positive("student_params", student_params)
     search = StudentSearch(_positive("min_params", min_params), _positive("max_params", max_params),
                            min_tokens_per_param, max_tokens_per_param)
-    names = list(SCENARIOS) if scenario in (None, "all") else [get_scenario(scenario).name]
+    if scenario not in (None, "all", *SCENARIOS):
+        raise ParameterError("scenario", f"unknown scenario {scenario!r} for {{}}: use one of "
+                                         f"{', '.join(SCENARIOS)}, or all")
+    names = list(SCENARIOS) if scenario in (None, "all") else [scenario]
     arguments = dict(law=laws.name, law_spec=spec, compute=compute, student_params=student_params,
                      student_model=None if student_model is None else str(student_model),
                      scenario=None if scenario in (None, "all") else names[0], teacher=teacher,
@@ -289,8 +292,8 @@ def planner_for(laws: LawSet, flops: str = "corrected", n_ctx: int | None = None
 # -- internals ------------------------------------------------------------------------------------
 
 def _load(law: LawSet | str | Path) -> tuple[LawSet, str]:
-    if isinstance(law, LawSet):
-        return law, law.source or law.name
+    if isinstance(law, LawSet):  # its name reloads it when it is a preset
+        return law, law.name
     return load_laws(law), str(law)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import brentq, minimize, minimize_scalar
 
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.laws import LawSet, SupervisedLaw
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.flops import (
@@ -299,15 +299,15 @@ class SupervisedPlanner:
         tokens = budget / (3.0 * F_S)
         low, high = self.bounds
         if tokens < low:
-            raise UserError(
+            raise ParameterError("compute",
                 f"budget {budget:.3g} FLOPs is too small: training a {format_quantity(student_params)}"
                 f"-parameter student on the minimum of {format_quantity(low)} tokens needs "
-                f"{3.0 * F_S * low:.3g} FLOPs; raise --compute or choose a smaller student")
+                f"{3.0 * F_S * low:.3g} FLOPs; raise {{}} or choose a smaller student")
         if tokens > high:
-            raise UserError(
+            raise ParameterError("compute",
                 f"budget {budget:.3g} FLOPs would train a {format_quantity(student_params)}-parameter "
                 f"student on {tokens:.3g} tokens, beyond the planner's {high:.0e}-token bound; "
-                "choose a larger student or a smaller --compute")
+                "choose a larger student or a smaller {}")
         return SupervisedPlan(student_params, tokens,
                               float(self.supervised_law.predict(student_params, tokens)), budget,
                               _interval_or_none(self.supervised_law.prediction(student_params, tokens)))
@@ -352,9 +352,9 @@ class SupervisedPlanner:
         if start > stop:
             ratios = (f" at {format_quantity(fewest)} to {format_quantity(most)} tokens per "
                       "parameter" if tokens_per_param else "")
-            raise UserError(f"budget {budget:.3g} FLOPs cannot train any model of "
-                            f"{format_quantity(smallest)} to {format_quantity(largest)} parameters "
-                            f"on {low:.0e} to {high:.0e} tokens{ratios}: change --compute")
+            raise ParameterError("compute", f"budget {budget:.3g} FLOPs cannot train any model of "
+                                 f"{format_quantity(smallest)} to {format_quantity(largest)} parameters "
+                                 f"on {low:.0e} to {high:.0e} tokens{ratios}: change {{}}")
         return StudentRegion(start, stop, start_limit, stop_limit, tokens_per_param)
 
     def _student_flops(self, student_params: float, override: float | None) -> float:
@@ -425,10 +425,10 @@ class DistillationPlanner(SupervisedPlanner):
         fewest_tokens = max(self.bounds[0], min_student_tokens or 0.0)
         if not (scenario.teacher_inference or scenario.teacher_pretraining):
             if baseline.tokens < fewest_tokens * (1 - 1e-9):
-                raise UserError(
+                raise ParameterError("compute",
                     f"budget {budget:.3g} FLOPs trains a {format_quantity(student_params)}-parameter "
                     f"student on {format_quantity(baseline.tokens)} tokens, fewer than the "
-                    f"{format_quantity(fewest_tokens)} asked for: raise --compute or choose a "
+                    f"{format_quantity(fewest_tokens)} asked for: raise {{}} or choose a "
                     "smaller student")
             return self._plan_best_case(student_params, budget, scenario, F_S, baseline)
         return self._plan_paid_teacher(student_params, budget, scenario, F_S, baseline,
@@ -452,8 +452,8 @@ class DistillationPlanner(SupervisedPlanner):
         F_T = float(self.flops(teacher_params))
         student_tokens = budget / (3.0 * F_S + F_T)
         if student_tokens < self.bounds[0]:
-            raise UserError(
-                f"budget {budget:.3g} FLOPs is too small: with the "
+            raise ParameterError(
+                "compute", f"budget {budget:.3g} FLOPs is too small: with the "
                 f"{format_quantity(teacher_params)}-parameter teacher's logits, the student gets "
                 f"{student_tokens:.3g} tokens, below the minimum of {format_quantity(self.bounds[0])}")
         loss = float(self.distillation.predict(student_params, student_tokens, teacher_loss))
@@ -533,8 +533,8 @@ class DistillationPlanner(SupervisedPlanner):
             except UserError:
                 continue  # the teacher's cost leaves this student too few tokens
         if not plans:
-            raise UserError(f"no student size can be planned with {budget:.3g} FLOPs in "
-                            f"scenario {scenario.name}; raise --compute")
+            raise ParameterError("compute", f"no student size can be planned with {budget:.3g} FLOPs in "
+                                 f"scenario {scenario.name}; raise {{}}")
         best = self.with_interval(self._refine_student_size(plan_at, plans,
                                                             min(plans, key=lambda p: p.student_loss)))
         return StudentSweep(scenario, budget, plans, best,
@@ -610,8 +610,8 @@ class DistillationPlanner(SupervisedPlanner):
         axis = np.linspace(np.log(low), np.log(high), self.grid_size)
         x0, grid_loss, coarse = self._grid_minimum(student_loss, axis, axis)
         if not np.isfinite(grid_loss):
-            raise UserError(
-                f"budget {budget:.3g} FLOPs is too small for scenario {scenario.name}: even the "
+            raise ParameterError(
+                "compute", f"budget {budget:.3g} FLOPs is too small for scenario {scenario.name}: even the "
                 f"smallest teacher leaves the student fewer than {format_quantity(fewest_tokens)} tokens")
         step = axis[1] - axis[0]
         fine_axes = [np.linspace(max(v - 2 * step, axis[0]), min(v + 2 * step, axis[-1]), 33)

@@ -1,0 +1,258 @@
+"""The planner page's JSON API: the page's controls in, the plan and the data of its figures out.
+
+Every number comes from `planning.plan` (the call behind `distillscale plan`) and the planner it
+used; the page only draws them. A bad control comes back as a message for that control:
+`ParameterError` names the parameter, and CONTROLS maps it to the control (and its label).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from distillscale.errors import ParameterError, UserError
+from distillscale.laws.extrapolation import data_range
+from distillscale.laws.lawset import PRESETS, LawSet, load_laws
+from distillscale.planning.flops import SCENARIOS
+from distillscale.planning.plan import ExistingTeacher, Plan, plan
+from distillscale.units import parse_quantity
+
+# The page's controls: the planner parameter each one sets, and how a message names it.
+CONTROLS = {
+    "law": ("law", "the law"),
+    "compute": ("compute", "the budget"),
+    "student_params": ("student", "the student size"),
+    "scenario": ("scenario", "the scenario"),
+    "teacher.params": ("teacher-params", "the teacher size"),
+    "teacher.tokens": ("teacher-tokens", "the teacher tokens"),
+    "teacher.loss": ("teacher-loss", "the teacher loss"),
+}
+CURVE_POINTS = 17     # budgets of the loss-vs-compute figure, C/100 to 100 C
+U_CURVE_POINTS = 160  # teacher losses of the U-curve
+
+
+@dataclass(frozen=True)
+class PlanQuery:
+    """What the page's controls say, as typed by the user (quantities as text: "546M", "1e21")."""
+
+    law: str
+    compute: str
+    student: str = "best"            # "best" or a size
+    scenario: str = "best-case"
+    teacher: str = "none"            # none, tokens (size and tokens) or loss (size and loss)
+    teacher_params: str = ""
+    teacher_tokens: str = ""
+    teacher_loss: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PlanQuery":
+        fields = cls.__dataclass_fields__
+        return cls(**{key: str(value) for key, value in data.items() if key in fields})
+
+
+class Planner:
+    """The laws a page can plan with (the presets and the files given to `serve`), loaded once."""
+
+    def __init__(self, law_specs: list[str] | None = None) -> None:
+        self.laws: dict[str, LawSet] = {}
+        for spec in [*PRESETS, *(law_specs or [])]:
+            self.laws[spec] = load_laws(spec)
+        self.default = (law_specs or ["busbridge2025"])[0]
+        # The first plan imports SciPy and compiles its paths (about a second): done now, not on
+        # the page's first update.
+        self.update(PlanQuery(law="busbridge2025", compute="1e21", student="546M",
+                              scenario="teacher-pretraining"))
+
+    def laws_info(self) -> dict:
+        """The law menu: each law's name and what it can plan."""
+        return {"default": self.default, "scenarios": {name: s.description for name, s in SCENARIOS.items()},
+                "laws": [{"id": spec, "name": laws.name, "file": spec not in PRESETS,
+                          "distillation": laws.distillation is not None,
+                          "data_range": _range(laws)} for spec, laws in self.laws.items()]}
+
+    def update(self, query: PlanQuery) -> dict:
+        """The plan for the controls, its text and command, and its figures' data; or the messages
+        for the controls that are wrong. `elapsed_ms` is the server's time for it."""
+        start = time.perf_counter()
+        try:
+            result = self.plan(query)
+        except ParameterError as exc:
+            param = exc.param if exc.param in CONTROLS else "compute"
+            labels = {name: label for name, (_, label) in CONTROLS.items()}
+            return {"ok": False, "errors": {CONTROLS[param][0]: _sentence(exc.for_cli(labels))},
+                    "elapsed_ms": _ms(start)}
+        except UserError as exc:
+            return {"ok": False, "errors": {"plan": _sentence(str(exc))}, "elapsed_ms": _ms(start)}
+        response = {"ok": True, "plan": result.to_dict(), "summary": _summary(result),
+                    "text": result.to_text(width=110), "cli": result.as_cli_command(),
+                    "warnings": result.warnings, "u_curve": _u_curve(result)}
+        response["elapsed_ms"] = _ms(start)
+        return response
+
+    def plan(self, query: PlanQuery) -> Plan:
+        """`planning.plan` for the controls; a malformed control raises ParameterError naming it."""
+        if query.law not in self.laws:
+            raise ParameterError("law", f"{{}} {query.law!r} is not loaded: restart serve with --law {query.law}")
+        laws = self.laws[query.law]
+        given = {name: _quantity(name, text) for name, text in (
+            ("compute", query.compute),
+            ("student_params", "" if query.student.strip() == "best" else query.student),
+            ("teacher.params", query.teacher_params if query.teacher != "none" else ""),
+            ("teacher.tokens", query.teacher_tokens if query.teacher == "tokens" else ""),
+            ("teacher.loss", query.teacher_loss if query.teacher == "loss" else ""))}
+        if given["compute"] is None:
+            raise ParameterError("compute", "give {}, e.g. 1e21")
+        teacher = None
+        if query.teacher != "none":
+            teacher = ExistingTeacher(given["teacher.params"], given["teacher.tokens"], given["teacher.loss"])
+        result = plan(laws, compute=given["compute"], student_params=given["student_params"],
+                      scenario=query.scenario, teacher=teacher)
+        return replace(result, law_spec=query.law)  # a file's path, so the command reloads it
+
+    def compute_curve(self, query: PlanQuery, student_params: float) -> dict:
+        """Student loss against budget (C/100 to 100 C) for one student size, distilled in the
+        query's scenario (or from its teacher) and trained alone, with intervals; and the budgets
+        where the verdict flips."""
+        start = time.perf_counter()
+        try:
+            result = self.plan(replace(query, student=str(student_params)))
+        except UserError as exc:
+            return {"ok": False, "errors": {"plan": _sentence(str(exc))}, "elapsed_ms": _ms(start)}
+        budgets = np.geomspace(result.compute / 100, result.compute * 100, CURVE_POINTS)
+        distilled, supervised = [], []
+        for budget in budgets:
+            distilled.append(_loss_point(lambda: _distilled_at(result, budget)))
+            supervised.append(_loss_point(lambda: result.planner.supervised(student_params, budget)))
+        difference = [None if d is None or s is None else s["loss"] - d["loss"]
+                      for d, s in zip(distilled, supervised)]
+        return {"ok": True, "student_params": student_params, "budget": result.compute,
+                "budgets": budgets.tolist(), "distilled": distilled, "supervised": supervised,
+                "flips": _sign_changes(budgets, difference), "elapsed_ms": _ms(start)}
+
+
+# -- internals ------------------------------------------------------------------------------------
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1e3, 2)
+
+
+def _sentence(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _quantity(param: str, text: str) -> float | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return parse_quantity(text, param)
+    except UserError:
+        raise ParameterError(param, f"{{}} must be a positive number such as 1e21, 546M, 7.75B or 2T, "
+                                    f"got {text!r}") from None
+
+
+def _range(laws: LawSet) -> dict | None:
+    known = data_range(laws, students=laws.distillation is not None)
+    return None if known is None else {"params": list(known.params), "tokens": list(known.tokens)}
+
+
+def _interval(prediction) -> list[float] | None:
+    if prediction is None or not prediction.has_interval:
+        return None
+    return [float(prediction.low), float(prediction.high)]
+
+
+def _summary(result: Plan) -> dict:
+    """The numbers the page shows beside its figures, one plan's worth."""
+    if result.kind == "supervised":
+        s = result.supervised
+        return {"kind": "supervised", "student_params": s.student_params, "student_tokens": s.tokens,
+                "student_loss": s.loss, "student_interval": _interval(s.interval), "budget": s.budget,
+                "verdict": "pretrain", "flops": {"student": s.budget, "teacher_inference": 0.0,
+                                                 "teacher_pretraining": 0.0}}
+    if result.kind == "sweep":
+        sweep = result.sweeps[0]
+        p, baseline, verdict = sweep.best, sweep.supervised_best, sweep.verdict
+    else:
+        p = result.plans[0]
+        baseline, verdict = p.supervised, p.verdict
+    return {"kind": result.kind, "scenario": p.scenario.name, "budget": p.budget,
+            "student_params": p.student_params, "student_tokens": p.student_tokens,
+            "teacher_params": p.teacher_params, "teacher_tokens": p.teacher_tokens,
+            "teacher_loss": p.teacher_loss, "student_loss": p.student_loss,
+            "student_interval": _interval(p.student_interval),
+            "supervised_params": baseline.student_params, "supervised_tokens": baseline.tokens,
+            "supervised_loss": baseline.loss, "supervised_interval": _interval(baseline.interval),
+            "verdict": verdict, "loss_difference": baseline.loss - p.student_loss,
+            "flops": p.flops.to_dict(), "converged": p.convergence.success}
+
+
+def _u_curve(result: Plan) -> dict | None:
+    """Student loss against teacher loss for the plan's student and tokens: the curve (with its
+    interval), the optimal teacher loss L_T*, the capacity-gap switch and the plan's teacher."""
+    if result.kind == "supervised":
+        return None
+    from distillscale.planning.teacher import TeacherCandidate, rank_teachers, teacher_loss_range
+
+    p = result.sweeps[0].best if result.kind == "sweep" else result.plans[0]
+    planner = result.planner
+    ranking = rank_teachers(planner, p.student_params, p.student_tokens,
+                            [TeacherCandidate("plan", p.teacher_loss)])
+    teacher_losses = teacher_loss_range(planner, U_CURVE_POINTS)
+    curve = planner.distillation.prediction(p.student_params, p.student_tokens, teacher_losses)
+    band = curve.has_interval
+    return {"teacher_loss": teacher_losses.tolist(),
+            "student_loss": np.asarray(curve.value, dtype=float).tolist(),
+            "low": np.asarray(curve.low, dtype=float).tolist() if band else None,
+            "high": np.asarray(curve.high, dtype=float).tolist() if band else None,
+            "optimal_teacher_loss": ranking.optimal_teacher_loss,
+            "optimal_student_loss": ranking.optimal_student_loss,
+            "capacity_gap_teacher_loss": ranking.capacity_gap_teacher_loss, "d1": ranking.d1,
+            "supervised_loss": ranking.supervised_loss,
+            "plan": {"teacher_loss": p.teacher_loss, "student_loss": p.student_loss},
+            "student_params": p.student_params, "student_tokens": p.student_tokens}
+
+
+def _distilled_at(result: Plan, budget: float):
+    """The plan's student at another budget: the same scenario, or the same existing teacher."""
+    planner, first = result.planner, (result.plans or [s.best for s in result.sweeps] or [None])[0]
+    if first is None:
+        return None
+    teacher = result.teacher
+    if teacher is not None:
+        return planner.plan_with_teacher(first.student_params, budget, teacher.params, teacher.tokens,
+                                         teacher.loss)
+    return planner.plan(first.student_params, budget, first.scenario)
+
+
+def _loss_point(solve) -> dict | None:
+    """{loss, interval} of a plan or supervised plan; None where the budget cannot be planned."""
+    try:
+        found = solve()
+    except UserError:
+        return None
+    if found is None:
+        return None
+    if hasattr(found, "student_loss"):
+        return {"loss": found.student_loss, "interval": _interval(found.student_interval)}
+    return {"loss": found.loss, "interval": _interval(found.interval)}
+
+
+def _sign_changes(budgets: np.ndarray, difference: list[float | None]) -> list[dict]:
+    """Where supervised minus distilled loss changes sign along the budgets, interpolated in log C."""
+    flips = []
+    for i in range(len(budgets) - 1):
+        a, b = difference[i], difference[i + 1]
+        if a is None or b is None or (a > 0) == (b > 0):
+            continue
+        t = a / (a - b)
+        budget = float(np.exp(np.log(budgets[i]) + t * (np.log(budgets[i + 1]) - np.log(budgets[i]))))
+        flips.append({"budget": budget, "to": "distill" if b > 0 else "pretrain"})
+    return flips
+
+
+def static_dir() -> Path:
+    return Path(__file__).resolve().parent / "static"

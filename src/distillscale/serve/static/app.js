@@ -1,0 +1,247 @@
+// The planner page: read the controls, ask the server for the plan (/api/plan) and for loss against
+// compute (/api/curve), and draw what comes back. The server does every computation.
+"use strict";
+
+const $ = id => document.getElementById(id);
+const CONTROLS = ["law", "compute", "student", "scenario", "teacher-params", "teacher-tokens", "teacher-loss"];
+const COLORS = { distilled: "#2f6fd6", supervised: "#1d2330", optimum: "#c0392b", gap: "#8a94a6",
+                 plan: "#e08a00", student: "#2f6fd6", logits: "#7b5cd6", pretraining: "#d65c8a" };
+// What the browser measured, read by the tests and the latency bench.
+window.planner = { updates: 0, shown: null, lastUpdateMs: null, serverMs: null, curveMs: null };
+let sequence = 0, timer = null;
+
+// 5.46e8 -> "546M", as distillscale.units.format_quantity does.
+function quantity(v) {
+  if (v === null || v === undefined) return "–";
+  const r = Number(v.toPrecision(3));
+  for (const [s, k] of [["P", 1e15], ["T", 1e12], ["B", 1e9], ["M", 1e6], ["K", 1e3]])
+    if (Math.abs(r) >= k) return `${Number((r / k).toPrecision(3))}${s}`;
+  return `${r}`;
+}
+const flops = v => (v === 0 ? "0" : v.toExponential(2).replace("e+", "e"));
+const tick = v => Number(v.toPrecision(2)).toExponential().replace("e+", "e");
+const budgetText = v => Number(v.toPrecision(3)).toExponential().replace(/e\+?/, "e");
+const loss = v => v.toFixed(4);
+
+function query() {
+  return {
+    law: $("law").value, compute: $("compute").value, scenario: $("scenario").value,
+    student: $("student-mode").value === "best" ? "best" : $("student").value,
+    teacher: $("teacher").value, teacher_params: $("teacher-params").value,
+    teacher_tokens: $("teacher-tokens").value, teacher_loss: $("teacher-loss").value,
+  };
+}
+
+async function post(path, body) {
+  const response = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" },
+                                       body: JSON.stringify(body) });
+  return response.json();
+}
+
+function schedule() {
+  clearTimeout(timer);
+  timer = setTimeout(update, 80);
+}
+
+async function update() {
+  const id = ++sequence, start = performance.now(), q = query();
+  document.body.dataset.state = "busy";
+  let result;
+  try {
+    result = await post("/api/plan", q);
+  } catch (error) {
+    if (id === sequence) showErrors({ plan: `the planner server did not answer (${error.message}); is it still running?` });
+    return;
+  }
+  if (id !== sequence) return;  // a newer update is under way
+  showErrors(result.errors || {});
+  if (!result.ok) {
+    document.body.dataset.state = "error";
+    $("status").textContent = "fix the highlighted control";
+    return;
+  }
+  render(result);
+  window.planner.lastUpdateMs = performance.now() - start;
+  window.planner.serverMs = result.elapsed_ms;
+  const curveStart = performance.now();
+  const curve = await post("/api/curve", Object.assign({ student_params: result.summary.student_params }, q));
+  if (id !== sequence) return;
+  drawComputeCurve(curve, result.summary);
+  window.planner.curveMs = performance.now() - curveStart;
+  window.planner.updates += 1;
+  window.planner.shown = q;  // the controls behind what the page shows
+  document.body.dataset.state = "ready";
+  $("status").textContent = `plan updated in ${window.planner.lastUpdateMs.toFixed(0)} ms ` +
+    `(server ${result.elapsed_ms.toFixed(0)} ms); compute figure ${window.planner.curveMs.toFixed(0)} ms`;
+}
+
+function showErrors(errors) {
+  for (const name of CONTROLS) {
+    $(`${name}-error`).textContent = errors[name] || "";
+    $(name).classList.toggle("invalid", Boolean(errors[name]));
+  }
+  $("plan-error").textContent = errors.plan || "";
+}
+
+function card(label, value, detail, extraClass) {
+  return `<div class="card ${extraClass || ""}"><div class="label">${label}</div>` +
+         `<div class="value">${value}</div><div class="detail">${detail || ""}</div></div>`;
+}
+
+const interval = pair => (pair ? `${loss(pair[0])}–${loss(pair[1])}` : "no interval");
+
+function render(result) {
+  const s = result.summary;
+  const verdictClass = `verdict-${s.verdict.replaceAll(" ", "-")}`;
+  const cards = [];
+  if (s.kind === "supervised") {
+    cards.push(card("plan", "train without a teacher", "this law has no distillation law"));
+    cards.push(card("model N, tokens D", `${quantity(s.student_params)} · ${quantity(s.student_tokens)}`,
+                    `${(s.student_tokens / s.student_params).toPrecision(3)} tokens per parameter`));
+    cards.push(card("loss", loss(s.student_loss), interval(s.student_interval)));
+  } else {
+    const margin = `supervised − distilled ${s.loss_difference >= 0 ? "+" : ""}${loss(s.loss_difference)}`;
+    cards.push(card("verdict", s.verdict, margin, verdictClass));
+    cards.push(card("student loss L_S", loss(s.student_loss), interval(s.student_interval)));
+    cards.push(card(s.kind === "sweep" ? "best supervised loss" : "supervised loss", loss(s.supervised_loss),
+                    interval(s.supervised_interval)));
+    cards.push(card(s.kind === "sweep" ? "best student N_S, D_S" : "student N_S, D_S",
+                    `${quantity(s.student_params)} · ${quantity(s.student_tokens)}`,
+                    `${(s.student_tokens / s.student_params).toPrecision(3)} tokens per parameter`));
+    cards.push(card("teacher N_T, D_T", `${quantity(s.teacher_params)} · ${quantity(s.teacher_tokens)}`,
+                    `teacher loss L_T ${loss(s.teacher_loss)}`));
+  }
+  $("cards").innerHTML = cards.join("");
+  $("warnings").replaceChildren(...result.warnings.map(text => {
+    const item = document.createElement("li");
+    item.textContent = text;
+    return item;
+  }));
+  drawUCurve(result.u_curve);
+  const f = s.flops, total = f.student + f.teacher_inference + f.teacher_pretraining;
+  stackedBar($("flop-split"), [
+    { label: "student training", value: f.student, color: COLORS.student },
+    { label: "teacher logits", value: f.teacher_inference, color: COLORS.logits },
+    { label: "teacher pre-training", value: f.teacher_pretraining, color: COLORS.pretraining },
+  ], total, flops);
+  $("plan-text").textContent = result.text;
+  $("cli").textContent = result.cli;
+  $("plan-json").textContent = JSON.stringify(result.plan);
+}
+
+function drawUCurve(u) {
+  const svg = $("u-curve");
+  if (!u) {
+    lineChart(svg, { series: [], x: {}, y: {}, empty: "the U-curve needs a distillation law" });
+    return;
+  }
+  // Show the teachers from the strongest up to well past the supervised student's loss, where the
+  // curve has become L_S ~ L_T.
+  const xMax = Math.min(Math.max(...u.teacher_loss), u.supervised_loss * 1.5);
+  const inView = u.student_loss.filter((_, i) => u.teacher_loss[i] <= xMax);
+  const yMin = Math.min(...inView), yMax = Math.min(Math.max(...inView), u.supervised_loss + 2.5 * (u.supervised_loss - yMin) + 0.02);
+  lineChart(svg, {
+    x: { log: true, label: "teacher loss L_T (nats/token)", format: v => v.toFixed(2), domain: [Math.min(...u.teacher_loss), xMax] },
+    y: { label: "student loss L_S", format: v => v.toFixed(2), domain: [yMin, yMax] },
+    series: [{ x: u.teacher_loss, y: u.student_loss, color: COLORS.distilled, label: "distilled student",
+               band: u.low ? { low: u.low, high: u.high } : null }],
+    hlines: [{ y: u.supervised_loss, color: COLORS.supervised, dash: "5 4", label: "student alone, same tokens" }],
+    vlines: [{ x: u.optimal_teacher_loss, color: COLORS.optimum, dash: "2 3", label: `optimal teacher L_T* ${loss(u.optimal_teacher_loss)}` },
+             { x: u.capacity_gap_teacher_loss, color: COLORS.gap, dash: "6 3",
+               label: `capacity-gap switch ${loss(u.capacity_gap_teacher_loss)}` }],
+    points: [{ x: u.plan.teacher_loss, y: u.plan.student_loss, color: COLORS.plan, label: "this plan's teacher" }],
+  });
+}
+
+function drawComputeCurve(curve, summary) {
+  const svg = $("compute-curve");
+  if (!curve.ok) {
+    lineChart(svg, { series: [], x: {}, y: {}, empty: "cannot draw: " + Object.values(curve.errors)[0] });
+    return;
+  }
+  const pick = (points, key) => points.map(p => (p ? (key === "loss" ? p.loss : p.interval && p.interval[key]) : null));
+  const band = points => (points.some(p => p && p.interval)
+    ? { low: pick(points, 0), high: pick(points, 1) } : null);
+  const series = [];
+  if (curve.distilled.some(p => p)) series.push({ x: curve.budgets, y: pick(curve.distilled, "loss"),
+    color: COLORS.distilled, label: "distilled", band: band(curve.distilled) });
+  series.push({ x: curve.budgets, y: pick(curve.supervised, "loss"), color: COLORS.supervised,
+                label: "supervised (no teacher)", band: band(curve.supervised) });
+  lineChart(svg, {
+    x: { log: true, label: `compute C (FLOPs), student N_S = ${quantity(curve.student_params)}`, format: tick },
+    y: { label: "student loss", format: v => v.toFixed(2) },
+    series,
+    vlines: [{ x: curve.budget, color: COLORS.gap, dash: "2 3", label: "this budget" },
+             ...curve.flips.map(f => ({ x: f.budget, color: COLORS.optimum, dash: "6 3",
+                                       label: `flips to ${f.to} at ${tick(f.budget)}` }))],
+    empty: "no budget in range can be planned",
+  });
+}
+
+async function copy(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (error) {  // no clipboard permission: select the text for Ctrl-C instead
+    const area = document.createElement("textarea");
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+  const label = button.textContent;
+  button.textContent = "copied";
+  setTimeout(() => { button.textContent = label; }, 1200);
+}
+
+function showTeacherFields() {
+  const mode = $("teacher").value;
+  $("teacher-fields").hidden = mode === "none";
+  $("teacher-tokens-field").hidden = mode !== "tokens";
+  $("teacher-loss-field").hidden = mode !== "loss";
+}
+
+async function init() {
+  const info = await (await fetch("/api/laws")).json();
+  for (const law of info.laws) {
+    const option = new Option(law.file ? `${law.name} (${law.id})` : law.name, law.id);
+    option.title = law.distillation ? "supervised and distillation laws" : "supervised law only";
+    $("law").add(option);
+  }
+  $("law").value = info.default;
+  for (const [name, description] of Object.entries(info.scenarios)) {
+    const option = new Option(name, name);
+    option.title = description;
+    $("scenario").add(option);
+  }
+  const hint = () => { $("scenario-hint").textContent = info.scenarios[$("scenario").value]; };
+  hint();
+
+  $("compute-slider").addEventListener("input", () => {
+    $("compute").value = budgetText(Math.pow(10, Number($("compute-slider").value)));
+    schedule();
+  });
+  $("compute").addEventListener("input", () => {
+    const value = Number($("compute").value);
+    if (value > 0) $("compute-slider").value = Math.log10(value);
+    schedule();
+  });
+  $("student-mode").addEventListener("change", () => {
+    $("student").disabled = $("student-mode").value === "best";
+    schedule();
+  });
+  $("scenario").addEventListener("change", () => { hint(); schedule(); });
+  $("teacher").addEventListener("change", () => {
+    showTeacherFields();
+    if ($("teacher").value !== "none") { $("scenario").value = "teacher-inference"; hint(); }
+    schedule();
+  });
+  for (const id of ["law", "student", "teacher-params", "teacher-tokens", "teacher-loss"])
+    $(id).addEventListener("input", schedule);
+  $("copy-plan").addEventListener("click", event => copy($("plan-text").textContent, event.target));
+  $("copy-cli").addEventListener("click", event => copy($("cli").textContent, event.target));
+  showTeacherFields();
+  update();
+}
+
+init();

@@ -1,0 +1,161 @@
+"""The planner page (`distillscale serve`) driven in headless Chromium: the plan it shows is the
+plan `distillscale plan --json` prints for the same inputs, bad input is reported beside its control,
+and the page renders (a screenshot is taken and checked).
+
+Uses the system's Chromium (Debian's `chromium`, which `.ci/run` installs) through playwright; the
+browser tests skip where either is missing. The JSON API is tested without a browser as well."""
+
+import json
+import shlex
+import shutil
+import threading
+
+import pytest
+
+from distillscale.serve.api import Planner, PlanQuery
+from distillscale.serve.server import make_server
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = make_server(Planner(), port=0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no chromium installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+def _cli_json(cli, *args) -> dict:
+    code, out, err = cli("plan", *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def _shown_plan(page) -> dict:
+    """The plan JSON the page holds; JavaScript writes a large whole float as an integer, so every
+    number is read back as a float (the same double)."""
+    return json.loads(page.text_content("#plan-json"), parse_int=float)
+
+
+def _settled(page, **controls) -> None:
+    """Wait until the page shows the plan for these controls (all of them, by default any)."""
+    wanted = " && ".join(f"window.planner.shown.{name} === {json.dumps(value)}" for name, value in controls.items())
+    page.wait_for_function(f"document.body.dataset.state === 'ready' && window.planner.shown !== null"
+                           f"{' && ' + wanted if wanted else ''}", timeout=30_000)
+
+
+@pytest.mark.slow
+def test_page_plan_matches_the_cli_after_changing_budget_and_scenario(server, browser, cli, tmp_path):
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.goto(server)
+    _settled(page)
+    assert page.locator("#u-curve path").count() >= 2 and page.locator("#u-curve circle").count() >= 1
+
+    page.fill("#compute-slider", "21.5")                 # the log slider: 10^21.5 -> 3.16e21
+    page.select_option("#scenario", "teacher-pretraining")
+    _settled(page, compute="3.16e21", scenario="teacher-pretraining")
+    assert page.input_value("#compute") == "3.16e21"
+    shown = _shown_plan(page)
+    expected = _cli_json(cli, "--law", "busbridge2025", "--compute", "3.16e21", "--student-params", "546M",
+                         "--scenario", "teacher-pretraining")
+    assert shown == expected
+    cards = page.text_content("#cards")
+    assert f"{expected['student_loss']:.4f}" in cards and expected["verdict"] in cards
+    # "copy as CLI command" reproduces the plan
+    command = shlex.split(page.text_content("#cli"))
+    assert command[:2] == ["distillscale", "plan"]
+    assert _cli_json(cli, *command[2:]) == expected
+    assert "student loss L_S" in page.text_content("#plan-text")
+
+    # The best student size, as the CLI's sweep finds it.
+    page.select_option("#scenario", "best-case")
+    page.select_option("#student-mode", "best")
+    _settled(page, scenario="best-case", student="best")
+    sweep = _cli_json(cli, "--compute", "3.16e21", "--scenario", "best-case")
+    assert _shown_plan(page) == sweep
+
+    screenshot = tmp_path / "planner.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 50_000  # a page with figures, not a blank one
+    latency = page.evaluate("window.planner")
+    print(f"browser: plan update {latency['lastUpdateMs']:.0f} ms (server {latency['serverMs']:.0f} ms)")
+
+
+@pytest.mark.slow
+def test_bad_input_shows_a_message_beside_its_control(server, browser):
+    page = browser.new_page()
+    page.goto(server)
+    _settled(page)
+    page.select_option("#teacher", "loss")
+    page.fill("#teacher-params", "seven")
+    page.wait_for_function("document.getElementById('teacher-params-error').textContent !== ''")
+    assert "the teacher size must be a positive number" in page.text_content("#teacher-params-error")
+    assert "invalid" in page.get_attribute("#teacher-params", "class")
+    page.fill("#teacher-params", "7B")
+    page.fill("#compute", "1e10")
+    page.wait_for_function("document.getElementById('compute-error').textContent !== ''")
+    assert "is too small" in page.text_content("#compute-error")
+    assert page.text_content("#teacher-params-error") == ""
+
+
+def test_api_names_the_control_of_a_bad_value_and_answers_with_the_cli_plan(cli):
+    planner = Planner()
+    query = PlanQuery(law="busbridge2025", compute="1e21", student="546M", scenario="best-case")
+    response = planner.update(query)
+    assert response["ok"] and response["plan"] == _cli_json(
+        cli, "--compute", "1e21", "--student-params", "546M", "--scenario", "best-case")
+    u_curve = response["u_curve"]
+    assert min(u_curve["student_loss"]) == pytest.approx(u_curve["optimal_student_loss"], abs=1e-3)
+    assert response["cli"] == "distillscale plan --law busbridge2025 --compute 1e+21 --student-params " \
+                              "5.46e+08 --scenario best-case"
+    for change, control in ((dict(compute="lots"), "compute"), (dict(student="0"), "student"),
+                            (dict(teacher="tokens", teacher_params="7B", scenario="teacher-inference"), "teacher-tokens"),
+                            (dict(teacher="loss", teacher_params="7B", teacher_loss="2"), "scenario"),
+                            (dict(scenario="free"), "scenario"), (dict(law="mine.json"), "law")):
+        response = planner.update(PlanQuery(**{**vars(query), **change}))
+        assert not response["ok"] and list(response["errors"]) == [control], change
+    curve = planner.compute_curve(query, 546e6)
+    assert len(curve["budgets"]) == len(curve["distilled"]) == 17
+    # distillation wins at small budgets for a 546M student in the best case and loses at large ones
+    assert [flip["to"] for flip in curve["flips"]] == ["pretrain"]
+
+
+def test_serve_command_prints_its_address_and_serves_the_page(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from distillscale.laws import load_laws
+
+    law = tmp_path / "mine.json"
+    load_laws("epoch2024").save(law)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "distillscale.cli", "serve", "--port", "0", "--law", str(law)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("planner page at http://127.0.0.1:"), line + server.stderr.read()
+        address = line.split()[3]
+        page = urllib.request.urlopen(address, timeout=10).read().decode()
+        assert "<title>distillscale planner</title>" in page and "https://" not in page  # offline
+        laws = json.loads(urllib.request.urlopen(address + "api/laws", timeout=10).read())
+        assert laws["default"] == str(law) and [law["id"] for law in laws["laws"]][-1] == str(law)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
