@@ -61,6 +61,10 @@ def test_plan_supervised_answers_the_chinchilla_question():
 
 @pytest.mark.parametrize("kwargs, python, flag", [
     (dict(compute=-1.0), "compute must be a positive finite number", "--compute must be"),
+    (dict(compute=1e10, student_params=546e6), "raise compute or choose a smaller student",
+     "raise --compute or choose a smaller student"),
+    (dict(compute=1e21, scenario="cheap"), "unknown scenario 'cheap' for scenario",
+     "unknown scenario 'cheap' for --scenario"),
     (dict(compute=1e21, student_params=5e8, teacher=ds.ExistingTeacher(params=7e9)),
      "give exactly one of teacher.tokens or teacher.loss with teacher.params",
      "give exactly one of --teacher-tokens or --teacher-loss with --teacher-params"),

@@ -209,7 +209,7 @@ def test_sweep_students_get_the_fewest_tokens_per_parameter_even_with_a_paid_tea
      "too small for scenario teacher-pretraining-inference"),
     (lambda p: p.sweep(1.0, "best-case"), "cannot train any model"),
     (lambda p: p.sweep(1e21, "best-case", (143 * M, 12.6 * B), (1e6, 1e7)),
-     "at 1M to 10M tokens per parameter: change --compute"),
+     "at 1M to 10M tokens per parameter: change compute"),
 ])
 def test_impossible_budgets_are_user_errors(planner, call, fragment):
     with pytest.raises(UserError, match=re.escape(fragment)):
