@@ -34,10 +34,13 @@ def test_plan_record_fields_and_text():
     assert [p.scenario.name for p in plan.plans] == ["best-case", "teacher-inference",
                                                      "teacher-pretraining",
                                                      "teacher-pretraining-inference"]
+    assert plan.verdict is None and plan.headline is None  # four scenarios: no single answer
+    one = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case")
+    assert one.headline == one.plans[0] and one.verdict == one.plans[0].verdict
     best_case = plan.plans[0]
     assert best_case.flops.total == pytest.approx(1e21)
     assert best_case.verdict in ("distill", "pretrain", "too close to call")
-    text = plan.to_text()
+    text = plan.as_text()
     assert "student loss L_S" in text and f"{best_case.student_loss:.4f}" in text
     # A teacher given by its loss: the loss is used as is.
     given = ds.plan("busbridge2025", compute=1e21, student_params=546e6,
@@ -56,7 +59,7 @@ def test_plan_supervised_answers_the_chinchilla_question():
         result.student_params)
     fixed = ds.plan_supervised("epoch2024", compute=1e21, params=1e9)
     assert fixed.supervised.student_params == 1e9 and fixed.supervised.loss > result.loss
-    assert "distillation planning needs one" in plan.to_text()
+    assert "distillation planning needs one" in plan.as_text()
 
 
 @pytest.mark.parametrize("kwargs, python, flag", [

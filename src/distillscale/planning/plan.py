@@ -3,7 +3,7 @@
     import distillscale as ds
     p = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case")
     p.plans[0].student_loss, p.plans[0].verdict, p.warnings
-    print(p.to_text()); p.to_json(); p.as_cli_command()
+    print(p.as_text()); p.to_json(); p.as_cli_command()
     ds.plan_supervised("epoch2024", compute=1e21)     # the compute-optimal N and D, no teacher
 
 `plan` has three answers, told apart by `Plan.kind`:
@@ -117,6 +117,21 @@ class Plan:
     planner: SupervisedPlanner | None = field(default=None, repr=False, compare=False)
 
     @property
+    def headline(self) -> DistillationPlan | None:
+        """The plan, when one scenario was planned (for a sweep: its best student); else None."""
+        if self.kind == "sweep" and len(self.sweeps) == 1:
+            return self.sweeps[0].best
+        return self.plans[0] if len(self.plans) == 1 else None
+
+    @property
+    def verdict(self) -> str | None:
+        """distill, pretrain or "too close to call" when one scenario was planned (a sweep's best
+        student against the best model trained without a teacher); None otherwise."""
+        if self.kind == "sweep" and len(self.sweeps) == 1:
+            return self.sweeps[0].verdict
+        return self.plans[0].verdict if len(self.plans) == 1 else None
+
+    @property
     def note(self) -> str | None:
         return SUPERVISED_NOTE.format(name=self.law) if self.kind == "supervised" else None
 
@@ -137,7 +152,7 @@ class Plan:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=lambda o: o.tolist())
 
-    def to_text(self, width: int = 100) -> str:
+    def as_text(self, width: int = 100) -> str:
         """The tables and notes `distillscale plan` prints, as plain text (warnings first)."""
         from distillscale.planning.render import plan_text
 

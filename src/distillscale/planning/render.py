@@ -1,5 +1,5 @@
 """How a plan reads: the tables and notes of `distillscale plan` and `distillscale teacher`, as rich
-renderables for the terminal and as plain text (`Plan.to_text`, the planner page's copyable plan)."""
+renderables for the terminal and as plain text (`Plan.as_text`, the planner page's copyable plan)."""
 
 from __future__ import annotations
 

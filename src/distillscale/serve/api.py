@@ -87,7 +87,7 @@ class Planner:
         except UserError as exc:
             return {"ok": False, "errors": {"plan": _sentence(str(exc))}, "elapsed_ms": _ms(start)}
         response = {"ok": True, "plan": result.to_dict(), "summary": _summary(result),
-                    "text": result.to_text(width=110), "cli": result.as_cli_command(),
+                    "text": result.as_text(width=110), "cli": result.as_cli_command(),
                     "warnings": result.warnings, "u_curve": _u_curve(result)}
         response["elapsed_ms"] = _ms(start)
         return response
@@ -173,12 +173,8 @@ def _summary(result: Plan) -> dict:
                 "student_loss": s.loss, "student_interval": _interval(s.interval), "budget": s.budget,
                 "verdict": "pretrain", "flops": {"student": s.budget, "teacher_inference": 0.0,
                                                  "teacher_pretraining": 0.0}}
-    if result.kind == "sweep":
-        sweep = result.sweeps[0]
-        p, baseline, verdict = sweep.best, sweep.supervised_best, sweep.verdict
-    else:
-        p = result.plans[0]
-        baseline, verdict = p.supervised, p.verdict
+    p, verdict = result.headline, result.verdict
+    baseline = result.sweeps[0].supervised_best if result.kind == "sweep" else p.supervised
     return {"kind": result.kind, "scenario": p.scenario.name, "budget": p.budget,
             "student_params": p.student_params, "student_tokens": p.student_tokens,
             "teacher_params": p.teacher_params, "teacher_tokens": p.teacher_tokens,
@@ -197,8 +193,7 @@ def _u_curve(result: Plan) -> dict | None:
         return None
     from distillscale.planning.teacher import TeacherCandidate, rank_teachers, teacher_loss_range
 
-    p = result.sweeps[0].best if result.kind == "sweep" else result.plans[0]
-    planner = result.planner
+    p, planner = result.headline, result.planner
     ranking = rank_teachers(planner, p.student_params, p.student_tokens,
                             [TeacherCandidate("plan", p.teacher_loss)])
     teacher_losses = teacher_loss_range(planner, U_CURVE_POINTS)
@@ -218,8 +213,8 @@ def _u_curve(result: Plan) -> dict | None:
 
 def _distilled_at(result: Plan, budget: float):
     """The plan's student at another budget: the same scenario, or the same existing teacher."""
-    planner, first = result.planner, (result.plans or [s.best for s in result.sweeps] or [None])[0]
-    if first is None:
+    planner, first = result.planner, result.headline
+    if first is None:  # a supervised-only law
         return None
     teacher = result.teacher
     if teacher is not None:
