@@ -21,9 +21,14 @@ from distillscale.data.prepare import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.model import ModelConfig
 from distillscale.training.config import DistillConfig
-from distillscale.training.cross_tokenizer import CrossTokenizerObjective, TokenAligner, teacher_text_loss
+from distillscale.training.cross_tokenizer import (
+    CrossTokenizerObjective,
+    TokenAligner,
+    teacher_text_loss,
+)
 from distillscale.training.distributed import Distributed
 from distillscale.training.evaluation import evaluate
+from distillscale.training.logit_cache.distill import distill_from_cache
 from distillscale.training.losses import (
     DistillationLossConfig,
     LossOutput,
@@ -80,8 +85,6 @@ def distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
     Returns the content of result.json (status "completed" or "diverged", as for `train`).
     """
     if config.teacher_cache is not None:
-        from distillscale.training.logit_cache.distill import distill_from_cache
-
         return distill_from_cache(config, progress)
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source, other_tokenizer=True)

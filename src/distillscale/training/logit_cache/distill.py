@@ -17,12 +17,11 @@ from distillscale.training.distributed import Distributed
 from distillscale.training.logit_cache.objective import CachedDistillationObjective
 from distillscale.training.logit_cache.sampler import CachedWindowSampler
 from distillscale.training.logit_cache.store import LogitCache
+from distillscale.training.recipe import FLOPS_METHOD, train
 
 
 def distill_from_cache(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
     """`distill` for a config with `teacher_cache`: returns the content of result.json."""
-    from distillscale.training.recipe import FLOPS_METHOD, train
-
     cache = LogitCache(config.teacher_cache)
     config = resolve_cached_student_data(config, cache)
 

@@ -16,7 +16,8 @@ unbiased. So is its gradient, tau (q - c / K) with respect to z_S (c_a: how ofte
 because it is linear in the counts and E[c_a / K] = p_a. The head returns tau log(c / K) (a large
 negative number where c = 0), so the full-vocabulary forward-KL branch computes KL(c / K || q),
 whose gradient is exactly that; its value differs from KD_hat by tau^2 (H(c / K) - H(p)), which
-does not depend on the student and is added here. Unlike the top-k targets, nothing is
+does not depend on the student and is added here (one position's estimate can be negative; the
+mean over many is the KL). Unlike the top-k targets, nothing is
 renormalised away: the tail is reached in proportion to its mass. Only forward KL has this
 estimator (reverse KL and JSD need p_T where nothing was drawn).
 """
