@@ -80,6 +80,22 @@ def test_the_aligner_pairs_the_teacher_tokens_of_the_same_text(tokenizers):
         assert student_pieces[s] == teacher_pieces[t] != ""
 
 
+def test_a_teacher_that_prepends_a_space_is_aligned(tokenizers):
+    """SentencePiece-style tokenizers (Llama's) prepend "▁" to the text: that space is not the
+    student's, and must not shift every position."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    metaspace = Tokenizer(models.BPE(unk_token="<unk>"))
+    metaspace.pre_tokenizer, metaspace.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    metaspace.train_from_iterator([TEXT], trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>"],
+                                                               show_progress=False))
+    student, _ = tokenizers
+    aligner = TokenAligner(student, metaspace, teacher_context=None)
+    inputs = torch.tensor([student.encode(TEXT).ids[:40]])
+    batch = aligner.teacher_batch(inputs)
+    assert len(batch.student_positions) > 10 and len(aligner.shared_student_ids) > 10
+
+
 def test_the_loss_is_zero_for_equal_distributions_and_grows_with_their_difference():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(5, 7, generator=generator)

@@ -117,7 +117,7 @@ class TokenAligner:
         student_positions, teacher_positions = [], []
         for b, (pieces, row) in enumerate(zip(student_pieces, teacher_rows)):
             ids[b, :len(row)] = torch.tensor(row, dtype=torch.long)
-            teacher_pieces = [self.teacher_pieces[i] for i in row]
+            teacher_pieces = _without_added_space([self.teacher_pieces[i] for i in row], texts[b])
             # Where the teacher's text stops matching (its context ends, or a normaliser rewrote the
             # text), alignment stops.
             common = len(os.path.commonprefix([texts[b], "".join(teacher_pieces)]))
@@ -127,6 +127,15 @@ class TokenAligner:
         return TeacherBatch(ids, [len(row) for row in teacher_rows],
                             torch.from_numpy(np.concatenate(student_positions)),
                             torch.from_numpy(np.concatenate(teacher_positions)))
+
+
+def _without_added_space(pieces: list[str], text: str) -> list[str]:
+    """The teacher's pieces without the space a SentencePiece-style tokenizer prepends to the text
+    (Llama's "▁" before the first word), which the student's text does not have."""
+    if not pieces:
+        return pieces
+    added = (len(pieces[0]) - len(pieces[0].lstrip())) - (len(text) - len(text.lstrip()))
+    return [pieces[0][added:], *pieces[1:]] if added > 0 else pieces
 
 
 def _prefix_pieces(pieces: list[str], characters: int) -> list[str]:
