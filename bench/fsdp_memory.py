@@ -22,7 +22,7 @@ included: they are sharded too); the peak also holds activations and one gathere
 The GPU path (bf16 autocast + torch.compile, model-FLOP utilisation against a measured bf16 matmul
 peak) runs only where CUDA is available; elsewhere it prints "no GPU".
 
-Usage: python bench/fsdp_memory.py [--n-layers 8] [--aspect-ratio 64] [--vocab 8192] [--grad-accum 2] [--steps 5]
+Usage: python bench/fsdp_memory.py [--n-layers 4] [--aspect-ratio 256] [--vocab 8192] [--grad-accum 1] [--steps 3]
 """
 
 from __future__ import annotations
@@ -176,13 +176,13 @@ def gpu_path(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-layers", type=int, default=8)
-    parser.add_argument("--aspect-ratio", type=int, default=64)
+    parser.add_argument("--n-layers", type=int, default=4)
+    parser.add_argument("--aspect-ratio", type=int, default=256)
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=4, help="sequences per rank per micro-batch")
-    parser.add_argument("--grad-accum", type=int, default=2, help="micro-batches per step")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
+    parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp:
