@@ -60,6 +60,11 @@ def test_plan_supervised_answers_the_chinchilla_question():
     fixed = ds.plan_supervised("epoch2024", compute=1e21, params=1e9)
     assert fixed.supervised.student_params == 1e9 and fixed.supervised.loss > result.loss
     assert "distillation planning needs one" in plan.as_text()
+    # a law object straight from a fit (here: the preset's), before it is saved
+    unsaved = ds.plan_supervised(ds.load_laws("epoch2024").supervised, compute=1e21)
+    assert unsaved.supervised == result and "--law law.json" in unsaved.as_cli_command()
+    with pytest.raises(ParameterError, match="law must be a preset name"):
+        ds.plan(42, compute=1e21)
 
 
 @pytest.mark.parametrize("kwargs, python, flag", [

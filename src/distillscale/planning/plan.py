@@ -28,6 +28,7 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import data_range, extrapolation_warnings
+from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.units import format_quantity
@@ -165,7 +166,7 @@ class Plan:
             args += ["--student-model", _quote(self.student_model)]
         elif self.student_params is not None:
             args += ["--student-params", _number(self.student_params)]
-        if self.scenario is not None:
+        if self.scenario is not None and self.kind != "supervised":
             args += ["--scenario", self.scenario]
         for name, value in vars(self.teacher or ExistingTeacher()).items():
             if value is not None:
@@ -181,7 +182,7 @@ class Plan:
         return " ".join(args + (["--json"] if json_output else []))
 
 
-def plan(law: LawSet | str | Path, *, compute: float, student_params: float | None = None,
+def plan(law, *, compute: float, student_params: float | None = None,
          student_model: str | Path | None = None, scenario: str | None = None,
          teacher: ExistingTeacher | None = None, min_params: float | None = None,
          max_params: float | None = None, min_tokens_per_param: float | None = None,
@@ -189,7 +190,8 @@ def plan(law: LawSet | str | Path, *, compute: float, student_params: float | No
          vocab_size: int | None = None, aspect_ratio: float | None = None) -> Plan:
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
-    law : a LawSet, a preset name or a law file saved by `fit`.
+    law : a preset name, a law file saved by `fit`, a LawSet, or a fitted law (a LawFit from
+        `ds.fit_supervised` / `ds.fit_distillation`, or its `.law`).
     compute : the FLOP budget.
     student_params : the student's non-embedding parameters; None searches for the best size per
         scenario (within min_params..max_params and min_ or max_tokens_per_param, by default the
@@ -243,7 +245,7 @@ def plan(law: LawSet | str | Path, *, compute: float, student_params: float | No
                 planner=planner, **arguments)
 
 
-def plan_supervised(law: LawSet | str | Path, *, compute: float, params: float | None = None,
+def plan_supervised(law, *, compute: float, params: float | None = None,
                     min_params: float | None = None, max_params: float | None = None,
                     flops: str = "corrected") -> Plan:
     """Training without a teacher under the law's supervised law: the compute-optimal model size N
@@ -259,7 +261,7 @@ def plan_supervised(law: LawSet | str | Path, *, compute: float, params: float |
                                  search=search, flops=flops))
 
 
-def rank_teachers_for(law: LawSet | str | Path, *, student_params: float, student_tokens: float,
+def rank_teachers_for(law, *, student_params: float, student_tokens: float,
                       candidates: str | Path | list[TeacherCandidate] | None = None) -> TeacherRanking:
     """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
     (a list, or a CSV/JSONL file with teacher_loss, or teacher_params and teacher_tokens; default a
@@ -306,9 +308,22 @@ def planner_for(laws: LawSet, flops: str = "corrected", n_ctx: int | None = None
 
 # -- internals ------------------------------------------------------------------------------------
 
-def _load(law: LawSet | str | Path) -> tuple[LawSet, str]:
+def _load(law) -> tuple[LawSet, str]:
+    """(the law set, what `--law` takes to load it). A law object that was not loaded from a file
+    (a fit's law, not saved yet) is named by its name, or "law.json" for where to save it."""
+    from distillscale.laws.selection import LawFit
+
+    if isinstance(law, LawFit):
+        return law.laws("fitted"), "law.json"
+    if isinstance(law, SupervisedLaw):
+        return LawSet("fitted", supervised=law), "law.json"
+    if isinstance(law, DistillationLaw):
+        return LawSet("fitted", law.student_law, law), "law.json"
     if isinstance(law, LawSet):  # its name reloads it when it is a preset
         return law, law.name
+    if not isinstance(law, (str, Path)):
+        raise ParameterError("law", f"{{}} must be a preset name, a law file, a LawSet or a fitted law, "
+                                    f"got {type(law).__name__}")
     return load_laws(law), str(law)
 
 

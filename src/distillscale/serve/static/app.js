@@ -135,13 +135,14 @@ function drawUCurve(u) {
     lineChart(svg, { series: [], x: {}, y: {}, empty: "the U-curve needs a distillation law" });
     return;
   }
-  // Show the teachers from the strongest up to well past the supervised student's loss, where the
-  // curve has become L_S ~ L_T.
+  // Show the teachers from half the optimal teacher loss (or the strongest reachable) up to well past
+  // the supervised student's loss, where the curve has become L_S ~ L_T.
+  const xMin = Math.max(Math.min(...u.teacher_loss), u.optimal_teacher_loss / 2);
   const xMax = Math.min(Math.max(...u.teacher_loss), u.supervised_loss * 1.5);
-  const inView = u.student_loss.filter((_, i) => u.teacher_loss[i] <= xMax);
+  const inView = u.student_loss.filter((_, i) => u.teacher_loss[i] >= xMin && u.teacher_loss[i] <= xMax);
   const yMin = Math.min(...inView), yMax = Math.min(Math.max(...inView), u.supervised_loss + 2.5 * (u.supervised_loss - yMin) + 0.02);
   lineChart(svg, {
-    x: { log: true, label: "teacher loss L_T (nats/token)", format: v => v.toFixed(2), domain: [Math.min(...u.teacher_loss), xMax] },
+    x: { log: true, label: "teacher loss L_T (nats/token)", format: v => v.toFixed(2), domain: [xMin, xMax] },
     y: { label: "student loss L_S", format: v => v.toFixed(2), domain: [yMin, yMax] },
     series: [{ x: u.teacher_loss, y: u.student_loss, color: COLORS.distilled, label: "distilled student",
                band: u.low ? { low: u.low, high: u.high } : null }],
