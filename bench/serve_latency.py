@@ -36,9 +36,9 @@ def post(address: str, path: str, body: dict) -> tuple[dict, float]:
 
 def measure(address: str, label: str, query: dict) -> None:
     plan_server, plan_trip, curve_server, curve_trip = [], [], [], []
-    for budget in BUDGETS[:REPEATS]:
+    for budget in BUDGETS[:REPEATS]:  # each a first visit: no remembered answer
         payload, trip = post(address, "api/plan", dict(query, compute=budget))
-        assert payload["ok"], payload
+        assert payload["ok"] and not payload.get("remembered"), payload
         plan_server.append(payload["elapsed_ms"])
         plan_trip.append(trip)
         curve, trip = post(address, "api/curve", dict(query, compute=budget,
@@ -51,7 +51,7 @@ def measure(address: str, label: str, query: dict) -> None:
           f"server, {curve_ms:6.1f} ms round trip; max plan round trip {max(plan_trip):6.1f} ms")
 
 
-def browser(address: str) -> None:
+def browser() -> None:
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     try:
         from playwright.sync_api import sync_playwright
@@ -60,13 +60,18 @@ def browser(address: str) -> None:
     if executable is None:
         print("browser: skipped (needs chromium and playwright)")
         return
+    server = make_server(Planner(), port=0)  # a fresh server: nothing remembered
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}/"
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
         page = chromium.new_page(viewport={"width": 1360, "height": 1000})
         page.goto(address)
         page.wait_for_function("window.planner.updates > 0", timeout=30_000)
-        for mode in ("given", "best"):
+        for mode, scenario in (("given", "best-case"), ("given", "teacher-pretraining"),
+                               ("best", "best-case"), ("best", "teacher-pretraining")):
             page.select_option("#student-mode", mode)
+            page.select_option("#scenario", scenario)
             plans, curves = [], []
             for budget in BUDGETS:
                 page.fill("#compute", budget)
@@ -75,12 +80,13 @@ def browser(address: str) -> None:
                 latency = page.evaluate("window.planner")
                 plans.append(latency["lastUpdateMs"])
                 curves.append(latency["curveMs"])
-            label = "546M student" if mode == "given" else "best student size"
+            label = f"{'546M' if mode == 'given' else 'best size'}, {scenario}"
             plan_ms = statistics.median(plans)
-            print(f"browser, {label:24s} plan drawn {plan_ms:6.1f} ms after the request "
+            print(f"browser, {label:30s} plan drawn {plan_ms:6.1f} ms after the request "
                   f"({plan_ms / TARGET_MS:4.2f}x target), compute figure {statistics.median(curves):6.1f} ms "
                   f"later; max {max(plans):6.1f} ms")
         chromium.close()
+    server.shutdown()
 
 
 def main() -> None:
@@ -97,8 +103,8 @@ def main() -> None:
     for scenario in ("best-case", "teacher-pretraining"):
         measure(address, f"best size, {scenario}", dict(base, student="best", scenario=scenario))
     measure(address, "supervised-only law (epoch2024)", dict(base, law="epoch2024", scenario="best-case"))
-    browser(address)
     server.shutdown()
+    browser()
 
 
 if __name__ == "__main__":

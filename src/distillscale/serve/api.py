@@ -7,7 +7,9 @@ used; the page only draws them. A bad control comes back as a message for that c
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +34,7 @@ CONTROLS = {
 }
 CURVE_POINTS = 17     # budgets of the loss-vs-compute figure, C/100 to 100 C
 U_CURVE_POINTS = 160  # teacher losses of the U-curve
+REMEMBERED = 256      # answers kept: a slider moved back to where it was answers at once
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,12 @@ class Planner:
         for spec in [*PRESETS, *(law_specs or [])]:
             self.laws[spec] = load_laws(spec)
         self.default = (law_specs or ["busbridge2025"])[0]
+        self._answers: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()  # the server answers each request on its own thread
         # The first plan imports SciPy and compiles its paths (about a second): done now, not on
         # the page's first update.
-        self.update(PlanQuery(law="busbridge2025", compute="1e21", student="546M",
-                              scenario="teacher-pretraining"))
+        self._update(PlanQuery(law="busbridge2025", compute="1e21", student="546M",
+                               scenario="teacher-pretraining"))
 
     def laws_info(self) -> dict:
         """The law menu: each law's name and what it can plan."""
@@ -76,6 +81,32 @@ class Planner:
     def update(self, query: PlanQuery) -> dict:
         """The plan for the controls, its text and command, and its figures' data; or the messages
         for the controls that are wrong. `elapsed_ms` is the server's time for it."""
+        return self._remembered(("plan", query), lambda: self._update(query))
+
+    def compute_curve(self, query: PlanQuery, student_params: float) -> dict:
+        """Student loss against budget (C/100 to 100 C) for one student size, distilled in the
+        query's scenario (or from its teacher) and trained alone, with intervals; and the budgets
+        where the verdict flips."""
+        return self._remembered(("curve", query, student_params),
+                                lambda: self._compute_curve(query, student_params))
+
+    def _remembered(self, key: tuple, answer) -> dict:
+        """The answer for `key`, computed once: the same controls give the same plan, so the
+        REMEMBERED most recent answers are kept (marked `remembered`, with the time to find them)."""
+        start = time.perf_counter()
+        with self._lock:
+            found = self._answers.get(key)
+            if found is not None:
+                self._answers.move_to_end(key)
+                return {**found, "elapsed_ms": _ms(start), "remembered": True}
+        found = answer()
+        with self._lock:
+            self._answers[key] = found
+            while len(self._answers) > REMEMBERED:
+                self._answers.popitem(last=False)
+        return found
+
+    def _update(self, query: PlanQuery) -> dict:
         start = time.perf_counter()
         try:
             result = self.plan(query)
@@ -112,10 +143,7 @@ class Planner:
                       scenario=query.scenario, teacher=teacher)
         return replace(result, law_spec=query.law)  # a file's path, so the command reloads it
 
-    def compute_curve(self, query: PlanQuery, student_params: float) -> dict:
-        """Student loss against budget (C/100 to 100 C) for one student size, distilled in the
-        query's scenario (or from its teacher) and trained alone, with intervals; and the budgets
-        where the verdict flips."""
+    def _compute_curve(self, query: PlanQuery, student_params: float) -> dict:
         start = time.perf_counter()
         try:
             result = self.plan(replace(query, student=str(student_params)))
