@@ -172,6 +172,17 @@ def test_a_corrupted_sampled_shard_is_refused_then_rebuilt(cli, tmp_path, cache,
     assert shard.read_bytes() == (cache / "shard-00002.bin").read_bytes()
 
 
+def test_a_partial_write_left_by_a_killed_run_is_cleared_on_resume(cli, tmp_path, cache, teacher):
+    """kill -9 inside an atomic write leaves its temporary file (found by the test below)."""
+    copy = shutil.copytree(cache, tmp_path / "cache")
+    (copy / "cache.json").unlink()
+    (copy / "shard-00001.bin").unlink()
+    (copy / ".tmp-k9x2").write_bytes(b"half a shard")
+    assert cli("cache-logits", "--teacher", teacher, "--out", copy, *CACHE)[0] == 0
+    assert not list(copy.glob(".tmp-*"))
+    assert (copy / "shard-00001.bin").read_bytes() == (cache / "shard-00001.bin").read_bytes()
+
+
 @pytest.mark.slow
 def test_cache_logits_resumes_after_kill_9_to_the_uninterrupted_cache(tmp_path, cache, teacher):
     """A real SIGKILL of the `cache-logits` process after its first shard, then the same command."""

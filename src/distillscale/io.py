@@ -23,12 +23,16 @@ from distillscale.errors import UserError
 NAME_MAX = 255
 
 
+# Names of atomic_write's temporary files; one left behind by a killed process is a partial write.
+TEMP_PREFIX = ".tmp-"
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call `write(tmp_path)` then atomically move tmp_path to `path` (fsynced)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A short name: the output's own name may already be as long as the file system allows.
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write, atomic_write_json
+from distillscale.io import TEMP_PREFIX, atomic_write, atomic_write_json
 from distillscale.training.logit_cache.encoding import (
     Encoding,
     SampledEncoding,
@@ -81,7 +81,7 @@ class CacheDirectory:
 
     def _own_files(self) -> list[Path]:
         return [p for p in self.path.iterdir()
-                if p.name in (MANIFEST_FILE, TOKENIZER_FILE) or p.name.startswith(("shard-", ".shard-"))]
+                if p.name in (MANIFEST_FILE, TOKENIZER_FILE) or p.name.startswith(("shard-", TEMP_PREFIX))]
 
     def check_usable(self) -> None:
         """Refuse a path that is a file, or a directory holding anything but a logit cache."""
@@ -97,6 +97,8 @@ class CacheDirectory:
         self.check_usable()
         if not self.path.is_dir():
             return
+        for partial in self.path.glob(f"{TEMP_PREFIX}*"):  # a write cut short by a killed run
+            partial.unlink()
         found = {_read_json(p).get("identity_hash") for p in self.path.glob("*.json")
                  if p.name != TOKENIZER_FILE}
         if found <= {identity_hash}:
