@@ -73,6 +73,8 @@ def test_plan_supervised_answers_the_chinchilla_question():
      "raise --compute or choose a smaller student"),
     (dict(compute=1e21, scenario="cheap"), "unknown scenario 'cheap' for scenario",
      "unknown scenario 'cheap' for --scenario"),
+    (dict(compute=1e21, flops="exact"), "unknown FLOP method 'exact' for flops",
+     "unknown FLOP method 'exact' for --flops"),
     (dict(compute=1e21, student_params=5e8, teacher=ds.ExistingTeacher(params=7e9)),
      "give exactly one of teacher.tokens or teacher.loss with teacher.params",
      "give exactly one of --teacher-tokens or --teacher-loss with --teacher-params"),

@@ -119,7 +119,7 @@ def test_api_names_the_control_of_a_bad_value_and_answers_with_the_cli_plan(cli)
     response = planner.update(query)
     assert response["ok"] and response["plan"] == _cli_json(
         cli, "--compute", "1e21", "--student-params", "546M", "--scenario", "best-case")
-    u_curve = response["u_curve"]
+    fresh, u_curve = response, response["u_curve"]
     assert min(u_curve["student_loss"]) == pytest.approx(u_curve["optimal_student_loss"], abs=1e-3)
     assert response["cli"] == "distillscale plan --law busbridge2025 --compute 1e+21 --student-params " \
                               "5.46e+08 --scenario best-case"
@@ -129,6 +129,8 @@ def test_api_names_the_control_of_a_bad_value_and_answers_with_the_cli_plan(cli)
                             (dict(scenario="free"), "scenario"), (dict(law="mine.json"), "law")):
         response = planner.update(PlanQuery(**{**vars(query), **change}))
         assert not response["ok"] and list(response["errors"]) == [control], change
+    again = planner.update(query)  # the same controls: the remembered answer
+    assert again["remembered"] and again["plan"] == fresh["plan"] and "remembered" not in fresh
     curve = planner.compute_curve(query, 546e6)
     assert len(curve["budgets"]) == len(curve["distilled"]) == 17
     # distillation wins at small budgets for a 546M student in the best case and loses at large ones

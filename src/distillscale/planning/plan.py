@@ -341,6 +341,9 @@ def _positive(param: str, value: float | None) -> float | None:
 
 def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,
                    aspect_ratio: float | None) -> ForwardFlops:
+    if method not in ForwardFlops.METHODS:
+        raise ParameterError("flops", f"unknown FLOP method {method!r} for {{}}: use one of "
+                                      f"{', '.join(ForwardFlops.METHODS)}")
     settings = laws.compute
     return ForwardFlops(method, n_ctx or settings.n_ctx, vocab_size or settings.n_vocab,
                         aspect_ratio or settings.aspect_ratio)
