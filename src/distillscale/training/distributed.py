@@ -86,10 +86,12 @@ def init_distributed(device_choice: str) -> Distributed:
 
 
 class HiddenStates(nn.Module):
-    """`model.hidden_states` as a module's forward, so DDP (and torch.compile) can wrap the trunk.
+    """`model.hidden_states` as a module's forward, so DDP, FSDP (and torch.compile) can wrap the trunk,
+    with the model's `head` beside it: what objectives, `evaluate` and teachers call.
 
-    The loss then applies `model.head` chunk by chunk outside this forward; the head's gradients
-    still reach DDP's reducer because every parameter gets its gradient in the same backward.
+    The loss then applies `head` chunk by chunk outside this forward; under DDP the head's gradients
+    still reach the reducer because every parameter gets its gradient in the same backward; under FSDP
+    see parallel.py.
     """
 
     def __init__(self, model: nn.Module):
@@ -98,6 +100,12 @@ class HiddenStates(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model.hidden_states(idx)
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        return self(idx)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.model.head(h)
 
 
 class TrainingModel:

@@ -3,7 +3,7 @@
 Under `--parallel fsdp` every block of the model is its own FSDP unit: its parameters, gradients and
 AdamW moments live 1/world_size on each rank, and a block's full weights exist only while it runs
 (all-gathered before, freed after its forward and again after its backward). The root unit is a
-`Trunk` around the whole model and holds what is left: embedding, final norm and output head.
+`HiddenStates` module around the whole model and holds what is left: embedding, final norm and output head.
 
 Why a root around the model rather than the model itself: objectives call `hidden_states(idx)` and
 then apply `head` chunk by chunk *outside* any forward (the chunked KD loss). FSDP gathers parameters
@@ -21,25 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distillscale.training.distributed import Distributed
-
-
-class Trunk(nn.Module):
-    """`model.hidden_states` as the forward of a module that owns the model (FSDP's root unit), and the
-    model's `head`: what `evaluate`, objectives and teachers call."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.model.hidden_states(idx)
-
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        return self(idx)
-
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.model.head(h)
+from distillscale.training.distributed import Distributed, HiddenStates
 
 
 def blocks_of(model: nn.Module) -> nn.ModuleList:
@@ -51,9 +33,9 @@ def blocks_of(model: nn.Module) -> nn.ModuleList:
     return max(lists, key=lambda blocks: sum(p.numel() for p in blocks.parameters()))
 
 
-def shard(model: nn.Module, group: Distributed, *, bf16: bool = False, activation_checkpointing: bool = False,
-          reshard_after_forward: bool = True) -> Trunk:
-    """Wrap `model` in a `Trunk` and shard it over the ranks of `group`, one FSDP unit per block.
+def shard(model: nn.Module, group: Distributed, *, bf16: bool = False,
+          activation_checkpointing: bool = False) -> HiddenStates:
+    """Wrap `model` in `HiddenStates` and shard it over the ranks of `group`, one FSDP unit per block.
 
     Every rank must hold the same initial weights (same seed), as for DDP. `bf16` (CUDA only): blocks
     compute in bf16 with fp32 gradient reduction and fp32 master weights and optimizer state.
@@ -61,7 +43,7 @@ def shard(model: nn.Module, group: Distributed, *, bf16: bool = False, activatio
     """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    trunk = Trunk(model)
+    trunk = HiddenStates(model)
     blocks = blocks_of(model)
     if activation_checkpointing:
         from torch.distributed._composable import checkpoint
@@ -74,7 +56,7 @@ def shard(model: nn.Module, group: Distributed, *, bf16: bool = False, activatio
     if bf16 and group.device.type == "cuda":  # bf16 reductions on gloo/CPU are neither needed nor exact
         options["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     for block in blocks:
-        fully_shard(block, reshard_after_forward=reshard_after_forward, **options)
+        fully_shard(block, **options)
     fully_shard(trunk, **options)
     return trunk
 
@@ -102,7 +84,7 @@ def full_tensor(value: torch.Tensor) -> torch.Tensor:
     return value.full_tensor() if isinstance(value, DTensor) else value
 
 
-class ShardedTeacher(Trunk):
+class ShardedTeacher(HiddenStates):
     """A frozen teacher sharded block by block over the ranks (inference only: no gradients, no
     optimizer state), seen through the teacher interface: `hidden_states`, `head`, `info`."""
 
