@@ -163,3 +163,12 @@ def test_cross_tokenizer_distillation_beats_a_supervised_student_on_the_same_tok
     print("cross-tokenizer vs supervised val loss per seed:", losses)
     assert all(d < s for d, s in losses), losses
     assert np.mean([s - d for d, s in losses]) > 0.05
+
+
+@pytest.mark.slow
+def test_a_sharded_teacher_of_another_tokenizer_is_refused_before_any_work(cli, tmp_path, hf_teacher,
+                                                                           student_tokenizer):
+    code, _, err = cli("distill", "--teacher", hf_teacher, "--tokenizer", student_tokenizer, "--out",
+                       tmp_path / "student", *STUDENT, *COMMON, "--parallel", "fsdp", "--teacher-parallel", "shard")
+    assert code == 2 and "--teacher-parallel replicate" in err, err
+    assert not (tmp_path / "student").exists()

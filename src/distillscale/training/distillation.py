@@ -19,6 +19,7 @@ import torch
 from distillscale.console import warn
 from distillscale.data.prepare import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
+from distillscale.errors import UserError
 from distillscale.model import ModelConfig
 from distillscale.training.config import DistillConfig
 from distillscale.training.cross_tokenizer import (
@@ -89,6 +90,10 @@ def distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source, other_tokenizer=True)
     if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, config.tokenizer):
+        if config.parallel == "fsdp" and config.teacher_parallel == "shard":
+            raise UserError("--teacher-parallel shard is not available for a teacher with another tokenizer "
+                            "(cross-tokenizer distillation has not been tested sharded): use "
+                            "--teacher-parallel replicate")
         return train(config, progress, make_objective=partial(_make_cross_tokenizer_objective, config, source))
     return train(config, progress, make_objective=partial(_make_objective, config, source))
 
