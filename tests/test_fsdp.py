@@ -147,7 +147,8 @@ def test_a_2_rank_run_killed_mid_run_resumes_on_1_rank_to_the_same_loss(referenc
     run = reference.parent / "killed-2-resumed-1"
     step = kill_after_first_checkpoint("train", "--out", str(run), *ARGS, "--parallel", "fsdp", run=run, ranks=2)
     assert 0 < step < 20
-    launch("train", "--out", str(run), *ARGS, "--parallel", "fsdp", ranks=1)
+    # Activation checkpointing changes memory, not results: a resume may switch it on.
+    launch("train", "--out", str(run), *ARGS, "--parallel", "fsdp", "--activation-checkpointing", ranks=1)
     assert_same_training(run, reference)
 
 
@@ -156,7 +157,7 @@ def test_a_1_rank_run_killed_mid_run_resumes_on_2_ranks_to_the_same_loss(referen
     run = reference.parent / "killed-1-resumed-2"
     step = kill_after_first_checkpoint("train", "--out", str(run), *ARGS, "--parallel", "fsdp", run=run, ranks=1)
     assert 0 < step < 20
-    launch("train", "--out", str(run), *ARGS, "--parallel", "fsdp", ranks=2)
+    launch("train", "--out", str(run), *ARGS, "--parallel", "fsdp", "--activation-checkpointing", ranks=2)
     assert_same_training(run, reference)
     assert result(run)["world_size"] == 2
 
@@ -256,3 +257,23 @@ def test_the_sbatch_example_launches_torchrun_per_node(reference, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert result(run)["world_size"] == 2
     assert_same_training(run, reference)
+
+
+def test_activation_checkpointing_recomputes_each_block_in_the_backward_pass():
+    from distillscale.model import ModelConfig, Transformer
+    from distillscale.training.distributed import Distributed
+    from distillscale.training.parallel import shard
+
+    def block_forwards(checkpointing: bool) -> tuple[int, torch.Tensor]:
+        torch.manual_seed(0)
+        model = Transformer(ModelConfig(n_layers=2, aspect_ratio=32, head_dim=32, vocab_size=64, max_seq_len=8))
+        trunk = shard(model, Distributed(), activation_checkpointing=checkpointing)
+        calls = []
+        model.blocks[0].ffn.register_forward_pre_hook(lambda *_: calls.append(1))  # recomputation may stop early
+        idx = torch.arange(8).unsqueeze(0)
+        trunk.head(trunk.hidden_states(idx)).square().mean().backward()
+        return len(calls), model.embed.weight.grad
+
+    (plain, plain_grad), (checkpointed, checkpointed_grad) = block_forwards(False), block_forwards(True)
+    assert (plain, checkpointed) == (1, 2)
+    torch.testing.assert_close(checkpointed_grad, plain_grad)
