@@ -1,7 +1,9 @@
 """Devices and data-parallel training under `torchrun`.
 
 One process per device. `torchrun` sets RANK / WORLD_SIZE / LOCAL_RANK; without them the run is a
-single process. The backend is NCCL on CUDA and gloo on CPU. Rank 0 alone writes files.
+single process. The backend is NCCL on CUDA and gloo on CPU. Rank 0 alone writes files (but under
+`--parallel fsdp` every rank writes its checkpoint shards: sharded_checkpoint.py). `TrainingModel`
+wraps the model for DDP (the default) or shards it with FSDP (parallel.py).
 """
 
 from __future__ import annotations
