@@ -277,3 +277,10 @@ def test_activation_checkpointing_recomputes_each_block_in_the_backward_pass():
     (plain, plain_grad), (checkpointed, checkpointed_grad) = block_forwards(False), block_forwards(True)
     assert (plain, checkpointed) == (1, 2)
     torch.testing.assert_close(checkpointed_grad, plain_grad)
+
+
+def test_a_sharded_teacher_needs_fsdp(cli, tmp_path):
+    code, _, err = cli("distill", "--teacher", tmp_path, "--out", tmp_path / "run", *ARGS[:6],
+                       "--teacher-parallel", "shard")
+    assert code == 2
+    assert "needs parallel fsdp: add --parallel fsdp" in err

@@ -347,6 +347,9 @@ class DistillConfig(DistillSettings, TeacherSettings, TrainConfig):
                              "--teacher-cache (a `distillscale cache-logits` directory)")
         if self.teacher is not None and self.teacher_cache is not None:
             raise ValueError("give --teacher or --teacher-cache, not both: the cache replaces the teacher")
+        if self.teacher_parallel == "shard" and self.parallel != "fsdp":
+            raise ValueError("teacher_parallel shard needs parallel fsdp: add --parallel fsdp, or leave out "
+                             "--teacher-parallel to keep a whole teacher on every rank")
         return self
 
     def loss_config(self) -> DistillationLossConfig:
