@@ -4,7 +4,8 @@
     model.safetensors  weights at the last checkpoint, with model_config.json (save_pretrained)
     tokenizer.json     the tokenizer the data was encoded with
     state/checkpoint.pt  resumable state: weights, optimizer, scheduler, step, RNG (one atomic file)
-    state/sharded/     instead, under --parallel fsdp: the same state as per-rank shards (sharded_checkpoint.py)
+    state/sharded/     instead, under --parallel fsdp: the same state as per-rank shards (sharded_checkpoint.py);
+                       model.safetensors is then written once, gathered, at the end
     state/initial_weights.safetensors  the initial weights w_0 of the logged ||w_t - w_0||
     state/branch-<step>.pt  a WSD run's state where a fork of it starts its cooldown (see fork.py)
     metrics.jsonl      one JSON object per logged step
