@@ -18,7 +18,6 @@ Usage: python bench/distill_overhead.py [--seq-len 256] [--batch-size 8] [--voca
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
 

@@ -5,9 +5,13 @@ The Python API (each name is imported on first use, so `import distillscale` loa
     import distillscale as ds
     laws = ds.load_laws("busbridge2025")                 # a preset, or a law file saved by fit
     laws.supervised.prediction(546e6, 10.92e9)           # loss (nats/token) with its interval
-    fit = ds.fit_supervised(N, D, loss)                  # form chosen by extrapolation backtest
-    fit.law, fit.chosen, fit.candidates, fit.backtest, fit.extrapolation_error
-    fit = ds.fit_distillation(N_S, D_S, L_T, L_S, student_law)
+    fit = ds.fit_supervised(runs, params="N", tokens="D", loss="loss")   # a DataFrame, or arrays
+    fit.law, fit.chosen, fit.candidates, fit.backtest, fit.extrapolation_error, fit.save("law.json")
+    students = ds.fit_distillation(runs, student_law=fit.law)           # teacher_loss= column too
+    ds.plan(laws, student_params=546e6, compute=1e21), ds.plan_supervised(fit.law, compute=1e21)
+    ds.train(ds.TrainConfig(out="runs/a", n_layers=2, tokens="2M"))    # -> RunResult
+
+The README's "Python API" section runs as a test (tests/test_readme.py).
 """
 
 from distillscale.lazy import lazy_exports
