@@ -19,7 +19,7 @@ from types import NoneType, UnionType
 from typing import Any, Callable, ClassVar, Literal, Union, get_args, get_origin
 
 import typer
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -79,7 +79,7 @@ def _flag_type(field: FieldInfo) -> type:
     annotation = field.annotation
     if get_origin(annotation) in (Union, UnionType):
         annotation = next(arg for arg in get_args(annotation) if arg is not NoneType)
-    if field.metadata and any(type(item).__name__ == "BeforeValidator" for item in field.metadata):
+    if any(isinstance(item, BeforeValidator) for item in field.metadata):
         return str
     if annotation in (bool, int, float, Path):
         return annotation
