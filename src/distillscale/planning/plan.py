@@ -31,6 +31,7 @@ from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
+from distillscale.planning.render import plan_text
 from distillscale.units import format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -155,8 +156,6 @@ class Plan:
 
     def as_text(self, width: int = 100) -> str:
         """The tables and notes `distillscale plan` prints, as plain text (warnings first)."""
-        from distillscale.planning.render import plan_text
-
         return plan_text(self, width)
 
     def as_cli_command(self, json_output: bool = False) -> str:

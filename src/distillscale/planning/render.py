@@ -4,14 +4,17 @@ renderables for the terminal and as plain text (`Plan.as_text`, the planner page
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from distillscale.planning.plan import Plan
 from distillscale.planning.solver import DistillationPlan, StudentSweep, SupervisedPlan
 from distillscale.planning.teacher import TeacherRanking
 from distillscale.units import format_quantity
+
+if TYPE_CHECKING:  # Plan renders itself through this module: a runtime import would be a cycle
+    from distillscale.planning.plan import Plan
 
 # What sets each limit of a sweep's student sizes, and the option that moves it.
 SIZE_LIMITS = {
