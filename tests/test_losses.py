@@ -119,7 +119,7 @@ def test_kd_is_zero_when_the_student_matches_the_teacher(logits, kind):
 
 
 def test_forward_kl_is_the_papers_soft_cross_entropy_minus_teacher_entropy(logits):
-    """science.md 5: L_KD = -sum p_T log p_S; reported as a KL, with the same gradient."""
+    """docs/science.md 5: L_KD = -sum p_T log p_S; reported as a KL, with the same gradient."""
     student, teacher, targets = logits
     config = DistillationLossConfig(z_loss_weight=0.0, chunk_size=None)
     kl = distillation_loss(student, identity, teacher, identity, targets, config).loss

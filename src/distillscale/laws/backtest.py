@@ -1,6 +1,6 @@
 """Extrapolation backtests: how well does a law fitted on smaller runs predict larger ones?
 
-Rolling origin by scale (science.md §8): order the runs by a scale (model size; for distilled
+Rolling origin by scale (docs/science.md §8): order the runs by a scale (model size; for distilled
 students, teacher strength), fit on every run up to a cut, predict every run beyond it, for each cut
 that leaves enough runs to fit. Each held-out run gives a signed relative error at a *distance*,
 its scale over the largest fitted scale; the summary is the error per distance band (1-2x, 2-4x,

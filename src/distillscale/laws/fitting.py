@@ -1,5 +1,5 @@
 """Fitting scaling laws to runs: multi-start L-BFGS on a summed Huber loss of log-residuals, with
-bootstrap intervals and diagnostics (science.md §4).
+bootstrap intervals and diagnostics (docs/science.md §4).
 
     fitter = SupervisedLawFitter(form="chinchilla", huber_delta=1e-3, bootstrap=1000).fit(N, D, loss)
     fitter.law_              # SupervisedLaw, with its FitRecord (`laws.record`) in `law_.fit`

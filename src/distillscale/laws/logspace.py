@@ -1,5 +1,5 @@
 """The laws as the fitter sees them: log-space parameters, their start grids and bounds, and the
-batched log-loss in torch (science.md §4).
+batched log-loss in torch (docs/science.md §4).
 
     supervised:   log L = LSE(e, gamma * LSE(a - alpha log N, b - beta log D)),  E = exp(e), ...
     distillation: log L_S = LSE(log L_T, z),
@@ -254,7 +254,7 @@ DISTILLATION = LogSpaceForm(
     _distillation_forward, _distillation_coefficients)
 
 # Tied exponents (alpha = beta): one exponent for both terms, a common and more stable form for
-# few or over-trained runs (science.md §8).
+# few or over-trained runs (docs/science.md §8).
 TIED = CHINCHILLA.constrained("tied", tied={"beta": "alpha"})
 
 SUPERVISED_FORMS = {"chinchilla": CHINCHILLA, "tied": TIED, "busbridge": BUSBRIDGE}

@@ -37,7 +37,7 @@ def lever(distance, span) -> np.ndarray:
 
 
 # The 90% half-width used when no backtest is possible: Choshen et al. 2024 (485 models) report
-# about 4% absolute relative error as typical when extrapolating scaling laws (science.md §8).
+# about 4% absolute relative error as typical when extrapolating scaling laws (docs/science.md §8).
 LITERATURE_Q = 0.04
 
 # A fit over less than this many doublings of scale (e.g. teacher strengths 1 / L_T, a few percent

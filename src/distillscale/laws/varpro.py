@@ -1,5 +1,5 @@
 """Variable projection for the gamma = 1 forms (Chinchilla, tied exponents): starts for the fitter
-that cover every exponent pair (science.md §8).
+that cover every exponent pair (docs/science.md §4).
 
 For fixed exponents (alpha, beta), L = E + A x + B y with x = N^-alpha, y = D^-beta is linear in
 (E, A, B) >= 0. Weighting each run by 1/L makes the squared residual the squared relative error,

@@ -1,6 +1,6 @@
 """The size and shape of one model of the family, with its exact parameter and FLOP counts.
 
-Sizes come from a ladder (Busbridge et al. 2025, science.md §5): the depth `n_layers` and the
+Sizes come from a ladder (Busbridge et al. 2025, docs/science.md §5): the depth `n_layers` and the
 aspect ratio fix the width, d_model = aspect_ratio * n_layers; the head size is fixed, so
 n_heads = d_model / head_dim. The gated FFN has 8/3 * d_model hidden units, rounded UP to a
 multiple of 64 (the width matmul kernels tile well), so every layer holds about 12 d_model^2 weights.

@@ -1,4 +1,4 @@
-"""Large-batch training regime (Hoffer, Hubara & Soudry 2017; science.md §7): square-root learning-rate
+"""Large-batch training regime (Hoffer, Hubara & Soudry 2017; docs/science.md §7): square-root learning-rate
 scaling, Ghost Batch Normalization, regime adaptation, and the weight-distance diagnostic.
 
 Names are imported on first use, so the CLI does not load torch at start-up.

@@ -1,4 +1,4 @@
-"""Ghost Batch Normalization (Hoffer, Hubara & Soudry 2017; science.md §7).
+"""Ghost Batch Normalization (Hoffer, Hubara & Soudry 2017; docs/science.md §7).
 
 In training, a large batch is split into consecutive "ghost" batches of `ghost_batch_size` samples;
 each is normalised with its own mean and variance, as if the model were trained with small batches,

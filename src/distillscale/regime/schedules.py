@@ -1,4 +1,4 @@
-"""Learning-rate scaling and regime adaptation for large batches (Hoffer et al. 2017; science.md §7).
+"""Learning-rate scaling and regime adaptation for large batches (Hoffer et al. 2017; docs/science.md §7).
 
 Both functions compare a run at `batch_size` with a reference run at `reference_batch_size`, the
 (small) batch size for which the learning rate and the schedule were tuned.

@@ -1,4 +1,4 @@
-"""Distance of the weights from their initial values, ||w_t - w_0|| (Hoffer et al. 2017, science.md §7).
+"""Distance of the weights from their initial values, ||w_t - w_0|| (Hoffer et al. 2017, docs/science.md §7).
 
 Hoffer et al. observed that in the high-learning-rate phase this distance grows like the logarithm of
 the number of updates, whatever the batch size: a large-batch run that makes fewer updates ends

@@ -10,7 +10,7 @@
     [distill]   kd, temperature, kd_weight, top_k; supervised_baselines = true; teach_from = "all"
                 (every teacher run teaches every student) or "longest" (each teacher size's longest run)
 
-Busbridge et al.'s three protocols (science.md §5) are the three combinations of fixed-M and IsoFLOP ladders
+Busbridge et al.'s three protocols (docs/science.md §5) are the three combinations of fixed-M and IsoFLOP ladders
 that include a fixed-M side: fixed-M teachers x student IsoFLOP profiles, IsoFLOP teachers x fixed-M students,
 and fixed-M x fixed-M. Every student is distilled from every teacher.
 

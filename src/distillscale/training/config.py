@@ -3,14 +3,14 @@
 Every key of the TOML file is a flag name (`n_layers` or `n-layers`); flags given on the command line
 override the file. Invalid values and unknown keys become a one-line `UserError` naming the key.
 
-Large batches (Hoffer et al. 2017, science.md §7): `reference_batch_size` is the global batch size at
+Large batches (Hoffer et al. 2017, docs/science.md §7): `reference_batch_size` is the global batch size at
 which `lr` and the schedule were tuned. Given it, the peak learning rate is scaled to this run's global
 batch by `lr_scaling` (sqrt by default). With `regime_adaptation` the run keeps the reference run's
 schedule in optimizer updates: as many steps (and warmup steps) as the reference batch size would take
 for the token budget, so at a larger batch it trains on B / B_ref times the budget (result.json
 records both the budget and the tokens actually seen).
 
-Warmup-stable-decay (Hägele et al. 2024, science.md §8): `schedule = "wsd"` holds the peak rate after
+Warmup-stable-decay (Hägele et al. 2024, docs/science.md §8): `schedule = "wsd"` holds the peak rate after
 warmup and cools down over the last `cooldown_fraction` of the steps (linear or 1-sqrt). Runs of one
 model that differ only in length then share everything before their cooldown, so a run can be a
 *fork*: `fork_from` names the run (its parent) whose stable phase it continues from its cooldown start.

@@ -2,7 +2,7 @@
 
 The student trains on the half of the corpus its teacher did not see ("student" for a teacher
 trained on "teacher", as `train` does by default; "student" for Hugging Face teachers), with the
-teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z Z (science.md §5)
+teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z Z (docs/science.md §5)
 through the chunked `distillation_loss`. Everything else (optimizer, schedule, resume, DDP,
 metrics, divergence) is the supervised recipe's. result.json adds the teacher (its validation loss
 on the same split, its size), the KD settings, and the teacher's forward FLOPs in `flops`; the

@@ -26,7 +26,7 @@ class Objective(Protocol):
 
 
 class SupervisedObjective:
-    """Next-token cross-entropy against the data, with an optional z-loss (science.md §5)."""
+    """Next-token cross-entropy against the data, with an optional z-loss (docs/science.md §5)."""
 
     extra_flops_per_token = 0
 

@@ -1,6 +1,6 @@
 """Optimizer and learning-rate schedule: AdamW over the model's muP parameter groups, linear warmup then
-cosine decay to a floor (Busbridge et al. 2025, science.md §5), or warmup-stable-decay (Hägele et al.
-2024, science.md §8)."""
+cosine decay to a floor (Busbridge et al. 2025, docs/science.md §5), or warmup-stable-decay (Hägele et al.
+2024, docs/science.md §8)."""
 
 from __future__ import annotations
 
