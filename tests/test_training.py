@@ -213,3 +213,23 @@ def test_gradient_accumulation_equals_one_large_batch():
     assert accumulated.grad_norm == pytest.approx(whole.grad_norm, rel=1e-5)
     for name, tensor in whole_weights.items():
         torch.testing.assert_close(accumulated_weights[name], tensor, atol=1e-6, rtol=1e-5)
+
+
+def test_only_rank_zero_reports_a_finished_run(monkeypatch, capsys):
+    """train and distill finish through one `report`: under torchrun rank 0 alone prints, every rank
+    returns the run's status."""
+    from types import SimpleNamespace
+
+    from distillscale.training.commands import report
+
+    printed = []
+    done = SimpleNamespace(completed=True, to_json=lambda: {"val_loss": 1.0})
+    for rank, expected in (("1", []), ("0", [done])):
+        monkeypatch.setenv("RANK", rank)
+        assert report(done, False, printed.append) == 0
+        assert printed == expected
+        printed.clear()
+    monkeypatch.setenv("RANK", "1")
+    assert report(done, True, printed.append) == 0 and capsys.readouterr().out == ""
+    monkeypatch.setenv("RANK", "0")
+    assert report(done, True, printed.append) == 0 and '"val_loss": 1.0' in capsys.readouterr().out

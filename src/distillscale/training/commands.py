@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -28,17 +29,22 @@ def train_command(config: Path = CONFIG_OPTION,
     from distillscale.training.config import load_train_config
     from distillscale.training.recipe import train
 
-    result = train(load_train_config(config, settings))
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
-        return 0 if result.completed else 1
-    if as_json:
-        print_json(result.to_json())
-    else:
-        _print_summary(result)
-    return exit_status(result)
+    return report(train(load_train_config(config, settings)), as_json, _print_summary)
 
 
 train_command = with_config_options(train_command, TrainConfig)
+
+
+def report(result: RunResult, as_json: bool, print_summary: Callable[[RunResult], None]) -> int:
+    """Print a finished run (result.json, or the summary of a completed run) and return the exit
+    status. Under torchrun rank 0 alone prints; every rank returns the same status."""
+    if os.environ.get("RANK", "0") != "0":
+        return 0 if result.completed else 1
+    if as_json:
+        print_json(result.to_json())
+    elif result.completed:
+        print_summary(result)
+    return exit_status(result)
 
 
 def exit_status(result: RunResult) -> int:
@@ -53,8 +59,6 @@ def exit_status(result: RunResult) -> int:
 
 
 def _print_summary(result: RunResult) -> None:
-    if not result.completed:
-        return
     console.print(
         f"trained {format_quantity(result.non_embedding_params)} non-embedding parameters "
         f"({format_quantity(result.total_params)} total) on {format_quantity(result.tokens)} tokens, "

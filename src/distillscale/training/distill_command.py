@@ -10,9 +10,9 @@ from pathlib import Path
 
 import typer
 
-from distillscale.console import console, print_json
+from distillscale.console import console
 from distillscale.settings import CONFIG_OPTION, with_config_options
-from distillscale.training.commands import exit_status
+from distillscale.training.commands import report
 from distillscale.training.config import TEACHER_FIXED_KEYS, DistillConfig
 from distillscale.training.records import RunResult
 from distillscale.units import format_quantity
@@ -37,12 +37,7 @@ def distill_command(config: Path = CONFIG_OPTION,
     from distillscale.training.config import load_train_config
     from distillscale.training.distillation import distill
 
-    result = distill(load_train_config(config, settings, DistillConfig))
-    if as_json:
-        print_json(result.to_json())
-    elif result.completed:
-        _print_summary(result)
-    return exit_status(result)
+    return report(distill(load_train_config(config, settings, DistillConfig)), as_json, _print_summary)
 
 
 distill_command = with_config_options(distill_command, DistillConfig, leave_out=TEACHER_FIXED_KEYS)
