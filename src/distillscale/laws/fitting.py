@@ -476,11 +476,6 @@ class DistillationLawFitter(_LogLossFitter):
                 for fit in fits]
 
 
-def relative_errors(predicted, observed) -> np.ndarray:
-    """(predicted - observed) / observed, per run."""
-    return np.asarray(predicted, float) / np.asarray(observed, float) - 1.0
-
-
 def _log_tensors(data: dict[str, np.ndarray], loss: np.ndarray) -> dict[str, torch.Tensor]:
     """{"log_n": log N, ..., "log_loss": log L} as float64 tensors: what the log-space forms read."""
     return {"log_" + key: torch.as_tensor(np.log(value), dtype=torch.float64)
