@@ -4,6 +4,7 @@ refused with one line."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +21,13 @@ OLD_RESULT = {
     "teacher": {"path": "runs/t", "kind": "run", "weights_sha256": "ab", "teacher_val_loss": 3.9,
                 "non_embedding_params": 66048, "total_params": 107008, "forward_flops_per_token": 1e5,
                 "flops_method": "run", "flops": 0, "cache": "caches/t"},
-    "teacher_cache": {"path": "caches/t", "top_k": 16}, "distillation": {"kd": "forward-kl"},
+    "teacher_cache": {"path": "caches/t", "identity_hash": "sha256:0011", "targets": "top-k", "tokens": 40960,
+                      "encoding": "top-k", "bytes_per_token": 19.5, "flops": 1.2e10, "flops_method": "exact",
+                      "top_k": 16, "max_log_prob_error": 0.0123},
+    "distillation": {"kd": "forward-kl", "temperature": 1.0, "kd_weight": 0.7, "z_loss_weight": 0.0001,
+                     "top_k": 16, "jsd_beta": 0.5, "chunk_size": 1024},
 }
+OLD_FILES = Path(__file__).parent / "data" / "records"
 
 
 def test_an_old_result_loads_as_version_one_and_round_trips(tmp_path):
@@ -33,6 +39,28 @@ def test_an_old_result_loads_as_version_one_and_round_trips(tmp_path):
     result.save(tmp_path / "again.json")
     assert RunResult.load(tmp_path / "again.json") == result
     assert json.loads((tmp_path / "again.json").read_text()) == OLD_RESULT | {"schema_version": 1}
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in OLD_FILES.glob("result-*.json")))
+def test_checked_in_old_results_load_into_typed_sections(tmp_path, name):
+    """result.json files as earlier versions wrote them: each section loads as its record and is
+    written back as it was (a cache record from before sampled caches gains its `targets`)."""
+    old = json.loads((OLD_FILES / name).read_text())
+    result = RunResult.load(OLD_FILES / name)
+    if "fork" in old:
+        assert result.fork.shared_flops == old["fork"]["shared_flops"] and result.fork.branch_step == 60
+    if "teacher_cache" in old:
+        assert result.teacher_cache.targets == old["teacher_cache"].get("targets", "top-k")
+        assert result.teacher_cache.flops == old["teacher_cache"]["flops"]
+    if "distillation" in old:
+        assert result.distillation.kd_weight == 0.7
+        assert result.distillation.mode == old["distillation"].get("mode")
+    result.save(tmp_path / "again.json")
+    again = json.loads((tmp_path / "again.json").read_text())
+    expected = old | {"schema_version": 1}
+    if "teacher_cache" in old:
+        expected["teacher_cache"] = {"targets": "top-k"} | old["teacher_cache"]
+    assert again == expected
 
 
 @pytest.mark.parametrize("content, message", [

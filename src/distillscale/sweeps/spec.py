@@ -30,7 +30,6 @@ teacher's id) behind a readable prefix, e.g. `t-L3-M20-1a2b3c4d`: the same spec 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import sys
@@ -44,6 +43,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from distillscale.errors import UserError
 from distillscale.model import ModelConfig
 from distillscale.training.config import BOOKKEEPING_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS, TrainConfig
+from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.units import format_quantity, parse_quantity
 
 if sys.version_info >= (3, 11):
@@ -142,12 +142,8 @@ DataSection = _section("DataSection", TrainConfig, DATA_KEYS)
 ModelSection = _section("ModelSection", TrainConfig, {key: key for key in MODEL_KEYS})
 
 
-@functools.cache
-def _distill_section() -> type[BaseModel]:
-    from distillscale.training.losses import DistillationLossConfig  # imports torch: only when needed
-
-    return _section("DistillSection", DistillationLossConfig, {key: key for key in DISTILL_KEYS},
-                    supervised_baselines=(bool, True), teach_from=(Literal["all", "longest"], "all"))
+DistillSection = _section("DistillSection", DistillationLossConfig, {key: key for key in DISTILL_KEYS},
+                          supervised_baselines=(bool, True), teach_from=(Literal["all", "longest"], "all"))
 
 
 class _SpecShape(BaseModel):
@@ -232,7 +228,7 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     model = _validate(ModelSection, shape.model, source, prefix="model.")
     teachers = _validate(Ladder, shape.teachers, source, prefix="teachers.")
     students = None if shape.students is None else _validate(Ladder, shape.students, source, "students.")
-    distill = _validate(_distill_section(), shape.distill, source, prefix="distill.")
+    distill = _validate(DistillSection, shape.distill, source, prefix="distill.")
     if teachers.protocol == "isoflop" and students is not None and students.protocol == "isoflop":
         raise UserError(f"{source}: teachers and students are both IsoFLOP profiles; Busbridge et al.'s "
                         "protocols fix M = D/N on at least one side: give tokens_per_param to one of them")

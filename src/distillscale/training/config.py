@@ -41,6 +41,7 @@ from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.errors import UserError
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, describe_error, sections
+from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.units import parse_quantity
 
 if sys.version_info >= (3, 11):
@@ -292,20 +293,6 @@ class TeacherSettings(Settings):
     teacher: Path | None = Field(None, description="a finished `distillscale train` run directory, or a "
                                                    "local Hugging Face causal-LM directory")
     trust_remote_code: bool = Field(False, description="let a Hugging Face teacher run its own model code")
-
-
-class DistillationLossConfig(BaseModel):
-    """Settings of the distillation objective (defaults as in Busbridge et al. 2025)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kd: Literal["forward-kl", "reverse-kl", "jsd"] = "forward-kl"
-    temperature: float = Field(1.0, gt=0, description="tau; KD is scaled by tau^2")
-    kd_weight: float = Field(1.0, ge=0, le=1, description="lambda; CE gets 1 - lambda")
-    z_loss_weight: float = Field(1e-4, ge=0, description="lambda_z")
-    top_k: int | None = Field(None, ge=1, description="keep the teacher's k most likely tokens")
-    jsd_beta: float = Field(0.5, gt=0, lt=1, description="teacher weight in the JSD mixture")
-    chunk_size: int | None = Field(1024, ge=1, description="tokens per chunk; None = no chunking")
 
 
 _LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once

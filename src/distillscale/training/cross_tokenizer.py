@@ -37,8 +37,10 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from distillscale.training.config import DistillationLossConfig
+from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput
+from distillscale.training.objective import ObjectiveRecord
+from distillscale.training.records import DistillationRecord
 from distillscale.training.teachers import Teacher
 
 MODE = "cross-tokenizer"
@@ -204,22 +206,16 @@ class CrossTokenizerObjective:
         loss = (1 - config.kd_weight) * ce + config.kd_weight * kd + config.z_loss_weight * z_loss
         return LossOutput(loss=loss, ce=ce.detach(), kd=kd.detach(), z_loss=z_loss.detach())
 
-    def result_fields(self, tokens: int) -> dict:
-        info = self.teacher.info
-        return {
-            "teacher": {"path": info.path, "kind": info.kind, "teacher_val_loss": self.teacher_val_loss,
-                        "teacher_val_loss_unit": "the teacher's nats on the student's validation text, per "
-                                                 "student token",
-                        "non_embedding_params": info.non_embedding_params, "total_params": info.total_params,
-                        "forward_flops_per_token": info.forward_flops_per_token,
-                        "flops": info.forward_flops_per_token * tokens, "flops_method": info.flops_method},
-            "distillation": self.loss_config.model_dump() | {
-                "mode": MODE, "uld_weight": self.uld_weight, "note": LAW_NOTE,
-                "shared_tokens": len(self.aligner.shared_student_ids),
-                "student_vocab_size": len(self.aligner.student_pieces),
-                "teacher_vocab_size": len(self.aligner.teacher_pieces),
-                "aligned_fraction": self.aligned / max(1, self.positions)},
-        }
+    def record(self, tokens: int) -> ObjectiveRecord:
+        teacher = self.teacher.info.record(
+            self.teacher_val_loss, tokens,
+            teacher_val_loss_unit="the teacher's nats on the student's validation text, per student token")
+        return ObjectiveRecord(teacher=teacher, distillation=DistillationRecord(
+            **self.loss_config.model_dump(), mode=MODE, uld_weight=self.uld_weight, note=LAW_NOTE,
+            shared_tokens=len(self.aligner.shared_student_ids),
+            student_vocab_size=len(self.aligner.student_pieces),
+            teacher_vocab_size=len(self.aligner.teacher_pieces),
+            aligned_fraction=self.aligned / max(1, self.positions)))
 
 
 @torch.no_grad()

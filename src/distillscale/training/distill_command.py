@@ -54,5 +54,5 @@ def _print_summary(result: RunResult) -> None:
         f"{format_quantity(result.flops)} FLOPs {flops}: student validation loss "
         f"[bold]{result.val_loss:.4f}[/bold] nats/token, "
         f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)
-    if (result.distillation or {}).get("mode") == "cross-tokenizer":
-        console.print(f"mode: cross-tokenizer ({result.distillation['note']})", highlight=False)
+    if result.distillation is not None and result.distillation.mode == "cross-tokenizer":
+        console.print(f"mode: cross-tokenizer ({result.distillation.note})", highlight=False)

@@ -12,7 +12,6 @@ student's `val_loss` stays the cross-entropy against the data, as the distillati
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 import torch
 
@@ -30,13 +29,12 @@ from distillscale.training.cross_tokenizer import (
 from distillscale.training.distributed import Distributed
 from distillscale.training.evaluation import evaluate
 from distillscale.training.logit_cache.distill import distill_from_cache
-from distillscale.training.losses import (
-    DistillationLossConfig,
-    LossOutput,
-    distillation_loss,
-)
+from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.losses import LossOutput, distillation_loss
+from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.parallel import shard_teacher
 from distillscale.training.recipe import FLOPS_METHOD, train
+from distillscale.training.records import DistillationRecord, RunResult
 from distillscale.training.teachers import (
     Teacher,
     TeacherSource,
@@ -67,23 +65,18 @@ class DistillationObjective:
         return distillation_loss(student_hidden.flatten(0, 1), model.head, teacher_hidden.flatten(0, 1),
                                  self.teacher.head, targets.flatten(), self.loss_config)
 
-    def result_fields(self, tokens: int) -> dict[str, Any]:
-        info = self.teacher.info
-        return {
-            "teacher": {"path": info.path, "kind": info.kind, "teacher_val_loss": self.teacher_val_loss,
-                        "non_embedding_params": info.non_embedding_params, "total_params": info.total_params,
-                        "forward_flops_per_token": info.forward_flops_per_token,
-                        "flops": info.forward_flops_per_token * tokens, "flops_method": info.flops_method},
-            "distillation": self.loss_config.model_dump(),
-            "flops_method": f"{FLOPS_METHOD}; plus the teacher's forward pass on every training token, "
-                            f"teacher.forward_flops_per_token x tokens",
-        }
+    def record(self, tokens: int) -> ObjectiveRecord:
+        return ObjectiveRecord(
+            teacher=self.teacher.info.record(self.teacher_val_loss, tokens),
+            distillation=DistillationRecord(**self.loss_config.model_dump()),
+            flops_method=f"{FLOPS_METHOD}; plus the teacher's forward pass on every training token, "
+                         f"teacher.forward_flops_per_token x tokens")
 
 
-def distill(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
+def distill(config: DistillConfig, progress: bool = True) -> RunResult:
     """Distil the teacher of `config` into a new student, resuming an interrupted run.
 
-    Returns the content of result.json (status "completed" or "diverged", as for `train`).
+    Returns the run's result.json record (status "completed" or "diverged", as for `train`).
     """
     if config.teacher_cache is not None:
         return distill_from_cache(config, progress)

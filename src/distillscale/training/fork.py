@@ -16,7 +16,7 @@ from typing import Any
 
 from distillscale.errors import UserError
 from distillscale.training.config import TrainConfig
-from distillscale.training.records import RunPlan
+from distillscale.training.records import ForkRecord, RunPlan
 from distillscale.training.run_dir import RunDirectory
 
 # Settings a fork may not share with its parent: its length, and the fork links themselves.
@@ -33,11 +33,11 @@ class Branch:
     def state(self) -> dict[str, Any]:
         return self.parent.load_branch(self.step)
 
-    def record(self, tokens_per_step: int, flops_per_token: float) -> dict[str, Any]:
+    def record(self, tokens_per_step: int, flops_per_token: float) -> ForkRecord:
         """result.json's `fork`: the parent, and the tokens and FLOPs the fork did not spend itself."""
         shared_tokens = self.step * tokens_per_step
-        return {"parent": str(self.parent.path), "branch_step": self.step, "shared_tokens": shared_tokens,
-                "shared_flops": flops_per_token * shared_tokens}
+        return ForkRecord(parent=str(self.parent.path), branch_step=self.step, shared_tokens=shared_tokens,
+                          shared_flops=flops_per_token * shared_tokens)
 
 
 def find_branch(config: TrainConfig, plan: RunPlan, tokens: float) -> Branch | None:

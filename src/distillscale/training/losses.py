@@ -54,7 +54,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from distillscale.training.config import DistillationLossConfig
+from distillscale.training.kd_settings import DistillationLossConfig
 
 IGNORE_INDEX = -100
 

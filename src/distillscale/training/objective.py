@@ -7,11 +7,24 @@ DDP, metrics), so a distillation objective that also holds a teacher drops in un
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from distillscale.training.losses import LossOutput, cross_entropy_loss
+from distillscale.training.records import CacheRecord, DistillationRecord, TeacherRecord
+
+
+@dataclass(frozen=True)
+class ObjectiveRecord:
+    """What an objective adds to result.json after a run: its teacher, KD settings and logit cache
+    (None for supervised training), and how its FLOPs were counted when a teacher adds to them."""
+
+    teacher: TeacherRecord | None = None
+    distillation: DistillationRecord | None = None
+    teacher_cache: CacheRecord | None = None
+    flops_method: str | None = None  # None: the recipe's own
 
 
 class Objective(Protocol):
@@ -21,8 +34,8 @@ class Objective(Protocol):
     # Extra tensors come with each batch when the sampler provides them (cached teacher predictions).
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, *extras: torch.Tensor) -> LossOutput: ...
 
-    def result_fields(self, tokens: int) -> dict[str, Any]:
-        """Entries this objective adds to (or overrides in) result.json after `tokens` tokens."""
+    def record(self, tokens: int) -> ObjectiveRecord:
+        """What this objective adds to result.json after `tokens` training tokens."""
 
 
 class SupervisedObjective:
@@ -39,5 +52,5 @@ class SupervisedObjective:
         return cross_entropy_loss(hidden.flatten(0, 1), model.head, targets.flatten(),
                                   z_loss_weight=self.z_loss_weight, chunk_size=self.chunk_size)
 
-    def result_fields(self, tokens: int) -> dict[str, Any]:
-        return {}
+    def record(self, tokens: int) -> ObjectiveRecord:
+        return ObjectiveRecord()

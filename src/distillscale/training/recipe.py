@@ -279,6 +279,7 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
     forward_flops = model_config.forward_flops_per_token(config.seq_len)
     flops = run_flops(model_config, config.seq_len, tokens, objective.extra_flops_per_token)
     fork = None if branch is None else branch.record(config.tokens_per_step, flops.total / tokens)
+    extra = objective.record(tokens)
     return RunResult(**{
         "status": status,
         "val_loss": val_loss,
@@ -293,7 +294,7 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "forward_flops_per_token": forward_flops,
         "flops": flops.total,
         "flops_6nd": 6 * model_config.non_embedding_params * tokens,
-        "flops_method": FLOPS_METHOD,
+        "flops_method": extra.flops_method or FLOPS_METHOD,
         "wall_seconds": done.wall_seconds,
         "train_seconds": done.train_seconds,
         "tokens_per_second": tokens / done.train_seconds if done.train_seconds else None,
@@ -301,7 +302,10 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "world_size": plan.world_size,
         "device": plan.device,
         "fork": fork,
-    } | divergence | objective.result_fields(tokens))
+        "teacher": extra.teacher,
+        "distillation": extra.distillation,
+        "teacher_cache": extra.teacher_cache,
+    }, **divergence)
 
 
 def _model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:

@@ -15,11 +15,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json
 from distillscale.model import ModelConfig
+from distillscale.training.kd_settings import DistillationLossConfig
 
 RESULT_SCHEMA_VERSION = 1
 RUN_SCHEMA_VERSION = 1
@@ -113,6 +114,66 @@ class TeacherRecord(BaseModel):
     flops_method: str | None = None
 
 
+class ForkRecord(BaseModel):
+    """result.json's `fork` (training/fork.py): the parent run, the step the fork's cooldown starts
+    from, and the tokens and FLOPs the parent spent for it (counted in this run's `flops`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parent: str
+    branch_step: int
+    shared_tokens: int
+    shared_flops: float
+
+
+class DistillationRecord(DistillationLossConfig):
+    """result.json's `distillation`: the KD settings the run optimised, and for a teacher of another
+    tokenizer (mode "cross-tokenizer") how the two vocabularies were aligned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["cross-tokenizer"] | None = None
+    uld_weight: float | None = None
+    note: str | None = None
+    shared_tokens: int | None = None
+    student_vocab_size: int | None = None
+    teacher_vocab_size: int | None = None
+    aligned_fraction: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unused_alignment(self, handler):
+        """The alignment fields only where there was an alignment: same-vocabulary runs keep the
+        loss settings alone, as result.json has always had them."""
+        values = handler(self)
+        alignment = set(type(self).model_fields) - set(DistillationLossConfig.model_fields)
+        return {key: value for key, value in values.items() if key not in alignment or value is not None}
+
+
+class CacheRecord(BaseModel):
+    """result.json's `teacher_cache`: the logit cache a student read instead of a teacher, with its
+    one-time cost (`flops`) and what it kept per position (top-k or sampled targets)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    identity_hash: str
+    targets: Literal["top-k", "sampled"] = "top-k"  # caches made before sampled targets existed are top-k
+    tokens: int
+    encoding: str
+    bytes_per_token: float
+    flops: float
+    flops_method: str
+    top_k: int | None = None  # top-k targets
+    max_log_prob_error: float | None = None
+    samples: int | None = None  # sampled targets
+    temperature: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_other_targets(self, handler):
+        values = handler(self)
+        return {key: value for key, value in values.items() if value is not None}
+
+
 class RunResult(BaseModel):
     """result.json. Losses in nats/token; `flops` counts the whole run as `planning.flops.run_flops`
     does (plus the teacher's forward passes when distilling); times in seconds."""
@@ -146,11 +207,11 @@ class RunResult(BaseModel):
     diverged_grad_norm: float | None = None
     checkpoint_step: int | None = None
     # a WSD fork: its parent and what the parent spent for it (training.fork)
-    fork: dict[str, Any] | None = None
+    fork: ForkRecord | None = None
     # a distillation run: its teacher, the KD settings, and the logit cache it read instead of a teacher
     teacher: TeacherRecord | None = None
-    distillation: dict[str, Any] | None = None
-    teacher_cache: dict[str, Any] | None = None
+    distillation: DistillationRecord | None = None
+    teacher_cache: CacheRecord | None = None
 
     @property
     def completed(self) -> bool:

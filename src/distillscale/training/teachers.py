@@ -30,7 +30,7 @@ from torch import nn
 from distillscale.data.sources import first_line
 from distillscale.data.tokenizer import load_tokenizer
 from distillscale.errors import UserError
-from distillscale.training.records import RunResult
+from distillscale.training.records import RunResult, TeacherRecord
 
 # The settings of a teacher run that say which corpus it trained on; a student distilled from it
 # reads the same corpus by default, and so trains on the other half of it.
@@ -63,6 +63,13 @@ class TeacherInfo:
     forward_flops_per_token: int
     flops_method: str
     context: int | None = None      # the longest sequence it reads (None: not stated)
+
+    def record(self, teacher_val_loss: float, tokens: int, **more: Any) -> TeacherRecord:
+        """result.json's `teacher` after a run of `tokens` tokens with this teacher's forward passes."""
+        return TeacherRecord(path=self.path, kind=self.kind, teacher_val_loss=teacher_val_loss,
+                             non_embedding_params=self.non_embedding_params, total_params=self.total_params,
+                             forward_flops_per_token=self.forward_flops_per_token,
+                             flops=self.forward_flops_per_token * tokens, flops_method=self.flops_method, **more)
 
 
 def find_teacher(path: str | Path, trust_remote_code: bool = False) -> TeacherSource:

@@ -18,10 +18,11 @@ from distillscale.training.logit_cache.objective import CachedDistillationObject
 from distillscale.training.logit_cache.sampler import CachedWindowSampler
 from distillscale.training.logit_cache.store import LogitCache
 from distillscale.training.recipe import FLOPS_METHOD, train
+from distillscale.training.records import RunResult
 
 
-def distill_from_cache(config: DistillConfig, progress: bool = True) -> dict[str, Any]:
-    """`distill` for a config with `teacher_cache`: returns the content of result.json."""
+def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResult:
+    """`distill` for a config with `teacher_cache`: the run's result.json record."""
     cache = LogitCache(config.teacher_cache)
     config = resolve_cached_student_data(config, cache)
 

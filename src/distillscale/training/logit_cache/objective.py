@@ -24,8 +24,6 @@ estimator (reverse KL and JSD need p_T where nothing was drawn).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from distillscale.training.logit_cache.store import LogitCache
@@ -36,6 +34,8 @@ from distillscale.training.losses import (
     LossOutput,
     distillation_loss,
 )
+from distillscale.training.objective import ObjectiveRecord
+from distillscale.training.records import CacheRecord, DistillationRecord, TeacherRecord
 
 # log(0) for the empirical distribution: finite, so 0 * log 0 terms stay 0, and exp() of it is 0.
 NEVER_DRAWN = -1e30
@@ -116,21 +116,17 @@ class CachedDistillationObjective:
         return distillation_loss(student_hidden, model.head, packed.flatten(0, 1),
                                  self.teacher_head, targets.flatten(), self.loss_config)
 
-    def result_fields(self, tokens: int) -> dict[str, Any]:
+    def record(self, tokens: int) -> ObjectiveRecord:
         manifest = self.cache.manifest
-        cache = {"path": str(self.cache.path), "identity_hash": manifest["identity_hash"],
-                 "targets": self.cache.targets, "tokens": self.cache.tokens,
-                 "encoding": manifest["encoding"]["name"], "bytes_per_token": manifest["bytes_per_token"],
-                 "flops": manifest["flops"], "flops_method": manifest["flops_method"]}
-        if self.cache.targets == "sampled":
-            cache |= {"samples": self.cache.top_k, "temperature": self.cache.temperature}
-        else:
-            cache |= {"top_k": self.cache.top_k,
-                      "max_log_prob_error": manifest["quantisation"]["max_log_prob_error"]}
-        return {
-            "teacher": manifest["teacher"] | {"flops": 0, "cache": str(self.cache.path)},
-            "teacher_cache": cache,
-            "distillation": self.loss_config.model_dump(),
-            "flops_method": f"{self.flops_method}; the teacher's predictions were read from the logit cache: "
-                            f"no teacher FLOPs in this run (the cache's one-time cost is teacher_cache.flops)",
-        }
+        targets = ({"samples": self.cache.top_k, "temperature": self.cache.temperature}
+                   if self.cache.targets == "sampled" else
+                   {"top_k": self.cache.top_k, "max_log_prob_error": manifest["quantisation"]["max_log_prob_error"]})
+        cache = CacheRecord(path=str(self.cache.path), identity_hash=manifest["identity_hash"],
+                            targets=self.cache.targets, tokens=self.cache.tokens,
+                            encoding=manifest["encoding"]["name"], bytes_per_token=manifest["bytes_per_token"],
+                            flops=manifest["flops"], flops_method=manifest["flops_method"], **targets)
+        return ObjectiveRecord(
+            teacher=TeacherRecord(**manifest["teacher"] | {"flops": 0, "cache": str(self.cache.path)}),
+            teacher_cache=cache, distillation=DistillationRecord(**self.loss_config.model_dump()),
+            flops_method=f"{self.flops_method}; the teacher's predictions were read from the logit cache: "
+                         f"no teacher FLOPs in this run (the cache's one-time cost is teacher_cache.flops)")

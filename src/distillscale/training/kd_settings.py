@@ -1,0 +1,22 @@
+"""The settings of the distillation objective, torch-free: what `losses.py`, the objectives, the
+distill config and sweep specs share, and what result.json's `distillation` section records."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DistillationLossConfig(BaseModel):
+    """Settings of the distillation objective (defaults as in Busbridge et al. 2025, docs/science.md §5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kd: Literal["forward-kl", "reverse-kl", "jsd"] = "forward-kl"
+    temperature: float = Field(1.0, gt=0, description="tau; KD is scaled by tau^2")
+    kd_weight: float = Field(1.0, ge=0, le=1, description="lambda; CE gets 1 - lambda")
+    z_loss_weight: float = Field(1e-4, ge=0, description="lambda_z")
+    top_k: int | None = Field(None, ge=1, description="keep the teacher's k most likely tokens")
+    jsd_beta: float = Field(0.5, gt=0, lt=1, description="teacher weight in the JSD mixture")
+    chunk_size: int | None = Field(1024, ge=1, description="tokens per chunk; None = no chunking")
