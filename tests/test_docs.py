@@ -28,3 +28,21 @@ def test_every_citation_points_into_docs():
         if section is not None:
             headings = re.findall(r"^## (\d+)\.", doc.read_text(encoding="utf-8"), flags=re.MULTILINE)
             assert section in headings, f"{path.name} cites {page}.md §{section}, which has no such section"
+
+
+def test_every_training_module_is_under_a_layer_contract():
+    """Each module of training/ is a component or a recipe (or a command) in pyproject's import-linter
+    contracts, so `lint-imports` checks it; serve/ is among the sources that never import a command."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    recipe = next(c for c in contracts if c["name"] == "training components never import a recipe")
+    leaves = next(c for c in contracts if c["name"].startswith("command modules are leaves"))
+    named = set(recipe["source_modules"]) | set(recipe["forbidden_modules"])
+    for path in (ROOT / "src" / "distillscale" / "training").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT / "src").with_suffix("").parts)
+        if path.name == "__init__.py" or path.stem.endswith("commands") or path.stem == "distill_command":
+            continue
+        assert module in named, f"{module} is neither a component nor a recipe in pyproject.toml"
+    assert "distillscale.serve" in leaves["source_modules"]
+    assert any(c["type"] == "acyclic_siblings" and c["ancestors"] == ["distillscale"] for c in contracts)

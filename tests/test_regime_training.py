@@ -13,7 +13,8 @@ import torch
 
 from distillscale.model import ModelConfig, Transformer
 from distillscale.training import recipe
-from distillscale.training.config import TrainConfig, load_train_config
+from distillscale.settings import load_config
+from distillscale.training.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
 
@@ -152,13 +153,13 @@ def test_toml_settings_and_effective_lr(tmp_path):
     path = tmp_path / "train.toml"
     path.write_text('out = "r"\nn_layers = 1\ntokens = "1M"\nbatch_size = 4\ngrad_accum = 4\n'
                     'reference-batch-size = 64\nlr_scaling = "sqrt"\nregime_adaptation = true\n')
-    config = load_train_config(path)
+    config = load_config(TrainConfig, path)
     assert config.global_batch_size == 16
     assert config.effective_lr == pytest.approx(1e-2 * math.sqrt(16 / 64))  # a smaller batch: lower lr
-    assert config.total_steps(non_embedding_params=1) == math.ceil(1e6 / (64 * 256))
-    none = load_train_config(path, {"lr_scaling": "none", "regime_adaptation": False})
+    assert config.steps_for(config.token_budget(non_embedding_params=1)) == math.ceil(1e6 / (64 * 256))
+    none = load_config(TrainConfig, path, {"lr_scaling": "none", "regime_adaptation": False})
     assert none.effective_lr == 1e-2
-    assert none.total_steps(non_embedding_params=1) == math.ceil(1e6 / (16 * 256))
+    assert none.steps_for(none.token_budget(non_embedding_params=1)) == math.ceil(1e6 / (16 * 256))
 
 
 def test_config_hash_of_runs_without_the_large_batch_settings_is_unchanged():

@@ -19,7 +19,8 @@ from distillscale.sweeps.export import RECORD_COLUMNS, export_records
 from distillscale.sweeps.runner import SweepLayout, run_sweep
 from distillscale.sweeps.spec import load_sweep_spec
 from distillscale.sweeps.store import RunStore
-from distillscale.training.config import CorpusSettings, DistillConfig, TrainConfig, load_train_config
+from distillscale.settings import load_config
+from distillscale.training.config import CorpusSettings, DistillConfig, TrainConfig
 from distillscale.training.run_dir import RunDirectory
 from distillscale.tables import parse_filter, read_table
 
@@ -227,7 +228,7 @@ def test_each_run_is_launched_from_its_resolved_config_file(sweep):
     layout = SweepLayout(sweep["dir"])
     for run in sweep["plan"].runs:
         config_class = DistillConfig if run.command == "distill" else TrainConfig
-        from_file = load_train_config(layout.config_path(run.run_id), None, config_class)
+        from_file = load_config(config_class, layout.config_path(run.run_id), None)
         assert from_file.out == layout.run_dir(run.run_id)
         assert (from_file.teacher == layout.run_dir(run.teacher_id)) if run.teacher_id else True
         if run.run_id == sweep["broken"].run_id:

@@ -8,8 +8,9 @@ import math
 import pytest
 
 from distillscale.errors import UserError
-from distillscale.training.config import (TEACHER_FIXED_KEYS, CacheConfig, DistillConfig, TrainConfig,
-                                         load_train_config, to_toml)
+from distillscale.settings import load_config, to_toml
+from distillscale.training.config import TEACHER_FIXED_KEYS, DistillConfig, TrainConfig
+from distillscale.training.logit_cache.config import CacheConfig
 
 REQUIRED = {"out": "run", "n_layers": 2, "tokens": "1M"}
 
@@ -22,7 +23,7 @@ def write_toml(tmp_path, text: str):
 
 def test_toml_keys_may_use_flag_spelling_and_flags_override_them(tmp_path):
     path = write_toml(tmp_path, 'out = "from-file"\nn-layers = 4\ntokens = "2M"\nlr = 0.003\nbf16 = false\n')
-    config = load_train_config(path, {"lr": 0.02, "seed": None})
+    config = load_config(TrainConfig, path, {"lr": 0.02, "seed": None})
     assert config.n_layers == 4
     assert config.tokens == 2e6
     assert config.lr == 0.02           # the flag wins over the file
@@ -31,7 +32,7 @@ def test_toml_keys_may_use_flag_spelling_and_flags_override_them(tmp_path):
 
 
 def test_quantities_accept_suffixes():
-    config = load_train_config(None, {**REQUIRED, "tokens": "7.5M", "max_bytes": "2M", "eval_tokens": "64k"})
+    config = load_config(TrainConfig, None, {**REQUIRED, "tokens": "7.5M", "max_bytes": "2M", "eval_tokens": "64k"})
     assert (config.tokens, config.max_bytes, config.eval_tokens) == (7.5e6, 2_000_000, 64_000)
 
 
@@ -48,7 +49,7 @@ def test_quantities_accept_suffixes():
 ])
 def test_bad_flags_are_one_line_errors_naming_the_flag(overrides, message):
     with pytest.raises(UserError) as excinfo:
-        load_train_config(None, {**REQUIRED, **overrides})  # a None flag counts as not given
+        load_config(TrainConfig, None, {**REQUIRED, **overrides})  # a None flag counts as not given
     assert message in str(excinfo.value)
     assert "\n" not in str(excinfo.value)
 
@@ -56,10 +57,10 @@ def test_bad_flags_are_one_line_errors_naming_the_flag(overrides, message):
 def test_unknown_and_bad_toml_keys_name_the_key_and_the_file(tmp_path):
     path = write_toml(tmp_path, 'out = "r"\nn_layers = 2\ntokens = "1M"\nlearning_rate = 0.1\n')
     with pytest.raises(UserError, match=rf"unknown setting 'learning_rate' in {path}"):
-        load_train_config(path)
+        load_config(TrainConfig, path)
     path = write_toml(tmp_path, 'out = "r"\nn_layers = 0\ntokens = "1M"\n')
     with pytest.raises(UserError, match=rf"invalid 'n_layers' in {path}: Input should be greater than or equal to 1"):
-        load_train_config(path)
+        load_config(TrainConfig, path)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -69,7 +70,7 @@ def test_unknown_and_bad_toml_keys_name_the_key_and_the_file(tmp_path):
 ])
 def test_malformed_toml_files_are_clear_errors(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
-        load_train_config(write_toml(tmp_path, text))
+        load_config(TrainConfig, write_toml(tmp_path, text))
 
 
 @pytest.mark.parametrize("config_class, settings", [
@@ -79,18 +80,18 @@ def test_malformed_toml_files_are_clear_errors(tmp_path, text, message):
 ])
 def test_resolved_toml_reads_back_to_the_same_config(tmp_path, config_class, settings):
     """What a sweep writes for each run (`to_toml`, in [sections]) is the config `--config` reads."""
-    config = load_train_config(None, settings, config_class)
+    config = load_config(config_class, None, settings)
     text = to_toml(config)
     assert "[model]" in text or config_class is CacheConfig
-    again = load_train_config(write_toml(tmp_path, text), None, config_class)
+    again = load_config(config_class, write_toml(tmp_path, text), None)
     assert again == config
     if config_class is not CacheConfig:
         assert again.hash() == config.hash()
 
 
 def test_flat_and_sectioned_files_are_the_same_config(tmp_path):
-    flat = load_train_config(write_toml(tmp_path, 'out = "r"\nn_layers = 2\ntokens = "1M"\nlr = 0.003\n'))
-    sectioned = load_train_config(write_toml(
+    flat = load_config(TrainConfig, write_toml(tmp_path, 'out = "r"\nn_layers = 2\ntokens = "1M"\nlr = 0.003\n'))
+    sectioned = load_config(TrainConfig, write_toml(
         tmp_path, '[run]\nout = "r"\n[model]\nn-layers = 2\n[budget]\ntokens = "1M"\n[optim]\nlr = 0.003\n'))
     assert flat == sectioned
 
@@ -111,7 +112,7 @@ def test_every_setting_is_a_flag_of_its_command():
 
 def test_missing_config_file(tmp_path):
     with pytest.raises(UserError, match="config file .*nope.toml not found"):
-        load_train_config(tmp_path / "nope.toml")
+        load_config(TrainConfig, tmp_path / "nope.toml")
 
 
 def test_hash_ignores_bookkeeping_and_names_what_differs():
@@ -126,9 +127,9 @@ def test_hash_ignores_bookkeeping_and_names_what_differs():
 def test_steps_cover_the_token_budget_and_warmup_defaults_to_a_tenth():
     config = TrainConfig(**{**REQUIRED, "tokens": 10_000}, seq_len=32, batch_size=8, grad_accum=2)
     assert config.tokens_per_step == 512
-    assert config.total_steps(non_embedding_params=123) == math.ceil(10_000 / 512) == 20
+    assert config.steps_for(config.token_budget(non_embedding_params=123)) == math.ceil(10_000 / 512) == 20
     per_param = TrainConfig(out="r", n_layers=2, tokens_per_param=20, seq_len=32, batch_size=8)
-    assert per_param.total_steps(non_embedding_params=1000) == math.ceil(20_000 / 256)
+    assert per_param.steps_for(per_param.token_budget(non_embedding_params=1000)) == math.ceil(20_000 / 256)
     assert config.resolved_warmup_steps(20) == 2
     assert config.resolved_warmup_steps(100_000) == 2000
     assert TrainConfig(**REQUIRED, warmup_steps=0).resolved_warmup_steps(20) == 0

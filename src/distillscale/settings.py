@@ -8,20 +8,30 @@ description as its help text:
     train_command = with_config_options(train_command, TrainConfig)
 
 Every generated option defaults to None ("not given"), so a TOML file given to `--config` and the
-config's own defaults apply underneath; `load_train_config` validates the lot and words the errors.
+config's own defaults apply underneath; `load_config` validates the lot and words the errors. `to_toml`
+writes a config back as the [sections] that `--config` reads.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Any, Callable, ClassVar, Literal, Union, get_args, get_origin
+from typing import Any, Callable, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import typer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from distillscale.errors import UserError
+from distillscale.units import parse_quantity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 
 CONFIG_OPTION = typer.Option(None, "--config", help="TOML file of settings, as top-level keys or in tables "
                                                     "named like the panels below (data, model, budget, ...); "
@@ -117,3 +127,84 @@ def describe_error(exc: ValidationError, flags: dict[str, Any], path: Path | Non
         return f"missing required setting {where}"
     got = repr(error["input"])
     return f"invalid {where}: {message}" + ("" if got in message else f" (got {got})")
+
+
+def quantity(what: str):
+    """A positive number that may be written as `2M`, `1e9`, `7.75B` (strings or numbers)."""
+    return BeforeValidator(lambda value: value if value is None else parse_quantity(value, what))
+
+
+def count(what: str):
+    """Like `quantity` but an integer: `--max-bytes 2M`."""
+    return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what)))
+
+
+def counts(what: str):
+    """A list of counts, as a list or a comma-separated flag: `--fork-tokens 1M,2M`."""
+    def parse(value: Any) -> Any:
+        if value is None:
+            return None
+        values = value if isinstance(value, list) else str(value).split(",")
+        return [int(parse_quantity(v, what)) for v in values]
+    return BeforeValidator(parse)
+
+
+TConfig = TypeVar("TConfig", bound=BaseModel)
+
+
+def to_toml(config: BaseModel) -> str:
+    """The config as a TOML file of [sections] that `--config` reads back to the same config (unset
+    optional settings are left out: TOML has no null)."""
+    import tomli_w
+
+    tables: dict[str, dict[str, Any]] = {}
+    values = config.model_dump(mode="json")
+    for name, group in sections(type(config)).items():
+        if values[name] is not None:
+            tables.setdefault(group.section, {})[name] = values[name]
+    return tomli_w.dumps(tables)
+
+
+def load_config(config_class: type[TConfig], path: Path | None = None,
+                overrides: dict[str, Any] | None = None) -> TConfig:
+    """Validate a TOML file (optional) with command-line `overrides` applied on top, as
+    `config_class` (e.g. TrainConfig, DistillConfig or CacheConfig).
+
+    `overrides` holds only the flags the user actually gave (None means "not given").
+    """
+    settings: dict[str, Any] = {}
+    if path is not None:
+        settings = _read_toml(Path(path), config_class)
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    settings.update(flags)
+    try:
+        return config_class.model_validate(settings)
+    except ValidationError as exc:
+        raise UserError(describe_error(exc, flags, path)) from None
+
+
+def _read_toml(path: Path, config_class: type[BaseModel]) -> dict[str, Any]:
+    """The settings of a TOML file, written in [sections] (as `to_toml` writes them) or as top-level keys."""
+    if not path.is_file():
+        raise UserError(f"config file {path} not found: give an existing TOML file to --config")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    groups = sections(config_class)
+    known = sorted({group.section for group in groups.values()})
+    settings: dict[str, Any] = {}
+    for key, value in table.items():
+        if not isinstance(value, dict):
+            settings[key.replace("-", "_")] = value
+            continue
+        if key not in known:
+            raise UserError(f"config file {path}: section [{key}] is not one of "
+                            f"{', '.join(f'[{name}]' for name in known)}")
+        for name, setting in value.items():
+            name = name.replace("-", "_")
+            if name not in groups or groups[name].section != key:
+                home = f"; it belongs in [{groups[name].section}]" if name in groups else ""
+                raise UserError(f"config file {path}: unknown setting {name!r} in [{key}]{home}")
+            settings[name] = setting
+    return settings

@@ -28,12 +28,8 @@ from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExe
 from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec, load_sweep_spec
 from distillscale.sweeps.store import RunStore, is_sweep_dir
-from distillscale.training.config import (
-    DistillConfig,
-    TrainConfig,
-    load_train_config,
-    to_toml,
-)
+from distillscale.settings import load_config, to_toml
+from distillscale.training.config import DistillConfig, TrainConfig
 from distillscale.training.records import RunResult
 from distillscale.training.run_dir import RunDirectory
 
@@ -220,7 +216,7 @@ class _Scheduler:
         if run.parent_id:
             links["fork_from"] = self.layout.run_dir(run.parent_id)
         config_class = DistillConfig if run.command == "distill" else TrainConfig
-        config = load_train_config(None, run.settings | links, config_class)
+        config = load_config(config_class, None, run.settings | links)
         path = self.layout.config_path(run.run_id)
         path.parent.mkdir(exist_ok=True)
         atomic_write_text(path, to_toml(config))

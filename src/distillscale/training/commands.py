@@ -26,10 +26,10 @@ def train_command(config: Path = CONFIG_OPTION,
 
     Several processes: torchrun --nproc_per_node N -m distillscale.cli train ...
     """
-    from distillscale.training.config import load_train_config
+    from distillscale.settings import load_config
     from distillscale.training.recipe import train
 
-    return report(train(load_train_config(config, settings)), as_json, _print_summary)
+    return report(train(load_config(TrainConfig, config, settings)), as_json, _print_summary)
 
 
 train_command = with_config_options(train_command, TrainConfig)

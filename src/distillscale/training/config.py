@@ -22,52 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
-from distillscale.errors import UserError
 from distillscale.regime.schedules import scale_learning_rate
-from distillscale.settings import Settings, describe_error, sections
+from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import DistillationLossConfig
-from distillscale.units import parse_quantity
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
-
-def _quantity(what: str):
-    """A positive number that may be written as `2M`, `1e9`, `7.75B` (strings or numbers)."""
-    return BeforeValidator(lambda value: value if value is None else parse_quantity(value, what))
-
-
-def _count(what: str):
-    """Like `_quantity` but an integer: `--max-bytes 2M`."""
-    return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what)))
-
-
-def _counts(what: str):
-    """A list of counts, as a list or a comma-separated flag: `--fork-tokens 1M,2M`."""
-    def parse(value: Any) -> Any:
-        if value is None:
-            return None
-        values = value if isinstance(value, list) else str(value).split(",")
-        return [int(parse_quantity(v, what)) for v in values]
-    return BeforeValidator(parse)
 
 
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
@@ -98,7 +61,7 @@ class CorpusSettings(Settings):
     data: Path | None = Field(None, description="corpus: text/.jsonl/.parquet files, a glob or a datasets "
                                                 "directory (default: Python's standard library)")
     text_field: str = Field("text", description="field holding the text in .jsonl/.parquet/datasets")
-    max_bytes: Annotated[int | None, _count("max_bytes")] = Field(
+    max_bytes: Annotated[int | None, count("max_bytes")] = Field(
         None, description="read at most this much text, e.g. 20M")
     val_fraction: float | None = Field(None, gt=0, lt=1, description="documents held out (default: 0.05)")
     tokenizer: Path | None = Field(None, description="tokenizer.json or a tokenizer directory "
@@ -126,8 +89,8 @@ class ModelSettings(Settings):
 class BudgetSettings(Settings):
     section, title = "budget", "Budget and batch"
 
-    tokens: Annotated[float | None, _quantity("tokens")] = Field(None, description="training tokens, e.g. 50M")
-    tokens_per_param: Annotated[float | None, _quantity("tokens_per_param")] = Field(
+    tokens: Annotated[float | None, quantity("tokens")] = Field(None, description="training tokens, e.g. 50M")
+    tokens_per_param: Annotated[float | None, quantity("tokens_per_param")] = Field(
         None, description="training tokens per non-embedding parameter, e.g. 20")
     seq_len: int = Field(256, ge=2, description="tokens per sequence")
     batch_size: int = Field(32, ge=1, description="sequences per micro-batch, over all processes")
@@ -166,13 +129,13 @@ class RunSettings(Settings):
 
     out: Path = Field(description="run directory (created; re-run the same command to resume)")
     seed: int = Field(0, ge=0, description="initialisation and batch order")
-    fork_tokens: Annotated[list[int] | None, _counts("fork_tokens")] = Field(
+    fork_tokens: Annotated[list[int] | None, counts("fork_tokens")] = Field(
         None, description="wsd: budgets of this run's forks, e.g. 1M,2M: keeps the state where each "
                           "one's cooldown starts")
     fork_from: Path | None = Field(None, description="wsd: a run with this run's budget in its fork_tokens: "
                                                      "start from its stable phase and train the cooldown only")
     eval_every: int = Field(250, ge=0, description="steps between validations, 0 = only at the end")
-    eval_tokens: Annotated[int | None, _count("eval_tokens")] = Field(
+    eval_tokens: Annotated[int | None, count("eval_tokens")] = Field(
         None, description="validation tokens per evaluation (default: the whole split)")
     save_every: int = Field(100, ge=1, description="steps between checkpoints")
     log_every: int = Field(10, ge=1, description="steps between metrics lines")
@@ -241,15 +204,13 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
                                    self.lr_scaling or DEFAULT_LR_SCALING)
 
     def token_budget(self, non_embedding_params: int) -> float:
-        """The tokens asked for: `tokens`, or `tokens_per_param` x non-embedding parameters."""
+        """The tokens asked for: `tokens`, or `tokens_per_param` x non-embedding parameters. A run
+        settles it once, in its `RunPlan`."""
         return self.tokens if self.tokens is not None else self.tokens_per_param * non_embedding_params
 
-    def total_steps(self, non_embedding_params: int) -> int:
-        """Optimizer steps that cover the token budget (the last step may overshoot it); with regime
-        adaptation, the steps the reference batch size would take for it."""
-        return self.steps_for(self.token_budget(non_embedding_params))
-
     def steps_for(self, tokens: float) -> int:
+        """Optimizer steps that cover `tokens` (the last step may overshoot them); with regime
+        adaptation, the steps the reference batch size would take for them."""
         sequences_per_step = (self.reference_batch_size if self.regime_adaptation
                               else self.global_batch_size)
         return max(1, math.ceil(tokens / (sequences_per_step * self.seq_len)))
@@ -343,108 +304,3 @@ class DistillConfig(DistillSettings, TeacherSettings, TrainConfig):
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
                                       z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
                                       chunk_size=self.loss_chunk_size)
-
-
-class CacheSettings(Settings):
-    section, title = "cache", "Logit cache"
-
-    out: Path = Field(description="cache directory (re-run the same command to resume)")
-    targets: Literal["top-k", "sampled"] = Field(
-        "top-k", description="what to store per position: the teacher's top-k log-probabilities, or "
-                             "--samples ids drawn from its distribution (unbiased, see README)")
-    top_k: int | None = Field(None, ge=1, description="with --targets top-k: predictions kept per position, "
-                                                     "e.g. 128")
-    samples: int | None = Field(None, ge=1, description="with --targets sampled: ids drawn per position, "
-                                                       "e.g. 12")
-    temperature: float = Field(1.0, gt=0, description="with --targets sampled: draw from softmax(logits / "
-                                                      "temperature); distil at the same --temperature")
-    seed: int = Field(0, description="with --targets sampled: seed of the draws")
-    tokens: Annotated[int | None, _count("tokens")] = Field(
-        None, description="cache the first TOKENS of the split, e.g. 50M (default: the whole split)")
-    seq_len: int = Field(256, ge=2, description="window length; students use the same")
-    batch_size: int = Field(32, ge=1, description="windows per teacher forward pass")
-    shard_tokens: Annotated[int, _count("shard_tokens")] = Field(
-        1 << 20, description="tokens per shard file (about 300 MB at k = 128 for a 32k vocabulary)")
-    eval_tokens: Annotated[int | None, _count("eval_tokens")] = Field(
-        None, description="validation tokens for the teacher's loss (default: the whole split)")
-    device: Literal["auto", "cpu", "cuda"] = HardwareSettings.model_fields["device"]
-    overwrite: bool = Field(False, description="replace a cache of other settings in out")
-
-
-class CacheConfig(CacheSettings, TeacherSettings, CorpusSettings):
-    """What `distillscale cache-logits` caches (see its --help)."""
-
-    teacher: Path = TeacherSettings.model_fields["teacher"]
-    split: Literal["teacher", "student"] = Field(
-        "student", description="half to cache (default: the half a run teacher did not train on)")
-
-    @model_validator(mode="after")
-    def _targets_sized(self) -> "CacheConfig":
-        if self.targets == "top-k" and self.top_k is None:
-            raise ValueError("missing required setting --top-k (teacher predictions kept per position, "
-                             "e.g. 128), or use --targets sampled --samples K")
-        if self.targets == "sampled" and self.samples is None:
-            raise ValueError("missing required setting --samples (ids drawn per position, e.g. 12) for "
-                             "--targets sampled")
-        return self
-
-
-TConfig = TypeVar("TConfig", bound=BaseModel)
-
-
-def to_toml(config: BaseModel) -> str:
-    """The config as a TOML file of [sections] that `--config` reads back to the same config (unset
-    optional settings are left out: TOML has no null)."""
-    import tomli_w
-
-    tables: dict[str, dict[str, Any]] = {}
-    values = config.model_dump(mode="json")
-    for name, group in sections(type(config)).items():
-        if values[name] is not None:
-            tables.setdefault(group.section, {})[name] = values[name]
-    return tomli_w.dumps(tables)
-
-
-def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None = None,
-                      config_class: type[TConfig] = TrainConfig) -> TConfig:
-    """Validate a TOML file (optional) with command-line `overrides` applied on top, as
-    `config_class` (TrainConfig, DistillConfig or CacheConfig).
-
-    `overrides` holds only the flags the user actually gave (None means "not given").
-    """
-    settings: dict[str, Any] = {}
-    if path is not None:
-        settings = _read_toml(Path(path), config_class)
-    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
-    settings.update(flags)
-    try:
-        return config_class.model_validate(settings)
-    except ValidationError as exc:
-        raise UserError(describe_error(exc, flags, path)) from None
-
-
-def _read_toml(path: Path, config_class: type[BaseModel]) -> dict[str, Any]:
-    """The settings of a TOML file, written in [sections] (as `to_toml` writes them) or as top-level keys."""
-    if not path.is_file():
-        raise UserError(f"config file {path} not found: give an existing TOML file to --config")
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
-    groups = sections(config_class)
-    known = sorted({group.section for group in groups.values()})
-    settings: dict[str, Any] = {}
-    for key, value in table.items():
-        if not isinstance(value, dict):
-            settings[key.replace("-", "_")] = value
-            continue
-        if key not in known:
-            raise UserError(f"config file {path}: section [{key}] is not one of "
-                            f"{', '.join(f'[{name}]' for name in known)}")
-        for name, setting in value.items():
-            name = name.replace("-", "_")
-            if name not in groups or groups[name].section != key:
-                home = f"; it belongs in [{groups[name].section}]" if name in groups else ""
-                raise UserError(f"config file {path}: unknown setting {name!r} in [{key}]{home}")
-            settings[name] = setting
-    return settings

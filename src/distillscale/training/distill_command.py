@@ -34,10 +34,10 @@ def distill_command(config: Path = CONFIG_OPTION,
     states: the distillation law was fitted for a shared vocabulary.
     Interrupted runs resume when the same command is run again.
     """
-    from distillscale.training.config import load_train_config
+    from distillscale.settings import load_config
     from distillscale.training.distillation import distill
 
-    return report(distill(load_train_config(config, settings, DistillConfig)), as_json, _print_summary)
+    return report(distill(load_config(DistillConfig, config, settings)), as_json, _print_summary)
 
 
 distill_command = with_config_options(distill_command, DistillConfig, leave_out=TEACHER_FIXED_KEYS)

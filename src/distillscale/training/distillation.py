@@ -19,7 +19,6 @@ from distillscale.console import warn
 from distillscale.data.prepare import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
-from distillscale.model import ModelConfig
 from distillscale.training.config import DistillConfig
 from distillscale.training.cross_tokenizer import (
     CrossTokenizerObjective,
@@ -34,7 +33,7 @@ from distillscale.training.losses import LossOutput, distillation_loss
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.parallel import shard_teacher
 from distillscale.training.recipe import FLOPS_METHOD, train
-from distillscale.training.records import DistillationRecord, RunResult
+from distillscale.training.records import DistillationRecord, RunPlan, RunResult
 from distillscale.training.teachers import (
     Teacher,
     TeacherSource,
@@ -92,7 +91,8 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
 
 
 def _make_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
-                    student: ModelConfig, group: Distributed) -> DistillationObjective:
+                    plan: RunPlan, group: Distributed) -> DistillationObjective:
+    student = plan.model
     teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code)
     if config.parallel == "fsdp" and config.teacher_parallel == "shard":
         teacher = shard_teacher(teacher, group)  # each rank keeps 1/world_size of its blocks
@@ -105,7 +105,7 @@ def _make_objective(config: DistillConfig, source: TeacherSource, data: Prepared
 
 
 def _make_cross_tokenizer_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
-                                    student: ModelConfig, group: Distributed) -> CrossTokenizerObjective:
+                                    plan: RunPlan, group: Distributed) -> CrossTokenizerObjective:
     """A teacher with its own tokenizer: it reads the student's text re-tokenised (see `cross_tokenizer`)."""
     teacher_tokenizer = load_tokenizer(source.tokenizer_path)[0]
     student_tokenizer = load_tokenizer(config.tokenizer)[0]

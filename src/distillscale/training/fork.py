@@ -40,8 +40,8 @@ class Branch:
                           shared_flops=flops_per_token * shared_tokens)
 
 
-def find_branch(config: TrainConfig, plan: RunPlan, tokens: float) -> Branch | None:
-    """The parent's state a fork of `tokens` tokens starts from (None for a run that is not a fork);
+def find_branch(config: TrainConfig, plan: RunPlan) -> Branch | None:
+    """The parent's state a fork of `plan.token_budget` tokens starts from (None for a run that is not a fork);
     checks that the parent computed the same steps, so that the fork equals a run from scratch."""
     if config.fork_from is None:
         return None
@@ -65,7 +65,7 @@ def find_branch(config: TrainConfig, plan: RunPlan, tokens: float) -> Branch | N
                         f"({plan.warmup_steps} steps): give it more tokens, or warm up for fewer steps")
     if step not in parent_config.branch_steps():
         raise UserError(f"{where} does not keep step {step}, where this fork's cooldown starts: list "
-                        f"{round(tokens)} in the "
+                        f"{round(plan.token_budget)} in the "
                         f"parent's --fork-tokens")
     if not parent.branch_path(step).is_file():
         raise UserError(f"{where} has not reached step {step} yet, where this fork's cooldown starts: "

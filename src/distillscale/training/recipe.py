@@ -50,8 +50,9 @@ from distillscale.training.sharded_checkpoint import (
 )
 from distillscale.training.step import StepResult, train_step
 
-# Builds the objective once the data and the device are known (e.g. loads a teacher onto the device).
-ObjectiveFactory = Callable[[PreparedData, ModelConfig, Distributed], Objective]
+# Builds the objective once the data, the run's plan (model, steps, token budget) and the device are
+# known (e.g. loads a teacher onto the device).
+ObjectiveFactory = Callable[[PreparedData, RunPlan, Distributed], Objective]
 # Builds the training batches' sampler from the data (default: `TokenSampler` over `config.split`). Its
 # `batch(step, rank, world_size)` returns (inputs, targets, *extras); the extras go to the objective.
 SamplerFactory = Callable[[PreparedData], TokenSampler]
@@ -111,19 +112,20 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
         raise UserError(f"the validation split holds {len(val_tokens)} tokens, not enough for one "
                         f"sequence of {config.seq_len}: use more data or raise --val-fraction")
     model_config = _model_config(config, data.vocab_size)
-    total_steps = config.total_steps(model_config.non_embedding_params)
+    token_budget = config.token_budget(model_config.non_embedding_params)
+    total_steps = config.steps_for(token_budget)
     schedule = lr_schedule(config, total_steps)
-    plan = RunPlan(total_steps=total_steps, warmup_steps=schedule.warmup_steps,
+    plan = RunPlan(total_steps=total_steps, token_budget=token_budget, warmup_steps=schedule.warmup_steps,
                    cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,
                    tokens_per_step=config.tokens_per_step, world_size=group.world_size, device=str(group.device),
                    bf16=_use_bf16(config, group.device), data_fingerprint=data.fingerprint, model=model_config)
     if start is RunStart.RESUME and run.stored_plan().data_fingerprint != data.fingerprint:
         raise UserError(f"the data changed since the run in {run.path} started: restore it, or pass "
                         f"--overwrite to start again")
-    branch = find_branch(config, plan, config.token_budget(model_config.non_embedding_params))
+    branch = find_branch(config, plan)
     if branch is not None:
         plan = plan.model_copy(update={"fork": ForkLink(parent=str(branch.parent.path), branch_step=branch.step)})
-    objective = (make_objective(data, model_config, group) if make_objective is not None
+    objective = (make_objective(data, plan, group) if make_objective is not None
                  else SupervisedObjective(z_loss_weight=config.z_loss))
 
     torch.manual_seed(config.seed)
@@ -288,7 +290,7 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "lr": plan.lr,
         "schedule": config.schedule,
         "tokens": tokens,
-        "token_budget": config.token_budget(model_config.non_embedding_params),
+        "token_budget": plan.token_budget,
         "non_embedding_params": model_config.non_embedding_params,
         "total_params": model_config.total_params,
         "forward_flops_per_token": forward_flops,

@@ -65,6 +65,7 @@ class RunPlan(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     total_steps: int
+    token_budget: float | None = None  # the tokens asked for (absent from config.json before it was kept)
     warmup_steps: int
     cooldown_steps: int
     lr: float  # the peak rate after large-batch scaling

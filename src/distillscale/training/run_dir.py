@@ -32,7 +32,8 @@ from pydantic import ValidationError
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, check_output_dir
-from distillscale.training.config import TConfig, TrainConfig
+from distillscale.settings import TConfig
+from distillscale.training.config import TrainConfig
 from distillscale.training.records import RunPlan, RunRecord, RunResult
 
 

@@ -21,23 +21,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel
 from torch import nn
 
 from distillscale.data.sources import first_line
 from distillscale.data.tokenizer import load_tokenizer
 from distillscale.errors import UserError
+from distillscale.settings import TConfig
 from distillscale.training.records import RunResult, TeacherRecord
 
 # The settings of a teacher run that say which corpus it trained on; a student distilled from it
 # reads the same corpus by default, and so trains on the other half of it.
 CORPUS_SETTINGS = ("data", "text_field", "max_bytes", "val_fraction")
 OTHER_HALF = {"teacher": "student", "student": "teacher"}
-# A config naming a teacher and its student's data: DistillConfig, or the logit cache's CacheConfig.
-TConfig = TypeVar("TConfig", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -139,8 +137,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer: bool = False) -> TConfig:
-    """The config with the teacher's tokenizer and, when --data is not given, a run teacher's corpus,
-    of which the student takes the half the teacher did not train on (unless `split` is set).
+    """`config` names a teacher and its student's data (a DistillConfig, or the logit cache's
+    CacheConfig). The config with the teacher's tokenizer and, when --data is not given, a run
+    teacher's corpus, of which the student takes the half the teacher did not train on (unless `split` is set).
     A --tokenizer other than the teacher's is refused unless `other_tokenizer` (cross-tokenizer
     distillation; a logit cache stores the teacher's ids and needs its tokenizer).
 

@@ -17,7 +17,7 @@ _EXPORTS = {
     "TopKEncoding": "distillscale.training.logit_cache.encoding",
     "SampledEncoding": "distillscale.training.logit_cache.encoding",
     "LogitCache": "distillscale.training.logit_cache.store",
-    "CacheConfig": "distillscale.training.config",
+    "CacheConfig": "distillscale.training.logit_cache.config",
     "cache_logits": "distillscale.training.logit_cache.writer",
     "CachedWindowSampler": "distillscale.training.logit_cache.sampler",
     "CachedDistillationObjective": "distillscale.training.logit_cache.objective",

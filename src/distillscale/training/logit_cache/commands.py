@@ -6,7 +6,7 @@ import typer
 
 from distillscale.console import console, print_json
 from distillscale.settings import with_config_options
-from distillscale.training.config import CacheConfig
+from distillscale.training.logit_cache.config import CacheConfig
 from distillscale.units import format_quantity
 
 
@@ -24,10 +24,10 @@ def cache_logits_command(
     finished shards when the same command is run again. Train from it with
     `distillscale distill --teacher-cache OUT`.
     """
-    from distillscale.training.config import load_train_config
+    from distillscale.settings import load_config
     from distillscale.training.logit_cache.writer import cache_logits
 
-    manifest = cache_logits(load_train_config(None, settings, CacheConfig))
+    manifest = cache_logits(load_config(CacheConfig, None, settings))
     if as_json:
         print_json(manifest)
     else:

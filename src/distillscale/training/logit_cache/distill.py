@@ -11,14 +11,13 @@ from typing import Any
 from distillscale.console import warn
 from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
-from distillscale.model import ModelConfig
 from distillscale.training.config import DistillConfig
 from distillscale.training.distributed import Distributed
 from distillscale.training.logit_cache.objective import CachedDistillationObjective
 from distillscale.training.logit_cache.sampler import CachedWindowSampler
 from distillscale.training.logit_cache.store import LogitCache
 from distillscale.training.recipe import FLOPS_METHOD, train
-from distillscale.training.records import RunResult
+from distillscale.training.records import RunPlan, RunResult
 
 
 def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResult:
@@ -30,8 +29,8 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
         check_cache_matches_data(cache, data)
         return CachedWindowSampler(cache, data.split(cache.manifest["split"]), config.batch_size, config.seed)
 
-    def make_objective(data: PreparedData, student: ModelConfig, group: Distributed) -> CachedDistillationObjective:
-        student_tokens = config.total_steps(student.non_embedding_params) * config.tokens_per_step
+    def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> CachedDistillationObjective:
+        student_tokens = plan.total_steps * plan.tokens_per_step
         if student_tokens > cache.tokens and group.is_main:
             warn(f"the student reads {student_tokens:,} tokens but the cache holds {cache.tokens:,}: its "
                  f"windows repeat (~{student_tokens / cache.tokens:.1f} passes)")

@@ -24,7 +24,7 @@ from distillscale.console import err_console
 from distillscale.data import iter_eval_batches, prepare_data
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, atomic_write_json
-from distillscale.training.config import CacheConfig
+from distillscale.training.logit_cache.config import CacheConfig
 from distillscale.training.distributed import resolve_device
 from distillscale.training.evaluation import evaluate
 from distillscale.training.logit_cache.encoding import (
