@@ -14,6 +14,14 @@ def test_import_is_light_and_names_load_on_first_use():
     assert out.stdout.strip() == "2.515"
 
 
+def test_the_planner_loads_scipy_on_the_first_plan_only():
+    """`import distillscale.planning.plan` (the planner page and `plan --help` import it) leaves the
+    solver's SciPy for the first plan."""
+    code = ("import sys, distillscale.planning.plan as p; assert 'scipy' not in sys.modules, 'scipy imported'; "
+            "p.plan('busbridge2025', compute=1e21, student_params=546e6); assert 'scipy.optimize' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_fit_predict_and_save_from_python(tmp_path):
     import distillscale as ds
 

@@ -35,13 +35,8 @@ from distillscale.planning.render import plan_text
 from distillscale.units import format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
-    from distillscale.planning.solver import (
-        DistillationPlan,
-        DistillationPlanner,
-        StudentSweep,
-        SupervisedPlan,
-        SupervisedPlanner,
-    )
+    from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
+    from distillscale.planning.solver import DistillationPlanner, SupervisedPlanner
     from distillscale.planning.teacher import TeacherCandidate, TeacherRanking
 
 SUPERVISED_NOTE = ("law {name!r} has no distillation law, so this is the supervised plan; distillation "

@@ -11,7 +11,8 @@ from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.planning.flops import SCENARIOS
 from distillscale.planning.plan import Plan
-from distillscale.planning.solver import DistillationPlanner, StudentSweep
+from distillscale.planning.results import StudentSweep
+from distillscale.planning.solver import DistillationPlanner
 from distillscale.planning.teacher import TeacherRanking
 from distillscale.units import format_quantity
 

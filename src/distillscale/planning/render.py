@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from distillscale.planning.solver import DistillationPlan, StudentSweep, SupervisedPlan
-from distillscale.planning.teacher import TeacherRanking
 from distillscale.units import format_quantity
 
-if TYPE_CHECKING:  # Plan renders itself through this module: a runtime import would be a cycle
+# Annotations only: Plan renders itself through this module (a runtime import would be a cycle), and
+# the teacher ranking imports SciPy, which `import distillscale.planning.plan` leaves for the first plan.
+if TYPE_CHECKING:
     from distillscale.planning.plan import Plan
+    from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
+    from distillscale.planning.teacher import TeacherRanking
 
 # What sets each limit of a sweep's student sizes, and the option that moves it.
 SIZE_LIMITS = {

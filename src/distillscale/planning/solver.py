@@ -22,248 +22,27 @@ fitted with them, and a verdict whose margin lies inside them is "too close to c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import brentq, minimize, minimize_scalar
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws import LawSet, SupervisedLaw
-from distillscale.laws.uncertainty import Prediction
-from distillscale.planning.flops import (
-    SCENARIOS,
-    FlopBreakdown,
-    ForwardFlops,
-    Scenario,
-    distillation_flops,
+from distillscale.planning.flops import SCENARIOS, ForwardFlops, Scenario, distillation_flops
+from distillscale.planning.results import (
+    Convergence,
+    DistillationPlan,
+    StudentRegion,
+    StudentSweep,
+    SupervisedPlan,
+    TeacherFamily,
+    interval_or_none,
 )
 from distillscale.units import format_quantity
 
 # The paper's box for every variable: parameters and tokens in [1e6, 1e17].
 DEFAULT_BOUNDS = (1e6, 1e17)
-
-# A sweep's best student within this relative distance (in size or D/N) of a limit sits on it:
-# the refinement's bounded search stops about 1e-3 (in log size) short of an end.
-EDGE_TOLERANCE = 1e-2
-
-
-@dataclass(frozen=True)
-class Convergence:
-    """How a solution was found, in the spirit of scipy.optimize.OptimizeResult."""
-
-    success: bool
-    message: str
-    grid_points: int = 0          # objective evaluations on the dense grids
-    local_evaluations: int = 0    # evaluations spent by the local refinement
-    grid_loss: float = float("nan")  # best loss on the grid, before refinement
-
-    def to_dict(self) -> dict:
-        return {"success": self.success, "message": self.message, "grid_points": self.grid_points,
-                "local_evaluations": self.local_evaluations, "grid_loss": self.grid_loss}
-
-
-def _interval_or_none(prediction: Prediction) -> Prediction | None:
-    return prediction if prediction.has_interval else None
-
-
-def _interval_record(prediction: Prediction | None) -> dict:
-    """JSON keys of a loss's interval; none when the law has no interval."""
-    if prediction is None or not prediction.has_interval:
-        return {}
-    return {"interval": [float(prediction.low), float(prediction.high)], "level": prediction.level,
-            "interval_dominated_by": prediction.dominant,
-            "extrapolation_half_width": prediction.extrapolation, "distance_beyond_runs": prediction.distance,
-            "beyond_backtest": prediction.beyond_backtest}
-
-
-def too_close_to_call(first: float, first_interval: Prediction | None, second: float,
-                      second_interval: Prediction | None) -> float | None:
-    """The uncertainty of `second - first` when both losses have intervals: their half-widths on
-    the sides facing each other, in quadrature (conservative: the two errors share the supervised
-    law and mostly move together). None without intervals."""
-    if first_interval is None or second_interval is None or not (first_interval.has_interval
-                                                                and second_interval.has_interval):
-        return None
-    if first <= second:
-        return float(np.hypot(first_interval.high - first, second - second_interval.low))
-    return float(np.hypot(first - first_interval.low, second_interval.high - second))
-
-
-def _verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval) -> str:
-    uncertainty = too_close_to_call(student_loss, student_interval, supervised_loss, supervised_interval)
-    if uncertainty is not None and abs(supervised_loss - student_loss) < uncertainty:
-        return "too close to call"
-    return "distill" if student_loss < supervised_loss else "pretrain"
-
-
-@dataclass(frozen=True)
-class SupervisedPlan:
-    """The baseline: the whole budget trains the student directly, D = C / (3 F(N_S))."""
-
-    student_params: float
-    tokens: float
-    loss: float
-    budget: float
-    interval: Prediction | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        return {"student_params": self.student_params, "tokens": self.tokens, "loss": self.loss,
-                "budget": self.budget, **_interval_record(self.interval)}
-
-
-@dataclass(frozen=True)
-class TeacherFamily:
-    """The teachers (N_T, D_T) inside the bounds whose supervised loss is `teacher_loss`.
-
-    `params` and `tokens` trace the curve; the compute-optimal member is the one that is cheapest
-    to pre-train (least 3 F(N_T) D_T).
-    """
-
-    teacher_loss: float
-    params: np.ndarray
-    tokens: np.ndarray
-    compute_optimal_params: float
-    compute_optimal_tokens: float
-
-    def to_dict(self) -> dict:
-        return {"teacher_loss": self.teacher_loss,
-                "compute_optimal": {"params": self.compute_optimal_params,
-                                    "tokens": self.compute_optimal_tokens},
-                "params": self.params.tolist(), "tokens": self.tokens.tolist()}
-
-
-@dataclass(frozen=True)
-class DistillationPlan:
-    """A solved allocation of one budget to a student, its teacher and the distillation tokens."""
-
-    scenario: Scenario
-    budget: float
-    student_params: float
-    student_tokens: float
-    teacher_params: float | None   # None when an existing teacher was given by its loss only
-    teacher_tokens: float | None
-    teacher_loss: float
-    student_loss: float
-    flops: FlopBreakdown
-    supervised: SupervisedPlan
-    convergence: Convergence
-    teacher_family: TeacherFamily | None = field(default=None, repr=False)
-    student_interval: Prediction | None = field(default=None, repr=False)
-
-    @property
-    def loss_difference(self) -> float:
-        """Supervised minus distilled loss (nats/token): positive when distillation wins."""
-        return self.supervised.loss - self.student_loss
-
-    @property
-    def verdict(self) -> str:
-        """distill, pretrain, or "too close to call" when the difference is inside the intervals."""
-        return _verdict(self.student_loss, self.student_interval, self.supervised.loss,
-                        self.supervised.interval)
-
-    @property
-    def verdict_uncertainty(self) -> float | None:
-        return too_close_to_call(self.student_loss, self.student_interval, self.supervised.loss,
-                                 self.supervised.interval)
-
-    def to_dict(self) -> dict:
-        record = {
-            "scenario": self.scenario.name,
-            "budget": self.budget,
-            "student_params": self.student_params,
-            "student_loss": self.student_loss,
-            "student_tokens": self.student_tokens,
-            "teacher_params": self.teacher_params,
-            "teacher_tokens": self.teacher_tokens,
-            "teacher_loss": self.teacher_loss,
-            "supervised_loss": self.supervised.loss,
-            "supervised_tokens": self.supervised.tokens,
-            "verdict": self.verdict,
-            "loss_difference": self.loss_difference,
-            "loss_difference_uncertainty": self.verdict_uncertainty,
-            "student_loss_interval": _interval_record(self.student_interval),
-            "supervised_loss_interval": _interval_record(self.supervised.interval),
-            "flops": self.flops.to_dict(),
-            "convergence": self.convergence.to_dict(),
-        }
-        if self.teacher_family is not None:
-            record["teacher_family"] = self.teacher_family.to_dict()
-        return record
-
-
-@dataclass(frozen=True)
-class StudentRegion:
-    """The student sizes a sweep searches at one budget, and the limit that sets each end.
-
-    A limit is one of min_params, max_params (the size range asked for), min_tokens_per_param,
-    max_tokens_per_param (D/N with the whole budget on the student) or token_bounds (the
-    planner's bounds on D). `tokens_per_param` also bounds each plan's D_S / N_S from below.
-    """
-
-    smallest: float
-    largest: float
-    smallest_limit: str
-    largest_limit: str
-    tokens_per_param: tuple[float, float] | None
-
-    def edges(self, params: float, tokens: float) -> list[str]:
-        """The limits a student of `params` trained on `tokens` sits on (empty: inside)."""
-        def near(value: float, limit: float) -> bool:  # an open end (0 or inf) is no edge
-            return 0 < limit < np.inf and abs(np.log(value / limit)) < EDGE_TOLERANCE
-
-        edges = [limit for size, limit in ((self.smallest, self.smallest_limit),
-                                           (self.largest, self.largest_limit)) if near(params, size)]
-        if self.tokens_per_param is not None:
-            for bound, limit in zip(self.tokens_per_param,
-                                    ("min_tokens_per_param", "max_tokens_per_param")):
-                if near(tokens / params, bound) and limit not in edges:
-                    edges.append(limit)
-        return edges
-
-    def to_dict(self) -> dict:
-        return {"params": [self.smallest, self.largest],
-                "limits": [self.smallest_limit, self.largest_limit],
-                "tokens_per_param": None if self.tokens_per_param is None
-                else list(self.tokens_per_param)}
-
-
-@dataclass(frozen=True)
-class StudentSweep:
-    """Plans for a range of student sizes at one budget, and the best of them."""
-
-    scenario: Scenario
-    budget: float
-    plans: list[DistillationPlan]
-    best: DistillationPlan
-    supervised_best: SupervisedPlan  # the compute-optimal model trained without a teacher
-    region: StudentRegion
-
-    @property
-    def verdict(self) -> str:
-        return _verdict(self.best.student_loss, self.best.student_interval, self.supervised_best.loss,
-                        self.supervised_best.interval)
-
-    @property
-    def edges(self) -> list[str]:
-        """The search limits the best student sits on: the law would go further, outside them."""
-        return self.region.edges(self.best.student_params, self.best.student_tokens)
-
-    @property
-    def supervised_edges(self) -> list[str]:
-        return self.region.edges(self.supervised_best.student_params, self.supervised_best.tokens)
-
-    def to_dict(self) -> dict:
-        return {"scenario": self.scenario.name, "budget": self.budget,
-                "best": self.best.to_dict(), "supervised_best": self.supervised_best.to_dict(),
-                "verdict": self.verdict,
-                "loss_difference": self.supervised_best.loss - self.best.student_loss,
-                "searched": self.region.to_dict(),
-                "best_on_edge": bool(self.edges), "edges": self.edges,
-                "supervised_best_on_edge": bool(self.supervised_edges),
-                "supervised_edges": self.supervised_edges,
-                "students": [{"student_params": p.student_params, "student_loss": p.student_loss,
-                              "supervised_loss": p.supervised.loss} for p in self.plans]}
-
 
 def tokens_reaching_loss(law: SupervisedLaw, params: np.ndarray, loss: float) -> np.ndarray:
     """D with L(N, D) = loss for each N (inverting the supervised law); NaN where unreachable."""
@@ -310,7 +89,7 @@ class SupervisedPlanner:
                 "choose a larger student or a smaller {}")
         return SupervisedPlan(student_params, tokens,
                               float(self.supervised_law.predict(student_params, tokens)), budget,
-                              _interval_or_none(self.supervised_law.prediction(student_params, tokens)))
+                              interval_or_none(self.supervised_law.prediction(student_params, tokens)))
 
     def supervised_optimal(self, budget: float, size_range: tuple[float, float] | None = None,
                            tokens_per_param: tuple[float, float] | None = None) -> SupervisedPlan:
@@ -403,7 +182,7 @@ class DistillationPlanner(SupervisedPlanner):
     def with_interval(self, plan: DistillationPlan) -> DistillationPlan:
         """The plan with the interval of its student loss (bootstrap and extrapolation error)."""
         prediction = self.distillation.prediction(plan.student_params, plan.student_tokens, plan.teacher_loss)
-        return replace(plan, student_interval=_interval_or_none(prediction))
+        return replace(plan, student_interval=interval_or_none(prediction))
 
     def plan(self, student_params: float, budget: float, scenario: Scenario | str,
              student_flops_per_token: float | None = None,
