@@ -224,3 +224,14 @@ def test_screening_continues_only_the_best_starts():
     assert result.best == 0 and result.fun == pytest.approx(0.0, abs=1e-12) and result.success
     assert result.screening["n_continued"] == 4 and result.screening["dtype"] == "float32"
     assert (result.nits[4:] == 1).all() and (result.nits[:4] > 1).all()
+
+
+def test_clone_builds_the_same_fitter_with_overrides():
+    """`clone` (scikit-learn's) repeats every argument, positional or by keyword, defaults included."""
+    from distillscale.laws.fitting import SupervisedLawFitter
+
+    fitter = SupervisedLawFitter("tied", bootstrap=200, level=0.8, irreducible_loss=1.7, seed=3)
+    twin = fitter.clone(bootstrap=0)
+    assert type(twin) is SupervisedLawFitter and twin is not fitter
+    assert twin._params == fitter._params | {"bootstrap": 0}
+    assert (twin.bootstrap, twin.level, twin.seed) == (0, 0.8, 3) and twin._params["form"] == "tied"

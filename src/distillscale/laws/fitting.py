@@ -30,7 +30,9 @@ never reported with a zero-width interval.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import math
 
 import numpy as np
@@ -90,11 +92,24 @@ def huber(residual: torch.Tensor, delta: float) -> torch.Tensor:
     return huber_and_slope(residual, delta)[0]
 
 
+def remembers_arguments(init):
+    """Keep the arguments a fitter was built with (defaults filled in), so `clone` can build its twin."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        self._params = {name: value for name, value in bound.arguments.items() if name != "self"}
+        init(self, *args, **kwargs)
+    return wrapper
+
+
 class _LogLossFitter:
     """What both fitters share: multi-start fit, bootstrap, diagnostics and the fit record."""
 
     form: LogSpaceForm
-    _params: dict
+    _params: dict  # the arguments it was built with (`remembers_arguments`)
     # Scale of a prior's pseudo-residual (see `_penalty`); set by a fitter that has a prior.
     _prior: tuple[int, float, float] | None = None
 
@@ -328,13 +343,13 @@ class SupervisedLawFitter(_LogLossFitter):
     grid: replace some parameters' start values, e.g. {"alpha": (0.5,)}.
     """
 
+    @remembers_arguments
     def __init__(self, form: str = "chinchilla", *, irreducible_loss: float | None = None,
                  irreducible_loss_prior: tuple[float, float] | None = None, solver: str = "auto",
                  huber_delta: float | None = None, bootstrap: int = 1000, level: float = 0.9,
                  grid: dict | None = None, seed: int = 0, max_iter: int = 1000, ftol: float = FTOL,
                  screening: Screening | None = Screening(), chunk_elements: int = CHUNK_ELEMENTS,
                  threads: int | None = 1):
-        self._params = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if form not in SUPERVISED_FORMS:
             raise UserError(f"unknown form {form!r}: use one of {', '.join(SUPERVISED_FORMS)}")
         if solver not in ("auto", "varpro", "grid"):
@@ -429,12 +444,12 @@ class DistillationLawFitter(_LogLossFitter):
     distillation does not change the data-scaling exponents): two fewer parameters, which a small
     sweep may not be able to pin down otherwise."""
 
+    @remembers_arguments
     def __init__(self, student_law: SupervisedLaw, *, tie_exponents: bool = False,
                  huber_delta: float = 1e-4, bootstrap: int = 200, level: float = 0.9,
                  grid: dict | None = None, seed: int = 0, max_iter: int = 500, ftol: float = FTOL,
                  screening: Screening | None = Screening(), chunk_elements: int = CHUNK_ELEMENTS,
                  threads: int | None = 1):
-        self._params = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.student_law = student_law
         self.tie_exponents = tie_exponents
         form = DISTILLATION.with_grid(grid or {})
