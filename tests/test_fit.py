@@ -228,8 +228,6 @@ def test_screening_continues_only_the_best_starts():
 
 def test_clone_builds_the_same_fitter_with_overrides():
     """`clone` (scikit-learn's) repeats every argument, positional or by keyword, defaults included."""
-    from distillscale.laws.fitting import SupervisedLawFitter
-
     fitter = SupervisedLawFitter("tied", bootstrap=200, level=0.8, irreducible_loss=1.7, seed=3)
     twin = fitter.clone(bootstrap=0)
     assert type(twin) is SupervisedLawFitter and twin is not fitter
