@@ -108,3 +108,23 @@ def test_an_old_run_config_loads_and_a_newer_one_is_refused(tmp_path):
     with pytest.raises(UserError, match="not a valid run config: plan.warmup_steps: Field required: pass "
                                         "--overwrite"):
         RunRecord.load(path)
+
+
+def test_files_written_by_the_landed_version_still_load(tmp_path):
+    """law.json (a fitted law with its fit record, a preset's two laws), config.json and result.json as
+    the version before the records were typed wrote them (tests/data/records)."""
+    import distillscale as ds
+
+    fitted = ds.load_laws(OLD_FILES / "law-fitted-2026-11-23.json").supervised
+    prediction = fitted.prediction(1e9, 2e10)
+    assert fitted.fit.form == "chinchilla"
+    assert (prediction.value, prediction.low, prediction.high) == pytest.approx((2.47175, 2.42298, 2.51739), abs=1e-4)
+    preset = ds.load_laws(OLD_FILES / "law-preset-2026-11-23.json")
+    assert preset.supervised.predict(546e6, 20 * 546e6) == pytest.approx(2.515, abs=1e-3)
+    assert preset.distillation is not None
+
+    record = RunRecord.load(OLD_FILES / "config-2026-11-23.json")
+    assert record.plan.token_budget is None and record.plan.total_steps == 150  # not kept before
+    assert record.config["schedule"] == "wsd"
+    result = RunResult.load(OLD_FILES / "result-train-2026-11-23.json")
+    assert result.completed and result.token_budget == 38400 and result.fork is None
