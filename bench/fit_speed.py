@@ -155,7 +155,7 @@ def main() -> None:
         truth = summed_huber(laws.distillation.predict(N_S, D_S, L_T), L_S, distilled.huber_delta)
         print(f"  objective at the true coefficients {truth:.8g}; found {distilled.result_.fun:.8g} "
               f"({distilled.result_.fun / truth - 1:+.2%}); RMSE of log-loss "
-              f"{distilled.diagnostics_['rmse_log_loss']:.4f}")
+              f"{distilled.diagnostics_.rmse_log_loss:.4f}")
 
 
 if __name__ == "__main__":

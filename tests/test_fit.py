@@ -85,7 +85,7 @@ def test_supervised_fit_recovers_known_coefficients_with_intervals():
     assert fitted.gamma * fitted.beta == pytest.approx(truth.gamma * truth.beta, rel=0.1)
     test_N, test_D = np.array([2e8, 5e9]), np.array([4e9, 2e11])
     np.testing.assert_allclose(fitted.predict(test_N, test_D), truth.predict(test_N, test_D), rtol=5e-3)
-    assert fitter.diagnostics_["rmse_log_loss"] < 0.004
+    assert fitter.diagnostics_.rmse_log_loss < 0.004
     assert fitter.result_.success
     low, high = fitter.intervals_["E"]
     assert low < fitted.E < high
@@ -114,8 +114,8 @@ def test_fit_diagnostics_flag_grid_edges():
     # Only log_A and beta have more than one start value, each at the edges of its grid.
     grid = {"log_E": (0.0,), "log_A": (0.0, 2.0), "log_B": (5.0,), "alpha": (0.5,), "beta": (0.2, 0.4)}
     fitter = SupervisedLawFitter("chinchilla", bootstrap=0, grid=grid).fit(N, D, loss)
-    assert set(fitter.diagnostics_["best_start_on_grid_edge"]) == {"log_A", "beta"}
-    assert fitter.diagnostics_["on_bound"] == []
+    assert set(fitter.diagnostics_.best_start_on_grid_edge) == {"log_A", "beta"}
+    assert fitter.diagnostics_.on_bound == []
 
 
 def test_distillation_fit_recovers_predictions():
@@ -125,7 +125,7 @@ def test_distillation_fit_recovers_predictions():
     grid = {"log_A": (10.0, 20.0), "log_B": (10.0,), "alpha": (0.5,), "beta": (0.5,), "gamma": (0.5,),
             "c0": (0.0, 1.0), "c1": (0.0,), "f1": (1.0,), "log_d1": (0.0,)}
     fitter = DistillationLawFitter(laws.supervised, bootstrap=0, grid=grid).fit(N_S, D_S, L_T, L_S)
-    assert fitter.diagnostics_["rmse_log_loss"] < 0.003  # the noise is 0.002
+    assert fitter.diagnostics_.rmse_log_loss < 0.003  # the noise is 0.002
     held_N = np.array([3e8, 3e9])
     for teacher_loss in (1.9, 2.3, 2.8):
         np.testing.assert_allclose(fitter.predict(held_N, 20 * held_N, teacher_loss),

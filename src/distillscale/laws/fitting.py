@@ -4,7 +4,7 @@ bootstrap intervals and diagnostics (docs/science.md §4).
     fitter = SupervisedLawFitter(form="chinchilla", huber_delta=1e-3, bootstrap=1000).fit(N, D, loss)
     fitter.law_              # SupervisedLaw, with its FitRecord (`laws.record`) in `law_.fit`
     fitter.intervals_        # {"E": (lo, hi), ...} at `fitter.level`
-    fitter.diagnostics_      # RMSE of log-loss, max relative error, bounds and grid-edge flags
+    fitter.diagnostics_      # Diagnostics: RMSE of log-loss, max relative error, bounds and grid-edge flags
     fitter.result_           # MultiStartResult: convergence of every start
 
 Every grid start is optimised (vectorised; the objective runs over cache-sized chunks of starts,
@@ -30,6 +30,7 @@ never reported with a zero-width interval.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, fields
 import functools
 import hashlib
 import inspect
@@ -42,7 +43,7 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lbfgs import Screening, minimize_lbfgs, minimize_lbfgs_screened
 from distillscale.laws.logspace import BUSBRIDGE, DISTILLATION, SUPERVISED_FORMS, LogSpaceForm
-from distillscale.laws.record import Bootstrap, FitRecord
+from distillscale.laws.record import Bootstrap, DataRange, Diagnostics, FitRecord
 from distillscale.laws.varpro import varpro_starts
 
 # Elements of one (starts x runs) tensor per chunk of the objective: small enough to stay in a
@@ -90,6 +91,60 @@ def huber_and_slope(residual: torch.Tensor, delta: float) -> tuple[torch.Tensor,
 def huber(residual: torch.Tensor, delta: float) -> torch.Tensor:
     """Huber_delta(r), differentiable by autograd."""
     return huber_and_slope(residual, delta)[0]
+
+
+@dataclass(frozen=True)
+class Runs:
+    """The runs a law is fitted to, one value per run: non-embedding parameters, tokens and loss
+    (nats/token); for the distillation law also each run's teacher loss and the loss the student
+    would reach trained supervised on the same tokens (Ltilde_S, from its supervised law)."""
+
+    params: np.ndarray
+    tokens: np.ndarray
+    loss: np.ndarray
+    teacher_loss: np.ndarray | None = None
+    student_supervised_loss: np.ndarray | None = None
+
+    # The names the log-space forms read their inputs by (`laws.logspace`): log_n, log_d, ...
+    LOG_NAMES = {"params": "n", "tokens": "d", "teacher_loss": "teacher_loss",
+                 "student_supervised_loss": "student_supervised_loss"}
+
+    def __post_init__(self) -> None:
+        for column in fields(self):
+            value = getattr(self, column.name)
+            if value is not None:
+                object.__setattr__(self, column.name, np.asarray(value, dtype=np.float64))
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    def subset(self, mask: np.ndarray) -> "Runs":
+        return Runs(**{c.name: None if getattr(self, c.name) is None else getattr(self, c.name)[mask]
+                       for c in fields(self)})
+
+    def _inputs(self) -> dict[str, np.ndarray]:
+        """The form's inputs under their log-space names (the loss excluded)."""
+        return {self.LOG_NAMES[c.name]: getattr(self, c.name) for c in fields(self)
+                if c.name != "loss" and getattr(self, c.name) is not None}
+
+    def log_tensors(self) -> dict[str, torch.Tensor]:
+        """{"log_n": log N, ..., "log_loss": log L} as float64 tensors: what the log-space forms read."""
+        return {"log_" + key: torch.as_tensor(np.log(value), dtype=torch.float64)
+                for key, value in {**self._inputs(), "loss": self.loss}.items()}
+
+    def data_hash(self) -> str:
+        """Identifies the runs (law.json's `data_hash`)."""
+        digest = hashlib.sha256()
+        inputs = self._inputs()
+        for key in sorted(inputs):
+            digest.update(key.encode() + np.ascontiguousarray(inputs[key]).tobytes())
+        digest.update(np.ascontiguousarray(self.loss).tobytes())
+        return "sha256:" + digest.hexdigest()[:16]
+
+    def data_range(self) -> DataRange:
+        """Where the law was fitted: `laws.extrapolation` keeps predictions and plans inside it."""
+        return DataRange(params=_span(self.params), tokens=_span(self.tokens),
+                         tokens_per_param=_span(self.tokens / self.params))
 
 
 def remembers_arguments(init):
@@ -203,10 +258,10 @@ class _LogLossFitter:
             raise UserError(f"{n_runs} runs cannot determine the {n_params} parameters of the "
                             f"{self.form.name} law: give at least {n_params} runs")
 
-    def _fit_log_space(self, data: dict[str, np.ndarray], loss: np.ndarray) -> None:
-        n_runs = len(loss)
+    def _fit_log_space(self, runs: Runs) -> None:
+        n_runs = len(runs)
         self._check_runs(n_runs)
-        tensors = _log_tensors(data, loss)
+        tensors = runs.log_tensors()
         self.noise_scale_ = None
         with _intra_op_threads(self.threads):
             grid, screened, solver = self._starts(tensors)
@@ -227,41 +282,31 @@ class _LogLossFitter:
         tolerance = 1e-6 * (upper - lower)
         best_start = grid[self.result_.best].numpy()
         predicted = np.exp(self.form.log_loss(torch.as_tensor(self.x_)[None], tensors)[0].numpy())
-        log_residual = np.log(predicted) - np.log(loss)
-        self.diagnostics_ = {
-            "rmse_log_loss": float(np.sqrt(np.mean(log_residual ** 2))),
-            "max_relative_error": float(np.max(np.abs(predicted / loss - 1))),
-            "on_bound": [name for name, x, lo, hi, tol in zip(names, self.x_, lower, upper, tolerance)
-                         if x <= lo + tol or x >= hi - tol],
-            "best_start_on_grid_edge": [p.name for p, v in zip(self.form.parameters, best_start)
-                                        if screened and len(p.grid) > 1 and v in (min(p.grid), max(p.grid))],
-        }
-        self.record_ = {
-            "form": self.form.name,
-            "constraints": self.constraints(),
-            "objective": "sum over runs of Huber_delta(log L_hat - log L)",
-            "huber_delta": self.huber_delta,
-            "n_runs": n_runs,
-            "data_hash": _data_hash(data, loss),
-            # Where the law was fitted: planning.extrapolation keeps plans inside it.
-            "data_range": {"params": _span(data["n"]), "tokens": _span(data["d"]),
-                           "tokens_per_param": _span(data["d"] / data["n"])},
-            "solver": solver,
-            "grid": {"n_starts": len(grid), "values": {p.name: list(p.grid) for p in self.form.parameters}},
-            "bounds": {p.name: list(p.bounds) for p in self.form.parameters},
-            "parameters": dict(zip(names, map(float, self.x_))),
-            "convergence": self.result_.summary(),
-            "diagnostics": self.diagnostics_,
-        }
+        log_residual = np.log(predicted) - np.log(runs.loss)
+        self.diagnostics_ = Diagnostics(
+            rmse_log_loss=float(np.sqrt(np.mean(log_residual ** 2))),
+            max_relative_error=float(np.max(np.abs(predicted / runs.loss - 1))),
+            on_bound=[name for name, x, lo, hi, tol in zip(names, self.x_, lower, upper, tolerance)
+                      if x <= lo + tol or x >= hi - tol],
+            best_start_on_grid_edge=[p.name for p, v in zip(self.form.parameters, best_start)
+                                     if screened and len(p.grid) > 1 and v in (min(p.grid), max(p.grid))])
+        # What the fit itself knows; `_finish_record` adds the intervals and the bootstrap.
+        self.record_ = FitRecord(
+            form=self.form.name, constraints=self.constraints(),
+            objective="sum over runs of Huber_delta(log L_hat - log L)", huber_delta=self.huber_delta,
+            n_runs=n_runs, data_hash=runs.data_hash(), data_range=runs.data_range(), solver=solver,
+            grid={"n_starts": len(grid), "values": {p.name: list(p.grid) for p in self.form.parameters}},
+            bounds={p.name: p.bounds for p in self.form.parameters},
+            parameters=dict(zip(names, map(float, self.x_))), convergence=self.result_.summary(),
+            diagnostics=self.diagnostics_)
 
-    def _fit_subsets(self, data: dict[str, np.ndarray], loss: np.ndarray,
-                     masks: list[np.ndarray]) -> list[np.ndarray | str]:
+    def _fit_subsets(self, runs: Runs, masks: list[np.ndarray]) -> list[np.ndarray | str]:
         """Point fits (no bootstrap) on each subset of the runs: the parameter vector of each, or
         why it could not be fitted. Backtests need one fit per fold; they are solved as one batched
         problem (each start weighs the runs of its own subset 1, the others 0), so the fixed cost of
         an L-BFGS iteration is paid once for all folds. A fitter with a prior, or whose starts are
         screened, fits the subsets one by one (screening ranks starts, which only works per subset)."""
-        tensors = _log_tensors(data, loss)
+        tensors = runs.log_tensors()
         outcomes: list[np.ndarray | str | None] = [None] * len(masks)
         starts, owner = [], []
         with _intra_op_threads(self.threads):
@@ -275,7 +320,7 @@ class _LogLossFitter:
                 rows, screened, _ = self._starts(subset)
                 if screened or self._prior is not None:
                     fitter = self.clone(bootstrap=0)
-                    fitter._fit_log_space({key: value[mask] for key, value in data.items()}, loss[mask])
+                    fitter._fit_log_space(runs.subset(mask))
                     outcomes[k] = fitter.x_
                     continue
                 starts.append(rows)
@@ -302,14 +347,13 @@ class _LogLossFitter:
     def _finish_record(self, coefficients: list[str]) -> FitRecord:
         """The fit record, with intervals per coefficient, the coefficients the data do not
         identify, and the bootstrap samples."""
-        record = dict(self.record_)
-        on_bound = {_coefficient_name(name) for name in self.diagnostics_["on_bound"]}
+        on_bound = {_coefficient_name(name) for name in self.diagnostics_.on_bound}
         point = self.form.to_coefficients(self.x_)
         not_identified = {name: "on a bound of the search box" for name in coefficients if name in on_bound}
         if self.samples_ is None:
             self.intervals_ = {}
             self.not_identified_ = not_identified
-            return FitRecord(**record, not_identified=not_identified)
+            return self.record_.model_copy(update={"not_identified": not_identified})
         samples = np.array([[c[name] for name in coefficients]
                             for c in map(self.form.to_coefficients, self.samples_)])
         quantiles = np.quantile(samples, [(1 - self.level) / 2, (1 + self.level) / 2], axis=0)
@@ -324,11 +368,11 @@ class _LogLossFitter:
             if name not in not_identified and (unmoved.mean() > 0.5 or high - low <= FLAT * abs(value)):
                 not_identified[name] = "the bootstrap does not move it (the runs leave it flat)"
         self.not_identified_ = not_identified
-        return FitRecord(**record, level=self.level, intervals=self.intervals_, not_identified=not_identified,
-                         bootstrap=Bootstrap(resamples=self.bootstrap, seed=self.seed,
-                                             convergence=self.bootstrap_result_.summary(),
-                                             coefficients=coefficients,
-                                             samples=[[float(f"{v:.7g}") for v in row] for row in samples]))
+        bootstrap = Bootstrap(resamples=self.bootstrap, seed=self.seed, convergence=self.bootstrap_result_.summary(),
+                              coefficients=coefficients,
+                              samples=[[float(f"{v:.7g}") for v in row] for row in samples])
+        return self.record_.model_copy(update={"level": self.level, "intervals": self.intervals_,
+                                               "not_identified": not_identified, "bootstrap": bootstrap})
 
 
 class SupervisedLawFitter(_LogLossFitter):
@@ -416,8 +460,7 @@ class SupervisedLawFitter(_LogLossFitter):
 
     def fit(self, N, D, loss) -> "SupervisedLawFitter":
         """N non-embedding parameters, D tokens, loss in nats/token: positive arrays of one length."""
-        self._fit_log_space({"n": np.asarray(N, float), "d": np.asarray(D, float)},
-                            np.asarray(loss, float))
+        self._fit_log_space(Runs(N, D, loss))
         law = SupervisedLaw(**self.form.to_coefficients(self.x_))
         fixed = [name for name, value in self.constraints().items() if isinstance(value, float)]
         law.fit = self._finish_record([c for c in SupervisedLaw.COEFFICIENTS if c not in fixed])
@@ -430,9 +473,9 @@ class SupervisedLawFitter(_LogLossFitter):
     def predict_subsets(self, N, D, loss, masks: list[np.ndarray]) -> list[np.ndarray | str]:
         """For each subset of the runs (a boolean mask), the predictions for every run of a point
         fit on that subset alone, or why it could not be fitted (see `_fit_subsets`)."""
-        N, D = np.asarray(N, float), np.asarray(D, float)
-        fits = self._fit_subsets({"n": N, "d": D}, np.asarray(loss, float), masks)
-        return [fit if isinstance(fit, str) else SupervisedLaw(**self.form.to_coefficients(fit)).predict(N, D)
+        runs = Runs(N, D, loss)
+        fits = self._fit_subsets(runs, masks)
+        return [fit if isinstance(fit, str) else SupervisedLaw(**self.form.to_coefficients(fit)).predict(runs.params, runs.tokens)
                 for fit in fits]
 
 
@@ -466,10 +509,7 @@ class DistillationLawFitter(_LogLossFitter):
 
     def fit(self, N_S, D_S, L_T, L_S) -> "DistillationLawFitter":
         """Student parameters and tokens, teacher loss and distilled student loss, one per run."""
-        N_S, D_S = np.asarray(N_S, float), np.asarray(D_S, float)
-        data = {"n": N_S, "d": D_S, "teacher_loss": np.asarray(L_T, float),
-                "student_supervised_loss": np.asarray(self.student_law.predict(N_S, D_S), float)}
-        self._fit_log_space(data, np.asarray(L_S, float))
+        self._fit_log_space(self._runs(N_S, D_S, L_T, L_S))
         law = DistillationLaw(**self.form.to_coefficients(self.x_), student_law=self.student_law)
         fixed = ("alpha", "beta") if self.tie_exponents else ()
         law.fit = self._finish_record([c for c in DistillationLaw.COEFFICIENTS if c not in fixed])
@@ -482,19 +522,16 @@ class DistillationLawFitter(_LogLossFitter):
     def predict_subsets(self, N_S, D_S, L_T, L_S, masks: list[np.ndarray]) -> list[np.ndarray | str]:
         """For each subset of the runs, the predictions for every run of a point fit on that subset
         alone, or why it could not be fitted (see `_fit_subsets`)."""
-        N_S, D_S, L_T = (np.asarray(x, float) for x in (N_S, D_S, L_T))
-        data = {"n": N_S, "d": D_S, "teacher_loss": L_T,
-                "student_supervised_loss": np.asarray(self.student_law.predict(N_S, D_S), float)}
-        fits = self._fit_subsets(data, np.asarray(L_S, float), masks)
+        runs = self._runs(N_S, D_S, L_T, L_S)
+        fits = self._fit_subsets(runs, masks)
         return [fit if isinstance(fit, str) else
-                DistillationLaw(**self.form.to_coefficients(fit), student_law=self.student_law).predict(N_S, D_S, L_T)
+                DistillationLaw(**self.form.to_coefficients(fit), student_law=self.student_law).predict(
+                    runs.params, runs.tokens, runs.teacher_loss)
                 for fit in fits]
 
-
-def _log_tensors(data: dict[str, np.ndarray], loss: np.ndarray) -> dict[str, torch.Tensor]:
-    """{"log_n": log N, ..., "log_loss": log L} as float64 tensors: what the log-space forms read."""
-    return {"log_" + key: torch.as_tensor(np.log(value), dtype=torch.float64)
-            for key, value in {**data, "loss": loss}.items()}
+    def _runs(self, N_S, D_S, L_T, L_S) -> Runs:
+        N_S, D_S = np.asarray(N_S, float), np.asarray(D_S, float)
+        return Runs(N_S, D_S, L_S, teacher_loss=L_T, student_supervised_loss=self.student_law.predict(N_S, D_S))
 
 
 def _coefficient_name(parameter: str) -> str:
@@ -502,14 +539,6 @@ def _coefficient_name(parameter: str) -> str:
     return parameter.removeprefix("log_")
 
 
-def _span(values: np.ndarray) -> list[float]:
-    return [float(np.min(values)), float(np.max(values))]
-
-
-def _data_hash(data: dict[str, np.ndarray], loss: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(data):
-        digest.update(key.encode() + np.ascontiguousarray(data[key], dtype=np.float64).tobytes())
-    digest.update(np.ascontiguousarray(loss, dtype=np.float64).tobytes())
-    return "sha256:" + digest.hexdigest()[:16]
+def _span(values: np.ndarray) -> tuple[float, float]:
+    return float(np.min(values)), float(np.max(values))
 
