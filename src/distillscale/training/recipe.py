@@ -41,6 +41,7 @@ from distillscale.training.fork import Branch, find_branch
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
 from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
+from distillscale.training.prefetch import BatchPrefetcher
 from distillscale.training.records import ForkLink, RunPlan, RunResult
 from distillscale.training.run_dir import RunDirectory, RunStart
 from distillscale.training.sharded_checkpoint import (
@@ -56,6 +57,8 @@ ObjectiveFactory = Callable[[PreparedData, ModelConfig, Distributed], Objective]
 # `batch(step, rank, world_size)` returns (inputs, targets, *extras); the extras go to the objective.
 SamplerFactory = Callable[[PreparedData], TokenSampler]
 
+# Steps whose batches a worker thread reads ahead of training (0: read in the training loop).
+PREFETCH_STEPS = 2
 FLOPS_METHOD = ("flops = 3 x forward_flops_per_token(seq_len) x tokens (block and head matmuls plus "
                 "attention scores; backward = 2 x forward), as distillscale.planning.flops.run_flops counts; "
                 "a fork's flops are those of the whole run, fork.shared_flops of them spent by its parent; "
@@ -193,9 +196,8 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
         return evaluate(training_model.evaluated, val_tokens, config.seq_len, config.batch_size, config.eval_tokens,
                         group, autocast)
 
-    def micro_batches(step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [tuple(t.to(group.device, non_blocking=True)
-                      for t in sampler.batch(step * config.grad_accum + micro, group.rank, group.world_size))
+    def micro_batches(step: int) -> list[tuple[torch.Tensor, ...]]:  # on the host; a worker reads ahead
+        return [sampler.batch(step * config.grad_accum + micro, group.rank, group.world_size)
                 for micro in range(config.grad_accum)]
 
     checkpoint_step = done.step  # the step whose weights are on disk (0: none yet)
@@ -204,11 +206,11 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
     window_start, window_tokens = time.perf_counter(), 0
     val_loss = None
     bar = training_progress(total_steps, show_progress)
-    with bar:
+    with bar, BatchPrefetcher(micro_batches, done.step, total_steps, group.device, PREFETCH_STEPS) as batches:
         task = bar.add_task("train", total=total_steps, completed=done.step, loss="-", tokens_per_second="-")
         while done.step < total_steps:
             step_start = time.perf_counter()
-            result = train_step(training_model, objective, optimizer, micro_batches(done.step),
+            result = train_step(training_model, objective, optimizer, batches.next(done.step),
                                 config.grad_clip, group, autocast)
             if not result.finite:
                 return _diverged(run, group, config, plan, done, result, checkpoint_step, objective)
