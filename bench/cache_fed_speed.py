@@ -57,7 +57,7 @@ def main() -> None:
         os.environ["DISTILLSCALE_CACHE"] = str(root / "data")
         run("train", "--out", root / "teacher", *TEACHER, *CORPUS)
         run("cache-logits", "--teacher", root / "teacher", "--out", root / "cache", "--targets", "sampled",
-            "--samples", 12, "--batch-size", 32, "--eval-tokens", "4k", "--tokens", "64k", *CORPUS[2:])
+            "--samples", 12, "--batch-size", 32, "--eval-tokens", "4k", *CORPUS[2:])
         split = json.loads((root / "cache" / "cache.json").read_text())["split"]
         arms = {
             "supervised (train)": (["train", "--tokenizer", root / "teacher" / "tokenizer.json",
