@@ -12,6 +12,15 @@ from distillscale.cli import main
 SHARED = Path(os.environ.get("DISTILLSCALE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def cpu_by_default():
+    """`--device auto` means the CPU in tests (and in the processes they start), also on a GPU
+    machine: the tests compare CPU-exact numbers. Tests of CUDA paths ask for cuda explicitly."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DISTILLSCALE_DEVICE", "cpu")
+        yield
+
+
 @pytest.fixture
 def cli(capsys):
     """cli(*args) -> (exit_code, stdout, stderr), running `distillscale ARGS` in this process."""

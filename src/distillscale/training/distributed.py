@@ -20,8 +20,19 @@ from torch import nn
 from distillscale.errors import UserError
 
 
+# Where `--device auto` runs when this is set ("cpu" or "cuda"): e.g. DISTILLSCALE_DEVICE=cpu keeps a
+# GPU machine's runs (and the test suite, whose conftest sets it) on the CPU, whose results are exact.
+DEVICE_ENV = "DISTILLSCALE_DEVICE"
+
+
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
-    """`auto` picks CUDA when available; `cuda` without a GPU is a clear error."""
+    """`auto` picks CUDA when available (unless DISTILLSCALE_DEVICE says cpu or cuda); `cuda` without
+    a GPU is a clear error."""
+    if choice == "auto" and os.environ.get(DEVICE_ENV):
+        choice = os.environ[DEVICE_ENV].strip().lower()
+        if choice not in ("cpu", "cuda"):
+            raise UserError(f"{DEVICE_ENV}={os.environ[DEVICE_ENV]!r} is not a device: set it to cpu or cuda, "
+                            f"or unset it to let --device auto choose")
     if choice == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is available: use --device cpu or auto")
     if choice == "cpu" or not torch.cuda.is_available():

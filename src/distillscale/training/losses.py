@@ -103,6 +103,49 @@ def distillation_loss(student_hidden: torch.Tensor, student_head: Head,
                     targets, config.chunk_size)
 
 
+def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, teacher_ids: torch.Tensor,
+                             teacher_values: torch.Tensor, targets: torch.Tensor,
+                             config: DistillationLossConfig, sampled: bool = False) -> LossOutput:
+    """`distillation_loss` with the teacher given sparsely, as a logit cache stores it, without
+    ever building [tokens, V] teacher logits:
+
+    - top-k (`sampled=False`): ids [n, k] and their log-probabilities [n, k] (relative to any
+      constant per row): the teacher's top-k distribution, renormalised over the ids (over the
+      `config.top_k` most likely of them when that is smaller), as `distillation_loss` does with
+      `top_k` on full teacher logits;
+    - sampled (`sampled=True`): K ids drawn from softmax(z_T / tau) [n, K] and that distribution's
+      entropy H [n]; forward KL is estimated by tau^2 (-(1/K) sum_i log q(x_i) - H), whose gradient
+      with respect to the student logits is tau (q - c / K) (c_a: how often a was drawn), both
+      unbiased (see `training.logit_cache.objective`).
+    """
+    n = student_hidden.reshape(-1, student_hidden.shape[-1]).shape[0]
+    rows_dtype = torch.promote_types(student_hidden.dtype, torch.float32)  # ids exact below 2^24
+    ids, values = teacher_ids.reshape(n, -1), teacher_values.reshape(n, -1)
+    if sampled:
+        if config.kd != "forward-kl" or config.top_k is not None:
+            raise ValueError("sampled teacher targets estimate forward KL over the full vocabulary: "
+                             "use kd='forward-kl' and top_k=None")
+        if values.shape[1] != 1:
+            raise ValueError(f"expected one teacher entropy per position, got {values.shape[1]}")
+        rows = "sampled"
+    else:
+        if values.shape != ids.shape:
+            raise ValueError(f"teacher ids {tuple(ids.shape)} and log-probabilities {tuple(values.shape)} differ")
+        rows = "top-k"
+    objective = _Objective(ce_weight=1.0 - config.kd_weight, kd_weight=config.kd_weight,
+                           z_loss_weight=config.z_loss_weight, kd=config.kd,
+                           temperature=config.temperature, top_k=config.top_k,
+                           jsd_beta=config.jsd_beta, teacher_rows=rows)
+    # The chunked loss walks rows of one teacher tensor: ids and values travel together.
+    packed = torch.cat([ids.to(rows_dtype), values.to(rows_dtype)], dim=-1)
+    return _compute(objective, student_hidden, student_head, packed, _as_is, targets, config.chunk_size)
+
+
+def _as_is(rows: torch.Tensor) -> torch.Tensor:
+    """The teacher 'head' of sparse teacher rows: the rows themselves (see `_Objective.teacher_rows`)."""
+    return rows
+
+
 @dataclass(frozen=True)
 class _Objective:
     """The weighted objective. `sums` is the reference computation of its components (autograd
@@ -115,6 +158,9 @@ class _Objective:
     temperature: float = 1.0
     top_k: int | None = None
     jsd_beta: float = 0.5
+    # What the teacher head returns: "logits" [n, V]; or sparse rows [n, 2k] of top-k (ids, log-probs),
+    # or [n, K + 1] of sampled ids and the teacher's entropy (`sparse_distillation_loss`).
+    teacher_rows: str = "logits"
 
     def sums(self, logits: torch.Tensor, targets: torch.Tensor,
              teacher_logits: torch.Tensor | None) -> torch.Tensor:
@@ -124,7 +170,11 @@ class _Objective:
         log_normaliser = torch.logsumexp(logits, dim=-1)
         target_logits = logits.gather(-1, targets.where(valid, 0).unsqueeze(-1)).squeeze(-1)
         per_token = [log_normaliser - target_logits, log_normaliser.square()]
-        if teacher_logits is not None:
+        if teacher_logits is not None and self.teacher_rows != "logits":
+            student_log_probs = F.log_softmax(_soften(logits, self.temperature), dim=-1)
+            per_token.insert(1, self.temperature ** 2 * self.sparse_kd(
+                student_log_probs, teacher_logits.to(logits.dtype), with_grad=False)[0])
+        elif teacher_logits is not None:
             if teacher_logits.shape != logits.shape:
                 raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match the "
                                  f"student's {tuple(logits.shape)}: the vocabularies must agree")
@@ -135,6 +185,26 @@ class _Objective:
             per_token.insert(1, torch.zeros_like(log_normaliser))
         # where, not multiply: a garbage (inf/nan) row at an ignored position must not leak in.
         return torch.stack([term.where(valid, 0.0).sum() for term in per_token])
+
+    def sparse_kd(self, s: torch.Tensor, rows: torch.Tensor,
+                  with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token D and (if `with_grad`) dD/du, u = student logits / tau, from the student's
+        log-probabilities `s` [n, V] at temperature tau and sparse teacher `rows`; overwrites `s`
+        when `with_grad`. Only [n, k] teacher tensors are made."""
+        if self.teacher_rows == "sampled":
+            ids = rows[:, :-1].long()
+            kd = -s.gather(-1, ids).mean(-1) - rows[:, -1]
+            if not with_grad:
+                return kd, None
+            # d/du of -(1/K) sum_i log q(x_i) is q - c / K: scatter_add counts repeated draws.
+            draw = torch.full(ids.shape, -1.0 / ids.shape[-1], dtype=s.dtype, device=s.device)
+            return kd, s.exp_().scatter_add_(-1, ids, draw)
+        k = rows.shape[-1] // 2
+        support, log_probs = rows[:, :k].long(), _soften(rows[:, k:], self.temperature)
+        if self.top_k is not None and self.top_k < k:  # the top_k most likely of the k stored
+            log_probs, kept = log_probs.topk(self.top_k, dim=-1, sorted=False)
+            support = support.gather(-1, kept)
+        return _top_k_kd(s, F.log_softmax(log_probs, dim=-1), support, self, with_grad)
 
     def weights(self, like: torch.Tensor) -> torch.Tensor:
         return torch.tensor([self.ce_weight, self.kd_weight, self.z_loss_weight],
@@ -306,10 +376,14 @@ def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Ten
     if teacher is not None:
         teacher_head, teacher_hidden = teacher
         teacher_logits = teacher_head(teacher_hidden)
-        if teacher_logits.shape != logits.shape:
+        if objective.teacher_rows != "logits":
+            s = F.log_softmax(_soften(logits, objective.temperature), dim=-1)
+            kd, grad = objective.sparse_kd(s, teacher_logits.to(logits.dtype), with_grads)
+        elif teacher_logits.shape != logits.shape:
             raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match the "
                              f"student's {tuple(logits.shape)}: the vocabularies must agree")
-        kd, grad = _kd_value_and_grad(logits, teacher_logits.to(logits.dtype), objective)
+        else:
+            kd, grad = _kd_value_and_grad(logits, teacher_logits.to(logits.dtype), objective)
         del teacher_logits
         kd = objective.temperature ** 2 * kd
         if with_grads:
@@ -342,27 +416,7 @@ def _kd_value_and_grad(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     if objective.top_k is not None and objective.top_k < teacher_logits.shape[-1]:
         top_logits, support = teacher_logits.topk(objective.top_k, dim=-1, sorted=False)
         del teacher_logits
-        t = F.log_softmax(top_logits, dim=-1)
-        s_support = s.gather(-1, support)
-        if objective.kd == "forward-kl":
-            kd = _rowdot(t.exp(), t - s_support)
-            return kd, s.exp_().scatter_add_(-1, support, -t.exp())
-        if objective.kd == "reverse-kl":
-            log_q = s_support - s_support.logsumexp(-1, keepdim=True)
-            kd = _rowdot(log_q.exp(), log_q - t)
-            on_support = log_q.exp() * (log_q - t - kd.unsqueeze(-1))
-            return kd, s.zero_().scatter_(-1, support, on_support)
-        log_m = torch.logaddexp(t + math.log(beta), s_support + math.log1p(-beta))
-        p_support = s_support.exp()
-        # Outside the support M = (1 - beta) p_S, so g is the constant -(1 - beta) log(1 - beta).
-        g_outside = -(1 - beta) * math.log1p(-beta)
-        mass_outside = -torch.expm1(s_support.logsumexp(-1))
-        kd = (beta * _rowdot(t.exp(), t - log_m) + (1 - beta) * _rowdot(p_support, s_support - log_m)
-              + g_outside * mass_outside)
-        g_support = (1 - beta) * (s_support - log_m)
-        mean_g = _rowdot(p_support, g_support) + g_outside * mass_outside
-        grad = s.exp_().mul_((g_outside - mean_g).unsqueeze(-1))
-        return kd, grad.scatter_(-1, support, p_support * (g_support - mean_g.unsqueeze(-1)))
+        return _top_k_kd(s, F.log_softmax(top_logits, dim=-1), support, objective, with_grad=True)
     t = teacher_logits.sub_(teacher_logits.logsumexp(-1, keepdim=True))  # log_softmax, in place
     del teacher_logits
     if objective.kd == "forward-kl":
@@ -380,6 +434,36 @@ def _kd_value_and_grad(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     del p_t, t
     g = s.sub_(log_m).mul_(1 - beta)
     return kd, g.sub_(_rowdot(p_s, g).unsqueeze(-1)).mul_(p_s)
+
+
+def _top_k_kd(s: torch.Tensor, t: torch.Tensor, support: torch.Tensor, objective: _Objective,
+              with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token D of the top-k teacher (log-probabilities `t` [n, k] renormalised over the ids
+    `support` [n, k]) against the student's log-probabilities `s` [n, V], and (if `with_grad`)
+    dD/du as in `_kd_value_and_grad`, overwriting `s`."""
+    beta = objective.jsd_beta
+    s_support = s.gather(-1, support)
+    if objective.kd == "forward-kl":
+        kd = _rowdot(t.exp(), t - s_support)
+        return kd, s.exp_().scatter_add_(-1, support, -t.exp()) if with_grad else None
+    if objective.kd == "reverse-kl":
+        log_q = s_support - s_support.logsumexp(-1, keepdim=True)
+        kd = _rowdot(log_q.exp(), log_q - t)
+        on_support = log_q.exp() * (log_q - t - kd.unsqueeze(-1))
+        return kd, s.zero_().scatter_(-1, support, on_support) if with_grad else None
+    log_m = torch.logaddexp(t + math.log(beta), s_support + math.log1p(-beta))
+    p_support = s_support.exp()
+    # Outside the support M = (1 - beta) p_S, so g is the constant -(1 - beta) log(1 - beta).
+    g_outside = -(1 - beta) * math.log1p(-beta)
+    mass_outside = -torch.expm1(s_support.logsumexp(-1))
+    kd = (beta * _rowdot(t.exp(), t - log_m) + (1 - beta) * _rowdot(p_support, s_support - log_m)
+          + g_outside * mass_outside)
+    g_support = (1 - beta) * (s_support - log_m)
+    if not with_grad:
+        return kd, None
+    mean_g = _rowdot(p_support, g_support) + g_outside * mass_outside
+    grad = s.exp_().mul_((g_outside - mean_g).unsqueeze(-1))
+    return kd, grad.scatter_(-1, support, p_support * (g_support - mean_g.unsqueeze(-1)))
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -46,10 +46,8 @@ def shard(model: nn.Module, group: Distributed, *, bf16: bool = False,
     trunk = HiddenStates(model)
     blocks = blocks_of(model)
     if activation_checkpointing:
-        from torch.distributed._composable import checkpoint
-
         for block in blocks:
-            checkpoint(block)
+            checkpoint_block(block)
     if not group.enabled:
         return trunk
     options = {}
@@ -59,6 +57,23 @@ def shard(model: nn.Module, group: Distributed, *, bf16: bool = False,
         fully_shard(block, **options)
     fully_shard(trunk, **options)
     return trunk
+
+
+def checkpoint_block(block: nn.Module) -> None:
+    """Recompute `block`'s forward in the backward pass: its forward becomes a non-reentrant
+    `torch.utils.checkpoint` of itself (the module, its hooks and its parameter names unchanged).
+
+    Not the hook-based `torch.distributed._composable.checkpoint`: under torch.compile the compiled
+    forward saved other tensors than its eager recomputation made, and the first backward died with
+    "CheckpointError: Recomputed values ... have different metadata". A checkpoint *function* is
+    traced by torch.compile as one region, recomputed the way it was compiled.
+    """
+    forward = block.forward
+
+    def checkpointed(*args, **kwargs):
+        return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+    block.forward = checkpointed
 
 
 def set_gradient_sync(trunk: nn.Module, enabled: bool) -> None:

@@ -41,6 +41,7 @@ from distillscale.training.fork import Branch, find_branch
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
 from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
+from distillscale.training.prefetch import BatchPrefetcher
 from distillscale.training.records import ForkLink, RunPlan, RunResult
 from distillscale.training.run_dir import RunDirectory, RunStart
 from distillscale.training.sharded_checkpoint import (
@@ -48,7 +49,7 @@ from distillscale.training.sharded_checkpoint import (
     save_full_model,
     save_sharded,
 )
-from distillscale.training.step import StepResult, train_step
+from distillscale.training.step import DivergenceWatch, StepResult, train_step
 
 # Builds the objective once the data, the run's plan (model, steps, token budget) and the device are
 # known (e.g. loads a teacher onto the device).
@@ -57,6 +58,8 @@ ObjectiveFactory = Callable[[PreparedData, RunPlan, Distributed], Objective]
 # `batch(step, rank, world_size)` returns (inputs, targets, *extras); the extras go to the objective.
 SamplerFactory = Callable[[PreparedData], TokenSampler]
 
+# Steps whose batches a worker thread reads ahead of training (0: read in the training loop).
+PREFETCH_STEPS = 2
 FLOPS_METHOD = ("flops = 3 x forward_flops_per_token(seq_len) x tokens (block and head matmuls plus "
                 "attention scores; backward = 2 x forward), as distillscale.planning.flops.run_flops counts; "
                 "a fork's flops are those of the whole run, fork.shared_flops of them spent by its parent; "
@@ -195,9 +198,8 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
         return evaluate(training_model.evaluated, val_tokens, config.seq_len, config.batch_size, config.eval_tokens,
                         group, autocast)
 
-    def micro_batches(step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [tuple(t.to(group.device, non_blocking=True)
-                      for t in sampler.batch(step * config.grad_accum + micro, group.rank, group.world_size))
+    def micro_batches(step: int) -> list[tuple[torch.Tensor, ...]]:  # on the host; a worker reads ahead
+        return [sampler.batch(step * config.grad_accum + micro, group.rank, group.world_size)
                 for micro in range(config.grad_accum)]
 
     checkpoint_step = done.step  # the step whose weights are on disk (0: none yet)
@@ -205,15 +207,22 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
     segment_start, wall_before = time.perf_counter(), done.wall_seconds
     window_start, window_tokens = time.perf_counter(), 0
     val_loss = None
+    watch = DivergenceWatch(group.device)
     bar = training_progress(total_steps, show_progress)
-    with bar:
+    with bar, BatchPrefetcher(micro_batches, done.step, total_steps, group.device, PREFETCH_STEPS) as batches:
         task = bar.add_task("train", total=total_steps, completed=done.step, loss="-", tokens_per_second="-")
         while done.step < total_steps:
             step_start = time.perf_counter()
-            result = train_step(training_model, objective, optimizer, micro_batches(done.step),
-                                config.grad_clip, group, autocast)
-            if not result.finite:
-                return _diverged(run, group, config, plan, done, result, checkpoint_step, objective)
+            # The host reads the step's numbers only where it logs, evaluates or saves: elsewhere
+            # the next step is queued while the device still computes this one (step.py).
+            looks = _looks_at_step(config, done.step + 1, total_steps, branch_steps)
+            result = train_step(training_model, objective, optimizer, batches.next(done.step),
+                                config.grad_clip, group, autocast, halted=watch.halted)
+            watch.record(done.step + 1, result)
+            if looks and (bad := watch.first_bad()) is not None:
+                bad_step, bad_result = bad  # later steps left the weights alone: rewind to it
+                done.step = bad_step - 1
+                return _diverged(run, group, config, plan, done, bad_result, checkpoint_step, objective)
             lr = plan.lr * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
             scheduler.step()
             done.step += 1
@@ -221,14 +230,15 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
             window_tokens += config.tokens_per_step
 
             is_last = done.step == total_steps
-            record: dict[str, Any] = {"step": done.step, "tokens": done.step * config.tokens_per_step,
-                                      "loss": result.loss, "ce": result.ce, "lr": lr,
-                                      "grad_norm": result.grad_norm}
-            if result.kd is not None:
-                record["kd"] = result.kd
-            if is_last or (config.eval_every and done.step % config.eval_every == 0):
-                record["val_loss"] = val_loss = validation_loss()
-            if is_last or "val_loss" in record or done.step % config.log_every == 0:
+            evaluates = is_last or bool(config.eval_every and done.step % config.eval_every == 0)
+            if evaluates or done.step % config.log_every == 0:
+                record: dict[str, Any] = {"step": done.step, "tokens": done.step * config.tokens_per_step,
+                                          "loss": result.loss, "ce": result.ce, "lr": lr,
+                                          "grad_norm": result.grad_norm}
+                if result.kd is not None:
+                    record["kd"] = result.kd
+                if evaluates:
+                    record["val_loss"] = val_loss = validation_loss()
                 now = time.perf_counter()
                 record["tokens_per_second"] = window_tokens / (now - window_start)
                 window_start, window_tokens = now, 0
@@ -260,6 +270,12 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
     if group.is_main:
         run.write_result(result)
     return result
+
+
+def _looks_at_step(config: TrainConfig, step: int, total_steps: int, branch_steps: set[int]) -> bool:
+    """Whether the loop reads step `step`'s numbers (1-based): to log, evaluate or save at it."""
+    return (step == total_steps or step % config.log_every == 0 or step % config.save_every == 0
+            or bool(config.eval_every and step % config.eval_every == 0) or step in branch_steps)
 
 
 def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: RunPlan,

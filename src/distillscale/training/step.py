@@ -1,10 +1,18 @@
-"""One optimizer step: gradient accumulation over micro-batches, clipping, the AdamW update."""
+"""One optimizer step: gradient accumulation over micro-batches, clipping, the AdamW update.
+
+The step never waits for the device: its numbers stay in a device tensor (`StepResult.values`)
+until the caller reads one, and a non-finite loss or gradient skips the update on the device (the
+fused AdamW kernel's `found_inf`, as `torch.amp.GradScaler` uses it), so the host can look at
+logging steps only. `halted` carries "an earlier step was not finite" from step to step, so every
+update after the first bad step is skipped too until the host looks (see `DivergenceWatch`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -15,25 +23,55 @@ from distillscale.training.parallel import full_tensor
 
 @dataclass(frozen=True)
 class StepResult:
-    loss: float       # the objective, averaged over the step's tokens on all processes
-    ce: float         # its cross-entropy part (nats/token)
-    grad_norm: float  # global L2 norm before clipping
-    kd: float | None = None  # its distillation part (nats/token), when the objective has one
+    """[loss, ce, kd, grad_norm] (float64, on the step's device); reading a number waits for it.
+
+    loss: the objective, averaged over the step's tokens on all processes; ce: its cross-entropy
+    part (nats/token); kd: its distillation part (nats/token; None without one); grad_norm: the
+    global L2 norm before clipping."""
+
+    values: torch.Tensor
+    has_kd: bool = False
+
+    @cached_property
+    def _host(self) -> list[float]:
+        return self.values.tolist()
+
+    @property
+    def loss(self) -> float:
+        return self._host[0]
+
+    @property
+    def ce(self) -> float:
+        return self._host[1]
+
+    @property
+    def kd(self) -> float | None:
+        return self._host[2] if self.has_kd else None
+
+    @property
+    def grad_norm(self) -> float:
+        return self._host[3]
 
     @property
     def finite(self) -> bool:
         return math.isfinite(self.loss) and math.isfinite(self.grad_norm)
 
+    @property
+    def finite_on_device(self) -> torch.Tensor:
+        return torch.isfinite(self.values[[0, 3]]).all()
+
 
 def train_step(model: TrainingModel, objective: Objective, optimizer: torch.optim.Optimizer,
                micro_batches: list[tuple[torch.Tensor, ...]], grad_clip: float,
-               group: Distributed, autocast: contextlib.AbstractContextManager) -> StepResult:
+               group: Distributed, autocast: contextlib.AbstractContextManager,
+               halted: torch.Tensor | None = None) -> StepResult:
     """Accumulate gradients over `micro_batches` (equal sizes), clip, and update unless the loss or
-    the gradient is not finite (then the weights are left as they were, for the caller to stop).
+    the gradient is not finite, or `halted` (a device bool) is true: then the weights and the
+    optimizer state are left as they were, for the caller to stop.
     A micro-batch is (inputs, targets, *extras); the extras (e.g. cached teacher predictions) are
     passed on to the objective."""
     optimizer.zero_grad(set_to_none=True)
-    totals = torch.zeros(3, dtype=torch.float64)  # loss, ce, kd
+    totals = None  # loss, ce, kd summed over the micro-batches, float64 on the device
     for index, (inputs, targets, *extras) in enumerate(micro_batches):
         # Gradients are all-reduced only once, on the last micro-batch.
         is_last = index == len(micro_batches) - 1
@@ -42,13 +80,57 @@ def train_step(model: TrainingModel, objective: Objective, optimizer: torch.opti
                 output = objective(model, inputs, targets, *extras)
             (output.loss / len(micro_batches)).backward()
         kd = output.kd if output.kd is not None else torch.zeros_like(output.ce)
-        totals += torch.stack([output.loss.detach(), output.ce.detach(), kd.detach()]).double().cpu()
+        micro = torch.stack([output.loss.detach(), output.ce.detach(), kd.detach()]).double()
+        totals = micro if totals is None else totals + micro
     totals = group.mean(totals / len(micro_batches))
     parameters = [p for group_ in optimizer.param_groups for p in group_["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
     grad_norm = full_tensor(grad_norm)  # under FSDP, a DTensor over the sharded gradients
-    result = StepResult(loss=totals[0].item(), ce=totals[1].item(), grad_norm=grad_norm.item(),
-                        kd=totals[2].item() if output.kd is not None else None)
-    if result.finite:
+    result = StepResult(torch.cat([totals, grad_norm.detach().double().reshape(1).to(totals.device)]),
+                        has_kd=output.kd is not None)
+    skip = ~result.finite_on_device if halted is None else halted | ~result.finite_on_device
+    if _skips_on_device(optimizer, parameters):
+        optimizer.found_inf = skip.float()
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not skip.item():  # other optimizers: the host decides (one sync)
         optimizer.step()
     return result
+
+
+def _skips_on_device(optimizer: torch.optim.Optimizer, parameters: list[torch.Tensor]) -> bool:
+    """Whether the optimizer's kernel takes `found_inf` (fused Adam/AdamW), on plain tensors (DTensor
+    parameters under FSDP keep the host's decision)."""
+    from torch.distributed.tensor import DTensor
+
+    return (isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and bool(optimizer.defaults.get("fused"))
+            and not any(isinstance(p, DTensor) for p in parameters))
+
+
+class DivergenceWatch:
+    """Remembers, on the device, the first step whose loss or gradient was not finite (and its
+    numbers), so the training loop can look only at logging steps: `halted` makes every later
+    update a no-op until then, so the weights are those of the last good step when it looks."""
+
+    def __init__(self, device: torch.device):
+        self.first_bad_step = torch.zeros((), dtype=torch.int64, device=device)  # 0: none yet
+        self.bad_values = torch.zeros(4, dtype=torch.float64, device=device)
+        self.has_kd = False
+
+    @property
+    def halted(self) -> torch.Tensor:
+        return self.first_bad_step > 0
+
+    def record(self, step: int, result: StepResult) -> None:
+        """Note the result of `step` (1-based): device operations only."""
+        new = ~self.halted & ~result.finite_on_device
+        self.first_bad_step = torch.where(new, step, self.first_bad_step)
+        self.bad_values = torch.where(new, result.values, self.bad_values)
+        self.has_kd = result.has_kd
+
+    def first_bad(self) -> tuple[int, StepResult] | None:
+        """(the first non-finite step, its result), or None; waits for the device."""
+        step = int(self.first_bad_step)
+        return (step, StepResult(self.bad_values, self.has_kd)) if step else None

@@ -1,0 +1,329 @@
+"""GPU training step: the model family's real step against a plain Hugging Face Llama loop of the same
+shape, side by side in one process (issue 28).
+
+For each size (non-embedding parameters from ~6M to ~680M; vocabulary 8192, 1024-token sequences):
+
+- distillscale: `train_step` (objective, backward, gradient clipping, fused AdamW over the muP
+  groups) on `TrainingModel(compile=True)` under bf16 autocast, batches read by the recipe's
+  `BatchPrefetcher` from a `TokenSampler`, numbers left on the device (`DivergenceWatch`) as the
+  recipe does between logging steps;
+- HF Llama: `LlamaForCausalLM` with the same d_model, depth, heads, head size and SwiGLU width
+  (`hf_config_for` with plain attention), `torch.compile`, bf16 autocast, cross-entropy on float32
+  logits, gradient clipping at 1.0, `torch.optim.AdamW(fused=True)`, the same batches.
+
+Printed: tokens/s of each, their ratio (target >= 1.0), and MFU = achieved FLOP/s over the bf16
+matmul peak measured in this run (a square bf16 matmul, best of several), with FLOPs per token
+3 x `ModelConfig.forward_flops_per_token(seq_len)` for both (the same network).
+
+Then, for one student size (--student, default the 85M shape), four steps of the same student:
+supervised; distilled from a live teacher (twice the depth, bf16 weights, forward KL, loss chunks of
+1024 tokens); distilled from a top-128 logit cache (synthetic records on disk, read and decoded by
+the background reader: `CachedWindowSampler` + `CachedDistillationObjective`); and the supervised
+step with `--parallel fsdp` (FSDP2 `fully_shard` on a one-rank process group) against the default.
+
+Each figure: --warmup steps (compilation) then --steps timed steps between two synchronisations.
+Without a CUDA GPU the script says so and exits 0; `--device cpu --tiny` runs the same code at tiny
+sizes on the CPU (float32, no compile unless --compile), which is how its code path is tested.
+
+Usage: python bench/gpu_step.py [--sizes 6M,11M,85M,200M,680M] [--steps 20] [--warmup 5]
+       python bench/gpu_step.py --device cpu --tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from distillscale.data import TokenSampler
+from distillscale.model import ModelConfig, Transformer
+from distillscale.model.hf_export import hf_config_for
+from distillscale.training.distillation import DistillationObjective
+from distillscale.training.distributed import Distributed, TrainingModel
+from distillscale.training.logit_cache import CachedDistillationObjective, CachedWindowSampler, LogitCache
+from distillscale.training.logit_cache.encoding import TopKEncoding
+from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards
+from distillscale.training.losses import DistillationLossConfig
+from distillscale.training.objective import SupervisedObjective
+from distillscale.training.optim import build_optimizer
+from distillscale.training.prefetch import BatchPrefetcher
+from distillscale.training.step import DivergenceWatch, train_step
+from distillscale.training.teachers import Teacher, TeacherInfo
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    n_layers: int
+    aspect_ratio: int
+    head_dim: int
+    batch_size: int
+
+
+GPU_SIZES = [Size("6M", 5, 64, 64, 64), Size("11M", 6, 64, 64, 64), Size("85M", 12, 64, 64, 32),
+             Size("200M", 16, 64, 128, 16), Size("680M", 24, 64, 128, 16)]
+TINY_SIZES = [Size("tiny-1", 1, 32, 32, 4), Size("tiny-2", 2, 32, 32, 4)]
+TOP_K = 128
+
+
+@dataclass(frozen=True)
+class Setup:
+    device: torch.device
+    vocab: int
+    seq_len: int
+    bf16: bool
+    compile: bool
+    steps: int
+    warmup: int
+
+
+def model_config(size: Size, setup: Setup, n_layers: int | None = None) -> ModelConfig:
+    return ModelConfig(n_layers=n_layers or size.n_layers, aspect_ratio=size.aspect_ratio, head_dim=size.head_dim,
+                       vocab_size=setup.vocab, max_seq_len=setup.seq_len)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def tokens_per_second(step: Callable[[int], None], tokens_per_step: int, setup: Setup) -> float:
+    for index in range(setup.warmup):
+        step(index)
+    synchronize(setup.device)
+    start = time.perf_counter()
+    for index in range(setup.warmup, setup.warmup + setup.steps):
+        step(index)
+    synchronize(setup.device)
+    return setup.steps * tokens_per_step / (time.perf_counter() - start)
+
+
+def matmul_peak(setup: Setup) -> float:
+    """FLOP/s of a square matmul in the dtype the steps compute in (bf16 on CUDA), best of 10."""
+    n = 8192 if setup.device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if setup.bf16 else torch.float32
+    a, b = (torch.randn(n, n, device=setup.device, dtype=dtype) for _ in range(2))
+    best = math.inf
+    for _ in range(10):
+        synchronize(setup.device)
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        synchronize(setup.device)
+        best = min(best, (time.perf_counter() - start) / 5)
+    return 2 * n ** 3 / best
+
+
+def token_sampler(setup: Setup, batch_size: int, windows: int = 256) -> TokenSampler:
+    tokens = np.random.default_rng(0).integers(0, setup.vocab, windows * setup.seq_len + 1).astype(np.uint16)
+    return TokenSampler(tokens, setup.seq_len, batch_size, seed=0)
+
+
+def distillscale_step(config: ModelConfig, setup: Setup, sampler: TokenSampler, objective=None,
+                      group: Distributed | None = None, parallel: str = "ddp") -> Callable[[int], None]:
+    """The recipe's step: returns step(index), which trains on the sampler's batch `index`."""
+    torch.manual_seed(0)
+    group = group or Distributed(device=setup.device)
+    model = Transformer(config).to(setup.device)
+    trained = TrainingModel(model, group, compile=setup.compile, parallel=parallel, bf16=setup.bf16)
+    optimizer = build_optimizer(model, lr=1e-3, weight_decay=1e-4)
+    objective = objective or SupervisedObjective(z_loss_weight=1e-4)
+    autocast = torch.autocast(setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16)
+    watch = DivergenceWatch(setup.device)
+    total = setup.warmup + setup.steps
+    reader = BatchPrefetcher(lambda index: [sampler.batch(index)], 0, total, setup.device).__enter__()
+
+    def step(index: int) -> None:
+        result = train_step(trained, objective, optimizer, reader.next(index), 1.0, group, autocast,
+                            halted=watch.halted)
+        watch.record(index + 1, result)
+        if index == total - 1:
+            reader.close()
+            if watch.first_bad() is not None:
+                raise SystemExit("a benchmark step was not finite")
+
+    return step
+
+
+def hf_llama_step(config: ModelConfig, setup: Setup, sampler: TokenSampler) -> Callable[[int], None]:
+    """A plain Hugging Face Llama training loop of the same shape."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    plain = ModelConfig(**{**config.model_dump(), "qk_norm": False})  # Llama: no QK-norm
+    hf_config = hf_config_for(plain, tied=False, dtype=torch.float32, eos_token_id=None)
+    model = LlamaForCausalLM(hf_config).to(setup.device)
+    compiled = torch.compile(model) if setup.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    autocast = torch.autocast(setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16)
+    total = setup.warmup + setup.steps
+    reader = BatchPrefetcher(lambda index: [sampler.batch(index)], 0, total, setup.device).__enter__()
+
+    def step(index: int) -> None:
+        ((inputs, targets),) = reader.next(index)
+        with autocast:
+            logits = compiled(input_ids=inputs).logits
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if index == total - 1:
+            reader.close()
+
+    return step
+
+
+def frozen_teacher(config: ModelConfig, device: torch.device) -> Teacher:
+    model = Transformer(config).to(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    info = TeacherInfo(path="(random weights)", kind="run", non_embedding_params=config.non_embedding_params,
+                       total_params=config.total_params, output_rows=config.vocab_size,
+                       forward_flops_per_token=config.forward_flops_per_token(), flops_method="exact")
+    return Teacher(model, config.vocab_size, info)
+
+
+def synthetic_top_k_cache(path: Path, setup: Setup, windows: int) -> LogitCache:
+    """A top-k cache on disk with random (sorted) teacher log-probabilities, laid out as cache-logits
+    writes it."""
+    encoding = TopKEncoding(setup.vocab, TOP_K)
+    directory, generator, sidecars = CacheDirectory(path), torch.Generator().manual_seed(1), []
+    for shard in plan_shards(windows, windows_per_shard=16):
+        rows = shard.windows * setup.seq_len
+        values, ids = (2 * torch.randn(rows, setup.vocab, generator=generator)).topk(TOP_K, dim=-1)
+        records = encoding.encode(ids.numpy(), values.numpy()).reshape(shard.windows, setup.seq_len)
+        sidecars.append(directory.write_shard(shard, records, "bench", setup.seq_len, statistics={}))
+    manifest = {"format": FORMAT, "identity_hash": "bench", "encoding": encoding.describe(),
+                "seq_len": setup.seq_len, "windows": windows, "shards": sidecars}
+    (path / "cache.json").write_text(json.dumps(manifest))
+    return LogitCache(path)
+
+
+class OneRankGroup(Distributed):
+    """A one-process job whose model is sharded for real (FSDP2 on a one-rank process group)."""
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+
+def one_rank_process_group(device: torch.device) -> OneRankGroup:
+    import torch.distributed as dist
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                            init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    return OneRankGroup(rank=0, world_size=1, device=device)
+
+
+def family_vs_llama(sizes: list[Size], setup: Setup, peak: float) -> None:
+    print(f"\n1. the family's step vs a plain HF Llama loop (vocabulary {setup.vocab}, {setup.seq_len}-token "
+          f"sequences, bf16 {setup.bf16}, compile {setup.compile}); MFU vs the measured peak")
+    print(f"   {'size':>7} {'non-emb':>8} {'batch':>10} {'distillscale tok/s':>19} {'HF Llama tok/s':>15} "
+          f"{'ratio':>6} {'MFU ours':>9} {'MFU HF':>7}")
+    for size in sizes:
+        config = model_config(size, setup)
+        sampler = token_sampler(setup, size.batch_size)
+        tokens = size.batch_size * setup.seq_len
+        ours = tokens_per_second(distillscale_step(config, setup, sampler), tokens, setup)
+        theirs = tokens_per_second(hf_llama_step(config, setup, sampler), tokens, setup)
+        flops_per_token = 3 * config.forward_flops_per_token(setup.seq_len)
+        print(f"   {size.name:>7} {config.non_embedding_params / 1e6:>7.1f}M {size.batch_size:>4} x {setup.seq_len:<4}"
+              f" {ours:>19,.0f} {theirs:>15,.0f} {ours / theirs:>6.2f} {ours * flops_per_token / peak:>8.1%} "
+              f"{theirs * flops_per_token / peak:>6.1%}")
+        if setup.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def student_steps(size: Size, setup: Setup) -> None:
+    config = model_config(size, setup)
+    teacher_config = model_config(size, setup, n_layers=2 * size.n_layers)
+    tokens = size.batch_size * setup.seq_len
+    loss = DistillationLossConfig(kd_weight=1.0, chunk_size=1024)
+    windows = 64  # random windows of 64 cached ones: the reads are the same whether they repeat or not
+    print(f"\n2. one student ({size.name}: {config.non_embedding_params / 1e6:.1f}M non-embedding, "
+          f"{size.batch_size} x {setup.seq_len} tokens per step), four ways")
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = synthetic_top_k_cache(Path(scratch) / "cache", setup, windows)
+        tokens_array = np.random.default_rng(0).integers(0, setup.vocab, cache.tokens + 1).astype(np.uint16)
+        cached_sampler = CachedWindowSampler(cache, tokens_array, size.batch_size, seed=0)
+        plain_sampler = TokenSampler(tokens_array, setup.seq_len, size.batch_size, seed=0)
+        teacher = frozen_teacher(teacher_config, setup.device)
+        arms = {
+            "supervised": lambda: distillscale_step(config, setup, plain_sampler),
+            f"live teacher ({teacher_config.non_embedding_params / 1e6:.0f}M, forward KL)":
+                lambda: distillscale_step(config, setup, plain_sampler,
+                                          DistillationObjective(teacher, loss, teacher_val_loss=math.nan)),
+            f"top-{TOP_K} logit cache (background reader)":
+                lambda: distillscale_step(config, setup, cached_sampler,
+                                          CachedDistillationObjective(cache, loss.model_copy(update={"top_k": TOP_K}),
+                                                                      "")),
+            "supervised, --parallel fsdp (1 rank, sharded)":
+                lambda: distillscale_step(config, setup, plain_sampler, group=one_rank_process_group(setup.device),
+                                          parallel="fsdp"),
+        }
+        speeds = {}
+        for name, build in arms.items():
+            speeds[name] = tokens_per_second(build(), tokens, setup)
+            if "fsdp" in name:
+                torch.distributed.destroy_process_group()  # the one this arm started
+            print(f"   {name:<48} {speeds[name]:>12,.0f} tokens/s  {speeds[name] / speeds['supervised']:>5.2f}x "
+                  f"supervised")
+    cached = next(v for k, v in speeds.items() if "cache" in k)
+    fsdp = next(v for k, v in speeds.items() if "fsdp" in k)
+    print(f"   targets: cache-fed >= 0.9x supervised: {'met' if cached >= 0.9 * speeds['supervised'] else 'MISSED'}; "
+          f"FSDP >= 0.9x default: {'met' if fsdp >= 0.9 * speeds['supervised'] else 'MISSED'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (vocabulary 512, 64-token sequences)")
+    parser.add_argument("--sizes", help="comma-separated size names (default: all)")
+    parser.add_argument("--student", default=None, help="the size of section 2 (default: 85M, or tiny-2)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile both loops (default: on CUDA only)")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA GPU here: bench/gpu_step.py measures GPU training steps, so there is nothing to measure "
+              "(run it on a GPU machine; `--device cpu --tiny` runs its code path on the CPU)")
+        return 0
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    sizes = TINY_SIZES if args.tiny else GPU_SIZES
+    if args.sizes:
+        wanted = args.sizes.split(",")
+        sizes = [size for size in sizes if size.name in wanted]
+    student = next(size for size in (TINY_SIZES if args.tiny else GPU_SIZES)
+                   if size.name == (args.student or ("tiny-2" if args.tiny else "85M")))
+    setup = Setup(device=device, vocab=512 if args.tiny else 8192, seq_len=64 if args.tiny else 1024,
+                  bf16=cuda and torch.cuda.is_bf16_supported(), compile=cuda if args.compile is None else args.compile,
+                  steps=args.steps, warmup=args.warmup)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
+    else:
+        print(f"device: CPU ({torch.get_num_threads()} threads), torch {torch.__version__}")
+    peak = matmul_peak(setup)
+    print(f"measured matmul peak ({'bf16' if setup.bf16 else 'fp32'}): {peak / 1e12:.3g} TFLOP/s")
+    family_vs_llama(sizes, setup, peak)
+    student_steps(student, setup)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The background batch reader: the batches the training loop would have read itself, in order,
+from any step (resume); errors reach the trainer and the worker ends; it ends at the last step and
+when the trainer leaves early; a run trains to the same losses with and without it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distillscale.training import recipe
+from distillscale.training.config import DistillationLossConfig, TrainConfig
+from distillscale.training.logit_cache import CachedDistillationObjective, CachedWindowSampler, LogitCache
+from distillscale.training.logit_cache.encoding import SampledEncoding
+from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards
+from distillscale.training.prefetch import BatchPrefetcher
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
+CPU = torch.device("cpu")
+SEQ_LEN, SAMPLES = 32, 6
+
+
+def sampled_cache(path: Path, vocab_size: int, windows: int, seed: int = 0) -> LogitCache:
+    """A sampled logit cache of random draws, in the layout `cache-logits` writes."""
+    encoding = SampledEncoding(vocab_size, SAMPLES)
+    directory, rng, sidecars = CacheDirectory(path), np.random.default_rng(seed), []
+    for shard in plan_shards(windows, windows_per_shard=16):
+        tokens = shard.windows * SEQ_LEN
+        records = encoding.encode(rng.integers(0, vocab_size, (tokens, SAMPLES)),
+                                  (rng.random(tokens) * 3).astype(np.float32))
+        sidecars.append(directory.write_shard(shard, records.reshape(shard.windows, SEQ_LEN), "test", SEQ_LEN,
+                                              statistics={}))
+    manifest = {"format": FORMAT, "identity_hash": "test", "encoding": encoding.describe(), "seq_len": SEQ_LEN,
+                "windows": windows, "shards": sidecars, "sampling": {"temperature": 1.0}}
+    (path / "cache.json").write_text(json.dumps(manifest))
+    return LogitCache(path)
+
+
+@pytest.fixture(scope="module")
+def sampler(tmp_path_factory) -> CachedWindowSampler:
+    cache = sampled_cache(tmp_path_factory.mktemp("cache") / "c", vocab_size=320, windows=40)
+    tokens = np.random.default_rng(1).integers(0, 320, cache.tokens + 1).astype(np.uint16)
+    return CachedWindowSampler(cache, tokens, batch_size=4, seed=3)
+
+
+class SyntheticCacheObjective(CachedDistillationObjective):
+    def result_fields(self, tokens: int) -> dict:
+        return {}  # no teacher to record: the cache holds random draws
+
+
+def two_micro_batches(sampler):
+    return lambda step: [sampler.batch(2 * step + micro) for micro in range(2)]
+
+
+@pytest.mark.parametrize("first_step", [0, 5])  # 5: a resumed run
+def test_the_background_reader_yields_the_synchronous_batches_in_order(sampler, first_step):
+    read = two_micro_batches(sampler)
+    with BatchPrefetcher(read, first_step, 14, CPU, depth=0) as inline, \
+            BatchPrefetcher(read, first_step, 14, CPU, depth=3) as background:
+        assert not inline.running and background.running
+        for step in range(first_step, 14):
+            expected, got = inline.next(step), background.next(step)
+            assert len(got) == 2 and all(len(micro) == 4 for micro in got)  # inputs, targets, ids, entropies
+            for want, have in zip(expected, got):
+                for a, b in zip(want, have):
+                    assert a.dtype == b.dtype and torch.equal(a, b)
+        with pytest.raises(IndexError):
+            background.next(14)
+    assert not background.running
+
+
+def test_batches_are_asked_for_in_order(sampler):
+    with BatchPrefetcher(two_micro_batches(sampler), 0, 5, CPU) as batches:
+        with pytest.raises(ValueError, match="expected step 0"):
+            batches.next(1)
+
+
+def test_an_error_in_the_reader_reaches_the_trainer_and_ends_the_worker():
+    def read(step):
+        if step == 3:
+            raise RuntimeError("shard 7 is unreadable")
+        return [(torch.full((2,), step),)]
+
+    with BatchPrefetcher(read, 0, 10, CPU, depth=2) as batches:
+        assert [batches.next(step)[0][0][0].item() for step in range(3)] == [0, 1, 2]
+        with pytest.raises(RuntimeError, match="shard 7 is unreadable"):
+            batches.next(3)
+        assert not batches.running
+
+
+def test_the_worker_ends_at_the_last_step_and_when_the_trainer_leaves_early():
+    reads = []
+
+    def read(step):
+        reads.append(step)
+        return [(torch.zeros(1),)]
+
+    with BatchPrefetcher(read, 0, 4, CPU, depth=2) as batches:
+        for step in range(4):
+            batches.next(step)
+        deadline = time.monotonic() + 10
+        while batches.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not batches.running  # nothing left to read: the worker has returned
+    assert reads == [0, 1, 2, 3]
+
+    reads.clear()
+    with BatchPrefetcher(read, 0, 1000, CPU, depth=2) as batches:
+        batches.next(0)
+        time.sleep(0.05)  # the worker fills the queue and waits
+    assert not batches.running  # leaving the block (divergence, an error in the step) stopped it
+    assert len(reads) <= 4      # it read no further than the queue's bound
+
+
+def test_distillation_from_a_cache_trains_to_the_same_losses_with_and_without_the_reader(
+        tmp_path, monkeypatch):
+    from distillscale.data.prepare import PreparedData
+
+    config = TrainConfig(out=tmp_path / "run", n_layers=1, aspect_ratio=32, head_dim=32, vocab_size=320,
+                         max_bytes="300k", seq_len=SEQ_LEN, batch_size=4, grad_accum=2, tokens="2560",
+                         eval_tokens="1k", log_every=1, device="cpu")
+    caches: list[LogitCache] = []
+
+    def make_sampler(data: PreparedData) -> CachedWindowSampler:
+        caches.append(sampled_cache(tmp_path / f"cache{len(caches)}", data.vocab_size, windows=24))
+        return CachedWindowSampler(caches[-1], data.split("teacher"), config.batch_size, config.seed)
+
+    def make_objective(*_) -> SyntheticCacheObjective:
+        return SyntheticCacheObjective(caches[-1], DistillationLossConfig(kd_weight=0.5), "")
+
+    losses = []
+    for depth in (0, 2):
+        monkeypatch.setattr(recipe, "PREFETCH_STEPS", depth)
+        config = config.model_copy(update={"out": tmp_path / f"run{depth}"})
+        recipe.train(config, progress=False, make_objective=make_objective, make_sampler=make_sampler)
+        metrics = [json.loads(line) for line in (config.out / "metrics.jsonl").read_text().splitlines()]
+        losses.append([(m["loss"], m["kd"], m["grad_norm"]) for m in metrics])
+    assert len(losses[0]) == 10 and losses[0] == losses[1]
