@@ -25,7 +25,8 @@ import torch
 
 from distillscale.model import ModelConfig, Transformer
 from distillscale.training.distillation import DistillationObjective
-from distillscale.training.distributed import Distributed, TrainingModel
+from distillscale.training.distributed import Distributed
+from distillscale.training.parallel import TrainingModel
 from distillscale.training.losses import DistillationLossConfig
 from distillscale.training.objective import SupervisedObjective
 from distillscale.training.optim import build_optimizer

@@ -44,7 +44,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from distillscale.model import ModelConfig, Transformer
-from distillscale.training.distributed import Distributed, TrainingModel
+from distillscale.training.distributed import Distributed
+from distillscale.training.parallel import TrainingModel
 from distillscale.training.objective import SupervisedObjective
 from distillscale.training.optim import build_optimizer
 from distillscale.training.step import train_step

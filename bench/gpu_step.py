@@ -50,7 +50,8 @@ from distillscale.data import TokenSampler
 from distillscale.model import ModelConfig, Transformer
 from distillscale.model.hf_export import hf_config_for
 from distillscale.training.distillation import DistillationObjective
-from distillscale.training.distributed import Distributed, TrainingModel
+from distillscale.training.distributed import Distributed
+from distillscale.training.parallel import TrainingModel
 from distillscale.training.logit_cache import CachedDistillationObjective, CachedWindowSampler, LogitCache
 from distillscale.training.logit_cache.encoding import TopKEncoding
 from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards

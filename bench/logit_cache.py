@@ -36,7 +36,8 @@ import torch
 
 from distillscale.model import ModelConfig, Transformer
 from distillscale.training.distillation import DistillationObjective
-from distillscale.training.distributed import Distributed, TrainingModel
+from distillscale.training.distributed import Distributed
+from distillscale.training.parallel import TrainingModel
 from distillscale.training.logit_cache import (CachedDistillationObjective, CachedWindowSampler, LogitCache,
                                                TopKEncoding)
 from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards

@@ -21,7 +21,8 @@ import time
 import torch
 
 from distillscale.model import ModelConfig, Transformer
-from distillscale.training.distributed import Distributed, TrainingModel
+from distillscale.training.distributed import Distributed
+from distillscale.training.parallel import TrainingModel
 from distillscale.training.objective import SupervisedObjective
 from distillscale.training.optim import build_optimizer
 from distillscale.training.step import train_step

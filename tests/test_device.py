@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from distillscale.errors import UserError
-from distillscale.training.distributed import DEVICE_ENV, Distributed, TrainingModel, resolve_device
+from distillscale.training.distributed import DEVICE_ENV, Distributed, resolve_device
+from distillscale.training.parallel import TrainingModel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -289,7 +289,8 @@ def test_activation_checkpointing_under_compile_recomputes_what_the_compiled_for
     import functools
 
     from distillscale.model import ModelConfig, Transformer
-    from distillscale.training.distributed import Distributed, TrainingModel
+    from distillscale.training.distributed import Distributed
+    from distillscale.training.parallel import TrainingModel
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
 

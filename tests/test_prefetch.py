@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from distillscale.training import recipe
-from distillscale.training.config import DistillationLossConfig, TrainConfig
+from distillscale.training.config import TrainConfig
+from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.logit_cache import CachedDistillationObjective, CachedWindowSampler, LogitCache
 from distillscale.training.logit_cache.encoding import SampledEncoding
 from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards
+from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.prefetch import BatchPrefetcher
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
@@ -49,8 +51,8 @@ def sampler(tmp_path_factory) -> CachedWindowSampler:
 
 
 class SyntheticCacheObjective(CachedDistillationObjective):
-    def result_fields(self, tokens: int) -> dict:
-        return {}  # no teacher to record: the cache holds random draws
+    def record(self, tokens: int) -> ObjectiveRecord:
+        return ObjectiveRecord()  # no teacher to record: the cache holds random draws
 
 
 def two_micro_batches(sampler):

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from distillscale.model import ModelConfig, Transformer
-from distillscale.training.distributed import Distributed, TrainingModel
+from distillscale.training.distributed import Distributed
+from distillscale.training.parallel import TrainingModel
 from distillscale.training.losses import LossOutput
 from distillscale.training.objective import SupervisedObjective
 from distillscale.training.optim import build_optimizer

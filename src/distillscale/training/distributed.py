@@ -2,20 +2,18 @@
 
 One process per device. `torchrun` sets RANK / WORLD_SIZE / LOCAL_RANK; without them the run is a
 single process. The backend is NCCL on CUDA and gloo on CPU. Rank 0 alone writes files (but under
-`--parallel fsdp` every rank writes its checkpoint shards: sharded_checkpoint.py). `TrainingModel`
-wraps the model for DDP (the default) or shards it with FSDP (parallel.py).
+`--parallel fsdp` every rank writes its checkpoint shards: sharded_checkpoint.py). How the model is
+wrapped for DDP (the default) or sharded with FSDP is parallel.py's `TrainingModel`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from distillscale.errors import UserError
 
@@ -96,74 +94,3 @@ def init_distributed(device_choice: str) -> Distributed:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(minutes=30))
     return Distributed(rank=dist.get_rank(), world_size=world_size, local_rank=local_rank, device=device)
-
-
-class HiddenStates(nn.Module):
-    """`model.hidden_states` as a module's forward, so DDP, FSDP (and torch.compile) can wrap the trunk,
-    with the model's `head` beside it: what objectives, `evaluate` and teachers call.
-
-    The loss then applies `head` chunk by chunk outside this forward; under DDP the head's gradients
-    still reach the reducer because every parameter gets its gradient in the same backward; under FSDP
-    see parallel.py.
-    """
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.model.hidden_states(idx)
-
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        return self(idx)
-
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.model.head(h)
-
-
-class TrainingModel:
-    """What an objective calls: `hidden_states(idx)` through the (compiled; DDP-wrapped or FSDP-sharded)
-    trunk and the plain `head`. `no_sync()` skips the gradient reduction on micro-batches before the last.
-
-    Under FSDP the model's parameters are sharded in place when this is built, so build it before
-    the optimizer (which must see the sharded parameters)."""
-
-    def __init__(self, model: nn.Module, group: Distributed, compile: bool = False, parallel: str = "ddp",
-                 bf16: bool = False, activation_checkpointing: bool = False):
-        self.model = model
-        self.sharded = parallel == "fsdp"
-        if self.sharded:
-            from distillscale.training.parallel import shard
-
-            trunk: nn.Module = shard(model, group, bf16=bf16, activation_checkpointing=activation_checkpointing)
-            self.evaluated: nn.Module = trunk  # FSDP gathers parameters in the trunk's forward only
-        else:
-            trunk = HiddenStates(model)
-            self.evaluated = model
-        self._unwrapped_trunk = trunk
-        if compile:
-            trunk = torch.compile(trunk)
-        if group.enabled and not self.sharded:
-            trunk = nn.parallel.DistributedDataParallel(
-                trunk, device_ids=[group.device.index] if group.device.type == "cuda" else None)
-        self.trunk = trunk
-        self.head = model.head
-
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.trunk(idx)
-
-    @contextlib.contextmanager
-    def no_sync(self):
-        if isinstance(self.trunk, nn.parallel.DistributedDataParallel):
-            with self.trunk.no_sync():
-                yield
-        elif self.sharded:
-            from distillscale.training.parallel import set_gradient_sync
-
-            set_gradient_sync(self._unwrapped_trunk, False)
-            try:
-                yield
-            finally:
-                set_gradient_sync(self._unwrapped_trunk, True)
-        else:
-            yield

@@ -1,4 +1,5 @@
-"""Sharded data parallelism: FSDP2 (`torch.distributed.fsdp.fully_shard`) for students and teachers.
+"""How a model trains on several processes: `TrainingModel` wraps it for DDP (the default) or shards
+it with FSDP2 (`torch.distributed.fsdp.fully_shard`), for students and teachers alike.
 
 Under `--parallel fsdp` every block of the model is its own FSDP unit: its parameters, gradients and
 AdamW moments live 1/world_size on each rank, and a block's full weights exist only while it runs
@@ -18,10 +19,79 @@ checkpoints are the same DCP directories, so a run can move between 1 and N rank
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
-from distillscale.training.distributed import Distributed, HiddenStates
+from distillscale.training.distributed import Distributed
+
+
+class HiddenStates(nn.Module):
+    """`model.hidden_states` as a module's forward, so DDP, FSDP (and torch.compile) can wrap the trunk,
+    with the model's `head` beside it: what objectives, `evaluate` and teachers call.
+
+    The loss then applies `head` chunk by chunk outside this forward; under DDP the head's gradients
+    still reach the reducer because every parameter gets its gradient in the same backward; under FSDP
+    see below.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model.hidden_states(idx)
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        return self(idx)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.model.head(h)
+
+
+class TrainingModel:
+    """What an objective calls: `hidden_states(idx)` through the (compiled; DDP-wrapped or FSDP-sharded)
+    trunk and the plain `head`. `no_sync()` skips the gradient reduction on micro-batches before the last.
+
+    Under FSDP the model's parameters are sharded in place when this is built, so build it before
+    the optimizer (which must see the sharded parameters)."""
+
+    def __init__(self, model: nn.Module, group: Distributed, compile: bool = False, parallel: str = "ddp",
+                 bf16: bool = False, activation_checkpointing: bool = False):
+        self.model = model
+        self.sharded = parallel == "fsdp"
+        if self.sharded:
+            trunk: nn.Module = shard(model, group, bf16=bf16, activation_checkpointing=activation_checkpointing)
+            self.evaluated: nn.Module = trunk  # FSDP gathers parameters in the trunk's forward only
+        else:
+            trunk = HiddenStates(model)
+            self.evaluated = model
+        self._unwrapped_trunk = trunk
+        if compile:
+            trunk = torch.compile(trunk)
+        if group.enabled and not self.sharded:
+            trunk = nn.parallel.DistributedDataParallel(
+                trunk, device_ids=[group.device.index] if group.device.type == "cuda" else None)
+        self.trunk = trunk
+        self.head = model.head
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.trunk(idx)
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        if isinstance(self.trunk, nn.parallel.DistributedDataParallel):
+            with self.trunk.no_sync():
+                yield
+        elif self.sharded:
+            set_gradient_sync(self._unwrapped_trunk, False)
+            try:
+                yield
+            finally:
+                set_gradient_sync(self._unwrapped_trunk, True)
+        else:
+            yield
 
 
 def blocks_of(model: nn.Module) -> nn.ModuleList:

@@ -31,11 +31,8 @@ from distillscale.training.checkpoint import (
     restore_state,
 )
 from distillscale.training.config import TrainConfig
-from distillscale.training.distributed import (
-    Distributed,
-    TrainingModel,
-    init_distributed,
-)
+from distillscale.training.distributed import Distributed, init_distributed
+from distillscale.training.parallel import TrainingModel
 from distillscale.training.evaluation import evaluate
 from distillscale.training.fork import Branch, find_branch
 from distillscale.training.metrics import MetricLogger, training_progress

@@ -16,9 +16,9 @@ from functools import cached_property
 
 import torch
 
-from distillscale.training.distributed import Distributed, TrainingModel
+from distillscale.training.distributed import Distributed
 from distillscale.training.objective import Objective
-from distillscale.training.parallel import full_tensor
+from distillscale.training.parallel import TrainingModel, full_tensor
 
 
 @dataclass(frozen=True)
