@@ -168,3 +168,59 @@ def fit_repetition(law, N, D, U, loss, *, huber_delta: float = 1e-3, level: floa
     return Repetition(float(r_d), None if r_n is None else float(r_n), interval,
                       source=f"fitted to {int(np.sum(D > U * 1.0001))} runs that repeat data "
                              f"(up to {float(np.max(D / U)):.3g} epochs)")
+
+
+# The largest loss penalty from repetition that a plan accepts before it says how much unique data
+# would avoid it (--max-penalty).
+DEFAULT_MAX_PENALTY = 0.01
+
+
+@dataclass(frozen=True)
+class RepetitionAssessment:
+    """What repeating U unique tokens costs a model of N parameters trained on D tokens."""
+
+    params: float
+    tokens: float
+    unique_tokens: float
+    epochs: float
+    loss_fresh: float            # the law's loss with D unique tokens (nats/token)
+    loss_repeated: float         # with U unique tokens repeated to D
+    penalty: float               # loss_repeated / loss_fresh - 1
+    max_penalty: float
+    unique_tokens_needed: float  # the fewest unique tokens keeping the penalty within max_penalty
+    repetition: Repetition
+
+    @property
+    def within(self) -> bool:
+        return self.penalty <= self.max_penalty
+
+    def to_dict(self) -> dict:
+        return {"unique_tokens": self.unique_tokens, "epochs": self.epochs, "loss_fresh": self.loss_fresh,
+                "loss_repeated": self.loss_repeated, "penalty": self.penalty, "max_penalty": self.max_penalty,
+                "unique_tokens_needed": self.unique_tokens_needed, "repetition": self.repetition.to_dict()}
+
+    def describe(self, format_quantity=lambda x: f"{x:.3g}") -> list[str]:
+        """Lines for the terminal: epochs and penalty, and the unique data that keeps it small."""
+        lines = [f"{format_quantity(self.unique_tokens)} unique tokens: {self.epochs:.3g} epochs of "
+                 f"{format_quantity(self.tokens)} tokens; loss {self.loss_repeated:.4f} nats/token vs "
+                 f"{self.loss_fresh:.4f} with fresh data ({self.penalty:+.2%}; R_D* = {self.repetition.R_D_star:.3g}"
+                 + (f", R_N* = {self.repetition.R_N_star:.3g}" if self.repetition.R_N_star else "")
+                 + f", {self.repetition.source or 'given'})"]
+        verdict = "within" if self.within else "above"
+        lines.append(f"the penalty is {verdict} {self.max_penalty:.1%}: {format_quantity(self.unique_tokens_needed)} "
+                     f"unique tokens ({self.tokens / self.unique_tokens_needed:.3g} epochs) keep it within "
+                     f"{self.max_penalty:.1%}")
+        return lines
+
+
+def assess(law, N: float, D: float, U: float, max_penalty: float = DEFAULT_MAX_PENALTY,
+           repetition: Repetition | None = None) -> RepetitionAssessment:
+    """Epochs, loss penalty and the unique data needed for a run of N parameters and D tokens drawn
+    from U unique tokens, under `repetition` (default: the law's own, else Muennighoff et al.'s)."""
+    _check_unique(U)
+    repetition = repetition or getattr(law, "repetition", None) or PUBLISHED
+    fresh = float(law.predict(N, D))
+    repeated = float(predict_repeated(law, repetition, N, D, U))
+    return RepetitionAssessment(float(N), float(D), float(U), float(D / U), fresh, repeated,
+                                repeated / fresh - 1.0, max_penalty,
+                                unique_tokens_needed(law, repetition, N, D, max_penalty), repetition)

@@ -291,18 +291,20 @@ def fit_with_repetition(runs: dict[str, np.ndarray], **options) -> LawFit:
 
 
 def profile_repetition(make, N, D, U, loss) -> tuple[float, SupervisedLaw]:
-    """R_D* and the law fitted jointly: for R_D* on a log grid (0.1..1000, then 5% steps around
-    the best), the law's best fit to (N, D'(R_D*)); the R_D* whose fit has the lowest objective."""
+    """R_D* and the law fitted jointly: for R_D* on a log grid (0.1..1000, then 20% steps around
+    the best, then 5%), the law's best fit to (N, D'(R_D*)); the R_D* whose fit has the lowest
+    objective."""
     def objective(r_star):
         fitter = make().fit(N, effective_tokens(D, U, r_star), loss)
         return fitter.result_.fun, fitter.law_
 
     fits = {}
-    for r_star in np.exp(np.linspace(np.log(0.1), np.log(1000.0), 13)):
+    for r_star in np.exp(np.linspace(np.log(0.1), np.log(1000.0), 9)):
         fits[float(r_star)] = objective(r_star)
-    best = min(fits, key=lambda r: fits[r][0])
-    for r_star in best * np.exp(np.linspace(-0.35, 0.35, 15)):
-        fits.setdefault(float(r_star), objective(r_star))
+    for step in (0.2, 0.05):
+        best = min(fits, key=lambda r: fits[r][0])
+        for r_star in best * np.exp(step * np.array([-3, -2, -1, 1, 2, 3])):
+            fits.setdefault(float(r_star), objective(r_star))
     best = min(fits, key=lambda r: fits[r][0])
     return best, fits[best][1]
 
