@@ -27,6 +27,7 @@ import numpy as np
 
 from distillscale.laws import published
 from distillscale.laws.backtest import scale_levels
+from distillscale.laws import selection
 from distillscale.laws.selection import fit_supervised
 
 BANDS = ((1.0, 2.0), (2.0, 4.0), (4.0, 8.0))
@@ -83,7 +84,8 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
     else:
         cuts = choose_cuts(scale, develop, develop, max_cuts)
         targets = develop
-    out = {"errors": [], "half_widths": [], "covered": [], "distances": [], "cuts": cuts, "chosen": [], "cpu_s": 0.0}
+    out = {"errors": [], "half_widths": [], "covered": [], "distances": [], "cuts": cuts, "chosen": [], "cpu_s": 0.0,
+           "values": [], "lows": [], "highs": [], "observed": []}
     for cut in cuts:
         fit_rows = develop & (scale <= cut)
         predict_rows = targets & (scale > cut) & (scale <= 8 * cut)
@@ -100,8 +102,19 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         out["half_widths"] += list((high - low) / 2 / value)
         out["covered"] += list((observed >= low) & (observed <= high))
         out["distances"] += list(scale[predict_rows] / cut)
+        for key, values in (("values", value), ("lows", low), ("highs", high), ("observed", observed)):
+            out[key] += list(values)
         out["chosen"].append(fit.chosen)
     return out
+
+
+def median_of_forms(results: list[dict]) -> dict:
+    """The median of the three forms' predictions (and of their interval ends), run by run."""
+    med = {key: np.median([r[key] for r in results], axis=0) for key in ("values", "lows", "highs")}
+    observed = np.asarray(results[0]["observed"])
+    return {"errors": list(med["values"] / observed - 1), "half_widths": list((med["highs"] - med["lows"]) / 2 / med["values"]),
+            "covered": list((observed >= med["lows"]) & (observed <= med["highs"])),
+            "distances": results[0]["distances"], "chosen": ["median"], "cpu_s": 0.0}
 
 
 def summarise(result: dict, low: float = 2.0, high: float = 8.0) -> dict:
@@ -129,21 +142,29 @@ def main():
     parser.add_argument("--bootstrap", type=int, default=0)
     parser.add_argument("--held-back", action="store_true", help="evaluate the held-back largest runs instead")
     parser.add_argument("--json", help="write every prediction to this file")
+    parser.add_argument("--pool-within", type=float, default=None,
+                        help="override selection.POOL_WITHIN (the candidates whose errors make the intervals)")
     args = parser.parse_args()
+    if args.pool_within is not None:
+        selection.POOL_WITHIN = args.pool_within
     names = args.sets or published.names(available=True)
     results = {}
     header = f"{'n':>4} {'mean':>7} {'max':>7} {'cover':>6} {'half-w':>6}"
     print(("HELD-BACK runs" if args.held_back else "Development runs") +
           ": |relative error| of predictions 2-8x beyond the fitted sizes, coverage of 90% intervals, "
           "median half-width; then per band")
-    for fit_name in args.fits:
+    fits = list(args.fits) + (["median-of-forms"] if {"tied", "chinchilla", "busbridge"} <= set(args.fits) else [])
+    for fit_name in fits:
         print(f"\n== fit: {fit_name} ==")
         print(f"{'set':<26} {header}   " + "   ".join(f"{a:g}-{b:g}x: n mean max cover" for a, b in BANDS)
               + "   chosen")
         pooled = {"errors": [], "half_widths": [], "covered": [], "distances": []}
         worst = 0.0
         for name in names:
-            r = evaluate(name, fit_name, max_cuts=args.cuts, bootstrap=args.bootstrap, final=args.held_back)
+            if fit_name == "median-of-forms":
+                r = median_of_forms([results[f"{f}/{name}"] for f in ("tied", "chinchilla", "busbridge")])
+            else:
+                r = evaluate(name, fit_name, max_cuts=args.cuts, bootstrap=args.bootstrap, final=args.held_back)
             results[f"{fit_name}/{name}"] = r
             for key in pooled:
                 pooled[key] += r[key]

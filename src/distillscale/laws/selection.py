@@ -36,6 +36,8 @@ from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 
 # A candidate with more parameters wins only if its backtest error is this much (relative) lower.
 PARSIMONY = 0.10
+# The intervals pool the backtest errors of the candidates within this factor of the best score.
+POOL_WITHIN = float("inf")
 # L-BFGS iterations of a backtest refit: the best start of a flat fit (few runs, gamma free) can
 # crawl for ~800 iterations while its predictions stopped moving long before; the final fit is not capped.
 BACKTEST_MAX_ITER = 300
@@ -286,7 +288,12 @@ def fit_with_repetition(runs: dict[str, np.ndarray], **options) -> LawFit:
     law.fit = law.fit.model_copy(update={k: getattr(result.law.fit, k) for k in
                                          ("selection", "backtest", "extrapolation_error")})
     law.repetition = Repetition(r_star, None, held.interval, held.source, record)
+    scored_by = "repetition backtest" if "backtest" in record else "errors on the repeated runs"
     result.law, result.fitter = law, final
+    result.chosen = f"{form}, data-constrained"
+    result.reason += (f"; with repetition (R_D* = {r_star:.3g}) the {form} form predicts repeated runs better "
+                      f"({scored_by}: {score['mean_abs_error_data_constrained']:.2%} vs "
+                      f"{score['mean_abs_error_plain']:.2%} counting repeats as new)")
     return result
 
 
@@ -447,7 +454,10 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
     fitter = final_fit(chosen, rows)
     chosen_backtest = scores[index].backtest if scores else None
     extrapolation = None
-    pooled = [s.backtest for s in scored if s.backtest.held_out]
+    # Candidates whose backtest error is far above the best (more than POOL_WITHIN times) could not
+    # have won under a luckier draw of the runs: their errors measure a form nobody would choose.
+    contenders = [s for s in scored if s.score <= POOL_WITHIN * min(x.score for x in scored)] if scored else []
+    pooled = [s.backtest for s in contenders if s.backtest.held_out]
     if chosen_backtest is not None and chosen_backtest.held_out:
         # The winner of a selection by backtest has, by construction, the luckiest backtest: its own
         # errors understate its error beyond the runs (winner's curse). The errors of every
