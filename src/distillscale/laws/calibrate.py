@@ -120,7 +120,7 @@ class Calibration:
 
 
 def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=None, total_params=None,
-              supervised_law: SupervisedLaw | None = None, form: str = "auto", distillation_form: str = "auto",
+              unique_tokens=None, supervised_law: SupervisedLaw | None = None, form: str = "auto", distillation_form: str = "auto",
               holdout: str | np.ndarray | None = None, supervised_options: dict | None = None,
               distillation_options: dict | None = None, skip_failed: bool = False, min_ratios: int = 1,
               source: dict | None = None, progress: Callable[[str], None] = lambda message: None) -> Calibration:
@@ -131,13 +131,15 @@ def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=No
     least this many sizes and tokens-per-parameter ratios (with one ratio the N and D terms are
     told apart only by their exponents: a fit, but a poorly determined one). With `skip_failed`, a
     step that cannot be done (too few runs of some kind) is recorded in `skipped` instead of raised. `source` (which file
-    and columns) is kept in the fit records; `progress(message)` is told which step starts."""
+    and columns) is kept in the fit records; `progress(message)` is told which step starts.
+    `unique_tokens` (column or values, the unique tokens behind each run's tokens) makes the
+    data-constrained form a candidate of the supervised fit when runs repeat data (`laws.repetition`)."""
     if data is not None and teacher_loss is None and _has_column(data, "teacher_loss"):
         teacher_loss = "teacher_loss"
     L_T = _teacher_losses(data, teacher_loss)
     is_student = np.isfinite(L_T) if L_T is not None else None
     runs = run_columns(data, params=("params", params), tokens=("tokens", tokens), loss=("loss", loss),
-                       total_params=(None, total_params))
+                       total_params=(None, total_params), unique_tokens=(None, unique_tokens))
     n_runs = len(runs["loss"])
     is_student = np.zeros(n_runs, bool) if is_student is None else is_student
     if len(is_student) != n_runs:
@@ -232,7 +234,8 @@ def _fit_supervised(runs: dict[str, np.ndarray], rows: np.ndarray, options: dict
         raise UserError(f"the supervised law needs runs of at least {min_ratios} sizes at {min_ratios} "
                         f"tokens-per-parameter ratios; the runs have {sizes} size(s) and {ratios} ratio(s)")
     total = runs["total_params"][rows] if "total_params" in runs else None
-    return _with_source(fit_supervised(N, D, runs["loss"][rows], total_params=total, **options), source)
+    unique = {"unique_tokens": runs["unique_tokens"][rows]} if "unique_tokens" in runs else {}
+    return _with_source(fit_supervised(N, D, runs["loss"][rows], total_params=total, **unique, **options), source)
 
 
 def _fit_distillation(runs: dict[str, np.ndarray], L_T: np.ndarray, rows: np.ndarray, student_law: SupervisedLaw,

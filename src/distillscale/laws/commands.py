@@ -25,12 +25,19 @@ def predict_supervised(
     law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
     params: str = typer.Option(..., "--params", help="non-embedding parameters, e.g. 546M"),
     tokens: str = typer.Option(..., "--tokens", help="training tokens, e.g. 11B"),
+    unique_tokens: str | None = typer.Option(
+        None, "--unique-tokens", help="unique tokens U behind --tokens, e.g. 2B: the data repeats "
+        "tokens / U times and the loss accounts for it (Muennighoff et al. 2023)"),
+    max_penalty: float = typer.Option(0.01, "--max-penalty", help="with --unique-tokens: the loss penalty "
+                                      "from repetition (fraction) the unique data needed should keep within"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Loss of a model trained directly on the data: L(N, D)."""
     from distillscale.laws.predict import predict_supervised as predict
 
-    result = predict(load_laws(law), parse_quantity(params, "--params"), parse_quantity(tokens, "--tokens"))
+    result = predict(load_laws(law), parse_quantity(params, "--params"), parse_quantity(tokens, "--tokens"),
+                     parse_quantity(unique_tokens, "--unique-tokens") if unique_tokens is not None else None,
+                     _fraction(max_penalty, "--max-penalty"))
     for message in result.warnings:
         warn(message)
     if as_json:
@@ -39,6 +46,15 @@ def predict_supervised(
     console.print(f"L({format_quantity(result.params)} parameters, {format_quantity(result.tokens)} tokens) = "
                   f"[bold]{result.prediction.value:.4f}[/bold] nats/token{result.prediction.describe()}  "
                   f"(law: {result.law})")
+    if result.repetition is not None:
+        for line in result.repetition.describe(format_quantity):
+            console.print(line)
+
+
+def _fraction(value: float, flag: str) -> float:
+    if not 0 < value < 1:
+        raise UserError(f"{flag} must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {value:g}")
+    return value
 
 
 @predict_app.command("distillation")
@@ -129,13 +145,14 @@ def _fit_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np.n
 
 
 def _supervised_columns(table, params_col: str, loss_col: str, tokens_col: str | None,
-                        flops_col: str | None, drop_invalid: bool, total_params_col: str | None = None):
+                        flops_col: str | None, drop_invalid: bool, total_params_col: str | None = None,
+                        unique_tokens_col: str | None = None):
     """(runs, N, D, L, names for filters) from a table; tokens from a column or C / (6N)."""
     if tokens_col and flops_col:
         raise UserError("give either --tokens-col or --flops-col, not both")
     amount_col = flops_col or tokens_col or "tokens"
-    runs = table.numeric([params_col, amount_col, loss_col] + ([total_params_col] if total_params_col else []),
-                         drop_invalid=drop_invalid)
+    extra = [c for c in (total_params_col, unique_tokens_col) if c]
+    runs = table.numeric([params_col, amount_col, loss_col] + extra, drop_invalid=drop_invalid)
     N, L = runs[params_col], runs[loss_col]
     D = runs[amount_col] / (6.0 * N) if flops_col else runs[amount_col]
     names = {"N": N, "D": D, "L": L, **({"C": runs[amount_col]} if flops_col else {})}
@@ -200,6 +217,9 @@ def fit_supervised(
     min_tokens_per_param: float | None = typer.Option(
         None, "--min-tokens-per-param", help="fit only runs with at least this many tokens per parameter "
         "(drops warm-up-dominated runs); with --form auto, a candidate beside every run"),
+    unique_tokens_col: str | None = typer.Option(
+        None, "--unique-tokens-col", help="column of unique tokens U behind each run's tokens: when runs "
+        "repeat data (D > U), the data-constrained form (Muennighoff et al. 2023, R_D*) is a candidate"),
     backtest: bool = typer.Option(True, "--backtest/--no-backtest",
                                   help="backtest extrapolation: fit on smaller sizes, predict larger ones"),
     huber_delta: float | None = typer.Option(None, "--huber-delta",
@@ -224,13 +244,16 @@ def fit_supervised(
     if out:
         check_output_file(out, overwrite=overwrite, inputs=[file])
     runs, N, D, L, names = _supervised_columns(read_table(file), params_col, loss_col, tokens_col, flops_col,
-                                               drop_invalid, total_params_col)
+                                               drop_invalid, total_params_col, unique_tokens_col)
     fit_rows = _fit_rows(runs, names, fit_where)
     source = {"file": str(file), "params_col": params_col, "loss_col": loss_col,
               "tokens_col": None if flops_col else (tokens_col or "tokens"), "flops_col": flops_col,
               "total_params_col": total_params_col, "fit_where": fit_where, "n_dropped": runs.n_dropped}
+    if unique_tokens_col:
+        source["unique_tokens_col"] = unique_tokens_col
     calibration = calibrate(
         params=N, tokens=D, loss=L, total_params=runs[total_params_col] if total_params_col else None, form=form,
+        unique_tokens=runs[unique_tokens_col] if unique_tokens_col else None,
         holdout=fit_rows, source=source, supervised_options=dict(
             irreducible_loss=irreducible_loss, irreducible_loss_prior=_parse_prior(irreducible_loss_prior),
             min_tokens_per_param=min_tokens_per_param, backtest=backtest, huber_delta=huber_delta,
@@ -239,12 +262,37 @@ def fit_supervised(
     if out:
         laws.save(out)
     holdout = calibration.holdout.get("supervised")
+    repetition = _repetition_summary(calibration.supervised) if unique_tokens_col else None
     if as_json:
-        print_json(fit_json(laws.name, calibration.supervised, runs.n_dropped, holdout, fit_where, runs.lines, out))
+        record = fit_json(laws.name, calibration.supervised, runs.n_dropped, holdout, fit_where, runs.lines, out)
+        print_json({**record, "repetition": repetition} if unique_tokens_col else record)
         return
     print_fit(f"Supervised law fitted to {file.name}", calibration.supervised, runs.n_dropped, holdout, fit_where)
+    if repetition is not None:
+        console.print(repetition["text"])
     if out:
         console.print(f"saved to {out}: use it with --law {out}")
+
+
+def _repetition_summary(fit) -> dict:
+    """The data-constrained candidate's outcome, for `fit supervised --unique-tokens-col`."""
+    record, law = fit.repetition_record, fit.law
+    if record is None:
+        return {"text": "Repetition: no run repeats its data (tokens <= unique tokens): the law assumes fresh data",
+                "record": None}
+    scored = record.get("backtest", record)
+    where = (f"runs beyond {scored['fitted_up_to_epochs']:g} epochs predicted from the others" if "backtest" in record
+             else "in-sample on the repeated runs")
+    text = (f"Repetition: {record['repeated_runs']} runs repeat data (up to {record['max_epochs']:.3g} epochs); "
+            f"mean |error| {where}: data-constrained {scored['mean_abs_error_data_constrained']:.2%}, "
+            f"repeats counted as new {scored['mean_abs_error_plain']:.2%} -> {record['chosen']}")
+    if law.repetition is not None:
+        low_high = law.repetition.interval
+        text += f"; R_D* = {law.repetition.R_D_star:.3g}" + (
+            f" ({fit.law.fit.level or 0.9:.0%} interval {low_high[0]:.3g}-{low_high[1]:.3g})" if low_high else "")
+    return {"text": text, "record": record,
+            "R_D_star": law.repetition.R_D_star if law.repetition else None,
+            "R_D_star_interval": list(law.repetition.interval) if law.repetition and law.repetition.interval else None}
 
 
 @fit_app.command("distillation")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from distillscale.laws.record import FitRecord
+from distillscale.laws.repetition import Repetition, predict_repeated
 from distillscale.laws.uncertainty import Prediction, combine
 
 ArrayLike = Any
@@ -49,7 +50,8 @@ def _bounds(prediction: Prediction) -> tuple[np.ndarray, np.ndarray] | None:
 
 @dataclass
 class SupervisedLaw:
-    """L(N, D) = E + (A/N^alpha + B/D^beta)^gamma. `fit` holds the fit record when fitted."""
+    """L(N, D) = E + (A/N^alpha + B/D^beta)^gamma. `fit` holds the fit record when fitted;
+    `repetition` the decay of repeated data (`laws.repetition`) when the law knows it."""
 
     E: float
     A: float
@@ -58,6 +60,7 @@ class SupervisedLaw:
     beta: float
     gamma: float = 1.0
     fit: FitRecord | None = field(default=None, compare=False, repr=False)
+    repetition: Repetition | None = field(default=None, compare=False, repr=False)
 
     COEFFICIENTS = ("E", "A", "B", "alpha", "beta", "gamma")
 
@@ -73,6 +76,15 @@ class SupervisedLaw:
                                  np.log(self.B) - self.beta * np.log(D))
         out = self.E + np.exp(self.gamma * log_terms)
         return float(out) if out.ndim == 0 else out
+
+    def predict_repeated(self, N: ArrayLike, D: ArrayLike, U: ArrayLike,
+                         repetition: Repetition | None = None) -> np.ndarray | float:
+        """Loss (nats/token) for D tokens of which U are unique (Muennighoff et al. 2023), with this
+        law's repetition constants or the given ones."""
+        repetition = repetition or self.repetition
+        if repetition is None:
+            raise ValueError("the law has no repetition constants: give a Repetition")
+        return predict_repeated(self, repetition, N, D, U)
 
     def prediction(self, N: ArrayLike, D: ArrayLike) -> Prediction:
         """The prediction with its interval: the bootstrap's (noise) combined with the backtest's
@@ -90,13 +102,18 @@ class SupervisedLaw:
         return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}
 
     def to_dict(self) -> dict:
-        return {"form": self.form, "coefficients": self.coefficients(), "fit": _fit_json(self.fit)}
+        out = {"form": self.form, "coefficients": self.coefficients(), "fit": _fit_json(self.fit)}
+        if self.repetition is not None:
+            out["repetition"] = self.repetition.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "SupervisedLaw":
         coeffs = dict(data["coefficients"])
         coeffs.setdefault("gamma", 1.0)
-        return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS}, fit=_fit_record(data.get("fit")))
+        repetition = data.get("repetition")
+        return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS}, fit=_fit_record(data.get("fit")),
+                   repetition=Repetition.from_dict(repetition) if repetition else None)
 
 
 @dataclass

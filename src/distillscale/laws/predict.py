@@ -10,12 +10,16 @@ Each result carries the warnings `plan` gives too: a quantity far outside the ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import extrapolation_warnings
 from distillscale.laws.lawset import LawSet
+from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment, assess
 from distillscale.laws.uncertainty import Prediction
+from distillscale.units import format_quantity
 
 
 def _interval_record(prediction: Prediction) -> dict:
@@ -43,10 +47,14 @@ class SupervisedLossPrediction:
     tokens: float
     prediction: Prediction
     warnings: list[str]
+    repetition: RepetitionAssessment | None = None   # with unique tokens: epochs and penalty
 
     def to_dict(self) -> dict:
-        return {"law": self.law, "params": self.params, "tokens": self.tokens, "loss": self.prediction.value,
-                **_interval_record(self.prediction)}
+        out = {"law": self.law, "params": self.params, "tokens": self.tokens, "loss": self.prediction.value,
+               **_interval_record(self.prediction)}
+        if self.repetition is not None:
+            out["repetition"] = self.repetition.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,39 @@ class DistilledLossPrediction:
                 "capacity_gap_ratio": self.capacity_gap_ratio, "d1": self.d1}
 
 
-def predict_supervised(laws: LawSet, params: float, tokens: float) -> SupervisedLossPrediction:
-    """L(N, D) with its interval: N non-embedding parameters, D training tokens."""
+def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens: float | None = None,
+                       max_penalty: float = DEFAULT_MAX_PENALTY) -> SupervisedLossPrediction:
+    """L(N, D) with its interval: N non-embedding parameters, D training tokens. With
+    `unique_tokens` U < D the data repeats: the loss is the data-constrained law's (`laws.repetition`,
+    the law's R_D* or Muennighoff et al.'s), its interval the fresh-data one shifted by the same
+    factor, and `repetition` says the epochs, the penalty and the unique data that keeps it within
+    `max_penalty`."""
     N, D = _positive("params", params), _positive("tokens", tokens)
     law = laws.require_supervised()
     warnings = extrapolation_warnings(laws, {"the model": N}, {"the model": D}, {"the model": D / N})
-    return SupervisedLossPrediction(laws.name, N, D, law.prediction(N, D), warnings)
+    prediction = law.prediction(N, D)
+    repetition = None
+    if unique_tokens is not None:
+        U = _positive("unique_tokens", unique_tokens)
+        if not 0 < max_penalty < 1:
+            raise ParameterError("max_penalty", f"{{}} must be a fraction between 0 and 1, got {max_penalty}")
+        repetition = assess(law, N, D, U, max_penalty)
+        factor = repetition.loss_repeated / repetition.loss_fresh
+        prediction = replace(prediction, **{k: None if getattr(prediction, k) is None else
+                                            np.asarray(getattr(prediction, k)) * factor
+                                            for k in ("value", "low", "high")})
+        prediction = replace(prediction, value=float(prediction.value),
+                             low=None if prediction.low is None else float(prediction.low),
+                             high=None if prediction.high is None else float(prediction.high))
+        if law.repetition is None and repetition.epochs > 1:
+            warnings.append(f"law {laws.name!r} has no repetition constants of its own (fit it with "
+                            "--unique-tokens-col on runs that repeat data): using Muennighoff et al. 2023's "
+                            f"R_D* = {repetition.repetition.R_D_star:.3g}, R_N* = {repetition.repetition.R_N_star:.3g}")
+        if repetition.epochs > 1 and not repetition.within:
+            warnings.append(f"the data repeats {repetition.epochs:.3g} times: the loss is {repetition.penalty:.2%} "
+                            f"above fresh data; {format_quantity(repetition.unique_tokens_needed)} unique tokens keep it within "
+                            f"{max_penalty:.1%}")
+    return SupervisedLossPrediction(laws.name, N, D, prediction, warnings, repetition)
 
 
 def predict_distillation(laws: LawSet, student_params: float, student_tokens: float, *,

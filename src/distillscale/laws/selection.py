@@ -31,10 +31,13 @@ from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import FitRecord, Selection
+from distillscale.laws.repetition import Repetition, effective_tokens, fit_repetition, predict_repeated
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 
 # A candidate with more parameters wins only if its backtest error is this much (relative) lower.
 PARSIMONY = 0.10
+# The intervals pool the backtest errors of the candidates within this factor of the best score.
+POOL_WITHIN = float("inf")
 # L-BFGS iterations of a backtest refit: the best start of a flat fit (few runs, gamma free) can
 # crawl for ~800 iterations while its predictions stopped moving long before; the final fit is not capped.
 BACKTEST_MAX_ITER = 300
@@ -102,6 +105,7 @@ class LawFit:
     backtest: Backtest | None
     extrapolation_error: ExtrapolationError | None
     rows: np.ndarray = field(repr=False)   # the runs the chosen law was fitted on
+    repetition_record: dict | None = None  # with unique tokens: the data-constrained candidate's errors
 
     @property
     def intervals(self) -> dict[str, tuple[float, float]]:
@@ -135,7 +139,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str 
                    irreducible_loss: float | None = None,
                    irreducible_loss_prior: tuple[float, float] | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
-                   max_folds: int = MAX_FOLDS, **fitter_options) -> LawFit:
+                   max_folds: int = MAX_FOLDS, unique_tokens=None, **fitter_options) -> LawFit:
     """Fit L(N, D) with form selection by backtest (form="auto") or in one given form.
 
     The runs: `fit_supervised(df, params="N", tokens="D", loss="loss")` with the columns of a
@@ -148,14 +152,26 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str 
     (`total_params`, a column or values, when given) as alternatives to E free, every run and
     non-embedding N. With a form given, that form with the given choices is the only candidate
     (still backtested). `fitter_options` go to `SupervisedLawFitter` (bootstrap, level, seed, grid,
-    huber_delta, ...)."""
+    huber_delta, ...).
+
+    `unique_tokens` (a column or values: the unique tokens U behind each run's D): when some runs
+    repeat their data (D > U), the data-constrained form (`laws.repetition`, Muennighoff et al.
+    2023) is a candidate too: the law above is fitted on the runs of at most one epoch (all runs when
+    fewer than 8 are), R_D* on every run with it held, and the law keeps R_D* (`law.repetition`)
+    when it predicts the repeated runs better than counting repeated tokens as new (see
+    `fit_with_repetition`)."""
     if data is not None and not _is_table(data):  # fit_supervised(N, D, loss): the values by position
         if loss is not None:
             raise ParameterError("data", "{} must be a table (a pandas DataFrame or a dict of columns) "
                                  "when params, tokens and loss are given too")
         data, params, tokens, loss = None, data, params, tokens
     runs = run_columns(data, params=("params", params), tokens=("tokens", tokens), loss=("loss", loss),
-                       total_params=(None, total_params))
+                       total_params=(None, total_params), unique_tokens=(None, unique_tokens))
+    if "unique_tokens" in runs:
+        return fit_with_repetition(runs, form=form, irreducible_loss=irreducible_loss,
+                                   irreducible_loss_prior=irreducible_loss_prior,
+                                   min_tokens_per_param=min_tokens_per_param, backtest=backtest,
+                                   max_folds=max_folds, **fitter_options)
     N, D, loss = runs["params"], runs["tokens"], runs["loss"]
     columns = {"non-embedding": N}
     if "total_params" in runs:
@@ -203,6 +219,101 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str 
                    lambda c, rows: make(c).fit(columns[c.params][rows], D[rows], loss[rows]),
                    scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
                    level=fitter_options.get("level", 0.9))
+
+
+# The runs beyond this many epochs are predicted by the repetition backtest from those within it.
+REPETITION_BACKTEST_EPOCHS = 4.0
+# Fewer single-epoch runs than this: the law is fitted on every run, repeated ones included.
+MIN_FRESH_RUNS = 8
+
+
+def fit_with_repetition(runs: dict[str, np.ndarray], **options) -> LawFit:
+    """`fit_supervised` for runs with unique-token counts (`runs["unique_tokens"]`).
+
+    The form is chosen as usual (backtest by size) on the runs of at most one epoch (every run when
+    fewer than MIN_FRESH_RUNS are). When some runs repeat data, two candidates are then fitted to
+    every run: the plain law (repeated tokens counted as new) and the data-constrained one, whose
+    R_D* is profiled jointly with the law's coefficients (`profile_repetition`). They are compared
+    by a repetition backtest (fitted on the runs of at most REPETITION_BACKTEST_EPOCHS epochs,
+    scored on the others) when runs go beyond it, else by their errors on the repeated runs; the
+    data-constrained law is kept when it is better, with its R_D* in `law.repetition` and the
+    comparison in `law.repetition.backtest` (also `LawFit.repetition_record`). The law's fit record
+    keeps the selection, backtest and extrapolation error of the first step."""
+    N, D, loss, U = runs["params"], runs["tokens"], runs["loss"], runs["unique_tokens"]
+    repeated = D > U * 1.0001
+    base_rows = ~repeated if (~repeated).sum() >= MIN_FRESH_RUNS else np.ones(len(N), bool)
+    columns = {k: v[base_rows] for k, v in runs.items() if k != "unique_tokens"}
+    if "total_params" in columns:
+        options["total_params"] = "total_params"
+    result = fit_supervised(columns, **options)
+    if not repeated.any():
+        return result
+    # The profile refits the law some 20 times: in a gamma = 1 form (variable projection, fast);
+    # a chosen busbridge form is profiled as chinchilla.
+    form = result.law.fit.form if result.law.fit and result.law.fit.form in ("tied", "chinchilla") else "chinchilla"
+    fitter_options = {k: v for k, v in options.items() if k in ("huber_delta", "grid", "seed", "level", "bootstrap")}
+    make = lambda **o: SupervisedLawFitter(form, **{**fitter_options, "bootstrap": 0, **o})  # noqa: E731
+
+    def errors(law, repetition, rows):
+        predicted = law.predict(N[rows], D[rows]) if repetition is None else \
+            predict_repeated(law, repetition, N[rows], D[rows], U[rows])
+        return predicted / loss[rows] - 1
+
+    plain = make().fit(N, D, loss).law_
+    r_star, constrained = profile_repetition(make, N, D, U, loss)
+    record = {"repeated_runs": int(repeated.sum()), "max_epochs": float(np.max(D / U)), "form": form,
+              "mean_abs_error_plain": float(np.mean(np.abs(errors(plain, None, repeated)))),
+              "mean_abs_error_data_constrained": float(np.mean(np.abs(
+                  errors(constrained, Repetition(r_star), repeated))))}
+    many = D / U > REPETITION_BACKTEST_EPOCHS
+    if many.any() and (repeated & ~many).any():
+        early_plain = make().fit(N[~many], D[~many], loss[~many]).law_
+        early_star, early = profile_repetition(make, N[~many], D[~many], U[~many], loss[~many])
+        record["backtest"] = {
+            "fitted_up_to_epochs": REPETITION_BACKTEST_EPOCHS, "n": int(many.sum()), "R_D_star": early_star,
+            "mean_abs_error_plain": float(np.mean(np.abs(errors(early_plain, None, many)))),
+            "mean_abs_error_data_constrained": float(np.mean(np.abs(errors(early, Repetition(early_star), many)))),
+            "max_abs_error_data_constrained": float(np.max(np.abs(errors(early, Repetition(early_star), many))))}
+    score = record.get("backtest", record)
+    keep = score["mean_abs_error_data_constrained"] < score["mean_abs_error_plain"]
+    record["chosen"] = "data-constrained" if keep else "plain (repetition does not improve the fit)"
+    result.repetition_record = record
+    if not keep:
+        return result
+    # The data-constrained law, refitted with the bootstrap at its R_D*; R_D*'s own interval from a
+    # bootstrap of the runs with the law held (`fit_repetition`).
+    final = SupervisedLawFitter(form, **fitter_options).fit(N, effective_tokens(D, U, r_star), loss)
+    held = fit_repetition(final.law_, N, D, U, loss, level=options.get("level", 0.9), seed=options.get("seed", 0))
+    law = final.law_
+    law.fit = law.fit.model_copy(update={k: getattr(result.law.fit, k) for k in
+                                         ("selection", "backtest", "extrapolation_error")})
+    law.repetition = Repetition(r_star, None, held.interval, held.source, record)
+    scored_by = "repetition backtest" if "backtest" in record else "errors on the repeated runs"
+    result.law, result.fitter = law, final
+    result.chosen = f"{form}, data-constrained"
+    result.reason += (f"; with repetition (R_D* = {r_star:.3g}) the {form} form predicts repeated runs better "
+                      f"({scored_by}: {score['mean_abs_error_data_constrained']:.2%} vs "
+                      f"{score['mean_abs_error_plain']:.2%} counting repeats as new)")
+    return result
+
+
+def profile_repetition(make, N, D, U, loss) -> tuple[float, SupervisedLaw]:
+    """R_D* and the law fitted jointly: for R_D* on a log grid (0.1..1000, then 20% steps around
+    the best, then 5%), the law's best fit to (N, D'(R_D*)); the R_D* whose fit has the lowest
+    objective."""
+    def objective(r_star):
+        fitter = make().fit(N, effective_tokens(D, U, r_star), loss)
+        return fitter.result_.fun, fitter.law_
+
+    fits = {}
+    for r_star in np.exp(np.linspace(np.log(0.1), np.log(1000.0), 9)):
+        fits[float(r_star)] = objective(r_star)
+    for step in (0.2, 0.05):
+        best = min(fits, key=lambda r: fits[r][0])
+        for r_star in best * np.exp(step * np.array([-3, -2, -1, 1, 2, 3])):
+            fits.setdefault(float(r_star), objective(r_star))
+    best = min(fits, key=lambda r: fits[r][0])
+    return best, fits[best][1]
 
 
 def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, tokens=None, teacher_loss=None,
@@ -343,7 +454,10 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
     fitter = final_fit(chosen, rows)
     chosen_backtest = scores[index].backtest if scores else None
     extrapolation = None
-    pooled = [s.backtest for s in scored if s.backtest.held_out]
+    # Candidates whose backtest error is far above the best (more than POOL_WITHIN times) could not
+    # have won under a luckier draw of the runs: their errors measure a form nobody would choose.
+    contenders = [s for s in scored if s.score <= POOL_WITHIN * min(x.score for x in scored)] if scored else []
+    pooled = [s.backtest for s in contenders if s.backtest.held_out]
     if chosen_backtest is not None and chosen_backtest.held_out:
         # The winner of a selection by backtest has, by construction, the luckiest backtest: its own
         # errors understate its error beyond the runs (winner's curse). The errors of every

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from distillscale.console import console, print_json, warn
+from distillscale.errors import UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
 from distillscale.planning.flops import SCENARIOS, get_scenario
@@ -60,6 +61,11 @@ def plan_command(
         None, "--max-tokens-per-param", help="without --student-params: the most student tokens "
                                              "per parameter (default: the law's data; 5000 for "
                                              "busbridge2025)"),
+    unique_tokens: str | None = typer.Option(
+        None, "--unique-tokens", help="unique tokens available, e.g. 5B: the plan's epochs, the loss "
+        "penalty of repeating them (Muennighoff et al. 2023) and the unique data that avoids it"),
+    max_penalty: float = typer.Option(0.01, "--max-penalty", help="with --unique-tokens: the largest "
+                                      "acceptable loss penalty from repetition (fraction)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     plot: Path | None = typer.Option(None, "--plot", help="write a figure (.png or .svg)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if it exists"),
@@ -69,9 +75,12 @@ def plan_command(
     Without --student-params, finds the best student size per scenario, searched inside the
     law's data (sizes and tokens per parameter) unless --min-params and the like widen it."""
     from distillscale.planning import plots
-    from distillscale.planning.plan import ExistingTeacher, plan
+    from distillscale.planning.plan import ExistingTeacher, plan, repetition_check
     from distillscale.planning.render import plan_renderables
 
+    unique = _quantity(unique_tokens, "--unique-tokens")
+    if not 0 < max_penalty < 1:
+        raise UserError(f"--max-penalty must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {max_penalty:g}")
     if plot is not None:
         plots.check_figure_path(plot)
         check_output_file(plot, overwrite=overwrite, inputs=[law], flag="--plot")
@@ -86,13 +95,25 @@ def plan_command(
         min_params=_quantity(min_params, "--min-params"), max_params=_quantity(max_params, "--max-params"),
         min_tokens_per_param=min_tokens_per_param, max_tokens_per_param=max_tokens_per_param,
         flops=flops_method, n_ctx=n_ctx, vocab_size=vocab_size, aspect_ratio=aspect_ratio)
+    checks = repetition_check(result, unique, max_penalty) if unique is not None else {}
     for message in result.warnings:
         warn(message)
+    for name, check in checks.items():
+        if check.epochs > 1 and not check.within:
+            warn(f"{name}: the plan repeats its {format_quantity(unique)} unique tokens {check.epochs:.3g} times, "
+                 f"{check.penalty:.2%} loss above fresh data; it needs {format_quantity(check.unique_tokens_needed)} "
+                 f"unique tokens to stay within {max_penalty:.1%}")
     if as_json:
-        print_json(result.to_dict())
+        record = result.to_dict()
+        print_json({**record, "repetition": {n: c.to_dict() for n, c in checks.items()}} if checks else record)
     else:
         for item in plan_renderables(result):
             console.print(item)
+        for name, check in checks.items():
+            console.print(f"Repetition ({name}): " + "; ".join(check.describe(format_quantity)))
+        if checks and result.kind != "supervised":
+            console.print("(for distilled students this assumes repeated tokens decay as in supervised "
+                          "training: the law does not know how distillation tolerates repetition)")
     if plot is not None and result.kind != "supervised":
         plots.save_figure(plots.plot_plan(result), plot)
 

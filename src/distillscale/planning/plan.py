@@ -418,3 +418,25 @@ def _quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def repetition_check(result: Plan, unique_tokens: float, max_penalty: float = 0.01) -> dict:
+    """With only `unique_tokens` of data: for each planned model (by scenario; "supervised" for a
+    supervised plan, "<scenario> (pretrain instead)" for the best model without a teacher) its
+    epochs, the loss penalty of repeating the data under the law's supervised law (its own R_D*
+    or Muennighoff et al.'s; `laws.repetition.assess`), and the unique data that keeps the penalty
+    within `max_penalty`. For distilled students the supervised law's decay is an assumption: how
+    distillation tolerates repetition is not in the law."""
+    from distillscale.laws.repetition import assess
+
+    law = load_laws(result.law_spec).require_supervised()
+    models: dict[str, tuple[float, float]] = {}
+    if result.kind == "supervised":
+        models["supervised"] = (result.supervised.student_params, result.supervised.tokens)
+    for p in result.plans:
+        models[p.scenario.name] = (p.student_params, p.student_tokens)
+    for sweep in result.sweeps:
+        models[sweep.scenario.name] = (sweep.best.student_params, sweep.best.student_tokens)
+        models[f"{sweep.scenario.name} (pretrain instead)"] = (sweep.supervised_best.student_params,
+                                                               sweep.supervised_best.tokens)
+    return {name: assess(law, N, D, unique_tokens, max_penalty) for name, (N, D) in models.items()}

@@ -34,7 +34,7 @@ from distillscale.laws.calibrate import START_GRIDS, HoldoutCheck, start_grid_op
 from distillscale.laws.calibrate import calibrate as calibrate_laws
 from distillscale.laws.selection import DISTILLATION_FORMS, LawFit
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
-from distillscale.report.runs import SweepRuns
+from distillscale.report.runs import SweepRuns, unique_tokens
 
 # Tokens per parameter of the default target: Chinchilla's compute-optimal ratio.
 DEFAULT_TARGET_TOKENS_PER_PARAM = 20.0
@@ -139,7 +139,11 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
                "max_iter": settings.max_iter}
     # Non-embedding N only (the planner's FLOP accounting counts N that way); `distillscale fit
     # supervised --total-params-col` compares the two.
+    # Runs that repeat their data (result.json's unique_tokens / epochs): the supervised fit gets the
+    # data-constrained form as a candidate.
+    unique = unique_tokens(records)
     laws = calibrate_laws(params=column("non_embedding_params"), tokens=column("tokens"), loss=column("val_loss"),
+                          unique_tokens=unique,
                           teacher_loss=[None] * len(runs.supervised) + [r["teacher_loss"] for r in runs.students],
                           form=settings.form, distillation_form=settings.distillation_form, holdout="largest",
                           supervised_options={**options, **supervised_grid},

@@ -13,7 +13,8 @@ import numpy as np
 from distillscale.errors import UserError
 
 NUMERIC_COLUMNS = ("n_layers", "non_embedding_params", "tokens", "tokens_per_param", "flops", "val_loss",
-                   "teacher_params", "teacher_tokens", "teacher_loss", "budget", "wall_seconds")
+                   "teacher_params", "teacher_tokens", "teacher_loss", "budget", "wall_seconds",
+                   "unique_tokens", "epochs")
 REQUIRED_COLUMNS = ("run_id", "kind", "status", "non_embedding_params", "tokens", "val_loss")
 
 
@@ -97,6 +98,21 @@ def _typed(record: dict[str, Any]) -> dict[str, Any]:
             raise UserError(f"run {record.get('run_id')!r}: column {name!r} holds {value!r}, "
                             "not a number") from None
     return typed
+
+
+def unique_tokens(records: list[dict[str, Any]]) -> np.ndarray | None:
+    """The unique tokens behind each run's tokens (result.json's `unique_tokens`, else tokens /
+    `epochs`), when some run repeats its data; a run that records neither saw fresh tokens
+    (U = tokens). None when no run repeats."""
+    values = []
+    for record in records:
+        unique = record.get("unique_tokens")
+        if not _positive(unique) and _positive(record.get("epochs")):
+            unique = record["tokens"] / record["epochs"]
+        values.append(min(unique, record["tokens"]) if _positive(unique) else record["tokens"])
+    values = np.array(values, dtype=np.float64)
+    tokens = np.array([r["tokens"] for r in records], dtype=np.float64)
+    return values if np.any(tokens > values * 1.0001) else None
 
 
 def _positive(value: Any) -> bool:

@@ -1,0 +1,94 @@
+"""A validation pack of published language-model training runs: final validation loss with model
+size and tokens, from others' papers and their released data, for testing how laws extrapolate.
+
+    from distillscale.laws import published
+    published.names()                      # ('epoch2024_chinchilla', 'gadre2024_c4', ...)
+    runs = published.load("gadre2024_c4")  # PublishedRuns: .runs (a DataFrame), .provenance, ...
+    runs.runs[["params", "tokens", "loss"]]
+
+Each set lives in a folder beside this module with `runs.csv` and `PROVENANCE.md` (source
+repository and commit, licence, how the rows were extracted, what N counts). Every table has the
+columns `params` (N without embeddings where the source gives it; see `params_counts`),
+`total_params` (N with them), `tokens` (D) and `loss` (nats/token), one row per finished run.
+`epoch2024_chinchilla` is not stored here: it is read from ../shared/data (or $DISTILLSCALE_SHARED)
+when that reference data sits beside the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from distillscale.errors import UserError
+
+HERE = Path(__file__).resolve().parent
+
+# What `params` counts in each set (the provenance file says how it was derived).
+PARAMS_COUNTS = {
+    "epoch2024_chinchilla": "total (Hoffmann et al. count embeddings; the source has no other count)",
+    "gadre2024_c4": "non-embedding",
+    "gadre2024_redpajama": "non-embedding",
+    "gadre2024_refinedweb": "non-embedding",
+    "porian2024_openwebtext2": "non-embedding",
+    "porian2024_refinedweb": "non-embedding",
+}
+EPOCH_FILE = "chinchilla_fig4_epoch_extracted.csv"
+
+
+@dataclass(frozen=True)
+class PublishedRuns:
+    """One published set of runs: `runs` has params, total_params, tokens, loss (and the source's
+    own columns); `provenance` is the text of its PROVENANCE.md."""
+
+    name: str
+    runs: pd.DataFrame = field(repr=False)
+    provenance: str = field(repr=False)
+    params_counts: str
+    path: Path
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def columns(self, params: str = "params"):
+        """(N, D, loss) as float arrays; `params="total_params"` for N with embeddings."""
+        return (self.runs[params].to_numpy(float), self.runs["tokens"].to_numpy(float),
+                self.runs["loss"].to_numpy(float))
+
+
+def shared_dir() -> Path:
+    """The reference data beside the checkout: $DISTILLSCALE_SHARED, else ../shared."""
+    return Path(os.environ.get("DISTILLSCALE_SHARED", HERE.parents[4] / "shared"))
+
+
+def names(*, available: bool = False) -> tuple[str, ...]:
+    """Every set's name; with `available`, only those that can be loaded here."""
+    every = tuple(sorted(PARAMS_COUNTS))
+    if not available:
+        return every
+    return tuple(n for n in every if n != "epoch2024_chinchilla" or (shared_dir() / "data" / EPOCH_FILE).is_file())
+
+
+def load(name: str) -> PublishedRuns:
+    """The runs of one published set (see `names()`), sorted by params then tokens."""
+    if name not in PARAMS_COUNTS:
+        raise UserError(f"unknown published set {name!r}: use one of {', '.join(names())}")
+    folder = HERE / name
+    provenance = (folder / "PROVENANCE.md").read_text(encoding="utf-8")
+    if name == "epoch2024_chinchilla":
+        source = shared_dir() / "data" / EPOCH_FILE
+        if not source.is_file():
+            raise UserError(f"{name} is read from {source}, which is absent: put the reference data "
+                            "there or set DISTILLSCALE_SHARED to its folder")
+        raw = pd.read_csv(source)
+        # Epoch's own analysis drops the five highest losses (outliers of the plot extraction).
+        raw = raw.drop(index=raw["loss"].nlargest(5).index)
+        n = raw["Model Size"].astype(float)
+        runs = pd.DataFrame({"params": n, "total_params": n, "tokens": raw["Training FLOP"] / (6 * n),
+                             "flops": raw["Training FLOP"], "loss": raw["loss"]})
+    else:
+        runs = pd.read_csv(folder / "runs.csv")
+    runs = runs.sort_values(["params", "tokens"], kind="stable").reset_index(drop=True)
+    return PublishedRuns(name, runs, provenance, PARAMS_COUNTS[name], folder)

@@ -1,0 +1,226 @@
+"""Repeated data in the laws: Muennighoff et al. 2023, "Scaling Data-Constrained Language Models".
+
+A token seen for the (k+1)-th time is worth less than a new one. With U unique tokens and D tokens
+trained on, R_D = D / U - 1 repetitions, the effective data is
+
+    D' = U + U R_D* (1 - exp(-R_D / R_D*))
+
+(D' = D without repetition; D' -> U (1 + R_D*) as the repetitions grow: a corpus is never worth more
+than 1 + R_D* times itself). The same decay applies to parameters in excess of the compute-optimal
+size for U tokens, U_N = min(N, N_opt(U)), R_N = N / U_N - 1:
+
+    N' = U_N + U_N R_N* (1 - exp(-R_N / R_N*))
+
+and the loss is the law's at (N', D'). Muennighoff et al. fit R_D* = 15.4 and R_N* = 5.3 on C4
+(GPT-2 tokenizer, up to 9B parameters and 900B tokens; their repository's README gives
+R_D* = 15.387756, R_N* = 5.309743). `fit_repetition` fits R_D* to runs that repeat data, with the
+law's other coefficients held (their second stage).
+
+    rep = Repetition(R_D_star=15.4)
+    law.predict_repeated(N, D, U)            # SupervisedLaw with law.repetition set
+    repetition_penalty(law, rep, N, D, U)    # relative loss increase over fresh data
+    unique_tokens_needed(law, rep, N, D, 0.01)   # the U that keeps the penalty within 1%
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from distillscale.errors import ParameterError
+
+# Muennighoff et al. 2023, Table/README: the C4 fit of the full data-constrained law (natural-log
+# coefficients a, b, e exponentiated to A, B, E).
+MUENNIGHOFF2023 = {"E": float(np.exp(0.6254804)), "A": float(np.exp(6.255414)), "B": float(np.exp(7.3049974)),
+                   "alpha": 0.3526596, "beta": 0.3526596, "R_D_star": 15.387756, "R_N_star": 5.309743}
+# Box of a fitted R_D*: below 0.05 repeated tokens are worth nothing, above 1e4 they are new.
+R_STAR_BOUNDS = (0.05, 1e4)
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """The decay constants of repeated tokens (R_D*) and excess parameters (R_N*, None: not modelled),
+    with R_D*'s interval when fitted and where they come from."""
+
+    R_D_star: float
+    R_N_star: float | None = None
+    interval: tuple[float, float] | None = None   # of R_D*, at the fit's level
+    source: str = ""
+    backtest: dict | None = None   # fitted on the runs of few epochs, the error on those of many
+
+    def to_dict(self) -> dict:
+        return {"R_D_star": self.R_D_star, "R_N_star": self.R_N_star,
+                "R_D_star_interval": list(self.interval) if self.interval else None, "source": self.source,
+                "backtest": self.backtest}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Repetition":
+        interval = data.get("R_D_star_interval")
+        return cls(float(data["R_D_star"]), None if data.get("R_N_star") is None else float(data["R_N_star"]),
+                   tuple(map(float, interval)) if interval else None, str(data.get("source", "")),
+                   data.get("backtest"))
+
+
+PUBLISHED = Repetition(MUENNIGHOFF2023["R_D_star"], MUENNIGHOFF2023["R_N_star"],
+                       source="Muennighoff et al. 2023 (C4)")
+
+
+def epochs(D, U) -> np.ndarray:
+    """Passes over the unique data: D / U."""
+    return np.asarray(D, float) / np.asarray(U, float)
+
+
+def _decayed(unique, total, r_star) -> np.ndarray:
+    """unique + unique r* (1 - exp(-R / r*)), R = total / unique - 1 (>= 0): total when R = 0."""
+    unique = np.minimum(np.asarray(unique, float), np.asarray(total, float))
+    repeats = np.asarray(total, float) / unique - 1.0
+    return unique + unique * r_star * -np.expm1(-repeats / r_star)
+
+
+def effective_tokens(D, U, R_D_star: float) -> np.ndarray:
+    """D' = U + U R_D* (1 - exp(-(D/U - 1) / R_D*)); D itself when D <= U."""
+    return _decayed(U, D, R_D_star)
+
+
+def compute_optimal_params(law, D) -> np.ndarray:
+    """N that is compute-optimal for D tokens under L = E + (A/N^alpha + B/D^beta)^gamma (gamma
+    does not move the optimum): N = G (G D)^(beta/alpha), G = (alpha A / (beta B))^(1/(alpha+beta))."""
+    G = (law.alpha * law.A / (law.beta * law.B)) ** (1.0 / (law.alpha + law.beta))
+    return G * (G * np.asarray(D, float)) ** (law.beta / law.alpha)
+
+
+def effective_params(law, N, U, R_N_star: float) -> np.ndarray:
+    """N' = U_N + U_N R_N* (1 - exp(-(N/U_N - 1) / R_N*)), U_N = min(N, N_opt(U))."""
+    return _decayed(np.minimum(np.asarray(N, float), compute_optimal_params(law, U)), N, R_N_star)
+
+
+def predict_repeated(law, repetition: Repetition, N, D, U):
+    """The law's loss (nats/token) for N parameters trained on D tokens of which U are unique."""
+    _check_unique(U)
+    D_eff = effective_tokens(D, U, repetition.R_D_star)
+    N_eff = N if repetition.R_N_star is None else effective_params(law, N, U, repetition.R_N_star)
+    return law.predict(N_eff, D_eff)
+
+
+def repetition_penalty(law, repetition: Repetition, N, D, U):
+    """Relative loss increase of D tokens with U unique over D fresh tokens (0 without repetition)."""
+    out = np.asarray(predict_repeated(law, repetition, N, D, U), float) / np.asarray(law.predict(N, D), float) - 1.0
+    return float(out) if out.ndim == 0 else out
+
+
+def unique_tokens_needed(law, repetition: Repetition, N: float, D: float, max_penalty: float) -> float:
+    """The fewest unique tokens that keep the loss within `max_penalty` (relative, e.g. 0.01) of
+    fresh data, for N parameters and D tokens: bisection in log U (the penalty falls as U grows)."""
+    if not 0 < max_penalty < 1:
+        raise ParameterError("max_penalty", f"{{}} must be a fraction between 0 and 1, got {max_penalty}")
+    low, high = np.log(D) - np.log(1e6), np.log(D)
+    if repetition_penalty(law, repetition, N, D, np.exp(low)) <= max_penalty:
+        return float(np.exp(low))
+    for _ in range(60):
+        mid = (low + high) / 2
+        if repetition_penalty(law, repetition, N, D, np.exp(mid)) <= max_penalty:
+            high = mid
+        else:
+            low = mid
+    return float(np.exp(high))
+
+
+def _check_unique(U) -> None:
+    U = np.asarray(U, float)
+    if not np.all(np.isfinite(U) & (U > 0)):
+        raise ParameterError("unique_tokens", "{} must be positive token counts")
+
+
+def fit_repetition(law, N, D, U, loss, *, huber_delta: float = 1e-3, level: float = 0.9,
+                   bootstrap: int = 200, seed: int = 0, fit_r_n: bool = False) -> Repetition:
+    """R_D* (and with `fit_r_n` R_N*) fitted to runs that repeat data, the law's other coefficients
+    held: the Huber loss of log-residuals, minimised over a fine log grid of R* (the objective is
+    one-dimensional and cheap, so the grid is exact to its spacing, 1%). The interval is a bootstrap
+    over the runs; an R* whose interval reaches the box (R_STAR_BOUNDS) says the runs do not
+    constrain it. Runs with D <= U (no repetition) do not move R_D*, but they are fitted as well."""
+    N, D, U, loss = (np.asarray(x, float) for x in (N, D, U, loss))
+    _check_unique(U)
+    if not np.any(D > U * 1.0001):
+        raise ParameterError("unique_tokens", "no run repeats its data (every D <= U): nothing constrains R_D*")
+    grid = np.exp(np.linspace(np.log(R_STAR_BOUNDS[0]), np.log(R_STAR_BOUNDS[1]), 1200))
+    r_n_grid = grid[::20] if fit_r_n else [None]
+    log_loss = np.log(loss)
+    residuals = []  # (r_n, r_d) -> per-run log residual
+    pairs = []
+    for r_n in r_n_grid:
+        N_eff = N if r_n is None else effective_params(law, N, U, r_n)
+        for r_d in grid:
+            residuals.append(np.log(law.predict(N_eff, effective_tokens(D, U, r_d))) - log_loss)
+            pairs.append((r_n, r_d))
+    residuals = np.array(residuals)
+    slope = np.clip(residuals, -huber_delta, huber_delta)
+    per_run = slope * (residuals - slope / 2)   # Huber, per candidate and run
+    best = int(np.argmin(per_run.sum(axis=1)))
+    interval = None
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(len(loss), np.full(len(loss), 1.0 / len(loss)), size=bootstrap)
+        picks = np.argmin(counts @ per_run.T, axis=1)
+        r_d_samples = np.array([pairs[i][1] for i in picks])
+        interval = tuple(float(x) for x in np.quantile(r_d_samples, [(1 - level) / 2, (1 + level) / 2]))
+    r_n, r_d = pairs[best]
+    return Repetition(float(r_d), None if r_n is None else float(r_n), interval,
+                      source=f"fitted to {int(np.sum(D > U * 1.0001))} runs that repeat data "
+                             f"(up to {float(np.max(D / U)):.3g} epochs)")
+
+
+# The largest loss penalty from repetition that a plan accepts before it says how much unique data
+# would avoid it (--max-penalty).
+DEFAULT_MAX_PENALTY = 0.01
+
+
+@dataclass(frozen=True)
+class RepetitionAssessment:
+    """What repeating U unique tokens costs a model of N parameters trained on D tokens."""
+
+    params: float
+    tokens: float
+    unique_tokens: float
+    epochs: float
+    loss_fresh: float            # the law's loss with D unique tokens (nats/token)
+    loss_repeated: float         # with U unique tokens repeated to D
+    penalty: float               # loss_repeated / loss_fresh - 1
+    max_penalty: float
+    unique_tokens_needed: float  # the fewest unique tokens keeping the penalty within max_penalty
+    repetition: Repetition
+
+    @property
+    def within(self) -> bool:
+        return self.penalty <= self.max_penalty
+
+    def to_dict(self) -> dict:
+        return {"unique_tokens": self.unique_tokens, "epochs": self.epochs, "loss_fresh": self.loss_fresh,
+                "loss_repeated": self.loss_repeated, "penalty": self.penalty, "max_penalty": self.max_penalty,
+                "unique_tokens_needed": self.unique_tokens_needed, "repetition": self.repetition.to_dict()}
+
+    def describe(self, format_quantity=lambda x: f"{x:.3g}") -> list[str]:
+        """Lines for the terminal: epochs and penalty, and the unique data that keeps it small."""
+        lines = [f"{format_quantity(self.unique_tokens)} unique tokens: {self.epochs:.3g} epochs of "
+                 f"{format_quantity(self.tokens)} tokens; loss {self.loss_repeated:.4f} nats/token vs "
+                 f"{self.loss_fresh:.4f} with fresh data ({self.penalty:+.2%}; R_D* = {self.repetition.R_D_star:.3g}"
+                 + (f", R_N* = {self.repetition.R_N_star:.3g}" if self.repetition.R_N_star else "")
+                 + f", {self.repetition.source or 'given'})"]
+        verdict = "within" if self.within else "above"
+        lines.append(f"the penalty is {verdict} {self.max_penalty:.1%}: {format_quantity(self.unique_tokens_needed)} "
+                     f"unique tokens ({self.tokens / self.unique_tokens_needed:.3g} epochs) keep it within "
+                     f"{self.max_penalty:.1%}")
+        return lines
+
+
+def assess(law, N: float, D: float, U: float, max_penalty: float = DEFAULT_MAX_PENALTY,
+           repetition: Repetition | None = None) -> RepetitionAssessment:
+    """Epochs, loss penalty and the unique data needed for a run of N parameters and D tokens drawn
+    from U unique tokens, under `repetition` (default: the law's own, else Muennighoff et al.'s)."""
+    _check_unique(U)
+    repetition = repetition or getattr(law, "repetition", None) or PUBLISHED
+    fresh = float(law.predict(N, D))
+    repeated = float(predict_repeated(law, repetition, N, D, U))
+    return RepetitionAssessment(float(N), float(D), float(U), float(D / U), fresh, repeated,
+                                repeated / fresh - 1.0, max_penalty,
+                                unique_tokens_needed(law, repetition, N, D, max_penalty), repetition)

@@ -1,0 +1,39 @@
+"""The validation pack of published runs (`laws.published`): every set loads with its provenance."""
+
+import numpy as np
+import pytest
+
+from distillscale.errors import UserError
+from distillscale.laws import published
+
+STORED = {"gadre2024_c4": (34, 6), "gadre2024_redpajama": (35, 6), "gadre2024_refinedweb": (35, 6),
+          "porian2024_openwebtext2": (88, 16), "porian2024_refinedweb": (88, 16)}
+
+
+@pytest.mark.parametrize("name", sorted(STORED))
+def test_each_stored_set_loads_with_its_provenance(name):
+    runs = published.load(name)
+    rows, sizes = STORED[name]
+    assert len(runs) == rows and runs.runs["params"].nunique() == sizes
+    N, D, loss = runs.columns()
+    total = runs.columns("total_params")[0]
+    assert np.all(N > 0) and np.all(D > 0) and np.all((loss > 1.5) & (loss < 8))
+    assert np.all(total > N)  # the sets that have both counts: embeddings add to N
+    assert np.all(np.diff(N) >= 0)  # sorted by size
+    for part in ("Source:", "commit", "Licence:", "Rows:", "Columns:", "params"):
+        assert part in runs.provenance, part
+    assert runs.params_counts == "non-embedding"
+
+
+def test_the_epoch_set_is_read_from_the_reference_data(shared_data):
+    runs = published.load("epoch2024_chinchilla")
+    assert len(runs) == 240 and "Licence:" in runs.provenance
+    N, D, loss = runs.columns()
+    np.testing.assert_allclose(6 * N * D, runs.runs["flops"])
+    assert loss.max() < 3.5  # the five highest losses are the ones dropped
+
+
+def test_an_unknown_set_is_a_user_error():
+    with pytest.raises(UserError, match="unknown published set 'nope': use one of epoch2024_chinchilla"):
+        published.load("nope")
+    assert len(published.names()) >= 6

@@ -1,0 +1,127 @@
+"""Repeated data in the laws (`laws.repetition`, Muennighoff et al. 2023): the published law, the
+R_D* fit, and --unique-tokens in predict, plan and fit."""
+
+import json
+
+import numpy as np
+import pytest
+
+from distillscale.laws.forms import SupervisedLaw
+from distillscale.laws.lawset import load_laws
+from distillscale.laws.repetition import (MUENNIGHOFF2023, PUBLISHED, Repetition, assess, effective_tokens,
+                                          fit_repetition, repetition_penalty, unique_tokens_needed)
+from distillscale.report.runs import unique_tokens
+
+
+def muennighoff_law() -> SupervisedLaw:
+    c = MUENNIGHOFF2023
+    return SupervisedLaw(c["E"], c["A"], c["B"], c["alpha"], c["beta"])
+
+
+def test_the_published_data_constrained_law_reproduces_its_spot_values():
+    # Muennighoff et al. 2023 (their README): R_D* = 15.4, R_N* = 5.3, and the two models of their
+    # Figure 1 (right) at 25B unique tokens.
+    assert PUBLISHED.R_D_star == pytest.approx(15.4, abs=0.05) and PUBLISHED.R_N_star == pytest.approx(5.3, abs=0.05)
+    law = muennighoff_law()
+    assert law.predict_repeated(6.34e9, 242e9, 25e9, PUBLISHED) == pytest.approx(2.2256440889984477, rel=1e-9)
+    assert law.predict_repeated(8.67e9, 178e9, 25e9, PUBLISHED) == pytest.approx(2.2269634075087867, rel=1e-9)
+
+
+def test_effective_tokens_decay_from_fresh_to_a_ceiling():
+    assert effective_tokens(5e9, 1e10, 15.4) == pytest.approx(5e9)       # no repetition
+    assert effective_tokens(2e9, 1e9, 15.4) == pytest.approx(1e9 + 15.4e9 * -np.expm1(-1 / 15.4))
+    assert effective_tokens(1e15, 1e9, 15.4) == pytest.approx(16.4e9)    # never more than (1 + R_D*) U
+    # Four epochs are worth almost four fresh ones (Muennighoff et al.: repeating up to ~4 is nearly free).
+    assert 3.6e9 < effective_tokens(4e9, 1e9, 15.4) < 4e9
+
+
+def test_unique_tokens_needed_meets_the_penalty_and_assess_reports_epochs():
+    law = muennighoff_law()
+    needed = unique_tokens_needed(law, PUBLISHED, 1e9, 100e9, 0.01)
+    assert repetition_penalty(law, PUBLISHED, 1e9, 100e9, needed) == pytest.approx(0.01, rel=1e-3)
+    assert repetition_penalty(law, PUBLISHED, 1e9, 100e9, needed * 0.9) > 0.01
+    check = assess(law, 1e9, 100e9, 5e9, 0.01)
+    assert check.epochs == pytest.approx(20) and check.penalty > 0.01 and not check.within
+    assert check.unique_tokens_needed == pytest.approx(needed) and check.repetition is PUBLISHED
+
+
+def synthetic_repeated_runs(r_star=15.4, noise=0.002, seed=0):
+    """Runs of four sizes, D/N 5..160, from the published law with R_D* = r_star on a 2B-token corpus."""
+    law, rng = muennighoff_law(), np.random.default_rng(seed)
+    N = np.repeat([1e7, 3e7, 1e8, 3e8], 6)
+    D = N * np.tile([5.0, 10, 20, 40, 80, 160], 4)
+    U = np.minimum(D, 2e9)
+    loss = law.predict_repeated(N, D, U, Repetition(r_star)) * np.exp(rng.normal(0, noise, len(N)))
+    return law, N, D, U, loss
+
+
+def test_fit_repetition_recovers_r_d_star_with_the_law_held():
+    law, N, D, U, loss = synthetic_repeated_runs(r_star=5.0)
+    fitted = fit_repetition(law, N, D, U, loss, bootstrap=100)
+    assert fitted.R_D_star == pytest.approx(5.0, rel=0.1)
+    assert fitted.interval[0] <= 5.0 <= fitted.interval[1]
+    with pytest.raises(Exception, match="no run repeats its data"):
+        fit_repetition(law, N, D, D, loss)
+
+
+@pytest.mark.slow
+def test_fit_with_unique_tokens_col_keeps_the_data_constrained_form_and_predict_uses_it(cli, tmp_path):
+    _, N, D, U, loss = synthetic_repeated_runs()
+    runs = tmp_path / "runs.csv"
+    runs.write_text("params,tokens,unique,loss\n" + "".join(f"{n},{d},{u},{v}\n" for n, d, u, v in zip(N, D, U, loss)))
+    code, out, err = cli("fit", "supervised", runs, "--unique-tokens-col", "unique", "--form", "chinchilla",
+                         "--bootstrap", "0", "--out", tmp_path / "law.json", "--json")
+    assert code == 0, err
+    record = json.loads(out)["repetition"]
+    assert record["record"]["chosen"] == "data-constrained" and record["record"]["repeated_runs"] == 10
+    backtest = record["record"]["backtest"]
+    assert backtest["mean_abs_error_data_constrained"] < backtest["mean_abs_error_plain"]
+    assert record["R_D_star"] == pytest.approx(15.4, rel=0.2)
+    low, high = record["R_D_star_interval"]
+    assert low < record["R_D_star"] < high
+    # law.json keeps R_D*: predict --unique-tokens uses it, not the published one.
+    law = load_laws(str(tmp_path / "law.json")).supervised
+    assert law.repetition.R_D_star == record["R_D_star"]
+    code, out, err = cli("predict", "supervised", "--law", tmp_path / "law.json", "--params", "100M",
+                         "--tokens", "8B", "--unique-tokens", "2B", "--json")
+    assert code == 0 and "no repetition constants" not in err
+    prediction = json.loads(out)
+    assert prediction["repetition"]["repetition"]["R_D_star"] == record["R_D_star"]
+    assert prediction["loss"] == pytest.approx(law.predict_repeated(1e8, 8e9, 2e9))
+
+
+def test_predict_supervised_with_unique_tokens(cli):
+    code, out, err = cli("predict", "supervised", "--params", "546M", "--tokens", "22B", "--unique-tokens", "2B",
+                         "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    rep = record["repetition"]
+    assert rep["epochs"] == pytest.approx(11) and rep["penalty"] > 0.01
+    assert record["loss"] == pytest.approx(rep["loss_repeated"]) and rep["loss_repeated"] > rep["loss_fresh"]
+    assert rep["unique_tokens_needed"] > 2e9 and rep["repetition"]["R_D_star"] == pytest.approx(15.39, abs=0.01)
+    assert "no repetition constants of its own" in err and "unique tokens keep it within 1.0%" in err
+    code, out, _ = cli("predict", "supervised", "--params", "546M", "--tokens", "22B", "--unique-tokens", "30B")
+    assert code == 0 and "0.733 epochs" in " ".join(out.split()) and "+0.00%" in out
+    code, _, err = cli("predict", "supervised", "--params", "546M", "--tokens", "22B", "--unique-tokens", "2B",
+                       "--max-penalty", "5")
+    assert code == 2 and "--max-penalty must be a fraction between 0 and 1" in err
+
+
+def test_plan_with_unique_tokens_reports_epochs_and_the_unique_data_needed(cli):
+    code, out, err = cli("plan", "--compute", "1e21", "--student-params", "546M", "--scenario", "best-case",
+                         "--unique-tokens", "5B", "--json")
+    assert code == 0, err
+    check = json.loads(out)["repetition"]["best-case"]
+    D_S = json.loads(out)["student_tokens"]
+    assert check["epochs"] == pytest.approx(D_S / 5e9) and check["penalty"] > 0.01
+    assert check["unique_tokens_needed"] > 5e9
+    assert "best-case: the plan repeats its 5B unique tokens" in err and "unique tokens to stay within 1.0%" in err
+    code, out, _ = cli("plan", "--compute", "1e21", "--student-params", "546M", "--scenario", "best-case",
+                       "--unique-tokens", "5B")
+    assert code == 0 and "Repetition (best-case)" in out
+
+
+def test_report_reads_unique_tokens_or_epochs_of_the_runs():
+    records = [{"tokens": 4e9, "unique_tokens": 1e9}, {"tokens": 2e9, "epochs": 4.0}, {"tokens": 3e9}]
+    np.testing.assert_allclose(unique_tokens(records), [1e9, 0.5e9, 3e9])
+    assert unique_tokens([{"tokens": 2e9, "unique_tokens": 2e9}, {"tokens": 1e9}]) is None
