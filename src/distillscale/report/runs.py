@@ -13,7 +13,8 @@ import numpy as np
 from distillscale.errors import UserError
 
 NUMERIC_COLUMNS = ("n_layers", "non_embedding_params", "tokens", "tokens_per_param", "flops", "val_loss",
-                   "teacher_params", "teacher_tokens", "teacher_loss", "budget", "wall_seconds")
+                   "teacher_params", "teacher_tokens", "teacher_loss", "budget", "wall_seconds", "unique_tokens",
+                   "epochs")
 REQUIRED_COLUMNS = ("run_id", "kind", "status", "non_embedding_params", "tokens", "val_loss")
 
 
@@ -25,6 +26,12 @@ class SweepRuns:
     supervised: list[dict[str, Any]]   # teacher and baseline runs: the supervised-law fit
     students: list[dict[str, Any]]     # distilled runs with a measured teacher loss
     skipped: dict[str, int]            # status -> count of finished runs that are not usable
+
+    def repeated_data(self) -> list[dict[str, Any]]:
+        """The usable runs that saw their data more than once: run_id and epochs, most epochs first."""
+        repeated = [{"run_id": run["run_id"], "epochs": run["epochs"]}
+                    for run in self.supervised + self.students if (run.get("epochs") or 0) > 1]
+        return sorted(repeated, key=lambda run: -run["epochs"])
 
 
 def load_runs(source: str | Path) -> SweepRuns:

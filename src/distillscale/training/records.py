@@ -140,6 +140,11 @@ class RunResult(BaseModel):
     config_hash: str
     world_size: int
     device: str
+    # how often the run saw its data: tokens / unique_tokens of its training split (absent before these
+    # were recorded), and the GPU a sweep gave it (CUDA_VISIBLE_DEVICES as the run saw it)
+    unique_tokens: int | None = None
+    epochs: float | None = None
+    cuda_visible_devices: str | None = None
     # a diverged run: where, and the checkpoint kept
     diverged_at_step: int | None = None
     diverged_loss: float | None = None
