@@ -137,3 +137,13 @@ def test_preparing_python_env_reports_its_size_in_tokens(tmp_path, monkeypatch, 
     assert "environment sources" in line and "(1 duplicates left out)" in line
     assert f"{total / 1e6:,.2f}M tokens" in line
     assert prepared.manifest["source"]["duplicates_skipped"] == 1
+
+
+def test_the_report_lists_the_runs_that_repeated_their_data():
+    from distillscale.report.runs import split_runs
+
+    def run(run_id, epochs):
+        return {"run_id": run_id, "kind": "teacher", "status": "completed", "val_loss": 3.0, "epochs": epochs}
+
+    runs = split_runs([run("a", 0.5), run("b", 3.0), run("c", None), run("d", 1.5)], "sweep")
+    assert runs.repeated_data() == [{"run_id": "b", "epochs": 3.0}, {"run_id": "d", "epochs": 1.5}]
