@@ -64,7 +64,8 @@ def test_checked_in_old_results_load_into_typed_sections(tmp_path, name):
 
 
 @pytest.mark.parametrize("content, message", [
-    (OLD_RESULT | {"schema_version": RESULT_SCHEMA_VERSION + 1}, "run result schema version 2, newer than"),
+    (OLD_RESULT | {"schema_version": RESULT_SCHEMA_VERSION + 1},
+     f"run result schema version {RESULT_SCHEMA_VERSION + 1}, newer than"),
     ({k: v for k, v in OLD_RESULT.items() if k != "flops"}, "not a valid run result: flops: Field required"),
     (OLD_RESULT | {"status": "done"}, "not a valid run result: status"),
     (OLD_RESULT | {"surprise": 1}, "not a valid run result: surprise"),
@@ -102,7 +103,8 @@ def test_an_old_run_config_loads_and_a_newer_one_is_refused(tmp_path):
     assert record.schema_version == 1 and record.plan.fork.branch_step == 44
     assert record.plan.model.non_embedding_params > 0
     path.write_text(json.dumps(OLD_RUN | {"schema_version": RUN_SCHEMA_VERSION + 1}))
-    with pytest.raises(UserError, match="run config schema version 2, newer than this distillscale reads"):
+    with pytest.raises(UserError, match=f"run config schema version {RUN_SCHEMA_VERSION + 1}, newer than this "
+                                        "distillscale reads"):
         RunRecord.load(path)
     path.write_text(json.dumps(OLD_RUN | {"plan": {"total_steps": 5}}))
     with pytest.raises(UserError, match="not a valid run config: plan.warmup_steps: Field required: pass "

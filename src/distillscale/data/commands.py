@@ -37,7 +37,9 @@ def prepare(as_json: bool = typer.Option(False, "--json", help="print the manife
     table = Table(title=f"Prepared corpus {prepared.fingerprint}", show_header=False)
     table.add_row("source", source["description"])
     table.add_row("read", f"{source['documents']} documents, {format_quantity(source['bytes'])} bytes"
-                          + (" (cut at --max-bytes)" if source["truncated_by_max_bytes"] else ""))
+                          + (" (cut at --max-bytes)" if source["truncated_by_max_bytes"] else "")
+                          + (f", {source['duplicates_skipped']} duplicate files left out"
+                             if source.get("duplicates_skipped") else ""))
     if source["skipped_non_utf8"]:
         table.add_row("skipped", f"{source['skipped_non_utf8']} not UTF-8, "
                                  f"e.g. {source['skipped_examples'][0]}")

@@ -111,7 +111,20 @@ def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
         manifest = _build(config, corpus, source_fingerprint, loaded, fingerprint, directory, progress)
     finally:
         lock.release()
+    if progress:
+        err_console.print(describe_prepared(manifest), highlight=False, soft_wrap=True)
     return PreparedData(directory, manifest, reused=False)
+
+
+def describe_prepared(manifest: dict) -> str:
+    """One line: the corpus and its size in bytes and tokens, per split."""
+    source, splits = manifest["source"], manifest["splits"]
+    total = sum(splits[name]["tokens"] for name in SPLITS)
+    duplicates = source.get("duplicates_skipped", 0)
+    return (f"prepared {source['description']}: {source['documents']:,} documents"
+            + (f" ({duplicates:,} duplicates left out)" if duplicates else "")
+            + f", {source['bytes'] / 1e6:,.1f} MB, {total / 1e6:,.2f}M tokens ("
+            + ", ".join(f"{name} {splits[name]['tokens'] / 1e6:,.2f}M" for name in SPLITS) + ")")
 
 
 def assign_splits(document_hashes: np.ndarray, document_bytes: np.ndarray,
@@ -291,7 +304,8 @@ def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, finge
                    "fingerprint_method": "sha256 of each file's path, size and mtime",
                    "documents": stats.documents, "bytes": stats.bytes,
                    "truncated_by_max_bytes": stats.truncated,
-                   "skipped_non_utf8": stats.skipped_non_utf8, "skipped_examples": stats.skipped_examples},
+                   "skipped_non_utf8": stats.skipped_non_utf8, "skipped_examples": stats.skipped_examples,
+                   "duplicates_skipped": stats.duplicates},
         "tokenizer": {"hash": tokenizer_hash(first.tokenizer),
                       "vocab_size": tokenizer_vocab_size(first.tokenizer), "origin": first.origin,
                       "end_of_text": first.end_of_text,

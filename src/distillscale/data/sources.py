@@ -3,6 +3,12 @@
 A document is a whole text file, one `.jsonl` line, one `.parquet` row, or one row of a `datasets`
 directory saved with `save_to_disk`. Every other file is read as UTF-8 text; files (and `.jsonl`
 lines) that are not valid UTF-8 are skipped and counted.
+
+Two corpora are built in, needing no download: `stdlib` (the default: this interpreter's standard
+library sources, ~12 MB) and `python-env` (every Python source file of the running environment: the
+standard library plus the installed packages, hundreds of MB with PyTorch installed; files with the
+same content, e.g. vendored copies, are read once). Name them as the data path `builtin:stdlib` and
+`builtin:python-env`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from pathlib import Path
 from distillscale.errors import UserError
 
 STDLIB_EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_SOURCES = {"stdlib": "this interpreter's standard library sources (the default)",
+                   "python-env": "every Python source file of this environment: standard library and "
+                                 "installed packages, each distinct file once"}
 GLOB_CHARACTERS = set("*?[")
 PARQUET_BATCH_ROWS = 1024
 
@@ -31,6 +41,7 @@ class ReadStats:
     bytes: int = 0
     skipped_non_utf8: int = 0
     skipped_examples: list[str] = field(default_factory=list)  # the first few, for the message
+    duplicates: int = 0  # documents left out as copies of one read before (python-env)
     truncated: bool = False  # max_bytes cut the corpus short
 
     def skip(self, where: str) -> None:
@@ -41,7 +52,8 @@ class ReadStats:
 
 @dataclass(frozen=True)
 class Corpus:
-    """A resolved source: either files (`kind` "stdlib" or "files") or a `datasets` directory."""
+    """A resolved source: files (`kind` "stdlib", "python-env" or "files") or a `datasets` directory.
+    A python-env corpus reads each distinct file content once."""
 
     kind: str
     root: str
@@ -51,6 +63,8 @@ class Corpus:
     def describe(self) -> str:
         if self.kind == "stdlib":
             return f"Python {sysconfig.get_python_version()} standard library ({self.root})"
+        if self.kind == "python-env":
+            return f"Python {sysconfig.get_python_version()} environment sources ({self.root})"
         if self.kind == "datasets":
             return f"datasets directory {self.root}"
         return self.root
@@ -93,8 +107,20 @@ class Corpus:
         if self.kind == "datasets":
             yield from _dataset_documents(Path(self.root), self.text_field)
             return
+        seen: set[bytes] = set()
         for path in self.files:
-            if path.suffix == ".jsonl":
+            if self.kind == "python-env":
+                raw = path.read_bytes()
+                digest = hashlib.blake2b(raw, digest_size=16).digest()
+                if digest in seen:
+                    stats.duplicates += 1
+                    continue
+                seen.add(digest)
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    stats.skip(str(path))
+            elif path.suffix == ".jsonl":
                 yield from _jsonl_documents(path, self.text_field, stats)
             elif path.suffix == ".parquet":
                 yield from _parquet_documents(path, self.text_field)
@@ -106,7 +132,16 @@ class Corpus:
 
 
 def resolve_corpus(path: str | None, text_field: str = "text") -> Corpus:
-    """Find the files of the corpus at `path` (None = the standard library), in a fixed order."""
+    """Find the files of the corpus at `path` (None = the standard library; `builtin:NAME` a built-in
+    corpus), in a fixed order."""
+    if path is not None and path.startswith(BUILTIN_PREFIX):
+        name = path.removeprefix(BUILTIN_PREFIX)
+        if name == "python-env":
+            return python_env_corpus(text_field=text_field)
+        if name != "stdlib":
+            raise UserError(f"unknown built-in corpus {path!r}: use " +
+                            " or ".join(BUILTIN_PREFIX + known for known in BUILTIN_SOURCES))
+        path = None
     if path is None:
         root = Path(sysconfig.get_paths()["stdlib"])
         return Corpus("stdlib", str(root), _walk(root, suffix=".py", excluded=STDLIB_EXCLUDED_DIRS),
@@ -129,6 +164,25 @@ def resolve_corpus(path: str | None, text_field: str = "text") -> Corpus:
     if not files:
         raise UserError(f"data directory {root} holds no files: put text, .jsonl or .parquet files in it")
     return Corpus("files", str(root), files, text_field)
+
+
+def python_env_roots() -> list[Path]:
+    """Where this environment's Python sources live: the standard library and the package directories."""
+    paths = sysconfig.get_paths()
+    roots = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if paths.get(key)]
+    return [Path(root) for root in dict.fromkeys(roots) if Path(root).is_dir()]
+
+
+def python_env_corpus(roots: list[Path] | None = None, text_field: str = "text") -> Corpus:
+    """Every `.py` file under `roots` (default: `python_env_roots()`), each path once, in a fixed order
+    (sorted by path); files of the same content are read once (`Corpus.documents`)."""
+    roots = python_env_roots() if roots is None else [Path(root) for root in roots]
+    # A root inside another (the standard library holding site-packages) is walked twice: each path
+    # counts once. Paths are not resolved (a realpath per file costs seconds); same content reads once.
+    files = sorted({path for root in roots for path in _walk(root, suffix=".py", excluded={"__pycache__"})})
+    if not files:
+        raise UserError(f"no Python source files under {', '.join(map(str, roots))}: use another --data")
+    return Corpus("python-env", os.pathsep.join(map(str, roots)), tuple(files), text_field)
 
 
 def _walk(root: Path, suffix: str | None = None, excluded: set[str] = frozenset()) -> tuple[Path, ...]:

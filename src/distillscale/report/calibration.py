@@ -111,7 +111,7 @@ class Calibration:
             "format": "distillscale.report/2",
             "source": self.runs.source,
             "runs": {"supervised": len(self.runs.supervised), "students": len(self.runs.students),
-                     "not_usable": self.runs.skipped},
+                     "not_usable": self.runs.skipped, "repeated_data": self.runs.repeated_data()},
             "compute_settings": {**vars(self.compute), "source": self.compute_source},
             "supervised": fit(self.supervised),
             "distillation": fit(self.distillation),

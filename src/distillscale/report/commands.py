@@ -114,6 +114,9 @@ def demo_command(
     data: Path = typer.Option(None, "--data", help="your corpus: text/.jsonl/.parquet files, a glob or a "
                                                    "datasets directory (default: Python's standard library)"),
     quick: bool = typer.Option(False, "--quick", help="a smaller, shorter sweep (about 2 minutes on 2 cores)"),
+    scale: str = typer.Option("micro", "--scale", help="micro (minutes on a CPU) or gpu (the GPU ladder: "
+                                                       "3M-36M-parameter models, about 20 minutes on one "
+                                                       "H100, on every visible GPU)"),
     workers: int = typer.Option(None, "--workers", min=1, help="runs at once (default: the number of cores)"),
     as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
 ) -> int:
@@ -126,7 +129,7 @@ def demo_command(
 
     start = time.perf_counter()
     sweep_dir, report, counts = run_demo(out, quick, workers, progress=lambda m: _progress(m, "demo"),
-                                         data=data)
+                                         data=data, scale=scale)
     if as_json:
         print_json(report)
     else:

@@ -20,56 +20,116 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.io import check_output_dir
 from distillscale.report.calibration import CalibrationSettings
 from distillscale.report.report import write_report
+from distillscale.units import parse_quantity
 
 SPECS = {False: "micro_sweep.toml", True: "micro_sweep_quick.toml"}
+GPU_SPEC = "gpu_ladder.toml"  # `demo --scale gpu`; examples/gpu_ladder.toml is the same design
+SCALES = ("micro", "gpu")
 # Bootstrap resamples of the demo's report: intervals in seconds (the quick sweep has few runs).
 BOOTSTRAP = {False: 100, True: 20}
+GPU_RUNS_PER_GPU = 2  # the ladder's models (3M-36M parameters) cannot fill an H100 alone
 
 
-def builtin_spec(quick: bool = False) -> Path:
-    return Path(str(resources.files("distillscale.report") / SPECS[quick]))
+def builtin_spec(quick: bool = False, scale: str = "micro") -> Path:
+    name = GPU_SPEC if scale == "gpu" else SPECS[quick]
+    return Path(str(resources.files("distillscale.report") / name))
 
 
-def builtin_sweep(quick: bool = False, data: Path | None = None):
-    """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory)."""
+def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "micro", gpus: int = 1):
+    """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory).
+
+    The GPU ladder's token window grows with the GPUs (`max_tokens` x gpus), but never past what the
+    corpus's splits hold: its runs never repeat their data (the corpus is prepared to count it)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on Python 3.10 only
         import tomli as tomllib
     from distillscale.sweeps.spec import resolve_sweep_spec
 
-    path = builtin_spec(quick)
+    if scale not in SCALES:
+        raise UserError(f"unknown --scale {scale!r}: use micro (CPU minutes) or gpu (the GPU ladder)")
+    path = builtin_spec(quick, scale)
     table = tomllib.loads(path.read_text(encoding="utf-8"))
-    if data is not None:
+    if data is not None and not str(data).startswith(BUILTIN_PREFIX):
         if not glob.glob(str(Path(data).expanduser())):
             raise UserError(f"--data {data} matches no file or directory: give a corpus (text, .jsonl or "
                             f".parquet files, a glob or a datasets directory)")
         table["data"]["path"] = str(Path(data).expanduser().absolute())
         table["name"] += "-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data).stem).strip("-.") or "data")
+    elif data is not None:
+        table["data"]["path"] = str(data)
+        table["name"] += "-" + str(data).removeprefix(BUILTIN_PREFIX)
+    if scale == "gpu":
+        full = resolve_sweep_spec(table, source=str(path), base_dir=path.parent)
+        params = {run.n_layers: run.non_embedding_params for run in full.runs}
+        unique = _split_tokens(full)
+        for section in ("teachers", "students"):
+            ladder = table[section]
+            cap = int(min(parse_quantity(ladder["max_tokens"], "max_tokens") * gpus, unique[section]))
+            shortest = min(ladder["tokens_per_param"])
+            ladder["max_tokens"] = cap
+            ladder["n_layers"] = [n for n in ladder["n_layers"] if shortest * params[n] <= cap]
+            if len(ladder["n_layers"]) < (3 if section == "teachers" else 1):
+                raise UserError(f"the corpus's {section[:-1]} split holds {unique[section] / 1e6:.3g}M tokens, "
+                                f"too few for the GPU ladder's {section} without repeating data: use "
+                                f"--data {BUILTIN_PREFIX}python-env (the default) or a larger corpus")
     return resolve_sweep_spec(table, source=str(path), base_dir=path.parent)
 
 
+def _split_tokens(spec) -> dict[str, int]:
+    """Unique tokens of the teacher and student splits of the spec's corpus (prepared now, once)."""
+    from distillscale.data import prepare_data
+    from distillscale.training.config import TrainConfig
+
+    settings = {key: value for key, value in spec.runs[0].settings.items() if key in TrainConfig.model_fields}
+    data = prepare_data(TrainConfig.model_validate({**settings, "out": "."}).data_config())
+    return {"teachers": data.manifest["splits"]["teacher"]["tokens"],
+            "students": data.manifest["splits"]["student"]["tokens"]}
+
+
+def require_gpus() -> list[str]:
+    """The visible GPUs, or a one-line UserError when there are none."""
+    from distillscale.sweeps.placement import visible_gpus
+
+    gpus = visible_gpus()
+    if not gpus:
+        raise UserError("--scale gpu trains a ladder of 3M-36M-parameter models sized for GPUs (about 20 "
+                        "minutes on one H100), and no GPU is visible here: run it on a machine with a GPU, "
+                        "or leave out --scale for the micro demo (minutes on a CPU)")
+    return gpus
+
+
 def run_demo(out: Path | None = None, quick: bool = False, workers: int | None = None,
-             progress=lambda message: None,
-             data: Path | None = None) -> tuple[Path, dict[str, Any], dict[str, int]]:
+             progress=lambda message: None, data: Path | None = None,
+             scale: str = "micro") -> tuple[Path, dict[str, Any], dict[str, int]]:
     """Run the built-in sweep (on `data`, or the default corpus) into `out` (default sweeps/<name>)
     and report on it; returns the sweep directory, report.json's content and the number of runs per
-    status."""
+    status. `scale="gpu"` runs the GPU ladder on every visible GPU (refused without one)."""
     from distillscale.sweeps.executors import LocalExecutor
+    from distillscale.sweeps.placement import place_runs
     from distillscale.sweeps.runner import default_workers, run_sweep
     from distillscale.sweeps.store import is_sweep_dir
 
-    spec = builtin_sweep(quick, data)
+    if scale not in SCALES:
+        raise UserError(f"unknown --scale {scale!r}: use micro (CPU minutes) or gpu (the GPU ladder)")
+    if scale == "gpu" and quick:
+        raise UserError("--quick shortens the micro demo: leave it out with --scale gpu")
+    gpus = require_gpus() if scale == "gpu" else []
+    spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)))
     sweep_dir = check_output_dir(Path(out) if out is not None else Path("sweeps") / spec.name,
                                  is_ours=is_sweep_dir, what="sweep directory")
-    workers = workers or default_workers(threads_per_run=1)
-    progress(f"sweep {spec.name}: {len(spec.runs)} runs in {sweep_dir}, {workers} at a time")
+    placement = place_runs(gpus, "none" if not gpus else None, GPU_RUNS_PER_GPU if gpus and not workers else None,
+                           workers, cpu_workers=default_workers(threads_per_run=1))
+    progress(f"sweep {spec.name}: {len(spec.runs)} runs in {sweep_dir}, {placement.workers} at a time "
+             f"{placement.describe()}")
     start = time.perf_counter()
-    counts = run_sweep(spec, sweep_dir, LocalExecutor(workers), threads_per_run=1, progress=True)
+    counts = run_sweep(spec, sweep_dir, LocalExecutor(placement.workers), threads_per_run=1, progress=True,
+                       placement=placement)
     progress(f"sweep done in {time.perf_counter() - start:.0f} s: "
              + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
     _, report = write_report(sweep_dir, sweep_dir, CalibrationSettings(bootstrap=BOOTSTRAP[quick]), progress)

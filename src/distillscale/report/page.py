@@ -43,6 +43,11 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
              f"(teachers and baselines), {report['runs']['students']} distilled students"
              f"{_not_usable(report['runs']['not_usable'])}. Losses are validation cross-entropy in "
              f"nats/token; N counts non-embedding parameters, D training tokens.</p>"]
+    repeated = report["runs"].get("repeated_data") or []
+    if repeated:
+        parts.append(f'<p class="skipped">{len(repeated)} runs repeated their data (more than one epoch of '
+                     f'their split; up to {repeated[0]["epochs"]:.3g} epochs, in {_e(repeated[0]["run_id"])}): '
+                     f'their losses need not follow the laws: use a larger corpus.</p>')
     for step, reason in report["skipped"].items():
         parts.append(f'<p class="skipped">{_e(step)} fit skipped: {_e(reason)}</p>')
     parts.append(_coefficients(report))

@@ -27,6 +27,12 @@ class SweepRuns:
     students: list[dict[str, Any]]     # distilled runs with a measured teacher loss
     skipped: dict[str, int]            # status -> count of finished runs that are not usable
 
+    def repeated_data(self) -> list[dict[str, Any]]:
+        """The usable runs that saw their data more than once: run_id and epochs, most epochs first."""
+        repeated = [{"run_id": run["run_id"], "epochs": run["epochs"]}
+                    for run in self.supervised + self.students if (run.get("epochs") or 0) > 1]
+        return sorted(repeated, key=lambda run: -run["epochs"])
+
 
 def load_runs(source: str | Path) -> SweepRuns:
     """Records of a sweep directory (runs.sqlite) or of an exported .csv/.jsonl file."""

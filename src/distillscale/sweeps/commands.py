@@ -24,7 +24,13 @@ def run_command(
                                           "\\[students], \\[distill]"),
     out: Path = typer.Option(None, "--out", help="sweep directory (default: sweeps/<spec name>)"),
     workers: int = typer.Option(None, "--workers", min=1,
-                                help="runs at once (default: cores // --threads-per-run)"),
+                                help="runs at once (default: one per GPU x --runs-per-gpu, or without GPUs "
+                                     "cores // --threads-per-run)"),
+    gpus: str = typer.Option(None, "--gpus", help="GPUs the local runs use: all (default), none, or ids "
+                                                  "such as 0,1,3; each run gets one, as CUDA_VISIBLE_DEVICES"),
+    runs_per_gpu: int = typer.Option(None, "--runs-per-gpu",
+                                     help="runs sharing each GPU at once (default 1; small models "
+                                          "cannot fill a large GPU alone)"),
     threads_per_run: int = typer.Option(1, "--threads-per-run", min=1,
                                         help="CPU threads of each run (OMP_NUM_THREADS)"),
     executor: str = typer.Option("local", "--executor", help="local (subprocesses) or slurm (submitit)"),
@@ -47,10 +53,12 @@ def run_command(
     from distillscale.sweeps.runner import Sweep
 
     sweep = Sweep.open(spec, out, executor=executor, workers=workers, threads_per_run=threads_per_run,
-                       slurm_partition=slurm_partition, slurm_timeout_min=slurm_timeout_min, slurm_gpus=slurm_gpus)
+                       gpus=gpus, runs_per_gpu=runs_per_gpu, slurm_partition=slurm_partition,
+                       slurm_timeout_min=slurm_timeout_min, slurm_gpus=slurm_gpus)
     if not as_json:
+        where = f", {sweep.placement.describe()}" if sweep.placement is not None else ""
         console.print(f"sweep [bold]{sweep.spec.name}[/bold]: {len(sweep.spec.runs)} runs in {sweep.directory}, "
-                      f"{sweep.executor.workers} at a time ({executor})", highlight=False)
+                      f"{sweep.executor.workers} at a time ({executor}{where})", highlight=False)
     counts = sweep.run(progress=not as_json)
     if as_json:
         print_json(counts)
@@ -121,16 +129,19 @@ def _print_status(status: dict) -> None:
         f"{counts['pending']} remaining; ETA "
         + ("unknown (no run finished yet)" if eta is None else _duration(eta))
         + f" at {status['workers']} workers", highlight=False, soft_wrap=True)
-    table = Table("run", "kind", "status", "params", "tokens", "val loss (nats/token)", "attempts",
-                  "wall", "note")
+    table = Table("run", "kind", "status", "device", "params", "tokens", "epochs", "val loss (nats/token)",
+                  "attempts", "wall", "note")
     styles = {"completed": "green", "failed": "red", "diverged": "red", "blocked": "yellow",
               "running": "cyan", "interrupted": "yellow"}
     for run in status["runs"]:
         loss = "" if run["val_loss"] is None else f"{run['val_loss']:.4f}"
         wall = "" if run["wall_seconds"] is None else _duration(run["wall_seconds"])
         note = (run["error"] or "").strip().splitlines()
+        epochs = "" if run["epochs"] is None else Text(f"{run['epochs']:.2f}",
+                                                        style="yellow" if run["epochs"] > 1 else "")
         table.add_row(run["run_id"], run["kind"], Text(run["status"], style=styles.get(run["status"], "")),
-                      format_quantity(run["non_embedding_params"]), format_quantity(run["tokens"]), loss,
+                      run["device"] or "", format_quantity(run["non_embedding_params"]),
+                      format_quantity(run["tokens"]), epochs, loss,
                       str(run["attempts"]), wall, note[-1] if note else "")
     console.print(table)
     compute = status["compute"]

@@ -9,6 +9,8 @@ One record per finished run (completed, diverged or failed) with the columns of 
 - teacher_id, teacher_params, teacher_tokens, teacher_loss: student rows only; teacher_loss is the teacher's
   validation loss on the same validation split.
 - budget: the FLOP budget of an IsoFLOP-profile run (6 N D convention), else empty.
+- unique_tokens, epochs: the unique tokens of the run's training split and tokens / unique_tokens
+  (above 1: the run repeated its data); empty for runs recorded before they were counted.
 
     distillscale fit supervised runs.csv --params-col non_embedding_params --tokens-col tokens \\
         --loss-col val_loss --fit-where "kind != 'student'"
@@ -28,7 +30,7 @@ from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
 
 RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params", "tokens", "tokens_per_param",
                   "flops", "val_loss", "teacher_id", "teacher_params", "teacher_tokens", "teacher_loss",
-                  "budget", "run_dir", "wall_seconds")
+                  "budget", "run_dir", "wall_seconds", "unique_tokens", "epochs")
 
 
 def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -55,6 +57,7 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
         "flops": result.get("flops"), "val_loss": result.get("val_loss") if run.status == "completed" else None,
         "teacher_id": None, "teacher_params": None, "teacher_tokens": None, "teacher_loss": None,
         "budget": run.config["budget"], "run_dir": str(layout.run_dir(run.id)), "wall_seconds": wall_seconds,
+        "unique_tokens": result.get("unique_tokens"), "epochs": result.get("epochs"),
     }
     if run.kind == "student":
         teacher = by_id[run.config["teacher_id"]]

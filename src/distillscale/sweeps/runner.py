@@ -22,9 +22,13 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from distillscale.console import warn
+from distillscale.data import prepare_data
+from distillscale.data.repetition import repetition_warning
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_text, check_output_dir
 from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExecutor
+from distillscale.sweeps.placement import Placement, place_runs, visible_gpus
 from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec, load_sweep_spec
 from distillscale.sweeps.store import RunStore, is_sweep_dir
@@ -74,34 +78,49 @@ class Sweep:
     directory: Path
     executor: Executor
     threads_per_run: int = 1
+    placement: Placement | None = None  # the device of each worker slot (None: every run on the CPU)
 
     @classmethod
     def open(cls, spec: str | Path, out: str | Path | None = None, *, executor: str = "local",
-             workers: int | None = None, threads_per_run: int = 1, slurm_partition: str | None = None,
+             workers: int | None = None, threads_per_run: int = 1, gpus: str | None = None,
+             runs_per_gpu: int | None = None, slurm_partition: str | None = None,
              slurm_timeout_min: int = 24 * 60, slurm_gpus: int = 0) -> "Sweep":
         """Read the spec file and claim the sweep directory `out` (default: sweeps/<spec name>), one
-        the runner created or a new one; `workers` runs at once (default: cores // threads_per_run),
-        each a subprocess (`executor="local"`) or a Slurm job (`"slurm"`, through submitit)."""
+        the runner created or a new one; `workers` runs at once, each a subprocess (`executor="local"`)
+        or a Slurm job (`"slurm"`, through submitit).
+
+        Locally, every visible GPU (or those of `gpus`: "0,1,3", "all", "none") runs `runs_per_gpu`
+        runs at once (default 1), each launched with its own CUDA_VISIBLE_DEVICES (placement.py);
+        without GPUs `workers` defaults to cores // threads_per_run. A Slurm job gets `slurm_gpus`
+        GPUs from Slurm instead."""
         if executor not in ("local", "slurm"):
             raise ParameterError("executor", f"unknown {{}} {executor!r}: use local or slurm")
         if threads_per_run < 1 or (workers is not None and workers < 1):
             name, value = ("threads_per_run", threads_per_run) if threads_per_run < 1 else ("workers", workers)
             raise ParameterError(name, f"{{}} must be at least 1, got {value}")
+        if executor == "slurm" and (gpus is not None or runs_per_gpu is not None):
+            raise ParameterError("gpus" if gpus is not None else "runs_per_gpu",
+                                 "{} places runs of the local executor: Slurm gives each job its GPUs, "
+                                 "ask for them with --slurm-gpus")
+        placement = None
+        if executor == "local":
+            placement = place_runs(visible_gpus() if gpus != "none" else [], gpus, runs_per_gpu, workers,
+                                   cpu_workers=default_workers(threads_per_run))
         sweep_spec = load_sweep_spec(spec)
         directory = check_output_dir(Path(out) if out is not None else Path("sweeps") / sweep_spec.name,
                                      is_ours=is_sweep_dir, inputs=[Path(spec)], what="sweep directory")
-        workers = workers or default_workers(threads_per_run)
-        if executor == "slurm":
-            runner: Executor = SlurmExecutor(workers, directory / "slurm", partition=slurm_partition,
-                                             timeout_min=slurm_timeout_min, cpus_per_task=threads_per_run,
-                                             gpus_per_node=slurm_gpus)
+        if placement is not None:
+            runner: Executor = LocalExecutor(placement.workers)
         else:
-            runner = LocalExecutor(workers)
-        return cls(sweep_spec, directory, runner, threads_per_run)
+            runner = SlurmExecutor(workers or default_workers(threads_per_run), directory / "slurm",
+                                   partition=slurm_partition, timeout_min=slurm_timeout_min,
+                                   cpus_per_task=threads_per_run, gpus_per_node=slurm_gpus)
+        return cls(sweep_spec, directory, runner, threads_per_run, placement)
 
     def run(self, progress: bool = True) -> dict[str, int]:
         """Run every run that has not finished; returns the number of runs per status."""
-        return run_sweep(self.spec, self.directory, self.executor, self.threads_per_run, progress)
+        return run_sweep(self.spec, self.directory, self.executor, self.threads_per_run, progress,
+                         self.placement)
 
 
 def default_workers(threads_per_run: int) -> int:
@@ -110,8 +129,12 @@ def default_workers(threads_per_run: int) -> int:
 
 
 def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, threads_per_run: int = 1,
-              progress: bool = True) -> dict[str, int]:
-    """Run every run of `spec` that has not finished; returns the number of runs per status."""
+              progress: bool = True, placement: Placement | None = None) -> dict[str, int]:
+    """Run every run of `spec` that has not finished; returns the number of runs per status.
+    `placement` gives each of the executor's worker slots its device (default: the CPU)."""
+    placement = placement or Placement(slots=(None,) * executor.workers, gpus=())
+    if placement.workers != executor.workers:
+        raise ValueError(f"{placement.workers} placement slots for {executor.workers} workers")
     layout = SweepLayout(Path(sweep_dir).absolute())  # runs may start in another directory (Slurm)
     layout.root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(layout.lock_path)
@@ -122,14 +145,41 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
                         f"to end, or stop it first") from None
     try:
         _claim_directory(spec, layout)
+        repeats = repetition_check(spec, progress)
+        if repeats:
+            warn(repeats)
         with RunStore(layout.root, create=True) as store:
             store.add((run.run_id, run.kind, run.to_config(), run.depends_on) for run in spec.runs)
             store.reset_unfinished()
             store.set_meta("workers", executor.workers)
-            _Scheduler(spec, layout, store, executor, threads_per_run, progress).run()
+            store.set_meta("gpus", list(placement.gpus))
+            _Scheduler(spec, layout, store, executor, threads_per_run, progress, placement).run()
             return store.counts()
     finally:
         lock.release()
+
+
+def repetition_check(spec: SweepSpec, progress: bool = False) -> str | None:
+    """One line when some runs of `spec` will repeat their data (more than one epoch of their split),
+    naming how many, the worst and the corpus size; None when every run fits in its data. Prepares
+    the corpus (once: the runs reuse it) to count its tokens."""
+    worst: tuple[float, int, int, str] | None = None  # epochs, tokens, unique tokens, split
+    repeating, data = 0, None
+    for run in spec.runs:
+        shared = {key: value for key, value in run.settings.items() if key in TrainConfig.model_fields}
+        config = TrainConfig.model_validate({**shared, "out": "."})  # a student's steps are its baseline's
+        if data is None:
+            data = prepare_data(config.data_config(), progress=progress)
+        tokens = config.steps_for(config.token_budget(run.non_embedding_params)) * config.tokens_per_step
+        unique = data.manifest["splits"][config.split]["tokens"]
+        if tokens > unique:
+            repeating += 1
+            if worst is None or tokens / unique > worst[0]:
+                worst = (tokens / unique, tokens, unique, config.split)
+    if worst is None:
+        return None
+    runs = f"{repeating} of {len(spec.runs)} runs repeat their data; the longest"
+    return repetition_warning(worst[1], worst[2], worst[3], data.manifest["source"]["description"], runs=runs)
 
 
 def _claim_directory(spec: SweepSpec, layout: SweepLayout) -> None:
@@ -151,11 +201,14 @@ class _Scheduler:
     record each run's end as it comes; show progress all along."""
 
     def __init__(self, spec: SweepSpec, layout: SweepLayout, store: RunStore, executor: Executor,
-                 threads_per_run: int, progress: bool):
+                 threads_per_run: int, progress: bool, placement: Placement):
         self.spec, self.layout, self.store, self.executor = spec, layout, store, executor
         self.thread_env = {name: str(threads_per_run) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         self.show_progress = progress
+        self.placement = placement
+        self.free_slots = list(range(placement.workers))  # worker slots not running a run now
         self.in_flight: dict[Future[int], PlannedRun] = {}
+        self.slot_of: dict[Future[int], int] = {}
 
     def run(self) -> None:
         self._adopt_finished()
@@ -172,6 +225,7 @@ class _Scheduler:
                     done, _ = wait(self.in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
                     for future in done:
                         run = self.in_flight.pop(future)
+                        self.free_slots.append(self.slot_of.pop(future))
                         bar.log(self._record_end(run, future))
             finally:
                 self.executor.shutdown()
@@ -206,9 +260,19 @@ class _Scheduler:
             ready = statuses[run.run_id] == "pending" and all(
                 statuses[needed] == "completed" for needed in run.depends_on)
             if ready and self.store.claim(run.run_id):
-                self.in_flight[self.executor.submit(self._job(run))] = run
+                slot = self._free_slot()
+                self.store.set_device(run.run_id, self.placement.slots[slot] or "cpu")
+                future = self.executor.submit(self._job(run, slot))
+                self.in_flight[future], self.slot_of[future] = run, slot
 
-    def _job(self, run: PlannedRun) -> Job:
+    def _free_slot(self) -> int:
+        """A free worker slot on the device running the fewest runs now (the runs spread over the GPUs)."""
+        busy = [self.placement.slots[slot] for slot in self.slot_of.values()]
+        slot = min(self.free_slots, key=lambda free: (busy.count(self.placement.slots[free]), free))
+        self.free_slots.remove(slot)
+        return slot
+
+    def _job(self, run: PlannedRun, slot: int) -> Job:
         """The run's resolved config, written to its file, and the command that runs it."""
         links = {"out": self.layout.run_dir(run.run_id)}
         if run.teacher_id:
@@ -221,7 +285,7 @@ class _Scheduler:
         path.parent.mkdir(exist_ok=True)
         atomic_write_text(path, to_toml(config))
         return Job(argv=(sys.executable, "-m", "distillscale.cli", run.command, "--config", str(path)),
-                   log_path=self.layout.log_path(run.run_id), env=self.thread_env)
+                   log_path=self.layout.log_path(run.run_id), env=self.thread_env | self.placement.env(slot))
 
     def _record_end(self, run: PlannedRun, future: Future[int]) -> str:
         """Store how the run ended; returns a line for the progress log."""

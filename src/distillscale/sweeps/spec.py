@@ -40,6 +40,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
                       model_validator)
 
+from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.model import ModelConfig
 from distillscale.training.config import BOOKKEEPING_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS, TrainConfig
@@ -139,7 +140,11 @@ class Ladder(BaseModel):
 
 
 DataSection = _section("DataSection", TrainConfig, DATA_KEYS)
-ModelSection = _section("ModelSection", TrainConfig, {key: key for key in MODEL_KEYS})
+# A learning rate per width (optional): lr x (d_model / lr_reference_width) ** lr_width_exponent.
+LR_RULE_KEYS = ("lr_width_exponent", "lr_reference_width")
+ModelSection = _section("ModelSection", TrainConfig, {key: key for key in MODEL_KEYS},
+                        lr_width_exponent=(float | None, None),
+                        lr_reference_width=(int | None, Field(None, gt=0)))
 
 
 DistillSection = _section("DistillSection", DistillationLossConfig, {key: key for key in DISTILL_KEYS},
@@ -234,12 +239,20 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
                         "protocols fix M = D/N on at least one side: give tokens_per_param to one of them")
 
     data = data.model_copy(update={key: str((base_dir / Path(getattr(data, key)).expanduser()).absolute())
-                                   for key in ("path", "tokenizer") if getattr(data, key) is not None})
+                                   for key in ("path", "tokenizer") if getattr(data, key) is not None
+                                   and not str(getattr(data, key)).startswith(BUILTIN_PREFIX)})
     model_settings = model.model_dump(mode="json")
     if model.schedule == "cosine":  # as before WSD existed, so earlier sweeps keep their spec and run ids
         model_settings = {key: value for key, value in model_settings.items() if key not in WSD_KEYS}
+    if (model.lr_width_exponent is None) != (model.lr_reference_width is None):
+        raise UserError(f"{source}: [model] lr_width_exponent and lr_reference_width go together: give both "
+                        "(lr x (d_model / lr_reference_width) ** lr_width_exponent) or neither")
+    if model.lr_width_exponent is None:  # left out, so that earlier sweeps keep their spec and run ids
+        model_settings = {key: value for key, value in model_settings.items() if key not in LR_RULE_KEYS}
     base = {DATA_KEYS[key]: value for key, value in data.model_dump(mode="json").items()}
-    base.update(model_settings)
+    base.update({key: value for key, value in model_settings.items() if key not in LR_RULE_KEYS})
+    if model.lr_width_exponent is not None:
+        base["lr_rule"] = (model.lr_width_exponent, model.lr_reference_width)
     distill_settings = {key: getattr(distill, key) for key in DISTILL_KEYS}
 
     teacher_runs = _ladder_runs("teacher", teachers, base, source, split="teacher")
@@ -296,6 +309,9 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
                             f"run between min_tokens and max_tokens: widen the window or the budgets")
         for seed in range(base["seed"], base["seed"] + ladder.seeds_of(n_layers)):
             settings = {**base, "n_layers": n_layers, "split": split, "seed": seed}
+            if "lr_rule" in settings:
+                settings["lr"] = lr_for_width(settings["lr"], settings["aspect_ratio"] * n_layers,
+                                              *settings.pop("lr_rule"))
             if base.get("schedule") == "wsd":
                 runs += _forked_runs(kind, n_layers, params, grid, settings, source, section)
                 continue
@@ -304,6 +320,12 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
                 _check_settings(run_settings, source, section)
                 runs.append(_planned(kind, n_layers, params, tokens, tokens_per_param, budget, run_settings))
     return runs
+
+
+def lr_for_width(lr: float, d_model: int, exponent: float, reference_width: int) -> float:
+    """The learning rate of width `d_model` under the rule lr x (d_model / reference) ** exponent,
+    to 4 significant digits (a readable config)."""
+    return float(f"{lr * (d_model / reference_width) ** exponent:.4g}")
 
 
 def _forked_runs(kind: RunKind, n_layers: int, params: int, grid: list[tuple], settings: dict[str, Any],

@@ -31,6 +31,11 @@ def runner_alive(sweep_dir: str | Path) -> bool:
     return False
 
 
+def _device(device: str | None) -> str | None:
+    """How a run's device reads: "GPU 1", "cpu", or None before it started."""
+    return device if device in (None, "cpu") else f"GPU {device}"
+
+
 def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
     """Counts per status, `eta_seconds` (mean wall time of the completed runs x the runs left / the
     workers of the last `sweep run`; None before any run completed), `compute` (FLOPs spent and as
@@ -44,6 +49,7 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
                    for record in store.records()]
         counts = store.counts()
         workers = store.meta("workers", 1)
+        devices = store.devices()
     counts["interrupted"] = 0 if alive else counts["running"]
     counts["running"] -= counts["interrupted"]
     now = time.time()
@@ -63,7 +69,8 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
         runs.append({"run_id": record.id, "kind": record.kind, "status": record.status,
                      "non_embedding_params": record.config["non_embedding_params"],
                      "tokens": record.config["tokens"], "val_loss": result.get("val_loss"),
-                     "attempts": record.attempts, "wall_seconds": wall, "error": record.error})
+                     "attempts": record.attempts, "wall_seconds": wall, "error": record.error,
+                     "device": _device(devices.get(record.id)), "epochs": result.get("epochs")})
     return {"total": len(records), "counts": counts, "workers": workers,
             "eta_seconds": eta, "compute": sweep_compute(record.result for record in records).to_dict(),
             "runs": runs}

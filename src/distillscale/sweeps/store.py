@@ -195,6 +195,15 @@ class RunStore:
                                       "WHERE status IN ('running', 'failed', 'blocked')")
             return cursor.rowcount
 
+    def set_device(self, run_id: str, device: str) -> None:
+        """Where the run's latest attempt runs: a GPU id as CUDA_VISIBLE_DEVICES names it, or "cpu"."""
+        self.set_meta(f"device/{run_id}", device)
+
+    def devices(self) -> dict[str, str]:
+        """The device of each run that was started (run id -> device)."""
+        return {key.removeprefix("device/"): json.loads(value) for key, value in
+                self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'device/%'").fetchall()}
+
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))

@@ -8,6 +8,7 @@ recipe reuses all of them with a different objective.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from typing import Any, Callable
@@ -15,10 +16,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from distillscale.console import err_console
+from distillscale.console import err_console, warn
 from distillscale.data import TokenSampler, prepare_data
 from distillscale.data.config import MIN_VOCAB_SIZE
 from distillscale.data.prepare import PreparedData
+from distillscale.data.repetition import epochs, repetition_warning
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.model import ModelConfig, Transformer, save_pretrained
@@ -114,6 +116,10 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     model_config = _model_config(config, data.vocab_size)
     token_budget = config.token_budget(model_config.non_embedding_params)
     total_steps = config.steps_for(token_budget)
+    repeats = repetition_warning(total_steps * config.tokens_per_step, len(sampler.tokens), config.split,
+                                 data.manifest["source"]["description"])
+    if repeats and show_progress:
+        warn(repeats)
     schedule = lr_schedule(config, total_steps)
     plan = RunPlan(total_steps=total_steps, token_budget=token_budget, warmup_steps=schedule.warmup_steps,
                    cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,
@@ -219,7 +225,8 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
             if looks and (bad := watch.first_bad()) is not None:
                 bad_step, bad_result = bad  # later steps left the weights alone: rewind to it
                 done.step = bad_step - 1
-                return _diverged(run, group, config, plan, done, bad_result, checkpoint_step, objective)
+                return _diverged(run, group, config, plan, done, bad_result, checkpoint_step, objective,
+                                 len(sampler.tokens))
             lr = plan.lr * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
             scheduler.step()
             done.step += 1
@@ -263,7 +270,8 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
 
     if val_loss is None:  # resumed after the last checkpoint but before result.json
         val_loss = validation_loss()
-    result = _result(config, plan, done, objective, branch, status="completed", val_loss=val_loss)
+    result = _result(config, plan, done, objective, branch, len(sampler.tokens), status="completed",
+                     val_loss=val_loss)
     if group.is_main:
         run.write_result(result)
     return result
@@ -277,9 +285,9 @@ def _looks_at_step(config: TrainConfig, step: int, total_steps: int, branch_step
 
 def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: RunPlan,
               done: Progress, step_result: StepResult, checkpoint_step: int,
-              objective: Objective) -> RunResult:
+              objective: Objective, unique_tokens: int) -> RunResult:
     """A non-finite loss or gradient: stop, keep the last checkpoint, record what happened."""
-    result = _result(config, plan, done, objective, None, status="diverged", val_loss=None,
+    result = _result(config, plan, done, objective, None, unique_tokens, status="diverged", val_loss=None,
                      diverged_at_step=done.step + 1, diverged_loss=step_result.loss,
                      diverged_grad_norm=step_result.grad_norm, checkpoint_step=checkpoint_step)
     if group.is_main:
@@ -287,8 +295,8 @@ def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: 
     return result
 
 
-def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objective,
-            branch: Branch | None, status: str, val_loss: float | None, **divergence: Any) -> RunResult:
+def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objective, branch: Branch | None,
+            unique_tokens: int, status: str, val_loss: float | None, **divergence: Any) -> RunResult:
     model_config = plan.model
     tokens = done.step * config.tokens_per_step
     forward_flops = model_config.forward_flops_per_token(config.seq_len)
@@ -317,6 +325,9 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "world_size": plan.world_size,
         "device": plan.device,
         "fork": fork,
+        "unique_tokens": unique_tokens,
+        "epochs": epochs(tokens, unique_tokens),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "teacher": extra.teacher,
         "distillation": extra.distillation,
         "teacher_cache": extra.teacher_cache,

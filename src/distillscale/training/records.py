@@ -22,8 +22,8 @@ from distillscale.io import atomic_write_json
 from distillscale.model import ModelConfig
 from distillscale.training.kd_settings import DistillationLossConfig
 
-RESULT_SCHEMA_VERSION = 1
-RUN_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 2  # 2: unique_tokens, epochs, cuda_visible_devices
+RUN_SCHEMA_VERSION = 2  # 2: the plan keeps its token_budget
 
 
 def read_record(path: Path, what: str, newest: int, fix: str) -> dict[str, Any]:
@@ -202,6 +202,11 @@ class RunResult(BaseModel):
     config_hash: str
     world_size: int
     device: str
+    # how often the run saw its data: tokens / unique_tokens of its training split (absent before these
+    # were recorded), and the GPU a sweep gave it (CUDA_VISIBLE_DEVICES as the run saw it)
+    unique_tokens: int | None = None
+    epochs: float | None = None
+    cuda_visible_devices: str | None = None
     # a diverged run: where, and the checkpoint kept
     diverged_at_step: int | None = None
     diverged_loss: float | None = None

@@ -1,0 +1,112 @@
+"""Which GPU each run of a local sweep uses: `place_runs` turns the visible GPUs and the `--gpus`,
+`--runs-per-gpu` and `--workers` choices into one device per worker slot.
+
+A sweep runs up to `workers` runs at once; each run takes a free slot and is launched with
+`CUDA_VISIBLE_DEVICES` set to that slot's GPU, so inside the run the GPU is `cuda:0` and no two
+runs of one slot ever overlap. Slot i gets GPU i mod (number of GPUs): with 2 GPUs and 4 workers,
+each GPU runs 2 runs at a time. A slot whose device is None runs on the CPU (no GPU visible, or
+`--gpus none`): the run is launched with `CUDA_VISIBLE_DEVICES` left as it is.
+
+The GPUs visible to this process are those of `CUDA_VISIBLE_DEVICES` when it is set, or else every
+GPU PyTorch counts; `DISTILLSCALE_VISIBLE_GPUS` (e.g. "0,1", or "" for none) overrides both, for
+tests on machines without a GPU. Nothing here imports torch until a sweep asks which GPUs exist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from distillscale.errors import ParameterError
+
+VISIBLE_GPUS_ENV = "DISTILLSCALE_VISIBLE_GPUS"  # a stub of the GPU list (tests, CPU machines)
+CUDA_ENV = "CUDA_VISIBLE_DEVICES"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The device of each worker slot (None: CPU) and the GPUs they share."""
+
+    slots: tuple[str | None, ...]
+    gpus: tuple[str, ...]
+
+    @property
+    def workers(self) -> int:
+        return len(self.slots)
+
+    def env(self, slot: int) -> dict[str, str]:
+        """What a run launched in `slot` adds to its environment."""
+        device = self.slots[slot]
+        return {} if device is None else {CUDA_ENV: device}
+
+    def describe(self) -> str:
+        if not self.gpus:
+            return "on the CPU"
+        per_gpu = -(-self.workers // len(self.gpus))
+        return (f"on GPU{'s' if len(self.gpus) > 1 else ''} {','.join(self.gpus)} "
+                f"({per_gpu} run{'s' if per_gpu > 1 else ''} per GPU)")
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, named as `CUDA_VISIBLE_DEVICES` names them."""
+    if VISIBLE_GPUS_ENV in os.environ:
+        return _split(os.environ[VISIBLE_GPUS_ENV])
+    if CUDA_ENV in os.environ:
+        return _split(os.environ[CUDA_ENV])
+    import torch  # only here: `--help` and CPU-only specs never pay for it
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def parse_gpus(value: str | None, visible: list[str]) -> list[str]:
+    """`--gpus`: None or "all" (every visible GPU), "none", or a comma-separated list of visible GPUs."""
+    if value is None or value.strip().lower() == "all":
+        return list(visible)
+    if value.strip().lower() == "none":
+        return []
+    chosen = _split(value)
+    if not chosen:
+        raise ParameterError("gpus", f"{{}} {value!r} names no GPU: give all, none or ids such as 0,1")
+    repeated = sorted({gpu for gpu in chosen if chosen.count(gpu) > 1})
+    if repeated:
+        raise ParameterError("gpus", f"{{}} lists GPU {repeated[0]} twice: to run several runs on one GPU "
+                                     f"use --runs-per-gpu")
+    missing = [gpu for gpu in chosen if gpu not in visible]
+    if missing:
+        seen = ",".join(visible) if visible else "none"
+        raise ParameterError("gpus", f"{{}}: GPU {missing[0]} is not visible to this process (visible: "
+                                     f"{seen}): choose among them, or use all or none")
+    return chosen
+
+
+def place_runs(visible: list[str], gpus: str | None = None, runs_per_gpu: int | None = None,
+               workers: int | None = None, cpu_workers: int = 1) -> Placement:
+    """The worker slots of a local sweep.
+
+    With GPUs: `runs_per_gpu` runs share each GPU (default 1), so `workers` defaults to GPUs x
+    runs_per_gpu; a `workers` given alone spreads over the GPUs round robin (more workers than GPUs
+    share them); given with `runs_per_gpu`, it may not exceed GPUs x runs_per_gpu. Without GPUs,
+    `workers` (default `cpu_workers`) runs share the CPU and `runs_per_gpu` is refused.
+    """
+    if runs_per_gpu is not None and runs_per_gpu < 1:
+        raise ParameterError("runs_per_gpu", f"{{}} must be at least 1, got {runs_per_gpu}")
+    if workers is not None and workers < 1:
+        raise ParameterError("workers", f"{{}} must be at least 1, got {workers}")
+    chosen = parse_gpus(gpus, visible)
+    if not chosen:
+        if runs_per_gpu is not None:
+            why = "none were chosen" if visible else "none is visible"
+            raise ParameterError("runs_per_gpu", f"{{}} needs GPUs, but {why}: leave it out (the runs share "
+                                                 f"the CPU, as many at once as the workers)")
+        return Placement(slots=(None,) * (workers or cpu_workers), gpus=())
+    if workers is None:
+        workers = len(chosen) * (runs_per_gpu or 1)
+    elif runs_per_gpu is not None and workers > len(chosen) * runs_per_gpu:
+        raise ParameterError(("workers", "runs_per_gpu"),
+                             f"{{}} {workers} exceeds {len(chosen)} GPU{'s' if len(chosen) > 1 else ''} x "
+                             f"{{}} {runs_per_gpu}: raise --runs-per-gpu or lower --workers")
+    return Placement(slots=tuple(chosen[slot % len(chosen)] for slot in range(workers)), gpus=tuple(chosen))
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]

@@ -1,0 +1,149 @@
+"""Data repetition counted: epochs in result.json, the one-line warning before a run (or a sweep)
+repeats its data and its absence when it fits; the python-env built-in corpus, on a fake environment."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distillscale.data import prepare_data
+from distillscale.data.config import DataConfig
+from distillscale.data.repetition import epochs, repetition_warning
+from distillscale.data.sources import ReadStats, python_env_corpus, resolve_corpus
+from distillscale.errors import UserError
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
+TINY = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "16", "--vocab-size", "320",
+        "--max-bytes", "100k", "--seq-len", "32", "--batch-size", "8", "--eval-tokens", "1k",
+        "--device", "cpu")
+
+
+def test_epochs_and_the_warning_line():
+    assert epochs(300, 100) == 3.0
+    assert repetition_warning(100, 100, "teacher", "corpus X") is None
+    line = repetition_warning(3e6, 1e6, "teacher", "corpus X")
+    assert "3 epochs of the teacher split's 1M unique tokens of corpus X" in line
+    assert "builtin:python-env" in line and "\n" not in line
+
+
+@pytest.mark.parametrize("tokens, repeats", [("4k", False), ("120k", True)])
+def test_train_records_epochs_and_warns_only_when_it_repeats(cli, tmp_path, tokens, repeats):
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--out", out, "--tokens", tokens, *TINY)
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    unique = prepare_data(DataConfig(vocab_size=320, max_bytes=100_000), progress=False).manifest[
+        "splits"]["teacher"]["tokens"]
+    assert result["unique_tokens"] == unique
+    assert result["epochs"] == pytest.approx(result["tokens"] / unique)
+    assert (result["epochs"] > 1) is repeats
+    warnings = [line for line in err.splitlines() if "repeated data" in line]
+    assert len(warnings) == (1 if repeats else 0)
+    if repeats:
+        assert warnings[0].startswith("warning: the run will see") and f"{unique / 1e6:.3g}M unique" in warnings[0]
+
+
+def test_an_old_result_without_epochs_still_loads(tmp_path):
+    from distillscale.training.records import RunResult
+
+    result = RunResult(status="completed", val_loss=3.0, steps=1, lr=0.01, schedule="cosine", tokens=10,
+                       token_budget=10, non_embedding_params=1, total_params=2, forward_flops_per_token=1.0,
+                       flops=1.0, flops_6nd=1.0, flops_method="", wall_seconds=1.0, train_seconds=1.0,
+                       tokens_per_second=10.0, config_hash="x", world_size=1, device="cpu")
+    result.save(tmp_path / "result.json")
+    assert "epochs" not in json.loads((tmp_path / "result.json").read_text())
+    assert RunResult.load(tmp_path / "result.json").epochs is None
+
+
+SPEC = """
+name = "repeats"
+[data]
+vocab_size = 320
+max_bytes = "100k"
+seq_len = 32
+[model]
+aspect_ratio = 32
+head_dim = 16
+batch_size = 8
+device = "cpu"
+[teachers]
+n_layers = [1]
+tokens_per_param = {m}
+"""
+
+
+@pytest.mark.parametrize("m, repeats", [("[0.1]", False), ("[0.1, 8]", True)])
+def test_a_sweep_spec_is_checked_for_repetition_up_front(tmp_path, m, repeats):
+    from distillscale.sweeps.runner import repetition_check
+    from distillscale.sweeps.spec import load_sweep_spec
+
+    (tmp_path / "spec.toml").write_text(SPEC.format(m=m))
+    line = repetition_check(load_sweep_spec(tmp_path / "spec.toml"))
+    assert (line is not None) is repeats
+    if repeats:
+        assert line.startswith("1 of 2 runs repeat their data; the longest will see 0.132M tokens")
+
+
+def fake_environment(root):
+    """A standard library and a site-packages holding a vendored copy of one of its modules."""
+    (root / "lib" / "json").mkdir(parents=True)
+    (root / "lib" / "json" / "__init__.py").write_text("import os\n" * 50)
+    (root / "lib" / "abc.py").write_text("class ABC:\n    pass\n" * 50)
+    (root / "lib" / "__pycache__").mkdir()
+    (root / "lib" / "__pycache__" / "abc.cpython-311.py").write_text("compiled")
+    (root / "lib" / "notes.txt").write_text("not python")
+    site = root / "site-packages" / "pkg"
+    (site / "_vendor").mkdir(parents=True)
+    (site / "_vendor" / "json.py").write_text("import os\n" * 50)  # the same content as lib/json
+    (site / "core.py").write_text("def f(x):\n    return x + 1\n" * 50)
+    return [root / "lib", root / "site-packages", root / "lib"]  # a root listed twice counts once
+
+
+def test_python_env_corpus_reads_every_distinct_python_file_once(tmp_path):
+    corpus = python_env_corpus(fake_environment(tmp_path))
+    assert [str(path.relative_to(tmp_path)) for path in corpus.files] == [
+        "lib/abc.py", "lib/json/__init__.py", "site-packages/pkg/_vendor/json.py", "site-packages/pkg/core.py"]
+    stats = ReadStats()
+    documents = list(corpus.documents(None, stats))
+    assert len(documents) == 3 and stats.duplicates == 1
+    assert corpus.kind == "python-env" and "environment sources" in corpus.describe()
+
+
+def test_python_env_is_selected_by_its_builtin_name(tmp_path, monkeypatch):
+    from distillscale.data import sources
+
+    roots = fake_environment(tmp_path)
+    monkeypatch.setattr(sources, "python_env_roots", lambda: roots)
+    assert resolve_corpus("builtin:python-env").files == python_env_corpus(roots).files
+    assert resolve_corpus("builtin:stdlib").kind == "stdlib"
+    with pytest.raises(UserError, match="unknown built-in corpus 'builtin:nope': use builtin:stdlib or "
+                                        "builtin:python-env"):
+        resolve_corpus("builtin:nope")
+
+
+def test_preparing_python_env_reports_its_size_in_tokens(tmp_path, monkeypatch, capsys):
+    from distillscale.data import sources
+
+    roots = fake_environment(tmp_path)
+    for index in range(6):  # enough documents for three splits
+        (tmp_path / "site-packages" / "pkg" / f"m{index}.py").write_text(f"value_{index} = {index}\n" * 40)
+    monkeypatch.setattr(sources, "python_env_roots", lambda: roots)
+    prepared = prepare_data(DataConfig(path="builtin:python-env", vocab_size=300), progress=True)
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("prepared "))
+    total = sum(split["tokens"] for split in prepared.manifest["splits"].values())
+    assert "environment sources" in line and "(1 duplicates left out)" in line
+    assert f"{total / 1e6:,.2f}M tokens" in line
+    assert prepared.manifest["source"]["duplicates_skipped"] == 1
+
+
+def test_the_report_lists_the_runs_that_repeated_their_data():
+    from distillscale.report.runs import split_runs
+
+    def run(run_id, epochs):
+        return {"run_id": run_id, "kind": "teacher", "status": "completed", "val_loss": 3.0, "epochs": epochs}
+
+    runs = split_runs([run("a", 0.5), run("b", 3.0), run("c", None), run("d", 1.5)], "sweep")
+    assert runs.repeated_data() == [{"run_id": "b", "epochs": 3.0}, {"run_id": "d", "epochs": 1.5}]

@@ -1,0 +1,66 @@
+"""The GPU ladder: `demo --scale gpu` refused in one line without a GPU, its spec (package data and
+examples/gpu_ladder.toml) valid and the same design, learning rates set per width by the rule, and a
+token window that the corpus holds without repetition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distillscale.report import demo
+from distillscale.report.demo import builtin_spec, builtin_sweep
+from distillscale.sweeps.placement import VISIBLE_GPUS_ENV
+from distillscale.sweeps.spec import load_sweep_spec, lr_for_width
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu_ladder.toml"
+
+
+def test_scale_gpu_is_refused_in_one_line_without_a_gpu(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv(VISIBLE_GPUS_ENV, "")
+    code, _, err = cli("demo", "--scale", "gpu", "--out", tmp_path / "out")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "no GPU is visible here" in err and "leave out --scale for the micro demo" in err
+    assert not (tmp_path / "out").exists()
+    code, _, err = cli("demo", "--scale", "tpu", "--out", tmp_path / "out")
+    assert code == 2 and "unknown --scale 'tpu'" in err
+
+
+def test_the_example_spec_is_the_demo_design():
+    example, packaged = load_sweep_spec(EXAMPLE), load_sweep_spec(builtin_spec(scale="gpu"))
+    assert [run.run_id for run in example.runs] == [run.run_id for run in packaged.runs]
+    teachers = [run for run in example.runs if run.kind == "teacher"]
+    params = sorted({run.non_embedding_params for run in teachers})
+    assert params[0] < 5e6 and params[-1] > 30e6                        # a few M to tens of M
+    assert len({run.tokens_per_param for run in teachers}) >= 6          # budgets spread over M
+    assert any(run.parent_id for run in teachers)                        # WSD forks
+    students = [run for run in example.runs if run.kind == "student"]
+    assert len({run.teacher_id for run in students}) == len(params)      # each teacher size teaches
+    assert any(run.kind == "baseline" for run in example.runs)
+    strongest = max(teachers, key=lambda run: run.non_embedding_params)
+    assert len([run for run in students if run.teacher_id != strongest.run_id]) > 9  # held-out check
+
+
+def test_learning_rates_follow_the_width_rule():
+    spec = load_sweep_spec(EXAMPLE)
+    model = spec.sections["model"]
+    for run in spec.runs:
+        d_model = model["aspect_ratio"] * run.n_layers
+        assert run.settings["lr"] == lr_for_width(model["lr"], d_model, model["lr_width_exponent"],
+                                                  model["lr_reference_width"])
+    rates = {run.n_layers: run.settings["lr"] for run in spec.runs}
+    assert [rates[n] for n in sorted(rates)] == sorted(rates.values(), reverse=True)  # wider, lower
+    assert lr_for_width(0.003, 512, -0.87, 128) == pytest.approx(0.003 * 4 ** -0.87, rel=1e-3)
+
+
+def test_the_demo_caps_the_token_window_at_the_corpus_and_scales_it_with_the_gpus(monkeypatch):
+    monkeypatch.setattr(demo, "_split_tokens", lambda spec: {"teachers": 30_000_000, "students": 25_000_000})
+    one = builtin_sweep(scale="gpu", gpus=1)
+    assert max(run.tokens for run in one.runs if run.kind == "teacher") <= 30_000_000
+    assert max(run.n_layers for run in one.runs) == 8  # depth 9 (35.8M parameters) needs 35.8M tokens at M = 1
+    assert max(run.tokens for run in one.runs if run.kind != "teacher") <= 25_000_000
+    monkeypatch.setattr(demo, "_split_tokens", lambda spec: {"teachers": 10**12, "students": 10**12})
+    single, double = builtin_sweep(scale="gpu", gpus=1), builtin_sweep(scale="gpu", gpus=2)
+    assert single.sections["teachers"]["max_tokens"] == 80e6
+    assert double.sections["teachers"]["max_tokens"] == 160e6
+    assert max(run.tokens for run in double.runs) > max(run.tokens for run in single.runs)
