@@ -14,6 +14,7 @@ try:  # typer >= 0.22 bundles its own copy of click and raises that copy's excep
 except ImportError:  # older typer uses click itself
     from click import exceptions as click_exceptions
 
+from distillscale.console import visible
 from distillscale.data.commands import data_app
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.commands import fit_app, predict_app
@@ -114,7 +115,7 @@ def _interrupted() -> int:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"distillscale: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"distillscale: error: {visible(' '.join(message.split()))}", file=sys.stderr)
     return code
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from distillscale.console import console, print_json, warn
+from distillscale.console import console, print_json, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
@@ -36,9 +36,9 @@ def predict_supervised(
     if as_json:
         print_json(result.to_dict())
         return
-    console.print(f"L({format_quantity(result.params)} parameters, {format_quantity(result.tokens)} tokens) = "
-                  f"[bold]{result.prediction.value:.4f}[/bold] nats/token{result.prediction.describe()}  "
-                  f"(law: {result.law})")
+    console.print(styled(f"L({format_quantity(result.params)} parameters, {format_quantity(result.tokens)} tokens) = ",
+                         (f"{result.prediction.value:.4f}", "bold"),
+                         f" nats/token{result.prediction.describe()}  (law: {result.law})"))
 
 
 @predict_app.command("distillation")
@@ -73,8 +73,8 @@ def predict_distillation(
     table.add_row("student", f"{format_quantity(result.student_params)} parameters, "
                              f"{format_quantity(result.student_tokens)} tokens")
     table.add_row("teacher loss L_T", f"{result.teacher_loss:.4f} nats/token")
-    table.add_row("distilled student loss L_S", f"[bold]{result.prediction.value:.4f}[/bold] nats/token"
-                  + result.prediction.describe())
+    table.add_row("distilled student loss L_S", styled((f"{result.prediction.value:.4f}", "bold"),
+                                                       " nats/token" + result.prediction.describe()))
     table.add_row("supervised student loss", f"{result.supervised_loss:.4f} nats/token")
     verdict = "helps" if result.helps else "does not help"
     table.add_row("distillation", f"{verdict} ({result.gain:+.4f} nats/token)")

@@ -102,11 +102,11 @@ class _LogLossFitter:
                  max_iter: int, ftol: float, screening: Screening | None, chunk_elements: int,
                  threads: int | None):
         if not huber_delta > 0:
-            raise ParameterError("huber_delta", f"{{}} must be positive, got {huber_delta}")
+            raise ParameterError("huber_delta", "{} must be positive, got {value}", value=huber_delta)
         if bootstrap < 0:
-            raise ParameterError("bootstrap", f"{{}} must be 0 (no intervals) or a number of resamples, got {bootstrap}")
+            raise ParameterError("bootstrap", "{} must be 0 (no intervals) or a number of resamples, got {value}", value=bootstrap)
         if not 0 < level < 1:
-            raise ParameterError("level", f"{{}} must be between 0 and 1 (e.g. 0.9), got {level}")
+            raise ParameterError("level", "{} must be between 0 and 1 (e.g. 0.9), got {value}", value=level)
         self.huber_delta = huber_delta
         self.bootstrap = bootstrap
         self.level = level

@@ -32,7 +32,7 @@ def _interval_record(prediction: Prediction) -> dict:
 
 def _positive(param: str, value: float) -> float:
     if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
-        raise ParameterError(param, f"{{}} must be a positive finite number, got {value!r}")
+        raise ParameterError(param, "{} must be a positive finite number, got {value!r}", value=value)
     return float(value)
 
 
@@ -104,9 +104,9 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
                                  "give either {} or {} with {}, not both")
         L_T = _positive("teacher_loss", teacher_loss)
         try:  # the law's own check, its message naming the parameter
-            laws.check_teacher_loss(L_T, flag="{}")
+            laws.check_teacher_loss(L_T, flag=ParameterError.NAME)
         except UserError as exc:
-            raise ParameterError("teacher_loss", str(exc)) from None
+            raise ParameterError.about("teacher_loss", str(exc)) from None
     elif teacher_params is not None and teacher_tokens is not None:
         N_T, D_T = _positive("teacher_params", teacher_params), _positive("teacher_tokens", teacher_tokens)
         warnings += extrapolation_warnings(laws, {"the teacher": N_T}, {"the teacher": D_T},

@@ -161,9 +161,9 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str 
     if "total_params" in runs:
         columns["total"] = runs["total_params"]
     if form != "auto" and form not in SUPERVISED_FORMS:
-        raise ParameterError("form", f"unknown {{}} {form!r}: use auto or one of {', '.join(SUPERVISED_FORMS)}")
+        raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORMS), form=form)
     if min_tokens_per_param is not None and not min_tokens_per_param > 0:
-        raise ParameterError("min_tokens_per_param", f"{{}} must be positive, got {min_tokens_per_param}")
+        raise ParameterError("min_tokens_per_param", "{} must be positive, got {value}", value=min_tokens_per_param)
 
     auto = form == "auto"
     # In auto mode each choice the user gives is an alternative to the default, not a replacement.
@@ -229,7 +229,7 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
                        teacher_loss=("teacher_loss", teacher_loss), loss=("loss", loss))
     N_S, D_S, L_T, L_S = runs["params"], runs["tokens"], runs["teacher_loss"], runs["loss"]
     if form != "auto" and form not in DISTILLATION_FORMS:
-        raise ParameterError("form", f"unknown {{}} {form!r}: use auto, {' or '.join(DISTILLATION_FORMS)}")
+        raise ParameterError("form", "unknown {} {form!r}: use auto, " + " or ".join(DISTILLATION_FORMS), form=form)
     names = DISTILLATION_FORMS if form == "auto" else (form,)
     candidates = [_DistillationCandidate(name) for name in names]
 
@@ -266,12 +266,12 @@ def run_columns(data, **inputs: tuple[str | None, object]) -> dict[str, np.ndarr
             raise ParameterError(param, "{} is missing: give the values, or a table as data and its column")
         if isinstance(given, str):
             if data is None:
-                raise ParameterError(param, f"{{}}={given!r} names a column, but no table was given: pass "
-                                     "the table as data, or the values themselves")
+                raise ParameterError(param, "{}={given!r} names a column, but no table was given: pass "
+                                     "the table as data, or the values themselves", given=given)
             names = list(data.columns if hasattr(data, "columns") else data.keys())
             if given not in names:
-                raise ParameterError(param, f"{{}}={given!r} is not a column of the table; its columns: "
-                                     + ", ".join(map(repr, names)))
+                raise ParameterError(param, "{}={given!r} is not a column of the table; its columns: {columns}", given=given,
+                                     columns=", ".join(map(repr, names)))
             given = data[given]
         try:
             values = np.asarray(given, dtype=np.float64)
@@ -282,7 +282,7 @@ def run_columns(data, **inputs: tuple[str | None, object]) -> dict[str, np.ndarr
         bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
         if bad.size:
             raise ParameterError(param, f"{{}} must be finite and positive; runs {', '.join(map(str, bad[:5]))}"
-                                 f"{' ...' if bad.size > 5 else ''} are not (e.g. {values[bad[0]]!r})")
+                                 f"{' ...' if bad.size > 5 else ''} are not (e.g. {{example!r}})", example=values[bad[0]])
         columns[param] = values
     lengths = {param: len(values) for param, values in columns.items()}
     if len(set(lengths.values())) > 1:

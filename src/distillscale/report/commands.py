@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from distillscale.console import console, err_console, print_json, warn
+from distillscale.console import console, err_console, print_json, styled, warn
 from distillscale.io import check_output_file
 from distillscale.units import format_interval, format_quantity, parse_quantity
 
 
 def _progress(message: str, command: str = "report") -> None:
-    err_console.print(f"[dim]{command}:[/dim] {message}", highlight=False)
+    err_console.print(styled((f"{command}:", "dim"), " ", message), highlight=False)
 
 
 def report_command(
@@ -60,7 +60,7 @@ def report_command(
         print_json(report)
         return
     print_summary(report)
-    console.print(f"report: [bold]{out_dir / REPORT_HTML}[/bold]", highlight=False)
+    console.print(styled("report: ", (str(out_dir / REPORT_HTML), "bold")), highlight=False)
 
 
 def print_summary(report: dict) -> None:
@@ -131,8 +131,8 @@ def demo_command(
         print_json(report)
     else:
         print_summary(report)
-        console.print(f"report: [bold]{sweep_dir / REPORT_HTML}[/bold] (demo took "
-                      f"{time.perf_counter() - start:.0f} s)", highlight=False)
+        console.print(styled("report: ", (str(sweep_dir / REPORT_HTML), "bold"),
+                             f" (demo took {time.perf_counter() - start:.0f} s)"), highlight=False)
     unfinished = counts["failed"] + counts["diverged"] + counts["blocked"]
     if unfinished:
         warn(f"{unfinished} runs did not complete, so the report leaves them out: see `distillscale sweep "

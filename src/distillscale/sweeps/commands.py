@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from distillscale.console import console, print_json, warn
+from distillscale.console import console, print_json, styled, warn
 from distillscale.errors import UserError
 from distillscale.io import check_output_file
 from distillscale.sweeps.store import STORE_NAME
@@ -49,8 +49,8 @@ def run_command(
     sweep = Sweep.open(spec, out, executor=executor, workers=workers, threads_per_run=threads_per_run,
                        slurm_partition=slurm_partition, slurm_timeout_min=slurm_timeout_min, slurm_gpus=slurm_gpus)
     if not as_json:
-        console.print(f"sweep [bold]{sweep.spec.name}[/bold]: {len(sweep.spec.runs)} runs in {sweep.directory}, "
-                      f"{sweep.executor.workers} at a time ({executor})", highlight=False)
+        console.print(styled("sweep ", (sweep.spec.name, "bold"), f": {len(sweep.spec.runs)} runs in {sweep.directory}, "
+                             f"{sweep.executor.workers} at a time ({executor})"), highlight=False)
     counts = sweep.run(progress=not as_json)
     if as_json:
         print_json(counts)
@@ -115,12 +115,11 @@ def _print_status(status: dict) -> None:
     counts = status["counts"]
     eta = status["eta_seconds"]
     console.print(
-        f"{status['total']} runs: [green]{counts['completed']} done[/green], {counts['running']} running, "
-        f"{counts['interrupted']} interrupted, "
-        f"[red]{counts['failed']} failed[/red], {counts['diverged']} diverged, {counts['blocked']} blocked, "
-        f"{counts['pending']} remaining; ETA "
-        + ("unknown (no run finished yet)" if eta is None else _duration(eta))
-        + f" at {status['workers']} workers", highlight=False, soft_wrap=True)
+        styled(f"{status['total']} runs: ", (f"{counts['completed']} done", "green"), f", {counts['running']} running, "
+               f"{counts['interrupted']} interrupted, ", (f"{counts['failed']} failed", "red"),
+               f", {counts['diverged']} diverged, {counts['blocked']} blocked, {counts['pending']} remaining; ETA "
+               + ("unknown (no run finished yet)" if eta is None else _duration(eta))
+               + f" at {status['workers']} workers"), highlight=False, soft_wrap=True)
     table = Table("run", "kind", "status", "params", "tokens", "val loss (nats/token)", "attempts",
                   "wall", "note")
     styles = {"completed": "green", "failed": "red", "diverged": "red", "blocked": "yellow",

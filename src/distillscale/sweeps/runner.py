@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+from rich.text import Text
 
+from distillscale.console import styled
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_text, check_output_dir
 from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExecutor
@@ -87,10 +89,10 @@ class Sweep:
         the runner created or a new one; `workers` runs at once (default: cores // threads_per_run),
         each a subprocess (`executor="local"`) or a Slurm job (`"slurm"`, through submitit)."""
         if executor not in ("local", "slurm"):
-            raise ParameterError("executor", f"unknown {{}} {executor!r}: use local or slurm")
+            raise ParameterError("executor", "unknown {} {executor!r}: use local or slurm", executor=executor)
         if threads_per_run < 1 or (workers is not None and workers < 1):
             name, value = ("threads_per_run", threads_per_run) if threads_per_run < 1 else ("workers", workers)
-            raise ParameterError(name, f"{{}} must be at least 1, got {value}")
+            raise ParameterError(name, "{} must be at least 1, got {value}", value=value)
         sweep_spec = load_sweep_spec(spec)
         directory = check_output_dir(Path(out) if out is not None else Path("sweeps") / sweep_spec.name,
                                      is_ours=is_sweep_dir, inputs=[Path(spec)], what="sweep directory")
@@ -200,7 +202,7 @@ class _Scheduler:
                     reason = f"{role} {needed} {statuses[needed]}"
                     self.store.block(run.run_id, reason)
                     statuses[run.run_id] = "blocked"
-                    bar.log(f"[yellow]blocked[/yellow] {run.run_id}: {reason}")
+                    bar.log(styled(("blocked", "yellow"), f" {run.run_id}: {reason}"))
                     break
 
     def _start_ready(self, statuses: dict[str, str]) -> None:
@@ -227,7 +229,7 @@ class _Scheduler:
         return Job(argv=(sys.executable, "-m", "distillscale.cli", run.command, "--config", str(path)),
                    log_path=self.layout.log_path(run.run_id), env=self.thread_env)
 
-    def _record_end(self, run: PlannedRun, future: Future[int]) -> str:
+    def _record_end(self, run: PlannedRun, future: Future[int]) -> Text:
         """Store how the run ended; returns a line for the progress log."""
         try:
             exit_status = future.result()
@@ -239,12 +241,13 @@ class _Scheduler:
         if result is not None:
             self.store.finish(run.run_id, result.status, result=result.to_json(), error=_divergence(result))
             if result.completed:
-                return (f"[green]completed[/green] {run.run_id}: {result.val_loss:.4f} nats/token "
-                        f"in {result.wall_seconds:.0f} s")
-            return f"[red]diverged[/red] {run.run_id}: {_divergence(result)}"
+                return styled(("completed", "green"), f" {run.run_id}: {result.val_loss:.4f} nats/token "
+                              f"in {result.wall_seconds:.0f} s")
+            return styled(("diverged", "red"), f" {run.run_id}: {_divergence(result)}")
         error = launch_error or f"exit status {exit_status}: {_tail(self.layout.log_path(run.run_id))}"
         self.store.finish(run.run_id, "failed", error=error)
-        return f"[red]failed[/red] {run.run_id} (see {self.layout.log_path(run.run_id)}): {error.splitlines()[-1]}"
+        return styled(("failed", "red"), f" {run.run_id} (see {self.layout.log_path(run.run_id)}): "
+                      f"{error.splitlines()[-1]}")
 
 
 def _read_result(run_dir: Path) -> RunResult | None:

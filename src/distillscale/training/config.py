@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
-from distillscale.errors import UserError
+from distillscale.errors import UserError, path_kind
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, describe_error, sections
 from distillscale.units import parse_quantity
@@ -439,7 +439,7 @@ def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None
 def _read_toml(path: Path, config_class: type[BaseModel]) -> dict[str, Any]:
     """The settings of a TOML file, written in [sections] (as `to_toml` writes them) or as top-level keys."""
     if not path.is_file():
-        raise UserError(f"config file {path} not found: give an existing TOML file to --config")
+        raise UserError(f"config file {path} {path_kind(path)}: give an existing TOML file to --config")
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
