@@ -138,15 +138,18 @@ def make_server(planner: Planner, host: str = "127.0.0.1", port: int = 0) -> Thr
 
         def _send(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK,
                   headers: dict | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+            except ConnectionError:  # the client left (e.g. after sending a body refused unread)
+                self.close_connection = True
 
         def log_message(self, format: str, *args) -> None:  # quiet: the terminal shows the address
             pass
