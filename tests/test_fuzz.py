@@ -125,6 +125,9 @@ def sandbox(tmp_path_factory):
         yield root, outside, watching
 
 
+_last_error = [""]  # the stderr of the latest run()
+
+
 def run(sandbox, args, capsys) -> tuple[int, str]:
     root, outside, watching = sandbox
     watching[0] = True  # the CLI's writes only, not those of hypothesis or pytest
@@ -137,6 +140,7 @@ def run(sandbox, args, capsys) -> tuple[int, str]:
     assert "Traceback" not in err, (args, err)
     if code == 2:
         assert err.startswith("distillscale: error: ") and len(err.strip().splitlines()) == 1, (args, err)
+    _last_error[0] = err
     assert not outside, (args, outside)
     assert not any(c in out + err for c in "\x1b\x00\r"), (args, out + err)  # control characters shown escaped
     return code, out
@@ -471,3 +475,24 @@ def test_planner_page_answers_fuzzed_headers(planner_page, headers, method, path
                                             and int(headers["Content-Length"]) < 100 else body, headers)
     if status != 408:
         _check_answer(status, content_type, answer, method)
+
+
+@pytest.mark.slow
+def test_a_refused_value_names_its_own_flag(sandbox, capsys):
+    """A value no flag accepts ('bogus-choice'): where the message quotes it, it names the flag that
+    took it, not another flag of the command (`fit distillation --form` once said --supervised-form)."""
+    root = sandbox[0]
+    bases = _base_lines(root)
+    for path, command in COMMANDS:
+        for param in command.params:
+            if param.param_type_name != "option" or param.is_flag or param.opts[0] in ("--help", "--out", "--name"):
+                continue  # (any text is a fine --out or --name)
+            code, _ = run(sandbox, [*path, *bases[" ".join(path)], param.opts[0], "bogus-choice"], capsys)
+            err = capsys.readouterr().err if code == 0 else _last_error[0]
+            if code == 2 and "bogus-choice" in err:
+                others = [flag for p in command.params if p.param_type_name == "option" and p is not param
+                          for flag in p.opts if flag in err and not any(flag in own for own in param.opts)]
+                assert not others, (path, param.opts, err)
+                if "unknown" in err or "one of" in err:  # a choice: the message names the flag
+                    assert any(flag in err or flag.lstrip("-").replace("-", " ") in err
+                               for flag in param.opts), (path, param.opts, err)

@@ -291,7 +291,10 @@ def fit_distillation(
 
     if out:
         check_output_file(out, overwrite=overwrite, inputs=[file, supervised_law])
-    student_law = load_laws(supervised_law).require_supervised() if supervised_law is not None else None
+    try:
+        student_law = load_laws(supervised_law).require_supervised() if supervised_law is not None else None
+    except UserError as exc:  # the message says "law": this command has two
+        raise UserError(f"--supervised-law: {exc}") from None
     students, supervised, lines, N, D, L_T, L = _distillation_columns(
         read_table(file), [student_params_col, student_tokens_col, loss_col], teacher_loss_col,
         with_supervised=student_law is None, drop_invalid=drop_invalid)
