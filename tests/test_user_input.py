@@ -1,0 +1,126 @@
+"""Issue 23 (hardening, third round): user input that once broke a message, a fit or the planner
+page, and messages that named the wrong thing. The fuzz tests (test_fuzz.py) cover the classes;
+these pin the cases as reported."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import distillscale as ds
+from distillscale.errors import ParameterError
+
+
+# --- 5: user text is never a format template ------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["{a}", "{}", "{0}", "{", "}", "%s"])
+def test_braces_in_a_flag_are_shown_as_typed(cli, text):
+    for args in (["plan", "--compute", "1e21", "--scenario", text], ["plan", "--compute", "1e21", "--flops", text],
+                 ["plan", "--compute", text]):
+        code, _, err = cli(*args)
+        assert code == 2 and err.startswith("distillscale: error: ") and repr(text) in err, (args, err)
+
+
+def test_parameter_error_keeps_stray_braces_in_a_template_built_with_user_text():
+    exc = ParameterError("scenario", "unknown scenario '{a}{}' for {}")  # a caller's f-string mistake
+    assert "{a}" in str(exc) and "--scenario" in exc.for_cli() or "{}" in exc.for_cli()
+    exc = ParameterError("scenario", "unknown {} {value!r}", value="{a}")
+    assert str(exc) == "unknown scenario '{a}'" and exc.for_cli() == "unknown --scenario '{a}'"
+    assert ParameterError.about("teacher_loss", f"{ParameterError.NAME} {{x}} is bad").for_cli() == \
+        "--teacher-loss {x} is bad"
+
+
+def test_rich_markup_and_control_characters_in_user_text_print_as_typed(cli, tmp_path):
+    runs = tmp_path / "runs.csv"
+    runs.write_text("params,tokens,loss\n" + "".join(
+        f"{n:g},{n * r:g},{1.7 + 400 / n ** 0.34 + 410 / (n * r) ** 0.28:.4f}\n"
+        for n in (1e7, 3e7, 1e8) for r in (10, 40)))
+    code, out, err = cli("fit", "supervised", runs, "--bootstrap", "0", "--no-backtest", "--form", "chinchilla",
+                         "--name", "[bold]x[/bold] [/y] \x1b[31mred", "--out", tmp_path / "law.json")
+    assert code == 0, err
+    code, out, err = cli("predict", "supervised", "--law", tmp_path / "law.json", "--params", "1B", "--tokens", "1T")
+    assert code == 0, err
+    assert "(law: [bold]x[/bold] [/y] \\x1b[31mred)" in " ".join(out.split()) and "\x1b" not in out + err
+
+
+# --- 7, 13: capacity gap --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("students", ["1,1,1", "546M,546M", "1B,2B,1B"])
+def test_capacity_gap_refuses_repeated_student_sizes(cli, students):
+    code, _, err = cli("capacity-gap", "--students", students)
+    assert code == 2 and "--students lists a size more than once" in err and len(err.splitlines()) == 1
+
+
+def test_capacity_gap_interval_is_not_identified_when_every_size_gives_the_same_ratio(cli, tmp_path):
+    runs = tmp_path / "runs.csv"
+    runs.write_text("student_params,teacher_params,student_loss\n"
+                    "1e8,2e9,3.0\n1e8,4e9,3.1\n2e8,4e9,2.9\n2e8,8e9,3.0\n")
+    code, out, err = cli("capacity-gap", "--runs", runs, "--law", "chinchilla2022")
+    assert code == 0, err
+    assert "k = 20 (90% interval not identified" in " ".join(out.split()) and "20 to 20" not in out
+    code, out, err = cli("capacity-gap", "--runs", runs, "--law", "chinchilla2022", "--json")
+    assert json.loads(out)["runs"]["ratio_interval"] is None
+    fit = ds.load_laws  # the library: the same
+    from distillscale.planning.teacher import LinearCapacityGap
+
+    gap = LinearCapacityGap().fit([1e8, 2e8, 4e8], [2e9, 4e9, 8e9], [3.0, 2.9, 2.8])
+    assert gap.ratio_interval_ is None and gap.exponent_stderr_ is None and gap.ratio_ == pytest.approx(20)
+    gap = LinearCapacityGap().fit([1e8, 2e8, 4e8], [2e9, 5e9, 7e9], [3.0, 2.9, 2.8])
+    low, high = gap.ratio_interval_
+    assert low < gap.ratio_ < high and fit is not None
+
+
+# --- 16: an enum-like flag names itself -----------------------------------------------------------
+
+def test_fit_distillation_form_names_its_own_flag(cli, tmp_path):
+    runs = tmp_path / "students.csv"
+    runs.write_text("student_params,student_tokens,teacher_loss,loss\n1e8,2e9,,3.0\n1e8,2e9,2.5,2.9\n")
+    code, _, err = cli("fit", "distillation", runs, "--form", "bogus")
+    assert code == 2 and "unknown --form 'bogus'" in err and "--supervised-form" not in err
+    code, _, err = cli("fit", "distillation", runs, "--supervised-form", "bogus")
+    assert code == 2 and "unknown --supervised-form 'bogus'" in err
+    with pytest.raises(ParameterError) as caught:
+        ds.calibrate(params=[1e8, 1e8], tokens=[2e9, 2e9], loss=[3.0, 2.9], teacher_loss=[np.nan, 2.5],
+                     distillation_form="bogus")
+    assert caught.value.param == "distillation_form"
+
+
+# --- 21: messages that said the wrong thing --------------------------------------------------------
+
+def test_export_hf_of_a_file_says_it_is_not_a_run_directory(cli, tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("a\n1\n")
+    code, _, err = cli("export-hf", good, tmp_path / "out")
+    assert code == 2 and "is a file, not a run directory" in err and "does not exist" not in err
+
+
+def test_a_sweep_spec_without_name_says_a_key_is_missing(cli, tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[data]\npath = "x"\n')
+    code, _, err = cli("sweep", "run", spec, "--out", tmp_path / "sweep")
+    assert code == 2 and "missing key 'name'" in err and "section 'name'" not in err
+    spec.write_text('name = "a"\n[data]\npath = "x"\n')
+    code, _, err = cli("sweep", "run", spec, "--out", tmp_path / "sweep")
+    assert code == 2 and "missing section [teachers]" in err
+
+
+def test_serve_on_a_host_that_does_not_resolve_says_so():
+    from distillscale.errors import UserError
+    from distillscale.serve.server import make_server
+
+    class NoLaws:
+        default = "busbridge2025"
+
+    with pytest.raises(UserError) as caught:
+        make_server(NoLaws(), host="notahost.invalid", port=0)
+    assert "--host notahost.invalid" in str(caught.value) and "--port" not in str(caught.value)
+
+
+def test_page_labels_read_as_english():
+    from distillscale.serve.api import Planner, PlanQuery
+
+    answer = Planner().update(PlanQuery(law="busbridge2025", compute="1e30", student="1M", scenario="best-case"))
+    message = answer["errors"]["compute"]
+    assert "lower the budget" in message and "a smaller the" not in message
