@@ -124,3 +124,19 @@ def test_page_labels_read_as_english():
     answer = Planner().update(PlanQuery(law="busbridge2025", compute="1e30", student="1M", scenario="best-case"))
     message = answer["errors"]["compute"]
     assert "lower the budget" in message and "a smaller the" not in message
+
+
+# --- 19: the warnings are in the JSON too ---------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["plan", "--compute", "1e24", "--student-params", "20B"],
+    ["predict", "supervised", "--params", "1T", "--tokens", "20T"],
+    ["predict", "distillation", "--student-params", "1T", "--student-tokens", "20T", "--teacher-loss", "2"],
+    ["teacher", "--student-params", "100B", "--student-tokens", "20T"],
+])
+def test_json_output_carries_the_warnings_shown_on_stderr(cli, args):
+    code, out, err = cli(*args, "--json")
+    assert code == 0, err
+    shown = [line.removeprefix("warning: ") for line in err.splitlines() if line.startswith("warning: ")]
+    record = json.loads(out)
+    assert shown and [" ".join(m.split()) for m in record["warnings"]] == [" ".join(m.split()) for m in shown]

@@ -46,7 +46,7 @@ class SupervisedLossPrediction:
 
     def to_dict(self) -> dict:
         return {"law": self.law, "params": self.params, "tokens": self.tokens, "loss": self.prediction.value,
-                **_interval_record(self.prediction)}
+                **_interval_record(self.prediction), "warnings": list(self.warnings)}
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class DistilledLossPrediction:
         return {"law": self.law, "student_params": self.student_params, "student_tokens": self.student_tokens,
                 "teacher_loss": self.teacher_loss, "student_loss": self.prediction.value,
                 **_interval_record(self.prediction), "student_supervised_loss": self.supervised_loss,
-                "capacity_gap_ratio": self.capacity_gap_ratio, "d1": self.d1}
+                "capacity_gap_ratio": self.capacity_gap_ratio, "d1": self.d1, "warnings": list(self.warnings)}
 
 
 def predict_supervised(laws: LawSet, params: float, tokens: float) -> SupervisedLossPrediction:

@@ -137,7 +137,10 @@ class Plan:
         return SUPERVISED_NOTE.format(name=self.law) if self.kind == "supervised" else None
 
     def to_dict(self) -> dict:
-        """What `distillscale plan --json` prints."""
+        """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
+        return {**self._record(), "warnings": list(self.warnings)}
+
+    def _record(self) -> dict:
         if self.kind == "supervised":
             return {"law": self.law, "budget": self.compute, "supervised": self.supervised.to_dict(),
                     "note": self.note}

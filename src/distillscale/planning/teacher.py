@@ -79,6 +79,7 @@ class TeacherRanking:
                                 "level": self.intervals.level} if self.intervals is not None else {})}
                            for i, (c, loss, ratio) in enumerate(zip(self.candidates, self.student_losses,
                                                                     self.gap_ratios))],
+            "warnings": list(self.warnings),
         }
 
 
