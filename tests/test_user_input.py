@@ -140,3 +140,68 @@ def test_json_output_carries_the_warnings_shown_on_stderr(cli, args):
     shown = [line.removeprefix("warning: ") for line in err.splitlines() if line.startswith("warning: ")]
     record = json.loads(out)
     assert shown and [" ".join(m.split()) for m in record["warnings"]] == [" ".join(m.split()) for m in shown]
+
+
+# --- 12: too few bootstrap resamples --------------------------------------------------------------
+
+def _runs() -> dict:
+    sizes = [1e7, 2e7, 4e7, 8e7]
+    rows = [(n, n * r) for n in sizes for r in (10, 20, 40)]
+    return {"params": [n for n, _ in rows], "tokens": [d for _, d in rows],
+            "loss": [1.7 + 400 / n ** 0.34 + 410 / d ** 0.28 for n, d in rows]}
+
+
+@pytest.mark.parametrize("bootstrap", [1, 2, 5, 19])
+def test_too_few_bootstrap_resamples_are_refused(cli, tmp_path, bootstrap):
+    runs = tmp_path / "runs.csv"
+    data = _runs()
+    runs.write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{loss}\n" for n, d, loss in zip(*data.values())))
+    code, _, err = cli("fit", "supervised", runs, "--bootstrap", str(bootstrap))
+    assert code == 2 and f"--bootstrap {bootstrap} is too few resamples for 90% intervals" in err
+    with pytest.raises(ParameterError) as caught:
+        ds.fit_supervised(data, bootstrap=bootstrap, backtest=False)
+    assert caught.value.param == "bootstrap" and "at least 20" in str(caught.value)
+    with pytest.raises(ParameterError, match="at least 200"):
+        ds.fit_supervised(data, bootstrap=100, level=0.99, backtest=False)
+
+
+def test_rough_bootstrap_intervals_carry_a_warning():
+    fit = ds.fit_supervised(_runs(), form="chinchilla", bootstrap=20, backtest=False)
+    assert any("only 20 bootstrap resamples" in message for message in fit.warnings)
+    for name, (low, high) in fit.record.intervals.items():  # an interval shown contains its estimate,
+        value = fit.law.coefficients()[name]                # or the fit says it is not meaningful
+        assert low <= value <= high or any("does not contain the estimate" in m for m in fit.warnings)
+
+
+# --- 11: the fit's choices apply, or are refused, the same with and without a backtest ------------
+
+@pytest.mark.parametrize("choice, value, shown", [
+    ("irreducible_loss", 1.6, "E = 1.6"), ("irreducible_loss_prior", (1.6, 0.1), "E ~ N(1.6, 0.1)"),
+    ("min_tokens_per_param", 15, "D/N >= 15")])
+def test_fit_choices_apply_without_a_backtest(choice, value, shown):
+    fit = ds.fit_supervised(_runs(), bootstrap=0, backtest=False, **{choice: value})
+    assert fit.chosen == f"chinchilla, {shown}"
+    if choice == "irreducible_loss":
+        assert fit.law.coefficients()["E"] == pytest.approx(1.6)
+    if choice == "min_tokens_per_param":
+        assert fit.record.n_runs == 8  # the runs at 10 tokens per parameter are left out
+
+
+@pytest.mark.parametrize("backtest", [True, False])
+@pytest.mark.parametrize("options", [dict(irreducible_loss=-1), dict(irreducible_loss=100),
+                                     dict(irreducible_loss=100, form="chinchilla"),
+                                     dict(irreducible_loss="1.7"), dict(irreducible_loss_prior=(100, 0.1)),
+                                     dict(irreducible_loss_prior=(1.6, -1)), dict(min_tokens_per_param=-2)])
+def test_bad_fit_choices_are_refused_with_and_without_a_backtest(options, backtest):
+    with pytest.raises(ParameterError) as caught:
+        ds.fit_supervised(_runs(), bootstrap=0, backtest=backtest, **options)
+    assert caught.value.param in options and len(str(caught.value).splitlines()) == 1
+
+
+def test_cli_irreducible_loss_above_every_loss_is_refused(cli, tmp_path):
+    runs = tmp_path / "runs.csv"
+    data = _runs()
+    runs.write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{loss}\n" for n, d, loss in zip(*data.values())))
+    for extra in ([], ["--no-backtest"], ["--form", "chinchilla"]):
+        code, _, err = cli("fit", "supervised", runs, "--bootstrap", "0", "--irreducible-loss", "100", *extra)
+        assert code == 2 and "--irreducible-loss 100 must be above 0 and below every run's loss" in err

@@ -63,12 +63,8 @@ def print_fit(title: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck | N
 
 def fit_warnings(fit: LawFit, holdout: HoldoutCheck | None, fit_where: str | None) -> list[str]:
     """What `fit` warns about (on stderr, and in its --json): coefficients the runs do not pin down,
-    a fit without a backtest or with too few bootstrap resamples, a hold-out that holds nothing out."""
-    record, messages = fit.record, []
-    for name, why in record.not_identified.items():
-        messages.append(f"{name} is not identified by these runs ({why}): its value is not an estimate")
-    if not any(c.backtest is not None and c.backtest.held_out for c in fit.candidates):
-        messages.append(f"no extrapolation backtest ({fit.reason})")
+    a fit without a backtest or with rough intervals (LawFit.warnings), a hold-out that holds nothing out."""
+    messages = list(fit.warnings)
     if holdout is not None and not holdout.runs:
         messages.append(f"--fit-where {fit_where!r} matches every run: nothing held out")
     return messages

@@ -32,6 +32,7 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws import ComputeSettings, LawSet
 from distillscale.laws.calibrate import START_GRIDS, HoldoutCheck, start_grid_options
 from distillscale.laws.calibrate import calibrate as calibrate_laws
+from distillscale.laws.fitting import check_intervals
 from distillscale.laws.selection import DISTILLATION_FORMS, LawFit
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.report.runs import SweepRuns
@@ -69,11 +70,7 @@ class CalibrationSettings:
             raise ParameterError("grid", "unknown {} {grid!r}: use one of " + ", ".join(START_GRIDS), grid=self.grid)
         if self.max_iter < 1:
             raise ParameterError("max_iter", "{} must be at least 1, got {value}", value=self.max_iter)
-        if self.bootstrap < 0:
-            raise ParameterError("bootstrap", "{} must be 0 (no intervals) or a number of resamples, "
-                                 "got {value}", value=self.bootstrap)
-        if not 0 < self.level < 1:
-            raise ParameterError("level", "{} must be between 0 and 1 (e.g. 0.9), got {value}", value=self.level)
+        check_intervals(self.bootstrap, self.level)
 
 
 @dataclass
