@@ -205,3 +205,39 @@ def test_cli_irreducible_loss_above_every_loss_is_refused(cli, tmp_path):
     for extra in ([], ["--no-backtest"], ["--form", "chinchilla"]):
         code, _, err = cli("fit", "supervised", runs, "--bootstrap", "0", "--irreducible-loss", "100", *extra)
         assert code == 2 and "--irreducible-loss 100 must be above 0 and below every run's loss" in err
+
+
+# --- 18: progress when stderr is not a terminal ---------------------------------------------------
+
+def test_plain_progress_lines_every_tenth_and_at_the_end():
+    import io
+
+    from distillscale.training.metrics import PlainProgress
+
+    stream = io.StringIO()
+    with PlainProgress("train", "step", stream=stream, every_seconds=1e9) as bar:
+        task = bar.add_task("train", total=400, completed=0, loss="-", tokens_per_second="-")
+        for step in range(1, 401):
+            bar.update(task, completed=step, loss=f"{3 - step / 400:.3f}", tokens_per_second="12,345")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("train: step 40/400 (10%), loss 2.900 nats/token, "
+                                                    "12,345 tokens/s, elapsed 0:00:00, ETA ")
+    assert lines[-1].startswith("train: step 400/400 (100%)") and "ETA" not in lines[-1]
+    stream = io.StringIO()
+    bar = PlainProgress("cache-logits", "window", stream=stream, every_seconds=0)  # every update, by time
+    task = bar.add_task("x", total=1000)
+    bar.advance(task, 1)
+    bar.advance(task, 1)
+    assert stream.getvalue().splitlines()[-1].startswith("cache-logits: window 2/1,000 (0%)")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("cache_dir", "one_thread")
+def test_training_prints_progress_lines_when_stderr_is_not_a_terminal(cli, tmp_path):
+    code, _, err = cli("train", "--out", tmp_path / "run", "--tokens", "10k", "--n-layers", "1", "--aspect-ratio",
+                       "64", "--head-dim", "32", "--vocab-size", "320", "--max-bytes", "300k", "--seq-len", "32",
+                       "--batch-size", "8", "--eval-tokens", "4k", "--device", "cpu", "--log-every", "1")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("train: step ")]
+    assert len(lines) >= 5 and lines[-1].startswith("train: step 40/40 (100%)"), err
+    assert "\x1b" not in err  # plain text, no bar redrawn
