@@ -241,3 +241,42 @@ def test_training_prints_progress_lines_when_stderr_is_not_a_terminal(cli, tmp_p
     lines = [line for line in err.splitlines() if line.startswith("train: step ")]
     assert len(lines) >= 5 and lines[-1].startswith("train: step 40/40 (100%)"), err
     assert "\x1b" not in err  # plain text, no bar redrawn
+
+
+# --- 10: the Python API names the parameter of a wrong type --------------------------------------
+
+@pytest.mark.parametrize("call, param", [
+    (lambda: ds.fit_supervised(_runs(), bootstrap=2.5), "bootstrap"),
+    (lambda: ds.fit_supervised(_runs(), bootstrap="many"), "bootstrap"),
+    (lambda: ds.fit_supervised(_runs(), level="0.9", bootstrap=0), "level"),
+    (lambda: ds.fit_supervised(_runs(), form=5), "form"),
+    (lambda: ds.plan("busbridge2025", compute=None), "compute"),
+    (lambda: ds.plan("busbridge2025", compute=1e21, vocab_size="abc"), "vocab_size"),
+    (lambda: ds.plan("busbridge2025", compute=1e21, student_params=546e6, teacher="7B"), "teacher"),
+    (lambda: ds.plan("busbridge2025", compute=1e21, student_params=546e6, teacher={"size": 7e9}), "teacher.size"),
+    (lambda: ds.train("config.toml"), "config"),
+    (lambda: ds.train({"n_layers": 2, "tokens": "1M", "lr": -1}), "config.lr"),
+    (lambda: ds.TrainConfig(n_layers=2, tokens="1M", lr="abc"), "lr"),
+    (lambda: ds.DistillConfig(n_layers=2, tokens="1M", teacher=5), "teacher"),
+    (lambda: ds.CacheConfig(teacher="t", out="o", top_k="x"), "top_k"),
+    (lambda: ds.load_laws(5), "spec"),
+    (lambda: ds.export_records(5), "sweep_dir"),
+])
+def test_python_api_wrong_types_are_one_line_parameter_errors(call, param):
+    with pytest.raises(ParameterError) as caught:
+        call()
+    assert caught.value.param == param and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_python_api_takes_a_record_as_a_dict_of_its_fields():
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-inference",
+                   teacher={"params": 7e9, "tokens": 2e12})
+    assert plan.teacher.params == 7e9 and plan.teacher.tokens == 2e12
+
+
+def test_every_public_function_is_checked():
+    import inspect
+
+    functions = [name for name in dir(ds) if inspect.isfunction(getattr(ds, name))]
+    assert {"fit_supervised", "plan", "train", "load_laws"} <= set(functions)
+    assert all(hasattr(getattr(ds, name), "__wrapped_unchecked__") for name in functions)
