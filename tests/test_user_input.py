@@ -280,3 +280,59 @@ def test_every_public_function_is_checked():
     functions = [name for name in dir(ds) if inspect.isfunction(getattr(ds, name))]
     assert {"fit_supervised", "plan", "train", "load_laws"} <= set(functions)
     assert all(hasattr(getattr(ds, name), "__wrapped_unchecked__") for name in functions)
+
+
+# --- 20: readable at 80 columns -------------------------------------------------------------------
+
+def _commands():
+    import typer
+
+    from distillscale.cli import app
+
+    found = []
+
+    def walk(command, path):
+        found.append((path, command))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_help_is_readable_at_80_columns(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    for path, command in _commands():
+        code, out, _ = cli(*path, "--help")
+        assert code == 0 and "…" not in out, (path, [line for line in out.splitlines() if "…" in line])
+        assert max(map(len, out.splitlines())) <= 80, path
+        for param in command.params:
+            for flag in [*param.opts, *getattr(param, "secondary_opts", [])]:
+                assert flag.startswith("-") is False or flag in out, (path, flag)
+
+
+@pytest.mark.parametrize("args", [
+    ["plan", "--compute", "1e21"], ["plan", "--compute", "1e21", "--student-params", "546M"],
+    ["predict", "distillation", "--student-params", "1B", "--student-tokens", "20B", "--teacher-loss", "2.5"],
+    ["teacher", "--student-params", "1B", "--student-tokens", "20B"], ["capacity-gap"],
+])
+def test_tables_are_not_cut_at_80_columns(cli, args):
+    code, out, err = cli(*args)  # not a terminal: rich lays out for 80 columns
+    assert code == 0, err
+    assert "…" not in out and max(map(len, out.splitlines())) <= 80, out
+
+
+def test_sweep_status_table_reads_whole_at_80_columns(capsys):
+    from distillscale.sweeps.commands import _print_status
+
+    runs = [{"run_id": f"t-L{i}-tpp{20 * i}-wsd-fork{i}", "kind": "teacher", "status": status,
+             "non_embedding_params": 1.2e6 * i, "tokens": 2.4e7 * i, "val_loss": 3.1234, "attempts": 1,
+             "wall_seconds": 74.0, "error": "exit status 1: RuntimeError: out of memory" if status == "failed" else None}
+            for i, status in enumerate(["completed", "failed", "interrupted"], 1)]
+    _print_status({"total": 3, "counts": {"completed": 1, "running": 0, "interrupted": 1, "failed": 1,
+                                          "diverged": 0, "blocked": 0, "pending": 0},
+                   "eta_seconds": None, "workers": 2, "runs": runs, "compute": {"forks": 0, "flops_spent": 1e15}})
+    out = capsys.readouterr().out
+    assert "…" not in out and all(run["run_id"] in out for run in runs)
+    assert "completed" in out and "interrupted" in out and "failed t-L2-tpp40-wsd-fork2: exit status 1" in out
+    assert max(map(len, out.splitlines())) <= 80

@@ -12,6 +12,7 @@ import re
 import sys
 from typing import Any
 
+from rich import table as rich_table
 from rich.console import Console
 from rich.text import Text
 
@@ -37,6 +38,15 @@ class PlainConsole(Console):
 
 console = PlainConsole()
 err_console = PlainConsole(stderr=True)
+
+
+class Table(rich_table.Table):
+    """A rich table for a terminal of any width (80 columns too): a cell too wide for its column
+    folds onto more lines instead of being cut with an ellipsis ("t-L1-…")."""
+
+    def add_column(self, *args, **kwargs) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(*args, **kwargs)
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:

@@ -2,9 +2,9 @@
 
 typer lays out each option as a row of cells (flag, short flag, --no- flag, short --no- flag, type,
 help); at 80 columns a long flag (`--irreducible-loss-prior`) beside its `--no-` twin leaves the
-table too wide, and rich then cuts flag names with an ellipsis. `narrow_help()` makes typer's
-option tables put a `--no-` flag under its flag (one column fewer), never cut a flag, and fold a
-word too long for the help column instead of cutting it.
+table too wide (empty columns still take their padding), and rich then cuts flag names with an
+ellipsis. `narrow_help()` makes typer's option tables put all of an option's flags in one column
+(`--no-x` under `--x`), never cut a flag, and fold a word too long for the help column.
 """
 
 from __future__ import annotations
@@ -19,16 +19,18 @@ class _OptionsTable(Table):
 
     def add_row(self, *cells, **kwargs):
         cells = list(cells)
-        if len(cells) in (6, 7) and not self.show_header:  # [required,] long, short, --no- long, --no- short, type, help
+        if len(cells) in (6, 7) and not self.show_header and all(isinstance(c, Text) for c in cells[-6:-2]):
+            # [required,] long, short, --no- long, --no- short, type, help -> [required,] flags, type, help
             first = len(cells) - 6
-            flag, negative = cells[first], cells[first + 2]
-            if isinstance(flag, Text) and isinstance(negative, Text) and negative.plain:
-                flag = flag.copy()
-                flag.append("\n")
-                flag.append_text(negative)
-                cells[first], cells[first + 2] = flag, Text("")
-            if isinstance(cells[first], Text):
-                cells[first].no_wrap, cells[first].overflow = True, "fold"
+            long, short, negative, negative_short = cells[first:first + 4]
+            flags = long.copy()
+            for extra, separator in ((short, ", "), (negative, "\n"), (negative_short, ", ")):
+                if extra.plain:
+                    if flags.plain:
+                        flags.append(separator)
+                    flags.append_text(extra)
+            flags.no_wrap, flags.overflow = True, "fold"
+            cells[first:first + 4] = [flags]
             help_cell = cells[-1]
             for text in (help_cell.renderables if isinstance(help_cell, Columns) else [help_cell]):
                 if isinstance(text, Text):

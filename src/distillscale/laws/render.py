@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
-from distillscale.console import console, warn
+from distillscale.console import Table, console, warn
 from distillscale.laws.backtest import SCORE_DISTANCE
 from distillscale.laws.calibrate import HoldoutCheck
 from distillscale.laws.selection import LawFit

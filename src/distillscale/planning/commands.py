@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.table import Table
 
-from distillscale.console import console, print_json, styled, warn
+from distillscale.console import Table, console, print_json, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws

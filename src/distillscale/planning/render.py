@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import io
 
-from rich.table import Table
 
-from distillscale.console import PlainConsole, styled
+from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.plan import Plan
 from distillscale.planning.solver import DistillationPlan, StudentSweep, SupervisedPlan

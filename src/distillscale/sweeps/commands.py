@@ -109,8 +109,9 @@ def export_command(
 
 
 def _print_status(status: dict) -> None:
-    from rich.table import Table
     from rich.text import Text
+
+    from distillscale.console import Table
 
     counts = status["counts"]
     eta = status["eta_seconds"]
@@ -119,19 +120,30 @@ def _print_status(status: dict) -> None:
                f"{counts['interrupted']} interrupted, ", (f"{counts['failed']} failed", "red"),
                f", {counts['diverged']} diverged, {counts['blocked']} blocked, {counts['pending']} remaining; ETA "
                + ("unknown (no run finished yet)" if eta is None else _duration(eta))
-               + f" at {status['workers']} workers"), highlight=False, soft_wrap=True)
-    table = Table("run", "kind", "status", "params", "tokens", "val loss (nats/token)", "attempts",
-                  "wall", "note")
+               + f" at {status['workers']} workers"), highlight=False)
+    # Readable at 80 columns: no vertical rules, short cells whole, and each failure's note on its own
+    # line below the table instead of a column squeezed to a few letters.
+    retried = any(run["attempts"] > 1 for run in status["runs"])
+    headers = ["run", "kind", "status", "params", "tokens", "val loss", *(["tries"] if retried else []), "wall"]
+    table = Table(*headers, box=None, pad_edge=False, header_style="bold underline",
+                  caption="val loss in nats/token" if status["runs"] else None)
+    for column in table.columns[1:]:
+        column.no_wrap = True
     styles = {"completed": "green", "failed": "red", "diverged": "red", "blocked": "yellow",
               "running": "cyan", "interrupted": "yellow"}
+    notes = []
     for run in status["runs"]:
         loss = "" if run["val_loss"] is None else f"{run['val_loss']:.4f}"
-        wall = "" if run["wall_seconds"] is None else _duration(run["wall_seconds"])
+        wall = "" if run["wall_seconds"] is None else _short_duration(run["wall_seconds"])
         note = (run["error"] or "").strip().splitlines()
+        if note:
+            notes.append(styled((f"{run['status']} ", styles.get(run["status"], "")), f"{run['run_id']}: {note[-1]}"))
         table.add_row(run["run_id"], run["kind"], Text(run["status"], style=styles.get(run["status"], "")),
                       format_quantity(run["non_embedding_params"]), format_quantity(run["tokens"]), loss,
-                      str(run["attempts"]), wall, note[-1] if note else "")
+                      *([str(run["attempts"])] if retried else []), wall)
     console.print(table)
+    for note in notes:
+        console.print(note, highlight=False)
     compute = status["compute"]
     if compute["forks"]:
         console.print(f"compute: {compute['flops_spent']:.3g} FLOPs spent; as separate runs "
@@ -139,6 +151,14 @@ def _print_status(status: dict) -> None:
                       f"{compute['forks']} WSD forks)", highlight=False)
     else:
         console.print(f"compute: {compute['flops_spent']:.3g} FLOPs spent", highlight=False)
+
+
+def _short_duration(seconds: float) -> str:
+    """74 -> 1m14s, 4000 -> 1h06m: a table cell."""
+    seconds = int(round(seconds))
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds < 86400 else f"{seconds / 86400:.1f}d"
 
 
 def _duration(seconds: float) -> str:
