@@ -336,3 +336,9 @@ def test_sweep_status_table_reads_whole_at_80_columns(capsys):
     assert "…" not in out and all(run["run_id"] in out for run in runs)
     assert "completed" in out and "interrupted" in out and "failed t-L2-tpp40-wsd-fork2: exit status 1" in out
     assert max(map(len, out.splitlines())) <= 80
+
+
+def test_public_class_constructors_are_checked_too():
+    with pytest.raises(ParameterError) as caught:
+        ds.Sweep.open("spec.toml", workers="x")
+    assert caught.value.param == "workers"

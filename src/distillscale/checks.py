@@ -90,6 +90,8 @@ def _check(name: str, value: Any, hint: Any):
         return (False, None)
     if hint is str:
         return (isinstance(value, str), value)
+    if hint is dict or origin is dict:
+        return (isinstance(value, Mapping), value)
     if isinstance(hint, type) and issubclass(hint, os.PathLike):
         return (isinstance(value, (str, os.PathLike)), value)
     if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or hasattr(hint, "model_validate")):
@@ -125,6 +127,8 @@ def _describe(hint: Any) -> str:
         options = [option for option in get_args(hint) if option is not NoneType]
         text = " or ".join(dict.fromkeys(_describe(option) for option in options))
         return text + (" or None" if NoneType in get_args(hint) else "")
+    if hint is dict or origin is dict:
+        return "a dict"
     return {bool: "True or False", float: "a number", int: "a whole number", str: "a string"}.get(
         hint, "a path" if isinstance(hint, type) and issubclass(hint, os.PathLike) else
         _article(getattr(hint, "__name__", str(hint))) + " (or a dict of its fields)")

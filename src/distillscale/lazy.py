@@ -24,6 +24,13 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Calla
             from distillscale.checks import checked
 
             found = checked_functions.setdefault(name, checked(found))
+        elif inspect.isclass(found) and name not in checked_functions:  # its public constructors too
+            from distillscale.checks import checked
+
+            for method_name, method in list(vars(found).items()):
+                if isinstance(method, classmethod) and not method_name.startswith("_"):
+                    setattr(found, method_name, classmethod(checked(method.__func__)))
+            checked_functions[name] = found
         return found
 
     def __dir__() -> list[str]:
