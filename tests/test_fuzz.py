@@ -8,6 +8,7 @@ ends the command with status 0: what is fuzzed is everything before it, where in
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -50,6 +51,10 @@ NUMBERS = ["0", "-1", "1", "2.5", "1e400", "-1e400", "nan", "inf", "1e-400", "54
            "3,5", "1_000", "0x10", "1e21", "2T", "-0", "+3", ".5", "5."]
 TEXT = ["", " ", "abc", "'", '"', "(", "(((", "loss > -1", "N > 'abc'", "`x`", "\\", "é", "\x00", "x" * 300,
         "../..", "/", "-", "--", "--help", "a\nb", "(" * 500 + "loss > 1" + ")" * 500]
+# User text that format templates, rich markup and terminals read as their own: none may change a
+# message's class, break it, or reach the terminal raw.
+HOSTILE = ["{}", "{a}", "{0}", "%s", "%(x)s", "[bold]x", "[/x]", "[link=x]y", "\x1b[31mred", "a\rb", "\x00", "{", "}"]
+TEXT += HOSTILE
 COLUMNS = ["params", "tokens", "loss", "N", "D", "Model Size", "Training FLOP", "student_params",
            "student_tokens", "teacher_loss", "teacher_params", "teacher_tokens", "kind", "x"]
 
@@ -120,6 +125,9 @@ def sandbox(tmp_path_factory):
         yield root, outside, watching
 
 
+_last_error = [""]  # the stderr of the latest run()
+
+
 def run(sandbox, args, capsys) -> tuple[int, str]:
     root, outside, watching = sandbox
     watching[0] = True  # the CLI's writes only, not those of hypothesis or pytest
@@ -132,7 +140,9 @@ def run(sandbox, args, capsys) -> tuple[int, str]:
     assert "Traceback" not in err, (args, err)
     if code == 2:
         assert err.startswith("distillscale: error: ") and len(err.strip().splitlines()) == 1, (args, err)
+    _last_error[0] = err
     assert not outside, (args, outside)
+    assert not any(c in out + err for c in "\x1b\x00\r"), (args, out + err)  # control characters shown escaped
     return code, out
 
 
@@ -269,3 +279,220 @@ def test_random_command_lines(sandbox, capsys, data):
     root = sandbox[0]
     _write_files(root, {name: data.draw(strategy, label=name) for name, strategy in FILES.items()})
     run(sandbox, data.draw(command_lines(root), label="argv"), capsys)
+
+
+# --- hostile text in every flag -------------------------------------------------------------------
+
+def _valid_files(root: Path) -> dict[str, Path]:
+    """Inputs the base command lines read, each valid, so that a hostile value gets as far as it can."""
+    from distillscale.report.demo import builtin_spec
+
+    files = {"law": root / "valid_law.json", "runs": root / "valid_runs.csv",
+             "students": root / "valid_students.csv", "spec": root / "valid_spec.toml"}
+    load_laws("busbridge2025").save(files["law"]) if not files["law"].exists() else None
+    rows = [(n, n * r, 10 ** (0.3 + 250 / n ** 0.34) + 1.7) for n in (1e7, 3e7, 1e8, 3e8) for r in (10, 20, 40)]
+    files["runs"].write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{loss:.4f}\n" for n, d, loss in rows))
+    files["students"].write_text("student_params,student_tokens,teacher_loss,teacher_params,student_loss,loss\n"
+                                 "1e8,2e9,2.5,1e9,3.1,3.1\n1e8,2e9,2.8,2e9,3.0,3.0\n2e8,4e9,2.5,1e9,2.9,2.9\n"
+                                 "2e8,4e9,2.8,4e9,2.8,2.8\n")
+    files["spec"].write_text(builtin_spec(quick=True).read_text())
+    return files
+
+
+def _base_lines(root: Path) -> dict[str, list[str]]:
+    f = {name: str(path) for name, path in _valid_files(root).items()}
+    return {
+        "plan": ["--compute", "1e21"], "distill-map": ["--out", str(root / "map.png")],
+        "teacher": ["--student-params", "1B", "--student-tokens", "20B"], "capacity-gap": [],
+        "serve": ["--port", "-1"],  # refused before listening: the server itself is fuzzed over HTTP
+        "train": ["--data", str(root)], "distill": ["--data", str(root)], "cache-logits": ["--data", str(root)],
+        "export-hf": [str(root), str(root / "export")], "report": [f["runs"]], "demo": [],
+        "predict supervised": ["--params", "1B", "--tokens", "20B"],
+        "predict distillation": ["--student-params", "1B", "--student-tokens", "20B", "--teacher-loss", "2.5"],
+        "fit supervised": [f["runs"], "--bootstrap", "0", "--no-backtest", "--form", "chinchilla"], "fit distillation": [f["students"], "--bootstrap", "0"],
+        "data prepare": ["--data", str(root)], "sweep run": [f["spec"]], "sweep status": [str(root)],
+        "sweep export": [str(root)], "experiment large-batch": [],
+    }
+
+
+@pytest.mark.slow
+def test_hostile_text_in_every_flag_of_every_command(sandbox, capsys):
+    """Each option and argument of each command, given text with braces, percent signs, rich markup
+    and control characters: one line and exit 2 (or success), and nothing raw on the terminal."""
+    root = sandbox[0]
+    bases = _base_lines(root)
+    assert set(bases) == {" ".join(path) for path, _ in COMMANDS}, "a command without a base line"
+    turn = itertools.count()
+    for path, command in COMMANDS:
+        base = bases[" ".join(path)]
+        arguments = [p for p in command.params if p.param_type_name == "argument"]
+        options = [p for p in command.params if p.param_type_name == "option" and not p.is_flag
+                   and p.opts[0] != "--help"]
+        for param in arguments + options:
+            for hostile in (HOSTILE[next(turn) % len(HOSTILE)],):  # in turn: each string, many flags
+                if param.param_type_name == "argument":
+                    args = list(base)
+                    position = arguments.index(param)
+                    args[position:position + 1] = [hostile]
+                else:
+                    args = [*base, param.opts[0], hostile]
+                run(sandbox, [*path, *args], capsys)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_text_in_the_python_api_is_a_parameter_error(hostile):
+    import distillscale as ds
+
+    for call in (lambda: ds.plan("busbridge2025", compute=1e21, scenario=hostile),
+                 lambda: ds.plan("busbridge2025", compute=hostile),
+                 lambda: ds.plan("busbridge2025", compute={hostile: 1}),
+                 lambda: ds.plan("busbridge2025", compute=1e21, flops=hostile),
+                 lambda: ds.plan_supervised("busbridge2025", compute=hostile),
+                 lambda: ds.fit_supervised({"params": [1e8, 2e8], "tokens": [2e9, 4e9], "loss": [3, 2.9]},
+                                           form=hostile),
+                 lambda: ds.fit_supervised({"params": [1e8, 2e8], "tokens": [2e9, 4e9], "loss": [3, 2.9]},
+                                           params=hostile),
+                 lambda: ds.calibrate({"params": [1e8, 2e8], "tokens": [2e9, 4e9], "loss": [3, 2.9]},
+                                      distillation_form=hostile)):
+        with pytest.raises(ds.UserError) as caught:
+            call()
+        assert len(str(caught.value).splitlines()) <= 1
+
+
+# --- the planner page over HTTP -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def planner_page():
+    import threading
+
+    from distillscale.serve.api import Planner
+    from distillscale.serve.server import make_server
+
+    httpd = make_server(Planner(), host="127.0.0.1", port=0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _request(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        if body:
+            connection.send(body)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
+
+
+def _check_answer(status: int, content_type: str, body: bytes, method: str = "POST") -> dict | None:
+    assert 200 <= status < 500, (status, body)  # never a server error, never a dropped connection
+    if method == "HEAD" or (method == "GET" and status == 200):  # the page, its files, the law menu
+        return None
+    assert content_type.startswith("application/json"), (status, content_type, body)
+    answer = json.loads(body)
+    assert isinstance(answer, dict) and (answer.get("ok") is True) == (status == 200), (status, answer)
+    return answer
+
+
+PAGE_CONTROLS = ["law", "compute", "student", "scenario", "teacher", "teacher_params", "teacher_tokens",
+                 "teacher_loss", "student_params", "x"]
+json_controls = st.dictionaries(st.sampled_from(PAGE_CONTROLS), st.one_of(
+    json_values, st.sampled_from(HOSTILE + NUMBERS + ["all", "best", "best-case", "teacher-inference", "none",
+                                                      "tokens", "loss", "busbridge2025", "epoch2024"]),
+    st.integers(-10**400, 10**400)), max_size=6)
+
+
+@FUZZ
+@given(body=st.one_of(json_controls.map(lambda d: json.dumps(d).encode()), json_values.map(
+    lambda v: json.dumps(v).encode()), st.binary(max_size=40), st.sampled_from(
+    [b"NaN", b'{"compute": NaN}', b'{"compute": 1e999}', b"[" * 3000, b'{"compute": "1e21"' + b"}" * 3,
+     b"\xff\xfe{\x00}", b'{"compute": 1' + b"0" * 5000 + b"}"])),
+       path=st.sampled_from(["/api/plan", "/api/curve"]))
+def test_planner_page_answers_fuzzed_bodies_with_json(planner_page, body, path):
+    status, content_type, answer = _request(planner_page, "POST", path, body,
+                                            {"Content-Type": "application/json", "Content-Length": str(len(body))})
+    _check_answer(status, content_type, answer)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers", "expected"), [
+    ("POST", "/api/plan", b'{"compute": "1e21", "scenario": "all"}', None, 400),
+    ("POST", "/api/plan", b'{"compute": {"a": 1}}', None, 400),
+    ("POST", "/api/plan", b'{"compute": "{a}"}', None, 400),
+    ("POST", "/api/plan", b'{"compute": "1e21"}', {"Content-Length": "abc"}, 400),
+    ("POST", "/api/plan", b"", {"Content-Length": "-1"}, 400),
+    ("POST", "/api/plan", b"", {"Content-Length": None}, 411),
+    ("POST", "/api/plan", b"x" * 70_000, None, 413),
+    ("POST", "/api/plan", b"{}", {"Content-Type": "text/html"}, 415),
+    ("POST", "/api/plan", b'{"compute": "1e21"}', None, 200),
+    ("POST", "/api/plan", b'{"compute": 1e21}', None, 200),
+    ("POST", "/api/nope", b"{}", None, 404),
+    ("POST", "/", b"{}", None, 405),
+    ("GET", "/api/plan", b"", None, 405),
+    ("GET", "/nowhere", b"", None, 404),
+    ("PUT", "/api/plan", b"{}", None, 405),
+    ("DELETE", "/", b"", None, 405),
+    ("HEAD", "/api/plan", b"", None, 405),
+])
+def test_planner_page_answers_every_request_with_a_status(planner_page, method, path, body, headers, expected):
+    given = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    given.update(headers or {})
+    status, content_type, answer = _request(planner_page, method, path, body,
+                                            {k: v for k, v in given.items() if v is not None})
+    assert status == expected, answer
+    _check_answer(status, content_type, answer, method)
+
+
+def test_planner_page_does_not_wait_for_a_body_that_was_never_sent(planner_page):
+    """Content-Length larger than the body: the server answers (408) once its timeout passes; a
+    negative one is refused at once (it used to hang)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", planner_page), timeout=30) as connection:
+        connection.sendall(b"POST /api/plan HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        assert connection.recv(100).startswith(b"HTTP/1.0 400")
+
+
+@FUZZ
+@given(headers=st.dictionaries(st.sampled_from(["Content-Length", "Content-Type", "Transfer-Encoding", "X-A"]),
+                               st.sampled_from(["abc", "-1", "0", "1", "99999999999999999999", " 2", "+2", "1e3",
+                                                "application/json", "text/plain", "x/y; charset=utf-16", "chunked",
+                                                "{}", "%s"]), max_size=3),
+       method=st.sampled_from(["GET", "POST", "PUT", "HEAD", "OPTIONS", "PATCH"]),
+       path=st.sampled_from(["/", "/api/plan", "/api/curve", "/api/laws", "/x", "/api/plan?x=1", "//", "/%7B%7D"]))
+def test_planner_page_answers_fuzzed_headers(planner_page, headers, method, path):
+    body = b'{"compute": "1e21"}'
+    status, content_type, answer = _request(planner_page, method, path, body[:int(headers["Content-Length"])]
+                                            if headers.get("Content-Length", "").isdigit()
+                                            and int(headers["Content-Length"]) < 100 else body, headers)
+    if status != 408:
+        _check_answer(status, content_type, answer, method)
+
+
+@pytest.mark.slow
+def test_a_refused_value_names_its_own_flag(sandbox, capsys):
+    """A value no flag accepts ('bogus-choice'): where the message quotes it, it names the flag that
+    took it, not another flag of the command (`fit distillation --form` once said --supervised-form)."""
+    root = sandbox[0]
+    bases = _base_lines(root)
+    for path, command in COMMANDS:
+        for param in command.params:
+            if param.param_type_name != "option" or param.is_flag or param.opts[0] in ("--help", "--out", "--name"):
+                continue  # (any text is a fine --out or --name)
+            code, _ = run(sandbox, [*path, *bases[" ".join(path)], param.opts[0], "bogus-choice"], capsys)
+            err = capsys.readouterr().err if code == 0 else _last_error[0]
+            if code == 2 and "bogus-choice" in err:
+                others = [flag for p in command.params if p.param_type_name == "option" and p is not param
+                          for flag in p.opts if flag in err and not any(flag in own for own in param.opts)]
+                assert not others, (path, param.opts, err)
+                if "unknown" in err or "one of" in err:  # a choice: the message names the flag
+                    assert any(flag in err or flag.lstrip("-").replace("-", " ") in err
+                               for flag in param.opts), (path, param.opts, err)

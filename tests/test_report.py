@@ -78,7 +78,7 @@ def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     records = make_sweep(root)
     out = root / "report"
-    assert main(["report", str(records), "--out", str(out), "--bootstrap", "10", "--max-iter", "200",
+    assert main(["report", str(records), "--out", str(out), "--bootstrap", "20", "--max-iter", "200",
                  "--target-params", "1B", "--target-compute", "1e20"]) == 0
     return out, json.loads((out / "report.json").read_text()), (out / "report.html").read_text()
 

@@ -139,7 +139,7 @@ def test_bad_specs_name_the_problem(change, message):
 def test_missing_sections_and_unreadable_files(tmp_path):
     table = spec()
     del table["teachers"]
-    with pytest.raises(UserError, match="missing section 'teachers'"):
+    with pytest.raises(UserError, match="missing section \\[teachers\\]"):
         resolve_sweep_spec(table)
     with pytest.raises(UserError, match="not found"):
         load_sweep_spec(tmp_path / "absent.toml")

@@ -111,7 +111,7 @@ def test_every_setting_is_a_flag_of_its_command():
 
 
 def test_missing_config_file(tmp_path):
-    with pytest.raises(UserError, match="config file .*nope.toml not found"):
+    with pytest.raises(UserError, match="config file .*nope.toml does not exist"):
         load_config(TrainConfig, tmp_path / "nope.toml")
 
 

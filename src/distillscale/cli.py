@@ -14,8 +14,10 @@ try:  # typer >= 0.22 bundles its own copy of click and raises that copy's excep
 except ImportError:  # older typer uses click itself
     from click import exceptions as click_exceptions
 
+from distillscale.console import visible
 from distillscale.data.commands import data_app
 from distillscale.errors import ParameterError, UserError
+from distillscale.helptext import narrow_help
 from distillscale.laws.commands import fit_app, predict_app
 from distillscale.model.commands import export_hf_command
 from distillscale.planning.commands import (
@@ -32,6 +34,7 @@ from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
 from distillscale.training.logit_cache.commands import cache_logits_command
 
+narrow_help()  # --help stays readable at 80 columns
 app = typer.Typer(
     name="distillscale",
     help="Plan and run knowledge distillation of language models with scaling laws.",
@@ -114,7 +117,7 @@ def _interrupted() -> int:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"distillscale: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"distillscale: error: {visible(' '.join(message.split()))}", file=sys.stderr)
     return code
 
 

@@ -14,6 +14,7 @@ writes a config back as the [sections] that `--config` reads.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from distillscale.errors import UserError
+from distillscale.errors import UserError, path_kind
 from distillscale.units import parse_quantity
 
 if sys.version_info >= (3, 11):
@@ -39,6 +40,9 @@ CONFIG_OPTION = typer.Option(None, "--config", help="TOML file of settings, as t
 
 
 
+_VALIDATING = contextvars.ContextVar("validating", default=False)  # inside Settings.model_validate
+
+
 class Settings(BaseModel):
     """One group of settings: a [section] of a config file and a panel of the command's --help."""
 
@@ -46,6 +50,24 @@ class Settings(BaseModel):
 
     section: ClassVar[str]
     title: ClassVar[str]
+
+    def __init__(self, **values) -> None:
+        """From Python (`TrainConfig(lr=...)`): a bad setting is one line naming it, not pydantic's
+        report (files and flags are read by model_validate and worded by `describe_error`)."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            if _VALIDATING.get():  # pydantic calls a custom __init__ from model_validate too
+                raise
+            raise parameter_error(exc, values) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any):
+        token = _VALIDATING.set(True)
+        try:
+            return super().model_validate(obj, **kwargs)
+        finally:
+            _VALIDATING.reset(token)
 
 
 def sections(config_class: type[BaseModel]) -> dict[str, type[Settings]]:
@@ -108,6 +130,25 @@ def _help(field: FieldInfo) -> str:
     if isinstance(default, bool):
         default = "on" if default else "off"
     return f"{text} (default: {default})"
+
+
+def parameter_error(exc: ValidationError, given: dict[str, Any] | None = None):
+    """The first problem of a config built from Python, as a ParameterError naming the setting (a
+    value given comes before a setting left out)."""
+    from distillscale.errors import ParameterError
+
+    errors = exc.errors()
+    error = min(errors, key=lambda e: (e["type"] == "missing", str(e["loc"][0]) not in (given or {})
+                                       if e["loc"] else True))
+    key = str(error["loc"][0]) if error["loc"] else "config"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return ParameterError(key, "unknown setting {}: see the config's fields (or the command's --help)")
+    if error["type"] == "missing":
+        return ParameterError(key, "missing required setting {}")
+    got = repr(error["input"])
+    return ParameterError(key, "invalid {}: {message}" + ("" if got in message else " (got {got})"),
+                          message=message, got=got if len(got) <= 60 else got[:57] + "...")
 
 
 def describe_error(exc: ValidationError, flags: dict[str, Any], path: Path | None = None,
@@ -186,7 +227,7 @@ def load_config(config_class: type[TConfig], path: Path | None = None,
 def _read_toml(path: Path, config_class: type[BaseModel]) -> dict[str, Any]:
     """The settings of a TOML file, written in [sections] (as `to_toml` writes them) or as top-level keys."""
     if not path.is_file():
-        raise UserError(f"config file {path} not found: give an existing TOML file to --config")
+        raise UserError(f"config file {path} {path_kind(path)}: give an existing TOML file to --config")
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from distillscale.console import console, print_json
+from distillscale.console import Table, console, print_json
 from distillscale.data.config import DataConfig
 from distillscale.errors import UserError
 from distillscale.settings import describe_error, with_config_options

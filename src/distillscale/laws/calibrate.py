@@ -31,7 +31,14 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.lawset import ComputeSettings, LawSet
-from distillscale.laws.selection import LawFit, fit_distillation, fit_supervised, run_columns
+from distillscale.laws.selection import (
+    DISTILLATION_FORMS,
+    SUPERVISED_FORMS,
+    LawFit,
+    fit_distillation,
+    fit_supervised,
+    run_columns,
+)
 from distillscale.laws.uncertainty import Prediction
 
 # Start grids by name: "coarse" (a few hundred starts: seconds, for sweeps and backtests) or "full"
@@ -44,7 +51,7 @@ def start_grid_options(grid: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from distillscale.laws.fitting import COARSE_GRIDS
 
     if grid not in START_GRIDS:
-        raise ParameterError("grid", f"unknown {{}} {grid!r}: use one of {', '.join(START_GRIDS)}")
+        raise ParameterError("grid", "unknown {} {grid!r}: use one of " + ", ".join(START_GRIDS), grid=grid)
     # The supervised fit's default (variable projection) is already as exact as the full grid.
     return ({}, {"grid": COARSE_GRIDS["distillation"]}) if grid == "coarse" else ({"solver": "grid"}, {})
 
@@ -134,6 +141,14 @@ def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=No
     and columns) is kept in the fit records; `progress(message)` is told which step starts.
     `unique_tokens` (column or values, the unique tokens behind each run's tokens) makes the
     data-constrained form a candidate of the supervised fit when runs repeat data (`laws.repetition`)."""
+    # Each law's form is checked here, under this function's own names: fit_distillation calls its
+    # form `form`, which here is `distillation_form`.
+    if form != "auto" and form not in SUPERVISED_FORMS:
+        raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORMS),
+                             form=form)
+    if distillation_form != "auto" and distillation_form not in DISTILLATION_FORMS:
+        raise ParameterError("distillation_form", "unknown {} {form!r}: use auto, " + " or ".join(DISTILLATION_FORMS),
+                             form=distillation_form)
     if data is not None and teacher_loss is None and _has_column(data, "teacher_loss"):
         teacher_loss = "teacher_loss"
     L_T = _teacher_losses(data, teacher_loss)
@@ -152,7 +167,10 @@ def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=No
 
     def step(name: str, fit: Callable[[], LawFit]) -> LawFit | None:
         try:
-            return fit()
+            try:
+                return fit()
+            except ParameterError as exc:  # the fit's parameter under this function's name
+                raise exc.renamed({"form": f"{name}_form"} if name == "distillation" else {}) from None
         except UserError as exc:
             if not skip_failed:
                 raise
@@ -198,7 +216,7 @@ def _teacher_losses(data, teacher_loss) -> np.ndarray | None:
         return None
     if isinstance(teacher_loss, str):
         if data is None or not _has_column(data, teacher_loss):
-            raise ParameterError("teacher_loss", f"{{}}={teacher_loss!r} is not a column of the table")
+            raise ParameterError("teacher_loss", "{}={column!r} is not a column of the table", column=teacher_loss)
         teacher_loss = data[teacher_loss]
     try:
         return np.array([np.nan if v is None or (isinstance(v, str) and not v.strip()) else float(v)
@@ -211,7 +229,7 @@ def _fit_rows(holdout, n_runs: int) -> np.ndarray:
     """The runs the laws are fitted on (all but a boolean `holdout`'s False ones)."""
     if holdout is None or isinstance(holdout, str):
         if holdout not in (None, "largest"):
-            raise ParameterError("holdout", f"unknown {{}} {holdout!r}: use 'largest' or a boolean array")
+            raise ParameterError("holdout", "unknown {} {holdout!r}: use 'largest' or a boolean array", holdout=holdout)
         return np.ones(n_runs, dtype=bool)
     mask = np.asarray(holdout)
     if mask.dtype != bool or mask.shape != (n_runs,):

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.table import Table
 
-from distillscale.console import console, print_json, warn
+from distillscale.console import Table, console, print_json, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
@@ -43,9 +42,9 @@ def predict_supervised(
     if as_json:
         print_json(result.to_dict())
         return
-    console.print(f"L({format_quantity(result.params)} parameters, {format_quantity(result.tokens)} tokens) = "
-                  f"[bold]{result.prediction.value:.4f}[/bold] nats/token{result.prediction.describe()}  "
-                  f"(law: {result.law})")
+    console.print(styled(f"L({format_quantity(result.params)} parameters, {format_quantity(result.tokens)} tokens) = ",
+                         (f"{result.prediction.value:.4f}", "bold"),
+                         f" nats/token{result.prediction.describe()}  (law: {result.law})"))
     if result.repetition is not None:
         for line in result.repetition.describe(format_quantity):
             console.print(line)
@@ -89,8 +88,8 @@ def predict_distillation(
     table.add_row("student", f"{format_quantity(result.student_params)} parameters, "
                              f"{format_quantity(result.student_tokens)} tokens")
     table.add_row("teacher loss L_T", f"{result.teacher_loss:.4f} nats/token")
-    table.add_row("distilled student loss L_S", f"[bold]{result.prediction.value:.4f}[/bold] nats/token"
-                  + result.prediction.describe())
+    table.add_row("distilled student loss L_S", styled((f"{result.prediction.value:.4f}", "bold"),
+                                                       " nats/token" + result.prediction.describe()))
     table.add_row("supervised student loss", f"{result.supervised_loss:.4f} nats/token")
     verdict = "helps" if result.helps else "does not help"
     table.add_row("distillation", f"{verdict} ({result.gain:+.4f} nats/token)")
@@ -339,7 +338,10 @@ def fit_distillation(
 
     if out:
         check_output_file(out, overwrite=overwrite, inputs=[file, supervised_law])
-    student_law = load_laws(supervised_law).require_supervised() if supervised_law is not None else None
+    try:
+        student_law = load_laws(supervised_law).require_supervised() if supervised_law is not None else None
+    except UserError as exc:  # the message says "law": this command has two
+        raise UserError(f"--supervised-law: {exc}") from None
     students, supervised, lines, N, D, L_T, L = _distillation_columns(
         read_table(file), [student_params_col, student_tokens_col, loss_col], teacher_loss_col,
         with_supervised=student_law is None, drop_invalid=drop_invalid)

@@ -56,6 +56,32 @@ BUSBRIDGE_SEEDS = 20
 BUSBRIDGE_GAMMAS = (0.5, 0.75, 1.0, 1.5)
 # Relative reduction of the objective below which a start stops (SciPy's L-BFGS-B default).
 FTOL = 2.2e-9
+# Bootstrap intervals: at least MIN_TAIL resamples beyond each end of the interval (20 at 90%), else
+# its ends are the extreme resamples and it can miss the estimate itself; fewer than ROUGH_BELOW are
+# allowed with a warning.
+MIN_TAIL = 1
+ROUGH_BELOW = 100
+
+
+def min_resamples(level: float) -> int:
+    """The fewest bootstrap resamples for `level` intervals: MIN_TAIL beyond each end."""
+    return math.ceil(2 * MIN_TAIL / (1 - level) - 1e-9)
+
+
+def check_intervals(bootstrap, level) -> None:
+    """`bootstrap` (0, or enough resamples for `level`) and `level` (between 0 and 1), as given to a
+    fit: ParameterError naming the one that is wrong."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ParameterError("level", "{} must be a number between 0 and 1 (e.g. 0.9), got {value!r}", value=level)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
+        raise ParameterError("bootstrap", "{} must be 0 (no intervals) or a whole number of resamples, got {value!r}",
+                             value=bootstrap)
+    if 0 < bootstrap < min_resamples(level):
+        raise ParameterError("bootstrap", "{} " + f"{bootstrap} is too few resamples for {level:.0%} intervals (their "
+                             "ends would be the extreme resamples): give 0 for no intervals, or at least "
+                             f"{min_resamples(level)} ({ROUGH_BELOW} or more for intervals to rely on)")
+
+
 # A coefficient that the bootstrap moves by less than this (relative) is not identified.
 FLAT = 1e-4
 # Start grids of "coarse" fits: a few hundred starts instead of the papers' thousands (4,500
@@ -171,12 +197,9 @@ class _LogLossFitter:
     def __init__(self, *, huber_delta: float, bootstrap: int, level: float, seed: int,
                  max_iter: int, ftol: float, screening: Screening | None, chunk_elements: int,
                  threads: int | None):
-        if not huber_delta > 0:
-            raise ParameterError("huber_delta", f"{{}} must be positive, got {huber_delta}")
-        if bootstrap < 0:
-            raise ParameterError("bootstrap", f"{{}} must be 0 (no intervals) or a number of resamples, got {bootstrap}")
-        if not 0 < level < 1:
-            raise ParameterError("level", f"{{}} must be between 0 and 1 (e.g. 0.9), got {level}")
+        if isinstance(huber_delta, bool) or not isinstance(huber_delta, (int, float)) or not huber_delta > 0:
+            raise ParameterError("huber_delta", "{} must be a positive number, got {value!r}", value=huber_delta)
+        check_intervals(bootstrap, level)
         self.huber_delta = huber_delta
         self.bootstrap = bootstrap
         self.level = level

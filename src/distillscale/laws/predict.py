@@ -36,7 +36,7 @@ def _interval_record(prediction: Prediction) -> dict:
 
 def _positive(param: str, value: float) -> float:
     if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
-        raise ParameterError(param, f"{{}} must be a positive finite number, got {value!r}")
+        raise ParameterError(param, "{} must be a positive finite number, got {value!r}", value=value)
     return float(value)
 
 
@@ -51,7 +51,7 @@ class SupervisedLossPrediction:
 
     def to_dict(self) -> dict:
         out = {"law": self.law, "params": self.params, "tokens": self.tokens, "loss": self.prediction.value,
-               **_interval_record(self.prediction)}
+               **_interval_record(self.prediction), "warnings": list(self.warnings)}
         if self.repetition is not None:
             out["repetition"] = self.repetition.to_dict()
         return out
@@ -87,7 +87,7 @@ class DistilledLossPrediction:
         return {"law": self.law, "student_params": self.student_params, "student_tokens": self.student_tokens,
                 "teacher_loss": self.teacher_loss, "student_loss": self.prediction.value,
                 **_interval_record(self.prediction), "student_supervised_loss": self.supervised_loss,
-                "capacity_gap_ratio": self.capacity_gap_ratio, "d1": self.d1}
+                "capacity_gap_ratio": self.capacity_gap_ratio, "d1": self.d1, "warnings": list(self.warnings)}
 
 
 def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens: float | None = None,
@@ -139,9 +139,9 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
                                  "give either {} or {} with {}, not both")
         L_T = _positive("teacher_loss", teacher_loss)
         try:  # the law's own check, its message naming the parameter
-            laws.check_teacher_loss(L_T, flag="{}")
+            laws.check_teacher_loss(L_T, flag=ParameterError.NAME)
         except UserError as exc:
-            raise ParameterError("teacher_loss", str(exc)) from None
+            raise ParameterError.about("teacher_loss", str(exc)) from None
     elif teacher_params is not None and teacher_tokens is not None:
         N_T, D_T = _positive("teacher_params", teacher_params), _positive("teacher_tokens", teacher_tokens)
         warnings += extrapolation_warnings(laws, {"the teacher": N_T}, {"the teacher": D_T},

@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
-from distillscale.console import console, warn
+from distillscale.console import Table, console, warn
 from distillscale.laws.backtest import SCORE_DISTANCE
 from distillscale.laws.calibrate import HoldoutCheck
 from distillscale.laws.selection import LawFit
@@ -48,8 +47,6 @@ def print_fit(title: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck | N
     console.print(f"optimiser: {record.solver}; best of {convergence['n_starts']} starts "
                   f"({convergence['n_converged']} converged{continued}): {convergence['message']} after "
                   f"{convergence['nit']} iterations, projected gradient {convergence['grad_norm']:.2g}")
-    for name, why in record.not_identified.items():
-        warn(f"{name} is not identified by these runs ({why}): its value is not an estimate")
     if diagnostics.best_start_on_grid_edge:
         console.print("best start on the edge of the grid in: " + ", ".join(diagnostics.best_start_on_grid_edge))
     _print_selection(fit)
@@ -59,8 +56,17 @@ def print_fit(title: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck | N
                     if holdout.coverage is not None else "")
         console.print(f"hold-out ({fit_where}): fitted on {len(holdout.fitted_rows)} runs; relative error on "
                       f"the other {len(holdout.runs)}: mean {errors.mean():.2%}, max {errors.max():.2%}" + coverage)
-    elif holdout is not None:
-        warn(f"--fit-where {fit_where!r} matches every run: nothing held out")
+    for message in fit_warnings(fit, holdout, fit_where):
+        warn(message)
+
+
+def fit_warnings(fit: LawFit, holdout: HoldoutCheck | None, fit_where: str | None) -> list[str]:
+    """What `fit` warns about (on stderr, and in its --json): coefficients the runs do not pin down,
+    a fit without a backtest or with rough intervals (LawFit.warnings), a hold-out that holds nothing out."""
+    messages = list(fit.warnings)
+    if holdout is not None and not holdout.runs:
+        messages.append(f"--fit-where {fit_where!r} matches every run: nothing held out")
+    return messages
 
 
 def _print_selection(fit: LawFit) -> None:
@@ -68,8 +74,6 @@ def _print_selection(fit: LawFit) -> None:
     scored = [c for c in fit.candidates if c.backtest is not None and c.backtest.held_out]
     if scored:
         console.print(_backtest_table(fit, scored, SCORE_DISTANCE))
-    else:
-        warn(f"no extrapolation backtest ({fit.reason})")
     extrapolation = fit.extrapolation_error
     if extrapolation is not None:
         # Teacher strengths (1 / L_T) span a few percent: show distances on that scale.
@@ -117,4 +121,4 @@ def fit_json(laws_name: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck 
             "n_runs": record.n_runs, "n_dropped": n_dropped, "data_hash": record.data_hash,
             "holdout": ({"filter": fit_where, **holdout.to_dict([int(line) for line in lines])}
                         if holdout is not None else None),
-            "saved_to": str(out) if out else None}
+            "saved_to": str(out) if out else None, "warnings": fit_warnings(fit, holdout, fit_where)}

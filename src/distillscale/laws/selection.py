@@ -16,7 +16,9 @@ optimistic by selection) become the extrapolation part of its intervals.
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds, run_backtest
-from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
+from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter, check_intervals
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.logspace import SUPERVISED_FORMS
@@ -119,6 +121,30 @@ class LawFit:
     def record(self) -> FitRecord:
         return self.law.fit
 
+    @property
+    def warnings(self) -> list[str]:
+        """What to know before using the fit (`fit` prints these): coefficients the runs do not pin
+        down, no backtest, intervals from few bootstrap resamples or that miss their estimate."""
+        from distillscale.laws.fitting import ROUGH_BELOW
+
+        record, messages = self.record, []
+        for name, why in record.not_identified.items():
+            messages.append(f"{name} is not identified by these runs ({why}): its value is not an estimate")
+        if not any(c.backtest is not None and c.backtest.held_out for c in self.candidates):
+            messages.append(f"no extrapolation backtest ({self.reason})")
+        resamples = self.fitter.bootstrap
+        if 0 < resamples < ROUGH_BELOW:
+            messages.append(f"the {record.level:.0%} intervals come from only {resamples} bootstrap resamples: "
+                            f"rough; use {ROUGH_BELOW} or more (--bootstrap / bootstrap=) to rely on them")
+        values = self.law.coefficients()
+        missed = [name for name, (low, high) in record.intervals.items()
+                  if name in values and name not in record.not_identified and not low <= values[name] <= high]
+        if missed:
+            messages.append(f"the {record.level:.0%} interval of {', '.join(missed)} does not contain the "
+                            "estimate (the bootstrap fits land elsewhere): not a meaningful interval; "
+                            "use more resamples or more runs")
+        return messages
+
     def predict(self, *args) -> Prediction:
         """The law's prediction with its interval: `predict(N, D)` for a supervised law,
         `predict(N_S, D_S, L_T)` for a distillation law (floats or arrays)."""
@@ -177,9 +203,9 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str 
     if "total_params" in runs:
         columns["total"] = runs["total_params"]
     if form != "auto" and form not in SUPERVISED_FORMS:
-        raise ParameterError("form", f"unknown {{}} {form!r}: use auto or one of {', '.join(SUPERVISED_FORMS)}")
-    if min_tokens_per_param is not None and not min_tokens_per_param > 0:
-        raise ParameterError("min_tokens_per_param", f"{{}} must be positive, got {min_tokens_per_param}")
+        raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORMS), form=form)
+    _check_fitter_options(SupervisedLawFitter, fitter_options)
+    _check_choices(loss, irreducible_loss, irreducible_loss_prior, min_tokens_per_param)
 
     auto = form == "auto"
     # In auto mode each choice the user gives is an alternative to the default, not a replacement.
@@ -215,10 +241,55 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str 
         return lambda trains: make(candidate, bootstrap=0, max_iter=BACKTEST_MAX_ITER).predict_subsets(
             n, D, loss, trains)
 
+    def without_backtest(candidates: list[SupervisedCandidate]) -> int:
+        """Nothing to choose by: chinchilla with the choices the user gave (E, the data filter),
+        on non-embedding N; with a backtest they are alternatives, without one they apply."""
+        return max(range(len(candidates)), key=lambda i: (
+            candidates[i].form == "chinchilla" or not auto,
+            candidates[i].irreducible_loss is not None or candidates[i].irreducible_loss_prior is not None,
+            candidates[i].min_tokens_per_param is not None, candidates[i].params == "non-embedding", -i))
+
     return _select(candidates, [columns[c.params] for c in candidates], loss, eligible, fit_predict,
                    lambda c, rows: make(c).fit(columns[c.params][rows], D[rows], loss[rows]),
                    scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
-                   level=fitter_options.get("level", 0.9))
+                   level=fitter_options.get("level", 0.9), fallback=without_backtest)
+
+
+def _check_fitter_options(fitter_class, options: dict) -> None:
+    """The bootstrap and level a fit will use, checked before any candidate is fitted."""
+    defaults = inspect.signature(fitter_class.__init__).parameters
+    check_intervals(options.get("bootstrap", defaults["bootstrap"].default),
+                    options.get("level", defaults["level"].default))
+
+
+def _number(param: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ParameterError(param, "{} must be a finite number, got {value!r}", value=value)
+    return float(value)
+
+
+def _check_choices(loss: np.ndarray, irreducible_loss, irreducible_loss_prior, min_tokens_per_param) -> None:
+    """The user's choices for E and the runs, checked the same with and without a backtest: E is a
+    loss no model reaches, so it lies between 0 and the lowest loss of the runs."""
+    lowest = float(loss.min())
+    if irreducible_loss is not None:
+        E = _number("irreducible_loss", irreducible_loss)
+        if not 0 < E < lowest:
+            raise ParameterError("irreducible_loss", "{} " + f"{E:g} must be above 0 and below every run's loss "
+                                 f"(the lowest is {lowest:.4g} nats/token): E is the loss no model reaches")
+    if irreducible_loss_prior is not None:
+        try:
+            mean, sd = irreducible_loss_prior
+        except (TypeError, ValueError):
+            raise ParameterError("irreducible_loss_prior", "{} must be (mean, sd), got {value!r}",
+                                 value=irreducible_loss_prior) from None
+        mean, sd = _number("irreducible_loss_prior", mean), _number("irreducible_loss_prior", sd)
+        if not (0 < mean < lowest and sd > 0):
+            raise ParameterError("irreducible_loss_prior", "{} " + f"mean {mean:g} must be above 0 and below every "
+                                 f"run's loss (the lowest is {lowest:.4g} nats/token), its sd {sd:g} positive")
+    if min_tokens_per_param is not None and not _number("min_tokens_per_param", min_tokens_per_param) > 0:
+        raise ParameterError("min_tokens_per_param", "{} must be positive, got {value!r}", value=min_tokens_per_param)
 
 
 # The runs beyond this many epochs are predicted by the repetition backtest from those within it.
@@ -340,7 +411,8 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
                        teacher_loss=("teacher_loss", teacher_loss), loss=("loss", loss))
     N_S, D_S, L_T, L_S = runs["params"], runs["tokens"], runs["teacher_loss"], runs["loss"]
     if form != "auto" and form not in DISTILLATION_FORMS:
-        raise ParameterError("form", f"unknown {{}} {form!r}: use auto, {' or '.join(DISTILLATION_FORMS)}")
+        raise ParameterError("form", "unknown {} {form!r}: use auto, " + " or ".join(DISTILLATION_FORMS), form=form)
+    _check_fitter_options(DistillationLawFitter, fitter_options)
     names = DISTILLATION_FORMS if form == "auto" else (form,)
     candidates = [_DistillationCandidate(name) for name in names]
 
@@ -377,12 +449,12 @@ def run_columns(data, **inputs: tuple[str | None, object]) -> dict[str, np.ndarr
             raise ParameterError(param, "{} is missing: give the values, or a table as data and its column")
         if isinstance(given, str):
             if data is None:
-                raise ParameterError(param, f"{{}}={given!r} names a column, but no table was given: pass "
-                                     "the table as data, or the values themselves")
+                raise ParameterError(param, "{}={given!r} names a column, but no table was given: pass "
+                                     "the table as data, or the values themselves", given=given)
             names = list(data.columns if hasattr(data, "columns") else data.keys())
             if given not in names:
-                raise ParameterError(param, f"{{}}={given!r} is not a column of the table; its columns: "
-                                     + ", ".join(map(repr, names)))
+                raise ParameterError(param, "{}={given!r} is not a column of the table; its columns: {columns}", given=given,
+                                     columns=", ".join(map(repr, names)))
             given = data[given]
         try:
             values = np.asarray(given, dtype=np.float64)
@@ -393,7 +465,7 @@ def run_columns(data, **inputs: tuple[str | None, object]) -> dict[str, np.ndarr
         bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
         if bad.size:
             raise ParameterError(param, f"{{}} must be finite and positive; runs {', '.join(map(str, bad[:5]))}"
-                                 f"{' ...' if bad.size > 5 else ''} are not (e.g. {values[bad[0]]!r})")
+                                 f"{' ...' if bad.size > 5 else ''} are not (e.g. {{example!r}})", example=values[bad[0]])
         columns[param] = values
     lengths = {param: len(values) for param, values in columns.items()}
     if len(set(lengths.values())) > 1:
@@ -414,8 +486,9 @@ class _DistillationCandidate:
 
 
 def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, scale_name: str,
-            min_levels: int, backtest: bool, max_folds: int, level: float) -> LawFit:
-    """Backtest every candidate on shared folds, choose, refit the winner with its bootstrap."""
+            min_levels: int, backtest: bool, max_folds: int, level: float, fallback=None) -> LawFit:
+    """Backtest every candidate on shared folds, choose, refit the winner with its bootstrap;
+    without a backtest score, `fallback(candidates)` picks (default: chinchilla, else the first)."""
     masks = [eligible(c) for c in candidates]
     scores: list[CandidateScore] = []
     if backtest:
@@ -446,7 +519,8 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
     else:
         # Nothing to compare by: keep the default (chinchilla if asked, else the first candidate)
         # and say in the record that no backtest supports it.
-        index = next((i for i, c in enumerate(candidates) if c.name == "chinchilla"), 0)
+        index = fallback(candidates) if fallback is not None else \
+            next((i for i, c in enumerate(candidates) if c.name == "chinchilla"), 0)
         reason = ("no backtest: " + (scores[index].note if scores else "turned off")
                   + "; intervals use the literature's typical extrapolation error instead")
     chosen = candidates[index]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from distillscale.console import console, print_json
+from distillscale.console import Table, console, print_json
 from distillscale.units import format_quantity
 
 

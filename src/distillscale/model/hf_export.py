@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
-from distillscale.errors import UserError
+from distillscale.errors import UserError, path_kind
 from distillscale.io import check_output_dir
 from distillscale.model.checkpoint import load_pretrained
 from distillscale.model.config import ModelConfig
@@ -38,7 +38,8 @@ def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite:
     `overwrite`, and only once the new export is written."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist: give a directory written by `distillscale train`")
+        raise UserError(f"{run_dir} {path_kind(run_dir)}, not a run directory: give a directory written by "
+                        "`distillscale train`")
     _check_out_dir(run_dir, out_dir, overwrite)
     tokenizer_file = run_dir / TOKENIZER_FILE
     if not tokenizer_file.is_file():

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.table import Table
 
-from distillscale.console import console, print_json, warn
-from distillscale.errors import UserError
+from distillscale.console import Table, console, print_json, styled, warn
+from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
 from distillscale.planning.flops import SCENARIOS, get_scenario
@@ -217,7 +216,10 @@ def capacity_gap_command(
         sizes = fits["runs"].student_params_.tolist()
     if laws.distillation is not None:
         planner = planner_for(laws)
-        fits["law"] = LinearCapacityGap.from_law(planner, sizes, tokens_per_param, confidence)
+        try:
+            fits["law"] = LinearCapacityGap.from_law(planner, sizes, tokens_per_param, confidence)
+        except ParameterError as exc:
+            raise UserError(exc.for_cli({"student_params": "--students"})) from None
     elif runs is None:
         laws.require_distillation()
     if as_json:
@@ -234,9 +236,11 @@ def capacity_gap_command(
         for student, teacher in zip(fit.student_params_, fit.teacher_params_):
             table.add_row(format_quantity(student), format_quantity(teacher), f"{teacher / student:.2f}")
         console.print(table)
-        low, high = fit.ratio_interval_
+        interval = (f"{confidence:.0%} interval not identified: every size gives the same ratio"
+                    if fit.ratio_interval_ is None else
+                    f"{confidence:.0%} interval {fit.ratio_interval_[0]:.3g} to {fit.ratio_interval_[1]:.3g}")
         slope = ("" if fit.exponent_ is None else
-                 f"; free log-log slope {fit.exponent_:.2f} +/- {fit.exponent_stderr_:.2f} "
-                 "(1 is linear)")
-        console.print(f"N_T* = k N_S with k = [bold]{fit.ratio_:.3g}[/bold] "
-                      f"({confidence:.0%} interval {low:.3g} to {high:.3g}){slope}")
+                 f"; free log-log slope {fit.exponent_:.2f} " + (
+                     "(its error not identified: the sizes lie on a line)" if fit.exponent_stderr_ is None
+                     else f"+/- {fit.exponent_stderr_:.2g} (1 is linear)"))
+        console.print(styled("N_T* = k N_S with k = ", (f"{fit.ratio_:.3g}", "bold"), f" ({interval}){slope}"))

@@ -63,9 +63,9 @@ class ExistingTeacher:
             _positive(f"teacher.{name}", value)
         if self.loss is not None:
             try:  # the law's own check, its message naming the parameter
-                laws.check_teacher_loss(self.loss, flag="{}")
+                laws.check_teacher_loss(self.loss, flag=ParameterError.NAME)
             except UserError as exc:
-                raise ParameterError("teacher.loss", str(exc)) from None
+                raise ParameterError.about("teacher.loss", str(exc)) from None
         return self
 
 
@@ -133,7 +133,10 @@ class Plan:
         return SUPERVISED_NOTE.format(name=self.law) if self.kind == "supervised" else None
 
     def to_dict(self) -> dict:
-        """What `distillscale plan --json` prints."""
+        """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
+        return {**self._record(), "warnings": list(self.warnings)}
+
+    def _record(self) -> dict:
         if self.kind == "supervised":
             return {"law": self.law, "budget": self.compute, "supervised": self.supervised.to_dict(),
                     "note": self.note}
@@ -200,8 +203,8 @@ def plan(law, *, compute: float, student_params: float | None = None,
     search = StudentSearch(_positive("min_params", min_params), _positive("max_params", max_params),
                            min_tokens_per_param, max_tokens_per_param)
     if scenario not in (None, "all", *SCENARIOS):
-        raise ParameterError("scenario", f"unknown scenario {scenario!r} for {{}}: use one of "
-                                         f"{', '.join(SCENARIOS)}, or all")
+        raise ParameterError("scenario", "unknown scenario {scenario!r} for {}: use one of "
+                                         f"{', '.join(SCENARIOS)}, or all", scenario=scenario)
     names = list(SCENARIOS) if scenario in (None, "all") else [scenario]
     arguments = dict(law=laws.name, law_spec=spec, compute=compute, student_params=student_params,
                      student_model=None if student_model is None else str(student_model),
@@ -327,7 +330,7 @@ def _positive(param: str, value: float | None) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParameterError(param, f"{{}} must be a number, got {value!r}") from None
+        raise ParameterError(param, "{} must be a number, got {value!r}", value=value) from None
     if not (math.isfinite(number) and number > 0):
         raise ParameterError(param, f"{{}} must be a positive finite number, got {number:g}")
     return number
@@ -336,8 +339,8 @@ def _positive(param: str, value: float | None) -> float | None:
 def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,
                    aspect_ratio: float | None) -> ForwardFlops:
     if method not in ForwardFlops.METHODS:
-        raise ParameterError("flops", f"unknown FLOP method {method!r} for {{}}: use one of "
-                                      f"{', '.join(ForwardFlops.METHODS)}")
+        raise ParameterError("flops", "unknown FLOP method {method!r} for {}: use one of "
+                                      f"{', '.join(ForwardFlops.METHODS)}", method=method)
     settings = laws.compute
     return ForwardFlops(method, n_ctx or settings.n_ctx, vocab_size or settings.n_vocab,
                         aspect_ratio or settings.aspect_ratio)

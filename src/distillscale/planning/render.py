@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
+
+from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.units import format_quantity
 
@@ -47,7 +47,7 @@ def plan_renderables(plan: Plan) -> list:
 def plan_text(plan: Plan, width: int = 100) -> str:
     """The plan as plain text: its warnings, then what `distillscale plan` prints."""
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, color_system=None, highlight=False)
+    console = PlainConsole(file=buffer, width=width, color_system=None, highlight=False)
     for message in plan.warnings:
         console.print(f"warning: {message}", soft_wrap=True)
     for item in plan_renderables(plan):
@@ -71,7 +71,7 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
                     if intervals is not None else ())
         table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
                       format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}",
-                      f"{ratio:.3f}", f"[bold]{loss:.4f}[/bold]" if mark else f"{loss:.4f}", *interval)
+                      f"{ratio:.3f}", styled((f"{loss:.4f}", "bold")) if mark else f"{loss:.4f}", *interval)
     out = [table]
     if intervals is not None:
         out.append(f"intervals: bootstrap and backtest extrapolation error; mostly {intervals.dominant}")
@@ -95,8 +95,8 @@ def _supervised(plan: Plan) -> list:
     table.add_row("tokens D", format_quantity(result.tokens))
     table.add_row("tokens per parameter", f"{result.tokens / result.student_params:.3g}")
     interval = result.interval
-    table.add_row("loss", f"[bold]{result.loss:.4f}[/bold] nats/token"
-                  + (interval.describe() if interval is not None else ""))
+    table.add_row("loss", styled((f"{result.loss:.4f}", "bold"),
+                                 " nats/token" + (interval.describe() if interval is not None else "")))
     return [table, plan.note]
 
 
@@ -140,7 +140,7 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     row("teacher params N_T", lambda p: _at_cap(p.teacher_params, bound))
     row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound))
     row("teacher loss L_T", lambda p: f"{p.teacher_loss:.4f}")
-    row("student loss L_S", lambda p: f"[bold]{p.student_loss:.4f}[/bold]")
+    row("student loss L_S", lambda p: styled((f"{p.student_loss:.4f}", "bold")))
     with_intervals = [p for p in plans if p.student_interval is not None]
     if with_intervals:
         level = with_intervals[0].student_interval.level

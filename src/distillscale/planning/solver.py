@@ -86,7 +86,7 @@ class SupervisedPlanner:
             raise ParameterError("compute",
                 f"budget {budget:.3g} FLOPs would train a {format_quantity(student_params)}-parameter "
                 f"student on {tokens:.3g} tokens, beyond the planner's {high:.0e}-token bound; "
-                "choose a larger student or a smaller {}")
+                "choose a larger student or lower {}")
         return SupervisedPlan(student_params, tokens,
                               float(self.supervised_law.predict(student_params, tokens)), budget,
                               interval_or_none(self.supervised_law.prediction(student_params, tokens)))

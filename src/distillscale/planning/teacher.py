@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.units import parse_quantity
@@ -79,6 +79,7 @@ class TeacherRanking:
                                 "level": self.intervals.level} if self.intervals is not None else {})}
                            for i, (c, loss, ratio) in enumerate(zip(self.candidates, self.student_losses,
                                                                     self.gap_ratios))],
+            "warnings": list(self.warnings),
         }
 
 
@@ -158,7 +159,8 @@ class LinearCapacityGap:
     on the linearity the law assumes.
 
     Attributes after `fit`: student_params_, teacher_params_ (the best teacher per student size),
-    ratio_ (k), ratio_interval_, exponent_, exponent_stderr_, confidence.
+    ratio_ (k), ratio_interval_ (None where the ratios do not scatter: not identified), exponent_,
+    exponent_stderr_ (None where not identified), confidence.
     """
 
     def __init__(self, confidence: float = 0.9) -> None:
@@ -181,7 +183,10 @@ class LinearCapacityGap:
         """The relation the distillation law predicts: for each student (trained on
         `tokens_per_param` tokens per parameter) the optimal teacher loss L_T*, reached at least
         pre-training cost by the compute-optimal teacher of size N_T*."""
-        student_params = np.asarray(student_params, dtype=np.float64)
+        student_params = np.asarray(student_params, dtype=np.float64).reshape(-1)
+        if len(np.unique(student_params)) < len(student_params):
+            raise ParameterError("student_params", "{} lists a size more than once ({sizes}): give distinct "
+                                 "student sizes", sizes=", ".join(f"{size:.3g}" for size in student_params))
         teachers = []
         for size in student_params:
             teacher_loss, _ = planner.optimal_teacher_loss(size, tokens_per_param * size)
@@ -194,7 +199,8 @@ class LinearCapacityGap:
         return float(out) if out.ndim == 0 else out
 
     def to_dict(self) -> dict:
-        return {"ratio": self.ratio_, "ratio_interval": list(self.ratio_interval_),
+        return {"ratio": self.ratio_,
+                "ratio_interval": None if self.ratio_interval_ is None else list(self.ratio_interval_),
                 "confidence": self.confidence, "exponent": self.exponent_,
                 "exponent_stderr": self.exponent_stderr_,
                 "best_teachers": [{"student_params": s, "teacher_params": t} for s, t in
@@ -202,18 +208,25 @@ class LinearCapacityGap:
 
     def _fit_best_teachers(self, student_params: np.ndarray,
                            teacher_params: np.ndarray) -> "LinearCapacityGap":
-        if len(student_params) < 2:
+        if len(np.unique(student_params)) < 2:
             raise UserError("the capacity-gap fit needs runs for at least two student sizes")
         log_ratio = np.log(teacher_params / student_params)
         n = len(log_ratio)
-        stderr = np.std(log_ratio, ddof=1) / np.sqrt(n)
-        half_width = stats.t.ppf(0.5 + self.confidence / 2, df=n - 1) * stderr
         self.student_params_, self.teacher_params_ = student_params, teacher_params
         self.ratio_ = float(np.exp(log_ratio.mean()))
-        self.ratio_interval_ = (float(np.exp(log_ratio.mean() - half_width)),
-                                float(np.exp(log_ratio.mean() + half_width)))
+        # The interval's width comes from the scatter of the ratios about their mean: when every
+        # size gives the same ratio (two runs at a grid's same multiple, say), the data say nothing
+        # about that scatter and there is no interval (None: "not identified"), not a zero-width one.
+        stderr = np.std(log_ratio, ddof=1) / np.sqrt(n)
+        self.ratio_interval_ = None
+        if stderr > 1e-9 * max(1.0, abs(log_ratio.mean())):
+            half_width = stats.t.ppf(0.5 + self.confidence / 2, df=n - 1) * stderr
+            self.ratio_interval_ = (float(np.exp(log_ratio.mean() - half_width)),
+                                    float(np.exp(log_ratio.mean() + half_width)))
         self.exponent_ = self.exponent_stderr_ = None  # a free slope needs three sizes
         if n >= 3:
             slope = stats.linregress(np.log(student_params), np.log(teacher_params))
-            self.exponent_, self.exponent_stderr_ = float(slope.slope), float(slope.stderr)
+            self.exponent_ = float(slope.slope)
+            # Three sizes on an exact line leave no residual: the slope's error is not identified.
+            self.exponent_stderr_ = float(slope.stderr) if slope.stderr > 1e-9 else None
         return self

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from distillscale.console import console, err_console, print_json
+from distillscale.console import Table, console, err_console, print_json
 from distillscale.errors import UserError
 
 if TYPE_CHECKING:

@@ -32,6 +32,7 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws import ComputeSettings, LawSet
 from distillscale.laws.calibrate import START_GRIDS, HoldoutCheck, start_grid_options
 from distillscale.laws.calibrate import calibrate as calibrate_laws
+from distillscale.laws.fitting import check_intervals
 from distillscale.laws.selection import DISTILLATION_FORMS, LawFit
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.report.runs import SweepRuns, unique_tokens
@@ -60,19 +61,16 @@ class CalibrationSettings:
         from distillscale.laws.logspace import SUPERVISED_FORMS
 
         if self.form != "auto" and self.form not in SUPERVISED_FORMS:
-            raise ParameterError("form", f"unknown {{}} {self.form!r}: use auto or one of {', '.join(SUPERVISED_FORMS)}")
+            raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORMS),
+                                 form=self.form)
         if self.distillation_form != "auto" and self.distillation_form not in DISTILLATION_FORMS:
-            raise ParameterError("distillation_form", f"unknown {{}} {self.distillation_form!r}: use auto, "
-                                 + " or ".join(DISTILLATION_FORMS))
+            raise ParameterError("distillation_form", "unknown {} {form!r}: use auto, "
+                                 + " or ".join(DISTILLATION_FORMS), form=self.distillation_form)
         if self.grid not in START_GRIDS:
-            raise ParameterError("grid", f"unknown {{}} {self.grid!r}: use one of {', '.join(START_GRIDS)}")
+            raise ParameterError("grid", "unknown {} {grid!r}: use one of " + ", ".join(START_GRIDS), grid=self.grid)
         if self.max_iter < 1:
-            raise ParameterError("max_iter", f"{{}} must be at least 1, got {self.max_iter}")
-        if self.bootstrap < 0:
-            raise ParameterError("bootstrap", f"{{}} must be 0 (no intervals) or a number of resamples, "
-                                 f"got {self.bootstrap}")
-        if not 0 < self.level < 1:
-            raise ParameterError("level", f"{{}} must be between 0 and 1 (e.g. 0.9), got {self.level}")
+            raise ParameterError("max_iter", "{} must be at least 1, got {value}", value=self.max_iter)
+        check_intervals(self.bootstrap, self.level)
 
 
 @dataclass

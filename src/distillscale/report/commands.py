@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from distillscale.console import console, err_console, print_json, warn
+from distillscale.console import console, err_console, print_json, styled, warn
 from distillscale.io import check_output_file
 from distillscale.units import format_interval, format_quantity, parse_quantity
 
 
 def _progress(message: str, command: str = "report") -> None:
-    err_console.print(f"[dim]{command}:[/dim] {message}", highlight=False)
+    err_console.print(styled((f"{command}:", "dim"), " ", message), highlight=False)
 
 
 def report_command(
@@ -57,10 +57,10 @@ def report_command(
         check_output_file(out_dir / name, overwrite=overwrite, inputs=[source], flag="report file")
     _, report = write_report(source, out_dir, settings, progress=_progress)
     if as_json:
-        print_json(report)
+        print_json({**report, "warnings": report_warnings(report)})
         return
     print_summary(report)
-    console.print(f"report: [bold]{out_dir / REPORT_HTML}[/bold]", highlight=False)
+    console.print(styled("report: ", (str(out_dir / REPORT_HTML), "bold")), highlight=False)
 
 
 def print_summary(report: dict) -> None:
@@ -68,7 +68,6 @@ def print_summary(report: dict) -> None:
     for name in ("supervised", "distillation"):
         fit = report[name]
         if fit is None:
-            warn(f"{name} law not fitted: {report['skipped'].get(name, 'no runs')}")
             continue
         cells = []
         for coefficient, value in fit["coefficients"].items():
@@ -95,16 +94,26 @@ def print_summary(report: dict) -> None:
     plan = report["plan"]
     if "skipped" in plan:
         console.print(f"plan skipped: {plan['skipped']}", highlight=False)
-        return
-    for scenario, p in plan["plans"].items():
-        console.print(f"plan for {format_quantity(plan['target_params'])} parameters at "
-                      f"{plan['target_compute']:.3g} FLOPs, {scenario}: student loss {p['student_loss']:.4f} "
-                      f"vs supervised {p['supervised_loss']:.4f} nats/token -> {p['verdict']}", highlight=False)
-    extrapolation = plan["extrapolation"]
-    warn(f"the plan extrapolates {extrapolation['params_ratio']:.3g}x beyond the largest fitted model "
-         f"({format_quantity(extrapolation['largest_fitted_params'])} parameters)")
-    for message in extrapolation["warnings"]:
+    else:
+        for scenario, p in plan["plans"].items():
+            console.print(f"plan for {format_quantity(plan['target_params'])} parameters at "
+                          f"{plan['target_compute']:.3g} FLOPs, {scenario}: student loss {p['student_loss']:.4f} "
+                          f"vs supervised {p['supervised_loss']:.4f} nats/token -> {p['verdict']}", highlight=False)
+    for message in report_warnings(report):
         warn(message)
+
+
+def report_warnings(report: dict) -> list[str]:
+    """What the report warns about (on stderr, and in --json): laws not fitted, the plan's extrapolation."""
+    messages = [f"{name} law not fitted: {report['skipped'].get(name, 'no runs')}"
+                for name in ("supervised", "distillation") if report[name] is None]
+    plan = report["plan"]
+    if "skipped" not in plan:
+        extrapolation = plan["extrapolation"]
+        messages.append(f"the plan extrapolates {extrapolation['params_ratio']:.3g}x beyond the largest fitted "
+                        f"model ({format_quantity(extrapolation['largest_fitted_params'])} parameters)")
+        messages += extrapolation["warnings"]
+    return messages
 
 
 def demo_command(
@@ -131,11 +140,11 @@ def demo_command(
     sweep_dir, report, counts = run_demo(out, quick, workers, progress=lambda m: _progress(m, "demo"),
                                          data=data, scale=scale)
     if as_json:
-        print_json(report)
+        print_json({**report, "warnings": report_warnings(report)})
     else:
         print_summary(report)
-        console.print(f"report: [bold]{sweep_dir / REPORT_HTML}[/bold] (demo took "
-                      f"{time.perf_counter() - start:.0f} s)", highlight=False)
+        console.print(styled("report: ", (str(sweep_dir / REPORT_HTML), "bold"),
+                             f" (demo took {time.perf_counter() - start:.0f} s)"), highlight=False)
     unfinished = counts["failed"] + counts["diverged"] + counts["blocked"]
     if unfinished:
         warn(f"{unfinished} runs did not complete, so the report leaves them out: see `distillscale sweep "

@@ -35,6 +35,7 @@ CONTROLS = {
 CURVE_POINTS = 17     # budgets of the loss-vs-compute figure, C/100 to 100 C
 U_CURVE_POINTS = 160  # teacher losses of the U-curve
 REMEMBERED = 256      # answers kept: a slider moved back to where it was answers at once
+TEACHER_MODES = ("none", "tokens", "loss")
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,24 @@ class PlanQuery:
     teacher_loss: str = ""
 
     @classmethod
-    def from_json(cls, data: dict) -> "PlanQuery":
+    def from_json(cls, data: dict, extra: tuple[str, ...] = (), default_law: str = "busbridge2025") -> "PlanQuery":
+        """The query from a request's JSON object: each control a string or a number; a key that
+        is no control (nor in `extra`) or a value of another type raises UserError naming it."""
+        if not isinstance(data, dict):
+            raise UserError(f"the request must be a JSON object of controls, got a JSON {_json_type(data)}")
         fields = cls.__dataclass_fields__
-        return cls(**{key: str(value) for key, value in data.items() if key in fields})
+        unknown = [key for key in data if key not in fields and key not in extra]
+        if unknown:
+            raise UserError(f"unknown control {unknown[0]!r}: the controls are {', '.join(fields)}")
+        for key, value in data.items():
+            if key in fields and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+                raise UserError(f"control {key!r} must be a string or a number, got a JSON {_json_type(value)}")
+        if "law" not in data:
+            data = {**data, "law": default_law}
+        if "compute" not in data:
+            data = {**data, "compute": ""}
+        return cls(**{key: value if isinstance(value, str) else repr(value)
+                      for key, value in data.items() if key in fields})
 
 
 class Planner:
@@ -126,7 +142,15 @@ class Planner:
     def plan(self, query: PlanQuery) -> Plan:
         """`planning.plan` for the controls; a malformed control raises ParameterError naming it."""
         if query.law not in self.laws:
-            raise ParameterError("law", f"{{}} {query.law!r} is not loaded: restart serve with --law {query.law}")
+            raise ParameterError("law", "{} {law!r} is not loaded: restart serve with --law {law}",
+                                 law=query.law)
+        if query.scenario not in SCENARIOS:  # the page plans one scenario at a time (not "all")
+            raise ParameterError("scenario", "{} {scenario!r} cannot be planned here: the page plans one "
+                                             "scenario at a time, one of " + ", ".join(SCENARIOS),
+                                 scenario=query.scenario)
+        if query.teacher not in TEACHER_MODES:
+            raise ParameterError("teacher.params", "unknown teacher mode {mode!r} (the teacher control): use "
+                                 "one of " + ", ".join(TEACHER_MODES), mode=query.teacher)
         laws = self.laws[query.law]
         given = {name: _quantity(name, text) for name, text in (
             ("compute", query.compute),
@@ -167,6 +191,11 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1e3, 2)
 
 
+def _json_type(value) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
 def _sentence(message: str) -> str:
     return " ".join(message.split())
 
@@ -178,8 +207,8 @@ def _quantity(param: str, text: str) -> float | None:
     try:
         return parse_quantity(text, param)
     except UserError:
-        raise ParameterError(param, f"{{}} must be a positive number such as 1e21, 546M, 7.75B or 2T, "
-                                    f"got {text!r}") from None
+        raise ParameterError(param, "{} must be a positive number such as 1e21, 546M, 7.75B or 2T, "
+                                    "got {text!r}", text=text) from None
 
 
 def _range(laws: LawSet) -> dict | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from distillscale.console import console, print_json, warn
+from distillscale.console import console, print_json, styled, warn
 from distillscale.errors import UserError
 from distillscale.io import check_output_file
 from distillscale.sweeps.store import STORE_NAME
@@ -57,8 +57,8 @@ def run_command(
                        slurm_timeout_min=slurm_timeout_min, slurm_gpus=slurm_gpus)
     if not as_json:
         where = f", {sweep.placement.describe()}" if sweep.placement is not None else ""
-        console.print(f"sweep [bold]{sweep.spec.name}[/bold]: {len(sweep.spec.runs)} runs in {sweep.directory}, "
-                      f"{sweep.executor.workers} at a time ({executor}{where})", highlight=False)
+        console.print(styled("sweep ", (sweep.spec.name, "bold"), f": {len(sweep.spec.runs)} runs in {sweep.directory}, "
+                             f"{sweep.executor.workers} at a time ({executor}{where})"), highlight=False)
     counts = sweep.run(progress=not as_json)
     if as_json:
         print_json(counts)
@@ -117,33 +117,50 @@ def export_command(
 
 
 def _print_status(status: dict) -> None:
-    from rich.table import Table
     from rich.text import Text
+
+    from distillscale.console import Table
 
     counts = status["counts"]
     eta = status["eta_seconds"]
     console.print(
-        f"{status['total']} runs: [green]{counts['completed']} done[/green], {counts['running']} running, "
-        f"{counts['interrupted']} interrupted, "
-        f"[red]{counts['failed']} failed[/red], {counts['diverged']} diverged, {counts['blocked']} blocked, "
-        f"{counts['pending']} remaining; ETA "
-        + ("unknown (no run finished yet)" if eta is None else _duration(eta))
-        + f" at {status['workers']} workers", highlight=False, soft_wrap=True)
-    table = Table("run", "kind", "status", "device", "params", "tokens", "epochs", "val loss (nats/token)",
-                  "attempts", "wall", "note")
+        styled(f"{status['total']} runs: ", (f"{counts['completed']} done", "green"), f", {counts['running']} running, "
+               f"{counts['interrupted']} interrupted, ", (f"{counts['failed']} failed", "red"),
+               f", {counts['diverged']} diverged, {counts['blocked']} blocked, {counts['pending']} remaining; ETA "
+               + ("unknown (no run finished yet)" if eta is None else _duration(eta))
+               + f" at {status['workers']} workers"), highlight=False)
+    # Readable at 80 columns: no vertical rules, short cells whole, and each failure's note on its own
+    # line below the table instead of a column squeezed to a few letters.
+    retried = any(run["attempts"] > 1 for run in status["runs"])
+    # The device and epochs columns only where some run has them (a sweep placed on GPUs; runs that
+    # record how often they saw their data).
+    devices = any(run.get("device") for run in status["runs"])
+    repeats = any(run.get("epochs") is not None for run in status["runs"])
+    headers = ["run", "kind", "status", *(["device"] if devices else []), "params", "tokens",
+               *(["epochs"] if repeats else []), "val loss", *(["tries"] if retried else []), "wall"]
+    table = Table(*headers, box=None, pad_edge=False, header_style="bold underline",
+                  caption="val loss in nats/token" if status["runs"] else None)
+    for column in table.columns[1:]:
+        column.no_wrap = True
     styles = {"completed": "green", "failed": "red", "diverged": "red", "blocked": "yellow",
               "running": "cyan", "interrupted": "yellow"}
+    notes = []
     for run in status["runs"]:
         loss = "" if run["val_loss"] is None else f"{run['val_loss']:.4f}"
-        wall = "" if run["wall_seconds"] is None else _duration(run["wall_seconds"])
+        wall = "" if run["wall_seconds"] is None else _short_duration(run["wall_seconds"])
         note = (run["error"] or "").strip().splitlines()
-        epochs = "" if run["epochs"] is None else Text(f"{run['epochs']:.2f}",
-                                                        style="yellow" if run["epochs"] > 1 else "")
+        if note:
+            notes.append(styled((f"{run['status']} ", styles.get(run["status"], "")), f"{run['run_id']}: {note[-1]}"))
+        epochs = run.get("epochs")
+        epochs_cell = Text("" if epochs is None else f"{epochs:.2f}", style="yellow" if (epochs or 0) > 1 else "")
         table.add_row(run["run_id"], run["kind"], Text(run["status"], style=styles.get(run["status"], "")),
-                      run["device"] or "", format_quantity(run["non_embedding_params"]),
-                      format_quantity(run["tokens"]), epochs, loss,
-                      str(run["attempts"]), wall, note[-1] if note else "")
+                      *([run.get("device") or ""] if devices else []),
+                      format_quantity(run["non_embedding_params"]), format_quantity(run["tokens"]),
+                      *([epochs_cell] if repeats else []), loss,
+                      *([str(run["attempts"])] if retried else []), wall)
     console.print(table)
+    for note in notes:
+        console.print(note, highlight=False)
     compute = status["compute"]
     if compute["forks"]:
         console.print(f"compute: {compute['flops_spent']:.3g} FLOPs spent; as separate runs "
@@ -151,6 +168,14 @@ def _print_status(status: dict) -> None:
                       f"{compute['forks']} WSD forks)", highlight=False)
     else:
         console.print(f"compute: {compute['flops_spent']:.3g} FLOPs spent", highlight=False)
+
+
+def _short_duration(seconds: float) -> str:
+    """74 -> 1m14s, 4000 -> 1h06m: a table cell."""
+    seconds = int(round(seconds))
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds < 86400 else f"{seconds / 86400:.1f}d"
 
 
 def _duration(seconds: float) -> str:

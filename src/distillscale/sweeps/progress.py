@@ -14,6 +14,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from distillscale.console import console
 from distillscale.errors import UserError
@@ -25,8 +26,8 @@ _TAIL_BYTES = 4096  # enough for the last metrics line
 
 class SweepProgress:
     def __init__(self, total_runs: int, enabled: bool = True):
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+        self._progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[detail]}", markup=False), TimeElapsedColumn(),
                                   console=console, disable=not enabled)
         self._overall = self._progress.add_task("runs", total=total_runs, detail="")
         self._runs: dict[str, TaskID] = {}
@@ -39,7 +40,7 @@ class SweepProgress:
     def __exit__(self, *exc_info) -> None:
         self._progress.stop()
 
-    def log(self, message: str) -> None:
+    def log(self, message: "str | Text") -> None:
         if self.enabled:
             self._progress.console.print(message, highlight=False, soft_wrap=True)
 

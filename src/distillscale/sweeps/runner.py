@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+from rich.text import Text
 
-from distillscale.console import warn
+from distillscale.console import styled, warn
 from distillscale.data import prepare_data
 from distillscale.data.repetition import repetition_warning
 from distillscale.errors import ParameterError, UserError
@@ -94,10 +95,10 @@ class Sweep:
         without GPUs `workers` defaults to cores // threads_per_run. A Slurm job gets `slurm_gpus`
         GPUs from Slurm instead."""
         if executor not in ("local", "slurm"):
-            raise ParameterError("executor", f"unknown {{}} {executor!r}: use local or slurm")
+            raise ParameterError("executor", "unknown {} {executor!r}: use local or slurm", executor=executor)
         if threads_per_run < 1 or (workers is not None and workers < 1):
             name, value = ("threads_per_run", threads_per_run) if threads_per_run < 1 else ("workers", workers)
-            raise ParameterError(name, f"{{}} must be at least 1, got {value}")
+            raise ParameterError(name, "{} must be at least 1, got {value}", value=value)
         if executor == "slurm" and (gpus is not None or runs_per_gpu is not None):
             raise ParameterError("gpus" if gpus is not None else "runs_per_gpu",
                                  "{} places runs of the local executor: Slurm gives each job its GPUs, "
@@ -250,7 +251,7 @@ class _Scheduler:
                     reason = f"{role} {needed} {statuses[needed]}"
                     self.store.block(run.run_id, reason)
                     statuses[run.run_id] = "blocked"
-                    bar.log(f"[yellow]blocked[/yellow] {run.run_id}: {reason}")
+                    bar.log(styled(("blocked", "yellow"), f" {run.run_id}: {reason}"))
                     break
 
     def _start_ready(self, statuses: dict[str, str]) -> None:
@@ -287,7 +288,7 @@ class _Scheduler:
         return Job(argv=(sys.executable, "-m", "distillscale.cli", run.command, "--config", str(path)),
                    log_path=self.layout.log_path(run.run_id), env=self.thread_env | self.placement.env(slot))
 
-    def _record_end(self, run: PlannedRun, future: Future[int]) -> str:
+    def _record_end(self, run: PlannedRun, future: Future[int]) -> Text:
         """Store how the run ended; returns a line for the progress log."""
         try:
             exit_status = future.result()
@@ -299,12 +300,13 @@ class _Scheduler:
         if result is not None:
             self.store.finish(run.run_id, result.status, result=result.to_json(), error=_divergence(result))
             if result.completed:
-                return (f"[green]completed[/green] {run.run_id}: {result.val_loss:.4f} nats/token "
-                        f"in {result.wall_seconds:.0f} s")
-            return f"[red]diverged[/red] {run.run_id}: {_divergence(result)}"
+                return styled(("completed", "green"), f" {run.run_id}: {result.val_loss:.4f} nats/token "
+                              f"in {result.wall_seconds:.0f} s")
+            return styled(("diverged", "red"), f" {run.run_id}: {_divergence(result)}")
         error = launch_error or f"exit status {exit_status}: {_tail(self.layout.log_path(run.run_id))}"
         self.store.finish(run.run_id, "failed", error=error)
-        return f"[red]failed[/red] {run.run_id} (see {self.layout.log_path(run.run_id)}): {error.splitlines()[-1]}"
+        return styled(("failed", "red"), f" {run.run_id} (see {self.layout.log_path(run.run_id)}): "
+                      f"{error.splitlines()[-1]}")
 
 
 def _read_result(run_dir: Path) -> RunResult | None:

@@ -389,10 +389,10 @@ def _validate(model: type[BaseModel], values: dict[str, Any], source: str, prefi
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise UserError(_describe(exc, source, prefix)) from None
+        raise UserError(_describe(exc, source, prefix, model)) from None
 
 
-def _describe(exc: ValidationError, source: str, prefix: str) -> str:
+def _describe(exc: ValidationError, source: str, prefix: str, model: type[BaseModel] | None = None) -> str:
     error = exc.errors()[0]
     location = prefix + ".".join(str(part) for part in error["loc"])
     location = location.rstrip(".")
@@ -400,7 +400,10 @@ def _describe(exc: ValidationError, source: str, prefix: str) -> str:
     if error["type"] == "extra_forbidden":
         return f"{source}: unknown key {location!r}: check its spelling (see `distillscale sweep run --help`)"
     if error["type"] == "missing":
-        return f"{source}: missing {'section' if not prefix else 'key'} {location!r}"
+        field = (model.model_fields.get(str(error["loc"][0])) if model is not None and error["loc"] else None)
+        if not prefix and field is not None and "dict" in str(field.annotation):  # a [section] of the file
+            return f"{source}: missing section [{location}]"
+        return f"{source}: missing key {location!r}" + (" (at the top, before any [section])" if not prefix else "")
     if not location:
         return f"{source}: {message}"
     got = repr(error["input"])

@@ -63,5 +63,5 @@ def _print_summary(result: RunResult) -> None:
         f"trained {format_quantity(result.non_embedding_params)} non-embedding parameters "
         f"({format_quantity(result.total_params)} total) on {format_quantity(result.tokens)} tokens, "
         f"{format_quantity(result.flops)} FLOPs: validation loss "
-        f"[bold]{result.val_loss:.4f}[/bold] nats/token, "
+        f"{result.val_loss:.4f} nats/token, "
         f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)

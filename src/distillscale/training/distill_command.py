@@ -52,7 +52,7 @@ def _print_summary(result: RunResult) -> None:
         f"{teacher.teacher_val_loss:.4f} nats/token) into {format_quantity(result.non_embedding_params)} "
         f"non-embedding parameters on {format_quantity(result.tokens)} tokens, "
         f"{format_quantity(result.flops)} FLOPs {flops}: student validation loss "
-        f"[bold]{result.val_loss:.4f}[/bold] nats/token, "
+        f"{result.val_loss:.4f} nats/token, "
         f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)
     if result.distillation is not None and result.distillation.mode == "cross-tokenizer":
         console.print(f"mode: cross-tokenizer ({result.distillation.note})", highlight=False)

@@ -28,7 +28,7 @@ from torch import nn
 
 from distillscale.data.sources import first_line
 from distillscale.data.tokenizer import load_tokenizer
-from distillscale.errors import UserError
+from distillscale.errors import UserError, path_kind
 from distillscale.settings import TConfig
 from distillscale.training.records import RunResult, TeacherRecord
 
@@ -75,7 +75,7 @@ def find_teacher(path: str | Path, trust_remote_code: bool = False) -> TeacherSo
     load), or refuse the path; the weights are not read."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
-        raise UserError(f"teacher {path} is not a directory: give a distillscale run directory or a "
+        raise UserError(f"teacher {path} {path_kind(path)}, not a directory: give a distillscale run directory or a "
                         f"local Hugging Face model directory to --teacher")
     if (path / "model_config.json").is_file():
         return _run_source(path)

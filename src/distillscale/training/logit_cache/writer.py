@@ -228,6 +228,10 @@ def _manifest(config: CacheConfig, identity: dict, identity_hash: str, teacher: 
 
 
 def _progress(enabled: bool):
+    if enabled and not err_console.is_terminal:  # a log, CI, Slurm: plain lines
+        from distillscale.training.metrics import PlainProgress
+
+        return PlainProgress("cache-logits", "window")
     from rich.progress import (
         BarColumn,
         Progress,
