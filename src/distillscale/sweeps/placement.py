@@ -66,16 +66,16 @@ def parse_gpus(value: str | None, visible: list[str]) -> list[str]:
         return []
     chosen = _split(value)
     if not chosen:
-        raise ParameterError("gpus", f"{{}} {value!r} names no GPU: give all, none or ids such as 0,1")
+        raise ParameterError("gpus", "{} {value!r} names no GPU: give all, none or ids such as 0,1", value=value)
     repeated = sorted({gpu for gpu in chosen if chosen.count(gpu) > 1})
     if repeated:
-        raise ParameterError("gpus", f"{{}} lists GPU {repeated[0]} twice: to run several runs on one GPU "
-                                     f"use --runs-per-gpu")
+        raise ParameterError("gpus", "{} lists GPU {gpu} twice: to run several runs on one GPU use "
+                                     "--runs-per-gpu", gpu=repeated[0])
     missing = [gpu for gpu in chosen if gpu not in visible]
     if missing:
         seen = ",".join(visible) if visible else "none"
-        raise ParameterError("gpus", f"{{}}: GPU {missing[0]} is not visible to this process (visible: "
-                                     f"{seen}): choose among them, or use all or none")
+        raise ParameterError("gpus", "{}: GPU {gpu} is not visible to this process (visible: {seen}): "
+                                     "choose among them, or use all or none", gpu=missing[0], seen=seen)
     return chosen
 
 
