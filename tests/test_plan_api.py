@@ -50,7 +50,7 @@ def test_plan_record_fields_and_text():
 
 def test_plan_supervised_answers_the_chinchilla_question():
     plan = ds.plan_supervised("epoch2024", compute=1e21)
-    assert plan.kind == "supervised" and plan.plans == []
+    assert isinstance(plan, ds.SupervisedOnlyPlan) and plan.kind == "supervised" and not hasattr(plan, "plans")
     result = plan.supervised
     assert 1e9 < result.student_params < 1e10 and 10 < result.tokens / result.student_params < 40
     assert result.budget == 1e21

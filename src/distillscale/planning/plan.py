@@ -6,11 +6,14 @@
     print(p.as_text()); p.to_json(); p.as_cli_command()
     ds.plan_supervised("epoch2024", compute=1e21)     # the compute-optimal N and D, no teacher
 
-`plan` has three answers, told apart by `Plan.kind`:
-- "plans": one student size (given), a plan per scenario (or one for an existing teacher);
-- "sweep": no student size, so each scenario's best student size, searched inside the law's data
-  unless the search limits are given;
-- "supervised": a law without a distillation law answers the supervised question instead.
+`plan` has three answers, each a kind of `Plan` (its `kind` names it) with the `PlanArguments` it was
+asked:
+- `ScenarioPlans` ("plans"): one student size (given), a plan per scenario (or one for an existing
+  teacher);
+- `StudentSizePlans` ("sweep"): no student size, so each scenario's best student size, searched
+  inside the law's data unless the search limits are given;
+- `SupervisedOnlyPlan` ("supervised"): a law without a distillation law answers the supervised
+  question instead.
 
 Bad arguments raise `ParameterError` naming the Python parameter (`teacher.loss`); the CLI prints
 the same message with the flag (`--teacher-loss`).
@@ -22,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -84,24 +87,12 @@ class StudentSearch:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A plan for one budget under one law, with the arguments that produced it.
+class PlanArguments:
+    """What a plan was asked: the law (as loaded: a preset name or a file), the budget, the student
+    and the search, the teacher, and the FLOP accounting; enough to say how to reproduce it."""
 
-    kind : "plans" (`plans`: one per scenario, for the given student), "sweep" (`sweeps`: each
-        scenario's best student size) or "supervised" (`supervised`: the law has no distillation
-        law, so the compute-optimal model without a teacher).
-    warnings : quantities of the plan far outside the law's data, and limits of the search.
-    """
-
-    law: str                                  # the law's name
-    law_spec: str                             # what it was loaded from: a preset name or a file
+    law_spec: str
     compute: float
-    kind: str
-    plans: list[DistillationPlan] = field(default_factory=list)
-    sweeps: list[StudentSweep] = field(default_factory=list)
-    supervised: SupervisedPlan | None = None
-    warnings: list[str] = field(default_factory=list)
-    # The arguments, so the plan can say how to reproduce it.
     student_params: float | None = None
     student_model: str | None = None
     scenario: str | None = None
@@ -111,59 +102,15 @@ class Plan:
     n_ctx: int | None = None
     vocab_size: int | None = None
     aspect_ratio: float | None = None
-    planner: SupervisedPlanner | None = field(default=None, repr=False, compare=False)
 
-    @property
-    def headline(self) -> DistillationPlan | None:
-        """The plan, when one scenario was planned (for a sweep: its best student); else None."""
-        if self.kind == "sweep" and len(self.sweeps) == 1:
-            return self.sweeps[0].best
-        return self.plans[0] if len(self.plans) == 1 else None
-
-    @property
-    def verdict(self) -> str | None:
-        """distill, pretrain or "too close to call" when one scenario was planned (a sweep's best
-        student against the best model trained without a teacher); None otherwise."""
-        if self.kind == "sweep" and len(self.sweeps) == 1:
-            return self.sweeps[0].verdict
-        return self.plans[0].verdict if len(self.plans) == 1 else None
-
-    @property
-    def note(self) -> str | None:
-        return SUPERVISED_NOTE.format(name=self.law) if self.kind == "supervised" else None
-
-    def to_dict(self) -> dict:
-        """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
-        return {**self._record(), "warnings": list(self.warnings)}
-
-    def _record(self) -> dict:
-        if self.kind == "supervised":
-            return {"law": self.law, "budget": self.compute, "supervised": self.supervised.to_dict(),
-                    "note": self.note}
-        if self.kind == "sweep":
-            return {"law": self.law, "budget": self.compute,
-                    "sweeps": {s.scenario.name: s.to_dict() for s in self.sweeps}}
-        records = {p.scenario.name: {"law": self.law, **p.to_dict()} for p in self.plans}
-        if len(self.plans) == 1:
-            return records[self.plans[0].scenario.name]
-        return {"law": self.law, "budget": self.compute, "student_params": self.plans[0].student_params,
-                "plans": records}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=lambda o: o.tolist())
-
-    def as_text(self, width: int = 100) -> str:
-        """The tables and notes `distillscale plan` prints, as plain text (warnings first)."""
-        return plan_text(self, width)
-
-    def as_cli_command(self, json_output: bool = False) -> str:
-        """The `distillscale plan` command that prints this plan."""
+    def cli_command(self, scenario: bool = True, json_output: bool = False) -> str:
+        """The `distillscale plan` command with these arguments (`scenario`: with its --scenario)."""
         args = ["distillscale", "plan", "--law", _quote(self.law_spec), "--compute", _number(self.compute)]
         if self.student_model is not None:
             args += ["--student-model", _quote(self.student_model)]
         elif self.student_params is not None:
             args += ["--student-params", _number(self.student_params)]
-        if self.scenario is not None and self.kind != "supervised":
+        if self.scenario is not None and scenario:
             args += ["--scenario", self.scenario]
         for name, value in vars(self.teacher or ExistingTeacher()).items():
             if value is not None:
@@ -177,6 +124,139 @@ class Plan:
             if getattr(self, name) is not None:
                 args += ["--" + name.replace("_", "-"), _number(getattr(self, name))]
         return " ".join(args + (["--json"] if json_output else []))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """A plan for one budget under one law: one of `ScenarioPlans`, `StudentSizePlans` or
+    `SupervisedOnlyPlan` (told apart by `kind`), with the arguments that produced it.
+
+    warnings : quantities of the plan far outside the law's data, and limits of the search.
+    """
+
+    kind: ClassVar[str]
+    law: str                                  # the law's name
+    arguments: PlanArguments
+    warnings: list[str] = field(default_factory=list)
+    planner: SupervisedPlanner | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def compute(self) -> float:
+        return self.arguments.compute
+
+    @property
+    def headline(self) -> DistillationPlan | None:
+        """The plan, when one scenario was planned (for a sweep: its best student); else None."""
+        return None
+
+    @property
+    def verdict(self) -> str | None:
+        """distill, pretrain or "too close to call" when one scenario was planned (a sweep's best
+        student against the best model trained without a teacher); None otherwise."""
+        return None
+
+    @property
+    def note(self) -> str | None:
+        return None
+
+    def to_dict(self) -> dict:
+        """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
+        return {**self._record(), "warnings": list(self.warnings)}
+
+    def _record(self) -> dict:
+        raise NotImplementedError
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        """The models the plan trains, by name: (parameters, tokens)."""
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=lambda o: o.tolist())
+
+    def as_text(self, width: int = 100) -> str:
+        """The tables and notes `distillscale plan` prints, as plain text (warnings first)."""
+        return plan_text(self, width)
+
+    def as_cli_command(self, json_output: bool = False) -> str:
+        """The `distillscale plan` command that prints this plan."""
+        return self.arguments.cli_command(json_output=json_output)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScenarioPlans(Plan):
+    """A given student size: a plan per scenario (or one, for an existing teacher)."""
+
+    kind: ClassVar[str] = "plans"
+    plans: list[DistillationPlan]
+
+    @property
+    def headline(self) -> DistillationPlan | None:
+        return self.plans[0] if len(self.plans) == 1 else None
+
+    @property
+    def verdict(self) -> str | None:
+        return self.plans[0].verdict if len(self.plans) == 1 else None
+
+    def _record(self) -> dict:
+        records = {p.scenario.name: {"law": self.law, **p.to_dict()} for p in self.plans}
+        if len(self.plans) == 1:
+            return records[self.plans[0].scenario.name]
+        return {"law": self.law, "budget": self.compute, "student_params": self.plans[0].student_params,
+                "plans": records}
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        return {p.scenario.name: (p.student_params, p.student_tokens) for p in self.plans}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudentSizePlans(Plan):
+    """No student size given: each scenario's best student size (a sweep over sizes)."""
+
+    kind: ClassVar[str] = "sweep"
+    sweeps: list[StudentSweep]
+
+    @property
+    def headline(self) -> DistillationPlan | None:
+        return self.sweeps[0].best if len(self.sweeps) == 1 else None
+
+    @property
+    def verdict(self) -> str | None:
+        return self.sweeps[0].verdict if len(self.sweeps) == 1 else None
+
+    def _record(self) -> dict:
+        return {"law": self.law, "budget": self.compute,
+                "sweeps": {s.scenario.name: s.to_dict() for s in self.sweeps}}
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        """Each scenario's best student, and the best model trained without a teacher instead."""
+        models = {}
+        for sweep in self.sweeps:
+            models[sweep.scenario.name] = (sweep.best.student_params, sweep.best.student_tokens)
+            models[f"{sweep.scenario.name} (pretrain instead)"] = (sweep.supervised_best.student_params,
+                                                                   sweep.supervised_best.tokens)
+        return models
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupervisedOnlyPlan(Plan):
+    """A law without a distillation law: the compute-optimal model trained without a teacher (or
+    the given size trained on the whole budget)."""
+
+    kind: ClassVar[str] = "supervised"
+    supervised: SupervisedPlan
+
+    @property
+    def note(self) -> str | None:
+        return SUPERVISED_NOTE.format(name=self.law)
+
+    def _record(self) -> dict:
+        return {"law": self.law, "budget": self.compute, "supervised": self.supervised.to_dict(), "note": self.note}
+
+    def as_cli_command(self, json_output: bool = False) -> str:
+        return self.arguments.cli_command(scenario=False, json_output=json_output)
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        return {"supervised": (self.supervised.student_params, self.supervised.tokens)}
 
 
 def plan(law, *, compute: float, student_params: float | None = None,
@@ -206,14 +286,14 @@ def plan(law, *, compute: float, student_params: float | None = None,
         raise ParameterError("scenario", "unknown scenario {scenario!r} for {}: use one of "
                                          f"{', '.join(SCENARIOS)}, or all", scenario=scenario)
     names = list(SCENARIOS) if scenario in (None, "all") else [scenario]
-    arguments = dict(law=laws.name, law_spec=spec, compute=compute, student_params=student_params,
-                     student_model=None if student_model is None else str(student_model),
-                     scenario=None if scenario in (None, "all") else names[0], teacher=teacher,
-                     search=search, flops=flops, n_ctx=n_ctx, vocab_size=vocab_size,
-                     aspect_ratio=aspect_ratio)
+    arguments = PlanArguments(law_spec=spec, compute=compute, student_params=student_params,
+                              student_model=None if student_model is None else str(student_model),
+                              scenario=None if scenario in (None, "all") else names[0], teacher=teacher,
+                              search=search, flops=flops, n_ctx=n_ctx, vocab_size=vocab_size,
+                              aspect_ratio=aspect_ratio)
     forward = _forward_flops(laws, flops, n_ctx, vocab_size, aspect_ratio)
     if laws.distillation is None:
-        return _supervised_plan(laws, compute, forward, student_params, search, arguments)
+        return _supervised_plan(laws, forward, arguments)
     from distillscale.planning.solver import DistillationPlanner
 
     planner = DistillationPlanner(laws, forward)
@@ -224,7 +304,8 @@ def plan(law, *, compute: float, student_params: float | None = None,
         warnings, (size_range, tokens_per_param) = _student_region(laws, planner, search)
         sweeps = [planner.sweep(compute, name, size_range, tokens_per_param) for name in names]
         warnings += plan_extrapolation_warnings(laws, [s.best for s in sweeps], sweep=True)
-        return Plan(kind="sweep", sweeps=sweeps, warnings=warnings, planner=planner, **arguments)
+        return StudentSizePlans(law=laws.name, arguments=arguments, sweeps=sweeps, warnings=warnings,
+                                planner=planner)
     if search.given():
         given = search.given()
         raise ParameterError((*given, "student_params"), f"the student-size search options "
@@ -238,8 +319,8 @@ def plan(law, *, compute: float, student_params: float | None = None,
         plans = [planner.plan_with_teacher(N_S, compute, teacher.params, teacher.tokens, teacher.loss, F_S)]
     else:
         plans = [planner.plan(N_S, compute, name, F_S) for name in names]
-    return Plan(kind="plans", plans=plans, warnings=plan_extrapolation_warnings(laws, plans, sweep=False),
-                planner=planner, **arguments)
+    return ScenarioPlans(law=laws.name, arguments=arguments, plans=plans,
+                         warnings=plan_extrapolation_warnings(laws, plans, sweep=False), planner=planner)
 
 
 def plan_supervised(law, *, compute: float, params: float | None = None,
@@ -253,9 +334,9 @@ def plan_supervised(law, *, compute: float, params: float | None = None,
     compute = _positive("compute", compute)
     search = StudentSearch(_positive("min_params", min_params), _positive("max_params", max_params))
     params = _positive("params", params)
-    return _supervised_plan(laws, compute, _forward_flops(laws, flops, None, None, None), params, search,
-                            dict(law=laws.name, law_spec=spec, compute=compute, student_params=params,
-                                 search=search, flops=flops))
+    return _supervised_plan(laws, _forward_flops(laws, flops, None, None, None),
+                            PlanArguments(law_spec=spec, compute=compute, student_params=params, search=search,
+                                          flops=flops))
 
 
 def rank_teachers_for(law, *, student_params: float, student_tokens: float,
@@ -394,18 +475,19 @@ def _student_region(laws: LawSet, planner: DistillationPlanner, search: StudentS
     return warnings, (tuple(sizes), tuple(ratios))
 
 
-def _supervised_plan(laws: LawSet, compute: float, forward: ForwardFlops, params: float | None,
-                     search: StudentSearch, arguments: dict) -> Plan:
+def _supervised_plan(laws: LawSet, forward: ForwardFlops, arguments: PlanArguments) -> SupervisedOnlyPlan:
     from distillscale.planning.solver import SupervisedPlanner
 
     planner = SupervisedPlanner(laws.require_supervised(), forward)
-    if params is not None:
-        result = planner.supervised(params, compute)
+    compute, search = arguments.compute, arguments.search
+    if arguments.student_params is not None:
+        result = planner.supervised(arguments.student_params, compute)
     else:
         size_range = (search.min_params or planner.bounds[0], search.max_params or planner.bounds[1])
         result = planner.supervised_optimal(compute, size_range)
     warnings = extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens})
-    return Plan(kind="supervised", supervised=result, warnings=warnings, planner=planner, **arguments)
+    return SupervisedOnlyPlan(law=laws.name, arguments=arguments, supervised=result, warnings=warnings,
+                              planner=planner)
 
 
 def _number(value: float) -> str:
@@ -432,14 +514,5 @@ def repetition_check(result: Plan, unique_tokens: float, max_penalty: float = 0.
     distillation tolerates repetition is not in the law."""
     from distillscale.laws.repetition import assess
 
-    law = load_laws(result.law_spec).require_supervised()
-    models: dict[str, tuple[float, float]] = {}
-    if result.kind == "supervised":
-        models["supervised"] = (result.supervised.student_params, result.supervised.tokens)
-    for p in result.plans:
-        models[p.scenario.name] = (p.student_params, p.student_tokens)
-    for sweep in result.sweeps:
-        models[sweep.scenario.name] = (sweep.best.student_params, sweep.best.student_tokens)
-        models[f"{sweep.scenario.name} (pretrain instead)"] = (sweep.supervised_best.student_params,
-                                                               sweep.supervised_best.tokens)
-    return {name: assess(law, N, D, unique_tokens, max_penalty) for name, (N, D) in models.items()}
+    law = load_laws(result.arguments.law_spec).require_supervised()
+    return {name: assess(law, N, D, unique_tokens, max_penalty) for name, (N, D) in result.models().items()}

@@ -34,7 +34,7 @@ def plan_renderables(plan: Plan) -> list:
         return _supervised(plan)
     if plan.kind == "sweep":
         return _sweeps(plan)
-    teacher = " with the given teacher" if plan.teacher is not None else ""
+    teacher = " with the given teacher" if plan.arguments.teacher is not None else ""
     out = [_plans_table(plan.plans, f"Distilling a {format_quantity(plan.plans[0].student_params)}-"
                                     f"parameter student{teacher} with C = {plan.compute:.3g} FLOPs "
                                     f"(law: {plan.law})", plan.planner.bounds[1])]
@@ -88,7 +88,7 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
 
 def _supervised(plan: Plan) -> list:
     result = plan.supervised
-    what = "Training" if plan.student_params is not None else "Compute-optimal training"
+    what = "Training" if plan.arguments.student_params is not None else "Compute-optimal training"
     table = Table(title=f"{what} without a teacher, C = {plan.compute:.3g} FLOPs (law: {plan.law})",
                   show_header=False)
     table.add_row("params N", format_quantity(result.student_params))

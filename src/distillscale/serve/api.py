@@ -165,7 +165,8 @@ class Planner:
             teacher = ExistingTeacher(given["teacher.params"], given["teacher.tokens"], given["teacher.loss"])
         result = plan(laws, compute=given["compute"], student_params=given["student_params"],
                       scenario=query.scenario, teacher=teacher)
-        return replace(result, law_spec=query.law)  # a file's path, so the command reloads it
+        # a file's path, so the command reloads it
+        return replace(result, arguments=replace(result.arguments, law_spec=query.law))
 
     def _compute_curve(self, query: PlanQuery, student_params: float) -> dict:
         start = time.perf_counter()
@@ -273,7 +274,7 @@ def _distilled_at(result: Plan, budget: float):
     planner, first = result.planner, result.headline
     if first is None:  # a supervised-only law
         return None
-    teacher = result.teacher
+    teacher = result.arguments.teacher
     if teacher is not None:
         return planner.plan_with_teacher(first.student_params, budget, teacher.params, teacher.tokens,
                                          teacher.loss)
