@@ -37,7 +37,7 @@ from distillscale.laws.selection import (
     LawFit,
     fit_distillation,
     fit_supervised,
-    run_columns,
+    supervised_runs,
 )
 from distillscale.laws.uncertainty import Prediction
 
@@ -127,7 +127,7 @@ class Calibration:
 
 
 def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=None, total_params=None,
-              unique_tokens=None, supervised_law: SupervisedLaw | None = None, form: str = "auto", distillation_form: str = "auto",
+              unique_tokens=None, flops=None, supervised_law: SupervisedLaw | None = None, form: str = "auto", distillation_form: str = "auto",
               holdout: str | np.ndarray | None = None, supervised_options: dict | None = None,
               distillation_options: dict | None = None, skip_failed: bool = False, min_ratios: int = 1,
               source: dict | None = None, progress: Callable[[str], None] = lambda message: None) -> Calibration:
@@ -153,8 +153,8 @@ def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=No
         teacher_loss = "teacher_loss"
     L_T = _teacher_losses(data, teacher_loss)
     is_student = np.isfinite(L_T) if L_T is not None else None
-    runs = run_columns(data, params=("params", params), tokens=("tokens", tokens), loss=("loss", loss),
-                       total_params=(None, total_params), unique_tokens=(None, unique_tokens))
+    runs = supervised_runs(data, params=params, tokens=tokens, loss=loss, flops=flops, total_params=total_params,
+                           unique_tokens=unique_tokens)
     n_runs = len(runs["loss"])
     is_student = np.zeros(n_runs, bool) if is_student is None else is_student
     if len(is_student) != n_runs:

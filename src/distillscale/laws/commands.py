@@ -146,22 +146,29 @@ def _fit_rows(runs, names: dict[str, np.ndarray], fit_where: str | None) -> np.n
 def _supervised_columns(table, params_col: str, loss_col: str, tokens_col: str | None,
                         flops_col: str | None, drop_invalid: bool, total_params_col: str | None = None,
                         unique_tokens_col: str | None = None):
-    """(runs, N, D, L, names for filters) from a table; tokens from a column or C / (6N)."""
+    """(the table's checked rows, the runs as the library maps them, names for filters): the file's
+    rows are checked here (line numbers, --drop-invalid), the columns mapped by `supervised_runs`,
+    as from Python (tokens from a column or C / 6N)."""
+    from distillscale.laws.selection import supervised_runs
+
     if tokens_col and flops_col:
         raise UserError("give either --tokens-col or --flops-col, not both")
     amount_col = flops_col or tokens_col or "tokens"
-    extra = [c for c in (total_params_col, unique_tokens_col) if c]
-    runs = table.numeric([params_col, amount_col, loss_col] + extra, drop_invalid=drop_invalid)
-    N, L = runs[params_col], runs[loss_col]
-    D = runs[amount_col] / (6.0 * N) if flops_col else runs[amount_col]
-    names = {"N": N, "D": D, "L": L, **({"C": runs[amount_col]} if flops_col else {})}
-    return runs, N, D, L, names
+    optional = {"total_params": total_params_col, "unique_tokens": unique_tokens_col}
+    rows = table.numeric([params_col, amount_col, loss_col, *filter(None, optional.values())],
+                         drop_invalid=drop_invalid)
+    runs = supervised_runs(rows.columns, params=params_col, loss=loss_col, **(
+        {"flops": flops_col} if flops_col else {"tokens": amount_col}),
+        **{name: column for name, column in optional.items() if column})
+    names = {"N": runs["params"], "D": runs["tokens"], "L": runs["loss"], **({"C": rows[flops_col]} if flops_col else {})}
+    return rows, runs, names
 
 
 def _distillation_columns(table, columns: list[str], teacher_loss_col: str, with_supervised: bool,
                           drop_invalid: bool):
-    """(student runs, supervised runs or None, lines, N, D, L_T, L) of both kinds of rows together,
-    the supervised rows (empty teacher loss) first with L_T = NaN; `columns` are N, D, L."""
+    """(student rows, supervised rows or None, lines, the table's columns) of both kinds of rows
+    together, the supervised rows (empty teacher loss) first with a NaN teacher loss; `columns` are
+    N, D, L. The file's rows are checked here; `calibrate` maps the columns, as from Python."""
     from distillscale.tables import RunTable
 
     table.require(*columns, teacher_loss_col)
@@ -174,9 +181,11 @@ def _distillation_columns(table, columns: list[str], teacher_loss_col: str, with
     students = subset([not s for s in is_supervised]).numeric(columns + [teacher_loss_col], drop_invalid=drop_invalid)
     supervised = subset(is_supervised).numeric(columns, drop_invalid=drop_invalid) if with_supervised else None
     parts = [supervised, students] if supervised is not None else [students]
-    lines, N, D, L = (np.concatenate([part.lines if c is None else part[c] for part in parts]) for c in [None, *columns])
-    L_T = np.concatenate([np.full(len(parts[0]), np.nan)] * (len(parts) - 1) + [students[teacher_loss_col]])
-    return students, supervised, lines, N, D, L_T, L
+    lines = np.concatenate([part.lines for part in parts])
+    joined = {c: np.concatenate([part[c] for part in parts]) for c in columns}
+    joined[teacher_loss_col] = np.concatenate([np.full(len(parts[0]), np.nan)] * (len(parts) - 1)
+                                              + [students[teacher_loss_col]])
+    return students, supervised, lines, joined
 
 
 FORM_HELP = ("auto (every form below, the one that extrapolates best in the backtest), chinchilla "
@@ -242,18 +251,17 @@ def fit_supervised(
 
     if out:
         check_output_file(out, overwrite=overwrite, inputs=[file])
-    runs, N, D, L, names = _supervised_columns(read_table(file), params_col, loss_col, tokens_col, flops_col,
-                                               drop_invalid, total_params_col, unique_tokens_col)
-    fit_rows = _fit_rows(runs, names, fit_where)
+    rows, runs, names = _supervised_columns(read_table(file), params_col, loss_col, tokens_col, flops_col,
+                                            drop_invalid, total_params_col, unique_tokens_col)
+    fit_rows = _fit_rows(rows, names, fit_where)
     source = {"file": str(file), "params_col": params_col, "loss_col": loss_col,
               "tokens_col": None if flops_col else (tokens_col or "tokens"), "flops_col": flops_col,
-              "total_params_col": total_params_col, "fit_where": fit_where, "n_dropped": runs.n_dropped}
+              "total_params_col": total_params_col, "fit_where": fit_where, "n_dropped": rows.n_dropped}
     if unique_tokens_col:
         source["unique_tokens_col"] = unique_tokens_col
     calibration = calibrate(
-        params=N, tokens=D, loss=L, total_params=runs[total_params_col] if total_params_col else None, form=form,
-        unique_tokens=runs[unique_tokens_col] if unique_tokens_col else None,
-        holdout=fit_rows, source=source, supervised_options=dict(
+        runs, total_params="total_params" if total_params_col else None, form=form,
+        unique_tokens="unique_tokens" if unique_tokens_col else None, holdout=fit_rows, source=source, supervised_options=dict(
             irreducible_loss=irreducible_loss, irreducible_loss_prior=_parse_prior(irreducible_loss_prior),
             min_tokens_per_param=min_tokens_per_param, backtest=backtest, huber_delta=huber_delta,
             bootstrap=bootstrap, level=level, grid=_parse_grid(grid) or None, seed=seed))
@@ -263,10 +271,10 @@ def fit_supervised(
     holdout = calibration.holdout.get("supervised")
     repetition = _repetition_summary(calibration.supervised) if unique_tokens_col else None
     if as_json:
-        record = fit_json(laws.name, calibration.supervised, runs.n_dropped, holdout, fit_where, runs.lines, out)
+        record = fit_json(laws.name, calibration.supervised, rows.n_dropped, holdout, fit_where, rows.lines, out)
         print_json({**record, "repetition": repetition} if unique_tokens_col else record)
         return
-    print_fit(f"Supervised law fitted to {file.name}", calibration.supervised, runs.n_dropped, holdout, fit_where)
+    print_fit(f"Supervised law fitted to {file.name}", calibration.supervised, rows.n_dropped, holdout, fit_where)
     if repetition is not None:
         console.print(repetition["text"])
     if out:
@@ -342,17 +350,18 @@ def fit_distillation(
         student_law = load_laws(supervised_law).require_supervised() if supervised_law is not None else None
     except UserError as exc:  # the message says "law": this command has two
         raise UserError(f"--supervised-law: {exc}") from None
-    students, supervised, lines, N, D, L_T, L = _distillation_columns(
+    students, supervised, lines, columns = _distillation_columns(
         read_table(file), [student_params_col, student_tokens_col, loss_col], teacher_loss_col,
         with_supervised=student_law is None, drop_invalid=drop_invalid)
     n_supervised = len(supervised) if supervised is not None else 0
-    fit_rows = _fit_rows(students, {"N": N[n_supervised:], "D": D[n_supervised:], "L": L[n_supervised:],
-                                    "L_T": L_T[n_supervised:]}, fit_where)
+    fit_rows = _fit_rows(students, {name: columns[column][n_supervised:] for name, column in (
+        ("N", student_params_col), ("D", student_tokens_col), ("L", loss_col), ("L_T", teacher_loss_col))}, fit_where)
     source = {"file": str(file), "fit_where": fit_where, "n_dropped": students.n_dropped,
               "supervised_law": supervised_law or "fitted to the supervised rows"}
     try:
         calibration = calibrate(
-            params=N, tokens=D, loss=L, teacher_loss=L_T, supervised_law=student_law, form=supervised_form,
+            columns, params=student_params_col, tokens=student_tokens_col, loss=loss_col, teacher_loss=teacher_loss_col,
+            supervised_law=student_law, form=supervised_form,
             distillation_form=form, source=source, supervised_options={"bootstrap": 0},
             holdout=None if fit_rows is None else np.concatenate([np.ones(n_supervised, bool), fit_rows]),
             distillation_options=dict(backtest=backtest, huber_delta=huber_delta, bootstrap=bootstrap,

@@ -161,7 +161,7 @@ class LawFit:
         self.laws(name or Path(path).stem, source="fitted with distillscale").save(path)
 
 
-def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str = "auto", total_params=None,
+def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None, form: str = "auto", total_params=None,
                    irreducible_loss: float | None = None,
                    irreducible_loss_prior: tuple[float, float] | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
@@ -171,7 +171,8 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str 
     The runs: `fit_supervised(df, params="N", tokens="D", loss="loss")` with the columns of a
     table (a pandas DataFrame or a dict of columns; default names params, tokens, loss), or the
     values themselves, `fit_supervised(N, D, loss)`: non-embedding parameters, training tokens and
-    validation loss (nats/token), positive, one per run.
+    validation loss (nats/token), positive, one per run. `flops` (training FLOPs C, a column or the
+    values) instead of `tokens` gives D = C / 6N.
 
     With form="auto" the candidates are the forms tied, chinchilla and busbridge, each also with
     the given E (fixed or prior), data filter (minimum tokens per parameter) and total parameters
@@ -191,8 +192,8 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, form: str 
             raise ParameterError("data", "{} must be a table (a pandas DataFrame or a dict of columns) "
                                  "when params, tokens and loss are given too")
         data, params, tokens, loss = None, data, params, tokens
-    runs = run_columns(data, params=("params", params), tokens=("tokens", tokens), loss=("loss", loss),
-                       total_params=(None, total_params), unique_tokens=(None, unique_tokens))
+    runs = supervised_runs(data, params=params, tokens=tokens, loss=loss, flops=flops, total_params=total_params,
+                           unique_tokens=unique_tokens)
     if "unique_tokens" in runs:
         return fit_with_repetition(runs, form=form, irreducible_loss=irreducible_loss,
                                    irreducible_loss_prior=irreducible_loss_prior,
@@ -434,6 +435,21 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
 
 def _is_table(data) -> bool:
     return isinstance(data, Mapping) or hasattr(data, "columns")
+
+
+def supervised_runs(data=None, *, params=None, tokens=None, loss=None, flops=None,
+                    **optional) -> dict[str, np.ndarray]:
+    """The runs of a supervised fit as `run_columns` gives them: params, tokens and loss (default
+    column names params, tokens, loss), the tokens from `flops` (training FLOPs C, D = C / 6N) when
+    those are given instead, and the `optional` inputs (total_params, unique_tokens, ...) given."""
+    if flops is not None and tokens is not None:
+        raise ParameterError(("tokens", "flops"), "give {} or {}, not both: the tokens are C / 6N")
+    extra = {name: (None, value) for name, value in optional.items()}
+    if flops is None:
+        return run_columns(data, params=("params", params), tokens=("tokens", tokens), loss=("loss", loss), **extra)
+    runs = run_columns(data, params=("params", params), flops=(None, flops), loss=("loss", loss), **extra)
+    runs["tokens"] = runs.pop("flops") / (6.0 * runs["params"])
+    return runs
 
 
 def run_columns(data, **inputs: tuple[str | None, object]) -> dict[str, np.ndarray]:
