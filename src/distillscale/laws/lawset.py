@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write_json
+from distillscale.io import atomic_write_json, check_output_file, json_format_is
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 
 FORMAT = "distillscale.laws/1"
+# `is_ours` of a law file: the output rule lets overwrite=True replace only such a file.
+is_law_file = json_format_is(FORMAT.split("/")[0] + "/")
 
 
 @dataclass
@@ -81,8 +83,13 @@ class LawSet:
                    distillation=distillation, compute=ComputeSettings(**data.get("compute", {})),
                    source=data.get("source", ""))
 
-    def save(self, path: str | Path) -> None:
-        """Write law.json (atomically): the laws, their fit records and the compute settings."""
+    def save(self, path: str | Path, overwrite: bool = False, inputs=(), *, flag: str = "path",
+             overwrite_flag: str = "overwrite=True") -> None:
+        """Write law.json (atomically): the laws, their fit records and the compute settings. An
+        existing file is replaced only with `overwrite`, and only if it is a law file; `inputs`
+        (the files the law came from) are never written over."""
+        check_output_file(path, overwrite=overwrite, is_ours=is_law_file, inputs=inputs, flag=flag,
+                          what="distillscale law file", overwrite_flag=overwrite_flag)
         atomic_write_json(path, self.to_dict())
 
 
