@@ -62,9 +62,9 @@ def _law_file(tmp_path, **changes):
 
 
 @pytest.mark.parametrize("changes, fragment", [
-    ({"E": "NaN_"}, "supervised coefficient E = nan must be a number >= 0"),
-    ({"alpha": -1}, "supervised coefficient alpha = -1.0 must be a positive number"),
-    ({"B": 1e400}, "supervised coefficient B = inf must be a positive number"),
+    ({"E": "NaN_"}, "supervised.coefficients.E = nan: must be a finite number"),
+    ({"alpha": -1}, "supervised.coefficients.alpha = -1: Input should be greater than 0"),
+    ({"B": 1e400}, "supervised.coefficients.B = inf: must be a finite number"),
 ])
 def test_hand_edited_laws_with_impossible_coefficients_are_refused(cli, tmp_path, changes, fragment):
     code, out, err = cli("predict", "supervised", "--law", _law_file(tmp_path, **changes),

@@ -15,6 +15,7 @@ except ImportError:  # older typer uses click itself
     from click import exceptions as click_exceptions
 
 from distillscale.data.commands import data_app
+from distillscale.console import printable
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.commands import fit_app, predict_app
 from distillscale.model.commands import export_hf_command
@@ -114,7 +115,7 @@ def _interrupted() -> int:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"distillscale: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"distillscale: error: {printable(' '.join(message.split()))}", file=sys.stderr)
     return code
 
 

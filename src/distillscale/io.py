@@ -1,4 +1,5 @@
-"""Atomic file writes, and the one rule every command that writes follows.
+"""Atomic file writes, the one rule every command that writes follows, and the one decoding of
+every text file a user gives (`read_text_file`, `decode_text`).
 
 Atomic: write to a temporary file in the same directory, then rename, so a reader never sees a
 half-written artifact that looks complete, even after `kill -9`.
@@ -210,3 +211,62 @@ def publish_files(staging: Path, out_dir: Path, earlier: Iterable[str] = ()) -> 
     for name in set(earlier) - set(names):
         if Path(name).name == name and (out_dir / name).is_file():  # a plain name, no path
             (out_dir / name).unlink()
+
+
+# Byte-order marks, longest first: FF FE 00 00 is UTF-32 (LE), not UTF-16 followed by a NUL.
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"), (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"),
+         (b"\xef\xbb\xbf", "utf-8", "UTF-8"), (b"\xff\xfe", "utf-16-le", "UTF-16"),
+         (b"\xfe\xff", "utf-16-be", "UTF-16"))
+# Characters no text file a user writes holds (C0 controls but tab, newline, carriage return and
+# form feed; DEL): a file with one is binary, or a text file that would print escape sequences.
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F)) - set("\t\n\r\f")
+
+
+def decode_unicode(data: bytes) -> str:
+    """UTF-16, UTF-32 or UTF-8 as the byte-order mark says, else UTF-8; UnicodeDecodeError if not."""
+    for bom, encoding, _ in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(encoding)
+    return data.decode("utf-8")
+
+
+def decode_text(data: bytes, name: str, fallback: tuple[str, ...] = ()) -> str:
+    """The text of a user's file: UTF-8, or UTF-16/UTF-32/UTF-8 as its byte-order mark says, else
+    the `fallback` encodings in turn (a spreadsheet's cp1252); a one-line UserError (`name` says
+    which file) for anything else, including binary data."""
+    for bom, encoding, label in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data[len(bom):].decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{name} begins with a {label} byte-order mark but is not {label} text "
+                                f"(bad bytes at offset {exc.start + len(bom)}): save it as UTF-8") from None
+            break
+    else:
+        errors = []
+        for encoding in ("utf-8", *fallback):
+            try:
+                text = data.decode(encoding)
+                break
+            except UnicodeDecodeError as exc:
+                errors.append(exc)
+        else:
+            at = errors[0].start
+            raise UserError(f"{name} is not UTF-8 text (byte 0x{data[at]:02x} at offset {at}): "
+                            "save it as UTF-8") from None
+    bad = next((i for i, char in enumerate(text) if char in _CONTROL), None)
+    if bad is not None:
+        raise UserError(f"{name} is not a text file (control character {text[bad]!r} at character {bad}): "
+                        "give a text file")
+    return text
+
+
+def read_text_file(path: str | os.PathLike, what: str, fallback: tuple[str, ...] = ()) -> str:
+    """`decode_text` of the file at `path`; `what` names it in errors ("law file", "sweep spec")."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} not found: give an existing file") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return decode_text(data, f"{what} {path}", fallback)

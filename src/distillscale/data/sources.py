@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillscale.errors import UserError
+from distillscale.io import decode_unicode
 
 STDLIB_EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
 GLOB_CHARACTERS = set("*?[")
@@ -100,7 +101,7 @@ class Corpus:
                 yield from _parquet_documents(path, self.text_field)
             else:
                 try:
-                    yield path.read_bytes().decode("utf-8")
+                    yield decode_unicode(path.read_bytes())
                 except UnicodeDecodeError:
                     stats.skip(str(path))
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from distillscale.errors import ParameterError, UserError
-from distillscale.io import atomic_write_text, check_output_dir
+from distillscale.io import atomic_write_text, check_output_dir, read_text_file
 from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExecutor
 from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec, load_sweep_spec
@@ -141,7 +141,12 @@ def _claim_directory(spec: SweepSpec, layout: SweepLayout) -> None:
     text = spec.to_toml()
     if layout.spec_path.exists():
         # Compared as data, so a different TOML writer's layout does not count as a change.
-        if tomllib.loads(layout.spec_path.read_text(encoding="utf-8")) != tomllib.loads(text):
+        try:
+            earlier = tomllib.loads(read_text_file(layout.spec_path, "the sweep's spec"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{layout.spec_path} is not valid TOML ({exc}): restore it, or choose another "
+                            "--out") from None
+        if earlier != tomllib.loads(text):
             raise UserError(f"{layout.root} holds a sweep of a different spec ({layout.spec_path}): "
                             f"give the same spec to continue it, or choose another --out")
         return

@@ -42,6 +42,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
                       model_validator)
 
 from distillscale.errors import UserError
+from distillscale.io import read_text_file
 from distillscale.model import ModelConfig
 from distillscale.training.config import BOOKKEEPING_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS, TrainConfig
 from distillscale.units import format_quantity, parse_quantity
@@ -213,12 +214,9 @@ def load_sweep_spec(path: str | Path) -> SweepSpec:
     """Read, validate and resolve a spec file; relative data and tokenizer paths are taken from the
     file's directory. Raises UserError naming the first bad key."""
     path = Path(path)
+    text = read_text_file(path, "sweep spec")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"sweep spec {path} not found: give an existing TOML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read sweep spec {path}: {exc}") from None
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"sweep spec {path} is not valid TOML: {exc}") from None
     return resolve_sweep_spec(table, source=str(path), base_dir=path.parent)

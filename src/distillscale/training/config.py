@@ -39,6 +39,7 @@ from pydantic import (
 
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.errors import UserError
+from distillscale.io import read_text_file
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, describe_error, sections
 from distillscale.units import parse_quantity
@@ -440,9 +441,10 @@ def _read_toml(path: Path, config_class: type[BaseModel]) -> dict[str, Any]:
     """The settings of a TOML file, written in [sections] (as `to_toml` writes them) or as top-level keys."""
     if not path.is_file():
         raise UserError(f"config file {path} not found: give an existing TOML file to --config")
+    text = read_text_file(path, "config file")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
     groups = sections(config_class)
     known = sorted({group.section for group in groups.values()})
