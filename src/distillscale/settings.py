@@ -19,7 +19,7 @@ from types import NoneType, UnionType
 from typing import Any, Callable, ClassVar, Literal, Union, get_args, get_origin
 
 import typer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -36,6 +36,17 @@ class Settings(BaseModel):
 
     section: ClassVar[str]
     title: ClassVar[str]
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: Any, info: ValidationInfo) -> Any:
+        """A path setting given as "" (an unset variable in a config or a call) would read as the
+        current directory: refuse it, as the command line does."""
+        if isinstance(value, str) and not value.strip() and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is Path or Path in get_args(annotation):
+                raise ValueError("is empty: give a path (write . for the current directory)")
+        return value
 
 
 def sections(config_class: type[BaseModel]) -> dict[str, type[Settings]]:
