@@ -45,9 +45,12 @@ def builtin_sweep(quick: bool = False, data: Path | None = None):
     path = builtin_spec(quick)
     table = tomllib.loads(path.read_text(encoding="utf-8"))
     if data is not None:
+        from distillscale.data.sources import check_corpus
+
         if not glob.glob(str(Path(data).expanduser())):
             raise UserError(f"--data {data} matches no file or directory: give a corpus (text, .jsonl or "
                             f".parquet files, a glob or a datasets directory)")
+        check_corpus(str(Path(data).expanduser()))  # before the sweep's first line of progress
         table["data"]["path"] = str(Path(data).expanduser().absolute())
         table["name"] += "-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data).stem).strip("-.") or "data")
     return resolve_sweep_spec(table, source=str(path), base_dir=path.parent)

@@ -115,7 +115,12 @@ def default_workers(threads_per_run: int) -> int:
 
 def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, threads_per_run: int = 1,
               progress: bool = True) -> dict[str, int]:
-    """Run every run of `spec` that has not finished; returns the number of runs per status."""
+    """Run every run of `spec` that has not finished; returns the number of runs per status. The
+    corpus is checked once first: a missing or empty one is one error, not a failure per run."""
+    from distillscale.data.sources import check_corpus
+
+    data = spec.sections.get("data", {})
+    check_corpus(data.get("path"), data.get("text_field") or "text")
     layout = SweepLayout(Path(sweep_dir).absolute())  # runs may start in another directory (Slurm)
     layout.root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(layout.lock_path)
