@@ -236,6 +236,9 @@ def decode_text(data: bytes, name: str, fallback: tuple[str, ...] = ()) -> str:
     which file) for anything else, including binary data."""
     for bom, encoding, label in _BOMS:
         if data.startswith(bom):
+            if label != "UTF-8" and _plain_utf8(data[len(bom):]):
+                raise UserError(f"{name} begins with a {label} byte-order mark but the rest is UTF-8 "
+                                f"text: remove the first {len(bom)} bytes, or save it again as UTF-8")
             try:
                 text = data[len(bom):].decode(encoding)
             except UnicodeDecodeError as exc:
@@ -259,6 +262,18 @@ def decode_text(data: bytes, name: str, fallback: tuple[str, ...] = ()) -> str:
         raise UserError(f"{name} is not a text file (control character {text[bad]!r} at character {bad}): "
                         "give a text file")
     return text
+
+
+def _plain_utf8(data: bytes) -> bool:
+    """Whether `data` reads as UTF-8 text without NULs, which UTF-16/32 text of Latin letters and
+    digits always has: text behind a wrong byte-order mark."""
+    if not data or b"\x00" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_text_file(path: str | os.PathLike, what: str, fallback: tuple[str, ...] = ()) -> str:

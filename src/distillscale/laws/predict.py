@@ -16,6 +16,7 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import extrapolation_warnings
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.uncertainty import Prediction
+from distillscale.units import check_parameter
 
 
 def _interval_record(prediction: Prediction) -> dict:
@@ -31,9 +32,9 @@ def _interval_record(prediction: Prediction) -> dict:
 
 
 def _positive(param: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < float("inf")):
         raise ParameterError(param, f"{{}} must be a positive finite number, got {value!r}")
-    return float(value)
+    return check_parameter(float(value), param)  # inside the limits of what it counts
 
 
 @dataclass(frozen=True)

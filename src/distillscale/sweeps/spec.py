@@ -45,7 +45,7 @@ from distillscale.errors import UserError
 from distillscale.io import read_text_file
 from distillscale.model import ModelConfig
 from distillscale.training.config import BOOKKEEPING_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS, TrainConfig
-from distillscale.units import format_quantity, parse_quantity
+from distillscale.units import check_quantity, format_quantity, parse_quantity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -341,6 +341,7 @@ def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_
     length = f"M{tokens_per_param:g}" if budget is None else f"C{format_quantity(budget)}"
     via = f"-T{teacher.n_layers}" if teacher else ""
     run_id = f"{kind[0]}-L{n_layers}-{length}{via}-{digest}"
+    check_quantity(tokens, f"the tokens of run {run_id}")  # M x N: each may be in range, not the product
     return PlannedRun(run_id=run_id, kind=kind, n_layers=n_layers, non_embedding_params=params,
                       tokens=tokens, tokens_per_param=tokens_per_param, budget=budget, settings=settings,
                       teacher_id=teacher_id, parent_id=parent_id)

@@ -42,7 +42,7 @@ from distillscale.errors import UserError
 from distillscale.io import read_text_file
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, describe_error, sections
-from distillscale.units import parse_quantity
+from distillscale.units import check_quantity, parse_quantity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -242,7 +242,9 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
 
     def token_budget(self, non_embedding_params: int) -> float:
         """The tokens asked for: `tokens`, or `tokens_per_param` x non-embedding parameters."""
-        return self.tokens if self.tokens is not None else self.tokens_per_param * non_embedding_params
+        if self.tokens is not None:
+            return self.tokens
+        return check_quantity(self.tokens_per_param * non_embedding_params, "tokens_per_param x parameters (tokens)")
 
     def total_steps(self, non_embedding_params: int) -> int:
         """Optimizer steps that cover the token budget (the last step may overshoot it); with regime
