@@ -32,7 +32,6 @@ import typer
 
 import distillscale as ds
 from distillscale.errors import UserError
-from distillscale.io import decode_text
 from distillscale.laws import load_laws
 from distillscale.tables import read_table
 
@@ -163,6 +162,8 @@ FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
 @given(prefix=st.sampled_from([b""] + list(BOMS.values())), body=st.binary(max_size=300),
        text=st.sampled_from([b"", TABLE.encode(), b'name = "x"\n[data]\n', b'{"format": "distillscale.laws/1"}']))
 def test_random_bytes_after_any_mark_are_decoded_or_refused_in_one_line(prefix, body, text):
+    from distillscale.io import decode_text
+
     data = prefix + text + body
     for fallback in ((), ("cp1252", "latin-1")):
         try:
