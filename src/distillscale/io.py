@@ -89,11 +89,13 @@ def _jsonable(obj: Any) -> Any:
 
 def check_output_file(path: str | os.PathLike, *, overwrite: bool, is_ours: Callable[[Path], bool],
                       inputs: Iterable = (), flag: str = "--out", what: str = "distillscale output",
-                      overwrite_flag: str = "--overwrite") -> Path:
+                      overwrite_flag: str = "--overwrite", make_parents: bool = False) -> Path:
     """Check, before the work starts, that a file may be written at `path`: not an input, not a
     directory, a usable name in an existing writable directory, and an existing file replaced only
     with `overwrite` and only if `is_ours(path)` recognises it (or it is empty). `overwrite_flag`
-    is how the caller spells the permission (`overwrite=True` from Python). Returns the path."""
+    is how the caller spells the permission (`overwrite=True` from Python); `make_parents` lets the
+    writer create a missing directory for it (one the user named as an output directory). Returns
+    the path."""
     path = Path(path)
     _check_name(path, flag)
     if path.is_dir():
@@ -105,7 +107,7 @@ def check_output_file(path: str | os.PathLike, *, overwrite: bool, is_ours: Call
         if not path.is_file() or (path.stat().st_size > 0 and not _recognised(is_ours, path)):
             raise UserError(f"{flag} {path} exists and is not a {what}: {overwrite_flag} replaces only "
                             "files distillscale wrote; choose another name")
-    _check_writable_directory(path, flag)
+    _check_writable_directory(path, flag, make_parents)
     return path
 
 
@@ -116,14 +118,20 @@ def _recognised(is_ours: Callable[[Path], bool], path: Path) -> bool:
         return False
 
 
-def _check_writable_directory(path: Path, flag: str) -> None:
+def _check_writable_directory(path: Path, flag: str, make_parents: bool = False) -> None:
     parent = path.parent
     if not parent.exists():
         for ancestor in parent.parents:
             if ancestor.exists() and not ancestor.is_dir():
                 raise UserError(f"{flag} {path}: {ancestor} is a file, not a directory")
-        raise UserError(f"{flag} {path}: directory {parent} does not exist; create it first or "
-                        "choose another place")
+            if ancestor.exists() and make_parents:
+                parent = ancestor  # the directories below it will be made: it must be writable
+                break
+        else:
+            ancestor = None
+        if not make_parents or ancestor is None:
+            raise UserError(f"{flag} {path}: directory {path.parent} does not exist; create it first or "
+                            "choose another place")
     if not parent.is_dir():
         raise UserError(f"{flag} {path}: {parent} is a file, not a directory")
     try:  # the only sure test (read-only mounts, /proc, permissions): make a file there

@@ -55,7 +55,8 @@ def report_command(
     out_dir = out if out is not None else (source if source.is_dir() else source.parent)
     for name in (REPORT_JSON, REPORT_HTML):
         check_output_file(out_dir / name, overwrite=overwrite, is_ours=REPORT_IS_OURS[name], inputs=[source],
-                          flag="report file", what="report distillscale wrote")
+                          flag="report file", what="report distillscale wrote",
+                          make_parents=out is not None)
     _, report = write_report(source, out_dir, settings, progress=_progress)
     if as_json:
         print_json(report)
