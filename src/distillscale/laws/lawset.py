@@ -86,7 +86,12 @@ class LawSet:
         (the files the law came from) are never written over."""
         check_output_file(path, overwrite=overwrite, is_ours=is_law_file, inputs=inputs, flag=flag,
                           what="distillscale law file", overwrite_flag=overwrite_flag)
-        atomic_write_json(path, self.to_dict())
+        record = self.to_dict()
+        try:  # what load_laws would refuse is never written (a name with an escape sequence)
+            validate_law_file(json.loads(json.dumps(record, default=lambda value: value.tolist())))
+        except UserError as exc:
+            raise UserError(f"cannot save law {self.name!r} to {path}: {exc}") from None
+        atomic_write_json(path, record)
 
 
 def _read_law(part: str, read):
