@@ -4,6 +4,7 @@ line on stderr and exit status 2."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -109,13 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     return _interrupted() if code == INTERRUPTED else code
 
 
+@functools.cache
+def _command_tree():
+    return typer.main.get_command(app)
+
+
 def _empty_path(argv: list[str]) -> str | None:
     """The flag (or argument) of the command in `argv` that takes a path and is given as "": a path
     option would read it as the current directory."""
     from pathlib import Path
     from typing import get_args
 
-    command = typer.main.get_command(app)
+    command = _command_tree()
     args = list(argv)
     while args and hasattr(command, "commands") and args[0] in command.commands:
         command = command.commands[args.pop(0)]
