@@ -126,7 +126,10 @@ def test_fit_supervised_bad_options(cli, runs_csv, args, fragment):
 
 def test_bad_values_name_rows_and_leave_outputs_untouched(cli, runs_csv, tmp_path):
     out = tmp_path / "law.json"
-    out.write_text("precious")
+    from distillscale.laws.lawset import load_laws
+
+    load_laws("epoch2024").save(out)  # an earlier law: --overwrite may replace it, a failed fit must not
+    precious = out.read_text()
     lines = runs_csv.read_text().splitlines()
     lines[3] = "nan,1e20,3.0"
     lines[5] = "1e8,1e20,-2"
@@ -135,7 +138,7 @@ def test_bad_values_name_rows_and_leave_outputs_untouched(cli, runs_csv, tmp_pat
     code, _, err = fit(cli, runs_csv, "--bootstrap", "0", "--out", out, "--overwrite")
     assert code == 2 and "column 'Model Size'" in err and "lines 4 ('nan')" in err
     assert "--drop-invalid" in err and len(err.strip().splitlines()) == 1
-    assert out.read_text() == "precious"
+    assert out.read_text() == precious
 
 
 @pytest.mark.parametrize("make, fragment", [

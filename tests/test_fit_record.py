@@ -110,11 +110,13 @@ def test_a_law_file_from_before_schema_version_still_loads(fit, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"schema_version": FIT_SCHEMA_VERSION + 1},
-     f"fit record has schema version {FIT_SCHEMA_VERSION + 1}, newer than this distillscale reads"),
-    ({"schema_version": "2"}, "has schema version '2', not a positive integer"),
-    ({"level": "high"}, "fit record is malformed: level:"),
-    ({"intervals": {"E": [1.0]}}, "fit record is malformed: intervals.E.1: Field required"),
-    ({"colour": "blue"}, "fit record is malformed: colour: Extra inputs are not permitted"),
+     f"supervised.fit.schema_version = {FIT_SCHEMA_VERSION + 1}: the fit record is newer than this "
+     "distillscale reads"),
+    ({"schema_version": "2"}, "supervised.fit.schema_version = '2': the fit record's schema version must be"),
+    ({"level": "high"}, "supervised.fit.level = 'high': must be a number"),
+    ({"level": 5}, "supervised.fit.level = 5: Input should be less than 1"),
+    ({"intervals": {"E": [1.0]}}, "supervised.fit.intervals.E.1 is missing"),
+    ({"colour": "blue"}, "supervised.fit.colour is not a field of a law file"),
 ])
 def test_newer_or_malformed_fit_records_are_refused_in_one_line(fit, tmp_path, cli, change, message):
     path = tmp_path / "law.json"
@@ -122,7 +124,7 @@ def test_newer_or_malformed_fit_records_are_refused_in_one_line(fit, tmp_path, c
     data = json.loads(path.read_text())
     data["supervised"]["fit"].update(change)
     path.write_text(json.dumps(data))
-    with pytest.raises(UserError, match=f"^law file {path}: the supervised law: its fit record ") as error:
+    with pytest.raises(UserError, match=f"^law file {path}: supervised.fit") as error:
         ds.load_laws(path)
     assert message in str(error.value)
     code, _, err = cli("predict", "supervised", "--law", path, "--params", "1B", "--tokens", "20B")

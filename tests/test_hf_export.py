@@ -81,6 +81,43 @@ def test_a_foreign_directory_is_never_replaced_an_earlier_export_only_with_overw
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
 
 
+def test_overwrite_keeps_the_files_a_user_added_to_an_earlier_export(tmp_path, cli, tokenizer):
+    make_run(tmp_path / "run", tokenizer)
+    export = tmp_path / "export"
+    assert cli("export-hf", tmp_path / "run", export)[0] == 0
+    (export / "README.md").write_text("# my model card")
+    (export / "eval").mkdir()
+    (export / "eval" / "results.txt").write_text("accuracy 0.5")
+    (export / "model.safetensors").write_bytes(b"stale")  # ours: replaced
+    code, _, err = cli("export-hf", tmp_path / "run", export, "--overwrite")
+    assert code == 0, err
+    assert (export / "README.md").read_text() == "# my model card"
+    assert (export / "eval" / "results.txt").read_text() == "accuracy 0.5"
+    assert (export / "model.safetensors").stat().st_size > 1000
+    assert AutoModelForCausalLM.from_pretrained(export) is not None
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
+
+
+def test_overwrite_never_replaces_a_user_file_of_the_same_name(tmp_path, cli, tokenizer):
+    """A file the earlier export's record does not list is the user's, even under an export's name."""
+    make_run(tmp_path / "run", tokenizer)
+    export = tmp_path / "export"
+    assert cli("export-hf", tmp_path / "run", export)[0] == 0
+    marker = export / "distillscale_export.json"
+    record = json.loads(marker.read_text())
+    record["files"].remove("tokenizer_config.json")
+    marker.write_text(json.dumps(record))
+    (export / "tokenizer_config.json").write_text("mine")
+    code, _, err = cli("export-hf", tmp_path / "run", export, "--overwrite")
+    assert code == 2 and "Traceback" not in err and "is not a file distillscale wrote" in err, err
+    assert (export / "tokenizer_config.json").read_text() == "mine"
+
+
+def test_export_help_says_what_overwrite_replaces(cli):
+    code, out, _ = cli("export-hf", "--help")
+    assert code == 0 and "files you added there stay" in " ".join(out.split())
+
+
 def test_an_empty_output_directory_is_filled(tmp_path, cli, tokenizer):
     make_run(tmp_path / "run", tokenizer)
     (tmp_path / "hf").mkdir()
@@ -99,7 +136,7 @@ def test_export_never_replaces_the_run_directory(tmp_path, cli, tokenizer):
 
 
 @pytest.mark.parametrize("breakage, message", [
-    ("no-run", "does not exist: give a directory written by `distillscale train`"),
+    ("no-run", "does not exist, not a run directory: give a directory written by `distillscale train`"),
     ("no-tokenizer", "tokenizer.json is missing: export needs the run's tokenizer"),
     ("no-config", "model_config.json is missing"),
     ("no-weights", "model.safetensors is missing"),

@@ -83,10 +83,10 @@ def test_presets_listed():
 
 
 @pytest.mark.parametrize("content, fragment", [
-    ("{not json", "cannot read law file"),
+    ("{not json", "is not valid JSON"),
     (json.dumps({"format": "other"}), "is not a distillscale law file"),
     (json.dumps({"format": "distillscale.laws/1", "supervised": {"coefficients": {"E": 1}}}),
-     "incomplete or malformed"),
+     "supervised.coefficients.A is missing"),
 ])
 def test_bad_law_files_are_user_errors(tmp_path, content, fragment):
     path = tmp_path / "law.json"

@@ -5,6 +5,7 @@ stay byte-identical when a command refuses."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -47,14 +48,25 @@ def test_fit_never_writes_over_its_input(cli, tmp_path, runs_csv):
 
 def test_fit_replaces_an_existing_law_file_only_with_overwrite(cli, tmp_path, runs_csv):
     law = tmp_path / "law.json"
-    law.write_text("my notes")
+    code, _, err = fit(cli, runs_csv, "--out", law)
+    assert code == 0, err
+    earlier = law.read_bytes()
     code, _, err = fit(cli, runs_csv, "--out", law)
     one_line_error(code, err, "exists: pass --overwrite")
-    assert law.read_text() == "my notes"
-    code, out, err = fit(cli, runs_csv, "--out", law, "--overwrite")
+    assert law.read_bytes() == earlier
+    code, out, err = fit(cli, runs_csv, "--out", law, "--overwrite", "--name", "again")
     assert code == 0, err
-    assert json.loads(law.read_text())["format"] == "distillscale.laws/1"
+    assert json.loads(law.read_text())["name"] == "again"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["law.json", "runs.csv"]  # no temporary files
+
+
+def test_overwrite_never_replaces_a_file_distillscale_did_not_write(cli, tmp_path, runs_csv):
+    law = tmp_path / "law.json"
+    law.write_text("my notes")
+    before = snapshot(tmp_path)
+    code, _, err = fit(cli, runs_csv, "--out", law, "--overwrite")
+    one_line_error(code, err, "is not a distillscale law file", "replaces only files distillscale wrote")
+    assert snapshot(tmp_path) == before
 
 
 def test_fit_checks_its_output_before_fitting(cli, tmp_path, runs_csv, monkeypatch):
@@ -123,10 +135,12 @@ def test_output_rule_helpers(tmp_path):
     existing = tmp_path / "a.json"
     existing.write_text("{}")
     with pytest.raises(UserError, match="is also an input"):
-        check_output_file(tmp_path / "." / "a.json", overwrite=True, inputs=[existing])
-    assert check_output_file(existing, overwrite=True) == existing
+        check_output_file(tmp_path / "." / "a.json", overwrite=True, is_ours=lambda p: True, inputs=[existing])
+    assert check_output_file(existing, overwrite=True, is_ours=lambda p: True) == existing
+    with pytest.raises(UserError, match="is not a distillscale output"):
+        check_output_file(existing, overwrite=True, is_ours=lambda p: False)
     with pytest.raises(UserError, match="is a file, not a directory"):
-        check_output_file(existing / "b.json", overwrite=False)
+        check_output_file(existing / "b.json", overwrite=False, is_ours=lambda p: True)
     with pytest.raises(UserError, match="is not empty and is not a run"):
         check_output_dir(tmp_path, is_ours=lambda p: False, what="run")
     assert check_output_dir(tmp_path / "new", is_ours=lambda p: False) == tmp_path / "new"
@@ -152,3 +166,72 @@ def test_experiment_never_writes_into_a_foreign_directory(cli, tmp_path):
         code, _, err = cli("experiment", "large-batch", "--out", tmp_path, *extra)
         one_line_error(code, err, "is not a large-batch experiment directory")
         assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]
+
+
+def _unwritable_outputs(tmp_path):
+    yield "proc", "/proc/self/law.json", "cannot write in /proc/self"
+    yield "missing parent", tmp_path / "missing" / "law.json", "does not exist"
+    yield "a directory", tmp_path, "is a directory"
+    yield "under a file", tmp_path / "runs.csv" / "law.json", "is a file, not a directory"
+    if os.getuid() != 0:  # root writes into a read-only directory anyway
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        yield "read-only", locked / "law.json", "cannot write in"
+
+
+def test_an_unwritable_output_is_one_line_before_any_work(cli, tmp_path, runs_csv, monkeypatch):
+    import distillscale.laws.fitting as fitting
+
+    monkeypatch.setattr(fitting.SupervisedLawFitter, "fit", lambda *a, **k: pytest.fail("fitted"))
+    for _, out, needle in _unwritable_outputs(tmp_path):
+        for extra in ([], ["--overwrite"]):
+            code, _, err = fit(cli, runs_csv, "--out", out, *extra)
+            one_line_error(code, err, needle)
+
+
+def test_law_save_follows_the_output_rule(tmp_path, runs_csv):
+    """LawFit.save: never the input table (even with overwrite=True), never a file it did not write,
+    an earlier law file only with overwrite=True, a directory or unwritable path in one line."""
+    import pandas as pd
+
+    import distillscale as ds
+
+    table = runs_csv.read_bytes()
+    fitted = ds.fit_supervised(pd.read_csv(runs_csv), bootstrap=0, backtest=False)
+    for overwrite in (False, True):
+        with pytest.raises(ds.UserError) as error:
+            fitted.save(runs_csv, overwrite=overwrite)
+        assert "\n" not in str(error.value)
+        assert runs_csv.read_bytes() == table
+    law = tmp_path / "law.json"
+    fitted.save(law)
+    with pytest.raises(ds.UserError, match="exists: pass overwrite=True"):
+        fitted.save(law)
+    fitted.save(law, name="again", overwrite=True)
+    assert json.loads(law.read_text())["name"] == "again"
+    for _, path, needle in _unwritable_outputs(tmp_path):
+        with pytest.raises(ds.UserError, match=needle):
+            fitted.save(path)
+
+
+def test_sweep_export_never_replaces_a_file_of_the_sweep(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "spec.toml").write_text('name = "s"\n')
+    (sweep / "runs.sqlite").write_bytes(b"SQLite format 3\x00")
+    before = snapshot(tmp_path)
+    for name, needle in (("spec.toml", "not a sweep export"), ("runs.sqlite", "is also an input")):
+        code, _, err = cli("sweep", "export", sweep, "--out", sweep / name, "--overwrite")
+        one_line_error(code, err, needle)
+        assert snapshot(tmp_path) == before
+
+
+def test_overwrite_replaces_a_figure_only_if_distillscale_drew_it(cli, tmp_path):
+    figure = tmp_path / "map.png"
+    args = ("distill-map", "--resolution", "2", "--out", figure)
+    assert cli(*args)[0] == 0
+    assert cli(*args, "--overwrite")[0] == 0
+    figure.write_bytes(b"\x89PNG my own figure")
+    code, _, err = cli(*args, "--overwrite")
+    one_line_error(code, err, "is not a figure distillscale drew")
+    assert figure.read_bytes() == b"\x89PNG my own figure"

@@ -4,6 +4,7 @@ line on stderr and exit status 2."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -84,6 +85,10 @@ app.command("demo")(demo_command)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (tests call this directly)."""
+    empty = _empty_path(sys.argv[1:] if argv is None else [str(arg) for arg in argv])
+    if empty:
+        return _fail(f"{empty} is empty: give a path (an empty value is often an unset shell variable; "
+                     "write . for the current directory)")
     try:
         result = app(args=argv, prog_name="distillscale", standalone_mode=False)
     except ParameterError as exc:  # a library call's argument: name the flag that gave it
@@ -105,6 +110,47 @@ def main(argv: list[str] | None = None) -> int:
     # In-process, typer turns Ctrl-C (KeyboardInterrupt) into the returned status 130.
     code = result if isinstance(result, int) else 0
     return _interrupted() if code == INTERRUPTED else code
+
+
+@functools.cache
+def _command_tree():
+    return typer.main.get_command(app)
+
+
+def _empty_path(argv: list[str]) -> str | None:
+    """The flag (or argument) of the command in `argv` that takes a path and is given as "": a path
+    option would read it as the current directory."""
+    from pathlib import Path
+    from typing import get_args
+
+    command = _command_tree()
+    args = list(argv)
+    while args and hasattr(command, "commands") and args[0] in command.commands:
+        command = command.commands[args.pop(0)]
+
+    def is_path(param) -> bool:
+        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+        return annotation is Path or Path in get_args(annotation)
+
+    params = getattr(command, "params", [])
+    path_options = {opt for param in params if is_path(param) and param.param_type_name == "option"
+                    for opt in param.opts}
+    takes_value = {opt for param in params if param.param_type_name == "option" and not param.is_flag
+                   for opt in param.opts}
+    path_arguments = [param.name.upper() for param in params
+                      if is_path(param) and param.param_type_name == "argument"]
+    for i, arg in enumerate(args):
+        flag, equals, value = arg.partition("=")
+        if equals and value == "" and flag in path_options:
+            return flag
+        if arg != "":
+            continue
+        before = args[i - 1] if i else ""
+        if before in path_options:
+            return before
+        if before not in takes_value and path_arguments:
+            return " or ".join(path_arguments)
+    return None
 
 
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C

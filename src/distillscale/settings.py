@@ -22,11 +22,12 @@ from types import NoneType, UnionType
 from typing import Any, Callable, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import typer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from distillscale.errors import UserError, path_kind
+from distillscale.io import read_text_file
 from distillscale.units import parse_quantity
 
 if sys.version_info >= (3, 11):
@@ -68,6 +69,17 @@ class Settings(BaseModel):
             return super().model_validate(obj, **kwargs)
         finally:
             _VALIDATING.reset(token)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: Any, info: ValidationInfo) -> Any:
+        """A path setting given as "" (an unset variable in a config or a call) would read as the
+        current directory: refuse it, as the command line does."""
+        if isinstance(value, str) and not value.strip() and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is Path or Path in get_args(annotation):
+                raise ValueError("is empty: give a path (write . for the current directory)")
+        return value
 
 
 def sections(config_class: type[BaseModel]) -> dict[str, type[Settings]]:
@@ -228,9 +240,10 @@ def _read_toml(path: Path, config_class: type[BaseModel]) -> dict[str, Any]:
     """The settings of a TOML file, written in [sections] (as `to_toml` writes them) or as top-level keys."""
     if not path.is_file():
         raise UserError(f"config file {path} {path_kind(path)}: give an existing TOML file to --config")
+    text = read_text_file(path, "config file")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
     groups = sections(config_class)
     known = sorted({group.section for group in groups.values()})

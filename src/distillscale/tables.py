@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from distillscale.errors import UserError
+from distillscale.io import decode_text
 from distillscale.units import parse_number
 
 _SHOWN_ROWS = 5  # bad rows named in one error message before "and N more"
@@ -31,6 +32,8 @@ MAX_ROWS = 1_000_000
 _BYTES_PER_CELL = 120  # a str in a dict of the rows, measured on CPython 3.11
 _MAX_FILTER_DEPTH = 50  # nested parentheses or `not`s in a filter
 _DELIMITERS = ",;\t|"
+# What spreadsheets save CSV files in when not UTF-8 (Windows-1252, else Latin-1, which decodes anything).
+SPREADSHEET_ENCODINGS = ("cp1252", "latin-1")
 _DECIMAL_COMMA = re.compile(r"^[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?$")
 
 
@@ -125,7 +128,7 @@ def read_table(path: str | Path) -> RunTable:
     path = Path(path)
     try:
         _check_size(path)
-        text = _decode(path.read_bytes())
+        text = decode_text(path.read_bytes(), f"run file {path}", fallback=SPREADSHEET_ENCODINGS)
     except OSError as exc:
         raise UserError(f"cannot read run file {path}: {exc.strerror or exc}") from None
     if not text.strip():
@@ -150,21 +153,6 @@ def _check_size(path: Path) -> None:
         raise UserError(f"run file {path} is {size / 1e6:,.0f} MB, about {rows:,.0f} rows "
                         f"(~{memory / 1e9:,.1f} GB in memory): a run file has one row per training run "
                         f"(at most {MAX_ROWS:,}); keep only the runs' final results")
-
-
-def _decode(data: bytes) -> str:
-    """UTF-8 (with or without a byte-order mark), UTF-16 with its mark, else Windows-1252/Latin-1,
-    the encodings spreadsheets save CSV files in."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
 
 
 def _sniff_delimiter(text: str) -> str:

@@ -33,7 +33,7 @@ from tokenizers import Tokenizer
 import distillscale
 from distillscale.console import err_console, warn
 from distillscale.data.config import DataConfig
-from distillscale.data.sources import Corpus, ReadStats, resolve_corpus
+from distillscale.data.sources import Corpus, ReadStats, empty_corpus_message, resolve_corpus
 from distillscale.data.tokenizer import (END_OF_TEXT, load_tokenizer, tokenizer_hash,
                                          tokenizer_vocab_size, train_byte_level_bpe)
 from distillscale.errors import UserError
@@ -286,7 +286,7 @@ def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str
             pass
         (tokenizer, end_of_text), origin = loaded, str(config.tokenizer)
     if stats.documents == 0:
-        raise UserError(_empty_corpus_message(corpus, stats))
+        raise UserError(empty_corpus_message(corpus, stats))
     return _FirstPass(tokenizer, end_of_text, origin, stats, np.array(hashes, dtype=np.uint64),
                       np.array(sizes, dtype=np.int64))
 
@@ -368,12 +368,3 @@ def _write_splits(tokenizer: Tokenizer, documents, assignment: np.ndarray, end_o
         for file in files:
             file.close()
     return counts
-
-
-def _empty_corpus_message(corpus: Corpus, stats: ReadStats) -> str:
-    skipped = ""
-    if stats.skipped_non_utf8:
-        skipped = (f"; {stats.skipped_non_utf8} skipped as not UTF-8 "
-                   f"(e.g. {stats.skipped_examples[0]})")
-    return (f"the corpus {corpus.describe()} holds no text ({len(corpus.files)} files read{skipped}): "
-            "point --data at UTF-8 text, .jsonl or .parquet files")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillscale.errors import UserError
+from distillscale.io import decode_unicode
 
 STDLIB_EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
 BUILTIN_PREFIX = "builtin:"
@@ -126,7 +127,7 @@ class Corpus:
                 yield from _parquet_documents(path, self.text_field)
             else:
                 try:
-                    yield path.read_bytes().decode("utf-8")
+                    yield decode_unicode(path.read_bytes())
                 except UnicodeDecodeError:
                     stats.skip(str(path))
 
@@ -265,3 +266,22 @@ def _text_value(value, where: str, text_field: str) -> str:
         raise UserError(f"{where}: field {text_field!r} holds {type(value).__name__}, not text: "
                         "name the text field with --text-field")
     return value
+
+
+def empty_corpus_message(corpus: Corpus, stats: ReadStats) -> str:
+    skipped = ""
+    if stats.skipped_non_utf8:
+        skipped = (f"; {stats.skipped_non_utf8} skipped as not UTF-8 "
+                   f"(e.g. {stats.skipped_examples[0]})")
+    return (f"the corpus {corpus.describe()} holds no text ({len(corpus.files)} files read{skipped}): "
+            "point --data at UTF-8 text, .jsonl or .parquet files")
+
+
+def check_corpus(path: str | None, text_field: str = "text") -> Corpus:
+    """The corpus at `path` if it exists and holds some text (read up to its first document), else a
+    one-line UserError: what a sweep checks once before it starts any run on the corpus."""
+    corpus = resolve_corpus(path, text_field)
+    stats = ReadStats()
+    if next(iter(corpus.documents(None, stats)), None) is None:
+        raise UserError(empty_corpus_message(corpus, stats))
+    return corpus

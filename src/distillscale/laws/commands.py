@@ -12,7 +12,7 @@ import typer
 from distillscale.console import Table, console, print_json, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
-from distillscale.laws.lawset import LAW_HELP, load_laws
+from distillscale.laws.lawset import LAW_HELP, is_law_file, load_laws
 from distillscale.units import format_quantity, parse_quantity
 
 predict_app = typer.Typer(help="Predict validation loss (nats/token) from a law.",
@@ -109,7 +109,7 @@ FIT_WHERE_HELP = ("hold-out mode: fit only on runs matching this filter and repo
                   "loss; operators < <= > >= == != and, or, not, parentheses")
 GRID_HELP = ("replace one parameter's start values, e.g. --grid alpha=0.3,0.5 (repeatable; parameters "
              "are named as in the saved fit record: log_E, log_A, alpha, ...)")
-OVERWRITE_HELP = "replace the --out file if it exists"
+OVERWRITE_HELP = "replace the --out file if it is a law file distillscale wrote (never another file)"
 DROP_HELP = "skip runs with missing, NaN or non-positive values (they are counted) instead of failing"
 
 
@@ -250,7 +250,8 @@ def fit_supervised(
     from distillscale.tables import read_table
 
     if out:
-        check_output_file(out, overwrite=overwrite, inputs=[file])
+        check_output_file(out, overwrite=overwrite, is_ours=is_law_file, inputs=[file],
+                          what="distillscale law file")
     rows, runs, names = _supervised_columns(read_table(file), params_col, loss_col, tokens_col, flops_col,
                                             drop_invalid, total_params_col, unique_tokens_col)
     fit_rows = _fit_rows(rows, names, fit_where)
@@ -267,7 +268,7 @@ def fit_supervised(
             bootstrap=bootstrap, level=level, grid=_parse_grid(grid) or None, seed=seed))
     laws = calibration.laws(name or file.stem, source=f"fitted to {file}")
     if out:
-        laws.save(out)
+        laws.save(out, overwrite=overwrite, inputs=[file], flag="--out", overwrite_flag="--overwrite")
     holdout = calibration.holdout.get("supervised")
     repetition = _repetition_summary(calibration.supervised) if unique_tokens_col else None
     if as_json:
@@ -345,7 +346,8 @@ def fit_distillation(
     from distillscale.tables import read_table
 
     if out:
-        check_output_file(out, overwrite=overwrite, inputs=[file, supervised_law])
+        check_output_file(out, overwrite=overwrite, is_ours=is_law_file, inputs=[file, supervised_law],
+                          what="distillscale law file")
     try:
         student_law = load_laws(supervised_law).require_supervised() if supervised_law is not None else None
     except UserError as exc:  # the message says "law": this command has two
@@ -370,7 +372,7 @@ def fit_distillation(
         raise UserError(exc.for_cli({"form": "--supervised-form", "distillation_form": "--form"})) from None
     laws = calibration.laws(name or file.stem, source=f"fitted to {file}")
     if out:
-        laws.save(out)
+        laws.save(out, overwrite=overwrite, inputs=[file], flag="--out", overwrite_flag="--overwrite")
     fit, holdout = calibration.distillation, calibration.holdout.get("distillation")
     if as_json:
         record = fit_json(laws.name, fit, students.n_dropped, holdout, fit_where, lines, out)

@@ -4,15 +4,17 @@ compute settings they were measured under), published presets, and JSON save/loa
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write_json
+from distillscale.io import atomic_write_json, check_output_file, json_format_is, read_text_file
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
+from distillscale.laws.schema import validate_law_file
 
 FORMAT = "distillscale.laws/1"
+# `is_ours` of a law file: the output rule lets overwrite=True replace only such a file.
+is_law_file = json_format_is(FORMAT.split("/")[0] + "/")
 
 
 @dataclass
@@ -66,32 +68,38 @@ class LawSet:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LawSet":
+        """The law set of a law file's JSON, validated in full first (`laws.schema`): a UserError
+        names the first bad field (`supervised.fit.level = 5: ...`)."""
+        validate_law_file(data)
         supervised = _read_law("supervised", lambda: SupervisedLaw.from_dict(data["supervised"])) \
             if data.get("supervised") else None
-        distillation = None
-        if data.get("distillation"):
-            if supervised is None:
-                raise KeyError("supervised")
-            distillation = _read_law("distillation",
-                                     lambda: DistillationLaw.from_dict(data["distillation"], supervised))
-        name = data.get("name", "unnamed")
-        if not isinstance(name, str):
-            raise TypeError(f"name must be text, not {type(name).__name__}")
-        return cls(name=name, supervised=supervised,
-                   distillation=distillation, compute=ComputeSettings(**data.get("compute", {})),
-                   source=data.get("source", ""))
+        distillation = _read_law("distillation",
+                                 lambda: DistillationLaw.from_dict(data["distillation"], supervised)) \
+            if data.get("distillation") else None
+        return cls(name=data.get("name", "unnamed"), supervised=supervised, distillation=distillation,
+                   compute=ComputeSettings(**data.get("compute", {})), source=data.get("source", ""))
 
-    def save(self, path: str | Path) -> None:
-        """Write law.json (atomically): the laws, their fit records and the compute settings."""
-        atomic_write_json(path, self.to_dict())
+    def save(self, path: str | Path, overwrite: bool = False, inputs=(), *, flag: str = "path",
+             overwrite_flag: str = "overwrite=True") -> None:
+        """Write law.json (atomically): the laws, their fit records and the compute settings. An
+        existing file is replaced only with `overwrite`, and only if it is a law file; `inputs`
+        (the files the law came from) are never written over."""
+        check_output_file(path, overwrite=overwrite, is_ours=is_law_file, inputs=inputs, flag=flag,
+                          what="distillscale law file", overwrite_flag=overwrite_flag)
+        record = self.to_dict()
+        try:  # what load_laws would refuse is never written (a name with an escape sequence)
+            validate_law_file(json.loads(json.dumps(record, default=lambda value: value.tolist())))
+        except UserError as exc:
+            raise UserError(f"cannot save law {self.name!r} to {path}: {exc}") from None
+        atomic_write_json(path, record)
 
 
 def _read_law(part: str, read):
-    """`read()`, with a fit-record error said to be of the `part` law."""
+    """`read()`, with a fit-record error's field (`fit.level`) named in full (`supervised.fit.level`)."""
     try:
         return read()
     except UserError as exc:
-        raise UserError(f"the {part} law: {exc}") from None
+        raise UserError(f"{part}.{exc}") from None
 
 
 def _busbridge2025() -> LawSet:
@@ -129,10 +137,11 @@ def load_laws(spec: str | Path) -> LawSet:
     if not path.exists():
         raise UserError(f"unknown law {spec!r}: use a preset ({', '.join(PRESETS)}) "
                         "or the path of a law JSON file")
+    text = read_text_file(path, "law file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read law file {spec}: {exc}") from None
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"law file {spec} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         written = data.get("format") if isinstance(data, dict) else None
         if isinstance(written, str) and written.startswith(FORMAT.split("/")[0] + "/"):
@@ -141,30 +150,6 @@ def load_laws(spec: str | Path) -> LawSet:
         raise UserError(f"{spec} is not a distillscale law file (expected \"format\": \"{FORMAT}\")")
     try:
         laws = LawSet.from_dict(data)
-    except UserError as exc:  # a fit record from a newer distillscale, or a malformed one
+    except UserError as exc:  # a bad field, a fit record from a newer distillscale
         raise UserError(f"law file {spec}: {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"law file {spec} is incomplete or malformed (problem with {exc})") from None
-    check_coefficients(laws, spec)
     return laws
-
-
-# Coefficients that must be positive for a law to decrease with size and data; the others (E may
-# be 0, the distillation law's c0 and c1) need only be finite.
-_POSITIVE = {"A", "B", "alpha", "beta", "gamma", "f1", "d1"}
-
-
-def check_coefficients(laws: LawSet, source: str) -> None:
-    """Refuse a law with a NaN, infinite or out-of-range coefficient (a hand edit gone wrong) before
-    it predicts nonsense."""
-    for part, law in (("supervised", laws.supervised), ("distillation", laws.distillation)):
-        for name, value in (law.coefficients() if law is not None else {}).items():
-            if name in _POSITIVE:
-                in_range, need = value > 0, "a positive number"
-            elif name == "E":
-                in_range, need = value >= 0, "a number >= 0"
-            else:
-                in_range, need = True, "a finite number"
-            if not (math.isfinite(value) and in_range):
-                raise UserError(f"law file {source}: {part} coefficient {name} = {value!r} must be {need}: "
-                                "fix the file or fit the law again")

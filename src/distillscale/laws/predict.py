@@ -19,7 +19,7 @@ from distillscale.laws.extrapolation import extrapolation_warnings
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment, assess
 from distillscale.laws.uncertainty import Prediction
-from distillscale.units import format_quantity
+from distillscale.units import check_parameter, format_quantity
 
 
 def _interval_record(prediction: Prediction) -> dict:
@@ -35,9 +35,9 @@ def _interval_record(prediction: Prediction) -> dict:
 
 
 def _positive(param: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < float("inf")):
         raise ParameterError(param, "{} must be a positive finite number, got {value!r}", value=value)
-    return float(value)
+    return check_parameter(float(value), param)  # inside the limits of what it counts
 
 
 @dataclass(frozen=True)

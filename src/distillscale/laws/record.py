@@ -12,11 +12,12 @@ message instead of being misread.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from distillscale.errors import UserError
+from distillscale.laws.schema import Count0, Level, Positive, describe
 from distillscale.laws.uncertainty import ExtrapolationError
 
 FIT_SCHEMA_VERSION = 1
@@ -30,9 +31,9 @@ class DataRange(_Record):
     """The smallest and largest model sizes, token counts and tokens per parameter (D/N) a law
     was fitted on."""
 
-    params: tuple[float, float]
-    tokens: tuple[float, float]
-    tokens_per_param: tuple[float, float]
+    params: tuple[Positive, Positive]
+    tokens: tuple[Positive, Positive]
+    tokens_per_param: tuple[Positive, Positive]
 
     @model_validator(mode="before")
     @classmethod
@@ -40,9 +41,20 @@ class DataRange(_Record):
         """Records from before `tokens_per_param` get the widest ratios their spans allow."""
         if isinstance(data, dict) and data.get("tokens_per_param") is None and "params" in data \
                 and "tokens" in data:
-            (n_low, n_high), (d_low, d_high) = data["params"], data["tokens"]
-            data = {**data, "tokens_per_param": (d_low / n_high, d_high / n_low)}
+            try:
+                (n_low, n_high), (d_low, d_high) = data["params"], data["tokens"]
+                data = {**data, "tokens_per_param": (d_low / n_high, d_high / n_low)}
+            except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+                pass  # the fields' own checks say what is wrong
         return data
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "DataRange":
+        for name in ("params", "tokens", "tokens_per_param"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name} runs from {low:g} down to {high:g}: give [smallest, largest]")
+        return self
 
 
 class Diagnostics(_Record):
@@ -77,11 +89,11 @@ class FitRecord(_Record):
     what it knows (say, an extrapolation error and a data range), so all are optional."""
 
     schema_version: int = FIT_SCHEMA_VERSION
-    form: str | None = None
+    form: Literal["chinchilla", "tied", "busbridge", "distillation", "distillation-tied"] | None = None
     constraints: dict[str, Any] = {}
     objective: str | None = None
     huber_delta: float | None = None
-    n_runs: int | None = None
+    n_runs: Count0 | None = None
     data_hash: str | None = None
     data_range: DataRange | None = None
     solver: str | None = None
@@ -90,7 +102,7 @@ class FitRecord(_Record):
     parameters: dict[str, float] = {}
     convergence: dict[str, Any] | None = None
     diagnostics: Diagnostics | None = None
-    level: float | None = None
+    level: Level | None = None
     intervals: dict[str, tuple[float, float]] = {}
     not_identified: dict[str, str] = {}
     bootstrap: Bootstrap | None = None
@@ -98,6 +110,12 @@ class FitRecord(_Record):
     backtest: dict[str, Any] | None = None       # the chosen form's backtest (`Backtest.to_dict`)
     extrapolation_error: ExtrapolationError | None = None
     source: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _level_of_the_intervals(self) -> "FitRecord":
+        if self.level is None and (self.bootstrap is not None or self.intervals):
+            raise ValueError("level is missing: a record with bootstrap intervals needs their level")
+        return self
 
     def to_json(self, *, bootstrap: bool = True) -> dict[str, Any]:
         """The record as law.json holds it (without the bootstrap samples if `bootstrap` is False)."""
@@ -108,16 +126,15 @@ class FitRecord(_Record):
         """A record read from law.json; a UserError names what is wrong with a malformed one, or
         says that a newer distillscale wrote it."""
         if not isinstance(data, dict):
-            raise UserError(f"its fit record is not a JSON object but {type(data).__name__}")
+            raise UserError(f"fit = {type(data).__name__}: the fit record must be a JSON object")
         version = data.get("schema_version", 1)
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise UserError(f"its fit record has schema version {version!r}, not a positive integer")
+            raise UserError(f"fit.schema_version = {version!r}: the fit record's schema version must be a "
+                            "positive integer")
         if version > FIT_SCHEMA_VERSION:
-            raise UserError(f"its fit record has schema version {version}, newer than this distillscale "
+            raise UserError(f"fit.schema_version = {version}: the fit record is newer than this distillscale "
                             f"reads ({FIT_SCHEMA_VERSION}): upgrade distillscale to read it")
         try:
             return cls.model_validate({**data, "schema_version": version})
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"]) or "the record"
-            raise UserError(f"its fit record is malformed: {where}: {error['msg']}") from None
+            raise UserError(describe(exc, "fit")) from None

@@ -156,9 +156,13 @@ class LawFit:
             return LawSet(name, self.law.student_law, self.law, source=source)
         return LawSet(name, self.law, source=source)
 
-    def save(self, path: str | Path, name: str | None = None) -> None:
-        """Write the law with its fit record to law.json (atomically), for `distillscale ... --law`."""
-        self.laws(name or Path(path).stem, source="fitted with distillscale").save(path)
+    def save(self, path: str | Path, name: str | None = None, overwrite: bool = False) -> None:
+        """Write the law with its fit record to law.json (atomically), for `distillscale ... --law`.
+        An existing file is replaced only with `overwrite=True`, and only if it is a law file (never
+        the table the law was fitted to)."""
+        source = (self.record.source or {}).get("file") if self.record is not None else None
+        self.laws(name or Path(path).stem, source="fitted with distillscale").save(
+            path, overwrite=overwrite, inputs=[source])
 
 
 def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None, form: str = "auto", total_params=None,

@@ -29,6 +29,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from distillscale.laws.schema import Count0, Level, Positive, RelativeError
+
 
 def lever(distance, span) -> np.ndarray:
     """1 + t / S: t doublings beyond the largest fitted scale, S doublings fitted."""
@@ -52,15 +54,20 @@ class ExtrapolationError:
     distance is measured in: the law's scale (model size, or teacher strength 1 / L_T) over the
     largest fitted one, in units of the fitted span."""
 
-    level: float
-    q: float
-    n_points: int
+    # The annotations' ranges are checked when a law file is read (pydantic), not on construction.
+    level: Level
+    q: RelativeError
+    n_points: Count0
     scale_name: str
-    fitted_min: float
-    fitted_max: float
+    fitted_min: Positive
+    fitted_max: Positive
     exact: bool = True  # False: too few points for the conformal rank; q is the largest score
     measured: bool = True  # False: no backtest was possible; q is LITERATURE_Q, not measured
-    reach: float = 1.0     # the largest lever the backtest measured: beyond it, its error is extrapolated too
+    reach: Positive = 1.0  # the largest lever the backtest measured: beyond it, its error is extrapolated too
+
+    def __post_init__(self):
+        if self.fitted_max < self.fitted_min:
+            raise ValueError(f"fitted_max {self.fitted_max!r} is below fitted_min {self.fitted_min!r}")
 
     @classmethod
     def unmeasured(cls, level: float, scale_name: str, fitted_min: float,

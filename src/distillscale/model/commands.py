@@ -13,7 +13,7 @@ from distillscale.units import format_quantity
 def export_hf_command(
     run_dir: Path = typer.Argument(..., help="run directory (model.safetensors, model_config.json, tokenizer.json)"),
     out_dir: Path = typer.Argument(..., help="directory to write the Hugging Face model and tokenizer to"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace OUT_DIR if it is not empty"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the files of an earlier export in OUT_DIR (files you added there stay; a directory that is not an export is never written into)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Export a trained model as a directory that AutoModelForCausalLM and AutoTokenizer load."""

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError, path_kind
-from distillscale.io import check_output_dir
+from distillscale.io import check_output_dir, publish_files
 from distillscale.model.checkpoint import load_pretrained
 from distillscale.model.config import ModelConfig
 from distillscale.model.transformer import Transformer
@@ -34,8 +34,9 @@ EXPORT_MARKER = "distillscale_export.json"
 
 def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> dict:
     """Write `out_dir` (config.json, model.safetensors, tokenizer files) from `run_dir` and return a
-    summary. The directory appears complete or not at all; an existing one is replaced only with
-    `overwrite`, and only once the new export is written."""
+    summary. A new directory appears complete or not at all; in an earlier export, `overwrite`
+    replaces the files that export wrote (each atomically, once the new export is written) and keeps
+    any file the user added."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} {path_kind(run_dir)}, not a run directory: give a directory written by "
@@ -67,9 +68,11 @@ def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite:
         hf_config.save_pretrained(staging)
         save_file(state_dict, staging / "model.safetensors", metadata={"format": "pt"})
         hf_tokenizer.save_pretrained(staging)
-        (staging / EXPORT_MARKER).write_text(json.dumps({"run_dir": str(run_dir.resolve())}) + "\n")
+        files = sorted([entry.name for entry in staging.iterdir()] + [EXPORT_MARKER])
+        (staging / EXPORT_MARKER).write_text(json.dumps({"run_dir": str(run_dir.resolve()),
+                                                         "files": files}) + "\n")
         _apply_umask(staging)
-        _publish(staging, out_dir)
+        publish_files(staging, out_dir, earlier=_earlier_files(out_dir, files))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"run_dir": str(run_dir), "out_dir": str(out_dir), "architecture": hf_config.architectures[0],
@@ -148,6 +151,18 @@ def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
                         "it, or choose another one")
 
 
+def _earlier_files(out_dir: Path, files: list[str]) -> list[str]:
+    """The files an earlier export wrote in `out_dir` (its marker lists them; a marker from before
+    the list: the files this export writes)."""
+    try:
+        listed = json.loads((out_dir / EXPORT_MARKER).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
+        return files
+    return listed
+
+
 def _apply_umask(directory: Path) -> None:
     """mkdtemp and safetensors create private (0700 / 0600) entries: give the export the permissions
     of normally created files, since it is meant to be shared."""
@@ -156,18 +171,3 @@ def _apply_umask(directory: Path) -> None:
     directory.chmod(0o777 & ~umask)
     for path in directory.iterdir():
         path.chmod(0o666 & ~umask)
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Move the finished export into place; an existing directory is set aside and removed only after."""
-    if not out_dir.exists():
-        os.replace(staging, out_dir)
-        return
-    previous = staging.with_name(staging.name + ".previous")
-    os.replace(out_dir, previous)
-    try:
-        os.replace(staging, out_dir)
-    except BaseException:
-        os.replace(previous, out_dir)
-        raise
-    shutil.rmtree(previous)

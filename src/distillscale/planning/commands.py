@@ -67,7 +67,7 @@ def plan_command(
                                       "acceptable loss penalty from repetition (fraction)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     plot: Path | None = typer.Option(None, "--plot", help="write a figure (.png or .svg)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if it exists"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
 ) -> None:
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
@@ -82,7 +82,8 @@ def plan_command(
         raise UserError(f"--max-penalty must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {max_penalty:g}")
     if plot is not None:
         plots.check_figure_path(plot)
-        check_output_file(plot, overwrite=overwrite, inputs=[law], flag="--plot")
+        check_output_file(plot, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag="--plot",
+                          what="figure distillscale drew")
     given_teacher = teacher_params or teacher_tokens or teacher_loss is not None
     result = plan(
         law, compute=parse_quantity(compute, "--compute"),
@@ -119,7 +120,7 @@ def plan_command(
 
 def distill_map_command(
     out: Path = typer.Option(..., "--out", help="figure file (.png or .svg)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if it exists"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
     scenario: str = typer.Option("teacher-inference", "--scenario", help=", ".join(SCENARIOS)),
     law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
     resolution: int = typer.Option(16, "--resolution", min=2, max=64,
@@ -134,7 +135,8 @@ def distill_map_command(
     laws = load_laws(law)
     name = get_scenario(scenario).name
     plots.check_figure_path(out)
-    check_output_file(out, overwrite=overwrite, inputs=[law])
+    check_output_file(out, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law],
+                      what="figure distillscale drew")
     planner = planner_for(laws, flops_method)
     student_params = np.geomspace(1e8, 1e11, resolution)
     tokens = np.geomspace(1e9, 1e14, resolution)
@@ -161,7 +163,7 @@ def teacher_command(
     law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     plot: Path | None = typer.Option(None, "--plot", help="write the U-curve (.png or .svg)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if it exists"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
 ) -> None:
     """Rank teachers for a student: predicted student loss each, the optimal teacher loss L_T*,
     and where the capacity gap begins (L_T / Ltilde_S = d1)."""
@@ -171,7 +173,8 @@ def teacher_command(
 
     if plot is not None:
         plots.check_figure_path(plot)
-        check_output_file(plot, overwrite=overwrite, inputs=[law], flag="--plot")
+        check_output_file(plot, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag="--plot",
+                          what="figure distillscale drew")
     ranking = rank_teachers_for(law, student_params=parse_quantity(student_params, "--student-params"),
                                 student_tokens=parse_quantity(student_tokens, "--student-tokens"),
                                 candidates=candidates)

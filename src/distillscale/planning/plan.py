@@ -35,7 +35,7 @@ from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.render import plan_text
-from distillscale.units import format_quantity
+from distillscale.units import check_parameter, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
     from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
@@ -414,7 +414,7 @@ def _positive(param: str, value: float | None) -> float | None:
         raise ParameterError(param, "{} must be a number, got {value!r}", value=value) from None
     if not (math.isfinite(number) and number > 0):
         raise ParameterError(param, f"{{}} must be a positive finite number, got {number:g}")
-    return number
+    return check_parameter(number, param)  # inside the limits of what it counts
 
 
 def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write
+from distillscale.io import atomic_write, figure_metadata, has_signature
 from distillscale.planning.flops import SCENARIOS
 from distillscale.planning.plan import Plan
 from distillscale.planning.results import StudentSweep
@@ -37,10 +37,15 @@ def check_figure_path(path: str | Path) -> str:
     return suffix
 
 
+# `is_ours` of a figure: --overwrite replaces only a figure distillscale drew (`figure_metadata`).
+is_figure_file = has_signature
+
+
 def save_figure(figure, path: str | Path) -> None:
     """Write `figure` atomically as PNG or SVG (by extension) and release it."""
     fmt = check_figure_path(path)
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight",
+                                                  metadata=figure_metadata(fmt)))
     pyplot().close(figure)
 
 

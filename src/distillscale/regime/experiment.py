@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write
+from distillscale.io import atomic_write, figure_metadata
 from distillscale.regime.ghost_batch_norm import convert_to_ghost_batch_norm
 from distillscale.regime.schedules import adapt_regime, scale_learning_rate
 from distillscale.regime.weight_distance import WeightDistance
@@ -295,4 +295,5 @@ def plot_weight_distance(result: LargeBatchResult, path: Path) -> None:
     axes.set_title("Distance from initialisation, MNIST-1D (Hoffer et al. 2017)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize="small")
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format=Path(path).suffix.lstrip(".")))
+    fmt = Path(path).suffix.lstrip(".")
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format=fmt, metadata=figure_metadata(fmt)))

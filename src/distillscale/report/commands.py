@@ -39,14 +39,14 @@ def report_command(
     level: float = typer.Option(0.9, "--level", help="coverage of the intervals"),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap"),
     overwrite: bool = typer.Option(False, "--overwrite",
-                                   help="replace an existing report.html and report.json"),
+                                   help="replace report.html and report.json written by an earlier report"),
     as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
 ) -> None:
     """Fit the supervised and distillation laws to a sweep's runs (with bootstrap intervals), check
     how they extrapolate to the largest runs, find the best teachers, plan at a target scale, and
     write report.html (self-contained) and report.json."""
     from distillscale.report.calibration import CalibrationSettings
-    from distillscale.report.report import REPORT_HTML, REPORT_JSON, write_report
+    from distillscale.report.report import REPORT_HTML, REPORT_IS_OURS, REPORT_JSON, write_report
 
     settings = CalibrationSettings(
         form=form, distillation_form=distillation_form, grid=grid, max_iter=max_iter, bootstrap=bootstrap, level=level, seed=seed,
@@ -54,7 +54,9 @@ def report_command(
         target_compute=parse_quantity(target_compute, "--target-compute") if target_compute else None)
     out_dir = out if out is not None else (source if source.is_dir() else source.parent)
     for name in (REPORT_JSON, REPORT_HTML):
-        check_output_file(out_dir / name, overwrite=overwrite, inputs=[source], flag="report file")
+        check_output_file(out_dir / name, overwrite=overwrite, is_ours=REPORT_IS_OURS[name], inputs=[source],
+                          flag="report file", what="report distillscale wrote",
+                          make_parents=out is not None)
     _, report = write_report(source, out_dir, settings, progress=_progress)
     if as_json:
         print_json({**report, "warnings": report_warnings(report)})

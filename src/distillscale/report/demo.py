@@ -56,9 +56,12 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
     path = builtin_spec(quick, scale)
     table = tomllib.loads(path.read_text(encoding="utf-8"))
     if data is not None and not str(data).startswith(BUILTIN_PREFIX):
+        from distillscale.data.sources import check_corpus
+
         if not glob.glob(str(Path(data).expanduser())):
             raise UserError(f"--data {data} matches no file or directory: give a corpus (text, .jsonl or "
                             f".parquet files, a glob or a datasets directory)")
+        check_corpus(str(Path(data).expanduser()))  # before the sweep's first line of progress
         table["data"]["path"] = str(Path(data).expanduser().absolute())
         table["name"] += "-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data).stem).strip("-.") or "data")
     elif data is not None:

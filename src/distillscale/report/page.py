@@ -8,6 +8,7 @@ import html
 import io
 from typing import Any
 
+from distillscale.io import SIGNATURE
 from distillscale.units import format_interval, format_quantity
 
 STYLE = """
@@ -60,6 +61,7 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
                      f'src="data:image/png;base64,{data}"><figcaption>{_e(caption)}</figcaption></figure>')
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"generator\" content=\"{SIGNATURE}\">"
             f"<title>distillscale report</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distillscale.io import atomic_write_json, atomic_write_text
+from distillscale.io import atomic_write_json, atomic_write_text, has_signature, json_format_is
 from distillscale.report import figures
 from distillscale.report.calibration import Calibration, CalibrationSettings, calibrate
 from distillscale.report.page import figure_png, render_page
@@ -17,6 +17,8 @@ from distillscale.report.runs import load_runs
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
+# How --overwrite recognises an earlier report's files (the output rule replaces nothing else).
+REPORT_IS_OURS = {REPORT_JSON: json_format_is("distillscale.report/"), REPORT_HTML: has_signature}
 
 
 def report_figures(calibration: Calibration) -> dict[str, tuple[str, bytes]]:

@@ -82,7 +82,7 @@ def learning_curve(run_dir: str | Path | None) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     curve = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             curve.append(json.loads(line))
         except json.JSONDecodeError:

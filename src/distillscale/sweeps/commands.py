@@ -95,18 +95,19 @@ def export_command(
     sweep_dir: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`)"),
     fmt: str = typer.Option("csv", "--format", help="csv or jsonl"),
     out: Path = typer.Option(None, "--out", help="file to write (default: standard output)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the --out file if it exists"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the --out file if it is an earlier export (never another file)"),
 ) -> int:
     """Write one record per finished run (teachers, baselines, students) for `distillscale fit`:
     columns run_id, kind, status, n_layers, non_embedding_params, tokens, tokens_per_param, flops,
     val_loss (nats/token), teacher_id, teacher_params, teacher_tokens, teacher_loss, budget, run_dir,
     wall_seconds."""
-    from distillscale.sweeps.export import export_records, format_records, write_records
+    from distillscale.sweeps.export import export_records, format_records, is_export, write_records
 
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"unknown --format {fmt!r}: use csv or jsonl")
     if out is not None:
-        check_output_file(out, overwrite=overwrite, inputs=[sweep_dir / STORE_NAME])
+        check_output_file(out, overwrite=overwrite, is_ours=is_export, inputs=[sweep_dir / STORE_NAME],
+                          what="sweep export distillscale wrote")
     records = export_records(sweep_dir)
     if out is None:
         typer.echo(format_records(records, fmt), nl=False)

@@ -85,5 +85,19 @@ def format_records(records: list[dict[str, Any]], fmt: Literal["csv", "jsonl"]) 
     return buffer.getvalue()
 
 
+def is_export(path: str | Path) -> bool:
+    """`is_ours` of an export (the output rule's --overwrite replaces nothing else): a CSV whose
+    header is `RECORD_COLUMNS`, or JSONL whose first line is a record with those keys."""
+    with open(path, "rb") as fh:
+        first = fh.readline(1 << 16).decode("utf-8", errors="replace").rstrip("\r\n")
+    if first == ",".join(RECORD_COLUMNS):
+        return True
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and tuple(record) == RECORD_COLUMNS
+
+
 def write_records(records: list[dict[str, Any]], path: str | Path, fmt: Literal["csv", "jsonl"]) -> None:
     atomic_write_text(path, format_records(records, fmt))

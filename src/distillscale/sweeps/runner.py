@@ -27,7 +27,7 @@ from distillscale.console import styled, warn
 from distillscale.data import prepare_data
 from distillscale.data.repetition import repetition_warning
 from distillscale.errors import ParameterError, UserError
-from distillscale.io import atomic_write_text, check_output_dir
+from distillscale.io import atomic_write_text, check_output_dir, read_text_file
 from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExecutor
 from distillscale.sweeps.placement import Placement, place_runs, visible_gpus
 from distillscale.sweeps.progress import SweepProgress
@@ -132,7 +132,12 @@ def default_workers(threads_per_run: int) -> int:
 def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, threads_per_run: int = 1,
               progress: bool = True, placement: Placement | None = None) -> dict[str, int]:
     """Run every run of `spec` that has not finished; returns the number of runs per status.
-    `placement` gives each of the executor's worker slots its device (default: the CPU)."""
+    `placement` gives each of the executor's worker slots its device (default: the CPU). The corpus
+    is checked once first: a missing or empty one is one error, not a failure per run."""
+    from distillscale.data.sources import check_corpus
+
+    data = spec.sections.get("data", {})
+    check_corpus(data.get("path"), data.get("text_field") or "text")
     placement = placement or Placement(slots=(None,) * executor.workers, gpus=())
     if placement.workers != executor.workers:
         raise ValueError(f"{placement.workers} placement slots for {executor.workers} workers")
@@ -188,7 +193,12 @@ def _claim_directory(spec: SweepSpec, layout: SweepLayout) -> None:
     text = spec.to_toml()
     if layout.spec_path.exists():
         # Compared as data, so a different TOML writer's layout does not count as a change.
-        if tomllib.loads(layout.spec_path.read_text(encoding="utf-8")) != tomllib.loads(text):
+        try:
+            earlier = tomllib.loads(read_text_file(layout.spec_path, "the sweep's spec"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{layout.spec_path} is not valid TOML ({exc}): restore it, or choose another "
+                            "--out") from None
+        if earlier != tomllib.loads(text):
             raise UserError(f"{layout.root} holds a sweep of a different spec ({layout.spec_path}): "
                             f"give the same spec to continue it, or choose another --out")
         return

@@ -42,10 +42,11 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 
 from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
+from distillscale.io import read_text_file
 from distillscale.model import ModelConfig
 from distillscale.training.config import BOOKKEEPING_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS, TrainConfig
 from distillscale.training.kd_settings import DistillationLossConfig
-from distillscale.units import format_quantity, parse_quantity
+from distillscale.units import check_quantity, format_quantity, parse_quantity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -214,12 +215,9 @@ def load_sweep_spec(path: str | Path) -> SweepSpec:
     """Read, validate and resolve a spec file; relative data and tokenizer paths are taken from the
     file's directory. Raises UserError naming the first bad key."""
     path = Path(path)
+    text = read_text_file(path, "sweep spec")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"sweep spec {path} not found: give an existing TOML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read sweep spec {path}: {exc}") from None
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"sweep spec {path} is not valid TOML: {exc}") from None
     return resolve_sweep_spec(table, source=str(path), base_dir=path.parent)
@@ -361,6 +359,7 @@ def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_
     length = f"M{tokens_per_param:g}" if budget is None else f"C{format_quantity(budget)}"
     via = f"-T{teacher.n_layers}" if teacher else ""
     run_id = f"{kind[0]}-L{n_layers}-{length}{via}-{digest}"
+    check_quantity(tokens, f"the tokens of run {run_id}")  # M x N: each may be in range, not the product
     return PlannedRun(run_id=run_id, kind=kind, n_layers=n_layers, non_embedding_params=params,
                       tokens=tokens, tokens_per_param=tokens_per_param, budget=budget, settings=settings,
                       teacher_id=teacher_id, parent_id=parent_id)

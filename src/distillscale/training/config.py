@@ -31,6 +31,7 @@ from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.units import check_quantity
 
 
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
@@ -204,9 +205,11 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
                                    self.lr_scaling or DEFAULT_LR_SCALING)
 
     def token_budget(self, non_embedding_params: int) -> float:
-        """The tokens asked for: `tokens`, or `tokens_per_param` x non-embedding parameters. A run
-        settles it once, in its `RunPlan`."""
-        return self.tokens if self.tokens is not None else self.tokens_per_param * non_embedding_params
+        """The tokens asked for: `tokens`, or `tokens_per_param` x non-embedding parameters (within the
+        bounds of a token count). A run settles it once, in its `RunPlan`."""
+        if self.tokens is not None:
+            return self.tokens
+        return check_quantity(self.tokens_per_param * non_embedding_params, "tokens_per_param x parameters (tokens)")
 
     def steps_for(self, tokens: float) -> int:
         """Optimizer steps that cover `tokens` (the last step may overshoot them); with regime
