@@ -71,8 +71,10 @@ def min_resamples(level: float) -> int:
 def check_intervals(bootstrap, level) -> None:
     """`bootstrap` (0, or enough resamples for `level`) and `level` (between 0 and 1), as given to a
     fit: ParameterError naming the one that is wrong."""
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+    if isinstance(level, bool) or not isinstance(level, (int, float)):
         raise ParameterError("level", "{} must be a number between 0 and 1 (e.g. 0.9), got {value!r}", value=level)
+    if not 0 < level < 1:
+        raise ParameterError("level", "{} must be between 0 and 1 (e.g. 0.9), got {value!r}", value=level)
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
         raise ParameterError("bootstrap", "{} must be 0 (no intervals) or a whole number of resamples, got {value!r}",
                              value=bootstrap)
@@ -197,8 +199,10 @@ class _LogLossFitter:
     def __init__(self, *, huber_delta: float, bootstrap: int, level: float, seed: int,
                  max_iter: int, ftol: float, screening: Screening | None, chunk_elements: int,
                  threads: int | None):
-        if isinstance(huber_delta, bool) or not isinstance(huber_delta, (int, float)) or not huber_delta > 0:
-            raise ParameterError("huber_delta", "{} must be a positive number, got {value!r}", value=huber_delta)
+        if isinstance(huber_delta, bool) or not isinstance(huber_delta, (int, float)):
+            raise ParameterError("huber_delta", "{} must be a number, got {value!r}", value=huber_delta)
+        if not huber_delta > 0:
+            raise ParameterError("huber_delta", "{} must be positive, got {value!r}", value=huber_delta)
         check_intervals(bootstrap, level)
         self.huber_delta = huber_delta
         self.bootstrap = bootstrap

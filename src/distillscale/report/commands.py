@@ -74,8 +74,8 @@ def print_summary(report: dict) -> None:
         cells = []
         for coefficient, value in fit["coefficients"].items():
             interval = fit["intervals"].get(coefficient)
-            shown = (r" \[not identified]" if coefficient in fit["not_identified"] else
-                     r" \[{}, {}]".format(*format_interval(*interval)) if interval else "")
+            shown = (" [not identified]" if coefficient in fit["not_identified"] else
+                     " [{}, {}]".format(*format_interval(*interval)) if interval else "")
             cells.append(f"{coefficient} = {value:.4g}{shown}")
         level = f" ({fit['level']:.0%} intervals)" if fit["level"] else ""
         console.print(f"{name} law, form {fit['form']}{level}: " + ", ".join(cells), highlight=False)
