@@ -198,3 +198,15 @@ def test_tokens_from_training_flops_in_python_and_the_cli_are_the_same_runs(cli,
                          "--bootstrap", "0", "--no-backtest", "--json")
     assert code == 0, err
     assert json.loads(out)["data_hash"] == fit.law.fit.data_hash  # the same N, D and loss, bit for bit
+
+
+def test_a_law_with_an_exponent_on_the_fitters_bound_saves_and_loads(tmp_path):
+    """The fitter's exponents live in [0, 4]: one that ends at 0 (a flat term, not identified) is a
+    law the fitter can produce, so its file must load again."""
+    law = ds.SupervisedLaw(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.0)
+    ds.LawSet("flat", supervised=law).save(tmp_path / "flat.json")
+    assert ds.load_laws(tmp_path / "flat.json").supervised.beta == 0.0
+    with pytest.raises(UserError, match="beta"):
+        path = tmp_path / "negative.json"
+        path.write_text((tmp_path / "flat.json").read_text().replace('"beta": 0.0', '"beta": -0.1'))
+        ds.load_laws(path)

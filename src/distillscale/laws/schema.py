@@ -67,6 +67,9 @@ RelativeError = Annotated[float, BeforeValidator(_number), Field(ge=0, le=100)]
 Count0 = Annotated[int, BeforeValidator(_integer), Field(ge=0)]
 Coefficient = Annotated[float, BeforeValidator(_number), Field(gt=0, le=MAX_COEFFICIENT)]
 Exponent = Annotated[float, BeforeValidator(_number), Field(gt=0, le=MAX_EXPONENT)]
+# A data exponent may end on the fitter's lower bound, 0 (the term is then flat, and the fit record
+# says the coefficient is not identified): a law the fitter saves must load.
+DataExponent = Annotated[float, BeforeValidator(_number), Field(ge=0, le=MAX_EXPONENT)]
 Shape = Annotated[float, BeforeValidator(_number), Field(ge=-MAX_SHAPE, le=MAX_SHAPE)]
 PositiveShape = Annotated[float, BeforeValidator(_number), Field(gt=0, le=MAX_SHAPE)]
 Count = Annotated[int, BeforeValidator(_integer), Field(ge=1, le=MAX_CONTEXT)]
@@ -87,16 +90,16 @@ class SupervisedCoefficients(_Strict):
     E: Annotated[float, BeforeValidator(_number), Field(ge=0, le=MAX_LOSS)]
     A: Coefficient
     B: Coefficient
-    alpha: Exponent
-    beta: Exponent
+    alpha: DataExponent
+    beta: DataExponent
     gamma: Exponent = 1.0
 
 
 class DistillationCoefficients(_Strict):
     A: Coefficient
     B: Coefficient
-    alpha: Exponent
-    beta: Exponent
+    alpha: DataExponent
+    beta: DataExponent
     gamma: Exponent
     c0: Shape
     c1: Shape
