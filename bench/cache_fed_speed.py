@@ -11,9 +11,10 @@ hits them alike:
 - cache-fed, inline reads: the same with the reader off (`recipe.PREFETCH_STEPS = 0`).
 
 Each figure is result.json's tokens_per_second (tokens over the time spent in training steps,
-batch reads included), the median over --rounds rounds. Target: cache-fed >= 0.9x supervised.
+batch reads included); the ratio to supervised is taken within each round, then the median over
+--rounds rounds. Target: cache-fed >= 0.9x supervised.
 
-Usage: python bench/cache_fed_speed.py [--rounds 3] [--student-tokens 40k] [--threads 2]
+Usage: python bench/cache_fed_speed.py [--rounds 7] [--student-tokens 20k] [--threads 2]
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def run(*args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--student-tokens", default="40k")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--student-tokens", default="20k")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -77,18 +78,19 @@ def main() -> None:
                 params = result["non_embedding_params"]
         recipe.PREFETCH_STEPS = prefetch
 
-    supervised = statistics.median(speeds["supervised (train)"])
+    supervised = speeds["supervised (train)"]
     print(f"\nstudent {params:,} non-embedding parameters, vocabulary 512, 8 x 64 tokens per step, "
           f"{args.student_tokens} tokens per run; sampled cache K = 12; CPU, {args.threads} thread(s); "
-          f"median of {args.rounds} rounds\n")
-    print(f"{'arm':<32} {'tokens/s':>10} {'vs supervised':>14}   rounds")
+          f"{args.rounds} rounds\n")
+    print(f"{'arm':<32} {'median tokens/s':>15} {'vs supervised':>14}   per round (tokens/s)")
     for name, values in speeds.items():
-        median = statistics.median(values)
-        print(f"{name:<32} {median:>10,.0f} {median / supervised:>13.2f}x   "
+        # the ratio within each round (the arms ran back to back), then the median over the rounds:
+        # load from other processes changes from round to round far more than within one
+        ratio = statistics.median(v / s for v, s in zip(values, supervised))
+        print(f"{name:<32} {statistics.median(values):>15,.0f} {ratio:>13.2f}x   "
               + ", ".join(f"{v:,.0f}" for v in values))
-    ratio = statistics.median(speeds["cache-fed, background reader"]) / supervised
+    ratio = statistics.median(v / s for v, s in zip(speeds["cache-fed, background reader"], supervised))
     print(f"\ntarget: cache-fed >= 0.9x supervised: {'met' if ratio >= 0.9 else 'MISSED'} ({ratio:.2f}x)")
-
 
 if __name__ == "__main__":
     main()
