@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from distillscale.errors import UserError
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.repetition import (MUENNIGHOFF2023, PUBLISHED, Repetition, assess, effective_tokens,
@@ -125,3 +126,18 @@ def test_report_reads_unique_tokens_or_epochs_of_the_runs():
     records = [{"tokens": 4e9, "unique_tokens": 1e9}, {"tokens": 2e9, "epochs": 4.0}, {"tokens": 3e9}]
     np.testing.assert_allclose(unique_tokens(records), [1e9, 0.5e9, 3e9])
     assert unique_tokens([{"tokens": 2e9, "unique_tokens": 2e9}, {"tokens": 1e9}]) is None
+
+
+def test_a_law_with_repetition_constants_saves_and_loads(tmp_path):
+    """law.json's `repetition` (R_D* with its interval) passes the law-file schema and comes back."""
+    law = muennighoff_law()
+    law.repetition = Repetition(15.4, 5.3, interval=(13.0, 18.7), source="fitted")
+    from distillscale.laws.lawset import LawSet
+
+    LawSet("repeated", supervised=law).save(tmp_path / "law.json")
+    again = load_laws(tmp_path / "law.json").supervised.repetition
+    assert (again.R_D_star, again.R_N_star, again.interval) == (15.4, 5.3, (13.0, 18.7))
+    broken = (tmp_path / "law.json").read_text().replace('"R_D_star": 15.4', '"R_D_star": -1')
+    (tmp_path / "bad.json").write_text(broken)
+    with pytest.raises(UserError, match="repetition.R_D_star"):
+        load_laws(tmp_path / "bad.json")

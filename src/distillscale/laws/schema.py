@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from distillscale.errors import UserError
 
@@ -107,10 +107,27 @@ class DistillationCoefficients(_Strict):
     d1: PositiveShape
 
 
+class RepetitionPart(_Strict):
+    """The decay of repeated data a law was fitted with (`laws.repetition`, Muennighoff et al.)."""
+
+    R_D_star: Positive
+    R_N_star: Positive | None = None
+    R_D_star_interval: tuple[Positive, Positive] | None = None
+    source: Text = ""
+    backtest: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RepetitionPart":
+        if self.R_D_star_interval is not None and self.R_D_star_interval[0] > self.R_D_star_interval[1]:
+            raise ValueError("R_D_star_interval must be [low, high]")
+        return self
+
+
 class SupervisedPart(_Strict):
     form: Literal["chinchilla", "tied", "busbridge"] | None = None
     coefficients: SupervisedCoefficients
     fit: dict[str, Any] | None = None   # FitRecord validates it
+    repetition: RepetitionPart | None = None
 
 
 class DistillationPart(_Strict):
