@@ -116,7 +116,7 @@ def test_fit_help(cli):
     (["--fit-where", "tokens > 1"], "unknown column 'tokens'"),
     (["--grid", "alpha"], "malformed --grid 'alpha'"),
     (["--grid", "zeta=1"], "has no parameter 'zeta'"),
-    (["--huber-delta", "0"], "--huber-delta must be a positive number"),
+    (["--huber-delta", "0"], "--huber-delta must be positive"),
 ])
 def test_fit_supervised_bad_options(cli, runs_csv, args, fragment):
     code, _, err = fit(cli, runs_csv, "--bootstrap", "0", *args)

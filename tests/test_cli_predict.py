@@ -63,7 +63,7 @@ def _law_file(tmp_path, **changes):
 
 @pytest.mark.parametrize("changes, fragment", [
     ({"E": "NaN_"}, "supervised.coefficients.E = nan: must be a finite number"),
-    ({"alpha": -1}, "supervised.coefficients.alpha = -1: Input should be greater than 0"),
+    ({"alpha": -1}, "supervised.coefficients.alpha = -1: Input should be greater than or equal to 0"),
     ({"B": 1e400}, "supervised.coefficients.B = inf: must be a finite number"),
 ])
 def test_hand_edited_laws_with_impossible_coefficients_are_refused(cli, tmp_path, changes, fragment):

@@ -140,9 +140,9 @@ def test_too_few_runs_is_a_user_error():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"form": "kaplan"}, "unknown form 'kaplan'"),
-    ({"huber_delta": -1.0}, "huber_delta must be a positive number"),  # the Python parameter; the CLI says the flag
+    ({"huber_delta": -1.0}, "huber_delta must be positive"),  # the Python parameter; the CLI says the flag
     ({"bootstrap": -3}, "bootstrap must be 0"),
-    ({"level": 1.5}, "level must be a number between 0 and 1"),
+    ({"level": 1.5}, "level must be between 0 and 1"),
     ({"grid": {"zeta": (1.0,)}}, "has no parameter 'zeta'"),
 ])
 def test_bad_fitter_settings(kwargs, fragment):

@@ -156,7 +156,7 @@ def test_scale_learning_rate_known_cases(rule, expected):
     ((-0.1, 512, 64), "learning rate must be a positive finite number"),
     ((float("nan"), 512, 64), "learning rate must be a positive finite number"),
     ((0.1, 0, 64), "batch_size must be a positive integer"),
-    ((0.1, 512, 6.4), "reference_batch_size must be a positive integer"),
+    ((0.1, 512, 6.4), "reference_batch_size must be a whole number"),
 ])
 def test_scale_learning_rate_rejects_bad_input(args, fragment):
     with pytest.raises(UserError, match=fragment):

@@ -198,7 +198,7 @@ def test_report_without_enough_supervised_runs(tmp_path, cli):
     (["--grid", "huge"], "unknown --grid 'huge'"),
     (["--bootstrap", "-1"], "--bootstrap must be 0"),
     (["--max-iter", "0"], "--max-iter must be at least 1"),
-    (["--level", "1.5"], "--level must be a number between 0 and 1"),
+    (["--level", "1.5"], "--level must be between 0 and 1"),
     (["--target-params", "lots"], "malformed --target-params 'lots'"),
 ])
 def test_report_bad_options(tmp_path, cli, args, message):

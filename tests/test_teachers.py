@@ -151,8 +151,8 @@ def make_run_dir(directory, status: str | None):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda path: None, "is not a directory"),
-    (lambda path: path.write_text("weights"), "is not a directory"),
+    (lambda path: None, "does not exist, not a directory"),
+    (lambda path: path.write_text("weights"), "is a file, not a directory"),
     (lambda path: path.mkdir(), "is neither a distillscale run directory"),
     (lambda path: make_run_dir(path, status=None), "has not finished (no result.json)"),
     (lambda path: make_run_dir(path, status="diverged"), "did not complete (status 'diverged')"),
