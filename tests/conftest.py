@@ -33,6 +33,24 @@ def cli(capsys):
     return run
 
 
+@pytest.fixture(scope="session")
+def stub_out():
+    """stub_out(patch, targets, replacement): replace each ("module", "Class.attribute") of `targets`
+    by `replacement` through the MonkeyPatch `patch`; the fuzz tests end a command where its
+    expensive work would begin."""
+    import importlib
+
+    def replace(patch: pytest.MonkeyPatch, targets: list[tuple[str, str]], replacement) -> None:
+        for module_name, attribute in targets:
+            owner = importlib.import_module(module_name)
+            *classes, name = attribute.split(".")
+            for class_name in classes:
+                owner = getattr(owner, class_name)
+            patch.setattr(owner, name, replacement)
+
+    return replace
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """../shared/data, or skip when the reference data is not beside this checkout."""

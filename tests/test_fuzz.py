@@ -77,7 +77,7 @@ COMMANDS = _leaf_commands()
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
+def sandbox(tmp_path_factory, stub_out):
     """A working directory, data cache and matplotlib config inside a temporary directory, the
     expensive work stubbed, and an audit hook that records every write outside the directory."""
     root = tmp_path_factory.mktemp("fuzz").resolve()
@@ -111,14 +111,7 @@ def sandbox(tmp_path_factory):
         raise Accepted(0)
 
     with pytest.MonkeyPatch.context() as patch:
-        import importlib
-
-        for module_name, attribute in EXPENSIVE:
-            owner = importlib.import_module(module_name)
-            *classes, name = attribute.split(".")
-            for class_name in classes:
-                owner = getattr(owner, class_name)
-            patch.setattr(owner, name, accept)
+        stub_out(patch, EXPENSIVE, accept)
         patch.chdir(root)
         patch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
         patch.setenv("MPLCONFIGDIR", str(root / "mpl"))

@@ -58,19 +58,12 @@ def one_line(code: int, err: str) -> None:
 
 
 @pytest.fixture
-def stubbed(monkeypatch, tmp_path):
+def stubbed(monkeypatch, tmp_path, stub_out):
     """The work behind each command ends it with status 0; the working directory is tmp_path."""
-    import importlib
-
     def accept(*args, **kwargs):
         raise typer.Exit(0)
 
-    for module_name, attribute in EXPENSIVE:
-        owner = importlib.import_module(module_name)
-        *classes, name = attribute.split(".")
-        for class_name in classes:
-            owner = getattr(owner, class_name)
-        monkeypatch.setattr(owner, name, accept)
+    stub_out(monkeypatch, EXPENSIVE, accept)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
     return tmp_path
