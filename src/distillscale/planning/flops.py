@@ -12,7 +12,7 @@ every result.json records, so the planner's accounting and what the engine spend
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -105,19 +105,45 @@ def get_scenario(name: str) -> Scenario:
 
 @dataclass(frozen=True)
 class FlopBreakdown:
-    """Where the FLOPs of a distillation go."""
+    """Where the FLOPs of a distillation go, by phase.
+
+    student : training the student (forward and backward, 3 forwards per token).
+    teacher_inference : the teacher's logits on off-policy (corpus) tokens.
+    teacher_pretraining : training the teacher.
+    student_generation : on-policy: the student sampling its continuations (KV-cache forwards).
+    teacher_scoring : on-policy: the teacher's forward over each prompt and sampled continuation.
+    teacher_remote : the teacher runs on its own GPUs (a server): its inference and scoring are not
+        on the student's budget (`total`) but in `off_budget`.
+    """
 
     student: float
     teacher_inference: float
     teacher_pretraining: float
+    student_generation: float = 0.0
+    teacher_scoring: float = 0.0
+    teacher_remote: bool = False
+
+    @property
+    def teacher_served(self) -> float:
+        """The teacher's forward passes for this student: its logits and its scoring."""
+        return self.teacher_inference + self.teacher_scoring
 
     @property
     def total(self) -> float:
-        return self.student + self.teacher_inference + self.teacher_pretraining
+        """The FLOPs on the student's budget."""
+        return (self.student + self.student_generation + self.teacher_pretraining
+                + (0.0 if self.teacher_remote else self.teacher_served))
+
+    @property
+    def off_budget(self) -> float:
+        """A remote teacher's FLOPs, spent on its own GPUs (0 when the teacher shares the budget)."""
+        return self.teacher_served if self.teacher_remote else 0.0
 
     def to_dict(self) -> dict[str, float]:
         return {"student": self.student, "teacher_inference": self.teacher_inference,
-                "teacher_pretraining": self.teacher_pretraining, "total": self.total}
+                "teacher_pretraining": self.teacher_pretraining,
+                "student_generation": self.student_generation, "teacher_scoring": self.teacher_scoring,
+                "teacher_remote": self.teacher_remote, "total": self.total, "off_budget": self.off_budget}
 
 
 def distillation_flops(scenario: Scenario, student_flops_per_token: float, student_tokens: float,
@@ -141,3 +167,49 @@ def run_flops(model: ModelConfig, seq_len: int, tokens: float,
     included: `ModelConfig.forward_flops_per_token`) instead of the N-only approximation."""
     return distillation_flops(SCENARIOS["teacher-inference"], model.forward_flops_per_token(seq_len), tokens,
                               teacher_flops_per_token, teacher_tokens=0.0)
+
+
+# -- on-policy distillation and remote teachers, as the planner counts them ---------------------------
+# (docs/science.md §3) An on-policy sequence is a prompt of P corpus tokens and a continuation of G
+# tokens the student samples; the student trains on the continuation (its loss tokens) and the teacher
+# scores the whole sequence. F(N) at context n is Busbridge's per-token forward cost of an n-token
+# sequence: its attention term is the causal average over n positions, so attending to one position
+# costs twice the term's per-position share.
+
+def kv_cache_generation_flops(forward: ForwardFlops, params: float, prompt_tokens: int,
+                              continuation_tokens: int) -> float:
+    """Forward FLOPs of sampling a G-token continuation after a P-token prompt with a KV cache.
+
+    The model runs once at each of the S - 1 positions (S = P + G: the prompt's prefill, then every
+    sampled token but the last, whose logits are never needed), the token at position t attending
+    to the t positions cached so far. Summed, that is (S - 1) F(N) at context S: one forward over
+    the finished sequence, never a recomputation of the prefix."""
+    length = prompt_tokens + continuation_tokens
+    return (length - 1) * float(replace(forward, n_ctx=length)(params))
+
+
+def on_policy_flops(forward: ForwardFlops, student_params: float, teacher_params: float, tokens: float,
+                    fraction: float, prompt_tokens: int, continuation_tokens: int, *,
+                    teacher_logits_paid: bool = True, teacher_remote: bool = False) -> FlopBreakdown:
+    """The FLOPs of distilling on `tokens` student training tokens, a share `fraction` (GKD's lambda)
+    of them continuations the student sampled (on-policy), the rest corpus tokens (off-policy).
+
+    Per off-policy token: 3 F(N_S) to train and F(N_T) for the teacher's logits (at the accounting's
+    context; not paid with `teacher_logits_paid=False`: a logit cache built before).
+    Per on-policy sequence (S = P + G tokens, G of them trained on): 3 S F(N_S) to train on it,
+    the KV-cache generation (`kv_cache_generation_flops`) and S F(N_T) for the teacher's scoring,
+    each F at context S. `teacher_remote`: the teacher's FLOPs are off the student's budget.
+    fraction = 0 with the logits paid is Eq. 9's teacher-inference scenario."""
+    length = prompt_tokens + continuation_tokens
+    at_length = replace(forward, n_ctx=length)
+    sequences = fraction * tokens / continuation_tokens
+    off_policy = (1.0 - fraction) * tokens
+    return FlopBreakdown(
+        student=3.0 * float(forward(student_params)) * off_policy
+        + 3.0 * length * float(at_length(student_params)) * sequences,
+        teacher_inference=float(forward(teacher_params)) * off_policy if teacher_logits_paid else 0.0,
+        teacher_pretraining=0.0,
+        student_generation=kv_cache_generation_flops(forward, student_params, prompt_tokens,
+                                                     continuation_tokens) * sequences,
+        teacher_scoring=length * float(at_length(teacher_params)) * sequences,
+        teacher_remote=teacher_remote)
