@@ -24,6 +24,17 @@ def _quantity(text: str | None, flag: str) -> float | None:
     return None if text is None else parse_quantity(text, flag)
 
 
+def _fractions(text: str | None) -> tuple[float, ...] | None:
+    """--on-policy-fraction: one number or several, comma-separated."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--on-policy-fraction must be numbers in (0, 1], comma-separated (e.g. 0.5 or "
+                        f"0.25,0.5,1), got {text!r}") from None
+
+
 def plan_command(
     compute: str = typer.Option(..., "--compute", help="FLOP budget, e.g. 1e21"),
     student_params: str | None = typer.Option(
@@ -65,6 +76,29 @@ def plan_command(
         "penalty of repeating them (Muennighoff et al. 2023) and the unique data that avoids it"),
     max_penalty: float = typer.Option(0.01, "--max-penalty", help="with --unique-tokens: the largest "
                                       "acceptable loss penalty from repetition (fraction)"),
+    on_policy: bool = typer.Option(
+        False, "--on-policy", help="with --student-params and an existing teacher: compare supervised, "
+        "off-policy and on-policy distillation (lambda 0.25, 0.5, 1); implied by the options below"),
+    on_policy_fraction: str | None = typer.Option(
+        None, "--on-policy-fraction", help="on-policy share lambda in (0, 1] (GKD): the student's "
+        "tokens it samples itself; several comma-separated, e.g. 0.5 or 0.25,0.5,1"),
+    on_policy_prompt_tokens: int | None = typer.Option(
+        None, "--on-policy-prompt-tokens", help="corpus prompt length P per sampled continuation (default 256)"),
+    on_policy_continuation_tokens: int | None = typer.Option(
+        None, "--on-policy-continuation-tokens", help="sampled continuation length G (default 256)"),
+    on_policy_efficiency: float | None = typer.Option(
+        None, "--on-policy-efficiency", help="k: how many off-policy tokens one on-policy token is "
+        "worth (default 1: no gain assumed; post-training reports 9-30x, unmeasured for "
+        "pretraining-style distillation)"),
+    logit_cache: bool = typer.Option(
+        False, "--logit-cache", help="the teacher's logits on the corpus are cached already: "
+        "off-policy tokens do not pay them (implies the mode comparison)"),
+    teacher_remote: bool = typer.Option(
+        False, "--teacher-remote", help="the teacher runs on its own GPUs (a server): its FLOPs are "
+        "not on --compute (implies the mode comparison)"),
+    teacher_compute: str | None = typer.Option(
+        None, "--teacher-compute", help="with --teacher-remote: the teacher's own FLOP budget "
+        "(default: unlimited, free to you)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     plot: Path | None = typer.Option(None, "--plot", help="write a figure (.png or .svg)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
@@ -72,14 +106,27 @@ def plan_command(
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
     Without --student-params, finds the best student size per scenario, searched inside the
-    law's data (sizes and tokens per parameter) unless --min-params and the like widen it."""
+    law's data (sizes and tokens per parameter) unless --min-params and the like widen it.
+    With --on-policy (or any --on-policy-* option, --logit-cache, --teacher-remote), compares
+    supervised, off-policy and on-policy distillation of the given student from the given teacher."""
     from distillscale.planning import plots
+    from distillscale.planning.modes import OnPolicy
     from distillscale.planning.plan import ExistingTeacher, plan, repetition_check
     from distillscale.planning.render import plan_renderables
 
     unique = _quantity(unique_tokens, "--unique-tokens")
     if not 0 < max_penalty < 1:
         raise UserError(f"--max-penalty must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {max_penalty:g}")
+    on_policy_options = {"prompt_tokens": on_policy_prompt_tokens,
+                         "continuation_tokens": on_policy_continuation_tokens,
+                         "efficiency": on_policy_efficiency}
+    settings = None
+    if on_policy or on_policy_fraction is not None or any(v is not None for v in on_policy_options.values()):
+        settings = OnPolicy(fraction=_fractions(on_policy_fraction),
+                            **{name: value for name, value in on_policy_options.items() if value is not None})
+    if plot is not None and (settings is not None or logit_cache or teacher_remote or teacher_compute):
+        raise UserError("--plot draws scenario plans: leave it out of the mode comparison "
+                        "(--on-policy, --logit-cache, --teacher-remote)")
     if plot is not None:
         plots.check_figure_path(plot)
         check_output_file(plot, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag="--plot",
@@ -94,7 +141,9 @@ def plan_command(
                                 teacher_loss) if given_teacher else None,
         min_params=_quantity(min_params, "--min-params"), max_params=_quantity(max_params, "--max-params"),
         min_tokens_per_param=min_tokens_per_param, max_tokens_per_param=max_tokens_per_param,
-        flops=flops_method, n_ctx=n_ctx, vocab_size=vocab_size, aspect_ratio=aspect_ratio)
+        flops=flops_method, n_ctx=n_ctx, vocab_size=vocab_size, aspect_ratio=aspect_ratio,
+        on_policy=settings, logit_cache=logit_cache, teacher_remote=teacher_remote,
+        teacher_compute=_quantity(teacher_compute, "--teacher-compute"))
     checks = repetition_check(result, unique, max_penalty) if unique is not None else {}
     for message in result.warnings:
         warn(message)

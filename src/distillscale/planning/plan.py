@@ -34,11 +34,12 @@ from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
+from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.render import plan_text
 from distillscale.units import check_parameter, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
-    from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
+    from distillscale.planning.results import DistillationPlan, ModePlan, StudentSweep, SupervisedPlan
     from distillscale.planning.solver import DistillationPlanner, SupervisedPlanner
     from distillscale.planning.teacher import TeacherCandidate, TeacherRanking
 
@@ -102,6 +103,10 @@ class PlanArguments:
     n_ctx: int | None = None
     vocab_size: int | None = None
     aspect_ratio: float | None = None
+    on_policy: OnPolicy | None = None
+    logit_cache: bool = False
+    teacher_remote: bool = False
+    teacher_compute: float | None = None
 
     def cli_command(self, scenario: bool = True, json_output: bool = False) -> str:
         """The `distillscale plan` command with these arguments (`scenario`: with its --scenario)."""
@@ -123,6 +128,18 @@ class PlanArguments:
         for name in ("n_ctx", "vocab_size", "aspect_ratio"):
             if getattr(self, name) is not None:
                 args += ["--" + name.replace("_", "-"), _number(getattr(self, name))]
+        if self.on_policy is not None:
+            on_policy = self.on_policy
+            args += ["--on-policy"] if on_policy.fraction is None else [
+                "--on-policy-fraction", ",".join(_number(f) for f in on_policy.fractions)]
+            defaults = OnPolicy()
+            for name in ("prompt_tokens", "continuation_tokens", "efficiency"):
+                if getattr(on_policy, name) != getattr(defaults, name):
+                    args += ["--on-policy-" + name.replace("_", "-"), _number(getattr(on_policy, name))]
+        args += ["--logit-cache"] if self.logit_cache else []
+        args += ["--teacher-remote"] if self.teacher_remote else []
+        if self.teacher_compute is not None:
+            args += ["--teacher-compute", _number(self.teacher_compute)]
         return " ".join(args + (["--json"] if json_output else []))
 
 
@@ -259,12 +276,94 @@ class SupervisedOnlyPlan(Plan):
         return {"supervised": (self.supervised.student_params, self.supervised.tokens)}
 
 
+@dataclass(frozen=True, kw_only=True)
+class ModeComparison(Plan):
+    """A given student and existing teacher: supervised training, off-policy distillation and
+    on-policy distillation at each fraction, on the same budget (`planning.modes`). On-policy
+    losses assume an on-policy token is worth `efficiency` off-policy tokens (the law's fit is for
+    off-policy runs); each carries the break-even efficiency k* at which it would tie the best of
+    the others."""
+
+    kind: ClassVar[str] = "modes"
+    student_params: float
+    teacher_params: float
+    teacher_loss: float
+    on_policy: OnPolicy
+    modes: list[ModePlan]
+
+    @property
+    def best(self) -> ModePlan:
+        """The mode with the lowest predicted student loss."""
+        return min(self.modes, key=lambda m: m.student_loss)
+
+    @property
+    def runner_up(self) -> ModePlan:
+        return sorted(self.modes, key=lambda m: m.student_loss)[1]
+
+    @property
+    def verdict(self) -> str:
+        """The best mode's name, or "too close to call" when its lead over the next is inside the
+        law's own intervals. Both are conditional on the on-policy efficiency assumed: the widened
+        on-policy intervals (how far the law is carried beyond its off-policy fit) are shown, not
+        used here, since what they leave open is what the break-even efficiency answers."""
+        best, runner_up = self.best, self.runner_up
+        # the half-widths facing each other, in quadrature; a loss without an interval adds none
+        facing = [best.law_interval.high - best.student_loss if _has_interval(best.law_interval) else 0.0,
+                  runner_up.student_loss - runner_up.law_interval.low
+                  if _has_interval(runner_up.law_interval) else 0.0]
+        if runner_up.student_loss - best.student_loss < math.hypot(*facing):
+            return "too close to call"
+        return best.name
+
+    @property
+    def break_even_efficiency(self) -> float:
+        """The smallest k* over the on-policy fractions: below it, on-policy does not pay."""
+        return min(m.break_even_efficiency for m in self.modes if m.mode == "on-policy")
+
+    @property
+    def assumption(self) -> str:
+        return (f"the law's fit is for off-policy runs: an on-policy token is counted as "
+                f"{self.on_policy.efficiency:g} off-policy token{'s' if self.on_policy.efficiency != 1 else ''} "
+                f"(on_policy.efficiency, not measured for pretraining-style distillation; post-training "
+                f"reports {LITERATURE_CLAIM} less compute on-policy), and on-policy intervals are widened by "
+                "the literature's typical extrapolation error")
+
+    def _record(self) -> dict:
+        return {"law": self.law, "budget": self.compute, "student_params": self.student_params,
+                "teacher_params": self.teacher_params, "teacher_loss": self.teacher_loss,
+                "prompt_tokens": self.on_policy.prompt_tokens,
+                "continuation_tokens": self.on_policy.continuation_tokens,
+                "on_policy_efficiency": self.on_policy.efficiency,
+                "logit_cache": self.arguments.logit_cache, "teacher_remote": self.arguments.teacher_remote,
+                "teacher_compute": self.arguments.teacher_compute,
+                "best": self.best.name, "verdict": self.verdict,
+                "break_even_efficiency": _finite_or_none(self.break_even_efficiency),
+                "assumption": self.assumption, "modes": [m.to_dict() for m in self.modes]}
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        """Each mode's student and the corpus tokens it reads: on-policy reads its off-policy share
+        and the prompts of its sampled continuations."""
+        prompt, continuation = self.on_policy.prompt_tokens, self.on_policy.continuation_tokens
+        return {m.name: (self.student_params, m.student_tokens - m.generated_tokens
+                         + m.generated_tokens * prompt / continuation) for m in self.modes}
+
+
+def _has_interval(prediction) -> bool:
+    return prediction is not None and prediction.has_interval
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def plan(law, *, compute: float, student_params: float | None = None,
          student_model: str | Path | None = None, scenario: str | None = None,
          teacher: ExistingTeacher | None = None, min_params: float | None = None,
          max_params: float | None = None, min_tokens_per_param: float | None = None,
          max_tokens_per_param: float | None = None, flops: str = "corrected", n_ctx: int | None = None,
-         vocab_size: int | None = None, aspect_ratio: float | None = None) -> Plan:
+         vocab_size: int | None = None, aspect_ratio: float | None = None,
+         on_policy: OnPolicy | None = None, logit_cache: bool = False, teacher_remote: bool = False,
+         teacher_compute: float | None = None) -> Plan:
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
     law : a preset name, a law file saved by `fit`, a LawSet, or a fitted law (a LawFit from
@@ -276,6 +375,11 @@ def plan(law, *, compute: float, student_params: float | None = None,
     scenario : one of SCENARIOS; None or "all" plans them all.
     teacher : an ExistingTeacher to distil from (teacher-inference cost; needs the student's size).
     flops, n_ctx, vocab_size, aspect_ratio : the forward-FLOP accounting (default: the law's setting).
+    on_policy : an OnPolicy: compare supervised, off-policy and on-policy distillation of the given
+        student from the given teacher instead (a `ModeComparison`); so do the options below.
+    logit_cache : the teacher's logits on the corpus are cached already (off-policy tokens do not pay them).
+    teacher_remote : the teacher runs on its own GPUs (a server): its FLOPs are not on `compute`.
+    teacher_compute : with teacher_remote, the teacher's own FLOP budget (default: unlimited).
     """
     laws, spec = _load(law)
     compute = _positive("compute", compute)
@@ -286,17 +390,29 @@ def plan(law, *, compute: float, student_params: float | None = None,
         raise ParameterError("scenario", "unknown scenario {scenario!r} for {}: use one of "
                                          f"{', '.join(SCENARIOS)}, or all", scenario=scenario)
     names = list(SCENARIOS) if scenario in (None, "all") else [scenario]
+    compare = on_policy is not None or logit_cache or teacher_remote or teacher_compute is not None
+    if compare:
+        on_policy = (on_policy or OnPolicy()).checked()
+        teacher_compute = _positive("teacher_compute", teacher_compute)
+        if teacher_compute is not None and not teacher_remote:
+            raise ParameterError(("teacher_compute", "teacher_remote"), "{} is a remote teacher's own "
+                                 "budget: add {} (otherwise the teacher shares the student's budget)")
     arguments = PlanArguments(law_spec=spec, compute=compute, student_params=student_params,
                               student_model=None if student_model is None else str(student_model),
                               scenario=None if scenario in (None, "all") else names[0], teacher=teacher,
                               search=search, flops=flops, n_ctx=n_ctx, vocab_size=vocab_size,
-                              aspect_ratio=aspect_ratio)
+                              aspect_ratio=aspect_ratio, on_policy=on_policy, logit_cache=bool(logit_cache),
+                              teacher_remote=bool(teacher_remote), teacher_compute=teacher_compute)
     forward = _forward_flops(laws, flops, n_ctx, vocab_size, aspect_ratio)
     if laws.distillation is None:
+        if compare:
+            laws.require_distillation()
         return _supervised_plan(laws, forward, arguments)
     from distillscale.planning.solver import DistillationPlanner
 
     planner = DistillationPlanner(laws, forward)
+    if compare:
+        return _mode_comparison(laws, planner, arguments, student_model)
     N_S, F_S = _student(student_params, student_model)
     if teacher is not None and N_S is None:
         raise ParameterError("student_params", "planning with an existing teacher needs {}")
@@ -473,6 +589,48 @@ def _student_region(laws: LawSet, planner: DistillationPlanner, search: StudentS
                              f"the fewest tokens per parameter ({ratios[0]:g}) must be below the most "
                              f"({ratios[1]:g}): fix {{}}/{{}}")
     return warnings, (tuple(sizes), tuple(ratios))
+
+
+def _mode_comparison(laws: LawSet, planner: DistillationPlanner, arguments: PlanArguments,
+                     student_model) -> ModeComparison:
+    """Supervised, off-policy and on-policy distillation of the given student from the given teacher."""
+    from distillscale.planning.modes import compare_modes
+
+    if student_model is not None:
+        raise ParameterError(("student_model", "student_params"), "the mode comparison counts FLOPs from "
+                             "the student's size: give {} as {} instead")
+    if arguments.student_params is None:
+        raise ParameterError(("student_params", "on_policy"), "comparing training modes needs the "
+                             "student's size: give {} with {}")
+    if arguments.teacher is None:
+        raise ParameterError(("teacher.params", "on_policy"), "comparing training modes needs an existing "
+                             "teacher (its size prices its logits and scoring): give {} (and its tokens or "
+                             "loss) with {}")
+    if arguments.search.given():
+        given = arguments.search.given()
+        raise ParameterError((*given, "on_policy"), f"the student-size search options "
+                             f"({', '.join(['{}'] * len(given))}) do not combine with {{}}")
+    if arguments.scenario not in (None, "teacher-inference"):
+        raise ParameterError(("scenario", "on_policy"), "the mode comparison prices the existing teacher "
+                             "itself (live, cached or remote): leave out {} with {}")
+    teacher = arguments.teacher.checked(laws)
+    teacher_loss = (teacher.loss if teacher.loss is not None
+                    else float(laws.require_supervised().predict(teacher.params, teacher.tokens)))
+    modes = compare_modes(planner, arguments.student_params, arguments.compute, teacher.params, teacher_loss,
+                          arguments.on_policy, logit_cache=arguments.logit_cache,
+                          teacher_remote=arguments.teacher_remote, teacher_compute=arguments.teacher_compute)
+    N_S = arguments.student_params
+    warnings = extrapolation_warnings(
+        laws, {"the student": N_S}, {f"the {m.name} student's tokens": m.effective_tokens
+                                     for m in modes if m.mode != "supervised"},
+        {f"the {m.name} student's tokens per parameter": m.effective_tokens / N_S
+         for m in modes if m.mode != "supervised"}, students=True)
+    warnings += extrapolation_warnings(laws, {"the teacher": teacher.params},
+                                       {"the teacher's tokens": teacher.tokens} if teacher.tokens else {})
+    return ModeComparison(law=laws.name, arguments=replace(arguments, teacher=teacher), student_params=N_S,
+                          teacher_params=teacher.params, teacher_loss=teacher_loss,
+                          on_policy=arguments.on_policy, modes=modes, warnings=list(dict.fromkeys(warnings)),
+                          planner=planner)
 
 
 def _supervised_plan(laws: LawSet, forward: ForwardFlops, arguments: PlanArguments) -> SupervisedOnlyPlan:

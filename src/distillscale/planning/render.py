@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from distillscale.console import PlainConsole, Table, styled
 
+from distillscale.planning.modes import LITERATURE_CLAIM
 from distillscale.units import format_quantity
 
 # Annotations only: Plan renders itself through this module (a runtime import would be a cycle), and
@@ -34,6 +35,8 @@ def plan_renderables(plan: Plan) -> list:
         return _supervised(plan)
     if plan.kind == "sweep":
         return _sweeps(plan)
+    if plan.kind == "modes":
+        return _modes(plan)
     teacher = " with the given teacher" if plan.arguments.teacher is not None else ""
     out = [_plans_table(plan.plans, f"Distilling a {format_quantity(plan.plans[0].student_params)}-"
                                     f"parameter student{teacher} with C = {plan.compute:.3g} FLOPs "
@@ -210,3 +213,81 @@ def _edge_note(edges: list[str]) -> str:
     options = [SIZE_LIMITS[edge][1] for edge in edges if SIZE_LIMITS[edge][1]]
     widen = f"; widen with {' or '.join(options)}" if options else ""
     return f" (limit: {', '.join(SIZE_LIMITS[edge][0] for edge in edges)}{widen})"
+
+
+def _modes(plan: Plan) -> list:
+    """The mode comparison: one column per mode, the FLOPs of each phase, the verdict, the
+    break-even efficiency and the assumption behind the on-policy columns."""
+    modes, arguments, on_policy = plan.modes, plan.arguments, plan.on_policy
+    teacher = (f"{format_quantity(plan.teacher_params)} teacher (L_T = {plan.teacher_loss:.4f}"
+               + (", remote" if arguments.teacher_remote else "") + ")")
+    table = Table(title=f"Supervised, off-policy or on-policy? A {format_quantity(plan.student_params)}-"
+                        f"parameter student, a {teacher}, C = {plan.compute:.3g} FLOPs (law: {plan.law})",
+                  caption="losses in nats/token; *: outside the law's fit (see below)")
+    table.add_column("")
+    for m in modes:
+        table.add_column(m.name.replace(" ", "\n") if m.mode == "on-policy" else m.name, justify="right")
+    best = plan.best
+
+    def row(label: str, cell, where=lambda m: True) -> None:
+        table.add_row(label, *[cell(m) if where(m) else "-" for m in modes])
+
+    def distilled(m) -> bool:
+        return m.mode != "supervised"
+
+    def on(m) -> bool:
+        return m.mode == "on-policy"
+
+    def flops(value: float) -> str:
+        return f"{value:.3g}"
+
+    row("student tokens D_S", lambda m: format_quantity(m.student_tokens))
+    row("sampled by the student", lambda m: format_quantity(m.generated_tokens), on)
+    row(f"law's tokens (k = {on_policy.efficiency:g})", lambda m: format_quantity(m.effective_tokens), on)
+    row("student loss L_S", lambda m: styled((f"{m.student_loss:.4f}" + ("*" if m.outside_fit else ""),
+                                              "bold" if m is best else "")))
+    if any(m.interval is not None for m in modes):
+        level = next(m.interval.level for m in modes if m.interval is not None)
+        row(f"L_S {level:.0%}", lambda m: _interval_cell(m.interval) + ("*" if m.outside_fit else ""))
+    row("L_S - best", lambda m: f"{m.student_loss - best.student_loss:+.4f}")
+    row("FLOPs student training", lambda m: flops(m.flops.student))
+    row("FLOPs student generation", lambda m: flops(m.flops.student_generation), on)
+    row("FLOPs teacher logits", lambda m: flops(m.flops.teacher_inference)
+        + (" (cache)" if arguments.logit_cache and m.fraction < 1 else ""), distilled)
+    row("FLOPs teacher scoring", lambda m: flops(m.flops.teacher_scoring), on)
+    row("FLOPs on your budget", lambda m: flops(m.flops.total))
+    if arguments.teacher_remote:
+        row("FLOPs remote teacher", lambda m: flops(m.flops.off_budget), distilled)
+    if any(m.limited_by != "budget" for m in modes):
+        row("tokens limited by", lambda m: "teacher budget" if m.limited_by == "teacher_compute" else "budget")
+    row("break-even k*", lambda m: "never" if m.break_even_efficiency == float("inf")
+        else f"{m.break_even_efficiency:.3g}", on)
+
+    out = [table]
+    verdict = plan.verdict
+    runner_up = plan.runner_up
+    lead = f"{runner_up.student_loss - best.student_loss:.4f} nats/token ahead of {runner_up.name}"
+    out.append(f"predicted best: {best.name} ({lead})" if verdict != "too close to call" else
+               f"too close to call: {best.name} is {lead}, inside the law's intervals")
+    k_star = plan.break_even_efficiency
+    against = {m.break_even_against for m in modes if m.mode == "on-policy"}
+    assumed = on_policy.efficiency
+    pays = ("pays at the assumed" if assumed > k_star else "does not pay at the assumed")
+    out.append(("on-policy never catches up: no efficiency reaches " + ", ".join(sorted(against))) if k_star
+               == float("inf") else
+               f"on-policy pays only if one on-policy token is worth at least k* = {k_star:.3g} off-policy "
+               f"tokens (against {', '.join(sorted(against))}); it {pays} k = {assumed:g}. Post-training "
+               f"reports {LITERATURE_CLAIM} less compute on-policy (GKD, Agarwal et al. 2024); none is "
+               "measured for pretraining-style distillation")
+    out.append(f"* the law's fit is for off-policy runs: on-policy tokens count as k = {assumed:g} "
+               "off-policy tokens each (--on-policy-efficiency), and their intervals add the literature's "
+               "typical extrapolation error (4% at 90%)")
+    out.append(f"on-policy: each {on_policy.prompt_tokens}-token corpus prompt gets a "
+               f"{on_policy.continuation_tokens}-token continuation sampled with a KV cache; the student "
+               "trains on the continuation and the teacher scores prompt and continuation"
+               + ("; the off-policy share reads the logit cache" if arguments.logit_cache else ""))
+    if arguments.teacher_remote:
+        out.append("the teacher runs on its own GPUs: its FLOPs are not on your budget"
+                   + (f", but bounded by its own {arguments.teacher_compute:.3g} FLOPs"
+                      if arguments.teacher_compute is not None else ""))
+    return out

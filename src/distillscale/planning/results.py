@@ -233,3 +233,65 @@ class StudentSweep:
                 "supervised_edges": self.supervised_edges,
                 "students": [{"student_params": p.student_params, "student_loss": p.student_loss,
                               "supervised_loss": p.supervised.loss} for p in self.plans]}
+
+
+@dataclass(frozen=True)
+class ModePlan:
+    """One way to spend the budget on a given student and teacher: supervised training, off-policy
+    distillation (corpus tokens), or on-policy distillation with a share `fraction` (GKD's lambda)
+    of the student's training tokens sampled by the student itself (`planning.modes`).
+
+    student_tokens : D_S, the tokens the student trains on (for on-policy, the sampled
+        continuations count, not their prompts).
+    effective_tokens : what the distillation law is evaluated at: D_S (1 - lambda + lambda k), an
+        on-policy token counted as k = `efficiency` off-policy tokens (an assumption: the law's fit
+        is for off-policy runs).
+    interval : the loss's interval as shown: for on-policy, the law's widened by the literature's
+        typical extrapolation error (the law is applied outside its fit), never zero-width.
+    law_interval : the law's own interval (None when the law has none): what the verdict compares,
+        conditional on the efficiency assumed; `break_even_efficiency` says how much that matters.
+    break_even_efficiency : on-policy only: the k at which it ties `break_even_against` (the best
+        of supervised and off-policy); inf when no k reaches it.
+    limited_by : "budget", or "teacher_compute" when a remote teacher's own budget runs out first.
+    """
+
+    mode: str                       # supervised, off-policy or on-policy
+    fraction: float                 # lambda: the share of D_S the student sampled (0 unless on-policy)
+    student_tokens: float
+    effective_tokens: float
+    student_loss: float
+    flops: FlopBreakdown
+    interval: Prediction | None = field(default=None, repr=False)
+    law_interval: Prediction | None = field(default=None, repr=False)
+    efficiency: float = 1.0
+    break_even_efficiency: float | None = None
+    break_even_against: str | None = None
+    limited_by: str = "budget"
+
+    MODES = ("supervised", "off-policy", "on-policy")
+
+    @property
+    def name(self) -> str:
+        return f"on-policy λ={self.fraction:g}" if self.mode == "on-policy" else self.mode
+
+    @property
+    def generated_tokens(self) -> float:
+        """The tokens the student sampled itself."""
+        return self.fraction * self.student_tokens
+
+    @property
+    def outside_fit(self) -> bool:
+        """The law is applied beyond the kind of runs it was fitted on (on-policy)."""
+        return self.mode == "on-policy"
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "name": self.name, "on_policy_fraction": self.fraction,
+                "student_tokens": self.student_tokens, "generated_tokens": self.generated_tokens,
+                "effective_tokens": self.effective_tokens, "on_policy_efficiency": self.efficiency,
+                "student_loss": self.student_loss, "student_loss_interval": _interval_record(self.interval),
+                "outside_law_fit": self.outside_fit,
+                # null when not on-policy, or when no efficiency reaches the alternative
+                "break_even_efficiency": (self.break_even_efficiency if self.break_even_efficiency is not None
+                                          and np.isfinite(self.break_even_efficiency) else None),
+                "break_even_against": self.break_even_against, "limited_by": self.limited_by,
+                "flops": self.flops.to_dict()}

@@ -1,0 +1,194 @@
+"""Does on-policy distillation pay at a budget? Supervised, off-policy and on-policy compared.
+
+For a given student, an existing teacher and a budget C, each mode gets the student training tokens
+D_S the budget buys at its price per token (`flops.on_policy_flops`: on-policy adds the student's
+KV-cache generation and the teacher's scoring of prompt and continuation; a remote teacher's FLOPs
+are off the budget, or bounded by its own), and the distillation law's loss at those tokens.
+
+The distillation law was fitted on off-policy runs (the student trains on corpus tokens). Applying it
+to on-policy tokens needs an assumption, made explicit: an on-policy token counts as k = `efficiency`
+off-policy tokens, D_eff = D_S (1 - lambda + lambda k), with k = 1 (no gain) by default. GKD (Agarwal et
+al. 2024) and later post-training work report reaching a target with 9-30x less compute on-policy;
+nothing like it is measured for pretraining-style distillation, which is what the law describes.
+So on-policy losses are flagged as outside the law's fit and their intervals widened by the
+literature's typical extrapolation error (`laws.uncertainty.LITERATURE_Q`, 4% at 90%), and the
+useful number is the break-even efficiency k*: the k at which on-policy ties the best of supervised
+and off-policy. Against off-policy with the same teacher, k* is the ratio of the two modes' FLOPs
+per token (the law's loss falls with D_eff alone), whatever lambda is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from numbers import Real
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from distillscale.errors import ParameterError
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction
+from distillscale.planning.flops import FlopBreakdown, on_policy_flops
+from distillscale.planning.results import ModePlan, interval_or_none
+from distillscale.units import format_quantity
+
+if TYPE_CHECKING:
+    from distillscale.planning.solver import DistillationPlanner
+
+# The fractions compared when none is given.
+DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
+# What the post-training literature claims (GKD, Agarwal et al. 2024; MiniLLM): the compute saved
+# reaching a target on-policy. Quoted to the user, never assumed.
+LITERATURE_CLAIM = "9-30x"
+
+
+@dataclass(frozen=True)
+class OnPolicy:
+    """On-policy distillation to compare (GKD): the share of the student's training tokens it
+    samples itself, and how.
+
+    fraction : lambda in (0, 1], or several to compare; None compares 0.25, 0.5 and 1.
+    prompt_tokens : P, the corpus prompt each continuation is sampled from.
+    continuation_tokens : G, the tokens sampled per prompt (the student trains on these).
+    efficiency : k, how many off-policy tokens one on-policy token is worth to the law; 1 (the
+        default) assumes no gain. Not measured for pretraining-style distillation.
+    """
+
+    fraction: float | tuple[float, ...] | None = None
+    prompt_tokens: int = 256
+    continuation_tokens: int = 256
+    efficiency: float = 1.0
+
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        if self.fraction is None:
+            return DEFAULT_FRACTIONS
+        if isinstance(self.fraction, (Real, str)):
+            return (float(self.fraction),)
+        return tuple(float(f) for f in self.fraction)
+
+    def checked(self) -> "OnPolicy":
+        """The same settings, validated (fractions as a sorted tuple); ParameterError naming the
+        field otherwise."""
+        try:
+            fractions = self.fractions
+        except (TypeError, ValueError):
+            raise ParameterError("on_policy.fraction", "{} must be a number in (0, 1] or a list of them, "
+                                 "got {value!r}", value=self.fraction) from None
+        if not fractions:
+            raise ParameterError("on_policy.fraction", "{} is empty: give a number in (0, 1], or none "
+                                 "for 0.25, 0.5 and 1")
+        for value in fractions:
+            if not (math.isfinite(value) and 0.0 < value <= 1.0):
+                raise ParameterError("on_policy.fraction", f"{{}} must be in (0, 1] (the share of the "
+                                     f"student's tokens it samples itself; 0 is off-policy, compared "
+                                     f"anyway), got {value:g}")
+        for name in ("prompt_tokens", "continuation_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ParameterError(f"on_policy.{name}", "{} must be a whole number of tokens, at "
+                                     "least 1, got {value!r}", value=value)
+        try:
+            efficiency = float(self.efficiency)
+        except (TypeError, ValueError):
+            raise ParameterError("on_policy.efficiency", "{} must be a number, got {value!r}",
+                                 value=self.efficiency) from None
+        if not (math.isfinite(efficiency) and efficiency > 0):
+            raise ParameterError("on_policy.efficiency", f"{{}} must be a positive number (how many "
+                                 f"off-policy tokens one on-policy token is worth; 1 assumes no gain), "
+                                 f"got {efficiency:g}")
+        return replace(self, fraction=tuple(sorted(set(fractions))), prompt_tokens=int(self.prompt_tokens),
+                       continuation_tokens=int(self.continuation_tokens), efficiency=efficiency)
+
+
+def compare_modes(planner: DistillationPlanner, student_params: float, budget: float,
+                  teacher_params: float, teacher_loss: float, on_policy: OnPolicy, *,
+                  logit_cache: bool = False, teacher_remote: bool = False,
+                  teacher_compute: float | None = None) -> list[ModePlan]:
+    """Supervised, off-policy, then on-policy at each fraction, for one student and budget.
+
+    logit_cache : the teacher's logits on the corpus tokens are cached already (paid before): the
+        off-policy tokens cost the student's training only. On-policy scoring is always paid.
+    teacher_remote : the teacher runs on its own GPUs: its FLOPs are off the budget.
+    teacher_compute : with teacher_remote, the teacher's own FLOP budget (None: unlimited, free to you).
+    """
+    supervised = planner.supervised(student_params, budget)
+    modes = [ModePlan("supervised", 0.0, supervised.tokens, supervised.tokens, supervised.loss,
+                      FlopBreakdown(budget, 0.0, 0.0), supervised.interval, supervised.interval)]
+
+    def distilled(fraction: float, efficiency: float) -> ModePlan:
+        def flops(tokens: float) -> FlopBreakdown:
+            return on_policy_flops(planner.flops, student_params, teacher_params, tokens, fraction,
+                                   on_policy.prompt_tokens, on_policy.continuation_tokens,
+                                   teacher_logits_paid=not logit_cache, teacher_remote=teacher_remote)
+
+        per_token = flops(1.0)
+        tokens, limited_by = budget / per_token.total, "budget"
+        if teacher_compute is not None and per_token.off_budget > 0:
+            if teacher_compute / per_token.off_budget < tokens:
+                tokens, limited_by = teacher_compute / per_token.off_budget, "teacher_compute"
+        name = "off-policy" if fraction == 0 else f"on-policy λ={fraction:g}"
+        if tokens < planner.bounds[0]:
+            raise ParameterError(("compute", "teacher_compute")[limited_by == "teacher_compute"],
+                                 f"{{}} ({budget if limited_by == 'budget' else teacher_compute:.3g} FLOPs) "
+                                 f"buys {name} distillation only {format_quantity(tokens)} student tokens, "
+                                 f"below the planner's minimum of {format_quantity(planner.bounds[0])}: raise it")
+        effective = tokens * (1.0 - fraction + fraction * efficiency)
+        loss = float(planner.distillation.predict(student_params, effective, teacher_loss))
+        interval = planner.distillation.prediction(student_params, effective, teacher_loss)
+        return ModePlan("off-policy" if fraction == 0 else "on-policy", fraction, tokens, effective, loss,
+                        flops(tokens), interval_or_none(interval) if fraction == 0
+                        else outside_fit(interval, loss), interval_or_none(interval), efficiency,
+                        limited_by=limited_by)
+
+    off_policy = distilled(0.0, 1.0)
+    modes.append(off_policy)
+    rival = min(modes, key=lambda m: m.student_loss)
+    for fraction in on_policy.fractions:
+        plan = distilled(fraction, on_policy.efficiency)
+        k = break_even_efficiency(planner, student_params, teacher_loss, plan, rival, off_policy)
+        modes.append(replace(plan, break_even_efficiency=k, break_even_against=rival.name))
+    return modes
+
+
+def break_even_efficiency(planner: DistillationPlanner, student_params: float, teacher_loss: float,
+                          plan: ModePlan, rival: ModePlan, off_policy: ModePlan) -> float:
+    """The efficiency k at which the on-policy `plan` predicts `rival`'s loss: D_eff* with
+    L_S(N_S, D_eff*, L_T) = rival's loss (the law falls monotonically in D_eff), then
+    k* = (D_eff* / D_S - (1 - lambda)) / lambda. inf when no amount of tokens reaches it."""
+    if rival is off_policy:  # the same law and teacher: a tie is equal effective tokens
+        target_tokens = off_policy.effective_tokens
+    else:
+        target_tokens = tokens_reaching_student_loss(planner, student_params, teacher_loss, rival.student_loss)
+    lam = plan.fraction
+    return max(0.0, (target_tokens / plan.student_tokens - (1.0 - lam)) / lam)
+
+
+def tokens_reaching_student_loss(planner: DistillationPlanner, student_params: float, teacher_loss: float,
+                                 loss: float) -> float:
+    """D_S with L_S(N_S, D_S, L_T) = loss (inf when even unlimited tokens stay above it)."""
+    from scipy.optimize import brentq
+
+    def gap(log_tokens: float) -> float:
+        return float(planner.distillation.predict(student_params, math.exp(log_tokens), teacher_loss)) - loss
+
+    low, high = math.log(1.0), math.log(1e40)
+    if gap(high) > 0:
+        return math.inf
+    if gap(low) <= 0:
+        return 1.0
+    return math.exp(brentq(gap, low, high, xtol=1e-12, rtol=1e-12))
+
+
+def outside_fit(prediction: Prediction, value: float) -> Prediction:
+    """An on-policy loss: the law's interval (if it has one) widened in quadrature by the
+    literature's typical extrapolation error, since the law was fitted on off-policy runs; marked
+    as beyond what any backtest measured. Never zero-width."""
+    level = prediction.level if prediction.has_interval else 0.9
+    assumption = float(ExtrapolationError.unmeasured(level, "on-policy tokens", 1.0, 1.0).half_width(1.0)) * value
+    low_side = value - float(prediction.low) if prediction.has_interval else 0.0
+    high_side = float(prediction.high) - value if prediction.has_interval else 0.0
+    law_extrapolation = float(prediction.extrapolation) if prediction.extrapolation is not None else 0.0
+    return Prediction(value, value - math.hypot(low_side, assumption), value + math.hypot(high_side, assumption),
+                      level, prediction.noise, math.hypot(law_extrapolation, assumption),
+                      prediction.distance if prediction.distance is not None else 1.0, beyond_backtest=True)
