@@ -38,6 +38,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "StudentSizePlans": "distillscale.planning.plan",
     "SupervisedOnlyPlan": "distillscale.planning.plan",
     "ExistingTeacher": "distillscale.planning.plan",
+    "ModeComparison": "distillscale.planning.plan",
+    "OnPolicy": "distillscale.planning.modes",
     "UserError": "distillscale.errors",
     "TrainConfig": "distillscale.training.config",
     "DistillConfig": "distillscale.training.config",

@@ -591,28 +591,32 @@ def _student_region(laws: LawSet, planner: DistillationPlanner, search: StudentS
     return warnings, (tuple(sizes), tuple(ratios))
 
 
+# The arguments that ask `plan` for the mode comparison.
+ASKS_FOR_MODES = ("on_policy", "logit_cache", "teacher_remote")
+
+
 def _mode_comparison(laws: LawSet, planner: DistillationPlanner, arguments: PlanArguments,
                      student_model) -> ModeComparison:
     """Supervised, off-policy and on-policy distillation of the given student from the given teacher."""
     from distillscale.planning.modes import compare_modes
 
     if student_model is not None:
-        raise ParameterError(("student_model", "student_params"), "the mode comparison counts FLOPs from "
-                             "the student's size: give {} as {} instead")
+        raise ParameterError(("student_params", "student_model"), "the mode comparison counts FLOPs from "
+                             "the student's size: give {} (its non-embedding parameters) instead of {}")
     if arguments.student_params is None:
-        raise ParameterError(("student_params", "on_policy"), "comparing training modes needs the "
-                             "student's size: give {} with {}")
+        raise ParameterError((*ASKS_FOR_MODES, "student_params"), "the mode comparison (asked for by {}, {} "
+                             "or {}) needs the student's size: give {}")
     if arguments.teacher is None:
-        raise ParameterError(("teacher.params", "on_policy"), "comparing training modes needs an existing "
-                             "teacher (its size prices its logits and scoring): give {} (and its tokens or "
-                             "loss) with {}")
+        raise ParameterError((*ASKS_FOR_MODES, "teacher.params"), "the mode comparison (asked for by {}, "
+                             "{} or {}) needs an existing teacher, its size to price its logits and scoring: "
+                             "give {} and its tokens or loss")
     if arguments.search.given():
         given = arguments.search.given()
-        raise ParameterError((*given, "on_policy"), f"the student-size search options "
-                             f"({', '.join(['{}'] * len(given))}) do not combine with {{}}")
+        raise ParameterError(given, f"the student-size search options ({', '.join(['{}'] * len(given))}) "
+                             "do not combine with the mode comparison: the student's size is given")
     if arguments.scenario not in (None, "teacher-inference"):
-        raise ParameterError(("scenario", "on_policy"), "the mode comparison prices the existing teacher "
-                             "itself (live, cached or remote): leave out {} with {}")
+        raise ParameterError("scenario", "the mode comparison prices the existing teacher itself (live, "
+                             "cached or remote): leave out {}")
     teacher = arguments.teacher.checked(laws)
     teacher_loss = (teacher.loss if teacher.loss is not None
                     else float(laws.require_supervised().predict(teacher.params, teacher.tokens)))

@@ -216,54 +216,63 @@ def _edge_note(edges: list[str]) -> str:
 
 
 def _modes(plan: Plan) -> list:
-    """The mode comparison: one column per mode, the FLOPs of each phase, the verdict, the
-    break-even efficiency and the assumption behind the on-policy columns."""
+    """The mode comparison: a row per mode with its tokens, loss and break-even efficiency, the
+    FLOPs of each phase, the verdict and the assumption behind the on-policy rows."""
     modes, arguments, on_policy = plan.modes, plan.arguments, plan.on_policy
     teacher = (f"{format_quantity(plan.teacher_params)} teacher (L_T = {plan.teacher_loss:.4f}"
                + (", remote" if arguments.teacher_remote else "") + ")")
+    best = plan.best
+    with_intervals = [m for m in modes if m.interval is not None]
+    effective = on_policy.efficiency != 1
     table = Table(title=f"Supervised, off-policy or on-policy? A {format_quantity(plan.student_params)}-"
                         f"parameter student, a {teacher}, C = {plan.compute:.3g} FLOPs (law: {plan.law})",
-                  caption="losses in nats/token; *: outside the law's fit (see below)")
-    table.add_column("")
+                  caption="D_S: tokens the student trains on"
+                          + (f"; D_eff = D_S (1 - λ + λ k), k = {on_policy.efficiency:g}: the law's tokens"
+                             if effective else "")
+                          + "; L_S in nats/token; *: outside the law's fit (see below); k*: break-even "
+                            "efficiency")
+    columns = ["mode", "D_S"] + (["D_eff"] if effective else []) + ["L_S"]
+    if with_intervals:
+        columns.append(f"L_S {with_intervals[0].interval.level:.0%}")
+    columns += ["vs best", "k*"]
+    for name in columns:
+        table.add_column(name, justify="left" if name == "mode" else "right", no_wrap=True)
     for m in modes:
-        table.add_column(m.name.replace(" ", "\n") if m.mode == "on-policy" else m.name, justify="right")
-    best = plan.best
+        star = "*" if m.outside_fit else ""
+        cells = [m.name, format_quantity(m.student_tokens)]
+        if effective:
+            cells.append(format_quantity(m.effective_tokens))
+        loss = f"{m.student_loss:.4f}{star}"
+        cells.append(styled((loss, "bold")) if m is best else loss)
+        if with_intervals:
+            cells.append(_interval_cell(m.interval))
+        k = m.break_even_efficiency
+        cells += [f"{m.student_loss - best.student_loss:+.4f}",
+                  "-" if k is None else "never" if k == float("inf") else f"{k:.3g}"]
+        table.add_row(*cells)
 
-    def row(label: str, cell, where=lambda m: True) -> None:
-        table.add_row(label, *[cell(m) if where(m) else "-" for m in modes])
+    limited = any(m.limited_by != "budget" for m in modes)
+    phases = Table(title="FLOPs per phase", caption="on-policy generation uses a KV cache"
+                   + ("; (cache): logits read from the cache" if arguments.logit_cache else "")
+                   + ("; †: the teacher's own budget ran out first" if limited else ""))
+    phases.add_column("")
+    for m in modes:
+        phases.add_column(m.name.replace(" ", "\n"), justify="right", no_wrap=True)
 
-    def distilled(m) -> bool:
-        return m.mode != "supervised"
+    def phase(label: str, cell) -> None:
+        phases.add_row(label, *[cell(m) for m in modes])
 
-    def on(m) -> bool:
-        return m.mode == "on-policy"
-
-    def flops(value: float) -> str:
-        return f"{value:.3g}"
-
-    row("student tokens D_S", lambda m: format_quantity(m.student_tokens))
-    row("sampled by the student", lambda m: format_quantity(m.generated_tokens), on)
-    row(f"law's tokens (k = {on_policy.efficiency:g})", lambda m: format_quantity(m.effective_tokens), on)
-    row("student loss L_S", lambda m: styled((f"{m.student_loss:.4f}" + ("*" if m.outside_fit else ""),
-                                              "bold" if m is best else "")))
-    if any(m.interval is not None for m in modes):
-        level = next(m.interval.level for m in modes if m.interval is not None)
-        row(f"L_S {level:.0%}", lambda m: _interval_cell(m.interval) + ("*" if m.outside_fit else ""))
-    row("L_S - best", lambda m: f"{m.student_loss - best.student_loss:+.4f}")
-    row("FLOPs student training", lambda m: flops(m.flops.student))
-    row("FLOPs student generation", lambda m: flops(m.flops.student_generation), on)
-    row("FLOPs teacher logits", lambda m: flops(m.flops.teacher_inference)
-        + (" (cache)" if arguments.logit_cache and m.fraction < 1 else ""), distilled)
-    row("FLOPs teacher scoring", lambda m: flops(m.flops.teacher_scoring), on)
-    row("FLOPs on your budget", lambda m: flops(m.flops.total))
+    cached = arguments.logit_cache
+    phase("train student", lambda m: f"{m.flops.student:.3g}")
+    phase("generate (student)", lambda m: f"{m.flops.student_generation:.3g}")
+    phase("teacher logits", lambda m: f"{m.flops.teacher_inference:.3g}"
+          + (" (cache)" if cached and m.mode != "supervised" and m.fraction < 1 else ""))
+    phase("teacher scoring", lambda m: f"{m.flops.teacher_scoring:.3g}")
+    phase("on your budget", lambda m: f"{m.flops.total:.3g}" + ("†" if m.limited_by == "teacher_compute" else ""))
     if arguments.teacher_remote:
-        row("FLOPs remote teacher", lambda m: flops(m.flops.off_budget), distilled)
-    if any(m.limited_by != "budget" for m in modes):
-        row("tokens limited by", lambda m: "teacher budget" if m.limited_by == "teacher_compute" else "budget")
-    row("break-even k*", lambda m: "never" if m.break_even_efficiency == float("inf")
-        else f"{m.break_even_efficiency:.3g}", on)
+        phase("remote teacher", lambda m: f"{m.flops.off_budget:.3g}")
 
-    out = [table]
+    out = [table, phases]
     verdict = plan.verdict
     runner_up = plan.runner_up
     lead = f"{runner_up.student_loss - best.student_loss:.4f} nats/token ahead of {runner_up.name}"

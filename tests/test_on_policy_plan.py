@@ -1,0 +1,171 @@
+"""The planner's answer to "does on-policy distillation pay?": the FLOPs of generation with a KV
+cache and of teacher scoring, remote teachers off the budget, the mode comparison and its
+break-even efficiency k*, and the `plan` command around it."""
+
+import json
+
+import numpy as np
+import pytest
+
+import distillscale as ds
+from distillscale.errors import ParameterError
+from distillscale.planning.flops import (
+    SCENARIOS,
+    ForwardFlops,
+    distillation_flops,
+    kv_cache_generation_flops,
+    on_policy_flops,
+)
+from distillscale.planning.modes import OnPolicy
+
+TEACHER = ds.ExistingTeacher(params=7.75e9, tokens=155e9)
+
+
+def modes_plan(**options):
+    return ds.plan("busbridge2025", compute=1e21, student_params=546e6, teacher=TEACHER, **options)
+
+
+def by_name(plan):
+    return {m.name: m for m in plan.modes}
+
+
+def test_kv_cache_generation_flops_by_hand():
+    # simple: 2N per forward, S - 1 = 7 forwards for a 3-token prompt and 5 sampled tokens
+    assert kv_cache_generation_flops(ForwardFlops("simple"), 1e6, 3, 5) == 7 * 2e6
+    corrected = ForwardFlops("corrected", n_ctx=4096, n_vocab=32168, aspect_ratio=128.0)
+    # one prompt token, one sampled: one forward attending 1 position. At N = 1e9 (N^(1/3) = 1e3):
+    # 2N (1 + 155.06 / 4096 * 2 / 1e3 + 70811 / 1e6) = 2e9 * 1.0708867
+    assert kv_cache_generation_flops(corrected, 1e9, 1, 1) == pytest.approx(2.1417735e9, rel=1e-6)
+    # position by position: weights and output head, plus attention to each cached position at
+    # twice F's causal-average share per position
+    N, P, G = 3e8, 17, 40
+    weights = 2 * N * (1 + corrected.sigma2 * 32168 * N ** (-2 / 3))
+    per_position = 2 * (2 * N * corrected.sigma1 * N ** (-1 / 3))
+    by_position = sum(weights + per_position * t for t in range(1, P + G))
+    assert kv_cache_generation_flops(corrected, N, P, G) == pytest.approx(by_position, rel=1e-12)
+    # recomputing the prefix for every sampled token costs far more than the cache
+    recomputed = sum(t * (weights + per_position * (t + 1) / 2) for t in range(P, P + G))
+    assert recomputed > 10 * by_position
+
+
+def test_on_policy_flops_by_hand_and_a_remote_teacher_off_the_budget():
+    simple = ForwardFlops("simple")  # F_S = 2e6, F_T = 2e7
+    # 1000 tokens, half on-policy: 500 corpus tokens and 62.5 sequences of 2 + 8 tokens
+    parts = on_policy_flops(simple, 1e6, 1e7, 1000, 0.5, 2, 8)
+    assert parts.student == pytest.approx(3 * 2e6 * 500 + 3 * 10 * 2e6 * 62.5)       # 6.75e9
+    assert parts.teacher_inference == pytest.approx(2e7 * 500)                       # 1e10
+    assert parts.student_generation == pytest.approx(9 * 2e6 * 62.5)                 # 1.125e9
+    assert parts.teacher_scoring == pytest.approx(10 * 2e7 * 62.5)                   # 1.25e10
+    assert parts.total == pytest.approx(3.0375e10) and parts.off_budget == 0
+    remote = on_policy_flops(simple, 1e6, 1e7, 1000, 0.5, 2, 8, teacher_remote=True)
+    assert remote.total == pytest.approx(6.75e9 + 1.125e9)
+    assert remote.off_budget == pytest.approx(1e10 + 1.25e10)
+    cached = on_policy_flops(simple, 1e6, 1e7, 1000, 0.5, 2, 8, teacher_logits_paid=False)
+    assert cached.teacher_inference == 0 and cached.teacher_scoring == parts.teacher_scoring
+    record = remote.to_dict()
+    assert record["total"] == remote.total and record["off_budget"] == remote.off_budget
+    # no on-policy share, logits paid: Busbridge Eq. 9 in the teacher-inference scenario
+    corrected = ForwardFlops()
+    eq9 = distillation_flops(SCENARIOS["teacher-inference"], corrected(546e6), 1e9, corrected(7.75e9))
+    assert on_policy_flops(corrected, 546e6, 7.75e9, 1e9, 0.0, 256, 256).total == pytest.approx(eq9.total)
+
+
+def test_on_policy_at_efficiency_one_never_beats_off_policy():
+    for options in ({}, {"teacher_remote": True}, {"logit_cache": True}):
+        plan = modes_plan(on_policy=OnPolicy(fraction=(0.1, 0.5, 1.0)), **options)
+        modes = by_name(plan)
+        for m in plan.modes:
+            assert m.flops.total == pytest.approx(1e21, rel=1e-9), (options, m.name)
+            if m.mode == "on-policy":
+                assert m.student_loss > modes["off-policy"].student_loss, (options, m.name)
+                assert m.break_even_efficiency > 1
+                assert m.outside_fit and m.interval.has_interval  # flagged, never zero-width
+        assert plan.best.mode != "on-policy"
+
+
+def test_a_remote_teacher_is_off_the_budget_or_within_its_own():
+    shared, remote = modes_plan(on_policy=OnPolicy(0.5)), modes_plan(on_policy=OnPolicy(0.5), teacher_remote=True)
+    for name in ("off-policy", "on-policy λ=0.5"):
+        here, there = by_name(shared)[name], by_name(remote)[name]
+        assert there.flops.total == pytest.approx(1e21) and there.flops.off_budget > 0
+        assert there.student_tokens > 2 * here.student_tokens  # the teacher's FLOPs no longer compete
+    capped = modes_plan(on_policy=OnPolicy(0.5), teacher_remote=True, teacher_compute=1e20)
+    for m in capped.modes[1:]:
+        assert m.limited_by == "teacher_compute" and m.flops.off_budget == pytest.approx(1e20)
+        assert m.flops.total < 1e21
+
+
+def test_a_large_efficiency_makes_on_policy_win_and_k_star_is_where_it_ties():
+    plan = modes_plan(on_policy=OnPolicy(fraction=(0.5, 1.0), efficiency=30), teacher_remote=True)
+    assert plan.best.mode == "on-policy" and plan.verdict.startswith("on-policy")
+    for options in ({"teacher_remote": True}, {}):  # rival: off-policy, then supervised
+        plan = modes_plan(on_policy=OnPolicy(fraction=(0.25, 1.0)), **options)
+        rival = min((m for m in plan.modes if m.mode != "on-policy"), key=lambda m: m.student_loss)
+        for m in plan.modes[2:]:
+            assert m.break_even_against == rival.name
+            tie = by_name(modes_plan(on_policy=OnPolicy(m.fraction, efficiency=m.break_even_efficiency),
+                                     **options))[m.name]
+            assert tie.student_loss == pytest.approx(rival.student_loss, abs=1e-9), (options, m.name)
+            assert by_name(modes_plan(on_policy=OnPolicy(m.fraction, efficiency=1.1 * m.break_even_efficiency),
+                                      **options))[m.name].student_loss < rival.student_loss
+    # against off-policy with the same teacher, k* is the ratio of the FLOPs per token, whatever lambda
+    remote = modes_plan(teacher_remote=True)
+    off = by_name(remote)["off-policy"]
+    ks = [m.break_even_efficiency for m in remote.modes[2:]]
+    for m in remote.modes[2:]:
+        per_token = m.flops.total / m.student_tokens
+        on_policy_cost = (per_token - (1 - m.fraction) * off.flops.total / off.student_tokens) / m.fraction
+        assert m.break_even_efficiency == pytest.approx(on_policy_cost / (off.flops.total / off.student_tokens))
+    assert np.ptp(ks) < 1e-9 * ks[0]
+
+
+def test_plan_api_arguments_and_bad_values():
+    plan = modes_plan(on_policy=OnPolicy(0.5, prompt_tokens=64, continuation_tokens=128, efficiency=2))
+    assert plan.kind == "modes" and isinstance(plan, ds.ModeComparison)
+    command = plan.as_cli_command()
+    for flag in ("--on-policy-fraction 0.5", "--on-policy-prompt-tokens 64",
+                 "--on-policy-continuation-tokens 128", "--on-policy-efficiency 2"):
+        assert flag in command
+    record = json.loads(plan.to_json())
+    assert record["best"] == plan.best.name and len(record["modes"]) == 3
+    for bad, param in (({"on_policy": OnPolicy(-0.2)}, "on_policy.fraction"),
+                       ({"on_policy": OnPolicy(1.5)}, "on_policy.fraction"),
+                       ({"on_policy": OnPolicy(efficiency=0)}, "on_policy.efficiency"),
+                       ({"on_policy": OnPolicy(continuation_tokens=0)}, "on_policy.continuation_tokens"),
+                       ({"teacher_compute": 1e20}, "teacher_compute")):
+        with pytest.raises(ParameterError) as error:
+            modes_plan(**bad)
+        assert error.value.param == param
+    with pytest.raises(ParameterError, match="existing teacher"):
+        ds.plan("busbridge2025", compute=1e21, student_params=546e6, on_policy=OnPolicy())
+
+
+def test_plan_command_says_whether_on_policy_pays(cli):
+    code, out, err = cli("plan", "--student-params", "546M", "--teacher-params", "7.75B", "--teacher-tokens",
+                         "155B", "--compute", "1e21", "--teacher-remote", "--on-policy-fraction", "0.5,1")
+    assert code == 0, err
+    for text in ("predicted best: off-policy", "on-policy pays only if one on-policy "
+                 "token is worth at least k* = 2.32", "FLOPs per phase", "generate (student)", "teacher scoring",
+                 "remote teacher", "the law's fit is for off-policy runs", "nats/token"):
+        assert text in out, text
+    code, out, _ = cli("plan", "--student-params", "546M", "--teacher-params", "7.75B", "--teacher-tokens",
+                       "155B", "--compute", "1e21", "--on-policy", "--json")
+    assert code == 0
+    record = json.loads(out)
+    assert record["verdict"] == "supervised" and record["break_even_efficiency"] > 1
+    assert {m["name"] for m in record["modes"]} >= {"supervised", "off-policy", "on-policy λ=1"}
+
+
+@pytest.mark.parametrize("args, flag", [
+    (("--on-policy-fraction", "-0.5"), "--on-policy-fraction"),
+    (("--on-policy-fraction", "1.5"), "--on-policy-fraction"),
+    (("--on-policy-fraction", "half"), "--on-policy-fraction"),
+    (("--on-policy-efficiency", "0"), "--on-policy-efficiency"),
+    (("--on-policy-efficiency", "-3"), "--on-policy-efficiency"),
+    (("--teacher-compute", "1e20"), "--teacher-remote"),
+])
+def test_plan_command_bad_on_policy_input_is_one_line(cli, args, flag):
+    code, out, err = cli("plan", "--student-params", "546M", "--teacher-params", "7.75B", "--teacher-tokens",
+                         "155B", "--compute", "1e21", *args)
+    assert code == 2 and err.startswith("distillscale: error: ") and flag in err
+    assert len(err.strip().splitlines()) == 1 and out == ""
