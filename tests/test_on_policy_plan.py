@@ -145,7 +145,7 @@ def test_plan_command_says_whether_on_policy_pays(cli):
                          "155B", "--compute", "1e21", "--teacher-remote", "--on-policy-fraction", "0.5,1")
     assert code == 0, err
     for text in ("predicted best: off-policy", "on-policy pays only if one on-policy "
-                 "token is worth at least k* = 2.32", "FLOPs per phase", "generate (student)", "teacher scoring",
+                 "token is worth at least k* = 2.32", "FLOPs per phase", "generation", "teacher scores",
                  "remote teacher", "the law's fit is for off-policy runs", "nats/token"):
         assert text in out, text
     code, out, _ = cli("plan", "--student-params", "546M", "--teacher-params", "7.75B", "--teacher-tokens",

@@ -4,6 +4,8 @@
 - `solver`: `DistillationPlanner` (compute-optimal plans, existing teachers, the supervised
   baseline and verdict, sweeps over student size, distil-or-pretrain maps).
 - `teacher`: ranking candidate teachers and the linear law of capacity gap.
+- `modes`: supervised, off-policy or on-policy distillation at a budget, and the break-even
+  efficiency at which on-policy pays (`OnPolicy`, `compare_modes`).
 - `plan`: `plan` and `plan_supervised`, the planner as one call returning a typed `Plan` (what
   `distillscale plan` and the planner page show); `render`: its tables and text.
 - `plots`: figures of all of the above (matplotlib, imported lazily).

@@ -6,14 +6,17 @@
     print(p.as_text()); p.to_json(); p.as_cli_command()
     ds.plan_supervised("epoch2024", compute=1e21)     # the compute-optimal N and D, no teacher
 
-`plan` has three answers, each a kind of `Plan` (its `kind` names it) with the `PlanArguments` it was
+`plan` has four answers, each a kind of `Plan` (its `kind` names it) with the `PlanArguments` it was
 asked:
 - `ScenarioPlans` ("plans"): one student size (given), a plan per scenario (or one for an existing
   teacher);
 - `StudentSizePlans` ("sweep"): no student size, so each scenario's best student size, searched
   inside the law's data unless the search limits are given;
 - `SupervisedOnlyPlan` ("supervised"): a law without a distillation law answers the supervised
-  question instead.
+  question instead;
+- `ModeComparison` ("modes"): a given student and existing teacher, with `on_policy` (or
+  `logit_cache`, `teacher_remote`): supervised, off-policy or on-policy distillation, and the
+  break-even efficiency at which on-policy would pay (`planning.modes`).
 
 Bad arguments raise `ParameterError` naming the Python parameter (`teacher.loss`); the CLI prints
 the same message with the flag (`--teacher-loss`).

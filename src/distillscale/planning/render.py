@@ -255,7 +255,7 @@ def _modes(plan: Plan) -> list:
     phases = Table(title="FLOPs per phase", caption="on-policy generation uses a KV cache"
                    + ("; (cache): logits read from the cache" if arguments.logit_cache else "")
                    + ("; †: the teacher's own budget ran out first" if limited else ""))
-    phases.add_column("")
+    phases.add_column("", no_wrap=True)
     for m in modes:
         phases.add_column(m.name.replace(" ", "\n"), justify="right", no_wrap=True)
 
@@ -264,10 +264,10 @@ def _modes(plan: Plan) -> list:
 
     cached = arguments.logit_cache
     phase("train student", lambda m: f"{m.flops.student:.3g}")
-    phase("generate (student)", lambda m: f"{m.flops.student_generation:.3g}")
+    phase("generation", lambda m: f"{m.flops.student_generation:.3g}")
     phase("teacher logits", lambda m: f"{m.flops.teacher_inference:.3g}"
           + (" (cache)" if cached and m.mode != "supervised" and m.fraction < 1 else ""))
-    phase("teacher scoring", lambda m: f"{m.flops.teacher_scoring:.3g}")
+    phase("teacher scores", lambda m: f"{m.flops.teacher_scoring:.3g}")
     phase("on your budget", lambda m: f"{m.flops.total:.3g}" + ("†" if m.limited_by == "teacher_compute" else ""))
     if arguments.teacher_remote:
         phase("remote teacher", lambda m: f"{m.flops.off_budget:.3g}")
@@ -281,11 +281,14 @@ def _modes(plan: Plan) -> list:
     k_star = plan.break_even_efficiency
     against = {m.break_even_against for m in modes if m.mode == "on-policy"}
     assumed = on_policy.efficiency
+    on_policy_modes = [m for m in modes if m.mode == "on-policy"]
+    distinct = len({round(m.break_even_efficiency, 9) for m in on_policy_modes}) > 1
+    cheapest = (f"{min(on_policy_modes, key=lambda m: m.break_even_efficiency).name}, " if distinct else "")
     pays = ("pays at the assumed" if assumed > k_star else "does not pay at the assumed")
     out.append(("on-policy never catches up: no efficiency reaches " + ", ".join(sorted(against))) if k_star
                == float("inf") else
                f"on-policy pays only if one on-policy token is worth at least k* = {k_star:.3g} off-policy "
-               f"tokens (against {', '.join(sorted(against))}); it {pays} k = {assumed:g}. Post-training "
+               f"tokens ({cheapest}against {', '.join(sorted(against))}); it {pays} k = {assumed:g}. Post-training "
                f"reports {LITERATURE_CLAIM} less compute on-policy (GKD, Agarwal et al. 2024); none is "
                "measured for pretraining-style distillation")
     out.append(f"* the law's fit is for off-policy runs: on-policy tokens count as k = {assumed:g} "
