@@ -156,6 +156,15 @@ def test_plan_command_says_whether_on_policy_pays(cli):
     assert {m["name"] for m in record["modes"]} >= {"supervised", "off-policy", "on-policy λ=1"}
 
 
+def test_the_cli_command_of_a_mode_comparison_reproduces_it(cli):
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, teacher=ds.ExistingTeacher(7.75e9, loss=2.0),
+                   on_policy=OnPolicy(0.5, prompt_tokens=64, efficiency=3), teacher_remote=True,
+                   teacher_compute=5e20, logit_cache=True)
+    code, out, err = cli(*plan.as_cli_command(json_output=True).split()[1:])
+    assert code == 0, err
+    assert json.loads(out) == json.loads(plan.to_json())
+
+
 @pytest.mark.parametrize("args, flag", [
     (("--on-policy-fraction", "-0.5"), "--on-policy-fraction"),
     (("--on-policy-fraction", "1.5"), "--on-policy-fraction"),
