@@ -123,8 +123,8 @@ def test_plan_api_arguments_and_bad_values():
     plan = modes_plan(on_policy=OnPolicy(0.5, prompt_tokens=64, continuation_tokens=128, efficiency=2))
     assert plan.kind == "modes" and isinstance(plan, ds.ModeComparison)
     command = plan.as_cli_command()
-    for flag in ("--on-policy-fraction 0.5", "--on-policy-prompt-tokens 64",
-                 "--on-policy-continuation-tokens 128", "--on-policy-efficiency 2"):
+    for flag in ("--on-policy-fraction 0.5", "--prompt-tokens 64", "--continuation-tokens 128",
+                 "--on-policy-efficiency 2"):
         assert flag in command
     record = json.loads(plan.to_json())
     assert record["best"] == plan.best.name and len(record["modes"]) == 3
@@ -172,6 +172,7 @@ def test_the_cli_command_of_a_mode_comparison_reproduces_it(cli):
     (("--on-policy-efficiency", "0"), "--on-policy-efficiency"),
     (("--on-policy-efficiency", "-3"), "--on-policy-efficiency"),
     (("--teacher-compute", "1e20"), "--teacher-remote"),
+    (("--continuation-tokens", "0"), "--continuation-tokens"),
 ])
 def test_plan_command_bad_on_policy_input_is_one_line(cli, args, flag):
     code, out, err = cli("plan", "--student-params", "546M", "--teacher-params", "7.75B", "--teacher-tokens",

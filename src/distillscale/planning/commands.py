@@ -35,6 +35,11 @@ def _fractions(text: str | None) -> tuple[float, ...] | None:
                         f"0.25,0.5,1), got {text!r}") from None
 
 
+# The flags of the on-policy settings, named apart from their fields (on_policy.prompt_tokens).
+ON_POLICY_FLAGS = {"on_policy.prompt_tokens": "--prompt-tokens",
+                   "on_policy.continuation_tokens": "--continuation-tokens"}
+
+
 def plan_command(
     compute: str = typer.Option(..., "--compute", help="FLOP budget, e.g. 1e21"),
     student_params: str | None = typer.Option(
@@ -82,10 +87,11 @@ def plan_command(
     on_policy_fraction: str | None = typer.Option(
         None, "--on-policy-fraction", help="on-policy share lambda in (0, 1] (GKD): the student's "
         "tokens it samples itself; several comma-separated, e.g. 0.5 or 0.25,0.5,1"),
-    on_policy_prompt_tokens: int | None = typer.Option(
-        None, "--on-policy-prompt-tokens", help="corpus prompt length P per sampled continuation (default 256)"),
-    on_policy_continuation_tokens: int | None = typer.Option(
-        None, "--on-policy-continuation-tokens", help="sampled continuation length G (default 256)"),
+    prompt_tokens: int | None = typer.Option(
+        None, "--prompt-tokens", help="on-policy: the corpus prompt length P per sampled continuation "
+                                      "(default 256)"),
+    continuation_tokens: int | None = typer.Option(
+        None, "--continuation-tokens", help="on-policy: the sampled continuation length G (default 256)"),
     on_policy_efficiency: float | None = typer.Option(
         None, "--on-policy-efficiency", help="k: how many off-policy tokens one on-policy token is "
         "worth (default 1: no gain assumed; post-training reports 9-30x, unmeasured for "
@@ -107,7 +113,7 @@ def plan_command(
 
     Without --student-params, finds the best student size per scenario, searched inside the
     law's data (sizes and tokens per parameter) unless --min-params and the like widen it.
-    With --on-policy (or any --on-policy-* option, --logit-cache, --teacher-remote), compares
+    With --on-policy (or the options after it: --on-policy-fraction, --logit-cache, --teacher-remote ...), compares
     supervised, off-policy and on-policy distillation of the given student from the given teacher."""
     from distillscale.planning import plots
     from distillscale.planning.modes import OnPolicy
@@ -117,8 +123,7 @@ def plan_command(
     unique = _quantity(unique_tokens, "--unique-tokens")
     if not 0 < max_penalty < 1:
         raise UserError(f"--max-penalty must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {max_penalty:g}")
-    on_policy_options = {"prompt_tokens": on_policy_prompt_tokens,
-                         "continuation_tokens": on_policy_continuation_tokens,
+    on_policy_options = {"prompt_tokens": prompt_tokens, "continuation_tokens": continuation_tokens,
                          "efficiency": on_policy_efficiency}
     settings = None
     if on_policy or on_policy_fraction is not None or any(v is not None for v in on_policy_options.values()):
@@ -132,18 +137,21 @@ def plan_command(
         check_output_file(plot, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag="--plot",
                           what="figure distillscale drew")
     given_teacher = teacher_params or teacher_tokens or teacher_loss is not None
-    result = plan(
-        law, compute=parse_quantity(compute, "--compute"),
-        student_params=_quantity(student_params, "--student-params"), student_model=student_model,
-        scenario=scenario,
-        teacher=ExistingTeacher(_quantity(teacher_params, "--teacher-params"),
-                                _quantity(teacher_tokens, "--teacher-tokens"),
-                                teacher_loss) if given_teacher else None,
-        min_params=_quantity(min_params, "--min-params"), max_params=_quantity(max_params, "--max-params"),
-        min_tokens_per_param=min_tokens_per_param, max_tokens_per_param=max_tokens_per_param,
-        flops=flops_method, n_ctx=n_ctx, vocab_size=vocab_size, aspect_ratio=aspect_ratio,
-        on_policy=settings, logit_cache=logit_cache, teacher_remote=teacher_remote,
-        teacher_compute=_quantity(teacher_compute, "--teacher-compute"))
+    try:
+        result = plan(
+            law, compute=parse_quantity(compute, "--compute"),
+            student_params=_quantity(student_params, "--student-params"), student_model=student_model,
+            scenario=scenario,
+            teacher=ExistingTeacher(_quantity(teacher_params, "--teacher-params"),
+                                    _quantity(teacher_tokens, "--teacher-tokens"),
+                                    teacher_loss) if given_teacher else None,
+            min_params=_quantity(min_params, "--min-params"), max_params=_quantity(max_params, "--max-params"),
+            min_tokens_per_param=min_tokens_per_param, max_tokens_per_param=max_tokens_per_param,
+            flops=flops_method, n_ctx=n_ctx, vocab_size=vocab_size, aspect_ratio=aspect_ratio,
+            on_policy=settings, logit_cache=logit_cache, teacher_remote=teacher_remote,
+            teacher_compute=_quantity(teacher_compute, "--teacher-compute"))
+    except ParameterError as exc:  # the on-policy settings' flags are named apart from their fields
+        raise UserError(exc.for_cli(ON_POLICY_FLAGS)) from None
     checks = repetition_check(result, unique, max_penalty) if unique is not None else {}
     for message in result.warnings:
         warn(message)

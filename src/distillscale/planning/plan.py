@@ -136,9 +136,10 @@ class PlanArguments:
             args += ["--on-policy"] if on_policy.fraction is None else [
                 "--on-policy-fraction", ",".join(_number(f) for f in on_policy.fractions)]
             defaults = OnPolicy()
-            for name in ("prompt_tokens", "continuation_tokens", "efficiency"):
+            for name, flag in (("prompt_tokens", "--prompt-tokens"), ("continuation_tokens", "--continuation-tokens"),
+                               ("efficiency", "--on-policy-efficiency")):
                 if getattr(on_policy, name) != getattr(defaults, name):
-                    args += ["--on-policy-" + name.replace("_", "-"), _number(getattr(on_policy, name))]
+                    args += [flag, _number(getattr(on_policy, name))]
         args += ["--logit-cache"] if self.logit_cache else []
         args += ["--teacher-remote"] if self.teacher_remote else []
         if self.teacher_compute is not None:
