@@ -275,3 +275,58 @@ def test_teacher_url_needs_top_k_and_the_tokenizer(cli, teacher, tmp_path):
     code, _, err = cli("distill", "--teacher-url", "http://127.0.0.1:1/v1", "--teacher", teacher,
                        "--out", tmp_path / "s", "--top-k", "4", "--tokens", "2k", "--n-layers", "1")
     assert code == 2 and "not --teacher and --teacher-url" in err
+
+
+@pytest.mark.slow
+def test_a_hugging_face_teacher_is_served_over_its_tokenizer_ids(tmp_path):
+    """A Llama with its output layer padded to 384 rows behind a 320-id tokenizer: the server ranks
+    the tokenizer's ids only, as `distill --teacher` does in process."""
+    import inspect
+
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
+
+    directory = tmp_path / "hf"
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=384, hidden_size=64, intermediate_size=192, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer = train_byte_level_bpe([inspect.getsource(json) * 50], vocab_size=320)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TEXT).save_pretrained(directory)
+    serving = Serving(make_teacher_server(TeacherService(directory, top_k=K)))
+    try:
+        client = TeacherClient(serving.url, K, vocab_size=320)
+        prompts = torch.randint(0, 320, (2, 9), generator=torch.Generator().manual_seed(1))
+        answer = client.top_logprobs(prompts)
+        assert client.model.max_model_len == 65 and client.model.about["kind"] == "hf"
+    finally:
+        serving.stop()
+    with torch.no_grad():
+        logits = LlamaForCausalLM.from_pretrained(directory)(prompts[:, :-1]).logits[..., :320]
+    values, ids = logits.float().log_softmax(-1).topk(K, dim=-1)
+    assert torch.equal(answer.ids, ids) and torch.allclose(answer.log_probs, values, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_serve_teacher_command_prints_its_address_and_serves(teacher):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "distillscale.cli", "serve-teacher", str(teacher), "--port", "0",
+                               "--top-k", "4", "--device", "cpu"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("teacher ") and " at http://127.0.0.1:" in line, line + server.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        client = TeacherClient(url, 4)
+        answer = client.top_logprobs(torch.tensor([[1, 2, 3]]))
+        assert answer.ids.shape == (1, 2, 4) and client.model.name == str(teacher)
+        with pytest.raises(UserError, match="--top-k 5 is more than"):
+            TeacherClient(url, 5).connect()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
