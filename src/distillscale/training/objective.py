@@ -23,8 +23,9 @@ from distillscale.training.records import (
 
 @dataclass(frozen=True)
 class ObjectiveRecord:
-    """What an objective adds to result.json after a run: its teacher, KD settings and logit cache
-    (None for supervised training) or the server it read the teacher from, and how its FLOPs were counted when a teacher adds to them."""
+    """What an objective adds to result.json after a run: its teacher, KD settings, and the logit
+    cache or teacher server it read the teacher's predictions from (None for supervised training),
+    and how its FLOPs were counted when a teacher adds to them."""
 
     teacher: TeacherRecord | None = None
     distillation: DistillationRecord | None = None
