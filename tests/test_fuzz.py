@@ -38,6 +38,7 @@ EXPENSIVE = [
     ("distillscale.training.recipe", "train"),
     ("distillscale.training.distillation", "distill"),
     ("distillscale.training.logit_cache.writer", "cache_logits"),
+    ("distillscale.serve.teacher", "TeacherService"),  # loading a teacher, then serving forever
     ("distillscale.data.prepare", "prepare_data"),
     ("distillscale.model.hf_export", "export_hf"),
     ("distillscale.report.report", "write_report"),
@@ -298,6 +299,7 @@ def _base_lines(root: Path) -> dict[str, list[str]]:
         "plan": ["--compute", "1e21"], "distill-map": ["--out", str(root / "map.png")],
         "teacher": ["--student-params", "1B", "--student-tokens", "20B"], "capacity-gap": [],
         "serve": ["--port", "-1"],  # refused before listening: the server itself is fuzzed over HTTP
+        "serve-teacher": [str(root), "--port", "-1"],  # refused before loading a teacher
         "train": ["--data", str(root)], "distill": ["--data", str(root)], "cache-logits": ["--data", str(root)],
         "export-hf": [str(root), str(root / "export")], "report": [f["runs"]], "demo": [],
         "predict supervised": ["--params", "1B", "--tokens", "20B"],

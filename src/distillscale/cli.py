@@ -29,7 +29,7 @@ from distillscale.planning.commands import (
 )
 from distillscale.regime.commands import experiment_app
 from distillscale.report.commands import demo_command, report_command
-from distillscale.serve.commands import serve_command
+from distillscale.serve.commands import serve_command, serve_teacher_command
 from distillscale.sweeps.commands import sweep_app
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
@@ -75,6 +75,7 @@ app.command("distill-map")(distill_map_command)
 app.command("teacher")(teacher_command)
 app.command("capacity-gap")(capacity_gap_command)
 app.command("serve")(serve_command)
+app.command("serve-teacher")(serve_teacher_command)
 app.command("train")(train_command)
 app.command("distill")(distill_command)
 app.command("cache-logits")(cache_logits_command)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,7 +37,9 @@ from distillscale.units import check_quantity
 
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
 BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "log_every", "activation_checkpointing",
-                              "teacher_parallel"})
+                              "teacher_parallel", "teacher_timeout", "teacher_retries"})
+# A teacher server: left out of the hash while unused, as the large-batch settings below.
+SERVER_KEYS = frozenset({"teacher_url"})
 # Large-batch settings: left out of the hash while off (no reference batch size), so that runs without
 # them keep the hash they had before these settings existed.
 LARGE_BATCH_KEYS = frozenset({"reference_batch_size", "lr_scaling", "regime_adaptation"})
@@ -241,6 +244,7 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         excluded = (BOOKKEEPING_KEYS | (LARGE_BATCH_KEYS if self.reference_batch_size is None else set())
                     | (WSD_KEYS if self.schedule == "cosine" else set())
                     | {key for key in FORK_KEYS if getattr(self, key) is None}
+                    | {key for key in SERVER_KEYS if getattr(self, key, None) is None}
                     | (PARALLEL_KEYS if self.parallel == "ddp" else set()))
         payload = self.model_dump(mode="json", exclude=set(excluded))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -273,6 +277,14 @@ class DistillSettings(Settings):
     kd_weight: float = _LOSS_FIELDS["kd_weight"]
     top_k: int | None = _LOSS_FIELDS["top_k"]
     jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
+    teacher_url: str | None = Field(
+        None, description="an OpenAI-compatible completions server of the teacher (`distillscale serve-teacher` "
+                          "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
+                          "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
+                          "mass outside the top k is estimated, not known (see README)")
+    teacher_timeout: float = Field(60.0, gt=0, description="with teacher_url: seconds to wait for an answer")
+    teacher_retries: int = Field(4, ge=0, le=20, description="with teacher_url: retries of a failed request, with "
+                                                            "exponential backoff from 0.5 s (at most 8 s apart)")
     loss_chunk_size: int = Field(1024, ge=1, description="tokens whose logits are computed at once")
     uld_weight: float = Field(1.0, ge=0, description="with a teacher of another tokenizer: weight of ULD's "
                                                      "sorted-probability term next to the KL on shared tokens")
@@ -293,11 +305,24 @@ class DistillConfig(DistillSettings, TeacherSettings, TrainConfig):
 
     @model_validator(mode="after")
     def _one_teacher(self) -> "DistillConfig":
-        if self.teacher is None and self.teacher_cache is None:
-            raise ValueError("missing required setting --teacher (a run or Hugging Face directory), or "
-                             "--teacher-cache (a `distillscale cache-logits` directory)")
-        if self.teacher is not None and self.teacher_cache is not None:
+        given = [name for name in ("teacher", "teacher_cache", "teacher_url") if getattr(self, name) is not None]
+        if not given:
+            raise ValueError("missing required setting --teacher (a run or Hugging Face directory), "
+                             "--teacher-cache (a `distillscale cache-logits` directory) or --teacher-url (a "
+                             "teacher server)")
+        if given == ["teacher", "teacher_cache"]:
             raise ValueError("give --teacher or --teacher-cache, not both: the cache replaces the teacher")
+        if len(given) > 1:
+            raise ValueError(f"give one of --teacher, --teacher-cache and --teacher-url, not "
+                             f"{' and '.join('--' + name.replace('_', '-') for name in given)}")
+        if self.teacher_url is not None:
+            teacher_api_base(self.teacher_url)  # a ValueError saying what is wrong with it
+            if self.top_k is None:
+                raise ValueError("--teacher-url needs --top-k K: a server gives the teacher's K most likely "
+                                 "tokens per position (e.g. --top-k 20), not its whole distribution")
+            if self.tokenizer is None:
+                raise ValueError("--teacher-url needs --tokenizer, the teacher's tokenizer: the server speaks "
+                                 "in its token ids")
         if self.teacher_parallel == "shard" and self.parallel != "fsdp":
             raise ValueError("teacher_parallel shard needs parallel fsdp: add --parallel fsdp, or leave out "
                              "--teacher-parallel to keep a whole teacher on every rank")
@@ -307,3 +332,21 @@ class DistillConfig(DistillSettings, TeacherSettings, TrainConfig):
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
                                       z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
                                       chunk_size=self.loss_chunk_size)
+
+
+def teacher_api_base(url: str) -> str:
+    """The server's `/v1` base from what the user gave (the server, its /v1, or its /v1/completions);
+    ValueError for anything that is not an http(s) URL with a host."""
+    parsed = urllib.parse.urlsplit(url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL of a server: give e.g. http://127.0.0.1:8000/v1")
+    try:
+        parsed.port  # noqa: B018 (raises for a port out of range or not a number)
+    except ValueError:
+        raise ValueError(f"{url!r} has no valid port: give e.g. http://127.0.0.1:8000/v1") from None
+    path = parsed.path.rstrip("/")
+    for suffix in ("/completions", "/models"):
+        path = path.removesuffix(suffix)
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))

@@ -29,6 +29,11 @@ def distill_command(config: Path = CONFIG_OPTION,
     and the teacher's forward FLOPs; val_loss is the student's cross-entropy against the data.
     With --teacher-cache the student reads the cache's windows and its top-k or sampled predictions
     instead (teacher FLOPs 0 for the run; the cache's one-time cost is in its cache.json).
+    With --teacher-url (and --top-k K, --tokenizer) the student reads the teacher's top-K
+    log-probabilities from an OpenAI-compatible completions server (`distillscale serve-teacher`,
+    vLLM): the tail mass outside the top K is estimated, not known, and the loss uses the top-K
+    distribution renormalised over those ids; a server that fails is retried, then the run stops
+    (exit 2) with its checkpoints intact and resumes when the same command is run again.
     A --tokenizer other than the teacher's runs cross-tokenizer distillation (positions aligned on
     the text; ULD's sorted-probability term plus exact KL on the shared tokens), a mode result.json
     states: the distillation law was fitted for a shared vocabulary.
@@ -47,12 +52,25 @@ def _print_summary(result: RunResult) -> None:
     teacher = result.teacher
     flops = ("from the logit cache, no teacher FLOPs" if result.teacher_cache is not None
              else "with the teacher's forward passes")
+    size = ("" if teacher.non_embedding_params is None
+            else f"{format_quantity(teacher.non_embedding_params)}-parameter ")
+    if result.teacher_server is not None:
+        server = result.teacher_server
+        size += f"served ({server.url}, top-{server.top_k}) "
+        if not teacher.flops:
+            flops = "the served teacher's FLOPs not counted (the server does not state them)"
     console.print(
-        f"distilled a {format_quantity(teacher.non_embedding_params)}-parameter teacher (validation loss "
+        f"distilled a {size}teacher (validation loss "
         f"{teacher.teacher_val_loss:.4f} nats/token) into {format_quantity(result.non_embedding_params)} "
         f"non-embedding parameters on {format_quantity(result.tokens)} tokens, "
         f"{format_quantity(result.flops)} FLOPs {flops}: student validation loss "
         f"{result.val_loss:.4f} nats/token, "
         f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)
+    if result.teacher_server is not None:
+        server = result.teacher_server
+        tail = "" if server.mean_tail_mass is None else f"; estimated tail mass outside the top {server.top_k}: " \
+            f"{server.mean_tail_mass:.4f} on average (estimated, not known)"
+        console.print(f"teacher server: {server.requests} requests, {server.retries} retries this session{tail}",
+                      highlight=False)
     if result.distillation is not None and result.distillation.mode == "cross-tokenizer":
         console.print(f"mode: cross-tokenizer ({result.distillation.note})", highlight=False)

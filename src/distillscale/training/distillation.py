@@ -34,6 +34,12 @@ from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.parallel import shard_teacher
 from distillscale.training.recipe import FLOPS_METHOD, train
 from distillscale.training.records import DistillationRecord, RunPlan, RunResult
+from distillscale.training.remote_teacher import (
+    ServedTeacherObjective,
+    ServedTeacherSampler,
+    TeacherClient,
+    teacher_text_loss,
+)
 from distillscale.training.teachers import (
     Teacher,
     TeacherSource,
@@ -79,6 +85,8 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
     """
     if config.teacher_cache is not None:
         return distill_from_cache(config, progress)
+    if config.teacher_url is not None:
+        return distill_from_server(config, progress)
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source, other_tokenizer=True)
     if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, config.tokenizer):
@@ -88,6 +96,36 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
                             "--teacher-parallel replicate")
         return train(config, progress, make_objective=partial(_make_cross_tokenizer_objective, config, source))
     return train(config, progress, make_objective=partial(_make_objective, config, source))
+
+
+def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResult:
+    """`distill` for a config with `teacher_url`: the student reads the teacher's top-k
+    log-probabilities from the server (`training.remote_teacher`) for every batch, fetched ahead of
+    the step; the server is asked which model it serves before anything is written."""
+    client = TeacherClient(config.teacher_url, config.top_k, config.teacher_timeout, config.teacher_retries)
+
+    def make_sampler(data: PreparedData) -> ServedTeacherSampler:
+        client.vocab_size = data.vocab_size
+        model = client.connect()
+        if model.max_model_len is not None and config.seq_len + 1 > model.max_model_len:
+            raise UserError(f"--seq-len {config.seq_len} sends prompts of {config.seq_len + 1} tokens but the teacher "
+                            f"server at {client.base} takes at most {model.max_model_len}: use --seq-len "
+                            f"{model.max_model_len - 1} or less (vLLM: raise its --max-model-len)")
+        served_tokenizer = model.about.get("tokenizer_sha256")
+        if served_tokenizer is not None and served_tokenizer != data.tokenizer_hash:
+            raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
+                            f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
+                            f"{data.tokenizer_hash[:12]}): give the teacher's tokenizer with --tokenizer")
+        return ServedTeacherSampler(client, data.split(config.split), config.seq_len, config.batch_size, config.seed)
+
+    def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> ServedTeacherObjective:
+        teacher_val_loss = teacher_text_loss(client, data.split("val"), config.seq_len, config.batch_size,
+                                             config.eval_tokens)
+        objective = ServedTeacherObjective(client, config.loss_config(), teacher_val_loss, FLOPS_METHOD)
+        objective.count_teacher_flops(config.seq_len)
+        return objective
+
+    return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
 
 
 def _make_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,

@@ -13,17 +13,24 @@ from typing import Protocol
 import torch
 
 from distillscale.training.losses import LossOutput, cross_entropy_loss
-from distillscale.training.records import CacheRecord, DistillationRecord, TeacherRecord
+from distillscale.training.records import (
+    CacheRecord,
+    DistillationRecord,
+    TeacherRecord,
+    TeacherServerRecord,
+)
 
 
 @dataclass(frozen=True)
 class ObjectiveRecord:
-    """What an objective adds to result.json after a run: its teacher, KD settings and logit cache
-    (None for supervised training), and how its FLOPs were counted when a teacher adds to them."""
+    """What an objective adds to result.json after a run: its teacher, KD settings, and the logit
+    cache or teacher server it read the teacher's predictions from (None for supervised training),
+    and how its FLOPs were counted when a teacher adds to them."""
 
     teacher: TeacherRecord | None = None
     distillation: DistillationRecord | None = None
     teacher_cache: CacheRecord | None = None
+    teacher_server: TeacherServerRecord | None = None
     flops_method: str | None = None  # None: the recipe's own
 
 

@@ -331,6 +331,7 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "teacher": extra.teacher,
         "distillation": extra.distillation,
         "teacher_cache": extra.teacher_cache,
+        "teacher_server": extra.teacher_server,
     }, **divergence)
 
 

@@ -105,11 +105,11 @@ class TeacherRecord(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    path: str
-    kind: str
+    path: str  # a directory, or the URL of a teacher server
+    kind: str  # run, hf, or server
     teacher_val_loss: float
-    non_embedding_params: int
-    total_params: int
+    non_embedding_params: int | None = None  # None: a server that does not state it (vLLM)
+    total_params: int | None = None
     forward_flops_per_token: float | None = None
     flops: float = 0.0
     flops_method: str | None = None
@@ -148,6 +148,27 @@ class DistillationRecord(DistillationLossConfig):
         values = handler(self)
         alignment = set(type(self).model_fields) - set(DistillationLossConfig.model_fields)
         return {key: value for key, value in values.items() if key not in alignment or value is not None}
+
+
+class TeacherServerRecord(BaseModel):
+    """result.json's `teacher_server`: the OpenAI-compatible completions server a student read its
+    teacher's top-k log-probabilities from (`training.remote_teacher`), and how the exchange went in
+    the run's last session (requests, retries and positions counted since it last started or resumed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    model: str
+    top_k: int
+    requests: int
+    retries: int
+    prompts: int
+    positions: int
+    mean_top_k_mass: float | None  # the teacher's mean probability on the k ids it gave
+    mean_tail_mass: float | None  # 1 - that: estimated, not known (see `tail_mass`)
+    timeout_seconds: float
+    max_retries: int
+    tail_mass: str
 
 
 class CacheRecord(BaseModel):
@@ -218,6 +239,7 @@ class RunResult(BaseModel):
     teacher: TeacherRecord | None = None
     distillation: DistillationRecord | None = None
     teacher_cache: CacheRecord | None = None
+    teacher_server: TeacherServerRecord | None = None
 
     @property
     def completed(self) -> bool:

@@ -1,0 +1,345 @@
+"""A teacher behind a server: its top-k log-probabilities read over an OpenAI-compatible
+completions endpoint (the legacy `POST /v1/completions` that vLLM serves, and
+`distillscale serve-teacher`), so a large teacher runs on its own machines.
+
+The request scores windows of token ids without generating anything:
+
+    {"model": M, "prompt": [[ids], ...], "max_tokens": 0, "echo": true, "logprobs": k,
+     "return_tokens_as_token_ids": true}
+
+and each choice's `logprobs` holds, per prompt position j, `tokens[j]`, `token_logprobs[j]`
+(log p(prompt[j] | prompt[:j]); null at j = 0) and `top_logprobs[j]` (null at j = 0, else a dict of
+the k most likely tokens' log-probabilities; vLLM adds the prompt token when it is not among them).
+Token ids travel as "token_id:<id>" strings (vLLM's `return_tokens_as_token_ids`): decoded token
+text is not interoperable, since different ids can decode to the same string and collide as keys.
+A window of seq_len + 1 tokens gives the teacher's prediction after each of the first seq_len
+tokens: positions 1..seq_len. The teacher never reads the last token, but a vLLM server needs
+--max-model-len >= seq_len + 1 to accept the prompt.
+
+What a server's top-k cannot give: the teacher's distribution outside the k ids. The
+log-probabilities are normalised over the whole vocabulary, so 1 - sum(top-k probabilities) is the
+tail mass, but only as estimated from numbers rounded by the server (bf16 on a GPU, then JSON),
+and nothing says how it spreads over the other ids. The loss therefore uses the top-k
+distribution renormalised over the k ids, through `sparse_distillation_loss`, as top-k logit caches
+and `--top-k` with a local teacher do; result.json records the mean estimated tail mass.
+
+Components: `TeacherClient` (HTTP with batching, timeouts and bounded exponential-backoff retries;
+every failure a one-line UserError), `ServedTeacherSampler` (training batches with the teacher's
+top-k, fetched by the prefetch worker ahead of the step), `ServedTeacherObjective`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from distillscale.data import TokenSampler, iter_eval_batches
+from distillscale.errors import UserError
+from distillscale.training.config import teacher_api_base as api_base
+from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.losses import LossOutput, sparse_distillation_loss
+from distillscale.training.objective import ObjectiveRecord
+from distillscale.training.records import DistillationRecord, TeacherRecord, TeacherServerRecord
+
+TOKEN_ID_PREFIX = "token_id:"  # vLLM's form of a token when asked for return_tokens_as_token_ids
+MAX_ENTRIES_PER_REQUEST = 1 << 20  # prompts x positions x k per request: about 40 MB of JSON
+BACKOFF_SECONDS = 0.5  # the first retry waits this long, each later one twice as long ...
+MAX_BACKOFF_SECONDS = 8.0  # ... up to this
+TAIL_NOTE = ("a server gives the teacher's k most likely ids only: the tail mass outside them is estimated "
+             "(1 - their probabilities, as rounded by the server), not known, and how it spreads over the "
+             "other ids is unknown; the loss uses the top-k distribution renormalised over the k ids, as "
+             "top-k logit caches and --top-k with a local teacher do")
+
+
+class ServerError(Exception):
+    """A failed exchange with the server; `retry` says whether trying again may help."""
+
+    def __init__(self, message: str, retry: bool):
+        super().__init__(message)
+        self.retry = retry
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the server's `GET /v1/models` says about the model it serves (the first one listed).
+    `about` is distillscale's own description (`serve-teacher` adds it; vLLM does not)."""
+
+    name: str
+    max_model_len: int | None = None
+    about: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TopK:
+    """The teacher's top-k at every predicted position of a batch of prompts [B, L]: ids and
+    log-probabilities [B, L - 1, k] (sorted, most likely first), and the log-probability of the
+    prompt's own next token [B, L - 1]."""
+
+    ids: torch.Tensor
+    log_probs: torch.Tensor
+    token_log_probs: torch.Tensor
+
+
+class TeacherClient:
+    """The completions endpoint of one server, read with batching, a timeout per request and up to
+    `retries` retries with exponential backoff; counts its requests, retries and positions."""
+
+    def __init__(self, url: str, top_k: int, timeout: float = 60.0, retries: int = 4,
+                 backoff: float = BACKOFF_SECONDS, vocab_size: int | None = None):
+        self.url, self.base, self.vocab_size = url, api_base(url), vocab_size
+        self.top_k, self.timeout, self.retries, self.backoff = top_k, timeout, retries, backoff
+        self.model: ServedModel | None = None
+        self.requests = self.retried = self.prompts = self.positions = 0
+        self.top_k_mass = 0.0  # summed over the positions
+
+    # -- the two endpoints --------------------------------------------------------------------
+
+    def connect(self) -> ServedModel:
+        """Ask `GET /v1/models` which model the server serves (retried like every request)."""
+        answer = self._exchange("GET", "/models", None)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, list) or not data or not isinstance(data[0], dict) \
+                or not isinstance(data[0].get("id"), str):
+            raise UserError(f"the teacher server at {self.base}/models answered no model list "
+                            f"({_preview(answer)}): is it an OpenAI-compatible server (vLLM, "
+                            f"`distillscale serve-teacher`)?")
+        first = data[0]
+        about = first.get("distillscale") if isinstance(first.get("distillscale"), dict) else {}
+        length = first.get("max_model_len")
+        self.model = ServedModel(first["id"], length if isinstance(length, int) else None, about)
+        limit = about.get("max_logprobs")
+        if isinstance(limit, int) and limit < self.top_k:
+            raise UserError(f"--top-k {self.top_k} is more than the teacher server at {self.base} gives "
+                            f"({limit} log-probabilities per position): use --top-k {limit} or less, or "
+                            f"restart serve-teacher with --top-k {self.top_k}")
+        return self.model
+
+    def top_logprobs(self, prompts: torch.Tensor) -> TopK:
+        """The teacher's top-k after each prefix of each prompt (token ids [B, L], L >= 2), in as
+        many requests as the size of the answers needs."""
+        if self.model is None:
+            self.connect()
+        prompts = prompts.cpu()
+        n, length = prompts.shape
+        per_request = max(1, min(n, MAX_ENTRIES_PER_REQUEST // max(1, (length - 1) * (self.top_k + 1))))
+        parts = [self._request(prompts[first:first + per_request]) for first in range(0, n, per_request)]
+        return TopK(*(torch.cat([getattr(part, name) for part in parts])
+                      for name in ("ids", "log_probs", "token_log_probs")))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _request(self, prompts: torch.Tensor) -> TopK:
+        body = {"model": self.model.name, "prompt": prompts.tolist(), "max_tokens": 0, "echo": True,
+                "logprobs": self.top_k, "temperature": 0.0, "return_tokens_as_token_ids": True}
+        answer = self._exchange("POST", "/completions", body, parse=lambda a: self._parse(a, prompts))
+        self.prompts += len(prompts)
+        self.positions += answer.ids.numel() // self.top_k
+        self.top_k_mass += answer.log_probs.double().exp().sum().item()
+        return answer
+
+    def _parse(self, answer: Any, prompts: torch.Tensor) -> TopK:
+        """The answer as tensors, or a ServerError naming the first thing of the wrong shape."""
+        n, length = prompts.shape
+        k = self.top_k
+        choices = answer.get("choices") if isinstance(answer, dict) else None
+        if not isinstance(choices, list) or len(choices) != n:
+            raise _shape(f"{len(choices) if isinstance(choices, list) else 'no'} choices for {n} prompts")
+        ids = np.empty((n, length - 1, k), dtype=np.int64)
+        log_probs = np.empty((n, length - 1, k), dtype=np.float32)
+        token_log_probs = np.empty((n, length - 1), dtype=np.float64)
+        for choice in choices:
+            index = choice.get("index") if isinstance(choice, dict) else None
+            if not isinstance(index, int) or not 0 <= index < n:
+                raise _shape(f"a choice with index {index!r}")
+            logprobs = choice.get("logprobs")
+            if not isinstance(logprobs, dict):
+                raise _shape(f"choice {index} has no logprobs")
+            tops, own = logprobs.get("top_logprobs"), logprobs.get("token_logprobs")
+            if not isinstance(tops, list) or not isinstance(own, list) or len(tops) != length or len(own) != length:
+                raise _shape(f"choice {index} scores {len(tops) if isinstance(tops, list) else 'no'} positions "
+                             f"of its {length}-token prompt (echo true, max_tokens 0)")
+            for j in range(1, length):
+                top = tops[j]
+                if not isinstance(top, dict) or len(top) < k:
+                    raise _shape(f"choice {index} position {j} has {len(top) if isinstance(top, dict) else 'no'} "
+                                 f"top log-probabilities, not {k}")
+                try:
+                    entries = sorted(((float(v), _token_id(key)) for key, v in top.items()), reverse=True)[:k]
+                    token_log_probs[index, j - 1] = float(own[j])
+                except (TypeError, ValueError) as exc:
+                    raise _shape(f"choice {index} position {j}: {exc}") from None
+                ids[index, j - 1] = [token for _, token in entries]
+                log_probs[index, j - 1] = [value for value, _ in entries]
+        if not (np.isfinite(log_probs).all() and (log_probs <= 1e-3).all()):
+            raise _shape("log-probabilities that are not finite numbers <= 0")
+        if self.vocab_size is not None and ids.max() >= self.vocab_size:
+            raise ServerError(f"the served teacher predicts token id {ids.max()}, beyond the {self.vocab_size} ids "
+                              f"of this run's tokenizer: give the teacher's tokenizer with --tokenizer", retry=False)
+        return TopK(torch.from_numpy(ids), torch.from_numpy(log_probs), torch.from_numpy(token_log_probs))
+
+    def _exchange(self, method: str, path: str, body: dict | None, parse=lambda answer: answer):
+        """One request, retried on what may pass (no answer, a timeout, a 5xx or 429, a malformed
+        answer); a one-line UserError once the retries are spent or for a refused request (4xx)."""
+        url = self.base + path
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.retried += 1
+                time.sleep(min(MAX_BACKOFF_SECONDS, self.backoff * 2 ** (attempt - 1)))
+            self.requests += 1
+            try:
+                return parse(self._send(method, url, data))
+            except ServerError as exc:
+                if not exc.retry:
+                    raise UserError(f"teacher server {url}: {exc}") from None
+                failure = exc
+        tries = f"{self.retries + 1} tries" if self.retries else "1 try"
+        raise UserError(f"the teacher server at {url} failed ({failure}) after {tries} with backoff: start or "
+                        f"fix it (e.g. `distillscale serve-teacher RUN_DIR --port P`) and run the same command "
+                        f"again; the run resumes from its last checkpoint") from None
+
+    def _send(self, method: str, url: str, data: bytes | None) -> Any:
+        request = urllib.request.Request(url, data=data, method=method,
+                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            message = _error_message(exc)
+            retry = exc.code >= 500 or exc.code in (408, 429)
+            raise ServerError(f"HTTP {exc.code}: {message}" if retry else
+                              f"it refused the request (HTTP {exc.code}: {message})", retry=retry) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, (TimeoutError, socket.timeout)):
+                raise ServerError(f"no answer within --teacher-timeout {self.timeout:g} s", retry=True) from None
+            if isinstance(reason, ConnectionRefusedError):
+                raise ServerError("connection refused: nothing listens there", retry=True) from None
+            if isinstance(reason, socket.gaierror):
+                raise ServerError(f"unknown host ({reason.strerror})", retry=True) from None
+            raise ServerError(f"unreachable ({reason})", retry=True) from None
+        except (TimeoutError, socket.timeout):
+            raise ServerError(f"no answer within --teacher-timeout {self.timeout:g} s", retry=True) from None
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            raise ServerError(f"the connection broke ({type(exc).__name__}: {exc})", retry=True) from None
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise ServerError(f"malformed JSON in the answer ({_preview(raw)})", retry=True) from None
+
+    def record(self) -> TeacherServerRecord:
+        model = self.model or ServedModel(name="?")
+        mass = self.top_k_mass / self.positions if self.positions else None
+        return TeacherServerRecord(url=self.base, model=model.name, top_k=self.top_k, requests=self.requests,
+                                   retries=self.retried, prompts=self.prompts, positions=self.positions,
+                                   mean_top_k_mass=mass, mean_tail_mass=None if mass is None else max(0.0, 1.0 - mass),
+                                   timeout_seconds=self.timeout, max_retries=self.retries, tail_mass=TAIL_NOTE)
+
+
+def _token_id(key: str) -> int:
+    if not isinstance(key, str) or not key.startswith(TOKEN_ID_PREFIX) or not key[len(TOKEN_ID_PREFIX):].isdigit():
+        raise ValueError(f"token {key[:40]!r} is not of the form 'token_id:<id>' (the server must honour "
+                         f"return_tokens_as_token_ids, as vLLM does)")
+    return int(key[len(TOKEN_ID_PREFIX):])
+
+
+def _shape(what: str) -> ServerError:
+    return ServerError(f"an answer of the wrong shape: {what}", retry=True)
+
+
+def _preview(value: Any) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else json.dumps(value)[:200]
+    text = " ".join(text.split())
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    """The server's own message of an error answer (OpenAI's {"error": {"message"}}, vLLM's
+    {"message"}), on one line."""
+    try:
+        answer = json.loads(exc.read())
+    except (OSError, ValueError, http.client.HTTPException):
+        return exc.reason or ""
+    error = answer.get("error", answer) if isinstance(answer, dict) else {}
+    message = error.get("message") if isinstance(error, dict) else error
+    return " ".join(str(message or exc.reason or "").split())[:300]
+
+
+def teacher_text_loss(client: TeacherClient, tokens: np.ndarray, seq_len: int, batch_size: int,
+                      max_tokens: int | None) -> float:
+    """The teacher's cross-entropy (nats/token) on the windows `evaluate` reads, from the
+    log-probabilities the server gives the tokens themselves (exact, not top-k)."""
+    nats, count = 0.0, 0
+    for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size, max_tokens):
+        answer = client.top_logprobs(torch.cat([inputs, targets[:, -1:]], dim=1))
+        nats -= answer.token_log_probs.sum().item()
+        count += targets.numel()
+    return nats / count
+
+
+class ServedTeacherSampler(TokenSampler):
+    """A `TokenSampler` whose batches also carry the served teacher's top-k ids and
+    log-probabilities at every position ([B, seq_len, k] each), read by the prefetch worker."""
+
+    def __init__(self, client: TeacherClient, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int):
+        super().__init__(tokens, seq_len, batch_size, seed)
+        self.client = client
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
+        inputs, targets = super().batch(step, rank, world_size)
+        answer = self.client.top_logprobs(torch.cat([inputs, targets[:, -1:]], dim=1))
+        return inputs, targets, answer.ids.to(torch.int32), answer.log_probs
+
+
+class ServedTeacherObjective:
+    """The distillation objective with the teacher's top-k read from a server (the batches bring
+    them, see `ServedTeacherSampler`): `sparse_distillation_loss`, as for top-k logit caches."""
+
+    def __init__(self, client: TeacherClient, loss_config: DistillationLossConfig, teacher_val_loss: float,
+                 flops_method: str):
+        self.client = client
+        self.loss_config = loss_config
+        self.teacher_val_loss = teacher_val_loss
+        self.flops_method = flops_method
+        self.extra_flops_per_token = 0  # set by `count_teacher_flops` when the server states them
+
+    def count_teacher_flops(self, seq_len: int) -> None:
+        """The teacher's forward FLOPs per token at `seq_len`, when the server states them
+        (serve-teacher does, as base + per_context_token x seq_len)."""
+        flops = (self.client.model.about if self.client.model else {}).get("forward_flops_per_token")
+        if isinstance(flops, dict) and all(isinstance(flops.get(key), int) for key in ("base", "per_context_token")):
+            self.extra_flops_per_token = flops["base"] + flops["per_context_token"] * seq_len
+
+    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, teacher_ids: torch.Tensor,
+                 teacher_log_probs: torch.Tensor) -> LossOutput:
+        student_hidden = model.hidden_states(inputs).flatten(0, 1)
+        return sparse_distillation_loss(student_hidden, model.head, teacher_ids, teacher_log_probs,
+                                        targets.flatten(), self.loss_config)
+
+    def record(self, tokens: int) -> ObjectiveRecord:
+        model = self.client.model or ServedModel(name="?")
+        about = model.about
+        known = self.extra_flops_per_token > 0
+        teacher = TeacherRecord(
+            path=self.client.base, kind="server", teacher_val_loss=self.teacher_val_loss,
+            non_embedding_params=about.get("non_embedding_params"), total_params=about.get("total_params"),
+            forward_flops_per_token=self.extra_flops_per_token if known else None,
+            flops=self.extra_flops_per_token * tokens,
+            flops_method=about.get("flops_method") if known else
+            "not stated by the server: the teacher's FLOPs are not counted", model=model.name)
+        method = (f"{self.flops_method}; plus the served teacher's forward pass on every training token, "
+                  f"teacher.forward_flops_per_token x tokens, as the server states it" if known else
+                  f"{self.flops_method}; the served teacher's forward passes are not counted (the server does "
+                  f"not state its FLOPs)")
+        return ObjectiveRecord(teacher=teacher, distillation=DistillationRecord(**self.loss_config.model_dump()),
+                               teacher_server=self.client.record(), flops_method=method)
+
