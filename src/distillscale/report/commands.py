@@ -110,8 +110,9 @@ def print_summary(report: dict) -> None:
 def repetition_line(curve: dict) -> str:
     """One line per repetition group: R_D* with its interval, the 16x-style penalty per size and the
     backtest error beyond the fitted epochs."""
-    interval = curve["R_D_star_interval"]
-    shown = f"{curve['R_D_star']:.3g}" + (f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
+    from distillscale.laws.repetition import describe_r_star
+
+    shown = describe_r_star(curve["R_D_star"], curve["R_D_star_interval"])
     sizes = "; ".join(f"{format_quantity(s['params'])}: loss {s['loss_max_epochs']:.4f} nats/token at "
                       f"{s['max_epochs']:.3g} epochs" + (f" ({s['penalty_measured']:+.1%} vs 1 epoch)"
                                                           if s["penalty_measured"] is not None else "")

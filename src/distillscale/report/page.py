@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 from distillscale.io import SIGNATURE
+from distillscale.laws.repetition import describe_r_star
 from distillscale.units import format_interval, format_quantity
 
 STYLE = """
@@ -234,7 +235,7 @@ def _repetition(curves: list[dict[str, Any]]) -> str:
         for size in [None, *curve["sizes"]]:
             star, interval = (curve["R_D_star"], curve["R_D_star_interval"]) if size is None else \
                 (size["R_D_star"], size["R_D_star_interval"])
-            shown = f"{star:.3g}" + (f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
+            shown = describe_r_star(star, interval)
             if size is None:
                 error = curve["backtest"]["mean_abs_error"]
                 rows.append([curve["name"], "all", shown, "", "", "", "", "",
