@@ -233,3 +233,11 @@ def test_a_repetition_spec_trains_each_size_on_nested_subsets(tmp_path):
     (tmp_path / "bad.toml").write_text(REPETITION_SPEC.replace("[1, 2, 8]", "[0.5, 2]"))
     with pytest.raises(UserError, match="epochs must be at least 1"):
         load_sweep_spec(tmp_path / "bad.toml")
+
+
+def test_unique_tokens_is_refused_with_a_logit_cache(tmp_path):
+    from distillscale.training.config import DistillConfig
+
+    with pytest.raises(UserError, match="unique_tokens does not apply with --teacher-cache"):
+        DistillConfig(n_layers=1, tokens=1000, out=tmp_path / "s", teacher_cache=tmp_path / "cache",
+                      unique_tokens=500)
