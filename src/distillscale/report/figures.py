@@ -168,6 +168,7 @@ def plot_repetition(calibration: Calibration):
     figure, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 4.3), squeeze=False)
     markers = {"supervised": "s"}
     for ax, params in zip(axes[0], sizes):
+        budget = next(s.tokens for curve in curves for s in curve.sizes if s.params == params)
         for index, curve in enumerate(curves):
             size = next((s for s in curve.sizes if s.params == params), None)
             if size is None:
@@ -188,7 +189,7 @@ def plot_repetition(calibration: Calibration):
                            label=f"{curve.name}: predicted from <= {curve.backtest_epochs:g} epochs")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("epochs over the fixed subset (D / U)")
-        ax.set_title(f"{format_quantity(params)} parameters, D = {format_quantity(size.tokens)} tokens")
+        ax.set_title(f"{format_quantity(params)} parameters, D = {format_quantity(budget)} tokens")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize="small")
     axes[0][0].set_ylabel("validation loss (nats/token)")
