@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from distillscale.data import prepare_data
@@ -150,16 +151,21 @@ def test_the_report_lists_the_runs_that_repeated_their_data():
 
 
 def test_unique_tokens_trains_on_a_fixed_subset_and_records_its_epochs(cli, tmp_path):
-    """--unique-tokens U: the sampler draws only from the split's first U tokens (a window never
-    starts past them), result.json records U and tokens / U, and the warning names the subset."""
+    """--unique-tokens U: the run samples U tokens of its split, as fixed chunks spread over it (not
+    its first files), nested for smaller U; result.json records U and tokens / U, and the warning
+    names the subset."""
     from distillscale.data import TokenSampler
-    from distillscale.data.repetition import unique_subset
+    from distillscale.data.repetition import SUBSET_CHUNK, unique_subset
 
-    split = prepare_data(DataConfig(vocab_size=320, max_bytes=100_000), progress=False).split("teacher")
-    subset = unique_subset(split, 2000, "teacher")
-    assert len(subset) == 2000 and (subset == split[:2000]).all()
+    split = np.asarray(prepare_data(DataConfig(vocab_size=320, max_bytes=100_000), progress=False).split("teacher"))
+    subset = unique_subset(split, 5000, "teacher")
+    assert len(subset) == 5000 and (unique_subset(split, 5000, "teacher") == subset).all()
+    assert (unique_subset(split, 2000, "teacher") == subset[:2000]).all()   # nested
+    chunks = {tuple(split[start:start + SUBSET_CHUNK]): start for start in range(0, len(split), SUBSET_CHUNK)}
+    starts = [chunks[tuple(subset[i:i + SUBSET_CHUNK])] for i in range(0, 4 * SUBSET_CHUNK, SUBSET_CHUNK)]
+    assert starts != sorted(starts) and max(starts) > len(split) / 2   # spread over the split, not its head
     sampler = TokenSampler(subset, seq_len=32, batch_size=8, seed=0)
-    assert max(sampler.window_starts(step).max() for step in range(50)) <= 2000 - 33
+    assert max(sampler.window_starts(step).max() for step in range(50)) <= 5000 - 33
     assert unique_subset(split, None, "teacher") is split
     with pytest.raises(UserError, match=f"more than the teacher split's {len(split):,} tokens"):
         unique_subset(split, len(split) + 1, "teacher")

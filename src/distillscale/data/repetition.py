@@ -4,10 +4,12 @@ A run past one epoch repeats its data: past a few epochs the validation loss sto
 scaling laws (Muennighoff et al. 2023), so `train`, `distill` and `sweep run` say so before training.
 
 A run can also repeat data on purpose, to measure what repetition costs: `unique_tokens` (the
-`--unique-tokens` setting of `train` and `distill`) restricts it to a fixed subset of its split, the
-split's first U tokens (whole documents in the split's order, which the document hash shuffles), so
-the runs of a repetition sweep draw their D tokens from D / U passes over the same U tokens, and the
-subsets of different U are nested.
+`--unique-tokens` setting of `train` and `distill`) restricts it to a fixed subset of its split, so
+the runs of a repetition sweep draw their D tokens from D / U passes over the same U tokens. The
+subset is a random sample of the split, not its first U tokens (which are the first files of the
+corpus in its reading order, e.g. alphabetical, and unlike the rest of it): the split cut into
+SUBSET_CHUNK-token chunks, the chunks in a fixed random order (seed SUBSET_SEED, the same for every
+run), the first U tokens of that order. Subsets of different U are nested.
 """
 
 from __future__ import annotations
@@ -39,12 +41,26 @@ def repetition_warning(tokens: int | float, unique_tokens: int, split: str, corp
             f"source of this environment, or your own) or fewer tokens")
 
 
+# Chunks of the split that a subset samples (8 windows of 128 tokens), and the seed of their order.
+SUBSET_CHUNK = 1024
+SUBSET_SEED = 0
+
+
 def unique_subset(tokens: np.ndarray, unique_tokens: int | None, split: str) -> np.ndarray:
-    """The fixed subset a run trains on: the first `unique_tokens` tokens of the split's `tokens`
-    (all of them when None); a one-line UserError when the split holds fewer."""
+    """The fixed subset a run trains on: `unique_tokens` tokens of the split's `tokens` drawn as
+    SUBSET_CHUNK-token chunks in a fixed random order (all of `tokens` when None); a one-line
+    UserError when the split holds fewer."""
     if unique_tokens is None:
         return tokens
     if unique_tokens > len(tokens):
         raise UserError(f"--unique-tokens {unique_tokens:,} is more than the {split} split's {len(tokens):,} "
                         f"tokens: use at most {len(tokens):,}, or a larger corpus")
-    return tokens[:unique_tokens]
+    starts = np.arange(0, len(tokens), SUBSET_CHUNK)
+    order = starts[np.random.default_rng(SUBSET_SEED).permutation(len(starts))]
+    pieces, total = [], 0
+    for start in order:
+        pieces.append(tokens[start:start + SUBSET_CHUNK])
+        total += len(pieces[-1])
+        if total >= unique_tokens:
+            break
+    return np.concatenate(pieces)[:unique_tokens]
