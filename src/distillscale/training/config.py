@@ -72,8 +72,8 @@ class CorpusSettings(Settings):
     vocab_size: int | None = Field(None, ge=MIN_VOCAB_SIZE, description="BPE vocabulary to train (default: 8192)")
     split: Literal["teacher", "student"] = Field("teacher", description="training half: teacher or student")
     unique_tokens: Annotated[int | None, count("unique_tokens")] = Field(
-        None, gt=0, description="train on a fixed subset: the split's first U tokens, repeated as the budget "
-                                "needs, e.g. 50K (default: the whole split)")
+        None, gt=0, description="train on a fixed subset of U tokens of the split (1K-token chunks in a fixed "
+                                "random order), repeated as the budget needs, e.g. 50K (default: the whole split)")
 
     def data_config(self) -> DataConfig:
         """The corpus and tokenizer these settings name, as the data layer takes them."""
