@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from distillscale.data import prepare_data
@@ -147,3 +148,102 @@ def test_the_report_lists_the_runs_that_repeated_their_data():
 
     runs = split_runs([run("a", 0.5), run("b", 3.0), run("c", None), run("d", 1.5)], "sweep")
     assert runs.repeated_data() == [{"run_id": "b", "epochs": 3.0}, {"run_id": "d", "epochs": 1.5}]
+
+
+def test_unique_tokens_trains_on_a_fixed_subset_and_records_its_epochs(cli, tmp_path):
+    """--unique-tokens U: the run samples U tokens of its split, as fixed chunks spread over it (not
+    its first files), nested for smaller U; result.json records U and tokens / U, and the warning
+    names the subset."""
+    from distillscale.data import TokenSampler
+    from distillscale.data.repetition import SUBSET_CHUNK, unique_subset
+
+    split = np.asarray(prepare_data(DataConfig(vocab_size=320, max_bytes=100_000), progress=False).split("teacher"))
+    subset = unique_subset(split, 5000, "teacher")
+    assert len(subset) == 5000 and (unique_subset(split, 5000, "teacher") == subset).all()
+    assert (unique_subset(split, 2000, "teacher") == subset[:2000]).all()   # nested
+    chunks = {tuple(split[start:start + SUBSET_CHUNK]): start for start in range(0, len(split), SUBSET_CHUNK)}
+    starts = [chunks[tuple(subset[i:i + SUBSET_CHUNK])] for i in range(0, 4 * SUBSET_CHUNK, SUBSET_CHUNK)]
+    assert starts != sorted(starts) and max(starts) > len(split) / 2   # spread over the split, not its head
+    sampler = TokenSampler(subset, seq_len=32, batch_size=8, seed=0)
+    assert max(sampler.window_starts(step).max() for step in range(50)) <= 5000 - 33
+    assert unique_subset(split, None, "teacher") is split
+    with pytest.raises(UserError, match=f"more than the teacher split's {len(split):,} tokens"):
+        unique_subset(split, len(split) + 1, "teacher")
+
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--out", out, "--tokens", "8k", "--unique-tokens", "2k", *TINY)
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    assert result["unique_tokens"] == 2000
+    assert result["epochs"] == pytest.approx(result["tokens"] / 2000) and result["epochs"] > 4
+    assert "epochs of the fixed subset of 0.002M unique tokens of the teacher split (--unique-tokens)" in err
+    assert "use a larger corpus" not in err
+    code, _, err = cli("train", "--out", tmp_path / "too-many", "--tokens", "8k", "--unique-tokens", "10M", *TINY)
+    assert code == 2 and "--unique-tokens 10,000,000 is more than the teacher split's" in err
+
+
+def test_unique_tokens_changes_the_run_hash_only_when_given():
+    from distillscale.training.config import TrainConfig
+
+    base = dict(n_layers=1, tokens=1000, out=".")
+    assert TrainConfig(**base).hash() == "452e6cc94fe70a94"  # as before the setting existed
+    assert TrainConfig(**base, unique_tokens=500).hash() != TrainConfig(**base).hash()
+
+
+REPETITION_SPEC = """
+name = "repeated"
+[data]
+vocab_size = 320
+max_bytes = "100k"
+seq_len = 32
+[model]
+aspect_ratio = 32
+head_dim = 16
+batch_size = 8
+schedule = "wsd"
+[teachers]
+n_layers = [2]
+tokens_per_param = [1]
+[students]
+n_layers = [1]
+tokens_per_param = [1, 2, 4]
+[distill]
+teach_from = "longest"
+[repetition]
+epochs = [1, 2, 8]
+"""
+
+
+def test_a_repetition_spec_trains_each_size_on_nested_subsets(tmp_path):
+    """[repetition]: the student ladder (forks included) reads the subset its longest run sees once;
+    the longest budget is trained again on D / e tokens for each e > 1, baseline and student."""
+    from distillscale.sweeps.spec import load_sweep_spec
+
+    (tmp_path / "spec.toml").write_text(REPETITION_SPEC)
+    spec = load_sweep_spec(tmp_path / "spec.toml")
+    teacher = spec.runs[0]
+    assert teacher.kind == "teacher" and "unique_tokens" not in teacher.settings
+    ladder = [run for run in spec.runs if run.kind != "teacher" and run.epochs is None]
+    longest = max(run.tokens for run in ladder)
+    trained = -(-longest // 256) * 256  # whole steps of 8 x 32 tokens
+    assert len(ladder) == 6 and {run.settings["unique_tokens"] for run in ladder} == {trained}
+    repeated = [run for run in spec.runs if run.epochs is not None]
+    assert sorted((run.kind, run.epochs) for run in repeated) == [
+        ("baseline", 2.0), ("baseline", 8.0), ("student", 2.0), ("student", 8.0)]
+    for run in repeated:
+        assert run.tokens == longest and run.settings["unique_tokens"] == round(trained / run.epochs)
+        assert run.parent_id is None and "fork_tokens" not in run.settings
+        assert f"-E{run.epochs:g}" in run.run_id and run.to_config()["epochs"] == run.epochs
+    assert all(run.teacher_id == teacher.run_id for run in repeated if run.kind == "student")
+    assert spec.sections["repetition"] == {"epochs": [1.0, 2.0, 8.0]}
+    (tmp_path / "bad.toml").write_text(REPETITION_SPEC.replace("[1, 2, 8]", "[0.5, 2]"))
+    with pytest.raises(UserError, match="epochs must be at least 1"):
+        load_sweep_spec(tmp_path / "bad.toml")
+
+
+def test_unique_tokens_is_refused_with_a_logit_cache(tmp_path):
+    from distillscale.training.config import DistillConfig
+
+    with pytest.raises(UserError, match="unique_tokens does not apply with --teacher-cache"):
+        DistillConfig(n_layers=1, tokens=1000, out=tmp_path / "s", teacher_cache=tmp_path / "cache",
+                      unique_tokens=500)

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from distillscale.errors import UserError
 from distillscale.report.demo import builtin_spec, builtin_sweep
 from distillscale.sweeps.spec import load_sweep_spec
 
@@ -30,6 +31,28 @@ def test_full_demo_sweep_can_check_extrapolation():
     strongest = max((run for run in spec.runs if run.kind == "teacher"), key=lambda run: run.non_embedding_params)
     students = [run for run in spec.runs if run.kind == "student"]
     assert len([run for run in students if run.teacher_id != strongest.run_id]) > 9
+
+
+def test_the_repetition_sweep_keeps_the_micro_conventions_and_repeats_both_modes():
+    """demo --repetition: the micro sweep's [data] and [model], its student depths and a teacher of
+    its ladder; per student size and mode a fresh ladder of >= 4 budgets and the longest budget on
+    2, 4, 8 and 16 epochs of nested subsets (enough runs for the fit and its <= 4-epoch backtest)."""
+    micro = load_sweep_spec(builtin_spec()).sections
+    spec = builtin_sweep(repetition=True)
+    table = spec.sections
+    assert table["data"] == micro["data"] and table["model"] == micro["model"]
+    assert set(table["teachers"]["n_layers"]) <= set(micro["teachers"]["n_layers"])
+    assert table["students"]["n_layers"] == micro["students"]["n_layers"]
+    assert spec.name == "micro-repetition" and spec.sections["repetition"]["epochs"] == [1, 2, 4, 8, 16]
+    for n_layers in micro["students"]["n_layers"]:
+        for kind in ("baseline", "student"):
+            runs = [run for run in spec.runs if run.kind == kind and run.n_layers == n_layers]
+            fresh = [run for run in runs if run.epochs is None]
+            longest = max(run.tokens for run in fresh)
+            assert len(fresh) >= 4 and sorted(run.epochs for run in runs if run.epochs) == [2, 4, 8, 16]
+            assert all(run.tokens == longest for run in runs if run.epochs)
+    with pytest.raises(UserError, match="--repetition runs its own micro sweep"):
+        builtin_sweep(quick=True, repetition=True)
 
 
 @pytest.mark.slow

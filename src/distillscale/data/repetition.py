@@ -2,11 +2,22 @@
 
 A run past one epoch repeats its data: past a few epochs the validation loss stops following the
 scaling laws (Muennighoff et al. 2023), so `train`, `distill` and `sweep run` say so before training.
+
+A run can also repeat data on purpose, to measure what repetition costs: `unique_tokens` (the
+`--unique-tokens` setting of `train` and `distill`) restricts it to a fixed subset of its split, so
+the runs of a repetition sweep draw their D tokens from D / U passes over the same U tokens. The
+subset is a random sample of the split, not its first U tokens (which are the first files of the
+corpus in its reading order, e.g. alphabetical, and unlike the rest of it): the split cut into
+SUBSET_CHUNK-token chunks, the chunks in a fixed random order (seed SUBSET_SEED, the same for every
+run), the first U tokens of that order. Subsets of different U are nested.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from distillscale.data.sources import BUILTIN_PREFIX
+from distillscale.errors import UserError
 
 
 def epochs(tokens: int | float, unique_tokens: int) -> float:
@@ -15,12 +26,41 @@ def epochs(tokens: int | float, unique_tokens: int) -> float:
 
 
 def repetition_warning(tokens: int | float, unique_tokens: int, split: str, corpus: str,
-                       runs: str = "the run") -> str | None:
-    """One line saying that `runs` will repeat the data, or None when it fits in one epoch."""
+                       runs: str = "the run", subset: bool = False) -> str | None:
+    """One line saying that `runs` will repeat the data, or None when it fits in one epoch; `subset`:
+    the repetition was asked for (a fixed subset of the split, `unique_subset`)."""
     passes = epochs(tokens, unique_tokens)
     if passes <= 1:
         return None
+    if subset:
+        return (f"{runs} will see {tokens / 1e6:,.3g}M tokens, {passes:.3g} epochs of the fixed subset of "
+                f"{unique_tokens / 1e6:,.3g}M unique tokens of the {split} split (--unique-tokens)")
     return (f"{runs} will see {tokens / 1e6:,.3g}M tokens, {passes:.3g} epochs of the {split} split's "
             f"{unique_tokens / 1e6:,.3g}M unique tokens of {corpus}: repeated data bends the loss away "
             f"from the scaling laws; use a larger corpus (--data {BUILTIN_PREFIX}python-env, every Python "
             f"source of this environment, or your own) or fewer tokens")
+
+
+# Chunks of the split that a subset samples (8 windows of 128 tokens), and the seed of their order.
+SUBSET_CHUNK = 1024
+SUBSET_SEED = 0
+
+
+def unique_subset(tokens: np.ndarray, unique_tokens: int | None, split: str) -> np.ndarray:
+    """The fixed subset a run trains on: `unique_tokens` tokens of the split's `tokens` drawn as
+    SUBSET_CHUNK-token chunks in a fixed random order (all of `tokens` when None); a one-line
+    UserError when the split holds fewer."""
+    if unique_tokens is None:
+        return tokens
+    if unique_tokens > len(tokens):
+        raise UserError(f"--unique-tokens {unique_tokens:,} is more than the {split} split's {len(tokens):,} "
+                        f"tokens: use at most {len(tokens):,}, or a larger corpus")
+    starts = np.arange(0, len(tokens), SUBSET_CHUNK)
+    order = starts[np.random.default_rng(SUBSET_SEED).permutation(len(starts))]
+    pieces, total = [], 0
+    for start in order:
+        pieces.append(tokens[start:start + SUBSET_CHUNK])
+        total += len(pieces[-1])
+        if total >= unique_tokens:
+            break
+    return np.concatenate(pieces)[:unique_tokens]

@@ -170,6 +170,19 @@ def fit_repetition(law, N, D, U, loss, *, huber_delta: float = 1e-3, level: floa
                              f"(up to {float(np.max(D / U)):.3g} epochs)")
 
 
+def describe_r_star(value: float, interval) -> str:
+    """R_D* for people: "15.4 [10.2, 22.1]", or with an interval that reaches the box's edge, the
+    side the runs do bound ("> 120: the runs do not bound it above")."""
+    if not interval:
+        return f"{value:.3g} (no interval)"
+    low, high = interval
+    if high >= R_STAR_BOUNDS[1] * 0.99:
+        return f"> {low:.3g} (the runs do not bound it above: repetition cost little here)"
+    if low <= R_STAR_BOUNDS[0] * 1.01:
+        return f"< {high:.3g} (the runs do not bound it below: repeated tokens were worth little)"
+    return f"{value:.3g} [{low:.3g}, {high:.3g}]"
+
+
 # The largest loss penalty from repetition that a plan accepts before it says how much unique data
 # would avoid it (--max-penalty).
 DEFAULT_MAX_PENALTY = 0.01

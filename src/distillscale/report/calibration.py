@@ -16,7 +16,11 @@ Steps 1-3 are `laws.calibrate`, the workflow `distillscale fit` runs too:
    coverage for each held-out run;
 4. the best observed teacher per student and the linear capacity-gap law N_T* = k N_S;
 5. a plan at the target scale under the fitted laws, with its intervals and how far it lies
-   beyond the runs.
+   beyond the runs;
+6. when students repeat their data (a sweep with [repetition]: runs on fixed subsets, result.json's
+   unique_tokens and epochs), R_D* of the supervised baselines and of the students of each teacher
+   (`laws.repetition_curves`): per group and size, with the backtest from the runs of at most 4
+   epochs to those beyond.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from distillscale.laws import ComputeSettings, LawSet
 from distillscale.laws.calibrate import START_GRIDS, HoldoutCheck, start_grid_options
 from distillscale.laws.calibrate import calibrate as calibrate_laws
 from distillscale.laws.fitting import check_intervals
+from distillscale.laws.repetition_curves import RepetitionCurve, fit_repetition_curve
 from distillscale.laws.selection import DISTILLATION_FORMS, LawFit
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.report.runs import SweepRuns, unique_tokens
@@ -86,6 +91,11 @@ class Calibration:
     capacity_gap: dict[str, Any] = field(default_factory=dict)
     baselines: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
+    repetition: list[RepetitionCurve] = field(default_factory=list)   # step 6, one per group
+
+    def repetition_runs(self, name: str) -> list[dict[str, Any]]:
+        """The runs of the repetition group `name` (step 6), with their unique tokens."""
+        return repetition_groups(self.runs).get(name, [])
 
     @property
     def laws(self) -> LawSet:
@@ -118,6 +128,7 @@ class Calibration:
             "capacity_gap": self.capacity_gap,
             "distilled_vs_baseline": self.baselines,
             "plan": self.plan,
+            "repetition": [curve.to_dict() for curve in self.repetition],
             "laws": self.laws.to_dict(),
         }
 
@@ -153,7 +164,35 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     result.baselines = _distilled_vs_baseline(runs)
     progress("planning at the target scale")
     result.plan = _plan(result)
+    groups = repetition_groups(runs)
+    for name, group in groups.items():
+        progress(f"fitting R_D* (repeated data) to the {name} runs ({len(group)} runs)")
+        try:
+            result.repetition.append(fit_repetition_curve(
+                *(np.array([r[key] for r in group], dtype=np.float64)
+                  for key in ("non_embedding_params", "tokens", "unique_tokens", "val_loss")),
+                name=name, level=settings.level, bootstrap=settings.bootstrap, seed=settings.seed))
+        except UserError as exc:
+            result.skipped[f"repetition ({name})"] = str(exc)
     return result
+
+
+def repetition_groups(runs: SweepRuns) -> dict[str, list[dict[str, Any]]]:
+    """The runs whose R_D* the report fits: the supervised baselines, and the students of each
+    teacher ("distilled", or "distilled from <teacher id>" when there are several), each group
+    with `unique_tokens` filled in (`runs.unique_tokens`); only groups where some run repeats its
+    data. Teachers are left out: they train on the other split, at other sizes."""
+    candidates: dict[str, list[dict[str, Any]]] = {"supervised": [r for r in runs.supervised if r["kind"] == "baseline"]}
+    teachers = sorted({r["teacher_id"] for r in runs.students}, key=str)
+    for teacher in teachers:
+        name = "distilled" if len(teachers) == 1 else f"distilled from {teacher}"
+        candidates[name] = [r for r in runs.students if r["teacher_id"] == teacher]
+    groups = {}
+    for name, group in candidates.items():
+        unique = unique_tokens(group) if group else None
+        if unique is not None:
+            groups[name] = [{**record, "unique_tokens": float(u)} for record, u in zip(group, unique)]
+    return groups
 
 
 def _check_record(check: HoldoutCheck | str, records: list[dict]) -> dict[str, Any]:

@@ -101,14 +101,35 @@ def print_summary(report: dict) -> None:
             console.print(f"plan for {format_quantity(plan['target_params'])} parameters at "
                           f"{plan['target_compute']:.3g} FLOPs, {scenario}: student loss {p['student_loss']:.4f} "
                           f"vs supervised {p['supervised_loss']:.4f} nats/token -> {p['verdict']}", highlight=False)
+    for curve in report.get("repetition") or []:
+        console.print(repetition_line(curve), highlight=False)
     for message in report_warnings(report):
         warn(message)
+
+
+def repetition_line(curve: dict) -> str:
+    """One line per repetition group: R_D* with its interval, the 16x-style penalty per size and the
+    backtest error beyond the fitted epochs."""
+    from distillscale.laws.repetition import describe_r_star
+
+    shown = describe_r_star(curve["R_D_star"], curve["R_D_star_interval"])
+    sizes = "; ".join(f"{format_quantity(s['params'])}: loss {s['loss_max_epochs']:.4f} nats/token at "
+                      f"{s['max_epochs']:.3g} epochs" + (f" ({s['penalty_measured']:+.1%} vs 1 epoch)"
+                                                          if s["penalty_measured"] is not None else "")
+                      for s in curve["sizes"])
+    backtest = curve["backtest"]
+    error = (f"; fitted on <= {backtest['fitted_up_to_epochs']:g} epochs, predicts the runs beyond with mean "
+             f"|error| {backtest['mean_abs_error']:.2%} (max {backtest['max_abs_error']:.2%})"
+             if backtest["mean_abs_error"] is not None else "")
+    return f"repeated data, {curve['name']}: R_D* = {shown}; {sizes}{error}"
 
 
 def report_warnings(report: dict) -> list[str]:
     """What the report warns about (on stderr, and in --json): laws not fitted, the plan's extrapolation."""
     messages = [f"{name} law not fitted: {report['skipped'].get(name, 'no runs')}"
                 for name in ("supervised", "distillation") if report[name] is None]
+    messages += [f"R_D* not fitted to the {step.removeprefix('repetition (').rstrip(')')} runs: {reason}"
+                 for step, reason in report["skipped"].items() if step.startswith("repetition (")]
     plan = report["plan"]
     if "skipped" not in plan:
         extrapolation = plan["extrapolation"]
@@ -128,6 +149,9 @@ def demo_command(
     scale: str = typer.Option("micro", "--scale", help="micro (minutes on a CPU) or gpu (the GPU ladder: "
                                                        "3M-36M-parameter models, about 20 minutes on one "
                                                        "H100, on every visible GPU)"),
+    repetition: bool = typer.Option(False, "--repetition", help="the repetition sweep instead: supervised and "
+                                    "distilled students on 1-16 epochs of fixed subsets, R_D* fitted for each "
+                                    "(about 10 minutes on 2 cores)"),
     workers: int = typer.Option(None, "--workers", min=1, help="runs at once (default: the number of cores)"),
     as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
 ) -> int:
@@ -140,7 +164,7 @@ def demo_command(
 
     start = time.perf_counter()
     sweep_dir, report, counts = run_demo(out, quick, workers, progress=lambda m: _progress(m, "demo"),
-                                         data=data, scale=scale)
+                                         data=data, scale=scale, repetition=repetition)
     if as_json:
         print_json({**report, "warnings": report_warnings(report)})
     else:

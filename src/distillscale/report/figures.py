@@ -156,3 +156,41 @@ def plot_backtest(calibration: Calibration):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize="small")
     return figure
+
+
+def plot_repetition(calibration: Calibration):
+    """Loss against epochs over a fixed subset (the same budget D, U = D / epochs unique tokens), one
+    panel per student size: each group's runs (supervised, distilled), its fitted data-constrained
+    curve, and the backtest's predictions (fitted on the runs of at most 4 epochs) of those beyond."""
+    plt = pyplot()
+    curves = calibration.repetition
+    sizes = sorted({size.params for curve in curves for size in curve.sizes})
+    figure, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 4.3), squeeze=False)
+    markers = {"supervised": "s"}
+    for ax, params in zip(axes[0], sizes):
+        budget = next(s.tokens for curve in curves for s in curve.sizes if s.params == params)
+        for index, curve in enumerate(curves):
+            size = next((s for s in curve.sizes if s.params == params), None)
+            if size is None:
+                continue
+            colour = f"C{index % 10}"
+            group = [r for r in calibration.repetition_runs(curve.name)
+                     if r["non_embedding_params"] == params and abs(r["tokens"] / size.tokens - 1) < 1e-3]
+            epochs = np.array([r["tokens"] / min(r["unique_tokens"], r["tokens"]) for r in group])
+            ax.scatter(epochs, [r["val_loss"] for r in group], color=colour, zorder=3,
+                       marker=markers.get(curve.name, "o"),
+                       label=f"{curve.name}: R_D* = {curve.R_D_star:.3g}")
+            grid = np.geomspace(1.0, max(epochs.max(), 2.0) * 1.25, 100)
+            ax.plot(grid, curve.predict(params, size.tokens, size.tokens / grid), color=colour, lw=1.2)
+            beyond = [run for run in curve.backtest if run["params"] == params]
+            if beyond:
+                ax.scatter([run["epochs"] for run in beyond], [run["predicted"] for run in beyond],
+                           facecolors="none", edgecolors=colour, marker="D", s=40, zorder=4,
+                           label=f"{curve.name}: predicted from <= {curve.backtest_epochs:g} epochs")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("epochs over the fixed subset (D / U)")
+        ax.set_title(f"{format_quantity(params)} parameters, D = {format_quantity(budget)} tokens")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    axes[0][0].set_ylabel("validation loss (nats/token)")
+    return figure

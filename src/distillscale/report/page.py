@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 from distillscale.io import SIGNATURE
+from distillscale.laws.repetition import describe_r_star
 from distillscale.units import format_interval, format_quantity
 
 STYLE = """
@@ -45,7 +46,11 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
              f"{_not_usable(report['runs']['not_usable'])}. Losses are validation cross-entropy in "
              f"nats/token; N counts non-embedding parameters, D training tokens.</p>"]
     repeated = report["runs"].get("repeated_data") or []
-    if repeated:
+    if repeated and report.get("repetition"):
+        parts.append(f'<p class="skipped">{len(repeated)} runs repeated their data (up to '
+                     f'{repeated[0]["epochs"]:.3g} epochs, in {_e(repeated[0]["run_id"])}), on fixed subsets by '
+                     f'design: see <a href="#repeated-data">Repeated data</a>.</p>')
+    elif repeated:
         parts.append(f'<p class="skipped">{len(repeated)} runs repeated their data (more than one epoch of '
                      f'their split; up to {repeated[0]["epochs"]:.3g} epochs, in {_e(repeated[0]["run_id"])}): '
                      f'their losses need not follow the laws: use a larger corpus.</p>')
@@ -55,6 +60,8 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
     parts.append(_extrapolation(report["extrapolation_check"]))
     parts.append(_plan(report["plan"]))
     parts.append(_capacity_gap(report["capacity_gap"]))
+    if report.get("repetition"):
+        parts.append(_repetition(report["repetition"]))
     for figure_id, (caption, png) in figures.items():
         data = base64.b64encode(png).decode("ascii")
         parts.append(f'<figure id="{_e(figure_id)}"><img alt="{_e(caption)}" '
@@ -208,4 +215,40 @@ def _capacity_gap(gap: dict[str, Any]) -> str:
                      f"({law['confidence']:.0%} interval {low:.3g} to {high:.3g}).</p>")
     if gap["note"]:
         parts.append(f'<p class="skipped">{_e(gap["note"])}</p>')
+    return "\n".join(parts)
+
+
+def _repetition(curves: list[dict[str, Any]]) -> str:
+    """Per group and size: R_D* with its interval, the loss at one epoch and at the most, the penalty,
+    and the backtest's error on the runs beyond its fitted epochs."""
+    parts = ['<h2 id="repeated-data">Repeated data</h2>',
+             "<p>Runs of one token budget D per size, drawn from U = D / epochs unique tokens (a fixed "
+             "subset), fitted by the data-constrained law (Muennighoff et al. 2023): effective data "
+             "D' = U + U R_D* (1 - exp(-(D/U - 1) / R_D*)); a larger R_D* means repeated tokens keep "
+             "more of their value. Each group's law and R_D* are fitted on its runs alone; per size, R_D* "
+             "with that law held. Backtest: law and R_D* refitted on the runs of at most "
+             f"{curves[0]['backtest']['fitted_up_to_epochs']:g} epochs, predicting those beyond.</p>"]
+    rows = []
+    for curve in curves:
+        level = f"{curve['level']:.0%}"
+        backtest = {(run["params"], run["epochs"]): run for run in curve["backtest"]["runs"]}
+        for size in [None, *curve["sizes"]]:
+            star, interval = (curve["R_D_star"], curve["R_D_star_interval"]) if size is None else \
+                (size["R_D_star"], size["R_D_star_interval"])
+            shown = describe_r_star(star, interval)
+            if size is None:
+                error = curve["backtest"]["mean_abs_error"]
+                rows.append([curve["name"], "all", shown, "", "", "", "", "",
+                             "" if error is None else f"{error:.2%} mean"])
+                continue
+            run = backtest.get((size["params"], size["max_epochs"]))
+            one = size["loss_one_epoch"]
+            rows.append([curve["name"], format_quantity(size["params"]), shown,
+                         "" if one is None else f"{one:.4f}", f"{size['max_epochs']:.3g}",
+                         f"{size['loss_max_epochs']:.4f}",
+                         "" if size["penalty_measured"] is None else f"{size['penalty_measured']:+.2%}",
+                         f"{size['penalty_fitted']:+.2%}", "" if run is None else f"{run['error']:+.2%}"])
+    parts.append(_table(["group", "N", f"R_D* ({level} interval)", "loss, 1 epoch", "most epochs",
+                         "loss there", "penalty", "penalty (fit)", "backtest error there"], rows,
+                        table_id="repetition"))
     return "\n".join(parts)

@@ -41,6 +41,11 @@ def report_figures(calibration: Calibration) -> dict[str, tuple[str, bytes]]:
     if calibration.baselines:
         wanted.append(("distilled-vs-baseline", "Distilled students vs their supervised baselines",
                        figures.plot_distilled_vs_baseline))
+    if calibration.repetition:
+        wanted.append(("repetition", "Repeated data: loss against epochs over a fixed subset at one token "
+                                     "budget per size, supervised and distilled, with each group's fitted "
+                                     "data-constrained curve (R_D*) and the backtest's predictions of the runs "
+                                     "beyond 4 epochs from those within", figures.plot_repetition))
     return {figure_id: (caption, figure_png(plot(calibration))) for figure_id, caption, plot in wanted}
 
 

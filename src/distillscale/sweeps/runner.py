@@ -176,6 +176,8 @@ def repetition_check(spec: SweepSpec, progress: bool = False) -> str | None:
         config = TrainConfig.model_validate({**shared, "out": "."})  # a student's steps are its baseline's
         if data is None:
             data = prepare_data(config.data_config(), progress=progress)
+        if config.unique_tokens is not None:  # repeats a fixed subset on purpose: the run says so itself
+            continue
         tokens = config.steps_for(config.token_budget(run.non_embedding_params)) * config.tokens_per_step
         unique = data.manifest["splits"][config.split]["tokens"]
         if tokens > unique:

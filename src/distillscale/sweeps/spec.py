@@ -9,6 +9,12 @@
     [students]  n_layers = [1, 2] and tokens_per_param = [20, 80], or budgets (optional section)
     [distill]   kd, temperature, kd_weight, top_k; supervised_baselines = true; teach_from = "all"
                 (every teacher run teaches every student) or "longest" (each teacher size's longest run)
+    [repetition] epochs = [1, 2, 4, 8, 16] (optional): the students' data repeats. Each student size's
+                ladder (baselines and students, WSD forks included) trains on a fixed subset of its
+                split, the D unique tokens of its longest budget (`unique_tokens`): its longest run is
+                the 1-epoch point and its shorter ones see part of it once. The longest budget D is
+                trained again, as a baseline and as a student of each teacher, on the subset's first
+                U = D / e tokens for each listed e above 1 (e passes over U)
 
 Busbridge et al.'s three protocols (docs/science.md §5) are the three combinations of fixed-M and IsoFLOP ladders
 that include a fixed-M side: fixed-M teachers x student IsoFLOP profiles, IsoFLOP teachers x fixed-M students,
@@ -164,6 +170,26 @@ class _SpecShape(BaseModel):
     teachers: dict[str, Any]
     students: dict[str, Any] | None = None
     distill: dict[str, Any] = {}
+    repetition: dict[str, Any] | None = None
+
+
+class RepetitionSection(BaseModel):
+    """Repeated-data runs: the epochs over a fixed subset at which each student size's longest budget
+    is trained again (Muennighoff et al.'s repetitions, R = epochs - 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: list[float]
+
+    @model_validator(mode="after")
+    def _check_epochs(self) -> "RepetitionSection":
+        if not self.epochs:
+            raise ValueError("epochs is empty: list the passes over the subset, e.g. epochs = [1, 2, 4, 8, 16]")
+        if any(e < 1 for e in self.epochs):
+            raise ValueError(f"epochs must be at least 1 (passes over the subset), got {min(self.epochs):g}")
+        if len(set(self.epochs)) != len(self.epochs):
+            raise ValueError(f"epochs lists a value twice: {self.epochs}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -180,6 +206,7 @@ class PlannedRun:
     settings: dict[str, Any]        # `train`/`distill` settings, without --out, --teacher and --fork-from
     teacher_id: str | None = None
     parent_id: str | None = None    # a WSD fork: the longer run whose stable phase it continues
+    epochs: float | None = None     # a repeated-data run: passes over its subset (settings' unique_tokens)
 
     @property
     def command(self) -> str:
@@ -191,10 +218,11 @@ class PlannedRun:
 
     def to_config(self) -> dict[str, Any]:
         """The JSON the run store keeps for this run."""
-        return {"command": self.command, "n_layers": self.n_layers,
-                "non_embedding_params": self.non_embedding_params, "tokens": self.tokens,
-                "tokens_per_param": self.tokens_per_param, "budget": self.budget,
-                "teacher_id": self.teacher_id, "parent_id": self.parent_id, "settings": self.settings}
+        config = {"command": self.command, "n_layers": self.n_layers,
+                  "non_embedding_params": self.non_embedding_params, "tokens": self.tokens,
+                  "tokens_per_param": self.tokens_per_param, "budget": self.budget,
+                  "teacher_id": self.teacher_id, "parent_id": self.parent_id, "settings": self.settings}
+        return config if self.epochs is None else {**config, "epochs": self.epochs}
 
 
 @dataclass(frozen=True)
@@ -232,6 +260,10 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     teachers = _validate(Ladder, shape.teachers, source, prefix="teachers.")
     students = None if shape.students is None else _validate(Ladder, shape.students, source, "students.")
     distill = _validate(DistillSection, shape.distill, source, prefix="distill.")
+    repetition = (None if shape.repetition is None
+                  else _validate(RepetitionSection, shape.repetition, source, prefix="repetition."))
+    if repetition is not None and students is None:
+        raise UserError(f"{source}: [repetition] repeats the students' data: add a [students] section")
     if teachers.protocol == "isoflop" and students is not None and students.protocol == "isoflop":
         raise UserError(f"{source}: teachers and students are both IsoFLOP profiles; Busbridge et al.'s "
                         "protocols fix M = D/N on at least one side: give tokens_per_param to one of them")
@@ -256,7 +288,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     teacher_runs = _ladder_runs("teacher", teachers, base, source, split="teacher")
     runs = list(teacher_runs)
     if students is not None:
-        student_sizes = _ladder_runs("baseline", students, base, source, split="student")
+        student_sizes = _ladder_runs("baseline", students, base, source, split="student",
+                                     subset=repetition is not None)
         if distill.supervised_baselines:
             runs += student_sizes
         students_of = {}  # (baseline id, teacher id) -> the student in its place: a fork's parent
@@ -269,6 +302,9 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
                                    students_of.get((size.parent_id, teacher.run_id)))
                 students_of[size.run_id, teacher.run_id] = student
                 runs.append(student)
+        if repetition is not None:
+            runs += _repeated_runs(student_sizes, _teaching(teacher_runs, distill.teach_from), repetition.epochs,
+                                   distill_settings, distill.supervised_baselines)
 
     sections = {"name": shape.name, "data": data.model_dump(mode="json"),
                 "model": model_settings, "teachers": teachers.section(),
@@ -276,6 +312,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
                                               exclude={"teach_from"} if distill.teach_from == "all" else None)}
     if students is not None:
         sections["students"] = students.section()
+    if repetition is not None:
+        sections["repetition"] = repetition.model_dump(mode="json")
     return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs))
 
 
@@ -291,8 +329,36 @@ def _teaching(teacher_runs: list[PlannedRun], teach_from: str) -> list[PlannedRu
     return list(longest.values())
 
 
+def _repeated_runs(student_sizes: list[PlannedRun], teachers: list[PlannedRun], epochs: list[float],
+                   distill_settings: dict[str, Any], baselines: bool) -> list[PlannedRun]:
+    """Each student size's longest budget D again, on a fixed subset of U = D / e unique tokens per
+    listed epochs e above 1 (the ladder's longest run is the 1-epoch point; D the tokens its whole
+    steps take, so result.json records e exactly): a baseline (when the sweep has baselines) and a
+    student of each teacher, every one a run of its own (no forks), with the ladder's warmup."""
+    longest: dict[tuple[int, int], PlannedRun] = {}
+    for run in student_sizes:
+        key = (run.n_layers, run.settings["seed"])
+        if key not in longest or run.tokens > longest[key].tokens:
+            longest[key] = run
+    runs = []
+    for size in longest.values():
+        settings = {key: value for key, value in size.settings.items() if key != "fork_tokens"}
+        for e in (e for e in epochs if e > 1):
+            subset = {**settings, "unique_tokens": round(settings["unique_tokens"] / e)}
+            args = (size.n_layers, size.non_embedding_params, size.tokens, size.tokens_per_param, size.budget)
+            if baselines:
+                runs.append(_planned("baseline", *args, subset, epochs=e))
+            student_settings = {key: value for key, value in subset.items()
+                                if key not in TEACHER_FIXED_KEYS} | distill_settings
+            runs += [_planned("student", *args, student_settings, teacher, epochs=e) for teacher in teachers]
+    return runs
+
+
 def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: str,
-                 split: str) -> list[PlannedRun]:
+                 split: str, subset: bool = False) -> list[PlannedRun]:
+    """A ladder's runs, each size's budgets WSD forks of its longest under `schedule = "wsd"`; with
+    `subset`, every run of a size trains on the fixed subset of its split that the longest run's
+    whole steps read once (`unique_tokens`)."""
     section = "teachers" if kind == "teacher" else "students"
     runs = []
     for n_layers in ladder.n_layers:
@@ -307,6 +373,9 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
                             f"run between min_tokens and max_tokens: widen the window or the budgets")
         for seed in range(base["seed"], base["seed"] + ladder.seeds_of(n_layers)):
             settings = {**base, "n_layers": n_layers, "split": split, "seed": seed}
+            if subset:
+                longest = TrainConfig.model_validate({**settings, "tokens": max(point[2] for point in grid), "out": "."})
+                settings["unique_tokens"] = longest.steps_for(longest.tokens) * longest.tokens_per_step
             if "lr_rule" in settings:
                 settings["lr"] = lr_for_width(settings["lr"], settings["aspect_ratio"] * n_layers,
                                               *settings.pop("lr_rule"))
@@ -348,7 +417,7 @@ def _forked_runs(kind: RunKind, n_layers: int, params: int, grid: list[tuple], s
 
 def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_param: float | None,
              budget: float | None, settings: dict[str, Any], teacher: PlannedRun | None = None,
-             parent: PlannedRun | None = None) -> PlannedRun:
+             parent: PlannedRun | None = None, epochs: float | None = None) -> PlannedRun:
     teacher_id = teacher.run_id if teacher else None
     parent_id = parent.run_id if parent else None
     identity = {"kind": kind, "teacher_id": teacher_id,
@@ -358,11 +427,12 @@ def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     length = f"M{tokens_per_param:g}" if budget is None else f"C{format_quantity(budget)}"
     via = f"-T{teacher.n_layers}" if teacher else ""
-    run_id = f"{kind[0]}-L{n_layers}-{length}{via}-{digest}"
+    repeats = f"-E{epochs:g}" if epochs is not None else ""
+    run_id = f"{kind[0]}-L{n_layers}-{length}{repeats}{via}-{digest}"
     check_quantity(tokens, f"the tokens of run {run_id}")  # M x N: each may be in range, not the product
     return PlannedRun(run_id=run_id, kind=kind, n_layers=n_layers, non_embedding_params=params,
                       tokens=tokens, tokens_per_param=tokens_per_param, budget=budget, settings=settings,
-                      teacher_id=teacher_id, parent_id=parent_id)
+                      teacher_id=teacher_id, parent_id=parent_id, epochs=epochs)
 
 
 def _non_embedding_params(n_layers: int, base: dict[str, Any], source: str, section: str) -> int:

@@ -52,6 +52,8 @@ DEFAULT_COOLDOWN_SHAPE = "1-sqrt"  # their best shape
 # Sharded runs keep sharded checkpoints, which a DDP run cannot resume: `parallel` is in the hash, but
 # left out while it is the default so that DDP runs keep the hash they had before FSDP existed.
 PARALLEL_KEYS = frozenset({"parallel"})
+# A fixed subset of the split (data.repetition.unique_subset): left out of the hash while unused.
+SUBSET_KEYS = frozenset({"unique_tokens"})
 
 
 # Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
@@ -72,6 +74,9 @@ class CorpusSettings(Settings):
                                                      "(default: train a byte-level BPE)")
     vocab_size: int | None = Field(None, ge=MIN_VOCAB_SIZE, description="BPE vocabulary to train (default: 8192)")
     split: Literal["teacher", "student"] = Field("teacher", description="training half: teacher or student")
+    unique_tokens: Annotated[int | None, count("unique_tokens")] = Field(
+        None, gt=0, description="train on a fixed subset of U tokens of the split (1K-token chunks in a fixed "
+                                "random order), repeated as the budget needs, e.g. 50K (default: the whole split)")
 
     def data_config(self) -> DataConfig:
         """The corpus and tokenizer these settings name, as the data layer takes them."""
@@ -245,7 +250,8 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
                     | (WSD_KEYS if self.schedule == "cosine" else set())
                     | {key for key in FORK_KEYS if getattr(self, key) is None}
                     | {key for key in SERVER_KEYS if getattr(self, key, None) is None}
-                    | (PARALLEL_KEYS if self.parallel == "ddp" else set()))
+                    | (PARALLEL_KEYS if self.parallel == "ddp" else set())
+                    | (SUBSET_KEYS if self.unique_tokens is None else set()))
         payload = self.model_dump(mode="json", exclude=set(excluded))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -323,6 +329,9 @@ class DistillConfig(DistillSettings, TeacherSettings, TrainConfig):
             if self.tokenizer is None:
                 raise ValueError("--teacher-url needs --tokenizer, the teacher's tokenizer: the server speaks "
                                  "in its token ids")
+        if self.teacher_cache is not None and self.unique_tokens is not None:
+            raise ValueError("unique_tokens does not apply with --teacher-cache (the cache fixes the windows "
+                             "the student reads): distil from --teacher, or leave out --unique-tokens")
         if self.teacher_parallel == "shard" and self.parallel != "fsdp":
             raise ValueError("teacher_parallel shard needs parallel fsdp: add --parallel fsdp, or leave out "
                              "--teacher-parallel to keep a whole teacher on every rank")

@@ -20,7 +20,7 @@ from distillscale.console import err_console, warn
 from distillscale.data import TokenSampler, prepare_data
 from distillscale.data.config import MIN_VOCAB_SIZE
 from distillscale.data.prepare import PreparedData
-from distillscale.data.repetition import epochs, repetition_warning
+from distillscale.data.repetition import epochs, repetition_warning, unique_subset
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.model import ModelConfig, Transformer, save_pretrained
@@ -108,7 +108,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     # 2. Data, model, optimizer.
     data = prepare_data(config.data_config(), progress=show_progress)
     sampler = (make_sampler(data) if make_sampler is not None
-               else TokenSampler(data.split(config.split), config.seq_len, config.batch_size, config.seed))
+               else TokenSampler(unique_subset(data.split(config.split), config.unique_tokens, config.split),
+                                 config.seq_len, config.batch_size, config.seed))
     val_tokens = data.split("val")
     if len(val_tokens) <= config.seq_len:
         raise UserError(f"the validation split holds {len(val_tokens)} tokens, not enough for one "
@@ -117,7 +118,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     token_budget = config.token_budget(model_config.non_embedding_params)
     total_steps = config.steps_for(token_budget)
     repeats = repetition_warning(total_steps * config.tokens_per_step, len(sampler.tokens), config.split,
-                                 data.manifest["source"]["description"])
+                                 data.manifest["source"]["description"], subset=config.unique_tokens is not None)
     if repeats and show_progress:
         warn(repeats)
     schedule = lr_schedule(config, total_steps)
