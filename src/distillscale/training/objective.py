@@ -13,18 +13,21 @@ from typing import Protocol
 import torch
 
 from distillscale.training.losses import LossOutput, cross_entropy_loss
-from distillscale.training.records import CacheRecord, DistillationRecord, TeacherRecord
+from distillscale.training.records import CacheRecord, DistillationRecord, OnPolicyRecord, TeacherRecord
 
 
 @dataclass(frozen=True)
 class ObjectiveRecord:
-    """What an objective adds to result.json after a run: its teacher, KD settings and logit cache
-    (None for supervised training), and how its FLOPs were counted when a teacher adds to them."""
+    """What an objective adds to result.json after a run: its teacher, KD settings, logit cache and
+    on-policy generation (None for supervised training), how its FLOPs were counted when a teacher
+    adds to them, and the FLOPs it spent beyond the per-token ones (added to the run's `flops`)."""
 
     teacher: TeacherRecord | None = None
     distillation: DistillationRecord | None = None
     teacher_cache: CacheRecord | None = None
+    on_policy: OnPolicyRecord | None = None
     flops_method: str | None = None  # None: the recipe's own
+    extra_flops: float = 0.0  # FLOPs outside the per-token accounting (an on-policy student's generation)
 
 
 class Objective(Protocol):
