@@ -24,7 +24,7 @@ With --equal-total (default), an off-policy student with more tokens, to the on-
 FLOPs, is added: what the generation FLOPs would buy off-policy.
 
 Usage: python bench/on_policy_check.py [--teacher RUN] [--teacher-tokens 1.8M] [--student-tokens 400K]
-       [--lambdas 0.5,1] [--kd forward-kl] [--seeds 0] [--prompt 32] [--eval-prompts 64]
+       [--lambdas 0.5,1] [--kd forward-kl] [--seeds 0] [--prompt 32] [--temperature 1] [--start 0] [--eval-prompts 64]
        [--data PATH] [--out DIR] [--threads 2]
 """
 
@@ -61,6 +61,10 @@ def main() -> None:
     parser.add_argument("--kd", default="forward-kl")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--prompt", type=int, default=32)
+    parser.add_argument("--temperature", type=float, default=1.0, help="the on-policy students' sampling "
+                                                                       "temperature in training")
+    parser.add_argument("--start", type=float, default=0.0, help="share of the steps before the first "
+                                                                 "on-policy batch (--on-policy-start)")
     parser.add_argument("--eval-prompts", type=int, default=64)
     parser.add_argument("--equal-total", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--data", type=Path, default=None)
@@ -97,18 +101,21 @@ def main() -> None:
             runs = [("off-policy", 0.0, parse_quantity(args.student_tokens))]
             runs += [(f"on-policy lambda {fraction:g}", fraction, parse_quantity(args.student_tokens))
                      for fraction in lambdas]
-            results = {}
+            results, run_dirs = {}, {}
             for name, fraction, tokens in runs:
-                results[name] = student(root, teacher, name, fraction, tokens, seed, args, settings, corpus)
+                run_dirs[name] = run_name(fraction, tokens, seed, args)
+                results[name] = student(root / run_dirs[name], teacher, fraction, tokens, seed, args, settings,
+                                        corpus)
             if args.equal_total and lambdas:
                 on_policy = results[runs[-1][0]]
                 off = results["off-policy"]
                 per_step = FAMILY["batch_size"] * FAMILY["seq_len"]  # whole steps, not above that total
                 tokens = int(off.tokens * on_policy.flops / off.flops) // per_step * per_step
                 name = f"off-policy, FLOPs of lambda {lambdas[-1]:g}"
-                results[name] = student(root, teacher, name, 0.0, tokens, seed, args, settings, corpus)
+                run_dirs[name] = run_name(0.0, tokens, seed, args)
+                results[name] = student(root / run_dirs[name], teacher, 0.0, tokens, seed, args, settings, corpus)
             for name, result in results.items():
-                run = root / run_name(name, seed)
+                run = root / run_dirs[name]
                 scores = score(load_pretrained(run).eval(), teacher_model, prompts, new_tokens, seed)
                 model = RunRecord.load(run / "config.json").plan.model
                 scores["train_flops"] = run_flops(model, FAMILY["seq_len"], result.tokens).student
@@ -119,16 +126,19 @@ def main() -> None:
         print(f"total wall time {time.perf_counter() - start:.0f} s")
 
 
-def run_name(name: str, seed: int) -> str:
-    return f"{name.replace(' ', '_').replace(',', '')}-seed{seed}"
+def run_name(fraction: float, tokens: float, seed: int, args: argparse.Namespace) -> str:
+    """The directory of a student run, named by what it computes (so that runs are reused across calls)."""
+    on_policy = f"-lambda{fraction:g}-t{args.temperature:g}-p{args.prompt}" if fraction else ""
+    on_policy += f"-start{args.start:g}" if fraction and args.start else ""
+    return f"student-{args.kd}-{int(tokens)}{on_policy}-seed{seed}"
 
 
-def student(root: Path, teacher: Path, name: str, fraction: float, tokens: float, seed: int,
+def student(out: Path, teacher: Path, fraction: float, tokens: float, seed: int,
             args: argparse.Namespace, settings: dict, corpus: dict) -> RunResult:
-    out = root / run_name(name, seed)
     if (out / "result.json").exists():
         return RunResult.load(out / "result.json")
-    on_policy = ({"on_policy_fraction": fraction, "on_policy_prompt_tokens": args.prompt} if fraction else {})
+    on_policy = ({"on_policy_fraction": fraction, "on_policy_prompt_tokens": args.prompt,
+                  "on_policy_temperature": args.temperature, "on_policy_start": args.start} if fraction else {})
     config = DistillConfig(teacher=teacher, out=out, n_layers=STUDENT_LAYERS, tokens=tokens, lr=LR, seed=seed,
                            kd=args.kd, **on_policy, **corpus, **settings)
     return distill(config, progress=False)

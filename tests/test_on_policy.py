@@ -22,10 +22,10 @@ pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
 SHAPE = ("--aspect-ratio", "64", "--head-dim", "32", "--seq-len", "32", "--batch-size", "4",
          "--eval-tokens", "2k", "--eval-every", "0", "--device", "cpu")
 TEACHER = ("--n-layers", "1", "--tokens", "4k", "--vocab-size", "320", "--max-bytes", "200k", *SHAPE)
-# 24 steps of 4 x 32 tokens, two in three on-policy; a checkpoint every 4 steps
+# 24 steps of 4 x 32 tokens: the first 6 off-policy, then two in three on-policy; a checkpoint every 4 steps
 STUDENT = ("--n-layers", "1", "--tokens", "3072", "--save-every", "4", "--log-every", "4", *SHAPE,
            "--on-policy-fraction", "0.67", "--on-policy-prompt-tokens", "8", "--on-policy-temperature", "0.9",
-           "--kd", "jsd")
+           "--on-policy-start", "0.25", "--kd", "jsd")
 
 
 def read_json(path) -> dict:
@@ -49,6 +49,8 @@ def test_the_share_of_on_policy_batches_is_exact_and_evenly_spread():
         for n in (1, 7, 100, 1001):
             assert sum(is_on_policy(i, fraction) for i in range(n)) == on_policy_batches(n, fraction)
             assert abs(on_policy_batches(n, fraction) - n * fraction) < 1
+            assert sum(is_on_policy(i, fraction, first=5) for i in range(n)) == on_policy_batches(n, fraction, 5)
+    assert [is_on_policy(i, 1.0, first=3) for i in range(5)] == [False, False, False, True, True]
 
 
 def test_a_rollout_keeps_the_prompt_and_trains_only_on_the_sampled_tokens():
@@ -69,9 +71,10 @@ def test_result_records_what_was_generated_and_its_flops(runs):
     result = read_json(runs / "student" / "result.json")
     teacher = result["teacher"]
     assert result["steps"] == 24
-    sequences = on_policy_batches(24, 0.67) * 4
+    sequences = on_policy_batches(24, 0.67, first=6) * 4
+    assert sequences == 12 * 4
     assert result["on_policy"] | {"flops_method": None} == {
-        "fraction": 0.67, "temperature": 0.9, "prompt_tokens": 8, "continuation_tokens": 25,
+        "fraction": 0.67, "temperature": 0.9, "prompt_tokens": 8, "continuation_tokens": 25, "start": 0.25,
         "sequences": sequences, "generated_tokens": sequences * 25,
         "generation_flops": pytest.approx(result["on_policy"]["generation_flops"]),
         "teacher_scoring_flops": teacher["forward_flops_per_token"] * sequences * 32, "flops_method": None}

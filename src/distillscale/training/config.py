@@ -299,6 +299,8 @@ class OnPolicySettings(Settings):
     on_policy_continuation_tokens: int | None = Field(
         None, ge=1, description="tokens the student samples per prompt (default: the rest of the window, "
                                 "seq_len + 1 - prompt)")
+    on_policy_start: float = Field(0.0, ge=0, lt=1, description="share of the steps trained off-policy before "
+                                                                "the first on-policy batch")
 
 
 # On-policy settings: left out of the hash while off, so that off-policy runs keep their hash.
@@ -358,7 +360,7 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             return None
         prompt, continuation = self._on_policy_lengths()
         return OnPolicyConfig(fraction=self.on_policy_fraction, temperature=self.on_policy_temperature,
-                              prompt_tokens=prompt, continuation_tokens=continuation)
+                              prompt_tokens=prompt, continuation_tokens=continuation, start=self.on_policy_start)
 
     def loss_config(self) -> DistillationLossConfig:
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,

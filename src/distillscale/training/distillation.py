@@ -91,12 +91,11 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
                             "(cross-tokenizer distillation has not been tested sharded): use "
                             "--teacher-parallel replicate")
         return train(config, progress, make_objective=partial(_make_cross_tokenizer_objective, config, source))
-    on_policy = config.on_policy_config()
-    if on_policy is None:
+    if config.on_policy_config() is None:
         return train(config, progress, make_objective=partial(_make_objective, config, source))
     return train(config, progress, make_objective=partial(_make_on_policy_objective, config, source),
                  make_sampler=lambda data: OnPolicySampler(data.split(config.split), config.seq_len,
-                                                           config.batch_size, config.seed, on_policy.fraction))
+                                                           config.batch_size, config.seed))
 
 
 def _make_on_policy_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
@@ -108,7 +107,7 @@ def _make_on_policy_objective(config: DistillConfig, source: TeacherSource, data
                                            off_policy.teacher_val_loss)
     return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model, config.seq_len,
                              sequences_per_micro_batch=config.batch_size, micro_batches_per_step=config.grad_accum,
-                             tokens_per_step=config.tokens_per_step)
+                             tokens_per_step=config.tokens_per_step, total_steps=plan.total_steps)
 
 
 def _make_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,

@@ -35,3 +35,4 @@ class OnPolicyConfig(BaseModel):
     temperature: float = Field(1.0, ge=0, description="sampling temperature (0: the most likely token)")
     prompt_tokens: int = Field(ge=1, description="corpus tokens the student continues")
     continuation_tokens: int = Field(ge=1, description="tokens the student samples after each prompt")
+    start: float = Field(0.0, ge=0, lt=1, description="share of the steps before the first on-policy batch")
