@@ -7,7 +7,8 @@ head_dim 24, batch 16, lr 0.003) on the built-in corpus (Python's standard libra
 --data. A depth-4 teacher (443K non-embedding parameters; the micro sweep's largest) trains on the
 teacher half (or --teacher reuses a finished run); depth-2 students (55K) distil from it on the
 student half, all with the same tokens (so the same student training FLOPs), the same seed and
-the same KD divergence: off-policy (lambda 0) and on-policy at each --lambdas. On-policy batches
+the same KD divergence: off-policy (lambda 0) and on-policy at each --lambdas, for each divergence
+of --kd (forward KL, the default of `distill`, and reverse KL, GKD's and MiniLLM's choice on-policy). On-policy batches
 continue --prompt corpus tokens by seq_len + 1 - prompt sampled tokens (the rest of the window).
 
 The task: --eval-prompts prompts of --prompt tokens from the held-out validation split; each student
@@ -24,7 +25,7 @@ With --equal-total (default), an off-policy student with more tokens, to the on-
 FLOPs, is added: what the generation FLOPs would buy off-policy.
 
 Usage: python bench/on_policy_check.py [--teacher RUN] [--teacher-tokens 1.8M] [--student-tokens 400K]
-       [--lambdas 0.5,1] [--kd forward-kl] [--seeds 0] [--prompt 32] [--temperature 1] [--start 0] [--eval-prompts 64]
+       [--lambdas 0.5,1] [--kd forward-kl,reverse-kl] [--seeds 0] [--prompt 32] [--temperature 1] [--start 0] [--eval-prompts 64]
        [--data PATH] [--out DIR] [--threads 2]
 """
 
@@ -58,7 +59,8 @@ def main() -> None:
     parser.add_argument("--teacher-tokens", default="1.8M")
     parser.add_argument("--student-tokens", default="400K")
     parser.add_argument("--lambdas", default="0.5,1")
-    parser.add_argument("--kd", default="forward-kl")
+    parser.add_argument("--kd", default="forward-kl,reverse-kl", help="the divergences to compare, each for all "
+                                                                       "students")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=1.0, help="the on-policy students' sampling "
@@ -97,7 +99,8 @@ def main() -> None:
         new_tokens = FAMILY["seq_len"] + 1 - args.prompt
 
         rows = []
-        for seed in seeds:
+        for seed, kd in ((seed, kd) for seed in seeds for kd in args.kd.split(",")):
+            args.kd_now = kd
             runs = [("off-policy", 0.0, parse_quantity(args.student_tokens))]
             runs += [(f"on-policy lambda {fraction:g}", fraction, parse_quantity(args.student_tokens))
                      for fraction in lambdas]
@@ -111,6 +114,7 @@ def main() -> None:
                 off = results["off-policy"]
                 per_step = FAMILY["batch_size"] * FAMILY["seq_len"]  # whole steps, not above that total
                 tokens = int(off.tokens * on_policy.flops / off.flops) // per_step * per_step
+            if args.equal_total and lambdas and tokens > off.tokens:
                 name = f"off-policy, FLOPs of lambda {lambdas[-1]:g}"
                 run_dirs[name] = run_name(0.0, tokens, seed, args)
                 results[name] = student(root / run_dirs[name], teacher, 0.0, tokens, seed, args, settings, corpus)
@@ -119,8 +123,8 @@ def main() -> None:
                 scores = score(load_pretrained(run).eval(), teacher_model, prompts, new_tokens, seed)
                 model = RunRecord.load(run / "config.json").plan.model
                 scores["train_flops"] = run_flops(model, FAMILY["seq_len"], result.tokens).student
-                rows.append((seed, name, result, scores))
-                print(f"  seed {seed} {name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
+                rows.append((seed, f"{kd}: {name}", result, scores))
+                print(f"  seed {seed} {kd} {name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
 
         print_table(rows, args, new_tokens)
         print(f"total wall time {time.perf_counter() - start:.0f} s")
@@ -130,7 +134,7 @@ def run_name(fraction: float, tokens: float, seed: int, args: argparse.Namespace
     """The directory of a student run, named by what it computes (so that runs are reused across calls)."""
     on_policy = f"-lambda{fraction:g}-t{args.temperature:g}-p{args.prompt}" if fraction else ""
     on_policy += f"-start{args.start:g}" if fraction and args.start else ""
-    return f"student-{args.kd}-{int(tokens)}{on_policy}-seed{seed}"
+    return f"student-{args.kd_now}-{int(tokens)}{on_policy}-seed{seed}"
 
 
 def student(out: Path, teacher: Path, fraction: float, tokens: float, seed: int,
@@ -140,7 +144,7 @@ def student(out: Path, teacher: Path, fraction: float, tokens: float, seed: int,
     on_policy = ({"on_policy_fraction": fraction, "on_policy_prompt_tokens": args.prompt,
                   "on_policy_temperature": args.temperature, "on_policy_start": args.start} if fraction else {})
     config = DistillConfig(teacher=teacher, out=out, n_layers=STUDENT_LAYERS, tokens=tokens, lr=LR, seed=seed,
-                           kd=args.kd, **on_policy, **corpus, **settings)
+                           kd=args.kd_now, **on_policy, **corpus, **settings)
     return distill(config, progress=False)
 
 
@@ -167,18 +171,18 @@ def score(student, teacher, prompts: torch.Tensor, new_tokens: int, seed: int) -
 
 def print_table(rows, args: argparse.Namespace, new_tokens: int) -> None:
     print(f"\nprompt-continuation task: {args.eval_prompts} validation prompts of {args.prompt} tokens, "
-          f"{new_tokens}-token continuations sampled by each student at temperature 1; KD {args.kd}; "
+          f"{new_tokens}-token continuations sampled by each student at temperature 1; "
           f"losses in nats/token, FLOPs in FLOPs")
-    header = (f"{'seed':>4} {'student':<30}{'tokens':>8}{'teacher NLL':>12}{'KL(T||S)':>10}{'KL(S||T)':>10}"
+    header = (f"{'seed':>4} {'student (KD: sampling)':<42}{'tokens':>8}{'teacher NLL':>12}{'KL(T||S)':>10}{'KL(S||T)':>10}"
               f"{'val CE':>8}{'student':>10}{'generation':>11}{'teacher':>10}{'scoring':>10}{'total':>10}")
     print(header)
-    print(f"{'':>4} {'':<30}{'':>8}{'(own samples)':>12}{'':>10}{'':>10}{'':>8}{'train':>10}{'':>11}"
+    print(f"{'':>4} {'':<42}{'':>8}{'(own samples)':>12}{'':>10}{'':>10}{'':>8}{'train':>10}{'':>11}"
           f"{'forward':>10}{'(on-pol.)':>10}{'':>10}")
     for seed, name, result, scores in rows:
         train_flops = scores["train_flops"]
         generation = result.on_policy.generation_flops if result.on_policy else 0.0
         scoring = result.on_policy.teacher_scoring_flops if result.on_policy else 0.0
-        print(f"{seed:>4} {name:<30}{format_quantity(result.tokens):>8}{scores['teacher_nll']:>12.4f}"
+        print(f"{seed:>4} {name:<42}{format_quantity(result.tokens):>8}{scores['teacher_nll']:>12.4f}"
               f"{scores['forward_kl']:>10.4f}{scores['reverse_kl']:>10.4f}{result.val_loss:>8.4f}"
               f"{train_flops:>10.3g}{generation:>11.3g}{result.teacher.flops:>10.3g}{scoring:>10.3g}"
               f"{result.flops:>10.3g}")
