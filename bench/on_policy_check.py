@@ -9,7 +9,10 @@ teacher half (or --teacher reuses a finished run); depth-2 students (55K) distil
 student half, all with the same tokens (so the same student training FLOPs), the same seed and
 the same KD divergence: off-policy (lambda 0) and on-policy at each --lambdas, for each divergence
 of --kd (forward KL, the default of `distill`, and reverse KL, GKD's and MiniLLM's choice on-policy). On-policy batches
-continue --prompt corpus tokens by seq_len + 1 - prompt sampled tokens (the rest of the window).
+continue --prompt corpus tokens by seq_len + 1 - prompt sampled tokens (the rest of the window),
+after the first --start of the steps (default half) trained off-policy: GKD's students start from a
+trained model, and from scratch (--start 0) the student's early samples are noise to learn on (with
+forward KL the on-policy students then end worse on their own generations; see README).
 
 The task: --eval-prompts prompts of --prompt tokens from the held-out validation split; each student
 continues each by the same number of tokens at temperature 1 (the same seed for every student), and
@@ -25,7 +28,7 @@ With --equal-total (default), an off-policy student with more tokens, to the on-
 FLOPs, is added: what the generation FLOPs would buy off-policy.
 
 Usage: python bench/on_policy_check.py [--teacher RUN] [--teacher-tokens 1.8M] [--student-tokens 400K]
-       [--lambdas 0.5,1] [--kd forward-kl,reverse-kl] [--seeds 0] [--prompt 32] [--temperature 1] [--start 0] [--eval-prompts 64]
+       [--lambdas 0.5,1] [--kd forward-kl,reverse-kl] [--seeds 0] [--prompt 32] [--temperature 1] [--start 0.5] [--eval-prompts 64]
        [--data PATH] [--out DIR] [--threads 2]
 """
 
@@ -65,7 +68,7 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=1.0, help="the on-policy students' sampling "
                                                                        "temperature in training")
-    parser.add_argument("--start", type=float, default=0.0, help="share of the steps before the first "
+    parser.add_argument("--start", type=float, default=0.5, help="share of the steps before the first "
                                                                  "on-policy batch (--on-policy-start)")
     parser.add_argument("--eval-prompts", type=int, default=64)
     parser.add_argument("--equal-total", action=argparse.BooleanOptionalAction, default=True)
