@@ -34,6 +34,34 @@ def cli(capsys):
 
 
 @pytest.fixture(scope="session")
+def kill_after_checkpoint():
+    """kill_after_checkpoint(out, *args) -> step: start `distillscale ARGS` (a run writing to `out`)
+    in a subprocess, SIGKILL it once a checkpoint is on disk, and return the checkpoint's step."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    def run(out: Path, *args: str) -> int:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        process = subprocess.Popen([sys.executable, "-m", "distillscale.cli", *map(str, args)], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        checkpoint = out / "state" / "checkpoint.pt"
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        stderr = process.communicate()[1].decode()
+        assert process.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{stderr}"
+        assert not (out / "result.json").exists()
+        return torch.load(checkpoint, weights_only=True)["progress"]["step"]
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def stub_out():
     """stub_out(patch, targets, replacement): replace each ("module", "Class.attribute") of `targets`
     by `replacement` through the MonkeyPatch `patch`; the fuzz tests end a command where its

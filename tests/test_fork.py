@@ -4,14 +4,8 @@ scratch; forks and parents resume after SIGKILL; the FLOPs a run records are the
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
-import torch
 
 from distillscale.model import ModelConfig
 from distillscale.planning.flops import run_flops
@@ -95,31 +89,18 @@ def test_a_fork_must_repeat_its_parents_settings(cli, runs, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def kill_after_checkpoint(out, *args) -> int:
-    """Start `distillscale train` in a subprocess, SIGKILL it once a checkpoint is on disk; returns the
-    checkpoint's step."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "distillscale.cli", "train", "--out", str(out),
-                                *COMMON, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint = out / "state" / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    stderr = process.communicate()[1].decode()
-    assert process.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{stderr}"
-    assert not (out / "result.json").exists()
-    return torch.load(checkpoint, weights_only=True)["progress"]["step"]
-
-
-def test_killed_parent_and_killed_fork_resume_to_the_same_results(runs, tmp_path, capsys):
+def test_killed_parent_and_killed_fork_resume_to_the_same_results(runs, tmp_path, capsys, kill_after_checkpoint):
     parent, fork = tmp_path / "parent", tmp_path / "fork"
-    killed_at = kill_after_checkpoint(parent, *PARENT)
+
+    def kill_train_after_checkpoint(out, *args) -> int:
+        return kill_after_checkpoint(out, "train", "--out", out, *COMMON, *args)
+
+    killed_at = kill_train_after_checkpoint(parent, *PARENT)
     assert killed_at < 150
     assert train(parent, *PARENT)["val_loss"] == runs["parent"]["val_loss"]
     assert "resuming" in capsys.readouterr().err
     fork_args = (*FORK, "--fork-from", str(parent))
-    killed_at = kill_after_checkpoint(fork, *fork_args)
+    killed_at = kill_train_after_checkpoint(fork, *fork_args)
     assert 60 < killed_at < 75
     resumed = train(fork, *fork_args)
     assert f"resuming {fork} from step {killed_at}/75" in capsys.readouterr().err

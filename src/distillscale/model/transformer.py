@@ -33,12 +33,39 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, n_heads, T, head_dim]."""
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """x: [B, n_heads, T, head_dim] at positions start .. start + T - 1."""
         T = x.shape[-2]
-        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)
+        cos, sin = self.cos[start:start + T].to(x.dtype), self.sin[start:start + T].to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class KVCache:
+    """The keys and values of the positions a model has read so far, one buffer pair per layer, so
+    that generating a token reads only that token (generation.py): prefill once, then one step each.
+
+    Each layer's buffers [B, n_heads, max_len, head_dim] are allocated at its first write (in the
+    dtype it computes in, bf16 under autocast); `length` is how many positions they hold, advanced
+    by the model once every layer has written the new positions."""
+
+    def __init__(self, n_layers: int, max_len: int):
+        self.keys: list[torch.Tensor | None] = [None] * n_layers
+        self.values: list[torch.Tensor | None] = [None] * n_layers
+        self.max_len = max_len
+        self.length = 0
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store layer `layer`'s keys and values [B, n_heads, T, head_dim] of the new positions; return
+        those of every position so far."""
+        if self.keys[layer] is None:
+            shape = (*k.shape[:2], self.max_len, k.shape[3])
+            self.keys[layer] = k.new_empty(shape)
+            self.values[layer] = v.new_empty(shape)
+        end = self.length + k.shape[-2]
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
 class Attention(nn.Module):
@@ -55,13 +82,24 @@ class Attention(nn.Module):
         else:
             self.q_norm = self.k_norm = nn.Identity()
 
-    def forward(self, x: torch.Tensor, rope: RotaryEmbedding) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: RotaryEmbedding,
+                cache: tuple[KVCache, int] | None = None) -> torch.Tensor:
+        """x: [B, T, d_model]; with `cache` = (KVCache, layer), x holds the positions after the cached
+        ones, which it attends to as well."""
         B, T, C = x.shape
+        start = cache[0].length if cache is not None else 0
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).unbind(dim=2)
         # Normalise in float32 (as HF Qwen3 does), then back to v's dtype, which SDPA needs under autocast.
-        q = rope(self.q_norm(q.float()).to(v.dtype).transpose(1, 2))
-        k = rope(self.k_norm(k.float()).to(v.dtype).transpose(1, 2))
-        y = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), is_causal=True)
+        q = rope(self.q_norm(q.float()).to(v.dtype).transpose(1, 2), start)
+        k = rope(self.k_norm(k.float()).to(v.dtype).transpose(1, 2), start)
+        v = v.transpose(1, 2)
+        if cache is not None:
+            k, v = cache[0].append(cache[1], k, v)
+        if start == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # new position i (absolute start + i) sees the keys at 0 .. start + i
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -86,8 +124,9 @@ class Block(nn.Module):
         self.ffn_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
         self.ffn = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, rope: RotaryEmbedding) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), rope)
+    def forward(self, x: torch.Tensor, rope: RotaryEmbedding,
+                cache: tuple[KVCache, int] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), rope, cache)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -118,15 +157,23 @@ class Transformer(nn.Module):
                 nn.init.normal_(param, std=1 / math.sqrt(fan_in) if self.config.mup else std)
         nn.init.ones_(self.norm.weight)
 
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token ids [B, T] -> final-normed hidden states [B, T, d_model]."""
-        T = idx.shape[-1]
+    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Token ids [B, T] -> final-normed hidden states [B, T, d_model].
+
+        With a `cache`, idx holds the positions after the cached ones (cache.length of them): their
+        keys and values are added to the cache, and they attend to every earlier position."""
+        start = cache.length if cache is not None else 0
+        T = start + idx.shape[-1]
         if T > self.config.max_seq_len:
             raise UserError(f"sequence length {T} exceeds the model's max_seq_len {self.config.max_seq_len}: "
                             "use shorter sequences or a model built with a larger max_seq_len")
+        if cache is not None and T > cache.max_len:
+            raise ValueError(f"{T} positions do not fit a KV cache of {cache.max_len}")
         x = self.embed(idx)
-        for block in self.blocks:
-            x = block(x, self.rope)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, self.rope, None if cache is None else (cache, layer))
+        if cache is not None:
+            cache.length = T
         return self.norm(x)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:

@@ -169,6 +169,29 @@ def run_flops(model: ModelConfig, seq_len: int, tokens: float,
                               teacher_flops_per_token, teacher_tokens=0.0)
 
 
+def generation_flops(model: ModelConfig, prompt_tokens: int, new_tokens: int, sequences: float = 1) -> float:
+    """Forward FLOPs of sampling `new_tokens` after a prompt of `prompt_tokens`, per sequence times
+    `sequences`, with a KV cache (model.generation): the model reads the prompt once and then every
+    sampled token but the last, P + C - 1 positions, and the token at position t (1-based) attends
+    to the t keys cached so far, i.e. costs `forward_flops_per_token(t)`:
+
+        sum_{t=1}^{P+C-1} (2 W + 4 n_layers d_model t) = n 2W + 4 n_layers d_model n (n + 1) / 2,  n = P + C - 1
+
+    with W the block and head weights (forward_flops_per_token(0) = 2W). Sampling itself (a softmax
+    over the vocabulary) is element-wise work, not counted, as in `forward_flops_per_token`."""
+    positions = prompt_tokens + new_tokens - 1
+    weights = model.forward_flops_per_token(0)
+    attention = model.forward_flops_per_token(1) - weights  # 4 n_layers d_model per key
+    return float(sequences) * (positions * weights + attention * positions * (positions + 1) / 2)
+
+
+def teacher_scoring_flops(teacher_flops_per_token: float, tokens: float) -> float:
+    """The teacher's forward pass over `tokens` positions of prompts and their sampled continuations
+    (on-policy distillation scores what the student generated): one forward per position, at the
+    teacher's per-token cost at the training context, as for the teacher's logits on data."""
+    return teacher_flops_per_token * tokens
+
+
 # -- on-policy distillation and remote teachers, as the planner counts them ---------------------------
 # (docs/science.md §3) An on-policy sequence is a prompt of P corpus tokens and a continuation of G
 # tokens the student samples; the student trains on the continuation (its loss tokens) and the teacher

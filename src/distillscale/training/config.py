@@ -31,7 +31,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
-from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
 from distillscale.units import check_quantity
 
 
@@ -244,14 +244,18 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
             return self.warmup_steps
         return min(DEFAULT_WARMUP_STEPS, math.ceil(DEFAULT_WARMUP_FRACTION * total_steps))
 
+    def unused_keys(self) -> set[str]:
+        """Settings left out of the hash because this run does not use them (so that runs keep the
+        hash they had before those settings existed)."""
+        return ((LARGE_BATCH_KEYS if self.reference_batch_size is None else set())
+                | (WSD_KEYS if self.schedule == "cosine" else set())
+                | {key for key in FORK_KEYS if getattr(self, key) is None}
+                | (PARALLEL_KEYS if self.parallel == "ddp" else set())
+                | (SUBSET_KEYS if self.unique_tokens is None else set()))
+
     def hash(self) -> str:
         """Identifies what the run computes; bookkeeping settings are left out."""
-        excluded = (BOOKKEEPING_KEYS | (LARGE_BATCH_KEYS if self.reference_batch_size is None else set())
-                    | (WSD_KEYS if self.schedule == "cosine" else set())
-                    | {key for key in FORK_KEYS if getattr(self, key) is None}
-                    | {key for key in SERVER_KEYS if getattr(self, key, None) is None}
-                    | (PARALLEL_KEYS if self.parallel == "ddp" else set())
-                    | (SUBSET_KEYS if self.unique_tokens is None else set()))
+        excluded = BOOKKEEPING_KEYS | self.unused_keys()
         payload = self.model_dump(mode="json", exclude=set(excluded))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -299,11 +303,32 @@ class DistillSettings(Settings):
                                  "teacher that does not fit on one device) or replicate it on every rank")
 
 
+class OnPolicySettings(Settings):
+    section, title = "on_policy", "On-policy distillation"
+
+    on_policy_fraction: float = Field(
+        0.0, ge=0, le=1, description="GKD's lambda: share of batches whose continuations the student samples "
+                                     "from corpus prompts, the KD loss on its own tokens (0: off-policy)")
+    on_policy_temperature: float = Field(1.0, ge=0, description="temperature the student samples at "
+                                                                "(0: its most likely token)")
+    on_policy_prompt_tokens: int | None = Field(None, ge=1, description="corpus tokens before each continuation "
+                                                                        "(default: half of seq_len)")
+    on_policy_continuation_tokens: int | None = Field(
+        None, ge=1, description="tokens the student samples per prompt (default: the rest of the window, "
+                                "seq_len + 1 - prompt)")
+    on_policy_start: float = Field(0.0, ge=0, lt=1, description="share of the steps trained off-policy before "
+                                                                "the first on-policy batch")
+
+
+# On-policy settings: left out of the hash while off, so that off-policy runs keep their hash.
+ON_POLICY_KEYS = frozenset(OnPolicySettings.model_fields)
+
+
 # Settings a student takes from its teacher: the student half of the corpus, the teacher's tokenizer.
 TEACHER_FIXED_KEYS = frozenset({"split", "vocab_size"})
 
 
-class DistillConfig(DistillSettings, TeacherSettings, TrainConfig):
+class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainConfig):
     """A training run config plus the teacher and the KD settings (see `distillscale distill --help`)."""
 
     split: Literal["teacher", "student"] = Field(
@@ -335,7 +360,45 @@ class DistillConfig(DistillSettings, TeacherSettings, TrainConfig):
         if self.teacher_parallel == "shard" and self.parallel != "fsdp":
             raise ValueError("teacher_parallel shard needs parallel fsdp: add --parallel fsdp, or leave out "
                              "--teacher-parallel to keep a whole teacher on every rank")
+        if self.on_policy_fraction > 0:
+            if self.teacher_cache is not None:
+                raise ValueError("on_policy_fraction needs a live --teacher: a logit cache holds the teacher's "
+                                 "predictions on the corpus, not on what the student generates")
+            if self.teacher_url is not None:
+                raise ValueError("on_policy_fraction is not available with --teacher-url yet (a served teacher "
+                                 "scores corpus windows only): use a local --teacher, or leave out "
+                                 "--on-policy-fraction")
+            if self.parallel == "fsdp":
+                raise ValueError("on_policy_fraction is not available with --parallel fsdp yet (sharded "
+                                 "generation is untested): use --parallel ddp")
+            prompt, continuation = self._on_policy_lengths()
+            if prompt > self.seq_len or prompt + continuation > self.seq_len + 1:
+                raise ValueError(f"on_policy_prompt_tokens {prompt} + on_policy_continuation_tokens "
+                                 f"{continuation} exceed the window of seq_len + 1 = {self.seq_len + 1} "
+                                 f"tokens: shorten them or raise --seq-len")
+        else:
+            given = [key for key in sorted(ON_POLICY_KEYS)
+                     if getattr(self, key) != OnPolicySettings.model_fields[key].default]
+            if given:
+                raise ValueError(f"{given[0]} needs on_policy_fraction > 0 (the share of batches the "
+                                 f"student generates)")
         return self
+
+    def unused_keys(self) -> set[str]:
+        return (super().unused_keys() | (ON_POLICY_KEYS if self.on_policy_fraction == 0 else set())
+                | (SERVER_KEYS if self.teacher_url is None else set()))
+
+    def _on_policy_lengths(self) -> tuple[int, int]:
+        prompt = self.on_policy_prompt_tokens or max(1, self.seq_len // 2)
+        return prompt, self.on_policy_continuation_tokens or max(1, self.seq_len + 1 - prompt)
+
+    def on_policy_config(self) -> OnPolicyConfig | None:
+        """The on-policy settings with the lengths resolved; None for off-policy distillation."""
+        if self.on_policy_fraction == 0:
+            return None
+        prompt, continuation = self._on_policy_lengths()
+        return OnPolicyConfig(fraction=self.on_policy_fraction, temperature=self.on_policy_temperature,
+                              prompt_tokens=prompt, continuation_tokens=continuation, start=self.on_policy_start)
 
     def loss_config(self) -> DistillationLossConfig:
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,

@@ -31,6 +31,7 @@ from distillscale.training.logit_cache.distill import distill_from_cache
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, distillation_loss
 from distillscale.training.objective import ObjectiveRecord
+from distillscale.training.on_policy import OnPolicyObjective, OnPolicySampler, on_policy_loss_config
 from distillscale.training.parallel import shard_teacher
 from distillscale.training.recipe import FLOPS_METHOD, train
 from distillscale.training.records import DistillationRecord, RunPlan, RunResult
@@ -90,12 +91,31 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source, other_tokenizer=True)
     if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, config.tokenizer):
+        if config.on_policy_fraction > 0:
+            raise UserError("--on-policy-fraction needs the teacher's tokenizer: the teacher scores the "
+                            "student's sampled token ids; leave out --tokenizer")
         if config.parallel == "fsdp" and config.teacher_parallel == "shard":
             raise UserError("--teacher-parallel shard is not available for a teacher with another tokenizer "
                             "(cross-tokenizer distillation has not been tested sharded): use "
                             "--teacher-parallel replicate")
         return train(config, progress, make_objective=partial(_make_cross_tokenizer_objective, config, source))
-    return train(config, progress, make_objective=partial(_make_objective, config, source))
+    if config.on_policy_config() is None:
+        return train(config, progress, make_objective=partial(_make_objective, config, source))
+    return train(config, progress, make_objective=partial(_make_on_policy_objective, config, source),
+                 make_sampler=lambda data: OnPolicySampler(data.split(config.split), config.seq_len,
+                                                           config.batch_size, config.seed))
+
+
+def _make_on_policy_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
+                              plan: RunPlan, group: Distributed) -> OnPolicyObjective:
+    """The run's distillation objective on corpus batches, and the student's own continuations on
+    a share of them (training/on_policy.py)."""
+    off_policy = _make_objective(config, source, data, plan, group)
+    on_policy_loss = DistillationObjective(off_policy.teacher, on_policy_loss_config(off_policy.loss_config),
+                                           off_policy.teacher_val_loss)
+    return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model, config.seq_len,
+                             sequences_per_micro_batch=config.batch_size, micro_batches_per_step=config.grad_accum,
+                             tokens_per_step=config.tokens_per_step, total_steps=plan.total_steps)
 
 
 def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResult:

@@ -1,5 +1,6 @@
 """The settings of the distillation objective, torch-free: what `losses.py`, the objectives, the
-distill config and sweep specs share, and what result.json's `distillation` section records."""
+distill config and sweep specs share, and what result.json's `distillation` and `on_policy` sections
+record."""
 
 from __future__ import annotations
 
@@ -20,3 +21,18 @@ class DistillationLossConfig(BaseModel):
     top_k: int | None = Field(None, ge=1, description="keep the teacher's k most likely tokens")
     jsd_beta: float = Field(0.5, gt=0, lt=1, description="teacher weight in the JSD mixture")
     chunk_size: int | None = Field(1024, ge=1, description="tokens per chunk; None = no chunking")
+
+
+class OnPolicyConfig(BaseModel):
+    """On-policy distillation (GKD, Agarwal et al. 2024): on a share `fraction` of the batches (GKD's
+    lambda) the student continues prompts from the corpus by `continuation_tokens` sampled tokens at
+    `temperature`, and the KD loss is computed on those tokens, the teacher scoring prompt plus
+    continuation (training/on_policy.py). Resolved from the distill flags: lengths in tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fraction: float = Field(gt=0, le=1, description="lambda: share of batches the student generates")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature (0: the most likely token)")
+    prompt_tokens: int = Field(ge=1, description="corpus tokens the student continues")
+    continuation_tokens: int = Field(ge=1, description="tokens the student samples after each prompt")
+    start: float = Field(0.0, ge=0, lt=1, description="share of the steps before the first on-policy batch")

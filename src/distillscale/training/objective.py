@@ -16,6 +16,7 @@ from distillscale.training.losses import LossOutput, cross_entropy_loss
 from distillscale.training.records import (
     CacheRecord,
     DistillationRecord,
+    OnPolicyRecord,
     TeacherRecord,
     TeacherServerRecord,
 )
@@ -23,15 +24,18 @@ from distillscale.training.records import (
 
 @dataclass(frozen=True)
 class ObjectiveRecord:
-    """What an objective adds to result.json after a run: its teacher, KD settings, and the logit
-    cache or teacher server it read the teacher's predictions from (None for supervised training),
-    and how its FLOPs were counted when a teacher adds to them."""
+    """What an objective adds to result.json after a run: its teacher, KD settings, the logit cache or
+    teacher server it read the teacher's predictions from, and its on-policy generation (None for
+    supervised training), how its FLOPs were counted when a teacher adds to them, and the FLOPs it
+    spent beyond the per-token ones (added to the run's `flops`)."""
 
     teacher: TeacherRecord | None = None
     distillation: DistillationRecord | None = None
     teacher_cache: CacheRecord | None = None
     teacher_server: TeacherServerRecord | None = None
+    on_policy: OnPolicyRecord | None = None
     flops_method: str | None = None  # None: the recipe's own
+    extra_flops: float = 0.0  # FLOPs outside the per-token accounting (an on-policy student's generation)
 
 
 class Objective(Protocol):

@@ -301,9 +301,9 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
     model_config = plan.model
     tokens = done.step * config.tokens_per_step
     forward_flops = model_config.forward_flops_per_token(config.seq_len)
-    flops = run_flops(model_config, config.seq_len, tokens, objective.extra_flops_per_token)
-    fork = None if branch is None else branch.record(config.tokens_per_step, flops.total / tokens)
     extra = objective.record(tokens)
+    flops = run_flops(model_config, config.seq_len, tokens, objective.extra_flops_per_token).total + extra.extra_flops
+    fork = None if branch is None else branch.record(config.tokens_per_step, flops / tokens)
     return RunResult(**{
         "status": status,
         "val_loss": val_loss,
@@ -316,7 +316,7 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "non_embedding_params": model_config.non_embedding_params,
         "total_params": model_config.total_params,
         "forward_flops_per_token": forward_flops,
-        "flops": flops.total,
+        "flops": flops,
         "flops_6nd": 6 * model_config.non_embedding_params * tokens,
         "flops_method": extra.flops_method or FLOPS_METHOD,
         "wall_seconds": done.wall_seconds,
@@ -333,6 +333,7 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "distillation": extra.distillation,
         "teacher_cache": extra.teacher_cache,
         "teacher_server": extra.teacher_server,
+        "on_policy": extra.on_policy,
     }, **divergence)
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json
 from distillscale.model import ModelConfig
-from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
 
 RESULT_SCHEMA_VERSION = 2  # 2: unique_tokens, epochs, cuda_visible_devices
 RUN_SCHEMA_VERSION = 2  # 2: the plan keeps its token_budget
@@ -171,6 +171,23 @@ class TeacherServerRecord(BaseModel):
     tail_mass: str
 
 
+class OnPolicyRecord(OnPolicyConfig):
+    """result.json's `on_policy`: the on-policy settings (training/on_policy.py), what the student
+    generated (sequences = on-policy batches x batch size; generated_tokens = sequences x
+    continuation_tokens) and what that cost: `generation_flops` (the student's forward passes with
+    the KV cache, `planning.flops.generation_flops`; added to the run's `flops`) and
+    `teacher_scoring_flops` (the teacher's forward over those sequences' windows,
+    `planning.flops.teacher_scoring_flops`; part of `teacher.flops`, which counts every batch)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sequences: int
+    generated_tokens: int
+    generation_flops: float
+    teacher_scoring_flops: float
+    flops_method: str
+
+
 class CacheRecord(BaseModel):
     """result.json's `teacher_cache`: the logit cache a student read instead of a teacher, with its
     one-time cost (`flops`) and what it kept per position (top-k or sampled targets)."""
@@ -240,6 +257,8 @@ class RunResult(BaseModel):
     distillation: DistillationRecord | None = None
     teacher_cache: CacheRecord | None = None
     teacher_server: TeacherServerRecord | None = None
+    # an on-policy distillation run: what the student generated and its cost
+    on_policy: OnPolicyRecord | None = None
 
     @property
     def completed(self) -> bool:

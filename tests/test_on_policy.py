@@ -1,0 +1,137 @@
+"""On-policy distillation (training/on_policy.py): which batches the student generates, the loss only
+on its sampled tokens, what result.json records (generated tokens, generation and scoring FLOPs),
+exact resumption after kill -9, and bad settings refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+
+from distillscale.model import ModelConfig, Transformer, generate
+from distillscale.planning.flops import generation_flops, run_flops
+from distillscale.training.config import ON_POLICY_KEYS, DistillConfig
+from distillscale.training.kd_settings import OnPolicyConfig
+from distillscale.training.losses import IGNORE_INDEX
+from distillscale.training.on_policy import is_on_policy, on_policy_batches, rollout
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
+SHAPE = ("--aspect-ratio", "64", "--head-dim", "32", "--seq-len", "32", "--batch-size", "4",
+         "--eval-tokens", "2k", "--eval-every", "0", "--device", "cpu")
+TEACHER = ("--n-layers", "1", "--tokens", "4k", "--vocab-size", "320", "--max-bytes", "200k", *SHAPE)
+# 24 steps of 4 x 32 tokens: the first 6 off-policy, then two in three on-policy; a checkpoint every 4 steps
+STUDENT = ("--n-layers", "1", "--tokens", "3072", "--save-every", "4", "--log-every", "4", *SHAPE,
+           "--on-policy-fraction", "0.67", "--on-policy-prompt-tokens", "8", "--on-policy-temperature", "0.9",
+           "--on-policy-start", "0.25", "--kd", "jsd")
+
+
+def read_json(path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from distillscale.cli import main
+
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["train", "--out", str(root / "teacher"), *TEACHER]) == 0
+    assert main(["distill", "--teacher", str(root / "teacher"), "--out", str(root / "student"), *STUDENT]) == 0
+    return root
+
+
+def test_the_share_of_on_policy_batches_is_exact_and_evenly_spread():
+    assert [is_on_policy(i, 0.5) for i in range(6)] == [False, True] * 3
+    assert not any(is_on_policy(i, 0.0) for i in range(10)) and all(is_on_policy(i, 1.0) for i in range(10))
+    for fraction in (0.1, 0.3, 0.67, 0.9):
+        for n in (1, 7, 100, 1001):
+            assert sum(is_on_policy(i, fraction) for i in range(n)) == on_policy_batches(n, fraction)
+            assert abs(on_policy_batches(n, fraction) - n * fraction) < 1
+            assert sum(is_on_policy(i, fraction, first=5) for i in range(n)) == on_policy_batches(n, fraction, 5)
+    assert [is_on_policy(i, 1.0, first=3) for i in range(5)] == [False, False, False, True, True]
+
+
+def test_a_rollout_keeps_the_prompt_and_trains_only_on_the_sampled_tokens():
+    student = Transformer(ModelConfig(n_layers=1, aspect_ratio=32, head_dim=16, vocab_size=50, max_seq_len=16))
+    config = OnPolicyConfig(fraction=1.0, prompt_tokens=4, continuation_tokens=9)
+    window = torch.randint(0, 50, (2, 17), generator=torch.Generator().manual_seed(0))
+    inputs, targets = rollout(student, window[:, :-1], window[:, 1:], config, seed=7)
+    sampled = generate(student, window[:, :4], 9, generator=torch.Generator().manual_seed(7)).tokens
+    assert torch.equal(inputs[:, :13], sampled[:, :13]) and torch.equal(inputs[:, 13:], window[:, 13:16])
+    trained = targets != IGNORE_INDEX
+    assert trained.sum(dim=1).tolist() == [9, 9]  # the positions predicting the 9 sampled tokens
+    assert torch.equal(targets[trained].view(2, 9), sampled[:, 4:])
+    again = rollout(student, window[:, :-1], window[:, 1:], config, seed=7)
+    assert torch.equal(again[0], inputs)  # a pure function of the seed
+
+
+def test_result_records_what_was_generated_and_its_flops(runs):
+    result = read_json(runs / "student" / "result.json")
+    teacher = result["teacher"]
+    assert result["steps"] == 24
+    sequences = on_policy_batches(24, 0.67, first=6) * 4
+    assert sequences == 12 * 4
+    assert result["on_policy"] | {"flops_method": None} == {
+        "fraction": 0.67, "temperature": 0.9, "prompt_tokens": 8, "continuation_tokens": 25, "start": 0.25,
+        "sequences": sequences, "generated_tokens": sequences * 25,
+        "generation_flops": pytest.approx(result["on_policy"]["generation_flops"]),
+        "teacher_scoring_flops": teacher["forward_flops_per_token"] * sequences * 32, "flops_method": None}
+    model = ModelConfig(**read_json(runs / "student" / "config.json")["plan"]["model"])
+    generated = generation_flops(model, 8, 25, sequences)
+    assert result["on_policy"]["generation_flops"] == generated > 0
+    assert result["flops"] == run_flops(model, 32, result["tokens"], teacher["forward_flops_per_token"]).total \
+        + generated
+    assert result["distillation"]["kd"] == "jsd" and result["distillation"]["kd_weight"] == 1.0
+    metrics = [json.loads(line) for line in (runs / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["kd"] > 0 for m in metrics)
+
+
+@pytest.mark.slow
+def test_an_on_policy_run_killed_mid_run_resumes_to_the_same_weights(runs, tmp_path, cli, kill_after_checkpoint):
+    out = tmp_path / "student"
+    args = ("distill", "--teacher", runs / "teacher", "--out", out, *STUDENT)
+    killed_at = kill_after_checkpoint(out, *args)
+    assert 0 < killed_at < 24
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert f"resuming {out} from step {killed_at}/24" in err
+    resumed, uninterrupted = read_json(out / "result.json"), read_json(runs / "student" / "result.json")
+    assert resumed["val_loss"] == uninterrupted["val_loss"]
+    assert resumed["on_policy"] == uninterrupted["on_policy"] and resumed["flops"] == uninterrupted["flops"]
+    weights = safetensors.torch.load_file(out / "model.safetensors")
+    expected = safetensors.torch.load_file(runs / "student" / "model.safetensors")
+    assert all(torch.equal(weights[name], expected[name]) for name in expected)
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] == [json.loads(line)["loss"] for line in
+                          (runs / "student" / "metrics.jsonl").read_text().splitlines()][-1]
+
+
+def test_off_policy_runs_keep_their_config_hash():
+    base = dict(teacher="t", out="o", n_layers=1, tokens=1000)
+    assert ON_POLICY_KEYS <= DistillConfig(**base).unused_keys()  # as before these settings existed
+    on_policy = DistillConfig(**base, on_policy_fraction=0.5)
+    assert not ON_POLICY_KEYS & on_policy.unused_keys()
+    assert on_policy.hash() != DistillConfig(**base).hash()
+    assert on_policy.hash() != DistillConfig(**base, on_policy_fraction=0.5, on_policy_temperature=0.5).hash()
+
+
+def test_on_policy_with_a_served_teacher_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="not available with --teacher-url"):
+        DistillConfig(teacher_url="http://127.0.0.1:1/v1", top_k=4, tokenizer="t.json", out="o", n_layers=1,
+                      tokens=1000, on_policy_fraction=0.5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--on-policy-fraction", "0.5", "--on-policy-prompt-tokens", "20", "--on-policy-continuation-tokens", "20"),
+     "exceed the window of seq_len + 1 = 33 tokens"),
+    (("--on-policy-temperature", "0.5"), "on_policy_temperature needs on_policy_fraction > 0"),
+    (("--on-policy-fraction", "1.5"), "on-policy-fraction"),
+])
+def test_bad_on_policy_settings_are_one_line(runs, cli, tmp_path, args, message):
+    code, _, err = cli("distill", "--teacher", runs / "teacher", "--out", tmp_path / "s", "--n-layers", "1",
+                       "--tokens", "1k", *SHAPE, *args)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2
+    assert not (tmp_path / "s").exists()
