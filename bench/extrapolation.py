@@ -34,7 +34,8 @@ from distillscale.laws.selection import fit_supervised
 BANDS = ((1.0, 2.0), (2.0, 4.0), (4.0, 8.0))
 # Variants of the fit that the pack compares; "auto" is the default fit_supervised.
 FITS = {
-    "auto": {},
+    "before": {"ensemble": False},  # form auto before the validation pack: one form chosen by backtest
+    "auto": {},                     # the default: the median of the three forms, refitted into one law
     "tied": {"form": "tied"},
     "chinchilla": {"form": "chinchilla"},
     "busbridge": {"form": "busbridge"},
@@ -42,6 +43,7 @@ FITS = {
     "auto-total-N": {"params": "total_params"},
     "auto-both-N": {"with_total": True},
 }
+DEFAULT_FITS = ["before", "auto", "tied", "chinchilla", "busbridge"]
 
 
 def held_back(N: np.ndarray) -> np.ndarray:
@@ -138,7 +140,7 @@ def fmt(s: dict) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="*", default=None, help="published sets (default: every available one)")
-    parser.add_argument("--fits", nargs="*", default=list(FITS), choices=list(FITS))
+    parser.add_argument("--fits", nargs="*", default=DEFAULT_FITS, choices=list(FITS))
     parser.add_argument("--cuts", type=int, default=3, help="size cuts per set (development)")
     parser.add_argument("--bootstrap", type=int, default=0)
     parser.add_argument("--held-back", action="store_true", help="evaluate the held-back largest runs instead")
