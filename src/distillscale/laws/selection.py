@@ -240,11 +240,13 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     if irreducible_loss_prior is not None:
         e_options = ([e_options[0]] if auto else []) + [("prior", tuple(irreducible_loss_prior))]
     combined = auto and ensemble
-    candidates = [
-        SupervisedCandidate(f, e if kind == "fixed" else None, e if kind == "prior" else None, m, p)
-        for (kind, e), m, p, f in itertools.product(
-            e_options, filters, list(columns) if auto else ["non-embedding"],
-            AUTO_SUPERVISED + (MEDIAN,) if combined else AUTO_SUPERVISED if auto else (form,))]
+    # Each median follows its members (their fold fits are reused); without it, the order of old.
+    combos = list(itertools.product(e_options, filters, list(columns) if auto else ["non-embedding"]))
+    forms = AUTO_SUPERVISED if auto else (form,)
+    pairs = ([(f, combo) for combo in combos for f in forms + (MEDIAN,)] if combined
+             else [(f, combo) for f in forms for combo in combos])
+    candidates = [SupervisedCandidate(f, e if kind == "fixed" else None, e if kind == "prior" else None, m, p)
+                  for f, ((kind, e), m, p) in pairs]
 
     def eligible(candidate: SupervisedCandidate) -> np.ndarray:
         if candidate.min_tokens_per_param is None:
