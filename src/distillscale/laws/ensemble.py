@@ -75,15 +75,20 @@ class MedianLawFitter:
 
     def fit(self, N, D, loss) -> "MedianLawFitter":
         runs = Runs(N, D, loss)
-        self.members_ = [member.fit(runs.params, runs.tokens, runs.loss) for member in self.members]
+        # A form with more coefficients than there are runs sits out (the median of the others);
+        # with none left, the error of the one that needs the fewest runs says how many.
+        able = [m for m in self.members if len(m.form.parameters) <= len(runs)]
+        if not able:
+            min(self.members, key=lambda m: len(m.form.parameters))._check_runs(len(runs))
+        self.members_ = [member.fit(runs.params, runs.tokens, runs.loss) for member in able]
         n, d = median_grid(runs.params, runs.tokens, self.reach)
         refit = _refitter(self.members[0].irreducible_loss, level=self.level, seed=self.members[0].seed)
         refit.fit(n, d, np.median([m.law_.predict(n, d) for m in self.members_], axis=0))
-        forms = ", ".join(m.form_name for m in self.members)
+        forms = ", ".join(m.form_name for m in self.members_)
         record = refit.record_.model_copy(update={
             "objective": f"least squares of log L_hat - log (median of the {forms} fits' predictions) on a "
                          f"grid of {len(n)} (N, D) up to {self.reach:g}x the largest fitted N; each member "
-                         f"fitted by {self.members[0].record_.objective} (Huber delta per form)",
+                         f"fitted by {self.members_[0].record_.objective} (Huber delta per form)",
             "n_runs": len(runs), "data_hash": runs.data_hash(), "data_range": runs.data_range(),
             "solver": f"median of the {forms} fits, refitted in the {REFIT_FORM} form: {refit.record_.solver}",
             "diagnostics": self._diagnostics(refit, runs)})
