@@ -156,8 +156,8 @@ def test_fewer_runs_than_coefficients(cli, tmp_path):
     path = tmp_path / "few.csv"
     path.write_text("params,tokens,loss\n1e8,2e9,3.0\n2e8,4e9,2.8\n4e8,8e9,2.6\n")
     code, _, err = cli("fit", "supervised", path, "--bootstrap", "0")
-    # The default (the median of the forms) needs the runs of its smallest form, tied: 4.
-    assert code == 2 and "3 runs cannot determine the 4 parameters of the tied law" in err
+    # The default (the median of the forms) needs at least two forms determined: chinchilla has 5 coefficients.
+    assert code == 2 and "3 runs cannot determine the 5 parameters of the chinchilla law" in err
 
 
 def test_distillation_bad_inputs(cli, tmp_path):

@@ -75,11 +75,11 @@ class MedianLawFitter:
 
     def fit(self, N, D, loss) -> "MedianLawFitter":
         runs = Runs(N, D, loss)
-        # A form with more coefficients than there are runs sits out (the median of the others);
-        # with none left, the error of the one that needs the fewest runs says how many.
+        # A form with more coefficients than runs sits out; a median needs at least two forms, so
+        # with fewer the second-smallest form's error says how many runs are needed.
         able = [m for m in self.members if len(m.form.parameters) <= len(runs)]
-        if not able:
-            min(self.members, key=lambda m: len(m.form.parameters))._check_runs(len(runs))
+        if len(able) < min(2, len(self.members)):
+            sorted(self.members, key=lambda m: len(m.form.parameters))[min(1, len(self.members) - 1)]._check_runs(len(runs))
         self.members_ = [member.fit(runs.params, runs.tokens, runs.loss) for member in able]
         n, d = median_grid(runs.params, runs.tokens, self.reach)
         refit = _refitter(self.members[0].irreducible_loss, level=self.level, seed=self.members[0].seed)
