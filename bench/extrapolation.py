@@ -1,11 +1,14 @@
 """How the supervised fit extrapolates on published training runs (`laws.published`): fit every set
 below a size cut, predict the runs 1-8x larger, and print per set and per distance band the mean and
 max |relative error|, the coverage of the 90% intervals and their median half-width, for the
-default fit (`fit_supervised`, form auto) and for each candidate form fitted alone.
+default fit (`fit_supervised`, form auto: the median of the three forms refitted into one law),
+the default before the pack ("before": one form chosen by backtest, `ensemble=False`) and each
+candidate form fitted alone; with both defaults, a before -> after table per set.
 
     python bench/extrapolation.py                      # development runs (the held-back ones stay out)
     python bench/extrapolation.py --held-back          # the held-back runs: report once, at the end
     python bench/extrapolation.py --sets gadre2024_c4 --fits auto --json out.json
+    python bench/extrapolation.py --fits before auto   # the old default (ensemble=False) against the new
 
 Each set's largest runs (every run within the top doubling of model size, N > max N / 2) are held
 back from every decision: the development evaluation never fits or predicts them. A cut is a model
@@ -34,7 +37,8 @@ from distillscale.laws.selection import fit_supervised
 BANDS = ((1.0, 2.0), (2.0, 4.0), (4.0, 8.0))
 # Variants of the fit that the pack compares; "auto" is the default fit_supervised.
 FITS = {
-    "auto": {},
+    "before": {"ensemble": False},  # form auto before the validation pack: one form chosen by backtest
+    "auto": {},                     # the default: the median of the three forms, refitted into one law
     "tied": {"form": "tied"},
     "chinchilla": {"form": "chinchilla"},
     "busbridge": {"form": "busbridge"},
@@ -42,6 +46,7 @@ FITS = {
     "auto-total-N": {"params": "total_params"},
     "auto-both-N": {"with_total": True},
 }
+DEFAULT_FITS = ["before", "auto", "tied", "chinchilla", "busbridge"]
 
 
 def held_back(N: np.ndarray) -> np.ndarray:
@@ -138,7 +143,7 @@ def fmt(s: dict) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="*", default=None, help="published sets (default: every available one)")
-    parser.add_argument("--fits", nargs="*", default=list(FITS), choices=list(FITS))
+    parser.add_argument("--fits", nargs="*", default=DEFAULT_FITS, choices=list(FITS))
     parser.add_argument("--cuts", type=int, default=3, help="size cuts per set (development)")
     parser.add_argument("--bootstrap", type=int, default=0)
     parser.add_argument("--held-back", action="store_true", help="evaluate the held-back largest runs instead")
@@ -178,6 +183,16 @@ def main():
             print(f"{name:<26} {fmt(s)}   {bands}   {chosen}  ({r['cpu_s']:.0f} s CPU)", flush=True)
         s = summarise(pooled)
         print(f"{'pack (pooled)':<26} {fmt(s)}   worst set mean {worst:.2%}")
+    if "before" in fits and "auto" in fits:
+        print("\n== before (one form chosen by backtest) vs after (median of the forms, refitted) ==")
+        print(f"{'set':<26} {'n':>4} {'mean':>15} {'max':>15} {'cover':>11} {'half-w':>15}")
+        for name in names:
+            b, a = summarise(results[f"before/{name}"]), summarise(results[f"auto/{name}"])
+            if not a.get("n"):
+                continue
+            print(f"{name:<26} {a['n']:>4} " + " ".join(
+                f"{b[k]:>6.2%} -> {a[k]:>6.2%}" if k != "coverage" else f"{b[k]:>3.0%} -> {a[k]:>3.0%}"
+                for k in ("mean", "max", "coverage", "half_width")))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, default=float)

@@ -497,13 +497,16 @@ class SupervisedLawFitter(_LogLossFitter):
     def predict(self, N, D):
         return self.law_.predict(N, D)
 
+    def fit_subsets(self, N, D, loss, masks: list[np.ndarray]) -> list[SupervisedLaw | str]:
+        """For each subset of the runs (a boolean mask), the law of a point fit on that subset
+        alone, or why it could not be fitted (see `_fit_subsets`)."""
+        return [fit if isinstance(fit, str) else SupervisedLaw(**self.form.to_coefficients(fit))
+                for fit in self._fit_subsets(Runs(N, D, loss), masks)]
+
     def predict_subsets(self, N, D, loss, masks: list[np.ndarray]) -> list[np.ndarray | str]:
         """For each subset of the runs (a boolean mask), the predictions for every run of a point
         fit on that subset alone, or why it could not be fitted (see `_fit_subsets`)."""
-        runs = Runs(N, D, loss)
-        fits = self._fit_subsets(runs, masks)
-        return [fit if isinstance(fit, str) else SupervisedLaw(**self.form.to_coefficients(fit)).predict(runs.params, runs.tokens)
-                for fit in fits]
+        return [law if isinstance(law, str) else law.predict(N, D) for law in self.fit_subsets(N, D, loss, masks)]
 
 
 class DistillationLawFitter(_LogLossFitter):

@@ -79,7 +79,7 @@ def _print_selection(fit: LawFit) -> None:
         # Teacher strengths (1 / L_T) span a few percent: show distances on that scale.
         distances = (1, 2, 4, 10) if extrapolation.scale_name == "params" else (1, 1.05, 1.1, 1.25)
         widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in distances)
-        source = (f"from {extrapolation.n_points} backtest predictions of all candidates" if extrapolation.measured
+        source = (f"from {extrapolation.n_points} backtest predictions of the candidates that could be chosen" if extrapolation.measured
                   else "not measured: the literature's typical error, for want of a backtest")
         console.print(f"extrapolation error ({extrapolation.level:.0%}, {source}): {widths} the largest "
                       f"fitted {extrapolation.scale_name}; predict, plan and teacher add it to their intervals")

@@ -28,6 +28,7 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds, run_backtest
+from distillscale.laws.ensemble import MedianLawFitter, median_law
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter, check_intervals
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet
@@ -44,6 +45,8 @@ POOL_WITHIN = float("inf")
 # crawl for ~800 iterations while its predictions stopped moving long before; the final fit is not capped.
 BACKTEST_MAX_ITER = 300
 AUTO_SUPERVISED = ("tied", "chinchilla", "busbridge")
+# form="auto": the median of these forms' predictions, refitted into one law (`laws.ensemble`).
+MEDIAN = "median"
 DISTILLATION_FORMS = ("tied", "free")
 
 
@@ -59,7 +62,7 @@ class SupervisedCandidate:
 
     @property
     def name(self) -> str:
-        parts = [self.form]
+        parts = [f"median of {', '.join(AUTO_SUPERVISED)}" if self.form == MEDIAN else self.form]
         if self.irreducible_loss is not None:
             parts.append(f"E = {self.irreducible_loss:g}")
         if self.irreducible_loss_prior is not None:
@@ -72,7 +75,15 @@ class SupervisedCandidate:
 
     @property
     def n_parameters(self) -> int:
-        return len(SUPERVISED_FORMS[self.form].parameters) - (self.irreducible_loss is not None)
+        form = "busbridge" if self.form == MEDIAN else self.form  # the median is refitted in the busbridge form
+        return len(SUPERVISED_FORMS[form].parameters) - (self.irreducible_loss is not None)
+
+    def members(self) -> list["SupervisedCandidate"]:
+        """The forms whose median this candidate is (itself for a single form)."""
+        if self.form != MEDIAN:
+            return [self]
+        return [SupervisedCandidate(f, self.irreducible_loss, self.irreducible_loss_prior, self.min_tokens_per_param,
+                                    self.params) for f in AUTO_SUPERVISED]
 
 
 @dataclass(frozen=True)
@@ -169,8 +180,10 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    irreducible_loss: float | None = None,
                    irreducible_loss_prior: tuple[float, float] | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
-                   max_folds: int = MAX_FOLDS, unique_tokens=None, **fitter_options) -> LawFit:
-    """Fit L(N, D) with form selection by backtest (form="auto") or in one given form.
+                   max_folds: int = MAX_FOLDS, unique_tokens=None, ensemble: bool = True,
+                   **fitter_options) -> LawFit:
+    """Fit L(N, D): with form="auto" the median of the three forms refitted into one law
+    (`laws.ensemble`), or in one given form.
 
     The runs: `fit_supervised(df, params="N", tokens="D", loss="loss")` with the columns of a
     table (a pandas DataFrame or a dict of columns; default names params, tokens, loss), or the
@@ -178,11 +191,16 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     validation loss (nats/token), positive, one per run. `flops` (training FLOPs C, a column or the
     values) instead of `tokens` gives D = C / 6N.
 
-    With form="auto" the candidates are the forms tied, chinchilla and busbridge, each also with
-    the given E (fixed or prior), data filter (minimum tokens per parameter) and total parameters
-    (`total_params`, a column or values, when given) as alternatives to E free, every run and
-    non-embedding N. With a form given, that form with the given choices is the only candidate
-    (still backtested). `fitter_options` go to `SupervisedLawFitter` (bootstrap, level, seed, grid,
+    With form="auto" the candidate is the median of the forms tied, chinchilla and busbridge
+    (each fitted to the runs; the median of their predictions refitted into one law of the
+    busbridge form, see `laws.ensemble`: on the validation pack it extrapolates better than any one
+    form, and better than choosing one form per fit by its backtest), also with the given E (fixed
+    or prior), data filter (minimum tokens per parameter) and total parameters (`total_params`, a
+    column or values, when given) as alternatives to E free, every run and non-embedding N, chosen
+    among by backtest; the forms alone are backtested too and reported, but not chosen. With
+    `ensemble=False`, form="auto" chooses among the forms themselves by backtest instead (the
+    default before the validation pack). With a form given, that form with the given choices is
+    the only candidate (still backtested). `fitter_options` go to `SupervisedLawFitter` (bootstrap, level, seed, grid,
     huber_delta, ...).
 
     `unique_tokens` (a column or values: the unique tokens U behind each run's D): when some runs
@@ -221,11 +239,14 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
         e_options = ([e_options[0]] if auto else []) + [("fixed", irreducible_loss)]
     if irreducible_loss_prior is not None:
         e_options = ([e_options[0]] if auto else []) + [("prior", tuple(irreducible_loss_prior))]
-    candidates = [
-        SupervisedCandidate(f, e if kind == "fixed" else None, e if kind == "prior" else None, m, p)
-        for f, (kind, e), m, p in itertools.product(
-            AUTO_SUPERVISED if auto else (form,), e_options, filters,
-            list(columns) if auto else ["non-embedding"])]
+    combined = auto and ensemble
+    # Each median follows its members (their fold fits are reused); without it, the order of old.
+    combos = list(itertools.product(e_options, filters, list(columns) if auto else ["non-embedding"]))
+    forms = AUTO_SUPERVISED if auto else (form,)
+    pairs = ([(f, combo) for combo in combos for f in forms + (MEDIAN,)] if combined
+             else [(f, combo) for f in forms for combo in combos])
+    candidates = [SupervisedCandidate(f, e if kind == "fixed" else None, e if kind == "prior" else None, m, p)
+                  for f, ((kind, e), m, p) in pairs]
 
     def eligible(candidate: SupervisedCandidate) -> np.ndarray:
         if candidate.min_tokens_per_param is None:
@@ -236,28 +257,53 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                             "lower the minimum")
         return keep
 
-    def make(candidate: SupervisedCandidate, **overrides) -> SupervisedLawFitter:
+    def make(candidate: SupervisedCandidate, **overrides) -> SupervisedLawFitter | MedianLawFitter:
+        if candidate.form == MEDIAN:
+            return MedianLawFitter([make(member, **overrides) for member in candidate.members()])
         return SupervisedLawFitter(candidate.form, irreducible_loss=candidate.irreducible_loss,
                                    irreducible_loss_prior=candidate.irreducible_loss_prior,
                                    **{**fitter_options, **overrides})
 
+    fold_fits: dict = {}  # (candidate, folds) -> the laws of its fold fits: the median reuses its members'
+
+    def fold_laws(candidate: SupervisedCandidate, trains: list[np.ndarray]) -> list:
+        key = (candidate, tuple(t.tobytes() for t in trains))
+        if key not in fold_fits:
+            fold_fits[key] = make(candidate, bootstrap=0, max_iter=BACKTEST_MAX_ITER).fit_subsets(
+                columns[candidate.params], D, loss, trains)
+        return fold_fits[key]
+
     def fit_predict(candidate: SupervisedCandidate) -> Callable[[list[np.ndarray]], list]:
         n = columns[candidate.params]
-        return lambda trains: make(candidate, bootstrap=0, max_iter=BACKTEST_MAX_ITER).predict_subsets(
-            n, D, loss, trains)
+
+        def predict(trains: list[np.ndarray]) -> list:
+            laws = list(zip(*(fold_laws(member, trains) for member in candidate.members())))
+            out = []
+            for train, fold in zip(trains, laws):
+                failed = [law for law in fold if isinstance(law, str)]
+                if failed:
+                    out.append(failed[0])
+                elif candidate.form == MEDIAN:
+                    out.append(median_law(list(fold), n[train], D[train],
+                                          irreducible_loss=candidate.irreducible_loss).predict(n, D))
+                else:
+                    out.append(fold[0].predict(n, D))
+            return out
+        return predict
 
     def without_backtest(candidates: list[SupervisedCandidate]) -> int:
         """Nothing to choose by: chinchilla with the choices the user gave (E, the data filter),
         on non-embedding N; with a backtest they are alternatives, without one they apply."""
         return max(range(len(candidates)), key=lambda i: (
-            candidates[i].form == "chinchilla" or not auto,
+            candidates[i].form == (MEDIAN if combined else "chinchilla") or not auto,
             candidates[i].irreducible_loss is not None or candidates[i].irreducible_loss_prior is not None,
             candidates[i].min_tokens_per_param is not None, candidates[i].params == "non-embedding", -i))
 
     return _select(candidates, [columns[c.params] for c in candidates], loss, eligible, fit_predict,
                    lambda c, rows: make(c).fit(columns[c.params][rows], D[rows], loss[rows]),
                    scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
-                   level=fitter_options.get("level", 0.9), fallback=without_backtest)
+                   level=fitter_options.get("level", 0.9), fallback=without_backtest,
+                   can_win=(lambda c: c.form == MEDIAN) if combined else None)
 
 
 def _check_fitter_options(fitter_class, options: dict) -> None:
@@ -506,9 +552,12 @@ class _DistillationCandidate:
 
 
 def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, scale_name: str,
-            min_levels: int, backtest: bool, max_folds: int, level: float, fallback=None) -> LawFit:
+            min_levels: int, backtest: bool, max_folds: int, level: float, fallback=None,
+            can_win: Callable | None = None) -> LawFit:
     """Backtest every candidate on shared folds, choose, refit the winner with its bootstrap;
-    without a backtest score, `fallback(candidates)` picks (default: chinchilla, else the first)."""
+    without a backtest score, `fallback(candidates)` picks (default: chinchilla, else the first).
+    `can_win(candidate)`: only those may be chosen (the others are backtested and reported, e.g.
+    the forms whose median is the candidate); their errors alone make the intervals."""
     masks = [eligible(c) for c in candidates]
     scores: list[CandidateScore] = []
     if backtest:
@@ -525,6 +574,8 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
                 "no fold could be fitted: " + "; ".join(sorted(set(result.skipped.values())))[:300])
             scores.append(CandidateScore(candidate.name, candidate.n_parameters, result, score, note))
     scored = [s for s in scores if s.score is not None]
+    if can_win is not None and any(can_win(c) for c, s in zip(candidates, scores) if s.score is not None):
+        scored = [s for c, s in zip(candidates, scores) if s.score is not None and can_win(c)]
     if scored:
         best = min(s.score for s in scored)
         within = [s for s in scored if s.score <= best * (1 + PARSIMONY)]
@@ -536,6 +587,10 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
                   f"({lowest.name}: {lowest.score:.2%}) with fewer parameters")
         if len(candidates) == 1:
             reason = f"the only candidate (backtest error {winner.score:.2%})"
+        elif len(scored) == 1 and can_win is not None:
+            others = [s for s in scores if s is not winner and s.score is not None]
+            reason = f"backtest error {winner.score:.2%}" + (
+                "; the forms alone, not chosen: " + ", ".join(f"{s.name} {s.score:.2%}" for s in others) if others else "")
     else:
         # Nothing to compare by: keep the default (chinchilla if asked, else the first candidate)
         # and say in the record that no backtest supports it.

@@ -1,0 +1,134 @@
+"""One law from several forms: the median of their predictions, refitted into a single law.
+
+On the validation pack (`laws.published`, bench/extrapolation.py) no one form extrapolates best on
+every set: tied exponents are the best on Epoch's Chinchilla runs and the worst on Porian's, the
+free chinchilla form the reverse; choosing one per fit by its backtest picks the luckiest form on
+few folds and lost to the median of the three forms' predictions on every development set. The
+median is not itself a law the planner can optimise, so it is refitted into one: the Busbridge
+form (gamma free, the most flexible of the three) fitted by least squares in log space to the
+median of the members' predictions on a grid of sizes from the smallest fitted to REACH times the
+largest, at the fitted runs' tokens per parameter.
+
+    fitter = MedianLawFitter([SupervisedLawFitter(f, bootstrap=200) for f in ("tied", "chinchilla", "busbridge")])
+    fitter.fit(N, D, loss).law_                       # a SupervisedLaw, with its fit record
+    median_law([law_a, law_b, law_c], N, D)           # the refit alone, from laws already fitted
+
+The bootstrap: the members share their seed, so their k-th resamples are the same resample of the
+runs; the ensemble's k-th sample is the refit of the median of the members' k-th fits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from distillscale.laws.fitting import Runs, SupervisedLawFitter
+from distillscale.laws.forms import SupervisedLaw
+from distillscale.laws.lbfgs import MultiStartResult
+
+# The grid the median is refitted on: sizes from the smallest fitted to REACH times the largest
+# (the planner's and the pack's extrapolations reach 8x), log-spaced, at tokens per parameter
+# spanning the fitted runs'.
+REACH = 16.0
+GRID_SIZES = 24
+GRID_RATIOS = 12
+# The refit is a least-squares fit (this Huber delta on log-loss is far above any residual).
+REFIT_DELTA = 1.0
+REFIT_FORM = "busbridge"
+
+
+def median_grid(N: np.ndarray, D: np.ndarray, reach: float = REACH) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) of the refit grid for runs of sizes N and tokens D."""
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    sizes = np.geomspace(N.min(), N.max() * reach, GRID_SIZES)
+    ratio = D / N
+    ratios = np.geomspace(ratio.min(), ratio.max(), GRID_RATIOS) if ratio.max() > ratio.min() else ratio[:1]
+    n, r = (a.ravel() for a in np.meshgrid(sizes, ratios))
+    return n, n * r
+
+
+def _refitter(irreducible_loss: float | None = None, **options) -> SupervisedLawFitter:
+    return SupervisedLawFitter(REFIT_FORM, bootstrap=0, huber_delta=REFIT_DELTA, irreducible_loss=irreducible_loss,
+                               **options)
+
+
+def median_law(laws: list[SupervisedLaw], N: np.ndarray, D: np.ndarray, reach: float = REACH,
+               irreducible_loss: float | None = None) -> SupervisedLaw:
+    """The single law nearest (least squares of log-loss on `median_grid`) to the median of the
+    laws' predictions, E held at `irreducible_loss` if given: the point refit, as backtests need it."""
+    n, d = median_grid(N, D, reach)
+    target = np.median([law.predict(n, d) for law in laws], axis=0)
+    return _refitter(irreducible_loss).fit(n, d, target).law_
+
+
+class MedianLawFitter:
+    """Fit every member form to the runs, then the single law nearest the median of their
+    predictions (`median_law`), with a bootstrap from the members' resamples. Quacks like a
+    SupervisedLawFitter where `LawFit` needs it: `law_`, `intervals_`, `not_identified_`,
+    `bootstrap`, `members_`."""
+
+    def __init__(self, members: list[SupervisedLawFitter], reach: float = REACH):
+        self.members = members
+        self.reach = reach
+        self.bootstrap = members[0].bootstrap
+        self.level = members[0].level
+
+    def fit(self, N, D, loss) -> "MedianLawFitter":
+        runs = Runs(N, D, loss)
+        # A form with more coefficients than runs sits out; a median needs at least two forms, so
+        # with fewer the second-smallest form's error says how many runs are needed.
+        able = [m for m in self.members if len(m.form.parameters) <= len(runs)]
+        if len(able) < min(2, len(self.members)):
+            sorted(self.members, key=lambda m: len(m.form.parameters))[min(1, len(self.members) - 1)]._check_runs(len(runs))
+        self.members_ = [member.fit(runs.params, runs.tokens, runs.loss) for member in able]
+        n, d = median_grid(runs.params, runs.tokens, self.reach)
+        refit = _refitter(self.members[0].irreducible_loss, level=self.level, seed=self.members[0].seed)
+        refit.fit(n, d, np.median([m.law_.predict(n, d) for m in self.members_], axis=0))
+        forms = ", ".join(m.form_name for m in self.members_)
+        record = refit.record_.model_copy(update={
+            "objective": f"least squares of log L_hat - log (median of the {forms} fits' predictions) on a "
+                         f"grid of {len(n)} (N, D) up to {self.reach:g}x the largest fitted N; each member "
+                         f"fitted by {self.members_[0].record_.objective} (Huber delta per form)",
+            "n_runs": len(runs), "data_hash": runs.data_hash(), "data_range": runs.data_range(),
+            "solver": f"median of the {forms} fits, refitted in the {REFIT_FORM} form: {refit.record_.solver}",
+            "diagnostics": self._diagnostics(refit, runs)})
+        refit.record_ = record
+        if self.bootstrap and all(m.samples_ is not None for m in self.members_):
+            refit.samples_, refit.bootstrap_result_ = self._bootstrap(refit, n, d)
+            refit.bootstrap = self.bootstrap
+        law = SupervisedLaw(**refit.form.to_coefficients(refit.x_))
+        fixed = ("E",) if refit.irreducible_loss is not None else ()
+        law.fit = refit._finish_record([c for c in SupervisedLaw.COEFFICIENTS if c not in fixed])
+        refit.law_ = law
+        self.refit_, self.law_ = refit, law
+        self.intervals_, self.not_identified_ = refit.intervals_, refit.not_identified_
+        return self
+
+    def predict(self, N, D):
+        return self.law_.predict(N, D)
+
+    def _diagnostics(self, refit: SupervisedLawFitter, runs: Runs):
+        law = SupervisedLaw(**refit.form.to_coefficients(refit.x_))
+        relative = law.predict(runs.params, runs.tokens) / runs.loss - 1
+        return refit.diagnostics_.model_copy(update={
+            "rmse_log_loss": float(np.sqrt(np.mean(np.log1p(relative) ** 2))),
+            "max_relative_error": float(np.max(np.abs(relative)))})
+
+    def _bootstrap(self, refit: SupervisedLawFitter, n: np.ndarray, d: np.ndarray):
+        """The k-th sample: the refit (from the point refit) of the median of the members' k-th fits."""
+        member_predictions = []
+        for member in self.members_:
+            point = member.law_.coefficients()
+            member_predictions.append(np.stack([
+                SupervisedLaw(**{**point, **member.form.to_coefficients(x)}).predict(n, d)
+                for x in member.samples_]))
+        targets = np.median(member_predictions, axis=0)
+        results = []
+        start = torch.as_tensor(refit.x_, dtype=torch.float64)[None]
+        base = Runs(n, d, targets[0]).log_tensors()
+        for target in targets:
+            tensors = {**base, "log_loss": torch.as_tensor(np.log(target), dtype=torch.float64)}
+            results.append(refit._minimize(tensors, start))
+        merged = MultiStartResult(*(np.concatenate([getattr(r, f) for r in results])
+                                    for f in ("xs", "funs", "nits", "nfevs", "grad_norms", "statuses")))
+        return merged.xs, merged
