@@ -241,6 +241,24 @@ def test_a_repetition_spec_trains_each_size_on_nested_subsets(tmp_path):
         load_sweep_spec(tmp_path / "bad.toml")
 
 
+def test_students_seeds_train_each_repeated_run_and_its_one_epoch_reference_per_seed(tmp_path):
+    """[students] seeds = k over every size: each seed has its own ladder (its longest run the 1-epoch
+    reference) and its own repeated runs, so every (mode, epochs) cell holds k runs, seeds 0 .. k-1."""
+    from distillscale.sweeps.spec import load_sweep_spec
+
+    (tmp_path / "spec.toml").write_text(REPETITION_SPEC.replace("tokens_per_param = [1, 2, 4]",
+                                                                "tokens_per_param = [1, 2, 4]\nseeds = 3"))
+    spec = load_sweep_spec(tmp_path / "spec.toml")
+    students = [run for run in spec.runs if run.kind != "teacher"]
+    longest = max(run.tokens for run in students)
+    for kind in ("baseline", "student"):
+        for epochs in (None, 2.0, 8.0):
+            cell = [run for run in students if run.kind == kind and run.epochs == epochs and run.tokens == longest]
+            assert sorted(run.settings["seed"] for run in cell) == [0, 1, 2]
+            assert len({run.run_id for run in cell}) == 3
+    assert len([run for run in spec.runs if run.kind == "teacher"]) == 1   # the teacher keeps one seed
+
+
 def test_unique_tokens_is_refused_with_a_logit_cache(tmp_path):
     from distillscale.training.config import DistillConfig
 

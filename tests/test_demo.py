@@ -36,7 +36,7 @@ def test_full_demo_sweep_can_check_extrapolation():
 def test_the_repetition_sweep_keeps_the_micro_conventions_and_repeats_both_modes():
     """demo --repetition: the micro sweep's [data] and [model], its student depths and a teacher of
     its ladder; per student size and mode a fresh ladder of >= 4 budgets and the longest budget on
-    2, 4, 8 and 16 epochs of nested subsets (enough runs for the fit and its <= 4-epoch backtest)."""
+    2, 4, 8 and 16 epochs of nested subsets (enough runs for the fit and its <= 4-epoch backtest), 2 seeds each."""
     micro = load_sweep_spec(builtin_spec()).sections
     spec = builtin_sweep(repetition=True)
     table = spec.sections
@@ -49,7 +49,8 @@ def test_the_repetition_sweep_keeps_the_micro_conventions_and_repeats_both_modes
             runs = [run for run in spec.runs if run.kind == kind and run.n_layers == n_layers]
             fresh = [run for run in runs if run.epochs is None]
             longest = max(run.tokens for run in fresh)
-            assert len(fresh) >= 4 and sorted(run.epochs for run in runs if run.epochs) == [2, 4, 8, 16]
+            assert len(fresh) >= 4 and sorted(run.epochs for run in runs if run.epochs) == sorted([2, 4, 8, 16] * 2)
+            assert sorted(run.settings["seed"] for run in runs if run.epochs == 16) == [0, 1]  # seed noise
             assert all(run.tokens == longest for run in runs if run.epochs)
     with pytest.raises(UserError, match="--repetition runs its own micro sweep"):
         builtin_sweep(quick=True, repetition=True)

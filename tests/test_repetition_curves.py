@@ -50,6 +50,27 @@ def test_a_known_r_star_is_recovered_with_its_interval_and_backtest():
     assert curve.to_dict()["backtest"]["mean_abs_error_plain"] > 10 * curve.backtest_error()
 
 
+@pytest.mark.slow
+def test_seeds_of_one_run_are_fitted_together_and_scored_by_their_mean():
+    """Runs repeated with seeds (same N, D, U): all enter the fit; each size's losses and each backtest
+    cell are the seed mean, with the pooled seed spread measured."""
+    from distillscale.laws.repetition_curves import fit_repetition_curve
+
+    seeds = [distilled_table(r_star=3.0, noise=0.01, seed=seed) for seed in range(3)]
+    table = {key: np.concatenate([t[key] for t in seeds]) for key in seeds[0]}
+    curve = fit_repetition_curve(table["params"], table["tokens"], table["unique_tokens"], table["loss"],
+                                 name="distilled", form="chinchilla", bootstrap=0)
+    assert curve.n_runs == 54 and 0.004 < curve.seed_spread < 0.02
+    assert sorted(run["epochs"] for run in curve.backtest) == [8, 8, 16, 16]
+    for run in curve.backtest:
+        measured = table["loss"][(table["params"] == run["params"]) & np.isclose(table["unique_tokens"], run["unique_tokens"])]
+        assert run["seeds"] == 3 and run["loss"] == pytest.approx(measured.mean())
+    small = curve.sizes[0]
+    at_16 = (table["params"] == small.params) & np.isclose(table["unique_tokens"], small.tokens / 16)
+    assert small.seeds == 3 and small.loss_max_epochs == pytest.approx(table["loss"][at_16].mean())
+    assert curve.to_dict()["seed_spread"] == curve.seed_spread
+
+
 def test_fit_repetition_curve_needs_repeated_runs_and_a_fresh_ladder():
     from distillscale.errors import ParameterError
     from distillscale.laws.repetition_curves import fit_repetition_curve

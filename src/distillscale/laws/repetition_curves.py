@@ -7,12 +7,17 @@ group and per model size, with the backtest the issue's target names: fitted on 
     curve.R_D_star, curve.interval             # the group's R_D* and its bootstrap interval
     curve.sizes                                # per size: R_D*, loss at 1 and at the most epochs, penalty
     curve.backtest                             # each run beyond 4 epochs: predicted vs measured
+    curve.seed_spread                          # seed-to-seed spread of the loss (runs repeated with seeds)
 
 The runs: a fresh ladder (D <= U) that pins the law's N and D terms, and runs of the same budget D
 drawn from U = D / e unique tokens (e epochs). The law is the supervised form that
 `fit_supervised(..., unique_tokens=...)` profiles with R_D* (`selection.fit_with_repetition`),
 fitted to this group alone: for distilled students of one teacher it stands for the distillation
 law at that teacher's loss (a function of the student's N and D only).
+
+Runs trained with several seeds (a spec's `[students] seeds`) share their (N, D, U): the law and R_D*
+are fitted to every run, the bootstrap resamples runs (so the interval carries the seed noise), and
+the measured losses shown and backtested are each cell's seed mean, next to its seed spread.
 """
 
 from __future__ import annotations
@@ -45,13 +50,15 @@ class SizeRepetition:
     loss_max_epochs: float             # the run of D tokens from the fewest unique ones
     penalty_measured: float | None     # loss_max_epochs / loss_one_epoch - 1
     penalty_fitted: float              # the same ratio under the group's law and R_D*
+    seeds: int = 1                     # runs (seeds) averaged in each of the two losses (the fewest)
+    seed_spread: float | None = None   # pooled relative SD of one run's loss across seeds (its cells)
 
     def to_dict(self) -> dict:
         return {"params": self.params, "tokens": self.tokens, "R_D_star": self.R_D_star,
                 "R_D_star_interval": list(self.interval) if self.interval else None,
                 "loss_one_epoch": self.loss_one_epoch, "max_epochs": self.max_epochs,
                 "loss_max_epochs": self.loss_max_epochs, "penalty_measured": self.penalty_measured,
-                "penalty_fitted": self.penalty_fitted}
+                "penalty_fitted": self.penalty_fitted, "seeds": self.seeds, "seed_spread": self.seed_spread}
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class RepetitionCurve:
     backtest_R_D_star: float | None
     backtest: list[dict] = field(default_factory=list)   # per run beyond backtest_epochs
     backtest_plain: list[dict] = field(default_factory=list)  # the same runs, repeats counted as new
+    seed_spread: float | None = None   # pooled relative SD of one run's loss across seeds (None: one seed)
 
     @property
     def repetition(self) -> Repetition:
@@ -89,7 +97,7 @@ class RepetitionCurve:
         plain = [abs(run["error"]) for run in self.backtest_plain]
         return {"name": self.name, "form": self.form, "coefficients": self.law.coefficients(),
                 "R_D_star": self.R_D_star, "R_D_star_interval": list(self.interval) if self.interval else None,
-                "level": self.level, "n_runs": self.n_runs, "sizes": [size.to_dict() for size in self.sizes],
+                "level": self.level, "n_runs": self.n_runs, "seed_spread": self.seed_spread, "sizes": [size.to_dict() for size in self.sizes],
                 "backtest": {"fitted_up_to_epochs": self.backtest_epochs, "R_D_star": self.backtest_R_D_star,
                              "runs": self.backtest, "mean_abs_error": self.backtest_error(),
                              "max_abs_error": max((abs(r["error"]) for r in self.backtest), default=None),
@@ -131,6 +139,7 @@ def fit_repetition_curve(N, D, U, loss, *, name: str = "runs", form: str = "auto
     held = fit_repetition(law, N, D, U, loss, level=level, bootstrap=bootstrap, seed=seed)
     law.repetition = Repetition(r_star, None, held.interval, f"fitted to the {name} runs")
 
+    cell = _cells(N, D, U)
     sizes = []
     for size in np.unique(N):
         rows = N == size
@@ -140,28 +149,57 @@ def fit_repetition_curve(N, D, U, loss, *, name: str = "runs", form: str = "auto
         at_budget = rows & np.isclose(D, budget, rtol=1e-3)
         most = np.flatnonzero(at_budget)[np.argmax(epochs[at_budget])]
         once = np.flatnonzero(at_budget & ~repeated)
-        one_epoch = float(loss[once[np.argmax(epochs[once])]]) if len(once) else None
+        once = once[cell[once] == cell[once[np.argmax(epochs[once])]]] if len(once) else once
+        most = np.flatnonzero(cell == cell[most])
+        one_epoch = float(loss[once].mean()) if len(once) else None
+        max_loss = float(loss[most].mean())
         own = fit_repetition(law, N[rows], D[rows], U[rows], loss[rows], level=level, bootstrap=bootstrap,
                              seed=seed)
-        fitted = float(predict_repeated(law, law.repetition, size, budget, U[most])
+        fitted = float(predict_repeated(law, law.repetition, size, budget, U[most[0]])
                        / predict_repeated(law, law.repetition, size, budget, budget)) - 1
+        seeds = min(len(most), len(once)) if len(once) else len(most)
         sizes.append(SizeRepetition(float(size), float(budget), own.R_D_star, own.interval, one_epoch,
-                                    float(epochs[most]), float(loss[most]),
-                                    None if one_epoch is None else float(loss[most]) / one_epoch - 1, fitted))
+                                    float(epochs[most[0]]), max_loss,
+                                    None if one_epoch is None else max_loss / one_epoch - 1, fitted,
+                                    seeds, _seed_spread(loss[rows], cell[rows])))
 
     early = epochs <= backtest_epochs * REPEATED
     backtest, plain, early_star = [], [], None
     if (~early).any() and (early & repeated).any():
         early_star, early_law = profile_repetition(make, N[early], D[early], U[early], loss[early])
         plain_law = make().fit(N[early], D[early], loss[early]).law_
-        for row in np.flatnonzero(~early):
+        for key in np.unique(cell[~early]):   # each cell once, scored against its seed mean
+            runs = np.flatnonzero(cell == key)
+            row, measured = runs[0], loss[runs]
             predicted = float(predict_repeated(early_law, Repetition(early_star), N[row], D[row], U[row]))
-            backtest.append(_scored(N[row], D[row], U[row], epochs[row], loss[row], predicted))
-            plain.append(_scored(N[row], D[row], U[row], epochs[row], loss[row], float(plain_law.predict(N[row], D[row]))))
+            backtest.append(_scored(N[row], D[row], U[row], epochs[row], measured, predicted))
+            plain.append(_scored(N[row], D[row], U[row], epochs[row], measured,
+                                 float(plain_law.predict(N[row], D[row]))))
     return RepetitionCurve(name, form, law, r_star, held.interval, level, len(N), sizes, backtest_epochs,
-                           early_star, backtest, plain)
+                           early_star, backtest, plain, _seed_spread(loss, cell))
 
 
-def _scored(N, D, U, epochs, loss, predicted) -> dict:
+def _cells(N, D, U) -> np.ndarray:
+    """One label per run: runs of the same (N, D, U) to 4 significant digits (seeds of one run) share it."""
+    keys = [(f"{n:.4g}", f"{d:.4g}", f"{u:.4g}") for n, d, u in zip(N, D, U)]
+    return np.unique(np.array(keys), axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _seed_spread(loss, cell) -> float | None:
+    """Pooled relative standard deviation of one run's loss across seeds (the cells with several runs),
+    or None when no cell has two."""
+    squares, dof = 0.0, 0
+    for key in np.unique(cell):
+        values = loss[cell == key]
+        if len(values) > 1:
+            squares += float(np.sum((values / values.mean() - 1) ** 2))
+            dof += len(values) - 1
+    return float(np.sqrt(squares / dof)) if dof else None
+
+
+def _scored(N, D, U, epochs, losses, predicted) -> dict:
+    """One backtested cell: its seeds' mean loss (nats/token), how many, their spread, the prediction."""
+    loss = float(np.mean(losses))
     return {"params": float(N), "tokens": float(D), "unique_tokens": float(U), "epochs": float(epochs),
-            "loss": float(loss), "predicted": predicted, "error": predicted / float(loss) - 1}
+            "loss": loss, "seeds": len(losses), "seed_spread": _seed_spread(np.asarray(losses), np.zeros(len(losses), int)),
+            "predicted": predicted, "error": predicted / loss - 1}

@@ -121,7 +121,9 @@ def repetition_line(curve: dict) -> str:
     error = (f"; fitted on <= {backtest['fitted_up_to_epochs']:g} epochs, predicts the runs beyond with mean "
              f"|error| {backtest['mean_abs_error']:.2%} (max {backtest['max_abs_error']:.2%})"
              if backtest["mean_abs_error"] is not None else "")
-    return f"repeated data, {curve['name']}: R_D* = {shown}; {sizes}{error}"
+    spread = curve.get("seed_spread")
+    seeds = f"; seed-to-seed spread of one run's loss {spread:.2%} (seed means shown)" if spread is not None else ""
+    return f"repeated data, {curve['name']}: R_D* = {shown}; {sizes}{error}{seeds}"
 
 
 def report_warnings(report: dict) -> list[str]:

@@ -238,7 +238,9 @@ def _repetition(curves: list[dict[str, Any]]) -> str:
             shown = describe_r_star(star, interval)
             if size is None:
                 error = curve["backtest"]["mean_abs_error"]
-                rows.append([curve["name"], "all", shown, "", "", "", "", "",
+                spread = curve.get("seed_spread")
+                rows.append([curve["name"], "all", shown, "", "", "", "",
+                             "" if spread is None else f"seed spread {spread:.2%}",
                              "" if error is None else f"{error:.2%} mean"])
                 continue
             run = backtest.get((size["params"], size["max_epochs"]))
