@@ -43,8 +43,14 @@ def _write_run_dir(run_dir: Path, N: float, D: float, final_loss: float) -> None
         "plan": {"model": {"vocab_size": 2048, "aspect_ratio": 32}}}))
 
 
-def make_sweep(root: Path, *, students: tuple = STUDENTS, teachers: tuple = TEACHERS, seed: int = 0) -> Path:
-    """A sweep as `sweep export` writes it (records.jsonl) with run directories beside it."""
+ON_POLICY_GAIN = 0.97  # on-policy students' loss: this times the off-policy law's
+
+
+def make_sweep(root: Path, *, students: tuple = STUDENTS, teachers: tuple = TEACHERS, seed: int = 0,
+               on_policy_fraction: float | None = None) -> Path:
+    """A sweep as `sweep export` writes it (records.jsonl) with run directories beside it; with
+    `on_policy_fraction`, the smallest student at M = 20 also distilled on-policy from every teacher,
+    ON_POLICY_GAIN x the law's loss (which an off-policy fit would not follow)."""
     rng = np.random.default_rng(seed)
     noisy = lambda loss: float(loss * (1 + NOISE * rng.standard_normal()))  # noqa: E731
     records = []
@@ -62,9 +68,14 @@ def make_sweep(root: Path, *, students: tuple = STUDENTS, teachers: tuple = TEAC
             add(f"b{j}-{M}", "baseline", N, M * N, noisy(LAWS.supervised.predict(N, M * N)))
             for t in teacher_records:
                 L_T = t["val_loss"]
+                teacher = dict(teacher_id=t["run_id"], teacher_params=t["non_embedding_params"],
+                               teacher_tokens=t["tokens"], teacher_loss=L_T)
                 add(f"s{j}-{M}-{t['run_id']}", "student", N, M * N,
-                    noisy(LAWS.distillation.predict(N, M * N, L_T)), teacher_id=t["run_id"],
-                    teacher_params=t["non_embedding_params"], teacher_tokens=t["tokens"], teacher_loss=L_T)
+                    noisy(LAWS.distillation.predict(N, M * N, L_T)), on_policy_fraction=0.0, **teacher)
+                if on_policy_fraction is not None and j == 0 and M == 20:
+                    add(f"p{j}-{M}-{t['run_id']}", "student", N, M * N,
+                        ON_POLICY_GAIN * LAWS.distillation.predict(N, M * N, L_T),
+                        on_policy_fraction=on_policy_fraction, **teacher)
     path = root / "records.jsonl"
     write_records(records, path, "jsonl")
     return path
@@ -76,7 +87,7 @@ def report(tmp_path_factory):
     from distillscale.cli import main
 
     root = tmp_path_factory.mktemp("sweep")
-    records = make_sweep(root)
+    records = make_sweep(root, on_policy_fraction=0.5)  # on-policy students, outside the distillation fit
     out = root / "report"
     assert main(["report", str(records), "--out", str(out), "--bootstrap", "20", "--max-iter", "200",
                  "--target-params", "1B", "--target-compute", "1e20"]) == 0
@@ -156,7 +167,7 @@ def test_report_html_is_self_contained_with_figures_and_tables(report):
     assert 'id="candidates-supervised"' in page and 'id="candidates-distillation"' in page
     assert f"{data['supervised']['coefficients']['alpha']:.4g}" in page
     assert 'id="plan"' in page and "Extrapolation:" in page
-    assert not re.search(r'(src|href)="(?!data:)', page), "no external assets"
+    assert not re.search(r'(src|href)="(?!data:|#)', page), "no external assets (links within the page only)"
 
 
 def test_report_saves_laws_usable_by_predict(report, cli, tmp_path):
@@ -236,6 +247,69 @@ def test_failed_and_diverged_runs_are_counted_not_fitted(tmp_path):
     runs = load_runs(path)
     assert runs.skipped == {"diverged": 1, "failed": 1}
     assert len(runs.supervised) == len(TEACHERS) - 2 + len(STUDENTS) * len(STUDENT_M)
+
+
+def test_on_policy_students_are_kept_out_of_the_fit_and_shown_beside_it(report):
+    """On-policy students (fraction > 0) are not in the distillation law's fit (the n_runs of the fit
+    test counts the off-policy ones only); the report lists them with the off-policy law's prediction,
+    its interval and the difference, saying the law is applied to them outside its fit."""
+    from distillscale.report.commands import on_policy_line
+
+    _, data, page = report
+    on_policy = data["on_policy"]
+    assert data["runs"]["on_policy_students"] == len(TEACHERS) == len(on_policy["runs"])
+    assert data["runs"]["students"] == len(TEACHERS) * len(STUDENTS) * len(STUDENT_M)
+    assert data["distillation"]["record"]["n_runs"] == data["runs"]["students"]
+    assert not any(r["run_id"].startswith("p") for r in data["distilled_vs_baseline"])
+    for run in on_policy["runs"]:
+        assert run["run_id"].startswith("p0-20-") and run["on_policy_fraction"] == 0.5
+        assert run["difference"] == pytest.approx(run["measured_loss"] - run["off_policy_prediction"])
+        # The synthetic on-policy runs are 3% below the generating law, which the fit recovers (< 2%).
+        assert run["difference"] < 0 and run["low"] < run["off_policy_prediction"] < run["high"]
+    assert "fitted on off-policy students only" in on_policy["note"] and "outside its fit" in on_policy["note"]
+    assert 'id="on-policy-students"' in page and "fitted on off-policy students only" in page
+    assert page.count("<tr>", page.index('id="on-policy-students"')) >= len(TEACHERS) + 1
+    line = on_policy_line(on_policy)
+    assert line.startswith(f"{len(TEACHERS)} on-policy students kept out of the distillation law's fit")
+    assert "outside its fit" in line and "nats/token" in line
+
+
+def test_a_sweep_without_on_policy_runs_reports_as_before(tmp_path, cli):
+    records = make_sweep(tmp_path, students=(2.5e6, 5e6), teachers=(1e7,))
+    code, _, err = cli("report", records, "--bootstrap", "0")
+    assert code == 0, err
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert "on_policy" not in data and "on_policy_students" not in data["runs"]
+    assert "on-policy" not in (tmp_path / "report.html").read_text()
+
+
+def test_exports_written_before_the_on_policy_column_still_load(tmp_path):
+    """An export without on_policy_fraction (an earlier version's header) is still recognised as an
+    export (for --overwrite) and read: its students are off-policy."""
+    from distillscale.sweeps.export import is_export
+
+    assert RECORD_COLUMNS[-1] == "on_policy_fraction"
+    path = make_sweep(tmp_path, students=(2.5e6,), teachers=(1e7, 2e7), on_policy_fraction=0.5)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    runs = load_runs(path)
+    assert len(runs.on_policy) == 2 and len(runs.students) == 4
+    assert all(r["on_policy_fraction"] == 0.5 for r in runs.on_policy)
+    for fmt in ("csv", "jsonl"):
+        old = tmp_path / f"old.{fmt}"
+        old_records = [{key: value for key, value in r.items() if key != "on_policy_fraction"} for r in records
+                       if not r["run_id"].startswith("p")]
+        if fmt == "csv":
+            header = ",".join(RECORD_COLUMNS[:-1])
+            old.write_text(header + "\n" + "".join(
+                ",".join("" if r[key] is None else str(r[key]) for key in RECORD_COLUMNS[:-1]) + "\n"
+                for r in old_records))
+        else:
+            old.write_text("".join(json.dumps(r) + "\n" for r in old_records))
+        assert is_export(old), fmt
+        runs = load_runs(old)
+        assert len(runs.students) == 4 and runs.on_policy == [] and len(runs.supervised) == 4
+    (tmp_path / "other.csv").write_text("run_id,kind,loss\n")
+    assert not is_export(tmp_path / "other.csv")
 
 
 def _browser() -> str | None:

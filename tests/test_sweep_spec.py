@@ -217,3 +217,41 @@ def test_a_token_window_drops_the_budgets_outside_it():
     assert (1, 1) not in grid and (1, 64) in grid and (3, 1) in grid and (3, 64) not in grid
     with pytest.raises(UserError, match=r"n_layers = 1 \(16,\d+ parameters\) has no run between"):
         resolve_sweep_spec(spec(teachers={"n_layers": [1], "tokens_per_param": [1], "min_tokens": "1M"}))
+
+
+def test_on_policy_settings_reach_the_students_distill_config(tmp_path):
+    """[distill] on-policy keys are the students' `distill --on-policy-*` settings: the config file the
+    runner writes for a student carries them; supervised runs and off-policy sweeps (spec and ids) are as before."""
+    from distillscale.settings import load_config, to_toml
+    from distillscale.training.config import DistillConfig
+
+    students = {"n_layers": [1], "tokens_per_param": 20}
+    on = {"on_policy_fraction": 0.5, "on_policy_temperature": 0.7, "on_policy_start": 0.25,
+          "on_policy_prompt_tokens": 8, "on_policy_continuation_tokens": 16}
+    sweep = resolve_sweep_spec(spec(students=students, distill={"kd": "reverse-kl", **on}))
+    runs = {run.kind: run for run in sweep.runs}
+    # As the runner launches a student: its settings and links, resolved, written as `distill --config`.
+    links = {"out": str(tmp_path / "student"), "teacher": str(tmp_path / "teacher")}
+    path = tmp_path / "student.toml"
+    path.write_text(to_toml(load_config(DistillConfig, None, runs["student"].settings | links)))
+    config = load_config(DistillConfig, path, None)
+    assert {key: getattr(config, key) for key in on} == on and config.kd == "reverse-kl"
+    assert not any(key.startswith("on_policy") for key in runs["baseline"].settings)
+    assert sweep.sections["distill"]["on_policy_fraction"] == 0.5
+
+    off = resolve_sweep_spec(spec(students=students, distill={"kd": "reverse-kl"}))
+    assert not any(key.startswith("on_policy") for key in off.sections["distill"])
+    assert not any(key.startswith("on_policy") for run in off.runs for key in run.settings)
+    on_ids = {run.kind: run.run_id for run in sweep.runs}
+    off_ids = {run.kind: run.run_id for run in off.runs}
+    assert on_ids["baseline"] == off_ids["baseline"] and on_ids["student"] != off_ids["student"]
+
+
+@pytest.mark.parametrize("distill, message", [
+    ({"on_policy_temperature": 0.5}, "on_policy_temperature needs on_policy_fraction > 0"),
+    ({"on_policy_fraction": 0.5, "on_policy_prompt_tokens": 40}, "exceed the window"),
+    ({"on_policy_fraction": 1.5}, "distill.on_policy_fraction"),
+])
+def test_bad_on_policy_settings_are_refused_with_one_line(distill, message):
+    with pytest.raises(UserError, match=message):
+        resolve_sweep_spec(spec(students={"n_layers": [1], "tokens_per_param": 20}, distill=distill))

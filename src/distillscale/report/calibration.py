@@ -17,7 +17,9 @@ Steps 1-3 are `laws.calibrate`, the workflow `distillscale fit` runs too:
 4. the best observed teacher per student and the linear capacity-gap law N_T* = k N_S;
 5. a plan at the target scale under the fitted laws, with its intervals and how far it lies
    beyond the runs;
-6. when students repeat their data (a sweep with [repetition]: runs on fixed subsets, result.json's
+6. on-policy students (`distill --on-policy-fraction`), kept out of step 2's fit (the law is for
+   off-policy distillation), each beside that law's prediction and interval: applied outside its fit;
+7. when students repeat their data (a sweep with [repetition]: runs on fixed subsets, result.json's
    unique_tokens and epochs), R_D* of the supervised baselines and of the students of each teacher
    (`laws.repetition_curves`): per group and size, with the backtest from the runs of at most 4
    epochs to those beyond.
@@ -91,7 +93,8 @@ class Calibration:
     capacity_gap: dict[str, Any] = field(default_factory=dict)
     baselines: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
-    repetition: list[RepetitionCurve] = field(default_factory=list)   # step 6, one per group
+    repetition: list[RepetitionCurve] = field(default_factory=list)   # step 7, one per group
+    on_policy: dict[str, Any] = field(default_factory=dict)           # step 6; empty without on-policy runs
 
     def repetition_runs(self, name: str) -> list[dict[str, Any]]:
         """The runs of the repetition group `name` (step 6), with their unique tokens."""
@@ -104,6 +107,13 @@ class Calibration:
                       source=f"fitted by distillscale report on {self.runs.source}")
 
     def to_dict(self) -> dict[str, Any]:
+        report = self._to_dict()
+        if self.on_policy:  # left out otherwise: reports of off-policy sweeps are as before
+            report["runs"]["on_policy_students"] = len(self.runs.on_policy)
+            report["on_policy"] = self.on_policy
+        return report
+
+    def _to_dict(self) -> dict[str, Any]:
         def fit(result: LawFit | None) -> dict | None:
             if result is None:
                 return None
@@ -162,6 +172,7 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     result.holdout = {name: _check_record(check, records) for name, check in laws.holdout.items()}
     result.capacity_gap = _capacity_gap(runs)
     result.baselines = _distilled_vs_baseline(runs)
+    result.on_policy = _on_policy(result)
     progress("planning at the target scale")
     result.plan = _plan(result)
     groups = repetition_groups(runs)
@@ -235,6 +246,35 @@ def _capacity_gap(runs: SweepRuns) -> dict[str, Any]:
     return {"best_teachers": best, "linear_law_by_tokens_per_param": laws,
             "note": None if laws else "the linear law needs students of at least 2 sizes at one "
                                       "tokens-per-parameter ratio"}
+
+
+ON_POLICY_NOTE = ("The distillation law was fitted on off-policy students only; these on-policy students "
+                  "(the share of batches they generated: fraction) are not part of its fit, and its prediction "
+                  "is applied to them outside its fit: the difference measured - predicted shows what "
+                  "on-policy distillation changed, not an error of the law.")
+
+
+def _on_policy(result: Calibration) -> dict[str, Any]:
+    """Each on-policy student beside the off-policy distillation law's prediction for its N, D and
+    teacher loss (with the interval); empty when the sweep has none."""
+    runs = result.runs.on_policy
+    if not runs:
+        return {}
+    law = result.distillation.law if result.distillation is not None else None
+    rows = []
+    for run in runs:
+        row = {"run_id": run["run_id"], "student_params": run["non_embedding_params"],
+               "student_tokens": run["tokens"], "teacher_loss": run["teacher_loss"],
+               "on_policy_fraction": run["on_policy_fraction"], "measured_loss": run["val_loss"],
+               "off_policy_prediction": None, "low": None, "high": None, "difference": None}
+        if law is not None:
+            prediction = law.prediction(run["non_embedding_params"], run["tokens"], run["teacher_loss"])
+            row.update(off_policy_prediction=float(prediction.value), difference=run["val_loss"] - float(prediction.value))
+            if prediction.has_interval:
+                row.update(low=float(prediction.low), high=float(prediction.high))
+        rows.append(row)
+    return {"note": ON_POLICY_NOTE, "runs": rows,
+            "skipped": None if law is not None else "no off-policy distillation law was fitted to compare with"}
 
 
 def _distilled_vs_baseline(runs: SweepRuns) -> list[dict[str, Any]]:

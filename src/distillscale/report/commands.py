@@ -101,10 +101,22 @@ def print_summary(report: dict) -> None:
             console.print(f"plan for {format_quantity(plan['target_params'])} parameters at "
                           f"{plan['target_compute']:.3g} FLOPs, {scenario}: student loss {p['student_loss']:.4f} "
                           f"vs supervised {p['supervised_loss']:.4f} nats/token -> {p['verdict']}", highlight=False)
+    if report.get("on_policy"):
+        console.print(on_policy_line(report["on_policy"]), highlight=False)
     for curve in report.get("repetition") or []:
         console.print(repetition_line(curve), highlight=False)
     for message in report_warnings(report):
         warn(message)
+
+
+def on_policy_line(on_policy: dict) -> str:
+    """The on-policy students against the off-policy law, which was not fitted on them."""
+    runs = on_policy["runs"]
+    differences = [r["difference"] for r in runs if r["difference"] is not None]
+    compared = (f": measured - off-policy law's prediction {min(differences):+.4f} to {max(differences):+.4f} "
+                "nats/token" if differences else f" ({on_policy['skipped']})")
+    return (f"{len(runs)} on-policy students kept out of the distillation law's fit (fitted on off-policy "
+            f"runs; applied to them outside its fit){compared}")
 
 
 def repetition_line(curve: dict) -> str:

@@ -43,7 +43,10 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
     parts = ["<h1>Distillation scaling-law calibration</h1>",
              f"<p>Runs from <code>{_e(report['source'])}</code>: {report['runs']['supervised']} supervised "
              f"(teachers and baselines), {report['runs']['students']} distilled students"
-             f"{_not_usable(report['runs']['not_usable'])}. Losses are validation cross-entropy in "
+             + (f" and {report['runs']['on_policy_students']} on-policy students (outside the distillation "
+                f"law's fit: see <a href=\"#on-policy\">On-policy students</a>)"
+                if report["runs"].get("on_policy_students") else "")
+             + f"{_not_usable(report['runs']['not_usable'])}. Losses are validation cross-entropy in "
              f"nats/token; N counts non-embedding parameters, D training tokens.</p>"]
     repeated = report["runs"].get("repeated_data") or []
     if repeated and report.get("repetition"):
@@ -60,6 +63,8 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
     parts.append(_extrapolation(report["extrapolation_check"]))
     parts.append(_plan(report["plan"]))
     parts.append(_capacity_gap(report["capacity_gap"]))
+    if report.get("on_policy"):
+        parts.append(_on_policy(report["on_policy"]))
     if report.get("repetition"):
         parts.append(_repetition(report["repetition"]))
     for figure_id, (caption, png) in figures.items():
@@ -215,6 +220,26 @@ def _capacity_gap(gap: dict[str, Any]) -> str:
                      f"({law['confidence']:.0%} interval {low:.3g} to {high:.3g}).</p>")
     if gap["note"]:
         parts.append(f'<p class="skipped">{_e(gap["note"])}</p>')
+    return "\n".join(parts)
+
+
+def _on_policy(on_policy: dict[str, Any]) -> str:
+    """On-policy students beside the off-policy distillation law's prediction (outside its fit)."""
+    parts = ['<h2 id="on-policy">On-policy students (outside the distillation law\'s fit)</h2>',
+             f"<p>{_e(on_policy['note'])}</p>"]
+    if on_policy["skipped"]:
+        parts.append(f'<p class="skipped">{_e(on_policy["skipped"])}</p>')
+
+    def loss(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    rows = [[r["run_id"], format_quantity(r["student_params"]), format_quantity(r["student_tokens"]),
+             f"{r['on_policy_fraction']:.3g}", loss(r["measured_loss"]), loss(r["off_policy_prediction"]),
+             "-" if r["low"] is None else f"{r['low']:.4f} to {r['high']:.4f}",
+             "-" if r["difference"] is None else f"{r['difference']:+.4f}"] for r in on_policy["runs"]]
+    parts.append(_table(["run", "N", "D (tokens)", "fraction", "measured L_S", "off-policy law's L_S",
+                         "its interval", "measured - law"], rows, table_id="on-policy-students"))
+    parts.append("<p>Losses in nats/token.</p>")
     return "\n".join(parts)
 
 

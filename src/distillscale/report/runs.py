@@ -4,7 +4,7 @@ file written by `distillscale sweep export` (CSV or JSONL), as typed records."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from distillscale.errors import UserError
 
 NUMERIC_COLUMNS = ("n_layers", "non_embedding_params", "tokens", "tokens_per_param", "flops", "val_loss",
                    "teacher_params", "teacher_tokens", "teacher_loss", "budget", "wall_seconds",
-                   "unique_tokens", "epochs")
+                   "unique_tokens", "epochs", "on_policy_fraction")
 REQUIRED_COLUMNS = ("run_id", "kind", "status", "non_embedding_params", "tokens", "val_loss")
 
 
@@ -24,13 +24,17 @@ class SweepRuns:
 
     source: str
     supervised: list[dict[str, Any]]   # teacher and baseline runs: the supervised-law fit
-    students: list[dict[str, Any]]     # distilled runs with a measured teacher loss
+    students: list[dict[str, Any]]     # off-policy distilled runs with a measured teacher loss: the law's fit
     skipped: dict[str, int]            # status -> count of finished runs that are not usable
+    # On-policy students (on_policy_fraction > 0): outside the distillation law's fit, which is for
+    # off-policy distillation; the report compares them with its prediction.
+    on_policy: list[dict[str, Any]] = field(default_factory=list)
 
     def repeated_data(self) -> list[dict[str, Any]]:
         """The usable runs that saw their data more than once: run_id and epochs, most epochs first."""
         repeated = [{"run_id": run["run_id"], "epochs": run["epochs"]}
-                    for run in self.supervised + self.students if (run.get("epochs") or 0) > 1]
+                    for run in self.supervised + self.students + self.on_policy
+                    if (run.get("epochs") or 0) > 1]
         return sorted(repeated, key=lambda run: -run["epochs"])
 
 
@@ -56,7 +60,9 @@ def load_runs(source: str | Path) -> SweepRuns:
 
 
 def split_runs(records: list[dict[str, Any]], source: str) -> SweepRuns:
-    supervised, students, skipped = [], [], {}
+    """Usable runs by role: supervised, off-policy students and on-policy students (an export
+    written before on-policy runs existed has no on_policy_fraction: all its students are off-policy)."""
+    supervised, students, on_policy, skipped = [], [], [], {}
     for record in records:
         usable = record["status"] == "completed" and _positive(record.get("val_loss"))
         if record["kind"] == "student":
@@ -64,13 +70,13 @@ def split_runs(records: list[dict[str, Any]], source: str) -> SweepRuns:
         if not usable:
             skipped[record["status"]] = skipped.get(record["status"], 0) + 1
         elif record["kind"] == "student":
-            students.append(record)
+            (on_policy if (record.get("on_policy_fraction") or 0) > 0 else students).append(record)
         elif record["kind"] in ("teacher", "baseline"):
             supervised.append(record)
         else:
             raise UserError(f"run {record['run_id']} in {source} has kind {record['kind']!r}: "
                             "expected teacher, baseline or student")
-    return SweepRuns(source, supervised, students, skipped)
+    return SweepRuns(source, supervised, students, skipped, on_policy)
 
 
 def learning_curve(run_dir: str | Path | None) -> list[dict[str, Any]]:

@@ -47,7 +47,8 @@ def run_command(
     text_field, seq_len); \\[model] as `train` (aspect_ratio, head_dim, lr, batch_size, warmup_steps,
     ...); \\[teachers] and \\[students]: n_layers = [...] with tokens_per_param (fixed M = D/N) or
     budgets (IsoFLOP profiles, D = C / 6N); \\[distill]: kd, temperature, kd_weight, top_k,
-    supervised_baselines; \\[repetition] (optional): epochs = [1, 2, 4, 8, 16], the students'
+    on_policy_fraction (and on_policy_temperature, on_policy_start, ...), supervised_baselines;
+    \\[repetition] (optional): epochs = [1, 2, 4, 8, 16], the students'
     longest budget again on fixed subsets of D / epochs unique tokens. Running again skips finished runs, resumes interrupted ones from their
     checkpoints and retries failed ones. Exit status 1 when a run failed, diverged or was blocked.
     """

@@ -11,6 +11,8 @@ One record per finished run (completed, diverged or failed) with the columns of 
 - budget: the FLOP budget of an IsoFLOP-profile run (6 N D convention), else empty.
 - unique_tokens, epochs: the unique tokens of the run's training split and tokens / unique_tokens
   (above 1: the run repeated its data); empty for runs recorded before they were counted.
+- on_policy_fraction: student rows only, the share of batches the student generated (`distill
+  --on-policy-fraction`; 0 for off-policy distillation, which the distillation law is fitted on).
 
     distillscale fit supervised runs.csv --params-col non_embedding_params --tokens-col tokens \\
         --loss-col val_loss --fit-where "kind != 'student'"
@@ -30,7 +32,9 @@ from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
 
 RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params", "tokens", "tokens_per_param",
                   "flops", "val_loss", "teacher_id", "teacher_params", "teacher_tokens", "teacher_loss",
-                  "budget", "run_dir", "wall_seconds", "unique_tokens", "epochs")
+                  "budget", "run_dir", "wall_seconds", "unique_tokens", "epochs", "on_policy_fraction")
+# Headers of exports written by earlier versions, still recognised (and read: missing columns are empty).
+EARLIER_COLUMNS = (RECORD_COLUMNS[:-1],)
 
 
 def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -57,7 +61,7 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
         "flops": result.get("flops"), "val_loss": result.get("val_loss") if run.status == "completed" else None,
         "teacher_id": None, "teacher_params": None, "teacher_tokens": None, "teacher_loss": None,
         "budget": run.config["budget"], "run_dir": str(layout.run_dir(run.id)), "wall_seconds": wall_seconds,
-        "unique_tokens": result.get("unique_tokens"), "epochs": result.get("epochs"),
+        "unique_tokens": result.get("unique_tokens"), "epochs": result.get("epochs"), "on_policy_fraction": None,
     }
     if run.kind == "student":
         teacher = by_id[run.config["teacher_id"]]
@@ -69,8 +73,16 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
                       teacher_params=teacher_result.get("non_embedding_params",
                                                         teacher.config["non_embedding_params"]),
                       teacher_tokens=teacher_result.get("tokens", teacher.config["tokens"]),
-                      teacher_loss=teacher_loss)
+                      teacher_loss=teacher_loss, on_policy_fraction=_on_policy_fraction(run))
     return record
+
+
+def _on_policy_fraction(run: RunRecord) -> float:
+    """The student's share of on-policy batches: from its result.json, else its planned settings."""
+    on_policy = (run.result or {}).get("on_policy")
+    if on_policy is not None:
+        return float(on_policy["fraction"])
+    return float(run.config["settings"].get("on_policy_fraction", 0.0))
 
 
 def format_records(records: list[dict[str, Any]], fmt: Literal["csv", "jsonl"]) -> str:
@@ -87,16 +99,18 @@ def format_records(records: list[dict[str, Any]], fmt: Literal["csv", "jsonl"]) 
 
 def is_export(path: str | Path) -> bool:
     """`is_ours` of an export (the output rule's --overwrite replaces nothing else): a CSV whose
-    header is `RECORD_COLUMNS`, or JSONL whose first line is a record with those keys."""
+    header is `RECORD_COLUMNS` (or an earlier version's), or JSONL whose first line is a record with
+    those keys."""
     with open(path, "rb") as fh:
         first = fh.readline(1 << 16).decode("utf-8", errors="replace").rstrip("\r\n")
-    if first == ",".join(RECORD_COLUMNS):
+    headers = (RECORD_COLUMNS, *EARLIER_COLUMNS)
+    if first in (",".join(columns) for columns in headers):
         return True
     try:
         record = json.loads(first)
     except ValueError:
         return False
-    return isinstance(record, dict) and tuple(record) == RECORD_COLUMNS
+    return isinstance(record, dict) and tuple(record) in headers
 
 
 def write_records(records: list[dict[str, Any]], path: str | Path, fmt: Literal["csv", "jsonl"]) -> None:

@@ -7,7 +7,9 @@
     [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP);
                 seeds = 3 trains the smallest `seeded_sizes` depths (default 1) with seeds seed, seed + 1, ...
     [students]  n_layers = [1, 2] and tokens_per_param = [20, 80], or budgets (optional section)
-    [distill]   kd, temperature, kd_weight, top_k; supervised_baselines = true; teach_from = "all"
+    [distill]   kd, temperature, kd_weight, top_k; on_policy_fraction, on_policy_temperature,
+                on_policy_start, on_policy_prompt_tokens, on_policy_continuation_tokens (as `distill`'s
+                --on-policy-* flags); supervised_baselines = true; teach_from = "all"
                 (every teacher run teaches every student) or "longest" (each teacher size's longest run)
     [repetition] epochs = [1, 2, 4, 8, 16] (optional): the students' data repeats. Each student size's
                 ladder (baselines and students, WSD forks included) trains on a fixed subset of its
@@ -50,7 +52,8 @@ from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.io import read_text_file
 from distillscale.model import ModelConfig
-from distillscale.training.config import BOOKKEEPING_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS, TrainConfig
+from distillscale.training.config import (BOOKKEEPING_KEYS, ON_POLICY_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS,
+                                         DistillConfig, OnPolicySettings, TrainConfig)
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.units import check_quantity, format_quantity, parse_quantity
 
@@ -71,6 +74,9 @@ MODEL_KEYS = ("aspect_ratio", "head_dim", "tie_embeddings", "mup", "batch_size",
               "eval_tokens", "save_every", "log_every", "device", "bf16", "compile")
 # [distill] keys passed to `distill` (the objective's settings, named as its flags).
 DISTILL_KEYS = ("kd", "temperature", "kd_weight", "top_k")
+# [distill] on-policy keys passed to `distill` (its --on-policy-* flags); left out of every run's
+# settings while on_policy_fraction is 0, so that off-policy sweeps keep their spec and run ids.
+ON_POLICY_DISTILL_KEYS = tuple(sorted(ON_POLICY_KEYS))
 
 
 def _section(name: str, source: type[BaseModel], keys: dict[str, str], **extra: Any) -> type[BaseModel]:
@@ -155,7 +161,9 @@ ModelSection = _section("ModelSection", TrainConfig, {key: key for key in MODEL_
 
 
 DistillSection = _section("DistillSection", DistillationLossConfig, {key: key for key in DISTILL_KEYS},
-                          supervised_baselines=(bool, True), teach_from=(Literal["all", "longest"], "all"))
+                          supervised_baselines=(bool, True), teach_from=(Literal["all", "longest"], "all"),
+                          **{key: (OnPolicySettings.model_fields[key].annotation, OnPolicySettings.model_fields[key])
+                             for key in ON_POLICY_DISTILL_KEYS})
 
 
 class _SpecShape(BaseModel):
@@ -284,6 +292,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     if model.lr_width_exponent is not None:
         base["lr_rule"] = (model.lr_width_exponent, model.lr_reference_width)
     distill_settings = {key: getattr(distill, key) for key in DISTILL_KEYS}
+    if distill.on_policy_fraction > 0:
+        distill_settings |= {key: getattr(distill, key) for key in ON_POLICY_DISTILL_KEYS}
 
     teacher_runs = _ladder_runs("teacher", teachers, base, source, split="teacher")
     runs = list(teacher_runs)
@@ -300,6 +310,9 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
                 student = _planned("student", size.n_layers, size.non_embedding_params, size.tokens,
                                    size.tokens_per_param, size.budget, settings, teacher,
                                    students_of.get((size.parent_id, teacher.run_id)))
+                if not students_of:  # every [distill] key, so that one given with fraction 0 is refused
+                    _check_distill_settings(settings | distill.model_dump(include=set(ON_POLICY_DISTILL_KEYS)),
+                                            source)
                 students_of[size.run_id, teacher.run_id] = student
                 runs.append(student)
         if repetition is not None:
@@ -308,8 +321,9 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
 
     sections = {"name": shape.name, "data": data.model_dump(mode="json"),
                 "model": model_settings, "teachers": teachers.section(),
-                "distill": distill.model_dump(mode="json",  # "all" left out: earlier sweeps keep their spec
-                                              exclude={"teach_from"} if distill.teach_from == "all" else None)}
+                "distill": distill.model_dump(  # "all" and off on-policy keys left out: earlier sweeps keep their spec
+                    mode="json", exclude=({"teach_from"} if distill.teach_from == "all" else set())
+                    | (set(ON_POLICY_DISTILL_KEYS) if distill.on_policy_fraction == 0 else set()))}
     if students is not None:
         sections["students"] = students.section()
     if repetition is not None:
@@ -452,6 +466,15 @@ def _check_settings(settings: dict[str, Any], source: str, section: str) -> None
         message = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise UserError(f"{source}: a run of [{section}] n_layers = {settings['n_layers']} is invalid: "
                         f"{message}") from None
+
+
+def _check_distill_settings(settings: dict[str, Any], source: str) -> None:
+    """The [distill] rules that need a whole `distill` config (e.g. on-policy lengths within seq_len)."""
+    try:
+        DistillConfig.model_validate({**settings, "out": ".", "teacher": "."})
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise UserError(f"{source}: [distill] is invalid: {message}") from None
 
 
 def _validate(model: type[BaseModel], values: dict[str, Any], source: str, prefix: str):
