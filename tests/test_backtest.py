@@ -9,7 +9,7 @@ from distillscale.laws import SupervisedLaw, load_laws
 from distillscale.laws.backtest import Backtest, rolling_origin_folds, run_backtest
 from distillscale.laws.fitting import SupervisedLawFitter
 from distillscale.laws.logspace import CHINCHILLA, TIED
-from distillscale.laws.selection import fit_distillation, fit_supervised
+from distillscale.laws.selection import fit_supervised
 
 SIZES = 1e7 * 2.0 ** np.arange(9)
 RATIOS = np.array([2, 5, 10, 20, 40, 80, 160])

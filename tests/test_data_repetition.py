@@ -252,8 +252,8 @@ def test_students_seeds_train_each_repeated_run_and_its_one_epoch_reference_per_
     students = [run for run in spec.runs if run.kind != "teacher"]
     longest = max(run.tokens for run in students)
     for kind in ("baseline", "student"):
-        for epochs in (None, 2.0, 8.0):
-            cell = [run for run in students if run.kind == kind and run.epochs == epochs and run.tokens == longest]
+        for epoch_count in (None, 2.0, 8.0):
+            cell = [run for run in students if run.kind == kind and run.epochs == epoch_count and run.tokens == longest]
             assert sorted(run.settings["seed"] for run in cell) == [0, 1, 2]
             assert len({run.run_id for run in cell}) == 3
     assert len([run for run in spec.runs if run.kind == "teacher"]) == 1   # the teacher keeps one seed

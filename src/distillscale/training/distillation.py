@@ -39,7 +39,7 @@ from distillscale.training.remote_teacher import (
     ServedTeacherObjective,
     ServedTeacherSampler,
     TeacherClient,
-    teacher_text_loss,
+    served_teacher_loss,
 )
 from distillscale.training.teachers import (
     Teacher,
@@ -139,7 +139,7 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
         return ServedTeacherSampler(client, data.split(config.split), config.seq_len, config.batch_size, config.seed)
 
     def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> ServedTeacherObjective:
-        teacher_val_loss = teacher_text_loss(client, data.split("val"), config.seq_len, config.batch_size,
+        teacher_val_loss = served_teacher_loss(client, data.split("val"), config.seq_len, config.batch_size,
                                              config.eval_tokens)
         objective = ServedTeacherObjective(client, config.loss_config(), teacher_val_loss, FLOPS_METHOD)
         objective.count_teacher_flops(config.seq_len)

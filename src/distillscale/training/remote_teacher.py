@@ -274,7 +274,7 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
     return " ".join(str(message or exc.reason or "").split())[:300]
 
 
-def teacher_text_loss(client: TeacherClient, tokens: np.ndarray, seq_len: int, batch_size: int,
+def served_teacher_loss(client: TeacherClient, tokens: np.ndarray, seq_len: int, batch_size: int,
                       max_tokens: int | None) -> float:
     """The teacher's cross-entropy (nats/token) on the windows `evaluate` reads, from the
     log-probabilities the server gives the tokens themselves (exact, not top-k)."""
