@@ -4,12 +4,7 @@ with the same validation loss as an uninterrupted run; a different config cannot
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -45,23 +40,9 @@ def metric_steps(run) -> list[int]:
     return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def kill_after_first_checkpoint(out) -> None:
-    """Start `distillscale train` in a subprocess and SIGKILL it once a checkpoint is on disk."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "distillscale.cli", "train", "--out", str(out), *ARGS],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint = out / "state" / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    stderr = process.communicate()[1].decode()
-    assert process.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{stderr}"
-
-
-def test_resume_after_sigkill_gives_the_uninterrupted_result(cli, tmp_path, uninterrupted):
+def test_resume_after_sigkill_gives_the_uninterrupted_result(cli, tmp_path, uninterrupted, kill_after_checkpoint):
     out = tmp_path / "killed"
-    kill_after_first_checkpoint(out)
+    kill_after_checkpoint(out, "train", "--out", out, *ARGS)
     assert not (out / "result.json").exists()
     killed_at = torch.load(out / "state" / "checkpoint.pt", weights_only=True)["progress"]["step"]
     assert 10 <= killed_at < TOTAL_STEPS

@@ -25,12 +25,7 @@ def serve_command(
     server = make_server(Planner(law), host, port)
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     console.print(f"planner page at {address} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    _serve_until_interrupted(server)
 
 
 def serve_teacher_command(
@@ -59,6 +54,11 @@ def serve_teacher_command(
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/v1"
     console.print(f"teacher {service.name} at {address} (model {service.name!r}, top-{top_k} log-probabilities; "
                   f"Ctrl-C to stop)", highlight=False, soft_wrap=True)
+    _serve_until_interrupted(server)
+
+
+def _serve_until_interrupted(server) -> None:
+    """Serve until Ctrl-C, then release the port."""
     try:
         server.serve_forever()
     except KeyboardInterrupt:
