@@ -107,8 +107,7 @@ def test_an_old_run_config_loads_and_a_newer_one_is_refused(tmp_path):
                                         "distillscale reads"):
         RunRecord.load(path)
     path.write_text(json.dumps(OLD_RUN | {"plan": {"total_steps": 5}}))
-    with pytest.raises(UserError, match="not a valid run config: plan.warmup_steps: Field required: pass "
-                                        "--overwrite"):
+    with pytest.raises(UserError, match="not a valid run config: plan.warmup_steps: Field required: check it"):
         RunRecord.load(path)
 
 
@@ -130,3 +129,47 @@ def test_files_written_by_the_landed_version_still_load(tmp_path):
     assert record.config["schedule"] == "wsd"
     result = RunResult.load(OLD_FILES / "result-train-2026-11-23.json")
     assert result.completed and result.token_budget == 38400 and result.fork is None
+
+
+# What each reader of a run directory's own files says when a file cannot be read. A read error may be
+# passing (a disk, a mount): the message says what could not be read and how to check it, and never
+# advises --overwrite, which deletes the run (issue 32, item 6).
+def _unreadable_cases(tmp_path):
+    from distillscale.training.config import TrainConfig
+    from distillscale.training.run_dir import RunDirectory
+
+    run = RunDirectory(tmp_path / "run")
+    (run.path / "state").mkdir(parents=True)
+    for path in (run.state_path, run.initial_weights_path, run.branch_path(5)):
+        path.write_bytes(b"\x00 damaged")
+    (run.path / "config.json").write_text(json.dumps({"config": {}, "config_hash": "x", "plan": {}}))
+    run.result_path.write_text("{not json")
+    config = TrainConfig(out=run.path, n_layers=1, tokens=1000)
+    return [
+        (run.state_path, run.load_state),
+        (run.initial_weights_path, run.load_initial_weights),
+        (run.branch_path(5), lambda: run.load_branch(5)),
+        (run.result_path, lambda: run.plan_start(config)),
+        (run.result_path, run.read_result),
+    ]
+
+
+def test_read_errors_say_what_could_not_be_read_and_never_advise_deletion(tmp_path):
+    for path, read in _unreadable_cases(tmp_path):
+        with pytest.raises(UserError) as error:
+            read()
+        message = str(error.value)
+        assert f"cannot read the" in message and str(path) in message and "ls -l" in message, message
+        assert "--overwrite" not in message and "\n" not in message, message
+
+
+def test_a_damaged_run_config_is_not_answered_with_overwrite(tmp_path):
+    path = tmp_path / "config.json"
+    for content in ("[1, 2]", json.dumps({"config": {}, "config_hash": 3})):
+        path.write_text(content)
+        with pytest.raises(UserError) as error:
+            RunRecord.load(path)
+        assert "--overwrite" not in str(error.value)
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="cannot read the run config .*ls -l"):
+        RunRecord.load(path)

@@ -284,6 +284,20 @@ def _plain_utf8(data: bytes) -> bool:
     return True
 
 
+def unreadable(what: str, path: str | os.PathLike, exc: BaseException) -> UserError:
+    """The one error for a file distillscale wrote earlier (a run's state, config or result, a cache's
+    manifest) that cannot be read back: says what could not be read and how to check it. It never
+    advises --overwrite or making the file again: a read error may be passing (a disk, a mount, a
+    permission) and those delete what the file belongs to."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+    else:
+        lines = str(exc).strip().splitlines()
+        reason = (lines[0][:200] if lines else type(exc).__name__)
+    return UserError(f"cannot read the {what} {path} ({reason}): check that it is there and readable "
+                     f"(ls -l {path}) and that its disk is mounted, then run the command again")
+
+
 def read_text_file(path: str | os.PathLike, what: str, fallback: tuple[str, ...] = ()) -> str:
     """`decode_text` of the file at `path`; `what` names it in errors ("law file", "sweep spec")."""
     try:

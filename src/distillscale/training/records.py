@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write_json
+from distillscale.io import atomic_write_json, unreadable
 from distillscale.model import ModelConfig
 from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
 
@@ -31,7 +31,7 @@ def read_record(path: Path, what: str, newest: int, fix: str) -> dict[str, Any]:
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read the {what} {path}: {exc}") from None
+        raise unreadable(what, path, exc) from None
     if not isinstance(record, dict):
         raise UserError(f"{path} is not a {what} (not a JSON object){fix}")
     version = record.get("schema_version", 1)
@@ -94,7 +94,7 @@ class RunRecord(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> "RunRecord":
-        fix = ": pass --overwrite to start the run again, or choose another --out"
+        fix = ": check it (a file of another tool or version?), restore it from a copy, or choose another --out"
         return validated(cls, read_record(path, "run config", RUN_SCHEMA_VERSION, fix), path, "run config", fix)
 
 

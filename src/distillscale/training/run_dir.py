@@ -31,7 +31,7 @@ import torch
 from pydantic import ValidationError
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write, check_output_dir
+from distillscale.io import atomic_write, check_output_dir, unreadable
 from distillscale.settings import TConfig
 from distillscale.training.config import TrainConfig
 from distillscale.training.records import RunPlan, RunRecord, RunResult
@@ -97,8 +97,9 @@ class RunDirectory:
         try:
             return config_class.model_validate(record.config)
         except ValidationError:
-            raise UserError(f"{self.config_path} is not a distillscale {config_class.__name__}: pass "
-                            f"--overwrite to start the run again, or choose another --out") from None
+            kind = "distill" if config_class.__name__.startswith("Distill") else "train"
+            raise UserError(f"{self.config_path} is not the config of a `{kind}` run (a run of another "
+                            f"command?): give that command, or choose another --out") from None
 
     def stored_plan(self) -> RunPlan:
         return RunRecord.load(self.config_path).plan
@@ -132,8 +133,7 @@ class RunDirectory:
         try:
             return torch.load(self.state_path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise UserError(f"cannot read the training state {self.state_path} ({exc}): pass "
-                            f"--overwrite to start the run again") from None
+            raise unreadable("training state", self.state_path, exc) from None
 
     def branch_path(self, step: int) -> Path:
         return self.path / "state" / f"branch-{step:09d}.pt"
@@ -145,8 +145,7 @@ class RunDirectory:
         try:
             return torch.load(self.branch_path(step), map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise UserError(f"cannot read the fork point {self.branch_path(step)} ({exc}): run the "
-                            f"parent {self.path} again with --overwrite") from None
+            raise unreadable("fork point", self.branch_path(step), exc) from None
 
     def save_initial_weights(self, weights: dict[str, torch.Tensor]) -> None:
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()}
@@ -159,16 +158,14 @@ class RunDirectory:
         try:
             return safetensors.torch.load_file(self.initial_weights_path)
         except Exception as exc:
-            raise UserError(f"cannot read the initial weights {self.initial_weights_path} ({exc}): "
-                            f"pass --overwrite to start the run again") from None
+            raise unreadable("initial weights", self.initial_weights_path, exc) from None
 
     @staticmethod
     def _read_json(path: Path) -> dict[str, Any]:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise UserError(f"{path} is unreadable: pass --overwrite to start the run again, "
-                            f"or choose another --out") from None
+        except (OSError, ValueError) as exc:
+            raise unreadable("run file", path, exc) from None
 
 
 def _torch_save(state: dict[str, Any], path: str) -> None:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write, atomic_write_text
+from distillscale.io import atomic_write, atomic_write_text, unreadable
 from distillscale.model import Transformer, save_pretrained
 from distillscale.training.checkpoint import Progress
 from distillscale.training.distributed import Distributed
@@ -86,8 +86,7 @@ def load_sharded(state_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         trainer = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"cannot read the sharded training state {path} ({str(exc).splitlines()[0][:200]}): "
-                        f"pass --overwrite to start the run again") from None
+        raise unreadable("sharded training state", path, exc) from None
     scheduler.load_state_dict(trainer["scheduler"])
     torch.set_rng_state(trainer["rng"])
     return Progress(**trainer["progress"])

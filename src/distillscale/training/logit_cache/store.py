@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from distillscale.errors import UserError
-from distillscale.io import TEMP_PREFIX, atomic_write, atomic_write_json
+from distillscale.io import TEMP_PREFIX, atomic_write, atomic_write_json, unreadable
 from distillscale.training.logit_cache.encoding import (
     Encoding,
     SampledEncoding,
@@ -224,9 +224,8 @@ def _read_json(path: Path, required: bool = False) -> dict[str, Any]:
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         value = {}
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
         if required:
-            raise UserError(f"{path} is unreadable: make the cache again with "
-                            f"`distillscale cache-logits`") from None
+            raise unreadable("logit cache file", path, exc) from None
         value = {}  # a damaged sidecar: its shard is rebuilt
     return value if isinstance(value, dict) else {}
