@@ -7,20 +7,27 @@ runs of one slot ever overlap. Slot i gets GPU i mod (number of GPUs): with 2 GP
 each GPU runs 2 runs at a time. A slot whose device is None runs on the CPU (no GPU visible, or
 `--gpus none`): the run is launched with `CUDA_VISIBLE_DEVICES` left as it is.
 
-The GPUs visible to this process are those of `CUDA_VISIBLE_DEVICES` when it is set, or else every
-GPU PyTorch counts; `DISTILLSCALE_VISIBLE_GPUS` (e.g. "0,1", or "" for none) overrides both, for
-tests on machines without a GPU. Nothing here imports torch until a sweep asks which GPUs exist.
+The GPUs visible to this process are those CUDA itself counts (`torch.cuda.device_count()`, 0 when
+CUDA is not usable), named as `CUDA_VISIBLE_DEVICES` names them when it is set, read by CUDA's own
+rule (`cuda_visible_devices`): "-1" hides every GPU, "0,0" is no GPU, "0,x,1" is GPU 0 alone.
+`DISTILLSCALE_VISIBLE_GPUS` (e.g. "0,1", or "" for none) stands for both, for tests on machines
+without a GPU. Nothing here imports torch until a sweep asks which GPUs exist.
+
+A slot with a GPU also sets `DISTILLSCALE_DEVICE=cuda` for its run, so that a run given a GPU
+that it cannot use stops with one line instead of training on the CPU (`resolve_device`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from distillscale.errors import ParameterError
 
 VISIBLE_GPUS_ENV = "DISTILLSCALE_VISIBLE_GPUS"  # a stub of the GPU list (tests, CPU machines)
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"
+DEVICE_ENV = "DISTILLSCALE_DEVICE"  # training.distributed reads it: where `--device auto` runs
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class Placement:
     def env(self, slot: int) -> dict[str, str]:
         """What a run launched in `slot` adds to its environment."""
         device = self.slots[slot]
-        return {} if device is None else {CUDA_ENV: device}
+        return {} if device is None else {CUDA_ENV: device, DEVICE_ENV: "cuda"}
 
     def describe(self) -> str:
         if not self.gpus:
@@ -48,14 +55,45 @@ class Placement:
 
 
 def visible_gpus() -> list[str]:
-    """The GPUs this process may use, named as `CUDA_VISIBLE_DEVICES` names them."""
+    """The GPUs this process may use, as CUDA counts them, named as `CUDA_VISIBLE_DEVICES` names
+    them; [] when CUDA is not usable here, whatever CUDA_VISIBLE_DEVICES says."""
     if VISIBLE_GPUS_ENV in os.environ:
-        return _split(os.environ[VISIBLE_GPUS_ENV])
-    if CUDA_ENV in os.environ:
-        return _split(os.environ[CUDA_ENV])
+        return cuda_visible_devices(os.environ[VISIBLE_GPUS_ENV])
     import torch  # only here: `--help` and CPU-only specs never pay for it
 
-    return [str(index) for index in range(torch.cuda.device_count())]
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if CUDA_ENV in os.environ:
+        return cuda_visible_devices(os.environ[CUDA_ENV])[:count]
+    return [str(index) for index in range(count)]
+
+
+def cuda_visible_devices(value: str) -> list[str]:
+    """The GPUs a `CUDA_VISIBLE_DEVICES` value makes visible, by CUDA's rule (as PyTorch's own
+    `torch.cuda._parse_visible_devices` reads it): the entries in order up to the first that is not
+    a GPU (a negative or empty entry, or one not starting with a digit); a number may be followed by
+    other characters, which are ignored ("1gpu" is GPU 1); an entry repeated makes no GPU visible
+    at all; a list of UUIDs ("GPU-...", "MIG-...") is read the same way, without the numbers."""
+    entries = value.split(",")
+    if value.startswith(("GPU-", "MIG-")):
+        prefix = value[:4]
+        names: list[str] = []
+        for entry in entries:
+            if entry in names:
+                return []
+            if not entry.startswith(prefix):
+                break
+            names.append(entry)
+        return names
+    ordinals: list[int] = []
+    for entry in entries:
+        match = re.match(r"[+-]?\d+", entry.strip())
+        ordinal = int(match.group()) if match else -1
+        if ordinal in ordinals:
+            return []
+        if ordinal < 0:
+            break
+        ordinals.append(ordinal)
+    return [str(ordinal) for ordinal in ordinals]
 
 
 def parse_gpus(value: str | None, visible: list[str]) -> list[str]:
@@ -95,7 +133,8 @@ def place_runs(visible: list[str], gpus: str | None = None, runs_per_gpu: int | 
     chosen = parse_gpus(gpus, visible)
     if not chosen:
         if runs_per_gpu is not None:
-            why = "none were chosen" if visible else "none is visible"
+            chose_none = gpus is not None and gpus.strip().lower() == "none"
+            why = "none were chosen" if chose_none or visible else "no GPU is visible"
             raise ParameterError("runs_per_gpu", f"{{}} needs GPUs, but {why}: leave it out (the runs share "
                                                  f"the CPU, as many at once as the workers)")
         return Placement(slots=(None,) * (workers or cpu_workers), gpus=())

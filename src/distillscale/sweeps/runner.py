@@ -108,6 +108,8 @@ class Sweep:
             placement = place_runs(visible_gpus() if gpus != "none" else [], gpus, runs_per_gpu, workers,
                                    cpu_workers=default_workers(threads_per_run))
         sweep_spec = load_sweep_spec(spec)
+        if placement is not None:
+            check_gpu_settings(sweep_spec, placement, gpus)
         directory = check_output_dir(Path(out) if out is not None else Path("sweeps") / sweep_spec.name,
                                      is_ours=is_sweep_dir, inputs=[Path(spec)], what="sweep directory")
         if placement is not None:
@@ -122,6 +124,28 @@ class Sweep:
         """Run every run that has not finished; returns the number of runs per status."""
         return run_sweep(self.spec, self.directory, self.executor, self.threads_per_run, progress,
                          self.placement)
+
+
+def check_gpu_settings(spec: SweepSpec, placement: Placement, gpus: str | None = None) -> None:
+    """Refuse, before anything runs, a spec whose runs ask for a GPU (device = cuda) or for settings
+    made for one (bf16, compile) when the sweep's runs get no GPU: without this, every run would
+    train on the CPU, slowly and silently. bf16 and compile do work on the CPU: `gpus="none"` says so
+    on purpose and lets them run there; device = cuda never runs without a GPU."""
+    if placement.gpus:
+        return
+    asked = {key for run in spec.runs for key in ("bf16", "compile") if run.settings.get(key)}
+    cuda = sum(run.settings.get("device") == "cuda" for run in spec.runs)
+    chose_none = gpus is not None and gpus.strip().lower() == "none"
+    why = "none were chosen" if chose_none else "no GPU is visible here (torch.cuda.device_count() is 0)"
+    if cuda:
+        raise ParameterError("gpus", f"{cuda} of the spec's {len(spec.runs)} runs ask for device = cuda, "
+                                     f"and {why}: run the sweep on a machine with a GPU, or set device "
+                                     f"= \"auto\" in the spec")
+    if asked and not chose_none:
+        settings = " and ".join(f"{key} = true" for key in sorted(asked))
+        raise ParameterError("gpus", f"the spec asks for {settings}, settings made for GPUs, and {why}: run "
+                                     f"it on a machine with a GPU, or pass {{}} none to run it on the CPU "
+                                     f"anyway")
 
 
 def default_workers(threads_per_run: int) -> int:

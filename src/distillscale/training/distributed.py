@@ -26,12 +26,19 @@ DEVICE_ENV = "DISTILLSCALE_DEVICE"
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     """`auto` picks CUDA when available (unless DISTILLSCALE_DEVICE says cpu or cuda); `cuda` without
     a GPU is a clear error."""
-    if choice == "auto" and os.environ.get(DEVICE_ENV):
+    from_env = choice == "auto" and bool(os.environ.get(DEVICE_ENV))
+    if from_env:
         choice = os.environ[DEVICE_ENV].strip().lower()
         if choice not in ("cpu", "cuda"):
             raise UserError(f"{DEVICE_ENV}={os.environ[DEVICE_ENV]!r} is not a device: set it to cpu or cuda, "
                             f"or unset it to let --device auto choose")
     if choice == "cuda" and not torch.cuda.is_available():
+        if from_env:  # e.g. a sweep gave this run a GPU (placement.py): training on the CPU would be silent
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            given = f"GPU {visible} (CUDA_VISIBLE_DEVICES)" if visible is not None else "a GPU"
+            raise UserError(f"this run was given {given} with {DEVICE_ENV}=cuda, but CUDA cannot use it "
+                            f"(torch.cuda.is_available() is False): check the driver and the GPU "
+                            f"(nvidia-smi), or run on the CPU (sweep run --gpus none)")
         raise UserError("--device cuda was asked for but no CUDA GPU is available: use --device cpu or auto")
     if choice == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
