@@ -313,3 +313,73 @@ def test_a_wsd_sweep_killed_during_its_forks_completes_each_run_exactly_once(tmp
         assert record.attempts == before[run_id].attempts + (0 if run_id in mtimes else 1), run_id
     assert {run_id: mtime for run_id, mtime in result_mtimes(sweep_dir).items() if run_id in mtimes} == mtimes
     assert after[checkpointed[0].id].result["fork"]["branch_step"] > 0
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line holds `text` (zombies count as gone)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                cmdline = file.read().decode(errors="replace")
+            with open(f"/proc/{entry}/stat", "rb") as file:
+                state = file.read().decode(errors="replace").rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux's")
+def test_a_runner_killed_alone_leaves_no_run_training_and_its_sweep_resumes_exactly(tmp_path):
+    """SIGKILL of the runner process only (not its group): its `train` child dies with it, instead of
+    training on re-parented to init and meeting its own relaunch in one run directory; the sweep
+    started again resumes the run from its checkpoint to the uninterrupted run's loss."""
+    spec = write_spec(tmp_path / "spec.toml", teacher_m="[4]", baselines=None)
+    reference = tmp_path / "reference"
+    assert main(["sweep", "run", str(spec), "--out", str(reference), "--workers", "1"]) == 0
+    sweep_dir = tmp_path / "out"
+    runner = subprocess.Popen([sys.executable, "-m", "distillscale.cli", "sweep", "run", str(spec),
+                               "--out", str(sweep_dir), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    (run_id,) = [run.run_id for run in load_sweep_spec(spec).runs]
+    checkpoint = SweepLayout(sweep_dir).run_dir(run_id) / "state" / "checkpoint.pt"
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            assert runner.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.02)
+        assert checkpoint.exists(), "no checkpoint within 120 s"
+        os.kill(runner.pid, signal.SIGKILL)  # the runner alone
+        runner.wait()
+        deadline = time.monotonic() + 10
+        while _processes_mentioning(str(sweep_dir)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphans = _processes_mentioning(str(sweep_dir))
+        assert not orphans, f"the killed runner left {len(orphans)} process(es) running its sweep"
+    finally:
+        for pid in _processes_mentioning(str(sweep_dir)):
+            os.kill(pid, signal.SIGKILL)
+    assert not (SweepLayout(sweep_dir).run_dir(run_id) / "result.json").exists()
+
+    assert main(["sweep", "run", str(spec), "--out", str(sweep_dir), "--workers", "1"]) == 0
+    assert "resuming" in SweepLayout(sweep_dir).log_path(run_id).read_text()
+    resumed = RunDirectory(SweepLayout(sweep_dir).run_dir(run_id)).read_result()
+    expected = RunDirectory(SweepLayout(reference).run_dir(run_id)).read_result()
+    assert resumed.steps == expected.steps and resumed.val_loss == expected.val_loss
+
+
+def test_a_second_writer_of_a_run_directory_is_refused_in_one_line(tmp_path, cli):
+    out = tmp_path / "run"
+    with RunDirectory(out).writing():  # as a `train` still running would hold it
+        code, _, err = cli("train", "--out", out, "--n-layers", "1", "--tokens", "2k", "--device", "cpu")
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert f"another process is writing the run in {out}" in err
+        assert list(out.iterdir()) == []  # the refused writer wrote nothing
+    assert not out.exists()  # the directory made for the lock alone is gone with it
+    code, _, err = cli("train", "--out", tmp_path / "new" / "run", "--data", tmp_path / "no-such-corpus",
+                       "--n-layers", "1", "--tokens", "2k")
+    assert code == 2 and not (tmp_path / "new").exists()  # a refused run leaves no directory behind

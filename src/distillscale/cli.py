@@ -31,6 +31,7 @@ from distillscale.regime.commands import experiment_app
 from distillscale.report.commands import demo_command, report_command
 from distillscale.serve.commands import serve_command, serve_teacher_command
 from distillscale.sweeps.commands import sweep_app
+from distillscale.sweeps.executors import die_with_runner
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
 from distillscale.training.logit_cache.commands import cache_logits_command
@@ -86,6 +87,7 @@ app.command("demo")(demo_command)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (tests call this directly)."""
+    die_with_runner()  # a run of a local sweep ends with its runner
     empty = _empty_path(sys.argv[1:] if argv is None else [str(arg) for arg in argv])
     if empty:
         return _fail(f"{empty} is empty: give a path (an empty value is often an unset shell variable; "

@@ -3,12 +3,19 @@
 Both run the same job, `run_logged(job)`: the run's `distillscale train|distill` command as a child
 process with its output in a log file, so a crash of one run never touches the runner or the store.
 An executor's `submit(job)` returns a `concurrent.futures.Future` of the exit status.
+
+A local run's process dies with its runner: it stays in the runner's process group (Ctrl-C stops
+both), and the runner names itself in `DISTILLSCALE_RUNNER_PID`, on which the run asks Linux to
+SIGKILL it when the runner dies, whatever kills the runner (`die_with_runner`, PR_SET_PDEATHSIG).
+A run left training by a dead runner would meet its own relaunch in one run directory; the run
+directory's lock (run_dir.py) refuses such a second writer anyway.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +29,30 @@ class Job:
     argv: tuple[str, ...]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+
+
+RUNNER_PID_ENV = "DISTILLSCALE_RUNNER_PID"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_runner() -> None:
+    """In a run launched by a local sweep (RUNNER_PID_ENV set): have the kernel SIGKILL this process
+    when the runner dies; exit at once if it already has (this process then has another parent).
+    Nothing elsewhere, or where prctl is missing (not Linux): the process group still carries
+    Ctrl-C, and the run directory's lock still refuses a second writer."""
+    runner = os.environ.pop(RUNNER_PID_ENV, None)  # popped: the run's own children are not ours
+    if runner is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != runner:  # the runner died before prctl: nobody would signal us
+        os._exit(1)
 
 
 def run_logged(job: Job) -> int:
@@ -48,6 +79,8 @@ class LocalExecutor:
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="sweep-run")
 
     def submit(self, job: Job) -> Future[int]:
+        # The run dies with this process (die_with_runner); it stays in this process group by default.
+        job = Job(job.argv, job.log_path, {**job.env, RUNNER_PID_ENV: str(os.getpid())})
         return self._threads.submit(run_logged, job)
 
     def shutdown(self) -> None:

@@ -81,7 +81,8 @@ def train(config: TrainConfig, progress: bool = True,
     try:
         # Bit-for-bit resume on CPU; on CUDA it would also need CUBLAS_WORKSPACE_CONFIG and slower kernels.
         torch.use_deterministic_algorithms(group.device.type == "cpu")
-        result = _train(config, group, progress and group.is_main, make_objective, make_sampler)
+        with RunDirectory(config.out).writing(enabled=group.is_main):  # one writer per run directory
+            result = _train(config, group, progress and group.is_main, make_objective, make_sampler)
         # Rank 0 writes the last checkpoint and result.json after the last collective; a rank that
         # tore down the gloo group meanwhile made its peer abort at exit ("terminate called").
         group.barrier()

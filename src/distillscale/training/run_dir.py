@@ -15,16 +15,23 @@
 A finished run is never overwritten without `overwrite`; an unfinished one is resumed only by the
 same config; a directory that is not a run directory, or that is an input (the teacher), is never
 touched, with `overwrite` or not.
+
+One writer at a time: the process that writes a run (rank 0 of a distributed one) holds an
+exclusive lock on the run directory itself (`flock`, released by the kernel when the process dies,
+however it dies) from before it decides how to start until it ends; a second `train` or `distill`
+on the same directory, e.g. a sweep's relaunch while an earlier attempt still trains, is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 from enum import Enum
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import safetensors.torch
 import torch
@@ -64,6 +71,62 @@ class RunDirectory:
         self.initial_weights_path = self.path / "state" / "initial_weights.safetensors"
         self.sharded_state_dir = self.path / "state" / "sharded"
         self.tensorboard_dir = self.path / "tensorboard"
+
+    # -- one writer --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writing(self, enabled: bool = True) -> Iterator[None]:
+        """Hold the run's writer lock for the block, or refuse in one line when another process
+        holds it. The directory is made for the lock when it does not exist yet, and removed again
+        (with the parents made for it) if the block leaves it empty, e.g. when the run is refused."""
+        if not enabled:
+            yield
+            return
+        made = self._make_directory()
+        try:
+            descriptor = self._lock()
+            try:
+                yield
+            finally:
+                if descriptor is not None:
+                    os.close(descriptor)  # releases the lock
+        finally:
+            for directory in made:  # deepest first; only while empty
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
+
+    def _make_directory(self) -> list[Path]:
+        """Make the run directory and its missing parents; return those made, deepest first ([] when
+        it exists or cannot be made: `plan_start` then says what is wrong with the path)."""
+        missing = [path for path in (self.path, *self.path.parents) if not path.exists()]
+        try:
+            self.path.mkdir(parents=True)
+        except OSError:
+            return []
+        return missing
+
+    def _lock(self) -> int | None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return None
+        try:
+            descriptor = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return None  # not a directory we can open: plan_start refuses it
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise UserError(f"another process is writing the run in {self.path} (a `train` or `distill` still "
+                            f"running, e.g. one an earlier sweep started): wait for it to end, or stop it "
+                            f"first (fuser -v {self.path})") from None
+        except OSError:  # a file system without locks (some network mounts): go on unlocked
+            os.close(descriptor)
+            return None
+        return descriptor
 
     # -- deciding what to do (read-only) -------------------------------------------------------
 
