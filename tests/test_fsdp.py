@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -316,3 +317,75 @@ def test_fsdp_with_activation_checkpointing_and_compile_trains_on_two_ranks(refe
     # the same training up to the compiled kernels' rounding
     assert result(run)["val_loss"] == pytest.approx(result(reference)["val_loss"], abs=1e-3)
     assert [r["step"] for r in records(run)] == [r["step"] for r in records(reference)]
+
+
+LOAD_ON_TWO_RANKS = '''
+import datetime, os, shutil, sys
+from pathlib import Path
+import torch, torch.distributed as dist
+from distillscale.errors import UserError
+from distillscale.model import ModelConfig, Transformer
+from distillscale.training.checkpoint import Progress
+from distillscale.training.distributed import Distributed
+from distillscale.training.parallel import shard
+from distillscale.training.sharded_checkpoint import load_sharded, save_sharded
+
+rank, root, damage = int(os.environ["RANK"]), Path(sys.argv[1]), sys.argv[2]
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+group = Distributed(rank=rank, world_size=2)
+
+def build():
+    torch.manual_seed(0)
+    model = shard(Transformer(ModelConfig(n_layers=1, aspect_ratio=32, head_dim=32, vocab_size=64, max_seq_len=8)),
+                  group)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+shared = root / "state"
+save_sharded(shared, *build(), Progress(step=5), group)
+mine = shared
+if rank == 1:
+    if damage == "shard":  # one rank's shard of the shared checkpoint
+        (shared / "step-000000005" / "__1_0.distcp").write_bytes(bytes(64))
+    else:  # rank 1 reads its node's own copy, whose trainer.pt is damaged
+        mine = root / "node1"
+        shutil.copytree(shared, mine)
+        (mine / "step-000000005" / "trainer.pt").write_bytes(bytes(64))
+dist.barrier()
+try:
+    progress = load_sharded(mine, *build())
+    print("RESULT loaded", progress, flush=True)
+    dist.all_reduce(torch.ones(1))  # training would go on into collectives
+except UserError as exc:
+    print("RESULT refused", exc, flush=True)
+    sys.exit(2)
+'''
+
+
+@pytest.mark.parametrize("damage", ["shard", "trainer"])
+def test_a_rank_that_cannot_load_the_checkpoint_ends_every_rank_with_its_error(tmp_path, damage):
+    """One rank fails to read its part of a sharded checkpoint: every rank raises that rank's error
+    (one line) instead of the others going on into collectives that wait for it."""
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_ON_TWO_RANKS)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**child_env(), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    ranks = [subprocess.Popen([sys.executable, str(script), str(tmp_path), damage], env={**env, "RANK": str(rank)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    try:
+        outputs = [rank.communicate(timeout=150) for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()
+    damaged = "__1_0.distcp" if damage == "shard" else "node1/step-000000005"
+    for process, (stdout, stderr) in zip(ranks, outputs):
+        assert process.returncode == 2, stderr[-2000:]
+        (line,) = [line for line in stdout.splitlines() if line.startswith("RESULT")]
+        if damage == "shard":  # DCP reads it for both ranks: both fail, inside DCP, and say so
+            assert re.match(r"RESULT refused rank \d: cannot read the sharded training state .*\(on rank \d: "
+                            r"\w+", line), line
+        else:  # rank 0 read its own copy well, and still stops with rank 1's error
+            assert line.startswith("RESULT refused rank 1: cannot read the sharded training state"), line
+            assert damaged in line, line

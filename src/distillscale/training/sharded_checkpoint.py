@@ -70,14 +70,22 @@ def save_sharded(state_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
 def load_sharded(state_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: LRScheduler) -> Progress | None:
     """Restore the last complete checkpoint into this rank's shards, or None when there is none
-    (a collective under a process group)."""
+    (a collective under a process group).
+
+    Every rank ends the same way: when one rank cannot read its part (a damaged shard, a file its
+    node does not see, another `latest` than the others), every rank raises that rank's error, so
+    the job exits with it instead of the others going on into collectives that never complete."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     latest = state_dir / LATEST
-    if not latest.is_file():
+    name = latest.read_text().strip() if latest.is_file() else None
+    _agree("checkpoint", name, state_dir)
+    if name is None:
         return None
-    path = state_dir / latest.read_text().strip()
+    path = state_dir / name
+    error = None
     try:
         model_state, optimizer_state = get_state_dict(model, optimizer)
         state = {"model": model_state, "optimizer": optimizer_state}
@@ -86,10 +94,51 @@ def load_sharded(state_dir: Path, model: nn.Module, optimizer: torch.optim.Optim
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         trainer = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise unreadable("sharded training state", path, exc) from None
+        error = str(unreadable("sharded training state", path, exc))
+    except CheckpointException as exc:  # DCP's (a BaseException): every rank's failures, gathered
+        error = str(unreadable("sharded training state", path, _first_failure(exc)))
+    _raise_if_any(error)
     scheduler.load_state_dict(trainer["scheduler"])
     torch.set_rng_state(trainer["rng"])
     return Progress(**trainer["progress"])
+
+
+def _first_failure(exc: BaseException) -> BaseException:
+    """The exception of the first rank that failed inside DCP, named with its rank, in place of DCP's
+    CheckpointException (whose first line names only the ranks)."""
+    failures = getattr(exc, "failures", None) or {}
+    for rank, (error, _trace) in sorted(failures.items()):
+        detail = str(error).strip().splitlines()
+        return RuntimeError(f"on rank {rank}: {type(error).__name__}" + (f": {detail[0]}" if detail else ""))
+    return exc
+
+
+def _gathered(value: object) -> list[object]:
+    """`value` of every rank (rank order); [value] without a process group."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    values: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def _agree(what: str, value: str | None, state_dir: Path) -> None:
+    """Every rank sees the same `value`, or every rank raises (a collective)."""
+    values = _gathered(value)
+    if len(set(values)) > 1:
+        seen = ", ".join(f"rank {rank}: {seen or 'none'}" for rank, seen in enumerate(values))
+        raise UserError(f"the ranks see different {what}s in {state_dir} ({seen}): every node must see the "
+                        f"same run directory (a shared file system)")
+
+
+def _raise_if_any(error: str | None) -> None:
+    """Raise the first failing rank's error on every rank (a collective)."""
+    errors = _gathered(error)
+    for rank, message in enumerate(errors):
+        if message is not None:
+            raise UserError(message if len(errors) == 1 else f"rank {rank}: {message}")
 
 
 def save_full_model(model: Transformer, directory: Path, group: Distributed) -> None:
