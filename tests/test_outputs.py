@@ -235,3 +235,64 @@ def test_overwrite_replaces_a_figure_only_if_distillscale_drew_it(cli, tmp_path)
     code, _, err = cli(*args, "--overwrite")
     one_line_error(code, err, "is not a figure distillscale drew")
     assert figure.read_bytes() == b"\x89PNG my own figure"
+
+
+def test_report_out_writes_only_into_a_new_directory_or_its_own_earlier_report(cli, tmp_path, runs_csv):
+    """`report --out DIR` into a user's folder or a run directory is refused before any work; the
+    directory stays byte-identical (it used to receive report.html and report.json)."""
+    folder = tmp_path / "my-folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config": {}, "config_hash": "0" * 16, "plan": {}}))
+    for out in (folder, run):
+        before = snapshot(tmp_path)
+        for extra in ([], ["--overwrite"]):
+            code, _, err = cli("report", runs_csv, "--out", out, "--bootstrap", "0", *extra)
+            one_line_error(code, err, f"--out {out} is not empty and is not a sweep directory or earlier report")
+            assert snapshot(tmp_path) == before
+
+
+def test_a_run_directory_inside_its_corpus_is_refused(cli, tmp_path):
+    """`train --data corp --out corp/run` would leave the run's files in the corpus that the next run
+    reads; an output inside an input (or holding one) is refused, and nothing is made there."""
+    corpus = tmp_path / "corp"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("some text to train on\n" * 50)
+    before = snapshot(tmp_path)
+    code, _, err = cli("train", "--data", corpus, "--out", corpus / "run", "--n-layers", "1", "--tokens", "1k")
+    one_line_error(code, err, f"--out {corpus / 'run'} is inside {corpus}, an input of this command")
+    assert snapshot(tmp_path) == before and sorted(p.name for p in corpus.iterdir()) == ["a.txt"]
+    with pytest.raises(UserError, match="holds .*, an input of this command"):
+        check_output_dir(tmp_path, is_ours=lambda path: True, inputs=[corpus])
+
+
+def test_every_reader_of_a_runs_weights_refuses_a_run_that_did_not_finish(cli, tmp_path):
+    """export-hf, distill --teacher and serve-teacher share one completeness check: a run killed before
+    result.json (its weights those of some checkpoint) is refused by all three, in the same words."""
+    import torch
+
+    from distillscale.data.tokenizer import train_byte_level_bpe
+    from distillscale.model import ModelConfig, Transformer, save_pretrained
+    from distillscale.training.records import RunResult
+
+    run = tmp_path / "killed"
+    torch.manual_seed(0)
+    save_pretrained(Transformer(ModelConfig(n_layers=1, aspect_ratio=32, head_dim=16, vocab_size=320,
+                                            max_seq_len=32)), run)
+    train_byte_level_bpe(["some text " * 50], vocab_size=300).save(str(run / "tokenizer.json"))
+    (run / "config.json").write_text(json.dumps({"config": {}, "config_hash": "0" * 16, "plan": {}}))
+    needle = f"{run} has not finished (no result.json; its weights are those of its last checkpoint)"
+    for args in (["export-hf", run, tmp_path / "hf"],
+                 ["distill", "--teacher", run, "--out", tmp_path / "student", "--n-layers", "1", "--tokens", "1k"],
+                 ["serve-teacher", run]):
+        code, _, err = cli(*args)
+        one_line_error(code, err, needle)
+    assert not (tmp_path / "hf").exists()
+    RunResult(status="diverged", val_loss=None, steps=3, lr=0.01, schedule="cosine", tokens=768,
+              token_budget=1000, non_embedding_params=16512, total_params=37056, forward_flops_per_token=4.5e4,
+              flops=1e8, flops_6nd=7.6e7, flops_method="-", wall_seconds=1, train_seconds=1,
+              tokens_per_second=768, config_hash="0" * 16, world_size=1, device="cpu").save(run / "result.json")
+    code, _, err = cli("export-hf", run, tmp_path / "hf")
+    one_line_error(code, err, "did not complete (status 'diverged')")

@@ -20,7 +20,6 @@ from distillscale.data.commands import data_app
 from distillscale.errors import ParameterError, UserError
 from distillscale.helptext import narrow_help
 from distillscale.laws.commands import fit_app, predict_app
-from distillscale.model.commands import export_hf_command
 from distillscale.planning.commands import (
     capacity_gap_command,
     distill_map_command,
@@ -34,6 +33,7 @@ from distillscale.sweeps.commands import sweep_app
 from distillscale.sweeps.executors import die_with_runner
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
+from distillscale.training.export_command import export_hf_command
 from distillscale.training.logit_cache.commands import cache_logits_command
 
 narrow_help()  # --help stays readable at 80 columns

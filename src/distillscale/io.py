@@ -176,7 +176,9 @@ def check_output_dir(path: str | os.PathLike, *, is_ours: Callable[[Path], bool]
     _check_name(path, flag)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file: give a directory (new, empty, or one it made)")
+    inputs = [Path(item) for item in inputs if item is not None]
     _check_not_an_input(path, inputs, flag)
+    _check_not_nested_with_an_input(path, inputs, flag)
     if path.is_dir() and any(path.iterdir()) and not is_ours(path):
         raise UserError(f"{flag} {path} is not empty and is not a {what}: distillscale only writes into "
                         f"a new or empty directory or one it made; choose another {flag}")
@@ -194,6 +196,23 @@ def _check_not_an_input(path: Path, inputs: Iterable, flag: str) -> None:
         if item is not None and _same_path(path, Path(item)):
             raise UserError(f"{flag} {path} is also an input of this command: writing it would destroy "
                             f"the input; choose another {flag}")
+
+
+def _check_not_nested_with_an_input(path: Path, inputs: Iterable[Path], flag: str) -> None:
+    """An output directory inside an input directory changes the input (a corpus would read the
+    run's files as text, a teacher run would hold its student); one that holds an input would have
+    the command write beside it, and --overwrite clear around it."""
+    out = path.resolve()
+    for item in inputs:
+        if not item.is_dir():
+            continue
+        where = item.resolve()
+        if where in out.parents:
+            raise UserError(f"{flag} {path} is inside {item}, an input of this command: writing there would "
+                            f"change the input; choose a {flag} outside it")
+        if out in where.parents:
+            raise UserError(f"{flag} {path} holds {item}, an input of this command: choose a {flag} that "
+                            f"does not contain the input")
 
 
 def _same_path(a: Path, b: Path) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from distillscale.console import console, err_console, print_json, styled, warn
-from distillscale.io import check_output_file
+from distillscale.io import check_output_dir, check_output_file
 from distillscale.units import format_interval, format_quantity, parse_quantity
 
 
@@ -47,12 +47,16 @@ def report_command(
     write report.html (self-contained) and report.json."""
     from distillscale.report.calibration import CalibrationSettings
     from distillscale.report.report import REPORT_HTML, REPORT_IS_OURS, REPORT_JSON, write_report
+    from distillscale.sweeps.store import is_sweep_dir
 
     settings = CalibrationSettings(
         form=form, distillation_form=distillation_form, grid=grid, max_iter=max_iter, bootstrap=bootstrap, level=level, seed=seed,
         target_params=parse_quantity(target_params, "--target-params") if target_params else None,
         target_compute=parse_quantity(target_compute, "--target-compute") if target_compute else None)
     out_dir = out if out is not None else (source if source.is_dir() else source.parent)
+    if out is not None:  # a directory of the user's, or a run's, never gets a report written into it
+        check_output_dir(out, is_ours=lambda path: is_sweep_dir(path) or REPORT_IS_OURS[REPORT_JSON](path / REPORT_JSON),
+                         flag="--out", what="sweep directory or earlier report's directory")
     for name in (REPORT_JSON, REPORT_HTML):
         check_output_file(out_dir / name, overwrite=overwrite, is_ours=REPORT_IS_OURS[name], inputs=[source],
                           flag="report file", what="report distillscale wrote",

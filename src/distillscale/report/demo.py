@@ -133,7 +133,7 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
     gpus = require_gpus() if scale == "gpu" else []
     spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)), repetition=repetition)
     sweep_dir = check_output_dir(Path(out) if out is not None else Path("sweeps") / spec.name,
-                                 is_ours=is_sweep_dir, what="sweep directory")
+                                 is_ours=is_sweep_dir, inputs=[data], what="sweep directory")
     placement = place_runs(gpus, "none" if not gpus else None, GPU_RUNS_PER_GPU if gpus and not workers else None,
                            workers, cpu_workers=default_workers(threads_per_run=1))
     progress(f"sweep {spec.name}: {len(spec.runs)} runs in {sweep_dir}, {placement.workers} at a time "

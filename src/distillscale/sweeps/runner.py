@@ -111,7 +111,8 @@ class Sweep:
         if placement is not None:
             check_gpu_settings(sweep_spec, placement, gpus)
         directory = check_output_dir(Path(out) if out is not None else Path("sweeps") / sweep_spec.name,
-                                     is_ours=is_sweep_dir, inputs=[Path(spec)], what="sweep directory")
+                                     is_ours=is_sweep_dir, inputs=[Path(spec), _data_path(sweep_spec)],
+                                     what="sweep directory")
         if placement is not None:
             runner: Executor = LocalExecutor(placement.workers)
         else:
@@ -124,6 +125,12 @@ class Sweep:
         """Run every run that has not finished; returns the number of runs per status."""
         return run_sweep(self.spec, self.directory, self.executor, self.threads_per_run, progress,
                          self.placement)
+
+
+def _data_path(spec: SweepSpec) -> Path | None:
+    """The spec's corpus, an input of every run (None: the built-in corpus)."""
+    path = spec.sections.get("data", {}).get("path")
+    return Path(path) if path else None
 
 
 def check_gpu_settings(spec: SweepSpec, placement: Placement, gpus: str | None = None) -> None:

@@ -54,6 +54,23 @@ def is_run_dir(path: Path) -> bool:
     return isinstance(record, dict) and {"config", "config_hash"} <= record.keys()
 
 
+def completed_result(path: Path, role: str, then: str) -> RunResult:
+    """The result of the completed run in `path`, or a one-line UserError: the one completeness check
+    of every command that takes a run's weights as its input (a teacher, a served teacher, an export).
+    A run without result.json was interrupted: its weights are those of some checkpoint, not of the
+    run. `role` names the path ("teacher run"); `then` ends the advice (", then distil from it")."""
+    run = RunDirectory(path)
+    if not run.result_path.is_file():
+        raise UserError(f"{role} {path} has not finished (no result.json; its weights are those of its last "
+                        f"checkpoint): finish it by running its `distillscale train` (or `distill`) command "
+                        f"again{then}")
+    result = run.read_result()
+    if not result.completed:
+        raise UserError(f"{role} {path} did not complete (status {result.status!r}): train a run that "
+                        f"completes (e.g. with a lower --lr){then}")
+    return result
+
+
 class RunStart(Enum):
     NEW = "new"          # nothing there yet
     RESUME = "resume"    # an unfinished run with the same config
@@ -133,7 +150,7 @@ class RunDirectory:
     def plan_start(self, config: TrainConfig) -> RunStart:
         """Decide between a new run, a resume and a restart, or refuse; changes nothing on disk."""
         inputs = [getattr(config, name, None)
-                  for name in ("data", "tokenizer", "teacher", "teacher_cache")]
+                  for name in ("data", "tokenizer", "teacher", "teacher_cache", "fork_from")]
         check_output_dir(self.path, is_ours=is_run_dir, inputs=inputs, what="distillscale run directory")
         if not self.path.exists() or not any(self.path.iterdir()):
             return RunStart.NEW

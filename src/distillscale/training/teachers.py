@@ -30,7 +30,8 @@ from distillscale.data.sources import first_line
 from distillscale.data.tokenizer import load_tokenizer
 from distillscale.errors import UserError, path_kind
 from distillscale.settings import TConfig
-from distillscale.training.records import RunResult, TeacherRecord
+from distillscale.training.records import TeacherRecord
+from distillscale.training.run_dir import completed_result
 
 # The settings of a teacher run that say which corpus it trained on; a student distilled from it
 # reads the same corpus by default, and so trains on the other half of it.
@@ -89,14 +90,7 @@ def find_teacher(path: str | Path, trust_remote_code: bool = False) -> TeacherSo
 
 
 def _run_source(path: Path) -> TeacherSource:
-    result_path = path / "result.json"
-    if not result_path.is_file():
-        raise UserError(f"teacher run {path} has not finished (no result.json): finish it by running "
-                        f"its `distillscale train` command again, then distil from it")
-    status = RunResult.load(result_path).status
-    if status != "completed":
-        raise UserError(f"teacher run {path} did not complete (status {status!r}): train a teacher "
-                        f"that completes (e.g. with a lower --lr) and distil from that")
+    completed_result(path, "teacher run", then=", then distil from it")
     tokenizer_path = path / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise UserError(f"teacher run {path} has no tokenizer.json: copy back the tokenizer it was "

@@ -1,4 +1,7 @@
-"""`distillscale export-hf RUN_DIR OUT_DIR`: hand a trained model to the Hugging Face ecosystem."""
+"""`distillscale export-hf RUN_DIR OUT_DIR`: hand a trained model to the Hugging Face ecosystem.
+
+Here rather than in model/ (where the export itself is) because a run's completeness is the run
+directory's to say: a run that did not finish is refused, as `distill --teacher` refuses it."""
 
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ def export_hf_command(
 ) -> None:
     """Export a trained model as a directory that AutoModelForCausalLM and AutoTokenizer load."""
     from distillscale.model.hf_export import export_hf
+    from distillscale.training.run_dir import completed_result, is_run_dir
+
+    if run_dir.is_dir() and is_run_dir(run_dir):  # a model saved by save_pretrained alone has no result
+        completed_result(run_dir, "run", then=", then export it")
 
     summary = export_hf(run_dir, out_dir, overwrite=overwrite)
     if as_json:
