@@ -466,3 +466,13 @@ def test_a_vocabulary_larger_than_the_corpus_supports_is_warned_about(tmp_path, 
     assert code == 0, err
     text = " ".join(err.split())
     assert "the corpus supports only" in text and "not the 10,000,000 asked for" in text
+
+
+def test_a_corpus_without_utf8_text_is_one_line_and_nothing_before_it(cli, tmp_path, cache_dir):
+    """The real error alone: no vocabulary warning and no progress bar of the work it ended."""
+    corpus = tmp_path / "binary"
+    corpus.mkdir()
+    (corpus / "a.txt").write_bytes(bytes(random.Random(0).randrange(128, 256) for _ in range(20_000)))
+    code, _, err = cli("data", "prepare", "--data", corpus)
+    assert code == 2 and err.splitlines() == [err.strip()] and err.startswith("distillscale: error: the corpus"), err
+    assert "holds no text" in err and "skipped as not UTF-8" in err

@@ -101,3 +101,15 @@ def test_the_builtin_design_runs_on_the_users_corpus(tmp_path, cli):
     code, _, err = cli("demo", "--quick", "--data", tmp_path / "missing.txt", "--out", tmp_path / "out")
     assert code == 2 and "--data" in err and "matches no file" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_repetition_demos_help_states_its_measured_duration(cli):
+    """`demo --repetition --help` quotes the wall time measured in the spec's own budget note."""
+    spec = builtin_spec(repetition=True).read_text()
+    measured = re.search(r"~(\d+) minutes of wall\s*\n?#?\s*time from nothing", spec)
+    assert measured, "the spec's budget note moved: update this test"
+    code, out, _ = cli("demo", "--help")
+    assert code == 0
+    help_text = " ".join(out.replace("│", " ").split())
+    stated = re.search(r"--repetition .*?\(about (\d+) minutes on 2 cores\)", help_text)
+    assert stated and stated.group(1) == measured.group(1), help_text

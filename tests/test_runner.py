@@ -383,3 +383,29 @@ def test_a_second_writer_of_a_run_directory_is_refused_in_one_line(tmp_path, cli
     code, _, err = cli("train", "--out", tmp_path / "new" / "run", "--data", tmp_path / "no-such-corpus",
                        "--n-layers", "1", "--tokens", "2k")
     assert code == 2 and not (tmp_path / "new").exists()  # a refused run leaves no directory behind
+
+
+def test_a_finished_run_is_logged_with_the_time_its_process_took(tmp_path):
+    """A tiny run's training loop takes a fraction of a second, its process seconds: the progress log
+    says the latter (it said "in 0 s" of runs that took 4-7 s)."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from distillscale.sweeps.runner import _Scheduler
+    from distillscale.training.records import RunResult
+
+    layout = SweepLayout(tmp_path)
+    run = SimpleNamespace(run_id="t1")
+    layout.run_dir("t1").mkdir(parents=True)
+    RunResult(status="completed", val_loss=3.25, steps=3, lr=0.01, schedule="cosine", tokens=768,
+              token_budget=1000, non_embedding_params=16512, total_params=37056, forward_flops_per_token=4.5e4,
+              flops=1e8, flops_6nd=7.6e7, flops_method="-", wall_seconds=0.3, train_seconds=0.3,
+              tokens_per_second=768, config_hash="0" * 16, world_size=1,
+              device="cpu").save(layout.run_dir("t1") / "result.json")
+    finished = []
+    scheduler = SimpleNamespace(layout=layout, store=SimpleNamespace(finish=lambda *a, **k: finished.append(a)))
+    future: Future = Future()
+    future.set_result(0)
+    line = _Scheduler._record_end(scheduler, run, future, 5.26).plain
+    assert line == "completed t1: 3.2500 nats/token in 5.3 s" and finished == [("t1", "completed")]
+    assert _Scheduler._record_end(scheduler, run, future, 73.4).plain.endswith("in 73 s")

@@ -232,8 +232,12 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), TimeElapsedColumn(), console=err_console,
                       disable=not progress) as display:
-            first = _first_pass(config, corpus, loaded, display)
-            assignment = assign_splits(first.hashes, first.sizes, config.val_fraction)
+            try:
+                first = _first_pass(config, corpus, loaded, display)
+                assignment = assign_splits(first.hashes, first.sizes, config.val_fraction)
+            except UserError:  # the error alone, without the bars of the work it ended
+                _stop_silently(display)
+                raise
             dtype = token_dtype(tokenizer_vocab_size(first.tokenizer))
             first.tokenizer.save(str(work / "tokenizer.json"))
             task = display.add_task("tokenising", total=first.stats.bytes)
@@ -249,6 +253,21 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
         shutil.rmtree(work, ignore_errors=True)
         raise
     return manifest
+
+
+def _stop_silently(display: Progress) -> None:
+    """End the progress display leaving nothing behind (on a terminal the bars are erased; elsewhere
+    they are not printed), so that an error is the only thing the user reads."""
+    for task_id in list(display.task_ids):
+        display.remove_task(task_id)
+    display.live.transient = True
+    quiet = display.console.quiet
+    display.console.quiet = quiet or not display.console.is_terminal
+    try:
+        display.stop()
+    finally:
+        display.console.quiet = quiet
+    display.stop = lambda: None  # the `with` block's exit would stop it again, printing a blank line
 
 
 def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str] | None,
@@ -277,6 +296,8 @@ def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str
         asked = config.vocab_size or DEFAULT_VOCAB_SIZE
         tokenizer = train_byte_level_bpe(documents(), asked)
         end_of_text, origin = END_OF_TEXT, "byte-level BPE trained on the corpus"
+        if stats.documents == 0:  # before the warning about the vocabulary: this is the real error
+            raise UserError(empty_corpus_message(corpus, stats))
         if tokenizer_vocab_size(tokenizer) < asked:
             warn(f"the corpus supports only {tokenizer_vocab_size(tokenizer):,} BPE tokens, not the "
                  f"{asked:,} asked for: the tokenizer has {tokenizer_vocab_size(tokenizer):,}; give a larger "

@@ -169,7 +169,7 @@ def demo_command(
                                                        "H100, on every visible GPU)"),
     repetition: bool = typer.Option(False, "--repetition", help="the repetition sweep instead: supervised and "
                                     "distilled students on 1-16 epochs of fixed subsets, R_D* fitted for each "
-                                    "(about 10 minutes on 2 cores)"),
+                                    "(about 15 minutes on 2 cores)"),
     workers: int = typer.Option(None, "--workers", min=1, help="runs at once (default: the number of cores)"),
     as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
 ) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,6 +254,7 @@ class _Scheduler:
         self.free_slots = list(range(placement.workers))  # worker slots not running a run now
         self.in_flight: dict[Future[int], PlannedRun] = {}
         self.slot_of: dict[Future[int], int] = {}
+        self.started: dict[Future[int], float] = {}  # time.monotonic() at each launch
 
     def run(self) -> None:
         self._adopt_finished()
@@ -270,7 +272,7 @@ class _Scheduler:
                     for future in done:
                         run = self.in_flight.pop(future)
                         self.free_slots.append(self.slot_of.pop(future))
-                        bar.log(self._record_end(run, future))
+                        bar.log(self._record_end(run, future, time.monotonic() - self.started.pop(future)))
             finally:
                 self.executor.shutdown()
 
@@ -308,6 +310,7 @@ class _Scheduler:
                 self.store.set_device(run.run_id, self.placement.slots[slot] or "cpu")
                 future = self.executor.submit(self._job(run, slot))
                 self.in_flight[future], self.slot_of[future] = run, slot
+                self.started[future] = time.monotonic()
 
     def _free_slot(self) -> int:
         """A free worker slot on the device running the fewest runs now (the runs spread over the GPUs)."""
@@ -331,8 +334,10 @@ class _Scheduler:
         return Job(argv=(sys.executable, "-m", "distillscale.cli", run.command, "--config", str(path)),
                    log_path=self.layout.log_path(run.run_id), env=self.thread_env | self.placement.env(slot))
 
-    def _record_end(self, run: PlannedRun, future: Future[int]) -> Text:
-        """Store how the run ended; returns a line for the progress log."""
+    def _record_end(self, run: PlannedRun, future: Future[int], seconds: float) -> Text:
+        """Store how the run ended; returns a line for the progress log, with the `seconds` its
+        process took (start-up included: result.json's wall_seconds counts the training alone, and
+        said "in 0 s" of a tiny run the user waited seconds for)."""
         try:
             exit_status = future.result()
         except Exception as exc:  # the executor could not run it at all (e.g. a Slurm job failure)
@@ -343,8 +348,9 @@ class _Scheduler:
         if result is not None:
             self.store.finish(run.run_id, result.status, result=result.to_json(), error=_divergence(result))
             if result.completed:
+                took = f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
                 return styled(("completed", "green"), f" {run.run_id}: {result.val_loss:.4f} nats/token "
-                              f"in {result.wall_seconds:.0f} s")
+                              f"in {took}")
             return styled(("diverged", "red"), f" {run.run_id}: {_divergence(result)}")
         error = launch_error or f"exit status {exit_status}: {_tail(self.layout.log_path(run.run_id))}"
         self.store.finish(run.run_id, "failed", error=error)
