@@ -283,7 +283,7 @@ def test_every_reader_of_a_runs_weights_refuses_a_run_that_did_not_finish(cli, t
                                             max_seq_len=32)), run)
     train_byte_level_bpe(["some text " * 50], vocab_size=300).save(str(run / "tokenizer.json"))
     (run / "config.json").write_text(json.dumps({"config": {}, "config_hash": "0" * 16, "plan": {}}))
-    needle = f"{run} has not finished (no result.json; its weights are those of its last checkpoint)"
+    needle = f"{run} has not finished (no result.json): its weights are those of its last checkpoint"
     for args in (["export-hf", run, tmp_path / "hf"],
                  ["distill", "--teacher", run, "--out", tmp_path / "student", "--n-layers", "1", "--tokens", "1k"],
                  ["serve-teacher", run]):

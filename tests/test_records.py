@@ -159,7 +159,7 @@ def test_read_errors_say_what_could_not_be_read_and_never_advise_deletion(tmp_pa
         with pytest.raises(UserError) as error:
             read()
         message = str(error.value)
-        assert f"cannot read the" in message and str(path) in message and "ls -l" in message, message
+        assert "cannot read the" in message and str(path) in message and "ls -l" in message, message
         assert "--overwrite" not in message and "\n" not in message, message
 
 

@@ -61,8 +61,8 @@ def completed_result(path: Path, role: str, then: str) -> RunResult:
     run. `role` names the path ("teacher run"); `then` ends the advice (", then distil from it")."""
     run = RunDirectory(path)
     if not run.result_path.is_file():
-        raise UserError(f"{role} {path} has not finished (no result.json; its weights are those of its last "
-                        f"checkpoint): finish it by running its `distillscale train` (or `distill`) command "
+        raise UserError(f"{role} {path} has not finished (no result.json): its weights are those of its last "
+                        f"checkpoint; finish it by running its `distillscale train` (or `distill`) command "
                         f"again{then}")
     result = run.read_result()
     if not result.completed:
