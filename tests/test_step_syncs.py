@@ -141,6 +141,10 @@ def test_a_non_finite_step_and_the_steps_after_it_leave_weights_and_optimizer_st
     assert bad_step == 3 and math.isnan(bad.loss) and bad.kd is None
 
 
+def not_json(constant: str):
+    raise AssertionError(f"{constant} is not JSON: result.json and metrics.jsonl must be valid JSON")
+
+
 def test_divergence_seen_at_the_next_logging_step_stops_the_run_as_looking_every_step_does(cli, tmp_path):
     results = {}
     for log_every in (1, 7):
@@ -148,9 +152,13 @@ def test_divergence_seen_at_the_next_logging_step_stops_the_run_as_looking_every
         code, _, err = cli("train", "--out", run, *TINY, "--lr", "1e5", "--warmup-steps", "0",
                            "--log-every", log_every, "--save-every", "1000")
         assert code == 1 and "training diverged at step" in err
-        results[log_every] = json.loads((run / "result.json").read_text())
+        results[log_every] = json.loads((run / "result.json").read_text(), parse_constant=not_json)
+        for line in (run / "metrics.jsonl").read_text().splitlines():
+            json.loads(line, parse_constant=not_json)
     every, later = results[1], results[7]
     assert later["status"] == "diverged" and later["diverged_at_step"] == every["diverged_at_step"]
     assert later["steps"] == every["steps"] == every["diverged_at_step"] - 1
-    assert later["diverged_loss"] == every["diverged_loss"] or (math.isnan(later["diverged_loss"])
-                                                                and math.isnan(every["diverged_loss"]))
+    assert later["diverged_loss"] == every["diverged_loss"]  # a number, or "NaN" / "Infinity" (valid JSON)
+    from distillscale.training.records import RunResult
+    loaded = RunResult.load(tmp_path / "log7" / "result.json")  # read back as the number it was
+    assert repr(loaded.diverged_loss) == repr(float(later["diverged_loss"]))
