@@ -161,7 +161,7 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
             raise UserError(f"--seq-len {config.seq_len} sends prompts of {config.seq_len + 1} tokens but the teacher "
                             f"server at {client.base} takes at most {model.max_model_len}: use --seq-len "
                             f"{model.max_model_len - 1} or less (vLLM: raise its --max-model-len)")
-        served_tokenizer = model.about.get("tokenizer_sha256")
+        served_tokenizer = model.about.tokenizer_sha256
         if served_tokenizer is not None and served_tokenizer != data.tokenizer_hash:
             raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
                             f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
