@@ -456,3 +456,28 @@ def test_a_student_of_a_served_teacher_trains_on_its_unique_tokens_subset(served
             *STUDENT, "--unique-tokens", "2k")
     result = json.loads((tmp_path / "s" / "result.json").read_text())
     assert result["unique_tokens"] == 2000 and result["epochs"] == pytest.approx(result["tokens"] / 2000)
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "\u0663"])  # a superscript two, an Arabic-Indic three
+def test_a_content_length_of_non_ascii_digits_is_a_400(served, length):
+    """str.isdigit() accepts them and int() does not: the server answered 500."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+    try:
+        connection.putrequest("POST", "/v1/completions")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", length.encode("utf-8"))
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 400 and "Content-Length" in json.loads(response.read())["error"]["message"]
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("timeout, words", [("inf", "finite number"), ("1e300", "less than or equal to 86400")])
+def test_a_teacher_timeout_too_long_for_a_socket_is_one_line(cli, teacher, tmp_path, timeout, words):
+    """--teacher-timeout inf reached the socket as an OverflowError traceback."""
+    code, _, err = cli("distill", "--teacher-url", "http://127.0.0.1:1/v1", "--tokenizer", teacher / "tokenizer.json",
+                       "--out", tmp_path / "s", "--teacher-timeout", timeout, *STUDENT)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--teacher-timeout" in err and words in err, err

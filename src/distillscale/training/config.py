@@ -274,6 +274,7 @@ class TeacherSettings(Settings):
 
 
 _LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once
+MAX_TEACHER_TIMEOUT = 86_400.0  # a socket's timeout must fit a C timeval; a day is more than any answer needs
 
 
 class DistillSettings(Settings):
@@ -292,7 +293,8 @@ class DistillSettings(Settings):
                           "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
                           "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
                           "mass outside the top k is estimated, not known (see README)")
-    teacher_timeout: float = Field(60.0, gt=0, description="with teacher_url: seconds to wait for an answer")
+    teacher_timeout: float = Field(60.0, gt=0, le=MAX_TEACHER_TIMEOUT,
+                                   description="with teacher_url: seconds to wait for an answer (at most a day)")
     teacher_retries: int = Field(4, ge=0, le=20, description="with teacher_url: retries of a failed request, with "
                                                             "exponential backoff from 0.5 s (at most 8 s apart)")
     loss_chunk_size: int = Field(1024, ge=1, description="tokens whose logits are computed at once")
