@@ -125,8 +125,8 @@ def test_on_policy_with_a_served_teacher_is_refused_not_ignored():
 
 @pytest.mark.parametrize("args, message", [
     (("--on-policy-fraction", "0.5", "--on-policy-prompt-tokens", "20", "--on-policy-continuation-tokens", "20"),
-     "exceed the window of seq_len + 1 = 33 tokens"),
-    (("--on-policy-temperature", "0.5"), "on_policy_temperature needs on_policy_fraction > 0"),
+     "exceed the window of --seq-len + 1 = 33 tokens"),
+    (("--on-policy-temperature", "0.5"), "--on-policy-temperature needs --on-policy-fraction > 0"),
     (("--on-policy-fraction", "1.5"), "on-policy-fraction"),
 ])
 def test_bad_on_policy_settings_are_one_line(runs, cli, tmp_path, args, message):
@@ -213,3 +213,11 @@ def test_a_fork_shares_its_parents_on_policy_schedule_or_is_refused(runs, cli, t
     code, _, err = distill("fork-late", "--tokens", "2048", "--fork-from", tmp_path / "parent-late", *start)
     assert code == 2 and "took its first on-policy batch at step 17 and this run would at step 9" in err, err
     assert "Traceback" not in err and not (tmp_path / "fork-late").exists()
+
+
+def test_uld_weight_with_the_teachers_own_tokenizer_is_refused(runs, cli, tmp_path):
+    """G8: --uld-weight weighs the cross-tokenizer term only; with the teacher's tokenizer it was ignored."""
+    code, _, err = cli("distill", "--teacher", runs / "teacher", "--out", tmp_path / "s", "--n-layers", "1",
+                       "--tokens", "1k", *SHAPE, "--uld-weight", "3")
+    assert code == 2 and "--uld-weight needs a teacher of another tokenizer" in err and "Traceback" not in err, err
+    assert not (tmp_path / "s").exists()

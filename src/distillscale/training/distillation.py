@@ -106,6 +106,9 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
                             "(cross-tokenizer distillation has not been tested sharded): use "
                             "--teacher-parallel replicate")
         return train(config, progress, make_objective=partial(_make_cross_tokenizer_objective, config, source))
+    if config.uld_weight != DistillConfig.model_fields["uld_weight"].default:
+        raise UserError(f"--uld-weight needs a teacher of another tokenizer: {config.teacher} speaks --tokenizer's "
+                        f"own, so this run would not use it; leave it out")
     if config.on_policy_config() is None:
         return train(config, progress, make_objective=partial(_make_objective, config, source))
     return train(config, progress, make_objective=partial(_make_on_policy_objective, config, source),
