@@ -481,3 +481,18 @@ def test_a_teacher_timeout_too_long_for_a_socket_is_one_line(cli, teacher, tmp_p
     code, _, err = cli("distill", "--teacher-url", "http://127.0.0.1:1/v1", "--tokenizer", teacher / "tokenizer.json",
                        "--out", tmp_path / "s", "--teacher-timeout", timeout, *STUDENT)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--teacher-timeout" in err and words in err, err
+
+
+@pytest.mark.parametrize("url", ["http://user:s3cret@127.0.0.1:1/v1", "user:s3cret@127.0.0.1:1/v1",
+                                 "http://user:s3cret@127.0.0.1:99999/v1"])
+def test_a_password_in_the_teacher_url_is_never_printed_or_recorded(cli, teacher, tmp_path, url):
+    code, out, err = cli("distill", "--teacher-url", url, "--tokenizer", teacher / "tokenizer.json",
+                         "--out", tmp_path / "s", "--teacher-retries", "0", *STUDENT)
+    assert code == 2 and "s3cret" not in out + err and "***@" in err, err
+    client = TeacherClient("http://user:s3cret@127.0.0.1:1/v1", K)
+    assert client.record().url == "http://***@127.0.0.1:1/v1" and "s3cret" in client.endpoint
+
+
+def test_serve_teacher_names_its_own_argument_for_a_missing_teacher(cli, tmp_path):
+    code, _, err = cli("serve-teacher", tmp_path / "nope")
+    assert code == 2 and "serve-teacher's TEACHER argument" in err and "--teacher" not in err, err

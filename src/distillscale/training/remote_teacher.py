@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from distillscale.data import TokenSampler, iter_eval_batches
 from distillscale.errors import UserError
 from distillscale.jsontext import json_text
+from distillscale.training.config import redacted_url
 from distillscale.training.config import teacher_api_base as api_base
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, sparse_distillation_loss
@@ -123,7 +124,9 @@ class TeacherClient:
 
     def __init__(self, url: str, top_k: int, timeout: float = 60.0, retries: int = 4,
                  backoff: float = BACKOFF_SECONDS, vocab_size: int | None = None):
-        self.url, self.base, self.vocab_size = url, api_base(url), vocab_size
+        # `endpoint` is where requests go; `base` is what messages and records show (without a password)
+        self.url, self.endpoint, self.vocab_size = url, api_base(url), vocab_size
+        self.base = redacted_url(self.endpoint)
         self.top_k, self.timeout, self.retries, self.backoff = top_k, timeout, retries, backoff
         self.model: ServedModel | None = None
         self.requests = self.retried = self.prompts = self.positions = 0
@@ -180,7 +183,7 @@ class TeacherClient:
                 time.sleep(min(MAX_BACKOFF_SECONDS, self.backoff * 2 ** (attempt - 1)))
             self.requests += 1
             try:
-                return parse(self._send(method, url, data))
+                return parse(self._send(method, self.endpoint + path, data))
             except ServerError as exc:
                 if not exc.retry:
                     raise UserError(f"teacher server {url}: {exc}") from None
