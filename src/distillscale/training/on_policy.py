@@ -8,7 +8,9 @@ tokens only, the teacher scoring prompt plus continuation in one forward pass. T
 are ordinary distillation batches of corpus windows. On-policy batches minimise the divergence alone
 (kd_weight 1): cross-entropy against the student's own samples would only sharpen the student on
 them. A continuation shorter than the rest of the window leaves the window's tail in place,
-read (and counted) but not trained on.
+read (and counted) but not trained on. Every trained token weighs the same within a step: an
+on-policy micro-batch (C trained tokens per window) and a corpus one (seq_len) are averaged over
+their tokens, not as two means (training/step.py); each step is its own token mean, as GKD's batches.
 
 Pieces, each a pure function of (seed, step) so that a resumed run replays exactly what an
 uninterrupted one does:
