@@ -174,8 +174,8 @@ def quality_section() -> None:
         live_objective = LiveTeacherOnCachedWindows(teacher, config.loss_config(), teacher_val_loss=math.nan)
         samplers = []
 
-        def make_sampler(data):
-            samplers.append(CachedWindowSampler(cache, data.split(config.split), config.batch_size, config.seed))
+        def make_sampler(data, tokens):
+            samplers.append(CachedWindowSampler(cache, tokens, config.batch_size, config.seed))
             return samplers[-1]
 
         train(config, progress=False, make_objective=lambda *_: live_objective, make_sampler=make_sampler)

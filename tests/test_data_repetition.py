@@ -262,6 +262,6 @@ def test_students_seeds_train_each_repeated_run_and_its_one_epoch_reference_per_
 def test_unique_tokens_is_refused_with_a_logit_cache(tmp_path):
     from distillscale.training.config import DistillConfig
 
-    with pytest.raises(UserError, match="unique_tokens does not apply with --teacher-cache"):
+    with pytest.raises(UserError, match="--unique-tokens does not apply with --teacher-cache"):
         DistillConfig(n_layers=1, tokens=1000, out=tmp_path / "s", teacher_cache=tmp_path / "cache",
                       unique_tokens=500)

@@ -85,7 +85,7 @@ def test_a_fork_must_repeat_its_parents_settings(cli, runs, tmp_path):
     assert code == 2 and "does not keep step 80" in err and "list 25600 in the parent's --fork-tokens" in err
     code, _, err = cli("train", "--out", tmp_path / "c", "--n-layers", "1", "--tokens", "1M",
                        "--fork-from", parent)
-    assert code == 2 and "fork_from needs schedule wsd" in err
+    assert code == 2 and "--fork-from needs --schedule wsd" in err
     assert not any(tmp_path.iterdir())
 
 

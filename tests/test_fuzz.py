@@ -424,6 +424,7 @@ def test_planner_page_answers_fuzzed_bodies_with_json(planner_page, body, path):
     ("POST", "/api/plan", b'{"compute": "{a}"}', None, 400),
     ("POST", "/api/plan", b'{"compute": "1e21"}', {"Content-Length": "abc"}, 400),
     ("POST", "/api/plan", b"", {"Content-Length": "-1"}, 400),
+    ("POST", "/api/plan", b"", {"Content-Length": "\u00b2"}, 400),  # "²".isdigit(), int("²") fails: was a 500
     ("POST", "/api/plan", b"", {"Content-Length": None}, 411),
     ("POST", "/api/plan", b"x" * 70_000, None, 413),
     ("POST", "/api/plan", b"{}", {"Content-Type": "text/html"}, 415),

@@ -125,8 +125,8 @@ def test_on_policy_with_a_served_teacher_is_refused_not_ignored():
 
 @pytest.mark.parametrize("args, message", [
     (("--on-policy-fraction", "0.5", "--on-policy-prompt-tokens", "20", "--on-policy-continuation-tokens", "20"),
-     "exceed the window of seq_len + 1 = 33 tokens"),
-    (("--on-policy-temperature", "0.5"), "on_policy_temperature needs on_policy_fraction > 0"),
+     "exceed the window of --seq-len + 1 = 33 tokens"),
+    (("--on-policy-temperature", "0.5"), "--on-policy-temperature needs --on-policy-fraction > 0"),
     (("--on-policy-fraction", "1.5"), "on-policy-fraction"),
 ])
 def test_bad_on_policy_settings_are_one_line(runs, cli, tmp_path, args, message):
@@ -134,4 +134,90 @@ def test_bad_on_policy_settings_are_one_line(runs, cli, tmp_path, args, message)
                        "--tokens", "1k", *SHAPE, *args)
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_on_policy_student_trains_on_its_unique_tokens_subset(runs, cli, tmp_path):
+    """G1: the on-policy sampler draws from --unique-tokens' subset, as the default sampler does."""
+    code, _, err = cli("distill", "--teacher", runs / "teacher", "--out", tmp_path / "s", "--n-layers", "1",
+                       "--tokens", "1k", *SHAPE, "--on-policy-fraction", "0.5", "--unique-tokens", "2k")
+    assert code == 0, err
+    result = read_json(tmp_path / "s" / "result.json")
+    assert result["unique_tokens"] == 2000 and result["epochs"] == pytest.approx(result["tokens"] / 2000)
+
+
+def test_a_sampler_that_skips_the_training_tokens_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from distillscale.data import TokenSampler
+    from distillscale.training.config import TrainConfig
+    from distillscale.training.recipe import make_training_sampler
+
+    split = np.arange(10_000, dtype=np.uint16)
+    data = SimpleNamespace(split=lambda name: split)
+    config = TrainConfig(out=tmp_path, n_layers=1, tokens=1000, seq_len=8, unique_tokens=2000)
+    sampler = make_training_sampler(config, data, lambda data, tokens: TokenSampler(tokens, 8, 2, 0))
+    assert len(sampler.tokens) == 2000
+    with pytest.raises(RuntimeError, match="not the run's 2,000 training tokens"):
+        make_training_sampler(config, data, lambda data, tokens: TokenSampler(data.split("student"), 8, 2, 0))
+
+
+def test_the_on_policy_schedule_is_counted_from_the_plan():
+    from distillscale.training.on_policy import OnPolicySchedule
+
+    config = OnPolicyConfig(fraction=0.5, prompt_tokens=4, continuation_tokens=4, start=0.25)
+    schedule = OnPolicySchedule.of(config, total_steps=20, micro_batches_per_step=2)
+    assert schedule.first == 10 and schedule.batches() == 15
+    assert [i for i in range(40) if schedule.is_on_policy(i)] == list(range(11, 40, 2))
+    longer = OnPolicySchedule.of(config, total_steps=40, micro_batches_per_step=2)  # a fork's parent
+    assert not schedule.agrees_with(longer, 12) and schedule.agrees_with(longer, 10)
+    assert OnPolicySchedule.of(config.model_copy(update={"start": 0.0}), 20, 2).agrees_with(
+        OnPolicySchedule.of(config.model_copy(update={"start": 0.0}), 40, 2), 30)
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--on-policy-fraction", "0.01"), "raise --on-policy-fraction to at least 0.125"),
+    (("--on-policy-fraction", "0.5", "--on-policy-start", "0.99"), "lower --on-policy-start"),
+])
+def test_a_run_with_no_on_policy_batch_is_refused(runs, cli, tmp_path, args, words):
+    """G2: 8 steps at --on-policy-fraction 0.01, or all of them before --on-policy-start, would train
+    without a single on-policy batch while result.json and the summary said otherwise."""
+    code, _, err = cli("distill", "--teacher", runs / "teacher", "--out", tmp_path / "s", "--n-layers", "1",
+                       "--tokens", "1k", *SHAPE, *args)
+    assert code == 2 and "gives no on-policy batch in this run" in err and words in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_fork_shares_its_parents_on_policy_schedule_or_is_refused(runs, cli, tmp_path):
+    """G2: a fork equals the same run from scratch, on-policy batches included; one whose parent took
+    other on-policy batches before its cooldown (--on-policy-start is a share of each run's steps)
+    is refused instead of training something else."""
+    wsd = ("--n-layers", "1", *SHAPE, "--schedule", "wsd", "--warmup-steps", "2", "--on-policy-fraction", "0.5",
+           "--on-policy-prompt-tokens", "8", "--log-every", "1")
+
+    def distill(out, *args):
+        return cli("distill", "--teacher", runs / "teacher", "--out", tmp_path / out, *wsd, *args)
+
+    assert distill("parent", "--tokens", "4096", "--fork-tokens", "2048")[0] == 0  # 32 steps; the fork's 16
+    assert distill("fork", "--tokens", "2048", "--fork-from", tmp_path / "parent")[0] == 0
+    assert distill("scratch", "--tokens", "2048")[0] == 0
+    fork, scratch = read_json(tmp_path / "fork" / "result.json"), read_json(tmp_path / "scratch" / "result.json")
+    assert fork["fork"]["branch_step"] == 13
+    assert fork["val_loss"] == scratch["val_loss"] and fork["on_policy"] == scratch["on_policy"]
+
+    start = ("--on-policy-start", "0.5")
+    assert distill("parent-late", "--tokens", "4096", "--fork-tokens", "2048", *start)[0] == 0
+    code, _, err = distill("fork-late", "--tokens", "2048", "--fork-from", tmp_path / "parent-late", *start)
+    assert code == 2 and "took its first on-policy batch at step 17 and this run would at step 9" in err, err
+    assert "Traceback" not in err and not (tmp_path / "fork-late").exists()
+
+
+def test_uld_weight_with_the_teachers_own_tokenizer_is_refused(runs, cli, tmp_path):
+    """G8: --uld-weight weighs the cross-tokenizer term only; with the teacher's tokenizer it was ignored."""
+    code, _, err = cli("distill", "--teacher", runs / "teacher", "--out", tmp_path / "s", "--n-layers", "1",
+                       "--tokens", "1k", *SHAPE, "--uld-weight", "3")
+    assert code == 2 and "--uld-weight needs a teacher of another tokenizer" in err and "Traceback" not in err, err
     assert not (tmp_path / "s").exists()

@@ -128,9 +128,9 @@ def test_distillation_from_a_cache_trains_to_the_same_losses_with_and_without_th
                          eval_tokens="1k", log_every=1, device="cpu")
     caches: list[LogitCache] = []
 
-    def make_sampler(data: PreparedData) -> CachedWindowSampler:
+    def make_sampler(data: PreparedData, tokens) -> CachedWindowSampler:
         caches.append(sampled_cache(tmp_path / f"cache{len(caches)}", data.vocab_size, windows=24))
-        return CachedWindowSampler(caches[-1], data.split("teacher"), config.batch_size, config.seed)
+        return CachedWindowSampler(caches[-1], tokens, config.batch_size, config.seed)
 
     def make_objective(*_) -> SyntheticCacheObjective:
         return SyntheticCacheObjective(caches[-1], DistillationLossConfig(kd_weight=0.5), "")

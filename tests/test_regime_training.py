@@ -135,9 +135,9 @@ def test_resume_continues_the_weight_distance_from_the_first_initialisation(cli,
     (("--reference-batch-size", "0"),
      "invalid --reference-batch-size: Input should be greater than or equal to 1 (got 0)"),
     (("--regime-adaptation",),
-     "invalid --regime-adaptation: needs reference_batch_size, the global batch size (sequences) "
+     "invalid --regime-adaptation: needs --reference-batch-size, the global batch size (sequences) "
      "that lr and the schedule were tuned at (got True)"),
-    (("--lr-scaling", "linear"), "invalid --lr-scaling: needs reference_batch_size"),
+    (("--lr-scaling", "linear"), "invalid --lr-scaling: needs --reference-batch-size"),
 ])
 # distill takes train's options: the flags reach its config, checked before the teacher is looked up.
 @pytest.mark.parametrize("command", [("train",), ("distill", "--teacher", "no-such-teacher")])

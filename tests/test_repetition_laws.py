@@ -141,3 +141,9 @@ def test_a_law_with_repetition_constants_saves_and_loads(tmp_path):
     (tmp_path / "bad.json").write_text(broken)
     with pytest.raises(UserError, match="repetition.R_D_star"):
         load_laws(tmp_path / "bad.json")
+
+
+def test_max_penalty_without_unique_tokens_is_refused(cli):
+    """G8: --max-penalty only bounds a repetition penalty; without --unique-tokens it was ignored."""
+    code, _, err = cli("predict", "supervised", "--params", "546M", "--tokens", "22B", "--max-penalty", "0.05")
+    assert code == 2 and "--max-penalty needs --unique-tokens" in err and len(err.strip().splitlines()) == 1, err

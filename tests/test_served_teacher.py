@@ -100,7 +100,7 @@ def test_served_top_k_equals_the_teacher_in_process(served, service):
     own = log_probs.gather(-1, prompts[:, 1:, None]).squeeze(-1)
     assert torch.allclose(answer.token_log_probs.float(), own, atol=1e-6)
     assert client.requests == 2 and client.retried == 0  # GET /v1/models, one POST for the 3 prompts
-    assert client.model.name == str(service.name) and client.model.about["max_logprobs"] == K
+    assert client.model.name == str(service.name) and client.model.about.max_logprobs == K
 
 
 def test_the_answer_has_the_vllm_completions_shape(served):
@@ -300,7 +300,7 @@ def test_a_hugging_face_teacher_is_served_over_its_tokenizer_ids(tmp_path):
         client = TeacherClient(serving.url, K, vocab_size=320)
         prompts = torch.randint(0, 320, (2, 9), generator=torch.Generator().manual_seed(1))
         answer = client.top_logprobs(prompts)
-        assert client.model.max_model_len == 65 and client.model.about["kind"] == "hf"
+        assert client.model.max_model_len == 65 and client.model.about.kind == "hf"
     finally:
         serving.stop()
     with torch.no_grad():
@@ -331,3 +331,168 @@ def test_serve_teacher_command_prints_its_address_and_serves(teacher):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# -- G3: what a server says is validated in one pass before anything uses it ---------------------
+
+def served_answer(service, prompts: torch.Tensor) -> dict:
+    return service.completions({"model": service.name, "prompt": prompts.tolist(), "max_tokens": 0, "echo": True,
+                                "logprobs": K, "return_tokens_as_token_ids": True})
+
+
+def first_top(answer: dict, choice: int = 0) -> dict:
+    return answer["choices"][choice]["logprobs"]["top_logprobs"][1]
+
+
+def renamed(top: dict, old: str, new: str) -> dict:
+    return {new if key == old else key: value for key, value in top.items()}
+
+
+def non_canonical(answer):  # one id spelt with a leading zero: token_id:05 next to token_id:5
+    top = first_top(answer)
+    key = next(key for key in top if key != "token_id:0")
+    answer["choices"][0]["logprobs"]["top_logprobs"][1] = renamed(top, key, key.replace(":", ":0"))
+
+
+def superscript(answer):  # "²".isdigit() is true, int("²") fails
+    top = first_top(answer)
+    answer["choices"][0]["logprobs"]["top_logprobs"][1] = renamed(top, next(iter(top)), "token_id:²")
+
+
+TAMPERED = {
+    "a positive log-probability of the prompt token": (
+        lambda a: a["choices"][0]["logprobs"]["token_logprobs"].__setitem__(2, 5.0), "not a finite number <= 0"),
+    "a NaN log-probability": (
+        lambda a: a["choices"][1]["logprobs"]["token_logprobs"].__setitem__(1, float("nan")), "NaN"),
+    "a log-probability written as a string": (
+        lambda a: first_top(a).update({next(iter(first_top(a))): "-0.5"}), "not a finite number <= 0"),
+    "one id spelt two ways": (non_canonical, "is not of the form 'token_id:<id>'"),
+    "a superscript digit": (superscript, "is not of the form 'token_id:<id>'"),
+    "an id beyond int64": (lambda a: first_top(a).update({"token_id:" + "9" * 30: -20.0}),
+                           "is not of the form 'token_id:<id>'"),
+    "top-k log-probabilities all 0": (lambda a: first_top(a).update(dict.fromkeys(first_top(a), 0.0)),
+                                      "sum to 8, more than 1"),
+    "every choice with index 0": (lambda a: a["choices"][1].update(index=0), "two choices with index 0"),
+    "a boolean index": (lambda a: a["choices"][1].update(index=True), "not an integer in 0..1"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_a_served_answer_that_is_not_a_distribution_is_refused(service, case):
+    from distillscale.training.remote_teacher import ServerError, validated_answer
+
+    prompts = torch.randint(0, 300, (2, 5), generator=torch.Generator().manual_seed(0))
+    good = served_answer(service, prompts)
+    validated_answer(json.loads(json.dumps(good)), tuple(prompts.shape), K, 320)  # the untouched answer passes
+    tamper, words = TAMPERED[case]
+    answer = json.loads(json.dumps(good))
+    tamper(answer)
+    with pytest.raises(ServerError, match=words):
+        validated_answer(answer, tuple(prompts.shape), K, 320)
+
+
+def test_a_served_teacher_with_positive_log_probabilities_stops_the_run_in_one_line(cli, served, service, teacher,
+                                                                                     tmp_path):
+    """It gave "teacher validation loss -5.0000" and trained on it."""
+    completions = service.completions
+
+    def positive(request):
+        answer = completions(request)
+        for choice in answer["choices"]:
+            own = choice["logprobs"]["token_logprobs"]
+            own[1:] = [5.0] * (len(own) - 1)
+        return answer
+
+    service.completions = positive
+    try:
+        code, _, err = cli("distill", "--teacher-url", served.url, "--tokenizer", teacher / "tokenizer.json",
+                           "--out", tmp_path / "s", "--teacher-retries", "0", *STUDENT)
+    finally:
+        del service.completions
+    last = err.strip().splitlines()[-1]  # the lines before it: preparing the student's data
+    assert code == 2 and last.startswith(f"distillscale: error: the teacher server at {served.url}"), err
+    assert "log-probability 5.0 is not a finite number <= 0" in last and "Traceback" not in err
+    assert "-5.0000" not in err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"distillscale": {"non_embedding_params": "lots"}}, 'distillscale.non_embedding_params "lots"'),
+    ({"distillscale": {"non_embedding_params": 0}}, "distillscale.non_embedding_params 0"),
+    ({"distillscale": {"forward_flops_per_token": {"base": -1, "per_context_token": 2}}},
+     "distillscale.forward_flops_per_token.base -1"),
+    ({"distillscale": {"max_logprobs": True}}, "distillscale.max_logprobs true"),
+    ({"distillscale": "yes"}, 'distillscale "yes"'),
+    ({"max_model_len": 0}, "states max_model_len 0"),
+    ({"max_model_len": "65"}, 'states max_model_len "65"'),
+])
+def test_a_served_model_card_is_validated_before_the_run(cli, served, service, teacher, tmp_path, change, words):
+    """A card with "non_embedding_params": "lots" crashed with a pydantic traceback after the run
+    trained; max_model_len 0 advised --seq-len -1."""
+    models = service.models
+
+    def card():
+        answer = models()
+        first = answer["data"][0]
+        for key, value in change.items():
+            first[key] = {**first[key], **value} if isinstance(value, dict) else value
+        return answer
+
+    service.models = card
+    try:
+        code, _, err = cli("distill", "--teacher-url", served.url, "--tokenizer", teacher / "tokenizer.json",
+                           "--out", tmp_path / "s", "--teacher-retries", "0", *STUDENT)
+    finally:
+        del service.models
+    last = err.strip().splitlines()[-1]  # the lines before it: preparing the student's data
+    assert code == 2 and "Traceback" not in err, err
+    assert last.startswith(f"distillscale: error: the teacher server at {served.url}/models") and words in last, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_student_of_a_served_teacher_trains_on_its_unique_tokens_subset(served, teacher, tmp_path):
+    """G1: the served teacher's sampler draws from --unique-tokens' subset, as the default one does."""
+    run_cli("distill", "--teacher-url", served.url, "--tokenizer", teacher / "tokenizer.json", "--out", tmp_path / "s",
+            *STUDENT, "--unique-tokens", "2k")
+    result = json.loads((tmp_path / "s" / "result.json").read_text())
+    assert result["unique_tokens"] == 2000 and result["epochs"] == pytest.approx(result["tokens"] / 2000)
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "\u0663"])  # a superscript two, an Arabic-Indic three
+def test_a_content_length_of_non_ascii_digits_is_a_400(served, length):
+    """str.isdigit() accepts them and int() does not: the server answered 500."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+    try:
+        connection.putrequest("POST", "/v1/completions")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", length.encode("utf-8"))
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 400 and "Content-Length" in json.loads(response.read())["error"]["message"]
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("timeout, words", [("inf", "finite number"), ("1e300", "less than or equal to 86400")])
+def test_a_teacher_timeout_too_long_for_a_socket_is_one_line(cli, teacher, tmp_path, timeout, words):
+    """--teacher-timeout inf reached the socket as an OverflowError traceback."""
+    code, _, err = cli("distill", "--teacher-url", "http://127.0.0.1:1/v1", "--tokenizer", teacher / "tokenizer.json",
+                       "--out", tmp_path / "s", "--teacher-timeout", timeout, *STUDENT)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--teacher-timeout" in err and words in err, err
+
+
+@pytest.mark.parametrize("url", ["http://user:s3cret@127.0.0.1:1/v1", "user:s3cret@127.0.0.1:1/v1",
+                                 "http://user:s3cret@127.0.0.1:99999/v1"])
+def test_a_password_in_the_teacher_url_is_never_printed_or_recorded(cli, teacher, tmp_path, url):
+    code, out, err = cli("distill", "--teacher-url", url, "--tokenizer", teacher / "tokenizer.json",
+                         "--out", tmp_path / "s", "--teacher-retries", "0", *STUDENT)
+    assert code == 2 and "s3cret" not in out + err and "***@" in err, err
+    client = TeacherClient("http://user:s3cret@127.0.0.1:1/v1", K)
+    assert client.record().url == "http://***@127.0.0.1:1/v1" and "s3cret" in client.endpoint
+
+
+def test_serve_teacher_names_its_own_argument_for_a_missing_teacher(cli, tmp_path):
+    code, _, err = cli("serve-teacher", tmp_path / "nope")
+    assert code == 2 and "serve-teacher's TEACHER argument" in err and "--teacher" not in err, err

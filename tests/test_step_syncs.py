@@ -141,6 +141,10 @@ def test_a_non_finite_step_and_the_steps_after_it_leave_weights_and_optimizer_st
     assert bad_step == 3 and math.isnan(bad.loss) and bad.kd is None
 
 
+def not_json(constant: str):
+    raise AssertionError(f"{constant} is not JSON: result.json and metrics.jsonl must be valid JSON")
+
+
 def test_divergence_seen_at_the_next_logging_step_stops_the_run_as_looking_every_step_does(cli, tmp_path):
     results = {}
     for log_every in (1, 7):
@@ -148,9 +152,42 @@ def test_divergence_seen_at_the_next_logging_step_stops_the_run_as_looking_every
         code, _, err = cli("train", "--out", run, *TINY, "--lr", "1e5", "--warmup-steps", "0",
                            "--log-every", log_every, "--save-every", "1000")
         assert code == 1 and "training diverged at step" in err
-        results[log_every] = json.loads((run / "result.json").read_text())
+        results[log_every] = json.loads((run / "result.json").read_text(), parse_constant=not_json)
+        for line in (run / "metrics.jsonl").read_text().splitlines():
+            json.loads(line, parse_constant=not_json)
     every, later = results[1], results[7]
     assert later["status"] == "diverged" and later["diverged_at_step"] == every["diverged_at_step"]
     assert later["steps"] == every["steps"] == every["diverged_at_step"] - 1
-    assert later["diverged_loss"] == every["diverged_loss"] or (math.isnan(later["diverged_loss"])
-                                                                and math.isnan(every["diverged_loss"]))
+    assert later["diverged_loss"] == every["diverged_loss"]  # a number, or "NaN" / "Infinity" (valid JSON)
+    from distillscale.training.records import RunResult
+    loaded = RunResult.load(tmp_path / "log7" / "result.json")  # read back as the number it was
+    assert repr(loaded.diverged_loss) == repr(float(later["diverged_loss"]))
+
+
+def test_a_step_averages_over_its_trained_tokens_not_over_its_micro_batches():
+    """Item 8: an on-policy micro-batch trains on the C sampled tokens of each window, a corpus one on
+    all seq_len positions; averaging the micro-batches' means weighed each on-policy token seq_len / C
+    times more than a corpus token. The step is the token average that one batch of both gives."""
+    from distillscale.training.losses import IGNORE_INDEX
+
+    group, autocast = Distributed(), torch.autocast("cpu", enabled=False)
+    (inputs_a, targets_a), (inputs_b, targets_b) = batches(0)
+    targets_a = targets_a.clone()
+    targets_a[:, :-2] = IGNORE_INDEX  # 2 trained positions of 16, as an on-policy window with C = 2
+    objective = SupervisedObjective(z_loss_weight=1e-4)
+
+    def gradients(micro_batches):
+        model, _ = setup()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        result = train_step(TrainingModel(model, group), objective, optimizer, micro_batches, 0.0, group, autocast)
+        return result, torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    split, split_grads = gradients([(inputs_a, targets_a), (inputs_b, targets_b)])
+    whole, whole_grads = gradients([(torch.cat([inputs_a, inputs_b]), torch.cat([targets_a, targets_b]))])
+    assert split.loss == pytest.approx(whole.loss, rel=1e-6) and split.ce == pytest.approx(whole.ce, rel=1e-6)
+    assert (split_grads - whole_grads).norm() <= 1e-5 * whole_grads.norm()  # float32 summation order only
+    model, _ = setup()  # the mean of the micro-batches' means, as before
+    for inputs, targets in ((inputs_a, targets_a), (inputs_b, targets_b)):
+        (objective(model, inputs, targets).loss / 2).backward()
+    means = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert (means - whole_grads).norm() > 100 * (split_grads - whole_grads).norm()

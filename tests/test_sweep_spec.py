@@ -125,7 +125,7 @@ def test_written_spec_reads_back_to_the_same_runs(tmp_path):
      "both IsoFLOP profiles"),
     ({"model": {**MODEL, "head_dim": 24}}, "teachers.n_layers = 2: invalid model config"),
     ({"model": {**MODEL, "lr": -1}}, "invalid 'model.lr': Input should be greater than 0 (got -1)"),
-    ({"model": {**MODEL, "eval_tokens": 8}}, "eval_tokens 8 is below one sequence"),
+    ({"model": {**MODEL, "eval_tokens": 8}}, "--eval-tokens 8 is below one sequence"),
     ({"distill": {"kd": "kl"}}, "invalid 'distill.kd'"),
     ({"name": "my sweep/1"}, "invalid 'name': String should match pattern"),
 ])
@@ -248,7 +248,7 @@ def test_on_policy_settings_reach_the_students_distill_config(tmp_path):
 
 
 @pytest.mark.parametrize("distill, message", [
-    ({"on_policy_temperature": 0.5}, "on_policy_temperature needs on_policy_fraction > 0"),
+    ({"on_policy_temperature": 0.5}, "--on-policy-temperature needs --on-policy-fraction > 0"),
     ({"on_policy_fraction": 0.5, "on_policy_prompt_tokens": 40}, "exceed the window"),
     ({"on_policy_fraction": 1.5}, "distill.on_policy_fraction"),
 ])

@@ -44,7 +44,7 @@ def test_quantities_accept_suffixes():
     ({"vocab_size": 100}, "invalid --vocab-size: Input should be greater than or equal to 257"),
     ({"tokens_per_param": 20}, "give exactly one token budget"),
     ({"tokens": None}, "give exactly one token budget"),
-    ({"eval_tokens": 16, "seq_len": 64}, "eval_tokens 16 is below one sequence of seq_len 64"),
+    ({"eval_tokens": 16, "seq_len": 64}, "--eval-tokens 16 is below one sequence of --seq-len 64"),
     ({"out": None}, "missing required setting --out"),
 ])
 def test_bad_flags_are_one_line_errors_naming_the_flag(overrides, message):
@@ -161,3 +161,29 @@ def test_the_cli_starts_without_torch():
 
     code = "import sys, distillscale.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("flags, words", [
+    ({"teacher_timeout": 5}, "--teacher-timeout needs --teacher-url"),
+    ({"teacher_retries": 0}, "--teacher-retries needs --teacher-url"),
+    ({"jsd_beta": 0.9}, "--jsd-beta needs --kd jsd"),
+    ({"jsd_beta": 0.9, "kd": "reverse-kl"}, "--jsd-beta needs --kd jsd"),
+    ({"uld_weight": 2.0, "teacher": None, "teacher_cache": "cache"}, "--uld-weight needs --teacher"),
+    ({"on_policy_start": 0.5}, "--on-policy-start needs --on-policy-fraction > 0"),
+])
+def test_a_flag_the_chosen_mode_does_not_use_is_refused_in_one_line(flags, words):
+    """G8: they were ignored without a word, while the on-policy flags were refused."""
+    with pytest.raises(UserError) as error:
+        load_config(DistillConfig, None, {"teacher": "t", "out": "o", "n_layers": 1, "tokens": "1k", **flags})
+    assert words in str(error.value) and "leave it out" in str(error.value) and "\n" not in str(error.value)
+    load_config(DistillConfig, None, {"teacher": "t", "out": "o", "n_layers": 1, "tokens": "1k", "kd": "jsd",
+                                      "jsd_beta": 0.9})  # in its mode, accepted
+
+
+def test_config_errors_name_flags_not_python_fields():
+    with pytest.raises(UserError) as error:
+        load_config(DistillConfig, None, {"teacher": "t", "out": "o", "n_layers": 1, "tokens": "1k", "seq_len": 32,
+                                          "on_policy_fraction": 0.5, "on_policy_prompt_tokens": 32,
+                                          "on_policy_continuation_tokens": 8})
+    assert "--on-policy-prompt-tokens 32 + --on-policy-continuation-tokens 8" in str(error.value)
+    assert "on_policy" not in str(error.value)

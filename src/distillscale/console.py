@@ -7,7 +7,6 @@ terminal."""
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 from rich import table as rich_table
 from rich.console import Console
 from rich.text import Text
+
+from distillscale.jsontext import json_text
 
 # C0 controls but tab and newline, DEL and the C1 controls.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -56,7 +57,7 @@ def styled(*parts: str | tuple[str, str]) -> Text:
 
 def print_json(obj: Any) -> None:
     """Machine-readable output on stdout (no rich markup, no wrapping)."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=lambda o: o.tolist()) + "\n")
+    sys.stdout.write(json_text(obj, indent=2) + "\n")
     sys.stdout.flush()
 
 

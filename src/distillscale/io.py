@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from distillscale.errors import UserError
+from distillscale.jsontext import json_text
 
 # Longest file name most file systems take (bytes); a longer --out fails with ENAMETOOLONG.
 NAME_MAX = 255
@@ -77,14 +78,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
-
-
-def _jsonable(obj: Any) -> Any:
-    """Let numpy scalars and arrays pass through json.dumps."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    atomic_write_text(path, json_text(obj, indent=2) + "\n")
 
 
 def check_output_file(path: str | os.PathLike, *, overwrite: bool, is_ours: Callable[[Path], bool],

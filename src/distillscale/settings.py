@@ -47,7 +47,9 @@ _VALIDATING = contextvars.ContextVar("validating", default=False)  # inside Sett
 class Settings(BaseModel):
     """One group of settings: a [section] of a config file and a panel of the command's --help."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A setting is a number something uses: inf and nan are refused (`--teacher-timeout inf` reached a
+    # socket as an OverflowError, `--lr inf` a diverged run).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     section: ClassVar[str]
     title: ClassVar[str]

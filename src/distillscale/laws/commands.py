@@ -27,13 +27,18 @@ def predict_supervised(
     unique_tokens: str | None = typer.Option(
         None, "--unique-tokens", help="unique tokens U behind --tokens, e.g. 2B: the data repeats "
         "tokens / U times and the loss accounts for it (Muennighoff et al. 2023)"),
-    max_penalty: float = typer.Option(0.01, "--max-penalty", help="with --unique-tokens: the loss penalty "
-                                      "from repetition (fraction) the unique data needed should keep within"),
+    max_penalty: float | None = typer.Option(None, "--max-penalty", help="with --unique-tokens: the loss penalty "
+                                             "from repetition (fraction) the unique data needed should keep "
+                                             "within (default: 0.01)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Loss of a model trained directly on the data: L(N, D)."""
-    from distillscale.laws.predict import predict_supervised as predict
+    from distillscale.laws.predict import DEFAULT_MAX_PENALTY, predict_supervised as predict
 
+    if max_penalty is not None and unique_tokens is None:
+        raise UserError("--max-penalty needs --unique-tokens: without repetition there is no penalty to keep "
+                        "within; leave it out, or add --unique-tokens")
+    max_penalty = DEFAULT_MAX_PENALTY if max_penalty is None else max_penalty
     result = predict(load_laws(law), parse_quantity(params, "--params"), parse_quantity(tokens, "--tokens"),
                      parse_quantity(unique_tokens, "--unique-tokens") if unique_tokens is not None else None,
                      _fraction(max_penalty, "--max-penalty"))

@@ -91,7 +91,7 @@ class JSONHandler(BaseHTTPRequestHandler):
         given = self.headers.get("Content-Length")
         if given is None:
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "give the body's length in Content-Length")
-        if not given.strip().isdigit():
+        if not (given.strip().isascii() and given.strip().isdigit()):  # "²".isdigit(), but int("²") fails
             raise RequestError(HTTPStatus.BAD_REQUEST,
                                f"Content-Length must be a number of bytes, got {given[:40]!r}")
         length = int(given)

@@ -47,7 +47,7 @@ class TeacherService:
 
     def __init__(self, path: Path, top_k: int = 20, device: torch.device = torch.device("cpu"),
                  trust_remote_code: bool = False, name: str | None = None):
-        source = find_teacher(path, trust_remote_code)
+        source = find_teacher(path, trust_remote_code, given_as="serve-teacher's TEACHER argument")
         self.tokenizer = None if source.tokenizer_path is None else load_tokenizer(source.tokenizer_path)[0]
         vocab_size = 1 if self.tokenizer is None else tokenizer_vocab_size(self.tokenizer)
         self.teacher: Teacher = load_teacher(source, vocab_size, device, 1, trust_remote_code)

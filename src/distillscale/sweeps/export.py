@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distillscale.io import atomic_write_text
+from distillscale.jsontext import json_text
 from distillscale.sweeps.runner import SweepLayout
 from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
 
@@ -88,7 +89,7 @@ def _on_policy_fraction(run: RunRecord) -> float:
 def format_records(records: list[dict[str, Any]], fmt: Literal["csv", "jsonl"]) -> str:
     """CSV (header row; empty cells for missing values) or JSONL (null for missing values)."""
     if fmt == "jsonl":
-        return "".join(json.dumps(record) + "\n" for record in records)
+        return "".join(json_text(record) + "\n" for record in records)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RECORD_COLUMNS, lineterminator="\n")
     writer.writeheader()

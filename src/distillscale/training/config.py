@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -171,17 +172,18 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
     @model_validator(mode="after")
     def _one_budget(self) -> "TrainConfig":
         if (self.tokens is None) == (self.tokens_per_param is None):
-            raise ValueError("give exactly one token budget: tokens (e.g. 50M) or tokens_per_param (e.g. 20)")
+            raise ValueError("give exactly one token budget: --tokens (e.g. 50M) or --tokens-per-param (e.g. 20)")
         if self.schedule != "wsd":
             given = [key for key in ("cooldown_fraction", "cooldown_shape", "fork_from", "fork_tokens")
                      if getattr(self, key) is not None]
             if given:
-                raise ValueError(f"{given[0]} needs schedule wsd: only a warmup-stable-decay run has a "
+                raise ValueError(f"{flag(given[0])} needs --schedule wsd: only a warmup-stable-decay run has a "
                                  f"cooldown to fork")
         if (self.fork_from is not None or self.fork_tokens) and self.regime_adaptation:
-            raise ValueError("forks and regime_adaptation do not mix: a fork's steps follow its own batch")
+            raise ValueError("forks (--fork-from, --fork-tokens) and --regime-adaptation do not mix: a fork's steps "
+                             "follow its own batch")
         if self.eval_tokens is not None and self.eval_tokens < self.seq_len:
-            raise ValueError(f"eval_tokens {self.eval_tokens} is below one sequence of seq_len "
+            raise ValueError(f"--eval-tokens {self.eval_tokens} is below one sequence of --seq-len "
                              f"{self.seq_len}: raise eval_tokens or leave it out")
         return self
 
@@ -189,7 +191,7 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
     @classmethod
     def _needs_reference_batch_size(cls, value: Any, info: ValidationInfo) -> Any:
         if value not in (None, False) and info.data.get("reference_batch_size") is None:
-            raise ValueError("needs reference_batch_size, the global batch size (sequences) that lr "
+            raise ValueError("needs --reference-batch-size, the global batch size (sequences) that lr "
                              "and the schedule were tuned at")
         return value
 
@@ -274,6 +276,7 @@ class TeacherSettings(Settings):
 
 
 _LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once
+MAX_TEACHER_TIMEOUT = 86_400.0  # a socket's timeout must fit a C timeval; a day is more than any answer needs
 
 
 class DistillSettings(Settings):
@@ -292,7 +295,8 @@ class DistillSettings(Settings):
                           "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
                           "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
                           "mass outside the top k is estimated, not known (see README)")
-    teacher_timeout: float = Field(60.0, gt=0, description="with teacher_url: seconds to wait for an answer")
+    teacher_timeout: float = Field(60.0, gt=0, le=MAX_TEACHER_TIMEOUT,
+                                   description="with teacher_url: seconds to wait for an answer (at most a day)")
     teacher_retries: int = Field(4, ge=0, le=20, description="with teacher_url: retries of a failed request, with "
                                                             "exponential backoff from 0.5 s (at most 8 s apart)")
     loss_chunk_size: int = Field(1024, ge=1, description="tokens whose logits are computed at once")
@@ -322,6 +326,24 @@ class OnPolicySettings(Settings):
 
 # On-policy settings: left out of the hash while off, so that off-policy runs keep their hash.
 ON_POLICY_KEYS = frozenset(OnPolicySettings.model_fields)
+
+
+# Settings only one mode of distillation reads, with that mode: given (other than their default) in
+# another mode they would be ignored, so they are refused, the on-policy settings as the others.
+MODE_SETTINGS: dict[str, tuple[str, Callable[["DistillConfig"], bool]]] = {
+    **{key: ("--on-policy-fraction > 0", lambda config: config.on_policy_fraction > 0)
+       for key in sorted(ON_POLICY_KEYS - {"on_policy_fraction"})},
+    "teacher_timeout": ("--teacher-url", lambda config: config.teacher_url is not None),
+    "teacher_retries": ("--teacher-url", lambda config: config.teacher_url is not None),
+    "jsd_beta": ("--kd jsd", lambda config: config.kd == "jsd"),
+    # a --teacher with another tokenizer than --tokenizer: known once the teacher is found (distill)
+    "uld_weight": ("--teacher (of another tokenizer than --tokenizer)", lambda config: config.teacher is not None),
+}
+
+
+def flag(key: str) -> str:
+    """The command-line flag of a setting (every TOML key may also be written this way, unprefixed)."""
+    return "--" + key.replace("_", "-")
 
 
 # Settings a student takes from its teacher: the student half of the corpus, the teacher's tokenizer.
@@ -355,33 +377,32 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
                 raise ValueError("--teacher-url needs --tokenizer, the teacher's tokenizer: the server speaks "
                                  "in its token ids")
         if self.teacher_cache is not None and self.unique_tokens is not None:
-            raise ValueError("unique_tokens does not apply with --teacher-cache (the cache fixes the windows "
+            raise ValueError("--unique-tokens does not apply with --teacher-cache (the cache fixes the windows "
                              "the student reads): distil from --teacher, or leave out --unique-tokens")
         if self.teacher_parallel == "shard" and self.parallel != "fsdp":
-            raise ValueError("teacher_parallel shard needs parallel fsdp: add --parallel fsdp, or leave out "
+            raise ValueError("--teacher-parallel shard needs --parallel fsdp: add --parallel fsdp, or leave out "
                              "--teacher-parallel to keep a whole teacher on every rank")
         if self.on_policy_fraction > 0:
             if self.teacher_cache is not None:
-                raise ValueError("on_policy_fraction needs a live --teacher: a logit cache holds the teacher's "
+                raise ValueError("--on-policy-fraction needs a live --teacher: a logit cache holds the teacher's "
                                  "predictions on the corpus, not on what the student generates")
             if self.teacher_url is not None:
-                raise ValueError("on_policy_fraction is not available with --teacher-url yet (a served teacher "
+                raise ValueError("--on-policy-fraction is not available with --teacher-url yet (a served teacher "
                                  "scores corpus windows only): use a local --teacher, or leave out "
                                  "--on-policy-fraction")
             if self.parallel == "fsdp":
-                raise ValueError("on_policy_fraction is not available with --parallel fsdp yet (sharded "
+                raise ValueError("--on-policy-fraction is not available with --parallel fsdp yet (sharded "
                                  "generation is untested): use --parallel ddp")
             prompt, continuation = self._on_policy_lengths()
             if prompt > self.seq_len or prompt + continuation > self.seq_len + 1:
-                raise ValueError(f"on_policy_prompt_tokens {prompt} + on_policy_continuation_tokens "
-                                 f"{continuation} exceed the window of seq_len + 1 = {self.seq_len + 1} "
+                raise ValueError(f"--on-policy-prompt-tokens {prompt} + --on-policy-continuation-tokens "
+                                 f"{continuation} exceed the window of --seq-len + 1 = {self.seq_len + 1} "
                                  f"tokens: shorten them or raise --seq-len")
-        else:
-            given = [key for key in sorted(ON_POLICY_KEYS)
-                     if getattr(self, key) != OnPolicySettings.model_fields[key].default]
-            if given:
-                raise ValueError(f"{given[0]} needs on_policy_fraction > 0 (the share of batches the "
-                                 f"student generates)")
+        unused = [(key, mode) for key, (mode, used) in MODE_SETTINGS.items()
+                  if not used(self) and getattr(self, key) != type(self).model_fields[key].default]
+        if unused:
+            key, mode = unused[0]
+            raise ValueError(f"{flag(key)} needs {mode}: this run would not use it; leave it out, or add {mode}")
         return self
 
     def unused_keys(self) -> set[str]:
@@ -411,14 +432,22 @@ def teacher_api_base(url: str) -> str:
     ValueError for anything that is not an http(s) URL with a host."""
     parsed = urllib.parse.urlsplit(url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{url!r} is not an http(s) URL of a server: give e.g. http://127.0.0.1:8000/v1")
+        raise ValueError(f"{redacted_url(url)!r} is not an http(s) URL of a server: give e.g. "
+                         f"http://127.0.0.1:8000/v1")
     try:
         parsed.port  # noqa: B018 (raises for a port out of range or not a number)
     except ValueError:
-        raise ValueError(f"{url!r} has no valid port: give e.g. http://127.0.0.1:8000/v1") from None
+        raise ValueError(f"{redacted_url(url)!r} has no valid port: give e.g. http://127.0.0.1:8000/v1") from None
     path = parsed.path.rstrip("/")
     for suffix in ("/completions", "/models"):
         path = path.removesuffix(suffix)
     if not path.endswith("/v1"):
         path += "/v1"
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
+
+
+def redacted_url(url: str) -> str:
+    """`url` as a message or a record may show it: the user name and password of its authority (all
+    before its last @) replaced by *** (https://user:secret@host/v1 -> https://***@host/v1), also in
+    text that does not parse as a URL."""
+    return re.sub(r"(^|//|\s)[^/\s]*@", r"\1***@", url)

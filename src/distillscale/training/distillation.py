@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
 import torch
 
 from distillscale.console import warn
@@ -31,10 +32,16 @@ from distillscale.training.logit_cache.distill import distill_from_cache
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, distillation_loss
 from distillscale.training.objective import ObjectiveRecord
-from distillscale.training.on_policy import OnPolicyObjective, OnPolicySampler, on_policy_loss_config
+from distillscale.training.on_policy import (
+    OnPolicyObjective,
+    OnPolicySampler,
+    OnPolicySchedule,
+    on_policy_loss_config,
+)
 from distillscale.training.parallel import shard_teacher
 from distillscale.training.recipe import FLOPS_METHOD, train
 from distillscale.training.records import DistillationRecord, RunPlan, RunResult
+from distillscale.training.run_dir import RunDirectory
 from distillscale.training.remote_teacher import (
     ServedTeacherObjective,
     ServedTeacherSampler,
@@ -99,23 +106,49 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
                             "(cross-tokenizer distillation has not been tested sharded): use "
                             "--teacher-parallel replicate")
         return train(config, progress, make_objective=partial(_make_cross_tokenizer_objective, config, source))
+    if config.uld_weight != DistillConfig.model_fields["uld_weight"].default:
+        raise UserError(f"--uld-weight needs a teacher of another tokenizer: {config.teacher} speaks --tokenizer's "
+                        f"own, so this run would not use it; leave it out")
     if config.on_policy_config() is None:
         return train(config, progress, make_objective=partial(_make_objective, config, source))
     return train(config, progress, make_objective=partial(_make_on_policy_objective, config, source),
-                 make_sampler=lambda data: OnPolicySampler(data.split(config.split), config.seq_len,
-                                                           config.batch_size, config.seed))
+                 make_sampler=lambda data, tokens: OnPolicySampler(tokens, config.seq_len, config.batch_size,
+                                                                   config.seed))
 
 
 def _make_on_policy_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
                               plan: RunPlan, group: Distributed) -> OnPolicyObjective:
     """The run's distillation objective on corpus batches, and the student's own continuations on
-    a share of them (training/on_policy.py)."""
+    a share of them (training/on_policy.py), on the schedule the run's plan fixes."""
+    schedule = on_policy_schedule(config, plan)
     off_policy = _make_objective(config, source, data, plan, group)
     on_policy_loss = DistillationObjective(off_policy.teacher, on_policy_loss_config(off_policy.loss_config),
                                            off_policy.teacher_val_loss)
     return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model, config.seq_len,
-                             sequences_per_micro_batch=config.batch_size, micro_batches_per_step=config.grad_accum,
-                             tokens_per_step=config.tokens_per_step, total_steps=plan.total_steps)
+                             sequences_per_micro_batch=config.batch_size, tokens_per_step=config.tokens_per_step,
+                             schedule=schedule)
+
+
+def on_policy_schedule(config: DistillConfig, plan: RunPlan) -> OnPolicySchedule:
+    """Which micro-batches of the run are on-policy, fixed by its plan before training; refused in one
+    line when there is none, or when the run is a fork whose parent took other on-policy batches in
+    the steps they share (the fork would not equal the same run from scratch)."""
+    schedule = OnPolicySchedule.of(config.on_policy_config(), plan.total_steps, config.grad_accum)
+    schedule.check()
+    if plan.fork is not None:
+        parent = RunDirectory(plan.fork.parent)
+        parent_config = parent.stored_config(DistillConfig).on_policy_config()
+        parent_schedule = OnPolicySchedule.of(parent_config, parent.stored_plan().total_steps, config.grad_accum)
+        shared = plan.fork.branch_step * config.grad_accum
+        if not schedule.agrees_with(parent_schedule, shared):
+            steps = config.grad_accum
+            raise UserError(
+                f"--fork-from {parent.path} took its first on-policy batch at step "
+                f"{parent_schedule.first // steps + 1} and this run would at step {schedule.first // steps + 1} "
+                f"(--on-policy-start {config.on_policy_start:g} is a share of each run's own steps), before "
+                f"the fork's cooldown at step {plan.fork.branch_step + 1}: the fork would not equal this run "
+                f"from scratch; train it from scratch (leave out --fork-from) or use --on-policy-start 0")
+    return schedule
 
 
 def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResult:
@@ -124,19 +157,19 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
     the step; the server is asked which model it serves before anything is written."""
     client = TeacherClient(config.teacher_url, config.top_k, config.teacher_timeout, config.teacher_retries)
 
-    def make_sampler(data: PreparedData) -> ServedTeacherSampler:
+    def make_sampler(data: PreparedData, tokens: np.ndarray) -> ServedTeacherSampler:
         client.vocab_size = data.vocab_size
         model = client.connect()
         if model.max_model_len is not None and config.seq_len + 1 > model.max_model_len:
             raise UserError(f"--seq-len {config.seq_len} sends prompts of {config.seq_len + 1} tokens but the teacher "
                             f"server at {client.base} takes at most {model.max_model_len}: use --seq-len "
                             f"{model.max_model_len - 1} or less (vLLM: raise its --max-model-len)")
-        served_tokenizer = model.about.get("tokenizer_sha256")
+        served_tokenizer = model.about.tokenizer_sha256
         if served_tokenizer is not None and served_tokenizer != data.tokenizer_hash:
             raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
                             f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
                             f"{data.tokenizer_hash[:12]}): give the teacher's tokenizer with --tokenizer")
-        return ServedTeacherSampler(client, data.split(config.split), config.seq_len, config.batch_size, config.seed)
+        return ServedTeacherSampler(client, tokens, config.seq_len, config.batch_size, config.seed)
 
     def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> ServedTeacherObjective:
         teacher_val_loss = served_teacher_loss(client, data.split("val"), config.seq_len, config.batch_size,

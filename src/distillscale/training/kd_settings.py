@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class DistillationLossConfig(BaseModel):
     """Settings of the distillation objective (defaults as in Busbridge et al. 2025, docs/science.md §5)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kd: Literal["forward-kl", "reverse-kl", "jsd"] = "forward-kl"
     temperature: float = Field(1.0, gt=0, description="tau; KD is scaled by tau^2")
@@ -29,7 +29,7 @@ class OnPolicyConfig(BaseModel):
     `temperature`, and the KD loss is computed on those tokens, the teacher scoring prompt plus
     continuation (training/on_policy.py). Resolved from the distill flags: lengths in tokens."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     fraction: float = Field(gt=0, le=1, description="lambda: share of batches the student generates")
     temperature: float = Field(1.0, ge=0, description="sampling temperature (0: the most likely token)")

@@ -71,6 +71,7 @@ class LossOutput:
     ce: torch.Tensor
     kd: torch.Tensor | None
     z_loss: torch.Tensor
+    tokens: torch.Tensor | None = None  # the valid targets the means divide by (None: not counted)
 
 
 def cross_entropy_loss(hidden: torch.Tensor, head: Head, targets: torch.Tensor, *,
@@ -296,7 +297,7 @@ def _compute(objective: _Objective, hidden: torch.Tensor, head: Head,
                                                    parameters=(), with_grads=False)
     return LossOutput(loss=loss, ce=components[0],
                       kd=components[1] if teacher_head is not None else None,
-                      z_loss=components[2])
+                      z_loss=components[2], tokens=n_valid)
 
 
 def _head_parameters(head: Head, hidden: torch.Tensor) -> list[torch.Tensor]:

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from distillscale.console import err_console
+from distillscale.jsontext import json_text
 
 
 class MetricLogger:
@@ -29,7 +30,7 @@ class MetricLogger:
         self._writer = _tensorboard_writer(tensorboard_dir, resume_step) if tensorboard_dir else None
 
     def log(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json_text(record) + "\n")
         self._file.flush()
         if self._writer is not None:
             for key, value in record.items():

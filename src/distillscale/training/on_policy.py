@@ -8,16 +8,21 @@ tokens only, the teacher scoring prompt plus continuation in one forward pass. T
 are ordinary distillation batches of corpus windows. On-policy batches minimise the divergence alone
 (kd_weight 1): cross-entropy against the student's own samples would only sharpen the student on
 them. A continuation shorter than the rest of the window leaves the window's tail in place,
-read (and counted) but not trained on.
+read (and counted) but not trained on. Every trained token weighs the same within a step: an
+on-policy micro-batch (C trained tokens per window) and a corpus one (seq_len) are averaged over
+their tokens, not as two means (training/step.py); each step is its own token mean, as GKD's batches.
 
 Pieces, each a pure function of (seed, step) so that a resumed run replays exactly what an
 uninterrupted one does:
 - `OnPolicySampler`: the corpus windows of `TokenSampler`, plus each micro-batch's index and the
   seed of its draws;
-- `is_on_policy`: whether a micro-batch is on-policy: none during the first share `start` of the
-  steps (the student first learns off-policy, as GKD's students start from a trained model), then
-  batches i with floor((i + 1) lambda) > floor(i lambda), i counted from there: exactly floor(n
-  lambda) of n, evenly spread, instead of GKD's coin flip per batch;
+- `OnPolicySchedule`: which micro-batches are on-policy, counted before training from the run's
+  whole plan (its steps): none during the first share `start` of the steps (the student first
+  learns off-policy, as GKD's students start from a trained model), then batches i with
+  floor((i + 1) lambda) > floor(i lambda), i counted from there (`is_on_policy`): exactly floor(n
+  lambda) of n, evenly spread, instead of GKD's coin flip per batch. A plan with no on-policy batch
+  is refused, and a fork must share its parent's schedule over the steps it takes from it (a
+  fork equals the same run from scratch, training/fork.py);
 - `OnPolicyObjective`: generates with the student's current weights inside the training step,
   then hands the batch to the distillation objective;
 - its `record` counts what was generated and what it cost (`planning.flops`).
@@ -26,11 +31,13 @@ uninterrupted one does:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from distillscale.data import TokenSampler
+from distillscale.errors import UserError
 from distillscale.model import ModelConfig, generate
 from distillscale.planning.flops import generation_flops, teacher_scoring_flops
 from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
@@ -60,6 +67,49 @@ def on_policy_batches(micro_batches: int, fraction: float, first: int = 0) -> in
     return math.floor(max(0, micro_batches - first) * fraction)
 
 
+@dataclass(frozen=True)
+class OnPolicySchedule:
+    """Which of a run's `micro_batches` are on-policy: a share `fraction` of those from `first` on.
+    A pure function of the settings and the run's plan (`of`), fixed before training."""
+
+    fraction: float
+    first: int  # the first micro-batch that may be on-policy: after the share `start` of the steps
+    micro_batches: int  # of the whole run
+    micro_batches_per_step: int
+
+    @classmethod
+    def of(cls, config: OnPolicyConfig, total_steps: int, micro_batches_per_step: int) -> "OnPolicySchedule":
+        return cls(config.fraction, round(config.start * total_steps) * micro_batches_per_step,
+                   total_steps * micro_batches_per_step, micro_batches_per_step)
+
+    def is_on_policy(self, index: int) -> bool:
+        return is_on_policy(index, self.fraction, self.first)
+
+    def batches(self, micro_batches: int | None = None) -> int:
+        """On-policy micro-batches among the first `micro_batches` (default: the whole run)."""
+        return on_policy_batches(self.micro_batches if micro_batches is None else micro_batches,
+                                 self.fraction, self.first)
+
+    def check(self) -> None:
+        """A one-line UserError for a schedule without a single on-policy batch."""
+        if self.batches() > 0:
+            return
+        after = self.micro_batches - self.first
+        start = f" after --on-policy-start's {self.first // self.micro_batches_per_step} off-policy steps" \
+            if self.first else ""
+        fix = (f"raise --on-policy-fraction to at least {1 / after:.3g}, " if after > 0 else "") + \
+            ("lower --on-policy-start, " if self.first else "")
+        raise UserError(f"--on-policy-fraction {self.fraction:g} gives no on-policy batch in this run: "
+                        f"{max(0, after)} micro-batch(es) may be on-policy{start}, and floor({max(0, after)} x "
+                        f"{self.fraction:g}) = 0: {fix}or train on more tokens")
+
+    def agrees_with(self, other: "OnPolicySchedule", micro_batches: int) -> bool:
+        """Whether the two schedules pick the same on-policy batches among the first `micro_batches`."""
+        if self.fraction != other.fraction:
+            return False
+        return self.first == other.first or min(self.first, other.first) >= micro_batches
+
+
 class OnPolicySampler(TokenSampler):
     """`TokenSampler`'s windows, with a third tensor per micro-batch for the objective: [its index,
     the seed of this rank's draws]."""
@@ -77,31 +127,29 @@ class OnPolicyObjective:
     batches use the same teacher with the KD weight at 1 (`on_policy_loss`)."""
 
     def __init__(self, off_policy: Objective, on_policy_loss: Objective, config: OnPolicyConfig,
-                 student: ModelConfig, seq_len: int, sequences_per_micro_batch: int, micro_batches_per_step: int,
-                 tokens_per_step: int, total_steps: int):
+                 student: ModelConfig, seq_len: int, sequences_per_micro_batch: int, tokens_per_step: int,
+                 schedule: OnPolicySchedule):
         self.off_policy = off_policy
         self.on_policy_loss = on_policy_loss
         self.config = config
         self.student = student
         self.seq_len = seq_len
         self.sequences_per_micro_batch = sequences_per_micro_batch
-        self.micro_batches_per_step = micro_batches_per_step
         self.tokens_per_step = tokens_per_step
-        # the first micro-batch that may be on-policy: after the share `start` of the run's steps
-        self.first = round(config.start * total_steps) * micro_batches_per_step
+        self.schedule = schedule
         self.extra_flops_per_token = off_policy.extra_flops_per_token
 
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, plan: torch.Tensor) -> LossOutput:
         index, seed = plan.tolist()
-        if not is_on_policy(index, self.config.fraction, self.first):
+        if not self.schedule.is_on_policy(index):
             return self.off_policy(model, inputs, targets)
         student = model.model if isinstance(model, TrainingModel) else model
         inputs, targets = rollout(student, inputs, targets, self.config, seed)
         return self.on_policy_loss(model, inputs, targets)
 
     def record(self, tokens: int) -> ObjectiveRecord:
-        micro_batches = tokens // self.tokens_per_step * self.micro_batches_per_step
-        sequences = on_policy_batches(micro_batches, self.config.fraction, self.first) * self.sequences_per_micro_batch
+        micro_batches = tokens // self.tokens_per_step * self.schedule.micro_batches_per_step
+        sequences = self.schedule.batches(micro_batches) * self.sequences_per_micro_batch
         base = self.off_policy.record(tokens)
         teacher_per_token = base.teacher.forward_flops_per_token if base.teacher is not None else 0.0
         record = OnPolicyRecord(

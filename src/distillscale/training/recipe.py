@@ -53,9 +53,11 @@ from distillscale.training.step import DivergenceWatch, StepResult, train_step
 # Builds the objective once the data, the run's plan (model, steps, token budget) and the device are
 # known (e.g. loads a teacher onto the device).
 ObjectiveFactory = Callable[[PreparedData, RunPlan, Distributed], Objective]
-# Builds the training batches' sampler from the data (default: `TokenSampler` over `config.split`). Its
-# `batch(step, rank, world_size)` returns (inputs, targets, *extras); the extras go to the objective.
-SamplerFactory = Callable[[PreparedData], TokenSampler]
+# Builds the training batches' sampler from the data and the run's training tokens (`training_tokens`:
+# the split, or its fixed subset of --unique-tokens), which it must draw from (default: `TokenSampler`
+# over them). Its `batch(step, rank, world_size)` returns (inputs, targets, *extras); the extras go to
+# the objective.
+SamplerFactory = Callable[[PreparedData, np.ndarray], TokenSampler]
 
 # Steps whose batches a worker thread reads ahead of training (0: read in the training loop).
 PREFETCH_STEPS = 2
@@ -108,9 +110,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
 
     # 2. Data, model, optimizer.
     data = prepare_data(config.data_config(), progress=show_progress)
-    sampler = (make_sampler(data) if make_sampler is not None
-               else TokenSampler(unique_subset(data.split(config.split), config.unique_tokens, config.split),
-                                 config.seq_len, config.batch_size, config.seed))
+    sampler = make_training_sampler(config, data, make_sampler)
     val_tokens = data.split("val")
     if len(val_tokens) <= config.seq_len:
         raise UserError(f"the validation split holds {len(val_tokens)} tokens, not enough for one "
@@ -179,6 +179,25 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                           objective=objective, branch=branch,
                           sampler=sampler, val_tokens=val_tokens, logger=logger,
                           weight_distance=weight_distance, show_progress=show_progress)
+
+
+def training_tokens(config: TrainConfig, data: PreparedData) -> np.ndarray:
+    """The tokens a run trains on: its split, or the fixed subset of `--unique-tokens` of it."""
+    return unique_subset(data.split(config.split), config.unique_tokens, config.split)
+
+
+def make_training_sampler(config: TrainConfig, data: PreparedData,
+                          make_sampler: SamplerFactory | None = None) -> TokenSampler:
+    """The run's sampler, over `training_tokens` whichever sampler it is (the one place the subset of
+    --unique-tokens is applied); a factory that drew from other tokens is a bug, refused here."""
+    tokens = training_tokens(config, data)
+    if make_sampler is None:
+        return TokenSampler(tokens, config.seq_len, config.batch_size, config.seed)
+    sampler = make_sampler(data, tokens)
+    if len(sampler.tokens) > len(tokens) or not np.may_share_memory(sampler.tokens, tokens):
+        raise RuntimeError(f"{type(sampler).__name__} draws from {len(sampler.tokens):,} tokens that are not the "
+                           f"run's {len(tokens):,} training tokens")
+    return sampler
 
 
 def _resume(run: RunDirectory, config: TrainConfig, model: Transformer, optimizer: torch.optim.Optimizer,

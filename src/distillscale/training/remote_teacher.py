@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import socket
 import time
 import urllib.error
@@ -41,9 +42,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distillscale.data import TokenSampler, iter_eval_batches
 from distillscale.errors import UserError
+from distillscale.jsontext import json_text
+from distillscale.training.config import redacted_url
 from distillscale.training.config import teacher_api_base as api_base
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, sparse_distillation_loss
@@ -68,6 +72,31 @@ class ServerError(Exception):
         self.retry = retry
 
 
+class ServedFlops(BaseModel):
+    """A served teacher's forward FLOPs per token at context c: base + per_context_token x c."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    base: int = Field(ge=0)
+    per_context_token: int = Field(ge=0)
+
+
+class ServedCard(BaseModel):
+    """distillscale's own description of a served model (the card's "distillscale" entry, which
+    `serve-teacher` adds and vLLM does not), validated before anything uses it; entries it does not
+    use are kept as given."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    non_embedding_params: int | None = Field(None, ge=1)
+    total_params: int | None = Field(None, ge=1)
+    forward_flops_per_token: ServedFlops | None = None
+    flops_method: str | None = None
+    max_logprobs: int | None = Field(None, ge=1)
+    vocab_size: int | None = Field(None, ge=1)
+    tokenizer_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """What the server's `GET /v1/models` says about the model it serves (the first one listed).
@@ -75,7 +104,7 @@ class ServedModel:
 
     name: str
     max_model_len: int | None = None
-    about: dict[str, Any] = field(default_factory=dict)
+    about: ServedCard = field(default_factory=ServedCard)
 
 
 @dataclass
@@ -95,7 +124,9 @@ class TeacherClient:
 
     def __init__(self, url: str, top_k: int, timeout: float = 60.0, retries: int = 4,
                  backoff: float = BACKOFF_SECONDS, vocab_size: int | None = None):
-        self.url, self.base, self.vocab_size = url, api_base(url), vocab_size
+        # `endpoint` is where requests go; `base` is what messages and records show (without a password)
+        self.url, self.endpoint, self.vocab_size = url, api_base(url), vocab_size
+        self.base = redacted_url(self.endpoint)
         self.top_k, self.timeout, self.retries, self.backoff = top_k, timeout, retries, backoff
         self.model: ServedModel | None = None
         self.requests = self.retried = self.prompts = self.positions = 0
@@ -104,20 +135,11 @@ class TeacherClient:
     # -- the two endpoints --------------------------------------------------------------------
 
     def connect(self) -> ServedModel:
-        """Ask `GET /v1/models` which model the server serves (retried like every request)."""
-        answer = self._exchange("GET", "/models", None)
-        data = answer.get("data") if isinstance(answer, dict) else None
-        if not isinstance(data, list) or not data or not isinstance(data[0], dict) \
-                or not isinstance(data[0].get("id"), str):
-            raise UserError(f"the teacher server at {self.base}/models answered no model list "
-                            f"({_preview(answer)}): is it an OpenAI-compatible server (vLLM, "
-                            f"`distillscale serve-teacher`)?")
-        first = data[0]
-        about = first.get("distillscale") if isinstance(first.get("distillscale"), dict) else {}
-        length = first.get("max_model_len")
-        self.model = ServedModel(first["id"], length if isinstance(length, int) else None, about)
-        limit = about.get("max_logprobs")
-        if isinstance(limit, int) and limit < self.top_k:
+        """Ask `GET /v1/models` which model the server serves (retried like every request); the model
+        card is validated before anything uses it (`validated_card`)."""
+        self.model = validated_card(self._exchange("GET", "/models", None), f"{self.base}/models")
+        limit = self.model.about.max_logprobs
+        if limit is not None and limit < self.top_k:
             raise UserError(f"--top-k {self.top_k} is more than the teacher server at {self.base} gives "
                             f"({limit} log-probabilities per position): use --top-k {limit} or less, or "
                             f"restart serve-teacher with --top-k {self.top_k}")
@@ -147,44 +169,8 @@ class TeacherClient:
         return answer
 
     def _parse(self, answer: Any, prompts: torch.Tensor) -> TopK:
-        """The answer as tensors, or a ServerError naming the first thing of the wrong shape."""
-        n, length = prompts.shape
-        k = self.top_k
-        choices = answer.get("choices") if isinstance(answer, dict) else None
-        if not isinstance(choices, list) or len(choices) != n:
-            raise _shape(f"{len(choices) if isinstance(choices, list) else 'no'} choices for {n} prompts")
-        ids = np.empty((n, length - 1, k), dtype=np.int64)
-        log_probs = np.empty((n, length - 1, k), dtype=np.float32)
-        token_log_probs = np.empty((n, length - 1), dtype=np.float64)
-        for choice in choices:
-            index = choice.get("index") if isinstance(choice, dict) else None
-            if not isinstance(index, int) or not 0 <= index < n:
-                raise _shape(f"a choice with index {index!r}")
-            logprobs = choice.get("logprobs")
-            if not isinstance(logprobs, dict):
-                raise _shape(f"choice {index} has no logprobs")
-            tops, own = logprobs.get("top_logprobs"), logprobs.get("token_logprobs")
-            if not isinstance(tops, list) or not isinstance(own, list) or len(tops) != length or len(own) != length:
-                raise _shape(f"choice {index} scores {len(tops) if isinstance(tops, list) else 'no'} positions "
-                             f"of its {length}-token prompt (echo true, max_tokens 0)")
-            for j in range(1, length):
-                top = tops[j]
-                if not isinstance(top, dict) or len(top) < k:
-                    raise _shape(f"choice {index} position {j} has {len(top) if isinstance(top, dict) else 'no'} "
-                                 f"top log-probabilities, not {k}")
-                try:
-                    entries = sorted(((float(v), _token_id(key)) for key, v in top.items()), reverse=True)[:k]
-                    token_log_probs[index, j - 1] = float(own[j])
-                except (TypeError, ValueError) as exc:
-                    raise _shape(f"choice {index} position {j}: {exc}") from None
-                ids[index, j - 1] = [token for _, token in entries]
-                log_probs[index, j - 1] = [value for value, _ in entries]
-        if not (np.isfinite(log_probs).all() and (log_probs <= 1e-3).all()):
-            raise _shape("log-probabilities that are not finite numbers <= 0")
-        if self.vocab_size is not None and ids.max() >= self.vocab_size:
-            raise ServerError(f"the served teacher predicts token id {ids.max()}, beyond the {self.vocab_size} ids "
-                              f"of this run's tokenizer: give the teacher's tokenizer with --tokenizer", retry=False)
-        return TopK(torch.from_numpy(ids), torch.from_numpy(log_probs), torch.from_numpy(token_log_probs))
+        """The answer as tensors, or a ServerError naming the first thing wrong with it."""
+        return validated_answer(answer, prompts.shape, self.top_k, self.vocab_size)
 
     def _exchange(self, method: str, path: str, body: dict | None, parse=lambda answer: answer):
         """One request, retried on what may pass (no answer, a timeout, a 5xx or 429, a malformed
@@ -197,7 +183,7 @@ class TeacherClient:
                 time.sleep(min(MAX_BACKOFF_SECONDS, self.backoff * 2 ** (attempt - 1)))
             self.requests += 1
             try:
-                return parse(self._send(method, url, data))
+                return parse(self._send(method, self.endpoint + path, data))
             except ServerError as exc:
                 if not exc.retry:
                     raise UserError(f"teacher server {url}: {exc}") from None
@@ -243,13 +229,6 @@ class TeacherClient:
                                    retries=self.retried, prompts=self.prompts, positions=self.positions,
                                    mean_top_k_mass=mass, mean_tail_mass=None if mass is None else max(0.0, 1.0 - mass),
                                    timeout_seconds=self.timeout, max_retries=self.retries, tail_mass=TAIL_NOTE)
-
-
-def _token_id(key: str) -> int:
-    if not isinstance(key, str) or not key.startswith(TOKEN_ID_PREFIX) or not key[len(TOKEN_ID_PREFIX):].isdigit():
-        raise ValueError(f"token {key[:40]!r} is not of the form 'token_id:<id>' (the server must honour "
-                         f"return_tokens_as_token_ids, as vLLM does)")
-    return int(key[len(TOKEN_ID_PREFIX):])
 
 
 def _shape(what: str) -> ServerError:
@@ -315,9 +294,9 @@ class ServedTeacherObjective:
     def count_teacher_flops(self, seq_len: int) -> None:
         """The teacher's forward FLOPs per token at `seq_len`, when the server states them
         (serve-teacher does, as base + per_context_token x seq_len)."""
-        flops = (self.client.model.about if self.client.model else {}).get("forward_flops_per_token")
-        if isinstance(flops, dict) and all(isinstance(flops.get(key), int) for key in ("base", "per_context_token")):
-            self.extra_flops_per_token = flops["base"] + flops["per_context_token"] * seq_len
+        flops = self.client.model.about.forward_flops_per_token if self.client.model else None
+        if flops is not None:
+            self.extra_flops_per_token = flops.base + flops.per_context_token * seq_len
 
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, teacher_ids: torch.Tensor,
                  teacher_log_probs: torch.Tensor) -> LossOutput:
@@ -331,10 +310,10 @@ class ServedTeacherObjective:
         known = self.extra_flops_per_token > 0
         teacher = TeacherRecord(
             path=self.client.base, kind="server", teacher_val_loss=self.teacher_val_loss,
-            non_embedding_params=about.get("non_embedding_params"), total_params=about.get("total_params"),
+            non_embedding_params=about.non_embedding_params, total_params=about.total_params,
             forward_flops_per_token=self.extra_flops_per_token if known else None,
             flops=self.extra_flops_per_token * tokens,
-            flops_method=about.get("flops_method") if known else
+            flops_method=about.flops_method if known else
             "not stated by the server: the teacher's FLOPs are not counted", model=model.name)
         method = (f"{self.flops_method}; plus the served teacher's forward pass on every training token, "
                   f"teacher.forward_flops_per_token x tokens, as the server states it" if known else
@@ -343,3 +322,111 @@ class ServedTeacherObjective:
         return ObjectiveRecord(teacher=teacher, distillation=DistillationRecord(**self.loss_config.model_dump()),
                                teacher_server=self.client.record(), flops_method=method)
 
+
+# -- validation: one pass over what a server says, before anything uses it -------------------------
+
+MIN_PROMPT_TOKENS = 3  # the shortest window a run sends: seq_len 2, plus the token after it
+MAX_TOKEN_ID_DIGITS = 18  # ids beyond int64 are refused before they reach an array
+# The top-k probabilities of one position sum to at most 1; the server rounds each log-probability
+# (bf16 on a GPU, then JSON), so a sum up to 1 + MASS_TOLERANCE is taken as 1.
+MASS_TOLERANCE = 0.02
+LOG_PROB_TOLERANCE = 1e-3  # a log-probability up to this (rounded from ~0) is taken as 0
+
+
+def validated_card(answer: Any, where: str) -> ServedModel:
+    """The served model of a `GET /v1/models` answer (its first card), or a one-line UserError naming
+    the server and the first entry that is missing or wrong (a wrong type, a size that is not a
+    positive integer, a max_model_len too short for any prompt)."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict) \
+            or not isinstance(data[0].get("id"), str) or not data[0]["id"]:
+        raise UserError(f"the teacher server at {where} answered no model list ({_preview(answer)}): is it an "
+                        f"OpenAI-compatible server (vLLM, `distillscale serve-teacher`)?")
+    first = data[0]
+    length = first.get("max_model_len")
+    if length is not None and (type(length) is not int or length < MIN_PROMPT_TOKENS):
+        raise UserError(f"the teacher server at {where} states max_model_len {_shown(length)}, not a number of "
+                        f"tokens of at least {MIN_PROMPT_TOKENS}: fix the server's --max-model-len")
+    about = first.get("distillscale", {})
+    try:
+        card = ServedCard.model_validate(about if about is not None else {})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        entry = ".".join(["distillscale", *(str(part) for part in error["loc"])])
+        raise UserError(f"the teacher server at {where} describes its model wrongly: {entry} "
+                        f"{_shown(error.get('input'))}: {error['msg'].lower()}; fix or restart the "
+                        f"server") from None
+    return ServedModel(first["id"], length, card)
+
+
+def validated_answer(answer: Any, shape: tuple[int, int], k: int, vocab_size: int | None) -> TopK:
+    """The teacher's top-k of a completions answer for `shape` = (prompts, tokens per prompt), or a
+    ServerError naming the first thing wrong: each prompt answered by exactly one choice (indices
+    0..n-1, integers, not booleans), every position's entries canonical "token_id:<id>" keys with
+    ids inside the vocabulary, log-probabilities finite numbers <= 0 whose probabilities sum to at
+    most 1, and the prompt tokens' own log-probabilities too."""
+    n, length = shape
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not isinstance(choices, list) or len(choices) != n:
+        raise _shape(f"{len(choices) if isinstance(choices, list) else 'no'} choices for {n} prompts")
+    ids = np.zeros((n, length - 1, k), dtype=np.int64)
+    log_probs = np.zeros((n, length - 1, k), dtype=np.float32)
+    token_log_probs = np.zeros((n, length - 1), dtype=np.float64)
+    seen = set()
+    for choice in choices:
+        index = choice.get("index") if isinstance(choice, dict) else None
+        if type(index) is not int or not 0 <= index < n:
+            raise _shape(f"a choice with index {_shown(index)}, not an integer in 0..{n - 1}")
+        if index in seen:
+            raise _shape(f"two choices with index {index}: each prompt must be answered once")
+        seen.add(index)
+        logprobs = choice.get("logprobs")
+        if not isinstance(logprobs, dict):
+            raise _shape(f"choice {index} has no logprobs")
+        tops, own = logprobs.get("top_logprobs"), logprobs.get("token_logprobs")
+        if not isinstance(tops, list) or not isinstance(own, list) or len(tops) != length or len(own) != length:
+            raise _shape(f"choice {index} scores {len(tops) if isinstance(tops, list) else 'no'} positions "
+                         f"of its {length}-token prompt (echo true, max_tokens 0)")
+        for j in range(1, length):
+            where = f"choice {index} position {j}"
+            top = tops[j]
+            if not isinstance(top, dict) or len(top) < k:
+                raise _shape(f"{where} has {len(top) if isinstance(top, dict) else 'no'} top log-probabilities, "
+                             f"not {k}")
+            entries = sorted(((_log_prob(value, where), _token_id(key, where)) for key, value in top.items()),
+                             reverse=True)
+            if len({token for _, token in entries}) != len(entries):
+                raise _shape(f"{where} lists one token id twice")
+            mass = math.fsum(math.exp(value) for value, _ in entries)
+            if mass > 1 + MASS_TOLERANCE:
+                raise _shape(f"{where} has top log-probabilities whose probabilities sum to {mass:.3g}, more than 1")
+            token_log_probs[index, j - 1] = _log_prob(own[j], f"{where}'s token_logprobs")
+            ids[index, j - 1] = [token for _, token in entries[:k]]
+            log_probs[index, j - 1] = [value for value, _ in entries[:k]]
+    if vocab_size is not None and ids.max() >= vocab_size:
+        raise ServerError(f"the served teacher predicts token id {ids.max()}, beyond the {vocab_size} ids "
+                          f"of this run's tokenizer: give the teacher's tokenizer with --tokenizer", retry=False)
+    return TopK(torch.from_numpy(ids), torch.from_numpy(log_probs), torch.from_numpy(token_log_probs))
+
+
+def _shown(value: Any) -> str:
+    """A value of an answer as its JSON text, on one line, cut at 40 characters."""
+    text = " ".join(json_text(value).split())
+    return text[:40] + ("..." if len(text) > 40 else "")
+
+
+def _token_id(key: Any, where: str) -> int:
+    """The id of a "token_id:<id>" key, written canonically (ASCII digits, no leading zero)."""
+    digits = key[len(TOKEN_ID_PREFIX):] if isinstance(key, str) and key.startswith(TOKEN_ID_PREFIX) else ""
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_TOKEN_ID_DIGITS
+            and (digits == "0" or not digits.startswith("0"))):
+        raise _shape(f"{where}: token {_shown(key)} is not of the form 'token_id:<id>' (the server must "
+                     f"honour return_tokens_as_token_ids, as vLLM does)")
+    return int(digits)
+
+
+def _log_prob(value: Any, where: str) -> float:
+    """A log-probability: a finite JSON number <= 0 (up to LOG_PROB_TOLERANCE of rounding)."""
+    if type(value) not in (int, float) or not math.isfinite(value) or value > LOG_PROB_TOLERANCE:
+        raise _shape(f"{where}: log-probability {_shown(value)} is not a finite number <= 0")
+    return float(value)

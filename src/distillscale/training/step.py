@@ -25,9 +25,9 @@ from distillscale.training.parallel import TrainingModel, full_tensor
 class StepResult:
     """[loss, ce, kd, grad_norm] (float64, on the step's device); reading a number waits for it.
 
-    loss: the objective, averaged over the step's tokens on all processes; ce: its cross-entropy
-    part (nats/token); kd: its distillation part (nats/token; None without one); grad_norm: the
-    global L2 norm before clipping."""
+    loss: the objective, averaged over the step's trained tokens (`train_step`) and over the
+    processes; ce: its cross-entropy part (nats/token); kd: its distillation part (nats/token; None
+    without one); grad_norm: the global L2 norm before clipping."""
 
     values: torch.Tensor
     has_kd: bool = False
@@ -69,21 +69,39 @@ def train_step(model: TrainingModel, objective: Objective, optimizer: torch.opti
     the gradient is not finite, or `halted` (a device bool) is true: then the weights and the
     optimizer state are left as they were, for the caller to stop.
     A micro-batch is (inputs, targets, *extras); the extras (e.g. cached teacher predictions) are
-    passed on to the objective."""
+    passed on to the objective.
+
+    The step's loss is a plain average over its trained tokens, as one batch of all of them would
+    give (and as Hugging Face's Trainer normalises gradient accumulation, by the items of the whole
+    accumulated batch): each micro-batch's mean weighs its count of trained tokens
+    (`LossOutput.tokens`). Micro-batches differ in it when targets are masked, e.g. on-policy
+    batches, which train on the C sampled tokens of each window only (training/on_policy.py), next
+    to corpus batches that train on all seq_len positions. Steps are weighted alike, as in GKD
+    (each batch its own token mean). With equal counts every weight is exactly 1.0 and the numbers
+    are those of a plain mean of the micro-batches."""
     optimizer.zero_grad(set_to_none=True)
-    totals = None  # loss, ce, kd summed over the micro-batches, float64 on the device
+    totals = None  # loss, ce, kd summed over the micro-batches (weighted), float64 on the device
+    first_tokens = weight_sum = None  # the first micro-batch's trained tokens; the weights' sum
     for index, (inputs, targets, *extras) in enumerate(micro_batches):
         # Gradients are all-reduced only once, on the last micro-batch.
         is_last = index == len(micro_batches) - 1
         with contextlib.nullcontext() if is_last else model.no_sync():
             with autocast:
                 output = objective(model, inputs, targets, *extras)
-            (output.loss / len(micro_batches)).backward()
+            # weight: this micro-batch's trained tokens relative to the first's (exactly 1.0 when equal)
+            tokens = (output.tokens if output.tokens is not None
+                      else torch.ones((), device=output.loss.device)).detach().double()
+            first_tokens = tokens if first_tokens is None else first_tokens
+            weight = tokens / first_tokens
+            (output.loss * weight.to(output.loss.dtype) / len(micro_batches)).backward()
+        weight_sum = weight if weight_sum is None else weight_sum + weight
         kd = output.kd if output.kd is not None else torch.zeros_like(output.ce)
-        micro = torch.stack([output.loss.detach(), output.ce.detach(), kd.detach()]).double()
+        micro = torch.stack([output.loss.detach(), output.ce.detach(), kd.detach()]).double() * weight
         totals = micro if totals is None else totals + micro
-    totals = group.mean(totals / len(micro_batches))
+    totals = group.mean(totals / weight_sum)
     parameters = [p for group_ in optimizer.param_groups for p in group_["params"]]
+    if len(micro_batches) > 1:  # the backward passes divided by len(micro_batches), the weights by their sum
+        _scale_gradients(parameters, len(micro_batches) / weight_sum)
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
     grad_norm = full_tensor(grad_norm)  # under FSDP, a DTensor over the sharded gradients
     result = StepResult(torch.cat([totals, grad_norm.detach().double().reshape(1).to(totals.device)]),
@@ -98,6 +116,23 @@ def train_step(model: TrainingModel, objective: Objective, optimizer: torch.opti
     elif not skip.item():  # other optimizers: the host decides (one sync)
         optimizer.step()
     return result
+
+
+def _scale_gradients(parameters: list[torch.Tensor], factor: torch.Tensor) -> None:
+    """Multiply the gradients by `factor` (a device scalar, exactly 1.0 when the micro-batches'
+    weights are equal: then the gradients keep their bits); on the device, but for DTensor
+    gradients (FSDP), which take a host number."""
+    from torch.distributed.tensor import DTensor
+
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if any(isinstance(g, DTensor) for g in grads):
+        value = float(factor)
+        if value != 1.0:
+            for grad in grads:
+                grad.mul_(value)
+        return
+    if grads:
+        torch._foreach_mul_(grads, factor.to(grads[0].device, torch.float32))
 
 
 def _skips_on_device(optimizer: torch.optim.Optimizer, parameters: list[torch.Tensor]) -> bool:

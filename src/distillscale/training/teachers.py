@@ -71,13 +71,14 @@ class TeacherInfo:
                              flops=self.forward_flops_per_token * tokens, flops_method=self.flops_method, **more)
 
 
-def find_teacher(path: str | Path, trust_remote_code: bool = False) -> TeacherSource:
+def find_teacher(path: str | Path, trust_remote_code: bool = False, given_as: str = "--teacher") -> TeacherSource:
     """Tell a distillscale run directory from a Hugging Face model directory (whose config must
-    load), or refuse the path; the weights are not read."""
+    load), or refuse the path (`given_as`: how the user gave it, named in the message); the weights
+    are not read."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise UserError(f"teacher {path} {path_kind(path)}, not a directory: give a distillscale run directory or a "
-                        f"local Hugging Face model directory to --teacher")
+                        f"local Hugging Face model directory as {given_as}")
     if (path / "model_config.json").is_file():
         return _run_source(path)
     if _is_hf_model(path):

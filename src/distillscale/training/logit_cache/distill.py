@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from distillscale.console import warn
 from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
@@ -25,9 +27,9 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
     cache = LogitCache(config.teacher_cache)
     config = resolve_cached_student_data(config, cache)
 
-    def make_sampler(data: PreparedData) -> CachedWindowSampler:
-        check_cache_matches_data(cache, data)
-        return CachedWindowSampler(cache, data.split(cache.manifest["split"]), config.batch_size, config.seed)
+    def make_sampler(data: PreparedData, tokens: np.ndarray) -> CachedWindowSampler:
+        check_cache_matches_data(cache, data)  # the cache's split is the run's (resolve_cached_student_data)
+        return CachedWindowSampler(cache, tokens, config.batch_size, config.seed)
 
     def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> CachedDistillationObjective:
         student_tokens = plan.total_steps * plan.tokens_per_step
