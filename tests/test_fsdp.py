@@ -130,6 +130,7 @@ def test_two_fsdp_ranks_match_one_process_with_the_same_global_batch(reference, 
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")  # one process reads both shards
 def test_export_hf_of_an_fsdp_run_loads_in_transformers_with_the_unsharded_logits(cli, sharded, tmp_path):
     """The exported model is the model the two ranks trained: its logits in transformers are those of
     the run's last sharded checkpoint, read whole in this process. (Not those of the one-process
