@@ -27,6 +27,7 @@ def fit(cli, path, *extra):
                *SMALL_GRID, *extra)
 
 
+@pytest.mark.slow
 def test_fit_supervised_json_save_and_predict_with_interval(cli, runs_csv, tmp_path):
     out = tmp_path / "law.json"
     code, stdout, _ = fit(cli, runs_csv, "--bootstrap", "50", "--out", out, "--json")
@@ -46,6 +47,7 @@ def test_fit_supervised_json_save_and_predict_with_interval(cli, runs_csv, tmp_p
     assert "90% interval" in stdout
 
 
+@pytest.mark.slow
 def test_fit_supervised_human_output_and_holdout(cli, runs_csv):
     # One form: the output and the hold-out are those of any law (the default fit: the test above).
     code, stdout, _ = fit(cli, runs_csv, "--form", "chinchilla", "--bootstrap", "0", "--fit-where", "N < 1e9")

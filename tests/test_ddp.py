@@ -40,6 +40,7 @@ def records(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(cli, tmp_path, env, rounding_drift):
     code, _, err = cli("train", "--out", tmp_path / "single", *ARGS)  # also prepares the data cache
     assert code == 0, err
