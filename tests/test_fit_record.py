@@ -170,7 +170,7 @@ def test_calibrate_fits_both_laws_and_checks_the_held_out_runs():
     is_student = runs["teacher_loss"].notna().to_numpy()
     fit_rows = ~((runs["teacher_loss"] == 1.9) | (~is_student & (runs["N"] == supervised["N"].max()))).to_numpy()
     calibration = ds.calibrate(runs, params="N", tokens="D", loss="loss", holdout=fit_rows,
-                               supervised_options={"bootstrap": 0, "form": "busbridge"},
+                               supervised_options={"bootstrap": 0, "form": "busbridge", "backtest": False},
                                distillation_options={"bootstrap": 0, "grid": DISTILLATION_GRID, "backtest": False})
     assert calibration.supervised.record.n_runs == (~is_student & fit_rows).sum() == 15
     assert calibration.distillation.record.n_runs == (is_student & fit_rows).sum() == 18
