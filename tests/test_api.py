@@ -41,8 +41,6 @@ def test_fit_predict_and_save_from_python(tmp_path):
 
 
 def test_predict_from_python_names_the_python_parameters():
-    import pytest
-
     import distillscale as ds
     from distillscale.laws.predict import predict_distillation, predict_supervised
 
