@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def test_import_is_light_and_names_load_on_first_use():
@@ -22,6 +23,7 @@ def test_the_planner_loads_scipy_on_the_first_plan_only():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_fit_predict_and_save_from_python(tmp_path):
     import distillscale as ds
 
@@ -39,8 +41,6 @@ def test_fit_predict_and_save_from_python(tmp_path):
 
 
 def test_predict_from_python_names_the_python_parameters():
-    import pytest
-
     import distillscale as ds
     from distillscale.laws.predict import predict_distillation, predict_supervised
 

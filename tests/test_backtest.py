@@ -70,6 +70,7 @@ def test_auto_form_picks_the_planted_form(planted, law):
     assert fit.law.fit.selection.chosen == planted and fit.reason
 
 
+@pytest.mark.slow
 def test_a_single_form_is_still_backtested_and_records_why():
     N, D, loss = grid_runs(load_laws("epoch2024").supervised, noise=0.002, sizes=SIZES[:5])
     fit = fit_supervised(N, D, loss, form="chinchilla", bootstrap=0)
@@ -83,6 +84,7 @@ def test_a_single_form_is_still_backtested_and_records_why():
     assert few.law.prediction(1e9, 2e10).extrapolation > 0
 
 
+@pytest.mark.slow
 def test_variable_projection_matches_the_grid_search():
     law = load_laws("epoch2024").supervised
     N, D, loss = grid_runs(law, noise=0.003, sizes=SIZES[:6])

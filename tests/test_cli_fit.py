@@ -27,6 +27,7 @@ def fit(cli, path, *extra):
                *SMALL_GRID, *extra)
 
 
+@pytest.mark.slow
 def test_fit_supervised_json_save_and_predict_with_interval(cli, runs_csv, tmp_path):
     out = tmp_path / "law.json"
     code, stdout, _ = fit(cli, runs_csv, "--bootstrap", "50", "--out", out, "--json")
@@ -46,12 +47,15 @@ def test_fit_supervised_json_save_and_predict_with_interval(cli, runs_csv, tmp_p
     assert "90% interval" in stdout
 
 
+@pytest.mark.slow
 def test_fit_supervised_human_output_and_holdout(cli, runs_csv):
-    code, stdout, _ = fit(cli, runs_csv, "--bootstrap", "0", "--fit-where", "N < 1e9")
+    # One form: the output and the hold-out are those of any law (the default fit: the test above).
+    code, stdout, _ = fit(cli, runs_csv, "--form", "chinchilla", "--bootstrap", "0", "--fit-where", "N < 1e9")
     assert code == 0
     assert "coefficient" in stdout and "RMSE of log-loss" in stdout
     assert "hold-out (N < 1e9)" in stdout
-    code, stdout, _ = fit(cli, runs_csv, "--bootstrap", "0", "--fit-where", "N < 1e9", "--json")
+    code, stdout, _ = fit(cli, runs_csv, "--form", "chinchilla", "--bootstrap", "0", "--no-backtest",
+                          "--fit-where", "N < 1e9", "--json")
     holdout = json.loads(stdout)["holdout"]
     assert holdout["n_fitted"] + holdout["n_held_out"] == 60 and holdout["n_held_out"] > 0
     assert len(holdout["runs"]) == holdout["n_held_out"] and holdout["filter"] == "N < 1e9"
@@ -66,8 +70,8 @@ def test_fit_jsonl_with_tokens_and_drop_invalid(cli, tmp_path):
     rows.append({"params": -1, "tokens": 2e9, "loss": 3.0})
     path = tmp_path / "runs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    code, stdout, _ = cli("fit", "supervised", path, *SMALL_GRID, "--bootstrap", "0", "--drop-invalid",
-                          "--json")
+    code, stdout, _ = cli("fit", "supervised", path, *SMALL_GRID, "--form", "chinchilla", "--no-backtest",
+                          "--bootstrap", "0", "--drop-invalid", "--json")
     assert code == 0
     record = json.loads(stdout)
     assert record["n_dropped"] == 2 and record["n_runs"] == 12
@@ -89,8 +93,9 @@ def test_fit_distillation_skips_supervised_rows_given_a_supervised_law(cli, tmp_
     out = tmp_path / "laws.json"
     grid = [f"--grid={g}" for g in ("log_A=10,20", "log_B=10", "alpha=0.5", "beta=0.5", "gamma=0.5",
                                     "c0=0,1", "c1=0", "f1=1", "log_d1=0")]
+    # The free form that made the runs, without the backtest: what is tested is which rows are read.
     code, stdout, err = cli("fit", "distillation", path, *grid, "--supervised-law", "busbridge2025",
-                            "--bootstrap", "0", "--out", out, "--json")
+                            "--form", "free", "--no-backtest", "--bootstrap", "0", "--out", out, "--json")
     assert code == 0, err
     record = json.loads(stdout)
     assert set(record["coefficients"]) == {"A", "B", "alpha", "beta", "gamma", "c0", "c1", "f1", "d1"}

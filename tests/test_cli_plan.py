@@ -227,7 +227,8 @@ def test_plan_with_a_supervised_only_law_plans_the_supervised_question(cli, tmp_
     runs = tmp_path / "runs.csv"
     runs.write_text("params,tokens,loss\n" + "".join(f"{n},{m * n},{l}\n" for n, m, l in zip(N, M, loss)))
     law = tmp_path / "law.json"
-    code, _, err = cli("fit", "supervised", runs, "--bootstrap", "20", "--out", law)
+    # The form the runs were drawn from (the default fit is tested in test_cli_fit and test_api).
+    code, _, err = cli("fit", "supervised", runs, "--form", "chinchilla", "--bootstrap", "20", "--out", law)
     assert code == 0, err
     code, out, err = cli("plan", "--law", law, "--compute", "1e21", "--json")
     assert code == 0, err

@@ -40,7 +40,8 @@ def records(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_gloo_processes_match_one_process_with_the_same_global_batch(cli, tmp_path, env):
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(cli, tmp_path, env, rounding_drift):
     code, _, err = cli("train", "--out", tmp_path / "single", *ARGS)  # also prepares the data cache
     assert code == 0, err
     launched = torchrun("train", "--out", str(tmp_path / "ddp"), *ARGS, "--json", env=env)
@@ -51,11 +52,11 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(cli, tm
     assert json.loads(launched.stdout) == ddp  # rank 0 alone reports
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     assert ddp["steps"] == single["steps"] == 20 and ddp["tokens"] == single["tokens"]
-    assert abs(ddp["val_loss"] - single["val_loss"]) < 1e-5
+    assert ddp["val_loss"] == pytest.approx(single["val_loss"], abs=rounding_drift.loss)
     for one, two in zip(records(tmp_path / "single"), records(tmp_path / "ddp"), strict=True):
         assert one["step"] == two["step"]
-        assert two["loss"] == pytest.approx(one["loss"], abs=1e-5)
-        assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
+        assert two["loss"] == pytest.approx(one["loss"], abs=rounding_drift.loss)
+        assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=rounding_drift.grad_norm_rel)
     # Rank 0 alone wrote: one config, one result, no stray temporary files.
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(
         p.name for p in (tmp_path / "single").iterdir())

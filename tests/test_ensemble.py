@@ -21,6 +21,7 @@ def _development_cut(name="gadre2024_c4", cut=1.3e8):
     return (N[fit], D[fit], loss[fit]), (N[target], D[target], loss[target])
 
 
+@pytest.mark.slow
 def test_the_default_extrapolates_a_published_set_better_than_the_old_default():
     # Porian et al.'s OpenWebText2 IsoFLOP runs up to 182M parameters (68 runs), predicting the 400M ones.
     (N, D, loss), (N_far, D_far, loss_far) = _development_cut("porian2024_openwebtext2", 1.9e8)
@@ -41,6 +42,7 @@ def median_fit():
         N, D, loss)
 
 
+@pytest.mark.slow
 def test_the_refit_is_one_law_near_the_median_of_the_forms(median_fit):
     (N, D, loss), fitter = median_fit
     laws = [member.law_ for member in fitter.members_]
@@ -55,6 +57,7 @@ def test_the_refit_is_one_law_near_the_median_of_the_forms(median_fit):
     np.testing.assert_allclose(again.predict(n, d), fitter.law_.predict(n, d), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_median_law_has_a_bootstrap_and_a_record_of_the_real_runs(median_fit):
     (N, D, loss), fitter = median_fit
     record = fitter.law_.fit

@@ -34,8 +34,8 @@ def runs_csv(tmp_path):
     return path
 
 
-def fit(cli, *args):
-    return cli("fit", "supervised", *args, "--bootstrap", "0")
+def fit(cli, *args):  # one form, no backtest: these tests are about the files written, not the fit
+    return cli("fit", "supervised", *args, "--form", "chinchilla", "--no-backtest", "--bootstrap", "0")
 
 
 def test_fit_never_writes_over_its_input(cli, tmp_path, runs_csv):
@@ -197,7 +197,7 @@ def test_law_save_follows_the_output_rule(tmp_path, runs_csv):
     import distillscale as ds
 
     table = runs_csv.read_bytes()
-    fitted = ds.fit_supervised(pd.read_csv(runs_csv), bootstrap=0, backtest=False)
+    fitted = ds.fit_supervised(pd.read_csv(runs_csv), form="chinchilla", bootstrap=0, backtest=False)
     for overwrite in (False, True):
         with pytest.raises(ds.UserError) as error:
             fitted.save(runs_csv, overwrite=overwrite)

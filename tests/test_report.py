@@ -94,6 +94,7 @@ def report(tmp_path_factory):
     return out, json.loads((out / "report.json").read_text()), (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_report_fits_recover_the_generating_laws(report):
     _, data, _ = report
     supervised = data["supervised"]
@@ -118,6 +119,7 @@ def test_report_fits_recover_the_generating_laws(report):
     assert data["compute_settings"]["n_ctx"] == 128 and data["compute_settings"]["n_vocab"] == 2048
 
 
+@pytest.mark.slow
 def test_report_extrapolation_check_holds_out_the_largest_size(report):
     _, data, _ = report
     supervised = data["extrapolation_check"]["supervised"]
@@ -139,6 +141,7 @@ def test_report_extrapolation_check_holds_out_the_largest_size(report):
         assert check["coverage"] == pytest.approx(np.mean([r["covered"] for r in check["runs"]]))
 
 
+@pytest.mark.slow
 def test_report_capacity_gap_baselines_and_plan(report):
     _, data, _ = report
     best = data["capacity_gap"]["best_teachers"]
@@ -159,6 +162,7 @@ def test_report_capacity_gap_baselines_and_plan(report):
     assert data["laws"]["format"] == "distillscale.laws/1"
 
 
+@pytest.mark.slow
 def test_report_html_is_self_contained_with_figures_and_tables(report):
     _, data, page = report
     for figure_id in ("learning-curves", "supervised-fit", "backtest", "u-curves", "distilled-vs-baseline"):
@@ -170,6 +174,7 @@ def test_report_html_is_self_contained_with_figures_and_tables(report):
     assert not re.search(r'(src|href)="(?!data:|#)', page), "no external assets (links within the page only)"
 
 
+@pytest.mark.slow
 def test_report_saves_laws_usable_by_predict(report, cli, tmp_path):
     _, data, _ = report
     path = tmp_path / "laws.json"
@@ -249,6 +254,7 @@ def test_failed_and_diverged_runs_are_counted_not_fitted(tmp_path):
     assert len(runs.supervised) == len(TEACHERS) - 2 + len(STUDENTS) * len(STUDENT_M)
 
 
+@pytest.mark.slow
 def test_on_policy_students_are_kept_out_of_the_fit_and_shown_beside_it(report):
     """On-policy students (fraction > 0) are not in the distillation law's fit (the n_runs of the fit
     test counts the off-policy ones only); the report lists them with the off-policy law's prediction,
@@ -317,6 +323,7 @@ def _browser() -> str | None:
                  if shutil.which(name)), None)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_browser() is None, reason="no Chromium installed")
 def test_report_html_renders_in_headless_chromium(report, tmp_path):
     out, _, _ = report

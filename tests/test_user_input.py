@@ -183,8 +183,11 @@ def test_rough_bootstrap_intervals_carry_a_warning():
 @pytest.mark.parametrize("choice, value, shown", [
     ("irreducible_loss", 1.6, "E = 1.6"), ("irreducible_loss_prior", (1.6, 0.1), "E ~ N(1.6, 0.1)"),
     ("min_tokens_per_param", 15, "D/N >= 15")])
+@pytest.mark.slow
 def test_fit_choices_apply_without_a_backtest(choice, value, shown):
-    fit = ds.fit_supervised(_runs(), bootstrap=0, backtest=False, **{choice: value})
+    # The default candidates; one start per member form (what is tested is which candidate applies).
+    one_start = {"log_E": (0.5,), "log_A": (5.0,), "log_B": (5.0,), "alpha": (0.5,), "beta": (0.5,), "gamma": (1.0,)}
+    fit = ds.fit_supervised(_runs(), bootstrap=0, backtest=False, grid=one_start, **{choice: value})
     assert fit.chosen == f"median of tied, chinchilla, busbridge, {shown}"
     if choice == "irreducible_loss":
         assert fit.law.coefficients()["E"] == pytest.approx(1.6)
