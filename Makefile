@@ -23,7 +23,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The main job: the built-in micro sweep on Python's standard library, the laws fitted to it, and
 # sweeps/micro/report.html (about 10 minutes on 2 cores; run again, it reuses the finished runs).

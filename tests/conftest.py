@@ -12,6 +12,16 @@ from distillscale.cli import main
 SHARED = Path(os.environ.get("DISTILLSCALE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs `-n 2`), each worker trains on one thread, and so do the
+    processes its tests start: two workers of two threads each would oversubscribe two cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def cpu_by_default():
     """`--device auto` means the CPU in tests (and in the processes they start), also on a GPU
