@@ -80,7 +80,7 @@ def test_encoding_round_trips_ids_exactly_and_log_probs_within_half_a_step(vocab
     encoding = TopKEncoding(vocab_size, top_k)
     records = encoding.encode(ids, log_probs)
     assert records.itemsize == encoding.bytes_per_token
-    decoded_ids, relative, step = encoding.decode(records)
+    decoded_ids, relative, step, _ = encoding.decode(records)
     order = np.argsort(ids, axis=1)
     assert np.array_equal(decoded_ids, np.take_along_axis(ids, order, axis=1))
     exact = np.take_along_axis(log_probs, order, axis=1)
@@ -189,7 +189,7 @@ def test_loss_from_the_cache_equals_the_live_teacher_loss_within_the_quantisatio
         teacher_log_probs = top_logits.log_softmax(-1)
         student_log_probs = student.head(student.hidden_states(inputs).flatten(0, 1)).log_softmax(-1)
         gap = (teacher_log_probs - student_log_probs.gather(-1, support)).abs()
-    _, _, step = logit_cache.encoding.decode(logit_cache.records(CachedWindowSampler(
+    _, _, step, _ = logit_cache.encoding.decode(logit_cache.records(CachedWindowSampler(
         logit_cache, data.split("student"), 8, 0).window_starts(0) // SEQ_LEN))
     h = torch.from_numpy(step).double() / 2
     bound = (2 * h + torch.expm1(2 * h) * (teacher_log_probs.exp() * gap).sum(-1).double()).mean().item()

@@ -286,12 +286,13 @@ class DistillSettings(Settings):
     temperature: float = _LOSS_FIELDS["temperature"]
     kd_weight: float = _LOSS_FIELDS["kd_weight"]
     top_k: int | None = _LOSS_FIELDS["top_k"]
+    top_k_tail: bool = _LOSS_FIELDS["top_k_tail"]
     jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
     teacher_url: str | None = Field(
         None, description="an OpenAI-compatible completions server of the teacher (`distillscale serve-teacher` "
                           "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
                           "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
-                          "mass outside the top k is estimated, not known (see README)")
+                          "mass outside the top k is 1 - their probabilities (see README, Top-k teachers)")
     teacher_timeout: float = Field(60.0, gt=0, description="with teacher_url: seconds to wait for an answer")
     teacher_retries: int = Field(4, ge=0, le=20, description="with teacher_url: retries of a failed request, with "
                                                             "exponential backoff from 0.5 s (at most 8 s apart)")
@@ -403,7 +404,7 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
     def loss_config(self) -> DistillationLossConfig:
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
                                       z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
-                                      chunk_size=self.loss_chunk_size)
+                                      top_k_tail=self.top_k_tail, chunk_size=self.loss_chunk_size)
 
 
 def teacher_api_base(url: str) -> str:

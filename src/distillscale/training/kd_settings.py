@@ -19,6 +19,9 @@ class DistillationLossConfig(BaseModel):
     kd_weight: float = Field(1.0, ge=0, le=1, description="lambda; CE gets 1 - lambda")
     z_loss_weight: float = Field(1e-4, ge=0, description="lambda_z")
     top_k: int | None = Field(None, ge=1, description="keep the teacher's k most likely tokens")
+    top_k_tail: bool = Field(True, description="with top_k: keep the teacher's mass outside the k ids as one "
+                                               "more category (off: renormalise over the k ids, which lets a "
+                                               "pure-KD student collapse onto them)")
     jsd_beta: float = Field(0.5, gt=0, lt=1, description="teacher weight in the JSD mixture")
     chunk_size: int | None = Field(1024, ge=1, description="tokens per chunk; None = no chunking")
 
