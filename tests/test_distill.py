@@ -140,7 +140,18 @@ def test_larger_student_is_allowed_with_a_warning(cli, tmp_path, teacher):
     assert "is larger than the teacher" in err
     assert json.loads(out)["distillation"] | {"z_loss_weight": None} == {
         "kd": "jsd", "temperature": 2.0, "kd_weight": 0.5, "z_loss_weight": None, "top_k": 16, "jsd_beta": 0.5,
-        "chunk_size": 1024}
+        "chunk_size": 1024, "top_k_tail": True}
+
+
+def test_a_teacher_with_low_top_k_mass_warns_before_training_and_result_records_it(cli, tmp_path, teacher):
+    code, out, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT,
+                         "--tokens", "256", "--top-k", "5", "--json")
+    assert code == 0, err
+    targets = json.loads(out)["top_k_targets"]
+    assert targets["path"] == "in-process" and targets["tail"] == "known" and targets["tail_in_loss"]
+    assert targets["checked_tokens"] > 0 and 0 < targets["mean_top_k_mass"] < 0.9
+    warnings = [line for line in err.splitlines() if line.startswith("warning: the teacher's top-5 holds")]
+    assert len(warnings) == 1 and "--top-k" in warnings[0] and "--kd-weight" in warnings[0]
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(cli, tmp_path, teacher):
