@@ -324,10 +324,10 @@ class ServedTeacherObjective:
 
     def check_top_k(self, tokens: np.ndarray, seq_len: int, batch_size: int, report: bool = True) -> None:
         """The served teacher's top-k mass on the first `CHECK_TOKENS` of the student's data."""
-        log_probs = []
-        for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size, CHECK_TOKENS):
-            log_probs.append(self._normalised(self.client.top_logprobs(torch.cat([inputs, targets[:, -1:]], 1)).log_probs))
-        self.top_k_targets = check_top_k_mass(torch.cat(log_probs), self.client.top_k, "served",
+        windows = [torch.cat([inputs, targets[:, -1:]], 1)
+                   for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size, CHECK_TOKENS)]
+        log_probs = self._normalised(self.client.top_logprobs(torch.cat(windows)).log_probs)  # one request
+        self.top_k_targets = check_top_k_mass(log_probs, self.client.top_k, "served",
                                               *self._tail(), self.loss_config.top_k_tail, report)
 
     def _normalised(self, log_probs: torch.Tensor) -> torch.Tensor:

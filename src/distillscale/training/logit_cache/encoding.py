@@ -9,10 +9,11 @@ position can be read without reading the others. A record holds:
   2 + log2(V / k) bits per id: 160 bytes for k = 128 and V = 32768, where uint16 ids take 256.
 - their log-probabilities relative to the most likely token, r = log p - max log p <= 0, as uint8
   codes c = round(-r / step), with a float32 `step` per token that spreads the 256 codes over
-  that token's range (-min r). Decoding gives r within step / 2. The top-k loss renormalises over
-  the k ids (p_T^k = softmax(r / tau)), for which r is all it needs.
+  that token's range (-min r). Decoding gives r within step / 2;
+- the log of their total probability (float32), which the relative codes lose: the tail mass
+  1 - sum(top-k) that the loss keeps as one category (caches made before had no such field).
 
-Bytes per token: ceil((k + ((V - 1) >> l) + 1) / 8) + ceil(k l / 8) + k + 4; 292 at k = 128 and
+Bytes per token: ceil((k + ((V - 1) >> l) + 1) / 8) + ceil(k l / 8) + k + 4 + 4; 296 at k = 128 and
 V = 32768 (or V = 32168).
 
 Quantisation error (documented bound, held by the tests): with h = step / (2 tau), every
