@@ -147,7 +147,9 @@ def test_a_teacher_with_low_top_k_mass_warns_before_training_and_result_records_
     code, out, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT,
                          "--tokens", "256", "--top-k", "5", "--json")
     assert code == 0, err
-    targets = json.loads(out)["top_k_targets"]
+    result = json.loads(out)
+    assert result["distillation"]["kd_weight"] == 0.5  # top-k targets give the data a share by default
+    targets = result["top_k_targets"]
     assert targets["path"] == "in-process" and targets["tail"] == "known" and targets["tail_in_loss"]
     assert targets["checked_tokens"] > 0 and 0 < targets["mean_top_k_mass"] < 0.9
     warnings = [line for line in err.splitlines() if line.startswith("warning: the teacher's top-5 holds")]

@@ -31,7 +31,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
-from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
+from distillscale.training.kd_settings import TOP_K_KD_WEIGHT, DistillationLossConfig, OnPolicyConfig
 from distillscale.units import check_quantity
 
 
@@ -334,6 +334,14 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
 
     split: Literal["teacher", "student"] = Field(
         "student", description="training half (default: the half a run teacher did not train on)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_k_default_kd_weight(cls, data: Any) -> Any:
+        """Top-k targets give the data a share by default (`TOP_K_KD_WEIGHT`, issue 39)."""
+        if isinstance(data, dict) and data.get("top_k") is not None and data.get("kd_weight") is None:
+            data = {**data, "kd_weight": TOP_K_KD_WEIGHT}
+        return data
 
     @model_validator(mode="after")
     def _one_teacher(self) -> "DistillConfig":

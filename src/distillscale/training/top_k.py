@@ -85,7 +85,7 @@ def check_top_k_mass(log_probs: torch.Tensor, top_k: int, path: str, tail: str, 
         message = (f"the teacher's top-{top_k} holds {mean:.0%} of its probability on the first "
                    f"{mass.numel():,} tokens: the other {1 - mean:.0%} {fate}, so the student learns little "
                    f"of the rest; raise --top-k, use a sampled cache (cache-logits --targets sampled), or "
-                   f"give the data a share with --kd-weight 0.5")
+                   f"give the data a larger share with a lower --kd-weight (top-k runs default to 0.5)")
         if report:
             warn(message)
     return TopKTargetsRecord(top_k=top_k, path=path, checked_tokens=mass.numel(), mean_top_k_mass=mean,

@@ -16,6 +16,7 @@ from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
 from distillscale.training.config import DistillConfig
 from distillscale.training.distributed import Distributed
+from distillscale.training.kd_settings import TOP_K_KD_WEIGHT
 from distillscale.training.logit_cache.objective import CachedDistillationObjective
 from distillscale.training.logit_cache.sampler import CachedWindowSampler
 from distillscale.training.logit_cache.store import LogitCache
@@ -83,6 +84,8 @@ def resolve_cached_student_data(config: DistillConfig, cache: LogitCache) -> Dis
             raise UserError(f"--top-k {config.top_k} is more than the logit cache {cache.path} holds "
                             f"({cache.top_k}): use --top-k {cache.top_k} or less, or leave it out")
         updates["top_k"] = config.top_k or cache.top_k
+        if "kd_weight" not in given:  # top-k targets give the data a share by default (issue 39)
+            updates["kd_weight"] = TOP_K_KD_WEIGHT
     if config.tokenizer is None:
         updates["tokenizer"] = cache.tokenizer_path
     if config.data is None:
