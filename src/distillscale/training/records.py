@@ -133,6 +133,8 @@ class DistillationRecord(DistillationLossConfig):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # None in results written before issue 39, whose top-k targets were renormalised over the k ids
+    top_k_tail: bool | None = None
     mode: Literal["cross-tokenizer"] | None = None
     uld_weight: float | None = None
     note: str | None = None
@@ -146,7 +148,7 @@ class DistillationRecord(DistillationLossConfig):
         """The alignment fields only where there was an alignment: same-vocabulary runs keep the
         loss settings alone, as result.json has always had them."""
         values = handler(self)
-        alignment = set(type(self).model_fields) - set(DistillationLossConfig.model_fields)
+        alignment = set(type(self).model_fields) - set(DistillationLossConfig.model_fields) | {"top_k_tail"}
         return {key: value for key, value in values.items() if key not in alignment or value is not None}
 
 
