@@ -16,6 +16,7 @@ from functools import partial
 import torch
 
 from distillscale.console import warn
+from distillscale.data import iter_eval_batches
 from distillscale.data.prepare import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
@@ -41,8 +42,6 @@ from distillscale.training.remote_teacher import (
     TeacherClient,
     served_teacher_loss,
 )
-from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass
-from distillscale.data import iter_eval_batches
 from distillscale.training.teachers import (
     Teacher,
     TeacherSource,
@@ -51,6 +50,7 @@ from distillscale.training.teachers import (
     resolve_student_data,
     same_tokenizer,
 )
+from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass
 
 
 class DistillationObjective:

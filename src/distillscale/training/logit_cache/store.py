@@ -25,12 +25,12 @@ import numpy as np
 
 from distillscale.errors import UserError
 from distillscale.io import TEMP_PREFIX, atomic_write, atomic_write_json
-from distillscale.training.top_k import normalise_relative
 from distillscale.training.logit_cache.encoding import (
     Encoding,
     SampledEncoding,
     encoding_from,
 )
+from distillscale.training.top_k import normalise_relative
 
 FORMAT = "distillscale.logit_cache/1"
 MANIFEST_FILE = "cache.json"
