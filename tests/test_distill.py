@@ -78,7 +78,8 @@ def test_result_records_the_teacher_the_kd_settings_and_the_teacher_flops(distil
     assert result["flops"] == (3 * result["forward_flops_per_token"] + record["forward_flops_per_token"]) \
         * result["tokens"]
     assert result["distillation"] == {"kd": "forward-kl", "temperature": 1.0, "kd_weight": 1.0,
-                                      "z_loss_weight": 1e-4, "top_k": None, "jsd_beta": 0.5, "chunk_size": 1024}
+                                      "z_loss_weight": 1e-4, "top_k": None, "jsd_beta": 0.5, "chunk_size": 1024,
+                                      "top_k_tail": True}
     metrics = [json.loads(line) for line in (distilled / "metrics.jsonl").read_text().splitlines()]
     assert all({"loss", "ce", "kd"} <= m.keys() for m in metrics)
     assert metrics[-1]["kd"] < metrics[0]["kd"]
