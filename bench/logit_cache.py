@@ -78,7 +78,7 @@ def size_section() -> None:
     for k in (32, 128):
         encoding = TopKEncoding(VOCAB, k)
         records = encode_top_k(logits, encoding)
-        ids, relative, step = encoding.decode(records)
+        ids, relative, step, _ = encoding.decode(records)
         top_logits = logits.gather(-1, torch.from_numpy(ids))
         exact = top_logits - top_logits.max(-1, keepdim=True).values
         max_error = (torch.from_numpy(relative) - exact).abs().max().item()

@@ -78,7 +78,8 @@ def test_result_records_the_teacher_the_kd_settings_and_the_teacher_flops(distil
     assert result["flops"] == (3 * result["forward_flops_per_token"] + record["forward_flops_per_token"]) \
         * result["tokens"]
     assert result["distillation"] == {"kd": "forward-kl", "temperature": 1.0, "kd_weight": 1.0,
-                                      "z_loss_weight": 1e-4, "top_k": None, "jsd_beta": 0.5, "chunk_size": 1024}
+                                      "z_loss_weight": 1e-4, "top_k": None, "jsd_beta": 0.5, "chunk_size": 1024,
+                                      "top_k_tail": True}
     metrics = [json.loads(line) for line in (distilled / "metrics.jsonl").read_text().splitlines()]
     assert all({"loss", "ce", "kd"} <= m.keys() for m in metrics)
     assert metrics[-1]["kd"] < metrics[0]["kd"]
@@ -140,7 +141,20 @@ def test_larger_student_is_allowed_with_a_warning(cli, tmp_path, teacher):
     assert "is larger than the teacher" in err
     assert json.loads(out)["distillation"] | {"z_loss_weight": None} == {
         "kd": "jsd", "temperature": 2.0, "kd_weight": 0.5, "z_loss_weight": None, "top_k": 16, "jsd_beta": 0.5,
-        "chunk_size": 1024}
+        "chunk_size": 1024, "top_k_tail": True}
+
+
+def test_a_teacher_with_low_top_k_mass_warns_before_training_and_result_records_it(cli, tmp_path, teacher):
+    code, out, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT,
+                         "--tokens", "256", "--top-k", "5", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["distillation"]["kd_weight"] == 0.5  # top-k targets give the data a share by default
+    targets = result["top_k_targets"]
+    assert targets["path"] == "in-process" and targets["tail"] == "known" and targets["tail_in_loss"]
+    assert targets["checked_tokens"] > 0 and 0 < targets["mean_top_k_mass"] < 0.9
+    warnings = [line for line in err.splitlines() if line.startswith("warning: the teacher's top-5 holds")]
+    assert len(warnings) == 1 and "--top-k" in warnings[0] and "--kd-weight" in warnings[0]
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(cli, tmp_path, teacher):

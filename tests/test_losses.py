@@ -59,9 +59,23 @@ def xlogy_ratio(p, q):
     return torch.where(positive, p * torch.log(ratio), torch.zeros_like(p)).sum(-1)
 
 
-def naive_kd(student, teacher, targets, kind, tau, k, beta):
+def naive_kd(student, teacher, targets, kind, tau, k, beta, tail=True):
     valid = targets != IGNORE_INDEX
     p_s = torch.softmax(student[valid] / tau, -1)
+    if k is not None and tail:  # k ids + one "everything else" category, for both distributions
+        p_full = torch.softmax(teacher[valid] / tau, -1)
+        kept = p_full >= p_full.sort(-1, descending=True).values[:, k - 1:k]
+        zero = torch.zeros_like(p_s)
+        p_t = torch.cat([torch.where(kept, p_full, zero), (p_full * ~kept).sum(-1, keepdim=True)], -1)
+        p_s = torch.cat([torch.where(kept, p_s, zero), (p_s * ~kept).sum(-1, keepdim=True)], -1)
+        if kind == "forward-kl":
+            div = xlogy_ratio(p_t, p_s)
+        elif kind == "reverse-kl":
+            div = xlogy_ratio(p_s, p_t)
+        else:
+            mixture = beta * p_t + (1 - beta) * p_s
+            div = beta * xlogy_ratio(p_t, mixture) + (1 - beta) * xlogy_ratio(p_s, mixture)
+        return tau ** 2 * div.mean()
     p_t = truncated(torch.softmax(teacher[valid] / tau, -1), k)
     if kind == "forward-kl":
         div = xlogy_ratio(p_t, p_s)
@@ -95,14 +109,14 @@ def test_cross_entropy_with_z_loss_matches_formula(logits):
     torch.testing.assert_close(plain, torch.nn.functional.cross_entropy(student, targets))
 
 
-@pytest.mark.parametrize("top_k", [None, 3])
+@pytest.mark.parametrize("top_k,tail", [(None, True), (3, True), (3, False)])
 @pytest.mark.parametrize("kind", KINDS)
-def test_distillation_loss_matches_formula(logits, kind, top_k):
+def test_distillation_loss_matches_formula(logits, kind, top_k, tail):
     student, teacher, targets = logits
     config = DistillationLossConfig(kd=kind, temperature=2.0, kd_weight=0.7, z_loss_weight=0.01,
-                                    top_k=top_k, jsd_beta=0.3, chunk_size=None)
+                                    top_k=top_k, jsd_beta=0.3, chunk_size=None, top_k_tail=tail)
     out = distillation_loss(student, identity, teacher, identity, targets, config)
-    kd = naive_kd(student, teacher, targets, kind, 2.0, top_k, 0.3)
+    kd = naive_kd(student, teacher, targets, kind, 2.0, top_k, 0.3, tail)
     expected = (0.3 * naive_ce(student, targets) + 0.7 * kd
                 + 0.01 * naive_z_loss(student, targets))
     torch.testing.assert_close(out.kd, kd.detach())
@@ -145,12 +159,12 @@ def test_temperature_squared_scaling_approaches_logit_matching():
     torch.testing.assert_close(kd, matching, rtol=1e-3, atol=0)
 
 
-def test_top_k_renormalises_over_the_teachers_k_tokens(logits):
+def test_top_k_without_tail_renormalises_over_the_teachers_k_tokens(logits):
     student, teacher, targets = logits
     valid = targets != IGNORE_INDEX
 
     def kd(top_k):
-        config = DistillationLossConfig(top_k=top_k, chunk_size=None)
+        config = DistillationLossConfig(top_k=top_k, chunk_size=None, top_k_tail=False)
         return distillation_loss(student, identity, teacher, identity, targets, config).kd
 
     # k = 1: the renormalised teacher is one-hot on its argmax, so KD is CE against that token.

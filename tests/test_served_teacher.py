@@ -153,7 +153,10 @@ def test_distilled_through_the_server_matches_the_teacher_in_process(served, tea
     assert result["flops"] == local_result["flops"]  # the server states the teacher's FLOPs per token
     record = result["teacher_server"]
     assert record["top_k"] == K and record["retries"] == 0 and record["positions"] > 8 * 8 * 32
-    assert 0 < record["mean_tail_mass"] < 1 and "estimated" in record["tail_mass"]
+    assert 0 < record["mean_tail_mass"] < 1 and "kept in the loss" in record["tail_mass"]
+    targets = result["top_k_targets"]
+    assert targets["path"] == "served" and targets["tail"] == "known" and targets["top_k"] == K
+    assert targets["mean_top_k_mass"] == pytest.approx(local_result["top_k_targets"]["mean_top_k_mass"], abs=1e-5)
 
 
 class Garbage(BaseHTTPRequestHandler):
@@ -216,7 +219,7 @@ def test_a_server_that_does_not_answer_in_time_is_retried_then_one_line():
 
 
 def test_a_server_that_dies_mid_run_stops_the_run_which_resumes(cli, service, teacher, in_process, tmp_path):
-    """The server dies after the teacher's validation and three training batches: the run stops
+    """The server dies after the teacher's validation, the top-k check and three training batches: the run stops
     with one line (exit 2), its checkpoint intact; restarted on the same port, the same command
     resumes it to the loss of the uninterrupted in-process run."""
     serving = Serving(make_teacher_server(service))
@@ -224,7 +227,7 @@ def test_a_server_that_dies_mid_run_stops_the_run_which_resumes(cli, service, te
 
     def dying(request):
         calls[0] += 1
-        if calls[0] == 4 + 3 + 1:  # 4 validation requests (1k tokens, 8 windows each), then 3 steps
+        if calls[0] == 4 + 1 + 3 + 1:  # 4 validation requests (1k tokens, 8 windows each), the top-k check, 3 steps
             threading.Thread(target=serving.stop).start()
             raise ConnectionAbortedError("the server died")
         return completions(request)

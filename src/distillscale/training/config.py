@@ -32,7 +32,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
-from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
+from distillscale.training.kd_settings import TOP_K_KD_WEIGHT, DistillationLossConfig, OnPolicyConfig
 from distillscale.units import check_quantity
 
 
@@ -289,12 +289,13 @@ class DistillSettings(Settings):
     temperature: float = _LOSS_FIELDS["temperature"]
     kd_weight: float = _LOSS_FIELDS["kd_weight"]
     top_k: int | None = _LOSS_FIELDS["top_k"]
+    top_k_tail: bool = _LOSS_FIELDS["top_k_tail"]
     jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
     teacher_url: str | None = Field(
         None, description="an OpenAI-compatible completions server of the teacher (`distillscale serve-teacher` "
                           "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
                           "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
-                          "mass outside the top k is estimated, not known (see README)")
+                          "mass outside the top k is 1 - their probabilities (see README, Top-k teachers)")
     teacher_timeout: float = Field(60.0, gt=0, le=MAX_TEACHER_TIMEOUT,
                                    description="with teacher_url: seconds to wait for an answer (at most a day)")
     teacher_retries: int = Field(4, ge=0, le=20, description="with teacher_url: retries of a failed request, with "
@@ -355,6 +356,14 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
 
     split: Literal["teacher", "student"] = Field(
         "student", description="training half (default: the half a run teacher did not train on)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_k_default_kd_weight(cls, data: Any) -> Any:
+        """Top-k targets give the data a share by default (`TOP_K_KD_WEIGHT`, issue 39)."""
+        if isinstance(data, dict) and data.get("top_k") is not None and data.get("kd_weight") is None:
+            data = {**data, "kd_weight": TOP_K_KD_WEIGHT}
+        return data
 
     @model_validator(mode="after")
     def _one_teacher(self) -> "DistillConfig":
@@ -424,7 +433,7 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
     def loss_config(self) -> DistillationLossConfig:
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
                                       z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
-                                      chunk_size=self.loss_chunk_size)
+                                      top_k_tail=self.top_k_tail, chunk_size=self.loss_chunk_size)
 
 
 def teacher_api_base(url: str) -> str:

@@ -31,8 +31,9 @@ def distill_command(config: Path = CONFIG_OPTION,
     instead (teacher FLOPs 0 for the run; the cache's one-time cost is in its cache.json).
     With --teacher-url (and --top-k K, --tokenizer) the student reads the teacher's top-K
     log-probabilities from an OpenAI-compatible completions server (`distillscale serve-teacher`,
-    vLLM): the tail mass outside the top K is estimated, not known, and the loss uses the top-K
-    distribution renormalised over those ids; a server that fails is retried, then the run stops
+    vLLM). Top-k targets (--top-k, a top-k cache, a server) keep the teacher's tail mass outside the
+    k ids as one more category; the run measures the teacher's top-k mass on its first tokens, warns
+    when it is low and records it in result.json (top_k_targets); a server that fails is retried, then the run stops
     (exit 2) with its checkpoints intact and resumes when the same command is run again.
     A --tokenizer other than the teacher's runs cross-tokenizer distillation (positions aligned on
     the text; ULD's sorted-probability term plus exact KL on the shared tokens), a mode result.json
@@ -71,9 +72,15 @@ def _print_summary(result: RunResult) -> None:
         f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)
     if result.teacher_server is not None:
         server = result.teacher_server
-        tail = "" if server.mean_tail_mass is None else f"; estimated tail mass outside the top {server.top_k}: " \
-            f"{server.mean_tail_mass:.4f} on average (estimated, not known)"
+        tail = "" if server.mean_tail_mass is None else f"; tail mass outside the top {server.top_k}: " \
+            f"{server.mean_tail_mass:.4f} on average"
         console.print(f"teacher server: {server.requests} requests, {server.retries} retries this session{tail}",
+                      highlight=False)
+    if result.top_k_targets is not None:
+        targets = result.top_k_targets
+        console.print(f"top-{targets.top_k} targets: the teacher's top-{targets.top_k} mass {targets.mean_top_k_mass:.3f} "
+                      f"on the first {targets.checked_tokens:,} tokens; tail {targets.tail}"
+                      f"{' and in the loss' if targets.tail_in_loss else ', dropped (--no-top-k-tail)'}",
                       highlight=False)
     if result.on_policy is not None:
         on_policy = result.on_policy

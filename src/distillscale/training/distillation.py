@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from distillscale.console import warn
+from distillscale.data import iter_eval_batches
 from distillscale.data.prepare import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
@@ -56,6 +57,7 @@ from distillscale.training.teachers import (
     resolve_student_data,
     same_tokenizer,
 )
+from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass
 
 
 class DistillationObjective:
@@ -70,6 +72,7 @@ class DistillationObjective:
         self.loss_config = loss_config
         self.teacher_val_loss = teacher_val_loss
         self.extra_flops_per_token = teacher.info.forward_flops_per_token
+        self.top_k_targets = None  # the top-k check's record (`_check_live_top_k`)
 
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> LossOutput:
         student_hidden = model.hidden_states(inputs)
@@ -81,7 +84,7 @@ class DistillationObjective:
     def record(self, tokens: int) -> ObjectiveRecord:
         return ObjectiveRecord(
             teacher=self.teacher.info.record(self.teacher_val_loss, tokens),
-            distillation=DistillationRecord(**self.loss_config.model_dump()),
+            distillation=DistillationRecord(**self.loss_config.model_dump()), top_k_targets=self.top_k_targets,
             flops_method=f"{FLOPS_METHOD}; plus the teacher's forward pass on every training token, "
                          f"teacher.forward_flops_per_token x tokens")
 
@@ -176,6 +179,7 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
                                              config.eval_tokens)
         objective = ServedTeacherObjective(client, config.loss_config(), teacher_val_loss, FLOPS_METHOD)
         objective.count_teacher_flops(config.seq_len)
+        objective.check_top_k(data.split(config.split), config.seq_len, config.batch_size, group.is_main)
         return objective
 
     return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
@@ -192,7 +196,23 @@ def _make_objective(config: DistillConfig, source: TeacherSource, data: Prepared
              f"teacher ({teacher.info.non_embedding_params:,}): allowed, but check --n-layers and --teacher")
     teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
                                 config.eval_tokens, group)
-    return DistillationObjective(teacher, config.loss_config(), teacher_val_loss)
+    objective = DistillationObjective(teacher, config.loss_config(), teacher_val_loss)
+    if config.top_k is not None and config.top_k < data.vocab_size:
+        objective.top_k_targets = _check_live_top_k(teacher, data.split(config.split), config, group)
+    return objective
+
+
+@torch.no_grad()
+def _check_live_top_k(teacher: Teacher, tokens, config: DistillConfig, group: Distributed):
+    """The teacher's top-k mass on the first `CHECK_TOKENS` of the student's data (known: a live
+    teacher's log-probabilities are normalised), warned about when low (`training.top_k`)."""
+    device = next(teacher.parameters()).device
+    masses = []
+    for inputs, _ in iter_eval_batches(tokens, config.seq_len, config.batch_size, CHECK_TOKENS):
+        logits = teacher.head(teacher.hidden_states(inputs.to(device)).flatten(0, 1)).float()
+        masses.append(logits.log_softmax(-1).topk(config.top_k, dim=-1).values.cpu())
+    return check_top_k_mass(torch.cat(masses), config.top_k, "in-process", "known", TAIL_KNOWN,
+                            config.top_k_tail, report=group.is_main)
 
 
 def _make_cross_tokenizer_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,

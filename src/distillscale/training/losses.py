@@ -18,16 +18,27 @@ The objective (Busbridge et al. 2025, Sec. 3) is, averaged over the valid target
       and ~ (1 - beta) * KL(p_S || p_T) as beta -> 1.
 - Z: z-loss, (logsumexp z_S)^2, which keeps the student's log-normaliser near zero.
 
-Top-k teacher (`top_k=k`): the teacher keeps only its k most likely tokens S (per position),
-renormalised over S: p_T^k = softmax(z_T[S] / tau). Then
-    - forward KL is KL(p_T^k || p_S), i.e. the sum runs over the teacher's support S with the
-      student's full-vocabulary probabilities (the student is pushed to put its mass on S);
-    - JSD uses p_T^k extended by zeros outside S against the full student distribution; it stays
-      finite because the mixture keeps (1 - beta) p_S outside S, which contributes
-      -(1 - beta) log(1 - beta) * p_S(outside S);
-    - reverse KL would be infinite whenever the student puts mass outside S, so it compares the
-      two distributions conditioned on S: KL(p_S(. | S) || p_T^k). The student's mass outside S is
-      then constrained only by the CE term, so combine it with lambda < 1.
+Top-k teacher (`top_k=k`): the teacher keeps only its k most likely tokens S (per position) and,
+by default (`top_k_tail=True`), its tail: the probability mass outside S as one more category
+("everything else"). Both distributions are compared over the k + 1 categories S + {tail}: the
+teacher's p_T(a) for a in S and P_T = 1 - sum_S p_T, the student's p_S(a) and Q = 1 - sum_S p_S
+(computed as logsumexp of log p_S over the ids outside S, which is exact and stable). D is then the
+forward KL, reverse KL or JSD of those two (k + 1)-category distributions. Without the tail the
+target would tell the student to put nothing outside S, and a pure-KD student collapses onto the
+top k (issue 39: a top-20 student ended at 9.07 nats/token, above a uniform guess of 6.24).
+- The teacher's tail is known when its top-k log-probabilities are normalised over the whole
+  vocabulary (a live teacher; a vLLM-style server; a logit cache that stores the top-k mass); both
+  log-masses are clamped below at LOG_TAIL_FLOOR, so that an empty tail (k = V) and rounding give
+  finite numbers. `training.top_k` holds the estimate used where the values carry no
+  normalisation.
+- At temperature tau != 1 a live teacher's tail is exact (softmax(z / tau) over the ids outside S);
+  sparse rows (cache, server) hold log-probabilities at tau = 1, and their tail is softened as one
+  category (log P_T / tau, then renormalised over the k + 1): an estimate.
+- d D / d u_j (u = student logits / tau) is p_S(j) (h_c(j) - <h>) where c(j) is j for j in S and the
+  tail otherwise and h_c = dD/d(log q_c) / q_c; so the ids outside S move together, in proportion to
+  the student's own p_S (forward KL: p_S(j) (1 - P_T / Q)).
+`top_k_tail=False` is the former target, renormalised over S: p_T^k = softmax(z_T[S] / tau); forward
+KL is KL(p_T^k || p_S), reverse KL compares p_S(. | S) with p_T^k, and the JSD extends p_T^k by zeros.
 k larger than the vocabulary means no truncation.
 
 Targets equal to `IGNORE_INDEX` (-100, PyTorch's convention) are left out of every term (CE, KD
@@ -57,6 +68,9 @@ import torch.nn.functional as F
 from distillscale.training.kd_settings import DistillationLossConfig
 
 IGNORE_INDEX = -100
+# Log-masses of the tail category are clamped here (e^-30 ~ 1e-13): k = V leaves an empty tail, and a
+# teacher's 1 - sum(top-k) rounds to 0 or below; reverse KL and JSD stay finite.
+LOG_TAIL_FLOOR = -30.0
 
 # Maps hidden states [n, d] to logits [n, V], e.g. `model.head`.
 Head = Callable[[torch.Tensor], torch.Tensor]
@@ -99,21 +113,24 @@ def distillation_loss(student_hidden: torch.Tensor, student_head: Head,
     objective = _Objective(ce_weight=1.0 - config.kd_weight, kd_weight=config.kd_weight,
                            z_loss_weight=config.z_loss_weight, kd=config.kd,
                            temperature=config.temperature, top_k=config.top_k,
-                           jsd_beta=config.jsd_beta)
+                           jsd_beta=config.jsd_beta, top_k_tail=config.top_k_tail)
     return _compute(objective, student_hidden, student_head, teacher_hidden, teacher_head,
                     targets, config.chunk_size)
 
 
 def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, teacher_ids: torch.Tensor,
                              teacher_values: torch.Tensor, targets: torch.Tensor,
-                             config: DistillationLossConfig, sampled: bool = False) -> LossOutput:
-    """`distillation_loss` with the teacher given sparsely, as a logit cache stores it, without
-    ever building [tokens, V] teacher logits:
+                             config: DistillationLossConfig, sampled: bool = False,
+                             teacher_log_tail: torch.Tensor | None = None) -> LossOutput:
+    """`distillation_loss` with the teacher given sparsely, as a logit cache stores it or a server
+    sends it, without ever building [tokens, V] teacher logits:
 
-    - top-k (`sampled=False`): ids [n, k] and their log-probabilities [n, k] (relative to any
-      constant per row): the teacher's top-k distribution, renormalised over the ids (over the
-      `config.top_k` most likely of them when that is smaller), as `distillation_loss` does with
-      `top_k` on full teacher logits;
+    - top-k (`sampled=False`): ids [n, k] and their log-probabilities [n, k], normalised over the
+      whole vocabulary, and the log of the teacher's mass outside the ids, `teacher_log_tail` [n]
+      (default: log(1 - sum exp(values)), what normalised values imply). The loss compares the
+      k + 1 categories (the ids and the tail, see the module docstring), over the `config.top_k`
+      most likely ids when that is fewer than k (the others join the tail). With
+      `config.top_k_tail=False` the values are renormalised over the ids and the tail is dropped;
     - sampled (`sampled=True`): K ids drawn from softmax(z_T / tau) [n, K] and that distribution's
       entropy H [n]; forward KL is estimated by tau^2 (-(1/K) sum_i log q(x_i) - H), whose gradient
       with respect to the student logits is tau (q - c / K) (c_a: how often a was drawn), both
@@ -129,17 +146,29 @@ def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, t
         if values.shape[1] != 1:
             raise ValueError(f"expected one teacher entropy per position, got {values.shape[1]}")
         rows = "sampled"
+        columns = [ids.to(rows_dtype), values.to(rows_dtype)]
     else:
         if values.shape != ids.shape:
             raise ValueError(f"teacher ids {tuple(ids.shape)} and log-probabilities {tuple(values.shape)} differ")
         rows = "top-k"
+        values = values.to(rows_dtype)
+        tail = (tail_log_mass(values) if teacher_log_tail is None
+                else teacher_log_tail.reshape(n, 1).to(rows_dtype))
+        columns = [ids.to(rows_dtype), values, tail]
     objective = _Objective(ce_weight=1.0 - config.kd_weight, kd_weight=config.kd_weight,
                            z_loss_weight=config.z_loss_weight, kd=config.kd,
                            temperature=config.temperature, top_k=config.top_k,
-                           jsd_beta=config.jsd_beta, teacher_rows=rows)
-    # The chunked loss walks rows of one teacher tensor: ids and values travel together.
-    packed = torch.cat([ids.to(rows_dtype), values.to(rows_dtype)], dim=-1)
+                           jsd_beta=config.jsd_beta, teacher_rows=rows, top_k_tail=config.top_k_tail)
+    # The chunked loss walks rows of one teacher tensor: ids, values (and the tail) travel together.
+    packed = torch.cat(columns, dim=-1)
     return _compute(objective, student_hidden, student_head, packed, _as_is, targets, config.chunk_size)
+
+
+def tail_log_mass(log_probs: torch.Tensor) -> torch.Tensor:
+    """log(1 - sum_k exp(log_probs)) [..., 1] of normalised top-k log-probabilities [..., k]: the
+    log-mass of everything else, clamped to LOG_TAIL_FLOOR where the k hold (numerically) all of it."""
+    covered = log_probs.logsumexp(-1, keepdim=True).clamp(max=-1e-30)
+    return torch.log(-torch.expm1(covered)).clamp(min=LOG_TAIL_FLOOR)
 
 
 def _as_is(rows: torch.Tensor) -> torch.Tensor:
@@ -159,9 +188,11 @@ class _Objective:
     temperature: float = 1.0
     top_k: int | None = None
     jsd_beta: float = 0.5
-    # What the teacher head returns: "logits" [n, V]; or sparse rows [n, 2k] of top-k (ids, log-probs),
-    # or [n, K + 1] of sampled ids and the teacher's entropy (`sparse_distillation_loss`).
+    # What the teacher head returns: "logits" [n, V]; or sparse rows [n, 2k + 1] of top-k (ids,
+    # log-probs, log tail mass), or [n, K + 1] of sampled ids and the teacher's entropy
+    # (`sparse_distillation_loss`).
     teacher_rows: str = "logits"
+    top_k_tail: bool = True  # keep the teacher's mass outside the top k as one category
 
     def sums(self, logits: torch.Tensor, targets: torch.Tensor,
              teacher_logits: torch.Tensor | None) -> torch.Tensor:
@@ -181,7 +212,8 @@ class _Objective:
                                  f"student's {tuple(logits.shape)}: the vocabularies must agree")
             teacher_logits = teacher_logits.to(logits.dtype)
             per_token.insert(1, self.temperature ** 2 * kd_divergence(
-                logits, teacher_logits, self.kd, self.temperature, self.top_k, self.jsd_beta))
+                logits, teacher_logits, self.kd, self.temperature, self.top_k, self.jsd_beta,
+                self.top_k_tail))
         else:
             per_token.insert(1, torch.zeros_like(log_normaliser))
         # where, not multiply: a garbage (inf/nan) row at an ignored position must not leak in.
@@ -200,12 +232,21 @@ class _Objective:
             # d/du of -(1/K) sum_i log q(x_i) is q - c / K: scatter_add counts repeated draws.
             draw = torch.full(ids.shape, -1.0 / ids.shape[-1], dtype=s.dtype, device=s.device)
             return kd, s.exp_().scatter_add_(-1, ids, draw)
-        k = rows.shape[-1] // 2
-        support, log_probs = rows[:, :k].long(), _soften(rows[:, k:], self.temperature)
+        k = (rows.shape[-1] - 1) // 2
+        support, log_probs, log_tail = rows[:, :k].long(), rows[:, k:2 * k], rows[:, 2 * k]
         if self.top_k is not None and self.top_k < k:  # the top_k most likely of the k stored
-            log_probs, kept = log_probs.topk(self.top_k, dim=-1, sorted=False)
-            support = support.gather(-1, kept)
-        return _top_k_kd(s, F.log_softmax(log_probs, dim=-1), support, self, with_grad)
+            kept_log_probs, kept = log_probs.topk(self.top_k, dim=-1, sorted=False)
+            dropped = log_probs.scatter(-1, kept, -math.inf).logsumexp(-1)  # they join the tail
+            log_tail = torch.logaddexp(log_tail, dropped)
+            log_probs, support = kept_log_probs, support.gather(-1, kept)
+        if not self.top_k_tail:
+            return _top_k_kd(s, F.log_softmax(_soften(log_probs, self.temperature), dim=-1), support, self,
+                             with_grad)
+        # Sparse rows hold log-probabilities at tau = 1: the tail is softened as one category.
+        log_tail = torch.where(log_tail <= LOG_TAIL_FLOOR, LOG_TAIL_FLOOR, _soften(log_tail, self.temperature))
+        categories = torch.cat([_soften(log_probs, self.temperature), log_tail.unsqueeze(-1)], dim=-1)
+        categories = F.log_softmax(categories, dim=-1)
+        return _tail_kd(s, categories[:, :-1], categories[:, -1], support, self, with_grad)
 
     def weights(self, like: torch.Tensor) -> torch.Tensor:
         return torch.tensor([self.ce_weight, self.kd_weight, self.z_loss_weight],
@@ -214,10 +255,21 @@ class _Objective:
 
 def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                   kind: str = "forward-kl", temperature: float = 1.0, top_k: int | None = None,
-                  jsd_beta: float = 0.5) -> torch.Tensor:
+                  jsd_beta: float = 0.5, top_k_tail: bool = True) -> torch.Tensor:
     """Per-token divergence D(p_T, p_S) between softmax(logits / temperature), without the tau^2
     factor; logits [n, V] -> [n]. See the module docstring for the top-k semantics."""
     student_log_probs = F.log_softmax(_soften(student_logits, temperature), dim=-1)
+    if top_k is not None and top_k < teacher_logits.shape[-1] and top_k_tail:
+        teacher_all = F.log_softmax(_soften(teacher_logits, temperature), dim=-1)
+        teacher_top, support = teacher_all.topk(top_k, dim=-1, sorted=False)
+        t_cat = torch.cat([teacher_top, _log_mass_outside(teacher_all, support).unsqueeze(-1)], -1)
+        s_cat = torch.cat([student_log_probs.gather(-1, support),
+                           _log_mass_outside(student_log_probs, support).unsqueeze(-1)], -1)
+        if kind == "forward-kl":
+            return _kl(t_cat, s_cat)
+        if kind == "reverse-kl":
+            return _kl(s_cat, t_cat)
+        return _jsd(t_cat, s_cat, jsd_beta)
     if top_k is not None and top_k < teacher_logits.shape[-1]:
         top_logits, support = teacher_logits.topk(top_k, dim=-1, sorted=False)
         teacher_log_probs = F.log_softmax(_soften(top_logits, temperature), dim=-1)
@@ -238,6 +290,14 @@ def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     if kind == "jsd":
         return _jsd(teacher_log_probs, student_log_probs, jsd_beta)
     raise ValueError(f"unknown KD divergence {kind!r}; use forward-kl, reverse-kl or jsd")
+
+
+def _log_mass_outside(log_probs: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """log sum_{a not in support} exp(log_probs[a]) per row, >= LOG_TAIL_FLOOR, differentiable
+    (the ids of the support are masked with a large finite negative, not -inf, so that an empty
+    complement gives no NaN gradient)."""
+    masked = log_probs.scatter(-1, support, -1e4)
+    return masked.logsumexp(-1).clamp(min=LOG_TAIL_FLOOR)
 
 
 def _soften(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -414,6 +474,12 @@ def _kd_value_and_grad(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     tau, beta = objective.temperature, objective.jsd_beta
     s = F.log_softmax(_soften(student_logits, tau), dim=-1)
     teacher_logits = _soften(teacher_logits, tau)
+    if objective.top_k is not None and objective.top_k < teacher_logits.shape[-1] and objective.top_k_tail:
+        t = teacher_logits.sub_(teacher_logits.logsumexp(-1, keepdim=True))  # log_softmax, in place
+        top, support = t.topk(objective.top_k, dim=-1, sorted=False)
+        log_tail = _log_mass_outside_(t, support, top)
+        del teacher_logits, t
+        return _tail_kd(s, top, log_tail, support, objective, with_grad=True)
     if objective.top_k is not None and objective.top_k < teacher_logits.shape[-1]:
         top_logits, support = teacher_logits.topk(objective.top_k, dim=-1, sorted=False)
         del teacher_logits
@@ -465,6 +531,48 @@ def _top_k_kd(s: torch.Tensor, t: torch.Tensor, support: torch.Tensor, objective
     mean_g = _rowdot(p_support, g_support) + g_outside * mass_outside
     grad = s.exp_().mul_((g_outside - mean_g).unsqueeze(-1))
     return kd, grad.scatter_(-1, support, p_support * (g_support - mean_g.unsqueeze(-1)))
+
+
+def _log_mass_outside_(log_probs: torch.Tensor, support: torch.Tensor, on_support: torch.Tensor) -> torch.Tensor:
+    """`_log_mass_outside` without autograd or a copy: masks the support of `log_probs` in place,
+    takes the logsumexp, and writes `on_support` (the gathered values) back."""
+    log_probs.scatter_(-1, support, -math.inf)
+    log_tail = log_probs.logsumexp(-1).clamp_(min=LOG_TAIL_FLOOR)  # an empty complement gives -inf
+    log_probs.scatter_(-1, support, on_support)
+    return log_tail
+
+
+def _tail_kd(s: torch.Tensor, t: torch.Tensor, t_tail: torch.Tensor, support: torch.Tensor,
+             objective: _Objective, with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token D over the k + 1 categories (the ids `support` [n, k] and the tail) of the teacher's
+    log-probabilities `t` [n, k] and tail log-mass `t_tail` [n] (normalised together) against the
+    student's log-probabilities `s` [n, V], and (if `with_grad`) dD/du, overwriting `s`.
+    Without `with_grad` only out-of-place ops are used, so autograd can differentiate the value."""
+    beta = objective.jsd_beta
+    s_support = s.gather(-1, support)
+    s_tail = _log_mass_outside_(s, support, s_support) if with_grad else _log_mass_outside(s, support)
+    s_cat = torch.cat([s_support, s_tail.unsqueeze(-1)], -1)
+    t_cat = torch.cat([t, t_tail.unsqueeze(-1)], -1)
+    if objective.kd == "forward-kl":
+        kd = _kl(t_cat, s_cat)
+        if not with_grad:
+            return kd, None
+        # on S: p_S - p_T; outside: p_S(j) (1 - P_T / Q) = exp(s_j - log Q) (Q - P_T)
+        outside = s_tail.exp() - t_tail.exp()
+        grad = s.sub_(s_tail.unsqueeze(-1)).exp_().mul_(outside.unsqueeze(-1))
+        return kd, grad.scatter_(-1, support, s_support.exp() - t.exp())
+    if objective.kd == "reverse-kl":
+        kd = _kl(s_cat, t_cat)
+        h = s_cat - t_cat - kd.unsqueeze(-1)  # dD/du_j = p_S(j) h_c(j)
+    else:
+        log_m = torch.logaddexp(t_cat + math.log(beta), s_cat + math.log1p(-beta))
+        kd = beta * _kl(t_cat, log_m) + (1 - beta) * _kl(s_cat, log_m)
+        h = (1 - beta) * (s_cat - log_m)
+        h = h - _rowdot(s_cat.exp(), h).unsqueeze(-1)
+    if not with_grad:
+        return kd, None
+    grad = s.exp_().mul_(h[:, -1:])
+    return kd, grad.scatter_(-1, support, s_support.exp() * h[:, :-1])
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

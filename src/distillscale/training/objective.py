@@ -19,6 +19,7 @@ from distillscale.training.records import (
     OnPolicyRecord,
     TeacherRecord,
     TeacherServerRecord,
+    TopKTargetsRecord,
 )
 
 
@@ -34,6 +35,7 @@ class ObjectiveRecord:
     teacher_cache: CacheRecord | None = None
     teacher_server: TeacherServerRecord | None = None
     on_policy: OnPolicyRecord | None = None
+    top_k_targets: TopKTargetsRecord | None = None  # a top-k teacher's measured mass and tail
     flops_method: str | None = None  # None: the recipe's own
     extra_flops: float = 0.0  # FLOPs outside the per-token accounting (an on-policy student's generation)
 

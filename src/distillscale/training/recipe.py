@@ -354,6 +354,7 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "teacher_cache": extra.teacher_cache,
         "teacher_server": extra.teacher_server,
         "on_policy": extra.on_policy,
+        "top_k_targets": extra.top_k_targets,
     }, **divergence)
 
 

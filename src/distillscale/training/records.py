@@ -133,6 +133,8 @@ class DistillationRecord(DistillationLossConfig):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # None in results written before issue 39, whose top-k targets were renormalised over the k ids
+    top_k_tail: bool | None = None
     mode: Literal["cross-tokenizer"] | None = None
     uld_weight: float | None = None
     note: str | None = None
@@ -146,7 +148,7 @@ class DistillationRecord(DistillationLossConfig):
         """The alignment fields only where there was an alignment: same-vocabulary runs keep the
         loss settings alone, as result.json has always had them."""
         values = handler(self)
-        alignment = set(type(self).model_fields) - set(DistillationLossConfig.model_fields)
+        alignment = set(type(self).model_fields) - set(DistillationLossConfig.model_fields) | {"top_k_tail"}
         return {key: value for key, value in values.items() if key not in alignment or value is not None}
 
 
@@ -165,10 +167,29 @@ class TeacherServerRecord(BaseModel):
     prompts: int
     positions: int
     mean_top_k_mass: float | None  # the teacher's mean probability on the k ids it gave
-    mean_tail_mass: float | None  # 1 - that: estimated, not known (see `tail_mass`)
+    mean_tail_mass: float | None  # 1 - that (see `tail_mass`)
     timeout_seconds: float
     max_retries: int
     tail_mass: str
+
+
+class TopKTargetsRecord(BaseModel):
+    """result.json's `top_k_targets`: what a top-k teacher gave the student (`training.top_k`): the
+    teacher's mean probability mass on its top k ids, measured on the first `checked_tokens` of the
+    run's data before training, whether the tail mass outside them was known or estimated (and how),
+    and the warning printed when the mass was low."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    top_k: int
+    path: Literal["in-process", "cache", "served"]
+    checked_tokens: int
+    mean_top_k_mass: float
+    min_top_k_mass: float
+    tail_in_loss: bool
+    tail: Literal["known", "estimated"]
+    tail_source: str
+    warning: str | None = None
 
 
 class OnPolicyRecord(OnPolicyConfig):
@@ -257,6 +278,7 @@ class RunResult(BaseModel):
     distillation: DistillationRecord | None = None
     teacher_cache: CacheRecord | None = None
     teacher_server: TeacherServerRecord | None = None
+    top_k_targets: TopKTargetsRecord | None = None
     # an on-policy distillation run: what the student generated and its cost
     on_policy: OnPolicyRecord | None = None
 

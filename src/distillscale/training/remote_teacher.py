@@ -16,12 +16,13 @@ A window of seq_len + 1 tokens gives the teacher's prediction after each of the 
 tokens: positions 1..seq_len. The teacher never reads the last token, but a vLLM server needs
 --max-model-len >= seq_len + 1 to accept the prompt.
 
-What a server's top-k cannot give: the teacher's distribution outside the k ids. The
-log-probabilities are normalised over the whole vocabulary, so 1 - sum(top-k probabilities) is the
-tail mass, but only as estimated from numbers rounded by the server (bf16 on a GPU, then JSON),
-and nothing says how it spreads over the other ids. The loss therefore uses the top-k
-distribution renormalised over the k ids, through `sparse_distillation_loss`, as top-k logit caches
-and `--top-k` with a local teacher do; result.json records the mean estimated tail mass.
+What a server's top-k cannot give: how the teacher's mass outside the k ids spreads over the other
+ids. Its total is known: the log-probabilities are normalised over the whole vocabulary (vLLM's
+log-softmax), so the tail mass is 1 - sum(top-k probabilities), rounded by the server (bf16 on a
+GPU, then JSON). The loss keeps it as one "everything else" category (`losses.py`, through
+`sparse_distillation_loss`, as top-k logit caches and `--top-k` with a local teacher do). Rows whose
+values add up to more than 1 are not normalised; their tail is estimated (`training.top_k`).
+result.json records the mean tail mass and, in `top_k_targets`, the check made before training.
 
 Components: `TeacherClient` (HTTP with batching, timeouts and bounded exponential-backoff retries;
 every failure a one-line UserError), `ServedTeacherSampler` (training batches with the teacher's
@@ -53,15 +54,22 @@ from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, sparse_distillation_loss
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.records import DistillationRecord, TeacherRecord, TeacherServerRecord
+from distillscale.training.top_k import (
+    CHECK_TOKENS,
+    TAIL_FROM_BOUND,
+    TAIL_KNOWN,
+    bounded_log_probs,
+    check_top_k_mass,
+    not_normalised,
+)
 
 TOKEN_ID_PREFIX = "token_id:"  # vLLM's form of a token when asked for return_tokens_as_token_ids
 MAX_ENTRIES_PER_REQUEST = 1 << 20  # prompts x positions x k per request: about 40 MB of JSON
 BACKOFF_SECONDS = 0.5  # the first retry waits this long, each later one twice as long ...
 MAX_BACKOFF_SECONDS = 8.0  # ... up to this
-TAIL_NOTE = ("a server gives the teacher's k most likely ids only: the tail mass outside them is estimated "
-             "(1 - their probabilities, as rounded by the server), not known, and how it spreads over the "
-             "other ids is unknown; the loss uses the top-k distribution renormalised over the k ids, as "
-             "top-k logit caches and --top-k with a local teacher do")
+TAIL_NOTE = ("a server gives the teacher's k most likely ids only: the tail mass outside them is 1 - their "
+             "probabilities (normalised log-probabilities, as rounded by the server), kept in the loss as one "
+             "'everything else' category; how it spreads over the other ids is unknown")
 
 
 class ServerError(Exception):
@@ -290,6 +298,28 @@ class ServedTeacherObjective:
         self.teacher_val_loss = teacher_val_loss
         self.flops_method = flops_method
         self.extra_flops_per_token = 0  # set by `count_teacher_flops` when the server states them
+        self.top_k_targets = None  # the top-k check's record (`check_top_k`)
+        self.estimated_rows = 0  # positions whose top-k values were not normalised (`training.top_k`)
+
+    def check_top_k(self, tokens: np.ndarray, seq_len: int, batch_size: int, report: bool = True) -> None:
+        """The served teacher's top-k mass on the first `CHECK_TOKENS` of the student's data."""
+        windows = [torch.cat([inputs, targets[:, -1:]], 1)
+                   for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size, CHECK_TOKENS)]
+        log_probs = self._normalised(self.client.top_logprobs(torch.cat(windows)).log_probs)  # one request
+        self.top_k_targets = check_top_k_mass(log_probs, self.client.top_k, "served",
+                                              *self._tail(), self.loss_config.top_k_tail, report)
+
+    def _normalised(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """The served values, with rows that are not normalised log-probabilities estimated."""
+        rows = not_normalised(log_probs)
+        if not rows.any():
+            return log_probs
+        self.estimated_rows += int(rows.sum())
+        vocab = self.client.vocab_size or log_probs.shape[-1]
+        return torch.where(rows.unsqueeze(-1), bounded_log_probs(log_probs, vocab), log_probs)
+
+    def _tail(self) -> tuple[str, str]:
+        return ("estimated", TAIL_FROM_BOUND) if self.estimated_rows else ("known", TAIL_KNOWN)
 
     def count_teacher_flops(self, seq_len: int) -> None:
         """The teacher's forward FLOPs per token at `seq_len`, when the server states them
@@ -301,7 +331,7 @@ class ServedTeacherObjective:
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, teacher_ids: torch.Tensor,
                  teacher_log_probs: torch.Tensor) -> LossOutput:
         student_hidden = model.hidden_states(inputs).flatten(0, 1)
-        return sparse_distillation_loss(student_hidden, model.head, teacher_ids, teacher_log_probs,
+        return sparse_distillation_loss(student_hidden, model.head, teacher_ids, self._normalised(teacher_log_probs),
                                         targets.flatten(), self.loss_config)
 
     def record(self, tokens: int) -> ObjectiveRecord:
@@ -319,8 +349,11 @@ class ServedTeacherObjective:
                   f"teacher.forward_flops_per_token x tokens, as the server states it" if known else
                   f"{self.flops_method}; the served teacher's forward passes are not counted (the server does "
                   f"not state its FLOPs)")
+        top_k_targets = self.top_k_targets
+        if top_k_targets is not None and self.estimated_rows:
+            top_k_targets = top_k_targets.model_copy(update=dict(zip(("tail", "tail_source"), self._tail())))
         return ObjectiveRecord(teacher=teacher, distillation=DistillationRecord(**self.loss_config.model_dump()),
-                               teacher_server=self.client.record(), flops_method=method)
+                               teacher_server=self.client.record(), top_k_targets=top_k_targets, flops_method=method)
 
 
 # -- validation: one pass over what a server says, before anything uses it -------------------------

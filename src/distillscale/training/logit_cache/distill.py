@@ -9,17 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from distillscale.console import warn
 from distillscale.data.prepare import PreparedData
 from distillscale.errors import UserError
 from distillscale.training.config import DistillConfig
 from distillscale.training.distributed import Distributed
+from distillscale.training.kd_settings import TOP_K_KD_WEIGHT
 from distillscale.training.logit_cache.objective import CachedDistillationObjective
 from distillscale.training.logit_cache.sampler import CachedWindowSampler
 from distillscale.training.logit_cache.store import LogitCache
 from distillscale.training.recipe import FLOPS_METHOD, train
-from distillscale.training.records import RunPlan, RunResult
+from distillscale.training.records import RunPlan, RunResult, TopKTargetsRecord
+from distillscale.training.top_k import CHECK_TOKENS, TAIL_FROM_MEAN_MASS, TAIL_KNOWN, check_top_k_mass
 
 
 def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResult:
@@ -36,9 +39,22 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
         if student_tokens > cache.tokens and group.is_main:
             warn(f"the student reads {student_tokens:,} tokens but the cache holds {cache.tokens:,}: its "
                  f"windows repeat (~{student_tokens / cache.tokens:.1f} passes)")
-        return CachedDistillationObjective(cache, config.loss_config(), FLOPS_METHOD)
+        objective = CachedDistillationObjective(cache, config.loss_config(), FLOPS_METHOD)
+        if cache.targets == "top-k" and config.top_k < cache.encoding.vocab_size:
+            objective.top_k_targets = check_cached_top_k(cache, config, report=group.is_main)
+        return objective
 
     return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
+
+
+def check_cached_top_k(cache: LogitCache, config: DistillConfig, report: bool = True) -> TopKTargetsRecord:
+    """The teacher's top-k mass on the cache's first `CHECK_TOKENS` (training.top_k)."""
+    windows = np.arange(min(cache.windows, max(1, CHECK_TOKENS // cache.seq_len)))
+    _, log_probs = cache.teacher_predictions(windows)
+    log_probs = torch.from_numpy(log_probs).reshape(-1, cache.top_k).topk(config.top_k, dim=-1).values
+    known = cache.tail == "known"
+    return check_top_k_mass(log_probs, config.top_k, "cache", cache.tail,
+                            TAIL_KNOWN if known else TAIL_FROM_MEAN_MASS, config.top_k_tail, report)
 
 
 def resolve_cached_student_data(config: DistillConfig, cache: LogitCache) -> DistillConfig:
@@ -68,6 +84,8 @@ def resolve_cached_student_data(config: DistillConfig, cache: LogitCache) -> Dis
             raise UserError(f"--top-k {config.top_k} is more than the logit cache {cache.path} holds "
                             f"({cache.top_k}): use --top-k {cache.top_k} or less, or leave it out")
         updates["top_k"] = config.top_k or cache.top_k
+        if "kd_weight" not in given:  # top-k targets give the data a share by default (issue 39)
+            updates["kd_weight"] = TOP_K_KD_WEIGHT
     if config.tokenizer is None:
         updates["tokenizer"] = cache.tokenizer_path
     if config.data is None:

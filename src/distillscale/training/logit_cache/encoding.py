@@ -9,10 +9,11 @@ position can be read without reading the others. A record holds:
   2 + log2(V / k) bits per id: 160 bytes for k = 128 and V = 32768, where uint16 ids take 256.
 - their log-probabilities relative to the most likely token, r = log p - max log p <= 0, as uint8
   codes c = round(-r / step), with a float32 `step` per token that spreads the 256 codes over
-  that token's range (-min r). Decoding gives r within step / 2. The top-k loss renormalises over
-  the k ids (p_T^k = softmax(r / tau)), for which r is all it needs.
+  that token's range (-min r). Decoding gives r within step / 2;
+- the log of their total probability (float32), which the relative codes lose: the tail mass
+  1 - sum(top-k) that the loss keeps as one category (caches made before had no such field).
 
-Bytes per token: ceil((k + ((V - 1) >> l) + 1) / 8) + ceil(k l / 8) + k + 4; 292 at k = 128 and
+Bytes per token: ceil((k + ((V - 1) >> l) + 1) / 8) + ceil(k l / 8) + k + 4 + 4; 296 at k = 128 and
 V = 32768 (or V = 32168).
 
 Quantisation error (documented bound, held by the tests): with h = step / (2 tau), every
@@ -34,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 CODE_LEVELS = 255  # uint8 codes 0..255
-NAME = "elias-fano-ids+uint8-relative-logprob"
+NAME = "elias-fano-ids+uint8-relative-logprob"  # caches made before the top-k mass was stored
+MASS_NAME = "elias-fano-ids+uint8-relative-logprob+float32-log-mass"
 SAMPLED_NAME = "elias-fano-sampled-ids+float32-entropy"
 
 
@@ -87,10 +89,14 @@ class EliasFanoIds:
 
 @dataclass(frozen=True)
 class TopKEncoding:
-    """Encodes the top `top_k` (ids, log-probabilities) of a `vocab_size` vocabulary per token."""
+    """Encodes the top `top_k` (ids, log-probabilities) of a `vocab_size` vocabulary per token, and
+    (`with_mass`, the default since issue 39) the log of their total probability, float32, which
+    the relative codes lose: with it the tail mass 1 - sum(top-k) is known to the loss. Caches made
+    before have no mass (`with_mass=False`); see `LogitCache.teacher_predictions`."""
 
     vocab_size: int
     top_k: int
+    with_mass: bool = True
     targets = "top-k"
 
     def __post_init__(self):
@@ -103,7 +109,8 @@ class TopKEncoding:
 
     @property
     def record_dtype(self) -> np.dtype:
-        return np.dtype([*self.ids.fields, ("codes", np.uint8, (self.top_k,)), ("step", "<f4")])
+        mass = [("log_mass", "<f4")] if self.with_mass else []
+        return np.dtype([*self.ids.fields, ("codes", np.uint8, (self.top_k,)), ("step", "<f4"), *mass])
 
     @property
     def bytes_per_token(self) -> int:
@@ -111,14 +118,15 @@ class TopKEncoding:
 
     def describe(self) -> dict:
         """What cache.json records about the encoding."""
-        return {"name": NAME, "vocab_size": self.vocab_size, "top_k": self.top_k,
+        return {"name": MASS_NAME if self.with_mass else NAME, "vocab_size": self.vocab_size, "top_k": self.top_k,
                 "low_bits": self.ids.low_bits, "high_bits": self.ids.high_bits,
                 "record": {name: self.record_dtype.fields[name][0].itemsize
                            for name in self.record_dtype.names},
                 "bytes_per_token": self.bytes_per_token}
 
     def encode(self, ids: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
-        """Records [n] for ids [n, k] (distinct per row) and their log-probabilities [n, k]."""
+        """Records [n] for ids [n, k] (distinct per row) and their log-probabilities [n, k],
+        normalised over the whole vocabulary when `with_mass` (their logsumexp is stored)."""
         n, k = ids.shape
         if k != self.top_k or log_probs.shape != ids.shape:
             raise ValueError(f"expected ids and log-probabilities [n, {self.top_k}], got "
@@ -131,16 +139,19 @@ class TopKEncoding:
         safe_step = np.where(step > 0, step, np.float32(1))  # all k equally likely: every code 0
         records = np.zeros(n, dtype=self.record_dtype)
         records["step"] = step
+        if self.with_mass:
+            records["log_mass"] = np.minimum(_logsumexp(log_probs.astype(np.float64)), 0.0)
         records["codes"] = np.rint(-relative / safe_step[:, None]).clip(0, CODE_LEVELS)
         self.ids.encode(records, ids)
         return records
 
-    def decode(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids [n, k] int64 ascending, relative log-probabilities [n, k] float32, step [n])."""
+    def decode(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(ids [n, k] int64 ascending, relative log-probabilities [n, k] float32, step [n], the log
+        top-k mass [n] float32 or None without `with_mass`)."""
         records = np.asarray(records).reshape(-1)
         ids = self.ids.decode(records)
         relative = records["codes"].astype(np.float32) * -records["step"][:, None]
-        return ids, relative, records["step"].copy()
+        return ids, relative, records["step"].copy(), records["log_mass"].copy() if self.with_mass else None
 
 
 @dataclass(frozen=True)
@@ -204,7 +215,12 @@ def encoding_from(description: dict) -> Encoding:
     """The encoding that cache.json's `encoding` describes."""
     if description.get("name") == SAMPLED_NAME:
         return SampledEncoding(description["vocab_size"], description["samples"])
-    return TopKEncoding(description["vocab_size"], description["top_k"])
+    return TopKEncoding(description["vocab_size"], description["top_k"], with_mass=description.get("name") == MASS_NAME)
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    top = x.max(axis=1)
+    return top + np.log(np.exp(x - top[:, None]).sum(axis=1))
 
 
 def _read_bit_stream(data: np.ndarray, count: int, width: int) -> np.ndarray:

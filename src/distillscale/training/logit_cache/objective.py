@@ -2,8 +2,9 @@
 `losses.sparse_distillation_loss`, which computes the same loss as `distillation_loss` with a live
 teacher from [tokens, k] teacher tensors, never building [tokens, V] teacher logits.
 
-Top-k caches: the cached relative log-probabilities on the k ids are renormalised over exactly
-those ids, as the live top-k loss does, so the two agree up to the quantisation bound of `encoding`.
+Top-k caches: the cached log-probabilities on the k ids, normalised with the stored top-k mass, and
+the tail mass 1 - sum(top-k) as one more category, as the live top-k loss does, so the two agree up
+to the quantisation bound of `encoding` (caches made before the mass was stored: `training.top_k`).
 
 Sampled caches (Anshumann et al. 2025, "Sparse Logit Sampling"): with x_1..x_K drawn from the
 teacher's p = softmax(z_T / tau) and q = softmax(z_S / tau), forward KL is estimated by
@@ -62,6 +63,7 @@ class CachedDistillationObjective:
         self.cache = cache
         self.loss_config = loss_config
         self.flops_method = flops_method
+        self.top_k_targets = None  # the top-k check's record (`distill.check_cached_top_k`)
 
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, teacher_ids: torch.Tensor,
                  teacher_values: torch.Tensor) -> LossOutput:
@@ -82,5 +84,6 @@ class CachedDistillationObjective:
         return ObjectiveRecord(
             teacher=TeacherRecord(**manifest["teacher"] | {"flops": 0, "cache": str(self.cache.path)}),
             teacher_cache=cache, distillation=DistillationRecord(**self.loss_config.model_dump()),
+            top_k_targets=self.top_k_targets,
             flops_method=f"{self.flops_method}; the teacher's predictions were read from the logit cache: "
                          f"no teacher FLOPs in this run (the cache's one-time cost is teacher_cache.flops)")

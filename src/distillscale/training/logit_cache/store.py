@@ -30,6 +30,7 @@ from distillscale.training.logit_cache.encoding import (
     SampledEncoding,
     encoding_from,
 )
+from distillscale.training.top_k import normalise_relative
 
 FORMAT = "distillscale.logit_cache/1"
 MANIFEST_FILE = "cache.json"
@@ -145,7 +146,7 @@ class LogitCache:
     """A finished logit cache, opened read-only; its shards are checked (size and sha256) on open.
 
         cache = LogitCache("caches/teacher-top128")
-        ids, relative_log_probs = cache.teacher_predictions(np.array([0, 5]))  # [2, seq_len, k] each
+        ids, log_probs = cache.teacher_predictions(np.array([0, 5]))  # [2, seq_len, k] each
         # a sampled cache (cache.targets == "sampled"): ids [2, seq_len, K], entropies [2, seq_len]
     """
 
@@ -210,11 +211,21 @@ class LogitCache:
             out[rows] = self._shards[shard][windows[rows] - self._first_windows[shard]]
         return out
 
+    @property
+    def tail(self) -> str:
+        """How a top-k cache's tail mass (outside the k ids) is had: "known" (the records store the
+        top-k mass) or "estimated" (a cache made before they did: `training.top_k.TAIL_FROM_MEAN_MASS`)."""
+        return "known" if getattr(self.encoding, "with_mass", False) else "estimated"
+
     def teacher_predictions(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For window indices [b]: the teacher's top-k ids [b, seq_len, k] (int64) and their
-        log-probabilities relative to the most likely token [b, seq_len, k] (float32); or, for a
-        sampled cache, the sampled ids [b, seq_len, K] and the teacher's entropy [b, seq_len]."""
-        ids, values, *_ = self.encoding.decode(self.records(windows))
+        log-probabilities normalised over the whole vocabulary [b, seq_len, k] (float32; for a cache
+        without the stored mass, normalised to the mean top-k mass of cache.json, an estimate, see
+        `tail`); or, for a sampled cache, the sampled ids [b, seq_len, K] and the teacher's entropy
+        [b, seq_len]."""
+        ids, values, *rest = self.encoding.decode(self.records(windows))
+        if self.targets == "top-k":
+            values = normalise_relative(values, rest[1], self.manifest.get("mean_top_k_mass"))
         shape = (len(windows), self.seq_len)
         return ids.reshape(*shape, self.top_k), values.reshape(*shape, *values.shape[1:])
 

@@ -156,7 +156,8 @@ def _predict(teacher: Teacher, encoding: Encoding, tokens: np.ndarray, config: C
             else:
                 top_logits, top_ids = logits.topk(encoding.top_k, dim=-1)
                 target_mass += (top_logits.logsumexp(-1) - log_normaliser).exp().sum().item()
-                chunk = encoding.encode(top_ids.cpu().numpy(), top_logits.cpu().numpy())
+                top_log_probs = top_logits - log_normaliser.unsqueeze(-1)  # normalised: the mass is stored
+                chunk = encoding.encode(top_ids.cpu().numpy(), top_log_probs.cpu().numpy())
                 max_step = max(max_step, float(chunk["step"].max()))
             records[written:written + len(chunk)] = chunk
             written += len(chunk)

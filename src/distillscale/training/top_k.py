@@ -1,0 +1,93 @@
+"""Top-k teacher targets: where their tail mass comes from, and the check of the teacher's top-k mass
+that a top-k run makes before it trains (issue 39).
+
+The loss (`losses.py`) compares the teacher's k most likely ids plus one "everything else" category
+with the student's. The tail mass P_T = 1 - sum(top-k probabilities) is
+
+- known when the top-k log-probabilities are normalised over the whole vocabulary: a live teacher
+  (`--teacher --top-k`), a vLLM-style server (its log-probabilities are log-softmax outputs), and a
+  logit cache made since the top-k mass is stored in its records;
+- estimated where the values carry no normalisation:
+  - a logit cache made before (it kept log-probabilities relative to the most likely id only):
+    every position gets the cache's mean top-k mass, which `cache-logits` measured exactly and
+    wrote to cache.json (`TAIL_FROM_MEAN_MASS`);
+  - a server whose top-k "log-probabilities" add up to more than 1 (unnormalised scores): each
+    position's tail is bounded by letting every other id be as likely as the k-th
+    (`TAIL_FROM_BOUND`), an over-estimate, the safe side: a flatter target, never a collapse.
+
+Before the first step, a top-k run measures the teacher's top-k mass on the first `CHECK_TOKENS`
+of its data, records it in result.json (`top_k_targets`) and warns in one line when the mean is
+below `LOW_TOP_K_MASS`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from distillscale.console import warn
+from distillscale.training.records import TopKTargetsRecord
+
+CHECK_TOKENS = 4096  # tokens whose top-k mass is measured before training
+LOW_TOP_K_MASS = 0.9  # a mean top-k mass below this warns
+NORMALISED_SLACK = 1e-3  # top-k masses above 1 + this are not probabilities (server rounding stays below)
+
+TAIL_KNOWN = "known: the teacher's top-k log-probabilities are normalised over its vocabulary, tail = 1 - sum"
+TAIL_FROM_MEAN_MASS = ("estimated: the logit cache stores log-probabilities relative to the most likely id only "
+                       "(made before the top-k mass was stored); every position gets the cache's mean top-k "
+                       "mass from cache.json; make the cache again for known tails")
+TAIL_FROM_BOUND = ("estimated: the server's top-k values add up to more than 1 (not normalised log-probabilities); "
+                   "each position's tail is bounded by letting every other id be as likely as the k-th "
+                   "(an over-estimate)")
+
+
+def normalise_relative(relative: np.ndarray, log_mass: np.ndarray | None,
+                       mean_mass: float | None) -> np.ndarray:
+    """Top-k log-probabilities [n, k] normalised over the whole vocabulary from log-probabilities
+    relative to any constant per row: to each row's stored log top-k mass [n], or without it to the
+    mean top-k mass (`TAIL_FROM_MEAN_MASS`; 1 when not even that is known)."""
+    relative = relative.astype(np.float32)
+    top = relative.max(axis=1, keepdims=True)
+    log_sum = top + np.log(np.exp(relative - top).sum(axis=1, keepdims=True))
+    if log_mass is not None:
+        target = log_mass.reshape(-1, 1)
+    else:
+        target = np.float32(math.log(min(1.0, mean_mass)) if mean_mass else 0.0)
+    return (relative - log_sum + target).astype(np.float32)
+
+
+def bounded_log_probs(values: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """`TAIL_FROM_BOUND`: top-k scores [..., k] as log-probabilities whose tail is (V - k) times the
+    k-th id's probability."""
+    k = values.shape[-1]
+    kth = values.min(-1, keepdim=True).values
+    tail = kth + math.log(max(vocab_size - k, 0)) if vocab_size > k else torch.full_like(kth, -math.inf)
+    return values - torch.logaddexp(values.logsumexp(-1, keepdim=True), tail)
+
+
+def not_normalised(log_probs: torch.Tensor) -> torch.Tensor:
+    """Rows [...] whose top-k values [..., k] add up to more than 1: not log-probabilities."""
+    return log_probs.double().logsumexp(-1) > math.log1p(NORMALISED_SLACK)
+
+
+def check_top_k_mass(log_probs: torch.Tensor, top_k: int, path: str, tail: str, tail_source: str,
+                     tail_in_loss: bool, report: bool = True) -> TopKTargetsRecord:
+    """The record of the teacher's top-k mass on the positions of `log_probs` [..., k] (normalised),
+    with one warning line (when `report`) if its mean is below `LOW_TOP_K_MASS`."""
+    mass = log_probs.double().logsumexp(-1).exp().clamp(max=1.0).flatten()
+    mean = mass.mean().item()
+    message = None
+    if mean < LOW_TOP_K_MASS:
+        fate = ("reaches the student as one 'everything else' category" if tail_in_loss else
+                "is dropped (--no-top-k-tail)")
+        message = (f"the teacher's top-{top_k} holds {mean:.0%} of its probability on the first "
+                   f"{mass.numel():,} tokens: the other {1 - mean:.0%} {fate}, so the student learns little "
+                   f"of the rest; raise --top-k, use a sampled cache (cache-logits --targets sampled), or "
+                   f"give the data a larger share with a lower --kd-weight (top-k runs default to 0.5)")
+        if report:
+            warn(message)
+    return TopKTargetsRecord(top_k=top_k, path=path, checked_tokens=mass.numel(), mean_top_k_mass=mean,
+                             min_top_k_mass=mass.min().item(), tail_in_loss=tail_in_loss, tail=tail,
+                             tail_source=tail_source, warning=message)
