@@ -33,6 +33,19 @@ class LawSet:
     distillation: DistillationLaw | None = None
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     source: str = ""
+    # The file it was loaded from (None: a preset, or a law made in this process): what `--law`
+    # takes to load it again. Not part of the law, nor of its file.
+    path: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def spec(self) -> str | None:
+        """What `--law` takes to load this very law: its file, or its preset's name when it is that
+        preset unchanged; None for a law made in this process and not saved (a fit's)."""
+        if self.path is not None:
+            return self.path
+        if self.name in PRESETS and self == PRESETS[self.name]():
+            return self.name
+        return None
 
     def require_supervised(self) -> SupervisedLaw:
         if self.supervised is None:
@@ -152,4 +165,5 @@ def load_laws(spec: str | Path) -> LawSet:
         laws = LawSet.from_dict(data)
     except UserError as exc:  # a bad field, a fit record from a newer distillscale
         raise UserError(f"law file {spec}: {exc}") from None
+    laws.path = spec
     return laws

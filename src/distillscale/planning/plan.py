@@ -158,6 +158,10 @@ class Plan:
     kind: ClassVar[str]
     law: str                                  # the law's name
     arguments: PlanArguments
+    # The law set the plan was computed with, itself: what follows from the plan (its repetition
+    # check) uses it, never a law reloaded by name (a fitted law not saved has no file; a law set
+    # named like a preset is not the preset).
+    laws: LawSet | None = field(default=None, repr=False, compare=False)
     warnings: list[str] = field(default_factory=list)
     planner: SupervisedPlanner | None = field(default=None, repr=False, compare=False)
 
@@ -424,7 +428,7 @@ def plan(law, *, compute: float, student_params: float | None = None,
         warnings, (size_range, tokens_per_param) = _student_region(laws, planner, search)
         sweeps = [planner.sweep(compute, name, size_range, tokens_per_param) for name in names]
         warnings += plan_extrapolation_warnings(laws, [s.best for s in sweeps], sweep=True)
-        return StudentSizePlans(law=laws.name, arguments=arguments, sweeps=sweeps, warnings=warnings,
+        return StudentSizePlans(law=laws.name, laws=laws, arguments=arguments, sweeps=sweeps, warnings=warnings,
                                 planner=planner)
     if search.given():
         given = search.given()
@@ -439,7 +443,7 @@ def plan(law, *, compute: float, student_params: float | None = None,
         plans = [planner.plan_with_teacher(N_S, compute, teacher.params, teacher.tokens, teacher.loss, F_S)]
     else:
         plans = [planner.plan(N_S, compute, name, F_S) for name in names]
-    return ScenarioPlans(law=laws.name, arguments=arguments, plans=plans,
+    return ScenarioPlans(law=laws.name, laws=laws, arguments=arguments, plans=plans,
                          warnings=plan_extrapolation_warnings(laws, plans, sweep=False), planner=planner)
 
 
@@ -507,22 +511,25 @@ def planner_for(laws: LawSet, flops: str = "corrected", n_ctx: int | None = None
 # -- internals ------------------------------------------------------------------------------------
 
 def _load(law) -> tuple[LawSet, str]:
-    """(the law set, what `--law` takes to load it). A law object that was not loaded from a file
-    (a fit's law, not saved yet) is named by its name, or "law.json" for where to save it."""
+    """(the law set, what `--law` takes to load it again, for the plan's command line). A law
+    object that was not loaded from a file (a fit's law, not saved yet) is shown as "law.json", where
+    to save it; the plan keeps the object itself (`Plan.laws`), so nothing is reloaded by name."""
     from distillscale.laws.selection import LawFit
 
     if isinstance(law, LawFit):
-        return law.laws("fitted"), "law.json"
-    if isinstance(law, SupervisedLaw):
-        return LawSet("fitted", supervised=law), "law.json"
-    if isinstance(law, DistillationLaw):
-        return LawSet("fitted", law.student_law, law), "law.json"
-    if isinstance(law, LawSet):  # its name reloads it when it is a preset
-        return law, law.name
-    if not isinstance(law, (str, Path)):
+        laws = law.laws("fitted")
+    elif isinstance(law, SupervisedLaw):
+        laws = LawSet("fitted", supervised=law)
+    elif isinstance(law, DistillationLaw):
+        laws = LawSet("fitted", law.student_law, law)
+    elif isinstance(law, LawSet):
+        laws = law
+    elif isinstance(law, (str, Path)):
+        laws = load_laws(law)
+    else:
         raise ParameterError("law", f"{{}} must be a preset name, a law file, a LawSet or a fitted law, "
                                     f"got {type(law).__name__}")
-    return load_laws(law), str(law)
+    return laws, laws.spec or "law.json"
 
 
 def _positive(param: str, value: float | None) -> float | None:
@@ -635,7 +642,7 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, arguments: Plan
          for m in modes if m.mode != "supervised"}, students=True)
     warnings += extrapolation_warnings(laws, {"the teacher": teacher.params},
                                        {"the teacher's tokens": teacher.tokens} if teacher.tokens else {})
-    return ModeComparison(law=laws.name, arguments=replace(arguments, teacher=teacher), student_params=N_S,
+    return ModeComparison(law=laws.name, laws=laws, arguments=replace(arguments, teacher=teacher), student_params=N_S,
                           teacher_params=teacher.params, teacher_loss=teacher_loss,
                           on_policy=arguments.on_policy, modes=modes, warnings=list(dict.fromkeys(warnings)),
                           planner=planner)
@@ -652,7 +659,7 @@ def _supervised_plan(laws: LawSet, forward: ForwardFlops, arguments: PlanArgumen
         size_range = (search.min_params or planner.bounds[0], search.max_params or planner.bounds[1])
         result = planner.supervised_optimal(compute, size_range)
     warnings = extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens})
-    return SupervisedOnlyPlan(law=laws.name, arguments=arguments, supervised=result, warnings=warnings,
+    return SupervisedOnlyPlan(law=laws.name, laws=laws, arguments=arguments, supervised=result, warnings=warnings,
                               planner=planner)
 
 
@@ -680,5 +687,8 @@ def repetition_check(result: Plan, unique_tokens: float, max_penalty: float = 0.
     distillation tolerates repetition is not in the law."""
     from distillscale.laws.repetition import assess
 
-    law = load_laws(result.arguments.law_spec).require_supervised()
+    if result.laws is None:
+        raise ParameterError("result", "{} must be a plan made by `plan` or `plan_supervised` (it carries "
+                             "its law)")
+    law = result.laws.require_supervised()
     return {name: assess(law, N, D, unique_tokens, max_penalty) for name, (N, D) in result.models().items()}

@@ -1,0 +1,48 @@
+"""Results carry the law they were computed with (issue 32, item 3): a plan keeps its law object,
+and what follows from it (the repetition check) never reloads a law by its name."""
+
+import json
+
+import numpy as np
+import pytest
+
+import distillscale as ds
+from distillscale.laws.forms import SupervisedLaw
+from distillscale.laws.lawset import LawSet, load_laws
+from distillscale.planning.plan import repetition_check
+
+
+def _runs(law: SupervisedLaw):
+    N = np.repeat([2e7, 5e7, 1e8, 2e8, 4e8], 3)
+    D = N * np.tile([10.0, 20.0, 40.0], 5)
+    return N, D, np.asarray(law.predict(N, D), float)
+
+
+def test_a_plan_of_an_unsaved_fit_checks_repetition_with_that_fit(tmp_path, monkeypatch):
+    truth = SupervisedLaw(E=2.0, A=300.0, B=900.0, alpha=0.33, beta=0.3)
+    fit = ds.fit_supervised(*_runs(truth), form="chinchilla", backtest=False, bootstrap=0)
+    # a decoy law.json where the plan would have looked for it
+    monkeypatch.chdir(tmp_path)
+    load_laws("epoch2024").save(tmp_path / "law.json")
+    plan = ds.plan(fit, compute=1e21)
+    checks = repetition_check(plan, 1e9)
+    (N, D), = plan.models().values()
+    check, = checks.values()
+    assert check.loss_fresh == pytest.approx(float(fit.law.predict(N, D)), rel=1e-12)
+    assert check.loss_fresh != pytest.approx(float(load_laws("epoch2024").supervised.predict(N, D)), rel=1e-3)
+    assert "--law law.json" in plan.as_cli_command()  # where to save it, to run it again
+
+
+def test_a_law_set_named_like_a_preset_is_not_reloaded_as_the_preset(tmp_path):
+    own = LawSet("busbridge2025", SupervisedLaw(E=2.5, A=100.0, B=200.0, alpha=0.3, beta=0.3))
+    plan = ds.plan(own, compute=1e21)
+    (N, D), = plan.models().values()
+    check, = repetition_check(plan, 1e9).values()
+    assert check.loss_fresh == pytest.approx(float(own.supervised.predict(N, D)), rel=1e-12)
+    assert "--law busbridge2025" not in plan.as_cli_command()
+    # saved and loaded, it is named by its file; the preset itself by its name
+    own.save(tmp_path / "own.json")
+    assert f"--law {tmp_path / 'own.json'}" in ds.plan(load_laws(tmp_path / "own.json"), compute=1e21).as_cli_command()
+    assert "--law busbridge2025" in ds.plan(load_laws("busbridge2025"), compute=1e21,
+                                             student_params=546e6).as_cli_command()
+    assert json.loads(plan.to_json())["law"] == "busbridge2025"
