@@ -9,7 +9,7 @@ import pytest
 import distillscale as ds
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
-from distillscale.planning.plan import repetition_check
+from distillscale.planning.plan import rank_teachers_for, repetition_check
 
 
 def _runs(law: SupervisedLaw):
@@ -46,3 +46,22 @@ def test_a_law_set_named_like_a_preset_is_not_reloaded_as_the_preset(tmp_path):
     assert "--law busbridge2025" in ds.plan(load_laws("busbridge2025"), compute=1e21,
                                              student_params=546e6).as_cli_command()
     assert json.loads(plan.to_json())["law"] == "busbridge2025"
+
+
+def test_limits_follow_the_declared_quantity_not_a_word_in_its_name(tmp_path):
+    """A teacher loss read from a candidates file whose path says "params" is still a loss: no
+    parameter-count limits (issue 32, item 8: limits were chosen by a substring of the name)."""
+    low_entropy = LawSet("low", SupervisedLaw(E=0.2, A=300.0, B=900.0, alpha=0.33, beta=0.3),
+                         ds.load_laws("busbridge2025").distillation)
+    folder = tmp_path / "teacher_params_study"
+    folder.mkdir()
+    (folder / "candidates.csv").write_text("name,teacher_loss\nsmall,0.6\nlarge,0.5\n")
+    ranking = rank_teachers_for(low_entropy, student_params=1e8, student_tokens=2e9,
+                                candidates=folder / "candidates.csv")
+    assert sorted(c.loss for c in ranking.candidates) == [0.5, 0.6]
+    # and a count declared as tokens keeps its limits whatever it is called
+    from distillscale.errors import UserError
+    from distillscale.units import Quantity, check_quantity
+    with pytest.raises(UserError, match="outside the range of tokens"):
+        check_quantity(1e30, "corpus size", kind=Quantity.TOKENS)
+    assert check_quantity(1e30, "bytes per token", kind=None) == 1e30

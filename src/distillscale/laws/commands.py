@@ -13,7 +13,7 @@ from distillscale.console import Table, console, print_json, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, is_law_file, load_laws
-from distillscale.units import format_quantity, parse_quantity
+from distillscale.units import Quantity, format_quantity, parse_quantity
 
 predict_app = typer.Typer(help="Predict validation loss (nats/token) from a law.",
                           no_args_is_help=True)
@@ -34,8 +34,8 @@ def predict_supervised(
     """Loss of a model trained directly on the data: L(N, D)."""
     from distillscale.laws.predict import predict_supervised as predict
 
-    result = predict(load_laws(law), parse_quantity(params, "--params"), parse_quantity(tokens, "--tokens"),
-                     parse_quantity(unique_tokens, "--unique-tokens") if unique_tokens is not None else None,
+    result = predict(load_laws(law), parse_quantity(params, "--params", kind=Quantity.PARAMS), parse_quantity(tokens, "--tokens", kind=Quantity.TOKENS),
+                     parse_quantity(unique_tokens, "--unique-tokens", kind=Quantity.TOKENS) if unique_tokens is not None else None,
                      _fraction(max_penalty, "--max-penalty"))
     for message in result.warnings:
         warn(message)
@@ -74,11 +74,11 @@ def predict_distillation(
 
     laws = load_laws(law)
     laws.require_distillation()  # before the flags: a law without one is the first thing to fix
-    result = predict(laws, parse_quantity(student_params, "--student-params"),
-                     parse_quantity(student_tokens, "--student-tokens"),
-                     teacher_loss=parse_quantity(teacher_loss, "--teacher-loss") if teacher_loss is not None else None,
-                     teacher_params=parse_quantity(teacher_params, "--teacher-params") if teacher_params else None,
-                     teacher_tokens=parse_quantity(teacher_tokens, "--teacher-tokens") if teacher_tokens else None)
+    result = predict(laws, parse_quantity(student_params, "--student-params", kind=Quantity.PARAMS),
+                     parse_quantity(student_tokens, "--student-tokens", kind=Quantity.TOKENS),
+                     teacher_loss=parse_quantity(teacher_loss, "--teacher-loss", kind=None) if teacher_loss is not None else None,
+                     teacher_params=parse_quantity(teacher_params, "--teacher-params", kind=Quantity.PARAMS) if teacher_params else None,
+                     teacher_tokens=parse_quantity(teacher_tokens, "--teacher-tokens", kind=Quantity.TOKENS) if teacher_tokens else None)
     for message in result.warnings:
         warn(message)
     if as_json:

@@ -39,7 +39,7 @@ from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.render import plan_text
-from distillscale.units import check_parameter, format_quantity
+from distillscale.units import Quantity, check_parameter, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
     from distillscale.planning.results import DistillationPlan, ModePlan, StudentSweep, SupervisedPlan
@@ -66,8 +66,9 @@ class ExistingTeacher:
         if (self.tokens is None) == (self.loss is None):
             raise ParameterError(("teacher.tokens", "teacher.loss", "teacher.params"),
                                  "give exactly one of {} or {} with {}")
-        for name, value in (("params", self.params), ("tokens", self.tokens), ("loss", self.loss)):
-            _positive(f"teacher.{name}", value)
+        for name, value, kind in (("params", self.params, Quantity.PARAMS), ("tokens", self.tokens, Quantity.TOKENS),
+                                  ("loss", self.loss, None)):
+            _positive(f"teacher.{name}", value, kind)
         if self.loss is not None:
             try:  # the law's own check, its message naming the parameter
                 laws.check_teacher_loss(self.loss, flag=ParameterError.NAME)
@@ -390,9 +391,9 @@ def plan(law, *, compute: float, student_params: float | None = None,
     teacher_compute : with teacher_remote, the teacher's own FLOP budget (default: unlimited).
     """
     laws, spec = _load(law)
-    compute = _positive("compute", compute)
-    student_params = _positive("student_params", student_params)
-    search = StudentSearch(_positive("min_params", min_params), _positive("max_params", max_params),
+    compute = _positive("compute", compute, Quantity.FLOPS)
+    student_params = _positive("student_params", student_params, Quantity.PARAMS)
+    search = StudentSearch(_positive("min_params", min_params, Quantity.PARAMS), _positive("max_params", max_params, Quantity.PARAMS),
                            min_tokens_per_param, max_tokens_per_param)
     if scenario not in (None, "all", *SCENARIOS):
         raise ParameterError("scenario", "unknown scenario {scenario!r} for {}: use one of "
@@ -401,7 +402,7 @@ def plan(law, *, compute: float, student_params: float | None = None,
     compare = on_policy is not None or logit_cache or teacher_remote or teacher_compute is not None
     if compare:
         on_policy = (on_policy or OnPolicy()).checked()
-        teacher_compute = _positive("teacher_compute", teacher_compute)
+        teacher_compute = _positive("teacher_compute", teacher_compute, Quantity.FLOPS)
         if teacher_compute is not None and not teacher_remote:
             raise ParameterError(("teacher_compute", "teacher_remote"), "{} is a remote teacher's own "
                                  "budget: add {} (otherwise the teacher shares the student's budget)")
@@ -455,9 +456,9 @@ def plan_supervised(law, *, compute: float, params: float | None = None,
     bounds), or with `params` that size trained on the whole budget; the loss with its interval."""
     laws, spec = _load(law)
     laws.require_supervised()
-    compute = _positive("compute", compute)
-    search = StudentSearch(_positive("min_params", min_params), _positive("max_params", max_params))
-    params = _positive("params", params)
+    compute = _positive("compute", compute, Quantity.FLOPS)
+    search = StudentSearch(_positive("min_params", min_params, Quantity.PARAMS), _positive("max_params", max_params, Quantity.PARAMS))
+    params = _positive("params", params, Quantity.PARAMS)
     return _supervised_plan(laws, _forward_flops(laws, flops, None, None, None),
                             PlanArguments(law_spec=spec, compute=compute, student_params=params, search=search,
                                           flops=flops))
@@ -471,8 +472,8 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float,
     from distillscale.planning.teacher import rank_teachers, read_candidates, teacher_ladder
 
     laws, _ = _load(law)
-    student_params = _positive("student_params", student_params)
-    student_tokens = _positive("student_tokens", student_tokens)
+    student_params = _positive("student_params", student_params, Quantity.PARAMS)
+    student_tokens = _positive("student_tokens", student_tokens, Quantity.TOKENS)
     planner = planner_for(laws)
     if candidates is None:
         candidates = teacher_ladder(planner, student_params)
@@ -532,7 +533,7 @@ def _load(law) -> tuple[LawSet, str]:
     return laws, laws.spec or "law.json"
 
 
-def _positive(param: str, value: float | None) -> float | None:
+def _positive(param: str, value: float | None, kind: Quantity | None) -> float | None:
     if value is None:
         return None
     try:
@@ -541,7 +542,7 @@ def _positive(param: str, value: float | None) -> float | None:
         raise ParameterError(param, "{} must be a number, got {value!r}", value=value) from None
     if not (math.isfinite(number) and number > 0):
         raise ParameterError(param, f"{{}} must be a positive finite number, got {number:g}")
-    return check_parameter(number, param)  # inside the limits of what it counts
+    return check_parameter(number, param, kind=kind)  # inside the limits of what it counts
 
 
 def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,
