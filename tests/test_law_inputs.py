@@ -65,3 +65,25 @@ def test_limits_follow_the_declared_quantity_not_a_word_in_its_name(tmp_path):
     with pytest.raises(UserError, match="outside the range of tokens"):
         check_quantity(1e30, "corpus size", kind=Quantity.TOKENS)
     assert check_quantity(1e30, "bytes per token", kind=None) == 1e30
+
+
+@pytest.mark.parametrize("kwargs, param", [
+    (dict(on_policy=ds.OnPolicy(efficiency=1e300), teacher=ds.ExistingTeacher(params=7e9, tokens=1e12)),
+     "on_policy.efficiency"),
+    (dict(teacher=ds.ExistingTeacher(params=7e9, loss=1e300)), "teacher.loss"),
+    (dict(teacher=ds.ExistingTeacher(params=7e9, loss=1e300), on_policy=ds.OnPolicy()), "teacher.loss"),
+    (dict(aspect_ratio=float("inf")), "aspect_ratio"),
+])
+def test_numbers_are_bounded_where_they_are_used(kwargs, param):
+    """G4: an efficiency of 1e300 made D_eff inf and a "0.0000 nats ahead" verdict; a teacher loss
+    of 1e300 was printed as the student's loss."""
+    from distillscale.errors import ParameterError
+    with pytest.raises(ParameterError) as caught:
+        ds.plan("busbridge2025", compute=1e21, student_params=546e6, **kwargs)
+    assert param in caught.value.params
+
+
+def test_cli_refuses_an_unbounded_efficiency_in_one_line(cli):
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                         "--teacher-params", "7B", "--teacher-tokens", "1T", "--on-policy-efficiency", "1e300")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "--on-policy-efficiency" in err

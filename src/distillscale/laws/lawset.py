@@ -4,6 +4,7 @@ compute settings they were measured under), published presets, and JSON save/loa
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,11 +62,17 @@ class LawSet:
 
     def check_teacher_loss(self, loss: float, flag: str = "--teacher-loss") -> float:
         """A teacher loss the law can take: above the irreducible loss E of the data (no model
-        reaches E, so a smaller loss is a typo or another unit); returns it."""
+        reaches E, so a smaller loss is a typo or another unit) and below a uniform guess over the
+        law's vocabulary, ln V (a worse teacher has learnt nothing: another unit, or bits); returns it."""
         E = self.require_supervised().E
         if not loss > E:
             raise UserError(f"{flag} {loss:g} is not above the irreducible loss E = {E:.4g} nats/token "
                             f"of law {self.name!r}: no teacher reaches that; give the teacher's "
+                            "validation loss in nats/token")
+        uniform = math.log(self.compute.n_vocab)
+        if not loss < uniform:
+            raise UserError(f"{flag} {loss:g} is not below {uniform:.4g} nats/token, a uniform guess over the "
+                            f"{self.compute.n_vocab}-token vocabulary of law {self.name!r}: give the teacher's "
                             "validation loss in nats/token")
         return loss
 

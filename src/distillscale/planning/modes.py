@@ -30,7 +30,7 @@ from distillscale.errors import ParameterError
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 from distillscale.planning.flops import FlopBreakdown, on_policy_flops
 from distillscale.planning.results import ModePlan, interval_or_none
-from distillscale.units import format_quantity
+from distillscale.units import QUANTITY_LIMITS, Quantity, format_quantity
 
 if TYPE_CHECKING:
     from distillscale.planning.solver import DistillationPlanner
@@ -134,6 +134,13 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
                                  f"buys {name} distillation only {format_quantity(tokens)} student tokens, "
                                  f"below the planner's minimum of {format_quantity(planner.bounds[0])}: raise it")
         effective = tokens * (1.0 - fraction + fraction * efficiency)
+        most = QUANTITY_LIMITS[Quantity.TOKENS][1]
+        if effective > most:  # the law is evaluated at D_eff: the efficiency is bounded where it is used
+            raise ParameterError("on_policy.efficiency", f"{{}} = {efficiency:g} counts the {name} student's "
+                                 f"{format_quantity(tokens)} tokens as {f'{effective:.3g}' if math.isfinite(effective) else 'infinitely many'} "
+                                 f"off-policy tokens, beyond "
+                                 f"the {most:g} tokens any law here describes: give a smaller efficiency "
+                                 f"(post-training reports {LITERATURE_CLAIM})")
         loss = float(planner.distillation.predict(student_params, effective, teacher_loss))
         interval = planner.distillation.prediction(student_params, effective, teacher_loss)
         return ModePlan("off-policy" if fraction == 0 else "on-policy", fraction, tokens, effective, loss,

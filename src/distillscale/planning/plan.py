@@ -550,6 +550,8 @@ def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int
     if method not in ForwardFlops.METHODS:
         raise ParameterError("flops", "unknown FLOP method {method!r} for {}: use one of "
                                       f"{', '.join(ForwardFlops.METHODS)}", method=method)
+    for name, value in (("n_ctx", n_ctx), ("vocab_size", vocab_size), ("aspect_ratio", aspect_ratio)):
+        _positive(name, value, None)
     settings = laws.compute
     return ForwardFlops(method, n_ctx or settings.n_ctx, vocab_size or settings.n_vocab,
                         aspect_ratio or settings.aspect_ratio)
