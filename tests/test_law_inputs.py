@@ -87,3 +87,33 @@ def test_cli_refuses_an_unbounded_efficiency_in_one_line(cli):
     code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
                          "--teacher-params", "7B", "--teacher-tokens", "1T", "--on-policy-efficiency", "1e300")
     assert code == 2 and out == "" and err.count("\n") == 1 and "--on-policy-efficiency" in err
+
+
+def test_repetition_reaches_the_mode_table_and_the_verdict():
+    """G9: with --unique-tokens the mode comparison quoted a "fresh data" loss that was not its own
+    table's, and the repetition penalty never reached the table or the verdict."""
+    teacher = ds.ExistingTeacher(params=7e9, tokens=1e12)
+    kwargs = dict(compute=1e21, student_params=546e6, teacher=teacher, on_policy=ds.OnPolicy())
+    fresh = ds.plan("busbridge2025", **kwargs)
+    limited = ds.plan("busbridge2025", unique_tokens=5e9, **kwargs)
+    assert set(limited.repetition) == {m.name for m in limited.modes}
+    for before, after in zip(fresh.modes, limited.modes):
+        check = limited.repetition[after.name]
+        assert after.repetition_penalty > 0 and check.penalty == pytest.approx(after.repetition_penalty, rel=1e-9)
+        assert check.loss_fresh == pytest.approx(before.student_loss, rel=1e-12)   # the table's own loss
+        assert after.student_loss == pytest.approx(check.loss_repeated, rel=1e-12)  # the penalty is in it
+    assert limited.best is min(limited.modes, key=lambda m: m.student_loss)
+    # the supervised student repeats its data most (47 epochs against 10): the verdict moves
+    assert fresh.best.name == "supervised" and limited.best.name != "supervised"
+    record = json.loads(limited.to_json())
+    assert record["best"] == limited.best.name and record["repetition"]["supervised"]["penalty"] > 0.02
+    assert "--unique-tokens 5e+09" in limited.as_cli_command()
+
+
+def test_a_prediction_from_a_handful_of_unique_tokens_warns_it_extrapolates():
+    """G9: `predict --unique-tokens 1` gave 77 nats/token (2e10 epochs) with no warning: the law is
+    evaluated at the repeated tokens' worth D', far outside its data."""
+    from distillscale.laws.predict import predict_supervised as predict
+    result = predict(load_laws("epoch2024"), 1e9, 2e10, unique_tokens=1)
+    assert any("D' after repetition" in w and "far below" in w for w in result.warnings)
+    assert not any("D' after" in w for w in predict(load_laws("epoch2024"), 1e9, 2e10, unique_tokens=1e10).warnings)

@@ -34,9 +34,10 @@ def predict_supervised(
     """Loss of a model trained directly on the data: L(N, D)."""
     from distillscale.laws.predict import predict_supervised as predict
 
-    result = predict(load_laws(law), parse_quantity(params, "--params", kind=Quantity.PARAMS), parse_quantity(tokens, "--tokens", kind=Quantity.TOKENS),
-                     parse_quantity(unique_tokens, "--unique-tokens", kind=Quantity.TOKENS) if unique_tokens is not None else None,
-                     _fraction(max_penalty, "--max-penalty"))
+    result = predict(load_laws(law), parse_quantity(params, "--params", kind=Quantity.PARAMS),
+                     parse_quantity(tokens, "--tokens", kind=Quantity.TOKENS),
+                     parse_quantity(unique_tokens, "--unique-tokens", kind=Quantity.TOKENS)
+                     if unique_tokens is not None else None, _fraction(max_penalty, "--max-penalty"))
     for message in result.warnings:
         warn(message)
     if as_json:
@@ -76,9 +77,12 @@ def predict_distillation(
     laws.require_distillation()  # before the flags: a law without one is the first thing to fix
     result = predict(laws, parse_quantity(student_params, "--student-params", kind=Quantity.PARAMS),
                      parse_quantity(student_tokens, "--student-tokens", kind=Quantity.TOKENS),
-                     teacher_loss=parse_quantity(teacher_loss, "--teacher-loss", kind=None) if teacher_loss is not None else None,
-                     teacher_params=parse_quantity(teacher_params, "--teacher-params", kind=Quantity.PARAMS) if teacher_params else None,
-                     teacher_tokens=parse_quantity(teacher_tokens, "--teacher-tokens", kind=Quantity.TOKENS) if teacher_tokens else None)
+                     teacher_loss=parse_quantity(teacher_loss, "--teacher-loss", kind=None)
+                     if teacher_loss is not None else None,
+                     teacher_params=parse_quantity(teacher_params, "--teacher-params", kind=Quantity.PARAMS)
+                     if teacher_params else None,
+                     teacher_tokens=parse_quantity(teacher_tokens, "--teacher-tokens", kind=Quantity.TOKENS)
+                     if teacher_tokens else None)
     for message in result.warnings:
         warn(message)
     if as_json:

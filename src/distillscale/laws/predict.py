@@ -107,13 +107,10 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
         if not 0 < max_penalty < 1:
             raise ParameterError("max_penalty", f"{{}} must be a fraction between 0 and 1, got {max_penalty}")
         repetition = assess(law, N, D, U, max_penalty)
+        warnings += extrapolation_warnings(laws, {}, {"the model's tokens as fresh data (D' after repetition)":
+                                                      repetition.effective_tokens})
         factor = repetition.loss_repeated / repetition.loss_fresh
-        prediction = replace(prediction, **{k: None if getattr(prediction, k) is None else
-                                            np.asarray(getattr(prediction, k)) * factor
-                                            for k in ("value", "low", "high")})
-        prediction = replace(prediction, value=float(prediction.value),
-                             low=None if prediction.low is None else float(prediction.low),
-                             high=None if prediction.high is None else float(prediction.high))
+        prediction = prediction.scaled(factor)
         if law.repetition is None and repetition.epochs > 1:
             warnings.append(f"law {laws.name!r} has no repetition constants of its own (fit it with "
                             "--unique-tokens-col on runs that repeat data): using Muennighoff et al. 2023's "

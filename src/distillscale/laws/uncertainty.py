@@ -24,7 +24,7 @@ The interval of a prediction combines this with the bootstrap's in quadrature
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -118,6 +118,12 @@ class Prediction:
     @property
     def has_interval(self) -> bool:
         return self.low is not None
+
+    def scaled(self, factor: float) -> "Prediction":
+        """The loss and its interval times `factor` (a relative penalty, e.g. repeated data: 1 + p)."""
+        def times(x):
+            return None if x is None else (float(x) * factor if np.ndim(x) == 0 else np.asarray(x) * factor)
+        return replace(self, value=times(self.value), low=times(self.low), high=times(self.high))
 
     @property
     def dominant(self) -> str | None:

@@ -117,7 +117,7 @@ def plan_command(
     supervised, off-policy and on-policy distillation of the given student from the given teacher."""
     from distillscale.planning import plots
     from distillscale.planning.modes import OnPolicy
-    from distillscale.planning.plan import ExistingTeacher, plan, repetition_check
+    from distillscale.planning.plan import ExistingTeacher, plan
     from distillscale.planning.render import plan_renderables
 
     unique = _quantity(unique_tokens, "--unique-tokens", Quantity.TOKENS)
@@ -151,10 +151,11 @@ def plan_command(
             min_tokens_per_param=min_tokens_per_param, max_tokens_per_param=max_tokens_per_param,
             flops=flops_method, n_ctx=n_ctx, vocab_size=vocab_size, aspect_ratio=aspect_ratio,
             on_policy=settings, logit_cache=logit_cache, teacher_remote=teacher_remote,
-            teacher_compute=_quantity(teacher_compute, "--teacher-compute", Quantity.FLOPS))
+            teacher_compute=_quantity(teacher_compute, "--teacher-compute", Quantity.FLOPS),
+            unique_tokens=unique, max_penalty=max_penalty)
     except ParameterError as exc:  # the on-policy settings' flags are named apart from their fields
         raise UserError(exc.for_cli(ON_POLICY_FLAGS)) from None
-    checks = repetition_check(result, unique, max_penalty) if unique is not None else {}
+    checks = result.repetition
     for message in result.warnings:
         warn(message)
     for name, check in checks.items():
@@ -163,8 +164,7 @@ def plan_command(
                  f"{check.penalty:.2%} loss above fresh data; it needs {format_quantity(check.unique_tokens_needed)} "
                  f"unique tokens to stay within {max_penalty:.1%}")
     if as_json:
-        record = result.to_dict()
-        print_json({**record, "repetition": {n: c.to_dict() for n, c in checks.items()}} if checks else record)
+        print_json(result.to_dict())
     else:
         for item in plan_renderables(result):
             console.print(item)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from numbers import Real
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -37,6 +38,7 @@ from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
+from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.render import plan_text
 from distillscale.units import Quantity, check_parameter, format_quantity
@@ -111,6 +113,8 @@ class PlanArguments:
     logit_cache: bool = False
     teacher_remote: bool = False
     teacher_compute: float | None = None
+    unique_tokens: float | None = None
+    max_penalty: float = DEFAULT_MAX_PENALTY
 
     def cli_command(self, scenario: bool = True, json_output: bool = False) -> str:
         """The `distillscale plan` command with these arguments (`scenario`: with its --scenario)."""
@@ -145,6 +149,10 @@ class PlanArguments:
         args += ["--teacher-remote"] if self.teacher_remote else []
         if self.teacher_compute is not None:
             args += ["--teacher-compute", _number(self.teacher_compute)]
+        if self.unique_tokens is not None:
+            args += ["--unique-tokens", _number(self.unique_tokens)]
+            if self.max_penalty != DEFAULT_MAX_PENALTY:
+                args += ["--max-penalty", _number(self.max_penalty)]
         return " ".join(args + (["--json"] if json_output else []))
 
 
@@ -163,6 +171,8 @@ class Plan:
     # check) uses it, never a law reloaded by name (a fitted law not saved has no file; a law set
     # named like a preset is not the preset).
     laws: LawSet | None = field(default=None, repr=False, compare=False)
+    # With `unique_tokens`: each planned model's epochs and repetition penalty (`repetition_check`).
+    repetition: dict[str, RepetitionAssessment] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     planner: SupervisedPlanner | None = field(default=None, repr=False, compare=False)
 
@@ -187,13 +197,20 @@ class Plan:
 
     def to_dict(self) -> dict:
         """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
-        return {**self._record(), "warnings": list(self.warnings)}
+        record = {**self._record(), "warnings": list(self.warnings)}
+        if self.repetition:
+            record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
+        return record
 
     def _record(self) -> dict:
         raise NotImplementedError
 
     def models(self) -> dict[str, tuple[float, float]]:
         """The models the plan trains, by name: (parameters, tokens)."""
+        raise NotImplementedError
+
+    def model_losses(self) -> dict[str, float]:
+        """The predicted loss of each of `models()`, as the plan shows it, with fresh data."""
         raise NotImplementedError
 
     def to_json(self) -> str:
@@ -233,6 +250,9 @@ class ScenarioPlans(Plan):
     def models(self) -> dict[str, tuple[float, float]]:
         return {p.scenario.name: (p.student_params, p.student_tokens) for p in self.plans}
 
+    def model_losses(self) -> dict[str, float]:
+        return {p.scenario.name: p.student_loss for p in self.plans}
+
 
 @dataclass(frozen=True, kw_only=True)
 class StudentSizePlans(Plan):
@@ -262,6 +282,13 @@ class StudentSizePlans(Plan):
                                                                    sweep.supervised_best.tokens)
         return models
 
+    def model_losses(self) -> dict[str, float]:
+        losses = {}
+        for sweep in self.sweeps:
+            losses[sweep.scenario.name] = sweep.best.student_loss
+            losses[f"{sweep.scenario.name} (pretrain instead)"] = sweep.supervised_best.loss
+        return losses
+
 
 @dataclass(frozen=True, kw_only=True)
 class SupervisedOnlyPlan(Plan):
@@ -283,6 +310,9 @@ class SupervisedOnlyPlan(Plan):
 
     def models(self) -> dict[str, tuple[float, float]]:
         return {"supervised": (self.supervised.student_params, self.supervised.tokens)}
+
+    def model_losses(self) -> dict[str, float]:
+        return {"supervised": self.supervised.loss}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -352,9 +382,10 @@ class ModeComparison(Plan):
     def models(self) -> dict[str, tuple[float, float]]:
         """Each mode's student and the corpus tokens it reads: on-policy reads its off-policy share
         and the prompts of its sampled continuations."""
-        prompt, continuation = self.on_policy.prompt_tokens, self.on_policy.continuation_tokens
-        return {m.name: (self.student_params, m.student_tokens - m.generated_tokens
-                         + m.generated_tokens * prompt / continuation) for m in self.modes}
+        return {m.name: (self.student_params, m.corpus_tokens) for m in self.modes}
+
+    def model_losses(self) -> dict[str, float]:
+        return {m.name: m.fresh_data_loss for m in self.modes}
 
 
 def _has_interval(prediction) -> bool:
@@ -372,7 +403,8 @@ def plan(law, *, compute: float, student_params: float | None = None,
          max_tokens_per_param: float | None = None, flops: str = "corrected", n_ctx: int | None = None,
          vocab_size: int | None = None, aspect_ratio: float | None = None,
          on_policy: OnPolicy | None = None, logit_cache: bool = False, teacher_remote: bool = False,
-         teacher_compute: float | None = None) -> Plan:
+         teacher_compute: float | None = None, unique_tokens: float | None = None,
+         max_penalty: float = DEFAULT_MAX_PENALTY) -> Plan:
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
     law : a preset name, a law file saved by `fit`, a LawSet, or a fitted law (a LawFit from
@@ -389,12 +421,20 @@ def plan(law, *, compute: float, student_params: float | None = None,
     logit_cache : the teacher's logits on the corpus are cached already (off-policy tokens do not pay them).
     teacher_remote : the teacher runs on its own GPUs (a server): its FLOPs are not on `compute`.
     teacher_compute : with teacher_remote, the teacher's own FLOP budget (default: unlimited).
+    unique_tokens : the unique tokens of the corpus (default: unlimited): the plan's `repetition`
+        gives each model's epochs and loss penalty (`repetition_check`, within `max_penalty`); in the
+        mode comparison the penalties are in each mode's loss, its interval and the verdict.
     """
     laws, spec = _load(law)
+    unique_tokens = _positive("unique_tokens", unique_tokens, Quantity.TOKENS)
+    if isinstance(max_penalty, bool) or not (isinstance(max_penalty, Real) and 0 < max_penalty < 1):
+        raise ParameterError("max_penalty", "{} must be a fraction between 0 and 1 (e.g. 0.01 for 1%), "
+                             "got {value!r}", value=max_penalty)
     compute = _positive("compute", compute, Quantity.FLOPS)
     student_params = _positive("student_params", student_params, Quantity.PARAMS)
-    search = StudentSearch(_positive("min_params", min_params, Quantity.PARAMS), _positive("max_params", max_params, Quantity.PARAMS),
-                           min_tokens_per_param, max_tokens_per_param)
+    search = StudentSearch(_positive("min_params", min_params, Quantity.PARAMS),
+                           _positive("max_params", max_params, Quantity.PARAMS), min_tokens_per_param,
+                           max_tokens_per_param)
     if scenario not in (None, "all", *SCENARIOS):
         raise ParameterError("scenario", "unknown scenario {scenario!r} for {}: use one of "
                                          f"{', '.join(SCENARIOS)}, or all", scenario=scenario)
@@ -411,8 +451,25 @@ def plan(law, *, compute: float, student_params: float | None = None,
                               scenario=None if scenario in (None, "all") else names[0], teacher=teacher,
                               search=search, flops=flops, n_ctx=n_ctx, vocab_size=vocab_size,
                               aspect_ratio=aspect_ratio, on_policy=on_policy, logit_cache=bool(logit_cache),
-                              teacher_remote=bool(teacher_remote), teacher_compute=teacher_compute)
-    forward = _forward_flops(laws, flops, n_ctx, vocab_size, aspect_ratio)
+                              teacher_remote=bool(teacher_remote), teacher_compute=teacher_compute,
+                              unique_tokens=unique_tokens, max_penalty=float(max_penalty))
+    return _with_repetition(_plan(laws, arguments, student_model, names, compare))
+
+
+def _with_repetition(result: Plan) -> Plan:
+    arguments = result.arguments
+    if arguments.unique_tokens is None:
+        return result
+    checks = repetition_check(result, arguments.unique_tokens, arguments.max_penalty)
+    warnings = [message for name, check in checks.items() for message in extrapolation_warnings(
+        result.laws, {}, {f"the {name} model's tokens as fresh data (D' after repetition)": check.effective_tokens})]
+    return replace(result, repetition=checks, warnings=list(dict.fromkeys(result.warnings + warnings)))
+
+
+def _plan(laws: LawSet, arguments: PlanArguments, student_model, names: list[str], compare: bool) -> Plan:
+    compute, student_params, teacher, search = (arguments.compute, arguments.student_params, arguments.teacher,
+                                                arguments.search)
+    forward = _forward_flops(laws, arguments.flops, arguments.n_ctx, arguments.vocab_size, arguments.aspect_ratio)
     if laws.distillation is None:
         if compare:
             laws.require_distillation()
@@ -437,7 +494,7 @@ def plan(law, *, compute: float, student_params: float | None = None,
                              f"({', '.join(['{}'] * len(given))}) do not combine with {{}}: drop one "
                              "or the other")
     if teacher is not None:
-        if scenario not in (None, "all", "teacher-inference"):
+        if arguments.scenario not in (None, "teacher-inference"):
             raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
                                  "teacher-inference cost: leave out {} or set {} to teacher-inference")
         teacher = teacher.checked(laws)
@@ -457,7 +514,8 @@ def plan_supervised(law, *, compute: float, params: float | None = None,
     laws, spec = _load(law)
     laws.require_supervised()
     compute = _positive("compute", compute, Quantity.FLOPS)
-    search = StudentSearch(_positive("min_params", min_params, Quantity.PARAMS), _positive("max_params", max_params, Quantity.PARAMS))
+    search = StudentSearch(_positive("min_params", min_params, Quantity.PARAMS),
+                           _positive("max_params", max_params, Quantity.PARAMS))
     params = _positive("params", params, Quantity.PARAMS)
     return _supervised_plan(laws, _forward_flops(laws, flops, None, None, None),
                             PlanArguments(law_spec=spec, compute=compute, student_params=params, search=search,
@@ -636,7 +694,8 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, arguments: Plan
                     else float(laws.require_supervised().predict(teacher.params, teacher.tokens)))
     modes = compare_modes(planner, arguments.student_params, arguments.compute, teacher.params, teacher_loss,
                           arguments.on_policy, logit_cache=arguments.logit_cache,
-                          teacher_remote=arguments.teacher_remote, teacher_compute=arguments.teacher_compute)
+                          teacher_remote=arguments.teacher_remote, teacher_compute=arguments.teacher_compute,
+                          unique_tokens=arguments.unique_tokens)
     N_S = arguments.student_params
     warnings = extrapolation_warnings(
         laws, {"the student": N_S}, {f"the {m.name} student's tokens": m.effective_tokens
@@ -687,11 +746,17 @@ def repetition_check(result: Plan, unique_tokens: float, max_penalty: float = 0.
     epochs, the loss penalty of repeating the data under the law's supervised law (its own R_D*
     or Muennighoff et al.'s; `laws.repetition.assess`), and the unique data that keeps the penalty
     within `max_penalty`. For distilled students the supervised law's decay is an assumption: how
-    distillation tolerates repetition is not in the law."""
+    distillation tolerates repetition is not in the law. The penalty is relative: the loss with fresh
+    data is the plan's own (the distillation law's for a distilled student), times 1 + penalty."""
     from distillscale.laws.repetition import assess
 
     if result.laws is None:
         raise ParameterError("result", "{} must be a plan made by `plan` or `plan_supervised` (it carries "
                              "its law)")
     law = result.laws.require_supervised()
-    return {name: assess(law, N, D, unique_tokens, max_penalty) for name, (N, D) in result.models().items()}
+    losses = result.model_losses()
+    checks = {}
+    for name, (N, D) in result.models().items():
+        check = assess(law, N, D, unique_tokens, max_penalty)
+        checks[name] = replace(check, loss_fresh=losses[name], loss_repeated=losses[name] * (1.0 + check.penalty))
+    return checks
