@@ -117,3 +117,50 @@ def test_a_prediction_from_a_handful_of_unique_tokens_warns_it_extrapolates():
     result = predict(load_laws("epoch2024"), 1e9, 2e10, unique_tokens=1)
     assert any("D' after repetition" in w and "far below" in w for w in result.warnings)
     assert not any("D' after" in w for w in predict(load_laws("epoch2024"), 1e9, 2e10, unique_tokens=1e10).warnings)
+
+
+def _grid_runs(sizes=(2e7, 5e7, 1e8, 2e8), ratios=(10.0, 20.0, 40.0)):
+    N = np.repeat(np.asarray(sizes, float), len(ratios))
+    return N, N * np.tile(ratios, len(sizes))
+
+
+def test_constant_losses_do_not_give_a_zero_width_interval():
+    """G5: constant losses backtested with 0.0% error gave "3.0000 (90% interval 3.0000-3.0000)":
+    a backtest that measures no error at all is not certainty."""
+    N, D = _grid_runs()
+    fit = ds.fit_supervised(N, D, np.full(len(N), 3.0), form="chinchilla", bootstrap=0)
+    assert not fit.extrapolation_error.measured
+    prediction = fit.law.prediction(1e9, 2e10)
+    assert prediction.high - prediction.low > 0.01 * prediction.value
+
+
+def test_one_model_size_gives_an_interval_of_possible_losses():
+    """G5: one model size gave an interval of -1.84 to 4.00 nats."""
+    D = 1e8 * np.array([5.0, 10, 20, 40, 80, 160])
+    N = np.full(len(D), 1e8)
+    loss = 2 + 400 / N ** 0.34 + 400 / D ** 0.28
+    fit = ds.fit_supervised(N, D, loss, form="chinchilla", bootstrap=0)
+    prediction = fit.law.prediction(1e10, 2e11)
+    assert 0 < prediction.low < prediction.value < prediction.high
+
+
+def test_one_run_repeated_is_one_point_not_ten():
+    """G5: one run repeated 10 times fitted as "10 runs"."""
+    from distillscale.errors import UserError
+    with pytest.raises(UserError, match="1 distinct"):
+        ds.fit_supervised(np.full(10, 1e8), np.full(10, 2e9), np.full(10, 3.1), form="chinchilla", bootstrap=0,
+                          backtest=False)
+
+
+def test_fit_json_gives_no_interval_to_a_coefficient_not_identified(cli, tmp_path):
+    """G5: a coefficient printed "not identified" still had intervals.A = [x, x] in --json."""
+    N, D = _grid_runs()
+    path = tmp_path / "runs.csv"
+    path.write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},3.0\n" for n, d in zip(N, D)))
+    code, out, err = cli("fit", "supervised", str(path), "--form", "chinchilla", "--bootstrap", "200",
+                         "--no-backtest", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["not_identified"]
+    for name in record["not_identified"]:
+        assert record["intervals"].get(name) is None

@@ -78,9 +78,10 @@ class MedianLawFitter:
         runs = Runs(N, D, loss)
         # A form with more coefficients than runs sits out; a median needs at least two forms, so
         # with fewer the second-smallest form's error says how many runs are needed.
-        able = [m for m in self.members if len(m.form.parameters) <= len(runs)]
+        points = runs.distinct_points()
+        able = [m for m in self.members if len(m.form.parameters) <= points]
         if len(able) < min(2, len(self.members)):
-            sorted(self.members, key=lambda m: len(m.form.parameters))[min(1, len(self.members) - 1)]._check_runs(len(runs))
+            sorted(self.members, key=lambda m: len(m.form.parameters))[min(1, len(self.members) - 1)]._check_runs(runs)
         self.members_ = [member.fit(runs.params, runs.tokens, runs.loss) for member in able]
         n, d = median_grid(runs.params, runs.tokens, self.reach)
         refit = _refitter(self.members[0].irreducible_loss, level=self.level, seed=self.members[0].seed)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from distillscale.errors import ParameterError
-from distillscale.laws.uncertainty import ExtrapolationError, Prediction
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction, lower_end
 from distillscale.planning.flops import FlopBreakdown, on_policy_flops
 from distillscale.planning.results import ModePlan, interval_or_none
 from distillscale.units import QUANTITY_LIMITS, Quantity, format_quantity
@@ -218,6 +218,6 @@ def outside_fit(prediction: Prediction, value: float) -> Prediction:
     low_side = value - float(prediction.low) if prediction.has_interval else 0.0
     high_side = float(prediction.high) - value if prediction.has_interval else 0.0
     law_extrapolation = float(prediction.extrapolation) if prediction.extrapolation is not None else 0.0
-    return Prediction(value, value - math.hypot(low_side, assumption), value + math.hypot(high_side, assumption),
+    return Prediction(value, lower_end(value, math.hypot(low_side, assumption)), value + math.hypot(high_side, assumption),
                       level, prediction.noise, math.hypot(law_extrapolation, assumption),
                       prediction.distance if prediction.distance is not None else 1.0, beyond_backtest=True)
