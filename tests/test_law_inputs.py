@@ -164,3 +164,33 @@ def test_fit_json_gives_no_interval_to_a_coefficient_not_identified(cli, tmp_pat
     assert record["not_identified"]
     for name in record["not_identified"]:
         assert record["intervals"].get(name) is None
+
+
+def test_python_api_refuses_bad_arguments_with_a_clear_error(tmp_path):
+    """Python API: max_folds=-3 and fit.save(None) raised raw exceptions; law.predict(None | -1e9 |
+    0, D) returned nan/inf silently; published.load(["x"]) a raw TypeError."""
+    from distillscale.errors import ParameterError, UserError
+    from distillscale.laws import published
+    N, D = _grid_runs()
+    loss = 2 + 400 / N ** 0.34 + 400 / D ** 0.28
+    with pytest.raises(ParameterError, match="max_folds .*at least 1"):
+        ds.fit_supervised(N, D, loss, form="chinchilla", bootstrap=0, max_folds=-3)
+    fit = ds.fit_supervised(N, D, loss, form="chinchilla", bootstrap=0, backtest=False)
+    for path in (None, 3):
+        with pytest.raises(ParameterError, match="path must be a file name"):
+            fit.save(path)
+    law = load_laws("busbridge2025")
+    for bad in (None, -1e9, 0, float("nan"), [1e9, -1.0]):
+        with pytest.raises(ParameterError, match="^N must be"):
+            law.supervised.predict(bad, 2e10)
+    with pytest.raises(ParameterError, match="^L_T must be"):
+        law.distillation.predict(1e9, 2e10, 0)
+    with pytest.raises(UserError, match="unknown published set"):
+        published.load(["x"])
+
+
+def test_cli_reports_a_degenerate_fit_in_one_line(cli, tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 10)
+    code, out, err = cli("fit", "supervised", str(path), "--form", "chinchilla", "--no-backtest")
+    assert code == 2 and err.count("\n") == 1 and "1 distinct (N, D) point" in err

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, check_output_file, json_format_is, read_text_file
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.schema import validate_law_file
@@ -104,6 +105,7 @@ class LawSet:
         """Write law.json (atomically): the laws, their fit records and the compute settings. An
         existing file is replaced only with `overwrite`, and only if it is a law file; `inputs`
         (the files the law came from) are never written over."""
+        check_path_argument(path)
         check_output_file(path, overwrite=overwrite, is_ours=is_law_file, inputs=inputs, flag=flag,
                           what="distillscale law file", overwrite_flag=overwrite_flag)
         record = self.to_dict()
@@ -112,6 +114,12 @@ class LawSet:
         except UserError as exc:
             raise UserError(f"cannot save law {self.name!r} to {path}: {exc}") from None
         atomic_write_json(path, record)
+
+
+def check_path_argument(path, param: str = "path") -> None:
+    """`path` names a file: a str or a path-like object (not None, a number or a list)."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(param, "{} must be a file name (a str or a pathlib.Path), got {value!r}", value=path)
 
 
 def _read_law(part: str, read):

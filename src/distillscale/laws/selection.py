@@ -31,7 +31,7 @@ from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds
 from distillscale.laws.ensemble import MedianLawFitter, median_law
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter, check_intervals
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
-from distillscale.laws.lawset import LawSet
+from distillscale.laws.lawset import LawSet, check_path_argument
 from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import FitRecord, Selection
 from distillscale.laws.repetition import Repetition, effective_tokens, fit_repetition, predict_repeated
@@ -171,6 +171,7 @@ class LawFit:
         """Write the law with its fit record to law.json (atomically), for `distillscale ... --law`.
         An existing file is replaced only with `overwrite=True`, and only if it is a law file (never
         the table the law was fitted to)."""
+        check_path_argument(path)
         source = (self.record.source or {}).get("file") if self.record is not None else None
         self.laws(name or Path(path).stem, source="fitted with distillscale").save(
             path, overwrite=overwrite, inputs=[source])
@@ -209,6 +210,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     fewer than 8 are), R_D* on every run with it held, and the law keeps R_D* (`law.repetition`)
     when it predicts the repeated runs better than counting repeated tokens as new (see
     `fit_with_repetition`)."""
+    _check_max_folds(max_folds)
     if data is not None and not _is_table(data):  # fit_supervised(N, D, loss): the values by position
         if loss is not None:
             raise ParameterError("data", "{} must be a table (a pandas DataFrame or a dict of columns) "
@@ -454,6 +456,7 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
     weaker teachers (at least 3, for the capacity-gap switch), it predicts those of the stronger.
     `backtest_grid` replaces the start grid of the backtest's refits (e.g. a coarse one, when the
     final fit uses the 108,000-start grid)."""
+    _check_max_folds(max_folds)
     student_law = getattr(student_law, "law", student_law)
     if not isinstance(student_law, SupervisedLaw):
         raise ParameterError("student_law", f"{{}} must be a SupervisedLaw (or the LawFit of one), "
@@ -481,6 +484,13 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
                    fit_predict, lambda c, rows: make(c).fit(N_S[rows], D_S[rows], L_T[rows], L_S[rows]),
                    scale_name="teacher strength (1 / teacher loss)", min_levels=3, backtest=backtest,
                    max_folds=max_folds, level=fitter_options.get("level", 0.9))
+
+
+def _check_max_folds(max_folds) -> None:
+    """`max_folds`: a whole number of backtest folds, at least 1 (backtest=False turns it off)."""
+    if isinstance(max_folds, bool) or not isinstance(max_folds, (int, np.integer)) or max_folds < 1:
+        raise ParameterError("max_folds", "{} must be a whole number of backtest folds, at least 1 (to fit "
+                             "without a backtest, pass backtest=False), got {value!r}", value=max_folds)
 
 
 def _is_table(data) -> bool:
