@@ -194,3 +194,33 @@ def test_cli_reports_a_degenerate_fit_in_one_line(cli, tmp_path):
     path.write_text("params,tokens,loss\n" + "1e8,2e9,3.1\n" * 10)
     code, out, err = cli("fit", "supervised", str(path), "--form", "chinchilla", "--no-backtest")
     assert code == 2 and err.count("\n") == 1 and "1 distinct (N, D) point" in err
+
+
+def test_huber_delta_reaches_the_record_and_the_help_is_current(cli, tmp_path):
+    """Messages: --huber-delta looked ignored (the record showed the median refit's 0.05) and its
+    help gave stale defaults; --form auto's help said it picks the backtest winner."""
+    N, D = _grid_runs()
+    loss = 2 + 400 / N ** 0.34 + 400 / D ** 0.28
+    path = tmp_path / "runs.csv"
+    path.write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{l:.6f}\n" for n, d, l in zip(N, D, loss)))
+    code, out, err = cli("fit", "supervised", str(path), "--huber-delta", "0.02", "--bootstrap", "0",
+                         "--no-backtest", "--json")
+    assert code == 0, err
+    assert json.loads(out)["huber_delta"] == 0.02
+    code, out, _ = cli("fit", "supervised", "--help")
+    text = " ".join(out.replace("│", " ").split())
+    assert "median of the three forms" in text and "extrapolates best" not in text
+    assert "1e-3 for chinchilla and tied" in text
+
+
+def test_a_data_constrained_fit_does_not_name_its_form_both_chosen_and_not_chosen():
+    rng = np.random.default_rng(0)
+    N, D = _grid_runs()
+    truth = SupervisedLaw(E=2.0, A=300.0, B=900.0, alpha=0.33, beta=0.3)
+    U = np.where(np.arange(len(N)) % 3 == 2, D / 8, D)   # a third of the runs repeat 8 epochs
+    from distillscale.laws.repetition import Repetition, predict_repeated
+    loss = predict_repeated(truth, Repetition(5.0), N, D, U) * (1 + 1e-3 * rng.standard_normal(len(N)))
+    fit = ds.fit_supervised(N, D, loss, unique_tokens=U, bootstrap=0)
+    assert fit.chosen.endswith("data-constrained")
+    form = fit.chosen.split(",")[0]
+    assert "not chosen" not in fit.reason and f"the {form} form with repetition" in fit.reason

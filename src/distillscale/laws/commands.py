@@ -192,8 +192,9 @@ def _distillation_columns(table, columns: list[str], teacher_loss_col: str, with
     return students, supervised, lines, joined
 
 
-FORM_HELP = ("auto (every form below, the one that extrapolates best in the backtest), chinchilla "
-             "(gamma = 1), tied (gamma = 1, alpha = beta) or busbridge (gamma fitted)")
+FORM_HELP = ("auto (the median of the three forms below, refitted into one law of the busbridge form; "
+             "the forms alone are backtested and shown, not chosen), chinchilla (gamma = 1), tied "
+             "(gamma = 1, alpha = beta) or busbridge (gamma fitted)")
 
 
 def _parse_prior(text: str | None) -> tuple[float, float] | None:
@@ -235,7 +236,10 @@ def fit_supervised(
     backtest: bool = typer.Option(True, "--backtest/--no-backtest",
                                   help="backtest extrapolation: fit on smaller sizes, predict larger ones"),
     huber_delta: float | None = typer.Option(None, "--huber-delta",
-                                             help="Huber delta (default: 1e-3, 1e-4 for busbridge)"),
+                                             help="Huber delta of the fits to the runs, on log-loss residuals "
+                                             "(default: 1e-3 for chinchilla and tied, 1e-4 for busbridge); with "
+                                             "--form auto, each form's (the median's refit is a least-squares fit "
+                                             "to their predictions)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
     level: float = typer.Option(0.9, "--level", help="interval level"),
     grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP + "; a grid replaces "

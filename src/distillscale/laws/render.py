@@ -37,8 +37,9 @@ def print_fit(title: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck | N
     console.print(f"form: {fit.chosen} ({fit.reason})")
     console.print(f"runs: {record.n_runs} fitted"
                   + (f", {n_dropped} invalid skipped" if n_dropped else "")
-                  + f"; objective: summed Huber (delta {record.huber_delta:g}) of log-loss residuals "
-                  f"= {convergence['fun']:.6g}")
+                  + (f"; objective: {record.objective}" if (record.objective or "").startswith("least squares")
+                     else f"; objective: summed Huber (delta {record.huber_delta:g}) of log-loss residuals "
+                     f"= {convergence['fun']:.6g}"))
     console.print(f"fit quality: RMSE of log-loss {diagnostics.rmse_log_loss:.4f}, "
                   f"max relative error {diagnostics.max_relative_error:.2%}")
     screening = convergence.get("screening")

@@ -414,10 +414,14 @@ def fit_with_repetition(runs: dict[str, np.ndarray], **options) -> LawFit:
     law.repetition = Repetition(r_star, None, held.interval, held.source, record)
     scored_by = "repetition backtest" if "backtest" in record else "errors on the repeated runs"
     result.law, result.fitter = law, final
+    # The law fitted first (e.g. the median of the forms, whose listing names the forms "not chosen")
+    # is replaced: say so, with its own first clause, rather than append to its reason.
+    first = result.reason.split(";")[0]
+    result.reason = (f"the {form} form with repetition (R_D* = {r_star:.3g}) replaces the {result.chosen} law "
+                     f"fitted first ({first}): it predicts repeated runs better ({scored_by}: "
+                     f"{score['mean_abs_error_data_constrained']:.2%} vs {score['mean_abs_error_plain']:.2%} "
+                     "counting repeats as new)")
     result.chosen = f"{form}, data-constrained"
-    result.reason += (f"; with repetition (R_D* = {r_star:.3g}) the {form} form predicts repeated runs better "
-                      f"({scored_by}: {score['mean_abs_error_data_constrained']:.2%} vs "
-                      f"{score['mean_abs_error_plain']:.2%} counting repeats as new)")
     return result
 
 
