@@ -224,3 +224,18 @@ def test_a_data_constrained_fit_does_not_name_its_form_both_chosen_and_not_chose
     assert fit.chosen.endswith("data-constrained")
     form = fit.chosen.split(",")[0]
     assert "not chosen" not in fit.reason and f"the {form} form with repetition" in fit.reason
+
+
+def test_a_long_fit_reports_progress_on_stderr_not_in_its_json(cli, tmp_path):
+    """HANG: a default `fit supervised` on 10,000 rows printed nothing for 400 s."""
+    N, D = _grid_runs(sizes=(2e7, 5e7, 1e8, 2e8, 4e8))
+    loss = 2 + 400 / N ** 0.34 + 400 / D ** 0.28
+    path = tmp_path / "runs.csv"
+    path.write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{l:.6f}\n" for n, d, l in zip(N, D, loss)))
+    code, out, err = cli("fit", "supervised", str(path), "--form", "chinchilla", "--bootstrap", "0", "--json")
+    assert code == 0, err
+    json.loads(out)  # stdout stays JSON
+    assert "fit: backtesting chinchilla" in err and "fit: fitting chinchilla to 15 runs" in err
+    steps = []
+    ds.fit_supervised(N, D, loss, form="chinchilla", bootstrap=0, progress=steps.append)
+    assert steps[0].startswith("backtesting") and steps[-1].startswith("fitting chinchilla")

@@ -60,5 +60,18 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def progress_printer(command: str):
+    """A `progress(message)` callback for long library calls: one dim line on stderr per step,
+    with the seconds since the command started (never on stdout, which --json keeps clean)."""
+    import time
+
+    start = time.monotonic()
+
+    def progress(message: str) -> None:
+        err_console.print(styled((f"{command}:", "dim"), " ", message, (f" ({time.monotonic() - start:.0f} s)", "dim")),
+                          highlight=False)
+    return progress
+
+
 def warn(message: str) -> None:
     err_console.print(styled(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)

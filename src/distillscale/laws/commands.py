@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from distillscale.console import Table, console, print_json, styled, warn
+from distillscale.console import Table, console, print_json, progress_printer, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, is_law_file, load_laws
@@ -270,7 +270,8 @@ def fit_supervised(
         source["unique_tokens_col"] = unique_tokens_col
     calibration = calibrate(
         runs, total_params="total_params" if total_params_col else None, form=form,
-        unique_tokens="unique_tokens" if unique_tokens_col else None, holdout=fit_rows, source=source, supervised_options=dict(
+        unique_tokens="unique_tokens" if unique_tokens_col else None, holdout=fit_rows, source=source,
+        progress=progress_printer("fit"), supervised_options=dict(
             irreducible_loss=irreducible_loss, irreducible_loss_prior=_parse_prior(irreducible_loss_prior),
             min_tokens_per_param=min_tokens_per_param, backtest=backtest, huber_delta=huber_delta,
             bootstrap=bootstrap, level=level, grid=_parse_grid(grid) or None, seed=seed))
@@ -373,6 +374,7 @@ def fit_distillation(
             columns, params=student_params_col, tokens=student_tokens_col, loss=loss_col, teacher_loss=teacher_loss_col,
             supervised_law=student_law, form=supervised_form,
             distillation_form=form, source=source, supervised_options={"bootstrap": 0},
+            progress=progress_printer("fit"),
             holdout=None if fit_rows is None else np.concatenate([np.ones(n_supervised, bool), fit_rows]),
             distillation_options=dict(backtest=backtest, huber_delta=huber_delta, bootstrap=bootstrap,
                                       level=level, grid=_parse_grid(grid), seed=seed))

@@ -182,7 +182,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    irreducible_loss_prior: tuple[float, float] | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
                    max_folds: int = MAX_FOLDS, unique_tokens=None, ensemble: bool = True,
-                   **fitter_options) -> LawFit:
+                   progress: Callable[[str], None] | None = None, **fitter_options) -> LawFit:
     """Fit L(N, D): with form="auto" the median of the three forms refitted into one law
     (`laws.ensemble`), or in one given form.
 
@@ -209,7 +209,10 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     2023) is a candidate too: the law above is fitted on the runs of at most one epoch (all runs when
     fewer than 8 are), R_D* on every run with it held, and the law keeps R_D* (`law.repetition`)
     when it predicts the repeated runs better than counting repeated tokens as new (see
-    `fit_with_repetition`)."""
+    `fit_with_repetition`).
+
+    `progress(message)`, when given, is told each step as it starts (the backtest of each
+    candidate, the final fit with its bootstrap): a default fit of thousands of runs takes minutes."""
     _check_max_folds(max_folds)
     if data is not None and not _is_table(data):  # fit_supervised(N, D, loss): the values by position
         if loss is not None:
@@ -222,7 +225,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
         return fit_with_repetition(runs, form=form, irreducible_loss=irreducible_loss,
                                    irreducible_loss_prior=irreducible_loss_prior,
                                    min_tokens_per_param=min_tokens_per_param, backtest=backtest,
-                                   max_folds=max_folds, **fitter_options)
+                                   max_folds=max_folds, progress=progress, **fitter_options)
     N, D, loss = runs["params"], runs["tokens"], runs["loss"]
     columns = {"non-embedding": N}
     if "total_params" in runs:
@@ -305,7 +308,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    lambda c, rows: make(c).fit(columns[c.params][rows], D[rows], loss[rows]),
                    scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
                    level=fitter_options.get("level", 0.9), fallback=without_backtest,
-                   can_win=(lambda c: c.form == MEDIAN) if combined else None)
+                   can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress)
 
 
 def _check_fitter_options(fitter_class, options: dict) -> None:
@@ -447,7 +450,8 @@ def profile_repetition(make, N, D, U, loss) -> tuple[float, SupervisedLaw]:
 def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, tokens=None, teacher_loss=None,
                      loss=None, form: str = "auto",
                      backtest: bool = True, max_folds: int = MAX_FOLDS,
-                     backtest_grid: dict | None = None, **fitter_options) -> LawFit:
+                     backtest_grid: dict | None = None, progress: Callable[[str], None] | None = None,
+                     **fitter_options) -> LawFit:
     """Fit the distillation law with its exponents free ("free"), tied to the student law's
     ("tied"), or the one of the two that extrapolates better to stronger teachers ("auto").
 
@@ -487,7 +491,7 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
     return _select(candidates, [strength] * len(candidates), L_S, lambda c: np.ones(len(L_S), bool),
                    fit_predict, lambda c, rows: make(c).fit(N_S[rows], D_S[rows], L_T[rows], L_S[rows]),
                    scale_name="teacher strength (1 / teacher loss)", min_levels=3, backtest=backtest,
-                   max_folds=max_folds, level=fitter_options.get("level", 0.9))
+                   max_folds=max_folds, level=fitter_options.get("level", 0.9), progress=progress)
 
 
 def _check_max_folds(max_folds) -> None:
@@ -567,7 +571,7 @@ class _DistillationCandidate:
 
 def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, scale_name: str,
             min_levels: int, backtest: bool, max_folds: int, level: float, fallback=None,
-            can_win: Callable | None = None) -> LawFit:
+            can_win: Callable | None = None, progress: Callable[[str], None] | None = None) -> LawFit:
     """Backtest every candidate on shared folds, choose, refit the winner with its bootstrap;
     without a backtest score, `fallback(candidates)` picks (default: chinchilla, else the first).
     `can_win(candidate)`: only those may be chosen (the others are backtested and reported, e.g.
@@ -579,7 +583,10 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
         folds = rolling_origin_folds(scales[0], min_fit_runs=min_fit_runs, min_fit_levels=min_levels,
                                      max_folds=max_folds)
         common = np.logical_and.reduce(masks)
-        for candidate, scale, mask in zip(candidates, scales, masks):
+        for number, (candidate, scale, mask) in enumerate(zip(candidates, scales, masks), 1):
+            if progress is not None and folds:
+                progress(f"backtesting {candidate.name} ({number} of {len(candidates)} candidates, "
+                         f"{len(folds)} folds)")
             result = run_backtest(folds, scale, observed, fit_predict(candidate), scale_name=scale_name,
                                   eligible=mask)
             score = result.score(rows=common)
@@ -614,6 +621,8 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
                   + "; intervals use the literature's typical extrapolation error instead")
     chosen = candidates[index]
     rows = masks[index]
+    if progress is not None:
+        progress(f"fitting {chosen.name} to {int(np.sum(rows))} runs, with its bootstrap")
     fitter = final_fit(chosen, rows)
     chosen_backtest = scores[index].backtest if scores else None
     extrapolation = None
