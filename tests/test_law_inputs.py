@@ -239,3 +239,8 @@ def test_a_long_fit_reports_progress_on_stderr_not_in_its_json(cli, tmp_path):
     steps = []
     ds.fit_supervised(N, D, loss, form="chinchilla", bootstrap=0, progress=steps.append)
     assert steps[0].startswith("backtesting") and steps[-1].startswith("fitting chinchilla")
+    # the default fit's longest steps (the forms' bootstraps, the median's refits) report as they go
+    steps = []
+    ds.fit_supervised(N, D, loss, bootstrap=20, backtest=False, progress=steps.append)
+    assert any(s.startswith("fitting the busbridge form (3 of 3) with 20 bootstrap") for s in steps)
+    assert steps[-1] == "bootstrap of the median: 20 of 20 resamples refitted"

@@ -69,7 +69,7 @@ def progress_printer(command: str):
 
     def progress(message: str) -> None:
         err_console.print(styled((f"{command}:", "dim"), " ", message, (f" ({time.monotonic() - start:.0f} s)", "dim")),
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
     return progress
 
 

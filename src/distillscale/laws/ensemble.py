@@ -68,9 +68,10 @@ class MedianLawFitter:
     SupervisedLawFitter where `LawFit` needs it: `law_`, `intervals_`, `not_identified_`,
     `bootstrap`, `members_`."""
 
-    def __init__(self, members: list[SupervisedLawFitter], reach: float = REACH):
+    def __init__(self, members: list[SupervisedLawFitter], reach: float = REACH, progress=None):
         self.members = members
         self.reach = reach
+        self.progress = progress  # progress(message): told as the bootstrap's refits go (the longest step)
         self.bootstrap = members[0].bootstrap
         self.level = members[0].level
 
@@ -82,7 +83,12 @@ class MedianLawFitter:
         able = [m for m in self.members if len(m.form.parameters) <= points]
         if len(able) < min(2, len(self.members)):
             sorted(self.members, key=lambda m: len(m.form.parameters))[min(1, len(self.members) - 1)]._check_runs(runs)
-        self.members_ = [member.fit(runs.params, runs.tokens, runs.loss) for member in able]
+        self.members_ = []
+        for number, member in enumerate(able, 1):
+            if self.progress is not None:
+                self.progress(f"fitting the {member.form_name} form ({number} of {len(able)})"
+                              + (f" with {member.bootstrap} bootstrap resamples" if member.bootstrap else ""))
+            self.members_.append(member.fit(runs.params, runs.tokens, runs.loss))
         n, d = median_grid(runs.params, runs.tokens, self.reach)
         refit = _refitter(self.members[0].irreducible_loss, level=self.level, seed=self.members[0].seed)
         refit.fit(n, d, np.median([m.law_.predict(n, d) for m in self.members_], axis=0))
@@ -133,9 +139,12 @@ class MedianLawFitter:
         results = []
         start = torch.as_tensor(refit.x_, dtype=torch.float64)[None]
         base = Runs(n, d, targets[0]).log_tensors()
-        for target in targets:
+        tenth = max(1, len(targets) // 10)
+        for k, target in enumerate(targets, 1):
             tensors = {**base, "log_loss": torch.as_tensor(np.log(target), dtype=torch.float64)}
             results.append(refit._minimize(tensors, start))
+            if self.progress is not None and (k % tenth == 0 or k == len(targets)):
+                self.progress(f"bootstrap of the median: {k} of {len(targets)} resamples refitted")
         merged = MultiStartResult(*(np.concatenate([getattr(r, f) for r in results])
                                     for f in ("xs", "funs", "nits", "nfevs", "grad_norms", "statuses")))
         return merged.xs, merged

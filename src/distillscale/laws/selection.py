@@ -262,9 +262,9 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                             "lower the minimum")
         return keep
 
-    def make(candidate: SupervisedCandidate, **overrides) -> SupervisedLawFitter | MedianLawFitter:
+    def make(candidate: SupervisedCandidate, progress=None, **overrides) -> SupervisedLawFitter | MedianLawFitter:
         if candidate.form == MEDIAN:
-            return MedianLawFitter([make(member, **overrides) for member in candidate.members()])
+            return MedianLawFitter([make(member, **overrides) for member in candidate.members()], progress=progress)
         return SupervisedLawFitter(candidate.form, irreducible_loss=candidate.irreducible_loss,
                                    irreducible_loss_prior=candidate.irreducible_loss_prior,
                                    **{**fitter_options, **overrides})
@@ -305,7 +305,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
             candidates[i].min_tokens_per_param is not None, candidates[i].params == "non-embedding", -i))
 
     return _select(candidates, [columns[c.params] for c in candidates], loss, eligible, fit_predict,
-                   lambda c, rows: make(c).fit(columns[c.params][rows], D[rows], loss[rows]),
+                   lambda c, rows: make(c, progress=progress).fit(columns[c.params][rows], D[rows], loss[rows]),
                    scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
                    level=fitter_options.get("level", 0.9), fallback=without_backtest,
                    can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress)
