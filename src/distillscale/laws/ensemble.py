@@ -93,13 +93,12 @@ class MedianLawFitter:
         refit = _refitter(self.members[0].irreducible_loss, level=self.level, seed=self.members[0].seed)
         refit.fit(n, d, np.median([m.law_.predict(n, d) for m in self.members_], axis=0))
         forms = ", ".join(m.form_name for m in self.members_)
-        deltas = ", ".join(f"{m.huber_delta:g} ({m.form_name})" for m in self.members_)
+        deltas = ", ".join(f"{m.huber_delta:g}" for m in self.members_)
         shared = {m.huber_delta for m in self.members_}
         record = refit.record_.model_copy(update={
-            "objective": f"least squares (Huber delta {REFIT_DELTA:g}) of log L_hat - log (median of the {forms} "
-                         f"fits' predictions) on a grid of {len(n)} (N, D) up to {self.reach:g}x the largest "
-                         f"fitted N; each form fitted to the runs by {self.members_[0].record_.objective}, "
-                         f"Huber delta {deltas}",
+            "objective": f"median of the {forms} fits (each a summed Huber of log-loss residuals, delta "
+                         f"{deltas}), refitted by least squares on a grid of {len(n)} (N, D) up to "
+                         f"{self.reach:g}x the largest fitted N",
             # the delta the runs were fitted with (--huber-delta), when the forms share one
             "huber_delta": shared.pop() if len(shared) == 1 else refit.record_.huber_delta,
             "n_runs": len(runs), "data_hash": runs.data_hash(), "data_range": runs.data_range(),

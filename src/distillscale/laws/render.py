@@ -37,7 +37,7 @@ def print_fit(title: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck | N
     console.print(f"form: {fit.chosen} ({fit.reason})")
     console.print(f"runs: {record.n_runs} fitted"
                   + (f", {n_dropped} invalid skipped" if n_dropped else "")
-                  + (f"; objective: {record.objective}" if (record.objective or "").startswith("least squares")
+                  + (f"; objective: {record.objective}" if (record.objective or "").startswith("median of")
                      else f"; objective: summed Huber (delta {record.huber_delta:g}) of log-loss residuals "
                      f"= {convergence['fun']:.6g}"))
     console.print(f"fit quality: RMSE of log-loss {diagnostics.rmse_log_loss:.4f}, "
