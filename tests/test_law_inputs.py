@@ -226,8 +226,11 @@ def test_a_data_constrained_fit_does_not_name_its_form_both_chosen_and_not_chose
     assert "not chosen" not in fit.reason and f"the {form} form with repetition" in fit.reason
 
 
-def test_a_long_fit_reports_progress_on_stderr_not_in_its_json(cli, tmp_path):
-    """HANG: a default `fit supervised` on 10,000 rows printed nothing for 400 s."""
+def test_a_long_fit_reports_progress_on_stderr_not_in_its_json(cli, tmp_path, monkeypatch):
+    """HANG: a default `fit supervised` on 10,000 rows printed nothing for 400 s. Progress goes to
+    stderr when it is a terminal (in a pipe an error stays the only line)."""
+    from distillscale import console as console_module
+    monkeypatch.setattr(type(console_module.err_console), "is_terminal", property(lambda self: True))
     N, D = _grid_runs(sizes=(2e7, 5e7, 1e8, 2e8, 4e8))
     loss = 2 + 400 / N ** 0.34 + 400 / D ** 0.28
     path = tmp_path / "runs.csv"

@@ -62,12 +62,15 @@ def print_json(obj: Any) -> None:
 
 def progress_printer(command: str):
     """A `progress(message)` callback for long library calls: one dim line on stderr per step,
-    with the seconds since the command started (never on stdout, which --json keeps clean)."""
+    with the seconds since the command started, when stderr is a terminal (never on stdout, which
+    --json keeps clean; nor into a pipe or log, where an error must stay the only line)."""
     import time
 
     start = time.monotonic()
 
     def progress(message: str) -> None:
+        if not err_console.is_terminal:
+            return
         err_console.print(styled((f"{command}:", "dim"), " ", message, (f" ({time.monotonic() - start:.0f} s)", "dim")),
                           highlight=False, soft_wrap=True)
     return progress

@@ -156,9 +156,9 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
         effective = tokens * (1.0 - fraction + fraction * efficiency)
         most = QUANTITY_LIMITS[Quantity.TOKENS][1]
         if effective > most:  # the law is evaluated at D_eff: the efficiency is bounded where it is used
+            shown = f"{effective:.3g}" if math.isfinite(effective) else "infinitely many"
             raise ParameterError("on_policy.efficiency", f"{{}} = {efficiency:g} counts the {name} student's "
-                                 f"{format_quantity(tokens)} tokens as {f'{effective:.3g}' if math.isfinite(effective) else 'infinitely many'} "
-                                 f"off-policy tokens, beyond "
+                                 f"{format_quantity(tokens)} tokens as {shown} off-policy tokens, beyond "
                                  f"the {most:g} tokens any law here describes: give a smaller efficiency "
                                  f"(post-training reports {LITERATURE_CLAIM})")
         loss = float(planner.distillation.predict(student_params, effective, teacher_loss))
@@ -218,6 +218,7 @@ def outside_fit(prediction: Prediction, value: float) -> Prediction:
     low_side = value - float(prediction.low) if prediction.has_interval else 0.0
     high_side = float(prediction.high) - value if prediction.has_interval else 0.0
     law_extrapolation = float(prediction.extrapolation) if prediction.extrapolation is not None else 0.0
-    return Prediction(value, lower_end(value, math.hypot(low_side, assumption)), value + math.hypot(high_side, assumption),
+    return Prediction(value, lower_end(value, math.hypot(low_side, assumption)),
+                      value + math.hypot(high_side, assumption),
                       level, prediction.noise, math.hypot(law_extrapolation, assumption),
                       prediction.distance if prediction.distance is not None else 1.0, beyond_backtest=True)
