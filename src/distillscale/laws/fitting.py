@@ -292,7 +292,7 @@ class _LogLossFitter:
         if points < n_params:
             repeated = f" at {points} distinct (N, D) point{'s' if points != 1 else ''}" if points < len(runs) else ""
             raise UserError(f"{len(runs)} runs{repeated} cannot determine the {n_params} parameters of the "
-                            f"{self.form.name} law: give runs at {n_params} or more different sizes and token counts")
+                            f"{self.form.name} law: give at least {n_params} runs at different sizes and token counts")
 
     def _fit_log_space(self, runs: Runs) -> None:
         n_runs = len(runs)
