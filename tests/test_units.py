@@ -9,13 +9,13 @@ from distillscale.units import format_quantity, parse_quantity
     (" 12 ", 12.0), (5, 5.0),
 ])
 def test_parse_quantity(text, value):
-    assert parse_quantity(text) == pytest.approx(value)
+    assert parse_quantity(text, kind=None) == pytest.approx(value)
 
 
 @pytest.mark.parametrize("text", ["abc", "1e", "2X", "-5", "0", "nan", "", "1.2.3M"])
 def test_parse_quantity_rejects(text):
     with pytest.raises(UserError, match="--budget"):
-        parse_quantity(text, "--budget")
+        parse_quantity(text, "--budget", kind=None)
 
 
 @pytest.mark.parametrize("value, text", [

@@ -61,5 +61,21 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def progress_printer(command: str):
+    """A `progress(message)` callback for long library calls: one dim line on stderr per step,
+    with the seconds since the command started, when stderr is a terminal (never on stdout, which
+    --json keeps clean; nor into a pipe or log, where an error must stay the only line)."""
+    import time
+
+    start = time.monotonic()
+
+    def progress(message: str) -> None:
+        if not err_console.is_terminal:
+            return
+        err_console.print(styled((f"{command}:", "dim"), " ", message, (f" ({time.monotonic() - start:.0f} s)", "dim")),
+                          highlight=False, soft_wrap=True)
+    return progress
+
+
 def warn(message: str) -> None:
     err_console.print(styled(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)

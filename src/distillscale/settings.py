@@ -28,7 +28,7 @@ from pydantic_core import PydanticUndefined
 
 from distillscale.errors import UserError, path_kind
 from distillscale.io import read_text_file
-from distillscale.units import parse_quantity
+from distillscale.units import Quantity, parse_quantity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -184,23 +184,24 @@ def describe_error(exc: ValidationError, flags: dict[str, Any], path: Path | Non
     return f"invalid {where}: {message}" + ("" if got in message else f" (got {got})")
 
 
-def quantity(what: str):
-    """A positive number that may be written as `2M`, `1e9`, `7.75B` (strings or numbers)."""
-    return BeforeValidator(lambda value: value if value is None else parse_quantity(value, what))
+def quantity(what: str, *, kind: Quantity | None):
+    """A positive number that may be written as `2M`, `1e9`, `7.75B` (strings or numbers), inside
+    the limits of what it counts (`kind`, declared by the setting; None: no limits)."""
+    return BeforeValidator(lambda value: value if value is None else parse_quantity(value, what, kind=kind))
 
 
-def count(what: str):
+def count(what: str, *, kind: Quantity | None):
     """Like `quantity` but an integer: `--max-bytes 2M`."""
-    return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what)))
+    return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what, kind=kind)))
 
 
-def counts(what: str):
+def counts(what: str, *, kind: Quantity | None):
     """A list of counts, as a list or a comma-separated flag: `--fork-tokens 1M,2M`."""
     def parse(value: Any) -> Any:
         if value is None:
             return None
         values = value if isinstance(value, list) else str(value).split(",")
-        return [int(parse_quantity(v, what)) for v in values]
+        return [int(parse_quantity(v, what, kind=kind)) for v in values]
     return BeforeValidator(parse)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from enum import Enum
 
 from distillscale.errors import ParameterError, UserError
 
@@ -22,51 +23,53 @@ def parse_number(text: str, what: str = "value") -> float:
     return float(match.group(1)) * _SUFFIXES[match.group(2).upper()]
 
 
+class Quantity(str, Enum):
+    """What a number counts, declared where the number is read (a flag, a setting, a column): it
+    chooses the limits `check_quantity` applies. Values that count none of these (bytes, losses,
+    fractions) declare None and get only the positive-and-finite check."""
+
+    PARAMS = "params"
+    TOKENS = "tokens"
+    TOKENS_PER_PARAM = "tokens_per_param"
+    FLOPS = "flops"
+
+
 # The range of every quantity read from a flag, a config, a sweep spec or a run file, by what it
 # counts (one place): parameters and tokens up to the planner's box (Busbridge et al. 2025 search
 # [1e6, 1e17]; down to 1 here, for toy models), FLOPs up to what those make (6 N D < 1e36), tokens
 # per parameter up to 1e7 (Chinchilla-optimal is ~20). A value outside is a typo or a unit slip.
-QUANTITY_LIMITS = {"tokens_per_param": (1e-6, 1e7), "tokens": (1.0, 1e17), "params": (1.0, 1e17),
-                   "flops": (1.0, 1e36)}
-_KINDS = (("tokens_per_param", "tokens_per_param"), ("token", "tokens"), ("param", "params"),
-          ("flop", "flops"), ("compute", "flops"), ("budget", "flops"))
+QUANTITY_LIMITS = {Quantity.TOKENS_PER_PARAM: (1e-6, 1e7), Quantity.TOKENS: (1.0, 1e17),
+                   Quantity.PARAMS: (1.0, 1e17), Quantity.FLOPS: (1.0, 1e36)}
 
-_WORDS = {"tokens_per_param": "tokens per parameter", "tokens": "tokens", "params": "parameters",
-          "flops": "FLOPs"}
+_WORDS = {Quantity.TOKENS_PER_PARAM: "tokens per parameter", Quantity.TOKENS: "tokens",
+          Quantity.PARAMS: "parameters", Quantity.FLOPS: "FLOPs"}
 
 
-def quantity_kind(what: str) -> str | None:
-    """Which of `QUANTITY_LIMITS` the flag, setting or column `what` counts (`--student-tokens`:
-    tokens), or None for other values (bytes, losses)."""
-    name = what.lower().lstrip("-").replace("-", "_")
-    return next((kind for word, kind in _KINDS if word in name), None)
-
-
-def check_quantity(value: float, what: str) -> float:
-    """`value` if it is a positive finite number inside the limits of what `what` counts; a one-line
-    UserError naming `what` and the limits otherwise."""
+def check_quantity(value: float, what: str, *, kind: Quantity | None) -> float:
+    """`value` if it is a positive finite number inside the limits of what it counts (`kind`, as
+    declared by the caller; `what` only names it in the message); a one-line UserError naming
+    `what` and the limits otherwise."""
     if not (math.isfinite(value) and value > 0):
         raise UserError(f"{what} must be a positive finite number, got {value!r}")
-    kind = quantity_kind(what)
     if kind is not None:
-        low, high = QUANTITY_LIMITS[kind]
+        low, high = QUANTITY_LIMITS[Quantity(kind)]
         if not low <= value <= high:
-            raise UserError(f"{what} = {value:g} is outside the range of {_WORDS[kind]} distillscale "
+            raise UserError(f"{what} = {value:g} is outside the range of {_WORDS[Quantity(kind)]} distillscale "
                             f"takes ({low:g} to {high:g}): check the number and its unit")
     return value
 
 
-def check_parameter(value: float, param: str) -> float:
+def check_parameter(value: float, param: str, *, kind: Quantity | None) -> float:
     """`check_quantity` for the argument `param` of a library call: a ParameterError naming it."""
     try:
-        return check_quantity(value, param)
+        return check_quantity(value, param, kind=kind)
     except UserError as exc:
         raise ParameterError(param, "{}" + str(exc).removeprefix(param)) from None
 
 
-def parse_quantity(text: str | float | int, what: str = "value") -> float:
+def parse_quantity(text: str | float | int, what: str = "value", *, kind: Quantity | None) -> float:
     """Parse `1e21`, `546M`, `7.75B`, `2T`, `20k` into a positive float, inside `QUANTITY_LIMITS`
-    when `what` names parameters, tokens, tokens per parameter or FLOPs.
+    of `kind` (what it counts: parameters, tokens, tokens per parameter or FLOPs; None for others).
 
     Raises UserError naming `what` when the text is malformed, not positive or out of range.
     """
@@ -75,7 +78,7 @@ def parse_quantity(text: str | float | int, what: str = "value") -> float:
     value = float(text) if isinstance(text, (int, float)) else parse_number(text, what)
     if not math.isfinite(value) or value <= 0:
         raise UserError(f"{what} must be a positive finite number, got {text!r}")
-    return check_quantity(value, what)
+    return check_quantity(value, what, kind=kind)
 
 
 def format_quantity(value: float, digits: int = 3) -> str:

@@ -15,7 +15,7 @@ MIN_VOCAB_SIZE = 257  # the 256 byte-level symbols plus the end-of-text token
 
 
 def _byte_count(value):
-    return int(parse_quantity(value, "max_bytes")) if isinstance(value, str) else value
+    return int(parse_quantity(value, "max_bytes", kind=None)) if isinstance(value, str) else value
 
 
 class DataConfig(BaseModel):

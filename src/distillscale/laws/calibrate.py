@@ -184,13 +184,15 @@ def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=No
     if supervised_law is None:
         progress(f"fitting the supervised law on {len(supervised_rows)} runs (candidate forms backtested)")
         result.supervised = step("supervised", lambda: _fit_supervised(
-            runs, supervised_rows[fit_rows[supervised_rows]], supervised_options, source, min_ratios))
+            runs, supervised_rows[fit_rows[supervised_rows]], {"progress": progress, **supervised_options}, source,
+            min_ratios))
         result.supervised_law = result.supervised.law if result.supervised else None
     student_rows = np.flatnonzero(is_student)
     if teacher_loss is not None and result.supervised_law is not None:
         progress(f"fitting the distillation law on {len(student_rows)} runs (candidate forms backtested)")
         result.distillation = step("distillation", lambda: _fit_distillation(
-            runs, L_T, student_rows[fit_rows[student_rows]], result.supervised_law, distillation_options, source))
+            runs, L_T, student_rows[fit_rows[student_rows]], result.supervised_law,
+            {"progress": progress, **distillation_options}, source))
     if holdout is not None:
         progress("checking the laws on runs held out of their fits")
         if result.supervised is not None:

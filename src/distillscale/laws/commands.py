@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from distillscale.console import Table, console, print_json, styled, warn
+from distillscale.console import Table, console, print_json, progress_printer, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, is_law_file, load_laws
-from distillscale.units import format_quantity, parse_quantity
+from distillscale.units import Quantity, format_quantity, parse_quantity
 
 predict_app = typer.Typer(help="Predict validation loss (nats/token) from a law.",
                           no_args_is_help=True)
@@ -39,9 +39,10 @@ def predict_supervised(
         raise UserError("--max-penalty needs --unique-tokens: without repetition there is no penalty to keep "
                         "within; leave it out, or add --unique-tokens")
     max_penalty = DEFAULT_MAX_PENALTY if max_penalty is None else max_penalty
-    result = predict(load_laws(law), parse_quantity(params, "--params"), parse_quantity(tokens, "--tokens"),
-                     parse_quantity(unique_tokens, "--unique-tokens") if unique_tokens is not None else None,
-                     _fraction(max_penalty, "--max-penalty"))
+    result = predict(load_laws(law), parse_quantity(params, "--params", kind=Quantity.PARAMS),
+                     parse_quantity(tokens, "--tokens", kind=Quantity.TOKENS),
+                     parse_quantity(unique_tokens, "--unique-tokens", kind=Quantity.TOKENS)
+                     if unique_tokens is not None else None, _fraction(max_penalty, "--max-penalty"))
     for message in result.warnings:
         warn(message)
     if as_json:
@@ -79,11 +80,14 @@ def predict_distillation(
 
     laws = load_laws(law)
     laws.require_distillation()  # before the flags: a law without one is the first thing to fix
-    result = predict(laws, parse_quantity(student_params, "--student-params"),
-                     parse_quantity(student_tokens, "--student-tokens"),
-                     teacher_loss=parse_quantity(teacher_loss, "--teacher-loss") if teacher_loss is not None else None,
-                     teacher_params=parse_quantity(teacher_params, "--teacher-params") if teacher_params else None,
-                     teacher_tokens=parse_quantity(teacher_tokens, "--teacher-tokens") if teacher_tokens else None)
+    result = predict(laws, parse_quantity(student_params, "--student-params", kind=Quantity.PARAMS),
+                     parse_quantity(student_tokens, "--student-tokens", kind=Quantity.TOKENS),
+                     teacher_loss=parse_quantity(teacher_loss, "--teacher-loss", kind=None)
+                     if teacher_loss is not None else None,
+                     teacher_params=parse_quantity(teacher_params, "--teacher-params", kind=Quantity.PARAMS)
+                     if teacher_params else None,
+                     teacher_tokens=parse_quantity(teacher_tokens, "--teacher-tokens", kind=Quantity.TOKENS)
+                     if teacher_tokens else None)
     for message in result.warnings:
         warn(message)
     if as_json:
@@ -193,8 +197,9 @@ def _distillation_columns(table, columns: list[str], teacher_loss_col: str, with
     return students, supervised, lines, joined
 
 
-FORM_HELP = ("auto (every form below, the one that extrapolates best in the backtest), chinchilla "
-             "(gamma = 1), tied (gamma = 1, alpha = beta) or busbridge (gamma fitted)")
+FORM_HELP = ("auto (the median of the three forms below, refitted into one law of the busbridge form; "
+             "the forms alone are backtested and shown, not chosen), chinchilla (gamma = 1), tied "
+             "(gamma = 1, alpha = beta) or busbridge (gamma fitted)")
 
 
 def _parse_prior(text: str | None) -> tuple[float, float] | None:
@@ -236,7 +241,10 @@ def fit_supervised(
     backtest: bool = typer.Option(True, "--backtest/--no-backtest",
                                   help="backtest extrapolation: fit on smaller sizes, predict larger ones"),
     huber_delta: float | None = typer.Option(None, "--huber-delta",
-                                             help="Huber delta (default: 1e-3, 1e-4 for busbridge)"),
+                                             help="Huber delta of the fits to the runs, on log-loss residuals "
+                                             "(default: 1e-3 for chinchilla and tied, 1e-4 for busbridge); with "
+                                             "--form auto, each form's (the median's refit is a least-squares fit "
+                                             "to their predictions)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
     level: float = typer.Option(0.9, "--level", help="interval level"),
     grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP + "; a grid replaces "
@@ -267,7 +275,8 @@ def fit_supervised(
         source["unique_tokens_col"] = unique_tokens_col
     calibration = calibrate(
         runs, total_params="total_params" if total_params_col else None, form=form,
-        unique_tokens="unique_tokens" if unique_tokens_col else None, holdout=fit_rows, source=source, supervised_options=dict(
+        unique_tokens="unique_tokens" if unique_tokens_col else None, holdout=fit_rows, source=source,
+        progress=progress_printer("fit"), supervised_options=dict(
             irreducible_loss=irreducible_loss, irreducible_loss_prior=_parse_prior(irreducible_loss_prior),
             min_tokens_per_param=min_tokens_per_param, backtest=backtest, huber_delta=huber_delta,
             bootstrap=bootstrap, level=level, grid=_parse_grid(grid) or None, seed=seed))
@@ -370,6 +379,7 @@ def fit_distillation(
             columns, params=student_params_col, tokens=student_tokens_col, loss=loss_col, teacher_loss=teacher_loss_col,
             supervised_law=student_law, form=supervised_form,
             distillation_form=form, source=source, supervised_options={"bootstrap": 0},
+            progress=progress_printer("fit"),
             holdout=None if fit_rows is None else np.concatenate([np.ones(n_supervised, bool), fit_rows]),
             distillation_options=dict(backtest=backtest, huber_delta=huber_delta, bootstrap=bootstrap,
                                       level=level, grid=_parse_grid(grid), seed=seed))

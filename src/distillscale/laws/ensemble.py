@@ -68,9 +68,10 @@ class MedianLawFitter:
     SupervisedLawFitter where `LawFit` needs it: `law_`, `intervals_`, `not_identified_`,
     `bootstrap`, `members_`."""
 
-    def __init__(self, members: list[SupervisedLawFitter], reach: float = REACH):
+    def __init__(self, members: list[SupervisedLawFitter], reach: float = REACH, progress=None):
         self.members = members
         self.reach = reach
+        self.progress = progress  # progress(message): told as the bootstrap's refits go (the longest step)
         self.bootstrap = members[0].bootstrap
         self.level = members[0].level
 
@@ -78,18 +79,28 @@ class MedianLawFitter:
         runs = Runs(N, D, loss)
         # A form with more coefficients than runs sits out; a median needs at least two forms, so
         # with fewer the second-smallest form's error says how many runs are needed.
-        able = [m for m in self.members if len(m.form.parameters) <= len(runs)]
+        points = runs.distinct_points()
+        able = [m for m in self.members if len(m.form.parameters) <= points]
         if len(able) < min(2, len(self.members)):
-            sorted(self.members, key=lambda m: len(m.form.parameters))[min(1, len(self.members) - 1)]._check_runs(len(runs))
-        self.members_ = [member.fit(runs.params, runs.tokens, runs.loss) for member in able]
+            sorted(self.members, key=lambda m: len(m.form.parameters))[min(1, len(self.members) - 1)]._check_runs(runs)
+        self.members_ = []
+        for number, member in enumerate(able, 1):
+            if self.progress is not None:
+                self.progress(f"fitting the {member.form_name} form ({number} of {len(able)})"
+                              + (f" with {member.bootstrap} bootstrap resamples" if member.bootstrap else ""))
+            self.members_.append(member.fit(runs.params, runs.tokens, runs.loss))
         n, d = median_grid(runs.params, runs.tokens, self.reach)
         refit = _refitter(self.members[0].irreducible_loss, level=self.level, seed=self.members[0].seed)
         refit.fit(n, d, np.median([m.law_.predict(n, d) for m in self.members_], axis=0))
         forms = ", ".join(m.form_name for m in self.members_)
+        deltas = ", ".join(f"{m.huber_delta:g}" for m in self.members_)
+        shared = {m.huber_delta for m in self.members_}
         record = refit.record_.model_copy(update={
-            "objective": f"least squares of log L_hat - log (median of the {forms} fits' predictions) on a "
-                         f"grid of {len(n)} (N, D) up to {self.reach:g}x the largest fitted N; each member "
-                         f"fitted by {self.members_[0].record_.objective} (Huber delta per form)",
+            "objective": f"median of the {forms} fits (each a summed Huber of log-loss residuals, delta "
+                         f"{deltas}), refitted by least squares on a grid of {len(n)} (N, D) up to "
+                         f"{self.reach:g}x the largest fitted N",
+            # the delta the runs were fitted with (--huber-delta), when the forms share one
+            "huber_delta": shared.pop() if len(shared) == 1 else refit.record_.huber_delta,
             "n_runs": len(runs), "data_hash": runs.data_hash(), "data_range": runs.data_range(),
             "solver": f"median of the {forms} fits, refitted in the {REFIT_FORM} form: {refit.record_.solver}",
             "diagnostics": self._diagnostics(refit, runs)})
@@ -127,9 +138,12 @@ class MedianLawFitter:
         results = []
         start = torch.as_tensor(refit.x_, dtype=torch.float64)[None]
         base = Runs(n, d, targets[0]).log_tensors()
-        for target in targets:
+        tenth = max(1, len(targets) // 10)
+        for k, target in enumerate(targets, 1):
             tensors = {**base, "log_loss": torch.as_tensor(np.log(target), dtype=torch.float64)}
             results.append(refit._minimize(tensors, start))
+            if self.progress is not None and (k % tenth == 0 or k == len(targets)):
+                self.progress(f"bootstrap of the median: {k} of {len(targets)} resamples refitted")
         merged = MultiStartResult(*(np.concatenate([getattr(r, f) for r in results])
                                     for f in ("xs", "funs", "nits", "nfevs", "grad_norms", "statuses")))
         return merged.xs, merged

@@ -160,6 +160,12 @@ class Runs:
         return {"log_" + key: torch.as_tensor(np.log(value), dtype=torch.float64)
                 for key, value in {**self._inputs(), "loss": self.loss}.items()}
 
+    def distinct_points(self) -> int:
+        """How many different inputs (N, D, and L_T for distillation) the runs measure: a run repeated
+        ten times is one point of the law, not ten."""
+        inputs = self._inputs()
+        return len(np.unique(np.column_stack([inputs[key] for key in sorted(inputs)]), axis=0))
+
     def data_hash(self) -> str:
         """Identifies the runs (law.json's `data_hash`)."""
         digest = hashlib.sha256()
@@ -279,15 +285,18 @@ class _LogLossFitter:
         """(starts, screened, solver): the form's grid of starts, screened (subclasses may know better)."""
         return self.form.grid(), True, "multi-start L-BFGS from the grid"
 
-    def _check_runs(self, n_runs: int) -> None:
-        n_params = len(self.form.parameters)
-        if n_runs < n_params:
-            raise UserError(f"{n_runs} runs cannot determine the {n_params} parameters of the "
-                            f"{self.form.name} law: give at least {n_params} runs")
+    def _check_runs(self, runs: Runs) -> None:
+        """Enough different runs for the form's coefficients: counted by distinct inputs (a run
+        repeated is one point of the law)."""
+        n_params, points = len(self.form.parameters), runs.distinct_points()
+        if points < n_params:
+            repeated = f" at {points} distinct (N, D) point{'s' if points != 1 else ''}" if points < len(runs) else ""
+            raise UserError(f"{len(runs)} runs{repeated} cannot determine the {n_params} parameters of the "
+                            f"{self.form.name} law: give at least {n_params} runs at different sizes and token counts")
 
     def _fit_log_space(self, runs: Runs) -> None:
         n_runs = len(runs)
-        self._check_runs(n_runs)
+        self._check_runs(runs)
         tensors = runs.log_tensors()
         self.noise_scale_ = None
         with _intra_op_threads(self.threads):
@@ -339,7 +348,7 @@ class _LogLossFitter:
         with _intra_op_threads(self.threads):
             for k, mask in enumerate(masks):
                 try:
-                    self._check_runs(int(mask.sum()))
+                    self._check_runs(runs.subset(mask))
                 except UserError as exc:
                     outcomes[k] = str(exc)
                     continue

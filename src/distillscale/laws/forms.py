@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from distillscale.errors import ParameterError
 from distillscale.laws.record import FitRecord
 from distillscale.laws.repetition import Repetition, predict_repeated
 from distillscale.laws.uncertainty import Prediction, combine
@@ -27,8 +28,21 @@ from distillscale.laws.uncertainty import Prediction, combine
 ArrayLike = Any
 
 
-def _pos(x: ArrayLike) -> np.ndarray:
-    return np.asarray(x, dtype=np.float64)
+def _pos(x: ArrayLike, name: str = "value") -> np.ndarray:
+    """`x` as floats, each a positive finite number; a ParameterError naming `name` otherwise (a
+    law evaluated at None, 0 or a negative size would return nan or inf without a word)."""
+    if x is None or isinstance(x, (str, bytes, bool)):
+        raise ParameterError(name, "{} must be a positive number or an array of them, got {value!r}", value=x)
+    try:
+        values = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(name, "{} must be a positive number or an array of them, got {value!r}",
+                             value=x) from None
+    bad = ~(np.isfinite(values) & (values > 0))
+    if np.any(bad):
+        raise ParameterError(name, "{} must be positive finite numbers, got {value!r}",
+                             value=float(values[bad].flat[0]))
+    return values
 
 
 def _bootstrap_interval(law, predict_one) -> tuple[np.ndarray, np.ndarray] | None:
@@ -70,7 +84,7 @@ class SupervisedLaw:
 
     def predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray | float:
         """Expected validation loss (nats/token) for N non-embedding parameters and D tokens."""
-        N, D = _pos(N), _pos(D)
+        N, D = _pos(N, "N"), _pos(D, "D")
         # Sum the two power terms in log space so huge exponents cannot overflow.
         log_terms = np.logaddexp(np.log(self.A) - self.alpha * np.log(N),
                                  np.log(self.B) - self.beta * np.log(D))
@@ -91,7 +105,7 @@ class SupervisedLaw:
         extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`)."""
         boot = _bootstrap_interval(self, lambda c: SupervisedLaw(**c).predict(N, D))
         extrapolation = self.fit.extrapolation_error if self.fit else None
-        distance = None if extrapolation is None else _pos(N) / extrapolation.fitted_max
+        distance = None if extrapolation is None else _pos(N, "N") / extrapolation.fitted_max
         return combine(self.predict(N, D), boot, extrapolation, distance, self.fit.level if self.fit else None)
 
     def predict_interval(self, N: ArrayLike, D: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
@@ -145,11 +159,11 @@ class DistillationLaw:
         `student_supervised_loss` overrides Ltilde_S (e.g. measured baselines); by default it is
         `student_law.predict(N_S, D_S)`.
         """
-        N_S, D_S, L_T = _pos(N_S), _pos(D_S), _pos(L_T)
+        N_S, D_S, L_T = _pos(N_S, "N_S"), _pos(D_S, "D_S"), _pos(L_T, "L_T")
         if student_supervised_loss is None:
             L_tilde = _pos(self.student_law.predict(N_S, D_S))
         else:
-            L_tilde = _pos(student_supervised_loss)
+            L_tilde = _pos(student_supervised_loss, "student_supervised_loss")
         log_lt = np.log(L_T)
         # log of (1 + (L_T / (Ltilde_S d1))^(1/f1))^(-c1 f1), computed stably for steep switches.
         log_ratio = log_lt - np.log(L_tilde) - np.log(self.d1)
@@ -168,9 +182,9 @@ class DistillationLaw:
         extrapolation = self.fit.extrapolation_error if self.fit else None
         distance = None
         if extrapolation is not None:
-            distance = (1.0 / _pos(L_T)) / extrapolation.fitted_max
+            distance = (1.0 / _pos(L_T, "L_T")) / extrapolation.fitted_max
             if self.fit.data_range is not None:
-                distance = np.maximum(distance, _pos(N_S) / self.fit.data_range.params[1])
+                distance = np.maximum(distance, _pos(N_S, "N_S") / self.fit.data_range.params[1])
         return combine(self.predict(N_S, D_S, L_T), boot, extrapolation, distance,
                        self.fit.level if self.fit else None)
 
@@ -181,7 +195,7 @@ class DistillationLaw:
 
     def capacity_gap_ratio(self, N_S: ArrayLike, D_S: ArrayLike, L_T: ArrayLike) -> np.ndarray:
         """L_T / Ltilde_S: the capacity-gap transition sits where this equals d1."""
-        return _pos(L_T) / _pos(self.student_law.predict(N_S, D_S))
+        return _pos(L_T, "L_T") / _pos(self.student_law.predict(N_S, D_S))
 
     def coefficients(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}

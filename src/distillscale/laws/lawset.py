@@ -4,10 +4,12 @@ compute settings they were measured under), published presets, and JSON save/loa
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, check_output_file, json_format_is, read_text_file
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.schema import validate_law_file
@@ -33,6 +35,19 @@ class LawSet:
     distillation: DistillationLaw | None = None
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     source: str = ""
+    # The file it was loaded from (None: a preset, or a law made in this process): what `--law`
+    # takes to load it again. Not part of the law, nor of its file.
+    path: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def spec(self) -> str | None:
+        """What `--law` takes to load this very law: its file, or its preset's name when it is that
+        preset unchanged; None for a law made in this process and not saved (a fit's)."""
+        if self.path is not None:
+            return self.path
+        if self.name in PRESETS and self == PRESETS[self.name]():
+            return self.name
+        return None
 
     def require_supervised(self) -> SupervisedLaw:
         if self.supervised is None:
@@ -48,11 +63,17 @@ class LawSet:
 
     def check_teacher_loss(self, loss: float, flag: str = "--teacher-loss") -> float:
         """A teacher loss the law can take: above the irreducible loss E of the data (no model
-        reaches E, so a smaller loss is a typo or another unit); returns it."""
+        reaches E, so a smaller loss is a typo or another unit) and below a uniform guess over the
+        law's vocabulary, ln V (a worse teacher has learnt nothing: another unit, or bits); returns it."""
         E = self.require_supervised().E
         if not loss > E:
             raise UserError(f"{flag} {loss:g} is not above the irreducible loss E = {E:.4g} nats/token "
                             f"of law {self.name!r}: no teacher reaches that; give the teacher's "
+                            "validation loss in nats/token")
+        uniform = math.log(self.compute.n_vocab)
+        if not loss < uniform:
+            raise UserError(f"{flag} {loss:g} is not below {uniform:.4g} nats/token, a uniform guess over the "
+                            f"{self.compute.n_vocab}-token vocabulary of law {self.name!r}: give the teacher's "
                             "validation loss in nats/token")
         return loss
 
@@ -84,6 +105,7 @@ class LawSet:
         """Write law.json (atomically): the laws, their fit records and the compute settings. An
         existing file is replaced only with `overwrite`, and only if it is a law file; `inputs`
         (the files the law came from) are never written over."""
+        check_path_argument(path)
         check_output_file(path, overwrite=overwrite, is_ours=is_law_file, inputs=inputs, flag=flag,
                           what="distillscale law file", overwrite_flag=overwrite_flag)
         record = self.to_dict()
@@ -92,6 +114,12 @@ class LawSet:
         except UserError as exc:
             raise UserError(f"cannot save law {self.name!r} to {path}: {exc}") from None
         atomic_write_json(path, record)
+
+
+def check_path_argument(path, param: str = "path") -> None:
+    """`path` names a file: a str or a path-like object (not None, a number or a list)."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(param, "{} must be a file name (a str or a pathlib.Path), got {value!r}", value=path)
 
 
 def _read_law(part: str, read):
@@ -152,4 +180,5 @@ def load_laws(spec: str | Path) -> LawSet:
         laws = LawSet.from_dict(data)
     except UserError as exc:  # a bad field, a fit record from a newer distillscale
         raise UserError(f"law file {spec}: {exc}") from None
+    laws.path = spec
     return laws

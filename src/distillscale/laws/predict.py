@@ -19,7 +19,7 @@ from distillscale.laws.extrapolation import extrapolation_warnings
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment, assess
 from distillscale.laws.uncertainty import Prediction
-from distillscale.units import check_parameter, format_quantity
+from distillscale.units import Quantity, check_parameter, format_quantity
 
 
 def _interval_record(prediction: Prediction) -> dict:
@@ -34,10 +34,10 @@ def _interval_record(prediction: Prediction) -> dict:
             "interval_dominated_by": record["dominant"]}
 
 
-def _positive(param: str, value: float) -> float:
+def _positive(param: str, value: float, kind: Quantity | None) -> float:
     if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < float("inf")):
         raise ParameterError(param, "{} must be a positive finite number, got {value!r}", value=value)
-    return check_parameter(float(value), param)  # inside the limits of what it counts
+    return check_parameter(float(value), param, kind=kind)  # inside the limits of what it counts
 
 
 @dataclass(frozen=True)
@@ -97,23 +97,20 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
     the law's R_D* or Muennighoff et al.'s), its interval the fresh-data one shifted by the same
     factor, and `repetition` says the epochs, the penalty and the unique data that keeps it within
     `max_penalty`."""
-    N, D = _positive("params", params), _positive("tokens", tokens)
+    N, D = _positive("params", params, Quantity.PARAMS), _positive("tokens", tokens, Quantity.TOKENS)
     law = laws.require_supervised()
     warnings = extrapolation_warnings(laws, {"the model": N}, {"the model": D}, {"the model": D / N})
     prediction = law.prediction(N, D)
     repetition = None
     if unique_tokens is not None:
-        U = _positive("unique_tokens", unique_tokens)
+        U = _positive("unique_tokens", unique_tokens, Quantity.TOKENS)
         if not 0 < max_penalty < 1:
             raise ParameterError("max_penalty", f"{{}} must be a fraction between 0 and 1, got {max_penalty}")
         repetition = assess(law, N, D, U, max_penalty)
+        warnings += extrapolation_warnings(laws, {}, {"the model's tokens as fresh data (D' after repetition)":
+                                                      repetition.effective_tokens})
         factor = repetition.loss_repeated / repetition.loss_fresh
-        prediction = replace(prediction, **{k: None if getattr(prediction, k) is None else
-                                            np.asarray(getattr(prediction, k)) * factor
-                                            for k in ("value", "low", "high")})
-        prediction = replace(prediction, value=float(prediction.value),
-                             low=None if prediction.low is None else float(prediction.low),
-                             high=None if prediction.high is None else float(prediction.high))
+        prediction = prediction.scaled(factor)
         if law.repetition is None and repetition.epochs > 1:
             warnings.append(f"law {laws.name!r} has no repetition constants of its own (fit it with "
                             "--unique-tokens-col on runs that repeat data): using Muennighoff et al. 2023's "
@@ -131,19 +128,21 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     """L_S(N_S, D_S, L_T) with its interval, the teacher given by its loss or by its size and
     pre-training tokens (its loss then from the law's supervised law)."""
     distillation = laws.require_distillation()
-    N_S, D_S = _positive("student_params", student_params), _positive("student_tokens", student_tokens)
+    N_S, D_S = (_positive("student_params", student_params, Quantity.PARAMS),
+                _positive("student_tokens", student_tokens, Quantity.TOKENS))
     warnings = []
     if teacher_loss is not None:
         if teacher_params is not None or teacher_tokens is not None:
             raise ParameterError(("teacher_loss", "teacher_params", "teacher_tokens"),
                                  "give either {} or {} with {}, not both")
-        L_T = _positive("teacher_loss", teacher_loss)
+        L_T = _positive("teacher_loss", teacher_loss, None)
         try:  # the law's own check, its message naming the parameter
             laws.check_teacher_loss(L_T, flag=ParameterError.NAME)
         except UserError as exc:
             raise ParameterError.about("teacher_loss", str(exc)) from None
     elif teacher_params is not None and teacher_tokens is not None:
-        N_T, D_T = _positive("teacher_params", teacher_params), _positive("teacher_tokens", teacher_tokens)
+        N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
+                    _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
         warnings += extrapolation_warnings(laws, {"the teacher": N_T}, {"the teacher": D_T},
                                            {"the teacher": D_T / N_T})
         L_T = distillation.student_law.predict(N_T, D_T)

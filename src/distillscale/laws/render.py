@@ -37,8 +37,9 @@ def print_fit(title: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck | N
     console.print(f"form: {fit.chosen} ({fit.reason})")
     console.print(f"runs: {record.n_runs} fitted"
                   + (f", {n_dropped} invalid skipped" if n_dropped else "")
-                  + f"; objective: summed Huber (delta {record.huber_delta:g}) of log-loss residuals "
-                  f"= {convergence['fun']:.6g}")
+                  + (f"; objective: {record.objective}" if (record.objective or "").startswith("median of")
+                     else f"; objective: summed Huber (delta {record.huber_delta:g}) of log-loss residuals "
+                     f"= {convergence['fun']:.6g}"))
     console.print(f"fit quality: RMSE of log-loss {diagnostics.rmse_log_loss:.4f}, "
                   f"max relative error {diagnostics.max_relative_error:.2%}")
     screening = convergence.get("screening")
@@ -80,7 +81,7 @@ def _print_selection(fit: LawFit) -> None:
         distances = (1, 2, 4, 10) if extrapolation.scale_name == "params" else (1, 1.05, 1.1, 1.25)
         widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in distances)
         source = (f"from {extrapolation.n_points} backtest predictions of the candidates that could be chosen" if extrapolation.measured
-                  else "not measured: the literature's typical error, for want of a backtest")
+                  else "not measured: the literature's typical error, for want of a backtest that measured any")
         console.print(f"extrapolation error ({extrapolation.level:.0%}, {source}): {widths} the largest "
                       f"fitted {extrapolation.scale_name}; predict, plan and teacher add it to their intervals")
 
@@ -112,7 +113,10 @@ def fit_json(laws_name: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck 
     (its runs named by their line in the run file)."""
     record = fit.record
     return {"law": laws_name, "form": fit.chosen, "reason": fit.reason,
-            "coefficients": fit.law.coefficients(), "intervals": record.to_json().get("intervals", {}),
+            "coefficients": fit.law.coefficients(),
+            # a coefficient the runs do not identify has no interval (its value is not an estimate)
+            "intervals": {name: None if name in record.not_identified else interval
+                          for name, interval in record.to_json().get("intervals", {}).items()},
             "not_identified": record.not_identified, "level": record.level,
             "candidates": [c.to_dict() for c in fit.candidates],
             "backtest": record.backtest, "extrapolation_error": record.to_json().get("extrapolation_error"),

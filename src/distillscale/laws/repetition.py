@@ -207,6 +207,12 @@ class RepetitionAssessment:
     def within(self) -> bool:
         return self.penalty <= self.max_penalty
 
+    @property
+    def effective_tokens(self) -> float:
+        """D': what the repeated tokens are worth as fresh ones, where the law is evaluated (its
+        data range applies to D', not to D)."""
+        return float(effective_tokens(self.tokens, self.unique_tokens, self.repetition.R_D_star))
+
     def to_dict(self) -> dict:
         return {"unique_tokens": self.unique_tokens, "epochs": self.epochs, "loss_fresh": self.loss_fresh,
                 "loss_repeated": self.loss_repeated, "penalty": self.penalty, "max_penalty": self.max_penalty,

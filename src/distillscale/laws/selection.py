@@ -31,7 +31,7 @@ from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds
 from distillscale.laws.ensemble import MedianLawFitter, median_law
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter, check_intervals
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
-from distillscale.laws.lawset import LawSet
+from distillscale.laws.lawset import LawSet, check_path_argument
 from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import FitRecord, Selection
 from distillscale.laws.repetition import Repetition, effective_tokens, fit_repetition, predict_repeated
@@ -171,6 +171,7 @@ class LawFit:
         """Write the law with its fit record to law.json (atomically), for `distillscale ... --law`.
         An existing file is replaced only with `overwrite=True`, and only if it is a law file (never
         the table the law was fitted to)."""
+        check_path_argument(path)
         source = (self.record.source or {}).get("file") if self.record is not None else None
         self.laws(name or Path(path).stem, source="fitted with distillscale").save(
             path, overwrite=overwrite, inputs=[source])
@@ -181,7 +182,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    irreducible_loss_prior: tuple[float, float] | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
                    max_folds: int = MAX_FOLDS, unique_tokens=None, ensemble: bool = True,
-                   **fitter_options) -> LawFit:
+                   progress: Callable[[str], None] | None = None, **fitter_options) -> LawFit:
     """Fit L(N, D): with form="auto" the median of the three forms refitted into one law
     (`laws.ensemble`), or in one given form.
 
@@ -208,7 +209,11 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     2023) is a candidate too: the law above is fitted on the runs of at most one epoch (all runs when
     fewer than 8 are), R_D* on every run with it held, and the law keeps R_D* (`law.repetition`)
     when it predicts the repeated runs better than counting repeated tokens as new (see
-    `fit_with_repetition`)."""
+    `fit_with_repetition`).
+
+    `progress(message)`, when given, is told each step as it starts (the backtest of each
+    candidate, the final fit with its bootstrap): a default fit of thousands of runs takes minutes."""
+    _check_max_folds(max_folds)
     if data is not None and not _is_table(data):  # fit_supervised(N, D, loss): the values by position
         if loss is not None:
             raise ParameterError("data", "{} must be a table (a pandas DataFrame or a dict of columns) "
@@ -220,7 +225,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
         return fit_with_repetition(runs, form=form, irreducible_loss=irreducible_loss,
                                    irreducible_loss_prior=irreducible_loss_prior,
                                    min_tokens_per_param=min_tokens_per_param, backtest=backtest,
-                                   max_folds=max_folds, **fitter_options)
+                                   max_folds=max_folds, progress=progress, **fitter_options)
     N, D, loss = runs["params"], runs["tokens"], runs["loss"]
     columns = {"non-embedding": N}
     if "total_params" in runs:
@@ -257,9 +262,9 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                             "lower the minimum")
         return keep
 
-    def make(candidate: SupervisedCandidate, **overrides) -> SupervisedLawFitter | MedianLawFitter:
+    def make(candidate: SupervisedCandidate, progress=None, **overrides) -> SupervisedLawFitter | MedianLawFitter:
         if candidate.form == MEDIAN:
-            return MedianLawFitter([make(member, **overrides) for member in candidate.members()])
+            return MedianLawFitter([make(member, **overrides) for member in candidate.members()], progress=progress)
         return SupervisedLawFitter(candidate.form, irreducible_loss=candidate.irreducible_loss,
                                    irreducible_loss_prior=candidate.irreducible_loss_prior,
                                    **{**fitter_options, **overrides})
@@ -300,10 +305,10 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
             candidates[i].min_tokens_per_param is not None, candidates[i].params == "non-embedding", -i))
 
     return _select(candidates, [columns[c.params] for c in candidates], loss, eligible, fit_predict,
-                   lambda c, rows: make(c).fit(columns[c.params][rows], D[rows], loss[rows]),
+                   lambda c, rows: make(c, progress=progress).fit(columns[c.params][rows], D[rows], loss[rows]),
                    scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
                    level=fitter_options.get("level", 0.9), fallback=without_backtest,
-                   can_win=(lambda c: c.form == MEDIAN) if combined else None)
+                   can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress)
 
 
 def _check_fitter_options(fitter_class, options: dict) -> None:
@@ -412,10 +417,14 @@ def fit_with_repetition(runs: dict[str, np.ndarray], **options) -> LawFit:
     law.repetition = Repetition(r_star, None, held.interval, held.source, record)
     scored_by = "repetition backtest" if "backtest" in record else "errors on the repeated runs"
     result.law, result.fitter = law, final
+    # The law fitted first (e.g. the median of the forms, whose listing names the forms "not chosen")
+    # is replaced: say so, with its own first clause, rather than append to its reason.
+    first = result.reason.split(";")[0]
+    result.reason = (f"the {form} form with repetition (R_D* = {r_star:.3g}) replaces the {result.chosen} law "
+                     f"fitted first ({first}): it predicts repeated runs better ({scored_by}: "
+                     f"{score['mean_abs_error_data_constrained']:.2%} vs {score['mean_abs_error_plain']:.2%} "
+                     "counting repeats as new)")
     result.chosen = f"{form}, data-constrained"
-    result.reason += (f"; with repetition (R_D* = {r_star:.3g}) the {form} form predicts repeated runs better "
-                      f"({scored_by}: {score['mean_abs_error_data_constrained']:.2%} vs "
-                      f"{score['mean_abs_error_plain']:.2%} counting repeats as new)")
     return result
 
 
@@ -441,7 +450,8 @@ def profile_repetition(make, N, D, U, loss) -> tuple[float, SupervisedLaw]:
 def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, tokens=None, teacher_loss=None,
                      loss=None, form: str = "auto",
                      backtest: bool = True, max_folds: int = MAX_FOLDS,
-                     backtest_grid: dict | None = None, **fitter_options) -> LawFit:
+                     backtest_grid: dict | None = None, progress: Callable[[str], None] | None = None,
+                     **fitter_options) -> LawFit:
     """Fit the distillation law with its exponents free ("free"), tied to the student law's
     ("tied"), or the one of the two that extrapolates better to stronger teachers ("auto").
 
@@ -454,6 +464,7 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
     weaker teachers (at least 3, for the capacity-gap switch), it predicts those of the stronger.
     `backtest_grid` replaces the start grid of the backtest's refits (e.g. a coarse one, when the
     final fit uses the 108,000-start grid)."""
+    _check_max_folds(max_folds)
     student_law = getattr(student_law, "law", student_law)
     if not isinstance(student_law, SupervisedLaw):
         raise ParameterError("student_law", f"{{}} must be a SupervisedLaw (or the LawFit of one), "
@@ -480,7 +491,14 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
     return _select(candidates, [strength] * len(candidates), L_S, lambda c: np.ones(len(L_S), bool),
                    fit_predict, lambda c, rows: make(c).fit(N_S[rows], D_S[rows], L_T[rows], L_S[rows]),
                    scale_name="teacher strength (1 / teacher loss)", min_levels=3, backtest=backtest,
-                   max_folds=max_folds, level=fitter_options.get("level", 0.9))
+                   max_folds=max_folds, level=fitter_options.get("level", 0.9), progress=progress)
+
+
+def _check_max_folds(max_folds) -> None:
+    """`max_folds`: a whole number of backtest folds, at least 1 (backtest=False turns it off)."""
+    if isinstance(max_folds, bool) or not isinstance(max_folds, (int, np.integer)) or max_folds < 1:
+        raise ParameterError("max_folds", "{} must be a whole number of backtest folds, at least 1 (to fit "
+                             "without a backtest, pass backtest=False), got {value!r}", value=max_folds)
 
 
 def _is_table(data) -> bool:
@@ -553,7 +571,7 @@ class _DistillationCandidate:
 
 def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, scale_name: str,
             min_levels: int, backtest: bool, max_folds: int, level: float, fallback=None,
-            can_win: Callable | None = None) -> LawFit:
+            can_win: Callable | None = None, progress: Callable[[str], None] | None = None) -> LawFit:
     """Backtest every candidate on shared folds, choose, refit the winner with its bootstrap;
     without a backtest score, `fallback(candidates)` picks (default: chinchilla, else the first).
     `can_win(candidate)`: only those may be chosen (the others are backtested and reported, e.g.
@@ -565,7 +583,10 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
         folds = rolling_origin_folds(scales[0], min_fit_runs=min_fit_runs, min_fit_levels=min_levels,
                                      max_folds=max_folds)
         common = np.logical_and.reduce(masks)
-        for candidate, scale, mask in zip(candidates, scales, masks):
+        for number, (candidate, scale, mask) in enumerate(zip(candidates, scales, masks), 1):
+            if progress is not None and folds:
+                progress(f"backtesting {candidate.name} ({number} of {len(candidates)} candidates, "
+                         f"{len(folds)} folds)")
             result = run_backtest(folds, scale, observed, fit_predict(candidate), scale_name=scale_name,
                                   eligible=mask)
             score = result.score(rows=common)
@@ -600,6 +621,8 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
                   + "; intervals use the literature's typical extrapolation error instead")
     chosen = candidates[index]
     rows = masks[index]
+    if progress is not None:
+        progress(f"fitting {chosen.name} to {int(np.sum(rows))} runs, with its bootstrap")
     fitter = final_fit(chosen, rows)
     chosen_backtest = scores[index].backtest if scores else None
     extrapolation = None

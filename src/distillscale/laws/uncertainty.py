@@ -24,7 +24,7 @@ The interval of a prediction combines this with the bootstrap's in quadrature
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -41,6 +41,10 @@ def lever(distance, span) -> np.ndarray:
 # The 90% half-width used when no backtest is possible: Choshen et al. 2024 (485 models) report
 # about 4% absolute relative error as typical when extrapolating scaling laws (docs/science.md §8).
 LITERATURE_Q = 0.04
+
+# A backtest whose errors are all below this (relative) measured nothing: runs that regular (constant
+# or noise-free losses) say nothing about the error beyond them, so the literature's error stands in.
+MIN_MEASURED_Q = 1e-6
 
 # A fit over less than this many doublings of scale (e.g. teacher strengths 1 / L_T, a few percent
 # apart) counts as this wide, so one step beyond it does not look infinitely far.
@@ -86,6 +90,8 @@ class ExtrapolationError:
         levers = lever(distances, spans)
         scores = np.sort(np.abs(errors) / levers)
         rank = math.ceil((len(scores) + 1) * level)
+        if scores[min(rank, len(scores)) - 1] < MIN_MEASURED_Q:  # zero error is not certainty
+            return cls.unmeasured(level, scale_name, fitted_min, fitted_max)
         return cls(level, float(scores[min(rank, len(scores)) - 1]), len(scores), scale_name,
                    float(fitted_min), float(fitted_max), exact=rank <= len(scores),
                    reach=float(np.max(levers)))
@@ -118,6 +124,12 @@ class Prediction:
     @property
     def has_interval(self) -> bool:
         return self.low is not None
+
+    def scaled(self, factor: float) -> "Prediction":
+        """The loss and its interval times `factor` (a relative penalty, e.g. repeated data: 1 + p)."""
+        def times(x):
+            return None if x is None else (float(x) * factor if np.ndim(x) == 0 else np.asarray(x) * factor)
+        return replace(self, value=times(self.value), low=times(self.low), high=times(self.high))
 
     @property
     def dominant(self) -> str | None:
@@ -166,7 +178,7 @@ def combine(value, bootstrap: tuple | None, extrapolation: ExtrapolationError | 
         low_noise = np.maximum(value - np.asarray(bootstrap[0], float), 0.0)
         high_noise = np.maximum(np.asarray(bootstrap[1], float) - value, 0.0)
     extra = np.zeros_like(value) if extrapolation is None else extrapolation.half_width(distance) * value
-    low = value - np.sqrt(low_noise ** 2 + extra ** 2)
+    low = lower_end(value, np.sqrt(low_noise ** 2 + extra ** 2))
     high = value + np.sqrt(high_noise ** 2 + extra ** 2)
     level = extrapolation.level if extrapolation is not None else level
     beyond = extrapolation is not None and (not extrapolation.measured or extrapolation.beyond_reach(distance))
@@ -174,6 +186,17 @@ def combine(value, bootstrap: tuple | None, extrapolation: ExtrapolationError | 
                       None if bootstrap is None else _scalar((low_noise + high_noise) / 2),
                       None if extrapolation is None else _scalar(extra),
                       None if extrapolation is None else _scalar(np.asarray(distance, float)), beyond)
+
+
+def lower_end(value, half_width):
+    """value - half_width, kept a possible loss (> 0): unchanged while the half-width is at most
+    half the value; beyond, it approaches 0 (value/2 exp(-(h - value/2) / (value/2)), with the same
+    slope at value/2). A wide interval says the loss is unknown below, never that it is negative."""
+    value, half_width = np.asarray(value, float), np.asarray(half_width, float)
+    half = value / 2
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        tail = half * np.exp(-(half_width - half) / half)
+    return _scalar(np.where(half_width <= half, value - half_width, tail))
 
 
 def _scalar(x):

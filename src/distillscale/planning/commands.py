@@ -14,14 +14,14 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
 from distillscale.planning.flops import SCENARIOS, get_scenario
-from distillscale.units import format_quantity, parse_quantity
+from distillscale.units import Quantity, format_quantity, parse_quantity
 
 SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
 FLOPS_HELP = "forward FLOPs per token: corrected (Busbridge App. H) or simple (2N)"
 
 
-def _quantity(text: str | None, flag: str) -> float | None:
-    return None if text is None else parse_quantity(text, flag)
+def _quantity(text: str | None, flag: str, kind: Quantity | None) -> float | None:
+    return None if text is None else parse_quantity(text, flag, kind=kind)
 
 
 def _fractions(text: str | None) -> tuple[float, ...] | None:
@@ -117,10 +117,10 @@ def plan_command(
     supervised, off-policy and on-policy distillation of the given student from the given teacher."""
     from distillscale.planning import plots
     from distillscale.planning.modes import OnPolicy
-    from distillscale.planning.plan import ExistingTeacher, plan, repetition_check
+    from distillscale.planning.plan import ExistingTeacher, plan
     from distillscale.planning.render import plan_renderables
 
-    unique = _quantity(unique_tokens, "--unique-tokens")
+    unique = _quantity(unique_tokens, "--unique-tokens", Quantity.TOKENS)
     if not 0 < max_penalty < 1:
         raise UserError(f"--max-penalty must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {max_penalty:g}")
     on_policy_options = {"prompt_tokens": prompt_tokens, "continuation_tokens": continuation_tokens,
@@ -139,20 +139,23 @@ def plan_command(
     given_teacher = teacher_params or teacher_tokens or teacher_loss is not None
     try:
         result = plan(
-            law, compute=parse_quantity(compute, "--compute"),
-            student_params=_quantity(student_params, "--student-params"), student_model=student_model,
+            law, compute=parse_quantity(compute, "--compute", kind=Quantity.FLOPS),
+            student_params=_quantity(student_params, "--student-params", Quantity.PARAMS),
+            student_model=student_model,
             scenario=scenario,
-            teacher=ExistingTeacher(_quantity(teacher_params, "--teacher-params"),
-                                    _quantity(teacher_tokens, "--teacher-tokens"),
+            teacher=ExistingTeacher(_quantity(teacher_params, "--teacher-params", Quantity.PARAMS),
+                                    _quantity(teacher_tokens, "--teacher-tokens", Quantity.TOKENS),
                                     teacher_loss) if given_teacher else None,
-            min_params=_quantity(min_params, "--min-params"), max_params=_quantity(max_params, "--max-params"),
+            min_params=_quantity(min_params, "--min-params", Quantity.PARAMS),
+            max_params=_quantity(max_params, "--max-params", Quantity.PARAMS),
             min_tokens_per_param=min_tokens_per_param, max_tokens_per_param=max_tokens_per_param,
             flops=flops_method, n_ctx=n_ctx, vocab_size=vocab_size, aspect_ratio=aspect_ratio,
             on_policy=settings, logit_cache=logit_cache, teacher_remote=teacher_remote,
-            teacher_compute=_quantity(teacher_compute, "--teacher-compute"))
+            teacher_compute=_quantity(teacher_compute, "--teacher-compute", Quantity.FLOPS),
+            unique_tokens=unique, max_penalty=max_penalty)
     except ParameterError as exc:  # the on-policy settings' flags are named apart from their fields
         raise UserError(exc.for_cli(ON_POLICY_FLAGS)) from None
-    checks = repetition_check(result, unique, max_penalty) if unique is not None else {}
+    checks = result.repetition
     for message in result.warnings:
         warn(message)
     for name, check in checks.items():
@@ -161,8 +164,7 @@ def plan_command(
                  f"{check.penalty:.2%} loss above fresh data; it needs {format_quantity(check.unique_tokens_needed)} "
                  f"unique tokens to stay within {max_penalty:.1%}")
     if as_json:
-        record = result.to_dict()
-        print_json({**record, "repetition": {n: c.to_dict() for n, c in checks.items()}} if checks else record)
+        print_json(result.to_dict())
     else:
         for item in plan_renderables(result):
             console.print(item)
@@ -232,8 +234,9 @@ def teacher_command(
         plots.check_figure_path(plot)
         check_output_file(plot, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag="--plot",
                           what="figure distillscale drew")
-    ranking = rank_teachers_for(law, student_params=parse_quantity(student_params, "--student-params"),
-                                student_tokens=parse_quantity(student_tokens, "--student-tokens"),
+    ranking = rank_teachers_for(law,
+                                student_params=parse_quantity(student_params, "--student-params", kind=Quantity.PARAMS),
+                                student_tokens=parse_quantity(student_tokens, "--student-tokens", kind=Quantity.TOKENS),
                                 candidates=candidates)
     for message in ranking.warnings:
         warn(message)
@@ -267,7 +270,7 @@ def capacity_gap_command(
     from distillscale.tables import read_table
 
     laws = load_laws(law)
-    sizes = [parse_quantity(text.strip(), "--students") for text in students.split(",")]
+    sizes = [parse_quantity(text.strip(), "--students", kind=Quantity.PARAMS) for text in students.split(",")]
     fits = {}
     if runs is not None:
         columns = ["student_params", "teacher_params", "student_loss"]

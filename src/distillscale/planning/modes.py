@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from distillscale.errors import ParameterError
-from distillscale.laws.uncertainty import ExtrapolationError, Prediction
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction, lower_end
 from distillscale.planning.flops import FlopBreakdown, on_policy_flops
 from distillscale.planning.results import ModePlan, interval_or_none
-from distillscale.units import format_quantity
+from distillscale.units import QUANTITY_LIMITS, Quantity, format_quantity
 
 if TYPE_CHECKING:
     from distillscale.planning.solver import DistillationPlanner
@@ -104,17 +104,37 @@ class OnPolicy:
 def compare_modes(planner: DistillationPlanner, student_params: float, budget: float,
                   teacher_params: float, teacher_loss: float, on_policy: OnPolicy, *,
                   logit_cache: bool = False, teacher_remote: bool = False,
-                  teacher_compute: float | None = None) -> list[ModePlan]:
+                  teacher_compute: float | None = None, unique_tokens: float | None = None) -> list[ModePlan]:
     """Supervised, off-policy, then on-policy at each fraction, for one student and budget.
 
     logit_cache : the teacher's logits on the corpus tokens are cached already (paid before): the
         off-policy tokens cost the student's training only. On-policy scoring is always paid.
     teacher_remote : the teacher runs on its own GPUs: its FLOPs are off the budget.
     teacher_compute : with teacher_remote, the teacher's own FLOP budget (None: unlimited, free to you).
+    unique_tokens : the corpus's unique tokens (None: unlimited): each mode's loss and intervals carry
+        the penalty of repeating the corpus tokens it reads (on-policy reads only its off-policy share
+        and its prompts), under the supervised law's decay of repeated data, and so do the verdict
+        and the break-even efficiencies.
     """
+    from distillscale.laws.repetition import PUBLISHED, repetition_penalty
+
+    law = planner.laws.require_supervised()
+    repetition = law.repetition or PUBLISHED
+
+    def with_repetition(mode: ModePlan) -> ModePlan:
+        read = (mode.student_tokens - mode.generated_tokens
+                + mode.generated_tokens * on_policy.prompt_tokens / on_policy.continuation_tokens)
+        if unique_tokens is None:
+            return replace(mode, corpus_tokens=read)
+        penalty = max(0.0, float(repetition_penalty(law, repetition, student_params, read, unique_tokens)))
+        scaled = (lambda p: None if p is None else p.scaled(1.0 + penalty))
+        return replace(mode, corpus_tokens=read, repetition_penalty=penalty,
+                       student_loss=mode.student_loss * (1.0 + penalty), interval=scaled(mode.interval),
+                       law_interval=scaled(mode.law_interval))
+
     supervised = planner.supervised(student_params, budget)
-    modes = [ModePlan("supervised", 0.0, supervised.tokens, supervised.tokens, supervised.loss,
-                      FlopBreakdown(budget, 0.0, 0.0), supervised.interval, supervised.interval)]
+    modes = [with_repetition(ModePlan("supervised", 0.0, supervised.tokens, supervised.tokens, supervised.loss,
+                                      FlopBreakdown(budget, 0.0, 0.0), supervised.interval, supervised.interval))]
 
     def distilled(fraction: float, efficiency: float) -> ModePlan:
         def flops(tokens: float) -> FlopBreakdown:
@@ -134,12 +154,19 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
                                  f"buys {name} distillation only {format_quantity(tokens)} student tokens, "
                                  f"below the planner's minimum of {format_quantity(planner.bounds[0])}: raise it")
         effective = tokens * (1.0 - fraction + fraction * efficiency)
+        most = QUANTITY_LIMITS[Quantity.TOKENS][1]
+        if effective > most:  # the law is evaluated at D_eff: the efficiency is bounded where it is used
+            shown = f"{effective:.3g}" if math.isfinite(effective) else "infinitely many"
+            raise ParameterError("on_policy.efficiency", f"{{}} = {efficiency:g} counts the {name} student's "
+                                 f"{format_quantity(tokens)} tokens as {shown} off-policy tokens, beyond "
+                                 f"the {most:g} tokens any law here describes: give a smaller efficiency "
+                                 f"(post-training reports {LITERATURE_CLAIM})")
         loss = float(planner.distillation.predict(student_params, effective, teacher_loss))
         interval = planner.distillation.prediction(student_params, effective, teacher_loss)
-        return ModePlan("off-policy" if fraction == 0 else "on-policy", fraction, tokens, effective, loss,
-                        flops(tokens), interval_or_none(interval) if fraction == 0
-                        else outside_fit(interval, loss), interval_or_none(interval), efficiency,
-                        limited_by=limited_by)
+        return with_repetition(ModePlan(
+            "off-policy" if fraction == 0 else "on-policy", fraction, tokens, effective, loss, flops(tokens),
+            interval_or_none(interval) if fraction == 0 else outside_fit(interval, loss),
+            interval_or_none(interval), efficiency, limited_by=limited_by))
 
     off_policy = distilled(0.0, 1.0)
     modes.append(off_policy)
@@ -154,12 +181,14 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
 def break_even_efficiency(planner: DistillationPlanner, student_params: float, teacher_loss: float,
                           plan: ModePlan, rival: ModePlan, off_policy: ModePlan) -> float:
     """The efficiency k at which the on-policy `plan` predicts `rival`'s loss: D_eff* with
-    L_S(N_S, D_eff*, L_T) = rival's loss (the law falls monotonically in D_eff), then
-    k* = (D_eff* / D_S - (1 - lambda)) / lambda. inf when no amount of tokens reaches it."""
-    if rival is off_policy:  # the same law and teacher: a tie is equal effective tokens
-        target_tokens = off_policy.effective_tokens
+    L_S(N_S, D_eff*, L_T) (1 + p) = rival's loss, p the plan's repetition penalty (it does not depend
+    on k; the law falls monotonically in D_eff), then k* = (D_eff* / D_S - (1 - lambda)) / lambda.
+    inf when no amount of tokens reaches it."""
+    if rival is off_policy and plan.repetition_penalty == rival.repetition_penalty == 0:
+        target_tokens = off_policy.effective_tokens  # the same law and teacher: a tie is equal effective tokens
     else:
-        target_tokens = tokens_reaching_student_loss(planner, student_params, teacher_loss, rival.student_loss)
+        target_tokens = tokens_reaching_student_loss(planner, student_params, teacher_loss,
+                                                     rival.student_loss / (1.0 + plan.repetition_penalty))
     lam = plan.fraction
     return max(0.0, (target_tokens / plan.student_tokens - (1.0 - lam)) / lam)
 
@@ -189,6 +218,7 @@ def outside_fit(prediction: Prediction, value: float) -> Prediction:
     low_side = value - float(prediction.low) if prediction.has_interval else 0.0
     high_side = float(prediction.high) - value if prediction.has_interval else 0.0
     law_extrapolation = float(prediction.extrapolation) if prediction.extrapolation is not None else 0.0
-    return Prediction(value, value - math.hypot(low_side, assumption), value + math.hypot(high_side, assumption),
+    return Prediction(value, lower_end(value, math.hypot(low_side, assumption)),
+                      value + math.hypot(high_side, assumption),
                       level, prediction.noise, math.hypot(law_extrapolation, assumption),
                       prediction.distance if prediction.distance is not None else 1.0, beyond_backtest=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from numbers import Real
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -37,9 +38,10 @@ from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
+from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.render import plan_text
-from distillscale.units import check_parameter, format_quantity
+from distillscale.units import Quantity, check_parameter, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
     from distillscale.planning.results import DistillationPlan, ModePlan, StudentSweep, SupervisedPlan
@@ -66,8 +68,9 @@ class ExistingTeacher:
         if (self.tokens is None) == (self.loss is None):
             raise ParameterError(("teacher.tokens", "teacher.loss", "teacher.params"),
                                  "give exactly one of {} or {} with {}")
-        for name, value in (("params", self.params), ("tokens", self.tokens), ("loss", self.loss)):
-            _positive(f"teacher.{name}", value)
+        for name, value, kind in (("params", self.params, Quantity.PARAMS), ("tokens", self.tokens, Quantity.TOKENS),
+                                  ("loss", self.loss, None)):
+            _positive(f"teacher.{name}", value, kind)
         if self.loss is not None:
             try:  # the law's own check, its message naming the parameter
                 laws.check_teacher_loss(self.loss, flag=ParameterError.NAME)
@@ -110,6 +113,8 @@ class PlanArguments:
     logit_cache: bool = False
     teacher_remote: bool = False
     teacher_compute: float | None = None
+    unique_tokens: float | None = None
+    max_penalty: float = DEFAULT_MAX_PENALTY
 
     def cli_command(self, scenario: bool = True, json_output: bool = False) -> str:
         """The `distillscale plan` command with these arguments (`scenario`: with its --scenario)."""
@@ -144,6 +149,10 @@ class PlanArguments:
         args += ["--teacher-remote"] if self.teacher_remote else []
         if self.teacher_compute is not None:
             args += ["--teacher-compute", _number(self.teacher_compute)]
+        if self.unique_tokens is not None:
+            args += ["--unique-tokens", _number(self.unique_tokens)]
+            if self.max_penalty != DEFAULT_MAX_PENALTY:
+                args += ["--max-penalty", _number(self.max_penalty)]
         return " ".join(args + (["--json"] if json_output else []))
 
 
@@ -158,6 +167,12 @@ class Plan:
     kind: ClassVar[str]
     law: str                                  # the law's name
     arguments: PlanArguments
+    # The law set the plan was computed with, itself: what follows from the plan (its repetition
+    # check) uses it, never a law reloaded by name (a fitted law not saved has no file; a law set
+    # named like a preset is not the preset).
+    laws: LawSet | None = field(default=None, repr=False, compare=False)
+    # With `unique_tokens`: each planned model's epochs and repetition penalty (`repetition_check`).
+    repetition: dict[str, RepetitionAssessment] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     planner: SupervisedPlanner | None = field(default=None, repr=False, compare=False)
 
@@ -182,13 +197,20 @@ class Plan:
 
     def to_dict(self) -> dict:
         """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
-        return {**self._record(), "warnings": list(self.warnings)}
+        record = {**self._record(), "warnings": list(self.warnings)}
+        if self.repetition:
+            record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
+        return record
 
     def _record(self) -> dict:
         raise NotImplementedError
 
     def models(self) -> dict[str, tuple[float, float]]:
         """The models the plan trains, by name: (parameters, tokens)."""
+        raise NotImplementedError
+
+    def model_losses(self) -> dict[str, float]:
+        """The predicted loss of each of `models()`, as the plan shows it, with fresh data."""
         raise NotImplementedError
 
     def to_json(self) -> str:
@@ -228,6 +250,9 @@ class ScenarioPlans(Plan):
     def models(self) -> dict[str, tuple[float, float]]:
         return {p.scenario.name: (p.student_params, p.student_tokens) for p in self.plans}
 
+    def model_losses(self) -> dict[str, float]:
+        return {p.scenario.name: p.student_loss for p in self.plans}
+
 
 @dataclass(frozen=True, kw_only=True)
 class StudentSizePlans(Plan):
@@ -257,6 +282,13 @@ class StudentSizePlans(Plan):
                                                                    sweep.supervised_best.tokens)
         return models
 
+    def model_losses(self) -> dict[str, float]:
+        losses = {}
+        for sweep in self.sweeps:
+            losses[sweep.scenario.name] = sweep.best.student_loss
+            losses[f"{sweep.scenario.name} (pretrain instead)"] = sweep.supervised_best.loss
+        return losses
+
 
 @dataclass(frozen=True, kw_only=True)
 class SupervisedOnlyPlan(Plan):
@@ -278,6 +310,9 @@ class SupervisedOnlyPlan(Plan):
 
     def models(self) -> dict[str, tuple[float, float]]:
         return {"supervised": (self.supervised.student_params, self.supervised.tokens)}
+
+    def model_losses(self) -> dict[str, float]:
+        return {"supervised": self.supervised.loss}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,9 +382,10 @@ class ModeComparison(Plan):
     def models(self) -> dict[str, tuple[float, float]]:
         """Each mode's student and the corpus tokens it reads: on-policy reads its off-policy share
         and the prompts of its sampled continuations."""
-        prompt, continuation = self.on_policy.prompt_tokens, self.on_policy.continuation_tokens
-        return {m.name: (self.student_params, m.student_tokens - m.generated_tokens
-                         + m.generated_tokens * prompt / continuation) for m in self.modes}
+        return {m.name: (self.student_params, m.corpus_tokens) for m in self.modes}
+
+    def model_losses(self) -> dict[str, float]:
+        return {m.name: m.fresh_data_loss for m in self.modes}
 
 
 def _has_interval(prediction) -> bool:
@@ -367,7 +403,8 @@ def plan(law, *, compute: float, student_params: float | None = None,
          max_tokens_per_param: float | None = None, flops: str = "corrected", n_ctx: int | None = None,
          vocab_size: int | None = None, aspect_ratio: float | None = None,
          on_policy: OnPolicy | None = None, logit_cache: bool = False, teacher_remote: bool = False,
-         teacher_compute: float | None = None) -> Plan:
+         teacher_compute: float | None = None, unique_tokens: float | None = None,
+         max_penalty: float = DEFAULT_MAX_PENALTY) -> Plan:
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
     law : a preset name, a law file saved by `fit`, a LawSet, or a fitted law (a LawFit from
@@ -384,12 +421,20 @@ def plan(law, *, compute: float, student_params: float | None = None,
     logit_cache : the teacher's logits on the corpus are cached already (off-policy tokens do not pay them).
     teacher_remote : the teacher runs on its own GPUs (a server): its FLOPs are not on `compute`.
     teacher_compute : with teacher_remote, the teacher's own FLOP budget (default: unlimited).
+    unique_tokens : the unique tokens of the corpus (default: unlimited): the plan's `repetition`
+        gives each model's epochs and loss penalty (`repetition_check`, within `max_penalty`); in the
+        mode comparison the penalties are in each mode's loss, its interval and the verdict.
     """
     laws, spec = _load(law)
-    compute = _positive("compute", compute)
-    student_params = _positive("student_params", student_params)
-    search = StudentSearch(_positive("min_params", min_params), _positive("max_params", max_params),
-                           min_tokens_per_param, max_tokens_per_param)
+    unique_tokens = _positive("unique_tokens", unique_tokens, Quantity.TOKENS)
+    if isinstance(max_penalty, bool) or not (isinstance(max_penalty, Real) and 0 < max_penalty < 1):
+        raise ParameterError("max_penalty", "{} must be a fraction between 0 and 1 (e.g. 0.01 for 1%), "
+                             "got {value!r}", value=max_penalty)
+    compute = _positive("compute", compute, Quantity.FLOPS)
+    student_params = _positive("student_params", student_params, Quantity.PARAMS)
+    search = StudentSearch(_positive("min_params", min_params, Quantity.PARAMS),
+                           _positive("max_params", max_params, Quantity.PARAMS), min_tokens_per_param,
+                           max_tokens_per_param)
     if scenario not in (None, "all", *SCENARIOS):
         raise ParameterError("scenario", "unknown scenario {scenario!r} for {}: use one of "
                                          f"{', '.join(SCENARIOS)}, or all", scenario=scenario)
@@ -397,7 +442,7 @@ def plan(law, *, compute: float, student_params: float | None = None,
     compare = on_policy is not None or logit_cache or teacher_remote or teacher_compute is not None
     if compare:
         on_policy = (on_policy or OnPolicy()).checked()
-        teacher_compute = _positive("teacher_compute", teacher_compute)
+        teacher_compute = _positive("teacher_compute", teacher_compute, Quantity.FLOPS)
         if teacher_compute is not None and not teacher_remote:
             raise ParameterError(("teacher_compute", "teacher_remote"), "{} is a remote teacher's own "
                                  "budget: add {} (otherwise the teacher shares the student's budget)")
@@ -406,8 +451,25 @@ def plan(law, *, compute: float, student_params: float | None = None,
                               scenario=None if scenario in (None, "all") else names[0], teacher=teacher,
                               search=search, flops=flops, n_ctx=n_ctx, vocab_size=vocab_size,
                               aspect_ratio=aspect_ratio, on_policy=on_policy, logit_cache=bool(logit_cache),
-                              teacher_remote=bool(teacher_remote), teacher_compute=teacher_compute)
-    forward = _forward_flops(laws, flops, n_ctx, vocab_size, aspect_ratio)
+                              teacher_remote=bool(teacher_remote), teacher_compute=teacher_compute,
+                              unique_tokens=unique_tokens, max_penalty=float(max_penalty))
+    return _with_repetition(_plan(laws, arguments, student_model, names, compare))
+
+
+def _with_repetition(result: Plan) -> Plan:
+    arguments = result.arguments
+    if arguments.unique_tokens is None:
+        return result
+    checks = repetition_check(result, arguments.unique_tokens, arguments.max_penalty)
+    warnings = [message for name, check in checks.items() for message in extrapolation_warnings(
+        result.laws, {}, {f"the {name} model's tokens as fresh data (D' after repetition)": check.effective_tokens})]
+    return replace(result, repetition=checks, warnings=list(dict.fromkeys(result.warnings + warnings)))
+
+
+def _plan(laws: LawSet, arguments: PlanArguments, student_model, names: list[str], compare: bool) -> Plan:
+    compute, student_params, teacher, search = (arguments.compute, arguments.student_params, arguments.teacher,
+                                                arguments.search)
+    forward = _forward_flops(laws, arguments.flops, arguments.n_ctx, arguments.vocab_size, arguments.aspect_ratio)
     if laws.distillation is None:
         if compare:
             laws.require_distillation()
@@ -424,7 +486,7 @@ def plan(law, *, compute: float, student_params: float | None = None,
         warnings, (size_range, tokens_per_param) = _student_region(laws, planner, search)
         sweeps = [planner.sweep(compute, name, size_range, tokens_per_param) for name in names]
         warnings += plan_extrapolation_warnings(laws, [s.best for s in sweeps], sweep=True)
-        return StudentSizePlans(law=laws.name, arguments=arguments, sweeps=sweeps, warnings=warnings,
+        return StudentSizePlans(law=laws.name, laws=laws, arguments=arguments, sweeps=sweeps, warnings=warnings,
                                 planner=planner)
     if search.given():
         given = search.given()
@@ -432,14 +494,14 @@ def plan(law, *, compute: float, student_params: float | None = None,
                              f"({', '.join(['{}'] * len(given))}) do not combine with {{}}: drop one "
                              "or the other")
     if teacher is not None:
-        if scenario not in (None, "all", "teacher-inference"):
+        if arguments.scenario not in (None, "teacher-inference"):
             raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
                                  "teacher-inference cost: leave out {} or set {} to teacher-inference")
         teacher = teacher.checked(laws)
         plans = [planner.plan_with_teacher(N_S, compute, teacher.params, teacher.tokens, teacher.loss, F_S)]
     else:
         plans = [planner.plan(N_S, compute, name, F_S) for name in names]
-    return ScenarioPlans(law=laws.name, arguments=arguments, plans=plans,
+    return ScenarioPlans(law=laws.name, laws=laws, arguments=arguments, plans=plans,
                          warnings=plan_extrapolation_warnings(laws, plans, sweep=False), planner=planner)
 
 
@@ -451,9 +513,10 @@ def plan_supervised(law, *, compute: float, params: float | None = None,
     bounds), or with `params` that size trained on the whole budget; the loss with its interval."""
     laws, spec = _load(law)
     laws.require_supervised()
-    compute = _positive("compute", compute)
-    search = StudentSearch(_positive("min_params", min_params), _positive("max_params", max_params))
-    params = _positive("params", params)
+    compute = _positive("compute", compute, Quantity.FLOPS)
+    search = StudentSearch(_positive("min_params", min_params, Quantity.PARAMS),
+                           _positive("max_params", max_params, Quantity.PARAMS))
+    params = _positive("params", params, Quantity.PARAMS)
     return _supervised_plan(laws, _forward_flops(laws, flops, None, None, None),
                             PlanArguments(law_spec=spec, compute=compute, student_params=params, search=search,
                                           flops=flops))
@@ -467,8 +530,8 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float,
     from distillscale.planning.teacher import rank_teachers, read_candidates, teacher_ladder
 
     laws, _ = _load(law)
-    student_params = _positive("student_params", student_params)
-    student_tokens = _positive("student_tokens", student_tokens)
+    student_params = _positive("student_params", student_params, Quantity.PARAMS)
+    student_tokens = _positive("student_tokens", student_tokens, Quantity.TOKENS)
     planner = planner_for(laws)
     if candidates is None:
         candidates = teacher_ladder(planner, student_params)
@@ -507,25 +570,28 @@ def planner_for(laws: LawSet, flops: str = "corrected", n_ctx: int | None = None
 # -- internals ------------------------------------------------------------------------------------
 
 def _load(law) -> tuple[LawSet, str]:
-    """(the law set, what `--law` takes to load it). A law object that was not loaded from a file
-    (a fit's law, not saved yet) is named by its name, or "law.json" for where to save it."""
+    """(the law set, what `--law` takes to load it again, for the plan's command line). A law
+    object that was not loaded from a file (a fit's law, not saved yet) is shown as "law.json", where
+    to save it; the plan keeps the object itself (`Plan.laws`), so nothing is reloaded by name."""
     from distillscale.laws.selection import LawFit
 
     if isinstance(law, LawFit):
-        return law.laws("fitted"), "law.json"
-    if isinstance(law, SupervisedLaw):
-        return LawSet("fitted", supervised=law), "law.json"
-    if isinstance(law, DistillationLaw):
-        return LawSet("fitted", law.student_law, law), "law.json"
-    if isinstance(law, LawSet):  # its name reloads it when it is a preset
-        return law, law.name
-    if not isinstance(law, (str, Path)):
+        laws = law.laws("fitted")
+    elif isinstance(law, SupervisedLaw):
+        laws = LawSet("fitted", supervised=law)
+    elif isinstance(law, DistillationLaw):
+        laws = LawSet("fitted", law.student_law, law)
+    elif isinstance(law, LawSet):
+        laws = law
+    elif isinstance(law, (str, Path)):
+        laws = load_laws(law)
+    else:
         raise ParameterError("law", f"{{}} must be a preset name, a law file, a LawSet or a fitted law, "
                                     f"got {type(law).__name__}")
-    return load_laws(law), str(law)
+    return laws, laws.spec or "law.json"
 
 
-def _positive(param: str, value: float | None) -> float | None:
+def _positive(param: str, value: float | None, kind: Quantity | None) -> float | None:
     if value is None:
         return None
     try:
@@ -534,7 +600,7 @@ def _positive(param: str, value: float | None) -> float | None:
         raise ParameterError(param, "{} must be a number, got {value!r}", value=value) from None
     if not (math.isfinite(number) and number > 0):
         raise ParameterError(param, f"{{}} must be a positive finite number, got {number:g}")
-    return check_parameter(number, param)  # inside the limits of what it counts
+    return check_parameter(number, param, kind=kind)  # inside the limits of what it counts
 
 
 def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,
@@ -542,6 +608,8 @@ def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int
     if method not in ForwardFlops.METHODS:
         raise ParameterError("flops", "unknown FLOP method {method!r} for {}: use one of "
                                       f"{', '.join(ForwardFlops.METHODS)}", method=method)
+    for name, value in (("n_ctx", n_ctx), ("vocab_size", vocab_size), ("aspect_ratio", aspect_ratio)):
+        _positive(name, value, None)
     settings = laws.compute
     return ForwardFlops(method, n_ctx or settings.n_ctx, vocab_size or settings.n_vocab,
                         aspect_ratio or settings.aspect_ratio)
@@ -626,7 +694,8 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, arguments: Plan
                     else float(laws.require_supervised().predict(teacher.params, teacher.tokens)))
     modes = compare_modes(planner, arguments.student_params, arguments.compute, teacher.params, teacher_loss,
                           arguments.on_policy, logit_cache=arguments.logit_cache,
-                          teacher_remote=arguments.teacher_remote, teacher_compute=arguments.teacher_compute)
+                          teacher_remote=arguments.teacher_remote, teacher_compute=arguments.teacher_compute,
+                          unique_tokens=arguments.unique_tokens)
     N_S = arguments.student_params
     warnings = extrapolation_warnings(
         laws, {"the student": N_S}, {f"the {m.name} student's tokens": m.effective_tokens
@@ -635,7 +704,7 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, arguments: Plan
          for m in modes if m.mode != "supervised"}, students=True)
     warnings += extrapolation_warnings(laws, {"the teacher": teacher.params},
                                        {"the teacher's tokens": teacher.tokens} if teacher.tokens else {})
-    return ModeComparison(law=laws.name, arguments=replace(arguments, teacher=teacher), student_params=N_S,
+    return ModeComparison(law=laws.name, laws=laws, arguments=replace(arguments, teacher=teacher), student_params=N_S,
                           teacher_params=teacher.params, teacher_loss=teacher_loss,
                           on_policy=arguments.on_policy, modes=modes, warnings=list(dict.fromkeys(warnings)),
                           planner=planner)
@@ -652,7 +721,7 @@ def _supervised_plan(laws: LawSet, forward: ForwardFlops, arguments: PlanArgumen
         size_range = (search.min_params or planner.bounds[0], search.max_params or planner.bounds[1])
         result = planner.supervised_optimal(compute, size_range)
     warnings = extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens})
-    return SupervisedOnlyPlan(law=laws.name, arguments=arguments, supervised=result, warnings=warnings,
+    return SupervisedOnlyPlan(law=laws.name, laws=laws, arguments=arguments, supervised=result, warnings=warnings,
                               planner=planner)
 
 
@@ -677,8 +746,17 @@ def repetition_check(result: Plan, unique_tokens: float, max_penalty: float = 0.
     epochs, the loss penalty of repeating the data under the law's supervised law (its own R_D*
     or Muennighoff et al.'s; `laws.repetition.assess`), and the unique data that keeps the penalty
     within `max_penalty`. For distilled students the supervised law's decay is an assumption: how
-    distillation tolerates repetition is not in the law."""
+    distillation tolerates repetition is not in the law. The penalty is relative: the loss with fresh
+    data is the plan's own (the distillation law's for a distilled student), times 1 + penalty."""
     from distillscale.laws.repetition import assess
 
-    law = load_laws(result.arguments.law_spec).require_supervised()
-    return {name: assess(law, N, D, unique_tokens, max_penalty) for name, (N, D) in result.models().items()}
+    if result.laws is None:
+        raise ParameterError("result", "{} must be a plan made by `plan` or `plan_supervised` (it carries "
+                             "its law)")
+    law = result.laws.require_supervised()
+    losses = result.model_losses()
+    checks = {}
+    for name, (N, D) in result.models().items():
+        check = assess(law, N, D, unique_tokens, max_penalty)
+        checks[name] = replace(check, loss_fresh=losses[name], loss_repeated=losses[name] * (1.0 + check.penalty))
+    return checks

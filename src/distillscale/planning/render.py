@@ -232,14 +232,17 @@ def _modes(plan: Plan) -> list:
     best = plan.best
     with_intervals = [m for m in modes if m.interval is not None]
     effective = on_policy.efficiency != 1
+    repeated = arguments.unique_tokens is not None
     table = Table(title=f"Supervised, off-policy or on-policy? A {format_quantity(plan.student_params)}-"
                         f"parameter student, a {teacher}, C = {plan.compute:.3g} FLOPs (law: {plan.law})",
                   caption="D_S: tokens the student trains on"
                           + (f"; D_eff = D_S (1 - λ + λ k), k = {on_policy.efficiency:g}: the law's tokens"
                              if effective else "")
                           + "; L_S in nats/token; *: outside the law's fit (see below); k*: break-even "
-                            "efficiency")
-    columns = ["mode", "D_S"] + (["D_eff"] if effective else []) + ["L_S"]
+                            "efficiency"
+                          + (f"; repeats: the loss penalty of repeating {format_quantity(arguments.unique_tokens)} "
+                             "unique corpus tokens, in L_S" if repeated else ""))
+    columns = ["mode", "D_S"] + (["D_eff"] if effective else []) + (["repeats"] if repeated else []) + ["L_S"]
     if with_intervals:
         columns.append(f"L_S {with_intervals[0].interval.level:.0%}")
     columns += ["vs best", "k*"]
@@ -250,6 +253,8 @@ def _modes(plan: Plan) -> list:
         cells = [m.name, format_quantity(m.student_tokens)]
         if effective:
             cells.append(format_quantity(m.effective_tokens))
+        if repeated:
+            cells.append(f"{m.repetition_penalty:+.2%}")
         loss = f"{m.student_loss:.4f}{star}"
         cells.append(styled((loss, "bold")) if m is best else loss)
         if with_intervals:

@@ -253,6 +253,9 @@ class ModePlan:
     break_even_efficiency : on-policy only: the k at which it ties `break_even_against` (the best
         of supervised and off-policy); inf when no k reaches it.
     limited_by : "budget", or "teacher_compute" when a remote teacher's own budget runs out first.
+    repetition_penalty : with a limited corpus (unique tokens given), the relative loss increase of
+        repeating the corpus tokens this mode reads (`corpus_tokens`), under the supervised law's
+        decay (`laws.repetition`); already in `student_loss` and its intervals (0: fresh data).
     """
 
     mode: str                       # supervised, off-policy or on-policy
@@ -267,8 +270,15 @@ class ModePlan:
     break_even_efficiency: float | None = None
     break_even_against: str | None = None
     limited_by: str = "budget"
+    repetition_penalty: float = 0.0
+    corpus_tokens: float | None = None   # the corpus tokens the mode reads (None: not counted)
 
     MODES = ("supervised", "off-policy", "on-policy")
+
+    @property
+    def fresh_data_loss(self) -> float:
+        """The student's loss had every corpus token been new (`student_loss` without the penalty)."""
+        return self.student_loss / (1.0 + self.repetition_penalty)
 
     @property
     def name(self) -> str:
@@ -294,4 +304,5 @@ class ModePlan:
                 "break_even_efficiency": (self.break_even_efficiency if self.break_even_efficiency is not None
                                           and np.isfinite(self.break_even_efficiency) else None),
                 "break_even_against": self.break_even_against, "limited_by": self.limited_by,
-                "flops": self.flops.to_dict()}
+                "corpus_tokens": self.corpus_tokens, "repetition_penalty": self.repetition_penalty,
+                "fresh_data_loss": self.fresh_data_loss, "flops": self.flops.to_dict()}

@@ -16,7 +16,7 @@ from scipy import stats
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.solver import DistillationPlanner
-from distillscale.units import parse_quantity
+from distillscale.units import Quantity, parse_quantity
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,10 @@ class TeacherRanking:
         }
 
 
+# What each column of a candidates file counts (its limits); a loss counts none of them.
+COLUMN_KINDS = {"teacher_loss": None, "teacher_params": Quantity.PARAMS, "teacher_tokens": Quantity.TOKENS}
+
+
 def read_candidates(path, planner: DistillationPlanner) -> list[TeacherCandidate]:
     """Candidate teachers from a CSV/JSONL file: each row has `teacher_loss`, or `teacher_params`
     with `teacher_tokens` (the loss is then predicted); `name` is optional."""
@@ -99,7 +103,7 @@ def read_candidates(path, planner: DistillationPlanner) -> list[TeacherCandidate
             value = row.get(column)
             if value is None or value == "":
                 return None
-            return parse_quantity(value, f"{column} at line {line} of {path}")
+            return parse_quantity(value, f"{column} at line {line} of {path}", kind=COLUMN_KINDS[column])
 
         name = str(row.get("name") or f"line {line}")
         loss, params, tokens = cell("teacher_loss"), cell("teacher_params"), cell("teacher_tokens")

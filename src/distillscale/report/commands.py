@@ -9,7 +9,7 @@ import typer
 
 from distillscale.console import console, err_console, print_json, styled, warn
 from distillscale.io import check_output_dir, check_output_file
-from distillscale.units import format_interval, format_quantity, parse_quantity
+from distillscale.units import Quantity, format_interval, format_quantity, parse_quantity
 
 
 def _progress(message: str, command: str = "report") -> None:
@@ -51,8 +51,8 @@ def report_command(
 
     settings = CalibrationSettings(
         form=form, distillation_form=distillation_form, grid=grid, max_iter=max_iter, bootstrap=bootstrap, level=level, seed=seed,
-        target_params=parse_quantity(target_params, "--target-params") if target_params else None,
-        target_compute=parse_quantity(target_compute, "--target-compute") if target_compute else None)
+        target_params=parse_quantity(target_params, "--target-params", kind=Quantity.PARAMS) if target_params else None,
+        target_compute=parse_quantity(target_compute, "--target-compute", kind=Quantity.FLOPS) if target_compute else None)
     out_dir = out if out is not None else (source if source.is_dir() else source.parent)
     if out is not None:  # a directory of the user's, or a run's, never gets a report written into it
         check_output_dir(out, is_ours=lambda path: is_sweep_dir(path) or REPORT_IS_OURS[REPORT_JSON](path / REPORT_JSON),

@@ -27,7 +27,7 @@ from distillscale.errors import UserError
 from distillscale.io import check_output_dir
 from distillscale.report.calibration import CalibrationSettings
 from distillscale.report.report import write_report
-from distillscale.units import parse_quantity
+from distillscale.units import Quantity, parse_quantity
 
 SPECS = {False: "micro_sweep.toml", True: "micro_sweep_quick.toml"}
 # `demo --repetition`: students on 1-16 epochs of fixed subsets (the micro sweep's conventions)
@@ -80,7 +80,7 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
         unique = _split_tokens(full)
         for section in ("teachers", "students"):
             ladder = table[section]
-            cap = int(min(parse_quantity(ladder["max_tokens"], "max_tokens") * gpus, unique[section]))
+            cap = int(min(parse_quantity(ladder["max_tokens"], "max_tokens", kind=Quantity.TOKENS) * gpus, unique[section]))
             shortest = min(ladder["tokens_per_param"])
             ladder["max_tokens"] = cap
             ladder["n_layers"] = [n for n in ladder["n_layers"] if shortest * params[n] <= cap]

@@ -20,7 +20,7 @@ from distillscale.laws.extrapolation import data_range
 from distillscale.laws.lawset import PRESETS, LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS
 from distillscale.planning.plan import ExistingTeacher, Plan, plan
-from distillscale.units import parse_quantity
+from distillscale.units import Quantity, parse_quantity
 
 # The page's controls: the planner parameter each one sets, and how a message names it.
 CONTROLS = {
@@ -152,12 +152,12 @@ class Planner:
             raise ParameterError("teacher.params", "unknown teacher mode {mode!r} (the teacher control): use "
                                  "one of " + ", ".join(TEACHER_MODES), mode=query.teacher)
         laws = self.laws[query.law]
-        given = {name: _quantity(name, text) for name, text in (
-            ("compute", query.compute),
-            ("student_params", "" if query.student.strip() == "best" else query.student),
-            ("teacher.params", query.teacher_params if query.teacher != "none" else ""),
-            ("teacher.tokens", query.teacher_tokens if query.teacher == "tokens" else ""),
-            ("teacher.loss", query.teacher_loss if query.teacher == "loss" else ""))}
+        given = {name: _quantity(name, text, kind) for name, text, kind in (
+            ("compute", query.compute, Quantity.FLOPS),
+            ("student_params", "" if query.student.strip() == "best" else query.student, Quantity.PARAMS),
+            ("teacher.params", query.teacher_params if query.teacher != "none" else "", Quantity.PARAMS),
+            ("teacher.tokens", query.teacher_tokens if query.teacher == "tokens" else "", Quantity.TOKENS),
+            ("teacher.loss", query.teacher_loss if query.teacher == "loss" else "", None))}
         if given["compute"] is None:
             raise ParameterError("compute", "give {}, e.g. 1e21")
         teacher = None
@@ -201,12 +201,12 @@ def _sentence(message: str) -> str:
     return " ".join(message.split())
 
 
-def _quantity(param: str, text: str) -> float | None:
+def _quantity(param: str, text: str, kind: Quantity | None) -> float | None:
     text = text.strip()
     if not text:
         return None
     try:
-        return parse_quantity(text, param)
+        return parse_quantity(text, param, kind=kind)
     except UserError:
         raise ParameterError(param, "{} must be a positive number such as 1e21, 546M, 7.75B or 2T, "
                                     "got {text!r}", text=text) from None

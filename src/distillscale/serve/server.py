@@ -20,7 +20,7 @@ from http.server import ThreadingHTTPServer
 from distillscale.errors import UserError
 from distillscale.serve.api import Planner, PlanQuery, static_dir
 from distillscale.serve.http import JSONHandler, RequestError, listen
-from distillscale.units import parse_quantity
+from distillscale.units import Quantity, parse_quantity
 
 STATIC_FILES = {"/": "index.html", "/app.js": "app.js", "/charts.js": "charts.js", "/style.css": "style.css"}
 API = ("/api/plan", "/api/curve")
@@ -55,7 +55,7 @@ def make_server(planner: Planner, host: str = "127.0.0.1", port: int = 0) -> Thr
                 query = PlanQuery.from_json(data, extra=("student_params",) if path == "/api/curve" else (),
                                             default_law=planner.default)
                 if path == "/api/curve":
-                    student = parse_quantity(str(data.get("student_params", "")), "student_params")
+                    student = parse_quantity(str(data.get("student_params", "")), "student_params", kind=Quantity.PARAMS)
             except UserError as exc:
                 raise RequestError(HTTPStatus.BAD_REQUEST, f"malformed request: {exc}") from None
             answer = planner.update(query) if path == "/api/plan" else planner.compute_curve(query, student)

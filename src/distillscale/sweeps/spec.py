@@ -55,7 +55,7 @@ from distillscale.model import ModelConfig
 from distillscale.training.config import (BOOKKEEPING_KEYS, ON_POLICY_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS,
                                          DistillConfig, OnPolicySettings, TrainConfig)
 from distillscale.training.kd_settings import DistillationLossConfig
-from distillscale.units import check_quantity, format_quantity, parse_quantity
+from distillscale.units import Quantity, check_quantity, format_quantity, parse_quantity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,18 +87,18 @@ def _section(name: str, source: type[BaseModel], keys: dict[str, str], **extra: 
     return create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), **fields, **extra)
 
 
-def _quantity(what: str):
-    """A positive quantity (`"1.8M"`, `2e6`), or None."""
-    return BeforeValidator(lambda value: value if value is None else parse_quantity(value, what))
+def _quantity(what: str, kind: Quantity | None):
+    """A positive quantity (`"1.8M"`, `2e6`) counting `kind`, or None."""
+    return BeforeValidator(lambda value: value if value is None else parse_quantity(value, what, kind=kind))
 
 
-def _positive_list(what: str):
+def _positive_list(what: str, kind: Quantity | None):
     """A list of positive quantities (`[20, 80]`, `["1e15", "3e15"]`); a single value is a list of one."""
     def parse(value: Any) -> Any:
         if value is None:
             return None
         values = value if isinstance(value, list) else [value]
-        return [parse_quantity(v, what) for v in values]
+        return [parse_quantity(v, what, kind=kind) for v in values]
     return BeforeValidator(parse)
 
 
@@ -108,14 +108,14 @@ class Ladder(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_layers: list[int]
-    tokens_per_param: Annotated[list[float] | None, _positive_list("tokens_per_param")] = None
-    budgets: Annotated[list[float] | None, _positive_list("budget")] = None
+    tokens_per_param: Annotated[list[float] | None, _positive_list("tokens_per_param", Quantity.TOKENS_PER_PARAM)] = None
+    budgets: Annotated[list[float] | None, _positive_list("budget", Quantity.FLOPS)] = None
     seeds: int = Field(1, ge=1, description="seeds of each of the smallest `seeded_sizes` depths")
     seeded_sizes: int = Field(1, ge=1)
     # A token window: grid points outside it are left out (e.g. max: what the corpus holds without
     # repeating; min: enough optimizer steps), so one M list can serve sizes 100x apart.
-    min_tokens: Annotated[float | None, _quantity("min_tokens")] = None
-    max_tokens: Annotated[float | None, _quantity("max_tokens")] = None
+    min_tokens: Annotated[float | None, _quantity("min_tokens", Quantity.TOKENS)] = None
+    max_tokens: Annotated[float | None, _quantity("max_tokens", Quantity.TOKENS)] = None
 
     @model_validator(mode="after")
     def _check_grid(self) -> "Ladder":
@@ -443,7 +443,7 @@ def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_
     via = f"-T{teacher.n_layers}" if teacher else ""
     repeats = f"-E{epochs:g}" if epochs is not None else ""
     run_id = f"{kind[0]}-L{n_layers}-{length}{repeats}{via}-{digest}"
-    check_quantity(tokens, f"the tokens of run {run_id}")  # M x N: each may be in range, not the product
+    check_quantity(tokens, f"the tokens of run {run_id}", kind=Quantity.TOKENS)  # M x N: each may be in range, not the product
     return PlannedRun(run_id=run_id, kind=kind, n_layers=n_layers, non_embedding_params=params,
                       tokens=tokens, tokens_per_param=tokens_per_param, budget=budget, settings=settings,
                       teacher_id=teacher_id, parent_id=parent_id, epochs=epochs)

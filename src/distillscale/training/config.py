@@ -33,7 +33,7 @@ from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import TOP_K_KD_WEIGHT, DistillationLossConfig, OnPolicyConfig
-from distillscale.units import check_quantity
+from distillscale.units import Quantity, check_quantity
 
 
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
@@ -68,14 +68,14 @@ class CorpusSettings(Settings):
     data: Path | None = Field(None, description="corpus: text/.jsonl/.parquet files, a glob or a datasets "
                                                 "directory (default: Python's standard library)")
     text_field: str = Field("text", description="field holding the text in .jsonl/.parquet/datasets")
-    max_bytes: Annotated[int | None, count("max_bytes")] = Field(
+    max_bytes: Annotated[int | None, count("max_bytes", kind=None)] = Field(
         None, description="read at most this much text, e.g. 20M")
     val_fraction: float | None = Field(None, gt=0, lt=1, description="documents held out (default: 0.05)")
     tokenizer: Path | None = Field(None, description="tokenizer.json or a tokenizer directory "
                                                      "(default: train a byte-level BPE)")
     vocab_size: int | None = Field(None, ge=MIN_VOCAB_SIZE, description="BPE vocabulary to train (default: 8192)")
     split: Literal["teacher", "student"] = Field("teacher", description="training half: teacher or student")
-    unique_tokens: Annotated[int | None, count("unique_tokens")] = Field(
+    unique_tokens: Annotated[int | None, count("unique_tokens", kind=Quantity.TOKENS)] = Field(
         None, gt=0, description="train on a fixed subset of U tokens of the split (1K-token chunks in a fixed "
                                 "random order), repeated as the budget needs, e.g. 50K (default: the whole split)")
 
@@ -99,8 +99,8 @@ class ModelSettings(Settings):
 class BudgetSettings(Settings):
     section, title = "budget", "Budget and batch"
 
-    tokens: Annotated[float | None, quantity("tokens")] = Field(None, description="training tokens, e.g. 50M")
-    tokens_per_param: Annotated[float | None, quantity("tokens_per_param")] = Field(
+    tokens: Annotated[float | None, quantity("tokens", kind=Quantity.TOKENS)] = Field(None, description="training tokens, e.g. 50M")
+    tokens_per_param: Annotated[float | None, quantity("tokens_per_param", kind=Quantity.TOKENS_PER_PARAM)] = Field(
         None, description="training tokens per non-embedding parameter, e.g. 20")
     seq_len: int = Field(256, ge=2, description="tokens per sequence")
     batch_size: int = Field(32, ge=1, description="sequences per micro-batch, over all processes")
@@ -139,13 +139,13 @@ class RunSettings(Settings):
 
     out: Path = Field(description="run directory (created; re-run the same command to resume)")
     seed: int = Field(0, ge=0, description="initialisation and batch order")
-    fork_tokens: Annotated[list[int] | None, counts("fork_tokens")] = Field(
+    fork_tokens: Annotated[list[int] | None, counts("fork_tokens", kind=Quantity.TOKENS)] = Field(
         None, description="wsd: budgets of this run's forks, e.g. 1M,2M: keeps the state where each "
                           "one's cooldown starts")
     fork_from: Path | None = Field(None, description="wsd: a run with this run's budget in its fork_tokens: "
                                                      "start from its stable phase and train the cooldown only")
     eval_every: int = Field(250, ge=0, description="steps between validations, 0 = only at the end")
-    eval_tokens: Annotated[int | None, count("eval_tokens")] = Field(
+    eval_tokens: Annotated[int | None, count("eval_tokens", kind=Quantity.TOKENS)] = Field(
         None, description="validation tokens per evaluation (default: the whole split)")
     save_every: int = Field(100, ge=1, description="steps between checkpoints")
     log_every: int = Field(10, ge=1, description="steps between metrics lines")
@@ -219,7 +219,8 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         bounds of a token count). A run settles it once, in its `RunPlan`."""
         if self.tokens is not None:
             return self.tokens
-        return check_quantity(self.tokens_per_param * non_embedding_params, "tokens_per_param x parameters (tokens)")
+        return check_quantity(self.tokens_per_param * non_embedding_params, "tokens_per_param x parameters (tokens)",
+                              kind=Quantity.TOKENS)
 
     def steps_for(self, tokens: float) -> int:
         """Optimizer steps that cover `tokens` (the last step may overshoot them); with regime

@@ -73,7 +73,7 @@ def names(*, available: bool = False) -> tuple[str, ...]:
 
 def load(name: str) -> PublishedRuns:
     """The runs of one published set (see `names()`), sorted by params then tokens."""
-    if name not in PARAMS_COUNTS:
+    if not isinstance(name, str) or name not in PARAMS_COUNTS:
         raise UserError(f"unknown published set {name!r}: use one of {', '.join(names())}")
     folder = HERE / name
     provenance = (folder / "PROVENANCE.md").read_text(encoding="utf-8")

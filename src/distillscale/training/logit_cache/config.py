@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from distillscale.settings import Settings, count
 from distillscale.training.config import CorpusSettings, HardwareSettings, TeacherSettings
+from distillscale.units import Quantity
 
 
 class CacheSettings(Settings):
@@ -25,13 +26,13 @@ class CacheSettings(Settings):
     temperature: float = Field(1.0, gt=0, description="with --targets sampled: draw from softmax(logits / "
                                                       "temperature); distil at the same --temperature")
     seed: int = Field(0, description="with --targets sampled: seed of the draws")
-    tokens: Annotated[int | None, count("tokens")] = Field(
+    tokens: Annotated[int | None, count("tokens", kind=Quantity.TOKENS)] = Field(
         None, description="cache the first TOKENS of the split, e.g. 50M (default: the whole split)")
     seq_len: int = Field(256, ge=2, description="window length; students use the same")
     batch_size: int = Field(32, ge=1, description="windows per teacher forward pass")
-    shard_tokens: Annotated[int, count("shard_tokens")] = Field(
+    shard_tokens: Annotated[int, count("shard_tokens", kind=Quantity.TOKENS)] = Field(
         1 << 20, description="tokens per shard file (about 300 MB at k = 128 for a 32k vocabulary)")
-    eval_tokens: Annotated[int | None, count("eval_tokens")] = Field(
+    eval_tokens: Annotated[int | None, count("eval_tokens", kind=Quantity.TOKENS)] = Field(
         None, description="validation tokens for the teacher's loss (default: the whole split)")
     device: Literal["auto", "cpu", "cuda"] = HardwareSettings.model_fields["device"]
     overwrite: bool = Field(False, description="replace a cache of other settings in out")
