@@ -294,7 +294,7 @@ def test_a_sharded_teacher_needs_fsdp(cli, tmp_path):
     code, _, err = cli("distill", "--teacher", tmp_path, "--out", tmp_path / "run", *ARGS[:6],
                        "--teacher-parallel", "shard")
     assert code == 2
-    assert "needs parallel fsdp: add --parallel fsdp" in err
+    assert "--teacher-parallel shard needs --parallel fsdp: add --parallel fsdp" in err
 
 
 @pytest.mark.slow

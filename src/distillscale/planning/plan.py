@@ -24,7 +24,6 @@ the same message with the flag (`--teacher-loss`).
 
 from __future__ import annotations
 
-import json
 import math
 from numbers import Real
 from dataclasses import dataclass, field, replace
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from distillscale.errors import ParameterError, UserError
+from distillscale.jsontext import json_text
 from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
@@ -214,7 +214,7 @@ class Plan:
         raise NotImplementedError
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=lambda o: o.tolist())
+        return json_text(self.to_dict(), indent=2)
 
     def as_text(self, width: int = 100) -> str:
         """The tables and notes `distillscale plan` prints, as plain text (warnings first)."""

@@ -66,7 +66,7 @@ def report_command(
         print_json({**report, "warnings": report_warnings(report)})
         return
     print_summary(report)
-    console.print(styled("report: ", (str(out_dir / REPORT_HTML), "bold")), highlight=False)
+    console.print(styled("report: ", (str(out_dir / REPORT_HTML), "bold")), highlight=False, soft_wrap=True)
 
 
 def print_summary(report: dict) -> None:
@@ -188,7 +188,7 @@ def demo_command(
     else:
         print_summary(report)
         console.print(styled("report: ", (str(sweep_dir / REPORT_HTML), "bold"),
-                             f" (demo took {time.perf_counter() - start:.0f} s)"), highlight=False)
+                             f" (demo took {time.perf_counter() - start:.0f} s)"), highlight=False, soft_wrap=True)
     unfinished = counts["failed"] + counts["diverged"] + counts["blocked"]
     if unfinished:
         warn(f"{unfinished} runs did not complete, so the report leaves them out: see `distillscale sweep "

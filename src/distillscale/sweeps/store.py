@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from distillscale.errors import UserError
+from distillscale.jsontext import json_text
 
 STORE_NAME = "runs.sqlite"
 STATUSES = ("pending", "running", "completed", "diverged", "failed", "blocked")
@@ -180,7 +181,7 @@ class RunStore:
         with self._transaction():
             self._db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, result = ?, error = ? WHERE id = ?",
-                (status, time.time(), None if result is None else json.dumps(result), error, run_id))
+                (status, time.time(), None if result is None else json_text(result), error, run_id))
 
     def block(self, run_id: str, reason: str) -> None:
         """A pending run that cannot start because a run it needs did not complete."""
