@@ -394,6 +394,16 @@ def test_a_served_answer_that_is_not_a_distribution_is_refused(service, case):
         validated_answer(answer, tuple(prompts.shape), K, 320)
 
 
+def _distil_with_replaced(cli, served, service, teacher, tmp_path, name, replacement):
+    """Distil through the served teacher while its service's method `name` is `replacement`."""
+    setattr(service, name, replacement)
+    try:
+        return cli("distill", "--teacher-url", served.url, "--tokenizer", teacher / "tokenizer.json",
+                   "--out", tmp_path / "s", "--teacher-retries", "0", *STUDENT)
+    finally:
+        delattr(service, name)
+
+
 def test_a_served_teacher_with_positive_log_probabilities_stops_the_run_in_one_line(cli, served, service, teacher,
                                                                                      tmp_path):
     """It gave "teacher validation loss -5.0000" and trained on it."""
@@ -406,12 +416,7 @@ def test_a_served_teacher_with_positive_log_probabilities_stops_the_run_in_one_l
             own[1:] = [5.0] * (len(own) - 1)
         return answer
 
-    service.completions = positive
-    try:
-        code, _, err = cli("distill", "--teacher-url", served.url, "--tokenizer", teacher / "tokenizer.json",
-                           "--out", tmp_path / "s", "--teacher-retries", "0", *STUDENT)
-    finally:
-        del service.completions
+    code, _, err = _distil_with_replaced(cli, served, service, teacher, tmp_path, "completions", positive)
     last = err.strip().splitlines()[-1]  # the lines before it: preparing the student's data
     assert code == 2 and last.startswith(f"distillscale: error: the teacher server at {served.url}"), err
     assert "log-probability 5.0 is not a finite number <= 0" in last and "Traceback" not in err
@@ -441,12 +446,7 @@ def test_a_served_model_card_is_validated_before_the_run(cli, served, service, t
             first[key] = {**first[key], **value} if isinstance(value, dict) else value
         return answer
 
-    service.models = card
-    try:
-        code, _, err = cli("distill", "--teacher-url", served.url, "--tokenizer", teacher / "tokenizer.json",
-                           "--out", tmp_path / "s", "--teacher-retries", "0", *STUDENT)
-    finally:
-        del service.models
+    code, _, err = _distil_with_replaced(cli, served, service, teacher, tmp_path, "models", card)
     last = err.strip().splitlines()[-1]  # the lines before it: preparing the student's data
     assert code == 2 and "Traceback" not in err, err
     assert last.startswith(f"distillscale: error: the teacher server at {served.url}/models") and words in last, err
