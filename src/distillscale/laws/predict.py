@@ -10,9 +10,8 @@ Each result carries the warnings `plan` gives too: a quantity far outside the ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import extrapolation_warnings
