@@ -84,3 +84,24 @@ def test_overwrite_restarts_an_unfinished_run_from_scratch(cli, tmp_path, uninte
     assert code == 0 and "resuming" not in err
     assert read_json(out / "result.json")["steps"] == 10
     assert metric_steps(out) == [5, 10]
+
+
+def test_a_run_killed_while_writing_its_first_file_starts_again(cli, tmp_path, uninterrupted):
+    """SIGKILL during the atomic write of config.json (the first file) leaves only a temporary file:
+    the next start must see an empty run directory, not a foreign one, and sweep away the leftover."""
+    out = tmp_path / "first-write"
+    out.mkdir()
+    (out / ".tmp-abc123").write_text('{"config": ')  # what the killed write left
+    code, _, err = cli("train", "--out", out, *ARGS, "--tokens", "2560")
+    assert code == 0, err
+    assert not list(out.glob(".tmp-*"))
+    assert read_json(out / "result.json")["steps"] == 10
+
+
+def test_a_directory_with_a_users_hidden_file_is_still_refused(cli, tmp_path):
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / ".notes").write_text("mine")
+    code, _, err = cli("train", "--out", out, *ARGS, "--tokens", "2560")
+    assert code == 2 and "is not empty and is not a distillscale run directory" in err
+    assert (out / ".notes").read_text() == "mine"

@@ -161,6 +161,18 @@ def has_signature(path: Path) -> bool:
         return SIGNATURE.encode() in fh.read(64 << 20)
 
 
+def is_write_leftover(path: Path) -> bool:
+    """A temporary file of `atomic_write` that a killed process left behind (never a user's file:
+    the name is ours, and the rename that would have given it its real name never happened)."""
+    return path.name.startswith(TEMP_PREFIX) and path.is_file()
+
+
+def holds_anything(path: Path) -> bool:
+    """Whether directory `path` holds anything but the leftovers of writes cut short: a directory
+    whose first file was being written when its process was killed counts as empty."""
+    return any(not is_write_leftover(entry) for entry in path.iterdir())
+
+
 def check_output_dir(path: str | os.PathLike, *, is_ours: Callable[[Path], bool], inputs: Iterable = (),
                      flag: str = "--out", what: str = "distillscale output") -> Path:
     """Check, before the work starts, that `path` is a directory distillscale may write into: new,
@@ -173,7 +185,7 @@ def check_output_dir(path: str | os.PathLike, *, is_ours: Callable[[Path], bool]
     inputs = [Path(item) for item in inputs if item is not None]
     _check_not_an_input(path, inputs, flag)
     _check_not_nested_with_an_input(path, inputs, flag)
-    if path.is_dir() and any(path.iterdir()) and not is_ours(path):
+    if path.is_dir() and holds_anything(path) and not is_ours(path):
         raise UserError(f"{flag} {path} is not empty and is not a {what}: distillscale only writes into "
                         f"a new or empty directory or one it made; choose another {flag}")
     return path

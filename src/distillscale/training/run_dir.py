@@ -38,7 +38,7 @@ import torch
 from pydantic import ValidationError
 
 from distillscale.errors import UserError
-from distillscale.io import atomic_write, check_output_dir, unreadable
+from distillscale.io import atomic_write, check_output_dir, holds_anything, is_write_leftover, unreadable
 from distillscale.settings import TConfig
 from distillscale.training.config import TrainConfig
 from distillscale.training.records import RunPlan, RunRecord, RunResult
@@ -102,6 +102,8 @@ class RunDirectory:
         made = self._make_directory()
         try:
             descriptor = self._lock()
+            if descriptor is not None:  # the one writer: any temporary file here is a killed writer's
+                self._remove_write_leftovers()
             try:
                 yield
             finally:
@@ -123,6 +125,13 @@ class RunDirectory:
         except OSError:
             return []
         return missing
+
+    def _remove_write_leftovers(self) -> None:
+        for directory in (self.path, self.path / "state"):
+            if directory.is_dir():
+                for entry in directory.iterdir():
+                    if is_write_leftover(entry):
+                        entry.unlink(missing_ok=True)
 
     def _lock(self) -> int | None:
         try:
@@ -152,7 +161,7 @@ class RunDirectory:
         inputs = [getattr(config, name, None)
                   for name in ("data", "tokenizer", "teacher", "teacher_cache", "fork_from")]
         check_output_dir(self.path, is_ours=is_run_dir, inputs=inputs, what="distillscale run directory")
-        if not self.path.exists() or not any(self.path.iterdir()):
+        if not self.path.exists() or not holds_anything(self.path):
             return RunStart.NEW
         if self.result_path.exists():
             if config.overwrite:
