@@ -241,6 +241,12 @@ class SweepSpec:
     sections: dict[str, Any]   # the resolved spec, every default filled in (written as spec.toml)
     runs: tuple[PlannedRun, ...] = field(repr=False)
 
+    def gpu_settings(self) -> tuple[tuple[str, ...], int]:
+        """What the runs ask of a GPU: the settings made for one that some run sets (bf16, compile),
+        and how many runs ask for device = cuda (`sweep run` refuses them without a GPU)."""
+        asked = tuple(sorted({key for run in self.runs for key in ("bf16", "compile") if run.settings.get(key)}))
+        return asked, sum(run.settings.get("device") == "cuda" for run in self.runs)
+
     def to_toml(self) -> str:
         import tomli_w
 
