@@ -237,19 +237,19 @@ def _config(run: PlannedRun) -> TrainConfig:
     return TrainConfig.model_validate({**shared, "out": "."})
 
 
-def _model(config: TrainConfig) -> ModelConfig:
-    return config.model_shape(config.vocab_size or DEFAULT_VOCAB_SIZE)
-
-
 def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool) -> _Cost:
     config = _config(run)
-    model = _model(config)
+    teacher = next((other for other in spec.runs if other.run_id == run.teacher_id), None)
+    # a student reads its teacher's tokenizer (its settings leave vocab_size out: TEACHER_FIXED_KEYS)
+    vocab_size = _config(teacher).vocab_size if teacher else config.vocab_size
+    model = config.model_shape(vocab_size or DEFAULT_VOCAB_SIZE)
     steps = config.steps_for(config.token_budget(run.non_embedding_params))
     own_steps = config.cooldown_steps(steps) if run.parent_id else steps
     teacher_flops = 0.0
-    if run.teacher_id:
-        teacher = next(other for other in spec.runs if other.run_id == run.teacher_id)
-        teacher_flops = _model(_config(teacher)).forward_flops_per_token(config.seq_len)
+    if teacher is not None:
+        teacher_config = _config(teacher)
+        teacher_flops = (teacher_config.model_shape(vocab_size or DEFAULT_VOCAB_SIZE)
+                         .forward_flops_per_token(config.seq_len))
     whole = run_flops(model, config.seq_len, steps * config.tokens_per_step, teacher_flops).total
     evaluations = (own_steps // config.eval_every if config.eval_every else 0) + 1
     evaluation = (evaluations * (config.eval_tokens or 0) * model.forward_flops_per_token(config.seq_len))
