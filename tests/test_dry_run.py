@@ -187,7 +187,7 @@ def test_the_dry_run_of_the_gpu_ladder_matches_the_runs_the_sweep_launches(tmp_p
     launched = [(Path(config.out).name, config.tokens, config.steps_for(config.tokens),
                  config.fork_from and Path(config.fork_from).name) for config in executor.launched]
     assert launched == [(run.run_id, run.tokens, run.steps, run.parent_id) for run in plan.runs]
-    assert len(launched) == 81
+    assert len(launched) == len(spec.runs) > 50
     # On GPUs, the same runs, each started only once its teacher and parent finished.
     on_gpu = dry_run(spec, gpus=1, runs_per_gpu=2)
     assert sorted(run.run_id for run in on_gpu.runs) == sorted(name for name, *_ in launched)
