@@ -64,10 +64,10 @@ class Throughput:
     compile_seconds: float = COMPILE_SECONDS
 
     def __post_init__(self) -> None:
-        if self.flops_per_second is not None and not self.flops_per_second > 0:
+        if self.flops_per_second is not None and not 0 < self.flops_per_second < math.inf:
             raise ParameterError("flops_per_second", "{} must be positive, got {value}", value=self.flops_per_second)
         for name in ("startup_seconds", "compile_seconds"):
-            if not getattr(self, name) >= 0:
+            if not 0 <= getattr(self, name) < math.inf:
                 raise ParameterError(name, "{} must be at least 0, got {value}", value=getattr(self, name))
 
     def rate(self, non_embedding_params: int, on_gpu: bool) -> float:
