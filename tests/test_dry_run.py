@@ -122,7 +122,7 @@ def test_the_dry_run_states_its_assumptions_and_that_the_spec_needs_gpus(cli, tm
     assert code == 0, err
     assert "assumed, not measured" in text and "wall time on 1 GPU, 1 run per GPU" in text
     assert "this spec needs GPUs (bf16 = true, compile = true) and none is visible here" in text
-    assert "`sweep run` refuses it on this machine" in text
+    assert "`sweep run` refuses it on this machine; planned for 1 GPU (--gpus N)" in text
     code, _, err = cli("sweep", "run", path, "--out", tmp_path / "sweep")  # as the dry run says
     assert code == 2 and "no GPU is visible here" in err and not (tmp_path / "sweep").exists()
     one, four = (json.loads(cli("sweep", "plan", path, "--gpus", "1", "--runs-per-gpu", str(k), "--json")[1])
@@ -139,8 +139,9 @@ def test_the_dry_run_states_its_assumptions_and_that_the_spec_needs_gpus(cli, tm
 
 @pytest.mark.parametrize("args, message", [
     (["--gpus", "two"], "--gpus 'two' is not a number of GPUs"),
-    (["--flops-per-second", "-1"], "--flops-per-second must be positive"),
-    (["--startup-seconds", "-2"], "--startup-seconds must be at least 0"),
+    (["--flops-per-second", "-1"], "--flops-per-second must be a positive number of FLOP/s"),
+    (["--flops-per-second", "inf"], "--flops-per-second must be a positive number of FLOP/s"),
+    (["--startup-seconds", "-2"], "--startup-seconds must be a number of seconds, at least 0"),
     (["--gpus", "none", "--runs-per-gpu", "2"], "--runs-per-gpu needs GPUs"),
 ])
 def test_bad_input_to_the_dry_run_is_one_line(cli, tmp_path, args, message):

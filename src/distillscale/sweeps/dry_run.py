@@ -65,10 +65,12 @@ class Throughput:
 
     def __post_init__(self) -> None:
         if self.flops_per_second is not None and not 0 < self.flops_per_second < math.inf:
-            raise ParameterError("flops_per_second", "{} must be positive, got {value}", value=self.flops_per_second)
+            raise ParameterError("flops_per_second", "{} must be a positive number of FLOP/s, got {value}",
+                                 value=self.flops_per_second)
         for name in ("startup_seconds", "compile_seconds"):
             if not 0 <= getattr(self, name) < math.inf:
-                raise ParameterError(name, "{} must be at least 0, got {value}", value=getattr(self, name))
+                raise ParameterError(name, "{} must be a number of seconds, at least 0, got {value}",
+                                     value=getattr(self, name))
 
     def rate(self, non_embedding_params: int, on_gpu: bool) -> float:
         """Achieved FLOP/s of one run of N non-embedding parameters alone on its device."""
@@ -184,8 +186,10 @@ class SweepDryRun:
         if self.needs_gpu and not self.gpus_here:
             asked = [f"{key} = true" for key in self.gpu_settings]
             asked += [f"device = cuda ({self.cuda_runs} runs)"] if self.cuda_runs else []
+            gpus = len(self.placement.gpus)
+            planned = f"; planned for {gpus} GPU{'s' if gpus > 1 else ''} (--gpus N)" if self.on_gpu else ""
             notes.append(f"this spec needs GPUs ({', '.join(asked)}) and none is visible here: `sweep run` "
-                         f"refuses it on this machine" + ("; planned for the GPUs given" if self.on_gpu else ""))
+                         f"refuses it on this machine{planned}")
         return notes
 
     def to_json(self) -> dict[str, Any]:
