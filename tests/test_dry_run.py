@@ -6,7 +6,6 @@ scheduler, with an executor that records each launch instead of training)."""
 from __future__ import annotations
 
 import json
-import sys
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -22,11 +21,6 @@ from distillscale.sweeps.spec import load_sweep_spec
 from distillscale.training.config import DistillConfig, TrainConfig
 from distillscale.training.records import RunResult
 from distillscale.training.run_dir import RunDirectory
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu_ladder.toml"
 

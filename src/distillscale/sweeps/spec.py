@@ -111,7 +111,7 @@ class Ladder(BaseModel):
     n_layers: list[int]
     tokens_per_param: Annotated[list[float] | None, _positive_list("tokens_per_param", Quantity.TOKENS_PER_PARAM)] = None
     budgets: Annotated[list[float] | None, _positive_list("budget", Quantity.FLOPS)] = None
-    seeds: int = Field(1, ge=1, description="seeds of each of the smallest `seeded_sizes` depths")
+    seeds: int = Field(1, ge=1, description="seeds of each of the `seeded_sizes` smallest (or largest) depths")
     seeded_sizes: int = Field(1, ge=1)
     # which end of the ladder `seeded_sizes` counts from: the cheapest sizes, or the largest (a
     # held-out size trained with several seeds, so that one unlucky run cannot move the whole check)
