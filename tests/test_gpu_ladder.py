@@ -1,6 +1,7 @@
 """The GPU ladder: `demo --scale gpu` refused in one line without a GPU, its spec (package data and
-examples/gpu_ladder.toml) valid and the same design, learning rates set per width by the rule, and a
-token window that the corpus holds without repetition."""
+examples/gpu_ladder.toml) valid and the same design (v2: the held-out size at 3-4 tokens per
+parameter with 2 seeds), learning rates set per width by the rule, and a token window that the corpus
+holds without repetition."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def test_the_example_spec_is_the_demo_design():
     assert [run.run_id for run in example.runs] == [run.run_id for run in packaged.runs]
     teachers = [run for run in example.runs if run.kind == "teacher"]
     params = sorted({run.non_embedding_params for run in teachers})
-    assert params[0] < 5e6 and params[-1] > 30e6                        # a few M to tens of M
+    assert params[0] < 5e6 and params[-1] > 15e6                        # 1M to tens of M
     assert len({run.tokens_per_param for run in teachers}) >= 6          # budgets spread over M
     assert any(run.parent_id for run in teachers)                        # WSD forks
     students = [run for run in example.runs if run.kind == "student"]
@@ -39,6 +40,23 @@ def test_the_example_spec_is_the_demo_design():
     assert any(run.kind == "baseline" for run in example.runs)
     strongest = max(teachers, key=lambda run: run.non_embedding_params)
     assert len([run for run in students if run.teacher_id != strongest.run_id]) > 9  # held-out check
+
+
+def test_design_v2_holds_out_a_size_trained_at_3_to_4_tokens_per_parameter_with_two_seeds():
+    spec = load_sweep_spec(EXAMPLE)
+    teachers = [run for run in spec.runs if run.kind == "teacher"]
+    top = max(run.non_embedding_params for run in teachers)
+    held_out = [run for run in teachers if run.non_embedding_params == top]
+    assert sorted(run.tokens_per_param for run in held_out) == [3, 3, 4, 4]   # never 1-2 (issue 33)
+    assert sorted({run.settings["seed"] for run in held_out}) == [0, 1]      # 2 seeds, 2 parents
+    assert sum(run.parent_id is None for run in held_out) == 2
+    # its budgets fit the ~90M tokens of a training half of builtin:python-env; the next depth's don't
+    assert max(run.tokens for run in held_out) <= 80e6 < 4 * 25.7e6
+    for size in {run.n_layers for run in teachers} - {held_out[0].n_layers}:  # low M at every fitted size
+        assert min(run.tokens_per_param for run in teachers if run.n_layers == size) <= 4
+    students = {run.teacher_id for run in spec.runs if run.kind == "student"}
+    sizes = {run.n_layers for run in spec.runs if run.run_id in students}
+    assert sizes == {run.n_layers for run in teachers}                         # from every teacher size
 
 
 def test_learning_rates_follow_the_width_rule():
@@ -57,7 +75,9 @@ def test_the_demo_caps_the_token_window_at_the_corpus_and_scales_it_with_the_gpu
     monkeypatch.setattr(demo, "_split_tokens", lambda spec: {"teachers": 30_000_000, "students": 25_000_000})
     one = builtin_sweep(scale="gpu", gpus=1)
     assert max(run.tokens for run in one.runs if run.kind == "teacher") <= 30_000_000
-    assert max(run.n_layers for run in one.runs) == 8  # depth 9 (35.8M parameters) needs 35.8M tokens at M = 1
+    # depth 6 (10.6M parameters) needs 42.5M tokens at its second budget, M = 4: the top is depth 5
+    assert max(run.n_layers for run in one.runs if run.kind == "teacher") == 5
+    assert {run.tokens_per_param for run in one.runs if run.n_layers == 5 and run.kind == "teacher"} >= {3, 4}
     assert max(run.tokens for run in one.runs if run.kind != "teacher") <= 25_000_000
     monkeypatch.setattr(demo, "_split_tokens", lambda spec: {"teachers": 10**12, "students": 10**12})
     single, double = builtin_sweep(scale="gpu", gpus=1), builtin_sweep(scale="gpu", gpus=2)

@@ -193,6 +193,18 @@ def test_seeds_repeat_the_cheapest_sizes():
     assert len({run.run_id for run in sweep.runs}) == 7
 
 
+def test_seeds_may_repeat_the_largest_sizes_instead():
+    sweep = resolve_sweep_spec(spec(teachers={"n_layers": [3, 2, 4], "tokens_per_param": 20, "seeds": 2,
+                                              "seeded": "largest"}))
+    seeds = {}
+    for run in sweep.runs:
+        seeds.setdefault(run.n_layers, []).append(run.settings["seed"])
+    assert seeds == {2: [0], 3: [0], 4: [0, 1]}
+    assert sweep.sections["teachers"]["seeded"] == "largest"
+    smallest = resolve_sweep_spec(spec(teachers={"n_layers": [3, 2, 4], "tokens_per_param": 20, "seeds": 2}))
+    assert "seeded" not in smallest.sections["teachers"]  # earlier sweeps keep their spec.toml
+
+
 def test_cosine_specs_keep_their_run_ids_and_spec_file():
     sweep = resolve_sweep_spec(spec())
     assert "schedule" not in sweep.sections["model"] and "seeds" not in sweep.sections["teachers"]

@@ -165,7 +165,7 @@ def demo_command(
                                                    "datasets directory (default: Python's standard library)"),
     quick: bool = typer.Option(False, "--quick", help="a smaller, shorter sweep (about 2 minutes on 2 cores)"),
     scale: str = typer.Option("micro", "--scale", help="micro (minutes on a CPU) or gpu (the GPU ladder: "
-                                                       "3M-36M-parameter models, about 20 minutes on one "
+                                                       "1M-17M-parameter models, about 20 minutes on one "
                                                        "H100, on every visible GPU)"),
     repetition: bool = typer.Option(False, "--repetition", help="the repetition sweep instead: supervised and "
                                     "distilled students on 1-16 epochs of fixed subsets, R_D* fitted for each "

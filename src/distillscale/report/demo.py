@@ -36,7 +36,7 @@ GPU_SPEC = "gpu_ladder.toml"  # `demo --scale gpu`; examples/gpu_ladder.toml is 
 SCALES = ("micro", "gpu")
 # Bootstrap resamples of the demo's report: intervals in seconds (the quick sweep has few runs).
 BOOTSTRAP = {False: 100, True: 20}
-GPU_RUNS_PER_GPU = 2  # the ladder's models (3M-36M parameters) cannot fill an H100 alone
+GPU_RUNS_PER_GPU = 2  # the ladder's models (1M-17M parameters) cannot fill an H100 alone
 
 
 def builtin_spec(quick: bool = False, scale: str = "micro", repetition: bool = False) -> Path:
@@ -49,7 +49,9 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
     """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory).
 
     The GPU ladder's token window grows with the GPUs (`max_tokens` x gpus), but never past what the
-    corpus's splits hold: its runs never repeat their data (the corpus is prepared to count it)."""
+    corpus's splits hold: its runs never repeat their data (the corpus is prepared to count it), and
+    a teacher depth whose two shortest budgets do not both fit is left out, so the held-out size
+    always has both."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on Python 3.10 only
@@ -81,9 +83,12 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
         for section in ("teachers", "students"):
             ladder = table[section]
             cap = int(min(parse_quantity(ladder["max_tokens"], "max_tokens", kind=Quantity.TOKENS) * gpus, unique[section]))
-            shortest = min(ladder["tokens_per_param"])
+            # a teacher size keeps its two shortest budgets (the held-out size: its M = 3 and 4) or is
+            # left out; a student size its shortest
+            budgets = sorted(ladder["tokens_per_param"])
+            kept = budgets[:2][-1] if section == "teachers" else budgets[0]
             ladder["max_tokens"] = cap
-            ladder["n_layers"] = [n for n in ladder["n_layers"] if shortest * params[n] <= cap]
+            ladder["n_layers"] = [n for n in ladder["n_layers"] if kept * params[n] <= cap]
             if len(ladder["n_layers"]) < (3 if section == "teachers" else 1):
                 raise UserError(f"the corpus's {section[:-1]} split holds {unique[section] / 1e6:.3g}M tokens, "
                                 f"too few for the GPU ladder's {section} without repeating data: use "
@@ -108,7 +113,7 @@ def require_gpus() -> list[str]:
 
     gpus = visible_gpus()
     if not gpus:
-        raise UserError("--scale gpu trains a ladder of 3M-36M-parameter models sized for GPUs (about 20 "
+        raise UserError("--scale gpu trains a ladder of 1M-17M-parameter models sized for GPUs (about 20 "
                         "minutes on one H100), and no GPU is visible here: run it on a machine with a GPU, "
                         "or leave out --scale for the micro demo (minutes on a CPU)")
     return gpus

@@ -1,4 +1,5 @@
-"""`distillscale sweep run | status | export`: run a calibration sweep, watch it, export its runs."""
+"""`distillscale sweep run | plan | status | export`: run a calibration sweep (or plan it without running it),
+watch it, export its runs."""
 
 from __future__ import annotations
 
@@ -74,6 +75,87 @@ def run_command(
              f"retry failed runs")
         return 1
     return 0
+
+
+@sweep_app.command("plan")
+def plan_command(
+    spec: Path = typer.Argument(..., help="sweep spec (TOML), as `sweep run` takes it"),
+    gpus: str = typer.Option(None, "--gpus", help="plan for N GPUs, or none for the CPU (default: the GPUs "
+                                                  "visible here; one when there are none and the spec "
+                                                  "asks for bf16, compile or device = cuda)"),
+    runs_per_gpu: int = typer.Option(None, "--runs-per-gpu", help="runs sharing each GPU at once, as "
+                                                                  "`sweep run` takes it (default 1)"),
+    workers: int = typer.Option(None, "--workers", help="runs at once, as `sweep run` takes it"),
+    flops_per_second: float = typer.Option(None, "--flops-per-second",
+                                           help="achieved FLOP/s of one run alone on its device (default: "
+                                                "an assumed model, printed with the plan)"),
+    startup_seconds: float = typer.Option(None, "--startup-seconds",
+                                          help="seconds each run's process takes to start (default: 5, "
+                                               "measured on a 2-core CPU)"),
+    compile_seconds: float = typer.Option(None, "--compile-seconds",
+                                          help="seconds of CUDA start and torch.compile per compiled run "
+                                               "(default: 20, assumed)"),
+    as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
+) -> int:
+    """Dry run: print every run the spec resolves to (the runs `sweep run` launches, in its order) with
+    its parameters, tokens, tokens per parameter, steps, FLOPs (a WSD fork: its cooldown only) and
+    estimated device seconds, then the total wall time on the GPUs given; nothing is trained. The
+    throughput is an assumption, stated with the plan; `--flops-per-second` sets it."""
+    from distillscale.sweeps.dry_run import Throughput, dry_run
+    from distillscale.sweeps.spec import load_sweep_spec
+
+    count = _gpu_count(gpus)
+    given = {"flops_per_second": flops_per_second, "startup_seconds": startup_seconds,
+             "compile_seconds": compile_seconds}
+    throughput = Throughput(**{key: value for key, value in given.items() if value is not None})
+    plan = dry_run(load_sweep_spec(spec), gpus=count, runs_per_gpu=runs_per_gpu, workers=workers,
+                   throughput=throughput)
+    if as_json:
+        print_json(plan.to_json())
+    else:
+        _print_plan(plan)
+    return 0
+
+
+def _gpu_count(value: str | None) -> int | None:
+    """`sweep plan --gpus`: a number of GPUs, none (0, the CPU), or None (those visible here)."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text == "none":
+        return 0
+    if not text.isdigit():
+        raise UserError(f"--gpus {value!r} is not a number of GPUs: give e.g. --gpus 1, --gpus 8 or --gpus none")
+    return int(text)
+
+
+def _print_plan(plan) -> None:
+    from distillscale.console import Table
+
+    unit = "GPU s" if plan.on_gpu else "CPU s"
+    table = Table("run", "kind", "N", "D", "D/N", "steps", "FLOPs", unit, "start", box=None, pad_edge=False,
+                  header_style="bold underline", caption="N non-embedding parameters, D tokens; a fork's steps "
+                                                         "are its cooldown's / the run's")
+    for column in table.columns:
+        column.no_wrap = True
+    for run in plan.runs:
+        steps = f"{run.own_steps}/{run.steps}" if run.own_steps != run.steps else str(run.steps)
+        table.add_row(run.run_id, run.kind, format_quantity(run.non_embedding_params), format_quantity(run.tokens),
+                      f"{run.tokens_per_param:.3g}", steps, f"{run.flops:.2g}", f"{run.device_seconds:.1f}",
+                      _short_duration(run.start_seconds))
+    console.print(table)
+    counts = plan.counts()
+    where = (f"{len(plan.placement.gpus)} GPU{'s' if len(plan.placement.gpus) > 1 else ''}, {plan.runs_per_gpu} "
+             f"run{'s' if plan.runs_per_gpu > 1 else ''} per GPU" if plan.on_gpu
+             else f"the CPU, {plan.placement.workers} at a time")
+    console.print(f"{len(plan.runs)} runs ({counts['train']} train, {counts['distil']} distil, {counts['fork']} "
+                  f"fork); {plan.flops:.3g} FLOPs "
+                  f"({plan.separate_flops:.3g} as separate runs)", highlight=False)
+    console.print(f"{unit[:3]} time {_short_duration(plan.device_seconds)} ({plan.device_seconds:.0f} "
+                  f"{unit}), start-up {_short_duration(plan.startup_seconds)} in all; wall time on {where}: "
+                  f"{_short_duration(plan.wall_seconds)}", highlight=False)
+    for note in plan.notes():
+        console.print(f"note: {note}", highlight=False)
 
 
 @sweep_app.command("status")

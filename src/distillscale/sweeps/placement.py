@@ -54,6 +54,14 @@ class Placement:
                 f"({per_gpu} run{'s' if per_gpu > 1 else ''} per GPU)")
 
 
+def choose_slot(placement: Placement, free: list[int], busy: list[int]) -> int:
+    """The free worker slot a ready run takes: the one on the device running the fewest runs now
+    (`busy`: the slots running one), the lowest-numbered among equals, so the runs spread over the
+    GPUs. The runner and the dry run (dry_run.py) both place runs by it."""
+    running = [placement.slots[slot] for slot in busy]
+    return min(free, key=lambda slot: (running.count(placement.slots[slot]), slot))
+
+
 def visible_gpus() -> list[str]:
     """The GPUs this process may use, as CUDA counts them, named as `CUDA_VISIBLE_DEVICES` names
     them; [] when CUDA is not usable here, whatever CUDA_VISIBLE_DEVICES says."""

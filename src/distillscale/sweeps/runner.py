@@ -30,7 +30,7 @@ from distillscale.data.repetition import repetition_warning
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_text, check_output_dir, read_text_file
 from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExecutor
-from distillscale.sweeps.placement import Placement, place_runs, visible_gpus
+from distillscale.sweeps.placement import Placement, choose_slot, place_runs, visible_gpus
 from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec, load_sweep_spec
 from distillscale.sweeps.store import RunStore, is_sweep_dir
@@ -141,8 +141,7 @@ def check_gpu_settings(spec: SweepSpec, placement: Placement, gpus: str | None =
     on purpose and lets them run there; device = cuda never runs without a GPU."""
     if placement.gpus:
         return
-    asked = {key for run in spec.runs for key in ("bf16", "compile") if run.settings.get(key)}
-    cuda = sum(run.settings.get("device") == "cuda" for run in spec.runs)
+    asked, cuda = spec.gpu_settings()
     chose_none = gpus is not None and gpus.strip().lower() == "none"
     why = "none were chosen" if chose_none else "no GPU is visible here (torch.cuda.device_count() is 0)"
     if cuda:
@@ -150,7 +149,7 @@ def check_gpu_settings(spec: SweepSpec, placement: Placement, gpus: str | None =
                                      f"and {why}: run the sweep on a machine with a GPU, or set device "
                                      f"= \"auto\" in the spec")
     if asked and not chose_none:
-        settings = " and ".join(f"{key} = true" for key in sorted(asked))
+        settings = " and ".join(f"{key} = true" for key in asked)
         raise ParameterError("gpus", f"the spec asks for {settings}, settings made for GPUs, and {why}: run "
                                      f"it on a machine with a GPU, or pass {{}} none to run it on the CPU "
                                      f"anyway")
@@ -314,8 +313,7 @@ class _Scheduler:
 
     def _free_slot(self) -> int:
         """A free worker slot on the device running the fewest runs now (the runs spread over the GPUs)."""
-        busy = [self.placement.slots[slot] for slot in self.slot_of.values()]
-        slot = min(self.free_slots, key=lambda free: (busy.count(self.placement.slots[free]), free))
+        slot = choose_slot(self.placement, self.free_slots, list(self.slot_of.values()))
         self.free_slots.remove(slot)
         return slot
 

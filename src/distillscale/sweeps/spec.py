@@ -6,6 +6,7 @@
                 schedule ("cosine" or "wsd"), cooldown_fraction, cooldown_shape, ...
     [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP);
                 seeds = 3 trains the smallest `seeded_sizes` depths (default 1) with seeds seed, seed + 1, ...
+                (seeded = "largest": the largest depths instead)
     [students]  n_layers = [1, 2] and tokens_per_param = [20, 80], or budgets (optional section)
     [distill]   kd, temperature, kd_weight, top_k; on_policy_fraction, on_policy_temperature,
                 on_policy_start, on_policy_prompt_tokens, on_policy_continuation_tokens (as `distill`'s
@@ -110,8 +111,11 @@ class Ladder(BaseModel):
     n_layers: list[int]
     tokens_per_param: Annotated[list[float] | None, _positive_list("tokens_per_param", Quantity.TOKENS_PER_PARAM)] = None
     budgets: Annotated[list[float] | None, _positive_list("budget", Quantity.FLOPS)] = None
-    seeds: int = Field(1, ge=1, description="seeds of each of the smallest `seeded_sizes` depths")
+    seeds: int = Field(1, ge=1, description="seeds of each of the `seeded_sizes` smallest (or largest) depths")
     seeded_sizes: int = Field(1, ge=1)
+    # which end of the ladder `seeded_sizes` counts from: the cheapest sizes, or the largest (a
+    # held-out size trained with several seeds, so that one unlucky run cannot move the whole check)
+    seeded: Literal["smallest", "largest"] = "smallest"
     # A token window: grid points outside it are left out (e.g. max: what the corpus holds without
     # repeating; min: enough optimizer steps), so one M list can serve sizes 100x apart.
     min_tokens: Annotated[float | None, _quantity("min_tokens", Quantity.TOKENS)] = None
@@ -141,7 +145,8 @@ class Ladder(BaseModel):
 
     def section(self) -> dict[str, Any]:
         """As spec.toml writes it; unused options are left out, so earlier sweeps keep their spec."""
-        unused = {"seeds", "seeded_sizes"} if self.seeds == 1 else set()
+        unused = ({"seeds", "seeded_sizes", "seeded"} if self.seeds == 1
+                  else {"seeded"} if self.seeded == "smallest" else set())
         return {key: value for key, value in self.model_dump(mode="json").items()
                 if key not in unused and not (key.endswith("_tokens") and value is None)}
 
@@ -149,7 +154,8 @@ class Ladder(BaseModel):
         return (self.min_tokens or 0) <= tokens <= (self.max_tokens or float("inf"))
 
     def seeds_of(self, n_layers: int) -> int:
-        return self.seeds if n_layers in sorted(self.n_layers)[:self.seeded_sizes] else 1
+        depths = sorted(self.n_layers, reverse=self.seeded == "largest")
+        return self.seeds if n_layers in depths[:self.seeded_sizes] else 1
 
 
 DataSection = _section("DataSection", TrainConfig, DATA_KEYS)
@@ -240,6 +246,12 @@ class SweepSpec:
     name: str
     sections: dict[str, Any]   # the resolved spec, every default filled in (written as spec.toml)
     runs: tuple[PlannedRun, ...] = field(repr=False)
+
+    def gpu_settings(self) -> tuple[tuple[str, ...], int]:
+        """What the runs ask of a GPU: the settings made for one that some run sets (bf16, compile),
+        and how many runs ask for device = cuda (`sweep run` refuses them without a GPU)."""
+        asked = tuple(sorted({key for run in self.runs for key in ("bf16", "compile") if run.settings.get(key)}))
+        return asked, sum(run.settings.get("device") == "cuda" for run in self.runs)
 
     def to_toml(self) -> str:
         import tomli_w

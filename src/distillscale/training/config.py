@@ -30,6 +30,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
+from distillscale.model.config import ModelConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import TOP_K_KD_WEIGHT, DistillationLossConfig, OnPolicyConfig
@@ -194,6 +195,13 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
             raise ValueError("needs --reference-batch-size, the global batch size (sequences) that lr "
                              "and the schedule were tuned at")
         return value
+
+    def model_shape(self, vocab_size: int) -> ModelConfig:
+        """The network these settings train, at the tokenizer's `vocab_size` and this run's context."""
+        optional = {"head_dim": self.head_dim} if self.head_dim else {}
+        return ModelConfig(n_layers=self.n_layers, aspect_ratio=self.aspect_ratio, vocab_size=vocab_size,
+                           max_seq_len=self.seq_len, tie_embeddings=self.tie_embeddings, mup=self.mup,
+                           **optional)
 
     @property
     def global_batch_size(self) -> int:

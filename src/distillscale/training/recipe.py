@@ -23,7 +23,7 @@ from distillscale.data.prepare import PreparedData
 from distillscale.data.repetition import epochs, repetition_warning, unique_subset
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
-from distillscale.model import ModelConfig, Transformer, save_pretrained
+from distillscale.model import Transformer, save_pretrained
 from distillscale.planning.flops import run_flops
 from distillscale.regime import WeightDistance
 from distillscale.training.checkpoint import (
@@ -106,7 +106,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     if config.parallel == "fsdp" and (config.fork_from is not None or config.fork_tokens):
         raise UserError("--parallel fsdp does not keep fork points yet: leave out --fork-tokens and "
                         "--fork-from, or use --parallel ddp")
-    _model_config(config, vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
+    config.model_shape(vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
 
     # 2. Data, model, optimizer.
     data = prepare_data(config.data_config(), progress=show_progress)
@@ -115,7 +115,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     if len(val_tokens) <= config.seq_len:
         raise UserError(f"the validation split holds {len(val_tokens)} tokens, not enough for one "
                         f"sequence of {config.seq_len}: use more data or raise --val-fraction")
-    model_config = _model_config(config, data.vocab_size)
+    model_config = config.model_shape(data.vocab_size)
     token_budget = config.token_budget(model_config.non_embedding_params)
     total_steps = config.steps_for(token_budget)
     repeats = repetition_warning(total_steps * config.tokens_per_step, len(sampler.tokens), config.split,
@@ -356,13 +356,6 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "on_policy": extra.on_policy,
         "top_k_targets": extra.top_k_targets,
     }, **divergence)
-
-
-def _model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:
-    optional = {"head_dim": config.head_dim} if config.head_dim else {}
-    return ModelConfig(n_layers=config.n_layers, aspect_ratio=config.aspect_ratio, vocab_size=vocab_size,
-                       max_seq_len=config.seq_len, tie_embeddings=config.tie_embeddings, mup=config.mup,
-                       **optional)
 
 
 def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
