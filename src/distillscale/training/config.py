@@ -37,8 +37,9 @@ from distillscale.units import Quantity, check_quantity
 
 
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
-BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "log_every", "activation_checkpointing",
-                              "teacher_parallel", "teacher_timeout", "teacher_retries"})
+BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "save_every_seconds", "log_every",
+                              "activation_checkpointing", "teacher_parallel", "teacher_timeout",
+                              "teacher_retries"})
 # A teacher server: left out of the hash while unused, as the large-batch settings below.
 SERVER_KEYS = frozenset({"teacher_url"})
 # Large-batch settings: left out of the hash while off (no reference batch size), so that runs without
@@ -56,6 +57,11 @@ PARALLEL_KEYS = frozenset({"parallel"})
 # A fixed subset of the split (data.repetition.unique_subset): left out of the hash while unused.
 SUBSET_KEYS = frozenset({"unique_tokens"})
 
+
+# The optimizer's and the warmup's settings added after runs existed (issue 33): left out of the hash
+# while at their default, so that runs keep the hash they had before these settings existed.
+RECIPE_KEYS = frozenset({"adam_beta1", "adam_beta2", "adam_eps", "warmup_tokens", "warmup_tokens_per_param"})
+WARMUP_KEYS = ("warmup_steps", "warmup_tokens", "warmup_tokens_per_param")  # at most one of them
 
 # Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
 DEFAULT_WARMUP_STEPS = 2000
@@ -123,6 +129,13 @@ class OptimSettings(Settings):
     min_lr_ratio: float = Field(1e-3, ge=0, le=1, description="final lr / peak lr")
     warmup_steps: int | None = Field(None, ge=0, description=f"(default: {DEFAULT_WARMUP_FRACTION:.0%} of "
                                                              f"the steps, at most {DEFAULT_WARMUP_STEPS})")
+    warmup_tokens: Annotated[float | None, quantity("warmup_tokens", kind=Quantity.TOKENS)] = Field(
+        None, description="warmup as training tokens, e.g. 2M (rounded up to whole steps), instead of "
+                          "--warmup-steps")
+    warmup_tokens_per_param: Annotated[float | None, quantity("warmup_tokens_per_param",
+                                                              kind=Quantity.TOKENS_PER_PARAM)] = Field(
+        None, description="warmup as tokens per non-embedding parameter, e.g. 0.5 (rounded up to whole "
+                          "steps), instead of --warmup-steps")
     schedule: Literal["cosine", "wsd"] = Field("cosine", description="cosine, or wsd: warmup, constant, "
                                                                      "then a cooldown")
     cooldown_fraction: float | None = Field(None, gt=0, le=1, description=f"wsd: share of the steps in the "
@@ -132,6 +145,10 @@ class OptimSettings(Settings):
     weight_decay: float = Field(1e-4, ge=0, description="per-step decay at peak lr, independent of lr")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm, 0 = off")
     z_loss: float = Field(1e-4, ge=0, description="z-loss weight")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1 (first-moment decay)")
+    adam_beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2 (second-moment decay; Porian et al. "
+                                                            "raise it at small batches, e.g. 0.99)")
+    adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
 
 
 class RunSettings(Settings):
@@ -148,6 +165,10 @@ class RunSettings(Settings):
     eval_tokens: Annotated[int | None, count("eval_tokens", kind=Quantity.TOKENS)] = Field(
         None, description="validation tokens per evaluation (default: the whole split)")
     save_every: int = Field(100, ge=1, description="steps between checkpoints")
+    save_every_seconds: float = Field(60.0, ge=0, description="also a checkpoint whenever this many seconds of "
+                                                              "training passed since the last one, so an "
+                                                              "interrupted run loses at most about that "
+                                                              "(0: by steps only)")
     log_every: int = Field(10, ge=1, description="steps between metrics lines")
     overwrite: bool = Field(False, description="replace a finished or different run in out")
 
@@ -182,6 +203,10 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         if (self.fork_from is not None or self.fork_tokens) and self.regime_adaptation:
             raise ValueError("forks (--fork-from, --fork-tokens) and --regime-adaptation do not mix: a fork's steps "
                              "follow its own batch")
+        warmups = [key for key in WARMUP_KEYS if getattr(self, key) is not None]
+        if len(warmups) > 1:
+            raise ValueError(f"give one warmup, not {' and '.join(flag(key) for key in warmups)}: warmup in "
+                             f"steps, in tokens or in tokens per parameter")
         if self.eval_tokens is not None and self.eval_tokens < self.seq_len:
             raise ValueError(f"--eval-tokens {self.eval_tokens} is below one sequence of --seq-len "
                              f"{self.seq_len}: raise eval_tokens or leave it out")
@@ -242,9 +267,18 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         steps = (self.steps_for(tokens) for tokens in self.fork_tokens or ())
         return sorted({total - self.cooldown_steps(total) for total in steps})
 
-    def resolved_warmup_steps(self, total_steps: int) -> int:
+    def resolved_warmup_steps(self, total_steps: int, non_embedding_params: int | None = None) -> int:
+        """The warmup in optimizer steps: `warmup_steps`; the steps that cover `warmup_tokens` or
+        `warmup_tokens_per_param` x `non_embedding_params` (as `steps_for` counts them, so with regime
+        adaptation the reference batch's steps); or the default, a tenth of the steps up to 2000."""
         if self.warmup_steps is not None:
             return self.warmup_steps
+        if self.warmup_tokens is not None:
+            return self.steps_for(self.warmup_tokens)
+        if self.warmup_tokens_per_param is not None:
+            if non_embedding_params is None:
+                raise ValueError("warmup_tokens_per_param needs the model's non-embedding parameters")
+            return self.steps_for(self.warmup_tokens_per_param * non_embedding_params)
         return min(DEFAULT_WARMUP_STEPS, math.ceil(DEFAULT_WARMUP_FRACTION * total_steps))
 
     def unused_keys(self) -> set[str]:
@@ -254,7 +288,8 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
                 | (WSD_KEYS if self.schedule == "cosine" else set())
                 | {key for key in FORK_KEYS if getattr(self, key) is None}
                 | (PARALLEL_KEYS if self.parallel == "ddp" else set())
-                | (SUBSET_KEYS if self.unique_tokens is None else set()))
+                | (SUBSET_KEYS if self.unique_tokens is None else set())
+                | {key for key in RECIPE_KEYS if getattr(self, key) == type(self).model_fields[key].default})
 
     def hash(self) -> str:
         """Identifies what the run computes; bookkeeping settings are left out."""
