@@ -32,14 +32,16 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
-from distillscale.training.kd_settings import TOP_K_KD_WEIGHT, DistillationLossConfig, OnPolicyConfig
+from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
+                                              OnPolicyConfig, chunk_tokens)
 from distillscale.units import Quantity, check_quantity
 
 
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
+# (`loss_chunk_size` changes memory, and the results only by float rounding: the sums' order.)
 BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "save_every_seconds", "log_every",
                               "activation_checkpointing", "teacher_parallel", "teacher_timeout",
-                              "teacher_retries"})
+                              "teacher_retries", "loss_chunk_size"})
 # A teacher server: left out of the hash while unused, as the large-batch settings below.
 SERVER_KEYS = frozenset({"teacher_url"})
 # Large-batch settings: left out of the hash while off (no reference batch size), so that runs without
@@ -336,7 +338,10 @@ class DistillSettings(Settings):
                                    description="with teacher_url: seconds to wait for an answer (at most a day)")
     teacher_retries: int = Field(4, ge=0, le=20, description="with teacher_url: retries of a failed request, with "
                                                             "exponential backoff from 0.5 s (at most 8 s apart)")
-    loss_chunk_size: int = Field(1024, ge=1, description="tokens whose logits are computed at once")
+    loss_chunk_size: int | None = Field(
+        None, ge=1, description=f"tokens whose logits are computed at once (default: as many as keep tokens x "
+                                f"vocabulary within {CHUNK_LOGITS // 2**20}M logits, e.g. 1024 at a 32K "
+                                f"vocabulary, 65536 at 512); memory only, results equal up to rounding")
     uld_weight: float = Field(1.0, ge=0, description="with a teacher of another tokenizer: weight of ULD's "
                                                      "sorted-probability term next to the KL on shared tokens")
     teacher_parallel: Literal["shard", "replicate"] = Field(
@@ -466,10 +471,12 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
         return OnPolicyConfig(fraction=self.on_policy_fraction, temperature=self.on_policy_temperature,
                               prompt_tokens=prompt, continuation_tokens=continuation, start=self.on_policy_start)
 
-    def loss_config(self) -> DistillationLossConfig:
+    def loss_config(self, vocab_size: int) -> DistillationLossConfig:
+        """The objective's settings, the chunk resolved for the student's `vocab_size` (`chunk_tokens`)."""
+        chunk_size = self.loss_chunk_size or chunk_tokens(vocab_size)
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
                                       z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
-                                      top_k_tail=self.top_k_tail, chunk_size=self.loss_chunk_size)
+                                      top_k_tail=self.top_k_tail, chunk_size=chunk_size)
 
 
 def teacher_api_base(url: str) -> str:
