@@ -27,6 +27,7 @@ from distillscale.model import ModelConfig, Transformer, save_pretrained
 from distillscale.planning.flops import run_flops
 from distillscale.regime import WeightDistance
 from distillscale.training.checkpoint import (
+    CheckpointClock,
     Progress,
     capture_state,
     restore_branch,
@@ -300,35 +301,6 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
     if group.is_main:
         run.write_result(result)
     return result
-
-
-class CheckpointClock:
-    """When a checkpoint is due by time: `seconds` (0: never) after the last one, or after the start of
-    training. Bookkeeping only: the steps and their results do not depend on it.
-
-    Every rank must agree (under FSDP every rank writes its shards): with several processes the main
-    rank decides and tells the others, at every `DISTRIBUTED_CHECK_STEPS`-th step only (one small
-    collective, not one per step); a single process asks its own clock before every step."""
-
-    DISTRIBUTED_CHECK_STEPS = 10
-
-    def __init__(self, seconds: float, group: Distributed):
-        self.seconds = seconds
-        self.group = group
-        self.last = time.perf_counter()
-
-    def due(self, step: int) -> bool:
-        """Whether a checkpoint is due after step `step` (1-based), the same answer on every rank."""
-        if self.seconds <= 0:
-            return False
-        if not self.group.enabled:
-            return time.perf_counter() - self.last >= self.seconds
-        if step % self.DISTRIBUTED_CHECK_STEPS:
-            return False
-        return self.group.main_says(self.group.is_main and time.perf_counter() - self.last >= self.seconds)
-
-    def saved(self) -> None:
-        self.last = time.perf_counter()
 
 
 def _looks_at_step(config: TrainConfig, step: int, total_steps: int, branch_steps: set[int]) -> bool:
