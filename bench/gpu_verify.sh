@@ -2,7 +2,7 @@
 # Verify everything issue 33 left for a GPU, in back-to-back calls of at most 10 minutes that resume
 # where the last one stopped. Run from the repository root:
 #
-#     bash bench/gpu_verify.sh [--out DIR] [--budget SECONDS]     on a CUDA machine, again until it says "all done"
+#     bash bench/gpu_verify.sh [--out DIR] [--budget SECONDS] [--only STAGES]   on CUDA, again until "all done"
 #     bash bench/gpu_verify.sh --check [--out DIR]                anywhere: validates every stage, runs none
 #
 # Stages, in order; each is skipped once its output exists in DIR (default out/gpu_verify, ignored by git):
@@ -14,8 +14,14 @@
 #                                                                          -> ladder.txt, ladder/report.json
 #   4. tests    the CUDA-only tests (tests/test_device.py, test_model.py's compile + bf16 test)
 #                                                                          -> tests.txt
-# then summary.md: one page with each stage's result, also copied to $OUT when that is set (the device
-# machine's folder of files that come back). DIR/state.txt records what each call did.
+# then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
+# $OUT set (the device machine's folder of files that come back) both, and each done stage's outputs,
+# are copied to $OUT/gpu_verify/ (ladder/report.json as ladder-report.json).
+#
+# On the device machine DIR survives only while the machine stays warm (30 s after a call, 30 minutes
+# held at most): make the calls back to back. A fresh machine starts bare: copy what came back into
+# DIR (ladder-report.json to DIR/ladder/report.json), carry DIR, and the done stages are skipped.
+# --only STAGE[,STAGE] runs the named stages alone (e.g. --only recipe,tests where time is short).
 #
 # A stage is given the time left in this call (--budget, default 540 s, keeping a 10-minute call's
 # margin) under `timeout`; one stopped at its limit is left unfinished and the next call starts it
@@ -30,14 +36,16 @@
 
 set -uo pipefail
 
-usage() { echo "usage: bash bench/gpu_verify.sh [--check] [--out DIR] [--budget SECONDS]"; }
+usage() { echo "usage: bash bench/gpu_verify.sh [--check] [--out DIR] [--budget SECONDS] [--only STAGE,...]"; }
 
 CHECK=0
+ONLY=
 DIR=out/gpu_verify
 BUDGET=540
 while [ $# -gt 0 ]; do
     case "$1" in
         --check|--dry-run) CHECK=1 ;;
+        --only) [ $# -ge 2 ] || { echo "gpu_verify: --only needs stages, e.g. --only recipe,tests" >&2; exit 2; }; ONLY=$2; shift ;;
         --out) [ $# -ge 2 ] || { echo "gpu_verify: --out needs a directory" >&2; exit 2; }; DIR=$2; shift ;;
         --budget) [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || { echo "gpu_verify: --budget needs whole seconds, e.g. --budget 540" >&2; exit 2; }
                   BUDGET=$2; shift ;;
@@ -84,6 +92,13 @@ fi
 CUDA_TESTS="tests/test_device.py tests/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
 # The stages: name, the files that mark it done, its command.
 STAGES=(step recipe ladder tests)
+if [ -n "$ONLY" ]; then
+    IFS=, read -r -a wanted <<< "$ONLY"
+    for stage in "${wanted[@]}"; do
+        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder or tests" >&2; exit 2; }
+    done
+    STAGES=("${wanted[@]}")
+fi
 declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt)
 stage_command() {
     case "$1" in
@@ -200,8 +215,16 @@ summary="$DIR/summary.md"
         fi
     done
 } > "$summary.tmp" && mv "$summary.tmp" "$summary"
-[ -n "${OUT:-}" ] && [ -d "${OUT:-}" ] && cp "$summary" "$OUT/gpu_verify_summary.md" && cp "$DIR/state.txt" "$OUT/gpu_verify_state.txt" 2>/dev/null
-for json in step recipe; do [ -n "${OUT:-}" ] && [ -e "$DIR/$json.json" ] && cp "$DIR/$json.json" "$OUT/gpu_verify_$json.json"; done
+# What comes back from the device machine ($OUT: at most 8 files): the summary, the state, and each done
+# stage's small outputs under DIR's own names, so that a fresh machine can go on from them (put them in
+# DIR again and carry it: only the recipe grid's and the ladder's unfinished runs are lost).
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
+    mkdir -p "$OUT/gpu_verify"
+    for name in summary.md state.txt step.json recipe.json tests.txt ladder.txt; do
+        [ -e "$DIR/$name" ] && cp "$DIR/$name" "$OUT/gpu_verify/$name"
+    done
+    [ -e "$DIR/ladder/report.json" ] && cp "$DIR/ladder/report.json" "$OUT/gpu_verify/ladder-report.json"
+fi
 
 if [ $failed = 1 ]; then echo "gpu_verify: a stage failed: see $summary" >&2; exit 1; fi
 for stage in "${STAGES[@]}"; do
