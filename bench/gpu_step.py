@@ -21,12 +21,20 @@ supervised; distilled from a live teacher (twice the depth, bf16 weights, forwar
 the background reader: `CachedWindowSampler` + `CachedDistillationObjective`); and the supervised
 step with `--parallel fsdp` (FSDP2 `fully_shard` on a one-rank process group) against the default.
 
+3. (`--ladder`; issue 33) the GPU ladder's own shapes (examples/gpu_ladder.toml: aspect ratio 64, head size
+64, vocabulary 512, 512-token sequences, 64 sequences per step), by default its smallest and largest
+depths (4 and 9): the compile time of a fresh process with an empty inductor cache (cold) and again
+with the cache it left (warm), and the tokens/s of 1, 2 and 4 such runs sharing the GPU at once (each
+its own process, as the sweep places them), summed and per run. Printed as a table and, with
+--json FILE, written as JSON.
+
 Each figure: --warmup steps (compilation) then --steps timed steps between two synchronisations.
 Without a CUDA GPU the script says so and exits 0; `--device cpu --tiny` runs the same code at tiny
 sizes on the CPU (float32, no compile unless --compile), which is how its code path is tested.
 
 Usage: python bench/gpu_step.py [--sizes 6M,11M,85M,200M,680M] [--steps 20] [--warmup 5]
-       python bench/gpu_step.py --device cpu --tiny
+       python bench/gpu_step.py --ladder [--ladder-depths 4,9] [--json FILE]
+       python bench/gpu_step.py --device cpu --tiny [--ladder]
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -288,6 +298,96 @@ def student_steps(size: Size, setup: Setup) -> None:
           f"FSDP >= 0.9x default: {'met' if fsdp >= 0.9 * speeds['supervised'] else 'MISSED'}")
 
 
+LADDER = Path(__file__).resolve().parents[1] / "examples" / "gpu_ladder.toml"
+LADDER_SHARING = (1, 2, 4)
+
+
+def ladder_shape(tiny: bool) -> tuple[Size, int, int]:
+    """(shape at depth 1, vocabulary, sequence length) of the GPU ladder (its spec's [data] and [model])."""
+    if tiny:
+        return Size("tiny", 1, 32, 32, 4), 512, 64
+    import tomllib
+
+    spec = tomllib.loads(LADDER.read_text())
+    model, data = spec["model"], spec["data"]
+    return (Size("ladder", 1, model["aspect_ratio"], model["head_dim"], model["batch_size"]), data["vocab_size"],
+            data["seq_len"])
+
+
+def ladder_worker(depth: int, setup: Setup, tiny: bool) -> dict:
+    """One run of the ladder's shape at `depth` in this process: seconds of its first step (compilation
+    with the inductor cache it finds) and tokens/s after the warm-up."""
+    shape, vocab, seq_len = ladder_shape(tiny)
+    setup = Setup(**{**setup.__dict__, "vocab": vocab, "seq_len": seq_len, "warmup": max(1, setup.warmup)})
+    config = model_config(shape, setup, n_layers=depth)
+    step = distillscale_step(config, setup, token_sampler(setup, shape.batch_size, windows=64))
+    start = time.perf_counter()
+    step(0)
+    synchronize(setup.device)
+    first = time.perf_counter() - start
+    for index in range(1, setup.warmup):
+        step(index)
+    synchronize(setup.device)
+    if not sys.stdin.isatty():  # under _ladder_processes: time together with the other runs
+        print("ready", flush=True)
+        sys.stdin.readline()
+    speed = tokens_per_second(lambda index: step(index + max(1, setup.warmup)), shape.batch_size * seq_len,
+                              Setup(**{**setup.__dict__, "warmup": 0}))
+    return {"depth": depth, "non_embedding_params": config.non_embedding_params, "first_step_seconds": first,
+            "tokens_per_second": speed}
+
+
+def _ladder_processes(depth: int, count: int, args: argparse.Namespace, cache: str) -> list[dict]:
+    """`count` worker processes at once (as a sweep runs several runs per GPU), sharing `cache`."""
+    command = [sys.executable, __file__, "--ladder-worker", str(depth), "--device", args.device,
+               "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    command += ["--tiny"] if args.tiny else []
+    command += [] if args.compile is None else ["--compile" if args.compile else "--no-compile"]
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+    workers = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+               for _ in range(count)]
+    for worker in workers:  # all compiled and warmed up: their timed steps overlap
+        if worker.stdout.readline().strip() != "ready":
+            worker.wait()
+            raise SystemExit(f"a ladder worker failed (exit {worker.returncode}): {' '.join(command)}")
+    for worker in workers:
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    results = []
+    for worker in workers:
+        out, _ = worker.communicate()
+        if worker.returncode:
+            raise SystemExit(f"a ladder worker failed (exit {worker.returncode}): {' '.join(command)}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+def ladder_steps(depths: list[int], args: argparse.Namespace) -> dict:
+    """Section 3: compile cold and warm, then 1, 2 and 4 runs sharing the device, per depth."""
+    shape, vocab, seq_len = ladder_shape(args.tiny)
+    print(f"\n3. the ladder's shapes (aspect {shape.aspect_ratio}, head {shape.head_dim}, vocabulary {vocab}, "
+          f"{shape.batch_size} x {seq_len} tokens per step): compile cold/warm, runs sharing one device")
+    print(f"   {'depth':>5} {'non-emb':>8} {'compile cold s':>15} {'warm s':>7} "
+          + " ".join(f"{f'{n} run(s) tok/s (each)':>28}" for n in LADDER_SHARING))
+    rows = []
+    for depth in depths:
+        with tempfile.TemporaryDirectory() as cache:
+            cold = _ladder_processes(depth, 1, args, cache)[0]
+            warm = _ladder_processes(depth, 1, args, cache)[0]
+            sharing = {n: [warm] if n == 1 else _ladder_processes(depth, n, args, cache) for n in LADDER_SHARING}
+        row = {"depth": depth, "non_embedding_params": cold["non_embedding_params"],
+               "compile_cold_seconds": cold["first_step_seconds"], "compile_warm_seconds": warm["first_step_seconds"],
+               "sharing": {str(n): [r["tokens_per_second"] for r in results] for n, results in sharing.items()}}
+        rows.append(row)
+        cells = " ".join(f"{sum(r['tokens_per_second'] for r in results):>14,.0f} ({min(r['tokens_per_second'] for r in results):>10,.0f})"
+                         for results in sharing.values())
+        print(f"   {depth:>5} {row['non_embedding_params'] / 1e6:>7.1f}M {row['compile_cold_seconds']:>15.1f} "
+              f"{row['compile_warm_seconds']:>7.1f} {cells}")
+    print("   compile = the first step's seconds in a fresh process (cold: empty inductor cache; warm: the cache "
+          "the cold one left); tok/s summed over the runs sharing the device (the slowest run's in brackets)")
+    return {"vocab_size": vocab, "seq_len": seq_len, "batch_size": shape.batch_size, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -298,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile both loops (default: on CUDA only)")
+    parser.add_argument("--ladder", action="store_true", help="only section 3: the GPU ladder's shapes, compile "
+                                                                 "cold and warm, 1/2/4 runs sharing the device")
+    parser.add_argument("--ladder-depths", default="4,9", help="depths of section 3 (default: 4,9; tiny: 1)")
+    parser.add_argument("--json", type=Path, default=None, help="with --ladder: write its figures here")
+    parser.add_argument("--ladder-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU here: bench/gpu_step.py measures GPU training steps, so there is nothing to measure "
@@ -316,9 +421,22 @@ def main(argv: list[str] | None = None) -> int:
                   steps=args.steps, warmup=args.warmup)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
+    if args.ladder_worker is not None:
+        print(json.dumps(ladder_worker(args.ladder_worker, setup, args.tiny)))
+        return 0
+    if cuda:
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     else:
         print(f"device: CPU ({torch.get_num_threads()} threads), torch {torch.__version__}")
+    if args.ladder:
+        depths = [int(d) for d in ("1" if args.tiny and args.ladder_depths == "4,9" else args.ladder_depths).split(",")]
+        figures = ladder_steps(depths, args)
+        if args.json is not None:
+            from distillscale.io import atomic_write_json
+
+            atomic_write_json(args.json, {"device": torch.cuda.get_device_name(device) if cuda else "cpu",
+                                          "compile": setup.compile, "bf16": setup.bf16, **figures})
+        return 0
     peak = matmul_peak(setup)
     print(f"measured matmul peak ({'bf16' if setup.bf16 else 'fp32'}): {peak / 1e12:.3g} TFLOP/s")
     family_vs_llama(sizes, setup, peak)

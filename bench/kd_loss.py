@@ -15,6 +15,14 @@ own peak, inputs and weights excluded. Time: the median of the timed steps after
 steps; naive and chunked processes alternate so that load from other processes hits both alike.
 
 Usage: python bench/kd_loss.py [--tokens 4096] [--d-model 512] [--vocab 32768 131072]
+
+`--chunks` compares instead, side by side in one process, the chunk of 1024 tokens used before issue 33
+with the chunk sized by the vocabulary (`kd_settings.chunk_tokens`: up to CHUNK_LOGITS logits): the
+ATen operations one forward + backward issues (counted by a dispatch mode: the host's work per step)
+and the median time. Defaults there: a ladder step's 32,768 tokens at d_model 256, vocabularies 512
+and 32768 (where the two chunks agree; 4096 on a CPU).
+
+    python bench/kd_loss.py --chunks [--tokens 32768] [--d-model 256] [--vocab 512 32768]
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import time
 
 import torch
 
+from distillscale.training.kd_settings import chunk_tokens
 from distillscale.training.losses import DistillationLossConfig, distillation_loss
 
 CHUNK_SIZE = 1024
@@ -96,6 +105,63 @@ def compare(args: argparse.Namespace, vocab: int) -> dict:
     return summary
 
 
+def count_ops(fn) -> int:
+    """ATen operations that `fn()` dispatches (forward and backward alike)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.ops += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        fn()
+    return Counter.ops
+
+
+def compare_chunks(args: argparse.Namespace) -> None:
+    """The former 1024-token chunk against the vocabulary's chunk: operations and time per step."""
+    print(f"chunked distillation loss (forward KL), fwd+bwd: tokens={args.tokens} d_model={args.d_model} "
+          f"device={args.device}" + (f", {torch.get_num_threads()} threads" if args.device == "cpu" else ""))
+    print(f"{'V':>7} {'chunk before':>12} {'chunk now':>10} {'ops before':>11} {'ops now':>8} {'op ratio':>9} "
+          f"{'s before':>9} {'s now':>7} {'time ratio':>11}")
+    for vocab in args.vocab:
+        torch.manual_seed(0)
+        head = torch.nn.Linear(args.d_model, vocab, bias=False, device=args.device)
+        teacher_head = torch.nn.Linear(args.d_model, vocab, bias=False, device=args.device).requires_grad_(False)
+        hidden = torch.randn(args.tokens, args.d_model, device=args.device, requires_grad=True)
+        teacher_hidden = torch.randn(args.tokens, args.d_model, device=args.device)
+        targets = torch.randint(vocab, (args.tokens,), device=args.device)
+        row = {}
+        for name, chunk in (("before", CHUNK_SIZE), ("now", chunk_tokens(vocab))):
+            config = DistillationLossConfig(chunk_size=chunk)
+
+            def step():
+                hidden.grad = head.weight.grad = None
+                out = distillation_loss(hidden, head, teacher_hidden, teacher_head, targets, config)
+                out.loss.backward()
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                return float(out.loss.detach())
+
+            loss = step()  # warm-up
+            ops = count_ops(step)
+            seconds = []
+            for _ in range(args.steps):
+                start = time.perf_counter()
+                step()
+                seconds.append(time.perf_counter() - start)
+            row[name] = (chunk, ops, statistics.median(seconds), loss)
+        (chunk_b, ops_b, s_b, loss_b), (chunk_n, ops_n, s_n, loss_n) = row["before"], row["now"]
+        if abs(loss_b - loss_n) > 1e-5 * abs(loss_b):
+            raise SystemExit(f"losses differ: chunk {chunk_b}: {loss_b} vs chunk {chunk_n}: {loss_n}")
+        print(f"{vocab:>7} {chunk_b:>12} {chunk_n:>10} {ops_b:>11} {ops_n:>8} {ops_b / ops_n:>8.1f}x "
+              f"{s_b:>9.3f} {s_n:>7.3f} {s_b / s_n:>10.2f}x")
+    print("op ratio, time ratio = before / now (the same loss: checked to 1e-5)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=4096)
@@ -106,7 +172,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="processes per variant")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--worker", choices=["naive", "chunked"], help=argparse.SUPPRESS)
+    parser.add_argument("--chunks", action="store_true", help="the former 1024-token chunk against the "
+                                                              "vocabulary's: operations and time")
     args = parser.parse_args()
+    if args.chunks:
+        given = set(sys.argv[1:])
+        args.tokens = args.tokens if "--tokens" in given else 32768
+        args.d_model = args.d_model if "--d-model" in given else 256
+        args.vocab = args.vocab if "--vocab" in given else [512, 32768 if args.device == "cuda" else 4096]
+        args.steps = max(args.steps, 3) if "--steps" not in given else args.steps
+        compare_chunks(args)
+        return
 
     if args.worker:
         result = measure(args.worker, args.tokens, args.d_model, args.vocab[0], args.warmup,

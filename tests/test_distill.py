@@ -12,6 +12,7 @@ import torch
 from distillscale.data import DataConfig, prepare_data
 from distillscale.model import load_pretrained
 from distillscale.training.evaluation import evaluate
+from distillscale.training.kd_settings import chunk_tokens
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
 
@@ -78,8 +79,8 @@ def test_result_records_the_teacher_the_kd_settings_and_the_teacher_flops(distil
     assert result["flops"] == (3 * result["forward_flops_per_token"] + record["forward_flops_per_token"]) \
         * result["tokens"]
     assert result["distillation"] == {"kd": "forward-kl", "temperature": 1.0, "kd_weight": 1.0,
-                                      "z_loss_weight": 1e-4, "top_k": None, "jsd_beta": 0.5, "chunk_size": 1024,
-                                      "top_k_tail": True}
+                                      "z_loss_weight": 1e-4, "top_k": None, "jsd_beta": 0.5,
+                                      "chunk_size": chunk_tokens(VOCAB), "top_k_tail": True}
     metrics = [json.loads(line) for line in (distilled / "metrics.jsonl").read_text().splitlines()]
     assert all({"loss", "ce", "kd"} <= m.keys() for m in metrics)
     assert metrics[-1]["kd"] < metrics[0]["kd"]
@@ -141,7 +142,21 @@ def test_larger_student_is_allowed_with_a_warning(cli, tmp_path, teacher):
     assert "is larger than the teacher" in err
     assert json.loads(out)["distillation"] | {"z_loss_weight": None} == {
         "kd": "jsd", "temperature": 2.0, "kd_weight": 0.5, "z_loss_weight": None, "top_k": 16, "jsd_beta": 0.5,
-        "chunk_size": 1024, "top_k_tail": True}
+        "chunk_size": chunk_tokens(VOCAB), "top_k_tail": True}
+
+
+def test_compile_compiles_the_teacher_too(cli, tmp_path, teacher, monkeypatch):
+    """--compile: the teacher's trunk goes through torch.compile as the student's does (its forward was
+    hundreds of eager operations per step). torch.compile is replaced by a recorder here: compiling
+    on the CPU takes minutes; what it compiles is the question."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: compiled.append(fn) or fn)
+    code, _, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT, "--tokens", "256",
+                       "--compile")
+    assert code == 0, err
+    teacher_trunks = [fn for fn in compiled if getattr(fn, "__name__", "") == "hidden_states"
+                      and getattr(fn, "__self__", None) is not None and fn.__self__.config.n_layers == 2]
+    assert len(teacher_trunks) == 1 and len(compiled) == 2  # the teacher's and the student's trunks
 
 
 def test_a_teacher_with_low_top_k_mass_warns_before_training_and_result_records_it(cli, tmp_path, teacher):

@@ -350,3 +350,33 @@ def test_chunked_under_autocast_matches_naive():
     for got, want in zip(*results):
         assert got.dtype == want.dtype
         torch.testing.assert_close(got, want, rtol=2e-2, atol=1e-3)
+
+
+def test_chunks_follow_the_vocabulary_within_a_logit_budget_and_give_the_former_chunks_result():
+    """Issue 33: at vocabulary 512 a 32K-token batch ran in 32 chunks of 1024 tokens (hundreds of small
+    eager operations per step); the chunk now holds up to CHUNK_LOGITS logits whatever the vocabulary."""
+    from distillscale.training.config import DistillConfig
+    from distillscale.training.kd_settings import CHUNK_LOGITS, chunk_tokens
+
+    assert chunk_tokens(32768) == 1024 and chunk_tokens(512) == 65536 and chunk_tokens(131072) == 256
+    assert chunk_tokens(10 * CHUNK_LOGITS) == 1
+    assert all(chunk_tokens(v) * v <= CHUNK_LOGITS for v in (320, 512, 50257, 151936))
+    config = DistillConfig(out="s", teacher="t", n_layers=1, tokens="1M")
+    assert config.loss_config(512).chunk_size == 65536
+    assert DistillConfig(out="s", teacher="t", n_layers=1, tokens="1M", loss_chunk_size=7).loss_config(512).chunk_size == 7
+    assert config.hash() == config.model_copy(update={"loss_chunk_size": 1024}).hash()  # memory only
+
+    gen = torch.manual_seed(3)
+    tokens, d, vocab = 1100, 8, 512
+    hidden = torch.randn(tokens, d, generator=gen).requires_grad_()
+    head = torch.nn.Linear(d, vocab, bias=False)
+    teacher_hidden = torch.randn(tokens, d, generator=gen)
+    teacher_head = torch.nn.Linear(d, vocab, bias=False).requires_grad_(False)
+    targets = torch.randint(0, vocab, (tokens,), generator=gen)
+    results = []
+    for chunk_size in (1024, chunk_tokens(vocab)):  # 2 chunks before, 1 now
+        out = distillation_loss(hidden, head, teacher_hidden, teacher_head, targets,
+                                DistillationLossConfig(chunk_size=chunk_size, kd_weight=0.5))
+        results.append((out.loss.detach(), out.kd, out.ce, *torch.autograd.grad(out.loss, [hidden, head.weight])))
+    for before, now in zip(*results):  # float32, as trained: equal up to the order of the sums
+        torch.testing.assert_close(now, before)

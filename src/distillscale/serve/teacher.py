@@ -34,12 +34,12 @@ import torch
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_hash, tokenizer_vocab_size
 from distillscale.errors import UserError
 from distillscale.serve.http import JSONHandler, RequestError, listen
+from distillscale.training.kd_settings import chunk_tokens
 from distillscale.training.remote_teacher import TOKEN_ID_PREFIX
 from distillscale.training.teachers import Teacher, find_teacher, load_teacher
 
 COMPLETIONS, MODELS = "/v1/completions", "/v1/models"
 MAX_PROMPT_TOKENS = 1 << 20  # tokens of all prompts of one request
-LOGITS_CHUNK = 1024  # positions whose [chunk, V] logits exist at once
 
 
 class TeacherService:
@@ -161,9 +161,10 @@ class TeacherService:
                 hidden = self.teacher.hidden_states(ids[:, :-1]).flatten(0, 1)
                 targets = ids[:, 1:].flatten()
                 own, top_values, top_ids = [], [], []
-                for start in range(0, len(hidden), LOGITS_CHUNK):
-                    log_probs = self.teacher.head(hidden[start:start + LOGITS_CHUNK]).float().log_softmax(-1)
-                    own.append(log_probs.gather(-1, targets[start:start + LOGITS_CHUNK, None]).squeeze(-1))
+                chunk = chunk_tokens(self.teacher.vocab_size)  # positions whose [chunk, V] logits exist at once
+                for start in range(0, len(hidden), chunk):
+                    log_probs = self.teacher.head(hidden[start:start + chunk]).float().log_softmax(-1)
+                    own.append(log_probs.gather(-1, targets[start:start + chunk, None]).squeeze(-1))
                     values, chosen = log_probs.topk(k, dim=-1)
                     top_values.append(values)
                     top_ids.append(chosen)

@@ -2,7 +2,8 @@
 
     name = "micro"
     [data]      the corpus, as for `train`: path, vocab_size, max_bytes, val_fraction, ..., seq_len
-    [model]     the model family and its training: aspect_ratio, head_dim, lr, batch_size, warmup_steps,
+    [model]     the model family and its training: aspect_ratio, head_dim, lr, batch_size, warmup_steps
+                (or warmup_tokens, warmup_tokens_per_param), adam_beta1, adam_beta2, adam_eps,
                 schedule ("cosine" or "wsd"), cooldown_fraction, cooldown_shape, ...
     [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP);
                 seeds = 3 trains the smallest `seeded_sizes` depths (default 1) with seeds seed, seed + 1, ...
@@ -53,8 +54,8 @@ from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.io import read_text_file
 from distillscale.model import ModelConfig
-from distillscale.training.config import (BOOKKEEPING_KEYS, ON_POLICY_KEYS, TEACHER_FIXED_KEYS, WSD_KEYS,
-                                         DistillConfig, OnPolicySettings, TrainConfig)
+from distillscale.training.config import (BOOKKEEPING_KEYS, ON_POLICY_KEYS, RECIPE_KEYS, TEACHER_FIXED_KEYS,
+                                         WARMUP_KEYS, WSD_KEYS, DistillConfig, OnPolicySettings, TrainConfig)
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.units import Quantity, check_quantity, format_quantity, parse_quantity
 
@@ -72,7 +73,11 @@ DATA_KEYS = {"path": "data", "text_field": "text_field", "vocab_size": "vocab_si
 # [model] keys: the model family's shape and the training hyperparameters, named as in `train`.
 MODEL_KEYS = ("aspect_ratio", "head_dim", "tie_embeddings", "mup", "batch_size", "grad_accum", "lr",
               "min_lr_ratio", "warmup_steps", "schedule", "cooldown_fraction", "cooldown_shape", "weight_decay", "grad_clip", "z_loss", "seed", "eval_every",
-              "eval_tokens", "save_every", "log_every", "device", "bf16", "compile")
+              "eval_tokens", "save_every", "log_every", "device", "bf16", "compile",
+              *sorted(RECIPE_KEYS), "save_every_seconds")
+# [model] keys added after sweeps existed: left out of every run's settings while at their default,
+# so that earlier sweeps keep their spec and run ids.
+LATER_MODEL_KEYS = frozenset(RECIPE_KEYS | {"save_every_seconds"})
 # [distill] keys passed to `distill` (the objective's settings, named as its flags).
 DISTILL_KEYS = ("kd", "temperature", "kd_weight", "top_k")
 # [distill] on-policy keys passed to `distill` (its --on-policy-* flags); left out of every run's
@@ -294,6 +299,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     model_settings = model.model_dump(mode="json")
     if model.schedule == "cosine":  # as before WSD existed, so earlier sweeps keep their spec and run ids
         model_settings = {key: value for key, value in model_settings.items() if key not in WSD_KEYS}
+    model_settings = {key: value for key, value in model_settings.items()
+                      if key not in LATER_MODEL_KEYS or value != TrainConfig.model_fields[key].default}
     if (model.lr_width_exponent is None) != (model.lr_reference_width is None):
         raise UserError(f"{source}: [model] lr_width_exponent and lr_reference_width go together: give both "
                         "(lr x (d_model / lr_reference_width) ** lr_width_exponent) or neither")
@@ -426,7 +433,7 @@ def _forked_runs(kind: RunKind, n_layers: int, params: int, grid: list[tuple], s
     """One model's budgets under WSD: the longest run first, keeping the state its forks start from,
     then each shorter run as a fork of it, all with the warmup of the shortest."""
     grid = sorted(grid, key=lambda point: point[2], reverse=True)
-    if settings["warmup_steps"] is None:
+    if all(settings.get(key) is None for key in WARMUP_KEYS):  # tokens (per parameter): the same steps for all
         shortest = TrainConfig.model_validate({**settings, "tokens": grid[-1][2], "out": "."})
         settings = {**settings, "warmup_steps": shortest.resolved_warmup_steps(shortest.steps_for(grid[-1][2]))}
     (m, budget, tokens), *shorter = grid

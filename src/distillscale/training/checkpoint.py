@@ -6,12 +6,15 @@ The data position is the step itself: `TokenSampler.batch(step, ...)` is a pure 
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
+
+from distillscale.training.distributed import Distributed
 
 
 @dataclass
@@ -64,3 +67,32 @@ def _restore_weights(state: dict[str, Any], model: nn.Module, optimizer: torch.o
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+class CheckpointClock:
+    """When a checkpoint is due by time: `seconds` (0: never) after the last one, or after the start of
+    training. Bookkeeping only: the steps and their results do not depend on it.
+
+    Every rank must agree (under FSDP every rank writes its shards): with several processes the main
+    rank decides and tells the others, at every `DISTRIBUTED_CHECK_STEPS`-th step only (one small
+    collective, not one per step); a single process asks its own clock before every step."""
+
+    DISTRIBUTED_CHECK_STEPS = 10
+
+    def __init__(self, seconds: float, group: Distributed):
+        self.seconds = seconds
+        self.group = group
+        self.last = time.perf_counter()
+
+    def due(self, step: int) -> bool:
+        """Whether a checkpoint is due after step `step` (1-based), the same answer on every rank."""
+        if self.seconds <= 0:
+            return False
+        if not self.group.enabled:
+            return time.perf_counter() - self.last >= self.seconds
+        if step % self.DISTRIBUTED_CHECK_STEPS:
+            return False
+        return self.group.main_says(self.group.is_main and time.perf_counter() - self.last >= self.seconds)
+
+    def saved(self) -> None:
+        self.last = time.perf_counter()

@@ -33,13 +33,16 @@ from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.model.config import ModelConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
-from distillscale.training.kd_settings import TOP_K_KD_WEIGHT, DistillationLossConfig, OnPolicyConfig
+from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
+                                              OnPolicyConfig, chunk_tokens)
 from distillscale.units import Quantity, check_quantity
 
 
 # Settings that do not change what the run computes: they may differ when an interrupted run resumes.
-BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "log_every", "activation_checkpointing",
-                              "teacher_parallel", "teacher_timeout", "teacher_retries"})
+# (`loss_chunk_size` changes memory, and the results only by float rounding: the sums' order.)
+BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "save_every_seconds", "log_every",
+                              "activation_checkpointing", "teacher_parallel", "teacher_timeout",
+                              "teacher_retries", "loss_chunk_size"})
 # A teacher server: left out of the hash while unused, as the large-batch settings below.
 SERVER_KEYS = frozenset({"teacher_url"})
 # Large-batch settings: left out of the hash while off (no reference batch size), so that runs without
@@ -57,6 +60,11 @@ PARALLEL_KEYS = frozenset({"parallel"})
 # A fixed subset of the split (data.repetition.unique_subset): left out of the hash while unused.
 SUBSET_KEYS = frozenset({"unique_tokens"})
 
+
+# The optimizer's and the warmup's settings added after runs existed (issue 33): left out of the hash
+# while at their default, so that runs keep the hash they had before these settings existed.
+RECIPE_KEYS = frozenset({"adam_beta1", "adam_beta2", "adam_eps", "warmup_tokens", "warmup_tokens_per_param"})
+WARMUP_KEYS = ("warmup_steps", "warmup_tokens", "warmup_tokens_per_param")  # at most one of them
 
 # Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
 DEFAULT_WARMUP_STEPS = 2000
@@ -124,6 +132,13 @@ class OptimSettings(Settings):
     min_lr_ratio: float = Field(1e-3, ge=0, le=1, description="final lr / peak lr")
     warmup_steps: int | None = Field(None, ge=0, description=f"(default: {DEFAULT_WARMUP_FRACTION:.0%} of "
                                                              f"the steps, at most {DEFAULT_WARMUP_STEPS})")
+    warmup_tokens: Annotated[float | None, quantity("warmup_tokens", kind=Quantity.TOKENS)] = Field(
+        None, description="warmup as training tokens, e.g. 2M (rounded up to whole steps), instead of "
+                          "--warmup-steps")
+    warmup_tokens_per_param: Annotated[float | None, quantity("warmup_tokens_per_param",
+                                                              kind=Quantity.TOKENS_PER_PARAM)] = Field(
+        None, description="warmup as tokens per non-embedding parameter, e.g. 0.5 (rounded up to whole "
+                          "steps), instead of --warmup-steps")
     schedule: Literal["cosine", "wsd"] = Field("cosine", description="cosine, or wsd: warmup, constant, "
                                                                      "then a cooldown")
     cooldown_fraction: float | None = Field(None, gt=0, le=1, description=f"wsd: share of the steps in the "
@@ -133,6 +148,10 @@ class OptimSettings(Settings):
     weight_decay: float = Field(1e-4, ge=0, description="per-step decay at peak lr, independent of lr")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm, 0 = off")
     z_loss: float = Field(1e-4, ge=0, description="z-loss weight")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1 (first-moment decay)")
+    adam_beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2 (second-moment decay; Porian et al. "
+                                                            "raise it at small batches, e.g. 0.99)")
+    adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
 
 
 class RunSettings(Settings):
@@ -149,6 +168,10 @@ class RunSettings(Settings):
     eval_tokens: Annotated[int | None, count("eval_tokens", kind=Quantity.TOKENS)] = Field(
         None, description="validation tokens per evaluation (default: the whole split)")
     save_every: int = Field(100, ge=1, description="steps between checkpoints")
+    save_every_seconds: float = Field(60.0, ge=0, description="also a checkpoint whenever this many seconds of "
+                                                              "training passed since the last one, so an "
+                                                              "interrupted run loses at most about that "
+                                                              "(0: by steps only)")
     log_every: int = Field(10, ge=1, description="steps between metrics lines")
     overwrite: bool = Field(False, description="replace a finished or different run in out")
 
@@ -183,6 +206,10 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         if (self.fork_from is not None or self.fork_tokens) and self.regime_adaptation:
             raise ValueError("forks (--fork-from, --fork-tokens) and --regime-adaptation do not mix: a fork's steps "
                              "follow its own batch")
+        warmups = [key for key in WARMUP_KEYS if getattr(self, key) is not None]
+        if len(warmups) > 1:
+            raise ValueError(f"give one warmup, not {' and '.join(flag(key) for key in warmups)}: warmup in "
+                             f"steps, in tokens or in tokens per parameter")
         if self.eval_tokens is not None and self.eval_tokens < self.seq_len:
             raise ValueError(f"--eval-tokens {self.eval_tokens} is below one sequence of --seq-len "
                              f"{self.seq_len}: raise eval_tokens or leave it out")
@@ -250,9 +277,18 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         steps = (self.steps_for(tokens) for tokens in self.fork_tokens or ())
         return sorted({total - self.cooldown_steps(total) for total in steps})
 
-    def resolved_warmup_steps(self, total_steps: int) -> int:
+    def resolved_warmup_steps(self, total_steps: int, non_embedding_params: int | None = None) -> int:
+        """The warmup in optimizer steps: `warmup_steps`; the steps that cover `warmup_tokens` or
+        `warmup_tokens_per_param` x `non_embedding_params` (as `steps_for` counts them, so with regime
+        adaptation the reference batch's steps); or the default, a tenth of the steps up to 2000."""
         if self.warmup_steps is not None:
             return self.warmup_steps
+        if self.warmup_tokens is not None:
+            return self.steps_for(self.warmup_tokens)
+        if self.warmup_tokens_per_param is not None:
+            if non_embedding_params is None:
+                raise ValueError("warmup_tokens_per_param needs the model's non-embedding parameters")
+            return self.steps_for(self.warmup_tokens_per_param * non_embedding_params)
         return min(DEFAULT_WARMUP_STEPS, math.ceil(DEFAULT_WARMUP_FRACTION * total_steps))
 
     def unused_keys(self) -> set[str]:
@@ -262,7 +298,8 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
                 | (WSD_KEYS if self.schedule == "cosine" else set())
                 | {key for key in FORK_KEYS if getattr(self, key) is None}
                 | (PARALLEL_KEYS if self.parallel == "ddp" else set())
-                | (SUBSET_KEYS if self.unique_tokens is None else set()))
+                | (SUBSET_KEYS if self.unique_tokens is None else set())
+                | {key for key in RECIPE_KEYS if getattr(self, key) == type(self).model_fields[key].default})
 
     def hash(self) -> str:
         """Identifies what the run computes; bookkeeping settings are left out."""
@@ -309,7 +346,10 @@ class DistillSettings(Settings):
                                    description="with teacher_url: seconds to wait for an answer (at most a day)")
     teacher_retries: int = Field(4, ge=0, le=20, description="with teacher_url: retries of a failed request, with "
                                                             "exponential backoff from 0.5 s (at most 8 s apart)")
-    loss_chunk_size: int = Field(1024, ge=1, description="tokens whose logits are computed at once")
+    loss_chunk_size: int | None = Field(
+        None, ge=1, description=f"tokens whose logits are computed at once (default: as many as keep tokens x "
+                                f"vocabulary within {CHUNK_LOGITS // 2**20}M logits, e.g. 1024 at a 32K "
+                                f"vocabulary, 65536 at 512); memory only, results equal up to rounding")
     uld_weight: float = Field(1.0, ge=0, description="with a teacher of another tokenizer: weight of ULD's "
                                                      "sorted-probability term next to the KL on shared tokens")
     teacher_parallel: Literal["shard", "replicate"] = Field(
@@ -439,10 +479,12 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
         return OnPolicyConfig(fraction=self.on_policy_fraction, temperature=self.on_policy_temperature,
                               prompt_tokens=prompt, continuation_tokens=continuation, start=self.on_policy_start)
 
-    def loss_config(self) -> DistillationLossConfig:
+    def loss_config(self, vocab_size: int) -> DistillationLossConfig:
+        """The objective's settings, the chunk resolved for the student's `vocab_size` (`chunk_tokens`)."""
+        chunk_size = self.loss_chunk_size or chunk_tokens(vocab_size)
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
                                       z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
-                                      top_k_tail=self.top_k_tail, chunk_size=self.loss_chunk_size)
+                                      top_k_tail=self.top_k_tail, chunk_size=chunk_size)
 
 
 def teacher_api_base(url: str) -> str:

@@ -177,7 +177,7 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
     def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> ServedTeacherObjective:
         teacher_val_loss = served_teacher_loss(client, data.split("val"), config.seq_len, config.batch_size,
                                              config.eval_tokens)
-        objective = ServedTeacherObjective(client, config.loss_config(), teacher_val_loss, FLOPS_METHOD)
+        objective = ServedTeacherObjective(client, config.loss_config(data.vocab_size), teacher_val_loss, FLOPS_METHOD)
         objective.count_teacher_flops(config.seq_len)
         objective.check_top_k(data.split(config.split), config.seq_len, config.batch_size, group.is_main)
         return objective
@@ -196,7 +196,9 @@ def _make_objective(config: DistillConfig, source: TeacherSource, data: Prepared
              f"teacher ({teacher.info.non_embedding_params:,}): allowed, but check --n-layers and --teacher")
     teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
                                 config.eval_tokens, group)
-    objective = DistillationObjective(teacher, config.loss_config(), teacher_val_loss)
+    if config.compile:  # after its validation loss, which the eager teacher computed as the teacher's own run
+        teacher.compile_trunk()
+    objective = DistillationObjective(teacher, config.loss_config(data.vocab_size), teacher_val_loss)
     if config.top_k is not None and config.top_k < data.vocab_size:
         objective.top_k_targets = _check_live_top_k(teacher, data.split(config.split), config, group)
     return objective
@@ -229,4 +231,4 @@ def _make_cross_tokenizer_objective(config: DistillConfig, source: TeacherSource
     aligner = TokenAligner(student_tokenizer, teacher_tokenizer, teacher.info.context)
     teacher_val_loss = teacher_text_loss(teacher, aligner, data.split("val"), config.seq_len, config.batch_size,
                                          config.eval_tokens)
-    return CrossTokenizerObjective(teacher, aligner, config.loss_config(), config.uld_weight, teacher_val_loss)
+    return CrossTokenizerObjective(teacher, aligner, config.loss_config(data.vocab_size), config.uld_weight, teacher_val_loss)

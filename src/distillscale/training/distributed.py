@@ -80,6 +80,13 @@ class Distributed:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
         return total.to(tensor.device)
 
+    def main_says(self, flag: bool) -> bool:
+        """The main process's `flag`, on every process (what the others pass is ignored)."""
+        if not self.enabled:
+            return flag
+        said = torch.tensor([1.0 if flag and self.is_main else 0.0])
+        return bool(self.sum(said).item() > 0)
+
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.sum(tensor) / self.world_size
 

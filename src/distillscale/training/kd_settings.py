@@ -15,6 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field
 TOP_K_KD_WEIGHT = 0.5
 
 
+# Logits one chunk of the chunked loss may hold: 1024 tokens at a 32K vocabulary, as the former fixed
+# chunk of 1024 tokens did there (128 MiB per float32 [chunk, V] buffer, about four alive at a time).
+# At a small vocabulary the chunks grow (65,536 tokens at 512: a 32K-token batch in one chunk instead
+# of 32), so a step issues fewer small operations; at a larger one they shrink, so memory stays bounded.
+CHUNK_LOGITS = 1024 * 32768
+
+
+def chunk_tokens(vocab_size: int, budget: int = CHUNK_LOGITS) -> int:
+    """Tokens per chunk of the chunked loss at `vocab_size`: as many as keep chunk x vocabulary within
+    `budget` logits (at least one)."""
+    return max(1, budget // vocab_size)
+
+
 class DistillationLossConfig(BaseModel):
     """Settings of the distillation objective (defaults as in Busbridge et al. 2025, docs/science.md §5)."""
 

@@ -61,18 +61,21 @@ class WarmupStableDecay:
         return self.min_ratio + (1 - self.min_ratio) * remaining
 
 
-def lr_schedule(config: TrainConfig, total_steps: int) -> WarmupCosine | WarmupStableDecay:
-    """The schedule `config` asks for, over `total_steps`."""
-    warmup_steps = config.resolved_warmup_steps(total_steps)
+def lr_schedule(config: TrainConfig, total_steps: int,
+                non_embedding_params: int | None = None) -> WarmupCosine | WarmupStableDecay:
+    """The schedule `config` asks for, over `total_steps` (a warmup in tokens per parameter needs the
+    model's `non_embedding_params`)."""
+    warmup_steps = config.resolved_warmup_steps(total_steps, non_embedding_params)
     if config.schedule == "wsd":
         return WarmupStableDecay(warmup_steps, total_steps, config.cooldown_steps(total_steps),
                                  config.min_lr_ratio, config.cooldown_shape or DEFAULT_COOLDOWN_SHAPE)
     return WarmupCosine(warmup_steps, total_steps, config.min_lr_ratio)
 
 
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW (betas 0.9, 0.95) with the model's per-group (muP) learning rates; no decay on norms
-    and gains.
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95),
+                    eps: float = 1e-8) -> torch.optim.AdamW:
+    """AdamW (by default betas 0.9, 0.95 and eps 1e-8, TrainConfig's defaults) with the model's
+    per-group (muP) learning rates; no decay on norms and gains.
 
     `weight_decay` is independent of the learning rate, as in the paper (Wortsman et al. 2024): each
     step shrinks weights by `weight_decay` times the schedule multiplier, whatever the group's lr.
@@ -83,7 +86,7 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
         if group.get("weight_decay", 0.0) > 0:
             group["weight_decay"] = weight_decay / group["lr"]
     # The fused kernel (CPU and CUDA) updates each tensor in one pass: 2-3x faster than foreach on CPU.
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer,

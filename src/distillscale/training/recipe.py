@@ -27,6 +27,7 @@ from distillscale.model import Transformer, save_pretrained
 from distillscale.planning.flops import run_flops
 from distillscale.regime import WeightDistance
 from distillscale.training.checkpoint import (
+    CheckpointClock,
     Progress,
     capture_state,
     restore_branch,
@@ -122,7 +123,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                                  data.manifest["source"]["description"], subset=config.unique_tokens is not None)
     if repeats and show_progress:
         warn(repeats)
-    schedule = lr_schedule(config, total_steps)
+    schedule = lr_schedule(config, total_steps, model_config.non_embedding_params)
     plan = RunPlan(total_steps=total_steps, token_budget=token_budget, warmup_steps=schedule.warmup_steps,
                    cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,
                    tokens_per_step=config.tokens_per_step, world_size=group.world_size, device=str(group.device),
@@ -145,7 +146,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     # Shards the parameters in place under FSDP: before the optimizer, which must see the shards.
     training_model = TrainingModel(model, group, compile=config.compile, parallel=config.parallel,
                                    bf16=plan.bf16, activation_checkpointing=config.activation_checkpointing)
-    optimizer = build_optimizer(model, plan.lr, config.weight_decay)
+    optimizer = build_optimizer(model, plan.lr, config.weight_decay, betas=(config.adam_beta1, config.adam_beta2),
+                                eps=config.adam_eps)
     scheduler = build_scheduler(optimizer, schedule)
 
     # 3. Resume from the last checkpoint, or start a fork where its parent branches, or from scratch;
@@ -227,6 +229,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                 for micro in range(config.grad_accum)]
 
     checkpoint_step = done.step  # the step whose weights are on disk (0: none yet)
+    clock = CheckpointClock(config.save_every_seconds, group)
     branch_steps = set(config.branch_steps())  # where forks of this run start (WSD parents only)
     segment_start, wall_before = time.perf_counter(), done.wall_seconds
     window_start, window_tokens = time.perf_counter(), 0
@@ -239,7 +242,8 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
             step_start = time.perf_counter()
             # The host reads the step's numbers only where it logs, evaluates or saves: elsewhere
             # the next step is queued while the device still computes this one (step.py).
-            looks = _looks_at_step(config, done.step + 1, total_steps, branch_steps)
+            timed = clock.due(done.step + 1)  # decided before the step, so that the step is looked at
+            looks = timed or _looks_at_step(config, done.step + 1, total_steps, branch_steps)
             result = train_step(training_model, objective, optimizer, batches.next(done.step),
                                 config.grad_clip, group, autocast, halted=watch.halted)
             watch.record(done.step + 1, result)
@@ -277,8 +281,9 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                 bar.update(task, completed=done.step, loss=f"{result.loss:.3f}",
                            tokens_per_second=f"{record['tokens_per_second']:,.0f}")
             done.wall_seconds = wall_before + time.perf_counter() - segment_start
-            if is_last or done.step % config.save_every == 0:
+            if is_last or done.step % config.save_every == 0 or timed:
                 checkpoint_step = done.step
+                clock.saved()
                 if config.parallel == "fsdp":  # every rank writes its shards; the whole model at the end
                     if is_last:  # first: a run killed between the two redoes the last steps, and both
                         save_full_model(model, run.path, group)

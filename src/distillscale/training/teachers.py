@@ -192,7 +192,15 @@ class Teacher(nn.Module):
         return super().train(False)  # never leaves eval mode (no dropout), whoever asks
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.model.hidden_states(idx)
+        compiled = self.__dict__.get("_compiled_hidden_states")
+        return compiled(idx) if compiled is not None else self.model.hidden_states(idx)
+
+    def compile_trunk(self) -> Teacher:
+        """Run the trunk (`hidden_states`) through torch.compile from now on, as `--compile` does the
+        student's: the teacher's forward is otherwise hundreds of eager operations per step."""
+        # Kept out of the module's registry (a plain attribute): no second copy in state_dict or modules().
+        self.__dict__["_compiled_hidden_states"] = torch.compile(self.model.hidden_states)
+        return self
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.model.head(h)
