@@ -456,9 +456,9 @@ def test_a_served_model_card_is_validated_before_the_run(cli, served, service, t
 def test_a_student_of_a_served_teacher_trains_on_its_unique_tokens_subset(served, teacher, tmp_path):
     """G1: the served teacher's sampler draws from --unique-tokens' subset, as the default one does."""
     run_cli("distill", "--teacher-url", served.url, "--tokenizer", teacher / "tokenizer.json", "--out", tmp_path / "s",
-            *STUDENT, "--unique-tokens", "2k")
+            *STUDENT, "--unique-tokens", "2048")
     result = json.loads((tmp_path / "s" / "result.json").read_text())
-    assert result["unique_tokens"] == 2000 and result["epochs"] == pytest.approx(result["tokens"] / 2000)
+    assert result["unique_tokens"] == 2048 and result["epochs"] == pytest.approx(result["tokens"] / 2048)
 
 
 @pytest.mark.parametrize("length", ["\u00b2", "\u0663"])  # a superscript two, an Arabic-Indic three

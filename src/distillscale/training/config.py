@@ -77,7 +77,8 @@ class CorpusSettings(Settings):
     split: Literal["teacher", "student"] = Field("teacher", description="training half: teacher or student")
     unique_tokens: Annotated[int | None, count("unique_tokens", kind=Quantity.TOKENS)] = Field(
         None, gt=0, description="train on a fixed subset of U tokens of the split (1K-token chunks in a fixed "
-                                "random order), repeated as the budget needs, e.g. 50K (default: the whole split)")
+                                "random order; whole windows of seq_len, so U rounds down to a multiple of it), "
+                                "repeated as the budget needs, e.g. 50K (default: the whole split)")
 
     def data_config(self) -> DataConfig:
         """The corpus and tokenizer these settings name, as the data layer takes them."""

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
+from distillscale.data import eval_windows
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput
 from distillscale.training.objective import ObjectiveRecord
@@ -225,13 +226,11 @@ def teacher_text_loss(teacher: Teacher, aligner: TokenAligner, tokens: np.ndarra
     token predicted: comparable with the student's validation loss (the same text, the same unit;
     each window's first token differs between the two tokenisations)."""
     device = next(teacher.parameters()).device
-    windows = (len(tokens) - 1) // seq_len
-    if max_tokens is not None:
-        windows = min(windows, max(1, max_tokens // seq_len))
+    windows = eval_windows(len(tokens), seq_len, max_tokens)  # the student's evaluation windows
     nats, student_tokens = 0.0, 0
-    for start in range(0, windows, batch_size):
+    for start in range(0, len(windows), batch_size):
         rows = np.stack([tokens[w * seq_len:(w + 1) * seq_len + 1]
-                         for w in range(start, min(windows, start + batch_size))]).astype(np.int64)
+                         for w in windows[start:start + batch_size]]).astype(np.int64)
         teacher_batch = aligner.teacher_batch(torch.from_numpy(rows))
         ids = teacher_batch.ids.to(device)
         logits = teacher.head(teacher.hidden_states(ids)).float()

@@ -118,7 +118,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     model_config = _model_config(config, data.vocab_size)
     token_budget = config.token_budget(model_config.non_embedding_params)
     total_steps = config.steps_for(token_budget)
-    repeats = repetition_warning(total_steps * config.tokens_per_step, len(sampler.tokens), config.split,
+    repeats = repetition_warning(total_steps * config.tokens_per_step, sampler.unique_tokens, config.split,
                                  data.manifest["source"]["description"], subset=config.unique_tokens is not None)
     if repeats and show_progress:
         warn(repeats)
@@ -247,7 +247,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                 bad_step, bad_result = bad  # later steps left the weights alone: rewind to it
                 done.step = bad_step - 1
                 return _diverged(run, group, config, plan, done, bad_result, checkpoint_step, objective,
-                                 len(sampler.tokens))
+                                 sampler.unique_tokens)
             lr = plan.lr * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
             scheduler.step()
             done.step += 1
@@ -291,7 +291,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
 
     if val_loss is None:  # resumed after the last checkpoint but before result.json
         val_loss = validation_loss()
-    result = _result(config, plan, done, objective, branch, len(sampler.tokens), status="completed",
+    result = _result(config, plan, done, objective, branch, sampler.unique_tokens, status="completed",
                      val_loss=val_loss)
     if group.is_main:
         run.write_result(result)
