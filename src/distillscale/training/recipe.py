@@ -35,7 +35,7 @@ from distillscale.training.checkpoint import (
 from distillscale.training.config import TrainConfig
 from distillscale.training.distributed import Distributed, init_distributed
 from distillscale.training.parallel import TrainingModel
-from distillscale.training.evaluation import evaluate
+from distillscale.training.evaluation import bf16_autocast, default_bf16, evaluate
 from distillscale.training.fork import Branch, find_branch
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
@@ -216,7 +216,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                weight_distance: WeightDistance | None, show_progress: bool) -> RunResult:
     """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json."""
     total_steps = plan.total_steps
-    autocast = torch.autocast(group.device.type, dtype=torch.bfloat16, enabled=plan.bf16)
+    autocast = bf16_autocast(group.device, plan.bf16)
 
     def validation_loss() -> float:
         return evaluate(training_model.evaluated, val_tokens, config.seq_len, config.batch_size, config.eval_tokens,
@@ -367,6 +367,4 @@ def _model_config(config: TrainConfig, vocab_size: int) -> ModelConfig:
 
 def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
     """bf16 autocast: on by default on GPUs that support it, off on CPU unless asked for."""
-    if config.bf16 is not None:
-        return config.bf16
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return config.bf16 if config.bf16 is not None else default_bf16(device)
