@@ -147,7 +147,8 @@ class RunSettings(Settings):
                                                      "start from its stable phase and train the cooldown only")
     eval_every: int = Field(250, ge=0, description="steps between validations, 0 = only at the end")
     eval_tokens: Annotated[int | None, count("eval_tokens", kind=Quantity.TOKENS)] = Field(
-        None, description="validation tokens per evaluation (default: the whole split)")
+        None, description="validation tokens per evaluation: a fixed random sample of the split's windows, the "
+                          "same for every run (default: the whole split)")
     save_every: int = Field(100, ge=1, description="steps between checkpoints")
     log_every: int = Field(10, ge=1, description="steps between metrics lines")
     overwrite: bool = Field(False, description="replace a finished or different run in out")
