@@ -373,8 +373,9 @@ TAMPERED = {
     "a superscript digit": (superscript, "is not of the form 'token_id:<id>'"),
     "an id beyond int64": (lambda a: first_top(a).update({"token_id:" + "9" * 30: -20.0}),
                            "is not of the form 'token_id:<id>'"),
+    # 8 or 9 entries (the token's own is added where it is not among the top 8, as the weights decide)
     "top-k log-probabilities all 0": (lambda a: first_top(a).update(dict.fromkeys(first_top(a), 0.0)),
-                                      "sum to 8, more than 1"),
+                                      "sum to [89], more than 1"),
     "every choice with index 0": (lambda a: a["choices"][1].update(index=0), "two choices with index 0"),
     "a boolean index": (lambda a: a["choices"][1].update(index=True), "not an integer in 0..1"),
 }
