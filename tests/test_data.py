@@ -13,9 +13,10 @@ import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from distillscale.data import DataConfig, PreparedData, TokenSampler, iter_eval_batches, prepare_data
+from distillscale.data import DataConfig, PreparedData, TokenSampler, eval_windows, iter_eval_batches, prepare_data
 from distillscale.data import prepare as prepare_module
 from distillscale.data.prepare import assign_splits, token_dtype
+from distillscale.data.repetition import epochs
 from distillscale.data.sources import resolve_corpus
 from distillscale.data.tokenizer import END_OF_TEXT, tokenizer_hash, train_byte_level_bpe
 from distillscale.errors import UserError
@@ -439,6 +440,47 @@ def test_ranks_get_disjoint_slices_of_the_global_batch():
         sampler.batch(0, rank=0, world_size=3)
 
 
+@pytest.mark.parametrize("n_tokens, seq_len, batch_size", [
+    (1000, 16, 8),      # 62 windows: batches straddle the epochs' ends
+    (1000, 7, 5),       # 142 windows, a partial window left out
+    (100_001, 64, 32),  # 1,562 windows
+    (60, 16, 8),        # 3 windows, fewer than one batch: each batch spans epochs
+])
+def test_each_window_once_per_epoch_and_epochs_are_tokens_over_unique_tokens(n_tokens, seq_len, batch_size):
+    sampler = TokenSampler(np.arange(n_tokens, dtype=np.uint32), seq_len, batch_size, seed=5)
+    windows = (n_tokens - 1) // seq_len
+    assert sampler.windows == windows and sampler.unique_tokens == windows * seq_len
+    steps = -(-3 * windows // batch_size)  # three epochs
+    drawn = np.concatenate([sampler.window_starts(step) for step in range(steps)])
+    assert np.all(drawn % seq_len == 0) and drawn.max() + seq_len < n_tokens
+    first = drawn[:windows] // seq_len
+    for epoch in range(3):  # every window once, none twice, in an order of its own
+        order = drawn[epoch * windows:(epoch + 1) * windows] // seq_len
+        assert sorted(order) == list(range(windows))
+        assert epoch == 0 or windows < 4 or not np.array_equal(order, first)
+    # the epochs a run records, tokens trained on / unique tokens, are the passes its tokens made
+    for step in (1, steps // 2, steps):
+        seen = np.zeros(n_tokens, dtype=int)
+        for start in np.concatenate([sampler.window_starts(s) for s in range(step)]):
+            seen[start + 1:start + seq_len + 1] += 1   # the tokens the window predicts
+        trained = step * batch_size * seq_len
+        predicted = seen[1:sampler.unique_tokens + 1]
+        assert seen.sum() == predicted.sum() == trained
+        assert epochs(trained, sampler.unique_tokens) == pytest.approx(predicted.mean())
+        assert predicted.max() - predicted.min() <= 1   # no token seen twice before every token once
+    # random access: a fresh sampler asked for a late step first agrees (resume, forks)
+    assert_equal(TokenSampler(sampler.tokens, seq_len, batch_size, seed=5).batch(steps - 1)[0],
+                 sampler.batch(steps - 1)[0])
+
+
+def test_ranks_of_one_epoch_never_share_a_window():
+    sampler = TokenSampler(TOKENS, seq_len=16, batch_size=8, seed=0)   # 62 windows: 7 whole steps
+    per_rank = [np.concatenate([sampler.batch(step, rank, 4)[0][:, 0].numpy() for step in range(7)])
+                for rank in range(4)]
+    firsts = np.concatenate(per_rank)
+    assert len(set(firsts.tolist())) == len(firsts) == 56
+
+
 def test_sampler_needs_one_full_window():
     with pytest.raises(UserError, match="holds 16 tokens, fewer than one sequence of 16 \\+ 1"):
         TokenSampler(TOKENS[:16], seq_len=16, batch_size=2, seed=0)
@@ -456,6 +498,23 @@ def test_eval_batches_cover_the_split_in_order():
     assert sum(len(b[0]) for b in capped) == 4
     with pytest.raises(UserError, match="cap of 10 tokens is below one sequence of 64"):
         list(iter_eval_batches(TOKENS, seq_len=64, batch_size=4, max_tokens=10))
+
+
+def test_a_capped_evaluation_reads_a_fixed_sample_spread_over_the_split():
+    """--eval-tokens: a random sample of the split's windows, not its first files; the same for
+    every run (no run seed involved), nested for smaller caps, in split order."""
+    split = np.arange(1_000_001, dtype=np.uint32)
+    chosen = eval_windows(len(split), 100, max_tokens=20_000)        # 200 of 10,000 windows
+    assert len(chosen) == 200 and np.all(np.diff(chosen) > 0)
+    assert chosen.max() > 9_000 and chosen.min() < 1_000              # from across the split
+    assert np.histogram(chosen, bins=4, range=(0, 10_000))[0].min() >= 30
+    assert np.array_equal(eval_windows(len(split), 100, max_tokens=20_000), chosen)
+    assert set(eval_windows(len(split), 100, max_tokens=5_000)) <= set(chosen.tolist())
+    assert np.array_equal(eval_windows(len(split), 100), np.arange(10_000))   # uncapped: every window
+    batches = list(iter_eval_batches(split, seq_len=100, batch_size=64, max_tokens=20_000))
+    inputs = torch.cat([inputs for inputs, _ in batches])
+    assert [len(b[0]) for b in batches] == [64, 64, 64, 8]
+    np.testing.assert_array_equal(inputs[:, 0].numpy(), chosen * 100)
 
 
 def test_a_vocabulary_larger_than_the_corpus_supports_is_warned_about(tmp_path, cli, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 
 from distillscale.data import prepare_data
 from distillscale.data.config import DataConfig
-from distillscale.data.repetition import epochs, repetition_warning
+from distillscale.data.repetition import epoch_tokens, epochs, repetition_warning
 from distillscale.data.sources import ReadStats, python_env_corpus, resolve_corpus
 from distillscale.errors import UserError
 
@@ -35,9 +35,10 @@ def test_train_records_epochs_and_warns_only_when_it_repeats(cli, tmp_path, toke
     code, _, err = cli("train", "--out", out, "--tokens", tokens, *TINY)
     assert code == 0, err
     result = json.loads((out / "result.json").read_text())
-    unique = prepare_data(DataConfig(vocab_size=320, max_bytes=100_000), progress=False).manifest[
+    split_tokens = prepare_data(DataConfig(vocab_size=320, max_bytes=100_000), progress=False).manifest[
         "splits"]["teacher"]["tokens"]
-    assert result["unique_tokens"] == unique
+    unique = epoch_tokens(split_tokens, 32)  # the tokens one epoch of windows (32 + 1 tokens) predicts
+    assert result["unique_tokens"] == unique and split_tokens - 33 < unique < split_tokens
     assert result["epochs"] == pytest.approx(result["tokens"] / unique)
     assert (result["epochs"] > 1) is repeats
     warnings = [line for line in err.splitlines() if "repeated data" in line]
@@ -151,32 +152,34 @@ def test_the_report_lists_the_runs_that_repeated_their_data():
 
 
 def test_unique_tokens_trains_on_a_fixed_subset_and_records_its_epochs(cli, tmp_path):
-    """--unique-tokens U: the run samples U tokens of its split, as fixed chunks spread over it (not
-    its first files), nested for smaller U; result.json records U and tokens / U, and the warning
-    names the subset."""
+    """--unique-tokens U: the run samples U + 1 tokens of its split (U to predict), as fixed chunks spread
+    over it (not its first files), nested for smaller U; result.json records the U' <= U tokens its whole
+    windows predict and tokens / U', and the warning names the subset."""
     from distillscale.data import TokenSampler
     from distillscale.data.repetition import SUBSET_CHUNK, unique_subset
 
     split = np.asarray(prepare_data(DataConfig(vocab_size=320, max_bytes=100_000), progress=False).split("teacher"))
     subset = unique_subset(split, 5000, "teacher")
-    assert len(subset) == 5000 and (unique_subset(split, 5000, "teacher") == subset).all()
-    assert (unique_subset(split, 2000, "teacher") == subset[:2000]).all()   # nested
+    assert len(subset) == 5001 and (unique_subset(split, 5000, "teacher") == subset).all()
+    assert (unique_subset(split, 2000, "teacher") == subset[:2001]).all()   # nested
     chunks = {tuple(split[start:start + SUBSET_CHUNK]): start for start in range(0, len(split), SUBSET_CHUNK)}
     starts = [chunks[tuple(subset[i:i + SUBSET_CHUNK])] for i in range(0, 4 * SUBSET_CHUNK, SUBSET_CHUNK)]
     assert starts != sorted(starts) and max(starts) > len(split) / 2   # spread over the split, not its head
-    sampler = TokenSampler(subset, seq_len=32, batch_size=8, seed=0)
-    assert max(sampler.window_starts(step).max() for step in range(50)) <= 5000 - 33
+    sampler = TokenSampler(unique_subset(split, 4992, "teacher"), seq_len=32, batch_size=8, seed=0)
+    assert sampler.unique_tokens == 4992   # 156 whole windows
+    assert max(sampler.window_starts(step).max() for step in range(50)) == 4992 - 32
     assert unique_subset(split, None, "teacher") is split
-    with pytest.raises(UserError, match=f"more than the teacher split's {len(split):,} tokens"):
-        unique_subset(split, len(split) + 1, "teacher")
+    assert len(unique_subset(split, len(split) - 1, "teacher")) == len(split)
+    with pytest.raises(UserError, match=f"more than the teacher split's {len(split) - 1:,} tokens to predict"):
+        unique_subset(split, len(split), "teacher")
 
     out = tmp_path / "run"
     code, _, err = cli("train", "--out", out, "--tokens", "8k", "--unique-tokens", "2k", *TINY)
     assert code == 0, err
     result = json.loads((out / "result.json").read_text())
-    assert result["unique_tokens"] == 2000
-    assert result["epochs"] == pytest.approx(result["tokens"] / 2000) and result["epochs"] > 4
-    assert "epochs of the fixed subset of 0.002M unique tokens of the teacher split (--unique-tokens)" in err
+    assert result["unique_tokens"] == 1984   # 62 whole windows of 32 predicted tokens
+    assert result["epochs"] == pytest.approx(result["tokens"] / 1984) and result["epochs"] > 4
+    assert "epochs of the fixed subset of 0.00198M unique tokens of the teacher split (--unique-tokens)" in err
     assert "use a larger corpus" not in err
     code, _, err = cli("train", "--out", tmp_path / "too-many", "--tokens", "8k", "--unique-tokens", "10M", *TINY)
     assert code == 2 and "--unique-tokens 10,000,000 is more than the teacher split's" in err

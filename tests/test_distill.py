@@ -86,6 +86,23 @@ def test_result_records_the_teacher_the_kd_settings_and_the_teacher_flops(distil
     assert metrics[-1]["kd"] < metrics[0]["kd"]
 
 
+def test_teacher_loss_is_measured_as_the_teachers_own_val_loss_under_bf16_autocast(tmp_path):
+    """L_T under bf16: the teacher's fp32 master weights under the run's bf16 autocast, as its own run
+    measured its val_loss (and as the student's is measured), not its plain fp32 (nor pure bf16) loss."""
+    run_cli("train", "--out", tmp_path / "teacher", "--n-layers", "1", "--tokens", "4k", "--bf16",
+            "--vocab-size", str(VOCAB), "--max-bytes", "300k", *SHAPE)
+    run_cli("distill", "--teacher", tmp_path / "teacher", "--out", tmp_path / "student", "--n-layers", "1",
+            "--tokens", "1k", "--bf16", *SHAPE)
+    own = read_json(tmp_path / "teacher" / "result.json")["val_loss"]
+    recorded = read_json(tmp_path / "student" / "result.json")["teacher"]["teacher_val_loss"]
+    # The plain fp32 loss of the same weights on the same tokens (what L_T was on the CPU; on CUDA it was
+    # the pure-bf16 loss) sets the scale: L_T must be far closer to the teacher's own val_loss than that.
+    val = prepare_data(DataConfig(vocab_size=VOCAB, max_bytes=300_000), progress=False).split("val")
+    fp32 = evaluate(load_pretrained(tmp_path / "teacher"), val, seq_len=32, batch_size=8, max_tokens=4000)
+    assert abs(fp32 - own) > 1e-6 * own
+    assert abs(recorded - own) < abs(fp32 - own) / 10
+
+
 def test_student_val_loss_is_cross_entropy_against_the_data(distilled, teacher):
     config = read_json(distilled / "config.json")["config"]
     # The student inherits the teacher's corpus settings and tokenizer, and trains on the other half.

@@ -140,10 +140,10 @@ def test_bad_on_policy_settings_are_one_line(runs, cli, tmp_path, args, message)
 def test_an_on_policy_student_trains_on_its_unique_tokens_subset(runs, cli, tmp_path):
     """G1: the on-policy sampler draws from --unique-tokens' subset, as the default sampler does."""
     code, _, err = cli("distill", "--teacher", runs / "teacher", "--out", tmp_path / "s", "--n-layers", "1",
-                       "--tokens", "1k", *SHAPE, "--on-policy-fraction", "0.5", "--unique-tokens", "2k")
+                       "--tokens", "1k", *SHAPE, "--on-policy-fraction", "0.5", "--unique-tokens", "2048")
     assert code == 0, err
     result = read_json(tmp_path / "s" / "result.json")
-    assert result["unique_tokens"] == 2000 and result["epochs"] == pytest.approx(result["tokens"] / 2000)
+    assert result["unique_tokens"] == 2048 and result["epochs"] == pytest.approx(result["tokens"] / 2048)
 
 
 def test_a_sampler_that_skips_the_training_tokens_is_refused(tmp_path):
@@ -159,8 +159,8 @@ def test_a_sampler_that_skips_the_training_tokens_is_refused(tmp_path):
     data = SimpleNamespace(split=lambda name: split)
     config = TrainConfig(out=tmp_path, n_layers=1, tokens=1000, seq_len=8, unique_tokens=2000)
     sampler = make_training_sampler(config, data, lambda data, tokens: TokenSampler(tokens, 8, 2, 0))
-    assert len(sampler.tokens) == 2000
-    with pytest.raises(RuntimeError, match="not the run's 2,000 training tokens"):
+    assert len(sampler.tokens) == 2001 and sampler.unique_tokens == 2000  # 250 windows predict 2,000 tokens
+    with pytest.raises(RuntimeError, match="not the run's 2,001 training tokens"):
         make_training_sampler(config, data, lambda data, tokens: TokenSampler(data.split("student"), 8, 2, 0))
 
 

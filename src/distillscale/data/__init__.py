@@ -17,6 +17,7 @@ _EXPORTS = {
     "prepare_data": "distillscale.data.prepare",
     "TokenSampler": "distillscale.data.sampler",
     "iter_eval_batches": "distillscale.data.sampler",
+    "eval_windows": "distillscale.data.sampler",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

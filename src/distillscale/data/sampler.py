@@ -1,21 +1,35 @@
-"""Batches of token windows: random ones for training, consecutive ones for evaluation."""
+"""Batches of token windows: each window once per epoch for training, a fixed sample for evaluation.
+
+Both cut a split into windows of `seq_len + 1` tokens on a grid of `seq_len` (window w holds tokens
+w * seq_len .. (w + 1) * seq_len): neighbours share one token, the last target of one being the first
+input of the next, so each token but the first is predicted by exactly one window.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 
 import numpy as np
 import torch
 
+from distillscale.data.repetition import epoch_tokens, grid_windows
 from distillscale.errors import UserError
+
+# The seed of the evaluation windows' sample: the same for every run, whatever its own seed.
+EVAL_SEED = 0
 
 
 class TokenSampler:
-    """Random windows of `seq_len + 1` tokens from a token split.
+    """Training windows of `seq_len + 1` tokens from a token split, each window once per epoch.
 
-    `batch(step)` draws the global batch's window starts from a generator seeded by `(seed, step)`, so
-    it is a pure function: resuming at a step replays exactly the batches an uninterrupted run would
-    have seen, and the ranks of a data-parallel run get disjoint slices of one and the same global batch.
+    The split's `windows` grid windows are visited in a fresh random order every epoch (a permutation
+    seeded by `(seed, epoch)`), and the global batch at `step` takes the next `batch_size` windows of
+    that sequence, running on into the next epoch where one ends. So `batch(step)` is a pure function
+    of `(seed, step)` computed without replaying earlier steps: resuming at a step, or forking a run
+    at one, draws exactly the batches an uninterrupted run would have seen. The ranks of a
+    data-parallel run get disjoint slices of one and the same global batch. A split of fewer windows
+    than a batch works too: its batches span several epochs.
     """
 
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int):
@@ -26,11 +40,29 @@ class TokenSampler:
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.seed = seed
+        self.windows = grid_windows(len(tokens), seq_len)
+        self._order = lru_cache(maxsize=2)(self._epoch_order)  # this epoch's, and the next one's
+
+    @property
+    def unique_tokens(self) -> int:
+        """Tokens one epoch trains on (`epoch_tokens`): epochs = tokens seen / unique_tokens."""
+        return epoch_tokens(len(self.tokens), self.seq_len)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.windows)
+
+    def window_indices(self, step: int) -> np.ndarray:
+        """Grid indices of the global batch's windows at `step` (batch_size of them)."""
+        epochs, places = np.divmod(step * self.batch_size + np.arange(self.batch_size), self.windows)
+        indices = np.empty(self.batch_size, dtype=np.int64)
+        for epoch in np.unique(epochs):
+            rows = epochs == epoch
+            indices[rows] = self._order(int(epoch))[places[rows]]
+        return indices
 
     def window_starts(self, step: int) -> np.ndarray:
         """Start offsets of the global batch at `step` (batch_size of them)."""
-        generator = np.random.default_rng([self.seed, step])
-        return generator.integers(0, len(self.tokens) - self.seq_len, size=self.batch_size)
+        return self.window_indices(step) * self.seq_len
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) of this rank's share of the global batch at `step`, each a LongTensor
@@ -45,19 +77,30 @@ class TokenSampler:
         return _windows(self.tokens, starts, self.seq_len)
 
 
-def iter_eval_batches(tokens: np.ndarray, seq_len: int, batch_size: int,
-                      max_tokens: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive non-overlapping windows over `tokens` (the last partial window is left out), in
-    batches of up to `batch_size`; at most `max_tokens` predicted tokens when given."""
-    _require_window(tokens, seq_len)
-    n_windows = (len(tokens) - 1) // seq_len
+def eval_windows(n_tokens: int, seq_len: int, max_tokens: int | None = None) -> np.ndarray:
+    """Grid indices of the windows an evaluation reads, in split order: every window of a split of
+    `n_tokens` tokens, or, when `max_tokens` caps the predicted tokens, a fixed random sample of
+    `max_tokens // seq_len` windows spread over the whole split (not its first files). The sample's
+    seed is EVAL_SEED, not a run's, so every run of a sweep is evaluated on the same tokens, and the
+    windows of a smaller cap are among those of a larger one."""
+    n_windows = grid_windows(n_tokens, seq_len)
     if max_tokens is not None:
         if max_tokens < seq_len:
             raise UserError(f"the evaluation cap of {max_tokens} tokens is below one sequence of {seq_len}: "
                             "raise the cap or shorten the sequence")
-        n_windows = min(n_windows, max_tokens // seq_len)
-    starts = np.arange(n_windows) * seq_len
-    for first in range(0, n_windows, batch_size):
+        if max_tokens // seq_len < n_windows:
+            sample = np.random.default_rng(EVAL_SEED).permutation(n_windows)[:max_tokens // seq_len]
+            return np.sort(sample)
+    return np.arange(n_windows)
+
+
+def iter_eval_batches(tokens: np.ndarray, seq_len: int, batch_size: int,
+                      max_tokens: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The windows of `eval_windows` (all of the split's, or a fixed sample of at most `max_tokens`
+    predicted tokens), in split order, in batches of up to `batch_size`."""
+    _require_window(tokens, seq_len)
+    starts = eval_windows(len(tokens), seq_len, max_tokens) * seq_len
+    for first in range(0, len(starts), batch_size):
         yield _windows(tokens, starts[first:first + batch_size], seq_len)
 
 

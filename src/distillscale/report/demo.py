@@ -97,14 +97,17 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
 
 
 def _split_tokens(spec) -> dict[str, int]:
-    """Unique tokens of the teacher and student splits of the spec's corpus (prepared now, once)."""
+    """Unique tokens of the teacher and student splits of the spec's corpus (prepared now, once), as the
+    sampler counts them (`epoch_tokens`: those one epoch of its windows predicts)."""
     from distillscale.data import prepare_data
+    from distillscale.data.repetition import epoch_tokens
     from distillscale.training.config import TrainConfig
 
     settings = {key: value for key, value in spec.runs[0].settings.items() if key in TrainConfig.model_fields}
-    data = prepare_data(TrainConfig.model_validate({**settings, "out": "."}).data_config())
-    return {"teachers": data.manifest["splits"]["teacher"]["tokens"],
-            "students": data.manifest["splits"]["student"]["tokens"]}
+    config = TrainConfig.model_validate({**settings, "out": "."})
+    data = prepare_data(config.data_config())
+    return {section: epoch_tokens(data.manifest["splits"][split]["tokens"], config.seq_len)
+            for section, split in (("teachers", "teacher"), ("students", "student"))}
 
 
 def require_gpus() -> list[str]:

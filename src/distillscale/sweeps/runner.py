@@ -26,7 +26,7 @@ from rich.text import Text
 
 from distillscale.console import styled, warn
 from distillscale.data import prepare_data
-from distillscale.data.repetition import repetition_warning
+from distillscale.data.repetition import epoch_tokens, repetition_warning
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_text, check_output_dir, read_text_file
 from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExecutor
@@ -210,7 +210,7 @@ def repetition_check(spec: SweepSpec, progress: bool = False) -> str | None:
         if config.unique_tokens is not None:  # repeats a fixed subset on purpose: the run says so itself
             continue
         tokens = config.steps_for(config.token_budget(run.non_embedding_params)) * config.tokens_per_step
-        unique = data.manifest["splits"][config.split]["tokens"]
+        unique = epoch_tokens(data.manifest["splits"][config.split]["tokens"], config.seq_len)  # as the sampler
         if tokens > unique:
             repeating += 1
             if worst is None or tokens / unique > worst[0]:

@@ -86,7 +86,8 @@ class CorpusSettings(Settings):
     split: Literal["teacher", "student"] = Field("teacher", description="training half: teacher or student")
     unique_tokens: Annotated[int | None, count("unique_tokens", kind=Quantity.TOKENS)] = Field(
         None, gt=0, description="train on a fixed subset of U tokens of the split (1K-token chunks in a fixed "
-                                "random order), repeated as the budget needs, e.g. 50K (default: the whole split)")
+                                "random order; whole windows of seq_len, so U rounds down to a multiple of it), "
+                                "repeated as the budget needs, e.g. 50K (default: the whole split)")
 
     def data_config(self) -> DataConfig:
         """The corpus and tokenizer these settings name, as the data layer takes them."""
@@ -166,7 +167,8 @@ class RunSettings(Settings):
                                                      "start from its stable phase and train the cooldown only")
     eval_every: int = Field(250, ge=0, description="steps between validations, 0 = only at the end")
     eval_tokens: Annotated[int | None, count("eval_tokens", kind=Quantity.TOKENS)] = Field(
-        None, description="validation tokens per evaluation (default: the whole split)")
+        None, description="validation tokens per evaluation: a fixed random sample of the split's windows, the "
+                          "same for every run (default: the whole split)")
     save_every: int = Field(100, ge=1, description="steps between checkpoints")
     save_every_seconds: float = Field(60.0, ge=0, description="also a checkpoint whenever this many seconds of "
                                                               "training passed since the last one, so an "

@@ -29,6 +29,7 @@ predictions for these runs are an extrapolation.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
+from distillscale.data import eval_windows
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput
 from distillscale.training.objective import ObjectiveRecord
@@ -220,21 +222,21 @@ class CrossTokenizerObjective:
 
 @torch.no_grad()
 def teacher_text_loss(teacher: Teacher, aligner: TokenAligner, tokens: np.ndarray, seq_len: int,
-                      batch_size: int, max_tokens: int | None) -> float:
+                      batch_size: int, max_tokens: int | None,
+                      autocast: contextlib.AbstractContextManager = contextlib.nullcontext()) -> float:
     """The teacher's loss on the text of the student's windows of `tokens`, in nats per student
-    token predicted: comparable with the student's validation loss (the same text, the same unit;
-    each window's first token differs between the two tokenisations)."""
+    token predicted: comparable with the student's validation loss (the same text, the same unit,
+    the same `autocast`; each window's first token differs between the two tokenisations)."""
     device = next(teacher.parameters()).device
-    windows = (len(tokens) - 1) // seq_len
-    if max_tokens is not None:
-        windows = min(windows, max(1, max_tokens // seq_len))
+    windows = eval_windows(len(tokens), seq_len, max_tokens)  # the student's evaluation windows
     nats, student_tokens = 0.0, 0
-    for start in range(0, windows, batch_size):
+    for start in range(0, len(windows), batch_size):
         rows = np.stack([tokens[w * seq_len:(w + 1) * seq_len + 1]
-                         for w in range(start, min(windows, start + batch_size))]).astype(np.int64)
+                         for w in windows[start:start + batch_size]]).astype(np.int64)
         teacher_batch = aligner.teacher_batch(torch.from_numpy(rows))
         ids = teacher_batch.ids.to(device)
-        logits = teacher.head(teacher.hidden_states(ids)).float()
+        with autocast:
+            logits = teacher.head(teacher.hidden_states(ids)).float()
         log_probs = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
         lengths = torch.tensor(teacher_batch.lengths, device=device)
         mask = torch.arange(ids.shape[1] - 1, device=device)[None] < lengths[:, None] - 1

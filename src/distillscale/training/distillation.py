@@ -28,7 +28,7 @@ from distillscale.training.cross_tokenizer import (
     teacher_text_loss,
 )
 from distillscale.training.distributed import Distributed
-from distillscale.training.evaluation import evaluate
+from distillscale.training.evaluation import bf16_autocast, evaluate
 from distillscale.training.logit_cache.distill import distill_from_cache
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, distillation_loss
@@ -39,7 +39,7 @@ from distillscale.training.on_policy import (
     OnPolicySchedule,
     on_policy_loss_config,
 )
-from distillscale.training.parallel import shard_teacher
+from distillscale.training.parallel import is_sharded, shard_teacher
 from distillscale.training.recipe import FLOPS_METHOD, train
 from distillscale.training.records import DistillationRecord, RunPlan, RunResult
 from distillscale.training.run_dir import RunDirectory
@@ -52,6 +52,7 @@ from distillscale.training.remote_teacher import (
 from distillscale.training.teachers import (
     Teacher,
     TeacherSource,
+    compute_dtype,
     find_teacher,
     load_teacher,
     resolve_student_data,
@@ -188,14 +189,19 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
 def _make_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
                     plan: RunPlan, group: Distributed) -> DistillationObjective:
     student = plan.model
-    teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code)
+    # L_T on the fp32 master weights under the run's autocast, as the teacher's own val_loss was measured
+    # (and the student's is); then bf16 weights on CUDA for the forward passes that make the targets.
+    teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code,
+                           dtype=torch.float32)
     if config.parallel == "fsdp" and config.teacher_parallel == "shard":
-        teacher = shard_teacher(teacher, group)  # each rank keeps 1/world_size of its blocks
+        teacher = shard_teacher(teacher, group)  # each rank keeps 1/world_size of its blocks (in fp32)
     if student.non_embedding_params > teacher.info.non_embedding_params and group.is_main:
         warn(f"the student ({student.non_embedding_params:,} non-embedding parameters) is larger than the "
              f"teacher ({teacher.info.non_embedding_params:,}): allowed, but check --n-layers and --teacher")
     teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
-                                config.eval_tokens, group)
+                                config.eval_tokens, group, bf16_autocast(group.device, plan.bf16))
+    if not is_sharded(teacher):
+        teacher.to(compute_dtype(group.device))
     if config.compile:  # after its validation loss, which the eager teacher computed as the teacher's own run
         teacher.compile_trunk()
     objective = DistillationObjective(teacher, config.loss_config(data.vocab_size), teacher_val_loss)
@@ -223,12 +229,13 @@ def _make_cross_tokenizer_objective(config: DistillConfig, source: TeacherSource
     teacher_tokenizer = load_tokenizer(source.tokenizer_path)[0]
     student_tokenizer = load_tokenizer(config.tokenizer)[0]
     teacher = load_teacher(source, tokenizer_vocab_size(teacher_tokenizer), group.device, config.seq_len,
-                           config.trust_remote_code)
+                           config.trust_remote_code, dtype=torch.float32)  # L_T as in `_make_objective`
     if group.is_main:
         warn("the teacher's tokenizer differs from the student's: cross-tokenizer distillation (ULD's "
              "sorted-probability term + exact KL on the shared tokens, at positions aligned on the text); "
              "the distillation law was fitted for a shared vocabulary")
     aligner = TokenAligner(student_tokenizer, teacher_tokenizer, teacher.info.context)
     teacher_val_loss = teacher_text_loss(teacher, aligner, data.split("val"), config.seq_len, config.batch_size,
-                                         config.eval_tokens)
+                                         config.eval_tokens, bf16_autocast(group.device, plan.bf16))
+    teacher.to(compute_dtype(group.device))
     return CrossTokenizerObjective(teacher, aligner, config.loss_config(data.vocab_size), config.uld_weight, teacher_val_loss)

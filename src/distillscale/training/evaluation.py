@@ -1,4 +1,6 @@
-"""Validation cross-entropy in nats/token over the held-out split (deterministic)."""
+"""Validation cross-entropy in nats/token over the held-out split (deterministic), and the numerics
+it is measured in: a run's own `val_loss` and its teacher's loss L_T are both measured on fp32
+weights under the run's autocast (`bf16_autocast`), so the laws compare like with like."""
 
 from __future__ import annotations
 
@@ -12,6 +14,16 @@ from distillscale.data import iter_eval_batches
 from distillscale.training.distributed import Distributed
 from distillscale.training.losses import cross_entropy_loss
 from distillscale.training.parallel import is_sharded
+
+
+def default_bf16(device: torch.device) -> bool:
+    """bf16 autocast when a run leaves it unsaid: on GPUs that support it, off on the CPU."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def bf16_autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """The autocast a run trains and evaluates under (`RunPlan.bf16`): bf16 when enabled, else off."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.no_grad()

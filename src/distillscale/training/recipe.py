@@ -36,7 +36,7 @@ from distillscale.training.checkpoint import (
 from distillscale.training.config import TrainConfig
 from distillscale.training.distributed import Distributed, init_distributed
 from distillscale.training.parallel import TrainingModel
-from distillscale.training.evaluation import evaluate
+from distillscale.training.evaluation import bf16_autocast, default_bf16, evaluate
 from distillscale.training.fork import Branch, find_branch
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
@@ -119,7 +119,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     model_config = config.model_shape(data.vocab_size)
     token_budget = config.token_budget(model_config.non_embedding_params)
     total_steps = config.steps_for(token_budget)
-    repeats = repetition_warning(total_steps * config.tokens_per_step, len(sampler.tokens), config.split,
+    repeats = repetition_warning(total_steps * config.tokens_per_step, sampler.unique_tokens, config.split,
                                  data.manifest["source"]["description"], subset=config.unique_tokens is not None)
     if repeats and show_progress:
         warn(repeats)
@@ -218,7 +218,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                weight_distance: WeightDistance | None, show_progress: bool) -> RunResult:
     """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json."""
     total_steps = plan.total_steps
-    autocast = torch.autocast(group.device.type, dtype=torch.bfloat16, enabled=plan.bf16)
+    autocast = bf16_autocast(group.device, plan.bf16)
 
     def validation_loss() -> float:
         return evaluate(training_model.evaluated, val_tokens, config.seq_len, config.batch_size, config.eval_tokens,
@@ -251,7 +251,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                 bad_step, bad_result = bad  # later steps left the weights alone: rewind to it
                 done.step = bad_step - 1
                 return _diverged(run, group, config, plan, done, bad_result, checkpoint_step, objective,
-                                 len(sampler.tokens))
+                                 sampler.unique_tokens)
             lr = plan.lr * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
             scheduler.step()
             done.step += 1
@@ -296,7 +296,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
 
     if val_loss is None:  # resumed after the last checkpoint but before result.json
         val_loss = validation_loss()
-    result = _result(config, plan, done, objective, branch, len(sampler.tokens), status="completed",
+    result = _result(config, plan, done, objective, branch, sampler.unique_tokens, status="completed",
                      val_loss=val_loss)
     if group.is_main:
         run.write_result(result)
@@ -365,6 +365,4 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
 
 def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
     """bf16 autocast: on by default on GPUs that support it, off on CPU unless asked for."""
-    if config.bf16 is not None:
-        return config.bf16
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return config.bf16 if config.bf16 is not None else default_bf16(device)

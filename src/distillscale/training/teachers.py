@@ -1,6 +1,6 @@
 """Teachers for distillation: a distillscale run directory or a local Hugging Face causal LM.
 
-A teacher is frozen (eval mode, no gradients; bf16 weights on CUDA) and seen through the same
+A teacher is frozen (eval mode, no gradients; bf16 weights on CUDA, `compute_dtype`) and seen through the same
 interface as our `Transformer`: `hidden_states(idx) -> [B, T, d]` and `head(h) -> logits`, so the
 chunked distillation loss computes its logits one chunk at a time.
 
@@ -222,11 +222,18 @@ class HFCausalLM(nn.Module):
         return self.model.get_output_embeddings()(h)
 
 
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of a teacher's weights in the forward passes that make a student's targets: bf16 on
+    CUDA, float32 elsewhere. Its loss L_T is measured before, on float32 weights under the run's
+    autocast, as a run's own val_loss is (`load_teacher(..., dtype=torch.float32)`, then `.to` this)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
 def load_teacher(source: TeacherSource, vocab_size: int, device: torch.device, seq_len: int,
-                 trust_remote_code: bool = False) -> Teacher:
-    """Load the teacher on `device` (bf16 weights on CUDA), checked against the student's
-    `vocab_size` (its tokenizer's) and context `seq_len`."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+                 trust_remote_code: bool = False, dtype: torch.dtype | None = None) -> Teacher:
+    """Load the teacher on `device` with weights in `dtype` (default: `compute_dtype(device)`),
+    checked against the student's `vocab_size` (its tokenizer's) and context `seq_len`."""
+    dtype = dtype or compute_dtype(device)
     if source.kind == "run":
         model, info = _load_run(source.path, device, dtype, seq_len)
     else:

@@ -33,7 +33,8 @@ class CacheSettings(Settings):
     shard_tokens: Annotated[int, count("shard_tokens", kind=Quantity.TOKENS)] = Field(
         1 << 20, description="tokens per shard file (about 300 MB at k = 128 for a 32k vocabulary)")
     eval_tokens: Annotated[int | None, count("eval_tokens", kind=Quantity.TOKENS)] = Field(
-        None, description="validation tokens for the teacher's loss (default: the whole split)")
+        None, description="validation tokens for the teacher's loss: the sample of the split's windows that "
+                          "a run with this --eval-tokens evaluates on (default: the whole split)")
     device: Literal["auto", "cpu", "cuda"] = HardwareSettings.model_fields["device"]
     overwrite: bool = Field(False, description="replace a cache of other settings in out")
 

@@ -11,8 +11,9 @@ from distillscale.training.logit_cache.store import LogitCache
 
 
 class CachedWindowSampler(TokenSampler):
-    """A `TokenSampler` whose windows start on the cache's grid (window w starts at w * seq_len of
-    the split), drawn uniformly from the cached windows as a pure function of (seed, step).
+    """A `TokenSampler` over the cached windows: they lie on the sampler's own grid (window w starts
+    at w * seq_len of the split), so each cached window is drawn once per epoch, as a pure function
+    of (seed, step).
 
     `batch` returns (inputs, targets, teacher_ids, teacher_values): the teacher's cached
     predictions at every position of the same windows, as `LogitCache.teacher_predictions` gives
@@ -20,16 +21,12 @@ class CachedWindowSampler(TokenSampler):
     """
 
     def __init__(self, cache: LogitCache, tokens: np.ndarray, batch_size: int, seed: int):
-        super().__init__(tokens[:cache.tokens + 1], cache.seq_len, batch_size, seed)
+        super().__init__(tokens[:cache.tokens + 1], cache.seq_len, batch_size, seed)  # cache.windows windows
         self.cache = cache
-
-    def window_starts(self, step: int) -> np.ndarray:
-        generator = np.random.default_rng([self.seed, step])
-        return self.seq_len * generator.integers(0, self.cache.windows, size=self.batch_size)
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)
         per_rank = self.batch_size // world_size
-        windows = self.window_starts(step)[rank * per_rank:(rank + 1) * per_rank] // self.seq_len
+        windows = self.window_indices(step)[rank * per_rank:(rank + 1) * per_rank]
         ids, values = self.cache.teacher_predictions(windows)
         return inputs, targets, torch.from_numpy(ids.astype(np.int32)), torch.from_numpy(values)

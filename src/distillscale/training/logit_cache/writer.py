@@ -26,7 +26,7 @@ from distillscale.errors import UserError
 from distillscale.io import atomic_write, atomic_write_json
 from distillscale.training.logit_cache.config import CacheConfig
 from distillscale.training.distributed import resolve_device
-from distillscale.training.evaluation import evaluate
+from distillscale.training.evaluation import bf16_autocast, default_bf16, evaluate
 from distillscale.training.logit_cache.encoding import (
     Encoding,
     SampledEncoding,
@@ -41,6 +41,7 @@ from distillscale.training.logit_cache.store import (
 from distillscale.training.teachers import (
     Teacher,
     TeacherSource,
+    compute_dtype,
     find_teacher,
     load_teacher,
     resolve_student_data,
@@ -92,7 +93,13 @@ def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
                           soft_wrap=True, highlight=False)
 
     device = resolve_device(config.device)
-    teacher = load_teacher(source, data.vocab_size, device, config.seq_len, config.trust_remote_code)
+    # L_T on the fp32 master weights under a run's default autocast, as the teacher's own val_loss was
+    # measured; then bf16 weights on CUDA for the cached predictions.
+    teacher = load_teacher(source, data.vocab_size, device, config.seq_len, config.trust_remote_code,
+                           dtype=torch.float32)
+    teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size, config.eval_tokens,
+                                autocast=bf16_autocast(device, default_bf16(device)))
+    teacher.to(compute_dtype(device))
     with _progress(progress) as bar:
         task = bar.add_task("cache", total=windows, completed=sum(done[i]["windows"] for i in done))
         for shard in todo:
@@ -103,7 +110,6 @@ def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
                                            advance=lambda n: bar.advance(task, n))
             done[shard.index] = directory.write_shard(shard, records, identity_hash, config.seq_len, statistics)
 
-    teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size, config.eval_tokens)
     atomic_write(directory.tokenizer_path, lambda tmp: shutil.copyfile(data.directory / "tokenizer.json", tmp))
     manifest = _manifest(config, identity, identity_hash, teacher, teacher_val_loss, data,
                          [done[shard.index] for shard in shards], time.perf_counter() - started)
