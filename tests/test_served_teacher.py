@@ -497,6 +497,21 @@ def test_a_password_in_the_teacher_url_is_never_printed_or_recorded(cli, teacher
     assert client.record().url == "http://***@127.0.0.1:1/v1" and "s3cret" in client.endpoint
 
 
+def test_config_json_keeps_no_password_and_a_new_password_still_resumes(teacher, tmp_path):
+    """config.json (and the resume hash) held the --teacher-url password in clear."""
+    from distillscale.training.config import DistillConfig
+
+    def config(password):
+        return DistillConfig(teacher_url=f"http://user:{password}@127.0.0.1:1/v1", top_k=K, n_layers=1,
+                             tokens=2560, tokenizer=teacher / "tokenizer.json", out=tmp_path / "s")
+
+    record = config("s3cret").record()
+    assert record["teacher_url"] == "http://***@127.0.0.1:1/v1" and "s3cret" not in json.dumps(record)
+    assert config("s3cret").hash() == config("rotated").hash()
+    assert config("s3cret").differing_keys(config("rotated")) == []
+    assert DistillConfig.model_validate(record).hash() == config("s3cret").hash()  # the stored config reads back
+
+
 def test_serve_teacher_names_its_own_argument_for_a_missing_teacher(cli, tmp_path):
     code, _, err = cli("serve-teacher", tmp_path / "nope")
     assert code == 2 and "serve-teacher's TEACHER argument" in err and "--teacher" not in err, err

@@ -303,15 +303,24 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
                 | (SUBSET_KEYS if self.unique_tokens is None else set())
                 | {key for key in RECIPE_KEYS if getattr(self, key) == type(self).model_fields[key].default})
 
+    def record(self) -> dict[str, Any]:
+        """The settings as the run directory's config.json keeps them: JSON values, with the user
+        name and password of a teacher server's URL redacted (a secret is no part of what the run
+        computes, and config.json is shared with the run's results)."""
+        values = self.model_dump(mode="json")
+        if values.get("teacher_url") is not None:
+            values["teacher_url"] = redacted_url(values["teacher_url"])
+        return values
+
     def hash(self) -> str:
         """Identifies what the run computes; bookkeeping settings are left out."""
         excluded = BOOKKEEPING_KEYS | self.unused_keys()
-        payload = self.model_dump(mode="json", exclude=set(excluded))
+        payload = {key: value for key, value in self.record().items() if key not in excluded}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def differing_keys(self, other: "TrainConfig") -> list[str]:
         """Keys (bookkeeping excluded) whose values differ between two configs."""
-        mine, theirs = self.model_dump(mode="json"), other.model_dump(mode="json")
+        mine, theirs = self.record(), other.record()
         return [key for key in mine if key not in BOOKKEEPING_KEYS and mine[key] != theirs[key]]
 
 

@@ -204,7 +204,7 @@ class RunDirectory:
             shutil.rmtree(self.path / name, ignore_errors=True)
 
     def write_config(self, config: TrainConfig, plan: RunPlan) -> None:
-        RunRecord(config=config.model_dump(mode="json"), config_hash=config.hash(), plan=plan).save(self.config_path)
+        RunRecord(config=config.record(), config_hash=config.hash(), plan=plan).save(self.config_path)
 
     def write_result(self, result: RunResult) -> None:
         result.save(self.result_path)
