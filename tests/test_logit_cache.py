@@ -281,6 +281,14 @@ def test_cache_logits_refuses_bad_settings(cli, tmp_path, teacher, args, message
     assert not (tmp_path / "cache").exists()
 
 
+def test_cache_logits_refuses_an_out_inside_its_teacher(cli, teacher):
+    """--out inside the teacher run wrote the cache's shards among the teacher's own files."""
+    before = sorted(p.name for p in teacher.iterdir())
+    code, _, err = cli("cache-logits", "--teacher", teacher, "--out", teacher / "cache", *CACHE)
+    assert code == 2 and "--out" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in teacher.iterdir()) == before
+
+
 def test_cache_logits_never_replaces_what_it_did_not_make(cli, tmp_path, cache_copy, teacher):
     code, _, err = cli("cache-logits", "--teacher", teacher, "--out", cache_copy, *CACHE, "--top-k", "8")
     assert code == 2 and "holds a logit cache of another teacher, data or settings" in err

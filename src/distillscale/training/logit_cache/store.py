@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from distillscale.errors import UserError
-from distillscale.io import TEMP_PREFIX, atomic_write, atomic_write_json, unreadable
+from distillscale.io import TEMP_PREFIX, atomic_write, atomic_write_json, check_output_dir, unreadable
 from distillscale.training.logit_cache.encoding import (
     Encoding,
     SampledEncoding,
@@ -84,10 +85,12 @@ class CacheDirectory:
         return [p for p in self.path.iterdir()
                 if p.name in (MANIFEST_FILE, TOKENIZER_FILE) or p.name.startswith(("shard-", TEMP_PREFIX))]
 
-    def check_usable(self) -> None:
-        """Refuse a path that is a file, or a directory holding anything but a logit cache."""
+    def check_usable(self, inputs: Iterable = ()) -> None:
+        """Refuse a path that is a file, an input (the teacher, the corpus, the tokenizer) or inside
+        or around one, or a directory holding anything but a logit cache."""
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--out {self.path} is a file: give a directory for the cache")
+        check_output_dir(self.path, is_ours=lambda path: True, inputs=inputs, what="logit cache")
         if self.path.is_dir() and len(self._own_files()) != len(list(self.path.iterdir())):
             raise UserError(f"--out {self.path} holds files that are not part of a logit cache: "
                             f"give a new or empty directory")

@@ -58,7 +58,7 @@ def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source)
     directory = CacheDirectory(config.out)
-    directory.check_usable()
+    directory.check_usable(inputs=[config.teacher, config.data, config.tokenizer])
     data = prepare_data(config.data_config(), progress=progress)
     tokens = data.split(config.split)
     windows = _windows_to_cache(config, len(tokens))
