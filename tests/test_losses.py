@@ -380,3 +380,22 @@ def test_chunks_follow_the_vocabulary_within_a_logit_budget_and_give_the_former_
         results.append((out.loss.detach(), out.kd, out.ce, *torch.autograd.grad(out.loss, [hidden, head.weight])))
     for before, now in zip(*results):  # float32, as trained: equal up to the order of the sums
         torch.testing.assert_close(now, before)
+
+
+@pytest.mark.parametrize("kind,top_k", [("forward-kl", None), ("reverse-kl", None), ("jsd", None),
+                                        ("forward-kl", 4)])
+def test_the_chunked_loss_never_writes_into_the_teacher_logits_it_is_given(kind, top_k):
+    """With precomputed teacher logits and an identity head, the chunked loss overwrote the
+    caller's logits with log-probabilities (an in-place log-softmax of what it took for its own)."""
+    gen = torch.manual_seed(3)
+    hidden = torch.randn(2, 7, 5, dtype=torch.float64, generator=gen).requires_grad_()
+    head, params = linear(5, VOCAB)
+    teacher_logits = torch.randn(2, 7, VOCAB, dtype=torch.float64, generator=gen)
+    kept = teacher_logits.clone()
+    targets = torch.randint(0, VOCAB, (2, 7), generator=gen)
+    config = DistillationLossConfig(kd=kind, kd_weight=0.5, top_k=top_k, chunk_size=4)
+    chunked = distillation_loss(hidden, head, teacher_logits, lambda h: h, targets, config)
+    chunked.loss.backward()
+    assert torch.equal(teacher_logits, kept)
+    naive = distillation_loss(hidden, head, kept, lambda h: h, targets, config.model_copy(update={"chunk_size": None}))
+    torch.testing.assert_close(chunked.loss, naive.loss)

@@ -421,7 +421,8 @@ def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Ten
     """[CE, KD, Z] summed over the chunk's valid tokens, and (if `with_grads`) d(loss)/d(logits)
     in closed form, overwriting buffers in place so that few [chunk, V] tensors exist at once.
     `teacher` is (head, hidden states of the chunk): its logits are made here, so that this
-    function owns them and can overwrite them.
+    function owns them and can overwrite them (copied first when the head returns its input, e.g.
+    an identity head over precomputed logits).
 
     With p = softmax(z): dCE/dz = p - onehot(y), dZ/dz = 2 logsumexp(z) p, and
     d(tau^2 D)/dz = tau dD/du at u = z / tau (see `_kd_value_and_grad`).
@@ -437,6 +438,8 @@ def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Ten
     if teacher is not None:
         teacher_head, teacher_hidden = teacher
         teacher_logits = teacher_head(teacher_hidden)
+        if teacher_logits.untyped_storage().data_ptr() == teacher_hidden.untyped_storage().data_ptr():
+            teacher_logits = teacher_logits.clone()  # the head passed its input through: not ours to overwrite
         if objective.teacher_rows != "logits":
             s = F.log_softmax(_soften(logits, objective.temperature), dim=-1)
             kd, grad = objective.sparse_kd(s, teacher_logits.to(logits.dtype), with_grads)
