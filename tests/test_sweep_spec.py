@@ -231,6 +231,20 @@ def test_a_token_window_drops_the_budgets_outside_it():
         resolve_sweep_spec(spec(teachers={"n_layers": [1], "tokens_per_param": [1], "min_tokens": "1M"}))
 
 
+def test_a_wsd_student_fork_with_an_on_policy_start_before_its_cooldown_is_refused_up_front():
+    """It was refused only when each fork started, after its parent had trained."""
+    students = {"n_layers": [1], "tokens_per_param": [10, 20]}
+    model = {**MODEL, "schedule": "wsd"}
+    with pytest.raises(UserError, match=r"on_policy_start = 0.25 with \[model\] schedule = \"wsd\".*set on_policy_start = 0, or at least 0.8"):
+        resolve_sweep_spec(spec(model=model, students=students,
+                                distill={"on_policy_fraction": 0.5, "on_policy_start": 0.25}))
+    for start in (0.0, 0.85):  # from the first step, or in the cooldown only: forks equal runs from scratch
+        sweep = resolve_sweep_spec(spec(model=model, students=students,
+                                        distill={"on_policy_fraction": 0.5, "on_policy_start": start}))
+        assert any(run.kind == "student" and run.parent_id for run in sweep.runs)
+    resolve_sweep_spec(spec(students=students, distill={"on_policy_fraction": 0.5, "on_policy_start": 0.25}))
+
+
 def test_on_policy_settings_reach_the_students_distill_config(tmp_path):
     """[distill] on-policy keys are the students' `distill --on-policy-*` settings: the config file the
     runner writes for a student carries them; supervised runs and off-policy sweeps (spec and ids) are as before."""

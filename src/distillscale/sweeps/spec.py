@@ -54,7 +54,7 @@ from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.io import read_text_file
 from distillscale.model import ModelConfig
-from distillscale.training.config import (BOOKKEEPING_KEYS, ON_POLICY_KEYS, RECIPE_KEYS, TEACHER_FIXED_KEYS,
+from distillscale.training.config import (BOOKKEEPING_KEYS, DEFAULT_COOLDOWN_FRACTION, ON_POLICY_KEYS, RECIPE_KEYS, TEACHER_FIXED_KEYS,
                                          WARMUP_KEYS, WSD_KEYS, DistillConfig, OnPolicySettings, TrainConfig)
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.units import Quantity, check_quantity, format_quantity, parse_quantity
@@ -293,6 +293,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         raise UserError(f"{source}: teachers and students are both IsoFLOP profiles; Busbridge et al.'s "
                         "protocols fix M = D/N on at least one side: give tokens_per_param to one of them")
 
+    _check_forked_on_policy(model, distill, students, source)
+
     data = data.model_copy(update={key: str((base_dir / Path(getattr(data, key)).expanduser()).absolute())
                                    for key in ("path", "tokenizer") if getattr(data, key) is not None
                                    and not str(getattr(data, key)).startswith(BUILTIN_PREFIX)})
@@ -485,6 +487,22 @@ def _check_settings(settings: dict[str, Any], source: str, section: str) -> None
         message = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise UserError(f"{source}: a run of [{section}] n_layers = {settings['n_layers']} is invalid: "
                         f"{message}") from None
+
+
+def _check_forked_on_policy(model, distill, students, source: str) -> None:
+    """Under WSD a student's shorter budgets are forks of its longest run. --on-policy-start is a share
+    of each run's own steps, so a start before the cooldown puts a fork's first on-policy batch in the
+    steps it shares with its parent, at another step than the parent's: each such fork would be
+    refused when it starts (`distillation.on_policy_schedule`). Refuse the spec before any run."""
+    if students is None or model.schedule != "wsd" or distill.on_policy_fraction <= 0:
+        return
+    cooldown = model.cooldown_fraction or DEFAULT_COOLDOWN_FRACTION
+    if 0 < distill.on_policy_start < 1 - cooldown:
+        raise UserError(f"{source}: [distill] on_policy_start = {distill.on_policy_start:g} with [model] schedule = "
+                        f"\"wsd\": each student's shorter budgets fork its longest run, and a share of its own steps "
+                        f"before the cooldown ({1 - cooldown:g} of them) would take its first on-policy batch where its "
+                        f"parent took off-policy ones; set on_policy_start = 0, or at least {1 - cooldown:g} (on-policy "
+                        f"in the cooldown only), or schedule = \"cosine\"")
 
 
 def _check_distill_settings(settings: dict[str, Any], source: str) -> None:
