@@ -4,6 +4,8 @@ R_D* fit, and --unique-tokens in predict, plan and fit."""
 import json
 
 import numpy as np
+
+from distillscale.planning.results import decide_verdict
 import pytest
 
 from distillscale.errors import UserError
@@ -147,3 +149,25 @@ def test_max_penalty_without_unique_tokens_is_refused(cli):
     """G8: --max-penalty only bounds a repetition penalty; without --unique-tokens it was ignored."""
     code, _, err = cli("predict", "supervised", "--params", "546M", "--tokens", "22B", "--max-penalty", "0.05")
     assert code == 2 and "--max-penalty needs --unique-tokens" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_plans_verdict_weighs_the_repetition_of_the_student_and_of_the_model_pretrained_instead():
+    """The verdict compared fresh-data losses; the model pretrained instead reads the whole budget
+    in tokens (several times the student's), so a corpus limit penalises it more."""
+    import distillscale as ds
+
+    fresh = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining")
+    limited = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining",
+                      unique_tokens=2e9)
+    p = limited.plans[0]
+    checks = limited.repetition
+    assert checks["teacher-pretraining (pretrain instead)"].epochs == pytest.approx(p.supervised.tokens / 2e9)
+    assert checks["teacher-pretraining (pretrain instead)"].penalty > checks["teacher-pretraining"].penalty > 0
+    student = p.student_loss * (1 + checks["teacher-pretraining"].penalty)
+    supervised = p.supervised.loss * (1 + checks["teacher-pretraining (pretrain instead)"].penalty)
+    expected = decide_verdict(student, None, supervised, None)  # the preset has no intervals
+    assert limited.verdict == expected == "distill" and fresh.verdict == p.verdict == "pretrain"
+    record = limited.to_dict()
+    assert record["verdict"] == "distill" and record["verdict_fresh_data"] == "pretrain"
+    assert "distill" in limited.as_text().split("verdict")[1].splitlines()[0]
+    assert p.student_interval is None and p.supervised.interval is None

@@ -41,6 +41,7 @@ from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.render import plan_text
+from distillscale.planning.results import decide_verdict
 from distillscale.units import Quantity, check_parameter, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -195,6 +196,23 @@ class Plan:
     def note(self) -> str | None:
         return None
 
+    def verdicts(self) -> dict[str, str]:
+        """Each scenario's verdict (distill, pretrain or "too close to call"); with `unique_tokens`,
+        of the losses after repetition: the student and the model trained without a teacher each
+        repeat the corpus as often as their own tokens need (`repetition`)."""
+        return {}
+
+    def _after_repetition(self, name: str, student_loss: float, student_interval, supervised_loss: float,
+                          supervised_interval, fresh: str) -> str:
+        """The verdict of scenario `name` with each loss times 1 + its repetition penalty (`fresh`,
+        the verdict on fresh data, when the plan has no repetition check)."""
+        if not self.repetition:
+            return fresh
+        student = 1.0 + self.repetition[name].penalty
+        supervised = 1.0 + self.repetition[f"{name} (pretrain instead)"].penalty
+        return decide_verdict(student_loss * student, _scaled(student_interval, student),
+                              supervised_loss * supervised, _scaled(supervised_interval, supervised))
+
     def to_dict(self) -> dict:
         """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
         record = {**self._record(), "warnings": list(self.warnings)}
@@ -225,6 +243,16 @@ class Plan:
         return self.arguments.cli_command(json_output=json_output)
 
 
+def _scaled(interval, factor: float):
+    return None if interval is None else interval.scaled(factor)
+
+
+def _verdict_record(fresh: str, verdict: str) -> dict:
+    """A plan record's verdict: after repetition when the plan has a corpus limit, with the
+    fresh-data verdict beside it when the two differ."""
+    return {"verdict": verdict} if verdict == fresh else {"verdict": verdict, "verdict_fresh_data": fresh}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScenarioPlans(Plan):
     """A given student size: a plan per scenario (or one, for an existing teacher)."""
@@ -238,20 +266,36 @@ class ScenarioPlans(Plan):
 
     @property
     def verdict(self) -> str | None:
-        return self.plans[0].verdict if len(self.plans) == 1 else None
+        return self.verdicts()[self.plans[0].scenario.name] if len(self.plans) == 1 else None
+
+    def verdicts(self) -> dict[str, str]:
+        return {p.scenario.name: self._after_repetition(p.scenario.name, p.student_loss, p.student_interval,
+                                                        p.supervised.loss, p.supervised.interval, p.verdict)
+                for p in self.plans}
 
     def _record(self) -> dict:
-        records = {p.scenario.name: {"law": self.law, **p.to_dict()} for p in self.plans}
+        verdicts = self.verdicts()
+        records = {p.scenario.name: {"law": self.law, **p.to_dict(), **_verdict_record(p.verdict, verdicts[p.scenario.name])}
+                   for p in self.plans}
         if len(self.plans) == 1:
             return records[self.plans[0].scenario.name]
         return {"law": self.law, "budget": self.compute, "student_params": self.plans[0].student_params,
                 "plans": records}
 
     def models(self) -> dict[str, tuple[float, float]]:
-        return {p.scenario.name: (p.student_params, p.student_tokens) for p in self.plans}
+        """Each scenario's student, and the same size trained on the whole budget without a teacher."""
+        models = {}
+        for p in self.plans:
+            models[p.scenario.name] = (p.student_params, p.student_tokens)
+            models[f"{p.scenario.name} (pretrain instead)"] = (p.student_params, p.supervised.tokens)
+        return models
 
     def model_losses(self) -> dict[str, float]:
-        return {p.scenario.name: p.student_loss for p in self.plans}
+        losses = {}
+        for p in self.plans:
+            losses[p.scenario.name] = p.student_loss
+            losses[f"{p.scenario.name} (pretrain instead)"] = p.supervised.loss
+        return losses
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -267,11 +311,18 @@ class StudentSizePlans(Plan):
 
     @property
     def verdict(self) -> str | None:
-        return self.sweeps[0].verdict if len(self.sweeps) == 1 else None
+        return self.verdicts()[self.sweeps[0].scenario.name] if len(self.sweeps) == 1 else None
+
+    def verdicts(self) -> dict[str, str]:
+        return {s.scenario.name: self._after_repetition(s.scenario.name, s.best.student_loss, s.best.student_interval,
+                                                        s.supervised_best.loss, s.supervised_best.interval, s.verdict)
+                for s in self.sweeps}
 
     def _record(self) -> dict:
+        verdicts = self.verdicts()
         return {"law": self.law, "budget": self.compute,
-                "sweeps": {s.scenario.name: s.to_dict() for s in self.sweeps}}
+                "sweeps": {s.scenario.name: {**s.to_dict(), **_verdict_record(s.verdict, verdicts[s.scenario.name])}
+                           for s in self.sweeps}}
 
     def models(self) -> dict[str, tuple[float, float]]:
         """Each scenario's best student, and the best model trained without a teacher instead."""

@@ -47,7 +47,7 @@ def plan_renderables(plan: Plan) -> list:
     teacher = " with the given teacher" if plan.arguments.teacher is not None else ""
     out = [_plans_table(plan.plans, f"Distilling a {format_quantity(plan.plans[0].student_params)}-"
                                     f"parameter student{teacher} with C = {plan.compute:.3g} FLOPs "
-                                    f"(law: {plan.law})", plan.planner.bounds[1])]
+                                    f"(law: {plan.law})", plan.planner.bounds[1], verdicts=plan.verdicts())]
     if any(p.teacher_family is not None for p in plan.plans):
         out.append("best-case: any teacher with L(N_T, D_T) = L_T* does; the table shows the one "
                    "cheapest to pre-train.")
@@ -192,7 +192,7 @@ def _sweeps(plan: Plan) -> list:
     out = [_plans_table([s.best for s in sweeps],
                         f"Best student size for C = {plan.compute:.3g} FLOPs (law: {plan.law})",
                         plan.planner.bounds[1], best_supervised, edges,
-                        {s.scenario.name: s.verdict for s in sweeps})]
+                        plan.verdicts())]
     out += _interval_notes([s.best for s in sweeps])
     out.append(f"best supervised model: {format_quantity(best_supervised.student_params)} "
                f"parameters on {format_quantity(best_supervised.tokens)} tokens"

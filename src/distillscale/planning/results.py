@@ -59,7 +59,8 @@ def too_close_to_call(first: float, first_interval: Prediction | None, second: f
     return float(np.hypot(first - first_interval.low, second_interval.high - second))
 
 
-def _verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval) -> str:
+def decide_verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval) -> str:
+    """distill, pretrain, or "too close to call" when the losses' difference is inside their intervals."""
     uncertainty = too_close_to_call(student_loss, student_interval, supervised_loss, supervised_interval)
     if uncertainty is not None and abs(supervised_loss - student_loss) < uncertainty:
         return "too close to call"
@@ -128,7 +129,7 @@ class DistillationPlan:
     @property
     def verdict(self) -> str:
         """distill, pretrain, or "too close to call" when the difference is inside the intervals."""
-        return _verdict(self.student_loss, self.student_interval, self.supervised.loss,
+        return decide_verdict(self.student_loss, self.student_interval, self.supervised.loss,
                         self.supervised.interval)
 
     @property
@@ -210,7 +211,7 @@ class StudentSweep:
 
     @property
     def verdict(self) -> str:
-        return _verdict(self.best.student_loss, self.best.student_interval, self.supervised_best.loss,
+        return decide_verdict(self.best.student_loss, self.best.student_interval, self.supervised_best.loss,
                         self.supervised_best.interval)
 
     @property
