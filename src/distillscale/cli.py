@@ -30,7 +30,7 @@ from distillscale.regime.commands import experiment_app
 from distillscale.report.commands import demo_command, report_command
 from distillscale.serve.commands import serve_command, serve_teacher_command
 from distillscale.sweeps.commands import sweep_app
-from distillscale.sweeps.executors import die_with_runner
+from distillscale.sweeps.executors import WORKER_COMMAND, die_with_runner, serve_jobs
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
 from distillscale.training.export_command import export_hf_command
@@ -83,6 +83,16 @@ app.command("cache-logits")(cache_logits_command)
 app.command("export-hf")(export_hf_command)
 app.command("report")(report_command)
 app.command("demo")(demo_command)
+
+
+@app.command(WORKER_COMMAND, hidden=True)
+def _run_worker(logs: str = typer.Argument(..., help="the directory of its runs' logs (names its sweep in ps)")) -> None:
+    """A local sweep's worker process: runs the commands it is sent, one after another, in this
+    process (sweeps/executors.py), each corpus prepared once."""
+    from distillscale.data.prepare import reusing_prepared
+
+    with reusing_prepared():
+        serve_jobs(main)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -331,8 +331,8 @@ class _Scheduler:
         path = self.layout.config_path(run.run_id)
         path.parent.mkdir(exist_ok=True)
         atomic_write_text(path, to_toml(config))
-        return Job(argv=(sys.executable, "-m", "distillscale.cli", run.command, "--config", str(path)),
-                   log_path=self.layout.log_path(run.run_id), env=self.thread_env | self.placement.env(slot))
+        return Job(args=(run.command, "--config", str(path)), log_path=self.layout.log_path(run.run_id),
+                   env=self.thread_env | self.placement.env(slot), slot=slot)
 
     def _record_end(self, run: PlannedRun, future: Future[int], seconds: float) -> Text:
         """Store how the run ended; returns a line for the progress log, with the `seconds` its
