@@ -3,6 +3,9 @@ exactly what it computes in a process of its own, each with its own log; a faile
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from safetensors.torch import load_file
 
@@ -14,8 +17,8 @@ from distillscale.training.run_dir import RunDirectory
 
 pytestmark = pytest.mark.usefixtures("cache_dir")
 
-# One model of one layer, width 32, at 0.5, 1 and 2 tokens per parameter under WSD: a parent (M = 2)
-# and two cooldown forks.
+# One model of one layer, width 32, at 1 and 2 tokens per parameter under WSD: a parent (M = 2) and
+# its cooldown fork.
 WSD_SPEC = """
 name = "tiny-wsd"
 [data]
@@ -33,7 +36,7 @@ device = "cpu"
 schedule = "wsd"
 [teachers]
 n_layers = [1]
-tokens_per_param = [0.5, 1, 2]
+tokens_per_param = [1, 2]
 """
 
 
@@ -51,29 +54,27 @@ def started_workers(monkeypatch):
     return started
 
 
-def test_a_wsd_sweep_run_in_one_worker_process_equals_one_process_per_run(tmp_path, started_workers):
+def test_a_fork_run_in_its_parents_worker_process_equals_the_fork_launched_alone(tmp_path, started_workers):
     (tmp_path / "spec.toml").write_text(WSD_SPEC)
     spec = load_sweep_spec(tmp_path / "spec.toml")
-    separate, shared = tmp_path / "separate", tmp_path / "shared"
-    assert run_sweep(spec, separate, LocalExecutor(1, reuse_processes=False), progress=False)["completed"] == 3
-    assert started_workers == []
-    assert run_sweep(spec, shared, LocalExecutor(1), progress=False)["completed"] == 3
-    assert len(started_workers) == 1  # the parent and both forks in one process
-    forks = 0
-    for run in spec.runs:
-        alone, together = (RunDirectory(SweepLayout(root).run_dir(run.run_id)) for root in (separate, shared))
-        expected, result = alone.read_result(), together.read_result()
-        assert result.val_loss == expected.val_loss and result.steps == expected.steps, run.run_id
-        assert (result.fork is None) == (expected.fork is None)
-        if result.fork is not None:
-            forks += 1
-            assert result.fork.branch_step == expected.fork.branch_step > 0
-            assert result.fork.parent == str(SweepLayout(shared.absolute()).run_dir(run.parent_id))
-        weights, expected_weights = (load_file(d.path / "model.safetensors") for d in (together, alone))
-        assert weights.keys() == expected_weights.keys()
-        assert all(weights[name].equal(expected_weights[name]) for name in weights), run.run_id
-        assert "nats/token" in SweepLayout(shared).log_path(run.run_id).read_text()  # its own log
-    assert forks == 2
+    layout = SweepLayout(tmp_path / "sweep")
+    assert run_sweep(spec, layout.root, LocalExecutor(1), progress=False)["completed"] == 2
+    assert len(started_workers) == 1  # the parent, then its fork, in one process
+    (fork,) = [run for run in spec.runs if run.parent_id]
+    alone = RunDirectory(tmp_path / "alone")  # the same fork, launched as `train` in a process of its own
+    launched = subprocess.run([sys.executable, "-m", "distillscale.cli", "train", "--config",
+                               str(layout.config_path(fork.run_id)), "--out", str(alone.path)],
+                              capture_output=True, text=True, check=False)
+    assert launched.returncode == 0, launched.stderr
+    together = RunDirectory(layout.run_dir(fork.run_id))
+    expected, result = alone.read_result(), together.read_result()
+    assert result.fork is not None and result.fork == expected.fork and result.fork.branch_step > 0
+    assert result.val_loss == expected.val_loss and result.steps == expected.steps
+    weights, expected_weights = (load_file(run.path / "model.safetensors") for run in (together, alone))
+    assert weights.keys() == expected_weights.keys()
+    assert all(weights[name].equal(expected_weights[name]) for name in weights)
+    for run in spec.runs:  # each run's output in its own log
+        assert "nats/token" in layout.log_path(run.run_id).read_text()
 
 
 def test_a_worker_runs_job_after_job_each_into_its_own_log_and_is_replaced_after_a_failure(

@@ -85,20 +85,35 @@ app.command("report")(report_command)
 app.command("demo")(demo_command)
 
 
-@app.command(WORKER_COMMAND, hidden=True)
-def _run_worker(logs: str = typer.Argument(..., help="the directory of its runs' logs (names its sweep in ps)")) -> None:
-    """A local sweep's worker process: runs the commands it is sent, one after another, in this
-    process (sweeps/executors.py), each corpus prepared once."""
+def _serve_sweep_jobs() -> int:
+    """A local sweep's worker process (`distillscale --sweep-worker LOG_DIR`, started by the local
+    executor, not a user's command): runs the commands it is sent, one after another, in this process
+    (sweeps/executors.py), each corpus prepared once. LOG_DIR only names its sweep in ps."""
     from distillscale.data.prepare import reusing_prepared
 
+    die_with_runner()
     with reusing_prepared():
-        serve_jobs(main)
+        serve_jobs(_worker_run)
+    return 0
+
+
+def _worker_run(args: list[str]) -> int:
+    """One run in a worker. torch.compile starts from an empty dynamo cache, as in a process of its own:
+    a trunk compiled by an earlier run (its guards, shapes made dynamic by it, its recompile count)
+    would give this run other kernels than a run launched alone. Inductor's caches (in memory and on
+    disk) still make the compile warm."""
+    if "torch._dynamo" in sys.modules:
+        sys.modules["torch._dynamo"].reset()
+    return main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (tests call this directly)."""
+    args = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    if args[:1] == [WORKER_COMMAND] and len(args) == 2:
+        return _serve_sweep_jobs()
     die_with_runner()  # a run of a local sweep ends with its runner
-    empty = _empty_path(sys.argv[1:] if argv is None else [str(arg) for arg in argv])
+    empty = _empty_path(args)
     if empty:
         return _fail(f"{empty} is empty: give a path (an empty value is often an unset shell variable; "
                      "write . for the current directory)")

@@ -5,11 +5,13 @@ process, so a crash of one run never touches the runner or the store. An executo
 returns a `concurrent.futures.Future` of the exit status.
 
 A Slurm job runs `run_logged(job)`: one process per run. The local executor keeps one long-lived
-worker process per worker slot (`distillscale run-worker`, `serve_jobs`) that runs job after job:
+worker process per worker slot (`distillscale --sweep-worker`, `serve_jobs`) that runs job after job:
 imports, CUDA initialisation and the corpus walk are paid once per slot instead of once per run, which
 for a WSD sweep's cooldown forks (a few seconds of training each) was most of their time. A run in a
-worker computes what it computes in a process of its own (tests/test_worker.py); a worker whose run
-failed is replaced by a fresh process before the next run.
+worker computes what it computes in a process of its own (tests/test_worker.py): each run sets its
+own seeds and deterministic mode, and torch.compile starts each run from an empty dynamo cache
+(`cli._worker_run`; Inductor's caches keep that compile warm). A worker whose run failed is replaced
+by a fresh process before the next run.
 
 A local run's process dies with its runner: it stays in the runner's process group (Ctrl-C stops
 both), and the runner names itself in `DISTILLSCALE_RUNNER_PID`, on which the run asks Linux to
@@ -49,7 +51,7 @@ class Job:
         return (sys.executable, "-m", "distillscale.cli", *self.args)
 
 
-WORKER_COMMAND = "run-worker"  # the hidden `distillscale` command that runs `serve_jobs`
+WORKER_COMMAND = "--sweep-worker"  # `distillscale --sweep-worker LOG_DIR` runs `serve_jobs` (cli.py)
 
 
 RUNNER_PID_ENV = "DISTILLSCALE_RUNNER_PID"
@@ -133,7 +135,7 @@ def _run_in_this_process(run_command: Callable[[list[str]], int], args: list[str
 
 
 class _Worker:
-    """One `distillscale run-worker` process (serve_jobs) and the environment it was started with."""
+    """One `distillscale --sweep-worker` process (serve_jobs) and the environment it was started with."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         self.env = env
