@@ -96,3 +96,22 @@ def test_a_worker_runs_job_after_job_each_into_its_own_log_and_is_replaced_after
         else:
             assert text.startswith("distillscale: error: No such option: --no-such-flag"), text
             assert len(text.splitlines()) == 1
+
+
+def test_a_worker_walks_its_corpus_once_and_other_processes_at_every_call(monkeypatch):
+    from distillscale.data import prepare
+    from distillscale.training.config import TrainConfig
+
+    walks = []
+    original = prepare._prepare_data
+    monkeypatch.setattr(prepare, "_prepare_data",
+                        lambda config, progress: walks.append(config) or original(config, progress))
+    config = TrainConfig.model_validate({"n_layers": 1, "tokens": "2k", "vocab_size": 320, "max_bytes": "200k",
+                                         "out": "."}).data_config()
+    with prepare.reusing_prepared():  # as in a sweep's worker
+        first = prepare.prepare_data(config, progress=False)
+        assert prepare.prepare_data(config, progress=False) is first and len(walks) == 1
+        other = config.model_copy(update={"seed": config.seed + 1})
+        assert prepare.prepare_data(other, progress=False).fingerprint != first.fingerprint and len(walks) == 2
+    prepare.prepare_data(config, progress=False)
+    assert len(walks) == 3  # outside a worker, each call checks its corpus anew
