@@ -101,10 +101,19 @@ def _worker_run(args: list[str]) -> int:
     """One run in a worker. torch.compile starts from an empty dynamo cache, as in a process of its own:
     a trunk compiled by an earlier run (its guards, shapes made dynamic by it, its recompile count)
     would give this run other kernels than a run launched alone. Inductor's caches (in memory and on
-    disk) still make the compile warm."""
+    disk) still make the compile warm. After the run, the GPU memory it left cached goes back to the
+    device, as at a process's exit: runs of other workers may share the GPU."""
     if "torch._dynamo" in sys.modules:
         sys.modules["torch._dynamo"].reset()
-    return main(args)
+    try:
+        return main(args)
+    finally:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache()
 
 
 def main(argv: list[str] | None = None) -> int:
