@@ -88,8 +88,8 @@ class Sweep:
              runs_per_gpu: int | None = None, slurm_partition: str | None = None,
              slurm_timeout_min: int = 24 * 60, slurm_gpus: int = 0) -> "Sweep":
         """Read the spec file and claim the sweep directory `out` (default: sweeps/<spec name>), one
-        the runner created or a new one; `workers` runs at once, each a subprocess (`executor="local"`)
-        or a Slurm job (`"slurm"`, through submitit).
+        the runner created or a new one; `workers` runs at once, each in its slot's worker process
+        (`executor="local"`, executors.py) or a Slurm job (`"slurm"`, through submitit).
 
         Locally, every visible GPU (or those of `gpus`: "0,1,3", "all", "none") runs `runs_per_gpu`
         runs at once (default 1), each launched with its own CUDA_VISIBLE_DEVICES (placement.py);
