@@ -30,7 +30,7 @@ from distillscale.regime.commands import experiment_app
 from distillscale.report.commands import demo_command, report_command
 from distillscale.serve.commands import serve_command, serve_teacher_command
 from distillscale.sweeps.commands import sweep_app
-from distillscale.sweeps.executors import die_with_runner
+from distillscale.sweeps.executors import WORKER_COMMAND, die_with_runner, serve_jobs
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
 from distillscale.training.export_command import export_hf_command
@@ -85,10 +85,44 @@ app.command("report")(report_command)
 app.command("demo")(demo_command)
 
 
+def _serve_sweep_jobs() -> int:
+    """A local sweep's worker process (`distillscale --sweep-worker LOG_DIR`, started by the local
+    executor, not a user's command): runs the commands it is sent, one after another, in this process
+    (sweeps/executors.py), each corpus prepared once. LOG_DIR only names its sweep in ps."""
+    from distillscale.data.prepare import reusing_prepared
+
+    die_with_runner()
+    with reusing_prepared():
+        serve_jobs(_worker_run)
+    return 0
+
+
+def _worker_run(args: list[str]) -> int:
+    """One run in a worker. torch.compile starts from an empty dynamo cache, as in a process of its own:
+    a trunk compiled by an earlier run (its guards, shapes made dynamic by it, its recompile count)
+    would give this run other kernels than a run launched alone. Inductor's caches (in memory and on
+    disk) still make the compile warm. After the run, the GPU memory it left cached goes back to the
+    device, as at a process's exit: runs of other workers may share the GPU."""
+    if "torch._dynamo" in sys.modules:
+        sys.modules["torch._dynamo"].reset()
+    try:
+        return main(args)
+    finally:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (tests call this directly)."""
+    args = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    if args[:1] == [WORKER_COMMAND] and len(args) == 2:
+        return _serve_sweep_jobs()
     die_with_runner()  # a run of a local sweep ends with its runner
-    empty = _empty_path(sys.argv[1:] if argv is None else [str(arg) for arg in argv])
+    empty = _empty_path(args)
     if empty:
         return _fail(f"{empty} is empty: give a path (an empty value is often an unset shell variable; "
                      "write . for the current directory)")

@@ -7,7 +7,8 @@ tokenizer (its JSON hash, or the BPE training settings), `max_bytes` and the spl
 
 The directory is built under a temporary name and renamed into place, so an interrupted preparation
 never looks complete. A file lock per fingerprint makes concurrent preparers of the same corpus (a
-sweep's processes) wait for the first one and reuse its result.
+sweep's processes) wait for the first one and reuse its result. Inside `reusing_prepared()` (a sweep's
+worker process, which runs run after run) each corpus is walked and fingerprinted once per process.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -84,8 +87,36 @@ class PreparedData:
         return f"PreparedData({str(self.directory)!r}, vocab_size={self.vocab_size}, tokens: {tokens})"
 
 
+# The corpora prepared in this process while `reusing_prepared()` holds, by config and working
+# directory (None: each prepare_data call walks its corpus anew).
+_remembered: dict[tuple[str, str], PreparedData] | None = None
+
+
+@contextmanager
+def reusing_prepared() -> Iterator[None]:
+    """Within the block, `prepare_data` walks, fingerprints and checks each corpus once: a later call
+    with the same config returns the first call's result. For a sweep's worker process, whose runs
+    read one corpus that the sweep does not expect to change under it."""
+    global _remembered
+    outer, _remembered = _remembered, {} if _remembered is None else _remembered
+    try:
+        yield
+    finally:
+        _remembered = outer
+
+
 def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
     """Tokenise the corpus of `config` into `<cache_dir>/<fingerprint>/`, or reuse it from there."""
+    key = (config.model_dump_json(), os.getcwd())
+    if _remembered is not None and key in _remembered:
+        return _remembered[key]
+    data = _prepare_data(config, progress)
+    if _remembered is not None:
+        _remembered[key] = data
+    return data
+
+
+def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
     corpus = resolve_corpus(config.path, config.text_field)
     loaded = _load_configured_tokenizer(config)
     source_fingerprint = corpus.fingerprint()

@@ -1,8 +1,17 @@
 """Where a sweep's runs execute: local subprocesses, or Slurm jobs submitted through submitit.
 
-Both run the same job, `run_logged(job)`: the run's `distillscale train|distill` command as a child
-process with its output in a log file, so a crash of one run never touches the runner or the store.
-An executor's `submit(job)` returns a `concurrent.futures.Future` of the exit status.
+A job is a run's `distillscale train|distill` command, its output appended to a log file, in a child
+process, so a crash of one run never touches the runner or the store. An executor's `submit(job)`
+returns a `concurrent.futures.Future` of the exit status.
+
+A Slurm job runs `run_logged(job)`: one process per run. The local executor keeps one long-lived
+worker process per worker slot (`distillscale --sweep-worker`, `serve_jobs`) that runs job after job:
+imports, CUDA initialisation and the corpus walk are paid once per slot instead of once per run, which
+for a WSD sweep's cooldown forks (a few seconds of training each) was most of their time. A run in a
+worker computes what it computes in a process of its own (tests/test_worker.py): each run sets its
+own seeds and deterministic mode, and torch.compile starts each run from an empty dynamo cache
+(`cli._worker_run`; Inductor's caches keep that compile warm). A worker whose run failed is replaced
+by a fresh process before the next run.
 
 A local run's process dies with its runner: it stays in the runner's process group (Ctrl-C stops
 both), and the runner names itself in `DISTILLSCALE_RUNNER_PID`, on which the run asks Linux to
@@ -13,22 +22,36 @@ directory's lock (run_dir.py) refuses such a second writer anyway.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 
 @dataclass(frozen=True)
 class Job:
-    """A command line, the environment it adds (e.g. OMP_NUM_THREADS), and the log file of its output."""
+    """A `distillscale` command (its arguments), the log file of its output, the environment it adds
+    (e.g. OMP_NUM_THREADS, CUDA_VISIBLE_DEVICES), and the worker slot that runs it (local executor)."""
 
-    argv: tuple[str, ...]
+    args: tuple[str, ...]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    slot: int = 0
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The command line of the job run as a process of its own."""
+        return (sys.executable, "-m", "distillscale.cli", *self.args)
+
+
+WORKER_COMMAND = "--sweep-worker"  # `distillscale --sweep-worker LOG_DIR` runs `serve_jobs` (cli.py)
 
 
 RUNNER_PID_ENV = "DISTILLSCALE_RUNNER_PID"
@@ -63,6 +86,91 @@ def run_logged(job: Job) -> int:
                               env={**os.environ, **job.env}, check=False).returncode
 
 
+def serve_jobs(run_command: Callable[[list[str]], int]) -> None:
+    """A local sweep's worker process: read jobs from stdin, one JSON line each ({"args": [...],
+    "log_path": ...}); run each with `run_command` (the CLI's `main`) in this process, its stdout and
+    stderr appended to its log as a process of its own would; answer its exit status on stdout, one
+    JSON line ({"status": N}). Ends at the end of stdin, or after a job that did not exit 0: a failed
+    run may leave state behind, so the executor starts a fresh worker for the next one."""
+    requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)  # a run reads no input, as under run_logged (stdin=DEVNULL)
+    os.dup2(devnull, 1)  # the protocol's channel is `replies` alone
+    os.close(devnull)
+    try:
+        for line in requests:
+            request = json.loads(line)
+            status = _run_in_this_process(run_command, request["args"], Path(request["log_path"]))
+            replies.write(json.dumps({"status": status}) + "\n")
+            replies.flush()
+            if status != 0:
+                return
+    except KeyboardInterrupt:  # Ctrl-C between runs: the runner stops too (one process group)
+        return
+
+
+def _run_in_this_process(run_command: Callable[[list[str]], int], args: list[str], log_path: Path) -> int:
+    """Run one command with file descriptors 1 and 2 on its log; its exit status (1 after an
+    uncaught exception, whose traceback goes to the log, as Python's own exit would)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(log_path, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                return run_command(args)
+            except Exception:
+                traceback.print_exc()
+                return 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+    finally:
+        for descriptor, original in zip((1, 2), saved):
+            os.dup2(original, descriptor)
+            os.close(original)
+
+
+class _Worker:
+    """One `distillscale --sweep-worker` process (serve_jobs) and the environment it was started with."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env = env
+        # Its own output outside any run (start-up errors) goes to the log of the run it starts for.
+        # The sweep's log directory on its command line says whose worker it is (ps, /proc).
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                (sys.executable, "-m", "distillscale.cli", WORKER_COMMAND, str(log_path.parent)),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **env},
+                text=True, encoding="utf-8")
+        self._requests: IO[str] = self.process.stdin  # type: ignore[assignment]
+        self._replies: IO[str] = self.process.stdout  # type: ignore[assignment]
+
+    def run(self, job: Job) -> int | None:
+        """The job's exit status, or None when the worker ended without answering (it crashed,
+        was killed, or could not start)."""
+        try:
+            self._requests.write(json.dumps({"args": list(job.args), "log_path": str(job.log_path)}) + "\n")
+            self._requests.flush()
+        except (BrokenPipeError, OSError):
+            return None
+        line = self._replies.readline()
+        return json.loads(line)["status"] if line else None
+
+    def close(self) -> int:
+        """End the worker (end of its input) and return its exit status."""
+        try:
+            self._requests.close()
+        except OSError:
+            pass
+        status = self.process.wait()
+        self._replies.close()
+        return status
+
+
 class Executor(Protocol):
     workers: int
 
@@ -72,18 +180,54 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Up to `workers` runs at once, each a subprocess of this machine."""
+    """Up to `workers` runs at once on this machine, each in the long-lived worker process of its
+    slot (`reuse_processes`, the default), or each a process of its own (`reuse_processes=False`)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, reuse_processes: bool = True):
         self.workers = workers
+        self.reuse_processes = reuse_processes
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="sweep-run")
+        self._idle: dict[int, _Worker] = {}  # slot -> its worker, while it runs nothing
+        self._lock = threading.Lock()
+        self._closing = False  # shutdown() began: a worker that finishes its run ends
 
     def submit(self, job: Job) -> Future[int]:
         # The run dies with this process (die_with_runner); it stays in this process group by default.
-        job = Job(job.argv, job.log_path, {**job.env, RUNNER_PID_ENV: str(os.getpid())})
-        return self._threads.submit(run_logged, job)
+        job = replace(job, env={**job.env, RUNNER_PID_ENV: str(os.getpid())})
+        return self._threads.submit(self._run_in_worker if self.reuse_processes else run_logged, job)
+
+    def _run_in_worker(self, job: Job) -> int:
+        """Run `job` in its slot's worker, started (again) when there is none, it ended, or it was
+        started with another environment."""
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            worker = self._idle.pop(job.slot, None)
+        if worker is not None and (worker.env != job.env or worker.process.poll() is not None):
+            worker.close()
+            worker = None
+        if worker is None:
+            worker = _Worker(job.env, job.log_path)
+        status = worker.run(job)
+        if status is None:  # died during the run: its exit status (e.g. -9 when killed), never 0
+            return worker.close() or 1
+        if status != 0:  # it ends after a failed run (serve_jobs)
+            worker.close()
+            return status
+        with self._lock:
+            if not self._closing:
+                self._idle[job.slot], worker = worker, None
+        if worker is not None:
+            worker.close()
+        return status
 
     def shutdown(self) -> None:
+        """Wait for the runs in flight, and end every worker. Each worker ends before the thread that
+        started it: the kernel kills a worker whose starting thread exits (PR_SET_PDEATHSIG)."""
+        with self._lock:
+            self._closing = True
+            idle, self._idle = list(self._idle.values()), {}
+        for worker in idle:
+            worker.close()
         self._threads.shutdown(wait=True, cancel_futures=True)
 
 

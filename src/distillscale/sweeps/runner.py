@@ -88,8 +88,8 @@ class Sweep:
              runs_per_gpu: int | None = None, slurm_partition: str | None = None,
              slurm_timeout_min: int = 24 * 60, slurm_gpus: int = 0) -> "Sweep":
         """Read the spec file and claim the sweep directory `out` (default: sweeps/<spec name>), one
-        the runner created or a new one; `workers` runs at once, each a subprocess (`executor="local"`)
-        or a Slurm job (`"slurm"`, through submitit).
+        the runner created or a new one; `workers` runs at once, each in its slot's worker process
+        (`executor="local"`, executors.py) or a Slurm job (`"slurm"`, through submitit).
 
         Locally, every visible GPU (or those of `gpus`: "0,1,3", "all", "none") runs `runs_per_gpu`
         runs at once (default 1), each launched with its own CUDA_VISIBLE_DEVICES (placement.py);
@@ -329,8 +329,8 @@ class _Scheduler:
         path = self.layout.config_path(run.run_id)
         path.parent.mkdir(exist_ok=True)
         atomic_write_text(path, to_toml(config))
-        return Job(argv=(sys.executable, "-m", "distillscale.cli", run.command, "--config", str(path)),
-                   log_path=self.layout.log_path(run.run_id), env=self.thread_env | self.placement.env(slot))
+        return Job(args=(run.command, "--config", str(path)), log_path=self.layout.log_path(run.run_id),
+                   env=self.thread_env | self.placement.env(slot), slot=slot)
 
     def _record_end(self, run: PlannedRun, future: Future[int], seconds: float) -> Text:
         """Store how the run ended; returns a line for the progress log, with the `seconds` its
