@@ -92,8 +92,10 @@ def test_the_dry_run_table_of_a_small_spec(cli, tmp_path):
             assert run["own_steps"] == steps and run["flops"] == pytest.approx(run["run_flops"])
         assert run["device_seconds"] == pytest.approx(run["flops"] / 32e9)
     assert plan["flops"] < plan["flops_separate"]
-    # One worker: one run after another, each its start-up (5 s) and its work, in launch order.
-    assert plan["wall_seconds"] == pytest.approx(plan["device_seconds"] + 5.0 * len(spec.runs))
+    # One worker: one run after another, in launch order, in one worker process: its start-up (5 s)
+    # is paid by the first run only.
+    assert plan["wall_seconds"] == pytest.approx(plan["device_seconds"] + 5.0)
+    assert [run["startup_seconds"] for run in plan["runs"]] == [5.0] + [0.0] * (len(spec.runs) - 1)
     starts = [run["start_seconds"] for run in plan["runs"]]
     assert starts == sorted(starts)
     code, out, _ = cli("sweep", "plan", path, "--gpus", "none", "--workers", "2", "--json")

@@ -96,8 +96,9 @@ class Throughput:
         else:
             rate = (f"CPU throughput {CPU_FLOPS_PER_SECOND:.3g} FLOP/s per run, one core each "
                     f"(bench/micro_mfu.py on the 2-core development machine)")
-        start = (f"start-up {self.startup_seconds:g} s per run (imports and the corpus walk, measured on a "
-                 f"2-core CPU) + {self.compile_seconds:g} s per compiled run (CUDA and torch.compile: assumed)")
+        start = (f"start-up {self.startup_seconds:g} s per worker process, once per slot (imports and the corpus "
+                 f"walk, measured on a 2-core CPU) + {self.compile_seconds:g} s per compiled run (CUDA and "
+                 f"torch.compile: assumed)")
         return [rate, start]
 
 
@@ -232,7 +233,8 @@ class _Cost:
     flops: float
     run_flops: float
     device_seconds: float
-    startup_seconds: float
+    startup_seconds: float   # a new worker process: paid by a slot's first run only (sweeps/executors.py)
+    compile_seconds: float   # paid by every run that compiles (a worker's compile cache starts empty)
 
 
 def _config(run: PlannedRun) -> TrainConfig:
@@ -259,17 +261,17 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
     evaluation = (evaluations * (config.eval_tokens or 0) * model.forward_flops_per_token(config.seq_len))
     flops = whole * own_steps / steps + evaluation
     kind = "fork" if run.parent_id else "distil" if run.command == "distill" else "train"
-    startup = throughput.startup_seconds + (throughput.compile_seconds if config.compile else 0.0)
     return _Cost(kind, steps, own_steps, flops, whole + evaluation, flops / throughput.rate(run.non_embedding_params, on_gpu),
-                 startup)
+                 throughput.startup_seconds, throughput.compile_seconds if config.compile else 0.0)
 
 
 def _simulate(planned: tuple[PlannedRun, ...], costs: dict[str, _Cost],
               placement: Placement) -> tuple[list[RunEstimate], float]:
     """The runner's loop in simulated time: ready runs start in the spec's order on the slot
-    `choose_slot` gives; each spends its start-up, then its device work, which the runs on one GPU
-    share equally (a CPU slot is a core of its own)."""
-    now, done = 0.0, set()
+    `choose_slot` gives; each spends its start-up (the slot's worker process for its first run, the
+    compilation for every run that compiles), then its device work, which the runs on one GPU share
+    equally (a CPU slot is a core of its own)."""
+    now, done, warm = 0.0, set(), set()  # warm: slots whose worker process has started
     free, busy = list(range(placement.workers)), {}  # busy: run id -> slot
     left: dict[str, list[float]] = {}  # run id -> [start-up left, device seconds left]
     started: dict[str, tuple[float, int]] = {}
@@ -284,8 +286,11 @@ def _simulate(planned: tuple[PlannedRun, ...], costs: dict[str, _Cost],
                 free.remove(slot)
                 busy[run.run_id] = slot
                 pending.remove(run)
-                left[run.run_id] = [costs[run.run_id].startup_seconds, costs[run.run_id].device_seconds]
-                started[run.run_id] = (now, slot)
+                cost = costs[run.run_id]
+                startup = cost.compile_seconds + (0.0 if slot in warm else cost.startup_seconds)
+                warm.add(slot)
+                left[run.run_id] = [startup, cost.device_seconds]
+                started[run.run_id] = (now, slot, startup)
         if not busy:
             raise ValueError("a run depends on a run that is not in the spec")  # resolve_sweep_spec forbids it
         working = [placement.slots[slot] for run_id, slot in busy.items() if left[run_id][0] <= 0]
@@ -311,11 +316,11 @@ def _simulate(planned: tuple[PlannedRun, ...], costs: dict[str, _Cost],
 
 
 def _estimate(run: PlannedRun, cost: _Cost, placement: Placement, start: float, slot: int,
-              end: float) -> RunEstimate:
+              startup: float, end: float) -> RunEstimate:
     return RunEstimate(run_id=run.run_id, kind=cost.kind, role=run.kind, n_layers=run.n_layers,
                        non_embedding_params=run.non_embedding_params, tokens=run.tokens,
                        tokens_per_param=run.tokens / run.non_embedding_params, steps=cost.steps,
                        own_steps=cost.own_steps, flops=cost.flops, run_flops=cost.run_flops,
-                       device_seconds=cost.device_seconds, startup_seconds=cost.startup_seconds,
+                       device_seconds=cost.device_seconds, startup_seconds=startup,
                        device=placement.slots[slot] or "cpu", start_seconds=start, end_seconds=end,
                        parent_id=run.parent_id, teacher_id=run.teacher_id)
