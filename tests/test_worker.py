@@ -115,3 +115,32 @@ def test_a_worker_walks_its_corpus_once_and_other_processes_at_every_call(monkey
         assert prepare.prepare_data(other, progress=False).fingerprint != first.fingerprint and len(walks) == 2
     prepare.prepare_data(config, progress=False)
     assert len(walks) == 3  # outside a worker, each call checks its corpus anew
+
+
+@pytest.mark.parametrize("reuse_processes", [True, False])
+def test_a_run_past_its_time_limit_is_stopped_and_says_so_in_its_log(tmp_path, reuse_processes):
+    """A per-run timeout (issue 33): a run that would train for minutes is stopped at its limit, counted
+    failed (exit status 124), and the next run gets a fresh worker."""
+    executor = LocalExecutor(1, reuse_processes=reuse_processes, run_timeout=6.0)
+    long = Job(args=("train", "--out", str(tmp_path / "long"), "--n-layers", "1", "--aspect-ratio", "32",
+                     "--head-dim", "16", "--vocab-size", "320", "--max-bytes", "200k", "--seq-len", "32",
+                     "--batch-size", "8", "--tokens", "100M", "--eval-every", "0", "--device", "cpu"),
+               log_path=tmp_path / "long.log")
+    after = Job(args=("--version",), log_path=tmp_path / "after.log")
+    try:
+        statuses = [executor.submit(job).result(timeout=120) for job in (long, after)]
+    finally:
+        executor.shutdown()
+    assert statuses == [executors.TIMED_OUT, 0]
+    assert "stopped after 6 s, the sweep's --run-timeout" in long.log_path.read_text().splitlines()[-1]
+    assert after.log_path.read_text().startswith("distillscale ")
+    assert not (tmp_path / "long" / "result.json").exists()
+
+
+def test_sweep_run_refuses_a_bad_run_timeout_in_one_line(cli, tmp_path):
+    (tmp_path / "spec.toml").write_text(WSD_SPEC)
+    for value, words in (("0", "--run-timeout must be a positive number of seconds"),
+                         ("inf", "--run-timeout must be a positive number of seconds")):
+        code, _, err = cli("sweep", "run", tmp_path / "spec.toml", "--out", tmp_path / "s", "--run-timeout", value)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "s").exists()

@@ -39,6 +39,9 @@ def run_command(
     slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min", min=1,
                                           help="time limit of each Slurm job, minutes"),
     slurm_gpus: int = typer.Option(0, "--slurm-gpus", min=0, help="GPUs per Slurm job"),
+    run_timeout: float = typer.Option(None, "--run-timeout",
+                                      help="seconds a local run may take: then it is stopped and counted "
+                                           "failed, its last checkpoint kept for the next `sweep run`"),
     as_json: bool = typer.Option(False, "--json", help="print the number of runs per status as JSON"),
 ) -> int:
     """Run every run of a sweep spec: teachers first, then the students distilled from them and their
@@ -57,7 +60,7 @@ def run_command(
 
     sweep = Sweep.open(spec, out, executor=executor, workers=workers, threads_per_run=threads_per_run,
                        gpus=gpus, runs_per_gpu=runs_per_gpu, slurm_partition=slurm_partition,
-                       slurm_timeout_min=slurm_timeout_min, slurm_gpus=slurm_gpus)
+                       slurm_timeout_min=slurm_timeout_min, slurm_gpus=slurm_gpus, run_timeout=run_timeout)
     if not as_json:
         where = f", {sweep.placement.describe()}" if sweep.placement is not None else ""
         console.print(styled("sweep ", (sweep.spec.name, "bold"), f": {len(sweep.spec.runs)} runs in {sweep.directory}, "

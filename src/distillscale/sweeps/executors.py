@@ -51,6 +51,7 @@ class Job:
         return (sys.executable, "-m", "distillscale.cli", *self.args)
 
 
+TIMED_OUT = 124  # the exit status of a run stopped at its time limit (as coreutils' `timeout`)
 WORKER_COMMAND = "--sweep-worker"  # `distillscale --sweep-worker LOG_DIR` runs `serve_jobs` (cli.py)
 
 
@@ -78,12 +79,25 @@ def die_with_runner() -> None:
         os._exit(1)
 
 
-def run_logged(job: Job) -> int:
-    """Run `job` to its end with stdout and stderr appended to its log; return the exit status."""
+def run_logged(job: Job, timeout: float | None = None) -> int:
+    """Run `job` to its end (or `timeout` seconds: then TIMED_OUT) with stdout and stderr appended
+    to its log; return the exit status."""
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(job.log_path, "ab") as log:
-        return subprocess.run(job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env={**os.environ, **job.env}, check=False).returncode
+        try:
+            return subprocess.run(job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, **job.env}, check=False, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:  # subprocess.run has killed it
+            pass
+    return _timed_out(job, timeout)
+
+
+def _timed_out(job: Job, timeout: float | None) -> int:
+    """Say in the run's log (whose last line the sweep shows) that it was stopped at its limit."""
+    with open(job.log_path, "a", encoding="utf-8") as log:
+        log.write(f"\ndistillscale: stopped after {timeout:g} s, the sweep's --run-timeout: its last checkpoint "
+                  f"is kept; run the sweep again with a longer --run-timeout to resume it\n")
+    return TIMED_OUT
 
 
 def serve_jobs(run_command: Callable[[list[str]], int]) -> None:
@@ -149,15 +163,23 @@ class _Worker:
         self._requests: IO[str] = self.process.stdin  # type: ignore[assignment]
         self._replies: IO[str] = self.process.stdout  # type: ignore[assignment]
 
-    def run(self, job: Job) -> int | None:
-        """The job's exit status, or None when the worker ended without answering (it crashed,
-        was killed, or could not start)."""
+    def run(self, job: Job, timeout: float | None = None) -> int | None:
+        """The job's exit status (TIMED_OUT when it ran `timeout` seconds: the worker is killed), or
+        None when the worker ended without answering (it crashed, was killed, or could not start)."""
         try:
             self._requests.write(json.dumps({"args": list(job.args), "log_path": str(job.log_path)}) + "\n")
             self._requests.flush()
         except (BrokenPipeError, OSError):
             return None
+        timer = threading.Timer(timeout, self.process.kill) if timeout is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         line = self._replies.readline()
+        if timer is not None:
+            timer.cancel()
+            if not line and timer.finished.is_set() and self.process.wait() < 0:
+                return _timed_out(job, timeout)
         return json.loads(line)["status"] if line else None
 
     def close(self) -> int:
@@ -183,9 +205,10 @@ class LocalExecutor:
     """Up to `workers` runs at once on this machine, each in the long-lived worker process of its
     slot (`reuse_processes`, the default), or each a process of its own (`reuse_processes=False`)."""
 
-    def __init__(self, workers: int, reuse_processes: bool = True):
+    def __init__(self, workers: int, reuse_processes: bool = True, run_timeout: float | None = None):
         self.workers = workers
         self.reuse_processes = reuse_processes
+        self.run_timeout = run_timeout  # seconds a run may take (None: no limit); then TIMED_OUT
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="sweep-run")
         self._idle: dict[int, _Worker] = {}  # slot -> its worker, while it runs nothing
         self._lock = threading.Lock()
@@ -194,7 +217,9 @@ class LocalExecutor:
     def submit(self, job: Job) -> Future[int]:
         # The run dies with this process (die_with_runner); it stays in this process group by default.
         job = replace(job, env={**job.env, RUNNER_PID_ENV: str(os.getpid())})
-        return self._threads.submit(self._run_in_worker if self.reuse_processes else run_logged, job)
+        if self.reuse_processes:
+            return self._threads.submit(self._run_in_worker, job)
+        return self._threads.submit(run_logged, job, self.run_timeout)
 
     def _run_in_worker(self, job: Job) -> int:
         """Run `job` in its slot's worker, started (again) when there is none, it ended, or it was
@@ -207,7 +232,10 @@ class LocalExecutor:
             worker = None
         if worker is None:
             worker = _Worker(job.env, job.log_path)
-        status = worker.run(job)
+        status = worker.run(job, self.run_timeout)
+        if status == TIMED_OUT and worker.process.poll() is not None:  # killed at its limit
+            worker.close()
+            return status
         if status is None:  # died during the run: its exit status (e.g. -9 when killed), never 0
             return worker.close() or 1
         if status != 0:  # it ends after a failed run (serve_jobs)

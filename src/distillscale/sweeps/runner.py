@@ -14,6 +14,7 @@ the same config and run directory), and failed or blocked ones are tried again.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -86,7 +87,8 @@ class Sweep:
     def open(cls, spec: str | Path, out: str | Path | None = None, *, executor: str = "local",
              workers: int | None = None, threads_per_run: int = 1, gpus: str | None = None,
              runs_per_gpu: int | None = None, slurm_partition: str | None = None,
-             slurm_timeout_min: int = 24 * 60, slurm_gpus: int = 0) -> "Sweep":
+             slurm_timeout_min: int = 24 * 60, slurm_gpus: int = 0,
+             run_timeout: float | None = None) -> "Sweep":
         """Read the spec file and claim the sweep directory `out` (default: sweeps/<spec name>), one
         the runner created or a new one; `workers` runs at once, each in its slot's worker process
         (`executor="local"`, executors.py) or a Slurm job (`"slurm"`, through submitit).
@@ -94,12 +96,19 @@ class Sweep:
         Locally, every visible GPU (or those of `gpus`: "0,1,3", "all", "none") runs `runs_per_gpu`
         runs at once (default 1), each launched with its own CUDA_VISIBLE_DEVICES (placement.py);
         without GPUs `workers` defaults to cores // threads_per_run. A Slurm job gets `slurm_gpus`
-        GPUs from Slurm instead."""
+        GPUs from Slurm instead. `run_timeout`: seconds a local run may take before it is stopped
+        (and recorded as failed, its checkpoint kept); Slurm jobs have `slurm_timeout_min`."""
         if executor not in ("local", "slurm"):
             raise ParameterError("executor", "unknown {} {executor!r}: use local or slurm", executor=executor)
         if threads_per_run < 1 or (workers is not None and workers < 1):
             name, value = ("threads_per_run", threads_per_run) if threads_per_run < 1 else ("workers", workers)
             raise ParameterError(name, "{} must be at least 1, got {value}", value=value)
+        if run_timeout is not None and not 0 < run_timeout < math.inf:
+            raise ParameterError("run_timeout", "{} must be a positive number of seconds, got {value}",
+                                 value=run_timeout)
+        if executor == "slurm" and run_timeout is not None:
+            raise ParameterError("run_timeout", "{} limits local runs: give Slurm jobs their limit with "
+                                 "--slurm-timeout-min")
         if executor == "slurm" and (gpus is not None or runs_per_gpu is not None):
             raise ParameterError("gpus" if gpus is not None else "runs_per_gpu",
                                  "{} places runs of the local executor: Slurm gives each job its GPUs, "
@@ -115,7 +124,7 @@ class Sweep:
                                      is_ours=is_sweep_dir, inputs=[Path(spec), _data_path(sweep_spec)],
                                      what="sweep directory")
         if placement is not None:
-            runner: Executor = LocalExecutor(placement.workers)
+            runner: Executor = LocalExecutor(placement.workers, run_timeout=run_timeout)
         else:
             runner = SlurmExecutor(workers or default_workers(threads_per_run), directory / "slurm",
                                    partition=slurm_partition, timeout_min=slurm_timeout_min,
