@@ -305,7 +305,8 @@ def _base_lines(root: Path) -> dict[str, list[str]]:
         "predict supervised": ["--params", "1B", "--tokens", "20B"],
         "predict distillation": ["--student-params", "1B", "--student-tokens", "20B", "--teacher-loss", "2.5"],
         "fit supervised": [f["runs"], "--bootstrap", "0", "--no-backtest", "--form", "chinchilla"], "fit distillation": [f["students"], "--bootstrap", "0"],
-        "data prepare": ["--data", str(root)], "sweep run": [f["spec"]], "sweep status": [str(root)],
+        "data prepare": ["--data", str(root)], "sweep run": [f["spec"]], "sweep plan": [f["spec"]],
+        "sweep status": [str(root)],
         "sweep export": [str(root)], "experiment large-batch": [],
     }
 
