@@ -30,7 +30,7 @@ def fit(cli, path, *extra):
 @pytest.mark.slow
 def test_fit_supervised_json_save_and_predict_with_interval(cli, runs_csv, tmp_path):
     out = tmp_path / "law.json"
-    code, stdout, _ = fit(cli, runs_csv, "--bootstrap", "50", "--out", out, "--json")
+    code, stdout, _ = fit(cli, runs_csv, "--bootstrap", "20", "--out", out, "--json")
     assert code == 0
     record = json.loads(stdout)
     assert set(record["coefficients"]) == {"E", "A", "B", "alpha", "beta", "gamma"}
