@@ -52,7 +52,7 @@ def plan_renderables(plan: Plan) -> list:
         out.append("best-case: any teacher with L(N_T, D_T) = L_T* does; the table shows the one "
                    "cheapest to pre-train.")
     out.append(TARGETS_NOTE)
-    return out + _interval_notes(plan.plans)
+    return out + _interval_notes(plan.plans, plan.verdicts())
 
 
 def plan_text(plan: Plan, width: int = 100) -> str:
@@ -170,15 +170,15 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     return table
 
 
-def _interval_notes(plans: list[DistillationPlan]) -> list[str]:
-    """What the intervals are made of, and what "too close to call" means."""
+def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> list[str]:
+    """What the intervals are made of, and what "too close to call" (among the table's `verdicts`) means."""
     with_intervals = [p for p in plans if p.student_interval is not None]
     if not with_intervals:
         return []
     dominant = {p.student_interval.dominant for p in with_intervals}
     out = [f"intervals: the fitted laws' bootstrap and backtest extrapolation error at the plan's "
            f"distance from the runs; mostly {' and '.join(sorted(dominant))}"]
-    if any(p.verdict == "too close to call" for p in with_intervals):
+    if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
         out.append("too close to call: the loss difference is inside the intervals, so the laws "
                    "cannot say whether distillation or pre-training wins here")
     return out
@@ -193,7 +193,7 @@ def _sweeps(plan: Plan) -> list:
                         f"Best student size for C = {plan.compute:.3g} FLOPs (law: {plan.law})",
                         plan.planner.bounds[1], best_supervised, edges,
                         plan.verdicts())]
-    out += _interval_notes([s.best for s in sweeps])
+    out += _interval_notes([s.best for s in sweeps], plan.verdicts())
     out.append(f"best supervised model: {format_quantity(best_supervised.student_params)} "
                f"parameters on {format_quantity(best_supervised.tokens)} tokens"
                + (f", on the edge of the search{_edge_note(sweeps[0].supervised_edges)}"

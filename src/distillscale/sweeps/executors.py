@@ -233,12 +233,9 @@ class LocalExecutor:
         if worker is None:
             worker = _Worker(job.env, job.log_path)
         status = worker.run(job, self.run_timeout)
-        if status == TIMED_OUT and worker.process.poll() is not None:  # killed at its limit
-            worker.close()
-            return status
         if status is None:  # died during the run: its exit status (e.g. -9 when killed), never 0
             return worker.close() or 1
-        if status != 0:  # it ends after a failed run (serve_jobs)
+        if status != 0:  # it ends after a failed run (serve_jobs), or was killed at its time limit
             worker.close()
             return status
         with self._lock:
