@@ -171,7 +171,7 @@ class Plan:
     # The law set the plan was computed with, itself: what follows from the plan (its repetition
     # check) uses it, never a law reloaded by name (a fitted law not saved has no file; a law set
     # named like a preset is not the preset).
-    laws: LawSet | None = field(default=None, repr=False, compare=False)
+    laws: LawSet = field(repr=False, compare=False)
     # With `unique_tokens`: each planned model's epochs and repetition penalty (`repetition_check`).
     repetition: dict[str, RepetitionAssessment] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
