@@ -23,6 +23,36 @@ def test_the_planner_loads_scipy_on_the_first_plan_only():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_an_export_changes_no_class_and_constructors_are_checked_in_any_import_order():
+    """Issue 36, item 4: `ds.LawSet` is the class itself, unchanged by the access; its public
+    constructors are checked however it was imported (they were rewritten on the first `ds.X`)."""
+    code = ("import distillscale.laws.lawset as m\nfrom distillscale.errors import ParameterError\n"
+            "before = dict(vars(m.LawSet))\n"
+            "try:\n    m.LawSet.from_dict(5)\nexcept ParameterError as exc:\n    print(exc)\n"
+            "import distillscale as ds\nassert ds.LawSet is m.LawSet and dict(vars(m.LawSet)) == before")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "data must be a dict, got 5 (int)", out.stderr
+
+
+def test_every_public_constructor_of_an_export_is_checked():
+    import importlib
+
+    import distillscale
+    from distillscale import data, model, regime
+    from distillscale.training import logit_cache
+
+    unchecked = []
+    for package in (distillscale, model, data, regime, logit_cache):
+        for name in dir(package):
+            found = getattr(package, name)
+            for key, value in (vars(found).items() if isinstance(found, type) else ()):
+                if isinstance(value, classmethod) and not key.startswith("_") \
+                        and not hasattr(value.__func__, "__wrapped_unchecked__"):
+                    unchecked.append(f"{package.__name__}.{name}.{key}")
+    assert not unchecked, f"declare these @classmethod over @checked (distillscale.checks): {unchecked}"
+    assert importlib.import_module("distillscale.sweeps.runner").Sweep.open.__wrapped_unchecked__
+
+
 @pytest.mark.slow
 def test_fit_predict_and_save_from_python(tmp_path):
     import distillscale as ds

@@ -1,6 +1,8 @@
 """The Python API's argument check: every public function (`distillscale.X`) is wrapped once, in
-`lazy.lazy_exports`, so that a wrong type is a one-line `ParameterError` naming the parameter
-instead of a TypeError or AttributeError from deep inside.
+`lazy.lazy_exports`, and each public constructor of an exported class (`Sweep.open`,
+`LawSet.from_dict`) is declared `@classmethod` over `@checked` where it is defined, so that a wrong
+type is a one-line `ParameterError` naming the parameter instead of a TypeError or AttributeError
+from deep inside.
 
 The check reads the function's annotations and is deliberately loose: numbers may be any real
 number or numeric text (the functions parse "1e21" themselves), whole numbers any integer, and a
@@ -28,14 +30,13 @@ _UNCHECKED = object()  # an annotation the check leaves to the function
 def checked(function: Callable) -> Callable:
     """`function` with its arguments checked against its annotations (see the module docstring)."""
     signature = inspect.signature(function)
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:  # noqa: BLE001 (an annotation that cannot be resolved: check nothing)
-        hints = {}
-    hints.pop("return", None)
+    hints: dict[str, Any] | None = None  # resolved on the first call: a method's class exists by then
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        nonlocal hints
+        if hints is None:
+            hints = _hints(function)
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:  # a missing or unknown argument
@@ -48,6 +49,16 @@ def checked(function: Callable) -> Callable:
 
     wrapper.__wrapped_unchecked__ = function
     return wrapper
+
+
+def _hints(function: Callable) -> dict[str, Any]:
+    """The annotations of `function`'s parameters, resolved; none if one cannot be resolved."""
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # noqa: BLE001 (an annotation that cannot be resolved: check nothing)
+        return {}
+    hints.pop("return", None)
+    return hints
 
 
 def check_argument(name: str, value: Any, hint: Any) -> Any:

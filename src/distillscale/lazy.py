@@ -11,7 +11,9 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Calla
     """Return `(__getattr__, __dir__)` for a package whose names live in the given submodules.
 
     `exports` maps each public name to the module that defines it; a function comes wrapped by
-    `checks.checked`, so that a wrong argument is a one-line ParameterError naming it.
+    `checks.checked`, so that a wrong argument is a one-line ParameterError naming it. A class comes
+    as it is (its public constructors are declared checked where it is defined): nothing here
+    changes an object other modules see, so behaviour never depends on what was imported first.
     """
 
     checked_functions: dict[str, Callable] = {}
@@ -24,13 +26,6 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Calla
             from distillscale.checks import checked
 
             found = checked_functions.setdefault(name, checked(found))
-        elif inspect.isclass(found) and name not in checked_functions:  # its public constructors too
-            from distillscale.checks import checked
-
-            for method_name, method in list(vars(found).items()):
-                if isinstance(method, classmethod) and not method_name.startswith("_"):
-                    setattr(found, method_name, classmethod(checked(method.__func__)))
-            checked_functions[name] = found
         return found
 
     def __dir__() -> list[str]:

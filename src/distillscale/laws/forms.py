@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from distillscale.checks import checked
 from distillscale.errors import ParameterError
 from distillscale.laws.record import FitRecord
 from distillscale.laws.repetition import Repetition, predict_repeated
@@ -122,6 +123,7 @@ class SupervisedLaw:
         return out
 
     @classmethod
+    @checked
     def from_dict(cls, data: dict) -> "SupervisedLaw":
         coeffs = dict(data["coefficients"])
         coeffs.setdefault("gamma", 1.0)
@@ -204,6 +206,7 @@ class DistillationLaw:
         return {"coefficients": self.coefficients(), "fit": _fit_json(self.fit)}
 
     @classmethod
+    @checked
     def from_dict(cls, data: dict, student_law: SupervisedLaw) -> "DistillationLaw":
         coeffs = data["coefficients"]
         return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS},

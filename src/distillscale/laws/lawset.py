@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, check_output_file, json_format_is, read_text_file
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
@@ -88,6 +89,7 @@ class LawSet:
         }
 
     @classmethod
+    @checked
     def from_dict(cls, data: dict) -> "LawSet":
         """The law set of a law file's JSON, validated in full first (`laws.schema`): a UserError
         names the first bad field (`supervised.fit.level = 5: ...`)."""

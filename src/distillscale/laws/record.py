@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from distillscale.checks import checked
 from distillscale.errors import UserError
 from distillscale.laws.schema import Count0, Level, Positive, describe
 from distillscale.laws.uncertainty import ExtrapolationError
@@ -122,6 +123,7 @@ class FitRecord(_Record):
         return self.model_dump(mode="json", exclude_none=True, exclude=None if bootstrap else {"bootstrap"})
 
     @classmethod
+    @checked
     def from_json(cls, data: Any) -> "FitRecord":
         """A record read from law.json; a UserError names what is wrong with a malformed one, or
         says that a newer distillscale wrote it."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from rich.text import Text
 
+from distillscale.checks import checked
 from distillscale.console import styled, warn
 from distillscale.data import prepare_data
 from distillscale.data.repetition import epoch_tokens, repetition_warning
@@ -84,6 +85,7 @@ class Sweep:
     placement: Placement | None = None  # the device of each worker slot (None: every run on the CPU)
 
     @classmethod
+    @checked
     def open(cls, spec: str | Path, out: str | Path | None = None, *, executor: str = "local",
              workers: int | None = None, threads_per_run: int = 1, gpus: str | None = None,
              runs_per_gpu: int | None = None, slurm_partition: str | None = None,
