@@ -110,9 +110,9 @@ def test_an_on_policy_run_killed_mid_run_resumes_to_the_same_weights(runs, tmp_p
 
 def test_off_policy_runs_keep_their_config_hash():
     base = dict(teacher="t", out="o", n_layers=1, tokens=1000)
-    assert ON_POLICY_KEYS <= DistillConfig(**base).unused_keys()  # as before these settings existed
+    assert ON_POLICY_KEYS <= DistillConfig(**base).unhashed_keys()  # as before these settings existed
     on_policy = DistillConfig(**base, on_policy_fraction=0.5)
-    assert not ON_POLICY_KEYS & on_policy.unused_keys()
+    assert not ON_POLICY_KEYS & on_policy.unhashed_keys()
     assert on_policy.hash() != DistillConfig(**base).hash()
     assert on_policy.hash() != DistillConfig(**base, on_policy_fraction=0.5, on_policy_temperature=0.5).hash()
 

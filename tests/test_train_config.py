@@ -3,7 +3,9 @@ that guards resumes, and the step and warmup arithmetic."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -122,6 +124,43 @@ def test_hash_ignores_bookkeeping_and_names_what_differs():
     changed = TrainConfig(**REQUIRED, lr=0.5, seed=3)
     assert changed.hash() != base.hash()
     assert base.differing_keys(changed) == ["lr", "seed"]
+
+
+RECORDS = Path(__file__).parent / "data" / "records"
+
+
+def test_recorded_configs_keep_their_hash():
+    """Issue 36, item 3: the hash, derived from what each field declares, is the one the hand-kept key
+    lists gave, so earlier runs still resume: config.json of a run of 2026-11-23, and 19 configs (one
+    or more per rule: bookkeeping, WSD, forks, large batch, FSDP, a subset, the later recipe settings,
+    on-policy, a served teacher) recorded with their hash by the code of commit dcd8910."""
+    recorded = json.loads((RECORDS / "config-2026-11-23.json").read_text())
+    assert TrainConfig(**recorded["config"]).hash() == recorded["config_hash"]
+    configs = json.loads((RECORDS / "config-hashes-2026-11-23.json").read_text())["configs"]
+    assert len(configs) == 19
+    for case in configs:
+        config = (DistillConfig if case["kind"] == "distill" else TrainConfig)(**case["config"])
+        assert config.hash() == case["config_hash"], case["what"]
+
+
+def test_a_field_declares_how_it_enters_the_hash():
+    from pydantic import Field
+
+    from distillscale.training.config import NOT_HASHED, hashed_unless_default
+
+    class Later(TrainConfig):  # settings added after runs existed
+        note: str = Field("", json_schema_extra=NOT_HASHED)
+        mode: str = Field("a", json_schema_extra=hashed_unless_default())
+        mode_knob: float = Field(1.0, json_schema_extra=hashed_unless_default("mode"))
+        new: int = 0
+
+    base = TrainConfig(**REQUIRED).hash()
+    assert Later(**REQUIRED, note="x", mode_knob=2.0, new=0).hash() != base  # an undeclared field is hashed
+    assert Later(**REQUIRED, note="x", mode_knob=2.0, new=0).hash() == Later(**REQUIRED, new=0).hash()
+    assert Later(**REQUIRED, mode="b").hash() != Later(**REQUIRED, mode="b", mode_knob=2.0).hash()
+    assert Later(**REQUIRED, mode="b").unhashed_keys() == {"note", *Later(**REQUIRED).unhashed_keys()} - {
+        "mode", "mode_knob"}
+    assert Later(**REQUIRED).differing_keys(Later(**REQUIRED, note="x", new=1)) == ["new"]
 
 
 def test_steps_cover_the_token_budget_and_warmup_defaults_to_a_tenth():

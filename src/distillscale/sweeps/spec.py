@@ -54,8 +54,8 @@ from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.io import read_text_file
 from distillscale.model import ModelConfig
-from distillscale.training.config import (BOOKKEEPING_KEYS, DEFAULT_COOLDOWN_FRACTION, ON_POLICY_KEYS, RECIPE_KEYS, TEACHER_FIXED_KEYS,
-                                         WARMUP_KEYS, WSD_KEYS, DistillConfig, OnPolicySettings, TrainConfig)
+from distillscale.training.config import (BOOKKEEPING_KEYS, DEFAULT_COOLDOWN_FRACTION, ON_POLICY_KEYS, TEACHER_FIXED_KEYS,
+                                         WARMUP_KEYS, WSD_KEYS, DistillConfig, OnPolicySettings, TrainConfig, hash_rule)
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.units import Quantity, check_quantity, format_quantity, parse_quantity
 
@@ -74,10 +74,13 @@ DATA_KEYS = {"path": "data", "text_field": "text_field", "vocab_size": "vocab_si
 MODEL_KEYS = ("aspect_ratio", "head_dim", "tie_embeddings", "mup", "batch_size", "grad_accum", "lr",
               "min_lr_ratio", "warmup_steps", "schedule", "cooldown_fraction", "cooldown_shape", "weight_decay", "grad_clip", "z_loss", "seed", "eval_every",
               "eval_tokens", "save_every", "log_every", "device", "bf16", "compile",
-              *sorted(RECIPE_KEYS), "save_every_seconds")
+              "adam_beta1", "adam_beta2", "adam_eps", "warmup_tokens", "warmup_tokens_per_param",
+              "save_every_seconds")
 # [model] keys added after sweeps existed: left out of every run's settings while at their default,
-# so that earlier sweeps keep their spec and run ids.
-LATER_MODEL_KEYS = frozenset(RECIPE_KEYS | {"save_every_seconds"})
+# so that earlier sweeps keep their spec and run ids: those a run's hash leaves out while at their
+# default (`hashed_unless_default`; the schedule too, which is left out below while cosine anyway).
+LATER_MODEL_KEYS = frozenset({key for key in MODEL_KEYS if hash_rule(TrainConfig, key) == key}
+                             | {"save_every_seconds"})
 # [distill] keys passed to `distill` (the objective's settings, named as its flags).
 DISTILL_KEYS = ("kd", "temperature", "kd_weight", "top_k")
 # [distill] on-policy keys passed to `distill` (its --on-policy-* flags); left out of every run's

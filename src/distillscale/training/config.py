@@ -38,32 +38,21 @@ from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, Di
 from distillscale.units import Quantity, check_quantity
 
 
-# Settings that do not change what the run computes: they may differ when an interrupted run resumes.
-# (`loss_chunk_size` changes memory, and the results only by float rounding: the sums' order.)
-BOOKKEEPING_KEYS = frozenset({"out", "overwrite", "save_every", "save_every_seconds", "log_every",
-                              "activation_checkpointing", "teacher_parallel", "teacher_timeout",
-                              "teacher_retries", "loss_chunk_size"})
-# A teacher server: left out of the hash while unused, as the large-batch settings below.
-SERVER_KEYS = frozenset({"teacher_url"})
-# Large-batch settings: left out of the hash while off (no reference batch size), so that runs without
-# them keep the hash they had before these settings existed.
-LARGE_BATCH_KEYS = frozenset({"reference_batch_size", "lr_scaling", "regime_adaptation"})
+# How a setting enters the run's hash (`TrainConfig.hash`: an interrupted run resumes only under the
+# same hash), declared on its field as `json_schema_extra`; a field that declares nothing is hashed.
+# Bookkeeping: does not change what the run computes, so it may differ when an interrupted run resumes.
+NOT_HASHED = {"in_hash": False}
+
+
+def hashed_unless_default(leader: str = "") -> dict[str, str]:
+    """A setting added after runs existed: left out of the hash while `leader` (by default the setting
+    itself) is at its default, so that runs that do not use it keep the hash they had before it."""
+    return {"in_hash_unless_default": leader}
+
+
 DEFAULT_LR_SCALING = "sqrt"  # Hoffer et al.: keeps the covariance of the weight updates
-# WSD settings and fork links: left out of the hash while unused, for the same reason.
-WSD_KEYS = frozenset({"schedule", "cooldown_fraction", "cooldown_shape"})
-FORK_KEYS = frozenset({"fork_from", "fork_tokens"})
 DEFAULT_COOLDOWN_FRACTION = 0.2  # Hägele et al.: 20% of the steps matches cosine
 DEFAULT_COOLDOWN_SHAPE = "1-sqrt"  # their best shape
-# Sharded runs keep sharded checkpoints, which a DDP run cannot resume: `parallel` is in the hash, but
-# left out while it is the default so that DDP runs keep the hash they had before FSDP existed.
-PARALLEL_KEYS = frozenset({"parallel"})
-# A fixed subset of the split (data.repetition.unique_subset): left out of the hash while unused.
-SUBSET_KEYS = frozenset({"unique_tokens"})
-
-
-# The optimizer's and the warmup's settings added after runs existed (issue 33): left out of the hash
-# while at their default, so that runs keep the hash they had before these settings existed.
-RECIPE_KEYS = frozenset({"adam_beta1", "adam_beta2", "adam_eps", "warmup_tokens", "warmup_tokens_per_param"})
 WARMUP_KEYS = ("warmup_steps", "warmup_tokens", "warmup_tokens_per_param")  # at most one of them
 
 # Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
@@ -84,10 +73,12 @@ class CorpusSettings(Settings):
                                                      "(default: train a byte-level BPE)")
     vocab_size: int | None = Field(None, ge=MIN_VOCAB_SIZE, description="BPE vocabulary to train (default: 8192)")
     split: Literal["teacher", "student"] = Field("teacher", description="training half: teacher or student")
+    # a fixed subset of the split (data.repetition.unique_subset)
     unique_tokens: Annotated[int | None, count("unique_tokens", kind=Quantity.TOKENS)] = Field(
-        None, gt=0, description="train on a fixed subset of U tokens of the split (1K-token chunks in a fixed "
-                                "random order; whole windows of seq_len, so U rounds down to a multiple of it), "
-                                "repeated as the budget needs, e.g. 50K (default: the whole split)")
+        None, gt=0, json_schema_extra=hashed_unless_default(),
+        description="train on a fixed subset of U tokens of the split (1K-token chunks in a fixed "
+                    "random order; whole windows of seq_len, so U rounds down to a multiple of it), "
+                    "repeated as the budget needs, e.g. 50K (default: the whole split)")
 
     def data_config(self) -> DataConfig:
         """The corpus and tokenizer these settings name, as the data layer takes them."""
@@ -116,14 +107,17 @@ class BudgetSettings(Settings):
     batch_size: int = Field(32, ge=1, description="sequences per micro-batch, over all processes")
     grad_accum: int = Field(1, ge=1, description="micro-batches per step")
     reference_batch_size: int | None = Field(
-        None, ge=1, description="global batch (sequences) that lr and the schedule were tuned at: lr is "
-                                "scaled to this run's batch size x grad accum by lr_scaling (default: "
-                                "none, lr as given)")
+        None, ge=1, json_schema_extra=hashed_unless_default(),
+        description="global batch (sequences) that lr and the schedule were tuned at: lr is "
+                    "scaled to this run's batch size x grad accum by lr_scaling (default: "
+                    "none, lr as given)")
     lr_scaling: Literal["sqrt", "linear", "none"] | None = Field(
-        None, description=f"sqrt (Hoffer et al. 2017), linear or none (default: {DEFAULT_LR_SCALING})")
+        None, json_schema_extra=hashed_unless_default("reference_batch_size"),
+        description=f"sqrt (Hoffer et al. 2017), linear or none (default: {DEFAULT_LR_SCALING})")
     regime_adaptation: bool = Field(
-        False, description="make as many updates as reference_batch_size would on the token budget, i.e. "
-                           "train on batch / reference batch times more tokens")
+        False, json_schema_extra=hashed_unless_default("reference_batch_size"),
+        description="make as many updates as reference_batch_size would on the token budget, i.e. "
+                    "train on batch / reference batch times more tokens")
 
 
 class OptimSettings(Settings):
@@ -134,48 +128,59 @@ class OptimSettings(Settings):
     warmup_steps: int | None = Field(None, ge=0, description=f"(default: {DEFAULT_WARMUP_FRACTION:.0%} of "
                                                              f"the steps, at most {DEFAULT_WARMUP_STEPS})")
     warmup_tokens: Annotated[float | None, quantity("warmup_tokens", kind=Quantity.TOKENS)] = Field(
-        None, description="warmup as training tokens, e.g. 2M (rounded up to whole steps), instead of "
-                          "--warmup-steps")
+        None, json_schema_extra=hashed_unless_default(),
+        description="warmup as training tokens, e.g. 2M (rounded up to whole steps), instead of "
+                    "--warmup-steps")
     warmup_tokens_per_param: Annotated[float | None, quantity("warmup_tokens_per_param",
                                                               kind=Quantity.TOKENS_PER_PARAM)] = Field(
-        None, description="warmup as tokens per non-embedding parameter, e.g. 0.5 (rounded up to whole "
-                          "steps), instead of --warmup-steps")
-    schedule: Literal["cosine", "wsd"] = Field("cosine", description="cosine, or wsd: warmup, constant, "
-                                                                     "then a cooldown")
-    cooldown_fraction: float | None = Field(None, gt=0, le=1, description=f"wsd: share of the steps in the "
-                                                                          f"cooldown (default: {DEFAULT_COOLDOWN_FRACTION})")
+        None, json_schema_extra=hashed_unless_default(),
+        description="warmup as tokens per non-embedding parameter, e.g. 0.5 (rounded up to whole "
+                    "steps), instead of --warmup-steps")
+    schedule: Literal["cosine", "wsd"] = Field("cosine", json_schema_extra=hashed_unless_default(),
+                                               description="cosine, or wsd: warmup, constant, then a cooldown")
+    cooldown_fraction: float | None = Field(None, gt=0, le=1, json_schema_extra=hashed_unless_default("schedule"),
+                                            description=f"wsd: share of the steps in the "
+                                                        f"cooldown (default: {DEFAULT_COOLDOWN_FRACTION})")
     cooldown_shape: Literal["linear", "1-sqrt"] | None = Field(
-        None, description=f"wsd: linear or 1-sqrt (default: {DEFAULT_COOLDOWN_SHAPE})")
+        None, json_schema_extra=hashed_unless_default("schedule"),
+        description=f"wsd: linear or 1-sqrt (default: {DEFAULT_COOLDOWN_SHAPE})")
     weight_decay: float = Field(1e-4, ge=0, description="per-step decay at peak lr, independent of lr")
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm, 0 = off")
     z_loss: float = Field(1e-4, ge=0, description="z-loss weight")
-    adam_beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1 (first-moment decay)")
-    adam_beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2 (second-moment decay; Porian et al. "
-                                                            "raise it at small batches, e.g. 0.99)")
-    adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, json_schema_extra=hashed_unless_default(),
+                              description="AdamW beta1 (first-moment decay)")
+    adam_beta2: float = Field(0.95, ge=0, lt=1, json_schema_extra=hashed_unless_default(),
+                              description="AdamW beta2 (second-moment decay; Porian et al. "
+                                          "raise it at small batches, e.g. 0.99)")
+    adam_eps: float = Field(1e-8, gt=0, json_schema_extra=hashed_unless_default(), description="AdamW epsilon")
 
 
 class RunSettings(Settings):
     section, title = "run", "Run directory"
 
-    out: Path = Field(description="run directory (created; re-run the same command to resume)")
+    out: Path = Field(json_schema_extra=NOT_HASHED,
+                      description="run directory (created; re-run the same command to resume)")
     seed: int = Field(0, ge=0, description="initialisation and batch order")
     fork_tokens: Annotated[list[int] | None, counts("fork_tokens", kind=Quantity.TOKENS)] = Field(
-        None, description="wsd: budgets of this run's forks, e.g. 1M,2M: keeps the state where each "
-                          "one's cooldown starts")
-    fork_from: Path | None = Field(None, description="wsd: a run with this run's budget in its fork_tokens: "
-                                                     "start from its stable phase and train the cooldown only")
+        None, json_schema_extra=hashed_unless_default(),
+        description="wsd: budgets of this run's forks, e.g. 1M,2M: keeps the state where each "
+                    "one's cooldown starts")
+    fork_from: Path | None = Field(None, json_schema_extra=hashed_unless_default(),
+                                   description="wsd: a run with this run's budget in its fork_tokens: "
+                                               "start from its stable phase and train the cooldown only")
     eval_every: int = Field(250, ge=0, description="steps between validations, 0 = only at the end")
     eval_tokens: Annotated[int | None, count("eval_tokens", kind=Quantity.TOKENS)] = Field(
         None, description="validation tokens per evaluation: a fixed random sample of the split's windows, the "
                           "same for every run (default: the whole split)")
-    save_every: int = Field(100, ge=1, description="steps between checkpoints")
-    save_every_seconds: float = Field(60.0, ge=0, description="also a checkpoint whenever this many seconds of "
-                                                              "training passed since the last one, so an "
-                                                              "interrupted run loses at most about that "
-                                                              "(0: by steps only)")
-    log_every: int = Field(10, ge=1, description="steps between metrics lines")
-    overwrite: bool = Field(False, description="replace a finished or different run in out")
+    save_every: int = Field(100, ge=1, json_schema_extra=NOT_HASHED, description="steps between checkpoints")
+    save_every_seconds: float = Field(60.0, ge=0, json_schema_extra=NOT_HASHED,
+                                      description="also a checkpoint whenever this many seconds of "
+                                                  "training passed since the last one, so an "
+                                                  "interrupted run loses at most about that "
+                                                  "(0: by steps only)")
+    log_every: int = Field(10, ge=1, json_schema_extra=NOT_HASHED, description="steps between metrics lines")
+    overwrite: bool = Field(False, json_schema_extra=NOT_HASHED,
+                            description="replace a finished or different run in out")
 
 
 class HardwareSettings(Settings):
@@ -184,11 +189,14 @@ class HardwareSettings(Settings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda")
     bf16: bool | None = Field(None, description="bf16 autocast (default: on CUDA only)")
     compile: bool = Field(False, description="torch.compile")
+    # sharded checkpoints, which a DDP run cannot resume: hashed (but not while DDP, as before FSDP existed)
     parallel: Literal["ddp", "fsdp"] = Field(
-        "ddp", description="several processes: ddp (every rank holds the whole model) or fsdp (parameters, "
-                           "gradients and optimizer state sharded per block; sharded checkpoints)")
+        "ddp", json_schema_extra=hashed_unless_default(),
+        description="several processes: ddp (every rank holds the whole model) or fsdp (parameters, "
+                    "gradients and optimizer state sharded per block; sharded checkpoints)")
     activation_checkpointing: bool = Field(
-        False, description="fsdp: recompute each block's activations in the backward pass (less memory)")
+        False, json_schema_extra=NOT_HASHED,
+        description="fsdp: recompute each block's activations in the backward pass (less memory)")
 
 
 # Bases in reverse: pydantic lists the fields of the last base first, so files and --help read data, model, ...
@@ -293,15 +301,16 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
             return self.steps_for(self.warmup_tokens_per_param * non_embedding_params)
         return min(DEFAULT_WARMUP_STEPS, math.ceil(DEFAULT_WARMUP_FRACTION * total_steps))
 
-    def unused_keys(self) -> set[str]:
-        """Settings left out of the hash because this run does not use them (so that runs keep the
-        hash they had before those settings existed)."""
-        return ((LARGE_BATCH_KEYS if self.reference_batch_size is None else set())
-                | (WSD_KEYS if self.schedule == "cosine" else set())
-                | {key for key in FORK_KEYS if getattr(self, key) is None}
-                | (PARALLEL_KEYS if self.parallel == "ddp" else set())
-                | (SUBSET_KEYS if self.unique_tokens is None else set())
-                | {key for key in RECIPE_KEYS if getattr(self, key) == type(self).model_fields[key].default})
+    def unhashed_keys(self) -> set[str]:
+        """Settings left out of this run's hash, as each field declares: bookkeeping (`NOT_HASHED`),
+        and settings this run does not use (`hashed_unless_default`, their leader at its default)."""
+        fields = type(self).model_fields
+        left_out = set()
+        for key in fields:
+            rule = hash_rule(type(self), key)
+            if rule is False or (isinstance(rule, str) and getattr(self, rule) == fields[rule].default):
+                left_out.add(key)
+        return left_out
 
     def record(self) -> dict[str, Any]:
         """The settings as the run directory's config.json keeps them: JSON values, with the user
@@ -313,15 +322,25 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         return values
 
     def hash(self) -> str:
-        """Identifies what the run computes; bookkeeping settings are left out."""
-        excluded = BOOKKEEPING_KEYS | self.unused_keys()
+        """Identifies what the run computes; bookkeeping settings are left out (`unhashed_keys`)."""
+        excluded = self.unhashed_keys()
         payload = {key: value for key, value in self.record().items() if key not in excluded}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def differing_keys(self, other: "TrainConfig") -> list[str]:
         """Keys (bookkeeping excluded) whose values differ between two configs."""
         mine, theirs = self.record(), other.record()
-        return [key for key in mine if key not in BOOKKEEPING_KEYS and mine[key] != theirs[key]]
+        return [key for key in mine if hash_rule(type(self), key) is not False and mine[key] != theirs[key]]
+
+
+def hash_rule(config: type[Settings], key: str) -> bool | str:
+    """How setting `key` of `config` enters the hash, as its field declares: True (always), False
+    (bookkeeping, never) or the name of the setting while at whose default it is left out."""
+    extra = config.model_fields[key].json_schema_extra
+    extra = extra if isinstance(extra, dict) else {}
+    if "in_hash_unless_default" in extra:
+        return extra["in_hash_unless_default"] or key
+    return bool(extra.get("in_hash", True))
 
 
 class TeacherSettings(Settings):
@@ -349,43 +368,53 @@ class DistillSettings(Settings):
     top_k_tail: bool = _LOSS_FIELDS["top_k_tail"]
     jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
     teacher_url: str | None = Field(
-        None, description="an OpenAI-compatible completions server of the teacher (`distillscale serve-teacher` "
-                          "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
-                          "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
-                          "mass outside the top k is 1 - their probabilities (see README, Top-k teachers)")
-    teacher_timeout: float = Field(60.0, gt=0, le=MAX_TEACHER_TIMEOUT,
+        None, json_schema_extra=hashed_unless_default(),
+        description="an OpenAI-compatible completions server of the teacher (`distillscale serve-teacher` "
+                    "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
+                    "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
+                    "mass outside the top k is 1 - their probabilities (see README, Top-k teachers)")
+    teacher_timeout: float = Field(60.0, gt=0, le=MAX_TEACHER_TIMEOUT, json_schema_extra=NOT_HASHED,
                                    description="with teacher_url: seconds to wait for an answer (at most a day)")
-    teacher_retries: int = Field(4, ge=0, le=20, description="with teacher_url: retries of a failed request, with "
-                                                            "exponential backoff from 0.5 s (at most 8 s apart)")
+    teacher_retries: int = Field(4, ge=0, le=20, json_schema_extra=NOT_HASHED,
+                                 description="with teacher_url: retries of a failed request, with "
+                                             "exponential backoff from 0.5 s (at most 8 s apart)")
+    # changes memory, and the results only by float rounding (the sums' order): bookkeeping
     loss_chunk_size: int | None = Field(
-        None, ge=1, description=f"tokens whose logits are computed at once (default: as many as keep tokens x "
-                                f"vocabulary within {CHUNK_LOGITS // 2**20}M logits, e.g. 1024 at a 32K "
-                                f"vocabulary, 65536 at 512); memory only, results equal up to rounding")
+        None, ge=1, json_schema_extra=NOT_HASHED,
+        description=f"tokens whose logits are computed at once (default: as many as keep tokens x "
+                    f"vocabulary within {CHUNK_LOGITS // 2**20}M logits, e.g. 1024 at a 32K "
+                    f"vocabulary, 65536 at 512); memory only, results equal up to rounding")
     uld_weight: float = Field(1.0, ge=0, description="with a teacher of another tokenizer: weight of ULD's "
                                                      "sorted-probability term next to the KL on shared tokens")
     teacher_parallel: Literal["shard", "replicate"] = Field(
-        "replicate", description="with --parallel fsdp: shard the teacher's blocks over the ranks (for a "
-                                 "teacher that does not fit on one device) or replicate it on every rank")
+        "replicate", json_schema_extra=NOT_HASHED,
+        description="with --parallel fsdp: shard the teacher's blocks over the ranks (for a "
+                    "teacher that does not fit on one device) or replicate it on every rank")
 
 
 class OnPolicySettings(Settings):
     section, title = "on_policy", "On-policy distillation"
 
     on_policy_fraction: float = Field(
-        0.0, ge=0, le=1, description="GKD's lambda: share of batches whose continuations the student samples "
-                                     "from corpus prompts, the KD loss on its own tokens (0: off-policy)")
-    on_policy_temperature: float = Field(1.0, ge=0, description="temperature the student samples at "
-                                                                "(0: its most likely token)")
-    on_policy_prompt_tokens: int | None = Field(None, ge=1, description="corpus tokens before each continuation "
-                                                                        "(default: half of seq_len)")
+        0.0, ge=0, le=1, json_schema_extra=hashed_unless_default(),
+        description="GKD's lambda: share of batches whose continuations the student samples "
+                    "from corpus prompts, the KD loss on its own tokens (0: off-policy)")
+    on_policy_temperature: float = Field(1.0, ge=0, json_schema_extra=hashed_unless_default("on_policy_fraction"),
+                                         description="temperature the student samples at "
+                                                     "(0: its most likely token)")
+    on_policy_prompt_tokens: int | None = Field(
+        None, ge=1, json_schema_extra=hashed_unless_default("on_policy_fraction"),
+        description="corpus tokens before each continuation (default: half of seq_len)")
     on_policy_continuation_tokens: int | None = Field(
-        None, ge=1, description="tokens the student samples per prompt (default: the rest of the window, "
-                                "seq_len + 1 - prompt)")
-    on_policy_start: float = Field(0.0, ge=0, lt=1, description="share of the steps trained off-policy before "
-                                                                "the first on-policy batch")
+        None, ge=1, json_schema_extra=hashed_unless_default("on_policy_fraction"),
+        description="tokens the student samples per prompt (default: the rest of the window, "
+                    "seq_len + 1 - prompt)")
+    on_policy_start: float = Field(0.0, ge=0, lt=1, json_schema_extra=hashed_unless_default("on_policy_fraction"),
+                                   description="share of the steps trained off-policy before "
+                                               "the first on-policy batch")
 
 
-# On-policy settings: left out of the hash while off, so that off-policy runs keep their hash.
+# The on-policy settings (left out of the hash while off, as their fields declare).
 ON_POLICY_KEYS = frozenset(OnPolicySettings.model_fields)
 
 
@@ -474,10 +503,6 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             raise ValueError(f"{flag(key)} needs {mode}: this run would not use it; leave it out, or add {mode}")
         return self
 
-    def unused_keys(self) -> set[str]:
-        return (super().unused_keys() | (ON_POLICY_KEYS if self.on_policy_fraction == 0 else set())
-                | (SERVER_KEYS if self.teacher_url is None else set()))
-
     def _on_policy_lengths(self) -> tuple[int, int]:
         prompt = self.on_policy_prompt_tokens or max(1, self.seq_len // 2)
         return prompt, self.on_policy_continuation_tokens or max(1, self.seq_len + 1 - prompt)
@@ -522,3 +547,9 @@ def redacted_url(url: str) -> str:
     before its last @) replaced by *** (https://user:secret@host/v1 -> https://***@host/v1), also in
     text that does not parse as a URL."""
     return re.sub(r"(^|//|\s)[^/\s]*@", r"\1***@", url)
+
+
+# Derived from the fields' declarations, for the sweep spec: the settings never in the hash, and the
+# WSD settings (left out while the schedule is cosine).
+BOOKKEEPING_KEYS = frozenset(key for key in DistillConfig.model_fields if hash_rule(DistillConfig, key) is False)
+WSD_KEYS = frozenset(key for key in TrainConfig.model_fields if hash_rule(TrainConfig, key) == "schedule")
