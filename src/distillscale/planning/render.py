@@ -4,18 +4,16 @@ renderables for the terminal and as plain text (`Plan.as_text`, the planner page
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
-
+from typing import TYPE_CHECKING, Any, Protocol
 
 from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
 from distillscale.units import format_quantity
 
-# Annotations only: Plan renders itself through this module (a runtime import would be a cycle), and
-# the teacher ranking imports SciPy, which `import distillscale.planning.plan` leaves for the first plan.
+# Annotations only: the teacher ranking imports SciPy, which `import distillscale.planning.plan` leaves
+# for the first plan.
 if TYPE_CHECKING:
-    from distillscale.planning.plan import Plan
     from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
     from distillscale.planning.teacher import TeacherRanking
 
@@ -36,7 +34,28 @@ TARGETS_NOTE = ("targets: the prediction assumes the teacher's full distribution
                 "top-5 to top-64 (README, Top-k teachers)")
 
 
-def plan_renderables(plan: Plan) -> list:
+class PlanView(Protocol):
+    """What this module reads of a plan: a `planning.plan.Plan`, whose kinds add their own fields
+    (`plans`, `sweeps`, `supervised`, the mode comparison's `modes`...). A protocol, not an import of
+    Plan: Plan renders itself through this module, and no import circle is allowed, not even one
+    for annotations only (`lint-imports`)."""
+
+    kind: str
+    law: str
+    arguments: Any  # its PlanArguments
+    warnings: list[str]
+    planner: Any  # its solver (SupervisedPlanner or DistillationPlanner)
+
+    @property
+    def compute(self) -> float: ...
+
+    @property
+    def note(self) -> str | None: ...
+
+    def verdicts(self) -> dict[str, str]: ...
+
+
+def plan_renderables(plan: PlanView) -> list:
     """The tables and notes that show a plan, in print order."""
     if plan.kind == "supervised":
         return _supervised(plan)
@@ -55,7 +74,7 @@ def plan_renderables(plan: Plan) -> list:
     return out + _interval_notes(plan.plans, plan.verdicts())
 
 
-def plan_text(plan: Plan, width: int = 100) -> str:
+def plan_text(plan: PlanView, width: int = 100) -> str:
     """The plan as plain text: its warnings, then what `distillscale plan` prints."""
     buffer = io.StringIO()
     console = PlainConsole(file=buffer, width=width, color_system=None, highlight=False)
@@ -97,7 +116,7 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
 
 # -- internals ------------------------------------------------------------------------------------
 
-def _supervised(plan: Plan) -> list:
+def _supervised(plan: PlanView) -> list:
     result = plan.supervised
     what = "Training" if plan.arguments.student_params is not None else "Compute-optimal training"
     table = Table(title=f"{what} without a teacher, C = {plan.compute:.3g} FLOPs (law: {plan.law})",
@@ -184,7 +203,7 @@ def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> 
     return out
 
 
-def _sweeps(plan: Plan) -> list:
+def _sweeps(plan: PlanView) -> list:
     """The best students' table, the best supervised model, and where the search stopped them."""
     sweeps: list[StudentSweep] = plan.sweeps
     best_supervised, region = sweeps[0].supervised_best, sweeps[0].region
@@ -223,7 +242,7 @@ def _edge_note(edges: list[str]) -> str:
     return f" (limit: {', '.join(SIZE_LIMITS[edge][0] for edge in edges)}{widen})"
 
 
-def _modes(plan: Plan) -> list:
+def _modes(plan: PlanView) -> list:
     """The mode comparison: a row per mode with its tokens, loss and break-even efficiency, the
     FLOPs of each phase, the verdict and the assumption behind the on-policy rows."""
     modes, arguments, on_policy = plan.modes, plan.arguments, plan.on_policy
