@@ -13,10 +13,11 @@ CONSTRAINTS := constraints.txt
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first and pinned, so pip takes the local CPU wheel instead of a CUDA build.
+# Everything (the core and every extra), torch first and pinned, so pip takes the local CPU wheel
+# instead of a CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
-	$(BIN)/pip install --disable-pip-version-check -q -c $(CONSTRAINTS) -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -q -c $(CONSTRAINTS) -e '.[all,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,7 +40,7 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --disable-pip-version-check -q torch==2.13.0
-	.lock-venv/bin/pip install --disable-pip-version-check -q '.[dev]'
+	.lock-venv/bin/pip install --disable-pip-version-check -q '.[all,dev]'
 	echo "# Every dependency's version, written by make lock; make install takes them with pip -c." > $(CONSTRAINTS).tmp
 	.lock-venv/bin/pip freeze --disable-pip-version-check --exclude distillscale | grep -v "^torch==" >> $(CONSTRAINTS).tmp
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)

@@ -116,6 +116,27 @@ def _worker_run(args: list[str]) -> int:
             torch.cuda.empty_cache()
 
 
+# The optional extras (pyproject.toml [project.optional-dependencies]) and what each brings: a command
+# that needs a missing one says which to install. torch and pandas come with both `fit` (the law
+# fitter alone) and `engine` (training, which `demo` and sweeps fit too).
+MODULE_EXTRAS = {"torch": "engine", "safetensors": "engine", "tokenizers": "engine", "transformers": "engine",
+                 "filelock": "engine", "tomli_w": "engine", "pandas": "engine", "datasets": "hf-data",
+                 "pyarrow": "hf-data", "matplotlib": "figures", "submitit": "slurm", "tensorboard": "tensorboard",
+                 "mnist1d": "experiments"}
+FIT_COMMANDS = ("fit", "report")  # their torch and pandas: the `fit` extra
+
+
+def _missing_extra(exc: ModuleNotFoundError, args: list[str]) -> str | None:
+    """The one line for a module of an extra that is not installed (None: not one of theirs)."""
+    module = (exc.name or "").split(".")[0]
+    if module not in MODULE_EXTRAS:
+        return None
+    command = " ".join(_command_path(args))
+    extra = "fit" if command.split(" ")[0] in FIT_COMMANDS and module in ("torch", "pandas") else MODULE_EXTRAS[module]
+    return (f"`distillscale {command}` needs {module}, which is not installed: install the {extra} extra, "
+            f"pip install 'distillscale[{extra}]' (or 'distillscale[all]')")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (tests call this directly)."""
     args = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
@@ -140,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(_usage_error_message(exc))
     except click_exceptions.ClickException as exc:  # e.g. a file click could not open
         return _fail(exc.format_message())
+    except ModuleNotFoundError as exc:  # the core install: a command of an extra not installed
+        message = _missing_extra(exc, args)
+        if message is None:
+            raise
+        return _fail(message)
     except typer.Exit as exc:
         return _interrupted() if exc.exit_code == INTERRUPTED else exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
@@ -152,6 +178,17 @@ def main(argv: list[str] | None = None) -> int:
 @functools.cache
 def _command_tree():
     return typer.main.get_command(app)
+
+
+def _command_path(argv: list[str]) -> list[str]:
+    """The names of the command (and subcommand) that `argv` runs: ["fit", "supervised"]."""
+    command, path = _command_tree(), []
+    for arg in argv:
+        if not (hasattr(command, "commands") and arg in command.commands):
+            break
+        command = command.commands[arg]
+        path.append(arg)
+    return path
 
 
 def _empty_path(argv: list[str]) -> str | None:

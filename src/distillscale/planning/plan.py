@@ -25,6 +25,7 @@ the same message with the flag (`--teacher-loss`).
 from __future__ import annotations
 
 import math
+import sys
 from numbers import Real
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -624,9 +625,10 @@ def _load(law) -> tuple[LawSet, str]:
     """(the law set, what `--law` takes to load it again, for the plan's command line). A law
     object that was not loaded from a file (a fit's law, not saved yet) is shown as "law.json", where
     to save it; the plan keeps the object itself (`Plan.laws`), so nothing is reloaded by name."""
-    from distillscale.laws.selection import LawFit
-
-    if isinstance(law, LawFit):
+    # A LawFit exists only once its module (the fitter, over torch) is loaded: not imported here, so
+    # that planning from a preset or a law file needs no torch (the core install has none).
+    selection = sys.modules.get("distillscale.laws.selection")
+    if selection is not None and isinstance(law, selection.LawFit):
         laws = law.laws("fitted")
     elif isinstance(law, SupervisedLaw):
         laws = LawSet("fitted", supervised=law)
