@@ -185,6 +185,11 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
                 name=name, level=settings.level, bootstrap=settings.bootstrap, seed=settings.seed))
         except UserError as exc:
             result.skipped[f"repetition ({name})"] = str(exc)
+    # The distillation law carries the distilled students' own R_D* (one teacher: one group), which
+    # `plan --unique-tokens` uses for distilled students instead of the supervised decay.
+    distilled = next((curve for curve in result.repetition if curve.name == "distilled"), None)
+    if distilled is not None and result.distillation is not None:
+        result.distillation.law.repetition = distilled.repetition
     return result
 
 
