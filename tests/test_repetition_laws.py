@@ -231,7 +231,9 @@ def test_the_data_constrained_fit_is_offered_only_when_it_backtests_no_worse_tha
     # plain law is kept and the record says why.
     fresh = muennighoff_law().predict(N, D) * np.exp(np.random.default_rng(1).normal(0, 0.005, len(N)))
     fit = fit_with_repetition({"params": N, "tokens": D, "loss": fresh, "unique_tokens": U}, **options)
-    assert fit.law.repetition is None and fit.repetition_record["chosen"].startswith("plain (the data-constrained")
+    assert fit.repetition_record["chosen"].startswith("plain (the data-constrained")
+    assert "repeats counted as new" in fit.law.repetition.source   # law.json says so: no published fallback
+    assert fit.law.predict_repeated(1e8, 8e9, 1e9) == pytest.approx(fit.law.predict(1e8, 8e9))
     # Runs of <= 2 epochs only: the gate's backtest fits up to the middle of their epochs; with one
     # level of repetition nothing can be predicted from fewer epochs, and there is no gate.
     assert repetition_backtest_cut([1, 1.25, 1.5, 2, 2]) == 1.5

@@ -65,6 +65,12 @@ class Repetition:
 PUBLISHED = Repetition(MUENNIGHOFF2023["R_D_star"], MUENNIGHOFF2023["R_N_star"],
                        source="Muennighoff et al. 2023 (C4)")
 
+
+def counted_as_new(why: str, backtest: dict | None = None) -> Repetition:
+    """Constants under which repeated tokens count as new (R_D* at the box's top, R_N* none): what a
+    fit keeps when the data-constrained law did not predict its repeated runs better."""
+    return Repetition(R_STAR_BOUNDS[1], None, None, f"repeats counted as new: {why}", backtest)
+
 # Distilled students' R_D* where no sweep of the user's measured one: this project's repetition sweep
 # (report/repetition_sweep.toml, `distillscale demo --repetition`: students of depth 1 and 2, 7K and
 # 56K parameters, distilled from one teacher, 2 seeds, Python sources; README, "Distillation with
@@ -114,7 +120,10 @@ def epochs(D, U) -> np.ndarray:
 
 
 def _decayed(unique, total, r_star) -> np.ndarray:
-    """unique + unique r* (1 - exp(-R / r*)), R = total / unique - 1 (>= 0): total when R = 0."""
+    """unique + unique r* (1 - exp(-R / r*)), R = total / unique - 1 (>= 0): total when R = 0, and
+    for r* at the top of the box (R_STAR_BOUNDS: repeats counted as new)."""
+    if r_star >= R_STAR_BOUNDS[1]:
+        return np.asarray(total, float) + 0.0 * np.asarray(unique, float)
     unique = np.minimum(np.asarray(unique, float), np.asarray(total, float))
     repeats = np.asarray(total, float) / unique - 1.0
     return unique + unique * r_star * -np.expm1(-repeats / r_star)

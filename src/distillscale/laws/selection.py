@@ -34,8 +34,8 @@ from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, check_path_argument
 from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import FitRecord, Selection
-from distillscale.laws.repetition import (R_D_STAR_PRIOR, Repetition, RStarPrior, effective_tokens,
-                                          predict_repeated)
+from distillscale.laws.repetition import (R_D_STAR_PRIOR, Repetition, RStarPrior, counted_as_new,
+                                          effective_tokens, predict_repeated)
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 
 # A candidate with more parameters wins only if its backtest error is this much (relative) lower.
@@ -419,6 +419,11 @@ def fit_with_repetition(runs: dict[str, np.ndarray], prior: RStarPrior = R_D_STA
         "plain (the data-constrained law backtested worse than counting repeats as new)"
     result.repetition_record = record
     if not keep:
+        # Said in law.json: predict and plan then count repeats as new, as the backtest preferred
+        # (rather than fall back on the published constants, which it did not test).
+        result.law.repetition = counted_as_new("the data-constrained fit backtested worse "
+                                               f"({score['mean_abs_error_data_constrained']:.2%} vs "
+                                               f"{score['mean_abs_error_plain']:.2%})", record)
         return result
     # The data-constrained law on every run: R_D*'s posterior, the law refitted with its bootstrap there.
     posterior = posterior_repetition(make, N, D, U, loss, prior=prior, level=level)
