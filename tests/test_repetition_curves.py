@@ -150,3 +150,28 @@ def test_the_report_fits_each_group_that_repeats_and_draws_the_figure():
     without = Calibration(fresh, CalibrationSettings(), ComputeSettings(), "test", capacity_gap=_capacity_gap(fresh),
                           plan={"skipped": "no laws"})
     assert "repetition" not in report_figures(without)
+
+
+def test_the_report_gives_the_distillation_law_the_distilled_students_r_star():
+    """Issue 34: a distillation law carries its own repetition constant when a sweep measured one;
+    the plan then uses it for distilled students (test_repetition_laws)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from distillscale.laws import ComputeSettings
+    from distillscale.laws.lawset import load_laws
+    from distillscale.report.calibration import Calibration, CalibrationSettings, attach_distilled_repetition
+    from distillscale.report.runs import split_runs
+
+    runs = split_runs(_records(distilled_table(r_star=6.0), "student"), "sweep")
+    law = dataclasses.replace(load_laws("busbridge2025").distillation)
+    calibration = Calibration(runs, CalibrationSettings(), ComputeSettings(), "test",
+                              repetition=[_curve("supervised", 2.0), _curve("distilled", 6.0)])
+    calibration.distillation = SimpleNamespace(law=law)
+    attach_distilled_repetition(calibration)
+    assert law.repetition.R_D_star == 6.0 and law.repetition.interval == pytest.approx((5.0, 7.2))
+    assert "distilled" in law.repetition.source
+    several = dataclasses.replace(load_laws("busbridge2025").distillation)
+    calibration.distillation, calibration.repetition = SimpleNamespace(law=several), [_curve("distilled from t1", 6.0)]
+    attach_distilled_repetition(calibration)
+    assert several.repetition is None

@@ -31,6 +31,7 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.lawset import ComputeSettings, LawSet
+from distillscale.laws.repetition import repeated_prediction
 from distillscale.laws.selection import (
     DISTILLATION_FORMS,
     SUPERVISED_FORMS,
@@ -199,7 +200,7 @@ def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=No
             result.holdout["supervised"] = _check(
                 holdout, result.supervised, supervised_rows, fit_rows, runs["params"], runs["loss"],
                 lambda rows: _fit_supervised(runs, rows, supervised_options, source, min_ratios),
-                lambda fit, rows: fit.predict(_params_of(fit, runs)[rows], runs["tokens"][rows]), "size")
+                lambda fit, rows: _supervised_prediction(fit, runs, rows), "size")
         if result.distillation is not None:
             result.holdout["distillation"] = _check(
                 holdout, result.distillation, student_rows, fit_rows, 1.0 / L_T, runs["loss"],
@@ -244,6 +245,17 @@ def _fit_rows(holdout, n_runs: int) -> np.ndarray:
 def _params_of(fit: LawFit, runs: dict[str, np.ndarray]) -> np.ndarray:
     """The parameter count the chosen supervised candidate was fitted on: total or non-embedding."""
     return runs["total_params"] if "total params" in fit.chosen else runs["params"]
+
+
+def _supervised_prediction(fit: LawFit, runs: dict[str, np.ndarray], rows: np.ndarray) -> Prediction:
+    """The supervised law's prediction for `rows`; for a law with repetition constants and runs with
+    unique tokens, with each run's own repetition (`repetition.repeated_prediction`), as `predict
+    --unique-tokens` gives it."""
+    N, D = _params_of(fit, runs)[rows], runs["tokens"][rows]
+    prediction = fit.predict(N, D)
+    if "unique_tokens" in runs and fit.law.repetition is not None:
+        prediction = repeated_prediction(fit.law, prediction, N, D, runs["unique_tokens"][rows])
+    return prediction
 
 
 def _fit_supervised(runs: dict[str, np.ndarray], rows: np.ndarray, options: dict, source: dict | None,

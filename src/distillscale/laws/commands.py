@@ -302,16 +302,21 @@ def _repetition_summary(fit) -> dict:
     if record is None:
         return {"text": "Repetition: no run repeats its data (tokens <= unique tokens): the law assumes fresh data",
                 "record": None}
-    scored = record.get("backtest", record)
-    where = (f"runs beyond {scored['fitted_up_to_epochs']:g} epochs predicted from the others" if "backtest" in record
-             else "in-sample on the repeated runs")
-    text = (f"Repetition: {record['repeated_runs']} runs repeat data (up to {record['max_epochs']:.3g} epochs); "
-            f"mean |error| {where}: data-constrained {scored['mean_abs_error_data_constrained']:.2%}, "
-            f"repeats counted as new {scored['mean_abs_error_plain']:.2%} -> {record['chosen']}")
-    if law.repetition is not None:
+    text = f"Repetition: {record['repeated_runs']} runs repeat data (up to {record['max_epochs']:.3g} epochs); "
+    scored = record.get("backtest")
+    if scored is None:
+        text += record["chosen"]
+    else:
+        text += (f"mean |error| of the runs beyond {scored['fitted_up_to_epochs']:.3g} epochs predicted from the others: "
+                 f"data-constrained {scored['mean_abs_error_data_constrained']:.2%}, repeats counted as new "
+                 f"{scored['mean_abs_error_plain']:.2%} -> {record['chosen']}")
+    if law.repetition is not None and law.repetition.source.startswith("repeats counted as new"):
+        text += "; predict and plan --unique-tokens will count repeats as new"
+    elif law.repetition is not None:
         low_high = law.repetition.interval
         text += f"; R_D* = {law.repetition.R_D_star:.3g}" + (
-            f" ({fit.law.fit.level or 0.9:.0%} interval {low_high[0]:.3g}-{low_high[1]:.3g})" if low_high else "")
+            f" ({fit.law.fit.level or 0.9:.0%} interval {low_high[0]:.3g}-{low_high[1]:.3g})" if low_high else "") + (
+            f", {law.repetition.source}" if law.repetition.source else "")
     return {"text": text, "record": record,
             "R_D_star": law.repetition.R_D_star if law.repetition else None,
             "R_D_star_interval": list(law.repetition.interval) if law.repetition and law.repetition.interval else None}

@@ -151,6 +151,8 @@ class DistillationLaw:
     d1: float
     student_law: SupervisedLaw
     fit: FitRecord | None = field(default=None, compare=False, repr=False)
+    # The distilled students' decay of repeated data, when a sweep measured it (`laws.repetition`).
+    repetition: Repetition | None = field(default=None, compare=False, repr=False)
 
     COEFFICIENTS = ("A", "B", "alpha", "beta", "gamma", "c0", "c1", "f1", "d1")
 
@@ -203,14 +205,19 @@ class DistillationLaw:
         return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}
 
     def to_dict(self) -> dict:
-        return {"coefficients": self.coefficients(), "fit": _fit_json(self.fit)}
+        out = {"coefficients": self.coefficients(), "fit": _fit_json(self.fit)}
+        if self.repetition is not None:
+            out["repetition"] = self.repetition.to_dict()
+        return out
 
     @classmethod
     @checked
     def from_dict(cls, data: dict, student_law: SupervisedLaw) -> "DistillationLaw":
         coeffs = data["coefficients"]
+        repetition = data.get("repetition")
         return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS},
-                   student_law=student_law, fit=_fit_record(data.get("fit")))
+                   student_law=student_law, fit=_fit_record(data.get("fit")),
+                   repetition=Repetition.from_dict(repetition) if repetition else None)
 
 
 def _fit_json(record: FitRecord | None) -> dict | None:

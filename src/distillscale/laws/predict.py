@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import extrapolation_warnings
 from distillscale.laws.lawset import LawSet
-from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment, assess
+from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment, assess, repeated_prediction
 from distillscale.laws.uncertainty import Prediction
 from distillscale.units import Quantity, check_parameter, format_quantity
 
@@ -94,7 +94,7 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
     """L(N, D) with its interval: N non-embedding parameters, D training tokens. With
     `unique_tokens` U < D the data repeats: the loss is the data-constrained law's (`laws.repetition`,
     the law's R_D* or Muennighoff et al.'s), its interval the fresh-data one shifted by the same
-    factor, and `repetition` says the epochs, the penalty and the unique data that keeps it within
+    factor and widened to the losses at the ends of R_D*'s interval, and `repetition` says the epochs, the penalty and the unique data that keeps it within
     `max_penalty`."""
     N, D = _positive("params", params, Quantity.PARAMS), _positive("tokens", tokens, Quantity.TOKENS)
     law = laws.require_supervised()
@@ -108,8 +108,7 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
         repetition = assess(law, N, D, U, max_penalty)
         warnings += extrapolation_warnings(laws, {}, {"the model's tokens as fresh data (D' after repetition)":
                                                       repetition.effective_tokens})
-        factor = repetition.loss_repeated / repetition.loss_fresh
-        prediction = prediction.scaled(factor)
+        prediction = repeated_prediction(law, prediction, N, D, U, repetition.repetition)
         if law.repetition is None and repetition.epochs > 1:
             warnings.append(f"law {laws.name!r} has no repetition constants of its own (fit it with "
                             "--unique-tokens-col on runs that repeat data): using Muennighoff et al. 2023's "

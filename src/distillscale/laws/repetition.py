@@ -66,13 +66,64 @@ PUBLISHED = Repetition(MUENNIGHOFF2023["R_D_star"], MUENNIGHOFF2023["R_N_star"],
                        source="Muennighoff et al. 2023 (C4)")
 
 
+def counted_as_new(why: str, backtest: dict | None = None) -> Repetition:
+    """Constants under which repeated tokens count as new (R_D* at the box's top, R_N* none): what a
+    fit keeps when the data-constrained law did not predict its repeated runs better."""
+    return Repetition(R_STAR_BOUNDS[1], None, None, f"repeats counted as new: {why}", backtest)
+
+# Distilled students' R_D* where no sweep of the user's measured one: this project's repetition sweep
+# (report/repetition_sweep.toml, `distillscale demo --repetition`: students of depth 1 and 2, 7K and
+# 56K parameters, distilled from one teacher, 2 seeds, Python sources; README, "Distillation with
+# repeated data"): 37 [18, 75] against 5.2 [4.4, 6.2] for the same models trained without a teacher.
+DISTILLED_MICRO = Repetition(37.0, None, (18.0, 75.0),
+                             source="distilled students, measured at micro scale (7K-56K parameters, "
+                                    "the repetition sweep)")
+
+
+def distilled_repetition(distillation_law) -> Repetition:
+    """The decay of repeated data for distilled students: the distillation law's own constant when a
+    sweep measured one (`DistillationLaw.repetition`), else the micro-scale measurement."""
+    return getattr(distillation_law, "repetition", None) or DISTILLED_MICRO
+
+
+@dataclass(frozen=True)
+class RStarPrior:
+    """What is known of R_D* before a user's runs: log-normal, `median` and `log_sd` (natural log)."""
+
+    median: float
+    log_sd: float
+    source: str = ""
+
+    def log_density(self, r_star) -> np.ndarray:
+        """Log density in log R_D* (up to a constant)."""
+        return -0.5 * ((np.log(np.asarray(r_star, float)) - np.log(self.median)) / self.log_sd) ** 2
+
+    def interval(self, level: float = 0.9) -> tuple[float, float]:
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf((1 + level) / 2)
+        return (float(self.median * np.exp(-z * self.log_sd)), float(self.median * np.exp(z * self.log_sd)))
+
+
+# The prior of a data-constrained fit: Muennighoff et al.'s R_D* (15.4, C4, 14M-9B parameters) as the
+# median, with a spread (log-sd 1.0: 90% within 3.0-79) that takes in the supervised values this
+# project measured at micro scale (5.2 [4.4, 6.2] on Python sources, 3.9 [1.7, 25] on C headers: README,
+# "Distillation with repeated data") and the 4.1-9.5 that profiles of Muennighoff et al.'s own runs give
+# (bench/repetition_backtest.py); a fit's R_D* is the posterior under it.
+R_D_STAR_PRIOR = RStarPrior(MUENNIGHOFF2023["R_D_star"], 1.0,
+                            "Muennighoff et al. 2023's 15.4, log-sd 1.0 (90%: 3.0-79)")
+
+
 def epochs(D, U) -> np.ndarray:
     """Passes over the unique data: D / U."""
     return np.asarray(D, float) / np.asarray(U, float)
 
 
 def _decayed(unique, total, r_star) -> np.ndarray:
-    """unique + unique r* (1 - exp(-R / r*)), R = total / unique - 1 (>= 0): total when R = 0."""
+    """unique + unique r* (1 - exp(-R / r*)), R = total / unique - 1 (>= 0): total when R = 0, and
+    for r* at the top of the box (R_STAR_BOUNDS: repeats counted as new)."""
+    if r_star >= R_STAR_BOUNDS[1]:
+        return np.asarray(total, float) + 0.0 * np.asarray(unique, float)
     unique = np.minimum(np.asarray(unique, float), np.asarray(total, float))
     repeats = np.asarray(total, float) / unique - 1.0
     return unique + unique * r_star * -np.expm1(-repeats / r_star)
@@ -230,6 +281,23 @@ class RepetitionAssessment:
                      f"unique tokens ({self.tokens / self.unique_tokens_needed:.3g} epochs) keep it within "
                      f"{self.max_penalty:.1%}")
         return lines
+
+
+def repeated_prediction(law, prediction, N, D, U, repetition: Repetition | None = None):
+    """`prediction` (the law's `Prediction` at (N, D), fresh data) for D tokens of which U are unique,
+    under `repetition` (default: the law's own, else Muennighoff et al.'s): value and interval times
+    the loss ratio with repetition, the interval widened to the losses at the two ends of R_D*'s
+    interval (an R_D* the runs pin loosely widens it). Floats or arrays."""
+    _check_unique(U)
+    repetition = repetition or getattr(law, "repetition", None) or PUBLISHED
+    fresh = np.asarray(law.predict(N, D), float)
+    repeated = np.asarray(predict_repeated(law, repetition, N, D, U), float)
+    out = prediction.scaled(repeated / fresh if repeated.ndim else float(repeated / fresh))
+    if repetition.interval:
+        ends = [np.asarray(predict_repeated(law, Repetition(r, repetition.R_N_star), N, D, U), float) / repeated
+                for r in repetition.interval]
+        out = out.stretched(np.minimum(*ends), np.maximum(*ends))
+    return out
 
 
 def assess(law, N: float, D: float, U: float, max_penalty: float = DEFAULT_MAX_PENALTY,

@@ -134,6 +134,7 @@ class DistillationPart(_Strict):
     form: Literal["distillation", "distillation-tied", "tied", "free"] | None = None
     coefficients: DistillationCoefficients
     fit: dict[str, Any] | None = None
+    repetition: RepetitionPart | None = None   # the distilled students' own, when a sweep measured it
 
 
 class LawFile(_Strict):

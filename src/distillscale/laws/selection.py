@@ -34,7 +34,8 @@ from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, check_path_argument
 from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import FitRecord, Selection
-from distillscale.laws.repetition import Repetition, effective_tokens, fit_repetition, predict_repeated
+from distillscale.laws.repetition import (R_D_STAR_PRIOR, Repetition, RStarPrior, counted_as_new,
+                                          effective_tokens, predict_repeated)
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 
 # A candidate with more parameters wins only if its backtest error is this much (relative) lower.
@@ -354,18 +355,22 @@ REPETITION_BACKTEST_EPOCHS = 4.0
 MIN_FRESH_RUNS = 8
 
 
-def fit_with_repetition(runs: dict[str, np.ndarray], **options) -> LawFit:
+def fit_with_repetition(runs: dict[str, np.ndarray], prior: RStarPrior = R_D_STAR_PRIOR, **options) -> LawFit:
     """`fit_supervised` for runs with unique-token counts (`runs["unique_tokens"]`).
 
     The form is chosen as usual (backtest by size) on the runs of at most one epoch (every run when
-    fewer than MIN_FRESH_RUNS are). When some runs repeat data, two candidates are then fitted to
-    every run: the plain law (repeated tokens counted as new) and the data-constrained one, whose
-    R_D* is profiled jointly with the law's coefficients (`profile_repetition`). They are compared
-    by a repetition backtest (fitted on the runs of at most REPETITION_BACKTEST_EPOCHS epochs,
-    scored on the others) when runs go beyond it, else by their errors on the repeated runs; the
-    data-constrained law is kept when it is better, with its R_D* in `law.repetition` and the
-    comparison in `law.repetition.backtest` (also `LawFit.repetition_record`). The law's fit record
-    keeps the selection, backtest and extrapolation error of the first step."""
+    fewer than MIN_FRESH_RUNS are). When some runs repeat data, two candidates are then fitted: the
+    plain law (repeated tokens counted as new) and the data-constrained one, whose R_D* is the
+    posterior under `prior` (what is known before the runs: Muennighoff et al.'s 15.4 with its
+    spread) given the runs, profiled jointly with the law's coefficients (`posterior_repetition`):
+    runs that cannot pin R_D* (few, or none beyond a few epochs) leave it near the prior with the
+    prior's wide interval. They are compared by a repetition backtest: both fitted on the runs of at
+    most `repetition_backtest_cut` epochs (REPETITION_BACKTEST_EPOCHS when runs go beyond it, else
+    the middle of the repeated runs' epochs) and scored on the others. The data-constrained law is
+    kept only when its backtest error is no worse than the plain law's, with R_D* and its interval in
+    `law.repetition` and the comparison in `law.repetition.backtest` (also `LawFit.repetition_record`);
+    otherwise, or with no runs to backtest on, the plain law is kept and the record says why. The
+    law's fit record keeps the selection, backtest and extrapolation error of the first step."""
     N, D, loss, U = runs["params"], runs["tokens"], runs["loss"], runs["unique_tokens"]
     repeated = D > U * 1.0001
     base_rows = ~repeated if (~repeated).sum() >= MIN_FRESH_RUNS else np.ones(len(N), bool)
@@ -375,10 +380,11 @@ def fit_with_repetition(runs: dict[str, np.ndarray], **options) -> LawFit:
     result = fit_supervised(columns, **options)
     if not repeated.any():
         return result
-    # The profile refits the law some 20 times: in a gamma = 1 form (variable projection, fast);
+    # The profile refits the law some 15 times: in a gamma = 1 form (variable projection, fast);
     # a chosen busbridge form is profiled as chinchilla.
     form = result.law.fit.form if result.law.fit and result.law.fit.form in ("tied", "chinchilla") else "chinchilla"
     fitter_options = {k: v for k, v in options.items() if k in ("huber_delta", "grid", "seed", "level", "bootstrap")}
+    level = options.get("level", 0.9)
     make = lambda **o: SupervisedLawFitter(form, **{**fitter_options, "bootstrap": 0, **o})  # noqa: E731
 
     def errors(law, repetition, rows):
@@ -386,46 +392,119 @@ def fit_with_repetition(runs: dict[str, np.ndarray], **options) -> LawFit:
             predict_repeated(law, repetition, N[rows], D[rows], U[rows])
         return predicted / loss[rows] - 1
 
-    plain = make().fit(N, D, loss).law_
-    r_star, constrained = profile_repetition(make, N, D, U, loss)
     record = {"repeated_runs": int(repeated.sum()), "max_epochs": float(np.max(D / U)), "form": form,
-              "mean_abs_error_plain": float(np.mean(np.abs(errors(plain, None, repeated)))),
-              "mean_abs_error_data_constrained": float(np.mean(np.abs(
-                  errors(constrained, Repetition(r_star), repeated))))}
-    many = D / U > REPETITION_BACKTEST_EPOCHS
-    if many.any() and (repeated & ~many).any():
-        early_plain = make().fit(N[~many], D[~many], loss[~many]).law_
-        early_star, early = profile_repetition(make, N[~many], D[~many], U[~many], loss[~many])
-        record["backtest"] = {
-            "fitted_up_to_epochs": REPETITION_BACKTEST_EPOCHS, "n": int(many.sum()), "R_D_star": early_star,
-            "mean_abs_error_plain": float(np.mean(np.abs(errors(early_plain, None, many)))),
-            "mean_abs_error_data_constrained": float(np.mean(np.abs(errors(early, Repetition(early_star), many)))),
-            "max_abs_error_data_constrained": float(np.max(np.abs(errors(early, Repetition(early_star), many))))}
-    score = record.get("backtest", record)
-    keep = score["mean_abs_error_data_constrained"] < score["mean_abs_error_plain"]
-    record["chosen"] = "data-constrained" if keep else "plain (repetition does not improve the fit)"
+              "prior": {"median": prior.median, "log_sd": prior.log_sd, "source": prior.source}}
+    cut = repetition_backtest_cut(D / U)
+    if cut is None:
+        record["chosen"] = ("plain (no backtest: every repeated run has the same epochs, so none can be "
+                            "predicted from the others; predict --unique-tokens uses the published constants)")
+        result.repetition_record = record
+        return result
+    many = D / U > cut * 1.0001
+    early_plain = make().fit(N[~many], D[~many], loss[~many]).law_
+    early = posterior_repetition(make, N[~many], D[~many], U[~many], loss[~many], prior=prior, level=level)
+    plain_errors = errors(early_plain, None, many)
+    constrained_errors = errors(early.law, Repetition(early.R_D_star), many)
+    record["backtest"] = {
+        "fitted_up_to_epochs": cut, "n": int(many.sum()), "R_D_star": early.R_D_star,
+        "R_D_star_interval": list(early.interval),
+        "mean_abs_error_plain": float(np.mean(np.abs(plain_errors))),
+        "max_abs_error_plain": float(np.max(np.abs(plain_errors))),
+        "mean_abs_error_data_constrained": float(np.mean(np.abs(constrained_errors))),
+        "max_abs_error_data_constrained": float(np.max(np.abs(constrained_errors))),
+        "over_predicted_data_constrained": float(np.mean(constrained_errors > 0))}
+    score = record["backtest"]
+    keep = score["mean_abs_error_data_constrained"] <= score["mean_abs_error_plain"]
+    record["chosen"] = "data-constrained" if keep else \
+        "plain (the data-constrained law backtested worse than counting repeats as new)"
     result.repetition_record = record
     if not keep:
+        # Said in law.json: predict and plan then count repeats as new, as the backtest preferred
+        # (rather than fall back on the published constants, which it did not test).
+        result.law.repetition = counted_as_new("the data-constrained fit backtested worse "
+                                               f"({score['mean_abs_error_data_constrained']:.2%} vs "
+                                               f"{score['mean_abs_error_plain']:.2%})", record)
         return result
-    # The data-constrained law, refitted with the bootstrap at its R_D*; R_D*'s own interval from a
-    # bootstrap of the runs with the law held (`fit_repetition`).
+    # The data-constrained law on every run: R_D*'s posterior, the law refitted with its bootstrap there.
+    posterior = posterior_repetition(make, N, D, U, loss, prior=prior, level=level)
+    r_star = posterior.R_D_star
     final = SupervisedLawFitter(form, **fitter_options).fit(N, effective_tokens(D, U, r_star), loss)
-    held = fit_repetition(final.law_, N, D, U, loss, level=options.get("level", 0.9), seed=options.get("seed", 0))
     law = final.law_
     law.fit = law.fit.model_copy(update={k: getattr(result.law.fit, k) for k in
                                          ("selection", "backtest", "extrapolation_error")})
-    law.repetition = Repetition(r_star, None, held.interval, held.source, record)
-    scored_by = "repetition backtest" if "backtest" in record else "errors on the repeated runs"
+    law.repetition = Repetition(r_star, None, posterior.interval, posterior.source, record)
     result.law, result.fitter = law, final
     # The law fitted first (e.g. the median of the forms, whose listing names the forms "not chosen")
     # is replaced: say so, with its own first clause, rather than append to its reason.
     first = result.reason.split(";")[0]
     result.reason = (f"the {form} form with repetition (R_D* = {r_star:.3g}) replaces the {result.chosen} law "
-                     f"fitted first ({first}): it predicts repeated runs better ({scored_by}: "
+                     f"fitted first ({first}): it predicts repeated runs no worse (repetition backtest: "
                      f"{score['mean_abs_error_data_constrained']:.2%} vs {score['mean_abs_error_plain']:.2%} "
                      "counting repeats as new)")
     result.chosen = f"{form}, data-constrained"
     return result
+
+
+def repetition_backtest_cut(epochs: np.ndarray) -> float | None:
+    """The epochs a repetition backtest fits up to: REPETITION_BACKTEST_EPOCHS when runs go beyond
+    it, else the geometric middle of the repeated runs' epochs (so that some are beyond); None when
+    no run can be predicted from runs of fewer epochs (one level of repetition, or none)."""
+    epochs = np.asarray(epochs, float)
+    if np.any(epochs > REPETITION_BACKTEST_EPOCHS * 1.0001):
+        return REPETITION_BACKTEST_EPOCHS
+    levels = np.unique(np.round(epochs[epochs > 1.0001], 4))
+    if len(levels) < 2:
+        return None
+    middle = float(np.sqrt(levels[0] * levels[-1]))
+    return float(levels[levels <= middle * 1.0001].max()) if np.any(levels <= middle * 1.0001) else float(levels[0])
+
+
+@dataclass(frozen=True)
+class RStarPosterior:
+    """R_D* given a prior and the runs: the posterior median, its interval, the law fitted there, and
+    whether the runs narrowed the prior (`identified`) or left it (the interval mostly the prior's)."""
+
+    R_D_star: float
+    interval: tuple[float, float]
+    law: SupervisedLaw
+    identified: bool
+    prior: RStarPrior
+
+    @property
+    def source(self) -> str:
+        how = "fitted" if self.identified else "mostly the prior: the runs barely constrain it"
+        return f"posterior under the prior {self.prior.source} ({how})"
+
+
+# The profile's log grid of R_D* (0.5..2000, ratios of 2): the posterior is interpolated in log R_D*.
+POSTERIOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(2000.0), 13))
+
+
+def posterior_repetition(make, N, D, U, loss, *, prior: RStarPrior = R_D_STAR_PRIOR,
+                         level: float = 0.9) -> RStarPosterior:
+    """R_D* given `prior` and the runs. For each R_D* of POSTERIOR_GRID the law is refitted to
+    (N, D'(R_D*)); the runs' likelihood is Laplace's with its scale profiled, n log(mean |log
+    residual|), with n the runs that repeat data (only they carry R_D*; the residuals of a misfit
+    law are not independent, so all runs would overstate what they know). The posterior (prior x
+    likelihood, interpolated in log R_D*) gives the median and the `level` interval; the law is
+    refitted at the median. `identified`: the interval is under half the prior's width (in log)."""
+    N, D, U, loss = (np.asarray(x, float) for x in (N, D, U, loss))
+    n_repeated = int(np.sum(D > U * 1.0001))
+    log_like = []
+    for r_star in POSTERIOR_GRID:
+        law = make().fit(N, effective_tokens(D, U, r_star), loss).law_
+        residual = np.log(law.predict(N, effective_tokens(D, U, r_star)) / loss)
+        log_like.append(-n_repeated * np.log(max(float(np.mean(np.abs(residual))), 1e-12)))
+    fine = np.exp(np.linspace(np.log(POSTERIOR_GRID[0]), np.log(POSTERIOR_GRID[-1]), 2000))
+    log_post = np.interp(np.log(fine), np.log(POSTERIOR_GRID), log_like) + prior.log_density(fine)
+    weight = np.exp(log_post - log_post.max())
+    cdf = np.cumsum(weight) / weight.sum()
+    median, low, high = (float(fine[min(np.searchsorted(cdf, q), len(fine) - 1)])
+                         for q in (0.5, (1 - level) / 2, (1 + level) / 2))
+    prior_low, prior_high = prior.interval(level)
+    identified = np.log(high / low) < 0.5 * np.log(prior_high / prior_low)
+    law = make().fit(N, effective_tokens(D, U, median), loss).law_
+    return RStarPosterior(median, (low, high), law, bool(identified), prior)
 
 
 def profile_repetition(make, N, D, U, loss) -> tuple[float, SupervisedLaw]:

@@ -131,6 +131,16 @@ class Prediction:
             return None if x is None else (float(x) * factor if np.ndim(x) == 0 else np.asarray(x) * factor)
         return replace(self, value=times(self.value), low=times(self.low), high=times(self.high))
 
+    def stretched(self, low_factor: float, high_factor: float) -> "Prediction":
+        """The interval's ends times `low_factor` (<= 1) and `high_factor` (>= 1), the value kept: an
+        uncertain relative penalty (e.g. repeated data under R_D*'s interval) widens it."""
+        if self.low is None:
+            return self
+        low, high = np.minimum(low_factor, 1.0), np.maximum(high_factor, 1.0)
+        if np.ndim(self.low) == 0 and np.ndim(low) == 0:
+            return replace(self, low=float(self.low) * float(low), high=float(self.high) * float(high))
+        return replace(self, low=np.asarray(self.low) * low, high=np.asarray(self.high) * high)
+
     @property
     def dominant(self) -> str | None:
         """Which part of the interval is larger (for a scalar prediction)."""

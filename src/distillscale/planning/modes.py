@@ -113,19 +113,23 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
     teacher_compute : with teacher_remote, the teacher's own FLOP budget (None: unlimited, free to you).
     unique_tokens : the corpus's unique tokens (None: unlimited): each mode's loss and intervals carry
         the penalty of repeating the corpus tokens it reads (on-policy reads only its off-policy share
-        and its prompts), under the supervised law's decay of repeated data, and so do the verdict
-        and the break-even efficiencies.
+        and its prompts), under the supervised law's decay of repeated data for the supervised mode and
+        the distilled students' (`laws.repetition.distilled_repetition`) for the others, and so do the
+        verdict and the break-even efficiencies.
     """
-    from distillscale.laws.repetition import PUBLISHED, repetition_penalty
+    from distillscale.laws.repetition import PUBLISHED, distilled_repetition, repetition_penalty
 
     law = planner.laws.require_supervised()
-    repetition = law.repetition or PUBLISHED
 
     def with_repetition(mode: ModePlan) -> ModePlan:
         read = (mode.student_tokens - mode.generated_tokens
                 + mode.generated_tokens * on_policy.prompt_tokens / on_policy.continuation_tokens)
         if unique_tokens is None:
             return replace(mode, corpus_tokens=read)
+        # Distilled students repeat under their own constant (the distillation law's, else the one
+        # measured at micro scale); the supervised mode under the supervised law's.
+        repetition = (law.repetition or PUBLISHED) if mode.name == "supervised" else \
+            distilled_repetition(planner.distillation)
         penalty = max(0.0, float(repetition_penalty(law, repetition, student_params, read, unique_tokens)))
         scaled = (lambda p: None if p is None else p.scaled(1.0 + penalty))
         return replace(mode, corpus_tokens=read, repetition_penalty=penalty,

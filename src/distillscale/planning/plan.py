@@ -796,12 +796,14 @@ def _quote(text: str) -> str:
 def repetition_check(result: Plan, unique_tokens: float, max_penalty: float = 0.01) -> dict:
     """With only `unique_tokens` of data: for each planned model (by scenario; "supervised" for a
     supervised plan, "<scenario> (pretrain instead)" for the best model without a teacher) its
-    epochs, the loss penalty of repeating the data under the law's supervised law (its own R_D*
-    or Muennighoff et al.'s; `laws.repetition.assess`), and the unique data that keeps the penalty
-    within `max_penalty`. For distilled students the supervised law's decay is an assumption: how
-    distillation tolerates repetition is not in the law. The penalty is relative: the loss with fresh
-    data is the plan's own (the distillation law's for a distilled student), times 1 + penalty."""
-    from distillscale.laws.repetition import assess
+    epochs, the loss penalty of repeating the data (`laws.repetition.assess`), and the unique data
+    that keeps the penalty within `max_penalty`. A model trained without a teacher repeats under the
+    supervised law's R_D* (its own or Muennighoff et al.'s); a distilled student under the
+    distillation law's own constant when a sweep measured one, else the distilled students' R_D*
+    measured at micro scale (`laws.repetition.distilled_repetition`), both in the supervised law's
+    shape. The penalty is relative: the loss with fresh data is the plan's own (the distillation
+    law's for a distilled student), times 1 + penalty."""
+    from distillscale.laws.repetition import assess, distilled_repetition
 
     if result.laws is None:
         raise ParameterError("result", "{} must be a plan made by `plan` or `plan_supervised` (it carries "
@@ -810,6 +812,9 @@ def repetition_check(result: Plan, unique_tokens: float, max_penalty: float = 0.
     losses = result.model_losses()
     checks = {}
     for name, (N, D) in result.models().items():
-        check = assess(law, N, D, unique_tokens, max_penalty)
+        distilled = result.laws.distillation is not None and name != "supervised" \
+            and not name.endswith("(pretrain instead)")
+        repetition = distilled_repetition(result.laws.distillation) if distilled else None
+        check = assess(law, N, D, unique_tokens, max_penalty, repetition=repetition)
         checks[name] = replace(check, loss_fresh=losses[name], loss_repeated=losses[name] * (1.0 + check.penalty))
     return checks

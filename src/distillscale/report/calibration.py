@@ -185,7 +185,17 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
                 name=name, level=settings.level, bootstrap=settings.bootstrap, seed=settings.seed))
         except UserError as exc:
             result.skipped[f"repetition ({name})"] = str(exc)
+    attach_distilled_repetition(result)
     return result
+
+
+def attach_distilled_repetition(result: "Calibration") -> None:
+    """The distillation law carries the distilled students' own R_D* (the "distilled" group: one
+    teacher), which `plan --unique-tokens` uses for distilled students instead of the supervised
+    decay; with several teachers (one R_D* each) it carries none."""
+    distilled = next((curve for curve in result.repetition if curve.name == "distilled"), None)
+    if distilled is not None and result.distillation is not None:
+        result.distillation.law.repetition = distilled.repetition
 
 
 def repetition_groups(runs: SweepRuns) -> dict[str, list[dict[str, Any]]]:

@@ -9,7 +9,9 @@ size and tokens, from others' papers and their released data, for testing how la
 Each set lives in a folder beside this module with `runs.csv` and `PROVENANCE.md` (source
 repository and commit, licence, how the rows were extracted, what N counts). Every table has the
 columns `params` (N without embeddings where the source gives it; see `params_counts`),
-`total_params` (N with them), `tokens` (D) and `loss` (nats/token), one row per finished run.
+`total_params` (N with them), `tokens` (D) and `loss` (nats/token), one row per finished run; the
+sets of runs that repeat their data (`repeated_names()`) add `unique_tokens` (U) and `epochs` (D / U)
+and are left out of `names()` (the supervised ladders).
 `epoch2024_chinchilla` is not stored here: it is read from ../shared/data (or $DISTILLSCALE_SHARED)
 when that reference data sits beside the checkout.
 """
@@ -34,7 +36,10 @@ PARAMS_COUNTS = {
     "gadre2024_refinedweb": "non-embedding",
     "porian2024_openwebtext2": "non-embedding",
     "porian2024_refinedweb": "non-embedding",
+    "muennighoff2023_c4": "total (embeddings included; the source has no other count)",
 }
+# Sets of runs that repeat their data: each row also has unique_tokens (U) and epochs (D / U).
+REPEATED = ("muennighoff2023_c4",)
 EPOCH_FILE = "chinchilla_fig4_epoch_extracted.csv"
 
 
@@ -52,6 +57,11 @@ class PublishedRuns:
     def __len__(self) -> int:
         return len(self.runs)
 
+    @property
+    def repeated(self) -> bool:
+        """Whether the runs repeat their data (the table has `unique_tokens`)."""
+        return "unique_tokens" in self.runs
+
     def columns(self, params: str = "params"):
         """(N, D, loss) as float arrays; `params="total_params"` for N with embeddings."""
         return (self.runs[params].to_numpy(float), self.runs["tokens"].to_numpy(float),
@@ -64,17 +74,23 @@ def shared_dir() -> Path:
 
 
 def names(*, available: bool = False) -> tuple[str, ...]:
-    """Every set's name; with `available`, only those that can be loaded here."""
-    every = tuple(sorted(PARAMS_COUNTS))
+    """Every supervised ladder's name (not the sets that repeat data: `repeated_names()`); with
+    `available`, only those that can be loaded here."""
+    every = tuple(sorted(set(PARAMS_COUNTS) - set(REPEATED)))
     if not available:
         return every
     return tuple(n for n in every if n != "epoch2024_chinchilla" or (shared_dir() / "data" / EPOCH_FILE).is_file())
 
 
+def repeated_names() -> tuple[str, ...]:
+    """The sets of runs that repeat their data (columns unique_tokens and epochs as well)."""
+    return REPEATED
+
+
 def load(name: str) -> PublishedRuns:
     """The runs of one published set (see `names()`), sorted by params then tokens."""
     if not isinstance(name, str) or name not in PARAMS_COUNTS:
-        raise UserError(f"unknown published set {name!r}: use one of {', '.join(names())}")
+        raise UserError(f"unknown published set {name!r}: use one of {', '.join(names() + REPEATED)}")
     folder = HERE / name
     provenance = (folder / "PROVENANCE.md").read_text(encoding="utf-8")
     if name == "epoch2024_chinchilla":
