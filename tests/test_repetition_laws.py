@@ -285,3 +285,22 @@ def test_the_fit_where_report_scores_held_out_runs_with_their_unique_tokens():
     np.testing.assert_allclose(predicted, law.predict_repeated(N[held], D[held], U[held]), rtol=1e-9)
     as_fresh = law.predict(N[held], D[held]) / loss[held] - 1
     assert np.mean(np.abs(check.errors)) < np.mean(np.abs(as_fresh))
+
+
+def test_a_prediction_far_beyond_the_epochs_its_repetition_was_fitted_on_says_so():
+    """More than FAR_EPOCHS_FACTOR x the fitted runs' most epochs: the number stays, a warning says it
+    extrapolates repetition far; within it, or with no record of the fitted epochs, no such warning."""
+    from distillscale.laws.lawset import LawSet
+    from distillscale.laws.predict import predict_supervised
+
+    law = muennighoff_law()
+    law.repetition = Repetition(10.0, None, (5.0, 36.0), "fitted", {"max_epochs": 4.0})
+    laws = LawSet("fitted", supervised=law)
+    far = predict_supervised(laws, 1e9, 40e9, 1e9)       # 40 epochs, fitted on <= 4
+    near = predict_supervised(laws, 1e9, 12e9, 1e9)      # 12 epochs
+    assert any("more than 4x the most epochs" in w and "(4)" in w for w in far.warnings)
+    assert not any("most epochs" in w for w in near.warnings)
+    law.repetition = Repetition(10.0, None, (5.0, 36.0), "fitted")
+    unrecorded = predict_supervised(LawSet("fitted", supervised=law), 1e9, 40e9, 1e9)
+    assert not any("most epochs" in w for w in unrecorded.warnings)
+    assert unrecorded.prediction.value == pytest.approx(far.prediction.value)

@@ -234,6 +234,20 @@ def describe_r_star(value: float, interval) -> str:
     return f"{value:.3g} [{low:.3g}, {high:.3g}]"
 
 
+# Beyond this many times the most epochs of the runs a law's R_D* was fitted on, a prediction says that it
+# extrapolates repetition far (the number is unchanged): on Muennighoff et al.'s runs, fitted on <= 4
+# epochs, the runs to 16 epochs were predicted within 2.8% on average, those beyond within 12-19%,
+# whatever the form tried (bench/repetition_backtest.py --forms, docs/repetition.md).
+FAR_EPOCHS_FACTOR = 4.0
+
+
+def fitted_epochs(repetition: Repetition | None) -> float | None:
+    """The most epochs of the runs behind `repetition` (its fit's record), None when not recorded."""
+    record = (repetition.backtest or {}) if repetition is not None else {}
+    value = record.get("max_epochs")
+    return float(value) if value else None
+
+
 # The largest loss penalty from repetition that a plan accepts before it says how much unique data
 # would avoid it (--max-penalty).
 DEFAULT_MAX_PENALTY = 0.01
