@@ -1,0 +1,94 @@
+"""Intervals that mean their level: conformal by distance band, and seed noise from repeated runs."""
+
+import numpy as np
+
+from distillscale.laws import LawSet, load_laws
+from distillscale.laws.selection import fit_supervised
+from distillscale.laws.uncertainty import ExtrapolationError, combine, lever, seed_noise
+
+
+def one_sided_backtest(rng):
+    """Backtest errors whose bias grows faster than the lever: near predictions (1-2x, most of them) err by about
+    0.3%, far ones (4-8x) over-predict by 2.5-6%, as a law with too flat an exponent does."""
+    distances = np.concatenate([rng.uniform(1.1, 2.0, 100), rng.uniform(2.1, 4.0, 20), rng.uniform(4.1, 8.0, 20)])
+    errors = np.where(distances <= 2, rng.normal(0, 0.003, distances.size),
+                      0.006 * distances + rng.uniform(0, 0.01, distances.size))
+    return errors, distances, np.full(distances.size, 8.0)
+
+
+def covered(errors, half_widths) -> float:
+    return float(np.mean(np.abs(errors) <= half_widths))
+
+
+def test_the_interval_widens_in_a_band_where_the_pooled_quantile_under_covers():
+    rng = np.random.default_rng(0)
+    errors, distances, spans = one_sided_backtest(rng)
+    band = ExtrapolationError.from_backtest(errors, distances, spans, 0.9, "params", 1e7, 8e7)
+    far = distances > 4
+    pooled = band.q * lever(distances, spans)
+    assert covered(errors[far], pooled[far]) < 0.8          # one q for every distance misses the far runs
+    by_band = band.half_width(distances)
+    assert covered(errors[far], by_band[far]) >= 0.9        # the band's own quantile covers them
+    assert np.all(by_band >= band.half_width(distances, by_band=False) - 1e-15)   # never narrower
+    # beyond the farthest band measured, the largest band quantile holds; inside the runs, the pooled q
+    assert band.half_width(16.0) >= band.band_q[2] * lever(16.0, 8.0)
+    assert band.half_width(1.0) == band.q
+    # new draws of the same process: the banded interval covers them at 4-8x, the pooled one does not
+    errors2, distances2, _ = one_sided_backtest(np.random.default_rng(1))
+    far2 = distances2 > 4
+    assert covered(errors2[far2], band.half_width(distances2)[far2]) >= 0.8
+    assert covered(errors2[far2], band.half_width(distances2, by_band=False)[far2]) < 0.8
+
+
+def test_a_backtest_without_a_band_bias_keeps_the_pooled_interval():
+    rng = np.random.default_rng(2)
+    distances = rng.uniform(1.1, 8.0, 300)
+    spans = np.full(300, 8.0)
+    errors = rng.normal(0, 0.004, 300) * lever(distances, spans)   # error in proportion to the lever
+    band = ExtrapolationError.from_backtest(errors, distances, spans, 0.9, "params", 1e7, 8e7)
+    ratio = band.half_width(np.array([1.5, 3.0, 6.0])) / band.half_width(np.array([1.5, 3.0, 6.0]), by_band=False)
+    assert np.all(ratio < 1.25)
+
+
+def sweep(seeds: int, rng, noise: float = 0.01):
+    """Runs at 5 sizes x 3 token ratios, each setting run `seeds` times with `noise` relative seed noise."""
+    N, D = np.meshgrid(1e6 * 2.0 ** np.arange(5), np.array([5.0, 20.0, 80.0]))
+    N, D = np.repeat(N.ravel(), seeds), np.repeat((N * D).ravel(), seeds)
+    loss = (1.8 + 400 / N ** 0.34 + 1500 / D ** 0.28) * np.exp(rng.normal(0, noise, N.size))
+    return N, D, loss
+
+
+def test_seed_noise_is_the_pooled_spread_of_repeated_settings():
+    N, D, loss = sweep(3, np.random.default_rng(3))
+    noise, settings = seed_noise(np.column_stack([N, D]), loss)
+    assert settings == 15
+    by_hand = np.sqrt(sum(np.sum((np.log(loss[i:i + 3]) - np.log(loss[i:i + 3]).mean()) ** 2)
+                          for i in range(0, 45, 3)) / 30)
+    assert np.isclose(noise, by_hand)
+    assert 0.006 < noise < 0.014
+    assert seed_noise(np.column_stack([N[::3], D[::3]]), loss[::3]) == (0.0, 0)
+
+
+def test_repeated_seeds_widen_the_interval_of_a_held_out_run(tmp_path):
+    rng = np.random.default_rng(4)
+    N, D, loss = sweep(2, rng, noise=0.02)
+    fit = fit_supervised(N, D, loss, form="chinchilla", backtest=False, bootstrap=0)
+    extrapolation = fit.extrapolation_error
+    assert extrapolation.seed_settings == 15 and extrapolation.seed_noise > 0.005
+    single = fit_supervised(N[::2], D[::2], loss[::2], form="chinchilla", backtest=False,
+                            bootstrap=0).extrapolation_error
+    assert single.seed_noise == 0.0
+    # the seed noise adds to the extrapolation part in quadrature (no bootstrap here)
+    prediction = fit.predict(4e6, 4e6 * 20)
+    half = (prediction.high - prediction.low) / 2 / prediction.value
+    extra = float(extrapolation.half_width(4e6 / extrapolation.fitted_max))
+    assert np.isclose(half, np.hypot(extra, extrapolation.seed_half_width()), rtol=1e-6)
+    assert np.isclose(prediction.noise / prediction.value, extrapolation.seed_half_width(), rtol=1e-6)
+    without = combine(prediction.value, None, single, 4e6 / single.fitted_max, 0.9)
+    assert without.high - without.low < prediction.high - prediction.low
+    # the seed noise and the band quantiles are kept in law.json
+    path = tmp_path / "law.json"
+    fit.save(path)
+    kept = load_laws(str(path)).supervised.fit.extrapolation_error
+    assert kept.seed_noise == extrapolation.seed_noise and kept.band_q == extrapolation.band_q
+    assert isinstance(load_laws(str(path)), LawSet)
