@@ -34,6 +34,8 @@ PARAMS_COUNTS = {
     "gadre2024_refinedweb": "non-embedding",
     "porian2024_openwebtext2": "non-embedding",
     "porian2024_refinedweb": "non-embedding",
+    "porian2024_openwebtext2_tuned": "non-embedding",
+    "porian2024_refinedweb_tuned": "non-embedding",
 }
 EPOCH_FILE = "chinchilla_fig4_epoch_extracted.csv"
 
