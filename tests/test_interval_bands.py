@@ -3,6 +3,7 @@
 import numpy as np
 
 from distillscale.laws import LawSet, load_laws
+from distillscale.laws.calibrate import calibrate
 from distillscale.laws.selection import fit_supervised
 from distillscale.laws.uncertainty import ExtrapolationError, combine, lever, seed_noise
 
@@ -92,3 +93,20 @@ def test_repeated_seeds_widen_the_interval_of_a_held_out_run(tmp_path):
     kept = load_laws(str(path)).supervised.fit.extrapolation_error
     assert kept.seed_noise == extrapolation.seed_noise and kept.band_q == extrapolation.band_q
     assert isinstance(load_laws(str(path)), LawSet)
+
+
+def test_the_held_out_check_includes_the_seed_noise_of_the_held_out_size():
+    """Seeds only at the held-out size (as a micro design that repeats its largest model): the refit
+    cannot see them, yet their spread is the noise of each held-out run, so it enters their intervals."""
+    rng = np.random.default_rng(5)
+    N, D, loss = sweep(1, rng, noise=0.002)
+    top = N == N.max()
+    N, D = np.concatenate([N, N[top]]), np.concatenate([D, D[top]])
+    loss = np.concatenate([loss, loss[top] * np.exp(rng.normal(0, 0.03, top.sum()))])
+    check = calibrate(params=N, tokens=D, loss=loss, holdout="largest", form="chinchilla",
+                      supervised_options={"bootstrap": 0, "max_folds": 2}).holdout["supervised"]
+    seeds, _ = seed_noise(np.column_stack([N, D]), loss)
+    assert len(check.runs) == 6 and seeds > 0.01
+    for run in check.runs:
+        low, high = run.interval
+        assert (high - low) / 2 >= 1.6 * seeds * run.predicted * 0.99
