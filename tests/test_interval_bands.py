@@ -110,3 +110,12 @@ def test_the_held_out_check_includes_the_seed_noise_of_the_held_out_size():
     for run in check.runs:
         low, high = run.interval
         assert (high - low) / 2 >= 1.6 * seeds * run.predicted * 0.99
+
+
+def test_fit_prints_the_seed_noise_it_measured(cli, tmp_path):
+    N, D, loss = sweep(2, np.random.default_rng(6), noise=0.02)
+    path = tmp_path / "runs.csv"
+    path.write_text("params,tokens,loss\n" + "".join(f"{n},{d},{x}\n" for n, d, x in zip(N, D, loss)))
+    code, stdout, _ = cli("fit", "supervised", path, "--form", "chinchilla", "--no-backtest", "--bootstrap", "0")
+    assert code == 0
+    assert "seed noise: ±" in stdout and "from 15 settings run with several seeds" in stdout
