@@ -213,6 +213,41 @@ def leave_one_set_out(variants: dict[str, dict[str, dict]], names: list[str]) ->
     return out
 
 
+def markdown(results: dict, variants: dict[str, dict[str, dict]], names: list[str]) -> None:
+    """The tables of docs/validation_pack.md: the default per set (before -> after coverage), per band,
+    every variant, and leave one set out."""
+    pct = lambda x: f"{x:.2%}"  # noqa: E731
+    print("\n| set | n | mean | max | over-predicted | 90% coverage before -> after | median half-width |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        s = summarise(results[f"auto/{name}"])
+        if s.get("n"):
+            print(f"| {name} | {s['n']} | {pct(s['mean'])} | {pct(s['max'])} | {s['over']:.0%} | "
+                  f"{s['coverage_before']:.0%} -> {s['coverage']:.0%} | {pct(s['half_width'])} |")
+    print("\n| set | " + " | ".join(f"{a:g}-{b:g}x" for a, b in BANDS) + " |")
+    print("|---|" + "---|" * len(BANDS))
+    for name in names:
+        cells = []
+        for a, b in BANDS:
+            s = summarise(results[f"auto/{name}"], a, b)
+            cells.append(f"{s['n']}: {pct(s['mean'])}, max {pct(s['max'])}, over {s['over']:.0%}, "
+                         f"{s['coverage_before']:.0%} -> {s['coverage']:.0%}" if s.get("n") else "-")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n| variant | " + " | ".join(names) + " | mean of sets |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for variant, per_set in variants.items():
+        cells = [summarise(per_set[n]) for n in names]
+        means = [c["mean"] for c in cells if c.get("n")]
+        print(f"| {variant} | " + " | ".join(f"{pct(c['mean'])} / {c['over']:.0%} / {c['coverage']:.0%}"
+                                            if c.get("n") else "-" for c in cells) + f" | {pct(float(np.mean(means)))} |")
+    print("\n| left-out set | chosen on the other sets | mean | max | over-predicted | coverage | default's mean |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (variant, s) in leave_one_set_out(variants, names).items():
+        if s.get("n"):
+            print(f"| {name} | {variant} | {pct(s['mean'])} | {pct(s['max'])} | {s['over']:.0%} | "
+                  f"{s['coverage']:.0%} | {pct(summarise(results[f'auto/{name}'])['mean'])} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="*", default=None, help="published sets (default: every available one)")
@@ -221,13 +256,17 @@ def main():
     parser.add_argument("--bootstrap", type=int, default=0)
     parser.add_argument("--held-back", action="store_true", help="evaluate the held-back largest runs instead")
     parser.add_argument("--json", help="write every prediction to this file")
-    parser.add_argument("--from-json", help="print the tables of a --json file instead of fitting")
+    parser.add_argument("--from-json", nargs="*", help="print the tables of --json files instead of fitting")
+    parser.add_argument("--markdown", action="store_true", help="also print the docs page's tables (markdown)")
     parser.add_argument("--pool-within", type=float, default=None,
                         help="override selection.POOL_WITHIN (the candidates whose errors make the intervals)")
     args = parser.parse_args()
     if args.pool_within is not None:
         selection.POOL_WITHIN = args.pool_within
-    cached = json.load(open(args.from_json)) if args.from_json else None
+    cached = None
+    for path in args.from_json or []:
+        with open(path) as handle:
+            cached = {**(cached or {}), **json.load(handle)}
     names = args.sets or (sorted({k.split("/", 1)[1] for k in cached}) if cached
                           else list(published.names(available=True)))
     fits = [f for f in FITS if cached and any(k.startswith(f + "/") for k in cached)] if cached else list(args.fits)
@@ -294,6 +333,8 @@ def main():
             if s.get("n"):
                 print(f"{name:<26} {variant:<34} {s['n']:>4} {s['mean']:>7.2%} {s['max']:>7.2%} {s['over']:>5.0%} "
                       f"{s['coverage']:>6.0%}")
+    if args.markdown:
+        markdown(results, variants, names)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, default=float)
