@@ -119,3 +119,19 @@ def test_fit_prints_the_seed_noise_it_measured(cli, tmp_path):
     code, stdout, _ = cli("fit", "supervised", path, "--form", "chinchilla", "--no-backtest", "--bootstrap", "0")
     assert code == 0
     assert "seed noise: ±" in stdout and "from 15 settings run with several seeds" in stdout
+
+
+def test_the_report_page_names_the_band_quantiles_and_the_seed_noise():
+    from dataclasses import replace
+
+    from distillscale.report.page import _candidates
+
+    errors, distances, spans = one_sided_backtest(np.random.default_rng(0))
+    band = replace(ExtrapolationError.from_backtest(errors, distances, spans, 0.9, "params", 1e7, 8e7),
+                   seed_noise=0.012, seed_settings=3)
+    candidate = {"name": "median", "n_parameters": 6, "score": 0.01, "note": None,
+                 "bands": [{"label": "1-2x", "mean_abs_error": 0.01, "worst_error": 0.02}]}
+    html = _candidates("supervised", {"candidates": [candidate], "form": "median",
+                                      "record": {"extrapolation_error": band.to_dict()}})
+    assert "in a distance band whose own backtest errors are larger" in html
+    assert "±1.20% (1 sd), measured on 3 settings" in html
