@@ -7,7 +7,8 @@ from distillscale.errors import UserError
 from distillscale.laws import published
 
 STORED = {"gadre2024_c4": (34, 6), "gadre2024_redpajama": (35, 6), "gadre2024_refinedweb": (35, 6),
-          "porian2024_openwebtext2": (88, 16), "porian2024_refinedweb": (88, 16)}
+          "porian2024_openwebtext2": (88, 16), "porian2024_refinedweb": (88, 16),
+          "porian2024_openwebtext2_tuned": (116, 16), "porian2024_refinedweb_tuned": (121, 16)}
 
 
 @pytest.mark.parametrize("name", sorted(STORED))
@@ -17,7 +18,7 @@ def test_each_stored_set_loads_with_its_provenance(name):
     assert len(runs) == rows and runs.runs["params"].nunique() == sizes
     N, D, loss = runs.columns()
     total = runs.columns("total_params")[0]
-    assert np.all(N > 0) and np.all(D > 0) and np.all((loss > 1.5) & (loss < 8))
+    assert np.all(N > 0) and np.all(D > 0) and np.all((loss > 1.5) & (loss < 9))  # tuned sets: 8.8 at 0.02 D/N
     assert np.all(total > N)  # the sets that have both counts: embeddings add to N
     assert np.all(np.diff(N) >= 0)  # sorted by size
     for part in ("Source:", "commit", "Licence:", "Rows:", "Columns:", "params"):

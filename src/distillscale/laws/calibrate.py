@@ -23,7 +23,7 @@ Hold-out checks (`holdout`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -40,7 +40,7 @@ from distillscale.laws.selection import (
     fit_supervised,
     supervised_runs,
 )
-from distillscale.laws.uncertainty import Prediction
+from distillscale.laws.uncertainty import Prediction, seed_noise
 
 # Start grids by name: "coarse" (a few hundred starts: seconds, for sweeps and backtests) or "full"
 # (the papers' grids, slow), as fitter options of the supervised and of the distillation fit.
@@ -200,12 +200,14 @@ def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=No
             result.holdout["supervised"] = _check(
                 holdout, result.supervised, supervised_rows, fit_rows, runs["params"], runs["loss"],
                 lambda rows: _fit_supervised(runs, rows, supervised_options, source, min_ratios),
-                lambda fit, rows: _supervised_prediction(fit, runs, rows), "size")
+                lambda fit, rows: _supervised_prediction(fit, runs, rows), "size",
+                np.column_stack([runs["params"], runs["tokens"]]))
         if result.distillation is not None:
             result.holdout["distillation"] = _check(
                 holdout, result.distillation, student_rows, fit_rows, 1.0 / L_T, runs["loss"],
                 lambda rows: _fit_distillation(runs, L_T, rows, result.supervised_law, distillation_options, source),
-                lambda fit, rows: fit.predict(runs["params"][rows], runs["tokens"][rows], L_T[rows]), "teacher")
+                lambda fit, rows: fit.predict(runs["params"][rows], runs["tokens"][rows], L_T[rows]), "teacher",
+                np.column_stack([runs["params"], runs["tokens"], L_T]))
     return result
 
 
@@ -292,11 +294,26 @@ def _with_source(fit: LawFit, source: dict | None) -> LawFit:
     return fit
 
 
+def _with_seed_noise(fit: LawFit, settings: np.ndarray, observed: np.ndarray) -> LawFit:
+    """The fit, its intervals with the seed noise of these runs when they repeat more settings than
+    the fit's own runs did (a copy: the fitted law itself is not changed)."""
+    extrapolation = fit.extrapolation_error
+    noise, repeated = seed_noise(settings, observed)
+    if extrapolation is None or repeated <= extrapolation.seed_settings:
+        return fit
+    extrapolation = replace(extrapolation, seed_noise=noise, seed_settings=repeated)
+    law = replace(fit.law, fit=fit.law.fit.model_copy(update={"extrapolation_error": extrapolation}))
+    return replace(fit, law=law, extrapolation_error=extrapolation)
+
+
 def _check(holdout, fit: LawFit, rows: np.ndarray, fit_rows: np.ndarray, scale: np.ndarray, observed: np.ndarray,
            refit: Callable[[np.ndarray], LawFit], predict: Callable[[LawFit, np.ndarray], Prediction],
-           largest: str) -> HoldoutCheck | str:
+           largest: str, settings: np.ndarray) -> HoldoutCheck | str:
     """The law's predictions for the runs among `rows` it did not see: those `fit_rows` leaves out,
-    or with holdout="largest", those at the largest `scale`, predicted by a refit without them."""
+    or with holdout="largest", those at the largest `scale`, predicted by a refit without them.
+    Their intervals include the seed noise of every repeated setting among `rows` (rows of `settings`
+    equal: seeds of one run; their spread about their own mean, never about the law), held-out
+    ones included: seeds of the held-out size alone are seed noise the fit could not see."""
     if isinstance(holdout, str):
         top = scale[rows].max()
         train, held = rows[scale[rows] < top], rows[scale[rows] == top]
@@ -310,6 +327,7 @@ def _check(holdout, fit: LawFit, rows: np.ndarray, fit_rows: np.ndarray, scale: 
         what = "the runs left out of the fit"
     if not len(held):
         return HoldoutCheck(what, fit.chosen, train, [], None)
+    fit = _with_seed_noise(fit, settings[rows], observed[rows])
     prediction = predict(fit, held)
     def at(x, i: int) -> float | None:
         return None if x is None else float(np.atleast_1d(x)[i])

@@ -84,6 +84,9 @@ def _print_selection(fit: LawFit) -> None:
                   else "not measured: the literature's typical error, for want of a backtest that measured any")
         console.print(f"extrapolation error ({extrapolation.level:.0%}, {source}): {widths} the largest "
                       f"fitted {extrapolation.scale_name}; predict, plan and teacher add it to their intervals")
+        if extrapolation.seed_noise > 0:
+            console.print(f"seed noise: ±{extrapolation.seed_half_width():.1%} per run ({extrapolation.level:.0%}), "
+                          f"from {extrapolation.seed_settings} settings run with several seeds; in every interval")
 
 
 def _backtest_table(fit: LawFit, scored, score_distance: float) -> Table:

@@ -20,7 +20,7 @@ import inspect
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +36,7 @@ from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import FitRecord, Selection
 from distillscale.laws.repetition import (R_D_STAR_PRIOR, Repetition, RStarPrior, counted_as_new,
                                           effective_tokens, predict_repeated)
-from distillscale.laws.uncertainty import ExtrapolationError, Prediction
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction, seed_noise
 
 # A candidate with more parameters wins only if its backtest error is this much (relative) lower.
 PARSIMONY = 0.10
@@ -309,7 +309,8 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    lambda c, rows: make(c, progress=progress).fit(columns[c.params][rows], D[rows], loss[rows]),
                    scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
                    level=fitter_options.get("level", 0.9), fallback=without_backtest,
-                   can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress)
+                   can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress,
+                   settings=np.column_stack([N, D]))
 
 
 def _check_fitter_options(fitter_class, options: dict) -> None:
@@ -570,7 +571,8 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
     return _select(candidates, [strength] * len(candidates), L_S, lambda c: np.ones(len(L_S), bool),
                    fit_predict, lambda c, rows: make(c).fit(N_S[rows], D_S[rows], L_T[rows], L_S[rows]),
                    scale_name="teacher strength (1 / teacher loss)", min_levels=3, backtest=backtest,
-                   max_folds=max_folds, level=fitter_options.get("level", 0.9), progress=progress)
+                   max_folds=max_folds, level=fitter_options.get("level", 0.9), progress=progress,
+                   settings=np.column_stack([N_S, D_S, L_T]))
 
 
 def _check_max_folds(max_folds) -> None:
@@ -650,11 +652,14 @@ class _DistillationCandidate:
 
 def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, scale_name: str,
             min_levels: int, backtest: bool, max_folds: int, level: float, fallback=None,
-            can_win: Callable | None = None, progress: Callable[[str], None] | None = None) -> LawFit:
+            can_win: Callable | None = None, progress: Callable[[str], None] | None = None,
+            settings: np.ndarray | None = None) -> LawFit:
     """Backtest every candidate on shared folds, choose, refit the winner with its bootstrap;
     without a backtest score, `fallback(candidates)` picks (default: chinchilla, else the first).
     `can_win(candidate)`: only those may be chosen (the others are backtested and reported, e.g.
-    the forms whose median is the candidate); their errors alone make the intervals."""
+    the forms whose median is the candidate); their errors alone make the intervals. `settings`
+    (one row per run, e.g. (N, D)): runs of equal rows are seeds of one setting, whose spread is the
+    seed noise of the intervals (`uncertainty.seed_noise`)."""
     masks = [eligible(c) for c in candidates]
     scores: list[CandidateScore] = []
     if backtest:
@@ -719,6 +724,10 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
     if extrapolation is None:
         extrapolation = ExtrapolationError.unmeasured(level, scale_name, float(scales[index][rows].min()),
                                                       float(scales[index][rows].max()))
+    if settings is not None:
+        noise, repeated = seed_noise(settings[rows], observed[rows])
+        if repeated:
+            extrapolation = replace(extrapolation, seed_noise=noise, seed_settings=repeated)
     result = LawFit(fitter.law_, fitter, chosen.name, reason, scores, chosen_backtest, extrapolation, rows)
     fitter.law_.fit = fitter.law_.fit.model_copy(update={
         "selection": Selection(chosen=chosen.name, reason=reason, candidates=[c.to_dict() for c in scores]),

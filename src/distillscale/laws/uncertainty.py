@@ -17,7 +17,21 @@ fixed suite of synthetic sweeps drawn from laws outside every candidate form, fi
 and predicting the next two (tests/test_intervals.py: 18 sweeps, 180 held-out runs), the 90%
 interval covers 82% of the held-out runs and 86% of the true losses; on 36 such sweeps, 89% and 93%.
 There a lever of 1 + 2 t / S covered 85% of the 36 sweeps' runs and 1 + t / (2 S) 92%.
-The interval of a prediction combines this with the bootstrap's in quadrature
+
+One q for every distance assumes the lever describes how the error grows; where it does not (a law
+whose bias grows faster than the lever, e.g. exponents too flat), the far predictions under-cover
+while the near ones over-cover. So the quantile is also taken per distance band (DISTANCE_BANDS:
+up to 2x, 2-4x, 4-8x, beyond), each band's scores alone (`band_q`), and the half-width in a band is
+the larger of the two: conformal by band where the band's backtest errors are larger than the pooled
+quantile says, never narrower than the pooled one. Beyond the farthest band the backtest measured,
+the largest band's q holds.
+
+Seed noise: when the runs repeat a setting (same N and D, different seeds), the spread of their
+losses (`seed_noise`, relative standard deviation pooled over the repeated settings) is the noise of
+any one run about the law, which a held-out run carries too. It enters the interval of a prediction
+in quadrature with the bootstrap's (`combine`), as z * seed_noise * value.
+
+The interval of a prediction combines these with the bootstrap's in quadrature
 (`combine`), and says which part dominates.
 """
 
@@ -46,6 +60,48 @@ LITERATURE_Q = 0.04
 # or noise-free losses) say nothing about the error beyond them, so the literature's error stands in.
 MIN_MEASURED_Q = 1e-6
 
+# Upper ends of the distance bands of the band-wise conformal quantiles (distance = scale over the
+# largest fitted scale): (1, 2], (2, 4], (4, 8]; inside the runs (<= 1) the pooled q alone.
+DISTANCE_BANDS = (2.0, 4.0, 8.0)
+
+
+def band_index(distance) -> np.ndarray:
+    """The band of each distance: -1 inside the runs (<= 1), 0 for (1, 2], 1 for (2, 4], 2 for (4, 8],
+    len(DISTANCE_BANDS) beyond."""
+    distance = np.asarray(distance, float)
+    index = np.searchsorted(np.asarray(DISTANCE_BANDS), distance, side="left")
+    return np.where(distance <= 1.0, -1, index)
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> tuple[float, bool]:
+    """The ceil((n + 1) level)-th smallest score, and whether n was enough for that rank (else the largest)."""
+    scores = np.sort(np.asarray(scores, float))
+    rank = math.ceil((len(scores) + 1) * level)
+    return float(scores[min(rank, len(scores)) - 1]), rank <= len(scores)
+
+
+def seed_noise(keys: np.ndarray, loss: np.ndarray) -> tuple[float, int]:
+    """The relative standard deviation of a run's loss among runs of the same setting (rows of `keys`
+    equal, e.g. (N, D); different seeds), pooled over the settings run more than once (in log loss,
+    n - 1 degrees of freedom each), and how many settings were repeated; (0, 0) when none is."""
+    keys, loss = np.asarray(keys, float), np.asarray(loss, float)
+    if keys.ndim == 1:
+        keys = keys[:, None]
+    _, group = np.unique(np.round(np.log(keys), 9), axis=0, return_inverse=True)
+    group = np.asarray(group).ravel()
+    log_loss = np.log(loss)
+    squares, freedom, repeated = 0.0, 0, 0
+    for g in np.unique(group):
+        members = log_loss[group == g]
+        if len(members) > 1:
+            squares += float(np.sum((members - members.mean()) ** 2))
+            freedom += len(members) - 1
+            repeated += 1
+    if not freedom:
+        return 0.0, 0
+    return math.sqrt(squares / freedom), repeated
+
+
 # A fit over less than this many doublings of scale (e.g. teacher strengths 1 / L_T, a few percent
 # apart) counts as this wide, so one step beyond it does not look infinitely far.
 MIN_SPAN_DOUBLINGS = 0.05
@@ -68,6 +124,13 @@ class ExtrapolationError:
     exact: bool = True  # False: too few points for the conformal rank; q is the largest score
     measured: bool = True  # False: no backtest was possible; q is LITERATURE_Q, not measured
     reach: Positive = 1.0  # the largest lever the backtest measured: beyond it, its error is extrapolated too
+    # Conformal by distance band: per band of DISTANCE_BANDS (and beyond), the band's own quantile of
+    # the scores (0: no backtest prediction there); the half-width there is at least q_band * lever.
+    band_q: tuple[RelativeError, ...] = ()
+    band_n: tuple[Count0, ...] = ()
+    # Relative sd of one run's loss across seeds at a repeated setting, and how many settings were repeated.
+    seed_noise: RelativeError = 0.0
+    seed_settings: Count0 = 0
 
     def __post_init__(self):
         if self.fitted_max < self.fitted_min:
@@ -88,21 +151,44 @@ class ExtrapolationError:
         if errors.size == 0:
             return None
         levers = lever(distances, spans)
-        scores = np.sort(np.abs(errors) / levers)
-        rank = math.ceil((len(scores) + 1) * level)
-        if scores[min(rank, len(scores)) - 1] < MIN_MEASURED_Q:  # zero error is not certainty
+        scores = np.abs(errors) / levers
+        q, exact = conformal_quantile(scores, level)
+        if q < MIN_MEASURED_Q:  # zero error is not certainty
             return cls.unmeasured(level, scale_name, fitted_min, fitted_max)
-        return cls(level, float(scores[min(rank, len(scores)) - 1]), len(scores), scale_name,
-                   float(fitted_min), float(fitted_max), exact=rank <= len(scores),
-                   reach=float(np.max(levers)))
+        bands = band_index(distances)
+        band_q, band_n = [], []
+        for k in range(len(DISTANCE_BANDS) + 1):
+            inside = bands == k
+            band_q.append(conformal_quantile(scores[inside], level)[0] if inside.any() else 0.0)
+            band_n.append(int(inside.sum()))
+        return cls(level, q, len(scores), scale_name, float(fitted_min), float(fitted_max), exact=exact,
+                   reach=float(np.max(levers)), band_q=tuple(band_q), band_n=tuple(band_n))
 
     def beyond_reach(self, distance) -> bool:
         """Whether `distance` lies farther (in units of the fitted span) than any backtest prediction."""
         return bool(np.max(lever(distance, self.fitted_max / self.fitted_min)) > self.reach * (1 + 1e-9))
 
-    def half_width(self, distance) -> np.ndarray:
-        """Relative half-width at `distance` (scale / largest fitted scale; <= 1 is inside the data)."""
-        return self.q * lever(distance, self.fitted_max / self.fitted_min)
+    def half_width(self, distance, *, by_band: bool = True) -> np.ndarray:
+        """Relative half-width at `distance` (scale / largest fitted scale; <= 1 is inside the data):
+        q * lever, or with `by_band` (the default) the band's own quantile times the lever where it is
+        larger (beyond the farthest band measured, the largest band quantile)."""
+        levers = lever(distance, self.fitted_max / self.fitted_min)
+        if not by_band or not self.band_q:
+            return self.q * levers
+        band_q = np.asarray(self.band_q, float)
+        measured = np.flatnonzero(np.asarray(self.band_n) > 0)
+        index = band_index(distance)
+        if measured.size:
+            # A band the backtest did not reach takes the largest quantile of the bands up to it.
+            running = np.maximum.accumulate(band_q)
+            q_band = np.where(index < 0, 0.0, running[np.clip(index, 0, len(band_q) - 1)])
+        else:
+            q_band = np.zeros_like(levers)
+        return np.maximum(self.q, q_band) * levers
+
+    def seed_half_width(self) -> float:
+        """Relative half-width of the `level` interval of one run's seed noise (0 when not measured)."""
+        return float(self.seed_noise * NormalDist().inv_cdf((1 + self.level) / 2))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,13 +273,18 @@ def combine(value, bootstrap: tuple | None, extrapolation: ExtrapolationError | 
     if bootstrap is not None:
         low_noise = np.maximum(value - np.asarray(bootstrap[0], float), 0.0)
         high_noise = np.maximum(np.asarray(bootstrap[1], float) - value, 0.0)
+    if extrapolation is not None and extrapolation.seed_noise > 0:
+        # a run's own seed noise, measured from repeated settings: part of the noise of the runs
+        seed = extrapolation.seed_half_width() * value
+        low_noise, high_noise = np.sqrt(low_noise ** 2 + seed ** 2), np.sqrt(high_noise ** 2 + seed ** 2)
     extra = np.zeros_like(value) if extrapolation is None else extrapolation.half_width(distance) * value
     low = lower_end(value, np.sqrt(low_noise ** 2 + extra ** 2))
     high = value + np.sqrt(high_noise ** 2 + extra ** 2)
     level = extrapolation.level if extrapolation is not None else level
     beyond = extrapolation is not None and (not extrapolation.measured or extrapolation.beyond_reach(distance))
+    noisy = bootstrap is not None or (extrapolation is not None and extrapolation.seed_noise > 0)
     return Prediction(_scalar(value), _scalar(low), _scalar(high), level,
-                      None if bootstrap is None else _scalar((low_noise + high_noise) / 2),
+                      _scalar((low_noise + high_noise) / 2) if noisy else None,
                       None if extrapolation is None else _scalar(extra),
                       None if extrapolation is None else _scalar(np.asarray(distance, float)), beyond)
 

@@ -149,7 +149,13 @@ def _candidates(name: str, fit: dict[str, Any]) -> str:
     if extrapolation:
         note = (f"<p>Intervals add the chosen form's extrapolation error: ±{extrapolation['q']:.2%} × "
                 f"(1 + t / S) at {extrapolation['level']:.0%} (t doublings beyond the largest fitted "
-                f"scale, S doublings fitted), from {extrapolation['n_points']} backtest predictions.</p>")
+                f"scale, S doublings fitted), from {extrapolation['n_points']} backtest predictions"
+                + (", or more in a distance band whose own backtest errors are larger (by band: "
+                   + ", ".join(f"±{q:.2%}" for q in extrapolation["band_q"]) + " × (1 + t / S) up to 2x, 4x, 8x, beyond)"
+                   if any(q > extrapolation["q"] for q in extrapolation.get("band_q", ())) else "")
+                + (f"; each run's seed noise, ±{extrapolation['seed_noise']:.2%} (1 sd), measured on "
+                   f"{extrapolation['seed_settings']} settings run with several seeds, is added in quadrature"
+                   if extrapolation.get("seed_noise") else "") + ".</p>")
     return ("<p>Candidate forms, each fitted on the smaller runs and scored on the larger (mean |relative "
             "error| (worst) by distance beyond the fitted runs; score: the bands' mean within 8x):</p>"
             + _table(["candidate", "coefficients", "score", *labels], rows, table_id=f"candidates-{name}") + note)

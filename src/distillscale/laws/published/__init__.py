@@ -37,6 +37,8 @@ PARAMS_COUNTS = {
     "porian2024_openwebtext2": "non-embedding",
     "porian2024_refinedweb": "non-embedding",
     "muennighoff2023_c4": "total (embeddings included; the source has no other count)",
+    "porian2024_openwebtext2_tuned": "non-embedding",
+    "porian2024_refinedweb_tuned": "non-embedding",
 }
 # Sets of runs that repeat their data: each row also has unique_tokens (U) and epochs (D / U).
 REPEATED = ("muennighoff2023_c4",)
