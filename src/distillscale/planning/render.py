@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
+from distillscale.planning.results import CANNOT_TELL, what_would_tell
 from distillscale.units import format_quantity
 
 # Annotations only: Plan renders itself through this module (a runtime import would be a cycle), and
@@ -181,6 +182,12 @@ def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> 
     if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
         out.append("too close to call: the loss difference is inside the intervals, so the laws "
                    "cannot say whether distillation or pre-training wins here")
+    far = [p for p in with_intervals if verdicts[p.scenario.name] == CANNOT_TELL]
+    if far:
+        p = max(far, key=lambda p: p.supervised.tokens)
+        out.append(f"{CANNOT_TELL}: the plan lies beyond the runs, farther than the backtest reached, and "
+                   f"there the intervals of the two losses overlap; "
+                   + what_would_tell(p.student_params, max(p.supervised.tokens, p.student_tokens)))
     return out
 
 

@@ -16,7 +16,8 @@ Steps 1-3 are `laws.calibrate`, the workflow `distillscale fit` runs too:
    coverage for each held-out run;
 4. the best observed teacher per student and the linear capacity-gap law N_T* = k N_S;
 5. a plan at the target scale under the fitted laws, with its intervals and how far it lies
-   beyond the runs;
+   beyond the runs; without a target given, at the largest budget whose optimal model lies within
+   what the fit supports (`supported_target`);
 6. on-policy students (`distill --on-policy-fraction`), kept out of step 2's fit (the law is for
    off-policy distillation), each beside that law's prediction and interval: applied outside its fit;
 7. when students repeat their data (a sweep with [repetition]: runs on fixed subsets, result.json's
@@ -46,7 +47,7 @@ from distillscale.report.runs import SweepRuns, unique_tokens
 
 # Tokens per parameter of the default target: Chinchilla's compute-optimal ratio.
 DEFAULT_TARGET_TOKENS_PER_PARAM = 20.0
-# Default target size: this many times the largest model of the sweep.
+# Target size when only the budget is given: this many times the largest model of the sweep.
 DEFAULT_TARGET_SCALE = 10.0
 
 
@@ -61,8 +62,10 @@ class CalibrationSettings:
     # L-BFGS iterations per start. The best start of a micro sweep's fit converges in a few dozen;
     # the cap stops the stragglers, whose iterations cost as much as the whole batch's.
     max_iter: int = 300
-    target_params: float | None = None     # default: DEFAULT_TARGET_SCALE x the largest run
-    target_compute: float | None = None    # default: train the target on 20 tokens/parameter
+    # Neither given: the target the fit supports (`supported_target`). Only the budget: the target is
+    # DEFAULT_TARGET_SCALE x the largest run; only the size: trained on 20 tokens/parameter.
+    target_params: float | None = None
+    target_compute: float | None = None
 
     def __post_init__(self) -> None:
         from distillscale.laws.logspace import SUPERVISED_FORMS
@@ -294,7 +297,8 @@ def _distilled_vs_baseline(runs: SweepRuns) -> list[dict[str, Any]]:
 
 
 def _plan(result: Calibration) -> dict[str, Any]:
-    """Compute-optimal distillation at the target under the fitted laws, in every scenario."""
+    """Compute-optimal distillation at the target under the fitted laws, in every scenario. With no
+    target given, the target is the one the fit supports (`supported_target`)."""
     if result.supervised is None or result.distillation is None:
         return {"skipped": "planning needs both fitted laws"}
     from distillscale.laws.extrapolation import extrapolation_warnings
@@ -303,12 +307,20 @@ def _plan(result: Calibration) -> dict[str, Any]:
     laws, settings = result.laws, result.settings
     largest = max(r["non_embedding_params"] for r in result.runs.supervised + result.runs.students)
     flops = ForwardFlops.from_settings(laws.compute)
-    N = settings.target_params or DEFAULT_TARGET_SCALE * largest
-    C = settings.target_compute or 3.0 * float(flops(N)) * DEFAULT_TARGET_TOKENS_PER_PARAM * N
     # The planner's default box starts at 1e6 parameters and tokens, above a micro sweep's models:
     # open it down to a tenth of the smallest run so small targets are not pinned to the bound.
     smallest = min(r["non_embedding_params"] for r in result.runs.supervised + result.runs.students)
-    planner = DistillationPlanner(laws, flops, bounds=(min(DEFAULT_BOUNDS[0], smallest / 10), DEFAULT_BOUNDS[1]))
+    bounds = (min(DEFAULT_BOUNDS[0], smallest / 10), DEFAULT_BOUNDS[1])
+    supported = None
+    if settings.target_params is None and settings.target_compute is None:
+        supported = supported_target(laws.require_supervised(), flops, bounds)
+        N, C = supported["target_params"], supported["target_compute"]
+        # Teachers too stay where the fit reaches: the box's strongest teacher is L(high, high).
+        bounds = (bounds[0], supported["box"])
+    else:
+        N = settings.target_params or DEFAULT_TARGET_SCALE * largest
+        C = settings.target_compute or 3.0 * float(flops(N)) * DEFAULT_TARGET_TOKENS_PER_PARAM * N
+    planner = DistillationPlanner(laws, flops, bounds=bounds)
     plans, failures = {}, {}
     for name in SCENARIOS:
         try:
@@ -321,6 +333,7 @@ def _plan(result: Calibration) -> dict[str, Any]:
     largest_tokens = max(r["tokens"] for r in result.runs.supervised)
     return {
         "target_params": N, "target_compute": C, "plans": plans, "failed": failures,
+        "target": supported or {"chosen_by": "given (--target-params / --target-compute)"},
         "extrapolation": {
             "params_ratio": N / largest, "largest_fitted_params": largest,
             "tokens_ratio": tokens / largest_tokens if tokens else None,
@@ -329,6 +342,51 @@ def _plan(result: Calibration) -> dict[str, Any]:
                                                {"the target's supervised tokens": tokens}),
         },
     }
+
+
+SUPPORTED_TARGET = ("the largest budget whose compute-optimal model (without a teacher) lies within the fitted "
+                    "sizes and tokens, or as far beyond them as the backtest reached")
+
+
+def supported_target(law, flops: ForwardFlops, bounds: tuple[float, float]) -> dict[str, Any]:
+    """The plan the fit supports (issue 38): the largest budget C whose compute-optimal model
+    (N*, D*) under the supervised law has N* and D* within the law's fitted sizes and tokens times
+    the distance its backtest reached (`laws.extrapolation.backtest_reach`; 1 when unmeasured), found
+    by bisection in log C (N* and D* grow with C). `box`: the largest parameter or token count of
+    that region, the bound of the plan's teacher search."""
+    from distillscale.laws.extrapolation import backtest_reach
+    from distillscale.planning.solver import SupervisedPlanner
+
+    known = law.fit.data_range
+    reach = backtest_reach(law.fit.extrapolation_error)
+    max_params, max_tokens = known.params[1] * reach, known.tokens[1] * reach
+    planner = SupervisedPlanner(law, flops, bounds)
+
+    def optimum(log_c: float):
+        try:
+            return planner.supervised_optimal(float(np.exp(log_c)))
+        except UserError:
+            return None
+
+    def inside(plan) -> bool:
+        return plan is not None and plan.student_params <= max_params * (1 + 1e-9) \
+            and plan.tokens <= max_tokens * (1 + 1e-9)
+
+    # From the smallest fitted model on its fewest tokens to far beyond the largest.
+    low = float(np.log(3.0 * float(flops(known.params[0])) * known.tokens[0]))
+    high = float(np.log(3.0 * float(flops(max_params)) * max_tokens * 1e3))
+    best = optimum(low)
+    for _ in range(50):
+        middle = (low + high) / 2
+        plan = optimum(middle)
+        if inside(plan):
+            low, best = middle, plan
+        else:
+            high = middle
+    return {"chosen_by": SUPPORTED_TARGET, "backtest_reach": reach, "max_params": max_params,
+            "max_tokens": max_tokens, "box": max(max_params, max_tokens),
+            "target_params": float(best.student_params), "target_compute": float(best.budget),
+            "target_tokens": float(best.tokens), "inside": inside(best)}
 
 
 def _compute_settings(runs: SweepRuns) -> tuple[ComputeSettings, str]:
