@@ -175,3 +175,11 @@ def test_the_demos_plan_budget_lies_within_what_the_fit_supports():
     for p in plan["plans"].values():
         assert p["teacher_params"] is None or p["teacher_params"] <= target["box"] * (1 + 1e-6)
         assert p["student_loss_interval"]["interval"][0] > 0
+
+
+def test_the_mode_comparison_far_outside_the_fit_says_cannot_tell():
+    laws = _hand_written_laws()
+    teacher = ds.ExistingTeacher(params=3e10, tokens=6e11)
+    far = ds.plan(laws, compute=1e23, student_params=3e9, teacher=teacher, on_policy=ds.OnPolicy())
+    assert far.kind == "modes" and far.verdict == CANNOT_TELL
+    assert f"{CANNOT_TELL}: {far.best.name} is" in far.as_text()

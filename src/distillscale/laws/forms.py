@@ -81,10 +81,10 @@ def loss_floor(law: "SupervisedLaw") -> float:
 
 
 def _floored(prediction: Prediction, floor: float) -> Prediction:
-    """The prediction with its interval's lower end at least `floor`."""
+    """The prediction with its interval's lower end at least `floor` (never above the prediction)."""
     if not prediction.has_interval or floor <= 0:
         return prediction
-    low = np.maximum(np.asarray(prediction.low, float), floor)
+    low = np.maximum(np.asarray(prediction.low, float), np.minimum(floor, np.asarray(prediction.value, float)))
     return replace(prediction, low=float(low) if low.ndim == 0 else low)
 
 

@@ -296,8 +296,10 @@ def _modes(plan: Plan) -> list:
     verdict = plan.verdict
     runner_up = plan.runner_up
     lead = f"{runner_up.student_loss - best.student_loss:.4f} nats/token ahead of {runner_up.name}"
-    out.append(f"predicted best: {best.name} ({lead})" if verdict != "too close to call" else
-               f"too close to call: {best.name} is {lead}, inside the law's intervals")
+    out.append(f"too close to call: {best.name} is {lead}, inside the law's intervals" if verdict == "too close to call"
+               else f"{CANNOT_TELL}: {best.name} is {lead}, but beyond the backtest's reach their intervals overlap; "
+               + what_would_tell(plan.student_params, max(m.effective_tokens for m in modes)) if verdict == CANNOT_TELL
+               else f"predicted best: {best.name} ({lead})")
     k_star = plan.break_even_efficiency
     against = {m.break_even_against for m in modes if m.mode == "on-policy"}
     assumed = on_policy.efficiency

@@ -314,6 +314,7 @@ def _plan(result: Calibration) -> dict[str, Any]:
     supported = None
     if settings.target_params is None and settings.target_compute is None:
         supported = supported_target(laws.require_supervised(), flops, bounds)
+    if supported is not None:
         N, C = supported["target_params"], supported["target_compute"]
         # Teachers too stay where the fit reaches: the box's strongest teacher is L(high, high).
         bounds = (bounds[0], supported["box"])
@@ -333,7 +334,9 @@ def _plan(result: Calibration) -> dict[str, Any]:
     largest_tokens = max(r["tokens"] for r in result.runs.supervised)
     return {
         "target_params": N, "target_compute": C, "plans": plans, "failed": failures,
-        "target": supported or {"chosen_by": "given (--target-params / --target-compute)"},
+        "target": supported or {"chosen_by": "given (--target-params / --target-compute)"
+                                if settings.target_params or settings.target_compute else
+                                f"{DEFAULT_TARGET_SCALE:g}x the largest run (no supported budget found)"},
         "extrapolation": {
             "params_ratio": N / largest, "largest_fitted_params": largest,
             "tokens_ratio": tokens / largest_tokens if tokens else None,
@@ -348,16 +351,19 @@ SUPPORTED_TARGET = ("the largest budget whose compute-optimal model (without a t
                     "sizes and tokens, or as far beyond them as the backtest reached")
 
 
-def supported_target(law, flops: ForwardFlops, bounds: tuple[float, float]) -> dict[str, Any]:
+def supported_target(law, flops: ForwardFlops, bounds: tuple[float, float]) -> dict[str, Any] | None:
     """The plan the fit supports (issue 38): the largest budget C whose compute-optimal model
     (N*, D*) under the supervised law has N* and D* within the law's fitted sizes and tokens times
     the distance its backtest reached (`laws.extrapolation.backtest_reach`; 1 when unmeasured), found
     by bisection in log C (N* and D* grow with C). `box`: the largest parameter or token count of
-    that region, the bound of the plan's teacher search."""
+    that region, the bound of the plan's teacher search. None for a law without a data range, or
+    when no budget from its smallest run up has an optimum inside the planner's bounds."""
     from distillscale.laws.extrapolation import backtest_reach
     from distillscale.planning.solver import SupervisedPlanner
 
-    known = law.fit.data_range
+    known = law.fit.data_range if law.fit is not None else None
+    if known is None:
+        return None
     reach = backtest_reach(law.fit.extrapolation_error)
     max_params, max_tokens = known.params[1] * reach, known.tokens[1] * reach
     planner = SupervisedPlanner(law, flops, bounds)
@@ -383,6 +389,8 @@ def supported_target(law, flops: ForwardFlops, bounds: tuple[float, float]) -> d
             low, best = middle, plan
         else:
             high = middle
+    if best is None:
+        return None
     return {"chosen_by": SUPPORTED_TARGET, "backtest_reach": reach, "max_params": max_params,
             "max_tokens": max_tokens, "box": max(max_params, max_tokens),
             "target_params": float(best.student_params), "target_compute": float(best.budget),
