@@ -16,8 +16,8 @@ Steps 1-3 are `laws.calibrate`, the workflow `distillscale fit` runs too:
    coverage for each held-out run;
 4. the best observed teacher per student and the linear capacity-gap law N_T* = k N_S;
 5. a plan at the target scale under the fitted laws, with its intervals and how far it lies
-   beyond the runs; without a target given, at the largest budget whose optimal model lies within
-   what the fit supports (`supported_target`);
+   beyond the runs; without a target given, at a student and budget within what the fit supports
+   (`supported_target`);
 6. on-policy students (`distill --on-policy-fraction`), kept out of step 2's fit (the law is for
    off-policy distillation), each beside that law's prediction and interval: applied outside its fit;
 7. when students repeat their data (a sweep with [repetition]: runs on fixed subsets, result.json's
@@ -313,7 +313,7 @@ def _plan(result: Calibration) -> dict[str, Any]:
     bounds = (min(DEFAULT_BOUNDS[0], smallest / 10), DEFAULT_BOUNDS[1])
     supported = None
     if settings.target_params is None and settings.target_compute is None:
-        supported = supported_target(laws.require_supervised(), flops, bounds)
+        supported = supported_target(laws, flops)
     if supported is not None:
         N, C = supported["target_params"], supported["target_compute"]
         # Teachers too stay where the fit reaches: the box's strongest teacher is L(high, high).
@@ -336,7 +336,7 @@ def _plan(result: Calibration) -> dict[str, Any]:
         "target_params": N, "target_compute": C, "plans": plans, "failed": failures,
         "target": supported or {"chosen_by": "given (--target-params / --target-compute)"
                                 if settings.target_params or settings.target_compute else
-                                f"{DEFAULT_TARGET_SCALE:g}x the largest run (no supported budget found)"},
+                                f"{DEFAULT_TARGET_SCALE:g}x the largest run (the laws record no data range)"},
         "extrapolation": {
             "params_ratio": N / largest, "largest_fitted_params": largest,
             "tokens_ratio": tokens / largest_tokens if tokens else None,
@@ -347,54 +347,42 @@ def _plan(result: Calibration) -> dict[str, Any]:
     }
 
 
-SUPPORTED_TARGET = ("the largest budget whose compute-optimal model (without a teacher) lies within the fitted "
-                    "sizes and tokens, or as far beyond them as the backtest reached")
+SUPPORTED_TARGET = ("the largest distilled student size, on the most tokens the runs of both laws cover; teachers "
+                    "no stronger than the fitted sizes and tokens times the distance the supervised backtest reached")
 
 
-def supported_target(law, flops: ForwardFlops, bounds: tuple[float, float]) -> dict[str, Any] | None:
-    """The plan the fit supports (issue 38): the largest budget C whose compute-optimal model
-    (N*, D*) under the supervised law has N* and D* within the law's fitted sizes and tokens times
-    the distance its backtest reached (`laws.extrapolation.backtest_reach`; 1 when unmeasured), found
-    by bisection in log C (N* and D* grow with C). `box`: the largest parameter or token count of
-    that region, the bound of the plan's teacher search. None for a law without a data range, or
-    when no budget from its smallest run up has an optimum inside the planner's bounds."""
+def supported_target(laws: LawSet, flops: ForwardFlops) -> dict[str, Any] | None:
+    """The plan the fit supports (issue 38): a student no larger than the largest distilled one (the
+    distillation backtest measures distance in teacher strength, not student size) nor than the
+    supervised law's largest fitted size times the distance its backtest reached
+    (`laws.extrapolation.backtest_reach`; 1 when unmeasured), trained on as many tokens as both
+    laws' runs cover for it (their largest token counts and the students' most tokens per
+    parameter); the budget trains it on them. `box`: the bound of the plan's teacher search, where
+    the strongest teacher L(box, box) is the largest the supervised law supports (its largest
+    fitted size and tokens times that distance). None when a law records no data range. (The compute-optimal model of a
+    budget does not do: a micro sweep's law puts it at hundreds of tokens per parameter, outside
+    its runs at every budget.)"""
     from distillscale.laws.extrapolation import backtest_reach
-    from distillscale.planning.solver import SupervisedPlanner
 
-    known = law.fit.data_range if law.fit is not None else None
-    if known is None:
+    supervised, distillation = laws.require_supervised(), laws.require_distillation()
+    if supervised.fit is None or distillation.fit is None or supervised.fit.data_range is None \
+            or distillation.fit.data_range is None:
         return None
-    reach = backtest_reach(law.fit.extrapolation_error)
-    max_params, max_tokens = known.params[1] * reach, known.tokens[1] * reach
-    planner = SupervisedPlanner(law, flops, bounds)
-
-    def optimum(log_c: float):
-        try:
-            return planner.supervised_optimal(float(np.exp(log_c)))
-        except UserError:
-            return None
-
-    def inside(plan) -> bool:
-        return plan is not None and plan.student_params <= max_params * (1 + 1e-9) \
-            and plan.tokens <= max_tokens * (1 + 1e-9)
-
-    # From the smallest fitted model on its fewest tokens to far beyond the largest.
-    low = float(np.log(3.0 * float(flops(known.params[0])) * known.tokens[0]))
-    high = float(np.log(3.0 * float(flops(max_params)) * max_tokens * 1e3))
-    best = optimum(low)
-    for _ in range(50):
+    known, students = supervised.fit.data_range, distillation.fit.data_range
+    reach = backtest_reach(supervised.fit.extrapolation_error)
+    N = min(known.params[1] * reach, students.params[1])
+    D = min(known.tokens[1] * reach, students.tokens[1], N * students.tokens_per_param[1])
+    # The planner's box bounds parameters and tokens alike: its edge h is where L(h, h) is the loss of
+    # the largest supported teacher, L(N_max r, D_max r), so no teacher is stronger (bisection in log h).
+    strongest = float(supervised.predict(known.params[1] * reach, known.tokens[1] * reach))
+    low, high = (float(np.log(x * reach)) for x in sorted((known.params[1], known.tokens[1])))
+    for _ in range(60):
         middle = (low + high) / 2
-        plan = optimum(middle)
-        if inside(plan):
-            low, best = middle, plan
-        else:
-            high = middle
-    if best is None:
-        return None
-    return {"chosen_by": SUPPORTED_TARGET, "backtest_reach": reach, "max_params": max_params,
-            "max_tokens": max_tokens, "box": max(max_params, max_tokens),
-            "target_params": float(best.student_params), "target_compute": float(best.budget),
-            "target_tokens": float(best.tokens), "inside": inside(best)}
+        low, high = (middle, high) if supervised.predict(np.exp(middle), np.exp(middle)) > strongest else (low, middle)
+    return {"chosen_by": SUPPORTED_TARGET, "backtest_reach": reach, "strongest_teacher_loss": strongest,
+            "box": float(np.exp(high)),
+            "target_params": float(N), "target_tokens": float(D),
+            "target_compute": float(3.0 * float(flops(N)) * D)}
 
 
 def _compute_settings(runs: SweepRuns) -> tuple[ComputeSettings, str]:

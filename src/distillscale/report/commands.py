@@ -23,12 +23,11 @@ def report_command(
                                                  "(default: the sweep directory, or the file's directory)"),
     target_params: str = typer.Option(None, "--target-params",
                                       help="student size to plan for, e.g. 1B (default: with no --target-compute "
-                                           "either, the compute-optimal size of the largest budget the fit "
+                                           "either, the largest distilled student size, within what the fit "
                                            "supports; else 10x the largest run)"),
     target_compute: str = typer.Option(None, "--target-compute",
-                                       help="FLOP budget of the plan, e.g. 1e21 (default: the largest budget "
-                                            "whose optimal model lies within the fitted runs or as far beyond "
-                                            "as the backtest reached; with --target-params, the target trained "
+                                       help="FLOP budget of the plan, e.g. 1e21 (default: the target trained on "
+                                            "the most tokens the fitted runs cover for it; with --target-params, "
                                             "on 20 tokens/parameter)"),
     form: str = typer.Option("auto", "--form",
                              help="supervised law: auto (the form that extrapolates best in the backtest), "
@@ -112,6 +111,8 @@ def print_summary(report: dict) -> None:
             console.print(f"plan target: {target['chosen_by']} ({target['backtest_reach']:.3g}x the largest "
                           f"fitted size): {format_quantity(plan['target_params'])} parameters on "
                           f"{format_quantity(target['target_tokens'])} tokens", highlight=False)
+        for name, reason in plan["failed"].items():
+            console.print(f"plan for {name} failed: {reason}", highlight=False)
         for scenario, p in plan["plans"].items():
             console.print(f"plan for {format_quantity(plan['target_params'])} parameters at "
                           f"{plan['target_compute']:.3g} FLOPs, {scenario}: student loss {p['student_loss']:.4f}"
@@ -171,8 +172,9 @@ def report_warnings(report: dict) -> list[str]:
     plan = report["plan"]
     if "skipped" not in plan:
         extrapolation = plan["extrapolation"]
-        messages.append(f"the plan extrapolates {extrapolation['params_ratio']:.3g}x beyond the largest fitted "
-                        f"model ({format_quantity(extrapolation['largest_fitted_params'])} parameters)")
+        if extrapolation["params_ratio"] > 1:
+            messages.append(f"the plan extrapolates {extrapolation['params_ratio']:.3g}x beyond the largest fitted "
+                            f"model ({format_quantity(extrapolation['largest_fitted_params'])} parameters)")
         messages += extrapolation["warnings"]
     return messages
 
