@@ -184,3 +184,15 @@ def test_the_mode_comparison_far_outside_the_fit_says_cannot_tell():
     far = ds.plan(laws, compute=1e23, student_params=3e9, teacher=teacher, on_policy=ds.OnPolicy())
     assert far.kind == "modes" and far.verdict == CANNOT_TELL
     assert f"{CANNOT_TELL}: {far.best.name} is" in far.as_text()
+
+
+def test_predict_distillation_far_outside_the_fit_says_cannot_tell(cli, tmp_path):
+    """`predict distillation`'s "helps / does not help" follows the same rule."""
+    path = tmp_path / "law.json"
+    _hand_written_laws().save(path)
+    code, out, _ = cli("predict", "distillation", "--law", path, "--student-params", "3B", "--student-tokens", "3T",
+                       "--teacher-loss", "1.9")
+    assert code == 0 and "cannot tell at this distance" in " ".join(out.split())
+    code, out, _ = cli("predict", "distillation", "--law", path, "--student-params", "5M", "--student-tokens", "100M",
+                       "--teacher-loss", "2.9")
+    assert code == 0 and "cannot tell" not in out and "help" in out

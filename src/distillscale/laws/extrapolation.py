@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from distillscale.laws import LawSet
 from distillscale.laws.record import DataRange
-from distillscale.laws.uncertainty import ExtrapolationError
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 from distillscale.units import format_quantity
 
 # How far beyond the data a quantity may go before the warning: a law extrapolates reasonably
@@ -45,6 +47,18 @@ def data_range(laws: LawSet, students: bool = False) -> DataRange | None:
         if fit is not None and fit.data_range is not None:
             return fit.data_range
     return PUBLISHED_RANGES.get(laws.name)
+
+
+# The verdict (distil or not) where a loss lies farther than the backtest reached and the intervals
+# overlap (issue 38): `planning.results.decide_verdict`, the mode comparison, `predict distillation`.
+CANNOT_TELL = "cannot tell at this distance"
+
+
+def far_beyond(prediction: Prediction | None) -> bool:
+    """Whether a loss lies beyond the runs and farther than the backtest reached (or no backtest
+    measured any distance): its interval is itself an extrapolation."""
+    return (prediction is not None and prediction.has_interval and prediction.beyond_backtest
+            and prediction.distance is not None and float(np.max(prediction.distance)) > 1.0)
 
 
 def backtest_reach(error: ExtrapolationError | None) -> float:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.flops import FlopBreakdown, Scenario
 from distillscale.units import format_quantity
@@ -58,16 +59,6 @@ def too_close_to_call(first: float, first_interval: Prediction | None, second: f
     if first <= second:
         return float(np.hypot(first_interval.high - first, second - second_interval.low))
     return float(np.hypot(first - first_interval.low, second_interval.high - second))
-
-
-CANNOT_TELL = "cannot tell at this distance"
-
-
-def far_beyond(prediction: Prediction | None) -> bool:
-    """Whether a loss lies beyond the runs and farther than the backtest reached (or no backtest
-    measured any distance): its interval is itself an extrapolation."""
-    return (prediction is not None and prediction.has_interval and prediction.beyond_backtest
-            and prediction.distance is not None and float(np.max(prediction.distance)) > 1.0)
 
 
 def decide_verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval) -> str:
