@@ -316,8 +316,9 @@ def _plan(result: Calibration) -> dict[str, Any]:
         supported = supported_target(laws, flops)
     if supported is not None:
         N, C = supported["target_params"], supported["target_compute"]
-        # Teachers too stay where the fit reaches: the box's strongest teacher is L(high, high).
-        bounds = (bounds[0], supported["box"])
+        # Teachers too stay where the fit reaches: no smaller than the smallest fitted model, no
+        # stronger than the largest supported one (the box's strongest teacher is L(high, high)).
+        bounds = (supported["smallest_params"], supported["box"])
     else:
         N = settings.target_params or DEFAULT_TARGET_SCALE * largest
         C = settings.target_compute or 3.0 * float(flops(N)) * DEFAULT_TARGET_TOKENS_PER_PARAM * N
@@ -348,7 +349,8 @@ def _plan(result: Calibration) -> dict[str, Any]:
 
 
 SUPPORTED_TARGET = ("the largest distilled student size, on the most tokens the runs of both laws cover; teachers "
-                    "no stronger than the fitted sizes and tokens times the distance the supervised backtest reached")
+                    "no smaller than the smallest fitted model, no stronger than the largest fitted size and tokens "
+                    "times the distance the supervised backtest reached")
 
 
 def supported_target(laws: LawSet, flops: ForwardFlops) -> dict[str, Any] | None:
@@ -380,6 +382,7 @@ def supported_target(laws: LawSet, flops: ForwardFlops) -> dict[str, Any] | None
         middle = (low + high) / 2
         low, high = (middle, high) if supervised.predict(np.exp(middle), np.exp(middle)) > strongest else (low, middle)
     return {"chosen_by": SUPPORTED_TARGET, "backtest_reach": reach, "strongest_teacher_loss": strongest,
+            "smallest_params": float(known.params[0]),
             "box": float(np.exp(high)),
             "target_params": float(N), "target_tokens": float(D),
             "target_compute": float(3.0 * float(flops(N)) * D)}

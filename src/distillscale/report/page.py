@@ -185,12 +185,13 @@ def _plan(plan: dict[str, Any]) -> str:
     extrapolation = plan["extrapolation"]
     tokens_ratio = (f" and {extrapolation['tokens_ratio']:.3g}x the most tokens"
                     if extrapolation["tokens_ratio"] else "")
-    parts.append(f'<div class="warning"><strong>Extrapolation:</strong> the target student has '
-                 f"{extrapolation['params_ratio']:.3g}x the parameters of the largest fitted run "
-                 f"({format_quantity(extrapolation['largest_fitted_params'])}){_e(tokens_ratio)}. "
-                 "Laws fitted on small runs are least reliable far beyond them; compare with the "
-                 "extrapolation check above."
-                 + "".join(f"<br>{_e(w)}" for w in extrapolation["warnings"]) + "</div>")
+    if extrapolation["params_ratio"] > 1 or extrapolation["warnings"]:
+        parts.append(f'<div class="warning"><strong>Extrapolation:</strong> the target student has '
+                     f"{extrapolation['params_ratio']:.3g}x the parameters of the largest fitted run "
+                     f"({format_quantity(extrapolation['largest_fitted_params'])}){_e(tokens_ratio)}. "
+                     "Laws fitted on small runs are least reliable far beyond them; compare with the "
+                     "extrapolation check above."
+                     + "".join(f"<br>{_e(w)}" for w in extrapolation["warnings"]) + "</div>")
     target = plan.get("target", {})
     chosen = (f" The target: {target['chosen_by']} ({target['backtest_reach']:.3g}x the largest fitted size)."
               if "backtest_reach" in target else "")
