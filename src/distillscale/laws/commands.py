@@ -76,6 +76,7 @@ def predict_distillation(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Loss of a student distilled from a teacher: L_S(N_S, D_S, L_T)."""
+    from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
     from distillscale.laws.predict import predict_distillation as predict
 
     laws = load_laws(law)
@@ -101,6 +102,9 @@ def predict_distillation(
                                                        " nats/token" + result.prediction.describe()))
     table.add_row("supervised student loss", f"{result.supervised_loss:.4f} nats/token")
     verdict = "helps" if result.helps else "does not help"
+    prediction = result.prediction
+    if far_beyond(prediction) and prediction.low <= result.supervised_loss <= prediction.high:
+        verdict = CANNOT_TELL  # beyond the backtest's reach, and the supervised loss inside the interval
     table.add_row("distillation", f"{verdict} ({result.gain:+.4f} nats/token)")
     table.add_row("L_T / Ltilde_S", f"{result.capacity_gap_ratio:.3f} (capacity gap near d1 = {result.d1:.3f})")
     console.print(table)

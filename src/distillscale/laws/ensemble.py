@@ -109,6 +109,7 @@ class MedianLawFitter:
             refit.samples_, refit.bootstrap_result_ = self._bootstrap(refit, n, d)
             refit.bootstrap = self.bootstrap
         law = SupervisedLaw(**refit.form.to_coefficients(refit.x_))
+        refit.lowest_loss_ = float(np.min(runs.loss))  # E against the runs, not the refit's grid
         fixed = ("E",) if refit.irreducible_loss is not None else ()
         law.fit = refit._finish_record([c for c in SupervisedLaw.COEFFICIENTS if c not in fixed])
         refit.law_ = law

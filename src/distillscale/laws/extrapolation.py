@@ -7,8 +7,13 @@ searches inside the distillation law's range, and plans far outside a range say 
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from distillscale.laws import LawSet
 from distillscale.laws.record import DataRange
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 from distillscale.units import format_quantity
 
 # How far beyond the data a quantity may go before the warning: a law extrapolates reasonably
@@ -42,6 +47,33 @@ def data_range(laws: LawSet, students: bool = False) -> DataRange | None:
         if fit is not None and fit.data_range is not None:
             return fit.data_range
     return PUBLISHED_RANGES.get(laws.name)
+
+
+# The verdict (distil or not) where a loss lies farther than the backtest reached and the intervals
+# overlap (issue 38): `planning.results.decide_verdict`, the mode comparison, `predict distillation`.
+CANNOT_TELL = "cannot tell at this distance"
+
+
+def far_beyond(prediction: Prediction | None) -> bool:
+    """Whether a loss lies beyond the runs and farther than the backtest reached (or no backtest
+    measured any distance): its interval is itself an extrapolation."""
+    return (prediction is not None and prediction.has_interval and prediction.beyond_backtest
+            and prediction.distance is not None and float(np.max(prediction.distance)) > 1.0)
+
+
+def backtest_reach(error: ExtrapolationError | None) -> float:
+    """How far beyond the largest fitted scale (as a ratio, >= 1) the backtest behind an extrapolation
+    error checked the law's predictions: 1 when none was measured. Beyond it, intervals are
+    themselves extrapolated (`ExtrapolationError.beyond_reach`)."""
+    if error is None or not error.measured or error.beyond_reach(1.0):
+        return 1.0
+    low, high = 0.0, math.log(1e12)
+    if not error.beyond_reach(math.exp(high)):
+        return math.exp(high)
+    for _ in range(60):  # bisection in log distance
+        middle = (low + high) / 2
+        low, high = (middle, high) if not error.beyond_reach(math.exp(middle)) else (low, middle)
+    return math.exp(low)
 
 
 def _times(ratio: float) -> str:

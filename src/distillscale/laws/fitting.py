@@ -23,8 +23,10 @@ The gamma = 1 supervised forms (chinchilla, tied) are solved by variable project
 (`laws.varpro`: every exponent pair on a fine grid gets its exact (E, A, B), the best pairs are
 polished by L-BFGS): as exact as the grid of starts and several times faster, which matters once
 backtests multiply the number of fits. A coefficient that the data cannot pin down (it ends on a
-bound of the box, or the bootstrap never moves it) is listed in the record's `not_identified`,
-never reported with a zero-width interval.
+bound of the box, the bootstrap never moves it, its interval spans more than DECADES decades, or
+for E: it lies below E_FLOOR_FRACTION of the lowest observed loss) is listed in the record's
+`not_identified`, never reported as an estimate with an interval. `irreducible_loss_profile` then
+says which E the runs allow, and predictions carry that range (`laws.forms`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import functools
 import hashlib
 import inspect
 import math
+from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -43,7 +46,7 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lbfgs import Screening, minimize_lbfgs, minimize_lbfgs_screened
 from distillscale.laws.logspace import BUSBRIDGE, DISTILLATION, SUPERVISED_FORMS, LogSpaceForm
-from distillscale.laws.record import Bootstrap, DataRange, Diagnostics, FitRecord
+from distillscale.laws.record import Bootstrap, DataRange, Diagnostics, FitRecord, Profile
 from distillscale.laws.varpro import varpro_starts
 
 # Elements of one (starts x runs) tensor per chunk of the objective: small enough to stay in a
@@ -86,6 +89,14 @@ def check_intervals(bootstrap, level) -> None:
 
 # A coefficient that the bootstrap moves by less than this (relative) is not identified.
 FLAT = 1e-4
+# A coefficient whose interval spans more than this many decades (high / low > 10^DECADES) is not
+# identified: the runs allow values a thousand times apart (issue 38: A from 1.8e-5 to 9.5e9).
+DECADES = 3
+# An irreducible loss E below this fraction of the lowest observed loss is not identified: the runs
+# never come near where the loss levels off, so E is the power law carried to infinite scale, not a
+# measurement (issue 38: E = 0.027 on runs that all lie above 2.4). Published fits sit at 0.4-0.9
+# of their lowest loss (Chinchilla's E = 1.69 under runs near 2).
+E_FLOOR_FRACTION = 0.2
 # Start grids of "coarse" fits: a few hundred starts instead of the papers' thousands (4,500
 # supervised, 108,000 distillation), for backtest refits and micro sweeps; the same values,
 # thinned, so a coarse fit starts where the full grid would.
@@ -312,6 +323,7 @@ class _LogLossFitter:
                 self.result_ = self._minimize(tensors, grid, screened=screened)
             self.x_ = self.result_.x
             self.samples_ = self._bootstrap(tensors, n_runs) if self.bootstrap else None
+        self.lowest_loss_ = float(np.min(runs.loss))  # `_finish_record` compares E with it
 
         names = self.form.names
         lower, upper = (b.numpy() for b in self.form.bounds())
@@ -386,6 +398,9 @@ class _LogLossFitter:
         on_bound = {_coefficient_name(name) for name in self.diagnostics_.on_bound}
         point = self.form.to_coefficients(self.x_)
         not_identified = {name: "on a bound of the search box" for name in coefficients if name in on_bound}
+        if "E" in coefficients and "E" not in not_identified and point["E"] < E_FLOOR_FRACTION * self.lowest_loss_:
+            not_identified["E"] = (f"{point['E']:.3g} is far below every observed loss (the lowest is "
+                                   f"{self.lowest_loss_:.4g}): the runs do not show where the loss levels off")
         if self.samples_ is None:
             self.intervals_ = {}
             self.not_identified_ = not_identified
@@ -403,6 +418,9 @@ class _LogLossFitter:
             # a flat direction of the objective, not a precise estimate.
             if name not in not_identified and (unmoved.mean() > 0.5 or high - low <= FLAT * abs(value)):
                 not_identified[name] = "the bootstrap does not move it (the runs leave it flat)"
+            elif name not in not_identified and low > 0 and high > low * 10 ** DECADES:
+                not_identified[name] = (f"its {self.level:.0%} interval spans {np.log10(high / low):.0f} decades "
+                                        f"({low:.2g} to {high:.2g})")
         self.not_identified_ = not_identified
         bootstrap = Bootstrap(resamples=self.bootstrap, seed=self.seed, convergence=self.bootstrap_result_.summary(),
                               coefficients=coefficients,
@@ -571,6 +589,37 @@ class DistillationLawFitter(_LogLossFitter):
     def _runs(self, N_S, D_S, L_T, L_S) -> Runs:
         N_S, D_S = np.asarray(N_S, float), np.asarray(D_S, float)
         return Runs(N_S, D_S, L_S, teacher_loss=L_T, student_supervised_loss=self.student_law.predict(N_S, D_S))
+
+
+# The irreducible losses `irreducible_loss_profile` tries, as fractions of the lowest observed loss;
+# with E held, variable projection solves (A, B) exactly on its exponent grid and a short polish
+# suffices (20 L-BFGS iterations: the same residuals to 1% as 200, 4x faster).
+PROFILE_FRACTIONS = (0.001, 0.003, 0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+PROFILE_MAX_ITER = 20
+
+
+def irreducible_loss_profile(N, D, loss, *, level: float = 0.9, huber_delta: float | None = None,
+                             seed: int = 0) -> Profile:
+    """Which irreducible losses E the runs allow, for a fit that cannot pin E down: the chinchilla
+    law refitted with E held at PROFILE_FRACTIONS of the lowest observed loss, each fit kept whose
+    sum of squared log-residuals exceeds the best one's by at most chi^2_1(level) residual variances
+    (a profile-likelihood interval, Wilks), the variance from the fit with E free. The kept fits
+    are laws the runs cannot tell from the fitted one; predictions span them (`laws.forms`)."""
+    N, D, loss = (np.asarray(x, dtype=np.float64) for x in (N, D, loss))
+    options = {"bootstrap": 0, "seed": seed, "max_iter": PROFILE_MAX_ITER, "huber_delta": huber_delta}
+
+    def fitted(irreducible_loss=None):
+        law = SupervisedLawFitter("chinchilla", irreducible_loss=irreducible_loss, **options).fit(N, D, loss).law_
+        return law, float(np.sum(np.log(law.predict(N, D) / loss) ** 2))
+
+    free, free_ssr = fitted()
+    fits = [fitted(fraction * float(loss.min())) for fraction in PROFILE_FRACTIONS]
+    best = min([free_ssr] + [ssr for _, ssr in fits])
+    variance = max(free_ssr / max(len(loss) - len(SupervisedLaw.COEFFICIENTS) + 1, 1), 1e-12)
+    allowed = best + NormalDist().inv_cdf((1 + level) / 2) ** 2 * variance
+    kept = [law for law, ssr in fits if ssr <= allowed]
+    return Profile(coefficient="E", level=level, values=[law.E for law in kept],
+                   laws=[{name: float(v) for name, v in law.coefficients().items()} for law in kept])
 
 
 def _coefficient_name(parameter: str) -> str:

@@ -15,7 +15,7 @@ D training tokens, and L is validation cross-entropy in nats/token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,17 +46,47 @@ def _pos(x: ArrayLike, name: str = "value") -> np.ndarray:
     return values
 
 
-def _bootstrap_interval(law, predict_one) -> tuple[np.ndarray, np.ndarray] | None:
+def _bootstrap_interval(law, predict_one, value=None,
+                        alternatives: list | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """(low, high) of a prediction over the bootstrap coefficient samples stored in a law's fit
-    record (coefficients the fit held fixed keep the law's values), at the record's level; None
-    when the law was not fitted with a bootstrap."""
-    if law.fit is None or law.fit.bootstrap is None:
+    record (coefficients the fit held fixed keep the law's values), at the record's level, widened
+    to span `alternatives` (the predictions of laws the runs allow as well: `_profile_laws`) and
+    `value` with them; None when the law was fitted with neither."""
+    if law.fit is None or (law.fit.bootstrap is None and not alternatives):
         return None
-    names, point = law.fit.bootstrap.coefficients, law.coefficients()
-    predictions = np.stack([predict_one({**point, **dict(zip(names, row))}) for row in law.fit.bootstrap.samples])
-    level = law.fit.level
-    low, high = np.quantile(predictions, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return low, high
+    bounds = []
+    if law.fit.bootstrap is not None:
+        names, point = law.fit.bootstrap.coefficients, law.coefficients()
+        predictions = np.stack([predict_one({**point, **dict(zip(names, row))}) for row in law.fit.bootstrap.samples])
+        level = law.fit.level
+        bounds = list(np.quantile(predictions, [(1 - level) / 2, (1 + level) / 2], axis=0))
+    spread = np.stack([np.asarray(x, float) for x in [*bounds, *(alternatives or []), *([] if bounds else [value])]])
+    return spread.min(axis=0), spread.max(axis=0)
+
+
+def _profile_laws(law: "SupervisedLaw") -> list["SupervisedLaw"]:
+    """The laws a fit's runs allow as well as the fitted one when they cannot pin E down (its
+    record's `profile`, `laws.fitting.irreducible_loss_profile`); none otherwise."""
+    profile = law.fit.profile if law.fit is not None else None
+    return [SupervisedLaw(**coefficients) for coefficients in profile.laws] if profile is not None else []
+
+
+def loss_floor(law: "SupervisedLaw") -> float:
+    """The lowest loss the law makes physically plausible: the lower end of E's interval (E itself
+    without one), or 0 when the runs do not identify E. No interval of a prediction goes below it."""
+    fit = law.fit
+    if fit is not None and "E" in fit.not_identified:
+        return 0.0
+    low = fit.intervals.get("E", (law.E, law.E))[0] if fit is not None else law.E
+    return float(min(law.E, low))
+
+
+def _floored(prediction: Prediction, floor: float) -> Prediction:
+    """The prediction with its interval's lower end at least `floor` (never above the prediction)."""
+    if not prediction.has_interval or floor <= 0:
+        return prediction
+    low = np.maximum(np.asarray(prediction.low, float), np.minimum(floor, np.asarray(prediction.value, float)))
+    return replace(prediction, low=float(low) if low.ndim == 0 else low)
 
 
 def _bounds(prediction: Prediction) -> tuple[np.ndarray, np.ndarray] | None:
@@ -104,10 +134,12 @@ class SupervisedLaw:
     def prediction(self, N: ArrayLike, D: ArrayLike) -> Prediction:
         """The prediction with its interval: the bootstrap's (noise) combined with the backtest's
         extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`)."""
-        boot = _bootstrap_interval(self, lambda c: SupervisedLaw(**c).predict(N, D))
+        value = self.predict(N, D)
+        alternatives = [law.predict(N, D) for law in _profile_laws(self)]
+        boot = _bootstrap_interval(self, lambda c: SupervisedLaw(**c).predict(N, D), value, alternatives)
         extrapolation = self.fit.extrapolation_error if self.fit else None
         distance = None if extrapolation is None else _pos(N, "N") / extrapolation.fitted_max
-        return combine(self.predict(N, D), boot, extrapolation, distance, self.fit.level if self.fit else None)
+        return _floored(combine(value, boot, extrapolation, distance, _level(self.fit)), loss_floor(self))
 
     def predict_interval(self, N: ArrayLike, D: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
         """(low, high) of `prediction`, or None for a law without a bootstrap or backtest."""
@@ -181,16 +213,24 @@ class DistillationLaw:
         """The student loss with its interval: the bootstrap's (student law held at its fitted
         coefficients) combined with the backtest's extrapolation error at the distance beyond the
         fitted runs, the larger of the teacher's (strength 1/L_T) and the student's (size)."""
+        value = self.predict(N_S, D_S, L_T)
+        # The student law's E, when its runs do not pin it down, moves Ltilde_S: so does the student.
+        alternatives = [DistillationLaw(**self.coefficients(), student_law=law).predict(N_S, D_S, L_T)
+                        for law in _profile_laws(self.student_law)]
         boot = _bootstrap_interval(
-            self, lambda c: DistillationLaw(**c, student_law=self.student_law).predict(N_S, D_S, L_T))
+            self, lambda c: DistillationLaw(**c, student_law=self.student_law).predict(N_S, D_S, L_T),
+            value, alternatives)
+        if boot is None and alternatives:  # a distillation law without a record of its own
+            spread = np.stack([np.asarray(value, float), *map(np.asarray, alternatives)])
+            boot = spread.min(axis=0), spread.max(axis=0)
         extrapolation = self.fit.extrapolation_error if self.fit else None
         distance = None
         if extrapolation is not None:
             distance = (1.0 / _pos(L_T, "L_T")) / extrapolation.fitted_max
             if self.fit.data_range is not None:
                 distance = np.maximum(distance, _pos(N_S, "N_S") / self.fit.data_range.params[1])
-        return combine(self.predict(N_S, D_S, L_T), boot, extrapolation, distance,
-                       self.fit.level if self.fit else None)
+        level = _level(self.fit) or _level(self.student_law.fit)
+        return _floored(combine(value, boot, extrapolation, distance, level), loss_floor(self.student_law))
 
     def predict_interval(self, N_S: ArrayLike, D_S: ArrayLike,
                          L_T: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
@@ -218,6 +258,13 @@ class DistillationLaw:
         return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS},
                    student_law=student_law, fit=_fit_record(data.get("fit")),
                    repetition=Repetition.from_dict(repetition) if repetition else None)
+
+
+def _level(record: FitRecord | None) -> float | None:
+    """The level of a record's intervals: its bootstrap's, else its profile's."""
+    if record is None:
+        return None
+    return record.level if record.level is not None else (record.profile.level if record.profile else None)
 
 
 def _fit_json(record: FitRecord | None) -> dict | None:

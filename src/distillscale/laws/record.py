@@ -3,6 +3,7 @@
     law.fit.form, law.fit.intervals, law.fit.level          # the form fitted, coefficient intervals
     law.fit.data_range, law.fit.extrapolation_error         # where the law was fitted, its error beyond
     law.fit.selection, law.fit.backtest                      # the candidate forms and the chosen one's backtest
+    law.fit.not_identified, law.fit.profile                  # coefficients the runs cannot pin down, E's range
 
 `laws.fitting` writes it, `laws.selection` adds the selection and the backtest, and `LawSet`
 saves and loads it as the `fit` of each law in law.json. `schema_version` guards the format: a record
@@ -21,7 +22,8 @@ from distillscale.errors import UserError
 from distillscale.laws.schema import Count0, Level, Positive, describe
 from distillscale.laws.uncertainty import ExtrapolationError
 
-FIT_SCHEMA_VERSION = 1
+# 2: `profile` (the laws the runs allow for a coefficient they cannot pin down, issue 38).
+FIT_SCHEMA_VERSION = 2
 
 
 class _Record(BaseModel):
@@ -75,6 +77,17 @@ class Bootstrap(_Record):
     samples: list[list[float]]
 
 
+class Profile(_Record):
+    """The values of a coefficient the runs cannot pin down (`not_identified`) that fit them as well
+    as the fitted one (a profile-likelihood interval at `level`), each with the law refitted with
+    it held: predictions take the span of these laws into their intervals (`laws.forms`)."""
+
+    coefficient: str
+    level: Level
+    values: list[float]
+    laws: list[dict[str, float]]
+
+
 class Selection(_Record):
     """The candidate forms, each with its backtest score, and why `chosen` won."""
 
@@ -107,6 +120,7 @@ class FitRecord(_Record):
     intervals: dict[str, tuple[float, float]] = {}
     not_identified: dict[str, str] = {}
     bootstrap: Bootstrap | None = None
+    profile: Profile | None = None
     selection: Selection | None = None
     backtest: dict[str, Any] | None = None       # the chosen form's backtest (`Backtest.to_dict`)
     extrapolation_error: ExtrapolationError | None = None

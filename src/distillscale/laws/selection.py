@@ -29,7 +29,8 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds, run_backtest
 from distillscale.laws.ensemble import MedianLawFitter, median_law
-from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter, check_intervals
+from distillscale.laws.fitting import (DistillationLawFitter, SupervisedLawFitter, check_intervals,
+                                      irreducible_loss_profile)
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, check_path_argument
 from distillscale.laws.logspace import SUPERVISED_FORMS
@@ -305,12 +306,34 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
             candidates[i].irreducible_loss is not None or candidates[i].irreducible_loss_prior is not None,
             candidates[i].min_tokens_per_param is not None, candidates[i].params == "non-embedding", -i))
 
-    return _select(candidates, [columns[c.params] for c in candidates], loss, eligible, fit_predict,
-                   lambda c, rows: make(c, progress=progress).fit(columns[c.params][rows], D[rows], loss[rows]),
+    def final_fit(candidate: SupervisedCandidate, rows: np.ndarray):
+        fitter = make(candidate, progress=progress).fit(columns[candidate.params][rows], D[rows], loss[rows])
+        if "E" in fitter.not_identified_:
+            if progress is not None:
+                progress("profiling E: the runs do not pin it down")
+            with_profile(fitter, columns[candidate.params][rows], D[rows], loss[rows], fitter_options)
+        return fitter
+
+    return _select(candidates, [columns[c.params] for c in candidates], loss, eligible, fit_predict, final_fit,
                    scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
                    level=fitter_options.get("level", 0.9), fallback=without_backtest,
                    can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress,
                    settings=np.column_stack([N, D]))
+
+
+def with_profile(fitter, N, D, loss, options: dict) -> None:
+    """A fit whose E the runs do not pin down gets E's profile (`irreducible_loss_profile`) in its
+    law's record, and its not-identified note says which E the runs allow."""
+    profile = irreducible_loss_profile(N, D, loss, level=options.get("level", 0.9),
+                                       huber_delta=options.get("huber_delta"), seed=options.get("seed", 0))
+    record = fitter.law_.fit
+    note = record.not_identified["E"]
+    if profile.values:
+        note += (f"; E from {min(profile.values):.3g} to {max(profile.values):.3g} fits them as well "
+                 f"({profile.level:.0%} profile), and predictions carry that range")
+    not_identified = {**record.not_identified, "E": note}
+    fitter.law_.fit = record.model_copy(update={"profile": profile, "not_identified": not_identified})
+    fitter.not_identified_ = not_identified
 
 
 def _check_fitter_options(fitter_class, options: dict) -> None:

@@ -42,7 +42,7 @@ from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.render import plan_text
-from distillscale.planning.results import decide_verdict
+from distillscale.planning.results import CANNOT_TELL, decide_verdict, far_beyond
 from distillscale.units import Quantity, check_parameter, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -394,10 +394,15 @@ class ModeComparison(Plan):
     @property
     def verdict(self) -> str:
         """The best mode's name, or "too close to call" when its lead over the next is inside the
-        law's own intervals. Both are conditional on the on-policy efficiency assumed: the widened
+        law's own intervals (CANNOT_TELL when they overlap beyond the backtest's reach). Both are conditional on the on-policy efficiency assumed: the widened
         on-policy intervals (how far the law is carried beyond its off-policy fit) are shown, not
         used here, since what they leave open is what the break-even efficiency answers."""
         best, runner_up = self.best, self.runner_up
+        # beyond the backtest's reach, only intervals that separate give a verdict (`decide_verdict`)
+        if (far_beyond(best.law_interval) or far_beyond(runner_up.law_interval)) and not (
+                _has_interval(best.law_interval) and _has_interval(runner_up.law_interval)
+                and best.law_interval.high < runner_up.law_interval.low):
+            return CANNOT_TELL
         # the half-widths facing each other, in quadrature; a loss without an interval adds none
         facing = [best.law_interval.high - best.student_loss if _has_interval(best.law_interval) else 0.0,
                   runner_up.student_loss - runner_up.law_interval.low

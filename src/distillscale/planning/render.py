@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
+from distillscale.planning.results import CANNOT_TELL, what_would_tell
 from distillscale.units import format_quantity
 
 # Annotations only: the teacher ranking imports SciPy, which `import distillscale.planning.plan` leaves
@@ -200,6 +201,12 @@ def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> 
     if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
         out.append("too close to call: the loss difference is inside the intervals, so the laws "
                    "cannot say whether distillation or pre-training wins here")
+    far = [p for p in with_intervals if verdicts[p.scenario.name] == CANNOT_TELL]
+    if far:
+        p = max(far, key=lambda p: p.supervised.tokens)
+        out.append(f"{CANNOT_TELL}: the plan lies beyond the runs, farther than the backtest reached, and "
+                   f"there the intervals of the two losses overlap; "
+                   + what_would_tell(p.student_params, max(p.supervised.tokens, p.student_tokens)))
     return out
 
 
@@ -308,8 +315,10 @@ def _modes(plan: PlanView) -> list:
     verdict = plan.verdict
     runner_up = plan.runner_up
     lead = f"{runner_up.student_loss - best.student_loss:.4f} nats/token ahead of {runner_up.name}"
-    out.append(f"predicted best: {best.name} ({lead})" if verdict != "too close to call" else
-               f"too close to call: {best.name} is {lead}, inside the law's intervals")
+    out.append(f"too close to call: {best.name} is {lead}, inside the law's intervals" if verdict == "too close to call"
+               else f"{CANNOT_TELL}: {best.name} is {lead}, but beyond the backtest's reach their intervals overlap; "
+               + what_would_tell(plan.student_params, max(m.effective_tokens for m in modes)) if verdict == CANNOT_TELL
+               else f"predicted best: {best.name} ({lead})")
     k_star = plan.break_even_efficiency
     against = {m.break_even_against for m in modes if m.mode == "on-policy"}
     assumed = on_policy.efficiency

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.flops import FlopBreakdown, Scenario
+from distillscale.units import format_quantity
 
 
 # A sweep's best student within this relative distance (in size or D/N) of a limit sits on it:
@@ -60,11 +62,25 @@ def too_close_to_call(first: float, first_interval: Prediction | None, second: f
 
 
 def decide_verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval) -> str:
-    """distill, pretrain, or "too close to call" when the losses' difference is inside their intervals."""
+    """distill, pretrain, or "too close to call" when the losses' difference is inside their
+    intervals. Farther out than the backtest reached, a verdict needs intervals that do not
+    overlap; otherwise it is CANNOT_TELL (issue 38: a verdict built on an extrapolated loss)."""
+    if far_beyond(student_interval) or far_beyond(supervised_interval):
+        if student_interval is None or supervised_interval is None or not (
+                student_interval.has_interval and supervised_interval.has_interval):
+            return CANNOT_TELL
+        if not (student_interval.high < supervised_interval.low or supervised_interval.high < student_interval.low):
+            return CANNOT_TELL
     uncertainty = too_close_to_call(student_loss, student_interval, supervised_loss, supervised_interval)
     if uncertainty is not None and abs(supervised_loss - student_loss) < uncertainty:
         return "too close to call"
     return "distill" if student_loss < supervised_loss else "pretrain"
+
+
+def what_would_tell(params: float, tokens: float) -> str:
+    """What CANNOT_TELL asks for: runs nearer the plan's scale."""
+    return (f"runs nearer this scale would tell (models up to {format_quantity(params)} parameters on "
+            f"{format_quantity(tokens)} tokens, the plan's own, or a sweep whose backtest reaches that far)")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ Steps 1-3 are `laws.calibrate`, the workflow `distillscale fit` runs too:
    coverage for each held-out run;
 4. the best observed teacher per student and the linear capacity-gap law N_T* = k N_S;
 5. a plan at the target scale under the fitted laws, with its intervals and how far it lies
-   beyond the runs;
+   beyond the runs; without a target given, at a student and budget within what the fit supports
+   (`supported_target`);
 6. on-policy students (`distill --on-policy-fraction`), kept out of step 2's fit (the law is for
    off-policy distillation), each beside that law's prediction and interval: applied outside its fit;
 7. when students repeat their data (a sweep with [repetition]: runs on fixed subsets, result.json's
@@ -46,7 +47,7 @@ from distillscale.report.runs import SweepRuns, unique_tokens
 
 # Tokens per parameter of the default target: Chinchilla's compute-optimal ratio.
 DEFAULT_TARGET_TOKENS_PER_PARAM = 20.0
-# Default target size: this many times the largest model of the sweep.
+# Target size when only the budget is given: this many times the largest model of the sweep.
 DEFAULT_TARGET_SCALE = 10.0
 
 
@@ -61,8 +62,10 @@ class CalibrationSettings:
     # L-BFGS iterations per start. The best start of a micro sweep's fit converges in a few dozen;
     # the cap stops the stragglers, whose iterations cost as much as the whole batch's.
     max_iter: int = 300
-    target_params: float | None = None     # default: DEFAULT_TARGET_SCALE x the largest run
-    target_compute: float | None = None    # default: train the target on 20 tokens/parameter
+    # Neither given: the target the fit supports (`supported_target`). Only the budget: the target is
+    # DEFAULT_TARGET_SCALE x the largest run; only the size: trained on 20 tokens/parameter.
+    target_params: float | None = None
+    target_compute: float | None = None
 
     def __post_init__(self) -> None:
         from distillscale.laws.logspace import SUPERVISED_FORMS
@@ -304,7 +307,8 @@ def _distilled_vs_baseline(runs: SweepRuns) -> list[dict[str, Any]]:
 
 
 def _plan(result: Calibration) -> dict[str, Any]:
-    """Compute-optimal distillation at the target under the fitted laws, in every scenario."""
+    """Compute-optimal distillation at the target under the fitted laws, in every scenario. With no
+    target given, the target is the one the fit supports (`supported_target`)."""
     if result.supervised is None or result.distillation is None:
         return {"skipped": "planning needs both fitted laws"}
     from distillscale.laws.extrapolation import extrapolation_warnings
@@ -313,12 +317,22 @@ def _plan(result: Calibration) -> dict[str, Any]:
     laws, settings = result.laws, result.settings
     largest = max(r["non_embedding_params"] for r in result.runs.supervised + result.runs.students)
     flops = ForwardFlops.from_settings(laws.compute)
-    N = settings.target_params or DEFAULT_TARGET_SCALE * largest
-    C = settings.target_compute or 3.0 * float(flops(N)) * DEFAULT_TARGET_TOKENS_PER_PARAM * N
     # The planner's default box starts at 1e6 parameters and tokens, above a micro sweep's models:
     # open it down to a tenth of the smallest run so small targets are not pinned to the bound.
     smallest = min(r["non_embedding_params"] for r in result.runs.supervised + result.runs.students)
-    planner = DistillationPlanner(laws, flops, bounds=(min(DEFAULT_BOUNDS[0], smallest / 10), DEFAULT_BOUNDS[1]))
+    bounds = (min(DEFAULT_BOUNDS[0], smallest / 10), DEFAULT_BOUNDS[1])
+    supported = None
+    if settings.target_params is None and settings.target_compute is None:
+        supported = supported_target(laws, flops)
+    if supported is not None:
+        N, C = supported["target_params"], supported["target_compute"]
+        # Teachers too stay where the fit reaches: no smaller than the smallest fitted model, no
+        # stronger than the largest supported one (the box's strongest teacher is L(high, high)).
+        bounds = (supported["smallest_params"], supported["box"])
+    else:
+        N = settings.target_params or DEFAULT_TARGET_SCALE * largest
+        C = settings.target_compute or 3.0 * float(flops(N)) * DEFAULT_TARGET_TOKENS_PER_PARAM * N
+    planner = DistillationPlanner(laws, flops, bounds=bounds)
     plans, failures = {}, {}
     for name in SCENARIOS:
         try:
@@ -331,6 +345,9 @@ def _plan(result: Calibration) -> dict[str, Any]:
     largest_tokens = max(r["tokens"] for r in result.runs.supervised)
     return {
         "target_params": N, "target_compute": C, "plans": plans, "failed": failures,
+        "target": supported or {"chosen_by": "given (--target-params / --target-compute)"
+                                if settings.target_params or settings.target_compute else
+                                f"{DEFAULT_TARGET_SCALE:g}x the largest run (the laws record no data range)"},
         "extrapolation": {
             "params_ratio": N / largest, "largest_fitted_params": largest,
             "tokens_ratio": tokens / largest_tokens if tokens else None,
@@ -339,6 +356,46 @@ def _plan(result: Calibration) -> dict[str, Any]:
                                                {"the target's supervised tokens": tokens}),
         },
     }
+
+
+SUPPORTED_TARGET = ("the largest distilled student size, on the most tokens the runs of both laws cover; teachers "
+                    "no smaller than the smallest fitted model, no stronger than the largest fitted size and tokens "
+                    "times the distance the supervised backtest reached")
+
+
+def supported_target(laws: LawSet, flops: ForwardFlops) -> dict[str, Any] | None:
+    """The plan the fit supports (issue 38): a student no larger than the largest distilled one (the
+    distillation backtest measures distance in teacher strength, not student size) nor than the
+    supervised law's largest fitted size times the distance its backtest reached
+    (`laws.extrapolation.backtest_reach`; 1 when unmeasured), trained on as many tokens as both
+    laws' runs cover for it (their largest token counts and the students' most tokens per
+    parameter); the budget trains it on them. `box`: the bound of the plan's teacher search, where
+    the strongest teacher L(box, box) is the largest the supervised law supports (its largest
+    fitted size and tokens times that distance). None when a law records no data range. (The compute-optimal model of a
+    budget does not do: a micro sweep's law puts it at hundreds of tokens per parameter, outside
+    its runs at every budget.)"""
+    from distillscale.laws.extrapolation import backtest_reach
+
+    supervised, distillation = laws.require_supervised(), laws.require_distillation()
+    if supervised.fit is None or distillation.fit is None or supervised.fit.data_range is None \
+            or distillation.fit.data_range is None:
+        return None
+    known, students = supervised.fit.data_range, distillation.fit.data_range
+    reach = backtest_reach(supervised.fit.extrapolation_error)
+    N = min(known.params[1] * reach, students.params[1])
+    D = min(known.tokens[1] * reach, students.tokens[1], N * students.tokens_per_param[1])
+    # The planner's box bounds parameters and tokens alike: its edge h is where L(h, h) is the loss of
+    # the largest supported teacher, L(N_max r, D_max r), so no teacher is stronger (bisection in log h).
+    strongest = float(supervised.predict(known.params[1] * reach, known.tokens[1] * reach))
+    low, high = (float(np.log(x * reach)) for x in sorted((known.params[1], known.tokens[1])))
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if supervised.predict(np.exp(middle), np.exp(middle)) > strongest else (low, middle)
+    return {"chosen_by": SUPPORTED_TARGET, "backtest_reach": reach, "strongest_teacher_loss": strongest,
+            "smallest_params": float(known.params[0]),
+            "box": float(np.exp(high)),
+            "target_params": float(N), "target_tokens": float(D),
+            "target_compute": float(3.0 * float(flops(N)) * D)}
 
 
 def _compute_settings(runs: SweepRuns) -> tuple[ComputeSettings, str]:

@@ -22,10 +22,13 @@ def report_command(
     out: Path = typer.Option(None, "--out", help="directory for report.html and report.json "
                                                  "(default: the sweep directory, or the file's directory)"),
     target_params: str = typer.Option(None, "--target-params",
-                                      help="student size to plan for, e.g. 1B (default: 10x the largest run)"),
+                                      help="student size to plan for, e.g. 1B (default: with no --target-compute "
+                                           "either, the largest distilled student size, within what the fit "
+                                           "supports; else 10x the largest run)"),
     target_compute: str = typer.Option(None, "--target-compute",
-                                       help="FLOP budget of the plan, e.g. 1e21 (default: the target "
-                                            "trained on 20 tokens/parameter)"),
+                                       help="FLOP budget of the plan, e.g. 1e21 (default: the target trained on "
+                                            "the most tokens the fitted runs cover for it; with --target-params, "
+                                            "on 20 tokens/parameter)"),
     form: str = typer.Option("auto", "--form",
                              help="supervised law: auto (the form that extrapolates best in the backtest), "
                                   "chinchilla (gamma = 1), tied (alpha = beta) or busbridge (gamma fitted)"),
@@ -71,6 +74,8 @@ def report_command(
 
 def print_summary(report: dict) -> None:
     """Coefficients with intervals, extrapolation errors and the plan at the target, in a few lines."""
+    from distillscale.planning.results import CANNOT_TELL, what_would_tell
+
     for name in ("supervised", "distillation"):
         fit = report[name]
         if fit is None:
@@ -101,16 +106,32 @@ def print_summary(report: dict) -> None:
     if "skipped" in plan:
         console.print(f"plan skipped: {plan['skipped']}", highlight=False)
     else:
+        target = plan.get("target", {})
+        if "backtest_reach" in target:
+            console.print(f"plan target: {target['chosen_by']} ({target['backtest_reach']:.3g}x the largest "
+                          f"fitted size): {format_quantity(plan['target_params'])} parameters on "
+                          f"{format_quantity(target['target_tokens'])} tokens", highlight=False)
+        for name, reason in plan["failed"].items():
+            console.print(f"plan for {name} failed: {reason}", highlight=False)
         for scenario, p in plan["plans"].items():
             console.print(f"plan for {format_quantity(plan['target_params'])} parameters at "
-                          f"{plan['target_compute']:.3g} FLOPs, {scenario}: student loss {p['student_loss']:.4f} "
-                          f"vs supervised {p['supervised_loss']:.4f} nats/token -> {p['verdict']}", highlight=False)
+                          f"{plan['target_compute']:.3g} FLOPs, {scenario}: student loss {p['student_loss']:.4f}"
+                          f"{_interval(p['student_loss_interval'])} vs supervised {p['supervised_loss']:.4f}"
+                          f"{_interval(p['supervised_loss_interval'])} nats/token -> {p['verdict']}", highlight=False)
+        if any(p["verdict"] == CANNOT_TELL for p in plan["plans"].values()):
+            console.print(f"{CANNOT_TELL}: " + what_would_tell(plan["target_params"], max(
+                max(p["supervised_tokens"], p["student_tokens"]) for p in plan["plans"].values())), highlight=False)
     if report.get("on_policy"):
         console.print(on_policy_line(report["on_policy"]), highlight=False)
     for curve in report.get("repetition") or []:
         console.print(repetition_line(curve), highlight=False)
     for message in report_warnings(report):
         warn(message)
+
+
+def _interval(record: dict) -> str:
+    """' [low–high]' of a plan's loss interval record (empty without one)."""
+    return " [{:.4f}–{:.4f}]".format(*record["interval"]) if record.get("interval") else ""
 
 
 def on_policy_line(on_policy: dict) -> str:
@@ -151,8 +172,9 @@ def report_warnings(report: dict) -> list[str]:
     plan = report["plan"]
     if "skipped" not in plan:
         extrapolation = plan["extrapolation"]
-        messages.append(f"the plan extrapolates {extrapolation['params_ratio']:.3g}x beyond the largest fitted "
-                        f"model ({format_quantity(extrapolation['largest_fitted_params'])} parameters)")
+        if extrapolation["params_ratio"] > 1:
+            messages.append(f"the plan extrapolates {extrapolation['params_ratio']:.3g}x beyond the largest fitted "
+                            f"model ({format_quantity(extrapolation['largest_fitted_params'])} parameters)")
         messages += extrapolation["warnings"]
     return messages
 

@@ -191,18 +191,30 @@ def _plan(plan: dict[str, Any]) -> str:
     extrapolation = plan["extrapolation"]
     tokens_ratio = (f" and {extrapolation['tokens_ratio']:.3g}x the most tokens"
                     if extrapolation["tokens_ratio"] else "")
-    parts.append(f'<div class="warning"><strong>Extrapolation:</strong> the target student has '
-                 f"{extrapolation['params_ratio']:.3g}x the parameters of the largest fitted run "
-                 f"({format_quantity(extrapolation['largest_fitted_params'])}){_e(tokens_ratio)}. "
-                 "Laws fitted on small runs are least reliable far beyond them; compare with the "
-                 "extrapolation check above."
-                 + "".join(f"<br>{_e(w)}" for w in extrapolation["warnings"]) + "</div>")
+    if extrapolation["params_ratio"] > 1 or extrapolation["warnings"]:
+        parts.append(f'<div class="warning"><strong>Extrapolation:</strong> the target student has '
+                     f"{extrapolation['params_ratio']:.3g}x the parameters of the largest fitted run "
+                     f"({format_quantity(extrapolation['largest_fitted_params'])}){_e(tokens_ratio)}. "
+                     "Laws fitted on small runs are least reliable far beyond them; compare with the "
+                     "extrapolation check above."
+                     + "".join(f"<br>{_e(w)}" for w in extrapolation["warnings"]) + "</div>")
+    target = plan.get("target", {})
+    chosen = (f" The target: {target['chosen_by']} ({target['backtest_reach']:.3g}x the largest fitted size)."
+              if "backtest_reach" in target else "")
     parts.append(f"<p>Student {format_quantity(plan['target_params'])} parameters, budget "
-                 f"{plan['target_compute']:.3g} FLOPs.</p>")
+                 f"{plan['target_compute']:.3g} FLOPs.{_e(chosen)} Losses with their intervals (bootstrap, "
+                 "E's profile when the runs do not pin E down, and the extrapolation error); a verdict needs "
+                 "intervals that separate beyond the backtest's reach.</p>")
+
+    def loss(value: float, record: dict) -> str:
+        interval = record.get("interval")
+        return f"{value:.4f}" + (" [{:.4f}–{:.4f}]".format(*interval) if interval else "")
+
     rows = [[name, format_quantity(p["student_tokens"]),
              format_quantity(p["teacher_params"]) if p["teacher_params"] else "-",
              format_quantity(p["teacher_tokens"]) if p["teacher_tokens"] else "-",
-             f"{p['teacher_loss']:.4f}", f"{p['student_loss']:.4f}", f"{p['supervised_loss']:.4f}",
+             f"{p['teacher_loss']:.4f}", loss(p["student_loss"], p["student_loss_interval"]),
+             loss(p["supervised_loss"], p["supervised_loss_interval"]),
              p["verdict"]] for name, p in plan["plans"].items()]
     parts.append(_table(["scenario", "D_S", "N_T", "D_T", "L_T", "L_S", "supervised", "verdict"], rows,
                         table_id="plan"))
