@@ -8,9 +8,9 @@ in sorted path order; exact duplicates and files that are not UTF-8 text are lef
 - man-en      English: man pages of sections 1, 5, 7 and 8 rendered to plain text by groff
 - doc-en      English: /usr/share/doc's prose (README, NEWS, *.txt, *.md, *.rst, gzipped or not;
               no changelogs, copyright files, HTML or code) and /usr/share/common-licenses
-- pkgdoc-en   English: the POD documentation of the installed Perl modules (=pod ... =cut blocks
-              of *.pod/*.pm) and the descriptions (METADATA) and README/*.md/*.rst files of the Python
-              packages in this venv
+- pkgdoc-en   English: the GNU info manuals (/usr/share/info), the POD documentation of the
+              installed Perl modules (=pod ... =cut blocks of *.pod/*.pm) and the descriptions
+              (METADATA) and README/*.md/*.rst files of the Python packages in this venv
 - c-include   code: the C/C++ headers under /usr/include
 - perl-code   code: the installed Perl modules and scripts with their POD left out
 
@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -63,14 +64,15 @@ def walk(*roots: str, keep: Callable[[Path], bool] = lambda path: True) -> Itera
                         yield path
 
 
-def read_text(path: Path) -> str | None:
-    """The file's text (gunzipped if .gz), or None when it is not UTF-8 text."""
+def read_text(path: Path, nul: bool = False) -> str | None:
+    """The file's text (gunzipped if .gz), or None when it is not UTF-8 text (holds NUL, unless `nul`:
+    then NULs are dropped, e.g. an info manual's tag table)."""
     try:
         raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError, EOFError):
         return None
-    return None if "\x00" in text else text
+    return text.replace("\x00", "") if nul else None if "\x00" in text else text
 
 
 def man_en() -> Iterator[tuple[str, str]]:
@@ -115,6 +117,9 @@ def perl_files() -> Iterator[tuple[Path, str]]:
 
 
 def pkgdoc_en() -> Iterator[tuple[str, str]]:
+    for path in walk("/usr/share/info", keep=lambda p: p.name != "dir"):
+        if (text := read_text(path, nul=True)) is not None:
+            yield str(path), text
     for path, text in perl_files():
         yield str(path), pod_of(text, keep_pod=True)
     for path in walk(str(SITE_PACKAGES), keep=lambda p: p.name == "METADATA" or (
@@ -139,7 +144,7 @@ def perl_code() -> Iterator[tuple[str, str]]:
 CORPORA: dict[str, tuple[str, Callable[[], Iterator[tuple[str, str]]]]] = {
     "man-en": ("English: man pages, sections 1/5/7/8, rendered to text", man_en),
     "doc-en": ("English: /usr/share/doc prose + common-licenses", doc_en),
-    "pkgdoc-en": ("English: Perl module POD + Python package descriptions/READMEs", pkgdoc_en),
+    "pkgdoc-en": ("English: GNU info manuals + Perl module POD + Python package descriptions/READMEs", pkgdoc_en),
     "c-include": ("code (C): /usr/include headers", c_include),
     "perl-code": ("code (Perl): installed modules, POD left out", perl_code),
 }
@@ -190,13 +195,16 @@ def distillscale() -> list[str]:
 def run(name: str, root: Path, sweeps: Path) -> None:
     out = sweeps / name
     load_before = os.getloadavg()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     print(f"{name}: demo --data {root / name} --out {out} (started {time.strftime('%H:%M:%S')})", flush=True)
     result = subprocess.run([*distillscale(), "demo", "--data", str(root / name), "--out", str(out), "--json"],
                             stdout=subprocess.PIPE, text=True)
     wall = time.time() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the demo and its workers, all waited for
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     (out / "demo_stdout.json").write_text(result.stdout)
-    record = {"corpus": name, "wall_s": round(wall, 1), "exit": result.returncode,
+    record = {"corpus": name, "wall_s": round(wall, 1), "exit": result.returncode, "cpu_s": round(cpu, 1),
               "load_before": load_before, "load_after": os.getloadavg(),
               "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start))}
     walls = out / "demo_wall.json"
@@ -307,7 +315,8 @@ def print_table(names: list[str], root: Path, sweeps: Path, rereport: bool) -> N
         if first:
             start = calendar.timegm(time.strptime(first["started"], "%Y-%m-%d %H:%M:%S"))
             load = mean_load(start, start + first["wall_s"], sweeps / "load.log")
-            wall = f"{first['wall_s'] / 60:.1f} min" + (f" (load {load:.1f})" if load is not None else "")
+            wall = (f"{first['wall_s'] / 60:.1f} min" + (f", {first['cpu_s'] / 60:.1f} CPU-min" if first.get("cpu_s") else "")
+                    + (f" (load {load:.1f})" if load is not None else ""))
         else:
             wall = "-"
         marker = root / f"{name}.json"
