@@ -315,8 +315,8 @@ def print_table(names: list[str], root: Path, sweeps: Path, rereport: bool) -> N
         if first:
             start = calendar.timegm(time.strptime(first["started"], "%Y-%m-%d %H:%M:%S"))
             load = mean_load(start, start + first["wall_s"], sweeps / "load.log")
-            wall = (f"{first['wall_s'] / 60:.1f} min" + (f", {first['cpu_s'] / 60:.1f} CPU-min" if first.get("cpu_s") else "")
-                    + (f" (load {load:.1f})" if load is not None else ""))
+            cpu = f", {first['cpu_s'] / 60:.1f} CPU-min" if first.get("cpu_s") else ""
+            wall = f"{first['wall_s'] / 60:.1f} min{cpu}" + (f" (load {load:.1f})" if load is not None else "")
         else:
             wall = "-"
         marker = root / f"{name}.json"
