@@ -22,8 +22,11 @@ Usage:
 `run` runs `distillscale demo --data ROOT/NAME --out SWEEPS/NAME --json` for each corpus in turn (a
 finished sweep only redoes its report) and records its wall time and the load average around it in
 SWEEPS/NAME/demo_wall.json. `table` reads each sweep's report.json (`--rereport` first runs
-`distillscale report SWEEPS/NAME`, e.g. with newer code, without training anything) and prints the
-markdown table.
+`distillscale report SWEEPS/NAME --out SWEEPS/NAME/rereport`, e.g. with newer code, without training
+anything, and reads that one) and prints the markdown table; the wall's load is the mean of
+SWEEPS/load.log's 1-minute load averages over the demo, where such a log was kept (lines
+"EPOCH LOAD1 LOAD5 LOAD15", e.g. `while true; do echo "$(date +%s) $(cut -d' ' -f1-3 /proc/loadavg)";
+sleep 30; done >> SWEEPS/load.log`).
 """
 
 from __future__ import annotations
@@ -299,9 +302,11 @@ def print_table(names: list[str], root: Path, sweeps: Path, rereport: bool) -> N
         if not (sweep / "spec.toml").is_file():
             print(f"{name}: no sweep in {sweep} (run it first)", file=sys.stderr)
             continue
+        report_dir = sweep / "rereport" if rereport else sweep  # the demo's own report is kept
         if rereport:
-            subprocess.run([*distillscale(), "report", str(sweep)], check=True, stdout=subprocess.DEVNULL)
-        report_path = sweep / "report.json"
+            subprocess.run([*distillscale(), "report", str(sweep), "--out", str(report_dir), "--overwrite"],
+                           check=True, stdout=subprocess.DEVNULL)
+        report_path = report_dir / "report.json"
         if not report_path.is_file():
             print(f"{name}: {sweep} has no report.json yet (the demo is still running?)", file=sys.stderr)
             continue
