@@ -280,8 +280,14 @@ def mean_load(start: float, end: float, log: Path) -> float | None:
     (lines "EPOCH LOAD1 LOAD5 LOAD15", e.g. sampled every 30 s), if any."""
     if not log.is_file():
         return None
-    samples = [float(load) for stamp, load, *_ in (line.split() for line in log.read_text().splitlines() if line)
-               if start <= float(stamp) <= end]
+    samples = []
+    for line in log.read_text().splitlines():
+        try:  # a line that is not a sample (a killed sampler's shell message) is skipped
+            stamp, load = (float(x) for x in line.split()[:2])
+        except ValueError:
+            continue
+        if start <= stamp <= end:
+            samples.append(load)
     return sum(samples) / len(samples) if samples else None
 
 
