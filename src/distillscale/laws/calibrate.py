@@ -40,7 +40,7 @@ from distillscale.laws.selection import (
     fit_supervised,
     supervised_runs,
 )
-from distillscale.laws.uncertainty import Prediction, seed_noise
+from distillscale.laws.uncertainty import Prediction
 
 # Start grids by name: "coarse" (a few hundred starts: seconds, for sweeps and backtests) or "full"
 # (the papers' grids, slow), as fitter options of the supervised and of the distillation fit.
@@ -297,11 +297,11 @@ def _with_source(fit: LawFit, source: dict | None) -> LawFit:
 def _with_seed_noise(fit: LawFit, settings: np.ndarray, observed: np.ndarray) -> LawFit:
     """The fit, its intervals with the seed noise of these runs when they repeat more settings than
     the fit's own runs did (a copy: the fitted law itself is not changed)."""
-    extrapolation = fit.extrapolation_error
-    noise, repeated = seed_noise(settings, observed)
-    if extrapolation is None or repeated <= extrapolation.seed_settings:
+    if fit.extrapolation_error is None:
         return fit
-    extrapolation = replace(extrapolation, seed_noise=noise, seed_settings=repeated)
+    extrapolation = fit.extrapolation_error.with_seed_noise(settings, observed)
+    if extrapolation is fit.extrapolation_error:
+        return fit
     law = replace(fit.law, fit=fit.law.fit.model_copy(update={"extrapolation_error": extrapolation}))
     return replace(fit, law=law, extrapolation_error=extrapolation)
 

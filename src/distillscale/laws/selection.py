@@ -20,7 +20,7 @@ import inspect
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +37,7 @@ from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import FitRecord, Selection
 from distillscale.laws.repetition import (R_D_STAR_PRIOR, Repetition, RStarPrior, counted_as_new,
                                           effective_tokens, predict_repeated)
-from distillscale.laws.uncertainty import ExtrapolationError, Prediction, seed_noise
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 
 # A candidate with more parameters wins only if its backtest error is this much (relative) lower.
 PARSIMONY = 0.10
@@ -748,9 +748,7 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
         extrapolation = ExtrapolationError.unmeasured(level, scale_name, float(scales[index][rows].min()),
                                                       float(scales[index][rows].max()))
     if settings is not None:
-        noise, repeated = seed_noise(settings[rows], observed[rows])
-        if repeated:
-            extrapolation = replace(extrapolation, seed_noise=noise, seed_settings=repeated)
+        extrapolation = extrapolation.with_seed_noise(settings[rows], observed[rows])
     result = LawFit(fitter.law_, fitter, chosen.name, reason, scores, chosen_backtest, extrapolation, rows)
     fitter.law_.fit = fitter.law_.fit.model_copy(update={
         "selection": Selection(chosen=chosen.name, reason=reason, candidates=[c.to_dict() for c in scores]),

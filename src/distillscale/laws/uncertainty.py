@@ -186,6 +186,12 @@ class ExtrapolationError:
             q_band = np.zeros_like(levers)
         return np.maximum(self.q, q_band) * levers
 
+    def with_seed_noise(self, settings: np.ndarray, observed: np.ndarray) -> "ExtrapolationError":
+        """This error with the seed noise of these runs (`seed_noise`) when they repeat more settings
+        than it was measured on; else itself."""
+        noise, repeated = seed_noise(settings, observed)
+        return replace(self, seed_noise=noise, seed_settings=repeated) if repeated > self.seed_settings else self
+
     def seed_half_width(self) -> float:
         """Relative half-width of the `level` interval of one run's seed noise (0 when not measured)."""
         return float(self.seed_noise * NormalDist().inv_cdf((1 + self.level) / 2))
