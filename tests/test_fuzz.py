@@ -35,6 +35,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
 EXPENSIVE = [
     ("distillscale.laws.fitting", "SupervisedLawFitter.fit"),
     ("distillscale.laws.fitting", "DistillationLawFitter.fit"),
+    ("distillscale.laws.fitting", "_LogLossFitter._fit_subsets"),  # the backtest's fits
     ("distillscale.training.recipe", "train"),
     ("distillscale.training.distillation", "distill"),
     ("distillscale.training.logit_cache.writer", "cache_logits"),

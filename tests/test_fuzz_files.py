@@ -45,6 +45,7 @@ BOMS = {"utf-8-sig": b"\xef\xbb\xbf", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\
         "utf-32-le": b"\xff\xfe\x00\x00", "utf-32-be": b"\x00\x00\xfe\xff"}
 EXPENSIVE = [("distillscale.laws.fitting", "SupervisedLawFitter.fit"),
              ("distillscale.laws.fitting", "DistillationLawFitter.fit"),
+             ("distillscale.laws.fitting", "_LogLossFitter._fit_subsets"),  # the backtest's fits
              ("distillscale.training.recipe", "train"),
              ("distillscale.sweeps.runner", "run_sweep"),
              ("distillscale.report.calibration", "calibrate")]

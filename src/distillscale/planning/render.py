@@ -334,7 +334,7 @@ def _modes(plan: PlanView) -> list:
                "measured for pretraining-style distillation")
     out.append(f"* the law's fit is for off-policy runs: on-policy tokens count as k = {assumed:g} "
                "off-policy tokens each (--on-policy-efficiency), and their intervals add the literature's "
-               "typical extrapolation error (4% at 90%)")
+               "typical extrapolation error (4% typical, 8.2% at 90%)")
     out.append(f"on-policy: each {on_policy.prompt_tokens}-token corpus prompt gets a "
                f"{on_policy.continuation_tokens}-token continuation sampled with a KV cache; the student "
                "trains on the continuation and the teacher scores prompt and continuation"
