@@ -46,7 +46,7 @@ def marked_blocks() -> dict[str, MarkedBlock]:
 
 def test_every_marked_block_is_run_here_and_none_was_lost():
     blocks = marked_blocks()
-    assert set(blocks) == {"python-api", "epoch240", "predict"}, "each marked block needs its test in this file"
+    assert set(blocks) == {"python-api", "epoch240", "predict", "published"}, "each marked block needs its test in this file"
     assert len(blocks) >= BLOCKS_RUN_BEFORE_ISSUE_36
 
 
@@ -89,3 +89,12 @@ def test_the_console_example_prints_what_it_shows(cli):
         code, out, err = cli(*shlex.split(command))
         assert code == 0, err
         assert out.rstrip() == shown.rstrip(), f"distillscale {command}"
+
+
+def test_the_published_runs_example_loads_a_set_with_its_provenance(capsys):
+    block = marked_blocks()["published"]
+    namespace: dict = {}
+    exec(compile(block.code, str(block.path), "exec"), namespace)
+    runs = namespace["runs"]
+    assert len(runs.runs) > 0 and {"params", "tokens", "loss"} <= set(runs.runs.columns)
+    assert "github.com/mlfoundations/scaling" in capsys.readouterr().out
