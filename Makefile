@@ -1,4 +1,5 @@
 # Two entry points: `make demo` (the main job) and `make test`. Each builds .venv itself.
+# `make docs` builds the documentation site (mkdocs.yml, docs/) into site/.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 # release reaches users only after `make lock` is run, reviewed and committed.
 CONSTRAINTS := constraints.txt
 
-.PHONY: install test demo bench lock clean
+.PHONY: install test docs demo bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,16 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
+	$(MKDOCS)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The documentation site, offline: --strict fails on a broken link or anchor, a page left out of the
+# nav, a missing README section that a page includes, or a docstring the API reference cannot read.
+# (NO_MKDOCS_2_WARNING silences mkdocs-material's banner about a future MkDocs.)
+MKDOCS = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs: $(STAMP)
+	$(MKDOCS)
 
 # The main job: the built-in micro sweep on Python's standard library, the laws fitted to it, and
 # sweeps/micro/report.html (about 10 minutes on 2 cores; run again, it reuses the finished runs).
@@ -47,4 +57,4 @@ lock:
 	rm -rf .lock-venv build
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache

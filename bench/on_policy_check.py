@@ -12,7 +12,7 @@ of --kd (forward KL, the default of `distill`, and reverse KL, GKD's and MiniLLM
 continue --prompt corpus tokens by seq_len + 1 - prompt sampled tokens (the rest of the window),
 after the first --start of the steps (default half) trained off-policy: GKD's students start from a
 trained model, and from scratch (--start 0) the student's early samples are noise to learn on (with
-forward KL the on-policy students then end worse on their own generations; see README).
+forward KL the on-policy students then end worse on their own generations; see docs/benchmarks.md).
 
 The task: --eval-prompts prompts of --prompt tokens from the held-out validation split; each student
 continues each by the same number of tokens at temperature 1 (the same seed for every student), and

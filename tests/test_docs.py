@@ -13,7 +13,7 @@ CITATION = re.compile(r"(?:docs/)?(science|architecture)\.md(?: §(\d+))?")
 def cited() -> list[tuple[Path, str, str | None]]:
     found = []
     for path in [*ROOT.glob("src/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("bench/*.py"),
-                 ROOT / "pyproject.toml", ROOT / "README.md"]:
+                 ROOT / "pyproject.toml", ROOT / "README.md", *ROOT.glob("docs/**/*.md")]:
         for match in CITATION.finditer(path.read_text(encoding="utf-8")):
             found.append((path, match.group(1), match.group(2)))
     return found

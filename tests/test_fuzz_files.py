@@ -358,18 +358,6 @@ def test_a_sweep_checks_its_corpus_once_before_any_run(cli, tmp_path, monkeypatc
         assert not (tmp_path / "demo").exists()
 
 
-def test_the_readme_says_how_to_make_epoch240(tmp_path, monkeypatch, shared_data):
-    """The README's Epoch example needs epoch240.csv: its one-liner makes it from the reference data."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert "github.com/epoch-research/analyzing-chinchilla" in text
-    command = re.search(r'\$ python -c "(.*epoch240\.csv.*)"', text).group(1)
-    monkeypatch.chdir(tmp_path)
-    exec(command.replace("../shared/data", str(shared_data)), {})
-    runs = pd.read_csv(tmp_path / "epoch240.csv")
-    full = pd.read_csv(shared_data / "chinchilla_fig4_epoch_extracted.csv")
-    assert len(runs) == 240 and runs["loss"].max() == sorted(full["loss"])[-6]
-
-
 def _write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -11,7 +11,7 @@ The Python API (each name is imported on first use, so `import distillscale` loa
     ds.plan(laws, student_params=546e6, compute=1e21), ds.plan_supervised(fit.law, compute=1e21)
     ds.train(ds.TrainConfig(out="runs/a", n_layers=2, tokens="2M"))    # -> RunResult
 
-The README's "Python API" section runs as a test (tests/test_readme.py).
+The README's tour of this API runs as a test (tests/test_readme.py); docs/reference/ documents each name.
 """
 
 from distillscale.lazy import lazy_exports

@@ -73,8 +73,8 @@ def counted_as_new(why: str, backtest: dict | None = None) -> Repetition:
 
 # Distilled students' R_D* where no sweep of the user's measured one: this project's repetition sweep
 # (report/repetition_sweep.toml, `distillscale demo --repetition`: students of depth 1 and 2, 7K and
-# 56K parameters, distilled from one teacher, 2 seeds, Python sources; README, "Distillation with
-# repeated data"): 37 [18, 75] against 5.2 [4.4, 6.2] for the same models trained without a teacher.
+# 56K parameters, distilled from one teacher, 2 seeds, Python sources;
+# docs/repetition_sweep.md): 37 [18, 75] against 5.2 [4.4, 6.2] for the same models trained without a teacher.
 DISTILLED_MICRO = Repetition(37.0, None, (18.0, 75.0),
                              source="distilled students, measured at micro scale (7K-56K parameters, "
                                     "the repetition sweep)")
@@ -107,8 +107,8 @@ class RStarPrior:
 
 # The prior of a data-constrained fit: Muennighoff et al.'s R_D* (15.4, C4, 14M-9B parameters) as the
 # median, with a spread (log-sd 1.0: 90% within 3.0-79) that takes in the supervised values this
-# project measured at micro scale (5.2 [4.4, 6.2] on Python sources, 3.9 [1.7, 25] on C headers: README,
-# "Distillation with repeated data") and the 4.1-9.5 that profiles of Muennighoff et al.'s own runs give
+# project measured at micro scale (5.2 [4.4, 6.2] on Python sources, 3.9 [1.7, 25] on C headers:
+# docs/repetition_sweep.md) and the 4.1-9.5 that profiles of Muennighoff et al.'s own runs give
 # (bench/repetition_backtest.py); a fit's R_D* is the posterior under it.
 R_D_STAR_PRIOR = RStarPrior(MUENNIGHOFF2023["R_D_star"], 1.0,
                             "Muennighoff et al. 2023's 15.4, log-sd 1.0 (90%: 3.0-79)")

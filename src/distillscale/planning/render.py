@@ -28,11 +28,11 @@ SIZE_LIMITS = {
 }
 
 
-# What teacher targets the distillation law's predictions assume (issue 39; README "Top-k teachers").
+# What teacher targets the distillation law's predictions assume (issue 39; docs/top_k_teachers.md).
 TARGETS_NOTE = ("targets: the prediction assumes the teacher's full distribution (a live teacher, or a sampled "
                 "logit cache, unbiased); top-k targets (--top-k, a top-k cache, a served teacher) lose more the "
                 "less mass the top k hold: measured at micro scale with the default --kd-weight 0.5, within 2.4% at "
-                "top-5 to top-64 (README, Top-k teachers)")
+                "top-5 to top-64 (docs/top_k_teachers.md)")
 
 
 class PlanView(Protocol):

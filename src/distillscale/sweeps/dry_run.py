@@ -23,7 +23,7 @@ every output):
   aspect ratio 64, head size 64, vocabulary 8192 and 1024-token sequences, counted in the engine's
   exact FLOPs; no faster than the 85M figure above it. Runs sharing one GPU (`--runs-per-gpu`)
   share its throughput equally (their start-ups overlap; their device work does not);
-- on the CPU, each run has a core of its own at `CPU_FLOPS_PER_SECOND` (measured: the README's
+- on the CPU, each run has a core of its own at `CPU_FLOPS_PER_SECOND` (measured: docs/guides/sweeps.md's
   `bench/micro_mfu.py` figure, 35% of one core's 92 GFLOP/s fp32 matmul peak at one thread);
 - the start-up, `STARTUP_SECONDS`, was measured on the 2-core development machine (python -c
   importing the CLI and the recipes: 2.1-2.5 s; walking and fingerprinting the 27,827 files of
@@ -49,7 +49,7 @@ from distillscale.training.config import TrainConfig
 # bench/gpu_step.py's shapes. Assumed, not measured by this project.
 GPU_FIGURES = ((6, 1.5e6), (12, 476e3))
 GPU_FIGURE_SHAPE = {"aspect_ratio": 64, "head_dim": 64, "vocab_size": 8192, "max_seq_len": 1024}
-CPU_FLOPS_PER_SECOND = 32e9  # bench/micro_mfu.py (README): 35% of one core's ~92 GFLOP/s, one thread
+CPU_FLOPS_PER_SECOND = 32e9  # bench/micro_mfu.py (docs/guides/sweeps.md): 35% of one core's ~92 GFLOP/s, one thread
 STARTUP_SECONDS = 5.0        # measured: imports + the walk of builtin:python-env, one process, 2 cores
 COMPILE_SECONDS = 20.0       # assumed: CUDA's start and torch.compile, per run that compiles
 

@@ -3,7 +3,7 @@
 
 This sits beside the sweep executors (executors.py), which run many small runs as one job each: here
 one run spans the whole allocation. Without submitit, `examples/slurm/multinode.sbatch` does the
-same with `srun` (see the README's "Training on several GPUs and nodes").
+same with `srun` (see docs/guides/gpus.md, "Training on several GPUs and nodes").
 
     from distillscale.sweeps.multinode import MultiNodeRun, submit
     job = submit(MultiNodeRun(argv=("train", "--config", "big.toml", "--parallel", "fsdp"),

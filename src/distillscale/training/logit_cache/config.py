@@ -18,7 +18,7 @@ class CacheSettings(Settings):
     out: Path = Field(description="cache directory (re-run the same command to resume)")
     targets: Literal["top-k", "sampled"] = Field(
         "top-k", description="what to store per position: the teacher's top-k log-probabilities, or "
-                             "--samples ids drawn from its distribution (unbiased, see README)")
+                             "--samples ids drawn from its distribution (unbiased, see docs/science.md §9)")
     top_k: int | None = Field(None, ge=1, description="with --targets top-k: predictions kept per position, "
                                                      "e.g. 128")
     samples: int | None = Field(None, ge=1, description="with --targets sampled: ids drawn per position, "
