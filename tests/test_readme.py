@@ -4,11 +4,12 @@ train without importing a private module."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tests.conftest import REPO_ROOT
+
+README = REPO_ROOT / "README.md"
 MARKER = "<!-- tested: the block below runs in tests/test_readme.py -->"
 
 

@@ -35,6 +35,8 @@ from distillscale.errors import UserError
 from distillscale.laws import load_laws
 from distillscale.tables import read_table
 
+from tests.conftest import REPO_ROOT
+
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -359,7 +361,7 @@ def test_a_sweep_checks_its_corpus_once_before_any_run(cli, tmp_path, monkeypatc
 
 def test_the_readme_says_how_to_make_epoch240(tmp_path, monkeypatch, shared_data):
     """The README's Epoch example needs epoch240.csv: its one-liner makes it from the reference data."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     assert "github.com/epoch-research/analyzing-chinchilla" in text
     command = re.search(r'\$ python -c "(.*epoch240\.csv.*)"', text).group(1)
     monkeypatch.chdir(tmp_path)
