@@ -12,7 +12,7 @@
 #               (its 16 runs live in DIR/recipe-runs: a call that stops mid-grid resumes there)
 #   3. ladder   distillscale demo --scale gpu --out DIR/ladder (the sweep resumes its runs)
 #                                                                          -> ladder.txt, ladder/report.json
-#   4. tests    the CUDA-only tests (tests/test_device.py, test_model.py's compile + bf16 test)
+#   4. tests    the CUDA-only tests (tests/training/test_device.py, test_model.py's compile + bf16 test)
 #                                                                          -> tests.txt
 # then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
 # $OUT set (the device machine's folder of files that come back) both, and each done stage's outputs,
@@ -89,7 +89,7 @@ if [ -n "$missing" ]; then
 fi
 
 # The tests that skip without CUDA (-rs lists any that still skip: on a GPU machine, none should).
-CUDA_TESTS="tests/test_device.py tests/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
+CUDA_TESTS="tests/training/test_device.py tests/model/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
 # The stages: name, the files that mark it done, its command.
 STAGES=(step recipe ladder tests)
 if [ -n "$ONLY" ]; then

@@ -1,4 +1,19 @@
-"""Shared test fixtures: run the CLI in-process, and find the reference data beside the repo."""
+"""Fixtures and paths shared by the test folders: run the CLI in-process, and find the repository,
+the test data (tests/data/) and the reference data beside the checkout.
+
+The tests mirror the package: a test file goes in the folder of the part of `src/distillscale/` it
+mainly tests (the module whose behaviour it pins down, not every module it imports):
+    laws/ planning/ model/ training/ regime/ sweeps/ report/ serve/   the subpackage of the same name
+    data_pipeline/    distillscale.data (`tests/data/` holds test data files, not tests)
+    cli/              behaviour every command shares: usage errors, the output rule, fuzzing, user input
+    bench/            the scripts under bench/
+    tests/ (root)     top-level modules (tables.py, units.py, the API in __init__/lazy.py) and the
+                      repository itself (README, docs, packaging extras)
+A command's own tests go with the subpackage that holds the command (`fit` -> laws/, `plan` ->
+planning/, `demo` and `report` -> report/). Every folder has an __init__.py, so two folders may hold
+files of the same name. A fixture used by one folder only lives in that folder's conftest.py; this
+file keeps those used by several. Paths go through REPO_ROOT and TEST_DATA below (no parent
+arithmetic in test files)."""
 
 from __future__ import annotations
 
@@ -9,7 +24,9 @@ import pytest
 
 from distillscale.cli import main
 
-SHARED = Path(os.environ.get("DISTILLSCALE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO_ROOT / "tests" / "data"
+SHARED = Path(os.environ.get("DISTILLSCALE_SHARED", REPO_ROOT.parent / "shared"))
 
 
 def pytest_configure(config):
@@ -43,60 +60,6 @@ def cli(capsys):
     return run
 
 
-@pytest.fixture(scope="session")
-def kill_after_checkpoint():
-    """kill_after_checkpoint(out, *args) -> step: start `distillscale ARGS` (a run writing to `out`)
-    in a subprocess, SIGKILL it once a checkpoint is on disk, and return the checkpoint's step."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import torch
-
-    def run(out: Path, *args: str) -> int:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        process = subprocess.Popen([sys.executable, "-m", "distillscale.cli", *map(str, args)], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        checkpoint = out / "state" / "checkpoint.pt"
-        deadline = time.monotonic() + 120
-        while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        process.send_signal(signal.SIGKILL)
-        stderr = process.communicate()[1].decode()
-        assert process.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{stderr}"
-        assert not (out / "result.json").exists()
-        return torch.load(checkpoint, weights_only=True)["progress"]["step"]
-
-    return run
-
-
-@pytest.fixture(scope="session")
-def stub_out():
-    """stub_out(patch, targets, replacement): replace each ("module", "Class.attribute") of `targets`
-    by `replacement` through the MonkeyPatch `patch`; the fuzz tests end a command where its
-    expensive work would begin."""
-    import importlib
-    import pkgutil
-
-    import distillscale
-
-    def replace(patch: pytest.MonkeyPatch, targets: list[tuple[str, str]], replacement) -> None:
-        # Every module is imported before anything is replaced: a module first imported while a stub
-        # is in place would keep it (`from x import name`) after the patch is undone, and a later test
-        # in the same process (pytest-xdist runs files in any order) would find the stub.
-        for module in pkgutil.walk_packages(distillscale.__path__, "distillscale."):
-            importlib.import_module(module.name)
-        for module_name, attribute in targets:
-            owner = importlib.import_module(module_name)
-            *classes, name = attribute.split(".")
-            for class_name in classes:
-                owner = getattr(owner, class_name)
-            patch.setattr(owner, name, replacement)
-
-    return replace
-
-
 @pytest.fixture
 def shared_data() -> Path:
     """../shared/data, or skip when the reference data is not beside this checkout."""
@@ -124,18 +87,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def rounding_drift():
-    """Tolerances for two trainings of the same model on the same batches that sum in another order
-    (2 DDP/FSDP ranks' gradients reduced, against micro-batches accumulated in one process): their
-    rounding differences grow over the AdamW steps by an amount that depends on the CPU's kernels.
-    Measured after the 20 steps of tests/test_ddp.py and test_fsdp.py (greatest over the steps):
-    loss 1.6e-6, grad norm 1.2e-5 (relative) with this AMD EPYC's AVX2 kernels, 1 or 2 threads
-    alike; 5.4e-6 and 4.1e-5 with ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE (other kernels,
-    as on another CPU; another CPU gave 3x ours in issue 32). The bounds are about 10x the largest:
-    a real difference (a batch split wrongly, gradients summed instead of averaged) is 1e-3 or more."""
-    from types import SimpleNamespace
-
-    return SimpleNamespace(loss=5e-5, grad_norm_rel=5e-4)

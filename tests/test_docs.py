@@ -6,14 +6,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+
 CITATION = re.compile(r"(?:docs/)?(science|architecture)\.md(?: §(\d+))?")
 
 
 def cited() -> list[tuple[Path, str, str | None]]:
     found = []
-    for path in [*ROOT.glob("src/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("bench/*.py"),
-                 ROOT / "pyproject.toml", ROOT / "README.md", *ROOT.glob("docs/**/*.md")]:
+    for path in [*REPO_ROOT.glob("src/**/*.py"), *REPO_ROOT.glob("tests/**/*.py"),
+                 *REPO_ROOT.glob("bench/*.py"), REPO_ROOT / "pyproject.toml", REPO_ROOT / "README.md",
+                 *REPO_ROOT.glob("docs/**/*.md")]:
         for match in CITATION.finditer(path.read_text(encoding="utf-8")):
             found.append((path, match.group(1), match.group(2)))
     return found
@@ -23,7 +25,7 @@ def test_every_citation_points_into_docs():
     citations = cited()
     assert len(citations) > 15  # the engine and the laws cite the science they implement
     for path, page, section in citations:
-        doc = ROOT / "docs" / f"{page}.md"
+        doc = REPO_ROOT / "docs" / f"{page}.md"
         assert doc.is_file(), f"{path.name} cites {page}.md, which the repository lacks"
         if section is not None:
             headings = re.findall(r"^## (\d+)\.", doc.read_text(encoding="utf-8"), flags=re.MULTILINE)
@@ -35,12 +37,12 @@ def test_every_training_module_is_under_a_layer_contract():
     contracts, so `lint-imports` checks it; serve/ is among the sources that never import a command."""
     import tomllib
 
-    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    contracts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     recipe = next(c for c in contracts if c["name"] == "training components never import a recipe")
     leaves = next(c for c in contracts if c["name"].startswith("command modules are leaves"))
     named = set(recipe["source_modules"]) | set(recipe["forbidden_modules"])
-    for path in (ROOT / "src" / "distillscale" / "training").rglob("*.py"):
-        module = ".".join(path.relative_to(ROOT / "src").with_suffix("").parts)
+    for path in (REPO_ROOT / "src" / "distillscale" / "training").rglob("*.py"):
+        module = ".".join(path.relative_to(REPO_ROOT / "src").with_suffix("").parts)
         if path.name == "__init__.py" or path.stem.endswith("commands") or module in leaves["forbidden_modules"]:
             continue
         assert module in named, f"{module} is neither a component nor a recipe in pyproject.toml"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -15,7 +14,9 @@ else:  # pragma: no cover - Python 3.10
 
 from distillscale.cli import MODULE_EXTRAS
 
-PYPROJECT = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+from tests.conftest import REPO_ROOT
+
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
 
 # Runs `main(argv)` for each argv in a fresh interpreter where no module of an extra can be imported
 # (as in a core install), and prints each exit status after what the command printed on stderr.

@@ -14,7 +14,7 @@ the final fit on all of them:
 
 with t = log2(scale / largest fitted scale) and S = log2(largest / smallest fitted scale). On a
 fixed suite of synthetic sweeps drawn from laws outside every candidate form, fitted on 5 or 6 sizes
-and predicting the next two (tests/test_intervals.py: 18 sweeps, 180 held-out runs), the 90%
+and predicting the next two (tests/laws/test_intervals.py: 18 sweeps, 180 held-out runs), the 90%
 interval covers 82% of the held-out runs and 86% of the true losses; on 36 such sweeps, 89% and 93%.
 There a lever of 1 + 2 t / S covered 85% of the 36 sweeps' runs and 1 + t / (2 S) 92%.
 

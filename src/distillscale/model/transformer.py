@@ -5,7 +5,7 @@ instabilities") makes one learning rate serve every width: hidden matrices are i
 std 1/sqrt(fan_in) and trained at lr * base_width / d_model; the logits are multiplied by
 base_width / d_model; embedding and output head start at the width-independent std `init_std`
 and, like the norm gains, keep the base learning rate. Then the change of the logits in one
-optimiser step no longer grows with width (tests/test_model.py checks it).
+optimiser step no longer grows with width (tests/model/test_model.py checks it).
 With `mup=False` every matrix starts at std `init_std` and every tensor trains at the base rate.
 """
 

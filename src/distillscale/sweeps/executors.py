@@ -8,7 +8,7 @@ A Slurm job runs `run_logged(job)`: one process per run. The local executor keep
 worker process per worker slot (`distillscale --sweep-worker`, `serve_jobs`) that runs job after job:
 imports, CUDA initialisation and the corpus walk are paid once per slot instead of once per run, which
 for a WSD sweep's cooldown forks (a few seconds of training each) was most of their time. A run in a
-worker computes what it computes in a process of its own (tests/test_worker.py): each run sets its
+worker computes what it computes in a process of its own (tests/sweeps/test_worker.py): each run sets its
 own seeds and deterministic mode, and torch.compile starts each run from an empty dynamo cache
 (`cli._worker_run`; Inductor's caches keep that compile warm). A worker whose run failed is replaced
 by a fresh process before the next run.

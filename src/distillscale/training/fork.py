@@ -4,7 +4,7 @@ A parent is a WSD run that lists, in `fork_tokens`, the budgets D of its forks; 
 fork's cooldown start s0 (steps_for(D) minus the cooldown) it keeps its state there
 (`state/branch-<s0>.pt`). The fork, the same config with `tokens = D` and `fork_from = parent`,
 computes exactly what the parent did up to s0, so it loads that state and trains its cooldown only:
-its result is that of a WSD run of D tokens from scratch (tests/test_fork.py), for a fraction of the
+its result is that of a WSD run of D tokens from scratch (tests/training/test_fork.py), for a fraction of the
 compute (Hägele et al. 2024, docs/science.md §8). The fork is otherwise an ordinary run: its own run
 directory and result.json, and it resumes from its own checkpoints after an interruption.
 """

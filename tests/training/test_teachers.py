@@ -113,7 +113,7 @@ def test_teacher_that_changes_its_logits_after_the_head_is_refused(cli, tmp_path
 
 def test_mismatched_tokenizers_are_refused_by_a_logit_cache(cli, tmp_path, tokenizer):
     """A cache stores the teacher's ids; `distill --teacher` distils across tokenizers instead
-    (tests/test_cross_tokenizer.py)."""
+    (tests/training/test_cross_tokenizer.py)."""
     teacher = save_hf_teacher(tmp_path / "hf", LlamaForCausalLM, llama_config(), tokenizer)
     other = tmp_path / "other.json"
     bpe("an entirely different corpus of words, words and more words\n", VOCAB).save(str(other))

@@ -22,7 +22,9 @@ from distillscale.training.config import DistillConfig, TrainConfig
 from distillscale.training.records import RunResult
 from distillscale.training.run_dir import RunDirectory
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu_ladder.toml"
+from tests.conftest import REPO_ROOT
+
+EXAMPLE = REPO_ROOT / "examples" / "gpu_ladder.toml"
 
 SMALL = """
 name = "small"

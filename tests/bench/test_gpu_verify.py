@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "bench" / "gpu_verify.sh"
+from tests.conftest import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "bench" / "gpu_verify.sh"
 
 
 def run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable}
     env.pop("OUT", None)
-    return subprocess.run(["bash", str(SCRIPT), *args, "--out", str(tmp_path / "verify")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(["bash", str(SCRIPT), *args, "--out", str(tmp_path / "verify")], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_the_script_parses_and_refuses_bad_arguments(tmp_path):

@@ -4,12 +4,13 @@ refused with one line."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from distillscale.errors import UserError
 from distillscale.training.records import RESULT_SCHEMA_VERSION, RUN_SCHEMA_VERSION, RunRecord, RunResult
+
+from tests.conftest import TEST_DATA
 
 # A result.json as distillscale wrote it before the schema version (a distillation run from a cache).
 OLD_RESULT = {
@@ -27,7 +28,7 @@ OLD_RESULT = {
     "distillation": {"kd": "forward-kl", "temperature": 1.0, "kd_weight": 0.7, "z_loss_weight": 0.0001,
                      "top_k": 16, "jsd_beta": 0.5, "chunk_size": 1024},
 }
-OLD_FILES = Path(__file__).parent / "data" / "records"
+OLD_FILES = TEST_DATA / "records"
 
 
 def test_an_old_result_loads_as_version_one_and_round_trips(tmp_path):

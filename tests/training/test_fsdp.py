@@ -20,6 +20,8 @@ import torch
 
 from distillscale.training.checkpoint import Progress
 
+from tests.conftest import REPO_ROOT
+
 ARGS = ("--tokens", "10240", "--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32",
         "--vocab-size", "320", "--max-bytes", "300k", "--seq-len", "32", "--batch-size", "8",
         "--grad-accum", "2", "--eval-tokens", "4k", "--eval-every", "10", "--log-every", "5",
@@ -261,7 +263,7 @@ def test_the_sbatch_example_launches_torchrun_per_node(reference, tmp_path, asse
     env = {**child_env(), "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
            "SLURM_JOB_NODELIST": "localhost", "SLURM_JOB_NUM_NODES": "1", "SLURM_GPUS_ON_NODE": "2",
            "SLURM_JOB_ID": "1", "RENDEZVOUS_PORT": str(port), "OMP_NUM_THREADS": "1"}
-    script = Path(__file__).resolve().parents[1] / "examples" / "slurm" / "multinode.sbatch"
+    script = REPO_ROOT / "examples" / "slurm" / "multinode.sbatch"
     run = tmp_path / "run"
     done = subprocess.run(["bash", str(script), "train", "--out", str(run), *ARGS, "--parallel", "fsdp"],
                           env=env, capture_output=True, text=True, timeout=300, check=False)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import REPO_ROOT
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "gpu_step.py"
+BENCH = REPO_ROOT / "bench" / "gpu_step.py"
 
 
 def bench():

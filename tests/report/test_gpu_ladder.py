@@ -5,7 +5,6 @@ holds without repetition."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,9 @@ from distillscale.report.demo import builtin_spec, builtin_sweep
 from distillscale.sweeps.placement import VISIBLE_GPUS_ENV
 from distillscale.sweeps.spec import load_sweep_spec, lr_for_width
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpu_ladder.toml"
+from tests.conftest import REPO_ROOT
+
+EXAMPLE = REPO_ROOT / "examples" / "gpu_ladder.toml"
 
 
 def test_scale_gpu_is_refused_in_one_line_without_a_gpu(cli, tmp_path, monkeypatch):

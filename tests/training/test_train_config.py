@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -13,6 +12,8 @@ from distillscale.errors import UserError
 from distillscale.settings import load_config, to_toml
 from distillscale.training.config import TEACHER_FIXED_KEYS, DistillConfig, TrainConfig
 from distillscale.training.logit_cache.config import CacheConfig
+
+from tests.conftest import TEST_DATA
 
 REQUIRED = {"out": "run", "n_layers": 2, "tokens": "1M"}
 
@@ -126,7 +127,7 @@ def test_hash_ignores_bookkeeping_and_names_what_differs():
     assert base.differing_keys(changed) == ["lr", "seed"]
 
 
-RECORDS = Path(__file__).parent / "data" / "records"
+RECORDS = TEST_DATA / "records"
 
 
 def test_recorded_configs_keep_their_hash():

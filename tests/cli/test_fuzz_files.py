@@ -35,6 +35,8 @@ from distillscale.errors import UserError
 from distillscale.laws import load_laws
 from distillscale.tables import read_table
 
+from tests.conftest import REPO_ROOT
+
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
