@@ -35,7 +35,6 @@ from distillscale.errors import UserError
 from distillscale.laws import load_laws
 from distillscale.tables import read_table
 
-from tests.conftest import REPO_ROOT
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
