@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{empty} is empty: give a path (an empty value is often an unset shell variable; "
                      "write . for the current directory)")
     try:
-        result = app(args=argv, prog_name="distillscale", standalone_mode=False)
+        # The command tree is built once per process (typer rebuilds it on every `app(...)`: 0.1-0.5 s
+        # of signature parsing per call, which in-process callers such as the tests paid each time).
+        result = _command_tree().main(args=args, prog_name="distillscale", standalone_mode=False)
     except ParameterError as exc:  # a library call's argument: name the flag that gave it
         return _fail(exc.for_cli())
     except UserError as exc:
