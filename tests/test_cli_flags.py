@@ -1,6 +1,7 @@
 """Every command keeps its flags: the name of each option (and its --no- form), whether it takes a
-value, whether it repeats and whether it is required, its default, and the command's arguments, as recorded at commit 03d6351 (before the commands'
-flags were generated from their settings classes) in tests/data/cli-flags-03d6351.json."""
+value, repeats or is required, its default, and the command's arguments, as recorded at commit
+03d6351 (before the commands' flags were generated from their settings classes) in
+tests/data/cli-flags-03d6351.json."""
 
 from __future__ import annotations
 

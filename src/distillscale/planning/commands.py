@@ -9,106 +9,27 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from distillscale.cli_options import command
 from distillscale.console import Table, console, print_json, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
 from distillscale.planning.flops import SCENARIOS, get_scenario
+from distillscale.planning.options import FLOPS_HELP, ON_POLICY_FLAGS, PlanSettings
 from distillscale.units import Quantity, format_quantity, parse_quantity
 
-SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
-FLOPS_HELP = "forward FLOPs per token: corrected (Busbridge App. H) or simple (2N)"
+def _check_figure(path: Path | None, overwrite: bool, law: str, flag: str | None = "--plot") -> None:
+    """A figure file to write: a .png or .svg that is not an input, and a figure of ours to replace."""
+    from distillscale.planning import plots
+
+    if path is not None:
+        plots.check_figure_path(path)
+        check_output_file(path, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag=flag,
+                          what="figure distillscale drew")
 
 
-def _quantity(text: str | None, flag: str, kind: Quantity | None) -> float | None:
-    return None if text is None else parse_quantity(text, flag, kind=kind)
-
-
-def _fractions(text: str | None) -> tuple[float, ...] | None:
-    """--on-policy-fraction: one number or several, comma-separated."""
-    if text is None:
-        return None
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise UserError(f"--on-policy-fraction must be numbers in (0, 1], comma-separated (e.g. 0.5 or "
-                        f"0.25,0.5,1), got {text!r}") from None
-
-
-# The flags of the on-policy settings, named apart from their fields (on_policy.prompt_tokens).
-ON_POLICY_FLAGS = {"on_policy.prompt_tokens": "--prompt-tokens",
-                   "on_policy.continuation_tokens": "--continuation-tokens"}
-
-
-def plan_command(
-    compute: str = typer.Option(..., "--compute", help="FLOP budget, e.g. 1e21"),
-    student_params: str | None = typer.Option(
-        None, "--student-params", help="student non-embedding parameters, e.g. 546M; "
-                                       "omit to find the best student size"),
-    student_model: Path | None = typer.Option(
-        None, "--student-model", help="a model directory (model_config.json): exact N_S and "
-                                      "forward FLOPs from its distillscale config"),
-    scenario: str | None = typer.Option(None, "--scenario", help=f"{SCENARIO_HELP} (default)"),
-    teacher_params: str | None = typer.Option(
-        None, "--teacher-params", help="an existing teacher's non-embedding parameters"),
-    teacher_tokens: str | None = typer.Option(
-        None, "--teacher-tokens", help="the existing teacher's pre-training tokens"),
-    teacher_loss: float | None = typer.Option(
-        None, "--teacher-loss", help="the existing teacher's loss (nats/token), with --teacher-params"),
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    flops_method: str = typer.Option("corrected", "--flops", help=FLOPS_HELP),
-    n_ctx: int | None = typer.Option(None, "--n-ctx", min=1, help="context length (default: the law's)"),
-    vocab_size: int | None = typer.Option(None, "--vocab-size", min=1,
-                                          help="vocabulary size (default: the law's)"),
-    aspect_ratio: float | None = typer.Option(None, "--aspect-ratio", min=1.0,
-                                              help="d_model / n_layers (default: the law's)"),
-    min_params: str | None = typer.Option(
-        None, "--min-params", help="without --student-params: the smallest student to try "
-                                   "(default: the smallest model in the law's data)"),
-    max_params: str | None = typer.Option(
-        None, "--max-params", help="without --student-params: the largest student to try "
-                                   "(default: the largest model in the law's data)"),
-    min_tokens_per_param: float | None = typer.Option(
-        None, "--min-tokens-per-param", help="without --student-params: the fewest student tokens "
-                                             "per parameter (default: the law's data; 1 for "
-                                             "busbridge2025)"),
-    max_tokens_per_param: float | None = typer.Option(
-        None, "--max-tokens-per-param", help="without --student-params: the most student tokens "
-                                             "per parameter (default: the law's data; 5000 for "
-                                             "busbridge2025)"),
-    unique_tokens: str | None = typer.Option(
-        None, "--unique-tokens", help="unique tokens available, e.g. 5B: the plan's epochs, the loss "
-        "penalty of repeating them (Muennighoff et al. 2023) and the unique data that avoids it"),
-    max_penalty: float = typer.Option(0.01, "--max-penalty", help="with --unique-tokens: the largest "
-                                      "acceptable loss penalty from repetition (fraction)"),
-    on_policy: bool = typer.Option(
-        False, "--on-policy", help="with --student-params and an existing teacher: compare supervised, "
-        "off-policy and on-policy distillation (lambda 0.25, 0.5, 1); implied by the options below"),
-    on_policy_fraction: str | None = typer.Option(
-        None, "--on-policy-fraction", help="on-policy share lambda in (0, 1] (GKD): the student's "
-        "tokens it samples itself; several comma-separated, e.g. 0.5 or 0.25,0.5,1"),
-    prompt_tokens: int | None = typer.Option(
-        None, "--prompt-tokens", help="on-policy: the corpus prompt length P per sampled continuation "
-                                      "(default 256)"),
-    continuation_tokens: int | None = typer.Option(
-        None, "--continuation-tokens", help="on-policy: the sampled continuation length G (default 256)"),
-    on_policy_efficiency: float | None = typer.Option(
-        None, "--on-policy-efficiency", help="k: how many off-policy tokens one on-policy token is "
-        "worth (default 1: no gain assumed; post-training reports 9-30x, unmeasured for "
-        "pretraining-style distillation)"),
-    logit_cache: bool = typer.Option(
-        False, "--logit-cache", help="the teacher's logits on the corpus are cached already: "
-        "off-policy tokens do not pay them (implies the mode comparison)"),
-    teacher_remote: bool = typer.Option(
-        False, "--teacher-remote", help="the teacher runs on its own GPUs (a server): its FLOPs are "
-        "not on --compute (implies the mode comparison)"),
-    teacher_compute: str | None = typer.Option(
-        None, "--teacher-compute", help="with --teacher-remote: the teacher's own FLOP budget "
-        "(default: unlimited, free to you)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    plot: Path | None = typer.Option(None, "--plot", help="write a figure (.png or .svg)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
-) -> None:
+@command(PlanSettings)
+def plan_command(settings: PlanSettings) -> None:
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
     Without --student-params, finds the best student size per scenario, searched inside the
@@ -116,65 +37,39 @@ def plan_command(
     With --on-policy (or the options after it: --on-policy-fraction, --logit-cache, --teacher-remote ...), compares
     supervised, off-policy and on-policy distillation of the given student from the given teacher."""
     from distillscale.planning import plots
-    from distillscale.planning.modes import OnPolicy
-    from distillscale.planning.plan import ExistingTeacher, plan
-    from distillscale.planning.render import plan_renderables
+    from distillscale.planning.plan import plan_from_settings
 
-    unique = _quantity(unique_tokens, "--unique-tokens", Quantity.TOKENS)
-    if not 0 < max_penalty < 1:
-        raise UserError(f"--max-penalty must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {max_penalty:g}")
-    on_policy_options = {"prompt_tokens": prompt_tokens, "continuation_tokens": continuation_tokens,
-                         "efficiency": on_policy_efficiency}
-    settings = None
-    if on_policy or on_policy_fraction is not None or any(v is not None for v in on_policy_options.values()):
-        settings = OnPolicy(fraction=_fractions(on_policy_fraction),
-                            **{name: value for name, value in on_policy_options.items() if value is not None})
-    if plot is not None and (settings is not None or logit_cache or teacher_remote or teacher_compute):
-        raise UserError("--plot draws scenario plans: leave it out of the mode comparison "
-                        "(--on-policy, --logit-cache, --teacher-remote)")
-    if plot is not None:
-        plots.check_figure_path(plot)
-        check_output_file(plot, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag="--plot",
-                          what="figure distillscale drew")
-    given_teacher = teacher_params or teacher_tokens or teacher_loss is not None
+    _check_figure(settings.plot, settings.overwrite, settings.law)
     try:
-        result = plan(
-            law, compute=parse_quantity(compute, "--compute", kind=Quantity.FLOPS),
-            student_params=_quantity(student_params, "--student-params", Quantity.PARAMS),
-            student_model=student_model,
-            scenario=scenario,
-            teacher=ExistingTeacher(_quantity(teacher_params, "--teacher-params", Quantity.PARAMS),
-                                    _quantity(teacher_tokens, "--teacher-tokens", Quantity.TOKENS),
-                                    teacher_loss) if given_teacher else None,
-            min_params=_quantity(min_params, "--min-params", Quantity.PARAMS),
-            max_params=_quantity(max_params, "--max-params", Quantity.PARAMS),
-            min_tokens_per_param=min_tokens_per_param, max_tokens_per_param=max_tokens_per_param,
-            flops=flops_method, n_ctx=n_ctx, vocab_size=vocab_size, aspect_ratio=aspect_ratio,
-            on_policy=settings, logit_cache=logit_cache, teacher_remote=teacher_remote,
-            teacher_compute=_quantity(teacher_compute, "--teacher-compute", Quantity.FLOPS),
-            unique_tokens=unique, max_penalty=max_penalty)
+        result = plan_from_settings(settings)
     except ParameterError as exc:  # the on-policy settings' flags are named apart from their fields
         raise UserError(exc.for_cli(ON_POLICY_FLAGS)) from None
+    _print_plan(result, settings)
+    if settings.plot is not None and result.kind != "supervised":
+        plots.save_figure(plots.plot_plan(result), settings.plot)
+
+
+def _print_plan(result, settings: PlanSettings) -> None:
+    from distillscale.planning.render import plan_renderables
+
     checks = result.repetition
     for message in result.warnings:
         warn(message)
     for name, check in checks.items():
         if check.epochs > 1 and not check.within:
-            warn(f"{name}: the plan repeats its {format_quantity(unique)} unique tokens {check.epochs:.3g} times, "
-                 f"{check.penalty:.2%} loss above fresh data; it needs {format_quantity(check.unique_tokens_needed)} "
-                 f"unique tokens to stay within {max_penalty:.1%}")
-    if as_json:
+            warn(f"{name}: the plan repeats its {format_quantity(settings.unique_tokens)} unique tokens "
+                 f"{check.epochs:.3g} times, {check.penalty:.2%} loss above fresh data; it needs "
+                 f"{format_quantity(check.unique_tokens_needed)} unique tokens to stay within {settings.max_penalty:.1%}")
+    if settings.as_json:
         print_json(result.to_dict())
-    else:
-        for item in plan_renderables(result):
-            console.print(item)
-        for name, check in checks.items():
-            console.print(f"Repetition ({name}): " + "; ".join(check.describe(format_quantity)))
-        if checks and result.kind != "supervised":
-            console.print("(for distilled students this assumes repeated tokens decay as in supervised "
-                          "training: the law does not know how distillation tolerates repetition)")
-    if plot is not None and result.kind != "supervised":
-        plots.save_figure(plots.plot_plan(result), plot)
+        return
+    for item in plan_renderables(result):
+        console.print(item)
+    for name, check in checks.items():
+        console.print(f"Repetition ({name}): " + "; ".join(check.describe(format_quantity)))
+    if checks and result.kind != "supervised":
+        console.print("(for distilled students this assumes repeated tokens decay as in supervised "
+                      "training: the law does not know how distillation tolerates repetition)")
 
 
 def distill_map_command(
