@@ -26,11 +26,11 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import typer
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -64,7 +64,8 @@ def option(default: Any = ..., *, help: str, flag: str | None = None, min: float
            max: float | None = None) -> Any:
     """A flag: its default (... for a required one), help text, name (`--field-name` by default)
     and limits (checked from Python and the page too, by pydantic)."""
-    return Field(default, description=help, ge=min, le=max, json_schema_extra={"flag": flag} if flag else None)
+    return Field(default, description=help, ge=min, le=max, validate_default=True,
+                 json_schema_extra={"flag": flag} if flag else None)
 
 
 def argument(*, help: str) -> Any:
@@ -97,13 +98,13 @@ def to_argv(settings: CommandSettings) -> list[str]:
         if _extra(field, "argument"):
             args.append(_text(value))
             continue
-        if field.default is not PydanticUndefined and value == field.default \
+        if field.default is not PydanticUndefined and value == _default(field) \
                 and name not in settings.always_written:
             continue
         flag = flag_name(name, field)
         if isinstance(value, bool):
             flags.append(flag if value else "--no-" + flag.removeprefix("--"))
-        elif isinstance(value, list):
+        elif isinstance(value, list) and _flag_type(field) is not str:  # a repeatable flag
             for item in value:
                 flags += [flag, _text(item)]
         elif value is not None:
@@ -114,6 +115,11 @@ def to_argv(settings: CommandSettings) -> list[str]:
 def command_line(settings: CommandSettings) -> str:
     """`distillscale <command> ...` for `settings`, quoted for a POSIX shell."""
     return shlex.join(["distillscale", *type(settings).command_path.split(), *to_argv(settings)])
+
+
+def _default(field: FieldInfo) -> Any:
+    """The field's default as validated (`--students`' text as the sizes it reads)."""
+    return TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(field.default)
 
 
 def flag_name(name: str, field: FieldInfo) -> str:
@@ -171,7 +177,7 @@ def _flag_type(field: FieldInfo) -> Any:
 def _text(value: Any) -> str:
     if isinstance(value, float):
         return _number(value)
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return ",".join(_text(item) for item in value)
     return str(value)
 

@@ -5,18 +5,22 @@ and prints the answer (`planning.render`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, ClassVar
 
 import numpy as np
-import typer
+from pydantic import BeforeValidator
 
-from distillscale.cli_options import command
+from distillscale.cli_options import CommandSettings, command, option
 from distillscale.console import Table, console, print_json, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
 from distillscale.planning.flops import SCENARIOS, get_scenario
 from distillscale.planning.options import FLOPS_HELP, ON_POLICY_FLAGS, PlanSettings
+from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity, parse_quantity
+
+
 
 def _check_figure(path: Path | None, overwrite: bool, law: str, flag: str | None = "--plot") -> None:
     """A figure file to write: a .png or .svg that is not an input, and a figure of ours to replace."""
@@ -72,120 +76,139 @@ def _print_plan(result, settings: PlanSettings) -> None:
                       "training: the law does not know how distillation tolerates repetition)")
 
 
-def distill_map_command(
-    out: Path = typer.Option(..., "--out", help="figure file (.png or .svg)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
-    scenario: str = typer.Option("teacher-inference", "--scenario", help=", ".join(SCENARIOS)),
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    resolution: int = typer.Option(16, "--resolution", min=2, max=64,
-                                   help="grid points per axis (each is one plan)"),
-    flops_method: str = typer.Option("corrected", "--flops", help=FLOPS_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print the grid as JSON"),
-) -> None:
+class DistillMapSettings(CommandSettings):
+    """`distillscale distill-map`."""
+
+    command_path: ClassVar[str] = "distill-map"
+
+    out: Path = option(..., help="figure file (.png or .svg)")
+    overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
+    scenario: str = option("teacher-inference", help=", ".join(SCENARIOS))
+    law: str = option("busbridge2025", help=LAW_HELP)
+    resolution: int = option(16, min=2, max=64, help="grid points per axis (each is one plan)")
+    flops: str = option("corrected", help=FLOPS_HELP)
+    as_json: bool = option(False, flag="--json", help="print the grid as JSON")
+
+
+@command(DistillMapSettings)
+def distill_map_command(s: DistillMapSettings) -> None:
     """Map where distillation beats supervised training at equal compute (Busbridge Fig. 6)."""
     from distillscale.planning import plots
     from distillscale.planning.plan import planner_for
 
-    laws = load_laws(law)
-    name = get_scenario(scenario).name
-    plots.check_figure_path(out)
-    check_output_file(out, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law],
-                      what="figure distillscale drew")
-    planner = planner_for(laws, flops_method)
-    student_params = np.geomspace(1e8, 1e11, resolution)
-    tokens = np.geomspace(1e9, 1e14, resolution)
+    laws = load_laws(s.law)
+    name = get_scenario(s.scenario).name
+    _check_figure(s.out, s.overwrite, s.law, flag=None)
+    planner = planner_for(laws, s.flops)
+    student_params = np.geomspace(1e8, 1e11, s.resolution)
+    tokens = np.geomspace(1e9, 1e14, s.resolution)
     advantage = planner.advantage_map(name, student_params, tokens)
-    plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, advantage), out)
+    plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, advantage), s.out)
     wins = np.nan_to_num(advantage, nan=-1.0) > 0
-    if as_json:
+    if s.as_json:
         print_json({"law": laws.name, "scenario": name, "student_params": student_params,
                     "supervised_tokens": tokens,
                     "loss_difference": np.where(np.isnan(advantage), None, advantage).tolist(),
-                    "figure": str(out)})
+                    "figure": str(s.out)})
         return
     console.print(f"distillation wins in {int(wins.sum())} of {advantage.size} cells "
-                  f"(scenario {name}, law {laws.name}); map written to {out}")
+                  f"(scenario {name}, law {laws.name}); map written to {s.out}")
 
 
-def teacher_command(
-    student_params: str = typer.Option(..., "--student-params",
-                                       help="student non-embedding parameters, e.g. 546M"),
-    student_tokens: str = typer.Option(..., "--student-tokens", help="distillation tokens, e.g. 11B"),
-    candidates: Path | None = typer.Option(
-        None, "--candidates", help="CSV/JSONL of teachers: teacher_loss, or teacher_params and "
-                                   "teacher_tokens; optional name (default: a ladder of sizes)"),
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    plot: Path | None = typer.Option(None, "--plot", help="write the U-curve (.png or .svg)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
-) -> None:
+class TeacherSettings(CommandSettings):
+    """`distillscale teacher`."""
+
+    command_path: ClassVar[str] = "teacher"
+
+    student_params: Annotated[float, quantity("--student-params", kind=Quantity.PARAMS)] = option(
+        ..., help="student non-embedding parameters, e.g. 546M")
+    student_tokens: Annotated[float, quantity("--student-tokens", kind=Quantity.TOKENS)] = option(
+        ..., help="distillation tokens, e.g. 11B")
+    candidates: Path | None = option(
+        None, help="CSV/JSONL of teachers: teacher_loss, or teacher_params and teacher_tokens; optional "
+                   "name (default: a ladder of sizes)")
+    law: str = option("busbridge2025", help=LAW_HELP)
+    as_json: bool = option(False, flag="--json", help="print JSON")
+    plot: Path | None = option(None, help="write the U-curve (.png or .svg)")
+    overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
+
+
+@command(TeacherSettings)
+def teacher_command(s: TeacherSettings) -> None:
     """Rank teachers for a student: predicted student loss each, the optimal teacher loss L_T*,
     and where the capacity gap begins (L_T / Ltilde_S = d1)."""
     from distillscale.planning import plots
     from distillscale.planning.plan import rank_teachers_for
     from distillscale.planning.render import teacher_renderables
 
-    if plot is not None:
-        plots.check_figure_path(plot)
-        check_output_file(plot, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag="--plot",
-                          what="figure distillscale drew")
-    ranking = rank_teachers_for(law,
-                                student_params=parse_quantity(student_params, "--student-params", kind=Quantity.PARAMS),
-                                student_tokens=parse_quantity(student_tokens, "--student-tokens", kind=Quantity.TOKENS),
-                                candidates=candidates)
+    _check_figure(s.plot, s.overwrite, s.law)
+    ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
+                                candidates=s.candidates)
     for message in ranking.warnings:
         warn(message)
-    if plot is not None:
-        plots.save_figure(plots.plot_teacher_u_curve(ranking), plot)
-    if as_json:
+    if s.plot is not None:
+        plots.save_figure(plots.plot_teacher_u_curve(ranking), s.plot)
+    if s.as_json:
         print_json({"law": ranking.law, **ranking.to_dict()})
         return
     for item in teacher_renderables(ranking.law, ranking):
         console.print(item)
 
 
-def capacity_gap_command(
-    runs: Path | None = typer.Option(
-        None, "--runs", help="CSV/JSONL of distillation runs with student_params, teacher_params "
-                             "and student_loss"),
-    students: str = typer.Option("143M,546M,1.82B,7.75B", "--students",
-                                 help="student sizes for the law's relation (comma-separated)"),
-    tokens_per_param: float = typer.Option(20.0, "--tokens-per-param", min=1e-3,
-                                           help="student tokens per parameter for the law's relation"),
-    confidence: float = typer.Option(0.9, "--confidence", min=0.5, max=0.999,
-                                     help="coverage of the interval on k"),
-    drop_invalid: bool = typer.Option(False, "--drop-invalid", help="skip rows with bad values"),
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-) -> None:
+def _sizes(text: object) -> object:
+    """--students: sizes, comma-separated."""
+    if not isinstance(text, str):
+        return text
+    return [parse_quantity(part.strip(), "--students", kind=Quantity.PARAMS) for part in text.split(",")]
+
+
+class CapacityGapSettings(CommandSettings):
+    """`distillscale capacity-gap`."""
+
+    command_path: ClassVar[str] = "capacity-gap"
+
+    runs: Path | None = option(None, help="CSV/JSONL of distillation runs with student_params, teacher_params "
+                                          "and student_loss")
+    students: Annotated[list[float], BeforeValidator(_sizes)] = option(
+        "143M,546M,1.82B,7.75B", help="student sizes for the law's relation (comma-separated)")
+    tokens_per_param: float = option(20.0, min=1e-3, help="student tokens per parameter for the law's relation")
+    confidence: float = option(0.9, min=0.5, max=0.999, help="coverage of the interval on k")
+    drop_invalid: bool = option(False, help="skip rows with bad values")
+    law: str = option("busbridge2025", help=LAW_HELP)
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
+@command(CapacityGapSettings)
+def capacity_gap_command(s: CapacityGapSettings) -> None:
     """The linear law of capacity gap N_T* = k N_S: fitted to runs, and as the distillation law
     predicts it for compute-optimal teachers."""
     from distillscale.planning.plan import planner_for
     from distillscale.planning.teacher import LinearCapacityGap
     from distillscale.tables import read_table
 
-    laws = load_laws(law)
-    sizes = [parse_quantity(text.strip(), "--students", kind=Quantity.PARAMS) for text in students.split(",")]
-    fits = {}
-    if runs is not None:
+    laws, sizes, fits = load_laws(s.law), s.students, {}
+    if s.runs is not None:
         columns = ["student_params", "teacher_params", "student_loss"]
-        table = read_table(runs).numeric(columns, drop_invalid=drop_invalid)
-        fits["runs"] = LinearCapacityGap(confidence).fit(*(table[c] for c in columns))
+        table = read_table(s.runs).numeric(columns, drop_invalid=s.drop_invalid)
+        fits["runs"] = LinearCapacityGap(s.confidence).fit(*(table[c] for c in columns))
         sizes = fits["runs"].student_params_.tolist()
     if laws.distillation is not None:
-        planner = planner_for(laws)
         try:
-            fits["law"] = LinearCapacityGap.from_law(planner, sizes, tokens_per_param, confidence)
+            fits["law"] = LinearCapacityGap.from_law(planner_for(laws), sizes, s.tokens_per_param, s.confidence)
         except ParameterError as exc:
             raise UserError(exc.for_cli({"student_params": "--students"})) from None
-    elif runs is None:
+    elif s.runs is None:
         laws.require_distillation()
-    if as_json:
+    if s.as_json:
         print_json({"law": laws.name, **{name: fit.to_dict() for name, fit in fits.items()}})
-        return
-    sources = {"runs": f"best observed teachers in {runs}",
-               "law": f"law {laws.name}, compute-optimal teachers, students at "
-                      f"{tokens_per_param:g} tokens/parameter"}
+    else:
+        _print_capacity_gaps(s, laws.name, fits)
+
+
+def _print_capacity_gaps(s: CapacityGapSettings, law: str, fits: dict) -> None:
+    sources = {"runs": f"best observed teachers in {s.runs}",
+               "law": f"law {law}, compute-optimal teachers, students at {s.tokens_per_param:g} tokens/parameter"}
+    confidence = s.confidence
     for name, fit in fits.items():
         table = Table(title=f"Capacity gap from {sources[name]}")
         table.add_column("student N_S", justify="right")
