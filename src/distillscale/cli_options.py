@@ -30,7 +30,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, 
 
 import typer
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -43,6 +43,9 @@ TSettings = TypeVar("TSettings", bound="CommandSettings")
 class CommandSettings(Settings):
     """One command's settings: each field a flag (its name `--field-name` unless `option(flag=...)`
     says otherwise) or an argument. `command_path` names the command (`"fit supervised"`)."""
+
+    # inf and nan reach the library, which words what is wrong with them for each setting
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=True)
 
     command_path: ClassVar[str]
     always_written: ClassVar[frozenset[str]] = frozenset()  # by to_argv, even at their defaults
