@@ -15,7 +15,7 @@ from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import Table, console, print_json, progress_printer, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
-from distillscale.laws.lawset import LAW_HELP, is_law_file, load_laws
+from distillscale.laws.lawset import FORM_HELP, LAW_HELP, is_law_file, load_laws
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity, parse_quantity
@@ -233,11 +233,6 @@ def _distillation_columns(table, columns: list[str], teacher_loss_col: str, with
     joined[teacher_loss_col] = np.concatenate([np.full(len(parts[0]), np.nan)] * (len(parts) - 1)
                                               + [students[teacher_loss_col]])
     return students, supervised, lines, joined
-
-
-FORM_HELP = ("auto (the median of the three forms below, refitted into one law of the busbridge form; "
-             "the forms alone are backtested and shown, not chosen), chinchilla (gamma = 1), tied "
-             "(gamma = 1, alpha = beta) or busbridge (gamma fitted)")
 
 
 def _parse_prior(text: object) -> tuple[float, float] | None:
