@@ -30,12 +30,12 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, 
 
 import typer
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from distillscale.errors import UserError
-from distillscale.settings import Settings, describe_error
+from distillscale.settings import Settings, describe_error, sections
 
 TSettings = TypeVar("TSettings", bound="CommandSettings")
 
@@ -119,6 +119,62 @@ def command_line(settings: CommandSettings) -> str:
     """`distillscale <command> ...` for `settings`, quoted for a POSIX shell."""
     return shlex.join(["distillscale", *type(settings).command_path.split(), *to_argv(settings)])
 
+
+def version_option(callback: Callable[[bool], None]) -> Any:
+    """`distillscale --version`, which `callback` answers before any command runs."""
+    return typer.Option(False, "--version", callback=callback, is_eager=True, help="print the version and exit")
+
+
+# --- flags of a config class (train, distill, cache-logits, data prepare) ---------------------------
+
+CONFIG_HELP = ("TOML file of settings, as top-level keys or in tables named like the panels below (data, "
+               "model, budget, ...); flags given here override it")
+
+
+def with_config_options(command: Callable, config_class: type[BaseModel], *, json_help: str | None = None,
+                        leave_out: frozenset[str] = frozenset(), flag_names: dict[str, str] | None = None
+                        ) -> Callable:
+    """Give `command` (whose settings arrive in `**settings`, by field name) one option per field of
+    `config_class`, except those it declares itself and those in `leave_out`, grouped in --help by
+    the settings group that declares each. `flag_names` renames flags (`{"path": "data"}`: --data).
+    Its own parameters `config` and `as_json` become --config (a TOML file of settings) and --json
+    (`json_help` says what it prints).
+
+    Every generated option defaults to None ("not given"), so a TOML file given to --config and the
+    config's own defaults apply underneath; `settings.load_config` validates the lot."""
+    own_options = {"config": typer.Option(None, "--config", help=CONFIG_HELP),
+                   "as_json": typer.Option(False, "--json", help=json_help)}
+    own = [p.replace(default=own_options.get(p.name, p.default)) for p in inspect.signature(command).parameters.values()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    taken = {p.name for p in own} | set(leave_out)
+    groups = sections(config_class)
+    generated = [_config_option(name, (flag_names or {}).get(name, name), field, getattr(groups.get(name), "title", None))
+                 for name, field in config_class.model_fields.items() if name not in taken]
+    command.__signature__ = inspect.Signature(own + generated)
+    return command
+
+
+def _config_option(name: str, flag_name: str, field: FieldInfo, panel: str | None) -> inspect.Parameter:
+    flag = "--" + flag_name.replace("_", "-")
+    kind = _flag_type(field)
+    declaration = (f"{flag}/--no-{flag_name.replace('_', '-')}",) if kind is bool else (flag,)
+    option = typer.Option(None, *declaration, help=_config_help(field), rich_help_panel=panel, show_default=False)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind | None)
+
+
+def _config_help(field: FieldInfo) -> str:
+    text = field.description or ""
+    default: Any = field.default
+    if default is PydanticUndefined:
+        return f"{text} (required)"
+    if default is None or "(default" in text:
+        return text
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    return f"{text} (default: {default})"
+
+
+# --- internals -------------------------------------------------------------------------------------
 
 def _default(field: FieldInfo) -> Any:
     """The field's default as validated (`--students`' text as the sizes it reads)."""

@@ -7,7 +7,8 @@ import typer
 from distillscale.console import Table, console, print_json
 from distillscale.data.config import DataConfig
 from distillscale.errors import UserError
-from distillscale.settings import describe_error, with_config_options
+from distillscale.cli_options import with_config_options
+from distillscale.settings import describe_error
 from distillscale.units import format_quantity
 
 data_app = typer.Typer(help="Prepare training corpora: tokenizer and val / teacher / student splits.",
@@ -15,7 +16,7 @@ data_app = typer.Typer(help="Prepare training corpora: tokenizer and val / teach
 FLAG_NAMES = {"path": "data"}  # the corpus is --data, as in train
 
 
-def prepare(as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"), **settings) -> None:
+def prepare(as_json: bool = False, **settings) -> None:
     """Tokenise a corpus into cached splits (reused while the corpus is unchanged) and summarise them."""
     from pydantic import ValidationError
 
@@ -53,4 +54,5 @@ def prepare(as_json: bool = typer.Option(False, "--json", help="print the manife
     console.print(table)
 
 
-data_app.command("prepare")(with_config_options(prepare, DataConfig, flag_names=FLAG_NAMES))
+data_app.command("prepare")(with_config_options(prepare, DataConfig, flag_names=FLAG_NAMES,
+                                                json_help="print the manifest as JSON"))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import typer
-
+from distillscale.cli_options import with_config_options
 from distillscale.console import console, print_json
-from distillscale.settings import with_config_options
 from distillscale.training.logit_cache.config import CacheConfig
 from distillscale.units import format_quantity
 
 
 def cache_logits_command(
-    as_json: bool = typer.Option(False, "--json", help="print cache.json instead of a summary"),
+    as_json: bool = False,
     **settings,
 ) -> int:
     """Run a teacher once over the student's training tokens and store its top-k predictions, or
@@ -47,4 +45,5 @@ def cache_logits_command(
 
 
 # The cache's tokenizer is the teacher's.
-cache_logits_command = with_config_options(cache_logits_command, CacheConfig, leave_out=frozenset({"vocab_size"}))
+cache_logits_command = with_config_options(cache_logits_command, CacheConfig, leave_out=frozenset({"vocab_size"}),
+                                           json_help="print cache.json instead of a summary")
