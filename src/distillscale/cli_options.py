@@ -178,6 +178,8 @@ def _config_help(field: FieldInfo) -> str:
 
 def _default(field: FieldInfo) -> Any:
     """The field's default as validated (`--students`' text as the sizes it reads)."""
+    if not field.metadata:
+        return field.default
     return TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(field.default)
 
 
