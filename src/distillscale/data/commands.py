@@ -20,7 +20,7 @@ def prepare(as_json: bool = False, **settings) -> None:
     """Tokenise a corpus into cached splits (reused while the corpus is unchanged) and summarise them."""
     from pydantic import ValidationError
 
-    from distillscale.data.prepare import SPLITS, prepare_data
+    from distillscale.data.prepare import prepare_data
 
     given = {name: value for name, value in settings.items() if value is not None}
     try:
@@ -28,11 +28,16 @@ def prepare(as_json: bool = False, **settings) -> None:
     except ValidationError as exc:
         raise UserError(describe_error(exc, given, flag_names=FLAG_NAMES)) from None
     prepared = prepare_data(config, progress=not as_json)
-    manifest = prepared.manifest
     if as_json:
-        print_json({"directory": str(prepared.directory), "reused": prepared.reused, "manifest": manifest})
-        return
+        print_json({"directory": str(prepared.directory), "reused": prepared.reused, "manifest": prepared.manifest})
+    else:
+        console.print(_summary(prepared))
 
+
+def _summary(prepared) -> Table:
+    from distillscale.data.prepare import SPLITS
+
+    manifest = prepared.manifest
     source, vocabulary = manifest["source"], manifest["tokenizer"]
     table = Table(title=f"Prepared corpus {prepared.fingerprint}", show_header=False)
     table.add_row("source", source["description"])
@@ -51,7 +56,7 @@ def prepare(as_json: bool = False, **settings) -> None:
                                        f"{split['documents']} documents")
     table.add_row("directory", str(prepared.directory))
     table.add_row("status", "reused (nothing tokenised)" if prepared.reused else "tokenised now")
-    console.print(table)
+    return table
 
 
 data_app.command("prepare")(with_config_options(prepare, DataConfig, flag_names=FLAG_NAMES,

@@ -409,13 +409,10 @@ def fit_distillation(s: FitDistillationSettings) -> None:
     if s.out:
         check_output_file(s.out, overwrite=s.overwrite, is_ours=is_law_file, inputs=[s.file, s.supervised_law],
                           what="distillscale law file")
-    student_law = _supervised_law(s.supervised_law)
-    columns = [s.student_params_col, s.student_tokens_col, s.loss_col]
+    student_law, columns = _supervised_law(s.supervised_law), [s.student_params_col, s.student_tokens_col, s.loss_col]
     students, supervised, lines, table = _distillation_columns(read_table(s.file), columns, s.teacher_loss_col,
                                                                student_law is None, s.drop_invalid)
-    n_supervised = len(supervised) if supervised is not None else 0
-    fit_rows = _fit_rows(students, {name: table[column][n_supervised:] for name, column in zip(
-        ("N", "D", "L", "L_T"), [*columns, s.teacher_loss_col])}, s.fit_where)
+    holdout = _distillation_holdout(s, students, supervised, table, [*columns, s.teacher_loss_col])
     try:
         calibration = calibrate(
             table, params=s.student_params_col, tokens=s.student_tokens_col, loss=s.loss_col,
@@ -423,12 +420,20 @@ def fit_distillation(s: FitDistillationSettings) -> None:
             distillation_form=s.form, supervised_options={"bootstrap": 0}, progress=progress_printer("fit"),
             source={"file": str(s.file), "fit_where": s.fit_where, "n_dropped": students.n_dropped,
                     "supervised_law": s.supervised_law or "fitted to the supervised rows"},
-            holdout=None if fit_rows is None else np.concatenate([np.ones(n_supervised, bool), fit_rows]),
-            distillation_options=dict(backtest=s.backtest, huber_delta=s.huber_delta, bootstrap=s.bootstrap,
-                                      level=s.level, grid=_parse_grid(s.grid), seed=s.seed))
+            holdout=holdout, distillation_options=dict(backtest=s.backtest, huber_delta=s.huber_delta,
+                                                       bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid),
+                                                       seed=s.seed))
     except ParameterError as exc:  # this command's flags for the two laws' forms
         raise UserError(exc.for_cli({"form": "--supervised-form", "distillation_form": "--form"})) from None
     _report_distillation(s, calibration, students, lines)
+
+
+def _distillation_holdout(s: FitDistillationSettings, students, supervised, table, columns: list[str]):
+    """--fit-where over the students (N, D, L, L_T), every supervised row fitted; None without it."""
+    n_supervised = len(supervised) if supervised is not None else 0
+    fit_rows = _fit_rows(students, {name: table[column][n_supervised:] for name, column in zip(
+        ("N", "D", "L", "L_T"), columns)}, s.fit_where)
+    return None if fit_rows is None else np.concatenate([np.ones(n_supervised, bool), fit_rows])
 
 
 def _supervised_law(spec: str | None):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import typer
+from pydantic import model_validator
 
 from distillscale.cli_options import CommandSettings, command, option
 from distillscale.console import Table, console, err_console, print_json
@@ -62,6 +63,14 @@ class LargeBatchSettings(CommandSettings):
     overwrite: bool = option(False, help="replace results already in --out")
     as_json: bool = option(False, flag="--json", help="print the results as JSON")
 
+    @model_validator(mode="after")
+    def _checked(self) -> "LargeBatchSettings":
+        if self.plot_format not in ("png", "svg"):
+            raise UserError(f"unknown --plot-format {self.plot_format!r}: use png or svg")
+        if self.threads < 1:
+            raise UserError(f"--threads must be a positive integer, got {self.threads}")
+        return self
+
 
 @experiment_app.command("large-batch")
 @command(LargeBatchSettings)
@@ -72,10 +81,6 @@ def large_batch_command(s: LargeBatchSettings) -> None:
     from distillscale.regime.experiment import (LargeBatchConfig, plot_weight_distance,
                                                 run_large_batch_experiment)
 
-    if s.plot_format not in ("png", "svg"):
-        raise UserError(f"unknown --plot-format {s.plot_format!r}: use png or svg")
-    if s.threads < 1:
-        raise UserError(f"--threads must be a positive integer, got {s.threads}")
     config = LargeBatchConfig(milestones=parse_milestones(s.milestones), **s.model_dump(include={
         "small_batch", "large_batch", "ghost_batch", "epochs", "lr", "weight_decay", "seeds", "num_samples", "channels"}))
     results_path = prepare_out_dir(s.out, s.overwrite)

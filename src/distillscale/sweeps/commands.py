@@ -62,17 +62,20 @@ def run_command(s: SweepRunSettings) -> int:
     from distillscale.sweeps.runner import Sweep
 
     sweep = Sweep.open(s.spec, s.out, **s.model_dump(exclude={"spec", "out", "as_json"}))
-    if not s.as_json:
-        where = f", {sweep.placement.describe()}" if sweep.placement is not None else ""
-        console.print(styled("sweep ", (sweep.spec.name, "bold"), f": {len(sweep.spec.runs)} runs in {sweep.directory}, "
-                             f"{sweep.executor.workers} at a time ({s.executor}{where})"), highlight=False)
-    counts = sweep.run(progress=not s.as_json)
+    counts = sweep.run(progress=not s.as_json) if s.as_json else _run_printing(sweep, s.executor)
     if s.as_json:
         print_json(counts)
-    else:
-        console.print(", ".join(f"{count} {status}" for status, count in counts.items() if count),
-                      highlight=False)
     return _exit_status(sweep, counts)
+
+
+def _run_printing(sweep, executor: str) -> dict:
+    """Run the sweep, saying where and how, then how many runs ended how."""
+    where = f", {sweep.placement.describe()}" if sweep.placement is not None else ""
+    console.print(styled("sweep ", (sweep.spec.name, "bold"), f": {len(sweep.spec.runs)} runs in {sweep.directory}, "
+                         f"{sweep.executor.workers} at a time ({executor}{where})"), highlight=False)
+    counts = sweep.run(progress=True)
+    console.print(", ".join(f"{count} {status}" for status, count in counts.items() if count), highlight=False)
+    return counts
 
 
 def _exit_status(sweep, counts: dict) -> int:
