@@ -15,6 +15,7 @@ try:  # typer >= 0.22 bundles its own copy of click and raises that copy's excep
 except ImportError:  # older typer uses click itself
     from click import exceptions as click_exceptions
 
+from distillscale.cli_options import version_option
 from distillscale.console import visible
 from distillscale.data.commands import data_app
 from distillscale.errors import ParameterError, UserError
@@ -61,8 +62,7 @@ def _show_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version_flag: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
-                                            help="print the version and exit")) -> None:
+def _root(version_flag: bool = version_option(_show_version)) -> None:
     """Plan and run knowledge distillation of language models with scaling laws."""
 
 

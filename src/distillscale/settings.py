@@ -1,11 +1,11 @@
-"""Groups of settings, and the command-line options generated from them.
+"""Groups of settings, validated and read from TOML files.
 
 A config class is composed of `Settings` groups (each a [section] of a config file and a panel of
 --help); each setting is declared once, in its group, and becomes `--kebab-name` with the field's
-description as its help text:
+description as its help text (`cli_options.with_config_options` generates the flags):
 
-    def train_command(config: Path = CONFIG_OPTION, **settings) -> int: ...
-    train_command = with_config_options(train_command, TrainConfig)
+    def train_command(config: Path | None = None, as_json: bool = False, **settings) -> int: ...
+    train_command = with_config_options(train_command, TrainConfig, json_help="print result.json ...")
 
 Every generated option defaults to None ("not given"), so a TOML file given to `--config` and the
 config's own defaults apply underneath; `load_config` validates the lot and words the errors. `to_toml`
@@ -15,16 +15,11 @@ writes a config back as the [sections] that `--config` reads.
 from __future__ import annotations
 
 import contextvars
-import inspect
 import sys
 from pathlib import Path
-from types import NoneType, UnionType
-from typing import Any, Callable, ClassVar, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar, TypeVar, get_args
 
-import typer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from distillscale.errors import UserError, path_kind
 from distillscale.io import read_text_file
@@ -34,12 +29,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
-
-CONFIG_OPTION = typer.Option(None, "--config", help="TOML file of settings, as top-level keys or in tables "
-                                                    "named like the panels below (data, model, budget, ...); "
-                                                    "flags given here override it")
-
-
 
 _VALIDATING = contextvars.ContextVar("validating", default=False)  # inside Settings.model_validate
 
@@ -93,57 +82,6 @@ def sections(config_class: type[BaseModel]) -> dict[str, type[Settings]]:
             for name in group.model_fields:
                 owner.setdefault(name, group)
     return {name: owner[name] for name in config_class.model_fields if name in owner}
-
-
-def with_config_options(command: Callable, config_class: type[BaseModel], *,
-                        leave_out: frozenset[str] = frozenset(), flag_names: dict[str, str] | None = None
-                        ) -> Callable:
-    """Give `command` (whose settings arrive in `**settings`, by field name) one option per field of
-    `config_class`, except those it declares itself and those in `leave_out`, grouped in --help by
-    the settings group that declares each. `flag_names` renames flags (`{"path": "data"}`: --data)."""
-    own = [p for p in inspect.signature(command).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    taken = {p.name for p in own} | set(leave_out)
-    groups = sections(config_class)
-    generated = [_option(name, (flag_names or {}).get(name, name), field,
-                         getattr(groups.get(name), "title", None))
-                 for name, field in config_class.model_fields.items() if name not in taken]
-    command.__signature__ = inspect.Signature(own + generated)
-    return command
-
-
-def _option(name: str, flag_name: str, field: FieldInfo, panel: str | None) -> inspect.Parameter:
-    flag = "--" + flag_name.replace("_", "-")
-    kind = _flag_type(field)
-    declaration = (f"{flag}/--no-{flag_name.replace('_', '-')}",) if kind is bool else (flag,)
-    option = typer.Option(None, *declaration, help=_help(field), rich_help_panel=panel, show_default=False)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind | None)
-
-
-def _flag_type(field: FieldInfo) -> type:
-    """bool, int, float, Path, or str: quantities (`50M`), lists (`1M,2M`) and choices arrive as text
-    and are parsed by the config's own validators, so a flag and a TOML value obey the same rules."""
-    annotation = field.annotation
-    if get_origin(annotation) in (Union, UnionType):
-        annotation = next(arg for arg in get_args(annotation) if arg is not NoneType)
-    if any(isinstance(item, BeforeValidator) for item in field.metadata):
-        return str
-    if annotation in (bool, int, float, Path):
-        return annotation
-    if get_origin(annotation) is Literal or annotation is str:
-        return str
-    raise TypeError(f"no flag type for {annotation!r}")  # a new kind of setting: teach it here
-
-
-def _help(field: FieldInfo) -> str:
-    text = field.description or ""
-    default: Any = field.default
-    if default is PydanticUndefined:
-        return f"{text} (required)"
-    if default is None or "(default" in text:
-        return text
-    if isinstance(default, bool):
-        default = "on" if default else "off"
-    return f"{text} (default: {default})"
 
 
 def parameter_error(exc: ValidationError, given: dict[str, Any] | None = None):

@@ -161,3 +161,30 @@ def test_serve_command_prints_its_address_and_serves_the_page(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("controls", [
+    dict(compute="1e21", student="546M", scenario="best-case"),
+    dict(compute="3e22", student="best", scenario="teacher-inference"),
+    dict(compute="1e21", student="546M", scenario="teacher-inference", teacher="loss", teacher_params="7.75B",
+         teacher_loss="2.1"),
+])
+def test_page_and_cli_make_the_same_plan_from_the_same_settings(cli, controls):
+    """The page's controls become `PlanSettings`, the class `plan`'s flags are generated from: the
+    command line the page shows (`to_argv`) parses back to the same settings, and runs to the same plan."""
+    import typer
+
+    from distillscale.cli import app
+    from distillscale.cli_options import command_line, to_argv
+    from distillscale.jsontext import json_text
+    from distillscale.planning.options import PlanSettings
+
+    planner = Planner()
+    query = PlanQuery(law="busbridge2025", **controls)
+    settings = planner.settings(query)
+    argv = to_argv(settings)
+    parsed = typer.main.get_command(app).commands["plan"].make_context("plan", list(argv)).params
+    assert PlanSettings.from_flags(parsed) == settings
+    response = planner.update(query)
+    assert response["ok"] and response["cli"] == command_line(settings)
+    assert json.loads(json_text(response["plan"])) == _cli_json(cli, *argv)  # NaN written as the CLI writes it

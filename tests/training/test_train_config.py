@@ -227,3 +227,19 @@ def test_config_errors_name_flags_not_python_fields():
                                           "on_policy_continuation_tokens": 8})
     assert "--on-policy-prompt-tokens 32 + --on-policy-continuation-tokens 8" in str(error.value)
     assert "on_policy" not in str(error.value)
+
+
+def test_a_fork_may_differ_from_its_parent_in_the_settings_declared_its_own():
+    """The settings a WSD fork may give otherwise than its parent come from their fields (FORK_OWN),
+    not a hand-kept list: the same four as the list of commit 03d6351, and a new field declared so."""
+    from pydantic import Field
+
+    from distillscale.training.config import FORK_OWN, fork_own_keys
+    from distillscale.training.fork import LENGTH_KEYS
+
+    assert LENGTH_KEYS == {"tokens", "tokens_per_param", "fork_from", "fork_tokens"}
+
+    class Later(TrainConfig):
+        fork_note: str = Field("", json_schema_extra=FORK_OWN)
+
+    assert fork_own_keys(Later) == LENGTH_KEYS | {"fork_note"}

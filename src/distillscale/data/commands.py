@@ -7,7 +7,8 @@ import typer
 from distillscale.console import Table, console, print_json
 from distillscale.data.config import DataConfig
 from distillscale.errors import UserError
-from distillscale.settings import describe_error, with_config_options
+from distillscale.cli_options import with_config_options
+from distillscale.settings import describe_error
 from distillscale.units import format_quantity
 
 data_app = typer.Typer(help="Prepare training corpora: tokenizer and val / teacher / student splits.",
@@ -15,11 +16,11 @@ data_app = typer.Typer(help="Prepare training corpora: tokenizer and val / teach
 FLAG_NAMES = {"path": "data"}  # the corpus is --data, as in train
 
 
-def prepare(as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"), **settings) -> None:
+def prepare(as_json: bool = False, **settings) -> None:
     """Tokenise a corpus into cached splits (reused while the corpus is unchanged) and summarise them."""
     from pydantic import ValidationError
 
-    from distillscale.data.prepare import SPLITS, prepare_data
+    from distillscale.data.prepare import prepare_data
 
     given = {name: value for name, value in settings.items() if value is not None}
     try:
@@ -27,11 +28,16 @@ def prepare(as_json: bool = typer.Option(False, "--json", help="print the manife
     except ValidationError as exc:
         raise UserError(describe_error(exc, given, flag_names=FLAG_NAMES)) from None
     prepared = prepare_data(config, progress=not as_json)
-    manifest = prepared.manifest
     if as_json:
-        print_json({"directory": str(prepared.directory), "reused": prepared.reused, "manifest": manifest})
-        return
+        print_json({"directory": str(prepared.directory), "reused": prepared.reused, "manifest": prepared.manifest})
+    else:
+        console.print(_summary(prepared))
 
+
+def _summary(prepared) -> Table:
+    from distillscale.data.prepare import SPLITS
+
+    manifest = prepared.manifest
     source, vocabulary = manifest["source"], manifest["tokenizer"]
     table = Table(title=f"Prepared corpus {prepared.fingerprint}", show_header=False)
     table.add_row("source", source["description"])
@@ -50,7 +56,8 @@ def prepare(as_json: bool = typer.Option(False, "--json", help="print the manife
                                        f"{split['documents']} documents")
     table.add_row("directory", str(prepared.directory))
     table.add_row("status", "reused (nothing tokenised)" if prepared.reused else "tokenised now")
-    console.print(table)
+    return table
 
 
-data_app.command("prepare")(with_config_options(prepare, DataConfig, flag_names=FLAG_NAMES))
+data_app.command("prepare")(with_config_options(prepare, DataConfig, flag_names=FLAG_NAMES,
+                                                json_help="print the manifest as JSON"))

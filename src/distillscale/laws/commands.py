@@ -5,47 +5,70 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, ClassVar
 
 import numpy as np
 import typer
+from pydantic import AfterValidator, BeforeValidator, model_validator
 
+from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import Table, console, print_json, progress_printer, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
-from distillscale.laws.lawset import LAW_HELP, is_law_file, load_laws
+from distillscale.laws.lawset import FORM_HELP, LAW_HELP, is_law_file, load_laws
+from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
+from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity, parse_quantity
 
 predict_app = typer.Typer(help="Predict validation loss (nats/token) from a law.",
                           no_args_is_help=True)
 
 
-@predict_app.command("supervised")
-def predict_supervised(
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    params: str = typer.Option(..., "--params", help="non-embedding parameters, e.g. 546M"),
-    tokens: str = typer.Option(..., "--tokens", help="training tokens, e.g. 11B"),
-    unique_tokens: str | None = typer.Option(
-        None, "--unique-tokens", help="unique tokens U behind --tokens, e.g. 2B: the data repeats "
-        "tokens / U times and the loss accounts for it (Muennighoff et al. 2023)"),
-    max_penalty: float | None = typer.Option(None, "--max-penalty", help="with --unique-tokens: the loss penalty "
-                                             "from repetition (fraction) the unique data needed should keep "
-                                             "within (default: 0.01)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-) -> None:
-    """Loss of a model trained directly on the data: L(N, D)."""
-    from distillscale.laws.predict import DEFAULT_MAX_PENALTY, predict_supervised as predict
+class PredictSupervisedSettings(CommandSettings):
+    """`distillscale predict supervised`."""
 
-    if max_penalty is not None and unique_tokens is None:
-        raise UserError("--max-penalty needs --unique-tokens: without repetition there is no penalty to keep "
-                        "within; leave it out, or add --unique-tokens")
-    max_penalty = DEFAULT_MAX_PENALTY if max_penalty is None else max_penalty
-    result = predict(load_laws(law), parse_quantity(params, "--params", kind=Quantity.PARAMS),
-                     parse_quantity(tokens, "--tokens", kind=Quantity.TOKENS),
-                     parse_quantity(unique_tokens, "--unique-tokens", kind=Quantity.TOKENS)
-                     if unique_tokens is not None else None, _fraction(max_penalty, "--max-penalty"))
+    command_path: ClassVar[str] = "predict supervised"
+
+    law: str = option("busbridge2025", help=LAW_HELP)
+    params: Annotated[float, quantity("--params", kind=Quantity.PARAMS)] = option(
+        ..., help="non-embedding parameters, e.g. 546M")
+    tokens: Annotated[float, quantity("--tokens", kind=Quantity.TOKENS)] = option(..., help="training tokens, e.g. 11B")
+    unique_tokens: Annotated[float | None, quantity("--unique-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="unique tokens U behind --tokens, e.g. 2B: the data repeats tokens / U times and the loss "
+                   "accounts for it (Muennighoff et al. 2023)")
+    max_penalty: float | None = option(
+        None, help=f"with --unique-tokens: the loss penalty from repetition (fraction) the unique data needed "
+                   f"should keep within (default: {DEFAULT_MAX_PENALTY:g})")
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _penalty_needs_repetition(cls, given: dict) -> dict:
+        """Before the values: without repetition --max-penalty is the first thing to fix."""
+        if given.get("max_penalty") is not None and given.get("unique_tokens") is None:
+            raise UserError("--max-penalty needs --unique-tokens: without repetition there is no penalty to keep "
+                            "within; leave it out, or add --unique-tokens")
+        return given
+
+    @model_validator(mode="after")
+    def _penalty_fraction(self) -> "PredictSupervisedSettings":
+        if self.max_penalty is not None and not 0 < self.max_penalty < 1:
+            raise UserError(f"--max-penalty must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got "
+                            f"{self.max_penalty:g}")
+        return self
+
+
+@predict_app.command("supervised")
+@command(PredictSupervisedSettings)
+def predict_supervised(s: PredictSupervisedSettings) -> None:
+    """Loss of a model trained directly on the data: L(N, D)."""
+    from distillscale.laws.predict import predict_supervised as predict
+
+    max_penalty = DEFAULT_MAX_PENALTY if s.max_penalty is None else s.max_penalty
+    result = predict(load_laws(s.law), s.params, s.tokens, s.unique_tokens, max_penalty)
     for message in result.warnings:
         warn(message)
-    if as_json:
+    if s.as_json:
         print_json(result.to_dict())
         return
     console.print(styled(f"L({format_quantity(result.params)} parameters, {format_quantity(result.tokens)} tokens) = ",
@@ -56,44 +79,55 @@ def predict_supervised(
             console.print(line)
 
 
-def _fraction(value: float, flag: str) -> float:
-    if not 0 < value < 1:
-        raise UserError(f"{flag} must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {value:g}")
-    return value
+def _positive_loss(value: float | None) -> float | None:
+    return value if value is None else parse_quantity(value, "--teacher-loss", kind=None)
+
+
+class PredictDistillationSettings(CommandSettings):
+    """`distillscale predict distillation`."""
+
+    command_path: ClassVar[str] = "predict distillation"
+
+    law: str = option("busbridge2025", help=LAW_HELP)
+    student_params: Annotated[float, quantity("--student-params", kind=Quantity.PARAMS)] = option(
+        ..., help="student non-embedding parameters")
+    student_tokens: Annotated[float, quantity("--student-tokens", kind=Quantity.TOKENS)] = option(
+        ..., help="distillation tokens")
+    teacher_loss: Annotated[float | None, AfterValidator(_positive_loss)] = option(
+        None, help="teacher validation loss (nats/token)")
+    teacher_params: Annotated[float | None, quantity("--teacher-params", kind=Quantity.PARAMS)] = option(
+        None, help="teacher non-embedding parameters")
+    teacher_tokens: Annotated[float | None, quantity("--teacher-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="teacher pre-training tokens")
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _law_has_distillation(cls, given: dict) -> dict:
+        """Before the values: a law without a distillation law is the first thing to fix."""
+        load_laws(given.get("law", cls.model_fields["law"].default)).require_distillation()
+        return given
 
 
 @predict_app.command("distillation")
-def predict_distillation(
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    student_params: str = typer.Option(..., "--student-params", help="student non-embedding parameters"),
-    student_tokens: str = typer.Option(..., "--student-tokens", help="distillation tokens"),
-    teacher_loss: float | None = typer.Option(None, "--teacher-loss",
-                                              help="teacher validation loss (nats/token)"),
-    teacher_params: str | None = typer.Option(None, "--teacher-params",
-                                              help="teacher non-embedding parameters"),
-    teacher_tokens: str | None = typer.Option(None, "--teacher-tokens",
-                                              help="teacher pre-training tokens"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-) -> None:
+@command(PredictDistillationSettings)
+def predict_distillation(s: PredictDistillationSettings) -> None:
     """Loss of a student distilled from a teacher: L_S(N_S, D_S, L_T)."""
-    from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
     from distillscale.laws.predict import predict_distillation as predict
 
-    laws = load_laws(law)
-    laws.require_distillation()  # before the flags: a law without one is the first thing to fix
-    result = predict(laws, parse_quantity(student_params, "--student-params", kind=Quantity.PARAMS),
-                     parse_quantity(student_tokens, "--student-tokens", kind=Quantity.TOKENS),
-                     teacher_loss=parse_quantity(teacher_loss, "--teacher-loss", kind=None)
-                     if teacher_loss is not None else None,
-                     teacher_params=parse_quantity(teacher_params, "--teacher-params", kind=Quantity.PARAMS)
-                     if teacher_params else None,
-                     teacher_tokens=parse_quantity(teacher_tokens, "--teacher-tokens", kind=Quantity.TOKENS)
-                     if teacher_tokens else None)
+    result = predict(load_laws(s.law), s.student_params, s.student_tokens, teacher_loss=s.teacher_loss,
+                     teacher_params=s.teacher_params, teacher_tokens=s.teacher_tokens)
     for message in result.warnings:
         warn(message)
-    if as_json:
+    if s.as_json:
         print_json(result.to_dict())
-        return
+    else:
+        console.print(_distillation_table(result))
+
+
+def _distillation_table(result) -> Table:
+    from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
+
     table = Table(title=f"Distillation prediction (law: {result.law})", show_header=False)
     table.add_row("student", f"{format_quantity(result.student_params)} parameters, "
                              f"{format_quantity(result.student_tokens)} tokens")
@@ -107,7 +141,7 @@ def predict_distillation(
         verdict = CANNOT_TELL  # beyond the backtest's reach, and the supervised loss inside the interval
     table.add_row("distillation", f"{verdict} ({result.gain:+.4f} nats/token)")
     table.add_row("L_T / Ltilde_S", f"{result.capacity_gap_ratio:.3f} (capacity gap near d1 = {result.d1:.3f})")
-    console.print(table)
+    return table
 
 
 # --- distillscale fit ... -------------------------------------------------------------------------
@@ -201,15 +235,10 @@ def _distillation_columns(table, columns: list[str], teacher_loss_col: str, with
     return students, supervised, lines, joined
 
 
-FORM_HELP = ("auto (the median of the three forms below, refitted into one law of the busbridge form; "
-             "the forms alone are backtested and shown, not chosen), chinchilla (gamma = 1), tied "
-             "(gamma = 1, alpha = beta) or busbridge (gamma fitted)")
-
-
-def _parse_prior(text: str | None) -> tuple[float, float] | None:
+def _parse_prior(text: object) -> tuple[float, float] | None:
     """`"1.7,0.1"` -> (1.7, 0.1)."""
-    if text is None:
-        return None
+    if text is None or isinstance(text, (tuple, list)):
+        return text
     try:
         mean, sd = (float(v) for v in text.split(","))
     except ValueError:
@@ -217,87 +246,97 @@ def _parse_prior(text: str | None) -> tuple[float, float] | None:
     return mean, sd
 
 
+class FitSupervisedSettings(CommandSettings):
+    """`distillscale fit supervised`."""
+
+    command_path: ClassVar[str] = "fit supervised"
+
+    file: Path = argument(help=FILE_HELP)
+    params_col: str = option("params", help="column of non-embedding parameters N")
+    loss_col: str = option("loss", help="column of validation loss (nats/token)")
+    tokens_col: str | None = option(None, help="column of training tokens D (default: tokens)")
+    flops_col: str | None = option(None, help="column of training FLOPs C instead; D = C / (6N)")
+    total_params_col: str | None = option(
+        None, help="column of total parameters (with embeddings): with --form auto, fits on total "
+                   "parameters are candidates too")
+    form: str = option("auto", help=FORM_HELP)
+    irreducible_loss: float | None = option(
+        None, help="hold E at this loss (nats/token); with --form auto, a candidate beside E fitted")
+    irreducible_loss_prior: Annotated[tuple[float, float] | None, BeforeValidator(_parse_prior)] = option(
+        None, help="MEAN,SD: a Gaussian prior on E (nats/token); with --form auto, a candidate beside E fitted")
+    min_tokens_per_param: float | None = option(
+        None, help="fit only runs with at least this many tokens per parameter (drops warm-up-dominated "
+                   "runs); with --form auto, a candidate beside every run")
+    unique_tokens_col: str | None = option(
+        None, help="column of unique tokens U behind each run's tokens: when runs repeat data (D > U), "
+                   "the data-constrained form (Muennighoff et al. 2023, R_D*) is a candidate")
+    backtest: bool = option(True, help="backtest extrapolation: fit on smaller sizes, predict larger ones")
+    huber_delta: float | None = option(
+        None, help="Huber delta of the fits to the runs, on log-loss residuals (default: 1e-3 for "
+                   "chinchilla and tied, 1e-4 for busbridge); with --form auto, each form's (the "
+                   "median's refit is a least-squares fit to their predictions)")
+    bootstrap: int = option(1000, help="bootstrap resamples (0: no intervals)")
+    level: float = option(0.9, help="interval level")
+    grid: list[str] | None = option(None, help=GRID_HELP + "; a grid replaces variable projection by the "
+                                               "multi-start grid search")
+    fit_where: str | None = option(None, help=FIT_WHERE_HELP)
+    drop_invalid: bool = option(False, help=DROP_HELP)
+    seed: int = option(0, help="seed of the bootstrap resampling")
+    name: str | None = option(None, help="name of the fitted law (default: file name)")
+    out: Path | None = option(None, help="save the law as JSON, usable as --law FILE")
+    overwrite: bool = option(False, help=OVERWRITE_HELP)
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
 @fit_app.command("supervised")
-def fit_supervised(
-    file: Path = typer.Argument(..., help=FILE_HELP),
-    params_col: str = typer.Option("params", "--params-col", help="column of non-embedding parameters N"),
-    loss_col: str = typer.Option("loss", "--loss-col", help="column of validation loss (nats/token)"),
-    tokens_col: str | None = typer.Option(None, "--tokens-col",
-                                          help="column of training tokens D (default: tokens)"),
-    flops_col: str | None = typer.Option(None, "--flops-col",
-                                         help="column of training FLOPs C instead; D = C / (6N)"),
-    total_params_col: str | None = typer.Option(
-        None, "--total-params-col", help="column of total parameters (with embeddings): with --form auto, "
-        "fits on total parameters are candidates too"),
-    form: str = typer.Option("auto", "--form", help=FORM_HELP),
-    irreducible_loss: float | None = typer.Option(
-        None, "--irreducible-loss", help="hold E at this loss (nats/token); with --form auto, a candidate "
-        "beside E fitted"),
-    irreducible_loss_prior: str | None = typer.Option(
-        None, "--irreducible-loss-prior", help="MEAN,SD: a Gaussian prior on E (nats/token); with --form "
-        "auto, a candidate beside E fitted"),
-    min_tokens_per_param: float | None = typer.Option(
-        None, "--min-tokens-per-param", help="fit only runs with at least this many tokens per parameter "
-        "(drops warm-up-dominated runs); with --form auto, a candidate beside every run"),
-    unique_tokens_col: str | None = typer.Option(
-        None, "--unique-tokens-col", help="column of unique tokens U behind each run's tokens: when runs "
-        "repeat data (D > U), the data-constrained form (Muennighoff et al. 2023, R_D*) is a candidate"),
-    backtest: bool = typer.Option(True, "--backtest/--no-backtest",
-                                  help="backtest extrapolation: fit on smaller sizes, predict larger ones"),
-    huber_delta: float | None = typer.Option(None, "--huber-delta",
-                                             help="Huber delta of the fits to the runs, on log-loss residuals "
-                                             "(default: 1e-3 for chinchilla and tied, 1e-4 for busbridge); with "
-                                             "--form auto, each form's (the median's refit is a least-squares fit "
-                                             "to their predictions)"),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
-    level: float = typer.Option(0.9, "--level", help="interval level"),
-    grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP + "; a grid replaces "
-                                          "variable projection by the multi-start grid search"),
-    fit_where: str | None = typer.Option(None, "--fit-where", help=FIT_WHERE_HELP),
-    drop_invalid: bool = typer.Option(False, "--drop-invalid", help=DROP_HELP),
-    seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
-    name: str | None = typer.Option(None, "--name", help="name of the fitted law (default: file name)"),
-    out: Path | None = typer.Option(None, "--out", help="save the law as JSON, usable as --law FILE"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-) -> None:
-    """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma, choosing the form by extrapolation backtest."""
+@command(FitSupervisedSettings)
+def fit_supervised(s: FitSupervisedSettings) -> None:
+    """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma; with --form auto, the median of the chinchilla,
+    tied and busbridge forms refitted into one law (each form backtested on extrapolation)."""
     from distillscale.laws.calibrate import calibrate
-    from distillscale.laws.render import fit_json, print_fit
     from distillscale.tables import read_table
 
-    if out:
-        check_output_file(out, overwrite=overwrite, is_ours=is_law_file, inputs=[file],
+    if s.out:
+        check_output_file(s.out, overwrite=s.overwrite, is_ours=is_law_file, inputs=[s.file],
                           what="distillscale law file")
-    rows, runs, names = _supervised_columns(read_table(file), params_col, loss_col, tokens_col, flops_col,
-                                            drop_invalid, total_params_col, unique_tokens_col)
-    fit_rows = _fit_rows(rows, names, fit_where)
-    source = {"file": str(file), "params_col": params_col, "loss_col": loss_col,
-              "tokens_col": None if flops_col else (tokens_col or "tokens"), "flops_col": flops_col,
-              "total_params_col": total_params_col, "fit_where": fit_where, "n_dropped": rows.n_dropped}
-    if unique_tokens_col:
-        source["unique_tokens_col"] = unique_tokens_col
+    rows, runs, names = _supervised_columns(read_table(s.file), s.params_col, s.loss_col, s.tokens_col,
+                                            s.flops_col, s.drop_invalid, s.total_params_col, s.unique_tokens_col)
     calibration = calibrate(
-        runs, total_params="total_params" if total_params_col else None, form=form,
-        unique_tokens="unique_tokens" if unique_tokens_col else None, holdout=fit_rows, source=source,
+        runs, total_params="total_params" if s.total_params_col else None, form=s.form,
+        unique_tokens="unique_tokens" if s.unique_tokens_col else None,
+        holdout=_fit_rows(rows, names, s.fit_where), source=_supervised_source(s, rows.n_dropped),
         progress=progress_printer("fit"), supervised_options=dict(
-            irreducible_loss=irreducible_loss, irreducible_loss_prior=_parse_prior(irreducible_loss_prior),
-            min_tokens_per_param=min_tokens_per_param, backtest=backtest, huber_delta=huber_delta,
-            bootstrap=bootstrap, level=level, grid=_parse_grid(grid) or None, seed=seed))
-    laws = calibration.laws(name or file.stem, source=f"fitted to {file}")
-    if out:
-        laws.save(out, overwrite=overwrite, inputs=[file], flag="--out", overwrite_flag="--overwrite")
+            irreducible_loss=s.irreducible_loss, irreducible_loss_prior=s.irreducible_loss_prior,
+            min_tokens_per_param=s.min_tokens_per_param, backtest=s.backtest, huber_delta=s.huber_delta,
+            bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid) or None, seed=s.seed))
+    _report_supervised(s, calibration, rows)
+
+
+def _supervised_source(s: FitSupervisedSettings, n_dropped: int) -> dict:
+    """What the supervised fit was made from, for its record."""
+    source = {"file": str(s.file), "params_col": s.params_col, "loss_col": s.loss_col,
+              "tokens_col": None if s.flops_col else (s.tokens_col or "tokens"), "flops_col": s.flops_col,
+              "total_params_col": s.total_params_col, "fit_where": s.fit_where, "n_dropped": n_dropped}
+    return {**source, "unique_tokens_col": s.unique_tokens_col} if s.unique_tokens_col else source
+
+
+def _report_supervised(s: FitSupervisedSettings, calibration, rows) -> None:
+    from distillscale.laws.render import fit_json, print_fit
+
+    laws = calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}")
+    if s.out:
+        laws.save(s.out, overwrite=s.overwrite, inputs=[s.file], flag="--out", overwrite_flag="--overwrite")
     holdout = calibration.holdout.get("supervised")
-    repetition = _repetition_summary(calibration.supervised) if unique_tokens_col else None
-    if as_json:
-        record = fit_json(laws.name, calibration.supervised, rows.n_dropped, holdout, fit_where, rows.lines, out)
-        print_json({**record, "repetition": repetition} if unique_tokens_col else record)
+    repetition = _repetition_summary(calibration.supervised) if s.unique_tokens_col else None
+    if s.as_json:
+        record = fit_json(laws.name, calibration.supervised, rows.n_dropped, holdout, s.fit_where, rows.lines, s.out)
+        print_json({**record, "repetition": repetition} if s.unique_tokens_col else record)
         return
-    print_fit(f"Supervised law fitted to {file.name}", calibration.supervised, rows.n_dropped, holdout, fit_where)
+    print_fit(f"Supervised law fitted to {s.file.name}", calibration.supervised, rows.n_dropped, holdout, s.fit_where)
     if repetition is not None:
         console.print(repetition["text"])
-    if out:
-        console.print(f"saved to {out}: use it with --law {out}")
+    if s.out:
+        console.print(f"saved to {s.out}: use it with --law {s.out}")
 
 
 def _repetition_summary(fit) -> dict:
@@ -326,84 +365,98 @@ def _repetition_summary(fit) -> dict:
             "R_D_star_interval": list(law.repetition.interval) if law.repetition and law.repetition.interval else None}
 
 
-@fit_app.command("distillation")
-def fit_distillation(
-    file: Path = typer.Argument(..., help=FILE_HELP + ". Rows with an empty teacher loss are "
-                                "supervised runs of students (no teacher): they fit the student's "
-                                "supervised law unless --supervised-law is given"),
-    student_params_col: str = typer.Option("student_params", "--student-params-col",
-                                           help="column of student non-embedding parameters N_S"),
-    student_tokens_col: str = typer.Option("student_tokens", "--student-tokens-col",
-                                           help="column of student training tokens D_S"),
-    teacher_loss_col: str = typer.Option("teacher_loss", "--teacher-loss-col",
-                                         help="column of teacher loss L_T (empty: a supervised run)"),
-    loss_col: str = typer.Option("loss", "--loss-col", help="column of student validation loss"),
-    supervised_law: str | None = typer.Option(
-        None, "--supervised-law", help="law giving Ltilde_S (" + LAW_HELP + ") (default: fitted "
-        "to the supervised rows of FILE)"),
-    supervised_form: str = typer.Option("auto", "--supervised-form",
-                                        help="form of the supervised law fitted to supervised rows: "
-                                        + FORM_HELP),
-    form: str = typer.Option("auto", "--form", help="auto (the better of the two in the backtest), free "
-                             "(all 9 coefficients) or tied (alpha', beta' held at the supervised law's)"),
-    backtest: bool = typer.Option(True, "--backtest/--no-backtest",
-                                  help="backtest extrapolation: fit on the students of weaker teachers, "
-                                       "predict those of stronger ones (coarse start grid for the refits)"),
-    huber_delta: float = typer.Option(1e-4, "--huber-delta", help="Huber delta"),
-    bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples (0: no intervals)"),
-    level: float = typer.Option(0.9, "--level", help="interval level"),
-    grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP),
-    fit_where: str | None = typer.Option(None, "--fit-where", help=FIT_WHERE_HELP.replace(
+class FitDistillationSettings(CommandSettings):
+    """`distillscale fit distillation`."""
+
+    command_path: ClassVar[str] = "fit distillation"
+
+    file: Path = argument(help=FILE_HELP + ". Rows with an empty teacher loss are supervised runs of "
+                          "students (no teacher): they fit the student's supervised law unless "
+                          "--supervised-law is given")
+    student_params_col: str = option("student_params", help="column of student non-embedding parameters N_S")
+    student_tokens_col: str = option("student_tokens", help="column of student training tokens D_S")
+    teacher_loss_col: str = option("teacher_loss", help="column of teacher loss L_T (empty: a supervised run)")
+    loss_col: str = option("loss", help="column of student validation loss")
+    supervised_law: str | None = option(
+        None, help="law giving Ltilde_S (" + LAW_HELP + ") (default: fitted to the supervised rows of FILE)")
+    supervised_form: str = option("auto", help="form of the supervised law fitted to supervised rows: " + FORM_HELP)
+    form: str = option("auto", help="auto (the better of the two in the backtest), free (all 9 "
+                                    "coefficients) or tied (alpha', beta' held at the supervised law's)")
+    backtest: bool = option(True, help="backtest extrapolation: fit on the students of weaker teachers, "
+                                       "predict those of stronger ones (coarse start grid for the refits)")
+    huber_delta: float = option(1e-4, help="Huber delta")
+    bootstrap: int = option(200, help="bootstrap resamples (0: no intervals)")
+    level: float = option(0.9, help="interval level")
+    grid: list[str] | None = option(None, help=GRID_HELP)
+    fit_where: str | None = option(None, help=FIT_WHERE_HELP.replace(
         "N, D, L for parameters, tokens, loss", "N, D, L, L_T for student parameters, tokens, loss and "
-        "teacher loss")),
-    drop_invalid: bool = typer.Option(False, "--drop-invalid", help=DROP_HELP),
-    seed: int = typer.Option(0, "--seed", help="seed of the bootstrap resampling"),
-    name: str | None = typer.Option(None, "--name", help="name of the fitted laws (default: file name)"),
-    out: Path | None = typer.Option(None, "--out", help="save the laws as JSON, usable as --law FILE"),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-) -> None:
+        "teacher loss"))
+    drop_invalid: bool = option(False, help=DROP_HELP)
+    seed: int = option(0, help="seed of the bootstrap resampling")
+    name: str | None = option(None, help="name of the fitted laws (default: file name)")
+    out: Path | None = option(None, help="save the laws as JSON, usable as --law FILE")
+    overwrite: bool = option(False, help=OVERWRITE_HELP)
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
+@fit_app.command("distillation")
+@command(FitDistillationSettings)
+def fit_distillation(s: FitDistillationSettings) -> None:
     """Fit the distillation law L_S(N_S, D_S, L_T) (Busbridge Eq. 8) on the 108,000-start grid."""
     from distillscale.laws.calibrate import calibrate
-    from distillscale.laws.render import fit_json, print_fit
     from distillscale.tables import read_table
 
-    if out:
-        check_output_file(out, overwrite=overwrite, is_ours=is_law_file, inputs=[file, supervised_law],
+    if s.out:
+        check_output_file(s.out, overwrite=s.overwrite, is_ours=is_law_file, inputs=[s.file, s.supervised_law],
                           what="distillscale law file")
-    try:
-        student_law = load_laws(supervised_law).require_supervised() if supervised_law is not None else None
-    except UserError as exc:  # the message says "law": this command has two
-        raise UserError(f"--supervised-law: {exc}") from None
-    students, supervised, lines, columns = _distillation_columns(
-        read_table(file), [student_params_col, student_tokens_col, loss_col], teacher_loss_col,
-        with_supervised=student_law is None, drop_invalid=drop_invalid)
-    n_supervised = len(supervised) if supervised is not None else 0
-    fit_rows = _fit_rows(students, {name: columns[column][n_supervised:] for name, column in (
-        ("N", student_params_col), ("D", student_tokens_col), ("L", loss_col), ("L_T", teacher_loss_col))}, fit_where)
-    source = {"file": str(file), "fit_where": fit_where, "n_dropped": students.n_dropped,
-              "supervised_law": supervised_law or "fitted to the supervised rows"}
+    student_law, columns = _supervised_law(s.supervised_law), [s.student_params_col, s.student_tokens_col, s.loss_col]
+    students, supervised, lines, table = _distillation_columns(read_table(s.file), columns, s.teacher_loss_col,
+                                                               student_law is None, s.drop_invalid)
+    holdout = _distillation_holdout(s, students, supervised, table, [*columns, s.teacher_loss_col])
     try:
         calibration = calibrate(
-            columns, params=student_params_col, tokens=student_tokens_col, loss=loss_col, teacher_loss=teacher_loss_col,
-            supervised_law=student_law, form=supervised_form,
-            distillation_form=form, source=source, supervised_options={"bootstrap": 0},
-            progress=progress_printer("fit"),
-            holdout=None if fit_rows is None else np.concatenate([np.ones(n_supervised, bool), fit_rows]),
-            distillation_options=dict(backtest=backtest, huber_delta=huber_delta, bootstrap=bootstrap,
-                                      level=level, grid=_parse_grid(grid), seed=seed))
+            table, params=s.student_params_col, tokens=s.student_tokens_col, loss=s.loss_col,
+            teacher_loss=s.teacher_loss_col, supervised_law=student_law, form=s.supervised_form,
+            distillation_form=s.form, supervised_options={"bootstrap": 0}, progress=progress_printer("fit"),
+            source={"file": str(s.file), "fit_where": s.fit_where, "n_dropped": students.n_dropped,
+                    "supervised_law": s.supervised_law or "fitted to the supervised rows"},
+            holdout=holdout, distillation_options=dict(backtest=s.backtest, huber_delta=s.huber_delta,
+                                                       bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid),
+                                                       seed=s.seed))
     except ParameterError as exc:  # this command's flags for the two laws' forms
         raise UserError(exc.for_cli({"form": "--supervised-form", "distillation_form": "--form"})) from None
-    laws = calibration.laws(name or file.stem, source=f"fitted to {file}")
-    if out:
-        laws.save(out, overwrite=overwrite, inputs=[file], flag="--out", overwrite_flag="--overwrite")
+    _report_distillation(s, calibration, students, lines)
+
+
+def _distillation_holdout(s: FitDistillationSettings, students, supervised, table, columns: list[str]):
+    """--fit-where over the students (N, D, L, L_T), every supervised row fitted; None without it."""
+    n_supervised = len(supervised) if supervised is not None else 0
+    fit_rows = _fit_rows(students, {name: table[column][n_supervised:] for name, column in zip(
+        ("N", "D", "L", "L_T"), columns)}, s.fit_where)
+    return None if fit_rows is None else np.concatenate([np.ones(n_supervised, bool), fit_rows])
+
+
+def _supervised_law(spec: str | None):
+    """--supervised-law's law (None: fit one to the supervised rows)."""
+    try:
+        return load_laws(spec).require_supervised() if spec is not None else None
+    except UserError as exc:  # the message says "law": this command has two
+        raise UserError(f"--supervised-law: {exc}") from None
+
+
+def _report_distillation(s: FitDistillationSettings, calibration, students, lines) -> None:
+    from distillscale.laws.render import fit_json, print_fit
+
+    laws = calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}")
+    if s.out:
+        laws.save(s.out, overwrite=s.overwrite, inputs=[s.file], flag="--out", overwrite_flag="--overwrite")
     fit, holdout = calibration.distillation, calibration.holdout.get("distillation")
-    if as_json:
-        record = fit_json(laws.name, fit, students.n_dropped, holdout, fit_where, lines, out)
+    if s.as_json:
+        record = fit_json(laws.name, fit, students.n_dropped, holdout, s.fit_where, lines, s.out)
         print_json({**record, "supervised_coefficients": laws.supervised.coefficients()})
         return
-    print_fit(f"Distillation law fitted to {file.name}", fit, students.n_dropped, holdout, fit_where)
+    print_fit(f"Distillation law fitted to {s.file.name}", fit, students.n_dropped, holdout, s.fit_where)
     console.print("student supervised law: " + ", ".join(
         f"{k}={v:.4g}" for k, v in laws.supervised.coefficients().items()))
-    if out:
-        console.print(f"saved to {out}: use it with --law {out}")
+    if s.out:
+        console.print(f"saved to {s.out}: use it with --law {s.out}")

@@ -156,6 +156,10 @@ PRESETS = {"busbridge2025": _busbridge2025, "chinchilla2022": _chinchilla2022,
            "epoch2024": _epoch2024}
 # The help of every command's --law option: what `load_laws` takes.
 LAW_HELP = f"a preset ({', '.join(PRESETS)}) or a law JSON file"
+# What `fit_supervised(form=...)` (and so `fit supervised --form`, `report --form`) fits.
+FORM_HELP = ("auto (the median of the three forms below, refitted into one law of the busbridge form; "
+             "the forms alone are backtested and shown, not chosen), chinchilla (gamma = 1), tied "
+             "(gamma = 1, alpha = beta) or busbridge (gamma fitted)")
 
 
 def load_laws(spec: str | Path) -> LawSet:

@@ -5,110 +5,35 @@ and prints the answer (`planning.render`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, ClassVar
 
 import numpy as np
-import typer
+from pydantic import BeforeValidator
 
+from distillscale.cli_options import CommandSettings, command, option
 from distillscale.console import Table, console, print_json, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
 from distillscale.planning.flops import SCENARIOS, get_scenario
+from distillscale.planning.options import FLOPS_HELP, ON_POLICY_FLAGS, PlanSettings
+from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity, parse_quantity
 
-SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
-FLOPS_HELP = "forward FLOPs per token: corrected (Busbridge App. H) or simple (2N)"
 
 
-def _quantity(text: str | None, flag: str, kind: Quantity | None) -> float | None:
-    return None if text is None else parse_quantity(text, flag, kind=kind)
+def _check_figure(path: Path | None, overwrite: bool, law: str, flag: str | None = "--plot") -> None:
+    """A figure file to write: a .png or .svg that is not an input, and a figure of ours to replace."""
+    from distillscale.planning import plots
+
+    if path is not None:
+        plots.check_figure_path(path)
+        check_output_file(path, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag=flag,
+                          what="figure distillscale drew")
 
 
-def _fractions(text: str | None) -> tuple[float, ...] | None:
-    """--on-policy-fraction: one number or several, comma-separated."""
-    if text is None:
-        return None
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise UserError(f"--on-policy-fraction must be numbers in (0, 1], comma-separated (e.g. 0.5 or "
-                        f"0.25,0.5,1), got {text!r}") from None
-
-
-# The flags of the on-policy settings, named apart from their fields (on_policy.prompt_tokens).
-ON_POLICY_FLAGS = {"on_policy.prompt_tokens": "--prompt-tokens",
-                   "on_policy.continuation_tokens": "--continuation-tokens"}
-
-
-def plan_command(
-    compute: str = typer.Option(..., "--compute", help="FLOP budget, e.g. 1e21"),
-    student_params: str | None = typer.Option(
-        None, "--student-params", help="student non-embedding parameters, e.g. 546M; "
-                                       "omit to find the best student size"),
-    student_model: Path | None = typer.Option(
-        None, "--student-model", help="a model directory (model_config.json): exact N_S and "
-                                      "forward FLOPs from its distillscale config"),
-    scenario: str | None = typer.Option(None, "--scenario", help=f"{SCENARIO_HELP} (default)"),
-    teacher_params: str | None = typer.Option(
-        None, "--teacher-params", help="an existing teacher's non-embedding parameters"),
-    teacher_tokens: str | None = typer.Option(
-        None, "--teacher-tokens", help="the existing teacher's pre-training tokens"),
-    teacher_loss: float | None = typer.Option(
-        None, "--teacher-loss", help="the existing teacher's loss (nats/token), with --teacher-params"),
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    flops_method: str = typer.Option("corrected", "--flops", help=FLOPS_HELP),
-    n_ctx: int | None = typer.Option(None, "--n-ctx", min=1, help="context length (default: the law's)"),
-    vocab_size: int | None = typer.Option(None, "--vocab-size", min=1,
-                                          help="vocabulary size (default: the law's)"),
-    aspect_ratio: float | None = typer.Option(None, "--aspect-ratio", min=1.0,
-                                              help="d_model / n_layers (default: the law's)"),
-    min_params: str | None = typer.Option(
-        None, "--min-params", help="without --student-params: the smallest student to try "
-                                   "(default: the smallest model in the law's data)"),
-    max_params: str | None = typer.Option(
-        None, "--max-params", help="without --student-params: the largest student to try "
-                                   "(default: the largest model in the law's data)"),
-    min_tokens_per_param: float | None = typer.Option(
-        None, "--min-tokens-per-param", help="without --student-params: the fewest student tokens "
-                                             "per parameter (default: the law's data; 1 for "
-                                             "busbridge2025)"),
-    max_tokens_per_param: float | None = typer.Option(
-        None, "--max-tokens-per-param", help="without --student-params: the most student tokens "
-                                             "per parameter (default: the law's data; 5000 for "
-                                             "busbridge2025)"),
-    unique_tokens: str | None = typer.Option(
-        None, "--unique-tokens", help="unique tokens available, e.g. 5B: the plan's epochs, the loss "
-        "penalty of repeating them (Muennighoff et al. 2023) and the unique data that avoids it"),
-    max_penalty: float = typer.Option(0.01, "--max-penalty", help="with --unique-tokens: the largest "
-                                      "acceptable loss penalty from repetition (fraction)"),
-    on_policy: bool = typer.Option(
-        False, "--on-policy", help="with --student-params and an existing teacher: compare supervised, "
-        "off-policy and on-policy distillation (lambda 0.25, 0.5, 1); implied by the options below"),
-    on_policy_fraction: str | None = typer.Option(
-        None, "--on-policy-fraction", help="on-policy share lambda in (0, 1] (GKD): the student's "
-        "tokens it samples itself; several comma-separated, e.g. 0.5 or 0.25,0.5,1"),
-    prompt_tokens: int | None = typer.Option(
-        None, "--prompt-tokens", help="on-policy: the corpus prompt length P per sampled continuation "
-                                      "(default 256)"),
-    continuation_tokens: int | None = typer.Option(
-        None, "--continuation-tokens", help="on-policy: the sampled continuation length G (default 256)"),
-    on_policy_efficiency: float | None = typer.Option(
-        None, "--on-policy-efficiency", help="k: how many off-policy tokens one on-policy token is "
-        "worth (default 1: no gain assumed; post-training reports 9-30x, unmeasured for "
-        "pretraining-style distillation)"),
-    logit_cache: bool = typer.Option(
-        False, "--logit-cache", help="the teacher's logits on the corpus are cached already: "
-        "off-policy tokens do not pay them (implies the mode comparison)"),
-    teacher_remote: bool = typer.Option(
-        False, "--teacher-remote", help="the teacher runs on its own GPUs (a server): its FLOPs are "
-        "not on --compute (implies the mode comparison)"),
-    teacher_compute: str | None = typer.Option(
-        None, "--teacher-compute", help="with --teacher-remote: the teacher's own FLOP budget "
-        "(default: unlimited, free to you)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    plot: Path | None = typer.Option(None, "--plot", help="write a figure (.png or .svg)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
-) -> None:
+@command(PlanSettings)
+def plan_command(settings: PlanSettings) -> None:
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
     Without --student-params, finds the best student size per scenario, searched inside the
@@ -116,181 +41,174 @@ def plan_command(
     With --on-policy (or the options after it: --on-policy-fraction, --logit-cache, --teacher-remote ...), compares
     supervised, off-policy and on-policy distillation of the given student from the given teacher."""
     from distillscale.planning import plots
-    from distillscale.planning.modes import OnPolicy
-    from distillscale.planning.plan import ExistingTeacher, plan
-    from distillscale.planning.render import plan_renderables
+    from distillscale.planning.plan import plan_from_settings
 
-    unique = _quantity(unique_tokens, "--unique-tokens", Quantity.TOKENS)
-    if not 0 < max_penalty < 1:
-        raise UserError(f"--max-penalty must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {max_penalty:g}")
-    on_policy_options = {"prompt_tokens": prompt_tokens, "continuation_tokens": continuation_tokens,
-                         "efficiency": on_policy_efficiency}
-    settings = None
-    if on_policy or on_policy_fraction is not None or any(v is not None for v in on_policy_options.values()):
-        settings = OnPolicy(fraction=_fractions(on_policy_fraction),
-                            **{name: value for name, value in on_policy_options.items() if value is not None})
-    if plot is not None and (settings is not None or logit_cache or teacher_remote or teacher_compute):
-        raise UserError("--plot draws scenario plans: leave it out of the mode comparison "
-                        "(--on-policy, --logit-cache, --teacher-remote)")
-    if plot is not None:
-        plots.check_figure_path(plot)
-        check_output_file(plot, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag="--plot",
-                          what="figure distillscale drew")
-    given_teacher = teacher_params or teacher_tokens or teacher_loss is not None
+    _check_figure(settings.plot, settings.overwrite, settings.law)
     try:
-        result = plan(
-            law, compute=parse_quantity(compute, "--compute", kind=Quantity.FLOPS),
-            student_params=_quantity(student_params, "--student-params", Quantity.PARAMS),
-            student_model=student_model,
-            scenario=scenario,
-            teacher=ExistingTeacher(_quantity(teacher_params, "--teacher-params", Quantity.PARAMS),
-                                    _quantity(teacher_tokens, "--teacher-tokens", Quantity.TOKENS),
-                                    teacher_loss) if given_teacher else None,
-            min_params=_quantity(min_params, "--min-params", Quantity.PARAMS),
-            max_params=_quantity(max_params, "--max-params", Quantity.PARAMS),
-            min_tokens_per_param=min_tokens_per_param, max_tokens_per_param=max_tokens_per_param,
-            flops=flops_method, n_ctx=n_ctx, vocab_size=vocab_size, aspect_ratio=aspect_ratio,
-            on_policy=settings, logit_cache=logit_cache, teacher_remote=teacher_remote,
-            teacher_compute=_quantity(teacher_compute, "--teacher-compute", Quantity.FLOPS),
-            unique_tokens=unique, max_penalty=max_penalty)
+        result = plan_from_settings(settings)
     except ParameterError as exc:  # the on-policy settings' flags are named apart from their fields
         raise UserError(exc.for_cli(ON_POLICY_FLAGS)) from None
+    _print_plan(result, settings)
+    if settings.plot is not None and result.kind != "supervised":
+        plots.save_figure(plots.plot_plan(result), settings.plot)
+
+
+def _print_plan(result, settings: PlanSettings) -> None:
+    from distillscale.planning.render import plan_renderables
+
     checks = result.repetition
     for message in result.warnings:
         warn(message)
     for name, check in checks.items():
         if check.epochs > 1 and not check.within:
-            warn(f"{name}: the plan repeats its {format_quantity(unique)} unique tokens {check.epochs:.3g} times, "
-                 f"{check.penalty:.2%} loss above fresh data; it needs {format_quantity(check.unique_tokens_needed)} "
-                 f"unique tokens to stay within {max_penalty:.1%}")
-    if as_json:
+            warn(f"{name}: the plan repeats its {format_quantity(settings.unique_tokens)} unique tokens "
+                 f"{check.epochs:.3g} times, {check.penalty:.2%} loss above fresh data; it needs "
+                 f"{format_quantity(check.unique_tokens_needed)} unique tokens to stay within {settings.max_penalty:.1%}")
+    if settings.as_json:
         print_json(result.to_dict())
-    else:
-        for item in plan_renderables(result):
-            console.print(item)
-        for name, check in checks.items():
-            console.print(f"Repetition ({name}): " + "; ".join(check.describe(format_quantity)))
-        if checks and result.kind != "supervised":
-            console.print("(for distilled students this assumes repeated tokens decay as in supervised "
-                          "training: the law does not know how distillation tolerates repetition)")
-    if plot is not None and result.kind != "supervised":
-        plots.save_figure(plots.plot_plan(result), plot)
+        return
+    for item in plan_renderables(result):
+        console.print(item)
+    for name, check in checks.items():
+        console.print(f"Repetition ({name}): " + "; ".join(check.describe(format_quantity)))
+    if checks and result.kind != "supervised":
+        console.print("(for distilled students this assumes repeated tokens decay as in supervised "
+                      "training: the law does not know how distillation tolerates repetition)")
 
 
-def distill_map_command(
-    out: Path = typer.Option(..., "--out", help="figure file (.png or .svg)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
-    scenario: str = typer.Option("teacher-inference", "--scenario", help=", ".join(SCENARIOS)),
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    resolution: int = typer.Option(16, "--resolution", min=2, max=64,
-                                   help="grid points per axis (each is one plan)"),
-    flops_method: str = typer.Option("corrected", "--flops", help=FLOPS_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print the grid as JSON"),
-) -> None:
+class DistillMapSettings(CommandSettings):
+    """`distillscale distill-map`."""
+
+    command_path: ClassVar[str] = "distill-map"
+
+    out: Path = option(..., help="figure file (.png or .svg)")
+    overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
+    scenario: str = option("teacher-inference", help=", ".join(SCENARIOS))
+    law: str = option("busbridge2025", help=LAW_HELP)
+    resolution: int = option(16, min=2, max=64, help="grid points per axis (each is one plan)")
+    flops: str = option("corrected", help=FLOPS_HELP)
+    as_json: bool = option(False, flag="--json", help="print the grid as JSON")
+
+
+@command(DistillMapSettings)
+def distill_map_command(s: DistillMapSettings) -> None:
     """Map where distillation beats supervised training at equal compute (Busbridge Fig. 6)."""
     from distillscale.planning import plots
     from distillscale.planning.plan import planner_for
 
-    laws = load_laws(law)
-    name = get_scenario(scenario).name
-    plots.check_figure_path(out)
-    check_output_file(out, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law],
-                      what="figure distillscale drew")
-    planner = planner_for(laws, flops_method)
-    student_params = np.geomspace(1e8, 1e11, resolution)
-    tokens = np.geomspace(1e9, 1e14, resolution)
+    laws = load_laws(s.law)
+    name = get_scenario(s.scenario).name
+    _check_figure(s.out, s.overwrite, s.law, flag=None)
+    planner = planner_for(laws, s.flops)
+    student_params = np.geomspace(1e8, 1e11, s.resolution)
+    tokens = np.geomspace(1e9, 1e14, s.resolution)
     advantage = planner.advantage_map(name, student_params, tokens)
-    plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, advantage), out)
+    plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, advantage), s.out)
     wins = np.nan_to_num(advantage, nan=-1.0) > 0
-    if as_json:
+    if s.as_json:
         print_json({"law": laws.name, "scenario": name, "student_params": student_params,
                     "supervised_tokens": tokens,
                     "loss_difference": np.where(np.isnan(advantage), None, advantage).tolist(),
-                    "figure": str(out)})
+                    "figure": str(s.out)})
         return
     console.print(f"distillation wins in {int(wins.sum())} of {advantage.size} cells "
-                  f"(scenario {name}, law {laws.name}); map written to {out}")
+                  f"(scenario {name}, law {laws.name}); map written to {s.out}")
 
 
-def teacher_command(
-    student_params: str = typer.Option(..., "--student-params",
-                                       help="student non-embedding parameters, e.g. 546M"),
-    student_tokens: str = typer.Option(..., "--student-tokens", help="distillation tokens, e.g. 11B"),
-    candidates: Path | None = typer.Option(
-        None, "--candidates", help="CSV/JSONL of teachers: teacher_loss, or teacher_params and "
-                                   "teacher_tokens; optional name (default: a ladder of sizes)"),
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    plot: Path | None = typer.Option(None, "--plot", help="write the U-curve (.png or .svg)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the figure file if distillscale drew it"),
-) -> None:
+class TeacherSettings(CommandSettings):
+    """`distillscale teacher`."""
+
+    command_path: ClassVar[str] = "teacher"
+
+    student_params: Annotated[float, quantity("--student-params", kind=Quantity.PARAMS)] = option(
+        ..., help="student non-embedding parameters, e.g. 546M")
+    student_tokens: Annotated[float, quantity("--student-tokens", kind=Quantity.TOKENS)] = option(
+        ..., help="distillation tokens, e.g. 11B")
+    candidates: Path | None = option(
+        None, help="CSV/JSONL of teachers: teacher_loss, or teacher_params and teacher_tokens; optional "
+                   "name (default: a ladder of sizes)")
+    law: str = option("busbridge2025", help=LAW_HELP)
+    as_json: bool = option(False, flag="--json", help="print JSON")
+    plot: Path | None = option(None, help="write the U-curve (.png or .svg)")
+    overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
+
+
+@command(TeacherSettings)
+def teacher_command(s: TeacherSettings) -> None:
     """Rank teachers for a student: predicted student loss each, the optimal teacher loss L_T*,
     and where the capacity gap begins (L_T / Ltilde_S = d1)."""
     from distillscale.planning import plots
     from distillscale.planning.plan import rank_teachers_for
     from distillscale.planning.render import teacher_renderables
 
-    if plot is not None:
-        plots.check_figure_path(plot)
-        check_output_file(plot, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag="--plot",
-                          what="figure distillscale drew")
-    ranking = rank_teachers_for(law,
-                                student_params=parse_quantity(student_params, "--student-params", kind=Quantity.PARAMS),
-                                student_tokens=parse_quantity(student_tokens, "--student-tokens", kind=Quantity.TOKENS),
-                                candidates=candidates)
+    _check_figure(s.plot, s.overwrite, s.law)
+    ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
+                                candidates=s.candidates)
     for message in ranking.warnings:
         warn(message)
-    if plot is not None:
-        plots.save_figure(plots.plot_teacher_u_curve(ranking), plot)
-    if as_json:
+    if s.plot is not None:
+        plots.save_figure(plots.plot_teacher_u_curve(ranking), s.plot)
+    if s.as_json:
         print_json({"law": ranking.law, **ranking.to_dict()})
         return
     for item in teacher_renderables(ranking.law, ranking):
         console.print(item)
 
 
-def capacity_gap_command(
-    runs: Path | None = typer.Option(
-        None, "--runs", help="CSV/JSONL of distillation runs with student_params, teacher_params "
-                             "and student_loss"),
-    students: str = typer.Option("143M,546M,1.82B,7.75B", "--students",
-                                 help="student sizes for the law's relation (comma-separated)"),
-    tokens_per_param: float = typer.Option(20.0, "--tokens-per-param", min=1e-3,
-                                           help="student tokens per parameter for the law's relation"),
-    confidence: float = typer.Option(0.9, "--confidence", min=0.5, max=0.999,
-                                     help="coverage of the interval on k"),
-    drop_invalid: bool = typer.Option(False, "--drop-invalid", help="skip rows with bad values"),
-    law: str = typer.Option("busbridge2025", "--law", help=LAW_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-) -> None:
+def _sizes(text: object) -> object:
+    """--students: sizes, comma-separated."""
+    if not isinstance(text, str):
+        return text
+    return [parse_quantity(part.strip(), "--students", kind=Quantity.PARAMS) for part in text.split(",")]
+
+
+class CapacityGapSettings(CommandSettings):
+    """`distillscale capacity-gap`."""
+
+    command_path: ClassVar[str] = "capacity-gap"
+
+    runs: Path | None = option(None, help="CSV/JSONL of distillation runs with student_params, teacher_params "
+                                          "and student_loss")
+    students: Annotated[list[float], BeforeValidator(_sizes)] = option(
+        "143M,546M,1.82B,7.75B", help="student sizes for the law's relation (comma-separated)")
+    tokens_per_param: float = option(20.0, min=1e-3, help="student tokens per parameter for the law's relation")
+    confidence: float = option(0.9, min=0.5, max=0.999, help="coverage of the interval on k")
+    drop_invalid: bool = option(False, help="skip rows with bad values")
+    law: str = option("busbridge2025", help=LAW_HELP)
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
+@command(CapacityGapSettings)
+def capacity_gap_command(s: CapacityGapSettings) -> None:
     """The linear law of capacity gap N_T* = k N_S: fitted to runs, and as the distillation law
     predicts it for compute-optimal teachers."""
     from distillscale.planning.plan import planner_for
     from distillscale.planning.teacher import LinearCapacityGap
     from distillscale.tables import read_table
 
-    laws = load_laws(law)
-    sizes = [parse_quantity(text.strip(), "--students", kind=Quantity.PARAMS) for text in students.split(",")]
-    fits = {}
-    if runs is not None:
+    laws, sizes, fits = load_laws(s.law), s.students, {}
+    if s.runs is not None:
         columns = ["student_params", "teacher_params", "student_loss"]
-        table = read_table(runs).numeric(columns, drop_invalid=drop_invalid)
-        fits["runs"] = LinearCapacityGap(confidence).fit(*(table[c] for c in columns))
+        table = read_table(s.runs).numeric(columns, drop_invalid=s.drop_invalid)
+        fits["runs"] = LinearCapacityGap(s.confidence).fit(*(table[c] for c in columns))
         sizes = fits["runs"].student_params_.tolist()
     if laws.distillation is not None:
-        planner = planner_for(laws)
         try:
-            fits["law"] = LinearCapacityGap.from_law(planner, sizes, tokens_per_param, confidence)
+            fits["law"] = LinearCapacityGap.from_law(planner_for(laws), sizes, s.tokens_per_param, s.confidence)
         except ParameterError as exc:
             raise UserError(exc.for_cli({"student_params": "--students"})) from None
-    elif runs is None:
+    elif s.runs is None:
         laws.require_distillation()
-    if as_json:
+    if s.as_json:
         print_json({"law": laws.name, **{name: fit.to_dict() for name, fit in fits.items()}})
-        return
-    sources = {"runs": f"best observed teachers in {runs}",
-               "law": f"law {laws.name}, compute-optimal teachers, students at "
-                      f"{tokens_per_param:g} tokens/parameter"}
+    else:
+        _print_capacity_gaps(s, laws.name, fits)
+
+
+def _print_capacity_gaps(s: CapacityGapSettings, law: str, fits: dict) -> None:
+    sources = {"runs": f"best observed teachers in {s.runs}",
+               "law": f"law {law}, compute-optimal teachers, students at {s.tokens_per_param:g} tokens/parameter"}
+    confidence = s.confidence
     for name, fit in fits.items():
         table = Table(title=f"Capacity gap from {sources[name]}")
         table.add_column("student N_S", justify="right")

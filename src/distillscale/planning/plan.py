@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from distillscale.cli_options import command_line
 from distillscale.errors import ParameterError, UserError
 from distillscale.jsontext import json_text
 from distillscale.laws.extrapolation import data_range, extrapolation_warnings
@@ -41,6 +42,7 @@ from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
+from distillscale.planning.options import PlanSettings
 from distillscale.planning.render import plan_text
 from distillscale.planning.results import CANNOT_TELL, decide_verdict, far_beyond
 from distillscale.units import Quantity, check_parameter, format_quantity
@@ -120,42 +122,31 @@ class PlanArguments:
 
     def cli_command(self, scenario: bool = True, json_output: bool = False) -> str:
         """The `distillscale plan` command with these arguments (`scenario`: with its --scenario)."""
-        args = ["distillscale", "plan", "--law", _quote(self.law_spec), "--compute", _number(self.compute)]
-        if self.student_model is not None:
-            args += ["--student-model", _quote(self.student_model)]
-        elif self.student_params is not None:
-            args += ["--student-params", _number(self.student_params)]
-        if self.scenario is not None and scenario:
-            args += ["--scenario", self.scenario]
-        for name, value in vars(self.teacher or ExistingTeacher()).items():
-            if value is not None:
-                args += [f"--teacher-{name}", _number(value)]
-        for name, value in vars(self.search).items():
-            if value is not None:
-                args += ["--" + name.replace("_", "-"), _number(value)]
-        if self.flops != "corrected":
-            args += ["--flops", self.flops]
-        for name in ("n_ctx", "vocab_size", "aspect_ratio"):
-            if getattr(self, name) is not None:
-                args += ["--" + name.replace("_", "-"), _number(getattr(self, name))]
-        if self.on_policy is not None:
-            on_policy = self.on_policy
-            args += ["--on-policy"] if on_policy.fraction is None else [
-                "--on-policy-fraction", ",".join(_number(f) for f in on_policy.fractions)]
-            defaults = OnPolicy()
-            for name, flag in (("prompt_tokens", "--prompt-tokens"), ("continuation_tokens", "--continuation-tokens"),
-                               ("efficiency", "--on-policy-efficiency")):
-                if getattr(on_policy, name) != getattr(defaults, name):
-                    args += [flag, _number(getattr(on_policy, name))]
-        args += ["--logit-cache"] if self.logit_cache else []
-        args += ["--teacher-remote"] if self.teacher_remote else []
-        if self.teacher_compute is not None:
-            args += ["--teacher-compute", _number(self.teacher_compute)]
+        return command_line(self.settings(scenario=scenario, json_output=json_output))
+
+    def settings(self, scenario: bool = True, json_output: bool = False) -> PlanSettings:
+        """These arguments as the settings of `distillscale plan` (which `plan_from_settings` plans)."""
+        teacher, on_policy = self.teacher or ExistingTeacher(), self.on_policy
+        given = {"law": self.law_spec, "compute": self.compute,
+                 "student_model": self.student_model,
+                 "student_params": self.student_params if self.student_model is None else None,
+                 "scenario": self.scenario if scenario else None, "teacher_params": teacher.params,
+                 "teacher_tokens": teacher.tokens, "teacher_loss": teacher.loss, **vars(self.search),
+                 "flops": self.flops, "n_ctx": self.n_ctx, "vocab_size": self.vocab_size,
+                 "aspect_ratio": self.aspect_ratio, "logit_cache": self.logit_cache,
+                 "teacher_remote": self.teacher_remote, "teacher_compute": self.teacher_compute,
+                 "unique_tokens": self.unique_tokens, "as_json": json_output}
         if self.unique_tokens is not None:
-            args += ["--unique-tokens", _number(self.unique_tokens)]
-            if self.max_penalty != DEFAULT_MAX_PENALTY:
-                args += ["--max-penalty", _number(self.max_penalty)]
-        return " ".join(args + (["--json"] if json_output else []))
+            given["max_penalty"] = self.max_penalty
+        if on_policy is not None:
+            defaults = OnPolicy()
+            given.update(on_policy=on_policy.fraction is None,
+                         on_policy_fraction=None if on_policy.fraction is None else on_policy.fractions,
+                         **{flag: getattr(on_policy, name) for name, flag in (
+                             ("prompt_tokens", "prompt_tokens"), ("continuation_tokens", "continuation_tokens"),
+                             ("efficiency", "on_policy_efficiency"))
+                            if getattr(on_policy, name) != getattr(defaults, name)})
+        return PlanSettings(**given)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -513,6 +504,22 @@ def plan(law, *, compute: float, student_params: float | None = None,
     return _with_repetition(_plan(laws, arguments, student_model, names, compare))
 
 
+def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None) -> Plan:
+    """The plan `distillscale plan` prints for `settings` (its output options aside); `laws`: the
+    law set already loaded for `settings.law` (the planner page's)."""
+    given = settings.teacher_params or settings.teacher_tokens or settings.teacher_loss is not None
+    return plan(laws if laws is not None else settings.law, compute=settings.compute,
+                student_params=settings.student_params, student_model=settings.student_model,
+                scenario=settings.scenario, min_params=settings.min_params, max_params=settings.max_params,
+                teacher=ExistingTeacher(settings.teacher_params, settings.teacher_tokens, settings.teacher_loss)
+                if given else None, min_tokens_per_param=settings.min_tokens_per_param,
+                max_tokens_per_param=settings.max_tokens_per_param, flops=settings.flops, n_ctx=settings.n_ctx,
+                vocab_size=settings.vocab_size, aspect_ratio=settings.aspect_ratio,
+                on_policy=settings.on_policy_settings(), logit_cache=settings.logit_cache,
+                teacher_remote=settings.teacher_remote, teacher_compute=settings.teacher_compute,
+                unique_tokens=settings.unique_tokens, max_penalty=settings.max_penalty)
+
+
 def _with_repetition(result: Plan) -> Plan:
     arguments = result.arguments
     if arguments.unique_tokens is None:
@@ -781,21 +788,6 @@ def _supervised_plan(laws: LawSet, forward: ForwardFlops, arguments: PlanArgumen
     warnings = extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens})
     return SupervisedOnlyPlan(law=laws.name, laws=laws, arguments=arguments, supervised=result, warnings=warnings,
                               planner=planner)
-
-
-def _number(value: float) -> str:
-    """A number as short as it can be while reading back exactly: 1e+21, 5.46e+08."""
-    for digits in range(6, 18):
-        text = f"{value:.{digits}g}"
-        if float(text) == value:
-            return text
-    return repr(value)
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def repetition_check(result: Plan, unique_tokens: float, max_penalty: float = 0.01) -> dict:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import typer
+from pydantic import model_validator
 
+from distillscale.cli_options import CommandSettings, command, option
 from distillscale.console import Table, console, err_console, print_json
 from distillscale.errors import UserError
 
@@ -40,67 +42,68 @@ def prepare_out_dir(out: Path, overwrite: bool) -> Path:
     return results
 
 
+class LargeBatchSettings(CommandSettings):
+    """`distillscale experiment large-batch`."""
+
+    command_path: ClassVar[str] = "experiment large-batch"
+
+    small_batch: int = option(32, help="batch size of the reference run")
+    large_batch: int = option(512, help="batch size of the large-batch runs")
+    ghost_batch: int | None = option(None, help="Ghost BN batch size (default: the small batch size)")
+    epochs: int = option(20, help="epochs of the small-batch run")
+    milestones: str = option("10,15", help="epochs at which the LR is divided by 10, e.g. 10,15")
+    lr: float = option(0.05, help="learning rate of the small-batch run")
+    weight_decay: float = option(5e-4, help="SGD weight decay")
+    seeds: int = option(3, help="runs per regime (seeds 0..N-1)")
+    num_samples: int = option(5120, help="MNIST-1D samples generated (80% train, 20% test)")
+    channels: int = option(16, help="convolution channels of the classifier")
+    threads: int = option(1, help="torch CPU threads; one is fastest for these small models on a busy machine")
+    out: Path = option(Path("runs/large-batch"), help="directory for results.json and the weight-distance plot")
+    plot_format: str = option("png", help="png or svg")
+    overwrite: bool = option(False, help="replace results already in --out")
+    as_json: bool = option(False, flag="--json", help="print the results as JSON")
+
+    @model_validator(mode="after")
+    def _checked(self) -> "LargeBatchSettings":
+        if self.plot_format not in ("png", "svg"):
+            raise UserError(f"unknown --plot-format {self.plot_format!r}: use png or svg")
+        if self.threads < 1:
+            raise UserError(f"--threads must be a positive integer, got {self.threads}")
+        return self
+
+
 @experiment_app.command("large-batch")
-def large_batch_command(
-    small_batch: int = typer.Option(32, "--small-batch", help="batch size of the reference run"),
-    large_batch: int = typer.Option(512, "--large-batch", help="batch size of the large-batch runs"),
-    ghost_batch: int | None = typer.Option(
-        None, "--ghost-batch", help="Ghost BN batch size (default: the small batch size)"),
-    epochs: int = typer.Option(20, "--epochs", help="epochs of the small-batch run"),
-    milestones: str = typer.Option("10,15", "--milestones",
-                                   help="epochs at which the LR is divided by 10, e.g. 10,15"),
-    lr: float = typer.Option(0.05, "--lr", help="learning rate of the small-batch run"),
-    weight_decay: float = typer.Option(5e-4, "--weight-decay", help="SGD weight decay"),
-    seeds: int = typer.Option(3, "--seeds", help="runs per regime (seeds 0..N-1)"),
-    num_samples: int = typer.Option(5120, "--num-samples",
-                                    help="MNIST-1D samples generated (80% train, 20% test)"),
-    channels: int = typer.Option(16, "--channels", help="convolution channels of the classifier"),
-    threads: int = typer.Option(1, "--threads",
-                                help="torch CPU threads; one is fastest for these small models "
-                                     "on a busy machine"),
-    out: Path = typer.Option(Path("runs/large-batch"), "--out",
-                             help="directory for results.json and the weight-distance plot"),
-    plot_format: str = typer.Option("png", "--plot-format", help="png or svg"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace results already in --out"),
-    as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
-) -> None:
+@command(LargeBatchSettings)
+def large_batch_command(s: LargeBatchSettings) -> None:
     """Train a BatchNorm CNN on MNIST-1D in five regimes (SB, LB, +sqrt LR, +Ghost BN, +regime
     adaptation) and report test accuracy and the weight distance vs log(updates)."""
     from distillscale.io import atomic_write_json
     from distillscale.regime.experiment import (LargeBatchConfig, plot_weight_distance,
                                                 run_large_batch_experiment)
 
-    if plot_format not in ("png", "svg"):
-        raise UserError(f"unknown --plot-format {plot_format!r}: use png or svg")
-    if threads < 1:
-        raise UserError(f"--threads must be a positive integer, got {threads}")
-    config = LargeBatchConfig(
-        small_batch=small_batch, large_batch=large_batch, ghost_batch=ghost_batch, epochs=epochs,
-        milestones=parse_milestones(milestones), lr=lr, weight_decay=weight_decay, seeds=seeds,
-        num_samples=num_samples, channels=channels)
-    results_path = prepare_out_dir(out, overwrite)
-    plot_path = out / f"weight_distance.{plot_format}"
+    config = LargeBatchConfig(milestones=parse_milestones(s.milestones), **s.model_dump(include={
+        "small_batch", "large_batch", "ghost_batch", "epochs", "lr", "weight_decay", "seeds", "num_samples", "channels"}))
+    results_path = prepare_out_dir(s.out, s.overwrite)
+    plot_path = s.out / f"weight_distance.{s.plot_format}"
 
     import torch
 
-    torch.set_num_threads(threads)
-
-    def report(run: RunResult) -> None:
-        err_console.print(f"{run.regime:>4} seed {run.seed}: test accuracy "
-                          f"{100 * run.test_accuracy:.1f}% after {run.updates} updates "
-                          f"({run.seconds:.1f} s)", highlight=False)
-
-    result = run_large_batch_experiment(config, on_run=report)
+    torch.set_num_threads(s.threads)
+    result = run_large_batch_experiment(config, on_run=_print_run)
     record = {**result.to_dict(), "files": {"results": str(results_path), "plot": str(plot_path)}}
     plot_weight_distance(result, plot_path)
     atomic_write_json(results_path, record)
-
-    if as_json:
+    if s.as_json:
         print_json(record)
         return
     console.print(results_table(result))
     console.print(record["verdict"]["text"])
     console.print(f"results: {results_path}\nplot: {plot_path}")
+
+
+def _print_run(run: RunResult) -> None:
+    err_console.print(f"{run.regime:>4} seed {run.seed}: test accuracy {100 * run.test_accuracy:.1f}% after "
+                      f"{run.updates} updates ({run.seconds:.1f} s)", highlight=False)
 
 
 def results_table(result: LargeBatchResult) -> Table:

@@ -53,7 +53,7 @@ DEFAULT_TARGET_SCALE = 10.0
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    form: str = "auto"                # supervised form: auto (selected by backtest), chinchilla, tied, busbridge
+    form: str = "auto"                # supervised form: auto (the median of the three forms), chinchilla, tied, busbridge
     distillation_form: str = "auto"   # auto, free or tied (alpha', beta' = the supervised law's)
     bootstrap: int = 100              # resamples for the intervals; 0 = none
     level: float = 0.9

@@ -4,47 +4,51 @@ built-in micro sweep, then its report)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, ClassVar
 
-import typer
-
+from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import console, err_console, print_json, styled, warn
 from distillscale.io import check_output_dir, check_output_file
-from distillscale.units import Quantity, format_interval, format_quantity, parse_quantity
+from distillscale.laws.lawset import FORM_HELP
+from distillscale.settings import quantity
+from distillscale.units import Quantity, format_interval, format_quantity
 
 
 def _progress(message: str, command: str = "report") -> None:
     err_console.print(styled((f"{command}:", "dim"), " ", message), highlight=False)
 
 
-def report_command(
-    source: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`), or a .csv/.jsonl "
-                                            "file written by `sweep export`"),
-    out: Path = typer.Option(None, "--out", help="directory for report.html and report.json "
-                                                 "(default: the sweep directory, or the file's directory)"),
-    target_params: str = typer.Option(None, "--target-params",
-                                      help="student size to plan for, e.g. 1B (default: with no --target-compute "
-                                           "either, the largest distilled student size, within what the fit "
-                                           "supports; else 10x the largest run)"),
-    target_compute: str = typer.Option(None, "--target-compute",
-                                       help="FLOP budget of the plan, e.g. 1e21 (default: the target trained on "
-                                            "the most tokens the fitted runs cover for it; with --target-params, "
-                                            "on 20 tokens/parameter)"),
-    form: str = typer.Option("auto", "--form",
-                             help="supervised law: auto (the form that extrapolates best in the backtest), "
-                                  "chinchilla (gamma = 1), tied (alpha = beta) or busbridge (gamma fitted)"),
-    distillation_form: str = typer.Option("auto", "--distillation-form",
-                                          help="distillation law: auto, free (9 coefficients) or tied "
-                                               "(alpha', beta' = the supervised law's)"),
-    grid: str = typer.Option("coarse", "--grid", help="start grids of the fits: coarse (hundreds of "
-                                                      "starts, seconds) or full (the papers' grids, slow)"),
-    max_iter: int = typer.Option(300, "--max-iter", help="L-BFGS iterations per start of each fit"),
-    bootstrap: int = typer.Option(100, "--bootstrap", help="bootstrap resamples for the intervals, 0 = none"),
-    level: float = typer.Option(0.9, "--level", help="coverage of the intervals"),
-    seed: int = typer.Option(0, "--seed", help="seed of the bootstrap"),
-    overwrite: bool = typer.Option(False, "--overwrite",
-                                   help="replace report.html and report.json written by an earlier report"),
-    as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
-) -> None:
+class ReportSettings(CommandSettings):
+    """`distillscale report`."""
+
+    command_path: ClassVar[str] = "report"
+
+    source: Path = argument(help="sweep directory (the --out of `sweep run`), or a .csv/.jsonl file written by "
+                                 "`sweep export`")
+    out: Path | None = option(None, help="directory for report.html and report.json (default: the sweep "
+                                         "directory, or the file's directory)")
+    target_params: Annotated[float | None, quantity("--target-params", kind=Quantity.PARAMS)] = option(
+        None, help="student size to plan for, e.g. 1B (default: with no --target-compute either, the largest "
+                   "distilled student size, within what the fit supports; else 10x the largest run)")
+    target_compute: Annotated[float | None, quantity("--target-compute", kind=Quantity.FLOPS)] = option(
+        None, help="FLOP budget of the plan, e.g. 1e21 (default: the target trained on the most tokens the "
+                   "fitted runs cover for it; with --target-params, on 20 tokens/parameter)")
+    form: str = option("auto", help="supervised law: " + FORM_HELP)
+    distillation_form: str = option("auto", help="distillation law: auto (the better of the two in the "
+                                                 "backtest), free (9 coefficients) or tied (alpha', beta' = "
+                                                 "the supervised law's)")
+    grid: str = option("coarse", help="start grids of the fits: coarse (hundreds of starts, seconds) or full "
+                                      "(the papers' grids, slow)")
+    max_iter: int = option(300, help="L-BFGS iterations per start of each fit")
+    bootstrap: int = option(100, help="bootstrap resamples for the intervals, 0 = none")
+    level: float = option(0.9, help="coverage of the intervals")
+    seed: int = option(0, help="seed of the bootstrap")
+    overwrite: bool = option(False, help="replace report.html and report.json written by an earlier report")
+    as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
+
+
+@command(ReportSettings)
+def report_command(s: ReportSettings) -> None:
     """Fit the supervised and distillation laws to a sweep's runs (with bootstrap intervals), check
     how they extrapolate to the largest runs, find the best teachers, plan at a target scale, and
     write report.html (self-contained) and report.json."""
@@ -52,20 +56,16 @@ def report_command(
     from distillscale.report.report import REPORT_HTML, REPORT_IS_OURS, REPORT_JSON, write_report
     from distillscale.sweeps.store import is_sweep_dir
 
-    settings = CalibrationSettings(
-        form=form, distillation_form=distillation_form, grid=grid, max_iter=max_iter, bootstrap=bootstrap, level=level, seed=seed,
-        target_params=parse_quantity(target_params, "--target-params", kind=Quantity.PARAMS) if target_params else None,
-        target_compute=parse_quantity(target_compute, "--target-compute", kind=Quantity.FLOPS) if target_compute else None)
-    out_dir = out if out is not None else (source if source.is_dir() else source.parent)
-    if out is not None:  # a directory of the user's, or a run's, never gets a report written into it
-        check_output_dir(out, is_ours=lambda path: is_sweep_dir(path) or REPORT_IS_OURS[REPORT_JSON](path / REPORT_JSON),
+    settings = CalibrationSettings(**s.model_dump(exclude={"source", "out", "overwrite", "as_json"}))
+    out_dir = s.out if s.out is not None else (s.source if s.source.is_dir() else s.source.parent)
+    if s.out is not None:  # a directory of the user's, or a run's, never gets a report written into it
+        check_output_dir(s.out, is_ours=lambda path: is_sweep_dir(path) or REPORT_IS_OURS[REPORT_JSON](path / REPORT_JSON),
                          flag="--out", what="sweep directory or earlier report's directory")
     for name in (REPORT_JSON, REPORT_HTML):
-        check_output_file(out_dir / name, overwrite=overwrite, is_ours=REPORT_IS_OURS[name], inputs=[source],
-                          flag="report file", what="report distillscale wrote",
-                          make_parents=out is not None)
-    _, report = write_report(source, out_dir, settings, progress=_progress)
-    if as_json:
+        check_output_file(out_dir / name, overwrite=s.overwrite, is_ours=REPORT_IS_OURS[name], inputs=[s.source],
+                          flag="report file", what="report distillscale wrote", make_parents=s.out is not None)
+    _, report = write_report(s.source, out_dir, settings, progress=_progress)
+    if s.as_json:
         print_json({**report, "warnings": report_warnings(report)})
         return
     print_summary(report)
@@ -179,22 +179,27 @@ def report_warnings(report: dict) -> list[str]:
     return messages
 
 
-def demo_command(
-    out: Path = typer.Option(None, "--out", help="sweep directory (default: sweeps/micro, "
-                                                 "sweeps/micro-quick with --quick, sweeps/micro-<name> "
-                                                 "with --data)"),
-    data: Path = typer.Option(None, "--data", help="your corpus: text/.jsonl/.parquet files, a glob or a "
-                                                   "datasets directory (default: Python's standard library)"),
-    quick: bool = typer.Option(False, "--quick", help="a smaller, shorter sweep (about 2 minutes on 2 cores)"),
-    scale: str = typer.Option("micro", "--scale", help="micro (minutes on a CPU) or gpu (the GPU ladder: "
-                                                       "1M-17M-parameter models, about 20 minutes on one "
-                                                       "H100, on every visible GPU)"),
-    repetition: bool = typer.Option(False, "--repetition", help="the repetition sweep instead: supervised and "
-                                    "distilled students on 1-16 epochs of fixed subsets, R_D* fitted for each "
-                                    "(about 15 minutes on 2 cores)"),
-    workers: int = typer.Option(None, "--workers", min=1, help="runs at once (default: the number of cores)"),
-    as_json: bool = typer.Option(False, "--json", help="print report.json instead of a summary"),
-) -> int:
+class DemoSettings(CommandSettings):
+    """`distillscale demo`."""
+
+    command_path: ClassVar[str] = "demo"
+
+    out: Path | None = option(None, help="sweep directory (default: sweeps/micro, sweeps/micro-quick with "
+                                         "--quick, sweeps/micro-<name> with --data)")
+    data: Path | None = option(None, help="your corpus: text/.jsonl/.parquet files, a glob or a datasets "
+                                          "directory (default: Python's standard library)")
+    quick: bool = option(False, help="a smaller, shorter sweep (about 2 minutes on 2 cores)")
+    scale: str = option("micro", help="micro (minutes on a CPU) or gpu (the GPU ladder: 1M-17M-parameter "
+                                      "models, about 20 minutes on one H100, on every visible GPU)")
+    repetition: bool = option(False, help="the repetition sweep instead: supervised and distilled students on "
+                                          "1-16 epochs of fixed subsets, R_D* fitted for each (about 15 "
+                                          "minutes on 2 cores)")
+    workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
+    as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
+
+
+@command(DemoSettings)
+def demo_command(s: DemoSettings) -> int:
     """The main job: run the built-in micro sweep on Python's standard library sources (or --data),
     fit the scaling laws to it, and write report.html. Running it again reuses the finished runs."""
     import time
@@ -203,9 +208,9 @@ def demo_command(
     from distillscale.report.report import REPORT_HTML
 
     start = time.perf_counter()
-    sweep_dir, report, counts = run_demo(out, quick, workers, progress=lambda m: _progress(m, "demo"),
-                                         data=data, scale=scale, repetition=repetition)
-    if as_json:
+    sweep_dir, report, counts = run_demo(s.out, s.quick, s.workers, progress=lambda m: _progress(m, "demo"),
+                                         data=s.data, scale=s.scale, repetition=s.repetition)
+    if s.as_json:
         print_json({**report, "warnings": report_warnings(report)})
     else:
         print_summary(report)

@@ -19,7 +19,9 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import data_range
 from distillscale.laws.lawset import PRESETS, LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS
-from distillscale.planning.plan import ExistingTeacher, Plan, plan
+from distillscale.cli_options import command_line
+from distillscale.planning.options import PlanSettings
+from distillscale.planning.plan import ExistingTeacher, Plan, plan_from_settings
 from distillscale.units import Quantity, parse_quantity
 
 # The page's controls: the planner parameter each one sets, and how a message names it.
@@ -134,13 +136,20 @@ class Planner:
         except UserError as exc:
             return {"ok": False, "errors": {"plan": _sentence(str(exc))}, "elapsed_ms": _ms(start)}
         response = {"ok": True, "plan": result.to_dict(), "summary": _summary(result),
-                    "text": result.as_text(width=110), "cli": result.as_cli_command(),
+                    "text": result.as_text(width=110), "cli": command_line(self.settings(query)),
                     "warnings": result.warnings, "u_curve": _u_curve(result)}
         response["elapsed_ms"] = _ms(start)
         return response
 
     def plan(self, query: PlanQuery) -> Plan:
-        """`planning.plan` for the controls; a malformed control raises ParameterError naming it."""
+        """`planning.plan` for the controls, as `distillscale plan` makes it from the same settings; a
+        malformed control raises ParameterError naming it."""
+        result = plan_from_settings(self.settings(query), self.laws[query.law])
+        # a file's path, so the command reloads it
+        return replace(result, arguments=replace(result.arguments, law_spec=query.law))
+
+    def settings(self, query: PlanQuery) -> PlanSettings:
+        """The controls as the settings of `distillscale plan` (validated by the same class)."""
         if query.law not in self.laws:
             raise ParameterError("law", "{} {law!r} is not loaded: restart serve with --law {law}",
                                  law=query.law)
@@ -151,7 +160,6 @@ class Planner:
         if query.teacher not in TEACHER_MODES:
             raise ParameterError("teacher.params", "unknown teacher mode {mode!r} (the teacher control): use "
                                  "one of " + ", ".join(TEACHER_MODES), mode=query.teacher)
-        laws = self.laws[query.law]
         given = {name: _quantity(name, text, kind) for name, text, kind in (
             ("compute", query.compute, Quantity.FLOPS),
             ("student_params", "" if query.student.strip() == "best" else query.student, Quantity.PARAMS),
@@ -160,13 +168,11 @@ class Planner:
             ("teacher.loss", query.teacher_loss if query.teacher == "loss" else "", None))}
         if given["compute"] is None:
             raise ParameterError("compute", "give {}, e.g. 1e21")
-        teacher = None
-        if query.teacher != "none":
-            teacher = ExistingTeacher(given["teacher.params"], given["teacher.tokens"], given["teacher.loss"])
-        result = plan(laws, compute=given["compute"], student_params=given["student_params"],
-                      scenario=query.scenario, teacher=teacher)
-        # a file's path, so the command reloads it
-        return replace(result, arguments=replace(result.arguments, law_spec=query.law))
+        if query.teacher != "none" and given["teacher.params"] is None:  # a teacher chosen, its size not given
+            ExistingTeacher(None, given["teacher.tokens"], given["teacher.loss"]).checked(self.laws[query.law])
+        return PlanSettings(law=query.law, compute=given["compute"], student_params=given["student_params"],
+                            scenario=query.scenario, teacher_params=given["teacher.params"],
+                            teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"])
 
     def _compute_curve(self, query: PlanQuery, student_params: float) -> dict:
         start = time.perf_counter()

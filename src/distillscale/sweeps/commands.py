@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import typer
 
+from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import console, print_json, styled, warn
 from distillscale.errors import UserError
 from distillscale.io import check_output_file
@@ -19,31 +21,32 @@ sweep_app = typer.Typer(help="Run a sweep of training and distillation runs, and
 
 
 # Section names are written \\[data] in help texts: rich reads a bare [data] as markup and drops it.
+class SweepRunSettings(CommandSettings):
+    """`distillscale sweep run`."""
+
+    command_path: ClassVar[str] = "sweep run"
+
+    spec: Path = argument(help="sweep spec (TOML): \\[data], \\[model], \\[teachers], \\[students], \\[distill]")
+    out: Path | None = option(None, help="sweep directory (default: sweeps/<spec name>)")
+    workers: int | None = option(None, min=1, help="runs at once (default: one per GPU x --runs-per-gpu, or "
+                                                   "without GPUs cores // --threads-per-run)")
+    gpus: str | None = option(None, help="GPUs the local runs use: all (default), none, or ids such as 0,1,3; "
+                                         "each run gets one, as CUDA_VISIBLE_DEVICES")
+    runs_per_gpu: int | None = option(None, help="runs sharing each GPU at once (default 1; small models "
+                                                 "cannot fill a large GPU alone)")
+    threads_per_run: int = option(1, min=1, help="CPU threads of each run (OMP_NUM_THREADS)")
+    executor: str = option("local", help="local (subprocesses) or slurm (submitit)")
+    slurm_partition: str | None = option(None, help="Slurm partition")
+    slurm_timeout_min: int = option(24 * 60, min=1, help="time limit of each Slurm job, minutes")
+    slurm_gpus: int = option(0, min=0, help="GPUs per Slurm job")
+    run_timeout: float | None = option(None, help="seconds a local run may take: then it is stopped and counted "
+                                                  "failed, its last checkpoint kept for the next `sweep run`")
+    as_json: bool = option(False, flag="--json", help="print the number of runs per status as JSON")
+
+
 @sweep_app.command("run")
-def run_command(
-    spec: Path = typer.Argument(..., help="sweep spec (TOML): \\[data], \\[model], \\[teachers], "
-                                          "\\[students], \\[distill]"),
-    out: Path = typer.Option(None, "--out", help="sweep directory (default: sweeps/<spec name>)"),
-    workers: int = typer.Option(None, "--workers", min=1,
-                                help="runs at once (default: one per GPU x --runs-per-gpu, or without GPUs "
-                                     "cores // --threads-per-run)"),
-    gpus: str = typer.Option(None, "--gpus", help="GPUs the local runs use: all (default), none, or ids "
-                                                  "such as 0,1,3; each run gets one, as CUDA_VISIBLE_DEVICES"),
-    runs_per_gpu: int = typer.Option(None, "--runs-per-gpu",
-                                     help="runs sharing each GPU at once (default 1; small models "
-                                          "cannot fill a large GPU alone)"),
-    threads_per_run: int = typer.Option(1, "--threads-per-run", min=1,
-                                        help="CPU threads of each run (OMP_NUM_THREADS)"),
-    executor: str = typer.Option("local", "--executor", help="local (subprocesses) or slurm (submitit)"),
-    slurm_partition: str = typer.Option(None, "--slurm-partition", help="Slurm partition"),
-    slurm_timeout_min: int = typer.Option(24 * 60, "--slurm-timeout-min", min=1,
-                                          help="time limit of each Slurm job, minutes"),
-    slurm_gpus: int = typer.Option(0, "--slurm-gpus", min=0, help="GPUs per Slurm job"),
-    run_timeout: float = typer.Option(None, "--run-timeout",
-                                      help="seconds a local run may take: then it is stopped and counted "
-                                           "failed, its last checkpoint kept for the next `sweep run`"),
-    as_json: bool = typer.Option(False, "--json", help="print the number of runs per status as JSON"),
-) -> int:
+@command(SweepRunSettings)
+def run_command(s: SweepRunSettings) -> int:
     """Run every run of a sweep spec: teachers first, then the students distilled from them and their
     supervised baselines, up to --workers at a time, each in its own process.
 
@@ -58,19 +61,25 @@ def run_command(
     """
     from distillscale.sweeps.runner import Sweep
 
-    sweep = Sweep.open(spec, out, executor=executor, workers=workers, threads_per_run=threads_per_run,
-                       gpus=gpus, runs_per_gpu=runs_per_gpu, slurm_partition=slurm_partition,
-                       slurm_timeout_min=slurm_timeout_min, slurm_gpus=slurm_gpus, run_timeout=run_timeout)
-    if not as_json:
-        where = f", {sweep.placement.describe()}" if sweep.placement is not None else ""
-        console.print(styled("sweep ", (sweep.spec.name, "bold"), f": {len(sweep.spec.runs)} runs in {sweep.directory}, "
-                             f"{sweep.executor.workers} at a time ({executor}{where})"), highlight=False)
-    counts = sweep.run(progress=not as_json)
-    if as_json:
+    sweep = Sweep.open(s.spec, s.out, **s.model_dump(exclude={"spec", "out", "as_json"}))
+    counts = sweep.run(progress=not s.as_json) if s.as_json else _run_printing(sweep, s.executor)
+    if s.as_json:
         print_json(counts)
-    else:
-        console.print(", ".join(f"{count} {status}" for status, count in counts.items() if count),
-                      highlight=False)
+    return _exit_status(sweep, counts)
+
+
+def _run_printing(sweep, executor: str) -> dict:
+    """Run the sweep, saying where and how, then how many runs ended how."""
+    where = f", {sweep.placement.describe()}" if sweep.placement is not None else ""
+    console.print(styled("sweep ", (sweep.spec.name, "bold"), f": {len(sweep.spec.runs)} runs in {sweep.directory}, "
+                         f"{sweep.executor.workers} at a time ({executor}{where})"), highlight=False)
+    counts = sweep.run(progress=True)
+    console.print(", ".join(f"{count} {status}" for status, count in counts.items() if count), highlight=False)
+    return counts
+
+
+def _exit_status(sweep, counts: dict) -> int:
+    """1 (and a warning saying where to look) when a run did not complete, else 0."""
     unfinished = counts["failed"] + counts["diverged"] + counts["blocked"]
     if unfinished:
         warn(f"{unfinished} of {len(sweep.spec.runs)} runs did not complete: see `distillscale sweep status "
@@ -80,26 +89,29 @@ def run_command(
     return 0
 
 
+class SweepPlanSettings(CommandSettings):
+    """`distillscale sweep plan`."""
+
+    command_path: ClassVar[str] = "sweep plan"
+
+    spec: Path = argument(help="sweep spec (TOML), as `sweep run` takes it")
+    gpus: str | None = option(None, help="plan for N GPUs, or none for the CPU (default: the GPUs visible here; "
+                                         "one when there are none and the spec asks for bf16, compile or "
+                                         "device = cuda)")
+    runs_per_gpu: int | None = option(None, help="runs sharing each GPU at once, as `sweep run` takes it (default 1)")
+    workers: int | None = option(None, help="runs at once, as `sweep run` takes it")
+    flops_per_second: float | None = option(None, help="achieved FLOP/s of one run alone on its device "
+                                                       "(default: an assumed model, printed with the plan)")
+    startup_seconds: float | None = option(None, help="seconds each run's process takes to start (default: 5, "
+                                                      "measured on a 2-core CPU)")
+    compile_seconds: float | None = option(None, help="seconds of CUDA start and torch.compile per compiled run "
+                                                      "(default: 20, assumed)")
+    as_json: bool = option(False, flag="--json", help="print the plan as JSON")
+
+
 @sweep_app.command("plan")
-def plan_command(
-    spec: Path = typer.Argument(..., help="sweep spec (TOML), as `sweep run` takes it"),
-    gpus: str = typer.Option(None, "--gpus", help="plan for N GPUs, or none for the CPU (default: the GPUs "
-                                                  "visible here; one when there are none and the spec "
-                                                  "asks for bf16, compile or device = cuda)"),
-    runs_per_gpu: int = typer.Option(None, "--runs-per-gpu", help="runs sharing each GPU at once, as "
-                                                                  "`sweep run` takes it (default 1)"),
-    workers: int = typer.Option(None, "--workers", help="runs at once, as `sweep run` takes it"),
-    flops_per_second: float = typer.Option(None, "--flops-per-second",
-                                           help="achieved FLOP/s of one run alone on its device (default: "
-                                                "an assumed model, printed with the plan)"),
-    startup_seconds: float = typer.Option(None, "--startup-seconds",
-                                          help="seconds each run's process takes to start (default: 5, "
-                                               "measured on a 2-core CPU)"),
-    compile_seconds: float = typer.Option(None, "--compile-seconds",
-                                          help="seconds of CUDA start and torch.compile per compiled run "
-                                               "(default: 20, assumed)"),
-    as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
-) -> int:
+@command(SweepPlanSettings)
+def plan_command(s: SweepPlanSettings) -> int:
     """Dry run: print every run the spec resolves to (the runs `sweep run` launches, in its order) with
     its parameters, tokens, tokens per parameter, steps, FLOPs (a WSD fork: its cooldown only) and
     estimated device seconds, then the total wall time on the GPUs given; nothing is trained. The
@@ -107,13 +119,10 @@ def plan_command(
     from distillscale.sweeps.dry_run import Throughput, dry_run
     from distillscale.sweeps.spec import load_sweep_spec
 
-    count = _gpu_count(gpus)
-    given = {"flops_per_second": flops_per_second, "startup_seconds": startup_seconds,
-             "compile_seconds": compile_seconds}
-    throughput = Throughput(**{key: value for key, value in given.items() if value is not None})
-    plan = dry_run(load_sweep_spec(spec), gpus=count, runs_per_gpu=runs_per_gpu, workers=workers,
-                   throughput=throughput)
-    if as_json:
+    given = s.model_dump(include={"flops_per_second", "startup_seconds", "compile_seconds"}, exclude_none=True)
+    plan = dry_run(load_sweep_spec(s.spec), gpus=_gpu_count(s.gpus), runs_per_gpu=s.runs_per_gpu, workers=s.workers,
+                   throughput=Throughput(**given))
+    if s.as_json:
         print_json(plan.to_json())
     else:
         _print_plan(plan)
@@ -161,46 +170,63 @@ def _print_plan(plan) -> None:
         console.print(f"note: {note}", highlight=False)
 
 
+SWEEP_DIR_HELP = "sweep directory (the --out of `sweep run`)"
+
+
+class SweepStatusSettings(CommandSettings):
+    """`distillscale sweep status`."""
+
+    command_path: ClassVar[str] = "sweep status"
+
+    sweep_dir: Path = argument(help=SWEEP_DIR_HELP)
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
 @sweep_app.command("status")
-def status_command(
-    sweep_dir: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
-) -> int:
+@command(SweepStatusSettings)
+def status_command(s: SweepStatusSettings) -> int:
     """Show a sweep's progress: runs done, running, failed, remaining, an ETA, and one row per run."""
     from distillscale.sweeps.status import sweep_status
 
-    status = sweep_status(sweep_dir)
-    if as_json:
+    status = sweep_status(s.sweep_dir)
+    if s.as_json:
         print_json(status)
     else:
         _print_status(status)
     return 0
 
 
+class SweepExportSettings(CommandSettings):
+    """`distillscale sweep export`."""
+
+    command_path: ClassVar[str] = "sweep export"
+
+    sweep_dir: Path = argument(help=SWEEP_DIR_HELP)
+    fmt: str = option("csv", flag="--format", help="csv or jsonl")
+    out: Path | None = option(None, help="file to write (default: standard output)")
+    overwrite: bool = option(False, help="replace the --out file if it is an earlier export (never another file)")
+
+
 @sweep_app.command("export")
-def export_command(
-    sweep_dir: Path = typer.Argument(..., help="sweep directory (the --out of `sweep run`)"),
-    fmt: str = typer.Option("csv", "--format", help="csv or jsonl"),
-    out: Path = typer.Option(None, "--out", help="file to write (default: standard output)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the --out file if it is an earlier export (never another file)"),
-) -> int:
+@command(SweepExportSettings)
+def export_command(s: SweepExportSettings) -> int:
     """Write one record per finished run (teachers, baselines, students) for `distillscale fit`:
     columns run_id, kind, status, n_layers, non_embedding_params, tokens, tokens_per_param, flops,
     val_loss (nats/token), teacher_id, teacher_params, teacher_tokens, teacher_loss, budget, run_dir,
     wall_seconds."""
     from distillscale.sweeps.export import export_records, format_records, is_export, write_records
 
-    if fmt not in ("csv", "jsonl"):
-        raise UserError(f"unknown --format {fmt!r}: use csv or jsonl")
-    if out is not None:
-        check_output_file(out, overwrite=overwrite, is_ours=is_export, inputs=[sweep_dir / STORE_NAME],
+    if s.fmt not in ("csv", "jsonl"):
+        raise UserError(f"unknown --format {s.fmt!r}: use csv or jsonl")
+    if s.out is not None:
+        check_output_file(s.out, overwrite=s.overwrite, is_ours=is_export, inputs=[s.sweep_dir / STORE_NAME],
                           what="sweep export distillscale wrote")
-    records = export_records(sweep_dir)
-    if out is None:
-        typer.echo(format_records(records, fmt), nl=False)
+    records = export_records(s.sweep_dir)
+    if s.out is None:
+        typer.echo(format_records(records, s.fmt), nl=False)
     else:
-        write_records(records, out, fmt)
-        console.print(f"wrote {len(records)} runs to {out}", highlight=False)
+        write_records(records, s.out, s.fmt)
+        console.print(f"wrote {len(records)} runs to {s.out}", highlight=False)
     return 0
 
 

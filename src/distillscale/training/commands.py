@@ -6,18 +6,14 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import typer
-
 from distillscale.console import console, print_json, warn
-from distillscale.settings import CONFIG_OPTION, with_config_options
+from distillscale.cli_options import with_config_options
 from distillscale.training.config import TrainConfig
 from distillscale.training.records import RunResult
 from distillscale.units import format_quantity
 
 
-def train_command(config: Path = CONFIG_OPTION,
-                  as_json: bool = typer.Option(False, "--json", help="print result.json instead of a summary"),
-                  **settings) -> int:
+def train_command(config: Path | None = None, as_json: bool = False, **settings) -> int:
     """Train a model of the family on a corpus (supervised next-token prediction).
 
     The run directory --out gets config.json, model.safetensors, tokenizer.json, state/ and metrics.jsonl.
@@ -32,7 +28,7 @@ def train_command(config: Path = CONFIG_OPTION,
     return report(train(load_config(TrainConfig, config, settings)), as_json, _print_summary)
 
 
-train_command = with_config_options(train_command, TrainConfig)
+train_command = with_config_options(train_command, TrainConfig, json_help="print result.json instead of a summary")
 
 
 def report(result: RunResult, as_json: bool, print_summary: Callable[[RunResult], None]) -> int:

@@ -44,6 +44,11 @@ from distillscale.units import Quantity, check_quantity
 NOT_HASHED = {"in_hash": False}
 
 
+# A WSD fork's own setting, which it may give otherwise than its parent (`training.fork`): its length
+# and the fork links; every other setting a fork repeats.
+FORK_OWN = {"fork_own": True}
+
+
 def hashed_unless_default(leader: str = "") -> dict[str, str]:
     """A setting added after runs existed: left out of the hash while `leader` (by default the setting
     itself) is at its default, so that runs that do not use it keep the hash they had before it."""
@@ -100,9 +105,10 @@ class ModelSettings(Settings):
 class BudgetSettings(Settings):
     section, title = "budget", "Budget and batch"
 
-    tokens: Annotated[float | None, quantity("tokens", kind=Quantity.TOKENS)] = Field(None, description="training tokens, e.g. 50M")
+    tokens: Annotated[float | None, quantity("tokens", kind=Quantity.TOKENS)] = Field(
+        None, json_schema_extra=FORK_OWN, description="training tokens, e.g. 50M")
     tokens_per_param: Annotated[float | None, quantity("tokens_per_param", kind=Quantity.TOKENS_PER_PARAM)] = Field(
-        None, description="training tokens per non-embedding parameter, e.g. 20")
+        None, json_schema_extra=FORK_OWN, description="training tokens per non-embedding parameter, e.g. 20")
     seq_len: int = Field(256, ge=2, description="tokens per sequence")
     batch_size: int = Field(32, ge=1, description="sequences per micro-batch, over all processes")
     grad_accum: int = Field(1, ge=1, description="micro-batches per step")
@@ -162,10 +168,10 @@ class RunSettings(Settings):
                       description="run directory (created; re-run the same command to resume)")
     seed: int = Field(0, ge=0, description="initialisation and batch order")
     fork_tokens: Annotated[list[int] | None, counts("fork_tokens", kind=Quantity.TOKENS)] = Field(
-        None, json_schema_extra=hashed_unless_default(),
+        None, json_schema_extra=hashed_unless_default() | FORK_OWN,
         description="wsd: budgets of this run's forks, e.g. 1M,2M: keeps the state where each "
                     "one's cooldown starts")
-    fork_from: Path | None = Field(None, json_schema_extra=hashed_unless_default(),
+    fork_from: Path | None = Field(None, json_schema_extra=hashed_unless_default() | FORK_OWN,
                                    description="wsd: a run with this run's budget in its fork_tokens: "
                                                "start from its stable phase and train the cooldown only")
     eval_every: int = Field(250, ge=0, description="steps between validations, 0 = only at the end")
@@ -331,6 +337,12 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         """Keys (bookkeeping excluded) whose values differ between two configs."""
         mine, theirs = self.record(), other.record()
         return [key for key in mine if hash_rule(type(self), key) is not False and mine[key] != theirs[key]]
+
+
+def fork_own_keys(config: type[Settings]) -> frozenset[str]:
+    """The settings of `config` that a fork may give otherwise than its parent (declared `FORK_OWN`)."""
+    return frozenset(key for key, field in config.model_fields.items()
+                     if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("fork_own"))
 
 
 def hash_rule(config: type[Settings], key: str) -> bool | str:

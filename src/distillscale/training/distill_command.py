@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from distillscale.console import console
-from distillscale.settings import CONFIG_OPTION, with_config_options
+from distillscale.cli_options import with_config_options
 from distillscale.training.commands import report
 from distillscale.training.config import TEACHER_FIXED_KEYS, DistillConfig
 from distillscale.training.records import RunResult
 from distillscale.units import format_quantity
 
 
-def distill_command(config: Path = CONFIG_OPTION,
-                    as_json: bool = typer.Option(False, "--json", help="print result.json instead of a summary"),
+def distill_command(config: Path | None = None, as_json: bool = False,
                     **settings) -> int:
     """Distil a teacher into a student of the family (knowledge distillation).
 
@@ -49,7 +46,8 @@ def distill_command(config: Path = CONFIG_OPTION,
     return report(distill(load_config(DistillConfig, config, settings)), as_json, _print_summary)
 
 
-distill_command = with_config_options(distill_command, DistillConfig, leave_out=TEACHER_FIXED_KEYS)
+distill_command = with_config_options(distill_command, DistillConfig, leave_out=TEACHER_FIXED_KEYS,
+                                      json_help="print result.json instead of a summary")
 
 
 def _print_summary(result: RunResult) -> None:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from distillscale.errors import UserError
-from distillscale.training.config import TrainConfig
+from distillscale.training.config import TrainConfig, fork_own_keys
 from distillscale.training.records import ForkRecord, RunPlan
 from distillscale.training.run_dir import RunDirectory
 
-# Settings a fork may not share with its parent: its length, and the fork links themselves.
-LENGTH_KEYS = frozenset({"tokens", "tokens_per_param", "fork_from", "fork_tokens"})
+# Settings a fork may give otherwise than its parent: its length, and the fork links themselves
+# (declared on their fields: `FORK_OWN`).
+LENGTH_KEYS = fork_own_keys(TrainConfig)
 
 
 @dataclass(frozen=True)

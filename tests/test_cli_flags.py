@@ -1,0 +1,58 @@
+"""Every command keeps its flags: the name of each option (and its --no- form), whether it takes a
+value, repeats or is required, its default, and the command's arguments, as recorded at commit
+03d6351 (before the commands' flags were generated from their settings classes) in
+tests/data/cli-flags-03d6351.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from distillscale.cli import app
+
+RECORD = Path(__file__).parent / "data" / "cli-flags-03d6351.json"
+
+
+def flag_sets() -> dict[str, dict]:
+    """{command path: {"options": {flag: "value" | "flag" | "values"}, "defaults": {first flag: default},
+    "arguments": [NAME, ...]}}."""
+    found: dict[str, dict] = {}
+
+    def walk(command, path: str) -> None:
+        if hasattr(command, "commands"):
+            for name, sub in sorted(command.commands.items()):
+                walk(sub, f"{path} {name}".strip())
+            return
+        options: dict[str, str] = {}
+        defaults: dict[str, object] = {}
+        arguments = []
+        for param in command.params:
+            if param.param_type_name == "argument":
+                arguments.append(param.name.upper() + ("..." if param.nargs != 1 else ""))
+                continue
+            kind = "flag" if param.is_flag else "values" if param.multiple else "value"
+            kind += " (required)" if param.required else ""
+            for opt in [*param.opts, *param.secondary_opts]:
+                options[opt] = kind
+            default = param.default
+            defaults[param.opts[0]] = list(default) if isinstance(default, (list, tuple)) else (
+                default if default is None or isinstance(default, (bool, int, float, str)) else str(default))
+        found[path] = {"options": dict(sorted(options.items())), "defaults": dict(sorted(defaults.items())),
+                       "arguments": arguments}
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+def test_every_command_keeps_its_flags():
+    recorded = json.loads(RECORD.read_text())
+    now = flag_sets()
+    assert sorted(now) == sorted(recorded), "commands added or removed"
+    for path, flags in recorded.items():
+        assert now[path] == flags, f"`distillscale {path}`: flags changed"
+
+
+if __name__ == "__main__":  # regenerate the record (only where a flag is meant to change)
+    RECORD.write_text(json.dumps(flag_sets(), indent=1) + "\n")
