@@ -180,7 +180,7 @@ def _default(field: FieldInfo) -> Any:
     """The field's default as validated (`--students`' text as the sizes it reads)."""
     if not field.metadata:
         return field.default
-    return TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(field.default)
+    return TypeAdapter(Annotated[(field.annotation, *field.metadata)]).validate_python(field.default)
 
 
 def flag_name(name: str, field: FieldInfo) -> str:

@@ -6,13 +6,13 @@ tests/data/cli-flags-03d6351.json."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 
 from distillscale.cli import app
+from tests.conftest import TEST_DATA
 
-RECORD = Path(__file__).parent / "data" / "cli-flags-03d6351.json"
+RECORD = TEST_DATA / "cli-flags-03d6351.json"
 
 
 def flag_sets() -> dict[str, dict]:
