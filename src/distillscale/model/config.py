@@ -22,7 +22,6 @@ from pydantic import (BaseModel, ConfigDict, PositiveFloat, PositiveInt, Seriali
 from distillscale.errors import UserError
 
 FFN_MULTIPLE_OF = 64
-SHAPE_FIELDS = ("d_model", "n_heads", "n_kv_heads", "d_ff")
 
 
 def ladder_d_ff(d_model: int) -> int:
@@ -111,11 +110,6 @@ class ModelConfig(BaseModel):
     def kv_dim(self) -> int:
         """Width of its keys, and of its values: n_kv_heads * head_dim."""
         return self.n_kv_heads * self.head_dim
-
-    @property
-    def is_ladder(self) -> bool:
-        """Whether the shape is the ladder's (none of d_model, n_heads, n_kv_heads, d_ff stated otherwise)."""
-        return not any(name in self.model_dump() for name in SHAPE_FIELDS)
 
     @property
     def mup_multiplier(self) -> float:
