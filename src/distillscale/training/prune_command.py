@@ -9,7 +9,7 @@ import typer
 
 from distillscale.console import console, print_json
 from distillscale.settings import with_config_options
-from distillscale.training.pruning import PruneConfig
+from distillscale.training.prune_config import PruneConfig
 from distillscale.units import format_quantity
 
 
