@@ -117,19 +117,19 @@ def _hooks(model: Transformer, method: ImportanceMethod) -> Iterator[dict[str, l
             y = args[0]
             heads = y.unflatten(-1, (H, hd))
             if masks is not None:
-                return ((heads * masks["heads"][layer][:, None]).flatten(-2),)
+                return ((heads * masks["heads"][layer][:, None].to(y.dtype)).flatten(-2),)
             found["heads"][layer] = heads.detach().norm(dim=-1).flatten(0, -2).mean(0)
         return hook
 
     def on_neurons(layer: int):
         def hook(module, args):
             if masks is not None:
-                return (args[0] * masks["neurons"][layer],)
+                return (args[0] * masks["neurons"][layer].to(args[0].dtype),)
             found["neurons"][layer] = args[0].detach().abs().flatten(0, -2).mean(0)
         return hook
 
     def on_residual(module, args, output):  # gradient: the channel mask on what enters the residual stream
-        return output * masks["channels"]
+        return output * masks["channels"].to(output.dtype)
 
     def on_norm(module, args, output):  # activation: every RMSNorm's output, summed over layers
         found["channels"] += output.detach().abs().flatten(0, -2).mean(0)
