@@ -117,3 +117,18 @@ def test_ladder_configs_dump_as_before_and_explicit_shapes_round_trip():
     assert sum(p.numel() for p in Transformer(pruned).blocks.parameters()) + 96 == pruned.non_embedding_params
     with pytest.raises(UserError, match="n_heads 4 is not a multiple of n_kv_heads 3"):
         ModelConfig(n_layers=1, d_model=96, n_heads=4, n_kv_heads=3, head_dim=32, vocab_size=100)
+
+
+def test_grouped_query_attention_decodes_with_the_kv_cache(tmp_path):
+    """The cache keeps n_kv_heads heads; a prefill then one position at a time gives the full forward's logits."""
+    from distillscale.model.transformer import KVCache
+
+    hf_model("qwen3").save_pretrained(tmp_path / "hf")
+    model = import_hf(tmp_path / "hf")
+    idx = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(2))
+    cache = KVCache(model.config.n_layers, 12)
+    with torch.no_grad():
+        steps = [model.head(model.hidden_states(idx[:, :8], cache))]
+        steps += [model.head(model.hidden_states(idx[:, t:t + 1], cache)) for t in range(8, 12)]
+        torch.testing.assert_close(torch.cat(steps, dim=1), model(idx), rtol=0, atol=1e-5)
+    assert cache.keys[0].shape == (2, 2, 12, 16)  # [B, n_kv_heads, max_len, head_dim]
