@@ -132,18 +132,20 @@ CONFIG_HELP = ("TOML file of settings, as top-level keys or in tables named like
 
 
 def with_config_options(command: Callable, config_class: type[BaseModel], *, json_help: str | None = None,
-                        leave_out: frozenset[str] = frozenset(), flag_names: dict[str, str] | None = None
-                        ) -> Callable:
+                        leave_out: frozenset[str] = frozenset(), flag_names: dict[str, str] | None = None,
+                        arguments: dict[str, str] | None = None) -> Callable:
     """Give `command` (whose settings arrive in `**settings`, by field name) one option per field of
     `config_class`, except those it declares itself and those in `leave_out`, grouped in --help by
     the settings group that declares each. `flag_names` renames flags (`{"path": "data"}`: --data).
     Its own parameters `config` and `as_json` become --config (a TOML file of settings) and --json
-    (`json_help` says what it prints).
+    (`json_help` says what it prints). `arguments` ({parameter: help}) makes those of its own
+    parameters positional arguments.
 
     Every generated option defaults to None ("not given"), so a TOML file given to --config and the
     config's own defaults apply underneath; `settings.load_config` validates the lot."""
     own_options = {"config": typer.Option(None, "--config", help=CONFIG_HELP),
                    "as_json": typer.Option(False, "--json", help=json_help)}
+    own_options |= {name: typer.Argument(..., help=text) for name, text in (arguments or {}).items()}
     own = [p.replace(default=own_options.get(p.name, p.default)) for p in inspect.signature(command).parameters.values()
            if p.kind is not inspect.Parameter.VAR_KEYWORD]
     taken = {p.name for p in own} | set(leave_out)

@@ -42,6 +42,7 @@ EXPENSIVE = [
     ("distillscale.serve.teacher", "TeacherService"),  # loading a teacher, then serving forever
     ("distillscale.data.prepare", "prepare_data"),
     ("distillscale.model.hf_export", "export_hf"),
+    ("distillscale.training.pruning", "prune_teacher"),
     ("distillscale.report.report", "write_report"),
     ("distillscale.report.demo", "run_demo"),
     ("distillscale.sweeps.runner", "run_sweep"),
@@ -303,6 +304,7 @@ def _base_lines(root: Path) -> dict[str, list[str]]:
         "serve-teacher": [str(root), "--port", "-1"],  # refused before loading a teacher
         "train": ["--data", str(root)], "distill": ["--data", str(root)], "cache-logits": ["--data", str(root)],
         "export-hf": [str(root), str(root / "export")], "report": [f["runs"]], "demo": [],
+        "prune": [str(root), "--out", str(root / "pruned"), "--d-model", "8"],
         "predict supervised": ["--params", "1B", "--tokens", "20B"],
         "predict distillation": ["--student-params", "1B", "--student-tokens", "20B", "--teacher-loss", "2.5"],
         "fit supervised": [f["runs"], "--bootstrap", "0", "--no-backtest", "--form", "chinchilla"], "fit distillation": [f["students"], "--bootstrap", "0"],

@@ -76,7 +76,8 @@ def test_forward_flops_match_a_hand_count_and_torch_flop_counter():
     (dict(head_dim=9, aspect_ratio=9), "head_dim must be even"),
     (dict(n_layers=0), "n_layers: Input should be greater than 0 (got 0)"),
     (dict(rope_base=-1.0), "rope_base: Input should be greater than 0"),
-    (dict(n_heads=4), "n_heads: Extra inputs are not permitted"),
+    (dict(n_head=4), "n_head: Extra inputs are not permitted"),
+    (dict(n_heads=4, n_kv_heads=3), "n_heads 4 is not a multiple of n_kv_heads 3"),
     (dict(vocab_size="many"), "vocab_size: Input should be a valid integer"),
 ])
 def test_bad_configs_raise_one_line_user_errors(overrides, message):

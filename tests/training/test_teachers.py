@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
+from distillscale.model.hf_import import hf_model_config
 from distillscale.training.records import RunResult
 from distillscale.training.teachers import find_teacher, load_teacher
 
@@ -76,9 +77,14 @@ def test_hf_teacher_distils(cli, tmp_path, tokenizer, model_class, make_config):
     record = result["teacher"]
     assert record["kind"] == "hf" and record["path"] == str(teacher.resolve())
     assert record["non_embedding_params"] == total - 2 * lookup
-    assert record["forward_flops_per_token"] == 2 * (total - lookup)
-    assert "estimate: 2 x parameters" in record["flops_method"]
-    assert result["flops"] == (3 * result["forward_flops_per_token"] + 2 * (total - lookup)) * result["tokens"]
+    if model_class is LlamaForCausalLM:  # imported as the family: the fast path, exact FLOPs
+        assert record["forward_flops_per_token"] == hf_model_config(teacher).forward_flops_per_token(32)
+        assert "exact: imported as the family" in record["flops_method"]
+    else:
+        assert record["forward_flops_per_token"] == 2 * (total - lookup)
+        assert "estimate: 2 x parameters" in record["flops_method"]
+    assert result["flops"] == (3 * result["forward_flops_per_token"]
+                               + record["forward_flops_per_token"]) * result["tokens"]
     # A random teacher predicts almost uniformly over the tokenizer's ids (not the padded ones).
     assert abs(record["teacher_val_loss"] - math.log(VOCAB)) < 0.5
     # The student speaks the teacher's tokenizer, with the tokenizer's true vocabulary.

@@ -94,7 +94,7 @@ def hf_config_for(config: ModelConfig, *, tied: bool, dtype: torch.dtype, eos_to
         intermediate_size=config.d_ff,
         num_hidden_layers=config.n_layers,
         num_attention_heads=config.n_heads,
-        num_key_value_heads=config.n_heads,
+        num_key_value_heads=config.n_kv_heads,
         head_dim=config.head_dim,
         hidden_act="silu",
         max_position_embeddings=config.max_seq_len,
@@ -115,7 +115,7 @@ def hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
     state = {"model.embed_tokens.weight": model.embed.weight, "model.norm.weight": model.norm.weight}
     for i, block in enumerate(model.blocks):
         prefix = f"model.layers.{i}"
-        q, k, v = block.attn.qkv.weight.chunk(3, dim=0)
+        q, k, v = block.attn.qkv.weight.split(block.attn.split, dim=0)
         gate, up = block.ffn.gate_up.weight.chunk(2, dim=0)
         state |= {
             f"{prefix}.input_layernorm.weight": block.attn_norm.weight,

@@ -45,7 +45,7 @@ class KVCache:
     """The keys and values of the positions a model has read so far, one buffer pair per layer, so
     that generating a token reads only that token (generation.py): prefill once, then one step each.
 
-    Each layer's buffers [B, n_heads, max_len, head_dim] are allocated at its first write (in the
+    Each layer's buffers [B, n_kv_heads, max_len, head_dim] are allocated at its first write (in the
     dtype it computes in, bf16 under autocast); `length` is how many positions they hold, advanced
     by the model once every layer has written the new positions."""
 
@@ -56,7 +56,7 @@ class KVCache:
         self.length = 0
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store layer `layer`'s keys and values [B, n_heads, T, head_dim] of the new positions; return
+        """Store layer `layer`'s keys and values [B, n_kv_heads, T, head_dim] of the new positions; return
         those of every position so far."""
         if self.keys[layer] is None:
             shape = (*k.shape[:2], self.max_len, k.shape[3])
@@ -69,13 +69,16 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    """Multi-head causal self-attention; q and k are RMS-normalised per head before RoPE (as in Qwen3)."""
+    """Multi-head causal self-attention; q and k are RMS-normalised per head before RoPE (as in Qwen3).
+    With fewer key/value heads than query heads (grouped-query attention, imported models), query
+    head i reads key/value head i // (n_heads / n_kv_heads), as in Llama and Qwen3."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.n_heads, self.head_dim = config.n_heads, config.head_dim
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
-        self.out = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
+        self.split = (config.q_dim, config.kv_dim, config.kv_dim)
+        self.qkv = nn.Linear(config.d_model, sum(self.split), bias=False)
+        self.out = nn.Linear(config.q_dim, config.d_model, bias=False)
         if config.qk_norm:
             self.q_norm = nn.RMSNorm(config.head_dim, eps=config.norm_eps)
             self.k_norm = nn.RMSNorm(config.head_dim, eps=config.norm_eps)
@@ -86,21 +89,25 @@ class Attention(nn.Module):
                 cache: tuple[KVCache, int] | None = None) -> torch.Tensor:
         """x: [B, T, d_model]; with `cache` = (KVCache, layer), x holds the positions after the cached
         ones, which it attends to as well."""
-        B, T, C = x.shape
+        B, T, _ = x.shape
         start = cache[0].length if cache is not None else 0
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).unbind(dim=2)
+        q, k, v = self.qkv(x).split(self.split, dim=-1)
+        q = q.view(B, T, self.n_heads, self.head_dim)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim)
         # Normalise in float32 (as HF Qwen3 does), then back to v's dtype, which SDPA needs under autocast.
         q = rope(self.q_norm(q.float()).to(v.dtype).transpose(1, 2), start)
         k = rope(self.k_norm(k.float()).to(v.dtype).transpose(1, 2), start)
         v = v.transpose(1, 2)
         if cache is not None:
             k, v = cache[0].append(cache[1], k, v)
+        grouped = {"enable_gqa": True} if self.n_kv_heads != self.n_heads else {}
         if start == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **grouped)
         else:  # new position i (absolute start + i) sees the keys at 0 .. start + i
             mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(B, T, C))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **grouped)
+        return self.out(y.transpose(1, 2).reshape(B, T, self.split[0]))
 
 
 class FeedForward(nn.Module):

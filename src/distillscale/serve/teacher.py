@@ -69,7 +69,8 @@ class TeacherService:
     def models(self) -> dict:
         info = self.teacher.info
         config = getattr(self.teacher.model, "config", None)
-        if info.kind == "run":  # ModelConfig: matmul FLOPs plus attention linear in the context
+        # A model of the family (a run, or an imported Llama/Qwen3): matmul FLOPs plus attention linear in the context
+        if hasattr(config, "forward_flops_per_token"):
             base = config.forward_flops_per_token(0)
             flops = {"base": base, "per_context_token": config.forward_flops_per_token(1) - base}
         else:

@@ -95,11 +95,18 @@ class CorpusSettings(Settings):
 class ModelSettings(Settings):
     section, title = "model", "Model"
 
-    n_layers: int = Field(ge=1, description="depth L; d_model = aspect ratio x L")
+    n_layers: int | None = Field(None, ge=1, description="depth L; d_model = aspect ratio x L (required "
+                                                         "unless --student-init)")
     aspect_ratio: int = Field(128, ge=1, description="d_model / n_layers")
     head_dim: int | None = Field(None, ge=1, description="attention head size (default: 128)")
     tie_embeddings: bool = Field(False, description="share input and output embeddings")
     mup: bool = Field(True, description="muP parametrisation")
+    student_init: Path | None = Field(
+        None, json_schema_extra=hashed_unless_default(),
+        description="start from the weights and shape of this model instead of a random one: a run "
+                    "directory, a `distillscale prune` output, or a Llama/Qwen3 Hugging Face directory "
+                    "(imported exactly; other architectures are refused). Replaces --n-layers, "
+                    "--aspect-ratio, --head-dim, --tie-embeddings and --mup; its tokenizer must be the run's")
 
 
 class BudgetSettings(Settings):
@@ -211,6 +218,15 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
 
     @model_validator(mode="after")
     def _one_budget(self) -> "TrainConfig":
+        if self.student_init is None and self.n_layers is None:
+            raise ValueError("give the model's depth with --n-layers (d_model = aspect ratio x depth), or "
+                             "start from a model with --student-init DIR")
+        shape_keys = ("n_layers", "aspect_ratio", "head_dim", "tie_embeddings", "mup")
+        fields = type(self).model_fields
+        if self.student_init is not None and (given := [k for k in shape_keys
+                                                        if getattr(self, k) != fields[k].default]):
+            raise ValueError(f"{flag(given[0])} does not mix with --student-init: the model's shape is "
+                             f"the one in {self.student_init}")
         if (self.tokens is None) == (self.tokens_per_param is None):
             raise ValueError("give exactly one token budget: --tokens (e.g. 50M) or --tokens-per-param (e.g. 20)")
         if self.schedule != "wsd":
@@ -240,7 +256,12 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         return value
 
     def model_shape(self, vocab_size: int) -> ModelConfig:
-        """The network these settings train, at the tokenizer's `vocab_size` and this run's context."""
+        """The network these settings train, at the tokenizer's `vocab_size` and this run's context
+        (with --student-init, the shape of that model)."""
+        if self.student_init is not None:
+            from distillscale.model.pretrained import start_config
+
+            return start_config(self.student_init, vocab_size, self.seq_len)
         optional = {"head_dim": self.head_dim} if self.head_dim else {}
         return ModelConfig(n_layers=self.n_layers, aspect_ratio=self.aspect_ratio, vocab_size=vocab_size,
                            max_seq_len=self.seq_len, tie_embeddings=self.tie_embeddings, mup=self.mup,

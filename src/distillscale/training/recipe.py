@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -24,6 +25,7 @@ from distillscale.data.repetition import epochs, repetition_warning, unique_subs
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.model import Transformer, save_pretrained
+from distillscale.model.pretrained import pretrained_config, start_model, tokenizer_of
 from distillscale.planning.flops import run_flops
 from distillscale.regime import WeightDistance
 from distillscale.training.checkpoint import (
@@ -50,6 +52,7 @@ from distillscale.training.sharded_checkpoint import (
     save_sharded,
 )
 from distillscale.training.step import DivergenceWatch, StepResult, train_step
+from distillscale.training.teachers import same_tokenizer
 
 # Builds the objective once the data, the run's plan (model, steps, token budget) and the device are
 # known (e.g. loads a teacher onto the device).
@@ -107,7 +110,10 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     if config.parallel == "fsdp" and (config.fork_from is not None or config.fork_tokens):
         raise UserError("--parallel fsdp does not keep fork points yet: leave out --fork-tokens and "
                         "--fork-from, or use --parallel ddp")
-    config.model_shape(vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
+    if config.student_init is None:
+        config.model_shape(vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
+    else:  # the start's shape and tokenizer; its vocabulary is checked against the tokenizer's below
+        pretrained_config(config.student_init)
 
     # 2. Data, model, optimizer.
     data = prepare_data(config.data_config(), progress=show_progress)
@@ -117,6 +123,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
         raise UserError(f"the validation split holds {len(val_tokens)} tokens, not enough for one "
                         f"sequence of {config.seq_len}: use more data or raise --val-fraction")
     model_config = config.model_shape(data.vocab_size)
+    if config.student_init is not None:
+        check_start_tokenizer(config.student_init, data.directory / "tokenizer.json")
     token_budget = config.token_budget(model_config.non_embedding_params)
     total_steps = config.steps_for(token_budget)
     repeats = repetition_warning(total_steps * config.tokens_per_step, sampler.unique_tokens, config.split,
@@ -138,7 +146,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                  else SupervisedObjective(z_loss_weight=config.z_loss))
 
     torch.manual_seed(config.seed)
-    model = Transformer(model_config).to(group.device)
+    model = (Transformer(model_config) if config.student_init is None
+             else start_model(config.student_init, model_config)).to(group.device)
     # ||w_t - w_0|| (Hoffer et al.), logged by the main process; w_0 is this initialisation. Not for
     # sharded runs: the main process alone does not hold the weights.
     sharded = config.parallel == "fsdp" and group.enabled
@@ -181,6 +190,16 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                           objective=objective, branch=branch,
                           sampler=sampler, val_tokens=val_tokens, logger=logger,
                           weight_distance=weight_distance, show_progress=show_progress)
+
+
+def check_start_tokenizer(start: Path, run_tokenizer: Path) -> None:
+    """Refuse a --student-init model saved with a tokenizer other than the run's: its embedding rows
+    would stand for other tokens."""
+    saved = tokenizer_of(start)
+    if saved is not None and not same_tokenizer(saved, run_tokenizer):
+        raise UserError(f"--student-init {start} was saved with a tokenizer other than this run's "
+                        f"({run_tokenizer}): its embeddings would stand for other tokens; distil with the "
+                        f"tokenizer it was trained with (the teacher's, for a pruned student)")
 
 
 def training_tokens(config: TrainConfig, data: PreparedData) -> np.ndarray:

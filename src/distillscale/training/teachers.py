@@ -265,6 +265,11 @@ def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
              trust_remote_code: bool) -> tuple[nn.Module, TeacherInfo]:
     from transformers import AutoModelForCausalLM
 
+    from distillscale.model.hf_import import unsupported_reason
+
+    if not _read_json(path / "config.json").get("auto_map") and unsupported_reason(path) is None:
+        return _load_imported(path, device, dtype, seq_len)
+
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
@@ -289,6 +294,26 @@ def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
                        flops_method="estimate: 2 x parameters per token (every weight but the input "
                                     "embedding, output head included; attention over the context not counted)",
                        context=getattr(model.model.config, "max_position_embeddings", None))
+    return model, info
+
+
+def _load_imported(path: Path, device: torch.device, dtype: torch.dtype,
+                   seq_len: int) -> tuple[nn.Module, TeacherInfo]:
+    """A Llama / Qwen3 directory, imported as a model of the family (same logits): the fast path
+    (our fused kernels, --compile) and exact FLOPs."""
+    from distillscale.model.hf_import import import_hf
+
+    model = import_hf(path, device, dtype)
+    config = model.config
+    if seq_len > config.max_seq_len:
+        raise UserError(f"--seq-len {seq_len} is longer than the teacher's context ({config.max_seq_len} "
+                        f"tokens): use --seq-len {config.max_seq_len} or less")
+    info = TeacherInfo(path=str(path), kind="hf", non_embedding_params=config.non_embedding_params,
+                       total_params=config.total_params, output_rows=config.vocab_size,
+                       forward_flops_per_token=config.forward_flops_per_token(seq_len),
+                       flops_method="exact: imported as the family (Llama/Qwen3), the teacher's "
+                                    "ModelConfig.forward_flops_per_token(seq_len)",
+                       context=config.max_seq_len)
     return model, info
 
 

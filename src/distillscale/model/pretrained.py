@@ -1,0 +1,76 @@
+"""A model to start from (`--student-init DIR`): a run directory or a pruned model (model_config.json
+beside model.safetensors), or a Hugging Face Llama / Qwen3 directory (imported exactly, `hf_import`).
+
+    config = pretrained_config("runs/pruned")       # its shape, without reading the weights
+    model = load_start(path, config)                # config: the shape, possibly at a smaller vocabulary
+
+A start may have more output rows than the run's tokenizer has ids (Hugging Face models pad their
+embeddings to a multiple of 64 or 128): the run keeps the first rows, those of the tokenizer's ids.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from distillscale.errors import UserError, path_kind
+from distillscale.model.checkpoint import CONFIG_FILE, load_config, load_pretrained
+from distillscale.model.config import ModelConfig
+from distillscale.model.hf_import import hf_model_config, import_hf, is_hf_directory
+from distillscale.model.transformer import Transformer
+
+
+def pretrained_config(path: str | os.PathLike) -> ModelConfig:
+    """The ModelConfig of the model in `path`, or a one-line refusal saying what `path` should be."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise UserError(f"--student-init {path} {path_kind(path)}, not a directory: give a run directory, "
+                        f"a `distillscale prune` output or a Llama/Qwen3 Hugging Face directory")
+    if (path / CONFIG_FILE).is_file():
+        return load_config(path)
+    if is_hf_directory(path):
+        return hf_model_config(path)
+    raise UserError(f"--student-init {path} holds neither {CONFIG_FILE} (a run directory) nor a Hugging Face "
+                    f"config.json: give a run directory, a `distillscale prune` output or a Llama/Qwen3 directory")
+
+
+def start_config(path: str | os.PathLike, vocab_size: int, max_seq_len: int) -> ModelConfig:
+    """The shape a run starting from `path` trains: the start's, at the tokenizer's `vocab_size` (no
+    more than the start's rows) and the run's context."""
+    config = pretrained_config(path)
+    if vocab_size > config.vocab_size:
+        raise UserError(f"the tokenizer has {vocab_size} token ids but the model in {path} only "
+                        f"{config.vocab_size} rows: use the tokenizer that model was trained with")
+    return ModelConfig(**(config.model_dump() | {"vocab_size": vocab_size, "max_seq_len": max_seq_len}))
+
+
+def tokenizer_of(path: str | os.PathLike) -> Path | None:
+    """The tokenizer saved with the model in `path` (tokenizer.json or a Hugging Face tokenizer
+    directory), None when there is none."""
+    path = Path(path).expanduser()
+    if (path / "tokenizer_config.json").is_file():
+        return path
+    if (path / "tokenizer.json").is_file():
+        return path / "tokenizer.json"
+    return None
+
+
+@torch.no_grad()
+def load_start(path: str | os.PathLike, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The weights of the model in `path` as a state dict of `Transformer(config)` (`config` from
+    `start_config`: the output rows past its vocab_size are dropped)."""
+    path = Path(path).expanduser()
+    model = load_pretrained(path) if (path / CONFIG_FILE).is_file() else import_hf(path)
+    state = model.state_dict()
+    for name in ("embed.weight", "lm_head.weight"):
+        state[name] = state[name][:config.vocab_size]
+    return state
+
+
+def start_model(path: str | os.PathLike, config: ModelConfig) -> Transformer:
+    """`Transformer(config)` holding the weights of the model in `path`."""
+    model = Transformer(config)
+    model.load_state_dict(load_start(path, config), strict=True)
+    return model

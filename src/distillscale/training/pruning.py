@@ -1,0 +1,135 @@
+"""`prune_teacher(config)`: a student pruned from its teacher, written as a directory that
+`distill --student-init` starts from (see model/pruning.py for the importance scores and the cuts).
+
+The teacher is a finished run of the family or a Llama/Qwen3 Hugging Face directory (imported
+exactly); the calibration batches are windows of the corpus the student will train on (by default,
+as for `distill`, the other half of a run teacher's corpus), read with the teacher's tokenizer.
+
+The output directory (created; an existing path is refused, never written into):
+    model.safetensors, model_config.json   the pruned model (`load_pretrained` reads it)
+    tokenizer.json                         the teacher's tokenizer
+    prune.json                             PruneRecord: teacher, method, kept units, exact N and FLOPs
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from distillscale.data import prepare_data
+from distillscale.errors import UserError
+from distillscale.io import atomic_write_json
+from distillscale.model import load_pretrained, save_pretrained
+from distillscale.model.pruning import PruneTarget, importance, prune, target_for_params
+from distillscale.training.distributed import resolve_device
+from distillscale.training.prune_config import PruneConfig
+from distillscale.training.teachers import find_teacher, resolve_student_data, same_tokenizer
+
+RECORD_FILE = "prune.json"
+SCHEMA_VERSION = 1
+
+
+class ShapeRecord(BaseModel):
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    d_ff: int
+    non_embedding_params: int
+    total_params: int
+    forward_flops_per_token: int  # exact (ModelConfig.forward_flops_per_token) at `seq_len`
+
+
+class PruneRecord(BaseModel):
+    """prune.json: what was pruned from which teacher, how, and the exact size of the result."""
+
+    schema_version: int = SCHEMA_VERSION
+    teacher: str
+    importance: str
+    depth_by: str
+    calibration_tokens: int
+    seq_len: int
+    data_fingerprint: str
+    teacher_shape: ShapeRecord
+    pruned_shape: ShapeRecord
+    kept_blocks: list[int]
+    flops: int = Field(description="FLOPs of the importance pass: 3 (gradient) or 1 (activation) x the "
+                                   "teacher's forward FLOPs per token x calibration tokens")
+
+
+def _shape(config, seq_len: int) -> ShapeRecord:
+    return ShapeRecord(n_layers=config.n_layers, d_model=config.d_model, n_heads=config.n_heads,
+                       n_kv_heads=config.n_kv_heads, d_ff=config.d_ff,
+                       non_embedding_params=config.non_embedding_params, total_params=config.total_params,
+                       forward_flops_per_token=config.forward_flops_per_token(seq_len))
+
+
+def prune_teacher(config: PruneConfig, progress: bool = False) -> PruneRecord:
+    """Prune `config.teacher` to the asked shape and write `config.out`; returns prune.json's record."""
+    out = Path(config.out)
+    if out.exists() or out.is_symlink():
+        raise UserError(f"{out} exists: prune writes a new directory; choose another --out")
+    source = find_teacher(config.teacher, config.trust_remote_code)
+    if config.tokenizer is not None and source.tokenizer_path is not None \
+            and not same_tokenizer(source.tokenizer_path, config.tokenizer):
+        raise UserError(f"--tokenizer {config.tokenizer} is not the teacher's ({source.tokenizer_path}): a pruned "
+                        f"student keeps the teacher's embeddings, so it speaks the teacher's tokenizer; leave "
+                        f"out --tokenizer")
+    config = resolve_student_data(config, source)
+    if source.kind == "run":
+        teacher = load_pretrained(source.path)
+    else:
+        from distillscale.model.hf_import import import_hf
+
+        teacher = import_hf(source.path)  # refuses, in one line, what it cannot import exactly
+    target = (target_for_params(teacher.config, int(config.params)) if config.params is not None
+              else PruneTarget(config.n_layers, config.d_model, config.n_heads, config.d_ff))
+    target.resolve(teacher.config)  # shape errors before the data is read
+
+    data = prepare_data(config.data_config(), progress=progress)
+    if data.vocab_size > teacher.config.vocab_size:
+        raise UserError(f"the tokenizer has {data.vocab_size} ids but the teacher only {teacher.config.vocab_size} "
+                        f"rows: it is not the teacher's tokenizer")
+    device = resolve_device(config.device)
+    teacher = teacher.to(device)
+    scores = importance(teacher, calibration_batches(data.split(config.split), config, device), config.importance)
+    pruned, kept = prune(teacher, target, scores, config.depth_by)
+
+    record = PruneRecord(
+        teacher=str(source.path), importance=config.importance, depth_by=config.depth_by,
+        calibration_tokens=scores.tokens, seq_len=config.seq_len, data_fingerprint=data.fingerprint,
+        teacher_shape=_shape(teacher.config, config.seq_len), pruned_shape=_shape(pruned.config, config.seq_len),
+        kept_blocks=kept["blocks"],
+        flops=(3 if config.importance == "gradient" else 1)
+        * teacher.config.forward_flops_per_token(config.seq_len) * scores.tokens)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-prune-", dir=out.parent))
+    try:
+        save_pretrained(pruned.cpu(), staging)
+        shutil.copyfile(data.directory / "tokenizer.json", staging / "tokenizer.json")
+        atomic_write_json(staging / RECORD_FILE, record.model_dump())
+        try:
+            staging.rename(out)  # fails, rather than merging, when `out` appeared meanwhile
+        except OSError:
+            raise UserError(f"{out} appeared while pruning: choose another --out") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return record
+
+
+def calibration_batches(tokens: np.ndarray, config: PruneConfig, device: torch.device):
+    """Windows of `seq_len` + 1 tokens drawn at random (seeded) from `tokens`, batch_size at a time:
+    (inputs, next-token targets), calibration_tokens inputs in all (at least one window)."""
+    windows = max(1, config.calibration_tokens // config.seq_len)
+    if len(tokens) <= config.seq_len:
+        raise UserError(f"the {config.split} split holds {len(tokens)} tokens, less than one calibration window "
+                        f"of {config.seq_len}: use more data or a smaller --seq-len")
+    starts = np.random.default_rng(config.seed).integers(0, len(tokens) - config.seq_len, size=windows)
+    for first in range(0, windows, config.batch_size):
+        chunk = np.stack([tokens[s:s + config.seq_len + 1] for s in starts[first:first + config.batch_size]])
+        chunk = torch.from_numpy(chunk.astype(np.int64)).to(device)
+        yield chunk[:, :-1], chunk[:, 1:]
