@@ -20,24 +20,12 @@ def distill_command(config: Path | None = None, as_json: bool = False,
                     **settings) -> int:
     """Distil a teacher into a student of the family (knowledge distillation).
 
-    The student trains on the student half of the corpus (the teacher trained on the other half),
-    with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z z-loss.
-    result.json adds the teacher (its validation loss on the same split, its size), the KD settings
-    and the teacher's forward FLOPs; val_loss is the student's cross-entropy against the data.
-    With --teacher-cache the student reads the cache's windows and its top-k or sampled predictions
-    instead (teacher FLOPs 0 for the run; the cache's one-time cost is in its cache.json).
-    With --teacher-url (and --top-k K, --tokenizer) the student reads the teacher's top-K
-    log-probabilities from an OpenAI-compatible completions server (`distillscale serve-teacher`,
-    vLLM). Top-k targets (--top-k, a top-k cache, a server) keep the teacher's tail mass outside the
-    k ids as one more category; the run measures the teacher's top-k mass on its first tokens, warns
-    when it is low and records it in result.json (top_k_targets); a server that fails is retried, then the run stops
-    (exit 2) with its checkpoints intact and resumes when the same command is run again.
-    A --tokenizer other than the teacher's runs cross-tokenizer distillation (positions aligned on
-    the text; ULD's sorted-probability term plus exact KL on the shared tokens), a mode result.json
-    states: the distillation law was fitted for a shared vocabulary.
-    With --on-policy-fraction lambda a share lambda of the batches are the student's own
-    continuations of corpus prompts (sampled with a KV cache), the KD loss on those tokens alone;
-    result.json's on_policy section records the generated tokens and the FLOPs of generation.
+    The student trains on the student half of the corpus (the teacher trained on the other half), with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z z-loss. result.json adds the teacher (its validation loss on the same split, its size), the KD settings and the teacher's forward FLOPs; val_loss is the student's cross-entropy against the data.
+
+    With --teacher-cache the student reads the cache's windows and its top-k or sampled predictions instead (teacher FLOPs 0 for the run; the cache's one-time cost is in its cache.json). With --teacher-url (and --top-k K, --tokenizer) it reads the teacher's top-K log-probabilities from an OpenAI-compatible completions server (`distillscale serve-teacher`, vLLM). Top-k targets (--top-k, a top-k cache, a server) keep the teacher's tail mass outside the k ids as one more category; the run measures the teacher's top-k mass on its first tokens, warns when it is low and records it in result.json (top_k_targets); a server that fails is retried, then the run stops (exit 2) with its checkpoints intact.
+
+    A --tokenizer other than the teacher's runs cross-tokenizer distillation (positions aligned on the text; ULD's sorted-probability term plus exact KL on the shared tokens), a mode result.json states: the distillation law was fitted for a shared vocabulary. With --on-policy-fraction lambda a share lambda of the batches are the student's own continuations of corpus prompts (sampled with a KV cache), the KD loss on those tokens alone; result.json's on_policy section records the generated tokens and the FLOPs of generation.
+
     Interrupted runs resume when the same command is run again.
     """
     from distillscale.settings import load_config
