@@ -19,7 +19,7 @@ from distillscale.cli_options import version_option
 from distillscale.console import visible
 from distillscale.data.commands import data_app
 from distillscale.errors import ParameterError, UserError
-from distillscale.helptext import narrow_help
+from distillscale.helptext import narrow_help, reflow_help
 from distillscale.laws.commands import fit_app, predict_app
 from distillscale.planning.commands import (
     capacity_gap_command,
@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
 
 @functools.cache
 def _command_tree():
-    return typer.main.get_command(app)
+    tree = typer.main.get_command(app)
+    reflow_help(tree)
+    return tree
 
 
 def _command_path(argv: list[str]) -> list[str]:

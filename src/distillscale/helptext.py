@@ -5,9 +5,15 @@ help); at 80 columns a long flag (`--irreducible-loss-prior`) beside its `--no-`
 table too wide (empty columns still take their padding), and rich then cuts flag names with an
 ellipsis. `narrow_help()` makes typer's option tables put all of an option's flags in one column
 (`--no-x` under `--x`), never cut a flag, and fold a word too long for the help column.
+
+typer's rich help also keeps a docstring's line breaks, so a paragraph wrapped at 100 columns in the
+source wraps mid-sentence on the terminal: `reflow_help()` joins each paragraph's lines.
 """
 
 from __future__ import annotations
+
+import inspect
+import re
 
 from rich.columns import Columns
 from rich.table import Table
@@ -46,3 +52,17 @@ def narrow_help() -> None:
         return
     if getattr(rich_utils, "Table", None) is Table:
         rich_utils.Table = _OptionsTable
+
+
+# A line break that starts a list item ("- x", "* x", "1. x") is kept.
+_JOINED_BREAK = re.compile(r"\n(?!\s*(?:[-*]|\d+\.) )")
+
+
+def reflow_help(command) -> None:
+    """Join the lines of each paragraph of the help of `command` (a click command or group) and of
+    its subcommands; list items and paragraphs marked \\b (click's "keep as written") keep theirs."""
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(p if p.startswith("\b") else _JOINED_BREAK.sub(" ", p) for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        reflow_help(sub)

@@ -141,3 +141,14 @@ def test_sweep_run_help_keeps_its_section_names(cli):
     assert code == 0
     for section in ("[data]", "[model]", "[teachers]", "[students]", "[distill]"):
         assert section in out
+
+
+def test_help_paragraphs_wrap_at_the_terminal_not_where_the_docstring_broke_its_lines(cli, monkeypatch):
+    # sweep run's docstring breaks "tokenizer,\n text_field" in the source; typer keeps a docstring's
+    # line breaks, so at a wide terminal the help broke mid-list there (and mid-sentence at 80 columns).
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, _ = cli("sweep", "run", "--help")
+    assert code == 0
+    assert "max_bytes, val_fraction, tokenizer, text_field, seq_len" in out
+    code, out, _ = cli("distill", "--help")
+    assert code == 0 and "(the teacher trained on the other half), with the teacher's tokenizer" in out
