@@ -36,6 +36,7 @@ import numpy as np
 from distillscale.laws import published
 from distillscale.laws.backtest import scale_levels
 from distillscale.laws import selection
+from distillscale.laws.fitting import ExponentPrior
 from distillscale.laws.selection import fit_supervised
 from distillscale.laws.uncertainty import lever
 
@@ -55,6 +56,11 @@ FITS = {
     "auto-D/N>=10": {"drop_ratio_below": 10.0},
     # the smallest model size left out of every fit (its runs farthest from the power-law regime).
     "auto-no-smallest": {"drop_smallest": True},
+    # A hierarchical (empirical-Bayes) fit: Gaussian priors on the exponents whose centre and spread
+    # come from the default fits of the *other* sets (`hierarchical_prior`), the spread times x.
+    "auto-exponent-prior": {"exponent_prior_scale": 1.0},
+    "auto-exponent-prior-x0.5": {"exponent_prior_scale": 0.5},
+    "auto-exponent-prior-x0.25": {"exponent_prior_scale": 0.25},
 }
 DEFAULT_FITS = ["auto"]
 
@@ -62,6 +68,28 @@ DEFAULT_FITS = ["auto"]
 def held_back(N: np.ndarray) -> np.ndarray:
     """The runs kept out of every decision: the top doubling of model size."""
     return N > N.max() / 2
+
+
+_EXPONENTS: dict[str, tuple[float, float]] = {}
+
+
+def set_exponents(name: str) -> tuple[float, float]:
+    """The exponents (alpha * gamma, beta * gamma: those the loss follows far out) of the default fit,
+    without a backtest, to every development run of the set (its held-back runs stay out)."""
+    if name not in _EXPONENTS:
+        N, D, loss = published.load(name).columns()
+        rows = ~held_back(N)
+        law = fit_supervised(N[rows], D[rows], loss[rows], bootstrap=0, backtest=False).law
+        _EXPONENTS[name] = (law.alpha * law.gamma, law.beta * law.gamma)
+    return _EXPONENTS[name]
+
+
+def hierarchical_prior(left_out: str, scale: float) -> ExponentPrior:
+    """Priors on alpha and beta for a fit to `left_out` from the other sets alone: centred on the mean
+    of their default fits' exponents, the sd their spread across those sets (ddof 1) times `scale`."""
+    others = np.array([set_exponents(n) for n in published.names(available=True) if n != left_out])
+    mean, sd = others.mean(axis=0), others.std(axis=0, ddof=1) * scale
+    return ExponentPrior(alpha=(float(mean[0]), float(sd[0])), beta=(float(mean[1]), float(sd[1])))
 
 
 def choose_cuts(N: np.ndarray, targets: np.ndarray, fit_rows: np.ndarray, max_cuts: int,
@@ -91,6 +119,9 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
     with_total = options.pop("with_total", False)
     drop_ratio_below = options.pop("drop_ratio_below", None)
     drop_smallest = options.pop("drop_smallest", False)
+    prior_scale = options.pop("exponent_prior_scale", None)
+    if prior_scale is not None:
+        options["exponent_prior"] = hierarchical_prior(name, prior_scale)
     N, D, loss = runs.columns(params)
     total = runs.columns("total_params")[0]
     scale = runs.columns()[0]  # distances always in the set's own N, whichever N the law is fitted on
@@ -104,7 +135,7 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         targets = develop
     out = {"errors": [], "half_widths": [], "covered": [], "distances": [], "cuts": cuts, "chosen": [], "cpu_s": 0.0,
            "values": [], "lows": [], "highs": [], "observed": [], "half_widths_pooled": [], "levers": [],
-           "bias": []}
+           "bias": [], "params": [], "tokens_per_param": []}
     for cut in cuts:
         fit_rows = develop & (scale <= cut)
         if drop_ratio_below is not None:
@@ -125,9 +156,12 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         out["half_widths"] += list((high - low) / 2 / value)
         out["covered"] += list((observed >= low) & (observed <= high))
         out["distances"] += list(scale[predict_rows] / cut)
+        out["params"] += list(scale[predict_rows])
+        out["tokens_per_param"] += list(D[predict_rows] / N[predict_rows])
         for key, values in (("values", value), ("lows", low), ("highs", high), ("observed", observed)):
             out[key] += list(values)
         out["chosen"].append(fit.chosen)
+        out.setdefault("exponents", []).append([fit.law.alpha * fit.law.gamma, fit.law.beta * fit.law.gamma])
         # The interval before band-wise conformal (one pooled q times the lever), for before -> after.
         extrapolation = fit.extrapolation_error
         distance = n_used[predict_rows] / extrapolation.fitted_max
