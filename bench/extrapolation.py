@@ -13,6 +13,12 @@ the default's predictions corrected by its own backtest bias (x0.5, x1), scored 
     python bench/extrapolation.py --sets gadre2024_c4 --fits auto --json out.json
     python bench/extrapolation.py --fits auto auto-total-N "auto-D/N>=10" auto-no-smallest --json all.json
     python bench/extrapolation.py --from-json all.json # the tables again, from saved predictions
+    python bench/extrapolation.py --point-only --fits auto-exponent-prior --json prior.json
+                                                       # no backtest: same predictions, no coverage
+
+The hierarchical variants (`auto-exponent-prior`, `-x0.5`, `-x0.25`) give the fit of each set
+Gaussian priors on alpha and beta (`ExponentPrior`) from the default fits of the other sets only:
+centre their mean, sd their spread across those sets times x (`hierarchical_prior`).
 
 Each set's largest runs (every run within the top doubling of model size, N > max N / 2) are held
 back from every decision: the development evaluation never fits or predicts them. A cut is a model
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -36,6 +43,7 @@ import numpy as np
 from distillscale.laws import published
 from distillscale.laws.backtest import scale_levels
 from distillscale.laws import selection
+from distillscale.laws.fitting import ExponentPrior
 from distillscale.laws.selection import fit_supervised
 from distillscale.laws.uncertainty import lever
 
@@ -55,6 +63,11 @@ FITS = {
     "auto-D/N>=10": {"drop_ratio_below": 10.0},
     # the smallest model size left out of every fit (its runs farthest from the power-law regime).
     "auto-no-smallest": {"drop_smallest": True},
+    # A hierarchical (empirical-Bayes) fit: Gaussian priors on the exponents whose centre and spread
+    # come from the default fits of the *other* sets (`hierarchical_prior`), the spread times x.
+    "auto-exponent-prior": {"exponent_prior_scale": 1.0},
+    "auto-exponent-prior-x0.5": {"exponent_prior_scale": 0.5},
+    "auto-exponent-prior-x0.25": {"exponent_prior_scale": 0.25},
 }
 DEFAULT_FITS = ["auto"]
 
@@ -62,6 +75,28 @@ DEFAULT_FITS = ["auto"]
 def held_back(N: np.ndarray) -> np.ndarray:
     """The runs kept out of every decision: the top doubling of model size."""
     return N > N.max() / 2
+
+
+_EXPONENTS: dict[str, tuple[float, float]] = {}
+
+
+def set_exponents(name: str) -> tuple[float, float]:
+    """The exponents (alpha * gamma, beta * gamma: those the loss follows far out) of the default fit,
+    without a backtest, to every development run of the set (its held-back runs stay out)."""
+    if name not in _EXPONENTS:
+        N, D, loss = published.load(name).columns()
+        rows = ~held_back(N)
+        law = fit_supervised(N[rows], D[rows], loss[rows], bootstrap=0, backtest=False).law
+        _EXPONENTS[name] = (law.alpha * law.gamma, law.beta * law.gamma)
+    return _EXPONENTS[name]
+
+
+def hierarchical_prior(left_out: str, scale: float) -> ExponentPrior:
+    """Priors on alpha and beta for a fit to `left_out` from the other sets alone: centred on the mean
+    of their default fits' exponents, the sd their spread across those sets (ddof 1) times `scale`."""
+    others = np.array([set_exponents(n) for n in published.names(available=True) if n != left_out])
+    mean, sd = others.mean(axis=0), others.std(axis=0, ddof=1) * scale
+    return ExponentPrior(alpha=(float(mean[0]), float(sd[0])), beta=(float(mean[1]), float(sd[1])))
 
 
 def choose_cuts(N: np.ndarray, targets: np.ndarray, fit_rows: np.ndarray, max_cuts: int,
@@ -83,14 +118,19 @@ def choose_cuts(N: np.ndarray, targets: np.ndarray, fit_rows: np.ndarray, max_cu
     return cuts
 
 
-def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: bool) -> dict:
-    """Held-out predictions (relative error, interval half-width, covered, distance) of one fit on one set."""
+def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: bool, backtest: bool = True) -> dict:
+    """Held-out predictions (relative error, interval half-width, covered, distance) of one fit on one set.
+    backtest=False: the same law (the default's median is the only candidate that can win, so the
+    backtest changes only the interval), its interval the literature's stand-in, for speed."""
     runs = published.load(name)
     options = dict(FITS[fit_name])
     params = options.pop("params", "params")
     with_total = options.pop("with_total", False)
     drop_ratio_below = options.pop("drop_ratio_below", None)
     drop_smallest = options.pop("drop_smallest", False)
+    prior_scale = options.pop("exponent_prior_scale", None)
+    if prior_scale is not None:
+        options["exponent_prior"] = hierarchical_prior(name, prior_scale)
     N, D, loss = runs.columns(params)
     total = runs.columns("total_params")[0]
     scale = runs.columns()[0]  # distances always in the set's own N, whichever N the law is fitted on
@@ -104,7 +144,7 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         targets = develop
     out = {"errors": [], "half_widths": [], "covered": [], "distances": [], "cuts": cuts, "chosen": [], "cpu_s": 0.0,
            "values": [], "lows": [], "highs": [], "observed": [], "half_widths_pooled": [], "levers": [],
-           "bias": []}
+           "bias": [], "params": [], "tokens_per_param": []}
     for cut in cuts:
         fit_rows = develop & (scale <= cut)
         if drop_ratio_below is not None:
@@ -115,7 +155,8 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         start = time.process_time()
         if with_total:
             options["total_params"] = total[fit_rows]
-        fit = fit_supervised(N[fit_rows], D[fit_rows], loss[fit_rows], bootstrap=bootstrap, **options)
+        fit = fit_supervised(N[fit_rows], D[fit_rows], loss[fit_rows], bootstrap=bootstrap, backtest=backtest,
+                             **options)
         out["cpu_s"] += time.process_time() - start
         n_used = total if fit.chosen.endswith("total params") else N
         prediction = fit.predict(n_used[predict_rows], D[predict_rows])
@@ -125,9 +166,12 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         out["half_widths"] += list((high - low) / 2 / value)
         out["covered"] += list((observed >= low) & (observed <= high))
         out["distances"] += list(scale[predict_rows] / cut)
+        out["params"] += list(scale[predict_rows])
+        out["tokens_per_param"] += list(D[predict_rows] / N[predict_rows])
         for key, values in (("values", value), ("lows", low), ("highs", high), ("observed", observed)):
             out[key] += list(values)
         out["chosen"].append(fit.chosen)
+        out.setdefault("exponents", []).append([fit.law.alpha * fit.law.gamma, fit.law.beta * fit.law.gamma])
         # The interval before band-wise conformal (one pooled q times the lever), for before -> after.
         extrapolation = fit.extrapolation_error
         distance = n_used[predict_rows] / extrapolation.fitted_max
@@ -260,6 +304,9 @@ def main():
     parser.add_argument("--json", help="write every prediction to this file")
     parser.add_argument("--from-json", nargs="*", help="print the tables of --json files instead of fitting")
     parser.add_argument("--markdown", action="store_true", help="also print the docs page's tables (markdown)")
+    parser.add_argument("--point-only", action="store_true",
+                        help="fit without the backtest: the same point predictions (mean, max, sign), several "
+                        "times faster; the intervals are the literature's stand-in, so coverage is not measured")
     parser.add_argument("--pool-within", type=float, default=None,
                         help="override selection.POOL_WITHIN (the candidates whose errors make the intervals)")
     args = parser.parse_args()
@@ -290,7 +337,11 @@ def main():
             elif fit_name == "median-of-forms":
                 r = median_of_forms([results[f"{f}/{name}"] for f in ("tied", "chinchilla", "busbridge")])
             else:
-                r = evaluate(name, fit_name, max_cuts=args.cuts, bootstrap=args.bootstrap, final=args.held_back)
+                r = evaluate(name, fit_name, max_cuts=args.cuts, bootstrap=args.bootstrap, final=args.held_back,
+                             backtest=not args.point_only)
+                r["point_only"] = args.point_only
+                if args.json:  # after each set, so that an interrupted run keeps what it measured
+                    _write_json(args.json, results | {f"{fit_name}/{name}": r})
             results[f"{fit_name}/{name}"] = r
             for key in pooled:
                 pooled[key] += r.get(key, [])
@@ -338,8 +389,13 @@ def main():
     if args.markdown:
         markdown(results, variants, names)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, default=float)
+        _write_json(args.json, results)
+
+
+def _write_json(path: str, results: dict) -> None:
+    with open(path + ".tmp", "w") as handle:
+        json.dump(results, handle, default=float)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

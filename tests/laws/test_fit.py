@@ -233,3 +233,75 @@ def test_clone_builds_the_same_fitter_with_overrides():
     assert type(twin) is SupervisedLawFitter and twin is not fitter
     assert twin._params == fitter._params | {"bootstrap": 0}
     assert (twin.bootstrap, twin.level, twin.seed) == (0, 0.8, 3) and twin._params["form"] == "tied"
+
+
+# --- issue 34: Gaussian priors on the exponents (a hierarchical fit across data sets) ------------
+
+def test_exponent_prior_penalty_gradient_matches_autograd():
+    from distillscale.laws.fitting import ExponentPrior
+
+    fitter = SupervisedLawFitter("busbridge", bootstrap=0, irreducible_loss_prior=(1.7, 0.2),
+                                 exponent_prior=ExponentPrior(alpha=(0.3, 0.05), beta=(0.28, 0.1)))
+    theta = torch.tensor([[0.5, 6.0, 7.0, 0.4, 0.35, 0.8], [0.4, 5.0, 8.0, 0.2, 0.5, 1.3]],
+                         dtype=torch.float64, requires_grad=True)
+    value, grad = fitter._penalty(theta, noise_scale=0.01)
+    value.sum().backward()
+    np.testing.assert_allclose(grad.detach().numpy(), theta.grad.numpy(), rtol=1e-10, atol=1e-14)
+    assert len(fitter._prior) == 3 and np.all(value.detach().numpy() > 0)
+
+
+@pytest.mark.parametrize("form", ["chinchilla", "tied", "busbridge"])
+def test_exponent_prior_pulls_the_exponents_the_loss_follows(form):
+    from distillscale.laws.fitting import ExponentPrior
+
+    truth = load_laws("chinchilla2022").supervised   # alpha 0.34, beta 0.28
+    N, D, loss = supervised_runs(truth, 40, noise=0.01)
+    # a few starts near the truth: what is tested is where the prior moves the optimum
+    grid = {"log_E": (0.5,), "log_A": (6.0,), "log_B": (6.0,), "alpha": (0.3,), "beta": (0.3,), "gamma": (1.0,)}
+
+    def exponents(prior):
+        law = SupervisedLawFitter(form, bootstrap=0, exponent_prior=prior, grid=grid).fit(N, D, loss).law_
+        return np.array([law.alpha, law.beta]) * law.gamma, law
+
+    free, _ = exponents(None)
+    weak, _ = exponents(ExponentPrior(alpha=(0.6, 1.0), beta=(0.6, 1.0)))
+    strong, law = exponents(ExponentPrior(alpha=(0.6, 0.001), beta=(0.6, 0.001)))
+    # a wide prior leaves the runs' exponents nearly alone; a narrow one moves them toward its mean
+    np.testing.assert_allclose(weak, free, atol=0.01)
+    assert np.all(strong - free > 0.05) and np.all(strong < 0.6 + 1e-6)
+    assert law.fit.constraints["alpha_prior"] == {"mean": 0.6, "sd": 0.001,
+                                                  "on": "alpha * gamma" if form == "busbridge" else "alpha"}
+
+
+def test_fit_supervised_carries_the_exponent_prior_into_every_member_form():
+    from distillscale.laws.fitting import ExponentPrior
+    from distillscale.laws.selection import fit_supervised
+
+    N, D, loss = supervised_runs(load_laws("chinchilla2022").supervised, 40, noise=0.005)
+    prior = ExponentPrior(alpha=(0.3, 0.05), beta=(0.3, 0.05))
+    one_start = {"log_E": (0.5,), "log_A": (5.0,), "log_B": (5.0,), "alpha": (0.5,), "beta": (0.5,), "gamma": (1.0,)}
+    fit = fit_supervised(N, D, loss, bootstrap=0, backtest=False, grid=one_start, exponent_prior=prior)
+    assert fit.chosen == "median of tied, chinchilla, busbridge, alpha ~ N(0.3, 0.05), beta ~ N(0.3, 0.05)"
+    assert [m.exponent_prior for m in fit.fitter.members_] == [prior] * 3
+
+
+@pytest.mark.parametrize("given, param", [(dict(alpha=(5.0, 0.1)), "exponent_prior.alpha"),
+                                          (dict(beta=(0.3, -0.1)), "exponent_prior.beta"),
+                                          (dict(alpha="0.3"), "exponent_prior.alpha")])
+def test_bad_exponent_prior_is_one_line(given, param):
+    from distillscale.errors import ParameterError
+    from distillscale.laws.fitting import ExponentPrior
+
+    with pytest.raises(ParameterError) as caught:
+        ExponentPrior(**given)
+    assert caught.value.param == param and len(str(caught.value).splitlines()) == 1
+
+
+def test_fit_supervised_refuses_an_exponent_prior_that_is_not_one():
+    from distillscale.errors import ParameterError
+    from distillscale.laws.selection import fit_supervised
+
+    N, D, loss = supervised_runs(load_laws("chinchilla2022").supervised, 20, noise=0.005)
+    with pytest.raises(ParameterError, match="must be an ExponentPrior") as caught:
+        fit_supervised(N, D, loss, bootstrap=0, backtest=False, exponent_prior=(0.3, 0.1))
+    assert caught.value.param == "exponent_prior"

@@ -45,7 +45,7 @@ import torch
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lbfgs import Screening, minimize_lbfgs, minimize_lbfgs_screened
-from distillscale.laws.logspace import BUSBRIDGE, DISTILLATION, SUPERVISED_FORMS, LogSpaceForm
+from distillscale.laws.logspace import BUSBRIDGE, DISTILLATION, EXPONENT_BOUNDS, SUPERVISED_FORMS, LogSpaceForm
 from distillscale.laws.record import Bootstrap, DataRange, Diagnostics, FitRecord, Profile
 from distillscale.laws.varpro import varpro_starts
 
@@ -192,6 +192,63 @@ class Runs:
                          tokens_per_param=_span(self.tokens / self.params))
 
 
+@dataclass(frozen=True)
+class _PriorTerm:
+    """A Gaussian prior N(mean, sd) on one coefficient, read from the log-space parameters theta:
+    exp(theta[index]) for a log-coefficient (E); theta[index] * theta[gamma_index] for an exponent
+    of a form with gamma free (the exponent the loss follows far out, alpha * gamma); else theta[index]."""
+
+    index: int
+    mean: float
+    sd: float
+    log: bool = False
+    gamma_index: int | None = None
+
+    def value(self, theta: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
+        """The coefficient per start, and its partial derivatives as (parameter index, values)."""
+        x = theta[:, self.index]
+        if self.log:
+            value = torch.exp(x)
+            return value, [(self.index, value)]
+        if self.gamma_index is None:
+            return x, [(self.index, torch.ones_like(x))]
+        gamma = theta[:, self.gamma_index]
+        return x * gamma, [(self.index, gamma), (self.gamma_index, x)]
+
+
+@dataclass(frozen=True)
+class ExponentPrior:
+    """Gaussian priors on a supervised law's exponents, each (mean, sd) or None: e.g. what fits to
+    other data sets found (a hierarchical fit). They act on the exponents the loss follows, alpha *
+    gamma and beta * gamma in the busbridge form; in the tied form both act on its one exponent."""
+
+    alpha: tuple[float, float] | None = None
+    beta: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta"):
+            given = getattr(self, name)
+            if given is None:
+                continue
+            try:
+                mean, sd = (float(v) for v in given)
+            except (TypeError, ValueError):
+                raise ParameterError(f"exponent_prior.{name}", "{} must be (mean, sd), got {value!r}",
+                                     value=given) from None
+            low, high = EXPONENT_BOUNDS
+            if not (low < mean < high and 0 < sd < high):
+                raise ParameterError(f"exponent_prior.{name}", "{} " + f"needs a mean between {low:g} and {high:g} "
+                                     f"and a positive sd below {high:g} (an exponent), got {mean:g}, {sd:g}")
+            object.__setattr__(self, name, (mean, sd))
+
+    def items(self) -> list[tuple[str, tuple[float, float]]]:
+        return [(name, getattr(self, name)) for name in ("alpha", "beta") if getattr(self, name) is not None]
+
+    @property
+    def description(self) -> str:
+        return ", ".join(f"{name} ~ N({mean:.3g}, {sd:.3g})" for name, (mean, sd) in self.items())
+
+
 def remembers_arguments(init):
     """Keep the arguments a fitter was built with (defaults filled in), so `clone` can build its twin."""
     signature = inspect.signature(init)
@@ -210,8 +267,8 @@ class _LogLossFitter:
 
     form: LogSpaceForm
     _params: dict  # the arguments it was built with (`remembers_arguments`)
-    # Scale of a prior's pseudo-residual (see `_penalty`); set by a fitter that has a prior.
-    _prior: tuple[int, float, float] | None = None
+    # Gaussian priors on coefficients (see `_penalty`); set by a fitter that has any.
+    _prior: tuple["_PriorTerm", ...] = ()
 
     def __init__(self, *, huber_delta: float, bootstrap: int, level: float, seed: int,
                  max_iter: int, ftol: float, screening: Screening | None, chunk_elements: int,
@@ -237,16 +294,19 @@ class _LogLossFitter:
         return type(self)(**{**self._params, **overrides})
 
     def _penalty(self, theta: torch.Tensor, noise_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """A Gaussian prior on one log-space coefficient, as one more run: its pseudo-residual is the
+        """Gaussian priors on coefficients, each as one more run: its pseudo-residual is the
         coefficient's distance from the prior mean in prior SDs, times `noise_scale` (the runs' own
         log-residual scale), so one prior SD weighs as much as one typical run's misfit."""
-        index, mean, sd = self._prior
-        value = torch.exp(theta[:, index])
-        residual = noise_scale * (value - mean) / sd
-        loss, slope = huber_and_slope(residual, self.huber_delta)
+        total = torch.zeros(len(theta), dtype=theta.dtype)
         grad = torch.zeros_like(theta)
-        grad[:, index] = slope * noise_scale * value / sd
-        return loss, grad
+        for term in self._prior:
+            value, partials = term.value(theta)
+            residual = noise_scale * (value - term.mean) / term.sd
+            loss, slope = huber_and_slope(residual, self.huber_delta)
+            total = total + loss
+            for index, partial in partials:
+                grad[:, index] += slope * noise_scale * partial / term.sd
+        return total, grad
 
     def _objective(self, data: dict[str, torch.Tensor], weights: torch.Tensor | None = None,
                    noise_scale: float | None = None):
@@ -313,7 +373,7 @@ class _LogLossFitter:
         with _intra_op_threads(self.threads):
             grid, screened, solver = self._starts(tensors)
             self.result_ = self._minimize(tensors, grid, screened=screened)
-            if self._prior is not None:
+            if self._prior:
                 # The prior weighs like one run of typical misfit: take that misfit from the fit
                 # without the prior, then refit with it from the same starts and that optimum.
                 residual = self.form.log_loss(torch.as_tensor(self.result_.x)[None], tensors)[0] \
@@ -366,7 +426,7 @@ class _LogLossFitter:
                     continue
                 subset = {key: value[torch.as_tensor(mask)] for key, value in tensors.items()}
                 rows, screened, _ = self._starts(subset)
-                if screened or self._prior is not None:
+                if screened or self._prior:
                     fitter = self.clone(bootstrap=0)
                     fitter._fit_log_space(runs.subset(mask))
                     outcomes[k] = fitter.x_
@@ -435,6 +495,7 @@ class SupervisedLawFitter(_LogLossFitter):
     form: "chinchilla" (gamma = 1, Chinchilla grid, delta 1e-3 by default), "tied" (gamma = 1 and
     alpha = beta) or "busbridge" (gamma free, Busbridge grid, delta 1e-4).
     irreducible_loss: hold E at this value; irreducible_loss_prior: (mean, sd), a Gaussian prior on E.
+    exponent_prior: an `ExponentPrior`, Gaussian priors on alpha and beta.
     solver: "varpro" (starts from variable projection, see `laws.varpro`; for the Busbridge form its
     gamma = 1 solutions seed several gammas), "grid" (multi-start from the form's grid, screened)
     or "auto" (varpro unless a grid is given).
@@ -443,7 +504,8 @@ class SupervisedLawFitter(_LogLossFitter):
 
     @remembers_arguments
     def __init__(self, form: str = "chinchilla", *, irreducible_loss: float | None = None,
-                 irreducible_loss_prior: tuple[float, float] | None = None, solver: str = "auto",
+                 irreducible_loss_prior: tuple[float, float] | None = None,
+                 exponent_prior: ExponentPrior | None = None, solver: str = "auto",
                  huber_delta: float | None = None, bootstrap: int = 1000, level: float = 0.9,
                  grid: dict | None = None, seed: int = 0, max_iter: int = 1000, ftol: float = FTOL,
                  screening: Screening | None = Screening(), chunk_elements: int = CHUNK_ELEMENTS,
@@ -472,8 +534,16 @@ class SupervisedLawFitter(_LogLossFitter):
         base = base.with_grid({k: v for k, v in (grid or {}).items() if k in base.names})
         self.form = (base if irreducible_loss is None else
                      base.constrained(form, fixed={"log_E": math.log(irreducible_loss)}))
+        self.exponent_prior = exponent_prior
+        priors = []
         if irreducible_loss_prior is not None:
-            self._prior = (self.form.names.index("log_E"), *map(float, irreducible_loss_prior))
+            priors.append(_PriorTerm(self.form.names.index("log_E"), *map(float, irreducible_loss_prior), log=True))
+        for name, (mean, sd) in (exponent_prior.items() if exponent_prior is not None else []):
+            # the tied form's one exponent stands for both
+            index = self.form.names.index(name if name in self.form.names else "alpha")
+            gamma = self.form.names.index("gamma") if "gamma" in self.form.names else None
+            priors.append(_PriorTerm(index, mean, sd, gamma_index=gamma))
+        self._prior = tuple(priors)
         self.solver = "varpro" if solver == "varpro" or (solver == "auto" and not grid) else "grid"
         default_delta = 1e-4 if form == "busbridge" else 1e-3
         super().__init__(huber_delta=default_delta if huber_delta is None else huber_delta,
@@ -490,6 +560,9 @@ class SupervisedLawFitter(_LogLossFitter):
         if self.irreducible_loss_prior is not None:
             constraints["E_prior"] = {"mean": self.irreducible_loss_prior[0],
                                       "sd": self.irreducible_loss_prior[1]}
+        for name, (mean, sd) in (self.exponent_prior.items() if self.exponent_prior is not None else []):
+            constraints[f"{name}_prior"] = {"mean": mean, "sd": sd,
+                                            "on": f"{name} * gamma" if self.form_name == "busbridge" else name}
         return constraints
 
     def _starts(self, tensors):

@@ -139,7 +139,7 @@ def _logaddexp_and_share(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor
 # Bounds: exponents non-negative (loss falls with scale), log-coefficients wide enough for models
 # from thousands to trillions of parameters; the optimiser reports a fit that ends on one.
 _LOG_COEFFICIENT = (-20.0, 60.0)
-_EXPONENT = (0.0, 4.0)
+_EXPONENT = EXPONENT_BOUNDS = (0.0, 4.0)
 _GAMMA = (0.05, 4.0)
 _LOG_E = (-5.0, 5.0)
 

@@ -20,7 +20,7 @@ import inspect
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +29,7 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds, run_backtest
 from distillscale.laws.ensemble import MedianLawFitter, median_law
-from distillscale.laws.fitting import (DistillationLawFitter, SupervisedLawFitter, check_intervals,
+from distillscale.laws.fitting import (DistillationLawFitter, ExponentPrior, SupervisedLawFitter, check_intervals,
                                       irreducible_loss_profile)
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, check_path_argument
@@ -61,6 +61,7 @@ class SupervisedCandidate:
     irreducible_loss_prior: tuple[float, float] | None = None
     min_tokens_per_param: float | None = None
     params: str = "non-embedding"   # or "total"
+    exponent_prior: ExponentPrior | None = None
 
     @property
     def name(self) -> str:
@@ -73,6 +74,8 @@ class SupervisedCandidate:
             parts.append(f"D/N >= {self.min_tokens_per_param:g}")
         if self.params != "non-embedding":
             parts.append(f"{self.params} params")
+        if self.exponent_prior is not None:
+            parts.append(self.exponent_prior.description)
         return ", ".join(parts)
 
     @property
@@ -84,8 +87,7 @@ class SupervisedCandidate:
         """The forms whose median this candidate is (itself for a single form)."""
         if self.form != MEDIAN:
             return [self]
-        return [SupervisedCandidate(f, self.irreducible_loss, self.irreducible_loss_prior, self.min_tokens_per_param,
-                                    self.params) for f in AUTO_SUPERVISED]
+        return [replace(self, form=f) for f in AUTO_SUPERVISED]
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class LawFit:
 def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None, form: str = "auto", total_params=None,
                    irreducible_loss: float | None = None,
                    irreducible_loss_prior: tuple[float, float] | None = None,
+                   exponent_prior: ExponentPrior | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
                    max_folds: int = MAX_FOLDS, unique_tokens=None, ensemble: bool = True,
                    progress: Callable[[str], None] | None = None, **fitter_options) -> LawFit:
@@ -203,7 +206,9 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     among by backtest; the forms alone are backtested too and reported, but not chosen. With
     `ensemble=False`, form="auto" chooses among the forms themselves by backtest instead (the
     default before the validation pack). With a form given, that form with the given choices is
-    the only candidate (still backtested). `fitter_options` go to `SupervisedLawFitter` (bootstrap, level, seed, grid,
+    the only candidate (still backtested). `exponent_prior` (an `ExponentPrior`: Gaussian priors on
+    alpha and beta, e.g. from fits to other data sets) is not an alternative: every candidate's fit,
+    each member form's, carries it. `fitter_options` go to `SupervisedLawFitter` (bootstrap, level, seed, grid,
     huber_delta, ...).
 
     `unique_tokens` (a column or values: the unique tokens U behind each run's D): when some runs
@@ -223,9 +228,12 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
         data, params, tokens, loss = None, data, params, tokens
     runs = supervised_runs(data, params=params, tokens=tokens, loss=loss, flops=flops, total_params=total_params,
                            unique_tokens=unique_tokens)
+    if exponent_prior is not None and not isinstance(exponent_prior, ExponentPrior):
+        raise ParameterError("exponent_prior", "{} must be an ExponentPrior(alpha=(mean, sd), beta=(mean, sd)), "
+                             "got {value!r}", value=exponent_prior)
     if "unique_tokens" in runs:
         return fit_with_repetition(runs, form=form, irreducible_loss=irreducible_loss,
-                                   irreducible_loss_prior=irreducible_loss_prior,
+                                   irreducible_loss_prior=irreducible_loss_prior, exponent_prior=exponent_prior,
                                    min_tokens_per_param=min_tokens_per_param, backtest=backtest,
                                    max_folds=max_folds, progress=progress, **fitter_options)
     N, D, loss = runs["params"], runs["tokens"], runs["loss"]
@@ -252,8 +260,8 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     forms = AUTO_SUPERVISED if auto else (form,)
     pairs = ([(f, combo) for combo in combos for f in forms + (MEDIAN,)] if combined
              else [(f, combo) for f in forms for combo in combos])
-    candidates = [SupervisedCandidate(f, e if kind == "fixed" else None, e if kind == "prior" else None, m, p)
-                  for f, ((kind, e), m, p) in pairs]
+    candidates = [SupervisedCandidate(f, e if kind == "fixed" else None, e if kind == "prior" else None, m, p,
+                                      exponent_prior) for f, ((kind, e), m, p) in pairs]
 
     def eligible(candidate: SupervisedCandidate) -> np.ndarray:
         if candidate.min_tokens_per_param is None:
@@ -269,7 +277,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
             return MedianLawFitter([make(member, **overrides) for member in candidate.members()], progress=progress)
         return SupervisedLawFitter(candidate.form, irreducible_loss=candidate.irreducible_loss,
                                    irreducible_loss_prior=candidate.irreducible_loss_prior,
-                                   **{**fitter_options, **overrides})
+                                   exponent_prior=candidate.exponent_prior, **{**fitter_options, **overrides})
 
     fold_fits: dict = {}  # (candidate, folds) -> the laws of its fold fits: the median reuses its members'
 
