@@ -89,3 +89,9 @@ def test_pruned_setting_round_trips_through_the_command_line():
     plan = ds.plan("busbridge2025", **TEACHER, student_init="pruned")
     assert "--student-init pruned" in plan.as_cli_command()
     assert "--student-init" not in ds.plan("busbridge2025", **TEACHER).as_cli_command()
+
+
+def test_extrapolation_warnings_judge_the_effective_tokens():
+    """The law is evaluated at D_eff = m D_S: how far beyond its data is judged there."""
+    pruned = ds.plan("busbridge2025", student_params=546e6, compute=1e25, scenario="best-case", student_init="pruned")
+    assert any("effective tokens (D_eff)" in w for w in pruned.warnings), pruned.warnings

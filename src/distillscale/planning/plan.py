@@ -632,9 +632,12 @@ def plan_extrapolation_warnings(laws: LawSet, plans: list[DistillationPlan], swe
     for p in plans:
         name = p.scenario.name
         student = f"the best {name} student" if sweep else "the student"
+        # a started student: the law is evaluated at its effective tokens, D_eff = m D_S
+        tokens, what = ((p.student_tokens, "tokens") if p.start is None else
+                        (p.start.value * p.student_tokens, "effective tokens (D_eff)"))
         messages += extrapolation_warnings(
-            laws, {student: p.student_params}, {f"the {name} student's tokens": p.student_tokens},
-            {f"the {name} student's tokens per parameter": p.student_tokens / p.student_params},
+            laws, {student: p.student_params}, {f"the {name} student's {what}": tokens},
+            {f"the {name} student's {what} per parameter": tokens / p.student_params},
             students=True)
         messages += extrapolation_warnings(laws, {f"the {name} teacher": p.teacher_params},
                                            {f"the {name} teacher's tokens": p.teacher_tokens})
