@@ -294,7 +294,8 @@ def test_exports_written_before_the_on_policy_column_still_load(tmp_path):
     export (for --overwrite) and read: its students are off-policy."""
     from distillscale.sweeps.export import is_export
 
-    assert RECORD_COLUMNS[-1] == "on_policy_fraction"
+    assert RECORD_COLUMNS[-2:] == ("on_policy_fraction", "student_init")
+    earlier = RECORD_COLUMNS[:-2]  # the header before on_policy_fraction
     path = make_sweep(tmp_path, students=(2.5e6,), teachers=(1e7, 2e7), on_policy_fraction=0.5)
     records = [json.loads(line) for line in path.read_text().splitlines()]
     runs = load_runs(path)
@@ -302,12 +303,12 @@ def test_exports_written_before_the_on_policy_column_still_load(tmp_path):
     assert all(r["on_policy_fraction"] == 0.5 for r in runs.on_policy)
     for fmt in ("csv", "jsonl"):
         old = tmp_path / f"old.{fmt}"
-        old_records = [{key: value for key, value in r.items() if key != "on_policy_fraction"} for r in records
+        old_records = [{key: value for key, value in r.items() if key in earlier} for r in records
                        if not r["run_id"].startswith("p")]
         if fmt == "csv":
-            header = ",".join(RECORD_COLUMNS[:-1])
+            header = ",".join(earlier)
             old.write_text(header + "\n" + "".join(
-                ",".join("" if r[key] is None else str(r[key]) for key in RECORD_COLUMNS[:-1]) + "\n"
+                ",".join("" if r[key] is None else str(r[key]) for key in earlier) + "\n"
                 for r in old_records))
         else:
             old.write_text("".join(json.dumps(r) + "\n" for r in old_records))

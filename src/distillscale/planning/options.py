@@ -14,6 +14,7 @@ from distillscale.cli_options import CommandSettings, option
 from distillscale.errors import UserError
 from distillscale.laws.lawset import LAW_HELP
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
+from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
 from distillscale.planning.flops import SCENARIOS
 from distillscale.planning.modes import OnPolicy
 from distillscale.settings import quantity
@@ -99,9 +100,21 @@ class PlanSettings(CommandSettings):
                     "(implies the mode comparison)")
     teacher_compute: Annotated[float | None, quantity("--teacher-compute", kind=Quantity.FLOPS)] = option(
         None, help="with --teacher-remote: the teacher's own FLOP budget (default: unlimited, free to you)")
+    student_init: str = option(
+        "scratch", help=f"where the student starts: scratch (the law's students) or pruned (pruned from the "
+                        f"teacher, `distillscale prune`): its tokens count {PRUNED_MICRO.value:g}x "
+                        f"[{PRUNED_MICRO.interval[0]:g}, {PRUNED_MICRO.interval[1]:g}] in the law, "
+                        f"{PRUNED_MICRO.note}")
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write a figure (.png or .svg)")
     overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
+
+    @field_validator("student_init")
+    @classmethod
+    def _student_init(cls, value: str) -> str:
+        if value not in STUDENT_INITS:
+            raise UserError(f"--student-init must be one of {', '.join(STUDENT_INITS)}, got {value!r}")
+        return value
 
     @field_validator("max_penalty")
     @classmethod

@@ -41,6 +41,7 @@ from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY, RepetitionAssessment
+from distillscale.laws.student_init import STUDENT_INITS, start_multiplier
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.options import PlanSettings
 from distillscale.planning.render import plan_text
@@ -119,6 +120,7 @@ class PlanArguments:
     teacher_compute: float | None = None
     unique_tokens: float | None = None
     max_penalty: float = DEFAULT_MAX_PENALTY
+    student_init: str = "scratch"
 
     def cli_command(self, scenario: bool = True, json_output: bool = False) -> str:
         """The `distillscale plan` command with these arguments (`scenario`: with its --scenario)."""
@@ -135,7 +137,8 @@ class PlanArguments:
                  "flops": self.flops, "n_ctx": self.n_ctx, "vocab_size": self.vocab_size,
                  "aspect_ratio": self.aspect_ratio, "logit_cache": self.logit_cache,
                  "teacher_remote": self.teacher_remote, "teacher_compute": self.teacher_compute,
-                 "unique_tokens": self.unique_tokens, "as_json": json_output}
+                 "unique_tokens": self.unique_tokens, "student_init": self.student_init,
+                 "as_json": json_output}
         if self.unique_tokens is not None:
             given["max_penalty"] = self.max_penalty
         if on_policy is not None:
@@ -203,7 +206,8 @@ class Plan:
         student = 1.0 + self.repetition[name].penalty
         supervised = 1.0 + self.repetition[f"{name} (pretrain instead)"].penalty
         return decide_verdict(student_loss * student, _scaled(student_interval, student),
-                              supervised_loss * supervised, _scaled(supervised_interval, supervised))
+                              supervised_loss * supervised, _scaled(supervised_interval, supervised),
+                              outside_fit=self.arguments.student_init != "scratch")
 
     def to_dict(self) -> dict:
         """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
@@ -452,7 +456,7 @@ def plan(law, *, compute: float, student_params: float | None = None,
          vocab_size: int | None = None, aspect_ratio: float | None = None,
          on_policy: OnPolicy | None = None, logit_cache: bool = False, teacher_remote: bool = False,
          teacher_compute: float | None = None, unique_tokens: float | None = None,
-         max_penalty: float = DEFAULT_MAX_PENALTY) -> Plan:
+         max_penalty: float = DEFAULT_MAX_PENALTY, student_init: str = "scratch") -> Plan:
     """Compute-optimal distillation for a budget: teacher, tokens, loss, and distil or pretrain?
 
     law : a preset name, a law file saved by `fit`, a LawSet, or a fitted law (a LawFit from
@@ -472,6 +476,10 @@ def plan(law, *, compute: float, student_params: float | None = None,
     unique_tokens : the unique tokens of the corpus (default: unlimited): the plan's `repetition`
         gives each model's epochs and loss penalty (`repetition_check`, within `max_penalty`); in the
         mode comparison the penalties are in each mode's loss, its interval and the verdict.
+    student_init : "scratch" (the law's students) or "pruned": a student pruned from the teacher, its
+        D_S counted as the measured multiplier x D_S (`laws.student_init.PRUNED_MICRO`), its loss's
+        interval spanning the multiplier's, outside the law's fit; a verdict only where the intervals
+        separate.
     """
     laws, spec = _load(law)
     unique_tokens = _positive("unique_tokens", unique_tokens, Quantity.TOKENS)
@@ -488,6 +496,13 @@ def plan(law, *, compute: float, student_params: float | None = None,
                                          f"{', '.join(SCENARIOS)}, or all", scenario=scenario)
     names = list(SCENARIOS) if scenario in (None, "all") else [scenario]
     compare = on_policy is not None or logit_cache or teacher_remote or teacher_compute is not None
+    if student_init not in STUDENT_INITS:
+        raise ParameterError("student_init", "{} must be one of " + ", ".join(STUDENT_INITS) + ", got {value!r}",
+                             value=student_init)
+    if student_init != "scratch" and compare:
+        raise ParameterError("student_init", "{} " + student_init + " is planned against the distillation "
+                             "law's scenarios only: leave out the mode comparison (--on-policy, --logit-cache, "
+                             "--teacher-remote)")
     if compare:
         on_policy = (on_policy or OnPolicy()).checked()
         teacher_compute = _positive("teacher_compute", teacher_compute, Quantity.FLOPS)
@@ -500,7 +515,8 @@ def plan(law, *, compute: float, student_params: float | None = None,
                               search=search, flops=flops, n_ctx=n_ctx, vocab_size=vocab_size,
                               aspect_ratio=aspect_ratio, on_policy=on_policy, logit_cache=bool(logit_cache),
                               teacher_remote=bool(teacher_remote), teacher_compute=teacher_compute,
-                              unique_tokens=unique_tokens, max_penalty=float(max_penalty))
+                              unique_tokens=unique_tokens, max_penalty=float(max_penalty),
+                              student_init=student_init)
     return _with_repetition(_plan(laws, arguments, student_model, names, compare))
 
 
@@ -517,7 +533,8 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None) -> Pl
                 vocab_size=settings.vocab_size, aspect_ratio=settings.aspect_ratio,
                 on_policy=settings.on_policy_settings(), logit_cache=settings.logit_cache,
                 teacher_remote=settings.teacher_remote, teacher_compute=settings.teacher_compute,
-                unique_tokens=settings.unique_tokens, max_penalty=settings.max_penalty)
+                unique_tokens=settings.unique_tokens, max_penalty=settings.max_penalty,
+                student_init=settings.student_init)
 
 
 def _with_repetition(result: Plan) -> Plan:
@@ -534,13 +551,14 @@ def _plan(laws: LawSet, arguments: PlanArguments, student_model, names: list[str
     compute, student_params, teacher, search = (arguments.compute, arguments.student_params, arguments.teacher,
                                                 arguments.search)
     forward = _forward_flops(laws, arguments.flops, arguments.n_ctx, arguments.vocab_size, arguments.aspect_ratio)
+    start = start_multiplier(arguments.student_init)
     if laws.distillation is None:
-        if compare:
+        if compare or start is not None:
             laws.require_distillation()
         return _supervised_plan(laws, forward, arguments)
     from distillscale.planning.solver import DistillationPlanner
 
-    planner = DistillationPlanner(laws, forward)
+    planner = DistillationPlanner(laws, forward, start=start)
     if compare:
         return _mode_comparison(laws, planner, arguments, student_model)
     N_S, F_S = _student(student_params, student_model)
@@ -614,9 +632,12 @@ def plan_extrapolation_warnings(laws: LawSet, plans: list[DistillationPlan], swe
     for p in plans:
         name = p.scenario.name
         student = f"the best {name} student" if sweep else "the student"
+        # a started student: the law is evaluated at its effective tokens, D_eff = m D_S
+        tokens, what = ((p.student_tokens, "tokens") if p.start is None else
+                        (p.start.value * p.student_tokens, "effective tokens (D_eff)"))
         messages += extrapolation_warnings(
-            laws, {student: p.student_params}, {f"the {name} student's tokens": p.student_tokens},
-            {f"the {name} student's tokens per parameter": p.student_tokens / p.student_params},
+            laws, {student: p.student_params}, {f"the {name} student's {what}": tokens},
+            {f"the {name} student's {what} per parameter": tokens / p.student_params},
             students=True)
         messages += extrapolation_warnings(laws, {f"the {name} teacher": p.teacher_params},
                                            {f"the {name} teacher's tokens": p.teacher_tokens})

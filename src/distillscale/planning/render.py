@@ -168,6 +168,8 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
         row("student params N_S", lambda p: format_quantity(p.student_params)
             + ("*" if edges[p.scenario.name] else ""))
     row("student tokens D_S", lambda p: format_quantity(p.student_tokens))
+    if any(p.start is not None for p in plans):
+        row("law's D_eff = m D_S", lambda p: format_quantity(p.start.value * p.student_tokens) if p.start else "")
     row("teacher params N_T", lambda p: _at_cap(p.teacher_params, bound))
     row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound))
     row("teacher loss L_T", lambda p: f"{p.teacher_loss:.4f}")
@@ -175,11 +177,12 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     with_intervals = [p for p in plans if p.student_interval is not None]
     if with_intervals:
         level = with_intervals[0].student_interval.level
-        row(f"L_S {level:.0%}", lambda p: _interval_cell(p.student_interval))
+        level = "range" if level is None else f"{level:.0%}"  # a start's multiplier range, the law without intervals
+        row(f"L_S {level}", lambda p: _interval_cell(p.student_interval))
     row("best supervised loss" if best_supervised else "supervised loss",
         lambda p: f"{supervised_loss(p):.4f}")
     if with_intervals:
-        row(f"supervised {level:.0%}",
+        row(f"supervised {level}",
             lambda p: _interval_cell((best_supervised or p.supervised).interval))
     row("verdict", lambda p: verdicts[p.scenario.name] if verdicts else p.verdict)
     row("supervised - L_S", lambda p: f"{supervised_loss(p) - p.student_loss:+.4f}")
@@ -192,21 +195,43 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
 
 def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> list[str]:
     """What the intervals are made of, and what "too close to call" (among the table's `verdicts`) means."""
+    out = _start_notes(plans, verdicts)
     with_intervals = [p for p in plans if p.student_interval is not None]
     if not with_intervals:
-        return []
-    dominant = {p.student_interval.dominant for p in with_intervals}
-    out = [f"intervals: the fitted laws' bootstrap and backtest extrapolation error at the plan's "
-           f"distance from the runs; mostly {' and '.join(sorted(dominant))}"]
+        return out
+    dominant = {p.student_interval.dominant for p in with_intervals} - {None}
+    if dominant:
+        out.append(f"intervals: the fitted laws' bootstrap and backtest extrapolation error at the plan's "
+                   f"distance from the runs; mostly {' and '.join(sorted(dominant))}")
     if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
         out.append("too close to call: the loss difference is inside the intervals, so the laws "
                    "cannot say whether distillation or pre-training wins here")
-    far = [p for p in with_intervals if verdicts[p.scenario.name] == CANNOT_TELL]
+    far = [p for p in with_intervals if verdicts[p.scenario.name] == CANNOT_TELL and p.start is None]
     if far:
         p = max(far, key=lambda p: p.supervised.tokens)
         out.append(f"{CANNOT_TELL}: the plan lies beyond the runs, farther than the backtest reached, and "
                    f"there the intervals of the two losses overlap; "
                    + what_would_tell(p.student_params, max(p.supervised.tokens, p.student_tokens)))
+    return out
+
+
+def _start_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> list[str]:
+    """What a pruned start does to the plan: outside the law's fit, its multiplier and range, and
+    what is not counted."""
+    started = [p for p in plans if p.start is not None]
+    if not started:
+        return []
+    start = started[0].start
+    out = [f"student init {start.start}: OUTSIDE THE LAW'S FIT. Busbridge et al.'s students start from "
+           f"scratch; this one's D_S tokens count as {start.value:g} x D_S in the law (D_eff), {start.note} "
+           f"({start.source}); the student loss's range spans the multiplier's {start.interval[0]:g}x to "
+           f"{start.interval[1]:g}x (and the law's interval at those ends, where it has one)",
+           "not counted in the FLOPs: the pruning pass (a teacher forward and backward over the calibration "
+           "tokens, `distillscale prune`: 16K by default, small beside any distillation budget), nor the "
+           "teacher's training when the scenario does not pay for it"]
+    if any(verdicts[p.scenario.name] == CANNOT_TELL for p in started):
+        out.append(f"{CANNOT_TELL}: with a {start.start} start a verdict needs the student's range and the "
+                   "supervised loss (its interval, where it has one) to separate; here they overlap")
     return out
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
+from distillscale.laws.student_init import StartMultiplier
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.flops import FlopBreakdown, Scenario
 from distillscale.units import format_quantity
@@ -61,10 +62,18 @@ def too_close_to_call(first: float, first_interval: Prediction | None, second: f
     return float(np.hypot(first - first_interval.low, second_interval.high - second))
 
 
-def decide_verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval) -> str:
+def decide_verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval,
+                   outside_fit: bool = False) -> str:
     """distill, pretrain, or "too close to call" when the losses' difference is inside their
     intervals. Farther out than the backtest reached, a verdict needs intervals that do not
-    overlap; otherwise it is CANNOT_TELL (issue 38: a verdict built on an extrapolated loss)."""
+    overlap; otherwise it is CANNOT_TELL (issue 38: a verdict built on an extrapolated loss).
+    `outside_fit` (a student whose start the law does not model, e.g. pruned): the same rule
+    wherever the plan lies, a loss without an interval counting as its point."""
+    if outside_fit:
+        def ends(loss, interval):
+            return (interval.low, interval.high) if interval is not None and interval.has_interval else (loss, loss)
+        (s_low, s_high), (p_low, p_high) = ends(student_loss, student_interval), ends(supervised_loss, supervised_interval)
+        return "distill" if s_high < p_low else "pretrain" if p_high < s_low else CANNOT_TELL
     if far_beyond(student_interval) or far_beyond(supervised_interval):
         if student_interval is None or supervised_interval is None or not (
                 student_interval.has_interval and supervised_interval.has_interval):
@@ -136,6 +145,7 @@ class DistillationPlan:
     convergence: Convergence
     teacher_family: TeacherFamily | None = field(default=None, repr=False)
     student_interval: Prediction | None = field(default=None, repr=False)
+    start: StartMultiplier | None = None  # a pruned start: D_eff = start.value x D_S, outside the law's fit
 
     @property
     def loss_difference(self) -> float:
@@ -146,7 +156,7 @@ class DistillationPlan:
     def verdict(self) -> str:
         """distill, pretrain, or "too close to call" when the difference is inside the intervals."""
         return decide_verdict(self.student_loss, self.student_interval, self.supervised.loss,
-                        self.supervised.interval)
+                              self.supervised.interval, outside_fit=self.start is not None)
 
     @property
     def verdict_uncertainty(self) -> float | None:
@@ -175,6 +185,9 @@ class DistillationPlan:
         }
         if self.teacher_family is not None:
             record["teacher_family"] = self.teacher_family.to_dict()
+        if self.start is not None:
+            record["student_init"] = {**self.start.to_dict(),
+                                      "effective_student_tokens": self.start.value * self.student_tokens}
         return record
 
 
@@ -228,7 +241,7 @@ class StudentSweep:
     @property
     def verdict(self) -> str:
         return decide_verdict(self.best.student_loss, self.best.student_interval, self.supervised_best.loss,
-                        self.supervised_best.interval)
+                              self.supervised_best.interval, outside_fit=self.best.start is not None)
 
     @property
     def edges(self) -> list[str]:

@@ -29,6 +29,8 @@ from scipy.optimize import brentq, minimize, minimize_scalar
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws import LawSet, SupervisedLaw
+from distillscale.laws.student_init import StartMultiplier
+from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.flops import SCENARIOS, ForwardFlops, Scenario, distillation_flops
 from distillscale.planning.results import (
     Convergence,
@@ -167,22 +169,46 @@ class DistillationPlanner(SupervisedPlanner):
     flops : forward FLOPs per token F(N); by default the corrected form for the law's own setting.
     bounds : (low, high) for every parameter and token count.
     grid_size : points per axis of the coarse grid of the teacher search.
+    start : a student that starts from somewhere (`laws.student_init.StartMultiplier`, e.g. pruned
+        from the teacher): the law sees its D_S tokens as start.value x D_S (D_eff); None: from scratch.
     """
 
     def __init__(self, laws: LawSet, flops: ForwardFlops | None = None,
-                 bounds: tuple[float, float] = DEFAULT_BOUNDS, grid_size: int = 64) -> None:
+                 bounds: tuple[float, float] = DEFAULT_BOUNDS, grid_size: int = 64,
+                 start: StartMultiplier | None = None) -> None:
         self.laws = laws
         self.distillation = laws.require_distillation()
+        self.start = start
+        self.token_multiplier = 1.0 if start is None else start.value
         super().__init__(self.distillation.student_law,
                          flops if flops is not None else ForwardFlops.from_settings(laws.compute), bounds)
         self.grid_size = grid_size
 
     # -- distillation -----------------------------------------------------------------------
 
+    def distilled_loss(self, student_params, student_tokens, teacher_loss, multiplier: float | None = None):
+        """The distillation law's student loss at D_eff = multiplier x D_S (default: the start's)."""
+        multiplier = self.token_multiplier if multiplier is None else multiplier
+        return self.distillation.predict(student_params, multiplier * np.asarray(student_tokens, float), teacher_loss)
+
     def with_interval(self, plan: DistillationPlan) -> DistillationPlan:
-        """The plan with the interval of its student loss (bootstrap and extrapolation error)."""
-        prediction = self.distillation.prediction(plan.student_params, plan.student_tokens, plan.teacher_loss)
-        return replace(plan, student_interval=interval_or_none(prediction))
+        """The plan with the interval of its student loss (bootstrap and extrapolation error); for a
+        student with a start, spanning the start multiplier's interval (`start_interval`)."""
+        prediction = self.distillation.prediction(plan.student_params, self.token_multiplier * plan.student_tokens,
+                                                  plan.teacher_loss)
+        if self.start is None:
+            return replace(plan, student_interval=interval_or_none(prediction))
+        return replace(plan, student_interval=self.start_interval(plan, prediction), start=self.start)
+
+    def start_interval(self, plan: DistillationPlan, prediction: Prediction) -> Prediction:
+        """The student loss from the high end of the multiplier's interval (most effective tokens:
+        lowest loss) to its low end, each end widened by the law's own interval there when it has one."""
+        ends = [self.distillation.prediction(plan.student_params, m * plan.student_tokens, plan.teacher_loss)
+                for m in self.start.interval]
+        high = float(ends[0].high) if ends[0].has_interval else float(ends[0].value)
+        low = float(ends[1].low) if ends[1].has_interval else float(ends[1].value)
+        return replace(prediction, value=plan.student_loss, low=min(low, plan.student_loss),
+                       high=max(high, plan.student_loss))
 
     def plan(self, student_params: float, budget: float, scenario: Scenario | str,
              student_flops_per_token: float | None = None,
@@ -194,7 +220,7 @@ class DistillationPlanner(SupervisedPlanner):
         interval : give the student loss its interval (a sweep does it for its best plan only).
         """
         plan = self._plan(student_params, budget, scenario, student_flops_per_token, min_student_tokens)
-        return self.with_interval(plan) if interval else plan
+        return self.with_interval(plan) if interval else replace(plan, start=self.start)
 
     def _plan(self, student_params: float, budget: float, scenario: Scenario | str,
               student_flops_per_token: float | None, min_student_tokens: float | None) -> DistillationPlan:
@@ -235,7 +261,7 @@ class DistillationPlanner(SupervisedPlanner):
                 "compute", f"budget {budget:.3g} FLOPs is too small: with the "
                 f"{format_quantity(teacher_params)}-parameter teacher's logits, the student gets "
                 f"{student_tokens:.3g} tokens, below the minimum of {format_quantity(self.bounds[0])}")
-        loss = float(self.distillation.predict(student_params, student_tokens, teacher_loss))
+        loss = float(self.distilled_loss(student_params, student_tokens, teacher_loss))
         return self.with_interval(DistillationPlan(
             scenario, budget, student_params, student_tokens, teacher_params, teacher_tokens,
             teacher_loss, loss, distillation_flops(scenario, F_S, student_tokens, F_T), baseline,
@@ -250,12 +276,12 @@ class DistillationPlanner(SupervisedPlanner):
         strongest, weakest = law.predict(high, high), law.predict(low, low)
         # The capacity-gap switch is sharp, so search log(L_T - E), where it is spread out.
         grid = np.linspace(np.log(strongest - law.E), np.log(weakest - law.E), 2048)
-        losses = self.distillation.predict(student_params, student_tokens, law.E + np.exp(grid))
+        losses = self.distilled_loss(student_params, student_tokens, law.E + np.exp(grid))
         best = int(np.argmin(losses))
         bracket = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
 
         def student_loss(t: float) -> float:
-            return float(self.distillation.predict(student_params, student_tokens, law.E + np.exp(t)))
+            return float(self.distilled_loss(student_params, student_tokens, law.E + np.exp(t)))
 
         found = minimize_scalar(student_loss, bounds=bracket, method="bounded",
                                 options={"xatol": 1e-9})
@@ -363,7 +389,7 @@ class DistillationPlanner(SupervisedPlanner):
         family = self.teacher_family(teacher_loss)
         return DistillationPlan(
             scenario, budget, N_S, D_S, family.compute_optimal_params, family.compute_optimal_tokens,
-            teacher_loss, float(self.distillation.predict(N_S, D_S, teacher_loss)),
+            teacher_loss, float(self.distilled_loss(N_S, D_S, teacher_loss)),
             distillation_flops(scenario, F_S, D_S), baseline, convergence, family)
 
     def _plan_paid_teacher(self, N_S: float, budget: float, scenario: Scenario, F_S: float,
@@ -382,7 +408,7 @@ class DistillationPlanner(SupervisedPlanner):
             D_S = student_tokens(log_nt, log_dt)
             feasible = (D_S >= fewest_tokens) & (D_S <= high)
             L_T = self.supervised_law.predict(np.exp(log_nt), np.exp(log_dt))
-            L_S = self.distillation.predict(N_S, np.where(feasible, D_S, fewest_tokens), L_T)
+            L_S = self.distilled_loss(N_S, np.where(feasible, D_S, fewest_tokens), L_T)
             return np.where(feasible, L_S, np.inf)
 
         # Coarse grid over the whole box, then a finer one around its best cell.
@@ -423,7 +449,7 @@ class DistillationPlanner(SupervisedPlanner):
         L_T = float(self.supervised_law.predict(N_T, D_T))
         return DistillationPlan(
             scenario, budget, N_S, D_S, N_T, D_T, L_T,
-            float(self.distillation.predict(N_S, D_S, L_T)),
+            float(self.distilled_loss(N_S, D_S, L_T)),
             distillation_flops(scenario, F_S, D_S, float(self.flops(N_T)), D_T), baseline,
             Convergence(converged, message,
                         grid_points=coarse + fine, local_evaluations=int(result.nfev),

@@ -98,6 +98,7 @@ class Calibration:
     plan: dict[str, Any] = field(default_factory=dict)
     repetition: list[RepetitionCurve] = field(default_factory=list)   # step 7, one per group
     on_policy: dict[str, Any] = field(default_factory=dict)           # step 6; empty without on-policy runs
+    started: dict[str, Any] = field(default_factory=dict)             # empty without students that started somewhere
 
     def repetition_runs(self, name: str) -> list[dict[str, Any]]:
         """The runs of the repetition group `name` (step 6), with their unique tokens."""
@@ -114,6 +115,9 @@ class Calibration:
         if self.on_policy:  # left out otherwise: reports of off-policy sweeps are as before
             report["runs"]["on_policy_students"] = len(self.runs.on_policy)
             report["on_policy"] = self.on_policy
+        if self.started:  # likewise
+            report["runs"]["started_students"] = len(self.runs.started)
+            report["started"] = self.started
         return report
 
     def _to_dict(self) -> dict[str, Any]:
@@ -176,6 +180,7 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     result.capacity_gap = _capacity_gap(runs)
     result.baselines = _distilled_vs_baseline(runs)
     result.on_policy = _on_policy(result)
+    result.started = started_students(runs)
     progress("planning at the target scale")
     result.plan = _plan(result)
     groups = repetition_groups(runs)
@@ -288,6 +293,59 @@ def _on_policy(result: Calibration) -> dict[str, Any]:
         rows.append(row)
     return {"note": ON_POLICY_NOTE, "runs": rows,
             "skipped": None if law is not None else "no off-policy distillation law was fitted to compare with"}
+
+
+STARTED_NOTE = ("Students that started from somewhere (student_init: pruned from the teacher, or pretrained) "
+                "are not part of the distillation law's fit, whose students start from scratch. Each is shown "
+                "beside the from-scratch students of the same size and teacher; where those span its loss, the "
+                "measured multiplier is the tokens a from-scratch student needs to reach its loss (log-linear "
+                "between the two bracketing runs) over its own tokens, the quantity `plan --student-init "
+                "pruned` takes as measured at micro scale (laws.student_init).")
+
+
+def started_students(runs: SweepRuns) -> dict[str, Any]:
+    """Each student with a start beside the from-scratch students of its size and teacher, and its
+    measured effective-token multiplier where they bracket its loss; empty when the sweep has none."""
+    if not runs.started:
+        return {}
+    rows = []
+    for run in runs.started:
+        scratch = sorted((s for s in runs.students if abs(s["non_embedding_params"] / run["non_embedding_params"] - 1) < 0.01
+                          and _same_teacher(s, run)), key=lambda s: s["tokens"])
+        same_tokens = [s["val_loss"] for s in scratch if abs(s["tokens"] / run["tokens"] - 1) < 0.01]
+        multiplier, why = _token_multiplier(run, scratch)
+        rows.append({"run_id": run["run_id"], "student_init": str(run["student_init"]),
+                     "student_params": run["non_embedding_params"], "student_tokens": run["tokens"],
+                     "teacher_loss": run["teacher_loss"], "measured_loss": run["val_loss"],
+                     "scratch_loss_same_tokens": same_tokens[0] if same_tokens else None,
+                     "scratch_runs": [s["run_id"] for s in scratch], "token_multiplier": multiplier,
+                     "token_multiplier_note": why})
+    return {"note": STARTED_NOTE, "runs": rows}
+
+
+def _same_teacher(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a.get("teacher_id") and b.get("teacher_id"):
+        return a["teacher_id"] == b["teacher_id"]
+    return abs(a["teacher_loss"] / b["teacher_loss"] - 1) < 1e-6
+
+
+def _token_multiplier(run: dict[str, Any], scratch: list[dict[str, Any]]) -> tuple[float | None, str]:
+    """Tokens a from-scratch student needs to reach `run`'s loss (log-linear between the bracketing
+    scratch runs, sorted by tokens) over `run`'s tokens; None with the reason when they do not bracket it."""
+    loss = run["val_loss"]
+    if len(scratch) < 2:
+        return None, f"{len(scratch)} from-scratch student(s) of this size and teacher: 2 or more bracket its loss"
+    for a, b in zip(scratch, scratch[1:]):
+        high, low = a["val_loss"], b["val_loss"]
+        if min(high, low) <= loss <= max(high, low) and high != low:
+            share = (high - loss) / (high - low)
+            tokens = float(np.exp(np.log(a["tokens"]) + share * (np.log(b["tokens"]) - np.log(a["tokens"]))))
+            return tokens / run["tokens"], f"between {a['run_id']} and {b['run_id']}"
+    best = scratch[-1]
+    if loss < min(s["val_loss"] for s in scratch):
+        return None, (f"below every from-scratch student's loss: more than {best['tokens'] / run['tokens']:.3g}x "
+                      f"(the most tokens, {best['run_id']})")
+    return None, f"above every from-scratch student's loss: less than {scratch[0]['tokens'] / run['tokens']:.3g}x"
 
 
 def _distilled_vs_baseline(runs: SweepRuns) -> list[dict[str, Any]]:

@@ -123,6 +123,8 @@ def print_summary(report: dict) -> None:
                 max(p["supervised_tokens"], p["student_tokens"]) for p in plan["plans"].values())), highlight=False)
     if report.get("on_policy"):
         console.print(on_policy_line(report["on_policy"]), highlight=False)
+    if report.get("started"):
+        console.print(started_line(report["started"]), highlight=False)
     for curve in report.get("repetition") or []:
         console.print(repetition_line(curve), highlight=False)
     for message in report_warnings(report):
@@ -142,6 +144,15 @@ def on_policy_line(on_policy: dict) -> str:
                 "nats/token" if differences else f" ({on_policy['skipped']})")
     return (f"{len(runs)} on-policy students kept out of the distillation law's fit (fitted on off-policy "
             f"runs; applied to them outside its fit){compared}")
+
+
+def started_line(started: dict) -> str:
+    """The students with a start, kept out of the law's fit, and their measured multipliers."""
+    runs = started["runs"]
+    measured = [f"{r['run_id']} {r['token_multiplier']:.3g}x" for r in runs if r["token_multiplier"] is not None]
+    return (f"{len(runs)} students with a start (pruned or pretrained) kept out of the distillation law's fit; "
+            "tokens a from-scratch student needs to match them: " + (", ".join(measured) if measured else
+                                                                     "not measured (no from-scratch students bracket them)"))
 
 
 def repetition_line(curve: dict) -> str:

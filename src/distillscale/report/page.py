@@ -46,6 +46,9 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
              + (f" and {report['runs']['on_policy_students']} on-policy students (outside the distillation "
                 f"law's fit: see <a href=\"#on-policy\">On-policy students</a>)"
                 if report["runs"].get("on_policy_students") else "")
+             + (f" and {report['runs']['started_students']} students with a start (pruned or pretrained, "
+                f"outside the law's fit: see <a href=\"#started\">Students that started from somewhere</a>)"
+                if report["runs"].get("started_students") else "")
              + f"{_not_usable(report['runs']['not_usable'])}. Losses are validation cross-entropy in "
              f"nats/token; N counts non-embedding parameters, D training tokens.</p>"]
     repeated = report["runs"].get("repeated_data") or []
@@ -65,6 +68,8 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
     parts.append(_capacity_gap(report["capacity_gap"]))
     if report.get("on_policy"):
         parts.append(_on_policy(report["on_policy"]))
+    if report.get("started"):
+        parts.append(_started(report["started"]))
     if report.get("repetition"):
         parts.append(_repetition(report["repetition"]))
     for figure_id, (caption, png) in figures.items():
@@ -239,6 +244,22 @@ def _capacity_gap(gap: dict[str, Any]) -> str:
     if gap["note"]:
         parts.append(f'<p class="skipped">{_e(gap["note"])}</p>')
     return "\n".join(parts)
+
+
+def _started(started: dict[str, Any]) -> str:
+    """Students with a start beside from-scratch ones of the same size and teacher (outside the law's fit)."""
+    def loss(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    rows = [[r["run_id"], r["student_init"], format_quantity(r["student_params"]), format_quantity(r["student_tokens"]),
+             loss(r["measured_loss"]), loss(r["scratch_loss_same_tokens"]),
+             "-" if r["token_multiplier"] is None else f"{r['token_multiplier']:.3g}x", r["token_multiplier_note"]]
+            for r in started["runs"]]
+    return "\n".join(['<h2 id="started">Students that started from somewhere (outside the law\'s fit)</h2>',
+                      f"<p>{_e(started['note'])}</p>",
+                      _table(["run", "start", "N", "D (tokens)", "measured L_S", "from scratch, same D",
+                              "token multiplier", "how"], rows, table_id="started-students"),
+                      "<p>Losses in nats/token.</p>"])
 
 
 def _on_policy(on_policy: dict[str, Any]) -> str:

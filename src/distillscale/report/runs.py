@@ -29,11 +29,14 @@ class SweepRuns:
     # On-policy students (on_policy_fraction > 0): outside the distillation law's fit, which is for
     # off-policy distillation; the report compares them with its prediction.
     on_policy: list[dict[str, Any]] = field(default_factory=list)
+    # Students that started from somewhere (student_init: pruned from the teacher, pretrained): outside
+    # the law's fit, whose students start from scratch; the report shows them beside those.
+    started: list[dict[str, Any]] = field(default_factory=list)
 
     def repeated_data(self) -> list[dict[str, Any]]:
         """The usable runs that saw their data more than once: run_id and epochs, most epochs first."""
         repeated = [{"run_id": run["run_id"], "epochs": run["epochs"]}
-                    for run in self.supervised + self.students + self.on_policy
+                    for run in self.supervised + self.students + self.on_policy + self.started
                     if (run.get("epochs") or 0) > 1]
         return sorted(repeated, key=lambda run: -run["epochs"])
 
@@ -60,15 +63,18 @@ def load_runs(source: str | Path) -> SweepRuns:
 
 
 def split_runs(records: list[dict[str, Any]], source: str) -> SweepRuns:
-    """Usable runs by role: supervised, off-policy students and on-policy students (an export
-    written before on-policy runs existed has no on_policy_fraction: all its students are off-policy)."""
-    supervised, students, on_policy, skipped = [], [], [], {}
+    """Usable runs by role: supervised, off-policy students, on-policy students and students with a
+    start (student_init; an export written before these columns existed has none: all its students
+    are off-policy, from scratch)."""
+    supervised, students, on_policy, started, skipped = [], [], [], [], {}
     for record in records:
         usable = record["status"] == "completed" and _positive(record.get("val_loss"))
         if record["kind"] == "student":
             usable = usable and _positive(record.get("teacher_loss"))
         if not usable:
             skipped[record["status"]] = skipped.get(record["status"], 0) + 1
+        elif record["kind"] == "student" and record.get("student_init"):
+            started.append(record)
         elif record["kind"] == "student":
             (on_policy if (record.get("on_policy_fraction") or 0) > 0 else students).append(record)
         elif record["kind"] in ("teacher", "baseline"):
@@ -76,7 +82,7 @@ def split_runs(records: list[dict[str, Any]], source: str) -> SweepRuns:
         else:
             raise UserError(f"run {record['run_id']} in {source} has kind {record['kind']!r}: "
                             "expected teacher, baseline or student")
-    return SweepRuns(source, supervised, students, skipped, on_policy)
+    return SweepRuns(source, supervised, students, skipped, on_policy, started)
 
 
 def learning_curve(run_dir: str | Path | None) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ One record per finished run (completed, diverged or failed) with the columns of 
   (above 1: the run repeated its data); empty for runs recorded before they were counted.
 - on_policy_fraction: student rows only, the share of batches the student generated (`distill
   --on-policy-fraction`; 0 for off-policy distillation, which the distillation law is fitted on).
+- student_init: student rows only, where the student started (`distill --student-init DIR`, e.g. a
+  `distillscale prune` output); empty for a student from scratch, the only kind the law is fitted on.
 
     distillscale fit supervised runs.csv --params-col non_embedding_params --tokens-col tokens \\
         --loss-col val_loss --fit-where "kind != 'student'"
@@ -33,9 +35,10 @@ from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
 
 RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params", "tokens", "tokens_per_param",
                   "flops", "val_loss", "teacher_id", "teacher_params", "teacher_tokens", "teacher_loss",
-                  "budget", "run_dir", "wall_seconds", "unique_tokens", "epochs", "on_policy_fraction")
+                  "budget", "run_dir", "wall_seconds", "unique_tokens", "epochs", "on_policy_fraction",
+                  "student_init")
 # Headers of exports written by earlier versions, still recognised (and read: missing columns are empty).
-EARLIER_COLUMNS = (RECORD_COLUMNS[:-1],)
+EARLIER_COLUMNS = (RECORD_COLUMNS[:-1], RECORD_COLUMNS[:-2])
 
 
 def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -63,6 +66,7 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
         "teacher_id": None, "teacher_params": None, "teacher_tokens": None, "teacher_loss": None,
         "budget": run.config["budget"], "run_dir": str(layout.run_dir(run.id)), "wall_seconds": wall_seconds,
         "unique_tokens": result.get("unique_tokens"), "epochs": result.get("epochs"), "on_policy_fraction": None,
+        "student_init": None,
     }
     if run.kind == "student":
         teacher = by_id[run.config["teacher_id"]]
@@ -74,7 +78,8 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
                       teacher_params=teacher_result.get("non_embedding_params",
                                                         teacher.config["non_embedding_params"]),
                       teacher_tokens=teacher_result.get("tokens", teacher.config["tokens"]),
-                      teacher_loss=teacher_loss, on_policy_fraction=_on_policy_fraction(run))
+                      teacher_loss=teacher_loss, on_policy_fraction=_on_policy_fraction(run),
+                      student_init=run.config["settings"].get("student_init"))
     return record
 
 
