@@ -249,16 +249,20 @@ def _load_run(path: Path, device: torch.device, dtype: torch.dtype,
     from distillscale.model import load_pretrained
 
     model = load_pretrained(path, device).to(dtype)
-    config = model.config
+    return model, _family_teacher_info(path, model.config, seq_len, "run",
+                                       "exact: the teacher's ModelConfig.forward_flops_per_token(seq_len)")
+
+
+def _family_teacher_info(path: Path, config, seq_len: int, kind: str, flops_method: str) -> TeacherInfo:
+    """A teacher of the family (a run, or an imported Llama/Qwen3): its context checked against
+    --seq-len, its sizes and exact FLOPs from its ModelConfig."""
     if seq_len > config.max_seq_len:
         raise UserError(f"--seq-len {seq_len} is longer than the teacher's context ({config.max_seq_len} "
                         f"tokens): use --seq-len {config.max_seq_len} or less")
-    info = TeacherInfo(path=str(path), kind="run", non_embedding_params=config.non_embedding_params,
+    return TeacherInfo(path=str(path), kind=kind, non_embedding_params=config.non_embedding_params,
                        total_params=config.total_params, output_rows=config.vocab_size,
                        forward_flops_per_token=config.forward_flops_per_token(seq_len),
-                       flops_method="exact: the teacher's ModelConfig.forward_flops_per_token(seq_len)",
-                       context=config.max_seq_len)
-    return model, info
+                       flops_method=flops_method, context=config.max_seq_len)
 
 
 def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
@@ -304,17 +308,9 @@ def _load_imported(path: Path, device: torch.device, dtype: torch.dtype,
     from distillscale.model.hf_import import import_hf
 
     model = import_hf(path, device, dtype)
-    config = model.config
-    if seq_len > config.max_seq_len:
-        raise UserError(f"--seq-len {seq_len} is longer than the teacher's context ({config.max_seq_len} "
-                        f"tokens): use --seq-len {config.max_seq_len} or less")
-    info = TeacherInfo(path=str(path), kind="hf", non_embedding_params=config.non_embedding_params,
-                       total_params=config.total_params, output_rows=config.vocab_size,
-                       forward_flops_per_token=config.forward_flops_per_token(seq_len),
-                       flops_method="exact: imported as the family (Llama/Qwen3), the teacher's "
-                                    "ModelConfig.forward_flops_per_token(seq_len)",
-                       context=config.max_seq_len)
-    return model, info
+    return model, _family_teacher_info(path, model.config, seq_len, "hf",
+                                       "exact: imported as the family (Llama/Qwen3), the teacher's "
+                                       "ModelConfig.forward_flops_per_token(seq_len)")
 
 
 @torch.no_grad()
