@@ -1,5 +1,5 @@
 """Fixtures of the tests that cover every command (the fuzz tests): commands stubbed where their
-expensive work would begin."""
+expensive work would begin, and every runnable command found from the CLI itself."""
 
 from __future__ import annotations
 
@@ -30,3 +30,22 @@ def stub_out():
             patch.setattr(owner, name, replacement)
 
     return replace
+
+
+def leaf_commands() -> list[tuple[list[str], object]]:
+    """(path, click command) of every runnable subcommand, found from the CLI itself."""
+    import typer
+
+    from distillscale.cli import app
+
+    found = []
+
+    def walk(command, path):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        else:
+            found.append((path, command))
+
+    walk(typer.main.get_command(app), [])
+    return found

@@ -4,27 +4,10 @@ exit status 2 for every subcommand; `distillscale` alone and `--version` are not
 from __future__ import annotations
 
 import pytest
-import typer
 
-from distillscale.cli import app
+from tests.cli.conftest import leaf_commands
 
-
-def _leaf_commands():
-    """(path, click command) of every runnable subcommand, found from the CLI itself."""
-    found = []
-
-    def walk(command, path):
-        if hasattr(command, "commands"):
-            for name, sub in command.commands.items():
-                walk(sub, [*path, name])
-        else:
-            found.append((path, command))
-
-    walk(typer.main.get_command(app), [])
-    return found
-
-
-COMMANDS = _leaf_commands()
+COMMANDS = leaf_commands()
 IDS = [" ".join(path) for path, _ in COMMANDS]
 
 

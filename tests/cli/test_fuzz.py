@@ -23,8 +23,9 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from distillscale.cli import app, main  # noqa: E402
+from distillscale.cli import main  # noqa: E402
 from distillscale.laws import load_laws  # noqa: E402
+from tests.cli.conftest import leaf_commands  # noqa: E402
 
 # Examples per test in the suite (about a minute in all); set DISTILLSCALE_FUZZ_EXAMPLES for more.
 EXAMPLES = int(os.environ.get("DISTILLSCALE_FUZZ_EXAMPLES", "40"))
@@ -62,21 +63,7 @@ COLUMNS = ["params", "tokens", "loss", "N", "D", "Model Size", "Training FLOP", 
            "student_tokens", "teacher_loss", "teacher_params", "teacher_tokens", "kind", "x"]
 
 
-def _leaf_commands():
-    found = []
-
-    def walk(command, path):
-        if hasattr(command, "commands"):
-            for name, sub in command.commands.items():
-                walk(sub, [*path, name])
-        else:
-            found.append((path, command))
-
-    walk(typer.main.get_command(app), [])
-    return found
-
-
-COMMANDS = _leaf_commands()
+COMMANDS = leaf_commands()
 
 
 @pytest.fixture(scope="module")
