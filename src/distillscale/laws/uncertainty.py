@@ -67,8 +67,6 @@ def literature_half_width(level: float) -> float:
     return LITERATURE_TYPICAL * NormalDist().inv_cdf((1 + level) / 2) / math.sqrt(2 / math.pi)
 
 
-LITERATURE_Q = literature_half_width(0.9)  # 8.2% at 90%
-
 # A backtest whose errors are all below this (relative) measured nothing: runs that regular (constant
 # or noise-free losses) say nothing about the error beyond them, so the literature's error stands in.
 MIN_MEASURED_Q = 1e-6

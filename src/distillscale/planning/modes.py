@@ -11,7 +11,7 @@ off-policy tokens, D_eff = D_S (1 - lambda + lambda k), with k = 1 (no gain) by 
 al. 2024) and later post-training work report reaching a target with 9-30x less compute on-policy;
 nothing like it is measured for pretraining-style distillation, which is what the law describes.
 So on-policy losses are flagged as outside the law's fit and their intervals widened by the
-literature's typical extrapolation error (`laws.uncertainty.LITERATURE_Q`: 4% typical, 8.2% at 90%), and the
+literature's typical extrapolation error (`laws.uncertainty.literature_half_width`: 4% typical, 8.2% at 90%), and the
 useful number is the break-even efficiency k*: the k at which on-policy ties the best of supervised
 and off-policy. Against off-policy with the same teacher, k* is the ratio of the two modes' FLOPs
 per token (the law's loss falls with D_eff alone), whatever lambda is.
