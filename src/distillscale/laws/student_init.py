@@ -6,6 +6,7 @@ law: every use of it is marked outside the law's fit and carries m's interval.""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 STUDENT_INITS = ("scratch", "pruned")
@@ -32,20 +33,23 @@ class StartMultiplier:
                 "token_multiplier_interval": list(self.interval), "source": self.source, "note": self.note}
 
 
-# A pruned start, from this project's one measurement (docs/student_init.md, "Measured at micro
-# scale"): a 107K-parameter teacher pruned to a 16.5K student, distilled on 100K tokens of Python's
-# standard library, reached the from-scratch distilled student's final loss with 3.7x and 5.9x
-# fewer tokens (gradient importance, seeds 0 and 1) and 3.6x (activation importance, seed 0).
-# Value: their geometric mean, 4.3. Interval: their range (3.6-5.9) widened by a factor of 2 on
-# each side, 1.8-12, because one corpus, one shape, one teacher and two seeds cannot say how the
-# gain moves with scale, corpus or the teacher's training (Minitron reports up to 40x at billions of
-# parameters; a teacher trained longer, or a deeper cut, could give less): the interval is a
-# statement of how little is known, not a confidence level.
+# A pruned start, from this project's measurements (docs/student_init.md, "Measured at micro scale";
+# bench/pruned_start.py): a 107K-parameter teacher trained on 2M tokens (19 tokens per parameter),
+# pruned to a 16.5K student by gradient importance, distilled on budgets of 5K-33K tokens, against
+# the from-scratch distilled student on 100K tokens (3 seeds each). A complete pruned run reached the
+# from-scratch student's final loss with 8.3x (Python), 7.0x (C headers), 12.9x and 10.5x (two
+# English corpora) fewer tokens. Value: their geometric mean, 9.4. Interval 2.6-26: its low end is
+# the least gain measured with any teacher (2.6x-4.3x with a teacher trained on only 2 tokens per
+# parameter: a weak teacher leaves little to keep), its high end twice the largest (Minitron reports
+# up to 40x at billions of parameters). Micro scale, one shape and one teacher size cannot say how
+# the gain moves with scale or the depth of the cut: the interval is a statement of how little is
+# known, not a confidence level.
+PRUNED_MEASURED = (8.3, 7.0, 12.9, 10.5)
 PRUNED_MICRO = StartMultiplier(
-    "pruned", round((3.7 * 5.9 * 3.6) ** (1 / 3), 1), (1.8, 12.0),
+    "pruned", round(math.prod(PRUNED_MEASURED) ** (1 / len(PRUNED_MEASURED)), 1), (2.6, 26.0),
     source="pruned from the teacher then distilled, measured at micro scale (16.5K-parameter student "
-           "of a 107K teacher, 100K tokens, Python sources, 3 runs: 3.6x-5.9x; docs/student_init.md); "
-           "interval = that range widened 2x each side")
+           "of a 107K teacher trained on 19 tokens/param, 3 seeds, 4 corpora: 7.0x-12.9x; "
+           "2.6x-4.3x with a teacher of 2 tokens/param; docs/student_init.md, bench/pruned_start.py)")
 
 MULTIPLIERS = {"pruned": PRUNED_MICRO}
 
