@@ -310,6 +310,13 @@ def optimal_teacher_size(teacher_params, student_loss) -> tuple[float, str]:
     return float(np.exp(np.clip(vertex, x0, x2))), "parabola"
 
 
+def optimal_teachers(student_params, teacher_params, student_loss, *, level: float = 0.9,
+                     bootstrap: int = 1000, seed: int = 0) -> tuple[OptimalTeacher, ...]:
+    """Each student size's optimal teacher size with its interval (see `fit_capacity_gap`), smallest
+    student first."""
+    return _Optima.fit(student_params, teacher_params, student_loss, level, bootstrap, seed).optima
+
+
 def fit_capacity_gap(student_params, teacher_params, student_loss, *, level: float = 0.9,
                      bootstrap: int = 1000, seed: int = 0) -> CapacityGapLaw:
     """The law of capacity gap as MiniMA measured it: for each student size, the optimal teacher size
@@ -319,62 +326,81 @@ def fit_capacity_gap(student_params, teacher_params, student_loss, *, level: flo
     The interval: `bootstrap` resamples, each drawing, per student size, its teacher sizes with
     replacement (the optimum moves when the best teacher or a neighbour is left out: the grid's
     uncertainty) and each teacher's runs with replacement (the seeds' noise, where there are
-    several), and recomputing every N_T* and k; the `level` percentile interval of k. It is never
-    zero-width: noise-free losses on a parabola give every resample the same vertex, so each size's
-    N_T* interval, and k's, is at least +- half the log-spacing of the teachers around its optimum
-    (the grid's resolution; `resolution_floor` says when that applied)."""
-    student_params = np.asarray(student_params, dtype=np.float64)
-    teacher_params = np.asarray(teacher_params, dtype=np.float64)
-    student_loss = np.asarray(student_loss, dtype=np.float64)
-    if not (len(student_params) == len(teacher_params) == len(student_loss)) or not len(student_params):
-        raise ParameterError("student_loss", "{} needs one loss per run, aligned with student_params and "
-                             "teacher_params")
-    if not np.all(np.isfinite(student_loss)) or np.any(student_params <= 0) or np.any(teacher_params <= 0):
-        raise ParameterError("student_loss", "{} must be finite, with positive sizes")
-    if not 0 < level < 1 or bootstrap < 1:
-        raise ParameterError("level", "{} must lie in (0, 1), with at least one bootstrap resample")
-    sizes = np.unique(student_params)
-    if len(sizes) < 2:
+    several), and recomputing every N_T* and k; the `level` percentile interval of k (0 resamples:
+    the floor alone). It is never zero-width: noise-free losses on a parabola give every resample
+    the same vertex, so each size's N_T* interval is at least +- half the log-spacing of the teachers
+    around its optimum (the grid's resolution), and k's at least +- the mean of those
+    (`resolution_floor` says when the floor applied)."""
+    optima = _Optima.fit(student_params, teacher_params, student_loss, level, bootstrap, seed)
+    if len(optima.sizes) < 2:
         raise UserError("the capacity-gap law needs students of at least two sizes")
-    # per size: the distinct teacher sizes (ascending) and the losses of each one's runs
-    groups = []
-    for size in sizes:
-        mine = student_params == size
-        teachers = np.unique(teacher_params[mine])
-        groups.append((teachers, [student_loss[mine & (teacher_params == t)] for t in teachers]))
-
-    def optimum(teachers, losses) -> tuple[float, str]:
-        return optimal_teacher_size(teachers, [np.mean(runs) for runs in losses])
-
-    point = [optimum(*group) for group in groups]
-    rng = np.random.default_rng(seed)
-    draws = np.empty((bootstrap, len(sizes)))
-    for b in range(bootstrap):
-        for s, (teachers, losses) in enumerate(groups):
-            picked = np.unique(rng.integers(0, len(teachers), size=len(teachers)))
-            resampled = [rng.choice(losses[i], size=len(losses[i])) for i in picked]
-            draws[b, s] = optimum(teachers[picked], resampled)[0]
-    low_q, high_q = (1 - level) / 2, (1 + level) / 2
-    log_ratios = np.log(draws / sizes)
-    floors = np.array([_grid_half_step(teachers, value) for (teachers, _), (value, _) in zip(groups, point)])
-    optima = []
-    for s, (size, (value, method)) in enumerate(zip(sizes, point)):
-        low, high = np.quantile(np.log(draws[:, s]), [low_q, high_q])
-        centre = np.log(value)
-        low, high = min(low, centre - floors[s]), max(high, centre + floors[s])
-        teachers, losses = groups[s]
-        means = [np.mean(runs) for runs in losses]
-        best = int(np.argmin(means))
-        optima.append(OptimalTeacher(float(size), value, (float(np.exp(low)), float(np.exp(high))), method,
-                                     float(teachers[best]), float(means[best]), len(teachers),
-                                     int(sum(len(runs) for runs in losses))))
-    log_k = float(np.mean([np.log(value / size) for (value, _), size in zip(point, sizes)]))
-    low, high = np.quantile(log_ratios.mean(axis=1), [low_q, high_q])
-    floor = float(np.mean(floors))
-    widened = low > log_k - floor or high < log_k + floor
+    log_k = float(np.mean(np.log(optima.values / optima.sizes)))
+    floor = float(np.mean(optima.floors))
+    low = high = log_k
+    if bootstrap:
+        low, high = np.quantile(np.log(optima.draws / optima.sizes).mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    widened = bool(low > log_k - floor or high < log_k + floor)
     low, high = min(low, log_k - floor), max(high, log_k + floor)
     return CapacityGapLaw(float(np.exp(log_k)), (float(np.exp(low)), float(np.exp(high))), level, bootstrap,
-                          tuple(optima), widened)
+                          optima.optima, widened)
+
+
+@dataclass(frozen=True)
+class _Optima:
+    """The per-size optima of `fit_capacity_gap` and their bootstrap draws."""
+
+    sizes: np.ndarray          # student sizes, ascending
+    values: np.ndarray         # N_T* per size
+    draws: np.ndarray          # bootstrap x sizes: N_T* of each resample
+    floors: np.ndarray         # per size: half the log-spacing of the grid around N_T*
+    optima: tuple[OptimalTeacher, ...]
+
+    @classmethod
+    def fit(cls, student_params, teacher_params, student_loss, level: float, bootstrap: int, seed: int) -> "_Optima":
+        student_params = np.asarray(student_params, dtype=np.float64)
+        teacher_params = np.asarray(teacher_params, dtype=np.float64)
+        student_loss = np.asarray(student_loss, dtype=np.float64)
+        if not len(student_loss) or not len(student_params) == len(teacher_params) == len(student_loss):
+            raise ParameterError("student_loss", "{} needs one loss per run, aligned with student_params and "
+                                 "teacher_params")
+        if not np.all(np.isfinite(student_loss)) or np.any(student_params <= 0) or np.any(teacher_params <= 0):
+            raise ParameterError("student_loss", "{} must be finite, and the sizes positive")
+        if not 0 < level < 1:
+            raise ParameterError("level", "{} must lie between 0 and 1, got {value}", value=level)
+        if bootstrap < 0:
+            raise ParameterError("bootstrap", "{} must be 0 or more resamples, got {value}", value=bootstrap)
+        sizes = np.unique(student_params)
+        groups = []  # per size: the distinct teacher sizes (ascending) and the losses of each one's runs
+        for size in sizes:
+            mine = student_params == size
+            teachers = np.unique(teacher_params[mine])
+            groups.append((teachers, [student_loss[mine & (teacher_params == t)] for t in teachers]))
+
+        def optimum(teachers, losses) -> tuple[float, str]:
+            return optimal_teacher_size(teachers, [np.mean(runs) for runs in losses])
+
+        point = [optimum(*group) for group in groups]
+        rng = np.random.default_rng(seed)
+        draws = np.empty((bootstrap, len(sizes)))
+        for b in range(bootstrap):
+            for s, (teachers, losses) in enumerate(groups):
+                picked = np.unique(rng.integers(0, len(teachers), size=len(teachers)))
+                draws[b, s] = optimum(teachers[picked], [rng.choice(losses[i], size=len(losses[i]))
+                                                         for i in picked])[0]
+        floors = np.array([_grid_half_step(teachers, value) for (teachers, _), (value, _) in zip(groups, point)])
+        optima = []
+        for s, ((teachers, losses), (value, method)) in enumerate(zip(groups, point)):
+            centre = np.log(value)
+            low = high = centre
+            if bootstrap:
+                low, high = np.quantile(np.log(draws[:, s]), [(1 - level) / 2, (1 + level) / 2])
+            low, high = min(low, centre - floors[s]), max(high, centre + floors[s])
+            means = [float(np.mean(runs)) for runs in losses]
+            best = int(np.argmin(means))
+            optima.append(OptimalTeacher(float(sizes[s]), value, (float(np.exp(low)), float(np.exp(high))), method,
+                                         float(teachers[best]), means[best], len(teachers),
+                                         int(sum(len(runs) for runs in losses))))
+        return cls(sizes, np.array([value for value, _ in point]), draws, floors, tuple(optima))
 
 
 def _grid_half_step(teachers: np.ndarray, value: float) -> float:

@@ -125,6 +125,8 @@ def print_summary(report: dict) -> None:
         console.print(on_policy_line(report["on_policy"]), highlight=False)
     if report.get("started"):
         console.print(started_line(report["started"]), highlight=False)
+    for verdict in (report.get("capacity_gap_pruned") or {}).get("verdicts", []):
+        console.print(f"capacity gap (MiniMA's way), {verdict}", highlight=False)
     for curve in report.get("repetition") or []:
         console.print(repetition_line(curve), highlight=False)
     for message in report_warnings(report):

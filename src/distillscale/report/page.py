@@ -70,6 +70,8 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
         parts.append(_on_policy(report["on_policy"]))
     if report.get("started"):
         parts.append(_started(report["started"]))
+    if report.get("capacity_gap_pruned"):
+        parts.append(_capacity_gap_pruned(report["capacity_gap_pruned"]))
     if report.get("repetition"):
         parts.append(_repetition(report["repetition"]))
     for figure_id, (caption, png) in figures.items():
@@ -260,6 +262,26 @@ def _started(started: dict[str, Any]) -> str:
                       _table(["run", "start", "N", "D (tokens)", "measured L_S", "from scratch, same D",
                               "token multiplier", "how"], rows, table_id="started-students"),
                       "<p>Losses in nats/token.</p>"])
+
+
+def _capacity_gap_pruned(gap: dict[str, Any]) -> str:
+    """MiniMA's capacity-gap experiment: the optimal teacher per student size and start, and k."""
+    rows = []
+    for group in gap["groups"]:
+        for o in group["optima"]:
+            low, high = o["interval"]
+            rows.append([group["init"], f"{group['tokens_per_param']:g}", format_quantity(o["student_params"]),
+                         o["teachers"], format_quantity(o["best_observed_params"]), f"{o['best_observed_loss']:.4f}",
+                         format_quantity(o["teacher_params"]) + (" (edge: a bound)" if o["method"] == "edge" else ""),
+                         f"{format_quantity(low)} to {format_quantity(high)}", f"{o['ratio']:.3g}"])
+    parts = ['<h2 id="capacity-gap-pruned">Capacity gap of pruned and from-scratch students (MiniMA\'s way)</h2>',
+             f"<p>{_e(gap['note'])}</p>",
+             _table(["start", "D/N", "student N_S", "teachers", "best teacher tried", "its L_S", "N_T*",
+                     "interval", "N_T* / N_S"], rows, table_id="capacity-gap-pruned-optima")]
+    parts += [f"<p><strong>{_e(verdict)}.</strong></p>" for verdict in gap["verdicts"]]
+    parts += [f'<p class="skipped">{_e(g["init"])} students at {g["tokens_per_param"]:g} tokens/parameter: '
+              f'{_e(g["skipped"])}</p>' for g in gap["groups"] if g["skipped"]]
+    return "\n".join(parts)
 
 
 def _on_policy(on_policy: dict[str, Any]) -> str:
