@@ -294,13 +294,13 @@ def optimal_teacher_size(teacher_params, student_loss) -> tuple[float, str]:
     """N_T* and the method (see `OptimalTeacher`) from the mean student loss of each distinct teacher
     size: the vertex of the parabola in log N_T through the best one and its neighbours, or the best
     one itself at the edge of the sizes."""
-    x = np.log(np.asarray(teacher_params, dtype=np.float64))
-    y = np.asarray(student_loss, dtype=np.float64)
-    order = np.argsort(x)
-    x, y = x[order], y[order]
+    sizes = np.asarray(teacher_params, dtype=np.float64)
+    order = np.argsort(sizes)
+    sizes, y = sizes[order], np.asarray(student_loss, dtype=np.float64)[order]
+    x = np.log(sizes)
     best = int(np.argmin(y))
     if best == 0 or best == len(x) - 1:
-        return float(np.exp(x[best])), "edge"
+        return float(sizes[best]), "edge"
     (x0, x1, x2), (y0, y1, y2) = x[best - 1:best + 2], y[best - 1:best + 2]
     # the parabola's vertex through three points; with y1 lowest it is convex and lies in [x0, x2]
     # (a flat triple, y0 = y1 = y2, has none: the middle point then)

@@ -207,6 +207,10 @@ class DemoSettings(CommandSettings):
     repetition: bool = option(False, help="the repetition sweep instead: supervised and distilled students on "
                                           "1-16 epochs of fixed subsets, R_D* fitted for each (about 15 "
                                           "minutes on 2 cores)")
+    capacity_gap: bool = option(False, help="the capacity-gap sweep instead (MiniMA's experiment): students of 2 "
+                                            "sizes pruned from each of 6 teachers and from scratch, distilled from "
+                                            "them; the report fits N_T* = k N_S for each start (about 15 minutes "
+                                            "on 2 cores)")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
 
@@ -222,7 +226,8 @@ def demo_command(s: DemoSettings) -> int:
 
     start = time.perf_counter()
     sweep_dir, report, counts = run_demo(s.out, s.quick, s.workers, progress=lambda m: _progress(m, "demo"),
-                                         data=s.data, scale=s.scale, repetition=s.repetition)
+                                         data=s.data, scale=s.scale, repetition=s.repetition,
+                                         capacity_gap=s.capacity_gap)
     if s.as_json:
         print_json({**report, "warnings": report_warnings(report)})
     else:
