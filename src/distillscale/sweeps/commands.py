@@ -160,7 +160,7 @@ def _print_plan(plan) -> None:
     where = (f"{len(plan.placement.gpus)} GPU{'s' if len(plan.placement.gpus) > 1 else ''}, {plan.runs_per_gpu} "
              f"run{'s' if plan.runs_per_gpu > 1 else ''} per GPU" if plan.on_gpu
              else f"the CPU, {plan.placement.workers} at a time")
-    prunes = f", {counts['prune']} prune" if counts["prune"] else ""
+    prunes = f", {counts['prune']} prune" if counts.get("prune") else ""
     console.print(f"{len(plan.runs)} runs ({counts['train']} train, {counts['distil']} distil, {counts['fork']} "
                   f"fork{prunes}); {plan.flops:.3g} FLOPs "
                   f"({plan.separate_flops:.3g} as separate runs)", highlight=False)

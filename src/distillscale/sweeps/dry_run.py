@@ -179,7 +179,8 @@ class SweepDryRun:
         return sum(run.run_flops for run in self.runs)
 
     def counts(self) -> dict[str, int]:
-        return {kind: sum(run.kind == kind for run in self.runs) for kind in ("train", "distil", "fork", "prune")}
+        kinds = ("train", "distil", "fork") + (("prune",) if any(run.kind == "prune" for run in self.runs) else ())
+        return {kind: sum(run.kind == kind for run in self.runs) for kind in kinds}  # prune: only a sweep's that has them
 
     def notes(self) -> list[str]:
         """The assumptions, and what `sweep run` would say about the spec on this machine."""
