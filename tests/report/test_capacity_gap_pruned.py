@@ -95,3 +95,24 @@ def test_one_student_size_reports_its_optimum_without_a_law(tmp_path):
     optimum, = pruned.optima
     assert optimum.teacher_params == pytest.approx(2.5e4) and optimum.interval[0] < 2.5e4 < optimum.interval[1]
     assert len(gap.verdicts) == 1  # the scratch students' law only
+
+
+def test_the_best_teacher_section_renders_a_law_without_an_interval(tmp_path):
+    """Every student size's best teacher at the same multiple leaves the linear law's ratios without
+    scatter, so `LinearCapacityGap` gives no interval (None): the page says so instead of failing."""
+    from distillscale.report.calibration import _capacity_gap
+    from distillscale.report.page import _capacity_gap as capacity_gap_section
+    from distillscale.report.runs import split_runs
+
+    records = []
+    for size in (1e4, 2e4):
+        for multiple, loss in ((1, 4.2), (2, 4.0), (4, 4.1)):
+            record = dict.fromkeys(RECORD_COLUMNS)
+            record.update(run_id=f"s-{size:g}-{multiple}", kind="student", status="completed", non_embedding_params=size,
+                          tokens=6 * size, val_loss=loss, teacher_id=f"t-{size * multiple:g}",
+                          teacher_params=size * multiple, teacher_loss=3.5, on_policy_fraction=0.0)
+            records.append(record)
+    gap = _capacity_gap(split_runs(records, "test"))
+    law = gap["linear_law_by_tokens_per_param"]["6"]
+    assert law["ratio"] == pytest.approx(2.0) and law["ratio_interval"] is None
+    assert "k = 2 (no interval" in capacity_gap_section(gap)

@@ -240,9 +240,11 @@ def _capacity_gap(gap: dict[str, Any]) -> str:
         parts.append(_table(["student", "teachers", "best teacher N_T", "its L_T", "student L_S",
                              "largest teacher?"], rows, table_id="best-teachers"))
     for ratio, law in gap["linear_law_by_tokens_per_param"].items():
-        low, high = law["ratio_interval"]
+        interval = ("no interval: every size's best teacher is the same multiple of it, so the ratios do not "
+                    "scatter (not identified)" if law["ratio_interval"] is None else
+                    "{:.0%} interval {:.3g} to {:.3g}".format(law["confidence"], *law["ratio_interval"]))
         parts.append(f"<p>Students at {_e(ratio)} tokens/parameter: N_T* = k N_S with k = {law['ratio']:.3g} "
-                     f"({law['confidence']:.0%} interval {low:.3g} to {high:.3g}).</p>")
+                     f"({interval}).</p>")
     if gap["note"]:
         parts.append(f'<p class="skipped">{_e(gap["note"])}</p>')
     return "\n".join(parts)
