@@ -89,6 +89,7 @@ def test_pruned_only_and_the_written_spec_reads_back(tmp_path):
     ({"students": {"n_layers": [1], "tokens_per_param": 8, "student_init": ["grown"]}}, "student_init"),
     ({"students": {"n_layers": [1], "tokens_per_param": 8, "student_init": []}}, "student_init is empty"),
     ({"prune": {"importance": "magic"}}, "prune.importance"),
+    ({"repetition": {"epochs": [1, 2]}}, "[repetition] and pruned students"),
 ])
 def test_bad_pruned_student_specs_are_one_line(change, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")) as error:

@@ -332,7 +332,6 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     model = _validate(ModelSection, shape.model, source, prefix="model.")
     teachers = _validate(Ladder, shape.teachers, source, prefix="teachers.")
     students = None if shape.students is None else _validate(StudentLadder, shape.students, source, "students.")
-
     distill = _validate(DistillSection, shape.distill, source, prefix="distill.")
     repetition = (None if shape.repetition is None
                   else _validate(RepetitionSection, shape.repetition, source, prefix="repetition."))
