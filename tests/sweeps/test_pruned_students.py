@@ -182,6 +182,9 @@ def test_a_sweep_prunes_then_distils_from_the_pruned_model(tmp_path, cli):
     rows = export_records(out)
     assert [row["kind"] for row in rows] == ["teacher", "student"]  # a pruned model is not a training run
     assert rows[1]["student_init"] == str(prune_dir.absolute())
+    code, status, _ = cli("sweep", "status", out, "--json")
+    flops = sum(record.result["flops"] for record in records.values())
+    assert prune.result["flops"] > 0 and json.loads(status)["compute"]["flops_spent"] == pytest.approx(flops)
     # running again adopts every finished run, the prune included
     before = (prune_dir / "prune.json").stat().st_mtime_ns
     code, out_text, _ = cli("sweep", "run", path, "--out", out, "--workers", "1")

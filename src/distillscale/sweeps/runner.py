@@ -382,14 +382,15 @@ class _Scheduler:
 @dataclass(frozen=True)
 class PrunedModel:
     """A "pruned" run's outcome: its directory's prune.json (`training.pruning.PruneRecord`), written
-    last, when the pruned model is complete."""
+    last, when the pruned model is complete. The store keeps it with its status, so that the sweep's
+    compute (sweeps/compute.py) counts the importance pass's FLOPs (prune.json's `flops`)."""
 
     record: dict
     status: str = "completed"
     completed: bool = True
 
     def to_json(self) -> dict:
-        return self.record
+        return {**self.record, "status": self.status}
 
 
 def _read_outcome(run: PlannedRun, run_dir: Path) -> RunResult | PrunedModel | None:
