@@ -10,7 +10,8 @@ by `place_runs` and `choose_slot` as the runner places them: a run starts when i
 WSD parent have finished and a slot is free, in the spec's order. Each run's FLOPs are counted as its
 result.json will count them (`planning.flops.run_flops` over its whole steps, a student's teacher
 forward passes included; plus its evaluations when `eval_tokens` is set); a fork spends only its
-cooldown steps, its parent's stable phase being shared (training/fork.py).
+cooldown steps, its parent's stable phase being shared (training/fork.py); a `prune` run (the start of a
+student pruned from its teacher) spends its importance pass, as prune.json counts it.
 
 Time, per run: a start-up (a new process: imports and the corpus walk; plus `torch.compile` when
 the run compiles) and its device work, FLOPs / achieved FLOP/s. **The throughput is assumed, not
