@@ -207,10 +207,10 @@ class DemoSettings(CommandSettings):
     repetition: bool = option(False, help="the repetition sweep instead: supervised and distilled students on "
                                           "1-16 epochs of fixed subsets, R_D* fitted for each (about 15 "
                                           "minutes on 2 cores)")
-    capacity_gap: bool = option(False, help="the capacity-gap sweep instead (MiniMA's experiment): students of 2 "
-                                            "sizes pruned from each of 6 teachers and from scratch, distilled from "
-                                            "them; the report fits N_T* = k N_S for each start (about 15 minutes "
-                                            "on 2 cores)")
+    capacity_gap: bool = option(False, help="the capacity-gap sweep instead (MiniMA's experiment): 6 teacher "
+                                            "sizes; students of 2 sizes pruned from each teacher at least their "
+                                            "size, and from scratch, distilled from it; the report fits N_T* = k "
+                                            "N_S for each start (10-15 minutes on 2 cores by the dry run's estimate)")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
 
