@@ -390,10 +390,10 @@ def _check_answer(status: int, content_type: str, body: bytes, method: str = "PO
 
 
 PAGE_CONTROLS = ["law", "compute", "student", "scenario", "teacher", "teacher_params", "teacher_tokens",
-                 "teacher_loss", "student_params", "x"]
+                 "teacher_loss", "student_init", "student_params", "x"]
 json_controls = st.dictionaries(st.sampled_from(PAGE_CONTROLS), st.one_of(
     json_values, st.sampled_from(HOSTILE + NUMBERS + ["all", "best", "best-case", "teacher-inference", "none",
-                                                      "tokens", "loss", "busbridge2025", "epoch2024"]),
+                                                      "tokens", "loss", "busbridge2025", "epoch2024", "pruned", "scratch"]),
     st.integers(-10**400, 10**400)), max_size=6)
 
 

@@ -188,3 +188,47 @@ def test_page_and_cli_make_the_same_plan_from_the_same_settings(cli, controls):
     response = planner.update(query)
     assert response["ok"] and response["cli"] == command_line(settings)
     assert json.loads(json_text(response["plan"])) == _cli_json(cli, *argv)  # NaN written as the CLI writes it
+
+
+def test_the_page_has_a_control_for_where_the_student_starts(cli):
+    """`plan --student-init pruned` on the page: a select (scratch / pruned) in the page's control
+    list, sent as `student_init`, planned as the CLI plans it; every control the API names an error
+    after is one the page shows errors beside."""
+    import re
+    from importlib import resources
+
+    from distillscale.serve.api import CONTROLS
+
+    static = resources.files("distillscale.serve") / "static"
+    html, script = (static / "index.html").read_text(), (static / "app.js").read_text()
+    select = re.search(r'<select id="student-init">(.*?)</select>', html, re.S)
+    assert select and re.findall(r'<option value="(\w+)"', select.group(1)) == ["scratch", "pruned"]
+    page_controls = json.loads(re.search(r"const CONTROLS = (\[.*?\]);", script, re.S).group(1))
+    assert "student-init" in page_controls and 'student_init: $("student-init").value' in script
+    assert {control for control, _ in CONTROLS.values()} <= set(page_controls)
+    assert f'id="student-init-error"' in html
+
+    planner = Planner()
+    query = PlanQuery(law="busbridge2025", compute="1e21", student="546M", scenario="teacher-inference",
+                      student_init="pruned")
+    response = planner.update(query)
+    assert response["ok"] and "--student-init pruned" in response["cli"]
+    assert response["plan"] == _cli_json(cli, "--compute", "1e21", "--student-params", "546M", "--scenario",
+                                         "teacher-inference", "--student-init", "pruned")
+    assert response["plan"] != planner.update(PlanQuery(**{**vars(query), "student_init": "scratch"}))["plan"]
+    bad = planner.update(PlanQuery(**{**vars(query), "student_init": "grown"}))
+    assert not bad["ok"] and list(bad["errors"]) == ["student-init"]
+    assert "the student's start 'grown'" in bad["errors"]["student-init"]
+
+
+@pytest.mark.slow
+def test_choosing_a_pruned_start_on_the_page_plans_as_the_cli(server, browser, cli):
+    page = browser.new_page()
+    page.goto(server)
+    _settled(page)
+    page.select_option("#scenario", "teacher-inference")
+    page.select_option("#student-init", "pruned")
+    _settled(page, scenario="teacher-inference", student_init="pruned")
+    assert _shown_plan(page) == _cli_json(cli, "--law", "busbridge2025", "--compute", "1e21", "--student-params",
+                                          "546M", "--scenario", "teacher-inference", "--student-init", "pruned")
+    assert "--student-init pruned" in page.text_content("#cli")

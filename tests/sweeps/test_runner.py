@@ -395,7 +395,7 @@ def test_a_finished_run_is_logged_with_the_time_its_process_took(tmp_path):
     from distillscale.training.records import RunResult
 
     layout = SweepLayout(tmp_path)
-    run = SimpleNamespace(run_id="t1")
+    run = SimpleNamespace(run_id="t1", kind="teacher")
     layout.run_dir("t1").mkdir(parents=True)
     RunResult(status="completed", val_loss=3.25, steps=3, lr=0.01, schedule="cosine", tokens=768,
               token_budget=1000, non_embedding_params=16512, total_params=37056, forward_flops_per_token=4.5e4,

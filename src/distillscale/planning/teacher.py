@@ -234,3 +234,181 @@ class LinearCapacityGap:
             # Three sizes on an exact line leave no residual: the slope's error is not identified.
             self.exponent_stderr_ = float(slope.stderr) if slope.stderr > 1e-9 else None
         return self
+
+
+# MiniMA's law of capacity gap (Zhang et al. 2023): the optimal teacher is about 2.5x the student.
+MINIMA_RATIO = 2.5
+
+
+@dataclass(frozen=True)
+class OptimalTeacher:
+    """One student size's optimal teacher size N_T*, from the student losses its teachers gave.
+
+    method: "parabola" (the vertex of the parabola in log N_T through the best teacher and its two
+    neighbours; it lies between them) or "edge" (the best teacher is the smallest or the largest
+    tried: the optimum is at or beyond it, and N_T* is that teacher, a bound)."""
+
+    student_params: float
+    teacher_params: float                 # N_T*
+    interval: tuple[float, float]          # of N_T*, at the law's level (bootstrap, never zero-width)
+    method: str
+    best_observed_params: float            # the teacher of the lowest mean student loss
+    best_observed_loss: float
+    teachers: int                          # distinct teacher sizes tried
+    runs: int
+
+    def to_dict(self) -> dict:
+        return {"student_params": self.student_params, "teacher_params": self.teacher_params,
+                "ratio": self.teacher_params / self.student_params, "interval": list(self.interval),
+                "method": self.method, "best_observed_params": self.best_observed_params,
+                "best_observed_loss": self.best_observed_loss, "teachers": self.teachers, "runs": self.runs}
+
+
+@dataclass(frozen=True)
+class CapacityGapLaw:
+    """N_T* = k N_S over student sizes (slope one in log space: log k is the mean of log(N_T* / N_S)),
+    with a bootstrap interval for k (`fit_capacity_gap`)."""
+
+    ratio: float                           # k
+    interval: tuple[float, float]
+    level: float
+    bootstrap: int
+    optima: tuple[OptimalTeacher, ...]     # one per student size, smallest first
+    resolution_floor: bool                 # the interval was widened to the teacher grid's resolution
+
+    @property
+    def bounded(self) -> bool:
+        """Some size's optimum is at the edge of its teachers: k is then partly a bound."""
+        return any(optimum.method == "edge" for optimum in self.optima)
+
+    def contains(self, ratio: float) -> bool:
+        return self.interval[0] <= ratio <= self.interval[1]
+
+    def to_dict(self) -> dict:
+        return {"ratio": self.ratio, "interval": list(self.interval), "level": self.level,
+                "bootstrap_resamples": self.bootstrap, "resolution_floor": self.resolution_floor,
+                "bounded": self.bounded, "optima": [optimum.to_dict() for optimum in self.optima]}
+
+
+def optimal_teacher_size(teacher_params, student_loss) -> tuple[float, str]:
+    """N_T* and the method (see `OptimalTeacher`) from the mean student loss of each distinct teacher
+    size: the vertex of the parabola in log N_T through the best one and its neighbours, or the best
+    one itself at the edge of the sizes."""
+    sizes = np.asarray(teacher_params, dtype=np.float64)
+    order = np.argsort(sizes)
+    sizes, y = sizes[order], np.asarray(student_loss, dtype=np.float64)[order]
+    x = np.log(sizes)
+    best = int(np.argmin(y))
+    if best == 0 or best == len(x) - 1:
+        return float(sizes[best]), "edge"
+    (x0, x1, x2), (y0, y1, y2) = x[best - 1:best + 2], y[best - 1:best + 2]
+    # the parabola's vertex through three points; with y1 lowest it is convex and lies in [x0, x2]
+    # (a flat triple, y0 = y1 = y2, has none: the middle point then)
+    denominator = (x0 - x1) * (y1 - y2) - (x1 - x2) * (y0 - y1)
+    numerator = (x0 ** 2 - x1 ** 2) * (y1 - y2) - (x1 ** 2 - x2 ** 2) * (y0 - y1)
+    vertex = x1 if abs(denominator) < 1e-300 else 0.5 * numerator / denominator
+    return float(np.exp(np.clip(vertex, x0, x2))), "parabola"
+
+
+def optimal_teachers(student_params, teacher_params, student_loss, *, level: float = 0.9,
+                     bootstrap: int = 1000, seed: int = 0) -> tuple[OptimalTeacher, ...]:
+    """Each student size's optimal teacher size with its interval (see `fit_capacity_gap`), smallest
+    student first."""
+    return _Optima.fit(student_params, teacher_params, student_loss, level, bootstrap, seed).optima
+
+
+def fit_capacity_gap(student_params, teacher_params, student_loss, *, level: float = 0.9,
+                     bootstrap: int = 1000, seed: int = 0) -> CapacityGapLaw:
+    """The law of capacity gap as MiniMA measured it: for each student size, the optimal teacher size
+    N_T* (`optimal_teacher_size` over the mean student loss per teacher size: several runs of one
+    pair, e.g. seeds, are averaged), then N_T* = k N_S.
+
+    The interval: `bootstrap` resamples, each drawing, per student size, its teacher sizes with
+    replacement (the optimum moves when the best teacher or a neighbour is left out: the grid's
+    uncertainty) and each teacher's runs with replacement (the seeds' noise, where there are
+    several), and recomputing every N_T* and k; the `level` percentile interval of k (0 resamples:
+    the floor alone). It is never zero-width: noise-free losses on a parabola give every resample
+    the same vertex, so each size's N_T* interval is at least +- half the log-spacing of the teachers
+    around its optimum (the grid's resolution), and k's at least +- the mean of those
+    (`resolution_floor` says when the floor applied)."""
+    optima = _Optima.fit(student_params, teacher_params, student_loss, level, bootstrap, seed)
+    if len(optima.sizes) < 2:
+        raise UserError("the capacity-gap law needs students of at least two sizes")
+    log_k = float(np.mean(np.log(optima.values / optima.sizes)))
+    floor = float(np.mean(optima.floors))
+    low = high = log_k
+    if bootstrap:
+        low, high = np.quantile(np.log(optima.draws / optima.sizes).mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    widened = bool(low > log_k - floor or high < log_k + floor)
+    low, high = min(low, log_k - floor), max(high, log_k + floor)
+    return CapacityGapLaw(float(np.exp(log_k)), (float(np.exp(low)), float(np.exp(high))), level, bootstrap,
+                          optima.optima, widened)
+
+
+@dataclass(frozen=True)
+class _Optima:
+    """The per-size optima of `fit_capacity_gap` and their bootstrap draws."""
+
+    sizes: np.ndarray          # student sizes, ascending
+    values: np.ndarray         # N_T* per size
+    draws: np.ndarray          # bootstrap x sizes: N_T* of each resample
+    floors: np.ndarray         # per size: half the log-spacing of the grid around N_T*
+    optima: tuple[OptimalTeacher, ...]
+
+    @classmethod
+    def fit(cls, student_params, teacher_params, student_loss, level: float, bootstrap: int, seed: int) -> "_Optima":
+        student_params = np.asarray(student_params, dtype=np.float64)
+        teacher_params = np.asarray(teacher_params, dtype=np.float64)
+        student_loss = np.asarray(student_loss, dtype=np.float64)
+        if not len(student_loss) or not len(student_params) == len(teacher_params) == len(student_loss):
+            raise ParameterError("student_loss", "{} needs one loss per run, aligned with student_params and "
+                                 "teacher_params")
+        if not np.all(np.isfinite(student_loss)) or np.any(student_params <= 0) or np.any(teacher_params <= 0):
+            raise ParameterError("student_loss", "{} must be finite, and the sizes positive")
+        if not 0 < level < 1:
+            raise ParameterError("level", "{} must lie between 0 and 1, got {value}", value=level)
+        if bootstrap < 0:
+            raise ParameterError("bootstrap", "{} must be 0 or more resamples, got {value}", value=bootstrap)
+        sizes = np.unique(student_params)
+        groups = []  # per size: the distinct teacher sizes (ascending) and the losses of each one's runs
+        for size in sizes:
+            mine = student_params == size
+            teachers = np.unique(teacher_params[mine])
+            groups.append((teachers, [student_loss[mine & (teacher_params == t)] for t in teachers]))
+
+        def optimum(teachers, losses) -> tuple[float, str]:
+            return optimal_teacher_size(teachers, [np.mean(runs) for runs in losses])
+
+        point = [optimum(*group) for group in groups]
+        rng = np.random.default_rng(seed)
+        draws = np.empty((bootstrap, len(sizes)))
+        for b in range(bootstrap):
+            for s, (teachers, losses) in enumerate(groups):
+                picked = np.unique(rng.integers(0, len(teachers), size=len(teachers)))
+                draws[b, s] = optimum(teachers[picked], [rng.choice(losses[i], size=len(losses[i]))
+                                                         for i in picked])[0]
+        floors = np.array([_grid_half_step(teachers, value) for (teachers, _), (value, _) in zip(groups, point)])
+        optima = []
+        for s, ((teachers, losses), (value, method)) in enumerate(zip(groups, point)):
+            centre = np.log(value)
+            low = high = centre
+            if bootstrap:
+                low, high = np.quantile(np.log(draws[:, s]), [(1 - level) / 2, (1 + level) / 2])
+            low, high = min(low, centre - floors[s]), max(high, centre + floors[s])
+            means = [float(np.mean(runs)) for runs in losses]
+            best = int(np.argmin(means))
+            optima.append(OptimalTeacher(float(sizes[s]), value, (float(np.exp(low)), float(np.exp(high))), method,
+                                         float(teachers[best]), means[best], len(teachers),
+                                         int(sum(len(runs) for runs in losses))))
+        return cls(sizes, np.array([value for value, _ in point]), draws, floors, tuple(optima))
+
+
+def _grid_half_step(teachers: np.ndarray, value: float) -> float:
+    """Half the log-spacing of the teacher sizes beside the one nearest `value` (the mean of its gaps
+    to its neighbours): how finely the grid places an optimum."""
+    x = np.log(np.sort(teachers))
+    if len(x) < 2:
+        return float(np.log(2.0)) / 2  # one teacher size: no grid to speak of; a factor of 2 either way
+    nearest = int(np.argmin(np.abs(x - np.log(value))))
+    gaps = [x[j + 1] - x[j] for j in (nearest - 1, nearest) if 0 <= j < len(x) - 1]
+    return float(np.mean(gaps)) / 2

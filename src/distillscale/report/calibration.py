@@ -20,7 +20,11 @@ Steps 1-3 are `laws.calibrate`, the workflow `distillscale fit` runs too:
    (`supported_target`);
 6. on-policy students (`distill --on-policy-fraction`), kept out of step 2's fit (the law is for
    off-policy distillation), each beside that law's prediction and interval: applied outside its fit;
-7. when students repeat their data (a sweep with [repetition]: runs on fixed subsets, result.json's
+7. students that started from somewhere (student_init): beside the from-scratch students of their
+   size and teacher (`started_students`) and, with several teacher and student sizes (a capacity-gap
+   sweep of students pruned from each teacher), MiniMA's law of capacity gap fitted separately to
+   the pruned and the from-scratch students (`pruned_capacity_gap`);
+8. when students repeat their data (a sweep with [repetition]: runs on fixed subsets, result.json's
    unique_tokens and epochs), R_D* of the supervised baselines and of the students of each teacher
    (`laws.repetition_curves`): per group and size, with the backtest from the runs of at most 4
    epochs to those beyond.
@@ -43,6 +47,8 @@ from distillscale.laws.fitting import check_intervals
 from distillscale.laws.repetition_curves import RepetitionCurve, fit_repetition_curve
 from distillscale.laws.selection import DISTILLATION_FORMS, LawFit
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
+from distillscale.planning.teacher import (MINIMA_RATIO, CapacityGapLaw, OptimalTeacher, fit_capacity_gap,
+                                           optimal_teachers)
 from distillscale.report.runs import SweepRuns, unique_tokens
 
 # Tokens per parameter of the default target: Chinchilla's compute-optimal ratio.
@@ -99,6 +105,7 @@ class Calibration:
     repetition: list[RepetitionCurve] = field(default_factory=list)   # step 7, one per group
     on_policy: dict[str, Any] = field(default_factory=dict)           # step 6; empty without on-policy runs
     started: dict[str, Any] = field(default_factory=dict)             # empty without students that started somewhere
+    capacity_gap_pruned: PrunedCapacityGap | None = None            # None without students that started somewhere
 
     def repetition_runs(self, name: str) -> list[dict[str, Any]]:
         """The runs of the repetition group `name` (step 6), with their unique tokens."""
@@ -118,6 +125,8 @@ class Calibration:
         if self.started:  # likewise
             report["runs"]["started_students"] = len(self.runs.started)
             report["started"] = self.started
+        if self.capacity_gap_pruned is not None:
+            report["capacity_gap_pruned"] = self.capacity_gap_pruned.to_dict()
         return report
 
     def _to_dict(self) -> dict[str, Any]:
@@ -181,6 +190,10 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     result.baselines = _distilled_vs_baseline(runs)
     result.on_policy = _on_policy(result)
     result.started = started_students(runs)
+    if runs.started:
+        progress("fitting the capacity gap of pruned and from-scratch students")
+        result.capacity_gap_pruned = pruned_capacity_gap(runs, level=settings.level,
+                                                         bootstrap=settings.bootstrap, seed=settings.seed)
     progress("planning at the target scale")
     result.plan = _plan(result)
     groups = repetition_groups(runs)
@@ -321,6 +334,105 @@ def started_students(runs: SweepRuns) -> dict[str, Any]:
                      "scratch_runs": [s["run_id"] for s in scratch], "token_multiplier": multiplier,
                      "token_multiplier_note": why})
     return {"note": STARTED_NOTE, "runs": rows}
+
+
+CAPACITY_GAP_NOTE = (
+    "MiniMA's law of capacity gap measured MiniMA's way: students pruned from each teacher (`distillscale "
+    "prune`) and distilled from it, beside the same student sizes distilled from scratch. For each student "
+    "size and start, N_T* is the vertex of the parabola in log N_T through the teacher of the lowest student "
+    "loss and its two neighbours (or that teacher itself when it is the smallest or largest tried: a bound); "
+    "then N_T* = k N_S (log k the mean of log(N_T* / N_S)). The interval of k: bootstrap over the teachers "
+    "of each size (and the runs of each pair), never narrower than the teacher grid's resolution. A pruned "
+    "student is cut only from teachers at least its size, so its smallest teacher is its own size.")
+
+
+@dataclass(frozen=True)
+class CapacityGapPoint:
+    """One student run of the capacity-gap section (the figure's points)."""
+
+    run_id: str
+    init: str               # "scratch", "pruned" (its start has a prune.json) or "started" (another start)
+    student_params: float
+    student_tokens: float
+    teacher_params: float
+    student_loss: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class CapacityGapGroup:
+    """The students of one start and tokens-per-parameter ratio: each size's optimal teacher and,
+    with two sizes or more, the law N_T* = k N_S (`planning.teacher.fit_capacity_gap`)."""
+
+    init: str
+    tokens_per_param: float
+    optima: tuple[OptimalTeacher, ...]   # one per student size, smallest first
+    law: CapacityGapLaw | None           # None: `skipped` says why
+    skipped: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"init": self.init, "tokens_per_param": self.tokens_per_param,
+                "optima": [optimum.to_dict() for optimum in self.optima],
+                "law": None if self.law is None else self.law.to_dict(), "skipped": self.skipped}
+
+
+@dataclass(frozen=True)
+class PrunedCapacityGap:
+    """report.json's `capacity_gap_pruned`: the capacity gap of students pruned from their teacher
+    beside from-scratch ones (`pruned_capacity_gap`)."""
+
+    groups: tuple[CapacityGapGroup, ...]
+    points: tuple[CapacityGapPoint, ...]
+    minima_ratio: float
+    verdicts: tuple[str, ...]        # one sentence per group with a law: k, its interval, and 2.5 in it or not
+    note: str = CAPACITY_GAP_NOTE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"note": self.note, "minima_ratio": self.minima_ratio, "verdicts": list(self.verdicts),
+                "groups": [group.to_dict() for group in self.groups],
+                "points": [point.to_dict() for point in self.points]}
+
+
+def start_kind(student_init: Any) -> str:
+    """How a student started: "pruned" when its start holds a prune.json (a `distillscale prune`
+    output, as a sweep's pruned students start), "started" otherwise, "scratch" without a start."""
+    if not student_init:
+        return "scratch"
+    return "pruned" if (Path(str(student_init)) / "prune.json").is_file() else "started"
+
+
+def pruned_capacity_gap(runs: SweepRuns, level: float = 0.9, bootstrap: int = 100,
+                        seed: int = 0) -> PrunedCapacityGap:
+    """The law of capacity gap fitted to each start's students (from scratch, pruned), per
+    tokens-per-parameter ratio, with MiniMA's k = 2.5 set against each interval."""
+    points = tuple(CapacityGapPoint(r["run_id"], start_kind(r.get("student_init")), r["non_embedding_params"],
+                                    r["tokens"], r["teacher_params"], r["val_loss"])
+                   for r in runs.students + runs.started if r.get("teacher_params"))
+    grouped: dict[tuple[str, float], list[CapacityGapPoint]] = {}
+    for point in points:
+        grouped.setdefault((point.init, round(point.student_tokens / point.student_params)), []).append(point)
+    groups, verdicts = [], []
+    order = {"scratch": 0, "pruned": 1, "started": 2}
+    for (init, ratio), members in sorted(grouped.items(), key=lambda item: (order[item[0][0]], item[0][1])):
+        sizes = sorted({p.student_params for p in members})
+        arrays = [np.array([getattr(p, key) for p in members], dtype=np.float64)
+                  for key in ("student_params", "teacher_params", "student_loss")]
+        if len(sizes) >= 2:
+            law = fit_capacity_gap(*arrays, level=level, bootstrap=bootstrap, seed=seed)
+            groups.append(CapacityGapGroup(init, float(ratio), law.optima, law))
+            inside = "inside" if law.contains(MINIMA_RATIO) else "outside"
+            bound = ("; some size's best teacher is the smallest or largest tried, so its N_T* is a bound"
+                     if law.bounded else "")
+            verdicts.append(f"{init} students at {ratio:g} tokens/parameter: k = {law.ratio:.3g} ({level:.0%} interval "
+                            f"{law.interval[0]:.3g} to {law.interval[1]:.3g}); MiniMA's {MINIMA_RATIO:g} is {inside} "
+                            f"it{bound}")
+        else:
+            groups.append(CapacityGapGroup(init, float(ratio), optimal_teachers(*arrays, level=level,
+                                                                                bootstrap=bootstrap, seed=seed),
+                                           None, skipped="one student size: the law N_T* = k N_S needs two or more"))
+    return PrunedCapacityGap(tuple(groups), points, MINIMA_RATIO, tuple(verdicts))
 
 
 def _same_teacher(a: dict[str, Any], b: dict[str, Any]) -> bool:

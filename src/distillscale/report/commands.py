@@ -125,6 +125,8 @@ def print_summary(report: dict) -> None:
         console.print(on_policy_line(report["on_policy"]), highlight=False)
     if report.get("started"):
         console.print(started_line(report["started"]), highlight=False)
+    for verdict in (report.get("capacity_gap_pruned") or {}).get("verdicts", []):
+        console.print(f"capacity gap (MiniMA's way), {verdict}", highlight=False)
     for curve in report.get("repetition") or []:
         console.print(repetition_line(curve), highlight=False)
     for message in report_warnings(report):
@@ -205,6 +207,10 @@ class DemoSettings(CommandSettings):
     repetition: bool = option(False, help="the repetition sweep instead: supervised and distilled students on "
                                           "1-16 epochs of fixed subsets, R_D* fitted for each (about 15 "
                                           "minutes on 2 cores)")
+    capacity_gap: bool = option(False, help="the capacity-gap sweep instead (MiniMA's experiment): 6 teacher "
+                                            "sizes; students of 2 sizes pruned from each teacher at least their "
+                                            "size, and from scratch, distilled from it; the report fits N_T* = k "
+                                            "N_S for each start (10-15 minutes on 2 cores by the dry run's estimate)")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
 
@@ -220,7 +226,8 @@ def demo_command(s: DemoSettings) -> int:
 
     start = time.perf_counter()
     sweep_dir, report, counts = run_demo(s.out, s.quick, s.workers, progress=lambda m: _progress(m, "demo"),
-                                         data=s.data, scale=s.scale, repetition=s.repetition)
+                                         data=s.data, scale=s.scale, repetition=s.repetition,
+                                         capacity_gap=s.capacity_gap)
     if s.as_json:
         print_json({**report, "warnings": report_warnings(report)})
     else:

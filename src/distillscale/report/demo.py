@@ -8,7 +8,9 @@ to invent), into sweeps/<name>-<corpus name> unless `out` is given.
 The sweeps are package data: `micro_sweep.toml` (the full demo, minutes on a 2-core CPU) and
 `micro_sweep_quick.toml` (fewer, shorter runs: a smoke test of the whole pipeline);
 `repetition_sweep.toml` (`repetition=True`: students on 1-16 epochs of fixed subsets, whose report
-fits R_D* for supervised and distilled students). Re-running
+fits R_D* for supervised and distilled students); `capacity_gap_sweep.toml` (`capacity_gap=True`:
+students pruned from each of six teachers and from scratch, whose report fits MiniMA's law of capacity
+gap for each start). Re-running
 reuses every finished run (the sweep runner skips them) and only redoes the report.
 """
 
@@ -32,6 +34,8 @@ from distillscale.units import Quantity, parse_quantity
 SPECS = {False: "micro_sweep.toml", True: "micro_sweep_quick.toml"}
 # `demo --repetition`: students on 1-16 epochs of fixed subsets (the micro sweep's conventions)
 REPETITION_SPEC = "repetition_sweep.toml"
+# `demo --capacity-gap`: MiniMA's capacity-gap experiment, students pruned from each teacher and from scratch
+CAPACITY_GAP_SPEC = "capacity_gap_sweep.toml"
 GPU_SPEC = "gpu_ladder.toml"  # `demo --scale gpu`; examples/gpu_ladder.toml is the same design
 SCALES = ("micro", "gpu")
 # Bootstrap resamples of the demo's report: intervals in seconds (the quick sweep has few runs).
@@ -39,13 +43,15 @@ BOOTSTRAP = {False: 100, True: 20}
 GPU_RUNS_PER_GPU = 2  # the ladder's models (1M-17M parameters) cannot fill an H100 alone
 
 
-def builtin_spec(quick: bool = False, scale: str = "micro", repetition: bool = False) -> Path:
-    name = REPETITION_SPEC if repetition else GPU_SPEC if scale == "gpu" else SPECS[quick]
+def builtin_spec(quick: bool = False, scale: str = "micro", repetition: bool = False,
+                 capacity_gap: bool = False) -> Path:
+    name = (CAPACITY_GAP_SPEC if capacity_gap else REPETITION_SPEC if repetition else GPU_SPEC if scale == "gpu"
+            else SPECS[quick])
     return Path(str(resources.files("distillscale.report") / name))
 
 
 def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "micro", gpus: int = 1,
-                  repetition: bool = False):
+                  repetition: bool = False, capacity_gap: bool = False):
     """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory).
 
     The GPU ladder's token window grows with the GPUs (`max_tokens` x gpus), but never past what the
@@ -62,7 +68,9 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
         raise UserError(f"unknown --scale {scale!r}: use micro (CPU minutes) or gpu (the GPU ladder)")
     if repetition and (quick or scale != "micro"):
         raise UserError("--repetition runs its own micro sweep: leave out --quick and --scale")
-    path = builtin_spec(quick, scale, repetition)
+    if capacity_gap and (quick or scale != "micro" or repetition):
+        raise UserError("--capacity-gap runs its own micro sweep: leave out --quick, --scale and --repetition")
+    path = builtin_spec(quick, scale, repetition, capacity_gap)
     table = tomllib.loads(path.read_text(encoding="utf-8"))
     if data is not None and not str(data).startswith(BUILTIN_PREFIX):
         from distillscale.data.sources import check_corpus
@@ -124,11 +132,14 @@ def require_gpus() -> list[str]:
 
 def run_demo(out: Path | None = None, quick: bool = False, workers: int | None = None,
              progress=lambda message: None, data: Path | None = None,
-             scale: str = "micro", repetition: bool = False) -> tuple[Path, dict[str, Any], dict[str, int]]:
+             scale: str = "micro", repetition: bool = False,
+             capacity_gap: bool = False) -> tuple[Path, dict[str, Any], dict[str, int]]:
     """Run the built-in sweep (on `data`, or the default corpus) into `out` (default sweeps/<name>)
     and report on it; returns the sweep directory, report.json's content and the number of runs per
     status. `scale="gpu"` runs the GPU ladder on every visible GPU (refused without one);
-    `repetition=True` the repetition sweep (repetition_sweep.toml), whose report fits R_D*."""
+    `repetition=True` the repetition sweep (repetition_sweep.toml), whose report fits R_D*;
+    `capacity_gap=True` the capacity-gap sweep (capacity_gap_sweep.toml), whose report fits N_T* = k N_S
+    for pruned and from-scratch students."""
     from distillscale.sweeps.executors import LocalExecutor
     from distillscale.sweeps.placement import place_runs
     from distillscale.sweeps.runner import default_workers, run_sweep
@@ -139,7 +150,7 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
     if scale == "gpu" and quick:
         raise UserError("--quick shortens the micro demo: leave it out with --scale gpu")
     gpus = require_gpus() if scale == "gpu" else []
-    spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)), repetition=repetition)
+    spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)), repetition=repetition, capacity_gap=capacity_gap)
     sweep_dir = check_output_dir(Path(out) if out is not None else Path("sweeps") / spec.name,
                                  is_ours=is_sweep_dir, inputs=[data], what="sweep directory")
     placement = place_runs(gpus, "none" if not gpus else None, GPU_RUNS_PER_GPU if gpus and not workers else None,

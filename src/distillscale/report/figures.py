@@ -194,3 +194,32 @@ def plot_repetition(calibration: Calibration):
         ax.legend(fontsize="small")
     axes[0][0].set_ylabel("validation loss (nats/token)")
     return figure
+
+
+def plot_capacity_gap_pruned(calibration: Calibration):
+    """Student loss against teacher size per student size (one colour each), pruned-from-the-teacher
+    students solid, from-scratch ones dashed, each group's N_T* a vertical mark (MiniMA's Fig.)."""
+    plt = pyplot()
+    gap = calibration.capacity_gap_pruned
+    figure, ax = plt.subplots(figsize=(7.5, 4.8))
+    sizes = sorted({p.student_params for p in gap.points})
+    styles = {"scratch": ("--", "s"), "pruned": ("-", "o"), "started": (":", "^")}
+    for group in gap.groups:
+        for optimum in group.optima:
+            colour = f"C{sizes.index(optimum.student_params) % 10}"
+            line, marker = styles[group.init]
+            mine = sorted((p for p in gap.points if p.init == group.init and p.student_params == optimum.student_params
+                           and round(p.student_tokens / p.student_params) == group.tokens_per_param),
+                          key=lambda p: p.teacher_params)
+            teachers = sorted({p.teacher_params for p in mine})
+            means = [np.mean([p.student_loss for p in mine if p.teacher_params == t]) for t in teachers]
+            ax.plot(teachers, means, ls=line, marker=marker, color=colour, lw=1.2,
+                    label=f"{format_quantity(optimum.student_params)}, {group.init}")
+            ax.axvline(optimum.teacher_params, color=colour, ls=line, lw=0.8, alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher size N_T (non-embedding parameters)")
+    ax.set_ylabel("student loss L_S (nats/token)")
+    ax.set_title("capacity gap: student loss vs teacher size (vertical: N_T*)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small", title="student, start")
+    return figure

@@ -70,6 +70,8 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
         parts.append(_on_policy(report["on_policy"]))
     if report.get("started"):
         parts.append(_started(report["started"]))
+    if report.get("capacity_gap_pruned"):
+        parts.append(_capacity_gap_pruned(report["capacity_gap_pruned"]))
     if report.get("repetition"):
         parts.append(_repetition(report["repetition"]))
     for figure_id, (caption, png) in figures.items():
@@ -238,9 +240,11 @@ def _capacity_gap(gap: dict[str, Any]) -> str:
         parts.append(_table(["student", "teachers", "best teacher N_T", "its L_T", "student L_S",
                              "largest teacher?"], rows, table_id="best-teachers"))
     for ratio, law in gap["linear_law_by_tokens_per_param"].items():
-        low, high = law["ratio_interval"]
+        interval = ("no interval: every size's best teacher is the same multiple of it, so the ratios do not "
+                    "scatter (not identified)" if law["ratio_interval"] is None else
+                    "{:.0%} interval {:.3g} to {:.3g}".format(law["confidence"], *law["ratio_interval"]))
         parts.append(f"<p>Students at {_e(ratio)} tokens/parameter: N_T* = k N_S with k = {law['ratio']:.3g} "
-                     f"({law['confidence']:.0%} interval {low:.3g} to {high:.3g}).</p>")
+                     f"({interval}).</p>")
     if gap["note"]:
         parts.append(f'<p class="skipped">{_e(gap["note"])}</p>')
     return "\n".join(parts)
@@ -260,6 +264,26 @@ def _started(started: dict[str, Any]) -> str:
                       _table(["run", "start", "N", "D (tokens)", "measured L_S", "from scratch, same D",
                               "token multiplier", "how"], rows, table_id="started-students"),
                       "<p>Losses in nats/token.</p>"])
+
+
+def _capacity_gap_pruned(gap: dict[str, Any]) -> str:
+    """MiniMA's capacity-gap experiment: the optimal teacher per student size and start, and k."""
+    rows = []
+    for group in gap["groups"]:
+        for o in group["optima"]:
+            low, high = o["interval"]
+            rows.append([group["init"], f"{group['tokens_per_param']:g}", format_quantity(o["student_params"]),
+                         o["teachers"], format_quantity(o["best_observed_params"]), f"{o['best_observed_loss']:.4f}",
+                         format_quantity(o["teacher_params"]) + (" (edge: a bound)" if o["method"] == "edge" else ""),
+                         f"{format_quantity(low)} to {format_quantity(high)}", f"{o['ratio']:.3g}"])
+    parts = ['<h2 id="capacity-gap-pruned">Capacity gap of pruned and from-scratch students (MiniMA\'s way)</h2>',
+             f"<p>{_e(gap['note'])}</p>",
+             _table(["start", "D/N", "student N_S", "teachers", "best teacher tried", "its L_S", "N_T*",
+                     "interval", "N_T* / N_S"], rows, table_id="capacity-gap-pruned-optima")]
+    parts += [f"<p><strong>{_e(verdict)}.</strong></p>" for verdict in gap["verdicts"]]
+    parts += [f'<p class="skipped">{_e(g["init"])} students at {g["tokens_per_param"]:g} tokens/parameter: '
+              f'{_e(g["skipped"])}</p>' for g in gap["groups"] if g["skipped"]]
+    return "\n".join(parts)
 
 
 def _on_policy(on_policy: dict[str, Any]) -> str:

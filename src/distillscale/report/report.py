@@ -41,6 +41,11 @@ def report_figures(calibration: Calibration) -> dict[str, tuple[str, bytes]]:
     if calibration.baselines:
         wanted.append(("distilled-vs-baseline", "Distilled students vs their supervised baselines",
                        figures.plot_distilled_vs_baseline))
+    if calibration.capacity_gap_pruned is not None:
+        wanted.append(("capacity-gap-pruned", "Capacity gap, MiniMA's way: student loss against teacher size per "
+                                              "student size, students pruned from their teacher (solid) and from "
+                                              "scratch (dashed), with each one's N_T* (vertical marks)",
+                       figures.plot_capacity_gap_pruned))
     if calibration.repetition:
         wanted.append(("repetition", "Repeated data: loss against epochs over a fixed subset at one token "
                                      "budget per size, supervised and distilled, with each group's fitted "

@@ -18,6 +18,7 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import data_range
 from distillscale.laws.lawset import PRESETS, LawSet, load_laws
+from distillscale.laws.student_init import STUDENT_INITS
 from distillscale.planning.flops import SCENARIOS
 from distillscale.cli_options import command_line
 from distillscale.planning.options import PlanSettings
@@ -33,6 +34,7 @@ CONTROLS = {
     "teacher.params": ("teacher-params", "the teacher size"),
     "teacher.tokens": ("teacher-tokens", "the teacher tokens"),
     "teacher.loss": ("teacher-loss", "the teacher loss"),
+    "student_init": ("student-init", "the student's start"),
 }
 CURVE_POINTS = 17     # budgets of the loss-vs-compute figure, C/100 to 100 C
 U_CURVE_POINTS = 160  # teacher losses of the U-curve
@@ -52,6 +54,7 @@ class PlanQuery:
     teacher_params: str = ""
     teacher_tokens: str = ""
     teacher_loss: str = ""
+    student_init: str = "scratch"    # scratch or pruned (`plan --student-init`)
 
     @classmethod
     def from_json(cls, data: dict, extra: tuple[str, ...] = (), default_law: str = "busbridge2025") -> "PlanQuery":
@@ -157,6 +160,9 @@ class Planner:
             raise ParameterError("scenario", "{} {scenario!r} cannot be planned here: the page plans one "
                                              "scenario at a time, one of " + ", ".join(SCENARIOS),
                                  scenario=query.scenario)
+        if query.student_init not in STUDENT_INITS:
+            raise ParameterError("student_init", "unknown {} {init!r}: use one of " + ", ".join(STUDENT_INITS),
+                                 init=query.student_init)
         if query.teacher not in TEACHER_MODES:
             raise ParameterError("teacher.params", "unknown teacher mode {mode!r} (the teacher control): use "
                                  "one of " + ", ".join(TEACHER_MODES), mode=query.teacher)
@@ -172,7 +178,8 @@ class Planner:
             ExistingTeacher(None, given["teacher.tokens"], given["teacher.loss"]).checked(self.laws[query.law])
         return PlanSettings(law=query.law, compute=given["compute"], student_params=given["student_params"],
                             scenario=query.scenario, teacher_params=given["teacher.params"],
-                            teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"])
+                            teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"],
+                            student_init=query.student_init)
 
     def _compute_curve(self, query: PlanQuery, student_params: float) -> dict:
         start = time.perf_counter()

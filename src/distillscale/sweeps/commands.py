@@ -160,8 +160,9 @@ def _print_plan(plan) -> None:
     where = (f"{len(plan.placement.gpus)} GPU{'s' if len(plan.placement.gpus) > 1 else ''}, {plan.runs_per_gpu} "
              f"run{'s' if plan.runs_per_gpu > 1 else ''} per GPU" if plan.on_gpu
              else f"the CPU, {plan.placement.workers} at a time")
+    prunes = f", {counts['prune']} prune" if counts.get("prune") else ""
     console.print(f"{len(plan.runs)} runs ({counts['train']} train, {counts['distil']} distil, {counts['fork']} "
-                  f"fork); {plan.flops:.3g} FLOPs "
+                  f"fork{prunes}); {plan.flops:.3g} FLOPs "
                   f"({plan.separate_flops:.3g} as separate runs)", highlight=False)
     console.print(f"{unit[:3]} time {_short_duration(plan.device_seconds)} ({plan.device_seconds:.0f} "
                   f"{unit}), start-up {_short_duration(plan.startup_seconds)} in all; wall time on {where}: "

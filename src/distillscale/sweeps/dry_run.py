@@ -10,7 +10,8 @@ by `place_runs` and `choose_slot` as the runner places them: a run starts when i
 WSD parent have finished and a slot is free, in the spec's order. Each run's FLOPs are counted as its
 result.json will count them (`planning.flops.run_flops` over its whole steps, a student's teacher
 forward passes included; plus its evaluations when `eval_tokens` is set); a fork spends only its
-cooldown steps, its parent's stable phase being shared (training/fork.py).
+cooldown steps, its parent's stable phase being shared (training/fork.py); a `prune` run (the start of a
+student pruned from its teacher) spends its importance pass, as prune.json counts it.
 
 Time, per run: a start-up (a new process: imports and the corpus walk; plus `torch.compile` when
 the run compiles) and its device work, FLOPs / achieved FLOP/s. **The throughput is assumed, not
@@ -117,8 +118,8 @@ class RunEstimate:
     """One run of the dry run: what `sweep run` launches, what it spends, where and when it runs."""
 
     run_id: str
-    kind: str                 # train, distil or fork (a fork trains or distils its cooldown only)
-    role: str                 # teacher, baseline or student
+    kind: str                 # train, distil, fork (a fork trains or distils its cooldown only) or prune
+    role: str                 # teacher, baseline, student or pruned
     n_layers: int
     non_embedding_params: int
     tokens: int               # the run's token budget, as launched
@@ -179,7 +180,8 @@ class SweepDryRun:
         return sum(run.run_flops for run in self.runs)
 
     def counts(self) -> dict[str, int]:
-        return {kind: sum(run.kind == kind for run in self.runs) for kind in ("train", "distil", "fork")}
+        kinds = ("train", "distil", "fork") + (("prune",) if any(run.kind == "prune" for run in self.runs) else ())
+        return {kind: sum(run.kind == kind for run in self.runs) for kind in kinds}  # prune: only a sweep's that has them
 
     def notes(self) -> list[str]:
         """The assumptions, and what `sweep run` would say about the spec on this machine."""
@@ -244,8 +246,10 @@ def _config(run: PlannedRun) -> TrainConfig:
 
 
 def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool) -> _Cost:
-    config = _config(run)
     teacher = next((other for other in spec.runs if other.run_id == run.teacher_id), None)
+    if run.kind == "pruned":
+        return _prune_cost(run, teacher, throughput, on_gpu)
+    config = _config(run)
     # a student reads its teacher's tokenizer (its settings leave vocab_size out: TEACHER_FIXED_KEYS)
     vocab_size = _config(teacher).vocab_size if teacher else config.vocab_size
     model = config.model_shape(vocab_size or DEFAULT_VOCAB_SIZE)
@@ -263,6 +267,19 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
     kind = "fork" if run.parent_id else "distil" if run.command == "distill" else "train"
     return _Cost(kind, steps, own_steps, flops, whole + evaluation, flops / throughput.rate(run.non_embedding_params, on_gpu),
                  throughput.startup_seconds, throughput.compile_seconds if config.compile else 0.0)
+
+
+def _prune_cost(run: PlannedRun, teacher: PlannedRun, throughput: Throughput, on_gpu: bool) -> _Cost:
+    """A `prune` run: its importance pass over the calibration windows, as prune.json counts it (3
+    teacher forward passes per token for gradients, 1 for activations); no optimizer steps."""
+    teacher_config = _config(teacher)
+    seq_len = run.settings["seq_len"]
+    tokens = max(1, run.settings["calibration_tokens"] // seq_len) * seq_len
+    passes = 3 if run.settings["importance"] == "gradient" else 1
+    flops = float(passes * teacher_config.model_shape(teacher_config.vocab_size or DEFAULT_VOCAB_SIZE)
+                  .forward_flops_per_token(seq_len) * tokens)
+    return _Cost("prune", 0, 0, flops, flops, flops / throughput.rate(teacher.non_embedding_params, on_gpu),
+                 throughput.startup_seconds, 0.0)
 
 
 def _simulate(planned: tuple[PlannedRun, ...], costs: dict[str, _Cost],

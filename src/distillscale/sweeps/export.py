@@ -14,7 +14,11 @@ One record per finished run (completed, diverged or failed) with the columns of 
 - on_policy_fraction: student rows only, the share of batches the student generated (`distill
   --on-policy-fraction`; 0 for off-policy distillation, which the distillation law is fitted on).
 - student_init: student rows only, where the student started (`distill --student-init DIR`, e.g. a
-  `distillscale prune` output); empty for a student from scratch, the only kind the law is fitted on.
+  `distillscale prune` output; for a sweep's pruned student, the directory of its "pruned" run); empty
+  for a student from scratch, the only kind the law is fitted on.
+
+The sweep's "pruned" runs (models cut from a teacher, which pruned students start from) train nothing
+and have no loss: they are not records.
 
     distillscale fit supervised runs.csv --params-col non_embedding_params --tokens-col tokens \\
         --loss-col val_loss --fit-where "kind != 'student'"
@@ -49,7 +53,8 @@ def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
     with RunStore(layout.root, read_only=True, runner_alive=runner_alive(layout.root)) as store:
         records = store.records()
     by_id = {record.id: record for record in records}
-    return [_record(record, by_id, layout) for record in records if record.status in FINISHED]
+    return [_record(record, by_id, layout) for record in records
+            if record.status in FINISHED and record.kind != "pruned"]
 
 
 def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) -> dict[str, Any]:
@@ -79,7 +84,8 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
                                                         teacher.config["non_embedding_params"]),
                       teacher_tokens=teacher_result.get("tokens", teacher.config["tokens"]),
                       teacher_loss=teacher_loss, on_policy_fraction=_on_policy_fraction(run),
-                      student_init=run.config["settings"].get("student_init"))
+                      student_init=run.config["settings"].get("student_init")
+                      or (str(layout.run_dir(run.config["init_id"])) if run.config.get("init_id") else None))
     return record
 
 

@@ -4,7 +4,8 @@ up to K at a time.
     DIR/spec.toml          the resolved spec (a later `sweep run` on DIR must resolve to the same)
     DIR/runs.sqlite        the run store (see store.py)
     DIR/configs/<run_id>.toml  each run's resolved config, launched as `train|distill --config` it
-    DIR/runs/<run_id>/     each run's directory, as `train` / `distill` write it
+    DIR/runs/<run_id>/     each run's directory, as `train` / `distill` write it (a "pruned" run's: the
+                           model `prune` writes, with prune.json, which its students start from)
     DIR/logs/<run_id>.log  each run's output
 
 Running again is always safe: finished runs are skipped (a run whose result.json exists is adopted,
@@ -14,6 +15,7 @@ the same config and run directory), and failed or blocked ones are tried again.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -37,7 +39,8 @@ from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec, load_sweep_spec
 from distillscale.sweeps.store import RunStore, is_sweep_dir
 from distillscale.settings import load_config, to_toml
-from distillscale.training.config import DistillConfig, TrainConfig
+from distillscale.training.config import STUDENT_INIT_REPLACES, DistillConfig, TrainConfig
+from distillscale.training.prune_config import PruneConfig
 from distillscale.training.records import RunResult
 from distillscale.training.run_dir import RunDirectory
 
@@ -214,6 +217,8 @@ def repetition_check(spec: SweepSpec, progress: bool = False) -> str | None:
     worst: tuple[float, int, int, str] | None = None  # epochs, tokens, unique tokens, split
     repeating, data = 0, None
     for run in spec.runs:
+        if run.kind == "pruned":  # reads calibration windows, not a training budget
+            continue
         shared = {key: value for key, value in run.settings.items() if key in TrainConfig.model_fields}
         config = TrainConfig.model_validate({**shared, "out": "."})  # a student's steps are its baseline's
         if data is None:
@@ -292,7 +297,7 @@ class _Scheduler:
     def _adopt_finished(self) -> None:
         """A run whose result.json exists finished, even if the runner died before recording it."""
         for run in self.spec.runs:
-            result = _read_result(self.layout.run_dir(run.run_id))
+            result = _read_outcome(run, self.layout.run_dir(run.run_id))
             if result is not None and self.store.get(run.run_id).status == "pending":
                 self.store.finish(run.run_id, result.status, result=result.to_json(), error=_divergence(result))
 
@@ -302,7 +307,8 @@ class _Scheduler:
                 continue
             for needed in run.depends_on:
                 if statuses[needed] in ("diverged", "failed", "blocked"):
-                    role = "teacher" if needed == run.teacher_id else "parent"
+                    role = ("teacher" if needed == run.teacher_id else "pruned start" if needed == run.init_id
+                            else "parent")
                     reason = f"{role} {needed} {statuses[needed]}"
                     self.store.block(run.run_id, reason)
                     statuses[run.run_id] = "blocked"
@@ -335,12 +341,17 @@ class _Scheduler:
             links["teacher"] = self.layout.run_dir(run.teacher_id)
         if run.parent_id:
             links["fork_from"] = self.layout.run_dir(run.parent_id)
-        config_class = DistillConfig if run.command == "distill" else TrainConfig
-        config = load_config(config_class, None, run.settings | links)
+        settings = run.settings
+        if run.init_id:  # the start's model has its own shape, the size's (spec.py)
+            settings = {key: value for key, value in settings.items() if key not in STUDENT_INIT_REPLACES}
+            links["student_init"] = self.layout.run_dir(run.init_id)
+        config_class = {"distill": DistillConfig, "prune": PruneConfig}.get(run.command, TrainConfig)
+        config = load_config(config_class, None, settings | links)
         path = self.layout.config_path(run.run_id)
         path.parent.mkdir(exist_ok=True)
         atomic_write_text(path, to_toml(config))
-        return Job(args=(run.command, "--config", str(path)), log_path=self.layout.log_path(run.run_id),
+        teacher = (str(links["teacher"]),) if run.command == "prune" else ()  # prune's positional argument
+        return Job(args=(run.command, *teacher, "--config", str(path)), log_path=self.layout.log_path(run.run_id),
                    env=self.thread_env | self.placement.env(slot), slot=slot)
 
     def _record_end(self, run: PlannedRun, future: Future[int], seconds: float) -> Text:
@@ -353,18 +364,46 @@ class _Scheduler:
             exit_status, launch_error = None, f"{type(exc).__name__}: {exc}"
         else:
             launch_error = None
-        result = _read_result(self.layout.run_dir(run.run_id))
+        result = _read_outcome(run, self.layout.run_dir(run.run_id))
         if result is not None:
             self.store.finish(run.run_id, result.status, result=result.to_json(), error=_divergence(result))
             if result.completed:
                 took = f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-                return styled(("completed", "green"), f" {run.run_id}: {result.val_loss:.4f} nats/token "
-                              f"in {took}")
+                what = ("pruned" if isinstance(result, PrunedModel)
+                        else f"{result.val_loss:.4f} nats/token")
+                return styled(("completed", "green"), f" {run.run_id}: {what} in {took}")
             return styled(("diverged", "red"), f" {run.run_id}: {_divergence(result)}")
         error = launch_error or f"exit status {exit_status}: {_tail(self.layout.log_path(run.run_id))}"
         self.store.finish(run.run_id, "failed", error=error)
         return styled(("failed", "red"), f" {run.run_id} (see {self.layout.log_path(run.run_id)}): "
                       f"{error.splitlines()[-1]}")
+
+
+@dataclass(frozen=True)
+class PrunedModel:
+    """A "pruned" run's outcome: its directory's prune.json (`training.pruning.PruneRecord`), written
+    last, when the pruned model is complete. The store keeps it with its status, so that the sweep's
+    compute (sweeps/compute.py) counts the importance pass's FLOPs (prune.json's `flops`)."""
+
+    record: dict
+    status: str = "completed"
+    completed: bool = True
+
+    def to_json(self) -> dict:
+        return {**self.record, "status": self.status}
+
+
+def _read_outcome(run: PlannedRun, run_dir: Path) -> RunResult | PrunedModel | None:
+    """How the run ended, from its directory; None while it has not."""
+    if run.kind != "pruned":
+        return _read_result(run_dir)
+    path = run_dir / "prune.json"  # training.pruning.RECORD_FILE, renamed into place with the model
+    if not path.is_file():
+        return None
+    try:
+        return PrunedModel(json.loads(read_text_file(path, "prune.json")))
+    except (UserError, ValueError):
+        return None
 
 
 def _read_result(run_dir: Path) -> RunResult | None:

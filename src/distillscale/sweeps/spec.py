@@ -8,7 +8,10 @@
     [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP);
                 seeds = 3 trains the smallest `seeded_sizes` depths (default 1) with seeds seed, seed + 1, ...
                 (seeded = "largest": the largest depths instead)
-    [students]  n_layers = [1, 2] and tokens_per_param = [20, 80], or budgets (optional section)
+    [students]  n_layers = [1, 2] and tokens_per_param = [20, 80], or budgets (optional section);
+                student_init = ["scratch", "pruned"]: besides (or instead of) the students from scratch, a
+                student of each size pruned from each teacher (see below)
+    [prune]     importance, depth_by, calibration_tokens (as `prune`'s flags; optional, with pruned students)
     [distill]   kd, temperature, kd_weight, top_k; on_policy_fraction, on_policy_temperature,
                 on_policy_start, on_policy_prompt_tokens, on_policy_continuation_tokens (as `distill`'s
                 --on-policy-* flags); supervised_baselines = true; teach_from = "all"
@@ -23,6 +26,15 @@
 Busbridge et al.'s three protocols (docs/science.md §5) are the three combinations of fixed-M and IsoFLOP ladders
 that include a fixed-M side: fixed-M teachers x student IsoFLOP profiles, IsoFLOP teachers x fixed-M students,
 and fixed-M x fixed-M. Every student is distilled from every teacher.
+
+Pruned students (`student_init` lists "pruned"; MiniMA's capacity-gap experiment): for each student size
+and each teaching run at least that size in every dimension (depth, width, heads, FFN; smaller teachers
+are skipped), a `prune` run (kind "pruned", id `p-L<student>-T<teacher>-...`) cuts the teacher to the
+student size's shape on calibration windows of the student's half of the corpus (`distillscale prune`),
+and a student of that size starts from it (`distill --student-init`) and is distilled from the same
+teacher on the size's budgets, like the student from scratch beside it. The pruned model is kept in
+the sweep's runs/ like any run; the student's id hashes the prune run's id (its start). Under WSD a
+pruned student has one budget per size (its forks are not built).
 
 Token budgets: a fixed M gives D = M N; a FLOP budget C gives D = C / (6 N). N is the non-embedding
 parameter count, and 6 N D is the compute convention of the laws the sweep calibrates; each result also
@@ -57,6 +69,7 @@ from distillscale.model import ModelConfig
 from distillscale.training.config import (BOOKKEEPING_KEYS, DEFAULT_COOLDOWN_FRACTION, ON_POLICY_KEYS, TEACHER_FIXED_KEYS,
                                          WARMUP_KEYS, WSD_KEYS, DistillConfig, OnPolicySettings, TrainConfig, hash_rule)
 from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.prune_config import PruneSettings
 from distillscale.units import Quantity, check_quantity, format_quantity, parse_quantity
 
 if sys.version_info >= (3, 11):
@@ -64,7 +77,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-RunKind = Literal["teacher", "student", "baseline"]
+RunKind = Literal["teacher", "student", "baseline", "pruned"]
+StudentInit = Literal["scratch", "pruned"]
 
 # [data] keys and the train setting each one sets.
 DATA_KEYS = {"path": "data", "text_field": "text_field", "vocab_size": "vocab_size",
@@ -166,6 +180,29 @@ class Ladder(BaseModel):
         return self.seeds if n_layers in depths[:self.seeded_sizes] else 1
 
 
+class StudentLadder(Ladder):
+    """The students' ladder, and where they start: from scratch, pruned from each teacher, or both."""
+
+    student_init: Annotated[list[StudentInit], BeforeValidator(lambda v: v if isinstance(v, list) else [v])] = ["scratch"]
+
+    @model_validator(mode="after")
+    def _check_inits(self) -> "StudentLadder":
+        if not self.student_init:
+            raise ValueError('student_init is empty: list "scratch", "pruned" or both')
+        if len(set(self.student_init)) != len(self.student_init):
+            raise ValueError(f"student_init lists a value twice: {self.student_init}")
+        return self
+
+    def section(self) -> dict[str, Any]:
+        section = super().section()
+        if self.student_init == ["scratch"]:  # left out, so that earlier sweeps keep their spec
+            section.pop("student_init")
+        return section
+
+
+# [prune] keys: how the pruned students are cut from their teachers, as `prune`'s flags.
+PRUNE_KEYS = ("importance", "depth_by", "calibration_tokens")
+PruneSection = _section("PruneSection", PruneSettings, {key: key for key in PRUNE_KEYS})
 DataSection = _section("DataSection", TrainConfig, DATA_KEYS)
 # A learning rate per width (optional): lr x (d_model / lr_reference_width) ** lr_width_exponent.
 LR_RULE_KEYS = ("lr_width_exponent", "lr_reference_width")
@@ -193,6 +230,7 @@ class _SpecShape(BaseModel):
     students: dict[str, Any] | None = None
     distill: dict[str, Any] = {}
     repetition: dict[str, Any] | None = None
+    prune: dict[str, Any] | None = None
 
 
 class RepetitionSection(BaseModel):
@@ -229,14 +267,17 @@ class PlannedRun:
     teacher_id: str | None = None
     parent_id: str | None = None    # a WSD fork: the longer run whose stable phase it continues
     epochs: float | None = None     # a repeated-data run: passes over its subset (settings' unique_tokens)
+    # A student pruned from its teacher: the "pruned" run it starts from (`distill --student-init`).
+    # Its settings keep the shape of its size (the pruned model's), which the runner replaces by the start.
+    init_id: str | None = None
 
     @property
     def command(self) -> str:
-        return "distill" if self.kind == "student" else "train"
+        return {"student": "distill", "pruned": "prune"}.get(self.kind, "train")
 
     @property
     def depends_on(self) -> tuple[str, ...]:
-        return tuple(run_id for run_id in (self.teacher_id, self.parent_id) if run_id)
+        return tuple(run_id for run_id in (self.teacher_id, self.parent_id, self.init_id) if run_id)
 
     def to_config(self) -> dict[str, Any]:
         """The JSON the run store keeps for this run."""
@@ -244,7 +285,11 @@ class PlannedRun:
                   "non_embedding_params": self.non_embedding_params, "tokens": self.tokens,
                   "tokens_per_param": self.tokens_per_param, "budget": self.budget,
                   "teacher_id": self.teacher_id, "parent_id": self.parent_id, "settings": self.settings}
-        return config if self.epochs is None else {**config, "epochs": self.epochs}
+        if self.epochs is not None:
+            config["epochs"] = self.epochs
+        if self.init_id is not None:
+            config["init_id"] = self.init_id
+        return config
 
 
 @dataclass(frozen=True)
@@ -286,10 +331,22 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     data = _validate(DataSection, shape.data, source, prefix="data.")
     model = _validate(ModelSection, shape.model, source, prefix="model.")
     teachers = _validate(Ladder, shape.teachers, source, prefix="teachers.")
-    students = None if shape.students is None else _validate(Ladder, shape.students, source, "students.")
+    students = None if shape.students is None else _validate(StudentLadder, shape.students, source, "students.")
     distill = _validate(DistillSection, shape.distill, source, prefix="distill.")
     repetition = (None if shape.repetition is None
                   else _validate(RepetitionSection, shape.repetition, source, prefix="repetition."))
+    prune = _validate(PruneSection, shape.prune or {}, source, prefix="prune.")
+    pruned_students = students is not None and "pruned" in students.student_init
+    if shape.prune is not None and not pruned_students:
+        raise UserError(f'{source}: [prune] sets how pruned students are cut from their teachers, and [students] '
+                        f'has none: add student_init = ["scratch", "pruned"] to [students], or remove [prune]')
+    if pruned_students and repetition is not None:
+        raise UserError(f"{source}: [repetition] and pruned students (student_init) do not mix yet: run them as "
+                        f"two sweeps")
+    if pruned_students and model.schedule == "wsd" and len(students.tokens_per_param or students.budgets) > 1:
+        raise UserError(f'{source}: pruned students under schedule = "wsd" take one budget per size (their WSD '
+                        f'forks are not built): give [students] one tokens_per_param (or budget), or schedule = '
+                        f'"cosine"')
     if repetition is not None and students is None:
         raise UserError(f"{source}: [repetition] repeats the students' data: add a [students] section")
     if teachers.protocol == "isoflop" and students is not None and students.protocol == "isoflop":
@@ -327,18 +384,36 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         if distill.supervised_baselines:
             runs += student_sizes
         students_of = {}  # (baseline id, teacher id) -> the student in its place: a fork's parent
+        pruned_of: dict[tuple[int, str], PlannedRun] = {}  # (student depth, teacher id) -> its prune run
+        inits, checked = students.student_init, False
         for size in student_sizes:
             for teacher in _teaching(teacher_runs, distill.teach_from):
                 settings = {key: value for key, value in size.settings.items()
                             if key not in TEACHER_FIXED_KEYS} | distill_settings
-                student = _planned("student", size.n_layers, size.non_embedding_params, size.tokens,
-                                   size.tokens_per_param, size.budget, settings, teacher,
-                                   students_of.get((size.parent_id, teacher.run_id)))
-                if not students_of:  # every [distill] key, so that one given with fraction 0 is refused
+                if not checked:  # every [distill] key, so that one given with fraction 0 is refused
                     _check_distill_settings(settings | distill.model_dump(include=set(ON_POLICY_DISTILL_KEYS)),
                                             source)
-                students_of[size.run_id, teacher.run_id] = student
-                runs.append(student)
+                    checked = True
+                if "scratch" in inits:
+                    student = _planned("student", size.n_layers, size.non_embedding_params, size.tokens,
+                                       size.tokens_per_param, size.budget, settings, teacher,
+                                       students_of.get((size.parent_id, teacher.run_id)))
+                    students_of[size.run_id, teacher.run_id] = student
+                    runs.append(student)
+                if "pruned" in inits and _fits_in(size, teacher, source):
+                    key = (size.n_layers, teacher.run_id)
+                    if key not in pruned_of:
+                        pruned_of[key] = _prune_run(size, teacher, prune, source)
+                        runs.append(pruned_of[key])
+                    runs.append(_planned("student", size.n_layers, size.non_embedding_params, size.tokens,
+                                         size.tokens_per_param, size.budget, settings, teacher,
+                                         init=pruned_of[key]))
+        if pruned_students:
+            missing = sorted({size.n_layers for size in student_sizes} - {depth for depth, _ in pruned_of})
+            if missing:
+                raise UserError(f"{source}: [students] n_layers = {missing[0]} is larger than every teaching run, and "
+                                f"a pruned student is cut from a teacher at least its size: add a larger teacher or "
+                                f"a smaller student")
         if repetition is not None:
             runs += _repeated_runs(student_sizes, _teaching(teacher_runs, distill.teach_from), repetition.epochs,
                                    distill_settings, distill.supervised_baselines)
@@ -352,6 +427,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         sections["students"] = students.section()
     if repetition is not None:
         sections["repetition"] = repetition.model_dump(mode="json")
+    if pruned_students:
+        sections["prune"] = prune.model_dump(mode="json")
     return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs))
 
 
@@ -455,22 +532,65 @@ def _forked_runs(kind: RunKind, n_layers: int, params: int, grid: list[tuple], s
 
 def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_param: float | None,
              budget: float | None, settings: dict[str, Any], teacher: PlannedRun | None = None,
-             parent: PlannedRun | None = None, epochs: float | None = None) -> PlannedRun:
+             parent: PlannedRun | None = None, epochs: float | None = None,
+             init: PlannedRun | None = None) -> PlannedRun:
     teacher_id = teacher.run_id if teacher else None
     parent_id = parent.run_id if parent else None
+    init_id = init.run_id if init else None
     identity = {"kind": kind, "teacher_id": teacher_id,
                 "settings": {k: v for k, v in settings.items() if k not in BOOKKEEPING_KEYS}}
     if parent_id:  # left out otherwise, so that the ids of cosine sweeps stay as they were
         identity["parent_id"] = parent_id
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    if init_id:  # likewise
+        identity["init_id"] = init_id
+    digest = _digest(identity)
     length = f"M{tokens_per_param:g}" if budget is None else f"C{format_quantity(budget)}"
     via = f"-T{teacher.n_layers}" if teacher else ""
     repeats = f"-E{epochs:g}" if epochs is not None else ""
-    run_id = f"{kind[0]}-L{n_layers}-{length}{repeats}{via}-{digest}"
+    start = "-P" if init_id else ""
+    run_id = f"{kind[0]}-L{n_layers}-{length}{repeats}{via}{start}-{digest}"
     check_quantity(tokens, f"the tokens of run {run_id}", kind=Quantity.TOKENS)  # M x N: each may be in range, not the product
     return PlannedRun(run_id=run_id, kind=kind, n_layers=n_layers, non_embedding_params=params,
                       tokens=tokens, tokens_per_param=tokens_per_param, budget=budget, settings=settings,
-                      teacher_id=teacher_id, parent_id=parent_id, epochs=epochs)
+                      teacher_id=teacher_id, parent_id=parent_id, epochs=epochs, init_id=init_id)
+
+
+def _digest(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _student_shape(size: PlannedRun) -> ModelConfig:
+    """The model of a student size (or a teacher run), as its settings give it."""
+    settings = size.settings
+    shape = {key: settings[key] for key in ("aspect_ratio", "head_dim", "tie_embeddings", "mup")
+             if settings.get(key) is not None}
+    return ModelConfig(n_layers=size.n_layers, vocab_size=settings.get("vocab_size") or 512, **shape)
+
+
+def _fits_in(size: PlannedRun, teacher: PlannedRun, source: str) -> bool:
+    """Whether the student size can be pruned from the teacher: no dimension larger, the same head
+    size (pruning keeps whole heads) and the same tied or untied embeddings."""
+    student, big = _student_shape(size), _student_shape(teacher)
+    if (student.head_dim, student.tie_embeddings, student.mup) != (big.head_dim, big.tie_embeddings, big.mup):
+        raise UserError(f"{source}: a pruned student keeps its teacher's head size, embeddings and muP, and "
+                        f"[students] n_layers = {size.n_layers} differs from teacher n_layers = {teacher.n_layers}")
+    return all(getattr(student, key) <= getattr(big, key) for key in ("n_layers", "d_model", "n_heads", "d_ff"))
+
+
+def _prune_run(size: PlannedRun, teacher: PlannedRun, prune: BaseModel, source: str) -> PlannedRun:
+    """The `prune` run cutting `teacher` to the shape of the student size `size`, calibrated on windows
+    of the student's half of the corpus at the sweep's context (the teacher's corpus and tokenizer)."""
+    shape = _student_shape(size)
+    settings = {"n_layers": shape.n_layers, "d_model": shape.d_model, "n_heads": shape.n_heads,
+                "d_ff": shape.d_ff, "seq_len": size.settings["seq_len"], "split": "student",
+                **prune.model_dump(mode="json")}
+    if size.settings.get("device") is not None:
+        settings["device"] = size.settings["device"]
+    digest = _digest({"kind": "pruned", "teacher_id": teacher.run_id, "settings": settings})
+    run_id = f"p-L{size.n_layers}-T{teacher.n_layers}-{digest}"
+    return PlannedRun(run_id=run_id, kind="pruned", n_layers=size.n_layers,
+                      non_embedding_params=shape.non_embedding_params, tokens=prune.calibration_tokens,
+                      tokens_per_param=None, budget=None, settings=settings, teacher_id=teacher.run_id)
 
 
 def _non_embedding_params(n_layers: int, base: dict[str, Any], source: str, section: str) -> int:

@@ -109,6 +109,10 @@ class ModelSettings(Settings):
                     "--aspect-ratio, --head-dim, --tie-embeddings and --mup; its tokenizer must be the run's")
 
 
+# The shape settings a start (--student-init) replaces: its model has its own.
+STUDENT_INIT_REPLACES = ("n_layers", "aspect_ratio", "head_dim", "tie_embeddings", "mup")
+
+
 class BudgetSettings(Settings):
     section, title = "budget", "Budget and batch"
 
@@ -221,9 +225,8 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         if self.student_init is None and self.n_layers is None:
             raise ValueError("give the model's depth with --n-layers (d_model = aspect ratio x depth), or "
                              "start from a model with --student-init DIR")
-        shape_keys = ("n_layers", "aspect_ratio", "head_dim", "tie_embeddings", "mup")
         fields = type(self).model_fields
-        if self.student_init is not None and (given := [k for k in shape_keys
+        if self.student_init is not None and (given := [k for k in STUDENT_INIT_REPLACES
                                                         if getattr(self, k) != fields[k].default]):
             raise ValueError(f"{flag(given[0])} does not mix with --student-init: the model's shape is "
                              f"the one in {self.student_init}")

@@ -11,7 +11,7 @@ from distillscale.training.prune_config import PruneConfig
 from distillscale.units import format_quantity
 
 
-def prune_command(teacher: Path, as_json: bool = False, **settings) -> int:
+def prune_command(teacher: Path, config: Path | None = None, as_json: bool = False, **settings) -> int:
     """Prune a teacher into a smaller student of the family, to distil with `distill --student-init OUT`.
 
     Importance is measured on calibration windows of the corpus (by default the student's half of a run teacher's corpus): first-order |dL/dmask| of heads, FFN neurons and hidden channels (MiniMA, the default) or activation magnitudes (Minitron), normalised per layer.
@@ -23,7 +23,7 @@ def prune_command(teacher: Path, as_json: bool = False, **settings) -> int:
     from distillscale.settings import load_config
     from distillscale.training.pruning import prune_teacher
 
-    record = prune_teacher(load_config(PruneConfig, None, settings | {"teacher": teacher}), progress=True)
+    record = prune_teacher(load_config(PruneConfig, config, settings | {"teacher": teacher}), progress=True)
     if as_json:
         print_json(record.model_dump())
         return 0

@@ -3,7 +3,8 @@
 "use strict";
 
 const $ = id => document.getElementById(id);
-const CONTROLS = ["law", "compute", "student", "scenario", "teacher-params", "teacher-tokens", "teacher-loss"];
+const CONTROLS = ["law", "compute", "student", "scenario", "student-init", "teacher-params", "teacher-tokens",
+                  "teacher-loss"];
 const COLORS = { distilled: "#2f6fd6", supervised: "#1d2330", optimum: "#c0392b", gap: "#8a94a6",
                  plan: "#e08a00", student: "#2f6fd6", logits: "#7b5cd6", pretraining: "#d65c8a" };
 // What the browser measured, read by the tests and the latency bench.
@@ -29,6 +30,7 @@ function query() {
     student: $("student-mode").value === "best" ? "best" : $("student").value,
     teacher: $("teacher").value, teacher_params: $("teacher-params").value,
     teacher_tokens: $("teacher-tokens").value, teacher_loss: $("teacher-loss").value,
+    student_init: $("student-init").value,
   };
 }
 
@@ -232,6 +234,7 @@ async function init() {
     schedule();
   });
   $("scenario").addEventListener("change", () => { hint(); schedule(); });
+  $("student-init").addEventListener("change", schedule);
   $("teacher").addEventListener("change", () => {
     showTeacherFields();
     if ($("teacher").value !== "none") { $("scenario").value = "teacher-inference"; hint(); }
