@@ -117,10 +117,12 @@ def test_off_policy_runs_keep_their_config_hash():
     assert on_policy.hash() != DistillConfig(**base, on_policy_fraction=0.5, on_policy_temperature=0.5).hash()
 
 
-def test_on_policy_with_a_served_teacher_is_refused_not_ignored():
-    with pytest.raises(ValueError, match="not available with --teacher-url"):
-        DistillConfig(teacher_url="http://127.0.0.1:1/v1", top_k=4, tokenizer="t.json", out="o", n_layers=1,
-                      tokens=1000, on_policy_fraction=0.5)
+def test_on_policy_with_a_served_teacher_is_accepted_and_hashed():
+    # served on-policy runs themselves: tests/training/test_served_teacher.py
+    served = dict(teacher_url="http://127.0.0.1:1/v1", top_k=4, tokenizer="t.json", out="o", n_layers=1, tokens=1000)
+    on_policy = DistillConfig(**served, on_policy_fraction=0.5)
+    assert not ON_POLICY_KEYS & on_policy.unhashed_keys()
+    assert on_policy.hash() != DistillConfig(**served).hash()
 
 
 @pytest.mark.parametrize("args, message", [

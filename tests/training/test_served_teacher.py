@@ -515,3 +515,83 @@ def test_config_json_keeps_no_password_and_a_new_password_still_resumes(teacher,
 def test_serve_teacher_names_its_own_argument_for_a_missing_teacher(cli, tmp_path):
     code, _, err = cli("serve-teacher", tmp_path / "nope")
     assert code == 2 and "serve-teacher's TEACHER argument" in err and "--teacher" not in err, err
+
+
+ON_POLICY = ("--on-policy-fraction", "0.5", "--on-policy-prompt-tokens", "8",
+             "--on-policy-continuation-tokens", "8")
+
+
+@pytest.fixture(scope="module")
+def on_policy_in_process(teacher, tmp_path_factory):
+    """On-policy from the teacher in process, with the same --top-k K targets as the served path."""
+    out = tmp_path_factory.mktemp("runs") / "on-policy-in-process"
+    run_cli("distill", "--teacher", teacher, "--out", out, *STUDENT, *ON_POLICY)
+    return out
+
+
+def test_on_policy_through_the_server_matches_the_teacher_in_process(served, teacher, on_policy_in_process, tmp_path):
+    out = tmp_path / "served-on-policy"
+    run_cli("distill", "--teacher-url", served.url, "--tokenizer", teacher / "tokenizer.json", "--out", out,
+            *STUDENT, *ON_POLICY)
+    local, remote = metrics(on_policy_in_process), metrics(out)
+    assert [m["step"] for m in local] == [m["step"] for m in remote] == list(range(1, 9))
+    difference = max(abs(a["loss"] - b["loss"]) for a, b in zip(local, remote))
+    print(f"on-policy served vs in process: training loss within {difference:.3g}")
+    assert difference < 1e-4, difference
+    result = json.loads((out / "result.json").read_text())
+    local_result = json.loads((on_policy_in_process / "result.json").read_text())
+    assert abs(result["val_loss"] - local_result["val_loss"]) < 1e-4
+    on_policy = result["on_policy"]
+    assert on_policy["generated_tokens"] == local_result["on_policy"]["generated_tokens"] == 4 * 8 * 8
+    record = result["teacher_server"]
+    # GET /models, 4 validation requests, the top-k check, 4 corpus batches and 4 rollouts (the corpus windows
+    # of on-policy batches are not sent), each one request
+    assert record["requests"] == 1 + 4 + 1 + 4 + 4 and record["retries"] == 0
+    assert 0 < record["mean_tail_mass"] < 1 and "kept in the loss" in record["tail_mass"]
+    # the top-k check is kept beside the on-policy record (it was dropped for on-policy runs, in process too)
+    assert result["top_k_targets"]["path"] == "served" and local_result["top_k_targets"]["path"] == "in-process"
+
+
+def test_a_server_that_dies_mid_on_policy_run_stops_it_and_it_resumes(cli, service, teacher, on_policy_in_process,
+                                                                      tmp_path):
+    """The server dies while scoring the student's third rollout (step 6): the run stops with one line
+    (exit 2), its checkpoint of step 4 intact; restarted, the same command resumes it (rollouts regenerated
+    from seed, step and rank, and scored again) to the loss of the uninterrupted in-process run."""
+    serving = Serving(make_teacher_server(service))
+    rollouts, completions = [0], service.completions
+
+    def dying(request):
+        # a rollout is sent with its last token repeated (the teacher never reads it); a corpus batch is not
+        if all(prompt[-1] == prompt[-2] for prompt in request["prompt"]):
+            rollouts[0] += 1
+            if rollouts[0] == 3:
+                threading.Thread(target=serving.stop).start()
+                raise ConnectionAbortedError("the server died")
+        return completions(request)
+
+    out = tmp_path / "resumed-on-policy"
+    args = ("distill", "--teacher-url", serving.url, "--tokenizer", teacher / "tokenizer.json", "--out", out,
+            "--teacher-retries", "2", *STUDENT, *ON_POLICY)
+    service.completions = dying
+    try:
+        code, _, err = cli(*args)
+    finally:
+        del service.completions
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("distillscale: error: the teacher server") and "Traceback" not in err, err
+    assert "after 3 tries" in last and "resumes" in last
+    assert not (out / "result.json").exists()
+    state = torch.load(out / "state" / "checkpoint.pt", weights_only=True)
+    assert state["progress"]["step"] == 4
+    serving = Serving(make_teacher_server(service, port=serving.port))
+    try:
+        code, _, err = cli(*args)
+    finally:
+        serving.stop()
+    assert code == 0, err
+    local, resumed = metrics(on_policy_in_process), metrics(out)
+    assert [m["step"] for m in resumed] == list(range(1, 9))
+    assert max(abs(a["loss"] - b["loss"]) for a, b in zip(local, resumed)) < 1e-4
+    result = json.loads((out / "result.json").read_text())
+    assert abs(result["val_loss"] - json.loads((on_policy_in_process / "result.json").read_text())["val_loss"]) < 1e-4
+    assert result["on_policy"]["generated_tokens"] == 4 * 8 * 8

@@ -520,10 +520,6 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             if self.teacher_cache is not None:
                 raise ValueError("--on-policy-fraction needs a live --teacher: a logit cache holds the teacher's "
                                  "predictions on the corpus, not on what the student generates")
-            if self.teacher_url is not None:
-                raise ValueError("--on-policy-fraction is not available with --teacher-url yet (a served teacher "
-                                 "scores corpus windows only): use a local --teacher, or leave out "
-                                 "--on-policy-fraction")
             if self.parallel == "fsdp":
                 raise ValueError("--on-policy-fraction is not available with --parallel fsdp yet (sharded "
                                  "generation is untested): use --parallel ddp")

@@ -44,6 +44,8 @@ from distillscale.training.recipe import FLOPS_METHOD, train
 from distillscale.training.records import DistillationRecord, RunPlan, RunResult
 from distillscale.training.run_dir import RunDirectory
 from distillscale.training.remote_teacher import (
+    ServedOnPolicySampler,
+    ServedRolloutObjective,
     ServedTeacherObjective,
     ServedTeacherSampler,
     TeacherClient,
@@ -173,15 +175,28 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
             raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
                             f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
                             f"{data.tokenizer_hash[:12]}): give the teacher's tokenizer with --tokenizer")
-        return ServedTeacherSampler(client, tokens, config.seq_len, config.batch_size, config.seed)
+        sampler = ServedOnPolicySampler if config.on_policy_config() is not None else ServedTeacherSampler
+        samplers.append(sampler(client, tokens, config.seq_len, config.batch_size, config.seed))
+        return samplers[-1]
 
-    def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> ServedTeacherObjective:
+    def make_objective(data: PreparedData, plan: RunPlan, group: Distributed):
         teacher_val_loss = served_teacher_loss(client, data.split("val"), config.seq_len, config.batch_size,
                                              config.eval_tokens)
         objective = ServedTeacherObjective(client, config.loss_config(data.vocab_size), teacher_val_loss, FLOPS_METHOD)
         objective.count_teacher_flops(config.seq_len)
         objective.check_top_k(data.split(config.split), config.seq_len, config.batch_size, group.is_main)
-        return objective
+        if config.on_policy_config() is None:
+            return objective
+        # on-policy through the server: the student's rollouts are scored in the step (training/on_policy.py)
+        schedule = on_policy_schedule(config, plan)
+        samplers[-1].on_policy = schedule.is_on_policy
+        on_policy_loss = ServedTeacherObjective(client, on_policy_loss_config(objective.loss_config),
+                                                teacher_val_loss, FLOPS_METHOD)
+        return OnPolicyObjective(objective, ServedRolloutObjective(on_policy_loss), config.on_policy_config(),
+                                 plan.model, config.seq_len, sequences_per_micro_batch=config.batch_size,
+                                 tokens_per_step=config.tokens_per_step, schedule=schedule)
+
+    samplers: list[ServedTeacherSampler] = []
 
     return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
 

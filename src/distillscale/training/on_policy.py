@@ -31,7 +31,7 @@ uninterrupted one does:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -116,8 +116,13 @@ class OnPolicySampler(TokenSampler):
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)
-        seed = int(np.random.default_rng([self.seed, step, rank, GENERATION_STREAM]).integers(2**62))
-        return inputs, targets, torch.tensor([step, seed])
+        return inputs, targets, generation_plan(self.seed, step, rank)
+
+
+def generation_plan(seed: int, step: int, rank: int) -> torch.Tensor:
+    """[micro-batch index, the seed of this rank's draws]: a pure function of (seed, step, rank)."""
+    draws = int(np.random.default_rng([seed, step, rank, GENERATION_STREAM]).integers(2**62))
+    return torch.tensor([step, draws])
 
 
 class OnPolicyObjective:
@@ -139,10 +144,11 @@ class OnPolicyObjective:
         self.schedule = schedule
         self.extra_flops_per_token = off_policy.extra_flops_per_token
 
-    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, plan: torch.Tensor) -> LossOutput:
-        index, seed = plan.tolist()
+    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, *rest: torch.Tensor) -> LossOutput:
+        # rest: what the sampler adds for the off-policy objective (a served teacher's top-k), then the plan
+        index, seed = rest[-1].tolist()
         if not self.schedule.is_on_policy(index):
-            return self.off_policy(model, inputs, targets)
+            return self.off_policy(model, inputs, targets, *rest[:-1])
         student = model.model if isinstance(model, TrainingModel) else model
         inputs, targets = rollout(student, inputs, targets, self.config, seed)
         return self.on_policy_loss(model, inputs, targets)
@@ -160,8 +166,8 @@ class OnPolicyObjective:
             teacher_scoring_flops=teacher_scoring_flops(teacher_per_token or 0.0, sequences * self.seq_len),
             flops_method=FLOPS_METHOD)
         method = f"{base.flops_method}; plus on_policy.generation_flops (the student's sampling)"
-        return ObjectiveRecord(teacher=base.teacher, distillation=base.distillation, on_policy=record,
-                               flops_method=method, extra_flops=record.generation_flops)
+        # the off-policy objective's record (its teacher server, its top-k check included) with the generation
+        return replace(base, on_policy=record, flops_method=method, extra_flops=record.generation_flops)
 
 
 def rollout(student, inputs: torch.Tensor, targets: torch.Tensor, config: OnPolicyConfig,
