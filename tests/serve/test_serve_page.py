@@ -206,7 +206,7 @@ def test_the_page_has_a_control_for_where_the_student_starts(cli):
     page_controls = json.loads(re.search(r"const CONTROLS = (\[.*?\]);", script, re.S).group(1))
     assert "student-init" in page_controls and 'student_init: $("student-init").value' in script
     assert {control for control, _ in CONTROLS.values()} <= set(page_controls)
-    assert f'id="student-init-error"' in html
+    assert 'id="student-init-error"' in html
 
     planner = Planner()
     query = PlanQuery(law="busbridge2025", compute="1e21", student="546M", scenario="teacher-inference",
