@@ -5,6 +5,7 @@ line on stderr and exit status 2."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -261,7 +262,16 @@ def _usage_error_message(exc) -> str:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A rank of a multi-process run (torchrun) ends here, its process group already destroyed: skip
+        # the interpreter's teardown, where FSDP2 and Distributed Checkpoint on gloo (torch 2.13, CPU)
+        # can leave a C++ thread that aborts the process ("terminate called without an active
+        # exception", status -6) after a run that succeeded or refused cleanly.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # `torchrun ... -m distillscale.cli train ...`

@@ -369,13 +369,18 @@ if rank == 1:
         shutil.copytree(shared, mine)
         (mine / "step-000000005" / "trainer.pt").write_bytes(bytes(64))
 dist.barrier()
+code = 0
 try:
     progress = load_sharded(mine, *build())
     print("RESULT loaded", progress, flush=True)
     dist.all_reduce(torch.ones(1))  # training would go on into collectives
 except UserError as exc:
     print("RESULT refused", exc, flush=True)
-    sys.exit(2)
+    code = 2
+finally:
+    group.close()
+sys.stdout.flush()
+os._exit(code)  # as the CLI's ranks end: the interpreter's teardown after FSDP2 + DCP on gloo can abort
 '''
 
 
