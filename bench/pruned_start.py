@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from distillscale.units import Quantity, parse_quantity
+
 SHAPE = ["--seq-len", "64", "--batch-size", "16"]
 
 
@@ -45,8 +47,8 @@ def student_shape(layers: int) -> tuple[list[str], list[str]]:
 
 
 def tokens(text: str) -> int:
-    scale = {"K": 1_000, "M": 1_000_000}.get(text[-1].upper(), 1)
-    return int(float(text.rstrip("KkMm")) * scale)
+    """A token count as the CLI reads it (100K, 2M, 1e6)."""
+    return int(parse_quantity(text, "tokens", kind=Quantity.TOKENS))
 
 
 def cli(*args: str) -> None:
