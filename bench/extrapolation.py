@@ -68,6 +68,10 @@ FITS = {
     "auto-exponent-prior": {"exponent_prior_scale": 1.0},
     "auto-exponent-prior-x0.5": {"exponent_prior_scale": 0.5},
     "auto-exponent-prior-x0.25": {"exponent_prior_scale": 0.25},
+    # The same prior on the data exponent alone (the signed error rises with tokens per parameter on
+    # every set: the data term beyond the fitted sizes, not the N exponent, is the suspect).
+    "auto-beta-prior": {"exponent_prior_scale": 1.0, "prior_on": "beta"},
+    "auto-beta-prior-x0.5": {"exponent_prior_scale": 0.5, "prior_on": "beta"},
 }
 DEFAULT_FITS = ["auto"]
 
@@ -129,8 +133,10 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
     drop_ratio_below = options.pop("drop_ratio_below", None)
     drop_smallest = options.pop("drop_smallest", False)
     prior_scale = options.pop("exponent_prior_scale", None)
+    prior_on = options.pop("prior_on", None)
     if prior_scale is not None:
-        options["exponent_prior"] = hierarchical_prior(name, prior_scale)
+        prior = hierarchical_prior(name, prior_scale)
+        options["exponent_prior"] = prior if prior_on is None else ExponentPrior(**{prior_on: getattr(prior, prior_on)})
     N, D, loss = runs.columns(params)
     total = runs.columns("total_params")[0]
     scale = runs.columns()[0]  # distances always in the set's own N, whichever N the law is fitted on
