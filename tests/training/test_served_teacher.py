@@ -218,6 +218,36 @@ def test_a_server_that_does_not_answer_in_time_is_retried_then_one_line():
         serving.stop()
 
 
+def die_then_resume(cli, service, serving, dying, args, out, reference, checkpoint_step: int) -> dict:
+    """Run `args` while the server answers through `dying` (which stops it mid-run): exit 2 with one
+    line and the checkpoint of `checkpoint_step` intact; then restart the server on its port and run
+    again: the run resumes to the metrics and validation loss of `reference` (within 1e-4). Returns
+    the resumed run's result.json."""
+    service.completions = dying
+    try:
+        code, _, err = cli(*args)
+    finally:
+        del service.completions
+    last = err.strip().splitlines()[-1]  # the lines before it are the progress of the steps before
+    assert code == 2 and last.startswith("distillscale: error: the teacher server") and "Traceback" not in err, err
+    assert "after 3 tries" in last and "resumes" in last
+    assert not (out / "result.json").exists()
+    state = torch.load(out / "state" / "checkpoint.pt", weights_only=True)
+    assert state["progress"]["step"] == checkpoint_step
+    serving = Serving(make_teacher_server(service, port=serving.port))
+    try:
+        code, _, err = cli(*args)
+    finally:
+        serving.stop()
+    assert code == 0, err
+    local, resumed = metrics(reference), metrics(out)
+    assert [m["step"] for m in resumed] == list(range(1, 9))  # the steps after the checkpoint once: the log was cut back
+    assert max(abs(a["loss"] - b["loss"]) for a, b in zip(local, resumed)) < 1e-4
+    result = json.loads((out / "result.json").read_text())
+    assert abs(result["val_loss"] - json.loads((reference / "result.json").read_text())["val_loss"]) < 1e-4
+    return result
+
+
 def test_a_server_that_dies_mid_run_stops_the_run_which_resumes(cli, service, teacher, in_process, tmp_path):
     """The server dies after the teacher's validation, the top-k check and three training batches: the run stops
     with one line (exit 2), its checkpoint intact; restarted on the same port, the same command
@@ -235,28 +265,8 @@ def test_a_server_that_dies_mid_run_stops_the_run_which_resumes(cli, service, te
     out = tmp_path / "resumed"
     args = ("distill", "--teacher-url", serving.url, "--tokenizer", teacher / "tokenizer.json", "--out", out,
             "--teacher-retries", "2", *STUDENT)
-    service.completions = dying
-    try:
-        code, _, err = cli(*args)
-    finally:
-        del service.completions
-    last = err.strip().splitlines()[-1]  # the lines before it are the progress of steps 1..3
-    assert code == 2 and last.startswith("distillscale: error: the teacher server") and "Traceback" not in err, err
-    assert "after 3 tries" in last and "resumes" in last
-    assert not (out / "result.json").exists()
-    state = torch.load(out / "state" / "checkpoint.pt", weights_only=True)
-    assert state["progress"]["step"] == 2  # the last checkpoint before the server died (--save-every 2)
-    serving = Serving(make_teacher_server(service, port=serving.port))
-    try:
-        code, _, err = cli(*args)
-    finally:
-        serving.stop()
-    assert code == 0, err
-    local, resumed = metrics(in_process), metrics(out)
-    assert [m["step"] for m in resumed] == list(range(1, 9))  # steps 3..8 once: the log was cut back
-    assert max(abs(a["loss"] - b["loss"]) for a, b in zip(local, resumed)) < 1e-4
-    result = json.loads((out / "result.json").read_text())
-    assert abs(result["val_loss"] - json.loads((in_process / "result.json").read_text())["val_loss"]) < 1e-4
+    # 2: the last checkpoint before the server died (--save-every 2)
+    die_then_resume(cli, service, serving, dying, args, out, in_process, checkpoint_step=2)
 
 
 @pytest.mark.parametrize("url, words", [
@@ -572,26 +582,5 @@ def test_a_server_that_dies_mid_on_policy_run_stops_it_and_it_resumes(cli, servi
     out = tmp_path / "resumed-on-policy"
     args = ("distill", "--teacher-url", serving.url, "--tokenizer", teacher / "tokenizer.json", "--out", out,
             "--teacher-retries", "2", *STUDENT, *ON_POLICY)
-    service.completions = dying
-    try:
-        code, _, err = cli(*args)
-    finally:
-        del service.completions
-    last = err.strip().splitlines()[-1]
-    assert code == 2 and last.startswith("distillscale: error: the teacher server") and "Traceback" not in err, err
-    assert "after 3 tries" in last and "resumes" in last
-    assert not (out / "result.json").exists()
-    state = torch.load(out / "state" / "checkpoint.pt", weights_only=True)
-    assert state["progress"]["step"] == 4
-    serving = Serving(make_teacher_server(service, port=serving.port))
-    try:
-        code, _, err = cli(*args)
-    finally:
-        serving.stop()
-    assert code == 0, err
-    local, resumed = metrics(on_policy_in_process), metrics(out)
-    assert [m["step"] for m in resumed] == list(range(1, 9))
-    assert max(abs(a["loss"] - b["loss"]) for a, b in zip(local, resumed)) < 1e-4
-    result = json.loads((out / "result.json").read_text())
-    assert abs(result["val_loss"] - json.loads((on_policy_in_process / "result.json").read_text())["val_loss"]) < 1e-4
+    result = die_then_resume(cli, service, serving, dying, args, out, on_policy_in_process, checkpoint_step=4)
     assert result["on_policy"]["generated_tokens"] == 4 * 8 * 8
