@@ -203,15 +203,14 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
 
 def _make_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
                     plan: RunPlan, group: Distributed) -> DistillationObjective:
-    student = plan.model
     # L_T on the fp32 master weights under the run's autocast, as the teacher's own val_loss was measured
     # (and the student's is); then bf16 weights on CUDA for the forward passes that make the targets.
     teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code,
                            dtype=torch.float32)
     if config.parallel == "fsdp" and config.teacher_parallel == "shard":
         teacher = shard_teacher(teacher, group)  # each rank keeps 1/world_size of its blocks (in fp32)
-    if student.non_embedding_params > teacher.info.non_embedding_params and group.is_main:
-        warn(f"the student ({student.non_embedding_params:,} non-embedding parameters) is larger than the "
+    if plan.non_embedding_params > teacher.info.non_embedding_params and group.is_main:
+        warn(f"the student ({plan.non_embedding_params:,} non-embedding parameters) is larger than the "
              f"teacher ({teacher.info.non_embedding_params:,}): allowed, but check --n-layers and --teacher")
     teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
                                 config.eval_tokens, group, bf16_autocast(group.device, plan.bf16))
