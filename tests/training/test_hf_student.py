@@ -1,0 +1,135 @@
+"""Any Hugging Face causal LM as a student (`--student-init DIR` of an architecture the family does not
+import): it trains by the same recipe, resumes exactly after kill -9, and exports.
+
+Two tiny random students, created here (no download): GPT-2 (learned positions, LayerNorm, tied
+embeddings, dropout) and Mistral as the "Llama-style" one (RMSNorm, RoPE, SwiGLU, grouped-query
+attention; its architecture is not Llama's, so it is not imported into the family and takes the
+generic path, as any Llama-like model of another name does).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+
+import pytest
+import safetensors.torch
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    MistralConfig,
+    MistralForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
+VOCAB = 320
+RUN = ("--max-bytes", "100k", "--seq-len", "32", "--batch-size", "8", "--eval-tokens", "1k", "--device", "cpu",
+       "--eval-every", "0", "--lr", "0.003")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_byte_level_bpe([inspect.getsource(json) * 50], vocab_size=VOCAB)
+
+
+def save_gpt2(directory, tokenizer, vocab_size=VOCAB):
+    config = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                        architectures=["GPT2LMHeadModel"])
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TEXT).save_pretrained(directory)
+    return directory
+
+
+def save_mistral(directory, tokenizer, vocab_size=384):
+    """Padded vocabulary (more output rows than the tokenizer's ids), untied embeddings."""
+    config = MistralConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                           architectures=["MistralForCausalLM"])
+    torch.manual_seed(0)
+    MistralForCausalLM(config).save_pretrained(directory)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TEXT).save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("save", [save_gpt2, save_mistral], ids=["gpt2", "mistral"])
+def test_a_generic_student_trains_and_exports(cli, tmp_path, tokenizer, save):
+    start = save(tmp_path / "start", tokenizer)
+    out = tmp_path / "student"
+    code, stdout, err = cli("distill", "--teacher", start, "--student-init", start, "--out", out, *RUN,
+                            "--tokens", "1k", "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["status"] == "completed" and math.isfinite(result["val_loss"])
+    started = AutoModelForCausalLM.from_pretrained(start)
+    embeddings = {id(started.get_input_embeddings().weight), id(started.get_output_embeddings().weight)}
+    expected_n = sum(p.numel() for p in started.parameters() if id(p) not in embeddings)
+    assert result["non_embedding_params"] == expected_n
+    assert result["flops"] == 6 * expected_n * result["tokens"] + result["teacher"]["flops"]
+    assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
+    # The student moved away from its start (the teacher is the start: the KD term alone would not
+    # move it, the CE term does).
+    trained = AutoModelForCausalLM.from_pretrained(out / "hf_model")
+    assert not torch.equal(trained.lm_head.weight, started.lm_head.weight)
+
+    code, _, err = cli("export-hf", out, tmp_path / "export")
+    assert code == 0, err
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
+    hf_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "export")
+    ids = torch.tensor([hf_tokenizer("def load(s):\n    return json.loads(s)")["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(exported(ids).logits, trained.eval()(ids).logits)
+
+
+def test_a_generic_student_resumes_exactly_after_kill_9(cli, tmp_path, tokenizer, kill_after_checkpoint):
+    start = save_gpt2(tmp_path / "gpt2", tokenizer)
+    args = ("--teacher", start, "--student-init", start, *RUN, "--tokens", "10k", "--save-every", "4")
+    code, _, err = cli("distill", "--out", tmp_path / "whole", *args)
+    assert code == 0, err
+
+    out = tmp_path / "killed"
+    killed_at = kill_after_checkpoint(out, "distill", "--out", out, *args)
+    assert 4 <= killed_at < 40
+    code, _, err = cli("distill", "--out", out, *args)
+    assert code == 0, err
+    assert f"resuming {out} from step {killed_at}/" in err
+    resumed, whole = (json.loads((run / "result.json").read_text()) for run in (out, tmp_path / "whole"))
+    assert resumed["val_loss"] == whole["val_loss"]
+    weights = [safetensors.torch.load_file(run / "hf_model" / "model.safetensors") for run in (out, tmp_path / "whole")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def one_line_refusal(cli, tmp_path, *args, message: str):
+    code, _, err = cli(*args)
+    assert code == 2 and message in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert not (tmp_path / "student").exists()
+
+
+def test_generic_student_refusals_are_one_line(cli, tmp_path, tokenizer):
+    start = save_gpt2(tmp_path / "gpt2", tokenizer)
+    run = ("--teacher", start, "--out", tmp_path / "student", *RUN, "--tokens", "1k")
+    remote = save_gpt2(tmp_path / "remote", tokenizer)
+    config = json.loads((remote / "config.json").read_text())
+    (remote / "config.json").write_text(json.dumps(config | {"auto_map": {"AutoModelForCausalLM": "x.Y"}}))
+    unknown = save_gpt2(tmp_path / "unknown", tokenizer)
+    (unknown / "config.json").write_text(json.dumps(config | {"model_type": "no-such-architecture"}))
+    small = save_gpt2(tmp_path / "small", tokenizer, vocab_size=VOCAB - 64)
+    for extra, message in [
+        (("--student-init", remote), "needs its own model code (auto_map in config.json)"),
+        (("--student-init", unknown), "cannot load the Hugging Face model"),
+        (("--student-init", small), f"the tokenizer has {VOCAB} token ids but --student-init"),
+        (("--student-init", start, "--mup"), "--mup does not mix with --student-init"),
+        (("--student-init", start, "--on-policy-fraction", "0.5"), "--on-policy-fraction is not available"),
+    ]:
+        one_line_refusal(cli, tmp_path, "distill", *run, *extra, message=message)
