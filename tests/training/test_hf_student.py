@@ -89,9 +89,14 @@ def test_a_generic_student_trains_and_exports(cli, tmp_path, tokenizer, save):
         assert torch.equal(exported(ids).logits, trained.eval()(ids).logits)
 
 
-def test_a_generic_student_resumes_exactly_after_kill_9(cli, tmp_path, tokenizer, kill_after_checkpoint):
-    start = save_gpt2(tmp_path / "gpt2", tokenizer)
-    args = ("--teacher", start, "--student-init", start, *RUN, "--tokens", "10k", "--save-every", "4")
+ON_POLICY = ("--on-policy-fraction", "0.5", "--on-policy-prompt-tokens", "8", "--on-policy-continuation-tokens",
+             "8", "--on-policy-start", "0.25", "--kd", "jsd")
+
+
+@pytest.mark.parametrize("save, extra", [(save_gpt2, ()), (save_mistral, ON_POLICY)], ids=["gpt2", "mistral-on-policy"])
+def test_a_generic_student_resumes_exactly_after_kill_9(cli, tmp_path, tokenizer, kill_after_checkpoint, save, extra):
+    start = save(tmp_path / "start", tokenizer)
+    args = ("--teacher", start, "--student-init", start, *RUN, "--tokens", "10k", "--save-every", "4", *extra)
     code, _, err = cli("distill", "--out", tmp_path / "whole", *args)
     assert code == 0, err
 
@@ -106,6 +111,24 @@ def test_a_generic_student_resumes_exactly_after_kill_9(cli, tmp_path, tokenizer
     weights = [safetensors.torch.load_file(run / "hf_model" / "model.safetensors") for run in (out, tmp_path / "whole")]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    if extra:
+        on_policy = resumed["on_policy"]
+        assert on_policy["sequences"] > 0 and on_policy["generation_flops"] > 0
+        assert on_policy["flops_method"].startswith("approximate (generic Hugging Face student)")
+
+
+def test_sampling_with_the_models_cache_is_sampling_without_it(tokenizer, tmp_path):
+    """At temperature 0 the cached sampling loop continues as argmax over full forward passes does."""
+    from distillscale.training.hf_student import load_hf_student
+
+    student = load_hf_student(save_mistral(tmp_path / "mistral", tokenizer), VOCAB, 32)
+    prompt = torch.randint(0, VOCAB, (2, 5), generator=torch.Generator().manual_seed(1))
+    sampled = student.sample_continuations(prompt, 6, 0.0, torch.Generator().manual_seed(0))
+    tokens = prompt
+    with torch.no_grad():
+        for _ in range(6):
+            tokens = torch.cat([tokens, student.eval()(tokens)[:, -1].argmax(-1, keepdim=True)], dim=-1)
+    assert torch.equal(sampled, tokens) and sampled.max() < VOCAB
 
 
 def one_line_refusal(cli, tmp_path, *args, message: str):
@@ -131,6 +154,5 @@ def test_generic_student_refusals_are_one_line(cli, tmp_path, tokenizer):
         (("--student-init", unknown), "cannot load the Hugging Face model"),
         (("--student-init", small), f"the tokenizer has {VOCAB} token ids but --student-init"),
         (("--student-init", start, "--no-mup"), "--mup does not mix with --student-init"),
-        (("--student-init", start, "--on-policy-fraction", "0.5"), "--on-policy-fraction is not available"),
     ]:
         one_line_refusal(cli, tmp_path, "distill", *run, *extra, message=message)

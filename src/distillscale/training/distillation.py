@@ -130,7 +130,8 @@ def _make_on_policy_objective(config: DistillConfig, source: TeacherSource, data
     off_policy = _make_objective(config, source, data, plan, group)
     on_policy_loss = DistillationObjective(off_policy.teacher, on_policy_loss_config(off_policy.loss_config),
                                            off_policy.teacher_val_loss)
-    return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model, config.seq_len,
+    return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model or plan.hf_student,
+                             config.seq_len,
                              sequences_per_micro_batch=config.batch_size, tokens_per_step=config.tokens_per_step,
                              schedule=schedule)
 
@@ -193,7 +194,8 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
         on_policy_loss = ServedTeacherObjective(client, on_policy_loss_config(objective.loss_config),
                                                 teacher_val_loss, FLOPS_METHOD)
         return OnPolicyObjective(objective, ServedRolloutObjective(on_policy_loss), config.on_policy_config(),
-                                 plan.model, config.seq_len, sequences_per_micro_batch=config.batch_size,
+                                 plan.model or plan.hf_student, config.seq_len,
+                                 sequences_per_micro_batch=config.batch_size,
                                  tokens_per_step=config.tokens_per_step, schedule=schedule)
 
     samplers: list[ServedTeacherSampler] = []

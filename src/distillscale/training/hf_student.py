@@ -5,8 +5,9 @@ The model is loaded with `AutoModelForCausalLM` (safetensors only; its own code 
 `--trust-remote-code`) and trained by the same recipe through `HFStudent`, the teacher side's
 `HFCausalLM` adapter (`hidden_states` + `head` for the chunked losses) with what a student also needs:
 plain AdamW groups (weight decay on matrices, none on vectors: no muP) and the output rows of the
-tokenizer's ids. What the generic path does not have: muP, exact FLOPs (6 N D, N counted from the
-model), on-policy generation (the family's KV cache) and FSDP; each is refused in one line.
+tokenizer's ids, and on-policy sampling with the model's own KV cache. What the generic path does not
+have: muP, exact FLOPs (6 N D, N counted from the model; generation 2 N per position read) and FSDP
+(refused in one line).
 
 Checkpoints: `state.pt` holds the adapter's state dict, optimizer, scheduler and RNG as for the family
 (resume is exact); the weights at the last checkpoint are also written as a Hugging Face directory
@@ -54,6 +55,28 @@ class HFStudent(HFCausalLM):
         rest = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
         return [group for group in ({"params": decay, "lr": lr, "weight_decay": weight_decay},
                                     {"params": rest, "lr": lr, "weight_decay": 0.0}) if group["params"]]
+
+    @torch.no_grad()
+    def sample_continuations(self, prompt: torch.Tensor, new_tokens: int, temperature: float,
+                             generator: torch.Generator) -> torch.Tensor:
+        """Prompt [B, P] followed by `new_tokens` sampled tokens [B, P + C], as `model.generate` samples
+        the family (same `sample`, draws from `generator` alone), with the model's own KV cache; in
+        eval mode (no dropout in the policy's samples), the mode restored after."""
+        from distillscale.model.generation import sample
+
+        was_training = self.training
+        self.eval()
+        try:
+            tokens, fed, past = prompt, prompt, None
+            for _ in range(new_tokens):
+                output = self.model.base_model(input_ids=fed, past_key_values=past, use_cache=True)
+                past = output.past_key_values
+                token = sample(self.head(output.last_hidden_state[:, -1]), temperature, generator=generator)
+                tokens = torch.cat([tokens, token.unsqueeze(-1)], dim=-1)
+                fed = token.unsqueeze(-1)
+            return tokens
+        finally:
+            self.train(was_training)
 
     def record(self) -> HFStudentRecord:
         counts = self.parameter_counts()
@@ -134,7 +157,4 @@ def check_generic_student_run(config: Any) -> None:
     if config.parallel == "fsdp":
         raise UserError(f"--parallel fsdp is not available for a generic Hugging Face student (--student-init "
                         f"{path}: the family's blocks are what FSDP wraps): use --parallel ddp")
-    if getattr(config, "on_policy_fraction", 0):
-        raise UserError(f"--on-policy-fraction is not available for a generic Hugging Face student "
-                        f"(--student-init {path}: on-policy sampling uses the family's KV cache): leave it out")
     check_hf_student(Path(path).expanduser(), bool(getattr(config, "trust_remote_code", False)))
