@@ -6,8 +6,8 @@ The model is loaded with `AutoModelForCausalLM` (safetensors only; its own code 
 `HFCausalLM` adapter (`hidden_states` + `head` for the chunked losses) with what a student also needs:
 plain AdamW groups (weight decay on matrices, none on vectors: no muP) and the output rows of the
 tokenizer's ids, and on-policy sampling with the model's own KV cache. What the generic path does not
-have: muP, exact FLOPs (6 N D, N counted from the model; generation 2 N per position read) and FSDP
-(refused in one line).
+have: muP and exact FLOPs (6 N D, N counted from the model; generation 2 N per position read). FSDP
+shards the model's decoder layers (the `nn.ModuleList` of most parameters, as for a sharded teacher).
 
 Checkpoints: `state.pt` holds the adapter's state dict, optimizer, scheduler and RNG as for the family
 (resume is exact); the weights at the last checkpoint are also written as a Hugging Face directory
@@ -78,6 +78,12 @@ class HFStudent(HFCausalLM):
         finally:
             self.train(was_training)
 
+    def unsharded_copy(self) -> HFStudent:
+        """A new student of the same architecture and configuration on CPU (its weights to be loaded)."""
+        from transformers import AutoModelForCausalLM
+
+        return HFStudent(AutoModelForCausalLM.from_config(self.model.config, dtype=torch.float32), self.vocab_size)
+
     def record(self) -> HFStudentRecord:
         counts = self.parameter_counts()
         return HFStudentRecord(architecture=type(self.model).__name__, non_embedding_params=counts.non_embedding,
@@ -129,6 +135,17 @@ def check_hf_student(path: Path, trust_remote_code: bool = False) -> None:
                         f"safetensors weights only (pickled .bin files are refused)")
 
 
+def save_model(model: torch.nn.Module, run_path: Path) -> None:
+    """The run's weights at a checkpoint: a generic student as a Hugging Face directory
+    (`save_hf_student`), a model of the family as model.safetensors + model_config.json."""
+    if isinstance(model, HFStudent):
+        save_hf_student(model, run_path)
+    else:
+        from distillscale.model import save_pretrained
+
+        save_pretrained(model, run_path)
+
+
 def save_hf_student(model: HFStudent, run_path: Path) -> None:
     """The student's weights as a Hugging Face directory in the run (config.json + model.safetensors),
     written beside it and renamed: a reader sees the old directory or the new one."""
@@ -154,7 +171,4 @@ def check_generic_student_run(config: Any) -> None:
     """Refuse, in one line, what the generic student path does not have (`config`: a train or distill
     config whose --student-init is a generic Hugging Face directory)."""
     path = config.student_init
-    if config.parallel == "fsdp":
-        raise UserError(f"--parallel fsdp is not available for a generic Hugging Face student (--student-init "
-                        f"{path}: the family's blocks are what FSDP wraps): use --parallel ddp")
     check_hf_student(Path(path).expanduser(), bool(getattr(config, "trust_remote_code", False)))

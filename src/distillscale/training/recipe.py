@@ -24,7 +24,7 @@ from distillscale.data.prepare import PreparedData
 from distillscale.data.repetition import epochs, repetition_warning, unique_subset
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
-from distillscale.model import Transformer, save_pretrained
+from distillscale.model import Transformer
 from distillscale.model.hf_import import is_generic_hf
 from distillscale.model.pretrained import pretrained_config, start_model, tokenizer_of
 from distillscale.planning.flops import run_flops
@@ -43,10 +43,9 @@ from distillscale.training.evaluation import bf16_autocast, default_bf16, evalua
 from distillscale.training.fork import Branch, find_branch
 from distillscale.training.hf_student import (
     GENERIC_FLOPS_METHOD,
-    HFStudent,
     check_generic_student_run,
     load_hf_student,
-    save_hf_student,
+    save_model,
 )
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
@@ -328,10 +327,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                     save_sharded(run.sharded_state_dir, model, optimizer, scheduler, done, group)
                 elif group.is_main:
                     run.save_state(capture_state(model, optimizer, scheduler, done))
-                    if isinstance(model, HFStudent):
-                        save_hf_student(model, run.path)
-                    else:
-                        save_pretrained(model, run.path)
+                    save_model(model, run.path)
             if done.step in branch_steps and group.is_main:
                 run.save_branch(done.step, capture_state(model, optimizer, scheduler, done))
 
