@@ -182,3 +182,27 @@ def test_a_generic_student_under_fsdp_matches_one_process(tmp_path, tokenizer, r
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         torch.testing.assert_close(weights[1][name], weights[0][name], rtol=1e-4, atol=1e-5)
+
+
+def test_a_generic_student_trains_supervised_and_from_a_logit_cache(cli, tmp_path, tokenizer):
+    """The other objectives reach the student through the same adapter: plain `train`, and `distill
+    --teacher-cache` (top-k logits of a GPT-2 teacher cached by `cache-logits`)."""
+    start = save_mistral(tmp_path / "start", tokenizer)
+    tokenizer_file = tmp_path / "tokenizer.json"
+    tokenizer.save(str(tokenizer_file))
+    code, stdout, err = cli("train", "--student-init", start, "--tokenizer", tokenizer_file, "--out", tmp_path / "sup",
+                            *RUN, "--tokens", "1k", "--json")
+    assert code == 0, err
+    assert json.loads(stdout).get("teacher") is None and (tmp_path / "sup" / "hf_model" / "model.safetensors").is_file()
+
+    teacher = save_gpt2(tmp_path / "teacher", tokenizer)
+    code, _, err = cli("cache-logits", "--teacher", teacher, "--out", tmp_path / "cache", "--top-k", "16",
+                       "--seq-len", "32", "--tokens", "2048", "--shard-tokens", "512", "--batch-size", "16",
+                       "--max-bytes", "100k", "--eval-tokens", "1k", "--device", "cpu")
+    assert code == 0, err
+    code, stdout, err = cli("distill", "--teacher-cache", tmp_path / "cache", "--student-init", start,
+                            "--out", tmp_path / "cached", *RUN, "--tokens", "1k", "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["status"] == "completed" and result.get("teacher_cache") is not None
+    assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
