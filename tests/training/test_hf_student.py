@@ -206,3 +206,24 @@ def test_a_generic_student_trains_supervised_and_from_a_logit_cache(cli, tmp_pat
     result = json.loads(stdout)
     assert result["status"] == "completed" and result.get("teacher_cache") is not None
     assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
+
+
+def test_a_generic_student_distils_from_a_served_teacher(cli, tmp_path, tokenizer):
+    """`distill --teacher-url`: the GPT-2 teacher's top-k served over HTTP (in a thread), the Mistral student."""
+    from distillscale.serve.teacher import TeacherService, make_teacher_server
+
+    from tests.training.test_served_teacher import Serving
+
+    teacher = save_gpt2(tmp_path / "teacher", tokenizer)
+    start = save_mistral(tmp_path / "start", tokenizer)
+    serving = Serving(make_teacher_server(TeacherService(teacher, top_k=8)))
+    try:
+        code, stdout, err = cli("distill", "--teacher-url", serving.url, "--top-k", "8", "--tokenizer",
+                                teacher / "tokenizer.json", "--student-init", start, "--out", tmp_path / "served",
+                                *RUN, "--tokens", "1k", "--json")
+    finally:
+        serving.stop()
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["status"] == "completed" and result.get("teacher_server") is not None
+    assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
