@@ -106,8 +106,8 @@ class ModelSettings(Settings):
         description="start from the weights and shape of this model instead of a random one: a run "
                     "directory, a `distillscale prune` output, or a Hugging Face causal-LM directory "
                     "(Llama/Qwen3 are imported exactly into the family; any other architecture trains through "
-                    "AutoModelForCausalLM, the generic path, which has no muP, no on-policy sampling, no "
-                    "FSDP, and FLOPs estimated as 6 N D instead of counted exactly). Replaces --n-layers, "
+                    "AutoModelForCausalLM, the generic path, which has no muP and estimates FLOPs as 6 N D "
+                    "instead of counting them exactly). Replaces --n-layers, "
                     "--aspect-ratio, --head-dim, --tie-embeddings and --mup; its tokenizer must be the run's")
 
 
