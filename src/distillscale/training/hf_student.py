@@ -106,10 +106,7 @@ def load_hf_student(path: Path, vocab_size: int, seq_len: int, trust_remote_code
         raise UserError(f"--seq-len {seq_len} is longer than the context of --student-init {path} ({context} "
                         f"tokens): use --seq-len {context} or less")
     student = HFStudent(model, vocab_size)
-    rows = student.parameter_counts().output_rows
-    if rows < vocab_size:
-        raise UserError(f"the tokenizer has {vocab_size} token ids but --student-init {path} predicts only {rows}: "
-                        f"use the tokenizer that model was trained with, or a model with the tokenizer's vocabulary")
+    _check_rows(path, student.parameter_counts().output_rows, vocab_size)
     check_logits_are_head_of_hidden(student, path, torch.device("cpu"))
     return student.train()
 
@@ -170,5 +167,19 @@ def save_hf_student(model: HFStudent, run_path: Path) -> None:
 def check_generic_student_run(config: Any) -> None:
     """Refuse, in one line, what the generic student path does not have (`config`: a train or distill
     config whose --student-init is a generic Hugging Face directory)."""
-    path = config.student_init
-    check_hf_student(Path(path).expanduser(), bool(getattr(config, "trust_remote_code", False)))
+    path = Path(config.student_init).expanduser()
+    trust_remote_code = bool(getattr(config, "trust_remote_code", False))
+    check_hf_student(path, trust_remote_code)
+    if config.tokenizer is not None:  # the output layer against the tokenizer before the data is prepared
+        from transformers import AutoConfig
+
+        from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
+
+        rows = getattr(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), "vocab_size", None)
+        _check_rows(path, rows, tokenizer_vocab_size(load_tokenizer(config.tokenizer)[0]))
+
+
+def _check_rows(path: Path, rows: int | None, vocab_size: int) -> None:
+    if rows is not None and rows < vocab_size:
+        raise UserError(f"the tokenizer has {vocab_size} token ids but --student-init {path} predicts only {rows}: "
+                        f"use the tokenizer that model was trained with, or a model with the tokenizer's vocabulary")
