@@ -235,3 +235,18 @@ def test_a_generic_student_distils_from_a_served_teacher(cli, tmp_path, tokenize
     result = json.loads(stdout)
     assert result["status"] == "completed" and result.get("teacher_server") is not None
     assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
+
+
+def test_a_generic_student_distils_from_a_teacher_of_another_tokenizer(cli, tmp_path, tokenizer):
+    """Cross-tokenizer distillation: the GPT-2 teacher speaks the module's tokenizer, the Mistral
+    student another one (its own, saved with it)."""
+    other = train_byte_level_bpe([inspect.getsource(inspect) * 5], vocab_size=VOCAB)
+    teacher = save_gpt2(tmp_path / "teacher", tokenizer)
+    start = save_mistral(tmp_path / "start", other)
+    code, stdout, err = cli("distill", "--teacher", teacher, "--tokenizer", start, "--student-init", start,
+                            "--out", tmp_path / "cross", *RUN, "--tokens", "1k", "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["distillation"]["mode"] == "cross-tokenizer"
+    assert result["status"] == "completed" and math.isfinite(result["val_loss"])
+    assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
