@@ -250,3 +250,20 @@ def test_a_generic_student_distils_from_a_teacher_of_another_tokenizer(cli, tmp_
     assert result["distillation"]["mode"] == "cross-tokenizer"
     assert result["status"] == "completed" and math.isfinite(result["val_loss"])
     assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
+
+
+def test_a_wsd_fork_of_a_generic_student_equals_its_run_from_scratch(cli, tmp_path, tokenizer):
+    """A cooldown forked from a longer WSD run's stable phase is the WSD run of its length from scratch."""
+    teacher = save_gpt2(tmp_path / "teacher", tokenizer)
+    start = save_mistral(tmp_path / "start", tokenizer)
+    common = ("distill", "--teacher", teacher, "--student-init", start, *RUN, "--schedule", "wsd",
+              "--warmup-steps", "2", "--save-every", "5", "--json")
+    code, _, err = cli(*common, "--out", tmp_path / "parent", "--tokens", "10240", "--fork-tokens", "5120")
+    assert code == 0, err
+    runs = {}
+    for name, extra in (("fork", ("--fork-from", tmp_path / "parent")), ("scratch", ())):
+        code, stdout, err = cli(*common, "--out", tmp_path / name, "--tokens", "5120", *extra)
+        assert code == 0, err
+        runs[name] = json.loads(stdout)
+    assert runs["fork"]["fork"]["parent"] == str(tmp_path / "parent") and runs["scratch"].get("fork") is None
+    assert abs(runs["fork"]["val_loss"] - runs["scratch"]["val_loss"]) < 1e-4
