@@ -11,12 +11,14 @@ is not 1, since the embedding itself must stay unscaled.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
@@ -30,6 +32,9 @@ TOKENIZER_FILE = "tokenizer.json"
 # Marks a directory as an export, which --overwrite may replace: a Hugging Face directory of the
 # user's own has the same config.json, model.safetensors and tokenizer.json, and is never replaced.
 EXPORT_MARKER = "distillscale_export.json"
+# A run of a generic Hugging Face student keeps its model here (config.json + model.safetensors, written by
+# `save_pretrained`); the export copies it as it is, with the run's tokenizer.
+HF_STUDENT_DIR = "hf_model"
 
 
 def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> dict:
@@ -46,9 +51,11 @@ def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite:
     if not tokenizer_file.is_file():
         raise UserError(f"{tokenizer_file} is missing: export needs the run's tokenizer beside its weights")
 
+    tokenizer, end_of_text = load_tokenizer(tokenizer_file)
+    if (run_dir / HF_STUDENT_DIR).is_dir():
+        return _export_hf_student(run_dir, out_dir, tokenizer, end_of_text)
     model = load_pretrained(run_dir)
     config = model.config
-    tokenizer, end_of_text = load_tokenizer(tokenizer_file)
     if tokenizer_vocab_size(tokenizer) > config.vocab_size:
         raise UserError(f"{tokenizer_file} has {tokenizer_vocab_size(tokenizer)} token ids but the model only "
                         f"{config.vocab_size}: the tokenizer does not belong to this model")
@@ -58,23 +65,11 @@ def export_hf(run_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite:
     hf_config = hf_config_for(config, tied=tied, dtype=model.embed.weight.dtype,
                               eos_token_id=tokenizer.token_to_id(end_of_text))
 
-    from transformers import PreTrainedTokenizerFast
-
-    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=end_of_text,
-                                           model_max_length=config.max_seq_len)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_dir.parent))  # short: out_dir.name may be long
-    try:
+    def write_model(staging: Path) -> None:
         hf_config.save_pretrained(staging)
         save_file(state_dict, staging / "model.safetensors", metadata={"format": "pt"})
-        hf_tokenizer.save_pretrained(staging)
-        files = sorted([entry.name for entry in staging.iterdir()] + [EXPORT_MARKER])
-        (staging / EXPORT_MARKER).write_text(json.dumps({"run_dir": str(run_dir.resolve()),
-                                                         "files": files}) + "\n")
-        _apply_umask(staging)
-        publish_files(staging, out_dir, earlier=_earlier_files(out_dir, files))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    _publish(run_dir, out_dir, write_model, tokenizer, end_of_text, config.max_seq_len)
     return {"run_dir": str(run_dir), "out_dir": str(out_dir), "architecture": hf_config.architectures[0],
             "non_embedding_params": config.non_embedding_params, "total_params": config.total_params,
             "vocab_size": config.vocab_size, "tie_word_embeddings": tied,
@@ -135,6 +130,57 @@ def hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
         state["lm_head.weight"] = model.lm_head.weight * config.mup_multiplier
     # safetensors stores each tensor on its own: no views, no shared storage.
     return {name: tensor.detach().contiguous().clone() for name, tensor in state.items()}
+
+
+def _export_hf_student(run_dir: Path, out_dir: Path, tokenizer, end_of_text: str) -> dict:
+    """A generic Hugging Face student's run: its model directory as it is, and the run's tokenizer."""
+    from transformers import AutoConfig
+
+    model_dir = run_dir / HF_STUDENT_DIR
+    config = AutoConfig.from_pretrained(model_dir)  # written by this run: no remote code to run
+    with safe_open(model_dir / "model.safetensors", "pt") as weights:
+        shapes = {name: weights.get_slice(name).get_shape() for name in weights.keys()}
+    total = sum(math.prod(shape) for shape in shapes.values())
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+    def write_model(staging: Path) -> None:
+        for entry in model_dir.iterdir():
+            if entry.is_file():
+                shutil.copyfile(entry, staging / entry.name)
+
+    _publish(run_dir, out_dir, write_model, tokenizer, end_of_text, context)
+    return {"run_dir": str(run_dir), "out_dir": str(out_dir), "architecture": (config.architectures or ["?"])[0],
+            "non_embedding_params": _result_value(run_dir, "non_embedding_params"), "total_params": total,
+            "vocab_size": tokenizer_vocab_size(tokenizer),
+            "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)), "eos_token": end_of_text}
+
+
+def _result_value(run_dir: Path, key: str) -> int | None:
+    try:
+        return json.loads((run_dir / "result.json").read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _publish(run_dir: Path, out_dir: Path, write_model, tokenizer, end_of_text: str, context: int | None) -> None:
+    """Write the model (`write_model(staging)`) and the tokenizer in a directory beside `out_dir`,
+    then publish its files in `out_dir` (a new directory appears complete or not at all)."""
+    from transformers import PreTrainedTokenizerFast
+
+    limit = {"model_max_length": context} if context else {}
+    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=end_of_text, **limit)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_dir.parent))  # short: out_dir.name may be long
+    try:
+        write_model(staging)
+        hf_tokenizer.save_pretrained(staging)
+        files = sorted([entry.name for entry in staging.iterdir()] + [EXPORT_MARKER])
+        (staging / EXPORT_MARKER).write_text(json.dumps({"run_dir": str(run_dir.resolve()),
+                                                         "files": files}) + "\n")
+        _apply_umask(staging)
+        publish_files(staging, out_dir, earlier=_earlier_files(out_dir, files))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:

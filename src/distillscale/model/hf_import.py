@@ -30,8 +30,8 @@ from distillscale.model.transformer import Transformer
 ARCHITECTURES = {"LlamaForCausalLM": False, "Qwen3ForCausalLM": True}  # architecture -> QK-norm
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-GENERIC_PATH = ("other causal LMs are used as teachers through the generic Hugging Face path "
-                "(`distill --teacher DIR`, AutoModelForCausalLM)")
+GENERIC_PATH = ("other causal LMs are used as teachers and students through the generic Hugging Face path "
+                "(`distill --teacher DIR` or `--student-init DIR`, AutoModelForCausalLM)")
 
 
 def is_hf_directory(path: str | os.PathLike) -> bool:
@@ -44,6 +44,16 @@ def is_hf_directory(path: str | os.PathLike) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(values, dict) and "model_type" in values
+
+
+def is_generic_hf(path: str | os.PathLike) -> bool:
+    """Whether `path` is a Hugging Face directory the family does not import (another architecture, a
+    Llama/Qwen3 configuration it cannot reproduce, or its own code in `auto_map`): used through
+    AutoModelForCausalLM instead (the generic path)."""
+    path = Path(path)
+    if not is_hf_directory(path) or (path / "model_config.json").is_file():
+        return False
+    return bool(_read_config(path).get("auto_map")) or unsupported_reason(path) is not None
 
 
 def unsupported_reason(directory: str | os.PathLike) -> str | None:

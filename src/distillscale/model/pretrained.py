@@ -1,5 +1,7 @@
 """A model to start from (`--student-init DIR`): a run directory or a pruned model (model_config.json
 beside model.safetensors), or a Hugging Face Llama / Qwen3 directory (imported exactly, `hf_import`).
+Other Hugging Face architectures (`hf_import.is_generic_hf`) are trained as they are through
+AutoModelForCausalLM: training/hf_student.py, not here.
 
     config = pretrained_config("runs/pruned")       # its shape, without reading the weights
     model = load_start(path, config)                # config: the shape, possibly at a smaller vocabulary
@@ -27,13 +29,13 @@ def pretrained_config(path: str | os.PathLike) -> ModelConfig:
     path = Path(path).expanduser()
     if not path.is_dir():
         raise UserError(f"--student-init {path} {path_kind(path)}, not a directory: give a run directory, "
-                        f"a `distillscale prune` output or a Llama/Qwen3 Hugging Face directory")
+                        f"a `distillscale prune` output or a Hugging Face causal-LM directory")
     if (path / CONFIG_FILE).is_file():
         return load_config(path)
     if is_hf_directory(path):
         return hf_model_config(path)
     raise UserError(f"--student-init {path} holds neither {CONFIG_FILE} (a run directory) nor a Hugging Face "
-                    f"config.json: give a run directory, a `distillscale prune` output or a Llama/Qwen3 directory")
+                    f"config.json: give a run directory, a `distillscale prune` output or a Hugging Face causal-LM directory")
 
 
 def start_config(path: str | os.PathLike, vocab_size: int, max_seq_len: int) -> ModelConfig:

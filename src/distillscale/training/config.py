@@ -104,8 +104,10 @@ class ModelSettings(Settings):
     student_init: Path | None = Field(
         None, json_schema_extra=hashed_unless_default(),
         description="start from the weights and shape of this model instead of a random one: a run "
-                    "directory, a `distillscale prune` output, or a Llama/Qwen3 Hugging Face directory "
-                    "(imported exactly; other architectures are refused). Replaces --n-layers, "
+                    "directory, a `distillscale prune` output, or a Hugging Face causal-LM directory "
+                    "(Llama/Qwen3 are imported exactly into the family; any other architecture trains through "
+                    "AutoModelForCausalLM, the generic path, which has no muP and estimates FLOPs as 6 N D "
+                    "instead of counting them exactly). Replaces --n-layers, "
                     "--aspect-ratio, --head-dim, --tie-embeddings and --mup; its tokenizer must be the run's")
 
 
@@ -384,7 +386,8 @@ class TeacherSettings(Settings):
 
     teacher: Path | None = Field(None, description="a finished `distillscale train` run directory, or a "
                                                    "local Hugging Face causal-LM directory")
-    trust_remote_code: bool = Field(False, description="let a Hugging Face teacher run its own model code")
+    trust_remote_code: bool = Field(False, description="let a Hugging Face teacher (or --student-init model) run its own "
+                                                    "model code")
 
 
 _LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once

@@ -130,7 +130,8 @@ def _make_on_policy_objective(config: DistillConfig, source: TeacherSource, data
     off_policy = _make_objective(config, source, data, plan, group)
     on_policy_loss = DistillationObjective(off_policy.teacher, on_policy_loss_config(off_policy.loss_config),
                                            off_policy.teacher_val_loss)
-    return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model, config.seq_len,
+    return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model or plan.hf_student,
+                             config.seq_len,
                              sequences_per_micro_batch=config.batch_size, tokens_per_step=config.tokens_per_step,
                              schedule=schedule)
 
@@ -193,7 +194,8 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
         on_policy_loss = ServedTeacherObjective(client, on_policy_loss_config(objective.loss_config),
                                                 teacher_val_loss, FLOPS_METHOD)
         return OnPolicyObjective(objective, ServedRolloutObjective(on_policy_loss), config.on_policy_config(),
-                                 plan.model, config.seq_len, sequences_per_micro_batch=config.batch_size,
+                                 plan.model or plan.hf_student, config.seq_len,
+                                 sequences_per_micro_batch=config.batch_size,
                                  tokens_per_step=config.tokens_per_step, schedule=schedule)
 
     samplers: list[ServedTeacherSampler] = []
@@ -203,15 +205,14 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
 
 def _make_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
                     plan: RunPlan, group: Distributed) -> DistillationObjective:
-    student = plan.model
     # L_T on the fp32 master weights under the run's autocast, as the teacher's own val_loss was measured
     # (and the student's is); then bf16 weights on CUDA for the forward passes that make the targets.
     teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code,
                            dtype=torch.float32)
     if config.parallel == "fsdp" and config.teacher_parallel == "shard":
         teacher = shard_teacher(teacher, group)  # each rank keeps 1/world_size of its blocks (in fp32)
-    if student.non_embedding_params > teacher.info.non_embedding_params and group.is_main:
-        warn(f"the student ({student.non_embedding_params:,} non-embedding parameters) is larger than the "
+    if plan.non_embedding_params > teacher.info.non_embedding_params and group.is_main:
+        warn(f"the student ({plan.non_embedding_params:,} non-embedding parameters) is larger than the "
              f"teacher ({teacher.info.non_embedding_params:,}): allowed, but check --n-layers and --teacher")
     teacher_val_loss = evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
                                 config.eval_tokens, group, bf16_autocast(group.device, plan.bf16))

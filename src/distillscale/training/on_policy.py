@@ -44,7 +44,7 @@ from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyCo
 from distillscale.training.losses import IGNORE_INDEX, LossOutput
 from distillscale.training.objective import Objective, ObjectiveRecord
 from distillscale.training.parallel import TrainingModel
-from distillscale.training.records import OnPolicyRecord
+from distillscale.training.records import HFStudentRecord, OnPolicyRecord
 
 # Keeps the generation seeds apart from every other stream drawn from the run's seed.
 GENERATION_STREAM = 0x6E6
@@ -53,6 +53,10 @@ FLOPS_METHOD = ("generation_flops = sequences x sum over the P + C - 1 positions
                 "forward_flops_per_token(position), the KV cache's attention over the keys so far "
                 "(planning.flops.generation_flops); teacher_scoring_flops = teacher.forward_flops_per_token x "
                 "sequences x seq_len (planning.flops.teacher_scoring_flops)")
+
+GENERIC_GENERATION_FLOPS = ("approximate (generic Hugging Face student): generation_flops = sequences x (P + C - 1) "
+                            "positions read x 2 x non_embedding_params (attention over the cache not counted); "
+                            "teacher_scoring_flops as for the family")
 
 
 def is_on_policy(index: int, fraction: float, first: int = 0) -> bool:
@@ -132,7 +136,7 @@ class OnPolicyObjective:
     batches use the same teacher with the KD weight at 1 (`on_policy_loss`)."""
 
     def __init__(self, off_policy: Objective, on_policy_loss: Objective, config: OnPolicyConfig,
-                 student: ModelConfig, seq_len: int, sequences_per_micro_batch: int, tokens_per_step: int,
+                 student: ModelConfig | HFStudentRecord, seq_len: int, sequences_per_micro_batch: int, tokens_per_step: int,
                  schedule: OnPolicySchedule):
         self.off_policy = off_policy
         self.on_policy_loss = on_policy_loss
@@ -153,6 +157,12 @@ class OnPolicyObjective:
         inputs, targets = rollout(student, inputs, targets, self.config, seed)
         return self.on_policy_loss(model, inputs, targets)
 
+    def _generation_flops(self, sequences: int) -> float:
+        if isinstance(self.student, HFStudentRecord):  # approximate: 2 N per position read, no attention
+            positions = self.config.prompt_tokens + self.config.continuation_tokens - 1
+            return float(sequences) * positions * 2 * self.student.non_embedding_params
+        return generation_flops(self.student, self.config.prompt_tokens, self.config.continuation_tokens, sequences)
+
     def record(self, tokens: int) -> ObjectiveRecord:
         micro_batches = tokens // self.tokens_per_step * self.schedule.micro_batches_per_step
         sequences = self.schedule.batches(micro_batches) * self.sequences_per_micro_batch
@@ -161,10 +171,9 @@ class OnPolicyObjective:
         record = OnPolicyRecord(
             **self.config.model_dump(), sequences=sequences,
             generated_tokens=sequences * self.config.continuation_tokens,
-            generation_flops=generation_flops(self.student, self.config.prompt_tokens,
-                                              self.config.continuation_tokens, sequences),
+            generation_flops=self._generation_flops(sequences),
             teacher_scoring_flops=teacher_scoring_flops(teacher_per_token or 0.0, sequences * self.seq_len),
-            flops_method=FLOPS_METHOD)
+            flops_method=FLOPS_METHOD if isinstance(self.student, ModelConfig) else GENERIC_GENERATION_FLOPS)
         method = f"{base.flops_method}; plus on_policy.generation_flops (the student's sampling)"
         # the off-policy objective's record (its teacher server, its top-k check included) with the generation
         return replace(base, on_policy=record, flops_method=method, extra_flops=record.generation_flops)
@@ -178,7 +187,10 @@ def rollout(student, inputs: torch.Tensor, targets: torch.Tensor, config: OnPoli
     prompt, new = config.prompt_tokens, config.continuation_tokens
     generator = torch.Generator(device=inputs.device).manual_seed(seed)
     window = torch.cat([inputs, targets[:, -1:]], dim=1)  # the seq_len + 1 corpus tokens
-    sampled = generate(student, inputs[:, :prompt], new, config.temperature, generator=generator).tokens
+    if hasattr(student, "sample_continuations"):  # a generic Hugging Face student (training/hf_student.py)
+        sampled = student.sample_continuations(inputs[:, :prompt], new, config.temperature, generator)
+    else:
+        sampled = generate(student, inputs[:, :prompt], new, config.temperature, generator=generator).tokens
     window = torch.cat([sampled, window[:, prompt + new:]], dim=1)
     targets = window[:, 1:].clone()
     targets[:, :prompt - 1] = IGNORE_INDEX

@@ -24,7 +24,8 @@ from distillscale.data.prepare import PreparedData
 from distillscale.data.repetition import epochs, repetition_warning, unique_subset
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
-from distillscale.model import Transformer, save_pretrained
+from distillscale.model import Transformer
+from distillscale.model.hf_import import is_generic_hf
 from distillscale.model.pretrained import pretrained_config, start_model, tokenizer_of
 from distillscale.planning.flops import run_flops
 from distillscale.regime import WeightDistance
@@ -40,6 +41,12 @@ from distillscale.training.distributed import Distributed, init_distributed
 from distillscale.training.parallel import TrainingModel
 from distillscale.training.evaluation import bf16_autocast, default_bf16, evaluate
 from distillscale.training.fork import Branch, find_branch
+from distillscale.training.hf_student import (
+    GENERIC_FLOPS_METHOD,
+    check_generic_student_run,
+    load_hf_student,
+    save_model,
+)
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
 from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
@@ -110,8 +117,11 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     if config.parallel == "fsdp" and (config.fork_from is not None or config.fork_tokens):
         raise UserError("--parallel fsdp does not keep fork points yet: leave out --fork-tokens and "
                         "--fork-from, or use --parallel ddp")
+    generic = config.student_init is not None and is_generic_hf(config.student_init)
     if config.student_init is None:
         config.model_shape(vocab_size=config.vocab_size or MIN_VOCAB_SIZE)  # shape errors before data prep
+    elif generic:  # any Hugging Face causal LM (training/hf_student.py)
+        check_generic_student_run(config)
     else:  # the start's shape and tokenizer; its vocabulary is checked against the tokenizer's below
         pretrained_config(config.student_init)
 
@@ -122,20 +132,25 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     if len(val_tokens) <= config.seq_len:
         raise UserError(f"the validation split holds {len(val_tokens)} tokens, not enough for one "
                         f"sequence of {config.seq_len}: use more data or raise --val-fraction")
-    model_config = config.model_shape(data.vocab_size)
     if config.student_init is not None:
         check_start_tokenizer(config.student_init, data.directory / "tokenizer.json")
-    token_budget = config.token_budget(model_config.non_embedding_params)
+    student = (load_hf_student(Path(config.student_init).expanduser(), data.vocab_size, config.seq_len,
+                               bool(getattr(config, "trust_remote_code", False))) if generic else None)
+    model_config = None if generic else config.model_shape(data.vocab_size)
+    hf_student = student.record() if student is not None else None
+    non_embedding_params = (hf_student or model_config).non_embedding_params
+    token_budget = config.token_budget(non_embedding_params)
     total_steps = config.steps_for(token_budget)
     repeats = repetition_warning(total_steps * config.tokens_per_step, sampler.unique_tokens, config.split,
                                  data.manifest["source"]["description"], subset=config.unique_tokens is not None)
     if repeats and show_progress:
         warn(repeats)
-    schedule = lr_schedule(config, total_steps, model_config.non_embedding_params)
+    schedule = lr_schedule(config, total_steps, non_embedding_params)
     plan = RunPlan(total_steps=total_steps, token_budget=token_budget, warmup_steps=schedule.warmup_steps,
                    cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,
                    tokens_per_step=config.tokens_per_step, world_size=group.world_size, device=str(group.device),
-                   bf16=_use_bf16(config, group.device), data_fingerprint=data.fingerprint, model=model_config)
+                   bf16=_use_bf16(config, group.device), data_fingerprint=data.fingerprint, model=model_config,
+                   hf_student=hf_student)
     if start is RunStart.RESUME and run.stored_plan().data_fingerprint != data.fingerprint:
         raise UserError(f"the data changed since the run in {run.path} started: restore it, or pass "
                         f"--overwrite to start again")
@@ -146,8 +161,11 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                  else SupervisedObjective(z_loss_weight=config.z_loss))
 
     torch.manual_seed(config.seed)
-    model = (Transformer(model_config) if config.student_init is None
-             else start_model(config.student_init, model_config)).to(group.device)
+    if student is not None:
+        model = student.to(group.device)
+    else:
+        model = (Transformer(model_config) if config.student_init is None
+                 else start_model(config.student_init, model_config)).to(group.device)
     # ||w_t - w_0|| (Hoffer et al.), logged by the main process; w_0 is this initialisation. Not for
     # sharded runs: the main process alone does not hold the weights.
     sharded = config.parallel == "fsdp" and group.enabled
@@ -309,7 +327,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                     save_sharded(run.sharded_state_dir, model, optimizer, scheduler, done, group)
                 elif group.is_main:
                     run.save_state(capture_state(model, optimizer, scheduler, done))
-                    save_pretrained(model, run.path)
+                    save_model(model, run.path)
             if done.step in branch_steps and group.is_main:
                 run.save_branch(done.step, capture_state(model, optimizer, scheduler, done))
 
@@ -344,9 +362,16 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
             unique_tokens: int, status: str, val_loss: float | None, **divergence: Any) -> RunResult:
     model_config = plan.model
     tokens = done.step * config.tokens_per_step
-    forward_flops = model_config.forward_flops_per_token(config.seq_len)
     extra = objective.record(tokens)
-    flops = run_flops(model_config, config.seq_len, tokens, objective.extra_flops_per_token).total + extra.extra_flops
+    flops_method = extra.flops_method or FLOPS_METHOD
+    if model_config is None:  # a generic Hugging Face student: 6 N D, N counted from the model
+        forward_flops = 2 * plan.non_embedding_params
+        flops = (3 * forward_flops + objective.extra_flops_per_token) * tokens + extra.extra_flops
+        flops_method = flops_method.replace(FLOPS_METHOD, GENERIC_FLOPS_METHOD)
+    else:
+        forward_flops = model_config.forward_flops_per_token(config.seq_len)
+        flops = (run_flops(model_config, config.seq_len, tokens, objective.extra_flops_per_token).total
+                 + extra.extra_flops)
     fork = None if branch is None else branch.record(config.tokens_per_step, flops / tokens)
     return RunResult(**{
         "status": status,
@@ -357,12 +382,12 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "schedule": config.schedule,
         "tokens": tokens,
         "token_budget": plan.token_budget,
-        "non_embedding_params": model_config.non_embedding_params,
-        "total_params": model_config.total_params,
+        "non_embedding_params": plan.non_embedding_params,
+        "total_params": plan.total_params,
         "forward_flops_per_token": forward_flops,
         "flops": flops,
-        "flops_6nd": 6 * model_config.non_embedding_params * tokens,
-        "flops_method": extra.flops_method or FLOPS_METHOD,
+        "flops_6nd": 6 * plan.non_embedding_params * tokens,
+        "flops_method": flops_method,
         "wall_seconds": done.wall_seconds,
         "train_seconds": done.train_seconds,
         "tokens_per_second": tokens / done.train_seconds if done.train_seconds else None,

@@ -59,6 +59,18 @@ class ForkLink(BaseModel):
     branch_step: int
 
 
+class HFStudentRecord(BaseModel):
+    """A generic Hugging Face student (`--student-init DIR` of an architecture the family does not
+    import): its architecture and sizes counted from the loaded model (no ModelConfig)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: str
+    non_embedding_params: int   # every parameter but the input and output embeddings
+    total_params: int
+    output_rows: int            # the output layer's rows (>= the tokenizer's ids; the first are trained)
+
+
 class RunPlan(BaseModel):
     """What a config comes to on this data and hardware; a resumed run or a fork checks it matches."""
 
@@ -74,8 +86,17 @@ class RunPlan(BaseModel):
     device: str
     bf16: bool
     data_fingerprint: str
-    model: ModelConfig
+    model: ModelConfig | None = None  # None for a generic Hugging Face student (`hf_student`)
+    hf_student: HFStudentRecord | None = None
     fork: ForkLink | None = None
+
+    @property
+    def non_embedding_params(self) -> int:
+        return self.model.non_embedding_params if self.model is not None else self.hf_student.non_embedding_params
+
+    @property
+    def total_params(self) -> int:
+        return self.model.total_params if self.model is not None else self.hf_student.total_params
 
 
 class RunRecord(BaseModel):

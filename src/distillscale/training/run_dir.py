@@ -38,6 +38,7 @@ import torch
 from pydantic import ValidationError
 
 from distillscale.errors import UserError
+from distillscale.model.hf_export import HF_STUDENT_DIR
 from distillscale.io import atomic_write, check_output_dir, holds_anything, is_write_leftover, unreadable
 from distillscale.settings import TConfig
 from distillscale.training.config import TrainConfig
@@ -200,7 +201,7 @@ class RunDirectory:
         for name in ("result.json", "config.json", "metrics.jsonl", "model.safetensors",
                      "model_config.json", "tokenizer.json"):
             (self.path / name).unlink(missing_ok=True)
-        for name in ("state", "tensorboard"):
+        for name in ("state", "tensorboard", HF_STUDENT_DIR):
             shutil.rmtree(self.path / name, ignore_errors=True)
 
     def write_config(self, config: TrainConfig, plan: RunPlan) -> None:

@@ -30,7 +30,8 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, atomic_write_text, unreadable
-from distillscale.model import Transformer, save_pretrained
+from distillscale.model import Transformer
+from distillscale.training.hf_student import HFStudent, save_model
 from distillscale.training.checkpoint import Progress
 from distillscale.training.distributed import Distributed
 
@@ -145,7 +146,7 @@ def save_full_model(model: Transformer, directory: Path, group: Distributed) -> 
     """model.safetensors + model_config.json of the whole model, as an unsharded run writes them: the
     full state dict is gathered to rank 0's CPU memory (a collective) and rank 0 writes it."""
     if not group.enabled:
-        save_pretrained(model, directory)
+        save_model(model, directory)
         return
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
@@ -154,9 +155,10 @@ def save_full_model(model: Transformer, directory: Path, group: Distributed) -> 
 
     weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if group.is_main:
-        whole = Transformer(model.config)  # on CPU; load_state_dict copies, keeping tied weights tied
+        # on CPU; load_state_dict copies, keeping tied weights tied
+        whole = model.unsharded_copy() if isinstance(model, HFStudent) else Transformer(model.config)
         whole.load_state_dict(weights)
-        save_pretrained(whole, directory)
+        save_model(whole, directory)
 
 
 @contextlib.contextmanager

@@ -113,10 +113,10 @@ def _check_hf_config(path: Path, trust_remote_code: bool) -> None:
     try:
         AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
-        raise _hf_load_error(path, exc, trust_remote_code) from None
+        raise hf_load_error(path, exc, trust_remote_code) from None
 
 
-def _hf_load_error(path: Path, exc: Exception, trust_remote_code: bool) -> UserError:
+def hf_load_error(path: Path, exc: Exception, trust_remote_code: bool) -> UserError:
     hint = "" if trust_remote_code else " (if it needs its own code, pass --trust-remote-code)"
     return UserError(f"cannot load the Hugging Face model in {path}: {first_line(exc)}{hint}")
 
@@ -221,6 +221,28 @@ class HFCausalLM(nn.Module):
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.model.get_output_embeddings()(h)
 
+    def parameter_counts(self) -> HFParameterCounts:
+        """Its parameters, counted from the loaded model (one place for teachers and students)."""
+        input_embedding = self.model.get_input_embeddings().weight
+        output_embedding = self.model.get_output_embeddings().weight
+        tied = output_embedding is input_embedding
+        total = sum(p.numel() for p in self.parameters())
+        embedding = input_embedding.numel() + (0 if tied else output_embedding.numel())
+        return HFParameterCounts(total=total, non_embedding=total - embedding, input_embedding=input_embedding.numel(),
+                                 output_rows=output_embedding.shape[0], tied=tied)
+
+
+@dataclass(frozen=True)
+class HFParameterCounts:
+    """A Hugging Face model's parameters: all, all but the input and output embeddings (a tied matrix
+    counted once), the input embedding's, and the output layer's rows."""
+
+    total: int
+    non_embedding: int
+    input_embedding: int
+    output_rows: int
+    tied: bool
+
 
 def compute_dtype(device: torch.device) -> torch.dtype:
     """The dtype of a teacher's weights in the forward passes that make a student's targets: bf16 on
@@ -277,23 +299,20 @@ def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
-        raise _hf_load_error(path, exc, trust_remote_code) from None
+        raise hf_load_error(path, exc, trust_remote_code) from None
     context = getattr(model.config, "max_position_embeddings", None)
     if context is not None and seq_len > context:
         raise UserError(f"--seq-len {seq_len} is longer than the teacher's context ({context} tokens): "
                         f"use --seq-len {context} or less")
     model = HFCausalLM(model.to(device))
-    _check_logits_are_head_of_hidden(model, path, device)
+    check_logits_are_head_of_hidden(model, path, device)
 
-    input_embedding = model.model.get_input_embeddings().weight
-    output_embedding = model.model.get_output_embeddings().weight
-    tied = output_embedding is input_embedding
-    total = sum(p.numel() for p in model.parameters())
-    embedding = input_embedding.numel() + (0 if tied else output_embedding.numel())
+    counts = model.parameter_counts()
     # Every weight but the input lookup table is used once in a matmul per token: 2 FLOPs each.
-    lookup = 0 if tied else input_embedding.numel()
-    info = TeacherInfo(path=str(path), kind="hf", non_embedding_params=total - embedding,
-                       total_params=total, output_rows=output_embedding.shape[0],
+    lookup = 0 if counts.tied else counts.input_embedding
+    total = counts.total
+    info = TeacherInfo(path=str(path), kind="hf", non_embedding_params=counts.non_embedding,
+                       total_params=total, output_rows=counts.output_rows,
                        forward_flops_per_token=2 * (total - lookup),
                        flops_method="estimate: 2 x parameters per token (every weight but the input "
                                     "embedding, output head included; attention over the context not counted)",
@@ -314,12 +333,13 @@ def _load_imported(path: Path, device: torch.device, dtype: torch.dtype,
 
 
 @torch.no_grad()
-def _check_logits_are_head_of_hidden(model: HFCausalLM, path: Path, device: torch.device) -> None:
+def check_logits_are_head_of_hidden(model: HFCausalLM, path: Path, device: torch.device) -> None:
     """Some architectures change the logits after the output layer (soft-capping, scaling); the
     chunked loss applies the head by itself, so it must be the whole story."""
     probe = torch.arange(8, device=device).unsqueeze(0)
     logits = model.model(input_ids=probe, use_cache=False).logits
-    if not torch.allclose(model.head(model.hidden_states(probe)), logits, rtol=1e-3, atol=1e-3):
+    head = model.head(model.hidden_states(probe))  # a student's head keeps the tokenizer's rows
+    if not torch.allclose(head, logits[..., :head.shape[-1]], rtol=1e-3, atol=1e-3):
         raise UserError(f"the model in {path} transforms its logits after the output layer (e.g. "
                         f"soft-capping), which distillscale cannot reproduce chunk by chunk: use a "
-                        f"teacher whose logits are its output layer applied to the last hidden state")
+                        f"model whose logits are its output layer applied to the last hidden state")
