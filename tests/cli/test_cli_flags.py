@@ -47,7 +47,7 @@ def flag_sets() -> dict[str, dict]:
 
 
 # Commands and flags added since the record (new features); every recorded one must stay as it was.
-ADDED_SINCE = {"prune": None, "train": {"--student-init"}, "distill": {"--student-init"}, "plan": {"--student-init"},
+ADDED_SINCE = {"prune": None, "train": {"--student-init"}, "distill": {"--student-init", "--teacher", "--teacher-weight", "--teacher-route"}, "plan": {"--student-init"},
                "demo": {"--capacity-gap"}}
 
 

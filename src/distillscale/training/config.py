@@ -382,8 +382,10 @@ def hash_rule(config: type[Settings], key: str) -> bool | str:
 class TeacherSettings(Settings):
     section, title = "teacher", "Teacher"
 
-    teacher: Path | None = Field(None, description="a finished `distillscale train` run directory, or a "
-                                                   "local Hugging Face causal-LM directory")
+    teacher: Path | list[Path] | None = Field(
+        None, description="a finished `distillscale train` run directory, or a local Hugging Face causal-LM "
+                          "directory; `distill` takes it several times: a mixture of teachers (see "
+                          "--teacher-weight, --teacher-route)")
     trust_remote_code: bool = Field(False, description="let a Hugging Face teacher run its own model code")
 
 
@@ -396,6 +398,14 @@ class DistillSettings(Settings):
 
     teacher_cache: Path | None = Field(None, description="a `distillscale cache-logits` directory, instead "
                                                          "of teacher: its cached predictions, no teacher in memory")
+    teacher_weight: list[float] | None = Field(
+        None, json_schema_extra=hashed_unless_default(),
+        description="with several --teacher: one weight per teacher, in their order (default: equal); the "
+                    "target is the weighted mixture of their distributions (normalised to sum 1)")
+    teacher_route: str | None = Field(
+        None, json_schema_extra=hashed_unless_default(),
+        description="with several --teacher NAME=PATH: a field of the jsonl/parquet rows that names each "
+                    "document's teacher; a sequence is distilled from the teacher of its first document")
     kd: Literal["forward-kl", "reverse-kl", "jsd"] = Field(_LOSS_FIELDS["kd"].default,
                                                            description="divergence: forward-kl, reverse-kl or jsd")
     temperature: float = _LOSS_FIELDS["temperature"]
@@ -490,8 +500,29 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             data = {**data, "kd_weight": TOP_K_KD_WEIGHT}
         return data
 
+    @field_validator("teacher", mode="before")
+    @classmethod
+    def _one_teacher_is_a_path(cls, value: Any) -> Any:
+        """A teacher given once is a path (as before mixtures: the same config.json and hash); given
+        several times, a list (a mixture, `training.mixture`)."""
+        if isinstance(value, (list, tuple)):
+            value = [item for item in value if item is not None]
+            return None if not value else value[0] if len(value) == 1 else list(value)
+        return value
+
+    def teacher_paths(self) -> list[Path]:
+        """Every --teacher, in order (one for a single teacher, none with a cache or a server)."""
+        if self.teacher is None:
+            return []
+        return list(self.teacher) if isinstance(self.teacher, list) else [self.teacher]
+
+    @property
+    def is_mixture(self) -> bool:
+        return isinstance(self.teacher, list)
+
     @model_validator(mode="after")
     def _one_teacher(self) -> "DistillConfig":
+        check_mixture(self)
         given = [name for name in ("teacher", "teacher_cache", "teacher_url") if getattr(self, name) is not None]
         if not given:
             raise ValueError("missing required setting --teacher (a run or Hugging Face directory), "
@@ -553,6 +584,54 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
                                       z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
                                       top_k_tail=self.top_k_tail, chunk_size=chunk_size)
+
+
+def check_mixture(config: "DistillConfig") -> None:
+    """A mixture's settings (`training.mixture`): weights and route need several --teacher, one weight per
+    teacher, none negative, a positive sum; a route names every teacher; ValueError otherwise."""
+    paths = config.teacher_paths()
+    if len(paths) < 2:
+        for key in ("teacher_weight", "teacher_route"):
+            if getattr(config, key) is not None:
+                raise ValueError(f"{flag(key)} needs several --teacher (a mixture): leave it out, or give "
+                                 f"--teacher more than once")
+        return
+    for other in ("teacher_cache", "teacher_url"):
+        if getattr(config, other) is not None:
+            raise ValueError(f"several --teacher cannot be mixed with {flag(other)} (a mixture of in-process "
+                             f"teachers only, for now): give only --teacher, more than once")
+    weights = config.teacher_weight
+    if weights is not None:
+        if len(weights) != len(paths):
+            raise ValueError(f"{len(weights)} --teacher-weight for {len(paths)} --teacher: give one weight per "
+                             f"teacher, in their order")
+        if any(not math.isfinite(weight) or weight < 0 for weight in weights) or not sum(weights) > 0:
+            raise ValueError(f"--teacher-weight {', '.join(f'{w:g}' for w in weights)}: the weights must be "
+                             f"finite, none negative, and sum to a positive number")
+    if config.teacher_route is not None:
+        if weights is not None:
+            raise ValueError("--teacher-route and --teacher-weight exclude each other: a routed sequence "
+                             "is distilled from its one teacher")
+        names = [teacher_name(path) for path in paths]
+        if any(name is None for name in names):
+            raise ValueError("--teacher-route needs every teacher named, --teacher NAME=PATH (e.g. "
+                             "--teacher code=runs/code --teacher prose=runs/prose)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"--teacher names {', '.join(map(str, names))} repeat: give each teacher its own name")
+
+
+def teacher_name(path: Path) -> str | None:
+    """The NAME of a --teacher given as NAME=PATH (a word of letters, digits, _ or -), else None."""
+    match = re.fullmatch(r"([A-Za-z0-9_-]+)=(.+)", str(path))
+    return match.group(1) if match else None
+
+
+def teacher_location(path: Path | None) -> Path | None:
+    """The PATH of a --teacher given as NAME=PATH, or `path` itself."""
+    if path is None:
+        return None
+    match = re.fullmatch(r"([A-Za-z0-9_-]+)=(.+)", str(path))
+    return Path(match.group(2)) if match else path
 
 
 def teacher_api_base(url: str) -> str:

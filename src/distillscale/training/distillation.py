@@ -12,6 +12,7 @@ student's `val_loss` stays the cross-entropy against the data, as the distillati
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from distillscale.data import iter_eval_batches
 from distillscale.data.prepare import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
-from distillscale.training.config import DistillConfig
+from distillscale.training.config import DistillConfig, teacher_location, teacher_name
 from distillscale.training.cross_tokenizer import (
     CrossTokenizerObjective,
     TokenAligner,
@@ -31,6 +32,7 @@ from distillscale.training.distributed import Distributed
 from distillscale.training.evaluation import bf16_autocast, evaluate
 from distillscale.training.logit_cache.distill import distill_from_cache
 from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.mixture import MixtureInfo, MixtureTeacher, normalised_weights
 from distillscale.training.losses import LossOutput, distillation_loss
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.on_policy import (
@@ -101,6 +103,8 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
         return distill_from_cache(config, progress)
     if config.teacher_url is not None:
         return distill_from_server(config, progress)
+    if config.is_mixture:
+        return distill_from_mixture(config, progress)
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source, other_tokenizer=True)
     if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, config.tokenizer):
@@ -122,12 +126,73 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
                                                                    config.seed))
 
 
-def _make_on_policy_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
-                              plan: RunPlan, group: Distributed) -> OnPolicyObjective:
+def distill_from_mixture(config: DistillConfig, progress: bool = True) -> RunResult:
+    """`distill` for several --teacher: the student's target is their weighted mixture
+    (`training.mixture`); every teacher must speak the student's tokenizer."""
+    paths = config.teacher_paths()
+    sources = [find_teacher(teacher_location(path), config.trust_remote_code) for path in paths]
+    single = config.model_copy(update={"teacher": sources[0].path, "teacher_weight": None, "teacher_route": None})
+    resolved = resolve_student_data(single, sources[0])  # the first teacher's tokenizer and corpus by default
+    for path, source in zip(paths, sources):
+        if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, resolved.tokenizer):
+            raise UserError(f"teacher {source.path} speaks another tokenizer than {resolved.tokenizer}: the "
+                            f"teachers of a mixture must share the student's tokenizer (a mixture across "
+                            f"tokenizers is not supported); distil from it alone for cross-tokenizer distillation")
+    if config.parallel == "fsdp" and config.teacher_parallel == "shard":
+        raise UserError("--teacher-parallel shard is not available for a mixture of teachers: use "
+                        "--teacher-parallel replicate")
+    if config.uld_weight != DistillConfig.model_fields["uld_weight"].default:
+        raise UserError("--uld-weight needs a teacher of another tokenizer: the teachers of a mixture speak "
+                        "--tokenizer's own, so this run would not use it; leave it out")
+    named = [Path(f"{teacher_name(path)}={source.path}") if teacher_name(path) else source.path
+             for path, source in zip(paths, sources)]
+    config = DistillConfig.model_validate(resolved.model_dump() | {
+        "teacher": named, "teacher_weight": config.teacher_weight, "teacher_route": config.teacher_route})
+    make_objective = partial(_make_mixture_objective, config, sources)
+    if config.on_policy_config() is None:
+        return train(config, progress, make_objective=make_objective)
+    return train(config, progress, make_objective=partial(_make_on_policy_objective, config, sources,
+                                                          make_off_policy=_make_mixture_objective),
+                 make_sampler=lambda data, tokens: OnPolicySampler(tokens, config.seq_len, config.batch_size,
+                                                                   config.seed))
+
+
+def _make_mixture_objective(config: DistillConfig, sources: list[TeacherSource], data: PreparedData,
+                            plan: RunPlan, group: Distributed) -> DistillationObjective:
+    """The mixture's objective: each teacher's L_T and the mixture's own cross-entropy measured as a
+    single teacher's is (`_make_objective`), then the teachers in their compute dtype."""
+    autocast = bf16_autocast(group.device, plan.bf16)
+    teachers, losses = [], []
+    for source in sources:
+        teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code,
+                               dtype=torch.float32)
+        losses.append(evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
+                               config.eval_tokens, group, autocast))
+        teachers.append(teacher)
+    weights = normalised_weights(config.teacher_weight, len(teachers))
+    info = MixtureInfo(teachers=[teacher.info for teacher in teachers], weights=weights,
+                       teacher_val_losses=losses, names=[teacher_name(path) for path in config.teacher_paths()])
+    mixture = MixtureTeacher(teachers, weights, 1.0, info)
+    mixture_loss = evaluate(mixture, data.split("val"), config.seq_len, config.batch_size, config.eval_tokens,
+                            group, autocast)
+    for teacher in teachers:
+        teacher.to(compute_dtype(group.device))
+    mixture = mixture.at_temperature(config.temperature)
+    if config.compile:
+        mixture.compile_trunk()
+    objective = DistillationObjective(mixture, config.loss_config(data.vocab_size), mixture_loss)
+    if config.top_k is not None and config.top_k < data.vocab_size:
+        objective.top_k_targets = _check_live_top_k(mixture.at_temperature(1.0), data.split(config.split),
+                                                    config, group)
+    return objective
+
+
+def _make_on_policy_objective(config: DistillConfig, source, data: PreparedData,
+                              plan: RunPlan, group: Distributed, make_off_policy=None) -> OnPolicyObjective:
     """The run's distillation objective on corpus batches, and the student's own continuations on
     a share of them (training/on_policy.py), on the schedule the run's plan fixes."""
     schedule = on_policy_schedule(config, plan)
-    off_policy = _make_objective(config, source, data, plan, group)
+    off_policy = (make_off_policy or _make_objective)(config, source, data, plan, group)
     on_policy_loss = DistillationObjective(off_policy.teacher, on_policy_loss_config(off_policy.loss_config),
                                            off_policy.teacher_val_loss)
     return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model, config.seq_len,

@@ -1,0 +1,153 @@
+"""Several teachers (issue 37): the target is the weighted mixture of their distributions; weights
+(1, 0) equal distilling from the first teacher alone; bad mixtures are refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.losses import distillation_loss
+from distillscale.training.mixture import MixtureTeacher, normalised_weights
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
+VOCAB = 320
+SHAPE = ("--aspect-ratio", "64", "--head-dim", "32", "--seq-len", "32", "--batch-size", "8",
+         "--eval-tokens", "4k", "--eval-every", "0", "--device", "cpu")
+TEACHER = ("--n-layers", "2", "--tokens", "10k", "--max-bytes", "300k", *SHAPE)
+STUDENT = ("--n-layers", "1", "--tokens", "3k", "--log-every", "5", *SHAPE)
+
+
+def run_cli(*args) -> None:
+    from distillscale.cli import main
+
+    assert main([str(a) for a in args]) == 0
+
+
+def read_json(path) -> dict:
+    return json.loads(path.read_text())
+
+
+class _Linear(torch.nn.Module):
+    """A stand-in teacher: hidden states an embedding, the head a linear map."""
+
+    def __init__(self, seed: int, d: int, vocab: int):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.embed = torch.nn.Parameter(torch.randn(vocab, d, generator=generator))
+        self.out = torch.nn.Parameter(torch.randn(vocab, d, generator=generator))
+        self.vocab_size = vocab
+
+    def hidden_states(self, idx):
+        return self.embed[idx]
+
+    def head(self, h):
+        return h @ self.out.T
+
+
+def test_the_head_gives_the_weighted_mixture_of_the_softened_distributions():
+    a, b = _Linear(0, 8, 50), _Linear(1, 12, 50)
+    idx = torch.randint(0, 50, (2, 5))
+    for tau in (1.0, 2.0):
+        mixture = MixtureTeacher([a, b], [0.25, 0.75], tau)
+        logits = mixture.head(mixture.hidden_states(idx))
+        expected = 0.25 * (a.head(a.hidden_states(idx)) / tau).softmax(-1) \
+            + 0.75 * (b.head(b.hidden_states(idx)) / tau).softmax(-1)
+        torch.testing.assert_close((logits / tau).softmax(-1), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kd,top_k", [("forward-kl", None), ("reverse-kl", None), ("jsd", None), ("forward-kl", 5)])
+def test_weights_one_and_zero_give_the_first_teachers_loss_and_gradients(kd, top_k):
+    a, b = _Linear(0, 8, 50), _Linear(1, 12, 50)
+    student = _Linear(2, 6, 50)
+    idx, targets = torch.randint(0, 50, (3, 7)), torch.randint(0, 50, (21,))
+    config = DistillationLossConfig(kd=kd, temperature=2.0, kd_weight=0.7, top_k=top_k, chunk_size=8)
+    mixture = MixtureTeacher([a, b], normalised_weights([1.0, 0.0], 2), config.temperature)
+
+    def loss_and_grad(teacher):
+        student.zero_grad()
+        hidden = student.hidden_states(idx).flatten(0, 1)
+        with torch.no_grad():
+            teacher_hidden = teacher.hidden_states(idx).flatten(0, 1)
+        output = distillation_loss(hidden, student.head, teacher_hidden, teacher.head, targets, config)
+        output.loss.backward()
+        return output.loss.item(), output.kd.item(), student.out.grad.clone(), student.embed.grad.clone()
+
+    alone, mixed = loss_and_grad(a), loss_and_grad(mixture)
+    assert mixed[0] == pytest.approx(alone[0], abs=1e-6) and mixed[1] == pytest.approx(alone[1], abs=1e-6)
+    torch.testing.assert_close(mixed[2], alone[2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(mixed[3], alone[3], rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def teachers(runs):
+    """Two teachers of one tokenizer (the second trained with the first's), of other seeds and sizes."""
+    run_cli("train", "--out", runs / "a", "--vocab-size", VOCAB, *TEACHER)
+    run_cli("train", "--out", runs / "b", "--tokenizer", runs / "a" / "tokenizer.json", "--seed", "1",
+            *TEACHER)
+    return runs / "a", runs / "b"
+
+
+def test_a_mixture_weighted_one_and_zero_equals_the_first_teacher_alone(runs, teachers):
+    a, b = teachers
+    run_cli("distill", "--teacher", a, "--out", runs / "alone", *STUDENT)
+    run_cli("distill", "--teacher", a, "--teacher", b, "--teacher-weight", "1", "--teacher-weight", "0",
+            "--out", runs / "mixed", *STUDENT)
+    alone, mixed = read_json(runs / "alone" / "result.json"), read_json(runs / "mixed" / "result.json")
+    assert mixed["val_loss"] == pytest.approx(alone["val_loss"], abs=1e-6)
+    # result.json: the mixture, and each teacher with its weight, loss and FLOPs
+    record = mixed["teacher"]
+    assert record["kind"] == "mixture"
+    assert record["teacher_val_loss"] == pytest.approx(alone["teacher"]["teacher_val_loss"], abs=1e-6)
+    first, second = record["teachers"]
+    assert first["path"] == str(a.resolve()) and second["path"] == str(b.resolve())
+    assert (first["weight"], second["weight"]) == (1.0, 0.0)
+    assert first["teacher_val_loss"] == pytest.approx(alone["teacher"]["teacher_val_loss"], rel=1e-9)
+    assert first["flops"] == alone["teacher"]["flops"] and second["flops"] > 0
+    assert record["flops"] == first["flops"] + second["flops"]
+    assert mixed["flops"] == alone["flops"] + second["flops"]
+
+
+def test_an_equal_mixture_is_recorded_with_its_own_cross_entropy(runs, teachers):
+    a, b = teachers
+    run_cli("distill", "--teacher", a, "--teacher", b, "--out", runs / "equal", *STUDENT)
+    record = read_json(runs / "equal" / "result.json")["teacher"]
+    first, second = record["teachers"]
+    assert (first["weight"], second["weight"]) == (0.5, 0.5)
+    # the mixture's cross-entropy is at most the weighted mean of the teachers' (log is concave)
+    assert record["teacher_val_loss"] <= 0.5 * (first["teacher_val_loss"] + second["teacher_val_loss"]) + 1e-9
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--teacher-weight", "0", "--teacher-weight", "0"), "sum to a positive number"),
+    (("--teacher-weight", "1", "--teacher-weight", "-1"), "none negative"),
+    (("--teacher-weight", "1"), "1 --teacher-weight for 2 --teacher"),
+])
+def test_bad_weights_are_refused_in_one_line(cli, tmp_path, teachers, args, message):
+    a, b = teachers
+    code, _, err = cli("distill", "--teacher", a, "--teacher", b, *args, "--out", tmp_path / "s", *STUDENT)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_weight_without_a_mixture_is_refused(cli, tmp_path, teachers):
+    code, _, err = cli("distill", "--teacher", teachers[0], "--teacher-weight", "1", "--out", tmp_path / "s",
+                       *STUDENT)
+    assert code == 2 and "--teacher-weight needs several --teacher" in err
+
+
+def test_teachers_of_another_tokenizer_are_refused(cli, runs, tmp_path, teachers):
+    run_cli("train", "--out", runs / "other", "--vocab-size", "300", *TEACHER)
+    cli("--version")  # drops what the training printed
+    code, _, err = cli("distill", "--teacher", teachers[0], "--teacher", runs / "other", "--out",
+                       tmp_path / "s", *STUDENT)
+    assert code == 2 and "speaks another tokenizer" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
