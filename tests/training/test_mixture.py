@@ -151,3 +151,75 @@ def test_teachers_of_another_tokenizer_are_refused(cli, runs, tmp_path, teachers
                        tmp_path / "s", *STUDENT)
     assert code == 2 and "speaks another tokenizer" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+# --- routing by a field of the data (--teacher NAME=PATH --teacher-route FIELD) ---------------------
+
+def test_a_routed_head_gives_each_position_its_own_teachers_distribution():
+    a, b = _Linear(0, 8, 50), _Linear(1, 12, 50)
+    idx = torch.randint(0, 50, (2, 5))
+    route = torch.tensor([[0, 0, 1, 1, 0], [1, 1, 1, 0, 0]])
+    mixture = MixtureTeacher([a, b], [0.5, 0.5], 2.0)
+    mixture.route = route
+    logits = mixture.head(mixture.hidden_states(idx))
+    own = torch.where(route.unsqueeze(-1) == 0, (a.head(a.hidden_states(idx)) / 2).softmax(-1),
+                      (b.head(b.hidden_states(idx)) / 2).softmax(-1))
+    torch.testing.assert_close((logits / 2).softmax(-1), own, rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def routed_data(runs):
+    """A jsonl corpus of two kinds of documents, its `source` naming each one's teacher."""
+    import sysconfig
+    from pathlib import Path
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    rows = []
+    for index, path in enumerate(sorted(stdlib.glob("*.py"))[:80]):
+        text = path.read_text(encoding="utf-8", errors="ignore")[:3000]
+        rows.append({"text": text, "source": "a" if index % 2 else "b"})
+    path = runs / "routed.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_routing_by_a_field_distils_each_document_from_its_teacher(runs, teachers, routed_data):
+    a, b = teachers
+    tokenizer = a / "tokenizer.json"
+    common = ("--data", routed_data, "--tokenizer", tokenizer, *STUDENT)
+    run_cli("distill", "--teacher", f"a={a}", "--teacher", f"b={b}", "--teacher-route", "source",
+            "--out", runs / "routed", *common)
+    routed = read_json(runs / "routed" / "result.json")
+    record = routed["teacher"]
+    assert record["kind"] == "mixture" and record["route"] == "source"
+    first, second = record["teachers"]
+    assert (first["name"], second["name"]) == ("a", "b")
+    assert first["weight"] + second["weight"] == pytest.approx(1) and 0 < first["weight"] < 1
+    # every document routed to one teacher equals distilling from that teacher alone
+    with open(routed_data) as rows:
+        only_a = [json.loads(line) | {"source": "a"} for line in rows]
+    all_a = runs / "all_a.jsonl"
+    all_a.write_text("".join(json.dumps(row) + "\n" for row in only_a))
+    run_cli("distill", "--teacher", f"a={a}", "--teacher", f"b={b}", "--teacher-route", "source",
+            "--out", runs / "routed_a", "--data", all_a, *common[2:])
+    run_cli("distill", "--teacher", a, "--out", runs / "alone_a", "--data", all_a, *common[2:])
+    routed_a, alone_a = read_json(runs / "routed_a" / "result.json"), read_json(runs / "alone_a" / "result.json")
+    assert routed_a["val_loss"] == pytest.approx(alone_a["val_loss"], abs=1e-5)
+    assert routed_a["teacher"]["teacher_val_loss"] == pytest.approx(alone_a["teacher"]["teacher_val_loss"], abs=1e-5)
+    assert routed_a["teacher"]["teachers"][0]["weight"] == 1.0
+
+
+@pytest.mark.parametrize("teacher_args,extra,message", [
+    (("--teacher", "a={a}", "--teacher", "c={b}"), (), "'b' names no teacher"),
+    (("--teacher", "{a}", "--teacher", "{b}"), (), "needs every teacher named"),
+    (("--teacher", "a={a}", "--teacher", "a={b}"), (), "repeat"),
+    (("--teacher", "a={a}", "--teacher", "b={b}"), ("--teacher-weight", "1", "--teacher-weight", "1"),
+     "exclude each other"),
+])
+def test_bad_routes_are_refused_in_one_line(cli, tmp_path, teachers, routed_data, teacher_args, extra, message):
+    a, b = teachers
+    filled = [arg.format(a=a, b=b) for arg in teacher_args]
+    code, _, err = cli("distill", *filled, "--teacher-route", "source", *extra, "--data", routed_data,
+                       "--tokenizer", a / "tokenizer.json", "--out", tmp_path / "s", *STUDENT)
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "s" / "result.json").exists()

@@ -578,6 +578,11 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
         return OnPolicyConfig(fraction=self.on_policy_fraction, temperature=self.on_policy_temperature,
                               prompt_tokens=prompt, continuation_tokens=continuation, start=self.on_policy_start)
 
+    def data_config(self) -> DataConfig:
+        """The corpus, with each token's route when a mixture is routed by a field (`--teacher-route`)."""
+        config = super().data_config()
+        return config if self.teacher_route is None else config.model_copy(update={"route_field": self.teacher_route})
+
     def loss_config(self, vocab_size: int) -> DistillationLossConfig:
         """The objective's settings, the chunk resolved for the student's `vocab_size` (`chunk_tokens`)."""
         chunk_size = self.loss_chunk_size or chunk_tokens(vocab_size)

@@ -15,6 +15,12 @@ union of the teachers' ids) and on-policy batches take it unchanged:
   teacher's own logits, so the mixture equals distilling from the first teacher alone, bit for bit
   (tests/training/test_mixture.py; the zero-weight teacher is still run and counted).
 
+Routing (`--teacher NAME=PATH ... --teacher-route FIELD`): each position is distilled from the teacher
+named by the FIELD of the jsonl/parquet row of its document (prepared per token, `data.prepare`): the
+position's log-weights (0 for its teacher, -inf for the others) ride along with the hidden states, and
+a window that spans two documents gives each position its own document's teacher (no per-sequence
+choice to make). Every teacher still runs on every position (their FLOPs are counted so).
+
 Every teacher speaks the student's tokenizer (a mixture across tokenizers is refused). Its cost is
 every teacher's forward pass on every training token (zero-weight teachers included: they are run);
 result.json's `teacher` is the mixture (kind "mixture", its validation loss the mixture's
@@ -52,9 +58,10 @@ class MixtureInfo:
     teacher's record is as it was)."""
 
     teachers: list[Any]           # each teacher's `TeacherInfo`
-    weights: list[float]          # normalised
+    weights: list[float]          # normalised (routed: each teacher's share of the training tokens)
     teacher_val_losses: list[float]
     names: list[str | None]
+    route: str | None = None      # routed: the data field naming each document's teacher (weights: token shares)
 
     path = "mixture"
     kind = "mixture"
@@ -80,7 +87,8 @@ class MixtureInfo:
                              forward_flops_per_token=self.forward_flops_per_token,
                              flops=float(sum(teacher.flops for teacher in teachers)),
                              flops_method=self.flops_method,
-                             teachers=[teacher.model_dump(mode="json") for teacher in teachers], **more)
+                             teachers=[teacher.model_dump(mode="json") for teacher in teachers],
+                             **({"route": self.route} if self.route is not None else {}), **more)
 
 
 class MixtureTeacher(nn.Module):
@@ -100,6 +108,9 @@ class MixtureTeacher(nn.Module):
         # not a buffer: `.to(bf16)` of the teachers must leave the weights in float32
         self.log_weights = torch.tensor([math.log(w) if w > 0 else -math.inf for w in weights])
         self._widths: list[int] = []
+        # routed (`--teacher-route`): the teacher index of each position of the next batch, [B, T]
+        self.route: torch.Tensor | None = None
+        self._routed = False
 
     def at_temperature(self, temperature: float) -> MixtureTeacher:
         """The same teachers and weights at another temperature (1: the mixture's own distribution)."""
@@ -117,6 +128,14 @@ class MixtureTeacher(nn.Module):
         states = [teacher.hidden_states(idx) for teacher in self.teachers]
         self._widths = [state.shape[-1] for state in states]
         dtype = states[0].dtype
+        self._routed = self.route is not None
+        if self._routed:  # each position's log-weights ride along: 0 for its teacher, -inf for the others
+            if self.route.shape != idx.shape:
+                raise ValueError(f"routes {tuple(self.route.shape)} for a batch of {tuple(idx.shape)}")
+            log_weights = torch.full((*idx.shape, len(self.teachers)), -math.inf, dtype=dtype, device=idx.device)
+            log_weights.scatter_(-1, self.route.to(idx.device).long().unsqueeze(-1), 0.0)
+            states.append(log_weights)
+            self._widths.append(len(self.teachers))
         return torch.cat([state.to(dtype) for state in states], dim=-1)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
@@ -125,6 +144,11 @@ class MixtureTeacher(nn.Module):
                              f"(call hidden_states first)")
         tau = self.temperature
         parts = torch.split(h, self._widths, dim=-1)
+        if self._routed:  # each row its own teacher: the log-weights are the last columns
+            log_probs = torch.stack([(teacher.head(part).float() / tau).log_softmax(-1)
+                                     for teacher, part in zip(self.teachers, parts)])
+            row_weights = parts[-1].float().movedim(-1, 0).unsqueeze(-1)  # [K, ..., 1]
+            return tau * torch.logsumexp(log_probs + row_weights, dim=0)
         # a zero-weight teacher adds no mass: left out, and one teacher left is its own logits (exactly)
         kept = [i for i, weight in enumerate(self.weights) if weight > 0]
         if len(kept) == 1:
