@@ -48,7 +48,7 @@ def flag_sets() -> dict[str, dict]:
 
 # Commands and flags added since the record (new features); every recorded one must stay as it was.
 ADDED_SINCE = {"prune": None, "train": {"--student-init"}, "distill": {"--student-init", "--teacher-weight", "--teacher-route"}, "plan": {"--student-init", "--teacher-mixture"},
-               "demo": {"--capacity-gap"}}
+               "demo": {"--capacity-gap"}, "data prepare": {"--route-field"}}
 # Recorded flags that repeat since (a single value still reads as before): their kind now.
 CHANGED_SINCE = {"distill": {"--teacher": "values"}}  # several teachers, a mixture (issue 37)
 
