@@ -153,8 +153,9 @@ def distill_from_mixture(config: DistillConfig, progress: bool = True) -> RunRes
         if config.on_policy_config() is not None:
             raise UserError("--teacher-route is not available with --on-policy-fraction (the student's own "
                             "continuations have no document to route by): leave one out")
-        if config.unique_tokens is not None:
-            raise UserError("--teacher-route is not available with --unique-tokens yet: leave one out")
+        if config.unique_tokens is not None or config.top_k is not None:
+            flag = "--unique-tokens" if config.unique_tokens is not None else "--top-k"
+            raise UserError(f"--teacher-route is not available with {flag} yet: leave one out")
         return train(config, progress, make_objective=partial(_make_routed_objective, config, sources),
                      make_sampler=lambda data, tokens: RoutedSampler(
                          tokens, data.routes(config.split), _teacher_of_route(config, data), config.seq_len,
@@ -268,8 +269,6 @@ def _make_routed_objective(config: DistillConfig, sources: list[TeacherSource], 
     mixture = mixture.at_temperature(config.temperature)
     if config.compile:
         mixture.compile_trunk()
-    if config.top_k is not None and config.top_k < data.vocab_size:
-        raise UserError("--top-k with --teacher-route is not available yet: leave one out")
     return RoutedDistillationObjective(mixture, config.loss_config(data.vocab_size), mixture_loss)
 
 
