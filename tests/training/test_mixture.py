@@ -126,6 +126,15 @@ def test_an_equal_mixture_is_recorded_with_its_own_cross_entropy(runs, teachers)
     assert record["teacher_val_loss"] <= 0.5 * (first["teacher_val_loss"] + second["teacher_val_loss"]) + 1e-9
 
 
+def test_a_mixture_distils_on_policy_too(runs, teachers):
+    a, b = teachers
+    run_cli("distill", "--teacher", a, "--teacher", b, "--teacher-weight", "3", "--teacher-weight", "1",
+            "--on-policy-fraction", "0.5", "--out", runs / "on_policy", *STUDENT)
+    result = read_json(runs / "on_policy" / "result.json")
+    assert result["on_policy"]["sequences"] > 0
+    assert [t["weight"] for t in result["teacher"]["teachers"]] == [0.75, 0.25]
+
+
 @pytest.mark.parametrize("args,message", [
     (("--teacher-weight", "0", "--teacher-weight", "0"), "sum to a positive number"),
     (("--teacher-weight", "1", "--teacher-weight", "-1"), "none negative"),
