@@ -55,3 +55,15 @@ def test_the_table_states_the_one_teacher_fit_and_each_teachers_flops(cli):
 def test_bad_mixtures_are_refused_in_one_line(cli, args, message):
     code, _, err = cli(*BASE, *args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_the_plan_says_how_to_reproduce_it(cli):
+    from distillscale.planning.options import PlanSettings
+    from distillscale.planning.plan import plan_from_settings
+
+    plan = plan_from_settings(PlanSettings(compute=1e21, student_params=1e8, teacher_mixture="1B,300M",
+                                           teacher_loss=2.3))
+    command = plan.arguments.cli_command()
+    assert "--teacher-mixture 1e+09,3e+08" in command
+    _, out, _ = cli(*command.split()[1:], "--json")
+    assert json.loads(out)["teacher_mixture"] == plan.plans[0].to_dict()["teacher_mixture"]

@@ -100,15 +100,12 @@ class ExistingTeacher:
                                  "predict a mixture's loss from its teachers' sizes")
         for size in self.mixture:
             _positive("teacher.mixture", size, Quantity.PARAMS)
-        return replace(self, mixture=None)._check_loss(laws, self)
-
-    def _check_loss(self, laws: LawSet, original: "ExistingTeacher") -> "ExistingTeacher":
         _positive("teacher.loss", self.loss, None)
-        try:
+        try:  # the law's own check of L_T, as for one teacher
             laws.check_teacher_loss(self.loss, flag=ParameterError.NAME)
         except UserError as exc:
             raise ParameterError.about("teacher.loss", str(exc)) from None
-        return original
+        return self
 
 
 @dataclass(frozen=True)
