@@ -20,7 +20,6 @@ import torch
 from distillscale.console import warn
 from distillscale.data import iter_eval_batches
 from distillscale.data.prepare import PreparedData
-from distillscale.data.sampler import TokenSampler
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
 from distillscale.training.config import DistillConfig, teacher_location, teacher_name
@@ -33,8 +32,14 @@ from distillscale.training.distributed import Distributed
 from distillscale.training.evaluation import bf16_autocast, evaluate
 from distillscale.training.logit_cache.distill import distill_from_cache
 from distillscale.training.kd_settings import DistillationLossConfig
-from distillscale.training.mixture import MixtureInfo, MixtureTeacher, normalised_weights
-from distillscale.training.losses import LossOutput, cross_entropy_loss, distillation_loss
+from distillscale.training.mixture import (
+    MixtureInfo,
+    MixtureTeacher,
+    RoutedSampler,
+    normalised_weights,
+    routed_loss,
+)
+from distillscale.training.losses import LossOutput, distillation_loss
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.on_policy import (
     OnPolicyObjective,
@@ -201,7 +206,7 @@ def _make_mixture_objective(config: DistillConfig, sources: list[TeacherSource],
 
 def _teacher_of_route(config: DistillConfig, data: PreparedData) -> np.ndarray:
     """The teacher index of each route id of the prepared corpus; a value that names no teacher is
-    refused in one line (with how many documents' tokens hold it)."""
+    refused in one line."""
     names = [teacher_name(path) for path in config.teacher_paths()]
     values = data.route_values
     unknown = [value for value in values if value not in names]
@@ -211,26 +216,6 @@ def _teacher_of_route(config: DistillConfig, data: PreparedData) -> np.ndarray:
                         f"{', '.join(names)}): name each teacher after a value of the field, or leave those "
                         f"rows out of --data")
     return np.array([names.index(value) for value in values], dtype=np.int64)
-
-
-class RoutedSampler(TokenSampler):
-    """`TokenSampler`'s batches with the teacher index of every input position: the route of its
-    document, read from the prepared corpus's per-token routes."""
-
-    def __init__(self, tokens: np.ndarray, routes: np.ndarray, teacher_of: np.ndarray, seq_len: int,
-                 batch_size: int, seed: int):
-        super().__init__(tokens, seq_len, batch_size, seed)
-        if len(routes) != len(tokens):
-            raise RuntimeError(f"{len(routes)} routes for {len(tokens)} tokens")
-        self.routes = routes
-        self.teacher_of = teacher_of
-
-    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
-        inputs, targets = super().batch(step, rank, world_size)
-        per_rank = self.batch_size // world_size
-        starts = self.window_starts(step)[rank * per_rank:(rank + 1) * per_rank]
-        route_ids = self.routes[starts[:, None] + np.arange(self.seq_len)]
-        return inputs, targets, torch.from_numpy(self.teacher_of[route_ids])
 
 
 class RoutedDistillationObjective(DistillationObjective):
@@ -262,32 +247,14 @@ def _make_routed_objective(config: DistillConfig, sources: list[TeacherSource], 
     info = MixtureInfo(teachers=[teacher.info for teacher in teachers], weights=shares, teacher_val_losses=losses,
                        names=[teacher_name(path) for path in config.teacher_paths()], route=config.teacher_route)
     mixture = MixtureTeacher(teachers, [1.0 / len(teachers)] * len(teachers), 1.0, info)
-    mixture_loss = _routed_loss(mixture, data.split("val"), teacher_of[np.asarray(data.routes("val"))], config,
-                                group.device, autocast)
+    mixture_loss = routed_loss(mixture, data.split("val"), teacher_of[np.asarray(data.routes("val"))],
+                               config.seq_len, config.batch_size, config.eval_tokens, group.device, autocast)
     for teacher in teachers:
         teacher.to(compute_dtype(group.device))
     mixture = mixture.at_temperature(config.temperature)
     if config.compile:
         mixture.compile_trunk()
     return RoutedDistillationObjective(mixture, config.loss_config(data.vocab_size), mixture_loss)
-
-
-@torch.no_grad()
-def _routed_loss(mixture: MixtureTeacher, tokens: np.ndarray, teacher_ids: np.ndarray, config: DistillConfig,
-                 device: torch.device, autocast) -> float:
-    """The routed mixture's cross-entropy on the validation windows `evaluate` reads (every process
-    computes all of them: the same number everywhere)."""
-    total, count = 0.0, 0
-    batches = zip(iter_eval_batches(tokens, config.seq_len, config.batch_size, config.eval_tokens),
-                  iter_eval_batches(teacher_ids, config.seq_len, config.batch_size, config.eval_tokens))
-    for (inputs, targets), (routes, _) in batches:
-        mixture.route = routes
-        with autocast:
-            output = cross_entropy_loss(mixture.hidden_states(inputs.to(device)), mixture.head, targets.to(device))
-        mixture.route = None
-        total += output.ce.double().item() * targets.numel()
-        count += targets.numel()
-    return total / count
 
 
 def _make_on_policy_objective(config: DistillConfig, source, data: PreparedData,

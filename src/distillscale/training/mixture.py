@@ -35,9 +35,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from distillscale.data.sampler import TokenSampler, iter_eval_batches
+from distillscale.training.losses import cross_entropy_loss
 from distillscale.training.records import TeacherRecord
 from distillscale.training.teachers import Teacher
 
@@ -156,3 +159,41 @@ class MixtureTeacher(nn.Module):
         log_probs = torch.stack([(self.teachers[i].head(parts[i]).float() / tau).log_softmax(-1) for i in kept])
         log_weights = self.log_weights[kept].to(log_probs.device).view(-1, *([1] * (log_probs.dim() - 1)))
         return tau * torch.logsumexp(log_probs + log_weights, dim=0)
+
+
+class RoutedSampler(TokenSampler):
+    """`TokenSampler`'s batches with the teacher index of every input position: the route of its
+    document, read from the prepared corpus's per-token routes."""
+
+    def __init__(self, tokens: np.ndarray, routes: np.ndarray, teacher_of: np.ndarray, seq_len: int,
+                 batch_size: int, seed: int):
+        super().__init__(tokens, seq_len, batch_size, seed)
+        if len(routes) != len(tokens):
+            raise RuntimeError(f"{len(routes)} routes for {len(tokens)} tokens")
+        self.routes = routes
+        self.teacher_of = teacher_of
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
+        inputs, targets = super().batch(step, rank, world_size)
+        per_rank = self.batch_size // world_size
+        starts = self.window_starts(step)[rank * per_rank:(rank + 1) * per_rank]
+        route_ids = self.routes[starts[:, None] + np.arange(self.seq_len)]
+        return inputs, targets, torch.from_numpy(self.teacher_of[route_ids])
+
+
+@torch.no_grad()
+def routed_loss(mixture: MixtureTeacher, tokens: np.ndarray, teacher_ids: np.ndarray, seq_len: int,
+                batch_size: int, max_tokens: int | None, device: torch.device, autocast) -> float:
+    """The routed mixture's cross-entropy on the validation windows `evaluate` reads (every process
+    computes all of them: the same number everywhere)."""
+    total, count = 0.0, 0
+    batches = zip(iter_eval_batches(tokens, seq_len, batch_size, max_tokens),
+                  iter_eval_batches(teacher_ids, seq_len, batch_size, max_tokens))
+    for (inputs, targets), (routes, _) in batches:
+        mixture.route = routes
+        with autocast:
+            output = cross_entropy_loss(mixture.hidden_states(inputs.to(device)), mixture.head, targets.to(device))
+        mixture.route = None
+        total += output.ce.double().item() * targets.numel()
+        count += targets.numel()
+    return total / count
