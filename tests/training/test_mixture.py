@@ -232,3 +232,68 @@ def test_bad_routes_are_refused_in_one_line(cli, tmp_path, teachers, routed_data
                        "--tokenizer", a / "tokenizer.json", "--out", tmp_path / "s", *STUDENT)
     assert code == 2 and message in err and "Traceback" not in err, err
     assert not (tmp_path / "s" / "result.json").exists()
+
+
+# --- served teachers (--teacher-url given several times): top-k merged on the union of ids -----------
+
+def test_top_k_targets_merge_on_the_union_of_ids_with_weighted_probabilities():
+    from distillscale.training.mixture import merge_top_k
+
+    a_ids, a_p = torch.tensor([[5, 3, 9]]), torch.tensor([[0.5, 0.2, 0.1]])
+    b_ids, b_p = torch.tensor([[3, 7, 5]]), torch.tensor([[0.6, 0.2, 0.1]])
+    ids, log_probs = merge_top_k([a_ids, b_ids], [a_p.log(), b_p.log()], [0.5, 0.5], 50)
+    assert ids.shape == (1, 6) and len(set(ids[0].tolist())) == 6
+    probs = dict(zip(ids[0].tolist(), log_probs[0].exp().tolist()))
+    assert probs[3] == pytest.approx(0.4) and probs[5] == pytest.approx(0.3)
+    assert probs[7] == pytest.approx(0.1) and probs[9] == pytest.approx(0.05)
+    # the two free slots: ids outside the union, each an even share of the tail (0.15 over 46 ids)
+    assert all(probs[i] == pytest.approx(0.15 / 46) for i in ids[0, 4:].tolist())
+    assert (log_probs[0, :-1] >= log_probs[0, 1:]).all()
+    # weights (1, 0): the first teacher's own targets
+    same_ids, same = merge_top_k([a_ids, b_ids], [a_p.log(), b_p.log()], [1.0, 0.0], 50)
+    assert torch.equal(same_ids, a_ids) and torch.equal(same, a_p.log())
+
+
+@pytest.fixture(scope="module")
+def servers(teachers):
+    """`serve-teacher` for each teacher (top-8), in threads on 127.0.0.1."""
+    import threading
+
+    from distillscale.serve.teacher import TeacherService, make_teacher_server
+
+    running = []
+    for teacher in teachers:
+        httpd = make_teacher_server(TeacherService(teacher, top_k=8))
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        running.append(httpd)
+    yield [f"http://127.0.0.1:{httpd.server_address[1]}/v1" for httpd in running]
+    for httpd in running:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_served_teachers_weighted_one_and_zero_equal_the_first_server_alone(runs, teachers, servers):
+    tokenizer = teachers[0] / "tokenizer.json"
+    served = ("--tokenizer", tokenizer, "--top-k", "8", *STUDENT)
+    run_cli("distill", "--teacher-url", servers[0], "--out", runs / "served_alone", *served)
+    run_cli("distill", "--teacher-url", servers[0], "--teacher-url", servers[1], "--teacher-weight", "1",
+            "--teacher-weight", "0", "--out", runs / "served_mixed", *served)
+    alone, mixed = read_json(runs / "served_alone" / "result.json"), read_json(runs / "served_mixed" / "result.json")
+    assert mixed["val_loss"] == pytest.approx(alone["val_loss"], abs=1e-6)
+    record = mixed["teacher"]
+    assert record["kind"] == "mixture"
+    assert record["teacher_val_loss"] == pytest.approx(alone["teacher"]["teacher_val_loss"], abs=1e-6)
+    first, second = record["teachers"]
+    assert (first["weight"], second["weight"]) == (1.0, 0.0) and first["kind"] == "server"
+    assert first["flops"] == alone["teacher"]["flops"] and first["server"]["requests"] > 0
+
+
+def test_an_equal_mixture_of_servers_reads_the_union_of_their_top_k(runs, teachers, servers):
+    run_cli("distill", "--teacher-url", servers[0], "--teacher-url", servers[1], "--tokenizer",
+            teachers[0] / "tokenizer.json", "--top-k", "8", "--out", runs / "served_equal", *STUDENT)
+    result = read_json(runs / "served_equal" / "result.json")
+    record = result["teacher"]
+    assert result["distillation"]["top_k"] == 16  # the union's slots: 8 ids from each server
+    first, second = record["teachers"]
+    assert record["teacher_val_loss"] <= 0.5 * (first["teacher_val_loss"] + second["teacher_val_loss"]) + 1e-9
+    assert record["flops"] == first["flops"] + second["flops"] > 0

@@ -347,7 +347,9 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         name and password of a teacher server's URL redacted (a secret is no part of what the run
         computes, and config.json is shared with the run's results)."""
         values = self.model_dump(mode="json")
-        if values.get("teacher_url") is not None:
+        if isinstance(values.get("teacher_url"), list):
+            values["teacher_url"] = [redacted_url(url) for url in values["teacher_url"]]
+        elif values.get("teacher_url") is not None:
             values["teacher_url"] = redacted_url(values["teacher_url"])
         return values
 
@@ -413,7 +415,7 @@ class DistillSettings(Settings):
     top_k: int | None = _LOSS_FIELDS["top_k"]
     top_k_tail: bool = _LOSS_FIELDS["top_k_tail"]
     jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
-    teacher_url: str | None = Field(
+    teacher_url: str | list[str] | None = Field(
         None, json_schema_extra=hashed_unless_default(),
         description="an OpenAI-compatible completions server of the teacher (`distillscale serve-teacher` "
                     "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
@@ -500,11 +502,11 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             data = {**data, "kd_weight": TOP_K_KD_WEIGHT}
         return data
 
-    @field_validator("teacher", mode="before")
+    @field_validator("teacher", "teacher_url", mode="before")
     @classmethod
     def _one_teacher_is_a_path(cls, value: Any) -> Any:
-        """A teacher given once is a path (as before mixtures: the same config.json and hash); given
-        several times, a list (a mixture, `training.mixture`)."""
+        """A teacher given once is a path or a URL (as before mixtures: the same config.json and hash);
+        given several times, a list (a mixture, `training.mixture`)."""
         if isinstance(value, (list, tuple)):
             value = [item for item in value if item is not None]
             return None if not value else value[0] if len(value) == 1 else list(value)
@@ -516,9 +518,15 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             return []
         return list(self.teacher) if isinstance(self.teacher, list) else [self.teacher]
 
+    def teacher_urls(self) -> list[str]:
+        """Every --teacher-url, in order."""
+        if self.teacher_url is None:
+            return []
+        return list(self.teacher_url) if isinstance(self.teacher_url, list) else [self.teacher_url]
+
     @property
     def is_mixture(self) -> bool:
-        return isinstance(self.teacher, list)
+        return isinstance(self.teacher, list) or isinstance(self.teacher_url, list)
 
     @model_validator(mode="after")
     def _one_teacher(self) -> "DistillConfig":
@@ -534,7 +542,8 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             raise ValueError(f"give one of --teacher, --teacher-cache and --teacher-url, not "
                              f"{' and '.join('--' + name.replace('_', '-') for name in given)}")
         if self.teacher_url is not None:
-            teacher_api_base(self.teacher_url)  # a ValueError saying what is wrong with it
+            for url in self.teacher_urls():
+                teacher_api_base(url)  # a ValueError saying what is wrong with it
             if self.top_k is None:
                 raise ValueError("--teacher-url needs --top-k K: a server gives the teacher's K most likely "
                                  "tokens per position (e.g. --top-k 20), not its whole distribution")
@@ -594,17 +603,21 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
 def check_mixture(config: "DistillConfig") -> None:
     """A mixture's settings (`training.mixture`): weights and route need several --teacher, one weight per
     teacher, none negative, a positive sum; a route names every teacher; ValueError otherwise."""
-    paths = config.teacher_paths()
+    paths = config.teacher_paths() if len(config.teacher_paths()) > 1 else config.teacher_urls()
     if len(paths) < 2:
         for key in ("teacher_weight", "teacher_route"):
             if getattr(config, key) is not None:
                 raise ValueError(f"{flag(key)} needs several --teacher (a mixture): leave it out, or give "
                                  f"--teacher more than once")
         return
-    for other in ("teacher_cache", "teacher_url"):
-        if getattr(config, other) is not None:
-            raise ValueError(f"several --teacher cannot be mixed with {flag(other)} (a mixture of in-process "
-                             f"teachers only, for now): give only --teacher, more than once")
+    kind = "teacher" if len(config.teacher_paths()) > 1 else "teacher_url"
+    for other in ("teacher", "teacher_cache", "teacher_url"):
+        if other != kind and getattr(config, other) is not None:
+            raise ValueError(f"several {flag(kind)} cannot be mixed with {flag(other)} (a mixture of in-process "
+                             f"teachers, or of served ones): give only {flag(kind)}, more than once")
+    if kind == "teacher_url" and config.teacher_route is not None:
+        raise ValueError("--teacher-route needs teachers in process (--teacher NAME=PATH): routing served "
+                         "teachers is not available yet")
     weights = config.teacher_weight
     if weights is not None:
         if len(weights) != len(paths):

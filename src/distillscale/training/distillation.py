@@ -36,8 +36,11 @@ from distillscale.training.mixture import (
     MixtureInfo,
     MixtureTeacher,
     RoutedSampler,
+    ServedMixtureSampler,
     normalised_weights,
     routed_loss,
+    served_mixture_losses,
+    served_mixture_record,
 )
 from distillscale.training.losses import LossOutput, distillation_loss
 from distillscale.training.objective import ObjectiveRecord
@@ -108,7 +111,7 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
     if config.teacher_cache is not None:
         return distill_from_cache(config, progress)
     if config.teacher_url is not None:
-        return distill_from_server(config, progress)
+        return distill_from_servers(config, progress) if config.is_mixture else distill_from_server(config, progress)
     if config.is_mixture:
         return distill_from_mixture(config, progress)
     source = find_teacher(config.teacher, config.trust_remote_code)
@@ -332,6 +335,70 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
                                  tokens_per_step=config.tokens_per_step, schedule=schedule)
 
     samplers: list[ServedTeacherSampler] = []
+
+    return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
+
+
+class ServedMixtureObjective(ServedTeacherObjective):
+    """`ServedTeacherObjective` for the merged top-k of several servers (`ServedMixtureSampler`): the
+    loss is the same sparse loss over the union of ids; the record lists every server."""
+
+    def __init__(self, clients: list[TeacherClient], weights: list[float], loss_config: DistillationLossConfig,
+                 losses: list[float], mixture_loss: float):
+        super().__init__(clients[0], loss_config, mixture_loss, FLOPS_METHOD)
+        self.clients, self.weights, self.losses = clients, weights, losses
+        self.flops_each = [0.0] * len(clients)
+
+    def count_teacher_flops(self, seq_len: int) -> None:
+        for index, client in enumerate(self.clients):
+            flops = client.model.about.forward_flops_per_token if client.model else None
+            self.flops_each[index] = 0.0 if flops is None else flops.base + flops.per_context_token * seq_len
+        self.extra_flops_per_token = sum(self.flops_each)
+
+    def record(self, tokens: int) -> ObjectiveRecord:
+        teacher = served_mixture_record(self.clients, self.weights, self.losses, self.flops_each,
+                                        self.teacher_val_loss, tokens)
+        return ObjectiveRecord(
+            teacher=teacher, distillation=DistillationRecord(**self.loss_config.model_dump()),
+            flops_method=f"{FLOPS_METHOD}; plus every served teacher's forward pass on every training token, as "
+                         f"each server states it (teacher.teachers[i].flops; 0 where a server does not)")
+
+
+def distill_from_servers(config: DistillConfig, progress: bool = True) -> RunResult:
+    """`distill` for several --teacher-url: the student reads every server's top-k for each batch, merged
+    on the union of ids with the mixture's weights (`training.mixture.merge_top_k`)."""
+    if config.on_policy_config() is not None:
+        raise UserError("--on-policy-fraction is not available with several --teacher-url yet: give one server, "
+                        "or several --teacher in process")
+    weights = normalised_weights(config.teacher_weight, len(config.teacher_urls()))
+    clients = [TeacherClient(url, config.top_k, config.teacher_timeout, config.teacher_retries)
+               for url in config.teacher_urls()]
+
+    def make_sampler(data: PreparedData, tokens: np.ndarray) -> ServedMixtureSampler:
+        for client in clients:
+            client.vocab_size = data.vocab_size
+            model = client.connect()
+            if model.max_model_len is not None and config.seq_len + 1 > model.max_model_len:
+                raise UserError(f"--seq-len {config.seq_len} sends prompts of {config.seq_len + 1} tokens but the "
+                                f"teacher server at {client.base} takes at most {model.max_model_len}: use "
+                                f"--seq-len {model.max_model_len - 1} or less")
+            served_tokenizer = model.about.tokenizer_sha256
+            if served_tokenizer is not None and served_tokenizer != data.tokenizer_hash:
+                raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
+                                f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
+                                f"{data.tokenizer_hash[:12]}): the teachers of a mixture share the student's "
+                                f"tokenizer")
+        return ServedMixtureSampler(clients, weights, data.vocab_size, tokens, config.seq_len, config.batch_size,
+                                    config.seed)
+
+    def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> ServedMixtureObjective:
+        losses, mixture_loss = served_mixture_losses(clients, weights, data.split("val"), config.seq_len,
+                                                     config.batch_size, config.eval_tokens)
+        width = config.top_k * sum(1 for weight in weights if weight > 0)  # the union's slots
+        loss_config = config.loss_config(data.vocab_size).model_copy(update={"top_k": width})
+        objective = ServedMixtureObjective(clients, weights, loss_config, losses, mixture_loss)
+        objective.count_teacher_flops(config.seq_len)
+        return objective
 
     return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
 

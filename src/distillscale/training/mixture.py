@@ -197,3 +197,104 @@ def routed_loss(mixture: MixtureTeacher, tokens: np.ndarray, teacher_ids: np.nda
         total += output.ce.double().item() * targets.numel()
         count += targets.numel()
     return total / count
+
+
+# --- served teachers (`--teacher-url` given several times): top-k targets merged on the union of ids ---
+
+def merge_top_k(ids: list[torch.Tensor], log_probs: list[torch.Tensor], weights: list[float],
+                vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weighted mixture of top-k teachers on the union of their ids: teacher i gives ids [..., k_i]
+    and their log-probabilities (normalised over the vocabulary); an id gets log sum_i w_i p_i(id),
+    p_i(id) = 0 where teacher i did not list it (that mass stays in its tail, and so in the mixture's
+    tail, 1 - the union's mass). Zero-weight teachers are left out; one teacher left is returned as is.
+
+    Returns ids and log-probabilities [..., K], K = sum of the kept k_i, most likely first. Where the
+    union holds fewer than K ids (the teachers agree on some), the free slots take distinct ids outside
+    it, each with an even share of the mixture's tail, (1 - union mass) / (V - union size): the tail
+    taken as uniform over those few ids, its total unchanged.
+    """
+    kept = [i for i, weight in enumerate(weights) if weight > 0]  # (None for a zero-weight teacher is fine)
+    if len(kept) == 1:
+        return ids[kept[0]], log_probs[kept[0]]
+    all_ids = torch.cat([ids[i].long() for i in kept], -1)
+    all_p = torch.cat([weights[i] * log_probs[i].double().exp() for i in kept], -1)
+    width = all_ids.shape[-1]
+    if vocab_size < 2 * width:
+        raise ValueError(f"a vocabulary of {vocab_size} ids is too small to merge {width} top-k ids")
+    sorted_ids, order = all_ids.sort(-1)
+    first = torch.ones_like(sorted_ids, dtype=torch.bool)
+    first[..., 1:] = sorted_ids[..., 1:] != sorted_ids[..., :-1]
+    group = first.long().cumsum(-1) - 1                       # the union's slot of each entry
+    mass = torch.zeros_like(all_p).scatter_add_(-1, group, all_p.gather(-1, order))
+    union = torch.zeros_like(sorted_ids).scatter_(-1, group, sorted_ids)
+    size = first.sum(-1, keepdim=True)                        # [..., 1]
+    slot = torch.arange(width, device=all_ids.device)
+    free = slot >= size                                       # [..., K]
+    # distinct ids outside the union: the first ids of 0 .. 2K - 1 that are not in it
+    candidates = torch.arange(2 * width, device=all_ids.device).expand(*all_ids.shape[:-1], 2 * width)
+    in_union = ((candidates.unsqueeze(-1) == union.unsqueeze(-2)) & ~free.unsqueeze(-2)).any(-1)
+    outside = candidates.gather(-1, in_union.long().sort(dim=-1, stable=True).indices)
+    fillers = outside.gather(-1, (slot - size).clamp(min=0))
+    tail = (1.0 - mass.masked_fill(free, 0.0).sum(-1, keepdim=True)).clamp(min=0.0)
+    share = tail / (vocab_size - size).clamp(min=1)
+    merged_ids = torch.where(free, fillers, union)
+    merged_p = torch.where(free, share.expand_as(mass), mass)
+    merged_log_p = merged_p.clamp(min=1e-300).log()
+    merged_log_p, order = merged_log_p.sort(-1, descending=True)
+    return merged_ids.gather(-1, order), merged_log_p.to(log_probs[kept[0]].dtype)
+
+
+class ServedMixtureSampler(TokenSampler):
+    """`ServedTeacherSampler` for several servers: every server's top-k for each batch, merged on the
+    union of ids (`merge_top_k`)."""
+
+    def __init__(self, clients: list, weights: list[float], vocab_size: int, tokens: np.ndarray, seq_len: int,
+                 batch_size: int, seed: int):
+        super().__init__(tokens, seq_len, batch_size, seed)
+        self.clients, self.weights, self.vocab_size = clients, weights, vocab_size
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
+        inputs, targets = super().batch(step, rank, world_size)
+        prompts = torch.cat([inputs, targets[:, -1:]], dim=1)
+        answers = [client.top_logprobs(prompts) if weight > 0 else None
+                   for client, weight in zip(self.clients, self.weights)]
+        ids, log_probs = merge_top_k([a.ids if a is not None else None for a in answers],
+                                     [a.log_probs if a is not None else None for a in answers],
+                                     self.weights, self.vocab_size)
+        return inputs, targets, ids.to(torch.int32), log_probs
+
+
+def served_mixture_losses(clients: list, weights: list[float], tokens: np.ndarray, seq_len: int, batch_size: int,
+                          max_tokens: int | None) -> tuple[list[float], float]:
+    """Each served teacher's cross-entropy and the mixture's, -log sum_i w_i p_i(token), on the windows
+    `evaluate` reads, from the log-probabilities the servers give the tokens themselves (exact)."""
+    nats, mixed, count = [0.0] * len(clients), 0.0, 0
+    log_weights = torch.tensor([math.log(w) if w > 0 else -math.inf for w in weights], dtype=torch.float64)
+    for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size, max_tokens):
+        prompts = torch.cat([inputs, targets[:, -1:]], dim=1)
+        token_log_probs = torch.stack([client.top_logprobs(prompts).token_log_probs.double() for client in clients])
+        for i in range(len(clients)):
+            nats[i] -= token_log_probs[i].sum().item()
+        mixed -= torch.logsumexp(token_log_probs + log_weights.view(-1, 1, 1), dim=0).sum().item()
+        count += targets.numel()
+    return [value / count for value in nats], mixed / count
+
+
+def served_mixture_record(clients: list, weights: list[float], losses: list[float], flops_per_token: list[float],
+                          mixture_loss: float, tokens: int) -> TeacherRecord:
+    """result.json's `teacher` for a mixture of servers: the mixture, and each server with its weight, loss,
+    FLOPs (0 where it does not state them) and exchange (`server`)."""
+    teachers = []
+    for client, weight, loss, flops in zip(clients, weights, losses, flops_per_token):
+        about = (client.model.about if client.model else None)
+        teachers.append(TeacherRecord(
+            path=client.base, kind="server", teacher_val_loss=loss,
+            non_embedding_params=getattr(about, "non_embedding_params", None),
+            total_params=getattr(about, "total_params", None), forward_flops_per_token=flops or None,
+            flops=flops * tokens, flops_method=getattr(about, "flops_method", None) if flops else
+            "not stated by the server: the teacher's FLOPs are not counted", weight=weight,
+            server=client.record().model_dump(mode="json")).model_dump(mode="json"))
+    return TeacherRecord(path="mixture", kind="mixture", teacher_val_loss=mixture_loss, non_embedding_params=None,
+                         total_params=None, forward_flops_per_token=sum(flops_per_token),
+                         flops=float(sum(t["flops"] for t in teachers)), flops_method=MIXTURE_FLOPS_METHOD,
+                         teachers=teachers)
