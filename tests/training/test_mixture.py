@@ -297,3 +297,10 @@ def test_an_equal_mixture_of_servers_reads_the_union_of_their_top_k(runs, teache
     first, second = record["teachers"]
     assert record["teacher_val_loss"] <= 0.5 * (first["teacher_val_loss"] + second["teacher_val_loss"]) + 1e-9
     assert record["flops"] == first["flops"] + second["flops"] > 0
+
+
+def test_in_process_and_served_teachers_do_not_mix(cli, tmp_path, teachers, servers):
+    a, b = teachers
+    code, _, err = cli("distill", "--teacher", a, "--teacher", b, "--teacher-url", servers[0], "--top-k", "8",
+                       "--tokenizer", a / "tokenizer.json", "--out", tmp_path / "s", *STUDENT)
+    assert code == 2 and "cannot be mixed with --teacher-url" in err and "Traceback" not in err
