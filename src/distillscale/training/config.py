@@ -420,7 +420,8 @@ class DistillSettings(Settings):
         description="an OpenAI-compatible completions server of the teacher (`distillscale serve-teacher` "
                     "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
                     "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
-                    "mass outside the top k is 1 - their probabilities (see docs/top_k_teachers.md)")
+                    "mass outside the top k is 1 - their probabilities (see docs/top_k_teachers.md); given "
+                    "several times, a mixture of servers, their top-k merged on the union of ids")
     teacher_timeout: float = Field(60.0, gt=0, le=MAX_TEACHER_TIMEOUT, json_schema_extra=NOT_HASHED,
                                    description="with teacher_url: seconds to wait for an answer (at most a day)")
     teacher_retries: int = Field(4, ge=0, le=20, json_schema_extra=NOT_HASHED,

@@ -26,7 +26,7 @@ def distill_command(config: Path | None = None, as_json: bool = False,
 
     A --tokenizer other than the teacher's runs cross-tokenizer distillation (positions aligned on the text; ULD's sorted-probability term plus exact KL on the shared tokens), a mode result.json states: the distillation law was fitted for a shared vocabulary. With --on-policy-fraction lambda a share lambda of the batches are the student's own continuations of corpus prompts (sampled with a KV cache), the KD loss on those tokens alone; result.json's on_policy section records the generated tokens and the FLOPs of generation.
 
-    Given several times, --teacher distils from the teachers' weighted mixture in probability space (--teacher-weight, one per teacher; equal by default), or, as --teacher NAME=PATH with --teacher-route FIELD, from the teacher that each document's jsonl/parquet FIELD names; every teacher speaks the student's tokenizer, and result.json records each one's loss, FLOPs and weight (see docs/guides/teacher_mixtures.md).
+    Given several times, --teacher distils from the teachers' weighted mixture in probability space (--teacher-weight, one per teacher; equal by default), or, as --teacher NAME=PATH with --teacher-route FIELD, from the teacher that each document's jsonl/parquet FIELD names; several --teacher-url merge their servers' top-k on the union of ids; every teacher speaks the student's tokenizer, and result.json records each one's loss, FLOPs and weight (see docs/guides/teacher_mixtures.md).
 
     Interrupted runs resume when the same command is run again.
     """
