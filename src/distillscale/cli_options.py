@@ -225,7 +225,9 @@ def _flag_type(field: FieldInfo) -> Any:
     arrive as text, parsed by the field's validators); list[str] for a repeatable flag."""
     annotation = field.annotation
     if get_origin(annotation) in (Union, UnionType):
-        annotation = next(arg for arg in get_args(annotation) if arg is not NoneType)
+        options = [arg for arg in get_args(annotation) if arg is not NoneType]
+        # a setting given once or several times (a path, or a list of paths) is a repeatable flag
+        annotation = next((arg for arg in options if get_origin(arg) is list), options[0])
     if any(isinstance(item, BeforeValidator) for item in field.metadata):
         return str
     if get_origin(annotation) is list:

@@ -47,6 +47,9 @@ class DataConfig(BaseModel):
     max_bytes: Annotated[int | None, BeforeValidator(_byte_count)] = Field(
         None, gt=0, description="read at most this many bytes of text, e.g. 20M")
     seed: int = Field(0, ge=0, description="salt of the document split")
+    route_field: str | None = Field(
+        None, min_length=1, description="a field of the .jsonl/.parquet rows whose value is kept for every "
+                                        "token of the row's document (the route of a mixture of teachers)")
     cache_dir: str | None = Field(
         None, min_length=1,
         description=f"where prepared corpora live (default: ${CACHE_ENV} or ~/.cache/distillscale)")

@@ -13,6 +13,7 @@ worker process, which runs run after run) each corpus is walked and fingerprinte
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -45,6 +46,7 @@ from distillscale.io import atomic_write_json
 FORMAT = "distillscale.data/1"
 SPLITS = ("val", "teacher", "student")
 DEFAULT_VOCAB_SIZE = 8192
+ROUTE_DTYPE = "uint8"  # a document's route: the index of its field's value (a mixture's teacher)
 ENCODE_BATCH_BYTES = 4 << 20  # text per batched (parallel) encode call: enough to keep every core busy
 
 
@@ -82,6 +84,19 @@ class PreparedData:
             raise ValueError(f"unknown split {name!r}: choose from {', '.join(SPLITS)}")
         return np.memmap(self.directory / f"{name}.bin", dtype=self.manifest["dtype"], mode="r")
 
+    @property
+    def route_values(self) -> list[str | None] | None:
+        """The values of the route field (`DataConfig.route_field`), in the order of their ids; None when
+        the corpus was prepared without one."""
+        routes = self.manifest.get("routes")
+        return None if routes is None else routes["values"]
+
+    def routes(self, name: str) -> np.memmap:
+        """The route id of every token of split `name` (an index into `route_values`), memory-mapped."""
+        if self.route_values is None:
+            raise ValueError("this corpus was prepared without a route field")
+        return np.memmap(self.directory / self.manifest["routes"]["files"][name], dtype=ROUTE_DTYPE, mode="r")
+
     def __repr__(self) -> str:
         tokens = ", ".join(f"{name}={self.manifest['splits'][name]['tokens']}" for name in SPLITS)
         return f"PreparedData({str(self.directory)!r}, vocab_size={self.vocab_size}, tokens: {tokens})"
@@ -118,6 +133,8 @@ def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
 
 def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
     corpus = resolve_corpus(config.path, config.text_field)
+    if config.route_field is not None:  # in the corpus's fingerprint: a routed preparation is another one
+        corpus = dataclasses.replace(corpus, route_field=config.route_field)
     loaded = _load_configured_tokenizer(config)
     source_fingerprint = corpus.fingerprint()
     fingerprint = _fingerprint(config, source_fingerprint, loaded)
@@ -272,10 +289,17 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
             dtype = token_dtype(tokenizer_vocab_size(first.tokenizer))
             first.tokenizer.save(str(work / "tokenizer.json"))
             task = display.add_task("tokenising", total=first.stats.bytes)
-            splits = _write_splits(first.tokenizer, corpus.documents(config.max_bytes, ReadStats()),
+            routes = None if config.route_field is None else _Routes(config.route_field)
+            splits = _write_splits(first.tokenizer, corpus.documents(config.max_bytes, ReadStats(),
+                                                                     None if routes is None else routes.read),
                                    assignment, first.tokenizer.token_to_id(first.end_of_text), dtype, work,
-                                   lambda n_bytes: display.advance(task, n_bytes))
+                                   lambda n_bytes: display.advance(task, n_bytes), routes)
         manifest = _manifest(config, corpus, source_fingerprint, fingerprint, first, dtype, splits)
+        if routes is not None:
+            manifest["routes"] = {"field": routes.field, "values": routes.values, "dtype": ROUTE_DTYPE,
+                                  "files": {name: f"{name}.route.bin" for name in SPLITS},
+                                  "method": "each token of a document (its end-of-text token included) holds "
+                                            "the index in `values` of the document's field"}
         atomic_write_json(work / "manifest.json", manifest)
         if directory.exists():  # an unfinished or damaged preparation: the lock says nobody uses it
             shutil.rmtree(directory)
@@ -373,12 +397,34 @@ def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, finge
     }
 
 
+class _Routes:
+    """The route of each document read (`read`, in order) and the distinct values, numbered as met."""
+
+    def __init__(self, field: str):
+        self.field = field
+        self.read: list[str | None] = []
+        self.values: list[str | None] = []
+        self._ids: dict[str | None, int] = {}
+
+    def id_of(self, index: int) -> int:
+        value = self.read[index]
+        if value not in self._ids:
+            if len(self.values) >= np.iinfo(ROUTE_DTYPE).max:
+                raise UserError(f"field {self.field!r} takes more than {np.iinfo(ROUTE_DTYPE).max} values: a "
+                                f"route names one teacher of a mixture, give a field with a few values")
+            self._ids[value] = len(self.values)
+            self.values.append(value)
+        return self._ids[value]
+
+
 def _write_splits(tokenizer: Tokenizer, documents, assignment: np.ndarray, end_of_text_id: int,
-                  dtype: np.dtype, directory: Path, advance) -> dict:
+                  dtype: np.dtype, directory: Path, advance, routes: _Routes | None = None) -> dict:
     """Encode documents in large parallel batches and append each, followed by the end-of-text token,
-    to its split's file. Returns documents and tokens per split."""
+    to its split's file (and with `routes`, the document's route id for each of its tokens to the
+    split's .route.bin). Returns documents and tokens per split."""
     counts = {name: {"documents": 0, "tokens": 0, "file": f"{name}.bin"} for name in SPLITS}
     files = [open(directory / f"{name}.bin", "wb") for name in SPLITS]
+    route_files = [] if routes is None else [open(directory / f"{name}.route.bin", "wb") for name in SPLITS]
     batch: list[str] = []
     batch_bytes = 0
     index = 0
@@ -387,9 +433,12 @@ def _write_splits(tokenizer: Tokenizer, documents, assignment: np.ndarray, end_o
         nonlocal index, batch_bytes
         encodings = tokenizer.encode_batch_fast(batch, add_special_tokens=False)
         pieces: list[list[np.ndarray]] = [[] for _ in SPLITS]
+        route_pieces: list[list[np.ndarray]] = [[] for _ in SPLITS]
         for encoding in encodings:
             split = assignment[index]
             pieces[split].append(np.array(encoding.ids + [end_of_text_id], dtype=dtype))
+            if routes is not None:
+                route_pieces[split].append(np.full(len(encoding.ids) + 1, routes.id_of(index), dtype=ROUTE_DTYPE))
             counts[SPLITS[split]]["documents"] += 1
             index += 1
         for split, arrays in enumerate(pieces):
@@ -397,6 +446,8 @@ def _write_splits(tokenizer: Tokenizer, documents, assignment: np.ndarray, end_o
                 tokens = np.concatenate(arrays)
                 tokens.tofile(files[split])
                 counts[SPLITS[split]]["tokens"] += len(tokens)
+                if routes is not None:
+                    np.concatenate(route_pieces[split]).tofile(route_files[split])
         advance(batch_bytes)
         batch.clear()
         batch_bytes = 0
@@ -413,10 +464,10 @@ def _write_splits(tokenizer: Tokenizer, documents, assignment: np.ndarray, end_o
             flush()
         if index != len(assignment):
             raise UserError("the corpus shrank while it was being prepared: run again once it is stable")
-        for file in files:
+        for file in files + route_files:
             file.flush()
             os.fsync(file.fileno())
     finally:
-        for file in files:
+        for file in files + route_files:
             file.close()
     return counts

@@ -60,6 +60,7 @@ class Corpus:
     root: str
     files: tuple[Path, ...]
     text_field: str = "text"
+    route_field: str | None = None  # a field of the jsonl/parquet rows each document's route is read from
 
     def describe(self) -> str:
         if self.kind == "stdlib":
@@ -79,17 +80,19 @@ class Corpus:
         Metadata, not content: checking whether a prepared corpus is still valid costs one `stat`
         per file instead of a read of the whole corpus. Editing a file changes its mtime.
         """
-        digest = hashlib.sha256(f"{self.kind}\0{self.text_field}".encode())
+        route = "" if self.route_field is None else f"\0route:{self.route_field}"
+        digest = hashlib.sha256(f"{self.kind}\0{self.text_field}{route}".encode())
         for path in self.files:
             stat = path.stat()
             digest.update(f"\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
         return digest.hexdigest()
 
-    def documents(self, max_bytes: int | None, stats: ReadStats) -> Iterator[str]:
+    def documents(self, max_bytes: int | None, stats: ReadStats, routes: list | None = None) -> Iterator[str]:
         """Yield the non-empty documents in order, stopping once `max_bytes` of text were read
-        (the last document is cut on a character boundary). Counts go into `stats`."""
+        (the last document is cut on a character boundary). Counts go into `stats`; with `routes`,
+        each yielded document's `route_field` value (None where the row has none) is appended to it."""
         budget = max_bytes
-        for text in self._raw_documents(stats):
+        for text, route in self._raw_records(stats):
             encoded = text.encode("utf-8")
             if budget is not None and len(encoded) > budget:
                 text = encoded[:budget].decode("utf-8", errors="ignore")
@@ -98,11 +101,28 @@ class Corpus:
             if text.strip():
                 stats.documents += 1
                 stats.bytes += len(encoded)
+                if routes is not None:
+                    routes.append(route)
                 yield text
             if budget is not None:
                 budget -= len(encoded)
                 if stats.truncated or budget <= 0:
                     return
+
+    def _raw_records(self, stats: ReadStats) -> Iterator[tuple[str, str | None]]:
+        """(text, route) of each document; the route is None without a `route_field`."""
+        if self.route_field is None:
+            for text in self._raw_documents(stats):
+                yield text, None
+            return
+        for path in self.files:
+            if self.kind != "files" or path.suffix not in (".jsonl", ".parquet"):
+                raise UserError(f"--teacher-route {self.route_field} reads a field of jsonl or parquet rows, and "
+                                f"{path} is neither: give a corpus of .jsonl or .parquet files")
+            if path.suffix == ".jsonl":
+                yield from _jsonl_documents(path, self.text_field, stats, self.route_field)
+            else:
+                yield from _parquet_documents(path, self.text_field, self.route_field)
 
     def _raw_documents(self, stats: ReadStats) -> Iterator[str]:
         if self.kind == "datasets":
@@ -196,7 +216,8 @@ def _walk(root: Path, suffix: str | None = None, excluded: set[str] = frozenset(
     return tuple(sorted(found))
 
 
-def _jsonl_documents(path: Path, text_field: str, stats: ReadStats) -> Iterator[str]:
+def _jsonl_documents(path: Path, text_field: str, stats: ReadStats, route_field: str | None = None) -> Iterator:
+    """The texts of a jsonl file's rows; with `route_field`, (text, that field's value as text or None)."""
     with open(path, "rb") as lines:
         for number, raw in enumerate(lines, start=1):
             try:
@@ -214,10 +235,12 @@ def _jsonl_documents(path: Path, text_field: str, stats: ReadStats) -> Iterator[
             if not isinstance(record, dict) or text_field not in record:
                 raise UserError(f"{path} line {number} has no field {text_field!r}: "
                                 "name the text field with --text-field")
-            yield _text_value(record[text_field], f"{path} line {number}", text_field)
+            text = _text_value(record[text_field], f"{path} line {number}", text_field)
+            yield text if route_field is None else (text, _route_value(record.get(route_field)))
 
 
-def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
+def _parquet_documents(path: Path, text_field: str, route_field: str | None = None) -> Iterator:
+    """The texts of a parquet file's rows; with `route_field`, (text, that column's value or None)."""
     import pyarrow.parquet as pq
 
     try:
@@ -228,9 +251,22 @@ def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
     if text_field not in columns:
         raise UserError(f"{path} has no column {text_field!r} (columns: {', '.join(columns)}): "
                         "name the text column with --text-field")
+    if route_field is not None:
+        if route_field not in columns:
+            raise UserError(f"{path} has no column {route_field!r} (columns: {', '.join(columns)}): name the "
+                            f"teachers' field with --teacher-route")
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_field, route_field]):
+            for value, route in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                yield _text_value(value, str(path), text_field), _route_value(route)
+        return
     for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_field]):
         for value in batch.column(0).to_pylist():
             yield _text_value(value, str(path), text_field)
+
+
+def _route_value(value) -> str | None:
+    """A row's route: its field's value as text (None: the row has none)."""
+    return None if value is None else str(value)
 
 
 def _dataset_documents(root: Path, text_field: str) -> Iterator[str]:

@@ -18,7 +18,7 @@ from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
 from distillscale.planning.flops import SCENARIOS
 from distillscale.planning.modes import OnPolicy
 from distillscale.settings import quantity
-from distillscale.units import Quantity
+from distillscale.units import Quantity, parse_quantity
 
 SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
 FLOPS_HELP = "forward FLOPs per token: corrected (Busbridge App. H) or simple (2N)"
@@ -35,6 +35,17 @@ def _fractions(text: object) -> tuple[float, ...] | None:
     except ValueError:
         raise UserError(f"--on-policy-fraction must be numbers in (0, 1], comma-separated (e.g. 0.5 or "
                         f"0.25,0.5,1), got {text!r}") from None
+
+
+def _sizes(text: object) -> tuple[float, ...] | None:
+    """--teacher-mixture: sizes, comma-separated (1B,300M)."""
+    if text is None or isinstance(text, tuple):
+        return text
+    parts = text if isinstance(text, list) else str(text).split(",")
+    try:
+        return tuple(float(parse_quantity(str(part).strip(), "--teacher-mixture", kind=Quantity.PARAMS)) for part in parts)
+    except (ValueError, UserError):
+        raise UserError(f"--teacher-mixture must be teacher sizes, comma-separated (e.g. 1B,300M), got {text!r}") from None
 
 
 class PlanSettings(CommandSettings):
@@ -57,6 +68,11 @@ class PlanSettings(CommandSettings):
         None, help="the existing teacher's pre-training tokens")
     teacher_loss: float | None = option(
         None, help="the existing teacher's loss (nats/token), with --teacher-params")
+    teacher_mixture: Annotated[tuple[float, ...] | None, BeforeValidator(_sizes)] = option(
+        None, help="instead of --teacher-params: the sizes of a mixture's teachers, comma-separated (e.g. "
+                   "1B,300M; `distill --teacher A --teacher B`), each paid on every student token; needs "
+                   "--teacher-loss, the mixture's measured cross-entropy (outside the law's fit: it was "
+                   "fitted for one teacher)")
     flops: str = option("corrected", help=FLOPS_HELP)
     n_ctx: int | None = option(None, min=1, help="context length (default: the law's)")
     vocab_size: int | None = option(None, min=1, help="vocabulary size (default: the law's)")

@@ -65,8 +65,11 @@ class ExistingTeacher:
     params: float | None = None
     tokens: float | None = None
     loss: float | None = None
+    mixture: tuple[float, ...] | None = None  # several teachers' sizes (`loss` then the mixture's measured loss)
 
     def checked(self, laws: LawSet) -> "ExistingTeacher":
+        if self.mixture is not None:
+            return self._checked_mixture(laws)
         if self.params is None:
             raise ParameterError("teacher.params", "give the existing teacher's size with {} "
                                  "(its inference cost depends on it)")
@@ -81,6 +84,27 @@ class ExistingTeacher:
                 laws.check_teacher_loss(self.loss, flag=ParameterError.NAME)
             except UserError as exc:
                 raise ParameterError.about("teacher.loss", str(exc)) from None
+        return self
+
+    def _checked_mixture(self, laws: LawSet) -> "ExistingTeacher":
+        if self.params is not None:
+            raise ParameterError(("teacher.params", "teacher.mixture"), "give {} (one teacher) or {} (several), "
+                                 "not both")
+        if len(self.mixture) < 2:
+            raise ParameterError("teacher.mixture", "{} takes the sizes of two teachers or more, comma-separated "
+                                 "(e.g. 1B,300M); one teacher is --teacher-params")
+        if self.loss is None or self.tokens is not None:
+            raise ParameterError(("teacher.mixture", "teacher.loss", "teacher.tokens"),
+                                 "{} needs {}, the mixture's measured cross-entropy (result.json's "
+                                 "teacher.teacher_val_loss of a run distilled from it), not {}: the law cannot "
+                                 "predict a mixture's loss from its teachers' sizes")
+        for size in self.mixture:
+            _positive("teacher.mixture", size, Quantity.PARAMS)
+        _positive("teacher.loss", self.loss, None)
+        try:  # the law's own check of L_T, as for one teacher
+            laws.check_teacher_loss(self.loss, flag=ParameterError.NAME)
+        except UserError as exc:
+            raise ParameterError.about("teacher.loss", str(exc)) from None
         return self
 
 
@@ -133,7 +157,8 @@ class PlanArguments:
                  "student_model": self.student_model,
                  "student_params": self.student_params if self.student_model is None else None,
                  "scenario": self.scenario if scenario else None, "teacher_params": teacher.params,
-                 "teacher_tokens": teacher.tokens, "teacher_loss": teacher.loss, **vars(self.search),
+                 "teacher_tokens": teacher.tokens, "teacher_loss": teacher.loss,
+                 "teacher_mixture": teacher.mixture, **vars(self.search),
                  "flops": self.flops, "n_ctx": self.n_ctx, "vocab_size": self.vocab_size,
                  "aspect_ratio": self.aspect_ratio, "logit_cache": self.logit_cache,
                  "teacher_remote": self.teacher_remote, "teacher_compute": self.teacher_compute,
@@ -523,12 +548,13 @@ def plan(law, *, compute: float, student_params: float | None = None,
 def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None) -> Plan:
     """The plan `distillscale plan` prints for `settings` (its output options aside); `laws`: the
     law set already loaded for `settings.law` (the planner page's)."""
-    given = settings.teacher_params or settings.teacher_tokens or settings.teacher_loss is not None
+    given = (settings.teacher_params or settings.teacher_tokens or settings.teacher_loss is not None
+             or settings.teacher_mixture is not None)
     return plan(laws if laws is not None else settings.law, compute=settings.compute,
                 student_params=settings.student_params, student_model=settings.student_model,
                 scenario=settings.scenario, min_params=settings.min_params, max_params=settings.max_params,
-                teacher=ExistingTeacher(settings.teacher_params, settings.teacher_tokens, settings.teacher_loss)
-                if given else None, min_tokens_per_param=settings.min_tokens_per_param,
+                teacher=ExistingTeacher(settings.teacher_params, settings.teacher_tokens, settings.teacher_loss,
+                                        settings.teacher_mixture) if given else None, min_tokens_per_param=settings.min_tokens_per_param,
                 max_tokens_per_param=settings.max_tokens_per_param, flops=settings.flops, n_ctx=settings.n_ctx,
                 vocab_size=settings.vocab_size, aspect_ratio=settings.aspect_ratio,
                 on_policy=settings.on_policy_settings(), logit_cache=settings.logit_cache,
@@ -563,7 +589,7 @@ def _plan(laws: LawSet, arguments: PlanArguments, student_model, names: list[str
         return _mode_comparison(laws, planner, arguments, student_model)
     N_S, F_S = _student(student_params, student_model)
     if teacher is not None and N_S is None:
-        raise ParameterError("student_params", "planning with an existing teacher needs {}")
+        raise ParameterError("student_params", "planning with an existing teacher (or a mixture) needs {}")
     if N_S is None:
         warnings, (size_range, tokens_per_param) = _student_region(laws, planner, search)
         sweeps = [planner.sweep(compute, name, size_range, tokens_per_param) for name in names]
@@ -580,7 +606,8 @@ def _plan(laws: LawSet, arguments: PlanArguments, student_model, names: list[str
             raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
                                  "teacher-inference cost: leave out {} or set {} to teacher-inference")
         teacher = teacher.checked(laws)
-        plans = [planner.plan_with_teacher(N_S, compute, teacher.params, teacher.tokens, teacher.loss, F_S)]
+        plans = [planner.plan_with_teacher(N_S, compute, teacher.params, teacher.tokens, teacher.loss, F_S,
+                                           mixture=teacher.mixture)]
     else:
         plans = [planner.plan(N_S, compute, name, F_S) for name in names]
     return ScenarioPlans(law=laws.name, laws=laws, arguments=arguments, plans=plans,
@@ -768,6 +795,10 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, arguments: Plan
         raise ParameterError((*ASKS_FOR_MODES, "teacher.params"), "the mode comparison (asked for by {}, "
                              "{} or {}) needs an existing teacher, its size to price its logits and scoring: "
                              "give {} and its tokens or loss")
+    if arguments.teacher.mixture is not None:
+        raise ParameterError("teacher.mixture", "the mode comparison (--on-policy, --logit-cache, "
+                             "--teacher-remote) prices one teacher: leave out {}, or compare modes with one "
+                             "teacher's --teacher-params")
     if arguments.search.given():
         given = arguments.search.given()
         raise ParameterError(given, f"the student-size search options ({', '.join(['{}'] * len(given))}) "

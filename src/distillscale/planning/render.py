@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
-from distillscale.planning.results import CANNOT_TELL, what_would_tell
+from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, what_would_tell
 from distillscale.units import format_quantity
 
 # Annotations only: the teacher ranking imports SciPy, which `import distillscale.planning.plan` leaves
@@ -170,7 +170,8 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     row("student tokens D_S", lambda p: format_quantity(p.student_tokens))
     if any(p.start is not None for p in plans):
         row("law's D_eff = m D_S", lambda p: format_quantity(p.start.value * p.student_tokens) if p.start else "")
-    row("teacher params N_T", lambda p: _at_cap(p.teacher_params, bound))
+    row("teacher params N_T", lambda p: "+".join(map(format_quantity, p.mixture.teacher_params))
+        if p.mixture is not None else _at_cap(p.teacher_params, bound))
     row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound))
     row("teacher loss L_T", lambda p: f"{p.teacher_loss:.4f}")
     row("student loss L_S", lambda p: styled((f"{p.student_loss:.4f}", "bold")))
@@ -195,7 +196,7 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
 
 def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> list[str]:
     """What the intervals are made of, and what "too close to call" (among the table's `verdicts`) means."""
-    out = _start_notes(plans, verdicts)
+    out = _start_notes(plans, verdicts) + _mixture_notes(plans)
     with_intervals = [p for p in plans if p.student_interval is not None]
     if not with_intervals:
         return out
@@ -213,6 +214,20 @@ def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> 
                    f"there the intervals of the two losses overlap; "
                    + what_would_tell(p.student_params, max(p.supervised.tokens, p.student_tokens)))
     return out
+
+
+def _mixture_notes(plans: list[DistillationPlan]) -> list[str]:
+    """A mixture of teachers: every teacher's inference FLOPs, and the law applied outside its fit."""
+    mixed = [p for p in plans if p.mixture is not None]
+    if not mixed:
+        return []
+    p = mixed[0]
+    each = ", ".join(f"{format_quantity(params)} teacher {flops * p.student_tokens:.3g}"
+                     for params, flops in zip(p.mixture.teacher_params, p.mixture.flops_per_token))
+    return [f"teacher mixture: OUTSIDE THE LAW'S FIT. {ONE_TEACHER_NOTE}; applied here with the mixture's "
+            f"measured cross-entropy as L_T ({p.teacher_loss:.4f})",
+            f"teacher logits, every teacher on every student token (D_S = {format_quantity(p.student_tokens)}): "
+            f"{each} FLOPs"]
 
 
 def _start_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> list[str]:

@@ -128,6 +128,27 @@ class TeacherFamily:
                 "params": self.params.tolist(), "tokens": self.tokens.tolist()}
 
 
+ONE_TEACHER_NOTE = ("the distillation law was fitted for one teacher (each student of its runs distilled "
+                    "from a single teacher)")
+
+
+@dataclass(frozen=True)
+class TeacherMixture:
+    """A plan's mixture of teachers (`distill --teacher A --teacher B`): every teacher's size and
+    forward FLOPs per student token (each runs on every token, so the teacher's logits cost their
+    sum), and the mixture's measured cross-entropy applied as L_T: outside the law's fit."""
+
+    teacher_params: tuple[float, ...]
+    flops_per_token: tuple[float, ...]
+
+    def to_dict(self, student_tokens: float) -> dict:
+        return {"teachers": [{"teacher_params": params, "flops_per_token": flops,
+                              "teacher_inference_flops": flops * student_tokens}
+                             for params, flops in zip(self.teacher_params, self.flops_per_token)],
+                "note": f"{ONE_TEACHER_NOTE}: applied to the mixture with its measured cross-entropy as L_T, "
+                        f"outside the law's fit", "outside_fit": True}
+
+
 @dataclass(frozen=True)
 class DistillationPlan:
     """A solved allocation of one budget to a student, its teacher and the distillation tokens."""
@@ -146,6 +167,7 @@ class DistillationPlan:
     teacher_family: TeacherFamily | None = field(default=None, repr=False)
     student_interval: Prediction | None = field(default=None, repr=False)
     start: StartMultiplier | None = None  # a pruned start: D_eff = start.value x D_S, outside the law's fit
+    mixture: TeacherMixture | None = None  # several teachers, L_T their mixture's measured loss: outside the fit
 
     @property
     def loss_difference(self) -> float:
@@ -156,7 +178,7 @@ class DistillationPlan:
     def verdict(self) -> str:
         """distill, pretrain, or "too close to call" when the difference is inside the intervals."""
         return decide_verdict(self.student_loss, self.student_interval, self.supervised.loss,
-                              self.supervised.interval, outside_fit=self.start is not None)
+                              self.supervised.interval, outside_fit=self.start is not None or self.mixture is not None)
 
     @property
     def verdict_uncertainty(self) -> float | None:
@@ -188,6 +210,8 @@ class DistillationPlan:
         if self.start is not None:
             record["student_init"] = {**self.start.to_dict(),
                                       "effective_student_tokens": self.start.value * self.student_tokens}
+        if self.mixture is not None:
+            record["teacher_mixture"] = self.mixture.to_dict(self.student_tokens)
         return record
 
 

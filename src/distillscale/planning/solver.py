@@ -39,6 +39,7 @@ from distillscale.planning.results import (
     StudentSweep,
     SupervisedPlan,
     TeacherFamily,
+    TeacherMixture,
     interval_or_none,
 )
 from distillscale.units import format_quantity
@@ -241,11 +242,17 @@ class DistillationPlanner(SupervisedPlanner):
 
     def plan_with_teacher(self, student_params: float, budget: float, teacher_params: float,
                           teacher_tokens: float | None = None, teacher_loss: float | None = None,
-                          student_flops_per_token: float | None = None) -> DistillationPlan:
+                          student_flops_per_token: float | None = None,
+                          mixture: tuple[float, ...] | None = None) -> DistillationPlan:
         """An existing teacher (its size and either its tokens or its loss); its logits are paid.
 
         The student loss falls monotonically with D_S for a fixed teacher, so the optimum spends
         the whole budget: D_S = C / (3 F(N_S) + F(N_T)).
+
+        `mixture`: the sizes of several teachers whose mixture is the target (`teacher_params` then
+        None): every teacher runs on every student token, F(N_T) is the sum of theirs, and
+        `teacher_loss` is the mixture's measured cross-entropy, applied as L_T outside the law's fit
+        (it was fitted for one teacher).
         """
         if (teacher_tokens is None) == (teacher_loss is None):
             raise UserError("give the existing teacher's tokens or its loss (exactly one)")
@@ -254,19 +261,23 @@ class DistillationPlanner(SupervisedPlanner):
         scenario = SCENARIOS["teacher-inference"]
         baseline = self.supervised(student_params, budget, student_flops_per_token)
         F_S = self._student_flops(student_params, student_flops_per_token)
-        F_T = float(self.flops(teacher_params))
+        teachers = None if mixture is None else TeacherMixture(
+            tuple(float(p) for p in mixture), tuple(float(self.flops(p)) for p in mixture))
+        F_T = float(self.flops(teacher_params)) if teachers is None else sum(teachers.flops_per_token)
         student_tokens = budget / (3.0 * F_S + F_T)
         if student_tokens < self.bounds[0]:
+            size = (f"{format_quantity(teacher_params)}-parameter teacher's" if teachers is None
+                    else f"{len(mixture)} teachers'")
             raise ParameterError(
                 "compute", f"budget {budget:.3g} FLOPs is too small: with the "
-                f"{format_quantity(teacher_params)}-parameter teacher's logits, the student gets "
+                f"{size} logits, the student gets "
                 f"{student_tokens:.3g} tokens, below the minimum of {format_quantity(self.bounds[0])}")
         loss = float(self.distilled_loss(student_params, student_tokens, teacher_loss))
         return self.with_interval(DistillationPlan(
             scenario, budget, student_params, student_tokens, teacher_params, teacher_tokens,
             teacher_loss, loss, distillation_flops(scenario, F_S, student_tokens, F_T), baseline,
             Convergence(True, "closed form: the student loss falls with D_S, so D_S takes the "
-                              "whole budget")))
+                              "whole budget"), mixture=teachers))
 
     def optimal_teacher_loss(self, student_params: float,
                              student_tokens: float) -> tuple[float, Convergence]:

@@ -349,7 +349,9 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         name and password of a teacher server's URL redacted (a secret is no part of what the run
         computes, and config.json is shared with the run's results)."""
         values = self.model_dump(mode="json")
-        if values.get("teacher_url") is not None:
+        if isinstance(values.get("teacher_url"), list):
+            values["teacher_url"] = [redacted_url(url) for url in values["teacher_url"]]
+        elif values.get("teacher_url") is not None:
             values["teacher_url"] = redacted_url(values["teacher_url"])
         return values
 
@@ -384,8 +386,10 @@ def hash_rule(config: type[Settings], key: str) -> bool | str:
 class TeacherSettings(Settings):
     section, title = "teacher", "Teacher"
 
-    teacher: Path | None = Field(None, description="a finished `distillscale train` run directory, or a "
-                                                   "local Hugging Face causal-LM directory")
+    teacher: Path | list[Path] | None = Field(
+        None, description="a finished `distillscale train` run directory, or a local Hugging Face causal-LM "
+                          "directory; `distill` takes it several times: a mixture of teachers (see "
+                          "--teacher-weight, --teacher-route)")
     trust_remote_code: bool = Field(False, description="let a Hugging Face teacher (or --student-init model) run its own "
                                                     "model code")
 
@@ -399,6 +403,14 @@ class DistillSettings(Settings):
 
     teacher_cache: Path | None = Field(None, description="a `distillscale cache-logits` directory, instead "
                                                          "of teacher: its cached predictions, no teacher in memory")
+    teacher_weight: list[float] | None = Field(
+        None, json_schema_extra=hashed_unless_default(),
+        description="with several --teacher: one weight per teacher, in their order (default: equal); the "
+                    "target is the weighted mixture of their distributions (normalised to sum 1)")
+    teacher_route: str | None = Field(
+        None, json_schema_extra=hashed_unless_default(),
+        description="with several --teacher NAME=PATH: a field of the jsonl/parquet rows that names each "
+                    "document's teacher; a sequence is distilled from the teacher of its first document")
     kd: Literal["forward-kl", "reverse-kl", "jsd"] = Field(_LOSS_FIELDS["kd"].default,
                                                            description="divergence: forward-kl, reverse-kl or jsd")
     temperature: float = _LOSS_FIELDS["temperature"]
@@ -406,12 +418,13 @@ class DistillSettings(Settings):
     top_k: int | None = _LOSS_FIELDS["top_k"]
     top_k_tail: bool = _LOSS_FIELDS["top_k_tail"]
     jsd_beta: float = _LOSS_FIELDS["jsd_beta"]
-    teacher_url: str | None = Field(
+    teacher_url: str | list[str] | None = Field(
         None, json_schema_extra=hashed_unless_default(),
         description="an OpenAI-compatible completions server of the teacher (`distillscale serve-teacher` "
                     "or vLLM), e.g. http://127.0.0.1:8000/v1, instead of teacher: the student reads its "
                     "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
-                    "mass outside the top k is 1 - their probabilities (see docs/top_k_teachers.md)")
+                    "mass outside the top k is 1 - their probabilities (see docs/top_k_teachers.md); given "
+                    "several times, a mixture of servers, their top-k merged on the union of ids")
     teacher_timeout: float = Field(60.0, gt=0, le=MAX_TEACHER_TIMEOUT, json_schema_extra=NOT_HASHED,
                                    description="with teacher_url: seconds to wait for an answer (at most a day)")
     teacher_retries: int = Field(4, ge=0, le=20, json_schema_extra=NOT_HASHED,
@@ -493,8 +506,35 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             data = {**data, "kd_weight": TOP_K_KD_WEIGHT}
         return data
 
+    @field_validator("teacher", "teacher_url", mode="before")
+    @classmethod
+    def _one_teacher_is_a_path(cls, value: Any) -> Any:
+        """A teacher given once is a path or a URL (as before mixtures: the same config.json and hash);
+        given several times, a list (a mixture, `training.mixture`)."""
+        if isinstance(value, (list, tuple)):
+            value = [item for item in value if item is not None]
+            return None if not value else value[0] if len(value) == 1 else list(value)
+        return value
+
+    def teacher_paths(self) -> list[Path]:
+        """Every --teacher, in order (one for a single teacher, none with a cache or a server)."""
+        if self.teacher is None:
+            return []
+        return list(self.teacher) if isinstance(self.teacher, list) else [self.teacher]
+
+    def teacher_urls(self) -> list[str]:
+        """Every --teacher-url, in order."""
+        if self.teacher_url is None:
+            return []
+        return list(self.teacher_url) if isinstance(self.teacher_url, list) else [self.teacher_url]
+
+    @property
+    def is_mixture(self) -> bool:
+        return isinstance(self.teacher, list) or isinstance(self.teacher_url, list)
+
     @model_validator(mode="after")
     def _one_teacher(self) -> "DistillConfig":
+        check_mixture(self)
         given = [name for name in ("teacher", "teacher_cache", "teacher_url") if getattr(self, name) is not None]
         if not given:
             raise ValueError("missing required setting --teacher (a run or Hugging Face directory), "
@@ -506,7 +546,8 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             raise ValueError(f"give one of --teacher, --teacher-cache and --teacher-url, not "
                              f"{' and '.join('--' + name.replace('_', '-') for name in given)}")
         if self.teacher_url is not None:
-            teacher_api_base(self.teacher_url)  # a ValueError saying what is wrong with it
+            for url in self.teacher_urls():
+                teacher_api_base(url)  # a ValueError saying what is wrong with it
             if self.top_k is None:
                 raise ValueError("--teacher-url needs --top-k K: a server gives the teacher's K most likely "
                                  "tokens per position (e.g. --top-k 20), not its whole distribution")
@@ -550,12 +591,69 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
         return OnPolicyConfig(fraction=self.on_policy_fraction, temperature=self.on_policy_temperature,
                               prompt_tokens=prompt, continuation_tokens=continuation, start=self.on_policy_start)
 
+    def data_config(self) -> DataConfig:
+        """The corpus, with each token's route when a mixture is routed by a field (`--teacher-route`)."""
+        config = super().data_config()
+        return config if self.teacher_route is None else config.model_copy(update={"route_field": self.teacher_route})
+
     def loss_config(self, vocab_size: int) -> DistillationLossConfig:
         """The objective's settings, the chunk resolved for the student's `vocab_size` (`chunk_tokens`)."""
         chunk_size = self.loss_chunk_size or chunk_tokens(vocab_size)
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
                                       z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
                                       top_k_tail=self.top_k_tail, chunk_size=chunk_size)
+
+
+def check_mixture(config: "DistillConfig") -> None:
+    """A mixture's settings (`training.mixture`): weights and route need several --teacher, one weight per
+    teacher, none negative, a positive sum; a route names every teacher; ValueError otherwise."""
+    paths = config.teacher_paths() if len(config.teacher_paths()) > 1 else config.teacher_urls()
+    if len(paths) < 2:
+        for key in ("teacher_weight", "teacher_route"):
+            if getattr(config, key) is not None:
+                raise ValueError(f"{flag(key)} needs several --teacher (a mixture): leave it out, or give "
+                                 f"--teacher more than once")
+        return
+    kind = "teacher" if len(config.teacher_paths()) > 1 else "teacher_url"
+    for other in ("teacher", "teacher_cache", "teacher_url"):
+        if other != kind and getattr(config, other) is not None:
+            raise ValueError(f"several {flag(kind)} cannot be mixed with {flag(other)} (a mixture of in-process "
+                             f"teachers, or of served ones): give only {flag(kind)}, more than once")
+    if kind == "teacher_url" and config.teacher_route is not None:
+        raise ValueError("--teacher-route needs teachers in process (--teacher NAME=PATH): routing served "
+                         "teachers is not available yet")
+    weights = config.teacher_weight
+    if weights is not None:
+        if len(weights) != len(paths):
+            raise ValueError(f"{len(weights)} --teacher-weight for {len(paths)} --teacher: give one weight per "
+                             f"teacher, in their order")
+        if any(not math.isfinite(weight) or weight < 0 for weight in weights) or not sum(weights) > 0:
+            raise ValueError(f"--teacher-weight {', '.join(f'{w:g}' for w in weights)}: the weights must be "
+                             f"finite, none negative, and sum to a positive number")
+    if config.teacher_route is not None:
+        if weights is not None:
+            raise ValueError("--teacher-route and --teacher-weight exclude each other: a routed sequence "
+                             "is distilled from its one teacher")
+        names = [teacher_name(path) for path in paths]
+        if any(name is None for name in names):
+            raise ValueError("--teacher-route needs every teacher named, --teacher NAME=PATH (e.g. "
+                             "--teacher code=runs/code --teacher prose=runs/prose)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"--teacher names {', '.join(map(str, names))} repeat: give each teacher its own name")
+
+
+def teacher_name(path: Path) -> str | None:
+    """The NAME of a --teacher given as NAME=PATH (a word of letters, digits, _ or -), else None."""
+    match = re.fullmatch(r"([A-Za-z0-9_-]+)=(.+)", str(path))
+    return match.group(1) if match else None
+
+
+def teacher_location(path: Path | None) -> Path | None:
+    """The PATH of a --teacher given as NAME=PATH, or `path` itself."""
+    if path is None:
+        return None
+    match = re.fullmatch(r"([A-Za-z0-9_-]+)=(.+)", str(path))
+    return Path(match.group(2)) if match else path
 
 
 def teacher_api_base(url: str) -> str:

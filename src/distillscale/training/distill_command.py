@@ -26,6 +26,8 @@ def distill_command(config: Path | None = None, as_json: bool = False,
 
     A --tokenizer other than the teacher's runs cross-tokenizer distillation (positions aligned on the text; ULD's sorted-probability term plus exact KL on the shared tokens), a mode result.json states: the distillation law was fitted for a shared vocabulary. With --on-policy-fraction lambda a share lambda of the batches are the student's own continuations of corpus prompts (sampled with a KV cache), the KD loss on those tokens alone; result.json's on_policy section records the generated tokens and the FLOPs of generation.
 
+    Given several times, --teacher distils from the teachers' weighted mixture in probability space (--teacher-weight, one per teacher; equal by default), or, as --teacher NAME=PATH with --teacher-route FIELD, from the teacher that each document's jsonl/parquet FIELD names; several --teacher-url merge their servers' top-k on the union of ids; every teacher speaks the student's tokenizer, and result.json records each one's loss, FLOPs and weight (see docs/guides/teacher_mixtures.md).
+
     Interrupted runs resume when the same command is run again.
     """
     from distillscale.settings import load_config
@@ -44,6 +46,10 @@ def _print_summary(result: RunResult) -> None:
              else "with the teacher's forward passes")
     size = ("" if teacher.non_embedding_params is None
             else f"{format_quantity(teacher.non_embedding_params)}-parameter ")
+    teachers = (teacher.model_extra or {}).get("teachers") if teacher.kind == "mixture" else None
+    if teachers:
+        route = (teacher.model_extra or {}).get("route")
+        size = f"{'routed' if route else 'weighted'} mixture of {len(teachers)} teachers, as one "
     if result.teacher_server is not None:
         server = result.teacher_server
         size += f"served ({server.url}, top-{server.top_k}) "
@@ -56,6 +62,11 @@ def _print_summary(result: RunResult) -> None:
         f"{format_quantity(result.flops)} FLOPs {flops}: student validation loss "
         f"{result.val_loss:.4f} nats/token, "
         f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)
+    for each in teachers or []:
+        share = "token share" if (teacher.model_extra or {}).get("route") else "weight"
+        console.print(f"  {each.get('name') or each['path']}: {share} {each['weight']:.3g}, validation loss "
+                      f"{each['teacher_val_loss']:.4f} nats/token, {format_quantity(each['flops'])} FLOPs",
+                      highlight=False)
     if result.teacher_server is not None:
         server = result.teacher_server
         tail = "" if server.mean_tail_mass is None else f"; tail mass outside the top {server.top_k}: " \

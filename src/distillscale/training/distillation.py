@@ -12,6 +12,7 @@ student's `val_loss` stays the cross-entropy against the data, as the distillati
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from distillscale.data import iter_eval_batches
 from distillscale.data.prepare import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
-from distillscale.training.config import DistillConfig
+from distillscale.training.config import DistillConfig, teacher_location, teacher_name
 from distillscale.training.cross_tokenizer import (
     CrossTokenizerObjective,
     TokenAligner,
@@ -31,6 +32,16 @@ from distillscale.training.distributed import Distributed
 from distillscale.training.evaluation import bf16_autocast, evaluate
 from distillscale.training.logit_cache.distill import distill_from_cache
 from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.mixture import (
+    MixtureInfo,
+    MixtureTeacher,
+    RoutedSampler,
+    ServedMixtureSampler,
+    normalised_weights,
+    routed_loss,
+    served_mixture_losses,
+    served_mixture_record,
+)
 from distillscale.training.losses import LossOutput, distillation_loss
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.on_policy import (
@@ -100,7 +111,9 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
     if config.teacher_cache is not None:
         return distill_from_cache(config, progress)
     if config.teacher_url is not None:
-        return distill_from_server(config, progress)
+        return distill_from_servers(config, progress) if config.is_mixture else distill_from_server(config, progress)
+    if config.is_mixture:
+        return distill_from_mixture(config, progress)
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source, other_tokenizer=True)
     if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, config.tokenizer):
@@ -122,12 +135,137 @@ def distill(config: DistillConfig, progress: bool = True) -> RunResult:
                                                                    config.seed))
 
 
-def _make_on_policy_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
-                              plan: RunPlan, group: Distributed) -> OnPolicyObjective:
+def distill_from_mixture(config: DistillConfig, progress: bool = True) -> RunResult:
+    """`distill` for several --teacher: the student's target is their weighted mixture
+    (`training.mixture`); every teacher must speak the student's tokenizer."""
+    paths = config.teacher_paths()
+    sources = [find_teacher(teacher_location(path), config.trust_remote_code) for path in paths]
+    single = config.model_copy(update={"teacher": sources[0].path, "teacher_weight": None, "teacher_route": None})
+    resolved = resolve_student_data(single, sources[0])  # the first teacher's tokenizer and corpus by default
+    for path, source in zip(paths, sources):
+        if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, resolved.tokenizer):
+            raise UserError(f"teacher {source.path} speaks another tokenizer than {resolved.tokenizer}: the "
+                            f"teachers of a mixture must share the student's tokenizer (a mixture across "
+                            f"tokenizers is not supported); distil from it alone for cross-tokenizer distillation")
+    if config.parallel == "fsdp" and config.teacher_parallel == "shard":
+        raise UserError("--teacher-parallel shard is not available for a mixture of teachers: use "
+                        "--teacher-parallel replicate")
+    if config.uld_weight != DistillConfig.model_fields["uld_weight"].default:
+        raise UserError("--uld-weight needs a teacher of another tokenizer: the teachers of a mixture speak "
+                        "--tokenizer's own, so this run would not use it; leave it out")
+    named = [Path(f"{teacher_name(path)}={source.path}") if teacher_name(path) else source.path
+             for path, source in zip(paths, sources)]
+    config = DistillConfig.model_validate(resolved.model_dump() | {
+        "teacher": named, "teacher_weight": config.teacher_weight, "teacher_route": config.teacher_route})
+    if config.teacher_route is not None:
+        if config.on_policy_config() is not None:
+            raise UserError("--teacher-route is not available with --on-policy-fraction (the student's own "
+                            "continuations have no document to route by): leave one out")
+        if config.unique_tokens is not None or config.top_k is not None:
+            flag = "--unique-tokens" if config.unique_tokens is not None else "--top-k"
+            raise UserError(f"--teacher-route is not available with {flag} yet: leave one out")
+        return train(config, progress, make_objective=partial(_make_routed_objective, config, sources),
+                     make_sampler=lambda data, tokens: RoutedSampler(
+                         tokens, data.routes(config.split), _teacher_of_route(config, data), config.seq_len,
+                         config.batch_size, config.seed))
+    make_objective = partial(_make_mixture_objective, config, sources)
+    if config.on_policy_config() is None:
+        return train(config, progress, make_objective=make_objective)
+    return train(config, progress, make_objective=partial(_make_on_policy_objective, config, sources,
+                                                          make_off_policy=_make_mixture_objective),
+                 make_sampler=lambda data, tokens: OnPolicySampler(tokens, config.seq_len, config.batch_size,
+                                                                   config.seed))
+
+
+def _make_mixture_objective(config: DistillConfig, sources: list[TeacherSource], data: PreparedData,
+                            plan: RunPlan, group: Distributed) -> DistillationObjective:
+    """The mixture's objective: each teacher's L_T and the mixture's own cross-entropy measured as a
+    single teacher's is (`_make_objective`), then the teachers in their compute dtype."""
+    autocast = bf16_autocast(group.device, plan.bf16)
+    teachers, losses = [], []
+    for source in sources:
+        teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code,
+                               dtype=torch.float32)
+        losses.append(evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
+                               config.eval_tokens, group, autocast))
+        teachers.append(teacher)
+    weights = normalised_weights(config.teacher_weight, len(teachers))
+    info = MixtureInfo(teachers=[teacher.info for teacher in teachers], weights=weights,
+                       teacher_val_losses=losses, names=[teacher_name(path) for path in config.teacher_paths()])
+    mixture = MixtureTeacher(teachers, weights, 1.0, info)
+    mixture_loss = evaluate(mixture, data.split("val"), config.seq_len, config.batch_size, config.eval_tokens,
+                            group, autocast)
+    for teacher in teachers:
+        teacher.to(compute_dtype(group.device))
+    mixture = mixture.at_temperature(config.temperature)
+    if config.compile:
+        mixture.compile_trunk()
+    objective = DistillationObjective(mixture, config.loss_config(data.vocab_size), mixture_loss)
+    if config.top_k is not None and config.top_k < data.vocab_size:
+        objective.top_k_targets = _check_live_top_k(mixture.at_temperature(1.0), data.split(config.split),
+                                                    config, group)
+    return objective
+
+
+def _teacher_of_route(config: DistillConfig, data: PreparedData) -> np.ndarray:
+    """The teacher index of each route id of the prepared corpus; a value that names no teacher is
+    refused in one line."""
+    names = [teacher_name(path) for path in config.teacher_paths()]
+    values = data.route_values
+    unknown = [value for value in values if value not in names]
+    if unknown:
+        shown = ", ".join("no value (the row lacks it)" if value is None else repr(value) for value in unknown[:3])
+        raise UserError(f"--teacher-route {config.teacher_route}: {shown} names no teacher (the teachers are "
+                        f"{', '.join(names)}): name each teacher after a value of the field, or leave those "
+                        f"rows out of --data")
+    return np.array([names.index(value) for value in values], dtype=np.int64)
+
+
+class RoutedDistillationObjective(DistillationObjective):
+    """`DistillationObjective` with a routed mixture: each batch comes with its positions' teachers."""
+
+    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, routes: torch.Tensor) -> LossOutput:
+        self.teacher.route = routes
+        try:
+            return super().__call__(model, inputs, targets)
+        finally:
+            self.teacher.route = None
+
+
+def _make_routed_objective(config: DistillConfig, sources: list[TeacherSource], data: PreparedData,
+                           plan: RunPlan, group: Distributed) -> RoutedDistillationObjective:
+    """The routed mixture's objective: each teacher's L_T on the whole validation split, and the routed
+    mixture's (each position scored by its document's teacher); weights: the teachers' token shares."""
+    autocast = bf16_autocast(group.device, plan.bf16)
+    teacher_of = _teacher_of_route(config, data)
+    teachers, losses = [], []
+    for source in sources:
+        teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code,
+                               dtype=torch.float32)
+        losses.append(evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
+                               config.eval_tokens, group, autocast))
+        teachers.append(teacher)
+    counts = np.bincount(teacher_of[np.asarray(data.routes(config.split))], minlength=len(teachers))
+    shares = (counts / counts.sum()).tolist()
+    info = MixtureInfo(teachers=[teacher.info for teacher in teachers], weights=shares, teacher_val_losses=losses,
+                       names=[teacher_name(path) for path in config.teacher_paths()], route=config.teacher_route)
+    mixture = MixtureTeacher(teachers, [1.0 / len(teachers)] * len(teachers), 1.0, info)
+    mixture_loss = routed_loss(mixture, data.split("val"), teacher_of[np.asarray(data.routes("val"))],
+                               config.seq_len, config.batch_size, config.eval_tokens, group.device, autocast)
+    for teacher in teachers:
+        teacher.to(compute_dtype(group.device))
+    mixture = mixture.at_temperature(config.temperature)
+    if config.compile:
+        mixture.compile_trunk()
+    return RoutedDistillationObjective(mixture, config.loss_config(data.vocab_size), mixture_loss)
+
+
+def _make_on_policy_objective(config: DistillConfig, source, data: PreparedData,
+                              plan: RunPlan, group: Distributed, make_off_policy=None) -> OnPolicyObjective:
     """The run's distillation objective on corpus batches, and the student's own continuations on
     a share of them (training/on_policy.py), on the schedule the run's plan fixes."""
     schedule = on_policy_schedule(config, plan)
-    off_policy = _make_objective(config, source, data, plan, group)
+    off_policy = (make_off_policy or _make_objective)(config, source, data, plan, group)
     on_policy_loss = DistillationObjective(off_policy.teacher, on_policy_loss_config(off_policy.loss_config),
                                            off_policy.teacher_val_loss)
     return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model or plan.hf_student,
@@ -199,6 +337,70 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
                                  tokens_per_step=config.tokens_per_step, schedule=schedule)
 
     samplers: list[ServedTeacherSampler] = []
+
+    return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
+
+
+class ServedMixtureObjective(ServedTeacherObjective):
+    """`ServedTeacherObjective` for the merged top-k of several servers (`ServedMixtureSampler`): the
+    loss is the same sparse loss over the union of ids; the record lists every server."""
+
+    def __init__(self, clients: list[TeacherClient], weights: list[float], loss_config: DistillationLossConfig,
+                 losses: list[float], mixture_loss: float):
+        super().__init__(clients[0], loss_config, mixture_loss, FLOPS_METHOD)
+        self.clients, self.weights, self.losses = clients, weights, losses
+        self.flops_each = [0.0] * len(clients)
+
+    def count_teacher_flops(self, seq_len: int) -> None:
+        for index, client in enumerate(self.clients):
+            flops = client.model.about.forward_flops_per_token if client.model else None
+            self.flops_each[index] = 0.0 if flops is None else flops.base + flops.per_context_token * seq_len
+        self.extra_flops_per_token = sum(self.flops_each)
+
+    def record(self, tokens: int) -> ObjectiveRecord:
+        teacher = served_mixture_record(self.clients, self.weights, self.losses, self.flops_each,
+                                        self.teacher_val_loss, tokens)
+        return ObjectiveRecord(
+            teacher=teacher, distillation=DistillationRecord(**self.loss_config.model_dump()),
+            flops_method=f"{FLOPS_METHOD}; plus every served teacher's forward pass on every training token, as "
+                         f"each server states it (teacher.teachers[i].flops; 0 where a server does not)")
+
+
+def distill_from_servers(config: DistillConfig, progress: bool = True) -> RunResult:
+    """`distill` for several --teacher-url: the student reads every server's top-k for each batch, merged
+    on the union of ids with the mixture's weights (`training.mixture.merge_top_k`)."""
+    if config.on_policy_config() is not None:
+        raise UserError("--on-policy-fraction is not available with several --teacher-url yet: give one server, "
+                        "or several --teacher in process")
+    weights = normalised_weights(config.teacher_weight, len(config.teacher_urls()))
+    clients = [TeacherClient(url, config.top_k, config.teacher_timeout, config.teacher_retries)
+               for url in config.teacher_urls()]
+
+    def make_sampler(data: PreparedData, tokens: np.ndarray) -> ServedMixtureSampler:
+        for client in clients:
+            client.vocab_size = data.vocab_size
+            model = client.connect()
+            if model.max_model_len is not None and config.seq_len + 1 > model.max_model_len:
+                raise UserError(f"--seq-len {config.seq_len} sends prompts of {config.seq_len + 1} tokens but the "
+                                f"teacher server at {client.base} takes at most {model.max_model_len}: use "
+                                f"--seq-len {model.max_model_len - 1} or less")
+            served_tokenizer = model.about.tokenizer_sha256
+            if served_tokenizer is not None and served_tokenizer != data.tokenizer_hash:
+                raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
+                                f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
+                                f"{data.tokenizer_hash[:12]}): the teachers of a mixture share the student's "
+                                f"tokenizer")
+        return ServedMixtureSampler(clients, weights, data.vocab_size, tokens, config.seq_len, config.batch_size,
+                                    config.seed)
+
+    def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> ServedMixtureObjective:
+        losses, mixture_loss = served_mixture_losses(clients, weights, data.split("val"), config.seq_len,
+                                                     config.batch_size, config.eval_tokens)
+        width = config.top_k * sum(1 for weight in weights if weight > 0)  # the union's slots
+        loss_config = config.loss_config(data.vocab_size).model_copy(update={"top_k": width})
+        objective = ServedMixtureObjective(clients, weights, loss_config, losses, mixture_loss)
+        objective.count_teacher_flops(config.seq_len)
+        return objective
 
     return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
 

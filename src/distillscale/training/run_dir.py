@@ -41,7 +41,7 @@ from distillscale.errors import UserError
 from distillscale.model.hf_export import HF_STUDENT_DIR
 from distillscale.io import atomic_write, check_output_dir, holds_anything, is_write_leftover, unreadable
 from distillscale.settings import TConfig
-from distillscale.training.config import TrainConfig
+from distillscale.training.config import TrainConfig, teacher_location
 from distillscale.training.records import RunPlan, RunRecord, RunResult
 
 
@@ -159,8 +159,9 @@ class RunDirectory:
 
     def plan_start(self, config: TrainConfig) -> RunStart:
         """Decide between a new run, a resume and a restart, or refuse; changes nothing on disk."""
-        inputs = [getattr(config, name, None)
-                  for name in ("data", "tokenizer", "teacher", "teacher_cache", "fork_from")]
+        inputs = [getattr(config, name, None) for name in ("data", "tokenizer", "teacher_cache", "fork_from")]
+        teachers = getattr(config, "teacher", None)
+        inputs += [teacher_location(path) for path in (teachers if isinstance(teachers, list) else [teachers])]
         check_output_dir(self.path, is_ours=is_run_dir, inputs=inputs, what="distillscale run directory")
         if not self.path.exists() or not holds_anything(self.path):
             return RunStart.NEW

@@ -1,0 +1,306 @@
+"""Several teachers (issue 37): the target is the weighted mixture of their distributions; weights
+(1, 0) equal distilling from the first teacher alone; bad mixtures are refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.losses import distillation_loss
+from distillscale.training.mixture import MixtureTeacher, normalised_weights
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
+VOCAB = 320
+SHAPE = ("--aspect-ratio", "64", "--head-dim", "32", "--seq-len", "32", "--batch-size", "8",
+         "--eval-tokens", "4k", "--eval-every", "0", "--device", "cpu")
+TEACHER = ("--n-layers", "2", "--tokens", "10k", "--max-bytes", "300k", *SHAPE)
+STUDENT = ("--n-layers", "1", "--tokens", "3k", "--log-every", "5", *SHAPE)
+
+
+def run_cli(*args) -> None:
+    from distillscale.cli import main
+
+    assert main([str(a) for a in args]) == 0
+
+
+def read_json(path) -> dict:
+    return json.loads(path.read_text())
+
+
+class _Linear(torch.nn.Module):
+    """A stand-in teacher: hidden states an embedding, the head a linear map."""
+
+    def __init__(self, seed: int, d: int, vocab: int):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.embed = torch.nn.Parameter(torch.randn(vocab, d, generator=generator))
+        self.out = torch.nn.Parameter(torch.randn(vocab, d, generator=generator))
+        self.vocab_size = vocab
+
+    def hidden_states(self, idx):
+        return self.embed[idx]
+
+    def head(self, h):
+        return h @ self.out.T
+
+
+def test_the_head_gives_the_weighted_mixture_of_the_softened_distributions():
+    a, b = _Linear(0, 8, 50), _Linear(1, 12, 50)
+    idx = torch.randint(0, 50, (2, 5))
+    for tau in (1.0, 2.0):
+        mixture = MixtureTeacher([a, b], [0.25, 0.75], tau)
+        logits = mixture.head(mixture.hidden_states(idx))
+        expected = 0.25 * (a.head(a.hidden_states(idx)) / tau).softmax(-1) \
+            + 0.75 * (b.head(b.hidden_states(idx)) / tau).softmax(-1)
+        torch.testing.assert_close((logits / tau).softmax(-1), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kd,top_k", [("forward-kl", None), ("reverse-kl", None), ("jsd", None), ("forward-kl", 5)])
+def test_weights_one_and_zero_give_the_first_teachers_loss_and_gradients(kd, top_k):
+    a, b = _Linear(0, 8, 50), _Linear(1, 12, 50)
+    student = _Linear(2, 6, 50)
+    idx, targets = torch.randint(0, 50, (3, 7)), torch.randint(0, 50, (21,))
+    config = DistillationLossConfig(kd=kd, temperature=2.0, kd_weight=0.7, top_k=top_k, chunk_size=8)
+    mixture = MixtureTeacher([a, b], normalised_weights([1.0, 0.0], 2), config.temperature)
+
+    def loss_and_grad(teacher):
+        student.zero_grad()
+        hidden = student.hidden_states(idx).flatten(0, 1)
+        with torch.no_grad():
+            teacher_hidden = teacher.hidden_states(idx).flatten(0, 1)
+        output = distillation_loss(hidden, student.head, teacher_hidden, teacher.head, targets, config)
+        output.loss.backward()
+        return output.loss.item(), output.kd.item(), student.out.grad.clone(), student.embed.grad.clone()
+
+    alone, mixed = loss_and_grad(a), loss_and_grad(mixture)
+    assert mixed[0] == pytest.approx(alone[0], abs=1e-6) and mixed[1] == pytest.approx(alone[1], abs=1e-6)
+    torch.testing.assert_close(mixed[2], alone[2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(mixed[3], alone[3], rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def teachers(runs):
+    """Two teachers of one tokenizer (the second trained with the first's), of other seeds and sizes."""
+    run_cli("train", "--out", runs / "a", "--vocab-size", VOCAB, *TEACHER)
+    run_cli("train", "--out", runs / "b", "--tokenizer", runs / "a" / "tokenizer.json", "--seed", "1",
+            *TEACHER)
+    return runs / "a", runs / "b"
+
+
+def test_a_mixture_weighted_one_and_zero_equals_the_first_teacher_alone(runs, teachers):
+    a, b = teachers
+    run_cli("distill", "--teacher", a, "--out", runs / "alone", *STUDENT)
+    run_cli("distill", "--teacher", a, "--teacher", b, "--teacher-weight", "1", "--teacher-weight", "0",
+            "--out", runs / "mixed", *STUDENT)
+    alone, mixed = read_json(runs / "alone" / "result.json"), read_json(runs / "mixed" / "result.json")
+    assert mixed["val_loss"] == pytest.approx(alone["val_loss"], abs=1e-6)
+    # result.json: the mixture, and each teacher with its weight, loss and FLOPs
+    record = mixed["teacher"]
+    assert record["kind"] == "mixture"
+    assert record["teacher_val_loss"] == pytest.approx(alone["teacher"]["teacher_val_loss"], abs=1e-6)
+    first, second = record["teachers"]
+    assert first["path"] == str(a.resolve()) and second["path"] == str(b.resolve())
+    assert (first["weight"], second["weight"]) == (1.0, 0.0)
+    assert first["teacher_val_loss"] == pytest.approx(alone["teacher"]["teacher_val_loss"], rel=1e-9)
+    assert first["flops"] == alone["teacher"]["flops"] and second["flops"] > 0
+    assert record["flops"] == first["flops"] + second["flops"]
+    assert mixed["flops"] == alone["flops"] + second["flops"]
+
+
+def test_an_equal_mixture_is_recorded_with_its_own_cross_entropy(runs, teachers):
+    a, b = teachers
+    run_cli("distill", "--teacher", a, "--teacher", b, "--out", runs / "equal", *STUDENT)
+    record = read_json(runs / "equal" / "result.json")["teacher"]
+    first, second = record["teachers"]
+    assert (first["weight"], second["weight"]) == (0.5, 0.5)
+    # the mixture's cross-entropy is at most the weighted mean of the teachers' (log is concave)
+    assert record["teacher_val_loss"] <= 0.5 * (first["teacher_val_loss"] + second["teacher_val_loss"]) + 1e-9
+
+
+def test_a_mixture_distils_on_policy_too(runs, teachers):
+    a, b = teachers
+    run_cli("distill", "--teacher", a, "--teacher", b, "--teacher-weight", "3", "--teacher-weight", "1",
+            "--on-policy-fraction", "0.5", "--out", runs / "on_policy", *STUDENT)
+    result = read_json(runs / "on_policy" / "result.json")
+    assert result["on_policy"]["sequences"] > 0
+    assert [t["weight"] for t in result["teacher"]["teachers"]] == [0.75, 0.25]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--teacher-weight", "0", "--teacher-weight", "0"), "sum to a positive number"),
+    (("--teacher-weight", "1", "--teacher-weight", "-1"), "none negative"),
+    (("--teacher-weight", "1"), "1 --teacher-weight for 2 --teacher"),
+])
+def test_bad_weights_are_refused_in_one_line(cli, tmp_path, teachers, args, message):
+    a, b = teachers
+    code, _, err = cli("distill", "--teacher", a, "--teacher", b, *args, "--out", tmp_path / "s", *STUDENT)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_weight_without_a_mixture_is_refused(cli, tmp_path, teachers):
+    code, _, err = cli("distill", "--teacher", teachers[0], "--teacher-weight", "1", "--out", tmp_path / "s",
+                       *STUDENT)
+    assert code == 2 and "--teacher-weight needs several --teacher" in err
+
+
+def test_teachers_of_another_tokenizer_are_refused(cli, runs, tmp_path, teachers):
+    run_cli("train", "--out", runs / "other", "--vocab-size", "300", *TEACHER)
+    cli("--version")  # drops what the training printed
+    code, _, err = cli("distill", "--teacher", teachers[0], "--teacher", runs / "other", "--out",
+                       tmp_path / "s", *STUDENT)
+    assert code == 2 and "speaks another tokenizer" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# --- routing by a field of the data (--teacher NAME=PATH --teacher-route FIELD) ---------------------
+
+def test_a_routed_head_gives_each_position_its_own_teachers_distribution():
+    a, b = _Linear(0, 8, 50), _Linear(1, 12, 50)
+    idx = torch.randint(0, 50, (2, 5))
+    route = torch.tensor([[0, 0, 1, 1, 0], [1, 1, 1, 0, 0]])
+    mixture = MixtureTeacher([a, b], [0.5, 0.5], 2.0)
+    mixture.route = route
+    logits = mixture.head(mixture.hidden_states(idx))
+    own = torch.where(route.unsqueeze(-1) == 0, (a.head(a.hidden_states(idx)) / 2).softmax(-1),
+                      (b.head(b.hidden_states(idx)) / 2).softmax(-1))
+    torch.testing.assert_close((logits / 2).softmax(-1), own, rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def routed_data(runs):
+    """A jsonl corpus of two kinds of documents, its `source` naming each one's teacher."""
+    import sysconfig
+    from pathlib import Path
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    rows = []
+    for index, path in enumerate(sorted(stdlib.glob("*.py"))[:80]):
+        text = path.read_text(encoding="utf-8", errors="ignore")[:3000]
+        rows.append({"text": text, "source": "a" if index % 2 else "b"})
+    path = runs / "routed.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_routing_by_a_field_distils_each_document_from_its_teacher(runs, teachers, routed_data):
+    a, b = teachers
+    tokenizer = a / "tokenizer.json"
+    common = ("--data", routed_data, "--tokenizer", tokenizer, *STUDENT)
+    run_cli("distill", "--teacher", f"a={a}", "--teacher", f"b={b}", "--teacher-route", "source",
+            "--out", runs / "routed", *common)
+    routed = read_json(runs / "routed" / "result.json")
+    record = routed["teacher"]
+    assert record["kind"] == "mixture" and record["route"] == "source"
+    first, second = record["teachers"]
+    assert (first["name"], second["name"]) == ("a", "b")
+    assert first["weight"] + second["weight"] == pytest.approx(1) and 0 < first["weight"] < 1
+    # every document routed to one teacher equals distilling from that teacher alone
+    with open(routed_data) as rows:
+        only_a = [json.loads(line) | {"source": "a"} for line in rows]
+    all_a = runs / "all_a.jsonl"
+    all_a.write_text("".join(json.dumps(row) + "\n" for row in only_a))
+    run_cli("distill", "--teacher", f"a={a}", "--teacher", f"b={b}", "--teacher-route", "source",
+            "--out", runs / "routed_a", "--data", all_a, *common[2:])
+    run_cli("distill", "--teacher", a, "--out", runs / "alone_a", "--data", all_a, *common[2:])
+    routed_a, alone_a = read_json(runs / "routed_a" / "result.json"), read_json(runs / "alone_a" / "result.json")
+    assert routed_a["val_loss"] == pytest.approx(alone_a["val_loss"], abs=1e-5)
+    assert routed_a["teacher"]["teacher_val_loss"] == pytest.approx(alone_a["teacher"]["teacher_val_loss"], abs=1e-5)
+    assert routed_a["teacher"]["teachers"][0]["weight"] == 1.0
+
+
+@pytest.mark.parametrize("teacher_args,extra,message", [
+    (("--teacher", "a={a}", "--teacher", "c={b}"), (), "'b' names no teacher"),
+    (("--teacher", "{a}", "--teacher", "{b}"), (), "needs every teacher named"),
+    (("--teacher", "a={a}", "--teacher", "a={b}"), (), "repeat"),
+    (("--teacher", "a={a}", "--teacher", "b={b}"), ("--teacher-weight", "1", "--teacher-weight", "1"),
+     "exclude each other"),
+])
+def test_bad_routes_are_refused_in_one_line(cli, tmp_path, teachers, routed_data, teacher_args, extra, message):
+    a, b = teachers
+    filled = [arg.format(a=a, b=b) for arg in teacher_args]
+    code, _, err = cli("distill", *filled, "--teacher-route", "source", *extra, "--data", routed_data,
+                       "--tokenizer", a / "tokenizer.json", "--out", tmp_path / "s", *STUDENT)
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "s" / "result.json").exists()
+
+
+# --- served teachers (--teacher-url given several times): top-k merged on the union of ids -----------
+
+def test_top_k_targets_merge_on_the_union_of_ids_with_weighted_probabilities():
+    from distillscale.training.mixture import merge_top_k
+
+    a_ids, a_p = torch.tensor([[5, 3, 9]]), torch.tensor([[0.5, 0.2, 0.1]])
+    b_ids, b_p = torch.tensor([[3, 7, 5]]), torch.tensor([[0.6, 0.2, 0.1]])
+    ids, log_probs = merge_top_k([a_ids, b_ids], [a_p.log(), b_p.log()], [0.5, 0.5], 50)
+    assert ids.shape == (1, 6) and len(set(ids[0].tolist())) == 6
+    probs = dict(zip(ids[0].tolist(), log_probs[0].exp().tolist()))
+    assert probs[3] == pytest.approx(0.4) and probs[5] == pytest.approx(0.3)
+    assert probs[7] == pytest.approx(0.1) and probs[9] == pytest.approx(0.05)
+    # the two free slots: ids outside the union, each an even share of the tail (0.15 over 46 ids)
+    assert all(probs[i] == pytest.approx(0.15 / 46) for i in ids[0, 4:].tolist())
+    assert (log_probs[0, :-1] >= log_probs[0, 1:]).all()
+    # weights (1, 0): the first teacher's own targets
+    same_ids, same = merge_top_k([a_ids, b_ids], [a_p.log(), b_p.log()], [1.0, 0.0], 50)
+    assert torch.equal(same_ids, a_ids) and torch.equal(same, a_p.log())
+
+
+@pytest.fixture(scope="module")
+def servers(teachers):
+    """`serve-teacher` for each teacher (top-8), in threads on 127.0.0.1."""
+    import threading
+
+    from distillscale.serve.teacher import TeacherService, make_teacher_server
+
+    running = []
+    for teacher in teachers:
+        httpd = make_teacher_server(TeacherService(teacher, top_k=8))
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        running.append(httpd)
+    yield [f"http://127.0.0.1:{httpd.server_address[1]}/v1" for httpd in running]
+    for httpd in running:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_served_teachers_weighted_one_and_zero_equal_the_first_server_alone(runs, teachers, servers):
+    tokenizer = teachers[0] / "tokenizer.json"
+    served = ("--tokenizer", tokenizer, "--top-k", "8", *STUDENT)
+    run_cli("distill", "--teacher-url", servers[0], "--out", runs / "served_alone", *served)
+    run_cli("distill", "--teacher-url", servers[0], "--teacher-url", servers[1], "--teacher-weight", "1",
+            "--teacher-weight", "0", "--out", runs / "served_mixed", *served)
+    alone, mixed = read_json(runs / "served_alone" / "result.json"), read_json(runs / "served_mixed" / "result.json")
+    assert mixed["val_loss"] == pytest.approx(alone["val_loss"], abs=1e-6)
+    record = mixed["teacher"]
+    assert record["kind"] == "mixture"
+    assert record["teacher_val_loss"] == pytest.approx(alone["teacher"]["teacher_val_loss"], abs=1e-6)
+    first, second = record["teachers"]
+    assert (first["weight"], second["weight"]) == (1.0, 0.0) and first["kind"] == "server"
+    assert first["flops"] == alone["teacher"]["flops"] and first["server"]["requests"] > 0
+
+
+def test_an_equal_mixture_of_servers_reads_the_union_of_their_top_k(runs, teachers, servers):
+    run_cli("distill", "--teacher-url", servers[0], "--teacher-url", servers[1], "--tokenizer",
+            teachers[0] / "tokenizer.json", "--top-k", "8", "--out", runs / "served_equal", *STUDENT)
+    result = read_json(runs / "served_equal" / "result.json")
+    record = result["teacher"]
+    assert result["distillation"]["top_k"] == 16  # the union's slots: 8 ids from each server
+    first, second = record["teachers"]
+    assert record["teacher_val_loss"] <= 0.5 * (first["teacher_val_loss"] + second["teacher_val_loss"]) + 1e-9
+    assert record["flops"] == first["flops"] + second["flops"] > 0
+
+
+def test_in_process_and_served_teachers_do_not_mix(cli, tmp_path, teachers, servers):
+    a, b = teachers
+    code, _, err = cli("distill", "--teacher", a, "--teacher", b, "--teacher-url", servers[0], "--top-k", "8",
+                       "--tokenizer", a / "tokenizer.json", "--out", tmp_path / "s", *STUDENT)
+    assert code == 2 and "cannot be mixed with --teacher-url" in err and "Traceback" not in err
