@@ -121,5 +121,8 @@ def test_batched_subset_fits_equal_separate_fits():
     batched = fitter.predict_subsets(N, D, loss, masks + [np.arange(len(N)) < 3])
     for mask, predicted in zip(masks, batched):
         alone = SupervisedLawFitter("chinchilla", bootstrap=0).fit(N[mask], D[mask], loss[mask]).predict(N, D)
-        np.testing.assert_allclose(predicted, alone, rtol=1e-6)
+        # The two fits stop within the optimizer's tolerance along paths that sum in another order: up to
+        # 1.03e-6 apart (relative) at the farthest prediction on one CPU (0-5e-13 on others); a fit of
+        # the neighbouring subset is 6e-3 to 1.8e-2 away, so 1e-5 still tells a wrong subset apart.
+        np.testing.assert_allclose(predicted, alone, rtol=1e-5)
     assert "3 runs cannot determine the 5 parameters" in batched[-1]
