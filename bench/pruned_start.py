@@ -30,12 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from distillscale.units import Quantity, parse_quantity
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_runs import cli, run_once  # noqa: E402 (a bench script beside this one)
 
 SHAPE = ["--seq-len", "64", "--batch-size", "16"]
 
@@ -49,22 +51,6 @@ def student_shape(layers: int) -> tuple[list[str], list[str]]:
 def tokens(text: str) -> int:
     """A token count as the CLI reads it (100K, 2M, 1e6)."""
     return int(parse_quantity(text, "tokens", kind=Quantity.TOKENS))
-
-
-def cli(*args: str) -> None:
-    command = [sys.executable, "-m", "distillscale.cli", *args]
-    start = time.time()
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}): {' '.join(args)}\n{result.stderr[-2000:]}")
-    print(f"  {time.time() - start:6.1f} s  {' '.join(args[:1] + args[-2:])}", flush=True)
-
-
-def run_once(out: Path, *args: str) -> dict:
-    """Run a training command unless `out` already holds its finished result; return result.json."""
-    if not (out / "result.json").is_file():
-        cli(*args, "--out", str(out))
-    return json.loads((out / "result.json").read_text())
 
 
 def curve(run: Path) -> list[tuple[float, float]]:

@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_corpora import doc_en, read_text, walk  # noqa: E402 (a bench script beside this one)
+from cli_runs import run_once  # noqa: E402 (bench scripts beside this one)
+from demo_corpora import doc_en, read_text, walk  # noqa: E402
 
 TEACHER_SHAPE = ["--n-layers", "2", "--aspect-ratio", "32", "--head-dim", "16"]
 STUDENT_SHAPE = ["--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "16"]
@@ -105,21 +105,6 @@ def build_corpora(out: Path, cap: int) -> dict[str, Path]:
     print(f"corpora: {len(code)} code pieces, {len(prose)} prose pieces (each half to the teachers)",
           flush=True)
     return files
-
-
-def cli(*args: str) -> None:
-    command = [sys.executable, "-m", "distillscale.cli", *map(str, args)]
-    start = time.time()
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}): {' '.join(map(str, args))}\n{result.stderr[-2000:]}")
-    print(f"  {time.time() - start:6.1f} s  {' '.join(map(str, args[:1]))} {args[-1]}", flush=True)
-
-
-def run_once(out: Path, *args: str) -> dict:
-    if not (out / "result.json").is_file():
-        cli(*args, "--out", out)
-    return json.loads((out / "result.json").read_text())
 
 
 def main() -> None:

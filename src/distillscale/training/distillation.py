@@ -296,6 +296,22 @@ def on_policy_schedule(config: DistillConfig, plan: RunPlan) -> OnPolicySchedule
     return schedule
 
 
+def connect_checked(client: TeacherClient, config: DistillConfig, data: PreparedData, tokenizer_hint: str) -> None:
+    """Ask the server which model it serves, and refuse in one line a context shorter than the run's
+    prompts or a tokenizer other than the run's (`tokenizer_hint`: what to do about it)."""
+    client.vocab_size = data.vocab_size
+    model = client.connect()
+    if model.max_model_len is not None and config.seq_len + 1 > model.max_model_len:
+        raise UserError(f"--seq-len {config.seq_len} sends prompts of {config.seq_len + 1} tokens but the teacher "
+                        f"server at {client.base} takes at most {model.max_model_len}: use --seq-len "
+                        f"{model.max_model_len - 1} or less (vLLM: raise its --max-model-len)")
+    served_tokenizer = model.about.tokenizer_sha256
+    if served_tokenizer is not None and served_tokenizer != data.tokenizer_hash:
+        raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
+                        f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
+                        f"{data.tokenizer_hash[:12]}): {tokenizer_hint}")
+
+
 def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResult:
     """`distill` for a config with `teacher_url`: the student reads the teacher's top-k
     log-probabilities from the server (`training.remote_teacher`) for every batch, fetched ahead of
@@ -303,17 +319,7 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
     client = TeacherClient(config.teacher_url, config.top_k, config.teacher_timeout, config.teacher_retries)
 
     def make_sampler(data: PreparedData, tokens: np.ndarray) -> ServedTeacherSampler:
-        client.vocab_size = data.vocab_size
-        model = client.connect()
-        if model.max_model_len is not None and config.seq_len + 1 > model.max_model_len:
-            raise UserError(f"--seq-len {config.seq_len} sends prompts of {config.seq_len + 1} tokens but the teacher "
-                            f"server at {client.base} takes at most {model.max_model_len}: use --seq-len "
-                            f"{model.max_model_len - 1} or less (vLLM: raise its --max-model-len)")
-        served_tokenizer = model.about.tokenizer_sha256
-        if served_tokenizer is not None and served_tokenizer != data.tokenizer_hash:
-            raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
-                            f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
-                            f"{data.tokenizer_hash[:12]}): give the teacher's tokenizer with --tokenizer")
+        connect_checked(client, config, data, "give the teacher's tokenizer with --tokenizer")
         sampler = ServedOnPolicySampler if config.on_policy_config() is not None else ServedTeacherSampler
         samplers.append(sampler(client, tokens, config.seq_len, config.batch_size, config.seed))
         return samplers[-1]
@@ -378,18 +384,7 @@ def distill_from_servers(config: DistillConfig, progress: bool = True) -> RunRes
 
     def make_sampler(data: PreparedData, tokens: np.ndarray) -> ServedMixtureSampler:
         for client in clients:
-            client.vocab_size = data.vocab_size
-            model = client.connect()
-            if model.max_model_len is not None and config.seq_len + 1 > model.max_model_len:
-                raise UserError(f"--seq-len {config.seq_len} sends prompts of {config.seq_len + 1} tokens but the "
-                                f"teacher server at {client.base} takes at most {model.max_model_len}: use "
-                                f"--seq-len {model.max_model_len - 1} or less")
-            served_tokenizer = model.about.tokenizer_sha256
-            if served_tokenizer is not None and served_tokenizer != data.tokenizer_hash:
-                raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
-                                f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
-                                f"{data.tokenizer_hash[:12]}): the teachers of a mixture share the student's "
-                                f"tokenizer")
+            connect_checked(client, config, data, "the teachers of a mixture share the student's tokenizer")
         return ServedMixtureSampler(clients, weights, data.vocab_size, tokens, config.seq_len, config.batch_size,
                                     config.seed)
 
