@@ -50,7 +50,8 @@ def flag_sets() -> dict[str, dict]:
 ADDED_SINCE = {"prune": None, "train": {"--student-init"}, "distill": {"--student-init", "--teacher-weight", "--teacher-route"}, "plan": {"--student-init", "--teacher-mixture"},
                "demo": {"--capacity-gap"}, "data prepare": {"--route-field"}}
 # Recorded flags that repeat since (a single value still reads as before): their kind now.
-CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values"}}  # several teachers, a mixture (issue 37)
+# several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
+CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"}}
 
 
 def test_every_command_keeps_its_flags():

@@ -153,6 +153,14 @@ def test_a_weight_without_a_mixture_is_refused(cli, tmp_path, teachers):
     assert code == 2 and "--teacher-weight needs several --teacher" in err
 
 
+def test_a_second_teacher_cache_is_refused_not_dropped(cli, tmp_path):
+    """Given twice, a plain option keeps the last value without a word; --teacher-cache says it mixes not."""
+    code, _, err = cli("distill", "--teacher-cache", tmp_path / "a", "--teacher-cache", tmp_path / "b",
+                       "--out", tmp_path / "s", *STUDENT)
+    assert code == 2 and "--teacher-cache is given 2 times" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "s").exists()
+
+
 def test_teachers_of_another_tokenizer_are_refused(cli, runs, tmp_path, teachers):
     run_cli("train", "--out", runs / "other", "--vocab-size", "300", *TEACHER)
     cli("--version")  # drops what the training printed

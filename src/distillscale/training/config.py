@@ -401,8 +401,10 @@ MAX_TEACHER_TIMEOUT = 86_400.0  # a socket's timeout must fit a C timeval; a day
 class DistillSettings(Settings):
     section, title = "distill", "Distillation objective"
 
-    teacher_cache: Path | None = Field(None, description="a `distillscale cache-logits` directory, instead "
-                                                         "of teacher: its cached predictions, no teacher in memory")
+    # A list only to refuse it (`_one_cache`): given twice, a plain option would keep the last without a word.
+    teacher_cache: Path | list[Path] | None = Field(
+        None, description="a `distillscale cache-logits` directory, instead of teacher: its cached predictions, "
+                          "no teacher in memory (one cache: a mixture of caches is not built)")
     teacher_weight: list[float] | None = Field(
         None, json_schema_extra=hashed_unless_default(),
         description="with several --teacher: one weight per teacher, in their order (default: equal); the "
@@ -514,6 +516,17 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
         if isinstance(value, (list, tuple)):
             value = [item for item in value if item is not None]
             return None if not value else value[0] if len(value) == 1 else list(value)
+        return value
+
+    @field_validator("teacher_cache", mode="before")
+    @classmethod
+    def _one_cache(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            if len(value) > 1:
+                raise ValueError(f"--teacher-cache is given {len(value)} times: a mixture of cached teachers is not "
+                                 f"built; give one --teacher-cache, or mix the teachers themselves (--teacher, "
+                                 f"several times)")
+            return value[0] if value else None
         return value
 
     def teacher_paths(self) -> list[Path]:
