@@ -77,6 +77,13 @@ class HeldOutRun:
         return None if self.interval is None else self.interval[0] <= self.observed <= self.interval[1]
 
 
+# Held-out errors are one-sided (`HoldoutCheck.bias`) when at least this share of at least this many
+# runs err the same way: all of 4 (as our GPU ladder's held-out size, 4 of 4 over-predicted) has a
+# chance of 1 in 8 under a law without bias; 9 of 10, 1 in 46.
+ONE_SIDED_MIN_RUNS = 4
+ONE_SIDED_SHARE = 0.9
+
+
 @dataclass(frozen=True)
 class HoldoutCheck:
     """A law's predictions for the runs held out of its fit."""
@@ -96,6 +103,26 @@ class HoldoutCheck:
         covered = [run.covered for run in self.runs if run.covered is not None]
         return float(np.mean(covered)) if covered else None
 
+    @property
+    def n_over_predicted(self) -> int:
+        """How many held-out runs the law predicted a higher loss for than they reached."""
+        return int(np.sum(self.errors > 0))
+
+    @property
+    def bias(self) -> str | None:
+        """A warning when the held-out errors are one-sided (ONE_SIDED): the law is biased where it
+        extrapolates, which its intervals (centred on the prediction) do not correct; None otherwise."""
+        n, over = len(self.runs), self.n_over_predicted
+        if n < ONE_SIDED_MIN_RUNS or max(over, n - over) < ONE_SIDED_SHARE * n:
+            return None
+        side, direction, reading = (("over", "high", "pessimistic") if over > n - over
+                                    else ("under", "low", "optimistic"))
+        count = f"all {n}" if max(over, n - over) == n else f"{max(over, n - over)} of {n}"
+        return (f"the law {side}-predicted {count} held-out runs (mean signed error "
+                f"{float(np.mean(self.errors)):+.2%}): it is biased where it extrapolates, and its intervals are "
+                f"centred on the biased value; losses it predicts beyond the fitted sizes are likely too "
+                f"{direction} ({reading}); published ladders show the same (docs/validation_pack.md)")
+
     def to_dict(self, run_ids=None) -> dict[str, Any]:
         """The check as JSON; `run_ids` name the runs (default: their row)."""
         errors = np.abs(self.errors)
@@ -104,6 +131,8 @@ class HoldoutCheck:
                 "mean_abs_relative_error": float(errors.mean()) if errors.size else None,
                 "max_abs_relative_error": float(errors.max()) if errors.size else None,
                 "coverage": self.coverage, "level": self.level,
+                "mean_relative_error": float(self.errors.mean()) if errors.size else None,
+                "n_over_predicted": self.n_over_predicted, "bias": self.bias,
                 "runs": [{"run_id": run.row if run_ids is None else run_ids[run.row], "observed": run.observed,
                           "predicted": run.predicted, "relative_error": run.relative_error,
                           "interval": list(run.interval) if run.interval else None, "covered": run.covered,

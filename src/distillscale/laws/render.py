@@ -56,7 +56,9 @@ def print_fit(title: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck | N
         coverage = (f"; {holdout.coverage:.0%} inside their {holdout.level:.0%} intervals"
                     if holdout.coverage is not None else "")
         console.print(f"hold-out ({fit_where}): fitted on {len(holdout.fitted_rows)} runs; relative error on "
-                      f"the other {len(holdout.runs)}: mean {errors.mean():.2%}, max {errors.max():.2%}" + coverage)
+                      f"the other {len(holdout.runs)}: mean {errors.mean():.2%}, max {errors.max():.2%}, "
+                      f"{holdout.n_over_predicted} of {len(holdout.runs)} over-predicted (mean signed "
+                      f"{holdout.errors.mean():+.2%})" + coverage)
     for message in fit_warnings(fit, holdout, fit_where):
         warn(message)
 
@@ -67,6 +69,8 @@ def fit_warnings(fit: LawFit, holdout: HoldoutCheck | None, fit_where: str | Non
     messages = list(fit.warnings)
     if holdout is not None and not holdout.runs:
         messages.append(f"--fit-where {fit_where!r} matches every run: nothing held out")
+    if holdout is not None and holdout.bias is not None:
+        messages.append(holdout.bias)
     return messages
 
 

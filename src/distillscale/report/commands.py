@@ -101,7 +101,7 @@ def print_summary(report: dict) -> None:
             console.print(f"{name} extrapolation: fitted on {what} up to {format_quantity(check['fitted_up_to_params'])} "
                           f"parameters, predicts the runs of the {format_quantity(check['held_out_params'])} ones with "
                           f"mean |relative error| {check['mean_abs_relative_error']:.2%} "
-                          f"(max {check['max_abs_relative_error']:.2%}){coverage}", highlight=False)
+                          f"(max {check['max_abs_relative_error']:.2%}){_signs(check)}{coverage}", highlight=False)
     plan = report["plan"]
     if "skipped" in plan:
         console.print(f"plan skipped: {plan['skipped']}", highlight=False)
@@ -131,6 +131,14 @@ def print_summary(report: dict) -> None:
         console.print(repetition_line(curve), highlight=False)
     for message in report_warnings(report):
         warn(message)
+
+
+def _signs(check: dict) -> str:
+    """', k of n over-predicted' for an extrapolation check (a report.json from before they were
+    recorded: nothing)."""
+    if check.get("n_over_predicted") is None:
+        return ""
+    return f", {check['n_over_predicted']} of {check['n_held_out']} over-predicted"
 
 
 def _interval(record: dict) -> str:
@@ -182,6 +190,8 @@ def report_warnings(report: dict) -> list[str]:
                 for name in ("supervised", "distillation") if report[name] is None]
     messages += [f"R_D* not fitted to the {step.removeprefix('repetition (').rstrip(')')} runs: {reason}"
                  for step, reason in report["skipped"].items() if step.startswith("repetition (")]
+    messages += [f"{name} extrapolation check: {check['bias']}"
+                 for name, check in report["extrapolation_check"].items() if check.get("bias")]
     plan = report["plan"]
     if "skipped" not in plan:
         extrapolation = plan["extrapolation"]

@@ -184,10 +184,14 @@ def _extrapolation(checks: dict[str, Any]) -> str:
         rows.append([name, held_out, check["form"], format_quantity(check["fitted_up_to_params"]),
                      format_quantity(check["held_out_params"]),
                      check["n_held_out"], f"{check['mean_abs_relative_error']:.2%}",
-                     f"{check['max_abs_relative_error']:.2%}", coverage])
+                     f"{check['max_abs_relative_error']:.2%}",
+                     "-" if check.get("n_over_predicted") is None else str(check["n_over_predicted"]), coverage])
+        if check.get("bias"):
+            parts.append(f'<p class="warning">{_e(name)}: {_e(check["bias"])}</p>')
     if rows:
         parts.append(_table(["law", "held out by", "form", "fitted up to", "held out", "held-out runs",
-                             "mean |error|", "max |error|", "interval coverage"], rows, table_id="extrapolation"))
+                             "mean |error|", "max |error|", "over-predicted", "interval coverage"], rows,
+                            table_id="extrapolation"))
     return "\n".join(parts)
 
 
