@@ -72,7 +72,16 @@ FITS = {
     # every set: the data term beyond the fitted sizes, not the N exponent, is the suspect).
     "auto-beta-prior": {"exponent_prior_scale": 1.0, "prior_on": "beta"},
     "auto-beta-prior-x0.5": {"exponent_prior_scale": 0.5, "prior_on": "beta"},
+    # Runs weighted in the fit (as repeats of a run: integer weights, point predictions only): by the
+    # rank of their model size among the fitted sizes (the top of the range counts most, where the
+    # extrapolation starts), and by the tercile of their tokens per parameter.
+    "auto-size-weighted": {"weight": "size"},
+    "auto-D/N-weighted": {"weight": "ratio"},
+    # Not a rule: the default fitted on every development run, the predicted ones included (the
+    # floor of the form: what no rule that only changes the fit can beat). Left out of the choices.
+    "in-sample floor": {"in_sample": True},
 }
+REFERENCES = {"in-sample floor"}
 DEFAULT_FITS = ["auto"]
 
 
@@ -101,6 +110,19 @@ def hierarchical_prior(left_out: str, scale: float) -> ExponentPrior:
     others = np.array([set_exponents(n) for n in published.names(available=True) if n != left_out])
     mean, sd = others.mean(axis=0), others.std(axis=0, ddof=1) * scale
     return ExponentPrior(alpha=(float(mean[0]), float(sd[0])), beta=(float(mean[1]), float(sd[1])))
+
+
+def run_weights(N: np.ndarray, ratio: np.ndarray, weight: str | None) -> np.ndarray:
+    """Integer weights of the fitted runs (each run repeated that many times): 1 without `weight`;
+    by the rank of the run's size among the fitted sizes (1 for the smallest) or by the tercile
+    of its tokens per parameter (1-3)."""
+    if weight is None:
+        return np.ones(len(N), dtype=int)
+    if weight == "size":
+        return np.searchsorted(scale_levels(N), N, side="right")
+    if weight == "ratio":
+        return 1 + np.searchsorted(np.quantile(ratio, [1 / 3, 2 / 3]), ratio)
+    raise ValueError(weight)
 
 
 def choose_cuts(N: np.ndarray, targets: np.ndarray, fit_rows: np.ndarray, max_cuts: int,
@@ -134,6 +156,8 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
     drop_smallest = options.pop("drop_smallest", False)
     prior_scale = options.pop("exponent_prior_scale", None)
     prior_on = options.pop("prior_on", None)
+    weight = options.pop("weight", None)
+    in_sample = options.pop("in_sample", False)
     if prior_scale is not None:
         prior = hierarchical_prior(name, prior_scale)
         options["exponent_prior"] = prior if prior_on is None else ExponentPrior(**{prior_on: getattr(prior, prior_on)})
@@ -153,6 +177,8 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
            "bias": [], "params": [], "tokens_per_param": []}
     for cut in cuts:
         fit_rows = develop & (scale <= cut)
+        if in_sample:
+            fit_rows = develop | targets
         if drop_ratio_below is not None:
             fit_rows &= D / N >= drop_ratio_below
         if drop_smallest:
@@ -161,8 +187,9 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         start = time.process_time()
         if with_total:
             options["total_params"] = total[fit_rows]
-        fit = fit_supervised(N[fit_rows], D[fit_rows], loss[fit_rows], bootstrap=bootstrap, backtest=backtest,
-                             **options)
+        repeats = run_weights(scale[fit_rows], D[fit_rows] / N[fit_rows], weight)
+        fit = fit_supervised(*(np.repeat(x[fit_rows], repeats) for x in (N, D, loss)), bootstrap=bootstrap,
+                             backtest=backtest, **options)
         out["cpu_s"] += time.process_time() - start
         n_used = total if fit.chosen.endswith("total params") else N
         prediction = fit.predict(n_used[predict_rows], D[predict_rows])
@@ -174,6 +201,9 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         out["distances"] += list(scale[predict_rows] / cut)
         out["params"] += list(scale[predict_rows])
         out["tokens_per_param"] += list(D[predict_rows] / N[predict_rows])
+        # the fitted runs' median log tokens per parameter (the centre of the D/N-by-distance rule)
+        out["fit_log_ratio"] = out.get("fit_log_ratio", []) + [float(np.median(np.log(D[fit_rows] / N[fit_rows])))] \
+            * int(predict_rows.sum())
         for key, values in (("values", value), ("lows", low), ("highs", high), ("observed", observed)):
             out[key] += list(values)
         out["chosen"].append(fit.chosen)
@@ -245,6 +275,34 @@ def corrected(result: dict, strength: float) -> dict:
     out = dict(result)
     out["errors"] = list(errors)
     out["covered"] = list(np.abs(errors) / (1 + errors) <= np.asarray(result["half_widths"]))
+    return out
+
+
+INTERACTION_KS = np.linspace(-0.01, 0.01, 81)
+
+
+def interaction_corrected(result: dict, k: float) -> dict:
+    """A candidate rule scored without refitting, for the signed error that rises with tokens per
+    parameter at larger distances: each prediction times exp(-k x), x = log2(distance) x (ln(D/N) -
+    the fitted runs' median ln(D/N)), its interval kept relative to it."""
+    x = np.log2(result["distances"]) * (np.log(result["tokens_per_param"]) - np.asarray(result["fit_log_ratio"]))
+    errors = (1 + np.asarray(result["errors"])) * np.exp(-k * x) - 1
+    out = dict(result)
+    out["errors"] = list(errors)
+    out["covered"] = list(np.abs(errors) / (1 + errors) <= np.asarray(result["half_widths"]))
+    return out
+
+
+def interaction_loso(per_set: dict[str, dict], names: list[str]) -> dict[str, tuple[float, dict]]:
+    """For each set: k (INTERACTION_KS) with the lowest mean over the other sets of their mean
+    |error| at 2-8x, and the left-out set corrected with it."""
+    out = {}
+    for left in names:
+        def criterion(k):
+            return float(np.mean([summarise(interaction_corrected(per_set[n], k))["mean"]
+                                  for n in names if n != left and summarise(per_set[n]).get("n")]))
+        k = float(min(INTERACTION_KS, key=criterion))
+        out[left] = (k, interaction_corrected(per_set[left], k))
     return out
 
 
@@ -372,7 +430,7 @@ def main():
                 for k in ("mean", "max", "coverage", "half_width")))
     # Leave one set out: every variant (the fits run, and the backtest-bias correction of the default
     # at a few strengths, scored without refitting) chosen on the other sets, scored on the left-out one.
-    variants = {f: {n: results[f"{f}/{n}"] for n in names} for f in fits if f in FITS}
+    variants = {f: {n: results[f"{f}/{n}"] for n in names} for f in fits if f in FITS and f not in REFERENCES}
     if "auto" in variants and all(results[f"auto/{n}"].get("bias") for n in names):
         for strength in (0.5, 1.0):
             variants[f"auto, bias-corrected x{strength:g}"] = {n: corrected(results[f"auto/{n}"], strength)
@@ -392,6 +450,13 @@ def main():
             if s.get("n"):
                 print(f"{name:<26} {variant:<34} {s['n']:>4} {s['mean']:>7.2%} {s['max']:>7.2%} {s['over']:>5.0%} "
                       f"{s['coverage']:>6.0%}")
+    if "auto" in variants and all(results[f"auto/{n}"].get("fit_log_ratio") for n in names):
+        print("\n== the default corrected by D/N x distance, k chosen on the other sets (scored without refitting) ==")
+        print(f"{'set':<30} {'k':>8} {'mean before -> after':>22} {'over before -> after':>22}")
+        for name, (k, result) in interaction_loso(variants["auto"], names).items():
+            b, a = summarise(variants["auto"][name]), summarise(result)
+            if a.get("n"):
+                print(f"{name:<30} {k:>+8.4f} {b['mean']:>10.2%} -> {a['mean']:>6.2%} {b['over']:>14.0%} -> {a['over']:>4.0%}")
     if args.markdown:
         markdown(results, variants, names)
     if args.json:
