@@ -380,7 +380,7 @@ def main():
     for path in args.from_json or []:
         with open(path) as handle:
             cached = {**(cached or {}), **json.load(handle)}
-    names = args.sets or (sorted({k.split("/", 1)[1] for k in cached}) if cached
+    names = args.sets or (sorted({k.rsplit("/", 1)[1] for k in cached}) if cached
                           else list(published.names(available=True)))
     fits = [f for f in FITS if cached and any(k.startswith(f + "/") for k in cached)] if cached else list(args.fits)
     results = dict(cached or {})
