@@ -52,20 +52,27 @@ def test_an_e_far_below_every_run_is_not_identified_and_the_plan_carries_its_ran
     assert profile is not None and profile.coefficient == "E" and len(profile.values) == len(profile.laws) >= 2
     assert min(profile.values) <= 0.03 and max(profile.values) > 10 * min(profile.values)
     assert max(profile.values) < loss.min()
-    # A plan 100x beyond the largest run: its interval spans the laws the runs allow, so its noise
-    # part is wider than the same law's without the profile (the bootstrap alone), and never below 0.
+    # A plan 100x beyond the largest run: its interval spans the laws the runs allow. Its noise part
+    # is never narrower than the bootstrap's alone; whether 20 resamples also reach E's other basin
+    # (and so already span the profile) depends on the CPU's floating point, so the profile's own
+    # part is checked without the bootstrap: it alone makes a noise part where there was none.
     N = 4.4e7
     compute = 6 * N * 20 * N
-    plan = ds.plan_supervised(fit, compute=compute, params=N)
-    unprofiled = replace(fit.law, fit=record.model_copy(update={"profile": None}))
-    without = ds.plan_supervised(unprofiled, compute=compute, params=N)
-    with_e, bare = plan.supervised.interval, without.supervised.interval
-    assert plan.supervised.loss == pytest.approx(without.supervised.loss)
-    assert with_e.noise > 1.3 * bare.noise
-    assert 0 < with_e.low <= bare.low and with_e.high >= bare.high and (with_e.low, with_e.high) != (bare.low, bare.high)
+
+    def interval(**update):
+        law = replace(fit.law, fit=record.model_copy(update=update)) if update else fit
+        return ds.plan_supervised(law, compute=compute, params=N).supervised
+
+    plan, without = interval(), interval(profile=None)
+    with_e, bare = plan.interval, without.interval
+    assert plan.loss == pytest.approx(without.loss)
+    assert with_e.noise >= bare.noise
+    assert 0 < with_e.low <= bare.low and with_e.high >= bare.high
+    alone, neither = interval(bootstrap=None).interval, interval(bootstrap=None, profile=None).interval
+    assert neither.noise is None and alone.noise > 0.01 and alone.low < neither.low
     # every profile law's prediction lies inside the interval
     for coefficients in profile.laws:
-        predicted = ds.SupervisedLaw(**coefficients).predict(N, plan.supervised.tokens)
+        predicted = ds.SupervisedLaw(**coefficients).predict(N, plan.tokens)
         assert with_e.low <= predicted <= with_e.high
 
 
