@@ -174,7 +174,8 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         targets = develop
     out = {"errors": [], "half_widths": [], "covered": [], "distances": [], "cuts": cuts, "chosen": [], "cpu_s": 0.0,
            "values": [], "lows": [], "highs": [], "observed": [], "half_widths_pooled": [], "levers": [],
-           "bias": [], "params": [], "tokens_per_param": []}
+           "bias": [], "params": [], "tokens_per_param": [], "fit_log_ratio": []}
+    fits = {}  # the fit of each set of fitted rows (the in-sample floor fits the same rows at every cut)
     for cut in cuts:
         fit_rows = develop & (scale <= cut)
         if in_sample:
@@ -187,9 +188,11 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         start = time.process_time()
         if with_total:
             options["total_params"] = total[fit_rows]
-        repeats = run_weights(scale[fit_rows], D[fit_rows] / N[fit_rows], weight)
-        fit = fit_supervised(*(np.repeat(x[fit_rows], repeats) for x in (N, D, loss)), bootstrap=bootstrap,
-                             backtest=backtest, **options)
+        if fit_rows.tobytes() not in fits:
+            repeats = run_weights(scale[fit_rows], D[fit_rows] / N[fit_rows], weight)
+            fits[fit_rows.tobytes()] = fit_supervised(*(np.repeat(x[fit_rows], repeats) for x in (N, D, loss)),
+                                                      bootstrap=bootstrap, backtest=backtest, **options)
+        fit = fits[fit_rows.tobytes()]
         out["cpu_s"] += time.process_time() - start
         n_used = total if fit.chosen.endswith("total params") else N
         prediction = fit.predict(n_used[predict_rows], D[predict_rows])
@@ -202,8 +205,7 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
         out["params"] += list(scale[predict_rows])
         out["tokens_per_param"] += list(D[predict_rows] / N[predict_rows])
         # the fitted runs' median log tokens per parameter (the centre of the D/N-by-distance rule)
-        out["fit_log_ratio"] = out.get("fit_log_ratio", []) + [float(np.median(np.log(D[fit_rows] / N[fit_rows])))] \
-            * int(predict_rows.sum())
+        out["fit_log_ratio"] += [float(np.median(np.log(D[fit_rows] / N[fit_rows])))] * int(predict_rows.sum())
         for key, values in (("values", value), ("lows", low), ("highs", high), ("observed", observed)):
             out[key] += list(values)
         out["chosen"].append(fit.chosen)
@@ -265,17 +267,20 @@ def fmt_band(b: dict) -> str:
     return f"{b['n']:>3} {b['mean']:>6.2%} {b['max']:>6.2%} {b['over']:>4.0%} {cover:>9}"
 
 
-def corrected(result: dict, strength: float) -> dict:
-    """A candidate rule scored without refitting: each prediction divided by 1 + strength * b * lever,
-    b the chosen law's own backtest bias (median signed error per unit lever), its interval kept
-    relative to it."""
-    value, observed = np.asarray(result["values"]), np.asarray(result["observed"])
-    value = value / (1 + strength * np.asarray(result["bias"]) * np.asarray(result["levers"]))
-    errors = value / observed - 1
+def rescaled(result: dict, factor: np.ndarray) -> dict:
+    """`result` with each prediction times `factor` (a rule scored without refitting), its interval
+    kept relative to it: the errors and coverage again."""
+    errors = np.asarray(result["values"]) * factor / np.asarray(result["observed"]) - 1
     out = dict(result)
     out["errors"] = list(errors)
     out["covered"] = list(np.abs(errors) / (1 + errors) <= np.asarray(result["half_widths"]))
     return out
+
+
+def corrected(result: dict, strength: float) -> dict:
+    """A candidate rule scored without refitting: each prediction divided by 1 + strength * b * lever,
+    b the chosen law's own backtest bias (median signed error per unit lever)."""
+    return rescaled(result, 1 / (1 + strength * np.asarray(result["bias"]) * np.asarray(result["levers"])))
 
 
 INTERACTION_KS = np.linspace(-0.01, 0.01, 81)
@@ -284,13 +289,9 @@ INTERACTION_KS = np.linspace(-0.01, 0.01, 81)
 def interaction_corrected(result: dict, k: float) -> dict:
     """A candidate rule scored without refitting, for the signed error that rises with tokens per
     parameter at larger distances: each prediction times exp(-k x), x = log2(distance) x (ln(D/N) -
-    the fitted runs' median ln(D/N)), its interval kept relative to it."""
+    the fitted runs' median ln(D/N))."""
     x = np.log2(result["distances"]) * (np.log(result["tokens_per_param"]) - np.asarray(result["fit_log_ratio"]))
-    errors = (1 + np.asarray(result["errors"])) * np.exp(-k * x) - 1
-    out = dict(result)
-    out["errors"] = list(errors)
-    out["covered"] = list(np.abs(errors) / (1 + errors) <= np.asarray(result["half_widths"]))
-    return out
+    return rescaled(result, np.exp(-k * x))
 
 
 def interaction_loso(per_set: dict[str, dict], names: list[str]) -> dict[str, tuple[float, dict]]:
