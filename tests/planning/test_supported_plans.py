@@ -59,16 +59,17 @@ def test_an_e_far_below_every_run_is_not_identified_and_the_plan_carries_its_ran
     N = 4.4e7
     compute = 6 * N * 20 * N
 
-    def interval(**update):
+    def supervised_plan(**update):
         law = replace(fit.law, fit=record.model_copy(update=update)) if update else fit
         return ds.plan_supervised(law, compute=compute, params=N).supervised
 
-    plan, without = interval(), interval(profile=None)
+    plan, without = supervised_plan(), supervised_plan(profile=None)
     with_e, bare = plan.interval, without.interval
     assert plan.loss == pytest.approx(without.loss)
     assert with_e.noise >= bare.noise
     assert 0 < with_e.low <= bare.low and with_e.high >= bare.high
-    alone, neither = interval(bootstrap=None).interval, interval(bootstrap=None, profile=None).interval
+    alone = supervised_plan(bootstrap=None).interval
+    neither = supervised_plan(bootstrap=None, profile=None).interval
     assert neither.noise is None and alone.noise > 0.01 and alone.low < neither.low
     # every profile law's prediction lies inside the interval
     for coefficients in profile.laws:
