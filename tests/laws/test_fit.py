@@ -6,7 +6,7 @@ from distillscale.errors import UserError
 from distillscale.laws import LawSet, load_laws
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
 from distillscale.laws.lbfgs import (CONVERGED_FTOL, CONVERGED_GTOL, SCREENED_OUT, STATUS_MESSAGES, Screening,
-                                     minimize_lbfgs, minimize_lbfgs_screened)
+                                     minimize_lbfgs, minimize_lbfgs_screened, polish)
 from distillscale.laws.logspace import BUSBRIDGE, CHINCHILLA, DISTILLATION
 
 
@@ -49,6 +49,43 @@ def test_batched_lbfgs_solves_each_start_independently_within_bounds():
     assert set(result.statuses) <= {CONVERGED_GTOL, CONVERGED_FTOL}
     assert result.success and result.summary()["n_converged"] == 3
     assert len(set(result.nits)) > 1  # each start stops on its own
+
+
+def test_polish_takes_the_best_starts_of_each_group_to_the_minimum():
+    # Rosenbrock's curved valley: at a loose gradient tolerance every start stops short of (1, 1).
+    def fun(x, index):
+        value = (1 - x[:, 0]) ** 2 + 100 * (x[:, 1] - x[:, 0] ** 2) ** 2
+        grad = torch.stack([-2 * (1 - x[:, 0]) - 400 * x[:, 0] * (x[:, 1] - x[:, 0] ** 2),
+                            200 * (x[:, 1] - x[:, 0] ** 2)], dim=1)
+        return value, grad
+
+    bounds = torch.full((2,), -3.0, dtype=torch.float64), torch.full((2,), 3.0, dtype=torch.float64)
+    x0 = torch.tensor([[-1.2, 1.0], [2.0, 2.0], [-2.0, 2.5], [0.5, -1.0]], dtype=torch.float64)
+    loose = minimize_lbfgs(fun, x0, *bounds, gtol=1e-1, ftol=0.0)
+    assert np.all(np.abs(loose.xs - 1).max(axis=1) > 1e-4)
+    groups = np.array([0, 0, 1, 1])
+    polished = polish(fun, loose, *bounds, groups, keep=1, gtol=1e-10, ftol=0.0, max_iter=5000)
+    best = [int(np.argmin(np.where(groups == g, loose.funs, np.inf))) for g in (0, 1)]
+    np.testing.assert_allclose(polished.xs[best], 1.0, atol=1e-6)  # the best start of each group
+    others = np.setdiff1d(np.arange(4), best)
+    np.testing.assert_array_equal(polished.xs[others], loose.xs[others])  # the rest as they were
+    assert np.all(polished.nits[best] > loose.nits[best])
+    assert polished.funs[best].max() < loose.funs.min()
+
+
+def test_a_fit_does_not_depend_on_the_order_of_its_runs(shared_data):
+    # The Epoch runs below 92M parameters leave the Busbridge law a flat valley in E: at the usual
+    # tolerance the fit's E went from 2.04 to 2.56 with the rows reordered (floating-point rounding,
+    # as on another CPU); polished, every order reaches the same law.
+    from distillscale.laws import published
+
+    N, D, loss = published.load("epoch2024_chinchilla").columns()
+    rows = np.flatnonzero(N <= 9.2e7)
+    laws = [SupervisedLawFitter("busbridge", bootstrap=0).fit(N[order], D[order], loss[order]).law_
+            for order in (rows, rows[::-1], np.random.default_rng(1).permutation(rows))]
+    for law in laws[1:]:
+        for name, value in laws[0].coefficients().items():
+            assert getattr(law, name) == pytest.approx(value, rel=1e-4), name
 
 
 @pytest.mark.parametrize("form", [CHINCHILLA, BUSBRIDGE, DISTILLATION])
@@ -201,9 +238,9 @@ def test_screened_distillation_fit_matches_running_every_start():
         N_S, D_S, L_T, L_S) for screening in (None, Screening(keep=0.05, min_starts=10))]
     everything, screened = (fit.result_ for fit in fits)
     assert screened.summary()["screening"]["n_continued"] == 15 and screened.success
-    # This law has many minima within a fraction of a percent of each other; the screened fit
-    # reaches one of them, with the same predictions.
-    assert everything.fun <= screened.fun <= everything.fun * 1.005
+    # This law has many minima within a percent of each other (the best ten of each fit polished:
+    # more starts, deeper minima); the screened fit reaches one of them, with the same predictions.
+    assert everything.fun <= screened.fun <= everything.fun * 1.01
     held_N = np.array([3e8, 3e9])
     for teacher_loss in (1.9, 2.3, 2.8):
         np.testing.assert_allclose(fits[1].predict(held_N, 20 * held_N, teacher_loss),
