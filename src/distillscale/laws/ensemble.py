@@ -24,7 +24,7 @@ import torch
 
 from distillscale.laws.fitting import Runs, SupervisedLawFitter
 from distillscale.laws.forms import SupervisedLaw
-from distillscale.laws.lbfgs import MultiStartResult
+from distillscale.laws.lbfgs import PER_START, MultiStartResult
 
 # The grid the median is refitted on: sizes from the smallest fitted to REACH times the largest
 # (the planner's and the pack's extrapolations reach 8x), log-spaced, at tokens per parameter
@@ -145,6 +145,5 @@ class MedianLawFitter:
             results.append(refit._minimize(tensors, start))
             if self.progress is not None and (k % tenth == 0 or k == len(targets)):
                 self.progress(f"bootstrap of the median: {k} of {len(targets)} resamples refitted")
-        merged = MultiStartResult(*(np.concatenate([getattr(r, f) for r in results])
-                                    for f in ("xs", "funs", "nits", "nfevs", "grad_norms", "statuses")))
+        merged = MultiStartResult(**{f: np.concatenate([getattr(r, f) for r in results]) for f in PER_START})
         return merged.xs, merged

@@ -40,6 +40,8 @@ STATUS_MESSAGES = {
     LINE_SEARCH_FAILED: "line search found no decrease",
     SCREENED_OUT: "not continued: objective after screening not among the best",
 }
+# The per-start arrays of a MultiStartResult.
+PER_START = ("xs", "funs", "nits", "nfevs", "grad_norms", "statuses")
 
 
 @dataclass(frozen=True)
@@ -250,13 +252,9 @@ def minimize_lbfgs_screened(fun: BatchObjective, x0: torch.Tensor, lower: torch.
     final = minimize_lbfgs(lambda x, index: fun(x, continued[index]),
                            torch.as_tensor(screened.xs[continued]).to(x0.dtype), lower, upper, **options)
 
-    merged = {name: getattr(screened, name).astype(getattr(final, name).dtype)
-              for name in ("xs", "funs", "nits", "nfevs", "grad_norms", "statuses")}
+    merged = {name: getattr(screened, name).astype(getattr(final, name).dtype) for name in PER_START}
     merged["statuses"][:] = SCREENED_OUT
-    for name in ("xs", "funs", "grad_norms", "statuses"):
-        merged[name][continued] = getattr(final, name)
-    for name in ("nits", "nfevs"):
-        merged[name][continued] += getattr(final, name)
+    _continue_rows(merged, continued.numpy(), final)
     return MultiStartResult(**merged, screening={
         "iterations": screening.iterations, "dtype": str(cheap).removeprefix("torch."),
         "n_continued": n_continued, "total_evaluations": int(screened.nfevs.sum())})
@@ -278,15 +276,20 @@ def polish(fun: BatchObjective, result: MultiStartResult, lower: torch.Tensor, u
         rows += list(mine[np.argsort(funs[mine], kind="stable")[:keep]])
     if not rows:
         return result
-    rows = torch.as_tensor(np.sort(rows))
-    again = minimize_lbfgs(lambda x, index: fun(x, rows[index]), torch.as_tensor(result.xs[rows.numpy()]),
-                           lower, upper, **options)
-    merged = {name: getattr(result, name).copy() for name in ("xs", "funs", "nits", "nfevs", "grad_norms", "statuses")}
-    for name in ("xs", "funs", "grad_norms", "statuses"):
-        merged[name][rows.numpy()] = getattr(again, name)
-    for name in ("nits", "nfevs"):
-        merged[name][rows.numpy()] += getattr(again, name)
+    rows = np.sort(rows)
+    index = torch.as_tensor(rows)
+    again = minimize_lbfgs(lambda x, i: fun(x, index[i]), torch.as_tensor(result.xs[rows]), lower, upper, **options)
+    merged = _continue_rows({name: getattr(result, name).copy() for name in PER_START}, rows, again)
     if converged_gtol is not None:
-        within = rows.numpy()[again.grad_norms <= converged_gtol]
-        merged["statuses"][within] = CONVERGED_GTOL
+        merged["statuses"][rows[again.grad_norms <= converged_gtol]] = CONVERGED_GTOL
     return MultiStartResult(**merged, screening=result.screening)
+
+
+def _continue_rows(merged: dict[str, np.ndarray], rows: np.ndarray, again: MultiStartResult) -> dict[str, np.ndarray]:
+    """`merged` (per-start arrays, changed in place) with `rows` continued by `again`: where they
+    ended replaced, the iterations and evaluations added."""
+    for name in ("xs", "funs", "grad_norms", "statuses"):
+        merged[name][rows] = getattr(again, name)
+    for name in ("nits", "nfevs"):
+        merged[name][rows] += getattr(again, name)
+    return merged
