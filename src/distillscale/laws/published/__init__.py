@@ -39,6 +39,10 @@ PARAMS_COUNTS = {
     "muennighoff2023_c4": "total (embeddings included; the source has no other count)",
     "porian2024_openwebtext2_tuned": "non-embedding",
     "porian2024_refinedweb_tuned": "non-embedding",
+    "marin2026_comma": "non-embedding",
+    "marin2026_dclm": "non-embedding",
+    "marin2026_nemotron": "non-embedding",
+    "li2025_fineweb": "non-embedding",
 }
 # Sets of runs that repeat their data: each row also has unique_tokens (U) and epochs (D / U).
 REPEATED = ("muennighoff2023_c4",)
