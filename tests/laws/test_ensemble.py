@@ -7,6 +7,7 @@ from distillscale.laws import published
 from distillscale.laws.ensemble import MedianLawFitter, median_grid, median_law
 from distillscale.laws.fitting import SupervisedLawFitter
 from distillscale.laws.forms import SupervisedLaw
+from distillscale.laws.marginal import MarginalLaw
 from distillscale.laws.selection import fit_supervised
 
 FORMS = ("tied", "chinchilla", "busbridge")
@@ -47,14 +48,31 @@ def test_the_refit_is_one_law_near_the_median_of_the_forms(median_fit):
     (N, D, loss), fitter = median_fit
     laws = [member.law_ for member in fitter.members_]
     assert [law.fit.form for law in laws] == list(FORMS) and isinstance(fitter.law_, SupervisedLaw)
+    # each member's E is marginalized (`laws.marginal`): the median is of the marginal predictions
+    assert all(isinstance(m, MarginalLaw) for m in fitter.marginals_)
     n, d = median_grid(N, D)
     assert n.max() > 15 * N.max() and np.isclose(n.min(), N.min())  # the grid reaches beyond the runs
-    median = np.median([each.predict(n, d) for each in laws], axis=0)
+    median = np.median([each.predict(n, d) for each in fitter.marginals_], axis=0)
     deviation = np.abs(fitter.law_.predict(n, d) / median - 1)
     assert deviation.max() < 0.02 and deviation.mean() < 0.005
     # The point refit alone (as the backtests make it) is the same law.
-    again = median_law(laws, N, D)
+    again = median_law(list(fitter.marginals_), N, D)
     np.testing.assert_allclose(again.predict(n, d), fitter.law_.predict(n, d), rtol=1e-6)
+    # The record says so: E's posterior of each form, over a prior up to the lowest loss.
+    record = fitter.law_.fit.marginal_e
+    assert set(record.forms) == set(FORMS) and record.lowest_loss == pytest.approx(loss.min())
+    assert all(low <= mean <= high < loss.min() for mean, low, high in record.forms.values())
+    assert "E marginalized" in fitter.law_.fit.objective
+
+
+@pytest.mark.slow
+def test_with_marginal_e_off_the_median_is_of_the_fitted_forms():
+    (N, D, loss), _ = _development_cut()
+    fitter = MedianLawFitter([SupervisedLawFitter(form, bootstrap=0) for form in FORMS], marginal=False).fit(N, D, loss)
+    assert fitter.marginals_ == [None] * 3 and fitter.law_.fit.marginal_e is None
+    n, d = median_grid(N, D)
+    median = np.median([member.law_.predict(n, d) for member in fitter.members_], axis=0)
+    assert np.mean(np.abs(fitter.law_.predict(n, d) / median - 1)) < 0.005
 
 
 @pytest.mark.slow

@@ -13,8 +13,13 @@ largest, at the fitted runs' tokens per parameter.
     fitter.fit(N, D, loss).law_                       # a SupervisedLaw, with its fit record
     median_law([law_a, law_b, law_c], N, D)           # the refit alone, from laws already fitted
 
+Each member's E is marginalized, not fitted (`laws.marginal`): runs of a few small models do not
+pin E down, and the fitted E decided where a member extrapolated (too high an E over-predicts
+every larger model). A member whose E the user fixed or gave a prior keeps it.
+
 The bootstrap: the members share their seed, so their k-th resamples are the same resample of the
-runs; the ensemble's k-th sample is the refit of the median of the members' k-th fits.
+runs; the ensemble's k-th sample is the refit of the median of the members' k-th fits (each moved
+by its resample's departure from the member's own fit, around the member's marginal prediction).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import torch
 from distillscale.laws.fitting import Runs, SupervisedLawFitter
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.lbfgs import PER_START, MultiStartResult
+from distillscale.laws.marginal import MarginalLaw, fit_marginal
+from distillscale.laws.record import MarginalE
 
 # The grid the median is refitted on: sizes from the smallest fitted to REACH times the largest
 # (the planner's and the pack's extrapolations reach 8x), log-spaced, at tokens per parameter
@@ -53,7 +60,12 @@ def _refitter(irreducible_loss: float | None = None, **options) -> SupervisedLaw
                                **options)
 
 
-def median_law(laws: list[SupervisedLaw], N: np.ndarray, D: np.ndarray, reach: float = REACH,
+def marginalizes(fitter: SupervisedLawFitter) -> bool:
+    """Whether a member's E is marginalized: it is, unless the user fixed E or gave it a prior."""
+    return fitter.irreducible_loss is None and fitter.irreducible_loss_prior is None
+
+
+def median_law(laws: list[SupervisedLaw | MarginalLaw], N: np.ndarray, D: np.ndarray, reach: float = REACH,
                irreducible_loss: float | None = None) -> SupervisedLaw:
     """The single law nearest (least squares of log-loss on `median_grid`) to the median of the
     laws' predictions, E held at `irreducible_loss` if given: the point refit, as backtests need it."""
@@ -68,10 +80,12 @@ class MedianLawFitter:
     SupervisedLawFitter where `LawFit` needs it: `law_`, `intervals_`, `not_identified_`,
     `bootstrap`, `members_`."""
 
-    def __init__(self, members: list[SupervisedLawFitter], reach: float = REACH, progress=None):
+    def __init__(self, members: list[SupervisedLawFitter], reach: float = REACH, progress=None,
+                 marginal: bool = True):
         self.members = members
         self.reach = reach
         self.progress = progress  # progress(message): told as the bootstrap's refits go (the longest step)
+        self.marginal = marginal  # each member's E marginalized (`laws.marginal`) where the user left it free
         self.bootstrap = members[0].bootstrap
         self.level = members[0].level
 
@@ -89,16 +103,21 @@ class MedianLawFitter:
                 self.progress(f"fitting the {member.form_name} form ({number} of {len(able)})"
                               + (f" with {member.bootstrap} bootstrap resamples" if member.bootstrap else ""))
             self.members_.append(member.fit(runs.params, runs.tokens, runs.loss))
+        self.marginals_ = [self._marginal(member, runs) for member in self.members_]
+        predictors = [marginal or member.law_ for member, marginal in zip(self.members_, self.marginals_)]
         n, d = median_grid(runs.params, runs.tokens, self.reach)
         refit = _refitter(self.members[0].irreducible_loss, level=self.level, seed=self.members[0].seed)
-        refit.fit(n, d, np.median([m.law_.predict(n, d) for m in self.members_], axis=0))
+        refit.fit(n, d, np.median([p.predict(n, d) for p in predictors], axis=0))
         forms = ", ".join(m.form_name for m in self.members_)
         deltas = ", ".join(f"{m.huber_delta:g}" for m in self.members_)
         shared = {m.huber_delta for m in self.members_}
+        marginal = any(self.marginals_)
         record = refit.record_.model_copy(update={
             "objective": f"median of the {forms} fits (each a summed Huber of log-loss residuals, delta "
-                         f"{deltas}), refitted by least squares on a grid of {len(n)} (N, D) up to "
+                         f"{deltas}" + ("; E marginalized over a grid, laws.marginal" if marginal else "")
+                         + f"), refitted by least squares on a grid of {len(n)} (N, D) up to "
                          f"{self.reach:g}x the largest fitted N",
+            "marginal_e": self._record(runs) if marginal else None,
             # the delta the runs were fitted with (--huber-delta), when the forms share one
             "huber_delta": shared.pop() if len(shared) == 1 else refit.record_.huber_delta,
             "n_runs": len(runs), "data_hash": runs.data_hash(), "data_range": runs.data_range(),
@@ -106,7 +125,7 @@ class MedianLawFitter:
             "diagnostics": self._diagnostics(refit, runs)})
         refit.record_ = record
         if self.bootstrap and all(m.samples_ is not None for m in self.members_):
-            refit.samples_, refit.bootstrap_result_ = self._bootstrap(refit, n, d)
+            refit.samples_, refit.bootstrap_result_ = self._bootstrap(refit, n, d, predictors)
             refit.bootstrap = self.bootstrap
         law = SupervisedLaw(**refit.form.to_coefficients(refit.x_))
         refit.lowest_loss_ = float(np.min(runs.loss))  # E against the runs, not the refit's grid
@@ -120,6 +139,25 @@ class MedianLawFitter:
     def predict(self, N, D):
         return self.law_.predict(N, D)
 
+    def _marginal(self, member: SupervisedLawFitter, runs: Runs) -> MarginalLaw | None:
+        """The member marginalized over E (`fit_marginal`), or None where it keeps its fitted E (the
+        user's E, the ensemble's `marginal` off, or runs too few to fit it with E held)."""
+        if not (self.marginal and marginalizes(member)):
+            return None
+        if self.progress is not None:
+            self.progress(f"marginalizing the {member.form_name} form over E")
+        marginal = fit_marginal(member.clone(bootstrap=0), runs.params, runs.tokens, runs.loss)[0]
+        return marginal if isinstance(marginal, MarginalLaw) else None
+
+    def _record(self, runs: Runs) -> MarginalE:
+        """E's posterior of each marginalized member, for the fit record."""
+        forms = {}
+        for member, marginal in zip(self.members_, self.marginals_):
+            if marginal is not None:
+                forms[member.form_name] = (marginal.mean_E, *marginal.interval(self.level))
+        sizes = next(m.sizes for m in self.marginals_ if m is not None)
+        return MarginalE(sizes=sizes, level=self.level, lowest_loss=float(runs.loss.min()), forms=forms)
+
     def _diagnostics(self, refit: SupervisedLawFitter, runs: Runs):
         law = SupervisedLaw(**refit.form.to_coefficients(refit.x_))
         relative = law.predict(runs.params, runs.tokens) / runs.loss - 1
@@ -127,13 +165,15 @@ class MedianLawFitter:
             "rmse_log_loss": float(np.sqrt(np.mean(np.log1p(relative) ** 2))),
             "max_relative_error": float(np.max(np.abs(relative)))})
 
-    def _bootstrap(self, refit: SupervisedLawFitter, n: np.ndarray, d: np.ndarray):
-        """The k-th sample: the refit (from the point refit) of the median of the members' k-th fits."""
+    def _bootstrap(self, refit: SupervisedLawFitter, n: np.ndarray, d: np.ndarray, predictors: list):
+        """The k-th sample: the refit (from the point refit) of the median of the members' k-th fits,
+        each as its prediction (marginal or fitted) times its k-th resample's ratio to its own fit."""
         member_predictions = []
-        for member in self.members_:
+        for member, predictor in zip(self.members_, predictors):
             point = member.law_.coefficients()
+            fitted, centre = member.law_.predict(n, d), predictor.predict(n, d)
             member_predictions.append(np.stack([
-                SupervisedLaw(**{**point, **member.form.to_coefficients(x)}).predict(n, d)
+                centre * SupervisedLaw(**{**point, **member.form.to_coefficients(x)}).predict(n, d) / fitted
                 for x in member.samples_]))
         targets = np.median(member_predictions, axis=0)
         results = []

@@ -318,14 +318,17 @@ class _LogLossFitter:
         return total, grad
 
     def _objective(self, data: dict[str, torch.Tensor], weights: torch.Tensor | None = None,
-                   noise_scale: float | None = None):
+                   noise_scale: float | None = None, pinned: torch.Tensor | None = None):
         """Summed (optionally count-weighted) Huber loss of log-residuals, plus the prior's penalty
         when the fitter has one, and its gradient, in the dtype of the parameters it is given.
+        `pinned` (one flag per start): those starts' log_E gets no gradient, so it stays where it
+        started (a profile over E solved as one batch, `_fit_subsets`).
 
         Starts are evaluated a chunk at a time so each (starts x runs) tensor stays in cache."""
         form, delta = self.form, self.huber_delta
         chunk = max(1, self.chunk_elements // len(data["log_loss"]))
         by_dtype = {}
+        e_column = form.names.index("log_E") if pinned is not None else None
 
         def value_and_grad(theta: torch.Tensor, index: torch.Tensor):
             if theta.dtype not in by_dtype:
@@ -345,19 +348,23 @@ class _LogLossFitter:
             if noise_scale is not None:
                 penalty, penalty_grad = self._penalty(theta, noise_scale)
                 value, grad = value + penalty, grad + penalty_grad
+            if pinned is not None:
+                grad[pinned[index], e_column] = 0.0
             return value, grad
 
         return value_and_grad
 
     def _minimize(self, data, starts: torch.Tensor, weights: torch.Tensor | None = None, *,
-                  screened: bool = False, polished: bool = False, groups: np.ndarray | None = None):
+                  screened: bool = False, polished: bool = False, groups: np.ndarray | None = None,
+                  pinned: torch.Tensor | None = None):
         """Every row of `starts` from its own start (screened: the grid's, see `Screening`);
-        `polished`: the best of them (of each of `groups`) then to a tight tolerance (`polish`)."""
+        `polished`: the best of them (of each of `groups`) then to a tight tolerance (`polish`);
+        `pinned` starts keep their E (see `_objective`)."""
         lower, upper = self.form.bounds()
         # The gradient of a summed Huber loss scales with delta: so does the gradient tolerance
         # (SciPy's default 1e-5 at the Chinchilla/Epoch delta of 1e-3).
         options = {"max_iter": self.max_iter, "gtol": 1e-2 * self.huber_delta, "ftol": self.ftol}
-        objective = self._objective(data, weights, getattr(self, "noise_scale_", None))
+        objective = self._objective(data, weights, getattr(self, "noise_scale_", None), pinned)
         if screened and self.screening is not None:
             result = minimize_lbfgs_screened(objective, starts, lower, upper, self.screening, **options)
         else:
@@ -367,14 +374,21 @@ class _LogLossFitter:
         return polish(objective, result, lower, upper, groups, keep=POLISH_STARTS, max_iter=POLISH_MAX_ITER,
                       gtol=POLISH_GTOL * self.huber_delta, ftol=0.0, converged_gtol=options["gtol"])
 
-    def _starts(self, tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, bool, str]:
-        """(starts, screened, solver): the form's grid of starts, screened (subclasses may know better)."""
-        return self.form.grid(), True, "multi-start L-BFGS from the grid"
+    def _starts(self, tensors: dict[str, torch.Tensor], irreducible_loss: float | None = None
+                ) -> tuple[torch.Tensor, bool, str]:
+        """(starts, screened, solver): the form's grid of starts, screened (subclasses may know better);
+        with `irreducible_loss`, starts with E at that value (only a fitter that can hold E has them)."""
+        grid = self.form.grid()
+        if irreducible_loss is not None:
+            if "log_E" not in self.form.names:
+                raise UserError(f"the {self.form.name} law has no free E to hold at a value")
+            grid[:, self.form.names.index("log_E")] = math.log(irreducible_loss)
+        return grid, True, "multi-start L-BFGS from the grid"
 
-    def _check_runs(self, runs: Runs) -> None:
-        """Enough different runs for the form's coefficients: counted by distinct inputs (a run
-        repeated is one point of the law)."""
-        n_params, points = len(self.form.parameters), runs.distinct_points()
+    def _check_runs(self, runs: Runs, held: bool = False) -> None:
+        """Enough different runs for the form's coefficients (one fewer with E `held`): counted by
+        distinct inputs (a run repeated is one point of the law)."""
+        n_params, points = len(self.form.parameters) - held, runs.distinct_points()
         if points < n_params:
             repeated = f" at {points} distinct (N, D) point{'s' if points != 1 else ''}" if points < len(runs) else ""
             raise UserError(f"{len(runs)} runs{repeated} cannot determine the {n_params} parameters of the "
@@ -423,35 +437,44 @@ class _LogLossFitter:
             parameters=dict(zip(names, map(float, self.x_))), convergence=self.result_.summary(),
             diagnostics=self.diagnostics_)
 
-    def _fit_subsets(self, runs: Runs, masks: list[np.ndarray]) -> list[np.ndarray | str]:
+    def _fit_subsets(self, runs: Runs, masks: list[np.ndarray],
+                     irreducible_losses: list[float | None] | None = None) -> list[np.ndarray | str]:
         """Point fits (no bootstrap) on each subset of the runs: the parameter vector of each, or
         why it could not be fitted. Backtests need one fit per fold; they are solved as one batched
         problem (each start weighs the runs of its own subset 1, the others 0), so the fixed cost of
-        an L-BFGS iteration is paid once for all folds. A fitter with a prior, or whose starts are
-        screened, fits the subsets one by one (screening ranks starts, which only works per subset)."""
+        an L-BFGS iteration is paid once for all folds. `irreducible_losses` (one per subset, None
+        for E free): E held at that value in that subset's fit, in the same batch (a profile over E,
+        `laws.marginal`). A fitter with a prior, or whose starts are screened, fits the subsets one
+        by one (screening ranks starts, which only works per subset)."""
         tensors = runs.log_tensors()
         outcomes: list[np.ndarray | str | None] = [None] * len(masks)
+        held = list(irreducible_losses) if irreducible_losses is not None else [None] * len(masks)
         starts, owner = [], []
         with _intra_op_threads(self.threads):
-            for k, mask in enumerate(masks):
+            for k, (mask, irreducible_loss) in enumerate(zip(masks, held)):
                 try:
-                    self._check_runs(runs.subset(mask))
+                    self._check_runs(runs.subset(mask), held=irreducible_loss is not None)
                 except UserError as exc:
                     outcomes[k] = str(exc)
                     continue
                 subset = {key: value[torch.as_tensor(mask)] for key, value in tensors.items()}
-                rows, screened, _ = self._starts(subset)
+                rows, screened, _ = self._starts(subset, irreducible_loss)
                 if screened or self._prior:
-                    fitter = self.clone(bootstrap=0)
+                    fitter = self.clone(bootstrap=0) if irreducible_loss is None else \
+                        self.clone(bootstrap=0, irreducible_loss=irreducible_loss)
                     fitter._fit_log_space(runs.subset(mask))
-                    outcomes[k] = fitter.x_
+                    outcomes[k] = fitter.x_ if irreducible_loss is None else \
+                        self._vector(fitter.form.to_coefficients(fitter.x_))
                     continue
                 starts.append(rows)
                 owner += [k] * len(rows)
             if starts:
                 owner = np.array(owner)
                 weights = torch.as_tensor(np.array(masks, dtype=np.float64)[owner])
-                result = self._minimize(tensors, torch.cat(starts), weights, polished=self.polish, groups=owner)
+                pinned = torch.as_tensor(np.array([h is not None for h in held])[owner]) \
+                    if any(h is not None for h in held) else None
+                result = self._minimize(tensors, torch.cat(starts), weights, polished=self.polish, groups=owner,
+                                        pinned=pinned)
                 funs = np.where(np.isfinite(result.funs), result.funs, np.inf)
                 for k in np.unique(owner):
                     mine = np.flatnonzero(owner == k)
@@ -580,13 +603,23 @@ class SupervisedLawFitter(_LogLossFitter):
                                             "on": f"{name} * gamma" if self.form_name == "busbridge" else name}
         return constraints
 
-    def _starts(self, tensors):
+    def _vector(self, coefficients: dict[str, float]) -> np.ndarray:
+        """The log-space parameter vector of this fitter's form for a law's coefficients."""
+        values = {"log_E": math.log(coefficients["E"]), "log_A": math.log(coefficients["A"]),
+                  "log_B": math.log(coefficients["B"]), "alpha": coefficients["alpha"],
+                  "beta": coefficients["beta"], "gamma": coefficients["gamma"]}
+        return np.array([values[name] for name in self.form.names])
+
+    def _starts(self, tensors, irreducible_loss: float | None = None):
+        if irreducible_loss is not None and self.irreducible_loss is not None:
+            raise UserError("this fit holds E at a value already: it cannot hold it at another")
         if self.solver != "varpro":
-            return super()._starts(tensors)
+            return super()._starts(tensors, irreducible_loss)
         busbridge = self.form_name == "busbridge"
+        held = self.irreducible_loss if irreducible_loss is None else irreducible_loss
         rows = varpro_starts(tensors["log_n"].numpy(), tensors["log_d"].numpy(),
                              tensors["log_loss"].exp().numpy(), tied=self.form_name == "tied",
-                             irreducible_loss=self.irreducible_loss, huber_delta=self.huber_delta,
+                             irreducible_loss=held, huber_delta=self.huber_delta,
                              n_starts=BUSBRIDGE_SEEDS if busbridge else VARPRO_STARTS)
         description = (f"variable projection over {'alpha = beta' if self.form_name == 'tied' else 'alpha, beta'}"
                        f" on a 0.02 grid, best {len(rows)} polished by L-BFGS")
@@ -612,11 +645,13 @@ class SupervisedLawFitter(_LogLossFitter):
     def predict(self, N, D):
         return self.law_.predict(N, D)
 
-    def fit_subsets(self, N, D, loss, masks: list[np.ndarray]) -> list[SupervisedLaw | str]:
+    def fit_subsets(self, N, D, loss, masks: list[np.ndarray],
+                    irreducible_losses: list[float | None] | None = None) -> list[SupervisedLaw | str]:
         """For each subset of the runs (a boolean mask), the law of a point fit on that subset
-        alone, or why it could not be fitted (see `_fit_subsets`)."""
+        alone, or why it could not be fitted (see `_fit_subsets`); with `irreducible_losses` (one
+        per subset), E held at that value in that subset's fit."""
         return [fit if isinstance(fit, str) else SupervisedLaw(**self.form.to_coefficients(fit))
-                for fit in self._fit_subsets(Runs(N, D, loss), masks)]
+                for fit in self._fit_subsets(Runs(N, D, loss), masks, irreducible_losses)]
 
     def predict_subsets(self, N, D, loss, masks: list[np.ndarray]) -> list[np.ndarray | str]:
         """For each subset of the runs (a boolean mask), the predictions for every run of a point

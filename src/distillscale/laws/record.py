@@ -23,7 +23,8 @@ from distillscale.laws.schema import Count0, Level, Positive, describe
 from distillscale.laws.uncertainty import ExtrapolationError
 
 # 2: `profile` (the laws the runs allow for a coefficient they cannot pin down, issue 38).
-FIT_SCHEMA_VERSION = 2
+# 3: `marginal_e` (E marginalized over a grid in the default fit's member forms, issue 34).
+FIT_SCHEMA_VERSION = 3
 
 
 class _Record(BaseModel):
@@ -88,6 +89,17 @@ class Profile(_Record):
     laws: list[dict[str, float]]
 
 
+class MarginalE(_Record):
+    """E marginalized, not fitted (`laws.marginal`): for each member form of the default fit, E's
+    posterior mean and central interval at `level` (nats/token), over a uniform prior on (0,
+    `lowest_loss`), with a likelihood that counts the runs' `sizes` distinct model sizes."""
+
+    sizes: Count0
+    level: Level
+    lowest_loss: Positive
+    forms: dict[str, tuple[float, float, float]]  # form -> (mean, low, high)
+
+
 class Selection(_Record):
     """The candidate forms, each with its backtest score, and why `chosen` won."""
 
@@ -121,6 +133,7 @@ class FitRecord(_Record):
     not_identified: dict[str, str] = {}
     bootstrap: Bootstrap | None = None
     profile: Profile | None = None
+    marginal_e: MarginalE | None = None
     selection: Selection | None = None
     backtest: dict[str, Any] | None = None       # the chosen form's backtest (`Backtest.to_dict`)
     extrapolation_error: ExtrapolationError | None = None

@@ -29,6 +29,7 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds, run_backtest
 from distillscale.laws.ensemble import MedianLawFitter, median_law
+from distillscale.laws.marginal import fit_marginal
 from distillscale.laws.fitting import (DistillationLawFitter, ExponentPrior, SupervisedLawFitter, check_intervals,
                                       irreducible_loss_profile)
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
@@ -187,6 +188,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    exponent_prior: ExponentPrior | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
                    max_folds: int = MAX_FOLDS, unique_tokens=None, ensemble: bool = True,
+                   marginal_e: bool = True,
                    progress: Callable[[str], None] | None = None, **fitter_options) -> LawFit:
     """Fit L(N, D): with form="auto" the median of the three forms refitted into one law
     (`laws.ensemble`), or in one given form.
@@ -205,8 +207,10 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     column or values, when given) as alternatives to E free, every run and non-embedding N, chosen
     among by backtest; the forms alone are backtested too and reported, but not chosen. With
     `ensemble=False`, form="auto" chooses among the forms themselves by backtest instead (the
-    default before the validation pack). With a form given, that form with the given choices is
-    the only candidate (still backtested). `exponent_prior` (an `ExponentPrior`: Gaussian priors on
+    default before the validation pack). In the median, each form's E is marginalized over a
+    grid rather than fitted (`laws.marginal`) unless the candidate fixes E or puts a prior on it;
+    `marginal_e=False` fits it instead (the default before issue 34). With a form given, that form
+    with the given choices is the only candidate (still backtested; its E fitted). `exponent_prior` (an `ExponentPrior`: Gaussian priors on
     alpha and beta, e.g. from fits to other data sets) is not an alternative: every candidate's fit,
     each member form's, carries it. `fitter_options` go to `SupervisedLawFitter` (bootstrap, level, seed, grid,
     huber_delta, ...).
@@ -235,7 +239,8 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
         return fit_with_repetition(runs, form=form, irreducible_loss=irreducible_loss,
                                    irreducible_loss_prior=irreducible_loss_prior, exponent_prior=exponent_prior,
                                    min_tokens_per_param=min_tokens_per_param, backtest=backtest,
-                                   max_folds=max_folds, progress=progress, **fitter_options)
+                                   max_folds=max_folds, ensemble=ensemble, marginal_e=marginal_e,
+                                   progress=progress, **fitter_options)
     N, D, loss = runs["params"], runs["tokens"], runs["loss"]
     columns = {"non-embedding": N}
     if "total_params" in runs:
@@ -274,25 +279,33 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
 
     def make(candidate: SupervisedCandidate, progress=None, **overrides) -> SupervisedLawFitter | MedianLawFitter:
         if candidate.form == MEDIAN:
-            return MedianLawFitter([make(member, **overrides) for member in candidate.members()], progress=progress)
+            return MedianLawFitter([make(member, **overrides) for member in candidate.members()], progress=progress,
+                                   marginal=marginal_e)
         return SupervisedLawFitter(candidate.form, irreducible_loss=candidate.irreducible_loss,
                                    irreducible_loss_prior=candidate.irreducible_loss_prior,
                                    exponent_prior=candidate.exponent_prior, **{**fitter_options, **overrides})
 
-    fold_fits: dict = {}  # (candidate, folds) -> the laws of its fold fits: the median reuses its members'
+    # (candidate, folds, marginal) -> the laws of its fold fits: the median reuses its members' (their
+    # E marginalized, as in the median's own fit, `laws.marginal`; the forms alone keep a fitted E)
+    fold_fits: dict = {}
 
-    def fold_laws(candidate: SupervisedCandidate, trains: list[np.ndarray]) -> list:
-        key = (candidate, tuple(t.tobytes() for t in trains))
+    def fold_laws(candidate: SupervisedCandidate, trains: list[np.ndarray], marginal: bool = False) -> list:
+        key = (candidate, tuple(t.tobytes() for t in trains), marginal)
         if key not in fold_fits:
-            fold_fits[key] = make(candidate, bootstrap=0, max_iter=BACKTEST_MAX_ITER).fit_subsets(
-                columns[candidate.params], D, loss, trains)
+            fitter = make(candidate, bootstrap=0, max_iter=BACKTEST_MAX_ITER)
+            fold_fits[key] = (fit_marginal(fitter, columns[candidate.params], D, loss, trains) if marginal else
+                              fitter.fit_subsets(columns[candidate.params], D, loss, trains))
         return fold_fits[key]
+
+    def marginalized(member: SupervisedCandidate) -> bool:
+        return marginal_e and member.irreducible_loss is None and member.irreducible_loss_prior is None
 
     def fit_predict(candidate: SupervisedCandidate) -> Callable[[list[np.ndarray]], list]:
         n = columns[candidate.params]
 
         def predict(trains: list[np.ndarray]) -> list:
-            laws = list(zip(*(fold_laws(member, trains) for member in candidate.members())))
+            laws = list(zip(*(fold_laws(member, trains, candidate.form == MEDIAN and marginalized(member))
+                              for member in candidate.members())))
             out = []
             for train, fold in zip(trains, laws):
                 failed = [law for law in fold if isinstance(law, str)]
