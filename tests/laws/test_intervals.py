@@ -33,7 +33,7 @@ def test_90_percent_intervals_cover_about_90_percent_beyond_the_runs_of_misspeci
     fitted in turn (a doubling apart, 5 token ratios, 0.5% noise), the next 2 sizes predicted (2x, 4x).
     (Each draw was once fitted at both 5 and 6 sizes: the same law and noise twice, 18 fits for 9
     independent draws; the coverage is the draws', and 9 default fits take half the time.)"""
-    observed_covered, true_covered = [], []
+    observed_covered, true_covered, errors, half_widths = [], [], [], []
     for number, (kind, seed) in enumerate(itertools.product(("curved", "interaction", "gamma"), range(3))):
         fitted_sizes = 5 + number % 2
         rng = np.random.default_rng(100 + seed)
@@ -48,8 +48,14 @@ def test_90_percent_intervals_cover_about_90_percent_beyond_the_runs_of_misspeci
         p = fit.law.prediction(N[~fitted], D[~fitted])
         observed_covered += list((p.low <= loss[~fitted]) & (loss[~fitted] <= p.high))
         true_covered += list((p.low <= truth[~fitted]) & (truth[~fitted] <= p.high))
+        errors += list(np.abs(p.value - truth[~fitted]))
+        half_widths += list((p.high - p.low) / 2)
     assert 0.8 <= np.mean(observed_covered) <= 0.97, np.mean(observed_covered)
-    assert 0.8 <= np.mean(true_covered) <= 0.97, np.mean(true_covered)
+    assert np.mean(true_covered) >= 0.8, np.mean(true_covered)
+    # Not padded: for a normal error a 90% half-width is 1.645 sigma, so the median |error| is 0.41
+    # of it. (The truth's coverage has no upper bound: its 90 points are 9 draws that move together,
+    # and 9 of 9 draws covered happens 39% of the time at exactly 90%.)
+    assert np.median(np.array(errors) / np.array(half_widths)) >= 0.25
 
 
 def test_the_interval_grows_with_distance_and_says_what_dominates():
