@@ -19,7 +19,8 @@ every larger model). A member whose E the user fixed or gave a prior keeps it.
 
 The bootstrap: the members share their seed, so their k-th resamples are the same resample of the
 runs; the ensemble's k-th sample is the refit of the median of the members' k-th fits (each moved
-by its resample's departure from the member's own fit, around the member's marginal prediction).
+by its resample's departure from the member's own fit, around the member's law at an E drawn from
+its posterior: the samples, and so the intervals, carry E's uncertainty as well as the runs' noise).
 """
 
 from __future__ import annotations
@@ -167,14 +168,20 @@ class MedianLawFitter:
 
     def _bootstrap(self, refit: SupervisedLawFitter, n: np.ndarray, d: np.ndarray, predictors: list):
         """The k-th sample: the refit (from the point refit) of the median of the members' k-th fits,
-        each as its prediction (marginal or fitted) times its k-th resample's ratio to its own fit."""
+        each as its prediction times its k-th resample's ratio to its own fit. A marginalized
+        member's prediction in the k-th sample is its law at an E drawn from E's posterior (one
+        uniform draw per sample, shared by the members: `MarginalLaw.draw`), so the samples carry
+        what the runs leave unknown about E as well as their noise."""
+        draws = np.random.default_rng([self.members[0].seed, 34]).uniform(size=len(self.members_[0].samples_))
         member_predictions = []
         for member, predictor in zip(self.members_, predictors):
             point = member.law_.coefficients()
-            fitted, centre = member.law_.predict(n, d), predictor.predict(n, d)
+            fitted = member.law_.predict(n, d)
+            centres = ([predictor.draw(u).predict(n, d) for u in draws] if isinstance(predictor, MarginalLaw)
+                       else [predictor.predict(n, d)] * len(draws))
             member_predictions.append(np.stack([
                 centre * SupervisedLaw(**{**point, **member.form.to_coefficients(x)}).predict(n, d) / fitted
-                for x in member.samples_]))
+                for centre, x in zip(centres, member.samples_)]))
         targets = np.median(member_predictions, axis=0)
         results = []
         start = torch.as_tensor(refit.x_, dtype=torch.float64)[None]

@@ -77,6 +77,14 @@ class MarginalLaw:
         """The posterior mean of the laws' predictions (nats/token)."""
         return sum(w * np.asarray(law.predict(N, D), float) for w, law in zip(self.weights, self.laws))
 
+    def draw(self, u: float) -> SupervisedLaw:
+        """The law at the node of E's posterior whose cumulative weight first reaches `u` (in [0, 1],
+        nodes in order of E): a uniform u draws E from the posterior; a u shared by several forms
+        draws them at matching quantiles of E."""
+        order = np.argsort(self.E)
+        node = np.searchsorted(np.cumsum(self.weights[order]), u, side="left")
+        return self.laws[order[min(int(node), len(order) - 1)]]
+
 
 def cell_edges(E: np.ndarray, lowest_loss: float) -> np.ndarray:
     """The edges of the nodes' cells in (0, lowest_loss), in order of E: each node's cell holds the
