@@ -85,3 +85,19 @@ def test_the_default_extrapolates_a_published_ladder_better_with_e_marginalized(
     path = tmp_path / "law.json"
     LawSet("marginal", marginal.law).save(path)
     assert load_laws(path).supervised.fit.marginal_e == marginal.law.fit.marginal_e
+
+
+def test_draws_follow_the_posterior_and_the_default_bootstrap_carries_e_uncertainty():
+    """A uniform u draws the nodes with their posterior weights; the default fit's bootstrap then
+    leaves E unpinned by three sizes with a wide interval, runs of many sizes with a narrower one."""
+    N, D, loss, _ = synthetic_runs([1e7, 2e7, 4e7])
+    marginal = fit_marginal(SupervisedLawFitter("chinchilla", bootstrap=0), N, D, loss)[0]
+    drawn = [marginal.draw(u).E for u in np.random.default_rng(0).uniform(size=4000)]
+    for law, weight in zip(marginal.laws, marginal.weights):
+        assert np.mean(np.asarray(drawn) == law.E) == pytest.approx(weight, abs=0.03)
+    widths = []
+    for sizes in ([1e7, 2e7, 4e7, 8e7], np.geomspace(1e7, 1e10, 12)):
+        fit = fit_supervised(*synthetic_runs(sizes)[:3], bootstrap=40, backtest=False)
+        low, high = fit.intervals["E"]
+        widths.append(high - low)
+    assert widths[0] > 0.2 and widths[0] > 2 * widths[1], widths
