@@ -61,9 +61,10 @@ def _refitter(irreducible_loss: float | None = None, **options) -> SupervisedLaw
                                **options)
 
 
-def marginalizes(fitter: SupervisedLawFitter) -> bool:
-    """Whether a member's E is marginalized: it is, unless the user fixed E or gave it a prior."""
-    return fitter.irreducible_loss is None and fitter.irreducible_loss_prior is None
+def marginalizes(member) -> bool:
+    """Whether a member's E is marginalized: it is, unless the user fixed E or gave it a prior. A
+    member: a `SupervisedLawFitter`, or anything else that says both (a selection candidate)."""
+    return member.irreducible_loss is None and member.irreducible_loss_prior is None
 
 
 def median_law(laws: list[SupervisedLaw | MarginalLaw], N: np.ndarray, D: np.ndarray, reach: float = REACH,

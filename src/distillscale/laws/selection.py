@@ -28,7 +28,7 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds, run_backtest
-from distillscale.laws.ensemble import MedianLawFitter, median_law
+from distillscale.laws.ensemble import MedianLawFitter, marginalizes, median_law
 from distillscale.laws.marginal import fit_marginal
 from distillscale.laws.fitting import (DistillationLawFitter, ExponentPrior, SupervisedLawFitter, check_intervals,
                                       irreducible_loss_profile)
@@ -297,14 +297,12 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                               fitter.fit_subsets(columns[candidate.params], D, loss, trains))
         return fold_fits[key]
 
-    def marginalized(member: SupervisedCandidate) -> bool:
-        return marginal_e and member.irreducible_loss is None and member.irreducible_loss_prior is None
-
     def fit_predict(candidate: SupervisedCandidate) -> Callable[[list[np.ndarray]], list]:
         n = columns[candidate.params]
 
         def predict(trains: list[np.ndarray]) -> list:
-            laws = list(zip(*(fold_laws(member, trains, candidate.form == MEDIAN and marginalized(member))
+            laws = list(zip(*(fold_laws(member, trains, candidate.form == MEDIAN and marginal_e
+                                        and marginalizes(member))
                               for member in candidate.members())))
             out = []
             for train, fold in zip(trains, laws):
