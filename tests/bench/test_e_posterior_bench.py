@@ -1,0 +1,53 @@
+"""bench/e_posterior.py: its step 2 rescores cached fits without refitting a node, so its "shipped"
+variant must rebuild the law the library ships (else every variant's row compares against a
+different default), "fitted" the law with E fitted, and a sharper likelihood moves the law toward
+the fitted one. Bad --sets exit 2 in one line."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+
+from distillscale.laws.selection import fit_supervised
+from tests.conftest import REPO_ROOT
+from tests.laws.test_marginal import synthetic_runs
+
+BENCH = REPO_ROOT / "bench" / "e_posterior.py"
+
+
+def bench():
+    spec = importlib.util.spec_from_file_location("e_posterior_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_shipped_variant_rebuilds_the_default_law_from_the_cache():
+    module = bench()
+    N, D, loss, _ = synthetic_runs([1e7, 2e7, 4e7, 8e7], noise=0.01)
+    rows = np.ones(len(N), bool)
+    fit = fit_supervised(N, D, loss, bootstrap=0, backtest=False)
+    entry = module.cache_entry(fit, rows, rows)
+    far = (np.array([1e9, 4e9]), np.array([2e10, 8e10]))
+    shipped = module.variant_law(entry, N, D, loss, module.VARIANTS["shipped"])
+    np.testing.assert_allclose(shipped.predict(*far), fit.law.predict(*far), rtol=1e-6)
+    fitted = module.variant_law(entry, N, D, loss, module.VARIANTS["fitted"])
+    with_e = fit_supervised(N, D, loss, bootstrap=0, backtest=False, marginal_e=False).law
+    np.testing.assert_allclose(fitted.predict(*far), with_e.predict(*far), rtol=1e-6)
+    # four sizes leave E spread, so the marginal and fitted laws differ far out; tempering the
+    # likelihood (x4) takes the marginal law part of the way to the fitted one
+    gap = np.abs(shipped.predict(*far) - fitted.predict(*far))
+    assert gap.min() > 1e-3
+    tempered = module.variant_law(entry, N, D, loss, module.VARIANTS["temper4"])
+    assert np.all(np.abs(tempered.predict(*far) - fitted.predict(*far)) < gap)
+
+
+def test_an_unknown_set_is_one_line_and_exit_2(tmp_path):
+    run = subprocess.run([sys.executable, str(BENCH), "--cache", str(tmp_path / "c.json"), "--sets", "no_such_set"],
+                         capture_output=True, text=True, cwd=REPO_ROOT)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "no_such_set" in run.stderr
+    assert not (tmp_path / "c.json").exists()
