@@ -11,7 +11,7 @@ every set (each cut: every development run up to a model size, >= 3 sizes, some 
 bench/extrapolation.py), and once at the held-back cut, and stores each member form's laws at E's
 grid nodes, its fitted-E law and the fit's rows in a JSON cache (about 25 min for the 12 sets on
 one core; reused when present). Step 2 rescores variants from the cache: each reweights the nodes'
-laws (`marginal.posterior_weights`), takes the median of the three forms and refits it into one law
+laws (`marginal.weigh`), takes the median of the three forms and refits it into one law
 (`ensemble.median_law`), as the default does. No refit of any node: a variant costs ~1 min.
 
     python bench/e_posterior.py --cache /tmp/e_cache.json
@@ -43,13 +43,14 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from distillscale.laws import ensemble, published
 from distillscale.laws.backtest import scale_levels
 from distillscale.laws.forms import SupervisedLaw
-from distillscale.laws.marginal import MarginalLaw, posterior_weights
+from distillscale.laws.marginal import weigh
 from distillscale.laws.selection import fit_supervised
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -133,16 +134,13 @@ def member_law(member: dict, N, D, loss, variant: dict):
     """The member as the variant has it: its fitted-E law, or its nodes reweighted."""
     if member["nodes"] is None:
         return law_from(member["fitted"])
-    laws = [law_from(c) for c in member["nodes"]]
-    E = np.array([law.E for law in laws])
-    residuals = [np.log(law.predict(N, D) / loss) for law in laws]
-    K = len(scale_levels(N))
-    count = variant.get("count", lambda K, n: K)(K, len(N))
-    weights = posterior_weights(E, residuals, count, member["lowest_loss"])
-    if "prior" in variant:
-        weights = weights * variant["prior"](E / member["lowest_loss"])
-        weights = weights / weights.sum()
-    return MarginalLaw(tuple(laws), weights, K, member["lowest_loss"])
+    laws, lowest = [law_from(c) for c in member["nodes"]], member["lowest_loss"]
+    count = variant["count"](len(scale_levels(N)), len(N)) if "count" in variant else None
+    marginal = weigh(laws, N, D, loss, lowest, count)
+    if "prior" not in variant:
+        return marginal
+    weights = marginal.weights * variant["prior"](marginal.E / lowest)
+    return replace(marginal, weights=weights / weights.sum())
 
 
 def errors(cache: dict, name: str, variant: dict | None) -> dict[str, list]:
@@ -189,7 +187,7 @@ def main() -> None:
     if unknown:
         parser.exit(2, f"unknown or unavailable set(s) {', '.join(unknown)}: choose among "
                        f"{', '.join(published.names(available=True))}\n")
-    if os.path.dirname(os.path.abspath(args.cache)) and not os.path.isdir(os.path.dirname(os.path.abspath(args.cache))):
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.cache))):
         parser.exit(2, f"--cache {args.cache}: its directory does not exist; give a path in an existing directory\n")
     print("step 1: the fits (cached)", flush=True)
     cache = build(args.cache, sets)

@@ -129,9 +129,16 @@ def fit_marginal(fitter: SupervisedLawFitter, N, D, loss,
         if not fitted:
             out.append(next((law for law in mine if isinstance(law, str)), "no fit with E below the lowest loss"))
             continue
-        N_k, D_k, loss_k = runs.params[mask], runs.tokens[mask], runs.loss[mask]
-        residuals = [np.log(law.predict(N_k, D_k) / loss_k) for law in fitted]
-        sizes = len(scale_levels(N_k))
-        weights = posterior_weights([law.E for law in fitted], residuals, sizes, lowest)
-        out.append(MarginalLaw(tuple(fitted), weights, sizes, lowest))
+        out.append(weigh(fitted, runs.params[mask], runs.tokens[mask], runs.loss[mask], lowest))
     return out
+
+
+def weigh(laws: list[SupervisedLaw], N, D, loss, lowest_loss: float, count: float | None = None) -> MarginalLaw:
+    """The laws fitted with E held at their nodes, weighed by their posterior on the runs (N, D,
+    loss) they were fitted to (`posterior_weights`): the likelihood counted over the runs' distinct
+    sizes, or over `count` where given (bench/e_posterior.py scores sharper posteriors with it)."""
+    N, D, loss = (np.asarray(x, float) for x in (N, D, loss))
+    residuals = [np.log(law.predict(N, D) / loss) for law in laws]
+    sizes = len(scale_levels(N))
+    weights = posterior_weights([law.E for law in laws], residuals, sizes if count is None else count, lowest_loss)
+    return MarginalLaw(tuple(laws), weights, sizes, lowest_loss)
