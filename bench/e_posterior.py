@@ -34,6 +34,11 @@ leave-one-set-out choice among the variants, on `dev`, for each set. Variants:
     fitted from k    shipped below k sizes, E fitted from k on (k = 8, 11, 14)
     prior f      prior density f = E / lowest loss (favours a high E); "prior f^2" likewise
     prior f>0.3  uniform on (0.3, 1) x lowest loss
+    ahead        weighed by how well each node predicted ahead instead of how well it fits: the
+                 uniform prior times the likelihood of the fitted runs >= 2x (or 1.5x) beyond the
+                 largest earlier cut, predicted by that cut's laws at the same E (interpolated in E,
+                 held at the ends; the cut's own weights where no earlier cut is far enough)
+    ahead+shipped   the two posteriors mixed half and half; ahead*shipped their product
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ import numpy as np
 from distillscale.laws import ensemble, published
 from distillscale.laws.backtest import scale_levels
 from distillscale.laws.forms import SupervisedLaw
-from distillscale.laws.marginal import weigh
+from distillscale.laws.marginal import posterior_weights, weigh
 from distillscale.laws.selection import fit_supervised
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,6 +76,10 @@ VARIANTS = {
     "prior f": {"prior": lambda f: f},
     "prior f^2": {"prior": lambda f: f ** 2},
     "prior f>0.3": {"prior": lambda f: (f >= 0.3) + 1e-12},
+    "ahead": {"ahead": {"beyond": 2.0, "mix": 1.0}},
+    "ahead 1.5x": {"ahead": {"beyond": 1.5, "mix": 1.0}},
+    "ahead+shipped": {"ahead": {"beyond": 2.0, "mix": 0.5}},
+    "ahead*shipped": {"ahead": {"beyond": 2.0, "product": True}},
 }
 
 
@@ -94,14 +103,26 @@ def cache_entry(fit, fit_rows: np.ndarray, predict_rows: np.ndarray) -> dict:
             "members": members}
 
 
-def variant_law(entry: dict, N, D, loss, variant: dict | None) -> SupervisedLaw:
-    """The one law a variant makes of a cached fit (N, D, loss: the fitted runs): the members as
-    the variant has them, their median refitted (`ensemble.median_law`)."""
+def variant_law(entry: dict, N, D, loss, variant: dict | None, earlier: list[tuple[float, dict]] = ()) -> SupervisedLaw:
+    """The one law a variant makes of a cached fit (N, D, loss: the fitted runs; `earlier`: the
+    same set's smaller development cuts, (cut, entry)): the members as the variant has them, their
+    median refitted (`ensemble.median_law`)."""
     if variant is None:
         members = [law_from(m["fitted"]) for m in entry["members"]]
     else:
-        members = [member_law(m, N, D, loss, variant) for m in entry["members"]]
+        step = earlier_step(earlier, N, variant)
+        members = [member_law(m, N, D, loss, variant, [(cut, e["members"][k]) for cut, e in step])
+                   for k, m in enumerate(entry["members"])]
     return ensemble.median_law(members, N, D)
+
+
+def earlier_step(earlier, N, variant: dict) -> list[tuple[float, dict]]:
+    """The largest earlier cut at least `beyond` times below the largest fitted size, as a list
+    (empty when the variant does not look ahead or no earlier cut is that far below)."""
+    if "ahead" not in variant:
+        return []
+    steps = [(cut, entry) for cut, entry in earlier if variant["ahead"]["beyond"] * cut < N.max()]
+    return steps[-1:]
 
 
 def build(path: str, sets: list[str]) -> dict:
@@ -130,17 +151,36 @@ def build(path: str, sets: list[str]) -> dict:
     return cache
 
 
-def member_law(member: dict, N, D, loss, variant: dict):
-    """The member as the variant has it: its fitted-E law, or its nodes reweighted."""
+def member_law(member: dict, N, D, loss, variant: dict, before: list[tuple[float, dict]] = ()):
+    """The member as the variant has it: its fitted-E law, or its nodes reweighted (`before`: the
+    same member at an earlier cut, (cut, member), for the variants that look ahead)."""
     if member["nodes"] is None:
         return law_from(member["fitted"])
     laws, lowest = [law_from(c) for c in member["nodes"]], member["lowest_loss"]
     count = variant["count"](len(scale_levels(N)), len(N)) if "count" in variant else None
     marginal = weigh(laws, N, D, loss, lowest, count)
-    if "prior" not in variant:
-        return marginal
-    weights = marginal.weights * variant["prior"](marginal.E / lowest)
-    return replace(marginal, weights=weights / weights.sum())
+    if "prior" in variant:
+        weights = marginal.weights * variant["prior"](marginal.E / lowest)
+        return replace(marginal, weights=weights / weights.sum())
+    if "ahead" in variant and before and before[0][1]["nodes"] is not None:
+        ahead, (cut, earlier) = variant["ahead"], before[0]
+        runs = (N > ahead["beyond"] * cut) & (N <= 8 * cut)
+        if not runs.any():
+            return marginal
+        earlier_laws = [law_from(c) for c in earlier["nodes"]]
+        earlier_E = np.array([law.E for law in earlier_laws])
+        order = np.argsort(earlier_E)
+        residuals = [np.log(law.predict(N[runs], D[runs]) / loss[runs]) for law in earlier_laws]
+        mean_abs = np.array([np.abs(r).mean() for r in residuals])[order]
+        # each node's residuals ahead: the earlier cut's, at the nearest E's (interpolated)
+        at_nodes = [np.full(1, np.interp(e, earlier_E[order], mean_abs)) for e in marginal.E]
+        looked = posterior_weights(marginal.E, at_nodes, len(scale_levels(N[runs])), lowest)
+        if ahead.get("product"):
+            weights = looked * marginal.weights
+        else:
+            weights = ahead["mix"] * looked + (1 - ahead["mix"]) * marginal.weights
+        return replace(marginal, weights=weights / weights.sum())
+    return marginal
 
 
 def errors(cache: dict, name: str, variant: dict | None) -> dict[str, list]:
@@ -155,7 +195,8 @@ def errors(cache: dict, name: str, variant: dict | None) -> dict[str, list]:
         fit, pred = np.array(entry["fit_rows"]), np.array(entry["predict_rows"])
         if len(pred) == 0:
             continue
-        law = variant_law(entry, N[fit], D[fit], loss[fit], variant)
+        earlier = [(float(k.split("|")[2]), cache[k]) for k in dev_keys if float(k.split("|")[2]) < float(cut)]
+        law = variant_law(entry, N[fit], D[fit], loss[fit], variant, earlier)
         error = law.predict(N[pred], D[pred]) / loss[pred] - 1
         if kind == "held":
             out["held"] += list(error)
