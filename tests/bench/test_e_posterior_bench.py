@@ -60,19 +60,20 @@ def test_looking_ahead_reweighs_only_when_an_earlier_cut_lies_far_enough_below()
     full = module.cache_entry(fit_supervised(N, D, loss, bootstrap=0, backtest=False), rows, rows)
     early = module.cache_entry(fit_supervised(N[small], D[small], loss[small], bootstrap=0, backtest=False),
                                small, ~small)
-    far = (np.array([2e9, 8e9]), np.array([4e10, 1.6e11]))
-    shipped = module.variant_law(full, N, D, loss, module.VARIANTS["shipped"]).predict(*far)
-    # no earlier cut at least 2x below the largest fitted size (3.2e8): the shipped law
-    too_near = [(2e8, full)]
+    member, shipped = full["members"][1], module.VARIANTS["shipped"]
+    alone = module.member_law(member, N, D, loss, shipped)
+    # no earlier cut at least 2x below the largest fitted size (3.2e8): the shipped posterior
     for name in ("ahead", "ahead+shipped", "ahead*shipped"):
-        np.testing.assert_allclose(module.variant_law(full, N, D, loss, module.VARIANTS[name], too_near).predict(*far),
-                                   shipped, rtol=1e-9)
+        variant = module.VARIANTS[name]
+        assert module.earlier_step([(2e8, full)], N, variant) == []
+        np.testing.assert_allclose(module.member_law(member, N, D, loss, variant).weights, alone.weights, rtol=1e-12)
     # with one (8e7), each member's E posterior follows how its nodes predicted the runs beyond 1.6e8
-    member, before = full["members"][1], [(8e7, early["members"][1])]
+    assert module.earlier_step([(4e7, early), (8e7, early), (2e8, full)], N, module.VARIANTS["ahead"])[0][0] == 8e7
+    before = [(8e7, early["members"][1])]
     ahead = module.member_law(member, N, D, loss, module.VARIANTS["ahead"], before)
     mixed = module.member_law(member, N, D, loss, module.VARIANTS["ahead+shipped"], before)
-    alone = module.member_law(member, N, D, loss, module.VARIANTS["shipped"])
     assert abs(ahead.mean_E - alone.mean_E) > 0.05
     np.testing.assert_allclose(mixed.weights, (ahead.weights + alone.weights) / 2, rtol=1e-9)
-    assert not np.allclose(module.variant_law(full, N, D, loss, module.VARIANTS["ahead"], [(8e7, early)]).predict(*far),
-                           shipped, rtol=1e-4)
+    far = (np.array([2e9, 8e9]), np.array([4e10, 1.6e11]))
+    looked = module.variant_law(full, N, D, loss, module.VARIANTS["ahead"], [(8e7, early)]).predict(*far)
+    assert not np.allclose(looked, module.variant_law(full, N, D, loss, shipped).predict(*far), rtol=1e-4)
