@@ -111,18 +111,18 @@ def variant_law(entry: dict, N, D, loss, variant: dict | None, earlier: list[tup
         members = [law_from(m["fitted"]) for m in entry["members"]]
     else:
         step = earlier_step(earlier, N, variant)
-        members = [member_law(m, N, D, loss, variant, [(cut, e["members"][k]) for cut, e in step])
+        members = [member_law(m, N, D, loss, variant, step and (step[0], step[1]["members"][k]))
                    for k, m in enumerate(entry["members"])]
     return ensemble.median_law(members, N, D)
 
 
-def earlier_step(earlier, N, variant: dict) -> list[tuple[float, dict]]:
-    """The largest earlier cut at least `beyond` times below the largest fitted size, as a list
-    (empty when the variant does not look ahead or no earlier cut is that far below)."""
+def earlier_step(earlier, N, variant: dict) -> tuple[float, dict] | None:
+    """The largest earlier cut at least `beyond` times below the largest fitted size, (cut, entry),
+    or None when the variant does not look ahead or no earlier cut is that far below."""
     if "ahead" not in variant:
-        return []
+        return None
     steps = [(cut, entry) for cut, entry in earlier if variant["ahead"]["beyond"] * cut < N.max()]
-    return steps[-1:]
+    return steps[-1] if steps else None
 
 
 def build(path: str, sets: list[str]) -> dict:
@@ -151,7 +151,7 @@ def build(path: str, sets: list[str]) -> dict:
     return cache
 
 
-def member_law(member: dict, N, D, loss, variant: dict, before: list[tuple[float, dict]] = ()):
+def member_law(member: dict, N, D, loss, variant: dict, before: tuple[float, dict] | None = None):
     """The member as the variant has it: its fitted-E law, or its nodes reweighted (`before`: the
     same member at an earlier cut, (cut, member), for the variants that look ahead)."""
     if member["nodes"] is None:
@@ -162,8 +162,8 @@ def member_law(member: dict, N, D, loss, variant: dict, before: list[tuple[float
     if "prior" in variant:
         weights = marginal.weights * variant["prior"](marginal.E / lowest)
         return replace(marginal, weights=weights / weights.sum())
-    if "ahead" in variant and before and before[0][1]["nodes"] is not None:
-        ahead, (cut, earlier) = variant["ahead"], before[0]
+    if "ahead" in variant and before is not None and before[1]["nodes"] is not None:
+        ahead, (cut, earlier) = variant["ahead"], before
         runs = (N > ahead["beyond"] * cut) & (N <= 8 * cut)
         if not runs.any():
             return marginal

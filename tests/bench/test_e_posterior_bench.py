@@ -65,11 +65,11 @@ def test_looking_ahead_reweighs_only_when_an_earlier_cut_lies_far_enough_below()
     # no earlier cut at least 2x below the largest fitted size (3.2e8): the shipped posterior
     for name in ("ahead", "ahead+shipped", "ahead*shipped"):
         variant = module.VARIANTS[name]
-        assert module.earlier_step([(2e8, full)], N, variant) == []
+        assert module.earlier_step([(2e8, full)], N, variant) is None
         np.testing.assert_allclose(module.member_law(member, N, D, loss, variant).weights, alone.weights, rtol=1e-12)
     # with one (8e7), each member's E posterior follows how its nodes predicted the runs beyond 1.6e8
-    assert module.earlier_step([(4e7, early), (8e7, early), (2e8, full)], N, module.VARIANTS["ahead"])[0][0] == 8e7
-    before = [(8e7, early["members"][1])]
+    assert module.earlier_step([(4e7, early), (8e7, early), (2e8, full)], N, module.VARIANTS["ahead"])[0] == 8e7
+    before = (8e7, early["members"][1])
     ahead = module.member_law(member, N, D, loss, module.VARIANTS["ahead"], before)
     mixed = module.member_law(member, N, D, loss, module.VARIANTS["ahead+shipped"], before)
     assert abs(ahead.mean_E - alone.mean_E) > 0.05
