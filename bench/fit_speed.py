@@ -1,5 +1,7 @@
 """Vectorised multi-start fitter vs a plain SciPy L-BFGS-B loop over the same grid and data; variable
-projection vs the grid; the whole `fit --form auto` (three forms, backtests, 1000-sample bootstrap).
+projection vs the grid; the whole `fit --form auto` (three forms, backtests, 1000-sample bootstrap);
+that default fit with the line search's halvings tried several per evaluation (as shipped) vs one
+at a time (as before).
 
     python bench/fit_speed.py                    # Chinchilla grid (4,500 starts); SciPy on 300 of them
     python bench/fit_speed.py --scipy-starts 4500 # the SciPy loop over the whole grid (minutes)
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from distillscale.laws import load_laws
+from distillscale.laws import lbfgs, load_laws
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter, huber
 from distillscale.laws.logspace import CHINCHILLA
 from distillscale.laws.selection import fit_supervised
@@ -92,6 +94,36 @@ def summed_huber(law_predictions, loss, delta: float) -> float:
     return float(huber(residual, delta).sum())
 
 
+def compare_line_searches(N, D, loss, label: str) -> None:
+    """The default fit (backtest, 100-sample bootstrap) with the line search's halvings tried one at
+    a time, then several per evaluation (as shipped), side by side: CPU time, evaluation rounds, and
+    the largest difference between the two laws' predictions over the runs (rounding only)."""
+    shipped = lbfgs._backtrack
+    rounds = {}
+    outcomes = {}
+    for name, per_round in (("one halving per evaluation (before)", 1), ("several per evaluation", None)):
+        counter = [0]
+
+        def counted(fun, *args, per_round=per_round, **kwargs):
+            def fun_counted(x, index):
+                counter[0] += 1
+                return fun(x, index)
+            return shipped(fun_counted, *args, **kwargs, per_round=per_round)
+
+        lbfgs._backtrack = counted
+        try:
+            with Timer() as timer:
+                fit = fit_supervised(N, D, loss, bootstrap=100, seed=0)
+        finally:
+            lbfgs._backtrack = shipped
+        outcomes[name], rounds[name] = (timer, fit.law.predict(N, D)), counter[0]
+        print(f"default fit on {label}, line search with {name}: {timer}; {counter[0]:,} line-search evaluations")
+    (before, old), (after, new) = outcomes.values()
+    print(f"speed ratio (one at a time / several per evaluation): {before.cpu / after.cpu:.2f}x CPU, "
+          f"{list(rounds.values())[0] / list(rounds.values())[1]:.1f}x fewer evaluations; "
+          f"largest relative difference of the two laws over the runs {np.max(np.abs(new / old - 1)):.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scipy-starts", type=int, default=300,
@@ -122,6 +154,9 @@ def main() -> None:
     scores = ", ".join(f"{c.name} {c.score:.2%}" for c in selected.candidates)
     print(f"fit --form auto (3 forms x {len(selected.backtest.folds)} backtest folds, 1000-sample bootstrap): "
           f"{auto} (target <= 10 s); backtest errors {scores}; chosen {selected.chosen}")
+    compare_line_searches(N, D, loss, "every run")
+    small = N < 2e8
+    compare_line_searches(N[small], D[small], loss[small], f"a ladder below 200M parameters ({small.sum()} runs)")
 
     grid = CHINCHILLA.grid().numpy()
     if args.scipy_starts < len(grid):

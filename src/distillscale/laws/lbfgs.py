@@ -8,7 +8,9 @@ Per start, this is L-BFGS (two-loop recursion, Nocedal & Wright Alg. 7.4) with a
 backtracking (Armijo) line search: coordinates held at a bound by the gradient are frozen for the
 step, and trial points are clipped into the box. Stopping rules follow SciPy's L-BFGS-B: projected
 gradient max-norm <= gtol, or relative decrease of the objective <= ftol.
-The starts share tensor operations only, so a batch can be split anywhere without changing results.
+The starts share tensor operations only, so a batch can be split anywhere without changing results
+beyond rounding (a reduction may round a row differently with the rows around it; `polish` is what
+makes the fitted laws independent of that).
 
 `polish` takes the best few outcomes of each problem on to a much tighter tolerance: where the runs
 barely pin a law down (a flat valley of the objective), where a start stops at the usual tolerance
@@ -207,26 +209,41 @@ def _two_loop(grad: torch.Tensor, s_hist: torch.Tensor, y_hist: torch.Tensor,
 def _backtrack(fun: BatchObjective, index: torch.Tensor, x: torch.Tensor, f: torch.Tensor,
                grad: torch.Tensor, direction: torch.Tensor, step: torch.Tensor,
                lower: torch.Tensor, upper: torch.Tensor, armijo: float, max_backtracks: int,
-               nfev: torch.Tensor):
-    """Per-start projected Armijo backtracking. Returns (x, f, g, accepted) for every start and
-    counts the evaluations in `nfev`."""
+               nfev: torch.Tensor, per_round: int | None = None):
+    """Per-start projected Armijo backtracking: steps step, step/2, step/4, ... up to
+    `max_backtracks` of them, the first that satisfies Armijo accepted. Returns (x, f, g, accepted)
+    for every start and counts the evaluations in `nfev` as if the steps were tried one at a time.
+
+    The first round tries each start's full step. Most accept it; the few that do not (often one
+    start of a batch, near its minimum at rounding level) then try their next several halvings in
+    one evaluation: as many as keep a round no larger than the first, or `per_round` (1: one at a
+    time, as before; `bench/fit_speed.py` compares). The accepted step, and so the result, is the
+    one a sequential search would take: the same trial points, the first that passes (up to the
+    rounding of a batch, above)."""
     x_new, f_new, g_new = x.clone(), f.clone(), torch.zeros_like(x)
     accepted = torch.zeros(len(x), dtype=torch.bool)
     pending = torch.arange(len(x))
-    for _ in range(max_backtracks):
-        trial = torch.clamp(x[pending] + step[pending, None] * direction[pending], lower, upper)
-        f_trial, g_trial = fun(trial, index[pending])
-        nfev[index[pending]] += 1
+    tried = 0
+    while pending.numel() and tried < max_backtracks:
+        width = 1 if tried == 0 else min(max_backtracks - tried, per_round or max(1, len(x) // pending.numel()))
+        halvings = 0.5 ** torch.arange(tried, tried + width, dtype=x.dtype)      # exact powers of two
+        starts = pending.repeat_interleave(width)
+        trial = torch.clamp(x[starts] + (step[starts] * halvings.repeat(len(pending)))[:, None]
+                            * direction[starts], lower, upper)
+        f_trial, g_trial = fun(trial, index[starts])
         # Armijo on the projected path: compare with the decrease the gradient promises there.
-        promised = (grad[pending] * (trial - x[pending])).sum(dim=1)
-        ok = torch.isfinite(f_trial) & (f_trial <= f[pending] + armijo * promised) & (promised < 0)
-        good = pending[ok]
-        x_new[good], f_new[good], g_new[good] = trial[ok], f_trial[ok], g_trial[ok]
+        promised = (grad[starts] * (trial - x[starts])).sum(dim=1)
+        ok = (torch.isfinite(f_trial) & (f_trial <= f[starts] + armijo * promised) & (promised < 0)
+              ).view(len(pending), width)
+        passed = ok.any(dim=1)
+        first = torch.where(passed, ok.int().argmax(dim=1), width - 1)   # argmax: the first True
+        nfev[index[pending]] += first + 1
+        row = torch.arange(len(pending)) * width + first
+        good = pending[passed]
+        x_new[good], f_new[good], g_new[good] = trial[row[passed]], f_trial[row[passed]], g_trial[row[passed]]
         accepted[good] = True
-        pending = pending[~ok]
-        if pending.numel() == 0:
-            break
-        step[pending] *= 0.5
+        pending = pending[~passed]
+        tried += width
     return x_new, f_new, g_new, accepted
 
 
