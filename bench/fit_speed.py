@@ -99,14 +99,13 @@ def compare_line_searches(N, D, loss, label: str) -> None:
     a time, then several per evaluation (as shipped), side by side: CPU time, evaluation rounds, and
     the largest difference between the two laws' predictions over the runs (rounding only)."""
     shipped = lbfgs._backtrack
-    rounds = {}
-    outcomes = {}
+    outcomes = []  # (timer, the law's predictions over the runs, line-search evaluations) per search
     for name, per_round in (("one halving per evaluation (before)", 1), ("several per evaluation", None)):
-        counter = [0]
+        evaluations = [0]
 
         def counted(fun, *args, per_round=per_round, **kwargs):
             def fun_counted(x, index):
-                counter[0] += 1
+                evaluations[0] += 1
                 return fun(x, index)
             return shipped(fun_counted, *args, **kwargs, per_round=per_round)
 
@@ -116,13 +115,12 @@ def compare_line_searches(N, D, loss, label: str) -> None:
                 fit = fit_supervised(N, D, loss, bootstrap=100, seed=0)
         finally:
             lbfgs._backtrack = shipped
-        outcomes[name], rounds[name] = (timer, fit.law.predict(N, D)), counter[0]
-        print(f"default fit on {label}, line search with {name}: {timer}; {counter[0]:,} line-search evaluations")
-    (before, old), (after, new) = outcomes.values()
+        outcomes.append((timer, fit.law.predict(N, D), evaluations[0]))
+        print(f"default fit on {label}, line search with {name}: {timer}; {evaluations[0]:,} line-search evaluations")
+    (before, old, before_evaluations), (after, new, after_evaluations) = outcomes
     print(f"speed ratio (one at a time / several per evaluation): {before.cpu / after.cpu:.2f}x CPU, "
-          f"{list(rounds.values())[0] / list(rounds.values())[1]:.1f}x fewer evaluations; "
+          f"{before_evaluations / after_evaluations:.1f}x fewer evaluations; "
           f"largest relative difference of the two laws over the runs {np.max(np.abs(new / old - 1)):.1e}")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -95,12 +95,7 @@ def test_the_line_search_takes_the_step_a_one_at_a_time_search_takes(max_backtra
 
 def test_polish_takes_the_best_starts_of_each_group_to_the_minimum():
     # Rosenbrock's curved valley: at a loose gradient tolerance every start stops short of (1, 1).
-    def fun(x, index):
-        value = (1 - x[:, 0]) ** 2 + 100 * (x[:, 1] - x[:, 0] ** 2) ** 2
-        grad = torch.stack([-2 * (1 - x[:, 0]) - 400 * x[:, 0] * (x[:, 1] - x[:, 0] ** 2),
-                            200 * (x[:, 1] - x[:, 0] ** 2)], dim=1)
-        return value, grad
-
+    fun = rosenbrock
     bounds = torch.full((2,), -3.0, dtype=torch.float64), torch.full((2,), 3.0, dtype=torch.float64)
     x0 = torch.tensor([[-1.2, 1.0], [2.0, 2.0], [-2.0, 2.5], [0.5, -1.0]], dtype=torch.float64)
     loose = minimize_lbfgs(fun, x0, *bounds, gtol=1e-1, ftol=0.0)
