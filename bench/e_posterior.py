@@ -1,12 +1,13 @@
-"""How sharp E's posterior should be (`laws.marginal`): the default fit's members marginalized over E
-with the likelihood and prior of the shipped default, against variants of both, scored on the
-validation pack (`laws.published`) at every development cut, not only bench/extrapolation.py's three.
+"""How E should be treated in the default fit's member forms: fitted (the default), or marginalized
+over a grid (`laws.marginal`, `fit_supervised(marginal_e=True)`) with the likelihood and prior the
+library has, or variants of both, scored on the validation pack (`laws.published`) at every
+development cut, not only bench/extrapolation.py's three, and decided by one rule on all the
+evidence together.
 
 Why: the marginal E beat the fitted E on every set's development runs (docs/validation_pack.md) but
-did worse on the held-back runs, the fits with the most model sizes. Fits of many sizes are where
-the posterior should gather on the E they fit; this asks whether it does so fast enough.
+did worse on the held-back runs, the fits with the most model sizes, and on six micro corpora.
 
-Step 1 fits the default (`fit_supervised`, no bootstrap, no backtest) at every development cut of
+Step 1 fits the default with E marginalized (`fit_supervised(marginal_e=True)`, no bootstrap, no backtest) at every development cut of
 every set (each cut: every development run up to a model size, >= 3 sizes, some run 2-8x beyond; see
 bench/extrapolation.py), and once at the held-back cut, and stores each member form's laws at E's
 grid nodes, its fitted-E law and the fit's rows in a JSON cache (about 25 min for the 12 sets on
@@ -15,30 +16,40 @@ laws (`marginal.weigh`), takes the median of the three forms and refits it into 
 (`ensemble.median_law`), as the default does. No refit of any node: a variant costs ~1 min.
 
     python bench/e_posterior.py --cache /tmp/e_cache.json
-    python bench/e_posterior.py --cache /tmp/e_cache.json --variants shipped fitted "sizes^2/6"
-    python bench/e_posterior.py --cache /tmp/c4.json --sets gadre2024_c4 --variants shipped fitted
+    python bench/e_posterior.py --cache /tmp/e_cache.json --variants marginal fitted "sizes^2/6"
+    python bench/e_posterior.py --cache /tmp/c4.json --sets gadre2024_c4 --variants marginal fitted
+    python bench/e_posterior.py --cache /tmp/e_cache.json --variants fitted marginal identified \
+        --units bench/e_units_corpora.json     # the decision rule, with the micro corpora as units
 
 Rows per variant: `dev` the mean |relative error| / share over-predicted of the development runs
 2-8x beyond every cut; `top3` only the three largest cuts of each set (the fits of most sizes);
 `held` the held-back runs (bench/extrapolation.py --held-back's fit, every distance); `last` the
 largest development cut's law on every run 2-20x beyond it, held-back runs included (on Gadre et
 al.'s sets: fitted below 1B, predicting their 1.4B and 6.9B runs, as the issue's hidden test); then the
-leave-one-set-out choice among the variants, on `dev`, for each set. Variants:
+leave-one-set-out choice among the variants, on `dev`, for each set; then the decision rule on all
+the evidence (`all_evidence_loso`, fixed before the variants were scored together): each unit (a pack
+set, or a corpus of --units) scores a variant by the mean of its rows (dev, held, last for a set; a
+corpus's own score, e.g. `report`'s supervised held-out mean |error|, from a JSON file); the variant
+chosen for a unit is the one with the lowest mean log score over the *other* units (a geometric
+mean: corpora erring at ~5% do not outweigh sets at ~1%). Variants:
 
-    shipped      uniform prior on (0, lowest loss), likelihood counted over K distinct sizes
-    fitted       each form's E fitted (`fit_supervised(marginal_e=False)`)
+    marginal     uniform prior on (0, lowest loss), likelihood counted over K distinct sizes
+                 (`laws.marginal` as the library has it, `fit_supervised(marginal_e=True)`)
+    fitted       each form's E fitted (the default, `fit_supervised()`)
+    identified   marginal only where the form's fitted E is identified (>= E_FLOOR_FRACTION x the
+                 lowest loss), else fitted
     temper2/4    likelihood counted over 2K / 4K
-    sizes^2/6    counted over K * max(1, K / 6): sharper than shipped from 7 sizes on
+    sizes^2/6    counted over K * max(1, K / 6): sharper than marginal from 7 sizes on
     sizes^2/10   the same from 11 sizes on
     runs         counted over the runs, not the sizes
-    fitted from k    shipped below k sizes, E fitted from k on (k = 8, 11, 14)
+    fitted from k    marginal below k sizes, E fitted from k on (k = 8, 11, 14)
     prior f      prior density f = E / lowest loss (favours a high E); "prior f^2" likewise
     prior f>0.3  uniform on (0.3, 1) x lowest loss
     ahead        weighed by how well each node predicted ahead instead of how well it fits: the
                  uniform prior times the likelihood of the fitted runs >= 2x (or 1.5x) beyond the
                  largest earlier cut, predicted by that cut's laws at the same E (interpolated in E,
                  held at the ends; the cut's own weights where no earlier cut is far enough)
-    ahead+shipped   the two posteriors mixed half and half; ahead*shipped their product
+    ahead+marginal  the two posteriors mixed half and half; ahead*marginal their product
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ import numpy as np
 
 from distillscale.laws import ensemble, published
 from distillscale.laws.backtest import scale_levels
+from distillscale.laws.fitting import E_FLOOR_FRACTION
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.marginal import posterior_weights, weigh
 from distillscale.laws.selection import fit_supervised
@@ -62,7 +74,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from extrapolation import choose_cuts, held_back  # noqa: E402  (a sibling script, not a package)
 
 VARIANTS = {
-    "shipped": {},
+    "marginal": {},
     "fitted": None,
     "temper2": {"count": lambda K, n: 2 * K},
     "temper4": {"count": lambda K, n: 4 * K},
@@ -78,8 +90,9 @@ VARIANTS = {
     "prior f>0.3": {"prior": lambda f: (f >= 0.3) + 1e-12},
     "ahead": {"ahead": {"beyond": 2.0, "mix": 1.0}},
     "ahead 1.5x": {"ahead": {"beyond": 1.5, "mix": 1.0}},
-    "ahead+shipped": {"ahead": {"beyond": 2.0, "mix": 0.5}},
-    "ahead*shipped": {"ahead": {"beyond": 2.0, "product": True}},
+    "ahead+marginal": {"ahead": {"beyond": 2.0, "mix": 0.5}},
+    "ahead*marginal": {"ahead": {"beyond": 2.0, "product": True}},
+    "identified": {"identified": True},
 }
 
 
@@ -141,7 +154,8 @@ def build(path: str, sets: list[str]) -> dict:
             start = time.process_time()
             fit_rows = develop & (N <= cut)
             predict_rows = (develop if kind == "dev" else back) & (N > cut) & (N <= 8 * cut)
-            fit = fit_supervised(N[fit_rows], D[fit_rows], loss[fit_rows], bootstrap=0, backtest=False)
+            fit = fit_supervised(N[fit_rows], D[fit_rows], loss[fit_rows], bootstrap=0, backtest=False,
+                                 marginal_e=True)
             cache[key] = cache_entry(fit, fit_rows, predict_rows)
             with open(path + ".tmp", "w") as handle:
                 json.dump(cache, handle)
@@ -157,6 +171,8 @@ def member_law(member: dict, N, D, loss, variant: dict, before: tuple[float, dic
     if member["nodes"] is None:
         return law_from(member["fitted"])
     laws, lowest = [law_from(c) for c in member["nodes"]], member["lowest_loss"]
+    if variant.get("identified") and member["fitted"][SupervisedLaw.COEFFICIENTS.index("E")] < E_FLOOR_FRACTION * lowest:
+        return law_from(member["fitted"])
     count = variant["count"](len(scale_levels(N)), len(N)) if "count" in variant else None
     marginal = weigh(laws, N, D, loss, lowest, count)
     if "prior" in variant:
@@ -217,12 +233,36 @@ def cell(values: list) -> str:
     return f"{np.abs(values).mean() * 100:5.2f}/{(values > 0).mean() * 100:3.0f}" if len(values) else f"{'-':>9}"
 
 
+def all_evidence_loso(scores: dict[str, dict[str, float]], variants: list[str]) -> list[tuple[str, str, float]]:
+    """For each unit of `scores` (unit -> variant -> score, lower is better; every variant present),
+    the variant with the lowest mean log score over the other units, and its score on the unit:
+    (unit, chosen, score)."""
+    units = list(scores)
+    out = []
+    for unit in units:
+        others = [u for u in units if u != unit]
+        chosen = min(variants, key=lambda v: np.mean([np.log(scores[u][v]) for u in others]))
+        out.append((unit, chosen, scores[unit][chosen]))
+    return out
+
+
+def load_units(path: str) -> dict[str, dict[str, float]]:
+    """Extra evidence units: a JSON object unit -> variant -> score (keys starting "_" are notes)."""
+    return {unit: scores for unit, scores in json.load(open(path)).items() if not unit.startswith("_")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", required=True, help="JSON cache of the fits (made if absent, reused if present)")
     parser.add_argument("--sets", nargs="+", default=None, help="pack sets (default: every available one)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--units", help="JSON of further evidence units for the decision rule: "
+                                        "unit -> variant -> mean |error| %% (e.g. bench/e_units_corpora.json)")
     args = parser.parse_args()
+    try:
+        extra = load_units(args.units) if args.units else {}
+    except (OSError, ValueError, AttributeError) as error:
+        parser.exit(2, f"--units {args.units}: {error}; give a JSON object unit -> variant -> score\n")
     sets = args.sets or list(published.names(available=True))
     unknown = sorted(set(sets) - set(published.names(available=True)))
     if unknown:
@@ -234,7 +274,7 @@ def main() -> None:
     cache = build(args.cache, sets)
     print("step 2: variants; cells are mean |error| % / share over-predicted %", flush=True)
     print(f"{'':<22}" + " ".join(f"{s[:5] + s.split('_')[-1][:4]:>9}" for s in sets) + " | mean of sets")
-    dev_means = {}
+    dev_means, unit_scores = {}, {name: {} for name in sets}
     for label in args.variants:
         start = time.process_time()
         per_set = {name: errors(cache, name, VARIANTS[label]) for name in sets}
@@ -243,13 +283,36 @@ def main() -> None:
             print(f"{label + ' ' + row:<22}" + " ".join(cell(per_set[s][row]) for s in sets)
                   + f" | {np.mean(means):.2f}")
         dev_means[label] = {s: np.abs(per_set[s]["dev"]).mean() * 100 for s in sets}
+        for s in sets:
+            unit_scores[s][label] = np.mean([np.abs(per_set[s][row]).mean() * 100
+                                             for row in ("dev", "held", "last") if per_set[s][row]])
         print(f"{'':<22}({time.process_time() - start:.0f} s)", flush=True)
     if len(args.variants) > 1 and len(sets) > 1:
         print("leave one set out (dev): the variant best on the other sets' mean, scored on the left-out set")
         for name in sets:
             chosen = min(args.variants, key=lambda v: np.mean([dev_means[v][s] for s in sets if s != name]))
-            shipped = f" (shipped {dev_means['shipped'][name]:.2f}%)" if "shipped" in dev_means else ""
-            print(f"  {name:<32} {chosen:<14} {dev_means[chosen][name]:.2f}%{shipped}")
+            fitted = f" (fitted {dev_means['fitted'][name]:.2f}%)" if "fitted" in dev_means else ""
+            print(f"  {name:<32} {chosen:<14} {dev_means[chosen][name]:.2f}%{fitted}")
+    # the decision rule: every unit, the variants every unit scored
+    units = {**unit_scores, **extra}
+    variants = [v for v in args.variants if all(v in scores for scores in units.values())]
+    left = sorted(set(args.variants) - set(variants))
+    if len(variants) > 1 and len(units) > 2:
+        print(f"\nall the evidence: {len(units)} units (mean of dev, held, last for a set)"
+              + (f"; left out, not scored on every unit: {', '.join(left)}" if left else ""))
+        print(f"{'unit':<32}" + "".join(f"{v:>14}" for v in variants) + "   chosen on the others")
+        picks = {}
+        for unit, chosen, _ in all_evidence_loso(units, variants):
+            picks[chosen] = picks.get(chosen, 0) + 1
+            print(f"{unit:<32}" + "".join(f"{units[unit][v]:>14.2f}" for v in variants) + f"   {chosen}")
+        print(f"{'geometric mean':<32}" + "".join(
+            f"{np.exp(np.mean([np.log(units[u][v]) for u in units])):>14.3f}" for v in variants))
+        for v in variants:
+            if v != "fitted" and "fitted" in variants:
+                helps = sum(units[u][v] < units[u]["fitted"] for u in units)
+                hurts = sum(units[u][v] > units[u]["fitted"] for u in units)
+                print(f"  {v} against fitted: better on {helps}, worse on {hurts} of {len(units)} units")
+        print("chosen, leaving each unit out: " + ", ".join(f"{v} {n}x" for v, n in picks.items()))
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ def test_the_default_extrapolates_a_published_set_better_than_the_old_default():
 def median_fit():
     """The median law fitted (with a small bootstrap) to Gadre et al.'s C4 runs up to 130M parameters."""
     (N, D, loss), _ = _development_cut()
-    return (N, D, loss), MedianLawFitter([SupervisedLawFitter(form, bootstrap=20, seed=3) for form in FORMS]).fit(
-        N, D, loss)
+    return (N, D, loss), MedianLawFitter([SupervisedLawFitter(form, bootstrap=20, seed=3) for form in FORMS],
+                                         marginal=True).fit(N, D, loss)
 
 
 @pytest.mark.slow
@@ -48,7 +48,7 @@ def test_the_refit_is_one_law_near_the_median_of_the_forms(median_fit):
     (N, D, loss), fitter = median_fit
     laws = [member.law_ for member in fitter.members_]
     assert [law.fit.form for law in laws] == list(FORMS) and isinstance(fitter.law_, SupervisedLaw)
-    # each member's E is marginalized (`laws.marginal`): the median is of the marginal predictions
+    # each member's E is marginalized (`laws.marginal`, asked for): the median is of the marginal predictions
     assert all(isinstance(m, MarginalLaw) for m in fitter.marginals_)
     n, d = median_grid(N, D)
     assert n.max() > 15 * N.max() and np.isclose(n.min(), N.min())  # the grid reaches beyond the runs
@@ -66,9 +66,9 @@ def test_the_refit_is_one_law_near_the_median_of_the_forms(median_fit):
 
 
 @pytest.mark.slow
-def test_with_marginal_e_off_the_median_is_of_the_fitted_forms():
+def test_by_default_the_median_is_of_the_fitted_forms():
     (N, D, loss), _ = _development_cut()
-    fitter = MedianLawFitter([SupervisedLawFitter(form, bootstrap=0) for form in FORMS], marginal=False).fit(N, D, loss)
+    fitter = MedianLawFitter([SupervisedLawFitter(form, bootstrap=0) for form in FORMS]).fit(N, D, loss)
     assert fitter.marginals_ == [None] * 3 and fitter.law_.fit.marginal_e is None
     n, d = median_grid(N, D)
     median = np.median([member.law_.predict(n, d) for member in fitter.members_], axis=0)

@@ -13,14 +13,15 @@ largest, at the fitted runs' tokens per parameter.
     fitter.fit(N, D, loss).law_                       # a SupervisedLaw, with its fit record
     median_law([law_a, law_b, law_c], N, D)           # the refit alone, from laws already fitted
 
-Each member's E is marginalized, not fitted (`laws.marginal`): runs of a few small models do not
-pin E down, and the fitted E decided where a member extrapolated (too high an E over-predicts
-every larger model). A member whose E the user fixed or gave a prior keeps it.
+Each member's E is fitted. With `marginal=True` it is marginalized instead (`laws.marginal`; a
+member whose E the user fixed or gave a prior keeps it): better on the validation pack's
+development runs, worse on its held-back and far runs and on six micro corpora, so not the default
+(docs/validation_pack.md).
 
 The bootstrap: the members share their seed, so their k-th resamples are the same resample of the
 runs; the ensemble's k-th sample is the refit of the median of the members' k-th fits (each moved
-by its resample's departure from the member's own fit, around the member's law at an E drawn from
-its posterior: the samples, and so the intervals, carry E's uncertainty as well as the runs' noise).
+by its resample's departure from the member's own fit; with E marginalized, around the member's
+law at an E drawn from its posterior, so that the samples carry E's uncertainty as well).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class MedianLawFitter:
     `bootstrap`, `members_`."""
 
     def __init__(self, members: list[SupervisedLawFitter], reach: float = REACH, progress=None,
-                 marginal: bool = True):
+                 marginal: bool = False):
         self.members = members
         self.reach = reach
         self.progress = progress  # progress(message): told as the bootstrap's refits go (the longest step)

@@ -90,7 +90,7 @@ class Profile(_Record):
 
 
 class MarginalE(_Record):
-    """E marginalized, not fitted (`laws.marginal`): for each member form of the default fit, E's
+    """E marginalized, not fitted (`laws.marginal`, `fit_supervised(marginal_e=True)`): for each member form, E's
     posterior mean and central interval at `level` (nats/token), over a uniform prior on (0,
     `lowest_loss`), with a likelihood that counts the runs' `sizes` distinct model sizes."""
 

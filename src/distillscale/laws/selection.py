@@ -188,7 +188,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    exponent_prior: ExponentPrior | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
                    max_folds: int = MAX_FOLDS, unique_tokens=None, ensemble: bool = True,
-                   marginal_e: bool = True,
+                   marginal_e: bool = False,
                    progress: Callable[[str], None] | None = None, **fitter_options) -> LawFit:
     """Fit L(N, D): with form="auto" the median of the three forms refitted into one law
     (`laws.ensemble`), or in one given form.
@@ -207,9 +207,11 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     column or values, when given) as alternatives to E free, every run and non-embedding N, chosen
     among by backtest; the forms alone are backtested too and reported, but not chosen. With
     `ensemble=False`, form="auto" chooses among the forms themselves by backtest instead (the
-    default before the validation pack). In the median, each form's E is marginalized over a
-    grid rather than fitted (`laws.marginal`) unless the candidate fixes E or puts a prior on it;
-    `marginal_e=False` fits it instead (the default before issue 34). With a form given, that form
+    default before the validation pack). In the median, each form's E is fitted; `marginal_e=True`
+    marginalizes it over a grid instead (`laws.marginal`) unless the candidate fixes E or puts a
+    prior on it (the default for part of issue 34; on all the evidence together, the pack's
+    development, held-back and far runs and six micro corpora, a fitted E extrapolates better:
+    docs/validation_pack.md). With a form given, that form
     with the given choices is the only candidate (still backtested; its E fitted). `exponent_prior` (an `ExponentPrior`: Gaussian priors on
     alpha and beta, e.g. from fits to other data sets) is not an alternative: every candidate's fit,
     each member form's, carries it. `fitter_options` go to `SupervisedLawFitter` (bootstrap, level, seed, grid,
