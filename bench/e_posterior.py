@@ -170,9 +170,10 @@ def member_law(member: dict, N, D, loss, variant: dict, before: tuple[float, dic
     same member at an earlier cut, (cut, member), for the variants that look ahead)."""
     if member["nodes"] is None:
         return law_from(member["fitted"])
-    laws, lowest = [law_from(c) for c in member["nodes"]], member["lowest_loss"]
-    if variant.get("identified") and member["fitted"][SupervisedLaw.COEFFICIENTS.index("E")] < E_FLOOR_FRACTION * lowest:
-        return law_from(member["fitted"])
+    fitted, lowest = law_from(member["fitted"]), member["lowest_loss"]
+    if variant.get("identified") and fitted.E < E_FLOOR_FRACTION * lowest:
+        return fitted
+    laws = [law_from(c) for c in member["nodes"]]
     count = variant["count"](len(scale_levels(N)), len(N)) if "count" in variant else None
     marginal = weigh(laws, N, D, loss, lowest, count)
     if "prior" in variant:
@@ -237,13 +238,17 @@ def all_evidence_loso(scores: dict[str, dict[str, float]], variants: list[str]) 
     """For each unit of `scores` (unit -> variant -> score, lower is better; every variant present),
     the variant with the lowest mean log score over the other units, and its score on the unit:
     (unit, chosen, score)."""
-    units = list(scores)
     out = []
-    for unit in units:
-        others = [u for u in units if u != unit]
-        chosen = min(variants, key=lambda v: np.mean([np.log(scores[u][v]) for u in others]))
+    for unit in scores:
+        others = [u for u in scores if u != unit]
+        chosen = min(variants, key=lambda v: geometric_mean(scores, others, v))
         out.append((unit, chosen, scores[unit][chosen]))
     return out
+
+
+def geometric_mean(scores: dict[str, dict[str, float]], units: list[str], variant: str) -> float:
+    """The variant's geometric mean score over `units` (the decision rule's criterion)."""
+    return float(np.exp(np.mean([np.log(scores[u][variant]) for u in units])))
 
 
 def load_units(path: str) -> dict[str, dict[str, float]]:
@@ -305,8 +310,7 @@ def main() -> None:
         for unit, chosen, _ in all_evidence_loso(units, variants):
             picks[chosen] = picks.get(chosen, 0) + 1
             print(f"{unit:<32}" + "".join(f"{units[unit][v]:>14.2f}" for v in variants) + f"   {chosen}")
-        print(f"{'geometric mean':<32}" + "".join(
-            f"{np.exp(np.mean([np.log(units[u][v]) for u in units])):>14.3f}" for v in variants))
+        print(f"{'geometric mean':<32}" + "".join(f"{geometric_mean(units, list(units), v):>14.3f}" for v in variants))
         for v in variants:
             if v != "fitted" and "fitted" in variants:
                 helps = sum(units[u][v] < units[u]["fitted"] for u in units)

@@ -32,14 +32,14 @@ def test_the_marginal_and_fitted_variants_rebuild_the_librarys_laws_from_the_cac
     fit = fit_supervised(N, D, loss, bootstrap=0, backtest=False, marginal_e=True)
     entry = module.cache_entry(fit, rows, rows)
     far = (np.array([1e9, 4e9]), np.array([2e10, 8e10]))
-    shipped = module.variant_law(entry, N, D, loss, module.VARIANTS["marginal"])
-    np.testing.assert_allclose(shipped.predict(*far), fit.law.predict(*far), rtol=1e-6)
+    marginal = module.variant_law(entry, N, D, loss, module.VARIANTS["marginal"])
+    np.testing.assert_allclose(marginal.predict(*far), fit.law.predict(*far), rtol=1e-6)
     fitted = module.variant_law(entry, N, D, loss, module.VARIANTS["fitted"])
     with_e = fit_supervised(N, D, loss, bootstrap=0, backtest=False).law  # the default: E fitted
     np.testing.assert_allclose(fitted.predict(*far), with_e.predict(*far), rtol=1e-6)
     # four sizes leave E spread, so the marginal and fitted laws differ far out; tempering the
     # likelihood (x4) takes the marginal law part of the way to the fitted one
-    gap = np.abs(shipped.predict(*far) - fitted.predict(*far))
+    gap = np.abs(marginal.predict(*far) - fitted.predict(*far))
     assert gap.min() > 1e-3
     tempered = module.variant_law(entry, N, D, loss, module.VARIANTS["temper4"])
     assert np.all(np.abs(tempered.predict(*far) - fitted.predict(*far)) < gap)
@@ -60,8 +60,8 @@ def test_looking_ahead_reweighs_only_when_an_earlier_cut_lies_far_enough_below()
     full = module.cache_entry(fit_supervised(N, D, loss, bootstrap=0, backtest=False, marginal_e=True), rows, rows)
     early = module.cache_entry(fit_supervised(N[small], D[small], loss[small], bootstrap=0, backtest=False,
                                               marginal_e=True), small, ~small)
-    member, shipped = full["members"][1], module.VARIANTS["marginal"]
-    alone = module.member_law(member, N, D, loss, shipped)
+    member, marginal = full["members"][1], module.VARIANTS["marginal"]
+    alone = module.member_law(member, N, D, loss, marginal)
     # no earlier cut at least 2x below the largest fitted size (3.2e8): the marginal posterior
     for name in ("ahead", "ahead+marginal", "ahead*marginal"):
         variant = module.VARIANTS[name]
@@ -76,7 +76,7 @@ def test_looking_ahead_reweighs_only_when_an_earlier_cut_lies_far_enough_below()
     np.testing.assert_allclose(mixed.weights, (ahead.weights + alone.weights) / 2, rtol=1e-9)
     far = (np.array([2e9, 8e9]), np.array([4e10, 1.6e11]))
     looked = module.variant_law(full, N, D, loss, module.VARIANTS["ahead"], [(8e7, early)]).predict(*far)
-    assert not np.allclose(looked, module.variant_law(full, N, D, loss, shipped).predict(*far), rtol=1e-4)
+    assert not np.allclose(looked, module.variant_law(full, N, D, loss, marginal).predict(*far), rtol=1e-4)
 
 
 def test_the_decision_rule_chooses_on_the_other_units_and_is_scale_free():
