@@ -587,7 +587,7 @@ def _plan(laws: LawSet, arguments: PlanArguments, student_model, names: list[str
     planner = DistillationPlanner(laws, forward, start=start)
     if compare:
         return _mode_comparison(laws, planner, arguments, student_model)
-    N_S, F_S = _student(student_params, student_model)
+    N_S, F_S = _student(student_params, student_model, forward, arguments.n_ctx)
     if teacher is not None and N_S is None:
         raise ParameterError("student_params", "planning with an existing teacher (or a mixture) needs {}")
     if N_S is None:
@@ -728,9 +728,11 @@ def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int
                         aspect_ratio or settings.aspect_ratio)
 
 
-def _student(student_params: float | None,
-             student_model: str | Path | None) -> tuple[float | None, float | None]:
-    """(N_S, exact F(N_S) or None) from the size or from a model directory."""
+def _student(student_params: float | None, student_model: str | Path | None, forward: ForwardFlops,
+             n_ctx: int | None) -> tuple[float | None, float | None]:
+    """(N_S, exact F(N_S) or None) from the size or from a model directory. A model is priced at
+    the plan's context (`n_ctx` when given, else the law's), the sequence length it trains at, not
+    at the longest its config allows (an imported Qwen3 keeps 40,960); at most at that longest."""
     if student_model is None:
         return student_params, None
     if student_params is not None:
@@ -738,7 +740,12 @@ def _student(student_params: float | None,
     from distillscale.model.checkpoint import load_config
 
     config = load_config(student_model)
-    return float(config.non_embedding_params), float(config.forward_flops_per_token())
+    if n_ctx is not None and n_ctx > config.max_seq_len:
+        raise ParameterError(("n_ctx", "student_model", "n_ctx"), f"{{}} {n_ctx} is longer than the "
+                             f"context of {{}} ({config.max_seq_len} tokens, its max_seq_len): give {{}} "
+                             f"{config.max_seq_len} or less")
+    context = min(forward.n_ctx, config.max_seq_len)
+    return float(config.non_embedding_params), float(config.forward_flops_per_token(context))
 
 
 def _student_region(laws: LawSet, planner: DistillationPlanner, search: StudentSearch
