@@ -6,6 +6,7 @@ teacher in process with the same top-k."""
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -586,3 +587,40 @@ def test_a_server_that_dies_mid_on_policy_run_stops_it_and_it_resumes(cli, servi
             "--teacher-retries", "2", *STUDENT, *ON_POLICY)
     result = die_then_resume(cli, service, serving, dying, args, out, on_policy_in_process, checkpoint_step=4)
     assert result["on_policy"]["generated_tokens"] == 4 * 8 * 8
+
+
+def _rescaled(completions, total: float):
+    """`completions` with every position's top-K log-probabilities (the prompt token's, added when it is not
+    among them, left out) rescaled to probabilities summing to `total`: a confident teacher, as rounded."""
+    def answer(request):
+        result = completions(request)
+        for choice in result["choices"]:
+            tops = choice["logprobs"]["top_logprobs"]
+            for j, top in enumerate(tops[1:], 1):
+                top = dict(sorted(top.items(), key=lambda item: -item[1])[:K])
+                shift = math.log(total / math.fsum(math.exp(value) for value in top.values()))
+                tops[j] = {key: value + shift for key, value in top.items()}
+        return result
+    return answer
+
+
+def test_a_served_top_k_rounded_above_one_keeps_an_empty_tail(cli, served, service, teacher, tmp_path):
+    """M4: the validator took sums up to 1.02 as rounding, the loss took those above 1.001 as unnormalised
+    and moved most of a confident row into the tail ("estimated", mean top-k mass 0.4-0.8), while
+    teacher_server said the tail was 0. One rule now: such a row is the row divided by its sum."""
+    runs = {}
+    for total in (1.0, 1.015):
+        _distil_with_replaced(cli, served, service, teacher, tmp_path / str(total), "completions",
+                              _rescaled(service.completions, total))
+        runs[total] = tmp_path / str(total) / "s"
+    result = json.loads((runs[1.015] / "result.json").read_text())
+    targets, record = result["top_k_targets"], result["teacher_server"]
+    assert targets["tail"] == "known" and targets["mean_top_k_mass"] == pytest.approx(1.0, abs=1e-6), targets
+    assert record["mean_tail_mass"] == pytest.approx(0.0, abs=1e-6), record
+    assert [m["loss"] for m in metrics(runs[1.015])] == pytest.approx([m["loss"] for m in metrics(runs[1.0])],
+                                                                      abs=1e-5)
+    from distillscale.training.remote_teacher import ServerError, validated_answer
+
+    prompts = torch.tensor([[1, 2, 3]])
+    with pytest.raises(ServerError, match="sum to 1.03, more than 1"):  # beyond rounding: refused
+        validated_answer(_rescaled(lambda request: served_answer(service, prompts), 1.03)(None), (1, 3), K, 320)

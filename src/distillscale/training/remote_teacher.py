@@ -20,8 +20,9 @@ What a server's top-k cannot give: how the teacher's mass outside the k ids spre
 ids. Its total is known: the log-probabilities are normalised over the whole vocabulary (vLLM's
 log-softmax), so the tail mass is 1 - sum(top-k probabilities), rounded by the server (bf16 on a
 GPU, then JSON). The loss keeps it as one "everything else" category (`losses.py`, through
-`sparse_distillation_loss`, as top-k logit caches and `--top-k` with a local teacher do). Rows whose
-values add up to more than 1 are not normalised; their tail is estimated (`training.top_k`).
+`sparse_distillation_loss`, as top-k logit caches and `--top-k` with a local teacher do). A row whose
+probabilities add up to a little more than 1 is rounding, divided by its sum; more than that is refused
+(`training.top_k.MASS_ROUNDING`, the one definition of rounding for the check and the loss).
 result.json records the mean tail mass and, in `top_k_targets`, the check made before training.
 
 Components: `TeacherClient` (HTTP with batching, timeouts and bounded exponential-backoff retries;
@@ -55,14 +56,7 @@ from distillscale.training.losses import LossOutput, sparse_distillation_loss
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.on_policy import generation_plan
 from distillscale.training.records import DistillationRecord, TeacherRecord, TeacherServerRecord
-from distillscale.training.top_k import (
-    CHECK_TOKENS,
-    TAIL_FROM_BOUND,
-    TAIL_KNOWN,
-    bounded_log_probs,
-    check_top_k_mass,
-    not_normalised,
-)
+from distillscale.training.top_k import CHECK_TOKENS, MASS_ROUNDING, TAIL_KNOWN, check_top_k_mass, without_rounding
 
 TOKEN_ID_PREFIX = "token_id:"  # vLLM's form of a token when asked for return_tokens_as_token_ids
 MAX_ENTRIES_PER_REQUEST = 1 << 20  # prompts x positions x k per request: about 40 MB of JSON
@@ -333,27 +327,14 @@ class ServedTeacherObjective:
         self.flops_method = flops_method
         self.extra_flops_per_token = 0  # set by `count_teacher_flops` when the server states them
         self.top_k_targets = None  # the top-k check's record (`check_top_k`)
-        self.estimated_rows = 0  # positions whose top-k values were not normalised (`training.top_k`)
 
     def check_top_k(self, tokens: np.ndarray, seq_len: int, batch_size: int, report: bool = True) -> None:
         """The served teacher's top-k mass on the first `CHECK_TOKENS` of the student's data."""
         windows = [torch.cat([inputs, targets[:, -1:]], 1)
                    for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size, CHECK_TOKENS)]
-        log_probs = self._normalised(self.client.top_logprobs(torch.cat(windows)).log_probs)  # one request
-        self.top_k_targets = check_top_k_mass(log_probs, self.client.top_k, "served",
-                                              *self._tail(), self.loss_config.top_k_tail, report)
-
-    def _normalised(self, log_probs: torch.Tensor) -> torch.Tensor:
-        """The served values, with rows that are not normalised log-probabilities estimated."""
-        rows = not_normalised(log_probs)
-        if not rows.any():
-            return log_probs
-        self.estimated_rows += int(rows.sum())
-        vocab = self.client.vocab_size or log_probs.shape[-1]
-        return torch.where(rows.unsqueeze(-1), bounded_log_probs(log_probs, vocab), log_probs)
-
-    def _tail(self) -> tuple[str, str]:
-        return ("estimated", TAIL_FROM_BOUND) if self.estimated_rows else ("known", TAIL_KNOWN)
+        log_probs = self.client.top_logprobs(torch.cat(windows)).log_probs  # one request
+        self.top_k_targets = check_top_k_mass(log_probs, self.client.top_k, "served", "known", TAIL_KNOWN,
+                                              self.loss_config.top_k_tail, report)
 
     def count_teacher_flops(self, seq_len: int) -> None:
         """The teacher's forward FLOPs per token at `seq_len`, when the server states them
@@ -365,7 +346,7 @@ class ServedTeacherObjective:
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, teacher_ids: torch.Tensor,
                  teacher_log_probs: torch.Tensor) -> LossOutput:
         student_hidden = model.hidden_states(inputs).flatten(0, 1)
-        return sparse_distillation_loss(student_hidden, model.head, teacher_ids, self._normalised(teacher_log_probs),
+        return sparse_distillation_loss(student_hidden, model.head, teacher_ids, teacher_log_probs,
                                         targets.flatten(), self.loss_config)
 
     def record(self, tokens: int) -> ObjectiveRecord:
@@ -383,20 +364,15 @@ class ServedTeacherObjective:
                   f"teacher.forward_flops_per_token x tokens, as the server states it" if known else
                   f"{self.flops_method}; the served teacher's forward passes are not counted (the server does "
                   f"not state its FLOPs)")
-        top_k_targets = self.top_k_targets
-        if top_k_targets is not None and self.estimated_rows:
-            top_k_targets = top_k_targets.model_copy(update=dict(zip(("tail", "tail_source"), self._tail())))
         return ObjectiveRecord(teacher=teacher, distillation=DistillationRecord(**self.loss_config.model_dump()),
-                               teacher_server=self.client.record(), top_k_targets=top_k_targets, flops_method=method)
+                               teacher_server=self.client.record(), top_k_targets=self.top_k_targets,
+                               flops_method=method)
 
 
 # -- validation: one pass over what a server says, before anything uses it -------------------------
 
 MIN_PROMPT_TOKENS = 3  # the shortest window a run sends: seq_len 2, plus the token after it
 MAX_TOKEN_ID_DIGITS = 18  # ids beyond int64 are refused before they reach an array
-# The top-k probabilities of one position sum to at most 1; the server rounds each log-probability
-# (bf16 on a GPU, then JSON), so a sum up to 1 + MASS_TOLERANCE is taken as 1.
-MASS_TOLERANCE = 0.02
 LOG_PROB_TOLERANCE = 1e-3  # a log-probability up to this (rounded from ~0) is taken as 0
 
 
@@ -431,7 +407,8 @@ def validated_answer(answer: Any, shape: tuple[int, int], k: int, vocab_size: in
     ServerError naming the first thing wrong: each prompt answered by exactly one choice (indices
     0..n-1, integers, not booleans), every position's entries canonical "token_id:<id>" keys with
     ids inside the vocabulary, log-probabilities finite numbers <= 0 whose probabilities sum to at
-    most 1, and the prompt tokens' own log-probabilities too."""
+    most 1 (a sum up to 1 + MASS_ROUNDING is rounding: the row comes back divided by it), and the
+    prompt tokens' own log-probabilities too."""
     n, length = shape
     choices = answer.get("choices") if isinstance(answer, dict) else None
     if not isinstance(choices, list) or len(choices) != n:
@@ -465,11 +442,11 @@ def validated_answer(answer: Any, shape: tuple[int, int], k: int, vocab_size: in
             if len({token for _, token in entries}) != len(entries):
                 raise _shape(f"{where} lists one token id twice")
             mass = math.fsum(math.exp(value) for value, _ in entries)
-            if mass > 1 + MASS_TOLERANCE:
+            if mass > 1 + MASS_ROUNDING:  # more than rounding (`training.top_k`)
                 raise _shape(f"{where} has top log-probabilities whose probabilities sum to {mass:.3g}, more than 1")
             token_log_probs[index, j - 1] = _log_prob(own[j], f"{where}'s token_logprobs")
             ids[index, j - 1] = [token for _, token in entries[:k]]
-            log_probs[index, j - 1] = [value for value, _ in entries[:k]]
+            log_probs[index, j - 1] = without_rounding([value for value, _ in entries[:k]], mass)
     if vocab_size is not None and ids.max() >= vocab_size:
         raise ServerError(f"the served teacher predicts token id {ids.max()}, beyond the {vocab_size} ids "
                           f"of this run's tokenizer: give the teacher's tokenizer with --tokenizer", retry=False)

@@ -10,10 +10,13 @@ with the student's. The tail mass P_T = 1 - sum(top-k probabilities) is
 - estimated where the values carry no normalisation:
   - a logit cache made before (it kept log-probabilities relative to the most likely id only):
     every position gets the cache's mean top-k mass, which `cache-logits` measured exactly and
-    wrote to cache.json (`TAIL_FROM_MEAN_MASS`);
-  - a server whose top-k "log-probabilities" add up to more than 1 (unnormalised scores): each
-    position's tail is bounded by letting every other id be as likely as the k-th
-    (`TAIL_FROM_BOUND`), an over-estimate, the safe side: a flatter target, never a collapse.
+    wrote to cache.json (`TAIL_FROM_MEAN_MASS`).
+
+What "rounding" means, in one place (`MASS_ROUNDING`, `without_rounding`): a server rounds each
+log-probability (bf16 on a GPU, then JSON), so the top-k probabilities of a confident position can
+add up to a little more than 1. Up to 1 + MASS_ROUNDING that is rounding: the row is divided by its
+sum (its tail is empty, as the teacher's is to the server's precision); beyond, the values are not
+log-probabilities and the answer is refused (`remote_teacher.validated_answer`).
 
 Before the first step, a top-k run measures the teacher's top-k mass on the first `CHECK_TOKENS`
 of its data, records it in result.json (`top_k_targets`) and warns in one line when the mean is
@@ -32,15 +35,12 @@ from distillscale.training.records import TopKTargetsRecord
 
 CHECK_TOKENS = 4096  # tokens whose top-k mass is measured before training
 LOW_TOP_K_MASS = 0.9  # a mean top-k mass below this warns
-NORMALISED_SLACK = 1e-3  # top-k masses above 1 + this are not probabilities (server rounding stays below)
+MASS_ROUNDING = 0.02  # top-k probabilities summing to at most 1 + this are rounded log-probabilities
 
 TAIL_KNOWN = "known: the teacher's top-k log-probabilities are normalised over its vocabulary, tail = 1 - sum"
 TAIL_FROM_MEAN_MASS = ("estimated: the logit cache stores log-probabilities relative to the most likely id only "
                        "(made before the top-k mass was stored); every position gets the cache's mean top-k "
                        "mass from cache.json; make the cache again for known tails")
-TAIL_FROM_BOUND = ("estimated: the server's top-k values add up to more than 1 (not normalised log-probabilities); "
-                   "each position's tail is bounded by letting every other id be as likely as the k-th "
-                   "(an over-estimate)")
 
 
 def normalise_relative(relative: np.ndarray, log_mass: np.ndarray | None,
@@ -58,18 +58,11 @@ def normalise_relative(relative: np.ndarray, log_mass: np.ndarray | None,
     return (relative - log_sum + target).astype(np.float32)
 
 
-def bounded_log_probs(values: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """`TAIL_FROM_BOUND`: top-k scores [..., k] as log-probabilities whose tail is (V - k) times the
-    k-th id's probability."""
-    k = values.shape[-1]
-    kth = values.min(-1, keepdim=True).values
-    tail = kth + math.log(max(vocab_size - k, 0)) if vocab_size > k else torch.full_like(kth, -math.inf)
-    return values - torch.logaddexp(values.logsumexp(-1, keepdim=True), tail)
-
-
-def not_normalised(log_probs: torch.Tensor) -> torch.Tensor:
-    """Rows [...] whose top-k values [..., k] add up to more than 1: not log-probabilities."""
-    return log_probs.double().logsumexp(-1) > math.log1p(NORMALISED_SLACK)
+def without_rounding(log_probs: list[float], mass: float) -> list[float]:
+    """One position's top-k log-probabilities whose probabilities sum to `mass` (at most
+    1 + MASS_ROUNDING: the caller refuses more), divided by that sum where it is above 1 (rounding:
+    an empty tail); unchanged otherwise."""
+    return [value - math.log(mass) for value in log_probs] if mass > 1 else log_probs
 
 
 def check_top_k_mass(log_probs: torch.Tensor, top_k: int, path: str, tail: str, tail_source: str,
