@@ -49,7 +49,8 @@ def write_text_corpus(directory, documents=DOCUMENTS):
 
 
 def split_documents(prepared: PreparedData, name: str) -> list[str]:
-    """The documents of a split, recovered by cutting at end-of-text tokens and decoding."""
+    """The texts of a split (runs of one document's pieces), recovered by cutting at end-of-text tokens
+    and decoding."""
     tokens = prepared.split(name)
     ends = np.flatnonzero(tokens == prepared.end_of_text_id)
     assert len(ends) and ends[-1] == len(tokens) - 1, "every document ends with the end-of-text token"
@@ -62,9 +63,21 @@ def all_split_documents(prepared: PreparedData) -> dict[str, list[str]]:
 
 
 def assert_disjoint_cover(splits: dict[str, list[str]], documents: list[str]) -> None:
-    everything = [text for texts in splits.values() for text in texts]
-    assert sorted(everything) == sorted(documents)  # each document exactly once, byte-exact
+    """Each byte of the corpus (`documents` in reading order) in exactly one split, in order: every
+    document is the concatenation of the next texts of the splits, which hold them in corpus order."""
     assert all(splits.values()), "no split is empty"
+    next_text = dict.fromkeys(splits, 0)
+    for document in documents:
+        rest = document
+        while rest:
+            matches = [name for name, texts in splits.items()
+                       if next_text[name] < len(texts) and texts[next_text[name]]
+                       and rest.startswith(texts[next_text[name]])]
+            assert matches, f"no split continues {rest[:40]!r}"
+            name = max(matches, key=lambda name: len(splits[name][next_text[name]]))
+            rest = rest[len(splits[name][next_text[name]]):]
+            next_text[name] += 1
+    assert all(next_text[name] == len(texts) for name, texts in splits.items()), "text beyond the corpus"
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -77,14 +90,14 @@ def test_text_directory_splits_are_disjoint_and_cover_the_corpus(tmp_path):
     manifest = prepared.manifest
     assert manifest["source"]["documents"] == len(DOCUMENTS)
     for name, texts in splits.items():
-        assert manifest["splits"][name]["documents"] == len(texts)
+        assert manifest["splits"][name]["pieces"] >= len(texts)
         assert manifest["splits"][name]["tokens"] == len(prepared.split(name))
     assert prepared.split("val").dtype == np.uint16
     assert prepared.vocab_size == prepared.tokenizer.get_vocab_size() <= VOCAB
     assert prepared.tokenizer_hash == tokenizer_hash(prepared.tokenizer)
     assert (prepared.directory / "tokenizer.json").is_file()
-    teacher, student = (sum(len(t) for t in splits[name]) for name in ("teacher", "student"))
-    assert abs(teacher - student) <= max(len(t) for t in DOCUMENTS)  # balanced halves
+    teacher, student = (manifest["splits"][name]["tokens"] for name in ("teacher", "student"))
+    assert abs(teacher - student) <= 0.05 * max(teacher, student)  # balanced halves
 
 
 def test_glob_selects_matching_files(tmp_path):
@@ -190,10 +203,16 @@ def test_bad_data_path_is_an_error(tmp_path, cli, make_path, message):
     assert code == 2 and message in err and err.startswith("distillscale: error: ")
 
 
-def test_too_few_documents_is_an_error(tmp_path):
-    corpus = write_text_corpus(tmp_path / "corpus", DOCUMENTS[:2])
-    with pytest.raises(UserError, match="2 distinct documents, too few"):
+def test_too_little_text_is_an_error(tmp_path):
+    corpus = write_text_corpus(tmp_path / "corpus", ["one document\n", "another\n"])
+    with pytest.raises(UserError, match="2 distinct pieces of text, too few"):
         prepare_data(DataConfig(path=corpus, vocab_size=VOCAB), progress=False)
+
+
+def test_two_documents_are_cut_into_enough_pieces(tmp_path):
+    corpus = write_text_corpus(tmp_path / "corpus", DOCUMENTS[:2])
+    assert_disjoint_cover(all_split_documents(prepare_data(DataConfig(path=corpus, vocab_size=VOCAB),
+                                                           progress=False)), DOCUMENTS[:2])
 
 
 @pytest.mark.parametrize("flag, value, message", [
@@ -535,3 +554,42 @@ def test_a_corpus_without_utf8_text_is_one_line_and_nothing_before_it(cli, tmp_p
     code, _, err = cli("data", "prepare", "--data", corpus)
     assert code == 2 and err.splitlines() == [err.strip()] and err.startswith("distillscale: error: the corpus"), err
     assert "holds no text" in err and "skipped as not UTF-8" in err
+
+
+def skewed_corpus(directory, documents: int = 30, big: int = 7, factor: int = 50) -> list[str]:
+    """`documents` files of ~150 words in lines of ten, one of them `factor` times longer."""
+    texts = []
+    for i in range(documents):
+        rng = random.Random(i)
+        lines = 15 * (factor if i == big else 1)
+        texts.append("".join(" ".join(rng.choice(WORDS) for _ in range(10)) + "\n" for _ in range(lines)))
+    write_text_corpus(directory, texts)
+    return texts
+
+
+def test_a_long_document_is_cut_so_that_the_halves_balance_and_no_piece_dominates(tmp_path, capsys):
+    texts = skewed_corpus(tmp_path / "corpus")
+    prepared = prepare_data(DataConfig(path=tmp_path / "corpus", vocab_size=VOCAB), progress=False)
+    made = {name: prepared.composition(name) for name in ("val", "teacher", "student")}
+    teacher, student = made["teacher"].tokens, made["student"].tokens
+    assert abs(teacher - student) <= 0.05 * max(teacher, student)  # whole documents: 2.6x apart
+    for name, split in made.items():
+        assert split.tokens == len(prepared.split(name))
+        assert split.largest_piece_share <= 0.10, name
+        assert split.pieces >= 10
+    assert made["teacher"].documents + made["student"].documents > len(texts)  # the long one is in both
+    assert_disjoint_cover(all_split_documents(prepared), texts)
+    # the long document is 63% of the corpus, so of each split: one line says so
+    assert "one document is" in capsys.readouterr().err
+
+
+def test_pieces_are_cut_at_line_ends_and_never_inside_a_character():
+    from distillscale.data.splits import cut_document
+
+    text = ("héllo wörld " * 30 + "\n") * 40
+    pieces = cut_document(text.encode(), 1000)
+    assert b"".join(pieces) == text.encode() and all(len(piece) <= 1000 for piece in pieces)
+    assert all(piece.endswith(b"\n") for piece in pieces)
+    unbroken = "é" * 3000  # no line end, no space: cut between characters
+    pieces = cut_document(unbroken.encode(), 1001)
+    assert "".join(piece.decode() for piece in pieces) == unbroken and all(len(p) <= 1001 for p in pieces)

@@ -24,7 +24,8 @@ def rows(count: int = 60) -> list[dict]:
     made = []
     for i in range(count):
         rng = random.Random(i)
-        text = f"doc{i:03d} " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 80)))
+        words = WORDS if i % 2 == 0 else [word.upper() for word in WORDS]  # the route shows in any piece
+        text = f"doc{i:03d} " + " ".join(rng.choice(words) for _ in range(rng.randint(20, 80)))
         made.append({"text": text, "source": "even" if i % 2 == 0 else "odd"})
     return made
 
@@ -42,15 +43,15 @@ def test_every_token_holds_its_documents_route(tmp_path):
     for split in ("val", "teacher", "student"):
         tokens, routes = np.asarray(data.split(split)), np.asarray(data.routes(split))
         assert len(routes) == len(tokens)
-        # documents end at end-of-text: the route is constant within each and is the document's own
+        # runs of a document's pieces end at end-of-text: the route is constant within each, the document's
         ends = np.flatnonzero(tokens == end_of_text)
         start = 0
         for end in ends:
             document_routes = routes[start:end + 1]
             assert (document_routes == document_routes[0]).all()
             text = data.tokenizer.decode(tokens[start:end].tolist())
-            number = int(text.split()[0].removeprefix("doc"))
-            assert data.route_values[document_routes[0]] == ("even" if number % 2 == 0 else "odd")
+            odd = any(word.isupper() for word in text.split())
+            assert data.route_values[document_routes[0]] == ("odd" if odd else "even")
             start = end + 1
 
 

@@ -2,7 +2,8 @@
 
 A prepared corpus is a directory `<cache_dir>/<fingerprint>/` holding `tokenizer.json`, one flat token
 file per split (`val.bin`, `teacher.bin`, `student.bin`; documents joined by the end-of-text token) and
-`manifest.json`. The fingerprint hashes the source files' paths, sizes and modification times, the
+`manifest.json`. How documents are cut into pieces and assigned to splits, and each split's
+composition (recorded in the manifest): `data/splits.py`. The fingerprint hashes the source files' paths, sizes and modification times, the
 tokenizer (its JSON hash, or the BPE training settings), `max_bytes` and the split settings.
 
 The directory is built under a temporary name and renamed into place, so an interrupted preparation
@@ -38,16 +39,18 @@ import distillscale
 from distillscale.console import err_console, warn
 from distillscale.data.config import DataConfig
 from distillscale.data.sources import Corpus, ReadStats, empty_corpus_message, resolve_corpus
+from distillscale.data.splits import (SPLITS, SplitComposition, assign_splits, composition_warning, compositions,
+                                      cut_document, piece_bytes, piece_hash, run_ends)
 from distillscale.data.tokenizer import (END_OF_TEXT, load_tokenizer, tokenizer_hash,
                                          tokenizer_vocab_size, train_byte_level_bpe)
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json
 
-FORMAT = "distillscale.data/1"
-SPLITS = ("val", "teacher", "student")
+FORMAT = "distillscale.data/2"  # 2: documents cut into pieces, split by tokens (1: whole documents, by bytes)
 DEFAULT_VOCAB_SIZE = 8192
 ROUTE_DTYPE = "uint8"  # a document's route: the index of its field's value (a mixture's teacher)
 ENCODE_BATCH_BYTES = 4 << 20  # text per batched (parallel) encode call: enough to keep every core busy
+SCATTER_BLOCK_TOKENS = 1 << 24  # tokens copied to the split files at a time
 
 
 class PreparedData:
@@ -77,6 +80,11 @@ class PreparedData:
     @property
     def end_of_text_id(self) -> int:
         return self.manifest["tokenizer"]["end_of_text_id"]
+
+    def composition(self, name: str) -> SplitComposition:
+        """What split `name` is made of: documents, pieces, tokens, the largest piece's and document's shares."""
+        recorded = self.manifest["splits"][name]
+        return SplitComposition(**{field: recorded[field] for field in SplitComposition.__dataclass_fields__})
 
     def split(self, name: str) -> np.memmap:
         """Token ids of split `name` ("val", "teacher" or "student"), read-only, memory-mapped."""
@@ -175,43 +183,6 @@ def describe_prepared(manifest: dict) -> str:
             + ", ".join(f"{name} {splits[name]['tokens'] / 1e6:,.2f}M" for name in SPLITS) + ")")
 
 
-def assign_splits(document_hashes: np.ndarray, document_bytes: np.ndarray,
-                  val_fraction: float) -> np.ndarray:
-    """Split of every document: 0 = val, 1 = teacher, 2 = student. Documents are never cut.
-
-    Distinct documents are visited in order of their (salted) hash. Validation takes each one that still
-    fits in `val_fraction` of the text (at least the smallest document); every other one goes to
-    whichever training half holds less text, so the halves differ by at most one document's size.
-    Identical documents share a hash and so a split: duplicates never leak across splits.
-    """
-    distinct, which = np.unique(document_hashes, return_inverse=True)
-    if len(distinct) < len(SPLITS):
-        raise UserError(f"the corpus has {len(distinct)} distinct documents, too few for the val, teacher "
-                        "and student splits: give a corpus with at least 3 documents (or a larger max_bytes)")
-    sizes = np.bincount(which, weights=document_bytes, minlength=len(distinct))
-    val_budget = val_fraction * sizes.sum()
-    split = np.full(len(distinct), -1, dtype=np.int8)
-    val_bytes = 0.0
-    for index, size in enumerate(sizes):
-        if val_bytes + size <= val_budget:
-            split[index] = 0
-            val_bytes += size
-    if val_bytes == 0:
-        split[np.argmin(sizes)] = 0
-    half_bytes = [0.0, 0.0]
-    for index in np.flatnonzero(split < 0):
-        half = 0 if half_bytes[0] <= half_bytes[1] else 1
-        split[index] = 1 + half
-        half_bytes[half] += sizes[index]
-    return split[which]
-
-
-def document_hash(text: bytes, seed: int) -> int:
-    """64-bit hash of a document's UTF-8 text, salted by the split seed."""
-    digest = hashlib.blake2b(text, digest_size=8, key=seed.to_bytes(8, "little"))
-    return int.from_bytes(digest.digest(), "little")
-
-
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
 
@@ -260,14 +231,12 @@ def _complete_manifest(directory: Path, fingerprint: str) -> dict | None:
 
 @dataclass
 class _FirstPass:
-    """What one read of the corpus establishes: the tokenizer, and each document's hash and size."""
+    """What one read of the corpus establishes: the tokenizer, and the documents' count and size."""
 
     tokenizer: Tokenizer
     end_of_text: str
     origin: str
     stats: ReadStats
-    hashes: np.ndarray
-    sizes: np.ndarray
 
 
 def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
@@ -282,19 +251,20 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
                       disable=not progress) as display:
             try:
                 first = _first_pass(config, corpus, loaded, display)
-                assignment = assign_splits(first.hashes, first.sizes, config.val_fraction)
+                limit = piece_bytes(first.stats.bytes, config.val_fraction)
+                dtype = token_dtype(tokenizer_vocab_size(first.tokenizer))
+                first.tokenizer.save(str(work / "tokenizer.json"))
+                task = display.add_task("tokenising", total=first.stats.bytes)
+                routes = None if config.route_field is None else _Routes(config.route_field)
+                documents = corpus.documents(config.max_bytes, ReadStats(), None if routes is None else routes.read)
+                made = _write_splits(first.tokenizer, documents, first.stats.documents, limit, config,
+                                     first.tokenizer.token_to_id(first.end_of_text), dtype, work,
+                                     lambda n_bytes: display.advance(task, n_bytes), routes)
             except UserError:  # the error alone, without the bars of the work it ended
                 _stop_silently(display)
                 raise
-            dtype = token_dtype(tokenizer_vocab_size(first.tokenizer))
-            first.tokenizer.save(str(work / "tokenizer.json"))
-            task = display.add_task("tokenising", total=first.stats.bytes)
-            routes = None if config.route_field is None else _Routes(config.route_field)
-            splits = _write_splits(first.tokenizer, corpus.documents(config.max_bytes, ReadStats(),
-                                                                     None if routes is None else routes.read),
-                                   assignment, first.tokenizer.token_to_id(first.end_of_text), dtype, work,
-                                   lambda n_bytes: display.advance(task, n_bytes), routes)
-        manifest = _manifest(config, corpus, source_fingerprint, fingerprint, first, dtype, splits)
+        splits = {name: {"file": f"{name}.bin"} | made[name].record() for name in SPLITS}
+        manifest = _manifest(config, corpus, source_fingerprint, fingerprint, first, dtype, splits, limit)
         if routes is not None:
             manifest["routes"] = {"field": routes.field, "values": routes.values, "dtype": ROUTE_DTYPE,
                                   "files": {name: f"{name}.route.bin" for name in SPLITS},
@@ -307,6 +277,9 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    concern = composition_warning(made)
+    if concern is not None:
+        warn(concern)
     return manifest
 
 
@@ -327,11 +300,9 @@ def _stop_silently(display: Progress) -> None:
 
 def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str] | None,
                 display: Progress) -> _FirstPass:
-    """Read the corpus once: hash and measure every document, training the BPE on the way if no
+    """Read the corpus once: count and measure the documents, training the BPE on the way if no
     tokenizer was given."""
     stats = ReadStats()
-    hashes: list[int] = []
-    sizes: list[int] = []
     size_hint = corpus.size_bytes()
     if config.max_bytes is not None:
         size_hint = min(size_hint, config.max_bytes)
@@ -339,9 +310,6 @@ def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str
 
     def documents():
         for text in corpus.documents(config.max_bytes, stats):
-            encoded = text.encode("utf-8")
-            hashes.append(document_hash(encoded, config.seed))
-            sizes.append(len(encoded))
             display.update(task, completed=stats.bytes)
             yield text
         display.update(task, completed=size_hint,
@@ -363,12 +331,11 @@ def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str
         (tokenizer, end_of_text), origin = loaded, str(config.tokenizer)
     if stats.documents == 0:
         raise UserError(empty_corpus_message(corpus, stats))
-    return _FirstPass(tokenizer, end_of_text, origin, stats, np.array(hashes, dtype=np.uint64),
-                      np.array(sizes, dtype=np.int64))
+    return _FirstPass(tokenizer, end_of_text, origin, stats)
 
 
 def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, fingerprint: str,
-              first: _FirstPass, dtype: np.dtype, splits: dict) -> dict:
+              first: _FirstPass, dtype: np.dtype, splits: dict, limit: int) -> dict:
     stats = first.stats
     return {
         "format": FORMAT,
@@ -386,10 +353,12 @@ def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, finge
                       "vocab_size": tokenizer_vocab_size(first.tokenizer), "origin": first.origin,
                       "end_of_text": first.end_of_text,
                       "end_of_text_id": first.tokenizer.token_to_id(first.end_of_text)},
-        "split": {"method": "whole documents in salted blake2b hash order: val takes those that fit in "
-                            "val_fraction of the text, the rest go to the teacher or student half holding "
-                            "less text",
-                  "val_fraction": config.val_fraction, "seed": config.seed},
+        "split": {"method": "documents cut into pieces of at most piece_bytes (at line ends where possible); "
+                            "pieces in salted blake2b hash order: val takes those that fit in val_fraction of "
+                            "the tokens, the rest go to the teacher or student half holding fewer tokens; "
+                            "identical pieces share a split; an end-of-text token closes each run of one "
+                            "document's consecutive pieces in a split",
+                  "piece_bytes": limit, "val_fraction": config.val_fraction, "seed": config.seed},
         "dtype": dtype.name,
         "splits": splits,
         "versions": {"distillscale": distillscale.__version__, "tokenizers": tokenizers.__version__,
@@ -417,57 +386,116 @@ class _Routes:
         return self._ids[value]
 
 
-def _write_splits(tokenizer: Tokenizer, documents, assignment: np.ndarray, end_of_text_id: int,
-                  dtype: np.dtype, directory: Path, advance, routes: _Routes | None = None) -> dict:
-    """Encode documents in large parallel batches and append each, followed by the end-of-text token,
-    to its split's file (and with `routes`, the document's route id for each of its tokens to the
-    split's .route.bin). Returns documents and tokens per split."""
-    counts = {name: {"documents": 0, "tokens": 0, "file": f"{name}.bin"} for name in SPLITS}
-    files = [open(directory / f"{name}.bin", "wb") for name in SPLITS]
-    route_files = [] if routes is None else [open(directory / f"{name}.route.bin", "wb") for name in SPLITS]
+@dataclass
+class _Pieces:
+    """Every piece of every document, in corpus order, tokenised into one file (no end-of-text tokens)."""
+
+    hashes: np.ndarray
+    tokens: np.ndarray  # per piece
+    document: np.ndarray  # the index of each piece's document
+    last_of_document: np.ndarray
+    route: np.ndarray | None  # each piece's route id
+
+
+def _write_splits(tokenizer: Tokenizer, documents, expected_documents: int, limit: int, config: DataConfig,
+                  end_of_text_id: int, dtype: np.dtype, directory: Path, advance,
+                  routes: _Routes | None = None) -> dict[str, SplitComposition]:
+    """Cut the documents into pieces of at most `limit` bytes and tokenise them, assign the pieces to
+    splits by their tokens, and write each split's file (and with `routes`, its .route.bin: the route
+    id of each token). Returns each split's composition."""
+    everything = directory / "pieces.bin"
+    pieces = _tokenise_pieces(tokenizer, documents, expected_documents, limit, config.seed, dtype,
+                              everything, advance, routes)
+    assignment = assign_splits(pieces.hashes, pieces.tokens + pieces.last_of_document, config.val_fraction)
+    ends = run_ends(assignment, pieces.last_of_document)
+    _scatter(np.memmap(everything, dtype=dtype, mode="r") if everything.stat().st_size else np.zeros(0, dtype),
+             pieces, assignment, ends, end_of_text_id, dtype, directory)
+    everything.unlink()
+    return compositions(assignment, pieces.tokens, pieces.document, ends)
+
+
+def _tokenise_pieces(tokenizer: Tokenizer, documents, expected_documents: int, limit: int, seed: int,
+                     dtype: np.dtype, path: Path, advance, routes: _Routes | None) -> _Pieces:
+    """Encode the documents' pieces in large parallel batches, appending their tokens to `path`."""
+    hashes: list[int] = []
+    counts: list[int] = []
+    owners: list[int] = []
+    last: list[bool] = []
+    route_ids: list[int] = []
     batch: list[str] = []
     batch_bytes = 0
-    index = 0
+    read = 0
 
     def flush() -> None:
-        nonlocal index, batch_bytes
+        nonlocal batch_bytes
         encodings = tokenizer.encode_batch_fast(batch, add_special_tokens=False)
-        pieces: list[list[np.ndarray]] = [[] for _ in SPLITS]
-        route_pieces: list[list[np.ndarray]] = [[] for _ in SPLITS]
-        for encoding in encodings:
-            split = assignment[index]
-            pieces[split].append(np.array(encoding.ids + [end_of_text_id], dtype=dtype))
-            if routes is not None:
-                route_pieces[split].append(np.full(len(encoding.ids) + 1, routes.id_of(index), dtype=ROUTE_DTYPE))
-            counts[SPLITS[split]]["documents"] += 1
-            index += 1
-        for split, arrays in enumerate(pieces):
-            if arrays:
-                tokens = np.concatenate(arrays)
-                tokens.tofile(files[split])
-                counts[SPLITS[split]]["tokens"] += len(tokens)
-                if routes is not None:
-                    np.concatenate(route_pieces[split]).tofile(route_files[split])
+        counts.extend(len(encoding.ids) for encoding in encodings)
+        ids = [token for encoding in encodings for token in encoding.ids]
+        np.array(ids, dtype=dtype).tofile(file)
         advance(batch_bytes)
         batch.clear()
         batch_bytes = 0
 
-    try:
+    with open(path, "wb") as file:
         for text in documents:
-            if index + len(batch) >= len(assignment):
+            if read >= expected_documents:
                 raise UserError("the corpus grew while it was being prepared: run again once it is stable")
-            batch.append(text)
-            batch_bytes += len(text.encode("utf-8"))
+            encoded = text.encode("utf-8")
+            cut = cut_document(encoded, limit)
+            route = None if routes is None else routes.id_of(read)
+            for number, piece in enumerate(cut):
+                hashes.append(piece_hash(piece, seed))
+                owners.append(read)
+                last.append(number == len(cut) - 1)
+                if route is not None:
+                    route_ids.append(route)
+                batch.append(piece.decode("utf-8"))
+            read += 1
+            batch_bytes += len(encoded)
             if batch_bytes >= ENCODE_BATCH_BYTES:
                 flush()
         if batch:
             flush()
-        if index != len(assignment):
+        if read != expected_documents:
             raise UserError("the corpus shrank while it was being prepared: run again once it is stable")
+        file.flush()
+        os.fsync(file.fileno())
+    return _Pieces(np.array(hashes, dtype=np.uint64), np.array(counts, dtype=np.int64),
+                   np.array(owners, dtype=np.int64), np.array(last, dtype=bool),
+                   None if routes is None else np.array(route_ids, dtype=ROUTE_DTYPE))
+
+
+def _scatter(tokens: np.ndarray, pieces: _Pieces, assignment: np.ndarray, ends: np.ndarray,
+             end_of_text_id: int, dtype: np.dtype, directory: Path) -> None:
+    """Copy each piece's tokens to its split's file in corpus order, the end-of-text token after each
+    piece that `ends` a run (and the route files beside them), a block of pieces at a time."""
+    files = [open(directory / f"{name}.bin", "wb") for name in SPLITS]
+    route_files = ([] if pieces.route is None
+                   else [open(directory / f"{name}.route.bin", "wb") for name in SPLITS])
+    offsets = np.concatenate([[0], np.cumsum(pieces.tokens)])
+    try:
+        first = 0
+        while first < len(pieces.tokens):
+            # pieces up to SCATTER_BLOCK_TOKENS further on (at least one)
+            stop = max(first + 1, int(np.searchsorted(offsets, offsets[first] + SCATTER_BLOCK_TOKENS, "right")) - 1)
+            stop = min(stop, len(pieces.tokens))
+            block = np.asarray(tokens[offsets[first]:offsets[stop]])
+            owner = np.repeat(np.arange(first, stop), pieces.tokens[first:stop]) - first
+            for split in range(len(SPLITS)):
+                mine = np.flatnonzero(assignment[first:stop] == split)
+                if not len(mine):
+                    continue
+                lengths = pieces.tokens[first:stop][mine]
+                chosen = block[assignment[first:stop][owner] == split]
+                closing = ends[first:stop][mine]
+                written = np.insert(chosen, np.cumsum(lengths)[closing], end_of_text_id).astype(dtype)
+                written.tofile(files[split])
+                if pieces.route is not None:
+                    np.repeat(pieces.route[first:stop][mine], lengths + closing).tofile(route_files[split])
+            first = stop
         for file in files + route_files:
             file.flush()
             os.fsync(file.fileno())
     finally:
         for file in files + route_files:
             file.close()
-    return counts
