@@ -163,10 +163,13 @@ def test_a_plans_verdict_weighs_the_repetition_of_the_student_and_of_the_model_p
     checks = limited.repetition
     assert checks["teacher-pretraining (pretrain instead)"].epochs == pytest.approx(p.supervised.tokens / 2e9)
     assert checks["teacher-pretraining (pretrain instead)"].penalty > checks["teacher-pretraining"].penalty > 0
-    student = p.student_loss * (1 + checks["teacher-pretraining"].penalty)
-    supervised = p.supervised.loss * (1 + checks["teacher-pretraining (pretrain instead)"].penalty)
+    # the plan's own losses are after repetition (issue 57: the student's too); `fresh`: with fresh data
+    assert p.fresh.student_loss == fresh.plans[0].student_loss
+    student = p.fresh.student_loss * (1 + checks["teacher-pretraining"].penalty)
+    supervised = p.fresh.supervised.loss * (1 + checks["teacher-pretraining (pretrain instead)"].penalty)
+    assert (p.student_loss, p.supervised.loss) == (student, supervised)
     expected = decide_verdict(student, None, supervised, None)  # the preset has no intervals
-    assert limited.verdict == expected == "distill" and fresh.verdict == p.verdict == "pretrain"
+    assert limited.verdict == p.verdict == expected == "distill" and fresh.verdict == p.fresh.verdict == "pretrain"
     record = limited.to_dict()
     assert record["verdict"] == "distill" and record["verdict_fresh_data"] == "pretrain"
     assert "distill" in limited.as_text().split("verdict")[1].splitlines()[0]

@@ -28,7 +28,9 @@ import numpy as np
 
 from distillscale.errors import ParameterError
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction, lower_end
+from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.planning.flops import FlopBreakdown, on_policy_flops
+from distillscale.planning.repetition import assess_model
 from distillscale.planning.results import ModePlan, interval_or_none
 from distillscale.units import QUANTITY_LIMITS, Quantity, format_quantity
 
@@ -104,7 +106,8 @@ class OnPolicy:
 def compare_modes(planner: DistillationPlanner, student_params: float, budget: float,
                   teacher_params: float, teacher_loss: float, on_policy: OnPolicy, *,
                   logit_cache: bool = False, teacher_remote: bool = False,
-                  teacher_compute: float | None = None, unique_tokens: float | None = None) -> list[ModePlan]:
+                  teacher_compute: float | None = None, unique_tokens: float | None = None,
+                  max_penalty: float = DEFAULT_MAX_PENALTY) -> list[ModePlan]:
     """Supervised, off-policy, then on-policy at each fraction, for one student and budget.
 
     logit_cache : the teacher's logits on the corpus tokens are cached already (paid before): the
@@ -115,25 +118,19 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
         the penalty of repeating the corpus tokens it reads (on-policy reads only its off-policy share
         and its prompts), under the supervised law's decay of repeated data for the supervised mode and
         the distilled students' (`laws.repetition.distilled_repetition`) for the others, and so do the
-        verdict and the break-even efficiencies.
+        verdict and the break-even efficiencies (`planning.repetition.assess_model`, kept in each
+        mode's `repetition` within `max_penalty`).
     """
-    from distillscale.laws.repetition import PUBLISHED, distilled_repetition, repetition_penalty
-
-    law = planner.laws.require_supervised()
-
     def with_repetition(mode: ModePlan) -> ModePlan:
         read = (mode.student_tokens - mode.generated_tokens
                 + mode.generated_tokens * on_policy.prompt_tokens / on_policy.continuation_tokens)
         if unique_tokens is None:
             return replace(mode, corpus_tokens=read)
-        # Distilled students repeat under their own constant (the distillation law's, else the one
-        # measured at micro scale); the supervised mode under the supervised law's.
-        repetition = (law.repetition or PUBLISHED) if mode.name == "supervised" else \
-            distilled_repetition(planner.distillation)
-        penalty = max(0.0, float(repetition_penalty(law, repetition, student_params, read, unique_tokens)))
-        scaled = (lambda p: None if p is None else p.scaled(1.0 + penalty))
-        return replace(mode, corpus_tokens=read, repetition_penalty=penalty,
-                       student_loss=mode.student_loss * (1.0 + penalty), interval=scaled(mode.interval),
+        check = assess_model(planner.laws, student_params, read, unique_tokens, max_penalty,
+                             distilled=mode.name != "supervised", loss_fresh=mode.student_loss)
+        scaled = (lambda p: None if p is None else p.scaled(1.0 + check.penalty))
+        return replace(mode, corpus_tokens=read, repetition_penalty=check.penalty, repetition=check,
+                       student_loss=check.loss_repeated, interval=scaled(mode.interval),
                        law_interval=scaled(mode.law_interval))
 
     supervised = planner.supervised(student_params, budget)

@@ -45,7 +45,9 @@ from distillscale.laws.student_init import STUDENT_INITS, start_multiplier
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.options import PlanSettings
 from distillscale.planning.render import plan_text
-from distillscale.planning.results import CANNOT_TELL, decide_verdict, far_beyond
+from distillscale.planning.repetition import (PRETRAIN_INSTEAD, repeated_distillation, repeated_sweep,
+                                              repeated_supervised, repetition_check)
+from distillscale.planning.results import CANNOT_TELL, far_beyond
 from distillscale.units import Quantity, check_parameter, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -222,17 +224,9 @@ class Plan:
         repeat the corpus as often as their own tokens need (`repetition`)."""
         return {}
 
-    def _after_repetition(self, name: str, student_loss: float, student_interval, supervised_loss: float,
-                          supervised_interval, fresh: str) -> str:
-        """The verdict of scenario `name` with each loss times 1 + its repetition penalty (`fresh`,
-        the verdict on fresh data, when the plan has no repetition check)."""
-        if not self.repetition:
-            return fresh
-        student = 1.0 + self.repetition[name].penalty
-        supervised = 1.0 + self.repetition[f"{name} (pretrain instead)"].penalty
-        return decide_verdict(student_loss * student, _scaled(student_interval, student),
-                              supervised_loss * supervised, _scaled(supervised_interval, supervised),
-                              outside_fit=self.arguments.student_init != "scratch")
+    def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "Plan":
+        """This plan with each model's loss under its check (`planning.repetition`)."""
+        return self
 
     def to_dict(self) -> dict:
         """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
@@ -264,16 +258,6 @@ class Plan:
         return self.arguments.cli_command(json_output=json_output)
 
 
-def _scaled(interval, factor: float):
-    return None if interval is None else interval.scaled(factor)
-
-
-def _verdict_record(fresh: str, verdict: str) -> dict:
-    """A plan record's verdict: after repetition when the plan has a corpus limit, with the
-    fresh-data verdict beside it when the two differ."""
-    return {"verdict": verdict} if verdict == fresh else {"verdict": verdict, "verdict_fresh_data": fresh}
-
-
 @dataclass(frozen=True, kw_only=True)
 class ScenarioPlans(Plan):
     """A given student size: a plan per scenario (or one, for an existing teacher)."""
@@ -290,14 +274,15 @@ class ScenarioPlans(Plan):
         return self.verdicts()[self.plans[0].scenario.name] if len(self.plans) == 1 else None
 
     def verdicts(self) -> dict[str, str]:
-        return {p.scenario.name: self._after_repetition(p.scenario.name, p.student_loss, p.student_interval,
-                                                        p.supervised.loss, p.supervised.interval, p.verdict)
-                for p in self.plans}
+        return {p.scenario.name: p.verdict for p in self.plans}
+
+    def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "ScenarioPlans":
+        return replace(self, plans=[repeated_distillation(p, checks[p.scenario.name],
+                                                          checks[PRETRAIN_INSTEAD.format(p.scenario.name)])
+                                    for p in self.plans])
 
     def _record(self) -> dict:
-        verdicts = self.verdicts()
-        records = {p.scenario.name: {"law": self.law, **p.to_dict(), **_verdict_record(p.verdict, verdicts[p.scenario.name])}
-                   for p in self.plans}
+        records = {p.scenario.name: {"law": self.law, **p.to_dict()} for p in self.plans}
         if len(self.plans) == 1:
             return records[self.plans[0].scenario.name]
         return {"law": self.law, "budget": self.compute, "student_params": self.plans[0].student_params,
@@ -313,9 +298,9 @@ class ScenarioPlans(Plan):
 
     def model_losses(self) -> dict[str, float]:
         losses = {}
-        for p in self.plans:
+        for p in (p.fresh or p for p in self.plans):
             losses[p.scenario.name] = p.student_loss
-            losses[f"{p.scenario.name} (pretrain instead)"] = p.supervised.loss
+            losses[PRETRAIN_INSTEAD.format(p.scenario.name)] = p.supervised.loss
         return losses
 
 
@@ -335,15 +320,15 @@ class StudentSizePlans(Plan):
         return self.verdicts()[self.sweeps[0].scenario.name] if len(self.sweeps) == 1 else None
 
     def verdicts(self) -> dict[str, str]:
-        return {s.scenario.name: self._after_repetition(s.scenario.name, s.best.student_loss, s.best.student_interval,
-                                                        s.supervised_best.loss, s.supervised_best.interval, s.verdict)
-                for s in self.sweeps}
+        return {s.scenario.name: s.verdict for s in self.sweeps}
+
+    def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "StudentSizePlans":
+        return replace(self, sweeps=[repeated_sweep(s, self.laws, checks[s.scenario.name],
+                                                    checks[PRETRAIN_INSTEAD.format(s.scenario.name)])
+                                     for s in self.sweeps])
 
     def _record(self) -> dict:
-        verdicts = self.verdicts()
-        return {"law": self.law, "budget": self.compute,
-                "sweeps": {s.scenario.name: {**s.to_dict(), **_verdict_record(s.verdict, verdicts[s.scenario.name])}
-                           for s in self.sweeps}}
+        return {"law": self.law, "budget": self.compute, "sweeps": {s.scenario.name: s.to_dict() for s in self.sweeps}}
 
     def models(self) -> dict[str, tuple[float, float]]:
         """Each scenario's best student, and the best model trained without a teacher instead."""
@@ -356,9 +341,9 @@ class StudentSizePlans(Plan):
 
     def model_losses(self) -> dict[str, float]:
         losses = {}
-        for sweep in self.sweeps:
+        for sweep in (s.fresh or s for s in self.sweeps):
             losses[sweep.scenario.name] = sweep.best.student_loss
-            losses[f"{sweep.scenario.name} (pretrain instead)"] = sweep.supervised_best.loss
+            losses[PRETRAIN_INSTEAD.format(sweep.scenario.name)] = sweep.supervised_best.loss
         return losses
 
 
@@ -384,7 +369,10 @@ class SupervisedOnlyPlan(Plan):
         return {"supervised": (self.supervised.student_params, self.supervised.tokens)}
 
     def model_losses(self) -> dict[str, float]:
-        return {"supervised": self.supervised.loss}
+        return {"supervised": (self.supervised.fresh or self.supervised).loss}
+
+    def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "SupervisedOnlyPlan":
+        return replace(self, supervised=repeated_supervised(self.supervised, checks["supervised"]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -564,10 +552,16 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None) -> Pl
 
 
 def _with_repetition(result: Plan) -> Plan:
+    """With `unique_tokens`: each model's repetition check, computed once (the mode comparison's in
+    `compare_modes`), and its loss, interval and verdict under it."""
     arguments = result.arguments
     if arguments.unique_tokens is None:
         return result
-    checks = repetition_check(result, arguments.unique_tokens, arguments.max_penalty)
+    if isinstance(result, ModeComparison):
+        checks = {m.name: m.repetition for m in result.modes}
+    else:
+        checks = repetition_check(result, arguments.unique_tokens, arguments.max_penalty)
+        result = result._repeated(checks)
     warnings = [message for name, check in checks.items() for message in extrapolation_warnings(
         result.laws, {}, {f"the {name} model's tokens as fresh data (D' after repetition)": check.effective_tokens})]
     return replace(result, repetition=checks, warnings=list(dict.fromkeys(result.warnings + warnings)))
@@ -819,7 +813,7 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, arguments: Plan
     modes = compare_modes(planner, arguments.student_params, arguments.compute, teacher.params, teacher_loss,
                           arguments.on_policy, logit_cache=arguments.logit_cache,
                           teacher_remote=arguments.teacher_remote, teacher_compute=arguments.teacher_compute,
-                          unique_tokens=arguments.unique_tokens)
+                          unique_tokens=arguments.unique_tokens, max_penalty=arguments.max_penalty)
     N_S = arguments.student_params
     warnings = extrapolation_warnings(
         laws, {"the student": N_S}, {f"the {m.name} student's tokens": m.effective_tokens
@@ -847,30 +841,3 @@ def _supervised_plan(laws: LawSet, forward: ForwardFlops, arguments: PlanArgumen
     warnings = extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens})
     return SupervisedOnlyPlan(law=laws.name, laws=laws, arguments=arguments, supervised=result, warnings=warnings,
                               planner=planner)
-
-
-def repetition_check(result: Plan, unique_tokens: float, max_penalty: float = 0.01) -> dict:
-    """With only `unique_tokens` of data: for each planned model (by scenario; "supervised" for a
-    supervised plan, "<scenario> (pretrain instead)" for the best model without a teacher) its
-    epochs, the loss penalty of repeating the data (`laws.repetition.assess`), and the unique data
-    that keeps the penalty within `max_penalty`. A model trained without a teacher repeats under the
-    supervised law's R_D* (its own or Muennighoff et al.'s); a distilled student under the
-    distillation law's own constant when a sweep measured one, else the distilled students' R_D*
-    measured at micro scale (`laws.repetition.distilled_repetition`), both in the supervised law's
-    shape. The penalty is relative: the loss with fresh data is the plan's own (the distillation
-    law's for a distilled student), times 1 + penalty."""
-    from distillscale.laws.repetition import assess, distilled_repetition
-
-    if result.laws is None:
-        raise ParameterError("result", "{} must be a plan made by `plan` or `plan_supervised` (it carries "
-                             "its law)")
-    law = result.laws.require_supervised()
-    losses = result.model_losses()
-    checks = {}
-    for name, (N, D) in result.models().items():
-        distilled = result.laws.distillation is not None and name != "supervised" \
-            and not name.endswith("(pretrain instead)")
-        repetition = distilled_repetition(result.laws.distillation) if distilled else None
-        check = assess(law, N, D, unique_tokens, max_penalty, repetition=repetition)
-        checks[name] = replace(check, loss_fresh=losses[name], loss_repeated=losses[name] * (1.0 + check.penalty))
-    return checks

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
+from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.laws.student_init import StartMultiplier
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.flops import FlopBreakdown, Scenario
@@ -101,10 +102,14 @@ class SupervisedPlan:
     loss: float
     budget: float
     interval: Prediction | None = field(default=None, repr=False)
+    # With a limited corpus: the same plan with fresh data (`loss` and `interval` then carry the
+    # penalty of repeating it, `planning.repetition`); None when every token is new.
+    fresh: "SupervisedPlan | None" = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"student_params": self.student_params, "tokens": self.tokens, "loss": self.loss,
-                "budget": self.budget, **_interval_record(self.interval)}
+                "budget": self.budget, **_interval_record(self.interval),
+                **({} if self.fresh is None else {"loss_fresh_data": self.fresh.loss})}
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,9 @@ class DistillationPlan:
     student_interval: Prediction | None = field(default=None, repr=False)
     start: StartMultiplier | None = None  # a pruned start: D_eff = start.value x D_S, outside the law's fit
     mixture: TeacherMixture | None = None  # several teachers, L_T their mixture's measured loss: outside the fit
+    # With a limited corpus: the same plan with fresh data; the student's and the baseline's losses,
+    # intervals and the verdict above then carry the penalties of repeating it (`planning.repetition`).
+    fresh: "DistillationPlan | None" = field(default=None, repr=False, compare=False)
 
     @property
     def loss_difference(self) -> float:
@@ -212,7 +220,15 @@ class DistillationPlan:
                                       "effective_student_tokens": self.start.value * self.student_tokens}
         if self.mixture is not None:
             record["teacher_mixture"] = self.mixture.to_dict(self.student_tokens)
+        if self.fresh is not None:
+            record.update(_fresh_record(self.fresh.verdict, self.verdict), student_loss_fresh_data=self.fresh.student_loss,
+                          supervised_loss_fresh_data=self.fresh.supervised.loss)
         return record
+
+
+def _fresh_record(fresh: str, verdict: str) -> dict:
+    """The fresh-data verdict beside a verdict after repetition, when the two differ."""
+    return {} if fresh == verdict else {"verdict_fresh_data": fresh}
 
 
 @dataclass(frozen=True)
@@ -261,6 +277,9 @@ class StudentSweep:
     best: DistillationPlan
     supervised_best: SupervisedPlan  # the compute-optimal model trained without a teacher
     region: StudentRegion
+    # With a limited corpus: the sweep with fresh data (`best` and `supervised_best` then carry the
+    # penalties of repeating it; `plans` are listed with fresh data).
+    fresh: "StudentSweep | None" = field(default=None, repr=False, compare=False)
 
     @property
     def verdict(self) -> str:
@@ -280,6 +299,7 @@ class StudentSweep:
         return {"scenario": self.scenario.name, "budget": self.budget,
                 "best": self.best.to_dict(), "supervised_best": self.supervised_best.to_dict(),
                 "verdict": self.verdict,
+                **({} if self.fresh is None else _fresh_record(self.fresh.verdict, self.verdict)),
                 "loss_difference": self.supervised_best.loss - self.best.student_loss,
                 "searched": self.region.to_dict(),
                 "best_on_edge": bool(self.edges), "edges": self.edges,
@@ -310,6 +330,7 @@ class ModePlan:
     repetition_penalty : with a limited corpus (unique tokens given), the relative loss increase of
         repeating the corpus tokens this mode reads (`corpus_tokens`), under the supervised law's
         decay (`laws.repetition`); already in `student_loss` and its intervals (0: fresh data).
+    repetition : that check itself (`planning.repetition.assess_model`), which the plan shows.
     """
 
     mode: str                       # supervised, off-policy or on-policy
@@ -326,6 +347,7 @@ class ModePlan:
     limited_by: str = "budget"
     repetition_penalty: float = 0.0
     corpus_tokens: float | None = None   # the corpus tokens the mode reads (None: not counted)
+    repetition: RepetitionAssessment | None = field(default=None, repr=False, compare=False)
 
     MODES = ("supervised", "off-policy", "on-policy")
 

@@ -1,0 +1,92 @@
+"""A plan with a limited corpus (`unique_tokens`): each planned model's epochs and loss penalty of
+repeating the corpus, computed once per model here and read wherever the plan shows a loss.
+
+Which decay a model repeats under is one rule (`model_repetition`): a model trained without a
+teacher under the supervised law's R_D* (its own, else Muennighoff et al.'s); a distilled student
+under the distillation law's own constant when a sweep measured one, else the distilled students'
+R_D* measured at micro scale (`laws.repetition.distilled_repetition`), both in the supervised law's
+shape. The penalty is relative: a model's loss with repetition is its plan's own loss with fresh
+data (the distillation law's for a distilled student) times 1 + penalty, and so are its interval,
+the verdict and what the plan prints (`Plan.repetition` keeps each model's check).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from distillscale.laws.lawset import LawSet
+from distillscale.laws.repetition import PUBLISHED, Repetition, RepetitionAssessment, assess, distilled_repetition
+from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
+
+# The name of the model trained without a teacher beside a scenario's student.
+PRETRAIN_INSTEAD = "{} (pretrain instead)"
+
+
+def model_repetition(laws: LawSet, distilled: bool) -> Repetition:
+    """The decay of repeated tokens for a distilled student (`distilled`) or a model trained alone."""
+    if distilled and laws.distillation is not None:
+        return distilled_repetition(laws.distillation)
+    return laws.require_supervised().repetition or PUBLISHED
+
+
+def assess_model(laws: LawSet, N: float, D: float, U: float, max_penalty: float, *, distilled: bool,
+                 loss_fresh: float) -> RepetitionAssessment:
+    """What repeating U unique tokens to D costs a model of N parameters whose loss with fresh data
+    is `loss_fresh` (the plan's own): its epochs, penalty (never below 0), repeated loss and the
+    unique tokens that keep the penalty within `max_penalty`."""
+    check = assess(laws.require_supervised(), N, D, U, max_penalty, repetition=model_repetition(laws, distilled))
+    penalty = max(0.0, check.penalty)
+    return replace(check, penalty=penalty, loss_fresh=loss_fresh, loss_repeated=loss_fresh * (1.0 + penalty))
+
+
+def is_distilled(name: str) -> bool:
+    """Whether a plan's model (by name) is a distilled student (not "supervised", not pretrained instead)."""
+    return name != "supervised" and not name.endswith(PRETRAIN_INSTEAD.format(""))
+
+
+def repeated_supervised(plan: SupervisedPlan, check: RepetitionAssessment) -> SupervisedPlan:
+    """A model trained without a teacher, its loss and interval under `check`'s penalty."""
+    factor = 1.0 + check.penalty
+    return replace(plan, loss=plan.loss * factor, interval=_scaled(plan.interval, factor), fresh=plan)
+
+
+def repeated_distillation(plan: DistillationPlan, student: RepetitionAssessment,
+                          supervised: RepetitionAssessment) -> DistillationPlan:
+    """A distilled student and its same-size baseline, each under its own penalty: its loss,
+    interval, loss difference and verdict are the ones after repetition."""
+    factor = 1.0 + student.penalty
+    return replace(plan, student_loss=plan.student_loss * factor,
+                   student_interval=_scaled(plan.student_interval, factor),
+                   supervised=repeated_supervised(plan.supervised, supervised), fresh=plan)
+
+
+def repeated_sweep(sweep: StudentSweep, laws: LawSet, student: RepetitionAssessment,
+                   supervised: RepetitionAssessment) -> StudentSweep:
+    """A sweep's best student and best model trained alone under their penalties (the best
+    student's same-size baseline under its own); the searched sizes are listed with fresh data."""
+    best = sweep.best
+    baseline = assess_model(laws, best.student_params, best.supervised.tokens, student.unique_tokens,
+                            student.max_penalty, distilled=False, loss_fresh=best.supervised.loss)
+    return replace(sweep, best=repeated_distillation(best, student, baseline),
+                   supervised_best=repeated_supervised(sweep.supervised_best, supervised), fresh=sweep)
+
+
+def _scaled(interval, factor: float):
+    return None if interval is None else interval.scaled(factor)
+
+
+def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01) -> dict[str, RepetitionAssessment]:
+    """With only `unique_tokens` of data: for each model a plan trains (`Plan.models()`, by name:
+    each scenario's student, "<scenario> (pretrain instead)" for the model without a teacher,
+    "supervised" for a supervised plan) its epochs, the loss penalty of repeating the data, and the
+    unique data that keeps the penalty within `max_penalty` (`assess_model`), from the plan's own
+    losses with fresh data (`Plan.model_losses()`)."""
+    from distillscale.errors import ParameterError
+
+    if getattr(result, "laws", None) is None:
+        raise ParameterError("result", "{} must be a plan made by `plan` or `plan_supervised` (it carries "
+                             "its law)")
+    losses = result.model_losses()
+    return {name: assess_model(result.laws, N, D, unique_tokens, max_penalty, loss_fresh=losses[name],
+                               distilled=is_distilled(name))
+            for name, (N, D) in result.models().items()}

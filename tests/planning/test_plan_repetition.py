@@ -1,0 +1,59 @@
+"""`plan(..., unique_tokens=...)`: every loss the plan shows, the student's as well as the model's
+trained without a teacher, and so every verdict, is the loss after repeating the corpus; each
+model's penalty is computed once and read wherever it is shown (issue 57, round-4 rows 22 and 38)."""
+
+import json
+
+import pytest
+
+import distillscale as ds
+
+TEACHER = ds.ExistingTeacher(params=7.75e9, tokens=155e9)
+
+
+def test_a_plans_student_loss_and_verdict_are_after_repetition(cli):
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, teacher=TEACHER, unique_tokens=3e9)
+    p, student, alone = plan.headline, plan.repetition["teacher-inference"], \
+        plan.repetition["teacher-inference (pretrain instead)"]
+    assert student.penalty > 0 and alone.penalty > 0
+    assert p.student_loss == student.loss_repeated and p.supervised.loss == alone.loss_repeated
+    assert student.loss_fresh == p.fresh.student_loss and alone.loss_fresh == p.fresh.supervised.loss
+    # fresh data says pretrain; the pretrained model repeats the corpus 78 times, the student 16
+    assert (p.fresh.verdict, p.verdict, plan.verdict) == ("pretrain", "distill", "distill")
+    assert p.loss_difference == pytest.approx(alone.loss_repeated - student.loss_repeated, rel=1e-12)
+    record = json.loads(plan.to_json())
+    assert record["student_loss"] == student.loss_repeated and record["verdict"] == "distill"
+    assert record["student_loss_fresh_data"] == student.loss_fresh and record["verdict_fresh_data"] == "pretrain"
+    # the CLI prints the same numbers in its table
+    code, out, err = cli("plan", "--compute", "1e21", "--student-params", "546M", "--teacher-params", "7.75B",
+                         "--teacher-tokens", "155B", "--unique-tokens", "3B")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "student loss L_S" in line)
+    assert f"{student.loss_repeated:.4f}" in row
+
+
+def test_a_sweeps_best_student_and_best_model_alone_are_after_repetition():
+    plan = ds.plan("busbridge2025", compute=1e22, scenario="teacher-inference", unique_tokens=2e9)
+    sweep, checks = plan.sweeps[0], plan.repetition
+    assert sweep.best.student_loss == checks["teacher-inference"].loss_repeated
+    assert sweep.supervised_best.loss == checks["teacher-inference (pretrain instead)"].loss_repeated
+    assert checks["teacher-inference (pretrain instead)"].penalty > 0
+    assert sweep.verdict == plan.verdict and plan.to_dict()["sweeps"]["teacher-inference"]["verdict"] == plan.verdict
+    # the best student's same-size baseline repeats its own tokens too
+    assert sweep.best.supervised.loss > sweep.best.fresh.supervised.loss
+
+
+def test_a_supervised_plan_is_after_repetition():
+    plan = ds.plan("epoch2024", compute=1e21, unique_tokens=5e9)
+    check = plan.repetition["supervised"]
+    assert check.penalty > 0 and plan.supervised.loss == check.loss_repeated
+    assert plan.supervised.fresh.loss == check.loss_fresh
+
+
+def test_each_modes_penalty_is_computed_once_and_shown_as_computed():
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, teacher=TEACHER,
+                   on_policy=ds.OnPolicy(fraction=0.5), unique_tokens=3e9, max_penalty=0.02)
+    for mode in plan.modes:
+        check = plan.repetition[mode.name]
+        assert check is mode.repetition and check.max_penalty == 0.02
+        assert mode.student_loss == check.loss_repeated and mode.repetition_penalty == check.penalty
