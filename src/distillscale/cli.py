@@ -22,6 +22,7 @@ from distillscale.data.commands import data_app
 from distillscale.errors import ParameterError, UserError
 from distillscale.helptext import narrow_help, reflow_help
 from distillscale.laws.commands import fit_app, predict_app
+from distillscale.laws.hyperparameters.commands import fit_hyperparameters_command, predict_hyperparameters_command
 from distillscale.planning.commands import (
     capacity_gap_command,
     distill_map_command,
@@ -68,6 +69,8 @@ def _root(version_flag: bool = version_option(_show_version)) -> None:
     """Plan and run knowledge distillation of language models with scaling laws."""
 
 
+predict_app.command("hyperparameters")(predict_hyperparameters_command)
+fit_app.command("hyperparameters")(fit_hyperparameters_command)
 app.add_typer(predict_app, name="predict")
 app.add_typer(fit_app, name="fit")
 app.add_typer(data_app, name="data")

@@ -1,0 +1,156 @@
+"""`distillscale fit hyperparameters RUNS` (lr* and B* laws from an lr x batch grid of runs) and
+`distillscale predict hyperparameters --law FILE|PRESET --params N --tokens D` (the recommended peak
+lr and batch): each parses its flags, makes one library call and prints the result. `cli.py`
+registers them under `fit` and `predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+from distillscale.cli_options import CommandSettings, argument, command, option
+from distillscale.console import console, print_json, warn
+from distillscale.errors import UserError
+from distillscale.io import check_output_file
+from distillscale.settings import quantity
+from distillscale.units import Quantity, format_quantity
+
+LAW_HELP = ("hyperparameter law: a preset (steplaw2025: Li et al. 2025; deepseek2024: DeepSeek LLM 2024, C = 6ND) "
+            "or a file `distillscale fit hyperparameters --out` wrote")
+
+
+class FitHyperparametersSettings(CommandSettings):
+    """`distillscale fit hyperparameters`."""
+
+    command_path: ClassVar[str] = "fit hyperparameters"
+
+    file: Path = argument(help="runs of an lr x batch grid: a CSV file with a header row, or JSONL (one JSON "
+                               "object per run); each (params, tokens) cell at 3 or more learning rates")
+    params_col: str = option("params", help="column of non-embedding parameters N")
+    tokens_col: str = option("tokens", help="column of training tokens D")
+    lr_col: str = option("lr", help="column of the peak learning rate")
+    batch_col: str = option("batch_tokens", help="column of the batch size in tokens (one value throughout: "
+                                                 "only the lr law is fitted)")
+    loss_col: str = option("loss", help="column of validation loss (nats/token)")
+    bootstrap: int = option(200, min=0, help="bootstrap resamples of each cell's runs (0: no intervals)")
+    level: float = option(0.9, help="interval level")
+    backtest: bool = option(True, help="hold out the cells of the largest model size and score the law on them")
+    seed: int = option(0, help="seed of the bootstrap resampling")
+    drop_invalid: bool = option(False, help="skip runs with missing, NaN or non-positive values (they are "
+                                            "counted) instead of failing")
+    name: str | None = option(None, help="name of the fitted law (default: file name)")
+    out: Path | None = option(None, help="save the law as JSON, usable as --law FILE")
+    overwrite: bool = option(False, help="replace the --out file if it is a hyperparameter law distillscale "
+                                         "wrote (never another file)")
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
+def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
+    """Fit lr*(N, D) and B*(N, D) to an lr x batch grid: each (N, D) cell's loss surface in
+    (ln lr, ln B), then power laws across cells, backtested on the largest size."""
+    from distillscale.laws.hyperparameters.fit import fit_hyperparameters
+    from distillscale.laws.hyperparameters.law import is_hyperparameter_law_file
+    from distillscale.tables import read_table
+
+    if not 0 < s.level < 1:
+        raise UserError(f"--level must be between 0 and 1 (e.g. 0.9), got {s.level:g}")
+    if s.out:
+        check_output_file(s.out, overwrite=s.overwrite, is_ours=is_hyperparameter_law_file, inputs=[s.file],
+                          what="distillscale hyperparameter law")
+    table = read_table(s.file)
+    for flag, column, what in (("--lr-col", s.lr_col, "learning rate"), ("--batch-col", s.batch_col, "batch size")):
+        if column not in table.columns:
+            raise UserError(f"{s.file} has no {what} column {column!r} (columns: {', '.join(map(repr, table.columns))}): "
+                            f"a hyperparameter law needs runs at several {what}s; name the column with {flag}")
+    columns = [s.params_col, s.tokens_col, s.lr_col, s.batch_col, s.loss_col]
+    rows = table.numeric(columns, drop_invalid=s.drop_invalid)
+    name = s.name or s.file.stem
+    fit = fit_hyperparameters(rows.columns, params=s.params_col, tokens=s.tokens_col, lr=s.lr_col, batch=s.batch_col,
+                              loss=s.loss_col, backtest=s.backtest, bootstrap=s.bootstrap, level=s.level, seed=s.seed,
+                              name=name, source=f"fitted to {s.file}")
+    if s.out:
+        fit.save(s.out)
+    if s.as_json:
+        print_json({"law": fit.law.model_dump(mode="json"), "n_dropped": rows.n_dropped,
+                    "out": str(s.out) if s.out else None})
+        return
+    _print_fit(fit, s, rows.n_dropped)
+
+
+def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
+    law = fit.law
+    for note in fit.notes:
+        warn(note)
+    console.print(f"Hyperparameter law fitted to {s.file.name}: {len(fit.cells)} cells"
+                  + (f" ({n_dropped} runs dropped)" if n_dropped else ""))
+    window = law.fit["window"]
+    console.print(f"surface: convex quadratic in (ln lr, ln B) fitted to runs within "
+                  f"{'every run' if window is None else f'{window:.1%} of each cell' + chr(39) + 's best'} "
+                  f"({fit.selection['reason']})")
+    console.print(f"lr* = {law.lr.coefficient:.4g} N^{law.lr.exponents[0]:.3f} D^{law.lr.exponents[1]:.3f}")
+    if law.batch is not None:
+        console.print(f"B*  = {law.batch.coefficient:.4g} N^{law.batch.exponents[0]:.3f} "
+                      f"D^{law.batch.exponents[1]:.3f} tokens")
+    if law.lr_batch_exponent is not None:
+        console.print(f"batch exponent of the optimal lr (d ln lr*/d ln B): {law.lr_batch_exponent:.2f}, the median "
+                      f"over cells (sqrt rule: 0.5)" + (f"; sqrt scaling at 4x B* costs {law.fit['sqrt_penalty']:.3%}"
+                                                        if law.fit.get("sqrt_penalty") is not None else ""))
+    for score in fit.backtest or []:
+        console.print(f"backtest N={format_quantity(score.params)} D={format_quantity(score.tokens)}: "
+                      f"lr x{score.lr_ratio:.2f}, batch x{score.batch_ratio:.2f} of the cell's optimum; nearest run "
+                      f"{score.penalty:.3%} above the cell's best")
+    if s.out:
+        console.print(f"saved to {s.out}: use it with --law {s.out}")
+
+
+class PredictHyperparametersSettings(CommandSettings):
+    """`distillscale predict hyperparameters`."""
+
+    command_path: ClassVar[str] = "predict hyperparameters"
+
+    law: str = option("steplaw2025", help=LAW_HELP)
+    params: Annotated[float, quantity("--params", kind=Quantity.PARAMS)] = option(
+        ..., help="non-embedding parameters, e.g. 1B")
+    tokens: Annotated[float, quantity("--tokens", kind=Quantity.TOKENS)] = option(..., help="training tokens, e.g. 20B")
+    batch_tokens: Annotated[float | None, quantity("--batch-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="a batch size (tokens) you fixed: the lr to use at it, its loss penalty against B* and the tokens "
+                   "that recover it (Hoffer et al.'s regime adaptation)")
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
+def predict_hyperparameters_command_run(s: PredictHyperparametersSettings) -> None:
+    """The recommended peak learning rate and batch size (tokens) at N parameters and D tokens."""
+    from distillscale.errors import ParameterError
+    from distillscale.laws.hyperparameters.presets import load_hyperparameter_law
+
+    law = load_hyperparameter_law(s.law)
+    try:
+        rec = law.recommend(s.params, s.tokens, s.batch_tokens)
+    except ParameterError as exc:
+        raise UserError(exc.for_cli()) from None
+    if s.as_json:
+        print_json(rec.to_dict())
+        return
+    for note in rec.notes:
+        warn(note)
+    level = f"{rec.level:.0%}"
+    console.print(f"N = {format_quantity(rec.params)} parameters, D = {format_quantity(rec.tokens)} tokens "
+                  f"(law: {rec.law})")
+    console.print(f"peak lr      {rec.lr:.3g}  ({level} interval {rec.lr_interval[0]:.3g}-{rec.lr_interval[1]:.3g})")
+    batch = f"batch        {format_quantity(rec.batch_tokens)} tokens"
+    if rec.batch_interval is not None:
+        batch += f"  ({level} interval {format_quantity(rec.batch_interval[0])}-{format_quantity(rec.batch_interval[1])})"
+    console.print(batch)
+    adaptation = rec.adaptation
+    if adaptation is not None:
+        console.print(f"at this batch ({adaptation.batch_tokens / adaptation.optimal_batch_tokens:.2g}x B* = "
+                      f"{format_quantity(adaptation.optimal_batch_tokens)}): lr scaled by (B/B*)^"
+                      f"{adaptation.lr_batch_exponent:.2f}")
+        if adaptation.loss_penalty is not None:
+            console.print(f"loss penalty {adaptation.loss_penalty:.3%} at the same tokens" + (
+                f"; {adaptation.extra_tokens_factor:.3g}x the tokens ({format_quantity(adaptation.extra_tokens)} more) "
+                "recover it" if adaptation.extra_tokens_factor is not None else ""))
+
+
+fit_hyperparameters_command = command(FitHyperparametersSettings)(fit_hyperparameters_command_run)
+predict_hyperparameters_command = command(PredictHyperparametersSettings)(predict_hyperparameters_command_run)

@@ -1,0 +1,221 @@
+"""A hyperparameter law: the optimal peak learning rate and batch size (tokens) as power laws in N
+(non-embedding parameters) and D (training tokens), with intervals, and what it knows of the surface
+around the optimum (the batch exponent of the optimal rate, the loss's rise along the ridge, the
+loss's slope in D) for Hoffer's regime adaptation.
+
+    law = load_hyperparameter_law("steplaw2025")          # a preset, or a file `fit hyperparameters` wrote
+    rec = law.recommend(1e9, 20e9)                          # Recommendation: lr, batch_tokens, intervals
+    rec = law.recommend(1e9, 20e9, batch_tokens=4e6)        # the lr at that batch, its loss penalty
+    law.regime_adaptation(1e9, 20e9, 4e6)                   # RegimeAdaptation
+    law.save("hp.json")
+
+A law file carries `format` and `schema_version`; a newer or malformed file is refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+from scipy.stats import norm
+
+from distillscale.errors import ParameterError, UserError
+from distillscale.io import atomic_write_json, read_text_file
+from distillscale.laws.schema import describe
+
+HYPERPARAMETER_SCHEMA_VERSION = 1
+FORMAT = "distillscale hyperparameter law"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PowerLaw(_Record):
+    """value = coefficient * N^exponents[0] * D^exponents[1]; its uncertainty in ln space: the
+    covariance of (ln coefficient, exponent N, exponent D) plus the scatter of the cells around it
+    (`residual_sd`), so an interval is where the optimum of a new cell may lie."""
+
+    coefficient: float
+    exponents: tuple[float, float]
+    covariance: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]] = (
+        (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+    residual_sd: float = 0.0
+
+    def __call__(self, params: float, tokens: float) -> float:
+        return float(self.coefficient * params ** self.exponents[0] * tokens ** self.exponents[1])
+
+    def interval(self, params: float, tokens: float, level: float) -> tuple[float, float]:
+        """The central interval at `level` of the optimum at (N, D)."""
+        design = np.array([1.0, math.log(params), math.log(tokens)])
+        sd = math.sqrt(max(float(design @ np.array(self.covariance) @ design), 0.0) + self.residual_sd ** 2)
+        z = float(norm.ppf(0.5 + level / 2))
+        value = self(params, tokens)
+        return value * math.exp(-z * sd), value * math.exp(z * sd)
+
+
+class RegimeAdaptation(_Record):
+    """Hoffer et al.'s regime adaptation at a batch the user fixed: the rate to use there (the law's
+    batch exponent, not a fixed square root), the loss penalty at the same tokens against B*, and
+    the tokens that recover it. A field the law cannot give is None and `notes` says why."""
+
+    batch_tokens: float
+    optimal_batch_tokens: float
+    lr: float
+    lr_batch_exponent: float
+    loss_penalty: float | None        # relative (0.01 = 1%) at the same tokens
+    extra_tokens_factor: float | None  # tokens x this factor recover the penalty
+    extra_tokens: float | None
+    notes: list[str] = []
+
+
+class Recommendation(_Record):
+    """The peak learning rate and batch size (tokens) a law recommends at (N, D), with intervals at
+    `level`; at a batch the user fixed, `adaptation` and the loss `penalty` there."""
+
+    law: str
+    params: float
+    tokens: float
+    lr: float
+    lr_interval: tuple[float, float]
+    batch_tokens: float
+    batch_interval: tuple[float, float] | None     # None: the batch is the user's, or the law's only one
+    optimal_batch_tokens: float | None             # B* (None: the law was fitted at one batch)
+    lr_batch_exponent: float | None                # d ln lr* / d ln B (Hoffer's sqrt rule: 0.5)
+    penalty: float | None                          # relative loss penalty of the batch against B*
+    level: float
+    adaptation: RegimeAdaptation | None = None
+    notes: list[str] = []
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class HyperparameterLaw(_Record):
+    """lr*(N, D) and B*(N, D) (None when the runs did not vary the batch: `fixed_batch_tokens` then),
+    with the surface facts regime adaptation needs (None when unknown)."""
+
+    format: Literal["distillscale hyperparameter law"] = FORMAT
+    schema_version: int = HYPERPARAMETER_SCHEMA_VERSION
+    name: str
+    source: str
+    lr: PowerLaw
+    batch: PowerLaw | None = None
+    fixed_batch_tokens: float | None = None
+    level: float = 0.9
+    lr_batch_exponent: float | None = None            # the median over cells of d ln lr* / d ln B
+    lr_batch_exponent_interval: tuple[float, float] | None = None
+    ridge_curvature: float | None = None              # relative loss per (ln B - ln B*)^2 along the ridge
+    loss_tokens_exponent: float | None = None         # d ln L* / d ln D at fixed N, from the cells' best losses
+    data_range: dict[str, tuple[float, float]] | None = None
+    fit: dict[str, Any] | None = None                 # how it was fitted: cells, selection, backtest
+
+    def recommend(self, params: float, tokens: float, batch_tokens: float | None = None) -> Recommendation:
+        """The recommended peak lr and batch at N non-embedding parameters and D tokens; with
+        `batch_tokens`, the lr at that batch (regime adaptation) and its loss penalty."""
+        params, tokens = _positive("params", params), _positive("tokens", tokens)
+        lr, lr_interval = self.lr(params, tokens), self.lr.interval(params, tokens, self.level)
+        notes = []
+        if self.batch is None:
+            if batch_tokens is not None and not math.isclose(batch_tokens, self.fixed_batch_tokens, rel_tol=1e-6):
+                raise ParameterError("batch_tokens", f"{{}}: this law was fitted at one batch size "
+                                     f"({self.fixed_batch_tokens:.4g} tokens) and cannot say the rate at another; "
+                                     "leave the batch out, or fit runs that vary the batch")
+            notes.append(f"the law's runs did not vary the batch: the lr is for their batch of "
+                         f"{self.fixed_batch_tokens:.4g} tokens")
+            return Recommendation(law=self.name, params=params, tokens=tokens, lr=lr, lr_interval=lr_interval,
+                                  batch_tokens=self.fixed_batch_tokens, batch_interval=None, optimal_batch_tokens=None,
+                                  lr_batch_exponent=None, penalty=None, level=self.level, notes=notes)
+        optimal = self.batch(params, tokens)
+        if batch_tokens is None:
+            return Recommendation(law=self.name, params=params, tokens=tokens, lr=lr, lr_interval=lr_interval,
+                                  batch_tokens=optimal, batch_interval=self.batch.interval(params, tokens, self.level),
+                                  optimal_batch_tokens=optimal, lr_batch_exponent=self.lr_batch_exponent,
+                                  penalty=0.0, level=self.level, notes=notes)
+        adaptation = self.regime_adaptation(params, tokens, batch_tokens)
+        ratio = adaptation.lr / lr
+        return Recommendation(law=self.name, params=params, tokens=tokens, lr=adaptation.lr,
+                              lr_interval=(lr_interval[0] * ratio, lr_interval[1] * ratio),
+                              batch_tokens=adaptation.batch_tokens, batch_interval=None, optimal_batch_tokens=optimal,
+                              lr_batch_exponent=self.lr_batch_exponent, penalty=adaptation.loss_penalty,
+                              level=self.level, adaptation=adaptation, notes=adaptation.notes)
+
+    def regime_adaptation(self, params: float, tokens: float, batch_tokens: float) -> RegimeAdaptation:
+        """At a batch the user fixed (say, above B* to fill many GPUs): the rate to use there, the
+        loss penalty at the same tokens and the extra tokens that recover it."""
+        params, tokens = _positive("params", params), _positive("tokens", tokens)
+        batch_tokens = _positive("batch_tokens", batch_tokens)
+        if self.batch is None:
+            raise UserError(f"law {self.name} was fitted at one batch size: it has no B* or batch exponent "
+                            "to adapt the rate to another batch; fit runs that vary the batch")
+        if self.lr_batch_exponent is None:
+            raise UserError(f"law {self.name} has no measured batch exponent of the optimal rate: it cannot "
+                            "adapt the rate to another batch; fit your own lr x batch grid")
+        optimal = self.batch(params, tokens)
+        step = math.log(batch_tokens / optimal)
+        lr = self.lr(params, tokens) * math.exp(self.lr_batch_exponent * step)
+        notes, penalty, factor = [], None, None
+        if self.ridge_curvature is None:
+            notes.append(f"law {self.name} has no loss surface: it cannot give the loss penalty of this batch")
+        else:
+            penalty = self.ridge_curvature * step * step
+            if self.loss_tokens_exponent is None or self.loss_tokens_exponent >= 0:
+                notes.append(f"law {self.name} has no loss-vs-tokens slope (its runs had one D per N): it "
+                             "cannot give the tokens that recover the penalty")
+            else:
+                factor = (1 + penalty) ** (-1 / self.loss_tokens_exponent)
+        return RegimeAdaptation(batch_tokens=batch_tokens, optimal_batch_tokens=optimal, lr=lr,
+                                lr_batch_exponent=self.lr_batch_exponent, loss_penalty=penalty,
+                                extra_tokens_factor=factor,
+                                extra_tokens=None if factor is None else tokens * (factor - 1), notes=notes)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the law as JSON (atomically), readable by `load_hyperparameter_law` and `--law FILE`."""
+        atomic_write_json(path, self.model_dump(mode="json"))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HyperparameterLaw":
+        """A law file `save` wrote; a malformed or newer one is refused in one line."""
+        text = read_text_file(path, "hyperparameter law")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} is not JSON ({exc.msg}, line {exc.lineno}): give a file "
+                            "`distillscale fit hyperparameters --out` wrote") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise UserError(f"{path} is not a hyperparameter law: give a file `distillscale fit hyperparameters "
+                            "--out` wrote, or a preset (steplaw2025, deepseek2024)")
+        version = data.get("schema_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise UserError(f"{path}: schema_version = {version!r} must be a positive integer")
+        if version > HYPERPARAMETER_SCHEMA_VERSION:
+            raise UserError(f"{path}: schema_version {version} is newer than this distillscale reads "
+                            f"({HYPERPARAMETER_SCHEMA_VERSION}): upgrade distillscale to read it")
+        try:
+            return cls.model_validate({**data, "schema_version": version})
+        except ValidationError as exc:
+            raise UserError(f"{path}: " + describe(exc, "law")) from None
+
+
+def is_hyperparameter_law_file(path: Path) -> bool:
+    """Whether `path` is a hyperparameter law this package wrote (so --overwrite may replace it)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return f'"format": "{FORMAT}"' in fh.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _positive(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(name, "{} must be a number, got {value!r}", value=value) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ParameterError(name, "{} must be positive and finite, got {value!r}", value=value)
+    return value
