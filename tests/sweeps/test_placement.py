@@ -35,8 +35,26 @@ def test_an_explicit_list_picks_those_gpus_in_its_order():
 
 def test_none_runs_on_the_cpu_with_the_cpu_workers():
     placement = place_runs(["0", "1"], gpus="none", cpu_workers=5)
-    assert placement.slots == (None,) * 5 and placement.env(0) == {}
+    assert placement.slots == (None,) * 5
+    assert placement.env(0) == {"CUDA_VISIBLE_DEVICES": "", "DISTILLSCALE_DEVICE": "cpu"}
     assert place_runs([], workers=3).slots == (None, None, None)  # no GPU visible
+
+
+def test_a_cpu_slot_keeps_device_auto_off_the_gpus_of_a_gpu_machine(monkeypatch):
+    """`sweep run --gpus none` on a GPU machine: the run's `--device auto` used to pick cuda:0 (bf16 on)
+    while the store said "cpu". CUDA is made to look usable; the suite's DISTILLSCALE_DEVICE=cpu is
+    removed, so only what the slot sets keeps the run on the CPU."""
+    import torch
+
+    from distillscale.training.distributed import resolve_device
+
+    monkeypatch.delenv("DISTILLSCALE_DEVICE", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"  # what a run outside any slot picks here
+    for name, value in place_runs(["0", "1"], gpus="none").env(0).items():
+        monkeypatch.setenv(name, value)
+    assert resolve_device("auto") == torch.device("cpu")
 
 
 def test_more_workers_than_gpus_share_them_round_robin():

@@ -5,7 +5,8 @@ A sweep runs up to `workers` runs at once; each run takes a free slot and is lau
 `CUDA_VISIBLE_DEVICES` set to that slot's GPU, so inside the run the GPU is `cuda:0` and no two
 runs of one slot ever overlap. Slot i gets GPU i mod (number of GPUs): with 2 GPUs and 4 workers,
 each GPU runs 2 runs at a time. A slot whose device is None runs on the CPU (no GPU visible, or
-`--gpus none`): the run is launched with `CUDA_VISIBLE_DEVICES` left as it is.
+`--gpus none`): the run is launched with `CUDA_VISIBLE_DEVICES=""` and `DISTILLSCALE_DEVICE=cpu`, so
+that `--device auto` inside it cannot pick a GPU the sweep did not give it (the store records "cpu").
 
 The GPUs visible to this process are those CUDA itself counts (`torch.cuda.device_count()`, 0 when
 CUDA is not usable), named as `CUDA_VISIBLE_DEVICES` names them when it is set, read by CUDA's own
@@ -27,7 +28,6 @@ from distillscale.errors import ParameterError
 
 VISIBLE_GPUS_ENV = "DISTILLSCALE_VISIBLE_GPUS"  # a stub of the GPU list (tests, CPU machines)
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"
-DEVICE_ENV = "DISTILLSCALE_DEVICE"  # training.distributed reads it: where `--device auto` runs
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,11 @@ class Placement:
         return len(self.slots)
 
     def env(self, slot: int) -> dict[str, str]:
-        """What a run launched in `slot` adds to its environment."""
+        """What a run launched in `slot` adds to its environment: its GPU and `cuda`, or no GPU and `cpu`."""
+        from distillscale.training.distributed import DEVICE_ENV  # with torch: only when a run is launched
+
         device = self.slots[slot]
-        return {} if device is None else {CUDA_ENV: device, DEVICE_ENV: "cuda"}
+        return {CUDA_ENV: "", DEVICE_ENV: "cpu"} if device is None else {CUDA_ENV: device, DEVICE_ENV: "cuda"}
 
     def describe(self) -> str:
         if not self.gpus:
