@@ -125,3 +125,32 @@ def test_runs_of_a_dead_runner_show_as_interrupted(cli, tmp_path):
     with FileLock(SweepLayout(tmp_path).lock_path):  # a live runner: the run is running
         status = json.loads(cli("sweep", "status", tmp_path, "--json")[1])
     assert status["counts"]["running"] == 1 and status["counts"]["interrupted"] == 0
+
+
+KILLED_RUNNER = """
+import os, signal, sys
+from distillscale.sweeps.store import RunStore
+
+store = RunStore(sys.argv[1], create=True)
+config = {"non_embedding_params": 1e6, "tokens": 2e7, "n_layers": 1, "budget": None}
+store.add([(f"t{i}", "teacher", config, ()) for i in range(6)])
+for i in range(4):
+    store.claim(f"t{i}")
+    store.finish(f"t{i}", "completed", result={"val_loss": 3.0 + i})
+store.claim("t4")
+os.kill(os.getpid(), signal.SIGKILL)  # the last transactions are in runs.sqlite-wal alone
+"""
+
+
+def test_status_and_export_after_a_kill_9_read_what_the_runner_last_wrote(cli, tmp_path):
+    import subprocess
+    import sys
+
+    from distillscale.sweeps.export import export_records
+
+    subprocess.run([sys.executable, "-c", KILLED_RUNNER, str(tmp_path)], check=False)
+    assert (tmp_path / "runs.sqlite-wal").stat().st_size > 0
+    code, out, _ = cli("sweep", "status", tmp_path, "--json")
+    status = json.loads(out)
+    assert code == 0 and status["counts"]["completed"] == 4 and status["counts"]["interrupted"] == 1
+    assert [record["val_loss"] for record in export_records(tmp_path)] == [3.0, 4.0, 5.0, 6.0]

@@ -83,8 +83,10 @@ def is_sweep_dir(path: Path) -> bool:
 class RunStore:
     """`RunStore(sweep_dir)` opens (or, with `create=True`, creates) `sweep_dir/runs.sqlite`.
 
-    `read_only=True` (for `sweep status` and `export`) never creates or changes a file; with
-    `runner_alive=False` (no `sweep run` holds the sweep) it does not even touch SQLite's WAL files.
+    `read_only=True` (for `sweep status` and `export`) never writes a row. It reads what the write-ahead
+    file holds too: a runner killed with -9 leaves its last transactions there, not in runs.sqlite. Only
+    with `runner_alive=False` (no `sweep run` holds the sweep) and no write-ahead file left does it
+    open the database as immutable, touching no other file.
     One connection per process; use it as a context manager or call `close()`.
     """
 
@@ -114,8 +116,10 @@ class RunStore:
                             f"another sweep directory") from None
 
     def _open_read_only(self, runner_alive: bool) -> None:
-        # immutable: nobody writes, so SQLite need not create -wal/-shm files to read safely.
-        flag = "mode=ro" if runner_alive else "immutable=1"
+        # immutable: nobody writes and everything is in the main file, so SQLite need not create -wal/-shm
+        # files to read safely. An immutable reader ignores the -wal file: with one left, read through it.
+        wal = self.path.with_name(self.path.name + "-wal")
+        flag = "mode=ro" if runner_alive or (wal.is_file() and wal.stat().st_size > 0) else "immutable=1"
         self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?{flag}", uri=True,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
         self._db.row_factory = sqlite3.Row
