@@ -4,6 +4,7 @@ scores checked against computations by hand, `distillscale prune` and its refusa
 from __future__ import annotations
 
 import inspect
+import os
 import json
 
 import pytest
@@ -208,3 +209,46 @@ def test_prune_refusals_are_one_line(cli, tmp_path, hf_teacher):
         assert code == 2 and message in err, err
         assert len([line for line in err.splitlines() if line.strip()]) == 1, err
     assert not (tmp_path / "a").exists() and not any((tmp_path / "exists").iterdir())
+
+
+def test_prune_defaults_to_the_teachers_context_and_refuses_a_longer_window(cli, tmp_path, hf_teacher):
+    """The teacher reads 64 tokens: the default window (256) used to fail; now it is 64."""
+    data = ("--max-bytes", "100k", "--calibration-tokens", "256", "--device", "cpu", "--d-model", "48")
+    code, out, err = cli("prune", hf_teacher, "--out", tmp_path / "pruned", *data, "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["seq_len"] == 64
+    # gradient importance: a forward and a backward of activation gradients alone (the weights are frozen)
+    assert record["flops"] == 2 * record["teacher_shape"]["forward_flops_per_token"] * 256
+    assert not list(tmp_path.glob(".tmp-prune-*"))
+    code, _, err = cli("prune", hf_teacher, "--out", tmp_path / "longer", *data, "--seq-len", "128")
+    assert code == 2 and "--seq-len 128 is longer than the teacher's context (64 tokens)" in err
+
+
+def test_prune_out_inside_an_input_is_refused(cli, tmp_path, hf_teacher):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(inspect.getsource(json) * 3)
+    for out, message in [(corpus / "pruned", "is inside"), (hf_teacher / "pruned", "is inside")]:
+        code, _, err = cli("prune", hf_teacher, "--out", out, "--data", corpus, *CALIBRATION, "--d-model", "48")
+        assert code == 2 and message in err and "an input of this command" in err, err
+        assert not out.exists()
+
+
+def test_a_killed_prunes_staging_directory_is_removed_by_the_next(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from distillscale.training.pruning import STAGING_PREFIX, remove_stale_staging
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    stale = tmp_path / f"{STAGING_PREFIX}{host}-{dead.stdout.strip()}-abc"
+    live = tmp_path / f"{STAGING_PREFIX}{host}-{os.getpid()}-def"
+    elsewhere = tmp_path / f"{STAGING_PREFIX}otherhost-{dead.stdout.strip()}-ghi"
+    for directory in (stale, live, elsewhere):
+        (directory / "model.safetensors").parent.mkdir()
+        (directory / "model.safetensors").write_bytes(b"half")
+    remove_stale_staging(tmp_path)
+    assert not stale.exists() and live.exists() and elsewhere.exists()

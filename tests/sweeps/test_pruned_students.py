@@ -104,10 +104,10 @@ def test_the_dry_run_counts_the_prunes_and_the_pruned_students():
     by_id = {run.run_id: run for run in plan.runs}
     for run in sweep.runs:
         estimate = by_id[run.run_id]
-        if run.kind == "pruned":  # 3 teacher forward passes (gradient importance) per calibration token
+        if run.kind == "pruned":  # a forward and an activation-only backward (gradient importance) per token
             teacher = next(r for r in sweep.runs if r.run_id == run.teacher_id)
             shape = ModelConfig(n_layers=teacher.n_layers, vocab_size=320, aspect_ratio=16, head_dim=16, max_seq_len=32)
-            assert estimate.flops == 3 * shape.forward_flops_per_token(32) * 16384 and estimate.steps == 0
+            assert estimate.flops == 2 * shape.forward_flops_per_token(32) * 16384 and estimate.steps == 0
         elif run.init_id:  # the pruned student costs what its from-scratch twin does
             twin = next(r for r in sweep.runs if r.kind == "student" and not r.init_id and r.teacher_id == run.teacher_id
                         and r.n_layers == run.n_layers)
@@ -185,6 +185,8 @@ def test_a_sweep_prunes_then_distils_from_the_pruned_model(tmp_path, cli):
     code, status, _ = cli("sweep", "status", out, "--json")
     flops = sum(record.result["flops"] for record in records.values())
     assert prune.result["flops"] > 0 and json.loads(status)["compute"]["flops_spent"] == pytest.approx(flops)
+    planned = {run.run_id: run for run in dry_run(load_sweep_spec(path), gpus=0, workers=1).runs}
+    assert planned[prune.id].flops == prune.result["flops"]  # the dry run counts what prune.json does
     # running again adopts every finished run, the prune included
     before = (prune_dir / "prune.json").stat().st_mtime_ns
     code, out_text, _ = cli("sweep", "run", path, "--out", out, "--workers", "1")

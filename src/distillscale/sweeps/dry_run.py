@@ -45,6 +45,7 @@ from distillscale.planning.flops import run_flops
 from distillscale.sweeps.placement import Placement, choose_slot, place_runs, visible_gpus
 from distillscale.sweeps.spec import PlannedRun, SweepSpec
 from distillscale.training.config import TrainConfig
+from distillscale.training.prune_config import calibration_input_tokens, calibration_window, importance_flops
 
 # issue 24's H100 figures, one run alone on the GPU (bf16 + torch.compile): (depth, tokens/s) at
 # bench/gpu_step.py's shapes. Assumed, not measured by this project.
@@ -270,14 +271,14 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
 
 
 def _prune_cost(run: PlannedRun, teacher: PlannedRun, throughput: Throughput, on_gpu: bool) -> _Cost:
-    """A `prune` run: its importance pass over the calibration windows, as prune.json counts it (3
-    teacher forward passes per token for gradients, 1 for activations); no optimizer steps."""
+    """A `prune` run: its importance pass over the calibration windows, as prune.json counts it
+    (`importance_flops`); no optimizer steps."""
     teacher_config = _config(teacher)
-    seq_len = run.settings["seq_len"]
-    tokens = max(1, run.settings["calibration_tokens"] // seq_len) * seq_len
-    passes = 3 if run.settings["importance"] == "gradient" else 1
-    flops = float(passes * teacher_config.model_shape(teacher_config.vocab_size or DEFAULT_VOCAB_SIZE)
-                  .forward_flops_per_token(seq_len) * tokens)
+    teacher_model = teacher_config.model_shape(teacher_config.vocab_size or DEFAULT_VOCAB_SIZE)
+    seq_len = calibration_window(run.settings.get("seq_len"), teacher_model.max_seq_len)
+    tokens = calibration_input_tokens(run.settings["calibration_tokens"], seq_len)
+    flops = float(importance_flops(run.settings["importance"], teacher_model.forward_flops_per_token(seq_len),
+                                   tokens))
     return _Cost("prune", 0, 0, flops, flops, flops / throughput.rate(teacher.non_embedding_params, on_gpu),
                  throughput.startup_seconds, 0.0)
 

@@ -11,6 +11,27 @@ from distillscale.settings import Settings, count, quantity
 from distillscale.training.config import CorpusSettings, HardwareSettings, TeacherSettings
 from distillscale.units import Quantity
 
+CALIBRATION_WINDOW = 256  # the default calibration window, for a teacher that reads at least this many tokens
+# Teacher passes per calibration token, in forward passes: gradient importance runs the forward and a
+# backward that computes activation gradients only (the weights are frozen, so no weight gradients:
+# one matmul per forward matmul, not two); activation importance runs the forward alone.
+IMPORTANCE_PASSES = {"gradient": 2, "activation": 1}
+
+
+def calibration_window(seq_len: int | None, teacher_context: int) -> int:
+    """The calibration window: `seq_len` when given, else 256 or the teacher's context if shorter."""
+    return min(CALIBRATION_WINDOW, teacher_context) if seq_len is None else seq_len
+
+
+def calibration_input_tokens(calibration_tokens: int, window: int) -> int:
+    """Tokens the importance pass reads: whole windows, at least one."""
+    return max(1, calibration_tokens // window) * window
+
+
+def importance_flops(importance: str, teacher_forward_flops_per_token: int, tokens: int) -> int:
+    """FLOPs of the importance pass over `tokens` calibration tokens (prune.json's `flops`, the dry run's)."""
+    return IMPORTANCE_PASSES[importance] * teacher_forward_flops_per_token * tokens
+
 
 class PruneSettings(Settings):
     section, title = "prune", "Pruning"
@@ -32,7 +53,8 @@ class PruneSettings(Settings):
                                   "(1 - cos(in, out)); last: drop the last blocks")
     calibration_tokens: Annotated[int, count("calibration_tokens", kind=Quantity.TOKENS)] = Field(
         16384, description="tokens of the corpus the importance is measured on (windows of --seq-len)")
-    seq_len: int = Field(256, ge=2, description="calibration window length")
+    seq_len: int | None = Field(None, ge=2, description=f"calibration window length (default: {CALIBRATION_WINDOW}, "
+                                                        f"or the teacher's context if shorter)")
     batch_size: int = Field(8, ge=1, description="windows per calibration batch")
     seed: int = Field(0, ge=0, description="which windows are drawn")
     device: Literal["auto", "cpu", "cuda"] = HardwareSettings.model_fields["device"]

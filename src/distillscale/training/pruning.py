@@ -13,24 +13,30 @@ The output directory (created; an existing path is refused, never written into):
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
 from distillscale.data import prepare_data
 from distillscale.errors import UserError
-from distillscale.io import atomic_write_json
+from distillscale.io import atomic_write_json, check_output_dir
 from distillscale.model import load_pretrained, save_pretrained
 from distillscale.model.pruning import PruneTarget, importance, prune, target_for_params
 from distillscale.training.distributed import resolve_device
-from distillscale.training.prune_config import PruneConfig
+from distillscale.training.prune_config import (PruneConfig, calibration_input_tokens, calibration_window,
+                                                importance_flops)
+from distillscale.training.run_dir import input_paths
 from distillscale.training.teachers import find_teacher, resolve_student_data, same_tokenizer
 
 RECORD_FILE = "prune.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: gradient importance counted as 2 forward passes (the backward computes no weight gradients)
+STAGING_PREFIX = ".tmp-prune-"  # + host-pid-: the directory the output is built in, renamed to --out when done
 
 
 class ShapeRecord(BaseModel):
@@ -57,8 +63,9 @@ class PruneRecord(BaseModel):
     teacher_shape: ShapeRecord
     pruned_shape: ShapeRecord
     kept_blocks: list[int]
-    flops: int = Field(description="FLOPs of the importance pass: 3 (gradient) or 1 (activation) x the "
-                                   "teacher's forward FLOPs per token x calibration tokens")
+    flops: int = Field(description="FLOPs of the importance pass: 2 (gradient: forward and activation "
+                                   "gradients, the weights frozen) or 1 (activation) x the teacher's forward "
+                                   "FLOPs per token x calibration tokens")
 
 
 def _shape(config, seq_len: int) -> ShapeRecord:
@@ -80,6 +87,8 @@ def prune_teacher(config: PruneConfig, progress: bool = False) -> PruneRecord:
                         f"student keeps the teacher's embeddings, so it speaks the teacher's tokenizer; leave "
                         f"out --tokenizer")
     config = resolve_student_data(config, source)
+    # the output rule: not inside the corpus, the teacher or the tokenizer (they would read the new files)
+    check_output_dir(out, is_ours=lambda path: False, inputs=input_paths(config), what="pruned model")
     if source.kind == "run":
         teacher = load_pretrained(source.path)
     else:
@@ -89,6 +98,11 @@ def prune_teacher(config: PruneConfig, progress: bool = False) -> PruneRecord:
     target = (target_for_params(teacher.config, int(config.params)) if config.params is not None
               else PruneTarget(config.n_layers, config.d_model, config.n_heads, config.d_ff))
     target.resolve(teacher.config)  # shape errors before the data is read
+    context = teacher.config.max_seq_len
+    if config.seq_len is not None and config.seq_len > context:
+        raise UserError(f"--seq-len {config.seq_len} is longer than the teacher's context ({context} tokens): give "
+                        f"--seq-len {context} or less, or leave it out")
+    config = config.model_copy(update={"seq_len": calibration_window(config.seq_len, context)})
 
     data = prepare_data(config.data_config(), progress=progress)
     if data.vocab_size > teacher.config.vocab_size:
@@ -104,10 +118,11 @@ def prune_teacher(config: PruneConfig, progress: bool = False) -> PruneRecord:
         calibration_tokens=scores.tokens, seq_len=config.seq_len, data_fingerprint=data.fingerprint,
         teacher_shape=_shape(teacher.config, config.seq_len), pruned_shape=_shape(pruned.config, config.seq_len),
         kept_blocks=kept["blocks"],
-        flops=(3 if config.importance == "gradient" else 1)
-        * teacher.config.forward_flops_per_token(config.seq_len) * scores.tokens)
+        flops=importance_flops(config.importance, teacher.config.forward_flops_per_token(config.seq_len),
+                               scores.tokens))
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-prune-", dir=out.parent))
+    remove_stale_staging(out.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=out.parent))
     try:
         save_pretrained(pruned.cpu(), staging)
         shutil.copyfile(data.directory / "tokenizer.json", staging / "tokenizer.json")
@@ -121,10 +136,26 @@ def prune_teacher(config: PruneConfig, progress: bool = False) -> PruneRecord:
     return record
 
 
+def remove_stale_staging(directory: Path) -> None:
+    """Remove the staging directories that `prune` processes of this host left in `directory` when they
+    were killed (their process is gone); those of live processes, or of other hosts, stay."""
+    mine = f"{STAGING_PREFIX}{socket.gethostname()}-"
+    for leftover in directory.glob(f"{STAGING_PREFIX}*"):
+        pid = leftover.name.removeprefix(mine).split("-", 1)[0]
+        if not leftover.name.startswith(mine) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:  # alive, someone else's
+            pass
+
+
 def calibration_batches(tokens: np.ndarray, config: PruneConfig, device: torch.device):
     """Windows of `seq_len` + 1 tokens drawn at random (seeded) from `tokens`, batch_size at a time:
     (inputs, next-token targets), calibration_tokens inputs in all (at least one window)."""
-    windows = max(1, config.calibration_tokens // config.seq_len)
+    windows = calibration_input_tokens(config.calibration_tokens, config.seq_len) // config.seq_len
     if len(tokens) <= config.seq_len:
         raise UserError(f"the {config.split} split holds {len(tokens)} tokens, less than one calibration window "
                         f"of {config.seq_len}: use more data or a smaller --seq-len")
