@@ -271,7 +271,8 @@ def _valid_files(root: Path) -> dict[str, Path]:
     from distillscale.report.demo import builtin_spec
 
     files = {"law": root / "valid_law.json", "runs": root / "valid_runs.csv",
-             "students": root / "valid_students.csv", "spec": root / "valid_spec.toml"}
+             "students": root / "valid_students.csv", "spec": root / "valid_spec.toml",
+             "grid": root / "valid_grid.csv"}
     load_laws("busbridge2025").save(files["law"]) if not files["law"].exists() else None
     rows = [(n, n * r, 10 ** (0.3 + 250 / n ** 0.34) + 1.7) for n in (1e7, 3e7, 1e8, 3e8) for r in (10, 20, 40)]
     files["runs"].write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{loss:.4f}\n" for n, d, loss in rows))
@@ -279,6 +280,10 @@ def _valid_files(root: Path) -> dict[str, Path]:
                                  "1e8,2e9,2.5,1e9,3.1,3.1\n1e8,2e9,2.8,2e9,3.0,3.0\n2e8,4e9,2.5,1e9,2.9,2.9\n"
                                  "2e8,4e9,2.8,4e9,2.8,2.8\n")
     files["spec"].write_text(builtin_spec(quick=True).read_text())
+    grid = [(lr, b, 3 + 0.02 * math.log(lr / 1e-3) ** 2 + 0.01 * math.log(b / 2 ** 19) ** 2)
+            for lr in (5e-4, 1e-3, 2e-3) for b in (2 ** 18, 2 ** 19, 2 ** 20)]
+    files["grid"].write_text("params,tokens,lr,batch_tokens,loss\n" + "".join(
+        f"1e8,2e9,{lr:g},{b:g},{loss:.4f}\n" for lr, b, loss in grid))
     return files
 
 
@@ -295,6 +300,7 @@ def _base_lines(root: Path) -> dict[str, list[str]]:
         "predict supervised": ["--params", "1B", "--tokens", "20B"],
         "predict distillation": ["--student-params", "1B", "--student-tokens", "20B", "--teacher-loss", "2.5"],
         "fit supervised": [f["runs"], "--bootstrap", "0", "--no-backtest", "--form", "chinchilla"], "fit distillation": [f["students"], "--bootstrap", "0"],
+        "predict hyperparameters": ["--params", "1B", "--tokens", "20B"], "fit hyperparameters": [f["grid"], "--bootstrap", "0"],
         "data prepare": ["--data", str(root)], "sweep run": [f["spec"]], "sweep plan": [f["spec"]],
         "sweep status": [str(root)],
         "sweep export": [str(root)], "experiment large-batch": [],
