@@ -85,14 +85,15 @@ def test_the_dry_run_table_of_a_small_spec(cli, tmp_path):
         evaluation = 2000 * model.forward_flops_per_token(32)
         assert run["steps"] == steps and run["tokens"] == planned.tokens
         assert run["tokens_per_param"] == pytest.approx(planned.tokens / planned.non_embedding_params)
-        assert run["run_flops"] == pytest.approx(whole + evaluation, rel=1e-12)
+        assert run["run_flops"] == pytest.approx(whole, rel=1e-12)  # as result.json: no evaluations
+        assert run["evaluation_flops"] == pytest.approx(evaluation, rel=1e-12)
         if planned.parent_id:  # a fork spends its cooldown only (20% of its steps by default)
             assert run["kind"] == "fork" and run["own_steps"] == config.cooldown_steps(steps) < steps
-            assert run["flops"] == pytest.approx(whole * run["own_steps"] / steps + evaluation, rel=1e-12)
+            assert run["flops"] == pytest.approx(whole * run["own_steps"] / steps, rel=1e-12)
         else:
             assert run["kind"] == ("distil" if planned.kind == "student" else "train")
             assert run["own_steps"] == steps and run["flops"] == pytest.approx(run["run_flops"])
-        assert run["device_seconds"] == pytest.approx(run["flops"] / 32e9)
+        assert run["device_seconds"] == pytest.approx((run["flops"] + evaluation) / 32e9)
     assert plan["flops"] < plan["flops_separate"]
     # One worker: one run after another, in launch order, in one worker process: its start-up (5 s)
     # is paid by the first run only.
@@ -131,7 +132,7 @@ def test_the_dry_run_states_its_assumptions_and_that_the_spec_needs_gpus(cli, tm
     assert four["wall_seconds"] >= four["device_seconds"]
     fixed = json.loads(cli("sweep", "plan", path, "--gpus", "2", "--flops-per-second", "1e12",
                            "--startup-seconds", "0", "--compile-seconds", "0", "--json")[1])
-    assert fixed["device_seconds"] == pytest.approx(fixed["flops"] / 1e12)
+    assert fixed["device_seconds"] == pytest.approx((fixed["flops"] + fixed["evaluation_flops"]) / 1e12)
     assert fixed["gpus"] == 2 and {run["device"] for run in fixed["runs"]} == {"0", "1"}
 
 

@@ -187,6 +187,9 @@ def test_a_sweep_prunes_then_distils_from_the_pruned_model(tmp_path, cli):
     assert prune.result["flops"] > 0 and json.loads(status)["compute"]["flops_spent"] == pytest.approx(flops)
     planned = {run.run_id: run for run in dry_run(load_sweep_spec(path), gpus=0, workers=1).runs}
     assert planned[prune.id].flops == prune.result["flops"]  # the dry run counts what prune.json does
+    for record in records.values():  # and each run's result.json FLOPs, its evaluations apart
+        assert planned[record.id].run_flops == pytest.approx(record.result["flops"], rel=1e-9), record.kind
+        assert record.kind == "pruned" or planned[record.id].evaluation_flops > 0
     # running again adopts every finished run, the prune included
     before = (prune_dir / "prune.json").stat().st_mtime_ns
     code, out_text, _ = cli("sweep", "run", path, "--out", out, "--workers", "1")

@@ -163,7 +163,8 @@ def _print_plan(plan) -> None:
     prunes = f", {counts['prune']} prune" if counts.get("prune") else ""
     console.print(f"{len(plan.runs)} runs ({counts['train']} train, {counts['distil']} distil, {counts['fork']} "
                   f"fork{prunes}); {plan.flops:.3g} FLOPs "
-                  f"({plan.separate_flops:.3g} as separate runs)", highlight=False)
+                  f"({plan.separate_flops:.3g} as separate runs)"
+                  + (f", evaluations {plan.evaluation_flops:.2g}" if plan.evaluation_flops else ""), highlight=False)
     console.print(f"{unit[:3]} time {_short_duration(plan.device_seconds)} ({plan.device_seconds:.0f} "
                   f"{unit}), start-up {_short_duration(plan.startup_seconds)} in all; wall time on {where}: "
                   f"{_short_duration(plan.wall_seconds)}", highlight=False)

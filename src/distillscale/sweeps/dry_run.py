@@ -9,7 +9,8 @@ The runs are the spec's own (`load_sweep_spec`, as `sweep run` resolves it), pla
 by `place_runs` and `choose_slot` as the runner places them: a run starts when its teacher and its
 WSD parent have finished and a slot is free, in the spec's order. Each run's FLOPs are counted as its
 result.json will count them (`planning.flops.run_flops` over its whole steps, a student's teacher
-forward passes included; plus its evaluations when `eval_tokens` is set); a fork spends only its
+forward passes included); its evaluations (when `eval_tokens` is set), which result.json does not
+count, are its `evaluation_flops`, spent on the device beside them; a fork spends only its
 cooldown steps, its parent's stable phase being shared (training/fork.py); a `prune` run (the start of a
 student pruned from its teacher) spends its importance pass, as prune.json counts it.
 
@@ -127,9 +128,10 @@ class RunEstimate:
     tokens_per_param: float   # tokens / non_embedding_params
     steps: int                # the run's optimizer steps (a fork's include its parent's shared ones)
     own_steps: int            # the steps it trains itself (a fork: its cooldown)
-    flops: float              # FLOPs it spends itself (a fork: its cooldown; evaluations included)
+    flops: float              # training FLOPs it spends itself (a fork: its cooldown), as result.json counts
     run_flops: float          # FLOPs of the whole run, as its result.json records them
-    device_seconds: float     # its device work alone on its device: flops / achieved FLOP/s
+    evaluation_flops: float   # its evaluations' forward passes (result.json does not count them)
+    device_seconds: float     # its device work alone on its device: (flops + evaluation_flops) / FLOP/s
     startup_seconds: float    # process start-up and compilation
     device: str               # the GPU of its slot, or "cpu"
     start_seconds: float      # when the simulated runner starts it
@@ -176,6 +178,10 @@ class SweepDryRun:
         return sum(run.flops for run in self.runs)
 
     @property
+    def evaluation_flops(self) -> float:
+        return sum(run.evaluation_flops for run in self.runs)
+
+    @property
     def separate_flops(self) -> float:
         """FLOPs of the same runs trained separately from scratch (no forks)."""
         return sum(run.run_flops for run in self.runs)
@@ -201,6 +207,7 @@ class SweepDryRun:
                 "gpus": len(self.placement.gpus), "runs_per_gpu": self.runs_per_gpu,
                 "workers": self.placement.workers, "device": "gpu" if self.on_gpu else "cpu",
                 "flops": self.flops, "flops_separate": self.separate_flops,
+                "evaluation_flops": self.evaluation_flops,
                 "device_seconds": self.device_seconds, "startup_seconds": self.startup_seconds,
                 "wall_seconds": self.wall_seconds, "needs_gpu": self.needs_gpu, "gpus_here": self.gpus_here,
                 "throughput": asdict(self.throughput), "assumptions": self.notes()}
@@ -235,6 +242,7 @@ class _Cost:
     own_steps: int
     flops: float
     run_flops: float
+    evaluation_flops: float
     device_seconds: float
     startup_seconds: float   # a new worker process: paid by a slot's first run only (sweeps/executors.py)
     compile_seconds: float   # paid by every run that compiles (a worker's compile cache starts empty)
@@ -264,9 +272,10 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
     whole = run_flops(model, config.seq_len, steps * config.tokens_per_step, teacher_flops).total
     evaluations = (own_steps // config.eval_every if config.eval_every else 0) + 1
     evaluation = (evaluations * (config.eval_tokens or 0) * model.forward_flops_per_token(config.seq_len))
-    flops = whole * own_steps / steps + evaluation
+    flops = whole * own_steps / steps
     kind = "fork" if run.parent_id else "distil" if run.command == "distill" else "train"
-    return _Cost(kind, steps, own_steps, flops, whole + evaluation, flops / throughput.rate(run.non_embedding_params, on_gpu),
+    return _Cost(kind, steps, own_steps, flops, whole, evaluation,
+                 (flops + evaluation) / throughput.rate(run.non_embedding_params, on_gpu),
                  throughput.startup_seconds, throughput.compile_seconds if config.compile else 0.0)
 
 
@@ -279,7 +288,7 @@ def _prune_cost(run: PlannedRun, teacher: PlannedRun, throughput: Throughput, on
     tokens = calibration_input_tokens(run.settings["calibration_tokens"], seq_len)
     flops = float(importance_flops(run.settings["importance"], teacher_model.forward_flops_per_token(seq_len),
                                    tokens))
-    return _Cost("prune", 0, 0, flops, flops, flops / throughput.rate(teacher.non_embedding_params, on_gpu),
+    return _Cost("prune", 0, 0, flops, flops, 0.0, flops / throughput.rate(teacher.non_embedding_params, on_gpu),
                  throughput.startup_seconds, 0.0)
 
 
@@ -339,6 +348,7 @@ def _estimate(run: PlannedRun, cost: _Cost, placement: Placement, start: float, 
                        non_embedding_params=run.non_embedding_params, tokens=run.tokens,
                        tokens_per_param=run.tokens / run.non_embedding_params, steps=cost.steps,
                        own_steps=cost.own_steps, flops=cost.flops, run_flops=cost.run_flops,
+                       evaluation_flops=cost.evaluation_flops,
                        device_seconds=cost.device_seconds, startup_seconds=startup,
                        device=placement.slots[slot] or "cpu", start_seconds=start, end_seconds=end,
                        parent_id=run.parent_id, teacher_id=run.teacher_id)
