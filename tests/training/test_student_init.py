@@ -75,3 +75,35 @@ def test_student_init_refusals_are_one_line(cli, tmp_path, tokenizer):
         lines = [line for line in err.splitlines() if line.strip() and "Writing model shards" not in line]
         assert len(lines) == 1, err
         assert not (tmp_path / "student").exists()
+
+
+def test_a_start_without_mup_trains_at_a_continued_pretraining_lr(cli, tmp_path, tokenizer):
+    """M6: an imported Qwen3 (no muP) trained at the muP base lr 1e-2, 30-100x a continued-pretraining
+    rate, without a word. Its default is START_LR now, recorded; a given lr far above it warns in one line."""
+    from distillscale.training.start_lr import START_LR
+
+    start = save_qwen3(tmp_path / "qwen3", tokenizer)
+    code, out, err = cli("train", "--student-init", start, "--tokenizer", start, "--out", tmp_path / "default", *RUN, "--json")
+    assert code == 0, err
+    assert json.loads(out)["lr"] == START_LR and "--lr" not in err
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["config"]["lr"] == START_LR
+    code, out, err = cli("train", "--student-init", start, "--tokenizer", start, "--out", tmp_path / "given", *RUN, "--lr", "1e-2", "--json")
+    assert code == 0 and json.loads(out)["lr"] == 1e-2, err
+    warning = [line for line in err.splitlines() if "--lr 0.01" in line]
+    assert len(warning) == 1 and "33x the 0.0003" in warning[0] and "lower --lr, or leave it out" in warning[0], err
+    code, out, err = cli("train", "--student-init", start, "--tokenizer", start, "--out", tmp_path / "low", *RUN, "--lr", "1e-3", "--json")
+    assert code == 0 and json.loads(out)["lr"] == 1e-3 and "--lr" not in err, err
+
+
+def test_a_run_cannot_write_over_its_own_start(cli, tmp_path, tokenizer):
+    """LOSS: `--student-init X --out X --overwrite` replaced the start it had just read, and config.json named
+    the run as its own start (student_init was not among the inputs checked against --out)."""
+    start = save_qwen3(tmp_path / "qwen3", tokenizer)
+    run = tmp_path / "run"
+    assert cli("train", "--student-init", start, "--tokenizer", start, "--out", run, *RUN)[0] == 0
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    for out in (run, run / "inside"):
+        code, _, err = cli("train", "--student-init", run, "--tokenizer", start, "--out", out, *RUN, "--overwrite")
+        assert code == 2 and f"--out {out}" in err and "input of this command" in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before

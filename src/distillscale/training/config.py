@@ -35,6 +35,7 @@ from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
                                               OnPolicyConfig, chunk_tokens)
+from distillscale.training.start_lr import MUP_BASE_LR, START_LR, with_start_lr
 from distillscale.units import Quantity, check_quantity
 
 
@@ -142,7 +143,7 @@ class BudgetSettings(Settings):
 class OptimSettings(Settings):
     section, title = "optim", "Optimisation"
 
-    lr: float = Field(1e-2, gt=0, description="peak learning rate (muP base)")
+    lr: float = Field(MUP_BASE_LR, gt=0, description=f"peak learning rate (muP base; a --student-init without muP: {START_LR:g})")
     min_lr_ratio: float = Field(1e-3, ge=0, le=1, description="final lr / peak lr")
     warmup_steps: int | None = Field(None, ge=0, description=f"(default: {DEFAULT_WARMUP_FRACTION:.0%} of "
                                                              f"the steps, at most {DEFAULT_WARMUP_STEPS})")
@@ -221,6 +222,8 @@ class HardwareSettings(Settings):
 # Bases in reverse: pydantic lists the fields of the last base first, so files and --help read data, model, ...
 class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, ModelSettings, CorpusSettings):
     """Everything that defines a supervised training run (see `distillscale train --help`)."""
+
+    _start_lr = model_validator(mode="before")(classmethod(lambda cls, settings: with_start_lr(settings)))
 
     @model_validator(mode="after")
     def _one_budget(self) -> "TrainConfig":

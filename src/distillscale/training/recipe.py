@@ -58,6 +58,7 @@ from distillscale.training.sharded_checkpoint import (
     save_full_model,
     save_sharded,
 )
+from distillscale.training.start_lr import lr_warning
 from distillscale.training.step import DivergenceWatch, StepResult, train_step
 from distillscale.training.teachers import same_tokenizer
 
@@ -145,6 +146,9 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                                  data.manifest["source"]["description"], subset=config.unique_tokens is not None)
     if repeats and show_progress:
         warn(repeats)
+    too_high = lr_warning(config.student_init, config.lr)  # a start without muP (`training.start_lr`)
+    if too_high and show_progress:
+        warn(too_high)
     schedule = lr_schedule(config, total_steps, non_embedding_params)
     plan = RunPlan(total_steps=total_steps, token_budget=token_budget, warmup_steps=schedule.warmup_steps,
                    cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,

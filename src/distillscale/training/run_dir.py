@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from distillscale.errors import UserError
 from distillscale.model.hf_export import HF_STUDENT_DIR
 from distillscale.io import atomic_write, check_output_dir, holds_anything, is_write_leftover, unreadable
-from distillscale.settings import TConfig
+from distillscale.settings import Settings, TConfig
 from distillscale.training.config import TrainConfig, teacher_location
 from distillscale.training.records import RunPlan, RunRecord, RunResult
 
@@ -53,6 +53,19 @@ def is_run_dir(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(record, dict) and {"config", "config_hash"} <= record.keys()
+
+
+def input_paths(config: Settings) -> list[Path]:
+    """Every path a command reads: the value of each of its settings that holds a path or several
+    (the start, teachers, caches, corpus, tokenizer, fork parent; a --teacher NAME=PATH as its PATH),
+    but `out`. Derived from the values, so that a setting added later is checked too."""
+    paths = []
+    for key in type(config).model_fields:
+        value = getattr(config, key)
+        for item in value if isinstance(value, list) else [value]:
+            if key != "out" and isinstance(item, Path):
+                paths.append((teacher_location(item) if key == "teacher" else item).expanduser())
+    return paths
 
 
 def completed_result(path: Path, role: str, then: str) -> RunResult:
@@ -159,10 +172,7 @@ class RunDirectory:
 
     def plan_start(self, config: TrainConfig) -> RunStart:
         """Decide between a new run, a resume and a restart, or refuse; changes nothing on disk."""
-        inputs = [getattr(config, name, None) for name in ("data", "tokenizer", "teacher_cache", "fork_from")]
-        teachers = getattr(config, "teacher", None)
-        inputs += [teacher_location(path) for path in (teachers if isinstance(teachers, list) else [teachers])]
-        check_output_dir(self.path, is_ours=is_run_dir, inputs=inputs, what="distillscale run directory")
+        check_output_dir(self.path, is_ours=is_run_dir, inputs=input_paths(config), what="distillscale run directory")
         if not self.path.exists() or not holds_anything(self.path):
             return RunStart.NEW
         if self.result_path.exists():

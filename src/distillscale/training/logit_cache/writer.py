@@ -38,6 +38,7 @@ from distillscale.training.logit_cache.store import (
     plan_shards,
     sha256_of_files,
 )
+from distillscale.training.run_dir import input_paths
 from distillscale.training.teachers import (
     Teacher,
     TeacherSource,
@@ -58,7 +59,7 @@ def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
     source = find_teacher(config.teacher, config.trust_remote_code)
     config = resolve_student_data(config, source)
     directory = CacheDirectory(config.out)
-    directory.check_usable(inputs=[config.teacher, config.data, config.tokenizer])
+    directory.check_usable(inputs=input_paths(config))
     data = prepare_data(config.data_config(), progress=progress)
     tokens = data.split(config.split)
     windows = _windows_to_cache(config, len(tokens))
