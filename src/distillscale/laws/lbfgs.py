@@ -7,7 +7,11 @@ iteration follows the number of starts still moving.
 Per start, this is L-BFGS (two-loop recursion, Nocedal & Wright Alg. 7.4) with a projected
 backtracking (Armijo) line search: coordinates held at a bound by the gradient are frozen for the
 step, and trial points are clipped into the box. Stopping rules follow SciPy's L-BFGS-B: projected
-gradient max-norm <= gtol, or relative decrease of the objective <= ftol.
+gradient max-norm <= gtol, or relative decrease of the objective <= ftol; a line search that fails
+along a direction built from curvature pairs drops the pairs and tries again from steepest descent
+(L-BFGS-B's restart), so a start stops on a failed search only where steepest descent fails too.
+Without that restart, where a start stopped (and whether the best start of a fit counted as
+converged) depended on the last bits of its stale pairs, so on the CPU.
 The starts share tensor operations only, so a batch can be split anywhere without changing results
 beyond rounding (a reduction may round a row differently with the rows around it; `polish` is what
 makes the fitted laws independent of that).
@@ -159,7 +163,13 @@ def minimize_lbfgs(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor, u
 
         x_new, f_new, g_new, accepted = _backtrack(fun, active, xa, f[active], pg, direction, step,
                                                    lower, upper, armijo, max_backtracks, nfev)
-        status[active[~accepted]] = LINE_SEARCH_FAILED
+        # As L-BFGS-B does: a line search that fails along a direction built from curvature pairs
+        # says the pairs are stale, not that the start has converged; drop them and try again from
+        # steepest descent. Only a start that finds no decrease without any pairs stops here.
+        stale = ~accepted & ~fresh
+        restart = active[stale]
+        s_hist[restart], y_hist[restart], rho[restart] = 0.0, 0.0, 0.0
+        status[active[~accepted & fresh]] = LINE_SEARCH_FAILED
         nit[active] += 1
         moved = active[accepted]
         s, y = x_new[accepted] - xa[accepted], g_new[accepted] - g[moved]
@@ -178,7 +188,7 @@ def minimize_lbfgs(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor, u
 
         flat = reduction <= ftol
         status[moved[flat]] = CONVERGED_FTOL
-        active = moved[~flat]
+        active = torch.sort(torch.cat([moved[~flat], restart])).values
         if active.numel() == 0:
             break
 
