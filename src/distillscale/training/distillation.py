@@ -22,7 +22,8 @@ from distillscale.data import iter_eval_batches
 from distillscale.data.prepare import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
-from distillscale.training.config import DistillConfig, teacher_location, teacher_name
+from distillscale.training.config import DistillConfig
+from distillscale.training.teacher_names import teacher_location, teacher_name
 from distillscale.training.cross_tokenizer import (
     CrossTokenizerObjective,
     TokenAligner,

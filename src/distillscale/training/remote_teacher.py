@@ -49,13 +49,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from distillscale.data import TokenSampler, iter_eval_batches
 from distillscale.errors import UserError
 from distillscale.jsontext import json_text
-from distillscale.training.config import redacted_url
-from distillscale.training.config import teacher_api_base as api_base
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, sparse_distillation_loss
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.on_policy import generation_plan
 from distillscale.training.records import DistillationRecord, TeacherRecord, TeacherServerRecord
+from distillscale.training.teacher_names import redacted_url
+from distillscale.training.teacher_names import teacher_api_base as api_base
 from distillscale.training.top_k import CHECK_TOKENS, MASS_ROUNDING, TAIL_KNOWN, check_top_k_mass, without_rounding
 
 TOKEN_ID_PREFIX = "token_id:"  # vLLM's form of a token when asked for return_tokens_as_token_ids

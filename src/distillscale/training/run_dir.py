@@ -41,7 +41,8 @@ from distillscale.errors import UserError
 from distillscale.model.hf_export import HF_STUDENT_DIR
 from distillscale.io import atomic_write, check_output_dir, holds_anything, is_write_leftover, unreadable
 from distillscale.settings import Settings, TConfig
-from distillscale.training.config import TrainConfig, teacher_location
+from distillscale.training.config import TrainConfig
+from distillscale.training.teacher_names import teacher_location
 from distillscale.training.records import RunPlan, RunRecord, RunResult
 
 
