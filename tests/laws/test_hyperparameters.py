@@ -167,3 +167,12 @@ def test_an_unknown_law_and_a_newer_file_are_refused_in_one_line(cli, tmp_path):
     (tmp_path / "new.json").write_text(json.dumps(newer))
     assert "newer" in _one_line_error(cli, "predict", "hyperparameters", "--law", tmp_path / "new.json",
                                       "--params", "1B", "--tokens", "1B")
+
+
+def test_a_law_file_with_a_negative_coefficient_is_refused_in_one_line(cli, tmp_path):
+    law = HYPERPARAMETER_PRESETS["steplaw2025"].model_dump(mode="json")
+    law["lr"]["coefficient"] = -1.79
+    (tmp_path / "bad.json").write_text(json.dumps(law))
+    assert "coefficient positive" in _one_line_error(cli, "predict", "hyperparameters", "--law", tmp_path / "bad.json",
+                                                     "--params", "1B", "--tokens", "1B")
+

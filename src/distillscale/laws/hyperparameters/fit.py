@@ -102,6 +102,17 @@ def fit_hyperparameters(runs=None, *, params=None, tokens=None, lr=None, batch=N
 
     columns = run_columns(runs, params=("params", params), tokens=("tokens", tokens), lr=("lr", lr),
                           batch_tokens=("batch_tokens", batch), loss=("loss", loss))
+    with np.errstate(all="ignore"):   # values far beyond float range end as a non-finite law, refused below
+        fit = _fit(columns, window, backtest, bootstrap, level, seed, name, source)
+    laws = [fit.law.lr] + ([fit.law.batch] if fit.law.batch is not None else [])
+    if not all(law.finite for law in laws):
+        raise UserError("the fitted power laws are not finite numbers: the runs' parameters, tokens, rates or batch "
+                        "sizes span beyond what a power law can be fitted to; check the columns' units")
+    return fit
+
+
+def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int, level: float, seed: int,
+         name: str, source: str) -> HyperparameterFit:
     if not (0 < level < 1):
         raise ParameterError("level", "{} must be between 0 and 1, got {value!r}", value=level)
     cells = split_cells(*(columns[k] for k in ("params", "tokens", "lr", "batch_tokens", "loss")))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from scipy.stats import norm
 
 from distillscale.errors import ParameterError, UserError
@@ -47,15 +47,23 @@ class PowerLaw(_Record):
     residual_sd: float = 0.0
 
     def __call__(self, params: float, tokens: float) -> float:
-        return float(self.coefficient * params ** self.exponents[0] * tokens ** self.exponents[1])
+        with np.errstate(all="ignore"):   # in logs: a value beyond float range is inf, not an error
+            return float(np.exp(np.log(self.coefficient) + self.exponents[0] * np.log(params)
+                                + self.exponents[1] * np.log(tokens)))
 
     def interval(self, params: float, tokens: float, level: float) -> tuple[float, float]:
         """The central interval at `level` of the optimum at (N, D)."""
         design = np.array([1.0, math.log(params), math.log(tokens)])
-        sd = math.sqrt(max(float(design @ np.array(self.covariance) @ design), 0.0) + self.residual_sd ** 2)
-        z = float(norm.ppf(0.5 + level / 2))
-        value = self(params, tokens)
-        return value * math.exp(-z * sd), value * math.exp(z * sd)
+        with np.errstate(all="ignore"):
+            sd = float(np.sqrt(max(float(design @ np.array(self.covariance) @ design), 0.0) + self.residual_sd ** 2))
+            z = float(norm.ppf(0.5 + level / 2))
+            value = self(params, tokens)
+            return float(value * np.exp(-z * sd)), float(value * np.exp(z * sd))
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite([self.coefficient, *self.exponents, self.residual_sd]).all()
+                    and np.isfinite(self.covariance).all() and self.coefficient > 0)
 
 
 class RegimeAdaptation(_Record):
@@ -113,6 +121,20 @@ class HyperparameterLaw(_Record):
     loss_tokens_exponent: float | None = None         # d ln L* / d ln D at fixed N, from the cells' best losses
     data_range: dict[str, tuple[float, float]] | None = None
     fit: dict[str, Any] | None = None                 # how it was fitted: cells, selection, backtest
+
+    @model_validator(mode="after")
+    def _usable(self) -> "HyperparameterLaw":
+        for field, law in (("lr", self.lr), ("batch", self.batch)):
+            if law is not None and not law.finite:
+                raise ValueError(f"{field}: coefficient, exponents and spread must be finite, the coefficient positive")
+        if (self.batch is None) == (self.fixed_batch_tokens is None):
+            raise ValueError("give either batch (a B* law) or fixed_batch_tokens (the one batch the runs used)")
+        if self.fixed_batch_tokens is not None and not (math.isfinite(self.fixed_batch_tokens)
+                                                        and self.fixed_batch_tokens > 0):
+            raise ValueError("fixed_batch_tokens must be a positive number of tokens")
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be between 0 and 1, got {self.level!r}")
+        return self
 
     def recommend(self, params: float, tokens: float, batch_tokens: float | None = None) -> Recommendation:
         """The recommended peak lr and batch at N non-embedding parameters and D tokens; with

@@ -159,9 +159,12 @@ def fit_surface(cell: CellRuns, window: float | None, rows: np.ndarray | None = 
         design = np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])
     else:
         design = np.column_stack([np.ones_like(x), x, x * x])
-    if np.linalg.matrix_rank(design) < design.shape[1]:
+    with np.errstate(all="ignore"):
+        if not np.isfinite(design).all() or np.linalg.matrix_rank(design) < design.shape[1]:
+            return None
+        solution = np.linalg.lstsq(design, cell.loss[rows], rcond=None)[0]
+    if not np.isfinite(solution).all():
         return None
-    solution = np.linalg.lstsq(design, cell.loss[rows], rcond=None)[0]
     coefficients = (tuple(float(c) for c in solution) if two_dimensional
                     else (float(solution[0]), float(solution[1]), 0.0, float(solution[2]), 0.0, 0.0))
     surface = Surface(x0, y0, coefficients, two_dimensional)
