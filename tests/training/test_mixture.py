@@ -136,7 +136,9 @@ def test_a_mixture_distils_on_policy_too(runs, teachers):
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--teacher-weight", "0", "--teacher-weight", "0"), "sum to a positive number"),
+    (("--teacher-weight", "0", "--teacher-weight", "0"), "sum to a positive finite number"),
+    # each finite, their sum not: an OverflowError after data preparation
+    (("--teacher-weight", "1e308", "--teacher-weight", "1e308"), "sum to a positive finite number"),
     (("--teacher-weight", "1", "--teacher-weight", "-1"), "none negative"),
     (("--teacher-weight", "1"), "1 --teacher-weight for 2 --teacher"),
 ])

@@ -642,9 +642,10 @@ def check_mixture(config: "DistillConfig") -> None:
         if len(weights) != len(paths):
             raise ValueError(f"{len(weights)} --teacher-weight for {len(paths)} --teacher: give one weight per "
                              f"teacher, in their order")
-        if any(not math.isfinite(weight) or weight < 0 for weight in weights) or not sum(weights) > 0:
+        total = sum(weights)  # finite weights can add up to infinity (1e308 + 1e308)
+        if any(not math.isfinite(weight) or weight < 0 for weight in weights) or not 0 < total < math.inf:
             raise ValueError(f"--teacher-weight {', '.join(f'{w:g}' for w in weights)}: the weights must be "
-                             f"finite, none negative, and sum to a positive number")
+                             f"finite, none negative, and sum to a positive finite number")
     if config.teacher_route is not None:
         if weights is not None:
             raise ValueError("--teacher-route and --teacher-weight exclude each other: a routed sequence "
