@@ -144,3 +144,32 @@ def test_sweep_run_refuses_a_bad_run_timeout_in_one_line(cli, tmp_path):
         code, _, err = cli("sweep", "run", tmp_path / "spec.toml", "--out", tmp_path / "s", "--run-timeout", value)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_workers_own_output_stays_out_of_the_runs_logs_unless_it_dies_in_one(tmp_path):
+    """What a worker prints outside its runs (here Python's verbose import lines at its start and its
+    clean-up at exit) used to land in the log of the first run it served; now in a file of its own. A
+    worker that cannot start still explains itself in the log of the run it was started for."""
+    executor = LocalExecutor(1)
+    jobs = [Job(args=("--version",), log_path=tmp_path / f"{name}.log", env={"PYTHONVERBOSE": "1"})
+            for name in ("first", "second")]
+    try:
+        assert [executor.submit(job).result() for job in jobs] == [0, 0]
+    finally:
+        executor.shutdown()
+    first, second = (job.log_path.read_text() for job in jobs)
+    assert "import _frozen_importlib" not in first and "# cleanup" not in first
+    assert "distillscale " in first and second.startswith("distillscale ") and len(second.splitlines()) == 1
+    (own,) = tmp_path.glob("worker-*.stderr")
+    assert "import _frozen_importlib" in own.read_text()
+
+    broken = tmp_path / "broken"
+    (broken / "distillscale").mkdir(parents=True)
+    (broken / "distillscale" / "__init__.py").write_text("raise SystemExit('this worker cannot start')\n")
+    executor = LocalExecutor(1)
+    job = Job(args=("--version",), log_path=tmp_path / "failed.log", env={"PYTHONPATH": str(broken)})
+    try:
+        assert executor.submit(job).result() != 0
+    finally:
+        executor.shutdown()
+    assert job.log_path.read_text().splitlines()[-1] == "this worker cannot start"

@@ -22,6 +22,7 @@ directory's lock (run_dir.py) refuses such a second writer anyway.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -148,24 +149,54 @@ def _run_in_this_process(run_command: Callable[[list[str]], int], args: list[str
             os.close(original)
 
 
+_worker_numbers = itertools.count()
+
+
 class _Worker:
-    """One `distillscale --sweep-worker` process (serve_jobs) and the environment it was started with."""
+    """One `distillscale --sweep-worker` process (serve_jobs) and the environment it was started with.
+
+    Its own output outside any run (start-up errors, anything printed between runs) goes to a log of
+    its own, `worker-<runner pid>-<n>.stderr` beside the runs' logs (removed when empty), not into some
+    run's log; when the worker dies during a run, what it wrote meanwhile is appended to that run's log,
+    whose last line the sweep shows."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         self.env = env
-        # Its own output outside any run (start-up errors) goes to the log of the run it starts for.
+        self.stderr_path = log_path.parent / f"worker-{os.getpid()}-{next(_worker_numbers)}.stderr"
         # The sweep's log directory on its command line says whose worker it is (ps, /proc).
-        with open(log_path, "ab") as log:
+        with open(self.stderr_path, "ab") as log:
             self.process = subprocess.Popen(
                 (sys.executable, "-m", "distillscale.cli", WORKER_COMMAND, str(log_path.parent)),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **env},
                 text=True, encoding="utf-8")
         self._requests: IO[str] = self.process.stdin  # type: ignore[assignment]
         self._replies: IO[str] = self.process.stdout  # type: ignore[assignment]
+        self._shown = 0  # the worker's own output up to here came before a run it answered
 
     def run(self, job: Job, timeout: float | None = None) -> int | None:
         """The job's exit status (TIMED_OUT when it ran `timeout` seconds: the worker is killed), or
         None when the worker ended without answering (it crashed, was killed, or could not start)."""
+        status = self._run(job, timeout)
+        if status is None:
+            self.process.wait()
+            self._copy_own_output(job.log_path, self._shown)
+        elif self.stderr_path.exists():
+            self._shown = self.stderr_path.stat().st_size
+        return status
+
+    def _copy_own_output(self, log_path: Path, start: int) -> None:
+        """Append what the worker itself wrote since `start` (e.g. why it could not start) to a run's log."""
+        try:
+            with open(self.stderr_path, "rb") as own:
+                own.seek(start)
+                written = own.read()
+        except OSError:
+            return
+        if written:
+            with open(log_path, "ab") as log:
+                log.write(written)
+
+    def _run(self, job: Job, timeout: float | None) -> int | None:
         try:
             self._requests.write(json.dumps({"args": list(job.args), "log_path": str(job.log_path)}) + "\n")
             self._requests.flush()
@@ -190,6 +221,11 @@ class _Worker:
             pass
         status = self.process.wait()
         self._replies.close()
+        try:
+            if self.stderr_path.stat().st_size == 0:
+                self.stderr_path.unlink()
+        except OSError:
+            pass
         return status
 
 
