@@ -94,7 +94,7 @@ def test_one_batch_size_fits_the_lr_law_alone_and_says_so():
     assert fit.law.batch is None and any("batch was not varied" in note for note in fit.notes)
     rec = fit.law.recommend(3e8, 1e10)
     assert rec.batch_tokens == 2.0 ** 19 and rec.lr > 0 and rec.notes
-    with pytest.raises(UserError, match="one batch size"):
+    with pytest.raises(UserError, match="did not vary the batch"):
         fit.law.recommend(3e8, 1e10, batch_tokens=2.0 ** 21)
 
 
@@ -176,3 +176,17 @@ def test_a_law_file_with_a_negative_coefficient_is_refused_in_one_line(cli, tmp_
     assert "coefficient positive" in _one_line_error(cli, "predict", "hyperparameters", "--law", tmp_path / "bad.json",
                                                      "--params", "1B", "--tokens", "1B")
 
+
+
+def test_each_size_at_its_own_batch_fits_the_lr_law_for_the_batch_the_runs_used():
+    runs = pd.concat([grid(sizes=(n,), batches=(batch,)) for n, batch in ((1e8, 2.0 ** 18), (2e8, 2.0 ** 19),
+                                                                           (4e8, 2.0 ** 20))])
+    fit = ds.fit_hyperparameters(runs, bootstrap=0)
+    assert fit.law.batch is None and fit.law.fixed_batch_tokens is None
+    assert any("each size ran its own" in note for note in fit.notes)
+    rec = fit.law.recommend(2e8, 4e9)
+    assert rec.batch_tokens == pytest.approx(2.0 ** 19, rel=0.01) and "not an optimum" in rec.notes[0]
+    assert rec.lr == pytest.approx(runs[(runs.params == 2e8) & (runs.tokens == 4e9)].sort_values("loss").lr.iloc[0],
+                                   rel=0.5)
+    with pytest.raises(UserError, match="did not vary the batch"):
+        fit.law.recommend(2e8, 4e9, batch_tokens=2.0 ** 22)

@@ -120,10 +120,9 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
     varies_batch = any(cell.varies_batch for cell in cells)
     notes = []
     if not varies_batch and len({float(c.batch_tokens[0]) for c in cells}) > 1:
-        raise UserError("each cell ran one batch size, but the cells differ in it: the batch was not varied "
-                        "within a cell, so neither its optimum nor its effect on the rate can be fitted; give "
-                        "runs at one batch size, or several batch sizes per cell")
-    if not varies_batch:
+        notes.append("the batch was not varied within a cell (each size ran its own): only the lr law is fitted, "
+                     "for the batch the runs used at each size (a power law through the cells' batches, not B*)")
+    elif not varies_batch:
         notes.append(f"the batch was not varied (every run at {cells[0].batch_tokens[0]:.4g} tokens): "
                      "only the lr law is fitted, for that batch")
     if bootstrap < 0:
@@ -256,13 +255,15 @@ def _fit_law(optima: list[CellFit], draws: np.ndarray, level: float, rng: np.ran
     ln_lr, ln_batch = np.log([f.lr for f in optima]), np.log([f.batch_tokens for f in optima])
     lr_law = _bootstrap_law(cells, ln_lr, draws, 0, rng)
     batch_law = _bootstrap_law(cells, ln_batch, draws, 1, rng, batch_form) if varies_batch else None
+    one_batch = not varies_batch and np.unique(ln_batch).size == 1
     exponents = [f.surface.lr_batch_exponent for f in optima if f.surface is not None and f.surface.two_dimensional]
     curvatures = [f.surface.ridge_curvature / f.loss for f in optima
                   if f.surface is not None and f.surface.two_dimensional]
     tail = (1 - level) / 2 * 100
     return HyperparameterLaw(
         name=name, source=source, lr=lr_law, batch=batch_law,
-        fixed_batch_tokens=None if varies_batch else float(cells[0].batch_tokens[0]), level=level,
+        fixed_batch_tokens=float(cells[0].batch_tokens[0]) if one_batch else None,
+        batch_used=_regress(cells, ln_batch) if not varies_batch and not one_batch else None, level=level,
         lr_batch_exponent=float(np.median(exponents)) if exponents else None,
         lr_batch_exponent_interval=(float(np.percentile(exponents, tail)), float(np.percentile(exponents, 100 - tail)))
         if len(exponents) > 1 else None,

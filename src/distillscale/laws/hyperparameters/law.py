@@ -104,8 +104,10 @@ class Recommendation(_Record):
 
 
 class HyperparameterLaw(_Record):
-    """lr*(N, D) and B*(N, D) (None when the runs did not vary the batch: `fixed_batch_tokens` then),
-    with the surface facts regime adaptation needs (None when unknown)."""
+    """lr*(N, D) and B*(N, D), with the surface facts regime adaptation needs (None when unknown).
+    When the runs did not vary the batch within a cell, `batch` is None and the lr law is for the
+    batch the runs used: `fixed_batch_tokens` (one batch throughout) or `batch_used` (each size its
+    own batch: a power law through the cells' batches, a description of the runs, not an optimum)."""
 
     format: Literal["distillscale hyperparameter law"] = FORMAT
     schema_version: int = HYPERPARAMETER_SCHEMA_VERSION
@@ -114,6 +116,7 @@ class HyperparameterLaw(_Record):
     lr: PowerLaw
     batch: PowerLaw | None = None
     fixed_batch_tokens: float | None = None
+    batch_used: PowerLaw | None = None
     level: float = 0.9
     lr_batch_exponent: float | None = None            # the median over cells of d ln lr* / d ln B
     lr_batch_exponent_interval: tuple[float, float] | None = None
@@ -124,11 +127,12 @@ class HyperparameterLaw(_Record):
 
     @model_validator(mode="after")
     def _usable(self) -> "HyperparameterLaw":
-        for field, law in (("lr", self.lr), ("batch", self.batch)):
+        for field, law in (("lr", self.lr), ("batch", self.batch), ("batch_used", self.batch_used)):
             if law is not None and not law.finite:
                 raise ValueError(f"{field}: coefficient, exponents and spread must be finite, the coefficient positive")
-        if (self.batch is None) == (self.fixed_batch_tokens is None):
-            raise ValueError("give either batch (a B* law) or fixed_batch_tokens (the one batch the runs used)")
+        if sum(v is not None for v in (self.batch, self.fixed_batch_tokens, self.batch_used)) != 1:
+            raise ValueError("give one of batch (a B* law), fixed_batch_tokens (the one batch the runs used) or "
+                             "batch_used (the batch the runs used at each size)")
         if self.fixed_batch_tokens is not None and not (math.isfinite(self.fixed_batch_tokens)
                                                         and self.fixed_batch_tokens > 0):
             raise ValueError("fixed_batch_tokens must be a positive number of tokens")
@@ -143,14 +147,15 @@ class HyperparameterLaw(_Record):
         lr, lr_interval = self.lr(params, tokens), self.lr.interval(params, tokens, self.level)
         notes = []
         if self.batch is None:
-            if batch_tokens is not None and not math.isclose(batch_tokens, self.fixed_batch_tokens, rel_tol=1e-6):
-                raise ParameterError("batch_tokens", f"{{}}: this law was fitted at one batch size "
-                                     f"({self.fixed_batch_tokens:.4g} tokens) and cannot say the rate at another; "
+            used = self.fixed_batch_tokens if self.batch_used is None else self.batch_used(params, tokens)
+            if batch_tokens is not None and not math.isclose(batch_tokens, used, rel_tol=1e-6):
+                raise ParameterError("batch_tokens", f"{{}}: this law's runs did not vary the batch within a cell "
+                                     f"(at this size they used {used:.4g} tokens), so it cannot say the rate at another; "
                                      "leave the batch out, or fit runs that vary the batch")
-            notes.append(f"the law's runs did not vary the batch: the lr is for their batch of "
-                         f"{self.fixed_batch_tokens:.4g} tokens")
+            notes.append(f"the law's runs did not vary the batch: the lr is for the batch they used, {used:.4g} tokens"
+                         + (" at this size (not an optimum)" if self.batch_used is not None else ""))
             return Recommendation(law=self.name, params=params, tokens=tokens, lr=lr, lr_interval=lr_interval,
-                                  batch_tokens=self.fixed_batch_tokens, batch_interval=None, optimal_batch_tokens=None,
+                                  batch_tokens=used, batch_interval=None, optimal_batch_tokens=None,
                                   lr_batch_exponent=None, penalty=None, level=self.level, notes=notes)
         optimal = self.batch(params, tokens)
         if batch_tokens is None:
@@ -172,7 +177,7 @@ class HyperparameterLaw(_Record):
         params, tokens = _positive("params", params), _positive("tokens", tokens)
         batch_tokens = _positive("batch_tokens", batch_tokens)
         if self.batch is None:
-            raise UserError(f"law {self.name} was fitted at one batch size: it has no B* or batch exponent "
+            raise UserError(f"law {self.name}'s runs did not vary the batch: it has no B* or batch exponent "
                             "to adapt the rate to another batch; fit runs that vary the batch")
         if self.lr_batch_exponent is None:
             raise UserError(f"law {self.name} has no measured batch exponent of the optimal rate: it cannot "
