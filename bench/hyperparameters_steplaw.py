@@ -50,6 +50,7 @@ def main() -> int:
     laws = {"fitted": fit.law, "steplaw2025": load_hyperparameter_law("steplaw2025"),
             "deepseek2024": load_hyperparameter_law("deepseek2024")}
     scores = {name: score_cells(law, held, window) for name, law in laws.items()}
+    covered = {name: [_covers(law, cell, window) for cell in held] for name, law in laws.items()}
     result = {
         "fit_seconds": seconds, "selection": fit.selection,
         "law": {"lr": fit.law.lr.model_dump(), "batch": fit.law.batch.model_dump(),
@@ -59,6 +60,7 @@ def main() -> int:
         "cells": fit.cells,
         "backtest": [s.to_dict() for s in fit.backtest or []],
         "held_back": {name: [s.to_dict() for s in cell_scores] for name, cell_scores in scores.items()},
+        "held_back_inside_intervals": covered,
         "held_back_exponents": [cell_optimum(c, window).surface.lr_batch_exponent for c in held],
     }
     if args.json:
@@ -66,6 +68,13 @@ def main() -> int:
         return 0
     _print(fit, result, scores, seconds)
     return 0
+
+
+def _covers(law, cell, window) -> dict[str, bool]:
+    """Whether the law's 90% intervals hold the cell's own optimum (its surface's, `window`)."""
+    rec, optimum = law.recommend(cell.params, cell.tokens), cell_optimum(cell, window)
+    return {"lr": rec.lr_interval[0] <= optimum.lr <= rec.lr_interval[1],
+            "batch": rec.batch_interval[0] <= optimum.batch_tokens <= rec.batch_interval[1]}
 
 
 def _print(fit, result, scores, seconds) -> None:
@@ -97,6 +106,9 @@ def _print(fit, result, scores, seconds) -> None:
             f"lr {s.lr:.2e} B {s.batch_tokens:8.3g} {s.penalty:6.3%}" for s in row))
     print("mean                                  | " + " | ".join(
         f"{np.mean([s.penalty for s in scores[name]]):>29.3%}" for name in scores))
+    print("cell optima inside the 90% intervals  | " + " | ".join(
+        f"{'lr ' + str(sum(c['lr'] for c in cells)) + '/' + str(len(cells)) + ', B ' + str(sum(c['batch'] for c in cells)) + '/' + str(len(cells)):>29}"
+        for cells in result["held_back_inside_intervals"].values()))
 
 
 if __name__ == "__main__":
