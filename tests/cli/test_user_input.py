@@ -279,7 +279,7 @@ def test_python_api_wrong_types_are_one_line_parameter_errors(call, param):
 def test_python_api_takes_a_record_as_a_dict_of_its_fields():
     plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-inference",
                    teacher={"params": 7e9, "tokens": 2e12})
-    assert plan.arguments.teacher.params == 7e9 and plan.arguments.teacher.tokens == 2e12
+    assert plan.settings.teacher.params == 7e9 and plan.settings.teacher.tokens == 2e12
 
 
 def test_every_public_function_is_checked():

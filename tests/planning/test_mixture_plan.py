@@ -63,7 +63,7 @@ def test_the_plan_says_how_to_reproduce_it(cli):
 
     plan = plan_from_settings(PlanSettings(compute=1e21, student_params=1e8, teacher_mixture="1B,300M",
                                            teacher_loss=2.3))
-    command = plan.arguments.cli_command()
+    command = plan.as_cli_command()
     assert "--teacher-mixture 1e+09,3e+08" in command
     _, out, _ = cli(*command.split()[1:], "--json")
     assert json.loads(out)["teacher_mixture"] == plan.plans[0].to_dict()["teacher_mixture"]

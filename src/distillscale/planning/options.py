@@ -1,26 +1,35 @@
-"""The settings of `distillscale plan`, declared once: the command's flags and --help
-(`cli_options.command`), the planner page's validation and its "the same plan as a command"
-(`cli_options.command_line`), and `Plan.as_cli_command` are all generated from `PlanSettings`;
-`planning.plan.plan_from_settings` makes the plan."""
+"""The options of a plan, declared once in `PlanSettings`: each option's name, type, default, help
+and check. `ds.plan(law, **options)` builds it (`PlanSettings.from_python`), `distillscale plan`'s
+flags and --help are generated from it (`cli_options.command`), the planner page validates through
+it, and a plan carries it (`Plan.settings`), which says how to reproduce the plan
+(`PlanSettings.command`); `planning.plan.plan_from_settings` makes the plan. A bad value raises
+`ParameterError` naming the option: as the Python parameter from Python, as the flag from the CLI.
+
+The existing teacher (`ExistingTeacher`) and the student-size search (`StudentSearch`) are the
+settings' groups as the planner reads them; their checks that need the law are in `checked`."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BeforeValidator, field_validator, model_validator
+from pydantic import BeforeValidator, ValidationError, field_validator, model_validator
 
-from distillscale.cli_options import CommandSettings, option
-from distillscale.errors import UserError
-from distillscale.laws.lawset import LAW_HELP
+from distillscale.checks import checked
+from distillscale.cli_options import CommandSettings, command_line, option
+from distillscale.errors import ParameterError, UserError
+from distillscale.laws.lawset import LAW_HELP, LawSet
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
-from distillscale.planning.flops import SCENARIOS
+from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.modes import OnPolicy
 from distillscale.settings import quantity
-from distillscale.units import Quantity, parse_quantity
+from distillscale.units import Quantity, check_parameter, parse_quantity
 
 SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
+FLOP_METHODS = ForwardFlops.METHODS
 FLOPS_HELP = "forward FLOPs per token: corrected (Busbridge App. H) or simple (2N)"
 
 
@@ -125,18 +134,39 @@ class PlanSettings(CommandSettings):
     plot: Path | None = option(None, help="write a figure (.png or .svg)")
     overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
 
+    # The options a plan from Python does not take: they say how the command prints.
+    OUTPUT: ClassVar[frozenset[str]] = frozenset({"as_json", "plot", "overwrite"})
+
     @field_validator("student_init")
     @classmethod
     def _student_init(cls, value: str) -> str:
         if value not in STUDENT_INITS:
-            raise UserError(f"--student-init must be one of {', '.join(STUDENT_INITS)}, got {value!r}")
+            raise ParameterError("student_init", "unknown {} {value!r}: use one of " + ", ".join(STUDENT_INITS),
+                                 value=value)
         return value
 
-    @field_validator("max_penalty")
+    @field_validator("max_penalty", mode="before")
     @classmethod
-    def _fraction(cls, value: float) -> float:
-        if not 0 < value < 1:
-            raise UserError(f"--max-penalty must be a fraction between 0 and 1 (e.g. 0.01 for 1%), got {value:g}")
+    def _fraction(cls, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ParameterError("max_penalty", "{} must be a fraction between 0 and 1 (e.g. 0.01 for 1%), "
+                                 "got {value!r}", value=value)
+        return float(value)
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario(cls, value: str | None) -> str | None:
+        if value not in (None, "all", *SCENARIOS):
+            raise ParameterError("scenario", "unknown scenario {scenario!r} for {}: use one of "
+                                             f"{', '.join(SCENARIOS)}, or all", scenario=value)
+        return None if value == "all" else value  # all: every scenario, as when none is given
+
+    @field_validator("flops")
+    @classmethod
+    def _flops(cls, value: str) -> str:
+        if value not in FLOP_METHODS:
+            raise ParameterError("flops", "unknown FLOP method {method!r} for {}: use one of "
+                                          f"{', '.join(FLOP_METHODS)}", method=value)
         return value
 
     @model_validator(mode="after")
@@ -146,6 +176,76 @@ class PlanSettings(CommandSettings):
             raise UserError("--plot draws scenario plans: leave it out of the mode comparison "
                             "(--on-policy, --logit-cache, --teacher-remote)")
         return self
+
+    @classmethod
+    @checked
+    def from_flags(cls, flags: dict[str, Any]) -> "PlanSettings":
+        try:
+            return super().from_flags(flags)
+        except ParameterError as exc:  # named as the flag (the on-policy ones are named apart)
+            raise UserError(exc.for_cli(ON_POLICY_FLAGS)) from None
+
+    @classmethod
+    @checked
+    def from_python(cls, law: str, *, teacher: "ExistingTeacher | None" = None, on_policy: OnPolicy | None = None,
+                    **options: Any) -> "PlanSettings":
+        """The settings of `ds.plan(law, teacher=..., on_policy=..., **options)`: `law` as `--law`
+        takes it, the teacher and on-policy records as their flags, the other options by field name.
+        A bad option raises ParameterError naming it."""
+        unknown = sorted(set(options) - set(cls.model_fields) | (set(options) & (cls.OUTPUT | {"law"})))
+        if unknown:
+            raise UserError(f"plan(): unknown option {unknown[0]!r}: the options are law, teacher, on_policy, "
+                            + ", ".join(name for name in cls.model_fields if name not in cls.OUTPUT | {"law", "on_policy"}))
+        for record, value, fields in (("teacher", teacher, TEACHER_FIELDS), ("on_policy", on_policy, ON_POLICY_FIELDS)):
+            given = [name for name in fields if name in options]
+            if value is not None and given:
+                raise ParameterError((record, given[0]), "give {} or {}, not both")
+        if teacher is not None:
+            options.update(teacher_params=teacher.params, teacher_tokens=teacher.tokens,
+                           teacher_loss=teacher.loss, teacher_mixture=teacher.mixture)
+        if on_policy is not None:  # as its flags: those that differ from the defaults
+            checked, defaults = on_policy.checked(), OnPolicy()
+            options.update(on_policy=on_policy.fraction is None,
+                           on_policy_fraction=None if on_policy.fraction is None else checked.fractions,
+                           **{flag: getattr(checked, name) for name, flag in (
+                               ("prompt_tokens", "prompt_tokens"), ("continuation_tokens", "continuation_tokens"),
+                               ("efficiency", "on_policy_efficiency"))
+                              if getattr(checked, name) != getattr(defaults, name)})
+        options = {name: str(value) if name == "student_model" and value is not None else value
+                   for name, value in options.items()}
+        try:
+            return cls.model_validate({"law": law, **options})
+        except ValidationError as exc:
+            raise _python_error(exc, options) from None
+
+    @property
+    def teacher(self) -> "ExistingTeacher | None":
+        """The existing teacher given (None: the planner chooses the teacher)."""
+        if not (self.teacher_params or self.teacher_tokens or self.teacher_loss is not None
+                or self.teacher_mixture is not None):
+            return None
+        return ExistingTeacher(self.teacher_params, self.teacher_tokens, self.teacher_loss, self.teacher_mixture)
+
+    @property
+    def search(self) -> "StudentSearch":
+        return StudentSearch(self.min_params, self.max_params, self.min_tokens_per_param, self.max_tokens_per_param)
+
+    @property
+    def compares_modes(self) -> bool:
+        """Whether the options ask for the mode comparison (supervised, off- and on-policy)."""
+        return (self.on_policy_settings() is not None or self.logit_cache or self.teacher_remote
+                or self.teacher_compute is not None)
+
+    def command(self, json_output: bool = False, scenario: bool = True) -> str:
+        """The `distillscale plan` command with these settings (`scenario`: with its --scenario)."""
+        update: dict[str, Any] = {"as_json": json_output}
+        if not scenario:
+            update["scenario"] = None
+        if self.unique_tokens is None:
+            update["max_penalty"] = DEFAULT_MAX_PENALTY
+        if self.student_model is not None:
+            update["student_params"] = None
+        return command_line(self.model_copy(update=update))
 
     def on_policy_settings(self) -> OnPolicy | None:
         """The on-policy settings to compare (None: no on-policy option given)."""
@@ -158,6 +258,106 @@ class PlanSettings(CommandSettings):
                         **{name: value for name, value in given.items() if value is not None})
 
 
+# The settings an ExistingTeacher and an OnPolicy stand for, from Python.
+TEACHER_FIELDS = ("teacher_params", "teacher_tokens", "teacher_loss", "teacher_mixture")
+ON_POLICY_FIELDS = ("on_policy_fraction", "prompt_tokens", "continuation_tokens", "on_policy_efficiency")
+
 # The flags of the on-policy settings, named apart from their fields (on_policy.prompt_tokens).
 ON_POLICY_FLAGS = {"on_policy.prompt_tokens": "--prompt-tokens",
                    "on_policy.continuation_tokens": "--continuation-tokens"}
+
+
+def _python_error(exc: ValidationError, options: dict[str, Any]) -> UserError:
+    """A validation error of `from_python`, naming the option as Python does."""
+    error = exc.errors()[0]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ParameterError):
+        return cause
+    name = str(error["loc"][0]) if error["loc"] else "options"
+    if error["type"] == "missing":
+        return ParameterError(name, "give {}, the plan's " + ("FLOP budget (e.g. 1e21)" if name == "compute" else "value"))
+    if isinstance(cause, UserError):  # a quantity's check, which names the flag
+        flag = "--" + name.replace("_", "-")
+        return ParameterError.about(name, str(cause).replace(flag, ParameterError.NAME))
+    message = error["msg"].removeprefix("Value error, ")
+    return ParameterError(name, "{} " + message.replace("{", "{{").replace("}", "}}") + ", got {value!r}",
+                          value=options.get(name))
+
+
+@dataclass(frozen=True)
+class ExistingTeacher:
+    """A teacher that exists already: its size (its logits cost F(N_T) per student token) and
+    either its pre-training tokens (its loss then comes from the law) or its measured loss."""
+
+    params: float | None = None
+    tokens: float | None = None
+    loss: float | None = None
+    mixture: tuple[float, ...] | None = None  # several teachers' sizes (`loss` then the mixture's measured loss)
+
+    def checked(self, laws: LawSet) -> "ExistingTeacher":
+        if self.mixture is not None:
+            return self._checked_mixture(laws)
+        if self.params is None:
+            raise ParameterError("teacher.params", "give the existing teacher's size with {} "
+                                 "(its inference cost depends on it)")
+        if (self.tokens is None) == (self.loss is None):
+            raise ParameterError(("teacher.tokens", "teacher.loss", "teacher.params"),
+                                 "give exactly one of {} or {} with {}")
+        for name, value, kind in (("params", self.params, Quantity.PARAMS), ("tokens", self.tokens, Quantity.TOKENS),
+                                  ("loss", self.loss, None)):
+            positive(f"teacher.{name}", value, kind)
+        if self.loss is not None:
+            _check_teacher_loss(laws, self.loss)
+        return self
+
+    def _checked_mixture(self, laws: LawSet) -> "ExistingTeacher":
+        if self.params is not None:
+            raise ParameterError(("teacher.params", "teacher.mixture"), "give {} (one teacher) or {} (several), "
+                                 "not both")
+        if len(self.mixture) < 2:
+            raise ParameterError("teacher.mixture", "{} takes the sizes of two teachers or more, comma-separated "
+                                 "(e.g. 1B,300M); one teacher is --teacher-params")
+        if self.loss is None or self.tokens is not None:
+            raise ParameterError(("teacher.mixture", "teacher.loss", "teacher.tokens"),
+                                 "{} needs {}, the mixture's measured cross-entropy (result.json's "
+                                 "teacher.teacher_val_loss of a run distilled from it), not {}: the law cannot "
+                                 "predict a mixture's loss from its teachers' sizes")
+        for size in self.mixture:
+            positive("teacher.mixture", size, Quantity.PARAMS)
+        positive("teacher.loss", self.loss, None)
+        _check_teacher_loss(laws, self.loss)  # the law's own check of L_T, as for one teacher
+        return self
+
+
+def _check_teacher_loss(laws: LawSet, loss: float) -> None:
+    try:  # the law's own check, its message naming the parameter
+        laws.check_teacher_loss(loss, flag=ParameterError.NAME)
+    except UserError as exc:
+        raise ParameterError.about("teacher.loss", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class StudentSearch:
+    """The limits of the student-size search; None takes the law's data range (sizes and tokens
+    per parameter), or the planner's bounds when the law records none."""
+
+    min_params: float | None = None
+    max_params: float | None = None
+    min_tokens_per_param: float | None = None
+    max_tokens_per_param: float | None = None
+
+    def given(self) -> list[str]:
+        return [name for name, value in vars(self).items() if value is not None]
+
+
+def positive(param: str, value: float | None, kind: Quantity | None) -> float | None:
+    """`value` as a positive finite number inside the limits of what it counts, or ParameterError."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(param, "{} must be a number, got {value!r}", value=value) from None
+    if not (math.isfinite(number) and number > 0):
+        raise ParameterError(param, f"{{}} must be a positive finite number, got {number:g}")
+    return check_parameter(number, param, kind=kind)  # inside the limits of what it counts

@@ -10,7 +10,7 @@ import numpy as np
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, figure_metadata, has_signature
 from distillscale.planning.flops import SCENARIOS
-from distillscale.planning.plan import Plan
+from distillscale.planning.plans import Plan
 from distillscale.planning.results import StudentSweep
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.planning.teacher import TeacherRanking

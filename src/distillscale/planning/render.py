@@ -36,14 +36,14 @@ TARGETS_NOTE = ("targets: the prediction assumes the teacher's full distribution
 
 
 class PlanView(Protocol):
-    """What this module reads of a plan: a `planning.plan.Plan`, whose kinds add their own fields
+    """What this module reads of a plan: a `planning.plans.Plan`, whose kinds add their own fields
     (`plans`, `sweeps`, `supervised`, the mode comparison's `modes`...). A protocol, not an import of
     Plan: Plan renders itself through this module, and no import circle is allowed, not even one
     for annotations only (`lint-imports`)."""
 
     kind: str
     law: str
-    arguments: Any  # its PlanArguments
+    settings: Any  # its PlanSettings
     warnings: list[str]
     planner: Any  # its solver (SupervisedPlanner or DistillationPlanner)
 
@@ -64,7 +64,7 @@ def plan_renderables(plan: PlanView) -> list:
         return _sweeps(plan)
     if plan.kind == "modes":
         return _modes(plan)
-    teacher = " with the given teacher" if plan.arguments.teacher is not None else ""
+    teacher = " with the given teacher" if plan.settings.teacher is not None else ""
     out = [_plans_table(plan.plans, f"Distilling a {format_quantity(plan.plans[0].student_params)}-"
                                     f"parameter student{teacher} with C = {plan.compute:.3g} FLOPs "
                                     f"(law: {plan.law})", plan.planner.bounds[1], verdicts=plan.verdicts())]
@@ -119,7 +119,7 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
 
 def _supervised(plan: PlanView) -> list:
     result = plan.supervised
-    what = "Training" if plan.arguments.student_params is not None else "Compute-optimal training"
+    what = "Training" if plan.settings.student_params is not None else "Compute-optimal training"
     table = Table(title=f"{what} without a teacher, C = {plan.compute:.3g} FLOPs (law: {plan.law})",
                   show_header=False)
     table.add_row("params N", format_quantity(result.student_params))
@@ -292,7 +292,7 @@ def _edge_note(edges: list[str]) -> str:
 def _modes(plan: PlanView) -> list:
     """The mode comparison: a row per mode with its tokens, loss and break-even efficiency, the
     FLOPs of each phase, the verdict and the assumption behind the on-policy rows."""
-    modes, arguments, on_policy = plan.modes, plan.arguments, plan.on_policy
+    modes, arguments, on_policy = plan.modes, plan.settings, plan.on_policy
     teacher = (f"{format_quantity(plan.teacher_params)} teacher (L_T = {plan.teacher_loss:.4f}"
                + (", remote" if arguments.teacher_remote else "") + ")")
     best = plan.best

@@ -90,3 +90,17 @@ def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01) ->
     return {name: assess_model(result.laws, N, D, unique_tokens, max_penalty, loss_fresh=losses[name],
                                distilled=is_distilled(name))
             for name, (N, D) in result.models().items()}
+
+
+def with_repetition(result):
+    """A plan (`planning.plans.Plan`) under its `unique_tokens`: each model's check computed once
+    (the mode comparison's in `compare_modes`), its losses, intervals and verdicts under it, and a
+    warning where the repeated tokens' worth as fresh data (D') is far outside the law's data."""
+    from distillscale.laws.extrapolation import extrapolation_warnings
+
+    if result.settings.unique_tokens is None:
+        return result
+    checks = result.repetition_checks()
+    warnings = [message for name, check in checks.items() for message in extrapolation_warnings(
+        result.laws, {}, {f"the {name} model's tokens as fresh data (D' after repetition)": check.effective_tokens})]
+    return replace(result._repeated(checks), repetition=checks, warnings=list(dict.fromkeys(result.warnings + warnings)))

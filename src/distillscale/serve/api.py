@@ -18,11 +18,11 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import data_range
 from distillscale.laws.lawset import PRESETS, LawSet, load_laws
-from distillscale.laws.student_init import STUDENT_INITS
 from distillscale.planning.flops import SCENARIOS
 from distillscale.cli_options import command_line
 from distillscale.planning.options import PlanSettings
-from distillscale.planning.plan import ExistingTeacher, Plan, plan_from_settings
+from distillscale.planning.options import ExistingTeacher
+from distillscale.planning.plan import Plan, plan_from_settings
 from distillscale.units import Quantity, parse_quantity
 
 # The page's controls: the planner parameter each one sets, and how a message names it.
@@ -147,9 +147,7 @@ class Planner:
     def plan(self, query: PlanQuery) -> Plan:
         """`planning.plan` for the controls, as `distillscale plan` makes it from the same settings; a
         malformed control raises ParameterError naming it."""
-        result = plan_from_settings(self.settings(query), self.laws[query.law])
-        # a file's path, so the command reloads it
-        return replace(result, arguments=replace(result.arguments, law_spec=query.law))
+        return plan_from_settings(self.settings(query), self.laws[query.law])  # law: the file's path, reloaded by the command
 
     def settings(self, query: PlanQuery) -> PlanSettings:
         """The controls as the settings of `distillscale plan` (validated by the same class)."""
@@ -160,9 +158,6 @@ class Planner:
             raise ParameterError("scenario", "{} {scenario!r} cannot be planned here: the page plans one "
                                              "scenario at a time, one of " + ", ".join(SCENARIOS),
                                  scenario=query.scenario)
-        if query.student_init not in STUDENT_INITS:
-            raise ParameterError("student_init", "unknown {} {init!r}: use one of " + ", ".join(STUDENT_INITS),
-                                 init=query.student_init)
         if query.teacher not in TEACHER_MODES:
             raise ParameterError("teacher.params", "unknown teacher mode {mode!r} (the teacher control): use "
                                  "one of " + ", ".join(TEACHER_MODES), mode=query.teacher)
@@ -176,10 +171,10 @@ class Planner:
             raise ParameterError("compute", "give {}, e.g. 1e21")
         if query.teacher != "none" and given["teacher.params"] is None:  # a teacher chosen, its size not given
             ExistingTeacher(None, given["teacher.tokens"], given["teacher.loss"]).checked(self.laws[query.law])
-        return PlanSettings(law=query.law, compute=given["compute"], student_params=given["student_params"],
-                            scenario=query.scenario, teacher_params=given["teacher.params"],
-                            teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"],
-                            student_init=query.student_init)
+        return PlanSettings.from_python(query.law, compute=given["compute"], student_params=given["student_params"],
+                                        scenario=query.scenario, teacher_params=given["teacher.params"],
+                                        teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"],
+                                        student_init=query.student_init)
 
     def _compute_curve(self, query: PlanQuery, student_params: float) -> dict:
         start = time.perf_counter()
@@ -287,7 +282,7 @@ def _distilled_at(result: Plan, budget: float):
     planner, first = result.planner, result.headline
     if first is None:  # a supervised-only law
         return None
-    teacher = result.arguments.teacher
+    teacher = result.settings.teacher
     if teacher is not None:
         return planner.plan_with_teacher(first.student_params, budget, teacher.params, teacher.tokens,
                                          teacher.loss)

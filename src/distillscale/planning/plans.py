@@ -1,0 +1,324 @@
+"""The kinds of plan `ds.plan` returns, each a `Plan` (its `kind` names it) carrying the
+`PlanSettings` it was asked:
+- `ScenarioPlans` ("plans"): one student size (given), a plan per scenario (or one for an existing
+  teacher);
+- `StudentSizePlans` ("sweep"): no student size, so each scenario's best student size;
+- `SupervisedOnlyPlan` ("supervised"): a law without a distillation law answers the supervised
+  question instead;
+- `ModeComparison` ("modes"): supervised, off-policy or on-policy distillation of a given student
+  from an existing teacher (`planning.modes`).
+Each says what it is in `to_dict` (the JSON of `distillscale plan --json`) and prints itself through
+`planning.render`; with a limited corpus its losses are after repetition (`planning.repetition`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, ClassVar
+
+from distillscale.jsontext import json_text
+from distillscale.laws.lawset import LawSet
+from distillscale.laws.repetition import RepetitionAssessment
+from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
+from distillscale.planning.options import PlanSettings
+from distillscale.planning.render import plan_text
+from distillscale.planning.repetition import (PRETRAIN_INSTEAD, repeated_distillation, repeated_supervised,
+                                              repeated_sweep, repetition_check)
+from distillscale.planning.results import CANNOT_TELL, far_beyond
+
+if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
+    from distillscale.planning.results import DistillationPlan, ModePlan, StudentSweep, SupervisedPlan
+    from distillscale.planning.solver import SupervisedPlanner
+
+SUPERVISED_NOTE = ("law {name!r} has no distillation law, so this is the supervised plan; distillation "
+                   "planning needs one: fit it with `distillscale fit distillation` or use --law busbridge2025")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """A plan for one budget under one law: one of `ScenarioPlans`, `StudentSizePlans` or
+    `SupervisedOnlyPlan` (told apart by `kind`), with the settings that produced it.
+
+    warnings : quantities of the plan far outside the law's data, and limits of the search.
+    """
+
+    kind: ClassVar[str]
+    law: str                                  # the law's name
+    settings: PlanSettings
+    # The law set the plan was computed with, itself: what follows from the plan (its repetition
+    # check) uses it, never a law reloaded by name (a fitted law not saved has no file; a law set
+    # named like a preset is not the preset).
+    laws: LawSet = field(repr=False, compare=False)
+    # With `unique_tokens`: each planned model's epochs and repetition penalty (`repetition_check`).
+    repetition: dict[str, RepetitionAssessment] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    planner: SupervisedPlanner | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def compute(self) -> float:
+        return self.settings.compute
+
+    @property
+    def headline(self) -> DistillationPlan | None:
+        """The plan, when one scenario was planned (for a sweep: its best student); else None."""
+        return None
+
+    @property
+    def verdict(self) -> str | None:
+        """distill, pretrain or "too close to call" when one scenario was planned (a sweep's best
+        student against the best model trained without a teacher); None otherwise."""
+        return None
+
+    @property
+    def note(self) -> str | None:
+        return None
+
+    def verdicts(self) -> dict[str, str]:
+        """Each scenario's verdict (distill, pretrain or "too close to call"); with `unique_tokens`,
+        of the losses after repetition: the student and the model trained without a teacher each
+        repeat the corpus as often as their own tokens need (`repetition`)."""
+        return {}
+
+    def repetition_checks(self) -> dict[str, RepetitionAssessment]:
+        """Each model's repetition check under the plan's `unique_tokens` (`planning.repetition`)."""
+        return repetition_check(self, self.settings.unique_tokens, self.settings.max_penalty)
+
+    def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "Plan":
+        """This plan with each model's loss under its check (`planning.repetition`)."""
+        return self
+
+    def to_dict(self) -> dict:
+        """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
+        record = {**self._record(), "warnings": list(self.warnings)}
+        if self.repetition:
+            record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
+        return record
+
+    def _record(self) -> dict:
+        raise NotImplementedError
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        """The models the plan trains, by name: (parameters, tokens)."""
+        raise NotImplementedError
+
+    def model_losses(self) -> dict[str, float]:
+        """The predicted loss of each of `models()`, as the plan shows it, with fresh data."""
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        return json_text(self.to_dict(), indent=2)
+
+    def as_text(self, width: int = 100) -> str:
+        """The tables and notes `distillscale plan` prints, as plain text (warnings first)."""
+        return plan_text(self, width)
+
+    def as_cli_command(self, json_output: bool = False) -> str:
+        """The `distillscale plan` command that prints this plan."""
+        return self.settings.command(json_output=json_output)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScenarioPlans(Plan):
+    """A given student size: a plan per scenario (or one, for an existing teacher)."""
+
+    kind: ClassVar[str] = "plans"
+    plans: list[DistillationPlan]
+
+    @property
+    def headline(self) -> DistillationPlan | None:
+        return self.plans[0] if len(self.plans) == 1 else None
+
+    @property
+    def verdict(self) -> str | None:
+        return self.verdicts()[self.plans[0].scenario.name] if len(self.plans) == 1 else None
+
+    def verdicts(self) -> dict[str, str]:
+        return {p.scenario.name: p.verdict for p in self.plans}
+
+    def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "ScenarioPlans":
+        return replace(self, plans=[repeated_distillation(p, checks[p.scenario.name],
+                                                          checks[PRETRAIN_INSTEAD.format(p.scenario.name)])
+                                    for p in self.plans])
+
+    def _record(self) -> dict:
+        records = {p.scenario.name: {"law": self.law, **p.to_dict()} for p in self.plans}
+        if len(self.plans) == 1:
+            return records[self.plans[0].scenario.name]
+        return {"law": self.law, "budget": self.compute, "student_params": self.plans[0].student_params,
+                "plans": records}
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        """Each scenario's student, and the same size trained on the whole budget without a teacher."""
+        models = {}
+        for p in self.plans:
+            models[p.scenario.name] = (p.student_params, p.student_tokens)
+            models[f"{p.scenario.name} (pretrain instead)"] = (p.student_params, p.supervised.tokens)
+        return models
+
+    def model_losses(self) -> dict[str, float]:
+        losses = {}
+        for p in (p.fresh or p for p in self.plans):
+            losses[p.scenario.name] = p.student_loss
+            losses[PRETRAIN_INSTEAD.format(p.scenario.name)] = p.supervised.loss
+        return losses
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudentSizePlans(Plan):
+    """No student size given: each scenario's best student size (a sweep over sizes)."""
+
+    kind: ClassVar[str] = "sweep"
+    sweeps: list[StudentSweep]
+
+    @property
+    def headline(self) -> DistillationPlan | None:
+        return self.sweeps[0].best if len(self.sweeps) == 1 else None
+
+    @property
+    def verdict(self) -> str | None:
+        return self.verdicts()[self.sweeps[0].scenario.name] if len(self.sweeps) == 1 else None
+
+    def verdicts(self) -> dict[str, str]:
+        return {s.scenario.name: s.verdict for s in self.sweeps}
+
+    def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "StudentSizePlans":
+        return replace(self, sweeps=[repeated_sweep(s, self.laws, checks[s.scenario.name],
+                                                    checks[PRETRAIN_INSTEAD.format(s.scenario.name)])
+                                     for s in self.sweeps])
+
+    def _record(self) -> dict:
+        return {"law": self.law, "budget": self.compute, "sweeps": {s.scenario.name: s.to_dict() for s in self.sweeps}}
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        """Each scenario's best student, and the best model trained without a teacher instead."""
+        models = {}
+        for sweep in self.sweeps:
+            models[sweep.scenario.name] = (sweep.best.student_params, sweep.best.student_tokens)
+            models[f"{sweep.scenario.name} (pretrain instead)"] = (sweep.supervised_best.student_params,
+                                                                   sweep.supervised_best.tokens)
+        return models
+
+    def model_losses(self) -> dict[str, float]:
+        losses = {}
+        for sweep in (s.fresh or s for s in self.sweeps):
+            losses[sweep.scenario.name] = sweep.best.student_loss
+            losses[PRETRAIN_INSTEAD.format(sweep.scenario.name)] = sweep.supervised_best.loss
+        return losses
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupervisedOnlyPlan(Plan):
+    """A law without a distillation law: the compute-optimal model trained without a teacher (or
+    the given size trained on the whole budget)."""
+
+    kind: ClassVar[str] = "supervised"
+    supervised: SupervisedPlan
+
+    @property
+    def note(self) -> str | None:
+        return SUPERVISED_NOTE.format(name=self.law)
+
+    def _record(self) -> dict:
+        return {"law": self.law, "budget": self.compute, "supervised": self.supervised.to_dict(), "note": self.note}
+
+    def as_cli_command(self, json_output: bool = False) -> str:
+        return self.settings.command(json_output=json_output, scenario=False)
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        return {"supervised": (self.supervised.student_params, self.supervised.tokens)}
+
+    def model_losses(self) -> dict[str, float]:
+        return {"supervised": (self.supervised.fresh or self.supervised).loss}
+
+    def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "SupervisedOnlyPlan":
+        return replace(self, supervised=repeated_supervised(self.supervised, checks["supervised"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModeComparison(Plan):
+    """A given student and existing teacher: supervised training, off-policy distillation and
+    on-policy distillation at each fraction, on the same budget (`planning.modes`). On-policy
+    losses assume an on-policy token is worth `efficiency` off-policy tokens (the law's fit is for
+    off-policy runs); each carries the break-even efficiency k* at which it would tie the best of
+    the others."""
+
+    kind: ClassVar[str] = "modes"
+    student_params: float
+    teacher_params: float
+    teacher_loss: float
+    on_policy: OnPolicy
+    modes: list[ModePlan]
+
+    @property
+    def best(self) -> ModePlan:
+        """The mode with the lowest predicted student loss."""
+        return min(self.modes, key=lambda m: m.student_loss)
+
+    @property
+    def runner_up(self) -> ModePlan:
+        return sorted(self.modes, key=lambda m: m.student_loss)[1]
+
+    @property
+    def verdict(self) -> str:
+        """The best mode's name, or "too close to call" when its lead over the next is inside the
+        law's own intervals (CANNOT_TELL when they overlap beyond the backtest's reach). Both are conditional on the on-policy efficiency assumed: the widened
+        on-policy intervals (how far the law is carried beyond its off-policy fit) are shown, not
+        used here, since what they leave open is what the break-even efficiency answers."""
+        best, runner_up = self.best, self.runner_up
+        # beyond the backtest's reach, only intervals that separate give a verdict (`decide_verdict`)
+        if (far_beyond(best.law_interval) or far_beyond(runner_up.law_interval)) and not (
+                _has_interval(best.law_interval) and _has_interval(runner_up.law_interval)
+                and best.law_interval.high < runner_up.law_interval.low):
+            return CANNOT_TELL
+        # the half-widths facing each other, in quadrature; a loss without an interval adds none
+        facing = [best.law_interval.high - best.student_loss if _has_interval(best.law_interval) else 0.0,
+                  runner_up.student_loss - runner_up.law_interval.low
+                  if _has_interval(runner_up.law_interval) else 0.0]
+        if runner_up.student_loss - best.student_loss < math.hypot(*facing):
+            return "too close to call"
+        return best.name
+
+    @property
+    def break_even_efficiency(self) -> float:
+        """The smallest k* over the on-policy fractions: below it, on-policy does not pay."""
+        return min(m.break_even_efficiency for m in self.modes if m.mode == "on-policy")
+
+    @property
+    def assumption(self) -> str:
+        return (f"the law's fit is for off-policy runs: an on-policy token is counted as "
+                f"{self.on_policy.efficiency:g} off-policy token{'s' if self.on_policy.efficiency != 1 else ''} "
+                f"(on_policy.efficiency, not measured for pretraining-style distillation; post-training "
+                f"reports {LITERATURE_CLAIM} less compute on-policy), and on-policy intervals are widened by "
+                "the literature's typical extrapolation error")
+
+    def _record(self) -> dict:
+        return {"law": self.law, "budget": self.compute, "student_params": self.student_params,
+                "teacher_params": self.teacher_params, "teacher_loss": self.teacher_loss,
+                "prompt_tokens": self.on_policy.prompt_tokens,
+                "continuation_tokens": self.on_policy.continuation_tokens,
+                "on_policy_efficiency": self.on_policy.efficiency,
+                "logit_cache": self.settings.logit_cache, "teacher_remote": self.settings.teacher_remote,
+                "teacher_compute": self.settings.teacher_compute,
+                "best": self.best.name, "verdict": self.verdict,
+                "break_even_efficiency": _finite_or_none(self.break_even_efficiency),
+                "assumption": self.assumption, "modes": [m.to_dict() for m in self.modes]}
+
+    def models(self) -> dict[str, tuple[float, float]]:
+        """Each mode's student and the corpus tokens it reads: on-policy reads its off-policy share
+        and the prompts of its sampled continuations."""
+        return {m.name: (self.student_params, m.corpus_tokens) for m in self.modes}
+
+    def model_losses(self) -> dict[str, float]:
+        return {m.name: m.fresh_data_loss for m in self.modes}
+
+    def repetition_checks(self) -> dict[str, RepetitionAssessment]:
+        """The checks `compare_modes` priced each mode with (already in their losses)."""
+        return {m.name: m.repetition for m in self.modes}
+
+
+def _has_interval(prediction) -> bool:
+    return prediction is not None and prediction.has_interval
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
