@@ -267,3 +267,23 @@ def test_a_wsd_fork_of_a_generic_student_equals_its_run_from_scratch(cli, tmp_pa
         runs[name] = json.loads(stdout)
     assert runs["fork"]["fork"]["parent"] == str(tmp_path / "parent") and runs["scratch"].get("fork") is None
     assert abs(runs["fork"]["val_loss"] - runs["scratch"]["val_loss"]) < 1e-4
+
+
+def test_truncated_safetensors_weights_are_one_line_in_every_command(cli, tmp_path, tokenizer):
+    """CRASH: a generic Hugging Face directory with a truncated model.safetensors gave a 50-line SafetensorError
+    traceback as a student, a teacher, a served teacher and a cached one (one loader now, `load_hf_causal_lm`)."""
+    truncated = save_gpt2(tmp_path / "truncated", tokenizer)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    good = save_gpt2(tmp_path / "gpt2", tokenizer)
+    run = ("--out", tmp_path / "student", *RUN, "--tokens", "1k")
+    for args in [("distill", "--teacher", good, "--student-init", truncated, *run),
+                 ("distill", "--teacher", truncated, "--n-layers", "1", *run),
+                 ("serve-teacher", truncated, "--port", "0", "--device", "cpu"),
+                 ("cache-logits", "--teacher", truncated, "--out", tmp_path / "student", "--max-bytes", "100k",
+                  "--seq-len", "32", "--tokens", "1k", "--device", "cpu", "--top-k", "8")]:
+        code, _, err = cli(*args)  # the lines before the error: preparing the data
+        assert code == 2 and "Traceback" not in err and err.count("error:") == 1, (args[0], err)
+        last = err.strip().splitlines()[-1]
+        assert f"cannot load the Hugging Face model in {truncated}: its safetensors weights are truncated" in last
+        assert not (tmp_path / "student").exists()

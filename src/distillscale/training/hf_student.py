@@ -27,7 +27,7 @@ from distillscale.errors import UserError
 from distillscale.model.hf_export import HF_STUDENT_DIR
 from distillscale.model.hf_import import INDEX_FILE, SINGLE_FILE
 from distillscale.training.records import HFStudentRecord
-from distillscale.training.teachers import HFCausalLM, check_logits_are_head_of_hidden, hf_load_error
+from distillscale.training.teachers import HFCausalLM, check_logits_are_head_of_hidden, hf_load_error, load_hf_causal_lm
 
 GENERIC_FLOPS_METHOD = ("approximate (generic Hugging Face student): flops = 6 x non_embedding_params x tokens, "
                         "non_embedding_params counted from the loaded model (all but the input and output "
@@ -94,13 +94,7 @@ def load_hf_student(path: Path, vocab_size: int, seq_len: int, trust_remote_code
     """The model in `path` as a student on CPU in float32 (the recipe moves it), checked against the
     tokenizer's `vocab_size` and the run's `seq_len`; one-line refusals otherwise."""
     check_hf_student(path, trust_remote_code)
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
-                                                     trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise hf_load_error(path, exc, trust_remote_code) from None
+    model = load_hf_causal_lm(path, trust_remote_code, dtype=torch.float32, use_safetensors=True)
     context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     if context is not None and seq_len > context:
         raise UserError(f"--seq-len {seq_len} is longer than the context of --student-init {path} ({context} "

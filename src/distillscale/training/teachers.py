@@ -121,6 +121,22 @@ def hf_load_error(path: Path, exc: Exception, trust_remote_code: bool) -> UserEr
     return UserError(f"cannot load the Hugging Face model in {path}: {first_line(exc)}{hint}")
 
 
+def load_hf_causal_lm(path: Path, trust_remote_code: bool, **options: Any) -> nn.Module:
+    """`AutoModelForCausalLM.from_pretrained(path, **options)`, the one place the generic path (a
+    teacher, a student, served or cached) loads a Hugging Face model: a directory it cannot load (a
+    missing or bad file, truncated or corrupt safetensors weights) is a one-line UserError."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **options)
+    except SafetensorError as exc:
+        raise UserError(f"cannot load the Hugging Face model in {path}: its safetensors weights are truncated or "
+                        f"corrupt ({first_line(exc)}): download or save them again") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise hf_load_error(path, exc, trust_remote_code) from None
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -289,17 +305,12 @@ def _family_teacher_info(path: Path, config, seq_len: int, kind: str, flops_meth
 
 def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
              trust_remote_code: bool) -> tuple[nn.Module, TeacherInfo]:
-    from transformers import AutoModelForCausalLM
-
     from distillscale.model.hf_import import unsupported_reason
 
     if not _read_json(path / "config.json").get("auto_map") and unsupported_reason(path) is None:
         return _load_imported(path, device, dtype, seq_len)
 
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise hf_load_error(path, exc, trust_remote_code) from None
+    model = load_hf_causal_lm(path, trust_remote_code, dtype=dtype)
     context = getattr(model.config, "max_position_embeddings", None)
     if context is not None and seq_len > context:
         raise UserError(f"--seq-len {seq_len} is longer than the teacher's context ({context} tokens): "
