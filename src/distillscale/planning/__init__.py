@@ -7,7 +7,9 @@
 - `modes`: supervised, off-policy or on-policy distillation at a budget, and the break-even
   efficiency at which on-policy pays (`OnPolicy`, `compare_modes`).
 - `plan`: `plan` and `plan_supervised`, the planner as one call returning a typed `Plan` (what
-  `distillscale plan` and the planner page show); `render`: its tables and text.
+  `distillscale plan` and the planner page show): its options declared once in `options`
+  (`PlanSettings`), its kinds in `plans`, the solver's records in `results`, a limited corpus's
+  repetition in `repetition`; `render`: its tables and text.
 - `plots`: figures of all of the above (matplotlib, imported lazily).
 
 Submodules are imported directly (the solver needs SciPy, kept off the CLI's start-up path).
