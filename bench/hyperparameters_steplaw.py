@@ -45,19 +45,19 @@ def main() -> int:
     fit = fit_hyperparameters(fitted_runs, bootstrap=args.bootstrap, name="steplaw-grid<1B",
                               source=f"fitted to {GRID.name} (cells below 1B)")
     seconds = time.perf_counter() - start
-    window = fit.law.fit["window"]
+    window = fit.law.fit.window
     held = _cells(held_runs)
     laws = {"fitted": fit.law, "steplaw2025": load_hyperparameter_law("steplaw2025"),
             "deepseek2024": load_hyperparameter_law("deepseek2024")}
     scores = {name: score_cells(law, held, window) for name, law in laws.items()}
     covered = {name: [_covers(law, cell, window) for cell in held] for name, law in laws.items()}
     result = {
-        "fit_seconds": seconds, "selection": fit.selection,
+        "fit_seconds": seconds, "selection": fit.selection.model_dump(mode="json"),
         "law": {"lr": fit.law.lr.model_dump(), "batch": fit.law.batch.model_dump(),
                 "lr_batch_exponent": fit.law.lr_batch_exponent,
                 "lr_batch_exponent_interval": fit.law.lr_batch_exponent_interval,
-                "sqrt_penalty": fit.law.fit["sqrt_penalty"]},
-        "cells": fit.cells,
+                "sqrt_penalty": fit.law.fit.sqrt_penalty},
+        "cells": [cell.model_dump(mode="json") for cell in fit.cells],
         "backtest": [s.to_dict() for s in fit.backtest or []],
         "held_back": {name: [s.to_dict() for s in cell_scores] for name, cell_scores in scores.items()},
         "held_back_inside_intervals": covered,
@@ -79,20 +79,20 @@ def _covers(law, cell, window) -> dict[str, bool]:
 
 def _print(fit, result, scores, seconds) -> None:
     law = fit.law
-    print(f"fitted in {seconds:.1f} s on {len(fit.cells)} cells; surface window {law.fit['window']}, "
-          f"batch form {law.fit['batch_form']} ({fit.selection['reason']})")
-    for c in fit.selection["candidates"]:
-        print(f"  window {str(c['window']):>5} B*({c['batch_form']:>3}): leave-one-cell-out mean "
-              f"{c['mean_penalty']:.3%}, max {c['max_penalty']:.3%}")
+    print(f"fitted in {seconds:.1f} s on {len(fit.cells)} cells; surface window {law.fit.window}, "
+          f"batch form {law.fit.batch_form} ({fit.selection.reason})")
+    for c in fit.selection.candidates:
+        print(f"  window {str(c.window):>5} B*({c.batch_form:>3}): leave-one-cell-out mean "
+              f"{c.mean_penalty:.3%}, max {c.max_penalty:.3%}")
     print(f"lr* = {law.lr.coefficient:.4g} N^{law.lr.exponents[0]:.3f} D^{law.lr.exponents[1]:.3f}   "
           f"B* = {law.batch.coefficient:.4g} N^{law.batch.exponents[0]:.3f} D^{law.batch.exponents[1]:.3f} tokens")
     low, high = law.lr_batch_exponent_interval
     print(f"batch exponent of the optimal lr: median {law.lr_batch_exponent:.2f} over cells ({low:.2f}-{high:.2f}; "
-          f"sqrt rule 0.5); sqrt scaling at 4 B* costs {law.fit['sqrt_penalty']:.3%} (median)")
+          f"sqrt rule 0.5); sqrt scaling at 4 B* costs {law.fit.sqrt_penalty:.3%} (median)")
     print("\ncell (N, D)            lr*      B* (tok)  exponent  sqrt penalty")
     for c in fit.cells:
-        print(f"{c['params']:9.3g} {c['tokens']:9.3g}  {c['lr']:.2e}  {c['batch_tokens']:9.3g}  "
-              f"{c['lr_batch_exponent']:8.2f}  {c['sqrt_penalty']:.3%}")
+        print(f"{c.params:9.3g} {c.tokens:9.3g}  {c.lr:.2e}  {c.batch_tokens:9.3g}  "
+              f"{c.lr_batch_exponent:8.2f}  {c.sqrt_penalty:.3%}")
     if fit.backtest:
         print("\nbacktest (largest fitted size held out of the fit):")
         for s in fit.backtest:

@@ -8,7 +8,7 @@
 selection and backtest; `law` the saved record and its predictions; `presets` the published laws.
 """
 
-from distillscale.laws.hyperparameters.fit import CellScore, HyperparameterFit, fit_hyperparameters, score_cells
+from distillscale.laws.hyperparameters.fit import HyperparameterFit, fit_hyperparameters, score_cells
 from distillscale.laws.hyperparameters.law import (
     HyperparameterLaw,
     PowerLaw,
@@ -16,6 +16,8 @@ from distillscale.laws.hyperparameters.law import (
     RegimeAdaptation,
 )
 from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
+from distillscale.laws.hyperparameters.records import CellOptimum, CellScore, FitSummary
 
-__all__ = ["CellScore", "HyperparameterFit", "HyperparameterLaw", "PowerLaw", "Recommendation", "RegimeAdaptation",
-           "HYPERPARAMETER_PRESETS", "fit_hyperparameters", "load_hyperparameter_law", "score_cells"]
+__all__ = ["CellOptimum", "CellScore", "FitSummary", "HyperparameterFit", "HyperparameterLaw", "PowerLaw",
+           "Recommendation", "RegimeAdaptation", "HYPERPARAMETER_PRESETS", "fit_hyperparameters",
+           "load_hyperparameter_law", "score_cells"]

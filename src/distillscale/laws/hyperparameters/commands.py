@@ -83,18 +83,18 @@ def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
         warn(note)
     console.print(f"Hyperparameter law fitted to {s.file.name}: {len(fit.cells)} cells"
                   + (f" ({n_dropped} runs dropped)" if n_dropped else ""))
-    window = law.fit["window"]
+    window = law.fit.window
     console.print(f"surface: convex quadratic in (ln lr, ln B) fitted to runs within "
                   f"{'every run' if window is None else f'{window:.1%} of each cell' + chr(39) + 's best'} "
-                  f"({fit.selection['reason']})")
+                  f"({fit.selection.reason})")
     console.print(f"lr* = {law.lr.coefficient:.4g} N^{law.lr.exponents[0]:.3f} D^{law.lr.exponents[1]:.3f}")
     if law.batch is not None:
         console.print(f"B*  = {law.batch.coefficient:.4g} N^{law.batch.exponents[0]:.3f} "
                       f"D^{law.batch.exponents[1]:.3f} tokens")
     if law.lr_batch_exponent is not None:
         console.print(f"batch exponent of the optimal lr (d ln lr*/d ln B): {law.lr_batch_exponent:.2f}, the median "
-                      f"over cells (sqrt rule: 0.5)" + (f"; sqrt scaling at 4x B* costs {law.fit['sqrt_penalty']:.3%}"
-                                                        if law.fit.get("sqrt_penalty") is not None else ""))
+                      f"over cells (sqrt rule: 0.5)" + (f"; sqrt scaling at 4x B* costs {law.fit.sqrt_penalty:.3%}"
+                                                        if law.fit.sqrt_penalty is not None else ""))
     for score in fit.backtest or []:
         console.print(f"backtest N={format_quantity(score.params)} D={format_quantity(score.tokens)}: "
                       f"lr x{score.lr_ratio:.2f}, batch x{score.batch_ratio:.2f} of the cell's optimum; nearest run "

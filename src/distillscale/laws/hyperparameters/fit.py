@@ -18,12 +18,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.hyperparameters.law import HyperparameterLaw, PowerLaw
+from distillscale.laws.hyperparameters.records import (
+    CellOptimum,
+    CellScore,
+    FitSummary,
+    RunPoint,
+    Selection,
+    WindowCandidate,
+)
 from distillscale.laws.hyperparameters.surface import (
     CellFit,
     CellRuns,
@@ -41,47 +48,12 @@ BATCH_FORMS = ("N,D", "D")   # B* = d N^e D^f, or d D^f (Step Law finds B* depen
 
 
 @dataclass(frozen=True)
-class CellScore:
-    """How a law's recommendation fared on one measured cell: the loss of the run nearest it
-    against the cell's best run (relative), and its distance from the cell's own optimum."""
-
-    params: float
-    tokens: float
-    lr: float
-    batch_tokens: float
-    optimum_lr: float
-    optimum_batch_tokens: float
-    best_loss: float
-    nearest_loss: float
-    lr_batch_exponent: float | None
-
-    @property
-    def penalty(self) -> float:
-        return self.nearest_loss / self.best_loss - 1
-
-    @property
-    def lr_ratio(self) -> float:
-        return self.lr / self.optimum_lr
-
-    @property
-    def batch_ratio(self) -> float:
-        return self.batch_tokens / self.optimum_batch_tokens
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"params": self.params, "tokens": self.tokens, "lr": self.lr, "batch_tokens": self.batch_tokens,
-                "optimum_lr": self.optimum_lr, "optimum_batch_tokens": self.optimum_batch_tokens,
-                "lr_ratio": self.lr_ratio, "batch_ratio": self.batch_ratio, "best_loss": self.best_loss,
-                "nearest_loss": self.nearest_loss, "penalty": self.penalty,
-                "lr_batch_exponent": self.lr_batch_exponent}
-
-
-@dataclass(frozen=True)
 class HyperparameterFit:
     """The fitted law, each cell's optimum, the window's selection and the backtest."""
 
     law: HyperparameterLaw
-    cells: list[dict[str, Any]]
-    selection: dict[str, Any]
+    cells: list[CellOptimum]
+    selection: Selection
     backtest: list[CellScore] | None
     notes: list[str] = field(default_factory=list)
 
@@ -131,23 +103,22 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
     rng = np.random.default_rng(seed)
     held, fitted = _backtest_split(cells) if backtest else ([], cells)
     selection = _choose_window(fitted, window)
-    chosen = selection["window"]
+    chosen = selection.window
     optima = [cell_optimum(cell, chosen) for cell in cells]
     draws = np.stack([bootstrap_optima(cell, chosen, bootstrap, rng) for cell in cells])
-    law = _fit_law(optima, draws, level, rng, name, source, selection["batch_form"])
+    law = _fit_law(optima, draws, level, rng, name, source, selection.batch_form)
     scores = None
     if held:
         keep = [i for i, cell in enumerate(cells) if any(cell is f for f in fitted)]
         backtest_law = _fit_law([optima[i] for i in keep], draws[keep], level, rng, name, source,
-                                selection["batch_form"])
+                                selection.batch_form)
         scores = score_cells(backtest_law, held, chosen)
     elif backtest:
         notes.append("no backtest: it needs cells of two or more model sizes, the others fitted")
     cell_records = [_cell_record(fit, cell_draws, level) for fit, cell_draws in zip(optima, draws)]
-    penalties = [c["sqrt_penalty"] for c in cell_records if c["sqrt_penalty"] is not None]
-    record = {"window": chosen, "batch_form": selection["batch_form"], "selection": selection, "cells": cell_records, "notes": notes,
-              "sqrt_penalty": float(np.median(penalties)) if penalties else None,
-              "backtest": None if scores is None else [s.to_dict() for s in scores]}
+    penalties = [c.sqrt_penalty for c in cell_records if c.sqrt_penalty is not None]
+    record = FitSummary(window=chosen, batch_form=selection.batch_form, selection=selection, cells=cell_records,
+                        notes=notes, sqrt_penalty=float(np.median(penalties)) if penalties else None, backtest=scores)
     law = law.model_copy(update={"fit": record})
     return HyperparameterFit(law, cell_records, selection, scores, notes)
 
@@ -161,9 +132,13 @@ def score_cells(law: HyperparameterLaw, cells: list[CellRuns], window: float | N
         rec = law.recommend(cell.params, cell.tokens)
         optimum = cell_optimum(cell, window)
         batch = rec.batch_tokens if law.batch is not None else None
-        scores.append(CellScore(cell.params, cell.tokens, rec.lr, rec.batch_tokens, optimum.lr, optimum.batch_tokens,
-                                float(cell.loss.min()), nearest_run_loss(cell, rec.lr, batch),
-                                optimum.surface.lr_batch_exponent if optimum.surface is not None else None))
+        best, nearest = float(cell.loss.min()), nearest_run_loss(cell, rec.lr, batch)
+        scores.append(CellScore(
+            params=cell.params, tokens=cell.tokens, lr=rec.lr, batch_tokens=rec.batch_tokens, optimum_lr=optimum.lr,
+            optimum_batch_tokens=optimum.batch_tokens, lr_ratio=rec.lr / optimum.lr,
+            batch_ratio=rec.batch_tokens / optimum.batch_tokens, best_loss=best, nearest_loss=nearest,
+            penalty=nearest / best - 1,
+            lr_batch_exponent=optimum.surface.lr_batch_exponent if optimum.surface is not None else None))
     return scores
 
 
@@ -176,7 +151,7 @@ def _backtest_split(cells: list[CellRuns]) -> tuple[list[CellRuns], list[CellRun
     return [cell for cell in cells if cell.params == sizes[-1]], fitted
 
 
-def _choose_window(cells: list[CellRuns], window: float | None | str) -> dict[str, Any]:
+def _choose_window(cells: list[CellRuns], window: float | None | str) -> Selection:
     """The surface window: given, or the candidate whose leave-one-cell-out mean penalty is lowest
     (scores compared at 1e-7, ties to the earlier candidate)."""
     varies_batch = any(cell.varies_batch for cell in cells)
@@ -185,8 +160,8 @@ def _choose_window(cells: list[CellRuns], window: float | None | str) -> dict[st
             raise ParameterError("window", "{} must be a positive fraction, None (every run) or 'auto', got "
                                  "{value!r}", value=window)
     if len(cells) < 3:
-        return {"window": DEFAULT_WINDOW if window == "auto" else window, "batch_form": BATCH_FORMS[0],
-                "reason": f"{len(cells)} cell(s): too few to choose by leave-one-cell-out", "candidates": []}
+        return Selection(window=DEFAULT_WINDOW if window == "auto" else window, batch_form=BATCH_FORMS[0],
+                         reason=f"{len(cells)} cell(s): too few to choose by leave-one-cell-out")
     candidates = []
     for candidate in (WINDOWS if window == "auto" else (window,)):
         optima = [cell_optimum(cell, candidate) for cell in cells]
@@ -198,12 +173,12 @@ def _choose_window(cells: list[CellRuns], window: float | None | str) -> dict[st
                 rec_batch = _regress([f.cell for f in others], np.log([f.batch_tokens for f in others]),
                                      batch_form)(cell.params, cell.tokens) if varies_batch else None
                 penalties.append(nearest_run_loss(cell, rec_lr, rec_batch) / float(cell.loss.min()) - 1)
-            candidates.append({"window": candidate, "batch_form": batch_form, "mean_penalty": float(np.mean(penalties)),
-                               "max_penalty": float(np.max(penalties))})
-    best = min(range(len(candidates)), key=lambda i: (round(candidates[i]["mean_penalty"], 7), i))
-    return {"window": candidates[best]["window"], "batch_form": candidates[best]["batch_form"],
-            "candidates": candidates, "reason": f"lowest mean leave-one-cell-out loss penalty (the loss of the run "
-            f"nearest the recommendation against the cell's best) over {len(cells)} cells"}
+            candidates.append(WindowCandidate(window=candidate, batch_form=batch_form,
+                                              mean_penalty=float(np.mean(penalties)), max_penalty=float(np.max(penalties))))
+    best = min(range(len(candidates)), key=lambda i: (round(candidates[i].mean_penalty, 7), i))
+    return Selection(window=candidates[best].window, batch_form=candidates[best].batch_form, candidates=candidates,
+                     reason=f"lowest mean leave-one-cell-out loss penalty (the loss of the run nearest the "
+                            f"recommendation against the cell's best) over {len(cells)} cells")
 
 
 def _design(cells: list[CellRuns], form: str = "N,D") -> tuple[np.ndarray, list[int]]:
@@ -288,7 +263,7 @@ def _loss_tokens_exponent(optima: list[CellFit]) -> float | None:
     return float(solution[keep.index(2)])
 
 
-def _cell_record(fit: CellFit, draws: np.ndarray, level: float) -> dict[str, Any]:
+def _cell_record(fit: CellFit, draws: np.ndarray, level: float) -> CellOptimum:
     """A cell's optimum with its bootstrap intervals at `level` (None without resamples)."""
     cell, surface = fit.cell, fit.surface
     best = cell.best
@@ -299,10 +274,10 @@ def _cell_record(fit: CellFit, draws: np.ndarray, level: float) -> dict[str, Any
         lr_interval = tuple(float(v) for v in np.exp(np.percentile(draws[:, 0], [tail, 100 - tail])))
         if cell.varies_batch:
             batch_interval = tuple(float(v) for v in np.exp(np.percentile(draws[:, 1], [tail, 100 - tail])))
-    return {"params": cell.params, "tokens": cell.tokens, "runs": int(cell.loss.size), "runs_fitted": fit.runs_fitted,
-            "lr": fit.lr, "lr_interval": lr_interval, "batch_tokens": fit.batch_tokens,
-            "batch_interval": batch_interval, "loss": fit.loss, "convex": surface is not None,
-            "at_edge": fit.at_edge, "best_run": {"lr": float(cell.lr[best]), "batch_tokens": float(cell.batch_tokens[best]),
-                                                "loss": float(cell.loss[best])},
-            "lr_batch_exponent": None if exponent is None or not math.isfinite(exponent) else exponent,
-            "sqrt_penalty": sqrt_penalty(surface)}
+    return CellOptimum(
+        params=cell.params, tokens=cell.tokens, runs=int(cell.loss.size), runs_fitted=fit.runs_fitted, lr=fit.lr,
+        lr_interval=lr_interval, batch_tokens=fit.batch_tokens, batch_interval=batch_interval, loss=fit.loss,
+        convex=surface is not None, at_edge=fit.at_edge,
+        best_run=RunPoint(lr=float(cell.lr[best]), batch_tokens=float(cell.batch_tokens[best]), loss=float(cell.loss[best])),
+        lr_batch_exponent=None if exponent is None or not math.isfinite(exponent) else exponent,
+        sqrt_penalty=sqrt_penalty(surface))

@@ -25,6 +25,7 @@ from scipy.stats import norm
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, read_text_file
+from distillscale.laws.hyperparameters.records import FitSummary
 from distillscale.laws.schema import describe
 
 HYPERPARAMETER_SCHEMA_VERSION = 1
@@ -123,7 +124,7 @@ class HyperparameterLaw(_Record):
     ridge_curvature: float | None = None              # relative loss per (ln B - ln B*)^2 along the ridge
     loss_tokens_exponent: float | None = None         # d ln L* / d ln D at fixed N, from the cells' best losses
     data_range: dict[str, tuple[float, float]] | None = None
-    fit: dict[str, Any] | None = None                 # how it was fitted: cells, selection, backtest
+    fit: FitSummary | None = None                     # how it was fitted: cells, selection, backtest
 
     @model_validator(mode="after")
     def _usable(self) -> "HyperparameterLaw":
