@@ -57,3 +57,15 @@ def test_each_modes_penalty_is_computed_once_and_shown_as_computed():
         check = plan.repetition[mode.name]
         assert check is mode.repetition and check.max_penalty == 0.02
         assert mode.student_loss == check.loss_repeated and mode.repetition_penalty == check.penalty
+
+
+def test_the_sweeps_figure_marks_the_best_student_on_its_fresh_data_curve():
+    pytest.importorskip("matplotlib")
+    from distillscale.planning.plots import plot_plan
+
+    plan = ds.plan("busbridge2025", compute=1e22, scenario="teacher-inference", unique_tokens=2e9,
+                   min_params=1e8, max_params=3e9)
+    curve, star = plot_plan(plan).axes[0].get_lines()[:2]
+    fresh = plan.sweeps[0].fresh
+    assert star.get_ydata()[0] == fresh.best.student_loss
+    assert list(curve.get_ydata()) == [p.student_loss for p in fresh.plans]

@@ -85,9 +85,10 @@ def plot_loss_vs_compute(planner: DistillationPlanner, student_params: float, bu
 
 def plot_plan(plan: Plan):
     """The figure of `distillscale plan --plot`: best loss against student size for a sweep, loss
-    against budget (1/100x to 100x) for a given student."""
+    against budget (1/100x to 100x) for a given student; both with fresh data (the curves are the
+    law's: a plan's losses after repetition, `unique_tokens`, are not on them)."""
     if plan.kind == "sweep":
-        return plot_student_size_sweep(plan.sweeps)
+        return plot_student_size_sweep([sweep.fresh or sweep for sweep in plan.sweeps])
     first = plan.plans[0]
     budgets = np.geomspace(plan.compute / 100, plan.compute * 100, 17)
     return plot_loss_vs_compute(plan.planner, first.student_params, budgets, plan.compute,
