@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -314,3 +315,40 @@ def test_in_process_and_served_teachers_do_not_mix(cli, tmp_path, teachers, serv
     code, _, err = cli("distill", "--teacher", a, "--teacher", b, "--teacher-url", servers[0], "--top-k", "8",
                        "--tokenizer", a / "tokenizer.json", "--out", tmp_path / "s", *STUDENT)
     assert code == 2 and "cannot be mixed with --teacher-url" in err and "Traceback" not in err
+
+
+def test_routes_are_read_a_batch_at_a_time_not_copied_whole(tmp_path):
+    """M5: the routed mixture built int64 copies of the routes of the whole train and val splits, 8 bytes per
+    token (OOM at billions of tokens). The shares and the mixture's loss read the memory-mapped one-byte
+    routes a chunk or a batch at a time; same numbers."""
+    import tracemalloc
+
+    import numpy as np
+
+    from distillscale.training.mixture import route_shares, routed_loss
+
+    tokens = 1 << 24
+    path = tmp_path / "routes.bin"
+    rng = np.random.default_rng(0)
+    np.memmap(path, dtype=np.uint8, mode="w+", shape=(tokens,))[:] = rng.integers(0, 3, tokens, dtype=np.uint8)
+    routes = np.memmap(path, dtype=np.uint8, mode="r")
+    teacher_of = np.array([1, 0, 1])  # three route values, two teachers
+    tracemalloc.start()
+    shares = route_shares(routes, teacher_of, 2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    expected = np.bincount(teacher_of[np.asarray(routes)], minlength=2) / tokens
+    assert shares == pytest.approx(expected.tolist(), rel=1e-12)
+    assert peak < tokens, f"{peak / tokens:.1f} bytes per token"  # was 16 (the int64 copy, then bincount's)
+
+    a, b = _Linear(0, 8, 50), _Linear(1, 12, 50)
+    mixture = MixtureTeacher([a, b], [0.5, 0.5], 1.0)
+    text = rng.integers(0, 50, tokens, dtype=np.uint16)
+    tracemalloc.start()
+    loss = routed_loss(mixture, text, routes, teacher_of, 16, 4, 256, torch.device("cpu"), contextlib.nullcontext())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    whole = torch.from_numpy(teacher_of[np.asarray(routes)])
+    assert loss == pytest.approx(routed_loss(mixture, text, whole.numpy(), np.arange(2), 16, 4, 256,
+                                             torch.device("cpu"), contextlib.nullcontext()), rel=1e-12)
+    assert peak < tokens, f"{peak / tokens:.2f} bytes per token"  # was 8 (eval_windows' starts: 8 per window)

@@ -39,6 +39,7 @@ from distillscale.training.mixture import (
     RoutedSampler,
     ServedMixtureSampler,
     normalised_weights,
+    route_shares,
     routed_loss,
     served_mixture_losses,
     served_mixture_record,
@@ -246,12 +247,11 @@ def _make_routed_objective(config: DistillConfig, sources: list[TeacherSource], 
         losses.append(evaluate(teacher, data.split("val"), config.seq_len, config.batch_size,
                                config.eval_tokens, group, autocast))
         teachers.append(teacher)
-    counts = np.bincount(teacher_of[np.asarray(data.routes(config.split))], minlength=len(teachers))
-    shares = (counts / counts.sum()).tolist()
+    shares = route_shares(data.routes(config.split), teacher_of, len(teachers))
     info = MixtureInfo(teachers=[teacher.info for teacher in teachers], weights=shares, teacher_val_losses=losses,
                        names=[teacher_name(path) for path in config.teacher_paths()], route=config.teacher_route)
     mixture = MixtureTeacher(teachers, [1.0 / len(teachers)] * len(teachers), 1.0, info)
-    mixture_loss = routed_loss(mixture, data.split("val"), teacher_of[np.asarray(data.routes("val"))],
+    mixture_loss = routed_loss(mixture, data.split("val"), data.routes("val"), teacher_of,
                                config.seq_len, config.batch_size, config.eval_tokens, group.device, autocast)
     for teacher in teachers:
         teacher.to(compute_dtype(group.device))

@@ -181,16 +181,31 @@ class RoutedSampler(TokenSampler):
         return inputs, targets, torch.from_numpy(self.teacher_of[route_ids])
 
 
+ROUTE_CHUNK = 1 << 20  # route ids counted at once (`route_shares`): 8 MB of int64 at most
+
+
+def route_shares(routes: np.ndarray, teacher_of: np.ndarray, teachers: int) -> list[float]:
+    """Each teacher's share of the tokens whose route ids are `routes` (the prepared corpus's memory-mapped
+    per-token ids, one byte each), counted a chunk at a time: never a copy of the whole split."""
+    counts = np.zeros(len(teacher_of), dtype=np.int64)
+    for first in range(0, len(routes), ROUTE_CHUNK):
+        counts += np.bincount(routes[first:first + ROUTE_CHUNK], minlength=len(teacher_of))
+    per_teacher = np.bincount(teacher_of, weights=counts, minlength=teachers)
+    return (per_teacher / per_teacher.sum()).tolist()
+
+
 @torch.no_grad()
-def routed_loss(mixture: MixtureTeacher, tokens: np.ndarray, teacher_ids: np.ndarray, seq_len: int,
-                batch_size: int, max_tokens: int | None, device: torch.device, autocast) -> float:
+def routed_loss(mixture: MixtureTeacher, tokens: np.ndarray, routes: np.ndarray, teacher_of: np.ndarray,
+                seq_len: int, batch_size: int, max_tokens: int | None, device: torch.device, autocast) -> float:
     """The routed mixture's cross-entropy on the validation windows `evaluate` reads (every process
-    computes all of them: the same number everywhere)."""
+    computes all of them: the same number everywhere); `routes` are the split's per-token route ids
+    (memory-mapped), mapped to teachers by `teacher_of` one batch at a time."""
     total, count = 0.0, 0
+    teacher_of = torch.from_numpy(np.asarray(teacher_of, dtype=np.int64))
     batches = zip(iter_eval_batches(tokens, seq_len, batch_size, max_tokens),
-                  iter_eval_batches(teacher_ids, seq_len, batch_size, max_tokens))
-    for (inputs, targets), (routes, _) in batches:
-        mixture.route = routes
+                  iter_eval_batches(routes, seq_len, batch_size, max_tokens))
+    for (inputs, targets), (route_ids, _) in batches:
+        mixture.route = teacher_of[route_ids]
         with autocast:
             output = cross_entropy_loss(mixture.hidden_states(inputs.to(device)), mixture.head, targets.to(device))
         mixture.route = None
