@@ -297,6 +297,9 @@ def test_served_teachers_weighted_one_and_zero_equal_the_first_server_alone(runs
     first, second = record["teachers"]
     assert (first["weight"], second["weight"]) == (1.0, 0.0) and first["kind"] == "server"
     assert first["flops"] == alone["teacher"]["flops"] and first["server"]["requests"] > 0
+    # the zero-weight server is never asked for training tokens, so not charged for them (it was: 1.02e9
+    # instead of 4.70e8); only the validation requests reach it
+    assert second["flops"] == 0 and record["flops"] == alone["teacher"]["flops"] and mixed["flops"] == alone["flops"]
 
 
 def test_an_equal_mixture_of_servers_reads_the_union_of_their_top_k(runs, teachers, servers):

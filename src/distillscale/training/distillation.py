@@ -359,9 +359,12 @@ class ServedMixtureObjective(ServedTeacherObjective):
         self.flops_each = [0.0] * len(clients)
 
     def count_teacher_flops(self, seq_len: int) -> None:
+        """Each server's FLOPs per training token as it states them; 0 for a server of weight 0, which
+        is never asked during training (`ServedMixtureSampler`)."""
         for index, client in enumerate(self.clients):
             flops = client.model.about.forward_flops_per_token if client.model else None
-            self.flops_each[index] = 0.0 if flops is None else flops.base + flops.per_context_token * seq_len
+            asked = self.weights[index] > 0 and flops is not None
+            self.flops_each[index] = flops.base + flops.per_context_token * seq_len if asked else 0.0
         self.extra_flops_per_token = sum(self.flops_each)
 
     def record(self, tokens: int) -> ObjectiveRecord:
@@ -370,7 +373,8 @@ class ServedMixtureObjective(ServedTeacherObjective):
         return ObjectiveRecord(
             teacher=teacher, distillation=DistillationRecord(**self.loss_config.model_dump()),
             flops_method=f"{FLOPS_METHOD}; plus every served teacher's forward pass on every training token, as "
-                         f"each server states it (teacher.teachers[i].flops; 0 where a server does not)")
+                         f"each server states it (teacher.teachers[i].flops; 0 where a server does not, and for "
+                         f"a teacher of weight 0, never asked)")
 
 
 def distill_from_servers(config: DistillConfig, progress: bool = True) -> RunResult:

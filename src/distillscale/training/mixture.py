@@ -307,6 +307,7 @@ def served_mixture_record(clients: list, weights: list[float], losses: list[floa
             non_embedding_params=getattr(about, "non_embedding_params", None),
             total_params=getattr(about, "total_params", None), forward_flops_per_token=flops or None,
             flops=flops * tokens, flops_method=getattr(about, "flops_method", None) if flops else
+            "weight 0: never asked for the training tokens, nothing counted" if weight == 0 else
             "not stated by the server: the teacher's FLOPs are not counted", weight=weight,
             server=client.record().model_dump(mode="json")).model_dump(mode="json"))
     return TeacherRecord(path="mixture", kind="mixture", teacher_val_loss=mixture_loss, non_embedding_params=None,
