@@ -220,6 +220,60 @@ def test_slurm_executor_runs_each_run_as_a_submitit_job(tmp_path):
     counts = run_sweep(spec, tmp_path / "out", executor, progress=False)
     assert counts["completed"] == 1
     assert list((tmp_path / "out" / "slurm").glob("*_submitted.pkl"))  # went through submitit
+    (job_id,) = executor.job_ids.values()  # recorded, for a later runner to adopt while the job runs
+    with RunStore(tmp_path / "out") as store:
+        assert store.meta(f"job/{spec.runs[0].run_id}") == job_id
+    assert SlurmExecutor(1, tmp_path / "out" / "slurm", cluster="local").adopt(job_id) is None  # it ended
+
+
+class ClusterStub:
+    """An executor whose jobs outlive the runner, as Slurm's do: each submission gets a job id; `adopt`
+    answers for the jobs in `still_running`."""
+
+    def __init__(self, still_running=()):
+        self.workers, self.job_ids, self.submitted, self.adopted = 1, {}, [], []
+        self.still_running = set(still_running)
+
+    def submit(self, job):
+        from concurrent.futures import Future
+
+        self.submitted.append(job)
+        self.job_ids[job.log_path] = f"job-{len(self.submitted)}"
+        future = Future()
+        future.set_result(1)
+        return future
+
+    def adopt(self, job_id):
+        from concurrent.futures import Future
+
+        self.adopted.append(job_id)
+        if job_id not in self.still_running:
+            return None
+        future = Future()
+        future.set_result(1)
+        return future
+
+    def shutdown(self):
+        pass
+
+
+def test_a_new_runner_waits_on_the_cluster_jobs_of_a_killed_one_instead_of_submitting_them_again(tmp_path):
+    spec = load_sweep_spec(write_spec(tmp_path / "spec.toml", teacher_m="0.5", baselines=None))
+    (run,) = spec.runs
+    first = ClusterStub()
+    run_sweep(spec, tmp_path / "out", first, progress=False)
+    assert len(first.submitted) == 1 and records_by_id(tmp_path / "out")[run.run_id].attempts == 1
+    with RunStore(tmp_path / "out") as store:  # as if the runner was killed with the job still running
+        store._db.execute("UPDATE runs SET status = 'running'")
+    again = ClusterStub(still_running={"job-1"})
+    run_sweep(spec, tmp_path / "out", again, progress=False)
+    assert again.adopted == ["job-1"] and again.submitted == []  # waited on, not submitted a second time
+    assert records_by_id(tmp_path / "out")[run.run_id].attempts == 1
+    with RunStore(tmp_path / "out") as store:
+        store._db.execute("UPDATE runs SET status = 'running'")
+    ended = ClusterStub()  # the job ended meanwhile: the run is submitted again
+    run_sweep(spec, tmp_path / "out", ended, progress=False)
+    assert ended.adopted == ["job-1"] and len(ended.submitted) == 1
 
 
 def test_each_run_is_launched_from_its_resolved_config_file(sweep):

@@ -298,6 +298,10 @@ class SlurmExecutor:
     `cluster=None` lets submitit pick Slurm when `sbatch` is available; `cluster="local"` runs the
     jobs as local processes through the same submitit machinery (how the tests check this path).
     Job scripts and submitit's own logs go to `folder`.
+
+    A job outlives the runner that submitted it (the cluster runs it): `job_ids` names each job
+    submitted (by its log path), for the runner to record, and `adopt(job_id)` waits on a job an earlier
+    runner submitted, when it is still queued or running, instead of submitting the run again.
     """
 
     def __init__(self, workers: int, folder: Path, *, cluster: str | None = None,
@@ -317,16 +321,36 @@ class SlurmExecutor:
         if partition:
             parameters["slurm_partition"] = partition
         self._submitit.update_parameters(**parameters)
+        self._folder = Path(folder)
         self._jobs: list = []
+        self.job_ids: dict[Path, str] = {}  # each submitted job's id, by its log path
         self._waiters = ThreadPoolExecutor(workers, thread_name_prefix="sweep-slurm")
 
     def submit(self, job: Job) -> Future[int]:
-        return self._waiters.submit(self._submit_and_wait, job)
-
-    def _submit_and_wait(self, job: Job) -> int:
-        slurm_job = self._submitit.submit(run_logged, job)
+        try:
+            slurm_job = self._submitit.submit(run_logged, job)
+        except Exception as exc:  # e.g. sbatch refused it: the run fails with the reason
+            failed: Future[int] = Future()
+            failed.set_exception(exc)
+            return failed
         self._jobs.append(slurm_job)
-        return slurm_job.result()
+        self.job_ids[job.log_path] = str(slurm_job.job_id)
+        return self._waiters.submit(slurm_job.result)
+
+    def adopt(self, job_id: str) -> Future[int] | None:
+        """A Future of the job `job_id` that an earlier runner submitted, when it is still queued or
+        running; None when it ended (or is unknown here): then its run is submitted again."""
+        import submitit
+
+        job_class = submitit.LocalJob if self._submitit.cluster == "local" else submitit.SlurmJob
+        slurm_job = job_class(folder=self._folder, job_id=str(job_id))
+        try:
+            if slurm_job.done(force_check=True):
+                return None
+        except Exception:  # the cluster cannot say (e.g. sacct unavailable): not adopted
+            return None
+        self._jobs.append(slurm_job)
+        return self._waiters.submit(slurm_job.result)
 
     def shutdown(self) -> None:
         """Cancel jobs still queued or running (the runner is stopping), then wait for the waiters."""

@@ -201,13 +201,34 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
             warn(repeats)
         with RunStore(layout.root, create=True) as store:
             store.add((run.run_id, run.kind, run.to_config(), run.depends_on) for run in spec.runs)
-            store.reset_unfinished()
+            adopted = _adopt_running_jobs(store, executor)
+            store.reset_unfinished(keep=adopted)
             store.set_meta("workers", executor.workers)
             store.set_meta("gpus", list(placement.gpus))
-            _Scheduler(spec, layout, store, executor, threads_per_run, progress, placement).run()
+            _Scheduler(spec, layout, store, executor, threads_per_run, progress, placement, adopted).run()
             return store.counts()
     finally:
         lock.release()
+
+
+JOB_META = "job/"  # + run id: the cluster job that runs its latest attempt (an executor with job ids)
+
+
+def _adopt_running_jobs(store: RunStore, executor: Executor) -> dict[str, Future[int]]:
+    """The runs an earlier runner left running whose cluster jobs still run (Slurm jobs outlive their
+    runner): the new runner waits on those jobs instead of submitting the runs again, which would put
+    two jobs on one run directory. At most one per worker; none for an executor without job ids."""
+    adopt = getattr(executor, "adopt", None)
+    adopted: dict[str, Future[int]] = {}
+    if adopt is None:
+        return adopted
+    for record in store.records():
+        job_id = store.meta(JOB_META + record.id) if record.status == "running" else None
+        if job_id is not None and len(adopted) < executor.workers:
+            future = adopt(job_id)
+            if future is not None:
+                adopted[record.id] = future
+    return adopted
 
 
 def repetition_check(spec: SweepSpec, progress: bool = False) -> str | None:
@@ -261,7 +282,8 @@ class _Scheduler:
     record each run's end as it comes; show progress all along."""
 
     def __init__(self, spec: SweepSpec, layout: SweepLayout, store: RunStore, executor: Executor,
-                 threads_per_run: int, progress: bool, placement: Placement):
+                 threads_per_run: int, progress: bool, placement: Placement,
+                 adopted: dict[str, Future[int]] | None = None):
         self.spec, self.layout, self.store, self.executor = spec, layout, store, executor
         self.thread_env = {name: str(threads_per_run) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         self.show_progress = progress
@@ -270,6 +292,10 @@ class _Scheduler:
         self.in_flight: dict[Future[int], PlannedRun] = {}
         self.slot_of: dict[Future[int], int] = {}
         self.started: dict[Future[int], float] = {}  # time.monotonic() at each launch
+        by_id = {run.run_id: run for run in spec.runs}
+        for run_id, future in (adopted or {}).items():  # an earlier runner's jobs, still running
+            self.in_flight[future], self.slot_of[future] = by_id[run_id], self._free_slot()
+            self.started[future] = time.monotonic()
 
     def run(self) -> None:
         self._adopt_finished()
@@ -324,7 +350,11 @@ class _Scheduler:
             if ready and self.store.claim(run.run_id):
                 slot = self._free_slot()
                 self.store.set_device(run.run_id, self.placement.slots[slot] or "cpu")
-                future = self.executor.submit(self._job(run, slot))
+                job = self._job(run, slot)
+                future = self.executor.submit(job)
+                job_id = getattr(self.executor, "job_ids", {}).get(job.log_path)
+                if job_id is not None:  # a cluster job outlives this runner: the next one may adopt it
+                    self.store.set_meta(JOB_META + run.run_id, job_id)
                 self.in_flight[future], self.slot_of[future] = run, slot
                 self.started[future] = time.monotonic()
 

@@ -193,11 +193,14 @@ class RunStore:
             self._db.execute("UPDATE runs SET status = 'blocked', error = ? WHERE id = ? AND status = 'pending'",
                              (reason, run_id))
 
-    def reset_unfinished(self) -> int:
-        """Put running (interrupted), failed and blocked runs back to pending; returns how many."""
+    def reset_unfinished(self, keep: Iterable[str] = ()) -> int:
+        """Put running (interrupted), failed and blocked runs back to pending, but the running runs in
+        `keep` (still running elsewhere: a cluster job the new runner adopts); returns how many."""
+        kept = sorted(keep)
         with self._transaction():
             cursor = self._db.execute("UPDATE runs SET status = 'pending' "
-                                      "WHERE status IN ('running', 'failed', 'blocked')")
+                                      "WHERE status IN ('running', 'failed', 'blocked') "
+                                      f"AND id NOT IN ({', '.join('?' * len(kept))})", kept)
             return cursor.rowcount
 
     def set_device(self, run_id: str, device: str) -> None:
