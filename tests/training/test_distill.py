@@ -234,3 +234,16 @@ def test_a_student_never_overwrites_its_teacher(cli, teacher):
     code, _, err = cli("distill", "--teacher", teacher, "--out", teacher, *STUDENT, "--overwrite")
     assert code == 2 and "is also an input of this command" in err and len(err.strip().splitlines()) == 1
     assert {p.relative_to(teacher): p.read_bytes() for p in teacher.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("args, message", [
+    # it trained on the full distribution at the top-k runs' kd-weight default 0.5, without a word
+    (("--top-k", str(VOCAB)), f"--top-k {VOCAB} keeps all {VOCAB} ids of the vocabulary"),
+    (("--top-k", "100000"), f"--top-k 100000 keeps all {VOCAB} ids of the vocabulary"),
+    # ignored, yet recorded as top_k_tail false
+    (("--no-top-k-tail",), "--top-k-tail needs --top-k or --teacher-cache"),
+])
+def test_top_k_settings_that_would_not_apply_are_refused_in_one_line(cli, tmp_path, teacher, args, message):
+    code, _, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT, *args)
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert err.count("error:") == 1 and not (tmp_path / "student").exists()

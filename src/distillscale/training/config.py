@@ -28,6 +28,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
+from distillscale.errors import UserError
 from distillscale.model.config import ModelConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
@@ -482,6 +483,8 @@ MODE_SETTINGS: dict[str, tuple[str, Callable[["DistillConfig"], bool]]] = {
     "teacher_timeout": ("--teacher-url", lambda config: config.teacher_url is not None),
     "teacher_retries": ("--teacher-url", lambda config: config.teacher_url is not None),
     "jsd_beta": ("--kd jsd", lambda config: config.kd == "jsd"),
+    # the tail of top-k targets: --top-k (a live teacher's, a server's) or a top-k logit cache's
+    "top_k_tail": ("--top-k or --teacher-cache", lambda config: config.top_k is not None or config.teacher_cache is not None),
     # a --teacher with another tokenizer than --tokenizer: known once the teacher is found (distill)
     "uld_weight": ("--teacher (of another tokenizer than --tokenizer)", lambda config: config.teacher is not None),
 }
@@ -612,7 +615,12 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
         return config if self.teacher_route is None else config.model_copy(update={"route_field": self.teacher_route})
 
     def loss_config(self, vocab_size: int) -> DistillationLossConfig:
-        """The objective's settings, the chunk resolved for the student's `vocab_size` (`chunk_tokens`)."""
+        """The objective's settings, the chunk resolved for the student's `vocab_size` (`chunk_tokens`);
+        a --top-k that keeps the whole vocabulary is refused (it would train on the full distribution
+        at the top-k runs' kd-weight default)."""
+        if self.top_k is not None and self.top_k >= vocab_size:
+            raise UserError(f"--top-k {self.top_k} keeps all {vocab_size} ids of the vocabulary: that is the full "
+                            f"distribution; leave out --top-k (full distillation, kd-weight 1 by default)")
         chunk_size = self.loss_chunk_size or chunk_tokens(vocab_size)
         return DistillationLossConfig(kd=self.kd, temperature=self.temperature, kd_weight=self.kd_weight,
                                       z_loss_weight=self.z_loss, top_k=self.top_k, jsd_beta=self.jsd_beta,
