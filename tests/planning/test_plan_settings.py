@@ -68,3 +68,20 @@ def test_the_plan_carries_its_settings_and_the_command_reproduces_them(cli):
     code, out, err = cli(*plan.as_cli_command(json_output=True).split()[1:])
     assert code == 0, err
     assert json.loads(out) == json.loads(plan.to_json())
+
+
+def test_options_are_combined_in_the_settings_before_any_law_is_read():
+    """The planner page, the CLI and Python get the same message, from the settings alone."""
+    with pytest.raises(ParameterError, match="teacher_compute is a remote teacher's own budget: add teacher_remote"):
+        PlanSettings.from_python("no-such-law.json", compute=1e21, student_params=5e8, teacher_params=7e9,
+                                 teacher_loss=2.1, teacher_compute=1e20)
+    with pytest.raises(ParameterError, match="needs student_params"):
+        PlanSettings.from_python("no-such-law.json", compute=1e21, teacher=TEACHER)
+
+
+def test_a_teacher_is_not_ignored_by_a_law_without_distillation():
+    """epoch2024 has no distillation law: a teacher given to it was silently left out of the plan."""
+    with pytest.raises(UserError, match="has no distillation law"):
+        ds.plan("epoch2024", compute=1e21, student_params=1e9, teacher=TEACHER)
+    with pytest.raises(ParameterError, match="needs student_params"):
+        ds.plan("epoch2024", compute=1e21, teacher=TEACHER)

@@ -171,10 +171,59 @@ class PlanSettings(CommandSettings):
 
     @model_validator(mode="after")
     def _plot_draws_scenario_plans(self) -> "PlanSettings":
-        if self.plot is not None and (self.on_policy_settings() is not None or self.logit_cache
-                                      or self.teacher_remote or self.teacher_compute is not None):
+        if self.plot is not None and self.compares_modes:
             raise UserError("--plot draws scenario plans: leave it out of the mode comparison "
                             "(--on-policy, --logit-cache, --teacher-remote)")
+        return self
+
+    @model_validator(mode="after")
+    def _combinations(self) -> "PlanSettings":
+        """How the options combine (the checks that need the law are the planner's)."""
+        if self.teacher_compute is not None and not self.teacher_remote:
+            raise ParameterError(("teacher_compute", "teacher_remote"), "{} is a remote teacher's own "
+                                 "budget: add {} (otherwise the teacher shares the student's budget)")
+        if self.compares_modes:
+            return self._mode_comparison_combinations()
+        given = self.search.given()
+        if self.student_model is not None and self.student_params is not None:
+            raise ParameterError(("student_params", "student_model"), "give {} or {}, not both")
+        if self.teacher is not None and self.student_params is None and self.student_model is None:
+            raise ParameterError("student_params", "planning with an existing teacher (or a mixture) needs {}")
+        if given and (self.student_params is not None or self.student_model is not None):
+            raise ParameterError((*given, "student_params"), f"the student-size search options "
+                                 f"({', '.join(['{}'] * len(given))}) do not combine with {{}}: drop one "
+                                 "or the other")
+        if self.teacher is not None and self.scenario not in (None, "teacher-inference"):
+            raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
+                                 "teacher-inference cost: leave out {} or set {} to teacher-inference")
+        return self
+
+    def _mode_comparison_combinations(self) -> "PlanSettings":
+        if self.student_init != "scratch":
+            raise ParameterError("student_init", "{} " + self.student_init + " is planned against the "
+                                 "distillation law's scenarios only: leave out the mode comparison (--on-policy, "
+                                 "--logit-cache, --teacher-remote)")
+        if self.student_model is not None:
+            raise ParameterError(("student_params", "student_model"), "the mode comparison counts FLOPs from "
+                                 "the student's size: give {} (its non-embedding parameters) instead of {}")
+        if self.student_params is None:
+            raise ParameterError((*ASKS_FOR_MODES, "student_params"), "the mode comparison (asked for by {}, {} "
+                                 "or {}) needs the student's size: give {}")
+        if self.teacher is None:
+            raise ParameterError((*ASKS_FOR_MODES, "teacher.params"), "the mode comparison (asked for by {}, "
+                                 "{} or {}) needs an existing teacher, its size to price its logits and scoring: "
+                                 "give {} and its tokens or loss")
+        if self.teacher_mixture is not None:
+            raise ParameterError("teacher.mixture", "the mode comparison (--on-policy, --logit-cache, "
+                                 "--teacher-remote) prices one teacher: leave out {}, or compare modes with one "
+                                 "teacher's --teacher-params")
+        given = self.search.given()
+        if given:
+            raise ParameterError(given, f"the student-size search options ({', '.join(['{}'] * len(given))}) "
+                                 "do not combine with the mode comparison: the student's size is given")
+        if self.scenario not in (None, "teacher-inference"):
+            raise ParameterError("scenario", "the mode comparison prices the existing teacher itself (live, "
+                                 "cached or remote): leave out {}")
         return self
 
     @classmethod
@@ -257,6 +306,9 @@ class PlanSettings(CommandSettings):
         return OnPolicy(fraction=self.on_policy_fraction,
                         **{name: value for name, value in given.items() if value is not None})
 
+
+# The options that ask `plan` for the mode comparison.
+ASKS_FOR_MODES = ("on_policy", "logit_cache", "teacher_remote")
 
 # The settings an ExistingTeacher and an OnPolicy stand for, from Python.
 TEACHER_FIELDS = ("teacher_params", "teacher_tokens", "teacher_loss", "teacher_mixture")

@@ -73,23 +73,16 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None) -> Pl
     """The plan `distillscale plan` prints for `settings` (its output options aside); `laws`: the
     law set already loaded for `settings.law` (the planner page's, a Python caller's law object)."""
     laws = laws if laws is not None else load_laws(settings.law)
-    compare = settings.compares_modes
-    if settings.student_init != "scratch" and compare:
-        raise ParameterError("student_init", "{} " + settings.student_init + " is planned against the distillation "
-                             "law's scenarios only: leave out the mode comparison (--on-policy, --logit-cache, "
-                             "--teacher-remote)")
-    if settings.teacher_compute is not None and not settings.teacher_remote:
-        raise ParameterError(("teacher_compute", "teacher_remote"), "{} is a remote teacher's own "
-                             "budget: add {} (otherwise the teacher shares the student's budget)")
-    return with_repetition(_plan(laws, settings, compare))
+    return with_repetition(_plan(laws, settings))
 
 
-def _plan(laws: LawSet, settings: PlanSettings, compare: bool) -> Plan:
-    compute, teacher, search = settings.compute, settings.teacher, settings.search
+def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
+    """The plan for settings whose options combine (`PlanSettings` checked them), under `laws`."""
+    compute, teacher, search, compare = settings.compute, settings.teacher, settings.search, settings.compares_modes
     forward = _forward_flops(laws, settings.flops, settings.n_ctx, settings.vocab_size, settings.aspect_ratio)
     start = start_multiplier(settings.student_init)
     if laws.distillation is None:
-        if compare or start is not None:
+        if compare or start is not None or teacher is not None:  # options only a distillation law plans
             laws.require_distillation()
         return _supervised_plan(laws, forward, settings)
     from distillscale.planning.solver import DistillationPlanner
@@ -98,8 +91,6 @@ def _plan(laws: LawSet, settings: PlanSettings, compare: bool) -> Plan:
     if compare:
         return _mode_comparison(laws, planner, settings)
     N_S, F_S = _student(settings.student_params, settings.student_model, forward, settings.n_ctx)
-    if teacher is not None and N_S is None:
-        raise ParameterError("student_params", "planning with an existing teacher (or a mixture) needs {}")
     names = list(SCENARIOS) if settings.scenario is None else [settings.scenario]
     if N_S is None:
         warnings, (size_range, tokens_per_param) = _student_region(laws, planner, search)
@@ -107,15 +98,7 @@ def _plan(laws: LawSet, settings: PlanSettings, compare: bool) -> Plan:
         warnings += plan_extrapolation_warnings(laws, [s.best for s in sweeps], sweep=True)
         return StudentSizePlans(law=laws.name, laws=laws, settings=settings, sweeps=sweeps, warnings=warnings,
                                 planner=planner)
-    if search.given():
-        given = search.given()
-        raise ParameterError((*given, "student_params"), f"the student-size search options "
-                             f"({', '.join(['{}'] * len(given))}) do not combine with {{}}: drop one "
-                             "or the other")
     if teacher is not None:
-        if settings.scenario not in (None, "teacher-inference"):
-            raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
-                                 "teacher-inference cost: leave out {} or set {} to teacher-inference")
         teacher = teacher.checked(laws)
         plans = [planner.plan_with_teacher(N_S, compute, teacher.params, teacher.tokens, teacher.loss, F_S,
                                            mixture=teacher.mixture)]
@@ -233,8 +216,6 @@ def _student(student_params: float | None, student_model: str | Path | None, for
     at the longest its config allows (an imported Qwen3 keeps 40,960); at most at that longest."""
     if student_model is None:
         return student_params, None
-    if student_params is not None:
-        raise ParameterError(("student_params", "student_model"), "give {} or {}, not both")
     from distillscale.model.checkpoint import load_config
 
     config = load_config(student_model)
@@ -281,45 +262,19 @@ def _student_region(laws: LawSet, planner: DistillationPlanner, search: StudentS
     return warnings, (tuple(sizes), tuple(ratios))
 
 
-# The arguments that ask `plan` for the mode comparison.
-ASKS_FOR_MODES = ("on_policy", "logit_cache", "teacher_remote")
-
-
 def _mode_comparison(laws: LawSet, planner: DistillationPlanner, settings: PlanSettings) -> ModeComparison:
     """Supervised, off-policy and on-policy distillation of the given student from the given teacher."""
     from distillscale.planning.modes import compare_modes
 
-    arguments, on_policy = settings, (settings.on_policy_settings() or OnPolicy()).checked()
-    if settings.student_model is not None:
-        raise ParameterError(("student_params", "student_model"), "the mode comparison counts FLOPs from "
-                             "the student's size: give {} (its non-embedding parameters) instead of {}")
-    if arguments.student_params is None:
-        raise ParameterError((*ASKS_FOR_MODES, "student_params"), "the mode comparison (asked for by {}, {} "
-                             "or {}) needs the student's size: give {}")
-    teacher = settings.teacher
-    if teacher is None:
-        raise ParameterError((*ASKS_FOR_MODES, "teacher.params"), "the mode comparison (asked for by {}, "
-                             "{} or {}) needs an existing teacher, its size to price its logits and scoring: "
-                             "give {} and its tokens or loss")
-    if teacher.mixture is not None:
-        raise ParameterError("teacher.mixture", "the mode comparison (--on-policy, --logit-cache, "
-                             "--teacher-remote) prices one teacher: leave out {}, or compare modes with one "
-                             "teacher's --teacher-params")
-    if arguments.search.given():
-        given = arguments.search.given()
-        raise ParameterError(given, f"the student-size search options ({', '.join(['{}'] * len(given))}) "
-                             "do not combine with the mode comparison: the student's size is given")
-    if arguments.scenario not in (None, "teacher-inference"):
-        raise ParameterError("scenario", "the mode comparison prices the existing teacher itself (live, "
-                             "cached or remote): leave out {}")
-    teacher = teacher.checked(laws)
+    on_policy = (settings.on_policy_settings() or OnPolicy()).checked()
+    teacher = settings.teacher.checked(laws)
     teacher_loss = (teacher.loss if teacher.loss is not None
                     else float(laws.require_supervised().predict(teacher.params, teacher.tokens)))
-    modes = compare_modes(planner, arguments.student_params, arguments.compute, teacher.params, teacher_loss,
-                          on_policy, logit_cache=arguments.logit_cache,
-                          teacher_remote=arguments.teacher_remote, teacher_compute=arguments.teacher_compute,
-                          unique_tokens=arguments.unique_tokens, max_penalty=arguments.max_penalty)
-    N_S = arguments.student_params
+    modes = compare_modes(planner, settings.student_params, settings.compute, teacher.params, teacher_loss,
+                          on_policy, logit_cache=settings.logit_cache,
+                          teacher_remote=settings.teacher_remote, teacher_compute=settings.teacher_compute,
+                          unique_tokens=settings.unique_tokens, max_penalty=settings.max_penalty)
+    N_S = settings.student_params
     warnings = extrapolation_warnings(
         laws, {"the student": N_S}, {f"the {m.name} student's tokens": m.effective_tokens
                                      for m in modes if m.mode != "supervised"},
