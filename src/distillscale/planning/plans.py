@@ -152,7 +152,7 @@ class ScenarioPlans(Plan):
         models = {}
         for p in self.plans:
             models[p.scenario.name] = (p.student_params, p.student_tokens)
-            models[f"{p.scenario.name} (pretrain instead)"] = (p.student_params, p.supervised.tokens)
+            models[PRETRAIN_INSTEAD.format(p.scenario.name)] = (p.student_params, p.supervised.tokens)
         return models
 
     def model_losses(self) -> dict[str, float]:
@@ -194,7 +194,7 @@ class StudentSizePlans(Plan):
         models = {}
         for sweep in self.sweeps:
             models[sweep.scenario.name] = (sweep.best.student_params, sweep.best.student_tokens)
-            models[f"{sweep.scenario.name} (pretrain instead)"] = (sweep.supervised_best.student_params,
+            models[PRETRAIN_INSTEAD.format(sweep.scenario.name)] = (sweep.supervised_best.student_params,
                                                                    sweep.supervised_best.tokens)
         return models
 
