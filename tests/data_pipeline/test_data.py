@@ -203,6 +203,18 @@ def test_bad_data_path_is_an_error(tmp_path, cli, make_path, message):
     assert code == 2 and message in err and err.startswith("distillscale: error: ")
 
 
+def test_a_cache_inside_the_corpus_is_refused(tmp_path, monkeypatch):
+    corpus = write_text_corpus(tmp_path / "corpus")
+    for cache in (corpus / "cache", corpus):
+        with pytest.raises(UserError, match="is inside the corpus"):
+            prepare_data(DataConfig(path=corpus, vocab_size=VOCAB, cache_dir=cache), progress=False)
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(corpus / "prepared"))
+    with pytest.raises(UserError, match=r"outside it"):
+        prepare_data(DataConfig(path=corpus, vocab_size=VOCAB), progress=False)
+    assert sorted(path.name for path in corpus.iterdir()) == sorted(f"{i:03d}{'.py' if i % 2 else '.txt'}"
+                                                                    for i in range(len(DOCUMENTS)))
+
+
 def test_too_little_text_is_an_error(tmp_path):
     corpus = write_text_corpus(tmp_path / "corpus", ["one document\n", "another\n"])
     with pytest.raises(UserError, match="2 distinct pieces of text, too few"):

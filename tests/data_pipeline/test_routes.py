@@ -90,6 +90,7 @@ def test_parquet_routes(tmp_path):
 
 
 def test_a_corpus_of_plain_text_files_has_no_fields_to_route_by(tmp_path):
-    (tmp_path / "a.txt").write_text("some text " * 50)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("some text " * 50)
     with pytest.raises(UserError, match="reads a field of jsonl or parquet rows"):
-        prepare_data(DataConfig(path=str(tmp_path), vocab_size=300, route_field="source"), progress=False)
+        prepare_data(DataConfig(path=str(tmp_path / "corpus"), vocab_size=300, route_field="source"), progress=False)

@@ -37,7 +37,7 @@ from tokenizers import Tokenizer
 
 import distillscale
 from distillscale.console import err_console, warn
-from distillscale.data.config import DataConfig
+from distillscale.data.config import CACHE_ENV, DataConfig
 from distillscale.data.sources import Corpus, ReadStats, empty_corpus_message, resolve_corpus
 from distillscale.data.splits import (SPLITS, SplitComposition, assign_splits, composition_warning, compositions,
                                       cut_document, piece_bytes, piece_hash, run_ends)
@@ -147,6 +147,7 @@ def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
     source_fingerprint = corpus.fingerprint()
     fingerprint = _fingerprint(config, source_fingerprint, loaded)
     cache_dir = config.resolved_cache_dir()
+    _check_cache_outside_corpus(cache_dir, corpus)
     directory = cache_dir / fingerprint
     manifest = _complete_manifest(directory, fingerprint)
     if manifest is not None:
@@ -170,6 +171,18 @@ def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
     if progress:
         err_console.print(describe_prepared(manifest), highlight=False, soft_wrap=True)
     return PreparedData(directory, manifest, reused=False)
+
+
+def _check_cache_outside_corpus(cache_dir: Path, corpus: Corpus) -> None:
+    """The output rule for the cache: inside the corpus's directory, the next walk would read the prepared
+    files (tokenizer.json, manifest.json) as documents, and every preparation would change the corpus."""
+    root = Path(corpus.root)
+    if corpus.kind not in ("files", "datasets") or not root.is_dir():
+        return
+    where, root = cache_dir.expanduser().resolve(), root.resolve()
+    if where == root or root in where.parents:
+        raise UserError(f"the cache directory {cache_dir} is inside the corpus {corpus.root}: the corpus would read "
+                        f"the prepared files as text; give --cache-dir (or ${CACHE_ENV}) outside it")
 
 
 def describe_prepared(manifest: dict) -> str:
