@@ -107,3 +107,23 @@ def test_a_run_cannot_write_over_its_own_start(cli, tmp_path, tokenizer):
         assert code == 2 and f"--out {out}" in err and "input of this command" in err, err
         assert len(err.strip().splitlines()) == 1, err
     assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before
+
+
+def test_a_start_is_checked_against_the_run_tokenizer_and_context(cli, tmp_path, tokenizer):
+    """SILENT: a start saved without its tokenizer was cut to the run's vocabulary whatever its size (a 5,000-row
+    model trained on a 320-id tokenizer, no word); a family start's context was stretched to any --seq-len."""
+    alien = save_qwen3(tmp_path / "alien", tokenizer, vocab_size=5000)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (alien / name).unlink(missing_ok=True)
+    run = ("--tokenizer", save_qwen3(tmp_path / "qwen3", tokenizer), "--out", tmp_path / "student")
+    for extra, message in [
+        (("--student-init", alien), f"has 5,000 output rows but no saved tokenizer, and this run's tokenizer has {VOCAB}"),
+        (("--student-init", tmp_path / "qwen3", "--seq-len", "128"), "--seq-len 128 is longer than the context of"),
+    ]:
+        code, _, err = cli("train", *run, *RUN, *extra)
+        assert code == 2 and message in err.strip().splitlines()[-1] and err.count("error:") == 1, err
+        assert not (tmp_path / "student").exists()
+    padded = save_qwen3(tmp_path / "padded", tokenizer, vocab_size=384)  # padding rows: no tokenizer needed
+    (padded / "tokenizer.json").unlink()
+    (padded / "tokenizer_config.json").unlink()
+    assert cli("train", *run, *RUN, "--student-init", padded)[0] == 0

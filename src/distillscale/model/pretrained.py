@@ -42,10 +42,34 @@ def start_config(path: str | os.PathLike, vocab_size: int, max_seq_len: int) -> 
     """The shape a run starting from `path` trains: the start's, at the tokenizer's `vocab_size` (no
     more than the start's rows) and the run's context."""
     config = pretrained_config(path)
-    if vocab_size > config.vocab_size:
-        raise UserError(f"the tokenizer has {vocab_size} token ids but the model in {path} only "
-                        f"{config.vocab_size} rows: use the tokenizer that model was trained with")
+    check_output_rows(path, config.vocab_size, vocab_size)
+    if max_seq_len > config.max_seq_len:  # as the generic path refuses it (`training.hf_student`)
+        raise UserError(f"--seq-len {max_seq_len} is longer than the context of --student-init {path} "
+                        f"({config.max_seq_len} tokens): use --seq-len {config.max_seq_len} or less")
     return ModelConfig(**(config.model_dump() | {"vocab_size": vocab_size, "max_seq_len": max_seq_len}))
+
+
+def padding_rows(vocab_size: int) -> int:
+    """How many output rows past a tokenizer's ids a model may have as padding (Hugging Face models pad
+    to a multiple of 64 to 256; Qwen2.5's 151,936 rows over 151,665 ids): 256, or 2% of a large vocabulary."""
+    return max(256, vocab_size // 50)
+
+
+def check_output_rows(path: str | os.PathLike, rows: int | None, vocab_size: int) -> None:
+    """Refuse, in one line, a start (`--student-init path`) of `rows` output rows for a tokenizer of
+    `vocab_size` ids: fewer rows than ids; or, when no tokenizer is saved beside it to compare with
+    (`tokenizer_of`), more rows than padding explains: a model trained with another tokenizer, whose
+    first rows would be taken for this tokenizer's ids."""
+    if rows is None:
+        return
+    if rows < vocab_size:
+        raise UserError(f"the tokenizer has {vocab_size} token ids but --student-init {path} predicts only {rows}: "
+                        f"use the tokenizer that model was trained with, or a model with the tokenizer's vocabulary")
+    if rows - vocab_size > padding_rows(vocab_size) and tokenizer_of(path) is None:
+        raise UserError(f"--student-init {path} has {rows:,} output rows but no saved tokenizer, and this run's "
+                        f"tokenizer has {vocab_size:,} ids: it was trained with another tokenizer, so its first "
+                        f"rows would stand for other tokens; use the tokenizer it was trained with (--tokenizer), "
+                        f"or save that tokenizer in {path}")
 
 
 def tokenizer_of(path: str | os.PathLike) -> Path | None:

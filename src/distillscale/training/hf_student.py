@@ -26,6 +26,7 @@ import torch
 from distillscale.errors import UserError
 from distillscale.model.hf_export import HF_STUDENT_DIR
 from distillscale.model.hf_import import INDEX_FILE, SINGLE_FILE
+from distillscale.model.pretrained import check_output_rows
 from distillscale.training.records import HFStudentRecord
 from distillscale.training.teachers import HFCausalLM, check_logits_are_head_of_hidden, hf_load_error, load_hf_causal_lm
 
@@ -100,7 +101,7 @@ def load_hf_student(path: Path, vocab_size: int, seq_len: int, trust_remote_code
         raise UserError(f"--seq-len {seq_len} is longer than the context of --student-init {path} ({context} "
                         f"tokens): use --seq-len {context} or less")
     student = HFStudent(model, vocab_size)
-    _check_rows(path, student.parameter_counts().output_rows, vocab_size)
+    check_output_rows(path, student.parameter_counts().output_rows, vocab_size)
     check_logits_are_head_of_hidden(student, path, torch.device("cpu"))
     return student.train()
 
@@ -170,10 +171,4 @@ def check_generic_student_run(config: Any) -> None:
         from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 
         rows = getattr(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), "vocab_size", None)
-        _check_rows(path, rows, tokenizer_vocab_size(load_tokenizer(config.tokenizer)[0]))
-
-
-def _check_rows(path: Path, rows: int | None, vocab_size: int) -> None:
-    if rows is not None and rows < vocab_size:
-        raise UserError(f"the tokenizer has {vocab_size} token ids but --student-init {path} predicts only {rows}: "
-                        f"use the tokenizer that model was trained with, or a model with the tokenizer's vocabulary")
+        check_output_rows(path, rows, tokenizer_vocab_size(load_tokenizer(config.tokenizer)[0]))

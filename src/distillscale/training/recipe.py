@@ -220,8 +220,8 @@ def check_start_tokenizer(start: Path, run_tokenizer: Path) -> None:
     saved = tokenizer_of(start)
     if saved is not None and not same_tokenizer(saved, run_tokenizer):
         raise UserError(f"--student-init {start} was saved with a tokenizer other than this run's "
-                        f"({run_tokenizer}): its embeddings would stand for other tokens; distil with the "
-                        f"tokenizer it was trained with (the teacher's, for a pruned student)")
+                        f"({run_tokenizer}): its embeddings would stand for other tokens; give the tokenizer "
+                        f"it was trained with (--tokenizer; for a pruned student, its teacher's)")
 
 
 def training_tokens(config: TrainConfig, data: PreparedData) -> np.ndarray:
