@@ -69,3 +69,15 @@ def test_the_sweeps_figure_marks_the_best_student_on_its_fresh_data_curve():
     fresh = plan.sweeps[0].fresh
     assert star.get_ydata()[0] == fresh.best.student_loss
     assert list(curve.get_ydata()) == [p.student_loss for p in fresh.plans]
+
+
+def test_the_printed_tables_say_their_losses_are_after_repetition():
+    limited = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case", unique_tokens=3e9)
+    fresh = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case")
+    def text(plan) -> str:  # a table's caption wraps at the table's width
+        return " ".join(plan.as_text(width=200).split())
+
+    assert "losses in nats/token; after repeating the unique tokens" in text(limited)
+    assert "after repeating" not in text(fresh)
+    supervised = ds.plan("epoch2024", compute=1e21, unique_tokens=3e9)
+    assert f"{supervised.supervised.loss:.4f} nats/token after repeating the unique tokens" in text(supervised)

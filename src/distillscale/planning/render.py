@@ -127,7 +127,8 @@ def _supervised(plan: PlanView) -> list:
     table.add_row("tokens per parameter", f"{result.tokens / result.student_params:.3g}")
     interval = result.interval
     table.add_row("loss", styled((f"{result.loss:.4f}", "bold"),
-                                 " nats/token" + (interval.describe() if interval is not None else "")))
+                                 " nats/token" + (interval.describe() if interval is not None else "")
+                                 + (" after repeating the unique tokens" if result.fresh is not None else "")))
     return [table, plan.note]
 
 
@@ -152,6 +153,8 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     and a best student on a limit of the search is marked."""
     caption = "losses in nats/token" + ("; *: on the edge of the search (see below)"
                                         if edges and any(edges.values()) else "")
+    if any(p.fresh is not None for p in plans):
+        caption += "; after repeating the unique tokens (with fresh data: Repetition, below)"
     table = Table(title=title, caption=caption)
     table.add_column("")
     for p in plans:  # break long scenario names at hyphens so four columns fit 80 characters
