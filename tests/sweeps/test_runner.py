@@ -230,6 +230,8 @@ class ClusterStub:
     """An executor whose jobs outlive the runner, as Slurm's do: each submission gets a job id; `adopt`
     answers for the jobs in `still_running`."""
 
+    places_devices = True
+
     def __init__(self, still_running=()):
         self.workers, self.job_ids, self.submitted, self.adopted = 1, {}, [], []
         self.still_running = set(still_running)
@@ -263,6 +265,8 @@ def test_a_new_runner_waits_on_the_cluster_jobs_of_a_killed_one_instead_of_submi
     first = ClusterStub()
     run_sweep(spec, tmp_path / "out", first, progress=False)
     assert len(first.submitted) == 1 and records_by_id(tmp_path / "out")[run.run_id].attempts == 1
+    # the cluster gives the job its devices (--slurm-gpus): no CPU slot's CUDA_VISIBLE_DEVICES="" on it
+    assert not {"CUDA_VISIBLE_DEVICES", "DISTILLSCALE_DEVICE"} & set(first.submitted[0].env)
     with RunStore(tmp_path / "out") as store:  # as if the runner was killed with the job still running
         store._db.execute("UPDATE runs SET status = 'running'")
     again = ClusterStub(still_running={"job-1"})

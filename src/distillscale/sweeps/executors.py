@@ -304,6 +304,8 @@ class SlurmExecutor:
     runner submitted, when it is still queued or running, instead of submitting the run again.
     """
 
+    places_devices = True  # Slurm gives each job its GPUs (--slurm-gpus): the runner adds no device to a job
+
     def __init__(self, workers: int, folder: Path, *, cluster: str | None = None,
                  partition: str | None = None, timeout_min: int = 24 * 60, cpus_per_task: int = 1,
                  gpus_per_node: int = 0):

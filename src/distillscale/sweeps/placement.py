@@ -32,10 +32,12 @@ CUDA_ENV = "CUDA_VISIBLE_DEVICES"
 
 @dataclass(frozen=True)
 class Placement:
-    """The device of each worker slot (None: CPU) and the GPUs they share."""
+    """The device of each worker slot (None: CPU) and the GPUs they share; with `scheduler`, a cluster's
+    scheduler (Slurm) gives each job its devices, and a slot adds nothing to a run's environment."""
 
     slots: tuple[str | None, ...]
     gpus: tuple[str, ...]
+    scheduler: bool = False
 
     @property
     def workers(self) -> int:
@@ -46,6 +48,8 @@ class Placement:
         from distillscale.training.distributed import DEVICE_ENV  # with torch: only when a run is launched
 
         device = self.slots[slot]
+        if self.scheduler:
+            return {}
         return {CUDA_ENV: "", DEVICE_ENV: "cpu"} if device is None else {CUDA_ENV: device, DEVICE_ENV: "cuda"}
 
     def describe(self) -> str:

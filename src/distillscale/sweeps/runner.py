@@ -183,7 +183,8 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
 
     data = spec.sections.get("data", {})
     check_corpus(data.get("path"), data.get("text_field") or "text")
-    placement = placement or Placement(slots=(None,) * executor.workers, gpus=())
+    placement = placement or Placement(slots=(None,) * executor.workers, gpus=(),
+                                       scheduler=getattr(executor, "places_devices", False))
     if placement.workers != executor.workers:
         raise ValueError(f"{placement.workers} placement slots for {executor.workers} workers")
     layout = SweepLayout(Path(sweep_dir).absolute())  # runs may start in another directory (Slurm)
