@@ -287,3 +287,18 @@ def test_truncated_safetensors_weights_are_one_line_in_every_command(cli, tmp_pa
         last = err.strip().splitlines()[-1]
         assert f"cannot load the Hugging Face model in {truncated}: its safetensors weights are truncated" in last
         assert not (tmp_path / "student").exists()
+
+
+def test_a_generic_start_named_with_a_tilde_in_a_config_file_takes_the_generic_path(cli, tmp_path, tokenizer,
+                                                                                  monkeypatch):
+    """`~` in a config file (no shell expands it) was not expanded before the student-kind check: a GPT-2
+    in ~/gpt2 was taken for a family model and refused."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    save_gpt2(tmp_path / "gpt2", tokenizer)
+    config = tmp_path / "run.toml"
+    config.write_text('[model]\nstudent_init = "~/gpt2"\n')
+    code, out, err = cli("train", "--config", config, "--tokenizer", tmp_path / "gpt2", "--out", tmp_path / "s",
+                         *RUN, "--tokens", "512", "--json")
+    assert code == 0, err
+    assert json.loads(out)["flops_method"].startswith("approximate (generic Hugging Face student)")
+    assert (tmp_path / "s" / "hf_model" / "model.safetensors").is_file()

@@ -49,8 +49,9 @@ def is_hf_directory(path: str | os.PathLike) -> bool:
 def is_generic_hf(path: str | os.PathLike) -> bool:
     """Whether `path` is a Hugging Face directory the family does not import (another architecture, a
     Llama/Qwen3 configuration it cannot reproduce, or its own code in `auto_map`): used through
-    AutoModelForCausalLM instead (the generic path)."""
-    path = Path(path)
+    AutoModelForCausalLM instead (the generic path). `~` is expanded, as every reader of a start expands
+    it (in a config file, no shell has)."""
+    path = Path(path).expanduser()
     if not is_hf_directory(path) or (path / "model_config.json").is_file():
         return False
     return bool(_read_config(path).get("auto_map")) or unsupported_reason(path) is not None
