@@ -90,11 +90,12 @@ def assign_splits(hashes: np.ndarray, tokens: np.ndarray, val_fraction: float) -
             val_tokens += size
     if val_tokens == 0:
         split[np.argmin(sizes)] = 0
-    half_tokens = [0, 0]
+    half_tokens, half_pieces = [0, 0], [0, 0]  # pieces break ties: no half is left empty by pieces of 0 tokens
     for index in np.flatnonzero(split < 0).tolist():
-        half = 0 if half_tokens[0] <= half_tokens[1] else 1
+        half = 0 if (half_tokens[0], half_pieces[0]) <= (half_tokens[1], half_pieces[1]) else 1
         split[index] = 1 + half
         half_tokens[half] += int(sizes[index])
+        half_pieces[half] += 1
     return split[which]
 
 
@@ -129,9 +130,10 @@ def compositions(assignment: np.ndarray, piece_tokens: np.ndarray, document_of_p
     for index, name in enumerate(SPLITS):
         mine = assignment == index
         tokens = int(written[mine].sum())
+        documents = np.unique(document_of_piece[mine])
         per_document = np.bincount(document_of_piece[mine], weights=written[mine])
         made[name] = SplitComposition(
-            documents=int(np.count_nonzero(per_document)), pieces=int(mine.sum()), tokens=tokens,
+            documents=len(documents), pieces=int(mine.sum()), tokens=tokens,
             largest_piece_share=float(written[mine].max()) / tokens if tokens else 0.0,
             largest_document_share=float(per_document.max()) / tokens if tokens else 0.0)
     return made
