@@ -142,9 +142,13 @@ def test_a_mixture_distils_on_policy_too(runs, teachers):
     (("--teacher-weight", "1e308", "--teacher-weight", "1e308"), "sum to a positive finite number"),
     (("--teacher-weight", "1", "--teacher-weight", "-1"), "none negative"),
     (("--teacher-weight", "1"), "1 --teacher-weight for 2 --teacher"),
+    # the same teacher twice was accepted silently, under another name too
+    (("--teacher", "{a}"), "is given twice"),
+    (("--teacher", "x={a}/"), "--teacher x={a} is given twice"),
 ])
 def test_bad_weights_are_refused_in_one_line(cli, tmp_path, teachers, args, message):
     a, b = teachers
+    args, message = [arg.format(a=a) for arg in args], message.format(a=a)
     code, _, err = cli("distill", "--teacher", a, "--teacher", b, *args, "--out", tmp_path / "s", *STUDENT)
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()

@@ -35,7 +35,7 @@ from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
                                               OnPolicyConfig, chunk_tokens)
 from distillscale.training.start_lr import MUP_BASE_LR, START_LR, with_start_lr
-from distillscale.training.teacher_names import redacted_url, teacher_api_base, teacher_name
+from distillscale.training.teacher_names import redacted_url, teacher_api_base, teacher_location, teacher_name
 from distillscale.units import Quantity, check_quantity
 
 
@@ -638,6 +638,12 @@ def check_mixture(config: "DistillConfig") -> None:
                                  f"--teacher more than once")
         return
     kind = "teacher" if len(config.teacher_paths()) > 1 else "teacher_url"
+    places = ([teacher_location(Path(path)).expanduser().resolve() for path in paths] if kind == "teacher"
+              else [teacher_api_base(url) for url in paths])
+    twice = next((str(paths[i]) for i in range(len(places)) if places[i] in places[:i]), None)
+    if twice is not None:
+        raise ValueError(f"{flag(kind)} {redacted_url(twice)} is given twice: a mixture of a teacher with itself "
+                         f"is that teacher; give each teacher once (--teacher-weight sets their shares)")
     for other in ("teacher", "teacher_cache", "teacher_url"):
         if other != kind and getattr(config, other) is not None:
             raise ValueError(f"several {flag(kind)} cannot be mixed with {flag(other)} (a mixture of in-process "
