@@ -605,3 +605,19 @@ def test_pieces_are_cut_at_line_ends_and_never_inside_a_character():
     unbroken = "é" * 3000  # no line end, no space: cut between characters
     pieces = cut_document(unbroken.encode(), 1001)
     assert "".join(piece.decode() for piece in pieces) == unbroken and all(len(p) <= 1001 for p in pieces)
+
+
+def test_the_composition_warning_names_a_dominant_document_or_unequal_halves():
+    from distillscale.data.splits import SplitComposition, composition_warning
+
+    def split(tokens, document_share=0.1):
+        return SplitComposition(documents=5, pieces=50, tokens=tokens, largest_piece_share=0.02,
+                                largest_document_share=document_share)
+
+    fair = {"val": split(50), "teacher": split(1000), "student": split(990)}
+    assert composition_warning(fair, documents=30) is None
+    unequal = {"val": split(50), "teacher": split(1000), "student": split(700)}
+    assert "teacher 1,000 tokens, student 700" in composition_warning(unequal, documents=30)
+    dominated = {"val": split(50, 0.6), "teacher": split(1000, 0.62), "student": split(990, 0.64)}
+    assert "one document is 64% of the student split" in composition_warning(dominated, documents=30)
+    assert composition_warning(dominated, documents=1) is None  # a single file is that file by choice

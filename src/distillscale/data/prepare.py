@@ -290,7 +290,7 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    concern = composition_warning(made)
+    concern = composition_warning(made, first.stats.documents)
     if concern is not None:
         warn(concern)
     return manifest

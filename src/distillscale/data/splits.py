@@ -139,16 +139,17 @@ def compositions(assignment: np.ndarray, piece_tokens: np.ndarray, document_of_p
     return made
 
 
-def composition_warning(made: dict[str, SplitComposition]) -> str | None:
-    """One line when one document is most of a split, or the training halves differ by more than a few
-    percent (so that comparisons across them would measure the split); None when the splits look fair."""
+def composition_warning(made: dict[str, SplitComposition], documents: int) -> str | None:
+    """One line when one of the corpus's `documents` is most of a split, or the training halves differ by
+    more than a few percent (so that comparisons across them would measure the split); None when the
+    splits look fair. A corpus of one document (a book given as one file) is that document by choice."""
     teacher, student = made["teacher"].tokens, made["student"].tokens
     if max(teacher, student) and abs(teacher - student) > HALVES_TOLERANCE * max(teacher, student):
         return (f"the training halves differ: teacher {teacher:,} tokens, student {student:,} (repeated text is "
                 f"kept in one split): a student-vs-teacher comparison measures the split too; remove the copies "
                 f"or split with another seed (data prepare --seed)")
     name, dominant = max(made.items(), key=lambda item: item[1].largest_document_share)
-    if dominant.largest_document_share > DOMINANT_SHARE:
+    if documents > 1 and dominant.largest_document_share > DOMINANT_SHARE:
         return (f"one document is {dominant.largest_document_share:.0%} of the {name} split's tokens: losses "
                 f"on this corpus measure mostly that document; add other text or leave it out")
     return None
