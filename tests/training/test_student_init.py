@@ -64,7 +64,12 @@ def test_a_student_starts_from_an_imported_qwen3(cli, tmp_path, tokenizer):
 def test_student_init_refusals_are_one_line(cli, tmp_path, tokenizer):
     start = save_qwen3(tmp_path / "qwen3", tokenizer)
     other = save_qwen3(tmp_path / "other", train_byte_level_bpe([inspect.getsource(inspect) * 5], vocab_size=VOCAB))
+    malformed, typeless = save_qwen3(tmp_path / "malformed", tokenizer), save_qwen3(tmp_path / "typeless", tokenizer)
+    (malformed / "config.json").write_text("{not json")  # was "holds neither ... nor a Hugging Face config.json"
+    (typeless / "config.json").write_text('{"hidden_size": 64}')
     for extra, message in [
+        (("--student-init", malformed), f"{malformed / 'config.json'} is not readable JSON"),
+        (("--student-init", typeless), "config.json has no model_type: it is not a Hugging Face model's config"),
         (("--student-init", start, "--n-layers", "2"), "--n-layers does not mix with --student-init"),
         (("--student-init", other), "was saved with a tokenizer other than this run's"),
         (("--student-init", tmp_path / "missing"), "does not exist"),

@@ -54,7 +54,7 @@ def is_generic_hf(path: str | os.PathLike) -> bool:
     path = Path(path).expanduser()
     if not is_hf_directory(path) or (path / "model_config.json").is_file():
         return False
-    return bool(_read_config(path).get("auto_map")) or unsupported_reason(path) is not None
+    return bool(read_hf_config(path).get("auto_map")) or unsupported_reason(path) is not None
 
 
 def unsupported_reason(directory: str | os.PathLike) -> str | None:
@@ -69,7 +69,7 @@ def unsupported_reason(directory: str | os.PathLike) -> str | None:
 def hf_model_config(directory: str | os.PathLike) -> ModelConfig:
     """The ModelConfig of the Llama / Qwen3 model in `directory` (its config.json), or a one-line refusal."""
     directory = Path(directory)
-    values = _read_config(directory)
+    values = read_hf_config(directory)
     architectures = values.get("architectures") or []
     architecture = architectures[0] if isinstance(architectures, list) and len(architectures) == 1 else None
     if architecture not in ARCHITECTURES:
@@ -178,7 +178,7 @@ def family_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         return {name: tuple(tensor.shape) for name, tensor in Transformer(config).state_dict().items()}
 
 
-def _read_config(directory: Path) -> dict[str, Any]:
+def read_hf_config(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise UserError(f"{directory} {path_kind(directory)}, not a directory: give a Hugging Face model "
                         f"directory (config.json and safetensors)")

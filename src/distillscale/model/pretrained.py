@@ -20,7 +20,7 @@ import torch
 from distillscale.errors import UserError, path_kind
 from distillscale.model.checkpoint import CONFIG_FILE, load_config, load_pretrained
 from distillscale.model.config import ModelConfig
-from distillscale.model.hf_import import hf_model_config, import_hf, is_hf_directory
+from distillscale.model.hf_import import hf_model_config, import_hf, is_hf_directory, read_hf_config
 from distillscale.model.transformer import Transformer
 
 
@@ -34,6 +34,11 @@ def pretrained_config(path: str | os.PathLike) -> ModelConfig:
         return load_config(path)
     if is_hf_directory(path):
         return hf_model_config(path)
+    if (path / "config.json").is_file():  # there, but not a model's: say what is wrong with it
+        read_hf_config(path)  # unreadable JSON, or not an object: one line
+        raise UserError(f"--student-init {path}/config.json has no model_type: it is not a Hugging Face model's "
+                        f"config; give a run directory, a `distillscale prune` output or a Hugging Face causal-LM "
+                        f"directory")
     raise UserError(f"--student-init {path} holds neither {CONFIG_FILE} (a run directory) nor a Hugging Face "
                     f"config.json: give a run directory, a `distillscale prune` output or a Hugging Face causal-LM directory")
 

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from distillscale.errors import UserError
+
 MUP_BASE_LR = 1e-2  # the family's default --lr, a muP base rate
 START_LR = 3e-4  # the default peak --lr of a start without muP
 HIGH_START_LR = 3e-3  # a given --lr above this (10x START_LR) warns, for a start without muP
@@ -37,7 +39,10 @@ def with_start_lr(settings: Any) -> Any:
     if not isinstance(settings, dict) or settings.get("lr") is not None or not settings.get("student_init"):
         return settings
     start = Path(settings["student_init"]).expanduser()
-    return {**settings, "lr": START_LR} if start.is_dir() and start_without_mup(start) else settings
+    try:
+        return {**settings, "lr": START_LR} if start.is_dir() and start_without_mup(start) else settings
+    except UserError:  # not a start: the run's own check of it says so, in its words (`recipe`)
+        return settings
 
 
 def lr_warning(student_init: str | os.PathLike | None, lr: float) -> str | None:
