@@ -81,3 +81,27 @@ def test_the_printed_tables_say_their_losses_are_after_repetition():
     assert "after repeating" not in text(fresh)
     supervised = ds.plan("epoch2024", compute=1e21, unique_tokens=3e9)
     assert f"{supervised.supervised.loss:.4f} nats/token after repeating the unique tokens" in text(supervised)
+
+
+def test_the_size_searches_minimise_the_loss_after_repetition():
+    """Without a student size, the best student and the best model trained alone are the sizes of
+    least loss after repeating the corpus, not the fresh-data optimum penalised afterwards."""
+    from distillscale.planning.repetition import assess_model
+
+    def repeated(plan, N, D, loss, distilled, unique=5e9):
+        return assess_model(plan.laws, N, D, unique, 0.01, distilled=distilled, loss_fresh=loss).loss_repeated
+
+    fresh = ds.plan("epoch2024", compute=1e21).supervised
+    limited = ds.plan("epoch2024", compute=1e21, unique_tokens=5e9)
+    assert limited.supervised.loss < repeated(limited, fresh.student_params, fresh.tokens, fresh.loss, False)
+    assert limited.supervised.student_params != pytest.approx(fresh.student_params, rel=0.05)
+
+    kwargs = dict(compute=1e20, scenario="teacher-inference")
+    fresh_sweep = ds.plan("busbridge2025", **kwargs).sweeps[0]
+    limited = ds.plan("busbridge2025", **kwargs, unique_tokens=1e9)
+    sweep, best, alone = limited.sweeps[0], fresh_sweep.best, fresh_sweep.supervised_best
+    assert sweep.best.student_params != best.student_params
+    assert sweep.best.student_loss < repeated(limited, best.student_params, best.student_tokens,
+                                              best.student_loss, True, 1e9)
+    assert sweep.supervised_best.student_params < 0.7 * alone.student_params  # R_N*: fewer, repeated parameters
+    assert sweep.supervised_best.loss < repeated(limited, alone.student_params, alone.tokens, alone.loss, False, 1e9)

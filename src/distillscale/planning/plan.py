@@ -32,7 +32,7 @@ from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, StudentSearch, positive
 from distillscale.planning.plans import (ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
                                          SupervisedOnlyPlan)
-from distillscale.planning.repetition import repetition_check, with_repetition
+from distillscale.planning.repetition import model_penalty, repetition_check, with_repetition
 from distillscale.units import Quantity, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -94,7 +94,11 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
     names = list(SCENARIOS) if settings.scenario is None else [settings.scenario]
     if N_S is None:
         warnings, (size_range, tokens_per_param) = _student_region(laws, planner, search)
-        sweeps = [planner.sweep(compute, name, size_range, tokens_per_param) for name in names]
+        penalties = (model_penalty(laws, settings.unique_tokens, distilled=True),  # None: fresh data
+                     model_penalty(laws, settings.unique_tokens, distilled=False))
+        sweeps = [planner.sweep(compute, name, size_range, tokens_per_param,
+                                penalties=penalties if settings.unique_tokens is not None else None)
+                  for name in names]
         warnings += plan_extrapolation_warnings(laws, [s.best for s in sweeps], sweep=True)
         return StudentSizePlans(law=laws.name, laws=laws, settings=settings, sweeps=sweeps, warnings=warnings,
                                 planner=planner)
@@ -297,7 +301,8 @@ def _supervised_plan(laws: LawSet, forward: ForwardFlops, settings: PlanSettings
         result = planner.supervised(settings.student_params, compute)
     else:
         size_range = (search.min_params or planner.bounds[0], search.max_params or planner.bounds[1])
-        result = planner.supervised_optimal(compute, size_range)
+        result = planner.supervised_optimal(compute, size_range,
+                                            penalty=model_penalty(laws, settings.unique_tokens, distilled=False))
     warnings = extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens})
     return SupervisedOnlyPlan(law=laws.name, laws=laws, settings=settings, supervised=result, warnings=warnings,
                               planner=planner)

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from distillscale.laws.lawset import LawSet
-from distillscale.laws.repetition import PUBLISHED, Repetition, RepetitionAssessment, assess, distilled_repetition
+from distillscale.laws.repetition import (PUBLISHED, Repetition, RepetitionAssessment, assess, distilled_repetition,
+                                          repetition_penalty)
 from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
 
 # The name of the model trained without a teacher beside a scenario's student.
@@ -27,6 +28,16 @@ def model_repetition(laws: LawSet, distilled: bool) -> Repetition:
     if distilled and laws.distillation is not None:
         return distilled_repetition(laws.distillation)
     return laws.require_supervised().repetition or PUBLISHED
+
+
+def model_penalty(laws: LawSet, unique_tokens: float | None, distilled: bool):
+    """(N, D) -> the relative loss penalty of repeating `unique_tokens` to D tokens (never below 0),
+    for a distilled student or a model trained alone: the penalty `assess_model` reports, for the
+    searches that choose a size under it (`DistillationPlanner.sweep`); None without a corpus limit."""
+    if unique_tokens is None:
+        return None
+    law, repetition = laws.require_supervised(), model_repetition(laws, distilled)
+    return lambda N, D: max(0.0, float(repetition_penalty(law, repetition, N, D, unique_tokens)))
 
 
 def assess_model(laws: LawSet, N: float, D: float, U: float, max_penalty: float, *, distilled: bool,

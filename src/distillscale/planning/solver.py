@@ -22,6 +22,7 @@ fitted with them, and a verdict whose margin lies inside them is "too close to c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -43,6 +44,10 @@ from distillscale.planning.results import (
     interval_or_none,
 )
 from distillscale.units import format_quantity
+
+# A model's relative loss penalty of repeating a limited corpus, as a function of its (N, D)
+# (`planning.repetition.model_penalty`): what a search minimises is loss x (1 + penalty).
+Penalty = Callable[[float, float], float]
 
 # The paper's box for every variable: parameters and tokens in [1e6, 1e17].
 DEFAULT_BOUNDS = (1e6, 1e17)
@@ -95,18 +100,24 @@ class SupervisedPlanner:
                               interval_or_none(self.supervised_law.prediction(student_params, tokens)))
 
     def supervised_optimal(self, budget: float, size_range: tuple[float, float] | None = None,
-                           tokens_per_param: tuple[float, float] | None = None) -> SupervisedPlan:
+                           tokens_per_param: tuple[float, float] | None = None,
+                           penalty: Penalty | None = None) -> SupervisedPlan:
         """The model size that minimises L(N, C / (3 F(N))) for this budget, searched in
-        `student_region(budget, size_range, tokens_per_param)`."""
+        `student_region(budget, size_range, tokens_per_param)`; with `penalty` (a limited corpus),
+        L (1 + penalty(N, D)): a repeated corpus favours more parameters on fewer tokens."""
         region = self.student_region(budget, size_range, tokens_per_param)
         sizes = np.geomspace(region.smallest, region.largest, 48)
         tokens = budget / (3.0 * self.flops(sizes))
-        best = int(np.argmin(self.supervised_law.predict(sizes, tokens)))
+        losses = self.supervised_law.predict(sizes, tokens)
+        if penalty is not None:
+            losses = losses * np.array([1.0 + penalty(float(n), float(d)) for n, d in zip(sizes, tokens)])
+        best = int(np.argmin(losses))
         bracket = np.log(sizes[max(best - 1, 0)]), np.log(sizes[min(best + 1, len(sizes) - 1)])
 
         def loss(log_n: float) -> float:
-            n = np.exp(log_n)
-            return float(self.supervised_law.predict(n, budget / (3.0 * self.flops(n))))
+            n = float(np.exp(log_n))
+            d = budget / (3.0 * float(self.flops(n)))
+            return float(self.supervised_law.predict(n, d)) * (1.0 if penalty is None else 1.0 + penalty(n, d))
 
         found = minimize_scalar(loss, bounds=bracket, method="bounded", options={"xatol": 1e-6})
         return self.supervised(float(np.exp(found.x)), budget)
@@ -330,11 +341,14 @@ class DistillationPlanner(SupervisedPlanner):
 
     def sweep(self, budget: float, scenario: Scenario | str,
               size_range: tuple[float, float] | None = None,
-              tokens_per_param: tuple[float, float] | None = None, count: int = 13) -> StudentSweep:
+              tokens_per_param: tuple[float, float] | None = None, count: int = 13,
+              penalties: tuple[Penalty, Penalty] | None = None) -> StudentSweep:
         """Plans for `count` log-spaced student sizes of `student_region(budget, size_range,
         tokens_per_param)`, each student given at least the fewest tokens per parameter; the best
         of them refined by a bounded 1-D search over size. `StudentSweep.edges` says when the best
-        sits on a limit of the region."""
+        sits on a limit of the region. With `penalties` (a limited corpus: the distilled student's
+        and the model trained alone's), the best are those of least loss x (1 + penalty); the plans
+        keep their losses with fresh data."""
         scenario = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
         region = self.student_region(budget, size_range, tokens_per_param)
         fewest = tokens_per_param[0] if tokens_per_param else 0.0
@@ -351,10 +365,16 @@ class DistillationPlanner(SupervisedPlanner):
         if not plans:
             raise ParameterError("compute", f"no student size can be planned with {budget:.3g} FLOPs in "
                                  f"scenario {scenario.name}; raise {{}}")
-        best = self.with_interval(self._refine_student_size(plan_at, plans,
-                                                            min(plans, key=lambda p: p.student_loss)))
+        student_penalty, supervised_penalty = penalties or (None, None)
+
+        def loss(plan: DistillationPlan) -> float:
+            if student_penalty is None:
+                return plan.student_loss
+            return plan.student_loss * (1.0 + student_penalty(plan.student_params, plan.student_tokens))
+
+        best = self.with_interval(self._refine_student_size(plan_at, plans, min(plans, key=loss), loss))
         return StudentSweep(scenario, budget, plans, best,
-                            self.supervised_optimal(budget, size_range, tokens_per_param), region)
+                            self.supervised_optimal(budget, size_range, tokens_per_param, supervised_penalty), region)
 
     def advantage_map(self, scenario: Scenario | str, student_params,
                       supervised_tokens) -> np.ndarray:
@@ -375,8 +395,8 @@ class DistillationPlanner(SupervisedPlanner):
     # -- internals ----------------------------------------------------------------------------
 
     @staticmethod
-    def _refine_student_size(plan_at, plans: list[DistillationPlan],
-                             best: DistillationPlan) -> DistillationPlan:
+    def _refine_student_size(plan_at, plans: list[DistillationPlan], best: DistillationPlan,
+                             loss_of: Callable[[DistillationPlan], float]) -> DistillationPlan:
         index = plans.index(best)
         neighbours = plans[max(index - 1, 0)], plans[min(index + 1, len(plans) - 1)]
         bracket = tuple(np.log(p.student_params) for p in neighbours)
@@ -385,13 +405,13 @@ class DistillationPlanner(SupervisedPlanner):
 
         def loss(log_n: float) -> float:
             try:
-                return plan_at(float(np.exp(log_n))).student_loss
+                return loss_of(plan_at(float(np.exp(log_n))))
             except UserError:
                 return np.inf
 
         found = minimize_scalar(loss, bounds=bracket, method="bounded", options={"xatol": 1e-3})
         refined = plan_at(float(np.exp(found.x)))
-        return refined if refined.student_loss < best.student_loss else best
+        return refined if loss_of(refined) < loss_of(best) else best
 
     def _plan_best_case(self, N_S: float, budget: float, scenario: Scenario, F_S: float,
                         baseline: SupervisedPlan) -> DistillationPlan:
