@@ -290,10 +290,8 @@ class PlanSettings(CommandSettings):
         update: dict[str, Any] = {"as_json": json_output}
         if not scenario:
             update["scenario"] = None
-        if self.unique_tokens is None:
+        if self.unique_tokens is None:  # it means nothing without them
             update["max_penalty"] = DEFAULT_MAX_PENALTY
-        if self.student_model is not None:
-            update["student_params"] = None
         return command_line(self.model_copy(update=update))
 
     def on_policy_settings(self) -> OnPolicy | None:
