@@ -85,3 +85,11 @@ def test_a_teacher_is_not_ignored_by_a_law_without_distillation():
         ds.plan("epoch2024", compute=1e21, student_params=1e9, teacher=TEACHER)
     with pytest.raises(ParameterError, match="needs student_params"):
         ds.plan("epoch2024", compute=1e21, teacher=TEACHER)
+
+
+def test_max_penalty_without_a_corpus_limit_is_refused(cli):
+    """It bounds the repetition of `unique_tokens`: without them it was silently ignored."""
+    with pytest.raises(ParameterError, match="max_penalty needs unique_tokens"):
+        ds.plan("busbridge2025", compute=1e21, student_params=546e6, max_penalty=0.05)
+    code, _, err = cli("plan", "--compute", "1e21", "--student-params", "546M", "--max-penalty", "0.05")
+    assert code == 2 and "--max-penalty needs --unique-tokens" in err

@@ -179,6 +179,9 @@ class PlanSettings(CommandSettings):
     @model_validator(mode="after")
     def _combinations(self) -> "PlanSettings":
         """How the options combine (the checks that need the law are the planner's)."""
+        if self.max_penalty != DEFAULT_MAX_PENALTY and self.unique_tokens is None:
+            raise ParameterError(("max_penalty", "unique_tokens"), "{} needs {} (the corpus whose repetition "
+                                 "it bounds): give both or neither")
         if self.teacher_compute is not None and not self.teacher_remote:
             raise ParameterError(("teacher_compute", "teacher_remote"), "{} is a remote teacher's own "
                                  "budget: add {} (otherwise the teacher shares the student's budget)")
