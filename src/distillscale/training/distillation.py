@@ -23,7 +23,7 @@ from distillscale.data.prepare import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
 from distillscale.training.config import DistillConfig
-from distillscale.training.teacher_names import teacher_location, teacher_name
+from distillscale.training.teacher_options import teacher_location, teacher_name
 from distillscale.training.cross_tokenizer import (
     CrossTokenizerObjective,
     TokenAligner,

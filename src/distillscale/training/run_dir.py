@@ -42,7 +42,7 @@ from distillscale.model.hf_export import HF_STUDENT_DIR
 from distillscale.io import atomic_write, check_output_dir, holds_anything, is_write_leftover, unreadable
 from distillscale.settings import Settings, TConfig
 from distillscale.training.config import TrainConfig
-from distillscale.training.teacher_names import teacher_location
+from distillscale.training.teacher_options import teacher_location
 from distillscale.training.records import RunPlan, RunRecord, RunResult
 
 
