@@ -269,7 +269,9 @@ def test_distill_refuses_an_unfinished_cache(cli, tmp_path, cache_copy):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--top-k", "400"), "--top-k 400 is more than the vocabulary (320 ids): use --top-k 320 or less"),
+    (("--top-k", "400"), "--top-k 400 keeps all 320 ids of the vocabulary"),
+    # a full distribution read as top-k targets, at the top-k kd-weight default 0.5
+    (("--top-k", "320"), "--top-k 320 keeps all 320 ids of the vocabulary: that is the full distribution"),
     (("--tokens", "100M"), "--tokens 100000000 is more than the student split holds"),
     (("--tokens", "8"), "--tokens 8 is less than one window of --seq-len 32"),
     (("--top-k", "0"), "invalid --top-k: Input should be greater than or equal to 1"),

@@ -63,9 +63,10 @@ def cache_logits(config: CacheConfig, progress: bool = True) -> dict[str, Any]:
     data = prepare_data(config.data_config(), progress=progress)
     tokens = data.split(config.split)
     windows = _windows_to_cache(config, len(tokens))
-    if config.targets == "top-k" and config.top_k > data.vocab_size:
-        raise UserError(f"--top-k {config.top_k} is more than the vocabulary ({data.vocab_size} ids): "
-                        f"use --top-k {data.vocab_size} or less")
+    if config.targets == "top-k" and config.top_k >= data.vocab_size:  # as `distill --top-k` refuses it
+        raise UserError(f"--top-k {config.top_k} keeps all {data.vocab_size} ids of the vocabulary: that is the "
+                        f"full distribution, which a student would read as top-k targets (kd-weight 0.5 by "
+                        f"default); use --top-k {data.vocab_size - 1} or less, or --targets sampled")
     if data.vocab_size > MAX_VOCAB_SIZE:
         raise UserError(f"the vocabulary has {data.vocab_size} ids; logit caches support up to {MAX_VOCAB_SIZE}")
     encoding = (TopKEncoding(data.vocab_size, config.top_k) if config.targets == "top-k"
