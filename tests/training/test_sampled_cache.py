@@ -229,6 +229,7 @@ def test_distill_from_a_sampled_cache_uses_its_temperature_and_records_it(cli, t
     (("--temperature", "1.0"), "differs from the 1.5 the logit cache"),
     (("--kd", "jsd"), "--kd jsd cannot be estimated"),
     (("--top-k", "4"), "--top-k does not apply"),
+    (("--no-top-k-tail",), "--no-top-k-tail does not apply"),
 ])
 def test_distill_refuses_settings_a_sampled_cache_cannot_serve(cli, tmp_path, cache, args, message):
     code, _, err = cli("distill", "--teacher-cache", cache, "--out", tmp_path / "student", *STUDENT, *args)

@@ -74,6 +74,9 @@ def resolve_cached_student_data(config: DistillConfig, cache: LogitCache) -> Dis
         if config.top_k is not None:
             raise UserError(f"--top-k does not apply to the sampled logit cache {cache.path} (it is unbiased "
                             f"over the whole vocabulary): leave out --top-k")
+        if not config.top_k_tail:  # ignored otherwise, yet recorded
+            raise UserError(f"--no-top-k-tail does not apply to the sampled logit cache {cache.path} (it has no "
+                            f"top-k tail): leave out --no-top-k-tail")
         if "temperature" in given and config.temperature != cache.temperature:
             raise UserError(f"--temperature {config.temperature} differs from the {cache.temperature} the "
                             f"logit cache {cache.path} was sampled at: leave out --temperature, or make a "
