@@ -233,6 +233,19 @@ def test_routing_by_a_field_distils_each_document_from_its_teacher(runs, teacher
     assert routed_a["teacher"]["teachers"][0]["weight"] == 1.0
 
 
+def test_a_long_route_value_is_cut_in_the_message(cli, tmp_path, teachers, routed_data):
+    """A route value of a whole document was quoted whole in the one-line refusal."""
+    a, b = teachers
+    rows = [json.loads(line) for line in routed_data.read_text().splitlines()]
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({**row, "source": "a" if i % 2 else "x" * 5000}) + "\n"
+                            for i, row in enumerate(rows)))
+    code, _, err = cli("distill", "--teacher", f"a={a}", "--teacher", f"b={b}", "--teacher-route", "source",
+                       "--data", data, "--tokenizer", a / "tokenizer.json", "--out", tmp_path / "s", *STUDENT)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and f"'{'x' * 40}...' names no teacher" in last and len(last) < 400, err
+
+
 @pytest.mark.parametrize("teacher_args,extra,message", [
     (("--teacher", "a={a}", "--teacher", "c={b}"), (), "'b' names no teacher"),
     (("--teacher", "{a}", "--teacher", "{b}"), (), "needs every teacher named"),

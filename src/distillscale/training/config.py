@@ -415,7 +415,8 @@ class DistillSettings(Settings):
     teacher_route: str | None = Field(
         None, json_schema_extra=hashed_unless_default(),
         description="with several --teacher NAME=PATH: a field of the jsonl/parquet rows that names each "
-                    "document's teacher; a sequence is distilled from the teacher of its first document")
+                    "document's teacher; each position is distilled from its own document's teacher (a window "
+                    "over two documents has two teachers)")
     kd: Literal["forward-kl", "reverse-kl", "jsd"] = Field(_LOSS_FIELDS["kd"].default,
                                                            description="divergence: forward-kl, reverse-kl or jsd")
     temperature: float = _LOSS_FIELDS["temperature"]

@@ -216,7 +216,8 @@ def _teacher_of_route(config: DistillConfig, data: PreparedData) -> np.ndarray:
     values = data.route_values
     unknown = [value for value in values if value not in names]
     if unknown:
-        shown = ", ".join("no value (the row lacks it)" if value is None else repr(value) for value in unknown[:3])
+        shown = ", ".join("no value (the row lacks it)" if value is None else  # a long value cut at 40 characters
+                          repr(value if len(str(value)) <= 40 else str(value)[:40] + "...") for value in unknown[:3])
         raise UserError(f"--teacher-route {config.teacher_route}: {shown} names no teacher (the teachers are "
                         f"{', '.join(names)}): name each teacher after a value of the field, or leave those "
                         f"rows out of --data")
