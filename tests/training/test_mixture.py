@@ -372,3 +372,25 @@ def test_routes_are_read_a_batch_at_a_time_not_copied_whole(tmp_path):
     assert loss == pytest.approx(routed_loss(mixture, text, whole.numpy(), np.arange(2), 16, 4, 256,
                                              torch.device("cpu"), contextlib.nullcontext()), rel=1e-12)
     assert peak < tokens, f"{peak / tokens:.2f} bytes per token"  # was 8 (eval_windows' starts: 8 per window)
+
+
+def test_a_served_mixture_too_wide_for_the_vocabulary_is_one_line(cli, tmp_path, teachers):
+    """Two servers' top-100 on a 320-id vocabulary raised a bare ValueError from the merge."""
+    import threading
+
+    from distillscale.serve.teacher import TeacherService, make_teacher_server
+
+    running = [make_teacher_server(TeacherService(teacher, top_k=100)) for teacher in teachers]
+    for httpd in running:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        urls = [arg for httpd in running for arg in ("--teacher-url", f"http://127.0.0.1:{httpd.server_address[1]}/v1")]
+        code, _, err = cli("distill", *urls, "--tokenizer", teachers[0] / "tokenizer.json", "--top-k", "100",
+                           "--out", tmp_path / "s", *STUDENT)
+    finally:
+        for httpd in running:
+            httpd.shutdown()
+            httpd.server_close()
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err and "--top-k 100 from 2 servers merges up to 200 ids" in last, err
+    assert "use --top-k 80 or less" in last and not (tmp_path / "s").exists()

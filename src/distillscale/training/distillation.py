@@ -389,6 +389,11 @@ def distill_from_servers(config: DistillConfig, progress: bool = True) -> RunRes
                for url in config.teacher_urls()]
 
     def make_sampler(data: PreparedData, tokens: np.ndarray) -> ServedMixtureSampler:
+        kept = sum(1 for weight in weights if weight > 0)
+        if data.vocab_size < 2 * config.top_k * kept:  # `merge_top_k` fills the union's free slots from 2K ids
+            raise UserError(f"--top-k {config.top_k} from {kept} servers merges up to {config.top_k * kept} ids, "
+                            f"more than half of the {data.vocab_size} ids of the vocabulary: use --top-k "
+                            f"{max(1, data.vocab_size // (2 * kept))} or less")
         for client in clients:
             connect_checked(client, config, data, "the teachers of a mixture share the student's tokenizer")
         return ServedMixtureSampler(clients, weights, data.vocab_size, tokens, config.seq_len, config.batch_size,
