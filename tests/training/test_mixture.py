@@ -328,6 +328,10 @@ def test_an_equal_mixture_of_servers_reads_the_union_of_their_top_k(runs, teache
     first, second = record["teachers"]
     assert record["teacher_val_loss"] <= 0.5 * (first["teacher_val_loss"] + second["teacher_val_loss"]) + 1e-9
     assert record["flops"] == first["flops"] + second["flops"] > 0
+    # the merged targets' top-k mass is checked and recorded, as one server's is (it was skipped: null)
+    targets = result["top_k_targets"]
+    assert targets["path"] == "served" and targets["top_k"] == 16 and targets["checked_tokens"] > 0
+    assert 0 < targets["mean_top_k_mass"] <= 1 and targets["tail"] == "known"
 
 
 def test_in_process_and_served_teachers_do_not_mix(cli, tmp_path, teachers, servers):

@@ -43,6 +43,7 @@ from distillscale.training.mixture import (
     routed_loss,
     served_mixture_losses,
     served_mixture_record,
+    served_mixture_top_k,
 )
 from distillscale.training.losses import LossOutput, distillation_loss
 from distillscale.training.objective import ObjectiveRecord
@@ -354,10 +355,18 @@ class ServedMixtureObjective(ServedTeacherObjective):
     loss is the same sparse loss over the union of ids; the record lists every server."""
 
     def __init__(self, clients: list[TeacherClient], weights: list[float], loss_config: DistillationLossConfig,
-                 losses: list[float], mixture_loss: float):
+                 losses: list[float], mixture_loss: float, vocab_size: int):
         super().__init__(clients[0], loss_config, mixture_loss, FLOPS_METHOD)
-        self.clients, self.weights, self.losses = clients, weights, losses
+        self.clients, self.weights, self.losses, self.vocab_size = clients, weights, losses, vocab_size
         self.flops_each = [0.0] * len(clients)
+
+    def check_top_k(self, tokens: np.ndarray, seq_len: int, batch_size: int, report: bool = True) -> None:
+        """The merged targets' top-k mass on the first `CHECK_TOKENS` of the student's data, as one server's."""
+        windows = [torch.cat([inputs, targets[:, -1:]], 1)
+                   for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size, CHECK_TOKENS)]
+        _, log_probs = served_mixture_top_k(self.clients, self.weights, torch.cat(windows), self.vocab_size)
+        self.top_k_targets = check_top_k_mass(log_probs, self.loss_config.top_k, "served", "known", TAIL_KNOWN,
+                                              self.loss_config.top_k_tail, report)
 
     def count_teacher_flops(self, seq_len: int) -> None:
         """Each server's FLOPs per training token as it states them; 0 for a server of weight 0, which
@@ -373,6 +382,7 @@ class ServedMixtureObjective(ServedTeacherObjective):
                                         self.teacher_val_loss, tokens)
         return ObjectiveRecord(
             teacher=teacher, distillation=DistillationRecord(**self.loss_config.model_dump()),
+            top_k_targets=self.top_k_targets,
             flops_method=f"{FLOPS_METHOD}; plus every served teacher's forward pass on every training token, as "
                          f"each server states it (teacher.teachers[i].flops; 0 where a server does not, and for "
                          f"a teacher of weight 0, never asked)")
@@ -404,8 +414,9 @@ def distill_from_servers(config: DistillConfig, progress: bool = True) -> RunRes
                                                      config.batch_size, config.eval_tokens)
         width = config.top_k * sum(1 for weight in weights if weight > 0)  # the union's slots
         loss_config = config.loss_config(data.vocab_size).model_copy(update={"top_k": width})
-        objective = ServedMixtureObjective(clients, weights, loss_config, losses, mixture_loss)
+        objective = ServedMixtureObjective(clients, weights, loss_config, losses, mixture_loss, data.vocab_size)
         objective.count_teacher_flops(config.seq_len)
+        objective.check_top_k(data.split(config.split), config.seq_len, config.batch_size, group.is_main)
         return objective
 
     return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)

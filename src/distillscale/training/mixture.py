@@ -271,12 +271,17 @@ class ServedMixtureSampler(TokenSampler):
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)
         prompts = torch.cat([inputs, targets[:, -1:]], dim=1)
-        answers = [client.top_logprobs(prompts) if weight > 0 else None
-                   for client, weight in zip(self.clients, self.weights)]
-        ids, log_probs = merge_top_k([a.ids if a is not None else None for a in answers],
-                                     [a.log_probs if a is not None else None for a in answers],
-                                     self.weights, self.vocab_size)
+        ids, log_probs = served_mixture_top_k(self.clients, self.weights, prompts, self.vocab_size)
         return inputs, targets, ids.to(torch.int32), log_probs
+
+
+def served_mixture_top_k(clients: list, weights: list[float], prompts: torch.Tensor,
+                         vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixture's merged top-k after each prefix of `prompts` [B, L]: every server of positive weight
+    asked (`merge_top_k`); ids and log-probabilities [B, L - 1, K]."""
+    answers = [client.top_logprobs(prompts) if weight > 0 else None for client, weight in zip(clients, weights)]
+    return merge_top_k([a.ids if a is not None else None for a in answers],
+                       [a.log_probs if a is not None else None for a in answers], weights, vocab_size)
 
 
 def served_mixture_losses(clients: list, weights: list[float], tokens: np.ndarray, seq_len: int, batch_size: int,
