@@ -85,8 +85,11 @@ def test_a_generic_student_trains_and_exports(cli, tmp_path, tokenizer, save):
     exported = AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
     hf_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "export")
     ids = torch.tensor([hf_tokenizer("def load(s):\n    return json.loads(s)")["input_ids"]])
+    # the export keeps the tokenizer's rows only: a padded vocabulary's untrained rows (Mistral's 384 for 320
+    # ids) were exported, and sampling the export could give ids no tokenizer has
+    assert exported.config.vocab_size == VOCAB and exported.get_output_embeddings().weight.shape[0] == VOCAB
     with torch.no_grad():
-        assert torch.equal(exported(ids).logits, trained.eval()(ids).logits)
+        assert torch.equal(exported(ids).logits, trained.eval()(ids).logits[..., :VOCAB])
 
 
 ON_POLICY = ("--on-policy-fraction", "0.5", "--on-policy-prompt-tokens", "8", "--on-policy-continuation-tokens",

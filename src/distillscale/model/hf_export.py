@@ -143,16 +143,50 @@ def _export_hf_student(run_dir: Path, out_dir: Path, tokenizer, end_of_text: str
     total = sum(math.prod(shape) for shape in shapes.values())
     context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
+    vocab_size = tokenizer_vocab_size(tokenizer)
+    embeddings = _padded_embeddings(model_dir, config, vocab_size)
+
     def write_model(staging: Path) -> None:
         for entry in model_dir.iterdir():
             if entry.is_file():
                 shutil.copyfile(entry, staging / entry.name)
+        if embeddings:  # the rows past the tokenizer's ids were never trained: a user would sample them
+            with safe_open(model_dir / "model.safetensors", "pt") as weights:
+                tensors = {name: weights.get_tensor(name)[:vocab_size].clone() if name in embeddings
+                           else weights.get_tensor(name) for name in weights.keys()}
+            save_file(tensors, staging / "model.safetensors", metadata={"format": "pt"})
+            values = json.loads((staging / "config.json").read_text(encoding="utf-8"))
+            (staging / "config.json").write_text(json.dumps(values | {"vocab_size": vocab_size}, indent=2) + "\n",
+                                                 encoding="utf-8")
 
     _publish(run_dir, out_dir, write_model, tokenizer, end_of_text, context)
+    if embeddings:
+        total -= sum(math.prod(shapes[name][1:]) * (shapes[name][0] - vocab_size) for name in embeddings)
     return {"run_dir": str(run_dir), "out_dir": str(out_dir), "architecture": (config.architectures or ["?"])[0],
             "non_embedding_params": _result_value(run_dir, "non_embedding_params"), "total_params": total,
             "vocab_size": tokenizer_vocab_size(tokenizer),
             "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)), "eos_token": end_of_text}
+
+
+def _padded_embeddings(model_dir: Path, config, vocab_size: int) -> set[str]:
+    """The names of the input and output embeddings in `model_dir`/model.safetensors when they have
+    more rows than the tokenizer's `vocab_size` ids (Hugging Face pads its vocabularies; the run trains
+    the tokenizer's rows only): the export keeps the first `vocab_size` rows. Empty when there is
+    nothing to cut, or the model cannot be laid out without running its own code (auto_map) or is
+    sharded over several files (then exported as it is)."""
+    rows = getattr(config, "vocab_size", None)
+    if not isinstance(rows, int) or rows <= vocab_size or getattr(config, "auto_map", None) \
+            or not (model_dir / "model.safetensors").is_file():
+        return set()
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):  # the parameter names and shapes, no weights
+        model = AutoModelForCausalLM.from_config(config)
+    tables = [module.weight for module in (model.get_input_embeddings(), model.get_output_embeddings())
+              if module is not None]
+    names = {name for name, param in model.named_parameters() if any(param is table for table in tables)}
+    with safe_open(model_dir / "model.safetensors", "pt") as weights:
+        return {name for name in weights.keys() if name in names and weights.get_slice(name).get_shape()[0] == rows}
 
 
 def _result_value(run_dir: Path, key: str) -> int | None:
