@@ -47,6 +47,7 @@ from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lbfgs import Screening, minimize_lbfgs, minimize_lbfgs_screened, polish
 from distillscale.laws.logspace import BUSBRIDGE, DISTILLATION, EXPONENT_BOUNDS, SUPERVISED_FORMS, LogSpaceForm
 from distillscale.laws.record import Bootstrap, DataRange, Diagnostics, FitRecord, Profile
+from distillscale.laws.ties import first_lowest
 from distillscale.laws.varpro import varpro_starts
 
 # Elements of one (starts x runs) tensor per chunk of the objective: small enough to stay in a
@@ -475,10 +476,9 @@ class _LogLossFitter:
                     if any(h is not None for h in held) else None
                 result = self._minimize(tensors, torch.cat(starts), weights, polished=self.polish, groups=owner,
                                         pinned=pinned)
-                funs = np.where(np.isfinite(result.funs), result.funs, np.inf)
                 for k in np.unique(owner):
                     mine = np.flatnonzero(owner == k)
-                    outcomes[k] = result.xs[mine[np.argmin(funs[mine])]]
+                    outcomes[k] = result.xs[mine[first_lowest(result.funs[mine])]]
         return outcomes
 
     def _bootstrap(self, tensors: dict[str, torch.Tensor], n_runs: int) -> np.ndarray:

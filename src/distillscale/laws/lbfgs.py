@@ -34,6 +34,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from distillscale.laws.ties import first_lowest
+
 # Objective for a batch: (x of shape (B, P), indices of those starts) -> (value (B,), gradient (B, P)),
 # computed in x's dtype.
 BatchObjective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -83,8 +85,8 @@ class MultiStartResult:
 
     @property
     def best(self) -> int:
-        candidate = np.isfinite(self.funs) & (self.statuses != SCREENED_OUT)
-        return int(np.nanargmin(np.where(candidate, self.funs, np.nan)))
+        # Starts that reached one minimum differ in their last bits: the first of them (`first_lowest`).
+        return first_lowest(np.where(self.statuses != SCREENED_OUT, self.funs, np.inf))
 
     @property
     def x(self) -> np.ndarray:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from distillscale.errors import ParameterError
+from distillscale.laws.ties import first_lowest
 
 # Muennighoff et al. 2023, Table/README: the C4 fit of the full data-constrained law (natural-log
 # coefficients a, b, e exponentiated to A, B, E).
@@ -207,12 +208,12 @@ def fit_repetition(law, N, D, U, loss, *, huber_delta: float = 1e-3, level: floa
     residuals = np.array(residuals)
     slope = np.clip(residuals, -huber_delta, huber_delta)
     per_run = slope * (residuals - slope / 2)   # Huber, per candidate and run
-    best = int(np.argmin(per_run.sum(axis=1)))
+    best = first_lowest(per_run.sum(axis=1))   # ties (a flat objective): the smaller R*
     interval = None
     if bootstrap:
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(len(loss), np.full(len(loss), 1.0 / len(loss)), size=bootstrap)
-        picks = np.argmin(counts @ per_run.T, axis=1)
+        picks = first_lowest(counts @ per_run.T, axis=1)
         r_d_samples = np.array([pairs[i][1] for i in picks])
         interval = tuple(float(x) for x in np.quantile(r_d_samples, [(1 - level) / 2, (1 + level) / 2]))
     r_n, r_d = pairs[best]
