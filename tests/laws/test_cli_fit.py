@@ -126,6 +126,8 @@ def test_fit_help(cli):
     (["--grid", "alpha"], "malformed --grid 'alpha'"),
     (["--grid", "zeta=1"], "has no parameter 'zeta'"),
     (["--huber-delta", "0"], "--huber-delta must be positive"),
+    # issue 57: a form given fitted non-embedding N whatever the column, yet recorded the column
+    (["--form", "chinchilla", "--total-params-col", "loss"], "--total-params-col is only used with --form auto"),
 ])
 def test_fit_supervised_bad_options(cli, runs_csv, args, fragment):
     code, _, err = fit(cli, runs_csv, "--bootstrap", "0", *args)

@@ -134,6 +134,33 @@ def test_constant_losses_do_not_give_a_zero_width_interval():
     assert prediction.high - prediction.low > 0.01 * prediction.value
 
 
+def test_backtest_errors_of_exactly_zero_give_the_unmeasured_interval(monkeypatch):
+    """Issue 57: on an AVX2-only CPU the constant runs' backtest scored exactly 0, where an
+    AVX-512 CPU scores ~1e-16; inf x 0 then pooled no candidate's errors and the fit raised
+    "need at least one array to concatenate". Both roundings must give the same fit."""
+    from distillscale.laws.backtest import Backtest
+
+    N, D = _grid_runs()
+    loss = np.full(len(N), 3.0)
+    score = Backtest.score
+    monkeypatch.setattr(Backtest, "score", lambda self, *a, **k: None if score(self, *a, **k) is None else 0.0)
+    exact = ds.fit_supervised(N, D, loss, form="auto", bootstrap=0)
+    monkeypatch.setattr(Backtest, "score", lambda self, *a, **k: None if score(self, *a, **k) is None else 1e-17)
+    rounded = ds.fit_supervised(N, D, loss, form="auto", bootstrap=0)
+    assert not exact.extrapolation_error.measured and exact.extrapolation_error == rounded.extrapolation_error
+    assert exact.chosen == rounded.chosen and exact.reason == rounded.reason
+
+
+def test_total_parameters_with_a_form_given_are_refused_not_ignored():
+    """Issue 57: with a form given, total parameters were ignored (the law fitted on non-embedding N)
+    yet recorded as the fit's column."""
+    from distillscale.errors import ParameterError
+
+    N, D = _grid_runs()
+    with pytest.raises(ParameterError, match="total_params is only used with form auto"):
+        ds.fit_supervised(N, D, 2 + 400 / N ** 0.34 + 400 / D ** 0.28, total_params=1.2 * N, form="chinchilla")
+
+
 def test_one_model_size_gives_an_interval_of_possible_losses():
     """G5: one model size gave an interval of -1.84 to 4.00 nats."""
     D = 1e8 * np.array([5.0, 10, 20, 40, 80, 160])

@@ -203,7 +203,7 @@ def test_runs_of_at_most_two_epochs_keep_r_star_near_the_prior_with_a_wide_inter
     """Issue 34: a fit on runs of <= 4 epochs said R_D* = 4.1 [3.3, 4.7] where the runs' authors fit
     15.4: runs of few epochs cannot pin R_D*, and the interval must say so."""
     from distillscale.laws.repetition import R_D_STAR_PRIOR
-    from distillscale.laws.selection import posterior_repetition
+    from distillscale.laws.repetition_fit import posterior_repetition
 
     N, D, U, loss = runs_up_to(2.0, r_star=4.0)
     few = posterior_repetition(coarse_fitter, N, D, U, loss)
@@ -220,7 +220,8 @@ def test_runs_of_at_most_two_epochs_keep_r_star_near_the_prior_with_a_wide_inter
 
 
 def test_the_data_constrained_fit_is_offered_only_when_it_backtests_no_worse_than_ignoring_repetition():
-    from distillscale.laws.selection import fit_with_repetition, repetition_backtest_cut
+    from distillscale.laws.repetition_fit import repetition_backtest_cut
+    from distillscale.laws.selection import fit_with_repetition
 
     options = {"form": "chinchilla", "bootstrap": 0, "backtest": False, "grid": ONE_START}
     # Repeats that cost nothing (fresh-data losses, U small): the prior's penalty would hurt, so the
@@ -307,3 +308,29 @@ def test_a_prediction_far_beyond_the_epochs_its_repetition_was_fitted_on_says_so
     unrecorded = predict_supervised(LawSet("fitted", supervised=law), 1e9, 40e9, 1e9)
     assert not any("most epochs" in w for w in unrecorded.warnings)
     assert unrecorded.prediction.value == pytest.approx(far.prediction.value)
+
+
+def test_the_data_constrained_refit_keeps_the_users_choices():
+    """Issue 57 B1: when the data-constrained law won, its refit dropped the user's fixed E (1.7 came
+    back 1.753, the saved law saying E was free), the data filter and the N column, and copied the
+    extrapolation error of the law it replaced. The refit is the chosen candidate's own."""
+    import distillscale as ds
+    from distillscale.laws.repetition import predict_repeated
+
+    N = np.repeat([2e7, 5e7, 1e8, 2e8, 5e8], 4)
+    D = N * np.tile([5.0, 10.0, 20.0, 40.0], 5)
+    U = np.where(np.arange(len(N)) % 4 == 3, D / 8, D)   # a quarter of the runs repeat 8 epochs
+    truth = SupervisedLaw(E=2.0, A=300.0, B=900.0, alpha=0.33, beta=0.3)
+    loss = predict_repeated(truth, Repetition(5.0), N, D, U) * (1 + 1e-3 * np.random.default_rng(0).standard_normal(len(N)))
+    fit = ds.fit_supervised(N, D, loss, unique_tokens=U, irreducible_loss=1.7, min_tokens_per_param=8,
+                            form="chinchilla", bootstrap=0, grid=ONE_START, polish=False)
+    assert fit.chosen == "chinchilla, data-constrained" and fit.law.repetition.R_D_star > 1
+    assert fit.law.E == 1.7 and fit.law.fit.constraints["E"] == 1.7 and "E" not in fit.law.fit.parameters
+    kept = D / N >= 8
+    assert fit.law.fit.n_runs == kept.sum() and list(fit.rows) == list(kept)
+    # its extrapolation error: the chinchilla (E = 1.7, D/N >= 8) candidate's backtest, over its own runs
+    error = fit.law.fit.extrapolation_error
+    assert error == fit.extrapolation_error and error.measured
+    assert error.n_points == len(fit.backtest.held_out) and fit.law.fit.backtest == fit.backtest.to_dict()
+    assert (error.fitted_min, error.fitted_max) == (N[kept].min(), N[kept].max())
+

@@ -258,7 +258,7 @@ class FitSupervisedSettings(CommandSettings):
     flops_col: str | None = option(None, help="column of training FLOPs C instead; D = C / (6N)")
     total_params_col: str | None = option(
         None, help="column of total parameters (with embeddings): with --form auto, fits on total "
-                   "parameters are candidates too")
+                   "parameters are candidates too (refused with another --form)")
     form: str = option("auto", help=FORM_HELP)
     irreducible_loss: float | None = option(
         None, help="hold E at this loss (nats/token); with --form auto, a candidate beside E fitted")
@@ -301,14 +301,18 @@ def fit_supervised(s: FitSupervisedSettings) -> None:
                           what="distillscale law file")
     rows, runs, names = _supervised_columns(read_table(s.file), s.params_col, s.loss_col, s.tokens_col,
                                             s.flops_col, s.drop_invalid, s.total_params_col, s.unique_tokens_col)
-    calibration = calibrate(
-        runs, total_params="total_params" if s.total_params_col else None, form=s.form,
-        unique_tokens="unique_tokens" if s.unique_tokens_col else None,
-        holdout=_fit_rows(rows, names, s.fit_where), source=_supervised_source(s, rows.n_dropped),
-        progress=progress_printer("fit"), supervised_options=dict(
-            irreducible_loss=s.irreducible_loss, irreducible_loss_prior=s.irreducible_loss_prior,
-            min_tokens_per_param=s.min_tokens_per_param, backtest=s.backtest, huber_delta=s.huber_delta,
-            bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid) or None, seed=s.seed))
+    try:
+        calibration = calibrate(
+            runs, total_params="total_params" if s.total_params_col else None, form=s.form,
+            unique_tokens="unique_tokens" if s.unique_tokens_col else None,
+            holdout=_fit_rows(rows, names, s.fit_where), source=_supervised_source(s, rows.n_dropped),
+            progress=progress_printer("fit"), supervised_options=dict(
+                irreducible_loss=s.irreducible_loss, irreducible_loss_prior=s.irreducible_loss_prior,
+                min_tokens_per_param=s.min_tokens_per_param, backtest=s.backtest, huber_delta=s.huber_delta,
+                bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid) or None, seed=s.seed))
+    except ParameterError as exc:  # the columns' flags
+        raise UserError(exc.for_cli({"total_params": "--total-params-col",
+                                     "unique_tokens": "--unique-tokens-col"})) from None
     _report_supervised(s, calibration, rows)
 
 

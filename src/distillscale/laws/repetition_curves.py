@@ -29,8 +29,10 @@ import numpy as np
 from distillscale.errors import ParameterError
 from distillscale.laws.fitting import SupervisedLawFitter
 from distillscale.laws.forms import SupervisedLaw
-from distillscale.laws.repetition import Repetition, effective_tokens, fit_repetition, predict_repeated
-from distillscale.laws.selection import REPETITION_BACKTEST_EPOCHS, fit_with_repetition, profile_repetition
+from distillscale.laws.repetition import (Repetition, effective_tokens, fit_repetition, predict_repeated,
+                                          repetition_penalty)
+from distillscale.laws.repetition_fit import REPETITION_BACKTEST_EPOCHS, profile_repetition
+from distillscale.laws.selection import fit_with_repetition
 
 # A run is repeated when it saw its unique tokens more than this many times (1 + a rounding margin).
 REPEATED = 1.0001

@@ -20,166 +20,36 @@ import inspect
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.backtest import MAX_FOLDS, Backtest, rolling_origin_folds, run_backtest
+from distillscale.laws.backtest import MAX_FOLDS, rolling_origin_folds, run_backtest
 from distillscale.laws.ensemble import MedianLawFitter, marginalizes, median_law
 from distillscale.laws.marginal import fit_marginal
 from distillscale.laws.fitting import (DistillationLawFitter, ExponentPrior, SupervisedLawFitter, check_intervals,
                                       irreducible_loss_profile)
-from distillscale.laws.forms import DistillationLaw, SupervisedLaw
-from distillscale.laws.lawset import LawSet, check_path_argument
+from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.logspace import SUPERVISED_FORMS
-from distillscale.laws.record import FitRecord, Selection
-from distillscale.laws.repetition import (R_D_STAR_PRIOR, Repetition, RStarPrior, counted_as_new,
-                                          effective_tokens, predict_repeated)
-from distillscale.laws.uncertainty import ExtrapolationError, Prediction
+from distillscale.laws.record import Selection
+from distillscale.laws.lawfit import (AUTO_SUPERVISED, MEDIAN, CandidateScore, DistillationCandidate, LawFit,
+                                     SupervisedCandidate)
+from distillscale.laws.repetition import R_D_STAR_PRIOR, RStarPrior
+from distillscale.laws.repetition_fit import first_fit_rows, refit_with_repetition
+from distillscale.laws.uncertainty import MIN_MEASURED_Q, ExtrapolationError
 
 # A candidate with more parameters wins only if its backtest error is this much (relative) lower.
 PARSIMONY = 0.10
 # The intervals pool the backtest errors of the candidates within this factor of the best score.
 POOL_WITHIN = float("inf")
+# Backtest scores (mean |relative error|) this close count as equal: below it they differ by rounding
+# (constant or noise-free runs score ~1e-16 on one CPU and exactly 0 on another).
+SCORE_TIE = MIN_MEASURED_Q
 # L-BFGS iterations of a backtest refit: the best start of a flat fit (few runs, gamma free) can
 # crawl for ~800 iterations while its predictions stopped moving long before; the final fit is not capped.
 BACKTEST_MAX_ITER = 300
-AUTO_SUPERVISED = ("tied", "chinchilla", "busbridge")
-# form="auto": the median of these forms' predictions, refitted into one law (`laws.ensemble`).
-MEDIAN = "median"
 DISTILLATION_FORMS = ("tied", "free")
-
-
-@dataclass(frozen=True)
-class SupervisedCandidate:
-    """One way to fit the supervised law: a form, what it assumes of E, which runs, which N."""
-
-    form: str
-    irreducible_loss: float | None = None
-    irreducible_loss_prior: tuple[float, float] | None = None
-    min_tokens_per_param: float | None = None
-    params: str = "non-embedding"   # or "total"
-    exponent_prior: ExponentPrior | None = None
-
-    @property
-    def name(self) -> str:
-        parts = [f"median of {', '.join(AUTO_SUPERVISED)}" if self.form == MEDIAN else self.form]
-        if self.irreducible_loss is not None:
-            parts.append(f"E = {self.irreducible_loss:g}")
-        if self.irreducible_loss_prior is not None:
-            parts.append("E ~ N({:g}, {:g})".format(*self.irreducible_loss_prior))
-        if self.min_tokens_per_param is not None:
-            parts.append(f"D/N >= {self.min_tokens_per_param:g}")
-        if self.params != "non-embedding":
-            parts.append(f"{self.params} params")
-        if self.exponent_prior is not None:
-            parts.append(self.exponent_prior.description)
-        return ", ".join(parts)
-
-    @property
-    def n_parameters(self) -> int:
-        form = "busbridge" if self.form == MEDIAN else self.form  # the median is refitted in the busbridge form
-        return len(SUPERVISED_FORMS[form].parameters) - (self.irreducible_loss is not None)
-
-    def members(self) -> list["SupervisedCandidate"]:
-        """The forms whose median this candidate is (itself for a single form)."""
-        if self.form != MEDIAN:
-            return [self]
-        return [replace(self, form=f) for f in AUTO_SUPERVISED]
-
-
-@dataclass(frozen=True)
-class CandidateScore:
-    """A candidate's backtest: its score (mean |relative error| by distance band, see
-    `Backtest.score`), or why it has none."""
-
-    name: str
-    n_parameters: int
-    backtest: Backtest | None
-    score: float | None
-    note: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "n_parameters": self.n_parameters, "score": self.score,
-                "note": self.note,
-                "bands": [{"label": b.label, "n": b.n, "mean_abs_error": b.mean_abs_error,
-                           "worst_error": b.worst_error} for b in (self.backtest.bands() if self.backtest else [])]}
-
-
-@dataclass
-class LawFit:
-    """The outcome of `fit_supervised` / `fit_distillation`: the chosen law (its fit record,
-    `law.fit`, holds the selection, backtest and extrapolation error, so a saved law keeps them),
-    the candidates and why the winner won."""
-
-    law: SupervisedLaw | DistillationLaw
-    fitter: SupervisedLawFitter | DistillationLawFitter
-    chosen: str
-    reason: str
-    candidates: list[CandidateScore]
-    backtest: Backtest | None
-    extrapolation_error: ExtrapolationError | None
-    rows: np.ndarray = field(repr=False)   # the runs the chosen law was fitted on
-    repetition_record: dict | None = None  # with unique tokens: the data-constrained candidate's errors
-
-    @property
-    def intervals(self) -> dict[str, tuple[float, float]]:
-        return self.fitter.intervals_
-
-    @property
-    def not_identified(self) -> dict[str, str]:
-        return self.fitter.not_identified_
-
-    @property
-    def record(self) -> FitRecord:
-        return self.law.fit
-
-    @property
-    def warnings(self) -> list[str]:
-        """What to know before using the fit (`fit` prints these): coefficients the runs do not pin
-        down, no backtest, intervals from few bootstrap resamples or that miss their estimate."""
-        from distillscale.laws.fitting import ROUGH_BELOW
-
-        record, messages = self.record, []
-        for name, why in record.not_identified.items():
-            messages.append(f"{name} is not identified by these runs ({why}): its value is not an estimate")
-        if not any(c.backtest is not None and c.backtest.held_out for c in self.candidates):
-            messages.append(f"no extrapolation backtest ({self.reason})")
-        resamples = self.fitter.bootstrap
-        if 0 < resamples < ROUGH_BELOW:
-            messages.append(f"the {record.level:.0%} intervals come from only {resamples} bootstrap resamples: "
-                            f"rough; use {ROUGH_BELOW} or more (--bootstrap / bootstrap=) to rely on them")
-        values = self.law.coefficients()
-        missed = [name for name, (low, high) in record.intervals.items()
-                  if name in values and name not in record.not_identified and not low <= values[name] <= high]
-        if missed:
-            messages.append(f"the {record.level:.0%} interval of {', '.join(missed)} does not contain the "
-                            "estimate (the bootstrap fits land elsewhere): not a meaningful interval; "
-                            "use more resamples or more runs")
-        return messages
-
-    def predict(self, *args) -> Prediction:
-        """The law's prediction with its interval: `predict(N, D)` for a supervised law,
-        `predict(N_S, D_S, L_T)` for a distillation law (floats or arrays)."""
-        return self.law.prediction(*args)
-
-    def laws(self, name: str = "fitted", source: str = "") -> LawSet:
-        """The law as a law set (a distillation law with the student's supervised law), as plan reads it."""
-        if isinstance(self.law, DistillationLaw):
-            return LawSet(name, self.law.student_law, self.law, source=source)
-        return LawSet(name, self.law, source=source)
-
-    def save(self, path: str | Path, name: str | None = None, overwrite: bool = False) -> None:
-        """Write the law with its fit record to law.json (atomically), for `distillscale ... --law`.
-        An existing file is replaced only with `overwrite=True`, and only if it is a law file (never
-        the table the law was fitted to)."""
-        check_path_argument(path)
-        source = (self.record.source or {}).get("file") if self.record is not None else None
-        self.laws(name or Path(path).stem, source="fitted with distillscale").save(
-            path, overwrite=overwrite, inputs=[source])
 
 
 def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None, form: str = "auto", total_params=None,
@@ -237,6 +107,11 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     if exponent_prior is not None and not isinstance(exponent_prior, ExponentPrior):
         raise ParameterError("exponent_prior", "{} must be an ExponentPrior(alpha=(mean, sd), beta=(mean, sd)), "
                              "got {value!r}", value=exponent_prior)
+    if form != "auto" and "total_params" in runs:
+        raise ParameterError(("total_params", "form"), "{} is only used with {} auto, where fits on total parameters "
+                             "are candidates beside those on non-embedding ones; a form given ({form!r}) is "
+                             "fitted on non-embedding parameters: drop the total parameters, or leave the form auto",
+                             form=form)
     if "unique_tokens" in runs:
         return fit_with_repetition(runs, form=form, irreducible_loss=irreducible_loss,
                                    irreducible_loss_prior=irreducible_loss_prior, exponent_prior=exponent_prior,
@@ -394,181 +269,32 @@ def _check_choices(loss: np.ndarray, irreducible_loss, irreducible_loss_prior, m
         raise ParameterError("min_tokens_per_param", "{} must be positive, got {value!r}", value=min_tokens_per_param)
 
 
-# The runs beyond this many epochs are predicted by the repetition backtest from those within it.
-REPETITION_BACKTEST_EPOCHS = 4.0
-# Fewer single-epoch runs than this: the law is fitted on every run, repeated ones included.
-MIN_FRESH_RUNS = 8
-
-
 def fit_with_repetition(runs: dict[str, np.ndarray], prior: RStarPrior = R_D_STAR_PRIOR, **options) -> LawFit:
     """`fit_supervised` for runs with unique-token counts (`runs["unique_tokens"]`).
 
     The form is chosen as usual (backtest by size) on the runs of at most one epoch (every run when
     fewer than MIN_FRESH_RUNS are). When some runs repeat data, two candidates are then fitted: the
-    plain law (repeated tokens counted as new) and the data-constrained one, whose R_D* is the
-    posterior under `prior` (what is known before the runs: Muennighoff et al.'s 15.4 with its
-    spread) given the runs, profiled jointly with the law's coefficients (`posterior_repetition`):
-    runs that cannot pin R_D* (few, or none beyond a few epochs) leave it near the prior with the
-    prior's wide interval. They are compared by a repetition backtest: both fitted on the runs of at
-    most `repetition_backtest_cut` epochs (REPETITION_BACKTEST_EPOCHS when runs go beyond it, else
-    the middle of the repeated runs' epochs) and scored on the others. The data-constrained law is
-    kept only when its backtest error is no worse than the plain law's, with R_D* and its interval in
-    `law.repetition` and the comparison in `law.repetition.backtest` (also `LawFit.repetition_record`);
-    otherwise, or with no runs to backtest on, the plain law is kept and the record says why. The
-    law's fit record keeps the selection, backtest and extrapolation error of the first step."""
-    N, D, loss, U = runs["params"], runs["tokens"], runs["loss"], runs["unique_tokens"]
-    repeated = D > U * 1.0001
-    base_rows = ~repeated if (~repeated).sum() >= MIN_FRESH_RUNS else np.ones(len(N), bool)
-    columns = {k: v[base_rows] for k, v in runs.items() if k != "unique_tokens"}
+    plain law (repeated tokens counted as new) and the data-constrained one, the chosen candidate
+    refitted with R_D* (`repetition_fit.refit_with_repetition`: its E, priors, data filter and N
+    column kept), whose R_D* is the posterior under `prior` (what is known before the runs:
+    Muennighoff et al.'s 15.4 with its spread) given the runs, profiled jointly with the law's
+    coefficients (`posterior_repetition`): runs that cannot pin R_D* (few, or none beyond a few
+    epochs) leave it near the prior with the prior's wide interval. They are compared by a repetition
+    backtest: both fitted on the runs of at most `repetition_backtest_cut` epochs
+    (REPETITION_BACKTEST_EPOCHS when runs go beyond it, else the middle of the repeated runs' epochs)
+    and scored on the others. The data-constrained law is kept only when its backtest error is no
+    worse than the plain law's, with R_D* and its interval in `law.repetition` and the comparison in
+    `law.repetition.backtest` (also `LawFit.repetition_record`); otherwise, or with no runs to
+    backtest on, the plain law is kept and the record says why."""
+    first = first_fit_rows(runs)
+    columns = {k: v[first] for k, v in runs.items() if k != "unique_tokens"}
     if "total_params" in columns:
         options["total_params"] = "total_params"
     result = fit_supervised(columns, **options)
-    if not repeated.any():
-        return result
-    # The profile refits the law some 15 times: in a gamma = 1 form (variable projection, fast);
-    # a chosen busbridge form is profiled as chinchilla.
-    form = result.law.fit.form if result.law.fit and result.law.fit.form in ("tied", "chinchilla") else "chinchilla"
-    fitter_options = {k: v for k, v in options.items() if k in ("huber_delta", "grid", "seed", "level", "bootstrap")}
-    level = options.get("level", 0.9)
-    make = lambda **o: SupervisedLawFitter(form, **{**fitter_options, "bootstrap": 0, **o})  # noqa: E731
-
-    def errors(law, repetition, rows):
-        predicted = law.predict(N[rows], D[rows]) if repetition is None else \
-            predict_repeated(law, repetition, N[rows], D[rows], U[rows])
-        return predicted / loss[rows] - 1
-
-    record = {"repeated_runs": int(repeated.sum()), "max_epochs": float(np.max(D / U)), "form": form,
-              "prior": {"median": prior.median, "log_sd": prior.log_sd, "source": prior.source}}
-    cut = repetition_backtest_cut(D / U)
-    if cut is None:
-        record["chosen"] = ("plain (no backtest: every repeated run has the same epochs, so none can be "
-                            "predicted from the others; predict --unique-tokens uses the published constants)")
-        result.repetition_record = record
-        return result
-    many = D / U > cut * 1.0001
-    early_plain = make().fit(N[~many], D[~many], loss[~many]).law_
-    early = posterior_repetition(make, N[~many], D[~many], U[~many], loss[~many], prior=prior, level=level)
-    plain_errors = errors(early_plain, None, many)
-    constrained_errors = errors(early.law, Repetition(early.R_D_star), many)
-    record["backtest"] = {
-        "fitted_up_to_epochs": cut, "n": int(many.sum()), "R_D_star": early.R_D_star,
-        "R_D_star_interval": list(early.interval),
-        "mean_abs_error_plain": float(np.mean(np.abs(plain_errors))),
-        "max_abs_error_plain": float(np.max(np.abs(plain_errors))),
-        "mean_abs_error_data_constrained": float(np.mean(np.abs(constrained_errors))),
-        "max_abs_error_data_constrained": float(np.max(np.abs(constrained_errors))),
-        "over_predicted_data_constrained": float(np.mean(constrained_errors > 0))}
-    score = record["backtest"]
-    keep = score["mean_abs_error_data_constrained"] <= score["mean_abs_error_plain"]
-    record["chosen"] = "data-constrained" if keep else \
-        "plain (the data-constrained law backtested worse than counting repeats as new)"
-    result.repetition_record = record
-    if not keep:
-        # Said in law.json: predict and plan then count repeats as new, as the backtest preferred
-        # (rather than fall back on the published constants, which it did not test).
-        result.law.repetition = counted_as_new("the data-constrained fit backtested worse "
-                                               f"({score['mean_abs_error_data_constrained']:.2%} vs "
-                                               f"{score['mean_abs_error_plain']:.2%})", record)
-        return result
-    # The data-constrained law on every run: R_D*'s posterior, the law refitted with its bootstrap there.
-    posterior = posterior_repetition(make, N, D, U, loss, prior=prior, level=level)
-    r_star = posterior.R_D_star
-    final = SupervisedLawFitter(form, **fitter_options).fit(N, effective_tokens(D, U, r_star), loss)
-    law = final.law_
-    law.fit = law.fit.model_copy(update={k: getattr(result.law.fit, k) for k in
-                                         ("selection", "backtest", "extrapolation_error")})
-    law.repetition = Repetition(r_star, None, posterior.interval, posterior.source, record)
-    result.law, result.fitter = law, final
-    # The law fitted first (e.g. the median of the forms, whose listing names the forms "not chosen")
-    # is replaced: say so, with its own first clause, rather than append to its reason.
-    first = result.reason.split(";")[0]
-    result.reason = (f"the {form} form with repetition (R_D* = {r_star:.3g}) replaces the {result.chosen} law "
-                     f"fitted first ({first}): it predicts repeated runs no worse (repetition backtest: "
-                     f"{score['mean_abs_error_data_constrained']:.2%} vs {score['mean_abs_error_plain']:.2%} "
-                     "counting repeats as new)")
-    result.chosen = f"{form}, data-constrained"
-    return result
-
-
-def repetition_backtest_cut(epochs: np.ndarray) -> float | None:
-    """The epochs a repetition backtest fits up to: REPETITION_BACKTEST_EPOCHS when runs go beyond
-    it, else the geometric middle of the repeated runs' epochs (so that some are beyond); None when
-    no run can be predicted from runs of fewer epochs (one level of repetition, or none)."""
-    epochs = np.asarray(epochs, float)
-    if np.any(epochs > REPETITION_BACKTEST_EPOCHS * 1.0001):
-        return REPETITION_BACKTEST_EPOCHS
-    levels = np.unique(np.round(epochs[epochs > 1.0001], 4))
-    if len(levels) < 2:
-        return None
-    middle = float(np.sqrt(levels[0] * levels[-1]))
-    return float(levels[levels <= middle * 1.0001].max()) if np.any(levels <= middle * 1.0001) else float(levels[0])
-
-
-@dataclass(frozen=True)
-class RStarPosterior:
-    """R_D* given a prior and the runs: the posterior median, its interval, the law fitted there, and
-    whether the runs narrowed the prior (`identified`) or left it (the interval mostly the prior's)."""
-
-    R_D_star: float
-    interval: tuple[float, float]
-    law: SupervisedLaw
-    identified: bool
-    prior: RStarPrior
-
-    @property
-    def source(self) -> str:
-        how = "fitted" if self.identified else "mostly the prior: the runs barely constrain it"
-        return f"posterior under the prior {self.prior.source} ({how})"
-
-
-# The profile's log grid of R_D* (0.5..2000, ratios of 2): the posterior is interpolated in log R_D*.
-POSTERIOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(2000.0), 13))
-
-
-def posterior_repetition(make, N, D, U, loss, *, prior: RStarPrior = R_D_STAR_PRIOR,
-                         level: float = 0.9) -> RStarPosterior:
-    """R_D* given `prior` and the runs. For each R_D* of POSTERIOR_GRID the law is refitted to
-    (N, D'(R_D*)); the runs' likelihood is Laplace's with its scale profiled, n log(mean |log
-    residual|), with n the runs that repeat data (only they carry R_D*; the residuals of a misfit
-    law are not independent, so all runs would overstate what they know). The posterior (prior x
-    likelihood, interpolated in log R_D*) gives the median and the `level` interval; the law is
-    refitted at the median. `identified`: the interval is under half the prior's width (in log)."""
-    N, D, U, loss = (np.asarray(x, float) for x in (N, D, U, loss))
-    n_repeated = int(np.sum(D > U * 1.0001))
-    log_like = []
-    for r_star in POSTERIOR_GRID:
-        law = make().fit(N, effective_tokens(D, U, r_star), loss).law_
-        residual = np.log(law.predict(N, effective_tokens(D, U, r_star)) / loss)
-        log_like.append(-n_repeated * np.log(max(float(np.mean(np.abs(residual))), 1e-12)))
-    fine = np.exp(np.linspace(np.log(POSTERIOR_GRID[0]), np.log(POSTERIOR_GRID[-1]), 2000))
-    log_post = np.interp(np.log(fine), np.log(POSTERIOR_GRID), log_like) + prior.log_density(fine)
-    weight = np.exp(log_post - log_post.max())
-    cdf = np.cumsum(weight) / weight.sum()
-    median, low, high = (float(fine[min(np.searchsorted(cdf, q), len(fine) - 1)])
-                         for q in (0.5, (1 - level) / 2, (1 + level) / 2))
-    prior_low, prior_high = prior.interval(level)
-    identified = np.log(high / low) < 0.5 * np.log(prior_high / prior_low)
-    law = make().fit(N, effective_tokens(D, U, median), loss).law_
-    return RStarPosterior(median, (low, high), law, bool(identified), prior)
-
-
-def profile_repetition(make, N, D, U, loss) -> tuple[float, SupervisedLaw]:
-    """R_D* and the law fitted jointly: for R_D* on a log grid (0.1..1000, then 20% steps around
-    the best, then 5%), the law's best fit to (N, D'(R_D*)); the R_D* whose fit has the lowest
-    objective."""
-    def objective(r_star):
-        fitter = make().fit(N, effective_tokens(D, U, r_star), loss)
-        return fitter.result_.fun, fitter.law_
-
-    fits = {}
-    for r_star in np.exp(np.linspace(np.log(0.1), np.log(1000.0), 9)):
-        fits[float(r_star)] = objective(r_star)
-    for step in (0.2, 0.05):
-        best = min(fits, key=lambda r: fits[r][0])
-        for r_star in best * np.exp(step * np.array([-3, -2, -1, 1, 2, 3])):
-            fits.setdefault(float(r_star), objective(r_star))
-    best = min(fits, key=lambda r: fits[r][0])
-    return best, fits[best][1]
+    rows = np.zeros(len(first), bool)
+    rows[np.flatnonzero(first)[result.rows]] = True
+    result.rows = rows
+    return refit_with_repetition(result, runs, prior)
 
 
 def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, tokens=None, teacher_loss=None,
@@ -600,7 +326,7 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
         raise ParameterError("form", "unknown {} {form!r}: use auto, " + " or ".join(DISTILLATION_FORMS), form=form)
     _check_fitter_options(DistillationLawFitter, fitter_options)
     names = DISTILLATION_FORMS if form == "auto" else (form,)
-    candidates = [_DistillationCandidate(name) for name in names]
+    candidates = [DistillationCandidate(name) for name in names]
 
     def make(candidate, **overrides) -> DistillationLawFitter:
         return DistillationLawFitter(student_law, tie_exponents=candidate.name == "tied",
@@ -685,13 +411,11 @@ def run_columns(data, **inputs: tuple[str | None, object]) -> dict[str, np.ndarr
     return columns
 
 
-@dataclass(frozen=True)
-class _DistillationCandidate:
-    name: str
-
-    @property
-    def n_parameters(self) -> int:
-        return 7 if self.name == "tied" else 9
+def _within(score: float, best: float, factor: float) -> bool:
+    """Whether `score` is within `factor` times `best`, scores within SCORE_TIE of each other counted
+    equal (so a best score of exactly 0 is no boundary that rounding can cross; an infinite factor
+    takes every finite score)."""
+    return score <= best + SCORE_TIE or score <= best * factor
 
 
 def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, scale_name: str,
@@ -727,7 +451,7 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
         scored = [s for c, s in zip(candidates, scores) if s.score is not None and can_win(c)]
     if scored:
         best = min(s.score for s in scored)
-        within = [s for s in scored if s.score <= best * (1 + PARSIMONY)]
+        within = [s for s in scored if _within(s.score, best, 1 + PARSIMONY)]
         winner = min(within, key=lambda s: (s.n_parameters, scores.index(s)))
         index = scores.index(winner)
         lowest = min(scored, key=lambda s: s.score)
@@ -756,9 +480,10 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
     extrapolation = None
     # Candidates whose backtest error is far above the best (more than POOL_WITHIN times) could not
     # have won under a luckier draw of the runs: their errors measure a form nobody would choose.
-    contenders = [s for s in scored if s.score <= POOL_WITHIN * min(x.score for x in scored)] if scored else []
-    pooled = [s.backtest for s in contenders if s.backtest.held_out]
-    if chosen_backtest is not None and chosen_backtest.held_out:
+    contenders = [s for s in scored if _within(s.score, min(x.score for x in scored), POOL_WITHIN)]
+    pooled = [s.backtest for s in contenders if s.backtest.held_out] or \
+        ([chosen_backtest] if chosen_backtest is not None and chosen_backtest.held_out else [])
+    if pooled:
         # The winner of a selection by backtest has, by construction, the luckiest backtest: its own
         # errors understate its error beyond the runs (winner's curse). The errors of every
         # candidate together measure the extrapolation error of fitting *and choosing* a form.
@@ -770,7 +495,8 @@ def _select(candidates, scales, observed, eligible, fit_predict, final_fit, *, s
                                                       float(scales[index][rows].max()))
     if settings is not None:
         extrapolation = extrapolation.with_seed_noise(settings[rows], observed[rows])
-    result = LawFit(fitter.law_, fitter, chosen.name, reason, scores, chosen_backtest, extrapolation, rows)
+    result = LawFit(fitter.law_, fitter, chosen.name, reason, scores, chosen_backtest, extrapolation, rows,
+                    candidate=chosen)
     fitter.law_.fit = fitter.law_.fit.model_copy(update={
         "selection": Selection(chosen=chosen.name, reason=reason, candidates=[c.to_dict() for c in scores]),
         "backtest": chosen_backtest.to_dict() if chosen_backtest is not None else None,
