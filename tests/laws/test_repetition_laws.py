@@ -334,3 +334,22 @@ def test_the_data_constrained_refit_keeps_the_users_choices():
     assert error.n_points == len(fit.backtest.held_out) and fit.law.fit.backtest == fit.backtest.to_dict()
     assert (error.fitted_min, error.fitted_max) == (N[kept].min(), N[kept].max())
 
+
+def test_a_model_that_repeats_nothing_pays_no_repetition_penalty_under_r_n_star():
+    """Issue 57 M1: with R_N* set (the published constants) a model larger than compute-optimal for
+    its data was charged +5.5% at U = D, its penalty measured against the plain law rather than the
+    same law at U = D, and `unique_tokens_needed` offered D as the fix. Repetition costs nothing
+    until the data repeats."""
+    from distillscale.laws.repetition import repetition_penalty, unique_tokens_needed
+
+    law, N, D = muennighoff_law(), 1e10, 2e10     # 2 tokens per parameter: far above compute-optimal
+    assert PUBLISHED.R_N_star is not None
+    for U in (D, 2 * D, 1e3 * D):
+        assert repetition_penalty(law, PUBLISHED, N, D, U) == 0.0
+        check = assess(law, N, D, U, repetition=PUBLISHED)
+        assert check.penalty == 0.0 and check.loss_repeated == check.loss_fresh == law.predict(N, D) and check.within
+    # repeating does cost, and the unique data that keeps it within 1% is less than D and does keep it there
+    assert repetition_penalty(law, PUBLISHED, N, D, D / 8) > 0.01
+    needed = unique_tokens_needed(law, PUBLISHED, N, D, 0.01)
+    assert needed < D and repetition_penalty(law, PUBLISHED, N, D, needed) == pytest.approx(0.01, rel=1e-3)
+    assert repetition_penalty(law, PUBLISHED, [N, N], [D, D], [D, D / 8]).tolist()[0] == 0.0

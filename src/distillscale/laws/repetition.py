@@ -148,17 +148,31 @@ def effective_params(law, N, U, R_N_star: float) -> np.ndarray:
 
 
 def predict_repeated(law, repetition: Repetition, N, D, U):
-    """The law's loss (nats/token) for N parameters trained on D tokens of which U are unique."""
+    """The data-constrained law's loss (nats/token) for N parameters trained on D tokens of which U
+    are unique (U above D counts as D: a run sees no more unique tokens than it trains on).
+
+    With R_N* set, this is below the plain law's loss even without repetition for a model larger
+    than compute-optimal for its data (N' < N at U = D): compare it with itself at U = D
+    (`repetition_ratio`), not with the plain law, to see what repetition costs."""
     _check_unique(U)
+    U = np.minimum(np.asarray(U, float), np.asarray(D, float))
     D_eff = effective_tokens(D, U, repetition.R_D_star)
     N_eff = N if repetition.R_N_star is None else effective_params(law, N, U, repetition.R_N_star)
     return law.predict(N_eff, D_eff)
 
 
-def repetition_penalty(law, repetition: Repetition, N, D, U):
-    """Relative loss increase of D tokens with U unique over D fresh tokens (0 without repetition)."""
-    out = np.asarray(predict_repeated(law, repetition, N, D, U), float) / np.asarray(law.predict(N, D), float) - 1.0
+def repetition_ratio(law, repetition: Repetition, N, D, U):
+    """What repeating costs, as a factor on the loss: the data-constrained law with U unique tokens
+    over the same law with D unique ones (1 at U >= D, whatever R_N* says of the model's size)."""
+    out = (np.asarray(predict_repeated(law, repetition, N, D, U), float)
+           / np.asarray(predict_repeated(law, repetition, N, D, D), float))
     return float(out) if out.ndim == 0 else out
+
+
+def repetition_penalty(law, repetition: Repetition, N, D, U):
+    """Relative loss increase of D tokens with U unique over D fresh tokens (0 without repetition):
+    `repetition_ratio` - 1."""
+    return repetition_ratio(law, repetition, N, D, U) - 1.0
 
 
 def unique_tokens_needed(law, repetition: Repetition, N: float, D: float, max_penalty: float) -> float:
@@ -263,7 +277,7 @@ class RepetitionAssessment:
     unique_tokens: float
     epochs: float
     loss_fresh: float            # the law's loss with D unique tokens (nats/token)
-    loss_repeated: float         # with U unique tokens repeated to D
+    loss_repeated: float         # with U unique tokens repeated to D: loss_fresh times `repetition_ratio`
     penalty: float               # loss_repeated / loss_fresh - 1
     max_penalty: float
     unique_tokens_needed: float  # the fewest unique tokens keeping the penalty within max_penalty
@@ -305,11 +319,10 @@ def repeated_prediction(law, prediction, N, D, U, repetition: Repetition | None 
     interval (an R_D* the runs pin loosely widens it). Floats or arrays."""
     _check_unique(U)
     repetition = repetition or getattr(law, "repetition", None) or PUBLISHED
-    fresh = np.asarray(law.predict(N, D), float)
-    repeated = np.asarray(predict_repeated(law, repetition, N, D, U), float)
-    out = prediction.scaled(repeated / fresh if repeated.ndim else float(repeated / fresh))
+    ratio = np.asarray(repetition_ratio(law, repetition, N, D, U), float)
+    out = prediction.scaled(ratio if ratio.ndim else float(ratio))
     if repetition.interval:
-        ends = [np.asarray(predict_repeated(law, Repetition(r, repetition.R_N_star), N, D, U), float) / repeated
+        ends = [np.asarray(repetition_ratio(law, Repetition(r, repetition.R_N_star), N, D, U), float) / ratio
                 for r in repetition.interval]
         out = out.stretched(np.minimum(*ends), np.maximum(*ends))
     return out
@@ -322,7 +335,7 @@ def assess(law, N: float, D: float, U: float, max_penalty: float = DEFAULT_MAX_P
     _check_unique(U)
     repetition = repetition or getattr(law, "repetition", None) or PUBLISHED
     fresh = float(law.predict(N, D))
-    repeated = float(predict_repeated(law, repetition, N, D, U))
-    return RepetitionAssessment(float(N), float(D), float(U), float(D / U), fresh, repeated,
-                                repeated / fresh - 1.0, max_penalty,
+    penalty = float(repetition_penalty(law, repetition, N, D, U))
+    return RepetitionAssessment(float(N), float(D), float(U), float(D / U), fresh, fresh * (1.0 + penalty),
+                                penalty, max_penalty,
                                 unique_tokens_needed(law, repetition, N, D, max_penalty), repetition)

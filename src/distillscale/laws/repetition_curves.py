@@ -157,8 +157,7 @@ def fit_repetition_curve(N, D, U, loss, *, name: str = "runs", form: str = "auto
         max_loss = float(loss[most].mean())
         own = fit_repetition(law, N[rows], D[rows], U[rows], loss[rows], level=level, bootstrap=bootstrap,
                              seed=seed)
-        fitted = float(predict_repeated(law, law.repetition, size, budget, U[most[0]])
-                       / predict_repeated(law, law.repetition, size, budget, budget)) - 1
+        fitted = float(repetition_penalty(law, law.repetition, size, budget, U[most[0]]))
         seeds = min(len(most), len(once)) if len(once) else len(most)
         sizes.append(SizeRepetition(float(size), float(budget), own.R_D_star, own.interval, one_epoch,
                                     float(epochs[most[0]]), max_loss,
