@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -135,3 +136,27 @@ def test_epoch_fit_prints_its_backtest_and_still_reproduces_epoch(cli, shared_da
         assert record["coefficients"][name] == pytest.approx(value, rel=0.01), name
     assert record["form"] == "chinchilla" and record["backtest"]["bands"]
     assert record["candidates"][0]["score"] == pytest.approx(record["backtest"]["score"])
+
+
+def test_each_distance_beyond_the_runs_is_scaled_by_its_own_span():
+    """Issue 57 M3: a student beyond the fitted sizes had its size distance scaled by the span of
+    teacher strengths (1.75x here, 0.8 doublings) instead of the span of sizes (100x, 6.6
+    doublings): a lever of 3.5 where the sizes give 1.3, so intervals many times too wide."""
+    preset = load_laws("busbridge2025")
+    law = preset.distillation
+    law.fit = FitRecord(data_range={"params": [1e8, 1e10], "tokens": [1e9, 1e12], "tokens_per_param": [1, 1e3]},
+                        extrapolation_error=ExtrapolationError(0.9, 0.05, 40, "teacher strength (1 / teacher loss)",
+                                                               1 / 3.5, 1 / 2.0))
+    sizes, strengths = math.log2(100.0), math.log2(3.5 / 2.0)
+
+    def half_width(N_S, L_T):
+        prediction = law.prediction(N_S, 20 * N_S, L_T)
+        return prediction.extrapolation / prediction.value
+
+    # a student 4x beyond the largest size, a teacher within the fitted strengths: 2 doublings / 6.6
+    assert half_width(4e10, 2.5) == pytest.approx(0.05 * (1 + 2 / sizes), rel=1e-9)
+    # a teacher beyond the strongest (1 / 1.75 over 1 / 2), a student within the sizes: its own span
+    assert half_width(1e9, 1.75) == pytest.approx(0.05 * (1 + math.log2(2.0 / 1.75) / strengths), rel=1e-9)
+    # both beyond: the farther, each in its own span
+    assert half_width(4e10, 1.75) == pytest.approx(0.05 * (1 + max(2 / sizes, math.log2(2.0 / 1.75) / strengths)),
+                                                   rel=1e-9)

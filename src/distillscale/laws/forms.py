@@ -24,7 +24,7 @@ from distillscale.checks import checked
 from distillscale.errors import ParameterError
 from distillscale.laws.record import FitRecord
 from distillscale.laws.repetition import Repetition, predict_repeated
-from distillscale.laws.uncertainty import Prediction, combine
+from distillscale.laws.uncertainty import Prediction, combine, equivalent_distance
 
 ArrayLike = Any
 
@@ -212,7 +212,9 @@ class DistillationLaw:
     def prediction(self, N_S: ArrayLike, D_S: ArrayLike, L_T: ArrayLike) -> Prediction:
         """The student loss with its interval: the bootstrap's (student law held at its fitted
         coefficients) combined with the backtest's extrapolation error at the distance beyond the
-        fitted runs, the larger of the teacher's (strength 1/L_T) and the student's (size)."""
+        fitted runs, the larger of the teacher's (strength 1/L_T) and the student's (size), each
+        scaled by its own fitted span (`uncertainty.equivalent_distance`): `distance` is in units
+        of teacher strength."""
         value = self.predict(N_S, D_S, L_T)
         # The student law's E, when its runs do not pin it down, moves Ltilde_S: so does the student.
         alternatives = [DistillationLaw(**self.coefficients(), student_law=law).predict(N_S, D_S, L_T)
@@ -228,7 +230,12 @@ class DistillationLaw:
         if extrapolation is not None:
             distance = (1.0 / _pos(L_T, "L_T")) / extrapolation.fitted_max
             if self.fit.data_range is not None:
-                distance = np.maximum(distance, _pos(N_S, "N_S") / self.fit.data_range.params[1])
+                # A student beyond the fitted sizes: its distance in units of the size span, as the
+                # teacher-strength distance of the same lever (the error is measured in the latter).
+                smallest, largest = self.fit.data_range.params
+                distance = np.maximum(distance, equivalent_distance(
+                    _pos(N_S, "N_S") / largest, largest / smallest,
+                    extrapolation.fitted_max / extrapolation.fitted_min))
         level = _level(self.fit) or _level(self.student_law.fit)
         return _floored(combine(value, boot, extrapolation, distance, level), loss_floor(self.student_law))
 

@@ -52,6 +52,17 @@ def lever(distance, span) -> np.ndarray:
     return 1.0 + np.log2(np.maximum(np.asarray(distance, float), 1.0)) / doublings_fitted
 
 
+def equivalent_distance(distance, span, own_span) -> np.ndarray:
+    """`distance` beyond runs that span `span` (both ratios of scales, e.g. a student's size over the
+    largest fitted and the largest over the smallest fitted size), as the distance beyond runs
+    spanning `own_span` (the scale an `ExtrapolationError` measures) with the same lever 1 + t / S:
+    each distance scaled by its own span, so two scales can be compared (the farther one counts)."""
+    doublings = np.log2(np.maximum(np.asarray(distance, float), 1.0))
+    ratio = (np.maximum(np.log2(np.asarray(own_span, float)), MIN_SPAN_DOUBLINGS)
+             / np.maximum(np.log2(np.asarray(span, float)), MIN_SPAN_DOUBLINGS))
+    return np.exp2(doublings * ratio)
+
+
 # When no backtest is possible, the literature's error stands in: Choshen et al. 2024 (485 models)
 # report about 4% absolute relative error as *typical* when extrapolating scaling laws (docs/science.md
 # §8). A typical (mean) |error| is not a 90% half-width: for half-normal errors the 90% quantile is
