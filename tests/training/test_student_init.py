@@ -132,3 +132,19 @@ def test_a_start_is_checked_against_the_run_tokenizer_and_context(cli, tmp_path,
     (padded / "tokenizer.json").unlink()
     (padded / "tokenizer_config.json").unlink()
     assert cli("train", *run, *RUN, "--student-init", padded)[0] == 0
+
+
+def test_tilde_paths_in_a_config_file_are_the_home_directory(cli, tmp_path, tokenizer, monkeypatch):
+    """`~` in a config file's paths was kept literally: `out = "~/run"` wrote a directory named ~ under the working
+    directory, and the same path as --student-init and out escaped the input check."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    save_qwen3(tmp_path / "home" / "qwen3", tokenizer)
+    config = tmp_path / "run.toml"
+    config.write_text('out = "~/run"\nstudent_init = "~/qwen3"\ntokenizer = "~/qwen3"\n')
+    assert cli("train", "--config", config, *RUN)[0] == 0
+    assert (tmp_path / "home" / "run" / "result.json").is_file() and not (tmp_path / "~").exists()
+    config.write_text('out = "~/run"\nstudent_init = "~/run"\ntokenizer = "~/qwen3"\noverwrite = true\n')
+    code, _, err = cli("train", "--config", config, *RUN)
+    assert code == 2 and "is also an input of this command" in err, err
+    assert (tmp_path / "home" / "run" / "result.json").is_file()

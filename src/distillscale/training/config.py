@@ -35,7 +35,8 @@ from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
                                               OnPolicyConfig, chunk_tokens)
 from distillscale.training.start_lr import MUP_BASE_LR, START_LR, with_start_lr
-from distillscale.training.teacher_options import check_mixture, flag, redacted_url, teacher_api_base
+from distillscale.training.teacher_options import (check_mixture, flag, redacted_url, teacher_api_base,
+                                                   teacher_location, teacher_name)
 from distillscale.units import Quantity, check_quantity
 
 
@@ -85,6 +86,19 @@ class CorpusSettings(Settings):
         description="train on a fixed subset of U tokens of the split (1K-token chunks in a fixed "
                     "random order; whole windows of seq_len, so U rounds down to a multiple of it), "
                     "repeated as the budget needs, e.g. 50K (default: the whole split)")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _home(cls, value: Any, info: ValidationInfo) -> Any:
+        """`~` in every path setting of the run (this group's and the others'; a config file's path is
+        not expanded by a shell) is the home directory, before anything reads or compares it."""
+        def expanded(path: Any) -> Any:
+            if not isinstance(path, Path):
+                return path
+            name = teacher_name(path) if info.field_name == "teacher" else None  # NAME=PATH keeps its NAME
+            return Path(f"{name}={teacher_location(path).expanduser()}") if name else path.expanduser()
+
+        return [expanded(item) for item in value] if isinstance(value, list) else expanded(value)
 
     def data_config(self) -> DataConfig:
         """The corpus and tokenizer these settings name, as the data layer takes them."""
