@@ -132,6 +132,9 @@ def test_export_never_replaces_the_run_directory(tmp_path, cli, tokenizer):
         code, _, err = cli("export-hf", tmp_path / "run", target, "--overwrite")
         assert code == 2
         assert "would replace the run directory" in err
+    # nor inside it: the export's files changed the run (it was written there)
+    code, _, err = cli("export-hf", tmp_path / "run", tmp_path / "run" / "hf")
+    assert code == 2 and "is inside" in err and "an input of this command" in err, err
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
 
 

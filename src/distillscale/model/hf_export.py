@@ -225,7 +225,7 @@ def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
         raise UserError(f"output directory {out_dir} would replace the run directory {run_dir}: "
                         "choose another output directory")
     check_output_dir(out_dir, is_ours=lambda path: (path / EXPORT_MARKER).is_file(), flag="OUT_DIR",
-                     what="distillscale export")
+                     what="distillscale export", inputs=[run_dir])  # nor inside the run: the output rule
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise UserError(f"output directory {out_dir} holds an earlier export: pass --overwrite to replace "
                         "it, or choose another one")
