@@ -221,6 +221,39 @@ def test_the_page_has_a_control_for_where_the_student_starts(cli):
     assert "the student's start 'grown'" in bad["errors"]["student-init"]
 
 
+def test_the_page_says_how_to_run_the_student_at_the_law_or_a_batch_you_fix(cli):
+    """The page's API answers with each run's lr, batch, steps and warmup (the plan's `recipes`, as
+    `plan --json` prints them) and the student's in its summary; the hyperparameter law and a fixed
+    batch are controls, their bad values named beside them; the page reads no law file a request names."""
+    import re
+    from importlib import resources
+
+    static = resources.files("distillscale.serve") / "static"
+    html, script = (static / "index.html").read_text(), (static / "app.js").read_text()
+    assert 'id="hyperparameter-law-error"' in html and 'id="batch-tokens-error"' in html
+    assert 'batch_tokens: $("batch-tokens").value' in script and re.search(r"function recipeCard", script)
+
+    planner = Planner()
+    assert planner.laws_info()["hyperparameter_laws"] == {"default": "steplaw2025",
+                                                          "presets": ["steplaw2025", "deepseek2024"]}
+    query = PlanQuery(law="busbridge2025", compute="1e21", student="546M", scenario="best-case", batch_tokens="8M")
+    response = planner.update(query)
+    assert response["ok"] and "--batch-tokens 8e+06" in response["cli"]
+    assert response["plan"] == _cli_json(cli, "--compute", "1e21", "--student-params", "546M", "--scenario",
+                                         "best-case", "--batch-tokens", "8M")
+    recipe = response["summary"]["recipe"]
+    assert recipe == response["plan"]["recipes"]["best-case"] and recipe["batch_tokens"] == 8e6
+    assert recipe["regime_adaptation"]["loss_penalty"] > 0 and recipe["lr"] > 0 and recipe["steps"] > 0
+    assert "How to run it (hyperparameter law steplaw2025" in response["text"]
+    plain = planner.update(PlanQuery(**{**vars(query), "batch_tokens": ""}))["summary"]["recipe"]
+    assert plain["batch_tokens"] == plain["optimal_batch_tokens"] and plain["regime_adaptation"] is None
+    for change, control, says in (({"batch_tokens": "lots"}, "batch-tokens", "the batch must be a positive number"),
+                                  ({"hyperparameter_law": "/etc/hostname"}, "hyperparameter-law",
+                                   "is not one the page offers: use one of steplaw2025, deepseek2024")):
+        bad = planner.update(PlanQuery(**{**vars(query), **change}))
+        assert not bad["ok"] and list(bad["errors"]) == [control] and says in bad["errors"][control]
+
+
 @pytest.mark.slow
 def test_choosing_a_pruned_start_on_the_page_plans_as_the_cli(server, browser, cli):
     page = browser.new_page()

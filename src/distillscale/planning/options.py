@@ -25,6 +25,7 @@ from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.modes import OnPolicy
+from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW, HYPERPARAMETER_LAW_HELP
 from distillscale.settings import quantity
 from distillscale.units import Quantity, check_parameter, parse_quantity
 
@@ -130,6 +131,11 @@ class PlanSettings(CommandSettings):
                         f"teacher, `distillscale prune`): its tokens count {PRUNED_MICRO.value:g}x "
                         f"[{PRUNED_MICRO.interval[0]:g}, {PRUNED_MICRO.interval[1]:g}] in the law, "
                         f"{PRUNED_MICRO.note}")
+    hyperparameter_law: str = option(DEFAULT_HYPERPARAMETER_LAW, help=HYPERPARAMETER_LAW_HELP)
+    batch_tokens: Annotated[float | None, quantity("--batch-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="a batch you fix for every run, in tokens (e.g. 4M, to fill many GPUs): each run's lr at "
+                   "that batch and, above the law's B*, the loss penalty and the tokens that recover it "
+                   "(Hoffer et al.'s regime adaptation; default: each run at the law's B*)")
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write a figure (.png or .svg)")
     overwrite: bool = option(False, help="replace the figure file if distillscale drew it")

@@ -3,6 +3,7 @@
     import distillscale as ds
     p = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case")
     p.plans[0].student_loss, p.plans[0].verdict, p.warnings
+    p.recipes["best-case"].lr, .batch_tokens, .steps    # how to run each model (planning.recipes)
     print(p.as_text()); p.to_json(); p.as_cli_command()
     ds.plan_supervised("epoch2024", compute=1e21)     # the compute-optimal N and D, no teacher
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from distillscale.errors import ParameterError
+from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
@@ -63,7 +64,9 @@ def plan(law, *, teacher: ExistingTeacher | None = None, on_policy: OnPolicy | N
         min_tokens_per_param, max_tokens_per_param (the search's limits), flops, n_ctx, vocab_size,
         aspect_ratio (the FLOP accounting), logit_cache, teacher_remote, teacher_compute,
         unique_tokens and max_penalty (a limited corpus: every loss and verdict after repetition,
-        `plan.repetition`), student_init ("scratch" or "pruned").
+        `plan.repetition`), student_init ("scratch" or "pruned"), hyperparameter_law (a preset or a
+        file: each run's peak lr, batch, steps and warmup, `plan.recipes`; default steplaw2025) and
+        batch_tokens (a batch fixed for every run: its lr and, above B*, its loss penalty).
     """
     laws, spec = _load(law)
     return plan_from_settings(PlanSettings.from_python(spec, teacher=teacher, on_policy=on_policy, **options), laws)
@@ -73,7 +76,8 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None) -> Pl
     """The plan `distillscale plan` prints for `settings` (its output options aside); `laws`: the
     law set already loaded for `settings.law` (the planner page's, a Python caller's law object)."""
     laws = laws if laws is not None else load_laws(settings.law)
-    return with_repetition(_plan(laws, settings))
+    hyperparameters = _hyperparameter_law(settings)  # a bad one is refused before the plan is made
+    return _with_recipes(with_repetition(_plan(laws, settings)), hyperparameters)
 
 
 def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
@@ -125,7 +129,9 @@ def plan_supervised(law, *, compute: float, params: float | None = None,
                                             max_params=max_params, flops=flops)
     except ParameterError as exc:
         raise exc.renamed({"student_params": "params"}) from None
-    return _supervised_plan(laws, _forward_flops(laws, flops, None, None, None), settings)
+    hyperparameters = _hyperparameter_law(settings)
+    return _with_recipes(_supervised_plan(laws, _forward_flops(laws, flops, None, None, None), settings),
+                         hyperparameters)
 
 
 def rank_teachers_for(law, *, student_params: float, student_tokens: float,
@@ -199,6 +205,32 @@ def _load(law) -> tuple[LawSet, str]:
         raise ParameterError("law", f"{{}} must be a preset name, a law file, a LawSet or a fitted law, "
                                     f"got {type(law).__name__}")
     return laws, laws.spec or "law.json"
+
+
+def _hyperparameter_law(settings: PlanSettings):
+    """The settings' hyperparameter law; one that cannot be read is a ParameterError naming it."""
+    from distillscale.laws.hyperparameters import load_hyperparameter_law
+
+    try:
+        return load_hyperparameter_law(settings.hyperparameter_law)
+    except UserError as exc:
+        raise ParameterError.about("hyperparameter_law", f"{ParameterError.NAME}: {exc}") from None
+
+
+def _with_recipes(result: Plan, law) -> Plan:
+    """The plan with how to run each of its runs under the hyperparameter `law` (`planning.recipes`),
+    at the plan's context and aspect ratio; a given student model at its own width and context."""
+    from distillscale.planning.recipes import plan_recipes
+
+    settings, forward = result.settings, result.planner.flops
+    model, n_ctx = None, forward.n_ctx
+    if settings.student_model is not None:
+        from distillscale.model.checkpoint import load_config
+
+        model = load_config(settings.student_model)
+        n_ctx = min(n_ctx, model.max_seq_len)  # as `_student` prices it
+    return replace(result, recipes=plan_recipes(result.runs(), law, n_ctx, forward.aspect_ratio,
+                                                settings.batch_tokens, model))
 
 
 def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,

@@ -21,6 +21,7 @@ from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.options import PlanSettings
+from distillscale.planning.recipes import RunRecipe
 from distillscale.planning.render import plan_text
 from distillscale.planning.repetition import (PRETRAIN_INSTEAD, repeated_distillation, repeated_supervised,
                                               repeated_sweep, repetition_check)
@@ -53,6 +54,9 @@ class Plan:
     repetition: dict[str, RepetitionAssessment] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     planner: SupervisedPlanner | None = field(default=None, repr=False, compare=False)
+    # How to run each of `runs()` (its peak lr, batch, steps, warmup) under the settings'
+    # hyperparameter law (`planning.recipes`).
+    recipes: dict[str, RunRecipe] = field(default_factory=dict)
 
     @property
     def compute(self) -> float:
@@ -92,6 +96,8 @@ class Plan:
         record = {**self._record(), "warnings": list(self.warnings)}
         if self.repetition:
             record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
+        if self.recipes:
+            record["recipes"] = {name: recipe.to_dict() for name, recipe in self.recipes.items()}
         return record
 
     def _record(self) -> dict:
@@ -104,6 +110,11 @@ class Plan:
     def model_losses(self) -> dict[str, float]:
         """The predicted loss of each of `models()`, as the plan shows it, with fresh data."""
         raise NotImplementedError
+
+    def runs(self) -> dict[str, tuple[float, float]]:
+        """The training runs the plan asks for, by name: (parameters, tokens trained on): its
+        models, and the teacher's pre-training where a scenario pays for it ("<scenario> teacher")."""
+        return self.models()
 
     def to_json(self) -> str:
         return json_text(self.to_dict(), indent=2)
@@ -155,6 +166,9 @@ class ScenarioPlans(Plan):
             models[PRETRAIN_INSTEAD.format(p.scenario.name)] = (p.student_params, p.supervised.tokens)
         return models
 
+    def runs(self) -> dict[str, tuple[float, float]]:
+        return _with_teachers(self.models(), self.plans)
+
     def model_losses(self) -> dict[str, float]:
         losses = {}
         for p in (p.fresh or p for p in self.plans):
@@ -197,6 +211,9 @@ class StudentSizePlans(Plan):
             models[PRETRAIN_INSTEAD.format(sweep.scenario.name)] = (sweep.supervised_best.student_params,
                                                                    sweep.supervised_best.tokens)
         return models
+
+    def runs(self) -> dict[str, tuple[float, float]]:
+        return _with_teachers(self.models(), [sweep.best for sweep in self.sweeps])
 
     def model_losses(self) -> dict[str, float]:
         losses = {}
@@ -311,9 +328,30 @@ class ModeComparison(Plan):
     def model_losses(self) -> dict[str, float]:
         return {m.name: m.fresh_data_loss for m in self.modes}
 
+    def runs(self) -> dict[str, tuple[float, float]]:
+        """Each mode's student and the tokens it trains on (on-policy: its sampled continuations too)."""
+        return {m.name: (self.student_params, m.student_tokens) for m in self.modes}
+
     def repetition_checks(self) -> dict[str, RepetitionAssessment]:
         """The checks `compare_modes` priced each mode with (already in their losses)."""
         return {m.name: m.repetition for m in self.modes}
+
+
+# The name of the teacher a scenario pre-trains, beside its student.
+TEACHER_RUN = "{} teacher"
+
+
+def _with_teachers(models: dict[str, tuple[float, float]], plans: list[DistillationPlan]
+                   ) -> dict[str, tuple[float, float]]:
+    """`models` with each plan's teacher pre-training after its student, where the scenario pays for it."""
+    teachers = {p.scenario.name: (p.teacher_params, p.teacher_tokens) for p in plans
+                if p.scenario.teacher_pretraining and p.teacher_params and p.teacher_tokens}
+    runs = {}
+    for name, model in models.items():
+        runs[name] = model
+        if name in teachers:
+            runs[TEACHER_RUN.format(name)] = teachers[name]
+    return runs
 
 
 def _has_interval(prediction) -> bool:

@@ -88,11 +88,26 @@ def plot_plan(plan: Plan):
     against budget (1/100x to 100x) for a given student; both with fresh data (the curves are the
     law's: a plan's losses after repetition, `unique_tokens`, are not on them)."""
     if plan.kind == "sweep":
-        return plot_student_size_sweep([sweep.fresh or sweep for sweep in plan.sweeps])
-    first = plan.plans[0]
-    budgets = np.geomspace(plan.compute / 100, plan.compute * 100, 17)
-    return plot_loss_vs_compute(plan.planner, first.student_params, budgets, plan.compute,
-                                first.flops.student / (3.0 * first.student_tokens))
+        figure = plot_student_size_sweep([sweep.fresh or sweep for sweep in plan.sweeps])
+    else:
+        first = plan.plans[0]
+        budgets = np.geomspace(plan.compute / 100, plan.compute * 100, 17)
+        figure = plot_loss_vs_compute(plan.planner, first.student_params, budgets, plan.compute,
+                                      first.flops.student / (3.0 * first.student_tokens))
+    return with_recipes(figure, plan.recipes)
+
+
+def with_recipes(figure, recipes: dict):
+    """`figure` with how to run each of the plan's runs written under it (`planning.recipes`)."""
+    if not recipes:
+        return figure
+    first = next(iter(recipes.values()))
+    lines = [f"how to run it (hyperparameter law {first.law}; batch in tokens, sequences of {first.n_ctx:,}):"]
+    lines += [f"{r.name}: peak lr {r.lr:.3g}, batch {format_quantity(r.batch_tokens)} ({r.batch_sequences:,} seq.), "
+              f"{r.steps:,} steps, warmup {r.warmup_steps:,}"
+              + ("" if r.mup_base_lr is None else f", muP --lr {r.mup_base_lr:.3g}") for r in recipes.values()]
+    figure.text(0.01, -0.02, "\n".join(lines), fontsize=7, va="top", ha="left", family="monospace")
+    return figure
 
 
 def plot_student_size_sweep(sweeps: list[StudentSweep]):

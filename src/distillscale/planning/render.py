@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
+from distillscale.planning.recipes import MUP_BASE_WIDTH, WARMUP_RULE
 from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, what_would_tell
 from distillscale.units import format_quantity
 
@@ -46,6 +47,7 @@ class PlanView(Protocol):
     settings: Any  # its PlanSettings
     warnings: list[str]
     planner: Any  # its solver (SupervisedPlanner or DistillationPlanner)
+    recipes: dict  # name -> RunRecipe (`planning.recipes`)
 
     @property
     def compute(self) -> float: ...
@@ -57,7 +59,50 @@ class PlanView(Protocol):
 
 
 def plan_renderables(plan: PlanView) -> list:
-    """The tables and notes that show a plan, in print order."""
+    """The tables and notes that show a plan, in print order: the plan, then how to run it."""
+    return _plan_renderables(plan) + recipe_renderables(plan.recipes)
+
+
+def recipe_renderables(recipes: dict) -> list:
+    """How to run each model of a plan (`planning.recipes`): a line per run (one line each, so it
+    reads at any width and copies whole), what the numbers mean and, at a batch the user fixed,
+    each run's regime adaptation."""
+    if not recipes:
+        return []
+    first = next(iter(recipes.values()))
+    out = [styled((f"How to run it (hyperparameter law {first.law}; *: N or D outside its data):", "bold"))]
+    for recipe in recipes.values():
+        low, high = recipe.lr_interval
+        out.append(f"{recipe.name}{'*' if recipe.beyond_data else ''}: N {format_quantity(recipe.params)}, "
+                   f"D {format_quantity(recipe.tokens)} tokens; peak lr {recipe.lr:.3g} ({recipe.level:.0%}: "
+                   f"{low:.2g} to {high:.2g}); batch {format_quantity(recipe.batch_tokens)} tokens = "
+                   f"{recipe.batch_sequences:,} sequences x {recipe.n_ctx:,}; {recipe.steps:,} steps, warmup "
+                   f"{recipe.warmup_steps:,} steps"
+                   + ("" if recipe.mup_base_lr is None else f"; muP --lr {recipe.mup_base_lr:.3g}"))
+    batch = ("the batch the law's runs used (it has no B*)" if first.optimal_batch_tokens is None else
+             "the batch you fixed" if first.batch_interval is None else "the law's optimal batch B*")
+    out.append(f"batch: {batch}, in tokens per optimizer step, run as whole sequences of {first.n_ctx:,} tokens; "
+               f"steps = D / batch; warmup: {WARMUP_RULE}; muP --lr: the base rate to give `train`/`distill "
+               f"--lr` (muP trains the hidden matrices at --lr x {first.mup_base_width or MUP_BASE_WIDTH} / "
+               "d_model, d_model the run's width)")
+    for recipe in recipes.values():
+        a = recipe.adaptation
+        if a is None:
+            continue
+        line = (f"{recipe.name}: at your batch of {format_quantity(a.batch_tokens)} tokens "
+                f"({a.batch_tokens / a.optimal_batch_tokens:.3g}x B* = {format_quantity(a.optimal_batch_tokens)}), "
+                f"peak lr {a.lr:.3g} = lr* x (B / B*)^{a.lr_batch_exponent:g} (the law's exponent, not a fixed square root)")
+        if a.loss_penalty is not None:
+            line += f"; loss +{a.loss_penalty:.2%} at the same tokens"
+        if a.extra_tokens_factor is not None:
+            line += (f", recovered by {a.extra_tokens_factor:.3g}x the tokens "
+                     f"(+{format_quantity(a.extra_tokens)})")
+        out.append(line)
+    out += list(dict.fromkeys(note for recipe in recipes.values() for note in recipe.notes))
+    return out
+
+
+def _plan_renderables(plan: PlanView) -> list:
     if plan.kind == "supervised":
         return _supervised(plan)
     if plan.kind == "sweep":

@@ -17,12 +17,14 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import data_range
+from distillscale.laws.hyperparameters import HYPERPARAMETER_PRESETS
 from distillscale.laws.lawset import PRESETS, LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS
 from distillscale.cli_options import command_line
 from distillscale.planning.options import PlanSettings
 from distillscale.planning.options import ExistingTeacher
 from distillscale.planning.plan import Plan, plan_from_settings
+from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW
 from distillscale.units import Quantity, parse_quantity
 
 # The page's controls: the planner parameter each one sets, and how a message names it.
@@ -35,6 +37,8 @@ CONTROLS = {
     "teacher.tokens": ("teacher-tokens", "the teacher tokens"),
     "teacher.loss": ("teacher-loss", "the teacher loss"),
     "student_init": ("student-init", "the student's start"),
+    "hyperparameter_law": ("hyperparameter-law", "the hyperparameter law"),
+    "batch_tokens": ("batch-tokens", "the batch"),
 }
 CURVE_POINTS = 17     # budgets of the loss-vs-compute figure, C/100 to 100 C
 U_CURVE_POINTS = 160  # teacher losses of the U-curve
@@ -55,6 +59,8 @@ class PlanQuery:
     teacher_tokens: str = ""
     teacher_loss: str = ""
     student_init: str = "scratch"    # scratch or pruned (`plan --student-init`)
+    hyperparameter_law: str = DEFAULT_HYPERPARAMETER_LAW  # each run's lr and batch (`plan --hyperparameter-law`)
+    batch_tokens: str = ""           # a batch fixed for every run ("": each at the law's B*)
 
     @classmethod
     def from_json(cls, data: dict, extra: tuple[str, ...] = (), default_law: str = "busbridge2025") -> "PlanQuery":
@@ -95,6 +101,7 @@ class Planner:
     def laws_info(self) -> dict:
         """The law menu: each law's name and what it can plan."""
         return {"default": self.default, "scenarios": {name: s.description for name, s in SCENARIOS.items()},
+                "hyperparameter_laws": {"default": DEFAULT_HYPERPARAMETER_LAW, "presets": list(HYPERPARAMETER_PRESETS)},
                 "laws": [{"id": spec, "name": laws.name, "file": spec not in PRESETS,
                           "distillation": laws.distillation is not None,
                           "data_range": _range(laws)} for spec, laws in self.laws.items()]}
@@ -158,6 +165,9 @@ class Planner:
             raise ParameterError("scenario", "{} {scenario!r} cannot be planned here: the page plans one "
                                              "scenario at a time, one of " + ", ".join(SCENARIOS),
                                  scenario=query.scenario)
+        if query.hyperparameter_law not in HYPERPARAMETER_PRESETS:  # the page reads no file a request names
+            raise ParameterError("hyperparameter_law", "{} {law!r} is not one the page offers: use one of "
+                                 + ", ".join(HYPERPARAMETER_PRESETS), law=query.hyperparameter_law)
         if query.teacher not in TEACHER_MODES:
             raise ParameterError("teacher.params", "unknown teacher mode {mode!r} (the teacher control): use "
                                  "one of " + ", ".join(TEACHER_MODES), mode=query.teacher)
@@ -166,7 +176,8 @@ class Planner:
             ("student_params", "" if query.student.strip() == "best" else query.student, Quantity.PARAMS),
             ("teacher.params", query.teacher_params if query.teacher != "none" else "", Quantity.PARAMS),
             ("teacher.tokens", query.teacher_tokens if query.teacher == "tokens" else "", Quantity.TOKENS),
-            ("teacher.loss", query.teacher_loss if query.teacher == "loss" else "", None))}
+            ("teacher.loss", query.teacher_loss if query.teacher == "loss" else "", None),
+            ("batch_tokens", query.batch_tokens, Quantity.TOKENS))}
         if given["compute"] is None:
             raise ParameterError("compute", "give {}, e.g. 1e21")
         if query.teacher != "none" and given["teacher.params"] is None:  # a teacher chosen, its size not given
@@ -174,7 +185,9 @@ class Planner:
         return PlanSettings.from_python(query.law, compute=given["compute"], student_params=given["student_params"],
                                         scenario=query.scenario, teacher_params=given["teacher.params"],
                                         teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"],
-                                        student_init=query.student_init)
+                                        student_init=query.student_init,
+                                        hyperparameter_law=query.hyperparameter_law,
+                                        batch_tokens=given["batch_tokens"])
 
     def _compute_curve(self, query: PlanQuery, student_params: float) -> dict:
         start = time.perf_counter()
@@ -238,7 +251,8 @@ def _summary(result: Plan) -> dict:
         return {"kind": "supervised", "student_params": s.student_params, "student_tokens": s.tokens,
                 "student_loss": s.loss, "student_interval": _interval(s.interval), "budget": s.budget,
                 "verdict": "pretrain", "flops": {"student": s.budget, "teacher_inference": 0.0,
-                                                 "teacher_pretraining": 0.0}}
+                                                 "teacher_pretraining": 0.0},
+                "recipe": _recipe(result, "supervised")}
     p, verdict = result.headline, result.verdict
     baseline = result.sweeps[0].supervised_best if result.kind == "sweep" else p.supervised
     return {"kind": result.kind, "scenario": p.scenario.name, "budget": p.budget,
@@ -249,7 +263,14 @@ def _summary(result: Plan) -> dict:
             "supervised_params": baseline.student_params, "supervised_tokens": baseline.tokens,
             "supervised_loss": baseline.loss, "supervised_interval": _interval(baseline.interval),
             "verdict": verdict, "loss_difference": baseline.loss - p.student_loss,
-            "flops": p.flops.to_dict(), "converged": p.convergence.success}
+            "flops": p.flops.to_dict(), "converged": p.convergence.success,
+            "recipe": _recipe(result, p.scenario.name)}
+
+
+def _recipe(result: Plan, name: str) -> dict | None:
+    """How to run the plan's student (or its model): `planning.recipes.RunRecipe.to_dict`."""
+    recipe = result.recipes.get(name)
+    return None if recipe is None else recipe.to_dict()
 
 
 def _u_curve(result: Plan) -> dict | None:

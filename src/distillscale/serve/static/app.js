@@ -4,7 +4,7 @@
 
 const $ = id => document.getElementById(id);
 const CONTROLS = ["law", "compute", "student", "scenario", "student-init", "teacher-params", "teacher-tokens",
-                  "teacher-loss"];
+                  "teacher-loss", "hyperparameter-law", "batch-tokens"];
 const COLORS = { distilled: "#2f6fd6", supervised: "#1d2330", optimum: "#c0392b", gap: "#8a94a6",
                  plan: "#e08a00", student: "#2f6fd6", logits: "#7b5cd6", pretraining: "#d65c8a" };
 // What the browser measured, read by the tests and the latency bench.
@@ -31,6 +31,7 @@ function query() {
     teacher: $("teacher").value, teacher_params: $("teacher-params").value,
     teacher_tokens: $("teacher-tokens").value, teacher_loss: $("teacher-loss").value,
     student_init: $("student-init").value,
+    hyperparameter_law: $("hyperparameter-law").value, batch_tokens: $("batch-tokens").value,
   };
 }
 
@@ -113,6 +114,7 @@ function render(result) {
     cards.push(card("teacher N_T, D_T", `${quantity(s.teacher_params)} · ${quantity(s.teacher_tokens)}`,
                     `teacher loss L_T ${loss(s.teacher_loss)}`));
   }
+  if (s.recipe) cards.push(recipeCard(s.recipe));
   $("cards").innerHTML = cards.join("");
   $("warnings").replaceChildren(...result.warnings.map(text => {
     const item = document.createElement("li");
@@ -129,6 +131,18 @@ function render(result) {
   $("plan-text").textContent = result.text;
   $("cli").textContent = result.cli;
   $("plan-json").textContent = JSON.stringify(result.plan);
+}
+
+// How to run the student: its peak lr and batch from the hyperparameter law (`planning.recipes`).
+function recipeCard(r) {
+  const lr = v => Number(v.toPrecision(3)).toExponential().replace("e+", "e");
+  const adapted = r.regime_adaptation;
+  const penalty = adapted && adapted.loss_penalty !== null
+    ? `; at your batch: loss +${(100 * adapted.loss_penalty).toFixed(2)}%` : "";
+  return card(`how to run it (${r.hyperparameter_law})`, `lr ${lr(r.lr)} · batch ${quantity(r.batch_tokens)}`,
+              `${r.batch_sequences.toLocaleString("en")} × ${r.n_ctx.toLocaleString("en")} tokens, ` +
+              `${r.steps.toLocaleString("en")} steps, warmup ${r.warmup_steps.toLocaleString("en")}` +
+              (r.mup_base_lr === null ? "" : `; muP --lr ${lr(r.mup_base_lr)}`) + penalty);
 }
 
 function drawUCurve(u) {
@@ -217,6 +231,8 @@ async function init() {
     option.title = description;
     $("scenario").add(option);
   }
+  for (const name of info.hyperparameter_laws.presets) $("hyperparameter-law").add(new Option(name, name));
+  $("hyperparameter-law").value = info.hyperparameter_laws.default;
   const hint = () => { $("scenario-hint").textContent = info.scenarios[$("scenario").value]; };
   hint();
 
@@ -235,12 +251,13 @@ async function init() {
   });
   $("scenario").addEventListener("change", () => { hint(); schedule(); });
   $("student-init").addEventListener("change", schedule);
+  $("hyperparameter-law").addEventListener("change", schedule);
   $("teacher").addEventListener("change", () => {
     showTeacherFields();
     if ($("teacher").value !== "none") { $("scenario").value = "teacher-inference"; hint(); }
     schedule();
   });
-  for (const id of ["law", "student", "teacher-params", "teacher-tokens", "teacher-loss"])
+  for (const id of ["law", "student", "teacher-params", "teacher-tokens", "teacher-loss", "batch-tokens"])
     $(id).addEventListener("input", schedule);
   $("copy-plan").addEventListener("click", event => copy($("plan-text").textContent, event.target));
   $("copy-cli").addEventListener("click", event => copy($("cli").textContent, event.target));

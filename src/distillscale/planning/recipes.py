@@ -1,0 +1,157 @@
+"""How to run each model a plan trains (issue 53): its peak learning rate (with interval), its batch
+in tokens and in sequences at the plan's context, its steps and warmup, from a hyperparameter law
+(`plan --hyperparameter-law`, default steplaw2025: `laws.hyperparameters`), and for the muP family
+the base rate (`train --lr`) that gives the peak rate at the model's width.
+
+    recipes = plan_recipes(plan, load_hyperparameter_law("steplaw2025"), batch_tokens=None)
+    recipes["best-case"].lr, .batch_tokens, .batch_sequences, .steps, .warmup_steps, .mup_base_lr
+
+The rules, stated once here:
+- the law is evaluated at the run's N (non-embedding parameters) and D (the tokens it trains on);
+- batch: the law's B* (or the batch the user fixed, `--batch-tokens`), as whole sequences of the
+  plan's context, round(B / n_ctx) and at least one; steps = ceil(D / (sequences x n_ctx));
+- warmup: WARMUP_FRACTION of the steps, at most WARMUP_CAP steps (the engine's default warmup,
+  `training.config.DEFAULT_WARMUP_*`: a test holds the two equal);
+- muP (the family's default, `model.config.ModelConfig.mup`): the hidden matrices train at
+  --lr x base_width / d_model, so the base rate that trains them at the peak rate is
+  lr x d_model / base_width, d_model the family's width at N (N = 12 d_model^3 / aspect ratio,
+  `planning.flops.GATED_FFN_OMEGA`), exact for a `--student-model`; a model without muP takes the
+  peak rate itself;
+- a batch above B* (Hoffer et al.'s regime adaptation): the rate at that batch with the law's fitted
+  exponent, the loss penalty at the same tokens and the tokens that recover it
+  (`HyperparameterLaw.regime_adaptation`); a law that cannot give them says so in the recipe's notes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from distillscale.errors import UserError
+from distillscale.model.config import ModelConfig
+from distillscale.planning.flops import GATED_FFN_OMEGA
+from distillscale.units import format_quantity
+
+if TYPE_CHECKING:  # SciPy: loaded on the first plan
+    from distillscale.laws.hyperparameters import HyperparameterLaw, RegimeAdaptation
+
+DEFAULT_HYPERPARAMETER_LAW = "steplaw2025"
+HYPERPARAMETER_LAW_HELP = ("the law that gives each run's peak learning rate and batch: a preset (steplaw2025, "
+                           "the default: Li et al. 2025, nearest the measured optima on Step Law's public grid; "
+                           "deepseek2024) or a file `distillscale fit hyperparameters --out` wrote")
+WARMUP_FRACTION = 0.1   # the engine's DEFAULT_WARMUP_FRACTION
+WARMUP_CAP = 2000       # the engine's DEFAULT_WARMUP_STEPS
+WARMUP_RULE = f"{WARMUP_FRACTION:.0%} of the steps, at most {WARMUP_CAP:,} (the engine's default)"
+MUP_BASE_WIDTH = ModelConfig.model_fields["mup_base_width"].default
+
+
+@dataclass(frozen=True)
+class RunRecipe:
+    """How to run one model of a plan: what `train`/`distill` need besides the model and the data."""
+
+    name: str                                  # the plan's name for the model
+    law: str                                   # the hyperparameter law
+    params: float                              # N, non-embedding
+    tokens: float                              # D, the tokens it trains on
+    lr: float                                  # peak learning rate (at `batch_tokens`)
+    lr_interval: tuple[float, float]
+    level: float                               # the intervals' level
+    batch_tokens: float                        # the law's B*, or the batch the user fixed
+    batch_interval: tuple[float, float] | None  # None: the batch is the user's, or the law's only one
+    optimal_batch_tokens: float | None         # B* (None: the law was fitted at one batch)
+    n_ctx: int                                 # the context of its sequences
+    batch_sequences: int                       # round(batch_tokens / n_ctx), at least 1
+    steps: int                                 # ceil(tokens / (batch_sequences n_ctx))
+    warmup_steps: int                          # WARMUP_RULE
+    d_model: float                             # its width (the family's at N, or the model's own)
+    mup_base_lr: float | None                  # `train --lr` under muP; None: the model has no muP
+    mup_base_width: int | None = MUP_BASE_WIDTH  # muP's base width (None: no muP)
+    adaptation: RegimeAdaptation | None = None  # at a batch the user fixed: Hoffer's regime adaptation
+    beyond_data: bool = False                  # N or D outside the law's data
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def run_batch_tokens(self) -> int:
+        """The batch as run: whole sequences."""
+        return self.batch_sequences * self.n_ctx
+
+    def to_dict(self) -> dict[str, Any]:
+        adaptation = None if self.adaptation is None else {
+            key: value for key, value in self.adaptation.model_dump(mode="json").items() if key != "notes"}
+        return {"name": self.name, "hyperparameter_law": self.law, "params": self.params, "tokens": self.tokens,
+                "lr": self.lr, "lr_interval": list(self.lr_interval), "level": self.level,
+                "batch_tokens": self.batch_tokens,
+                "batch_interval": None if self.batch_interval is None else list(self.batch_interval),
+                "optimal_batch_tokens": self.optimal_batch_tokens, "n_ctx": self.n_ctx,
+                "batch_sequences": self.batch_sequences, "steps": self.steps, "warmup_steps": self.warmup_steps,
+                "warmup_rule": WARMUP_RULE, "d_model": self.d_model, "mup_base_width": self.mup_base_width,
+                "mup_base_lr": self.mup_base_lr, "regime_adaptation": adaptation,
+                "beyond_law_data": self.beyond_data, "notes": list(self.notes)}
+
+
+def warmup_steps(steps: int) -> int:
+    """WARMUP_RULE: the warmup of a run of `steps` optimizer steps."""
+    return min(WARMUP_CAP, math.ceil(WARMUP_FRACTION * steps))
+
+
+def family_width(params: float, aspect_ratio: float) -> float:
+    """d_model of the family's model of `params` non-embedding parameters at `aspect_ratio` =
+    d_model / n_layers: N = omega n_layers d_model^2 = omega d_model^3 / aspect_ratio."""
+    return (params * aspect_ratio / GATED_FFN_OMEGA) ** (1 / 3)
+
+
+def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, n_ctx: int,
+               aspect_ratio: float, batch_tokens: float | None = None,
+               model: ModelConfig | None = None) -> RunRecipe:
+    """The recipe of one run under `law`; `model`: the run's own config (its width and muP)."""
+    notes: list[str] = []
+    recommendation = law.recommend(params, tokens)
+    adaptation = None
+    if batch_tokens is not None:
+        try:
+            fixed = law.recommend(params, tokens, batch_tokens=batch_tokens)
+        except UserError as exc:  # the law has no batch exponent (deepseek2024), or one batch only
+            notes.append(f"{_clause(exc)}; the lr shown is the law's for its own batch, "
+                         f"{format_quantity(recommendation.batch_tokens)} tokens, not for yours")
+            recommendation = recommendation.model_copy(update={"batch_tokens": float(batch_tokens),
+                                                               "batch_interval": None})
+        else:
+            recommendation, adaptation = fixed, fixed.adaptation
+            notes += [note for note in fixed.notes]
+    notes += [note for note in recommendation.notes if note not in notes]
+    sequences = max(1, round(recommendation.batch_tokens / n_ctx))
+    steps = max(1, math.ceil(tokens / (sequences * n_ctx)))
+    width = float(model.d_model) if model is not None else family_width(params, aspect_ratio)
+    mup = model is None or model.mup
+    base_width = model.mup_base_width if model is not None else MUP_BASE_WIDTH
+    known = law.data_range or {}
+    beyond = any(not (low <= value <= high) for key, value in (("params", params), ("tokens", tokens))
+                 for low, high in [known.get(key, (0.0, math.inf))])
+    return RunRecipe(name=name, law=law.name, params=float(params), tokens=float(tokens), lr=recommendation.lr,
+                     lr_interval=tuple(recommendation.lr_interval), level=recommendation.level,
+                     batch_tokens=recommendation.batch_tokens,
+                     batch_interval=None if recommendation.batch_interval is None
+                     else tuple(recommendation.batch_interval),
+                     optimal_batch_tokens=recommendation.optimal_batch_tokens, n_ctx=int(n_ctx),
+                     batch_sequences=sequences, steps=steps, warmup_steps=warmup_steps(steps), d_model=width,
+                     mup_base_lr=recommendation.lr * width / base_width if mup else None,
+                     mup_base_width=base_width if mup else None,
+                     adaptation=adaptation, beyond_data=beyond, notes=tuple(notes))
+
+
+def plan_recipes(runs: dict[str, tuple[float, float]], law: HyperparameterLaw, n_ctx: int, aspect_ratio: float,
+                 batch_tokens: float | None = None, model: ModelConfig | None = None) -> dict[str, RunRecipe]:
+    """The recipe of each run (`Plan.runs()`: name -> (N, D)); `model`, a given student's config,
+    is the run of its size (its exact width and muP)."""
+    return {name: run_recipe(law, name, params, tokens, n_ctx, aspect_ratio, batch_tokens,
+                             model if model is not None and params == float(model.non_embedding_params) else None)
+            for name, (params, tokens) in runs.items()}
+
+
+def _clause(exc: UserError) -> str:
+    """An error's message as a clause (no trailing full stop), naming a parameter as "your batch"."""
+    from distillscale.errors import ParameterError
+
+    text = exc.for_cli({"batch_tokens": "your batch"}) if isinstance(exc, ParameterError) else str(exc)
+    return text.rstrip(". ")

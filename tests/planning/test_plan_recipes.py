@@ -1,0 +1,155 @@
+"""Every plan says how to run it (issue 53): each run it prints carries its peak learning rate,
+batch (tokens and sequences), steps and warmup from a hyperparameter law, in the JSON and the text;
+a batch the user fixes above B* gets Hoffer's regime adaptation; a bad law is one line."""
+
+import json
+import math
+
+import pytest
+
+import distillscale as ds
+from distillscale.laws.hyperparameters import HyperparameterLaw, PowerLaw
+from distillscale.model.config import ModelConfig
+from distillscale.planning.recipes import WARMUP_CAP, WARMUP_FRACTION
+
+ASPECT_RATIO, N_CTX = 128.0, 4096  # busbridge2025's own setting, the plan's accounting by default
+
+
+def _steplaw(params: float, tokens: float) -> tuple[float, float]:
+    """Step Law's published optimum: lr* = 1.79 N^-0.713 D^0.307, B* = 0.58 D^0.571 tokens."""
+    return 1.79 * params ** -0.713 * tokens ** 0.307, 0.58 * tokens ** 0.571
+
+
+def test_each_run_of_a_plan_carries_its_lr_batch_steps_and_warmup_in_the_json(cli):
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                         "--scenario", "teacher-pretraining", "--json")
+    assert code == 0, err
+    plan, recipes = json.loads(out), json.loads(out)["recipes"]
+    # the student, the teacher the scenario pre-trains, and the model pretrained instead
+    assert list(recipes) == ["teacher-pretraining", "teacher-pretraining teacher",
+                             "teacher-pretraining (pretrain instead)"]
+    runs = {"teacher-pretraining": (plan["student_params"], plan["student_tokens"]),
+            "teacher-pretraining teacher": (plan["teacher_params"], plan["teacher_tokens"]),
+            "teacher-pretraining (pretrain instead)": (plan["student_params"], plan["supervised_tokens"])}
+    for name, (params, tokens) in runs.items():
+        r = recipes[name]
+        lr, batch = _steplaw(params, tokens)
+        assert r["hyperparameter_law"] == "steplaw2025" and (r["params"], r["tokens"]) == (params, tokens)
+        assert r["lr"] == pytest.approx(lr, rel=1e-9) and r["batch_tokens"] == pytest.approx(batch, rel=1e-9)
+        assert r["lr_interval"][0] < r["lr"] < r["lr_interval"][1] and r["level"] == 0.9
+        assert r["n_ctx"] == N_CTX and r["batch_sequences"] == round(batch / N_CTX)
+        assert r["steps"] == math.ceil(tokens / (r["batch_sequences"] * N_CTX))
+        assert r["warmup_steps"] == min(2000, math.ceil(0.1 * r["steps"]))
+        # muP: the hidden matrices train at --lr x 256 / d_model, so --lr = lr x d_model / 256
+        d_model = (params * ASPECT_RATIO / 12) ** (1 / 3)
+        assert r["d_model"] == pytest.approx(d_model) and r["mup_base_lr"] == pytest.approx(lr * d_model / 256)
+        assert r["regime_adaptation"] is None
+
+
+@pytest.mark.parametrize("options, names", [
+    (dict(scenario="best-case"), ["best-case", "best-case (pretrain instead)"]),  # a sweep over sizes
+    (dict(student_params=546e6, teacher=ds.ExistingTeacher(params=7.75e9, tokens=155e9), on_policy=ds.OnPolicy()),
+     ["supervised", "off-policy", "on-policy λ=0.25", "on-policy λ=0.5", "on-policy λ=1"]),
+])
+def test_every_kind_of_plan_has_a_recipe_for_each_run(options, names):
+    plan = ds.plan("busbridge2025", compute=1e21, **options)
+    assert list(plan.recipes) == names == list(plan.to_dict()["recipes"])
+    for name, (params, tokens) in plan.runs().items():
+        assert plan.recipes[name].lr == pytest.approx(_steplaw(params, tokens)[0], rel=1e-9)
+    supervised = ds.plan_supervised("epoch2024", compute=1e21)
+    assert list(supervised.recipes) == ["supervised"] and supervised.to_dict()["recipes"]["supervised"]["lr"] > 0
+
+
+def test_the_text_shows_each_run_with_units(cli):
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                         "--scenario", "best-case")
+    assert code == 0, err
+    text = " ".join(out.split())
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case")
+    r = plan.recipes["best-case"]
+    assert "How to run it (hyperparameter law steplaw2025" in text
+    assert (f"best-case*: N 546M, D 236B tokens; peak lr {r.lr:.3g} (90%: " in text
+            and f"batch 1.81M tokens = {r.batch_sequences:,} sequences x 4,096; {r.steps:,} steps, warmup 2,000 steps; "
+                f"muP --lr {r.mup_base_lr:.3g}" in text)
+    assert "warmup: 10% of the steps, at most 2,000" in text
+    assert plan.as_text().count("peak lr") == 2  # the student and the model pretrained instead
+
+
+def test_a_batch_fixed_above_the_optimum_gets_the_adapted_lr_its_penalty_and_the_tokens_that_recover_it(cli):
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                         "--scenario", "best-case", "--batch-tokens", "8M", "--json")
+    assert code == 0, err
+    r = json.loads(out)["recipes"]["best-case"]
+    lr, optimum = _steplaw(546e6, r["tokens"])
+    ratio = 8e6 / optimum
+    assert ratio > 4 and r["batch_tokens"] == 8e6 and r["optimal_batch_tokens"] == pytest.approx(optimum)
+    assert r["batch_sequences"] == round(8e6 / N_CTX) and r["batch_interval"] is None
+    # steplaw2025's fitted batch exponent (0.40, not Hoffer's fixed 0.5) and ridge curvature (0.005)
+    adapted = r["regime_adaptation"]
+    assert r["lr"] == adapted["lr"] == pytest.approx(lr * ratio ** 0.40)
+    assert adapted["lr_batch_exponent"] == 0.40
+    assert adapted["loss_penalty"] == pytest.approx(0.005 * math.log(ratio) ** 2)
+    factor = (1 + adapted["loss_penalty"]) ** (1 / 0.038)
+    assert adapted["extra_tokens_factor"] == pytest.approx(factor)
+    assert adapted["extra_tokens"] == pytest.approx(r["tokens"] * (factor - 1))
+    code, text, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                          "--scenario", "best-case", "--batch-tokens", "8M")
+    text = " ".join(text.split())
+    assert (f"best-case: at your batch of 8M tokens ({ratio:.3g}x B* = 1.81M), peak lr {adapted['lr']:.3g} = "
+            f"lr* x (B / B*)^0.4" in text)
+    assert f"loss +{adapted['loss_penalty']:.2%} at the same tokens, recovered by {factor:.3g}x the tokens" in text
+
+
+def test_a_law_without_a_batch_exponent_says_so_in_one_line_instead_of_failing(cli):
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                         "--scenario", "best-case", "--batch-tokens", "8M", "--hyperparameter-law", "deepseek2024")
+    assert code == 0, err
+    said = " ".join(out.split()).split("law deepseek2024 has no measured batch exponent")[1:]
+    assert len(said) == 1 and "the lr shown is the law's for its own batch, 1.98M tokens, not for yours" in said[0]
+    recipe = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case", batch_tokens=8e6,
+                     hyperparameter_law="deepseek2024").recipes["best-case"]
+    assert recipe.adaptation is None and recipe.batch_tokens == 8e6 and recipe.batch_sequences == round(8e6 / N_CTX)
+
+
+def test_a_fitted_law_of_one_batch_recommends_that_batch(tmp_path):
+    path = HyperparameterLaw(name="mine", source="test", lr=PowerLaw(coefficient=1.0, exponents=(-0.5, 0.1)),
+                             fixed_batch_tokens=524288).save(tmp_path / "hp.json")
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case",
+                   hyperparameter_law=str(path))
+    r = plan.recipes["best-case"]
+    assert r.law == "mine" and r.batch_tokens == 524288 and r.batch_sequences == 128 and r.optimal_batch_tokens is None
+    assert r.lr == pytest.approx(546e6 ** -0.5 * r.tokens ** 0.1)
+    assert "the batch the law's runs used" in plan.as_text()
+    fixed = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case",
+                    hyperparameter_law=str(path), batch_tokens=4e6)
+    assert "your batch: this law's runs did not vary the batch" in fixed.recipes["best-case"].notes[0]
+
+
+@pytest.mark.parametrize("law, says", [
+    ("nope", "--hyperparameter-law: unknown hyperparameter law 'nope': give a preset (steplaw2025, deepseek2024)"),
+    ("{tmp}/bad.json", "is not JSON"),
+])
+def test_a_bad_hyperparameter_law_is_one_line_and_exit_2(cli, tmp_path, law, says):
+    (tmp_path / "bad.json").write_text("{oops")
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21",
+                         "--hyperparameter-law", law.format(tmp=tmp_path))
+    assert code == 2 and out == "" and says in err and len(err.strip().splitlines()) == 1
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--batch-tokens", "-4M")
+    assert code == 2 and "--batch-tokens" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_student_model_is_run_at_its_own_width_and_context(tmp_path):
+    for name, mup in (("mup", True), ("plain", False)):
+        config = ModelConfig(vocab_size=32000, d_model=1024, n_layers=16, n_heads=16, max_seq_len=2048, mup=mup)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model_config.json").write_text(json.dumps(config.model_dump()))
+        plan = ds.plan("busbridge2025", compute=1e21, student_model=str(tmp_path / name), scenario="best-case")
+        r = plan.recipes["best-case"]
+        assert r.n_ctx == 2048 and r.d_model == 1024 and r.params == config.non_embedding_params
+        assert r.mup_base_lr == (pytest.approx(r.lr * 1024 / 256) if mup else None)
+
+
+def test_the_warmup_rule_is_the_engines_default():
+    from distillscale.training.config import DEFAULT_WARMUP_FRACTION, DEFAULT_WARMUP_STEPS
+
+    assert (WARMUP_FRACTION, WARMUP_CAP) == (DEFAULT_WARMUP_FRACTION, DEFAULT_WARMUP_STEPS)
