@@ -5,7 +5,9 @@
 
 Each plan is recorded as `Plan.to_dict()` (what `plan --json` prints, warnings included) and its
 command line, or as the one-line error it raised. `--compare` lists the plans that differ from an
-earlier dump and, for each, the first numbers that differ (relative tolerance 1e-12).
+earlier dump and, for each, the first numbers that differ (relative tolerance 1e-12); fields that
+only the new dump has (a plan's new keys, e.g. `recipes`, issue 53) are listed apart, as additions,
+so a refactor that adds fields shows whether everything that was there is unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -65,6 +68,10 @@ def cases(student_dir: Path) -> dict[str, dict]:
         "20 student model (40,960 context)": dict(law="busbridge2025", compute=1e21, student_model=str(student_dir),
                                                   scenario="best-case"),
         "21 unique tokens, supervised law": dict(law="epoch2024", compute=1e21, unique_tokens=5e9),
+        "22 fixed batch above B*": dict(law="busbridge2025", compute=1e21, student_params=546e6,
+                                        scenario="teacher-pretraining", batch_tokens=8e6),
+        "23 fixed batch, law without an exponent": dict(law="busbridge2025", compute=1e21, scenario="best-case",
+                                                        batch_tokens=8e6, hyperparameter_law="deepseek2024"),
     }
 
 
@@ -115,15 +122,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare is None:
         return 0
     before = json.loads(args.compare.read_text(encoding="utf-8"))
-    changed = 0
+    changed, added = 0, {}
     for name in sorted(before.keys() | plans.keys()):
+        if name not in before:
+            print(f"{name}: a new plan")
+            continue
         found = differences(before.get(name), plans.get(name))
+        new = [line for line in found if line.endswith(": only after")]
+        for line in new:  # the path of a new field, its list indices dropped
+            added.setdefault(re.sub(r"\[\d+\]", "[]", line.removesuffix(": only after")), set()).add(name)
+        found = [line for line in found if line not in new]
         if found:
             changed += 1
             print(f"{name}: {len(found)} differences")
             for line in found[:8]:
                 print(f"    {line}")
-    print(f"{changed} of {len(plans)} plans differ")
+    for path, names in sorted(added.items()):
+        print(f"new field {path} in {len(names)} plans")
+    print(f"{changed} of {len(before.keys() & plans.keys())} plans differ (new fields aside)")
     return 0
 
 
