@@ -568,19 +568,21 @@ def test_a_corpus_without_utf8_text_is_one_line_and_nothing_before_it(cli, tmp_p
     assert "holds no text" in err and "skipped as not UTF-8" in err
 
 
-def skewed_corpus(directory, documents: int = 30, big: int = 7, factor: int = 50) -> list[str]:
-    """`documents` files of ~150 words in lines of ten, one of them `factor` times longer."""
+def skewed_corpus(directory, documents: int = 30, big: int = 7, factor: int = 50, lines: int = 15) -> list[str]:
+    """`documents` files of `lines` lines of ten words, one of them `factor` times longer."""
     texts = []
     for i in range(documents):
         rng = random.Random(i)
-        lines = 15 * (factor if i == big else 1)
-        texts.append("".join(" ".join(rng.choice(WORDS) for _ in range(10)) + "\n" for _ in range(lines)))
+        lines_here = lines * (factor if i == big else 1)
+        texts.append("".join(" ".join(rng.choice(WORDS) for _ in range(10)) + "\n" for _ in range(lines_here)))
     write_text_corpus(directory, texts)
     return texts
 
 
-def test_a_long_document_is_cut_so_that_the_halves_balance_and_no_piece_dominates(tmp_path, capsys):
-    texts = skewed_corpus(tmp_path / "corpus")
+@pytest.mark.parametrize("documents, lines", [(30, 15), (20, 2)])  # 2 lines: documents of ~110 bytes
+def test_a_long_document_is_cut_so_that_the_halves_balance_and_no_piece_dominates(tmp_path, capsys, documents,
+                                                                                   lines):
+    texts = skewed_corpus(tmp_path / "corpus", documents=documents, lines=lines)
     prepared = prepare_data(DataConfig(path=tmp_path / "corpus", vocab_size=VOCAB), progress=False)
     made = {name: prepared.composition(name) for name in ("val", "teacher", "student")}
     teacher, student = made["teacher"].tokens, made["student"].tokens

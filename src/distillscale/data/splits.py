@@ -23,7 +23,7 @@ from distillscale.errors import UserError
 
 SPLITS = ("val", "teacher", "student")
 PIECES_PER_SPLIT = 20  # the smallest split holds at least this many pieces' worth of text
-MIN_PIECE_BYTES = 64  # never cut finer than this, however small the corpus
+MIN_PIECE_BYTES = 16  # never cut finer than this (a few words), however small the corpus
 DOMINANT_SHARE = 0.5  # warn when one document is more than this share of a split's tokens
 HALVES_TOLERANCE = 0.03  # warn when the training halves differ by more than this share of the larger
 
