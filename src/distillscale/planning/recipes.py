@@ -149,6 +149,44 @@ def plan_recipes(runs: dict[str, tuple[float, float]], law: HyperparameterLaw, n
             for name, (params, tokens) in runs.items()}
 
 
+def hyperparameter_warning(params: float, tokens: float, lr: float, batch_tokens: float, mup_multiplier: float = 1.0,
+                           law: str | HyperparameterLaw = DEFAULT_HYPERPARAMETER_LAW) -> str | None:
+    """The one line `train`/`distill` warn with when a run's peak rate or batch lies outside the
+    law's interval at its N and D (non-embedding parameters, tokens); None inside it, and for a run
+    outside the law's data, where its recommendation would be an extrapolation (a micro-scale run).
+
+    The run's peak rate is the one its hidden matrices train at (`--lr` x muP's multiplier, 1 without
+    muP), compared with the law's rate at the run's own batch (Hoffer's regime adaptation, where the
+    law has a batch exponent); its batch (tokens per optimizer step) with the law's interval on B*."""
+    from distillscale.laws.hyperparameters import load_hyperparameter_law
+
+    law = load_hyperparameter_law(law)
+    known = law.data_range
+    if known is None or any(not (low <= value <= high) for key, value in (("params", params), ("tokens", tokens))
+                            for low, high in [known.get(key, (0.0, math.inf))]):
+        return None
+    optimal = law.recommend(params, tokens)
+    try:  # the law's rate at the run's batch
+        at_batch = law.recommend(params, tokens, batch_tokens=batch_tokens)
+    except UserError:
+        at_batch = optimal
+    level, far = f"{optimal.level:.0%}", []
+    peak, (low, high) = lr * mup_multiplier, at_batch.lr_interval
+    if not low <= peak <= high:
+        given = f" (--lr {lr:.3g} x muP's {mup_multiplier:.3g} at this width)" if mup_multiplier != 1 else ""
+        far.append(f"peak lr {peak:.3g}{given} is outside its {level} interval {low:.3g} to {high:.3g} "
+                   f"(lr* {at_batch.lr:.3g} at this batch)")
+    if optimal.batch_interval is not None and not optimal.batch_interval[0] <= batch_tokens <= optimal.batch_interval[1]:
+        low, high = optimal.batch_interval
+        far.append(f"batch {format_quantity(batch_tokens)} tokens is outside its {level} interval "
+                   f"{format_quantity(low)} to {format_quantity(high)} (B* {format_quantity(optimal.batch_tokens)})")
+    if not far:
+        return None
+    return (f"hyperparameter law {law.name} at N {format_quantity(params)}, D {format_quantity(tokens)} tokens: "
+            + "; ".join(far) + ": the run may miss the loss the scaling laws predict (`distillscale predict "
+            f"hyperparameters --law {law.name} --params {format_quantity(params)} --tokens {format_quantity(tokens)}`)")
+
+
 def _clause(exc: UserError) -> str:
     """An error's message as a clause (no trailing full stop), naming a parameter as "your batch"."""
     from distillscale.errors import ParameterError

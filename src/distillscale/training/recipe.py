@@ -28,6 +28,7 @@ from distillscale.model import Transformer
 from distillscale.model.hf_import import is_generic_hf
 from distillscale.model.pretrained import pretrained_config, start_model, tokenizer_of
 from distillscale.planning.flops import run_flops
+from distillscale.planning.recipes import hyperparameter_warning
 from distillscale.regime import WeightDistance
 from distillscale.training.checkpoint import (
     CheckpointClock,
@@ -149,6 +150,10 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     too_high = lr_warning(config.student_init, config.lr)  # a start without muP (`training.start_lr`)
     if too_high and show_progress:
         warn(too_high)
+    far = hyperparameter_warning(non_embedding_params, token_budget, config.effective_lr, config.tokens_per_step,
+                                 1.0 if model_config is None else model_config.mup_multiplier)  # issue 53
+    if far and show_progress:
+        warn(far)
     schedule = lr_schedule(config, total_steps, non_embedding_params)
     plan = RunPlan(total_steps=total_steps, token_budget=token_budget, warmup_steps=schedule.warmup_steps,
                    cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,
