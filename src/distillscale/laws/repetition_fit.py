@@ -82,7 +82,8 @@ def refit_with_repetition(result: LawFit, runs: dict[str, np.ndarray], prior: RS
         "max_abs_error_data_constrained": float(np.max(np.abs(constrained_errors))),
         "over_predicted_data_constrained": float(np.mean(constrained_errors > 0))}
     score = record["backtest"]
-    keep = score["mean_abs_error_data_constrained"] <= score["mean_abs_error_plain"]
+    # No worse: ties (within rounding, e.g. an R_D* so large that repeats count as new) go to it.
+    keep = first_lowest([score["mean_abs_error_data_constrained"], score["mean_abs_error_plain"]]) == 0
     record["chosen"] = "data-constrained" if keep else \
         "plain (the data-constrained law backtested worse than counting repeats as new)"
     result.repetition_record = record
