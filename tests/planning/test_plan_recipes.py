@@ -153,3 +153,13 @@ def test_the_warmup_rule_is_the_engines_default():
     from distillscale.training.config import DEFAULT_WARMUP_FRACTION, DEFAULT_WARMUP_STEPS
 
     assert (WARMUP_FRACTION, WARMUP_CAP) == (DEFAULT_WARMUP_FRACTION, DEFAULT_WARMUP_STEPS)
+
+
+def test_the_figure_is_never_written_over_the_hyperparameter_law(cli, tmp_path):
+    law = tmp_path / "hp.png"  # a law file named like a figure
+    HyperparameterLaw(name="mine", source="test", lr=PowerLaw(coefficient=1.0, exponents=(-0.5, 0.1)),
+                      fixed_batch_tokens=524288).save(law)
+    before = law.read_bytes()
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                         "--hyperparameter-law", law, "--plot", law, "--overwrite")
+    assert code == 2 and "--plot" in err and "is also an input" in err and law.read_bytes() == before

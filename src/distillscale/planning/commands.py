@@ -22,13 +22,15 @@ from distillscale.units import Quantity, format_quantity, parse_quantity
 
 
 
-def _check_figure(path: Path | None, overwrite: bool, law: str, flag: str | None = "--plot") -> None:
-    """A figure file to write: a .png or .svg that is not an input, and a figure of ours to replace."""
+def _check_figure(path: Path | None, overwrite: bool, law: str, flag: str | None = "--plot",
+                  inputs: tuple = ()) -> None:
+    """A figure file to write: a .png or .svg that is not an input (the law, and `inputs`), and a
+    figure of ours to replace."""
     from distillscale.planning import plots
 
     if path is not None:
         plots.check_figure_path(path)
-        check_output_file(path, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law], flag=flag,
+        check_output_file(path, overwrite=overwrite, is_ours=plots.is_figure_file, inputs=[law, *inputs], flag=flag,
                           what="figure distillscale drew")
 
 
@@ -43,7 +45,8 @@ def plan_command(settings: PlanSettings) -> None:
     from distillscale.planning import plots
     from distillscale.planning.plan import plan_from_settings
 
-    _check_figure(settings.plot, settings.overwrite, settings.law)
+    _check_figure(settings.plot, settings.overwrite, settings.law,
+                  inputs=tuple(str(p) for p in (settings.hyperparameter_law, settings.student_model) if p is not None))
     try:
         result = plan_from_settings(settings)
     except ParameterError as exc:  # the on-policy settings' flags are named apart from their fields

@@ -71,11 +71,6 @@ class RunRecipe:
     beyond_data: bool = False                  # N or D outside the law's data
     notes: tuple[str, ...] = field(default=())
 
-    @property
-    def run_batch_tokens(self) -> int:
-        """The batch as run: whole sequences."""
-        return self.batch_sequences * self.n_ctx
-
     def to_dict(self) -> dict[str, Any]:
         adaptation = None if self.adaptation is None else {
             key: value for key, value in self.adaptation.model_dump(mode="json").items() if key != "notes"}
