@@ -8,6 +8,7 @@ import math
 import pytest
 
 import distillscale as ds
+from distillscale.errors import ParameterError
 from distillscale.laws.hyperparameters import HyperparameterLaw, PowerLaw
 from distillscale.model.config import ModelConfig
 from distillscale.planning.recipes import WARMUP_CAP, WARMUP_FRACTION
@@ -163,3 +164,16 @@ def test_the_figure_is_never_written_over_the_hyperparameter_law(cli, tmp_path):
     code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
                          "--hyperparameter-law", law, "--plot", law, "--overwrite")
     assert code == 2 and "--plot" in err and "is also an input" in err and law.read_bytes() == before
+
+
+def test_a_hyperparameter_law_object_plans_as_its_saved_file(tmp_path):
+    law = HyperparameterLaw(name="mine", source="test", lr=PowerLaw(coefficient=1.0, exponents=(-0.5, 0.1)),
+                            batch=PowerLaw(coefficient=0.5, exponents=(0.0, 0.6)), lr_batch_exponent=0.3)
+    options = dict(compute=1e21, student_params=546e6, scenario="best-case", batch_tokens=8e6)
+    given = ds.plan("busbridge2025", hyperparameter_law=law, **options)
+    saved = ds.plan("busbridge2025", hyperparameter_law=str(law.save(tmp_path / "hp.json")), **options)
+    assert given.recipes == saved.recipes and given.recipes["best-case"].law == "mine"
+    assert "--hyperparameter-law hp.json" in given.as_cli_command()
+    with pytest.raises(ParameterError, match="hyperparameter_law must be a preset name, a law file or a "
+                                                "HyperparameterLaw"):
+        ds.plan("busbridge2025", hyperparameter_law=3, **options)

@@ -64,19 +64,30 @@ def plan(law, *, teacher: ExistingTeacher | None = None, on_policy: OnPolicy | N
         min_tokens_per_param, max_tokens_per_param (the search's limits), flops, n_ctx, vocab_size,
         aspect_ratio (the FLOP accounting), logit_cache, teacher_remote, teacher_compute,
         unique_tokens and max_penalty (a limited corpus: every loss and verdict after repetition,
-        `plan.repetition`), student_init ("scratch" or "pruned"), hyperparameter_law (a preset or a
-        file: each run's peak lr, batch, steps and warmup, `plan.recipes`; default steplaw2025) and
+        `plan.repetition`), student_init ("scratch" or "pruned"), hyperparameter_law (a preset, a
+        file or a HyperparameterLaw: each run's peak lr, batch, steps and warmup, `plan.recipes`;
+        default steplaw2025) and
         batch_tokens (a batch fixed for every run: its lr and, above B*, its loss penalty).
     """
     laws, spec = _load(law)
-    return plan_from_settings(PlanSettings.from_python(spec, teacher=teacher, on_policy=on_policy, **options), laws)
+    hyperparameters = None  # a name or a path: loaded from the settings
+    given = options.get("hyperparameter_law")
+    if isinstance(given, Path):
+        options["hyperparameter_law"] = str(given)
+    elif given is not None and not isinstance(given, str):
+        hyperparameters = _hyperparameter_object(given)
+        options["hyperparameter_law"] = HYPERPARAMETER_FILE  # in its command line: where to save it
+    settings = PlanSettings.from_python(spec, teacher=teacher, on_policy=on_policy, **options)
+    return plan_from_settings(settings, laws, hyperparameters)
 
 
-def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None) -> Plan:
+def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyperparameters=None) -> Plan:
     """The plan `distillscale plan` prints for `settings` (its output options aside); `laws`: the
-    law set already loaded for `settings.law` (the planner page's, a Python caller's law object)."""
+    law set already loaded for `settings.law` (the planner page's, a Python caller's law object);
+    `hyperparameters`: the hyperparameter law object for `settings.hyperparameter_law`, likewise."""
     laws = laws if laws is not None else load_laws(settings.law)
-    hyperparameters = _hyperparameter_law(settings)  # a bad one is refused before the plan is made
+    if hyperparameters is None:  # a bad one is refused before the plan is made
+        hyperparameters = _hyperparameter_law(settings)
     return _with_recipes(with_repetition(_plan(laws, settings)), hyperparameters)
 
 
@@ -205,6 +216,23 @@ def _load(law) -> tuple[LawSet, str]:
         raise ParameterError("law", f"{{}} must be a preset name, a law file, a LawSet or a fitted law, "
                                     f"got {type(law).__name__}")
     return laws, laws.spec or "law.json"
+
+
+# How the command line of a plan names a hyperparameter law given as an object, not loaded from a
+# file (a fit's law, not saved yet): where to save it, as `_load` names a law object "law.json".
+HYPERPARAMETER_FILE = "hp.json"
+
+
+def _hyperparameter_object(law):
+    """A HyperparameterLaw given from Python (or a fit's, `ds.fit_hyperparameters(...)`), or ParameterError."""
+    from distillscale.laws.hyperparameters import HyperparameterFit, HyperparameterLaw
+
+    if isinstance(law, HyperparameterFit):
+        return law.law
+    if isinstance(law, HyperparameterLaw):
+        return law
+    raise ParameterError("hyperparameter_law", f"{{}} must be a preset name, a law file or a HyperparameterLaw "
+                                               f"(a fit's .law), got {type(law).__name__}")
 
 
 def _hyperparameter_law(settings: PlanSettings):
