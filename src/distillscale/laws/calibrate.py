@@ -30,11 +30,11 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.forms import SupervisedLaw
+from distillscale.laws.interaction import SUPERVISED_FORM_NAMES
 from distillscale.laws.lawset import ComputeSettings, LawSet
 from distillscale.laws.repetition import repeated_prediction
 from distillscale.laws.selection import (
     DISTILLATION_FORMS,
-    SUPERVISED_FORMS,
     LawFit,
     fit_distillation,
     fit_supervised,
@@ -173,8 +173,8 @@ def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=No
     data-constrained form a candidate of the supervised fit when runs repeat data (`laws.repetition`)."""
     # Each law's form is checked here, under this function's own names: fit_distillation calls its
     # form `form`, which here is `distillation_form`.
-    if form != "auto" and form not in SUPERVISED_FORMS:
-        raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORMS),
+    if form != "auto" and form not in SUPERVISED_FORM_NAMES:
+        raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORM_NAMES),
                              form=form)
     if distillation_form != "auto" and distillation_form not in DISTILLATION_FORMS:
         raise ParameterError("distillation_form", "unknown {} {form!r}: use auto, " + " or ".join(DISTILLATION_FORMS),

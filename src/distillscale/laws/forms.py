@@ -136,7 +136,7 @@ class SupervisedLaw:
         extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`)."""
         value = self.predict(N, D)
         alternatives = [law.predict(N, D) for law in _profile_laws(self)]
-        boot = _bootstrap_interval(self, lambda c: SupervisedLaw(**c).predict(N, D), value, alternatives)
+        boot = _bootstrap_interval(self, lambda c: self.with_coefficients(c).predict(N, D), value, alternatives)
         extrapolation = self.fit.extrapolation_error if self.fit else None
         distance = None if extrapolation is None else _pos(N, "N") / extrapolation.fitted_max
         return _floored(combine(value, boot, extrapolation, distance, _level(self.fit)), loss_floor(self))
@@ -147,6 +147,10 @@ class SupervisedLaw:
 
     def coefficients(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in self.COEFFICIENTS}
+
+    def with_coefficients(self, coefficients: dict[str, float]) -> "SupervisedLaw":
+        """A law of this law's form with these coefficients (a bootstrap sample's)."""
+        return SupervisedLaw(**coefficients)
 
     def to_dict(self) -> dict:
         out = {"form": self.form, "coefficients": self.coefficients(), "fit": _fit_json(self.fit)}

@@ -14,6 +14,7 @@ import numpy as np
 from distillscale.laws.backtest import Backtest
 from distillscale.laws.fitting import ExponentPrior, SupervisedLawFitter, DistillationLawFitter
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
+from distillscale.laws.interaction import INTERACTION_FORMS, N_PARAMETERS
 from distillscale.laws.lawset import LawSet, check_path_argument
 from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import FitRecord
@@ -53,7 +54,8 @@ class SupervisedCandidate:
     @property
     def n_parameters(self) -> int:
         form = "busbridge" if self.form == MEDIAN else self.form  # the median is refitted in the busbridge form
-        return len(SUPERVISED_FORMS[form].parameters) - (self.irreducible_loss is not None)
+        count = N_PARAMETERS if form in INTERACTION_FORMS else len(SUPERVISED_FORMS[form].parameters)
+        return count - (self.irreducible_loss is not None)
 
     def members(self) -> list["SupervisedCandidate"]:
         """The forms whose median this candidate is (itself for a single form)."""

@@ -13,6 +13,7 @@ from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, check_output_file, json_format_is, read_text_file
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
+from distillscale.laws.interaction_law import supervised_law_from_dict
 from distillscale.laws.schema import validate_law_file
 
 FORMAT = "distillscale.laws/1"
@@ -94,7 +95,7 @@ class LawSet:
         """The law set of a law file's JSON, validated in full first (`laws.schema`): a UserError
         names the first bad field (`supervised.fit.level = 5: ...`)."""
         validate_law_file(data)
-        supervised = _read_law("supervised", lambda: SupervisedLaw.from_dict(data["supervised"])) \
+        supervised = _read_law("supervised", lambda: supervised_law_from_dict(data["supervised"])) \
             if data.get("supervised") else None
         distillation = _read_law("distillation",
                                  lambda: DistillationLaw.from_dict(data["distillation"], supervised)) \
@@ -159,7 +160,8 @@ LAW_HELP = f"a preset ({', '.join(PRESETS)}) or a law JSON file"
 # What `fit_supervised(form=...)` (and so `fit supervised --form`, `report --form`) fits.
 FORM_HELP = ("auto (the median of the three forms below, refitted into one law of the busbridge form; "
              "the forms alone are backtested and shown, not chosen), chinchilla (gamma = 1), tied "
-             "(gamma = 1, alpha = beta) or busbridge (gamma fitted)")
+             "(gamma = 1, alpha = beta), busbridge (gamma fitted) or interaction (chinchilla with a data exponent "
+             "beta + beta1 ln(N/N0) that depends on model size; beta1 = 0 when the runs do not pin it down)")
 
 
 def load_laws(spec: str | Path) -> LawSet:

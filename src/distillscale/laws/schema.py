@@ -93,6 +93,9 @@ class SupervisedCoefficients(_Strict):
     alpha: DataExponent
     beta: DataExponent
     gamma: Exponent = 1.0
+    # the interaction form's (`laws.interaction_law`): the data exponent's change per e-fold of N, and N's origin
+    beta1: Annotated[float, BeforeValidator(_number), Field(ge=-MAX_EXPONENT, le=MAX_EXPONENT)] | None = None
+    N0: Coefficient | None = None
 
 
 class DistillationCoefficients(_Strict):
@@ -124,10 +127,17 @@ class RepetitionPart(_Strict):
 
 
 class SupervisedPart(_Strict):
-    form: Literal["chinchilla", "tied", "busbridge"] | None = None
+    form: Literal["chinchilla", "tied", "busbridge", "interaction"] | None = None
     coefficients: SupervisedCoefficients
     fit: dict[str, Any] | None = None   # FitRecord validates it
     repetition: RepetitionPart | None = None
+
+    @model_validator(mode="after")
+    def _interaction(self) -> "SupervisedPart":
+        given = [self.coefficients.beta1 is not None, self.coefficients.N0 is not None]
+        if (self.form == "interaction") != all(given) or any(given) != all(given):
+            raise ValueError("beta1 and N0 are the interaction form's coefficients: give both, with form interaction")
+        return self
 
 
 class DistillationPart(_Strict):

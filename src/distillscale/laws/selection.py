@@ -31,6 +31,7 @@ from distillscale.laws.marginal import fit_marginal
 from distillscale.laws.fitting import (DistillationLawFitter, ExponentPrior, SupervisedLawFitter, check_intervals,
                                       irreducible_loss_profile)
 from distillscale.laws.forms import SupervisedLaw
+from distillscale.laws.interaction import INTERACTION_FORMS, SUPERVISED_FORM_NAMES, InteractionLawFitter
 from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import Selection
 from distillscale.laws.lawfit import (AUTO_SUPERVISED, MEDIAN, CandidateScore, DistillationCandidate, LawFit,
@@ -122,8 +123,9 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     columns = {"non-embedding": N}
     if "total_params" in runs:
         columns["total"] = runs["total_params"]
-    if form != "auto" and form not in SUPERVISED_FORMS:
-        raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORMS), form=form)
+    if form != "auto" and form not in SUPERVISED_FORM_NAMES:
+        raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORM_NAMES),
+                             form=form)
     _check_fitter_options(SupervisedLawFitter, fitter_options)
     _check_choices(loss, irreducible_loss, irreducible_loss_prior, min_tokens_per_param)
 
@@ -158,7 +160,8 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
         if candidate.form == MEDIAN:
             return MedianLawFitter([make(member, **overrides) for member in candidate.members()], progress=progress,
                                    marginal=marginal_e)
-        return SupervisedLawFitter(candidate.form, irreducible_loss=candidate.irreducible_loss,
+        fitter = InteractionLawFitter if candidate.form in INTERACTION_FORMS else SupervisedLawFitter
+        return fitter(candidate.form, irreducible_loss=candidate.irreducible_loss,
                                    irreducible_loss_prior=candidate.irreducible_loss_prior,
                                    exponent_prior=candidate.exponent_prior, **{**fitter_options, **overrides})
 

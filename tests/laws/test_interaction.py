@@ -1,0 +1,77 @@
+"""The interaction form (issue 55): a data exponent beta + beta1 ln(N/N0) that depends on model size."""
+
+import json
+
+import numpy as np
+import pytest
+
+from distillscale.errors import ParameterError
+from distillscale.laws import load_laws
+from distillscale.laws.interaction import InteractionLawFitter
+from distillscale.laws.interaction_law import InteractionLaw
+from distillscale.laws.selection import fit_supervised
+
+TRUTH = InteractionLaw(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.36, beta1=0.03, N0=1e8)
+
+
+def runs(truth, sizes, noise, seed=0):
+    rng = np.random.default_rng(seed)
+    N = np.repeat(sizes, 5)
+    D = N * np.tile([5.0, 10.0, 20.0, 40.0, 80.0], len(sizes))
+    return N, D, truth.predict(N, D) * np.exp(rng.normal(0, noise, len(N)))
+
+
+def test_recovers_its_own_parameters_from_synthetic_runs():
+    N, D, loss = runs(TRUTH, np.geomspace(2e7, 6e8, 6), noise=0.0005)
+    law = InteractionLawFitter(bootstrap=40).fit(N, D, loss).law_
+    assert "beta1" not in law.fit.not_identified and law.fit.form == "interaction"
+    assert law.beta1 == pytest.approx(0.03, abs=0.002)
+    low, high = law.fit.intervals["beta1"]
+    assert low <= law.beta1 <= high and low > 0
+    # The data exponent at each size, whatever origin the fit chose for N.
+    for n in (2e7, 6e8):
+        assert law.data_exponent(n) == pytest.approx(TRUTH.data_exponent(n), abs=0.01)
+    # 4x beyond the largest size, at 20 and 80 tokens per parameter.
+    n = np.array([2.4e9, 2.4e9])
+    assert law.predict(n, n * [20, 80]) == pytest.approx(TRUTH.predict(n, n * [20, 80]), rel=0.003)
+
+
+def test_too_few_sizes_or_no_interaction_keep_the_plain_law():
+    # Three sizes: beta1 is not identified and the law is the chinchilla fit (beta1 = 0).
+    N, D, loss = runs(TRUTH, np.geomspace(2e7, 8e7, 3), noise=0.002)
+    law = InteractionLawFitter(bootstrap=0).fit(N, D, loss).law_
+    assert law.beta1 == 0.0 and "3 model sizes" in law.fit.not_identified["beta1"]
+    assert law.fit.constraints["beta1"] == 0.0
+    # Six sizes, no interaction in the runs: the fit with beta1 = 0 is as good within the noise.
+    plain = InteractionLaw(**{**TRUTH.coefficients(), "beta1": 0.0})
+    N, D, loss = runs(plain, np.geomspace(2e7, 6e8, 6), noise=0.003, seed=1)
+    law = InteractionLawFitter(bootstrap=40).fit(N, D, loss).law_
+    assert law.beta1 == 0.0 and "beta1" in law.fit.not_identified
+
+
+def test_fit_supervised_form_interaction_backtests_saves_and_loads(tmp_path):
+    N, D, loss = runs(TRUTH, np.geomspace(2e7, 6e8, 6), noise=0.001)
+    fit = fit_supervised(N, D, loss, form="interaction", bootstrap=0)
+    assert fit.chosen.startswith("interaction") and fit.backtest is not None
+    assert fit.law.beta1 == pytest.approx(0.03, abs=0.004)
+    path = tmp_path / "law.json"
+    fit.save(path)
+    loaded = load_laws(str(path)).supervised
+    assert isinstance(loaded, InteractionLaw) and loaded.beta1 == fit.law.beta1 and loaded.N0 == fit.law.N0
+    assert loaded.predict(3e9, 6e10) == fit.law.predict(3e9, 6e10)
+    with pytest.raises(ParameterError, match="interaction"):
+        fit_supervised(N, D, loss, form="interactions")
+
+
+def test_cli_fit_accepts_form_interaction(cli, tmp_path):
+    N, D, loss = runs(TRUTH, np.geomspace(2e7, 6e8, 6), noise=0.001)
+    path = tmp_path / "runs.csv"
+    path.write_text("params,tokens,loss\n" + "".join(f"{n},{d},{l}\n" for n, d, l in zip(N, D, loss)))
+    out = tmp_path / "law.json"
+    code, stdout, _ = cli("fit", "supervised", path, "--form", "interaction", "--no-backtest", "--bootstrap", "0",
+                          "--out", out, "--json")
+    assert code == 0
+    record = json.loads(stdout)
+    assert record["coefficients"]["beta1"] == pytest.approx(0.03, abs=0.004)
+    code, stdout, _ = cli("predict", "supervised", "--law", out, "--params", "2.4B", "--tokens", "48B", "--json")
+    assert code == 0 and json.loads(stdout)["loss"] == pytest.approx(TRUTH.predict(2.4e9, 4.8e10), rel=0.005)
