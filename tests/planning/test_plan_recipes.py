@@ -63,17 +63,26 @@ def test_every_kind_of_plan_has_a_recipe_for_each_run(options, names):
 
 def test_the_text_shows_each_run_with_units(cli):
     code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
-                         "--scenario", "best-case")
+                         "--scenario", "teacher-pretraining")
     assert code == 0, err
     text = " ".join(out.split())
-    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case")
-    r = plan.recipes["best-case"]
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining")
+    r = plan.recipes["teacher-pretraining teacher"]
     assert "How to run it (hyperparameter law steplaw2025" in text
-    assert (f"best-case*: N 546M, D 236B tokens; peak lr {r.lr:.3g} (90%: " in text
-            and f"batch 1.81M tokens = {r.batch_sequences:,} sequences x 4,096; {r.steps:,} steps, warmup 2,000 steps; "
+    assert (f"teacher-pretraining teacher*: N 2.22B, D 35.1B tokens; peak lr {r.lr:.3g} (90%: " in text
+            and f"batch 609K tokens = {r.batch_sequences:,} sequences x 4,096; {r.steps:,} steps, warmup 2,000 steps; "
                 f"muP --lr {r.mup_base_lr:.3g}" in text)
     assert "warmup: 10% of the steps, at most 2,000" in text
-    assert plan.as_text().count("peak lr") == 2  # the student and the model pretrained instead
+    assert plan.as_text().count("peak lr") == 3  # the student, its teacher, the model pretrained instead
+
+
+def test_runs_that_are_one_model_on_the_same_tokens_share_a_line():
+    # best-case spends the whole budget on the student: the same run as the model pretrained instead
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case")
+    assert plan.recipes["best-case"].to_dict() == {**plan.recipes["best-case (pretrain instead)"].to_dict(),
+                                                   "name": "best-case"}
+    text = plan.as_text()
+    assert text.count("peak lr") == 1 and "best-case, best-case (pretrain instead)*: N 546M, D 236B tokens" in text
 
 
 def test_a_batch_fixed_above_the_optimum_gets_the_adapted_lr_its_penalty_and_the_tokens_that_recover_it(cli):
@@ -96,7 +105,8 @@ def test_a_batch_fixed_above_the_optimum_gets_the_adapted_lr_its_penalty_and_the
     code, text, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
                           "--scenario", "best-case", "--batch-tokens", "8M")
     text = " ".join(text.split())
-    assert (f"best-case: at your batch of 8M tokens ({ratio:.3g}x B* = 1.81M), peak lr {adapted['lr']:.3g} = "
+    assert (f"best-case, best-case (pretrain instead): at your batch of 8M tokens ({ratio:.3g}x B* = 1.81M), "
+            f"peak lr {adapted['lr']:.3g} = "
             f"lr* x (B / B*)^0.4" in text)
     assert f"loss +{adapted['loss_penalty']:.2%} at the same tokens, recovered by {factor:.3g}x the tokens" in text
 

@@ -71,9 +71,9 @@ def recipe_renderables(recipes: dict) -> list:
         return []
     first = next(iter(recipes.values()))
     out = [styled((f"How to run it (hyperparameter law {first.law}; *: N or D outside its data):", "bold"))]
-    for recipe in recipes.values():
+    for names, recipe in _same_runs(recipes):
         low, high = recipe.lr_interval
-        out.append(f"{recipe.name}{'*' if recipe.beyond_data else ''}: N {format_quantity(recipe.params)}, "
+        out.append(f"{', '.join(names)}{'*' if recipe.beyond_data else ''}: N {format_quantity(recipe.params)}, "
                    f"D {format_quantity(recipe.tokens)} tokens; peak lr {recipe.lr:.3g} ({recipe.level:.0%}: "
                    f"{low:.2g} to {high:.2g}); batch {format_quantity(recipe.batch_tokens)} tokens = "
                    f"{recipe.batch_sequences:,} sequences x {recipe.n_ctx:,}; {recipe.steps:,} steps, warmup "
@@ -85,11 +85,11 @@ def recipe_renderables(recipes: dict) -> list:
                f"steps = D / batch; warmup: {WARMUP_RULE}; muP --lr: the base rate to give `train`/`distill "
                f"--lr` (muP trains the hidden matrices at --lr x {first.mup_base_width or MUP_BASE_WIDTH} / "
                "d_model, d_model the run's width)")
-    for recipe in recipes.values():
+    for names, recipe in _same_runs(recipes):
         a = recipe.adaptation
         if a is None:
             continue
-        line = (f"{recipe.name}: at your batch of {format_quantity(a.batch_tokens)} tokens "
+        line = (f"{', '.join(names)}: at your batch of {format_quantity(a.batch_tokens)} tokens "
                 f"({a.batch_tokens / a.optimal_batch_tokens:.3g}x B* = {format_quantity(a.optimal_batch_tokens)}), "
                 f"peak lr {a.lr:.3g} = lr* x (B / B*)^{a.lr_batch_exponent:g} (the law's exponent, not a fixed square root)")
         if a.loss_penalty is not None:
@@ -100,6 +100,16 @@ def recipe_renderables(recipes: dict) -> list:
         out.append(line)
     out += list(dict.fromkeys(note for recipe in recipes.values() for note in recipe.notes))
     return out
+
+
+def _same_runs(recipes: dict) -> list[tuple[list[str], Any]]:
+    """The recipes with the runs that share one (the same model on the same tokens, as each
+    scenario's model pretrained instead of a given student) under one line: (names, recipe)."""
+    groups: dict = {}
+    for name, recipe in recipes.items():
+        same = repr({key: value for key, value in recipe.to_dict().items() if key != "name"})
+        groups.setdefault(same, ([], recipe))[0].append(name)
+    return list(groups.values())
 
 
 def _plan_renderables(plan: PlanView) -> list:
