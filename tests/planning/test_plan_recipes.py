@@ -187,3 +187,16 @@ def test_a_hyperparameter_law_object_plans_as_its_saved_file(tmp_path):
     with pytest.raises(ParameterError, match="hyperparameter_law must be a preset name, a law file or a "
                                                 "HyperparameterLaw"):
         ds.plan("busbridge2025", hyperparameter_law=3, **options)
+
+
+def test_the_figure_says_how_to_run_each_run():
+    pytest.importorskip("matplotlib")
+    from distillscale.planning import plots
+
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining")
+    figure = plots.plot_plan(plan)
+    written = "\n".join(text.get_text() for text in figure.texts)
+    teacher = plan.recipes["teacher-pretraining teacher"]
+    assert "how to run it (hyperparameter law steplaw2025" in written
+    assert f"teacher-pretraining teacher: peak lr {teacher.lr:.3g}, batch 609K ({teacher.batch_sequences:,} seq.)" in written
+    plots.pyplot().close(figure)

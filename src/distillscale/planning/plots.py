@@ -3,6 +3,7 @@ writes it as PNG or SVG, chosen by the file extension. matplotlib is imported on
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from distillscale.errors import UserError
 from distillscale.io import atomic_write, figure_metadata, has_signature
 from distillscale.planning.flops import SCENARIOS
 from distillscale.planning.plans import Plan
+from distillscale.planning.render import same_runs
 from distillscale.planning.results import StudentSweep
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.planning.teacher import TeacherRanking
@@ -103,9 +105,10 @@ def with_recipes(figure, recipes: dict):
         return figure
     first = next(iter(recipes.values()))
     lines = [f"how to run it (hyperparameter law {first.law}; batch in tokens, sequences of {first.n_ctx:,}):"]
-    lines += [f"{r.name}: peak lr {r.lr:.3g}, batch {format_quantity(r.batch_tokens)} ({r.batch_sequences:,} seq.), "
-              f"{r.steps:,} steps, warmup {r.warmup_steps:,}"
-              + ("" if r.mup_base_lr is None else f", muP --lr {r.mup_base_lr:.3g}") for r in recipes.values()]
+    lines += [textwrap.fill(f"{', '.join(names)}: peak lr {r.lr:.3g}, batch {format_quantity(r.batch_tokens)} "
+                            f"({r.batch_sequences:,} seq.), {r.steps:,} steps, warmup {r.warmup_steps:,}"
+                            + ("" if r.mup_base_lr is None else f", muP --lr {r.mup_base_lr:.3g}"),
+                            width=100, subsequent_indent="    ") for names, r in same_runs(recipes)]
     figure.text(0.01, -0.02, "\n".join(lines), fontsize=7, va="top", ha="left", family="monospace")
     return figure
 

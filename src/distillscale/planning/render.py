@@ -71,7 +71,7 @@ def recipe_renderables(recipes: dict) -> list:
         return []
     first = next(iter(recipes.values()))
     out = [styled((f"How to run it (hyperparameter law {first.law}; *: N or D outside its data):", "bold"))]
-    for names, recipe in _same_runs(recipes):
+    for names, recipe in same_runs(recipes):
         low, high = recipe.lr_interval
         out.append(f"{', '.join(names)}{'*' if recipe.beyond_data else ''}: N {format_quantity(recipe.params)}, "
                    f"D {format_quantity(recipe.tokens)} tokens; peak lr {recipe.lr:.3g} ({recipe.level:.0%}: "
@@ -85,7 +85,7 @@ def recipe_renderables(recipes: dict) -> list:
                f"steps = D / batch; warmup: {WARMUP_RULE}; muP --lr: the base rate to give `train`/`distill "
                f"--lr` (muP trains the hidden matrices at --lr x {first.mup_base_width or MUP_BASE_WIDTH} / "
                "d_model, d_model the run's width)")
-    for names, recipe in _same_runs(recipes):
+    for names, recipe in same_runs(recipes):
         a = recipe.adaptation
         if a is None:
             continue
@@ -102,7 +102,7 @@ def recipe_renderables(recipes: dict) -> list:
     return out
 
 
-def _same_runs(recipes: dict) -> list[tuple[list[str], Any]]:
+def same_runs(recipes: dict) -> list[tuple[list[str], Any]]:
     """The recipes with the runs that share one (the same model on the same tokens, as each
     scenario's model pretrained instead of a given student) under one line: (names, recipe)."""
     groups: dict = {}
