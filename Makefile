@@ -26,7 +26,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(MKDOCS)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The documentation site, offline: --strict fails on a broken link or anchor, a page left out of the
 # nav, a missing README section that a page includes, or a docstring the API reference cannot read.
