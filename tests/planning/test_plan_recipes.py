@@ -200,3 +200,12 @@ def test_the_figure_says_how_to_run_each_run():
     assert "how to run it (hyperparameter law steplaw2025" in written
     assert f"teacher-pretraining teacher: peak lr {teacher.lr:.3g}, batch 609K ({teacher.batch_sequences:,} seq.)" in written
     plots.pyplot().close(figure)
+
+
+def test_plan_supervised_says_how_to_run_its_model_under_the_law_and_batch_given():
+    plan = ds.plan_supervised("epoch2024", compute=1e21, params=1e9, hyperparameter_law="steplaw2025",
+                              batch_tokens=8e6)
+    r = plan.recipes["supervised"]
+    assert (r.params, r.tokens) == (1e9, plan.supervised.tokens) and r.batch_tokens == 8e6
+    assert r.adaptation is not None and r.lr == pytest.approx(_steplaw(1e9, r.tokens)[0]
+                                                             * (8e6 / _steplaw(1e9, r.tokens)[1]) ** 0.40)

@@ -70,13 +70,7 @@ def plan(law, *, teacher: ExistingTeacher | None = None, on_policy: OnPolicy | N
         batch_tokens (a batch fixed for every run: its lr and, above B*, its loss penalty).
     """
     laws, spec = _load(law)
-    hyperparameters = None  # a name or a path: loaded from the settings
-    given = options.get("hyperparameter_law")
-    if isinstance(given, Path):
-        options["hyperparameter_law"] = str(given)
-    elif given is not None and not isinstance(given, str):
-        hyperparameters = _hyperparameter_object(given)
-        options["hyperparameter_law"] = HYPERPARAMETER_FILE  # in its command line: where to save it
+    options, hyperparameters = _hyperparameter_option(options)
     settings = PlanSettings.from_python(spec, teacher=teacher, on_policy=on_policy, **options)
     return plan_from_settings(settings, laws, hyperparameters)
 
@@ -129,18 +123,21 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
 
 def plan_supervised(law, *, compute: float, params: float | None = None,
                     min_params: float | None = None, max_params: float | None = None,
-                    flops: str = "corrected") -> Plan:
+                    flops: str = "corrected", hyperparameter_law=None, batch_tokens: float | None = None) -> Plan:
     """Training without a teacher under the law's supervised law: the compute-optimal model size N
     and tokens D for the budget (searched in min_params..max_params, by default the planner's
-    bounds), or with `params` that size trained on the whole budget; the loss with its interval."""
+    bounds), or with `params` that size trained on the whole budget; the loss with its interval,
+    and how to run it (`plan.recipes`, under `hyperparameter_law` at `batch_tokens`, as `plan`)."""
     laws, spec = _load(law)
     laws.require_supervised()
+    options, hyperparameters = _hyperparameter_option(
+        {"hyperparameter_law": hyperparameter_law} if hyperparameter_law is not None else {})
     try:
         settings = PlanSettings.from_python(spec, compute=compute, student_params=params, min_params=min_params,
-                                            max_params=max_params, flops=flops)
+                                            max_params=max_params, flops=flops, batch_tokens=batch_tokens, **options)
     except ParameterError as exc:
         raise exc.renamed({"student_params": "params"}) from None
-    hyperparameters = _hyperparameter_law(settings)
+    hyperparameters = hyperparameters or _hyperparameter_law(settings)
     return _with_recipes(_supervised_plan(laws, _forward_flops(laws, flops, None, None, None), settings),
                          hyperparameters)
 
@@ -221,6 +218,17 @@ def _load(law) -> tuple[LawSet, str]:
 # How the command line of a plan names a hyperparameter law given as an object, not loaded from a
 # file (a fit's law, not saved yet): where to save it, as `_load` names a law object "law.json".
 HYPERPARAMETER_FILE = "hp.json"
+
+
+def _hyperparameter_option(options: dict) -> tuple[dict, object]:
+    """(the options as settings take them, the hyperparameter law object given or None): a name or
+    a path is the settings' to load; an object is kept, named HYPERPARAMETER_FILE in the settings."""
+    given = options.get("hyperparameter_law")
+    if given is None or isinstance(given, str):
+        return options, None
+    if isinstance(given, Path):
+        return {**options, "hyperparameter_law": str(given)}, None
+    return {**options, "hyperparameter_law": HYPERPARAMETER_FILE}, _hyperparameter_object(given)
 
 
 def _hyperparameter_object(law):
