@@ -209,3 +209,11 @@ def test_plan_supervised_says_how_to_run_its_model_under_the_law_and_batch_given
     assert (r.params, r.tokens) == (1e9, plan.supervised.tokens) and r.batch_tokens == 8e6
     assert r.adaptation is not None and r.lr == pytest.approx(_steplaw(1e9, r.tokens)[0]
                                                              * (8e6 / _steplaw(1e9, r.tokens)[1]) ** 0.40)
+
+
+def test_a_started_student_is_told_the_laws_rates_are_for_training_from_scratch():
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining",
+                   student_init="pruned")
+    said = "the student starts pruned (--student-init): the law's rates are for training from scratch"
+    assert [name for name, r in plan.recipes.items() if any(said in note for note in r.notes)] == ["teacher-pretraining"]
+    assert said in plan.as_text()

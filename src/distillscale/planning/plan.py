@@ -31,9 +31,9 @@ from distillscale.laws.student_init import start_multiplier
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, StudentSearch, positive
-from distillscale.planning.plans import (ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
+from distillscale.planning.plans import (TEACHER_RUN, ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
                                          SupervisedOnlyPlan)
-from distillscale.planning.repetition import model_penalty, repetition_check, with_repetition
+from distillscale.planning.repetition import is_distilled, model_penalty, repetition_check, with_repetition
 from distillscale.units import Quantity, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -265,8 +265,14 @@ def _with_recipes(result: Plan, law) -> Plan:
 
         model = load_config(settings.student_model)
         n_ctx = min(n_ctx, model.max_seq_len)  # as `_student` prices it
-    return replace(result, recipes=plan_recipes(result.runs(), law, n_ctx, forward.aspect_ratio,
-                                                settings.batch_tokens, model))
+    recipes = plan_recipes(result.runs(), law, n_ctx, forward.aspect_ratio, settings.batch_tokens, model)
+    if settings.student_init != "scratch":  # the students start from a model, not from scratch
+        note = (f"the student starts {settings.student_init} (--student-init): the law's rates are for training "
+                "from scratch; a start may want a lower peak rate (unmeasured here)")
+        recipes = {name: replace(recipe, notes=(*recipe.notes, note))
+                   if is_distilled(name) and not name.endswith(TEACHER_RUN.format("")) else recipe
+                   for name, recipe in recipes.items()}
+    return replace(result, recipes=recipes)
 
 
 def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,
