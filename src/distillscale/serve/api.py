@@ -17,7 +17,6 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import data_range
-from distillscale.laws.hyperparameters import HYPERPARAMETER_PRESETS
 from distillscale.laws.lawset import PRESETS, LawSet, load_laws
 from distillscale.planning.flops import SCENARIOS
 from distillscale.cli_options import command_line
@@ -101,7 +100,7 @@ class Planner:
     def laws_info(self) -> dict:
         """The law menu: each law's name and what it can plan."""
         return {"default": self.default, "scenarios": {name: s.description for name, s in SCENARIOS.items()},
-                "hyperparameter_laws": {"default": DEFAULT_HYPERPARAMETER_LAW, "presets": list(HYPERPARAMETER_PRESETS)},
+                "hyperparameter_laws": {"default": DEFAULT_HYPERPARAMETER_LAW, "presets": _hyperparameter_presets()},
                 "laws": [{"id": spec, "name": laws.name, "file": spec not in PRESETS,
                           "distillation": laws.distillation is not None,
                           "data_range": _range(laws)} for spec, laws in self.laws.items()]}
@@ -165,9 +164,9 @@ class Planner:
             raise ParameterError("scenario", "{} {scenario!r} cannot be planned here: the page plans one "
                                              "scenario at a time, one of " + ", ".join(SCENARIOS),
                                  scenario=query.scenario)
-        if query.hyperparameter_law not in HYPERPARAMETER_PRESETS:  # the page reads no file a request names
+        if query.hyperparameter_law not in _hyperparameter_presets():  # the page reads no file a request names
             raise ParameterError("hyperparameter_law", "{} {law!r} is not one the page offers: use one of "
-                                 + ", ".join(HYPERPARAMETER_PRESETS), law=query.hyperparameter_law)
+                                 + ", ".join(_hyperparameter_presets()), law=query.hyperparameter_law)
         if query.teacher not in TEACHER_MODES:
             raise ParameterError("teacher.params", "unknown teacher mode {mode!r} (the teacher control): use "
                                  "one of " + ", ".join(TEACHER_MODES), mode=query.teacher)
@@ -208,6 +207,13 @@ class Planner:
 
 
 # -- internals ------------------------------------------------------------------------------------
+
+def _hyperparameter_presets() -> list[str]:
+    """The hyperparameter laws the page offers: the presets (imported on first use: SciPy)."""
+    from distillscale.laws.hyperparameters import HYPERPARAMETER_PRESETS
+
+    return list(HYPERPARAMETER_PRESETS)
+
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1e3, 2)
