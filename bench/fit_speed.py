@@ -26,7 +26,8 @@ import torch
 from scipy.optimize import minimize
 
 from distillscale.laws import lbfgs, load_laws
-from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter, huber
+from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
+from distillscale.laws.objective import huber
 from distillscale.laws.logspace import CHINCHILLA
 from distillscale.laws.selection import fit_supervised
 from distillscale.tables import read_table

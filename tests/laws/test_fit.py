@@ -312,7 +312,7 @@ def test_clone_builds_the_same_fitter_with_overrides():
 # --- issue 34: Gaussian priors on the exponents (a hierarchical fit across data sets) ------------
 
 def test_exponent_prior_penalty_gradient_matches_autograd():
-    from distillscale.laws.fitting import ExponentPrior
+    from distillscale.laws.objective import ExponentPrior
 
     fitter = SupervisedLawFitter("busbridge", bootstrap=0, irreducible_loss_prior=(1.7, 0.2),
                                  exponent_prior=ExponentPrior(alpha=(0.3, 0.05), beta=(0.28, 0.1)))
@@ -326,7 +326,7 @@ def test_exponent_prior_penalty_gradient_matches_autograd():
 
 @pytest.mark.parametrize("form", ["chinchilla", "tied", "busbridge"])
 def test_exponent_prior_pulls_the_exponents_the_loss_follows(form):
-    from distillscale.laws.fitting import ExponentPrior
+    from distillscale.laws.objective import ExponentPrior
 
     truth = load_laws("chinchilla2022").supervised   # alpha 0.34, beta 0.28
     N, D, loss = supervised_runs(truth, 40, noise=0.01)
@@ -348,7 +348,7 @@ def test_exponent_prior_pulls_the_exponents_the_loss_follows(form):
 
 
 def test_fit_supervised_carries_the_exponent_prior_into_every_member_form():
-    from distillscale.laws.fitting import ExponentPrior
+    from distillscale.laws.objective import ExponentPrior
     from distillscale.laws.selection import fit_supervised
 
     N, D, loss = supervised_runs(load_laws("chinchilla2022").supervised, 40, noise=0.005)
@@ -364,7 +364,7 @@ def test_fit_supervised_carries_the_exponent_prior_into_every_member_form():
                                           (dict(alpha="0.3"), "exponent_prior.alpha")])
 def test_bad_exponent_prior_is_one_line(given, param):
     from distillscale.errors import ParameterError
-    from distillscale.laws.fitting import ExponentPrior
+    from distillscale.laws.objective import ExponentPrior
 
     with pytest.raises(ParameterError) as caught:
         ExponentPrior(**given)

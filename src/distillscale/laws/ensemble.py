@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from distillscale.laws.fitting import Runs, SupervisedLawFitter
+from distillscale.laws.fitting import SupervisedLawFitter
+from distillscale.laws.objective import Runs
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.lbfgs import PER_START, MultiStartResult
 from distillscale.laws.marginal import MarginalLaw, fit_marginal

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from distillscale.laws.backtest import Backtest
-from distillscale.laws.fitting import ExponentPrior, SupervisedLawFitter, DistillationLawFitter
+from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
+from distillscale.laws.objective import ExponentPrior
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.interaction import INTERACTION_FORMS, N_PARAMETERS
 from distillscale.laws.lawset import LawSet, check_path_argument

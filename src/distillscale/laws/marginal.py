@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from distillscale.laws.backtest import scale_levels
-from distillscale.laws.fitting import Runs, SupervisedLawFitter
+from distillscale.laws.fitting import SupervisedLawFitter
+from distillscale.laws.objective import Runs
 from distillscale.laws.forms import SupervisedLaw
 
 # The E grid: midpoints of E_BINS equal bins of (0, lowest observed loss), i.e. a uniform prior.

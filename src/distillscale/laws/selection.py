@@ -28,7 +28,8 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, rolling_origin_folds, run_backtest
 from distillscale.laws.ensemble import MedianLawFitter, marginalizes, median_law
 from distillscale.laws.marginal import fit_marginal
-from distillscale.laws.fitting import (DistillationLawFitter, ExponentPrior, SupervisedLawFitter, check_intervals,
+from distillscale.laws.objective import ExponentPrior
+from distillscale.laws.fitting import (DistillationLawFitter, SupervisedLawFitter, check_intervals,
                                       irreducible_loss_profile)
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.interaction import INTERACTION_FORMS, SUPERVISED_FORM_NAMES, InteractionLawFitter
