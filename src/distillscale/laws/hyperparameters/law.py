@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from scipy.stats import norm
 
+from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, read_text_file
 from distillscale.laws.hyperparameters.records import FitSummary
@@ -207,6 +208,7 @@ class HyperparameterLaw(_Record):
         return Path(path)
 
     @classmethod
+    @checked
     def load(cls, path: str | Path) -> "HyperparameterLaw":
         """A law file `save` wrote; a malformed or newer one is refused in one line."""
         text = read_text_file(path, "hyperparameter law")
