@@ -27,10 +27,18 @@ from transformers import (
 )
 
 from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
+from distillscale.model.hf_flops import hf_forward_flops
+from distillscale.planning.flops import generation_flops
+from distillscale.training.hf_student import HFStudent
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
 
 VOCAB = 320
+EXACT_GENERIC = "forward_flops_per_token of the generic Hugging Face student: exact"
+
+
+def student_record(model):
+    return HFStudent(model, VOCAB).record()
 RUN = ("--max-bytes", "100k", "--seq-len", "32", "--batch-size", "8", "--eval-tokens", "1k", "--device", "cpu",
        "--eval-every", "0", "--lr", "0.003")
 
@@ -74,8 +82,14 @@ def test_a_generic_student_trains_and_exports(cli, tmp_path, tokenizer, save):
     embeddings = {id(started.get_input_embeddings().weight), id(started.get_output_embeddings().weight)}
     expected_n = sum(p.numel() for p in started.parameters() if id(p) not in embeddings)
     assert result["non_embedding_params"] == expected_n
-    assert result["flops"] == 6 * expected_n * result["tokens"] + result["teacher"]["flops"]
-    assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
+    # FLOPs as the family counts them (every matmul, the output head included, attention over the context),
+    # the same count the GPT-2 teacher gets: 2 x non-embedding parameters missed the head and the attention
+    forward = hf_forward_flops(started).forward_flops_per_token(32)
+    assert result["forward_flops_per_token"] == forward > 2 * expected_n
+    assert result["teacher"]["forward_flops_per_token"] == hf_forward_flops(
+        AutoModelForCausalLM.from_pretrained(teacher)).forward_flops_per_token(32)
+    assert result["flops"] == 3 * forward * result["tokens"] + result["teacher"]["flops"]
+    assert EXACT_GENERIC in result["flops_method"]
     # The student moved away from its start.
     trained = AutoModelForCausalLM.from_pretrained(out / "hf_model")
     assert not torch.equal(trained.lm_head.weight, started.lm_head.weight)
@@ -118,7 +132,9 @@ def test_a_generic_student_resumes_exactly_after_kill_9(cli, tmp_path, tokenizer
     if extra:
         on_policy = resumed["on_policy"]
         assert on_policy["sequences"] > 0 and on_policy["generation_flops"] > 0
-        assert on_policy["flops_method"].startswith("approximate (generic Hugging Face student)")
+        student = AutoModelForCausalLM.from_pretrained(start)
+        assert on_policy["generation_flops"] == generation_flops(student_record(student), 8, 8, on_policy["sequences"])
+        assert EXACT_GENERIC in resumed["flops_method"]
 
 
 def test_sampling_with_the_models_cache_is_sampling_without_it(tokenizer, tmp_path):
@@ -216,7 +232,7 @@ def test_a_generic_student_trains_supervised_and_from_a_logit_cache(cli, tmp_pat
     assert code == 0, err
     result = json.loads(stdout)
     assert result["status"] == "completed" and result.get("teacher_cache") is not None
-    assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
+    assert EXACT_GENERIC in result["flops_method"]
 
 
 def test_a_generic_student_distils_from_a_served_teacher(cli, tmp_path, tokenizer):
@@ -237,7 +253,7 @@ def test_a_generic_student_distils_from_a_served_teacher(cli, tmp_path, tokenize
     assert code == 0, err
     result = json.loads(stdout)
     assert result["status"] == "completed" and result.get("teacher_server") is not None
-    assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
+    assert EXACT_GENERIC in result["flops_method"]
 
 
 def test_a_generic_student_distils_from_a_teacher_of_another_tokenizer(cli, tmp_path, tokenizer):
@@ -252,7 +268,7 @@ def test_a_generic_student_distils_from_a_teacher_of_another_tokenizer(cli, tmp_
     result = json.loads(stdout)
     assert result["distillation"]["mode"] == "cross-tokenizer"
     assert result["status"] == "completed" and math.isfinite(result["val_loss"])
-    assert result["flops_method"].startswith("approximate (generic Hugging Face student)")
+    assert EXACT_GENERIC in result["flops_method"]
 
 
 def test_a_wsd_fork_of_a_generic_student_equals_its_run_from_scratch(cli, tmp_path, tokenizer):
@@ -303,5 +319,5 @@ def test_a_generic_start_named_with_a_tilde_in_a_config_file_takes_the_generic_p
     code, out, err = cli("train", "--config", config, "--tokenizer", tmp_path / "gpt2", "--out", tmp_path / "s",
                          *RUN, "--tokens", "512", "--json")
     assert code == 0, err
-    assert json.loads(out)["flops_method"].startswith("approximate (generic Hugging Face student)")
+    assert EXACT_GENERIC in json.loads(out)["flops_method"]
     assert (tmp_path / "s" / "hf_model" / "model.safetensors").is_file()

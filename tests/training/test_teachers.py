@@ -80,9 +80,11 @@ def test_hf_teacher_distils(cli, tmp_path, tokenizer, model_class, make_config):
     if model_class is LlamaForCausalLM:  # imported as the family: the fast path, exact FLOPs
         assert record["forward_flops_per_token"] == hf_model_config(teacher).forward_flops_per_token(32)
         assert "exact: imported as the family" in record["flops_method"]
-    else:
-        assert record["forward_flops_per_token"] == 2 * (total - lookup)
-        assert "estimate: 2 x parameters" in record["flops_method"]
+    else:  # as the family counts: every matmul (GPT-NeoX: qkv, dense, two MLP matrices; the head) + attention
+        h, i, layers = 64, 256, 2
+        matmuls = layers * (3 * h * h + h * h + 2 * h * i) + h * VOCAB
+        assert record["forward_flops_per_token"] == 2 * matmuls + 4 * layers * h * 32 > 2 * (total - lookup)
+        assert record["flops_method"].startswith("exact: 2 x the weights of every matmul")
     assert result["flops"] == (3 * result["forward_flops_per_token"]
                                + record["forward_flops_per_token"]) * result["tokens"]
     # A random teacher predicts almost uniformly over the tokenizer's ids (not the padded ones).

@@ -13,19 +13,25 @@ every result.json records, so the planner's accounting and what the engine spend
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from distillscale.errors import UserError
 from distillscale.laws import ComputeSettings
-from distillscale.model.config import ModelConfig
 
 ArrayLike = Any
 
 # The omega of Busbridge App. H, N = omega * n_layers * d_model^2: multi-head attention holds
 # 4 d_model^2 per layer and a gated FFN of ratio 8/3 holds 3 * 8/3 d_model^2, so omega = 12.
 GATED_FFN_OMEGA = 12.0
+
+
+class ForwardCount(Protocol):
+    """A model's exact forward FLOPs per token at a context: `ModelConfig` (the family), a generic
+    Hugging Face student's record (`model.hf_flops`, the same count for any architecture)."""
+
+    def forward_flops_per_token(self, seq_len: int) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,7 @@ def distillation_flops(scenario: Scenario, student_flops_per_token: float, stude
     )
 
 
-def run_flops(model: ModelConfig, seq_len: int, tokens: float,
+def run_flops(model: ForwardCount, seq_len: int, tokens: float,
               teacher_flops_per_token: float = 0.0) -> FlopBreakdown:
     """What one training run of the engine spends on `tokens` tokens: Eq. 9 in the teacher-inference
     scenario (a distilled run pays its teacher's forward pass on every token; a supervised run has no
@@ -169,7 +175,7 @@ def run_flops(model: ModelConfig, seq_len: int, tokens: float,
                               teacher_flops_per_token, teacher_tokens=0.0)
 
 
-def generation_flops(model: ModelConfig, prompt_tokens: int, new_tokens: int, sequences: float = 1) -> float:
+def generation_flops(model: ForwardCount, prompt_tokens: int, new_tokens: int, sequences: float = 1) -> float:
     """Forward FLOPs of sampling `new_tokens` after a prompt of `prompt_tokens`, per sequence times
     `sequences`, with a KV cache (model.generation): the model reads the prompt once and then every
     sampled token but the last, P + C - 1 positions, and the token at position t (1-based) attends

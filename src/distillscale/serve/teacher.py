@@ -68,13 +68,9 @@ class TeacherService:
 
     def models(self) -> dict:
         info = self.teacher.info
-        config = getattr(self.teacher.model, "config", None)
-        # A model of the family (a run, or an imported Llama/Qwen3): matmul FLOPs plus attention linear in the context
-        if hasattr(config, "forward_flops_per_token"):
-            base = config.forward_flops_per_token(0)
-            flops = {"base": base, "per_context_token": config.forward_flops_per_token(1) - base}
-        else:
-            flops = {"base": info.forward_flops_per_token, "per_context_token": 0}
+        # Any teacher (the family's, a generic Hugging Face model's): matmul FLOPs plus attention linear in the context
+        base = info.count.forward_flops_per_token(0)
+        flops = {"base": base, "per_context_token": info.count.forward_flops_per_token(1) - base}
         about = {"kind": info.kind, "path": info.path, "non_embedding_params": info.non_embedding_params,
                  "total_params": info.total_params, "forward_flops_per_token": flops,
                  "flops_method": info.flops_method, "vocab_size": self.vocab_size, "max_logprobs": self.top_k,

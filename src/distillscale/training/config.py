@@ -121,8 +121,8 @@ class ModelSettings(Settings):
         description="start from the weights and shape of this model instead of a random one: a run "
                     "directory, a `distillscale prune` output, or a Hugging Face causal-LM directory "
                     "(Llama/Qwen3 are imported exactly into the family; any other architecture trains through "
-                    "AutoModelForCausalLM, the generic path, which has no muP and estimates FLOPs as 6 N D "
-                    "instead of counting them exactly). Replaces --n-layers, "
+                    "AutoModelForCausalLM, the generic path, which has no muP; its FLOPs are counted as the "
+                    "family's, from its matmuls and config). Replaces --n-layers, "
                     "--aspect-ratio, --head-dim, --tie-embeddings and --mup; its tokenizer must be the run's")
 
 

@@ -271,7 +271,7 @@ def _make_on_policy_objective(config: DistillConfig, source, data: PreparedData,
     off_policy = (make_off_policy or _make_objective)(config, source, data, plan, group)
     on_policy_loss = DistillationObjective(off_policy.teacher, on_policy_loss_config(off_policy.loss_config),
                                            off_policy.teacher_val_loss)
-    return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.model or plan.hf_student,
+    return OnPolicyObjective(off_policy, on_policy_loss, config.on_policy_config(), plan.student,
                              config.seq_len,
                              sequences_per_micro_batch=config.batch_size, tokens_per_step=config.tokens_per_step,
                              schedule=schedule)
@@ -341,7 +341,7 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
         on_policy_loss = ServedTeacherObjective(client, on_policy_loss_config(objective.loss_config),
                                                 teacher_val_loss, FLOPS_METHOD)
         return OnPolicyObjective(objective, ServedRolloutObjective(on_policy_loss), config.on_policy_config(),
-                                 plan.model or plan.hf_student, config.seq_len,
+                                 plan.student, config.seq_len,
                                  sequences_per_micro_batch=config.batch_size,
                                  tokens_per_step=config.tokens_per_step, schedule=schedule)
 

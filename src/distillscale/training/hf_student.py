@@ -5,8 +5,9 @@ The model is loaded with `AutoModelForCausalLM` (safetensors only; its own code 
 `--trust-remote-code`) and trained by the same recipe through `HFStudent`, the teacher side's
 `HFCausalLM` adapter (`hidden_states` + `head` for the chunked losses) with what a student also needs:
 plain AdamW groups (weight decay on matrices, none on vectors: no muP) and the output rows of the
-tokenizer's ids, and on-policy sampling with the model's own KV cache. What the generic path does not
-have: muP and exact FLOPs (6 N D, N counted from the model; generation 2 N per position read). FSDP
+tokenizer's ids, and on-policy sampling with the model's own KV cache. Its FLOPs are counted as the
+family's (`model.hf_flops`: every matmul, output head included, and attention over the context from its
+config), the same count a Hugging Face teacher gets. What the generic path does not have: muP. FSDP
 shards the model's decoder layers (the `nn.ModuleList` of most parameters, as for a sharded teacher).
 
 Checkpoints: `state.pt` holds the adapter's state dict, optimizer, scheduler and RNG as for the family
@@ -25,15 +26,11 @@ import torch
 
 from distillscale.errors import UserError
 from distillscale.model.hf_export import HF_STUDENT_DIR
+from distillscale.model.hf_flops import hf_forward_flops
 from distillscale.model.hf_import import INDEX_FILE, SINGLE_FILE
 from distillscale.model.pretrained import check_output_rows
 from distillscale.training.records import HFStudentRecord
 from distillscale.training.teachers import HFCausalLM, check_logits_are_head_of_hidden, hf_load_error, load_hf_causal_lm
-
-GENERIC_FLOPS_METHOD = ("approximate (generic Hugging Face student): flops = 6 x non_embedding_params x tokens, "
-                        "non_embedding_params counted from the loaded model (all but the input and output "
-                        "embeddings); the output layer and attention over the context are not counted")
-
 
 class HFStudent(HFCausalLM):
     """A Hugging Face causal LM trained as a student: logits over the tokenizer's `vocab_size` ids
@@ -88,7 +85,8 @@ class HFStudent(HFCausalLM):
     def record(self) -> HFStudentRecord:
         counts = self.parameter_counts()
         return HFStudentRecord(architecture=type(self.model).__name__, non_embedding_params=counts.non_embedding,
-                               total_params=counts.total, output_rows=counts.output_rows)
+                               total_params=counts.total, output_rows=counts.output_rows,
+                               flops=hf_forward_flops(self.model))
 
 
 def load_hf_student(path: Path, vocab_size: int, seq_len: int, trust_remote_code: bool = False) -> HFStudent:

@@ -38,13 +38,13 @@ import torch
 
 from distillscale.data import TokenSampler
 from distillscale.errors import UserError
-from distillscale.model import ModelConfig, generate
-from distillscale.planning.flops import generation_flops, teacher_scoring_flops
+from distillscale.model import generate
+from distillscale.planning.flops import ForwardCount, generation_flops, teacher_scoring_flops
 from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
 from distillscale.training.losses import IGNORE_INDEX, LossOutput
 from distillscale.training.objective import Objective, ObjectiveRecord
 from distillscale.training.parallel import TrainingModel
-from distillscale.training.records import HFStudentRecord, OnPolicyRecord
+from distillscale.training.records import OnPolicyRecord
 
 # Keeps the generation seeds apart from every other stream drawn from the run's seed.
 GENERATION_STREAM = 0x6E6
@@ -53,10 +53,6 @@ FLOPS_METHOD = ("generation_flops = sequences x sum over the P + C - 1 positions
                 "forward_flops_per_token(position), the KV cache's attention over the keys so far "
                 "(planning.flops.generation_flops); teacher_scoring_flops = teacher.forward_flops_per_token x "
                 "sequences x seq_len (planning.flops.teacher_scoring_flops)")
-
-GENERIC_GENERATION_FLOPS = ("approximate (generic Hugging Face student): generation_flops = sequences x (P + C - 1) "
-                            "positions read x 2 x non_embedding_params (attention over the cache not counted); "
-                            "teacher_scoring_flops as for the family")
 
 
 def is_on_policy(index: int, fraction: float, first: int = 0) -> bool:
@@ -136,7 +132,7 @@ class OnPolicyObjective:
     batches use the same teacher with the KD weight at 1 (`on_policy_loss`)."""
 
     def __init__(self, off_policy: Objective, on_policy_loss: Objective, config: OnPolicyConfig,
-                 student: ModelConfig | HFStudentRecord, seq_len: int, sequences_per_micro_batch: int, tokens_per_step: int,
+                 student: ForwardCount, seq_len: int, sequences_per_micro_batch: int, tokens_per_step: int,
                  schedule: OnPolicySchedule):
         self.off_policy = off_policy
         self.on_policy_loss = on_policy_loss
@@ -157,11 +153,6 @@ class OnPolicyObjective:
         inputs, targets = rollout(student, inputs, targets, self.config, seed)
         return self.on_policy_loss(model, inputs, targets)
 
-    def _generation_flops(self, sequences: int) -> float:
-        if isinstance(self.student, HFStudentRecord):  # approximate: 2 N per position read, no attention
-            positions = self.config.prompt_tokens + self.config.continuation_tokens - 1
-            return float(sequences) * positions * 2 * self.student.non_embedding_params
-        return generation_flops(self.student, self.config.prompt_tokens, self.config.continuation_tokens, sequences)
 
     def record(self, tokens: int) -> ObjectiveRecord:
         micro_batches = tokens // self.tokens_per_step * self.schedule.micro_batches_per_step
@@ -171,9 +162,10 @@ class OnPolicyObjective:
         record = OnPolicyRecord(
             **self.config.model_dump(), sequences=sequences,
             generated_tokens=sequences * self.config.continuation_tokens,
-            generation_flops=self._generation_flops(sequences),
+            generation_flops=generation_flops(self.student, self.config.prompt_tokens,
+                                              self.config.continuation_tokens, sequences),
             teacher_scoring_flops=teacher_scoring_flops(teacher_per_token or 0.0, sequences * self.seq_len),
-            flops_method=FLOPS_METHOD if isinstance(self.student, ModelConfig) else GENERIC_GENERATION_FLOPS)
+            flops_method=FLOPS_METHOD)
         method = f"{base.flops_method}; plus on_policy.generation_flops (the student's sampling)"
         # the off-policy objective's record (its teacher server, its top-k check included) with the generation
         return replace(base, on_policy=record, flops_method=method, extra_flops=record.generation_flops)

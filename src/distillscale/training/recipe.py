@@ -43,7 +43,6 @@ from distillscale.training.parallel import TrainingModel
 from distillscale.training.evaluation import bf16_autocast, default_bf16, evaluate
 from distillscale.training.fork import Branch, find_branch
 from distillscale.training.hf_student import (
-    GENERIC_FLOPS_METHOD,
     check_generic_student_run,
     load_hf_student,
     save_model,
@@ -369,18 +368,13 @@ def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: 
 
 def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objective, branch: Branch | None,
             unique_tokens: int, status: str, val_loss: float | None, **divergence: Any) -> RunResult:
-    model_config = plan.model
     tokens = done.step * config.tokens_per_step
     extra = objective.record(tokens)
     flops_method = extra.flops_method or FLOPS_METHOD
-    if model_config is None:  # a generic Hugging Face student: 6 N D, N counted from the model
-        forward_flops = 2 * plan.non_embedding_params
-        flops = (3 * forward_flops + objective.extra_flops_per_token) * tokens + extra.extra_flops
-        flops_method = flops_method.replace(FLOPS_METHOD, GENERIC_FLOPS_METHOD)
-    else:
-        forward_flops = model_config.forward_flops_per_token(config.seq_len)
-        flops = (run_flops(model_config, config.seq_len, tokens, objective.extra_flops_per_token).total
-                 + extra.extra_flops)
+    if plan.student_flops_method is not None:  # how a generic student's forward_flops_per_token was counted
+        flops_method = flops_method.replace(FLOPS_METHOD, f"{FLOPS_METHOD}; {plan.student_flops_method}")
+    forward_flops = plan.student.forward_flops_per_token(config.seq_len)
+    flops = run_flops(plan.student, config.seq_len, tokens, objective.extra_flops_per_token).total + extra.extra_flops
     fork = None if branch is None else branch.record(config.tokens_per_step, flops / tokens)
     return RunResult(**{
         "status": status,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json, unreadable
 from distillscale.model import ModelConfig
+from distillscale.model.hf_flops import HFFlops
 from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
 
 RESULT_SCHEMA_VERSION = 2  # 2: unique_tokens, epochs, cuda_visible_devices
@@ -69,6 +70,18 @@ class HFStudentRecord(BaseModel):
     non_embedding_params: int   # every parameter but the input and output embeddings
     total_params: int
     output_rows: int            # the output layer's rows (>= the tokenizer's ids; the first are trained)
+    # Its forward FLOPs per token, counted as the family's are (`model.hf_flops`); None in a run
+    # written before they were kept, which counts 2 x its non-embedding parameters, as it did then.
+    flops: HFFlops | None = None
+
+    def forward_flops_per_token(self, seq_len: int) -> int:
+        """As `ModelConfig.forward_flops_per_token`: block and head matmuls plus attention over `seq_len`."""
+        return 2 * self.non_embedding_params if self.flops is None else self.flops.forward_flops_per_token(seq_len)
+
+    @property
+    def flops_method(self) -> str:
+        """How `forward_flops_per_token` counts (an exact count, or 2 x parameters where the config is silent)."""
+        return self.flops.method_text if self.flops is not None else "2 x non_embedding_params (an older run)"
 
 
 class RunPlan(BaseModel):
@@ -91,12 +104,24 @@ class RunPlan(BaseModel):
     fork: ForkLink | None = None
 
     @property
+    def student(self) -> ModelConfig | HFStudentRecord:
+        """The student's record, either kind: its sizes and `forward_flops_per_token(seq_len)`
+        (`training.student.StudentRecord`)."""
+        return self.model if self.model is not None else self.hf_student
+
+    @property
+    def student_flops_method(self) -> str | None:
+        """How a generic student's forward FLOPs were counted (None for the family: its exact count)."""
+        return None if self.hf_student is None else f"forward_flops_per_token of the generic Hugging Face " \
+            f"student: {self.hf_student.flops_method}"
+
+    @property
     def non_embedding_params(self) -> int:
-        return self.model.non_embedding_params if self.model is not None else self.hf_student.non_embedding_params
+        return self.student.non_embedding_params
 
     @property
     def total_params(self) -> int:
-        return self.model.total_params if self.model is not None else self.hf_student.total_params
+        return self.student.total_params
 
 
 class RunRecord(BaseModel):

@@ -29,6 +29,7 @@ from torch import nn
 from distillscale.data.sources import first_line
 from distillscale.data.tokenizer import load_tokenizer
 from distillscale.errors import UserError, path_kind
+from distillscale.planning.flops import ForwardCount
 from distillscale.settings import TConfig
 from distillscale.training.records import TeacherRecord
 from distillscale.training.run_dir import completed_result
@@ -59,8 +60,9 @@ class TeacherInfo:
     non_embedding_params: int
     total_params: int
     output_rows: int                # logits the teacher computes; more than vocab_size when padded
-    forward_flops_per_token: int
+    forward_flops_per_token: int    # at the run's context: `count.forward_flops_per_token(seq_len)`
     flops_method: str
+    count: ForwardCount             # its count at any context (the family's ModelConfig; `HFFlops`)
     context: int | None = None      # the longest sequence it reads (None: not stated)
 
     def record(self, teacher_val_loss: float, tokens: int, **more: Any) -> TeacherRecord:
@@ -300,11 +302,12 @@ def _family_teacher_info(path: Path, config, seq_len: int, kind: str, flops_meth
     return TeacherInfo(path=str(path), kind=kind, non_embedding_params=config.non_embedding_params,
                        total_params=config.total_params, output_rows=config.vocab_size,
                        forward_flops_per_token=config.forward_flops_per_token(seq_len),
-                       flops_method=flops_method, context=config.max_seq_len)
+                       flops_method=flops_method, context=config.max_seq_len, count=config)
 
 
 def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
              trust_remote_code: bool) -> tuple[nn.Module, TeacherInfo]:
+    from distillscale.model.hf_flops import hf_forward_flops
     from distillscale.model.hf_import import unsupported_reason
 
     if not _read_json(path / "config.json").get("auto_map") and unsupported_reason(path) is None:
@@ -319,15 +322,12 @@ def _load_hf(path: Path, device: torch.device, dtype: torch.dtype, seq_len: int,
     check_logits_are_head_of_hidden(model, path, device)
 
     counts = model.parameter_counts()
-    # Every weight but the input lookup table is used once in a matmul per token: 2 FLOPs each.
-    lookup = 0 if counts.tied else counts.input_embedding
-    total = counts.total
+    flops = hf_forward_flops(model.model)  # the one count for any Hugging Face model, teacher or student
     info = TeacherInfo(path=str(path), kind="hf", non_embedding_params=counts.non_embedding,
-                       total_params=total, output_rows=counts.output_rows,
-                       forward_flops_per_token=2 * (total - lookup),
-                       flops_method="estimate: 2 x parameters per token (every weight but the input "
-                                    "embedding, output head included; attention over the context not counted)",
-                       context=getattr(model.model.config, "max_position_embeddings", None))
+                       total_params=counts.total, output_rows=counts.output_rows,
+                       forward_flops_per_token=flops.forward_flops_per_token(seq_len),
+                       flops_method=flops.method_text,
+                       context=getattr(model.model.config, "max_position_embeddings", None), count=flops)
     return model, info
 
 

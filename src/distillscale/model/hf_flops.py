@@ -1,0 +1,81 @@
+"""Forward FLOPs per token of any Hugging Face causal LM, teacher or student: one formula, the family's.
+
+`ModelConfig.forward_flops_per_token` counts 2 FLOPs per weight of every matmul a token goes through
+(each block's projections and the output head) plus attention over the context, 4 x n_layers x
+n_heads x head_dim per key (the scores q k^T and the weighted sum of values). `hf_forward_flops`
+counts the same for a model of any architecture: the matmul weights from the model's own modules
+(every `nn.Linear`, and GPT-2's `Conv1D`; the output head counted even where it shares the input
+embedding's matrix; lookup tables such as embeddings are no matmul), the attention from its
+config (n_layers, heads, head size). A config without them falls back to 2 x every parameter but
+the input lookup, attention not counted; `HFFlops.method` says which it is. A mixture of experts'
+every expert is counted (an upper bound: a token goes through a few of them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from torch import nn
+
+EXACT = "exact-from-config"
+PARAMETERS = "2 x parameters"
+
+METHODS = {
+    EXACT: ("exact: 2 x the weights of every matmul (each nn.Linear / Conv1D of the model, output head "
+            "included) + attention over the context, 4 x n_layers x n_heads x head_dim per key from the "
+            "config, as ModelConfig.forward_flops_per_token counts the family (model.hf_flops)"),
+    PARAMETERS: ("estimate: 2 x parameters per token (every weight but the input embedding, output head "
+                 "included; the config does not state its layers and heads, so attention over the context "
+                 "is not counted; model.hf_flops)"),
+}
+
+
+class HFFlops(BaseModel):
+    """What a Hugging Face model's forward pass costs per token: 2 x `matmul_params` + `attention_per_key`
+    x the context (`forward_flops_per_token`); `method` is EXACT or PARAMETERS."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matmul_params: int      # weights used in a matmul once per token, the output head's included
+    attention_per_key: int  # FLOPs per token per key attended: 4 n_layers n_heads head_dim (0 if unknown)
+    method: str
+
+    def forward_flops_per_token(self, seq_len: int) -> int:
+        return 2 * self.matmul_params + self.attention_per_key * seq_len
+
+    @property
+    def method_text(self) -> str:
+        return METHODS.get(self.method, self.method)
+
+
+def hf_forward_flops(model: nn.Module) -> HFFlops:
+    """`model` (a transformers causal LM, on any device, `meta` included) counted as the family is."""
+    config = model.config
+    layers, heads = _read(config, "num_hidden_layers"), _read(config, "num_attention_heads")
+    hidden = _read(config, "hidden_size")
+    head_dim = _read(config, "head_dim") or (hidden // heads if hidden and heads else None)
+    if not (layers and heads and head_dim):
+        return HFFlops(matmul_params=_parameters_but_input_lookup(model), attention_per_key=0, method=PARAMETERS)
+    matmuls = sum(module.weight.numel() for module in model.modules() if _is_matmul(module))
+    return HFFlops(matmul_params=matmuls, attention_per_key=4 * layers * heads * head_dim, method=EXACT)
+
+
+def _read(config, name: str) -> int | None:
+    """A positive int setting of the config (through its attribute map: GPT-2's n_layer is num_hidden_layers)."""
+    value = getattr(config, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _is_matmul(module: nn.Module) -> bool:
+    from torch import nn  # torch on use: the record (HFFlops) is read without it
+
+    return isinstance(module, nn.Linear) or (type(module).__name__ == "Conv1D" and hasattr(module, "weight"))
+
+
+def _parameters_but_input_lookup(model: nn.Module) -> int:
+    lookup = model.get_input_embeddings().weight
+    tied = model.get_output_embeddings().weight is lookup
+    return sum(p.numel() for p in model.parameters()) - (0 if tied else lookup.numel())
