@@ -58,6 +58,8 @@ FITS = {
     "tied": {"form": "tied"},
     "chinchilla": {"form": "chinchilla"},
     "busbridge": {"form": "busbridge"},
+    # issue 55: the data exponent beta + beta1 ln(N/N0) (`laws.interaction`; beta1 = 0 where not identified)
+    "interaction": {"form": "interaction"},
     # Per-set N counting: the law fitted on N with embeddings, or both counts as candidates.
     "auto-total-N": {"params": "total_params"},
     "auto-both-N": {"with_total": True},
