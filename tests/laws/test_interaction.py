@@ -75,3 +75,25 @@ def test_cli_fit_accepts_form_interaction(cli, tmp_path):
     assert record["coefficients"]["beta1"] == pytest.approx(0.03, abs=0.004)
     code, stdout, _ = cli("predict", "supervised", "--law", out, "--params", "2.4B", "--tokens", "48B", "--json")
     assert code == 0 and json.loads(stdout)["loss"] == pytest.approx(TRUTH.predict(2.4e9, 4.8e10), rel=0.005)
+
+
+def test_planner_optimum_under_an_interaction_law_matches_brute_force():
+    from distillscale.planning.flops import ForwardFlops
+    from distillscale.planning.solver import SupervisedPlanner
+
+    flops = ForwardFlops(method="simple")
+    ratios = {}
+    for beta1 in (0.005, 0.0, -0.005):
+        law = InteractionLaw(**{**TRUTH.coefficients(), "beta1": beta1})
+        for budget in (1e18, 1e22):
+            plan = SupervisedPlanner(law, flops).supervised_optimal(budget, size_range=(1e6, 1e12))
+            sizes = np.geomspace(1e6, 1e12, 200_001)
+            tokens = budget / (3 * flops(sizes))
+            sizes, tokens = sizes[tokens >= 1e6], tokens[tokens >= 1e6]
+            best = sizes[np.argmin(law.predict(sizes, tokens))]
+            assert plan.student_params == pytest.approx(best, rel=2e-4)
+            ratios[beta1, budget] = plan.tokens / plan.student_params
+    # In this form a data exponent that grows with N (beta1 > 0) also lowers the data term of a
+    # larger model at every D > 1: the optimum's D/N falls with budget; with beta1 < 0 it rises.
+    assert ratios[0.005, 1e22] < ratios[0.0, 1e22] < ratios[-0.005, 1e22]
+    assert ratios[0.005, 1e22] < ratios[0.005, 1e18] and ratios[-0.005, 1e22] > ratios[-0.005, 1e18]
