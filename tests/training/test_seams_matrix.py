@@ -1,0 +1,423 @@
+"""Where features meet (issue 57, item 3): teacher kinds x student kinds x target modes x process
+counts, each cell one `distill` on tiny models, asserting what every path must share.
+
+Factors: teacher (a family run, an imported Llama directory, a generic GPT-2 directory, a served
+teacher over HTTP on 127.0.0.1, a logit cache, a weighted mixture, a routed mixture) x student (family
+from scratch, pruned from the run teacher, an imported Qwen3, a generic GPT-2) x mode (full
+distribution, top-k with its tail, sampled targets, on-policy) x processes (one, two gloo ranks).
+The full product is 7 x 4 x 4 x 2 = 224 cells (~450 with the variants of each); this module runs a
+covering design instead: `pairwise_cells` builds, deterministically, rows in which every pair of
+levels of any two factors appears at least once (30 rows: every teacher x student pair once, the
+mode and process count of each row chosen greedily for the pairs they still lack), and
+`test_the_design_covers_every_pair` checks that it does.
+
+What each cell that runs asserts (`check_result`): result.json's FLOPs equal the planner's count
+(`planning.flops.run_flops`, plus the on-policy generation as `generation_flops` counts it) for the
+student's recorded shape and the teacher's own per-token cost; for the cells a sweep spec can express
+(a run teacher and a student from scratch) also the dry run's (`sweeps.dry_run`); the unique tokens and
+epochs of `--unique-tokens` and the teacher's loss are recorded; the repetition warning is printed.
+Cells in RESUMED are also killed after their first checkpoint and resumed: same weights as the
+uninterrupted run. A combination the engine refuses must exit 2 with one line: REFUSED lists each
+(teacher, mode) refusal with the words of its message, so a new refusal (or a refusal lifted) fails
+here as a visible change.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import sysconfig
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
+TEACHERS = ("run", "imported", "generic", "served", "cache", "mixture", "routed")
+STUDENTS = ("scratch", "pruned", "imported", "generic")
+MODES = ("full", "top-k", "sampled", "on-policy")
+RANKS = (1, 2)
+FACTORS = (TEACHERS, STUDENTS, MODES, RANKS)
+
+VOCAB, SEQ_LEN, K, TOKENS, UNIQUE = 320, 32, 8, 512, 256
+SHAPE = ("--aspect-ratio", "32", "--head-dim", "16")
+COMMON = ("--seq-len", str(SEQ_LEN), "--batch-size", "4", "--eval-tokens", "256", "--eval-every", "0",
+          "--device", "cpu")
+
+# (teacher kind, mode) -> words of the one-line refusal. A live teacher's sampled targets come from a
+# `cache-logits --targets sampled` of it; a served teacher, a mixture and a routed mixture have no
+# such cache (cache-logits reads one teacher directory).
+REFUSED = {
+    ("served", "full"): "--teacher-url needs --top-k K",
+    ("served", "sampled"): "No such option: --teacher-url",
+    ("mixture", "sampled"): "No such option: --teacher-weight",
+    ("routed", "sampled"): "No such option: --teacher-route",
+    ("cache", "on-policy"): "--on-policy-fraction needs a live --teacher",
+    ("routed", "on-policy"): "no document to route by",
+    ("routed", "top-k"): "--teacher-route is not available with --top-k yet",
+}
+# Flags left out where the engine refuses them with the cell's teacher (each a one-line refusal today):
+# --unique-tokens with a logit cache ("the cache fixes the windows the student reads") and with a
+# routed mixture ("not available with --unique-tokens yet").
+NO_UNIQUE_TOKENS = ("cache", "routed")
+RESUMED = {("run", "generic", "on-policy", 1), ("cache", "imported", "top-k", 1)}
+
+
+def pairwise_cells(factors=FACTORS) -> list[tuple]:
+    """Rows covering every pair of levels of any two factors: the first two factors' full product,
+    each row's other levels chosen greedily (most pairs not yet covered; ties to the first level)."""
+    covered: set = set()
+
+    def pairs(row):
+        return {(i, row[i], j, row[j]) for i, j in itertools.combinations(range(len(row)), 2)}
+
+    rows = []
+    for head in itertools.product(factors[0], factors[1]):
+        best = max(itertools.product(*factors[2:]), key=lambda tail: len(pairs(head + tail) - covered))
+        rows.append(head + best)
+        covered |= pairs(head + best)
+    for i, j in itertools.combinations(range(len(factors)), 2):  # pairs still lacking: rows of their own
+        for a, b in itertools.product(factors[i], factors[j]):
+            if (i, a, j, b) not in covered:
+                row = tuple(a if f == i else b if f == j else levels[0] for f, levels in enumerate(factors))
+                rows.append(row)
+                covered |= pairs(row)
+    return rows
+
+
+CELLS = pairwise_cells()
+
+
+def test_the_design_covers_every_pair():
+    covered = {(i, row[i], j, row[j]) for row in CELLS for i, j in itertools.combinations(range(4), 2)}
+    needed = {(i, a, j, b) for i, j in itertools.combinations(range(4), 2)
+              for a, b in itertools.product(FACTORS[i], FACTORS[j])}
+    assert needed <= covered and len(CELLS) == 30
+    # every listed refusal and resumed cell is a cell of the design, so each is exercised
+    assert set(REFUSED) <= {(teacher, mode) for teacher, _, mode, _ in CELLS} and RESUMED <= set(CELLS)
+
+
+def run_cli(*args) -> None:
+    from distillscale.cli import main
+
+    assert main([str(a) for a in args]) == 0
+
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+class Setup:
+    """Every teacher and student start of the matrix, over one corpus and one tokenizer."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        rows = []
+        stdlib = Path(sysconfig.get_paths()["stdlib"])
+        for index, path in enumerate(sorted(stdlib.glob("*.py"))[:80]):
+            rows.append({"text": path.read_text(encoding="utf-8", errors="ignore")[:3000],
+                         "source": "a" if index % 2 else "b"})
+        self.data = root / "corpus.jsonl"
+        self.data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        self.corpus = ("--data", self.data)
+        run_cli("train", "--out", root / "a", "--n-layers", "1", "--tokens", "1k", "--vocab-size", VOCAB,
+                *SHAPE, *COMMON, *self.corpus)
+        self.tokenizer = root / "a" / "tokenizer.json"
+        self.corpus = (*self.corpus, "--tokenizer", self.tokenizer)
+        run_cli("train", "--out", root / "b", "--n-layers", "1", "--tokens", "1k", "--seed", "1", *SHAPE,
+                *COMMON, *self.corpus)
+        self.llama = self._save_hf(root / "llama", "llama", seed=2)
+        self.gpt2_teacher = self._save_hf(root / "gpt2-teacher", "gpt2", seed=3)
+        self.qwen3 = self._save_hf(root / "qwen3", "qwen3", seed=4)
+        self.gpt2_student = self._save_hf(root / "gpt2-student", "gpt2", seed=5)
+        run_cli("prune", root / "a", "--out", root / "pruned", "--d-ff", "64", "--calibration-tokens", "256",
+                "--seq-len", SEQ_LEN, "--device", "cpu", *self.corpus)
+        self._caches: dict[tuple, Path] = {}
+
+    def _save_hf(self, directory: Path, architecture: str, seed: int) -> Path:
+        from transformers import (
+            GPT2Config,
+            GPT2LMHeadModel,
+            LlamaConfig,
+            LlamaForCausalLM,
+            PreTrainedTokenizerFast,
+            Qwen3Config,
+            Qwen3ForCausalLM,
+        )
+
+        from distillscale.data.tokenizer import END_OF_TEXT
+
+        torch.manual_seed(seed)
+        if architecture == "gpt2":
+            model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=1, n_head=2, n_positions=64,
+                                               bos_token_id=0, eos_token_id=0, architectures=["GPT2LMHeadModel"]))
+        else:
+            config_class, model_class = ((LlamaConfig, LlamaForCausalLM) if architecture == "llama"
+                                         else (Qwen3Config, Qwen3ForCausalLM))
+            model = model_class(config_class(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                             head_dim=16, max_position_embeddings=64,
+                                             architectures=[model_class.__name__]))
+        model.save_pretrained(directory)
+        PreTrainedTokenizerFast(tokenizer_file=str(self.tokenizer), eos_token=END_OF_TEXT).save_pretrained(directory)
+        return directory
+
+    def cache(self, teacher: Path, targets: str) -> Path:
+        key = (teacher, targets)
+        if key not in self._caches:
+            out = self.root / f"cache-{teacher.name}-{targets}"
+            extra = ("--top-k", K) if targets == "top-k" else ("--samples", "4")
+            run_cli("cache-logits", "--teacher", teacher, "--out", out, "--targets", targets, *extra,
+                    "--tokens", "1k", "--seq-len", SEQ_LEN, "--batch-size", "8", "--eval-tokens", "256",
+                    "--device", "cpu", *self.corpus)
+            self._caches[key] = out
+        return self._caches[key]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return Setup(tmp_path_factory.mktemp("seams"))
+
+
+@pytest.fixture(scope="module")
+def served(setup):
+    from distillscale.serve.teacher import TeacherService, make_teacher_server
+
+    from tests.training.test_served_teacher import Serving
+
+    serving = Serving(make_teacher_server(TeacherService(setup.root / "a", top_k=K)))
+    yield serving
+    serving.stop()
+
+
+def teacher_args(setup: Setup, teacher: str, mode: str, url: str) -> tuple:
+    """The flags naming the cell's teacher (and, for sampled targets, the cache they come from)."""
+    live = {"run": setup.root / "a", "imported": setup.llama, "generic": setup.gpt2_teacher}
+    if teacher in live and mode == "sampled":
+        return ("--teacher-cache", setup.cache(live[teacher], "sampled"))
+    if teacher in live:
+        return ("--teacher", live[teacher])
+    if teacher == "served":
+        return ("--teacher-url", url)
+    if teacher == "cache":
+        return ("--teacher-cache", setup.cache(setup.root / "a", "sampled" if mode == "sampled" else "top-k"))
+    if teacher == "mixture":
+        return ("--teacher", setup.root / "a", "--teacher", setup.llama, "--teacher-weight", "3",
+                "--teacher-weight", "1")
+    return ("--teacher", f"a={setup.root / 'a'}", "--teacher", f"b={setup.root / 'b'}", "--teacher-route", "source")
+
+
+def student_args(setup: Setup, student: str) -> tuple:
+    if student == "scratch":
+        return ("--n-layers", "1", *SHAPE)
+    start = {"pruned": setup.root / "pruned", "imported": setup.qwen3, "generic": setup.gpt2_student}[student]
+    return ("--student-init", start, "--lr", "0.003")
+
+
+def mode_args(mode: str, teacher: str) -> tuple:
+    top_k = ("--top-k", K) if mode == "top-k" or teacher == "served" and mode != "full" else ()
+    if mode == "on-policy":
+        return (*top_k, "--on-policy-fraction", "0.5", "--on-policy-prompt-tokens", "8")
+    return top_k
+
+
+def repetition(teacher: str, mode: str) -> tuple:
+    cached = teacher in NO_UNIQUE_TOKENS or mode == "sampled"
+    return () if cached else ("--unique-tokens", UNIQUE)
+
+
+def cell_args(setup, cell, out, url) -> list[str]:
+    teacher, student, mode, _ = cell
+    if mode == "sampled" and teacher in ("served", "mixture", "routed"):
+        # sampled targets come from `cache-logits --targets sampled` of the teacher, as for the others
+        return [str(a) for a in ("cache-logits", "--out", out, *teacher_args(setup, teacher, mode, url),
+                                 "--targets", "sampled", "--tokens", "1k", "--seq-len", SEQ_LEN,
+                                 "--device", "cpu", *setup.corpus)]
+    return [str(a) for a in ("distill", "--out", out, *teacher_args(setup, teacher, mode, url),
+                             *student_args(setup, student), *mode_args(mode, teacher), "--tokens", TOKENS,
+                             *repetition(teacher, mode), "--save-every", "2", *COMMON, *setup.corpus)]
+
+
+def run_two_ranks(args: list[str]) -> tuple[int, str]:
+    """Two gloo ranks forked from this process (the env:// variables torchrun sets), as in
+    test_ddp.py: -> (the worse exit code, rank 0's stderr)."""
+    import socket
+    import sys
+    import tempfile
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    logs, pids = [], []
+    for rank in range(2):
+        log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)
+        logs.append(Path(log.name))
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (a child)
+            os.dup2(log.fileno(), 2)
+            os.dup2(log.fileno(), 1)
+            sys.stdout = sys.stderr = open(log.name, "a", buffering=1)  # not pytest's capture
+            os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                              MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+            code = 1
+            try:
+                from distillscale.cli import main
+
+                code = main(args)
+            except BaseException as exc:  # noqa: BLE001
+                print(f"rank {rank}: {exc!r}", file=sys.stderr)
+                code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    text = logs[0].read_text()
+    for log in logs:
+        log.unlink()
+    return max(codes, key=abs), text
+
+
+def run_cell(cli, setup, cell, out, url) -> tuple[int, str]:
+    args = cell_args(setup, cell, out, url)
+    if cell[3] == 2:
+        return run_two_ranks(args)
+    code, _, err = cli(*args)
+    return code, err
+
+
+def hf_cost(directory: Path):
+    """A generic Hugging Face model's forward cost, counted from its own modules (model.hf_flops)."""
+    from transformers import AutoModelForCausalLM
+
+    from distillscale.model.hf_flops import hf_forward_flops
+
+    return hf_forward_flops(AutoModelForCausalLM.from_pretrained(directory))
+
+
+def family_shape(run: Path):
+    from distillscale.model import ModelConfig
+
+    return ModelConfig(**read_json(run / "config.json")["plan"]["model"])
+
+
+def teacher_flops_per_token(setup: Setup, teacher: str, mode: str) -> float:
+    """The teacher's forward FLOPs per training token as the planner counts them, from the teacher's own
+    shape (0: a cache, paid once when it was built; a server states its model's cost, charged as a run
+    teacher's), each teacher of a mixture on every token (a routed one too)."""
+    from distillscale.model.hf_import import import_hf
+
+    if teacher == "cache" or mode == "sampled":
+        return 0.0
+    run_cost = family_shape(setup.root / "a").forward_flops_per_token(SEQ_LEN)
+    llama_cost = import_hf(setup.llama).config.forward_flops_per_token(SEQ_LEN)
+    return {"run": run_cost, "served": run_cost, "imported": llama_cost,
+            "generic": hf_cost(setup.gpt2_teacher).forward_flops_per_token(SEQ_LEN),
+            "mixture": run_cost + llama_cost,
+            "routed": run_cost + family_shape(setup.root / "b").forward_flops_per_token(SEQ_LEN)}[teacher]
+
+
+def check_result(setup: Setup, cell, out: Path, err: str) -> dict:
+    from distillscale.planning.flops import generation_flops, run_flops
+
+    teacher, student, mode, ranks = cell
+    result = read_json(out / "result.json")
+    assert result["status"] == "completed" and math.isfinite(result["val_loss"])
+    assert result["world_size"] == ranks and result["tokens"] == TOKENS
+    # the repetition --unique-tokens asks for: recorded and said
+    if repetition(teacher, mode):
+        assert result["unique_tokens"] == UNIQUE and result["epochs"] == TOKENS / UNIQUE
+        assert "2 epochs of the fixed subset" in err
+    else:
+        assert result["unique_tokens"] >= TOKENS and result["epochs"] == TOKENS / result["unique_tokens"]
+    record = result["teacher"]
+    assert math.isfinite(record["teacher_val_loss"]) and record["teacher_val_loss"] > 0
+    teacher_cost = teacher_flops_per_token(setup, teacher, mode)
+    assert record["flops"] == teacher_cost * TOKENS
+    prompt, continuation = 8, SEQ_LEN + 1 - 8  # on-policy: a window's first 8 tokens, then the student's own
+    if student == "generic":  # counted from its modules as the family is counted from its shape
+        cost = hf_cost(setup.gpt2_student)
+        expected = 3.0 * cost.forward_flops_per_token(SEQ_LEN) * TOKENS + teacher_cost * TOKENS
+        n = prompt + continuation - 1
+        per_sequence = n * 2 * cost.matmul_params + cost.attention_per_key * n * (n + 1) / 2
+    else:
+        model = family_shape(out)
+        expected = run_flops(model, SEQ_LEN, TOKENS, teacher_cost).total
+        per_sequence = generation_flops(model, prompt, continuation)
+    if mode == "on-policy":
+        on_policy = result["on_policy"]
+        assert (on_policy["prompt_tokens"], on_policy["continuation_tokens"]) == (prompt, continuation)
+        assert on_policy["sequences"] == 2 * 4  # 4 steps of 4 sequences, every other one on-policy
+        expected += per_sequence * on_policy["sequences"]
+        assert on_policy["generation_flops"] == pytest.approx(per_sequence * on_policy["sequences"], rel=1e-12)
+    assert result["flops"] == pytest.approx(expected, rel=1e-12)
+    if teacher == "run" and student == "scratch" and mode in ("full", "top-k"):
+        assert result["flops"] == pytest.approx(dry_run_flops(setup, out), rel=1e-12)
+    return result
+
+
+def dry_run_flops(setup: Setup, out: Path) -> float:
+    """The dry run's FLOPs of the same run, from a one-teacher, one-student sweep spec of its shape."""
+    from distillscale.sweeps.dry_run import dry_run
+    from distillscale.sweeps.spec import load_sweep_spec
+
+    spec = out.parent / f"{out.name}.toml"
+    spec.write_text(f"""
+name = "cell"
+[data]
+vocab_size = {VOCAB}
+seq_len = {SEQ_LEN}
+[model]
+aspect_ratio = 32
+head_dim = 16
+batch_size = 4
+eval_tokens = "256"
+eval_every = 0
+[teachers]
+n_layers = [1]
+tokens_per_param = [0.062]
+[students]
+n_layers = [1]
+tokens_per_param = [0.031]
+""")  # 0.031 x 16.5K non-embedding parameters: 512 tokens, 4 steps
+    plan = dry_run(load_sweep_spec(spec), gpus=0)
+    (student,) = [run for run in plan.runs if run.kind == "distil"]
+    assert student.steps == TOKENS // (4 * SEQ_LEN)
+    return student.run_flops
+
+
+def final_weights(out: Path) -> dict:
+    files = sorted(out.rglob("*.safetensors"))
+    return {str(path.relative_to(out)): safetensors.torch.load_file(path) for path in files
+            if "initial" not in path.name}
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=["-".join(map(str, cell)) for cell in CELLS])
+def test_a_cell_of_the_matrix(cli, setup, served, tmp_path, cell, kill_after_checkpoint):
+    out = tmp_path / "student"
+    code, err = run_cell(cli, setup, cell, out, served.url)
+    refusal = REFUSED.get((cell[0], cell[2]))
+    if refusal is not None:
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and refusal in lines[0], err
+        return
+    assert code == 0, err[-3000:]
+    check_result(setup, cell, out, err)
+    if cell in RESUMED:
+        again = tmp_path / "killed"
+        args = cell_args(setup, cell, again, served.url)
+        killed_at = kill_after_checkpoint(again, *args)
+        assert killed_at > 0
+        code, _, err = cli(*args)
+        assert code == 0 and "resuming" in err, err
+        assert read_json(again / "result.json")["val_loss"] == read_json(out / "result.json")["val_loss"]
+        one, two = final_weights(out), final_weights(again)
+        assert one.keys() == two.keys() and one
+        for name in one:
+            for key in one[name]:
+                assert torch.equal(one[name][key], two[name][key]), (name, key)
