@@ -2,14 +2,15 @@
 counts, each cell one `distill` on tiny models, asserting what every path must share.
 
 Factors: teacher (a family run, an imported Llama directory, a generic GPT-2 directory, a served
-teacher over HTTP on 127.0.0.1, a logit cache, a weighted mixture, a routed mixture) x student (family
-from scratch, pruned from the run teacher, an imported Qwen3, a generic GPT-2) x mode (full
-distribution, top-k with its tail, sampled targets, on-policy) x processes (one, two gloo ranks).
-The full product is 7 x 4 x 4 x 2 = 224 cells (~450 with the variants of each); this module runs a
-covering design instead: `pairwise_cells` builds, deterministically, rows in which every pair of
-levels of any two factors appears at least once (30 rows: every teacher x student pair once, the
-mode and process count of each row chosen greedily for the pairs they still lack), and
-`test_the_design_covers_every_pair` checks that it does.
+teacher over HTTP on 127.0.0.1, a mixture of two servers (the second of weight 0), a logit cache, a
+weighted mixture, a routed mixture) x student (family from scratch, pruned from the run teacher, an
+imported Qwen3, a generic GPT-2) x mode (full distribution, top-k with its tail, sampled targets,
+on-policy) x processes (one, two gloo ranks). The full product is 8 x 4 x 4 x 2 = 256 cells (~450
+with the variants of each); this module runs a covering design instead: `pairwise_cells` builds,
+deterministically, 34 runs in which every pair of levels of any two factors appears at least once
+(every teacher x student pair, the mode and process count of each chosen greedily for the pairs
+still lacking; a (teacher, mode) the engine refuses covers nothing), plus one cell per refusal;
+`test_the_design_covers_every_pair` checks that. 45 tests, about 30-40 s on one core.
 
 What each cell that runs asserts (`check_result`): result.json's FLOPs equal the planner's count
 (`planning.flops.run_flops`, plus the on-policy generation as `generation_flops` counts it) for the
@@ -37,7 +38,7 @@ import torch
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
 
-TEACHERS = ("run", "imported", "generic", "served", "cache", "mixture", "routed")
+TEACHERS = ("run", "imported", "generic", "served", "served-mixture", "cache", "mixture", "routed")
 STUDENTS = ("scratch", "pruned", "imported", "generic")
 MODES = ("full", "top-k", "sampled", "on-policy")
 RANKS = (1, 2)
@@ -54,6 +55,9 @@ COMMON = ("--seq-len", str(SEQ_LEN), "--batch-size", "4", "--eval-tokens", "256"
 REFUSED = {
     ("served", "full"): "--teacher-url needs --top-k K",
     ("served", "sampled"): "No such option: --teacher-url",
+    ("served-mixture", "full"): "--teacher-url needs --top-k K",
+    ("served-mixture", "sampled"): "No such option: --teacher-url",
+    ("served-mixture", "on-policy"): "--on-policy-fraction is not available with several --teacher-url yet",
     ("mixture", "sampled"): "No such option: --teacher-weight",
     ("routed", "sampled"): "No such option: --teacher-route",
     ("cache", "on-policy"): "--on-policy-fraction needs a live --teacher",
@@ -64,28 +68,36 @@ REFUSED = {
 # --unique-tokens with a logit cache ("the cache fixes the windows the student reads") and with a
 # routed mixture ("not available with --unique-tokens yet").
 NO_UNIQUE_TOKENS = ("cache", "routed")
-RESUMED = {("run", "generic", "on-policy", 1), ("cache", "imported", "top-k", 1)}
+RESUMED = {("run", "generic", "on-policy", 1), ("cache", "imported", "sampled", 1)}
+RUNS = 34  # the cells of the design that run (the others are REFUSED's, one each)
 
 
-def pairwise_cells(factors=FACTORS) -> list[tuple]:
-    """Rows covering every pair of levels of any two factors: the first two factors' full product,
-    each row's other levels chosen greedily (most pairs not yet covered; ties to the first level)."""
+def pairwise_cells(factors=FACTORS, refused=REFUSED) -> list[tuple]:
+    """Rows covering every pair of levels of any two factors in a row that runs (a (teacher, mode) in
+    `refused` covers nothing but its refusal): the first two factors' full product, each row's other
+    levels chosen greedily (most pairs not yet covered; ties to the first levels); then, for each pair
+    still lacking, the runnable row that covers most; then one row for each refusal."""
+    runnable = [row for row in itertools.product(*factors) if (row[0], row[2]) not in refused]
     covered: set = set()
 
     def pairs(row):
         return {(i, row[i], j, row[j]) for i, j in itertools.combinations(range(len(row)), 2)}
 
+    def best(candidates):
+        return max(candidates, key=lambda row: len(pairs(row) - covered))
+
     rows = []
     for head in itertools.product(factors[0], factors[1]):
-        best = max(itertools.product(*factors[2:]), key=lambda tail: len(pairs(head + tail) - covered))
-        rows.append(head + best)
-        covered |= pairs(head + best)
-    for i, j in itertools.combinations(range(len(factors)), 2):  # pairs still lacking: rows of their own
+        row = best([row for row in runnable if row[:2] == head])
+        rows.append(row)
+        covered |= pairs(row)
+    for i, j in itertools.combinations(range(len(factors)), 2):
         for a, b in itertools.product(factors[i], factors[j]):
-            if (i, a, j, b) not in covered:
-                row = tuple(a if f == i else b if f == j else levels[0] for f, levels in enumerate(factors))
-                rows.append(row)
-                covered |= pairs(row)
+            options = [row for row in runnable if row[i] == a and row[j] == b]
+            if (i, a, j, b) not in covered and options:
+                rows.append(best(options))
+                covered |= pairs(rows[-1])
+    rows += [(teacher, factors[1][0], mode, factors[3][0]) for teacher, mode in refused]
     return rows
 
 
@@ -93,12 +105,13 @@ CELLS = pairwise_cells()
 
 
 def test_the_design_covers_every_pair():
-    covered = {(i, row[i], j, row[j]) for row in CELLS for i, j in itertools.combinations(range(4), 2)}
+    runs = [row for row in CELLS if (row[0], row[2]) not in REFUSED]
+    covered = {(i, row[i], j, row[j]) for row in runs for i, j in itertools.combinations(range(4), 2)}
     needed = {(i, a, j, b) for i, j in itertools.combinations(range(4), 2)
-              for a, b in itertools.product(FACTORS[i], FACTORS[j])}
-    assert needed <= covered and len(CELLS) == 30
-    # every listed refusal and resumed cell is a cell of the design, so each is exercised
-    assert set(REFUSED) <= {(teacher, mode) for teacher, _, mode, _ in CELLS} and RESUMED <= set(CELLS)
+              for a, b in itertools.product(FACTORS[i], FACTORS[j])} - {(0, t, 2, m) for t, m in REFUSED}
+    assert needed <= covered and len(runs) == RUNS and len(CELLS) == RUNS + len(REFUSED)
+    # each refusal is tried once, and the resumed cells run
+    assert sorted((t, m) for t, _, m, _ in CELLS if (t, m) in REFUSED) == sorted(REFUSED) and RESUMED <= set(runs)
 
 
 def run_cli(*args) -> None:
@@ -189,12 +202,13 @@ def served(setup):
 
     from tests.training.test_served_teacher import Serving
 
-    serving = Serving(make_teacher_server(TeacherService(setup.root / "a", top_k=K)))
-    yield serving
-    serving.stop()
+    servers = [Serving(make_teacher_server(TeacherService(setup.root / name, top_k=K))) for name in ("a", "b")]
+    yield [serving.url for serving in servers]
+    for serving in servers:
+        serving.stop()
 
 
-def teacher_args(setup: Setup, teacher: str, mode: str, url: str) -> tuple:
+def teacher_args(setup: Setup, teacher: str, mode: str, urls: list[str]) -> tuple:
     """The flags naming the cell's teacher (and, for sampled targets, the cache they come from)."""
     live = {"run": setup.root / "a", "imported": setup.llama, "generic": setup.gpt2_teacher}
     if teacher in live and mode == "sampled":
@@ -202,7 +216,9 @@ def teacher_args(setup: Setup, teacher: str, mode: str, url: str) -> tuple:
     if teacher in live:
         return ("--teacher", live[teacher])
     if teacher == "served":
-        return ("--teacher-url", url)
+        return ("--teacher-url", urls[0])
+    if teacher == "served-mixture":  # the second server, of weight 0, is never asked (nor charged)
+        return ("--teacher-url", urls[0], "--teacher-url", urls[1], "--teacher-weight", "1", "--teacher-weight", "0")
     if teacher == "cache":
         return ("--teacher-cache", setup.cache(setup.root / "a", "sampled" if mode == "sampled" else "top-k"))
     if teacher == "mixture":
@@ -219,7 +235,7 @@ def student_args(setup: Setup, student: str) -> tuple:
 
 
 def mode_args(mode: str, teacher: str) -> tuple:
-    top_k = ("--top-k", K) if mode == "top-k" or teacher == "served" and mode != "full" else ()
+    top_k = ("--top-k", K) if mode == "top-k" or teacher.startswith("served") and mode != "full" else ()
     if mode == "on-policy":
         return (*top_k, "--on-policy-fraction", "0.5", "--on-policy-prompt-tokens", "8")
     return top_k
@@ -230,14 +246,14 @@ def repetition(teacher: str, mode: str) -> tuple:
     return () if cached else ("--unique-tokens", UNIQUE)
 
 
-def cell_args(setup, cell, out, url) -> list[str]:
+def cell_args(setup, cell, out, urls) -> list[str]:
     teacher, student, mode, _ = cell
-    if mode == "sampled" and teacher in ("served", "mixture", "routed"):
+    if mode == "sampled" and teacher in ("served", "served-mixture", "mixture", "routed"):
         # sampled targets come from `cache-logits --targets sampled` of the teacher, as for the others
-        return [str(a) for a in ("cache-logits", "--out", out, *teacher_args(setup, teacher, mode, url),
+        return [str(a) for a in ("cache-logits", "--out", out, *teacher_args(setup, teacher, mode, urls),
                                  "--targets", "sampled", "--tokens", "1k", "--seq-len", SEQ_LEN,
                                  "--device", "cpu", *setup.corpus)]
-    return [str(a) for a in ("distill", "--out", out, *teacher_args(setup, teacher, mode, url),
+    return [str(a) for a in ("distill", "--out", out, *teacher_args(setup, teacher, mode, urls),
                              *student_args(setup, student), *mode_args(mode, teacher), "--tokens", TOKENS,
                              *repetition(teacher, mode), "--save-every", "2", *COMMON, *setup.corpus)]
 
@@ -283,8 +299,8 @@ def run_two_ranks(args: list[str]) -> tuple[int, str]:
     return max(codes, key=abs), text
 
 
-def run_cell(cli, setup, cell, out, url) -> tuple[int, str]:
-    args = cell_args(setup, cell, out, url)
+def run_cell(cli, setup, cell, out, urls) -> tuple[int, str]:
+    args = cell_args(setup, cell, out, urls)
     if cell[3] == 2:
         return run_two_ranks(args)
     code, _, err = cli(*args)
@@ -316,7 +332,7 @@ def teacher_flops_per_token(setup: Setup, teacher: str, mode: str) -> float:
         return 0.0
     run_cost = family_shape(setup.root / "a").forward_flops_per_token(SEQ_LEN)
     llama_cost = import_hf(setup.llama).config.forward_flops_per_token(SEQ_LEN)
-    return {"run": run_cost, "served": run_cost, "imported": llama_cost,
+    return {"run": run_cost, "served": run_cost, "served-mixture": run_cost, "imported": llama_cost,
             "generic": hf_cost(setup.gpt2_teacher).forward_flops_per_token(SEQ_LEN),
             "mixture": run_cost + llama_cost,
             "routed": run_cost + family_shape(setup.root / "b").forward_flops_per_token(SEQ_LEN)}[teacher]
@@ -335,6 +351,14 @@ def check_result(setup: Setup, cell, out: Path, err: str) -> dict:
         assert "2 epochs of the fixed subset" in err
     else:
         assert result["unique_tokens"] >= TOKENS and result["epochs"] == TOKENS / result["unique_tokens"]
+    # top-k targets (asked for, a server's, a top-k cache's): the top-k mass checked and recorded, the
+    # tail kept, the low-mass warning printed as recorded
+    top_k = mode == "top-k" or teacher.startswith("served") or teacher == "cache" and mode != "sampled"
+    targets = result.get("top_k_targets")
+    assert (targets is not None) == top_k, targets
+    if top_k:
+        assert targets["top_k"] == K and targets["tail_in_loss"] is True and 0 < targets["mean_top_k_mass"] < 1
+        assert targets["warning"] is None or " ".join(targets["warning"].split()[:6]) in " ".join(err.split())
     record = result["teacher"]
     assert math.isfinite(record["teacher_val_loss"]) and record["teacher_val_loss"] > 0
     teacher_cost = teacher_flops_per_token(setup, teacher, mode)
@@ -400,7 +424,7 @@ def final_weights(out: Path) -> dict:
 @pytest.mark.parametrize("cell", CELLS, ids=["-".join(map(str, cell)) for cell in CELLS])
 def test_a_cell_of_the_matrix(cli, setup, served, tmp_path, cell, kill_after_checkpoint):
     out = tmp_path / "student"
-    code, err = run_cell(cli, setup, cell, out, served.url)
+    code, err = run_cell(cli, setup, cell, out, served)
     refusal = REFUSED.get((cell[0], cell[2]))
     if refusal is not None:
         lines = [line for line in err.strip().splitlines() if line.strip()]
@@ -410,7 +434,7 @@ def test_a_cell_of_the_matrix(cli, setup, served, tmp_path, cell, kill_after_che
     check_result(setup, cell, out, err)
     if cell in RESUMED:
         again = tmp_path / "killed"
-        args = cell_args(setup, cell, again, served.url)
+        args = cell_args(setup, cell, again, served)
         killed_at = kill_after_checkpoint(again, *args)
         assert killed_at > 0
         code, _, err = cli(*args)
