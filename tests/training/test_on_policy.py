@@ -10,12 +10,13 @@ import pytest
 import safetensors.torch
 import torch
 
-from distillscale.model import ModelConfig, Transformer, generate
+from distillscale.model import ModelConfig, generate
 from distillscale.planning.flops import generation_flops, run_flops
 from distillscale.training.config import ON_POLICY_KEYS, DistillConfig
 from distillscale.training.kd_settings import OnPolicyConfig
 from distillscale.training.losses import IGNORE_INDEX
 from distillscale.training.on_policy import is_on_policy, on_policy_batches, rollout
+from distillscale.training.student import FamilyStudent
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
 
@@ -54,7 +55,7 @@ def test_the_share_of_on_policy_batches_is_exact_and_evenly_spread():
 
 
 def test_a_rollout_keeps_the_prompt_and_trains_only_on_the_sampled_tokens():
-    student = Transformer(ModelConfig(n_layers=1, aspect_ratio=32, head_dim=16, vocab_size=50, max_seq_len=16))
+    student = FamilyStudent(ModelConfig(n_layers=1, aspect_ratio=32, head_dim=16, vocab_size=50, max_seq_len=16))
     config = OnPolicyConfig(fraction=1.0, prompt_tokens=4, continuation_tokens=9)
     window = torch.randint(0, 50, (2, 17), generator=torch.Generator().manual_seed(0))
     inputs, targets = rollout(student, window[:, :-1], window[:, 1:], config, seed=7)

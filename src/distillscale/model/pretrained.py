@@ -21,7 +21,6 @@ from distillscale.errors import UserError, path_kind
 from distillscale.model.checkpoint import CONFIG_FILE, load_config, load_pretrained
 from distillscale.model.config import ModelConfig
 from distillscale.model.hf_import import hf_model_config, import_hf, is_hf_directory, read_hf_config
-from distillscale.model.transformer import Transformer
 
 
 def pretrained_config(path: str | os.PathLike) -> ModelConfig:
@@ -98,10 +97,3 @@ def load_start(path: str | os.PathLike, config: ModelConfig) -> dict[str, torch.
     for name in ("embed.weight", "lm_head.weight"):
         state[name] = state[name][:config.vocab_size]
     return state
-
-
-def start_model(path: str | os.PathLike, config: ModelConfig) -> Transformer:
-    """`Transformer(config)` holding the weights of the model in `path`."""
-    model = Transformer(config)
-    model.load_state_dict(load_start(path, config), strict=True)
-    return model

@@ -30,11 +30,12 @@ from distillscale.model.hf_flops import hf_forward_flops
 from distillscale.model.hf_import import INDEX_FILE, SINGLE_FILE
 from distillscale.model.pretrained import check_output_rows
 from distillscale.training.records import HFStudentRecord
+from distillscale.training.student import CountsFromRecord
 from distillscale.training.teachers import HFCausalLM, check_logits_are_head_of_hidden, hf_load_error, load_hf_causal_lm
 
-class HFStudent(HFCausalLM):
-    """A Hugging Face causal LM trained as a student: logits over the tokenizer's `vocab_size` ids
-    (the first rows of a padded output layer)."""
+class HFStudent(CountsFromRecord, HFCausalLM):
+    """A Hugging Face causal LM trained as a student (`StudentModel`): logits over the tokenizer's
+    `vocab_size` ids (the first rows of a padded output layer)."""
 
     def __init__(self, model: torch.nn.Module, vocab_size: int):
         super().__init__(model)
@@ -82,6 +83,10 @@ class HFStudent(HFCausalLM):
 
         return HFStudent(AutoModelForCausalLM.from_config(self.model.config, dtype=torch.float32), self.vocab_size)
 
+    def save(self, run_path: Path) -> None:
+        """Its weights at a checkpoint: a Hugging Face directory in the run (`save_hf_student`)."""
+        save_hf_student(self, run_path)
+
     def record(self) -> HFStudentRecord:
         counts = self.parameter_counts()
         return HFStudentRecord(architecture=type(self.model).__name__, non_embedding_params=counts.non_embedding,
@@ -123,17 +128,6 @@ def check_hf_student(path: Path, trust_remote_code: bool = False) -> None:
     if not ((path / SINGLE_FILE).is_file() or (path / INDEX_FILE).is_file()):
         raise UserError(f"--student-init {path} has no {SINGLE_FILE} (or {INDEX_FILE}): distillscale loads "
                         f"safetensors weights only (pickled .bin files are refused)")
-
-
-def save_model(model: torch.nn.Module, run_path: Path) -> None:
-    """The run's weights at a checkpoint: a generic student as a Hugging Face directory
-    (`save_hf_student`), a model of the family as model.safetensors + model_config.json."""
-    if isinstance(model, HFStudent):
-        save_hf_student(model, run_path)
-    else:
-        from distillscale.model import save_pretrained
-
-        save_pretrained(model, run_path)
 
 
 def save_hf_student(model: HFStudent, run_path: Path) -> None:

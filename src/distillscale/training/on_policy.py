@@ -38,13 +38,13 @@ import torch
 
 from distillscale.data import TokenSampler
 from distillscale.errors import UserError
-from distillscale.model import generate
 from distillscale.planning.flops import ForwardCount, generation_flops, teacher_scoring_flops
 from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
 from distillscale.training.losses import IGNORE_INDEX, LossOutput
 from distillscale.training.objective import Objective, ObjectiveRecord
 from distillscale.training.parallel import TrainingModel
 from distillscale.training.records import OnPolicyRecord
+from distillscale.training.student import StudentModel
 
 # Keeps the generation seeds apart from every other stream drawn from the run's seed.
 GENERATION_STREAM = 0x6E6
@@ -171,7 +171,7 @@ class OnPolicyObjective:
         return replace(base, on_policy=record, flops_method=method, extra_flops=record.generation_flops)
 
 
-def rollout(student, inputs: torch.Tensor, targets: torch.Tensor, config: OnPolicyConfig,
+def rollout(student: StudentModel, inputs: torch.Tensor, targets: torch.Tensor, config: OnPolicyConfig,
             seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The window (inputs, targets [B, seq_len]) with the student's continuation of its first P tokens
     in place of the corpus', and targets only where they predict a sampled token (IGNORE_INDEX
@@ -179,10 +179,7 @@ def rollout(student, inputs: torch.Tensor, targets: torch.Tensor, config: OnPoli
     prompt, new = config.prompt_tokens, config.continuation_tokens
     generator = torch.Generator(device=inputs.device).manual_seed(seed)
     window = torch.cat([inputs, targets[:, -1:]], dim=1)  # the seq_len + 1 corpus tokens
-    if hasattr(student, "sample_continuations"):  # a generic Hugging Face student (training/hf_student.py)
-        sampled = student.sample_continuations(inputs[:, :prompt], new, config.temperature, generator)
-    else:
-        sampled = generate(student, inputs[:, :prompt], new, config.temperature, generator=generator).tokens
+    sampled = student.sample_continuations(inputs[:, :prompt], new, config.temperature, generator)
     window = torch.cat([sampled, window[:, prompt + new:]], dim=1)
     targets = window[:, 1:].clone()
     targets[:, :prompt - 1] = IGNORE_INDEX

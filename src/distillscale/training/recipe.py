@@ -24,9 +24,8 @@ from distillscale.data.prepare import PreparedData
 from distillscale.data.repetition import epochs, repetition_warning, unique_subset
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
-from distillscale.model import Transformer
 from distillscale.model.hf_import import is_generic_hf
-from distillscale.model.pretrained import pretrained_config, start_model, tokenizer_of
+from distillscale.model.pretrained import load_start, pretrained_config, tokenizer_of
 from distillscale.planning.flops import run_flops
 from distillscale.planning.recipes import hyperparameter_warning
 from distillscale.regime import WeightDistance
@@ -42,16 +41,12 @@ from distillscale.training.distributed import Distributed, init_distributed
 from distillscale.training.parallel import TrainingModel
 from distillscale.training.evaluation import bf16_autocast, default_bf16, evaluate
 from distillscale.training.fork import Branch, find_branch
-from distillscale.training.hf_student import (
-    check_generic_student_run,
-    load_hf_student,
-    save_model,
-)
+from distillscale.training.hf_student import check_generic_student_run, load_hf_student
 from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
 from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
 from distillscale.training.prefetch import BatchPrefetcher
-from distillscale.training.records import ForkLink, RunPlan, RunResult
+from distillscale.training.records import ForkLink, RunPlan, RunResult, student_fields
 from distillscale.training.run_dir import RunDirectory, RunStart
 from distillscale.training.sharded_checkpoint import (
     load_sharded,
@@ -60,6 +55,7 @@ from distillscale.training.sharded_checkpoint import (
 )
 from distillscale.training.start_lr import lr_warning
 from distillscale.training.step import DivergenceWatch, StepResult, train_step
+from distillscale.training.student import FamilyStudent, StudentModel
 from distillscale.training.teachers import same_tokenizer
 
 # Builds the objective once the data, the run's plan (model, steps, token budget) and the device are
@@ -135,11 +131,11 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                         f"sequence of {config.seq_len}: use more data or raise --val-fraction")
     if config.student_init is not None:
         check_start_tokenizer(config.student_init, data.directory / "tokenizer.json")
-    student = (load_hf_student(Path(config.student_init).expanduser(), data.vocab_size, config.seq_len,
-                               bool(getattr(config, "trust_remote_code", False))) if generic else None)
-    model_config = None if generic else config.model_shape(data.vocab_size)
-    hf_student = student.record() if student is not None else None
-    non_embedding_params = (hf_student or model_config).non_embedding_params
+    generic_student = (load_hf_student(Path(config.student_init).expanduser(), data.vocab_size, config.seq_len,
+                                       bool(getattr(config, "trust_remote_code", False))) if generic else None)
+    # What the plan records about the student, either kind (the family's weights are drawn below, seeded)
+    student_record = generic_student.record() if generic_student is not None else config.model_shape(data.vocab_size)
+    non_embedding_params = student_record.non_embedding_params
     token_budget = config.token_budget(non_embedding_params)
     total_steps = config.steps_for(token_budget)
     repeats = repetition_warning(total_steps * config.tokens_per_step, sampler.unique_tokens, config.split,
@@ -150,15 +146,15 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     if too_high and show_progress:
         warn(too_high)
     far = hyperparameter_warning(non_embedding_params, token_budget, config.effective_lr, config.tokens_per_step,
-                                 1.0 if model_config is None else model_config.mup_multiplier)  # issue 53
+                                 student_record.mup_multiplier)  # issue 53
     if far and show_progress:
         warn(far)
     schedule = lr_schedule(config, total_steps, non_embedding_params)
     plan = RunPlan(total_steps=total_steps, token_budget=token_budget, warmup_steps=schedule.warmup_steps,
                    cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,
                    tokens_per_step=config.tokens_per_step, world_size=group.world_size, device=str(group.device),
-                   bf16=_use_bf16(config, group.device), data_fingerprint=data.fingerprint, model=model_config,
-                   hf_student=hf_student)
+                   bf16=_use_bf16(config, group.device), data_fingerprint=data.fingerprint,
+                   **student_fields(student_record))
     if start is RunStart.RESUME and run.stored_plan().data_fingerprint != data.fingerprint:
         raise UserError(f"the data changed since the run in {run.path} started: restore it, or pass "
                         f"--overwrite to start again")
@@ -169,11 +165,12 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                  else SupervisedObjective(z_loss_weight=config.z_loss))
 
     torch.manual_seed(config.seed)
-    if student is not None:
-        model = student.to(group.device)
-    else:
-        model = (Transformer(model_config) if config.student_init is None
-                 else start_model(config.student_init, model_config)).to(group.device)
+    if generic_student is not None:
+        student = generic_student
+    else:  # random weights from the seed, or the start's
+        student = FamilyStudent.starting_from(student_record, None if config.student_init is None
+                                              else load_start(config.student_init, student_record))
+    model = student.to(group.device)
     # ||w_t - w_0|| (Hoffer et al.), logged by the main process; w_0 is this initialisation. Not for
     # sharded runs: the main process alone does not hold the weights.
     sharded = config.parallel == "fsdp" and group.enabled
@@ -247,7 +244,7 @@ def make_training_sampler(config: TrainConfig, data: PreparedData,
     return sampler
 
 
-def _resume(run: RunDirectory, config: TrainConfig, model: Transformer, optimizer: torch.optim.Optimizer,
+def _resume(run: RunDirectory, config: TrainConfig, model: StudentModel, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LambdaLR) -> Progress | None:
     """Restore the last checkpoint (sharded under FSDP, on every rank); None when there is none."""
     if config.parallel == "fsdp":
@@ -257,7 +254,7 @@ def _resume(run: RunDirectory, config: TrainConfig, model: Transformer, optimize
 
 
 def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunDirectory,
-               model: Transformer, training_model: TrainingModel, optimizer: torch.optim.Optimizer,
+               model: StudentModel, training_model: TrainingModel, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LambdaLR, done: Progress, objective: Objective,
                branch: Branch | None, sampler: TokenSampler, val_tokens: np.ndarray, logger: MetricLogger | None,
                weight_distance: WeightDistance | None, show_progress: bool) -> RunResult:
@@ -335,7 +332,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                     save_sharded(run.sharded_state_dir, model, optimizer, scheduler, done, group)
                 elif group.is_main:
                     run.save_state(capture_state(model, optimizer, scheduler, done))
-                    save_model(model, run.path)
+                    model.save(run.path)
             if done.step in branch_steps and group.is_main:
                 run.save_branch(done.step, capture_state(model, optimizer, scheduler, done))
 

@@ -79,6 +79,11 @@ class HFStudentRecord(BaseModel):
         return 2 * self.non_embedding_params if self.flops is None else self.flops.forward_flops_per_token(seq_len)
 
     @property
+    def mup_multiplier(self) -> float:
+        """1: a generic student trains in its own parametrisation (no muP), as `ModelConfig(mup=False)`."""
+        return 1.0
+
+    @property
     def flops_method(self) -> str:
         """How `forward_flops_per_token` counts (an exact count, or 2 x parameters where the config is silent)."""
         return self.flops.method_text if self.flops is not None else "2 x non_embedding_params (an older run)"
@@ -122,6 +127,12 @@ class RunPlan(BaseModel):
     @property
     def total_params(self) -> int:
         return self.student.total_params
+
+
+def student_fields(student: ModelConfig | HFStudentRecord) -> dict[str, ModelConfig | HFStudentRecord]:
+    """The RunPlan field that records `student` (a `StudentModel.record()`): `model` for the family,
+    `hf_student` for a generic Hugging Face student."""
+    return {"hf_student": student} if isinstance(student, HFStudentRecord) else {"model": student}
 
 
 class RunRecord(BaseModel):

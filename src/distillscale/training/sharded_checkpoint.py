@@ -30,10 +30,9 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, atomic_write_text, unreadable
-from distillscale.model import Transformer
-from distillscale.training.hf_student import HFStudent, save_model
 from distillscale.training.checkpoint import Progress
 from distillscale.training.distributed import Distributed
+from distillscale.training.student import StudentModel
 
 LATEST = "latest"
 TRAINER_FILE = "trainer.pt"
@@ -142,11 +141,11 @@ def _raise_if_any(error: str | None) -> None:
             raise UserError(message if len(errors) == 1 else f"rank {rank}: {message}")
 
 
-def save_full_model(model: Transformer, directory: Path, group: Distributed) -> None:
+def save_full_model(model: StudentModel, directory: Path, group: Distributed) -> None:
     """model.safetensors + model_config.json of the whole model, as an unsharded run writes them: the
     full state dict is gathered to rank 0's CPU memory (a collective) and rank 0 writes it."""
     if not group.enabled:
-        save_model(model, directory)
+        model.save(directory)
         return
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
@@ -156,9 +155,9 @@ def save_full_model(model: Transformer, directory: Path, group: Distributed) -> 
     weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if group.is_main:
         # on CPU; load_state_dict copies, keeping tied weights tied
-        whole = model.unsharded_copy() if isinstance(model, HFStudent) else Transformer(model.config)
+        whole = model.unsharded_copy()
         whole.load_state_dict(weights)
-        save_model(whole, directory)
+        whole.save(directory)
 
 
 @contextlib.contextmanager
