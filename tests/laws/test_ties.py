@@ -20,3 +20,10 @@ def test_the_best_start_is_the_first_of_those_at_one_minimum():
                               nfevs=np.ones(4, int), grad_norms=np.zeros(4),
                               statuses=np.array([CONVERGED_GTOL] * 3 + [SCREENED_OUT]))
     assert result.best == 1 and result.fun == funs[1]
+
+
+def test_rounded_values_sort_ties_in_their_stated_order():
+    from distillscale.laws.ties import rounded
+
+    values = np.array([2.0, 1.0 + 1e-14, 1.0, np.nan, 0.0, 1.0 + 1e-6])
+    assert list(np.argsort(rounded(values), kind="stable")) == [4, 1, 2, 5, 0, 3]

@@ -25,3 +25,13 @@ def first_lowest(values, axis: int | None = None, rtol: float = TIE_RTOL):
         tied = (values <= lowest + rtol * np.abs(lowest)) | (values == lowest)
     index = np.argmax(tied, axis=axis)
     return int(index) if axis is None else index
+
+
+def rounded(values, rtol: float = TIE_RTOL) -> np.ndarray:
+    """Positive values on a log grid of step `rtol`, to sort by (stably, so ties keep their stated
+    order): values that differ only by rounding share a step, unless a step's edge falls between
+    them (once in about rtol / 1e-16 pairs). Zero and below sort first, NaN last."""
+    values = np.asarray(values, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steps = np.floor(np.log(values) / rtol)
+    return np.where(values > 0, steps, np.where(np.isnan(values), np.inf, -np.inf))

@@ -16,6 +16,8 @@ import itertools
 
 import numpy as np
 
+from distillscale.laws.ties import TIE_RTOL, rounded
+
 # Exponent grid of the search: the Chinchilla grid's [0, 2], 50 times finer.
 EXPONENTS = np.round(np.arange(0.0, 2.0 + 1e-9, 0.02), 10)
 # log of a coefficient that the NNLS sets to zero: the lower bound of the fitter's box.
@@ -46,13 +48,15 @@ def varpro_starts(log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray, *, tie
     # move their (E, A, B) to the Huber optimum, so the ranking of the pairs is the fitter's own.
     # Few sizes leave long, nearly flat valleys (alpha against A and E): the best pair of every
     # band of alpha joins the most promising, so every part of a valley gets a start.
-    top = np.union1d(np.argsort(objective, kind="stable")[:REWEIGHTED_PAIRS], _best_per_band(ia, objective))
+    # Ranked on `rounded` objectives: pairs equal but for rounding keep their grid order on every CPU
+    # and in every order of the runs (a near-tie at the cut once changed the starts, and the law).
+    top = np.union1d(np.argsort(rounded(objective), kind="stable")[:REWEIGHTED_PAIRS], _best_per_band(ia, objective))
     for _ in range(REWEIGHTING_STEPS):
         residual = _log_residual(coefficients[top], x[ia[top]], y[ib[top]], loss)
         reweight = np.sqrt(np.minimum(1.0, huber_delta / np.maximum(np.abs(residual), 1e-300)))
         coefficients[top], objective[top] = _project(x[ia[top]], y[ib[top]], loss,
                                                      weight[top] * reweight, irreducible_loss, huber_delta)
-    best = np.argsort(objective, kind="stable")[:n_starts]
+    best = np.argsort(rounded(objective), kind="stable")[:n_starts]
     best = np.concatenate([best, np.setdiff1d(_best_per_band(ia, objective), best)])
 
     with np.errstate(divide="ignore"):
@@ -65,7 +69,7 @@ def varpro_starts(log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray, *, tie
 def _best_per_band(alpha_index: np.ndarray, objective: np.ndarray) -> np.ndarray:
     """Index of the best pair in each band of ALPHA_BAND consecutive alpha values."""
     band = alpha_index // ALPHA_BAND
-    order = np.lexsort((objective, band))
+    order = np.lexsort((rounded(objective), band))
     first = np.r_[True, band[order][1:] != band[order][:-1]]
     return order[first]
 
@@ -109,7 +113,9 @@ def _nnls_by_active_sets(features: np.ndarray, target: np.ndarray) -> np.ndarray
             ridge = 1e-12 * np.trace(g, axis1=1, axis2=2)[:, None, None] * np.eye(size)
             c = np.linalg.solve(g + ridge, rhs[:, s][:, :, None])[:, :, 0]
             sse = base - np.einsum("bk,bk->b", c, rhs[:, s])
-            better = np.all(c >= 0, axis=1) & (sse < best_sse)
+            # A larger support must fit better by more than rounding: where a column adds nothing
+            # (A N^-alpha negligible), whether it got a tiny coefficient or none depended on the CPU.
+            better = np.all(c >= 0, axis=1) & (sse < best_sse - TIE_RTOL * base)
             best_sse = np.where(better, sse, best_sse)
             update = np.zeros((batch, k))
             update[:, s] = c
