@@ -10,7 +10,7 @@ with the variants of each); this module runs a covering design instead: `pairwis
 deterministically, 34 runs in which every pair of levels of any two factors appears at least once
 (every teacher x student pair, the mode and process count of each chosen greedily for the pairs
 still lacking; a (teacher, mode) the engine refuses covers nothing), plus one cell per refusal;
-`test_the_design_covers_every_pair` checks that. 45 tests, about 30-40 s on one core.
+`test_the_design_covers_every_pair` checks that.
 
 What each cell that runs asserts (`check_result`): result.json's FLOPs equal the planner's count
 (`planning.flops.run_flops`, plus the on-policy generation as `generation_flops` counts it) for the
@@ -21,6 +21,11 @@ Cells in RESUMED are also killed after their first checkpoint and resumed: same 
 uninterrupted run. A combination the engine refuses must exit 2 with one line: REFUSED lists each
 (teacher, mode) refusal with the words of its message, so a new refusal (or a refusal lifted) fails
 here as a visible change.
+
+Across cells: each two-rank cell against the same cell in one process (the same global batch: the
+same model up to the reduction's rounding; NOT_RANK_INVARIANT lists, as strict xfails with the measured
+gaps, the paths that draw per rank), and the run teacher in process, served, and as a served mixture's
+weight-1 server (the same student). 57 tests: 32 s on one idle core, 64 s beside other jobs on 2 cores.
 """
 
 from __future__ import annotations
@@ -445,3 +450,56 @@ def test_a_cell_of_the_matrix(cli, setup, served, tmp_path, cell, kill_after_che
         for name in one:
             for key in one[name]:
                 assert torch.equal(one[name][key], two[name][key]), (name, key)
+
+
+# Two ranks against one process (the same global batch): every path should train the same model up
+# to the rounding of the reduction (test_ddp.py's claim for the plain run). Two do not, by how they draw:
+NOT_RANK_INVARIANT = {
+    # on-policy continuations are drawn per rank (training/on_policy.generation_plan(seed, step, rank)),
+    # so two ranks sample other continuations than one process: val loss 5.77179 vs 5.77255 (-7.6e-4)
+    ("imported", "imported", "on-policy", 2): "on-policy draws are seeded per rank: val loss differs by 7.6e-4",
+    # (mixture teacher, pruned student): 4.87513 vs 4.85099 (+2.4e-2)
+    ("mixture", "pruned", "on-policy", 2): "on-policy draws are seeded per rank: val loss differs by 2.4e-2",
+    # the generic GPT-2 student trains with its config's dropout (0.1), each rank drawing its own masks:
+    # 5.74994 vs 5.74849 (+1.4e-3)
+    ("imported", "generic", "full", 2): "a generic student's dropout masks are drawn per rank: +1.4e-3",
+}
+TWO_RANK_CELLS = [cell for cell in CELLS if cell[3] == 2 and (cell[0], cell[2]) not in REFUSED]
+
+
+@pytest.mark.parametrize("cell", [
+    pytest.param(cell, marks=pytest.mark.xfail(strict=True, reason=NOT_RANK_INVARIANT[cell]))
+    if cell in NOT_RANK_INVARIANT else cell for cell in TWO_RANK_CELLS],
+    ids=["-".join(map(str, cell[:3])) for cell in TWO_RANK_CELLS])
+def test_two_ranks_train_what_one_process_trains(cli, setup, served, tmp_path, cell, rounding_drift):
+    one, two = tmp_path / "one", tmp_path / "two"
+    code, err = run_cell(cli, setup, cell[:3] + (1,), one, served)
+    assert code == 0, err[-3000:]
+    code, err = run_cell(cli, setup, cell, two, served)
+    assert code == 0, err[-3000:]
+    single, ddp = read_json(one / "result.json"), read_json(two / "result.json")
+    assert (single["world_size"], ddp["world_size"]) == (1, 2)
+    assert ddp["flops"] == single["flops"] and ddp["tokens"] == single["tokens"]
+    assert ddp["teacher"]["teacher_val_loss"] == pytest.approx(single["teacher"]["teacher_val_loss"],
+                                                               abs=rounding_drift.loss)
+    assert ddp["val_loss"] == pytest.approx(single["val_loss"], abs=rounding_drift.loss)
+
+
+@pytest.mark.parametrize("student", ["pruned", "generic"])
+def test_one_teacher_through_each_path_trains_the_same_student(cli, setup, served, tmp_path, student):
+    """The run teacher in process, behind its server, and as the weight-1 server of a served mixture:
+    the same top-k targets (the server's log-probabilities travel as JSON decimals: 2.4e-7 apart),
+    so the same student, FLOPs and teacher loss."""
+    results = {}
+    for teacher in ("run", "served", "served-mixture"):
+        code, err = run_cell(cli, setup, (teacher, student, "top-k", 1), tmp_path / teacher, served)
+        assert code == 0, err[-3000:]
+        results[teacher] = read_json(tmp_path / teacher / "result.json")
+    for teacher in ("served", "served-mixture"):
+        for key in ("flops", "tokens", "unique_tokens", "epochs"):
+            assert results[teacher][key] == results["run"][key], key
+        assert results[teacher]["val_loss"] == pytest.approx(results["run"]["val_loss"], abs=1e-6)
+        assert results[teacher]["teacher"]["teacher_val_loss"] == pytest.approx(
+            results["run"]["teacher"]["teacher_val_loss"], abs=1e-6)
+        assert results[teacher]["top_k_targets"]["mean_top_k_mass"] == pytest.approx(
+            results["run"]["top_k_targets"]["mean_top_k_mass"], abs=1e-6)
