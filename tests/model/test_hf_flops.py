@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
 
 from distillscale.model import ModelConfig
 from distillscale.model.hf_flops import EXACT, PARAMETERS, hf_forward_flops
@@ -55,3 +55,16 @@ def test_a_config_without_layers_and_heads_falls_back_to_two_flops_per_parameter
     parameters = sum(p.numel() for p in model.parameters())  # tied: the input table is the head
     assert count.method == PARAMETERS and count.forward_flops_per_token(16) == 2 * parameters
     assert "attention over the context is not counted" in count.method_text
+
+
+def test_a_mixture_of_experts_counts_the_experts_a_token_is_routed_to():
+    """Mixtral holds its experts as stacked tensors, no nn.Linear: a count by module type missed them all.
+    A token goes through 2 of 4 experts: half their weights, plus the router and the attention."""
+    d, ffn, vocab, experts = 32, 64, 64, 4
+    model = on_meta(MixtralForCausalLM, MixtralConfig(
+        vocab_size=vocab, hidden_size=d, intermediate_size=ffn, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=experts, num_experts_per_tok=2, tie_word_embeddings=False))
+    count = hf_forward_flops(model)
+    attention = d * d + 2 * (d * 16) + d * d  # q, k, v (2 kv heads of 8), o
+    routed = 2 * (3 * d * ffn)  # gate, up, down of the 2 experts a token is routed to
+    assert count.method == EXACT and count.matmul_params == attention + experts * d + routed + vocab * d

@@ -3,12 +3,14 @@
 `ModelConfig.forward_flops_per_token` counts 2 FLOPs per weight of every matmul a token goes through
 (each block's projections and the output head) plus attention over the context, 4 x n_layers x
 n_heads x head_dim per key (the scores q k^T and the weighted sum of values). `hf_forward_flops`
-counts the same for a model of any architecture: the matmul weights from the model's own modules
-(every `nn.Linear`, and GPT-2's `Conv1D`; the output head counted even where it shares the input
-embedding's matrix; lookup tables such as embeddings are no matmul), the attention from its
-config (n_layers, heads, head size). A config without them falls back to 2 x every parameter but
-the input lookup, attention not counted; `HFFlops.method` says which it is. A mixture of experts'
-every expert is counted (an upper bound: a token goes through a few of them).
+counts the same for a model of any architecture: the matmul weights are the model's matrices (every
+parameter of 2 or more dimensions: `nn.Linear`, GPT-2's `Conv1D`, a router; the output head counted
+even where it shares the input embedding's matrix), less its lookup tables (`nn.Embedding`: token and
+position embeddings are no matmul); a mixture of experts' stacked expert weights ([experts, ...],
+as transformers holds them) count num_experts_per_tok / num_experts of theirs, the share a token goes
+through. The attention comes from the config (n_layers, heads, head size). A config without them
+falls back to 2 x every parameter but the input lookup, attention not counted; `HFFlops.method` says
+which it is. Experts held as separate layers are all counted (an upper bound).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ EXACT = "exact-from-config"
 PARAMETERS = "2 x parameters"
 
 METHODS = {
-    EXACT: ("exact: 2 x the weights of every matmul (each nn.Linear / Conv1D of the model, output head "
-            "included) + attention over the context, 4 x n_layers x n_heads x head_dim per key from the "
-            "config, as ModelConfig.forward_flops_per_token counts the family (model.hf_flops)"),
+    EXACT: ("exact: 2 x the weights of every matmul (the model's matrices but its lookup tables, output head "
+            "included; stacked experts at the routed share) + attention over the context, 4 x n_layers x "
+            "n_heads x head_dim per key from the config, as ModelConfig.forward_flops_per_token counts the "
+            "family (model.hf_flops)"),
     PARAMETERS: ("estimate: 2 x parameters per token (every weight but the input embedding, output head "
                  "included; the config does not state its layers and heads, so attention over the context "
                  "is not counted; model.hf_flops)"),
@@ -59,8 +62,8 @@ def hf_forward_flops(model: nn.Module) -> HFFlops:
     head_dim = _read(config, "head_dim") or (hidden // heads if hidden and heads else None)
     if not (layers and heads and head_dim):
         return HFFlops(matmul_params=_parameters_but_input_lookup(model), attention_per_key=0, method=PARAMETERS)
-    matmuls = sum(module.weight.numel() for module in model.modules() if _is_matmul(module))
-    return HFFlops(matmul_params=matmuls, attention_per_key=4 * layers * heads * head_dim, method=EXACT)
+    return HFFlops(matmul_params=_matmul_weights(model), attention_per_key=4 * layers * heads * head_dim,
+                   method=EXACT)
 
 
 def _read(config, name: str) -> int | None:
@@ -69,10 +72,23 @@ def _read(config, name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def _is_matmul(module: nn.Module) -> bool:
+def _matmul_weights(model: nn.Module) -> int:
+    """Weights a token meets in a matmul: every matrix but the lookup tables (the head's counted, tied
+    or not); stacked experts at the share of them a token is routed to."""
     from torch import nn  # torch on use: the record (HFFlops) is read without it
 
-    return isinstance(module, nn.Linear) or (type(module).__name__ == "Conv1D" and hasattr(module, "weight"))
+    config = model.config
+    head = model.get_output_embeddings().weight
+    lookups = {id(module.weight) for module in model.modules() if isinstance(module, nn.Embedding)} - {id(head)}
+    experts = _read(config, "num_local_experts") or _read(config, "num_experts")
+    routed = _read(config, "num_experts_per_tok")
+    total = 0
+    for weight in model.parameters():  # a tied matrix once
+        if weight.ndim < 2 or id(weight) in lookups:
+            continue
+        stacked_experts = weight.ndim == 3 and experts and routed and weight.shape[0] == experts
+        total += weight.numel() * routed // experts if stacked_experts else weight.numel()
+    return total
 
 
 def _parameters_but_input_lookup(model: nn.Module) -> int:
