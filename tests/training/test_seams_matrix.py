@@ -25,7 +25,8 @@ here as a visible change.
 Across cells: each two-rank cell against the same cell in one process (the same global batch: the
 same model up to the reduction's rounding; NOT_RANK_INVARIANT lists, as strict xfails with the measured
 gaps, the paths that draw per rank), and the run teacher in process, served, and as a served mixture's
-weight-1 server (the same student). 57 tests: 32 s on one idle core, 64 s beside other jobs on 2 cores.
+weight-1 server (the same student); and the dry run against the run in each mode a sweep spec takes.
+60 tests: 70 s beside other jobs on 2 cores (load 4.7); 57 of them took 32 s with less beside them.
 """
 
 from __future__ import annotations
@@ -390,8 +391,9 @@ def check_result(setup: Setup, cell, out: Path, err: str) -> dict:
     return result
 
 
-def dry_run_flops(setup: Setup, out: Path) -> float:
-    """The dry run's FLOPs of the same run, from a one-teacher, one-student sweep spec of its shape."""
+def dry_run_flops(setup: Setup, out: Path, distill: str = "") -> float:
+    """The dry run's FLOPs of the same run, from a one-teacher, one-student sweep spec of its shape
+    (`distill`: lines of its [distill] section)."""
     from distillscale.sweeps.dry_run import dry_run
     from distillscale.sweeps.spec import load_sweep_spec
 
@@ -413,6 +415,8 @@ tokens_per_param = [0.062]
 [students]
 n_layers = [1]
 tokens_per_param = [0.031]
+[distill]
+{distill}
 """)  # 0.031 x 16.5K non-embedding parameters: 512 tokens, 4 steps
     plan = dry_run(load_sweep_spec(spec), gpus=0)
     (student,) = [run for run in plan.runs if run.kind == "distil"]
@@ -503,3 +507,23 @@ def test_one_teacher_through_each_path_trains_the_same_student(cli, setup, serve
             results["run"]["teacher"]["teacher_val_loss"], abs=1e-6)
         assert results[teacher]["top_k_targets"]["mean_top_k_mass"] == pytest.approx(
             results["run"]["top_k_targets"]["mean_top_k_mass"], abs=1e-6)
+
+
+DRY_RUN_MODES = {"full": "", "top-k": f"top_k = {K}",
+                 "on-policy": "on_policy_fraction = 0.5\non_policy_prompt_tokens = 8"}
+
+
+@pytest.mark.parametrize("mode", [
+    "full", "top-k",
+    pytest.param("on-policy", marks=pytest.mark.xfail(strict=True, reason=(
+        "the dry run counts an on-policy student as run_flops alone, without the generation's FLOPs "
+        "(planning.flops.generation_flops) that result.json adds: 1.174e8 against 1.316e8, 11% short "
+        "(sweeps/dry_run.py's _cost; another engineer owns the dry run's FLOPs)")))])
+def test_the_dry_run_counts_what_the_run_spends(cli, setup, served, tmp_path, mode):
+    """The cells a sweep spec can express (a run teacher, a student from scratch), in each mode a
+    spec's [distill] section takes: the dry run's FLOPs are result.json's."""
+    out = tmp_path / "student"
+    code, err = run_cell(cli, setup, ("run", "scratch", mode, 1), out, served)
+    assert code == 0, err[-3000:]
+    result = read_json(out / "result.json")
+    assert dry_run_flops(setup, out, DRY_RUN_MODES[mode]) == pytest.approx(result["flops"], rel=1e-12)
