@@ -22,6 +22,7 @@ from distillscale.data import TokenSampler, prepare_data
 from distillscale.data.config import MIN_VOCAB_SIZE
 from distillscale.data.prepare import PreparedData
 from distillscale.data.repetition import epochs, repetition_warning, unique_subset
+from distillscale.data.splits import SPLITS, SplitComposition
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
 from distillscale.model.hf_import import is_generic_hf
@@ -212,7 +213,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
         return _run_steps(config, plan, group, run, model, training_model, optimizer, scheduler, done,
                           objective=objective, branch=branch,
                           sampler=sampler, val_tokens=val_tokens, logger=logger,
-                          weight_distance=weight_distance, show_progress=show_progress)
+                          weight_distance=weight_distance, show_progress=show_progress,
+                          splits={name: data.composition(name) for name in SPLITS})
 
 
 def check_start_tokenizer(start: Path, run_tokenizer: Path) -> None:
@@ -257,8 +259,10 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                model: StudentModel, training_model: TrainingModel, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LambdaLR, done: Progress, objective: Objective,
                branch: Branch | None, sampler: TokenSampler, val_tokens: np.ndarray, logger: MetricLogger | None,
-               weight_distance: WeightDistance | None, show_progress: bool) -> RunResult:
-    """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json."""
+               weight_distance: WeightDistance | None, show_progress: bool,
+               splits: dict[str, SplitComposition]) -> RunResult:
+    """Steps `done.step + 1 .. total_steps`, then the final evaluation and result.json (`splits`: what
+    each split of the data is made of, recorded there)."""
     total_steps = plan.total_steps
     autocast = bf16_autocast(group.device, plan.bf16)
 
@@ -293,7 +297,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
                 bad_step, bad_result = bad  # later steps left the weights alone: rewind to it
                 done.step = bad_step - 1
                 return _diverged(run, group, config, plan, done, bad_result, checkpoint_step, objective,
-                                 sampler.unique_tokens)
+                                 sampler.unique_tokens, splits)
             lr = plan.lr * scheduler.lr_lambdas[0](done.step)  # the base lr (muP groups scale it)
             scheduler.step()
             done.step += 1
@@ -338,7 +342,7 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
 
     if val_loss is None:  # resumed after the last checkpoint but before result.json
         val_loss = validation_loss()
-    result = _result(config, plan, done, objective, branch, sampler.unique_tokens, status="completed",
+    result = _result(config, plan, done, objective, branch, sampler.unique_tokens, splits, status="completed",
                      val_loss=val_loss)
     if group.is_main:
         run.write_result(result)
@@ -353,9 +357,9 @@ def _looks_at_step(config: TrainConfig, step: int, total_steps: int, branch_step
 
 def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: RunPlan,
               done: Progress, step_result: StepResult, checkpoint_step: int,
-              objective: Objective, unique_tokens: int) -> RunResult:
+              objective: Objective, unique_tokens: int, splits: dict[str, SplitComposition]) -> RunResult:
     """A non-finite loss or gradient: stop, keep the last checkpoint, record what happened."""
-    result = _result(config, plan, done, objective, None, unique_tokens, status="diverged", val_loss=None,
+    result = _result(config, plan, done, objective, None, unique_tokens, splits, status="diverged", val_loss=None,
                      diverged_at_step=done.step + 1, diverged_loss=step_result.loss,
                      diverged_grad_norm=step_result.grad_norm, checkpoint_step=checkpoint_step)
     if group.is_main:
@@ -364,7 +368,8 @@ def _diverged(run: RunDirectory, group: Distributed, config: TrainConfig, plan: 
 
 
 def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objective, branch: Branch | None,
-            unique_tokens: int, status: str, val_loss: float | None, **divergence: Any) -> RunResult:
+            unique_tokens: int, splits: dict[str, SplitComposition], status: str, val_loss: float | None,
+            **divergence: Any) -> RunResult:
     tokens = done.step * config.tokens_per_step
     extra = objective.record(tokens)
     flops_method = extra.flops_method or FLOPS_METHOD
@@ -397,6 +402,7 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "fork": fork,
         "unique_tokens": unique_tokens,
         "epochs": epochs(tokens, unique_tokens),
+        "splits": splits,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "teacher": extra.teacher,
         "distillation": extra.distillation,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json, unreadable
+from distillscale.data.splits import SplitComposition
 from distillscale.model import ModelConfig
 from distillscale.model.hf_flops import HFFlops
 from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
@@ -322,6 +323,9 @@ class RunResult(BaseModel):
     # were recorded), and the GPU a sweep gave it (CUDA_VISIBLE_DEVICES as the run saw it)
     unique_tokens: int | None = None
     epochs: float | None = None
+    # what each split of the data (val, teacher, student) is made of: documents, pieces, tokens, the largest
+    # piece's and document's shares of it (data.splits; absent before it was recorded)
+    splits: dict[str, SplitComposition] | None = None
     cuda_visible_devices: str | None = None
     # a diverged run: where, and the checkpoint kept
     diverged_at_step: int | None = None
