@@ -17,7 +17,7 @@ import distillscale as ds
 from distillscale.laws import LawSet, load_laws
 from distillscale.laws.record import DataRange, FitRecord
 from distillscale.laws.render import fit_warnings
-from distillscale.laws.uncertainty import ExtrapolationError, Prediction
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction, lever
 from distillscale.planning.results import CANNOT_TELL, decide_verdict
 
 # A micro-like sweep: 5 sizes over 64x, 1 to 64 tokens per parameter, losses a power law with no
@@ -139,7 +139,12 @@ def test_a_plan_far_outside_the_fit_says_cannot_tell_and_what_would_tell():
     laws = _hand_written_laws()
     far = ds.plan(laws, compute=1e23, student_params=3e9, scenario="teacher-pretraining")
     interval = far.plans[0].student_interval
-    assert interval.beyond_backtest and interval.distance > 100
+    # The student (3B) lies 300x beyond the fitted students (2.5M-10M, two doublings): its lever
+    # 1 + log2(300) / 2, given as the teacher-strength distance of the same lever (issue 57's M3).
+    assert interval.beyond_backtest
+    size_lever = 1 + np.log2(3e9 / 1e7) / 2
+    record = laws.distillation.fit.extrapolation_error
+    assert lever(interval.distance, record.fitted_max / record.fitted_min) == pytest.approx(size_lever)
     assert far.verdict == CANNOT_TELL
     text = far.as_text()
     assert "cannot tell at this distance: the plan lies beyond the runs" in text
