@@ -97,3 +97,18 @@ def test_planner_optimum_under_an_interaction_law_matches_brute_force():
     # larger model at every D > 1: the optimum's D/N falls with budget; with beta1 < 0 it rises.
     assert ratios[0.005, 1e22] < ratios[0.0, 1e22] < ratios[-0.005, 1e22]
     assert ratios[0.005, 1e22] < ratios[0.005, 1e18] and ratios[-0.005, 1e22] > ratios[-0.005, 1e18]
+
+
+def test_the_planner_inverts_an_interaction_law_with_its_own_data_exponent():
+    """The tokens a model needs to reach a loss (what the distillation planner asks of a teacher)
+    come from the law's own inversion: an N-dependent data exponent is not the plain law's beta."""
+    from distillscale.laws.interaction_law import InteractionLaw
+    from distillscale.planning.solver import tokens_reaching_loss
+
+    law = InteractionLaw(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36, beta1=0.02, N0=1e8)
+    N = np.array([3e7, 1e8, 3e9])
+    tokens = tokens_reaching_loss(law, N, 3.2)
+    np.testing.assert_allclose(law.predict(N, tokens), 3.2, rtol=1e-10)
+    plain = tokens_reaching_loss(law.with_coefficients({"beta1": 0.0}), N, 3.2)
+    assert abs(tokens[2] / plain[2] - 1) > 0.1  # 3B is 30x from N0: its exponent is not beta
+    assert np.isnan(tokens_reaching_loss(law, N, 1.7)).all()  # below E: no D reaches it

@@ -53,13 +53,9 @@ Penalty = Callable[[float, float], float]
 DEFAULT_BOUNDS = (1e6, 1e17)
 
 def tokens_reaching_loss(law: SupervisedLaw, params: np.ndarray, loss: float) -> np.ndarray:
-    """D with L(N, D) = loss for each N (inverting the supervised law); NaN where unreachable."""
-    params = np.asarray(params, dtype=np.float64)
-    if loss <= law.E:
-        return np.full(params.shape, np.nan)
-    data_term = (loss - law.E) ** (1.0 / law.gamma) - law.A * params ** (-law.alpha)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(data_term > 0, (law.B / data_term) ** (1.0 / law.beta), np.nan)
+    """D with L(N, D) = loss for each N (the law's own inversion, so a form whose data exponent
+    depends on N, `laws.interaction_law`, is inverted with it); NaN where unreachable."""
+    return law.tokens_reaching(params, loss)
 
 
 class SupervisedPlanner:
