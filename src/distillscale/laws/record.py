@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from distillscale.checks import checked
 from distillscale.errors import UserError
-from distillscale.laws.schema import Count0, Level, Positive, describe
+from distillscale.laws.schema import Count0, Level, Positive, describe, read_schema_version
 from distillscale.laws.uncertainty import ExtrapolationError
 
 # 2: `profile` (the laws the runs allow for a coefficient they cannot pin down, issue 38).
@@ -156,13 +156,7 @@ class FitRecord(_Record):
         says that a newer distillscale wrote it."""
         if not isinstance(data, dict):
             raise UserError(f"fit = {type(data).__name__}: the fit record must be a JSON object")
-        version = data.get("schema_version", 1)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise UserError(f"fit.schema_version = {version!r}: the fit record's schema version must be a "
-                            "positive integer")
-        if version > FIT_SCHEMA_VERSION:
-            raise UserError(f"fit.schema_version = {version}: the fit record is newer than this distillscale "
-                            f"reads ({FIT_SCHEMA_VERSION}): upgrade distillscale to read it")
+        version = read_schema_version(data, FIT_SCHEMA_VERSION, "fit.schema_version", "the fit record")
         try:
             return cls.model_validate({**data, "schema_version": version})
         except ValidationError as exc:

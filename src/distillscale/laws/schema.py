@@ -31,6 +31,19 @@ MAX_CONTEXT = 10 ** 8     # n_ctx, n_vocab
 MAX_TEXT = 1000           # name, source: characters
 
 
+def read_schema_version(data: dict, newest: int, field: str, record: str) -> int:
+    """A record's `schema_version` (1 when absent: files written before versions existed), checked:
+    a positive integer no newer than `newest`, the version this distillscale writes. `field` and
+    `record` name it in the one-line UserError ("fit.schema_version", "the fit record")."""
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f"{field} = {version!r}: {record}'s schema version must be a positive integer")
+    if version > newest:
+        raise UserError(f"{field} = {version}: {record} is newer than this distillscale reads ({newest}): "
+                        "upgrade distillscale to read it")
+    return version
+
+
 def _number(value: Any) -> float:
     """A JSON number (not a boolean, not text) that is finite."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -27,7 +27,7 @@ from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, read_text_file
 from distillscale.laws.hyperparameters.records import FitSummary
-from distillscale.laws.schema import describe
+from distillscale.laws.schema import describe, read_schema_version
 
 HYPERPARAMETER_SCHEMA_VERSION = 1
 FORMAT = "distillscale hyperparameter law"
@@ -220,12 +220,8 @@ class HyperparameterLaw(_Record):
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UserError(f"{path} is not a hyperparameter law: give a file `distillscale fit hyperparameters "
                             "--out` wrote, or a preset (steplaw2025, deepseek2024)")
-        version = data.get("schema_version", 1)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise UserError(f"{path}: schema_version = {version!r} must be a positive integer")
-        if version > HYPERPARAMETER_SCHEMA_VERSION:
-            raise UserError(f"{path}: schema_version {version} is newer than this distillscale reads "
-                            f"({HYPERPARAMETER_SCHEMA_VERSION}): upgrade distillscale to read it")
+        version = read_schema_version(data, HYPERPARAMETER_SCHEMA_VERSION, f"{path}: schema_version",
+                                      "the hyperparameter law")
         try:
             return cls.model_validate({**data, "schema_version": version})
         except ValidationError as exc:
