@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distillscale.checks import checked
-from distillscale.laws.forms import ArrayLike, SupervisedLaw, _fit_record, _pos
-from distillscale.laws.repetition import Repetition
+from distillscale.laws.forms import ArrayLike, SupervisedLaw, _pos
 
 INTERACTION = "interaction"
 
@@ -51,14 +49,7 @@ class InteractionLaw(SupervisedLaw):
     def with_coefficients(self, coefficients: dict[str, float]) -> "InteractionLaw":
         return InteractionLaw(**{**self.coefficients(), **coefficients})
 
-    @classmethod
-    @checked
-    def from_dict(cls, data: dict) -> "InteractionLaw":
-        coeffs = dict(data["coefficients"])
-        coeffs.setdefault("gamma", 1.0)
-        repetition = data.get("repetition")
-        return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS}, fit=_fit_record(data.get("fit")),
-                   repetition=Repetition.from_dict(repetition) if repetition else None)
+    # from_dict: SupervisedLaw's, which reads cls.COEFFICIENTS (beta1 and N0 too).
 
 
 def supervised_law_from_dict(data: dict) -> SupervisedLaw:
