@@ -26,12 +26,14 @@ Across cells: each two-rank cell against the same cell in one process (the same 
 same model up to the reduction's rounding; NOT_RANK_INVARIANT lists, as strict xfails with the measured
 gaps, the paths that draw per rank), and the run teacher in process, served, and as a served mixture's
 weight-1 server (the same student); and the dry run against the run in each mode a sweep spec takes.
-60 tests: 35-63 s on one core (35 s at load 2, 63 s at load 5 on this 2-core machine), alike under
+62 tests: 35-63 s on one core (35 s at load 2, 63 s at load 5 on this 2-core machine), alike under
 ATEN_CPU_CAPABILITY=default (MKL_CBWR=COMPATIBLE) and avx2.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import math
@@ -192,9 +194,11 @@ class Setup:
         if key not in self._caches:
             out = self.root / f"cache-{teacher.name}-{targets}"
             extra = ("--top-k", K) if targets == "top-k" else ("--samples", "4")
-            run_cli("cache-logits", "--teacher", teacher, "--out", out, "--targets", targets, *extra,
-                    "--tokens", "1k", "--seq-len", SEQ_LEN, "--batch-size", "8", "--eval-tokens", "256",
-                    "--device", "cpu", *self.corpus)
+            # built when a cell first needs it: its output is not that cell's
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                run_cli("cache-logits", "--teacher", teacher, "--out", out, "--targets", targets, *extra,
+                        "--tokens", "1k", "--seq-len", SEQ_LEN, "--batch-size", "8", "--eval-tokens", "256",
+                        "--device", "cpu", *self.corpus)
             self._caches[key] = out
         return self._caches[key]
 
@@ -558,3 +562,15 @@ def test_the_dry_run_counts_what_the_run_spends(cli, setup, served, tmp_path, mo
     assert code == 0, err[-3000:]
     result = read_json(out / "result.json")
     assert dry_run_flops(setup, out, DRY_RUN_MODES[mode]) == pytest.approx(result["flops"], rel=1e-12)
+
+
+@pytest.mark.parametrize("teacher, words", [
+    ("cache", "--unique-tokens does not apply with --teacher-cache"),
+    ("routed", "--teacher-route is not available with --unique-tokens yet")])
+def test_the_repetition_flag_refused_with_a_teacher_is_one_line(cli, setup, served, tmp_path, teacher, words):
+    """NO_UNIQUE_TOKENS: the cells of these teachers run without --unique-tokens, which they refuse."""
+    assert teacher in NO_UNIQUE_TOKENS
+    code, _, err = cli(*cell_args(setup, (teacher, "scratch", "full", 1), tmp_path / "student", served),
+                       "--unique-tokens", UNIQUE)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and words in lines[0], err
