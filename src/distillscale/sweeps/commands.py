@@ -168,6 +168,8 @@ def _print_plan(plan) -> None:
     console.print(f"{unit[:3]} time {_short_duration(plan.device_seconds)} ({plan.device_seconds:.0f} "
                   f"{unit}), start-up {_short_duration(plan.startup_seconds)} in all; wall time on {where}: "
                   f"{_short_duration(plan.wall_seconds)}", highlight=False)
+    if plan.describe_grid():
+        console.print(plan.describe_grid(), highlight=False)
     for note in plan.notes():
         console.print(f"note: {note}", highlight=False)
 

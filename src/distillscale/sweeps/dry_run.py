@@ -152,6 +152,7 @@ class SweepDryRun:
     cuda_runs: int                  # runs that ask for device = cuda
     gpus_here: int                  # GPUs visible on this machine
     wall_seconds: float
+    tune: dict[str, list] | None = None  # the spec's [tune] grid (lr and/or batch_size lists), if any
 
     @property
     def on_gpu(self) -> bool:
@@ -210,7 +211,21 @@ class SweepDryRun:
                 "evaluation_flops": self.evaluation_flops,
                 "device_seconds": self.device_seconds, "startup_seconds": self.startup_seconds,
                 "wall_seconds": self.wall_seconds, "needs_gpu": self.needs_gpu, "gpus_here": self.gpus_here,
-                "throughput": asdict(self.throughput), "assumptions": self.notes()}
+                "throughput": asdict(self.throughput), "assumptions": self.notes(),
+                "tune": None if self.tune is None else {**self.tune, "points": self.grid_points}}
+
+    @property
+    def grid_points(self) -> int:
+        """(lr, batch_size) pairs each (size, tokens) cell of the ladder runs at: 1 without [tune]."""
+        return math.prod(len(values) for values in (self.tune or {}).values())
+
+    def describe_grid(self) -> str | None:
+        """One line on the [tune] grid: its shape and what all of its runs cost."""
+        if self.tune is None:
+            return None
+        shape = " x ".join(f"{len(values)} {'lr' if key == 'lr' else 'batch sizes'}" for key, values in self.tune.items())
+        return (f"lr x batch grid [tune]: {shape} = {self.grid_points} runs per (size, tokens) cell of [teachers], "
+                f"{len(self.runs)} runs and {self.flops:.3g} FLOPs in all")
 
 
 def dry_run(spec: SweepSpec, gpus: int | None = None, runs_per_gpu: int | None = None,
@@ -232,7 +247,8 @@ def dry_run(spec: SweepSpec, gpus: int | None = None, runs_per_gpu: int | None =
     costs = {run.run_id: _cost(run, spec, throughput, on_gpu=gpus > 0) for run in spec.runs}
     runs, wall = _simulate(spec.runs, costs, placement)
     return SweepDryRun(name=spec.name, runs=tuple(runs), placement=placement, throughput=throughput,
-                       gpu_settings=asked, cuda_runs=cuda_runs, gpus_here=here, wall_seconds=wall)
+                       gpu_settings=asked, cuda_runs=cuda_runs, gpus_here=here, wall_seconds=wall,
+                       tune=spec.sections.get("tune"))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@
                 the 1-epoch point and its shorter ones see part of it once. The longest budget D is
                 trained again, as a baseline and as a student of each teacher, on the subset's first
                 U = D / e tokens for each listed e above 1 (e passes over U)
+    [tune]      lr = [1e-3, 3e-3, 1e-2], batch_size = [8, 16] (optional; no [students]): an lr x batch grid,
+                every teacher run once per (lr, batch_size) pair (ids tagged `-lr0.003-B16`), each pair's
+                budgets forking its own longest run under WSD; the export's lr and batch_tokens columns
+                feed `distillscale fit hyperparameters`
 
 Busbridge et al.'s three protocols (docs/science.md §5) are the three combinations of fixed-M and IsoFLOP ladders
 that include a fixed-M side: fixed-M teachers x student IsoFLOP profiles, IsoFLOP teachers x fixed-M students,
@@ -68,7 +72,7 @@ from distillscale.model import ModelConfig
 from distillscale.sweeps.spec_sections import (DATA_KEYS, DISTILL_KEYS, LATER_MODEL_KEYS, LR_RULE_KEYS,
                                                ON_POLICY_DISTILL_KEYS, DataSection, DistillSection, Ladder,
                                                ModelSection, PruneSection, RepetitionSection, RunKind,
-                                               StudentLadder, _SpecShape, _validate)
+                                               StudentLadder, TuneSection, _SpecShape, _validate)
 from distillscale.training.config import (BOOKKEEPING_KEYS, DEFAULT_COOLDOWN_FRACTION, TEACHER_FIXED_KEYS, WARMUP_KEYS,
                                          WSD_KEYS, DistillConfig, TrainConfig)
 from distillscale.units import Quantity, check_quantity, format_quantity
@@ -163,6 +167,10 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     repetition = (None if shape.repetition is None
                   else _validate(RepetitionSection, shape.repetition, source, prefix="repetition."))
     prune = _validate(PruneSection, shape.prune or {}, source, prefix="prune.")
+    tune = None if shape.tune is None else _validate(TuneSection, shape.tune, source, prefix="tune.")
+    if tune is not None and students is not None:
+        raise UserError(f"{source}: [tune] grids the supervised [teachers] ladder, and a [students] section would "
+                        f"distil every student from every grid point: tune in a sweep of its own (no [students])")
     pruned_students = students is not None and "pruned" in students.student_init
     if shape.prune is not None and not pruned_students:
         raise UserError(f'{source}: [prune] sets how pruned students are cut from their teachers, and [students] '
@@ -203,7 +211,7 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     if distill.on_policy_fraction > 0:
         distill_settings |= {key: getattr(distill, key) for key in ON_POLICY_DISTILL_KEYS}
 
-    teacher_runs = _ladder_runs("teacher", teachers, base, source, split="teacher")
+    teacher_runs = _ladder_runs("teacher", teachers, base, source, split="teacher", tune=tune)
     runs = list(teacher_runs)
     if students is not None:
         student_sizes = _ladder_runs("baseline", students, base, source, split="student",
@@ -256,6 +264,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         sections["repetition"] = repetition.model_dump(mode="json")
     if pruned_students:
         sections["prune"] = prune.model_dump(mode="json")
+    if tune is not None:
+        sections["tune"] = tune.section()
     return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs))
 
 
@@ -297,10 +307,11 @@ def _repeated_runs(student_sizes: list[PlannedRun], teachers: list[PlannedRun], 
 
 
 def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: str,
-                 split: str, subset: bool = False) -> list[PlannedRun]:
+                 split: str, subset: bool = False, tune: TuneSection | None = None) -> list[PlannedRun]:
     """A ladder's runs, each size's budgets WSD forks of its longest under `schedule = "wsd"`; with
     `subset`, every run of a size trains on the fixed subset of its split that the longest run's
-    whole steps read once (`unique_tokens`)."""
+    whole steps read once (`unique_tokens`); with `tune`, all of them once per (lr, batch_size) pair
+    of its grid (the lr before a width rule scales it), each pair's budgets forking its own longest."""
     section = "teachers" if kind == "teacher" else "students"
     runs = []
     for n_layers in ladder.n_layers:
@@ -313,21 +324,24 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
         if not grid:
             raise UserError(f"{source}: [{section}] n_layers = {n_layers} ({params:,} parameters) has no "
                             f"run between min_tokens and max_tokens: widen the window or the budgets")
-        for seed in range(base["seed"], base["seed"] + ladder.seeds_of(n_layers)):
-            settings = {**base, "n_layers": n_layers, "split": split, "seed": seed}
+        points = tune.points(base["lr"], base["batch_size"]) if tune else [(base["lr"], base["batch_size"])]
+        seeds = range(base["seed"], base["seed"] + ladder.seeds_of(n_layers))
+        for seed, (lr, batch_size) in ((seed, point) for seed in seeds for point in points):
+            settings = {**base, "n_layers": n_layers, "split": split, "seed": seed, "lr": lr, "batch_size": batch_size}
             if subset:
                 longest = TrainConfig.model_validate({**settings, "tokens": max(point[2] for point in grid), "out": "."})
                 settings["unique_tokens"] = longest.steps_for(longest.tokens) * longest.tokens_per_step
             if "lr_rule" in settings:
                 settings["lr"] = lr_for_width(settings["lr"], settings["aspect_ratio"] * n_layers,
                                               *settings.pop("lr_rule"))
+            tag = "" if tune is None else f"-lr{settings['lr']:g}-B{batch_size}"
             if base.get("schedule") == "wsd":
-                runs += _forked_runs(kind, n_layers, params, grid, settings, source, section)
+                runs += _forked_runs(kind, n_layers, params, grid, settings, source, section, tag)
                 continue
             for tokens_per_param, budget, tokens in grid:
                 run_settings = {**settings, "tokens": tokens}
                 _check_settings(run_settings, source, section)
-                runs.append(_planned(kind, n_layers, params, tokens, tokens_per_param, budget, run_settings))
+                runs.append(_planned(kind, n_layers, params, tokens, tokens_per_param, budget, run_settings, tag=tag))
     return runs
 
 
@@ -338,7 +352,7 @@ def lr_for_width(lr: float, d_model: int, exponent: float, reference_width: int)
 
 
 def _forked_runs(kind: RunKind, n_layers: int, params: int, grid: list[tuple], settings: dict[str, Any],
-                 source: str, section: str) -> list[PlannedRun]:
+                 source: str, section: str, tag: str = "") -> list[PlannedRun]:
     """One model's budgets under WSD: the longest run first, keeping the state its forks start from,
     then each shorter run as a fork of it, all with the warmup of the shortest."""
     grid = sorted(grid, key=lambda point: point[2], reverse=True)
@@ -348,19 +362,20 @@ def _forked_runs(kind: RunKind, n_layers: int, params: int, grid: list[tuple], s
     (m, budget, tokens), *shorter = grid
     parent_settings = {**settings, "tokens": tokens, "fork_tokens": [point[2] for point in shorter] or None}
     _check_settings(parent_settings, source, section)
-    parent = _planned(kind, n_layers, params, tokens, m, budget, parent_settings)
+    parent = _planned(kind, n_layers, params, tokens, m, budget, parent_settings, tag=tag)
     runs = [parent]
     for m, budget, tokens in shorter:
         fork_settings = {**settings, "tokens": tokens}
         _check_settings(fork_settings, source, section)
-        runs.append(_planned(kind, n_layers, params, tokens, m, budget, fork_settings, parent=parent))
+        runs.append(_planned(kind, n_layers, params, tokens, m, budget, fork_settings, parent=parent, tag=tag))
     return runs
 
 
 def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_param: float | None,
              budget: float | None, settings: dict[str, Any], teacher: PlannedRun | None = None,
              parent: PlannedRun | None = None, epochs: float | None = None,
-             init: PlannedRun | None = None) -> PlannedRun:
+             init: PlannedRun | None = None, tag: str = "") -> PlannedRun:
+    """One run; `tag` names a [tune] grid point in its id (e.g. `-lr0.003-B16`)."""
     teacher_id = teacher.run_id if teacher else None
     parent_id = parent.run_id if parent else None
     init_id = init.run_id if init else None
@@ -375,7 +390,7 @@ def _planned(kind: RunKind, n_layers: int, params: int, tokens: int, tokens_per_
     via = f"-T{teacher.n_layers}" if teacher else ""
     repeats = f"-E{epochs:g}" if epochs is not None else ""
     start = "-P" if init_id else ""
-    run_id = f"{kind[0]}-L{n_layers}-{length}{repeats}{via}{start}-{digest}"
+    run_id = f"{kind[0]}-L{n_layers}-{length}{tag}{repeats}{via}{start}-{digest}"
     check_quantity(tokens, f"the tokens of run {run_id}", kind=Quantity.TOKENS)  # M x N: each may be in range, not the product
     return PlannedRun(run_id=run_id, kind=kind, n_layers=n_layers, non_embedding_params=params,
                       tokens=tokens, tokens_per_param=tokens_per_param, budget=budget, settings=settings,

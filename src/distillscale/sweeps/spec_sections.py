@@ -4,6 +4,7 @@ one-line message for a key that does not pass."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
@@ -169,6 +170,43 @@ class _SpecShape(BaseModel):
     distill: dict[str, Any] = {}
     repetition: dict[str, Any] | None = None
     prune: dict[str, Any] | None = None
+    tune: dict[str, Any] | None = None
+
+
+class TuneSection(BaseModel):
+    """An lr x batch grid: every run of the teacher ladder once per (lr, batch_size) pair, in place of
+    [model]'s lr and batch_size (the runs `distillscale fit hyperparameters` fits its laws on). A key
+    left out keeps [model]'s value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lr: list[float] | None = None
+    batch_size: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _check_grid(self) -> "TuneSection":
+        if self.lr is None and self.batch_size is None:
+            raise ValueError("[tune] lists no values: give lr = [...] (peak learning rates) and/or batch_size = "
+                             "[...] (sequences per micro-batch), e.g. lr = [1e-3, 3e-3, 1e-2]")
+        for name, example in (("lr", "lr = [1e-3, 3e-3, 1e-2]"), ("batch_size", "batch_size = [8, 16]")):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if not values:
+                raise ValueError(f"{name} is empty: list at least one value, e.g. {example}")
+            bad = [value for value in values if not 0 < value < math.inf]
+            if bad:
+                raise ValueError(f"{name} values must be positive numbers, got {bad[0]:g}")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} lists a value twice: {values}")
+        return self
+
+    def points(self, lr: float, batch_size: int) -> list[tuple[float, int]]:
+        """The grid's (lr, batch_size) pairs, lr varying fastest; [model]'s value for a key left out."""
+        return [(rate, batch) for batch in (self.batch_size or [batch_size]) for rate in (self.lr or [lr])]
+
+    def section(self) -> dict[str, Any]:
+        return {key: value for key, value in self.model_dump(mode="json").items() if value is not None}
 
 
 class RepetitionSection(BaseModel):

@@ -1,0 +1,119 @@
+"""A sweep spec's [tune] grid (issue 53 item 5): every teacher run once per (lr, batch_size) pair, WSD
+forks kept within each pair, counted by `sweep plan`; bad grids refused in one line; the export's lr
+and batch_tokens columns, the table `distillscale fit hyperparameters` fits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distillscale.sweeps.placement import VISIBLE_GPUS_ENV
+from distillscale.sweeps.spec import load_sweep_spec
+
+GRID = """
+name = "grid"
+[data]
+vocab_size = 320
+seq_len = 32
+[model]
+aspect_ratio = 32
+head_dim = 16
+batch_size = 8
+lr = 0.003
+schedule = "{schedule}"
+eval_tokens = "2k"
+eval_every = 0
+[teachers]
+n_layers = [1, 2]
+tokens_per_param = {budgets}
+{extra}
+"""
+TUNE = "[tune]\nlr = [0.001, 0.003, 0.01]\nbatch_size = [4, 8]\n"
+
+
+@pytest.fixture(autouse=True)
+def no_gpu_here(monkeypatch):
+    monkeypatch.setenv(VISIBLE_GPUS_ENV, "")
+
+
+def grid_spec(tmp_path, schedule="cosine", budgets="[4]", extra=TUNE) -> Path:
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID.format(schedule=schedule, budgets=budgets, extra=extra), encoding="utf-8")
+    return path
+
+
+def test_a_grid_spec_dry_run_counts_its_runs(cli, tmp_path):
+    """2 sizes x 3 lr x 2 batch sizes = 12 runs, each with its own id, lr and batch; `sweep plan`
+    counts and costs all 12 (a batch of 4 sequences takes twice the steps of 8 for the same tokens)."""
+    path = grid_spec(tmp_path)
+    spec = load_sweep_spec(path)
+    assert len(spec.runs) == 12 and len({run.run_id for run in spec.runs}) == 12
+    cells = {(run.n_layers, run.settings["lr"], run.settings["batch_size"]) for run in spec.runs}
+    assert cells == {(n, lr, b) for n in (1, 2) for lr in (0.001, 0.003, 0.01) for b in (4, 8)}
+    assert {run.run_id.split("-")[3] for run in spec.runs} == {"lr0.001", "lr0.003", "lr0.01"}
+    code, out, err = cli("sweep", "plan", path, "--gpus", "none", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["counts"] == {"train": 12, "distil": 0, "fork": 0}
+    assert plan["tune"] == {"lr": [0.001, 0.003, 0.01], "batch_size": [4, 8], "points": 6}
+    assert plan["flops"] == pytest.approx(sum(run["flops"] for run in plan["runs"]))
+    steps = {(run["run_id"].split("-")[1], run["run_id"].split("-")[4]): run["steps"] for run in plan["runs"]}
+    assert steps["L1", "B4"] == 2 * steps["L1", "B8"]
+    code, out, _ = cli("sweep", "plan", path, "--gpus", "none")
+    text = " ".join(out.split())
+    assert code == 0 and "12 runs (12 train, 0 distil, 0 fork)" in text
+    assert (f"lr x batch grid [tune]: 3 lr x 2 batch sizes = 6 runs per (size, tokens) cell of [teachers], "
+            f"12 runs and {plan['flops']:.3g} FLOPs in all") in text
+    # The grid is kept in the resolved spec (spec.toml), which reads back to the same runs.
+    written = tmp_path / "written.toml"
+    written.write_text(spec.to_toml(), encoding="utf-8")
+    assert [run.run_id for run in load_sweep_spec(written).runs] == [run.run_id for run in spec.runs]
+
+
+def test_under_wsd_each_grid_point_forks_its_own_longest_run(tmp_path):
+    """With two budgets per size, each (size, lr, batch) is one parent and one fork of it: 12 + 12."""
+    spec = load_sweep_spec(grid_spec(tmp_path, schedule="wsd", budgets="[2, 8]"))
+    parents = [run for run in spec.runs if run.parent_id is None]
+    forks = [run for run in spec.runs if run.parent_id is not None]
+    assert len(parents) == len(forks) == 12
+    by_id = {run.run_id: run for run in spec.runs}
+    for fork in forks:
+        parent = by_id[fork.parent_id]
+        assert (parent.n_layers, parent.settings["lr"], parent.settings["batch_size"]) == \
+               (fork.n_layers, fork.settings["lr"], fork.settings["batch_size"])
+        assert parent.settings["fork_tokens"] == [fork.tokens] and fork.tokens < parent.tokens
+
+
+def test_a_grid_of_one_key_keeps_the_models_other_value_and_no_grid_keeps_the_ids(tmp_path):
+    spec = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.001, 0.01]\n"))
+    assert sorted((run.n_layers, run.settings["lr"]) for run in spec.runs) == \
+           [(1, 0.001), (1, 0.01), (2, 0.001), (2, 0.01)]
+    assert {run.settings["batch_size"] for run in spec.runs} == {8}
+    plain = load_sweep_spec(grid_spec(tmp_path, extra=""))
+    assert "tune" not in plain.sections and all("-lr" not in run.run_id for run in plain.runs)
+    one_point = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.003]\nbatch_size = [8]\n"))
+    # the same settings as the spec without a grid: the same hashes, only the readable tag added
+    assert [run.run_id[-8:] for run in one_point.runs] == [run.run_id[-8:] for run in plain.runs]
+
+
+@pytest.mark.parametrize("tune, message", [
+    ("lr = []", "invalid 'tune': lr is empty: list at least one value, e.g. lr = [1e-3, 3e-3, 1e-2]"),
+    ("batch_size = []", "invalid 'tune': batch_size is empty"),
+    ("lr = [0.001, 0.0]", "invalid 'tune': lr values must be positive numbers, got 0"),
+    ("lr = [-0.001]", "lr values must be positive numbers, got -0.001"),
+    ("lr = [inf]", "lr values must be positive numbers, got inf"),
+    ("batch_size = [8, 0]", "batch_size values must be positive numbers, got 0"),
+    ("lr = [0.001, 0.001]", "lr lists a value twice: [0.001, 0.001]"),
+    ("batch_size = [4, 8, 4]", "batch_size lists a value twice: [4, 8, 4]"),
+    ("", "[tune] lists no values: give lr = [...]"),
+    ("lrs = [0.001]", "unknown key 'tune.lrs'"),
+    ("lr = [0.001]\n[students]\nn_layers = [1]\ntokens_per_param = 4",
+     "[tune] grids the supervised [teachers] ladder"),
+])
+def test_bad_grids_are_refused_in_one_line(cli, tmp_path, tune, message):
+    path = grid_spec(tmp_path, extra="[tune]\n" + tune + "\n")
+    code, out, err = cli("sweep", "plan", path, "--gpus", "none")
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
