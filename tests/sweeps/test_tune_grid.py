@@ -117,3 +117,86 @@ def test_bad_grids_are_refused_in_one_line(cli, tmp_path, tune, message):
     code, out, err = cli("sweep", "plan", path, "--gpus", "none")
     assert code == 2 and out == ""
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+TINY = """
+name = "tiny-grid"
+[data]
+vocab_size = 320
+max_bytes = "200k"
+seq_len = 32
+[model]
+aspect_ratio = 32
+head_dim = 16
+batch_size = 8
+eval_tokens = "2k"
+eval_every = 0
+device = "cpu"
+[teachers]
+n_layers = [1]
+tokens_per_param = 0.5
+[tune]
+lr = [0.001, 0.01]
+batch_size = [4, 8]
+"""
+
+
+@pytest.mark.usefixtures("cache_dir")
+def test_a_tuned_sweeps_export_carries_each_runs_lr_and_batch_tokens(cli, tmp_path):
+    """A real grid of four 1-layer runs (~30 steps each): the export's lr and batch_tokens are each
+    run's own (result.json: its peak rate, its tokens per step), in the columns `fit hyperparameters` reads."""
+    from distillscale.sweeps.export import RECORD_COLUMNS
+    from distillscale.tables import read_table
+
+    spec = tmp_path / "grid.toml"
+    spec.write_text(TINY, encoding="utf-8")
+    code, _, err = cli("sweep", "run", spec, "--out", tmp_path / "sweep", "--workers", "1")
+    assert code == 0, err
+    code, out, err = cli("sweep", "export", tmp_path / "sweep", "--format", "csv", "--out", tmp_path / "runs.csv")
+    assert code == 0 and "wrote 4 runs" in out, err
+    table = read_table(tmp_path / "runs.csv")
+    assert table.columns == RECORD_COLUMNS and RECORD_COLUMNS[-2:] == ("lr", "batch_tokens")
+    rows = table.numeric(["non_embedding_params", "tokens", "lr", "batch_tokens", "val_loss"])
+    assert len(rows) == 4
+    points = sorted(zip(rows.columns["lr"], rows.columns["batch_tokens"]))
+    assert points == [(0.001, 128), (0.001, 256), (0.01, 128), (0.01, 256)]  # batch_size x seq_len 32
+    assert all(loss > 0 for loss in rows.columns["val_loss"])
+
+
+def test_an_export_goes_into_fit_hyperparameters(cli, tmp_path):
+    """An export of a grid (synthetic here: a convex surface in (ln lr, ln B) around Step Law's optimum
+    per cell, 2 sizes x 2 budgets x 5 lr x 3 batch sizes, and a diverged run without a loss) fits with
+    the flags the export's docstring gives; the law recovers the surface's optimum."""
+    import math
+
+    from distillscale.sweeps.export import RECORD_COLUMNS, write_records
+
+    def optimum(n, d):
+        return 1.79 * n ** -0.713 * d ** 0.307, 0.58 * d ** 0.571
+
+    records = []
+    for n in (1e6, 4e6):
+        for d in (2e8, 8e8):
+            lr_star, batch_star = optimum(n, d)
+            for i in range(-2, 3):
+                for j in range(-1, 2):
+                    lr, batch = lr_star * 2.0 ** i, round(batch_star * 2.0 ** j)
+                    loss = 3.0 + 0.02 * math.log(lr / lr_star) ** 2 + 0.01 * math.log(batch / batch_star) ** 2
+                    records.append(dict.fromkeys(RECORD_COLUMNS) | {
+                        "run_id": f"t-{n:g}-{d:g}-{i}-{j}", "kind": "teacher", "status": "completed",
+                        "non_embedding_params": n, "tokens": d, "lr": lr, "batch_tokens": batch, "val_loss": loss})
+    records.append(records[0] | {"run_id": "t-diverged", "status": "diverged", "lr": 1.0, "val_loss": None})
+    write_records(records, tmp_path / "runs.csv", "csv")
+    code, out, err = cli("fit", "hyperparameters", tmp_path / "runs.csv", "--params-col", "non_embedding_params",
+                         "--loss-col", "val_loss", "--drop-invalid", "--bootstrap", "0", "--no-backtest",
+                         "--out", tmp_path / "law.json", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n_dropped"] == 1
+    _, out, _ = cli("predict", "hyperparameters", "--law", "steplaw2025", "--params", "2M", "--tokens", "400M", "--json")
+    expected = json.loads(out)  # the surface's optimum: Step Law's, which generated it
+    code, out, err = cli("predict", "hyperparameters", "--law", tmp_path / "law.json", "--params", "2M",
+                         "--tokens", "400M", "--json")
+    assert code == 0, err
+    predicted = json.loads(out)
+    assert predicted["lr"] == pytest.approx(expected["lr"], rel=0.05)
+    assert predicted["batch_tokens"] == pytest.approx(expected["batch_tokens"], rel=0.05)

@@ -20,8 +20,14 @@ One record per finished run (completed, diverged or failed) with the columns of 
 The sweep's "pruned" runs (models cut from a teacher, which pruned students start from) train nothing
 and have no loss: they are not records.
 
+- lr, batch_tokens: the run's peak learning rate and its tokens per optimizer step (from result.json,
+  else its planned settings): with the `[tune]` grid of a sweep spec, the table `distillscale fit
+  hyperparameters` fits (diverged runs have no val_loss: `--drop-invalid` counts and skips them).
+
     distillscale fit supervised runs.csv --params-col non_embedding_params --tokens-col tokens \\
         --loss-col val_loss --fit-where "kind != 'student'"
+    distillscale fit hyperparameters runs.csv --params-col non_embedding_params --loss-col val_loss \\
+        --drop-invalid
 """
 
 from __future__ import annotations
@@ -40,9 +46,9 @@ from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
 RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params", "tokens", "tokens_per_param",
                   "flops", "val_loss", "teacher_id", "teacher_params", "teacher_tokens", "teacher_loss",
                   "budget", "run_dir", "wall_seconds", "unique_tokens", "epochs", "on_policy_fraction",
-                  "student_init")
+                  "student_init", "lr", "batch_tokens")
 # Headers of exports written by earlier versions, still recognised (and read: missing columns are empty).
-EARLIER_COLUMNS = (RECORD_COLUMNS[:-1], RECORD_COLUMNS[:-2])
+EARLIER_COLUMNS = (RECORD_COLUMNS[:-2], RECORD_COLUMNS[:-3], RECORD_COLUMNS[:-4])
 
 
 def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -71,7 +77,8 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
         "teacher_id": None, "teacher_params": None, "teacher_tokens": None, "teacher_loss": None,
         "budget": run.config["budget"], "run_dir": str(layout.run_dir(run.id)), "wall_seconds": wall_seconds,
         "unique_tokens": result.get("unique_tokens"), "epochs": result.get("epochs"), "on_policy_fraction": None,
-        "student_init": None,
+        "student_init": None, "lr": result.get("lr", run.config.get("settings", {}).get("lr")),
+        "batch_tokens": _batch_tokens(run),
     }
     if run.kind == "student":
         teacher = by_id[run.config["teacher_id"]]
@@ -87,6 +94,18 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
                       student_init=run.config["settings"].get("student_init")
                       or (str(layout.run_dir(run.config["init_id"])) if run.config.get("init_id") else None))
     return record
+
+
+def _batch_tokens(run: RunRecord) -> int | None:
+    """Tokens per optimizer step: the run's own (its tokens over its steps, whole steps each), else
+    its planned settings' (sequences x micro-batches x context)."""
+    result = run.result or {}
+    if result.get("steps") and result.get("tokens"):
+        return round(result["tokens"] / result["steps"])
+    settings = run.config.get("settings", {})
+    if "batch_size" not in settings or "seq_len" not in settings:  # a prune run: no batches
+        return None
+    return settings["batch_size"] * settings.get("grad_accum", 1) * settings["seq_len"]
 
 
 def _on_policy_fraction(run: RunRecord) -> float:
