@@ -45,7 +45,8 @@ from distillscale.model.config import ModelConfig
 from distillscale.planning.flops import run_flops
 from distillscale.sweeps.placement import Placement, choose_slot, place_runs, visible_gpus
 from distillscale.sweeps.spec import PlannedRun, SweepSpec
-from distillscale.training.config import TrainConfig
+from distillscale.training.config import DistillConfig, TrainConfig
+from distillscale.training.on_policy import run_generation_flops
 from distillscale.training.prune_config import calibration_input_tokens, calibration_window, importance_flops
 
 # issue 24's H100 figures, one run alone on the GPU (bf16 + torch.compile): (depth, tokens/s) at
@@ -285,7 +286,8 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
         teacher_config = _config(teacher)
         teacher_flops = (teacher_config.model_shape(vocab_size or DEFAULT_VOCAB_SIZE)
                          .forward_flops_per_token(config.seq_len))
-    whole = run_flops(model, config.seq_len, steps * config.tokens_per_step, teacher_flops).total
+    whole = run_flops(model, config.seq_len, steps * config.tokens_per_step, teacher_flops).total \
+        + _generation_flops(run, model, steps)
     evaluations = (own_steps // config.eval_every if config.eval_every else 0) + 1
     evaluation = (evaluations * (config.eval_tokens or 0) * model.forward_flops_per_token(config.seq_len))
     flops = whole * own_steps / steps
@@ -293,6 +295,19 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
     return _Cost(kind, steps, own_steps, flops, whole, evaluation,
                  (flops + evaluation) / throughput.rate(run.non_embedding_params, on_gpu),
                  throughput.startup_seconds, throughput.compile_seconds if config.compile else 0.0)
+
+
+def _generation_flops(run: PlannedRun, model: ModelConfig, steps: int) -> float:
+    """An on-policy student's sampling over its run (0 for any other run), as result.json adds it."""
+    if run.command != "distill":
+        return 0.0
+    shared = {key: value for key, value in run.settings.items() if key in DistillConfig.model_fields}
+    # the teacher is the run `teacher_id` names, resolved when the sweep runs: any name validates here
+    config = DistillConfig.model_validate({**shared, "out": ".", "teacher": run.teacher_id or "teacher"})
+    on_policy = config.on_policy_config()
+    if on_policy is None:
+        return 0.0
+    return run_generation_flops(on_policy, model, steps, config.grad_accum, config.batch_size)
 
 
 def _prune_cost(run: PlannedRun, teacher: PlannedRun, throughput: Throughput, on_gpu: bool) -> _Cost:

@@ -90,6 +90,10 @@ class OnPolicySchedule:
         return on_policy_batches(self.micro_batches if micro_batches is None else micro_batches,
                                  self.fraction, self.first)
 
+    def sequences(self, per_micro_batch: int, micro_batches: int | None = None) -> int:
+        """Sequences the student samples in the first `micro_batches` (default: the whole run)."""
+        return self.batches(micro_batches) * per_micro_batch
+
     def check(self) -> None:
         """A one-line UserError for a schedule without a single on-policy batch."""
         if self.batches() > 0:
@@ -108,6 +112,15 @@ class OnPolicySchedule:
         if self.fraction != other.fraction:
             return False
         return self.first == other.first or min(self.first, other.first) >= micro_batches
+
+
+def run_generation_flops(config: OnPolicyConfig, student: ForwardCount, total_steps: int,
+                         micro_batches_per_step: int, sequences_per_micro_batch: int) -> float:
+    """The FLOPs of the student's sampling over a whole run, as result.json adds them (the objective's
+    record at the run's end): what a dry run (`sweep plan`) counts before the run."""
+    schedule = OnPolicySchedule.of(config, total_steps, micro_batches_per_step)
+    return generation_flops(student, config.prompt_tokens, config.continuation_tokens,
+                            schedule.sequences(sequences_per_micro_batch))
 
 
 class OnPolicySampler(TokenSampler):
@@ -156,7 +169,7 @@ class OnPolicyObjective:
 
     def record(self, tokens: int) -> ObjectiveRecord:
         micro_batches = tokens // self.tokens_per_step * self.schedule.micro_batches_per_step
-        sequences = self.schedule.batches(micro_batches) * self.sequences_per_micro_batch
+        sequences = self.schedule.sequences(self.sequences_per_micro_batch, micro_batches)
         base = self.off_policy.record(tokens)
         teacher_per_token = base.teacher.forward_flops_per_token if base.teacher is not None else 0.0
         record = OnPolicyRecord(
