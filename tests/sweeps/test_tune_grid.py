@@ -98,6 +98,17 @@ def test_a_grid_of_one_key_keeps_the_models_other_value_and_no_grid_keeps_the_id
     assert [run.run_id[-8:] for run in one_point.runs] == [run.run_id[-8:] for run in plain.runs]
 
 
+def test_with_a_width_rule_the_grid_lists_the_rates_at_the_reference_width(tmp_path):
+    extra = "[tune]\nlr = [0.001, 0.01]\n"
+    path = grid_spec(tmp_path, extra=extra)
+    path.write_text(path.read_text().replace("lr = 0.003\n", "lr = 0.003\nlr_width_exponent = -1.0\n"
+                                             "lr_reference_width = 32\n"), encoding="utf-8")
+    spec = load_sweep_spec(path)  # widths 32 (1 layer) and 64 (2 layers): the rate halves
+    assert sorted((run.n_layers, run.settings["lr"]) for run in spec.runs) == \
+           [(1, 0.001), (1, 0.01), (2, 0.0005), (2, 0.005)]
+    assert {run.run_id.split("-")[3] for run in spec.runs if run.n_layers == 2} == {"lr0.0005", "lr0.005"}
+
+
 @pytest.mark.parametrize("tune, message", [
     ("lr = []", "invalid 'tune': lr is empty: list at least one value, e.g. lr = [1e-3, 3e-3, 1e-2]"),
     ("batch_size = []", "invalid 'tune': batch_size is empty"),
