@@ -56,8 +56,9 @@ def test_the_core_commands_run_without_the_extras_and_the_others_name_theirs(tmp
 
 def test_each_extra_named_installs_the_module_it_is_named_for():
     extras = PYPROJECT["optional-dependencies"]
-    distribution = {"tomli_w": "tomli-w", "pyarrow": "datasets"}  # pyarrow comes with datasets
+    # pyarrow comes with datasets; lm-eval with its hf extra (HFLM's accelerate)
+    distribution = {"tomli_w": "tomli-w", "pyarrow": "datasets", "lm_eval": "lm-eval[hf]"}
     for module, extra in [*MODULE_EXTRAS.items(), ("torch", "fit"), ("pandas", "fit")]:
         names = [requirement.split(">")[0].split("=")[0].split(";")[0].strip() for requirement in extras[extra]]
         assert distribution.get(module, module) in names, (module, extra)
-    assert extras["all"] == ["distillscale[engine,hf-data,figures]"]
+    assert extras["all"] == ["distillscale[engine,hf-data,figures,eval]"]

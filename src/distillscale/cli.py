@@ -36,6 +36,7 @@ from distillscale.sweeps.commands import sweep_app
 from distillscale.sweeps.executors import WORKER_COMMAND, die_with_runner, serve_jobs
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
+from distillscale.training.eval_command import eval_command
 from distillscale.training.export_command import export_hf_command
 from distillscale.training.prune_command import prune_command
 from distillscale.training.logit_cache.commands import cache_logits_command
@@ -86,6 +87,7 @@ app.command("train")(train_command)
 app.command("distill")(distill_command)
 app.command("cache-logits")(cache_logits_command)
 app.command("export-hf")(export_hf_command)
+app.command("eval")(eval_command)
 app.command("prune")(prune_command)
 app.command("report")(report_command)
 app.command("demo")(demo_command)
@@ -128,7 +130,7 @@ def _worker_run(args: list[str]) -> int:
 MODULE_EXTRAS = {"torch": "engine", "safetensors": "engine", "tokenizers": "engine", "transformers": "engine",
                  "filelock": "engine", "tomli_w": "engine", "pandas": "engine", "datasets": "hf-data",
                  "pyarrow": "hf-data", "matplotlib": "figures", "submitit": "slurm", "tensorboard": "tensorboard",
-                 "mnist1d": "experiments"}
+                 "mnist1d": "experiments", "lm_eval": "eval"}
 FIT_COMMANDS = ("fit", "report")  # their torch and pandas: the `fit` extra
 
 

@@ -1,0 +1,107 @@
+"""`distillscale eval` (issue 56): a run's lm-eval-harness scores in eval.json, offline, on a tiny local
+multiple-choice task (tests/data/lm_eval_tiny) — the same numbers lm-eval's own API gives for the
+exported model — and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lm_eval")
+
+from tests.conftest import REPO_ROOT  # noqa: E402
+
+TASK = "distillscale_tiny_mc"
+DATA = REPO_ROOT / "tests" / "data" / "lm_eval_tiny"
+RUN = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "16", "--tokens", "1k", "--vocab-size", "320",
+       "--max-bytes", "50k", "--seq-len", "32", "--batch-size", "4", "--eval-tokens", "1k", "--eval-every", "0",
+       "--device", "cpu")
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread", "offline_datasets")
+
+
+@pytest.fixture(scope="module")
+def offline_datasets(tmp_path_factory):
+    """Nothing is downloaded: the task's data is a local JSONL, read through datasets' json builder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_DATASETS_OFFLINE", "1")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def tasks_dir(tmp_path_factory) -> Path:
+    """The shipped task YAML, its data file given by absolute path (datasets reads relative paths from
+    the working directory, not from the YAML's)."""
+    directory = tmp_path_factory.mktemp("tasks")
+    text = (DATA / "tiny_mc.yaml").read_text().replace("questions.jsonl", str(DATA / "questions.jsonl"))
+    (directory / "tiny_mc.yaml").write_text(text)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A finished 1-layer family run."""
+    from distillscale.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", "--out", str(out), *RUN]) == 0
+    return out
+
+
+def test_eval_json_holds_the_scores_lm_eval_gives_for_the_exported_model(tmp_path, cli, run, tasks_dir):
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    code, out, err = cli("eval", run, "--tasks", TASK, "--include-path", tasks_dir, "--batch-size", "4", "--json")
+    assert code == 0, err
+    record = json.loads((run / "eval.json").read_text())
+    assert json.loads(out) == record
+    [score] = record["scores"]
+    assert (score["task"], score["metric"], score["n"]) == (TASK, "acc", 8)
+    assert score["lm_eval_version"] == record["lm_eval_version"] == lm_eval.__version__
+    assert re.fullmatch("[0-9a-f]{64}", score["config_hash"])
+
+    assert cli("export-hf", run, tmp_path / "hf")[0] == 0
+    expected = lm_eval.simple_evaluate(model=HFLM(pretrained=str(tmp_path / "hf"), batch_size=4, device="cpu"),
+                                       tasks=[TASK], task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False))
+    assert score["value"] == expected["results"][TASK]["acc,none"]
+    assert score["stderr"] == expected["results"][TASK]["acc_stderr,none"]
+
+    # A Hugging Face directory is scored as it is, with the same numbers; --limit scores fewer examples.
+    code, _, err = cli("eval", tmp_path / "hf", "--tasks", TASK, "--include-path", tasks_dir, "--limit", "3",
+                       "--out", tmp_path / "limited.json")
+    assert code == 0, err
+    [limited] = json.loads((tmp_path / "limited.json").read_text())["scores"]
+    assert limited["n"] == 3
+    assert not (tmp_path / "hf" / "eval.json").exists()
+
+
+def test_refusals_are_one_line(tmp_path, cli, run, tasks_dir, monkeypatch):
+    def refused(*args):
+        code, _, err = cli("eval", *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        return err
+
+    assert "unknown lm-eval task no_such_task" in refused(run, "--tasks", f"{TASK},no_such_task",
+                                                          "--include-path", tasks_dir, "--out", tmp_path / "e.json")
+    mine = tmp_path / "notes.json"
+    mine.write_text("{\"mine\": 1}")
+    assert "exists" in refused(run, "--tasks", TASK, "--include-path", tasks_dir, "--out", mine)
+    assert "is not a file written by `distillscale eval`" in refused(run, "--tasks", TASK, "--include-path", tasks_dir, "--out", mine,
+                                        "--overwrite")
+    assert mine.read_text() == "{\"mine\": 1}"
+    assert "--tasks names no task" in refused(run, "--tasks", " , ")
+    assert "neither a distillscale run nor a Hugging Face model" in refused(tmp_path, "--tasks", TASK)
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((run / "config.json").read_text())
+    assert "has not finished" in refused(unfinished, "--tasks", TASK)
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # as without the extra
+    assert "install the eval extra, pip install 'distillscale[eval]'" in refused(run, "--tasks", TASK)
