@@ -64,7 +64,7 @@ def test_a_grid_spec_dry_run_counts_its_runs(cli, tmp_path):
     code, out, _ = cli("sweep", "plan", path, "--gpus", "none")
     text = " ".join(out.split())
     assert code == 0 and "12 runs (12 train, 0 distil, 0 fork)" in text
-    assert (f"lr x batch grid [tune]: 3 lr x 2 batch sizes = 6 runs per (size, tokens) cell of [teachers], "
+    assert (f"lr x batch grid [tune]: 3 lr x 2 batch sizes = 6 runs per (size, tokens) cell of [teachers]; "
             f"12 runs and {plan['flops']:.3g} FLOPs in all") in text
     # The grid is kept in the resolved spec (spec.toml), which reads back to the same runs.
     written = tmp_path / "written.toml"
@@ -121,7 +121,13 @@ def test_with_a_width_rule_the_grid_lists_the_rates_at_the_reference_width(tmp_p
     ("", "[tune] lists no values: give lr = [...]"),
     ("lrs = [0.001]", "unknown key 'tune.lrs'"),
     ("lr = [0.001]\n[students]\nn_layers = [1]\ntokens_per_param = 4",
-     "[tune] grids the supervised [teachers] ladder"),
+     "[tune] grids the [teachers] ladder, and [students] would distil every student from every grid point: add "
+     "ladder = \"students\""),
+    ('lr = [0.001]\nladder = "students"', '[tune] ladder = "students" grids the students from scratch and their '
+                                          'baselines: add a [students] section'),
+    ('lr = [0.001]\nladder = "student"', "invalid 'tune.ladder'"),
+    ('lr = [0.001]\nladder = "students"\n[students]\nn_layers = [1]\ntokens_per_param = 4\n'
+     'student_init = ["scratch", "pruned"]', "run pruned students and [repetition] in a sweep of their own"),
 ])
 def test_bad_grids_are_refused_in_one_line(cli, tmp_path, tune, message):
     path = grid_spec(tmp_path, extra="[tune]\n" + tune + "\n")
@@ -211,3 +217,35 @@ def test_an_export_goes_into_fit_hyperparameters(cli, tmp_path):
     predicted = json.loads(out)
     assert predicted["lr"] == pytest.approx(expected["lr"], rel=0.05)
     assert predicted["batch_tokens"] == pytest.approx(expected["batch_tokens"], rel=0.05)
+
+
+def test_a_students_grid_tunes_baselines_and_students_beside_them(cli, tmp_path):
+    """ladder = "students": 2 teachers at [model]'s point; 1 student size x 2 budgets (WSD) x 2 lr x 2 batch:
+    8 baselines and 8 students of each teacher, each student at its baseline's point and forking the
+    student of its own point: whether distillation moves the optimum is measured on one grid."""
+    extra = ('[students]\nn_layers = [1]\ntokens_per_param = [2, 8]\n[distill]\nteach_from = "longest"\n'
+             '[tune]\nlr = [0.001, 0.01]\nbatch_size = [4, 8]\nladder = "students"\n')
+    path = grid_spec(tmp_path, schedule="wsd", budgets="[4]", extra=extra)
+    spec = load_sweep_spec(path)
+    kinds = {kind: [run for run in spec.runs if run.kind == kind] for kind in ("teacher", "baseline", "student")}
+    assert [len(kinds[kind]) for kind in kinds] == [2, 8, 16]
+    assert {(run.settings["lr"], run.settings["batch_size"]) for run in kinds["teacher"]} == {(0.003, 8)}
+    points = {(0.001, 4), (0.001, 8), (0.01, 4), (0.01, 8)}
+    for kind in ("baseline", "student"):
+        assert sorted((run.settings["lr"], run.settings["batch_size"]) for run in kinds[kind]) == \
+               sorted(list(points) * (2 if kind == "baseline" else 4))
+    by_id = {run.run_id: run for run in spec.runs}
+    for run in kinds["baseline"] + kinds["student"]:
+        assert "-lr" in run.run_id
+        if run.parent_id:
+            parent = by_id[run.parent_id]
+            assert (parent.settings["lr"], parent.settings["batch_size"], parent.teacher_id) == \
+                   (run.settings["lr"], run.settings["batch_size"], run.teacher_id)
+    assert len(by_id) == len(spec.runs)
+    code, out, err = cli("sweep", "plan", path, "--gpus", "none")
+    text = " ".join(out.split())
+    assert code == 0, err
+    assert "26 runs (6 train, 8 distil, 12 fork)" in text
+    assert "4 runs per (size, tokens) cell of [students] (each baseline, and each student of each teacher)" in text
+    assert json.loads(cli("sweep", "plan", path, "--gpus", "none", "--json")[1])["tune"] == \
+           {"lr": [0.001, 0.01], "batch_size": [4, 8], "ladder": "students", "points": 4}

@@ -217,15 +217,18 @@ class SweepDryRun:
 
     @property
     def grid_points(self) -> int:
-        """(lr, batch_size) pairs each (size, tokens) cell of the ladder runs at: 1 without [tune]."""
-        return math.prod(len(values) for values in (self.tune or {}).values())
+        """(lr, batch_size) pairs each (size, tokens) cell of the tuned ladder runs at: 1 without [tune]."""
+        return math.prod(len(values) for key, values in (self.tune or {}).items() if key in ("lr", "batch_size"))
 
     def describe_grid(self) -> str | None:
-        """One line on the [tune] grid: its shape and what all of its runs cost."""
+        """One line on the [tune] grid: its shape, the ladder it grids and what the sweep costs."""
         if self.tune is None:
             return None
-        shape = " x ".join(f"{len(values)} {'lr' if key == 'lr' else 'batch sizes'}" for key, values in self.tune.items())
-        return (f"lr x batch grid [tune]: {shape} = {self.grid_points} runs per (size, tokens) cell of [teachers], "
+        shape = " x ".join(f"{len(self.tune[key])} {name}" for key, name in (("lr", "lr"), ("batch_size", "batch sizes"))
+                           if key in self.tune)
+        ladder = ("[teachers]" if self.tune.get("ladder", "teachers") == "teachers"
+                  else "[students] (each baseline, and each student of each teacher)")
+        return (f"lr x batch grid [tune]: {shape} = {self.grid_points} runs per (size, tokens) cell of {ladder}; "
                 f"{len(self.runs)} runs and {self.flops:.3g} FLOPs in all")
 
 

@@ -22,10 +22,11 @@
                 the 1-epoch point and its shorter ones see part of it once. The longest budget D is
                 trained again, as a baseline and as a student of each teacher, on the subset's first
                 U = D / e tokens for each listed e above 1 (e passes over U)
-    [tune]      lr = [1e-3, 3e-3, 1e-2], batch_size = [8, 16] (optional; no [students]): an lr x batch grid,
-                every teacher run once per (lr, batch_size) pair (ids tagged `-lr0.003-B16`), each pair's
-                budgets forking its own longest run under WSD; the export's lr and batch_tokens columns
-                feed `distillscale fit hyperparameters`
+    [tune]      lr = [1e-3, 3e-3, 1e-2], batch_size = [8, 16] (optional): an lr x batch grid, every teacher
+                run once per (lr, batch_size) pair (ids tagged `-lr0.003-B16`), each pair's budgets
+                forking its own longest run under WSD; ladder = "students" (with [students]): the
+                baselines and the students from scratch instead, each student at its baseline's point.
+                The export's lr and batch_tokens columns feed `distillscale fit hyperparameters`
 
 Busbridge et al.'s three protocols (docs/science.md §5) are the three combinations of fixed-M and IsoFLOP ladders
 that include a fixed-M side: fixed-M teachers x student IsoFLOP profiles, IsoFLOP teachers x fixed-M students,
@@ -168,9 +169,15 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
                   else _validate(RepetitionSection, shape.repetition, source, prefix="repetition."))
     prune = _validate(PruneSection, shape.prune or {}, source, prefix="prune.")
     tune = None if shape.tune is None else _validate(TuneSection, shape.tune, source, prefix="tune.")
-    if tune is not None and students is not None:
-        raise UserError(f"{source}: [tune] grids the supervised [teachers] ladder, and a [students] section would "
-                        f"distil every student from every grid point: tune in a sweep of its own (no [students])")
+    tuned = None if tune is None else tune.ladder
+    if tuned == "teachers" and students is not None:
+        raise UserError(f"{source}: [tune] grids the [teachers] ladder, and [students] would distil every student "
+                        f"from every grid point: add ladder = \"students\" to [tune] to grid the students instead, "
+                        f"or tune the teachers in a sweep of their own")
+    if tuned == "students" and (students is None or "pruned" in students.student_init or repetition is not None):
+        raise UserError(f"{source}: [tune] ladder = \"students\" grids the students from scratch and their baselines: "
+                        + ("add a [students] section" if students is None
+                           else "run pruned students and [repetition] in a sweep of their own"))
     pruned_students = students is not None and "pruned" in students.student_init
     if shape.prune is not None and not pruned_students:
         raise UserError(f'{source}: [prune] sets how pruned students are cut from their teachers, and [students] '
@@ -211,11 +218,13 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     if distill.on_policy_fraction > 0:
         distill_settings |= {key: getattr(distill, key) for key in ON_POLICY_DISTILL_KEYS}
 
-    teacher_runs = _ladder_runs("teacher", teachers, base, source, split="teacher", tune=tune)
+    teacher_runs = _ladder_runs("teacher", teachers, base, source, split="teacher",
+                                tune=tune if tuned == "teachers" else None)
     runs = list(teacher_runs)
     if students is not None:
+        student_tune = tune if tuned == "students" else None
         student_sizes = _ladder_runs("baseline", students, base, source, split="student",
-                                     subset=repetition is not None)
+                                     subset=repetition is not None, tune=student_tune)
         if distill.supervised_baselines:
             runs += student_sizes
         students_of = {}  # (baseline id, teacher id) -> the student in its place: a fork's parent
@@ -232,7 +241,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
                 if "scratch" in inits:
                     student = _planned("student", size.n_layers, size.non_embedding_params, size.tokens,
                                        size.tokens_per_param, size.budget, settings, teacher,
-                                       students_of.get((size.parent_id, teacher.run_id)))
+                                       students_of.get((size.parent_id, teacher.run_id)),
+                                       tag=_grid_tag(settings, student_tune))
                     students_of[size.run_id, teacher.run_id] = student
                     runs.append(student)
                 if "pruned" in inits and _fits_in(size, teacher, source):
@@ -334,7 +344,7 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
             if "lr_rule" in settings:
                 settings["lr"] = lr_for_width(settings["lr"], settings["aspect_ratio"] * n_layers,
                                               *settings.pop("lr_rule"))
-            tag = "" if tune is None else f"-lr{settings['lr']:g}-B{batch_size}"
+            tag = _grid_tag(settings, tune)
             if base.get("schedule") == "wsd":
                 runs += _forked_runs(kind, n_layers, params, grid, settings, source, section, tag)
                 continue
@@ -343,6 +353,11 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
                 _check_settings(run_settings, source, section)
                 runs.append(_planned(kind, n_layers, params, tokens, tokens_per_param, budget, run_settings, tag=tag))
     return runs
+
+
+def _grid_tag(settings: dict[str, Any], tune: TuneSection | None) -> str:
+    """A [tune] grid point in a run id (`-lr0.003-B16`), or nothing without a grid."""
+    return "" if tune is None else f"-lr{settings['lr']:g}-B{settings['batch_size']}"
 
 
 def lr_for_width(lr: float, d_model: int, exponent: float, reference_width: int) -> float:

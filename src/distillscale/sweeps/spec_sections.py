@@ -174,14 +174,17 @@ class _SpecShape(BaseModel):
 
 
 class TuneSection(BaseModel):
-    """An lr x batch grid: every run of the teacher ladder once per (lr, batch_size) pair, in place of
+    """An lr x batch grid: every run of one ladder once per (lr, batch_size) pair, in place of
     [model]'s lr and batch_size (the runs `distillscale fit hyperparameters` fits its laws on). A key
-    left out keeps [model]'s value."""
+    left out keeps [model]'s value. `ladder = "students"`: the student sizes' baselines and their
+    distilled students, each student at its baseline's point (does distillation move the optimum?),
+    the teachers at [model]'s values."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     lr: list[float] | None = None
     batch_size: list[int] | None = None
+    ladder: Literal["teachers", "students"] = "teachers"
 
     @model_validator(mode="after")
     def _check_grid(self) -> "TuneSection":
@@ -205,8 +208,12 @@ class TuneSection(BaseModel):
         """The grid's (lr, batch_size) pairs, lr varying fastest; [model]'s value for a key left out."""
         return [(rate, batch) for batch in (self.batch_size or [batch_size]) for rate in (self.lr or [lr])]
 
+    def grid(self) -> dict[str, list]:
+        """The lists given, by key (lr, batch_size)."""
+        return {key: getattr(self, key) for key in ("lr", "batch_size") if getattr(self, key) is not None}
+
     def section(self) -> dict[str, Any]:
-        return {key: value for key, value in self.model_dump(mode="json").items() if value is not None}
+        return self.grid() | ({"ladder": self.ladder} if self.ladder != "teachers" else {})
 
 
 class RepetitionSection(BaseModel):
