@@ -91,6 +91,8 @@ def test_a_grid_of_one_key_keeps_the_models_other_value_and_no_grid_keeps_the_id
     assert sorted((run.n_layers, run.settings["lr"]) for run in spec.runs) == \
            [(1, 0.001), (1, 0.01), (2, 0.001), (2, 0.01)]
     assert {run.settings["batch_size"] for run in spec.runs} == {8}
+    single = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.001, 0.01]\nbatch_size = 4\n"))
+    assert {run.settings["batch_size"] for run in single.runs} == {4}  # one value: a list of one
     plain = load_sweep_spec(grid_spec(tmp_path, extra=""))
     assert "tune" not in plain.sections and all("-lr" not in run.run_id for run in plain.runs)
     one_point = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.003]\nbatch_size = [8]\n"))

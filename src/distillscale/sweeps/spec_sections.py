@@ -173,6 +173,9 @@ class _SpecShape(BaseModel):
     tune: dict[str, Any] | None = None
 
 
+_as_list = BeforeValidator(lambda value: value if value is None or isinstance(value, list) else [value])
+
+
 class TuneSection(BaseModel):
     """An lr x batch grid: every run of one ladder once per (lr, batch_size) pair, in place of
     [model]'s lr and batch_size (the runs `distillscale fit hyperparameters` fits its laws on). A key
@@ -182,8 +185,8 @@ class TuneSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lr: list[float] | None = None
-    batch_size: list[int] | None = None
+    lr: Annotated[list[float] | None, _as_list] = None
+    batch_size: Annotated[list[int] | None, _as_list] = None
     ladder: Literal["teachers", "students"] = "teachers"
 
     @model_validator(mode="after")
