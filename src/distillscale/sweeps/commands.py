@@ -56,7 +56,9 @@ def run_command(s: SweepRunSettings) -> int:
     budgets (IsoFLOP profiles, D = C / 6N); \\[distill]: kd, temperature, kd_weight, top_k,
     on_policy_fraction (and on_policy_temperature, on_policy_start, ...), supervised_baselines;
     \\[repetition] (optional): epochs = [1, 2, 4, 8, 16], the students'
-    longest budget again on fixed subsets of D / epochs unique tokens. Running again skips finished runs, resumes interrupted ones from their
+    longest budget again on fixed subsets of D / epochs unique tokens; \\[tune] (optional): lr = [...],
+    batch_size = [...], an lr x batch grid of the teachers (ladder = "students": of the students).
+    Running again skips finished runs, resumes interrupted ones from their
     checkpoints and retries failed ones. Exit status 1 when a run failed, diverged or was blocked.
     """
     from distillscale.sweeps.runner import Sweep
