@@ -8,6 +8,7 @@ The Python API (each name is imported on first use, so `import distillscale` loa
     fit = ds.fit_supervised(runs, params="N", tokens="D", loss="loss")   # a DataFrame, or arrays
     fit.law, fit.chosen, fit.candidates, fit.backtest, fit.extrapolation_error, fit.save("law.json")
     students = ds.fit_distillation(runs, student_law=fit.law)           # teacher_loss= column too
+    ds.fit_downstream(losses, errors).error(2.5)   # Gadre et al.'s loss-to-error law of a task set
     hp = ds.fit_hyperparameters(grid)         # lr x batch runs -> hp.law.recommend(N, D): lr, batch_tokens
     ds.plan(laws, student_params=546e6, compute=1e21), ds.plan_supervised(fit.law, compute=1e21)
     ds.train(ds.TrainConfig(out="runs/a", n_layers=2, tokens="2M"))    # -> RunResult
@@ -28,6 +29,9 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "fit_distillation": "distillscale.laws.selection",
     "LawFit": "distillscale.laws.selection",
     "fit_hyperparameters": "distillscale.laws.hyperparameters",
+    "fit_downstream": "distillscale.laws.downstream",
+    "DownstreamLaw": "distillscale.laws.downstream",
+    "load_downstream_law": "distillscale.laws.downstream",
     "load_hyperparameter_law": "distillscale.laws.hyperparameters",
     "HyperparameterFit": "distillscale.laws.hyperparameters",
     "HyperparameterLaw": "distillscale.laws.hyperparameters",

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -464,3 +465,104 @@ def _report_distillation(s: FitDistillationSettings, calibration, students, line
         f"{k}={v:.4g}" for k, v in laws.supervised.coefficients().items()))
     if s.out:
         console.print(f"saved to {s.out}: use it with --law {s.out}")
+
+
+class FitDownstreamSettings(CommandSettings):
+    """`distillscale fit downstream`."""
+
+    command_path: ClassVar[str] = "fit downstream"
+
+    file: Path = argument(help=FILE_HELP + ": each run's validation loss and its error (or accuracy) on one task "
+                               "set, e.g. the average of its eval.json scores")
+    loss_col: str = option("loss", help="column of validation loss (nats/token)")
+    error_col: str | None = option(None, help="column of the task set's average top-1 error, 0-1 (default: error)")
+    accuracy_col: str | None = option(None, help="column of the task set's average accuracy, 0-1, instead of "
+                                                 "--error-col (error = 1 - accuracy)")
+    task_set: str = option("", help="name of the task set, kept in the law file (e.g. arc_easy,hellaswag)")
+    holdout: int | None = option(None, help="runs of lowest loss held out of the backtest fit and predicted by "
+                                            "it (default: a quarter of the runs; 0: no backtest)")
+    bootstrap: int = option(200, help="bootstrap resamples of the runs (0: no intervals)")
+    level: float = option(0.9, help="interval level")
+    seed: int = option(0, help="seed of the bootstrap resampling")
+    drop_invalid: bool = option(False, help=DROP_HELP)
+    out: Path | None = option(None, help="save the law as JSON, for `predict downstream --law FILE`")
+    overwrite: bool = option(False, help=OVERWRITE_HELP)
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
+@fit_app.command("downstream")
+@command(FitDownstreamSettings)
+def fit_downstream_command(s: FitDownstreamSettings) -> None:
+    """Fit Gadre et al. (2024)'s loss-to-error law Err(L) = epsilon - k exp(-gamma L) for one task set, with
+    bootstrap intervals and a backtest on the runs of lowest loss."""
+    from distillscale.laws.downstream import fit_downstream, is_downstream_law_file
+    from distillscale.tables import read_table
+
+    if s.error_col and s.accuracy_col:
+        raise UserError("give either --error-col or --accuracy-col, not both")
+    if s.out:
+        check_output_file(s.out, overwrite=s.overwrite, is_ours=is_downstream_law_file, inputs=[s.file],
+                          what="downstream law file")
+    score_col = s.accuracy_col or s.error_col or "error"
+    rows = read_table(s.file).numeric([s.loss_col, score_col], drop_invalid=s.drop_invalid)
+    scores = rows[score_col]
+    if (scores > 1).any():
+        raise UserError(f"column {score_col!r} in {s.file} has values above 1: give fractions (0.42, not 42%)")
+    errors = 1 - scores if s.accuracy_col else scores
+    try:
+        law = fit_downstream(rows[s.loss_col], errors, task_set=s.task_set, holdout=s.holdout,
+                             bootstrap=s.bootstrap, level=s.level, seed=s.seed,
+                             source={"file": str(s.file), "loss_col": s.loss_col, "score_col": score_col})
+    except ParameterError as exc:
+        raise UserError(exc.for_cli({"holdout": "--holdout", "bootstrap": "--bootstrap", "level": "--level",
+                                     "losses": f"column {s.loss_col!r}", "errors": f"column {score_col!r}"})) from None
+    if s.out:
+        law.save(s.out)
+    if s.as_json:
+        print_json(law.to_json())
+        return
+    intervals = law.coefficient_intervals()
+    table = Table(title=f"Err(L) = epsilon - k exp(-gamma L), fitted to {len(rows)} runs of {s.file.name}",
+                  show_header=False)
+    for name in ("epsilon", "k", "gamma"):
+        low, high = intervals.get(name, (math.nan, math.nan))
+        table.add_row(name, f"{getattr(law, name):.4g}", f"[{low:.4g}, {high:.4g}] ({law.level:.0%})")
+    if law.backtest is not None:
+        table.add_row("backtest", f"{len(law.backtest.losses)} lowest-loss runs held out",
+                      f"mean |error| {law.backtest.mean_abs_error:.4f}")
+    console.print(table)
+    if s.out:
+        console.print(f"saved to {s.out}: use it with predict downstream --law {s.out}")
+
+
+class PredictDownstreamSettings(CommandSettings):
+    """`distillscale predict downstream`."""
+
+    command_path: ClassVar[str] = "predict downstream"
+
+    law: Path = option(..., help="a law file written by `fit downstream --out`")
+    loss: float = option(..., help="validation loss (nats/token), e.g. the loss `predict supervised` gives")
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
+@predict_app.command("downstream")
+@command(PredictDownstreamSettings)
+def predict_downstream_command(s: PredictDownstreamSettings) -> None:
+    """Predict a task set's average top-1 error at a validation loss, with its bootstrap interval."""
+    from distillscale.laws.downstream import load_downstream_law
+
+    if not (math.isfinite(s.loss) and s.loss > 0):
+        raise UserError(f"--loss must be a positive number of nats/token, got {s.loss:g}")
+    law = load_downstream_law(s.law)
+    error = float(law.error(s.loss))
+    low, high = law.interval(s.loss)
+    outside = not law.loss_range[0] <= s.loss <= law.loss_range[1]
+    if s.as_json:
+        print_json({"task_set": law.task_set, "loss": s.loss, "error": error, "interval": [low, high],
+                    "level": law.level, "extrapolated": outside})
+        return
+    if outside:
+        warn(f"--loss {s.loss:g} is outside the losses the law was fitted to ({law.loss_range[0]:.4g} to "
+             f"{law.loss_range[1]:.4g}): an extrapolation")
+    console.print(f"error {error:.4f}  [{low:.4f}, {high:.4f}] ({law.level:.0%})"
+                  + (f" on {law.task_set}" if law.task_set else ""))
