@@ -47,16 +47,23 @@ def grid_spec(tmp_path, schedule="cosine", budgets="[4]", extra=TUNE) -> Path:
 def test_a_grid_spec_dry_run_counts_its_runs(cli, tmp_path):
     """2 sizes x 3 lr x 2 batch sizes = 12 runs, each with its own id, lr and batch; `sweep plan`
     counts and costs all 12 (a batch of 4 sequences takes twice the steps of 8 for the same tokens)."""
-    path = grid_spec(tmp_path)
+    path = grid_spec(tmp_path, budgets="[3]")  # 3 N: 49,536 tokens at 1 layer, half a step of 256 over
     spec = load_sweep_spec(path)
     assert len(spec.runs) == 12 and len({run.run_id for run in spec.runs}) == 12
     cells = {(run.n_layers, run.settings["lr"], run.settings["batch_size"]) for run in spec.runs}
     assert cells == {(n, lr, b) for n in (1, 2) for lr in (0.001, 0.003, 0.01) for b in (4, 8)}
     assert {run.run_id.split("-")[3] for run in spec.runs} == {"lr0.001", "lr0.003", "lr0.01"}
+    # Every grid point of a cell trains the same D, in whole steps of each batch (128 and 256 tokens), so
+    # that `fit hyperparameters` sees one cell per (N, D): M x N rounded up to a whole largest step.
+    for n_layers in (1, 2):
+        tokens = {run.tokens for run in spec.runs if run.n_layers == n_layers}
+        params = spec.runs[0 if n_layers == 1 else -1].non_embedding_params
+        assert len(tokens) == 1 and tokens.pop() == -(-3 * params // 256) * 256
     code, out, err = cli("sweep", "plan", path, "--gpus", "none", "--json")
     assert code == 0, err
     plan = json.loads(out)
     assert plan["counts"] == {"train": 12, "distil": 0, "fork": 0}
+    assert {run["tokens"] == run["steps"] * (128 if "-B4-" in run["run_id"] else 256) for run in plan["runs"]} == {True}
     assert plan["tune"] == {"lr": [0.001, 0.003, 0.01], "batch_size": [4, 8], "points": 6}
     assert plan["flops"] == pytest.approx(sum(run["flops"] for run in plan["runs"]))
     steps = {(run["run_id"].split("-")[1], run["run_id"].split("-")[4]): run["steps"] for run in plan["runs"]}
@@ -96,7 +103,7 @@ def test_a_grid_of_one_key_keeps_the_models_other_value_and_no_grid_keeps_the_id
     plain = load_sweep_spec(grid_spec(tmp_path, extra=""))
     assert "tune" not in plain.sections and all("-lr" not in run.run_id for run in plain.runs)
     one_point = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.003]\nbatch_size = [8]\n"))
-    # the same settings as the spec without a grid: the same hashes, only the readable tag added
+    # the same settings as the spec without a grid (its D already whole steps): the same hashes, the tag added
     assert [run.run_id[-8:] for run in one_point.runs] == [run.run_id[-8:] for run in plain.runs]
 
 
@@ -155,15 +162,16 @@ device = "cpu"
 n_layers = [1]
 tokens_per_param = 0.5
 [tune]
-lr = [0.001, 0.01]
+lr = [0.001, 0.003, 0.01]
 batch_size = [4, 8]
 """
 
 
 @pytest.mark.usefixtures("cache_dir")
 def test_a_tuned_sweeps_export_carries_each_runs_lr_and_batch_tokens(cli, tmp_path):
-    """A real grid of four 1-layer runs (~30 steps each): the export's lr and batch_tokens are each
-    run's own (result.json: its peak rate, its tokens per step), in the columns `fit hyperparameters` reads."""
+    """A real grid of six 1-layer runs (32-64 steps each): the export's lr and batch_tokens are each
+    run's own (result.json: its peak rate, its tokens per step), and `fit hyperparameters` fits the
+    export as written (one cell: its optimum within the grid)."""
     from distillscale.sweeps.export import RECORD_COLUMNS
     from distillscale.tables import read_table
 
@@ -172,14 +180,19 @@ def test_a_tuned_sweeps_export_carries_each_runs_lr_and_batch_tokens(cli, tmp_pa
     code, _, err = cli("sweep", "run", spec, "--out", tmp_path / "sweep", "--workers", "1")
     assert code == 0, err
     code, out, err = cli("sweep", "export", tmp_path / "sweep", "--format", "csv", "--out", tmp_path / "runs.csv")
-    assert code == 0 and "wrote 4 runs" in out, err
+    assert code == 0 and "wrote 6 runs" in out, err
     table = read_table(tmp_path / "runs.csv")
     assert table.columns == RECORD_COLUMNS and RECORD_COLUMNS[-2:] == ("lr", "batch_tokens")
     rows = table.numeric(["non_embedding_params", "tokens", "lr", "batch_tokens", "val_loss"])
-    assert len(rows) == 4
+    assert len(rows) == 6
     points = sorted(zip(rows.columns["lr"], rows.columns["batch_tokens"]))
-    assert points == [(0.001, 128), (0.001, 256), (0.01, 128), (0.01, 256)]  # batch_size x seq_len 32
+    assert points == [(lr, b) for lr in (0.001, 0.003, 0.01) for b in (128, 256)]  # batch_size x seq_len 32
     assert all(loss > 0 for loss in rows.columns["val_loss"])
+    code, out, err = cli("fit", "hyperparameters", tmp_path / "runs.csv", "--params-col", "non_embedding_params",
+                         "--loss-col", "val_loss", "--drop-invalid", "--bootstrap", "0", "--no-backtest", "--json")
+    assert code == 0, err  # the export as it is, with the flags the guide gives
+    fitted, = json.loads(out)["law"]["fit"]["cells"]
+    assert fitted["runs"] == 6 and 0.001 <= fitted["lr"] <= 0.01 and 128 <= fitted["batch_tokens"] <= 256
 
 
 def test_an_export_goes_into_fit_hyperparameters(cli, tmp_path):

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,6 +332,10 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
         else:
             grid = [(m, None, round(m * params)) for m in ladder.tokens_per_param]
         grid = [point for point in grid if ladder.in_window(point[2])]
+        if tune is not None:  # every grid point of a cell trains the same D: whole steps of each batch
+            batches = tune.batch_size or [base["batch_size"]]
+            step = math.lcm(*(batch * base["grad_accum"] * base["seq_len"] for batch in batches))
+            grid = [(m, budget, -(-tokens // step) * step) for m, budget, tokens in grid]
         if not grid:
             raise UserError(f"{source}: [{section}] n_layers = {n_layers} ({params:,} parameters) has no "
                             f"run between min_tokens and max_tokens: widen the window or the budgets")
