@@ -103,5 +103,14 @@ def test_refusals_are_one_line(tmp_path, cli, run, tasks_dir, monkeypatch):
     unfinished.mkdir()
     (unfinished / "config.json").write_text((run / "config.json").read_text())
     assert "has not finished" in refused(unfinished, "--tasks", TASK)
+    lost = tmp_path / "lost_data"
+    lost.mkdir()
+    (lost / "tiny_mc.yaml").write_text((tasks_dir / "tiny_mc.yaml").read_text().replace(
+        str(DATA / "questions.jsonl"), str(lost / "gone.jsonl")))
+    code, _, err = cli("eval", run, "--tasks", TASK, "--include-path", lost, "--out", tmp_path / "e.json")
+    # after transformers' progress bar of the model's loading, one line, no traceback
+    assert code == 2 and "Traceback" not in err, err
+    assert "could not load the data of distillscale_tiny_mc" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "e.json").exists()
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # as without the extra
     assert "install the eval extra, pip install 'distillscale[eval]'" in refused(run, "--tasks", TASK)

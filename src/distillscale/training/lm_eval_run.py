@@ -137,8 +137,13 @@ def _evaluate(model_dir: Path, hf_dir: Path, tasks: list[str], manager, limit: i
     from lm_eval.models.huggingface import HFLM
 
     model = HFLM(pretrained=str(hf_dir), batch_size=batch_size, device=device)
-    results = lm_eval.simple_evaluate(model=model, tasks=tasks, task_manager=manager, limit=limit,
-                                      log_samples=False)
+    try:
+        results = lm_eval.simple_evaluate(model=model, tasks=tasks, task_manager=manager, limit=limit,
+                                          log_samples=False)
+    except (FileNotFoundError, ConnectionError) as exc:  # a task's data (datasets' errors derive from these)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"lm-eval could not load the data of {', '.join(tasks)}: {reason}; check the task's "
+                        "dataset_path and data_files (offline, its data must be on this machine)") from None
     version = str(results.get("lm_eval_version") or _installed_version())
     scores = []
     for task, values in results["results"].items():
