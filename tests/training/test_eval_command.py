@@ -114,3 +114,30 @@ def test_refusals_are_one_line(tmp_path, cli, run, tasks_dir, monkeypatch):
     assert not (tmp_path / "e.json").exists()
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # as without the extra
     assert "install the eval extra, pip install 'distillscale[eval]'" in refused(run, "--tasks", TASK)
+
+
+def test_a_generic_hugging_face_student_run_is_exported_and_scored(tmp_path, cli, tasks_dir):
+    """A run of a GPT-2 student (`--student-init DIR`) is scored through its export, as a family run is."""
+    import inspect
+
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from distillscale.data.tokenizer import train_byte_level_bpe
+    from tests.training.test_hf_student import RUN as HF_RUN
+    from tests.training.test_hf_student import VOCAB, save_gpt2
+
+    tokenizer = train_byte_level_bpe([inspect.getsource(json) * 50], vocab_size=VOCAB)
+    start = save_gpt2(tmp_path / "start", tokenizer)
+    code, _, err = cli("train", "--student-init", start, "--tokenizer", start / "tokenizer.json", "--out",
+                       tmp_path / "run", *HF_RUN, "--tokens", "1k")
+    assert code == 0, err
+    code, _, err = cli("eval", tmp_path / "run", "--tasks", TASK, "--include-path", tasks_dir)
+    assert code == 0, err
+    [score] = json.loads((tmp_path / "run" / "eval.json").read_text())["scores"]
+    assert cli("export-hf", tmp_path / "run", tmp_path / "hf")[0] == 0
+    expected = lm_eval.simple_evaluate(model=HFLM(pretrained=str(tmp_path / "hf"), batch_size=1, device="cpu"),
+                                       tasks=[TASK], task_manager=TaskManager(include_path=str(tasks_dir),
+                                                                              include_defaults=False))
+    assert (score["value"], score["n"]) == (expected["results"][TASK]["acc,none"], 8)
