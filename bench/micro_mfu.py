@@ -24,7 +24,7 @@ from train_throughput import matmul_flops_per_second
 
 from distillscale.training.config import TrainConfig
 from distillscale.training.recipe import train
-from distillscale.units import parse_quantity
+from distillscale.units import Quantity, parse_quantity
 
 # Both on the demo's corpus (vocabulary 512); "after" is the demo's family at a similar size.
 SETTINGS = {
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (CPU inductor)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    tokens = parse_quantity(args.tokens, "--tokens")
+    tokens = parse_quantity(args.tokens, "--tokens", kind=Quantity.TOKENS)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in SETTINGS:

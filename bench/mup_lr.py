@@ -13,7 +13,7 @@ import json
 
 from micro import micro_run
 
-from distillscale.units import parse_quantity
+from distillscale.units import Quantity, parse_quantity
 
 N_LAYERS = 2
 WIDTHS = {"narrow": 16, "wide": 64}  # aspect ratios: d_model 32 and 128 (head_dim 16)
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--no-mup", action="store_true", help="standard parametrisation instead")
     parser.add_argument("--tokens", default="200K", help="training tokens per run")
     args = parser.parse_args()
-    tokens = parse_quantity(args.tokens, "--tokens")
+    tokens = parse_quantity(args.tokens, "--tokens", kind=Quantity.TOKENS)
     table = {}
     for name, aspect_ratio in WIDTHS.items():
         table[name] = {lr: micro_run(n_layers=N_LAYERS, aspect_ratio=aspect_ratio, head_dim=16, tokens=tokens,

@@ -49,7 +49,7 @@ from distillscale.training.distillation import distill
 from distillscale.training.losses import kd_divergence
 from distillscale.training.recipe import train
 from distillscale.training.records import RunRecord, RunResult
-from distillscale.units import format_quantity, parse_quantity
+from distillscale.units import Quantity, format_quantity, parse_quantity
 
 from micro import FAMILY
 
@@ -88,7 +88,7 @@ def main() -> None:
         if teacher is None:
             teacher = root / "teacher"
             if not (teacher / "result.json").exists():
-                train(TrainConfig(out=teacher, n_layers=TEACHER_LAYERS, tokens=parse_quantity(args.teacher_tokens),
+                train(TrainConfig(out=teacher, n_layers=TEACHER_LAYERS, tokens=parse_quantity(args.teacher_tokens, kind=Quantity.TOKENS),
                                   lr=LR, **corpus, **FAMILY), progress=False)
         teacher_result = RunResult.load(teacher / "result.json")
         print(f"teacher: {format_quantity(teacher_result.non_embedding_params)} non-embedding parameters, "
@@ -104,8 +104,8 @@ def main() -> None:
         rows = []
         for seed, kd in ((seed, kd) for seed in seeds for kd in args.kd.split(",")):
             args.kd_now = kd
-            runs = [("off-policy", 0.0, parse_quantity(args.student_tokens))]
-            runs += [(f"on-policy lambda {fraction:g}", fraction, parse_quantity(args.student_tokens))
+            runs = [("off-policy", 0.0, parse_quantity(args.student_tokens, kind=Quantity.TOKENS))]
+            runs += [(f"on-policy lambda {fraction:g}", fraction, parse_quantity(args.student_tokens, kind=Quantity.TOKENS))
                      for fraction in lambdas]
             results, run_dirs = {}, {}
             for name, fraction, tokens in runs:

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from distillscale.cli import main as cli
-from distillscale.units import parse_quantity
+from distillscale.units import Quantity, parse_quantity
 
 SEQ = ["--seq-len", "64", "--device", "cpu"]
 CORPUS = ["--max-bytes", "2M", "--vocab-size", "512"]
@@ -108,7 +108,7 @@ def bench_teacher(name: str, work: Path, corpus_flags: list[str], args) -> dict:
     rows: dict[str, dict] = {}
     rows["supervised"] = once(root / "supervised", "train", "--split", "student", "--tokenizer", tokenizer, *student)
     rows["full distribution, in process"] = once(root / "full", "distill", "--teacher", teacher, *student)
-    cache_tokens = str(2 * int(parse_quantity(args.student_tokens, "tokens")))  # the student reads ~63% of them
+    cache_tokens = str(2 * int(parse_quantity(args.student_tokens, "tokens", kind=Quantity.TOKENS)))  # the student reads ~63% of them
     ks = [int(k) for k in args.ks.split(",")]
     sampled, top = root / "cache-sampled", root / f"cache-top{max(ks)}"
     for out, flags in ((sampled, ["--targets", "sampled", "--samples", SAMPLES]), (top, ["--top-k", max(ks)])):
