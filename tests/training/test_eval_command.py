@@ -70,7 +70,8 @@ def test_eval_json_holds_the_scores_lm_eval_gives_for_the_exported_model(tmp_pat
 
     assert cli("export-hf", run, tmp_path / "hf")[0] == 0
     expected = lm_eval.simple_evaluate(model=HFLM(pretrained=str(tmp_path / "hf"), batch_size=4, device="cpu"),
-                                       tasks=[TASK], task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False))
+                                       tasks=[TASK],
+                                       task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False))
     assert score["value"] == expected["results"][TASK]["acc,none"]
     assert score["stderr"] == expected["results"][TASK]["acc_stderr,none"]
 
@@ -94,8 +95,8 @@ def test_refusals_are_one_line(tmp_path, cli, run, tasks_dir, monkeypatch):
     mine = tmp_path / "notes.json"
     mine.write_text("{\"mine\": 1}")
     assert "exists" in refused(run, "--tasks", TASK, "--include-path", tasks_dir, "--out", mine)
-    assert "is not a file written by `distillscale eval`" in refused(run, "--tasks", TASK, "--include-path", tasks_dir, "--out", mine,
-                                        "--overwrite")
+    assert "is not a file written by `distillscale eval`" in refused(run, "--tasks", TASK, "--include-path", tasks_dir,
+                                                                     "--out", mine, "--overwrite")
     assert mine.read_text() == "{\"mine\": 1}"
     assert "--tasks names no task" in refused(run, "--tasks", " , ")
     assert "neither a distillscale run nor a Hugging Face model" in refused(tmp_path, "--tasks", TASK)
@@ -141,3 +142,33 @@ def test_a_generic_hugging_face_student_run_is_exported_and_scored(tmp_path, cli
                                        tasks=[TASK], task_manager=TaskManager(include_path=str(tasks_dir),
                                                                               include_defaults=False))
     assert (score["value"], score["n"]) == (expected["results"][TASK]["acc,none"], 8)
+
+
+def test_fit_downstream_reads_a_directory_of_evaluated_runs(tmp_path, cli, run):
+    """Each run's validation loss (result.json) and 1 - its mean accuracy over the task set (eval.json)."""
+    from distillscale.training.lm_eval_run import EVAL_FORMAT
+
+    truth = {"epsilon": 0.75, "k": 12.0, "gamma": 1.3}
+    runs = tmp_path / "runs"
+    for i, loss in enumerate([2.2, 2.5, 2.8, 3.1, 3.4, 3.7, 4.0]):
+        directory = runs / f"r{i}"
+        directory.mkdir(parents=True)
+        (directory / "config.json").write_text((run / "config.json").read_text())
+        result = json.loads((run / "result.json").read_text())
+        (directory / "result.json").write_text(json.dumps({**result, "val_loss": loss}))
+        error = truth["epsilon"] - truth["k"] * 2.718281828459045 ** (-truth["gamma"] * loss)
+        scores = [{"task": task, "metric": "acc", "value": 1 - error + shift, "stderr": 0.01, "n": 100,
+                   "config_hash": "0" * 64, "lm_eval_version": "0.4.13"} for task, shift in (("a", 0.01), ("b", -0.01))]
+        (directory / "eval.json").write_text(json.dumps({"format": EVAL_FORMAT, "model": str(directory),
+                                                         "tasks": ["a", "b"], "limit": None,
+                                                         "lm_eval_version": "0.4.13", "scores": scores}))
+    code, out, err = cli("fit", "downstream", runs, "--bootstrap", "10", "--json")
+    assert code == 0, err
+    law = json.loads(out)
+    assert law["task_set"] == "a,b" and law["n_runs"] == 7
+    assert (law["epsilon"], law["k"], law["gamma"]) == pytest.approx(tuple(truth.values()), rel=1e-6)
+
+    code, _, err = cli("fit", "downstream", runs, "--tasks", "a,c")
+    assert code == 2 and "has no acc score of c" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("fit", "downstream", tmp_path / "runs" / "r0" / "..", "--holdout", "5")
+    assert code == 2 and "--holdout 5 of 7 runs leaves fewer than 4" in err

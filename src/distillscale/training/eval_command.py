@@ -1,13 +1,18 @@
 """`distillscale eval RUN_OR_HF_DIR --tasks T1,T2`: a model's lm-eval-harness scores, as eval.json
-beside the run's result.json (training/lm_eval_run.py does the work)."""
+beside the run's result.json (training/lm_eval_run.py does the work); `distillscale fit downstream RUNS`:
+the loss-to-error law (laws/downstream.py) fitted to runs' eval.json scores or to a table. Here, not in
+laws/commands.py, because reading a directory of runs is the training layer's."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import Table, console, print_json
+from distillscale.errors import ParameterError, UserError
+
 
 
 class EvalSettings(CommandSettings):
@@ -65,3 +70,92 @@ def eval_command(s: EvalSettings) -> None:
         stderr = "-" if score.stderr is None else f"{score.stderr:.4f}"
         table.add_row(score.task, score.metric, f"{score.value:.4f}", stderr, str(score.n))
     console.print(table)
+
+
+class FitDownstreamSettings(CommandSettings):
+    """`distillscale fit downstream`."""
+
+    command_path: ClassVar[str] = "fit downstream"
+
+    file: Path = argument(help="runs: a directory of finished runs, each with the eval.json of `distillscale "
+                               "eval` (the error: 1 - the mean of --metric over --tasks), or a CSV/JSONL table with "
+                               "each run's loss and error (or accuracy)")
+    tasks: str | None = option(None, help="with a directory of runs: the task set, lm-eval task names separated by "
+                                          "commas (default: every task of the first run's eval.json)")
+    metric: str = option("acc", help="with a directory of runs: the metric of each task (acc, acc_norm, ...)")
+    loss_col: str = option("loss", help="column of validation loss (nats/token)")
+    error_col: str | None = option(None, help="column of the task set's average top-1 error, 0-1 (default: error)")
+    accuracy_col: str | None = option(None, help="column of the task set's average accuracy, 0-1, instead of "
+                                                 "--error-col (error = 1 - accuracy)")
+    task_set: str = option("", help="name of the task set, kept in the law file (e.g. arc_easy,hellaswag)")
+    holdout: int | None = option(None, help="runs of lowest loss held out of the backtest fit and predicted by "
+                                            "it (default: a quarter of the runs; 0: no backtest)")
+    bootstrap: int = option(200, help="bootstrap resamples of the runs (0: no intervals)")
+    level: float = option(0.9, help="interval level")
+    seed: int = option(0, help="seed of the bootstrap resampling")
+    drop_invalid: bool = option(False, help="skip table rows with a missing, NaN or non-positive value instead "
+                                            "of failing")
+    out: Path | None = option(None, help="save the law as JSON, for `predict downstream --law FILE`")
+    overwrite: bool = option(False, help="replace the --out file if `fit downstream` wrote it (never another file)")
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
+@command(FitDownstreamSettings)
+def fit_downstream_command(s: FitDownstreamSettings) -> None:
+    """Fit Gadre et al. (2024)'s loss-to-error law Err(L) = epsilon - k exp(-gamma L) for one task set, with
+    bootstrap intervals and a backtest on the runs of lowest loss."""
+    from distillscale.io import check_output_file
+    from distillscale.laws.downstream import fit_downstream, is_downstream_law_file
+    from distillscale.training.lm_eval_run import downstream_runs
+
+    if s.error_col and s.accuracy_col:
+        raise UserError("give either --error-col or --accuracy-col, not both")
+    if s.out:
+        check_output_file(s.out, overwrite=s.overwrite, is_ours=is_downstream_law_file, inputs=[s.file],
+                          what="downstream law file")
+    if s.file.is_dir():
+        losses, errors, task_set = downstream_runs(s.file, s.tasks, s.metric)
+        score_col, source = f"1 - mean {s.metric}", {"runs": str(s.file), "tasks": task_set, "metric": s.metric}
+        task_set = s.task_set or task_set
+    else:
+        losses, errors, score_col = _table_runs(s)
+        task_set, source = s.task_set, {"file": str(s.file), "loss_col": s.loss_col, "score_col": score_col}
+    try:
+        law = fit_downstream(losses, errors, task_set=task_set, holdout=s.holdout,
+                             bootstrap=s.bootstrap, level=s.level, seed=s.seed, source=source)
+    except ParameterError as exc:
+        table = "file" in source
+        raise UserError(exc.for_cli({
+            "holdout": "--holdout", "bootstrap": "--bootstrap", "level": "--level",
+            "losses": f"column {s.loss_col!r}" if table else "the runs' validation losses",
+            "errors": f"column {score_col!r}" if table else "the runs' errors"})) from None
+    if s.out:
+        law.save(s.out)
+    if s.as_json:
+        print_json(law.to_json())
+        return
+    intervals = law.coefficient_intervals()
+    table = Table(title=f"Err(L) = epsilon - k exp(-gamma L), fitted to {len(losses)} runs of {s.file.name}",
+                  show_header=False)
+    for name in ("epsilon", "k", "gamma"):
+        low, high = intervals.get(name, (math.nan, math.nan))
+        table.add_row(name, f"{getattr(law, name):.4g}", f"[{low:.4g}, {high:.4g}] ({law.level:.0%})")
+    if law.backtest is not None:
+        table.add_row("backtest", f"{len(law.backtest.losses)} lowest-loss runs held out",
+                      f"mean |error| {law.backtest.mean_abs_error:.4f}")
+    console.print(table)
+    if s.out:
+        console.print(f"saved to {s.out}: use it with predict downstream --law {s.out}")
+
+
+
+def _table_runs(s: FitDownstreamSettings):
+    """(losses, errors, the score column) from a CSV/JSONL table of runs."""
+    from distillscale.tables import read_table
+
+    score_col = s.accuracy_col or s.error_col or "error"
+    rows = read_table(s.file).numeric([s.loss_col, score_col], drop_invalid=s.drop_invalid)
+    scores = rows[score_col]
+    if (scores > 1).any():
+        raise UserError(f"column {score_col!r} in {s.file} has values above 1: give fractions (0.42, not 42%)")
+    return rows[s.loss_col], (1 - scores if s.accuracy_col else scores), score_col

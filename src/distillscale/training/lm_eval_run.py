@@ -180,3 +180,32 @@ def read_eval(path: str | os.PathLike) -> EvalRecord:
     if not is_eval_file(path):
         raise UserError(f"{path} is not an eval.json written by `distillscale eval`: give the file it wrote")
     return EvalRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def downstream_runs(runs_dir: Path, tasks: str | None, metric: str) -> tuple[list[float], list[float], str]:
+    """(validation losses, errors, the task set) of the finished runs under `runs_dir` that have an
+    eval.json: a run's error is 1 - the mean of `metric` over the task set (`tasks`, or every task of
+    the first run's eval.json). A run without some task's score is a one-line UserError."""
+    from distillscale.training.run_dir import RunDirectory
+
+    runs = sorted(path.parent for path in runs_dir.rglob(EVAL_FILE) if is_run_dir(path.parent))
+    if not runs:
+        raise UserError(f"{runs_dir} holds no run with an eval.json: run `distillscale eval RUN --tasks ...` on "
+                        "each run first, or give a table of losses and errors")
+    wanted = parse_tasks(tasks) if tasks else None
+    losses, errors = [], []
+    for run in runs:
+        record = read_eval(run / EVAL_FILE)
+        wanted = wanted or list(record.tasks)
+        values = {score.task: score.value for score in record.scores if score.metric == metric}
+        missing = [task for task in wanted if task not in values]
+        if missing:
+            raise UserError(f"{run / EVAL_FILE} has no {metric} score of {', '.join(missing)}: evaluate the run on "
+                            "them (distillscale eval --overwrite), or choose --tasks/--metric it has")
+        result = RunDirectory(run).read_result()
+        if result.val_loss is None:
+            raise UserError(f"{run} has no validation loss in result.json: the law maps a validation loss to an "
+                            "error; evaluate runs trained with validation (--eval-tokens)")
+        losses.append(float(result.val_loss))
+        errors.append(1 - sum(values[task] for task in wanted) / len(wanted))
+    return losses, errors, ",".join(wanted)
