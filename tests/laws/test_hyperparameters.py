@@ -190,3 +190,15 @@ def test_each_size_at_its_own_batch_fits_the_lr_law_for_the_batch_the_runs_used(
                                    rel=0.5)
     with pytest.raises(UserError, match="did not vary the batch"):
         fit.law.recommend(2e8, 4e9, batch_tokens=2.0 ** 22)
+
+
+def test_one_tokens_per_param_rounded_to_whole_steps_fits_no_data_exponent():
+    """A sweep at one M = D/N rounds each budget up to whole steps (sweep [tune]): ln D is ln M + ln N
+    up to the rounding, which says nothing of lr*'s dependence on D; the law's D exponent stays 0
+    and it predicts the rate at the next size (it fitted D^-3.8 N^3.5 to the rounding before)."""
+    step = 2.0 ** 26
+    runs = pd.concat([grid(sizes=(n,), tokens=(math.ceil(5 * n / step) * step,), noise=0.0002, seed=i)
+                      for i, n in enumerate((1e8, 2e8, 4e8))])
+    law = ds.fit_hyperparameters(runs, bootstrap=0, backtest=False).law
+    assert law.lr.exponents[1] == 0 and law.lr.exponents[0] == pytest.approx(-0.4, abs=0.1)
+    assert law.recommend(8e8, 4e9).lr == pytest.approx(true_lr(8e8, 4e9), rel=0.2)
