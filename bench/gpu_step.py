@@ -200,7 +200,8 @@ def frozen_teacher(config: ModelConfig, device: torch.device) -> Teacher:
     model = Transformer(config).to(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     info = TeacherInfo(path="(random weights)", kind="run", non_embedding_params=config.non_embedding_params,
                        total_params=config.total_params, output_rows=config.vocab_size,
-                       forward_flops_per_token=config.forward_flops_per_token(), flops_method="exact")
+                       forward_flops_per_token=config.forward_flops_per_token(), flops_method="exact",
+                       count=config)
     return Teacher(model, config.vocab_size, info)
 
 

@@ -25,6 +25,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from distillscale.cli import main  # noqa: E402
 from distillscale.laws import load_laws  # noqa: E402
+from distillscale.laws.downstream import fit_downstream  # noqa: E402
 from tests.cli.conftest import leaf_commands  # noqa: E402
 
 # Examples per test in the suite (about a minute in all); set DISTILLSCALE_FUZZ_EXAMPLES for more.
@@ -272,7 +273,8 @@ def _valid_files(root: Path) -> dict[str, Path]:
 
     files = {"law": root / "valid_law.json", "runs": root / "valid_runs.csv",
              "students": root / "valid_students.csv", "spec": root / "valid_spec.toml",
-             "grid": root / "valid_grid.csv"}
+             "grid": root / "valid_grid.csv", "downstream": root / "valid_downstream.csv",
+             "downstream_law": root / "valid_downstream_law.json"}
     load_laws("busbridge2025").save(files["law"]) if not files["law"].exists() else None
     rows = [(n, n * r, 10 ** (0.3 + 250 / n ** 0.34) + 1.7) for n in (1e7, 3e7, 1e8, 3e8) for r in (10, 20, 40)]
     files["runs"].write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{loss:.4f}\n" for n, d, loss in rows))
@@ -284,6 +286,11 @@ def _valid_files(root: Path) -> dict[str, Path]:
             for lr in (5e-4, 1e-3, 2e-3) for b in (2 ** 18, 2 ** 19, 2 ** 20)]
     files["grid"].write_text("params,tokens,lr,batch_tokens,loss\n" + "".join(
         f"1e8,2e9,{lr:g},{b:g},{loss:.4f}\n" for lr, b, loss in grid))
+    losses = [2.6 + 0.2 * i for i in range(8)]
+    errors = [0.75 - 12 * math.exp(-1.3 * loss) for loss in losses]
+    files["downstream"].write_text("loss,error\n" + "".join(f"{l:g},{e:.5f}\n" for l, e in zip(losses, errors)))
+    if not files["downstream_law"].exists():
+        fit_downstream(losses, errors, holdout=0, bootstrap=0).save(files["downstream_law"])
     return files
 
 
@@ -301,6 +308,9 @@ def _base_lines(root: Path) -> dict[str, list[str]]:
         "predict distillation": ["--student-params", "1B", "--student-tokens", "20B", "--teacher-loss", "2.5"],
         "fit supervised": [f["runs"], "--bootstrap", "0", "--no-backtest", "--form", "chinchilla"], "fit distillation": [f["students"], "--bootstrap", "0"],
         "predict hyperparameters": ["--params", "1B", "--tokens", "20B"], "fit hyperparameters": [f["grid"], "--bootstrap", "0"],
+        "eval": [str(root), "--tasks", "tiny"],  # refused before lm-eval loads: root is no run or model
+        "fit downstream": [f["downstream"], "--bootstrap", "0", "--holdout", "0"],
+        "predict downstream": ["--law", f["downstream_law"], "--loss", "3.0"],
         "data prepare": ["--data", str(root)], "sweep run": [f["spec"]], "sweep plan": [f["spec"]],
         "sweep status": [str(root)],
         "sweep export": [str(root)], "experiment large-batch": [],
