@@ -60,6 +60,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def own_compile_cache(tmp_path_factory):
+    """torch.compile's kernels in a cache of this session's own (the processes the tests start
+    inherit it): the user's /tmp/torchinductor_$USER may hold kernels built under another
+    ATEN_CPU_CAPABILITY (.ci/run's emulation, a CPU before), and reading one of them aborted a
+    rank with "double free or corruption" (test_fsdp's compile test, 2026-11-25)."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("inductor")))
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def cpu_by_default():
     """`--device auto` means the CPU in tests (and in the processes they start), also on a GPU
     machine: the tests compare CPU-exact numbers. Tests of CUDA paths ask for cuda explicitly."""
