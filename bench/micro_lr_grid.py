@@ -180,12 +180,13 @@ def main() -> None:
     args.batch_sizes = [int(v) for v in args.batch_sizes.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
     corpora = {"stdlib": DATA, "prose": {**DATA, "path": str(plain_corpus(args.work / "prose-text"))}}
-    reports = []
+    summary = args.work / "micro_lr_grid.json"   # one report per corpus, kept across invocations
+    reports = {r["corpus"]: r for r in json.loads(summary.read_text())} if summary.exists() else {}
     started = time.perf_counter()
     for name in args.corpora.split(","):
-        reports.append(corpus_grid(name, corpora[name], args))
-        (args.work / "micro_lr_grid.json").write_text(json.dumps(reports, indent=1))
-        print_table(reports[-1], args)
+        reports[name] = {**corpus_grid(name, corpora[name], args), "batch_sizes": args.batch_sizes, "lrs": args.lrs}
+        summary.write_text(json.dumps(list(reports.values()), indent=1))
+        print_table(reports[name], args)
     print(f"\ntotal wall {time.perf_counter() - started:.0f} s")
 
 
