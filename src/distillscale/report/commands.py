@@ -221,6 +221,10 @@ class DemoSettings(CommandSettings):
                                             "sizes; students of 2 sizes pruned from each teacher at least their "
                                             "size, and from scratch, distilled from it; the report fits N_T* = k "
                                             "N_S for each start (10-15 minutes on 2 cores by the dry run's estimate)")
+    lr_law: str | None = option(None, help="each model size's peak lr from a hyperparameter law (a preset, e.g. "
+                                           "steplaw2025, or a file `fit hyperparameters --out` wrote), read at "
+                                           "its N and longest budget, instead of the sweep's one lr (micro) or "
+                                           "width rule (gpu); the sweep directory gets the suffix -lr-law")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
 
@@ -237,7 +241,7 @@ def demo_command(s: DemoSettings) -> int:
     start = time.perf_counter()
     sweep_dir, report, counts = run_demo(s.out, s.quick, s.workers, progress=lambda m: _progress(m, "demo"),
                                          data=s.data, scale=s.scale, repetition=s.repetition,
-                                         capacity_gap=s.capacity_gap)
+                                         capacity_gap=s.capacity_gap, lr_law=s.lr_law)
     if s.as_json:
         print_json({**report, "warnings": report_warnings(report)})
     else:

@@ -26,6 +26,7 @@ from typing import Any
 
 from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
+from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS
 from distillscale.io import check_output_dir
 from distillscale.report.calibration import CalibrationSettings
 from distillscale.report.report import write_report
@@ -51,8 +52,10 @@ def builtin_spec(quick: bool = False, scale: str = "micro", repetition: bool = F
 
 
 def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "micro", gpus: int = 1,
-                  repetition: bool = False, capacity_gap: bool = False):
-    """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory).
+                  repetition: bool = False, capacity_gap: bool = False, lr_law: str | None = None):
+    """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory);
+    with `lr_law` (a preset name or a law file), each size's lr from that hyperparameter law instead of
+    the spec's lr or width rule, and the name suffixed `-lr-law`.
 
     The GPU ladder's token window grows with the GPUs (`max_tokens` x gpus), but never past what the
     corpus's splits hold: its runs never repeat their data (the corpus is prepared to count it), and
@@ -84,6 +87,11 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
     elif data is not None:
         table["data"]["path"] = str(data)
         table["name"] += "-" + str(data).removeprefix(BUILTIN_PREFIX)
+    if lr_law is not None:
+        for key in ("lr_width_exponent", "lr_reference_width"):
+            table["model"].pop(key, None)
+        table["model"]["lr_law"] = lr_law if lr_law in HYPERPARAMETER_PRESETS else str(Path(lr_law).expanduser().absolute())
+        table["name"] += "-lr-law"
     if scale == "gpu":
         full = resolve_sweep_spec(table, source=str(path), base_dir=path.parent)
         params = {run.n_layers: run.non_embedding_params for run in full.runs}
@@ -132,14 +140,14 @@ def require_gpus() -> list[str]:
 
 def run_demo(out: Path | None = None, quick: bool = False, workers: int | None = None,
              progress=lambda message: None, data: Path | None = None,
-             scale: str = "micro", repetition: bool = False,
-             capacity_gap: bool = False) -> tuple[Path, dict[str, Any], dict[str, int]]:
+             scale: str = "micro", repetition: bool = False, capacity_gap: bool = False,
+             lr_law: str | None = None) -> tuple[Path, dict[str, Any], dict[str, int]]:
     """Run the built-in sweep (on `data`, or the default corpus) into `out` (default sweeps/<name>)
     and report on it; returns the sweep directory, report.json's content and the number of runs per
     status. `scale="gpu"` runs the GPU ladder on every visible GPU (refused without one);
     `repetition=True` the repetition sweep (repetition_sweep.toml), whose report fits R_D*;
     `capacity_gap=True` the capacity-gap sweep (capacity_gap_sweep.toml), whose report fits N_T* = k N_S
-    for pruned and from-scratch students."""
+    for pruned and from-scratch students; `lr_law` each size's lr from a hyperparameter law."""
     from distillscale.sweeps.executors import LocalExecutor
     from distillscale.sweeps.placement import place_runs
     from distillscale.sweeps.runner import default_workers, run_sweep
@@ -150,7 +158,8 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
     if scale == "gpu" and quick:
         raise UserError("--quick shortens the micro demo: leave it out with --scale gpu")
     gpus = require_gpus() if scale == "gpu" else []
-    spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)), repetition=repetition, capacity_gap=capacity_gap)
+    spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)), repetition=repetition, capacity_gap=capacity_gap,
+                         lr_law=lr_law)
     sweep_dir = check_output_dir(Path(out) if out is not None else Path("sweeps") / spec.name,
                                  is_ours=is_sweep_dir, inputs=[data], what="sweep directory")
     placement = place_runs(gpus, "none" if not gpus else None, GPU_RUNS_PER_GPU if gpus and not workers else None,

@@ -4,7 +4,10 @@
     [data]      the corpus, as for `train`: path, vocab_size, max_bytes, val_fraction, ..., seq_len
     [model]     the model family and its training: aspect_ratio, head_dim, lr, batch_size, warmup_steps
                 (or warmup_tokens, warmup_tokens_per_param), adam_beta1, adam_beta2, adam_eps,
-                schedule ("cosine" or "wsd"), cooldown_fraction, cooldown_shape, ...
+                schedule ("cosine" or "wsd"), cooldown_fraction, cooldown_shape, ...; each size's lr
+                from a rule instead of one lr: lr_width_exponent and lr_reference_width (lr x (d_model /
+                reference) ** exponent), or lr_law = "steplaw2025" or "hp.json" (a hyperparameter law,
+                read at the size's N and longest budget D and the ladder's batch)
     [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP);
                 seeds = 3 trains the smallest `seeded_sizes` depths (default 1) with seeds seed, seed + 1, ...
                 (seeded = "largest": the largest depths instead)
@@ -70,6 +73,8 @@ from pydantic import BaseModel, ValidationError
 from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.io import read_text_file
+from distillscale.laws.hyperparameters.law import HyperparameterLaw
+from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
 from distillscale.model import ModelConfig
 from distillscale.sweeps.spec_sections import (DATA_KEYS, DISTILL_KEYS, LATER_MODEL_KEYS, LR_RULE_KEYS,
                                                ON_POLICY_DISTILL_KEYS, DataSection, DistillSection, Ladder,
@@ -209,12 +214,17 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
     if (model.lr_width_exponent is None) != (model.lr_reference_width is None):
         raise UserError(f"{source}: [model] lr_width_exponent and lr_reference_width go together: give both "
                         "(lr x (d_model / lr_reference_width) ** lr_width_exponent) or neither")
-    if model.lr_width_exponent is None:  # left out, so that earlier sweeps keep their spec and run ids
-        model_settings = {key: value for key, value in model_settings.items() if key not in LR_RULE_KEYS}
+    lr_law = _lr_law(model, tune, base_dir, source)
+    if lr_law is not None:
+        model_settings["lr_law"] = lr_law.source
+    # left out while unset, so that earlier sweeps keep their spec and run ids
+    model_settings = {key: value for key, value in model_settings.items() if key not in LR_RULE_KEYS or value is not None}
     base = {DATA_KEYS[key]: value for key, value in data.model_dump(mode="json").items()}
     base.update({key: value for key, value in model_settings.items() if key not in LR_RULE_KEYS})
     if model.lr_width_exponent is not None:
         base["lr_rule"] = (model.lr_width_exponent, model.lr_reference_width)
+    if lr_law is not None:
+        base["lr_rule"] = lr_law
     distill_settings = {key: getattr(distill, key) for key in DISTILL_KEYS}
     if distill.on_policy_fraction > 0:
         distill_settings |= {key: getattr(distill, key) for key in ON_POLICY_DISTILL_KEYS}
@@ -346,9 +356,12 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
             if subset:
                 longest = TrainConfig.model_validate({**settings, "tokens": max(point[2] for point in grid), "out": "."})
                 settings["unique_tokens"] = longest.steps_for(longest.tokens) * longest.tokens_per_step
-            if "lr_rule" in settings:
-                settings["lr"] = lr_for_width(settings["lr"], settings["aspect_ratio"] * n_layers,
-                                              *settings.pop("lr_rule"))
+            rule = settings.pop("lr_rule", None)
+            if isinstance(rule, LadderLrLaw):
+                settings["lr"] = rule.lr(params, max(point[2] for point in grid),
+                                         batch_size * base["grad_accum"] * base["seq_len"], f"{source}: [{section}]")
+            elif rule is not None:
+                settings["lr"] = lr_for_width(settings["lr"], settings["aspect_ratio"] * n_layers, *rule)
             tag = _grid_tag(settings, tune)
             if base.get("schedule") == "wsd":
                 runs += _forked_runs(kind, n_layers, params, grid, settings, source, section, tag)
@@ -363,6 +376,45 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
 def _grid_tag(settings: dict[str, Any], tune: TuneSection | None) -> str:
     """A [tune] grid point in a run id (`-lr0.003-B16`), or nothing without a grid."""
     return "" if tune is None else f"-lr{settings['lr']:g}-B{settings['batch_size']}"
+
+
+@dataclass(frozen=True)
+class LadderLrLaw:
+    """[model] lr_law: each size's peak lr from a hyperparameter law, read at its N and its longest
+    budget D (under WSD a size's budgets share one stable phase, so one rate) at the ladder's batch."""
+
+    law: HyperparameterLaw
+    source: str   # the preset's name or the law file's absolute path, as the spec records it
+
+    def lr(self, params: int, tokens: int, batch_tokens: int, where: str) -> float:
+        """The law's rate to 4 significant digits (a readable config); a law fitted at one batch
+        is refused at another in one line."""
+        law = self.law
+        try:  # a B* law: the rate at the ladder's batch (regime adaptation)
+            recommendation = law.recommend(params, tokens, batch_tokens=None if law.batch is None else batch_tokens)
+        except UserError as exc:
+            raise UserError(f"{where}: lr_law {self.source}: {exc}") from None
+        if law.batch is None and not math.isclose(recommendation.batch_tokens, batch_tokens, rel_tol=0.25):
+            raise UserError(f"{where}: lr_law {self.source} was fitted at a batch of "
+                            f"{recommendation.batch_tokens:,.0f} tokens and this ladder's is {batch_tokens:,} "
+                            f"(batch_size x grad_accum x seq_len): the law cannot say the rate at another batch; "
+                            f"set the ladder's batch to the law's, or fit the law on an lr x batch grid")
+        return float(f"{recommendation.lr:.4g}")
+
+
+def _lr_law(model: BaseModel, tune: TuneSection | None, base_dir: Path, source: str) -> LadderLrLaw | None:
+    """[model] lr_law, loaded (a preset name, or a file relative to the spec's directory), or None."""
+    if model.lr_law is None:
+        return None
+    if model.lr_width_exponent is not None:
+        raise UserError(f"{source}: [model] lr_law and lr_width_exponent both set each size's lr: give one")
+    if tune is not None and tune.lr is not None:
+        raise UserError(f"{source}: [model] lr_law sets each size's lr and [tune] lr grids it: give one "
+                        f"(a grid to fit a law on, or a law to run the ladder at)")
+    name = model.lr_law
+    if name not in HYPERPARAMETER_PRESETS:
+        name = str((base_dir / Path(name).expanduser()).absolute())
+    return LadderLrLaw(law=load_hyperparameter_law(name), source=name)
 
 
 def lr_for_width(lr: float, d_model: int, exponent: float, reference_width: int) -> float:

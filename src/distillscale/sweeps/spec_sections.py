@@ -143,11 +143,14 @@ class StudentLadder(Ladder):
 PRUNE_KEYS = ("importance", "depth_by", "calibration_tokens")
 PruneSection = _section("PruneSection", PruneSettings, {key: key for key in PRUNE_KEYS})
 DataSection = _section("DataSection", TrainConfig, DATA_KEYS)
-# A learning rate per width (optional): lr x (d_model / lr_reference_width) ** lr_width_exponent.
-LR_RULE_KEYS = ("lr_width_exponent", "lr_reference_width")
+# A learning rate per size (optional, one of the two): a width rule, lr x (d_model /
+# lr_reference_width) ** lr_width_exponent, or a hyperparameter law (`lr_law`: a preset name or a file
+# `distillscale fit hyperparameters --out` wrote) read at each size's N and longest D.
+LR_RULE_KEYS = ("lr_width_exponent", "lr_reference_width", "lr_law")
 ModelSection = _section("ModelSection", TrainConfig, {key: key for key in MODEL_KEYS},
                         lr_width_exponent=(float | None, None),
-                        lr_reference_width=(int | None, Field(None, gt=0)))
+                        lr_reference_width=(int | None, Field(None, gt=0)),
+                        lr_law=(str | None, Field(None, min_length=1)))
 
 
 DistillSection = _section("DistillSection", DistillationLossConfig, {key: key for key in DISTILL_KEYS},
