@@ -4,6 +4,8 @@ rule; the demo's --lr-law; refusals in one line."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from distillscale.laws.hyperparameters import HyperparameterLaw, PowerLaw, load_hyperparameter_law
@@ -55,7 +57,7 @@ def fixed_batch_law(batch_tokens=256.0) -> HyperparameterLaw:
                              fixed_batch_tokens=batch_tokens)
 
 
-def test_each_size_takes_the_laws_rate_at_its_n_and_longest_budget(tmp_path):
+def test_each_size_takes_the_laws_rate_at_its_n_and_budgets_geometric_mean(tmp_path):
     law = fixed_batch_law()
     law.save(tmp_path / "hp.json")
     spec = load_sweep_spec(spec_file(tmp_path, model='lr_law = "hp.json"'))  # relative to the spec's directory
@@ -66,8 +68,8 @@ def test_each_size_takes_the_laws_rate_at_its_n_and_longest_budget(tmp_path):
     for (kind, depth), lrs in by_kind_depth.items():
         assert len(lrs) == 1, (kind, depth, lrs)  # a size's forks share its stable phase: one rate
         runs = [run for run in spec.runs if run.kind == kind and run.n_layers == depth]
-        longest = max(run.tokens for run in runs)
-        expected = law.recommend(runs[0].non_embedding_params, longest).lr
+        middle = math.exp(sum(math.log(run.tokens) for run in runs) / len(runs))  # WSD: one stable phase
+        expected = law.recommend(runs[0].non_embedding_params, middle).lr
         assert lrs.pop() == pytest.approx(expected, rel=1e-3)
     # each student takes its baseline's rate; the teachers' rates differ by size
     students = [run for run in spec.runs if run.kind == "student"]
@@ -88,9 +90,21 @@ def test_a_preset_reads_by_name_and_a_b_star_law_gives_the_rate_at_the_ladders_b
     spec = load_sweep_spec(spec_file(tmp_path, model='lr_law = "steplaw2025"'))
     assert spec.sections["model"]["lr_law"] == "steplaw2025"
     law = load_hyperparameter_law("steplaw2025")
-    teacher = max((run for run in spec.runs if run.kind == "teacher" and run.n_layers == 2), key=lambda r: r.tokens)
-    expected = law.recommend(teacher.non_embedding_params, teacher.tokens, batch_tokens=8 * 32).lr
-    assert teacher.settings["lr"] == pytest.approx(expected, rel=1e-3)
+    teachers = [run for run in spec.runs if run.kind == "teacher" and run.n_layers == 2]
+    middle = math.exp(sum(math.log(run.tokens) for run in teachers) / len(teachers))
+    expected = law.recommend(teachers[0].non_embedding_params, middle, batch_tokens=8 * 32).lr
+    assert [run.settings["lr"] for run in teachers] == pytest.approx([expected] * len(teachers), rel=1e-3)
+
+
+def test_under_cosine_each_run_takes_the_rate_at_its_own_budget(tmp_path):
+    law = fixed_batch_law()
+    law.save(tmp_path / "hp.json")
+    path = spec_file(tmp_path, model='lr_law = "hp.json"')
+    path.write_text(path.read_text().replace('schedule = "wsd"', 'schedule = "cosine"'), encoding="utf-8")
+    teachers = [run for run in load_sweep_spec(path).runs if run.kind == "teacher"]
+    assert len(teachers) == 4 and len({run.settings["lr"] for run in teachers}) == 4
+    for run in teachers:
+        assert run.settings["lr"] == pytest.approx(law.recommend(run.non_embedding_params, run.tokens).lr, rel=1e-3)
 
 
 def test_without_lr_law_the_spec_and_ids_are_as_before(tmp_path):

@@ -7,7 +7,8 @@
                 schedule ("cosine" or "wsd"), cooldown_fraction, cooldown_shape, ...; each size's lr
                 from a rule instead of one lr: lr_width_exponent and lr_reference_width (lr x (d_model /
                 reference) ** exponent), or lr_law = "steplaw2025" or "hp.json" (a hyperparameter law,
-                read at the size's N and longest budget D and the ladder's batch)
+                read at each run's N and D and the ladder's batch; under WSD, at the geometric mean of
+                a size's budgets, which share one stable phase)
     [teachers]  n_layers = [2, 3, 4] and tokens_per_param = 20 (fixed M), or budgets = [1e15, 3e15] (IsoFLOP);
                 seeds = 3 trains the smallest `seeded_sizes` depths (default 1) with seeds seed, seed + 1, ...
                 (seeded = "largest": the largest depths instead)
@@ -357,17 +358,21 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
                 longest = TrainConfig.model_validate({**settings, "tokens": max(point[2] for point in grid), "out": "."})
                 settings["unique_tokens"] = longest.steps_for(longest.tokens) * longest.tokens_per_step
             rule = settings.pop("lr_rule", None)
-            if isinstance(rule, LadderLrLaw):
-                settings["lr"] = rule.lr(params, max(point[2] for point in grid),
-                                         batch_size * base["grad_accum"] * base["seq_len"], f"{source}: [{section}]")
-            elif rule is not None:
+            batch_tokens = batch_size * base["grad_accum"] * base["seq_len"]
+            wsd = base.get("schedule") == "wsd"
+            if isinstance(rule, LadderLrLaw) and wsd:  # one stable phase: the rate at the budgets' geometric mean
+                tokens = math.exp(sum(math.log(point[2]) for point in grid) / len(grid))
+                settings["lr"] = rule.lr(params, tokens, batch_tokens, f"{source}: [{section}]")
+            elif rule is not None and not isinstance(rule, LadderLrLaw):
                 settings["lr"] = lr_for_width(settings["lr"], settings["aspect_ratio"] * n_layers, *rule)
             tag = _grid_tag(settings, tune)
-            if base.get("schedule") == "wsd":
+            if wsd:
                 runs += _forked_runs(kind, n_layers, params, grid, settings, source, section, tag)
                 continue
             for tokens_per_param, budget, tokens in grid:
                 run_settings = {**settings, "tokens": tokens}
+                if isinstance(rule, LadderLrLaw):  # a run of its own: the rate at its own budget
+                    run_settings["lr"] = rule.lr(params, tokens, batch_tokens, f"{source}: [{section}]")
                 _check_settings(run_settings, source, section)
                 runs.append(_planned(kind, n_layers, params, tokens, tokens_per_param, budget, run_settings, tag=tag))
     return runs
@@ -380,13 +385,15 @@ def _grid_tag(settings: dict[str, Any], tune: TuneSection | None) -> str:
 
 @dataclass(frozen=True)
 class LadderLrLaw:
-    """[model] lr_law: each size's peak lr from a hyperparameter law, read at its N and its longest
-    budget D (under WSD a size's budgets share one stable phase, so one rate) at the ladder's batch."""
+    """[model] lr_law: each run's peak lr from a hyperparameter law, read at its N and D and the
+    ladder's batch. Under WSD a size's budgets share one stable phase, so one rate: the law's at the
+    geometric mean of the budgets (under a power law in D, the rate whose mean squared distance in
+    ln lr from each budget's optimum is least)."""
 
     law: HyperparameterLaw
     source: str   # the preset's name or the law file's absolute path, as the spec records it
 
-    def lr(self, params: int, tokens: int, batch_tokens: int, where: str) -> float:
+    def lr(self, params: int, tokens: float, batch_tokens: int, where: str) -> float:
         """The law's rate to 4 significant digits (a readable config); a law fitted at one batch
         is refused at another in one line."""
         law = self.law
