@@ -4,6 +4,7 @@ rule; the demo's --lr-law; refusals in one line."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -148,3 +149,27 @@ def test_the_demo_refuses_a_missing_law_in_one_line(cli, tmp_path):
     code, out, err = cli("demo", "--quick", "--lr-law", tmp_path / "missing.json", "--out", tmp_path / "demo")
     assert code == 2 and "unknown hyperparameter law" in err and len(err.strip().splitlines()) == 1
     assert out == "" and not (tmp_path / "demo").exists()
+
+
+def test_a_law_read_far_outside_its_data_says_so_before_the_sweep_runs(cli, tmp_path):
+    """steplaw2025 (fitted on 60M-1.07B) read at 16K-65K parameters: `sweep plan` says how far, and the
+    rates it gives; its JSON carries each run's rate. A law read inside its data says nothing."""
+    path = spec_file(tmp_path, model='lr_law = "steplaw2025"')
+    code, out, err = cli("sweep", "plan", path, "--gpus", "none", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    note = plan["assumptions"][0]
+    assert note.startswith("lr_law steplaw2025 is read up to ") and "far extrapolation" in note
+    spec = load_sweep_spec(path)
+    assert spec.notes == (note,)
+    assert {run["run_id"]: run["lr"] for run in plan["runs"]} == {run.run_id: run.settings["lr"] for run in spec.runs}
+    factor = float(note.split("up to ")[1].split("x")[0].replace(",", ""))
+    smallest = min(run.non_embedding_params for run in spec.runs)
+    assert factor >= 6.0e7 / smallest  # N's factor at least (D's, below 2e9 tokens, may be larger)
+    law = fixed_batch_law()
+    law = law.model_copy(update={"data_range": {"params": (1e3, 1e6), "tokens": (1e4, 1e8)}})
+    law.save(tmp_path / "hp.json")
+    assert load_sweep_spec(spec_file(tmp_path, model='lr_law = "hp.json"')).notes == ()
+    inside, far = law.recommend(1e4, 1e6), law.recommend(1e4, 1e10)
+    assert inside.extrapolation == 1.0 and not any("extrapolation" in n for n in inside.notes)
+    assert far.extrapolation == pytest.approx(100.0) and "D = 1e+10 is 100x above" in far.notes[0]

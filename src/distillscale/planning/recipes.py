@@ -120,9 +120,7 @@ def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, 
     width = float(model.d_model) if model is not None else family_width(params, aspect_ratio)
     mup = model is None or model.mup
     base_width = model.mup_base_width if model is not None else MUP_BASE_WIDTH
-    known = law.data_range or {}
-    beyond = any(not (low <= value <= high) for key, value in (("params", params), ("tokens", tokens))
-                 for low, high in [known.get(key, (0.0, math.inf))])
+    beyond = law.extrapolation(params, tokens)[0] > 1
     return RunRecipe(name=name, law=law.name, params=float(params), tokens=float(tokens), lr=recommendation.lr,
                      lr_interval=tuple(recommendation.lr_interval), level=recommendation.level,
                      batch_tokens=recommendation.batch_tokens,
@@ -156,9 +154,7 @@ def hyperparameter_warning(params: float, tokens: float, lr: float, batch_tokens
     from distillscale.laws.hyperparameters import load_hyperparameter_law
 
     law = load_hyperparameter_law(law)
-    known = law.data_range
-    if known is None or any(not (low <= value <= high) for key, value in (("params", params), ("tokens", tokens))
-                            for low, high in [known.get(key, (0.0, math.inf))]):
+    if law.data_range is None or law.extrapolation(params, tokens)[0] > 1:
         return None
     optimal = law.recommend(params, tokens)
     try:  # the law's rate at the run's batch

@@ -64,6 +64,8 @@ def run_command(s: SweepRunSettings) -> int:
     from distillscale.sweeps.runner import Sweep
 
     sweep = Sweep.open(s.spec, s.out, **s.model_dump(exclude={"spec", "out", "as_json"}))
+    for note in sweep.spec.notes:
+        warn(note)
     counts = sweep.run(progress=not s.as_json) if s.as_json else _run_printing(sweep, s.executor)
     if s.as_json:
         print_json(counts)

@@ -139,6 +139,8 @@ class RunEstimate:
     end_seconds: float
     parent_id: str | None
     teacher_id: str | None
+    lr: float | None = None   # its peak learning rate (muP's base rate under muP), as launched
+    batch_size: int | None = None   # sequences per micro-batch
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class SweepDryRun:
     gpus_here: int                  # GPUs visible on this machine
     wall_seconds: float
     tune: dict[str, list] | None = None  # the spec's [tune] grid (lr and/or batch_size lists), if any
+    spec_notes: tuple[str, ...] = ()     # the spec's own warnings (`SweepSpec.notes`)
 
     @property
     def on_gpu(self) -> bool:
@@ -194,7 +197,7 @@ class SweepDryRun:
 
     def notes(self) -> list[str]:
         """The assumptions, and what `sweep run` would say about the spec on this machine."""
-        notes = self.throughput.describe(self.on_gpu)
+        notes = [*self.spec_notes, *self.throughput.describe(self.on_gpu)]
         if self.needs_gpu and not self.gpus_here:
             asked = [f"{key} = true" for key in self.gpu_settings]
             asked += [f"device = cuda ({self.cuda_runs} runs)"] if self.cuda_runs else []
@@ -252,7 +255,7 @@ def dry_run(spec: SweepSpec, gpus: int | None = None, runs_per_gpu: int | None =
     runs, wall = _simulate(spec.runs, costs, placement)
     return SweepDryRun(name=spec.name, runs=tuple(runs), placement=placement, throughput=throughput,
                        gpu_settings=asked, cuda_runs=cuda_runs, gpus_here=here, wall_seconds=wall,
-                       tune=spec.sections.get("tune"))
+                       tune=spec.sections.get("tune"), spec_notes=spec.notes)
 
 
 @dataclass(frozen=True)
@@ -385,4 +388,5 @@ def _estimate(run: PlannedRun, cost: _Cost, placement: Placement, start: float, 
                        evaluation_flops=cost.evaluation_flops,
                        device_seconds=cost.device_seconds, startup_seconds=startup,
                        device=placement.slots[slot] or "cpu", start_seconds=start, end_seconds=end,
-                       parent_id=run.parent_id, teacher_id=run.teacher_id)
+                       parent_id=run.parent_id, teacher_id=run.teacher_id, lr=run.settings.get("lr"),
+                       batch_size=run.settings.get("batch_size"))

@@ -74,7 +74,7 @@ from pydantic import BaseModel, ValidationError
 from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.io import read_text_file
-from distillscale.laws.hyperparameters.law import HyperparameterLaw
+from distillscale.laws.hyperparameters.law import FAR_FACTOR, HyperparameterLaw
 from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
 from distillscale.model import ModelConfig
 from distillscale.sweeps.spec_sections import (DATA_KEYS, DISTILL_KEYS, LATER_MODEL_KEYS, LR_RULE_KEYS,
@@ -138,6 +138,7 @@ class SweepSpec:
     name: str
     sections: dict[str, Any]   # the resolved spec, every default filled in (written as spec.toml)
     runs: tuple[PlannedRun, ...] = field(repr=False)
+    notes: tuple[str, ...] = ()   # what the user should know before paying for the runs (said by plan and run)
 
     def gpu_settings(self) -> tuple[tuple[str, ...], int]:
         """What the runs ask of a GPU: the settings made for one that some run sets (bf16, compile),
@@ -288,7 +289,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         sections["prune"] = prune.model_dump(mode="json")
     if tune is not None:
         sections["tune"] = tune.section()
-    return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs))
+    notes = () if lr_law is None or lr_law.note() is None else (lr_law.note(),)
+    return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs), notes=notes)
 
 
 def _teaching(teacher_runs: list[PlannedRun], teach_from: str) -> list[PlannedRun]:
@@ -392,6 +394,17 @@ class LadderLrLaw:
 
     law: HyperparameterLaw
     source: str   # the preset's name or the law file's absolute path, as the spec records it
+    farthest: list[tuple[float, int, float, float]] = field(default_factory=list)  # (factor, N, D, lr) read
+
+    def note(self) -> str | None:
+        """One line when the ladder reads the law far outside the N and D it was fitted on."""
+        factor, params, tokens, lr = max(self.farthest, default=(1.0, 0, 0.0, 0.0))
+        if factor <= FAR_FACTOR:
+            return None
+        lrs = sorted(entry[3] for entry in self.farthest)
+        return (f"lr_law {self.law.name} is read up to {factor:,.0f}x outside the N and D it was fitted on "
+                f"(N = {params:,}, D = {tokens:.3g}), giving peak rates {lrs[0]:.3g}-{lrs[-1]:.3g}: a far "
+                f"extrapolation; check the rates (`sweep plan --json`) or fit a law on a small grid of your own")
 
     def lr(self, params: int, tokens: float, batch_tokens: int, where: str) -> float:
         """The law's rate to 4 significant digits (a readable config); a law fitted at one batch
@@ -401,6 +414,7 @@ class LadderLrLaw:
             recommendation = law.recommend(params, tokens, batch_tokens=None if law.batch is None else batch_tokens)
         except UserError as exc:
             raise UserError(f"{where}: lr_law {self.source}: {exc}") from None
+        self.farthest.append((recommendation.extrapolation, params, tokens, recommendation.lr))
         if law.batch is None and not math.isclose(recommendation.batch_tokens, batch_tokens, rel_tol=0.25):
             raise UserError(f"{where}: lr_law {self.source} was fitted at a batch of "
                             f"{recommendation.batch_tokens:,.0f} tokens and this ladder's is {batch_tokens:,} "

@@ -37,6 +37,9 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+FAR_FACTOR = 2.0   # a recommendation this far outside the law's N or D says so (`Recommendation.notes`)
+
+
 class PowerLaw(_Record):
     """value = coefficient * N^exponents[0] * D^exponents[1]; its uncertainty in ln space: the
     covariance of (ln coefficient, exponent N, exponent D) plus the scatter of the cells around it
@@ -99,6 +102,7 @@ class Recommendation(_Record):
     penalty: float | None                          # relative loss penalty of the batch against B*
     level: float
     adaptation: RegimeAdaptation | None = None
+    extrapolation: float = 1.0                     # how far (N, D) lies outside the law's data, as a factor
     notes: list[str] = []
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,7 +151,31 @@ class HyperparameterLaw(_Record):
         `batch_tokens`, the lr at that batch (regime adaptation) and its loss penalty."""
         params, tokens = _positive("params", params), _positive("tokens", tokens)
         lr, lr_interval = self.lr(params, tokens), self.lr.interval(params, tokens, self.level)
-        notes = []
+        factor, where = self.extrapolation(params, tokens)
+        notes = [where] if where else []
+        recommendation = self._recommend(params, tokens, batch_tokens, lr, lr_interval, notes)
+        return recommendation.model_copy(update={"extrapolation": factor,
+                                                 "notes": [*notes, *[n for n in recommendation.notes if n not in notes]]})
+
+    def extrapolation(self, params: float, tokens: float) -> tuple[float, str | None]:
+        """How far (N, D) lies outside the N and D the law was fitted on: the larger factor (1 inside,
+        or when the law does not say its data), and a note when it is beyond FAR_FACTOR."""
+        factors = {}
+        for key, value in (("params", params), ("tokens", tokens)):
+            low, high = (self.data_range or {}).get(key, (0.0, math.inf))
+            factors[key] = low / value if value < low else value / high if value > high else 1.0
+        key = max(factors, key=lambda name: factors[name])
+        factor = factors[key]
+        if factor <= FAR_FACTOR:
+            return factor, None
+        value, (low, high) = {"params": params, "tokens": tokens}[key], self.data_range[key]
+        side = "below" if value < low else "above"
+        return factor, (f"{'N' if key == 'params' else 'D'} = {value:.3g} is {factor:,.0f}x {side} the "
+                        f"{'models' if key == 'params' else 'token counts'} law {self.name} was fitted on "
+                        f"({low:.3g}-{high:.3g}): a far extrapolation, the rate may be far off")
+
+    def _recommend(self, params: float, tokens: float, batch_tokens: float | None, lr: float,
+                   lr_interval: tuple[float, float], notes: list[str]) -> Recommendation:
         if self.batch is None:
             used = self.fixed_batch_tokens if self.batch_used is None else self.batch_used(params, tokens)
             if batch_tokens is not None and not math.isclose(batch_tokens, used, rel_tol=1e-6):
