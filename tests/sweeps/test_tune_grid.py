@@ -193,6 +193,13 @@ def test_a_tuned_sweeps_export_carries_each_runs_lr_and_batch_tokens(cli, tmp_pa
     assert code == 0, err  # the export as it is, with the flags the guide gives
     fitted, = json.loads(out)["law"]["fit"]["cells"]
     assert fitted["runs"] == 6 and 0.001 <= fitted["lr"] <= 0.01 and 128 <= fitted["batch_tokens"] <= 256
+    # `report` on the grid fits its laws on the cell's best point only, and says so
+    code, out, err = cli("report", tmp_path / "sweep", "--out", tmp_path / "report", "--bootstrap", "0")
+    assert code == 0, err
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["runs"]["supervised"] == 1 and report["runs"]["off_optimum"] == 5
+    assert "an lr x batch grid: the laws are fitted on each (size, tokens) cell's best grid point (5 runs" in \
+        " ".join(out.split())
 
 
 def test_an_export_goes_into_fit_hyperparameters(cli, tmp_path):

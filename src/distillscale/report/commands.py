@@ -76,6 +76,9 @@ def print_summary(report: dict) -> None:
     """Coefficients with intervals, extrapolation errors and the plan at the target, in a few lines."""
     from distillscale.planning.results import CANNOT_TELL, what_would_tell
 
+    if report["runs"].get("off_optimum"):
+        console.print(f"an lr x batch grid: the laws are fitted on each (size, tokens) cell's best grid point "
+                      f"({report['runs']['off_optimum']} runs at other rates or batches left out)", highlight=False)
     for name in ("supervised", "distillation"):
         fit = report[name]
         if fit is None:

@@ -60,6 +60,10 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
         parts.append(f'<p class="skipped">{len(repeated)} runs repeated their data (more than one epoch of '
                      f'their split; up to {repeated[0]["epochs"]:.3g} epochs, in {_e(repeated[0]["run_id"])}): '
                      f'their losses need not follow the laws: use a larger corpus.</p>')
+    if report["runs"].get("off_optimum"):
+        parts.append(f'<p class="skipped">An lr x batch grid: the laws are fitted on each (size, tokens) cell\'s '
+                     f'best grid point; {report["runs"]["off_optimum"]} runs at other rates or batches are left '
+                     f'out of the fits (a law fitted on rates off the optimum is biased).</p>')
     for step, reason in report["skipped"].items():
         parts.append(f'<p class="skipped">{_e(step)} fit skipped: {_e(reason)}</p>')
     parts.append(_coefficients(report))

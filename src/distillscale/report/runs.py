@@ -32,6 +32,9 @@ class SweepRuns:
     # Students that started from somewhere (student_init: pruned from the teacher, pretrained): outside
     # the law's fit, whose students start from scratch; the report shows them beside those.
     started: list[dict[str, Any]] = field(default_factory=list)
+    # Runs of an lr x batch grid ([tune]) at a point other than their cell's best: left out of the law
+    # fits, which take each cell's optimal-rate envelope (a law fitted on rates off the optimum is biased).
+    off_optimum: list[dict[str, Any]] = field(default_factory=list)
 
     def repeated_data(self) -> list[dict[str, Any]]:
         """The usable runs that saw their data more than once: run_id and epochs, most epochs first."""
@@ -82,7 +85,29 @@ def split_runs(records: list[dict[str, Any]], source: str) -> SweepRuns:
         else:
             raise UserError(f"run {record['run_id']} in {source} has kind {record['kind']!r}: "
                             "expected teacher, baseline or student")
-    return SweepRuns(source, supervised, students, skipped, on_policy, started)
+    supervised, off_supervised = grid_envelope(supervised)
+    students, off_students = grid_envelope(students)
+    return SweepRuns(source, supervised, students, skipped, on_policy, started, off_supervised + off_students)
+
+
+# What makes two runs one cell of an lr x batch grid: everything a law sees but the rate and the batch.
+CELL_KEYS = ("kind", "non_embedding_params", "tokens", "teacher_id", "teacher_loss", "unique_tokens", "epochs",
+             "on_policy_fraction", "student_init")
+
+
+def grid_envelope(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The runs of each cell at its best (lr, batch) point (every seed there), and the others. A cell
+    trained at one point (no grid: seeds, or a rule's one rate per size) keeps all its runs."""
+    cells: dict[tuple, dict[tuple, list[dict[str, Any]]]] = {}
+    for record in records:
+        cell = tuple(record.get(key) for key in CELL_KEYS)
+        cells.setdefault(cell, {}).setdefault((record.get("lr"), record.get("batch_tokens")), []).append(record)
+    kept_ids = set()
+    for points in cells.values():
+        best = min(points.values(), key=lambda runs: float(np.mean([run["val_loss"] for run in runs])))
+        kept_ids.update(run["run_id"] for run in best)
+    return ([record for record in records if record["run_id"] in kept_ids],
+            [record for record in records if record["run_id"] not in kept_ids])
 
 
 def learning_curve(run_dir: str | Path | None) -> list[dict[str, Any]]:
