@@ -103,6 +103,8 @@ def _law_from_json(data: dict) -> DownstreamLaw:
 def load_downstream_law(path: str | os.PathLike) -> DownstreamLaw:
     """A law file written by `fit downstream` (or `DownstreamLaw.save`), or a one-line UserError."""
     path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file: give the --out file of `distillscale fit downstream`")
     if not is_downstream_law_file(path):
         raise UserError(f"{path} is not a downstream law file: give the --out file of `distillscale fit downstream`")
     try:

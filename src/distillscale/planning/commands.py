@@ -46,7 +46,8 @@ def plan_command(settings: PlanSettings) -> None:
     from distillscale.planning.plan import plan_from_settings
 
     _check_figure(settings.plot, settings.overwrite, settings.law,
-                  inputs=tuple(str(p) for p in (settings.hyperparameter_law, settings.student_model) if p is not None))
+                  inputs=tuple(str(p) for p in (settings.hyperparameter_law, settings.student_model,
+                                                settings.downstream_law) if p is not None))
     try:
         result = plan_from_settings(settings)
     except ParameterError as exc:  # the on-policy settings' flags are named apart from their fields

@@ -23,6 +23,7 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws.lawset import LAW_HELP, LawSet
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
+from distillscale.planning.downstream import DOWNSTREAM_LAW_HELP
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW, HYPERPARAMETER_LAW_HELP
@@ -136,6 +137,7 @@ class PlanSettings(CommandSettings):
         None, help="a batch you fix for every run, in tokens (e.g. 4M, to fill many GPUs): each run's lr at "
                    "that batch and, above the law's B*, the loss penalty and the tokens that recover it "
                    "(Hoffer et al.'s regime adaptation; default: each run at the law's B*)")
+    downstream_law: Path | None = option(None, help=DOWNSTREAM_LAW_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write a figure (.png or .svg)")
     overwrite: bool = option(False, help="replace the figure file if distillscale drew it")

@@ -71,18 +71,23 @@ def plan(law, *, teacher: ExistingTeacher | None = None, on_policy: OnPolicy | N
     """
     laws, spec = _load(law)
     options, hyperparameters = _hyperparameter_option(options)
+    options, downstream = _downstream_option(options)
     settings = PlanSettings.from_python(spec, teacher=teacher, on_policy=on_policy, **options)
-    return plan_from_settings(settings, laws, hyperparameters)
+    return plan_from_settings(settings, laws, hyperparameters, downstream)
 
 
-def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyperparameters=None) -> Plan:
+def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyperparameters=None,
+                       downstream=None) -> Plan:
     """The plan `distillscale plan` prints for `settings` (its output options aside); `laws`: the
     law set already loaded for `settings.law` (the planner page's, a Python caller's law object);
-    `hyperparameters`: the hyperparameter law object for `settings.hyperparameter_law`, likewise."""
+    `hyperparameters`: the hyperparameter law object for `settings.hyperparameter_law`, likewise;
+    `downstream`: the DownstreamLaw for `settings.downstream_law`, likewise."""
     laws = laws if laws is not None else load_laws(settings.law)
     if hyperparameters is None:  # a bad one is refused before the plan is made
         hyperparameters = _hyperparameter_law(settings)
-    return _with_recipes(with_repetition(_plan(laws, settings)), hyperparameters)
+    if downstream is None:
+        downstream = _downstream_law(settings)
+    return _with_downstream(_with_recipes(with_repetition(_plan(laws, settings)), hyperparameters), downstream)
 
 
 def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
@@ -123,23 +128,27 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
 
 def plan_supervised(law, *, compute: float, params: float | None = None,
                     min_params: float | None = None, max_params: float | None = None,
-                    flops: str = "corrected", hyperparameter_law=None, batch_tokens: float | None = None) -> Plan:
+                    flops: str = "corrected", hyperparameter_law=None, batch_tokens: float | None = None,
+                    downstream_law=None) -> Plan:
     """Training without a teacher under the law's supervised law: the compute-optimal model size N
     and tokens D for the budget (searched in min_params..max_params, by default the planner's
     bounds), or with `params` that size trained on the whole budget; the loss with its interval,
-    and how to run it (`plan.recipes`, under `hyperparameter_law` at `batch_tokens`, as `plan`)."""
+    and how to run it (`plan.recipes`, under `hyperparameter_law` at `batch_tokens`, as `plan`);
+    with `downstream_law`, its predicted downstream error (`plan.downstream`, as `plan`)."""
     laws, spec = _load(law)
     laws.require_supervised()
     options, hyperparameters = _hyperparameter_option(
         {"hyperparameter_law": hyperparameter_law} if hyperparameter_law is not None else {})
+    options, downstream = _downstream_option({**options, "downstream_law": downstream_law})
     try:
         settings = PlanSettings.from_python(spec, compute=compute, student_params=params, min_params=min_params,
                                             max_params=max_params, flops=flops, batch_tokens=batch_tokens, **options)
     except ParameterError as exc:
         raise exc.renamed({"student_params": "params"}) from None
     hyperparameters = hyperparameters or _hyperparameter_law(settings)
-    return _with_recipes(_supervised_plan(laws, _forward_flops(laws, flops, None, None, None), settings),
-                         hyperparameters)
+    downstream = downstream or _downstream_law(settings)
+    return _with_downstream(_with_recipes(_supervised_plan(laws, _forward_flops(laws, flops, None, None, None),
+                                                           settings), hyperparameters), downstream)
 
 
 def rank_teachers_for(law, *, student_params: float, student_tokens: float,
@@ -251,6 +260,43 @@ def _hyperparameter_law(settings: PlanSettings):
         return load_hyperparameter_law(settings.hyperparameter_law)
     except UserError as exc:
         raise ParameterError.about("hyperparameter_law", f"{ParameterError.NAME}: {exc}") from None
+
+
+# How the command line of a plan names a downstream law given as an object (`ds.fit_downstream`'s, not saved).
+DOWNSTREAM_FILE = "downstream.json"
+
+
+def _downstream_option(options: dict) -> tuple[dict, object]:
+    """(the options as settings take them, the DownstreamLaw given or None), as `_hyperparameter_option`."""
+    from distillscale.laws.downstream import DownstreamLaw
+
+    given = options.get("downstream_law")
+    if not isinstance(given, DownstreamLaw):
+        return options, None
+    return {**options, "downstream_law": DOWNSTREAM_FILE}, given
+
+
+def _downstream_law(settings: PlanSettings):
+    """The settings' downstream law (None: none asked for); one that cannot be read is a ParameterError."""
+    from distillscale.laws.downstream import load_downstream_law
+
+    if settings.downstream_law is None:
+        return None
+    try:
+        return load_downstream_law(settings.downstream_law)
+    except UserError as exc:
+        raise ParameterError.about("downstream_law", f"{ParameterError.NAME}: {exc}") from None
+
+
+def _with_downstream(result: Plan, law) -> Plan:
+    """The plan with each run's predicted downstream error under the loss-to-error `law`
+    (`planning.downstream`); unchanged without one."""
+    from distillscale.planning.downstream import plan_downstream
+
+    if law is None:
+        return result
+    return replace(result, downstream=plan_downstream(result.loss_predictions(), law,
+                                                      str(result.settings.downstream_law)))
 
 
 def _with_recipes(result: Plan, law) -> Plan:

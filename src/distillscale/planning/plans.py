@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING, ClassVar
 from distillscale.jsontext import json_text
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import RepetitionAssessment
+from distillscale.planning.downstream import PlanDownstream
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.options import PlanSettings
 from distillscale.planning.recipes import RunRecipe
 from distillscale.planning.render import plan_text
 from distillscale.planning.repetition import (PRETRAIN_INSTEAD, repeated_distillation, repeated_supervised,
                                               repeated_sweep, repetition_check)
-from distillscale.planning.results import CANNOT_TELL, far_beyond
+from distillscale.planning.results import CANNOT_TELL, far_beyond, interval_or_none
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
+    from distillscale.laws.uncertainty import Prediction
     from distillscale.planning.results import DistillationPlan, ModePlan, StudentSweep, SupervisedPlan
     from distillscale.planning.solver import SupervisedPlanner
 
@@ -57,6 +59,9 @@ class Plan:
     # How to run each of `runs()` (its peak lr, batch, steps, warmup) under the settings'
     # hyperparameter law (`planning.recipes`).
     recipes: dict[str, RunRecipe] = field(default_factory=dict)
+    # With a loss-to-error law (`plan --downstream-law`): each of `runs()`'s predicted downstream
+    # error at its predicted loss (`planning.downstream`).
+    downstream: PlanDownstream | None = None
 
     @property
     def compute(self) -> float:
@@ -98,6 +103,8 @@ class Plan:
             record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
         if self.recipes:
             record["recipes"] = {name: recipe.to_dict() for name, recipe in self.recipes.items()}
+        if self.downstream is not None:
+            record["downstream"] = self.downstream.to_dict()
         return record
 
     def _record(self) -> dict:
@@ -115,6 +122,11 @@ class Plan:
         """The training runs the plan asks for, by name: (parameters, tokens trained on): its
         models, and the teacher's pre-training where a scenario pays for it ("<scenario> teacher")."""
         return self.models()
+
+    def loss_predictions(self) -> dict[str, tuple[float, Prediction | None]]:
+        """The predicted loss of each of `runs()` as the plan shows it (after repetition, with a
+        limited corpus) and its interval (None: the law gives none)."""
+        raise NotImplementedError
 
     def to_json(self) -> str:
         return json_text(self.to_dict(), indent=2)
@@ -169,6 +181,13 @@ class ScenarioPlans(Plan):
     def runs(self) -> dict[str, tuple[float, float]]:
         return _with_teachers(self.models(), self.plans)
 
+    def loss_predictions(self) -> dict[str, tuple[float, Prediction | None]]:
+        losses = {}
+        for p in self.plans:
+            losses[p.scenario.name] = (p.student_loss, p.student_interval)
+            losses[PRETRAIN_INSTEAD.format(p.scenario.name)] = (p.supervised.loss, p.supervised.interval)
+        return _with_teachers(losses, self.plans, lambda p: _teacher_loss(self.laws, p))
+
     def model_losses(self) -> dict[str, float]:
         losses = {}
         for p in (p.fresh or p for p in self.plans):
@@ -215,6 +234,14 @@ class StudentSizePlans(Plan):
     def runs(self) -> dict[str, tuple[float, float]]:
         return _with_teachers(self.models(), [sweep.best for sweep in self.sweeps])
 
+    def loss_predictions(self) -> dict[str, tuple[float, Prediction | None]]:
+        losses = {}
+        for sweep in self.sweeps:
+            losses[sweep.scenario.name] = (sweep.best.student_loss, sweep.best.student_interval)
+            losses[PRETRAIN_INSTEAD.format(sweep.scenario.name)] = (sweep.supervised_best.loss,
+                                                                   sweep.supervised_best.interval)
+        return _with_teachers(losses, [sweep.best for sweep in self.sweeps], lambda p: _teacher_loss(self.laws, p))
+
     def model_losses(self) -> dict[str, float]:
         losses = {}
         for sweep in (s.fresh or s for s in self.sweeps):
@@ -246,6 +273,9 @@ class SupervisedOnlyPlan(Plan):
 
     def model_losses(self) -> dict[str, float]:
         return {"supervised": (self.supervised.fresh or self.supervised).loss}
+
+    def loss_predictions(self) -> dict[str, tuple[float, Prediction | None]]:
+        return {"supervised": (self.supervised.loss, self.supervised.interval)}
 
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "SupervisedOnlyPlan":
         return replace(self, supervised=repeated_supervised(self.supervised, checks["supervised"]))
@@ -328,6 +358,10 @@ class ModeComparison(Plan):
     def model_losses(self) -> dict[str, float]:
         return {m.name: m.fresh_data_loss for m in self.modes}
 
+    def loss_predictions(self) -> dict[str, tuple[float, Prediction | None]]:
+        """Each mode's student loss with its interval as shown (on-policy's widened)."""
+        return {m.name: (m.student_loss, m.interval) for m in self.modes}
+
     def runs(self) -> dict[str, tuple[float, float]]:
         """Each mode's student and the tokens it trains on (on-policy: its sampled continuations too)."""
         return {m.name: (self.student_params, m.student_tokens) for m in self.modes}
@@ -341,10 +375,11 @@ class ModeComparison(Plan):
 TEACHER_RUN = "{} teacher"
 
 
-def _with_teachers(models: dict[str, tuple[float, float]], plans: list[DistillationPlan]
-                   ) -> dict[str, tuple[float, float]]:
-    """`models` with each plan's teacher pre-training after its student, where the scenario pays for it."""
-    teachers = {p.scenario.name: (p.teacher_params, p.teacher_tokens) for p in plans
+def _with_teachers(models: dict, plans: list[DistillationPlan], teacher=lambda p: (p.teacher_params, p.teacher_tokens)
+                   ) -> dict:
+    """`models` with each plan's teacher pre-training after its student, where the scenario pays for
+    it: `teacher(plan)` its entry (by default its (parameters, tokens))."""
+    teachers = {p.scenario.name: teacher(p) for p in plans
                 if p.scenario.teacher_pretraining and p.teacher_params and p.teacher_tokens}
     runs = {}
     for name, model in models.items():
@@ -352,6 +387,11 @@ def _with_teachers(models: dict[str, tuple[float, float]], plans: list[Distillat
         if name in teachers:
             runs[TEACHER_RUN.format(name)] = teachers[name]
     return runs
+
+
+def _teacher_loss(laws: LawSet, p: DistillationPlan) -> tuple[float, Prediction | None]:
+    """A pre-trained teacher's loss, with the supervised law's interval at its size and tokens."""
+    return p.teacher_loss, interval_or_none(laws.supervised.prediction(p.teacher_params, p.teacher_tokens))
 
 
 def _has_interval(prediction) -> bool:

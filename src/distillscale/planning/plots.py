@@ -96,19 +96,23 @@ def plot_plan(plan: Plan):
         budgets = np.geomspace(plan.compute / 100, plan.compute * 100, 17)
         figure = plot_loss_vs_compute(plan.planner, first.student_params, budgets, plan.compute,
                                       first.flops.student / (3.0 * first.student_tokens))
-    return with_recipes(figure, plan.recipes)
+    return with_recipes(figure, plan.recipes, [] if plan.downstream is None else plan.downstream.lines())
 
 
-def with_recipes(figure, recipes: dict):
-    """`figure` with how to run each of the plan's runs written under it (`planning.recipes`)."""
-    if not recipes:
-        return figure
-    first = next(iter(recipes.values()))
-    lines = [f"how to run it (hyperparameter law {first.law}; batch in tokens, sequences of {first.n_ctx:,}):"]
+def with_recipes(figure, recipes: dict, downstream: list[str] = ()):
+    """`figure` with how to run each of the plan's runs written under it (`planning.recipes`), then
+    `downstream`: the lines of each run's downstream error (`planning.downstream`)."""
+    lines = []
+    if recipes:
+        first = next(iter(recipes.values()))
+        lines = [f"how to run it (hyperparameter law {first.law}; batch in tokens, sequences of {first.n_ctx:,}):"]
     lines += [textwrap.fill(f"{', '.join(names)}: peak lr {r.lr:.3g}, batch {format_quantity(r.batch_tokens)} "
                             f"({r.batch_sequences:,} seq.), {r.steps:,} steps, warmup {r.warmup_steps:,}"
                             + ("" if r.mup_base_lr is None else f", muP --lr {r.mup_base_lr:.3g}"),
                             width=100, subsequent_indent="    ") for names, r in same_runs(recipes)]
+    lines += [textwrap.fill(line, width=100, subsequent_indent="    ") for line in downstream]
+    if not lines:
+        return figure
     figure.text(0.01, -0.02, "\n".join(lines), fontsize=7, va="top", ha="left", family="monospace")
     return figure
 

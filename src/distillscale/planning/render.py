@@ -48,6 +48,7 @@ class PlanView(Protocol):
     warnings: list[str]
     planner: Any  # its solver (SupervisedPlanner or DistillationPlanner)
     recipes: dict  # name -> RunRecipe (`planning.recipes`)
+    downstream: Any  # a PlanDownstream (`planning.downstream`) or None
 
     @property
     def compute(self) -> float: ...
@@ -59,8 +60,10 @@ class PlanView(Protocol):
 
 
 def plan_renderables(plan: PlanView) -> list:
-    """The tables and notes that show a plan, in print order: the plan, then how to run it."""
-    return _plan_renderables(plan) + recipe_renderables(plan.recipes)
+    """The tables and notes that show a plan, in print order: the plan, how to run it, and with a
+    loss-to-error law each model's downstream error."""
+    downstream = [] if plan.downstream is None else plan.downstream.lines()
+    return _plan_renderables(plan) + recipe_renderables(plan.recipes) + downstream
 
 
 def recipe_renderables(recipes: dict) -> list:
