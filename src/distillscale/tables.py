@@ -15,7 +15,7 @@ import json
 import math
 import operator
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -60,6 +60,14 @@ class RunTable:
     def values(self, name: str) -> list[Any]:
         self.require(name)
         return [row.get(name) for row in self.rows]
+
+    def where(self, text: str, flag: str = "--where") -> "RunTable":
+        """The rows matching the filter `text` (as `parse_filter` reads it); none matching is refused."""
+        mask = parse_filter(text).mask({name: self.values(name) for name in self.columns})
+        if not mask.any():
+            raise UserError(f"{flag} {text!r} matches none of the {len(self)} runs in {self.source}: loosen the filter")
+        keep = np.flatnonzero(mask)
+        return replace(self, rows=tuple(self.rows[i] for i in keep), lines=tuple(self.lines[i] for i in keep))
 
     def numeric(self, names: list[str], *, drop_invalid: bool = False) -> "NumericRuns":
         """The named columns as positive finite floats.

@@ -271,3 +271,35 @@ def test_a_students_grid_tunes_baselines_and_students_beside_them(cli, tmp_path)
     assert "4 runs per (size, tokens) cell of [students] (each baseline, and each student of each teacher)" in text
     assert json.loads(cli("sweep", "plan", path, "--gpus", "none", "--json")[1])["tune"] == \
            {"lr": [0.001, 0.01], "batch_size": [4, 8], "ladder": "students", "points": 4}
+
+
+def test_fit_hyperparameters_where_fits_a_students_grids_baselines_and_students_apart(cli, tmp_path):
+    """A students' grid exports baselines and students together; --where fits each apart (synthetic
+    surfaces: the students' optimal rate 2x the baselines'); a filter matching no run is refused."""
+    import math
+
+    from distillscale.sweeps.export import RECORD_COLUMNS, write_records
+
+    records = []
+    for kind, optimum in (("baseline", 0.004), ("student", 0.008)):
+        for n in (1e5, 4e5):
+            for i in range(-2, 3):
+                lr = optimum * (n / 1e5) ** -0.5 * 2.0 ** i
+                loss = 3.0 + 0.02 * math.log(lr / (optimum * (n / 1e5) ** -0.5)) ** 2
+                records.append(dict.fromkeys(RECORD_COLUMNS) | {
+                    "run_id": f"{kind}-{n:g}-{i}", "kind": kind, "status": "completed", "non_embedding_params": n,
+                    "tokens": 20 * n, "lr": lr, "batch_tokens": 2048, "val_loss": loss})
+    write_records(records, tmp_path / "runs.csv", "csv")
+    rates = {}
+    for kind in ("baseline", "student"):
+        code, out, err = cli("fit", "hyperparameters", tmp_path / "runs.csv", "--params-col", "non_embedding_params",
+                             "--loss-col", "val_loss", "--bootstrap", "0", "--no-backtest", "--where",
+                             f"kind == '{kind}'", "--json")
+        assert code == 0, err
+        law = json.loads(out)["law"]
+        assert [cell["runs"] for cell in law["fit"]["cells"]] == [5, 5] and kind in law["source"]
+        rates[kind] = law["fit"]["cells"][0]["lr"]
+    assert rates["baseline"] == pytest.approx(0.004, rel=0.05) and rates["student"] == pytest.approx(0.008, rel=0.05)
+    code, out, err = cli("fit", "hyperparameters", tmp_path / "runs.csv", "--where", "kind == 'teacher'")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "--where \"kind == 'teacher'\" matches none of the 20 runs" in err

@@ -38,6 +38,9 @@ class FitHyperparametersSettings(CommandSettings):
     seed: int = option(0, help="seed of the bootstrap resampling")
     drop_invalid: bool = option(False, help="skip runs with missing, NaN or non-positive values (they are "
                                             "counted) instead of failing")
+    where: str | None = option(None, help="fit only the runs matching this filter, e.g. \"kind == 'baseline'\" "
+                                          "(a students' grid: its baselines and its students apart); names: the "
+                                          "file's columns; operators < <= > >= == != and, or, not, parentheses")
     name: str | None = option(None, help="name of the fitted law (default: file name)")
     out: Path | None = option(None, help="save the law as JSON, usable as --law FILE")
     overwrite: bool = option(False, help="replace the --out file if it is a hyperparameter law distillscale "
@@ -58,6 +61,8 @@ def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
         check_output_file(s.out, overwrite=s.overwrite, is_ours=is_hyperparameter_law_file, inputs=[s.file],
                           what="distillscale hyperparameter law")
     table = read_table(s.file)
+    if s.where is not None:
+        table = table.where(s.where)
     for flag, column, what in (("--lr-col", s.lr_col, "learning rate"), ("--batch-col", s.batch_col, "batch size")):
         if column not in table.columns:
             raise UserError(f"{s.file} has no {what} column {column!r} (columns: {', '.join(map(repr, table.columns))}): "
@@ -67,7 +72,7 @@ def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
     name = s.name or s.file.stem
     fit = fit_hyperparameters(rows.columns, params=s.params_col, tokens=s.tokens_col, lr=s.lr_col, batch=s.batch_col,
                               loss=s.loss_col, backtest=s.backtest, bootstrap=s.bootstrap, level=s.level, seed=s.seed,
-                              name=name, source=f"fitted to {s.file}")
+                              name=name, source=f"fitted to {s.file}" + (f" where {s.where}" if s.where else ""))
     if s.out:
         fit.save(s.out)
     if s.as_json:
