@@ -1,4 +1,5 @@
-"""The interaction form (issue 55): a data exponent beta + beta1 ln(N/N0) that depends on model size."""
+"""The interaction forms (issue 55): a data exponent beta + beta1 ln(N/N0) that depends on model size, and
+Farseer's surface to first order in ln N."""
 
 import json
 
@@ -8,7 +9,7 @@ import pytest
 from distillscale.errors import ParameterError
 from distillscale.laws import load_laws
 from distillscale.laws.interaction import InteractionLawFitter
-from distillscale.laws.interaction_law import InteractionLaw
+from distillscale.laws.interaction_law import FarseerLaw, InteractionLaw
 from distillscale.laws.selection import fit_supervised
 
 TRUTH = InteractionLaw(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.36, beta1=0.03, N0=1e8)
@@ -112,3 +113,60 @@ def test_the_planner_inverts_an_interaction_law_with_its_own_data_exponent():
     plain = tokens_reaching_loss(law.with_coefficients({"beta1": 0.0}), N, 3.2)
     assert abs(tokens[2] / plain[2] - 1) > 0.1  # 3B is 30x from N0: its exponent is not beta
     assert np.isnan(tokens_reaching_loss(law, N, 1.7)).all()  # below E: no D reaches it
+
+
+# Farseer's surface (Li et al. 2025) to first order in ln N: the data term's coefficient and exponent
+# both depend on model size, B (N/N0)^kappa / D^(beta (N/N0)^nu).
+FARSEER_TRUTH = FarseerLaw(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.36, kappa=0.15, nu=0.04, N0=1e8)
+
+
+def test_farseer_recovers_its_own_parameters_from_synthetic_runs():
+    N, D, loss = runs(FARSEER_TRUTH, np.geomspace(2e7, 6e8, 6), noise=0.0005)
+    law = InteractionLawFitter("farseer", bootstrap=40).fit(N, D, loss).law_
+    assert isinstance(law, FarseerLaw) and law.fit.form == "farseer"
+    assert not {"kappa", "nu"} & set(law.fit.not_identified)
+    for name in ("kappa", "nu", "alpha", "beta"):
+        low, high = law.fit.intervals[name]
+        assert low > 0 and low <= getattr(law, name) <= high
+    assert law.kappa == pytest.approx(0.15, abs=0.02) and law.nu == pytest.approx(0.04, abs=0.005)
+    for n in (2e7, 6e8):
+        assert law.data_exponent(n) == pytest.approx(FARSEER_TRUTH.data_exponent(n), abs=0.005)
+        assert law.data_coefficient(n) == pytest.approx(FARSEER_TRUTH.data_coefficient(n), rel=0.05)
+    n = np.array([2.4e9, 2.4e9])
+    assert law.predict(n, n * [20, 80]) == pytest.approx(FARSEER_TRUTH.predict(n, n * [20, 80]), rel=0.002)
+    # The law inverted with its own size-dependent coefficient and exponent (what the planner asks of it).
+    tokens = law.tokens_reaching(n, 2.3)
+    np.testing.assert_allclose(law.predict(n, tokens), 2.3, rtol=1e-10)
+
+
+def test_farseer_with_too_few_sizes_or_no_interaction_keeps_the_plain_law():
+    N, D, loss = runs(FARSEER_TRUTH, np.geomspace(2e7, 8e7, 3), noise=0.002)
+    law = InteractionLawFitter("farseer", bootstrap=0).fit(N, D, loss).law_
+    assert isinstance(law, FarseerLaw) and law.kappa == 0.0 and law.nu == 0.0
+    assert "3 model sizes" in law.fit.not_identified["kappa"] and "kappa = nu = 0" in law.fit.not_identified["nu"]
+    assert law.fit.constraints["kappa"] == law.fit.constraints["nu"] == 0.0
+    plain = FarseerLaw(**{**FARSEER_TRUTH.coefficients(), "kappa": 0.0, "nu": 0.0})
+    N, D, loss = runs(plain, np.geomspace(2e7, 6e8, 6), noise=0.003, seed=1)
+    law = InteractionLawFitter("farseer", bootstrap=40).fit(N, D, loss).law_
+    assert law.kappa == law.nu == 0.0 and {"kappa", "nu"} <= set(law.fit.not_identified)
+
+
+def test_fit_supervised_form_farseer_backtests_saves_and_loads(cli, tmp_path):
+    N, D, loss = runs(FARSEER_TRUTH, np.geomspace(2e7, 6e8, 6), noise=0.001)
+    fit = fit_supervised(N, D, loss, form="farseer", bootstrap=0)
+    assert fit.chosen.startswith("farseer") and fit.backtest is not None
+    assert fit.law.nu == pytest.approx(0.04, abs=0.008)
+    path = tmp_path / "law.json"
+    fit.save(path)
+    loaded = load_laws(str(path)).supervised
+    assert isinstance(loaded, FarseerLaw) and (loaded.kappa, loaded.nu, loaded.N0) == (fit.law.kappa, fit.law.nu,
+                                                                                       fit.law.N0)
+    assert loaded.predict(3e9, 6e10) == fit.law.predict(3e9, 6e10)
+    code, stdout, _ = cli("predict", "supervised", "--law", path, "--params", "2.4B", "--tokens", "48B", "--json")
+    assert code == 0 and json.loads(stdout)["loss"] == pytest.approx(FARSEER_TRUTH.predict(2.4e9, 4.8e10), rel=0.005)
+    # A farseer law file missing nu is refused in one line.
+    data = json.loads(path.read_text())
+    del data["supervised"]["coefficients"]["nu"]
+    path.write_text(json.dumps(data))
+    code, _, stderr = cli("predict", "supervised", "--law", path, "--params", "2.4B", "--tokens", "48B")
+    assert code == 2 and "kappa, nu and N0" in stderr and "Traceback" not in stderr

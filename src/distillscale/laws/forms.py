@@ -126,6 +126,10 @@ class SupervisedLaw:
         """The exponent of D at model size N (the same at every N in this form)."""
         return self.beta + 0.0 * np.asarray(_pos(N, "N"), dtype=np.float64)
 
+    def data_coefficient(self, N: ArrayLike) -> np.ndarray | float:
+        """The coefficient of the data term at model size N (B at every N in this form)."""
+        return self.B + 0.0 * np.asarray(_pos(N, "N"), dtype=np.float64)
+
     def tokens_reaching(self, N: ArrayLike, loss: float) -> np.ndarray:
         """D with L(N, D) = loss for each N (the law inverted); NaN where no D reaches it."""
         N = np.asarray(_pos(N, "N"), dtype=np.float64)
@@ -133,7 +137,8 @@ class SupervisedLaw:
             return np.full(N.shape, np.nan)
         data_term = (loss - self.E) ** (1.0 / self.gamma) - self.A * N ** (-self.alpha)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.where(data_term > 0, (self.B / data_term) ** (1.0 / self.data_exponent(N)), np.nan)
+            return np.where(data_term > 0, (self.data_coefficient(N) / data_term) ** (1.0 / self.data_exponent(N)),
+                            np.nan)
 
     def predict_repeated(self, N: ArrayLike, D: ArrayLike, U: ArrayLike,
                          repetition: Repetition | None = None) -> np.ndarray | float:

@@ -1,4 +1,6 @@
-"""A supervised law whose data exponent depends on model size (issue 55), numpy only:
+"""Supervised laws whose data term depends on model size (issue 55), numpy only.
+
+The interaction form:
 
     L(N, D) = E + A / N^alpha + B / D^(beta + beta1 ln(N / N0))
 
@@ -8,6 +10,24 @@ much it grows per e-fold of N. beta1 > 0: a larger model gains more from data th
 which a size-independent exponent (chinchilla, busbridge) cannot say. With beta1 = 0 it is the
 chinchilla law. Fitted by `laws.interaction.InteractionLawFitter`; a fit whose runs do not pin
 beta1 down keeps beta1 = 0 (the plain law) and says so in its record's `not_identified`.
+
+Farseer's surface (Li et al. 2025, "Predictable Scale: Part II", arXiv 2506.10972),
+
+    L(N, D) = exp(a3 N^g + b3) + exp(a2 N^b + b2) D^(-exp(a1 N^c + b1)),
+
+has nine parameters: a loss at infinite data, a data coefficient and a data exponent, each a
+stretched exponential of N. Fitted on ~1,000 models it pins them; 3-6 model sizes do not. The
+`farseer` form keeps its structure (the data term's coefficient AND exponent both functions of N)
+with each function to first order in ln N around N0, which is what 3-6 sizes can resolve:
+
+    L(N, D) = E + A / N^alpha + B (N/N0)^kappa / D^(beta (N/N0)^nu)
+
+- exp(a3 N^g + b3) = e^b3 (1 + a3 N^g + ...): E + A / N^alpha to first order in the size term;
+- exp(a2 N^b + b2): ln B(N) linear in ln N, B (N/N0)^kappa (kappa = a2 b N0^b);
+- exp(a1 N^c + b1): ln beta(N) linear in ln N, beta(N) = beta (N/N0)^nu (nu = a1 c N0^c; the
+  exponent stays positive at every N, as Farseer's does).
+With kappa = nu = 0 it is the chinchilla law. Fitted by `laws.interaction.InteractionLawFitter`
+("farseer"), with the same identification rule (both kept or both 0).
 """
 
 from __future__ import annotations
@@ -19,6 +39,7 @@ import numpy as np
 from distillscale.laws.forms import ArrayLike, SupervisedLaw, _pos
 
 INTERACTION = "interaction"
+FARSEER = "farseer"
 
 
 @dataclass
@@ -52,8 +73,50 @@ class InteractionLaw(SupervisedLaw):
     # from_dict: SupervisedLaw's, which reads cls.COEFFICIENTS (beta1 and N0 too).
 
 
+@dataclass
+class FarseerLaw(SupervisedLaw):
+    """L(N, D) = E + A/N^alpha + B (N/N0)^kappa / D^(beta (N/N0)^nu) (gamma is always 1): Farseer's
+    surface to first order in ln N (module docstring)."""
+
+    kappa: float = 0.0
+    nu: float = 0.0
+    N0: float = 1.0
+
+    COEFFICIENTS = ("E", "A", "B", "alpha", "beta", "gamma", "kappa", "nu", "N0")
+
+    @property
+    def form(self) -> str:
+        return FARSEER
+
+    def data_exponent(self, N: ArrayLike) -> np.ndarray | float:
+        """The exponent of D at model size N: beta (N/N0)^nu."""
+        out = self.beta * np.exp(self.nu * np.log(_pos(N, "N") / self.N0))
+        return float(out) if np.ndim(out) == 0 else out
+
+    def data_coefficient(self, N: ArrayLike) -> np.ndarray | float:
+        """The coefficient of D's term at model size N: B (N/N0)^kappa."""
+        out = self.B * np.exp(self.kappa * np.log(_pos(N, "N") / self.N0))
+        return float(out) if np.ndim(out) == 0 else out
+
+    def predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray | float:
+        N, D = _pos(N, "N"), _pos(D, "D")
+        x = np.log(N / self.N0)
+        beta = self.beta * np.exp(self.nu * x)
+        log_terms = np.logaddexp(np.log(self.A) - self.alpha * np.log(N),
+                                 np.log(self.B) + self.kappa * x - beta * np.log(D))
+        out = self.E + np.exp(self.gamma * log_terms)
+        return float(out) if out.ndim == 0 else out
+
+    def with_coefficients(self, coefficients: dict[str, float]) -> "FarseerLaw":
+        return FarseerLaw(**{**self.coefficients(), **coefficients})
+
+
+LAW_CLASSES = {INTERACTION: InteractionLaw, FARSEER: FarseerLaw}
+
+
 def supervised_law_from_dict(data: dict) -> SupervisedLaw:
-    """A supervised law from law.json, of the class its `form` names (an interaction law keeps beta1)."""
-    if isinstance(data, dict) and data.get("form") == INTERACTION:
-        return InteractionLaw.from_dict(data)
+    """A supervised law from law.json, of the class its `form` names (an interaction law keeps beta1,
+    a farseer law kappa and nu)."""
+    if isinstance(data, dict) and data.get("form") in LAW_CLASSES:
+        return LAW_CLASSES[data["form"]].from_dict(data)
     return SupervisedLaw.from_dict(data)

@@ -55,7 +55,7 @@ class SupervisedCandidate:
     @property
     def n_parameters(self) -> int:
         form = "busbridge" if self.form == MEDIAN else self.form  # the median is refitted in the busbridge form
-        count = N_PARAMETERS if form in INTERACTION_FORMS else len(SUPERVISED_FORMS[form].parameters)
+        count = N_PARAMETERS[form] if form in INTERACTION_FORMS else len(SUPERVISED_FORMS[form].parameters)
         return count - (self.irreducible_loss is not None)
 
     def members(self) -> list["SupervisedCandidate"]:

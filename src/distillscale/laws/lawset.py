@@ -161,7 +161,10 @@ LAW_HELP = f"a preset ({', '.join(PRESETS)}) or a law JSON file"
 FORM_HELP = ("auto (the median of the three forms below, refitted into one law of the busbridge form; "
              "the forms alone are backtested and shown, not chosen), chinchilla (gamma = 1), tied "
              "(gamma = 1, alpha = beta), busbridge (gamma fitted) or interaction (chinchilla with a data exponent "
-             "beta + beta1 ln(N/N0) that depends on model size; beta1 = 0 when the runs do not pin it down)")
+             "beta + beta1 ln(N/N0) that depends on model size; beta1 = 0 when the runs do not pin it down) or "
+             "farseer (Farseer's surface to first order in ln N: a data term B (N/N0)^kappa / D^(beta (N/N0)^nu) "
+             "whose coefficient and exponent depend on model size; kappa = nu = 0 when the runs do not pin them "
+             "down)")
 
 
 def load_laws(spec: str | Path) -> LawSet:

@@ -109,6 +109,9 @@ class SupervisedCoefficients(_Strict):
     # the interaction form's (`laws.interaction_law`): the data exponent's change per e-fold of N, and N's origin
     beta1: Annotated[float, BeforeValidator(_number), Field(ge=-MAX_EXPONENT, le=MAX_EXPONENT)] | None = None
     N0: Coefficient | None = None
+    # the farseer form's (`laws.interaction_law`): the data coefficient's and data exponent's powers of N/N0
+    kappa: Annotated[float, BeforeValidator(_number), Field(ge=-MAX_EXPONENT, le=MAX_EXPONENT)] | None = None
+    nu: Annotated[float, BeforeValidator(_number), Field(ge=-MAX_EXPONENT, le=MAX_EXPONENT)] | None = None
 
 
 class DistillationCoefficients(_Strict):
@@ -140,16 +143,18 @@ class RepetitionPart(_Strict):
 
 
 class SupervisedPart(_Strict):
-    form: Literal["chinchilla", "tied", "busbridge", "interaction"] | None = None
+    form: Literal["chinchilla", "tied", "busbridge", "interaction", "farseer"] | None = None
     coefficients: SupervisedCoefficients
     fit: dict[str, Any] | None = None   # FitRecord validates it
     repetition: RepetitionPart | None = None
 
     @model_validator(mode="after")
     def _interaction(self) -> "SupervisedPart":
-        given = [self.coefficients.beta1 is not None, self.coefficients.N0 is not None]
-        if (self.form == "interaction") != all(given) or any(given) != all(given):
-            raise ValueError("beta1 and N0 are the interaction form's coefficients: give both, with form interaction")
+        own = {"interaction": ("beta1", "N0"), "farseer": ("kappa", "nu", "N0")}
+        given = {name for name in ("beta1", "kappa", "nu", "N0") if getattr(self.coefficients, name) is not None}
+        if given != set(own.get(self.form or "", ())):
+            raise ValueError("beta1 and N0 are the interaction form's coefficients, kappa, nu and N0 the farseer "
+                             "form's: give all of them, with that form, and none with another")
         return self
 
 
