@@ -1,8 +1,8 @@
 """Hyperparameter laws on Step Law's public lr x batch grid (bench/data/steplaw_grid, SLDBench, MIT).
 
 Every cell of the largest model (N = 1.07B) is held back: `fit_hyperparameters` sees only the 15
-cells below 1B (it chooses its surface window and batch form by leave-one-cell-out among them, and
-backtests on their largest size, 537M); the held-back cells are scored once, with the fitted law and,
+cells below 1B (it chooses how to fit the laws across cells, its surface window and batch form by
+leave-one-cell-out among the 12 below 537M, and backtests on their largest size, 537M); the held-back cells are scored once, with the fitted law and,
 beside it, the steplaw2025 and deepseek2024 presets. The score of a recommendation is the loss of the
 measured run nearest it in (ln lr, ln B) against the cell's best run (Step Law's own test: 0.094%;
 target here 0.15%). Each cell's measured batch exponent of the optimal rate (d ln lr* / d ln B along
@@ -53,7 +53,7 @@ def main() -> int:
     covered = {name: [_covers(law, cell, window) for cell in held] for name, law in laws.items()}
     result = {
         "fit_seconds": seconds, "selection": fit.selection.model_dump(mode="json"),
-        "law": {"lr": fit.law.lr.model_dump(), "batch": fit.law.batch.model_dump(),
+        "law": {"method": fit.law.fit.method, "lr": fit.law.lr.model_dump(), "batch": fit.law.batch.model_dump(),
                 "lr_batch_exponent": fit.law.lr_batch_exponent,
                 "lr_batch_exponent_interval": fit.law.lr_batch_exponent_interval,
                 "sqrt_penalty": fit.law.fit.sqrt_penalty},
@@ -79,10 +79,10 @@ def _covers(law, cell, window) -> dict[str, bool]:
 
 def _print(fit, result, scores, seconds) -> None:
     law = fit.law
-    print(f"fitted in {seconds:.1f} s on {len(fit.cells)} cells; surface window {law.fit.window}, "
-          f"batch form {law.fit.batch_form} ({fit.selection.reason})")
+    print(f"fitted in {seconds:.1f} s on {len(fit.cells)} cells; laws across cells by {law.fit.method}, surface "
+          f"window {law.fit.window}, batch form {law.fit.batch_form} ({fit.selection.reason})")
     for c in fit.selection.candidates:
-        print(f"  window {str(c.window):>5} B*({c.batch_form:>3}): leave-one-cell-out mean "
+        print(f"  {c.method:>14} window {str(c.window):>5} B*({c.batch_form:>3}): leave-one-cell-out mean "
               f"{c.mean_penalty:.3%}, max {c.max_penalty:.3%}")
     print(f"lr* = {law.lr.coefficient:.4g} N^{law.lr.exponents[0]:.3f} D^{law.lr.exponents[1]:.3f}   "
           f"B* = {law.batch.coefficient:.4g} N^{law.batch.exponents[0]:.3f} D^{law.batch.exponents[1]:.3f} tokens")

@@ -83,6 +83,8 @@ def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
 
 
 def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
+    from distillscale.laws.hyperparameters.across import METHOD_TEXT
+
     law = fit.law
     for note in fit.notes:
         warn(note)
@@ -92,6 +94,7 @@ def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
     console.print(f"surface: convex quadratic in (ln lr, ln B) fitted to runs within "
                   f"{'every run' if window is None else f'{window:.1%} of each cell' + chr(39) + 's best'} "
                   f"({fit.selection.reason})")
+    console.print(f"laws across cells: {METHOD_TEXT.get(law.fit.method, law.fit.method)}")
     console.print(f"lr* = {law.lr.coefficient:.4g} N^{law.lr.exponents[0]:.3f} D^{law.lr.exponents[1]:.3f}")
     if law.batch is not None:
         console.print(f"B*  = {law.batch.coefficient:.4g} N^{law.batch.exponents[0]:.3f} "

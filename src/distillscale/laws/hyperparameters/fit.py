@@ -5,12 +5,14 @@
     fit.cells, fit.selection, fit.backtest, fit.save("hp.json")
 
 Per (N, D) cell, the convex quadratic surface in (ln lr, ln B) (`surface`) gives the cell's optimum
-(lr*, B*); across cells, ln lr* and ln B* are linear in ln N and ln D (least squares), bootstrapped
-over the cells and over each cell's runs. The surface's window (how far above the best loss the
-runs it is fitted to reach) is chosen by leave-one-cell-out among the cells fitted: each cell in
-turn is predicted by the law of the others, scored by the loss of its measured run nearest the
-recommendation against its best. The backtest then holds out the cells of the largest N (never seen
-by the selection) and scores them the same way.
+(lr*, B*); across cells, ln lr* and ln B* are linear in ln N and ln D, fitted one of the ways in
+`across` (through the optima, precision-weighted, pooled windows, or one joint fit over every run),
+with intervals bootstrapped over the cells and over each cell's runs. The method, the surface's
+window (how far above the best loss the runs it is fitted to reach) and the B* form are chosen
+together by leave-one-cell-out among the cells fitted: each cell in turn is predicted by the law the
+method fits to the other cells alone (none of its runs), scored by the loss of its measured run
+nearest the recommendation against its best. The backtest then holds out the cells of the largest N
+(never seen by the selection) and scores them the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from distillscale.errors import ParameterError, UserError
+from distillscale.laws.hyperparameters.across import (
+    METHODS,
+    CellEvidence,
+    across_cells,
+    cell_evidence,
+    design,
+    loco_scores,
+    precision_weights,
+    regress,
+)
 from distillscale.laws.hyperparameters.law import HyperparameterLaw, PowerLaw
 from distillscale.laws.hyperparameters.records import (
     CellOptimum,
@@ -44,12 +56,8 @@ from distillscale.laws.hyperparameters.surface import (
 
 WINDOWS = (0.005, 0.01, 0.02, 0.04, 0.08, None)   # candidate surface windows (relative loss over the best)
 DEFAULT_WINDOW = 0.02                              # the window when too few cells to choose by evidence
+PRECISION_RESAMPLES = 100   # bootstrap resamples of each cell's optimum behind the "weighted" method's weights
 BATCH_FORMS = ("N,D", "D")   # B* = d N^e D^f, or d D^f (Step Law finds B* depends mainly on D)
-# ln N or ln D varies (beyond what the other columns predict) by at most this in every cell: not
-# varied. One tokens-per-parameter M rounded up to whole optimizer steps moves ln D off ln M + ln N
-# by under one step's share (5% from 20 steps up); fitting an exponent to that alone gave lr* =
-# 218 N^3.5 D^-3.8 for 3 cells at M = 6, where lr* = a N^-0.3.
-NOT_VARIED = 0.05
 
 
 @dataclass(frozen=True)
@@ -107,22 +115,34 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
                              value=bootstrap)
     rng = np.random.default_rng(seed)
     held, fitted = _backtest_split(cells) if backtest else ([], cells)
-    selection = _choose_window(fitted, window)
-    chosen = selection.window
-    optima = [cell_optimum(cell, chosen) for cell in cells]
-    draws = np.stack([bootstrap_optima(cell, chosen, bootstrap, rng) for cell in cells])
-    law = _fit_law(optima, draws, level, rng, name, source, selection.batch_form)
+    windows = _candidate_windows(window)
+    # each cell resampled with generators of its own, so its draws do not depend on the other cells;
+    # the precision weights from PRECISION_RESAMPLES whatever `bootstrap` (the intervals') is
+    evidence = [cell_evidence(cell, windows, PRECISION_RESAMPLES, np.random.default_rng([seed, k, 0]))
+                for k, cell in enumerate(cells)]
+    selection = _choose(_of(evidence, fitted), window)
+    chosen, method = selection.window, selection.method
+    if across_cells(evidence, method, chosen, selection.batch_form) is None:
+        notes.append(f"the {method} fit failed on all the cells together: the law is fitted through the cells' optima")
+        method = "optima"
+    optima = [item.optima[chosen] for item in evidence]
+    draws = np.stack([bootstrap_optima(cell, chosen, bootstrap, np.random.default_rng([seed, k, 1]))
+                      for k, cell in enumerate(cells)])
+    law = _fit_law(evidence, draws, chosen, method, level, rng, name, source, selection.batch_form)
     scores = None
     if held:
-        keep = [i for i, cell in enumerate(cells) if any(cell is f for f in fitted)]
-        backtest_law = _fit_law([optima[i] for i in keep], draws[keep], level, rng, name, source,
+        keep = [k for k, cell in enumerate(cells) if any(cell is f for f in fitted)]
+        backtest_evidence = [evidence[k] for k in keep]
+        backtest_method = method if across_cells(backtest_evidence, method, chosen, selection.batch_form) else "optima"
+        backtest_law = _fit_law(backtest_evidence, draws[keep], chosen, backtest_method, level, rng, name, source,
                                 selection.batch_form)
         scores = score_cells(backtest_law, held, chosen)
     elif backtest:
         notes.append("no backtest: it needs cells of two or more model sizes, the others fitted")
     cell_records = [_cell_record(fit, cell_draws, level) for fit, cell_draws in zip(optima, draws)]
     penalties = [c.sqrt_penalty for c in cell_records if c.sqrt_penalty is not None]
-    record = FitSummary(window=chosen, batch_form=selection.batch_form, selection=selection, cells=cell_records,
+    record = FitSummary(window=chosen, batch_form=selection.batch_form, method=method, selection=selection,
+                        cells=cell_records,
                         notes=notes, sqrt_penalty=float(np.median(penalties)) if penalties else None, backtest=scores)
     law = law.model_copy(update={"fit": record})
     return HyperparameterFit(law, cell_records, selection, scores, notes)
@@ -156,76 +176,62 @@ def _backtest_split(cells: list[CellRuns]) -> tuple[list[CellRuns], list[CellRun
     return [cell for cell in cells if cell.params == sizes[-1]], fitted
 
 
-def _choose_window(cells: list[CellRuns], window: float | None | str) -> Selection:
-    """The surface window: given, or the candidate whose leave-one-cell-out mean penalty is lowest
-    (scores compared at 1e-7, ties to the earlier candidate)."""
+def _candidate_windows(window: float | None | str) -> tuple[float | None, ...]:
+    """The windows the selection may choose among: every candidate for "auto", else the one given."""
+    if window == "auto":
+        return WINDOWS
+    if window is not None and not (isinstance(window, (int, float)) and window > 0):
+        raise ParameterError("window", "{} must be a positive fraction, None (every run) or 'auto', got "
+                             "{value!r}", value=window)
+    return (window,)
+
+
+def _of(evidence: list[CellEvidence], cells: list[CellRuns]) -> list[CellEvidence]:
+    return [item for item in evidence if any(item.cell is cell for cell in cells)]
+
+
+def _choose(evidence: list[CellEvidence], window: float | None | str) -> Selection:
+    """The method, surface window and B* form whose leave-one-cell-out mean penalty is lowest (scores
+    compared at 1e-7, ties to the earlier candidate: methods in METHODS' order, "optima" first)."""
+    cells = [item.cell for item in evidence]
     varies_batch = any(cell.varies_batch for cell in cells)
-    if window != "auto":
-        if window is not None and not (isinstance(window, (int, float)) and window > 0):
-            raise ParameterError("window", "{} must be a positive fraction, None (every run) or 'auto', got "
-                                 "{value!r}", value=window)
     if len(cells) < 3:
         return Selection(window=DEFAULT_WINDOW if window == "auto" else window, batch_form=BATCH_FORMS[0],
-                         reason=f"{len(cells)} cell(s): too few to choose by leave-one-cell-out")
+                         method=METHODS[0], reason=f"{len(cells)} cell(s): too few to choose by leave-one-cell-out")
     candidates = []
-    for candidate in (WINDOWS if window == "auto" else (window,)):
-        optima = [cell_optimum(cell, candidate) for cell in cells]
-        for batch_form in BATCH_FORMS if varies_batch else BATCH_FORMS[:1]:
-            penalties = []
-            for i, cell in enumerate(cells):
-                others = [fit for j, fit in enumerate(optima) if j != i]
-                rec_lr = _regress([f.cell for f in others], np.log([f.lr for f in others]))(cell.params, cell.tokens)
-                rec_batch = _regress([f.cell for f in others], np.log([f.batch_tokens for f in others]),
-                                     batch_form)(cell.params, cell.tokens) if varies_batch else None
-                penalties.append(nearest_run_loss(cell, rec_lr, rec_batch) / float(cell.loss.min()) - 1)
-            candidates.append(WindowCandidate(window=candidate, batch_form=batch_form,
-                                              mean_penalty=float(np.mean(penalties)), max_penalty=float(np.max(penalties))))
+    for method in METHODS:
+        for candidate in _candidate_windows(window):
+            for batch_form in BATCH_FORMS if varies_batch else BATCH_FORMS[:1]:
+                scores = loco_scores(evidence, method, candidate, batch_form)
+                if scores is not None:
+                    penalties = [score.penalty for score in scores]
+                    candidates.append(WindowCandidate(method=method, window=candidate, batch_form=batch_form,
+                                                      mean_penalty=float(np.mean(penalties)),
+                                                      max_penalty=float(np.max(penalties))))
     best = min(range(len(candidates)), key=lambda i: (round(candidates[i].mean_penalty, 7), i))
-    return Selection(window=candidates[best].window, batch_form=candidates[best].batch_form, candidates=candidates,
+    chosen = candidates[best]
+    return Selection(window=chosen.window, batch_form=chosen.batch_form, method=chosen.method, candidates=candidates,
                      reason=f"lowest mean leave-one-cell-out loss penalty (the loss of the run nearest the "
                             f"recommendation against the cell's best) over {len(cells)} cells")
 
 
-def _design(cells: list[CellRuns], form: str = "N,D") -> tuple[np.ndarray, list[int]]:
-    """Columns 1, ln N, ln D of the cells, keeping ln N / ln D only when `form` names them and the
-    cells vary them: a column the kept ones before it fix to within NOT_VARIED in every cell (D = M N
-    at one M, each budget rounded up to whole steps) is left out, its exponent 0, rather than fitted
-    to the rounding."""
-    design = np.column_stack([np.ones(len(cells)), np.log([c.params for c in cells]), np.log([c.tokens for c in cells])])
-    keep = [0] + [k for k, name in ((1, "N"), (2, "D")) if name in form.split(",") and np.unique(design[:, k]).size > 1]
-    while len(keep) > 1:
-        others, last = design[:, keep[:-1]], design[:, keep[-1]]
-        residual = last - others @ np.linalg.lstsq(others, last, rcond=None)[0]
-        if np.abs(residual).max() > NOT_VARIED:
-            break
-        keep.pop()
-    return design[:, keep], keep
-
-
-def _regress(cells: list[CellRuns], target: np.ndarray, form: str = "N,D") -> PowerLaw:
-    """The least-squares power law of exp(target) in N and D over the cells (no intervals)."""
-    design, keep = _design(cells, form)
-    solution = np.linalg.lstsq(design, target, rcond=None)[0]
-    full = np.zeros(3)
-    full[keep] = solution
-    return PowerLaw(coefficient=float(np.exp(full[0])), exponents=(float(full[1]), float(full[2])))
-
-
-def _bootstrap_law(cells: list[CellRuns], optimum: np.ndarray, draws: np.ndarray, column: int,
-                   rng: np.random.Generator, form: str = "N,D") -> PowerLaw:
-    """The power law of ln optimum (one per cell) with its covariance from bootstrap draws (cells
-    resampled, each at one of its own bootstrap optima) and its residual scatter."""
-    design, keep = _design(cells, form)
-    law = _regress(cells, optimum, form)
-    m, k = design.shape
-    residual = optimum - design @ np.linalg.lstsq(design, optimum, rcond=None)[0]
+def _bootstrap_law(cells: list[CellRuns], law: PowerLaw, optimum: np.ndarray, draws: np.ndarray, column: int,
+                   rng: np.random.Generator, form: str = "N,D", weights: np.ndarray | None = None) -> PowerLaw:
+    """`law` with its covariance from bootstrap draws (cells resampled, each at one of its own
+    bootstrap optima, regressed with the method's weights) and the scatter of the cells' optima
+    (ln, one per cell) around it."""
+    columns, keep = design(cells, form)
+    m, k = columns.shape
+    residual = optimum - np.log([law(c.params, c.tokens) for c in cells])
     residual_sd = float(np.sqrt(residual @ residual / (m - k))) if m > k else 0.0
+    root = np.ones(m) if weights is None else np.sqrt(weights)
     samples = []
     for b in range(draws.shape[1]):
         rows = rng.integers(0, m, size=m)
-        if np.linalg.matrix_rank(design[rows]) < k:
+        if np.linalg.matrix_rank(columns[rows]) < k:
             continue
-        samples.append(np.linalg.lstsq(design[rows], draws[rows, b, column], rcond=None)[0])
+        samples.append(np.linalg.lstsq(columns[rows] * root[rows, None], draws[rows, b, column] * root[rows],
+                                       rcond=None)[0])
     covariance = np.zeros((3, 3))
     if len(samples) > k:
         covariance[np.ix_(keep, keep)] = np.atleast_2d(np.cov(np.array(samples).T))
@@ -233,14 +239,20 @@ def _bootstrap_law(cells: list[CellRuns], optimum: np.ndarray, draws: np.ndarray
                                   "residual_sd": residual_sd})
 
 
-def _fit_law(optima: list[CellFit], draws: np.ndarray, level: float, rng: np.random.Generator, name: str,
-             source: str, batch_form: str = "N,D") -> HyperparameterLaw:
-    """The law over the cells' optima; `draws` (cells, resamples, 2) their bootstrap ln lr*, ln B*."""
-    cells = [fit.cell for fit in optima]
+def _fit_law(evidence: list[CellEvidence], draws: np.ndarray, window: float | None, method: str, level: float,
+             rng: np.random.Generator, name: str, source: str, batch_form: str = "N,D") -> HyperparameterLaw:
+    """The law `method` fits over the cells' evidence at `window`, with intervals from `draws`
+    (cells, resamples, 2), the cells' bootstrap ln lr*, ln B*."""
+    cells = [item.cell for item in evidence]
+    optima = [item.optima[window] for item in evidence]
     varies_batch = any(cell.varies_batch for cell in cells)
+    lr_center, batch_center = across_cells(evidence, method, window, batch_form)
+    weighted = method == "weighted"
     ln_lr, ln_batch = np.log([f.lr for f in optima]), np.log([f.batch_tokens for f in optima])
-    lr_law = _bootstrap_law(cells, ln_lr, draws, 0, rng)
-    batch_law = _bootstrap_law(cells, ln_batch, draws, 1, rng, batch_form) if varies_batch else None
+    lr_law = _bootstrap_law(cells, lr_center, ln_lr, draws, 0, rng, "N,D",
+                            precision_weights(evidence, window, 0) if weighted else None)
+    batch_law = _bootstrap_law(cells, batch_center, ln_batch, draws, 1, rng, batch_form,
+                               precision_weights(evidence, window, 1) if weighted else None) if varies_batch else None
     one_batch = not varies_batch and np.unique(ln_batch).size == 1
     exponents = [f.surface.lr_batch_exponent for f in optima if f.surface is not None and f.surface.two_dimensional]
     curvatures = [f.surface.ridge_curvature / f.loss for f in optima
@@ -249,7 +261,7 @@ def _fit_law(optima: list[CellFit], draws: np.ndarray, level: float, rng: np.ran
     return HyperparameterLaw(
         name=name, source=source, lr=lr_law, batch=batch_law,
         fixed_batch_tokens=float(cells[0].batch_tokens[0]) if one_batch else None,
-        batch_used=_regress(cells, ln_batch) if not varies_batch and not one_batch else None, level=level,
+        batch_used=regress(cells, ln_batch) if not varies_batch and not one_batch else None, level=level,
         lr_batch_exponent=float(np.median(exponents)) if exponents else None,
         lr_batch_exponent_interval=(float(np.percentile(exponents, tail)), float(np.percentile(exponents, 100 - tail)))
         if len(exponents) > 1 else None,
@@ -267,10 +279,10 @@ def _loss_tokens_exponent(optima: list[CellFit]) -> float | None:
         by_size.setdefault(fit.cell.params, set()).add(fit.cell.tokens)
     if max(len(tokens) for tokens in by_size.values()) < 2:
         return None
-    design, keep = _design([f.cell for f in optima])
+    columns, keep = design([f.cell for f in optima])
     if 2 not in keep:
         return None
-    solution = np.linalg.lstsq(design, np.log([float(f.cell.loss.min()) for f in optima]), rcond=None)[0]
+    solution = np.linalg.lstsq(columns, np.log([float(f.cell.loss.min()) for f in optima]), rcond=None)[0]
     return float(solution[keep.index(2)])
 
 

@@ -39,18 +39,21 @@ class CellOptimum(_Record):
 
 
 class WindowCandidate(_Record):
-    """A surface window and B* form with its leave-one-cell-out score (relative loss penalties)."""
+    """A way of fitting the laws across cells (`method`, laws.hyperparameters.across), a surface
+    window and a B* form, with its leave-one-cell-out score (relative loss penalties)."""
 
     window: float | None
     batch_form: str
     mean_penalty: float
     max_penalty: float
+    method: str = "optima"              # files written before the methods existed fitted through the optima
 
 
 class Selection(_Record):
     window: float | None
     batch_form: str
     reason: str
+    method: str = "optima"
     candidates: list[WindowCandidate] = []
 
 
@@ -82,6 +85,7 @@ class FitSummary(_Record):
     window: float | None
     batch_form: str
     selection: Selection
+    method: str = "optima"              # how the laws across cells were fitted (laws.hyperparameters.across)
     cells: list[CellOptimum]
     notes: list[str] = []
     sqrt_penalty: float | None = None   # the median over cells of CellOptimum.sqrt_penalty

@@ -127,7 +127,7 @@ def check_cells(cells: list[CellRuns]) -> None:
                             "to locate the best one; add rates to that cell or leave its runs out")
 
 
-def _fitted_runs(cell: CellRuns, window: float | None, two_dimensional: bool) -> np.ndarray:
+def fitted_runs(cell: CellRuns, window: float | None, two_dimensional: bool) -> np.ndarray:
     """Indices of the runs a surface is fitted to: those within `window` of the best loss, widened
     run by run (in order of loss) until each fitted axis has MIN_VALUES values."""
     order = np.lexsort((np.arange(cell.loss.size), cell.loss))
@@ -150,7 +150,7 @@ def fit_surface(cell: CellRuns, window: float | None, rows: np.ndarray | None = 
     """The quadratic fitted to the cell's runs in the window (or to `rows`, a bootstrap resample of
     them); None when too few runs or the fit is not convex."""
     two_dimensional = np.unique(cell.batch_tokens).size >= MIN_VALUES
-    rows = _fitted_runs(cell, window, two_dimensional) if rows is None else rows
+    rows = fitted_runs(cell, window, two_dimensional) if rows is None else rows
     best = cell.best
     x0, y0 = float(np.log(cell.lr[best])), float(np.log(cell.batch_tokens[best]))
     x = np.log(cell.lr[rows]) - x0
@@ -176,7 +176,7 @@ def cell_optimum(cell: CellRuns, window: float | None, rows: np.ndarray | None =
     the surface is not convex."""
     surface = fit_surface(cell, window, rows)
     best = cell.best
-    n_rows = rows.size if rows is not None else _fitted_runs(
+    n_rows = rows.size if rows is not None else fitted_runs(
         cell, window, np.unique(cell.batch_tokens).size >= MIN_VALUES).size
     if surface is None:
         return CellFit(cell, None, float(cell.lr[best]), float(cell.batch_tokens[best]), False, n_rows)
@@ -192,7 +192,7 @@ def cell_optimum(cell: CellRuns, window: float | None, rows: np.ndarray | None =
 def bootstrap_optima(cell: CellRuns, window: float | None, resamples: int,
                      rng: np.random.Generator) -> np.ndarray:
     """(resamples, 2) ln lr*, ln B* of the cell refitted on resamples of its fitted runs."""
-    rows = _fitted_runs(cell, window, np.unique(cell.batch_tokens).size >= MIN_VALUES)
+    rows = fitted_runs(cell, window, np.unique(cell.batch_tokens).size >= MIN_VALUES)
     draws = np.empty((resamples, 2))
     for i in range(resamples):
         fit = cell_optimum(cell, window, rng.choice(rows, size=rows.size, replace=True))
