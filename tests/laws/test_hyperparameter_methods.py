@@ -4,6 +4,8 @@ selection, and a left-out cell's own runs never enter the law that scores it."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,7 +80,8 @@ def test_a_left_out_cells_recommendation_does_not_depend_on_its_own_runs():
 
 
 def test_every_method_is_a_candidate_of_the_selection_and_the_choice_is_recorded(tmp_path):
-    fit = ds.fit_hyperparameters(grid(sizes=(1e8, 2e8, 4e8, 8e8), noise=0.0005, seed=2), bootstrap=20)
+    fit = ds.fit_hyperparameters(grid(sizes=(1e8, 2e8, 4e8, 8e8), tokens=(4e9, 3.6e10), noise=0.0005, seed=2),
+                                 bootstrap=20)
     methods = {c.method for c in fit.selection.candidates}
     assert methods == set(METHODS)
     best = min(fit.selection.candidates, key=lambda c: c.mean_penalty)
@@ -89,3 +92,15 @@ def test_every_method_is_a_candidate_of_the_selection_and_the_choice_is_recorded
     loaded = ds.load_hyperparameter_law(fit.save(tmp_path / "hp.json"))
     assert loaded.fit.method == fit.law.fit.method
     assert all(s.penalty < 0.01 for s in fit.backtest)
+
+
+def test_a_law_file_written_before_the_methods_existed_loads_as_fitted_through_the_optima(tmp_path):
+    fit = ds.fit_hyperparameters(grid(), bootstrap=0, backtest=False, window=0.04)
+    path = fit.save(tmp_path / "hp.json")
+    text = json.loads(path.read_text())
+    for record in [text["fit"], text["fit"]["selection"], *text["fit"]["selection"]["candidates"]]:
+        del record["method"]
+    path.write_text(json.dumps(text))
+    loaded = ds.load_hyperparameter_law(path)
+    assert loaded.fit.method == loaded.fit.selection.method == "optima"
+    assert loaded.recommend(3e8, 1e10).lr == pytest.approx(fit.law.recommend(3e8, 1e10).lr)
