@@ -12,6 +12,7 @@ from typing import Any
 from distillscale.io import atomic_write_json, atomic_write_text, has_signature, json_format_is
 from distillscale.report import figures
 from distillscale.report.calibration import Calibration, CalibrationSettings, calibrate
+from distillscale.report.downstream import plot_scores, scores_record, task_scores
 from distillscale.report.page import figure_png, render_page
 from distillscale.report.runs import load_runs
 
@@ -51,6 +52,10 @@ def report_figures(calibration: Calibration) -> dict[str, tuple[str, bytes]]:
                                      "budget per size, supervised and distilled, with each group's fitted "
                                      "data-constrained curve (R_D*) and the backtest's predictions of the runs "
                                      "beyond 4 epochs from those within", figures.plot_repetition))
+    scores = task_scores(runs)
+    if scores:
+        wanted.append(("downstream", "Benchmark scores (each run's eval.json, lm-eval-harness) against validation "
+                                     "loss, a panel per task and metric", lambda _: plot_scores(scores)))
     return {figure_id: (caption, figure_png(plot(calibration))) for figure_id, caption, plot in wanted}
 
 
@@ -60,6 +65,9 @@ def write_report(source: str | Path, out_dir: str | Path,
     """Calibrate on the runs of `source` and write report.json and report.html into `out_dir`."""
     calibration = calibrate(load_runs(source), settings, progress)
     report = calibration.to_dict()
+    scores = task_scores(calibration.runs)
+    if scores:  # left out otherwise: reports of sweeps without [eval] are as before
+        report["downstream"] = scores_record(scores)
     progress("drawing the figures")
     page = render_page(report, report_figures(calibration))
     out_dir = Path(out_dir)

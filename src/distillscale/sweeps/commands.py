@@ -57,7 +57,9 @@ def run_command(s: SweepRunSettings) -> int:
     on_policy_fraction (and on_policy_temperature, on_policy_start, ...), supervised_baselines;
     \\[repetition] (optional): epochs = [1, 2, 4, 8, 16], the students'
     longest budget again on fixed subsets of D / epochs unique tokens; \\[tune] (optional): lr = [...],
-    batch_size = [...], an lr x batch grid of the teachers (ladder = "students": of the students).
+    batch_size = [...], an lr x batch grid of the teachers (ladder = "students": of the students);
+    \\[eval] (optional): tasks = [...], limit, batch_size, include_path: each finished run scored by
+    `distillscale eval` after it trains (the eval extra), its scores in `sweep export` and `report`.
     Running again skips finished runs, resumes interrupted ones from their
     checkpoints and retries failed ones. Exit status 1 when a run failed, diverged or was blocked.
     """
@@ -165,6 +167,7 @@ def _print_plan(plan) -> None:
              f"run{'s' if plan.runs_per_gpu > 1 else ''} per GPU" if plan.on_gpu
              else f"the CPU, {plan.placement.workers} at a time")
     prunes = f", {counts['prune']} prune" if counts.get("prune") else ""
+    prunes += f"; {counts['eval']} scored after training ([eval])" if "eval" in counts else ""
     console.print(f"{len(plan.runs)} runs ({counts['train']} train, {counts['distil']} distil, {counts['fork']} "
                   f"fork{prunes}); {plan.flops:.3g} FLOPs "
                   f"({plan.separate_flops:.3g} as separate runs)"

@@ -45,6 +45,7 @@ from distillscale.model.config import ModelConfig
 from distillscale.planning.flops import run_flops
 from distillscale.sweeps.placement import Placement, choose_slot, place_runs, visible_gpus
 from distillscale.sweeps.spec import PlannedRun, SweepSpec
+from distillscale.sweeps.spec_sections import EVALUATED_KINDS
 from distillscale.training.config import DistillConfig, TrainConfig
 from distillscale.training.on_policy import run_generation_flops
 from distillscale.training.prune_config import calibration_input_tokens, calibration_window, importance_flops
@@ -157,6 +158,8 @@ class SweepDryRun:
     wall_seconds: float
     tune: dict[str, list] | None = None  # the spec's [tune] grid (lr and/or batch_size lists), if any
     spec_notes: tuple[str, ...] = ()     # the spec's own warnings (`SweepSpec.notes`)
+    evaluations: int = 0                 # runs [eval] scores after they train (`distillscale eval`)
+    evaluation: str | None = None        # what [eval] scores them on
 
     @property
     def on_gpu(self) -> bool:
@@ -193,11 +196,16 @@ class SweepDryRun:
 
     def counts(self) -> dict[str, int]:
         kinds = ("train", "distil", "fork") + (("prune",) if any(run.kind == "prune" for run in self.runs) else ())
-        return {kind: sum(run.kind == kind for run in self.runs) for kind in kinds}  # prune: only a sweep's that has them
+        counts = {kind: sum(run.kind == kind for run in self.runs) for kind in kinds}  # prune: only a sweep's that has them
+        return counts | ({"eval": self.evaluations} if self.evaluation is not None else {})  # likewise [eval]
 
     def notes(self) -> list[str]:
         """The assumptions, and what `sweep run` would say about the spec on this machine."""
         notes = [*self.spec_notes, *self.throughput.describe(self.on_gpu)]
+        if self.evaluation is not None:
+            notes.append(f"{self.evaluation}: {self.evaluations} runs scored by `distillscale eval` after they train, "
+                         "each a job on a free slot (its time is not in the estimates; a run with an eval.json is "
+                         "not scored again)")
         if self.needs_gpu and not self.gpus_here:
             asked = [f"{key} = true" for key in self.gpu_settings]
             asked += [f"device = cuda ({self.cuda_runs} runs)"] if self.cuda_runs else []
@@ -255,7 +263,9 @@ def dry_run(spec: SweepSpec, gpus: int | None = None, runs_per_gpu: int | None =
     runs, wall = _simulate(spec.runs, costs, placement)
     return SweepDryRun(name=spec.name, runs=tuple(runs), placement=placement, throughput=throughput,
                        gpu_settings=asked, cuda_runs=cuda_runs, gpus_here=here, wall_seconds=wall,
-                       tune=spec.sections.get("tune"), spec_notes=spec.notes)
+                       tune=spec.sections.get("tune"), spec_notes=spec.notes,
+                       evaluations=sum(run.kind in EVALUATED_KINDS for run in spec.runs) if spec.evaluation else 0,
+                       evaluation=None if spec.evaluation is None else spec.evaluation.describe())
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ One record per finished run (completed, diverged or failed) with the columns of 
 The sweep's "pruned" runs (models cut from a teacher, which pruned students start from) train nothing
 and have no loss: they are not records.
 
+- eval:<task>:<metric> (after the columns above, one per task and metric): the run's scores from the
+  eval.json in its run directory (a sweep's [eval], or `distillscale eval RUN`), empty for a run without
+  one; e.g. `distillscale fit downstream runs.csv --loss-col val_loss --accuracy-col eval:arc_easy:acc`.
 - lr, batch_tokens: the run's peak learning rate and its tokens per optimizer step (from result.json,
   else its planned settings): with the `[tune]` grid of a sweep spec, the table `distillscale fit
   hyperparameters` fits (diverged runs have no val_loss: `--drop-invalid` counts and skips them).
@@ -42,6 +45,7 @@ from distillscale.io import atomic_write_text
 from distillscale.jsontext import json_text
 from distillscale.sweeps.runner import SweepLayout
 from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
+from distillscale.training.lm_eval_run import EVAL_FILE, read_eval, score_column_parts, score_columns
 
 RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params", "tokens", "tokens_per_param",
                   "flops", "val_loss", "teacher_id", "teacher_params", "teacher_tokens", "teacher_loss",
@@ -93,6 +97,9 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
                       teacher_loss=teacher_loss, on_policy_fraction=_on_policy_fraction(run),
                       student_init=run.config["settings"].get("student_init")
                       or (str(layout.run_dir(run.config["init_id"])) if run.config.get("init_id") else None))
+    scores = layout.run_dir(run.id) / EVAL_FILE
+    if run.status == "completed" and scores.is_file():
+        record.update(score_columns(read_eval(scores)))
     return record
 
 
@@ -117,11 +124,14 @@ def _on_policy_fraction(run: RunRecord) -> float:
 
 
 def format_records(records: list[dict[str, Any]], fmt: Literal["csv", "jsonl"]) -> str:
-    """CSV (header row; empty cells for missing values) or JSONL (null for missing values)."""
+    """CSV (header row; empty cells for missing values) or JSONL (null for missing values); every
+    record has the score columns any record has, after `RECORD_COLUMNS`."""
+    scores = dict.fromkeys(key for record in records for key in record if key not in RECORD_COLUMNS)
+    records = [{**record, **{key: record.get(key) for key in scores}} for record in records]
     if fmt == "jsonl":
         return "".join(json_text(record) + "\n" for record in records)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RECORD_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=RECORD_COLUMNS + tuple(scores), lineterminator="\n")
     writer.writeheader()
     writer.writerows({key: "" if value is None else value for key, value in record.items()}
                      for record in records)
@@ -137,11 +147,17 @@ def is_export(path: str | Path) -> bool:
     headers = (RECORD_COLUMNS, *EARLIER_COLUMNS)
     if first in (",".join(columns) for columns in headers):
         return True
+    if first.startswith(",".join(RECORD_COLUMNS) + ","):  # with score columns after them
+        return all(score_column_parts(column) for column in next(csv.reader([first]))[len(RECORD_COLUMNS):])
     try:
         record = json.loads(first)
     except ValueError:
         return False
-    return isinstance(record, dict) and tuple(record) in headers
+    if not isinstance(record, dict):
+        return False
+    keys = tuple(record)
+    return keys in headers or (keys[:len(RECORD_COLUMNS)] == RECORD_COLUMNS
+                               and all(score_column_parts(key) for key in keys[len(RECORD_COLUMNS):]))
 
 
 def write_records(records: list[dict[str, Any]], path: str | Path, fmt: Literal["csv", "jsonl"]) -> None:

@@ -7,10 +7,16 @@ up to K at a time.
     DIR/runs/<run_id>/     each run's directory, as `train` / `distill` write it (a "pruned" run's: the
                            model `prune` writes, with prune.json, which its students start from)
     DIR/logs/<run_id>.log  each run's output
+    DIR/logs/<run_id>.eval.log  with [eval]: the output of its `distillscale eval` (eval.json in its run dir)
 
 Running again is always safe: finished runs are skipped (a run whose result.json exists is adopted,
 never recomputed), interrupted ones resume from their checkpoint (the engine does that when given
 the same config and run directory), and failed or blocked ones are tried again.
+
+With [eval], each completed teacher, baseline and student is then scored by `distillscale eval RUN_DIR`
+(the command's own code path) as a job of its own on a free worker slot, like a run; a run whose
+eval.json exists is not scored again, and one whose scoring failed is tried again by the next
+`sweep run`. [eval] changes no run: it may be added to (or changed in) a sweep that already ran.
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExe
 from distillscale.sweeps.placement import Placement, choose_slot, place_runs, visible_gpus
 from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec, load_sweep_spec
+from distillscale.sweeps.spec_sections import EVALUATED_KINDS
 from distillscale.sweeps.store import RunStore, is_sweep_dir
 from distillscale.settings import load_config, to_toml
 from distillscale.training.config import STUDENT_INIT_REPLACES, DistillConfig, TrainConfig
+from distillscale.training.lm_eval_run import EVAL_FILE
 from distillscale.training.prune_config import PruneConfig
 from distillscale.training.records import RunResult
 from distillscale.training.run_dir import RunDirectory
@@ -74,6 +82,9 @@ class SweepLayout:
 
     def config_path(self, run_id: str) -> Path:
         return self.root / "configs" / f"{run_id}.toml"
+
+    def eval_log_path(self, run_id: str) -> Path:
+        return self.root / "logs" / f"{run_id}.eval.log"
 
 
 @dataclass
@@ -183,6 +194,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
 
     data = spec.sections.get("data", {})
     check_corpus(data.get("path"), data.get("text_field") or "text")
+    check_evaluation(spec)
     placement = placement or Placement(slots=(None,) * executor.workers, gpus=(),
                                        scheduler=getattr(executor, "places_devices", False))
     if placement.workers != executor.workers:
@@ -206,10 +218,34 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
             store.reset_unfinished(keep=adopted)
             store.set_meta("workers", executor.workers)
             store.set_meta("gpus", list(placement.gpus))
-            _Scheduler(spec, layout, store, executor, threads_per_run, progress, placement, adopted).run()
-            return store.counts()
+            scheduler = _Scheduler(spec, layout, store, executor, threads_per_run, progress, placement, adopted)
+            scheduler.run()
+            counts = store.counts()
+            if spec.evaluation is not None:  # runs scored (eval.json), and scorings that failed this time
+                counts["evaluated"] = sum(1 for run_id in _evaluated_ids(spec)
+                                          if (layout.run_dir(run_id) / EVAL_FILE).is_file())
+                counts["eval_failed"] = len(scheduler.eval_failed)
+            return counts
     finally:
         lock.release()
+
+
+def check_evaluation(spec: SweepSpec) -> None:
+    """Before any run: [eval]'s tasks are lm-eval's or its include_path's (a one-line UserError names an
+    unknown one), and the `eval` extra is installed (the CLI names it in one line when it is not)."""
+    if spec.evaluation is None:
+        return
+    import lm_eval  # noqa: F401
+
+    from distillscale.training.lm_eval_run import task_manager
+
+    include = spec.evaluation.include_path
+    task_manager(list(spec.evaluation.tasks), None if include is None else Path(include))
+
+
+def _evaluated_ids(spec: SweepSpec) -> list[str]:
+    """The runs [eval] scores (`spec_sections.EVALUATED_KINDS`)."""
+    return [run.run_id for run in spec.runs if run.kind in EVALUATED_KINDS] if spec.evaluation is not None else []
 
 
 JOB_META = "job/"  # + run id: the cluster job that runs its latest attempt (an executor with job ids)
@@ -269,13 +305,20 @@ def _claim_directory(spec: SweepSpec, layout: SweepLayout) -> None:
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{layout.spec_path} is not valid TOML ({exc}): restore it, or choose another "
                             "--out") from None
-        if earlier != tomllib.loads(text):
+        now = tomllib.loads(text)
+        if _without_eval(earlier) != _without_eval(now):
             raise UserError(f"{layout.root} holds a sweep of a different spec ({layout.spec_path}): "
                             f"give the same spec to continue it, or choose another --out")
+        if earlier != now:  # only [eval] differs: it changes no run, the sweep goes on under the new one
+            atomic_write_text(layout.spec_path, text)
         return
     if (layout.root / "runs.sqlite").exists():
         raise UserError(f"{layout.root} holds a run store but no spec.toml: choose another --out")
     atomic_write_text(layout.spec_path, text)
+
+
+def _without_eval(sections: dict) -> dict:
+    return {key: value for key, value in sections.items() if key != "eval"}
 
 
 class _Scheduler:
@@ -293,6 +336,9 @@ class _Scheduler:
         self.in_flight: dict[Future[int], PlannedRun] = {}
         self.slot_of: dict[Future[int], int] = {}
         self.started: dict[Future[int], float] = {}  # time.monotonic() at each launch
+        self.evaluating: set[Future[int]] = set()  # the futures in flight that are [eval] jobs
+        self.eval_failed: list[str] = []  # runs whose scoring failed in this session (tried again next time)
+        self.evaluated = set(_evaluated_ids(spec))  # the runs [eval] scores
         by_id = {run.run_id: run for run in spec.runs}
         for run_id, future in (adopted or {}).items():  # an earlier runner's jobs, still running
             self.in_flight[future], self.slot_of[future] = by_id[run_id], self._free_slot()
@@ -306,15 +352,20 @@ class _Scheduler:
                     statuses = self._statuses()
                     self._block_orphans(statuses, bar)
                     self._start_ready(statuses)
+                    self._start_evals(self._statuses())
                     bar.update(self._statuses(), {run.run_id: self.layout.run_dir(run.run_id)
-                                                  for run in self.in_flight.values()})
+                                                  for future, run in self.in_flight.items()
+                                                  if future not in self.evaluating})
                     if not self.in_flight:
                         break
                     done, _ = wait(self.in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
                     for future in done:
                         run = self.in_flight.pop(future)
                         self.free_slots.append(self.slot_of.pop(future))
-                        bar.log(self._record_end(run, future, time.monotonic() - self.started.pop(future)))
+                        seconds = time.monotonic() - self.started.pop(future)
+                        bar.log(self._record_eval(run, future, seconds) if future in self.evaluating
+                                else self._record_end(run, future, seconds))
+                        self.evaluating.discard(future)
             finally:
                 self.executor.shutdown()
 
@@ -358,6 +409,42 @@ class _Scheduler:
                     self.store.set_meta(JOB_META + run.run_id, job_id)
                 self.in_flight[future], self.slot_of[future] = run, slot
                 self.started[future] = time.monotonic()
+
+    def _start_evals(self, statuses: dict[str, str]) -> None:
+        """[eval]: score each completed run without an eval.json on a free slot, by `distillscale eval`."""
+        busy = {run.run_id for future, run in self.in_flight.items() if future in self.evaluating}
+        for run in self.spec.runs:
+            if len(self.in_flight) >= self.executor.workers:
+                return
+            run_dir = self.layout.run_dir(run.run_id)
+            if (run.run_id not in self.evaluated or statuses[run.run_id] != "completed" or run.run_id in busy
+                    or run.run_id in self.eval_failed or (run_dir / EVAL_FILE).is_file()):
+                continue
+            slot = self._free_slot()
+            job = Job(args=("eval", str(run_dir), *self.spec.evaluation.args()),
+                      log_path=self.layout.eval_log_path(run.run_id),
+                      env=self.thread_env | self.placement.env(slot), slot=slot)
+            future = self.executor.submit(job)
+            self.in_flight[future], self.slot_of[future] = run, slot
+            self.started[future] = time.monotonic()
+            self.evaluating.add(future)
+
+    def _record_eval(self, run: PlannedRun, future: Future[int], seconds: float) -> Text:
+        """The line for an [eval] job's end: the run's scores, or where its failure is told."""
+        from distillscale.training.lm_eval_run import read_eval
+
+        path = self.layout.run_dir(run.run_id) / EVAL_FILE
+        try:
+            future.result()
+            record = read_eval(path) if path.is_file() else None
+        except Exception:  # the executor could not run it, or it left no readable eval.json
+            record = None
+        if record is None:
+            self.eval_failed.append(run.run_id)
+            log = self.layout.eval_log_path(run.run_id)
+            return styled(("eval failed", "red"), f" {run.run_id} (see {log}): {_tail(log).splitlines()[-1]}")
+        scores = ", ".join(f"{score.task} {score.metric} {score.value:.4f}" for score in record.scores[:4])
+        return styled(("evaluated", "green"), f" {run.run_id}: {scores} in {seconds:.1f} s")
 
     def _free_slot(self) -> int:
         """A free worker slot on the device running the fewest runs now (the runs spread over the GPUs)."""

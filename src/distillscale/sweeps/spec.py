@@ -26,6 +26,9 @@
                 the 1-epoch point and its shorter ones see part of it once. The longest budget D is
                 trained again, as a baseline and as a student of each teacher, on the subset's first
                 U = D / e tokens for each listed e above 1 (e passes over U)
+    [eval]      tasks = ["arc_easy"], limit, batch_size, include_path (optional): each finished teacher, baseline
+                and student scored by `distillscale eval` after it trains (eval.json in its run directory;
+                one that has it is not scored again); `sweep export` carries each task's metrics
     [tune]      lr = [1e-3, 3e-3, 1e-2], batch_size = [8, 16] (optional): an lr x batch grid, every teacher
                 run once per (lr, batch_size) pair (ids tagged `-lr0.003-B16`), each pair's budgets
                 forking its own longest run under WSD; ladder = "students" (with [students]): the
@@ -78,8 +81,8 @@ from distillscale.laws.hyperparameters.law import FAR_FACTOR, HyperparameterLaw
 from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
 from distillscale.model import ModelConfig
 from distillscale.sweeps.spec_sections import (DATA_KEYS, DISTILL_KEYS, LATER_MODEL_KEYS, LR_RULE_KEYS,
-                                               ON_POLICY_DISTILL_KEYS, DataSection, DistillSection, Ladder,
-                                               ModelSection, PruneSection, RepetitionSection, RunKind,
+                                               ON_POLICY_DISTILL_KEYS, DataSection, DistillSection, EvalSection,
+                                               Ladder, ModelSection, PruneSection, RepetitionSection, RunKind,
                                                StudentLadder, TuneSection, _SpecShape, _validate)
 from distillscale.training.config import (BOOKKEEPING_KEYS, DEFAULT_COOLDOWN_FRACTION, TEACHER_FIXED_KEYS, WARMUP_KEYS,
                                          WSD_KEYS, DistillConfig, TrainConfig)
@@ -139,6 +142,7 @@ class SweepSpec:
     sections: dict[str, Any]   # the resolved spec, every default filled in (written as spec.toml)
     runs: tuple[PlannedRun, ...] = field(repr=False)
     notes: tuple[str, ...] = ()   # what the user should know before paying for the runs (said by plan and run)
+    evaluation: EvalSection | None = None  # [eval]: each finished run scored on lm-eval tasks (no run id depends on it)
 
     def gpu_settings(self) -> tuple[tuple[str, ...], int]:
         """What the runs ask of a GPU: the settings made for one that some run sets (bf16, compile),
@@ -177,6 +181,10 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
                   else _validate(RepetitionSection, shape.repetition, source, prefix="repetition."))
     prune = _validate(PruneSection, shape.prune or {}, source, prefix="prune.")
     tune = None if shape.tune is None else _validate(TuneSection, shape.tune, source, prefix="tune.")
+    evaluation = None if shape.eval is None else _validate(EvalSection, shape.eval, source, prefix="eval.")
+    if evaluation is not None and evaluation.include_path is not None:
+        evaluation = evaluation.model_copy(update={
+            "include_path": str((base_dir / Path(evaluation.include_path).expanduser()).absolute())})
     tuned = None if tune is None else tune.ladder
     if tuned == "teachers" and students is not None:
         raise UserError(f"{source}: [tune] grids the [teachers] ladder, and [students] would distil every student "
@@ -289,8 +297,10 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         sections["prune"] = prune.model_dump(mode="json")
     if tune is not None:
         sections["tune"] = tune.section()
+    if evaluation is not None:
+        sections["eval"] = evaluation.model_dump(mode="json", exclude_none=True)
     notes = () if lr_law is None or lr_law.note() is None else (lr_law.note(),)
-    return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs), notes=notes)
+    return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs), notes=notes, evaluation=evaluation)
 
 
 def _teaching(teacher_runs: list[PlannedRun], teach_from: str) -> list[PlannedRun]:

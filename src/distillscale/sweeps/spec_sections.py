@@ -174,6 +174,7 @@ class _SpecShape(BaseModel):
     repetition: dict[str, Any] | None = None
     prune: dict[str, Any] | None = None
     tune: dict[str, Any] | None = None
+    eval: dict[str, Any] | None = None
 
 
 _as_list = BeforeValidator(lambda value: value if value is None or isinstance(value, list) else [value])
@@ -220,6 +221,45 @@ class TuneSection(BaseModel):
 
     def section(self) -> dict[str, Any]:
         return self.grid() | ({"ladder": self.ladder} if self.ladder != "teachers" else {})
+
+
+# The runs [eval] scores: those with a validation loss that the laws read (a "pruned" run trains nothing).
+EVALUATED_KINDS = ("teacher", "baseline", "student")
+
+
+class EvalSection(BaseModel):
+    """[eval]: each finished run (teacher, baseline, student) scored on lm-eval-harness tasks after it
+    trains, by `distillscale eval RUN` (the `eval` extra), its eval.json beside its result.json. The keys
+    are `eval`'s flags; include_path is taken from the spec file's directory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: Annotated[list[str], _as_list]
+    limit: int | None = Field(None, ge=1)
+    batch_size: int = Field(1, ge=1)
+    include_path: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _check_tasks(self) -> "EvalSection":
+        tasks = [task.strip() for task in self.tasks]
+        if not tasks or not all(tasks) or any("," in task for task in tasks):
+            raise ValueError('tasks must list lm-eval task names, e.g. tasks = ["arc_easy", "hellaswag"]')
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks lists a task twice: {tasks}")
+        return self
+
+    def args(self) -> tuple[str, ...]:
+        """`distillscale eval`'s flags for these keys (after the run directory)."""
+        args = ["--tasks", ",".join(self.tasks), "--batch-size", str(self.batch_size)]
+        if self.limit is not None:
+            args += ["--limit", str(self.limit)]
+        if self.include_path is not None:
+            args += ["--include-path", self.include_path]
+        return tuple(args)
+
+    def describe(self) -> str:
+        limit = "" if self.limit is None else f", the first {self.limit} examples of each"
+        return f"[eval]: {', '.join(self.tasks)}{limit}"
 
 
 class RepetitionSection(BaseModel):

@@ -182,6 +182,23 @@ def read_eval(path: str | os.PathLike) -> EvalRecord:
     return EvalRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
+# The columns of a sweep export (and the report) that carry a run's scores: "eval:<task>:<metric>".
+SCORE_COLUMN_PREFIX = "eval:"
+
+
+def score_columns(record: EvalRecord) -> dict[str, float]:
+    """Each task's metrics of `record` as the columns `sweep export` writes ("eval:<task>:<metric>")."""
+    return {f"{SCORE_COLUMN_PREFIX}{score.task}:{score.metric}": score.value for score in record.scores}
+
+
+def score_column_parts(column: str) -> tuple[str, str] | None:
+    """(task, metric) of a score column; None for any other column."""
+    if not column.startswith(SCORE_COLUMN_PREFIX):
+        return None
+    task, _, metric = column[len(SCORE_COLUMN_PREFIX):].partition(":")
+    return (task, metric) if task and metric else None
+
+
 def downstream_runs(runs_dir: Path, tasks: str | None, metric: str) -> tuple[list[float], list[float], str]:
     """(validation losses, errors, the task set) of the finished runs under `runs_dir` that have an
     eval.json: a run's error is 1 - the mean of `metric` over the task set (`tasks`, or every task of

@@ -1,0 +1,159 @@
+"""A sweep's [eval] section (issue 56), end to end on CPU: a tiny sweep whose runs are each scored by
+`distillscale eval` on a local lm-eval task after they train; `sweep plan` counts them, a run with an
+eval.json is not scored again (and [eval] added to a sweep that already ran retrains nothing), `sweep
+export` carries each task's metric as a column, and `report` carries the scores and plots them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+pytest.importorskip("lm_eval")
+
+from distillscale.sweeps.export import is_export  # noqa: E402
+from tests.conftest import REPO_ROOT  # noqa: E402
+
+TASK = "distillscale_tiny_mc"
+COLUMN = f"eval:{TASK}:acc"
+DATA = REPO_ROOT / "tests" / "data" / "lm_eval_tiny"
+SPEC = """
+name = "tiny-eval"
+[data]
+vocab_size = 320
+max_bytes = "50k"
+seq_len = 32
+[model]
+aspect_ratio = 32
+head_dim = 16
+batch_size = 8
+eval_tokens = "1k"
+eval_every = 0
+device = "cpu"
+[teachers]
+n_layers = [1]
+tokens_per_param = [0.25, 0.5]
+"""
+EVAL = """
+[eval]
+tasks = ["{task}"]
+include_path = "tasks"
+"""
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread", "offline")
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory):
+    """Nothing is downloaded: the task's data is a local JSONL (the worker processes inherit this)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_DATASETS_OFFLINE", "1")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two 1-layer teachers trained without [eval], then the same sweep run again with it."""
+    from distillscale.cli import main
+
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "tasks").mkdir()  # the task YAML, its data file by absolute path (datasets reads from the cwd)
+    (root / "tasks" / "tiny_mc.yaml").write_text(
+        (DATA / "tiny_mc.yaml").read_text().replace("questions.jsonl", str(DATA / "questions.jsonl")))
+    (root / "spec.toml").write_text(SPEC)
+    out = root / "out"
+    assert main(["sweep", "run", str(root / "spec.toml"), "--out", str(out), "--workers", "2"]) == 0
+    trained = {path.parent.name: path.stat().st_mtime_ns for path in (out / "runs").glob("*/result.json")}
+    (root / "spec.toml").write_text(SPEC + EVAL.format(task=TASK))
+    return {"root": root, "spec": root / "spec.toml", "out": out, "trained": trained}
+
+
+def _eval_mtimes(out):
+    return {path.parent.name: path.stat().st_mtime_ns for path in (out / "runs").glob("*/eval.json")}
+
+
+def test_sweep_plan_counts_the_runs_it_scores(cli, tmp_path):
+    (tmp_path / "spec.toml").write_text(SPEC + EVAL.format(task=TASK))
+    code, out, err = cli("sweep", "plan", str(tmp_path / "spec.toml"), "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["counts"]["eval"] == 2
+    assert any(note.startswith(f"[eval]: {TASK}: 2 runs scored by `distillscale eval`") for note in plan["assumptions"])
+
+
+@pytest.mark.slow  # a sweep run scoring 2 runs, 2 reports, a second sweep run (about 40 s on 2 cores)
+def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(sweep, cli, tmp_path):
+    out = sweep["out"]
+    code, printed, err = cli("sweep", "run", str(sweep["spec"]), "--out", str(out), "--workers", "2", "--json")
+    assert code == 0, err
+    counts = json.loads(printed)
+    assert counts["completed"] == 2 and counts["evaluated"] == 2 and counts["eval_failed"] == 0
+    # [eval] changes no run: nothing was trained again
+    assert {path.parent.name: path.stat().st_mtime_ns for path in (out / "runs").glob("*/result.json")} == sweep["trained"]
+    scores = {}
+    for run_id in sweep["trained"]:
+        record = json.loads((out / "runs" / run_id / "eval.json").read_text())
+        assert record["tasks"] == [TASK] and (out / "logs" / f"{run_id}.eval.log").is_file()
+        scores[run_id] = {s["metric"]: s["value"] for s in record["scores"]}["acc"]
+
+    # the export: a column per task and metric, each run's score from its eval.json
+    export = tmp_path / "runs.csv"
+    code, _, err = cli("sweep", "export", str(out), "--out", str(export))
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(export.read_text())))
+    assert {row["run_id"]: float(row[COLUMN]) for row in rows} == scores
+    assert is_export(export)  # an export with score columns is still one `--overwrite` may replace
+    code, _, err = cli("sweep", "export", str(out), "--out", str(export), "--overwrite", "--format", "jsonl")
+    assert code == 0, err
+    assert is_export(export)
+    assert {json.loads(line)["run_id"]: json.loads(line)[COLUMN] for line in export.read_text().splitlines()} == scores
+
+    # the report: the scores in report.json, their figure in report.html, from the sweep or its export
+    for source in (out, tmp_path / "runs.jsonl"):
+        if source.suffix:
+            export.rename(source)
+        report_dir = tmp_path / f"report-{source.name}"
+        code, _, err = cli("report", str(source), "--out", str(report_dir), "--bootstrap", "0")
+        assert code == 0, err
+        downstream = json.loads((report_dir / "report.json").read_text())["downstream"]
+        assert [(d["task"], d["metric"]) for d in downstream] == [(TASK, "acc")]
+        assert {r["run_id"]: r["value"] for r in downstream[0]["runs"]} == scores
+        assert all(r["val_loss"] > 0 for r in downstream[0]["runs"])
+        assert "Benchmark scores" in (report_dir / "report.html").read_text()
+
+    # resumable: a run with an eval.json is not scored again; one whose eval.json is gone is
+    before = _eval_mtimes(out)
+    gone = sorted(before)[0]
+    (out / "runs" / gone / "eval.json").unlink()
+    code, printed, err = cli("sweep", "run", str(sweep["spec"]), "--out", str(out), "--workers", "2", "--json")
+    assert code == 0, err
+    assert json.loads(printed)["evaluated"] == 2
+    after = _eval_mtimes(out)
+    assert set(after) == set(before)
+    assert {run_id: t for run_id, t in after.items() if run_id != gone} == \
+        {run_id: t for run_id, t in before.items() if run_id != gone}
+
+
+@pytest.mark.slow  # lm-eval indexes its few thousand task files to look the name up (about 10 s)
+def test_an_unknown_task_is_refused_before_any_run(sweep, cli, tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC + EVAL.format(task="no_such_task").replace('"tasks"', f'"{sweep["root"] / "tasks"}"'))
+    code, out, err = cli("sweep", "run", str(spec), "--out", str(tmp_path / "out"))
+    assert code == 2 and "unknown lm-eval task no_such_task" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize("section, says", [
+    ("tasks = []", "invalid 'eval': tasks must list lm-eval task names"),
+    ('tasks = ["a", "a"]', "tasks lists a task twice"),
+    ('tasks = ["a"]\nlimit = 0', "invalid 'eval.limit'"),
+    ('tasks = ["a"]\ntask = "b"', "unknown key 'eval.task'"),
+])
+def test_a_bad_eval_section_is_one_line(cli, tmp_path, section, says):
+    (tmp_path / "spec.toml").write_text(SPEC + "[eval]\n" + section + "\n")
+    code, out, err = cli("sweep", "plan", str(tmp_path / "spec.toml"))
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
