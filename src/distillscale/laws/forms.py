@@ -126,6 +126,11 @@ class SupervisedLaw:
         """The exponent of D at model size N (the same at every N in this form)."""
         return self.beta + 0.0 * np.asarray(_pos(N, "N"), dtype=np.float64)
 
+    def form_text(self) -> str:
+        """The law's form in one line, as a plan states it: its name and how its data term depends on N."""
+        gamma = "" if self.gamma == 1.0 else f", gamma = {self.gamma:.3g}"
+        return f"{self.form} (one data exponent at every model size: beta = {self.beta:.3g}{gamma})"
+
     def data_coefficient(self, N: ArrayLike) -> np.ndarray | float:
         """The coefficient of the data term at model size N (B at every N in this form)."""
         return self.B + 0.0 * np.asarray(_pos(N, "N"), dtype=np.float64)

@@ -67,6 +67,12 @@ class InteractionLaw(SupervisedLaw):
         out = self.E + np.exp(self.gamma * log_terms)
         return float(out) if out.ndim == 0 else out
 
+    def form_text(self) -> str:
+        if self.beta1 == 0.0:
+            return _plain_text(self, "beta1 = 0", "a data exponent that depends on N")
+        return (f"interaction (data exponent beta + beta1 ln(N/N0): beta = {self.beta:.3g}, beta1 = {self.beta1:.3g} "
+                f"per e-fold of N, N0 = {self.N0:.3g})")
+
     def with_coefficients(self, coefficients: dict[str, float]) -> "InteractionLaw":
         return InteractionLaw(**{**self.coefficients(), **coefficients})
 
@@ -107,8 +113,19 @@ class FarseerLaw(SupervisedLaw):
         out = self.E + np.exp(self.gamma * log_terms)
         return float(out) if out.ndim == 0 else out
 
+    def form_text(self) -> str:
+        if self.kappa == 0.0 and self.nu == 0.0:
+            return _plain_text(self, "kappa = nu = 0", "a data term that depends on N")
+        return (f"farseer (data term B (N/N0)^kappa / D^(beta (N/N0)^nu): beta = {self.beta:.3g}, "
+                f"kappa = {self.kappa:.3g}, nu = {self.nu:.3g}, N0 = {self.N0:.3g})")
+
     def with_coefficients(self, coefficients: dict[str, float]) -> "FarseerLaw":
         return FarseerLaw(**{**self.coefficients(), **coefficients})
+
+
+def _plain_text(law: SupervisedLaw, zero: str, what: str) -> str:
+    why = "its runs did not identify " if law.fit is not None and law.fit.not_identified else "no "
+    return f"{law.form} with {zero} ({why}{what}: the chinchilla law, beta = {law.beta:.3g})"
 
 
 LAW_CLASSES = {INTERACTION: InteractionLaw, FARSEER: FarseerLaw}

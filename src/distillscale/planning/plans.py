@@ -68,6 +68,13 @@ class Plan:
         return self.settings.compute
 
     @property
+    def law_form(self) -> str | None:
+        """The supervised law's form, as the plan states it: every N and D above is searched under it
+        (the law's own predict and inversion: an interaction form's N-dependent data term included)."""
+        law = self.laws.supervised
+        return None if law is None else law.form_text()
+
+    @property
     def headline(self) -> DistillationPlan | None:
         """The plan, when one scenario was planned (for a sweep: its best student); else None."""
         return None
@@ -99,6 +106,8 @@ class Plan:
     def to_dict(self) -> dict:
         """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
         record = {**self._record(), "warnings": list(self.warnings)}
+        if self.laws.supervised is not None:
+            record["supervised_form"] = {"form": self.laws.supervised.form, "description": self.law_form}
         if self.repetition:
             record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
         if self.recipes:

@@ -56,6 +56,9 @@ class PlanView(Protocol):
     @property
     def note(self) -> str | None: ...
 
+    @property
+    def law_form(self) -> str | None: ...
+
     def verdicts(self) -> dict[str, str]: ...
 
 
@@ -63,7 +66,8 @@ def plan_renderables(plan: PlanView) -> list:
     """The tables and notes that show a plan, in print order: the plan, how to run it, and with a
     loss-to-error law each model's downstream error."""
     downstream = [] if plan.downstream is None else plan.downstream.lines()
-    return _plan_renderables(plan) + recipe_renderables(plan.recipes) + downstream
+    form = [] if plan.law_form is None else [f"supervised law form: {plan.law_form}; N and D are planned under it"]
+    return _plan_renderables(plan) + form + recipe_renderables(plan.recipes) + downstream
 
 
 def recipe_renderables(recipes: dict) -> list:
