@@ -84,6 +84,36 @@ def test_eval_json_holds_the_scores_lm_eval_gives_for_the_exported_model(tmp_pat
     assert not (tmp_path / "hf" / "eval.json").exists()
 
 
+@pytest.mark.slow  # the lm-eval CLI indexes its few thousand task files (about 20 s on 2 cores)
+def test_the_scores_equal_what_the_lm_eval_cli_prints_for_the_exported_model(tmp_path, cli, run, tasks_dir):
+    import subprocess
+
+    code, _, err = cli("eval", run, "--tasks", TASK, "--include-path", tasks_dir, "--device", "cpu",
+                       "--out", tmp_path / "eval.json")
+    assert code == 0, err
+    [score] = json.loads((tmp_path / "eval.json").read_text())["scores"]
+    assert cli("export-hf", run, tmp_path / "hf")[0] == 0
+    # lm-eval's own command line, in a process of its own, offline (the fixture's environment)
+    printed = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={tmp_path / 'hf'}",
+         "--tasks", TASK, "--include_path", str(tasks_dir), "--device", "cpu", "--batch_size", "1",
+         "--output_path", str(tmp_path / "lm_eval")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    # its table row: |task|version|filter|n-shot|metric|direction|value|±|stderr|
+    [row] = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+             for line in printed.stdout.splitlines() if line.startswith(f"|{TASK}")]
+    assert row[4] == score["metric"] == "acc"
+    value, stderr = row[6], row[8]
+    decimals = len(value.partition(".")[2])
+    assert float(value) == pytest.approx(score["value"], abs=0.5 * 10 ** -decimals + 1e-12)
+    assert float(stderr) == pytest.approx(score["stderr"], abs=0.5 * 10 ** -len(stderr.partition(".")[2]) + 1e-12)
+    # and the results file it wrote, to the last bit
+    [results] = (tmp_path / "lm_eval").rglob("results_*.json")
+    written = json.loads(results.read_text())["results"][TASK]
+    assert (written["acc,none"], written["acc_stderr,none"]) == (score["value"], score["stderr"])
+
+
 def test_refusals_are_one_line(tmp_path, cli, run, tasks_dir, monkeypatch):
     def refused(*args):
         code, _, err = cli("eval", *args)
