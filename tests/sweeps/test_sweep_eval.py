@@ -137,6 +137,15 @@ def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(swee
     assert {run_id: t for run_id, t in after.items() if run_id != gone} == \
         {run_id: t for run_id, t in before.items() if run_id != gone}
 
+    # a scoring that fails (the task's data file is gone) is counted, exits 1, and is tried again next time
+    (out / "runs" / gone / "eval.json").unlink()
+    task = sweep["root"] / "tasks" / "tiny_mc.yaml"
+    task.write_text(task.read_text().replace(str(DATA / "questions.jsonl"), str(tmp_path / "missing.jsonl")))
+    code, printed, err = cli("sweep", "run", str(sweep["spec"]), "--out", str(out), "--workers", "2", "--json")
+    assert code == 1 and "1 runs could not be scored ([eval])" in err
+    assert json.loads(printed)["eval_failed"] == 1 and json.loads(printed)["evaluated"] == 1
+    assert "could not load the data of distillscale_tiny_mc" in (out / "logs" / f"{gone}.eval.log").read_text()
+
 
 @pytest.mark.slow  # lm-eval indexes its few thousand task files to look the name up (about 10 s)
 def test_an_unknown_task_is_refused_before_any_run(sweep, cli, tmp_path):

@@ -61,7 +61,8 @@ def run_command(s: SweepRunSettings) -> int:
     \\[eval] (optional): tasks = [...], limit, batch_size, include_path: each finished run scored by
     `distillscale eval` after it trains (the eval extra), its scores in `sweep export` and `report`.
     Running again skips finished runs, resumes interrupted ones from their
-    checkpoints and retries failed ones. Exit status 1 when a run failed, diverged or was blocked.
+    checkpoints and retries failed ones. Exit status 1 when a run failed, diverged or was blocked,
+    or could not be scored ([eval]).
     """
     from distillscale.sweeps.runner import Sweep
 
@@ -91,6 +92,10 @@ def _exit_status(sweep, counts: dict) -> int:
         warn(f"{unfinished} of {len(sweep.spec.runs)} runs did not complete: see `distillscale sweep status "
              f"{sweep.directory}` and the logs in {sweep.directory / 'logs'}; run the same command again to "
              f"retry failed runs")
+        return 1
+    if counts.get("eval_failed"):
+        warn(f"{counts['eval_failed']} runs could not be scored ([eval]): see their logs/<run_id>.eval.log in "
+             f"{sweep.directory}; run the same command again to score them")
         return 1
     return 0
 
