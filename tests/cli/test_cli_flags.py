@@ -49,7 +49,7 @@ def flag_sets() -> dict[str, dict]:
 # Commands and flags added since the record (new features); every recorded one must stay as it was.
 ADDED_SINCE = {"prune": None, "fit hyperparameters": None, "predict hyperparameters": None, "eval": None,
                "fit downstream": None, "predict downstream": None, "train": {"--student-init"}, "distill": {"--student-init", "--teacher-weight", "--teacher-route"}, "plan": {"--student-init", "--teacher-mixture", "--hyperparameter-law", "--batch-tokens", "--downstream-law"},
-               "demo": {"--capacity-gap", "--lr-law"}, "data prepare": {"--route-field"}}
+               "serve": {"--downstream-law"}, "demo": {"--capacity-gap", "--lr-law"}, "data prepare": {"--route-field"}}
 # Recorded flags that repeat since (a single value still reads as before): their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"}}

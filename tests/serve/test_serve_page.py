@@ -265,3 +265,55 @@ def test_choosing_a_pruned_start_on_the_page_plans_as_the_cli(server, browser, c
     assert _shown_plan(page) == _cli_json(cli, "--law", "busbridge2025", "--compute", "1e21", "--student-params",
                                           "546M", "--scenario", "teacher-inference", "--student-init", "pruned")
     assert "--student-init pruned" in page.text_content("#cli")
+
+
+@pytest.fixture(scope="module")
+def downstream_law(tmp_path_factory):
+    """A loss-to-error law file (Gadre et al.'s form over losses 2.2-3.4, with bootstrap draws)."""
+    import numpy as np
+
+    import distillscale as ds
+
+    losses = np.linspace(2.2, 3.4, 10)
+    path = tmp_path_factory.mktemp("downstream") / "down.json"
+    ds.fit_downstream(losses, 0.75 - 12 * np.exp(-1.3 * losses), task_set="tiny_mc", bootstrap=40).save(path)
+    return path
+
+
+def test_serve_with_a_downstream_law_shows_each_plans_predicted_error(cli, downstream_law):
+    """`serve --downstream-law FILE`: the page's plan carries each model's downstream error, as `plan
+    --downstream-law FILE` prints it, the student's in its summary (a card); its command names the file."""
+    from importlib import resources
+
+    script = (resources.files("distillscale.serve") / "static" / "app.js").read_text()
+    assert "function downstreamCard" in script and "if (s.downstream) cards.push(downstreamCard(s.downstream))" in script
+    planner = Planner(downstream_law=downstream_law)
+    for scenario, student in (("teacher-pretraining", "546M"), ("best-case", "best")):
+        response = planner.update(PlanQuery(law="busbridge2025", compute="1e21", student=student, scenario=scenario))
+        assert response["ok"] and f"--downstream-law {downstream_law}" in response["cli"]
+        sizes = () if student == "best" else ("--student-params", student)
+        assert response["plan"] == _cli_json(cli, "--compute", "1e21", *sizes, "--scenario", scenario,
+                                             "--downstream-law", str(downstream_law))
+        assert response["summary"]["downstream"] == response["plan"]["downstream"]["models"][scenario]
+        assert response["summary"]["downstream"]["task_set"] == "tiny_mc"
+        assert "Downstream error on task set tiny_mc" in response["text"]
+    assert Planner().update(PlanQuery(law="busbridge2025", compute="1e21"))["summary"]["downstream"] is None
+    # a missing law file is refused in one line before the server starts
+    code, out, err = cli("serve", "--downstream-law", str(downstream_law.with_name("missing.json")), "--port", "0")
+    assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_page_shows_the_students_downstream_error_in_a_card(browser, downstream_law):
+    httpd = make_server(Planner(downstream_law=downstream_law), port=0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
+        _settled(page)
+        error = _shown_plan(page)["downstream"]["models"][page.input_value("#scenario")]["error"]
+        cards = " ".join(page.text_content("#cards").split())
+        assert f"downstream error (tiny_mc){error:.3f}90%: " in cards  # title, value, interval
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

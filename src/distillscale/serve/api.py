@@ -83,12 +83,18 @@ class PlanQuery:
 
 
 class Planner:
-    """The laws a page can plan with (the presets and the files given to `serve`), loaded once."""
+    """The laws a page can plan with (the presets and the files given to `serve`), loaded once; with
+    `downstream_law` (`serve --downstream-law FILE`), each plan's models carry their predicted
+    downstream error under it (`plan --downstream-law`)."""
 
-    def __init__(self, law_specs: list[str] | None = None) -> None:
+    def __init__(self, law_specs: list[str] | None = None, downstream_law: str | Path | None = None) -> None:
+        from distillscale.laws.downstream import load_downstream_law
+
         self.laws: dict[str, LawSet] = {}
         for spec in [*PRESETS, *(law_specs or [])]:
             self.laws[spec] = load_laws(spec)
+        self.downstream_path = None if downstream_law is None else str(downstream_law)
+        self.downstream = None if downstream_law is None else load_downstream_law(downstream_law)
         self.default = (law_specs or ["busbridge2025"])[0]
         self._answers: OrderedDict = OrderedDict()
         self._lock = threading.Lock()  # the server answers each request on its own thread
@@ -153,7 +159,8 @@ class Planner:
     def plan(self, query: PlanQuery) -> Plan:
         """`planning.plan` for the controls, as `distillscale plan` makes it from the same settings; a
         malformed control raises ParameterError naming it."""
-        return plan_from_settings(self.settings(query), self.laws[query.law])  # law: the file's path, reloaded by the command
+        return plan_from_settings(self.settings(query), self.laws[query.law],  # law: the file's path, reloaded by the command
+                                  downstream=self.downstream)
 
     def settings(self, query: PlanQuery) -> PlanSettings:
         """The controls as the settings of `distillscale plan` (validated by the same class)."""
@@ -186,7 +193,7 @@ class Planner:
                                         teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"],
                                         student_init=query.student_init,
                                         hyperparameter_law=query.hyperparameter_law,
-                                        batch_tokens=given["batch_tokens"])
+                                        batch_tokens=given["batch_tokens"], downstream_law=self.downstream_path)
 
     def _compute_curve(self, query: PlanQuery, student_params: float) -> dict:
         start = time.perf_counter()
@@ -258,7 +265,7 @@ def _summary(result: Plan) -> dict:
                 "student_loss": s.loss, "student_interval": _interval(s.interval), "budget": s.budget,
                 "verdict": "pretrain", "flops": {"student": s.budget, "teacher_inference": 0.0,
                                                  "teacher_pretraining": 0.0},
-                "recipe": _recipe(result, "supervised")}
+                "recipe": _recipe(result, "supervised"), "downstream": _downstream(result, "supervised")}
     p, verdict = result.headline, result.verdict
     baseline = result.sweeps[0].supervised_best if result.kind == "sweep" else p.supervised
     return {"kind": result.kind, "scenario": p.scenario.name, "budget": p.budget,
@@ -270,13 +277,20 @@ def _summary(result: Plan) -> dict:
             "supervised_loss": baseline.loss, "supervised_interval": _interval(baseline.interval),
             "verdict": verdict, "loss_difference": baseline.loss - p.student_loss,
             "flops": p.flops.to_dict(), "converged": p.convergence.success,
-            "recipe": _recipe(result, p.scenario.name)}
+            "recipe": _recipe(result, p.scenario.name), "downstream": _downstream(result, p.scenario.name)}
 
 
 def _recipe(result: Plan, name: str) -> dict | None:
     """How to run the plan's student (or its model): `planning.recipes.RunRecipe.to_dict`."""
     recipe = result.recipes.get(name)
     return None if recipe is None else recipe.to_dict()
+
+
+def _downstream(result: Plan, name: str) -> dict | None:
+    """The student's (or the model's) predicted downstream error: `planning.downstream.DownstreamPrediction`."""
+    if result.downstream is None or name not in result.downstream.predictions:
+        return None
+    return result.downstream.predictions[name].to_dict()
 
 
 def _u_curve(result: Plan) -> dict | None:

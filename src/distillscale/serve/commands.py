@@ -12,6 +12,7 @@ from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import console
 from distillscale.errors import UserError
 from distillscale.laws.lawset import LAW_HELP
+from distillscale.planning.downstream import DOWNSTREAM_LAW_HELP
 
 
 PORT_HELP = "port to listen on (0: any free one)"
@@ -24,6 +25,7 @@ class ServeSettings(CommandSettings):
     command_path: ClassVar[str] = "serve"
 
     law: list[str] = option([], help=f"{LAW_HELP} to offer beside the presets (repeatable; the first is selected)")
+    downstream_law: Path | None = option(None, help=DOWNSTREAM_LAW_HELP)
     port: int = option(8765, min=0, max=65535, help=PORT_HELP)
     host: str = option("127.0.0.1", help=HOST_HELP)
 
@@ -35,7 +37,7 @@ def serve_command(s: ServeSettings) -> None:
     from distillscale.serve.api import Planner
     from distillscale.serve.server import make_server
 
-    server = make_server(Planner(s.law), s.host, s.port)
+    server = make_server(Planner(s.law, s.downstream_law), s.host, s.port)
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     console.print(f"planner page at {address} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
     _serve_until_interrupted(server)

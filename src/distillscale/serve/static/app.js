@@ -115,6 +115,7 @@ function render(result) {
                     `teacher loss L_T ${loss(s.teacher_loss)}`));
   }
   if (s.recipe) cards.push(recipeCard(s.recipe));
+  if (s.downstream) cards.push(downstreamCard(s.downstream));
   $("cards").innerHTML = cards.join("");
   $("warnings").replaceChildren(...result.warnings.map(text => {
     const item = document.createElement("li");
@@ -143,6 +144,15 @@ function recipeCard(r) {
               `${r.batch_sequences.toLocaleString("en")} × ${r.n_ctx.toLocaleString("en")} tokens, ` +
               `${r.steps.toLocaleString("en")} steps, warmup ${r.warmup_steps.toLocaleString("en")}` +
               (r.mup_base_lr === null ? "" : `; muP --lr ${lr(r.mup_base_lr)}`) + penalty);
+}
+
+// The student's predicted downstream error under `serve --downstream-law` (`planning.downstream`).
+function downstreamCard(d) {
+  const range = d.interval ? `${(100 * d.level).toFixed(0)}%: ${d.interval[0].toFixed(3)} to ${d.interval[1].toFixed(3)}`
+    : "no interval";
+  return card(`downstream error (${d.task_set || "task set"})`, d.error.toFixed(3),
+              `${range}${d.loss_interval ? ", the loss's interval carried through" : ""}` +
+              (d.beyond_law_data ? "; the loss is outside the law's data" : ""));
 }
 
 function drawUCurve(u) {
