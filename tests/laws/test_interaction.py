@@ -170,3 +170,35 @@ def test_fit_supervised_form_farseer_backtests_saves_and_loads(cli, tmp_path):
     path.write_text(json.dumps(data))
     code, _, stderr = cli("predict", "supervised", "--law", path, "--params", "2.4B", "--tokens", "48B")
     assert code == 2 and "kappa, nu and N0" in stderr and "Traceback" not in stderr
+
+
+def test_the_size_compute_optimal_for_a_number_of_tokens_follows_the_interaction_form():
+    """What a limited corpus's R_N* counts parameters against (Muennighoff et al.: the size that is
+    compute-optimal for the unique tokens): the law's own optimum, not the plain law's closed form."""
+    from distillscale.laws.forms import SupervisedLaw
+    from distillscale.laws.repetition import PUBLISHED, effective_tokens
+
+    laws = (InteractionLaw(**{**TRUTH.coefficients(), "beta1": -0.006}),
+            FarseerLaw(**{**FARSEER_TRUTH.coefficients(), "kappa": 0.05, "nu": 0.01}))
+    D = np.array([1e10, 1e12])
+    for law in laws:
+        optimal = law.compute_optimal_params(D)
+        for n, d in zip(optimal, D):  # trained on d tokens, n is the best size for its budget C = 6 n d
+            sizes = np.geomspace(n / 30, n * 30, 20_001)
+            assert sizes[np.argmin(law.predict(sizes, 6 * n * d / (6 * sizes)))] == pytest.approx(n, rel=5e-4)
+        closed_form = SupervisedLaw(**{k: law.coefficients()[k] for k in SupervisedLaw.COEFFICIENTS})
+        assert np.all(np.abs(np.log(closed_form.compute_optimal_params(D) / optimal)) > 0.1)
+        # A model 10x that size on those tokens repeated 4 times: its excess parameters decay from that size.
+        n, u, r_n = 10 * optimal[0], D[0], PUBLISHED.R_N_star
+        tokens = effective_tokens(4 * u, u, PUBLISHED.R_D_star)
+
+        def decayed(size):
+            return size + size * r_n * -np.expm1(-(n / size - 1) / r_n)
+
+        repeated = law.predict_repeated(n, 4 * u, u, PUBLISHED)
+        assert repeated == pytest.approx(law.predict(decayed(optimal[0]), tokens), rel=1e-9)
+        assert abs(repeated / law.predict(decayed(closed_form.compute_optimal_params(u)), tokens) - 1) > 1e-3
+    # With no interaction it is the closed form.
+    plain = InteractionLaw(**{**TRUTH.coefficients(), "beta1": 0.0})
+    closed_form = SupervisedLaw(**{k: plain.coefficients()[k] for k in SupervisedLaw.COEFFICIENTS})
+    np.testing.assert_allclose(plain.compute_optimal_params(D), closed_form.compute_optimal_params(D), rtol=1e-9)

@@ -135,6 +135,13 @@ class SupervisedLaw:
         """The coefficient of the data term at model size N (B at every N in this form)."""
         return self.B + 0.0 * np.asarray(_pos(N, "N"), dtype=np.float64)
 
+    def compute_optimal_params(self, D: ArrayLike) -> np.ndarray:
+        """N that is compute-optimal for D tokens (dL/d ln N = dL/d ln D at (N, D): the size whose
+        optimal budget trains on D tokens). Closed form in this form (gamma does not move it):
+        N = G (G D)^(beta/alpha), G = (alpha A / (beta B))^(1/(alpha+beta))."""
+        G = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+        return G * (G * np.asarray(D, float)) ** (self.beta / self.alpha)
+
     def tokens_reaching(self, N: ArrayLike, loss: float) -> np.ndarray:
         """D with L(N, D) = loss for each N (the law inverted); NaN where no D reaches it."""
         N = np.asarray(_pos(N, "N"), dtype=np.float64)

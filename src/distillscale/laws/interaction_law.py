@@ -32,6 +32,7 @@ With kappa = nu = 0 it is the chinchilla law. Fitted by `laws.interaction.Intera
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,13 @@ class InteractionLaw(SupervisedLaw):
         log_terms = np.logaddexp(np.log(self.A) - self.alpha * np.log(N), np.log(self.B) - beta * np.log(D))
         out = self.E + np.exp(self.gamma * log_terms)
         return float(out) if out.ndim == 0 else out
+
+    def data_slopes(self, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(d ln B(N) / d ln N, d beta(N) / d ln N): (0, beta1)."""
+        return np.zeros_like(N), np.full_like(N, self.beta1)
+
+    def compute_optimal_params(self, D: ArrayLike) -> np.ndarray:
+        return stationary_params(self, D)
 
     def form_text(self) -> str:
         if self.beta1 == 0.0:
@@ -113,6 +121,13 @@ class FarseerLaw(SupervisedLaw):
         out = self.E + np.exp(self.gamma * log_terms)
         return float(out) if out.ndim == 0 else out
 
+    def data_slopes(self, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(d ln B(N) / d ln N, d beta(N) / d ln N): (kappa, nu beta(N))."""
+        return np.full_like(N, self.kappa), self.nu * self.data_exponent(N)
+
+    def compute_optimal_params(self, D: ArrayLike) -> np.ndarray:
+        return stationary_params(self, D)
+
     def form_text(self) -> str:
         if self.kappa == 0.0 and self.nu == 0.0:
             return _plain_text(self, "kappa = nu = 0", "a data term that depends on N")
@@ -121,6 +136,43 @@ class FarseerLaw(SupervisedLaw):
 
     def with_coefficients(self, coefficients: dict[str, float]) -> "FarseerLaw":
         return FarseerLaw(**{**self.coefficients(), **coefficients})
+
+
+# Where `stationary_params` looks for the compute-optimal N of a number of tokens (ln N), the grid
+# it scans for the first sign change, and the bisection steps within that grid cell.
+STATIONARY_LOG_N = (0.0, math.log(1e20))
+STATIONARY_GRID = 401
+BISECTION_STEPS = 60
+
+
+def stationary_params(law, D: ArrayLike) -> np.ndarray:
+    """N that is compute-optimal for D tokens under a law whose data term T(N, D) = B(N) D^-beta(N)
+    depends on N. No closed form: the smallest N in STATIONARY_LOG_N where moving compute from
+    tokens to parameters stops paying, the first root from below of dP/d ln N - dP/d ln D,
+    P = A N^-alpha + T (E and gamma do not move it),
+        -alpha A N^-alpha + T (d ln B/d ln N - (d beta/d ln N) ln D + beta(N)) = 0,
+    found on a log grid and refined by bisection in its cell. Where it has no root in that range
+    (the size term's slope wins everywhere) it is inf: no size is too large for D tokens."""
+    D = np.asarray(_pos(D, "D"), dtype=np.float64)
+    log_d = np.log(D)[..., None]
+
+    def gap(log_n: np.ndarray) -> np.ndarray:
+        N = np.exp(log_n)
+        slope_b, slope_beta = law.data_slopes(N)
+        beta = law.data_exponent(N)
+        data = law.data_coefficient(N) * np.exp(-beta * log_d)
+        return -law.alpha * law.A * np.exp(-law.alpha * log_n) + data * (slope_b - slope_beta * log_d + beta)
+
+    grid = np.linspace(*STATIONARY_LOG_N, STATIONARY_GRID)
+    crosses = (gap(grid[:-1]) < 0) & (gap(grid[1:]) >= 0)          # (..., cells)
+    found = crosses.any(axis=-1)
+    cell = np.argmax(crosses, axis=-1)
+    low, high = grid[cell][..., None], grid[np.minimum(cell + 1, len(grid) - 1)][..., None]
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        below = gap(middle) < 0
+        low, high = np.where(below, middle, low), np.where(below, high, middle)
+    return np.where(found, np.exp((low + high)[..., 0] / 2), np.inf)
 
 
 def _plain_text(law: SupervisedLaw, zero: str, what: str) -> str:

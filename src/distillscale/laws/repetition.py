@@ -135,16 +135,10 @@ def effective_tokens(D, U, R_D_star: float) -> np.ndarray:
     return _decayed(U, D, R_D_star)
 
 
-def compute_optimal_params(law, D) -> np.ndarray:
-    """N that is compute-optimal for D tokens under L = E + (A/N^alpha + B/D^beta)^gamma (gamma
-    does not move the optimum): N = G (G D)^(beta/alpha), G = (alpha A / (beta B))^(1/(alpha+beta))."""
-    G = (law.alpha * law.A / (law.beta * law.B)) ** (1.0 / (law.alpha + law.beta))
-    return G * (G * np.asarray(D, float)) ** (law.beta / law.alpha)
-
-
 def effective_params(law, N, U, R_N_star: float) -> np.ndarray:
-    """N' = U_N + U_N R_N* (1 - exp(-(N/U_N - 1) / R_N*)), U_N = min(N, N_opt(U))."""
-    return _decayed(np.minimum(np.asarray(N, float), compute_optimal_params(law, U)), N, R_N_star)
+    """N' = U_N + U_N R_N* (1 - exp(-(N/U_N - 1) / R_N*)), U_N = min(N, N_opt(U)), N_opt(U) the
+    size compute-optimal for U tokens under the law's own form (`SupervisedLaw.compute_optimal_params`)."""
+    return _decayed(np.minimum(np.asarray(N, float), law.compute_optimal_params(U)), N, R_N_star)
 
 
 def predict_repeated(law, repetition: Repetition, N, D, U):
