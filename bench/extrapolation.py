@@ -60,6 +60,8 @@ FITS = {
     "busbridge": {"form": "busbridge"},
     # issue 55: the data exponent beta + beta1 ln(N/N0) (`laws.interaction`; beta1 = 0 where not identified)
     "interaction": {"form": "interaction"},
+    # Farseer's surface to first order in ln N: B (N/N0)^kappa / D^(beta (N/N0)^nu) (kappa = nu = 0 where not identified)
+    "farseer": {"form": "farseer"},
     # Per-set N counting: the law fitted on N with embeddings, or both counts as candidates.
     "auto-total-N": {"params": "total_params"},
     "auto-both-N": {"with_total": True},
@@ -215,6 +217,9 @@ def evaluate(name: str, fit_name: str, *, max_cuts: int, bootstrap: int, final: 
             out[key] += list(values)
         out["chosen"].append(fit.chosen)
         out.setdefault("exponents", []).append([fit.law.alpha * fit.law.gamma, fit.law.beta * fit.law.gamma])
+        # an interaction form's parameters at this cut (0 where the runs did not identify them)
+        out.setdefault("interaction", []).append({k: float(getattr(fit.law, k)) for k in ("beta1", "kappa", "nu")
+                                                  if hasattr(fit.law, k)})
         # The interval before band-wise conformal (one pooled q times the lever), for before -> after.
         extrapolation = fit.extrapolation_error
         distance = n_used[predict_rows] / extrapolation.fitted_max
