@@ -17,7 +17,7 @@ import operator
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -35,6 +35,21 @@ _DELIMITERS = ",;\t|"
 # What spreadsheets save CSV files in when not UTF-8 (Windows-1252, else Latin-1, which decodes anything).
 SPREADSHEET_ENCODINGS = ("cp1252", "latin-1")
 _DECIMAL_COMMA = re.compile(r"^[+-]?[0-9]+,[0-9]+(?:[eE][+-]?[0-9]+)?$")
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """What a numeric column's values must be: `valid` maps an array to a mask of the valid ones,
+    `needs` says what they must be ("positive numbers") in the one line that refuses the others."""
+
+    valid: Callable[[np.ndarray], np.ndarray]
+    needs: str
+
+
+POSITIVE = ValueRule(lambda v: np.isfinite(v) & (v > 0), "positive numbers")
+FRACTION = ValueRule(lambda v: np.isfinite(v) & (v >= 0) & (v < 1), "numbers from 0 up to, not including, 1")
+STEP_COUNT = ValueRule(lambda v: np.isfinite(v) & (v >= 0) & (v == np.round(v)),
+                       "whole numbers of optimizer steps, 0 or more")
 
 
 @dataclass(frozen=True)
@@ -69,22 +84,25 @@ class RunTable:
         keep = np.flatnonzero(mask)
         return replace(self, rows=tuple(self.rows[i] for i in keep), lines=tuple(self.lines[i] for i in keep))
 
-    def numeric(self, names: list[str], *, drop_invalid: bool = False) -> "NumericRuns":
-        """The named columns as positive finite floats.
+    def numeric(self, names: list[str], *, drop_invalid: bool = False,
+                rules: Mapping[str, ValueRule] | None = None) -> "NumericRuns":
+        """The named columns as positive finite floats (a column named in `rules`: as its rule says).
 
-        A row with a missing, non-numeric, NaN, infinite or non-positive value in any of them is an
-        error naming the rows, or, with `drop_invalid`, is skipped and counted.
+        A row with a missing, non-numeric, NaN, infinite or non-positive (or against its rule) value
+        in any of them is an error naming the rows, or, with `drop_invalid`, is skipped and counted.
         """
         self.require(*names)
         values = {name: np.array([_as_float(v) for v in self.values(name)]) for name in names}
         bad = np.zeros(len(self), dtype=bool)
         for name, column in values.items():
-            invalid = ~(np.isfinite(column) & (column > 0))
+            rule = (rules or {}).get(name, POSITIVE)
+            with np.errstate(invalid="ignore"):
+                invalid = ~rule.valid(column)
             if invalid.any() and not drop_invalid:
                 raws = self.values(name)
                 shown = [f"{self.lines[i]} ({raws[i]!r})" for i in np.flatnonzero(invalid)]
                 more = f" and {len(shown) - _SHOWN_ROWS} more" if len(shown) > _SHOWN_ROWS else ""
-                raise UserError(f"column {name!r} in {self.source} needs positive numbers; bad values "
+                raise UserError(f"column {name!r} in {self.source} needs {rule.needs}; bad values "
                                 f"at lines {', '.join(shown[:_SHOWN_ROWS])}{more}: fix them or pass "
                                 "--drop-invalid to skip those rows")
             bad |= invalid

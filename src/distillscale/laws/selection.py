@@ -375,10 +375,11 @@ def supervised_runs(data=None, *, params=None, tokens=None, loss=None, flops=Non
     return runs
 
 
-def run_columns(data, **inputs: tuple[str | None, object]) -> dict[str, np.ndarray]:
+def run_columns(data, rules: dict | None = None, **inputs: tuple[str | None, object]) -> dict[str, np.ndarray]:
     """The runs as float arrays of one length, keyed by parameter. Each input is (default column
     name, given): a column name of the table `data` (a pandas DataFrame or a dict of columns), or
-    the values themselves; an input with neither is left out. Values must be finite and positive."""
+    the values themselves; an input with neither is left out. Values must be finite and positive,
+    or what `rules` (parameter -> `tables.ValueRule`) says of that parameter's."""
     columns = {}
     for param, (default, given) in inputs.items():
         given = default if given is None and data is not None else given
@@ -401,9 +402,12 @@ def run_columns(data, **inputs: tuple[str | None, object]) -> dict[str, np.ndarr
             raise ParameterError(param, "{} must hold numbers, one per run") from None
         if values.ndim != 1:
             raise ParameterError(param, f"{{}} must be one value per run (1-D), got shape {values.shape}")
-        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+        rule = (rules or {}).get(param)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)) if rule is None else ~rule.valid(values))
         if bad.size:
-            raise ParameterError(param, f"{{}} must be finite and positive; runs {', '.join(map(str, bad[:5]))}"
+            needs = "finite and positive" if rule is None else rule.needs
+            raise ParameterError(param, f"{{}} must be {needs}; runs {', '.join(map(str, bad[:5]))}"
                                  f"{' ...' if bad.size > 5 else ''} are not (e.g. {{example!r}})", example=values[bad[0]])
         columns[param] = values
     lengths = {param: len(values) for param, values in columns.items()}

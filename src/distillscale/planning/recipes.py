@@ -10,8 +10,10 @@ The rules, stated once here:
 - the law is evaluated at the run's N (non-embedding parameters) and D (the tokens it trains on);
 - batch: the law's B* (or the batch the user fixed, `--batch-tokens`), as whole sequences of the
   plan's context, round(B / n_ctx) and at least one; steps = ceil(D / (sequences x n_ctx));
-- warmup: WARMUP_FRACTION of the steps, at most WARMUP_CAP steps (the engine's default warmup,
-  `training.config.DEFAULT_WARMUP_*`: a test holds the two equal);
+- warmup: the law's, where it carries one (the warmup steps of its runs, `fit hyperparameters
+  --warmup-col`), at most the run's steps; else WARMUP_FRACTION of the steps, at most WARMUP_CAP
+  steps (the engine's default warmup, `training.config.DEFAULT_WARMUP_*`: a test holds the two equal);
+- beta2: the law's, where it carries one (`--beta2-col`; `train --adam-beta2`), else None (unknown);
 - muP (the family's default, `model.config.ModelConfig.mup`): the hidden matrices train at
   --lr x base_width / d_model, so the base rate that trains them at the peak rate is
   lr x d_model / base_width, d_model the family's width at N (N = 12 d_model^3 / aspect ratio,
@@ -43,6 +45,7 @@ HYPERPARAMETER_LAW_HELP = ("the law that gives each run's peak learning rate and
 WARMUP_FRACTION = 0.1   # the engine's DEFAULT_WARMUP_FRACTION
 WARMUP_CAP = 2000       # the engine's DEFAULT_WARMUP_STEPS
 WARMUP_RULE = f"{WARMUP_FRACTION:.0%} of the steps, at most {WARMUP_CAP:,} (the engine's default)"
+LAW_WARMUP_RULE = "the hyperparameter law's (the warmup steps of its runs), at most the run's steps"
 MUP_BASE_WIDTH = ModelConfig.model_fields["mup_base_width"].default
 
 
@@ -63,13 +66,15 @@ class RunRecipe:
     n_ctx: int                                 # the context of its sequences
     batch_sequences: int                       # round(batch_tokens / n_ctx), at least 1
     steps: int                                 # ceil(tokens / (batch_sequences n_ctx))
-    warmup_steps: int                          # WARMUP_RULE
+    warmup_steps: int                          # `warmup_rule`
     d_model: float                             # its width (the family's at N, or the model's own)
     mup_base_lr: float | None                  # `train --lr` under muP; None: the model has no muP
     mup_base_width: int | None = MUP_BASE_WIDTH  # muP's base width (None: no muP)
     adaptation: RegimeAdaptation | None = None  # at a batch the user fixed: Hoffer's regime adaptation
     beyond_data: bool = False                  # N or D outside the law's data
     notes: tuple[str, ...] = field(default=())
+    beta2: float | None = None                 # AdamW beta2 (`train --adam-beta2`) the law carries; None: unknown
+    warmup_rule: str = WARMUP_RULE             # where `warmup_steps` comes from: WARMUP_RULE or LAW_WARMUP_RULE
 
     def to_dict(self) -> dict[str, Any]:
         adaptation = None if self.adaptation is None else {
@@ -80,7 +85,7 @@ class RunRecipe:
                 "batch_interval": None if self.batch_interval is None else list(self.batch_interval),
                 "optimal_batch_tokens": self.optimal_batch_tokens, "n_ctx": self.n_ctx,
                 "batch_sequences": self.batch_sequences, "steps": self.steps, "warmup_steps": self.warmup_steps,
-                "warmup_rule": WARMUP_RULE, "d_model": self.d_model, "mup_base_width": self.mup_base_width,
+                "warmup_rule": self.warmup_rule, "beta2": self.beta2, "d_model": self.d_model, "mup_base_width": self.mup_base_width,
                 "mup_base_lr": self.mup_base_lr, "regime_adaptation": adaptation,
                 "beyond_law_data": self.beyond_data, "notes": list(self.notes)}
 
@@ -121,16 +126,18 @@ def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, 
     mup = model is None or model.mup
     base_width = model.mup_base_width if model is not None else MUP_BASE_WIDTH
     beyond = law.extrapolation(params, tokens)[0] > 1
+    warmup = warmup_steps(steps) if recommendation.warmup is None else min(int(recommendation.warmup), steps)
     return RunRecipe(name=name, law=law.name, params=float(params), tokens=float(tokens), lr=recommendation.lr,
                      lr_interval=tuple(recommendation.lr_interval), level=recommendation.level,
                      batch_tokens=recommendation.batch_tokens,
                      batch_interval=None if recommendation.batch_interval is None
                      else tuple(recommendation.batch_interval),
                      optimal_batch_tokens=recommendation.optimal_batch_tokens, n_ctx=int(n_ctx),
-                     batch_sequences=sequences, steps=steps, warmup_steps=warmup_steps(steps), d_model=width,
+                     batch_sequences=sequences, steps=steps, warmup_steps=warmup, d_model=width,
                      mup_base_lr=recommendation.lr * width / base_width if mup else None,
                      mup_base_width=base_width if mup else None,
-                     adaptation=adaptation, beyond_data=beyond, notes=tuple(notes))
+                     adaptation=adaptation, beyond_data=beyond, notes=tuple(notes), beta2=recommendation.beta2,
+                     warmup_rule=WARMUP_RULE if recommendation.warmup is None else LAW_WARMUP_RULE)
 
 
 def plan_recipes(runs: dict[str, tuple[float, float]], law: HyperparameterLaw, n_ctx: int, aspect_ratio: float,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
-from distillscale.planning.recipes import MUP_BASE_WIDTH, WARMUP_RULE
+from distillscale.planning.recipes import MUP_BASE_WIDTH
 from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, what_would_tell
 from distillscale.units import format_quantity
 
@@ -85,13 +85,15 @@ def recipe_renderables(recipes: dict) -> list:
                    f"{low:.2g} to {high:.2g}); batch {format_quantity(recipe.batch_tokens)} tokens = "
                    f"{recipe.batch_sequences:,} sequences x {recipe.n_ctx:,}; {recipe.steps:,} steps, warmup "
                    f"{recipe.warmup_steps:,} steps"
+                   + ("" if recipe.beta2 is None else f"; beta2 {recipe.beta2:g}")
                    + ("" if recipe.mup_base_lr is None else f"; muP --lr {recipe.mup_base_lr:.3g}"))
     batch = ("the batch the law's runs used (it has no B*)" if first.optimal_batch_tokens is None else
              "the batch you fixed" if first.batch_interval is None else "the law's optimal batch B*")
     out.append(f"batch: {batch}, in tokens per optimizer step, run as whole sequences of {first.n_ctx:,} tokens; "
-               f"steps = D / batch; warmup: {WARMUP_RULE}; muP --lr: the base rate to give `train`/`distill "
+               f"steps = D / batch; warmup: {first.warmup_rule}; muP --lr: the base rate to give `train`/`distill "
                f"--lr` (muP trains the hidden matrices at --lr x {first.mup_base_width or MUP_BASE_WIDTH} / "
-               "d_model, d_model the run's width)")
+               "d_model, d_model the run's width)"
+               + ("" if first.beta2 is None else "; beta2: the law's, `train`/`distill --adam-beta2`"))
     for names, recipe in same_runs(recipes):
         a = recipe.adaptation
         if a is None:

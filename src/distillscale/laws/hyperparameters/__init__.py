@@ -4,7 +4,8 @@
     law = load_hyperparameter_law("steplaw2025")       # a preset or a saved law (laws.hyperparameters.presets)
     law.recommend(1e9, 20e9)                           # Recommendation (laws.hyperparameters.law)
 
-`surface` fits one cell's loss surface in (ln lr, ln B); `fit` the laws across cells, their
+`surface` fits one cell's loss surface in (ln lr, ln B); `conditions` the beta2 and warmup a
+grid may vary or hold (each cell fitted at its best run's setting); `fit` the laws across cells, their
 selection and backtest; `law` the saved record and its predictions; `presets` the published laws.
 """
 
@@ -16,8 +17,8 @@ from distillscale.laws.hyperparameters.law import (
     RegimeAdaptation,
 )
 from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
-from distillscale.laws.hyperparameters.records import CellOptimum, CellScore, FitSummary
+from distillscale.laws.hyperparameters.records import CellOptimum, CellScore, FitSummary, SettingChoice
 
 __all__ = ["CellOptimum", "CellScore", "FitSummary", "HyperparameterFit", "HyperparameterLaw", "PowerLaw",
-           "Recommendation", "RegimeAdaptation", "HYPERPARAMETER_PRESETS", "fit_hyperparameters",
+           "Recommendation", "RegimeAdaptation", "SettingChoice", "HYPERPARAMETER_PRESETS", "fit_hyperparameters",
            "load_hyperparameter_law", "score_cells"]

@@ -32,6 +32,11 @@ class FitHyperparametersSettings(CommandSettings):
     batch_col: str = option("batch_tokens", help="column of the batch size in tokens (one value throughout: "
                                                  "only the lr law is fitted)")
     loss_col: str = option("loss", help="column of validation loss (nats/token)")
+    beta2_col: str | None = option(None, help="column of AdamW's beta2, if the runs record it: a cell whose runs "
+                                              "vary it is fitted at its best run's beta2, the law carries the value "
+                                              "most cells chose (or the one every run used)")
+    warmup_col: str | None = option(None, help="column of the warmup in optimizer steps, if the runs record it: "
+                                               "treated as --beta2-col")
     bootstrap: int = option(200, min=0, help="bootstrap resamples of each cell's runs (0: no intervals)")
     level: float = option(0.9, help="interval level")
     backtest: bool = option(True, help="hold out the cells of the largest model size and score the law on them")
@@ -51,6 +56,7 @@ class FitHyperparametersSettings(CommandSettings):
 def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
     """Fit lr*(N, D) and B*(N, D) to an lr x batch grid: each (N, D) cell's loss surface in
     (ln lr, ln B), then power laws across cells, backtested on the largest size."""
+    from distillscale.laws.hyperparameters.conditions import RULES
     from distillscale.laws.hyperparameters.fit import fit_hyperparameters
     from distillscale.laws.hyperparameters.law import is_hyperparameter_law_file
     from distillscale.tables import read_table
@@ -67,11 +73,18 @@ def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
         if column not in table.columns:
             raise UserError(f"{s.file} has no {what} column {column!r} (columns: {', '.join(map(repr, table.columns))}): "
                             f"a hyperparameter law needs runs at several {what}s; name the column with {flag}")
-    columns = [s.params_col, s.tokens_col, s.lr_col, s.batch_col, s.loss_col]
-    rows = table.numeric(columns, drop_invalid=s.drop_invalid)
+    for flag, column in (("--beta2-col", s.beta2_col), ("--warmup-col", s.warmup_col)):
+        if column is not None and column not in table.columns:
+            raise UserError(f"{flag} {column!r} is not a column of {s.file} (columns: "
+                            f"{', '.join(map(repr, table.columns))}): name one of them, or leave {flag} out")
+    settings = {"beta2": s.beta2_col, "warmup": s.warmup_col}
+    columns = list(dict.fromkeys([s.params_col, s.tokens_col, s.lr_col, s.batch_col, s.loss_col,
+                                  *filter(None, settings.values())]))
+    rows = table.numeric(columns, drop_invalid=s.drop_invalid,
+                         rules={column: RULES[key] for key, column in settings.items() if column is not None})
     name = s.name or s.file.stem
     fit = fit_hyperparameters(rows.columns, params=s.params_col, tokens=s.tokens_col, lr=s.lr_col, batch=s.batch_col,
-                              loss=s.loss_col, backtest=s.backtest, bootstrap=s.bootstrap, level=s.level, seed=s.seed,
+                              loss=s.loss_col, beta2=s.beta2_col, warmup=s.warmup_col, backtest=s.backtest, bootstrap=s.bootstrap, level=s.level, seed=s.seed,
                               name=name, source=f"fitted to {s.file}" + (f" where {s.where}" if s.where else ""))
     if s.out:
         fit.save(s.out)
@@ -99,6 +112,10 @@ def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
     if law.batch is not None:
         console.print(f"B*  = {law.batch.coefficient:.4g} N^{law.batch.exponents[0]:.3f} "
                       f"D^{law.batch.exponents[1]:.3f} tokens")
+    if law.conditions:
+        sliced = any(cell.settings > 1 for cell in fit.cells)
+        console.print("settings: " + "; ".join(law.conditions)
+                      + ("; each cell's surface fitted at its best run's setting" if sliced else ""))
     if law.lr_batch_exponent is not None:
         console.print(f"batch exponent of the optimal lr (d ln lr*/d ln B): {law.lr_batch_exponent:.2f}, the median "
                       f"over cells (sqrt rule: 0.5)" + (f"; sqrt scaling at 4x B* costs {law.fit.sqrt_penalty:.3%}"
@@ -149,6 +166,11 @@ def predict_hyperparameters_command_run(s: PredictHyperparametersSettings) -> No
     if rec.batch_interval is not None:
         batch += f"  ({level} interval {format_quantity(rec.batch_interval[0])}-{format_quantity(rec.batch_interval[1])})"
     console.print(batch)
+    for key, value, choice in (("beta2", rec.beta2, law.beta2), ("warmup", rec.warmup, law.warmup)):
+        if value is not None:
+            console.print(f"{key:<13}{value:g}{' steps' if key == 'warmup' else ''}  ("
+                          + ("every run of the law's used it: the law holds at it" if not choice.varied else
+                             f"the best in {choice.cells} of {choice.of_cells} of the law's cells") + ")")
     adaptation = rec.adaptation
     if adaptation is not None:
         console.print(f"at this batch ({adaptation.batch_tokens / adaptation.optimal_batch_tokens:.2g}x B* = "

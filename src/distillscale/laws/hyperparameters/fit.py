@@ -34,6 +34,7 @@ from distillscale.laws.hyperparameters.across import (
     precision_weights,
     regress,
 )
+from distillscale.laws.hyperparameters.conditions import RULES, SETTINGS, setting_cells, setting_choices
 from distillscale.laws.hyperparameters.law import HyperparameterLaw, PowerLaw
 from distillscale.laws.hyperparameters.records import (
     CellOptimum,
@@ -50,7 +51,6 @@ from distillscale.laws.hyperparameters.surface import (
     cell_optimum,
     check_cells,
     nearest_run_loss,
-    split_cells,
     sqrt_penalty,
 )
 
@@ -74,19 +74,23 @@ class HyperparameterFit:
         return self.law.save(path)
 
 
-def fit_hyperparameters(runs=None, *, params=None, tokens=None, lr=None, batch=None, loss=None,
-                        window: float | None | str = "auto", backtest: bool = True, bootstrap: int = 200,
-                        level: float = 0.9, seed: int = 0, name: str = "fitted",
+def fit_hyperparameters(runs=None, *, params=None, tokens=None, lr=None, batch=None, loss=None, beta2=None,
+                        warmup=None, window: float | None | str = "auto", backtest: bool = True,
+                        bootstrap: int = 200, level: float = 0.9, seed: int = 0, name: str = "fitted",
                         source: str = "fitted to runs") -> HyperparameterFit:
     """Fit lr*(N, D) and B*(N, D) to an lr x batch grid of runs: a table (a DataFrame or a dict of
     columns; default names params, tokens, lr, batch_tokens, loss) or the values themselves. Each
     (N, D) cell needs 3 or more learning rates; a table with one batch size fits the lr law alone.
+    `beta2`, `warmup` (optional: a column or the values, AdamW's beta2 and warmup steps): a cell
+    whose runs vary them is fitted at the setting of its best run, and the law carries the setting
+    most cells chose, or the one every run used (`laws.hyperparameters.conditions`).
     `window` is the surface's (relative loss above the cell's best), "auto" chooses it by
     leave-one-cell-out."""
     from distillscale.laws.selection import run_columns
 
-    columns = run_columns(runs, params=("params", params), tokens=("tokens", tokens), lr=("lr", lr),
-                          batch_tokens=("batch_tokens", batch), loss=("loss", loss))
+    columns = run_columns(runs, rules=RULES, params=("params", params), tokens=("tokens", tokens), lr=("lr", lr),
+                          batch_tokens=("batch_tokens", batch), loss=("loss", loss), beta2=(None, beta2),
+                          warmup=(None, warmup))
     with np.errstate(all="ignore"):   # values far beyond float range end as a non-finite law, refused below
         fit = _fit(columns, window, backtest, bootstrap, level, seed, name, source)
     laws = [fit.law.lr] + ([fit.law.batch] if fit.law.batch is not None else [])
@@ -100,10 +104,10 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
          name: str, source: str) -> HyperparameterFit:
     if not (0 < level < 1):
         raise ParameterError("level", "{} must be between 0 and 1, got {value!r}", value=level)
-    cells = split_cells(*(columns[k] for k in ("params", "tokens", "lr", "batch_tokens", "loss")))
+    names = tuple(name for name in SETTINGS if name in columns)
+    cells, notes = setting_cells(columns, names)
     check_cells(cells)
     varies_batch = any(cell.varies_batch for cell in cells)
-    notes = []
     if not varies_batch and len({float(c.batch_tokens[0]) for c in cells}) > 1:
         notes.append("the batch was not varied within a cell (each size ran its own): only the lr law is fitted, "
                      "for the batch the runs used at each size (a power law through the cells' batches, not B*)")
@@ -144,7 +148,7 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
     record = FitSummary(window=chosen, batch_form=selection.batch_form, method=method, selection=selection,
                         cells=cell_records,
                         notes=notes, sqrt_penalty=float(np.median(penalties)) if penalties else None, backtest=scores)
-    law = law.model_copy(update={"fit": record})
+    law = law.model_copy(update={"fit": record, **setting_choices(cells, columns, names)})
     return HyperparameterFit(law, cell_records, selection, scores, notes)
 
 
@@ -303,4 +307,4 @@ def _cell_record(fit: CellFit, draws: np.ndarray, level: float) -> CellOptimum:
         convex=surface is not None, at_edge=fit.at_edge,
         best_run=RunPoint(lr=float(cell.lr[best]), batch_tokens=float(cell.batch_tokens[best]), loss=float(cell.loss[best])),
         lr_batch_exponent=None if exponent is None or not math.isfinite(exponent) else exponent,
-        sqrt_penalty=sqrt_penalty(surface))
+        sqrt_penalty=sqrt_penalty(surface), settings=cell.settings, **dict(cell.setting))

@@ -26,7 +26,7 @@ from scipy.stats import norm
 from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, read_text_file
-from distillscale.laws.hyperparameters.records import FitSummary
+from distillscale.laws.hyperparameters.records import FitSummary, SettingChoice
 from distillscale.laws.schema import describe, read_schema_version
 
 HYPERPARAMETER_SCHEMA_VERSION = 1
@@ -103,6 +103,8 @@ class Recommendation(_Record):
     level: float
     adaptation: RegimeAdaptation | None = None
     extrapolation: float = 1.0                     # how far (N, D) lies outside the law's data, as a factor
+    beta2: float | None = None                     # AdamW beta2 the law's runs chose or held (None: unknown)
+    warmup: float | None = None                    # warmup steps the law's runs chose or held (None: unknown)
     notes: list[str] = []
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +132,14 @@ class HyperparameterLaw(_Record):
     loss_tokens_exponent: float | None = None         # d ln L* / d ln D at fixed N, from the cells' best losses
     data_range: dict[str, tuple[float, float]] | None = None
     fit: FitSummary | None = None                     # how it was fitted: cells, selection, backtest
+    beta2: SettingChoice | None = None                # AdamW beta2 of its runs (None: not recorded)
+    warmup: SettingChoice | None = None               # warmup steps of its runs (None: not recorded)
+
+    @property
+    def conditions(self) -> list[str]:
+        """The settings the law carries, each with whether the runs chose it or held it."""
+        return [choice.describe(name) for name, choice in (("beta2", self.beta2), ("warmup", self.warmup))
+                if choice is not None]
 
     @model_validator(mode="after")
     def _usable(self) -> "HyperparameterLaw":
@@ -155,6 +165,8 @@ class HyperparameterLaw(_Record):
         notes = [where] if where else []
         recommendation = self._recommend(params, tokens, batch_tokens, lr, lr_interval, notes)
         return recommendation.model_copy(update={"extrapolation": factor,
+                                                 "beta2": None if self.beta2 is None else self.beta2.value,
+                                                 "warmup": None if self.warmup is None else self.warmup.value,
                                                  "notes": [*notes, *[n for n in recommendation.notes if n not in notes]]})
 
     def extrapolation(self, params: float, tokens: float) -> tuple[float, str | None]:

@@ -36,6 +36,26 @@ class CellOptimum(_Record):
     best_run: RunPoint
     lr_batch_exponent: float | None     # d ln lr* / d ln B along the ridge (Hoffer's sqrt rule: 0.5)
     sqrt_penalty: float | None          # relative loss of the sqrt rule against the ridge, at 4x B*
+    beta2: float | None = None          # the setting the surface was fitted at (None: no such column)
+    warmup: float | None = None         # warmup steps of that setting (None: no such column)
+    settings: int = 1                   # how many (beta2, warmup) settings the cell ran
+
+
+class SettingChoice(_Record):
+    """A setting besides lr and batch (beta2, warmup steps) as the law carries it: `value`, the one
+    its recommendation uses, chosen by `cells` of the `of_cells` cells (their best runs' setting);
+    not `varied`: every run used it, a condition the law holds under."""
+
+    value: float
+    cells: int
+    of_cells: int
+    varied: bool
+
+    def describe(self, name: str) -> str:
+        value = f"{self.value:g}" + (" steps" if name == "warmup" else "")
+        if not self.varied:
+            return f"{name} {value} (every run: the law holds at it)"
+        return f"{name} {value} (the best in {self.cells} of {self.of_cells} cells)"
 
 
 class WindowCandidate(_Record):

@@ -72,13 +72,21 @@ class Surface:
 
 @dataclass(frozen=True)
 class CellRuns:
-    """The runs of one (N, D) cell."""
+    """The runs of one (N, D) cell; where the runs vary other settings (beta2, warmup), those of
+    one `setting` ((name, value) pairs) of the cell's `settings` (`laws.hyperparameters.conditions`)."""
 
     params: float
     tokens: float
     lr: np.ndarray
     batch_tokens: np.ndarray
     loss: np.ndarray
+    setting: tuple[tuple[str, float], ...] = ()
+    settings: int = 1
+
+    @property
+    def name(self) -> str:
+        """"N=..., D=..." and the setting, as messages name the cell."""
+        return f"N={self.params:.4g}, D={self.tokens:.4g}" + "".join(f", {k} {v:g}" for k, v in self.setting)
 
     @property
     def varies_batch(self) -> bool:
@@ -122,7 +130,7 @@ def check_cells(cells: list[CellRuns]) -> None:
     """Refuse, in one line, a cell whose rate was not varied: it has no optimum to find."""
     for cell in cells:
         if np.unique(cell.lr).size < MIN_VALUES:
-            raise UserError(f"the cell N={cell.params:.4g}, D={cell.tokens:.4g} has {np.unique(cell.lr).size} "
+            raise UserError(f"the cell {cell.name} has {np.unique(cell.lr).size} "
                             f"learning rate(s): each (params, tokens) cell needs runs at {MIN_VALUES} or more rates "
                             "to locate the best one; add rates to that cell or leave its runs out")
 

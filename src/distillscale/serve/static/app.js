@@ -143,6 +143,7 @@ function recipeCard(r) {
   return card(`how to run it (${r.hyperparameter_law})`, `lr ${lr(r.lr)} · batch ${quantity(r.batch_tokens)}`,
               `${r.batch_sequences.toLocaleString("en")} × ${r.n_ctx.toLocaleString("en")} tokens, ` +
               `${r.steps.toLocaleString("en")} steps, warmup ${r.warmup_steps.toLocaleString("en")}` +
+              (r.beta2 === null || r.beta2 === undefined ? "" : `, beta2 ${r.beta2}`) +
               (r.mup_base_lr === null ? "" : `; muP --lr ${lr(r.mup_base_lr)}`) + penalty);
 }
 
