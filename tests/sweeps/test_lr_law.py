@@ -143,6 +143,7 @@ def test_the_demo_takes_a_law_in_place_of_its_one_rate(tmp_path):
     assert lawful.name == plain.name + "-lr-law" and lawful.sections["model"]["lr_law"] == "steplaw2025"
     assert len(lawful.runs) == len(plain.runs)
     assert len({run.settings["lr"] for run in lawful.runs if run.kind == "teacher"}) > 1
+    assert len(lawful.notes) == 1 and "far extrapolation" in lawful.notes[0]  # the demo prints it as a warning
 
 
 def test_the_demo_refuses_a_missing_law_in_one_line(cli, tmp_path):

@@ -166,6 +166,8 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
                            workers, cpu_workers=default_workers(threads_per_run=1))
     progress(f"sweep {spec.name}: {len(spec.runs)} runs in {sweep_dir}, {placement.workers} at a time "
              f"{placement.describe()}")
+    for note in spec.notes:
+        progress(f"warning: {note}")
     start = time.perf_counter()
     counts = run_sweep(spec, sweep_dir, LocalExecutor(placement.workers), threads_per_run=1, progress=True,
                        placement=placement)
