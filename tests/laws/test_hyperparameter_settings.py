@@ -57,6 +57,15 @@ def test_each_cell_is_fitted_at_its_better_beta2_and_recovers_the_lr_optimum_the
     assert (rec.beta2, rec.warmup) == (0.95, 2000)
 
 
+def test_the_backtest_scores_a_held_out_cell_at_the_setting_the_law_carries(fit):
+    """The 4e8 cells (held out) run best at beta2 0.99; the law of the smaller cells says 0.95: scored
+    there, the recommendation's rate is the 0.95 slice's optimum and its loss pays the setting's 0.5%."""
+    for score in fit.backtest:
+        assert (score.params, score.beta2, score.warmup) == (4e8, 0.95, 2000)
+        assert score.lr_ratio == pytest.approx(1.0, abs=0.05)
+        assert score.penalty == pytest.approx(0.005, abs=5e-4)
+
+
 def test_a_constant_column_is_recorded_as_the_laws_condition(fit, tmp_path, cli):
     assert fit.law.warmup.model_dump() == {"value": 2000, "cells": 6, "of_cells": 6, "varied": False}
     assert "warmup 2000 steps (every run: the law holds at it)" in fit.law.conditions

@@ -121,9 +121,10 @@ def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
                       f"over cells (sqrt rule: 0.5)" + (f"; sqrt scaling at 4x B* costs {law.fit.sqrt_penalty:.3%}"
                                                         if law.fit.sqrt_penalty is not None else ""))
     for score in fit.backtest or []:
+        setting = ", ".join(f"{k} {v:g}" for k, v in (("beta2", score.beta2), ("warmup", score.warmup)) if v is not None)
         console.print(f"backtest N={format_quantity(score.params)} D={format_quantity(score.tokens)}: "
                       f"lr x{score.lr_ratio:.2f}, batch x{score.batch_ratio:.2f} of the cell's optimum; nearest run "
-                      f"{score.penalty:.3%} above the cell's best")
+                      f"{score.penalty:.3%} above the cell's best" + (f" (run at {setting})" if setting else ""))
     if s.out:
         console.print(f"saved to {s.out}: use it with --law {s.out}")
 

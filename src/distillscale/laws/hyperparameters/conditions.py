@@ -14,7 +14,11 @@ The rules, stated once here:
   is one some cell ran best at); a tie goes to the setting of the largest cell (N, then D), the one
   nearest where a law is extrapolated to. Each value is recorded with how many cells chose it;
 - a column with one value in every run is a condition of the law ("it holds at beta2 0.95"), not a
-  choice.
+  choice;
+- the backtest scores a held-out cell where a user following the law would run it: at the setting
+  the law fitted without it carries (`runs_at`), against the cell's best run at any setting; a cell
+  with fewer than 3 rates at that setting is scored at its own (`CellScore.beta2`, `.warmup` say
+  which).
 """
 
 from __future__ import annotations
@@ -58,6 +62,20 @@ def setting_cells(columns: dict[str, np.ndarray], names: tuple[str, ...]) -> tup
                          f"{MIN_VALUES} or more rates")
         cells.append(chosen)
     return cells, notes
+
+
+def runs_at(columns: dict[str, np.ndarray], cell: CellRuns, setting: tuple[tuple[str, float], ...]) -> CellRuns | None:
+    """The runs of `cell`'s (N, D) at `setting` ((name, value) pairs), None where it ran fewer than
+    MIN_VALUES rates there (no surface, nothing to score a rate on)."""
+    if setting == cell.setting:
+        return cell
+    mask = (columns["params"] == cell.params) & (columns["tokens"] == cell.tokens)
+    for name, value in setting:
+        mask &= columns[name] == value
+    if np.unique(columns["lr"][mask]).size < MIN_VALUES:
+        return None
+    return CellRuns(cell.params, cell.tokens, columns["lr"][mask], columns["batch_tokens"][mask], columns["loss"][mask],
+                    setting, cell.settings)
 
 
 def setting_choices(cells: list[CellRuns], columns: dict[str, np.ndarray], names: tuple[str, ...]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from distillscale.laws.hyperparameters.across import (
     precision_weights,
     regress,
 )
-from distillscale.laws.hyperparameters.conditions import RULES, SETTINGS, setting_cells, setting_choices
+from distillscale.laws.hyperparameters.conditions import RULES, SETTINGS, runs_at, setting_cells, setting_choices
 from distillscale.laws.hyperparameters.law import HyperparameterLaw, PowerLaw
 from distillscale.laws.hyperparameters.records import (
     CellOptimum,
@@ -140,7 +141,9 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
         backtest_method = method if across_cells(backtest_evidence, method, chosen, selection.batch_form) else "optima"
         backtest_law = _fit_law(backtest_evidence, draws[keep], chosen, backtest_method, level, rng, name, source,
                                 selection.batch_form)
-        scores = score_cells(backtest_law, held, chosen)
+        setting = tuple((name, choice.value) for name, choice in setting_choices(
+            [cells[k] for k in keep], columns, names).items())
+        scores = score_cells(backtest_law, held, chosen, lambda cell: runs_at(columns, cell, setting) or cell)
     elif backtest:
         notes.append("no backtest: it needs cells of two or more model sizes, the others fitted")
     cell_records = [_cell_record(fit, cell_draws, level) for fit, cell_draws in zip(optima, draws)]
@@ -152,22 +155,26 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
     return HyperparameterFit(law, cell_records, selection, scores, notes)
 
 
-def score_cells(law: HyperparameterLaw, cells: list[CellRuns], window: float | None = DEFAULT_WINDOW
-                ) -> list[CellScore]:
+def score_cells(law: HyperparameterLaw, cells: list[CellRuns], window: float | None = DEFAULT_WINDOW,
+                runs_at: Callable[[CellRuns], CellRuns] | None = None) -> list[CellScore]:
     """The law's recommendation at each measured cell, scored on the cell's runs (its own optimum
-    from its surface fitted with `window`)."""
+    from its surface fitted with `window`); `runs_at`: the runs of the cell the recommendation is
+    run on (at the law's beta2 and warmup, `conditions.runs_at`; the optimum theirs), the loss
+    against the cell's best."""
     scores = []
     for cell in cells:
         rec = law.recommend(cell.params, cell.tokens)
-        optimum = cell_optimum(cell, window)
+        run = cell if runs_at is None else runs_at(cell)
+        optimum = cell_optimum(run, window)
         batch = rec.batch_tokens if law.batch is not None else None
-        best, nearest = float(cell.loss.min()), nearest_run_loss(cell, rec.lr, batch)
+        best, nearest = float(cell.loss.min()), nearest_run_loss(run, rec.lr, batch)
         scores.append(CellScore(
             params=cell.params, tokens=cell.tokens, lr=rec.lr, batch_tokens=rec.batch_tokens, optimum_lr=optimum.lr,
             optimum_batch_tokens=optimum.batch_tokens, lr_ratio=rec.lr / optimum.lr,
             batch_ratio=rec.batch_tokens / optimum.batch_tokens, best_loss=best, nearest_loss=nearest,
             penalty=nearest / best - 1,
-            lr_batch_exponent=optimum.surface.lr_batch_exponent if optimum.surface is not None else None))
+            lr_batch_exponent=optimum.surface.lr_batch_exponent if optimum.surface is not None else None,
+            **dict(run.setting)))
     return scores
 
 

@@ -94,6 +94,8 @@ class CellScore(_Record):
     nearest_loss: float
     penalty: float
     lr_batch_exponent: float | None
+    beta2: float | None = None          # the setting the nearest run was taken at (None: no such column)
+    warmup: float | None = None
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
