@@ -14,6 +14,11 @@
 #                                                                          -> ladder.txt, ladder/report.json
 #   4. tests    the CUDA-only tests (tests/training/test_device.py, test_model.py's compile + bf16 test)
 #                                                                          -> tests.txt
+#   5. lrgrid   bench/tuned_calibration.py grid --scale gpu (issue 53): the ladder's teachers without its
+#               held-out size at 4 rates 2x apart (56 runs, ~24 min by the dry run), the hyperparameter
+#               law fitted on them                                         -> lrgrid.txt, law-gpu.json
+#   6. tuned    the ladder again with each size's rate from that law (demo --scale gpu --lr-law), and
+#               the before/after table of the held-out checks              -> tuned.txt, ladder-lr-law/report.json
 # then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
 # $OUT set (the device machine's folder of files that come back) both, and each done stage's outputs,
 # are copied to $OUT/gpu_verify/ (ladder/report.json as ladder-report.json).
@@ -91,21 +96,24 @@ fi
 # The tests that skip without CUDA (-rs lists any that still skip: on a GPU machine, none should).
 CUDA_TESTS="tests/training/test_device.py tests/model/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
 # The stages: name, the files that mark it done, its command.
-STAGES=(step recipe ladder tests)
+STAGES=(step recipe ladder tests lrgrid tuned)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a wanted <<< "$ONLY"
     for stage in "${wanted[@]}"; do
-        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder or tests" >&2; exit 2; }
+        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid or tuned" >&2; exit 2; }
     done
     STAGES=("${wanted[@]}")
 fi
-declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt)
+declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt
+                      [lrgrid]=law-gpu.json [tuned]=ladder-lr-law/report.json)
 stage_command() {
     case "$1" in
         step)   echo "$PYTHON bench/gpu_step.py --ladder --json '$DIR/step.json.tmp'" ;;
         recipe) echo "$PYTHON bench/ladder_recipe.py --no-tiny --out '$DIR/recipe-runs' --json '$DIR/recipe.json.tmp'" ;;
         ladder) echo "$PYTHON -m distillscale.cli demo --scale gpu --out '$DIR/ladder'" ;;
         tests)  echo "$PYTHON -m pytest -q -rs $CUDA_TESTS" ;;
+        lrgrid) echo "$PYTHON bench/tuned_calibration.py grid --scale gpu --work '$DIR'" ;;
+        tuned)  echo "$PYTHON bench/tuned_calibration.py run --scale gpu --work '$DIR' && $PYTHON bench/tuned_calibration.py table --scale gpu --work '$DIR'" ;;
     esac
 }
 # What --check runs instead: the same entry points, without training.
@@ -115,6 +123,7 @@ check_command() {
         recipe) echo "$PYTHON bench/ladder_recipe.py --no-tiny --plan" ;;
         ladder) echo "$PYTHON -m distillscale.cli demo --help" ;;
         tests)  echo "$PYTHON -m pytest -q --collect-only $CUDA_TESTS" ;;
+        lrgrid|tuned) echo "$PYTHON bench/tuned_calibration.py --help" ;;
     esac
 }
 # The cli module runs `main` under python -m: check it does (distillscale may not be installed there).
@@ -209,6 +218,8 @@ summary="$DIR/summary.md"
                 recipe) grep -v '^L[0-9]' "$text" | tail -20 ;;
                 ladder) tail -25 "$text" ;;
                 tests)  tail -8 "$text" ;;
+                lrgrid) grep -v '━' "$text" | tail -20 ;;
+                tuned)  grep '^|' "$text" ;;
             esac
             echo '```'
             echo
@@ -220,10 +231,11 @@ summary="$DIR/summary.md"
 # DIR again and carry it: only the recipe grid's and the ladder's unfinished runs are lost).
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
     mkdir -p "$OUT/gpu_verify"
-    for name in summary.md state.txt step.json recipe.json tests.txt ladder.txt; do
+    for name in summary.md state.txt step.json recipe.json tests.txt ladder.txt lrgrid.txt law-gpu.json tuned.txt; do
         [ -e "$DIR/$name" ] && cp "$DIR/$name" "$OUT/gpu_verify/$name"
     done
     [ -e "$DIR/ladder/report.json" ] && cp "$DIR/ladder/report.json" "$OUT/gpu_verify/ladder-report.json"
+    [ -e "$DIR/ladder-lr-law/report.json" ] && cp "$DIR/ladder-lr-law/report.json" "$OUT/gpu_verify/ladder-lr-law-report.json"
 fi
 
 if [ $failed = 1 ]; then echo "gpu_verify: a stage failed: see $summary" >&2; exit 1; fi

@@ -44,18 +44,15 @@ from distillscale.report.demo import builtin_spec
 
 GRID_LRS = [0.0015, 0.003, 0.006, 0.012, 0.024]   # base rates 2x apart around the demo's 0.003
 HELD_OUT_DEPTH = 4                                 # the demo's largest teacher, its held-out size
+# --scale gpu: the GPU ladder (report/gpu_ladder.toml; its width rule gives 0.0021-0.0010 at d_model
+# 192-448) gridded at 4 rates 2x apart, on its budgets up to 8 tokens/parameter (the held-out size
+# trains 3 and 4), its largest teacher depth held out as in its report.
+GPU_GRID_LRS = [0.0005, 0.001, 0.002, 0.004]
+GPU_GRID_MAX_M = 8
 
 
 def distillscale() -> list[str]:
     return [sys.executable, "-m", "distillscale.cli"]
-
-
-def toml_value(value) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
 
 
 def grid_spec(path: Path) -> None:
@@ -67,13 +64,34 @@ def grid_spec(path: Path) -> None:
                                        "tune": {"lr": GRID_LRS}})
 
 
-def grid(work: Path) -> None:
-    spec, sweep, export = work / "grid_stdlib.toml", work / "grid-stdlib", work / "grid.csv"
-    grid_spec(spec)
+def gpu_grid_spec(path: Path) -> None:
+    """The GPU ladder's spec as `demo --scale gpu` resolves it on the GPUs here (its token window), teachers
+    only, without its largest depth (the report's held-out size), one seed, budgets up to GPU_GRID_MAX_M,
+    no width rule, at GPU_GRID_LRS."""
+    from distillscale.report.demo import builtin_sweep
+    from distillscale.sweeps.placement import visible_gpus
+
+    sections = builtin_sweep(scale="gpu", gpus=max(1, len(visible_gpus()))).sections
+    teachers = {key: value for key, value in sections["teachers"].items() if key not in ("seeds", "seeded")}
+    teachers["n_layers"] = sorted(teachers["n_layers"], reverse=True)[1:]
+    teachers["tokens_per_param"] = [m for m in teachers["tokens_per_param"] if m <= GPU_GRID_MAX_M]
+    model = {key: value for key, value in sections["model"].items()
+             if key not in ("lr_width_exponent", "lr_reference_width")}
+    write_spec(path, "gpu-lr-grid", {"data": sections["data"], "model": model, "teachers": teachers,
+                                     "tune": {"lr": GPU_GRID_LRS}})
+
+
+def grid(work: Path, scale: str = "micro") -> None:
+    if scale == "gpu":
+        spec, sweep, export, law = work / "grid_gpu.toml", work / "grid-gpu", work / "grid_gpu.csv", work / "law-gpu.json"
+        gpu_grid_spec(spec)
+    else:
+        spec, sweep, export, law = work / "grid_stdlib.toml", work / "grid-stdlib", work / "grid.csv", work / "law.json"
+        grid_spec(spec)
     print(f"grid sweep {sweep_and_export(spec, sweep, export):.0f} s")
     columns = read_grid(export)
-    fit = ds.fit_hyperparameters(columns, name="micro-stdlib-depths1-3")
-    fit.save(work / "law.json")
+    fit = ds.fit_hyperparameters(columns, name="gpu-ladder-grid" if scale == "gpu" else "micro-stdlib-depths1-3")
+    fit.save(law)
     law = fit.law.lr
     print(f"lr* = {law.coefficient:.4g} N^{law.exponents[0]:.3f} D^{law.exponents[1]:.3f} "
           f"(window {fit.selection.window}; {len(fit.cells)} cells, {columns['loss'].size} runs)")
@@ -164,24 +182,35 @@ def distill_grid(work: Path) -> None:
 
 
 def write_spec(path: Path, name: str, sections: dict) -> None:
-    path.write_text(f"name = \"{name}\"\n" + "".join(
-        f"\n[{section}]\n" + "".join(f"{key} = {toml_value(value)}\n" for key, value in keys.items())
-        for section, keys in sections.items()))
+    import tomli_w
+
+    path.write_text(tomli_w.dumps({"name": name, **{section: {key: value for key, value in keys.items()
+                                                              if value is not None}
+                                                    for section, keys in sections.items()}}))
 
 
-def run(names: list[str], root: Path, work: Path) -> None:
-    law = work / "law.json"
+def arm_dirs(work: Path, name: str, scale: str) -> dict[str, Path]:
+    """Where each arm's demo sweep lives: WORK/{before,after}/NAME; on the GPU, bench/gpu_verify.sh's
+    ladder stage's WORK/ladder (the ladder as it ships) and WORK/ladder-lr-law."""
+    if scale == "gpu":
+        return {"before": work / "ladder", "after": work / "ladder-lr-law"}
+    return {arm: work / arm / name for arm in ("before", "after")}
+
+
+def run(names: list[str], root: Path, work: Path, scale: str = "micro") -> None:
+    law = work / ("law-gpu.json" if scale == "gpu" else "law.json")
     if not law.is_file():
         raise SystemExit(f"{law} is missing: run the grid first")
-    for name in names:
-        data = [] if name == "stdlib" else ["--data", str(root / name)]
+    for name in ["gpu"] if scale == "gpu" else names:
+        data = (["--scale", "gpu"] if scale == "gpu" else [] if name == "stdlib" else ["--data", str(root / name)])
         for arm, extra in (("before", []), ("after", ["--lr-law", str(law)])):
-            out = work / arm / name
+            out = arm_dirs(work, name, scale)[arm]
+            out.parent.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             print(f"{name} {arm}: demo -> {out} ({time.strftime('%H:%M:%S')})", flush=True)
             result = subprocess.run([*distillscale(), "demo", *data, *extra, "--out", str(out), "--json"],
                                     stdout=subprocess.PIPE, text=True)
-            (work / arm / f"{name}.wall").write_text(f"{time.perf_counter() - started:.0f}\n")
+            (out.parent / f"{out.name}.wall").write_text(f"{time.perf_counter() - started:.0f}\n")
             if result.returncode not in (0, 1):
                 raise SystemExit(f"{name} {arm}: demo exited with {result.returncode}")
 
@@ -205,18 +234,18 @@ def teacher_lrs(sweep: Path) -> str:
     return ", ".join(f"{lrs[n]:.3g}" for n in sorted(lrs)) if lrs else "-"
 
 
-def table(names: list[str], work: Path) -> None:
-    print("| corpus | arm | lr of depths 1-4 | supervised mean | max | over-predicted | inside 90% "
+def table(names: list[str], work: Path, scale: str = "micro") -> None:
+    print("| corpus | arm | teachers' lr, smallest to largest | supervised mean | max | over-predicted | inside 90% "
           "| distillation mean | max | over-predicted | inside 90% |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name in names:
-        for arm in ("before", "after"):
-            report = work / arm / name / "report.json"
+    for name in ["gpu"] if scale == "gpu" else names:
+        for arm, sweep in arm_dirs(work, name, scale).items():
+            report = sweep / "report.json"
             if not report.is_file():
                 print(f"| {name} | {arm} | (no report yet) |")
                 continue
             checks = json.loads(report.read_text()).get("extrapolation_check", {})
-            print(f"| {name} | {arm} | {teacher_lrs(work / arm / name)} | {check_row(checks.get('supervised'))} | "
+            print(f"| {name} | {arm} | {teacher_lrs(sweep)} | {check_row(checks.get('supervised'))} | "
                   f"{check_row(checks.get('distillation'))} |")
 
 
@@ -226,18 +255,26 @@ def main() -> None:
     parser.add_argument("names", nargs="*", default=["stdlib", "c-include", "man-en"])
     parser.add_argument("--work", type=Path, default=Path("/work/tcal"))
     parser.add_argument("--root", type=Path, default=Path("/work/corpora"))
+    parser.add_argument("--scale", choices=["micro", "gpu"], default="micro",
+                        help="gpu: the GPU ladder (grid and run only; bench/gpu_verify.sh's tuned stage)")
+    parser.add_argument("--plan", action="store_true", help="grid: write the grid's spec and stop (a check)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.action == "grid":
-        grid(args.work)
+    if args.action == "grid" and args.plan:
+        spec = args.work / ("grid_gpu.toml" if args.scale == "gpu" else "grid_stdlib.toml")
+        (gpu_grid_spec if args.scale == "gpu" else grid_spec)(spec)
+        subprocess.run([*distillscale(), "sweep", "plan", str(spec), *(["--gpus", "1"] if args.scale == "gpu" else [])],
+                       check=True)
+    elif args.action == "grid":
+        grid(args.work, args.scale)
     elif args.action == "heldout":
         heldout(args.work)
     elif args.action == "distill":
         distill_grid(args.work)
     elif args.action == "run":
-        run(args.names, args.root, args.work)
+        run(args.names, args.root, args.work, args.scale)
     else:
-        table(args.names, args.work)
+        table(args.names, args.work, args.scale)
 
 
 if __name__ == "__main__":
