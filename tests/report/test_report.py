@@ -226,6 +226,25 @@ def test_report_bad_options(tmp_path, cli, args, message):
     assert not (tmp_path / "report.json").exists()
 
 
+@pytest.mark.parametrize("form", ["interaction", "farseer"])
+def test_report_takes_the_interaction_forms_its_help_lists(form):
+    """`report --form interaction|farseer` (FORM_HELP lists them, `fit supervised --form` takes them):
+    they were refused as an unknown --form."""
+    from distillscale.report.calibration import CalibrationSettings
+
+    assert CalibrationSettings(form=form).form == form
+
+
+@pytest.mark.slow
+def test_report_fits_a_farseer_law(tmp_path, cli):
+    records = make_sweep(tmp_path, students=(2.5e6, 5e6, 1e7, 2e7), teachers=(4e7,))  # 5 sizes, 1 teacher
+    code, _, err = cli("report", records, "--bootstrap", "0", "--form", "farseer")
+    assert code == 0, err
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["supervised"]["form"] == "farseer"
+    assert data["extrapolation_check"]["supervised"]["form"] == "farseer"
+
+
 def test_report_bad_sources(tmp_path, cli):
     code, _, err = cli("report", tmp_path / "missing")
     assert code == 2 and "does not exist" in err

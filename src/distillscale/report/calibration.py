@@ -59,7 +59,8 @@ DEFAULT_TARGET_SCALE = 10.0
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    form: str = "auto"                # supervised form: auto (the median of the three forms), chinchilla, tied, busbridge
+    form: str = "auto"                # supervised form: auto (the median of the three forms), chinchilla, tied, busbridge,
+                                      # interaction or farseer (laws.interaction)
     distillation_form: str = "auto"   # auto, free or tied (alpha', beta' = the supervised law's)
     bootstrap: int = 100              # resamples for the intervals; 0 = none
     level: float = 0.9
@@ -74,10 +75,10 @@ class CalibrationSettings:
     target_compute: float | None = None
 
     def __post_init__(self) -> None:
-        from distillscale.laws.logspace import SUPERVISED_FORMS
+        from distillscale.laws.interaction import SUPERVISED_FORM_NAMES
 
-        if self.form != "auto" and self.form not in SUPERVISED_FORMS:
-            raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORMS),
+        if self.form != "auto" and self.form not in SUPERVISED_FORM_NAMES:
+            raise ParameterError("form", "unknown {} {form!r}: use auto or one of " + ", ".join(SUPERVISED_FORM_NAMES),
                                  form=self.form)
         if self.distillation_form != "auto" and self.distillation_form not in DISTILLATION_FORMS:
             raise ParameterError("distillation_form", "unknown {} {form!r}: use auto, "
