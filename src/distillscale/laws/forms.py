@@ -251,10 +251,10 @@ class DistillationLaw:
         of teacher strength."""
         value = self.predict(N_S, D_S, L_T)
         # The student law's E, when its runs do not pin it down, moves Ltilde_S: so does the student.
-        alternatives = [DistillationLaw(**self.coefficients(), student_law=law).predict(N_S, D_S, L_T)
+        alternatives = [replace(self, student_law=law).predict(N_S, D_S, L_T)
                         for law in _profile_laws(self.student_law)]
         boot = _bootstrap_interval(
-            self, lambda c: DistillationLaw(**c, student_law=self.student_law).predict(N_S, D_S, L_T),
+            self, lambda c: replace(self, **c).predict(N_S, D_S, L_T),
             value, alternatives)
         if boot is None and alternatives:  # a distillation law without a record of its own
             spread = np.stack([np.asarray(value, float), *map(np.asarray, alternatives)])

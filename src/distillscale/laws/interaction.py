@@ -162,23 +162,33 @@ def chi_square_quantile(level: float, dof: int) -> float:
     raise ValueError(f"no chi-square quantile for {dof} degrees of freedom")
 
 
-def interaction_not_identified(law, plain, N, D, loss, *, level: float, n_parameters: int) -> str | None:
-    """Why the runs do not pin the law's interaction parameters down (the size and noise tests of
-    the module docstring), or None."""
-    spec = SPECS[law.form]
-    sizes = len(scale_levels(N))
+def not_identified_reason(extras: tuple[str, ...], values: str, *, sizes: int, points: int, ssr: float,
+                          ssr_plain: float, level: float, n_parameters: int,
+                          plain: str = "the chinchilla law") -> str | None:
+    """Why runs of `sizes` model sizes (`points` distinct runs) do not pin the interaction
+    parameters `extras` (fitted at `values`, in words) down: the size and noise tests of the module
+    docstring; None when they do. `ssr`, `ssr_plain`: the sums of squared log-residuals of the fit
+    with them and with them 0 (`plain`, in words). Every law whose data term may depend on N decides
+    by it (`SPECS`; the distillation law's, `laws.distillation_interaction`)."""
+    zero = " = ".join(extras) + " = 0"
     if sizes < MIN_SIZES:
         return (f"{sizes} model size{'s' if sizes != 1 else ''} cannot pin a data term that changes with "
-                f"size (at least {MIN_SIZES}): the chinchilla law ({spec.zero}) is used")
-    points = Runs(N, D, loss).distinct_points()
-    ssr, ssr_plain = _ssr(law, N, D, loss), _ssr(plain, N, D, loss)
+                f"size (at least {MIN_SIZES}): {plain} ({zero}) is used")
     variance = max(ssr / max(points - n_parameters, 1), 1e-30)
-    threshold = chi_square_quantile(level, len(spec.extras)) * variance
+    threshold = chi_square_quantile(level, len(extras)) * variance
     if ssr_plain - ssr <= threshold:
-        return (f"{spec.values(law)} fit{'s' if len(spec.extras) == 1 else ''} the runs no better than "
-                f"{spec.zero} within their noise (squared log-residuals {ssr_plain:.3g} -> {ssr:.3g}, less than "
-                f"{threshold:.2g} apart): the chinchilla law ({spec.zero}) is used")
+        return (f"{values} fit{'s' if len(extras) == 1 else ''} the runs no better than {zero} within their "
+                f"noise (squared log-residuals {ssr_plain:.3g} -> {ssr:.3g}, less than {threshold:.2g} apart): "
+                f"{plain} ({zero}) is used")
     return None
+
+
+def interaction_not_identified(law, plain, N, D, loss, *, level: float, n_parameters: int) -> str | None:
+    """Why the runs do not pin the law's interaction parameters down (`not_identified_reason`), or None."""
+    spec = SPECS[law.form]
+    return not_identified_reason(spec.extras, spec.values(law), sizes=len(scale_levels(N)),
+                                 points=Runs(N, D, loss).distinct_points(), ssr=_ssr(law, N, D, loss),
+                                 ssr_plain=_ssr(plain, N, D, loss), level=level, n_parameters=n_parameters)
 
 
 class InteractionLawFitter(SupervisedLawFitter):

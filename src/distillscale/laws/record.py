@@ -115,7 +115,8 @@ class FitRecord(_Record):
     what it knows (say, an extrapolation error and a data range), so all are optional."""
 
     schema_version: int = FIT_SCHEMA_VERSION
-    form: Literal["chinchilla", "tied", "busbridge", "interaction", "farseer", "distillation", "distillation-tied"] | None = None
+    form: Literal["chinchilla", "tied", "busbridge", "interaction", "farseer", "distillation", "distillation-tied",
+                  "distillation-interaction", "distillation-interaction-tied"] | None = None
     constraints: dict[str, Any] = {}
     objective: str | None = None
     huber_delta: float | None = None
