@@ -55,9 +55,29 @@ def distillscale() -> list[str]:
     return [sys.executable, "-m", "distillscale.cli"]
 
 
-def grid_spec(path: Path) -> None:
-    """The demo's spec, teachers only, without the held-out depth, one seed, at GRID_LRS."""
+def corpus_paths(work: Path, corpus: str) -> dict[str, Path]:
+    """The grid's and the held-out grid's files for a corpus (stdlib's keep their first names)."""
+    if corpus == "stdlib":
+        return {"grid_spec": work / "grid_stdlib.toml", "grid": work / "grid-stdlib", "grid_csv": work / "grid.csv",
+                "law": work / "law.json", "heldout_spec": work / "heldout_stdlib.toml",
+                "heldout": work / "heldout-stdlib", "heldout_csv": work / "heldout.csv"}
+    return {"grid_spec": work / f"grid_{corpus}.toml", "grid": work / f"grid-{corpus}",
+            "grid_csv": work / f"grid-{corpus}.csv", "law": work / f"law-{corpus}.json",
+            "heldout_spec": work / f"heldout_{corpus}.toml", "heldout": work / f"heldout-{corpus}",
+            "heldout_csv": work / f"heldout-{corpus}.csv"}
+
+
+def demo_table(corpus: str, root: Path) -> dict:
+    """The demo's spec as a table, on `corpus` (stdlib: the default corpus; else ROOT/CORPUS)."""
     table = tomllib.loads(builtin_spec().read_text())
+    if corpus != "stdlib":
+        table["data"]["path"] = str((root / corpus).absolute())
+    return table
+
+
+def grid_spec(path: Path, corpus: str = "stdlib", root: Path = Path("/work/corpora")) -> None:
+    """The demo's spec, teachers only, without the held-out depth, one seed, at GRID_LRS."""
+    table = demo_table(corpus, root)
     teachers = {key: value for key, value in table["teachers"].items() if key not in ("seeds", "seeded")}
     teachers["n_layers"] = [n for n in teachers["n_layers"] if n != HELD_OUT_DEPTH]
     write_spec(path, "micro-lr-grid", {"data": table["data"], "model": table["model"], "teachers": teachers,
@@ -81,16 +101,17 @@ def gpu_grid_spec(path: Path) -> None:
                                      "tune": {"lr": GPU_GRID_LRS}})
 
 
-def grid(work: Path, scale: str = "micro") -> None:
+def grid(work: Path, scale: str = "micro", corpus: str = "stdlib", root: Path = Path("/work/corpora")) -> None:
     if scale == "gpu":
         spec, sweep, export, law = work / "grid_gpu.toml", work / "grid-gpu", work / "grid_gpu.csv", work / "law-gpu.json"
         gpu_grid_spec(spec)
     else:
-        spec, sweep, export, law = work / "grid_stdlib.toml", work / "grid-stdlib", work / "grid.csv", work / "law.json"
-        grid_spec(spec)
+        paths = corpus_paths(work, corpus)
+        spec, sweep, export, law = paths["grid_spec"], paths["grid"], paths["grid_csv"], paths["law"]
+        grid_spec(spec, corpus, root)
     print(f"grid sweep {sweep_and_export(spec, sweep, export):.0f} s")
     columns = read_grid(export)
-    fit = ds.fit_hyperparameters(columns, name="gpu-ladder-grid" if scale == "gpu" else "micro-stdlib-depths1-3")
+    fit = ds.fit_hyperparameters(columns, name="gpu-ladder-grid" if scale == "gpu" else f"micro-{corpus}-depths1-3")
     fit.save(law)
     law = fit.law.lr
     print(f"lr* = {law.coefficient:.4g} N^{law.exponents[0]:.3f} D^{law.exponents[1]:.3f} "
@@ -123,22 +144,22 @@ def sweep_and_export(spec: Path, sweep: Path, export: Path) -> float:
     return wall
 
 
-def heldout(work: Path) -> None:
+def heldout(work: Path, corpus: str = "stdlib", root: Path = Path("/work/corpora")) -> None:
     """The held-out width's own grid (depth 4, its demo budgets, the same 5 rates; stdlib) scored against
     the law fitted on depths 1-3: issue 53's micro-grid target (the nearest grid run's loss within 0.5%
     of the size's best), beside the demo's one rate."""
     from distillscale.laws.hyperparameters import HyperparameterLaw, score_cells
     from distillscale.laws.hyperparameters.surface import nearest_run_loss, split_cells
 
-    table = tomllib.loads(builtin_spec().read_text())
+    table = demo_table(corpus, root)
     teachers = {key: value for key, value in table["teachers"].items() if key not in ("seeds", "seeded")}
     teachers["n_layers"] = [HELD_OUT_DEPTH]
-    spec = work / "heldout_stdlib.toml"
-    write_spec(spec, "micro-lr-heldout", {"data": table["data"], "model": table["model"], "teachers": teachers,
-                                          "tune": {"lr": GRID_LRS}})
-    wall = sweep_and_export(spec, work / "heldout-stdlib", work / "heldout.csv")
-    law = HyperparameterLaw.load(work / "law.json")
-    cells = split_cells(*read_grid(work / "heldout.csv").values())
+    paths = corpus_paths(work, corpus)
+    write_spec(paths["heldout_spec"], "micro-lr-heldout", {"data": table["data"], "model": table["model"],
+                                                          "teachers": teachers, "tune": {"lr": GRID_LRS}})
+    wall = sweep_and_export(paths["heldout_spec"], paths["heldout"], paths["heldout_csv"])
+    law = HyperparameterLaw.load(paths["law"])
+    cells = split_cells(*read_grid(paths["heldout_csv"]).values())
     print(f"held-out depth {HELD_OUT_DEPTH} grid: {wall:.0f} s")
     print("| D | best rate | best loss | law's rate | nearest run's loss | vs best | demo's 0.003: vs best |")
     print("|---|---|---|---|---|---|---|")
@@ -258,6 +279,8 @@ def main() -> None:
     parser.add_argument("--scale", choices=["micro", "gpu"], default="micro",
                         help="gpu: the GPU ladder (grid and run only; bench/gpu_verify.sh's tuned stage)")
     parser.add_argument("--plan", action="store_true", help="grid: write the grid's spec and stop (a check)")
+    parser.add_argument("--corpus", default="stdlib", help="grid, heldout: the corpus (stdlib, or a directory "
+                                                           "under --root); run uses the stdlib law throughout")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.action == "grid" and args.plan:
@@ -266,9 +289,9 @@ def main() -> None:
         subprocess.run([*distillscale(), "sweep", "plan", str(spec), *(["--gpus", "1"] if args.scale == "gpu" else [])],
                        check=True)
     elif args.action == "grid":
-        grid(args.work, args.scale)
+        grid(args.work, args.scale, args.corpus, args.root)
     elif args.action == "heldout":
-        heldout(args.work)
+        heldout(args.work, args.corpus, args.root)
     elif args.action == "distill":
         distill_grid(args.work)
     elif args.action == "run":
