@@ -123,7 +123,9 @@ def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(swee
         assert [(d["task"], d["metric"]) for d in downstream] == [(TASK, "acc")]
         assert {r["run_id"]: r["value"] for r in downstream[0]["runs"]} == scores
         assert all(r["val_loss"] > 0 for r in downstream[0]["runs"])
-        assert "Benchmark scores" in (report_dir / "report.html").read_text()
+        page = (report_dir / "report.html").read_text()
+        assert "Benchmark scores" in page and f"<th>{TASK} (acc)</th>" in page
+        assert all(f"<td>{run_id}</td>" in page and f"<td>{value:.4g}</td>" in page for run_id, value in scores.items())
 
     # resumable: a run with an eval.json is not scored again; one whose eval.json is gone is
     before = _eval_mtimes(out)

@@ -78,6 +78,8 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
         parts.append(_capacity_gap_pruned(report["capacity_gap_pruned"]))
     if report.get("repetition"):
         parts.append(_repetition(report["repetition"]))
+    if report.get("downstream"):
+        parts.append(_downstream(report["downstream"]))
     for figure_id, (caption, png) in figures.items():
         data = base64.b64encode(png).decode("ascii")
         parts.append(f'<figure id="{_e(figure_id)}"><img alt="{_e(caption)}" '
@@ -86,6 +88,25 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"generator\" content=\"{SIGNATURE}\">"
             f"<title>distillscale report</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _downstream(scores: list[dict[str, Any]]) -> str:
+    """Each scored run's validation loss and its value on each task's metric (report.json's
+    `downstream`), one row per run, lowest loss first; a run not scored on a metric shows a dash."""
+    columns = [(score["task"], score["metric"]) for score in scores]
+    rows: dict[str, dict[str, Any]] = {}
+    for score in scores:
+        for run in score["runs"]:
+            row = rows.setdefault(run["run_id"], {"kind": run["kind"], "val_loss": run["val_loss"]})
+            row[score["task"], score["metric"]] = run["value"]
+    header = "".join(f"<th>{_e(task)} ({_e(metric)})</th>" for task, metric in columns)
+    body = "".join(
+        f"<tr><td>{_e(run_id)}</td><td>{_e(row['kind'])}</td><td>{row['val_loss']:.4f}</td>"
+        + "".join(f"<td>{row[column]:.4g}</td>" if column in row else "<td>-</td>" for column in columns)
+        + "</tr>" for run_id, row in sorted(rows.items(), key=lambda item: item[1]["val_loss"]))
+    return (f'<h2 id="benchmark-scores">Benchmark scores</h2><p>Each run\'s lm-eval-harness scores (its '
+            f'eval.json) beside its validation loss (nats/token).</p><table><tr><th>run</th><th>kind</th>'
+            f'<th>val loss</th>{header}</tr>{body}</table>')
 
 
 def _e(value: Any) -> str:
