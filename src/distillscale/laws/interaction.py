@@ -44,7 +44,8 @@ from distillscale.errors import UserError
 from distillscale.laws.backtest import scale_levels
 from distillscale.laws.fitting import VARPRO_STARTS, Runs, SupervisedLawFitter
 from distillscale.laws.interaction_law import FARSEER, INTERACTION, LAW_CLASSES, FarseerLaw, InteractionLaw
-from distillscale.laws.logspace import CHINCHILLA, SUPERVISED_FORMS, LogSpaceForm, Parameter
+from distillscale.laws.logspace import (CHINCHILLA, SUPERVISED_FORMS, LogSpaceForm, Parameter,
+                                        _logaddexp_and_share)
 from distillscale.laws.varpro import varpro_starts
 
 # Fewer model sizes than this cannot pin an exponent that changes with size: beta1 = 0.
@@ -57,6 +58,21 @@ KAPPA_BOUNDS, KAPPA_STARTS = (-1.0, 1.0), (-0.1, 0.0, 0.1)
 NU_BOUNDS, NU_STARTS = (-0.5, 0.5), (-0.03, 0.0, 0.03)
 
 
+def _three_terms(e: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+    """log L = LSE(e, LSE(u, v)) (E, the N term, the D term), and the split of an upstream gradient
+    on log L into its parts on e, u and v (each term's share of L)."""
+    power, share_n = _logaddexp_and_share(u, v)
+    log_loss, share_e = _logaddexp_and_share(e, power)
+
+    def split(upstream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        on_e = upstream * share_e
+        on_power = upstream - on_e
+        on_n = on_power * share_n
+        return on_e, on_n, on_power - on_n
+
+    return log_loss, split
+
+
 def interaction_form(log_n0: float) -> LogSpaceForm:
     """The log-space form, N's origin at exp(log_n0):
     log L = LSE(e, LSE(a - alpha log N, b - (beta + beta1 (log N - log_n0)) log D))."""
@@ -65,16 +81,10 @@ def interaction_form(log_n0: float) -> LogSpaceForm:
         e, a, b, alpha, beta, beta1 = (column[:, None] for column in theta.unbind(dim=1))
         log_n, log_d = data["log_n"], data["log_d"]
         x_log_d = (log_n - log_n0) * log_d
-        u = a - alpha * log_n
-        v = b - beta * log_d - beta1 * x_log_d
-        power, share_n = torch.logaddexp(u, v), torch.sigmoid(u - v)
-        log_loss, share_e = torch.logaddexp(e, power), torch.sigmoid(e - power)
+        log_loss, split = _three_terms(e, a - alpha * log_n, b - beta * log_d - beta1 * x_log_d)
 
         def vjp(upstream: torch.Tensor) -> torch.Tensor:
-            on_e = upstream * share_e
-            on_power = upstream - on_e
-            on_n = on_power * share_n
-            on_d = on_power - on_n
+            on_e, on_n, on_d = split(upstream)
             return torch.stack([on_e.sum(dim=1), on_n.sum(dim=1), on_d.sum(dim=1), -(on_n @ log_n),
                                 -(on_d @ log_d), -(on_d @ x_log_d)], dim=1)
 
@@ -99,16 +109,10 @@ def farseer_form(log_n0: float) -> LogSpaceForm:
         x = log_n - log_n0
         growth = torch.exp(nu * x)
         beta_n = beta * growth
-        u = a - alpha * log_n
-        v = b + kappa * x - beta_n * log_d
-        power, share_n = torch.logaddexp(u, v), torch.sigmoid(u - v)
-        log_loss, share_e = torch.logaddexp(e, power), torch.sigmoid(e - power)
+        log_loss, split = _three_terms(e, a - alpha * log_n, b + kappa * x - beta_n * log_d)
 
         def vjp(upstream: torch.Tensor) -> torch.Tensor:
-            on_e = upstream * share_e
-            on_power = upstream - on_e
-            on_n = on_power * share_n
-            on_d = on_power - on_n
+            on_e, on_n, on_d = split(upstream)
             return torch.stack([on_e.sum(dim=1), on_n.sum(dim=1), on_d.sum(dim=1), -(on_n @ log_n),
                                 -(on_d * growth * log_d).sum(dim=1), on_d @ x,
                                 -(on_d * beta_n * log_d * x).sum(dim=1)], dim=1)
