@@ -121,3 +121,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def offline_datasets(tmp_path_factory):
+    """Nothing is downloaded (lm-eval's tasks): Hugging Face datasets and hub offline, a datasets cache of
+    the module's own; a task's data is a local JSONL read through datasets' json builder. Worker
+    processes a sweep starts inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_DATASETS_OFFLINE", "1")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets")))
+        yield

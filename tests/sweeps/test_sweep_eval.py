@@ -42,17 +42,7 @@ tasks = ["{task}"]
 include_path = "tasks"
 """
 
-pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread", "offline")
-
-
-@pytest.fixture(scope="module")
-def offline(tmp_path_factory):
-    """Nothing is downloaded: the task's data is a local JSONL (the worker processes inherit this)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_DATASETS_OFFLINE", "1")
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets")))
-        yield
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread", "offline_datasets")
 
 
 @pytest.fixture(scope="module")

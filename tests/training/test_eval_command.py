@@ -25,16 +25,6 @@ pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread", "offline_dataset
 
 
 @pytest.fixture(scope="module")
-def offline_datasets(tmp_path_factory):
-    """Nothing is downloaded: the task's data is a local JSONL, read through datasets' json builder."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_DATASETS_OFFLINE", "1")
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets")))
-        yield
-
-
-@pytest.fixture(scope="module")
 def tasks_dir(tmp_path_factory) -> Path:
     """The shipped task YAML, its data file given by absolute path (datasets reads relative paths from
     the working directory, not from the YAML's)."""
