@@ -162,12 +162,11 @@ class HyperparameterLaw(_Record):
         params, tokens = _positive("params", params), _positive("tokens", tokens)
         lr, lr_interval = self.lr(params, tokens), self.lr.interval(params, tokens, self.level)
         factor, where = self.extrapolation(params, tokens)
-        notes = [where] if where else []
-        recommendation = self._recommend(params, tokens, batch_tokens, lr, lr_interval, notes)
+        recommendation = self._recommend(params, tokens, batch_tokens, lr, lr_interval)
         return recommendation.model_copy(update={"extrapolation": factor,
                                                  "beta2": None if self.beta2 is None else self.beta2.value,
                                                  "warmup": None if self.warmup is None else self.warmup.value,
-                                                 "notes": [*notes, *[n for n in recommendation.notes if n not in notes]]})
+                                                 "notes": [where] * bool(where) + recommendation.notes})
 
     def extrapolation(self, params: float, tokens: float) -> tuple[float, str | None]:
         """How far (N, D) lies outside the N and D the law was fitted on: the larger factor (1 inside,
@@ -187,7 +186,8 @@ class HyperparameterLaw(_Record):
                         f"({low:.3g}-{high:.3g}): a far extrapolation, the rate may be far off")
 
     def _recommend(self, params: float, tokens: float, batch_tokens: float | None, lr: float,
-                   lr_interval: tuple[float, float], notes: list[str]) -> Recommendation:
+                   lr_interval: tuple[float, float]) -> Recommendation:
+        notes: list[str] = []
         if self.batch is None:
             used = self.fixed_batch_tokens if self.batch_used is None else self.batch_used(params, tokens)
             if batch_tokens is not None and not math.isclose(batch_tokens, used, rel_tol=1e-6):
