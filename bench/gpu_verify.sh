@@ -15,8 +15,9 @@
 #   4. tests    the CUDA-only tests (tests/training/test_device.py, test_model.py's compile + bf16 test)
 #                                                                          -> tests.txt
 #   5. lrgrid   bench/tuned_calibration.py grid --scale gpu (issue 53): the ladder's teachers without its
-#               held-out size at 4 rates 2x apart (56 runs, ~24 min by the dry run), the hyperparameter
-#               law fitted on them                                         -> lrgrid.txt, law-gpu.json
+#               held-out size at 4 rates 2x apart (56 runs, 4 sharing the GPU: ~9 min by the dry run),
+#               the hyperparameter law fitted on them, then `heldout --scale gpu`: the law of the grid's
+#               smaller depths scored at its largest   -> lrgrid.txt, law-gpu.json, grid_gpu.csv
 #   6. tuned    the ladder again with each size's rate from that law (demo --scale gpu --lr-law), and
 #               the before/after table of the held-out checks              -> tuned.txt, ladder-lr-law/report.json
 # then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
@@ -112,7 +113,7 @@ stage_command() {
         recipe) echo "$PYTHON bench/ladder_recipe.py --no-tiny --out '$DIR/recipe-runs' --json '$DIR/recipe.json.tmp'" ;;
         ladder) echo "$PYTHON -m distillscale.cli demo --scale gpu --out '$DIR/ladder'" ;;
         tests)  echo "$PYTHON -m pytest -q -rs $CUDA_TESTS" ;;
-        lrgrid) echo "$PYTHON bench/tuned_calibration.py grid --scale gpu --work '$DIR'" ;;
+        lrgrid) echo "$PYTHON bench/tuned_calibration.py grid --scale gpu --work '$DIR' && $PYTHON bench/tuned_calibration.py heldout --scale gpu --work '$DIR'" ;;
         tuned)  echo "$PYTHON bench/tuned_calibration.py run --scale gpu --work '$DIR' && $PYTHON bench/tuned_calibration.py table --scale gpu --work '$DIR'" ;;
     esac
 }
@@ -231,7 +232,7 @@ summary="$DIR/summary.md"
 # DIR again and carry it: only the recipe grid's and the ladder's unfinished runs are lost).
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
     mkdir -p "$OUT/gpu_verify"
-    for name in summary.md state.txt step.json recipe.json tests.txt ladder.txt lrgrid.txt law-gpu.json tuned.txt; do
+    for name in summary.md state.txt step.json recipe.json tests.txt ladder.txt lrgrid.txt law-gpu.json grid_gpu.csv tuned.txt; do
         [ -e "$DIR/$name" ] && cp "$DIR/$name" "$OUT/gpu_verify/$name"
     done
     [ -e "$DIR/ladder/report.json" ] && cp "$DIR/ladder/report.json" "$OUT/gpu_verify/ladder-report.json"

@@ -46,9 +46,12 @@ GRID_LRS = [0.0015, 0.003, 0.006, 0.012, 0.024]   # base rates 2x apart around t
 HELD_OUT_DEPTH = 4                                 # the demo's largest teacher, its held-out size
 # --scale gpu: the GPU ladder (report/gpu_ladder.toml; its width rule gives 0.0021-0.0010 at d_model
 # 192-448) gridded at 4 rates 2x apart, on its budgets up to 8 tokens/parameter (the held-out size
-# trains 3 and 4), its largest teacher depth held out as in its report.
-GPU_GRID_LRS = [0.0005, 0.001, 0.002, 0.004]
+# trains 3 and 4), its largest teacher depth held out as in its report. The rates are centred on the
+# H100 recipe grid's evidence (docs/gpu_ladder.md): the best rate was the rule's 0.0021 at d_model 192
+# and 2x the rule, 0.0033, at 256, so 0.00075-0.006 brackets both and the rule's rate at 384-448.
+GPU_GRID_LRS = [0.00075, 0.0015, 0.003, 0.006]
 GPU_GRID_MAX_M = 8
+GPU_RUNS_PER_GPU = 4   # bench/gpu_step.py: 4 runs sharing an H100 gave 1.60x one run's tokens/s, 2 gave 1.37x
 
 
 def distillscale() -> list[str]:
@@ -109,7 +112,8 @@ def grid(work: Path, scale: str = "micro", corpus: str = "stdlib", root: Path = 
         paths = corpus_paths(work, corpus)
         spec, sweep, export, law = paths["grid_spec"], paths["grid"], paths["grid_csv"], paths["law"]
         grid_spec(spec, corpus, root)
-    print(f"grid sweep {sweep_and_export(spec, sweep, export):.0f} s")
+    placement = ("--runs-per-gpu", str(GPU_RUNS_PER_GPU)) if scale == "gpu" else ("--workers", "2")
+    print(f"grid sweep {sweep_and_export(spec, sweep, export, placement):.0f} s")
     columns = read_grid(export)
     fit = ds.fit_hyperparameters(columns, name="gpu-ladder-grid" if scale == "gpu" else f"micro-{corpus}-depths1-3")
     fit.save(law)
@@ -133,9 +137,9 @@ def read_grid(export: Path, kinds: tuple[str, ...] = ("teacher",)) -> dict[str, 
              "batch_tokens": "batch_tokens", "loss": "val_loss"}.items()}
 
 
-def sweep_and_export(spec: Path, sweep: Path, export: Path) -> float:
+def sweep_and_export(spec: Path, sweep: Path, export: Path, placement: tuple[str, ...] = ("--workers", "2")) -> float:
     started = time.perf_counter()
-    code = subprocess.run([*distillscale(), "sweep", "run", str(spec), "--out", str(sweep), "--workers", "2"]).returncode
+    code = subprocess.run([*distillscale(), "sweep", "run", str(spec), "--out", str(sweep), *placement]).returncode
     if code not in (0, 1):  # 1: a run diverged (a high rate may); the export leaves it out
         raise SystemExit(f"{spec}: the sweep exited with {code}")
     wall = time.perf_counter() - started
@@ -167,6 +171,43 @@ def heldout(work: Path, corpus: str = "stdlib", root: Path = Path("/work/corpora
         demo = nearest_run_loss(cell, 0.003, None)
         print(f"| {cell.tokens:.3g} | {cell.lr[cell.best]:g} | {cell.loss.min():.4f} | {score.lr:.3g} | "
               f"{score.nearest_loss:.4f} | {100 * score.penalty:+.2f}% | {100 * (demo / cell.loss.min() - 1):+.2f}% |")
+
+
+def gpu_heldout(work: Path) -> None:
+    """The GPU grid's own held-out width (no training: from WORK/grid_gpu.csv): the law fitted on its
+    smaller depths, scored at its largest depth's cells (the nearest grid run's loss against the cell's
+    best, the micro grid's 0.5% target), beside the ladder's width rule (0.003 x (d_model/128)^-0.87)
+    and the law fitted on every depth (the one `tuned` trains the ladder with)."""
+    from distillscale.laws.hyperparameters import score_cells
+    from distillscale.laws.hyperparameters.surface import cell_optimum, nearest_run_loss, split_cells
+
+    columns = read_grid(work / "grid_gpu.csv")
+    largest = columns["params"].max()
+    fitted = {key: values[columns["params"] < largest] for key, values in columns.items()}
+    fit = ds.fit_hyperparameters(fitted, name="gpu-ladder-grid-smaller-depths")
+    law = fit.law.lr
+    print(f"fitted on the {len(fit.cells)} cells below N = {largest:.3g} ({fitted['loss'].size} runs): "
+          f"lr* = {law.coefficient:.4g} N^{law.exponents[0]:.3f} D^{law.exponents[1]:.3f}")
+    depths = [tomllib.loads(path.read_text())["model"]["n_layers"]
+              for path in (work / "grid-gpu" / "configs").glob("t-*.toml")]
+    d_model = max(depths) * tomllib.loads((work / "grid_gpu.toml").read_text())["model"]["aspect_ratio"]
+    rule = 0.003 * (d_model / 128) ** -0.87
+    print("| N | d_model | D | best rate | best loss | surface lr* | law's rate | nearest run | vs best "
+          "| width rule's rate | nearest run | vs best |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for cell in split_cells(*columns.values()):
+        if cell.params != largest:
+            continue
+        score = score_cells(fit.law, [cell])[0]
+        at_rule = nearest_run_loss(cell, rule, None)
+        best = float(cell.loss.min())
+        print(f"| {cell.params:.3g} | {d_model} | {cell.tokens:.3g} | {cell.lr[cell.best]:g} | {best:.4f} | "
+              f"{cell_optimum(cell, None).lr:.3g} | {score.lr:.3g} | {score.nearest_loss:.4f} | "
+              f"{100 * score.penalty:+.2f}% | {rule:.3g} | {at_rule:.4f} | {100 * (at_rule / best - 1):+.2f}% |")
+    print("every cell's best rate (N, D: best, surface optimum):")
+    for cell in split_cells(*columns.values()):
+        print(f"  N {cell.params:.3g} D {cell.tokens:.3g}: {cell.lr[cell.best]:g}, {cell_optimum(cell, None).lr:.3g}  "
+              + " ".join(f"{lr:g}:{loss:.4f}" for lr, loss in sorted(zip(cell.lr, cell.loss))))
 
 
 def distill_grid(work: Path) -> None:
@@ -277,7 +318,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/work/tcal"))
     parser.add_argument("--root", type=Path, default=Path("/work/corpora"))
     parser.add_argument("--scale", choices=["micro", "gpu"], default="micro",
-                        help="gpu: the GPU ladder (grid and run only; bench/gpu_verify.sh's tuned stage)")
+                        help="gpu: the GPU ladder (grid, heldout from the grid's export, run and table; "
+                             "bench/gpu_verify.sh's lrgrid and tuned stages)")
     parser.add_argument("--plan", action="store_true", help="grid: write the grid's spec and stop (a check)")
     parser.add_argument("--corpus", default="stdlib", help="grid, heldout: the corpus (stdlib, or a directory "
                                                            "under --root); run uses the stdlib law throughout")
@@ -291,7 +333,7 @@ def main() -> None:
     elif args.action == "grid":
         grid(args.work, args.scale, args.corpus, args.root)
     elif args.action == "heldout":
-        heldout(args.work, args.corpus, args.root)
+        gpu_heldout(args.work) if args.scale == "gpu" else heldout(args.work, args.corpus, args.root)
     elif args.action == "distill":
         distill_grid(args.work)
     elif args.action == "run":
