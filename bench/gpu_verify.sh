@@ -66,6 +66,17 @@ if [ ! -f bench/gpu_step.py ] || [ ! -d src/distillscale ]; then
     exit 2
 fi
 
+# The tests that skip without CUDA (-rs lists any that still skip: on a GPU machine, none should).
+CUDA_TESTS="tests/training/test_device.py tests/model/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
+# The stages: name, the files that mark it done, its command.
+STAGES=(step recipe ladder tests lrgrid tuned)
+if [ -n "$ONLY" ]; then
+    IFS=, read -r -a wanted <<< "$ONLY"
+    for stage in "${wanted[@]}"; do
+        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid or tuned" >&2; exit 2; }
+    done
+    STAGES=("${wanted[@]}")
+fi
 START=$(date +%s)
 # The interpreter: $PYTHON when set, else the repository's .venv when there is one, else python3.
 if [ -z "${PYTHON:-}" ]; then
@@ -94,17 +105,6 @@ if [ -n "$missing" ]; then
     exit 1
 fi
 
-# The tests that skip without CUDA (-rs lists any that still skip: on a GPU machine, none should).
-CUDA_TESTS="tests/training/test_device.py tests/model/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
-# The stages: name, the files that mark it done, its command.
-STAGES=(step recipe ladder tests lrgrid tuned)
-if [ -n "$ONLY" ]; then
-    IFS=, read -r -a wanted <<< "$ONLY"
-    for stage in "${wanted[@]}"; do
-        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid or tuned" >&2; exit 2; }
-    done
-    STAGES=("${wanted[@]}")
-fi
 declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt
                       [lrgrid]=law-gpu.json [tuned]=ladder-lr-law/report.json)
 stage_command() {
