@@ -210,6 +210,36 @@ def gpu_heldout(work: Path) -> None:
               + " ".join(f"{lr:g}:{loss:.4f}" for lr, loss in sorted(zip(cell.lr, cell.loss))))
 
 
+def gpu_teachers(exports: list[Path]) -> None:
+    """The GPU ladder's supervised held-out check from teachers-only sweeps' exports (one per arm: the
+    width rule's rates, the law's), fitted as `report` fits it (median of the forms, 100 bootstraps,
+    90% intervals, the largest size held out): mean and max |error|, sign, coverage; and each size's
+    rate and the held-out runs' losses. The students' arm of the ladder is left out: the check that
+    tests per-size tuning is the supervised one."""
+    import pandas as pd
+
+    from distillscale.laws.calibrate import calibrate, start_grid_options
+
+    print("| arm | teachers' lr, smallest to largest | held-out runs: observed | predicted | mean abs. error "
+          "| max | over-predicted | inside 90% |")
+    print("|---|---|---|---|---|---|---|---|")
+    for export in exports:
+        runs = pd.read_csv(export)
+        runs = runs[(runs.status == "completed") & (runs.kind == "teacher")].reset_index(drop=True)
+        grid, _ = start_grid_options("coarse")
+        laws = calibrate(params=runs.non_embedding_params.to_numpy(float), tokens=runs.tokens.to_numpy(float),
+                         loss=runs.val_loss.to_numpy(float), holdout="largest", min_ratios=2,
+                         supervised_options={"level": 0.9, "bootstrap": 100, "seed": 0, "max_iter": 300, **grid})
+        check = laws.holdout["supervised"]
+        errors = check.errors
+        lrs = runs.groupby("n_layers").lr.first()
+        print(f"| {export.stem} | {', '.join(f'{lr:.3g}' for lr in lrs)} | "
+              f"{', '.join(f'{run.observed:.4f}' for run in check.runs)} | "
+              f"{', '.join(f'{run.predicted:.4f}' for run in check.runs)} | {np.abs(errors).mean():.2%} | "
+              f"{np.abs(errors).max():.2%} | {check.n_over_predicted}/{len(errors)} | "
+              f"{sum(bool(run.covered) for run in check.runs)}/{len(errors)} |")
+
+
 def distill_grid(work: Path) -> None:
     """Does distillation move the optimal rate? One teacher (depth 3, 8 tokens/parameter, the demo's
     rate), students of depths 1-2 at 4 and 16 tokens/parameter, each baseline and each student at the
@@ -313,7 +343,7 @@ def table(names: list[str], work: Path, scale: str = "micro") -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["grid", "heldout", "distill", "run", "table"])
+    parser.add_argument("action", choices=["grid", "heldout", "distill", "run", "table", "teachers"])
     parser.add_argument("names", nargs="*", default=["stdlib", "c-include", "man-en"])
     parser.add_argument("--work", type=Path, default=Path("/work/tcal"))
     parser.add_argument("--root", type=Path, default=Path("/work/corpora"))
@@ -334,6 +364,8 @@ def main() -> None:
         grid(args.work, args.scale, args.corpus, args.root)
     elif args.action == "heldout":
         gpu_heldout(args.work) if args.scale == "gpu" else heldout(args.work, args.corpus, args.root)
+    elif args.action == "teachers":  # names: the teachers-only sweeps' exports, one per arm
+        gpu_teachers([Path(name) for name in args.names])
     elif args.action == "distill":
         distill_grid(args.work)
     elif args.action == "run":

@@ -98,7 +98,21 @@ def test_one_batch_size_fits_the_lr_law_alone_and_says_so():
         fit.law.recommend(3e8, 1e10, batch_tokens=2.0 ** 21)
 
 
-@pytest.mark.parametrize("name", sorted(HYPERPARAMETER_PRESETS))
+def test_every_preset_is_tested_below():
+    assert sorted(HYPERPARAMETER_PRESETS) == ["deepseek2024", "gpu-ladder-h200", "steplaw2025"]
+
+
+def test_the_gpu_ladders_own_law_is_a_fixed_batch_fit_with_an_interval_that_grows_outside_its_data():
+    law = load_hyperparameter_law("gpu-ladder-h200")
+    assert law.fixed_batch_tokens == 64 * 512 and law.batch is None
+    inside, far = law.recommend(5e6, 3e7), law.recommend(1e9, 2e10)
+    assert inside.lr == pytest.approx(law.lr.coefficient * 5e6 ** law.lr.exponents[0] * 3e7 ** law.lr.exponents[1])
+    assert 0.003 < inside.lr < 0.005 and inside.extrapolation <= 2
+    width = lambda rec: rec.lr_interval[1] / rec.lr_interval[0]
+    assert 1.2 < width(inside) < width(far) and far.extrapolation > 100 and far.notes
+
+
+@pytest.mark.parametrize("name", ["deepseek2024", "steplaw2025"])
 def test_presets_load_with_intervals_that_are_not_zero_width(name):
     rec = load_hyperparameter_law(name).recommend(1e9, 2e10)
     assert rec.lr_interval[0] < 0.9 * rec.lr and rec.lr_interval[1] > 1.1 * rec.lr

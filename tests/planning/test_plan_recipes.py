@@ -137,7 +137,7 @@ def test_a_fitted_law_of_one_batch_recommends_that_batch(tmp_path):
 
 
 @pytest.mark.parametrize("law, says", [
-    ("nope", "--hyperparameter-law: unknown hyperparameter law 'nope': give a preset (steplaw2025, deepseek2024)"),
+    ("nope", "--hyperparameter-law: unknown hyperparameter law 'nope': give a preset (steplaw2025, deepseek2024, gpu-ladder-h200)"),
     ("{tmp}/bad.json", "is not JSON"),
 ])
 def test_a_bad_hyperparameter_law_is_one_line_and_exit_2(cli, tmp_path, law, says):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from distillscale.laws.hyperparameters import HYPERPARAMETER_PRESETS
 from distillscale.report import demo
 from distillscale.report.demo import builtin_spec, builtin_sweep
 from distillscale.sweeps.placement import VISIBLE_GPUS_ENV
-from distillscale.sweeps.spec import load_sweep_spec, lr_for_width
+from distillscale.sweeps.spec import load_sweep_spec
 
 from tests.conftest import REPO_ROOT
 
@@ -60,16 +61,21 @@ def test_design_v2_holds_out_a_size_trained_at_3_to_4_tokens_per_parameter_with_
     assert sizes == {run.n_layers for run in teachers}                         # from every teacher size
 
 
-def test_learning_rates_follow_the_width_rule():
+def test_learning_rates_come_from_the_ladders_own_law():
+    """Each size's rate is the gpu-ladder-h200 law's (fitted on the ladder's own lr grid), one per size
+    under WSD, read inside twice the N and D it was fitted on (no extrapolation note)."""
     spec = load_sweep_spec(EXAMPLE)
-    model = spec.sections["model"]
+    law = HYPERPARAMETER_PRESETS["gpu-ladder-h200"]
+    assert spec.sections["model"]["lr_law"] == "gpu-ladder-h200" and not spec.notes
     for run in spec.runs:
-        d_model = model["aspect_ratio"] * run.n_layers
-        assert run.settings["lr"] == lr_for_width(model["lr"], d_model, model["lr_width_exponent"],
-                                                  model["lr_reference_width"])
-    rates = {run.n_layers: run.settings["lr"] for run in spec.runs}
-    assert [rates[n] for n in sorted(rates)] == sorted(rates.values(), reverse=True)  # wider, lower
-    assert lr_for_width(0.003, 512, -0.87, 128) == pytest.approx(0.003 * 4 ** -0.87, rel=1e-3)
+        rec = law.recommend(run.non_embedding_params, run.tokens)
+        assert rec.lr_interval[0] < run.settings["lr"] < rec.lr_interval[1]
+        assert rec.extrapolation <= 2
+    teachers = [run for run in spec.runs if run.kind == "teacher"]
+    for size in {run.n_layers for run in teachers}:
+        assert len({run.settings["lr"] for run in teachers if run.n_layers == size}) == 1
+    rates = {run.n_layers: run.settings["lr"] for run in teachers}
+    assert 0.003 < min(rates.values()) < max(rates.values()) < 0.005   # muP: near-flat in width (docs/gpu_ladder.md)
 
 
 def test_the_demo_caps_the_token_window_at_the_corpus_and_scales_it_with_the_gpus(monkeypatch):

@@ -235,7 +235,7 @@ def test_the_page_says_how_to_run_the_student_at_the_law_or_a_batch_you_fix(cli)
 
     planner = Planner()
     assert planner.laws_info()["hyperparameter_laws"] == {"default": "steplaw2025",
-                                                          "presets": ["steplaw2025", "deepseek2024"]}
+                                                          "presets": ["steplaw2025", "deepseek2024", "gpu-ladder-h200"]}
     query = PlanQuery(law="busbridge2025", compute="1e21", student="546M", scenario="best-case", batch_tokens="8M")
     response = planner.update(query)
     assert response["ok"] and "--batch-tokens 8e+06" in response["cli"]

@@ -259,7 +259,7 @@ class HyperparameterLaw(_Record):
                             "`distillscale fit hyperparameters --out` wrote") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UserError(f"{path} is not a hyperparameter law: give a file `distillscale fit hyperparameters "
-                            "--out` wrote, or a preset (steplaw2025, deepseek2024)")
+                            "--out` wrote, or a preset's name (steplaw2025, ...)")
         version = read_schema_version(data, HYPERPARAMETER_SCHEMA_VERSION, f"{path}: schema_version",
                                       "the hyperparameter law")
         try:

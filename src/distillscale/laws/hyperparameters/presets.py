@@ -1,4 +1,5 @@
-"""Published hyperparameter laws, usable as `--law steplaw2025` wherever a hyperparameter law is read.
+"""Hyperparameter laws by name, usable as `--law steplaw2025` wherever a hyperparameter law is read: two
+published laws and one distillscale measured on its own GPU ladder.
 
 - `steplaw2025`: Li et al. (2025), "Predictable Scale: Part I" (Step Law), fitted on 3,700 LLMs:
   lr* = 1.79 N^-0.713 D^0.307 and B* = 0.58 D^0.571 tokens, N non-embedding parameters, D tokens.
@@ -6,6 +7,12 @@
   with C taken here as 6 N D (N non-embedding parameters; DeepSeek counts C = M D with M its
   non-embedding FLOPs per token, which 6 N approximates without the attention term), so each is a
   power law in N and D with equal exponents.
+
+- `gpu-ladder-h200`: distillscale's own GPU ladder (`demo --scale gpu`), measured, not published: its
+  teachers at depths 3-6 on an lr grid on one H200 (56 runs, bench/tuned_calibration.py grid --scale
+  gpu; docs/gpu_ladder.md), lr* = 0.00227 N^0.091 D^-0.050 at its batch of 32,768 tokens, with the
+  fit's covariance and scatter (gpu_ladder_h200.json beside this file). The ladder takes each size's
+  rate from it (`lr_law = "gpu-ladder-h200"`).
 
 Neither paper gives an interval for its law in a form a recommendation can carry, so each preset's
 interval (`residual_sd`, ln space) is the spread of the measured optima around it on Step Law's public
@@ -43,11 +50,12 @@ HYPERPARAMETER_PRESETS: dict[str, HyperparameterLaw] = {
         lr=PowerLaw(coefficient=0.3118 * 6 ** _DEEPSEEK_LR, exponents=(_DEEPSEEK_LR, _DEEPSEEK_LR), residual_sd=0.80),
         batch=PowerLaw(coefficient=0.2920 * 6 ** _DEEPSEEK_BATCH, exponents=(_DEEPSEEK_BATCH, _DEEPSEEK_BATCH),
                        residual_sd=0.66)),
+    "gpu-ladder-h200": HyperparameterLaw.load(Path(__file__).with_name("gpu_ladder_h200.json")),
 }
 
 
 def load_hyperparameter_law(spec: str | Path | HyperparameterLaw) -> HyperparameterLaw:
-    """A preset by name (steplaw2025, deepseek2024), or a law file `fit hyperparameters --out` wrote."""
+    """A preset by name (steplaw2025, deepseek2024, gpu-ladder-h200), or a law file `fit hyperparameters --out` wrote."""
     if isinstance(spec, HyperparameterLaw):
         return spec
     if str(spec) in HYPERPARAMETER_PRESETS:
