@@ -18,8 +18,9 @@
 #               held-out size at 4 rates 2x apart (56 runs, 4 sharing the GPU: ~9 min by the dry run),
 #               the hyperparameter law fitted on them, then `heldout --scale gpu`: the law of the grid's
 #               smaller depths scored at its largest   -> lrgrid.txt, law-gpu.json, grid_gpu.csv
-#   6. tuned    the ladder again with each size's rate from that law (demo --scale gpu --lr-law), and
-#               the before/after table of the held-out checks              -> tuned.txt, ladder-lr-law/report.json
+#   6. tuned    bench/tuned_calibration.py arms: the ladder's teachers twice, at the old width rule's
+#               rates and at that law's (21 runs each, ~200 s each on an H200), and each arm's
+#               supervised held-out check                                  -> tuned.txt, teachers_arms.csv
 # then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
 # $OUT set (the device machine's folder of files that come back) both, and each done stage's outputs,
 # are copied to $OUT/gpu_verify/ (ladder/report.json as ladder-report.json).
@@ -106,7 +107,7 @@ if [ -n "$missing" ]; then
 fi
 
 declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt
-                      [lrgrid]=law-gpu.json [tuned]=ladder-lr-law/report.json)
+                      [lrgrid]=law-gpu.json [tuned]=teachers_arms.csv)
 stage_command() {
     case "$1" in
         step)   echo "$PYTHON bench/gpu_step.py --ladder --json '$DIR/step.json.tmp'" ;;
@@ -114,7 +115,7 @@ stage_command() {
         ladder) echo "$PYTHON -m distillscale.cli demo --scale gpu --out '$DIR/ladder'" ;;
         tests)  echo "$PYTHON -m pytest -q -rs $CUDA_TESTS" ;;
         lrgrid) echo "$PYTHON bench/tuned_calibration.py grid --scale gpu --work '$DIR' && $PYTHON bench/tuned_calibration.py heldout --scale gpu --work '$DIR'" ;;
-        tuned)  echo "$PYTHON bench/tuned_calibration.py run --scale gpu --work '$DIR' && $PYTHON bench/tuned_calibration.py table --scale gpu --work '$DIR'" ;;
+        tuned)  echo "$PYTHON bench/tuned_calibration.py arms --work '$DIR'" ;;
     esac
 }
 # What --check runs instead: the same entry points, without training.
@@ -232,11 +233,10 @@ summary="$DIR/summary.md"
 # DIR again and carry it: only the recipe grid's and the ladder's unfinished runs are lost).
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
     mkdir -p "$OUT/gpu_verify"
-    for name in summary.md state.txt step.json recipe.json tests.txt ladder.txt lrgrid.txt law-gpu.json grid_gpu.csv tuned.txt; do
+    for name in summary.md state.txt step.json recipe.json tests.txt ladder.txt lrgrid.txt law-gpu.json grid_gpu.csv tuned.txt teachers_arms.csv; do
         [ -e "$DIR/$name" ] && cp "$DIR/$name" "$OUT/gpu_verify/$name"
     done
     [ -e "$DIR/ladder/report.json" ] && cp "$DIR/ladder/report.json" "$OUT/gpu_verify/ladder-report.json"
-    [ -e "$DIR/ladder-lr-law/report.json" ] && cp "$DIR/ladder-lr-law/report.json" "$OUT/gpu_verify/ladder-lr-law-report.json"
 fi
 
 if [ $failed = 1 ]; then echo "gpu_verify: a stage failed: see $summary" >&2; exit 1; fi

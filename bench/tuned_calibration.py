@@ -24,6 +24,12 @@ Usage:
     nice -n 5 python bench/tuned_calibration.py grid  [--work /work/tcal]
     nice -n 5 python bench/tuned_calibration.py run   stdlib c-include man-en [--root /work/corpora]
     python bench/tuned_calibration.py table stdlib c-include man-en
+
+On a GPU (bench/gpu_verify.sh's lrgrid and tuned stages, the GPU ladder; docs/gpu_ladder.md):
+    python bench/tuned_calibration.py grid --scale gpu --work DIR      # 56 runs; law-gpu.json, grid_gpu.csv
+    python bench/tuned_calibration.py heldout --scale gpu --work DIR   # the grid's largest depth held out
+    python bench/tuned_calibration.py arms --work DIR                  # teachers at the width rule and the law
+    python bench/tuned_calibration.py teachers DIR/teachers_arms.csv [--forms auto,chinchilla,interaction]
 """
 
 from __future__ import annotations
@@ -210,9 +216,40 @@ def gpu_heldout(work: Path) -> None:
               + " ".join(f"{lr:g}:{loss:.4f}" for lr, loss in sorted(zip(cell.lr, cell.loss))))
 
 
-def gpu_teachers(exports: list[Path]) -> None:
-    """The GPU ladder's supervised held-out check from teachers-only sweeps' exports (one per arm: the
-    width rule's rates, the law's), fitted as `report` fits it (median of the forms, 100 bootstraps,
+def gpu_arms(work: Path) -> None:
+    """The GPU ladder's teachers (the shipped design, held-out size included) twice: at the width rule's
+    rates (lr = 0.003 x (d_model/128)^-0.87, its first design) and at WORK/law-gpu.json's (the grid's
+    law), each a teachers-only sweep with 4 runs sharing the GPU; both exports in one file with an
+    `arm` column (WORK/teachers_arms.csv), then each arm's held-out check (`gpu_teachers`)."""
+    import pandas as pd
+
+    from distillscale.report.demo import builtin_sweep
+    from distillscale.sweeps.placement import visible_gpus
+
+    law = work / "law-gpu.json"
+    if not law.is_file():
+        raise SystemExit(f"{law} is missing: run the grid first")
+    sections = builtin_sweep(scale="gpu", gpus=max(1, len(visible_gpus()))).sections
+    model = {key: value for key, value in sections["model"].items()
+             if key not in ("lr_law", "lr_width_exponent", "lr_reference_width")}
+    frames = []
+    for arm, rule in (("width-rule", {"lr_reference_width": 128, "lr_width_exponent": -0.87}),
+                      ("lr-law", {"lr_law": str(law.absolute())})):
+        spec = work / f"teachers_{arm}.toml"
+        write_spec(spec, f"gpu-ladder-teachers-{arm}", {"data": sections["data"], "model": {**model, **rule},
+                                                        "teachers": sections["teachers"]})
+        wall = sweep_and_export(spec, work / f"teachers-{arm}", work / f"teachers-{arm}.csv",
+                                ("--runs-per-gpu", str(GPU_RUNS_PER_GPU)))
+        print(f"{arm}: {wall:.0f} s")
+        frames.append(pd.read_csv(work / f"teachers-{arm}.csv").assign(arm=arm))
+    pd.concat(frames).to_csv(work / "teachers_arms.csv.tmp", index=False)
+    (work / "teachers_arms.csv.tmp").rename(work / "teachers_arms.csv")
+    gpu_teachers([work / "teachers_arms.csv"], ("auto", "chinchilla", "interaction"))
+
+
+def gpu_teachers(exports: list[Path], forms: tuple[str, ...] = ("auto",)) -> None:
+    """The GPU ladder's supervised held-out check from teachers-only sweeps' exports (one per arm, or one
+    file with an `arm` column: the width rule's rates, the law's), fitted as `report` fits it (median of the forms, 100 bootstraps,
     90% intervals, the largest size held out): mean and max |error|, sign, coverage; and each size's
     rate and the held-out runs' losses. The students' arm of the ladder is left out: the check that
     tests per-size tuning is the supervised one."""
@@ -220,20 +257,24 @@ def gpu_teachers(exports: list[Path]) -> None:
 
     from distillscale.laws.calibrate import calibrate, start_grid_options
 
-    print("| arm | teachers' lr, smallest to largest | held-out runs: observed | predicted | mean abs. error "
+    print("| arm | form | teachers' lr, smallest to largest | held-out runs: observed | predicted | mean abs. error "
           "| max | over-predicted | inside 90% |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
+    arms = {}   # an export per arm, or a file of several with an `arm` column (docs/gpu_ladder_teachers_h200.csv)
     for export in exports:
         runs = pd.read_csv(export)
-        runs = runs[(runs.status == "completed") & (runs.kind == "teacher")].reset_index(drop=True)
+        runs = runs[(runs.get("status", "completed") == "completed") & (runs.kind == "teacher")]
+        arms.update({arm: group.reset_index(drop=True) for arm, group in runs.groupby("arm")} if "arm" in runs
+                    else {export.stem: runs.reset_index(drop=True)})
+    for (arm, runs), form in ((item, form) for item in arms.items() for form in forms):
         grid, _ = start_grid_options("coarse")
         laws = calibrate(params=runs.non_embedding_params.to_numpy(float), tokens=runs.tokens.to_numpy(float),
-                         loss=runs.val_loss.to_numpy(float), holdout="largest", min_ratios=2,
+                         loss=runs.val_loss.to_numpy(float), holdout="largest", min_ratios=2, form=form,
                          supervised_options={"level": 0.9, "bootstrap": 100, "seed": 0, "max_iter": 300, **grid})
         check = laws.holdout["supervised"]
         errors = check.errors
         lrs = runs.groupby("n_layers").lr.first()
-        print(f"| {export.stem} | {', '.join(f'{lr:.3g}' for lr in lrs)} | "
+        print(f"| {arm} | {check.form} | {', '.join(f'{lr:.3g}' for lr in lrs)} | "
               f"{', '.join(f'{run.observed:.4f}' for run in check.runs)} | "
               f"{', '.join(f'{run.predicted:.4f}' for run in check.runs)} | {np.abs(errors).mean():.2%} | "
               f"{np.abs(errors).max():.2%} | {check.n_over_predicted}/{len(errors)} | "
@@ -343,7 +384,7 @@ def table(names: list[str], work: Path, scale: str = "micro") -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["grid", "heldout", "distill", "run", "table", "teachers"])
+    parser.add_argument("action", choices=["grid", "heldout", "distill", "run", "table", "arms", "teachers"])
     parser.add_argument("names", nargs="*", default=["stdlib", "c-include", "man-en"])
     parser.add_argument("--work", type=Path, default=Path("/work/tcal"))
     parser.add_argument("--root", type=Path, default=Path("/work/corpora"))
@@ -353,6 +394,8 @@ def main() -> None:
     parser.add_argument("--plan", action="store_true", help="grid: write the grid's spec and stop (a check)")
     parser.add_argument("--corpus", default="stdlib", help="grid, heldout: the corpus (stdlib, or a directory "
                                                            "under --root); run uses the stdlib law throughout")
+    parser.add_argument("--forms", default="auto", help="teachers: the supervised forms, comma-separated (auto: "
+                                                        "the report's median of the three)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.action == "grid" and args.plan:
@@ -364,8 +407,10 @@ def main() -> None:
         grid(args.work, args.scale, args.corpus, args.root)
     elif args.action == "heldout":
         gpu_heldout(args.work) if args.scale == "gpu" else heldout(args.work, args.corpus, args.root)
+    elif args.action == "arms":  # the GPU ladder's teachers at the width rule's rates and at the grid's law's
+        gpu_arms(args.work)
     elif args.action == "teachers":  # names: the teachers-only sweeps' exports, one per arm
-        gpu_teachers([Path(name) for name in args.names])
+        gpu_teachers([Path(name) for name in args.names], tuple(args.forms.split(",")))
     elif args.action == "distill":
         distill_grid(args.work)
     elif args.action == "run":
