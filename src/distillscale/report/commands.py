@@ -226,8 +226,9 @@ class DemoSettings(CommandSettings):
                                             "N_S for each start (10-15 minutes on 2 cores by the dry run's estimate)")
     lr_law: str | None = option(None, help="each model size's peak lr from a hyperparameter law (a preset, e.g. "
                                            "steplaw2025, or a file `fit hyperparameters --out` wrote), read at "
-                                           "its N and longest budget, instead of the sweep's one lr (micro) or "
-                                           "width rule (gpu); the sweep directory gets the suffix -lr-law")
+                                           "its N and its budgets, instead of the sweep's one lr (micro) or its "
+                                           "own law, gpu-ladder-h200 (gpu); the sweep directory gets the suffix "
+                                           "-lr-law")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
 

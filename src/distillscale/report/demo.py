@@ -55,7 +55,7 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
                   repetition: bool = False, capacity_gap: bool = False, lr_law: str | None = None):
     """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory);
     with `lr_law` (a preset name or a law file), each size's lr from that hyperparameter law instead of
-    the spec's lr or width rule, and the name suffixed `-lr-law`.
+    the spec's lr or lr_law, and the name suffixed `-lr-law`.
 
     The GPU ladder's token window grows with the GPUs (`max_tokens` x gpus), but never past what the
     corpus's splits hold: its runs never repeat their data (the corpus is prepared to count it), and
