@@ -299,7 +299,8 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         sections["tune"] = tune.section()
     if evaluation is not None:
         sections["eval"] = evaluation.model_dump(mode="json", exclude_none=True)
-    notes = () if lr_law is None or lr_law.note() is None else (lr_law.note(),)
+    note = None if lr_law is None else lr_law.note(runs)
+    notes = () if note is None else (note,)
     return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs), notes=notes, evaluation=evaluation)
 
 
@@ -404,14 +405,16 @@ class LadderLrLaw:
 
     law: HyperparameterLaw
     source: str   # the preset's name or the law file's absolute path, as the spec records it
-    farthest: list[tuple[float, int, float, float]] = field(default_factory=list)  # (factor, N, D, lr) read
 
-    def note(self) -> str | None:
-        """One line when the ladder reads the law far outside the N and D it was fitted on."""
-        factor, params, tokens, lr = max(self.farthest, default=(1.0, 0, 0.0, 0.0))
+    def note(self, runs: list[PlannedRun]) -> str | None:
+        """One line when the ladder's runs lie far outside the N and D the law was fitted on."""
+        if not runs:
+            return None
+        factor, params, tokens = max((self.law.extrapolation(run.non_embedding_params, run.tokens)[0],
+                                      run.non_embedding_params, run.tokens) for run in runs)
         if factor <= FAR_FACTOR:
             return None
-        lrs = sorted(entry[3] for entry in self.farthest)
+        lrs = sorted(run.settings["lr"] for run in runs)
         return (f"lr_law {self.law.name} is read up to {factor:,.0f}x outside the N and D it was fitted on "
                 f"(N = {params:,}, D = {tokens:.3g}), giving peak rates {lrs[0]:.3g}-{lrs[-1]:.3g}: a far "
                 f"extrapolation; check the rates (`sweep plan --json`) or fit a law on a small grid of your own")
@@ -424,7 +427,6 @@ class LadderLrLaw:
             recommendation = law.recommend(params, tokens, batch_tokens=None if law.batch is None else batch_tokens)
         except UserError as exc:
             raise UserError(f"{where}: lr_law {self.source}: {exc}") from None
-        self.farthest.append((recommendation.extrapolation, params, tokens, recommendation.lr))
         if law.batch is None and not math.isclose(recommendation.batch_tokens, batch_tokens, rel_tol=0.25):
             raise UserError(f"{where}: lr_law {self.source} was fitted at a batch of "
                             f"{recommendation.batch_tokens:,.0f} tokens and this ladder's is {batch_tokens:,} "
