@@ -201,14 +201,15 @@ class SweepStatusSettings(CommandSettings):
 @sweep_app.command("status")
 @command(SweepStatusSettings)
 def status_command(s: SweepStatusSettings) -> int:
-    """Show a sweep's progress: runs done, running, failed, remaining, an ETA, and one row per run."""
+    """Show a sweep's progress: runs done, running, failed, remaining, an ETA, and one row per run;
+    with \\[eval], which runs are scored, wait for scoring, or failed to score (`sweep run` retries them)."""
     from distillscale.sweeps.status import sweep_status
 
     status = sweep_status(s.sweep_dir)
     if s.as_json:
         print_json(status)
     else:
-        _print_status(status)
+        _print_status(status, s.sweep_dir)
     return 0
 
 
@@ -246,7 +247,7 @@ def export_command(s: SweepExportSettings) -> int:
     return 0
 
 
-def _print_status(status: dict) -> None:
+def _print_status(status: dict, sweep_dir: Path) -> None:
     from rich.text import Text
 
     from distillscale.console import Table
@@ -266,8 +267,10 @@ def _print_status(status: dict) -> None:
     # record how often they saw their data).
     devices = any(run.get("device") for run in status["runs"])
     repeats = any(run.get("epochs") is not None for run in status["runs"])
+    scoring = "scoring" in status  # the sweep has [eval]
     headers = ["run", "kind", "status", *(["device"] if devices else []), "params", "tokens",
-               *(["epochs"] if repeats else []), "val loss", *(["tries"] if retried else []), "wall"]
+               *(["epochs"] if repeats else []), "val loss", *(["scored"] if scoring else []),
+               *(["tries"] if retried else []), "wall"]
     table = Table(*headers, box=None, pad_edge=False, header_style="bold underline",
                   caption="val loss in nats/token" if status["runs"] else None)
     for column in table.columns[1:]:
@@ -287,10 +290,13 @@ def _print_status(status: dict) -> None:
                       *([run.get("device") or ""] if devices else []),
                       format_quantity(run["non_embedding_params"]), format_quantity(run["tokens"]),
                       *([epochs_cell] if repeats else []), loss,
+                      *([_scored_cell(run["scoring"])] if scoring else []),
                       *([str(run["attempts"])] if retried else []), wall)
     console.print(table)
     for note in notes:
         console.print(note, highlight=False)
+    if scoring:
+        console.print(_scoring_line(status, sweep_dir), highlight=False)
     compute = status["compute"]
     if compute["forks"]:
         console.print(f"compute: {compute['flops_spent']:.3g} FLOPs spent; as separate runs "
@@ -298,6 +304,28 @@ def _print_status(status: dict) -> None:
                       f"{compute['forks']} WSD forks)", highlight=False)
     else:
         console.print(f"compute: {compute['flops_spent']:.3g} FLOPs spent", highlight=False)
+
+
+def _scored_cell(state: str | None):
+    """A run's cell of the "scored" column: yes, waiting, failed, or empty (not completed, or a kind
+    [eval] does not score)."""
+    from rich.text import Text
+
+    text, style = {"scored": ("yes", "green"), "pending": ("waiting", ""), "failed": ("failed", "red")}.get(
+        state, ("", ""))
+    return Text(text, style=style)
+
+
+def _scoring_line(status: dict, sweep_dir: Path):
+    """[eval]'s summary: runs scored, waiting, and failed (where to read why; the next run retries)."""
+    counts = status["scoring"]
+    failed = [run["run_id"] for run in status["runs"] if run["scoring"] == "failed"]
+    parts = [(f"{counts['scored']} scored", "green"), f", {counts['pending']} waiting for scoring, ",
+             (f"{counts['failed']} failed", "red" if failed else "")]
+    if failed:
+        log = sweep_dir / "logs" / (f"{failed[0]}.eval.log" if len(failed) == 1 else "<run_id>.eval.log of each")
+        parts.append(f" (see {log}; `sweep run` retries {'it' if len(failed) == 1 else 'them'})")
+    return styled("scoring ([eval]): ", *parts)
 
 
 def _short_duration(seconds: float) -> str:

@@ -86,6 +86,16 @@ class SweepLayout:
     def eval_log_path(self, run_id: str) -> Path:
         return self.root / "logs" / f"{run_id}.eval.log"
 
+    def spec_sections(self, fix: str = "restore it") -> dict | None:
+        """The resolved spec `sweep run` wrote (spec.toml, as data), None where it wrote none yet; one
+        that is no TOML is a one-line UserError ending in `fix`."""
+        if not self.spec_path.exists():
+            return None
+        try:
+            return tomllib.loads(read_text_file(self.spec_path, "the sweep's spec"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{self.spec_path} is not valid TOML ({exc}): {fix}") from None
+
 
 @dataclass
 class Sweep:
@@ -298,13 +308,9 @@ def repetition_check(spec: SweepSpec, progress: bool = False) -> str | None:
 def _claim_directory(spec: SweepSpec, layout: SweepLayout) -> None:
     """Write spec.toml, or check that the sweep already in the directory is this one."""
     text = spec.to_toml()
-    if layout.spec_path.exists():
+    earlier = layout.spec_sections(fix="restore it, or choose another --out")
+    if earlier is not None:
         # Compared as data, so a different TOML writer's layout does not count as a change.
-        try:
-            earlier = tomllib.loads(read_text_file(layout.spec_path, "the sweep's spec"))
-        except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"{layout.spec_path} is not valid TOML ({exc}): restore it, or choose another "
-                            "--out") from None
         now = tomllib.loads(text)
         if _without_eval(earlier) != _without_eval(now):
             raise UserError(f"{layout.root} holds a sweep of a different spec ({layout.spec_path}): "

@@ -1,4 +1,5 @@
-"""A sweep's state at a glance: runs per status, an ETA, and one row per run."""
+"""A sweep's state at a glance: runs per status, an ETA, and one row per run; with [eval], which runs
+are scored."""
 
 from __future__ import annotations
 
@@ -9,9 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from distillscale.sweeps.runner import SweepLayout
 from distillscale.sweeps.compute import sweep_compute
-from distillscale.sweeps.store import RunStore
+from distillscale.sweeps.runner import SweepLayout
+from distillscale.sweeps.spec_sections import EVALUATED_KINDS
+from distillscale.sweeps.store import RunRecord, RunStore
+from distillscale.training.lm_eval_run import EVAL_FILE
+
+# A run's scoring under [eval]: its eval.json exists; it completed and waits for its first scoring; or
+# its last scoring failed (its logs/<run_id>.eval.log is there, no eval.json): the next `sweep run` retries it.
+SCORING_STATES = ("scored", "pending", "failed")
 
 
 def runner_alive(sweep_dir: str | Path) -> bool:
@@ -36,10 +43,22 @@ def _device(device: str | None) -> str | None:
     return device if device in (None, "cpu") else f"GPU {device}"
 
 
+def scoring_state(record: RunRecord, layout: SweepLayout) -> str | None:
+    """One of SCORING_STATES for a completed run that [eval] scores (its kind in EVALUATED_KINDS),
+    read from its files as the runner reads them; None for any other run."""
+    if record.status != "completed" or record.kind not in EVALUATED_KINDS:
+        return None
+    if (layout.run_dir(record.id) / EVAL_FILE).is_file():  # the runner does not score it again
+        return "scored"
+    return "failed" if layout.eval_log_path(record.id).is_file() else "pending"
+
+
 def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
     """Counts per status, `eta_seconds` (mean wall time of the completed runs x the runs left / the
     workers of the last `sweep run`; None before any run completed), `compute` (FLOPs spent and as
-    separate runs, see compute.py) and a row per run.
+    separate runs, see compute.py) and a row per run. With [eval] in the sweep's spec.toml, each row's
+    `scoring` (`scoring_state`) and their counts, `scoring` (every state, zero when none); without it
+    neither key.
 
     Read-only. A run the store says is running while no `sweep run` is alive was interrupted (its
     worker died with the runner): it shows as `interrupted`, and the next `sweep run` resumes it."""
@@ -50,6 +69,8 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
         counts = store.counts()
         workers = store.meta("workers", 1)
         devices = store.devices()
+    layout = SweepLayout(Path(sweep_dir))
+    evaluated = "eval" in (layout.spec_sections() or {})  # the [eval] of the latest `sweep run`
     counts["interrupted"] = 0 if alive else counts["running"]
     counts["running"] -= counts["interrupted"]
     now = time.time()
@@ -71,6 +92,11 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
                      "tokens": record.config["tokens"], "val_loss": result.get("val_loss"),
                      "attempts": record.attempts, "wall_seconds": wall, "error": record.error,
                      "device": _device(devices.get(record.id)), "epochs": result.get("epochs")})
-    return {"total": len(records), "counts": counts, "workers": workers,
-            "eta_seconds": eta, "compute": sweep_compute(record.result for record in records).to_dict(),
-            "runs": runs}
+        if evaluated:
+            runs[-1]["scoring"] = scoring_state(record, layout)
+    status = {"total": len(records), "counts": counts, "workers": workers,
+              "eta_seconds": eta, "compute": sweep_compute(record.result for record in records).to_dict(),
+              "runs": runs}
+    if evaluated:
+        status["scoring"] = {state: sum(run["scoring"] == state for run in runs) for state in SCORING_STATES}
+    return status
