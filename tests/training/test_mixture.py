@@ -398,3 +398,105 @@ def test_a_served_mixture_too_wide_for_the_vocabulary_is_one_line(cli, tmp_path,
     last = err.strip().splitlines()[-1]
     assert code == 2 and "Traceback" not in err and "--top-k 100 from 2 servers merges up to 200 ids" in last, err
     assert "use --top-k 80 or less" in last and not (tmp_path / "s").exists()
+
+
+def timed(client, calls: list, delay: float = 0.3):
+    """`client` with its answers `delay` seconds slower, each call's (url, start, end) appended to `calls`."""
+    import time
+
+    ask = client.top_logprobs
+
+    def top_logprobs(prompts):
+        started = time.monotonic()
+        time.sleep(delay)
+        answer = ask(prompts)
+        calls.append((client.base, started, time.monotonic()))
+        return answer
+
+    client.top_logprobs = top_logprobs
+    return client
+
+
+def one_after_another(clients, prompts, weights=None):
+    """The old way of asking a mixture's servers: one round trip after another."""
+    return [client.top_logprobs(prompts) if weights is None or weights[i] > 0 else None
+            for i, client in enumerate(clients)]
+
+
+def overlapped(calls) -> bool:
+    (_, _, first_end), (_, second_start, _) = sorted(calls, key=lambda call: call[1])
+    return second_start < first_end
+
+
+def test_a_served_mixture_asks_its_servers_at_once_for_the_same_answers(servers, monkeypatch):
+    """A mixture of K servers waited K round trips per batch (asked one after another): both its training
+    batches and its validation losses now ask every server at once, and get the same numbers, bit for bit."""
+    import numpy as np
+
+    from distillscale.training import mixture
+    from distillscale.training.remote_teacher import TeacherClient
+
+    prompts = torch.randint(0, VOCAB, (4, 17), generator=torch.Generator().manual_seed(0))
+    tokens = np.random.default_rng(0).integers(0, VOCAB, 200).astype(np.uint16)
+    clients = [TeacherClient(url, 8) for url in servers]
+    calls: list = []
+    for client in clients:
+        client.connect()
+        timed(client, calls)
+
+    def both():
+        calls.clear()
+        merged = mixture.served_mixture_top_k(clients, [0.5, 0.5], prompts, VOCAB)
+        top_k_overlapped = overlapped(calls)
+        calls.clear()
+        losses = mixture.served_mixture_losses(clients, [0.5, 0.5], tokens, 16, 4, 64)  # one batch of 4
+        return merged, losses, top_k_overlapped, overlapped(calls)
+
+    (ids, log_probs), losses, top_k_overlapped, losses_overlapped = both()
+    assert top_k_overlapped and losses_overlapped  # the second server was asked before the first answered
+    monkeypatch.setattr(mixture, "ask_servers", one_after_another)
+    (old_ids, old_log_probs), old_losses, old_top_k_overlapped, _ = both()
+    assert not old_top_k_overlapped  # (what the test would see of the old code)
+    assert torch.equal(ids, old_ids) and torch.equal(log_probs, old_log_probs) and losses == old_losses
+
+    # a server of weight 0 is still never asked for a batch
+    monkeypatch.undo()
+    calls.clear()
+    requests = clients[1].requests
+    mixture.served_mixture_top_k(clients, [1.0, 0.0], prompts, VOCAB)
+    assert [call[0] for call in calls] == [clients[0].base] and clients[1].requests == requests
+
+
+def test_a_failing_server_of_a_mixture_gives_its_own_one_line_error(servers):
+    """Asked at once, a failing server still stops the batch with the client's own one-line error (the first
+    failing server's, in server order, as when asked one after another), once every thread has ended."""
+    import socket
+    import threading
+
+    from distillscale.errors import UserError
+    from distillscale.training.mixture import served_mixture_top_k
+    from distillscale.training.remote_teacher import TeacherClient
+
+    def dead_url() -> str:
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            return f"http://127.0.0.1:{free.getsockname()[1]}/v1"
+
+    prompts = torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(1))
+    dead = [TeacherClient(dead_url(), 8, retries=0) for _ in range(2)]
+    alone = []
+    for client in dead:
+        with pytest.raises(UserError) as error:
+            client.top_logprobs(prompts)
+        alone.append(str(error.value))
+    assert alone[0] != alone[1] and "connection refused" in alone[0] and "\n" not in alone[0]
+
+    calls: list = []
+    slow = timed(TeacherClient(servers[0], 8), calls)
+    for clients, expected in (([slow, dead[0]], alone[0]), ([dead[1], slow, dead[0]], alone[1])):
+        calls.clear()
+        with pytest.raises(UserError) as error:
+            served_mixture_top_k(clients, [1.0] * len(clients), prompts, VOCAB)
+        assert str(error.value) == expected
+        assert len(calls) == 1  # the slow server's answer came before the error: no thread was left behind
+        assert not [thread for thread in threading.enumerate() if thread.name.startswith("served-teacher")]

@@ -32,6 +32,7 @@ the mixture's measured cross-entropy as L_T, marked outside its fit (planning/pl
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,6 +260,28 @@ def merge_top_k(ids: list[torch.Tensor], log_probs: list[torch.Tensor], weights:
     return merged_ids.gather(-1, order), merged_log_p.to(log_probs[kept[0]].dtype)
 
 
+def ask_servers(clients: list, prompts: torch.Tensor, weights: list[float] | None = None) -> list:
+    """Each server's `top_logprobs(prompts)` (a `TopK`), in server order, every server asked at the same
+    time: a thread per server, since the work is waiting for HTTP, so a batch waits for the slowest server,
+    not for the sum of their latencies. A server of weight 0 is never asked (None in its place); with no
+    `weights`, every server is asked. Each client is used by its own thread alone (a `TeacherClient`
+    opens a connection per request and keeps only its own counters). The answers are the ones the servers
+    would give asked one after another. If a server fails, its own one-line error is raised, the first
+    in server order (as asked one after another), once every thread has ended."""
+    asked = [i for i in range(len(clients)) if weights is None or weights[i] > 0]
+    answers = [None] * len(clients)
+    if len(asked) < 2:  # nothing to overlap
+        for i in asked:
+            answers[i] = clients[i].top_logprobs(prompts)
+        return answers
+    with ThreadPoolExecutor(max_workers=len(asked), thread_name_prefix="served-teacher") as pool:
+        futures = [(i, pool.submit(clients[i].top_logprobs, prompts)) for i in asked]
+    # leaving the block waited for every thread: none is left running, whatever failed
+    for i, future in futures:
+        answers[i] = future.result()
+    return answers
+
+
 class ServedMixtureSampler(TokenSampler):
     """`ServedTeacherSampler` for several servers: every server's top-k for each batch, merged on the
     union of ids (`merge_top_k`)."""
@@ -279,7 +302,7 @@ def served_mixture_top_k(clients: list, weights: list[float], prompts: torch.Ten
                          vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The mixture's merged top-k after each prefix of `prompts` [B, L]: every server of positive weight
     asked (`merge_top_k`); ids and log-probabilities [B, L - 1, K]."""
-    answers = [client.top_logprobs(prompts) if weight > 0 else None for client, weight in zip(clients, weights)]
+    answers = ask_servers(clients, prompts, weights)
     return merge_top_k([a.ids if a is not None else None for a in answers],
                        [a.log_probs if a is not None else None for a in answers], weights, vocab_size)
 
@@ -292,7 +315,7 @@ def served_mixture_losses(clients: list, weights: list[float], tokens: np.ndarra
     log_weights = torch.tensor([math.log(w) if w > 0 else -math.inf for w in weights], dtype=torch.float64)
     for inputs, targets in iter_eval_batches(tokens, seq_len, batch_size, max_tokens):
         prompts = torch.cat([inputs, targets[:, -1:]], dim=1)
-        token_log_probs = torch.stack([client.top_logprobs(prompts).token_log_probs.double() for client in clients])
+        token_log_probs = torch.stack([answer.token_log_probs.double() for answer in ask_servers(clients, prompts)])
         for i in range(len(clients)):
             nats[i] -= token_log_probs[i].sum().item()
         mixed -= torch.logsumexp(token_log_probs + log_weights.view(-1, 1, 1), dim=0).sum().item()
