@@ -78,6 +78,39 @@ def test_sampling_settings(model):
         generate(model, prompt, 63)
 
 
+def test_sampling_at_a_temperature_follows_the_tempered_softmax():
+    """The inverse CDF of softmax(logits / T): draws from a generator match the probabilities within 5
+    binomial standard errors (fixed seed), and evenly spaced uniforms give each token its share of
+    them to within one draw (no randomness: a quantile count)."""
+    logits, temperature, draws = torch.tensor([1.0, -0.5, 2.0, 0.0, -3.0]), 0.7, 100_000
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    drawn = sample(logits.repeat(draws, 1), temperature, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(drawn, minlength=5).double()
+    error = (draws * probs * (1 - probs)).sqrt()
+    assert ((counts - draws * probs).abs() < 5 * error).all(), (counts / draws, probs)
+    quantiles = (torch.arange(draws, dtype=torch.float64) + 0.5) / draws
+    spread = torch.bincount(sample(logits.repeat(draws, 1), temperature, uniforms=quantiles), minlength=5)
+    assert ((spread.double() - draws * probs).abs() <= 1).all(), (spread, draws * probs)
+    # top-k: tokens outside it are never drawn, even at the ends of [0, 1)
+    ends = torch.tensor([0.0, 0.5, 1 - 1e-12])
+    assert set(sample(logits.repeat(3, 1), 1.0, top_k=2, uniforms=ends).tolist()) == {0, 2}
+    assert sample(torch.tensor([[0.0, float("-inf"), 0.0, float("-inf")]] * 2), 1.0,
+                  uniforms=torch.tensor([0.0, 1 - 1e-12])).tolist() == [0, 2]
+
+
+def test_a_rows_continuation_is_drawn_from_its_own_uniforms(model):
+    """Given uniforms [B, new], row b's continuation is its own: the same alone as in a batch."""
+    prompt = torch.randint(0, 97, (3, 5), generator=torch.Generator().manual_seed(5))
+    uniforms = torch.rand(3, 8, generator=torch.Generator().manual_seed(6))
+    batch = generate(model, prompt, 8, uniforms=uniforms).tokens
+    alone = torch.cat([generate(model, prompt[b:b + 1], 8, uniforms=uniforms[b:b + 1]).tokens for b in range(3)])
+    assert torch.equal(batch, alone) and len({tuple(row) for row in batch[:, 5:].tolist()}) == 3
+    with pytest.raises(ParameterError, match=r"uniforms must be \[batch, max_new_tokens\] = \(3, 8\)"):
+        generate(model, prompt, 8, uniforms=uniforms[:, :7])
+    with pytest.raises(ParameterError, match="give uniforms or generator, not both"):
+        generate(model, prompt, 8, uniforms=uniforms, generator=torch.Generator())
+
+
 def test_generation_flops_count_each_position_read_at_its_context():
     # prompt 3, 4 new tokens: positions 1..6 are read, each attending to the keys so far
     expected = 5 * sum(CONFIG.forward_flops_per_token(t) for t in range(1, 7))

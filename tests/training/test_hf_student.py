@@ -143,7 +143,7 @@ def test_sampling_with_the_models_cache_is_sampling_without_it(tokenizer, tmp_pa
 
     student = load_hf_student(save_mistral(tmp_path / "mistral", tokenizer), VOCAB, 32)
     prompt = torch.randint(0, VOCAB, (2, 5), generator=torch.Generator().manual_seed(1))
-    sampled = student.sample_continuations(prompt, 6, 0.0, torch.Generator().manual_seed(0))
+    sampled = student.sample_continuations(prompt, 6, 0.0, torch.rand(2, 6, generator=torch.Generator().manual_seed(0)))
     tokens = prompt
     with torch.no_grad():
         for _ in range(6):

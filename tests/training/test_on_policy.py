@@ -15,7 +15,13 @@ from distillscale.planning.flops import generation_flops, run_flops
 from distillscale.training.config import ON_POLICY_KEYS, DistillConfig
 from distillscale.training.kd_settings import OnPolicyConfig
 from distillscale.training.losses import IGNORE_INDEX
-from distillscale.training.on_policy import is_on_policy, on_policy_batches, rollout
+from distillscale.training.on_policy import (
+    OnPolicySampler,
+    continuation_uniforms,
+    is_on_policy,
+    on_policy_batches,
+    rollout,
+)
 from distillscale.training.student import FamilyStudent
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
@@ -58,14 +64,37 @@ def test_a_rollout_keeps_the_prompt_and_trains_only_on_the_sampled_tokens():
     student = FamilyStudent(ModelConfig(n_layers=1, aspect_ratio=32, head_dim=16, vocab_size=50, max_seq_len=16))
     config = OnPolicyConfig(fraction=1.0, prompt_tokens=4, continuation_tokens=9)
     window = torch.randint(0, 50, (2, 17), generator=torch.Generator().manual_seed(0))
-    inputs, targets = rollout(student, window[:, :-1], window[:, 1:], config, seed=7)
-    sampled = generate(student, window[:, :4], 9, generator=torch.Generator().manual_seed(7)).tokens
+    inputs, targets = rollout(student, window[:, :-1], window[:, 1:], config, seed=7, first_row=10)
+    sampled = generate(student, window[:, :4], 9, uniforms=continuation_uniforms(7, 10, 2, 9)).tokens
     assert torch.equal(inputs[:, :13], sampled[:, :13]) and torch.equal(inputs[:, 13:], window[:, 13:16])
     trained = targets != IGNORE_INDEX
     assert trained.sum(dim=1).tolist() == [9, 9]  # the positions predicting the 9 sampled tokens
     assert torch.equal(targets[trained].view(2, 9), sampled[:, 4:])
-    again = rollout(student, window[:, :-1], window[:, 1:], config, seed=7)
-    assert torch.equal(again[0], inputs)  # a pure function of the seed
+    again = rollout(student, window[:, :-1], window[:, 1:], config, seed=7, first_row=10)
+    assert torch.equal(again[0], inputs)  # a pure function of the seed and the rows' places
+
+
+def test_a_sequence_draws_the_same_continuation_whichever_rank_or_micro_batch_holds_it():
+    """A step's 4 sequences in one process, on 2 ranks, or as 2 micro-batches of 2: each sequence's
+    continuation is keyed by its place in the global batch, not by its rank or micro-batch."""
+    student = FamilyStudent(ModelConfig(n_layers=1, aspect_ratio=32, head_dim=16, vocab_size=50, max_seq_len=16))
+    config = OnPolicyConfig(fraction=1.0, prompt_tokens=4, continuation_tokens=9, temperature=2.0)
+    tokens = torch.randint(0, 50, (1000,), generator=torch.Generator().manual_seed(0)).numpy()
+
+    def rolled(sampler, index, rank=0, world_size=1):
+        inputs, targets, plan = sampler.batch(index, rank, world_size)
+        index_, first_row, seed = plan.tolist()
+        assert index_ == index
+        return rollout(student, inputs, targets, config, seed, first_row)[0]
+
+    whole, halves = OnPolicySampler(tokens, 16, 4, seed=3), OnPolicySampler(tokens, 16, 2, seed=3)
+    one = rolled(whole, 5)  # step 5's micro-batch of 4
+    assert torch.equal(torch.cat([rolled(whole, 5, rank, 2) for rank in (0, 1)]), one)
+    assert torch.equal(torch.cat([rolled(halves, 10), rolled(halves, 11)]), one)  # the same windows, in 2
+    assert torch.equal(torch.cat([rolled(whole, 5, rank, 4) for rank in range(4)]), one)
+    # the draws differ between the rows, and from another step's
+    assert len({tuple(row[4:13].tolist()) for row in one}) == 4
+    assert not torch.equal(rolled(whole, 6)[:, 4:13], one[:, 4:13])
 
 
 def test_result_records_what_was_generated_and_its_flops(runs):

@@ -24,7 +24,7 @@ here as a visible change.
 
 Across cells: each two-rank cell against the same cell in one process (the same global batch: the
 same model up to the reduction's rounding; NOT_RANK_INVARIANT lists, as strict xfails with the measured
-gaps, the paths that draw per rank), and the run teacher in process, served, and as a served mixture's
+gaps, the path that draws per rank), and the run teacher in process, served, and as a served mixture's
 weight-1 server (the same student); and the dry run against the run in each mode a sweep spec takes.
 62 tests: 35-63 s on one core (35 s at load 2, 63 s at load 5 on this 2-core machine), alike under
 ATEN_CPU_CAPABILITY=default (MKL_CBWR=COMPATIBLE) and avx2.
@@ -484,14 +484,10 @@ def test_a_cell_of_the_matrix(cli, setup, served, tmp_path, cell, kill_after_che
 # 1): the largest gaps measured are 3.4e-5 (relative) in a step's loss, 3.4e-4 in its grad norm and
 # 8.5e-5 in val loss (a pruned student from a sampled cache), so the bounds are 1e-3, 5e-3 and 1e-3
 # (another CPU's kernels drift up to 3x more; a batch split wrongly or gradients summed instead of
-# averaged moves them by 1e-2 or more). Three paths do not train the same model, by how they draw:
+# averaged moves them by 1e-2 or more). On-policy cells train the same model too: each sequence's
+# continuation is drawn from uniforms keyed by its place in the global batch, not by rank
+# (training/on_policy.continuation_uniforms). One path does not, by how it draws:
 NOT_RANK_INVARIANT = {
-    # on-policy continuations are drawn per rank (training/on_policy.generation_plan(seed, step, rank)),
-    # so two ranks sample other continuations than one process
-    ("imported", "imported", "on-policy", 2): (
-        "on-policy draws are seeded per rank: step 2's grad norm 0.01066 (1 process) vs 0.01083, 1.6%"),
-    ("mixture", "pruned", "on-policy", 2): (
-        "on-policy draws are seeded per rank: step 4's loss 1.1947 (1 process) vs 1.0669, 12%"),
     # the generic GPT-2 student trains with its config's dropout (0.1), each rank drawing its own masks
     ("imported", "generic", "full", 2): (
         "a generic student's dropout masks are drawn per rank: step 1's grad norm 0.01576 vs 0.01533, 2.7%"),

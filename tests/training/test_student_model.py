@@ -74,10 +74,13 @@ def test_both_kinds_of_student_answer_the_same_interface(tmp_path, tokenizer, ma
         assert torch.equal(copy.eval()(ids), logits)
 
     prompt = ids[:, :5]
-    sampled = student.sample_continuations(prompt, 6, 0.9, torch.Generator().manual_seed(3))
+    uniforms = torch.rand(2, 6, generator=torch.Generator().manual_seed(3))
+    sampled = student.sample_continuations(prompt, 6, 0.9, uniforms)
     assert sampled.shape == (2, 11) and torch.equal(sampled[:, :5], prompt) and sampled.max() < VOCAB
-    assert torch.equal(student.sample_continuations(prompt, 6, 0.9, torch.Generator().manual_seed(3)), sampled)
-    greedy, tokens = student.sample_continuations(prompt, 6, 0.0, torch.Generator()), prompt
+    assert torch.equal(student.sample_continuations(prompt, 6, 0.9, uniforms.clone()), sampled)
+    # a row's continuation depends on its own uniforms alone, not on the other rows of its batch
+    assert torch.equal(student.sample_continuations(prompt[1:], 6, 0.9, uniforms[1:]), sampled[1:])
+    greedy, tokens = student.sample_continuations(prompt, 6, 0.0, uniforms), prompt
     with torch.no_grad():
         for _ in range(6):
             tokens = torch.cat([tokens, student(tokens)[:, -1].argmax(-1, keepdim=True)], dim=-1)

@@ -57,20 +57,20 @@ class HFStudent(CountsFromRecord, HFCausalLM):
 
     @torch.no_grad()
     def sample_continuations(self, prompt: torch.Tensor, new_tokens: int, temperature: float,
-                             generator: torch.Generator) -> torch.Tensor:
+                             uniforms: torch.Tensor) -> torch.Tensor:
         """Prompt [B, P] followed by `new_tokens` sampled tokens [B, P + C], as `model.generate` samples
-        the family (same `sample`, draws from `generator` alone), with the model's own KV cache; in
-        eval mode (no dropout in the policy's samples), the mode restored after."""
+        the family (same `sample`, token t of row b from uniforms[b, t] alone), with the model's own
+        KV cache; in eval mode (no dropout in the policy's samples), the mode restored after."""
         from distillscale.model.generation import sample
 
         was_training = self.training
         self.eval()
         try:
             tokens, fed, past = prompt, prompt, None
-            for _ in range(new_tokens):
+            for step in range(new_tokens):
                 output = self.model.base_model(input_ids=fed, past_key_values=past, use_cache=True)
                 past = output.past_key_values
-                token = sample(self.head(output.last_hidden_state[:, -1]), temperature, generator=generator)
+                token = sample(self.head(output.last_hidden_state[:, -1]), temperature, uniforms=uniforms[:, step])
                 tokens = torch.cat([tokens, token.unsqueeze(-1)], dim=-1)
                 fed = token.unsqueeze(-1)
             return tokens

@@ -14,8 +14,15 @@ their tokens, not as two means (training/step.py); each step is its own token me
 
 Pieces, each a pure function of (seed, step) so that a resumed run replays exactly what an
 uninterrupted one does:
-- `OnPolicySampler`: the corpus windows of `TokenSampler`, plus each micro-batch's index and the
-  seed of its draws;
+- `OnPolicySampler`: the corpus windows of `TokenSampler`, plus each micro-batch's plan: its index,
+  the place of its first row in the run's stream of windows, and the seed of the run's draws;
+- `continuation_uniforms`: each sequence's draws (one uniform number per sampled token), keyed by the
+  run's seed and the sequence's place p in the stream of windows that `TokenSampler` deals out (p =
+  micro-batch index x batch_size + the row's index in the global micro-batch: the step and the
+  sequence's index in the step's global batch), never by rank. One process and N ranks, or one
+  micro-batch and several accumulated, sample the same continuation for the same sequence, the
+  batch's forward passes still batched (`model.generation.sample`: the inverse CDF of each row's
+  softmax at its own uniform);
 - `OnPolicySchedule`: which micro-batches are on-policy, counted before training from the run's
   whole plan (its steps): none during the first share `start` of the steps (the student first
   learns off-policy, as GKD's students start from a trained model), then batches i with
@@ -124,18 +131,30 @@ def run_generation_flops(config: OnPolicyConfig, student: ForwardCount, total_st
 
 
 class OnPolicySampler(TokenSampler):
-    """`TokenSampler`'s windows, with a third tensor per micro-batch for the objective: [its index,
-    the seed of this rank's draws]."""
+    """`TokenSampler`'s windows, with a third tensor per micro-batch for the objective: its plan
+    (`generation_plan`)."""
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)
-        return inputs, targets, generation_plan(self.seed, step, rank)
+        return inputs, targets, generation_plan(self.seed, step, rank, world_size, self.batch_size)
 
 
-def generation_plan(seed: int, step: int, rank: int) -> torch.Tensor:
-    """[micro-batch index, the seed of this rank's draws]: a pure function of (seed, step, rank)."""
-    draws = int(np.random.default_rng([seed, step, rank, GENERATION_STREAM]).integers(2**62))
-    return torch.tensor([step, draws])
+def generation_plan(seed: int, index: int, rank: int, world_size: int, batch_size: int) -> torch.Tensor:
+    """[micro-batch index, the place of this rank's first row in the stream of windows, the seed of
+    the run's draws]: a pure function of (seed, index, rank, world_size, batch_size). Micro-batch
+    `index` deals out windows index x batch_size .. (index + 1) x batch_size - 1 of the stream
+    (`TokenSampler.window_indices`), each rank a slice of batch_size // world_size rows in rank order."""
+    first_row = index * batch_size + rank * (batch_size // world_size)
+    draws = int(np.random.default_rng([seed, GENERATION_STREAM]).integers(2**62))
+    return torch.tensor([index, first_row, draws])
+
+
+def continuation_uniforms(seed: int, first_row: int, rows: int, new_tokens: int) -> torch.Tensor:
+    """The uniform numbers [rows, new_tokens] (float64 in [0, 1)) that sample the continuations of
+    the stream's sequences first_row .. first_row + rows - 1: row r's from a generator keyed by (seed,
+    first_row + r) alone, so a sequence draws the same whichever micro-batch or rank holds it."""
+    return torch.from_numpy(np.stack([np.random.default_rng([seed, first_row + row]).random(new_tokens)
+                                      for row in range(rows)]))
 
 
 class OnPolicyObjective:
@@ -159,11 +178,11 @@ class OnPolicyObjective:
 
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, *rest: torch.Tensor) -> LossOutput:
         # rest: what the sampler adds for the off-policy objective (a served teacher's top-k), then the plan
-        index, seed = rest[-1].tolist()
+        index, first_row, seed = rest[-1].tolist()
         if not self.schedule.is_on_policy(index):
             return self.off_policy(model, inputs, targets, *rest[:-1])
         student = model.model if isinstance(model, TrainingModel) else model
-        inputs, targets = rollout(student, inputs, targets, self.config, seed)
+        inputs, targets = rollout(student, inputs, targets, self.config, seed, first_row)
         return self.on_policy_loss(model, inputs, targets)
 
 
@@ -185,14 +204,15 @@ class OnPolicyObjective:
 
 
 def rollout(student: StudentModel, inputs: torch.Tensor, targets: torch.Tensor, config: OnPolicyConfig,
-            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+            seed: int, first_row: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The window (inputs, targets [B, seq_len]) with the student's continuation of its first P tokens
     in place of the corpus', and targets only where they predict a sampled token (IGNORE_INDEX
-    elsewhere). The draws come from a generator seeded with `seed` alone."""
+    elsewhere). Row b is the stream's sequence first_row + b: its draws are
+    `continuation_uniforms(seed, first_row + b)`'s, whatever else the micro-batch holds."""
     prompt, new = config.prompt_tokens, config.continuation_tokens
-    generator = torch.Generator(device=inputs.device).manual_seed(seed)
+    uniforms = continuation_uniforms(seed, first_row, inputs.shape[0], new).to(inputs.device)
     window = torch.cat([inputs, targets[:, -1:]], dim=1)  # the seq_len + 1 corpus tokens
-    sampled = student.sample_continuations(inputs[:, :prompt], new, config.temperature, generator)
+    sampled = student.sample_continuations(inputs[:, :prompt], new, config.temperature, uniforms)
     window = torch.cat([sampled, window[:, prompt + new:]], dim=1)
     targets = window[:, 1:].clone()
     targets[:, :prompt - 1] = IGNORE_INDEX

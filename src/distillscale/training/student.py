@@ -47,9 +47,10 @@ class StudentModel(Protocol):
         """A new student of the same shape on CPU, its weights to be loaded (the whole of a sharded model)."""
 
     def sample_continuations(self, prompt: torch.Tensor, new_tokens: int, temperature: float,
-                             generator: torch.Generator) -> torch.Tensor:
-        """Prompt [B, P] followed by `new_tokens` tokens sampled with a KV cache [B, P + C], drawn from
-        `generator` alone."""
+                             uniforms: torch.Tensor) -> torch.Tensor:
+        """Prompt [B, P] followed by `new_tokens` tokens sampled with a KV cache [B, P + C]: token t of
+        row b drawn by `model.generation.sample` from uniforms[b, t] ([B, C], in [0, 1)) alone, so that a
+        row's continuation does not depend on the other rows of its batch."""
 
 
 class CountsFromRecord:
@@ -86,5 +87,5 @@ class FamilyStudent(CountsFromRecord, Transformer):
         return FamilyStudent(self.config)
 
     def sample_continuations(self, prompt: torch.Tensor, new_tokens: int, temperature: float,
-                             generator: torch.Generator) -> torch.Tensor:
-        return generate(self, prompt, new_tokens, temperature, generator=generator).tokens
+                             uniforms: torch.Tensor) -> torch.Tensor:
+        return generate(self, prompt, new_tokens, temperature, uniforms=uniforms).tokens
