@@ -1,15 +1,19 @@
 """`sweep status` with [eval] (issue 56): each completed run that [eval] scores is scored (its eval.json),
 waits for scoring, or failed to score (its logs/<run_id>.eval.log without an eval.json), read from the
-files the runner reads; a "scored" column and one summary line, the same keys in --json. A sweep
-without [eval] shows what it always did. No lm-eval: the files of a scoring are written by hand."""
+files the runner reads, or is being scored by a live runner's [eval] job (the store says which); a
+"scored" column and one summary line, the same keys in --json. A sweep without [eval] shows what it
+always did. No lm-eval: the files of a scoring are written by hand, its job is a stub."""
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 
 import pytest
+from filelock import FileLock
 
-from distillscale.sweeps.runner import SweepLayout
+from distillscale.sweeps.placement import Placement
+from distillscale.sweeps.runner import SweepLayout, _Scheduler
 from distillscale.sweeps.spec import resolve_sweep_spec
 from distillscale.sweeps.store import RunStore
 
@@ -60,7 +64,7 @@ def test_status_shows_which_runs_are_scored_waiting_or_failed(cli, tmp_path, as_
         code, out, err = cli("sweep", "status", root, "--json")
         assert code == 0, err
         status = json.loads(out)
-        assert status["scoring"] == {"scored": 1, "pending": 1, "failed": 1}
+        assert status["scoring"] == {"scored": 1, "scoring": 0, "pending": 1, "failed": 1}
         by_id = {run["run_id"]: run["scoring"] for run in status["runs"]}
         assert by_id == {runs["teacher"]: "scored", runs["baseline"]: "failed", runs["pruned"]: None,
                          runs["student"]: "pending", runs["waiting"]: None}
@@ -116,3 +120,56 @@ def test_a_damaged_spec_is_one_line(cli, tmp_path):
     code, out, err = cli("sweep", "status", root)
     assert code == 2 and "spec.toml is not valid TOML" in err and err.strip().endswith("restore it")
     assert len(err.strip().splitlines()) == 1
+
+
+class EvalStub:
+    """An executor whose [eval] job writes a line to its log and runs until the test ends it."""
+
+    workers = 1
+
+    def __init__(self):
+        self.futures = []
+
+    def submit(self, job):
+        assert job.args[0] == "eval"
+        job.log_path.write_text("Running loglikelihood requests\n")
+        self.futures.append(Future())
+        return self.futures[-1]
+
+
+def _scoring_of(cli, root, run_id, live: bool):
+    """The run's scoring as `sweep status --json` says it, with a live runner (its lock held) or none."""
+    if not live:
+        return next(run["scoring"] for run in json.loads(cli("sweep", "status", root, "--json")[1])["runs"]
+                    if run["run_id"] == run_id)
+    with FileLock(SweepLayout(root).lock_path):
+        return _scoring_of(cli, root, run_id, live=False)
+
+
+def test_a_run_being_scored_is_not_failed(cli, tmp_path):
+    """The [eval] job's log exists from its start (and a retried run's from its failed try): while the
+    live runner's job scores the run, status says `scoring`; once the job ends without an eval.json,
+    `failed`; a dead runner's jobs score nothing."""
+    root = tmp_path / "sweep"
+    runs = _sweep(root, evaluation=True)
+    spec = resolve_sweep_spec(TABLE | {"eval": EVAL})
+    retried = runs["baseline"]  # its earlier scoring failed: the runner's one worker tries it first
+    executor = EvalStub()
+    with RunStore(root) as store:
+        scheduler = _Scheduler(spec, SweepLayout(root), store, executor, 1, False,
+                               Placement(slots=(None,), gpus=(), scheduler=True))
+        scheduler._start_evals(scheduler._statuses())
+        assert store.scoring() == {retried}
+        assert _scoring_of(cli, root, retried, live=True) == "scoring"
+        with FileLock(SweepLayout(root).lock_path):
+            out = " ".join(cli("sweep", "status", root)[1].split())
+        assert "1 scored, 1 being scored, 1 waiting for scoring, 0 failed" in out
+        assert _scoring_of(cli, root, retried, live=False) == "failed"  # no runner: nothing scores it
+        future, = executor.futures
+        future.set_result(1)
+        line = scheduler._record_eval(next(run for run in spec.runs if run.run_id == retried), future, 1.0)
+        assert line.plain.startswith(f"eval failed {retried}") and store.scoring() == set()
+        assert _scoring_of(cli, root, retried, live=True) == "failed"
+        store.set_scoring(retried, True)  # a runner killed while scoring it
+        assert _scoring_of(cli, root, retried, live=False) == "failed"
+        assert store.reset_unfinished() == 0 and store.scoring() == set()  # the next runner starts afresh

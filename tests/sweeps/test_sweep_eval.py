@@ -89,6 +89,8 @@ def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(swee
         record = json.loads((out / "runs" / run_id / "eval.json").read_text())
         assert record["tasks"] == [TASK] and (out / "logs" / f"{run_id}.eval.log").is_file()
         scores[run_id] = {s["metric"]: s["value"] for s in record["scores"]}["acc"]
+    status = json.loads(cli("sweep", "status", str(out), "--json")[1])  # what `sweep status` says of it
+    assert status["scoring"] == {"scored": 2, "scoring": 0, "pending": 0, "failed": 0}
 
     # the export: a column per task and metric, each run's score from its eval.json
     export = tmp_path / "runs.csv"
@@ -137,6 +139,9 @@ def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(swee
     assert code == 1 and "1 runs could not be scored ([eval])" in err
     assert json.loads(printed)["eval_failed"] == 1 and json.loads(printed)["evaluated"] == 1
     assert "could not load the data of distillscale_tiny_mc" in (out / "logs" / f"{gone}.eval.log").read_text()
+    status = json.loads(cli("sweep", "status", str(out), "--json")[1])
+    assert {run["run_id"]: run["scoring"] for run in status["runs"]} == {
+        run_id: "failed" if run_id == gone else "scored" for run_id in sweep["trained"]}
 
 
 @pytest.mark.slow  # lm-eval indexes its few thousand task files to look the name up (about 10 s)

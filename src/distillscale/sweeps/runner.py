@@ -431,6 +431,7 @@ class _Scheduler:
                       log_path=self.layout.eval_log_path(run.run_id),
                       env=self.thread_env | self.placement.env(slot), slot=slot)
             future = self.executor.submit(job)
+            self.store.set_scoring(run.run_id, True)  # `sweep status`: being scored, not failed
             self.in_flight[future], self.slot_of[future] = run, slot
             self.started[future] = time.monotonic()
             self.evaluating.add(future)
@@ -440,6 +441,7 @@ class _Scheduler:
         from distillscale.training.lm_eval_run import read_eval
 
         path = self.layout.run_dir(run.run_id) / EVAL_FILE
+        self.store.set_scoring(run.run_id, False)
         try:
             future.result()
             record = read_eval(path) if path.is_file() else None

@@ -16,9 +16,10 @@ from distillscale.sweeps.spec_sections import EVALUATED_KINDS
 from distillscale.sweeps.store import RunRecord, RunStore
 from distillscale.training.lm_eval_run import EVAL_FILE
 
-# A run's scoring under [eval]: its eval.json exists; it completed and waits for its first scoring; or
-# its last scoring failed (its logs/<run_id>.eval.log is there, no eval.json): the next `sweep run` retries it.
-SCORING_STATES = ("scored", "pending", "failed")
+# A run's scoring under [eval]: its eval.json exists; an [eval] job of the live `sweep run` scores it
+# now; it completed and waits for its first scoring; or its last scoring failed (its
+# logs/<run_id>.eval.log is there, no eval.json): the next `sweep run` retries it.
+SCORING_STATES = ("scored", "scoring", "pending", "failed")
 
 
 def runner_alive(sweep_dir: str | Path) -> bool:
@@ -43,13 +44,16 @@ def _device(device: str | None) -> str | None:
     return device if device in (None, "cpu") else f"GPU {device}"
 
 
-def scoring_state(record: RunRecord, layout: SweepLayout) -> str | None:
+def scoring_state(record: RunRecord, layout: SweepLayout, scoring: bool = False) -> str | None:
     """One of SCORING_STATES for a completed run that [eval] scores (its kind in EVALUATED_KINDS),
-    read from its files as the runner reads them; None for any other run."""
+    read from its files as the runner reads them (`scoring`: a live runner's [eval] job scores it
+    now, its log being written); None for any other run."""
     if record.status != "completed" or record.kind not in EVALUATED_KINDS:
         return None
     if (layout.run_dir(record.id) / EVAL_FILE).is_file():  # the runner does not score it again
         return "scored"
+    if scoring:
+        return "scoring"
     return "failed" if layout.eval_log_path(record.id).is_file() else "pending"
 
 
@@ -69,6 +73,7 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
         counts = store.counts()
         workers = store.meta("workers", 1)
         devices = store.devices()
+        scoring = store.scoring() if alive else set()  # a dead runner's jobs score nothing
     layout = SweepLayout(Path(sweep_dir))
     evaluated = "eval" in (layout.spec_sections() or {})  # the [eval] of the latest `sweep run`
     counts["interrupted"] = 0 if alive else counts["running"]
@@ -93,7 +98,7 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
                      "attempts": record.attempts, "wall_seconds": wall, "error": record.error,
                      "device": _device(devices.get(record.id)), "epochs": result.get("epochs")})
         if evaluated:
-            runs[-1]["scoring"] = scoring_state(record, layout)
+            runs[-1]["scoring"] = scoring_state(record, layout, record.id in scoring)
     status = {"total": len(records), "counts": counts, "workers": workers,
               "eta_seconds": eta, "compute": sweep_compute(record.result for record in records).to_dict(),
               "runs": runs}

@@ -9,6 +9,9 @@ started twice.
 Statuses: pending -> running -> completed | diverged | failed; a student whose teacher did not
 complete is `blocked`. `reset_unfinished` puts running, failed and blocked runs back to pending when a
 runner starts again.
+
+Besides the runs, `meta` holds key -> JSON value pairs: the runner's `workers` and `gpus`, each run's
+`device/<run_id>`, a cluster run's `job/<run_id>`, and `scoring/<run_id>` while an [eval] job scores it.
 """
 
 from __future__ import annotations
@@ -195,9 +198,11 @@ class RunStore:
 
     def reset_unfinished(self, keep: Iterable[str] = ()) -> int:
         """Put running (interrupted), failed and blocked runs back to pending, but the running runs in
-        `keep` (still running elsewhere: a cluster job the new runner adopts); returns how many."""
+        `keep` (still running elsewhere: a cluster job the new runner adopts); returns how many. No run
+        is being scored any more (`scoring`): the new runner scores what needs it again."""
         kept = sorted(keep)
         with self._transaction():
+            self._db.execute("DELETE FROM meta WHERE key LIKE 'scoring/%'")
             cursor = self._db.execute("UPDATE runs SET status = 'pending' "
                                       "WHERE status IN ('running', 'failed', 'blocked') "
                                       f"AND id NOT IN ({', '.join('?' * len(kept))})", kept)
@@ -211,6 +216,17 @@ class RunStore:
         """The device of each run that was started (run id -> device)."""
         return {key.removeprefix("device/"): json.loads(value) for key, value in
                 self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'device/%'").fetchall()}
+
+    def set_scoring(self, run_id: str, scoring: bool) -> None:
+        """Whether an [eval] job scores the run now (set by the runner as it starts and ends the job)."""
+        self.set_meta(f"scoring/{run_id}", scoring)
+
+    def scoring(self) -> set[str]:
+        """The runs an [eval] job scores now, as the runner last recorded them (stale once it died:
+        `sweep status` trusts them while a runner is alive)."""
+        return {key.removeprefix("scoring/") for key, value in
+                self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'scoring/%'").fetchall()
+                if json.loads(value)}
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction():
