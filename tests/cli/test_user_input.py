@@ -5,6 +5,7 @@ these pin the cases as reported."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -339,7 +340,8 @@ def test_sweep_status_table_reads_whole_at_80_columns(capsys):
             for i, status in enumerate(["completed", "failed", "interrupted"], 1)]
     _print_status({"total": 3, "counts": {"completed": 1, "running": 0, "interrupted": 1, "failed": 1,
                                           "diverged": 0, "blocked": 0, "pending": 0},
-                   "eta_seconds": None, "workers": 2, "runs": runs, "compute": {"forks": 0, "flops_spent": 1e15}})
+                   "eta_seconds": None, "workers": 2, "runs": runs, "compute": {"forks": 0, "flops_spent": 1e15}},
+                  Path("sweeps/micro"))
     out = capsys.readouterr().out
     assert "…" not in out and all(run["run_id"] in out for run in runs)
     assert "completed" in out and "interrupted" in out and "failed t-L2-tpp40-wsd-fork2: exit status 1" in out
