@@ -214,8 +214,7 @@ class RunStore:
 
     def devices(self) -> dict[str, str]:
         """The device of each run that was started (run id -> device)."""
-        return {key.removeprefix("device/"): json.loads(value) for key, value in
-                self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'device/%'").fetchall()}
+        return self._meta_of_runs("device/")
 
     def set_scoring(self, run_id: str, scoring: bool) -> None:
         """Whether an [eval] job scores the run now (set by the runner as it starts and ends the job)."""
@@ -224,9 +223,7 @@ class RunStore:
     def scoring(self) -> set[str]:
         """The runs an [eval] job scores now, as the runner last recorded them (stale once it died:
         `sweep status` trusts them while a runner is alive)."""
-        return {key.removeprefix("scoring/") for key, value in
-                self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'scoring/%'").fetchall()
-                if json.loads(value)}
+        return {run_id for run_id, scoring in self._meta_of_runs("scoring/").items() if scoring}
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction():
@@ -254,4 +251,9 @@ class RunStore:
     def meta(self, key: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
+
+    def _meta_of_runs(self, prefix: str) -> dict[str, Any]:
+        """The meta values kept per run under `prefix` (`device/`, `scoring/`): run id -> value."""
+        rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE ?", (prefix + "%",)).fetchall()
+        return {key.removeprefix(prefix): json.loads(value) for key, value in rows}
 
