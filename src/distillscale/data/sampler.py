@@ -64,17 +64,29 @@ class TokenSampler:
         """Start offsets of the global batch at `step` (batch_size of them)."""
         return self.window_indices(step) * self.seq_len
 
-    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets) of this rank's share of the global batch at `step`, each a LongTensor
-        [batch_size // world_size, seq_len]; targets are the inputs shifted by one token."""
+    def _rank_rows(self, rank: int, world_size: int) -> slice:
+        """This rank's rows of a global batch: batch_size // world_size of them, the ranks in order."""
         if self.batch_size % world_size:
             raise UserError(f"batch size {self.batch_size} is not divisible by the {world_size} processes: "
                             f"use a multiple of {world_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
         per_rank = self.batch_size // world_size
-        starts = self.window_starts(step)[rank * per_rank:(rank + 1) * per_rank]
-        return _windows(self.tokens, starts, self.seq_len)
+        return slice(rank * per_rank, (rank + 1) * per_rank)
+
+    def rank_windows(self, step: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
+        """Grid indices of this rank's share of the global batch at `step`."""
+        return self.window_indices(step)[self._rank_rows(rank, world_size)]
+
+    def first_row(self, step: int, rank: int = 0, world_size: int = 1) -> int:
+        """The place of this rank's first window at `step` in the stream of windows the sampler deals
+        out (the global batch at `step` is places step x batch_size onwards)."""
+        return step * self.batch_size + self._rank_rows(rank, world_size).start
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) of this rank's share of the global batch at `step`, each a LongTensor
+        [batch_size // world_size, seq_len]; targets are the inputs shifted by one token."""
+        return _windows(self.tokens, self.rank_windows(step, rank, world_size) * self.seq_len, self.seq_len)
 
 
 def eval_windows(n_tokens: int, seq_len: int, max_tokens: int | None = None) -> np.ndarray:

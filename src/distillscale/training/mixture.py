@@ -176,8 +176,7 @@ class RoutedSampler(TokenSampler):
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)
-        per_rank = self.batch_size // world_size
-        starts = self.window_starts(step)[rank * per_rank:(rank + 1) * per_rank]
+        starts = self.rank_windows(step, rank, world_size) * self.seq_len
         route_ids = self.routes[starts[:, None] + np.arange(self.seq_len)]
         return inputs, targets, torch.from_numpy(self.teacher_of[route_ids])
 

@@ -136,15 +136,12 @@ class OnPolicySampler(TokenSampler):
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)
-        return inputs, targets, generation_plan(self.seed, step, rank, world_size, self.batch_size)
+        return inputs, targets, generation_plan(self.seed, step, self.first_row(step, rank, world_size))
 
 
-def generation_plan(seed: int, index: int, rank: int, world_size: int, batch_size: int) -> torch.Tensor:
-    """[micro-batch index, the place of this rank's first row in the stream of windows, the seed of
-    the run's draws]: a pure function of (seed, index, rank, world_size, batch_size). Micro-batch
-    `index` deals out windows index x batch_size .. (index + 1) x batch_size - 1 of the stream
-    (`TokenSampler.window_indices`), each rank a slice of batch_size // world_size rows in rank order."""
-    first_row = index * batch_size + rank * (batch_size // world_size)
+def generation_plan(seed: int, index: int, first_row: int) -> torch.Tensor:
+    """[micro-batch index, the place of this rank's first row in the stream of windows
+    (`TokenSampler.first_row`), the seed of the run's draws]: a pure function of its arguments."""
     draws = int(np.random.default_rng([seed, GENERATION_STREAM]).integers(2**62))
     return torch.tensor([index, first_row, draws])
 

@@ -291,7 +291,7 @@ class ServedOnPolicySampler(ServedTeacherSampler):
     on_policy = staticmethod(lambda index: False)  # set once the run's schedule is known
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
-        plan = generation_plan(self.seed, step, rank, world_size, self.batch_size)
+        plan = generation_plan(self.seed, step, self.first_row(step, rank, world_size))
         if not self.on_policy(step):
             return (*super().batch(step, rank, world_size), plan)
         inputs, targets = TokenSampler.batch(self, step, rank, world_size)

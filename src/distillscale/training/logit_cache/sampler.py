@@ -26,7 +26,6 @@ class CachedWindowSampler(TokenSampler):
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)
-        per_rank = self.batch_size // world_size
-        windows = self.window_indices(step)[rank * per_rank:(rank + 1) * per_rank]
+        windows = self.rank_windows(step, rank, world_size)
         ids, values = self.cache.teacher_predictions(windows)
         return inputs, targets, torch.from_numpy(ids.astype(np.int32)), torch.from_numpy(values)
