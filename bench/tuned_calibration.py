@@ -93,19 +93,24 @@ def grid_spec(path: Path, corpus: str = "stdlib", root: Path = Path("/work/corpo
                                        "tune": {"lr": GRID_LRS}})
 
 
-def gpu_grid_spec(path: Path) -> None:
-    """The GPU ladder's spec as `demo --scale gpu` resolves it on the GPUs here (its token window), teachers
-    only, without its largest depth (the report's held-out size), one seed, budgets up to GPU_GRID_MAX_M,
-    no width rule, at GPU_GRID_LRS."""
+def gpu_ladder_sections() -> tuple[dict, dict]:
+    """The GPU ladder's sections as `demo --scale gpu` resolves them on the GPUs here (its token window),
+    and its [model] without a per-size rate (no lr_law, no width rule: the caller sets the rates)."""
     from distillscale.report.demo import builtin_sweep
     from distillscale.sweeps.placement import visible_gpus
+    from distillscale.sweeps.spec_sections import LR_RULE_KEYS
 
     sections = builtin_sweep(scale="gpu", gpus=max(1, len(visible_gpus()))).sections
+    return sections, {key: value for key, value in sections["model"].items() if key not in LR_RULE_KEYS}
+
+
+def gpu_grid_spec(path: Path) -> None:
+    """The GPU ladder's spec, teachers only, without its largest depth (the report's held-out size), one
+    seed, budgets up to GPU_GRID_MAX_M, at GPU_GRID_LRS (no per-size rate)."""
+    sections, model = gpu_ladder_sections()
     teachers = {key: value for key, value in sections["teachers"].items() if key not in ("seeds", "seeded")}
     teachers["n_layers"] = sorted(teachers["n_layers"], reverse=True)[1:]
     teachers["tokens_per_param"] = [m for m in teachers["tokens_per_param"] if m <= GPU_GRID_MAX_M]
-    model = {key: value for key, value in sections["model"].items()
-             if key not in ("lr_width_exponent", "lr_reference_width")}
     write_spec(path, "gpu-lr-grid", {"data": sections["data"], "model": model, "teachers": teachers,
                                      "tune": {"lr": GPU_GRID_LRS}})
 
@@ -223,15 +228,10 @@ def gpu_arms(work: Path) -> None:
     `arm` column (WORK/teachers_arms.csv), then each arm's held-out check (`gpu_teachers`)."""
     import pandas as pd
 
-    from distillscale.report.demo import builtin_sweep
-    from distillscale.sweeps.placement import visible_gpus
-
     law = work / "law-gpu.json"
     if not law.is_file():
         raise SystemExit(f"{law} is missing: run the grid first")
-    sections = builtin_sweep(scale="gpu", gpus=max(1, len(visible_gpus()))).sections
-    model = {key: value for key, value in sections["model"].items()
-             if key not in ("lr_law", "lr_width_exponent", "lr_reference_width")}
+    sections, model = gpu_ladder_sections()
     frames = []
     for arm, rule in (("width-rule", {"lr_reference_width": 128, "lr_width_exponent": -0.87}),
                       ("lr-law", {"lr_law": str(law.absolute())})):

@@ -1,0 +1,60 @@
+"""bench/tuned_calibration.py's GPU specs (bench/gpu_verify.sh's lrgrid and tuned stages) resolve with the
+shipped GPU ladder, whatever per-size rate it ships (its lr_law would clash with the grid's [tune] lr),
+and each arm takes its rates from its own rule; nothing trains."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+
+import pytest
+
+from distillscale.report import demo
+from distillscale.sweeps.spec import load_sweep_spec
+from tests.conftest import REPO_ROOT
+
+BENCH = REPO_ROOT / "bench" / "tuned_calibration.py"
+LAW = REPO_ROOT / "src" / "distillscale" / "laws" / "hyperparameters" / "gpu_ladder_h200.json"
+
+
+class Stop(Exception):
+    pass
+
+
+def bench():
+    spec = importlib.util.spec_from_file_location("tuned_calibration_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_gpu_grid_and_both_arms_resolve_with_the_shipped_ladder(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "_split_tokens", lambda spec: {"teachers": 90_000_000, "students": 90_000_000})
+    module = bench()
+    module.gpu_grid_spec(tmp_path / "grid_gpu.toml")
+    grid = load_sweep_spec(tmp_path / "grid_gpu.toml")
+    assert {run.settings["lr"] for run in grid.runs} == set(module.GPU_GRID_LRS)
+    assert max(run.n_layers for run in grid.runs) == 6  # the ladder's held-out depth 7 left out
+
+    shutil.copy(LAW, tmp_path / "law-gpu.json")
+    arms = {}
+
+    def record(spec, sweep, export, placement):
+        arms[spec.stem] = load_sweep_spec(spec)
+        if len(arms) == 2:
+            raise Stop
+        export.write_text("run_id\n")  # an export without runs
+        return 0.0
+
+    monkeypatch.setattr(module, "sweep_and_export", record)
+    with pytest.raises(Stop):
+        module.gpu_arms(tmp_path)
+    rule = arms["teachers_width-rule"]
+    rates = {run.n_layers: run.settings["lr"] for run in rule.runs}
+    assert rates[4] == pytest.approx(0.003 * (256 / 128) ** -0.87, rel=1e-3)  # d_model 256
+    assert [rates[n] for n in sorted(rates)] == sorted(rates.values(), reverse=True)
+    law = arms["teachers_lr-law"]
+    assert law.sections["model"]["lr_law"] == str((tmp_path / "law-gpu.json").absolute())
+    assert 0.003 < min(run.settings["lr"] for run in law.runs) < max(run.settings["lr"] for run in law.runs) < 0.005
