@@ -88,7 +88,9 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
         table["data"]["path"] = str(data)
         table["name"] += "-" + str(data).removeprefix(BUILTIN_PREFIX)
     if lr_law is not None:
-        for key in ("lr_width_exponent", "lr_reference_width"):
+        from distillscale.sweeps.spec_sections import LR_RULE_KEYS
+
+        for key in LR_RULE_KEYS:  # the law replaces whatever per-size rate the spec had
             table["model"].pop(key, None)
         table["model"]["lr_law"] = lr_law if lr_law in HYPERPARAMETER_PRESETS else str(Path(lr_law).expanduser().absolute())
         table["name"] += "-lr-law"
