@@ -11,6 +11,7 @@ other 21 runs are the shipped ladder's teachers with the same run ids, so they r
 docs/gpu_ladder_teachers_h200.csv's lr-law arm (a measure of the GPU's run-to-run spread).
 
     python bench/gpu_ladder_sizes.py run --work DIR [--budget 420]     # on a GPU: DIR/sizes.csv
+    bash bench/gpu_verify.sh --only sizes                              # the same, as gpu_verify's stage
     python bench/gpu_ladder_sizes.py check docs/gpu_ladder_sizes_h200.csv [--forms auto chinchilla ...]
 
 `check` scores every form at four splits, each fitted as `report` fits (100 bootstraps, 90% intervals,
@@ -56,8 +57,11 @@ def run(work: Path, budget: float) -> None:
     except subprocess.TimeoutExpired:
         code = "stopped at the budget"
     print(f"sweep: {code} after {time.perf_counter() - started:.0f} s")
-    subprocess.run([*distillscale(), "sweep", "export", str(work / "sweep"), "--out", str(work / "sizes.csv"),
-                    "--overwrite"], check=True, stdout=subprocess.DEVNULL)
+    # sizes.csv marks the ladder done (gpu_verify.sh's sizes stage); a stopped sweep's runs go to
+    # sizes.partial.csv, and the next call resumes the sweep
+    export = work / ("sizes.csv" if code == 0 else "sizes.partial.csv")
+    subprocess.run([*distillscale(), "sweep", "export", str(work / "sweep"), "--out", str(export), "--overwrite"],
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def check(export: Path, forms: list[str]) -> None:

@@ -21,6 +21,9 @@
 #   6. tuned    bench/tuned_calibration.py arms: the ladder's teachers twice, at the old width rule's
 #               rates and at that law's (21 runs each, ~200 s each on an H200), and each arm's
 #               supervised held-out check                                  -> tuned.txt, teachers_arms.csv
+#   7. sizes    bench/gpu_ladder_sizes.py run (issue 55): the ladder's teachers at depths 2-8 (25 runs, its
+#               rate law, the two largest seeded; 314 s on an H200)       -> sizes.txt, sizes/sizes.csv
+#               (scored anywhere: python bench/gpu_ladder_sizes.py check DIR/sizes/sizes.csv)
 # then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
 # $OUT set (the device machine's folder of files that come back) both, and each done stage's outputs,
 # are copied to $OUT/gpu_verify/ (ladder/report.json as ladder-report.json).
@@ -70,11 +73,11 @@ fi
 # The tests that skip without CUDA (-rs lists any that still skip: on a GPU machine, none should).
 CUDA_TESTS="tests/training/test_device.py tests/model/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
 # The stages: name, the files that mark it done, its command.
-STAGES=(step recipe ladder tests lrgrid tuned)
+STAGES=(step recipe ladder tests lrgrid tuned sizes)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a wanted <<< "$ONLY"
     for stage in "${wanted[@]}"; do
-        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid or tuned" >&2; exit 2; }
+        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid, tuned or sizes" >&2; exit 2; }
     done
     STAGES=("${wanted[@]}")
 fi
@@ -83,6 +86,11 @@ START=$(date +%s)
 if [ -z "${PYTHON:-}" ]; then
     PYTHON=python3
     [ -x .venv/bin/python ] && PYTHON=.venv/bin/python
+fi
+# A real run needs CUDA: said before anything is installed or written.
+if [ "$CHECK" = 0 ] && ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() and torch.cuda.device_count() > 0 else 1)"; then
+    echo "gpu_verify: no GPU: CUDA is not usable here (torch.cuda.is_available() is False); run it on a GPU machine, or use --check" >&2
+    exit 4
 fi
 SITE=/tmp/site
 if [ "$CHECK" = 0 ] && compgen -G ".whl/*.whl" > /dev/null; then
@@ -107,7 +115,7 @@ if [ -n "$missing" ]; then
 fi
 
 declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt
-                      [lrgrid]=law-gpu.json [tuned]=teachers_arms.csv)
+                      [lrgrid]=law-gpu.json [tuned]=teachers_arms.csv [sizes]=sizes/sizes.csv)
 stage_command() {
     case "$1" in
         step)   echo "$PYTHON bench/gpu_step.py --ladder --json '$DIR/step.json.tmp'" ;;
@@ -116,6 +124,7 @@ stage_command() {
         tests)  echo "$PYTHON -m pytest -q -rs $CUDA_TESTS" ;;
         lrgrid) echo "$PYTHON bench/tuned_calibration.py grid --scale gpu --work '$DIR' && $PYTHON bench/tuned_calibration.py heldout --scale gpu --work '$DIR'" ;;
         tuned)  echo "$PYTHON bench/tuned_calibration.py arms --work '$DIR'" ;;
+        sizes)  echo "$PYTHON bench/gpu_ladder_sizes.py run --work '$DIR/sizes' --budget $(( ${left:-$BUDGET} - 30 ))" ;;
     esac
 }
 # What --check runs instead: the same entry points, without training.
@@ -126,6 +135,7 @@ check_command() {
         ladder) echo "$PYTHON -m distillscale.cli demo --help" ;;
         tests)  echo "$PYTHON -m pytest -q --collect-only $CUDA_TESTS" ;;
         lrgrid|tuned) echo "$PYTHON bench/tuned_calibration.py --help" ;;
+        sizes)  echo "$PYTHON bench/gpu_ladder_sizes.py spec --work '$DIR/sizes'" ;;
     esac
 }
 # The cli module runs `main` under python -m: check it does (distillscale may not be installed there).
@@ -154,10 +164,6 @@ if [ "$CHECK" = 1 ]; then
     exit $status
 fi
 
-if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() and torch.cuda.device_count() > 0 else 1)"; then
-    echo "gpu_verify: no GPU: CUDA is not usable here (torch.cuda.is_available() is False); run it on a GPU machine, or use --check" >&2
-    exit 4
-fi
 
 mkdir -p "$DIR"
 log() { echo "$(date -u +%FT%TZ) $*" | tee -a "$DIR/state.txt"; }
@@ -222,6 +228,7 @@ summary="$DIR/summary.md"
                 tests)  tail -8 "$text" ;;
                 lrgrid) grep -v '━' "$text" | tail -20 ;;
                 tuned)  grep '^|' "$text" ;;
+                sizes)  tail -3 "$text" ;;
             esac
             echo '```'
             echo
@@ -237,6 +244,7 @@ if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
         [ -e "$DIR/$name" ] && cp "$DIR/$name" "$OUT/gpu_verify/$name"
     done
     [ -e "$DIR/ladder/report.json" ] && cp "$DIR/ladder/report.json" "$OUT/gpu_verify/ladder-report.json"
+    [ -e "$DIR/sizes/sizes.csv" ] && cp "$DIR/sizes/sizes.csv" "$OUT/gpu_verify/sizes.csv"
 fi
 
 if [ $failed = 1 ]; then echo "gpu_verify: a stage failed: see $summary" >&2; exit 1; fi

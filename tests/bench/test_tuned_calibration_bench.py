@@ -58,3 +58,27 @@ def test_the_gpu_grid_and_both_arms_resolve_with_the_shipped_ladder(tmp_path, mo
     law = arms["teachers_lr-law"]
     assert law.sections["model"]["lr_law"] == str((tmp_path / "law-gpu.json").absolute())
     assert 0.003 < min(run.settings["lr"] for run in law.runs) < max(run.settings["lr"] for run in law.runs) < 0.005
+
+
+def test_the_six_size_gpu_ladder_is_the_shipped_design_with_a_size_at_each_end(tmp_path, monkeypatch):
+    """bench/gpu_ladder_sizes.py (issue 55): the shipped ladder's teachers with depths 2 and 8 added, the two
+    largest sizes seeded twice, every rate from the ladder's own law, no budget beyond the corpus window;
+    the 21 runs of the shipped teachers keep their ids (their losses repeat the H200 arm's)."""
+    monkeypatch.setattr(demo, "_split_tokens", lambda spec: {"teachers": 90_000_000, "students": 90_000_000})
+    path = REPO_ROOT / "bench" / "gpu_ladder_sizes.py"
+    module_spec = importlib.util.spec_from_file_location("gpu_ladder_sizes_bench", path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
+    module_spec.loader.exec_module(module)
+    module.spec(tmp_path / "sizes.toml")
+    sizes = load_sweep_spec(tmp_path / "sizes.toml")
+    depths = [run.n_layers for run in sizes.runs]
+    assert sorted(set(depths)) == [2, 3, 4, 5, 6, 7, 8]
+    assert depths.count(8) == 2 and depths.count(7) == 4 and depths.count(2) == 2  # depth 8 at M = 3 only, 2 seeds
+    assert max(run.tokens for run in sizes.runs) <= 80_000_000
+    assert sizes.sections["model"]["lr_law"] == "gpu-ladder-h200"
+    rates = {run.n_layers: run.settings["lr"] for run in sizes.runs}
+    assert rates[8] > rates[2]  # the law's N exponent is positive
+    shipped = {run.run_id for run in sizes.runs if run.n_layers in (3, 4, 5, 6, 7)}
+    csv = (REPO_ROOT / "docs" / "gpu_ladder_teachers_h200.csv").read_text()
+    assert all(run_id in csv for run_id in shipped)
