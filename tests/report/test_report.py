@@ -358,3 +358,30 @@ def test_report_html_renders_in_headless_chromium(report, tmp_path):
     assert pixels.shape[0] >= 2000
     assert pixels.std() > 10, "the screenshot is blank"
     assert (pixels < 128).mean() > 0.005, "hardly any dark pixels: text and figures did not render"
+
+
+def test_the_report_warns_of_supervised_runs_too_short_for_the_laws(tmp_path, cli):
+    """Runs of fewer than SHORT_RUN_STEPS optimizer steps (tokens / batch tokens) are counted in report.json's
+    runs.short and warned of, on stderr and the page; runs without a recorded batch are not guessed at."""
+    from distillscale.report.runs import SHORT_RUN_STEPS
+
+    records = make_sweep(tmp_path, students=(2.5e6, 5e6), teachers=(1e7,))
+    code, _, err = cli("report", records, "--bootstrap", "0")
+    assert code == 0, err
+    assert "short" not in json.loads((tmp_path / "report.json").read_text())["runs"]  # no batch recorded
+    assert "optimizer steps" not in err
+
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    for row in rows:  # the teacher's 2e8 tokens: 400 steps of 500K; the baselines' 5e7-4e8: 500-4,000 steps of 100K
+        row["batch_tokens"] = 500_000 if row["kind"] == "teacher" else 100_000
+    write_records(rows, records, "jsonl")
+    code, _, err = cli("report", records, "--bootstrap", "0", "--overwrite")
+    assert code == 0, err
+    short = json.loads((tmp_path / "report.json").read_text())["runs"]["short"]
+    steps = sorted(row["tokens"] / row["batch_tokens"] for row in rows if row["kind"] != "student")
+    assert short == {"count": sum(s < SHORT_RUN_STEPS for s in steps), "of": len(steps),
+                     "fewest_steps": round(steps[0]), "threshold": SHORT_RUN_STEPS}
+    assert short["count"] == 1 and short["fewest_steps"] == 400  # 500 steps is not short
+    message = f"{short['count']} of {short['of']} supervised runs took fewer than {SHORT_RUN_STEPS} optimizer steps"
+    assert message in " ".join(err.split())
+    assert message in (tmp_path / "report.html").read_text()

@@ -128,6 +128,8 @@ class Calibration:
             report["started"] = self.started
         if self.capacity_gap_pruned is not None:
             report["capacity_gap_pruned"] = self.capacity_gap_pruned.to_dict()
+        if short := self.runs.short_runs():  # likewise
+            report["runs"]["short"] = short
         return report
 
     def _to_dict(self) -> dict[str, Any]:

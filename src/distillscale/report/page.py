@@ -10,6 +10,7 @@ from typing import Any
 
 from distillscale.io import SIGNATURE
 from distillscale.laws.repetition import describe_r_star
+from distillscale.report.runs import short_runs_message
 from distillscale.units import format_interval, format_quantity
 
 STYLE = """
@@ -64,6 +65,8 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
         parts.append(f'<p class="skipped">An lr x batch grid: the laws are fitted on each (size, tokens) cell\'s '
                      f'best grid point; {report["runs"]["off_optimum"]} runs at other rates or batches are left '
                      f'out of the fits (a law fitted on rates off the optimum is biased).</p>')
+    if report["runs"].get("short"):
+        parts.append(f'<p class="skipped">{_e(short_runs_message(report["runs"]["short"]))}.</p>')
     for step, reason in report["skipped"].items():
         parts.append(f'<p class="skipped">{_e(step)} fit skipped: {_e(reason)}</p>')
     parts.append(_coefficients(report))
