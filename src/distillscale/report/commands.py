@@ -195,7 +195,7 @@ def report_warnings(report: dict) -> list[str]:
                  for step, reason in report["skipped"].items() if step.startswith("repetition (")]
     messages += [f"{name} extrapolation check: {check['bias']}"
                  for name, check in report["extrapolation_check"].items() if check.get("bias")]
-    if short := report["runs"].get("short"):
+    if short := report.get("runs", {}).get("short"):
         from distillscale.report.runs import short_runs_message
 
         messages.append(short_runs_message(short))
