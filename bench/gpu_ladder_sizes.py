@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tuned_calibration import GPU_RUNS_PER_GPU, distillscale, gpu_ladder_sections, write_spec  # noqa: E402
+from tuned_calibration import (GPU_RUNS_PER_GPU, distillscale, gpu_ladder_sections, supervised_holdout,  # noqa: E402
+                               write_spec)
 
 DEPTHS = [8, 7, 6, 5, 4, 3, 2]
 SPLITS = [((3, 6), "shipped split: 4 sizes"), ((2, 6), "5 sizes"), ((2, 7), "6 sizes"), ((3, 7), "5 sizes, no depth 2")]
@@ -67,8 +68,6 @@ def run(work: Path, budget: float) -> None:
 def check(export: Path, forms: list[str]) -> None:
     import pandas as pd
 
-    from distillscale.laws.calibrate import calibrate, start_grid_options
-
     runs = pd.read_csv(export)
     runs = runs[(runs.get("status", "completed") == "completed") & (runs.kind == "teacher")].reset_index(drop=True)
     print(f"{len(runs)} teachers: " + ", ".join(f"depth {d} x {n}" for d, n in runs.n_layers.value_counts().sort_index().items()))
@@ -82,13 +81,8 @@ def check(export: Path, forms: list[str]) -> None:
         if fit_rows.all() or not fit_rows.any():
             continue
         for form in forms:
-            grid, _ = start_grid_options("coarse")
-            laws = calibrate(params=use.non_embedding_params.to_numpy(float), tokens=use.tokens.to_numpy(float),
-                             loss=use.val_loss.to_numpy(float), holdout=fit_rows, min_ratios=2, form=form,
-                             supervised_options={"level": 0.9, "bootstrap": 100, "seed": 0, "max_iter": 300, **grid})
-            held = laws.holdout["supervised"]
-            errors = np.array([r.predicted / r.observed - 1 for r in held.runs])
-            law = laws.supervised.law
+            held, law = supervised_holdout(use, fit_rows, form)
+            errors = held.errors
             extra = {k: getattr(law, k) for k in ("beta1", "kappa", "nu") if hasattr(law, k)}
             why = {k: v for k, v in (law.fit.not_identified if law.fit else {}).items() if k in extra}
             interaction = ("not identified: " + next(iter(why.values())) if why

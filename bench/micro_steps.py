@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tuned_calibration import distillscale, write_spec  # noqa: E402
+from tuned_calibration import distillscale, supervised_holdout, write_spec  # noqa: E402
 
 ARMS = {"b16": (16, 0.003), "b4": (4, 0.0015), "b4hi": (4, 0.003)}
 
@@ -48,8 +48,6 @@ def run(work: Path, data: str) -> None:
 def check(work: Path) -> None:
     import pandas as pd
 
-    from distillscale.laws.calibrate import calibrate, start_grid_options
-
     for arm in ARMS:
         runs = pd.read_csv(work / f"{arm}.csv")
         runs = runs[(runs.status == "completed") & (runs.kind == "teacher")].reset_index(drop=True)
@@ -59,11 +57,8 @@ def check(work: Path) -> None:
         print(f"{arm}: {len(runs)} teachers, {steps.min():.0f}-{steps.max():.0f} steps; held-out losses "
               + ", ".join(f"{loss:.3f}" for loss in L[~fitted]))
         for form in ("auto", "chinchilla"):
-            grid, _ = start_grid_options("coarse")
-            laws = calibrate(params=N, tokens=D, loss=L, holdout=fitted, min_ratios=2, form=form,
-                             supervised_options={"level": 0.9, "bootstrap": 100, "seed": 0, "max_iter": 300, **grid})
-            held = laws.holdout["supervised"]
-            errors = np.array([r.predicted / r.observed - 1 for r in held.runs])
+            held, _ = supervised_holdout(runs, fitted, form)
+            errors = held.errors
             print(f"   {form}: {np.abs(errors).mean():.2%} (signed {errors.mean():+.2%}, {int((errors > 0).sum())}/"
                   f"{len(errors)} over, {sum(bool(r.covered) for r in held.runs)}/{len(errors)} inside 90%)")
 

@@ -255,8 +255,6 @@ def gpu_teachers(exports: list[Path], forms: tuple[str, ...] = ("auto",)) -> Non
     tests per-size tuning is the supervised one."""
     import pandas as pd
 
-    from distillscale.laws.calibrate import calibrate, start_grid_options
-
     print("| arm | form | teachers' lr, smallest to largest | held-out runs: observed | predicted | mean abs. error "
           "| max | over-predicted | inside 90% |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -267,11 +265,7 @@ def gpu_teachers(exports: list[Path], forms: tuple[str, ...] = ("auto",)) -> Non
         arms.update({arm: group.reset_index(drop=True) for arm, group in runs.groupby("arm")} if "arm" in runs
                     else {export.stem: runs.reset_index(drop=True)})
     for (arm, runs), form in ((item, form) for item in arms.items() for form in forms):
-        grid, _ = start_grid_options("coarse")
-        laws = calibrate(params=runs.non_embedding_params.to_numpy(float), tokens=runs.tokens.to_numpy(float),
-                         loss=runs.val_loss.to_numpy(float), holdout="largest", min_ratios=2, form=form,
-                         supervised_options={"level": 0.9, "bootstrap": 100, "seed": 0, "max_iter": 300, **grid})
-        check = laws.holdout["supervised"]
+        check, _ = supervised_holdout(runs, "largest", form)
         errors = check.errors
         lrs = runs.groupby("n_layers").lr.first()
         print(f"| {arm} | {check.form} | {', '.join(f'{lr:.3g}' for lr in lrs)} | "
@@ -279,6 +273,19 @@ def gpu_teachers(exports: list[Path], forms: tuple[str, ...] = ("auto",)) -> Non
               f"{', '.join(f'{run.predicted:.4f}' for run in check.runs)} | {np.abs(errors).mean():.2%} | "
               f"{np.abs(errors).max():.2%} | {check.n_over_predicted}/{len(errors)} | "
               f"{sum(bool(run.covered) for run in check.runs)}/{len(errors)} |")
+
+
+def supervised_holdout(runs, holdout, form: str = "auto"):
+    """The supervised held-out check of a sweep export's runs (a DataFrame), fitted as `report` fits it
+    (100 bootstraps, 90% intervals, coarse start grid): `holdout` "largest" or one boolean per run
+    (True: fitted). Returns the HoldoutCheck and the law fitted on the fitted runs."""
+    from distillscale.laws.calibrate import calibrate, start_grid_options
+
+    grid, _ = start_grid_options("coarse")
+    laws = calibrate(params=runs.non_embedding_params.to_numpy(float), tokens=runs.tokens.to_numpy(float),
+                     loss=runs.val_loss.to_numpy(float), holdout=holdout, min_ratios=2, form=form,
+                     supervised_options={"level": 0.9, "bootstrap": 100, "seed": 0, "max_iter": 300, **grid})
+    return laws.holdout["supervised"], laws.supervised.law
 
 
 def distill_grid(work: Path) -> None:
