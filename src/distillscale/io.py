@@ -182,6 +182,7 @@ def check_output_dir(path: str | os.PathLike, *, is_ours: Callable[[Path], bool]
     _check_name(path, flag)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file: give a directory (new, empty, or one it made)")
+    check_no_file_above(path, flag)
     inputs = [Path(item) for item in inputs if item is not None]
     _check_not_an_input(path, inputs, flag)
     _check_not_nested_with_an_input(path, inputs, flag)
@@ -189,6 +190,16 @@ def check_output_dir(path: str | os.PathLike, *, is_ours: Callable[[Path], bool]
         raise UserError(f"{flag} {path} is not empty and is not a {what}: distillscale only writes into "
                         f"a new or empty directory or one it made; choose another {flag}")
     return path
+
+
+def check_no_file_above(path: Path, flag: str) -> None:
+    """A directory to be made at `path` cannot be when one of the paths above it is a file (mkdir
+    fails with "File exists" / "Not a directory"): a one-line UserError naming that file."""
+    for ancestor in Path(path).parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise UserError(f"{flag} {path}: {ancestor} is a file, not a directory; choose another place")
+            return
 
 
 def _check_name(path: Path, flag: str) -> None:

@@ -146,14 +146,18 @@ def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
     loaded = _load_configured_tokenizer(config)
     source_fingerprint = corpus.fingerprint()
     fingerprint = _fingerprint(config, source_fingerprint, loaded)
-    cache_dir = config.resolved_cache_dir()
+    cache_dir = usable_cache_dir(config)
     _check_cache_outside_corpus(cache_dir, corpus)
     directory = cache_dir / fingerprint
     manifest = _complete_manifest(directory, fingerprint)
     if manifest is not None:
         return PreparedData(directory, manifest, reused=True)
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{_cache_dir_given(config)}: cannot make the cache directory ({exc.strerror or exc}); "
+                        f"give a writable directory (--cache-dir DIR or ${CACHE_ENV}=DIR)") from None
     lock = FileLock(str(cache_dir / f"{fingerprint}.lock"))
     try:
         lock.acquire(timeout=0)
@@ -171,6 +175,29 @@ def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
     if progress:
         err_console.print(describe_prepared(manifest), highlight=False, soft_wrap=True)
     return PreparedData(directory, manifest, reused=False)
+
+
+def usable_cache_dir(config: DataConfig) -> Path:
+    """The cache directory of `config` (--cache-dir, else $DISTILLSCALE_CACHE, else the default), or a
+    one-line UserError when it, or a path above it, is a file: no directory can be made there."""
+    cache_dir = config.resolved_cache_dir()
+    for path in (cache_dir, *cache_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "" if path == cache_dir else f": {path} is a file"
+                raise UserError(f"{_cache_dir_given(config)}{where or ' is a file'}, not a directory: give a "
+                                f"directory for prepared corpora (--cache-dir DIR or ${CACHE_ENV}=DIR)")
+            break
+    return cache_dir
+
+
+def _cache_dir_given(config: DataConfig) -> str:
+    """How the user gave the cache directory, for a message: the flag, the variable, or the default."""
+    if config.cache_dir is not None:
+        return f"--cache-dir {config.cache_dir}"
+    if os.environ.get(CACHE_ENV):
+        return f"${CACHE_ENV}={os.environ[CACHE_ENV]}"
+    return f"the cache directory {config.resolved_cache_dir()}"
 
 
 def _check_cache_outside_corpus(cache_dir: Path, corpus: Corpus) -> None:
