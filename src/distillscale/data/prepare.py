@@ -83,8 +83,12 @@ class PreparedData:
 
     def composition(self, name: str) -> SplitComposition:
         """What split `name` is made of: documents, pieces, tokens, the largest piece's and document's shares."""
-        recorded = self.manifest["splits"][name]
-        return SplitComposition(**{field: recorded[field] for field in SplitComposition.__dataclass_fields__})
+        return _composition(self.manifest, name)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What this preparation warns about (`data_warnings`), said by every use of it."""
+        return data_warnings(self.manifest)
 
     def split(self, name: str) -> np.memmap:
         """Token ids of split `name` ("val", "teacher" or "student"), read-only, memory-mapped."""
@@ -132,11 +136,36 @@ def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
     """Tokenise the corpus of `config` into `<cache_dir>/<fingerprint>/`, or reuse it from there."""
     key = (config.model_dump_json(), os.getcwd())
     if _remembered is not None and key in _remembered:
-        return _remembered[key]
-    data = _prepare_data(config, progress)
+        data = _remembered[key]
+    else:
+        data = _prepare_data(config, progress)
     if _remembered is not None:
         _remembered[key] = data
+    if progress or not data.reused:  # every use says them, not only the one that tokenised the corpus
+        for message in data.warnings:
+            warn(message)
     return data
+
+
+def _composition(manifest: dict, name: str) -> SplitComposition:
+    recorded = manifest["splits"][name]
+    return SplitComposition(**{field: recorded[field] for field in SplitComposition.__dataclass_fields__})
+
+
+def data_warnings(manifest: dict) -> list[str]:
+    """The warnings of a prepared corpus, read from its manifest: a tokenizer trained smaller than asked
+    (the corpus supports no more merges) and splits a document dominates or whose training halves
+    differ (`splits.composition_warning`). Kept with the splits, so that a second `train` on the cached
+    corpus warns as the first did."""
+    messages = []
+    asked = manifest["config"].get("vocab_size") or DEFAULT_VOCAB_SIZE
+    got = manifest["tokenizer"]["vocab_size"]
+    if manifest["config"].get("tokenizer") is None and got < asked:
+        messages.append(f"the corpus supports only {got:,} BPE tokens, not the {asked:,} asked for: the "
+                        f"tokenizer has {got:,}; give a larger corpus or a smaller --vocab-size")
+    made = {name: _composition(manifest, name) for name in SPLITS}
+    concern = composition_warning(made, manifest["source"]["documents"])
+    return messages + ([concern] if concern is not None else [])
 
 
 def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
@@ -317,9 +346,6 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    concern = composition_warning(made, first.stats.documents)
-    if concern is not None:
-        warn(concern)
     return manifest
 
 
@@ -361,10 +387,6 @@ def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str
         end_of_text, origin = END_OF_TEXT, "byte-level BPE trained on the corpus"
         if stats.documents == 0:  # before the warning about the vocabulary: this is the real error
             raise UserError(empty_corpus_message(corpus, stats))
-        if tokenizer_vocab_size(tokenizer) < asked:
-            warn(f"the corpus supports only {tokenizer_vocab_size(tokenizer):,} BPE tokens, not the "
-                 f"{asked:,} asked for: the tokenizer has {tokenizer_vocab_size(tokenizer):,}; give a larger "
-                 "corpus or a smaller --vocab-size")
     else:
         for _ in documents():
             pass
