@@ -6,6 +6,7 @@ a law file written before these columns existed still loads."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -88,8 +89,12 @@ def test_the_plans_recipe_carries_the_laws_beta2_and_warmup(fit):
     assert recipe.beta2 == 0.95 and recipe.warmup_steps == 2000 and recipe.warmup_rule != WARMUP_RULE
     record = recipe.to_dict()
     assert record["beta2"] == 0.95 and record["warmup_steps"] == 2000
-    short = run_recipe(law, "student", 3e8, 2e6, 2048, 64)     # fewer steps than the law's warmup
-    assert short.warmup_steps == short.steps
+    short = run_recipe(law, "student", 3e8, 1e10, 2048, 64, batch_tokens=8e6)   # fewer steps than its warmup
+    assert short.steps < 2000 and short.warmup_steps == short.steps and short.warmup_rule != WARMUP_RULE
+    # a run far outside the law's data does not take warmup steps measured at the law's scale (issue 63)
+    far = run_recipe(law, "student", 3e8, 2e6, 2048, 64)
+    assert far.warmup_rule == WARMUP_RULE and far.warmup_steps == math.ceil(0.1 * far.steps)
+    assert any("warmup (2000 steps) was measured on runs" in note for note in far.notes)
     plain = run_recipe(law.model_copy(update={"beta2": None, "warmup": None}), "student", 3e8, 1e10, 2048, 64)
     assert plain.beta2 is None and plain.warmup_rule == WARMUP_RULE and plain.warmup_steps == 2000
 

@@ -10,6 +10,7 @@ import pytest
 import distillscale as ds
 from distillscale.errors import ParameterError
 from distillscale.laws.hyperparameters import HyperparameterLaw, PowerLaw
+from distillscale.laws.hyperparameters.units import PEAK
 from distillscale.model.config import ModelConfig
 from distillscale.planning.recipes import WARMUP_CAP, WARMUP_FRACTION
 
@@ -19,6 +20,12 @@ ASPECT_RATIO, N_CTX = 128.0, 4096  # busbridge2025's own setting, the plan's acc
 def _steplaw(params: float, tokens: float) -> tuple[float, float]:
     """Step Law's published optimum: lr* = 1.79 N^-0.713 D^0.307, B* = 0.58 D^0.571 tokens."""
     return 1.79 * params ** -0.713 * tokens ** 0.307, 0.58 * tokens ** 0.571
+
+
+def _steplaw_run(params: float, tokens: float, n_ctx: int = N_CTX) -> float:
+    """Step Law's rate at the batch a run takes: B* as whole sequences (its fitted batch exponent, 0.40)."""
+    lr, batch = _steplaw(params, tokens)
+    return lr * (max(1, round(batch / n_ctx)) * n_ctx / batch) ** 0.40
 
 
 def test_each_run_of_a_plan_carries_its_lr_batch_steps_and_warmup_in_the_json(cli):
@@ -36,14 +43,18 @@ def test_each_run_of_a_plan_carries_its_lr_batch_steps_and_warmup_in_the_json(cl
         r = recipes[name]
         lr, batch = _steplaw(params, tokens)
         assert r["hyperparameter_law"] == "steplaw2025" and (r["params"], r["tokens"]) == (params, tokens)
-        assert r["lr"] == pytest.approx(lr, rel=1e-9) and r["batch_tokens"] == pytest.approx(batch, rel=1e-9)
-        assert r["lr_interval"][0] < r["lr"] < r["lr_interval"][1] and r["level"] == 0.9
+        # the run takes B* as whole sequences, and its rate is the law's at that batch (exponent 0.40)
         assert r["n_ctx"] == N_CTX and r["batch_sequences"] == round(batch / N_CTX)
+        assert r["batch_tokens"] == r["batch_sequences"] * N_CTX and r["optimal_batch_tokens"] == pytest.approx(batch)
+        assert r["lr"] == pytest.approx(lr * (r["batch_tokens"] / batch) ** 0.40, rel=1e-9)
+        assert r["lr_interval"][0] < r["lr"] < r["lr_interval"][1] and r["level"] == 0.9
         assert r["steps"] == math.ceil(tokens / (r["batch_sequences"] * N_CTX))
         assert r["warmup_steps"] == min(2000, math.ceil(0.1 * r["steps"]))
-        # muP: the hidden matrices train at --lr x 256 / d_model, so --lr = lr x d_model / 256
+        # steplaw2025's rate is the hidden matrices' peak; muP trains them at --lr x 256 / d_model,
+        # so --lr = lr x d_model / 256
         d_model = (params * ASPECT_RATIO / 12) ** (1 / 3)
-        assert r["d_model"] == pytest.approx(d_model) and r["mup_base_lr"] == pytest.approx(lr * d_model / 256)
+        assert r["law_lr_unit"] == "peak" and r["d_model"] == pytest.approx(d_model)
+        assert r["train_lr"] == pytest.approx(r["lr"] * d_model / 256)
         assert r["regime_adaptation"] is None
 
 
@@ -56,7 +67,7 @@ def test_every_kind_of_plan_has_a_recipe_for_each_run(options, names):
     plan = ds.plan("busbridge2025", compute=1e21, **options)
     assert list(plan.recipes) == names == list(plan.to_dict()["recipes"])
     for name, (params, tokens) in plan.runs().items():
-        assert plan.recipes[name].lr == pytest.approx(_steplaw(params, tokens)[0], rel=1e-9)
+        assert plan.recipes[name].lr == pytest.approx(_steplaw_run(params, tokens), rel=1e-9)
     supervised = ds.plan_supervised("epoch2024", compute=1e21)
     assert list(supervised.recipes) == ["supervised"] and supervised.to_dict()["recipes"]["supervised"]["lr"] > 0
 
@@ -70,8 +81,8 @@ def test_the_text_shows_each_run_with_units(cli):
     r = plan.recipes["teacher-pretraining teacher"]
     assert "How to run it (hyperparameter law steplaw2025" in text
     assert (f"teacher-pretraining teacher*: N 2.22B, D 35.1B tokens; peak lr {r.lr:.3g} (90%: " in text
-            and f"batch 609K tokens = {r.batch_sequences:,} sequences x 4,096; {r.steps:,} steps, warmup 2,000 steps; "
-                f"muP --lr {r.mup_base_lr:.3g}" in text)
+            and f"batch 610K tokens = {r.batch_sequences:,} sequences x 4,096; {r.steps:,} steps, warmup 2,000 steps; "
+                f"--lr {r.train_lr:.4g}" in text)
     assert "warmup: 10% of the steps, at most 2,000" in text
     assert plan.as_text().count("peak lr") == 3  # the student, its teacher, the model pretrained instead
 
@@ -91,8 +102,9 @@ def test_a_batch_fixed_above_the_optimum_gets_the_adapted_lr_its_penalty_and_the
     assert code == 0, err
     r = json.loads(out)["recipes"]["best-case"]
     lr, optimum = _steplaw(546e6, r["tokens"])
-    ratio = 8e6 / optimum
-    assert ratio > 4 and r["batch_tokens"] == 8e6 and r["optimal_batch_tokens"] == pytest.approx(optimum)
+    batch = round(8e6 / N_CTX) * N_CTX   # the run's batch: whole sequences
+    ratio = batch / optimum
+    assert ratio > 4 and r["batch_tokens"] == batch and r["optimal_batch_tokens"] == pytest.approx(optimum)
     assert r["batch_sequences"] == round(8e6 / N_CTX) and r["batch_interval"] is None
     # steplaw2025's fitted batch exponent (0.40, not Hoffer's fixed 0.5) and ridge curvature (0.005)
     adapted = r["regime_adaptation"]
@@ -116,14 +128,15 @@ def test_a_law_without_a_batch_exponent_says_so_in_one_line_instead_of_failing(c
                          "--scenario", "best-case", "--batch-tokens", "8M", "--hyperparameter-law", "deepseek2024")
     assert code == 0, err
     said = " ".join(out.split()).split("law deepseek2024 has no measured batch exponent")[1:]
-    assert len(said) == 1 and "the lr shown is the law's for its own batch, 1.98M tokens, not for yours" in said[0]
+    assert len(said) == 1 and "the lr shown is the law's for its own batch, 1.98M tokens, not for yours (8M)" in said[0]
     recipe = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case", batch_tokens=8e6,
                      hyperparameter_law="deepseek2024").recipes["best-case"]
-    assert recipe.adaptation is None and recipe.batch_tokens == 8e6 and recipe.batch_sequences == round(8e6 / N_CTX)
+    assert recipe.adaptation is None and recipe.batch_sequences == round(8e6 / N_CTX)
+    assert recipe.batch_tokens == recipe.batch_sequences * N_CTX
 
 
 def test_a_fitted_law_of_one_batch_recommends_that_batch(tmp_path):
-    path = HyperparameterLaw(name="mine", source="test", lr=PowerLaw(coefficient=1.0, exponents=(-0.5, 0.1)),
+    path = HyperparameterLaw(name="mine", source="test", lr_unit=PEAK, lr=PowerLaw(coefficient=1.0, exponents=(-0.5, 0.1)),
                              fixed_batch_tokens=524288).save(tmp_path / "hp.json")
     plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case",
                    hyperparameter_law=str(path))
@@ -157,7 +170,8 @@ def test_a_student_model_is_run_at_its_own_width_and_context(tmp_path):
         plan = ds.plan("busbridge2025", compute=1e21, student_model=str(tmp_path / name), scenario="best-case")
         r = plan.recipes["best-case"]
         assert r.n_ctx == 2048 and r.d_model == 1024 and r.params == config.non_embedding_params
-        assert r.mup_base_lr == (pytest.approx(r.lr * 1024 / 256) if mup else None)
+        assert r.train_lr == (pytest.approx(r.lr * 1024 / 256) if mup else r.lr)
+        assert r.mup_base_width == (256 if mup else None)
 
 
 def test_the_warmup_rule_is_the_engines_default():
@@ -168,7 +182,7 @@ def test_the_warmup_rule_is_the_engines_default():
 
 def test_the_figure_is_never_written_over_the_hyperparameter_law(cli, tmp_path):
     law = tmp_path / "hp.png"  # a law file named like a figure
-    HyperparameterLaw(name="mine", source="test", lr=PowerLaw(coefficient=1.0, exponents=(-0.5, 0.1)),
+    HyperparameterLaw(name="mine", source="test", lr_unit=PEAK, lr=PowerLaw(coefficient=1.0, exponents=(-0.5, 0.1)),
                       fixed_batch_tokens=524288).save(law)
     before = law.read_bytes()
     code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
@@ -177,7 +191,7 @@ def test_the_figure_is_never_written_over_the_hyperparameter_law(cli, tmp_path):
 
 
 def test_a_hyperparameter_law_object_plans_as_its_saved_file(tmp_path):
-    law = HyperparameterLaw(name="mine", source="test", lr=PowerLaw(coefficient=1.0, exponents=(-0.5, 0.1)),
+    law = HyperparameterLaw(name="mine", source="test", lr_unit=PEAK, lr=PowerLaw(coefficient=1.0, exponents=(-0.5, 0.1)),
                             batch=PowerLaw(coefficient=0.5, exponents=(0.0, 0.6)), lr_batch_exponent=0.3)
     options = dict(compute=1e21, student_params=546e6, scenario="best-case", batch_tokens=8e6)
     given = ds.plan("busbridge2025", hyperparameter_law=law, **options)
@@ -198,7 +212,7 @@ def test_the_figure_says_how_to_run_each_run():
     written = "\n".join(text.get_text() for text in figure.texts)
     teacher = plan.recipes["teacher-pretraining teacher"]
     assert "how to run it (hyperparameter law steplaw2025" in written
-    assert f"teacher-pretraining teacher: peak lr {teacher.lr:.3g}, batch 609K ({teacher.batch_sequences:,} seq.)" in written
+    assert f"teacher-pretraining teacher: peak lr {teacher.lr:.3g}, batch 610K ({teacher.batch_sequences:,} seq.)" in written
     plots.pyplot().close(figure)
 
 
@@ -206,9 +220,9 @@ def test_plan_supervised_says_how_to_run_its_model_under_the_law_and_batch_given
     plan = ds.plan_supervised("epoch2024", compute=1e21, params=1e9, hyperparameter_law="steplaw2025",
                               batch_tokens=8e6)
     r = plan.recipes["supervised"]
-    assert (r.params, r.tokens) == (1e9, plan.supervised.tokens) and r.batch_tokens == 8e6
+    assert (r.params, r.tokens) == (1e9, plan.supervised.tokens) and r.batch_tokens == round(8e6 / N_CTX) * N_CTX
     assert r.adaptation is not None and r.lr == pytest.approx(_steplaw(1e9, r.tokens)[0]
-                                                             * (8e6 / _steplaw(1e9, r.tokens)[1]) ** 0.40)
+                                                             * (r.batch_tokens / _steplaw(1e9, r.tokens)[1]) ** 0.40)
 
 
 def test_a_started_student_is_told_the_laws_rates_are_for_training_from_scratch():

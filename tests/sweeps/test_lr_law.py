@@ -10,6 +10,7 @@ import math
 import pytest
 
 from distillscale.laws.hyperparameters import HyperparameterLaw, PowerLaw, load_hyperparameter_law
+from distillscale.laws.hyperparameters.units import parse_lr_unit
 from distillscale.report.demo import builtin_sweep
 from distillscale.sweeps.placement import VISIBLE_GPUS_ENV
 from distillscale.sweeps.spec import load_sweep_spec
@@ -52,8 +53,9 @@ def spec_file(tmp_path, model="", extra=""):
 
 
 def fixed_batch_law(batch_tokens=256.0) -> HyperparameterLaw:
-    """lr* = 0.05 N^-0.25 D^0.1, fitted (as if) at one batch of `batch_tokens`."""
-    return HyperparameterLaw(name="toy", source="a test", lr=PowerLaw(coefficient=0.05, exponents=(-0.25, 0.1),
+    """lr* = 0.05 N^-0.25 D^0.1 in muP base units (the `--lr` of a sweep's runs), fitted (as if) at one
+    batch of `batch_tokens`."""
+    return HyperparameterLaw(name="toy", source="a test", lr_unit=parse_lr_unit("mup-base"), lr=PowerLaw(coefficient=0.05, exponents=(-0.25, 0.1),
                                                                       residual_sd=0.2),
                              fixed_batch_tokens=batch_tokens)
 
@@ -93,7 +95,9 @@ def test_a_preset_reads_by_name_and_a_b_star_law_gives_the_rate_at_the_ladders_b
     law = load_hyperparameter_law("steplaw2025")
     teachers = [run for run in spec.runs if run.kind == "teacher" and run.n_layers == 2]
     middle = math.exp(sum(math.log(run.tokens) for run in teachers) / len(teachers))
-    expected = law.recommend(teachers[0].non_embedding_params, middle, batch_tokens=8 * 32).lr
+    peak = law.recommend(teachers[0].non_embedding_params, middle, batch_tokens=8 * 32).lr
+    # Step Law's rate is the hidden matrices' peak: muP trains them at --lr x 256 / d_model (d_model 64 here)
+    expected = peak * 64 / 256
     assert [run.settings["lr"] for run in teachers] == pytest.approx([expected] * len(teachers), rel=1e-3)
 
 

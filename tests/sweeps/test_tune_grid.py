@@ -182,7 +182,8 @@ def test_a_tuned_sweeps_export_carries_each_runs_lr_and_batch_tokens(cli, tmp_pa
     code, out, err = cli("sweep", "export", tmp_path / "sweep", "--format", "csv", "--out", tmp_path / "runs.csv")
     assert code == 0 and "wrote 6 runs" in out, err
     table = read_table(tmp_path / "runs.csv")
-    assert table.columns == RECORD_COLUMNS and RECORD_COLUMNS[-2:] == ("lr", "batch_tokens")
+    assert table.columns == RECORD_COLUMNS and RECORD_COLUMNS[-4:] == ("lr", "batch_tokens", "lr_unit", "hidden_lr")
+    assert set(table.values("lr_unit")) == {"mup-base:256"}   # the family's --lr: muP's base rate (issue 63)
     rows = table.numeric(["non_embedding_params", "tokens", "lr", "batch_tokens", "val_loss"])
     assert len(rows) == 6
     points = sorted(zip(rows.columns["lr"], rows.columns["batch_tokens"]))

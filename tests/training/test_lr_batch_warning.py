@@ -22,7 +22,7 @@ def test_a_rate_or_batch_outside_the_laws_interval_is_named_and_one_inside_is_no
     # under muP the hidden matrices train at --lr x multiplier: the base rate that gives lr* is quiet
     assert hyperparameter_warning(N, D, at_batch.lr * 6, batch, mup_multiplier=1 / 6) is None
     high = hyperparameter_warning(N, D, at_batch.lr * 3, batch)
-    assert high.startswith("hyperparameter law steplaw2025 at N 500M, D 20B tokens: peak lr ")
+    assert high.startswith("hyperparameter law steplaw2025 at N 500M, D 20B tokens: the hidden matrices' peak lr ")
     assert "is outside its 90% interval" in high and "tokens is outside" not in high  # the batch is fine
     wide = hyperparameter_warning(N, D, law.recommend(N, D, batch_tokens=16e6).lr, 16e6)
     assert "batch 16M tokens is outside its 90% interval" in wide and "peak lr" not in wide  # the rate follows it

@@ -305,13 +305,12 @@ def _with_recipes(result: Plan, law) -> Plan:
     from distillscale.planning.recipes import plan_recipes
 
     settings, forward = result.settings, result.planner.flops
-    model, n_ctx = None, forward.n_ctx
-    if settings.student_model is not None:
+    model = None
+    if settings.student_model is not None:  # its runs at its own context, as `_student` prices it
         from distillscale.model.checkpoint import load_config
 
         model = load_config(settings.student_model)
-        n_ctx = min(n_ctx, model.max_seq_len)  # as `_student` prices it
-    recipes = plan_recipes(result.runs(), law, n_ctx, forward.aspect_ratio, settings.batch_tokens, model)
+    recipes = plan_recipes(result.runs(), law, forward.n_ctx, forward.aspect_ratio, settings.batch_tokens, model)
     if settings.student_init != "scratch":  # the students start from a model, not from scratch
         note = (f"the student starts {settings.student_init} (--student-init): the law's rates are for training "
                 "from scratch; a start may want a lower peak rate (unmeasured here)")

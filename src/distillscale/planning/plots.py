@@ -109,7 +109,7 @@ def with_recipes(figure, recipes: dict, downstream: list[str] = ()):
     lines += [textwrap.fill(f"{', '.join(names)}: peak lr {r.lr:.3g}, batch {format_quantity(r.batch_tokens)} "
                             f"({r.batch_sequences:,} seq.), {r.steps:,} steps, warmup {r.warmup_steps:,}"
                             + ("" if r.beta2 is None else f", beta2 {r.beta2:g}")
-                            + ("" if r.mup_base_lr is None else f", muP --lr {r.mup_base_lr:.3g}"),
+                            + f", --lr {r.train_lr:.4g}",
                             width=100, subsequent_indent="    ") for names, r in same_runs(recipes)]
     lines += [textwrap.fill(line, width=100, subsequent_indent="    ") for line in downstream]
     if not lines:

@@ -86,12 +86,13 @@ def recipe_renderables(recipes: dict) -> list:
                    f"{recipe.batch_sequences:,} sequences x {recipe.n_ctx:,}; {recipe.steps:,} steps, warmup "
                    f"{recipe.warmup_steps:,} steps"
                    + ("" if recipe.beta2 is None else f"; beta2 {recipe.beta2:g}")
-                   + ("" if recipe.mup_base_lr is None else f"; muP --lr {recipe.mup_base_lr:.3g}"))
+                   + f"; --lr {recipe.train_lr:.4g}")
     batch = ("the batch the law's runs used (it has no B*)" if first.optimal_batch_tokens is None else
              "the batch you fixed" if first.batch_interval is None else "the law's optimal batch B*")
     out.append(f"batch: {batch}, in tokens per optimizer step, run as whole sequences of {first.n_ctx:,} tokens; "
-               f"steps = D / batch; warmup: {first.warmup_rule}; muP --lr: the base rate to give `train`/`distill "
-               f"--lr` (muP trains the hidden matrices at --lr x {first.mup_base_width or MUP_BASE_WIDTH} / "
+               f"steps = D / batch; warmup: {first.warmup_rule}; peak rates are the hidden matrices' "
+               f"(law {first.law}'s rate is {_unit_words(first.law_lr_unit)}); --lr: the rate to give `train`/`distill "
+               f"--lr` for it (muP trains the hidden matrices at --lr x {first.mup_base_width or MUP_BASE_WIDTH} / "
                "d_model, d_model the run's width)"
                + ("" if first.beta2 is None else "; beta2: the law's, `train`/`distill --adam-beta2`"))
     for names, recipe in same_runs(recipes):
@@ -109,6 +110,13 @@ def recipe_renderables(recipes: dict) -> list:
         out.append(line)
     out += list(dict.fromkeys(note for recipe in recipes.values() for note in recipe.notes))
     return out
+
+
+def _unit_words(text: str) -> str:
+    """A law's rate unit (`units.LrUnit.text`) in words."""
+    from distillscale.laws.hyperparameters.units import parse_lr_unit
+
+    return parse_lr_unit(text).describe()
 
 
 def same_runs(recipes: dict) -> list[tuple[list[str], Any]]:

@@ -85,14 +85,22 @@ class PlanQuery:
 class Planner:
     """The laws a page can plan with (the presets and the files given to `serve`), loaded once; with
     `downstream_law` (`serve --downstream-law FILE`), each plan's models carry their predicted
-    downstream error under it (`plan --downstream-law`)."""
+    downstream error under it (`plan --downstream-law`); `hyperparameter_laws` (`serve
+    --hyperparameter-law FILE`): fitted hyperparameter laws offered beside the presets, the first
+    selected."""
 
-    def __init__(self, law_specs: list[str] | None = None, downstream_law: str | Path | None = None) -> None:
+    def __init__(self, law_specs: list[str] | None = None, downstream_law: str | Path | None = None,
+                 hyperparameter_laws: list[str] | None = None) -> None:
         from distillscale.laws.downstream import load_downstream_law
+        from distillscale.laws.hyperparameters import HYPERPARAMETER_PRESETS, load_hyperparameter_law
 
         self.laws: dict[str, LawSet] = {}
         for spec in [*PRESETS, *(law_specs or [])]:
             self.laws[spec] = load_laws(spec)
+        # each offered by its path as given, loaded (and refused in one line) now, not by a request
+        self.hyperparameter_laws = {**HYPERPARAMETER_PRESETS,
+                                    **{str(spec): load_hyperparameter_law(str(spec)) for spec in hyperparameter_laws or []}}
+        self.default_hyperparameter_law = str((hyperparameter_laws or [DEFAULT_HYPERPARAMETER_LAW])[0])
         self.downstream_path = None if downstream_law is None else str(downstream_law)
         self.downstream = None if downstream_law is None else load_downstream_law(downstream_law)
         self.default = (law_specs or ["busbridge2025"])[0]
@@ -106,7 +114,8 @@ class Planner:
     def laws_info(self) -> dict:
         """The law menu: each law's name and what it can plan."""
         return {"default": self.default, "scenarios": {name: s.description for name, s in SCENARIOS.items()},
-                "hyperparameter_laws": {"default": DEFAULT_HYPERPARAMETER_LAW, "presets": _hyperparameter_presets()},
+                "hyperparameter_laws": {"default": self.default_hyperparameter_law,
+                                        "presets": list(self.hyperparameter_laws)},
                 "laws": [{"id": spec, "name": laws.name, "file": spec not in PRESETS,
                           "distillation": laws.distillation is not None,
                           "data_range": _range(laws)} for spec, laws in self.laws.items()]}
@@ -159,7 +168,8 @@ class Planner:
     def plan(self, query: PlanQuery) -> Plan:
         """`planning.plan` for the controls, as `distillscale plan` makes it from the same settings; a
         malformed control raises ParameterError naming it."""
-        return plan_from_settings(self.settings(query), self.laws[query.law],  # law: the file's path, reloaded by the command
+        settings = self.settings(query)   # the hyperparameter law as loaded when the page started
+        return plan_from_settings(settings, self.laws[query.law], self.hyperparameter_laws[query.hyperparameter_law],
                                   downstream=self.downstream)
 
     def settings(self, query: PlanQuery) -> PlanSettings:
@@ -171,9 +181,9 @@ class Planner:
             raise ParameterError("scenario", "{} {scenario!r} cannot be planned here: the page plans one "
                                              "scenario at a time, one of " + ", ".join(SCENARIOS),
                                  scenario=query.scenario)
-        if query.hyperparameter_law not in _hyperparameter_presets():  # the page reads no file a request names
+        if query.hyperparameter_law not in self.hyperparameter_laws:  # the page reads no file a request names
             raise ParameterError("hyperparameter_law", "{} {law!r} is not one the page offers: use one of "
-                                 + ", ".join(_hyperparameter_presets()), law=query.hyperparameter_law)
+                                 + ", ".join(self.hyperparameter_laws), law=query.hyperparameter_law)
         if query.teacher not in TEACHER_MODES:
             raise ParameterError("teacher.params", "unknown teacher mode {mode!r} (the teacher control): use "
                                  "one of " + ", ".join(TEACHER_MODES), mode=query.teacher)
@@ -214,13 +224,6 @@ class Planner:
 
 
 # -- internals ------------------------------------------------------------------------------------
-
-def _hyperparameter_presets() -> list[str]:
-    """The hyperparameter laws the page offers: the presets (imported on first use: SciPy)."""
-    from distillscale.laws.hyperparameters import HYPERPARAMETER_PRESETS
-
-    return list(HYPERPARAMETER_PRESETS)
-
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1e3, 2)

@@ -26,6 +26,9 @@ class ServeSettings(CommandSettings):
 
     law: list[str] = option([], help=f"{LAW_HELP} to offer beside the presets (repeatable; the first is selected)")
     downstream_law: Path | None = option(None, help=DOWNSTREAM_LAW_HELP)
+    hyperparameter_law: list[str] = option([], help="a hyperparameter law file (`distillscale fit hyperparameters "
+                                                    "--out`) to offer beside the presets for each run's lr and batch "
+                                                    "(repeatable; the first is selected)")
     port: int = option(8765, min=0, max=65535, help=PORT_HELP)
     host: str = option("127.0.0.1", help=HOST_HELP)
 
@@ -37,7 +40,7 @@ def serve_command(s: ServeSettings) -> None:
     from distillscale.serve.api import Planner
     from distillscale.serve.server import make_server
 
-    server = make_server(Planner(s.law, s.downstream_law), s.host, s.port)
+    server = make_server(Planner(s.law, s.downstream_law, s.hyperparameter_law), s.host, s.port)
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     console.print(f"planner page at {address} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
     _serve_until_interrupted(server)

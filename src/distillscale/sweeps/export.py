@@ -23,9 +23,12 @@ and have no loss: they are not records.
 - eval:<task>:<metric> (after the columns above, one per task and metric): the run's scores from the
   eval.json in its run directory (a sweep's [eval], or `distillscale eval RUN`), empty for a run without
   one; e.g. `distillscale fit downstream runs.csv --loss-col val_loss --accuracy-col eval:arc_easy:acc`.
-- lr, batch_tokens: the run's peak learning rate and its tokens per optimizer step (from result.json,
-  else its planned settings): with the `[tune]` grid of a sweep spec, the table `distillscale fit
+- lr, batch_tokens: the run's peak `--lr` and its tokens per optimizer step (from result.json, else
+  its planned settings): with the `[tune]` grid of a sweep spec, the table `distillscale fit
   hyperparameters` fits (diverged runs have no val_loss: `--drop-invalid` counts and skips them).
+- lr_unit, hidden_lr: what `lr` is ('mup-base:256', muP's base rate, for the family; 'peak' for a
+  model without muP), which the hyperparameter fit reads (`laws.hyperparameters.units`), and the
+  peak rate the run's hidden matrices trained at (empty for runs recorded before it was kept).
 
     distillscale fit supervised runs.csv --params-col non_embedding_params --tokens-col tokens \\
         --loss-col val_loss --fit-where "kind != 'student'"
@@ -50,9 +53,9 @@ from distillscale.training.lm_eval_run import EVAL_FILE, read_eval, score_column
 RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params", "tokens", "tokens_per_param",
                   "flops", "val_loss", "teacher_id", "teacher_params", "teacher_tokens", "teacher_loss",
                   "budget", "run_dir", "wall_seconds", "unique_tokens", "epochs", "on_policy_fraction",
-                  "student_init", "lr", "batch_tokens")
+                  "student_init", "lr", "batch_tokens", "lr_unit", "hidden_lr")
 # Headers of exports written by earlier versions, still recognised (and read: missing columns are empty).
-EARLIER_COLUMNS = (RECORD_COLUMNS[:-2], RECORD_COLUMNS[:-3], RECORD_COLUMNS[:-4])
+EARLIER_COLUMNS = (RECORD_COLUMNS[:-2], RECORD_COLUMNS[:-4], RECORD_COLUMNS[:-5], RECORD_COLUMNS[:-6])
 
 
 def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -82,7 +85,7 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
         "budget": run.config["budget"], "run_dir": str(layout.run_dir(run.id)), "wall_seconds": wall_seconds,
         "unique_tokens": result.get("unique_tokens"), "epochs": result.get("epochs"), "on_policy_fraction": None,
         "student_init": None, "lr": result.get("lr", run.config.get("settings", {}).get("lr")),
-        "batch_tokens": _batch_tokens(run),
+        "batch_tokens": _batch_tokens(run), "lr_unit": _lr_unit(run), "hidden_lr": result.get("hidden_lr"),
     }
     if run.kind == "student":
         teacher = by_id[run.config["teacher_id"]]
@@ -101,6 +104,15 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
     if run.status == "completed" and scores.is_file():
         record.update(score_columns(read_eval(scores)))
     return record
+
+
+def _lr_unit(run: RunRecord) -> str:
+    """What the run's `lr` is (`RunResult.lr_unit`); a run recorded before it was kept: muP's base
+    rate at the family's base width unless its settings turned muP off."""
+    result = run.result or {}
+    if result.get("lr_unit"):
+        return result["lr_unit"]
+    return "mup-base:256" if run.config.get("settings", {}).get("mup", True) else "peak"
 
 
 def _batch_tokens(run: RunRecord) -> int | None:

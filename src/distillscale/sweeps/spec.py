@@ -79,6 +79,7 @@ from distillscale.errors import UserError
 from distillscale.io import read_text_file
 from distillscale.laws.hyperparameters.law import FAR_FACTOR, HyperparameterLaw
 from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
+from distillscale.laws.hyperparameters.units import family_mup_multiplier, train_lr
 from distillscale.model import ModelConfig
 from distillscale.sweeps.spec_sections import (DATA_KEYS, DISTILL_KEYS, LATER_MODEL_KEYS, LR_RULE_KEYS,
                                                ON_POLICY_DISTILL_KEYS, DataSection, DistillSection, EvalSection,
@@ -372,10 +373,11 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
                 settings["unique_tokens"] = longest.steps_for(longest.tokens) * longest.tokens_per_step
             rule = settings.pop("lr_rule", None)
             batch_tokens = batch_size * base["grad_accum"] * base["seq_len"]
+            width = (settings["aspect_ratio"] * n_layers, settings.get("mup", True))   # the rate's model
             wsd = base.get("schedule") == "wsd"
             if isinstance(rule, LadderLrLaw) and wsd:  # one stable phase: the rate at the budgets' geometric mean
                 tokens = math.exp(sum(math.log(point[2]) for point in grid) / len(grid))
-                settings["lr"] = rule.lr(params, tokens, batch_tokens, f"{source}: [{section}]")
+                settings["lr"] = rule.lr(params, tokens, batch_tokens, *width, f"{source}: [{section}]")
             elif rule is not None and not isinstance(rule, LadderLrLaw):
                 settings["lr"] = lr_for_width(settings["lr"], settings["aspect_ratio"] * n_layers, *rule)
             tag = _grid_tag(settings, tune)
@@ -385,7 +387,7 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
             for tokens_per_param, budget, tokens in grid:
                 run_settings = {**settings, "tokens": tokens}
                 if isinstance(rule, LadderLrLaw):  # a run of its own: the rate at its own budget
-                    run_settings["lr"] = rule.lr(params, tokens, batch_tokens, f"{source}: [{section}]")
+                    run_settings["lr"] = rule.lr(params, tokens, batch_tokens, *width, f"{source}: [{section}]")
                 _check_settings(run_settings, source, section)
                 runs.append(_planned(kind, n_layers, params, tokens, tokens_per_param, budget, run_settings, tag=tag))
     return runs
@@ -416,12 +418,13 @@ class LadderLrLaw:
             return None
         lrs = sorted(run.settings["lr"] for run in runs)
         return (f"lr_law {self.law.name} is read up to {factor:,.0f}x outside the N and D it was fitted on "
-                f"(N = {params:,}, D = {tokens:.3g}), giving peak rates {lrs[0]:.3g}-{lrs[-1]:.3g}: a far "
+                f"(N = {params:,}, D = {tokens:.3g}), giving --lr {lrs[0]:.3g}-{lrs[-1]:.3g}: a far "
                 f"extrapolation; check the rates (`sweep plan --json`) or fit a law on a small grid of your own")
 
-    def lr(self, params: int, tokens: float, batch_tokens: int, where: str) -> float:
-        """The law's rate to 4 significant digits (a readable config); a law fitted at one batch
-        is refused at another in one line."""
+    def lr(self, params: int, tokens: float, batch_tokens: int, d_model: int, mup: bool, where: str) -> float:
+        """The `--lr` that trains a run's hidden matrices at the law's rate (`units.train_lr`, the
+        conversion `plan` makes: the run is `d_model` wide, with or without muP), to 4 significant
+        digits (a readable config); a law fitted at one batch is refused at another in one line."""
         law = self.law
         try:  # a B* law: the rate at the ladder's batch (regime adaptation)
             recommendation = law.recommend(params, tokens, batch_tokens=None if law.batch is None else batch_tokens)
@@ -432,7 +435,7 @@ class LadderLrLaw:
                             f"{recommendation.batch_tokens:,.0f} tokens and this ladder's is {batch_tokens:,} "
                             f"(batch_size x grad_accum x seq_len): the law cannot say the rate at another batch; "
                             f"set the ladder's batch to the law's, or fit the law on an lr x batch grid")
-        return float(f"{recommendation.lr:.4g}")
+        return float(f"{train_lr(recommendation.lr, law.lr_unit, d_model, family_mup_multiplier(d_model, mup)):.4g}")
 
 
 def _lr_law(model: BaseModel, tune: TuneSection | None, base_dir: Path, source: str) -> LadderLrLaw | None:

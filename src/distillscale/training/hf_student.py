@@ -91,7 +91,8 @@ class HFStudent(CountsFromRecord, HFCausalLM):
         counts = self.parameter_counts()
         return HFStudentRecord(architecture=type(self.model).__name__, non_embedding_params=counts.non_embedding,
                                total_params=counts.total, output_rows=counts.output_rows,
-                               flops=hf_forward_flops(self.model))
+                               flops=hf_forward_flops(self.model),
+                               d_model=getattr(self.model.config, "hidden_size", None))
 
 
 def load_hf_student(path: Path, vocab_size: int, seq_len: int, trust_remote_code: bool = False) -> HFStudent:

@@ -147,7 +147,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     if too_high and show_progress:
         warn(too_high)
     far = hyperparameter_warning(non_embedding_params, token_budget, config.effective_lr, config.tokens_per_step,
-                                 student_record.mup_multiplier)  # issue 53
+                                 student_record.mup_multiplier, d_model=student_record.d_model)  # issue 53
     if far and show_progress:
         warn(far)
     schedule = lr_schedule(config, total_steps, non_embedding_params)
@@ -384,6 +384,8 @@ def _result(config: TrainConfig, plan: RunPlan, done: Progress, objective: Objec
         "val_loss_unit": "nats/token",
         "steps": done.step,
         "lr": plan.lr,
+        "hidden_lr": plan.hidden_lr,
+        "lr_unit": plan.lr_unit,
         "schedule": config.schedule,
         "tokens": tokens,
         "token_budget": plan.token_budget,

@@ -24,7 +24,7 @@ from distillscale.model import ModelConfig
 from distillscale.model.hf_flops import HFFlops
 from distillscale.training.kd_settings import DistillationLossConfig, OnPolicyConfig
 
-RESULT_SCHEMA_VERSION = 2  # 2: unique_tokens, epochs, cuda_visible_devices
+RESULT_SCHEMA_VERSION = 3  # 2: unique_tokens, epochs, cuda_visible_devices; 3: hidden_lr
 RUN_SCHEMA_VERSION = 2  # 2: the plan keeps its token_budget
 
 
@@ -74,6 +74,7 @@ class HFStudentRecord(BaseModel):
     # Its forward FLOPs per token, counted as the family's are (`model.hf_flops`); None in a run
     # written before they were kept, which counts 2 x its non-embedding parameters, as it did then.
     flops: HFFlops | None = None
+    d_model: int | None = None  # its hidden size (the config's `hidden_size`; None: the config does not say)
 
     def forward_flops_per_token(self, seq_len: int) -> int:
         """As `ModelConfig.forward_flops_per_token`: block and head matmuls plus attention over `seq_len`."""
@@ -108,6 +109,19 @@ class RunPlan(BaseModel):
     model: ModelConfig | None = None  # None for a generic Hugging Face student (`hf_student`)
     hf_student: HFStudentRecord | None = None
     fork: ForkLink | None = None
+
+    @property
+    def hidden_lr(self) -> float:
+        """The peak rate the hidden (block) matrices train at: `lr` x the student's muP multiplier
+        (`Transformer.param_groups`; 1 without muP), the rate a hyperparameter law's is compared with."""
+        return self.lr * self.student.mup_multiplier
+
+    @property
+    def lr_unit(self) -> str:
+        """What `lr` (the run's --lr) is, as `laws.hyperparameters.units.parse_lr_unit` reads it:
+        muP's base rate at the model's base width, or (no muP) the hidden matrices' peak itself."""
+        model = self.model
+        return f"mup-base:{model.mup_base_width}" if model is not None and model.mup else "peak"
 
     @property
     def student(self) -> ModelConfig | HFStudentRecord:
@@ -303,7 +317,9 @@ class RunResult(BaseModel):
     val_loss: float | None
     val_loss_unit: str = "nats/token"
     steps: int
-    lr: float
+    lr: float                           # the run's peak --lr (after large-batch scaling)
+    hidden_lr: float | None = None      # the peak rate its hidden matrices trained at (absent before schema 3)
+    lr_unit: str | None = None          # what `lr` is: 'mup-base:256' (muP's base rate) or 'peak' (RunPlan.lr_unit)
     schedule: str
     tokens: int
     token_budget: float

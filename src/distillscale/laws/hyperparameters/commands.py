@@ -12,6 +12,7 @@ from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
 from distillscale.io import check_output_file
+from distillscale.laws.hyperparameters.units import LR_UNIT_HELP
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity
 
@@ -29,6 +30,7 @@ class FitHyperparametersSettings(CommandSettings):
     params_col: str = option("params", help="column of non-embedding parameters N")
     tokens_col: str = option("tokens", help="column of training tokens D")
     lr_col: str = option("lr", help="column of the peak learning rate")
+    lr_unit: str | None = option(None, help=LR_UNIT_HELP + " (default: that column, else 'peak')")
     batch_col: str = option("batch_tokens", help="column of the batch size in tokens (one value throughout: "
                                                  "only the lr law is fitted)")
     loss_col: str = option("loss", help="column of validation loss (nats/token)")
@@ -59,6 +61,7 @@ def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
     from distillscale.laws.hyperparameters.conditions import RULES
     from distillscale.laws.hyperparameters.fit import fit_hyperparameters
     from distillscale.laws.hyperparameters.law import is_hyperparameter_law_file
+    from distillscale.laws.hyperparameters.units import table_lr_unit
     from distillscale.tables import read_table
 
     if not 0 < s.level < 1:
@@ -83,7 +86,8 @@ def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
     rows = table.numeric(columns, drop_invalid=s.drop_invalid,
                          rules={column: RULES[key] for key, column in settings.items() if column is not None})
     name = s.name or s.file.stem
-    fit = fit_hyperparameters(rows.columns, params=s.params_col, tokens=s.tokens_col, lr=s.lr_col, batch=s.batch_col,
+    unit = table_lr_unit({"lr_unit": table.values("lr_unit")} if "lr_unit" in table.columns else None, s.lr_unit)
+    fit = fit_hyperparameters(rows.columns, lr_unit=unit, params=s.params_col, tokens=s.tokens_col, lr=s.lr_col, batch=s.batch_col,
                               loss=s.loss_col, beta2=s.beta2_col, warmup=s.warmup_col, backtest=s.backtest, bootstrap=s.bootstrap, level=s.level, seed=s.seed,
                               name=name, source=f"fitted to {s.file}" + (f" where {s.where}" if s.where else ""))
     if s.out:
@@ -108,7 +112,10 @@ def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
                   f"{'every run' if window is None else f'{window:.1%} of each cell' + chr(39) + 's best'} "
                   f"({fit.selection.reason})")
     console.print(f"laws across cells: {METHOD_TEXT.get(law.fit.method, law.fit.method)}")
-    console.print(f"lr* = {law.lr.coefficient:.4g} N^{law.lr.exponents[0]:.3f} D^{law.lr.exponents[1]:.3f}")
+    console.print(f"lr* = {law.lr.coefficient:.4g} N^{law.lr.exponents[0]:.3f} D^{law.lr.exponents[1]:.3f}  "
+                  f"(lr unit: {law.lr_unit.describe()}"
+                  + (", as the lr column said" if s.lr_unit is None and law.lr_unit.kind != "peak" else
+                     "; --lr-unit mup-base if the column is muP's base --lr" if s.lr_unit is None else "") + ")")
     if law.batch is not None:
         console.print(f"B*  = {law.batch.coefficient:.4g} N^{law.batch.exponents[0]:.3f} "
                       f"D^{law.batch.exponents[1]:.3f} tokens")

@@ -13,6 +13,15 @@ together by leave-one-cell-out among the cells fitted: each cell in turn is pred
 method fits to the other cells alone (none of its runs), scored by the loss of its measured run
 nearest the recommendation against its best. The backtest then holds out the cells of the largest N
 (never seen by the selection) and scores them the same way.
+
+What the grid cannot locate is said, not fitted through (`surface.grid_rule`): a cell whose optimum
+lies beyond its rates or batches has a one-sided interval and is left out of the laws (counted in
+one line per edge: "3 of 8 cells have lr* below the grid's smallest rate: extend the grid"); where no
+cell locates B* (2 batch sizes, or B* beyond every cell's batches) the law is the rate at one batch,
+each cell's rate fitted on that batch's runs; a surface with no convex cell is refused. The table is
+read first (`_prepare`): token counts of one size within SAME_TOKENS are one D (whole steps of each
+batch), repeated rows are counted once, seeds' losses averaged, and a rate column in other units is
+refused (above 1) or warned about (every rate below 1e-5).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from distillscale.laws.hyperparameters.across import (
 )
 from distillscale.laws.hyperparameters.conditions import RULES, SETTINGS, runs_at, setting_cells, setting_choices
 from distillscale.laws.hyperparameters.law import HyperparameterLaw, PowerLaw
+from distillscale.laws.hyperparameters.units import LrUnit, table_lr_unit
 from distillscale.laws.hyperparameters.records import (
     CellOptimum,
     CellScore,
@@ -59,6 +69,13 @@ WINDOWS = (0.005, 0.01, 0.02, 0.04, 0.08, None)   # candidate surface windows (r
 DEFAULT_WINDOW = 0.02                              # the window when too few cells to choose by evidence
 PRECISION_RESAMPLES = 100   # bootstrap resamples of each cell's optimum behind the "weighted" method's weights
 BATCH_FORMS = ("N,D", "D")   # B* = d N^e D^f, or d D^f (Step Law finds B* depends mainly on D)
+# An exponent the cells cannot identify (`across.unidentified`) is held at 0 with this prior sd, so a
+# law's interval widens with the distance from its data along it: about the spread of the published
+# laws' exponents (lr*: Step Law N^-0.713 D^0.307, DeepSeek (6ND)^-0.125; B*: Step Law N^0 D^0.571,
+# DeepSeek (6ND)^0.327; distillscale's own muP ladders N^-0.06-N^0.09).
+EXPONENT_PRIOR_SD = {"lr": 0.4, "batch": 0.3}
+LR_MAX = 1.0     # a peak rate above this diverges: an lr column beyond it is in other units (x1000)
+LR_TINY = 1e-5   # a grid whose largest rate is below this is likely in other units (LMs' peak: 1e-5 to 1)
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,7 @@ class HyperparameterFit:
 def fit_hyperparameters(runs=None, *, params=None, tokens=None, lr=None, batch=None, loss=None, beta2=None,
                         warmup=None, window: float | None | str = "auto", backtest: bool = True,
                         bootstrap: int = 200, level: float = 0.9, seed: int = 0, name: str = "fitted",
-                        source: str = "fitted to runs") -> HyperparameterFit:
+                        source: str = "fitted to runs", lr_unit: str | LrUnit | None = None) -> HyperparameterFit:
     """Fit lr*(N, D) and B*(N, D) to an lr x batch grid of runs: a table (a DataFrame or a dict of
     columns; default names params, tokens, lr, batch_tokens, loss) or the values themselves. Each
     (N, D) cell needs 3 or more learning rates; a table with one batch size fits the lr law alone.
@@ -86,14 +103,17 @@ def fit_hyperparameters(runs=None, *, params=None, tokens=None, lr=None, batch=N
     whose runs vary them is fitted at the setting of its best run, and the law carries the setting
     most cells chose, or the one every run used (`laws.hyperparameters.conditions`).
     `window` is the surface's (relative loss above the cell's best), "auto" chooses it by
-    leave-one-cell-out."""
+    leave-one-cell-out. `lr_unit` is what the rates are (`laws.hyperparameters.units`: 'peak' or
+    'mup-base'); None: the table's `lr_unit` column (`sweep export` writes one), else 'peak'."""
     from distillscale.laws.selection import run_columns
 
+    unit = table_lr_unit(runs, lr_unit)
     columns = run_columns(runs, rules=RULES, params=("params", params), tokens=("tokens", tokens), lr=("lr", lr),
                           batch_tokens=("batch_tokens", batch), loss=("loss", loss), beta2=(None, beta2),
                           warmup=(None, warmup))
+    columns, notes = _prepare(columns)
     with np.errstate(all="ignore"):   # values far beyond float range end as a non-finite law, refused below
-        fit = _fit(columns, window, backtest, bootstrap, level, seed, name, source)
+        fit = _fit(columns, window, backtest, bootstrap, level, seed, name, source, unit, notes)
     laws = [fit.law.lr] + ([fit.law.batch] if fit.law.batch is not None else [])
     if not all(law.finite for law in laws):
         raise UserError("the fitted power laws are not finite numbers: the runs' parameters, tokens, rates or batch "
@@ -101,26 +121,74 @@ def fit_hyperparameters(runs=None, *, params=None, tokens=None, lr=None, batch=N
     return fit
 
 
+def _prepare(columns: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The runs as the fit reads them, and a note for each change: a rate column in other units
+    refused (above LR_MAX) or warned about (below LR_TINY throughout); token counts of one model size
+    within SAME_TOKENS made one D (`surface.same_tokens`); a row repeating another exactly counted
+    once; runs at one (N, D, lr, batch, setting) with different losses (seeds) fitted at their mean."""
+    notes = []
+    lr = columns["lr"]
+    if lr.max() > LR_MAX:
+        above = np.flatnonzero(lr > LR_MAX)
+        raise UserError(f"the lr column holds rates up to {lr.max():.4g} (runs {', '.join(map(str, above[:3]))}"
+                        f"{' ...' if above.size > 3 else ''}): a peak learning rate above {LR_MAX:g} diverges, so the "
+                        "column is in other units (x1000?): divide it, or name the rate column with --lr-col")
+    if lr.max() < LR_TINY:
+        notes.append(f"every rate is below {LR_TINY:g} (the largest {lr.max():.3g}): LMs' peak rates lie between "
+                     f"1e-5 and 1, so the lr column may be in other units; the law's rates are the column's")
+    tokens, spread = same_tokens(columns["params"], columns["tokens"])
+    if spread > 0:
+        notes.append(f"token counts of one model size within {SAME_TOKENS:.0%} of each other are one cell (D = steps "
+                     f"x batch rounds each batch its own way): runs up to {spread:.2%} apart in D merged")
+    columns = {**columns, "tokens": tokens}
+    keys = [key for key in ("params", "tokens", "lr", "batch_tokens", *SETTINGS) if key in columns]
+    table = np.column_stack([columns[key] for key in keys] + [columns["loss"]])
+    _, first = np.unique(table, axis=0, return_index=True)
+    if first.size < table.shape[0]:
+        notes.append(f"{table.shape[0] - first.size} rows repeat another run exactly (the same N, D, lr, batch and "
+                     "loss): each counted once (the table written twice?)")
+        keep = np.sort(first)
+        columns, table = {key: values[keep] for key, values in columns.items()}, table[keep]
+    _, first, inverse, counts = np.unique(table[:, :-1], axis=0, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    if counts.max() > 1:
+        inverse = inverse.reshape(-1)
+        mean = np.bincount(inverse, weights=columns["loss"]) / counts
+        notes.append(f"{int(np.sum(counts > 1))} (N, D, lr, batch) points were run more than once (seeds?): each "
+                     "is fitted at the mean of its losses")
+        keep = np.sort(first)
+        columns = {key: values[keep] for key, values in columns.items()} | {"loss": mean[inverse[keep]]}
+    return columns, notes
+
+
 def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int, level: float, seed: int,
-         name: str, source: str) -> HyperparameterFit:
+         name: str, source: str, lr_unit: LrUnit, notes: list[str] | None = None,
+         whole: dict | None = None) -> HyperparameterFit:
+    """The fit of `_prepare`d runs; `whole`: the cells' batch edges where this fit is the rate at
+    one batch of a grid that did not locate B* (`_at_one_batch`)."""
     if not (0 < level < 1):
         raise ParameterError("level", "{} must be between 0 and 1, got {value!r}", value=level)
-    names = tuple(name for name in SETTINGS if name in columns)
-    cells, notes = setting_cells(columns, names)
-    check_cells(cells)
-    varies_batch = any(cell.varies_batch for cell in cells)
-    if not varies_batch and len({float(c.batch_tokens[0]) for c in cells}) > 1:
-        notes.append("the batch was not varied within a cell (each size ran its own): only the lr law is fitted, "
-                     "for the batch the runs used at each size (a power law through the cells' batches, not B*)")
-    elif not varies_batch:
-        notes.append(f"the batch was not varied (every run at {cells[0].batch_tokens[0]:.4g} tokens): "
-                     "only the lr law is fitted, for that batch")
     if bootstrap < 0:
         raise ParameterError("bootstrap", "{} must be 0 (no intervals) or more resamples, got {value!r}",
                              value=bootstrap)
+    names = tuple(name for name in SETTINGS if name in columns)
+    cells, setting_notes = setting_cells(columns, names)
+    notes = list(notes or []) + setting_notes
+    check_cells(cells)
+    windows = _candidate_windows(window)
+    _check_convex(cells, windows)
+    varies_batch = any(cell.varies_batch for cell in cells)
+    if varies_batch and not any(cell_optimum(cell, w).batch_located for cell in cells for w in windows):
+        return _at_one_batch(cells, columns, windows, lambda restricted, more, edges: _fit(
+            restricted, window, backtest, bootstrap, level, seed, name, source, lr_unit, notes + more, edges))
+    if not varies_batch and len({float(c.batch_tokens[0]) for c in cells}) > 1:
+        notes.append("the batch was not varied within a cell (each size ran its own): only the lr law is fitted, "
+                     "for the batch the runs used at each size (a power law through the cells' batches, not B*)")
+    elif not varies_batch and whole is None:
+        notes.append(f"the batch was not varied (every run at {cells[0].batch_tokens[0]:.4g} tokens): "
+                     "only the lr law is fitted, for that batch")
     rng = np.random.default_rng(seed)
     held, fitted = _backtest_split(cells) if backtest else ([], cells)
-    windows = _candidate_windows(window)
     # each cell resampled with generators of its own, so its draws do not depend on the other cells;
     # the precision weights from PRECISION_RESAMPLES whatever `bootstrap` (the intervals') is
     evidence = [cell_evidence(cell, windows, PRECISION_RESAMPLES, np.random.default_rng([seed, k, 0]))
@@ -128,25 +196,30 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
     selection = _choose(_of(evidence, fitted), window)
     chosen, method = selection.window, selection.method
     if across_cells(evidence, method, chosen, selection.batch_form) is None:
+        if across_cells(evidence, "optima", chosen, selection.batch_form) is None:
+            raise UserError(_none_located([item.optima[chosen] for item in evidence]))
         notes.append(f"the {method} fit failed on all the cells together: the law is fitted through the cells' optima")
         method = "optima"
     optima = [item.optima[chosen] for item in evidence]
+    notes += _unlocated_notes(optima)
     draws = np.stack([bootstrap_optima(cell, chosen, bootstrap, np.random.default_rng([seed, k, 1]))
                       for k, cell in enumerate(cells)])
-    law = _fit_law(evidence, draws, chosen, method, level, rng, name, source, selection.batch_form)
+    law = _fit_law(evidence, draws, chosen, method, level, rng, name, source, selection.batch_form, lr_unit=lr_unit)
     scores = None
-    if held:
+    if held and across_cells(_of(evidence, fitted), "optima", chosen, selection.batch_form) is None:
+        notes.append("no backtest: the grid located no optimum in the cells below the largest size")
+    elif held:
         keep = [k for k, cell in enumerate(cells) if any(cell is f for f in fitted)]
         backtest_evidence = [evidence[k] for k in keep]
         backtest_method = method if across_cells(backtest_evidence, method, chosen, selection.batch_form) else "optima"
         backtest_law = _fit_law(backtest_evidence, draws[keep], chosen, backtest_method, level, rng, name, source,
-                                selection.batch_form)
+                                selection.batch_form, lr_unit=lr_unit)
         setting = tuple((name, choice.value) for name, choice in setting_choices(
             [cells[k] for k in keep], columns, names).items())
         scores = score_cells(backtest_law, held, chosen, lambda cell: runs_at(columns, cell, setting) or cell)
     elif backtest:
         notes.append("no backtest: it needs cells of two or more model sizes, the others fitted")
-    cell_records = [_cell_record(fit, cell_draws, level) for fit, cell_draws in zip(optima, draws)]
+    cell_records = [_cell_record(fit, cell_draws, level, whole) for fit, cell_draws in zip(optima, draws)]
     penalties = [c.sqrt_penalty for c in cell_records if c.sqrt_penalty is not None]
     record = FitSummary(window=chosen, batch_form=selection.batch_form, method=method, selection=selection,
                         cells=cell_records,
@@ -251,7 +324,8 @@ def _bootstrap_law(cells: list[CellRuns], law: PowerLaw, optimum: np.ndarray, dr
 
 
 def _fit_law(evidence: list[CellEvidence], draws: np.ndarray, window: float | None, method: str, level: float,
-             rng: np.random.Generator, name: str, source: str, batch_form: str = "N,D") -> HyperparameterLaw:
+             rng: np.random.Generator, name: str, source: str, batch_form: str = "N,D", *,
+             lr_unit: LrUnit) -> HyperparameterLaw:
     """The law `method` fits over the cells' evidence at `window`, with intervals from `draws`
     (cells, resamples, 2), the cells' bootstrap ln lr*, ln B*."""
     cells = [item.cell for item in evidence]
@@ -270,7 +344,7 @@ def _fit_law(evidence: list[CellEvidence], draws: np.ndarray, window: float | No
                   if f.surface is not None and f.surface.two_dimensional]
     tail = (1 - level) / 2 * 100
     return HyperparameterLaw(
-        name=name, source=source, lr=lr_law, batch=batch_law,
+        name=name, source=source, lr_unit=lr_unit, lr=lr_law, batch=batch_law,
         fixed_batch_tokens=float(cells[0].batch_tokens[0]) if one_batch else None,
         batch_used=regress(cells, ln_batch) if not varies_batch and not one_batch else None, level=level,
         lr_batch_exponent=float(np.median(exponents)) if exponents else None,

@@ -27,9 +27,10 @@ from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, read_text_file
 from distillscale.laws.hyperparameters.records import FitSummary, SettingChoice
+from distillscale.laws.hyperparameters.units import PEAK, LrUnit
 from distillscale.laws.schema import describe, read_schema_version
 
-HYPERPARAMETER_SCHEMA_VERSION = 1
+HYPERPARAMETER_SCHEMA_VERSION = 2   # 2: lr_unit, what the law's rate is (laws.hyperparameters.units)
 FORMAT = "distillscale hyperparameter law"
 
 
@@ -38,18 +39,27 @@ class _Record(BaseModel):
 
 
 FAR_FACTOR = 2.0   # a recommendation this far outside the law's N or D says so (`Recommendation.notes`)
+# Where a law does not say how its batch exponent of the optimal rate spreads (fitted on one cell, or
+# a file from before): the spread of the cells' exponents around their median on Step Law's public
+# grid (15 cells: 0.22-0.67 around 0.40, docs/guides/hyperparameters.md), as offsets from the exponent.
+BATCH_EXPONENT_SPREAD = (-0.18, 0.27)
+DATA_RANGE_KEYS = ("params", "tokens", "batch_tokens", "compute")   # compute: C = 6 N D, in FLOPs
 
 
 class PowerLaw(_Record):
     """value = coefficient * N^exponents[0] * D^exponents[1]; its uncertainty in ln space: the
     covariance of (ln coefficient, exponent N, exponent D) plus the scatter of the cells around it
-    (`residual_sd`), so an interval is where the optimum of a new cell may lie."""
+    (`residual_sd`), so an interval is where the optimum of a new cell may lie. An exponent the
+    cells could not identify (`not_identified`: "N", "D"; their runs did not vary it beyond the
+    others) is held at 0 with a stated prior spread in the covariance, so the interval widens with
+    the distance from the data along it."""
 
     coefficient: float
     exponents: tuple[float, float]
     covariance: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]] = (
         (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
     residual_sd: float = 0.0
+    not_identified: tuple[Literal["N", "D"], ...] = ()
 
     def __call__(self, params: float, tokens: float) -> float:
         with np.errstate(all="ignore"):   # in logs: a value beyond float range is inf, not an error
@@ -69,6 +79,16 @@ class PowerLaw(_Record):
     def finite(self) -> bool:
         return bool(np.isfinite([self.coefficient, *self.exponents, self.residual_sd]).all()
                     and np.isfinite(self.covariance).all() and self.coefficient > 0)
+
+    @property
+    def problem(self) -> str | None:
+        """What makes the law unusable (None: nothing): a non-finite or non-positive coefficient,
+        a negative spread or variance."""
+        if not self.finite:
+            return "coefficient, exponents and spread must be finite, the coefficient positive"
+        if self.residual_sd < 0 or min(np.diag(np.array(self.covariance))) < 0:
+            return "residual_sd and the covariance's variances (its diagonal) must be 0 or more"
+        return None
 
 
 class RegimeAdaptation(_Record):
@@ -93,7 +113,7 @@ class Recommendation(_Record):
     law: str
     params: float
     tokens: float
-    lr: float
+    lr: float                                      # in `lr_unit` (the law's: `units.train_lr` makes it a --lr)
     lr_interval: tuple[float, float]
     batch_tokens: float
     batch_interval: tuple[float, float] | None     # None: the batch is the user's, or the law's only one
@@ -106,6 +126,7 @@ class Recommendation(_Record):
     beta2: float | None = None                     # AdamW beta2 the law's runs chose or held (None: unknown)
     warmup: float | None = None                    # warmup steps the law's runs chose or held (None: unknown)
     notes: list[str] = []
+    lr_unit: LrUnit = PEAK                         # what `lr` is: the law's unit
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -121,6 +142,7 @@ class HyperparameterLaw(_Record):
     schema_version: int = HYPERPARAMETER_SCHEMA_VERSION
     name: str
     source: str
+    lr_unit: LrUnit                                   # what `lr` is: the hidden matrices' peak, or muP's base --lr
     lr: PowerLaw
     batch: PowerLaw | None = None
     fixed_batch_tokens: float | None = None
@@ -143,9 +165,27 @@ class HyperparameterLaw(_Record):
 
     @model_validator(mode="after")
     def _usable(self) -> "HyperparameterLaw":
+        """Every field a recommendation reads is checked here, when the law is made or loaded: a
+        file that loads gives a recommendation or says in one line why it cannot."""
         for field, law in (("lr", self.lr), ("batch", self.batch), ("batch_used", self.batch_used)):
-            if law is not None and not law.finite:
-                raise ValueError(f"{field}: coefficient, exponents and spread must be finite, the coefficient positive")
+            if law is not None and law.problem is not None:
+                raise ValueError(f"{field}: {law.problem}")
+        for field, value in (("lr_batch_exponent", self.lr_batch_exponent),
+                             ("loss_tokens_exponent", self.loss_tokens_exponent)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{field} must be a finite number (or absent), got {value!r}")
+        if self.ridge_curvature is not None and not (math.isfinite(self.ridge_curvature)
+                                                     and self.ridge_curvature >= 0):
+            raise ValueError(f"ridge_curvature must be 0 or more (the loss rises away from B* along the ridge), "
+                             f"got {self.ridge_curvature!r}")
+        interval = self.lr_batch_exponent_interval
+        if interval is not None and not (all(math.isfinite(v) for v in interval) and interval[0] <= interval[1]):
+            raise ValueError(f"lr_batch_exponent_interval must be two finite numbers, low first, got {list(interval)}")
+        for key, bounds in (self.data_range or {}).items():
+            if key not in DATA_RANGE_KEYS:
+                raise ValueError(f"data_range has an unknown key {key!r}: its keys are {', '.join(DATA_RANGE_KEYS)}")
+            if not (all(math.isfinite(v) for v in bounds) and 0 < bounds[0] <= bounds[1]):
+                raise ValueError(f"data_range {key} must be two positive numbers, low first, got {list(bounds)}")
         if sum(v is not None for v in (self.batch, self.fixed_batch_tokens, self.batch_used)) != 1:
             raise ValueError("give one of batch (a B* law), fixed_batch_tokens (the one batch the runs used) or "
                              "batch_used (the batch the runs used at each size)")
@@ -163,27 +203,30 @@ class HyperparameterLaw(_Record):
         lr, lr_interval = self.lr(params, tokens), self.lr.interval(params, tokens, self.level)
         factor, where = self.extrapolation(params, tokens)
         recommendation = self._recommend(params, tokens, batch_tokens, lr, lr_interval)
-        return recommendation.model_copy(update={"extrapolation": factor,
+        return recommendation.model_copy(update={"extrapolation": factor, "lr_unit": self.lr_unit,
                                                  "beta2": None if self.beta2 is None else self.beta2.value,
                                                  "warmup": None if self.warmup is None else self.warmup.value,
                                                  "notes": [where] * bool(where) + recommendation.notes})
 
     def extrapolation(self, params: float, tokens: float) -> tuple[float, str | None]:
-        """How far (N, D) lies outside the N and D the law was fitted on: the larger factor (1 inside,
-        or when the law does not say its data), and a note when it is beyond FAR_FACTOR."""
+        """How far (N, D) lies outside the N, D (and compute C = 6 N D, where the law gives its range)
+        the law was fitted on: the largest factor (1 inside, or when the law does not say its data),
+        and a note when it is beyond FAR_FACTOR."""
+        values = {"params": params, "tokens": tokens, "compute": 6 * params * tokens}
         factors = {}
-        for key, value in (("params", params), ("tokens", tokens)):
+        for key, value in values.items():
             low, high = (self.data_range or {}).get(key, (0.0, math.inf))
             factors[key] = low / value if value < low else value / high if value > high else 1.0
         key = max(factors, key=lambda name: factors[name])
         factor = factors[key]
         if factor <= FAR_FACTOR:
             return factor, None
-        value, (low, high) = {"params": params, "tokens": tokens}[key], self.data_range[key]
+        value, (low, high) = values[key], self.data_range[key]
         side = "below" if value < low else "above"
-        return factor, (f"{'N' if key == 'params' else 'D'} = {value:.3g} is {factor:,.0f}x {side} the "
-                        f"{'models' if key == 'params' else 'token counts'} law {self.name} was fitted on "
-                        f"({low:.3g}-{high:.3g}): a far extrapolation, the rate may be far off")
+        what = {"params": ("N", "models"), "tokens": ("D", "token counts"),
+                "compute": ("C = 6ND", "compute budgets (FLOPs)")}[key]
+        return factor, (f"{what[0]} = {value:.3g} is {factor:,.0f}x {side} the {what[1]} law {self.name} was "
+                        f"fitted on ({low:.3g}-{high:.3g}): a far extrapolation, the rate may be far off")
 
     def _recommend(self, params: float, tokens: float, batch_tokens: float | None, lr: float,
                    lr_interval: tuple[float, float]) -> Recommendation:
@@ -192,9 +235,11 @@ class HyperparameterLaw(_Record):
             used = self.fixed_batch_tokens if self.batch_used is None else self.batch_used(params, tokens)
             if batch_tokens is not None and not math.isclose(batch_tokens, used, rel_tol=1e-6):
                 raise ParameterError("batch_tokens", f"{{}}: this law's runs did not vary the batch within a cell "
-                                     f"(at this size they used {used:.4g} tokens), so it cannot say the rate at another; "
-                                     "leave the batch out, or fit runs that vary the batch")
-            notes.append(f"the law's runs did not vary the batch: the lr is for the batch they used, {used:.4g} tokens"
+                                     f"or did not locate B* (its rate is at {used:.4g} tokens at this size), so it "
+                                     "cannot say the rate at another; leave the batch out, or fit runs at 3 or more "
+                                     "batch sizes that bracket B*")
+            notes.append(f"the law's runs did not vary the batch or did not locate B*: the lr is for the batch it was "
+                         f"fitted at, {used:.4g} tokens"
                          + (" at this size (not an optimum)" if self.batch_used is not None else ""))
             return Recommendation(law=self.name, params=params, tokens=tokens, lr=lr, lr_interval=lr_interval,
                                   batch_tokens=used, batch_interval=None, optimal_batch_tokens=None,
@@ -206,12 +251,35 @@ class HyperparameterLaw(_Record):
                                   optimal_batch_tokens=optimal, lr_batch_exponent=self.lr_batch_exponent,
                                   penalty=0.0, level=self.level, notes=notes)
         adaptation = self.regime_adaptation(params, tokens, batch_tokens)
-        ratio = adaptation.lr / lr
         return Recommendation(law=self.name, params=params, tokens=tokens, lr=adaptation.lr,
-                              lr_interval=(lr_interval[0] * ratio, lr_interval[1] * ratio),
+                              lr_interval=self._adapted_interval(lr, lr_interval, adaptation),
                               batch_tokens=adaptation.batch_tokens, batch_interval=None, optimal_batch_tokens=optimal,
                               lr_batch_exponent=self.lr_batch_exponent, penalty=adaptation.loss_penalty,
                               level=self.level, adaptation=adaptation, notes=adaptation.notes)
+
+    @property
+    def batch_exponent_interval(self) -> tuple[float, float] | None:
+        """Where a new cell's batch exponent of the optimal rate may lie: the law's interval, or
+        BATCH_EXPONENT_SPREAD around its exponent where it does not say (None: no exponent)."""
+        if self.lr_batch_exponent is None:
+            return None
+        if self.lr_batch_exponent_interval is not None:
+            return self.lr_batch_exponent_interval
+        return tuple(self.lr_batch_exponent + offset for offset in BATCH_EXPONENT_SPREAD)
+
+    def _adapted_interval(self, lr: float, lr_interval: tuple[float, float],
+                          adaptation: RegimeAdaptation) -> tuple[float, float]:
+        """The interval of the rate at the user's batch: the law's interval of lr* moved with the
+        rate, widened (in ln space, in quadrature: two independent spreads at one level) by where
+        the batch exponent may lie times ln(B / B*). B*'s own uncertainty is left out: lr* and B*
+        err together along the ridge (a cell's optimum is loosest there), and along it the rate at
+        a fixed batch does not move."""
+        step = math.log(adaptation.batch_tokens / adaptation.optimal_batch_tokens)
+        moved = [math.log(lr / lr_interval[0]), math.log(lr_interval[1] / lr)]
+        shifts = [(bound - self.lr_batch_exponent) * step for bound in self.batch_exponent_interval]
+        below = math.hypot(moved[0], max(0.0, -min(shifts)))
+        above = math.hypot(moved[1], max(0.0, max(shifts)))
+        return adaptation.lr * math.exp(-below), adaptation.lr * math.exp(above)
 
     def regime_adaptation(self, params: float, tokens: float, batch_tokens: float) -> RegimeAdaptation:
         """At a batch the user fixed (say, above B* to fill many GPUs): the rate to use there, the
@@ -219,8 +287,9 @@ class HyperparameterLaw(_Record):
         params, tokens = _positive("params", params), _positive("tokens", tokens)
         batch_tokens = _positive("batch_tokens", batch_tokens)
         if self.batch is None:
-            raise UserError(f"law {self.name}'s runs did not vary the batch: it has no B* or batch exponent "
-                            "to adapt the rate to another batch; fit runs that vary the batch")
+            raise UserError(f"law {self.name}'s runs did not vary the batch or did not locate B*: it has no B* or "
+                            "batch exponent to adapt the rate to another batch; fit runs at 3 or more batch sizes "
+                            "that bracket B*")
         if self.lr_batch_exponent is None:
             raise UserError(f"law {self.name} has no measured batch exponent of the optimal rate: it cannot "
                             "adapt the rate to another batch; fit your own lr x batch grid")
@@ -228,6 +297,13 @@ class HyperparameterLaw(_Record):
         step = math.log(batch_tokens / optimal)
         lr = self.lr(params, tokens) * math.exp(self.lr_batch_exponent * step)
         notes, penalty, factor = [], None, None
+        low, high = (self.data_range or {}).get("batch_tokens", (0.0, math.inf))
+        if not low * (1 - 1e-9) <= batch_tokens <= high * (1 + 1e-9):
+            side, far = ("above", batch_tokens / high) if batch_tokens > high else ("below", low / batch_tokens)
+            notes.append(f"the batch {batch_tokens:,.0f} tokens is {far:.3g}x {side} the batches law {self.name}'s "
+                         f"cells measured ({low:,.0f}-{high:,.0f} tokens): the rate's batch exponent"
+                         + (" and the loss penalty kappa (ln B/B*)^2 are" if self.ridge_curvature is not None
+                            else " is") + " extrapolated there")
         if self.ridge_curvature is None:
             notes.append(f"law {self.name} has no loss surface: it cannot give the loss penalty of this batch")
         else:
@@ -262,6 +338,11 @@ class HyperparameterLaw(_Record):
                             "--out` wrote, or a preset's name (steplaw2025, ...)")
         version = read_schema_version(data, HYPERPARAMETER_SCHEMA_VERSION, f"{path}: schema_version",
                                       "the hyperparameter law")
+        if "lr_unit" not in data:
+            raise UserError(f"{path} does not say what its lr is (written before laws declared it, schema "
+                            f"{version}): refit it, or add \"lr_unit\": {{\"kind\": \"mup-base\", \"base_width\": 256}} "
+                            "if its rates are a muP sweep's --lr (`sweep export`), {\"kind\": \"peak\"} if they are "
+                            "the rate every matrix trained at")
         try:
             return cls.model_validate({**data, "schema_version": version})
         except ValidationError as exc:

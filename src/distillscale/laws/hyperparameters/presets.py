@@ -29,6 +29,7 @@ from pathlib import Path
 
 from distillscale.errors import UserError
 from distillscale.laws.hyperparameters.law import HyperparameterLaw, PowerLaw
+from distillscale.laws.hyperparameters.units import PEAK
 
 _DEEPSEEK_LR, _DEEPSEEK_BATCH = -0.1250, 0.3271
 
@@ -38,6 +39,7 @@ HYPERPARAMETER_PRESETS: dict[str, HyperparameterLaw] = {
         source="Li et al. 2025, Predictable Scale: Part I (Step Law): lr* = 1.79 N^-0.713 D^0.307, "
                "B* = 0.58 D^0.571 tokens; intervals, batch exponent and surface measured by distillscale on "
                "the public grid (SLDBench, MIT), cells below 1B parameters",
+        lr_unit=PEAK,
         lr=PowerLaw(coefficient=1.79, exponents=(-0.713, 0.307), residual_sd=0.17),
         batch=PowerLaw(coefficient=0.58, exponents=(0.0, 0.571), residual_sd=0.20),
         lr_batch_exponent=0.40, lr_batch_exponent_interval=(0.22, 0.67), ridge_curvature=0.005,
@@ -47,6 +49,7 @@ HYPERPARAMETER_PRESETS: dict[str, HyperparameterLaw] = {
         name="deepseek2024",
         source="DeepSeek LLM 2024: eta_opt = 0.3118 C^-0.1250, B_opt = 0.2920 C^0.3271 tokens, C = 6 N D "
                "(N non-embedding parameters); intervals: the spread of its misses on Step Law's public grid",
+        lr_unit=PEAK,
         lr=PowerLaw(coefficient=0.3118 * 6 ** _DEEPSEEK_LR, exponents=(_DEEPSEEK_LR, _DEEPSEEK_LR), residual_sd=0.80),
         batch=PowerLaw(coefficient=0.2920 * 6 ** _DEEPSEEK_BATCH, exponents=(_DEEPSEEK_BATCH, _DEEPSEEK_BATCH),
                        residual_sd=0.66)),

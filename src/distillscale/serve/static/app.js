@@ -140,11 +140,11 @@ function recipeCard(r) {
   const adapted = r.regime_adaptation;
   const penalty = adapted && adapted.loss_penalty !== null
     ? `; at your batch: loss +${(100 * adapted.loss_penalty).toFixed(2)}%` : "";
-  return card(`how to run it (${r.hyperparameter_law})`, `lr ${lr(r.lr)} · batch ${quantity(r.batch_tokens)}`,
+  return card(`how to run it (${r.hyperparameter_law})`, `peak lr ${lr(r.lr)} · batch ${quantity(r.batch_tokens)}`,
               `${r.batch_sequences.toLocaleString("en")} × ${r.n_ctx.toLocaleString("en")} tokens, ` +
               `${r.steps.toLocaleString("en")} steps, warmup ${r.warmup_steps.toLocaleString("en")}` +
               (r.beta2 === null || r.beta2 === undefined ? "" : `, beta2 ${r.beta2}`) +
-              (r.mup_base_lr === null ? "" : `; muP --lr ${lr(r.mup_base_lr)}`) + penalty);
+              `; --lr ${lr(r.train_lr)}` + penalty);
 }
 
 // The student's predicted downstream error under `serve --downstream-law` (`planning.downstream`).
