@@ -112,7 +112,7 @@ def corpus_grid(name: str, data: dict, args) -> dict:
         writer = csv.writer(f)
         writer.writerow(list(smaller))
         writer.writerows(zip(*(values.tolist() for values in smaller.values())))
-    fit = ds.fit_hyperparameters(smaller, backtest=False, name=f"micro-{name}")
+    fit = ds.fit_hyperparameters(smaller, backtest=False, name=f"micro-{name}", lr_unit="mup-base:256")
     fit.save(root / "law.json")
     score = score_cells(fit.law, [held], fit.selection.window)[0]
     rec = fit.law.recommend(held.params, held.tokens)

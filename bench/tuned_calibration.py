@@ -126,7 +126,7 @@ def grid(work: Path, scale: str = "micro", corpus: str = "stdlib", root: Path = 
     placement = ("--runs-per-gpu", str(GPU_RUNS_PER_GPU)) if scale == "gpu" else ("--workers", "2")
     print(f"grid sweep {sweep_and_export(spec, sweep, export, placement):.0f} s")
     columns = read_grid(export)
-    fit = ds.fit_hyperparameters(columns, name="gpu-ladder-grid" if scale == "gpu" else f"micro-{corpus}-depths1-3")
+    fit = ds.fit_hyperparameters(columns, name="gpu-ladder-grid" if scale == "gpu" else f"micro-{corpus}-depths1-3", lr_unit="mup-base:256")
     fit.save(law)
     law = fit.law.lr
     print(f"lr* = {law.coefficient:.4g} N^{law.exponents[0]:.3f} D^{law.exponents[1]:.3f} "
@@ -195,7 +195,7 @@ def gpu_heldout(work: Path) -> None:
     columns = read_grid(work / "grid_gpu.csv")
     largest = columns["params"].max()
     fitted = {key: values[columns["params"] < largest] for key, values in columns.items()}
-    fit = ds.fit_hyperparameters(fitted, name="gpu-ladder-grid-smaller-depths")
+    fit = ds.fit_hyperparameters(fitted, name="gpu-ladder-grid-smaller-depths", lr_unit="mup-base:256")
     law = fit.law.lr
     print(f"fitted on the {len(fit.cells)} cells below N = {largest:.3g} ({fitted['loss'].size} runs): "
           f"lr* = {law.coefficient:.4g} N^{law.exponents[0]:.3f} D^{law.exponents[1]:.3f}")
