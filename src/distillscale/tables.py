@@ -47,6 +47,7 @@ class ValueRule:
 
 
 POSITIVE = ValueRule(lambda v: np.isfinite(v) & (v > 0), "positive numbers")
+NON_NEGATIVE = ValueRule(lambda v: np.isfinite(v) & (v >= 0), "numbers 0 or more")
 FRACTION = ValueRule(lambda v: np.isfinite(v) & (v >= 0) & (v < 1), "numbers from 0 up to, not including, 1")
 STEP_COUNT = ValueRule(lambda v: np.isfinite(v) & (v >= 0) & (v == np.round(v)),
                        "whole numbers of optimizer steps, 0 or more")
@@ -72,6 +73,18 @@ class RunTable:
                 raise UserError(f"missing column {name!r} in {self.source}; "
                                 f"columns found: {', '.join(map(repr, self.columns))}")
 
+    def _check_one_role_each(self, names: list[str], flags: list[str] | None) -> None:
+        """A column given for two roles (e.g. as the loss and as the accuracy) would be read as both: refused."""
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                if flags is not None:
+                    given = [flags[i] for i, other in enumerate(names) if other == name]
+                    roles = f" ({' and '.join(given)})"
+                else:
+                    roles = " (two of the fit's column options name it)"
+                raise UserError(f"column {name!r} of {self.source} is given for two roles{roles}: each role "
+                                f"needs a column of its own; name another column for one of them")
+
     def values(self, name: str) -> list[Any]:
         self.require(name)
         return [row.get(name) for row in self.rows]
@@ -85,12 +98,15 @@ class RunTable:
         return replace(self, rows=tuple(self.rows[i] for i in keep), lines=tuple(self.lines[i] for i in keep))
 
     def numeric(self, names: list[str], *, drop_invalid: bool = False,
-                rules: Mapping[str, ValueRule] | None = None) -> "NumericRuns":
+                rules: Mapping[str, ValueRule] | None = None, flags: list[str] | None = None) -> "NumericRuns":
         """The named columns as positive finite floats (a column named in `rules`: as its rule says).
 
-        A row with a missing, non-numeric, NaN, infinite or non-positive (or against its rule) value
-        in any of them is an error naming the rows, or, with `drop_invalid`, is skipped and counted.
+        Each name is one role of the fit (`flags`: the options that gave them, in the same order, for
+        the message): one column named for two roles is an error naming it and them. A row with a
+        missing, non-numeric, NaN, infinite or non-positive (or against its rule) value in any of them
+        is an error naming the rows, or, with `drop_invalid`, is skipped and counted.
         """
+        self._check_one_role_each(names, flags)
         self.require(*names)
         values = {name: np.array([_as_float(v) for v in self.values(name)]) for name in names}
         bad = np.zeros(len(self), dtype=bool)

@@ -203,8 +203,10 @@ def _supervised_columns(table, params_col: str, loss_col: str, tokens_col: str |
         raise UserError("give either --tokens-col or --flops-col, not both")
     amount_col = flops_col or tokens_col or "tokens"
     optional = {"total_params": total_params_col, "unique_tokens": unique_tokens_col}
+    flags = ["--params-col", "--flops-col" if flops_col else "--tokens-col", "--loss-col",
+             *(f"--{name.replace('_', '-')}-col" for name, column in optional.items() if column)]
     rows = table.numeric([params_col, amount_col, loss_col, *filter(None, optional.values())],
-                         drop_invalid=drop_invalid)
+                         drop_invalid=drop_invalid, flags=flags)
     runs = supervised_runs(rows.columns, params=params_col, loss=loss_col, **(
         {"flops": flops_col} if flops_col else {"tokens": amount_col}),
         **{name: column for name, column in optional.items() if column})
@@ -226,7 +228,9 @@ def _distillation_columns(table, columns: list[str], teacher_loss_col: str, with
         return RunTable(table.source, table.columns, tuple(r for r, k in zip(table.rows, keep) if k),
                         tuple(line for line, k in zip(table.lines, keep) if k))
 
-    students = subset([not s for s in is_supervised]).numeric(columns + [teacher_loss_col], drop_invalid=drop_invalid)
+    flags = ["--student-params-col", "--student-tokens-col", "--loss-col", "--teacher-loss-col"]
+    students = subset([not s for s in is_supervised]).numeric(columns + [teacher_loss_col], drop_invalid=drop_invalid,
+                                                              flags=flags)
     supervised = subset(is_supervised).numeric(columns, drop_invalid=drop_invalid) if with_supervised else None
     parts = [supervised, students] if supervised is not None else [students]
     lines = np.concatenate([part.lines for part in parts])

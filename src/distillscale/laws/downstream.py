@@ -144,6 +144,7 @@ def fit_downstream(losses, errors, *, task_set: str = "", holdout: int | None = 
         raise ParameterError("bootstrap", "{} must be 0 or more resamples, got {bootstrap}", bootstrap=bootstrap)
 
     epsilon, k, gamma = _fit(losses, errors)
+    _check_error_rises(losses, errors, k)
     backtest = None
     if holdout:
         order = np.argsort(losses, kind="stable")
@@ -160,6 +161,24 @@ def fit_downstream(losses, errors, *, task_set: str = "", holdout: int | None = 
     return DownstreamLaw(epsilon=epsilon, k=k, gamma=gamma, task_set=task_set, n_runs=len(losses),
                          loss_range=(float(losses.min()), float(losses.max())), level=level, draws=tuple(draws),
                          backtest=backtest, source=dict(source or {}))
+
+
+# Below this correlation of the errors with the losses, runs whose best law is a constant (k = 0: the
+# error must rise with the loss) show the opposite trend, not noise about a flat one.
+FALLING_CORRELATION = -0.5
+
+
+def _check_error_rises(losses: np.ndarray, errors: np.ndarray, k: float) -> None:
+    """Refuse runs whose error falls as the loss grows (accuracy rising with the loss): the law, whose
+    error rises with the loss, would fit them as a constant. Columns swapped, most likely."""
+    if k > 0 or np.ptp(errors) == 0 or np.ptp(losses) == 0:
+        return
+    correlation = float(np.corrcoef(losses, errors)[0, 1])
+    if correlation < FALLING_CORRELATION:
+        raise ParameterError(("losses", "errors"), "accuracy rises with loss: {1} fall as {0} grow (correlation "
+                             "{correlation:+.2f}), and Err(L) rises with the loss, so it would fit a constant: "
+                             "are the columns swapped? give the validation loss as the loss and the task "
+                             "set's accuracy (or error) as the score", correlation=correlation)
 
 
 def _law(loss, epsilon: float, k: float, gamma: float):

@@ -128,7 +128,8 @@ def fit_downstream_command(s: FitDownstreamSettings) -> None:
         raise UserError(exc.for_cli({
             "holdout": "--holdout", "bootstrap": "--bootstrap", "level": "--level",
             "losses": f"column {s.loss_col!r}" if table else "the runs' validation losses",
-            "errors": f"column {score_col!r}" if table else "the runs' errors"})) from None
+            "errors": ((f"the errors (1 - column {score_col!r})" if s.accuracy_col else f"column {score_col!r}")
+                       if table else "the runs' errors")})) from None
     if s.out:
         law.save(s.out)
     if s.as_json:
@@ -151,10 +152,13 @@ def fit_downstream_command(s: FitDownstreamSettings) -> None:
 
 def _table_runs(s: FitDownstreamSettings):
     """(losses, errors, the score column) from a CSV/JSONL table of runs."""
-    from distillscale.tables import read_table
+    from distillscale.tables import NON_NEGATIVE, read_table
 
     score_col = s.accuracy_col or s.error_col or "error"
-    rows = read_table(s.file).numeric([s.loss_col, score_col], drop_invalid=s.drop_invalid)
+    # an accuracy (or error) of exactly 0 is a score like any other: only the loss must be positive
+    rows = read_table(s.file).numeric([s.loss_col, score_col], drop_invalid=s.drop_invalid,
+                                      rules={score_col: NON_NEGATIVE},
+                                      flags=["--loss-col", "--accuracy-col" if s.accuracy_col else "--error-col"])
     scores = rows[score_col]
     if (scores > 1).any():
         raise UserError(f"column {score_col!r} in {s.file} has values above 1: give fractions (0.42, not 42%)")
