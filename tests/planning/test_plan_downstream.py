@@ -116,3 +116,34 @@ def test_the_figure_carries_the_errors(cli, law_file, tmp_path):
                        "--downstream-law", str(law_file), "--plot", str(figure))
     assert code == 0, err
     assert "Downstream error on task set tiny_mc" in figure.read_text()
+
+
+def test_a_downstream_law_on_another_loss_scale_is_refused_or_warned(cli, tmp_path):
+    """Issue 63: a downstream law fitted on losses of another scale (here 5.2-6.4 nats/token, another
+    tokenizer's) read the plan's 2.2-2.3 unchecked: an error far below 0 at the plan's losses."""
+    from distillscale.planning.downstream import loss_scale_warning
+
+    losses = np.linspace(5.2, 6.4, 12)
+    far = tmp_path / "far.json"
+    ds.fit_downstream(losses, 0.75 - 500 * np.exp(-1.3 * losses), task_set="other", bootstrap=0).save(far)
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                         "--downstream-law", far)
+    said = " ".join(err.split())
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"--downstream-law {far} cannot read this plan's losses" in said and "outside 0-1" in said
+    assert "the law's runs had losses 5.2 to 6.4 nats/token" in said and "another tokenizer or corpus" in said
+    # far outside but a possible error (a far extrapolation, or another scale): a warning naming the models
+    law = _law(far)
+    assert loss_scale_warning(law, {"near": 4.5, "inside": 6.0}) is None  # within one width (1.2) of the range
+    warning = loss_scale_warning(law, {"student": 8.0, "teacher": 5.0})
+    assert warning.startswith("student 8: far outside the losses the downstream law was fitted on")
+    with pytest.raises(ds.UserError, match="downstream_law cannot read this plan's losses: at student's loss 2.3"):
+        loss_scale_warning(law, {"student": 2.3, "teacher": 5.0})
+    narrow = tmp_path / "narrow.json"  # the law of small runs read at a larger model's loss: said, not refused
+    losses = np.linspace(3.0, 3.6, 6)
+    ds.fit_downstream(losses, 0.75 - 12 * np.exp(-1.3 * losses), bootstrap=0).save(narrow)
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case", downstream_law=narrow)
+    assert plan.downstream.scale_warning is not None and "warning: best-case" in plan.as_text()
+    # `predict downstream` reads a loss on another scale the same way
+    code, _, err = cli("predict", "downstream", "--law", far, "--loss", "2.3")
+    assert code == 2 and "outside 0-1: the loss is on another scale than the law's" in " ".join(err.split()), err

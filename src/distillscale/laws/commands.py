@@ -491,6 +491,11 @@ def predict_downstream_command(s: PredictDownstreamSettings) -> None:
         raise UserError(f"--loss must be a positive number of nats/token, got {s.loss:g}")
     law = load_downstream_law(s.law)
     error = float(law.error(s.loss))
+    if law.far_outside(s.loss) and not 0 <= error <= 1:  # as `plan --downstream-law` (planning.downstream)
+        raise UserError(f"--loss {s.loss:g} is far outside the losses the law {s.law} was fitted to "
+                        f"({law.loss_range[0]:.4g} to {law.loss_range[1]:.4g} nats/token), where it gives an error "
+                        f"of {error:.3g}, outside 0-1: the loss is on another scale than the law's (another "
+                        f"tokenizer or corpus, or other units); give a loss of the law's runs' data")
     low, high = law.interval(s.loss)
     outside = not law.loss_range[0] <= s.loss <= law.loss_range[1]
     if s.as_json:

@@ -28,6 +28,11 @@ DOWNSTREAM_FORMAT = "distillscale downstream law 1"
 is_downstream_law_file = json_format_is("distillscale downstream law")
 MIN_FIT_RUNS = 4  # three coefficients and one degree of freedom
 _GAMMA_GRID = np.geomspace(1e-2, 1e2, 161)
+# How far outside the losses a law was fitted on a loss may lie before it is "far" (another loss scale,
+# or a far extrapolation): in widths of their range, at least MIN_RANGE_SHARE of its upper end (runs
+# of nearly one loss still leave some room).
+FAR_OUTSIDE = 1.0
+MIN_RANGE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,16 @@ class DownstreamLaw:
         values = np.array([_law(float(loss), *draw) for draw in self.draws])
         tail = (1 - self.level) / 2
         return (float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)))
+
+    def far_outside(self, loss: float) -> bool:
+        """Whether `loss` lies more than FAR_OUTSIDE widths outside the losses the law was fitted on: read
+        there, the law may be reading another loss scale (another tokenizer or corpus, other units).
+        False for a law without a recorded range."""
+        low, high = (float(value) for value in self.loss_range)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return False
+        margin = FAR_OUTSIDE * max(high - low, MIN_RANGE_SHARE * abs(high))
+        return not low - margin <= float(loss) <= high + margin
 
     def coefficient_intervals(self) -> dict[str, tuple[float, float]]:
         if not self.draws:

@@ -14,7 +14,11 @@ The rules, stated once here:
   at the loss's low end to its high end at the loss's high end: the union of the law's intervals over
   every loss the plan allows (conservative: it does not shrink the two levels into one). A loss without
   an interval (a law fitted without one) gives the law's interval alone;
-- a loss outside the losses the law was fitted on is an extrapolation of the law: marked `beyond_data`.
+- a loss outside the losses the law was fitted on is an extrapolation of the law: marked `beyond_data`;
+- a loss farther outside them than the width of their range (`DownstreamLaw.far_outside`) may be on another scale (a
+  loss law of another tokenizer or corpus, or in other units) or a far extrapolation: `scale_warning`
+  names those models; where the law then gives an error outside 0-1, which no task set has, the plan
+  is refused: that number would be wrong, and the scales differ.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from distillscale.errors import ParameterError
 from distillscale.laws.downstream import DownstreamLaw
 
 if TYPE_CHECKING:
@@ -96,11 +101,13 @@ class PlanDownstream:
     loss_range: tuple[float, float]             # their losses
     backtest_error: float | None                # its backtest's mean absolute error (None: no backtest)
     predictions: dict[str, DownstreamPrediction]
+    scale_warning: str | None = None            # models whose losses lie far outside the law's (module rules)
 
     def to_dict(self) -> dict[str, Any]:
         return {"downstream_law": self.law, "task_set": self.task_set, "n_runs": self.n_runs,
                 "loss_range": list(self.loss_range), "backtest_mean_abs_error": self.backtest_error,
-                "models": {name: p.to_dict() for name, p in self.predictions.items()}}
+                "models": {name: p.to_dict() for name, p in self.predictions.items()},
+                "loss_scale_warning": self.scale_warning}
 
     def lines(self) -> list[str]:
         """The text of `plan --downstream-law`: a heading, a line per model (models with the same loss
@@ -121,15 +128,45 @@ class PlanDownstream:
                        "the loss's high end (the union of the law's intervals over the loss's, not one level)")
         if any(p.beyond_data for p in predictions):
             out.append("* the loss lies outside the losses the law was fitted on: the law is extrapolated there")
+        if self.scale_warning is not None:
+            out.append(f"warning: {self.scale_warning}")
         return out
 
 
 def plan_downstream(losses: dict[str, tuple[float, Prediction | None]], law: DownstreamLaw, source: str
                     ) -> PlanDownstream:
     """Each model's prediction; `losses`: `Plan.loss_predictions()` (name -> (loss, its Prediction));
-    `source`: how the plan names the law (its file)."""
+    `source`: how the plan names the law (its file). Losses far outside the law's (module rules): all
+    of them, a ParameterError about `downstream_law`; some, the plan's `scale_warning`."""
     return PlanDownstream(law=source, task_set=law.task_set, n_runs=law.n_runs,
                           loss_range=(float(law.loss_range[0]), float(law.loss_range[1])),
                           backtest_error=None if law.backtest is None else law.backtest.mean_abs_error,
                           predictions={name: downstream_prediction(law, name, loss, prediction)
-                                       for name, (loss, prediction) in losses.items()})
+                                       for name, (loss, prediction) in losses.items()},
+                          scale_warning=loss_scale_warning(law, {name: loss for name, (loss, _) in losses.items()},
+                                                          source))
+
+
+def loss_scale_warning(law: DownstreamLaw, losses: dict[str, float], source: str = "") -> str | None:
+    """None when no loss of `losses` (model name -> the plan's loss, nats/token) lies far outside those
+    `law` was fitted on (`DownstreamLaw.far_outside`); else a warning naming those beyond, or a ParameterError
+    about `downstream_law` when the law gives one of them an error outside 0-1: a downstream law read
+    on another loss scale gives wrong errors, not extrapolated ones. A law without a recorded range
+    (nan) is not checked. `source`: the law's file, named in the refusal."""
+    far = {name: loss for name, loss in losses.items() if law.far_outside(loss)}
+    if not far:
+        return None
+    low, high = (float(value) for value in law.loss_range)
+    shown = ", ".join(f"{name} {loss:.4g}" for name, loss in far.items())
+    fitted = f"the law's runs had losses {low:.4g} to {high:.4g} nats/token"
+    impossible = {name: float(law.error(loss)) for name, loss in far.items() if not 0 <= law.error(loss) <= 1}
+    if impossible:
+        name, error = next(iter(impossible.items()))
+        raise ParameterError("downstream_law", "{}{source} cannot read this plan's losses: at {name}'s loss {loss:.4g} it "
+                             "gives an error of {error:.3g}, outside 0-1 ({fitted}): the plan's losses are on "
+                             "another scale than the law's (a loss law of another tokenizer or corpus, or in "
+                             "other units); fit the downstream law on runs of the plan's data and tokenizer, "
+                             "or leave it out", name=name, loss=far[name], error=error, fitted=fitted,
+                             source=f" {source}" if source else "")
+    return (f"{shown}: far outside the losses the downstream law was fitted on ({fitted}): another loss scale "
+            f"(tokenizer, corpus)? if not, their errors are extrapolated far")
