@@ -15,10 +15,10 @@ The rules, stated once here:
   every loss the plan allows (conservative: it does not shrink the two levels into one). A loss without
   an interval (a law fitted without one) gives the law's interval alone;
 - a loss outside the losses the law was fitted on is an extrapolation of the law: marked `beyond_data`;
-- a loss farther outside them than the width of their range (`DownstreamLaw.far_outside`) may be on another scale (a
-  loss law of another tokenizer or corpus, or in other units) or a far extrapolation: `scale_warning`
-  names those models; where the law then gives an error outside 0-1, which no task set has, the plan
-  is refused: that number would be wrong, and the scales differ.
+- a loss farther outside them than the width of their range (`DownstreamLaw.far_outside`) may be on
+  another scale (a loss law of another tokenizer or corpus, or in other units) or a far extrapolation:
+  `scale_warning` names those models; where the law then gives an error outside 0-1, which no task set
+  has, the plan is refused: that number would be wrong, and the scales differ.
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ def loss_scale_warning(law: DownstreamLaw, losses: dict[str, float], source: str
     impossible = {name: float(law.error(loss)) for name, loss in far.items() if not 0 <= law.error(loss) <= 1}
     if impossible:
         name, error = next(iter(impossible.items()))
-        raise ParameterError("downstream_law", "{}{source} cannot read this plan's losses: at {name}'s loss {loss:.4g} it "
-                             "gives an error of {error:.3g}, outside 0-1 ({fitted}): the plan's losses are on "
+        raise ParameterError("downstream_law", "{}{source} cannot read this plan's losses: at {name}'s loss "
+                             "{loss:.4g} it gives an error of {error:.3g}, outside 0-1 ({fitted}): the plan's losses are on "
                              "another scale than the law's (a loss law of another tokenizer or corpus, or in "
                              "other units); fit the downstream law on runs of the plan's data and tokenizer, "
                              "or leave it out", name=name, loss=far[name], error=error, fitted=fitted,
