@@ -302,6 +302,7 @@ def _with_downstream(result: Plan, law) -> Plan:
 def _with_recipes(result: Plan, law) -> Plan:
     """The plan with how to run each of its runs under the hyperparameter `law` (`planning.recipes`),
     at the plan's context and aspect ratio; a given student model at its own width and context."""
+    from distillscale.planning.batch_penalty import factors as penalty_factors
     from distillscale.planning.recipes import plan_recipes
 
     settings, forward = result.settings, result.planner.flops
@@ -317,7 +318,13 @@ def _with_recipes(result: Plan, law) -> Plan:
         recipes = {name: replace(recipe, notes=(*recipe.notes, note))
                    if is_distilled(name) and not name.endswith(TEACHER_RUN.format("")) else recipe
                    for name, recipe in recipes.items()}
-    return replace(result, recipes=recipes)
+    result = replace(result, recipes=recipes)
+    if settings.batch_tokens is None:
+        return result
+    # every penalty the recipes print is in the losses and verdicts (`planning.batch_penalty`)
+    baselines = plan_recipes(getattr(result, "baselines", dict)(), law, forward.n_ctx, forward.aspect_ratio,
+                             settings.batch_tokens, model)
+    return result.with_batch_penalties(penalty_factors({**recipes, **baselines}))
 
 
 def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,

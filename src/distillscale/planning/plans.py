@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 from distillscale.jsontext import json_text
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import RepetitionAssessment
+from distillscale.planning.batch_penalty import PENALTY_NOTE, penalized_distillation, penalized_supervised, penalized_sweep
 from distillscale.planning.downstream import PlanDownstream
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.options import PlanSettings
@@ -62,6 +63,10 @@ class Plan:
     # With a loss-to-error law (`plan --downstream-law`): each of `runs()`'s predicted downstream
     # error at its predicted loss (`planning.downstream`).
     downstream: PlanDownstream | None = None
+    # At a batch the user fixed (`--batch-tokens`): each run's relative loss penalty there, already in
+    # the losses, intervals and verdicts above, and the plan at each run's own B* (`planning.batch_penalty`).
+    batch_penalties: dict[str, float] = field(default_factory=dict)
+    at_optimal_batch: "Plan | None" = field(default=None, repr=False, compare=False)
 
     @property
     def compute(self) -> float:
@@ -103,6 +108,24 @@ class Plan:
         """This plan with each model's loss under its check (`planning.repetition`)."""
         return self
 
+    def _penalized(self, factors: dict[str, float]) -> "Plan":
+        """This plan with each run's loss times its factor (1 + its penalty at the user's batch;
+        `planning.batch_penalty`), by `runs()` name; a run not in `factors` as planned."""
+        return self
+
+    def with_batch_penalties(self, factors: dict[str, float]) -> "Plan":
+        """This plan under `factors` (a factor of 1 is left out), keeping the plan at each run's B*."""
+        factors = {name: factor for name, factor in factors.items() if factor != 1.0}
+        if not factors:
+            return self
+        penalized = self._penalized(factors)
+        before, after = self.verdicts(), penalized.verdicts()
+        moved = [f"{name}: {before[name]} at each run's B*, {verdict} at your batch"
+                 for name, verdict in after.items() if before.get(name) != verdict]
+        notes = [PENALTY_NOTE] + (["the batch you fixed changes the verdict (" + "; ".join(moved) + ")"] if moved else [])
+        return replace(penalized, batch_penalties={name: f - 1.0 for name, f in factors.items()},
+                       at_optimal_batch=self, warnings=list(dict.fromkeys([*self.warnings, *notes])))
+
     def to_dict(self) -> dict:
         """What `distillscale plan --json` prints, with the warnings it shows on stderr."""
         record = {**self._record(), "warnings": list(self.warnings)}
@@ -114,6 +137,12 @@ class Plan:
             record["recipes"] = {name: recipe.to_dict() for name, recipe in self.recipes.items()}
         if self.downstream is not None:
             record["downstream"] = self.downstream.to_dict()
+        if self.at_optimal_batch is not None:
+            optimal = self.at_optimal_batch
+            record["batch_penalty"] = {"penalties": dict(self.batch_penalties), "note": PENALTY_NOTE,
+                                       "losses_at_optimal_batch": {name: loss for name, (loss, _) in
+                                                                   optimal.loss_predictions().items()},
+                                       "verdicts_at_optimal_batch": optimal.verdicts()}
         return record
 
     def _record(self) -> dict:
@@ -169,7 +198,12 @@ class ScenarioPlans(Plan):
 
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "ScenarioPlans":
         return replace(self, plans=[repeated_distillation(p, checks[p.scenario.name],
-                                                          checks[PRETRAIN_INSTEAD.format(p.scenario.name)])
+                                                          checks[PRETRAIN_INSTEAD.format(p.scenario.name)],
+                                                          self.laws, checks.get(TEACHER_RUN.format(p.scenario.name)))
+                                    for p in self.plans])
+
+    def _penalized(self, factors: dict[str, float]) -> "ScenarioPlans":
+        return replace(self, plans=[penalized_distillation(p, self.laws, *_scenario_factors(factors, p.scenario.name))
                                     for p in self.plans])
 
     def _record(self) -> dict:
@@ -225,8 +259,20 @@ class StudentSizePlans(Plan):
 
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "StudentSizePlans":
         return replace(self, sweeps=[repeated_sweep(s, self.laws, checks[s.scenario.name],
-                                                    checks[PRETRAIN_INSTEAD.format(s.scenario.name)])
+                                                    checks[PRETRAIN_INSTEAD.format(s.scenario.name)],
+                                                    checks.get(TEACHER_RUN.format(s.scenario.name)))
                                      for s in self.sweeps])
+
+    def _penalized(self, factors: dict[str, float]) -> "StudentSizePlans":
+        return replace(self, sweeps=[penalized_sweep(s, self.laws, *_scenario_factors(factors, s.scenario.name),
+                                                     factors.get(BASELINE_RUN.format(s.scenario.name), 1.0))
+                                     for s in self.sweeps])
+
+    def baselines(self) -> dict[str, tuple[float, float]]:
+        """Each scenario's best student's same-size baseline (its loss difference's other side, not a
+        run the plan asks for), by BASELINE_RUN name: (parameters, tokens)."""
+        return {BASELINE_RUN.format(s.scenario.name): (s.best.student_params, s.best.supervised.tokens)
+                for s in self.sweeps}
 
     def _record(self) -> dict:
         return {"law": self.law, "budget": self.compute, "sweeps": {s.scenario.name: s.to_dict() for s in self.sweeps}}
@@ -288,6 +334,9 @@ class SupervisedOnlyPlan(Plan):
 
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "SupervisedOnlyPlan":
         return replace(self, supervised=repeated_supervised(self.supervised, checks["supervised"]))
+
+    def _penalized(self, factors: dict[str, float]) -> "SupervisedOnlyPlan":
+        return replace(self, supervised=penalized_supervised(self.supervised, factors.get("supervised", 1.0)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -379,9 +428,25 @@ class ModeComparison(Plan):
         """The checks `compare_modes` priced each mode with (already in their losses)."""
         return {m.name: m.repetition for m in self.modes}
 
+    def _penalized(self, factors: dict[str, float]) -> "ModeComparison":
+        def scaled(interval, factor):
+            return None if interval is None else interval.scaled(factor)
+        return replace(self, modes=[replace(m, student_loss=m.student_loss * factors.get(m.name, 1.0),
+                                            interval=scaled(m.interval, factors.get(m.name, 1.0)),
+                                            law_interval=scaled(m.law_interval, factors.get(m.name, 1.0)))
+                                    for m in self.modes])
+
 
 # The name of the teacher a scenario pre-trains, beside its student.
 TEACHER_RUN = "{} teacher"
+# A sweep's best student's same-size baseline (its loss difference's other side).
+BASELINE_RUN = "{} (baseline at the student's size)"
+
+
+def _scenario_factors(factors: dict[str, float], scenario: str) -> tuple[float, float, float]:
+    """A scenario's (student, model trained instead, pre-trained teacher) factors, 1 where absent."""
+    return (factors.get(scenario, 1.0), factors.get(PRETRAIN_INSTEAD.format(scenario), 1.0),
+            factors.get(TEACHER_RUN.format(scenario), 1.0))
 
 
 def _with_teachers(models: dict, plans: list[DistillationPlan], teacher=lambda p: (p.teacher_params, p.teacher_tokens)

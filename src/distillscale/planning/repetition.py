@@ -17,6 +17,7 @@ from dataclasses import replace
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (PUBLISHED, Repetition, RepetitionAssessment, assess, distilled_repetition,
                                           repetition_penalty)
+from distillscale.planning.batch_penalty import with_teacher_loss
 from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
 
 # The name of the model trained without a teacher beside a scenario's student.
@@ -62,23 +63,29 @@ def repeated_supervised(plan: SupervisedPlan, check: RepetitionAssessment) -> Su
 
 
 def repeated_distillation(plan: DistillationPlan, student: RepetitionAssessment,
-                          supervised: RepetitionAssessment) -> DistillationPlan:
+                          supervised: RepetitionAssessment, laws: LawSet | None = None,
+                          teacher: RepetitionAssessment | None = None) -> DistillationPlan:
     """A distilled student and its same-size baseline, each under its own penalty: its loss,
-    interval, loss difference and verdict are the ones after repetition."""
+    interval, loss difference and verdict are the ones after repetition. With the check of a
+    teacher the scenario pre-trains on the same corpus (`teacher`), the teacher's loss carries its
+    penalty first, and the student's loss moves with it (`batch_penalty.with_teacher_loss`)."""
+    fresh = plan
+    if teacher is not None and laws is not None:
+        plan = with_teacher_loss(plan, laws, 1.0 + teacher.penalty)
     factor = 1.0 + student.penalty
     return replace(plan, student_loss=plan.student_loss * factor,
                    student_interval=_scaled(plan.student_interval, factor),
-                   supervised=repeated_supervised(plan.supervised, supervised), fresh=plan)
+                   supervised=repeated_supervised(plan.supervised, supervised), fresh=fresh)
 
 
 def repeated_sweep(sweep: StudentSweep, laws: LawSet, student: RepetitionAssessment,
-                   supervised: RepetitionAssessment) -> StudentSweep:
+                   supervised: RepetitionAssessment, teacher: RepetitionAssessment | None = None) -> StudentSweep:
     """A sweep's best student and best model trained alone under their penalties (the best
     student's same-size baseline under its own); the searched sizes are listed with fresh data."""
     best = sweep.best
     baseline = assess_model(laws, best.student_params, best.supervised.tokens, student.unique_tokens,
                             student.max_penalty, distilled=False, loss_fresh=best.supervised.loss)
-    return replace(sweep, best=repeated_distillation(best, student, baseline),
+    return replace(sweep, best=repeated_distillation(best, student, baseline, laws, teacher),
                    supervised_best=repeated_supervised(sweep.supervised_best, supervised), fresh=sweep)
 
 
@@ -87,20 +94,23 @@ def _scaled(interval, factor: float):
 
 
 def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01) -> dict[str, RepetitionAssessment]:
-    """With only `unique_tokens` of data: for each model a plan trains (`Plan.models()`, by name:
-    each scenario's student, "<scenario> (pretrain instead)" for the model without a teacher,
-    "supervised" for a supervised plan) its epochs, the loss penalty of repeating the data, and the
-    unique data that keeps the penalty within `max_penalty` (`assess_model`), from the plan's own
-    losses with fresh data (`Plan.model_losses()`)."""
+    """With only `unique_tokens` of data: for each run a plan trains (`Plan.runs()`, by name: each
+    scenario's student, "<scenario> (pretrain instead)" for the model without a teacher, "<scenario>
+    teacher" for a teacher the scenario pre-trains on the same corpus, "supervised" for a supervised
+    plan) its epochs, the loss penalty of repeating the data, and the unique data that keeps the
+    penalty within `max_penalty` (`assess_model`), from the plan's own losses with fresh data
+    (`Plan.model_losses()`; a teacher's, the supervised law's at its size and tokens)."""
     from distillscale.errors import ParameterError
 
     if getattr(result, "laws", None) is None:
         raise ParameterError("result", "{} must be a plan made by `plan` or `plan_supervised` (it carries "
                              "its law)")
     losses = result.model_losses()
-    return {name: assess_model(result.laws, N, D, unique_tokens, max_penalty, loss_fresh=losses[name],
-                               distilled=is_distilled(name))
-            for name, (N, D) in result.models().items()}
+    law = result.laws.require_supervised()
+    return {name: assess_model(result.laws, N, D, unique_tokens, max_penalty,
+                               loss_fresh=losses[name] if name in losses else float(law.predict(N, D)),
+                               distilled=is_distilled(name) and name in losses)
+            for name, (N, D) in result.runs().items()}
 
 
 def with_repetition(result):
