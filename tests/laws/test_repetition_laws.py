@@ -353,3 +353,23 @@ def test_a_model_that_repeats_nothing_pays_no_repetition_penalty_under_r_n_star(
     needed = unique_tokens_needed(law, PUBLISHED, N, D, 0.01)
     assert needed < D and repetition_penalty(law, PUBLISHED, N, D, needed) == pytest.approx(0.01, rel=1e-3)
     assert repetition_penalty(law, PUBLISHED, [N, N], [D, D], [D, D / 8]).tolist()[0] == 0.0
+
+
+@pytest.mark.parametrize("form", ["interaction", "farseer"])
+def test_an_interaction_form_with_unique_tokens_refits_repetition_as_chinchilla_with_its_options(cli, tmp_path, form):
+    """Issue 63: `fit supervised --form interaction|farseer --unique-tokens-col U` was a traceback
+    ("unknown interaction form 'chinchilla'"): the repetition refit cloned the interaction fitter as
+    chinchilla. A form of another family now gets its own fitter with the same options."""
+    from distillscale.laws.fitting import SupervisedLawFitter
+    from distillscale.laws.interaction import InteractionLawFitter
+
+    fitter = InteractionLawFitter(form, irreducible_loss=1.7, bootstrap=0)
+    twin = fitter.clone(form="chinchilla")
+    assert type(twin) is SupervisedLawFitter and twin.irreducible_loss == 1.7 and twin.form_name == "chinchilla"
+    _, N, D, U, loss = synthetic_repeated_runs()
+    runs = tmp_path / "runs.csv"
+    runs.write_text("params,tokens,unique,loss\n" + "".join(f"{n},{d},{u},{v}\n" for n, d, u, v in zip(N, D, U, loss)))
+    code, out, err = cli("fit", "supervised", runs, "--unique-tokens-col", "unique", "--form", form,
+                         "--bootstrap", "0", "--json")
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out)["repetition"]["record"]["repeated_runs"] == 10

@@ -246,7 +246,11 @@ class InteractionLawFitter(SupervisedLawFitter):
                 f"variable projection over alpha, beta (the chinchilla form), best {len(rows)} each at "
                 + "; ".join(f"{p.name} " + ", ".join(map(str, p.grid)) for p in extras) + ", polished by L-BFGS")
 
-    def clone(self, **overrides) -> "InteractionLawFitter":
+    def clone(self, **overrides) -> "SupervisedLawFitter":
+        """scikit-learn's clone; a form of another family (the repetition refit's chinchilla) gets
+        that family's fitter with the same options (E, priors, bootstrap, ...)."""
+        if overrides.get("form", self.form_name) not in INTERACTION_FORMS:
+            return SupervisedLawFitter(**{**self._params, **overrides})
         twin = super().clone(**overrides)
         twin._set_origin(self.n0)  # a subset's fit reads its parameters at this fitter's origin
         return twin
