@@ -66,10 +66,11 @@ def test_the_joint_fit_recovers_a_known_optimum_law_from_noisy_runs_of_many_cell
 
 
 def test_a_left_out_cells_recommendation_does_not_depend_on_its_own_runs():
-    """Moving one cell's optimal rate 4x changes the others' held-out recommendations (its runs enter
-    their laws) but not its own, for every method."""
+    """Moving one cell's optimal rate 1.5x (inside its grid: an optimum beyond it enters no law)
+    changes the others' held-out recommendations (its runs enter their laws) but not its own, for
+    every method."""
     plain = evidence_of(grid(), resamples=20)
-    moved = evidence_of(grid(shift=(2e8, 1.2e10, 4.0)), resamples=20)
+    moved = evidence_of(grid(shift=(2e8, 1.2e10, 1.5)), resamples=20)
     k = 4                                      # the cell (2e8, 1.2e10)
     assert (moved[k].cell.params, moved[k].cell.tokens) == (2e8, 1.2e10)
     for method in METHODS:

@@ -94,28 +94,30 @@ def test_under_wsd_each_grid_point_forks_its_own_longest_run(tmp_path):
 
 
 def test_a_grid_of_one_key_keeps_the_models_other_value_and_no_grid_keeps_the_ids(tmp_path):
-    spec = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.001, 0.01]\n"))
+    spec = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.001, 0.003, 0.01]\n"))
     assert sorted((run.n_layers, run.settings["lr"]) for run in spec.runs) == \
-           [(1, 0.001), (1, 0.01), (2, 0.001), (2, 0.01)]
+           [(1, 0.001), (1, 0.003), (1, 0.01), (2, 0.001), (2, 0.003), (2, 0.01)]
     assert {run.settings["batch_size"] for run in spec.runs} == {8}
-    single = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.001, 0.01]\nbatch_size = 4\n"))
+    single = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.001, 0.003, 0.01]\nbatch_size = 4\n"))
     assert {run.settings["batch_size"] for run in single.runs} == {4}  # one value: a list of one
     plain = load_sweep_spec(grid_spec(tmp_path, extra=""))
     assert "tune" not in plain.sections and all("-lr" not in run.run_id for run in plain.runs)
-    one_point = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.003]\nbatch_size = [8]\n"))
-    # the same settings as the spec without a grid (its D already whole steps): the same hashes, the tag added
-    assert [run.run_id[-8:] for run in one_point.runs] == [run.run_id[-8:] for run in plain.runs]
+    at_batch = load_sweep_spec(grid_spec(tmp_path, extra="[tune]\nlr = [0.001, 0.003, 0.01]\nbatch_size = [8]\n"))
+    # the grid point with the same settings as the spec without a grid (its D already whole steps): the same
+    # hashes, the tag added (a grid of one point is refused: `fit hyperparameters` needs 3 rates per cell)
+    assert [run.run_id[-8:] for run in at_batch.runs if run.settings["lr"] == 0.003] == \
+           [run.run_id[-8:] for run in plain.runs]
 
 
 def test_with_a_width_rule_the_grid_lists_the_rates_at_the_reference_width(tmp_path):
-    extra = "[tune]\nlr = [0.001, 0.01]\n"
+    extra = "[tune]\nlr = [0.001, 0.002, 0.01]\n"
     path = grid_spec(tmp_path, extra=extra)
     path.write_text(path.read_text().replace("lr = 0.003\n", "lr = 0.003\nlr_width_exponent = -1.0\n"
                                              "lr_reference_width = 32\n"), encoding="utf-8")
     spec = load_sweep_spec(path)  # widths 32 (1 layer) and 64 (2 layers): the rate halves
     assert sorted((run.n_layers, run.settings["lr"]) for run in spec.runs) == \
-           [(1, 0.001), (1, 0.01), (2, 0.0005), (2, 0.005)]
-    assert {run.run_id.split("-")[3] for run in spec.runs if run.n_layers == 2} == {"lr0.0005", "lr0.005"}
+           [(1, 0.001), (1, 0.002), (1, 0.01), (2, 0.0005), (2, 0.001), (2, 0.005)]
+    assert {run.run_id.split("-")[3] for run in spec.runs if run.n_layers == 2} == {"lr0.0005", "lr0.001", "lr0.005"}
 
 
 @pytest.mark.parametrize("tune, message", [
@@ -162,7 +164,7 @@ device = "cpu"
 n_layers = [1]
 tokens_per_param = 0.5
 [tune]
-lr = [0.001, 0.003, 0.01]
+lr = [0.003, 0.01, 0.03]
 batch_size = [4, 8]
 """
 
@@ -171,7 +173,8 @@ batch_size = [4, 8]
 def test_a_tuned_sweeps_export_carries_each_runs_lr_and_batch_tokens(cli, tmp_path):
     """A real grid of six 1-layer runs (32-64 steps each): the export's lr and batch_tokens are each
     run's own (result.json: its peak rate, its tokens per step), and `fit hyperparameters` fits the
-    export as written (one cell: its optimum within the grid)."""
+    export as written (one cell: its rate within the grid at the batch of its best run, 0.01 at 128
+    tokens by 0.06 nats or more; 2 batch sizes cannot locate B*, and it says so)."""
     from distillscale.sweeps.export import RECORD_COLUMNS
     from distillscale.tables import read_table
 
@@ -187,13 +190,16 @@ def test_a_tuned_sweeps_export_carries_each_runs_lr_and_batch_tokens(cli, tmp_pa
     rows = table.numeric(["non_embedding_params", "tokens", "lr", "batch_tokens", "val_loss"])
     assert len(rows) == 6
     points = sorted(zip(rows.columns["lr"], rows.columns["batch_tokens"]))
-    assert points == [(lr, b) for lr in (0.001, 0.003, 0.01) for b in (128, 256)]  # batch_size x seq_len 32
+    assert points == [(lr, b) for lr in (0.003, 0.01, 0.03) for b in (128, 256)]  # batch_size x seq_len 32
     assert all(loss > 0 for loss in rows.columns["val_loss"])
     code, out, err = cli("fit", "hyperparameters", tmp_path / "runs.csv", "--params-col", "non_embedding_params",
                          "--loss-col", "val_loss", "--drop-invalid", "--bootstrap", "0", "--no-backtest", "--json")
     assert code == 0, err  # the export as it is, with the flags the guide gives
-    fitted, = json.loads(out)["law"]["fit"]["cells"]
-    assert fitted["runs"] == 6 and 0.001 <= fitted["lr"] <= 0.01 and 128 <= fitted["batch_tokens"] <= 256
+    law = json.loads(out)["law"]
+    fitted, = law["fit"]["cells"]
+    assert fitted["runs"] == 3 and 0.003 < fitted["lr"] < 0.03 and fitted["located"]    # the runs at its batch
+    assert law["fixed_batch_tokens"] == fitted["batch_tokens"] == 128 and not fitted["batch_located"]
+    assert any("2 batch sizes cannot locate B*" in note for note in law["fit"]["notes"])
     # `report` on the grid fits its laws on the cell's best point only, and says so
     code, out, err = cli("report", tmp_path / "sweep", "--out", tmp_path / "report", "--bootstrap", "0")
     assert code == 0, err
@@ -243,17 +249,17 @@ def test_an_export_goes_into_fit_hyperparameters(cli, tmp_path):
 
 
 def test_a_students_grid_tunes_baselines_and_students_beside_them(cli, tmp_path):
-    """ladder = "students": 2 teachers at [model]'s point; 1 student size x 2 budgets (WSD) x 2 lr x 2 batch:
-    8 baselines and 8 students of each teacher, each student at its baseline's point and forking the
+    """ladder = "students": 2 teachers at [model]'s point; 1 student size x 2 budgets (WSD) x 3 lr x 2 batch:
+    12 baselines and 12 students of each teacher, each student at its baseline's point and forking the
     student of its own point: whether distillation moves the optimum is measured on one grid."""
     extra = ('[students]\nn_layers = [1]\ntokens_per_param = [2, 8]\n[distill]\nteach_from = "longest"\n'
-             '[tune]\nlr = [0.001, 0.01]\nbatch_size = [4, 8]\nladder = "students"\n')
+             '[tune]\nlr = [0.001, 0.003, 0.01]\nbatch_size = [4, 8]\nladder = "students"\n')
     path = grid_spec(tmp_path, schedule="wsd", budgets="[4]", extra=extra)
     spec = load_sweep_spec(path)
     kinds = {kind: [run for run in spec.runs if run.kind == kind] for kind in ("teacher", "baseline", "student")}
-    assert [len(kinds[kind]) for kind in kinds] == [2, 8, 16]
+    assert [len(kinds[kind]) for kind in kinds] == [2, 12, 24]
     assert {(run.settings["lr"], run.settings["batch_size"]) for run in kinds["teacher"]} == {(0.003, 8)}
-    points = {(0.001, 4), (0.001, 8), (0.01, 4), (0.01, 8)}
+    points = {(lr, b) for lr in (0.001, 0.003, 0.01) for b in (4, 8)}
     for kind in ("baseline", "student"):
         assert sorted((run.settings["lr"], run.settings["batch_size"]) for run in kinds[kind]) == \
                sorted(list(points) * (2 if kind == "baseline" else 4))
@@ -268,10 +274,10 @@ def test_a_students_grid_tunes_baselines_and_students_beside_them(cli, tmp_path)
     code, out, err = cli("sweep", "plan", path, "--gpus", "none")
     text = " ".join(out.split())
     assert code == 0, err
-    assert "26 runs (6 train, 8 distil, 12 fork)" in text
-    assert "4 runs per (size, tokens) cell of [students] (each baseline, and each student of each teacher)" in text
+    assert "38 runs (8 train, 12 distil, 18 fork)" in text
+    assert "6 runs per (size, tokens) cell of [students] (each baseline, and each student of each teacher)" in text
     assert json.loads(cli("sweep", "plan", path, "--gpus", "none", "--json")[1])["tune"] == \
-           {"lr": [0.001, 0.01], "batch_size": [4, 8], "ladder": "students", "points": 4}
+           {"lr": [0.001, 0.003, 0.01], "batch_size": [4, 8], "ladder": "students", "points": 6}
 
 
 def test_fit_hyperparameters_where_fits_a_students_grids_baselines_and_students_apart(cli, tmp_path):

@@ -29,11 +29,13 @@
     [eval]      tasks = ["arc_easy"], limit, batch_size, include_path (optional): each finished teacher, baseline
                 and student scored by `distillscale eval` after it trains (eval.json in its run directory;
                 one that has it is not scored again); `sweep export` carries each task's metrics
-    [tune]      lr = [1e-3, 3e-3, 1e-2], batch_size = [8, 16] (optional): an lr x batch grid, every teacher
+    [tune]      lr = [1e-3, 3e-3, 1e-2], batch_size = [4, 8, 16] (optional): an lr x batch grid, every teacher
                 run once per (lr, batch_size) pair (ids tagged `-lr0.003-B16`), each pair's budgets
                 forking its own longest run under WSD; ladder = "students" (with [students]): the
                 baselines and the students from scratch instead, each student at its baseline's point.
-                The export's lr and batch_tokens columns feed `distillscale fit hyperparameters`
+                The export's lr and batch_tokens columns feed `distillscale fit hyperparameters`, whose
+                rule a grid meets (`surface.grid_rule`): 3 or more rates per cell (else refused), and 3
+                or more batch sizes to locate B* (2: planned with a warning)
 
 Busbridge et al.'s three protocols (docs/science.md §5) are the three combinations of fixed-M and IsoFLOP ladders
 that include a fixed-M side: fixed-M teachers x student IsoFLOP profiles, IsoFLOP teachers x fixed-M students,
@@ -79,6 +81,7 @@ from distillscale.errors import UserError
 from distillscale.io import read_text_file
 from distillscale.laws.hyperparameters.law import FAR_FACTOR, HyperparameterLaw
 from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
+from distillscale.laws.hyperparameters.surface import MIN_VALUES, grid_rule
 from distillscale.laws.hyperparameters.units import family_mup_multiplier, train_lr
 from distillscale.model import ModelConfig
 from distillscale.sweeps.spec_sections import (DATA_KEYS, DISTILL_KEYS, LATER_MODEL_KEYS, LR_RULE_KEYS,
@@ -302,7 +305,31 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         sections["eval"] = evaluation.model_dump(mode="json", exclude_none=True)
     note = None if lr_law is None else lr_law.note(runs)
     notes = () if note is None else (note,)
+    if tune is not None:
+        notes += _check_tune(runs, tuned, source)
     return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs), notes=notes, evaluation=evaluation)
+
+
+def _check_tune(runs: list[PlannedRun], tuned: str, source: str) -> tuple[str, ...]:
+    """Hold a [tune] grid to the rule `fit hyperparameters` fits it by (`surface.grid_rule`): each
+    (size, tokens) cell of the tuned ladder (a student's: of each teacher) at fewer than 3 rates is
+    refused in one line before anything runs; one that cannot locate B* (2 batch sizes) is a note."""
+    kinds = ("teacher",) if tuned == "teachers" else ("baseline", "student")
+    cells: dict[tuple, list[PlannedRun]] = {}
+    for run in runs:
+        if run.kind in kinds:
+            cells.setdefault((run.kind, run.n_layers, run.tokens, run.teacher_id), []).append(run)
+    notes: list[str] = []
+    for cell in cells.values():
+        verdict = grid_rule([run.settings["lr"] for run in cell], [run.settings["batch_size"] for run in cell])
+        if verdict.refusal is not None:
+            raise UserError(f"{source}: [tune] gives each (size, tokens) cell of [{tuned}] {verdict.refusal}, so "
+                            f"`distillscale fit hyperparameters` would refuse the grid: list {MIN_VALUES} or more "
+                            "rates, e.g. lr = [1e-3, 3e-3, 1e-2]")
+        if verdict.batch_note is not None and not notes:
+            notes.append(f"[tune] {verdict.batch_note}: `distillscale fit hyperparameters` will fit the rate at one "
+                         f"batch and no B* law; list {MIN_VALUES} or more batch sizes that bracket B* to locate it")
+    return tuple(notes)
 
 
 def _teaching(teacher_runs: list[PlannedRun], teach_from: str) -> list[PlannedRun]:

@@ -19,7 +19,15 @@
   rather than each cell's noisy argmin. Not convex (or not converged): the method fails (None).
 
 A method sees only the `CellEvidence` it is given: leave-one-cell-out passes it the other cells, so
-no run of the cell scored enters the fit that scores it.
+no run of the cell scored enters the fit that scores it. Of those, every method fits only the cells
+whose optimum the grid located in the window (`located`: the rate and B* inside the values the cell
+measured, `surface.CellFit.located`): an optimum clamped to the grid's edge is a bound, not a point,
+and through it a law bends toward the grid. On a fixed grid the optimum drifts out of as N grows (3 of
+8 cells beyond it, tests/laws/test_hyperparameter_grids.py; 4 draws of noise 0-0.1%) the laws through
+the optima put lr*'s N exponent at -0.48 to -0.51 for a true -0.70, the rate 1.29-1.35x off at the
+largest size; without those cells -0.64 to -0.70, 0.99-1.13x. The joint fits, which read every run
+rather than the clamped optimum, came out 0.92-1.02x with them and 0.96-1.12x without. Each cell is
+still scored when left out.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from scipy.optimize import least_squares
 from distillscale.laws.hyperparameters.law import PowerLaw
 from distillscale.laws.hyperparameters.surface import (
     MIN_VALUES,
+    SAME_TOKENS,
     CellFit,
     CellRuns,
     bootstrap_optima,
@@ -50,7 +59,7 @@ METHOD_TEXT = {"optima": "least squares through the cells' optima",
 # varied. One tokens-per-parameter M rounded up to whole optimizer steps moves ln D off ln M + ln N
 # by under one step's share (5% from 20 steps up); fitting an exponent to that alone gave lr* =
 # 218 N^3.5 D^-3.8 for 3 cells at M = 6, where lr* = a N^-0.3.
-NOT_VARIED = 0.05
+NOT_VARIED = SAME_TOKENS
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,25 @@ def design(cells: list[CellRuns], form: str = "N,D") -> tuple[np.ndarray, list[i
     return columns[:, keep], keep
 
 
+def unidentified(cells: list[CellRuns], form: str = "N,D") -> list[tuple[str, np.ndarray]]:
+    """The exponents `form` names that `design` leaves out (their column not varied beyond the
+    others), each with the direction over (ln coefficient, exponent N, exponent D) along which the
+    cells say nothing of it: its column less the kept columns' least-squares prediction of it (ln N
+    less the cells' mean ln N, for one size), so a prior variance v along it adds v (ln N - mean)^2
+    to the variance of ln value at N."""
+    columns = np.column_stack([np.ones(len(cells)), np.log([c.params for c in cells]),
+                               np.log([c.tokens for c in cells])])
+    _, keep = design(cells, form)
+    out = []
+    for k, name in ((1, "N"), (2, "D")):
+        if name in form.split(",") and k not in keep:
+            direction = np.zeros(3)
+            direction[k] = 1.0
+            direction[keep] -= np.linalg.lstsq(columns[:, keep], columns[:, k], rcond=None)[0]
+            out.append((name, direction))
+    return out
+
+
 def regress(cells: list[CellRuns], target: np.ndarray, form: str = "N,D",
             weights: np.ndarray | None = None) -> PowerLaw:
     """The (weighted) least-squares power law of exp(target) in N and D over the cells (no intervals)."""
@@ -129,11 +157,19 @@ def precision_weights(evidence: list[CellEvidence], window: float | None, axis: 
     return np.array(weights)
 
 
+def located(evidence: list[CellEvidence], window: float | None) -> list[CellEvidence]:
+    """The cells whose optimum the grid located in `window` (the ones a law is fitted through)."""
+    return [item for item in evidence if item.optima[window].located]
+
+
 def across_cells(evidence: list[CellEvidence], method: str, window: float | None, batch_form: str
                  ) -> tuple[PowerLaw, PowerLaw | None] | None:
     """The lr law and the B* law (None where no cell varies the batch) by `method` over the cells'
-    evidence; None where the method cannot be fitted here (no resamples to weight by, a joint fit
-    that is not convex or did not converge)."""
+    evidence whose optimum is `located` in the window; None where the method cannot be fitted here
+    (no located cell, no resamples to weight by, a joint fit that is not convex or did not converge)."""
+    evidence = located(evidence, window)
+    if not evidence:
+        return None
     cells = [item.cell for item in evidence]
     varies_batch = any(cell.varies_batch for cell in cells)
     optima = [item.optima[window] for item in evidence]
@@ -156,10 +192,11 @@ def across_cells(evidence: list[CellEvidence], method: str, window: float | None
 
 
 def _pooled_lr_law(evidence: list[CellEvidence], window: float | None) -> PowerLaw:
-    """Exponents from every window's optima pooled; the coefficient from `window`'s optima."""
+    """Exponents from every window's located optima pooled; the coefficient from `window`'s optima."""
     windows = list(evidence[0].optima)
-    cells = [item.cell for _ in windows for item in evidence]
-    pooled = np.log([item.optima[w].lr for w in windows for item in evidence])
+    pairs = [(item, w) for w in windows for item in located(evidence, w)]
+    cells = [item.cell for item, _ in pairs]
+    pooled = np.log([item.optima[w].lr for item, w in pairs])
     exponents = regress(cells, pooled).exponents
     own = [item.optima[window] for item in evidence]
     rest = np.log([f.lr for f in own]) - exponents[0] * np.log([f.cell.params for f in own]) \

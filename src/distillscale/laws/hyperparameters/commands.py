@@ -119,6 +119,11 @@ def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
     if law.batch is not None:
         console.print(f"B*  = {law.batch.coefficient:.4g} N^{law.batch.exponents[0]:.3f} "
                       f"D^{law.batch.exponents[1]:.3f} tokens")
+    for cell in fit.cells:   # what the grid did not locate, cell by cell
+        bound = cell.describe()
+        if bound is not None:
+            console.print(f"cell N={format_quantity(cell.params)} D={format_quantity(cell.tokens)}: {bound}"
+                          + ("" if cell.located else "; left out of the law"))
     if law.conditions:
         sliced = any(cell.settings > 1 for cell in fit.cells)
         console.print("settings: " + "; ".join(law.conditions)
@@ -131,7 +136,9 @@ def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
         setting = ", ".join(f"{k} {v:g}" for k, v in (("beta2", score.beta2), ("warmup", score.warmup)) if v is not None)
         console.print(f"backtest N={format_quantity(score.params)} D={format_quantity(score.tokens)}: "
                       f"lr x{score.lr_ratio:.2f}, batch x{score.batch_ratio:.2f} of the cell's optimum; nearest run "
-                      f"{score.penalty:.3%} above the cell's best" + (f" (run at {setting})" if setting else ""))
+                      f"{score.penalty:.3%} above the cell's best" + (f" (run at {setting})" if setting else "")
+                      + ("" if score.optimum_located else "; the cell's optimum lies beyond its grid (the ratios are "
+                                                          "to the grid's edge)"))
     if s.out:
         console.print(f"saved to {s.out}: use it with --law {s.out}")
 

@@ -40,12 +40,14 @@ from distillscale.laws.hyperparameters.across import (
     across_cells,
     cell_evidence,
     design,
+    located,
     loco_scores,
     precision_weights,
     regress,
+    unidentified,
 )
 from distillscale.laws.hyperparameters.conditions import RULES, SETTINGS, runs_at, setting_cells, setting_choices
-from distillscale.laws.hyperparameters.law import HyperparameterLaw, PowerLaw
+from distillscale.laws.hyperparameters.law import BATCH_EXPONENT_SPREAD, HyperparameterLaw, PowerLaw
 from distillscale.laws.hyperparameters.units import LrUnit, table_lr_unit
 from distillscale.laws.hyperparameters.records import (
     CellOptimum,
@@ -56,12 +58,16 @@ from distillscale.laws.hyperparameters.records import (
     WindowCandidate,
 )
 from distillscale.laws.hyperparameters.surface import (
+    MIN_VALUES,
+    SAME_TOKENS,
     CellFit,
     CellRuns,
     bootstrap_optima,
     cell_optimum,
     check_cells,
+    grid_rule,
     nearest_run_loss,
+    same_tokens,
     sqrt_penalty,
 )
 
@@ -219,13 +225,95 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
         scores = score_cells(backtest_law, held, chosen, lambda cell: runs_at(columns, cell, setting) or cell)
     elif backtest:
         notes.append("no backtest: it needs cells of two or more model sizes, the others fitted")
-    cell_records = [_cell_record(fit, cell_draws, level, whole) for fit, cell_draws in zip(optima, draws)]
+    whole_optima = [None if whole is None else cell_optimum(whole[fit.cell.params, fit.cell.tokens], chosen)
+                    for fit in optima]
+    cell_records = [_cell_record(fit, cell_draws, level, whole_fit)
+                    for fit, cell_draws, whole_fit in zip(optima, draws, whole_optima)]
     penalties = [c.sqrt_penalty for c in cell_records if c.sqrt_penalty is not None]
     record = FitSummary(window=chosen, batch_form=selection.batch_form, method=method, selection=selection,
                         cells=cell_records,
                         notes=notes, sqrt_penalty=float(np.median(penalties)) if penalties else None, backtest=scores)
     law = law.model_copy(update={"fit": record, **setting_choices(cells, columns, names)})
     return HyperparameterFit(law, cell_records, selection, scores, notes)
+
+
+def _check_convex(cells: list[CellRuns], windows: tuple[float | None, ...]) -> None:
+    """Refuse, in one line, a grid none of whose cells has a convex surface in any window."""
+    if not any(cell_optimum(cell, w).surface is not None for cell in cells for w in windows):
+        raise UserError(f"no cell's loss surface is convex ({len(cells)} cells: the loss is flat, or noise, along the "
+                        "rates and batches), so the grid locates no optimum: check the loss column, or space the "
+                        "rates so that the loss rises on both sides of the best")
+
+
+def _at_one_batch(cells: list[CellRuns], columns: dict[str, np.ndarray], windows: tuple[float | None, ...],
+                  refit: Callable[[dict[str, np.ndarray], list[str], dict], HyperparameterFit]) -> HyperparameterFit:
+    """Where no cell locates B* (2 batch sizes, or B* beyond every cell's batches): the law is the
+    rate at one batch, the batch of the best run in most cells (a tie: the largest cell's), each
+    cell's rate fitted on that batch's runs alone; the cells' own batch edges kept in their records."""
+    batches = [float(cell.batch_tokens[cell.best]) for cell in cells]
+    counts = {batch: batches.count(batch) for batch in batches}
+    batch = next(b for b in reversed(batches) if counts[b] == max(counts.values()))
+    window = DEFAULT_WINDOW if DEFAULT_WINDOW in windows else windows[0]
+    edges = [cell_optimum(cell, window).batch_edge for cell in cells]
+    m, reasons = len(cells), []
+    few = [cell for cell in cells if 1 < cell.batch_sizes < MIN_VALUES]
+    if few:
+        reasons.append(f"{len(few)} of {m} cells ran " + grid_rule(few[0].lr, few[0].batch_tokens).batch_note)
+    for side, end in (("below", "smallest"), ("above", "largest")):
+        if edges.count(side):
+            reasons.append(f"B* lies {side} the grid's {end} batch in {edges.count(side)} of {m} cells: extend the "
+                           f"grid's batches {side} it")
+    at = columns["batch_tokens"] == batch
+    short = [cell for cell in cells if np.unique(cell.lr[cell.batch_tokens == batch]).size < MIN_VALUES]
+    for cell in short:
+        at &= ~((columns["params"] == cell.params) & (columns["tokens"] == cell.tokens))
+    if len(short) == m:
+        raise UserError(f"B* is not located ({'; '.join(reasons)}) and no cell ran {MIN_VALUES} or more rates at "
+                        f"{batch:,.0f} tokens, its best runs' batch: run the rates at one batch, or 3 or more batch "
+                        "sizes that bracket B*")
+    others = sorted({float(b) for b in columns["batch_tokens"]} - {batch})
+    note = (f"B* is not located ({'; '.join(reasons)}): the lr law is the rate at {batch:,.0f} tokens, the batch of "
+            f"the best run in {counts[batch]} of {m} cells, each cell's rate fitted on that batch's runs alone"
+            + (f" ({len(short)} cells with fewer than {MIN_VALUES} rates there left out)" if short else "")
+            + (f"; --where 'batch_tokens == {others[0]:g}' fits the rate at another" if others else ""))
+    restricted = {key: values[at] for key, values in columns.items()}
+    return refit(restricted, [note], {(cell.params, cell.tokens): cell for cell in cells})
+
+
+def _none_located(optima: list[CellFit]) -> str:
+    """The one line refusing a grid that located no cell's optimum, with what each cell lacks."""
+    reasons = []
+    for axis, attr, what in (("lr*", "lr_edge", "rate"), ("B*", "batch_edge", "batch")):
+        for side, end in (("below", "smallest"), ("above", "largest")):
+            count = sum(getattr(fit, attr) == side for fit in optima)
+            if count:
+                reasons.append(f"{count} with {axis} {side} the {end} {what}")
+    few = sum(not fit.located and not fit.at_edge for fit in optima)
+    if few:
+        reasons.append(f"{few} with too few batch sizes to locate B*")
+    return (f"the grid locates the optimum in none of its {len(optima)} cells ({', '.join(reasons)}): there is "
+            "nothing to fit a law through; extend the grid past the edges the optima lie beyond")
+
+
+def _unlocated_notes(optima: list[CellFit]) -> list[str]:
+    """One line per edge counting the cells whose optimum lies beyond it, and the cells the law
+    leaves out for other reasons (too few batch sizes) or fits at a grid point (not convex)."""
+    m, notes = len(optima), []
+    for axis, attr, what in (("lr*", "lr_edge", "rate"), ("B*", "batch_edge", "batch")):
+        for side, end in (("below", "smallest"), ("above", "largest")):
+            count = sum(getattr(fit, attr) == side for fit in optima)
+            if count:
+                notes.append(f"{count} of {m} cells have {axis} {side} the grid's {end} {what}: extend the grid "
+                             f"(their optima are bounds, left out of the law)")
+    few = sum(not fit.located and not fit.at_edge for fit in optima)
+    if few:
+        notes.append(f"{few} of {m} cells ran fewer than {MIN_VALUES} batch sizes: B* is not located there, and their "
+                     "rate (at their best run's batch) is left out of the law")
+    flat = sum(fit.surface is None for fit in optima)
+    if flat:
+        notes.append(f"{flat} of {m} cells' loss surfaces are not convex: their optimum is their best run, a grid "
+                     "point (left out of the law where it lies at the grid's edge)")
+    return notes
 
 
 def score_cells(law: HyperparameterLaw, cells: list[CellRuns], window: float | None = DEFAULT_WINDOW,
@@ -247,7 +335,7 @@ def score_cells(law: HyperparameterLaw, cells: list[CellRuns], window: float | N
             batch_ratio=rec.batch_tokens / optimum.batch_tokens, best_loss=best, nearest_loss=nearest,
             penalty=nearest / best - 1,
             lr_batch_exponent=optimum.surface.lr_batch_exponent if optimum.surface is not None else None,
-            **dict(run.setting)))
+            optimum_located=optimum.located, **dict(run.setting)))
     return scores
 
 
@@ -292,6 +380,10 @@ def _choose(evidence: list[CellEvidence], window: float | None | str) -> Selecti
                     candidates.append(WindowCandidate(method=method, window=candidate, batch_form=batch_form,
                                                       mean_penalty=float(np.mean(penalties)),
                                                       max_penalty=float(np.max(penalties))))
+    if not candidates:   # every fold of every candidate lacked a located cell to fit
+        return Selection(window=DEFAULT_WINDOW if window == "auto" else window, batch_form=BATCH_FORMS[0],
+                         method=METHODS[0], reason=f"too few located cells of {len(cells)} to choose by "
+                                                   "leave-one-cell-out")
     best = min(range(len(candidates)), key=lambda i: (round(candidates[i].mean_penalty, 7), i))
     chosen = candidates[best]
     return Selection(window=chosen.window, batch_form=chosen.batch_form, method=chosen.method, candidates=candidates,
@@ -303,7 +395,8 @@ def _bootstrap_law(cells: list[CellRuns], law: PowerLaw, optimum: np.ndarray, dr
                    rng: np.random.Generator, form: str = "N,D", weights: np.ndarray | None = None) -> PowerLaw:
     """`law` with its covariance from bootstrap draws (cells resampled, each at one of its own
     bootstrap optima, regressed with the method's weights) and the scatter of the cells' optima
-    (ln, one per cell) around it."""
+    (ln, one per cell) around it; an exponent the cells cannot identify (`across.unidentified`)
+    held at 0 with EXPONENT_PRIOR_SD's variance along the direction the data say nothing of."""
     columns, keep = design(cells, form)
     m, k = columns.shape
     residual = optimum - np.log([law(c.params, c.tokens) for c in cells])
@@ -319,15 +412,22 @@ def _bootstrap_law(cells: list[CellRuns], law: PowerLaw, optimum: np.ndarray, dr
     covariance = np.zeros((3, 3))
     if len(samples) > k:
         covariance[np.ix_(keep, keep)] = np.atleast_2d(np.cov(np.array(samples).T))
+    missing = unidentified(cells, form)
+    prior = EXPONENT_PRIOR_SD["lr" if column == 0 else "batch"] ** 2
+    for _, direction in missing:
+        covariance += prior * np.outer(direction, direction)
     return law.model_copy(update={"covariance": tuple(tuple(float(v) for v in row) for row in covariance),
-                                  "residual_sd": residual_sd})
+                                  "residual_sd": residual_sd, "not_identified": tuple(name for name, _ in missing)})
 
 
 def _fit_law(evidence: list[CellEvidence], draws: np.ndarray, window: float | None, method: str, level: float,
              rng: np.random.Generator, name: str, source: str, batch_form: str = "N,D", *,
              lr_unit: LrUnit) -> HyperparameterLaw:
-    """The law `method` fits over the cells' evidence at `window`, with intervals from `draws`
-    (cells, resamples, 2), the cells' bootstrap ln lr*, ln B*."""
+    """The law `method` fits over the cells' evidence at `window` whose optimum the grid located
+    (`across.located`), with intervals from `draws` (cells, resamples, 2), the cells' bootstrap
+    ln lr*, ln B*; its data range: the located cells' N, D and batch sizes."""
+    keep = [k for k, item in enumerate(evidence) if item.optima[window].located]
+    evidence, draws = located(evidence, window), draws[keep]
     cells = [item.cell for item in evidence]
     optima = [item.optima[window] for item in evidence]
     varies_batch = any(cell.varies_batch for cell in cells)
@@ -349,11 +449,14 @@ def _fit_law(evidence: list[CellEvidence], draws: np.ndarray, window: float | No
         batch_used=regress(cells, ln_batch) if not varies_batch and not one_batch else None, level=level,
         lr_batch_exponent=float(np.median(exponents)) if exponents else None,
         lr_batch_exponent_interval=(float(np.percentile(exponents, tail)), float(np.percentile(exponents, 100 - tail)))
-        if len(exponents) > 1 else None,
+        if len(exponents) > 1 else tuple(exponents[0] + offset for offset in BATCH_EXPONENT_SPREAD) if exponents
+        else None,
         ridge_curvature=float(np.median(curvatures)) if curvatures else None,
         loss_tokens_exponent=_loss_tokens_exponent(optima),
         data_range={"params": (min(c.params for c in cells), max(c.params for c in cells)),
-                    "tokens": (min(c.tokens for c in cells), max(c.tokens for c in cells))})
+                    "tokens": (min(c.tokens for c in cells), max(c.tokens for c in cells)),
+                    "batch_tokens": (min(float(c.batch_tokens.min()) for c in cells),
+                                     max(float(c.batch_tokens.max()) for c in cells))})
 
 
 def _loss_tokens_exponent(optima: list[CellFit]) -> float | None:
@@ -371,21 +474,41 @@ def _loss_tokens_exponent(optima: list[CellFit]) -> float | None:
     return float(solution[keep.index(2)])
 
 
-def _cell_record(fit: CellFit, draws: np.ndarray, level: float) -> CellOptimum:
-    """A cell's optimum with its bootstrap intervals at `level` (None without resamples)."""
+def _interval(draws: np.ndarray, level: float, values: np.ndarray, edge: str | None
+              ) -> tuple[float | None, float | None]:
+    """The central interval at `level` of bootstrap draws (ln) of an optimum on an axis the cell
+    measured at `values`: one-sided at the edge an optimum beyond the grid lies past ((None,
+    smallest) below it), an end a resample clamped to the grid's edge open (None)."""
+    low, high = float(values.min()), float(values.max())
+    if edge is not None:
+        return (None, low) if edge == "below" else (high, None)
+    if not draws.size:
+        return None
+    tail = (1 - level) / 2 * 100
+    lower, upper = (float(v) for v in np.exp(np.percentile(draws, [tail, 100 - tail])))
+    return (None if lower <= low * (1 + 1e-9) else lower, None if upper >= high * (1 - 1e-9) else upper)
+
+
+def _cell_record(fit: CellFit, draws: np.ndarray, level: float, whole: CellFit | None = None) -> CellOptimum:
+    """A cell's optimum with its bootstrap intervals at `level` (None without resamples), one-sided
+    where it lies beyond the grid; `whole`: the optimum of all the cell's batch sizes where the law
+    is the rate at one of them (`_at_one_batch`), whose batch edge the record keeps."""
     cell, surface = fit.cell, fit.surface
     best = cell.best
     exponent = surface.lr_batch_exponent if surface is not None else None
-    tail = (1 - level) / 2 * 100
-    lr_interval = batch_interval = None
-    if draws.shape[0]:
-        lr_interval = tuple(float(v) for v in np.exp(np.percentile(draws[:, 0], [tail, 100 - tail])))
-        if cell.varies_batch:
-            batch_interval = tuple(float(v) for v in np.exp(np.percentile(draws[:, 1], [tail, 100 - tail])))
+    lr_interval = _interval(draws[:, 0], level, cell.lr, fit.lr_edge) if draws.shape[0] or fit.lr_edge else None
+    batch_edge, batch_interval = fit.batch_edge, None
+    if whole is not None and whole.batch_edge is not None:
+        batch_edge = whole.batch_edge
+        batch_interval = _interval(np.empty(0), level, whole.cell.batch_tokens, batch_edge)
+    elif fit.batch_located or batch_edge is not None:
+        batch_interval = _interval(draws[:, 1], level, cell.batch_tokens, batch_edge) \
+            if draws.shape[0] or batch_edge else None
     return CellOptimum(
-        params=cell.params, tokens=cell.tokens, runs=int(cell.loss.size), runs_fitted=fit.runs_fitted, lr=fit.lr,
-        lr_interval=lr_interval, batch_tokens=fit.batch_tokens, batch_interval=batch_interval, loss=fit.loss,
-        convex=surface is not None, at_edge=fit.at_edge,
+        params=cell.params, tokens=cell.tokens, runs=int((cell.whole or cell).loss.size), runs_fitted=fit.runs_fitted,
+        lr=fit.lr, lr_interval=lr_interval, batch_tokens=fit.batch_tokens, batch_interval=batch_interval,
+        loss=fit.loss, convex=surface is not None, at_edge=fit.at_edge or batch_edge is not None,
         best_run=RunPoint(lr=float(cell.lr[best]), batch_tokens=float(cell.batch_tokens[best]), loss=float(cell.loss[best])),
         lr_batch_exponent=None if exponent is None or not math.isfinite(exponent) else exponent,
-        sqrt_penalty=sqrt_penalty(surface), settings=cell.settings, **dict(cell.setting))
+        sqrt_penalty=sqrt_penalty(surface), settings=cell.settings, lr_edge=fit.lr_edge, batch_edge=batch_edge,
+        batch_located=fit.batch_located, located=fit.located, **dict(cell.setting))

@@ -3,6 +3,8 @@ surface window and the B* form were chosen, and the backtest's scores."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -18,18 +20,28 @@ class RunPoint(_Record):
     loss: float
 
 
+Edge = Literal["below", "above"]
+
+
 class CellOptimum(_Record):
     """A cell's optimum from its surface (the best run's point where the surface is not convex),
-    with bootstrap intervals at the law's level (None without resamples, or a batch not varied)."""
+    with bootstrap intervals at the law's level (None without resamples, or a batch not varied).
+
+    An optimum the grid did not bracket (`lr_edge`, `batch_edge`: it lies "below" the smallest
+    value the cell measured or "above" the largest) is clamped there and its interval is one-sided,
+    None on the open side: lr* <= the smallest rate is (None, smallest). An interval end a resample
+    reached the edge at is open too. `located`: whether the law was fitted through this cell (the
+    rate inside the rates, and B* inside the batches where the cell varied them); a cell with 2
+    batch sizes cannot locate B* (`batch_located` False) and its rate is at its best run's batch."""
 
     params: float
     tokens: float
     runs: int
     runs_fitted: int
     lr: float
-    lr_interval: tuple[float, float] | None
+    lr_interval: tuple[float | None, float | None] | None
     batch_tokens: float
-    batch_interval: tuple[float, float] | None
+    batch_interval: tuple[float | None, float | None] | None
     loss: float
     convex: bool
     at_edge: bool                       # the surface's minimum lay outside the measured ranges (clamped)
@@ -39,6 +51,26 @@ class CellOptimum(_Record):
     beta2: float | None = None          # the setting the surface was fitted at (None: no such column)
     warmup: float | None = None         # warmup steps of that setting (None: no such column)
     settings: int = 1                   # how many (beta2, warmup) settings the cell ran
+    lr_edge: Edge | None = None         # lr* lies beyond the cell's rates on this side (clamped there)
+    batch_edge: Edge | None = None      # B* lies beyond the cell's batch sizes on this side (clamped there)
+    batch_located: bool = True          # False: B* not located (2 batch sizes, beyond them, or not varied)
+    located: bool = True                # the law was fitted through this cell's optimum
+
+    def describe(self) -> str | None:
+        """One line for an optimum the grid did not locate ("lr* <= 0.0016 (beyond the grid's
+        smallest rate)"), None for a located one."""
+        parts = []
+        if self.lr_edge is not None:
+            sign, end = ("<=", "smallest") if self.lr_edge == "below" else (">=", "largest")
+            parts.append(f"lr* {sign} {self.lr:.3g} (beyond the grid's {end} rate)")
+        if self.batch_edge is not None:
+            sign, end = ("<=", "smallest") if self.batch_edge == "below" else (">=", "largest")
+            parts.append(f"B* {sign} {self.batch_tokens:,.0f} tokens (beyond the grid's {end} batch)"
+                         + (f"; lr {self.lr:.3g} is the best rate at that batch" if self.lr_edge is None else ""))
+        elif not self.located and self.lr_edge is None:   # B* not located: fewer than 3 batch sizes
+            parts.append(f"B* not located (too few batch sizes); lr {self.lr:.3g} is the best rate at its best "
+                         f"run's batch, {self.batch_tokens:,.0f} tokens")
+        return "; ".join(parts) or None
 
 
 class SettingChoice(_Record):
@@ -96,6 +128,7 @@ class CellScore(_Record):
     lr_batch_exponent: float | None
     beta2: float | None = None          # the setting the nearest run was taken at (None: no such column)
     warmup: float | None = None
+    optimum_located: bool = True        # False: the cell's optimum lies beyond its grid (the ratios are to its edge)
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

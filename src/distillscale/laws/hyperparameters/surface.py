@@ -11,6 +11,14 @@ longer holds, so the window keeps the fit local. Which window is chosen by leave
 Along the surface's ridge (the best lr at each batch), d ln lr* / d ln B = -c4 / (2 c3): the measured
 batch exponent of the optimal rate (Hoffer et al. 2017's square-root rule says 0.5), and the loss
 along the ridge rises as kappa (ln B - ln B*)^2 with kappa = c5 - c4^2 / (4 c3).
+
+What a grid can locate (`grid_rule`, the one rule `fit hyperparameters` and `sweep plan` share): a
+cell's optimum only where the grid brackets it, MIN_VALUES or more values of each axis with the best
+inside. A surface's minimum beyond the rates or batches a cell measured is clamped to the edge and
+says so (`CellFit.lr_edge`, `.batch_edge`: lr* or B* lies beyond it, a one-sided bound); at a batch
+clamped to the edge the rate is the ridge's there (the best rate at the batch the grid reached, not
+the unconstrained minimum's); a cell with 2 batch sizes cannot locate B* (a quadratic in ln B through
+2 points has no minimum to locate) and fits its rate at one batch, the one of its best run.
 """
 
 from __future__ import annotations
@@ -25,6 +33,14 @@ SQRT_RULE = 0.5          # Hoffer et al. (2017): lr proportional to sqrt(batch)
 SQRT_PENALTY_FACTOR = 4.0  # the sqrt rule's penalty is scored at a batch this many times B*
 MIN_RUNS_2D = 8            # fewest runs a two-dimensional surface is fitted to (6 coefficients)
 MIN_VALUES = 3             # fewest distinct values of an axis a quadratic in it needs
+# A surface is convex when its Hessian's smaller eigenvalue exceeds this, relative to the loss: a
+# flat surface (every loss equal) fits curvatures of the order of float rounding, of either sign on
+# different machines, and is no bowl.
+CURVATURE_FLOOR = 1e-9
+# Token counts of one model size within this (relative) of the smallest of their group are one D:
+# a trainer records D = steps x batch, each batch rounding the budget up to its own whole steps, by
+# under one step's share (5% from 20 steps up). The same tolerance as `across.NOT_VARIED`.
+SAME_TOKENS = 0.05
 
 
 @dataclass(frozen=True)
@@ -45,10 +61,19 @@ class Surface:
 
     @property
     def convex(self) -> bool:
-        c3, c4, c5 = self.coefficients[3:]
+        """Whether the Hessian's smaller eigenvalue exceeds CURVATURE_FLOOR x the loss (a bowl, not
+        a plane or a saddle; robust to the rounding of a flat surface's fit)."""
+        c0, c3, c4, c5 = self.coefficients[0], *self.coefficients[3:]
+        floor = CURVATURE_FLOOR * max(abs(c0), 1e-300)
         if not self.two_dimensional:
-            return c3 > 0
-        return c3 > 0 and 4 * c3 * c5 - c4 * c4 > 0
+            return 2 * c3 > floor
+        smallest = c3 + c5 - float(np.hypot(c3 - c5, c4))   # the Hessian [[2 c3, c4], [c4, 2 c5]]'s eigenvalue
+        return smallest > floor
+
+    def ridge(self, y: float) -> float:
+        """x of the best rate at y (centred coordinates): the ridge, d x / d y = -c4 / (2 c3)."""
+        c1, c3, c4 = self.coefficients[1], self.coefficients[3], self.coefficients[4]
+        return -(c1 + c4 * y) / (2 * c3)
 
     def optimum(self) -> tuple[float, float]:
         """(x, y) of the minimum in centred coordinates (y = 0 for a one-batch cell); convex only."""
@@ -82,6 +107,7 @@ class CellRuns:
     loss: np.ndarray
     setting: tuple[tuple[str, float], ...] = ()
     settings: int = 1
+    whole: "CellRuns | None" = None   # the cell this one is its runs at one batch of (`at_batch`)
 
     @property
     def name(self) -> str:
@@ -96,17 +122,47 @@ class CellRuns:
     def best(self) -> int:
         return int(np.argmin(self.loss))
 
+    @property
+    def batch_sizes(self) -> int:
+        """How many batch sizes the cell ran (all its runs, before `at_batch`)."""
+        return int(np.unique((self.whole or self).batch_tokens).size)
+
+    def at_batch(self, batch_tokens: float) -> "CellRuns":
+        """The cell's runs at one batch (its rate fitted there alone)."""
+        mask = self.batch_tokens == batch_tokens
+        return CellRuns(self.params, self.tokens, self.lr[mask], self.batch_tokens[mask], self.loss[mask],
+                        self.setting, self.settings, self.whole or self)
+
 
 @dataclass(frozen=True)
 class CellFit:
-    """A cell's surface and its optimum (clamped to the lr and batch ranges the cell measured)."""
+    """A cell's surface and its optimum (clamped to the lr and batch ranges the cell measured):
+    `lr_edge`, `batch_edge` say where the optimum lies beyond them ("below" the smallest value,
+    "above" the largest; None inside)."""
 
     cell: CellRuns
     surface: Surface | None           # None: not convex, the optimum is the best run
     lr: float
     batch_tokens: float
-    at_edge: bool                      # the surface's minimum lay outside the measured ranges
     runs_fitted: int
+    lr_edge: str | None = None
+    batch_edge: str | None = None
+
+    @property
+    def at_edge(self) -> bool:
+        """The optimum lay beyond the measured ranges (clamped)."""
+        return self.lr_edge is not None or self.batch_edge is not None
+
+    @property
+    def batch_located(self) -> bool:
+        """Whether the cell located B*: MIN_VALUES or more batch sizes, the optimum inside them."""
+        return self.cell.whole is None and self.cell.batch_sizes >= MIN_VALUES and self.batch_edge is None
+
+    @property
+    def located(self) -> bool:
+        """Whether the grid bracketed the optimum the law is fitted through: the rate inside its
+        rates and, where the cell varied the batch, B* located (else the rate is at another batch)."""
+        return self.lr_edge is None and (self.batch_located or self.cell.whole is None and self.cell.batch_sizes == 1)
 
     @property
     def loss(self) -> float:
@@ -116,8 +172,29 @@ class CellFit:
         return float(self.surface.loss(self.lr, self.batch_tokens))
 
 
+def same_tokens(params: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, float]:
+    """Each run's D with the token counts of one model size within SAME_TOKENS of their group's
+    smallest made one (their geometric mean): D = steps x batch rounds each batch's budget its own
+    way. Returns the tokens and the largest relative spread merged (0: none)."""
+    out, spread = np.array(tokens, dtype=float), 0.0
+    for n in np.unique(params):
+        in_size = params == n
+        values = np.unique(out[in_size])
+        start = 0
+        for end in range(1, values.size + 1):
+            if end < values.size and values[end] <= values[start] * (1 + SAME_TOKENS):
+                continue
+            group = values[start:end]
+            if group.size > 1:
+                out[in_size & np.isin(out, group)] = float(np.exp(np.mean(np.log(group))))
+                spread = max(spread, float(group[-1] / group[0] - 1))
+            start = end
+    return out, spread
+
+
 def split_cells(params, tokens, lr, batch_tokens, loss) -> list[CellRuns]:
-    """The runs grouped by (N, D), in order of N then D."""
+    """The runs grouped by (N, D), D within SAME_TOKENS one (`same_tokens`), in order of N then D."""
+    tokens = same_tokens(params, tokens)[0]
     keys = sorted(set(zip(params.tolist(), tokens.tolist())))
     cells = []
     for n, d in keys:
@@ -126,13 +203,46 @@ def split_cells(params, tokens, lr, batch_tokens, loss) -> list[CellRuns]:
     return cells
 
 
+@dataclass(frozen=True)
+class GridVerdict:
+    """What a cell's grid of rates and batch sizes can locate (`grid_rule`): `refusal` says why it
+    has no optimum to fit (None: it has), `batch_note` why it cannot locate B* (None: it can, or
+    it did not vary the batch)."""
+
+    rates: int
+    batch_sizes: int
+    refusal: str | None
+    batch_note: str | None
+
+
+def grid_rule(lr, batch_tokens) -> GridVerdict:
+    """The one rule for a cell's grid, shared by `fit hyperparameters` (which refuses such a cell)
+    and `sweep plan` (which refuses such a [tune] grid before it runs): MIN_VALUES or more rates to
+    locate lr*; one batch size (the rate at it), or MIN_VALUES or more to locate B*."""
+    rates, batches = int(np.unique(lr).size), int(np.unique(batch_tokens).size)
+    refusal = None if rates >= MIN_VALUES else (
+        f"{rates} learning rate(s): each (params, tokens) cell needs runs at {MIN_VALUES} or more rates to locate "
+        "the best one")
+    note = None if batches == 1 or batches >= MIN_VALUES else (
+        f"{batches} batch sizes cannot locate B*: a quadratic in ln B through {batches} points has no minimum to "
+        f"locate ({MIN_VALUES} or more with the best inside do)")
+    return GridVerdict(rates, batches, refusal, note)
+
+
 def check_cells(cells: list[CellRuns]) -> None:
-    """Refuse, in one line, a cell whose rate was not varied: it has no optimum to find."""
+    """Refuse, in one line, a cell whose rate was not varied (`grid_rule`): it has no optimum to find."""
     for cell in cells:
-        if np.unique(cell.lr).size < MIN_VALUES:
-            raise UserError(f"the cell {cell.name} has {np.unique(cell.lr).size} "
-                            f"learning rate(s): each (params, tokens) cell needs runs at {MIN_VALUES} or more rates "
-                            "to locate the best one; add rates to that cell or leave its runs out")
+        refusal = grid_rule(cell.lr, cell.batch_tokens).refusal
+        if refusal is not None:
+            raise UserError(f"the cell {cell.name} has {refusal}; add rates to that cell or leave its runs out")
+
+
+def fitted_part(cell: CellRuns) -> CellRuns:
+    """The runs a cell's optimum is fitted on: all of them, or where the cell ran 2 batch sizes
+    (B* not locatable, `grid_rule`) those at its best run's batch, the rate fitted there alone."""
+    if cell.whole is None and 1 < cell.batch_sizes < MIN_VALUES:
+        return cell.at_batch(float(cell.batch_tokens[cell.best]))
+    return cell
 
 
 def fitted_runs(cell: CellRuns, window: float | None, two_dimensional: bool) -> np.ndarray:
@@ -179,31 +289,49 @@ def fit_surface(cell: CellRuns, window: float | None, rows: np.ndarray | None = 
     return surface if surface.convex else None
 
 
+def _edge(value: float, values: np.ndarray) -> str | None:
+    """"below" / "above" where `value` lies beyond the measured `values` (by more than rounding)."""
+    low, high = float(values.min()), float(values.max())
+    return "below" if value < low * (1 - 1e-9) else "above" if value > high * (1 + 1e-9) else None
+
+
 def cell_optimum(cell: CellRuns, window: float | None, rows: np.ndarray | None = None) -> CellFit:
-    """The cell's optimum: the surface's minimum clamped to the measured ranges; the best run when
-    the surface is not convex."""
+    """The cell's optimum (`rows`: a resample of the runs of its `fitted_part`): the surface's
+    minimum, clamped to the measured ranges; at a batch clamped to its edge, the ridge's rate there.
+    Where the surface is not convex, the best run (beyond the grid where it lies at an edge)."""
+    cell = fitted_part(cell)
+    two_dimensional = np.unique(cell.batch_tokens).size >= MIN_VALUES
     surface = fit_surface(cell, window, rows)
     best = cell.best
-    n_rows = rows.size if rows is not None else fitted_runs(
-        cell, window, np.unique(cell.batch_tokens).size >= MIN_VALUES).size
+    n_rows = rows.size if rows is not None else fitted_runs(cell, window, two_dimensional).size
     if surface is None:
-        return CellFit(cell, None, float(cell.lr[best]), float(cell.batch_tokens[best]), False, n_rows)
+        lr, batch = float(cell.lr[best]), float(cell.batch_tokens[best])
+        lr_edge = {cell.lr.min(): "below", cell.lr.max(): "above"}.get(lr)
+        batch_edge = {cell.batch_tokens.min(): "below", cell.batch_tokens.max(): "above"}.get(batch) \
+            if two_dimensional else None
+        return CellFit(cell, None, lr, batch, n_rows, lr_edge, batch_edge)
     x, y = surface.optimum()
+    batch, batch_edge = float(cell.batch_tokens[best]), None
+    if surface.two_dimensional:
+        batch = float(np.exp(y + surface.y0))
+        batch_edge = _edge(batch, cell.batch_tokens)
+        batch = float(np.clip(batch, cell.batch_tokens.min(), cell.batch_tokens.max()))
+        x = surface.ridge(float(np.log(batch)) - surface.y0)   # the best rate at the batch reported
     lr = float(np.exp(x + surface.x0))
-    batch = float(np.exp(y + surface.y0)) if surface.two_dimensional else float(cell.batch_tokens[best])
-    clamped_lr = float(np.clip(lr, cell.lr.min(), cell.lr.max()))
-    clamped_batch = float(np.clip(batch, cell.batch_tokens.min(), cell.batch_tokens.max()))
-    at_edge = clamped_lr != lr or clamped_batch != batch
-    return CellFit(cell, surface, clamped_lr, clamped_batch, at_edge, n_rows)
+    lr_edge = _edge(lr, cell.lr)
+    return CellFit(cell, surface, float(np.clip(lr, cell.lr.min(), cell.lr.max())), batch, n_rows, lr_edge,
+                   batch_edge)
 
 
 def bootstrap_optima(cell: CellRuns, window: float | None, resamples: int,
                      rng: np.random.Generator) -> np.ndarray:
-    """(resamples, 2) ln lr*, ln B* of the cell refitted on resamples of its fitted runs."""
-    rows = fitted_runs(cell, window, np.unique(cell.batch_tokens).size >= MIN_VALUES)
+    """(resamples, 2) ln lr*, ln B* of the cell refitted on resamples of its fitted runs (those of
+    its `fitted_part`)."""
+    part = fitted_part(cell)
+    rows = fitted_runs(part, window, np.unique(part.batch_tokens).size >= MIN_VALUES)
     draws = np.empty((resamples, 2))
     for i in range(resamples):
-        fit = cell_optimum(cell, window, rng.choice(rows, size=rows.size, replace=True))
+        fit = cell_optimum(part, window, rng.choice(rows, size=rows.size, replace=True))
         draws[i] = np.log(fit.lr), np.log(fit.batch_tokens)
     return draws
 
