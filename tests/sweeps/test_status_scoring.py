@@ -26,6 +26,16 @@ EVAL = {"tasks": ["arc_easy"], "limit": 10}
 HEADERS = ["run", "kind", "status", "params", "tokens", "val", "loss", "wall"]
 
 
+def eval_json(tasks, limit, value=0.5, **more):
+    """An eval.json as `distillscale eval` writes it (format 2), scored on `tasks` with `limit`."""
+    from distillscale.training.lm_eval_run import EVAL_FORMAT
+
+    scores = [{"task": task, "metric": "acc", "value": value, "stderr": 0.01, "n": limit or 100,
+               "config_hash": "0" * 64, "lm_eval_version": "0.4.13"} for task in tasks]
+    return {"format": EVAL_FORMAT, "model": "run", "tasks": list(tasks), "limit": limit, "lm_eval_version": "0.4.13",
+            "scores": scores, "task_sources": {}, "task_versions": {}, "distillscale_version": "0.1.0", **more}
+
+
 def _sweep(root, evaluation: bool):
     """A sweep directory as `sweep run` leaves it, without training: a teacher scored, a baseline whose
     scoring failed, a scratch student waiting for scoring, the pruned start (a kind [eval] does not
@@ -49,7 +59,7 @@ def _sweep(root, evaluation: bool):
     for run_id in (teacher, baseline, pruned, scratch):
         layout.run_dir(run_id).mkdir(parents=True)
     layout.eval_log_path(teacher).parent.mkdir()
-    (layout.run_dir(teacher) / "eval.json").write_text("{}")
+    (layout.run_dir(teacher) / "eval.json").write_text(json.dumps(eval_json(EVAL["tasks"], EVAL["limit"])))
     layout.eval_log_path(teacher).write_text("scored\n")  # a scoring that succeeded leaves its log too
     layout.eval_log_path(baseline).write_text("Traceback ...\nRuntimeError: out of memory\n")
     return {"teacher": teacher, "baseline": baseline, "pruned": pruned, "student": scratch, "waiting": waiting}
@@ -64,7 +74,7 @@ def test_status_shows_which_runs_are_scored_waiting_or_failed(cli, tmp_path, as_
         code, out, err = cli("sweep", "status", root, "--json")
         assert code == 0, err
         status = json.loads(out)
-        assert status["scoring"] == {"scored": 1, "scoring": 0, "pending": 1, "failed": 1}
+        assert status["scoring"] == {"scored": 1, "scoring": 0, "stale": 0, "pending": 1, "failed": 1}
         by_id = {run["run_id"]: run["scoring"] for run in status["runs"]}
         assert by_id == {runs["teacher"]: "scored", runs["baseline"]: "failed", runs["pruned"]: None,
                          runs["student"]: "pending", runs["waiting"]: None}

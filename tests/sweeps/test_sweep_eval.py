@@ -1,7 +1,8 @@
 """A sweep's [eval] section (issue 56), end to end on CPU: a tiny sweep whose runs are each scored by
 `distillscale eval` on a local lm-eval task after they train; `sweep plan` counts them, a run with an
-eval.json is not scored again (and [eval] added to a sweep that already ran retrains nothing), `sweep
-export` carries each task's metric as a column, and `report` carries the scores and plots them."""
+eval.json of its [eval] is not scored again, one of another [eval] is (issue 63; and [eval] added to a
+sweep that already ran retrains nothing), `sweep export` carries each task's metric as a column, and
+`report` carries the scores and plots them."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(swee
         assert record["tasks"] == [TASK] and (out / "logs" / f"{run_id}.eval.log").is_file()
         scores[run_id] = {s["metric"]: s["value"] for s in record["scores"]}["acc"]
     status = json.loads(cli("sweep", "status", str(out), "--json")[1])  # what `sweep status` says of it
-    assert status["scoring"] == {"scored": 2, "scoring": 0, "pending": 0, "failed": 0}
+    assert status["scoring"] == {"scored": 2, "scoring": 0, "stale": 0, "pending": 0, "failed": 0}
 
     # the export: a column per task and metric, each run's score from its eval.json
     export = tmp_path / "runs.csv"
@@ -131,17 +132,32 @@ def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(swee
     assert {run_id: t for run_id, t in after.items() if run_id != gone} == \
         {run_id: t for run_id, t in before.items() if run_id != gone}
 
-    # a scoring that fails (the task's data file is gone) is counted, exits 1, and is tried again next time
+    # a scoring that fails (the run's weights are gone) is counted, exits 1, and is tried again next time
     (out / "runs" / gone / "eval.json").unlink()
-    task = sweep["root"] / "tasks" / "tiny_mc.yaml"
-    task.write_text(task.read_text().replace(str(DATA / "questions.jsonl"), str(tmp_path / "missing.jsonl")))
+    weights = out / "runs" / gone / "model.safetensors"
+    kept = weights.read_bytes()
+    weights.unlink()
     code, printed, err = cli("sweep", "run", str(sweep["spec"]), "--out", str(out), "--workers", "2", "--json")
     assert code == 1 and "1 runs could not be scored ([eval])" in err
     assert json.loads(printed)["eval_failed"] == 1 and json.loads(printed)["evaluated"] == 1
-    assert "could not load the data of distillscale_tiny_mc" in (out / "logs" / f"{gone}.eval.log").read_text()
+    assert "distillscale: error:" in (out / "logs" / f"{gone}.eval.log").read_text()
     status = json.loads(cli("sweep", "status", str(out), "--json")[1])
     assert {run["run_id"]: run["scoring"] for run in status["runs"]} == {
         run_id: "failed" if run_id == gone else "scored" for run_id in sweep["trained"]}
+    weights.write_bytes(kept)
+
+    # issue 63: a changed [eval] (here its limit) scores every run again under it; nothing is trained again
+    sweep["spec"].write_text(SPEC + EVAL.format(task=TASK) + "limit = 3\n")
+    code, printed, err = cli("sweep", "run", str(sweep["spec"]), "--out", str(out), "--workers", "2", "--json")
+    assert code == 0, err
+    assert json.loads(printed)["evaluated"] == 2 and json.loads(printed)["eval_failed"] == 0
+    for run_id in sweep["trained"]:
+        record = json.loads((out / "runs" / run_id / "eval.json").read_text())
+        assert record["limit"] == 3 and {score["n"] for score in record["scores"]} == {3}
+    trained = {path.parent.name: path.stat().st_mtime_ns for path in (out / "runs").glob("*/result.json")}
+    assert trained == sweep["trained"]
+    status = json.loads(cli("sweep", "status", str(out), "--json")[1])
+    assert status["scoring"] == {"scored": 2, "scoring": 0, "stale": 0, "pending": 0, "failed": 0}
 
 
 @pytest.mark.slow  # lm-eval indexes its few thousand task files to look the name up (about 10 s)

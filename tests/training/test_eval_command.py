@@ -57,6 +57,9 @@ def test_eval_json_holds_the_scores_lm_eval_gives_for_the_exported_model(tmp_pat
     assert (score["task"], score["metric"], score["n"]) == (TASK, "acc", 8)
     assert score["lm_eval_version"] == record["lm_eval_version"] == lm_eval.__version__
     assert re.fullmatch("[0-9a-f]{64}", score["config_hash"])
+    # issue 63: what the scores depend on besides the model, to compare eval.json files by
+    assert re.fullmatch("[0-9a-f]{64}", record["task_sources"][TASK]) and set(record["task_versions"]) == {TASK}
+    assert record["distillscale_version"] == __import__("distillscale").__version__ and record["limit"] is None
 
     assert cli("export-hf", run, tmp_path / "hf")[0] == 0
     expected = lm_eval.simple_evaluate(model=HFLM(pretrained=str(tmp_path / "hf"), batch_size=4, device="cpu"),

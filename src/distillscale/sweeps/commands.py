@@ -307,22 +307,25 @@ def _print_status(status: dict, sweep_dir: Path) -> None:
 
 
 def _scored_cell(state: str | None):
-    """A run's cell of the "scored" column: yes, scoring (now), waiting, failed, or empty (not
-    completed, or a kind [eval] does not score)."""
+    """A run's cell of the "scored" column: yes, scoring (now), stale (scored under another [eval]),
+    waiting, failed, or empty (not completed, or a kind [eval] does not score)."""
     from rich.text import Text
 
-    text, style = {"scored": ("yes", "green"), "scoring": ("scoring", "cyan"), "pending": ("waiting", ""),
-                   "failed": ("failed", "red")}.get(state, ("", ""))
+    text, style = {"scored": ("yes", "green"), "scoring": ("scoring", "cyan"), "stale": ("stale", "yellow"),
+                   "pending": ("waiting", ""), "failed": ("failed", "red")}.get(state, ("", ""))
     return Text(text, style=style)
 
 
 def _scoring_line(status: dict, sweep_dir: Path):
-    """[eval]'s summary: runs scored, being scored, waiting, and failed (where to read why; the next
-    run retries)."""
+    """[eval]'s summary: runs scored, being scored, scored under another [eval] (stale), waiting, and
+    failed (where to read why; the next run retries)."""
     counts = status["scoring"]
     failed = [run["run_id"] for run in status["runs"] if run["scoring"] == "failed"]
+    stale = counts.get("stale", 0)
     parts = [(f"{counts['scored']} scored", "green"), *([f", {counts['scoring']} being scored"]
                                                          if counts["scoring"] else []),
+             *([(f", {stale} stale", "yellow"), " (scored under another [eval]: `sweep run` scores them again)"]
+               if stale else []),
              f", {counts['pending']} waiting for scoring, ", (f"{counts['failed']} failed", "red" if failed else "")]
     if failed:
         log = sweep_dir / "logs" / (f"{failed[0]}.eval.log" if len(failed) == 1 else "<run_id>.eval.log of each")

@@ -204,8 +204,8 @@ class SweepDryRun:
         notes = [*self.spec_notes, *self.throughput.describe(self.on_gpu)]
         if self.evaluation is not None:
             notes.append(f"{self.evaluation}: {self.evaluations} runs scored by `distillscale eval` after they train, "
-                         "each a job on a free slot (its time is not in the estimates; a run with an eval.json is "
-                         "not scored again)")
+                         "each a job on a free slot (its time is not in the estimates; a run whose eval.json matches "
+                         "[eval] is not scored again, one scored under another [eval] is)")
         if self.needs_gpu and not self.gpus_here:
             asked = [f"{key} = true" for key in self.gpu_settings]
             asked += [f"device = cuda ({self.cuda_runs} runs)"] if self.cuda_runs else []

@@ -23,6 +23,9 @@ and have no loss: they are not records.
 - eval:<task>:<metric> (after the columns above, one per task and metric): the run's scores from the
   eval.json in its run directory (a sweep's [eval], or `distillscale eval RUN`), empty for a run without
   one; e.g. `distillscale fit downstream runs.csv --loss-col val_loss --accuracy-col eval:arc_easy:acc`.
+  One column holds scores of one configuration only (tasks, limit, task config, lm-eval version): that
+  of the sweep's [eval], or without one, the one most runs were scored under; a run scored otherwise
+  has empty cells there, and a warning names it (`sweep run` scores it again under the [eval]).
 - lr, batch_tokens: the run's peak `--lr` and its tokens per optimizer step (from result.json, else
   its planned settings): with the `[tune]` grid of a sweep spec, the table `distillscale fit
   hyperparameters` fits (diverged runs have no val_loss: `--drop-invalid` counts and skips them).
@@ -44,11 +47,21 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from distillscale.console import warn
 from distillscale.io import atomic_write_text
 from distillscale.jsontext import json_text
-from distillscale.sweeps.runner import SweepLayout
+from distillscale.sweeps.runner import SweepLayout, eval_request
 from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
-from distillscale.training.lm_eval_run import EVAL_FILE, read_eval, score_column_parts, score_columns
+from distillscale.training.lm_eval_run import (
+    EVAL_FILE,
+    EvalRecord,
+    EvalRequest,
+    mixed_configuration_message,
+    read_eval,
+    score_column_parts,
+    score_columns,
+    scored_otherwise,
+)
 
 RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params", "tokens", "tokens_per_param",
                   "flops", "val_loss", "teacher_id", "teacher_params", "teacher_tokens", "teacher_loss",
@@ -65,9 +78,45 @@ def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
     with RunStore(layout.root, read_only=True, runner_alive=runner_alive(layout.root)) as store:
         records = store.records()
+        request = eval_request(layout.root, store)
     by_id = {record.id: record for record in records}
-    return [_record(record, by_id, layout) for record in records
-            if record.status in FINISHED and record.kind != "pruned"]
+    exported = [_record(record, by_id, layout) for record in records
+                if record.status in FINISHED and record.kind != "pruned"]
+    scored = {row["run_id"]: read_eval(layout.run_dir(row["run_id"]) / EVAL_FILE) for row in exported
+              if row["status"] == "completed" and (layout.run_dir(row["run_id"]) / EVAL_FILE).is_file()}
+    for row in exported:
+        row.update(score_columns(scored[row["run_id"]]) if row["run_id"] in scored else {})
+    _leave_out_other_configurations(exported, scored, request)
+    return exported
+
+
+def _leave_out_other_configurations(rows: list[dict[str, Any]], scored: dict[str, EvalRecord],
+                                    request: EvalRequest | None) -> None:
+    """Empty the score cells of runs scored under another configuration than the column's (the
+    sweep's [eval] `request`, else the one most runs share) and say which, in one line each."""
+    if request is not None:
+        other = {run_id: how for run_id, record in scored.items() if (how := request.mismatch(record)) is not None}
+        if other:
+            _empty_scores(rows, other, tasks=None)
+            runs = ", ".join(list(other)[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+            warn(f"the scores of {runs} ({len(other)} of {len(scored)} scored runs) are of another [eval] "
+                 f"({next(iter(other.values()))}) than the sweep's: left out of the eval: columns; `sweep run` "
+                 f"scores them again under its [eval]")
+        return
+    for task in dict.fromkeys(task for record in scored.values() for task in record.tasks):
+        mixed = scored_otherwise(scored, task)[1]
+        if mixed:
+            _empty_scores(rows, mixed, tasks={task})
+            warn(mixed_configuration_message(mixed, task, len(scored), "the runs") + "; their scores of it are "
+                 "left out of the eval: columns")
+
+
+def _empty_scores(rows: list[dict[str, Any]], runs: dict[str, str], tasks: set[str] | None) -> None:
+    for row in rows:
+        if row["run_id"] in runs:
+            for column in [column for column in row if score_column_parts(column)]:
+                if tasks is None or score_column_parts(column)[0] in tasks:
+                    row[column] = None
 
 
 def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) -> dict[str, Any]:
@@ -100,9 +149,6 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
                       teacher_loss=teacher_loss, on_policy_fraction=_on_policy_fraction(run),
                       student_init=run.config["settings"].get("student_init")
                       or (str(layout.run_dir(run.config["init_id"])) if run.config.get("init_id") else None))
-    scores = layout.run_dir(run.id) / EVAL_FILE
-    if run.status == "completed" and scores.is_file():
-        record.update(score_columns(read_eval(scores)))
     return record
 
 

@@ -15,8 +15,10 @@ the same config and run directory), and failed or blocked ones are tried again.
 
 With [eval], each completed teacher, baseline and student is then scored by `distillscale eval RUN_DIR`
 (the command's own code path) as a job of its own on a free worker slot, like a run; a run whose
-eval.json exists is not scored again, and one whose scoring failed is tried again by the next
-`sweep run`. [eval] changes no run: it may be added to (or changed in) a sweep that already ran.
+eval.json matches the [eval] (its tasks, limit, task configs and lm-eval version: `EvalRequest`, kept
+in the store's meta as "eval" for `sweep status` and `export`) is not scored again, one whose eval.json
+does not (the [eval] changed since) is scored again, and one whose scoring failed is tried again by
+the next `sweep run`. [eval] changes no run: it may be added to (or changed in) a sweep that already ran.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from distillscale.sweeps.spec_sections import EVALUATED_KINDS
 from distillscale.sweeps.store import RunStore, is_sweep_dir
 from distillscale.settings import load_config, to_toml
 from distillscale.training.config import STUDENT_INIT_REPLACES, DistillConfig, TrainConfig
-from distillscale.training.lm_eval_run import EVAL_FILE
+from distillscale.training.lm_eval_run import EVAL_FILE, EvalRequest, record_mismatch
 from distillscale.training.prune_config import PruneConfig
 from distillscale.training.records import RunResult
 from distillscale.training.run_dir import RunDirectory
@@ -204,7 +206,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
 
     data = spec.sections.get("data", {})
     check_corpus(data.get("path"), data.get("text_field") or "text")
-    check_evaluation(spec)
+    request = check_evaluation(spec)
     placement = placement or Placement(slots=(None,) * executor.workers, gpus=(),
                                        scheduler=getattr(executor, "places_devices", False))
     if placement.workers != executor.workers:
@@ -228,29 +230,57 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
             store.reset_unfinished(keep=adopted)
             store.set_meta("workers", executor.workers)
             store.set_meta("gpus", list(placement.gpus))
-            scheduler = _Scheduler(spec, layout, store, executor, threads_per_run, progress, placement, adopted)
+            if request is not None:
+                store.set_meta(EVAL_META, request.to_json())
+            scheduler = _Scheduler(spec, layout, store, executor, threads_per_run, progress, placement, adopted,
+                                   request)
             scheduler.run()
             counts = store.counts()
-            if spec.evaluation is not None:  # runs scored (eval.json), and scorings that failed this time
+            if request is not None:  # runs scored as [eval] asks (eval.json), and scorings that failed this time
                 counts["evaluated"] = sum(1 for run_id in _evaluated_ids(spec)
-                                          if (layout.run_dir(run_id) / EVAL_FILE).is_file())
+                                          if (layout.run_dir(run_id) / EVAL_FILE).is_file()
+                                          and record_mismatch(layout.run_dir(run_id) / EVAL_FILE, request) is None)
                 counts["eval_failed"] = len(scheduler.eval_failed)
             return counts
     finally:
         lock.release()
 
 
-def check_evaluation(spec: SweepSpec) -> None:
+# The store's meta key of the [eval] request of the latest `sweep run` (`EvalRequest.to_json()`).
+EVAL_META = "eval"
+
+
+def check_evaluation(spec: SweepSpec) -> EvalRequest | None:
     """Before any run: [eval]'s tasks are lm-eval's or its include_path's (a one-line UserError names an
-    unknown one), and the `eval` extra is installed (the CLI names it in one line when it is not)."""
+    unknown one, or a local task's field its documents lack), and the `eval` extra is installed (the
+    CLI names it in one line when it is not). Returns what [eval] asks of each run's eval.json (None
+    without [eval])."""
     if spec.evaluation is None:
-        return
+        return None
     import lm_eval  # noqa: F401
 
-    from distillscale.training.lm_eval_run import task_manager
+    from distillscale.training.lm_eval_run import installed_lm_eval_version, task_manager, task_sources
 
     include = spec.evaluation.include_path
-    task_manager(list(spec.evaluation.tasks), None if include is None else Path(include))
+    tasks = list(spec.evaluation.tasks)
+    manager = task_manager(tasks, None if include is None else Path(include))
+    return EvalRequest(tasks=tuple(tasks), limit=spec.evaluation.limit, lm_eval_version=installed_lm_eval_version(),
+                       task_sources=task_sources(manager, tasks))
+
+
+def eval_request(sweep_dir: Path, store: RunStore) -> EvalRequest | None:
+    """What the [eval] of the latest `sweep run` on `sweep_dir` asks of each run's eval.json: the request
+    it kept in the store, else (a sweep run before it kept one) the tasks and limit of its spec.toml;
+    None for a sweep without [eval]."""
+    section = (SweepLayout(sweep_dir).spec_sections() or {}).get("eval")
+    if section is None:
+        return None
+    kept = store.meta(EVAL_META)
+    if kept is not None:
+        request = EvalRequest.from_json(kept)
+        if set(request.tasks) == set(section.get("tasks", ())) and request.limit == section.get("limit"):
+            return request
+    return EvalRequest(tasks=tuple(section.get("tasks", ())), limit=section.get("limit"))
 
 
 def _evaluated_ids(spec: SweepSpec) -> list[str]:
@@ -333,8 +363,12 @@ class _Scheduler:
 
     def __init__(self, spec: SweepSpec, layout: SweepLayout, store: RunStore, executor: Executor,
                  threads_per_run: int, progress: bool, placement: Placement,
-                 adopted: dict[str, Future[int]] | None = None):
+                 adopted: dict[str, Future[int]] | None = None, request: EvalRequest | None = None):
         self.spec, self.layout, self.store, self.executor = spec, layout, store, executor
+        if request is None and spec.evaluation is not None:
+            request = EvalRequest(tasks=tuple(spec.evaluation.tasks), limit=spec.evaluation.limit)
+        self.request = request  # what [eval] asks of each run's eval.json
+        self.scored: set[str] = set()  # runs whose eval.json was found to match `request`
         self.thread_env = {name: str(threads_per_run) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         self.show_progress = progress
         self.placement = placement
@@ -417,17 +451,19 @@ class _Scheduler:
                 self.started[future] = time.monotonic()
 
     def _start_evals(self, statuses: dict[str, str]) -> None:
-        """[eval]: score each completed run without an eval.json on a free slot, by `distillscale eval`."""
+        """[eval]: score each completed run without an eval.json that matches [eval] (none, or one of
+        another [eval]: replaced) on a free slot, by `distillscale eval`."""
         busy = {run.run_id for future, run in self.in_flight.items() if future in self.evaluating}
         for run in self.spec.runs:
             if len(self.in_flight) >= self.executor.workers:
                 return
             run_dir = self.layout.run_dir(run.run_id)
             if (run.run_id not in self.evaluated or statuses[run.run_id] != "completed" or run.run_id in busy
-                    or run.run_id in self.eval_failed or (run_dir / EVAL_FILE).is_file()):
+                    or run.run_id in self.eval_failed or self._scored(run.run_id)):
                 continue
             slot = self._free_slot()
-            job = Job(args=("eval", str(run_dir), *self.spec.evaluation.args()),
+            replace = ("--overwrite",) if (run_dir / EVAL_FILE).exists() else ()  # scored under another [eval]
+            job = Job(args=("eval", str(run_dir), *self.spec.evaluation.args(), *replace),
                       log_path=self.layout.eval_log_path(run.run_id),
                       env=self.thread_env | self.placement.env(slot), slot=slot)
             future = self.executor.submit(job)
@@ -435,6 +471,14 @@ class _Scheduler:
             self.in_flight[future], self.slot_of[future] = run, slot
             self.started[future] = time.monotonic()
             self.evaluating.add(future)
+
+    def _scored(self, run_id: str) -> bool:
+        """Whether the run's eval.json matches [eval] (`EvalRequest.mismatch`); remembered once it does."""
+        if run_id not in self.scored:
+            path = self.layout.run_dir(run_id) / EVAL_FILE
+            if path.is_file() and record_mismatch(path, self.request) is None:
+                self.scored.add(run_id)
+        return run_id in self.scored
 
     def _record_eval(self, run: PlannedRun, future: Future[int], seconds: float) -> Text:
         """The line for an [eval] job's end: the run's scores, or where its failure is told."""
@@ -447,6 +491,8 @@ class _Scheduler:
             record = read_eval(path) if path.is_file() else None
         except Exception:  # the executor could not run it, or it left no readable eval.json
             record = None
+        if record is not None and self.request.mismatch(record) is not None:
+            record = None  # a rescoring that failed leaves the eval.json of another [eval]
         if record is None:
             self.eval_failed.append(run.run_id)
             log = self.layout.eval_log_path(run.run_id)

@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from distillscale.sweeps.compute import sweep_compute
-from distillscale.sweeps.runner import SweepLayout
+from distillscale.sweeps.runner import SweepLayout, eval_request
 from distillscale.sweeps.spec_sections import EVALUATED_KINDS
 from distillscale.sweeps.store import RunRecord, RunStore
-from distillscale.training.lm_eval_run import EVAL_FILE
+from distillscale.training.lm_eval_run import EVAL_FILE, EvalRequest, record_mismatch
 
-# A run's scoring under [eval]: its eval.json exists; an [eval] job of the live `sweep run` scores it
-# now; it completed and waits for its first scoring; or its last scoring failed (its
-# logs/<run_id>.eval.log is there, no eval.json): the next `sweep run` retries it.
-SCORING_STATES = ("scored", "scoring", "pending", "failed")
+# A run's scoring under [eval]: its eval.json matches the [eval] (`EvalRequest.mismatch`); an [eval] job
+# of the live `sweep run` scores it now; its eval.json is of another [eval] (other tasks, limit, task
+# config or lm-eval version: the next `sweep run` scores it again); it completed and waits for its first
+# scoring; or its last scoring failed (its logs/<run_id>.eval.log is there, no eval.json): the next
+# `sweep run` retries it.
+SCORING_STATES = ("scored", "scoring", "stale", "pending", "failed")
 
 
 def runner_alive(sweep_dir: str | Path) -> bool:
@@ -44,16 +46,19 @@ def _device(device: str | None) -> str | None:
     return device if device in (None, "cpu") else f"GPU {device}"
 
 
-def scoring_state(record: RunRecord, layout: SweepLayout, scoring: bool = False) -> str | None:
+def scoring_state(record: RunRecord, layout: SweepLayout, request: EvalRequest, scoring: bool = False) -> str | None:
     """One of SCORING_STATES for a completed run that [eval] scores (its kind in EVALUATED_KINDS),
-    read from its files as the runner reads them (`scoring`: a live runner's [eval] job scores it
-    now, its log being written); None for any other run."""
+    read from its files as the runner reads them (`request`: what [eval] asks of its eval.json;
+    `scoring`: a live runner's [eval] job scores it now, its log being written); None for any other run."""
     if record.status != "completed" or record.kind not in EVALUATED_KINDS:
         return None
-    if (layout.run_dir(record.id) / EVAL_FILE).is_file():  # the runner does not score it again
+    path = layout.run_dir(record.id) / EVAL_FILE
+    if path.is_file() and record_mismatch(path, request) is None:  # the runner does not score it again
         return "scored"
     if scoring:
         return "scoring"
+    if path.is_file():
+        return "stale"
     return "failed" if layout.eval_log_path(record.id).is_file() else "pending"
 
 
@@ -74,8 +79,9 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
         workers = store.meta("workers", 1)
         devices = store.devices()
         scoring = store.scoring() if alive else set()  # a dead runner's jobs score nothing
+        request = eval_request(Path(sweep_dir), store)  # the [eval] of the latest `sweep run`
     layout = SweepLayout(Path(sweep_dir))
-    evaluated = "eval" in (layout.spec_sections() or {})  # the [eval] of the latest `sweep run`
+    evaluated = request is not None
     counts["interrupted"] = 0 if alive else counts["running"]
     counts["running"] -= counts["interrupted"]
     now = time.time()
@@ -98,7 +104,7 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
                      "attempts": record.attempts, "wall_seconds": wall, "error": record.error,
                      "device": _device(devices.get(record.id)), "epochs": result.get("epochs")})
         if evaluated:
-            runs[-1]["scoring"] = scoring_state(record, layout, record.id in scoring)
+            runs[-1]["scoring"] = scoring_state(record, layout, request, record.id in scoring)
     status = {"total": len(records), "counts": counts, "workers": workers,
               "eta_seconds": eta, "compute": sweep_compute(record.result for record in records).to_dict(),
               "runs": runs}

@@ -4,23 +4,32 @@ ones `lm_eval --model hf --model_args pretrained=DIR` prints for the same model 
 
 A run trained by distillscale is first exported (model/hf_export.py) into a temporary directory; a
 Hugging Face model directory is evaluated as it is. The scores are an `EvalRecord`, written as
-eval.json beside the run's result.json."""
+eval.json beside the run's result.json, with what they depend on besides the model: the tasks (each
+one's config as lm-eval indexed it, `task_sources`, and as it resolved it, each score's `config_hash`,
+and its version), the example limit and the versions of lm-eval and distillscale.
+
+Scores of different configurations are not comparable (a `--limit 10` accuracy is not the benchmark's):
+`EvalRequest.mismatch` says how an eval.json differs from what a sweep's [eval] asks (the sweep rescores
+it), and `check_one_configuration` refuses runs scored differently where they would be mixed."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import tempfile
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import distillscale
 from distillscale.errors import UserError, path_kind
 from distillscale.io import json_format_is
 from distillscale.model.hf_export import export_hf
 from distillscale.training.run_dir import completed_result, is_run_dir
 
-EVAL_FORMAT = "distillscale eval 1"
+EVAL_FORMAT = "distillscale eval 2"  # 2: task_sources, task_versions, distillscale_version
 EVAL_FILE = "eval.json"
 is_eval_file = json_format_is("distillscale eval")
 # The keys of a task's results that are not metrics (lm-eval writes them beside "acc,none").
@@ -43,13 +52,19 @@ class TaskScore:
 
 @dataclass(frozen=True)
 class EvalRecord:
-    """eval.json: what `distillscale eval` measured on one model."""
+    """eval.json: what `distillscale eval` measured on one model, and under what configuration:
+    `task_sources` (task -> sha256 of its config as lm-eval's task index holds it, `task_sources`),
+    `task_versions` (task -> the task's version lm-eval reports), `distillscale_version`; the three
+    are empty/None in an eval.json of format 1."""
 
     model: str
     tasks: tuple[str, ...]
     limit: int | None
     lm_eval_version: str
     scores: tuple[TaskScore, ...]
+    task_sources: dict[str, str] = field(default_factory=dict)
+    task_versions: dict[str, str | None] = field(default_factory=dict)
+    distillscale_version: str | None = None
 
     def to_json(self) -> dict:
         return {"format": EVAL_FORMAT, **asdict(self), "tasks": list(self.tasks),
@@ -59,7 +74,89 @@ class EvalRecord:
     def from_json(cls, data: dict) -> "EvalRecord":
         return cls(model=data["model"], tasks=tuple(data["tasks"]), limit=data["limit"],
                    lm_eval_version=data["lm_eval_version"],
-                   scores=tuple(TaskScore(**score) for score in data["scores"]))
+                   scores=tuple(TaskScore(**score) for score in data["scores"]),
+                   task_sources=dict(data.get("task_sources") or {}),
+                   task_versions=dict(data.get("task_versions") or {}),
+                   distillscale_version=data.get("distillscale_version"))
+
+    def configuration(self, task: str) -> "TaskConfiguration":
+        """What this record's scores of `task` depend on besides the model."""
+        hashes = sorted({score.config_hash for score in self.scores if score.task == task})
+        return TaskConfiguration(limit=self.limit, lm_eval_version=self.lm_eval_version,
+                                 config_hash=",".join(hashes) or None, source=self.task_sources.get(task))
+
+
+@dataclass(frozen=True)
+class TaskConfiguration:
+    """What one task's scores depend on besides the model: the examples scored (`limit`, None: all),
+    lm-eval's version, the task's config as lm-eval resolved it (`config_hash`, None: no score of
+    it) and as its index holds it (`source`, None: not recorded, an eval.json of format 1)."""
+
+    limit: int | None
+    lm_eval_version: str
+    config_hash: str | None
+    source: str | None
+
+    def difference(self, other: "TaskConfiguration") -> str | None:
+        """How this configuration differs from `other`, in words ("limit 10, not all examples"); None
+        when their scores are comparable. An unrecorded source is no difference: the resolved config
+        (`config_hash`) is compared instead."""
+        if self.limit != other.limit:
+            return f"{_limit_text(self.limit)}, not {_limit_text(other.limit)}"
+        if self.lm_eval_version != other.lm_eval_version:
+            return f"lm-eval {self.lm_eval_version}, not {other.lm_eval_version}"
+        if self.config_hash != other.config_hash or (None not in (self.source, other.source)
+                                                     and self.source != other.source):
+            return "another config of the task"
+        return None
+
+
+def _limit_text(limit: int | None) -> str:
+    return "all examples" if limit is None else f"limit {limit}"
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What a sweep's [eval] asks of each run's eval.json: these tasks, this limit and, where known,
+    this lm-eval version and these task configs (`task_sources`, as `task_sources` computes them). A
+    request read back from a spec.toml alone knows the tasks and the limit."""
+
+    tasks: tuple[str, ...]
+    limit: int | None
+    lm_eval_version: str | None = None
+    task_sources: dict[str, str] = field(default_factory=dict)
+
+    def mismatch(self, record: EvalRecord) -> str | None:
+        """How `record` differs from the request, in words; None when it matches (its scores stand)."""
+        if set(record.tasks) != set(self.tasks):
+            return f"tasks {','.join(record.tasks)}, not {','.join(self.tasks)}"
+        if record.limit != self.limit:
+            return f"{_limit_text(record.limit)}, not {_limit_text(self.limit)}"
+        if self.lm_eval_version is not None and record.lm_eval_version != self.lm_eval_version:
+            return f"lm-eval {record.lm_eval_version}, not {self.lm_eval_version}"
+        for task, source in self.task_sources.items():
+            if record.task_sources.get(task) != source:
+                return (f"another config of task {task}" if task in record.task_sources
+                        else f"no record of task {task}'s config (an eval.json of an earlier version)")
+        return None
+
+    def to_json(self) -> dict:
+        return {"tasks": list(self.tasks), "limit": self.limit, "lm_eval_version": self.lm_eval_version,
+                "task_sources": dict(self.task_sources)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EvalRequest":
+        return cls(tasks=tuple(data["tasks"]), limit=data.get("limit"), lm_eval_version=data.get("lm_eval_version"),
+                   task_sources=dict(data.get("task_sources") or {}))
+
+
+def record_mismatch(path: Path, request: EvalRequest) -> str | None:
+    """How the eval.json at `path` differs from `request` (see `EvalRequest.mismatch`); "unreadable"
+    for a file that is no eval.json `distillscale eval` wrote."""
+    try:
+        return request.mismatch(read_eval(path))
+    except (UserError, OSError, ValueError, KeyError, TypeError):
+        return "unreadable"
 
 
 def parse_tasks(text: str) -> list[str]:
@@ -113,7 +210,138 @@ def task_manager(tasks: list[str], include_path: Path | None):
         where = f" nor in --include-path {include_path}" if include_path is not None else ""
         raise UserError(f"unknown lm-eval task {', '.join(unknown)}: not one of lm-eval's tasks{where}; "
                         "`lm_eval ls tasks` lists them, or give a directory of task YAMLs with --include-path")
+    if include_path is not None:
+        check_local_task_fields(manager, tasks, include_path)
     return manager
+
+
+def task_sources(manager, tasks: list[str]) -> dict[str, str]:
+    """task -> sha256 of its config as lm-eval's task index holds it (the YAML as loaded), for each task
+    whose index entry has one: a task edited under the same name has another source."""
+    sources = {}
+    for task in tasks:
+        entry = manager.task_index.get(task)
+        config = getattr(entry, "cfg", None) if entry is not None else None
+        if config is None and isinstance(entry, dict):  # lm-eval before 0.4.10 indexed plain dicts
+            config = {"yaml_path": str(entry.get("yaml_path"))}
+        if config is not None:
+            sources[task] = _config_hash(config)
+    return sources
+
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOC_FIELDS = ("doc_to_text", "doc_to_target", "doc_to_choice")
+
+
+def check_local_task_fields(manager, tasks: list[str], include_path: Path) -> None:
+    """Each of `tasks` defined under `include_path` (the user's own YAML), loaded: where its doc_to_text,
+    doc_to_target or doc_to_choice is a bare name (no Jinja), its documents must have that field, or a
+    one-line UserError. lm-eval renders a missing field as the literal name: every target is then
+    wrong, and the task scores 0 with a zero standard error instead of failing (a missing choices
+    field fails inside lm-eval instead: named the same way, else in one line)."""
+    root = include_path.expanduser().resolve()
+    for task in tasks:
+        entry = manager.task_index.get(task)
+        where = getattr(entry, "yaml_path", None)
+        if not _is_under(where, root):
+            continue
+        with _task_data_errors([task]), _quiet_datasets():
+            try:
+                loaded = _load_tasks(manager, [task])
+            except (ValueError, KeyError, TypeError, IndexError, SyntaxError) as exc:
+                config = getattr(entry, "cfg", None) or {}
+                document = _first_document(config)
+                if document is not None:
+                    _check_fields(task, where, config.get, document)
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UserError(f"lm-eval could not build task {task} ({where}): {type(exc).__name__}: {reason}; "
+                                "check its YAML (doc_to_text, doc_to_target, doc_to_choice: fields of its "
+                                "documents or Jinja templates)") from None
+            for name, built in _leaf_tasks(loaded):
+                document = next(iter(built.eval_docs), None)
+                if isinstance(document, dict):
+                    _check_fields(name, where, lambda key: getattr(built.config, key, None), document)
+
+
+def _load_tasks(manager, tasks: list[str]) -> dict:
+    """The built tasks (name -> task, groups holding theirs): lm-eval's `TaskManager.load` where it has
+    one (its flat "tasks"), else its older `load_task_or_group`."""
+    if hasattr(manager, "load"):
+        return dict(manager.load(tasks)["tasks"])
+    return manager.load_task_or_group(tasks)
+
+
+def _check_fields(task: str, where, setting, document: dict) -> None:
+    """Refuse a doc_to_* `setting(key)` that is a bare name `document` has no field of."""
+    for key in _DOC_FIELDS:
+        value = setting(key)
+        if isinstance(value, str) and _FIELD_NAME.fullmatch(value) and value not in document:
+            raise UserError(f"task {task} ({where}): {key} names the field {value!r}, which its documents do not "
+                            f"have (they have {', '.join(map(str, document))}): give one of their fields or a "
+                            "Jinja template; as it is, every example would score 0")
+
+
+def _first_document(config: dict) -> dict | None:
+    """The first document of a task's evaluation split, read from its config as lm-eval reads it
+    (datasets' load_dataset); None when that cannot be done here."""
+    try:
+        import datasets
+
+        split = config.get("test_split") or config.get("validation_split") or config.get("training_split")
+        data = datasets.load_dataset(config["dataset_path"], config.get("dataset_name"),
+                                     **(config.get("dataset_kwargs") or {}))
+        document = data[split][0]
+    except Exception:  # noqa: BLE001 - any failure: the caller says what lm-eval said instead
+        return None
+    return document if isinstance(document, dict) else None
+
+
+@contextmanager
+def _quiet_datasets():
+    """datasets' progress bars off for the block (a check's loading is not the user's work)."""
+    from datasets.utils import logging as datasets_logging
+
+    was_enabled = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets_logging.enable_progress_bar()
+
+
+def _is_under(path, root: Path) -> bool:
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    path = Path(path).expanduser().resolve()
+    return path == root or root in path.parents
+
+
+def _leaf_tasks(loaded: dict):
+    """(name, task) of every task in lm-eval's loaded dict of tasks and groups (groups hold dicts)."""
+    for key, value in loaded.items():
+        if isinstance(value, dict):
+            yield from _leaf_tasks(value)
+        elif hasattr(value, "config") and hasattr(value, "eval_docs"):
+            yield getattr(value.config, "task", None) or str(key), value
+
+
+class _task_data_errors:
+    """Within the block, a task's data that cannot be loaded (datasets' errors derive from these) is a
+    one-line UserError naming the tasks."""
+
+    def __init__(self, tasks: list[str]):
+        self.tasks = tasks
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if kind is not None and issubclass(kind, (FileNotFoundError, ConnectionError)):
+            reason = (str(exc).strip().splitlines() or [kind.__name__])[0]
+            raise UserError(f"lm-eval could not load the data of {', '.join(self.tasks)}: {reason}; check the task's "
+                            "dataset_path and data_files (offline, its data must be on this machine)") from None
+        return False
 
 
 def run_lm_eval(model_dir: Path, tasks: list[str], *, limit: int | None = None, batch_size: int = 1,
@@ -137,14 +365,10 @@ def _evaluate(model_dir: Path, hf_dir: Path, tasks: list[str], manager, limit: i
     from lm_eval.models.huggingface import HFLM
 
     model = HFLM(pretrained=str(hf_dir), batch_size=batch_size, device=device)
-    try:
+    with _task_data_errors(tasks):
         results = lm_eval.simple_evaluate(model=model, tasks=tasks, task_manager=manager, limit=limit,
                                           log_samples=False)
-    except (FileNotFoundError, ConnectionError) as exc:  # a task's data (datasets' errors derive from these)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"lm-eval could not load the data of {', '.join(tasks)}: {reason}; check the task's "
-                        "dataset_path and data_files (offline, its data must be on this machine)") from None
-    version = str(results.get("lm_eval_version") or _installed_version())
+    version = installed_lm_eval_version()
     scores = []
     for task, values in results["results"].items():
         config_hash = _config_hash(results["configs"].get(task, {}))
@@ -158,8 +382,12 @@ def _evaluate(model_dir: Path, hf_dir: Path, tasks: list[str], manager, limit: i
             scores.append(TaskScore(task=task, metric=name, value=float(value),
                                     stderr=float(stderr) if isinstance(stderr, (int, float)) else None,
                                     n=n, config_hash=config_hash, lm_eval_version=version))
+    versions = results.get("versions") or {}
     return EvalRecord(model=str(model_dir), tasks=tuple(tasks), limit=limit, lm_eval_version=version,
-                      scores=tuple(scores))
+                      scores=tuple(scores), task_sources=task_sources(manager, tasks),
+                      task_versions={task: None if versions.get(task) is None else str(versions[task])
+                                     for task in results["results"]},
+                      distillscale_version=distillscale.__version__)
 
 
 def _config_hash(config: dict) -> str:
@@ -168,10 +396,11 @@ def _config_hash(config: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _installed_version() -> str:
-    from importlib.metadata import version
+def installed_lm_eval_version() -> str:
+    """The version of lm-eval in this environment, as eval.json records it (and a sweep's [eval] asks)."""
+    import lm_eval
 
-    return version("lm_eval")
+    return str(lm_eval.__version__)
 
 
 def read_eval(path: str | os.PathLike) -> EvalRecord:
@@ -210,9 +439,9 @@ def downstream_runs(runs_dir: Path, tasks: str | None, metric: str) -> tuple[lis
         raise UserError(f"{runs_dir} holds no run with an eval.json: run `distillscale eval RUN --tasks ...` on "
                         "each run first, or give a table of losses and errors")
     wanted = parse_tasks(tasks) if tasks else None
+    records = {run: read_eval(run / EVAL_FILE) for run in runs}
     losses, errors = [], []
-    for run in runs:
-        record = read_eval(run / EVAL_FILE)
+    for run, record in records.items():
         wanted = wanted or list(record.tasks)
         values = {score.task: score.value for score in record.scores if score.metric == metric}
         missing = [task for task in wanted if task not in values]
@@ -225,4 +454,36 @@ def downstream_runs(runs_dir: Path, tasks: str | None, metric: str) -> tuple[lis
                             "error; evaluate runs trained with validation (--eval-tokens)")
         losses.append(float(result.val_loss))
         errors.append(1 - sum(values[task] for task in wanted) / len(wanted))
+    for task in wanted:
+        mixed = scored_otherwise({str(run.relative_to(runs_dir)) or str(run): record
+                                  for run, record in records.items()}, task)[1]
+        if mixed:
+            raise UserError(mixed_configuration_message(mixed, task, len(records), f"the runs of {runs_dir}")
+                            + ", or --tasks they were scored on alike")
     return losses, errors, ",".join(wanted)
+
+
+def scored_otherwise(records: dict[str, EvalRecord], task: str, reference: TaskConfiguration | None = None
+                     ) -> tuple[TaskConfiguration | None, dict[str, str]]:
+    """(the configuration the scores of `task` are read under, the runs scored on it otherwise: run ->
+    how their configuration differs). `records`: run -> its eval.json, in the runs' order (those without
+    `task` left aside). The configuration is `reference` when given (a sweep's [eval]), else the one
+    the most runs share (the first run's among equals: the same choice on every machine)."""
+    configurations = {run: record.configuration(task) for run, record in records.items() if task in record.tasks}
+    if not configurations:
+        return reference, {}
+    if reference is None:
+        shared = {run: sum(other.difference(config) is None for other in configurations.values())
+                  for run, config in configurations.items()}
+        reference = configurations[max(shared, key=shared.get)]  # max keeps the first among equals
+    differ = {run: config.difference(reference) for run, config in configurations.items()}
+    return reference, {run: how for run, how in differ.items() if how is not None}
+
+
+def mixed_configuration_message(mixed: dict[str, str], task: str, of: int, where: str) -> str:
+    """One line naming the runs of `mixed` (run -> how it was scored otherwise) and the fix."""
+    runs = ", ".join(list(mixed)[:3]) + (f" and {len(mixed) - 3} more" if len(mixed) > 3 else "")
+    how = next(iter(mixed.values()))
+    return (f"{where} were scored on {task} under different configurations, not comparable: {runs} "
+            f"({len(mixed)} of {of}) with {how} (eval.json); score every run alike (`distillscale eval RUN "
+            f"--overwrite` with the same --tasks and --limit, or `sweep run` under one [eval])")
