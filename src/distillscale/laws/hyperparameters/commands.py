@@ -28,8 +28,9 @@ class FitHyperparametersSettings(CommandSettings):
     file: Path = argument(help="runs of an lr x batch grid: a CSV file with a header row, or JSONL (one JSON "
                                "object per run); each (params, tokens) cell at 3 or more learning rates")
     params_col: str = option("params", help="column of non-embedding parameters N")
-    tokens_col: str = option("tokens", help="column of training tokens D")
-    lr_col: str = option("lr", help="column of the peak learning rate")
+    tokens_col: str = option("tokens", help="column of training tokens D (counts of one model size within 5% of "
+                                            "each other are one cell: D = steps x batch rounds each batch its own way)")
+    lr_col: str = option("lr", help="column of the peak learning rate (a rate above 1 is refused: other units?)")
     lr_unit: str | None = option(None, help=LR_UNIT_HELP + " (default: that column, else 'peak')")
     batch_col: str = option("batch_tokens", help="column of the batch size in tokens (one value throughout: "
                                                  "only the lr law is fitted)")
@@ -119,6 +120,11 @@ def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
     if law.batch is not None:
         console.print(f"B*  = {law.batch.coefficient:.4g} N^{law.batch.exponents[0]:.3f} "
                       f"D^{law.batch.exponents[1]:.3f} tokens")
+    for what, power in (("lr*", law.lr), ("B*", law.batch)):
+        if power is not None and power.not_identified:
+            console.print(f"{what}'s exponent of {' and '.join(power.not_identified)} not identified (the cells do "
+                          "not vary it beyond the others): held at 0 with a prior spread, its interval widening "
+                          "away from the data")
     for cell in fit.cells:   # what the grid did not locate, cell by cell
         bound = cell.describe()
         if bound is not None:

@@ -24,6 +24,7 @@ the unconstrained minimum's); a cell with 2 batch sizes cannot locate B* (a quad
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -122,7 +123,7 @@ class CellRuns:
     def best(self) -> int:
         return int(np.argmin(self.loss))
 
-    @property
+    @cached_property
     def batch_sizes(self) -> int:
         """How many batch sizes the cell ran (all its runs, before `at_batch`)."""
         return int(np.unique((self.whole or self).batch_tokens).size)
