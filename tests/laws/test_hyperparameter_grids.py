@@ -263,3 +263,44 @@ def test_a_law_file_with_an_impossible_field_is_refused_when_it_loads(cli, tmp_p
     err = one_line_error(cli, "predict", "hyperparameters", "--law", tmp_path / "bad.json", "--params", "1B",
                          "--tokens", "20B", "--batch-tokens", "8M")
     assert needle in err
+
+
+def test_a_sweeps_lr_law_runs_a_two_batch_grids_law_at_the_batch_it_gives(tmp_path):
+    """The law of a [tune] grid of 2 batch sizes (128 and 256 tokens: batch_size 4 and 8 at seq_len
+    32) is the rate at one of them; a ladder at that batch reads it (it refused before: a B* law
+    with no batch exponent cannot adapt the rate, even to its own B*)."""
+    from distillscale.sweeps.spec import load_sweep_spec
+
+    def small_lr(n, d):
+        return 0.2 * n ** -0.3 * d ** 0.1
+
+    rows = []
+    for n in (2e4, 5e4, 1.2e5):
+        for d in (4e5, 1.6e6):
+            for lr in rates(1e-3, 1e-1, 9):
+                for batch in (128.0, 256.0):
+                    x, y = math.log(lr / small_lr(n, d)), math.log(batch / 200.0)
+                    rows.append({"params": n, "tokens": d, "lr": lr, "batch_tokens": batch,
+                                 "loss": 3.0 + 0.02 * x * x - 0.016 * x * y + 0.01 * y * y})
+    law = ds.fit_hyperparameters(pd.DataFrame(rows), bootstrap=0, lr_unit="mup-base:256").law
+    assert law.batch is None and law.fixed_batch_tokens in (128.0, 256.0)
+    law.save(tmp_path / "hp.json")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f"""
+name = "lawful"
+[data]
+vocab_size = 320
+seq_len = 32
+[model]
+aspect_ratio = 32
+head_dim = 16
+batch_size = {int(law.fixed_batch_tokens) // 32}
+lr_law = "hp.json"
+eval_tokens = "2k"
+eval_every = 0
+[teachers]
+n_layers = [1, 2]
+tokens_per_param = [8]
+""", encoding="utf-8")
+    runs = load_sweep_spec(spec).runs
+    assert len(runs) == 2 and all(0 < run.settings["lr"] < 1 for run in runs)

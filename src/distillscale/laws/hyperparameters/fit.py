@@ -170,23 +170,25 @@ def _prepare(columns: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], lis
 def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int, level: float, seed: int,
          name: str, source: str, lr_unit: LrUnit, notes: list[str] | None = None,
          whole: dict | None = None) -> HyperparameterFit:
-    """The fit of `_prepare`d runs; `whole`: the cells' batch edges where this fit is the rate at
-    one batch of a grid that did not locate B* (`_at_one_batch`)."""
+    """The fit of `_prepare`d runs. `notes`: what `_prepare` said; `whole`: the cells with all their
+    batch sizes, by (N, D), where this fit is the rate at one batch of a grid that did not locate B*
+    (`_at_one_batch`): their records keep where B* lies beyond the grid."""
     if not (0 < level < 1):
         raise ParameterError("level", "{} must be between 0 and 1, got {value!r}", value=level)
     if bootstrap < 0:
         raise ParameterError("bootstrap", "{} must be 0 (no intervals) or more resamples, got {value!r}",
                              value=bootstrap)
     names = tuple(name for name in SETTINGS if name in columns)
+    given = list(notes or [])
     cells, setting_notes = setting_cells(columns, names)
-    notes = list(notes or []) + setting_notes
+    notes = given + setting_notes
     check_cells(cells)
     windows = _candidate_windows(window)
     _check_convex(cells, windows)
     varies_batch = any(cell.varies_batch for cell in cells)
     if varies_batch and not any(cell_optimum(cell, w).batch_located for cell in cells for w in windows):
         return _at_one_batch(cells, columns, windows, lambda restricted, more, edges: _fit(
-            restricted, window, backtest, bootstrap, level, seed, name, source, lr_unit, notes + more, edges))
+            restricted, window, backtest, bootstrap, level, seed, name, source, lr_unit, given + more, edges))
     if not varies_batch and len({float(c.batch_tokens[0]) for c in cells}) > 1:
         notes.append("the batch was not varied within a cell (each size ran its own): only the lr law is fitted, "
                      "for the batch the runs used at each size (a power law through the cells' batches, not B*)")
