@@ -177,4 +177,5 @@ def test_a_law_read_far_outside_its_data_says_so_before_the_sweep_runs(cli, tmp_
     assert load_sweep_spec(spec_file(tmp_path, model='lr_law = "hp.json"')).notes == ()
     inside, far = law.recommend(1e4, 1e6), law.recommend(1e4, 1e10)
     assert inside.extrapolation == 1.0 and not any("extrapolation" in n for n in inside.notes)
-    assert far.extrapolation == pytest.approx(100.0) and "D = 1e+10 is 100x above" in far.notes[0]
+    assert far.extrapolation == pytest.approx(100.0) and "D (10B tokens) is far above the largest (100M)" in far.notes[0]
+    assert "100x beyond it: the rate (and batch) is an extrapolation" in far.notes[0]   # the loss laws' wording

@@ -80,6 +80,18 @@ def _times(ratio: float) -> str:
     return f"{ratio:,.0f}x" if ratio < 1e6 else f"{ratio:.1e}x"
 
 
+def beyond_data(name: str, value: float, kind: str, low: float, high: float, law: str, what: str = "the prediction",
+                far: bool = True) -> str:
+    """The one wording of a quantity outside a law's data, for every law (the loss laws' warnings,
+    a hyperparameter law's note): '{name} ({value} {kind}) is [far] above the largest ({edge}) in
+    the data behind law {law}, {k}x beyond it: {what} is an extrapolation'."""
+    side, edge = ("above the largest", high) if value > high else ("below the smallest", low)
+    show = (lambda x: f"{x:.3g}") if kind == "FLOPs" else format_quantity   # FLOPs as 1e+21, counts as 546M
+    return (f"{name} ({show(value)} {kind}) is {'far ' if far else ''}{side} ({show(edge)}) in "
+            f"the data behind law {law!r}, {_times(max(value / edge, edge / value))} beyond it: {what} is an "
+            "extrapolation")
+
+
 def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
                            tokens: dict[str, float | None],
                            tokens_per_param: dict[str, float | None] | None = None, *,
@@ -96,10 +108,5 @@ def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
         for name, value in quantities.items():
             if value is None or low / FAR_BEYOND <= value <= high * FAR_BEYOND:
                 continue
-            side, edge = (("above the largest", high) if value > high else
-                          ("below the smallest", low))
-            messages.append(
-                f"{name} ({format_quantity(value)} {kind}) is far {side} ({format_quantity(edge)}) "
-                f"in the data behind law {laws.name!r}, {_times(max(value / edge, edge / value))} "
-                "beyond it: the prediction is an extrapolation")
+            messages.append(beyond_data(name, value, kind, low, high, laws.name))
     return messages

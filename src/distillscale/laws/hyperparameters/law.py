@@ -221,12 +221,12 @@ class HyperparameterLaw(_Record):
         factor = factors[key]
         if factor <= FAR_FACTOR:
             return factor, None
+        from distillscale.laws.extrapolation import FAR_BEYOND, beyond_data
+
         value, (low, high) = values[key], self.data_range[key]
-        side = "below" if value < low else "above"
-        what = {"params": ("N", "models"), "tokens": ("D", "token counts"),
-                "compute": ("C = 6ND", "compute budgets (FLOPs)")}[key]
-        return factor, (f"{what[0]} = {value:.3g} is {factor:,.0f}x {side} the {what[1]} law {self.name} was "
-                        f"fitted on ({low:.3g}-{high:.3g}): a far extrapolation, the rate may be far off")
+        name, kind = {"params": ("N", "parameters"), "tokens": ("D", "tokens"), "compute": ("C = 6ND", "FLOPs")}[key]
+        return factor, beyond_data(name, value, kind, low, high, self.name, "the rate (and batch)",
+                                   far=factor > FAR_BEYOND)
 
     def _recommend(self, params: float, tokens: float, batch_tokens: float | None, lr: float,
                    lr_interval: tuple[float, float]) -> Recommendation:
