@@ -231,3 +231,26 @@ def test_a_started_student_is_told_the_laws_rates_are_for_training_from_scratch(
     said = "the student starts pruned (--student-init): the law's rates are for training from scratch"
     assert [name for name, r in plan.recipes.items() if any(said in note for note in r.notes)] == ["teacher-pretraining"]
     assert said in plan.as_text()
+
+
+def test_a_student_models_context_is_its_own_runs_not_the_teachers(tmp_path):
+    """Issue 63 item 9: the student's 2,048-token context was applied to the teacher's recipe too."""
+    config = ModelConfig(vocab_size=32000, d_model=1024, n_layers=16, n_heads=16, max_seq_len=2048)
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "model_config.json").write_text(json.dumps(config.model_dump()))
+    plan = ds.plan("busbridge2025", compute=1e21, student_model=str(tmp_path / "student"),
+                   scenario="teacher-pretraining")
+    assert plan.recipes["teacher-pretraining"].n_ctx == 2048
+    assert plan.recipes["teacher-pretraining (pretrain instead)"].n_ctx == 2048
+    assert plan.recipes["teacher-pretraining teacher"].n_ctx == N_CTX   # the family's, at the plan's context
+
+
+def test_a_batch_below_one_sequence_is_run_and_priced_as_one_sequence():
+    """Issue 63 item 5: --batch-tokens 1K at a 4,096-token context adapted the rate to 1K tokens, a
+    batch the run cannot take (it runs one sequence a step)."""
+    r = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case",
+                batch_tokens=1000).recipes["best-case"]
+    assert r.batch_sequences == 1 and r.batch_tokens == N_CTX
+    lr, optimum = _steplaw(546e6, r.tokens)
+    assert r.lr == pytest.approx(lr * (N_CTX / optimum) ** 0.40) and r.adaptation.batch_tokens == N_CTX
+    assert any("less than one sequence of 4,096: the run takes one sequence a step" in note for note in r.notes)
