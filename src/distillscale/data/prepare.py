@@ -47,6 +47,8 @@ from distillscale.errors import UserError
 from distillscale.io import atomic_write_json
 
 FORMAT = "distillscale.data/2"  # 2: documents cut into pieces, split by tokens (1: whole documents, by bytes)
+# Earlier formats, each of which split its corpora otherwise than FORMAT: what it did.
+EARLIER_FORMATS = {"distillscale.data/1": "whole documents, split by bytes"}
 DEFAULT_VOCAB_SIZE = 8192
 ROUTE_DTYPE = "uint8"  # a document's route: the index of its field's value (a mixture's teacher)
 ENCODE_BATCH_BYTES = 4 << 20  # text per batched (parallel) encode call: enough to keep every core busy
@@ -168,13 +170,57 @@ def data_warnings(manifest: dict) -> list[str]:
     return messages + ([concern] if concern is not None else [])
 
 
-def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
+@dataclass(frozen=True)
+class DataIdentity:
+    """What a config's prepared data would be, found without tokenising (one `stat` per corpus file):
+    `corpus`, its files (paths, sizes, modification times) whatever the route field; `fingerprint`,
+    the prepared data's (`PreparedData.fingerprint`: corpus, tokenizer, format and split settings, as
+    this version prepares them); `splits`, what decides which text lands in which split, the tokenizer
+    aside: the format, the corpus, max_bytes, val_fraction and the seed."""
+
+    corpus: str
+    fingerprint: str
+    splits: tuple
+    earlier: dict[str, str]  # each of EARLIER_FORMATS -> the fingerprint the same config had under it
+
+    def format_of(self, fingerprint: str) -> str | None:
+        """The data format under which this config's data had `fingerprint` (None: under none)."""
+        if fingerprint == self.fingerprint:
+            return FORMAT
+        return next((name for name, earlier in self.earlier.items() if earlier == fingerprint), None)
+
+    def why_other(self, fingerprint: str) -> str:
+        """Why data recorded as `fingerprint` is not this config's data now, in words: a data format
+        that split the corpus otherwise, or a corpus, tokenizer or setting changed since."""
+        earlier = self.format_of(fingerprint)
+        if earlier is not None and earlier != FORMAT:
+            return (f"it was prepared as {earlier} ({EARLIER_FORMATS[earlier]}), and this version prepares "
+                    f"{FORMAT} (documents cut into pieces, split by tokens), which splits every corpus anew")
+        return f"data fingerprint {fingerprint}, {self.fingerprint} now: the corpus or its tokenizer changed since"
+
+
+def data_identity(config: DataConfig) -> DataIdentity:
+    """The `DataIdentity` of `config`'s data now (a missing corpus or tokenizer: a one-line UserError)."""
+    corpus, loaded, source_fingerprint, fingerprint = _identify(config)
+    plain = corpus if config.route_field is None else dataclasses.replace(corpus, route_field=None)
+    return DataIdentity(corpus=plain.fingerprint(), fingerprint=fingerprint,
+                        splits=(FORMAT, plain.fingerprint(), config.max_bytes, config.val_fraction, config.seed),
+                        earlier={name: _fingerprint(config, source_fingerprint, loaded, name)
+                                 for name in EARLIER_FORMATS})
+
+
+def _identify(config: DataConfig) -> tuple[Corpus, tuple[Tokenizer, str] | None, str, str]:
+    """(the corpus, the configured tokenizer or None, the corpus's fingerprint, the data's fingerprint)."""
     corpus = resolve_corpus(config.path, config.text_field)
     if config.route_field is not None:  # in the corpus's fingerprint: a routed preparation is another one
         corpus = dataclasses.replace(corpus, route_field=config.route_field)
     loaded = _load_configured_tokenizer(config)
     source_fingerprint = corpus.fingerprint()
-    fingerprint = _fingerprint(config, source_fingerprint, loaded)
+    return corpus, loaded, source_fingerprint, _fingerprint(config, source_fingerprint, loaded)
+
+
+def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
+    corpus, loaded, source_fingerprint, fingerprint = _identify(config)
     cache_dir = usable_cache_dir(config)
     _check_cache_outside_corpus(cache_dir, corpus)
     directory = cache_dir / fingerprint
@@ -267,12 +313,13 @@ def _load_configured_tokenizer(config: DataConfig) -> tuple[Tokenizer, str] | No
     return tokenizer, end_of_text
 
 
-def _fingerprint(config: DataConfig, source_fingerprint: str, loaded: tuple[Tokenizer, str] | None) -> str:
+def _fingerprint(config: DataConfig, source_fingerprint: str, loaded: tuple[Tokenizer, str] | None,
+                 data_format: str = FORMAT) -> str:
     if loaded is None:
         tokenizer = {"train": "byte-level-bpe", "vocab_size": config.vocab_size or DEFAULT_VOCAB_SIZE}
     else:
         tokenizer = {"hash": tokenizer_hash(loaded[0]), "end_of_text": loaded[1]}
-    identity = {"format": FORMAT, "source": source_fingerprint, "max_bytes": config.max_bytes,
+    identity = {"format": data_format, "source": source_fingerprint, "max_bytes": config.max_bytes,
                 "tokenizer": tokenizer, "tokenizers": tokenizers.__version__,
                 "val_fraction": config.val_fraction, "seed": config.seed}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]

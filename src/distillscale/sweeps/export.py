@@ -50,7 +50,7 @@ from typing import Any, Literal
 from distillscale.console import warn
 from distillscale.io import atomic_write_text
 from distillscale.jsontext import json_text
-from distillscale.sweeps.runner import SweepLayout, eval_request
+from distillscale.sweeps.runner import SweepLayout, eval_request, runs_on_other_data, some_of
 from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
 from distillscale.training.lm_eval_run import (
     EVAL_FILE,
@@ -87,6 +87,11 @@ def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
     for row in exported:
         row.update(score_columns(scored[row["run_id"]]) if row["run_id"] in scored else {})
     _leave_out_other_configurations(exported, scored, request)
+    other, checked = runs_on_other_data(layout, records)
+    if other and len(other) < checked:  # a sweep continued across a data format change before it was refused
+        warn(f"{len(other)} of the {checked} finished runs trained on other data than the rest "
+             f"({next(iter(other.values()))}): {some_of(other)}; their losses are on another split, whose validation "
+             f"text the others trained on, and mixing them biases the fits: rerun the sweep in a new directory")
     return exported
 
 

@@ -11,7 +11,9 @@ up to K at a time.
 
 Running again is always safe: finished runs are skipped (a run whose result.json exists is adopted,
 never recomputed), interrupted ones resume from their checkpoint (the engine does that when given
-the same config and run directory), and failed or blocked ones are tried again.
+the same config and run directory), and failed or blocked ones are tried again. A sweep whose finished
+runs trained on data this version prepares otherwise (an earlier data format's split, a corpus changed
+since: `check_runs_data`) is refused: new runs would be scored on another split than theirs.
 
 With [eval], each completed teacher, baseline and student is then scored by `distillscale eval RUN_DIR`
 (the command's own code path) as a job of its own on a free worker slot, like a run; a run whose
@@ -221,10 +223,11 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
                         f"to end, or stop it first") from None
     try:
         _claim_directory(spec, layout)
-        repeats = repetition_check(spec, progress)
-        if repeats:
-            warn(repeats)
         with RunStore(layout.root, create=True) as store:
+            check_runs_data(layout, store.records())  # before any work: the corpus is not even prepared
+            repeats = repetition_check(spec, progress)
+            if repeats:
+                warn(repeats)
             store.add((run.run_id, run.kind, run.to_config(), run.depends_on) for run in spec.runs)
             adopted = _adopt_running_jobs(store, executor)
             store.reset_unfinished(keep=adopted)
@@ -248,6 +251,55 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
 
 # The store's meta key of the [eval] request of the latest `sweep run` (`EvalRequest.to_json()`).
 EVAL_META = "eval"
+
+
+def check_runs_data(layout: SweepLayout, records) -> None:
+    """Refuse, in one line naming them, to continue a sweep whose finished runs trained on other data than
+    their settings prepare now (`runs_on_other_data`): new runs would train and be scored on the new
+    split, whose validation text the old runs trained on; their losses would mix two splits."""
+    other, _ = runs_on_other_data(layout, records)
+    if other:
+        raise UserError(f"{len(other)} finished runs of the sweep in {layout.root} trained on other data than their "
+                        f"settings prepare now ({next(iter(other.values()))}): {some_of(other)}; new runs would be "
+                        f"scored on another split, whose validation text those runs trained on: rerun the sweep in "
+                        f"a new directory (--out NEW_DIR)")
+
+
+def runs_on_other_data(layout: SweepLayout, records) -> tuple[dict[str, str], int]:
+    """(run id -> why, for each finished run of `records` whose recorded data fingerprint is not what its
+    settings prepare now: a format that split the corpus otherwise, distillscale.data/1 -> /2 re-split
+    every corpus, or a corpus changed since; how many finished runs were checked)."""
+    from distillscale.data.prepare import data_identity
+
+    identities: dict[str, object] = {}
+    other: dict[str, str] = {}
+    checked = 0
+    for record in records:
+        if record.kind == "pruned" or record.status not in ("completed", "diverged"):
+            continue
+        recorded = RunDirectory(layout.run_dir(record.id)).recorded_data()
+        if recorded is None:
+            continue
+        config, fingerprint = recorded
+        key = config.model_dump_json()
+        if key not in identities:
+            try:
+                identities[key] = data_identity(config)
+            except UserError:  # a tokenizer or corpus gone: the run itself would say so
+                identities[key] = None
+        identity = identities[key]
+        if identity is None:
+            continue
+        checked += 1
+        if identity.fingerprint != fingerprint:
+            other[record.id] = identity.why_other(fingerprint)
+    return other, checked
+
+
+def some_of(ids) -> str:
+    """The first few of `ids`, and how many more."""
+    ids = list(ids)
+    return ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
 
 
 def check_evaluation(spec: SweepSpec) -> EvalRequest | None:

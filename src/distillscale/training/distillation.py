@@ -68,6 +68,7 @@ from distillscale.training.remote_teacher import (
 from distillscale.training.teachers import (
     Teacher,
     TeacherSource,
+    check_teacher_data,
     compute_dtype,
     find_teacher,
     load_teacher,
@@ -145,6 +146,8 @@ def distill_from_mixture(config: DistillConfig, progress: bool = True) -> RunRes
     sources = [find_teacher(teacher_location(path), config.trust_remote_code) for path in paths]
     single = config.model_copy(update={"teacher": sources[0].path, "teacher_weight": None, "teacher_route": None})
     resolved = resolve_student_data(single, sources[0])  # the first teacher's tokenizer and corpus by default
+    for source in sources[1:]:  # each teacher's data checked against the student's, as the first's was
+        check_teacher_data(source, resolved.data_config())
     for path, source in zip(paths, sources):
         if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, resolved.tokenizer):
             raise UserError(f"teacher {source.path} speaks another tokenizer than {resolved.tokenizer}: the "

@@ -41,7 +41,8 @@ from distillscale.errors import UserError
 from distillscale.model.hf_export import HF_STUDENT_DIR
 from distillscale.io import atomic_write, check_output_dir, holds_anything, is_write_leftover, unreadable
 from distillscale.settings import Settings, TConfig
-from distillscale.training.config import TrainConfig
+from distillscale.data.config import DataConfig
+from distillscale.training.config import DistillConfig, TrainConfig
 from distillscale.training.teacher_options import teacher_location
 from distillscale.training.records import RunPlan, RunRecord, RunResult
 
@@ -205,6 +206,23 @@ class RunDirectory:
 
     def stored_plan(self) -> RunPlan:
         return RunRecord.load(self.config_path).plan
+
+    def recorded_data(self) -> tuple[DataConfig, str] | None:
+        """(the data config the run trained with, the fingerprint of the data it trained on), from its
+        config.json (a train or a distill run); None when it has none that can be read."""
+        try:
+            record = RunRecord.load(self.config_path)
+        except UserError:
+            return None
+        settings = record.config
+        kind = DistillConfig if any(settings.get(key) for key in ("teacher", "teacher_cache", "teacher_url")) \
+            else TrainConfig
+        try:  # the recorded settings as they were, without re-checking how they combine
+            data = kind.model_construct(**{key: value for key, value in settings.items()
+                                           if key in kind.model_fields}).data_config()
+        except (ValidationError, TypeError, ValueError):
+            return None
+        return data, record.plan.data_fingerprint
 
     # -- writing -------------------------------------------------------------------------------
 

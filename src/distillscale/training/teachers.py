@@ -32,7 +32,7 @@ from distillscale.errors import UserError, path_kind
 from distillscale.planning.flops import ForwardCount
 from distillscale.settings import TConfig
 from distillscale.training.records import TeacherRecord
-from distillscale.training.run_dir import completed_result
+from distillscale.training.run_dir import RunDirectory, completed_result
 
 # The settings of a teacher run that say which corpus it trained on; a student distilled from it
 # reads the same corpus by default, and so trains on the other half of it.
@@ -156,7 +156,8 @@ def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer
     A --tokenizer other than the teacher's is refused unless `other_tokenizer` (cross-tokenizer
     distillation; a logit cache stores the teacher's ids and needs its tokenizer).
 
-    Written to config.json as resolved, so a resumed run checks it reads the same data.
+    Written to config.json as resolved, so a resumed run checks it reads the same data. A run teacher
+    whose training text may lie in the student's validation split is refused (`check_teacher_data`).
     """
     updates: dict[str, Any] = {"teacher": source.path}
     if config.tokenizer is None:
@@ -171,7 +172,44 @@ def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer
         updates |= {key: value for key, value in source.corpus.items() if getattr(config, key) is None}
         if source.trained_split is not None and "split" not in config.model_fields_set:
             updates["split"] = OTHER_HALF[source.trained_split]
-    return type(config).model_validate(config.model_dump() | updates)
+    resolved = type(config).model_validate(config.model_dump() | updates)
+    check_teacher_data(source, resolved.data_config())
+    return resolved
+
+
+def check_teacher_data(source: TeacherSource, student_data) -> None:
+    """Refuse a run teacher whose training text may lie in the student's validation split, in one line
+    (the teacher's loss, measured there, would be biased low). The teacher's recorded data fingerprint
+    is checked as a logit cache's is (`logit_cache.distill.check_cache_matches_data`): when the student
+    reads the teacher's corpus (the same files), the teacher's data must be what its settings prepare
+    from that corpus now (not an earlier data format's split, not a corpus changed since), and the
+    student must split it as the teacher did. A student of another corpus, and a Hugging Face teacher,
+    are not checked: nothing says which text they trained on. `student_data`: the student's DataConfig."""
+    from distillscale.data.prepare import data_identity
+
+    recorded = RunDirectory(source.path).recorded_data() if source.kind == "run" else None
+    if recorded is None:
+        return
+    teacher_data, fingerprint = recorded
+    try:
+        teacher = data_identity(teacher_data)
+    except UserError:  # its corpus is gone (or named relative to another directory): not the student's
+        return
+    student = data_identity(student_data)
+    if teacher.corpus != student.corpus:
+        return
+    if teacher.fingerprint != fingerprint:
+        raise UserError(f"teacher {source.path} was trained on other data than its corpus gives now "
+                        f"({teacher.why_other(fingerprint)}): the student's validation split would hold text the "
+                        f"teacher trained on, biasing its loss low; train the teacher again on this data (or "
+                        f"distil from a teacher trained on it)")
+    if teacher.splits != student.splits:
+        names = ("format", "corpus", "max_bytes", "val_fraction", "seed")
+        differ = ", ".join(f"{name} {mine!r} (the teacher's {theirs!r})" for name, mine, theirs
+                           in zip(names, student.splits, teacher.splits) if mine != theirs)
+        raise UserError(f"the student splits the corpus of teacher {source.path} otherwise than the teacher did "
+                        f"({differ}): its validation split would hold text the teacher trained on; leave out "
+                        f"--max-bytes and --val-fraction to split it as the teacher did")
 
 
 def same_tokenizer(teacher_tokenizer: Path, student_tokenizer: Path) -> bool:

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from distillscale.console import warn
-from distillscale.data.prepare import PreparedData
+from distillscale.data.config import DataConfig
+from distillscale.data.prepare import PreparedData, data_identity
 from distillscale.errors import UserError
 from distillscale.training.config import DistillConfig
 from distillscale.training.distributed import Distributed
@@ -106,7 +107,10 @@ def check_cache_matches_data(cache: LogitCache, data: PreparedData) -> None:
                         f"{made_for['tokenizer_hash'][:12]}, this run's is {data.tokenizer_hash[:12]}): "
                         f"leave out --tokenizer to use the cache's")
     if made_for["fingerprint"] != data.fingerprint:
-        raise UserError(f"the logit cache {cache.path} was made for other data (fingerprint "
-                        f"{made_for['fingerprint']}, this run's is {data.fingerprint}): train on the data it "
+        why = f"fingerprint {made_for['fingerprint']}, this run's is {data.fingerprint}"
+        identity = data_identity(DataConfig.model_validate(data.manifest["config"]))  # the reason, as a teacher's
+        if made_for["fingerprint"] in identity.earlier.values():  # an earlier data format's split of this corpus
+            why = identity.why_other(made_for["fingerprint"])
+        raise UserError(f"the logit cache {cache.path} was made for other data ({why}): train on the data it "
                         f"was made for (leave out --data, --max-bytes, --val-fraction), or make a cache "
                         f"of this data with `distillscale cache-logits`")
