@@ -124,3 +124,20 @@ def test_a_logit_cache_of_an_earlier_data_format_says_so(cli, tmp_path, teacher,
     (cache / "cache.json").write_text(json.dumps(record))
     said = _refused(cli, "distill", "--teacher-cache", cache, "--out", tmp_path / "student", *SHAPE)
     assert f"the logit cache {cache}" in said and "it was prepared as distillscale.data/1" in said
+
+
+def test_a_start_trained_on_an_earlier_data_format_is_refused(cli, tmp_path, teacher):
+    """Sibling: a student started from a run (`--student-init RUN`) trains and is scored beside the
+    start's training text the same way; a start pruned from a teacher is checked through its teacher."""
+    import shutil
+
+    from distillscale.data.prepare import data_identity
+
+    start = tmp_path / "start"
+    shutil.copytree(teacher[0], start)
+    data, _ = RunDirectory(start).recorded_data()
+    _recorded_as(start, data_identity(data).earlier["distillscale.data/1"])
+    args = ("--data", teacher[1], "--tokenizer", start / "tokenizer.json", *SHAPE[6:])  # the start's shape
+    said = _refused(cli, "train", "--student-init", start, "--out", tmp_path / "student", *args)
+    assert f"start {start} was trained on other data than its corpus gives now" in said
+    assert "distillscale.data/1" in said and not (tmp_path / "student" / "result.json").exists()

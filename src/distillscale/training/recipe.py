@@ -57,7 +57,7 @@ from distillscale.training.sharded_checkpoint import (
 from distillscale.training.start_lr import lr_warning
 from distillscale.training.step import DivergenceWatch, StepResult, train_step
 from distillscale.training.student import FamilyStudent, StudentModel
-from distillscale.training.teachers import same_tokenizer
+from distillscale.training.teachers import check_start_data, same_tokenizer
 
 # Builds the objective once the data, the run's plan (model, steps, token budget) and the device are
 # known (e.g. loads a teacher onto the device).
@@ -122,6 +122,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
         check_generic_student_run(config)
     else:  # the start's shape and tokenizer; its vocabulary is checked against the tokenizer's below
         pretrained_config(config.student_init)
+        check_start_data(config.student_init, config.data_config())  # its training text not in our val split
 
     # 2. Data, model, optimizer.
     data = prepare_data(config.data_config(), progress=show_progress)

@@ -177,14 +177,15 @@ def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer
     return resolved
 
 
-def check_teacher_data(source: TeacherSource, student_data) -> None:
+def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher") -> None:
     """Refuse a run teacher whose training text may lie in the student's validation split, in one line
     (the teacher's loss, measured there, would be biased low). The teacher's recorded data fingerprint
     is checked as a logit cache's is (`logit_cache.distill.check_cache_matches_data`): when the student
     reads the teacher's corpus (the same files), the teacher's data must be what its settings prepare
     from that corpus now (not an earlier data format's split, not a corpus changed since), and the
     student must split it as the teacher did. A student of another corpus, and a Hugging Face teacher,
-    are not checked: nothing says which text they trained on. `student_data`: the student's DataConfig."""
+    are not checked: nothing says which text they trained on. `student_data`: the student's DataConfig;
+    `role`: what the run is to the student, for the message ("teacher", "start")."""
     from distillscale.data.prepare import data_identity
 
     recorded = RunDirectory(source.path).recorded_data() if source.kind == "run" else None
@@ -199,17 +200,29 @@ def check_teacher_data(source: TeacherSource, student_data) -> None:
     if teacher.corpus != student.corpus:
         return
     if teacher.fingerprint != fingerprint:
-        raise UserError(f"teacher {source.path} was trained on other data than its corpus gives now "
+        raise UserError(f"{role} {source.path} was trained on other data than its corpus gives now "
                         f"({teacher.why_other(fingerprint)}): the student's validation split would hold text the "
-                        f"teacher trained on, biasing its loss low; train the teacher again on this data (or "
-                        f"distil from a teacher trained on it)")
+                        f"{role} trained on, biasing its loss low; train the {role} again on this data (or "
+                        f"use a {role} trained on it)")
     if teacher.splits != student.splits:
         names = ("format", "corpus", "max_bytes", "val_fraction", "seed")
         differ = ", ".join(f"{name} {mine!r} (the teacher's {theirs!r})" for name, mine, theirs
                            in zip(names, student.splits, teacher.splits) if mine != theirs)
-        raise UserError(f"the student splits the corpus of teacher {source.path} otherwise than the teacher did "
-                        f"({differ}): its validation split would hold text the teacher trained on; leave out "
-                        f"--max-bytes and --val-fraction to split it as the teacher did")
+        raise UserError(f"the student splits the corpus of {role} {source.path} otherwise than the {role} did "
+                        f"({differ}): its validation split would hold text the {role} trained on; leave out "
+                        f"--max-bytes and --val-fraction to split it as the {role} did")
+
+
+def check_start_data(start: str | Path, student_data) -> None:
+    """A student's start (`--student-init`), checked as a teacher is (`check_teacher_data`): a run, its
+    own data; a model pruned from a teacher run (its prune.json names it), the teacher's. A Hugging
+    Face start is not checked."""
+    start = Path(start).expanduser()
+    pruned_from = _read_json(start / "prune.json").get("teacher") if (start / "prune.json").is_file() else None
+    if pruned_from is not None:
+        check_teacher_data(TeacherSource(path=Path(pruned_from), kind="run", tokenizer_path=None), student_data)
+    elif (start / "config.json").is_file():
+        check_teacher_data(TeacherSource(path=start, kind="run", tokenizer_path=None), student_data, role="start")
 
 
 def same_tokenizer(teacher_tokenizer: Path, student_tokenizer: Path) -> bool:
