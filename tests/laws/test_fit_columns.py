@@ -72,6 +72,11 @@ def test_one_column_in_two_roles_is_named_by_every_fit(cli, tmp_path):
     said = _refused(cli, "fit", "distillation", students, "--supervised-law", "busbridge2025",
                     "--teacher-loss-col", "loss")
     assert "column 'loss'" in said and "two roles (--loss-col and --teacher-loss-col)" in said
+    grid = tmp_path / "grid.csv"
+    grid.write_text("params,tokens,lr,batch_tokens,loss\n" + "".join(f"1e6,2e7,{lr},8192,{3 + lr}\n"
+                                                                    for lr in (1e-3, 3e-3, 1e-2)))
+    said = _refused(cli, "fit", "hyperparameters", grid, "--lr-col", "loss")
+    assert "column 'loss'" in said and "two roles (--lr-col and --loss-col)" in said
     # the shared reader names it for any caller, with the options where it is told them
     with pytest.raises(UserError, match="column 'loss' of .* is given for two roles"):
         read_table(table).numeric(["loss", "params", "loss"])

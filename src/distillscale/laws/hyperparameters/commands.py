@@ -82,9 +82,10 @@ def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
             raise UserError(f"{flag} {column!r} is not a column of {s.file} (columns: "
                             f"{', '.join(map(repr, table.columns))}): name one of them, or leave {flag} out")
     settings = {"beta2": s.beta2_col, "warmup": s.warmup_col}
-    columns = list(dict.fromkeys([s.params_col, s.tokens_col, s.lr_col, s.batch_col, s.loss_col,
-                                  *filter(None, settings.values())]))
-    rows = table.numeric(columns, drop_invalid=s.drop_invalid,
+    columns = [s.params_col, s.tokens_col, s.lr_col, s.batch_col, s.loss_col, *filter(None, settings.values())]
+    flags = ["--params-col", "--tokens-col", "--lr-col", "--batch-col", "--loss-col",
+             *(f"--{key}-col" for key, column in settings.items() if column is not None)]
+    rows = table.numeric(columns, drop_invalid=s.drop_invalid, flags=flags,  # one column in two roles: named
                          rules={column: RULES[key] for key, column in settings.items() if column is not None})
     name = s.name or s.file.stem
     unit = table_lr_unit({"lr_unit": table.values("lr_unit")} if "lr_unit" in table.columns else None, s.lr_unit)
