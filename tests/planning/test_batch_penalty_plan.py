@@ -95,3 +95,44 @@ def test_a_pretrained_teacher_gets_a_repetition_check_that_moves_its_student(cli
                          "--scenario", "teacher-pretraining", "--unique-tokens", "20B", "--json")
     assert code == 0, err
     assert "teacher-pretraining teacher" in json.loads(out)["repetition"]
+
+
+def test_a_pretrained_teachers_loss_is_shown_with_its_interval_and_widens_its_students():
+    """Issue 63 item 10: a plan line's teacher loss L_T (a teacher the scenario trains, predicted by
+    the fitted law, often far beyond its runs) was a bare number; now it carries the law's interval,
+    and the student's interval spans the student losses at the ends of L_T's."""
+    import numpy as np
+    import pandas as pd
+
+    from distillscale.laws.uncertainty import Prediction
+    from distillscale.planning.solver import DistillationPlanner
+
+    N, M = (x.ravel() for x in np.meshgrid(2e7 * 2.0 ** np.arange(5), [5, 20, 80], indexing="ij"))
+    loss = load_laws("busbridge2025").supervised.predict(N, M * N) * np.exp(
+        0.003 * np.random.default_rng(0).standard_normal(N.size))
+    fit = ds.fit_supervised(pd.DataFrame({"N": N, "D": M * N, "loss": loss}), params="N", tokens="D", loss="loss",
+                            bootstrap=0, form="chinchilla")
+    from dataclasses import replace
+
+    preset = load_laws("busbridge2025")
+    laws = replace(preset, name="fitted", supervised=fit.law,
+                   distillation=replace(preset.distillation, student_law=fit.law))
+    plan = ds.plan(laws, compute=1e21, student_params=546e6, scenario="teacher-pretraining")
+    p = plan.headline
+    teacher = fit.law.prediction(p.teacher_params, p.teacher_tokens)
+    assert p.teacher_interval is not None and (p.teacher_interval.low, p.teacher_interval.high) == (
+        pytest.approx(teacher.low), pytest.approx(teacher.high))
+    record = plan.to_dict()["teacher_loss_interval"]
+    assert record["interval"] == [pytest.approx(teacher.low), pytest.approx(teacher.high)]
+    assert "L_T 90%" in plan.as_text()
+    # the student's interval: its own (here none: the preset's distillation law has none) widened by L_T's
+    planner = DistillationPlanner(laws)
+    own = Prediction(p.student_loss, p.student_loss - 0.01, p.student_loss + 0.01, 0.9, None, None, None)
+    wide = planner.teacher_spread(p, own, teacher)
+    ends = [laws.distillation.predict(p.student_params, p.student_tokens, t) for t in (teacher.low, teacher.high)]
+    assert wide.high == pytest.approx(p.student_loss + np.hypot(0.01, max(0.0, max(ends) - p.student_loss)))
+    assert wide.low == pytest.approx(p.student_loss - np.hypot(0.01, max(0.0, p.student_loss - min(ends))))
+    assert wide.high - wide.low > 0.02
+    # an existing teacher (teacher-inference) is given, not predicted: no interval
+    given = ds.plan(laws, compute=1e21, **EXISTING).headline
+    assert given.teacher_interval is None

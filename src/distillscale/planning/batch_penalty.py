@@ -43,8 +43,8 @@ def with_teacher_loss(plan: DistillationPlan, laws: LawSet, factor: float) -> Di
     teacher = plan.teacher_loss * factor
     ratio = float(laws.distillation.predict(plan.student_params, plan.student_tokens, teacher)
                   / laws.distillation.predict(plan.student_params, plan.student_tokens, plan.teacher_loss))
-    return replace(plan, teacher_loss=teacher, student_loss=plan.student_loss * ratio,
-                   student_interval=_scaled(plan.student_interval, ratio))
+    return replace(plan, teacher_loss=teacher, teacher_interval=_scaled(plan.teacher_interval, factor),
+                   student_loss=plan.student_loss * ratio, student_interval=_scaled(plan.student_interval, ratio))
 
 
 def penalized_supervised(plan: SupervisedPlan, factor: float) -> SupervisedPlan:

@@ -249,11 +249,15 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
         if p.mixture is not None else _at_cap(p.teacher_params, bound))
     row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound))
     row("teacher loss L_T", lambda p: f"{p.teacher_loss:.4f}")
-    row("student loss L_S", lambda p: styled((f"{p.student_loss:.4f}", "bold")))
     with_intervals = [p for p in plans if p.student_interval is not None]
     if with_intervals:
         level = with_intervals[0].student_interval.level
         level = "range" if level is None else f"{level:.0%}"  # a start's multiplier range, the law without intervals
+    teachers = [p.teacher_interval for p in plans if p.teacher_interval is not None]
+    if teachers:  # a teacher the scenario trains: its loss is a prediction too
+        row(f"L_T {teachers[0].level:.0%}", lambda p: _interval_cell(p.teacher_interval))
+    row("student loss L_S", lambda p: styled((f"{p.student_loss:.4f}", "bold")))
+    if with_intervals:
         row(f"L_S {level}", lambda p: _interval_cell(p.student_interval))
     row("best supervised loss" if best_supervised else "supervised loss",
         lambda p: f"{supervised_loss(p):.4f}")

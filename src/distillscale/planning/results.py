@@ -176,6 +176,9 @@ class DistillationPlan:
     # With a limited corpus: the same plan with fresh data; the student's and the baseline's losses,
     # intervals and the verdict above then carry the penalties of repeating it (`planning.repetition`).
     fresh: "DistillationPlan | None" = field(default=None, repr=False, compare=False)
+    # A teacher the scenario pre-trains: its loss's interval under the supervised law at (N_T, D_T),
+    # carried into `student_interval` (`solver.DistillationPlanner.with_interval`); None otherwise.
+    teacher_interval: Prediction | None = field(default=None, repr=False)
 
     @property
     def loss_difference(self) -> float:
@@ -209,6 +212,7 @@ class DistillationPlan:
             "loss_difference": self.loss_difference,
             "loss_difference_uncertainty": self.verdict_uncertainty,
             "student_loss_interval": _interval_record(self.student_interval),
+            "teacher_loss_interval": _interval_record(self.teacher_interval),
             "supervised_loss_interval": _interval_record(self.supervised.interval),
             "flops": self.flops.to_dict(),
             "convergence": self.convergence.to_dict(),

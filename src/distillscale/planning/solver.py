@@ -31,7 +31,7 @@ from scipy.optimize import brentq, minimize, minimize_scalar
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws import LawSet, SupervisedLaw
 from distillscale.laws.student_init import StartMultiplier
-from distillscale.laws.uncertainty import Prediction
+from distillscale.laws.uncertainty import Prediction, lower_end
 from distillscale.planning.flops import SCENARIOS, ForwardFlops, Scenario, distillation_flops
 from distillscale.planning.results import (
     Convergence,
@@ -201,12 +201,34 @@ class DistillationPlanner(SupervisedPlanner):
 
     def with_interval(self, plan: DistillationPlan) -> DistillationPlan:
         """The plan with the interval of its student loss (bootstrap and extrapolation error); for a
-        student with a start, spanning the start multiplier's interval (`start_interval`)."""
+        student with a start, spanning the start multiplier's interval (`start_interval`). A teacher
+        the scenario pre-trains is itself a prediction: its loss's interval (the supervised law's at
+        N_T, D_T) is kept and carried into the student's (`teacher_spread`)."""
         prediction = self.distillation.prediction(plan.student_params, self.token_multiplier * plan.student_tokens,
                                                   plan.teacher_loss)
+        teacher = None
+        if plan.scenario.teacher_pretraining and plan.teacher_params and plan.teacher_tokens:
+            teacher = interval_or_none(self.supervised_law.prediction(plan.teacher_params, plan.teacher_tokens))
         if self.start is None:
-            return replace(plan, student_interval=interval_or_none(prediction))
-        return replace(plan, student_interval=self.start_interval(plan, prediction), start=self.start)
+            student = interval_or_none(prediction)
+        else:
+            student = self.start_interval(plan, prediction)
+        return replace(plan, student_interval=self.teacher_spread(plan, student, teacher), teacher_interval=teacher,
+                       start=self.start if self.start is not None else plan.start)
+
+    def teacher_spread(self, plan: DistillationPlan, student: Prediction | None,
+                       teacher: Prediction | None) -> Prediction | None:
+        """The student's interval widened by its teacher's: the distillation law's student loss at
+        the ends of the teacher loss's interval, each side's distance from the student's loss added
+        in quadrature to the student's own half-width on that side."""
+        if student is None or teacher is None or not teacher.has_interval:
+            return student
+        ends = [float(self.distilled_loss(plan.student_params, plan.student_tokens, loss))
+                for loss in (float(teacher.low), float(teacher.high))]
+        value = plan.student_loss
+        below, above = max(0.0, value - min(ends)), max(0.0, max(ends) - value)
+        return replace(student, low=float(lower_end(value, float(np.hypot(value - float(student.low), below)))),
+                       high=value + float(np.hypot(float(student.high) - value, above)))
 
     def start_interval(self, plan: DistillationPlan, prediction: Prediction) -> Prediction:
         """The student loss from the high end of the multiplier's interval (most effective tokens:

@@ -252,7 +252,8 @@ def _plan(plan: dict[str, Any]) -> str:
     rows = [[name, format_quantity(p["student_tokens"]),
              format_quantity(p["teacher_params"]) if p["teacher_params"] else "-",
              format_quantity(p["teacher_tokens"]) if p["teacher_tokens"] else "-",
-             f"{p['teacher_loss']:.4f}", loss(p["student_loss"], p["student_loss_interval"]),
+             loss(p["teacher_loss"], p.get("teacher_loss_interval") or {}),
+             loss(p["student_loss"], p["student_loss_interval"]),
              loss(p["supervised_loss"], p["supervised_loss_interval"]),
              p["verdict"]] for name, p in plan["plans"].items()]
     parts.append(_table(["scenario", "D_S", "N_T", "D_T", "L_T", "L_S", "supervised", "verdict"], rows,
