@@ -36,7 +36,7 @@ from distillscale.sweeps.commands import sweep_app
 from distillscale.sweeps.executors import WORKER_COMMAND, die_with_runner, serve_jobs
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
-from distillscale.training.eval_command import eval_command, fit_downstream_command
+from distillscale.evaluation.commands import eval_command, fit_downstream_command
 from distillscale.training.export_command import export_hf_command
 from distillscale.training.prune_command import prune_command
 from distillscale.training.logit_cache.commands import cache_logits_command

@@ -112,7 +112,7 @@ def test_fit_downstream_refuses_runs_scored_under_different_limits(cli, tmp_path
 
 
 def test_a_request_says_how_an_eval_json_differs():
-    from distillscale.training.lm_eval_run import EvalRecord, EvalRequest
+    from distillscale.evaluation.lm_eval_run import EvalRecord, EvalRequest
 
     record = EvalRecord.from_json(eval_json(["a", "b"], 10))
     assert EvalRequest(tasks=("b", "a"), limit=10).mismatch(record) is None

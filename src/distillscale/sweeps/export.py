@@ -52,7 +52,7 @@ from distillscale.io import atomic_write_text
 from distillscale.jsontext import json_text
 from distillscale.sweeps.runner import SweepLayout, eval_request, runs_on_other_data, some_of
 from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
-from distillscale.training.lm_eval_run import (
+from distillscale.evaluation.lm_eval_run import (
     EVAL_FILE,
     EvalRecord,
     EvalRequest,

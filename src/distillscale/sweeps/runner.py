@@ -51,7 +51,7 @@ from distillscale.sweeps.spec_sections import EVALUATED_KINDS
 from distillscale.sweeps.store import RunStore, is_sweep_dir
 from distillscale.settings import load_config, to_toml
 from distillscale.training.config import STUDENT_INIT_REPLACES, DistillConfig, TrainConfig
-from distillscale.training.lm_eval_run import EVAL_FILE, EvalRequest, record_mismatch
+from distillscale.evaluation.lm_eval_run import EVAL_FILE, EvalRequest, record_mismatch
 from distillscale.training.prune_config import PruneConfig
 from distillscale.training.records import RunResult
 from distillscale.training.run_dir import RunDirectory
@@ -311,7 +311,7 @@ def check_evaluation(spec: SweepSpec) -> EvalRequest | None:
         return None
     import lm_eval  # noqa: F401
 
-    from distillscale.training.lm_eval_run import installed_lm_eval_version, task_manager, task_sources
+    from distillscale.evaluation.lm_eval_run import installed_lm_eval_version, task_manager, task_sources
 
     include = spec.evaluation.include_path
     tasks = list(spec.evaluation.tasks)
@@ -534,7 +534,7 @@ class _Scheduler:
 
     def _record_eval(self, run: PlannedRun, future: Future[int], seconds: float) -> Text:
         """The line for an [eval] job's end: the run's scores, or where its failure is told."""
-        from distillscale.training.lm_eval_run import read_eval
+        from distillscale.evaluation.lm_eval_run import read_eval
 
         path = self.layout.run_dir(run.run_id) / EVAL_FILE
         self.store.set_scoring(run.run_id, False)

@@ -14,7 +14,7 @@ from distillscale.sweeps.compute import sweep_compute
 from distillscale.sweeps.runner import SweepLayout, eval_request
 from distillscale.sweeps.spec_sections import EVALUATED_KINDS
 from distillscale.sweeps.store import RunRecord, RunStore
-from distillscale.training.lm_eval_run import EVAL_FILE, EvalRequest, record_mismatch
+from distillscale.evaluation.lm_eval_run import EVAL_FILE, EvalRequest, record_mismatch
 
 # A run's scoring under [eval]: its eval.json matches the [eval] (`EvalRequest.mismatch`); an [eval] job
 # of the live `sweep run` scores it now; its eval.json is of another [eval] (other tasks, limit, task

@@ -1,5 +1,5 @@
 """`distillscale eval RUN_OR_HF_DIR --tasks T1,T2`: a model's lm-eval-harness scores, as eval.json
-beside the run's result.json (training/lm_eval_run.py does the work); `distillscale fit downstream RUNS`:
+beside the run's result.json (evaluation/lm_eval_run.py does the work); `distillscale fit downstream RUNS`:
 the loss-to-error law (laws/downstream.py) fitted to runs' eval.json scores or to a table. Here, not in
 laws/commands.py, because reading a directory of runs is the training layer's."""
 
@@ -43,7 +43,7 @@ def eval_command(s: EvalSettings) -> None:
     """
     from distillscale.io import atomic_write_json, check_output_file
     from distillscale.training.distributed import resolve_device
-    from distillscale.training.lm_eval_run import (
+    from distillscale.evaluation.lm_eval_run import (
         check_model_dir,
         default_output,
         is_eval_file,
@@ -106,7 +106,7 @@ def fit_downstream_command(s: FitDownstreamSettings) -> None:
     bootstrap intervals and a backtest on the runs of lowest loss."""
     from distillscale.io import check_output_file
     from distillscale.laws.downstream import fit_downstream, is_downstream_law_file
-    from distillscale.training.lm_eval_run import downstream_runs
+    from distillscale.evaluation.lm_eval_run import downstream_runs
 
     if s.error_col and s.accuracy_col:
         raise UserError("give either --error-col or --accuracy-col, not both")

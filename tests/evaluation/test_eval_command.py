@@ -169,7 +169,7 @@ def test_a_generic_hugging_face_student_run_is_exported_and_scored(tmp_path, cli
 
 def test_fit_downstream_reads_a_directory_of_evaluated_runs(tmp_path, cli, run):
     """Each run's validation loss (result.json) and 1 - its mean accuracy over the task set (eval.json)."""
-    from distillscale.training.lm_eval_run import EVAL_FORMAT
+    from distillscale.evaluation.lm_eval_run import EVAL_FORMAT
 
     truth = {"epsilon": 0.75, "k": 12.0, "gamma": 1.3}
     runs = tmp_path / "runs"
