@@ -95,9 +95,13 @@ class Attention(nn.Module):
         q = q.view(B, T, self.n_heads, self.head_dim)
         k = k.view(B, T, self.n_kv_heads, self.head_dim)
         v = v.view(B, T, self.n_kv_heads, self.head_dim)
-        # Normalise in float32 (as HF Qwen3 does), then back to v's dtype, which SDPA needs under autocast.
-        q = rope(self.q_norm(q.float()).to(v.dtype).transpose(1, 2), start)
-        k = rope(self.k_norm(k.float()).to(v.dtype).transpose(1, 2), start)
+        # Normalise in the norms' dtype, then back to v's dtype, which SDPA needs under autocast: float32
+        # for a model with float32 weights (as HF Qwen3 does, also under bf16 autocast), bf16 for one whose
+        # weights are bf16 (a frozen teacher on CUDA), whose norms would otherwise get float32 input and
+        # leave rms_norm's fused kernel ("Mismatch dtype between input and weight"; issue 65).
+        norm_dtype = getattr(self.q_norm, "weight", q).dtype  # no QK-norm: no cast
+        q = rope(self.q_norm(q.to(norm_dtype)).to(v.dtype).transpose(1, 2), start)
+        k = rope(self.k_norm(k.to(norm_dtype)).to(v.dtype).transpose(1, 2), start)
         v = v.transpose(1, 2)
         if cache is not None:
             k, v = cache[0].append(cache[1], k, v)
