@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from distillscale.laws import load_laws
 from distillscale.laws.backtest import scale_levels
-from distillscale.laws.distillation_interaction import DistillationInteractionFitter, DistillationInteractionLaw
 from distillscale.laws.fitting import COARSE_GRIDS, DistillationLawFitter
 from distillscale.report.runs import load_runs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the law under test lives beside this bench
+from distillation_interaction_law import DistillationInteractionFitter, DistillationInteractionLaw  # noqa: E402
 
 
 def students(sweep: str) -> tuple[np.ndarray, ...]:

@@ -13,8 +13,9 @@ each at BETA1_STARTS) and decided by the supervised interaction form's identific
 (`laws.interaction.not_identified_reason`): at least MIN_SIZES student sizes, a fit better than
 beta1 = 0's beyond the runs' noise, beta1 not on its bound, and with a bootstrap its interval
 excluding 0; otherwise the law is Busbridge's fitted to the same runs (beta1 = 0) and its record's
-`not_identified["beta1"]` says why. A candidate for evidence (bench/distillation_interaction.py,
-docs/validation_pack.md), not a form `fit distillation` offers: the evidence has not passed the rule.
+`not_identified["beta1"]` says why. Evidence only (bench/distillation_interaction.py,
+docs/validation_pack.md), not a form `fit distillation` offers: the evidence did not pass the rule, so
+the law lives beside the bench that tests it, not in the package (issue 66: no dead modules).
 """
 
 from __future__ import annotations
