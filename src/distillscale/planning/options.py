@@ -25,6 +25,7 @@ from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
 from distillscale.planning.downstream import DOWNSTREAM_LAW_HELP
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
+from distillscale.planning.gpu_hours import GPU_HELP, GPUS_HELP, MFU_HELP, PRICE_HELP, TABLE_HELP, check_options
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW, HYPERPARAMETER_LAW_HELP
 from distillscale.settings import quantity
@@ -132,6 +133,11 @@ class PlanSettings(CommandSettings):
                         f"teacher, `distillscale prune`): its tokens count {PRUNED_MICRO.value:g}x "
                         f"[{PRUNED_MICRO.interval[0]:g}, {PRUNED_MICRO.interval[1]:g}] in the law, "
                         f"{PRUNED_MICRO.note}")
+    gpu: str | None = option(None, help=GPU_HELP)
+    gpus: int = option(1, min=1, help=GPUS_HELP)
+    mfu: float | None = option(None, help=MFU_HELP)
+    price_per_gpu_hour: float | None = option(None, help=PRICE_HELP)
+    throughput_table: Path | None = option(None, help=TABLE_HELP)
     hyperparameter_law: str = option(DEFAULT_HYPERPARAMETER_LAW, help=HYPERPARAMETER_LAW_HELP)
     batch_tokens: Annotated[float | None, quantity("--batch-tokens", kind=Quantity.TOKENS)] = option(
         None, help="a batch you fix for every run, in tokens (e.g. 4M, to fill many GPUs): each run's lr at "
@@ -182,6 +188,11 @@ class PlanSettings(CommandSettings):
         if self.plot is not None and self.compares_modes:
             raise UserError("--plot draws scenario plans: leave it out of the mode comparison "
                             "(--on-policy, --logit-cache, --teacher-remote)")
+        return self
+
+    @model_validator(mode="after")
+    def _gpu_options(self) -> "PlanSettings":
+        check_options(self.gpu, self.gpus, self.mfu, self.price_per_gpu_hour, self.throughput_table)
         return self
 
     @model_validator(mode="after")

@@ -29,6 +29,7 @@ from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
+from distillscale.planning.gpu_hours import with_gpu_hours
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, StudentSearch, positive
 from distillscale.planning.plans import (TEACHER_RUN, ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
@@ -87,7 +88,8 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
         hyperparameters = _hyperparameter_law(settings)
     if downstream is None:
         downstream = _downstream_law(settings)
-    return _with_downstream(_with_recipes(with_repetition(_plan(laws, settings)), hyperparameters), downstream)
+    return with_gpu_hours(_with_downstream(_with_recipes(with_repetition(_plan(laws, settings)), hyperparameters),
+                                           downstream))
 
 
 def _plan(laws: LawSet, settings: PlanSettings) -> Plan:

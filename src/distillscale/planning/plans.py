@@ -21,6 +21,7 @@ from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.planning.batch_penalty import PENALTY_NOTE, penalized_distillation, penalized_supervised, penalized_sweep
 from distillscale.planning.downstream import PlanDownstream
+from distillscale.planning.gpu_hours import GpuHoursEstimate
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.options import PlanSettings
 from distillscale.planning.recipes import RunRecipe
@@ -67,6 +68,9 @@ class Plan:
     # the losses, intervals and verdicts above, and the plan at each run's own B* (`planning.batch_penalty`).
     batch_penalties: dict[str, float] = field(default_factory=dict)
     at_optimal_batch: "Plan | None" = field(default=None, repr=False, compare=False)
+    # With a GPU (`plan --gpu`): each run's wall-clock, GPU-hours and cost, estimated from the measured
+    # throughput table (`planning.gpu_hours`).
+    gpu_hours: GpuHoursEstimate | None = None
 
     @property
     def compute(self) -> float:
@@ -137,6 +141,8 @@ class Plan:
             record["recipes"] = {name: recipe.to_dict() for name, recipe in self.recipes.items()}
         if self.downstream is not None:
             record["downstream"] = self.downstream.to_dict()
+        if self.gpu_hours is not None:
+            record["gpu_hours"] = self.gpu_hours.to_dict()
         if self.at_optimal_batch is not None:
             optimal = self.at_optimal_batch
             record["batch_penalty"] = {"penalties": dict(self.batch_penalties), "note": PENALTY_NOTE,

@@ -67,7 +67,8 @@ def plan_renderables(plan: PlanView) -> list:
     loss-to-error law each model's downstream error."""
     downstream = [] if plan.downstream is None else plan.downstream.lines()
     form = [] if plan.law_form is None else [f"supervised law form: {plan.law_form}; N and D are planned under it"]
-    return _plan_renderables(plan) + form + recipe_renderables(plan.recipes) + downstream
+    gpu_hours = [] if getattr(plan, "gpu_hours", None) is None else plan.gpu_hours.renderables()  # plan --gpu
+    return _plan_renderables(plan) + form + recipe_renderables(plan.recipes) + downstream + gpu_hours
 
 
 def recipe_renderables(recipes: dict) -> list:

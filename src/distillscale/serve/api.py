@@ -38,6 +38,9 @@ CONTROLS = {
     "student_init": ("student-init", "the student's start"),
     "hyperparameter_law": ("hyperparameter-law", "the hyperparameter law"),
     "batch_tokens": ("batch-tokens", "the batch"),
+    "gpu": ("gpu", "the GPU"),
+    "gpus": ("gpus", "the GPUs per run"),
+    "price_per_gpu_hour": ("price", "the price per GPU-hour"),
 }
 CURVE_POINTS = 17     # budgets of the loss-vs-compute figure, C/100 to 100 C
 U_CURVE_POINTS = 160  # teacher losses of the U-curve
@@ -60,6 +63,9 @@ class PlanQuery:
     student_init: str = "scratch"    # scratch or pruned (`plan --student-init`)
     hyperparameter_law: str = DEFAULT_HYPERPARAMETER_LAW  # each run's lr and batch (`plan --hyperparameter-law`)
     batch_tokens: str = ""           # a batch fixed for every run ("": each at the law's B*)
+    gpu: str = "none"                # price the runs in GPU-hours on this GPU (`plan --gpu`), or none
+    gpus: str = "1"                  # GPUs per run (`plan --gpus`)
+    price_per_gpu_hour: str = ""     # `plan --price-per-gpu-hour` ("": no cost)
 
     @classmethod
     def from_json(cls, data: dict, extra: tuple[str, ...] = (), default_law: str = "busbridge2025") -> "PlanQuery":
@@ -116,6 +122,7 @@ class Planner:
         return {"default": self.default, "scenarios": {name: s.description for name, s in SCENARIOS.items()},
                 "hyperparameter_laws": {"default": self.default_hyperparameter_law,
                                         "presets": list(self.hyperparameter_laws)},
+                "gpus": _gpus(),
                 "laws": [{"id": spec, "name": laws.name, "file": spec not in PRESETS,
                           "distillation": laws.distillation is not None,
                           "data_range": _range(laws)} for spec, laws in self.laws.items()]}
@@ -198,12 +205,13 @@ class Planner:
             raise ParameterError("compute", "give {}, e.g. 1e21")
         if query.teacher != "none" and given["teacher.params"] is None:  # a teacher chosen, its size not given
             ExistingTeacher(None, given["teacher.tokens"], given["teacher.loss"]).checked(self.laws[query.law])
+        gpu = {} if query.gpu.strip() in ("", "none") else {"gpu": query.gpu.strip(), **_gpu_numbers(query)}
         return PlanSettings.from_python(query.law, compute=given["compute"], student_params=given["student_params"],
                                         scenario=query.scenario, teacher_params=given["teacher.params"],
                                         teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"],
                                         student_init=query.student_init,
                                         hyperparameter_law=query.hyperparameter_law,
-                                        batch_tokens=given["batch_tokens"], downstream_law=self.downstream_path)
+                                        batch_tokens=given["batch_tokens"], downstream_law=self.downstream_path, **gpu)
 
     def _compute_curve(self, query: PlanQuery, student_params: float) -> dict:
         start = time.perf_counter()
@@ -249,6 +257,31 @@ def _quantity(param: str, text: str, kind: Quantity | None) -> float | None:
                                     "got {text!r}", text=text) from None
 
 
+def _gpus() -> list[dict]:
+    """The GPUs the page prices plans on: the shipped throughput table's devices (`planning.gpu_hours`)."""
+    from distillscale.planning.gpu_hours import ThroughputTable
+
+    return [{"id": device.id, "name": device.name, "measured": bool(device.figures)}
+            for device in ThroughputTable.load().devices.values()]
+
+
+def _gpu_numbers(query: PlanQuery) -> dict:
+    """The GPUs per run and the price per GPU-hour of the controls, as `plan --gpus` and
+    `--price-per-gpu-hour` take them."""
+    numbers = {}
+    text = query.gpus.strip() or "1"
+    if not text.isdigit():
+        raise ParameterError("gpus", "{} must be a whole number of GPUs, at least 1, got {text!r}", text=text)
+    numbers["gpus"] = int(text)
+    if query.price_per_gpu_hour.strip():
+        try:
+            numbers["price_per_gpu_hour"] = float(query.price_per_gpu_hour)
+        except ValueError:
+            raise ParameterError("price_per_gpu_hour", "{} must be a number, got {text!r}",
+                                 text=query.price_per_gpu_hour) from None
+    return numbers
+
+
 def _range(laws: LawSet) -> dict | None:
     known = data_range(laws, students=laws.distillation is not None)
     return None if known is None else {"params": list(known.params), "tokens": list(known.tokens)}
@@ -268,7 +301,8 @@ def _summary(result: Plan) -> dict:
                 "student_loss": s.loss, "student_interval": _interval(s.interval), "budget": s.budget,
                 "verdict": "pretrain", "flops": {"student": s.budget, "teacher_inference": 0.0,
                                                  "teacher_pretraining": 0.0},
-                "recipe": _recipe(result, "supervised"), "downstream": _downstream(result, "supervised")}
+                "recipe": _recipe(result, "supervised"), "downstream": _downstream(result, "supervised"),
+                "gpu_hours": _gpu_hours(result, "supervised")}
     p, verdict = result.headline, result.verdict
     baseline = result.sweeps[0].supervised_best if result.kind == "sweep" else p.supervised
     return {"kind": result.kind, "scenario": p.scenario.name, "budget": p.budget,
@@ -280,13 +314,28 @@ def _summary(result: Plan) -> dict:
             "supervised_loss": baseline.loss, "supervised_interval": _interval(baseline.interval),
             "verdict": verdict, "loss_difference": baseline.loss - p.student_loss,
             "flops": p.flops.to_dict(), "converged": p.convergence.success,
-            "recipe": _recipe(result, p.scenario.name), "downstream": _downstream(result, p.scenario.name)}
+            "recipe": _recipe(result, p.scenario.name), "downstream": _downstream(result, p.scenario.name),
+            "gpu_hours": _gpu_hours(result, p.scenario.name)}
 
 
 def _recipe(result: Plan, name: str) -> dict | None:
     """How to run the plan's student (or its model): `planning.recipes.RunRecipe.to_dict`."""
     recipe = result.recipes.get(name)
     return None if recipe is None else recipe.to_dict()
+
+
+def _gpu_hours(result: Plan, group: str) -> dict | None:
+    """The plan's runs in GPU-hours (`plan --gpu`, `planning.gpu_hours`): the device and the group's
+    (scenario's) total, GPU-hours, wall-clock and cost; None without a GPU."""
+    estimate = result.gpu_hours
+    if estimate is None:
+        return None
+    totals = estimate.totals()
+    if group not in totals:
+        return None
+    hours, wall, cost = totals[group]
+    return {"device": estimate.device_name, "gpus": estimate.gpus, "gpu_hours": hours, "wall_hours": wall,
+            "cost": cost, "price_per_gpu_hour": estimate.price_per_gpu_hour}
 
 
 def _downstream(result: Plan, name: str) -> dict | None:

@@ -4,7 +4,7 @@
 
 const $ = id => document.getElementById(id);
 const CONTROLS = ["law", "compute", "student", "scenario", "student-init", "teacher-params", "teacher-tokens",
-                  "teacher-loss", "hyperparameter-law", "batch-tokens"];
+                  "teacher-loss", "hyperparameter-law", "batch-tokens", "gpu", "gpus", "price"];
 const COLORS = { distilled: "#2f6fd6", supervised: "#1d2330", optimum: "#c0392b", gap: "#8a94a6",
                  plan: "#e08a00", student: "#2f6fd6", logits: "#7b5cd6", pretraining: "#d65c8a" };
 // What the browser measured, read by the tests and the latency bench.
@@ -32,6 +32,7 @@ function query() {
     teacher_tokens: $("teacher-tokens").value, teacher_loss: $("teacher-loss").value,
     student_init: $("student-init").value,
     hyperparameter_law: $("hyperparameter-law").value, batch_tokens: $("batch-tokens").value,
+    gpu: $("gpu").value, gpus: $("gpus").value, price_per_gpu_hour: $("price").value,
   };
 }
 
@@ -116,6 +117,7 @@ function render(result) {
   }
   if (s.recipe) cards.push(recipeCard(s.recipe));
   if (s.downstream) cards.push(downstreamCard(s.downstream));
+  if (s.gpu_hours) cards.push(gpuCard(s.gpu_hours));
   $("cards").innerHTML = cards.join("");
   $("warnings").replaceChildren(...result.warnings.map(text => {
     const item = document.createElement("li");
@@ -154,6 +156,15 @@ function downstreamCard(d) {
   return card(`downstream error (${d.task_set || "task set"})`, d.error.toFixed(3),
               `${range}${d.loss_interval ? ", the loss's interval carried through" : ""}` +
               (d.beyond_law_data ? "; the loss is outside the law's data" : ""));
+}
+
+// The plan's runs on a GPU (`plan --gpu`, `planning.gpu_hours`): an estimate from measured throughput.
+function gpuCard(g) {
+  const hours = h => (h < 1 ? `${(h * 60).toPrecision(3)} min` : h < 48 ? `${h.toPrecision(3)} h`
+                      : `${(h / 24).toPrecision(3)} days`);
+  const cost = g.cost === null ? "" : ` · cost ${g.cost.toLocaleString("en", { maximumFractionDigits: 0 })}`;
+  return card(`GPU time on ${g.gpus} × ${g.device} (estimate)`, `${hours(g.wall_hours)} wall-clock`,
+              `${hours(g.gpu_hours)} GPU-hours${cost}; every run in the plan text below`);
 }
 
 function drawUCurve(u) {
@@ -244,6 +255,8 @@ async function init() {
   }
   for (const name of info.hyperparameter_laws.presets) $("hyperparameter-law").add(new Option(name, name));
   $("hyperparameter-law").value = info.hyperparameter_laws.default;
+  for (const gpu of info.gpus)
+    $("gpu").add(new Option(gpu.measured ? gpu.name : `${gpu.name} (not measured: another GPU's MFU)`, gpu.id));
   const hint = () => { $("scenario-hint").textContent = info.scenarios[$("scenario").value]; };
   hint();
 
@@ -263,12 +276,13 @@ async function init() {
   $("scenario").addEventListener("change", () => { hint(); schedule(); });
   $("student-init").addEventListener("change", schedule);
   $("hyperparameter-law").addEventListener("change", schedule);
+  $("gpu").addEventListener("change", schedule);
   $("teacher").addEventListener("change", () => {
     showTeacherFields();
     if ($("teacher").value !== "none") { $("scenario").value = "teacher-inference"; hint(); }
     schedule();
   });
-  for (const id of ["law", "student", "teacher-params", "teacher-tokens", "teacher-loss", "batch-tokens"])
+  for (const id of ["law", "student", "teacher-params", "teacher-tokens", "teacher-loss", "batch-tokens", "gpus", "price"])
     $(id).addEventListener("input", schedule);
   $("copy-plan").addEventListener("click", event => copy($("plan-text").textContent, event.target));
   $("copy-cli").addEventListener("click", event => copy($("cli").textContent, event.target));
