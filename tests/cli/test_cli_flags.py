@@ -52,6 +52,7 @@ ADDED_SINCE = {"prune": None, "fit hyperparameters": None, "predict hyperparamet
                "serve": {"--downstream-law"}, "demo": {"--capacity-gap", "--lr-law"}, "data prepare": {"--route-field"}}
 # plans in GPU-hours (issue 65): plan's device, GPUs, MFU, price and throughput table; sweep plan's (it had --gpus)
 ADDED_SINCE["plan"] = ADDED_SINCE["plan"] | {"--gpu", "--gpus", "--mfu", "--price-per-gpu-hour", "--throughput-table"}
+ADDED_SINCE["sweep plan"] = {"--gpu", "--mfu", "--price-per-gpu-hour", "--throughput-table"}
 # Recorded flags that repeat since (a single value still reads as before): their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"}}

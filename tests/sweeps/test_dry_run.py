@@ -119,7 +119,7 @@ def test_the_dry_run_states_its_assumptions_and_that_the_spec_needs_gpus(cli, tm
     code, out, err = cli("sweep", "plan", path)
     text = " ".join(out.split())
     assert code == 0, err
-    assert "assumed, not measured" in text and "wall time on 1 GPU, 1 run per GPU" in text
+    assert "GPU throughput estimated from the throughput table" in text and "wall time on 1 GPU, 1 run per GPU" in text
     assert "this spec needs GPUs (bf16 = true, compile = true) and none is visible here" in text
     assert "`sweep run` refuses it on this machine; planned for 1 GPU (--gpus N)" in text
     code, _, err = cli("sweep", "run", path, "--out", tmp_path / "sweep")  # as the dry run says
@@ -142,6 +142,8 @@ def test_the_dry_run_states_its_assumptions_and_that_the_spec_needs_gpus(cli, tm
     (["--flops-per-second", "inf"], "--flops-per-second must be a positive number of FLOP/s"),
     (["--startup-seconds", "-2"], "--startup-seconds must be a number of seconds, at least 0"),
     (["--gpus", "none", "--runs-per-gpu", "2"], "--runs-per-gpu needs GPUs"),
+    (["--gpu", "tpu9"], "unknown GPU 'tpu9' for --gpu"),
+    (["--mfu", "3"], "--mfu must be a fraction of the peak"),
 ])
 def test_bad_input_to_the_dry_run_is_one_line(cli, tmp_path, args, message):
     code, out, err = cli("sweep", "plan", small_spec(tmp_path), *args)

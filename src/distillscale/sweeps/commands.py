@@ -112,7 +112,17 @@ class SweepPlanSettings(CommandSettings):
     runs_per_gpu: int | None = option(None, help="runs sharing each GPU at once, as `sweep run` takes it (default 1)")
     workers: int | None = option(None, help="runs at once, as `sweep run` takes it")
     flops_per_second: float | None = option(None, help="achieved FLOP/s of one run alone on its device "
-                                                       "(default: an assumed model, printed with the plan)")
+                                                       "(default: the GPU's measured MFU at the run's size, "
+                                                       "printed with the plan)")
+    gpu: str = option("h100", help="the GPU the sweep is planned on: h100, h200, a100, l40s, b200, or a device of "
+                                   "--throughput-table (its measured MFU by model size)")
+    mfu: float | None = option(None, help="the MFU every run achieves, a fraction of the GPU's dense bf16 peak "
+                                          "(default: the throughput table's at each run's size)")
+    price_per_gpu_hour: float | None = option(None, help="the price of one GPU-hour: the sweep's cost (reserved "
+                                                         "GPU-hours x price)")
+    throughput_table: Path | None = option(None, help="a throughput table measured on your own device "
+                                                      "(`python bench/gpu_step.py --table FILE`; default: the "
+                                                      "one shipped)")
     startup_seconds: float | None = option(None, help="seconds each run's process takes to start (default: 5, "
                                                       "measured on a 2-core CPU)")
     compile_seconds: float | None = option(None, help="seconds of CUDA start and torch.compile per compiled run "
@@ -130,7 +140,10 @@ def plan_command(s: SweepPlanSettings) -> int:
     from distillscale.sweeps.dry_run import Throughput, dry_run
     from distillscale.sweeps.spec import load_sweep_spec
 
-    given = s.model_dump(include={"flops_per_second", "startup_seconds", "compile_seconds"}, exclude_none=True)
+    given = s.model_dump(include={"flops_per_second", "startup_seconds", "compile_seconds", "gpu", "mfu",
+                                  "price_per_gpu_hour"}, exclude_none=True)
+    if s.throughput_table is not None:
+        given["throughput_table"] = str(s.throughput_table)
     plan = dry_run(load_sweep_spec(s.spec), gpus=_gpu_count(s.gpus), runs_per_gpu=s.runs_per_gpu, workers=s.workers,
                    throughput=Throughput(**given))
     if s.as_json:
@@ -180,6 +193,8 @@ def _print_plan(plan) -> None:
     console.print(f"{unit[:3]} time {_short_duration(plan.device_seconds)} ({plan.device_seconds:.0f} "
                   f"{unit}), start-up {_short_duration(plan.startup_seconds)} in all; wall time on {where}: "
                   f"{_short_duration(plan.wall_seconds)}", highlight=False)
+    if plan.gpu_time() is not None:
+        console.print(plan.gpu_time().describe(), highlight=False)
     if plan.describe_grid():
         console.print(plan.describe_grid(), highlight=False)
     for note in plan.notes():

@@ -15,26 +15,31 @@ cooldown steps, its parent's stable phase being shared (training/fork.py); a `pr
 student pruned from its teacher) spends its importance pass, as prune.json counts it.
 
 Time, per run: a start-up (a new process: imports and the corpus walk; plus `torch.compile` when
-the run compiles) and its device work, FLOPs / achieved FLOP/s. **The throughput is assumed, not
-measured** (no GPU figure of this project's own benches exists yet; `Throughput.describe` says so in
-every output):
+the run compiles) and its device work, FLOPs / achieved FLOP/s. The throughput is an estimate
+(`Throughput.describe` says from what in every output):
 
-- on a GPU, a run alone achieves F(N) FLOP/s, a power law in its non-embedding parameters N through
-  issue 24's two H100 figures (bf16 + torch.compile, one run on the GPU): 476K tokens/s at
-  `bench/gpu_step.py`'s 85M shape (depth 12) and ~1.5M tokens/s at its 11M shape (depth 6), both at
-  aspect ratio 64, head size 64, vocabulary 8192 and 1024-token sequences, counted in the engine's
-  exact FLOPs; no faster than the 85M figure above it. Runs sharing one GPU (`--runs-per-gpu`)
-  share its throughput equally (their start-ups overlap; their device work does not);
+- on a GPU (`--gpu`, default h100), a run alone achieves MFU(N) x the device's dense bf16 peak, the
+  MFU measured on that device at the run's size N (non-embedding parameters), interpolated in log N
+  between the sizes the throughput table measured and the nearest measured size's outside them
+  (`planning.gpu_hours`: the table shipped with the package, `--throughput-table` a user's own,
+  `--mfu` one MFU for every run). Runs sharing one GPU (`--runs-per-gpu`) share its throughput
+  equally (their start-ups overlap; their device work does not); with a price per GPU-hour the
+  sweep's cost is its reserved GPU-hours (wall time x GPUs) at that price;
 - on the CPU, each run has a core of its own at `CPU_FLOPS_PER_SECOND` (measured: docs/guides/sweeps.md's
   `bench/micro_mfu.py` figure, 35% of one core's 92 GFLOP/s fp32 matmul peak at one thread);
 - the start-up, `STARTUP_SECONDS`, was measured on the 2-core development machine (python -c
   importing the CLI and the recipes: 2.1-2.5 s; walking and fingerprinting the 27,827 files of
   builtin:python-env: 1.5-2.6 s; 4.7-5.5 s in all per process); `COMPILE_SECONDS`, CUDA's start and
-  the compilation of a run that compiles, is assumed. Checkpoint writes are not counted.
+  the compilation of a model shape the sweep has not compiled yet (cold: 20.1 s measured on an H100
+  at the ladder's depth 4, `bench/gpu_step.py --ladder`), and `WARM_COMPILE_SECONDS`, a later run of a
+  shape whose compilation finished (Inductor's on-disk cache is the machine's, so every worker finds
+  it warm; the GPU ladder's forks on an H200 took about 1 s beyond their device time,
+  docs/gpu_ladder_sizes_h200.csv). Checkpoint writes are not counted.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,32 +48,40 @@ from distillscale.data.prepare import DEFAULT_VOCAB_SIZE
 from distillscale.errors import ParameterError
 from distillscale.model.config import ModelConfig
 from distillscale.planning.flops import run_flops
+from distillscale.planning.gpu_hours import GpuSetting, ThroughputTable, format_hours
 from distillscale.sweeps.placement import Placement, choose_slot, place_runs, visible_gpus
 from distillscale.sweeps.spec import PlannedRun, SweepSpec
 from distillscale.sweeps.spec_sections import EVALUATED_KINDS
 from distillscale.training.config import DistillConfig, TrainConfig
 from distillscale.training.on_policy import run_generation_flops
 from distillscale.training.prune_config import calibration_input_tokens, calibration_window, importance_flops
+from distillscale.units import format_quantity
 
-# issue 24's H100 figures, one run alone on the GPU (bf16 + torch.compile): (depth, tokens/s) at
-# bench/gpu_step.py's shapes. Assumed, not measured by this project.
-GPU_FIGURES = ((6, 1.5e6), (12, 476e3))
-GPU_FIGURE_SHAPE = {"aspect_ratio": 64, "head_dim": 64, "vocab_size": 8192, "max_seq_len": 1024}
+DEFAULT_GPU = "h100"  # the device a GPU sweep is planned on without --gpu (the throughput table's id)
 CPU_FLOPS_PER_SECOND = 32e9  # bench/micro_mfu.py (docs/guides/sweeps.md): 35% of one core's ~92 GFLOP/s, one thread
 STARTUP_SECONDS = 5.0        # measured: imports + the walk of builtin:python-env, one process, 2 cores
-COMPILE_SECONDS = 20.0       # assumed: CUDA's start and torch.compile, per run that compiles
+COMPILE_SECONDS = 20.0       # CUDA's start and torch.compile of a shape not compiled yet (20.1 s measured, H100)
+WARM_COMPILE_SECONDS = 1.0   # a later run of a compiled shape (measured: ~1 s, the H200 ladder's forks)
 
 
 @dataclass(frozen=True)
 class Throughput:
     """How fast runs go: a run's achieved FLOP/s (`flops_per_second` fixes it for every run; None: the
-    default of the device, see the module's docstring), its start-up and its compilation, seconds."""
+    default of the device, see the module's docstring), its start-up and its compilation, seconds; on
+    a GPU, which one (`gpu`, an id of the throughput table), an MFU replacing the table's, the table
+    itself (None: the shipped one) and the price of a GPU-hour (None: no cost)."""
 
     flops_per_second: float | None = None
     startup_seconds: float = STARTUP_SECONDS
     compile_seconds: float = COMPILE_SECONDS
+    gpu: str = DEFAULT_GPU
+    mfu: float | None = None
+    throughput_table: str | None = None
+    price_per_gpu_hour: float | None = None
 
     def __post_init__(self) -> None:
+        setting, _ = GpuSetting(self.gpu, 1, self.mfu, self.price_per_gpu_hour, self.throughput_table).checked()
+        object.__setattr__(self, "gpu", setting.device)  # the table's id, as --gpu H100 names it
         if self.flops_per_second is not None and not 0 < self.flops_per_second < math.inf:
             raise ParameterError("flops_per_second", "{} must be a positive number of FLOP/s, got {value}",
                                  value=self.flops_per_second)
@@ -83,9 +96,11 @@ class Throughput:
             return self.flops_per_second
         if not on_gpu:
             return CPU_FLOPS_PER_SECOND
-        (n1, f1), (n2, f2) = _gpu_figures()
-        exponent = math.log(f2 / f1) / math.log(n2 / n1)
-        return f1 * (min(non_embedding_params, n2) / n1) ** exponent
+        return self.table.flops_per_second(self.gpu, non_embedding_params, self.mfu)
+
+    @property
+    def table(self) -> ThroughputTable:
+        return _table(self.throughput_table)
 
     def describe(self, on_gpu: bool) -> list[str]:
         """The model's assumptions, one line each, as every output states them."""
@@ -93,28 +108,32 @@ class Throughput:
             rate = (f"{self.flops_per_second:.3g} FLOP/s per run alone on its "
                     f"{'GPU' if on_gpu else 'CPU core'} (--flops-per-second): assumed, not measured")
         elif on_gpu:
-            (n1, f1), (n2, f2) = _gpu_figures()
-            rate = (f"GPU throughput assumed, not measured: a run alone achieves {f1:.3g} FLOP/s at "
-                    f"{n1 / 1e6:.3g}M parameters and {f2:.3g} at {n2 / 1e6:.3g}M (issue 24's H100 figures, "
-                    f"bf16 + compile), a power law between; runs sharing a GPU share it; set "
-                    f"--flops-per-second once measured (bench/gpu_step.py)")
+            device = self.table.device(self.gpu)
+            peak = f"the {device.name}'s dense bf16 peak ({device.peak_flops / 1e12:.4g} TFLOP/s)"
+            if self.mfu is not None:
+                rate = f"GPU throughput: MFU {self.mfu:.1%} (--mfu, not measured) x {peak}"
+            else:
+                measured = device if device.figures else self.table.device(device.mfu_from)
+                sizes = sorted({figure.non_embedding_params for figure in measured.figures})
+                borrowed = "" if measured is device else f" (none measured on the {device.name})"
+                rate = (f"GPU throughput estimated from {self.table.source}: a run alone at the MFU measured on "
+                        f"the {measured.name}{borrowed} at its size (interpolated in log size between "
+                        f"{', '.join(format_quantity(size) for size in sizes)}; the nearest outside them) x {peak}")
+            rate += "; runs sharing a GPU share it; --gpu, --mfu or --flops-per-second set it"
         else:
             rate = (f"CPU throughput {CPU_FLOPS_PER_SECOND:.3g} FLOP/s per run, one core each "
                     f"(bench/micro_mfu.py on the 2-core development machine)")
         start = (f"start-up {self.startup_seconds:g} s per worker process, once per slot (imports and the corpus "
-                 f"walk, measured on a 2-core CPU) + {self.compile_seconds:g} s per compiled run (CUDA and "
-                 f"torch.compile: assumed)")
+                 f"walk, measured on a 2-core CPU) + {self.compile_seconds:g} s for a compiled run of a model shape "
+                 f"not compiled yet (CUDA and torch.compile, measured cold on an H100), {WARM_COMPILE_SECONDS:g} s "
+                 f"for later runs of it (Inductor's cache warm, measured)")
         return [rate, start]
 
 
-def _gpu_figures() -> tuple[tuple[int, float], tuple[int, float]]:
-    """(non-embedding parameters, achieved FLOP/s) of GPU_FIGURES, in the engine's exact FLOPs."""
-    figures = []
-    for depth, tokens_per_second in GPU_FIGURES:
-        model = ModelConfig(n_layers=depth, **GPU_FIGURE_SHAPE)
-        figures.append((model.non_embedding_params,
-                        3 * model.forward_flops_per_token(GPU_FIGURE_SHAPE["max_seq_len"]) * tokens_per_second))
-    return figures[0], figures[1]
+@functools.lru_cache(maxsize=8)
+def _table(path: str | None) -> ThroughputTable:
+    """The throughput table at `path` (None: the shipped one), read once per process."""
+    return ThroughputTable.load(path)
 
 
 @dataclass(frozen=True)
@@ -194,6 +213,19 @@ class SweepDryRun:
         """FLOPs of the same runs trained separately from scratch (no forks)."""
         return sum(run.run_flops for run in self.runs)
 
+    def gpu_time(self) -> "SweepGpuHours | None":
+        """On GPUs: the sweep's busy GPU-hours (its runs' device work), the GPU-hours it reserves (wall
+        time x GPUs) and, with a price, what those cost; None on the CPU."""
+        if not self.on_gpu:
+            return None
+        gpus = len(self.placement.gpus)
+        reserved = self.wall_seconds * gpus / 3600
+        price = self.throughput.price_per_gpu_hour
+        name = (self.throughput.table.device(self.throughput.gpu).name if self.throughput.flops_per_second is None
+                else f"GPU at {self.throughput.flops_per_second:.3g} FLOP/s")
+        return SweepGpuHours(self.throughput.gpu, name, gpus, self.device_seconds / 3600, reserved, price,
+                             None if price is None else reserved * price)
+
     def counts(self) -> dict[str, int]:
         kinds = ("train", "distil", "fork") + (("prune",) if any(run.kind == "prune" for run in self.runs) else ())
         counts = {kind: sum(run.kind == kind for run in self.runs) for kind in kinds}  # prune: only a sweep's that has them
@@ -224,6 +256,7 @@ class SweepDryRun:
                 "device_seconds": self.device_seconds, "startup_seconds": self.startup_seconds,
                 "wall_seconds": self.wall_seconds, "needs_gpu": self.needs_gpu, "gpus_here": self.gpus_here,
                 "throughput": asdict(self.throughput), "assumptions": self.notes(),
+                "gpu_hours": None if self.gpu_time() is None else asdict(self.gpu_time()),
                 "tune": None if self.tune is None else {**self.tune, "points": self.grid_points}}
 
     @property
@@ -241,6 +274,26 @@ class SweepDryRun:
                   else "[students] (each baseline, and each student of each teacher)")
         return (f"lr x batch grid [tune]: {shape} = {self.grid_points} runs per (size, tokens) cell of {ladder}; "
                 f"{len(self.runs)} runs and {self.flops:.3g} FLOPs in all")
+
+
+@dataclass(frozen=True)
+class SweepGpuHours:
+    """A GPU sweep's time in GPU-hours: `busy`, its runs' device work; `reserved`, its wall time x GPUs
+    (what renting them costs: start-ups and idle slots included); `cost`, reserved x the price given."""
+
+    gpu: str
+    device_name: str
+    gpus: int
+    busy_hours: float
+    reserved_hours: float
+    price_per_gpu_hour: float | None
+    cost: float | None
+
+    def describe(self) -> str:
+        cost = "" if self.cost is None else f"; cost {self.cost:,.2f} at {self.price_per_gpu_hour:g} per GPU-hour"
+        return (f"GPU-hours on {self.gpus} x {self.device_name} (an estimate): {format_hours(self.busy_hours)} busy "
+                f"(the runs' device work), {format_hours(self.reserved_hours)} reserved (wall time x "
+                f"{self.gpus} GPU{'s' if self.gpus > 1 else ''}){cost}")
 
 
 def dry_run(spec: SweepSpec, gpus: int | None = None, runs_per_gpu: int | None = None,
@@ -278,7 +331,9 @@ class _Cost:
     evaluation_flops: float
     device_seconds: float
     startup_seconds: float   # a new worker process: paid by a slot's first run only (sweeps/executors.py)
-    compile_seconds: float   # paid by every run that compiles (a worker's compile cache starts empty)
+    compile_seconds: float   # paid by a run that compiles a shape not compiled yet (warm: `warm_compile_seconds`)
+    warm_compile_seconds: float = 0.0
+    shape: tuple = ()        # what one compilation serves: the model's depth and size
 
 
 def _config(run: PlannedRun) -> TrainConfig:
@@ -310,7 +365,8 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
     kind = "fork" if run.parent_id else "distil" if run.command == "distill" else "train"
     return _Cost(kind, steps, own_steps, flops, whole, evaluation,
                  (flops + evaluation) / throughput.rate(run.non_embedding_params, on_gpu),
-                 throughput.startup_seconds, throughput.compile_seconds if config.compile else 0.0)
+                 throughput.startup_seconds, throughput.compile_seconds if config.compile else 0.0,
+                 WARM_COMPILE_SECONDS if config.compile else 0.0, (run.n_layers, run.non_embedding_params))
 
 
 def _generation_flops(run: PlannedRun, model: ModelConfig, steps: int) -> float:
@@ -346,6 +402,7 @@ def _simulate(planned: tuple[PlannedRun, ...], costs: dict[str, _Cost],
     compilation for every run that compiles), then its device work, which the runs on one GPU share
     equally (a CPU slot is a core of its own)."""
     now, done, warm = 0.0, set(), set()  # warm: slots whose worker process has started
+    compiled: dict[tuple, float] = {}  # a model shape -> when its first compilation ends
     free, busy = list(range(placement.workers)), {}  # busy: run id -> slot
     left: dict[str, list[float]] = {}  # run id -> [start-up left, device seconds left]
     started: dict[str, tuple[float, int]] = {}
@@ -361,7 +418,13 @@ def _simulate(planned: tuple[PlannedRun, ...], costs: dict[str, _Cost],
                 busy[run.run_id] = slot
                 pending.remove(run)
                 cost = costs[run.run_id]
-                startup = cost.compile_seconds + (0.0 if slot in warm else cost.startup_seconds)
+                process = 0.0 if slot in warm else cost.startup_seconds
+                if cost.compile_seconds and compiled.get(cost.shape, math.inf) <= now:
+                    startup = process + cost.warm_compile_seconds  # Inductor's cache holds the shape
+                else:
+                    startup = process + cost.compile_seconds
+                    if cost.compile_seconds:
+                        compiled[cost.shape] = min(compiled.get(cost.shape, math.inf), now + startup)
                 warm.add(slot)
                 left[run.run_id] = [startup, cost.device_seconds]
                 started[run.run_id] = (now, slot, startup)

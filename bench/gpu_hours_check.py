@@ -1,0 +1,129 @@
+"""The planner's GPU time against GPU ladders that ran (issue 65's target: a plan's GPU-hours within 15%
+of the measured wall-clock of a GPU ladder run), side by side, from the runs recorded in docs/:
+
+1. The H200 sizes ladder (bench/gpu_ladder_sizes.py, issue 55; docs/gpu_ladder_sizes_h200.csv): its spec
+   dry-run (`sweep plan --gpu h200 --runs-per-gpu 4`, as it ran) against the 314 s the sweep took
+   (docs/gpu_ladder.md) and, run by run, each run's predicted wall time (start to end in the simulated
+   schedule) against its recorded wall_seconds.
+2. The H100 ladder (examples/gpu_ladder.toml at 2 runs per GPU, 2026-11-24; docs/gpu_ladder_h100.csv):
+   run by run the same (the runs matched by role, depth, tokens per parameter and teacher depth: the
+   ladder's rates, and so its run ids, changed since), and the sweep's 799 s, which also holds the
+   corpus's preparation, a stop and resume and a minute of fits and report (an upper bound).
+
+Nothing trains: it reads the recorded runs and plans their specs (the ladder's corpus is prepared once,
+about 2 minutes on 2 cores, to resolve the specs' token windows). In-sample, said: the warm-compile
+figure of the dry run (~1 s a run) was read off the H200 ladder's forks; the MFU table's H100 and H200
+figures were measured by bench/gpu_step.py, not on these ladders.
+
+Usage: python bench/gpu_hours_check.py [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+TARGET = 0.15
+SIZES_WALL_SECONDS = 314.0   # docs/gpu_ladder.md: "25 runs in 314 s" (one H200, 4 runs sharing it)
+H100_WALL_SECONDS = 799.0    # docs/gpu_ladder.md: 63 runs in 799 s, data preparation, a resume and the report included
+
+
+def plan(spec: Path, gpu: str, runs_per_gpu: int) -> dict:
+    out = subprocess.run([sys.executable, "-m", "distillscale.cli", "sweep", "plan", str(spec), "--gpus", "1",
+                          "--gpu", gpu, "--runs-per-gpu", str(runs_per_gpu), "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def walls(dry: dict) -> dict[str, float]:
+    return {run["run_id"]: run["end_seconds"] - run["start_seconds"] for run in dry["runs"]}
+
+
+def verdict(ratio: float) -> str:
+    return "within 15%" if abs(ratio - 1) <= TARGET else "MISSED (beyond 15%)"
+
+
+def sizes_ladder(work: Path) -> None:
+    from gpu_ladder_sizes import spec
+
+    path = work / "sizes.toml"
+    spec(path)
+    dry = plan(path, "h200", 4)
+    predicted = walls(dry)
+    rows = list(csv.DictReader(open(ROOT / "docs" / "gpu_ladder_sizes_h200.csv")))
+    measured = {row["run_id"]: float(row["wall_seconds"]) for row in rows}
+    common = sorted(set(measured) & set(predicted))
+    print(f"\n1. H200 sizes ladder: {len(common)} of {len(rows)} recorded runs planned "
+          f"({len(dry['runs'])} in the spec), 4 runs sharing one H200")
+    print(f"   {'':<34} {'measured':>10} {'planned':>10} {'ratio':>6}")
+    ratio = dry["wall_seconds"] / SIZES_WALL_SECONDS
+    print(f"   {'the sweep, wall-clock (s)':<34} {SIZES_WALL_SECONDS:>10.0f} {dry['wall_seconds']:>10.0f} "
+          f"{ratio:>6.2f}  {verdict(ratio)}")
+    by_role = collections.defaultdict(lambda: [0.0, 0.0])
+    runs = {run["run_id"]: run for run in dry["runs"]}
+    for run_id in common:
+        kind = "forks" if runs[run_id]["parent_id"] else "parents"
+        by_role[kind][0] += measured[run_id]
+        by_role[kind][1] += predicted[run_id]
+    for kind, (m, p) in sorted(by_role.items()):
+        print(f"   {'sum of the ' + kind + '’ walls (s)':<34} {m:>10.0f} {p:>10.0f} {p / m:>6.2f}")
+    m, p = (sum(values) for values in zip(*by_role.values()))
+    print(f"   {'sum of every run’s wall (s)':<34} {m:>10.0f} {p:>10.0f} {p / m:>6.2f}  {verdict(p / m)}")
+    print(f"   GPU-hours: {dry['gpu_hours']['busy_hours']:.3f} busy, {dry['gpu_hours']['reserved_hours']:.3f} reserved; "
+          f"measured {SIZES_WALL_SECONDS / 3600:.3f} reserved")
+
+
+def h100_ladder() -> None:
+    dry = plan(ROOT / "examples" / "gpu_ladder.toml", "h100", 2)
+    predicted = walls(dry)
+    by_id = {run["run_id"]: run for run in dry["runs"]}
+
+    def key(role, depth, per_param, teacher_depth):
+        return role, int(depth), round(float(per_param)), teacher_depth
+
+    planned = collections.defaultdict(list)
+    for run in dry["runs"]:
+        teacher = by_id[run["teacher_id"]]["n_layers"] if run["teacher_id"] else None
+        planned[key(run["role"], run["n_layers"], run["tokens_per_param"], teacher)].append(run["run_id"])
+    by_kind = collections.defaultdict(lambda: [0.0, 0.0, 0])
+    rows = list(csv.DictReader(open(ROOT / "docs" / "gpu_ladder_h100.csv")))
+    for row in rows:
+        teacher = int(row["teacher_depth"]) if row["teacher_depth"] else None
+        run_id = planned[key(row["kind"], row["depth"], row["tokens_per_param"], teacher)].pop(0)
+        kind = "forks" if by_id[run_id]["parent_id"] else "parents"
+        by_kind[kind][0] += float(row["seconds"])
+        by_kind[kind][1] += predicted[run_id]
+        by_kind[kind][2] += 1
+    print(f"\n2. H100 ladder (examples/gpu_ladder.toml, 2 runs sharing one H100): {len(rows)} recorded runs")
+    print(f"   {'':<34} {'measured':>10} {'planned':>10} {'ratio':>6}")
+    for kind, (m, p, n) in sorted(by_kind.items()):
+        print(f"   {f'sum of the {n} {kind}’ walls (s)':<34} {m:>10.0f} {p:>10.0f} {p / m:>6.2f}")
+    m, p = (sum(values[i] for values in by_kind.values()) for i in (0, 1))
+    print(f"   {'sum of every run’s wall (s)':<34} {m:>10.0f} {p:>10.0f} {p / m:>6.2f}  {verdict(p / m)}")
+    print(f"   {'the sweep, wall-clock (s)':<34} {H100_WALL_SECONDS:>10.0f} {dry['wall_seconds']:>10.0f} "
+          f"{dry['wall_seconds'] / H100_WALL_SECONDS:>6.2f}  (measured: an upper bound, see the docstring)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=None, help="where the sizes spec is written (default: a "
+                                                                 "temporary directory)")
+    args = parser.parse_args()
+    print("the dry run's GPU time (`sweep plan --gpu`, the shipped throughput table) against recorded GPU ladders")
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        sizes_ladder(work)
+    h100_ladder()
+
+
+if __name__ == "__main__":
+    main()
