@@ -77,7 +77,8 @@ def sizes_ladder(work: Path) -> None:
         print(f"   {'sum of the ' + kind + '’ walls (s)':<34} {m:>10.0f} {p:>10.0f} {p / m:>6.2f}")
     m, p = (sum(values) for values in zip(*by_role.values()))
     print(f"   {'sum of every run’s wall (s)':<34} {m:>10.0f} {p:>10.0f} {p / m:>6.2f}  {verdict(p / m)}")
-    print(f"   GPU-hours: {dry['gpu_hours']['busy_hours']:.3f} busy, {dry['gpu_hours']['reserved_hours']:.3f} reserved; "
+    hours = dry["gpu_hours"]
+    print(f"   GPU-hours: {hours['busy_hours']:.3f} busy, {hours['reserved_hours']:.3f} reserved; "
           f"measured {SIZES_WALL_SECONDS / 3600:.3f} reserved")
 
 

@@ -8,12 +8,16 @@ For each size (non-embedding parameters from ~6M to ~680M; vocabulary 8192, 1024
   `BatchPrefetcher` from a `TokenSampler`, numbers left on the device (`DivergenceWatch`) as the
   recipe does between logging steps;
 - HF Llama: `LlamaForCausalLM` with the same d_model, depth, heads, head size and SwiGLU width
-  (`hf_config_for` with plain attention), `torch.compile`, bf16 autocast, cross-entropy on float32
-  logits, gradient clipping at 1.0, `torch.optim.AdamW(fused=True)`, the same batches.
+  (`hf_config_for` with plain attention), `torch.compile`, bf16 autocast, gradient clipping at 1.0,
+  `torch.optim.AdamW(fused=True)`, the same batches; with both of HF's losses, as users write them:
+  `labels=` (the model's own loss) and cross-entropy on float32 logits.
 
-Printed: tokens/s of each, their ratio (target >= 1.0), and MFU = achieved FLOP/s over the bf16
-matmul peak measured in this run (a square bf16 matmul, best of several), with FLOPs per token
-3 x `ModelConfig.forward_flops_per_token(seq_len)` for both (the same network).
+Printed: tokens/s of each, the ratios (target >= 1.0 against both), and MFU = achieved FLOP/s over the
+bf16 matmul peak measured in this run (a square bf16 matmul, best of several), with FLOPs per token
+3 x `ModelConfig.forward_flops_per_token(seq_len)` for both (the same network). With `--table FILE`
+the family's figures are written as a throughput table that `distillscale plan --gpu ID
+--throughput-table FILE` and `sweep plan` read (planning.gpu_hours; a table of ours at FILE gains or
+replaces this device): how a user measures their own GPU.
 
 Then, for one student size (--student, default the 85M shape), four steps of the same student:
 supervised; distilled from a live teacher (twice the depth, bf16 weights, forward KL, loss chunks of
@@ -33,6 +37,7 @@ Without a CUDA GPU the script says so and exits 0; `--device cpu --tiny` runs th
 sizes on the CPU (float32, no compile unless --compile), which is how its code path is tested.
 
 Usage: python bench/gpu_step.py [--sizes 6M,11M,85M,200M,680M] [--steps 20] [--warmup 5]
+       python bench/gpu_step.py --table my-gpu.json [--table-device ID] [--peak-flops 989.4e12] [--no-students]
        python bench/gpu_step.py --ladder [--ladder-depths 4,9] [--json FILE]
        python bench/gpu_step.py --device cpu --tiny [--ladder]
 """
@@ -167,8 +172,10 @@ def distillscale_step(config: ModelConfig, setup: Setup, sampler: TokenSampler, 
     return step
 
 
-def hf_llama_step(config: ModelConfig, setup: Setup, sampler: TokenSampler) -> Callable[[int], None]:
-    """A plain Hugging Face Llama training loop of the same shape."""
+def hf_llama_step(config: ModelConfig, setup: Setup, sampler: TokenSampler,
+                  loss: str = "float32") -> Callable[[int], None]:
+    """A plain Hugging Face Llama training loop of the same shape; `loss`: "labels" (HF's own loss,
+    `labels=`) or "float32" (cross-entropy on the logits cast to float32)."""
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -183,10 +190,14 @@ def hf_llama_step(config: ModelConfig, setup: Setup, sampler: TokenSampler) -> C
 
     def step(index: int) -> None:
         ((inputs, targets),) = reader.next(index)
-        with autocast:
-            logits = compiled(input_ids=inputs).logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        loss.backward()
+        if loss == "labels":  # as users write it: labels = input_ids, HF shifts them (T - 1 targets)
+            with autocast:
+                value = compiled(input_ids=inputs, labels=inputs).loss
+        else:
+            with autocast:
+                logits = compiled(input_ids=inputs).logits
+            value = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -240,23 +251,65 @@ def one_rank_process_group(device: torch.device) -> OneRankGroup:
     return OneRankGroup(rank=0, world_size=1, device=device)
 
 
-def family_vs_llama(sizes: list[Size], setup: Setup, peak: float) -> None:
+def family_vs_llama(sizes: list[Size], setup: Setup, peak: float) -> list[dict]:
+    """Section 1: the family's step against the HF loop with either loss, per size; the family's figures
+    (as a throughput table holds them)."""
     print(f"\n1. the family's step vs a plain HF Llama loop (vocabulary {setup.vocab}, {setup.seq_len}-token "
           f"sequences, bf16 {setup.bf16}, compile {setup.compile}); MFU vs the measured peak")
-    print(f"   {'size':>7} {'non-emb':>8} {'batch':>10} {'distillscale tok/s':>19} {'HF Llama tok/s':>15} "
-          f"{'ratio':>6} {'MFU ours':>9} {'MFU HF':>7}")
+    print(f"   {'size':>7} {'non-emb':>8} {'batch':>10} {'distillscale tok/s':>19} {'HF labels=':>11} "
+          f"{'HF fp32 CE':>11} {'ratios':>11} {'MFU ours':>9} {'MFU HF':>7}")
+    figures = []
     for size in sizes:
         config = model_config(size, setup)
         sampler = token_sampler(setup, size.batch_size)
         tokens = size.batch_size * setup.seq_len
         ours = tokens_per_second(distillscale_step(config, setup, sampler), tokens, setup)
-        theirs = tokens_per_second(hf_llama_step(config, setup, sampler), tokens, setup)
+        labels = tokens_per_second(hf_llama_step(config, setup, sampler, loss="labels"), tokens, setup)
+        float32 = tokens_per_second(hf_llama_step(config, setup, sampler, loss="float32"), tokens, setup)
         flops_per_token = 3 * config.forward_flops_per_token(setup.seq_len)
         print(f"   {size.name:>7} {config.non_embedding_params / 1e6:>7.1f}M {size.batch_size:>4} x {setup.seq_len:<4}"
-              f" {ours:>19,.0f} {theirs:>15,.0f} {ours / theirs:>6.2f} {ours * flops_per_token / peak:>8.1%} "
-              f"{theirs * flops_per_token / peak:>6.1%}")
+              f" {ours:>19,.0f} {labels:>11,.0f} {float32:>11,.0f} {ours / labels:>5.2f} {ours / float32:>5.2f}"
+              f" {ours * flops_per_token / peak:>8.1%} {max(labels, float32) * flops_per_token / peak:>6.1%}")
+        figures.append({"shape": f"{size.n_layers} x {config.d_model}, head {size.head_dim}, vocabulary "
+                                 f"{setup.vocab}, {size.batch_size} x {setup.seq_len} tokens per step",
+                        "model": {"n_layers": size.n_layers, "aspect_ratio": size.aspect_ratio,
+                                  "head_dim": size.head_dim, "vocab_size": setup.vocab, "seq_len": setup.seq_len,
+                                  "batch_sequences": size.batch_size},
+                        "non_embedding_params": config.non_embedding_params, "flops_per_token": flops_per_token,
+                        "tokens_per_second": ours})
         if setup.device.type == "cuda":
             torch.cuda.empty_cache()
+    print("   ratios: ours / HF labels=, ours / HF float32 CE (target >= 1.0 against both); MFU HF: the faster loss")
+    return figures
+
+
+def write_table(path: Path, figures: list[dict], setup: Setup, peak: float, device_id: str | None,
+                peak_flops: float | None) -> None:
+    """The family's figures as a throughput table (planning.gpu_hours) at `path`: a new file, or a table
+    of ours that gains (or replaces) this device; anything else is refused."""
+    import datetime
+    import re
+
+    from distillscale.planning.gpu_hours import FORMAT, DeviceRecord, TableRecord, ThroughputTable
+
+    name = torch.cuda.get_device_name(setup.device) if setup.device.type == "cuda" else "CPU"
+    device_id = device_id or (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu")
+    today = datetime.date.today().isoformat()
+    source = f"bench/gpu_step.py section 1 ({'bf16' if setup.bf16 else 'fp32'}, compile {setup.compile})"
+    device = DeviceRecord(id=device_id, name=name, peak_flops=peak_flops or peak,
+                          peak_source="given (--peak-flops)" if peak_flops else
+                          f"the {'bf16' if setup.bf16 else 'fp32'} matmul peak measured by bench/gpu_step.py",
+                          measured_matmul_peak=peak,
+                          figures=[{**figure, "date": today, "torch": torch.__version__, "source": source}
+                                   for figure in figures])
+    if path.exists():
+        table = ThroughputTable.load(path).with_device(device)  # refuses a file that is not a table
+    else:
+        table = ThroughputTable(TableRecord(format=FORMAT, description="measured by bench/gpu_step.py --table",
+                                            devices=(device,)), path)
+    table.save(path)
+    print(f"\nthroughput table written: {path} (device {device_id!r}); plan on it with "
+          f"`distillscale plan ... --gpu {device_id} --throughput-table {path}`")
 
 
 def student_steps(size: Size, setup: Setup) -> None:
@@ -404,6 +457,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ladder-depths", default="4,9", help="depths of section 3 (default: 4,9; tiny: 1)")
     parser.add_argument("--json", type=Path, default=None, help="with --ladder: write its figures here")
     parser.add_argument("--ladder-worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--table", type=Path, default=None, help="write section 1's figures as a throughput "
+                                                                 "table (plan --gpu ID --throughput-table FILE)")
+    parser.add_argument("--table-device", default=None, help="the device's id in the table (default: from its name)")
+    parser.add_argument("--peak-flops", type=float, default=None, help="the device's dense bf16 peak, FLOP/s "
+                                                                         "(default: the matmul peak measured here)")
+    parser.add_argument("--no-students", action="store_true", help="leave out section 2 (one student four ways)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU here: bench/gpu_step.py measures GPU training steps, so there is nothing to measure "
@@ -440,8 +499,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     peak = matmul_peak(setup)
     print(f"measured matmul peak ({'bf16' if setup.bf16 else 'fp32'}): {peak / 1e12:.3g} TFLOP/s")
-    family_vs_llama(sizes, setup, peak)
-    student_steps(student, setup)
+    if args.table is not None and args.table.exists():
+        from distillscale.errors import UserError
+        from distillscale.planning.gpu_hours import ThroughputTable
+
+        try:
+            ThroughputTable.load(args.table)  # a file that is not a throughput table is refused before any work
+        except UserError as exc:
+            print(f"gpu_step: {exc}: give a new file or a table this script wrote", file=sys.stderr)
+            return 2
+    figures = family_vs_llama(sizes, setup, peak)
+    if args.table is not None:
+        write_table(args.table, figures, setup, peak, args.table_device, args.peak_flops)
+    if not args.no_students:
+        student_steps(student, setup)
     return 0
 
 

@@ -4,6 +4,7 @@ path (the family's step, the HF Llama loop, live-teacher, cache-fed and FSDP ste
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import pytest
@@ -36,7 +37,37 @@ def test_the_benchmark_runs_its_code_path_on_the_cpu(capsys):
     assert bench().main(["--device", "cpu", "--tiny", "--sizes", "tiny-1", "--steps", "1", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.strip().startswith("tiny-1"))
-    assert len(row.split()) == 10  # size, params, batch (3), two speeds, ratio, two MFUs
+    assert len(row.split()) == 12  # size, params, batch (3), three speeds (ours, HF labels=, HF fp32), two ratios, two MFUs
     for arm in ("supervised", "live teacher", "logit cache", "parallel fsdp"):
         assert f"{arm}" in out and "tokens/s" in out
     assert "targets: cache-fed" in out
+
+
+@pytest.mark.slow
+def test_the_benchmark_writes_a_throughput_table_that_plans_read(capsys, tmp_path, cli):
+    """`--table FILE` (issue 65): the family's figures as a throughput table; `plan --gpu ID
+    --throughput-table FILE` prices a plan at them; a second device joins the table; a file that is not
+    a table is refused before anything runs."""
+    pytest.importorskip("transformers")
+    from distillscale.planning.gpu_hours import ThroughputTable
+
+    table = tmp_path / "mine.json"
+    args = ["--device", "cpu", "--tiny", "--sizes", "tiny-1", "--steps", "1", "--warmup", "1", "--no-students"]
+    assert bench().main([*args, "--table", str(table), "--table-device", "box"]) == 0
+    (figure,) = ThroughputTable.load(table).devices["box"].figures
+    assert figure.model.n_layers == 1 and figure.tokens_per_second > 0 and figure.torch == torch.__version__
+    capsys.readouterr()
+    code, out, err = cli("plan", "--compute", "1e15", "--student-params", "10M", "--scenario", "best-case",
+                         "--gpu", "box", "--throughput-table", table, "--json")
+    assert code == 0, err
+    (student, _) = json.loads(out)["gpu_hours"]["runs"]
+    # beyond its one measured size: planned at that size's achieved FLOP/s
+    assert student["mfu_source"] == "beyond"
+    assert student["gpu_hours"] * 3600 == pytest.approx(student["flops"] / figure.flops_per_second)
+    assert bench().main([*args, "--table", str(table), "--table-device", "box2"]) == 0
+    assert set(ThroughputTable.load(table).devices) == {"box", "box2"}
+    other = tmp_path / "other.json"
+    other.write_text('{"runs": []}')
+    assert bench().main([*args, "--table", str(other)]) == 2
+    assert f"throughput table {other}" in capsys.readouterr().err
+    assert other.read_text() == '{"runs": []}'

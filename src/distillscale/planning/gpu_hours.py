@@ -188,17 +188,31 @@ class ThroughputTable:
             raise UserError(f"throughput table {source}: {_first_error(exc)}") from None
         return cls(record, None if path is None else source)
 
+    def with_device(self, device: DeviceRecord) -> "ThroughputTable":
+        """This table with `device` added, or in place of the device of its id."""
+        devices = [d for d in self.record.devices if d.id != device.id] + [device]
+        return ThroughputTable(TableRecord.model_validate({**self.record.model_dump(), "devices": [
+            d.model_dump() for d in devices]}), self.path)
+
+    def save(self, path: str | Path) -> None:
+        """Write the table (atomically) where `load` reads it."""
+        from distillscale.io import atomic_write_json
+
+        atomic_write_json(path, self.record.model_dump(exclude_none=True))
+
     @property
     def source(self) -> str:
-        return "the throughput table shipped with distillscale" if self.path is None else f"throughput table {self.path}"
+        if self.path is None:
+            return "the throughput table shipped with distillscale"
+        return f"throughput table {self.path}"
 
     def device(self, name: str) -> DeviceRecord:
         key = name.strip().lower()
         if key not in self.devices:
-            raise ParameterError("gpu", "unknown GPU {value!r} for {}: " + self.source.replace("{", "{{").replace("}", "}}")
-                                 + f" knows {', '.join(self.devices)}; measure yours with "
-                                 "`python bench/gpu_step.py --table FILE` and give --throughput-table FILE",
-                                 value=name)
+            source = self.source.replace("{", "{{").replace("}", "}}")
+            raise ParameterError("gpu", "unknown GPU {value!r} for {}: " + source + f" knows "
+                                 f"{', '.join(self.devices)}; measure yours with `python bench/gpu_step.py --table "
+                                 "FILE` and give --throughput-table FILE", value=name)
         return self.devices[key]
 
     def mfu(self, name: str, params: float, given: float | None = None) -> MfuEstimate:
@@ -325,6 +339,7 @@ class GpuHoursEstimate:
     price_per_gpu_hour: float | None
     table: str
     runs: tuple[RunHours, ...]
+    peak_source: str = ""
 
     def totals(self) -> dict[str, tuple[float, float, float | None]]:
         """Per group (scenario or mode): (GPU-hours, wall-clock hours, cost) of its runs but the model
@@ -344,8 +359,8 @@ class GpuHoursEstimate:
         """What the estimate rests on, one line each."""
         how = [name for name in MARKS if any(run.mfu.how == name for run in self.runs)]
         marks = "; ".join(f"{MARKS[name]} {DESCRIPTIONS[name]}" for name in how)
-        notes = [f"estimate from {self.table}, MFU against the {self.device_name}'s dense bf16 peak "
-                 f"({self.peak_flops / 1e12:.4g} TFLOP/s): {marks}"]
+        notes = [f"estimate from {self.table}, MFU against the {self.device_name}'s peak "
+                 f"({self.peak_flops / 1e12:.4g} TFLOP/s, {self.peak_source}): {marks}"]
         measured_on = list(dict.fromkeys(run.mfu.measured_on for run in self.runs if run.mfu.borrowed))
         if measured_on:
             notes.append(f"{BORROWED} no throughput was measured on the {self.device_name}: the MFU measured on the "
@@ -369,8 +384,9 @@ class GpuHoursEstimate:
 
     def to_dict(self) -> dict:
         return {"estimate": True, "device": self.device, "device_name": self.device_name,
-                "peak_flops": self.peak_flops, "gpus": self.gpus, "price_per_gpu_hour": self.price_per_gpu_hour,
-                "table": self.table, "runs": [run.to_dict() for run in self.runs],
+                "peak_flops": self.peak_flops, "peak_source": self.peak_source, "gpus": self.gpus,
+                "price_per_gpu_hour": self.price_per_gpu_hour, "table": self.table,
+                "runs": [run.to_dict() for run in self.runs],
                 "totals": {group: {"gpu_hours": hours, "wall_hours": wall, "cost": cost}
                            for group, (hours, wall, cost) in self.totals().items()},
                 "notes": self.notes()}
@@ -435,7 +451,7 @@ def estimate(runs: list[RunFlops], setting: GpuSetting) -> GpuHoursEstimate:
         priced.append(RunHours(run.group, run.part, run.params, run.flops, mfu, gpu_hours, gpu_hours / setting.gpus,
                                cost))
     return GpuHoursEstimate(device.id, device.name, device.peak_flops, setting.gpus, setting.price_per_gpu_hour,
-                            table.source, tuple(priced))
+                            table.source, tuple(priced), device.peak_source)
 
 
 def plan_runs(plan) -> list[RunFlops]:
@@ -509,4 +525,5 @@ def check_options(gpu: str | None, gpus: int, mfu: float | None, price_per_gpu_h
         if given:
             raise ParameterError((given[0], "gpu"), "{} needs {}, the GPU the plan is priced on (e.g. --gpu h100)")
         return
-    GpuSetting(gpu, gpus, mfu, price_per_gpu_hour, None if throughput_table is None else str(throughput_table)).checked()
+    table = None if throughput_table is None else str(throughput_table)
+    GpuSetting(gpu, gpus, mfu, price_per_gpu_hour, table).checked()
