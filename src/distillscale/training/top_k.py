@@ -48,14 +48,32 @@ def normalise_relative(relative: np.ndarray, log_mass: np.ndarray | None,
     """Top-k log-probabilities [n, k] normalised over the whole vocabulary from log-probabilities
     relative to any constant per row: to each row's stored log top-k mass [n], or without it to the
     mean top-k mass (`TAIL_FROM_MEAN_MASS`; 1 when not even that is known)."""
-    relative = relative.astype(np.float32)
+    relative = relative.astype(np.float32, copy=False)
     top = relative.max(axis=1, keepdims=True)
-    log_sum = top + np.log(np.exp(relative - top).sum(axis=1, keepdims=True))
+    buffer = relative - top  # one [n, k] buffer for exp and the result: the same operations, the same bits
+    log_sum = top + np.log(np.exp(buffer, out=buffer).sum(axis=1, keepdims=True))
     if log_mass is not None:
         target = log_mass.reshape(-1, 1)
     else:
         target = np.float32(math.log(min(1.0, mean_mass)) if mean_mass else 0.0)
-    return (relative - log_sum + target).astype(np.float32)
+    out = np.subtract(relative, log_sum, out=buffer)
+    out += target
+    return out
+
+
+def normalise_relative_tensor(relative: torch.Tensor, log_mass: torch.Tensor | None,
+                              mean_mass: float | None) -> torch.Tensor:
+    """`normalise_relative` in torch, on the device the values are on (a logit cache decoded on the GPU):
+    the same formula; its float32 exp, log and sums are torch's, so the values agree with numpy's to
+    float32 rounding, not bit for bit."""
+    top = relative.amax(dim=1, keepdim=True)
+    log_sum = top + (relative - top).exp().sum(dim=1, keepdim=True).log()
+    if log_mass is not None:
+        target = log_mass.reshape(-1, 1)
+    else:
+        target = torch.tensor(math.log(min(1.0, mean_mass)) if mean_mass else 0.0, dtype=relative.dtype,
+                              device=relative.device)
+    return relative - log_sum + target
 
 
 def without_rounding(log_probs: list[float], mass: float) -> list[float]:

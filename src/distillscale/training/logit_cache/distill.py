@@ -16,7 +16,7 @@ from distillscale.data.config import DataConfig
 from distillscale.data.prepare import PreparedData, data_identity
 from distillscale.errors import UserError
 from distillscale.training.config import DistillConfig
-from distillscale.training.distributed import Distributed
+from distillscale.training.distributed import Distributed, resolve_device
 from distillscale.training.kd_settings import TOP_K_KD_WEIGHT
 from distillscale.training.logit_cache.objective import CachedDistillationObjective
 from distillscale.training.logit_cache.sampler import CachedWindowSampler
@@ -33,7 +33,10 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
 
     def make_sampler(data: PreparedData, tokens: np.ndarray) -> CachedWindowSampler:
         check_cache_matches_data(cache, data)  # the cache's split is the run's (resolve_cached_student_data)
-        return CachedWindowSampler(cache, tokens, config.batch_size, config.seed)
+        # on a GPU the records are copied as stored and decoded there (issue 65); on the CPU decoded
+        # in the reader's thread, numbers bit for bit those of before
+        decode = "device" if resolve_device(config.device).type == "cuda" else "host"
+        return CachedWindowSampler(cache, tokens, config.batch_size, config.seed, decode=decode)
 
     def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> CachedDistillationObjective:
         student_tokens = plan.total_steps * plan.tokens_per_step

@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 CODE_LEVELS = 255  # uint8 codes 0..255
 NAME = "elias-fano-ids+uint8-relative-logprob"  # caches made before the top-k mass was stored
@@ -84,6 +85,20 @@ class EliasFanoIds:
         ids = (positions - np.arange(k)) << l
         if l:
             ids |= _read_bit_stream(records["ids_low"], k, l)
+        return ids
+
+    def decode_tensors(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """`decode` in torch on the device the bytes are on, from the records' ids_high [n, bytes] and
+        ids_low [n, bytes] (uint8): ids [n, count] int64, the same numbers. Static shapes, no wait for
+        the device: the i-th id's high part is the place of the i-th set bit (a batched search of the
+        bits' running count) minus i. The shards' checksums were verified when the cache was opened."""
+        n, k, l = high.shape[0], self.count, self.low_bits
+        unary = _bits(high)[:, :self.high_bits].to(torch.int32).cumsum(1)
+        wanted = torch.arange(1, k + 1, device=high.device, dtype=unary.dtype).expand(n, k).contiguous()
+        ids = (torch.searchsorted(unary, wanted) - torch.arange(k, device=high.device)) << l
+        if l:
+            bits = _bits(low)[:, :k * l].reshape(n, k, l).to(torch.int64)
+            ids |= (bits << torch.arange(l - 1, -1, -1, device=low.device)).sum(-1)
         return ids
 
 
@@ -153,6 +168,16 @@ class TopKEncoding:
         relative = records["codes"].astype(np.float32) * -records["step"][:, None]
         return ids, relative, records["step"].copy(), records["log_mass"].copy() if self.with_mass else None
 
+    def decode_tensors(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`decode` in torch on the device `raw` is on, from the records' bytes [n, bytes_per_token]
+        (uint8): (ids [n, k] int64, relative log-probabilities [n, k] float32, the log top-k mass [n] or
+        None). The ids and the relative log-probabilities are `decode`'s exactly (codes x -step is one
+        correctly rounded float32 product either way)."""
+        fields = _fields(raw, self.record_dtype)
+        ids = self.ids.decode_tensors(fields["ids_high"], fields["ids_low"])
+        relative = fields["codes"].to(torch.float32) * -_float32(fields["step"]).unsqueeze(-1)
+        return ids, relative, _float32(fields["log_mass"]) if self.with_mass else None
+
 
 @dataclass(frozen=True)
 class SampledEncoding:
@@ -207,6 +232,11 @@ class SampledEncoding:
         records = np.asarray(records).reshape(-1)
         return self.ids.decode(records), records["entropy"].copy()
 
+    def decode_tensors(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`decode` in torch from the records' bytes [n, bytes_per_token] (uint8), on their device."""
+        fields = _fields(raw, self.record_dtype)
+        return self.ids.decode_tensors(fields["ids_high"], fields["ids_low"]), _float32(fields["entropy"])
+
 
 Encoding = TopKEncoding | SampledEncoding
 
@@ -225,7 +255,36 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
 
 def _read_bit_stream(data: np.ndarray, count: int, width: int) -> np.ndarray:
     """The `count` numbers of `width` bits packed most significant bit first in each row of
-    `data` [n, bytes]: each is read from the few bytes that it spans (at most ceil((width + 7) / 8))."""
+    `data` [n, bytes]: by whole groups of bytes that hold whole numbers where such a group fits a
+    machine word (`_read_bit_groups`, ~3x faster), else each from the few bytes that it spans (at
+    most ceil((width + 7) / 8)). Both read the same numbers exactly."""
+    if width * 8 // math.gcd(width, 8) <= 64:
+        return _read_bit_groups(data, count, width)
+    return _read_bit_spans(data, count, width)
+
+
+def _read_bit_groups(data: np.ndarray, count: int, width: int) -> np.ndarray:
+    """`_read_bit_stream` by groups: lcm(width, 8) bits are a whole number of bytes holding a whole
+    number of values (6-bit ids: 3 bytes hold 4), read as one big-endian word and cut by shifts."""
+    group_bits = width * 8 // math.gcd(width, 8)
+    group_bytes, per_group = group_bits // 8, group_bits // width
+    groups, n = -(-count // per_group), len(data)
+    if data.shape[1] < groups * group_bytes:  # the stream's last group, padded with zero bits
+        data = np.pad(data, ((0, 0), (0, groups * group_bytes - data.shape[1])))
+    word = np.uint32 if group_bits <= 32 else np.uint64
+    grouped = data[:, :groups * group_bytes].reshape(n, groups, group_bytes)
+    words = grouped[..., 0].astype(word)
+    for index in range(1, group_bytes):
+        words = words << word(8) | grouped[..., index]
+    out = np.empty((n, groups, per_group), dtype=np.int64)
+    mask = word((1 << width) - 1)
+    for index in range(per_group):
+        out[..., index] = words >> word(group_bits - width * (index + 1)) & mask
+    return out.reshape(n, groups * per_group)[:, :count]
+
+
+def _read_bit_spans(data: np.ndarray, count: int, width: int) -> np.ndarray:
+    """`_read_bit_stream` value by value: each read from the few bytes that it spans."""
     span = _bytes_for(width + 7)
     word = np.uint32 if span <= 4 else np.uint64
     start = np.arange(count) * width
@@ -235,6 +294,25 @@ def _read_bit_stream(data: np.ndarray, count: int, width: int) -> np.ndarray:
         window = window << word(8) | padded[:, start // 8 + offset]
     shift = (8 * span - width - start % 8).astype(word)
     return (window >> shift & word((1 << width) - 1)).astype(np.int64)
+
+
+def _bits(data: torch.Tensor) -> torch.Tensor:
+    """The bits of uint8 rows [n, bytes], most significant first: [n, 8 bytes] uint8."""
+    shifts = torch.arange(7, -1, -1, device=data.device, dtype=torch.uint8)
+    return (data.unsqueeze(-1) >> shifts & 1).reshape(data.shape[0], -1)
+
+
+def _fields(raw: torch.Tensor, dtype: np.dtype) -> dict[str, torch.Tensor]:
+    """A record array's fields as byte columns of its raw bytes [n, itemsize] (uint8)."""
+    if raw.dtype != torch.uint8 or raw.shape[-1] != dtype.itemsize:
+        raise ValueError(f"expected record bytes [n, {dtype.itemsize}] uint8, got {tuple(raw.shape)} {raw.dtype}")
+    raw = raw.reshape(-1, dtype.itemsize)
+    return {name: raw[:, offset:offset + field.itemsize] for name, (field, offset, *_) in dtype.fields.items()}
+
+
+def _float32(column: torch.Tensor) -> torch.Tensor:
+    """A little-endian float32 field's 4 byte columns [n, 4] as numbers [n]."""
+    return column.contiguous().view(torch.float32).reshape(-1)
 
 
 def _bytes_for(bits: int) -> int:

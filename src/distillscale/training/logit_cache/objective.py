@@ -65,8 +65,13 @@ class CachedDistillationObjective:
         self.flops_method = flops_method
         self.top_k_targets = None  # the top-k check's record (`distill.check_cached_top_k`)
 
-    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, teacher_ids: torch.Tensor,
-                 teacher_values: torch.Tensor) -> LossOutput:
+    def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor, *cached: torch.Tensor) -> LossOutput:
+        """`cached`: the teacher's decoded ids and values, or the records' bytes to decode here, on the
+        device (`CachedWindowSampler(decode="device")`)."""
+        if len(cached) == 1:
+            teacher_ids, teacher_values = self.cache.predictions_from_bytes(cached[0])
+        else:
+            teacher_ids, teacher_values = cached
         student_hidden = model.hidden_states(inputs).flatten(0, 1)
         return sparse_distillation_loss(student_hidden, model.head, teacher_ids, teacher_values,
                                         targets.flatten(), self.loss_config,

@@ -17,15 +17,26 @@ class CachedWindowSampler(TokenSampler):
 
     `batch` returns (inputs, targets, teacher_ids, teacher_values): the teacher's cached
     predictions at every position of the same windows, as `LogitCache.teacher_predictions` gives
-    them (top-k ids and log-probabilities, or sampled ids and the teacher's entropy).
+    them (top-k ids and log-probabilities, or sampled ids and the teacher's entropy), decoded here
+    (`decode="host"`, in the background reader's thread); or, with `decode="device"`, (inputs,
+    targets, record_bytes): the records as stored, [b, seq_len, bytes_per_token] uint8, which the
+    objective decodes on the device (`LogitCache.predictions_from_bytes`): a quarter of the bytes
+    to copy at k = 128 and next to no work on the host (issue 65).
     """
 
-    def __init__(self, cache: LogitCache, tokens: np.ndarray, batch_size: int, seed: int):
+    DECODE = ("host", "device")
+
+    def __init__(self, cache: LogitCache, tokens: np.ndarray, batch_size: int, seed: int, decode: str = "host"):
         super().__init__(tokens[:cache.tokens + 1], cache.seq_len, batch_size, seed)  # cache.windows windows
+        if decode not in self.DECODE:
+            raise ValueError(f"decode must be one of {self.DECODE}, got {decode!r}")
         self.cache = cache
+        self.decode = decode
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)
         windows = self.rank_windows(step, rank, world_size)
+        if self.decode == "device":
+            return inputs, targets, torch.from_numpy(self.cache.record_bytes(windows))
         ids, values = self.cache.teacher_predictions(windows)
         return inputs, targets, torch.from_numpy(ids.astype(np.int32)), torch.from_numpy(values)

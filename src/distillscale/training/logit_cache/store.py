@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from distillscale.errors import UserError
 from distillscale.io import TEMP_PREFIX, atomic_write, atomic_write_json, check_output_dir, unreadable
@@ -31,7 +32,7 @@ from distillscale.training.logit_cache.encoding import (
     SampledEncoding,
     encoding_from,
 )
-from distillscale.training.top_k import normalise_relative
+from distillscale.training.top_k import normalise_relative, normalise_relative_tensor
 
 FORMAT = "distillscale.logit_cache/1"
 MANIFEST_FILE = "cache.json"
@@ -213,6 +214,21 @@ class LogitCache:
             rows = shard_of == shard
             out[rows] = self._shards[shard][windows[rows] - self._first_windows[shard]]
         return out
+
+    def record_bytes(self, windows: np.ndarray) -> np.ndarray:
+        """The encoded records of the given windows as raw bytes [len(windows), seq_len, bytes_per_token]
+        (uint8): what `predictions_from_bytes` decodes on the device, at the records' size per token."""
+        return self.records(windows).view(np.uint8).reshape(len(windows), self.seq_len, -1)
+
+    def predictions_from_bytes(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`teacher_predictions` from record bytes [..., bytes_per_token] (`record_bytes`), decoded in
+        torch on their device: ids [..., k] int64 (the same ids) and log-probabilities [..., k] (top-k:
+        normalised as `teacher_predictions` does, to float32 rounding) or entropies [...] (sampled)."""
+        shape = raw.shape[:-1]
+        ids, values, *rest = self.encoding.decode_tensors(raw)
+        if self.targets == "top-k":
+            values = normalise_relative_tensor(values, rest[0], self.manifest.get("mean_top_k_mass"))
+        return ids.reshape(*shape, self.top_k), values.reshape(*shape, *values.shape[1:])
 
     @property
     def tail(self) -> str:
