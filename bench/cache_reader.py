@@ -13,12 +13,15 @@ One thread (torch and numpy on one core), best of --repeats:
    and with --threads reader threads at once (numpy and torch release the GIL while they work);
 3. what a reader thread costs the training thread: a loop of small torch operations in the main
    thread (a stand-in for a GPU step's kernel launches, which need the GIL) alone and beside a reader
-   thread, as a ratio.
+   thread that reads one batch per step of the 85M student at its supervised speed, as a ratio;
+4. the loss: the 85M student's head (768 -> 8192) with its loss, forward and backward, on --loss-tokens
+   tokens: supervised (cross-entropy and z-loss, as `train`) against the top-128 cached KD loss
+   (chunks of 1024, as bench/gpu_step.py's arm); and the bytes each step copies to the device.
 
 Then the cores that sustain 3 x the 85M student's measured supervised speed on an H200 (526,571
 tokens/s, issue 65) for each way, from the per-core figures of section 2.
 
-Usage: python bench/cache_reader.py [--repeats 5] [--threads 2] [--batches 8]
+Usage: python bench/cache_reader.py [--repeats 5] [--threads 2] [--batches 8] [--loss-tokens 2048]
 """
 
 from __future__ import annotations
@@ -173,11 +176,38 @@ def contention(cache: LogitCache, tokens_array: np.ndarray, seconds: float = 2.0
     return rates
 
 
+def loss_section(cache: LogitCache, tokens: int, repeats: int) -> None:
+    from distillscale.training.logit_cache import CachedDistillationObjective
+    from distillscale.training.losses import DistillationLossConfig
+    from distillscale.training.objective import SupervisedObjective
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(768, VOCAB, bias=False)
+    hidden = torch.randn(tokens // SEQ_LEN, SEQ_LEN, 768, requires_grad=True)
+    model = type("Student", (), {"hidden_states": staticmethod(lambda inputs: hidden), "head": head})()
+    sampler = CachedWindowSampler(cache, np.zeros(cache.tokens + 1, np.uint16), tokens // SEQ_LEN, seed=0)
+    inputs, targets, ids, values = sampler.batch(0)
+    supervised = SupervisedObjective(z_loss_weight=1e-4)
+    cached = CachedDistillationObjective(cache, DistillationLossConfig(kd_weight=1.0, top_k=TOP_K, chunk_size=1024), "")
+    arms = {"supervised (cross-entropy + z-loss)": lambda: supervised(model, inputs, targets).loss.backward(),
+            f"top-{TOP_K} cached KD (chunks of 1024)": lambda: cached(model, inputs, targets, ids, values).loss.backward()}
+    rates = {name: best_rate(work, tokens, repeats) for name, work in arms.items()}
+    first = next(iter(rates.values()))
+    print(f"\n4. the 85M student's head (768 -> {VOCAB}) and its loss, forward and backward, {tokens} tokens, one core")
+    for name, rate in rates.items():
+        print(f"   {name:<40} {rate:>12,.0f} tokens/s  {rate / first:>5.2f}x")
+    step = BATCH * SEQ_LEN
+    decoded, stored = step * TOP_K * 8, step * cache.encoding.bytes_per_token
+    print(f"   copied to the device per {BATCH} x {SEQ_LEN} step: {decoded / 2**20:.1f} MiB decoded (host decode), "
+          f"{stored / 2**20:.1f} MiB as stored (decoded on the device), beside {step * 4 / 2**20:.2f} MiB of tokens")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batches", type=int, default=8, help="batches per timed read")
     parser.add_argument("--threads", type=int, default=2, help="reader threads at once in section 2")
+    parser.add_argument("--loss-tokens", type=int, default=2048, help="tokens of section 4's loss (0: skip it)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as scratch:
@@ -203,6 +233,8 @@ def main() -> None:
             print(f"   {'beside a reader, ' + labels[mode]:<40} {launches[mode]:>12,.0f} ops/s  "
                   f"{launches[mode] / launches['alone']:>5.2f}x  (the reader busy {launches[mode + ' busy']:.0%} "
                   f"of each step)")
+        if args.loss_tokens:
+            loss_section(cache, args.loss_tokens, max(2, args.repeats // 2))
     need = TARGET * SUPERVISED_85M
     print(f"\ncores to feed the 85M student at {TARGET} x its supervised {SUPERVISED_85M:,} tokens/s (H200) = "
           f"{need:,.0f} tokens/s, from one thread's rate in section 2:")
