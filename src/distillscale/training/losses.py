@@ -58,6 +58,7 @@ Two implementations of the same objective:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -214,8 +215,9 @@ class _Objective:
             per_token.insert(1, self.temperature ** 2 * kd_divergence(
                 logits, teacher_logits, self.kd, self.temperature, self.top_k, self.jsd_beta,
                 self.top_k_tail))
-        else:
-            per_token.insert(1, torch.zeros_like(log_normaliser))
+        else:  # no teacher: KD's sum is exactly 0, without [tokens] zeros to mask and add up
+            ce, z = (term.where(valid, 0.0).sum() for term in per_token)
+            return torch.stack([ce, torch.zeros_like(ce), z])
         # where, not multiply: a garbage (inf/nan) row at an ignored position must not leak in.
         return torch.stack([term.where(valid, 0.0).sum() for term in per_token])
 
@@ -249,8 +251,14 @@ class _Objective:
         return _tail_kd(s, categories[:, :-1], categories[:, -1], support, self, with_grad)
 
     def weights(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.tensor([self.ce_weight, self.kd_weight, self.z_loss_weight],
-                            dtype=like.dtype, device=like.device)
+        """[CE, KD, Z] weights in `like`'s dtype and device: made once per device and kept (read only),
+        not built and copied to the GPU at every step."""
+        return _weights((self.ce_weight, self.kd_weight, self.z_loss_weight), like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _weights(values: tuple[float, float, float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,

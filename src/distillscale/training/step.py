@@ -56,9 +56,12 @@ class StepResult:
     def finite(self) -> bool:
         return math.isfinite(self.loss) and math.isfinite(self.grad_norm)
 
-    @property
+    @cached_property
     def finite_on_device(self) -> torch.Tensor:
-        return torch.isfinite(self.values[[0, 3]]).all()
+        """Whether the loss and the gradient norm are finite: a device bool, computed once (the step and
+        the watch both ask); values[0::3] is [loss, grad_norm], a view (a list index would build an index
+        tensor, and copy it to the GPU, each time)."""
+        return torch.isfinite(self.values[0::3]).all()
 
 
 def train_step(model: TrainingModel, objective: Objective, optimizer: torch.optim.Optimizer,
@@ -80,6 +83,8 @@ def train_step(model: TrainingModel, objective: Objective, optimizer: torch.opti
     (each batch its own token mean). With equal counts every weight is exactly 1.0 and the numbers
     are those of a plain mean of the micro-batches."""
     optimizer.zero_grad(set_to_none=True)
+    if len(micro_batches) == 1:  # no accumulation: every weight below would be exactly 1.0
+        return _one_micro_batch(model, objective, optimizer, micro_batches[0], grad_clip, group, autocast, halted)
     totals = None  # loss, ce, kd summed over the micro-batches (weighted), float64 on the device
     first_tokens = weight_sum = None  # the first micro-batch's trained tokens; the weights' sum
     for index, (inputs, targets, *extras) in enumerate(micro_batches):
@@ -102,10 +107,32 @@ def train_step(model: TrainingModel, objective: Objective, optimizer: torch.opti
     parameters = [p for group_ in optimizer.param_groups for p in group_["params"]]
     if len(micro_batches) > 1:  # the backward passes divided by len(micro_batches), the weights by their sum
         _scale_gradients(parameters, len(micro_batches) / weight_sum)
+    return _clip_and_update(optimizer, parameters, totals, grad_clip, output.kd is not None, halted)
+
+
+def _one_micro_batch(model: TrainingModel, objective: Objective, optimizer: torch.optim.Optimizer,
+                     batch: tuple[torch.Tensor, ...], grad_clip: float, group: Distributed,
+                     autocast: contextlib.AbstractContextManager, halted: torch.Tensor | None) -> StepResult:
+    """`train_step` of one micro-batch: the same numbers bit for bit (its weight would be exactly 1.0,
+    and x * 1.0 / 1 is x), without the weights' operations, which a small model's step pays for in
+    Python and kernel launches (issue 65)."""
+    inputs, targets, *extras = batch
+    with autocast:
+        output = objective(model, inputs, targets, *extras)
+    output.loss.backward()
+    kd = output.kd if output.kd is not None else torch.zeros_like(output.ce)
+    totals = group.mean(torch.stack([output.loss.detach(), output.ce.detach(), kd.detach()]).double())
+    parameters = [p for group_ in optimizer.param_groups for p in group_["params"]]
+    return _clip_and_update(optimizer, parameters, totals, grad_clip, output.kd is not None, halted)
+
+
+def _clip_and_update(optimizer: torch.optim.Optimizer, parameters: list[torch.Tensor], totals: torch.Tensor,
+                     grad_clip: float, has_kd: bool, halted: torch.Tensor | None) -> StepResult:
+    """Clip the gradients, then update unless the step (or an earlier one: `halted`) was not finite."""
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
     grad_norm = full_tensor(grad_norm)  # under FSDP, a DTensor over the sharded gradients
     result = StepResult(torch.cat([totals, grad_norm.detach().double().reshape(1).to(totals.device)]),
-                        has_kd=output.kd is not None)
+                        has_kd=has_kd)
     skip = ~result.finite_on_device if halted is None else halted | ~result.finite_on_device
     if _skips_on_device(optimizer, parameters):
         optimizer.found_inf = skip.float()
