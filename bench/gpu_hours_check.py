@@ -15,7 +15,12 @@ about 2 minutes on 2 cores, to resolve the specs' token windows). In-sample, sai
 figure of the dry run (~1 s a run) was read off the H200 ladder's forks; the MFU table's H100 and H200
 figures were measured by bench/gpu_step.py, not on these ladders.
 
-Usage: python bench/gpu_hours_check.py [--work DIR]
+With --verify-dir DIR (bench/gpu_verify.sh's stage gpuhours, on a GPU machine), section 1 compares
+the sizes ladder that stage `sizes` trained in this session (DIR/sizes/sizes.csv, its seconds from
+DIR/sizes.txt) on this GPU, planned from the shipped table and, when stage `family` wrote it, from the
+table measured in this session (DIR/throughput.json).
+
+Usage: python bench/gpu_hours_check.py [--work DIR] [--verify-dir DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import collections
 import csv
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,11 +42,11 @@ SIZES_WALL_SECONDS = 314.0   # docs/gpu_ladder.md: "25 runs in 314 s" (one H200,
 H100_WALL_SECONDS = 799.0    # docs/gpu_ladder.md: 63 runs in 799 s, data preparation, a resume and the report included
 
 
-def plan(spec: Path, gpu: str, runs_per_gpu: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "distillscale.cli", "sweep", "plan", str(spec), "--gpus", "1",
-                          "--gpu", gpu, "--runs-per-gpu", str(runs_per_gpu), "--json"],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+def plan(spec: Path, gpu: str, runs_per_gpu: int, table: Path | None = None) -> dict:
+    command = [sys.executable, "-m", "distillscale.cli", "sweep", "plan", str(spec), "--gpus", "1", "--gpu", gpu,
+               "--runs-per-gpu", str(runs_per_gpu), "--json"]
+    command += [] if table is None else ["--throughput-table", str(table)]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
 
 def walls(dry: dict) -> dict[str, float]:
@@ -51,21 +57,24 @@ def verdict(ratio: float) -> str:
     return "within 15%" if abs(ratio - 1) <= TARGET else "MISSED (beyond 15%)"
 
 
-def sizes_ladder(work: Path) -> None:
+def sizes_ladder(work: Path, export: Path, seconds: float, gpu: str, table: Path | None = None,
+                 label: str = "H200 sizes ladder (docs/gpu_ladder_sizes_h200.csv)") -> None:
     from gpu_ladder_sizes import spec
+    from tuned_calibration import GPU_RUNS_PER_GPU
 
     path = work / "sizes.toml"
     spec(path)
-    dry = plan(path, "h200", 4)
+    dry = plan(path, gpu, GPU_RUNS_PER_GPU, table)
     predicted = walls(dry)
-    rows = list(csv.DictReader(open(ROOT / "docs" / "gpu_ladder_sizes_h200.csv")))
+    rows = list(csv.DictReader(open(export)))
     measured = {row["run_id"]: float(row["wall_seconds"]) for row in rows}
     common = sorted(set(measured) & set(predicted))
-    print(f"\n1. H200 sizes ladder: {len(common)} of {len(rows)} recorded runs planned "
-          f"({len(dry['runs'])} in the spec), 4 runs sharing one H200")
+    source = "the shipped throughput table" if table is None else f"the table measured here ({table})"
+    print(f"\n1. {label}: {len(common)} of {len(rows)} recorded runs planned ({len(dry['runs'])} in the spec), "
+          f"{GPU_RUNS_PER_GPU} runs sharing one {gpu.upper()}, planned from {source}")
     print(f"   {'':<34} {'measured':>10} {'planned':>10} {'ratio':>6}")
-    ratio = dry["wall_seconds"] / SIZES_WALL_SECONDS
-    print(f"   {'the sweep, wall-clock (s)':<34} {SIZES_WALL_SECONDS:>10.0f} {dry['wall_seconds']:>10.0f} "
+    ratio = dry["wall_seconds"] / seconds
+    print(f"   {'the sweep, wall-clock (s)':<34} {seconds:>10.0f} {dry['wall_seconds']:>10.0f} "
           f"{ratio:>6.2f}  {verdict(ratio)}")
     by_role = collections.defaultdict(lambda: [0.0, 0.0])
     runs = {run["run_id"]: run for run in dry["runs"]}
@@ -79,7 +88,7 @@ def sizes_ladder(work: Path) -> None:
     print(f"   {'sum of every run’s wall (s)':<34} {m:>10.0f} {p:>10.0f} {p / m:>6.2f}  {verdict(p / m)}")
     hours = dry["gpu_hours"]
     print(f"   GPU-hours: {hours['busy_hours']:.3f} busy, {hours['reserved_hours']:.3f} reserved; "
-          f"measured {SIZES_WALL_SECONDS / 3600:.3f} reserved")
+          f"measured {seconds / 3600:.3f} reserved")
 
 
 def h100_ladder() -> None:
@@ -117,13 +126,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=None, help="where the sizes spec is written (default: a "
                                                                  "temporary directory)")
+    parser.add_argument("--verify-dir", type=Path, default=None, help="bench/gpu_verify.sh's DIR: the sizes "
+                                                                       "ladder trained there, on this GPU")
     args = parser.parse_args()
     print("the dry run's GPU time (`sweep plan --gpu`, the shipped throughput table) against recorded GPU ladders")
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        sizes_ladder(work)
+        if args.verify_dir is None:
+            sizes_ladder(work, ROOT / "docs" / "gpu_ladder_sizes_h200.csv", SIZES_WALL_SECONDS, "h200")
+        else:
+            verified(work, args.verify_dir)
     h100_ladder()
+
+
+def verified(work: Path, directory: Path) -> None:
+    """Section 1 on the sizes ladder gpu_verify.sh trained in `directory` on this machine's GPU."""
+    import torch
+
+    export, log = directory / "sizes" / "sizes.csv", directory / "sizes.txt"
+    found = re.search(r"^sweep: 0 after (\d+) s$", log.read_text(), re.M) if log.exists() else None
+    if not export.exists() or found is None:
+        raise SystemExit(f"gpu_hours_check: no finished sizes ladder in {directory} (stage sizes: {export}, "
+                         f"and 'sweep: 0 after N s' in {log}): run bench/gpu_verify.sh --only sizes first")
+    name = torch.cuda.get_device_name().lower() if torch.cuda.is_available() else ""
+    gpu = next((known for known in ("h200", "h100", "a100", "l40s", "b200") if known in name), None)
+    if gpu is None:
+        raise SystemExit(f"gpu_hours_check: this GPU ({name or 'none'}) is not one of the shipped table's")
+    label = f"the sizes ladder trained in {directory} on this {gpu.upper()}"
+    sizes_ladder(work, export, float(found.group(1)), gpu, label=label)
+    table = directory / "throughput.json"
+    if table.exists():
+        from distillscale.planning.gpu_hours import ThroughputTable
+
+        device = next(iter(d for d in ThroughputTable.load(table).devices))
+        sizes_ladder(work, export, float(found.group(1)), device, table, label=label)
 
 
 if __name__ == "__main__":

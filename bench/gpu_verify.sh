@@ -24,6 +24,18 @@
 #   7. sizes    bench/gpu_ladder_sizes.py run (issue 55): the ladder's teachers at depths 2-8 (25 runs, its
 #               rate law, the two largest seeded; 314 s on an H200)       -> sizes.txt, sizes/sizes.csv
 #               (scored anywhere: python bench/gpu_ladder_sizes.py check DIR/sizes/sizes.csv)
+# Issue 65's targets (GPU speed and plans in GPU-hours), each stage one call within the default budget:
+#   8. speed    bench/gpu_step.py --no-family: the 85M student supervised, from a live 680M teacher (its share
+#               of the FLOP-ideal 3 F_S / (3 F_S + F_T), target >= 90%), from a top-128 cache decoded on the
+#               GPU and on the host (target >= 0.9x supervised), under FSDP (~4 min)     -> speed.txt
+#   9. family   bench/gpu_step.py --sizes 6M,11M,85M --no-students --table DIR/throughput.json: the
+#               family against a plain HF Llama loop with both HF losses (labels= and float32 CE), MFU,
+#               target >= 1.0x each (~5 min)                                -> family.txt, throughput.json
+#  10. family2  the same at 200M and 680M, added to DIR/throughput.json (~5 min)      -> family2.txt
+#  11. gpuhours bench/gpu_hours_check.py --verify-dir DIR: the sizes ladder stage 7 trained, planned by
+#               `sweep plan` from the shipped table and from DIR/throughput.json (target: within 15%
+#               of its measured wall-clock; ~1 min, needs stage sizes)        -> gpuhours.txt
+#   Where the device time is short: --only speed,family first (~9 min), then --only family2,sizes,gpuhours.
 # then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
 # $OUT set (the device machine's folder of files that come back) both, and each done stage's outputs,
 # are copied to $OUT/gpu_verify/ (ladder/report.json as ladder-report.json).
@@ -72,12 +84,13 @@ fi
 
 # The tests that skip without CUDA (-rs lists any that still skip: on a GPU machine, none should).
 CUDA_TESTS="tests/training/test_device.py tests/model/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
+CUDA_TESTS="$CUDA_TESTS tests/training/test_cache_decode_cuda.py tests/model/test_norm_dtypes.py"  # issue 65
 # The stages: name, the files that mark it done, its command.
-STAGES=(step recipe ladder tests lrgrid tuned sizes)
+STAGES=(step recipe ladder tests lrgrid tuned sizes speed family family2 gpuhours)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a wanted <<< "$ONLY"
     for stage in "${wanted[@]}"; do
-        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid, tuned or sizes" >&2; exit 2; }
+        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid, tuned, sizes, speed, family, family2 or gpuhours" >&2; exit 2; }
     done
     STAGES=("${wanted[@]}")
 fi
@@ -115,7 +128,8 @@ if [ -n "$missing" ]; then
 fi
 
 declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt
-                      [lrgrid]=law-gpu.json [tuned]=teachers_arms.csv [sizes]=sizes/sizes.csv)
+                      [lrgrid]=law-gpu.json [tuned]=teachers_arms.csv [sizes]=sizes/sizes.csv
+                      [speed]=speed.txt [family]=family.txt [family2]=family2.txt [gpuhours]=gpuhours.txt)
 stage_command() {
     case "$1" in
         step)   echo "$PYTHON bench/gpu_step.py --ladder --json '$DIR/step.json.tmp'" ;;
@@ -125,6 +139,10 @@ stage_command() {
         lrgrid) echo "$PYTHON bench/tuned_calibration.py grid --scale gpu --work '$DIR' && $PYTHON bench/tuned_calibration.py heldout --scale gpu --work '$DIR'" ;;
         tuned)  echo "$PYTHON bench/tuned_calibration.py arms --work '$DIR'" ;;
         sizes)  echo "$PYTHON bench/gpu_ladder_sizes.py run --work '$DIR/sizes' --budget $(( ${left:-$BUDGET} - 30 ))" ;;
+        speed)  echo "$PYTHON bench/gpu_step.py --no-family --student 85M" ;;
+        family) echo "$PYTHON bench/gpu_step.py --sizes 6M,11M,85M --no-students --table '$DIR/throughput.json' --table-device measured" ;;
+        family2) echo "$PYTHON bench/gpu_step.py --sizes 200M,680M --no-students --table '$DIR/throughput.json' --table-device measured" ;;
+        gpuhours) echo "$PYTHON bench/gpu_hours_check.py --verify-dir '$DIR'" ;;
     esac
 }
 # What --check runs instead: the same entry points, without training.
@@ -136,6 +154,8 @@ check_command() {
         tests)  echo "$PYTHON -m pytest -q --collect-only $CUDA_TESTS" ;;
         lrgrid|tuned) echo "$PYTHON bench/tuned_calibration.py --help" ;;
         sizes)  echo "$PYTHON bench/gpu_ladder_sizes.py spec --work '$DIR/sizes'" ;;
+        speed|family|family2) echo "$PYTHON bench/gpu_step.py --help" ;;
+        gpuhours) echo "$PYTHON bench/gpu_hours_check.py --help" ;;
     esac
 }
 # The cli module runs `main` under python -m: check it does (distillscale may not be installed there).
@@ -229,22 +249,43 @@ summary="$DIR/summary.md"
                 lrgrid) grep -v '━' "$text" | tail -20 ;;
                 tuned)  grep '^|' "$text" ;;
                 sizes)  tail -3 "$text" ;;
+                speed)  grep -A12 '^2\. ' "$text" ;;
+                family|family2) grep -A12 '^1\. ' "$text" ;;
+                gpuhours) cat "$text" ;;
             esac
             echo '```'
             echo
         fi
     done
 } > "$summary.tmp" && mv "$summary.tmp" "$summary"
-# What comes back from the device machine ($OUT: at most 8 files): the summary, the state, and each done
-# stage's small outputs under DIR's own names, so that a fresh machine can go on from them (put them in
-# DIR again and carry it: only the recipe grid's and the ladder's unfinished runs are lost).
+# What comes back from the device machine ($OUT: at most 8 files): the summary, the state, and the small
+# outputs of this call's stages (all of them, or those of --only) under DIR's own names, so that a fresh
+# machine can go on from them (put them in DIR again and carry it: only the recipe grid's and the ladder's
+# unfinished runs are lost); past 8 files the rest stay in DIR and state.txt names them.
+declare -A RETURNED=([step]=step.json [recipe]=recipe.json [ladder]="ladder.txt ladder/report.json" [tests]=tests.txt
+                     [lrgrid]="lrgrid.txt law-gpu.json grid_gpu.csv" [tuned]="tuned.txt teachers_arms.csv"
+                     [sizes]="sizes.txt sizes/sizes.csv" [speed]=speed.txt [family]="family.txt throughput.json"
+                     [family2]="family2.txt throughput.json" [gpuhours]=gpuhours.txt)
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
     mkdir -p "$OUT/gpu_verify"
-    for name in summary.md state.txt step.json recipe.json tests.txt ladder.txt lrgrid.txt law-gpu.json grid_gpu.csv tuned.txt teachers_arms.csv; do
-        [ -e "$DIR/$name" ] && cp "$DIR/$name" "$OUT/gpu_verify/$name"
+    names=(summary.md)  # and state.txt last, with the names of any left out
+    for stage in "${STAGES[@]}"; do
+        for name in ${RETURNED[$stage]}; do
+            [[ " ${names[*]} " == *" $name "* ]] || names+=("$name")
+        done
     done
-    [ -e "$DIR/ladder/report.json" ] && cp "$DIR/ladder/report.json" "$OUT/gpu_verify/ladder-report.json"
-    [ -e "$DIR/sizes/sizes.csv" ] && cp "$DIR/sizes/sizes.csv" "$OUT/gpu_verify/sizes.csv"
+    copied=0
+    for name in "${names[@]}"; do
+        [ -e "$DIR/$name" ] || continue
+        target=$(echo "$name" | sed 's#^ladder/report.json$#ladder-report.json#; s#^sizes/sizes.csv$#sizes.csv#')
+        if [ $copied -ge 7 ]; then
+            log "not returned (8 files at most): $DIR/$name"
+            continue
+        fi
+        cp "$DIR/$name" "$OUT/gpu_verify/$target"
+        copied=$((copied + 1))
+    done
+    cp "$DIR/state.txt" "$OUT/gpu_verify/state.txt" 2>/dev/null
 fi
 
 if [ $failed = 1 ]; then echo "gpu_verify: a stage failed: see $summary" >&2; exit 1; fi
