@@ -407,11 +407,11 @@ class GpuHoursEstimate:
             for run in rows:
                 table.add_row(f"  {run.part}", format_quantity(run.params), f"{run.flops:.3g}",
                               f"{run.mfu.value:.1%} {MARKS[run.mfu.how]}{BORROWED if run.mfu.borrowed else ''}",
-                              format_hours(run.gpu_hours),
+                              format_gpu_hours(run.gpu_hours),
                               format_hours(run.wall_hours), *self._cost(run.cost))
             if group in totals and sum(run.part != ALTERNATIVE for run in rows) > 1:
                 hours, wall, cost = totals[group]
-                table.add_row("  total", "", "", "", format_hours(hours), format_hours(wall), *self._cost(cost),
+                table.add_row("  total", "", "", "", format_gpu_hours(hours), format_hours(wall), *self._cost(cost),
                               end_section=True)
         return [table, *self.notes()]
 
@@ -430,8 +430,13 @@ DESCRIPTIONS = {"measured": "measured at the run's size", "interpolated": "inter
 ALTERNATIVE = "pretrain instead"
 
 
+def format_gpu_hours(hours: float) -> str:
+    """GPU-hours as a number: 0.0123 -> 0.0123, 297.4 -> 297, 12345 -> 12,345."""
+    return f"{hours:,.0f}" if hours >= 100 else f"{hours:.3g}"
+
+
 def format_hours(hours: float) -> str:
-    """GPU-hours or wall-clock as a table cell: 0.25 -> 15 min, 30 -> 30.0 h, 5000 -> 208 days."""
+    """Wall-clock hours as a table cell: 0.25 -> 15 min, 30 -> 30 h, 5000 -> 208 days."""
     if hours < 1:
         return f"{hours * 60:.3g} min"
     if hours < 48:

@@ -48,7 +48,7 @@ from distillscale.data.prepare import DEFAULT_VOCAB_SIZE
 from distillscale.errors import ParameterError
 from distillscale.model.config import ModelConfig
 from distillscale.planning.flops import run_flops
-from distillscale.planning.gpu_hours import GpuSetting, ThroughputTable, format_hours
+from distillscale.planning.gpu_hours import GpuSetting, ThroughputTable, format_gpu_hours
 from distillscale.sweeps.placement import Placement, choose_slot, place_runs, visible_gpus
 from distillscale.sweeps.spec import PlannedRun, SweepSpec
 from distillscale.sweeps.spec_sections import EVALUATED_KINDS
@@ -291,8 +291,8 @@ class SweepGpuHours:
 
     def describe(self) -> str:
         cost = "" if self.cost is None else f"; cost {self.cost:,.2f} at {self.price_per_gpu_hour:g} per GPU-hour"
-        return (f"GPU-hours on {self.gpus} x {self.device_name} (an estimate): {format_hours(self.busy_hours)} busy "
-                f"(the runs' device work), {format_hours(self.reserved_hours)} reserved (wall time x "
+        return (f"GPU-hours on {self.gpus} x {self.device_name} (an estimate): {format_gpu_hours(self.busy_hours)} "
+                f"busy (the runs' device work), {format_gpu_hours(self.reserved_hours)} reserved (wall time x "
                 f"{self.gpus} GPU{'s' if self.gpus > 1 else ''}){cost}")
 
 

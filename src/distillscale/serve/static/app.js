@@ -163,8 +163,10 @@ function gpuCard(g) {
   const hours = h => (h < 1 ? `${(h * 60).toPrecision(3)} min` : h < 48 ? `${h.toPrecision(3)} h`
                       : `${(h / 24).toPrecision(3)} days`);
   const cost = g.cost === null ? "" : ` · cost ${g.cost.toLocaleString("en", { maximumFractionDigits: 0 })}`;
+  const gpuHours = g.gpu_hours >= 100 ? g.gpu_hours.toLocaleString("en", { maximumFractionDigits: 0 })
+                                       : Number(g.gpu_hours.toPrecision(3)).toString();
   return card(`GPU time on ${g.gpus} × ${g.device} (estimate)`, `${hours(g.wall_hours)} wall-clock`,
-              `${hours(g.gpu_hours)} GPU-hours${cost}; every run in the plan text below`);
+              `${gpuHours} GPU-hours${cost}; every run in the plan text below`);
 }
 
 function drawUCurve(u) {
