@@ -219,7 +219,8 @@ def test_a_run_with_no_on_policy_batch_is_refused(runs, cli, tmp_path, args, wor
     code, _, err = cli("distill", "--teacher", runs / "teacher", "--out", tmp_path / "s", "--n-layers", "1",
                        "--tokens", "1k", *SHAPE, *args)
     assert code == 2 and "gives no on-policy batch in this run" in err and words in err, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    errors = [line for line in err.strip().splitlines() if not line.startswith("warning: ")]  # the corpus's own
+    assert "Traceback" not in err and len(errors) == 1   # split warnings, said at every use of it, aside
     assert not (tmp_path / "s").exists()
 
 
