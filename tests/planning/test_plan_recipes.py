@@ -175,9 +175,13 @@ def test_a_student_model_is_run_at_its_own_width_and_context(tmp_path):
 
 
 def test_the_warmup_rule_is_the_engines_default():
-    from distillscale.training.config import DEFAULT_WARMUP_FRACTION, DEFAULT_WARMUP_STEPS
+    """One warmup rule (issue 66): a run given only the recipe's lr and batch warms up as planned."""
+    from distillscale.planning.recipes import warmup_steps
+    from distillscale.training.config import TrainConfig
 
-    assert (WARMUP_FRACTION, WARMUP_CAP) == (DEFAULT_WARMUP_FRACTION, DEFAULT_WARMUP_STEPS)
+    config = TrainConfig(out=".", n_layers=1, tokens=1e6)
+    for steps in (1, 7, 1999, 20_000, 10 ** 6):
+        assert config.resolved_warmup_steps(steps) == warmup_steps(steps) == min(WARMUP_CAP, math.ceil(WARMUP_FRACTION * steps))
 
 
 def test_the_figure_is_never_written_over_the_hyperparameter_law(cli, tmp_path):

@@ -15,8 +15,8 @@ The rules, stated once here:
   (at most the plan's) for the runs of that model only;
 - warmup: the law's, where it carries one (the warmup steps of its runs, `fit hyperparameters
   --warmup-col`) and the run lies within FAR_FACTOR of the law's data, at most the run's steps; else
-  WARMUP_FRACTION of the steps, at most WARMUP_CAP steps (the engine's default warmup,
-  `training.config.DEFAULT_WARMUP_*`: a test holds the two equal);
+  WARMUP_FRACTION of the steps, at most WARMUP_CAP steps (`warmup_steps`: the engine's default
+  warmup too, declared here once);
 - beta2: the law's, where it carries one (`--beta2-col`; `train --adam-beta2`), else None (unknown);
 - the rate: `lr` is the rate the hidden matrices train at (the law's rate in its declared unit,
   `laws.hyperparameters.units`, at the run's width: d_model the family's at N, N = 12 d_model^3 /
@@ -46,8 +46,10 @@ DEFAULT_HYPERPARAMETER_LAW = "steplaw2025"
 HYPERPARAMETER_LAW_HELP = ("the law that gives each run's peak learning rate and batch: a preset (steplaw2025, "
                            "the default: Li et al. 2025, nearest the measured optima on Step Law's public grid; "
                            "deepseek2024) or a file `distillscale fit hyperparameters --out` wrote")
-WARMUP_FRACTION = 0.1   # the engine's DEFAULT_WARMUP_FRACTION
-WARMUP_CAP = 2000       # the engine's DEFAULT_WARMUP_STEPS
+# The warmup rule, declared once: the engine's default (`train` without --warmup-steps,
+# `training.config.TrainConfig.resolved_warmup_steps`) and every recipe without a law's warmup.
+WARMUP_FRACTION = 0.1
+WARMUP_CAP = 2000       # the paper's 2000 steps
 WARMUP_RULE = f"{WARMUP_FRACTION:.0%} of the steps, at most {WARMUP_CAP:,} (the engine's default)"
 LAW_WARMUP_RULE = "the hyperparameter law's (the warmup steps of its runs), at most the run's steps"
 MUP_BASE_WIDTH = ModelConfig.model_fields["mup_base_width"].default

@@ -30,6 +30,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.errors import UserError
 from distillscale.model.config import ModelConfig
+from distillscale.planning.recipes import WARMUP_CAP, WARMUP_FRACTION, warmup_steps
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
@@ -62,9 +63,9 @@ DEFAULT_COOLDOWN_FRACTION = 0.2  # Hägele et al.: 20% of the steps matches cosi
 DEFAULT_COOLDOWN_SHAPE = "1-sqrt"  # their best shape
 WARMUP_KEYS = ("warmup_steps", "warmup_tokens", "warmup_tokens_per_param")  # at most one of them
 
-# Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run.
-DEFAULT_WARMUP_STEPS = 2000
-DEFAULT_WARMUP_FRACTION = 0.1
+# Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run. One
+# rule, declared once where the plan's recipes read it too (`planning.recipes.warmup_steps`).
+DEFAULT_WARMUP_STEPS, DEFAULT_WARMUP_FRACTION = WARMUP_CAP, WARMUP_FRACTION
 
 
 class CorpusSettings(Settings):
@@ -348,7 +349,7 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
             if non_embedding_params is None:
                 raise ValueError("warmup_tokens_per_param needs the model's non-embedding parameters")
             return self.steps_for(self.warmup_tokens_per_param * non_embedding_params)
-        return min(DEFAULT_WARMUP_STEPS, math.ceil(DEFAULT_WARMUP_FRACTION * total_steps))
+        return warmup_steps(total_steps)
 
     def unhashed_keys(self) -> set[str]:
         """Settings left out of this run's hash, as each field declares: bookkeeping (`NOT_HASHED`),
