@@ -15,7 +15,8 @@ import pytest
 import distillscale as ds
 from distillscale.errors import ParameterError
 from distillscale.laws.hyperparameters import HyperparameterLaw
-from distillscale.planning.recipes import WARMUP_RULE, run_recipe
+from distillscale.planning.recipes import run_recipe
+from distillscale.rules import WARMUP_RULE
 
 LRS = 1e-3 * 2.0 ** np.arange(-2.5, 3.0, 0.5)      # 11 rates, sqrt(2) apart
 BATCHES = 2.0 ** np.arange(16, 21)                  # 64K-1M tokens

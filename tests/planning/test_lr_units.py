@@ -1,6 +1,6 @@
 """One unit for a hyperparameter law's learning rate (issue 63, the blocker): the law record says what
 its `lr` is (the hidden matrices' peak, or muP's base `--lr` at a base width), and one function
-(`laws.hyperparameters.units.train_lr`) turns it into the `--lr` of a given model. Every path a law
+(`laws.hyperparameters.rates.train_lr`) turns it into the `--lr` of a given model. Every path a law
 comes by (a preset of either unit, a fit, a file) and every consumer (`plan`'s recipes, a sweep's
 `lr_law`, `demo --lr-law`, `train`'s warning, the planner page) must train the model's hidden
 matrices at the same rate: the law's, converted once."""
@@ -16,7 +16,7 @@ import pytest
 import distillscale as ds
 from distillscale.errors import UserError
 from distillscale.laws.hyperparameters import HyperparameterLaw, PowerLaw, fit_hyperparameters, load_hyperparameter_law
-from distillscale.laws.hyperparameters.units import PEAK, LrUnit, parse_lr_unit, train_lr
+from distillscale.laws.hyperparameters.rates import PEAK, LrUnit, parse_lr_unit, train_lr
 from distillscale.model.config import ModelConfig
 from distillscale.planning.recipes import hyperparameter_warning, run_recipe
 from distillscale.sweeps.placement import VISIBLE_GPUS_ENV

@@ -10,9 +10,9 @@ import pytest
 import distillscale as ds
 from distillscale.errors import ParameterError
 from distillscale.laws.hyperparameters import HyperparameterLaw, PowerLaw
-from distillscale.laws.hyperparameters.units import PEAK
+from distillscale.laws.hyperparameters.rates import PEAK
 from distillscale.model.config import ModelConfig
-from distillscale.planning.recipes import WARMUP_CAP, WARMUP_FRACTION
+from distillscale.rules import WARMUP_CAP, WARMUP_FRACTION
 
 ASPECT_RATIO, N_CTX = 128.0, 4096  # busbridge2025's own setting, the plan's accounting by default
 
@@ -176,7 +176,7 @@ def test_a_student_model_is_run_at_its_own_width_and_context(tmp_path):
 
 def test_the_warmup_rule_is_the_engines_default():
     """One warmup rule (issue 66): a run given only the recipe's lr and batch warms up as planned."""
-    from distillscale.planning.recipes import warmup_steps
+    from distillscale.rules import warmup_steps
     from distillscale.training.config import TrainConfig
 
     config = TrainConfig(out=".", n_layers=1, tokens=1e6)

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from distillscale.laws.hyperparameters import HyperparameterLaw, PowerLaw, load_hyperparameter_law
-from distillscale.laws.hyperparameters.units import parse_lr_unit
+from distillscale.laws.hyperparameters.rates import parse_lr_unit
 from distillscale.report.demo import builtin_sweep
 from distillscale.sweeps.placement import VISIBLE_GPUS_ENV
 from distillscale.sweeps.spec import load_sweep_spec

@@ -15,13 +15,13 @@ The rules, stated once here:
   (at most the plan's) for the runs of that model only;
 - warmup: the law's, where it carries one (the warmup steps of its runs, `fit hyperparameters
   --warmup-col`) and the run lies within FAR_FACTOR of the law's data, at most the run's steps; else
-  WARMUP_FRACTION of the steps, at most WARMUP_CAP steps (`warmup_steps`: the engine's default
-  warmup too, declared here once);
+  WARMUP_FRACTION of the steps, at most WARMUP_CAP steps (`distillscale.rules`: the engine's default
+  warmup too, declared there once);
 - beta2: the law's, where it carries one (`--beta2-col`; `train --adam-beta2`), else None (unknown);
 - the rate: `lr` is the rate the hidden matrices train at (the law's rate in its declared unit,
-  `laws.hyperparameters.units`, at the run's width: d_model the family's at N, N = 12 d_model^3 /
+  `laws.hyperparameters.rates`, at the run's width: d_model the family's at N, N = 12 d_model^3 /
   aspect ratio, `planning.flops.GATED_FFN_OMEGA`, exact for a `--student-model`), and `train_lr` the
-  `--lr` that trains them there (`units.train_lr`: under muP, the family's default, the hidden
+  `--lr` that trains them there (`rates.train_lr`: under muP, the family's default, the hidden
   matrices train at --lr x base_width / d_model; a model without muP takes the peak rate itself);
 - a batch above B* (Hoffer et al.'s regime adaptation): the rate at that batch with the law's fitted
   exponent, the loss penalty at the same tokens and the tokens that recover it
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from distillscale.errors import UserError
 from distillscale.model.config import ModelConfig
 from distillscale.planning.flops import GATED_FFN_OMEGA
+from distillscale.rules import WARMUP_RULE, warmup_steps
 from distillscale.units import format_quantity
 
 if TYPE_CHECKING:  # SciPy: loaded on the first plan
@@ -46,11 +47,6 @@ DEFAULT_HYPERPARAMETER_LAW = "steplaw2025"
 HYPERPARAMETER_LAW_HELP = ("the law that gives each run's peak learning rate and batch: a preset (steplaw2025, "
                            "the default: Li et al. 2025, nearest the measured optima on Step Law's public grid; "
                            "deepseek2024) or a file `distillscale fit hyperparameters --out` wrote")
-# The warmup rule, declared once: the engine's default (`train` without --warmup-steps,
-# `training.config.TrainConfig.resolved_warmup_steps`) and every recipe without a law's warmup.
-WARMUP_FRACTION = 0.1
-WARMUP_CAP = 2000       # the paper's 2000 steps
-WARMUP_RULE = f"{WARMUP_FRACTION:.0%} of the steps, at most {WARMUP_CAP:,} (the engine's default)"
 LAW_WARMUP_RULE = "the hyperparameter law's (the warmup steps of its runs), at most the run's steps"
 MUP_BASE_WIDTH = ModelConfig.model_fields["mup_base_width"].default
 
@@ -81,7 +77,7 @@ class RunRecipe:
     notes: tuple[str, ...] = field(default=())
     beta2: float | None = None                 # AdamW beta2 (`train --adam-beta2`) the law carries; None: unknown
     warmup_rule: str = WARMUP_RULE             # where `warmup_steps` comes from: WARMUP_RULE or LAW_WARMUP_RULE
-    law_lr_unit: str = "peak"                  # the unit the law states its rate in (`units.LrUnit.text`)
+    law_lr_unit: str = "peak"                  # the unit the law states its rate in (`rates.LrUnit.text`)
 
     def to_dict(self) -> dict[str, Any]:
         adaptation = None if self.adaptation is None else {
@@ -98,11 +94,6 @@ class RunRecipe:
                 "beyond_law_data": self.beyond_data, "notes": list(self.notes)}
 
 
-def warmup_steps(steps: int) -> int:
-    """WARMUP_RULE: the warmup of a run of `steps` optimizer steps."""
-    return min(WARMUP_CAP, math.ceil(WARMUP_FRACTION * steps))
-
-
 def family_width(params: float, aspect_ratio: float) -> float:
     """d_model of the family's model of `params` non-embedding parameters at `aspect_ratio` =
     d_model / n_layers: N = omega n_layers d_model^2 = omega d_model^3 / aspect_ratio."""
@@ -114,7 +105,7 @@ def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, 
                model: ModelConfig | None = None) -> RunRecipe:
     """The recipe of one run under `law`; `model`: the run's own config (its width, muP and context)."""
     from distillscale.laws.hyperparameters.law import FAR_FACTOR
-    from distillscale.laws.hyperparameters.units import family_mup_multiplier, train_lr
+    from distillscale.laws.hyperparameters.rates import family_mup_multiplier, train_lr
 
     notes: list[str] = []
     if model is not None:
@@ -192,11 +183,11 @@ def hyperparameter_warning(params: float, tokens: float, lr: float, batch_tokens
 
     The run's peak rate is the one its hidden matrices train at (`--lr` x muP's multiplier, 1 without
     muP), compared with the law's rate at the run's own batch (Hoffer's regime adaptation, where the
-    law has a batch exponent) in the same unit (`units.LrUnit.hidden_lr` at the run's width `d_model`;
+    law has a batch exponent) in the same unit (`rates.LrUnit.hidden_lr` at the run's width `d_model`;
     a law in muP base units is not compared when the width is unknown); its batch (tokens per
     optimizer step) with the law's interval on B*."""
     from distillscale.laws.hyperparameters import load_hyperparameter_law
-    from distillscale.laws.hyperparameters.units import train_lr
+    from distillscale.laws.hyperparameters.rates import train_lr
 
     law = load_hyperparameter_law(law)
     if law.data_range is None or law.extrapolation(params, tokens)[0] > 1:

@@ -114,8 +114,8 @@ def recipe_renderables(recipes: dict) -> list:
 
 
 def _unit_words(text: str) -> str:
-    """A law's rate unit (`units.LrUnit.text`) in words."""
-    from distillscale.laws.hyperparameters.units import parse_lr_unit
+    """A law's rate unit (`rates.LrUnit.text`) in words."""
+    from distillscale.laws.hyperparameters.rates import parse_lr_unit
 
     return parse_lr_unit(text).describe()
 

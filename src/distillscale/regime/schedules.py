@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from distillscale.errors import UserError
+from distillscale.rules import LR_SCALING_EXPONENTS, lr_at_batch
 
-LR_SCALING_RULES = ("sqrt", "linear", "none")
+LR_SCALING_RULES = tuple(LR_SCALING_EXPONENTS)
 SCHEDULE_UNITS = ("epochs", "steps")
 
 
@@ -28,15 +29,17 @@ def scale_learning_rate(lr: float, batch_size: int, reference_batch_size: int,
     """The learning rate for `batch_size`, given `lr` tuned at `reference_batch_size`.
 
     "sqrt" multiplies by sqrt(B / B_ref), which keeps the covariance of the weight updates
-    (Hoffer et al.); "linear" multiplies by B / B_ref (Goyal et al. 2017); "none" keeps `lr`.
+    (Hoffer et al.); "linear" multiplies by B / B_ref (Goyal et al. 2017); "none" keeps `lr`: the one
+    rule for a rate at another batch (`distillscale.rules.lr_at_batch`), whose exponent a
+    hyperparameter law fits instead of naming.
     """
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise UserError(f"learning rate must be a positive finite number, got {lr!r}")
     if rule not in LR_SCALING_RULES:
         raise UserError(f"unknown learning-rate scaling rule {rule!r}: use one of "
                         f"{', '.join(LR_SCALING_RULES)}")
-    ratio = _batch_size_ratio(batch_size, reference_batch_size)
-    return lr * {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[rule]
+    _batch_size_ratio(batch_size, reference_batch_size)
+    return lr_at_batch(lr, batch_size, reference_batch_size, LR_SCALING_EXPONENTS[rule])
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ and have no loss: they are not records.
   its planned settings): with the `[tune]` grid of a sweep spec, the table `distillscale fit
   hyperparameters` fits (diverged runs have no val_loss: `--drop-invalid` counts and skips them).
 - lr_unit, hidden_lr: what `lr` is ('mup-base:256', muP's base rate, for the family; 'peak' for a
-  model without muP), which the hyperparameter fit reads (`laws.hyperparameters.units`), and the
+  model without muP), which the hyperparameter fit reads (`laws.hyperparameters.rates`), and the
   peak rate the run's hidden matrices trained at (empty for runs recorded before it was kept).
 
     distillscale fit supervised runs.csv --params-col non_embedding_params --tokens-col tokens \\

@@ -83,7 +83,7 @@ from distillscale.io import read_text_file
 from distillscale.laws.hyperparameters.law import FAR_FACTOR, HyperparameterLaw
 from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
 from distillscale.laws.hyperparameters.surface import MIN_VALUES, grid_rule
-from distillscale.laws.hyperparameters.units import family_mup_multiplier, train_lr
+from distillscale.laws.hyperparameters.rates import family_mup_multiplier, train_lr
 from distillscale.model import ModelConfig
 from distillscale.sweeps.spec_sections import (DATA_KEYS, DISTILL_KEYS, LATER_MODEL_KEYS, LR_RULE_KEYS,
                                                ON_POLICY_DISTILL_KEYS, DataSection, DistillSection, EvalSection,
@@ -450,7 +450,7 @@ class LadderLrLaw:
                 f"extrapolation; check the rates (`sweep plan --json`) or fit a law on a small grid of your own")
 
     def lr(self, params: int, tokens: float, batch_tokens: int, d_model: int, mup: bool, where: str) -> float:
-        """The `--lr` that trains a run's hidden matrices at the law's rate (`units.train_lr`, the
+        """The `--lr` that trains a run's hidden matrices at the law's rate (`rates.train_lr`, the
         conversion `plan` makes: the run is `d_model` wide, with or without muP), to 4 significant
         digits (a readable config); a law fitted at one batch is refused at another in one line."""
         law = self.law

@@ -30,8 +30,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
 from distillscale.errors import UserError
 from distillscale.model.config import ModelConfig
-from distillscale.planning.recipes import WARMUP_CAP, WARMUP_FRACTION, warmup_steps
 from distillscale.regime.schedules import scale_learning_rate
+from distillscale.rules import WARMUP_CAP, WARMUP_FRACTION, warmup_steps
 from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
                                               OnPolicyConfig, chunk_tokens)
@@ -64,7 +64,7 @@ DEFAULT_COOLDOWN_SHAPE = "1-sqrt"  # their best shape
 WARMUP_KEYS = ("warmup_steps", "warmup_tokens", "warmup_tokens_per_param")  # at most one of them
 
 # Warmup when --warmup-steps is not given: the paper's 2000 steps, or a tenth of a shorter run. One
-# rule, declared once where the plan's recipes read it too (`planning.recipes.warmup_steps`).
+# rule, declared once where the plan's recipes read it too (`distillscale.rules`).
 DEFAULT_WARMUP_STEPS, DEFAULT_WARMUP_FRACTION = WARMUP_CAP, WARMUP_FRACTION
 
 

@@ -118,7 +118,7 @@ class RunPlan(BaseModel):
 
     @property
     def lr_unit(self) -> str:
-        """What `lr` (the run's --lr) is, as `laws.hyperparameters.units.parse_lr_unit` reads it:
+        """What `lr` (the run's --lr) is, as `laws.hyperparameters.rates.parse_lr_unit` reads it:
         muP's base rate at the model's base width, or (no muP) the hidden matrices' peak itself."""
         model = self.model
         return f"mup-base:{model.mup_base_width}" if model is not None and model.mup else "peak"

@@ -9,16 +9,16 @@ grid may vary or hold (each cell fitted at its best run's setting); `fit` the la
 selection and backtest; `law` the saved record and its predictions; `presets` the published laws.
 """
 
-from distillscale.laws.hyperparameters.fit import HyperparameterFit, fit_hyperparameters, score_cells
-from distillscale.laws.hyperparameters.law import (
-    HyperparameterLaw,
-    PowerLaw,
-    Recommendation,
-    RegimeAdaptation,
-)
-from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
-from distillscale.laws.hyperparameters.records import CellOptimum, CellScore, FitSummary, SettingChoice
+from distillscale.lazy import lazy_exports
 
-__all__ = ["CellOptimum", "CellScore", "FitSummary", "HyperparameterFit", "HyperparameterLaw", "PowerLaw",
-           "Recommendation", "RegimeAdaptation", "SettingChoice", "HYPERPARAMETER_PRESETS", "fit_hyperparameters",
-           "load_hyperparameter_law", "score_cells"]
+# Imported on first use: `rates` (a law's unit, the rate at another batch) is read by the engine's
+# config, which must not load SciPy for it.
+_EXPORTS = {
+    **dict.fromkeys(("HyperparameterFit", "fit_hyperparameters", "score_cells"), "distillscale.laws.hyperparameters.fit"),
+    **dict.fromkeys(("HyperparameterLaw", "PowerLaw", "Recommendation", "RegimeAdaptation"),
+                    "distillscale.laws.hyperparameters.law"),
+    **dict.fromkeys(("HYPERPARAMETER_PRESETS", "load_hyperparameter_law"), "distillscale.laws.hyperparameters.presets"),
+    **dict.fromkeys(("CellOptimum", "CellScore", "FitSummary", "SettingChoice"), "distillscale.laws.hyperparameters.records"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

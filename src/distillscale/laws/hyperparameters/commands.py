@@ -12,7 +12,7 @@ from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
 from distillscale.io import check_output_file
-from distillscale.laws.hyperparameters.units import LR_UNIT_HELP
+from distillscale.laws.hyperparameters.rates import LR_UNIT_HELP
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity
 
@@ -62,7 +62,7 @@ def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
     from distillscale.laws.hyperparameters.conditions import RULES
     from distillscale.laws.hyperparameters.fit import fit_hyperparameters
     from distillscale.laws.hyperparameters.law import is_hyperparameter_law_file
-    from distillscale.laws.hyperparameters.units import table_lr_unit
+    from distillscale.laws.hyperparameters.rates import table_lr_unit
     from distillscale.tables import read_table
 
     if not 0 < s.level < 1:

@@ -48,7 +48,7 @@ from distillscale.laws.hyperparameters.across import (
 )
 from distillscale.laws.hyperparameters.conditions import RULES, SETTINGS, runs_at, setting_cells, setting_choices
 from distillscale.laws.hyperparameters.law import BATCH_EXPONENT_SPREAD, HyperparameterLaw, PowerLaw
-from distillscale.laws.hyperparameters.units import LrUnit, table_lr_unit
+from distillscale.laws.hyperparameters.rates import LrUnit, table_lr_unit
 from distillscale.laws.hyperparameters.records import (
     CellOptimum,
     CellScore,
@@ -109,7 +109,7 @@ def fit_hyperparameters(runs=None, *, params=None, tokens=None, lr=None, batch=N
     whose runs vary them is fitted at the setting of its best run, and the law carries the setting
     most cells chose, or the one every run used (`laws.hyperparameters.conditions`).
     `window` is the surface's (relative loss above the cell's best), "auto" chooses it by
-    leave-one-cell-out. `lr_unit` is what the rates are (`laws.hyperparameters.units`: 'peak' or
+    leave-one-cell-out. `lr_unit` is what the rates are (`laws.hyperparameters.rates`: 'peak' or
     'mup-base'); None: the table's `lr_unit` column (`sweep export` writes one), else 'peak'."""
     from distillscale.laws.selection import run_columns
 

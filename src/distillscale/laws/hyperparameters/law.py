@@ -27,10 +27,11 @@ from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, read_text_file
 from distillscale.laws.hyperparameters.records import FitSummary, SettingChoice
-from distillscale.laws.hyperparameters.units import PEAK, LrUnit
+from distillscale.laws.hyperparameters.rates import PEAK, LrUnit
 from distillscale.laws.schema import describe, read_schema_version
+from distillscale.rules import lr_at_batch
 
-HYPERPARAMETER_SCHEMA_VERSION = 2   # 2: lr_unit, what the law's rate is (laws.hyperparameters.units)
+HYPERPARAMETER_SCHEMA_VERSION = 2   # 2: lr_unit, what the law's rate is (laws.hyperparameters.rates)
 FORMAT = "distillscale hyperparameter law"
 
 
@@ -113,7 +114,7 @@ class Recommendation(_Record):
     law: str
     params: float
     tokens: float
-    lr: float                                      # in `lr_unit` (the law's: `units.train_lr` makes it a --lr)
+    lr: float                                      # in `lr_unit` (the law's: `rates.train_lr` makes it a --lr)
     lr_interval: tuple[float, float]
     batch_tokens: float
     batch_interval: tuple[float, float] | None     # None: the batch is the user's, or the law's only one
@@ -295,7 +296,7 @@ class HyperparameterLaw(_Record):
                             "adapt the rate to another batch; fit your own lr x batch grid")
         optimal = self.batch(params, tokens)
         step = math.log(batch_tokens / optimal)
-        lr = self.lr(params, tokens) * math.exp(self.lr_batch_exponent * step)
+        lr = lr_at_batch(self.lr(params, tokens), batch_tokens, optimal, self.lr_batch_exponent)
         notes, penalty, factor = [], None, None
         low, high = (self.data_range or {}).get("batch_tokens", (0.0, math.inf))
         if not low * (1 - 1e-9) <= batch_tokens <= high * (1 + 1e-9):

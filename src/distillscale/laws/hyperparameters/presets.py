@@ -34,7 +34,7 @@ from pathlib import Path
 
 from distillscale.errors import UserError
 from distillscale.laws.hyperparameters.law import HyperparameterLaw, PowerLaw
-from distillscale.laws.hyperparameters.units import PEAK
+from distillscale.laws.hyperparameters.rates import PEAK
 
 _DEEPSEEK_LR, _DEEPSEEK_BATCH = -0.1250, 0.3271
 
