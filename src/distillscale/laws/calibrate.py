@@ -67,10 +67,16 @@ class HeldOutRun:
     interval: tuple[float, float] | None      # None: the law has no interval
     distance: float | None                    # beyond the fitted runs, on the backtest's scale
     dominant: str | None                      # which part of the interval dominates
+    raw_predicted: float | None = None        # the law's raw prediction, when `predicted` is bias-corrected
 
     @property
     def relative_error(self) -> float:
         return self.predicted / self.observed - 1.0
+
+    @property
+    def raw_relative_error(self) -> float:
+        """The raw law's relative error (the corrected one's when the law carries no correction)."""
+        return (self.predicted if self.raw_predicted is None else self.raw_predicted) / self.observed - 1.0
 
     @property
     def covered(self) -> bool | None:
@@ -97,6 +103,16 @@ class HoldoutCheck:
     @property
     def errors(self) -> np.ndarray:
         return np.array([run.relative_error for run in self.runs])
+
+    @property
+    def raw_errors(self) -> np.ndarray:
+        """The raw law's relative errors (without its bias correction; its errors when it has none)."""
+        return np.array([run.raw_relative_error for run in self.runs])
+
+    @property
+    def corrected(self) -> bool:
+        """Whether the predictions are bias-corrected (`laws.crossladder`): then `raw_errors` differ."""
+        return any(run.raw_predicted is not None for run in self.runs)
 
     @property
     def coverage(self) -> float | None:
@@ -133,10 +149,29 @@ class HoldoutCheck:
                 "coverage": self.coverage, "level": self.level,
                 "mean_relative_error": float(self.errors.mean()) if errors.size else None,
                 "n_over_predicted": self.n_over_predicted, "bias": self.bias,
+                "bias_corrected": self.corrected, "raw": self._raw_summary(),
                 "runs": [{"run_id": run.row if run_ids is None else run_ids[run.row], "observed": run.observed,
                           "predicted": run.predicted, "relative_error": run.relative_error,
+                          "raw_predicted": run.raw_predicted if run.raw_predicted is not None else run.predicted,
+                          "raw_relative_error": run.raw_relative_error,
                           "interval": list(run.interval) if run.interval else None, "covered": run.covered,
                           "distance": run.distance, "dominant": run.dominant} for run in self.runs]}
+
+    def _raw_summary(self) -> dict[str, Any]:
+        """The raw law's held-out errors (without the bias correction), signed, for raw vs corrected."""
+        raw = self.raw_errors
+        return {"mean_abs_relative_error": float(np.abs(raw).mean()) if raw.size else None,
+                "mean_relative_error": float(raw.mean()) if raw.size else None,
+                "n_over_predicted": int(np.sum(raw > 0))}
+
+    def describe_raw(self) -> str | None:
+        """One line: the held-out errors corrected and raw, with signs (None without a correction)."""
+        if not self.corrected or not self.runs:
+            return None
+        raw, fixed = self.raw_errors, self.errors
+        return (f"bias-corrected: mean |error| {np.abs(fixed).mean():.2%} (signed {fixed.mean():+.2%}, "
+                f"{int(np.sum(fixed > 0))} of {len(fixed)} over-predicted); raw law {np.abs(raw).mean():.2%} "
+                f"(signed {raw.mean():+.2%}, {int(np.sum(raw > 0))} of {len(raw)} over-predicted)")
 
 
 @dataclass
@@ -358,6 +393,9 @@ def _check(holdout, fit: LawFit, rows: np.ndarray, fit_rows: np.ndarray, scale: 
         return HoldoutCheck(what, fit.chosen, train, [], None)
     fit = _with_seed_noise(fit, settings[rows], observed[rows])
     prediction = predict(fit, held)
+    raw = None
+    if isinstance(fit.law, SupervisedLaw) and fit.law.bias_correction is not None:
+        raw = predict(replace(fit, law=fit.law.without_bias_correction()), held)
     def at(x, i: int) -> float | None:
         return None if x is None else float(np.atleast_1d(x)[i])
 
@@ -369,5 +407,5 @@ def _check(holdout, fit: LawFit, rows: np.ndarray, fit_rows: np.ndarray, scale: 
             dominant = ("extrapolation error" if (at(prediction.extrapolation, i) or 0) >= (at(prediction.noise, i) or 0)
                         else "noise of the runs")
         runs.append(HeldOutRun(int(row), float(observed[row]), at(prediction.value, i), interval,
-                               at(prediction.distance, i), dominant))
+                               at(prediction.distance, i), dominant, None if raw is None else at(raw.value, i)))
     return HoldoutCheck(what, fit.chosen, train, runs, prediction.level)

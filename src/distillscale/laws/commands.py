@@ -16,7 +16,7 @@ from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import Table, console, print_json, progress_printer, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
-from distillscale.laws.lawset import FORM_HELP, LAW_HELP, is_law_file, load_laws
+from distillscale.laws.lawset import FORM_HELP, LAW_HELP, NO_BIAS_CORRECTION_HELP, is_law_file, load_laws
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity, parse_quantity
@@ -40,6 +40,7 @@ class PredictSupervisedSettings(CommandSettings):
     max_penalty: float | None = option(
         None, help=f"with --unique-tokens: the loss penalty from repetition (fraction) the unique data needed "
                    f"should keep within (default: {DEFAULT_MAX_PENALTY:g})")
+    no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
 
     @model_validator(mode="before")
@@ -66,12 +67,15 @@ def predict_supervised(s: PredictSupervisedSettings) -> None:
     from distillscale.laws.predict import predict_supervised as predict
 
     max_penalty = DEFAULT_MAX_PENALTY if s.max_penalty is None else s.max_penalty
-    result = predict(load_laws(s.law), s.params, s.tokens, s.unique_tokens, max_penalty)
+    laws = load_laws(s.law, bias_correction=not s.no_bias_correction)
+    result = predict(laws, s.params, s.tokens, s.unique_tokens, max_penalty)
     for message in result.warnings:
         warn(message)
     if s.as_json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "bias_correction": laws.bias_note()})
         return
+    if laws.bias_note() is not None:
+        console.print(laws.bias_note(), soft_wrap=True, highlight=False)
     console.print(styled(f"L({format_quantity(result.params)} parameters, {format_quantity(result.tokens)} tokens) = ",
                          (f"{result.prediction.value:.4f}", "bold"),
                          f" nats/token{result.prediction.describe()}  (law: {result.law})"))
@@ -100,6 +104,7 @@ class PredictDistillationSettings(CommandSettings):
         None, help="teacher non-embedding parameters")
     teacher_tokens: Annotated[float | None, quantity("--teacher-tokens", kind=Quantity.TOKENS)] = option(
         None, help="teacher pre-training tokens")
+    no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
 
     @model_validator(mode="before")
@@ -116,14 +121,17 @@ def predict_distillation(s: PredictDistillationSettings) -> None:
     """Loss of a student distilled from a teacher: L_S(N_S, D_S, L_T)."""
     from distillscale.laws.predict import predict_distillation as predict
 
-    result = predict(load_laws(s.law), s.student_params, s.student_tokens, teacher_loss=s.teacher_loss,
+    laws = load_laws(s.law, bias_correction=not s.no_bias_correction)
+    result = predict(laws, s.student_params, s.student_tokens, teacher_loss=s.teacher_loss,
                      teacher_params=s.teacher_params, teacher_tokens=s.teacher_tokens)
     for message in result.warnings:
         warn(message)
     if s.as_json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "bias_correction": laws.bias_note()})
     else:
         console.print(_distillation_table(result))
+        if laws.bias_note() is not None:
+            console.print(laws.bias_note(), soft_wrap=True, highlight=False)
 
 
 def _distillation_table(result) -> Table:
@@ -276,6 +284,7 @@ class FitSupervisedSettings(CommandSettings):
         None, help="column of unique tokens U behind each run's tokens: when runs repeat data (D > U), "
                    "the data-constrained form (Muennighoff et al. 2023, R_D*) is a candidate")
     backtest: bool = option(True, help="backtest extrapolation: fit on smaller sizes, predict larger ones")
+    no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     huber_delta: float | None = option(
         None, help="Huber delta of the fits to the runs, on log-loss residuals (default: 1e-3 for "
                    "chinchilla and tied, 1e-4 for busbridge); with --form auto, each form's (the "
@@ -314,7 +323,8 @@ def fit_supervised(s: FitSupervisedSettings) -> None:
             progress=progress_printer("fit"), supervised_options=dict(
                 irreducible_loss=s.irreducible_loss, irreducible_loss_prior=s.irreducible_loss_prior,
                 min_tokens_per_param=s.min_tokens_per_param, backtest=s.backtest, huber_delta=s.huber_delta,
-                bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid) or None, seed=s.seed))
+                bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid) or None, seed=s.seed,
+                bias_correction=not s.no_bias_correction))
     except ParameterError as exc:  # the columns' flags
         raise UserError(exc.for_cli({"total_params": "--total-params-col",
                                      "unique_tokens": "--unique-tokens-col"})) from None

@@ -22,11 +22,15 @@ import numpy as np
 
 from distillscale.checks import checked
 from distillscale.errors import ParameterError
+from distillscale.laws.crossladder import BiasCorrection
 from distillscale.laws.record import FitRecord
 from distillscale.laws.repetition import Repetition, predict_repeated
 from distillscale.laws.uncertainty import Prediction, combine, equivalent_distance
 
 ArrayLike = Any
+# Fixed-point steps of `SupervisedLaw.tokens_reaching` under a bias correction (it moves D by a
+# small factor, so a few steps converge; the loop stops once D moves by less than 1e-10 relative).
+TOKENS_REACHING_STEPS = 50
 
 
 def _pos(x: ArrayLike, name: str = "value") -> np.ndarray:
@@ -114,13 +118,36 @@ class SupervisedLaw:
         return "chinchilla" if self.gamma == 1.0 else "busbridge"
 
     def predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray | float:
-        """Expected validation loss (nats/token) for N non-embedding parameters and D tokens."""
+        """Expected validation loss (nats/token) for N non-embedding parameters and D tokens: the
+        form's value (`raw_predict`), corrected beyond the fitted runs when the law carries a bias
+        correction (`bias_correction`, `laws.crossladder`; 1 inside the runs)."""
+        out = self.raw_predict(N, D)
+        correction = self.bias_correction
+        if correction is None:
+            return out
+        out = np.asarray(out, float) * correction.factor(N, D)
+        return float(out) if out.ndim == 0 else out
+
+    def raw_predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray | float:
+        """The form's own loss (nats/token) at (N, D), without the bias correction."""
         N, D = _pos(N, "N"), _pos(D, "D")
         # Sum the two power terms in log space so huge exponents cannot overflow.
         log_terms = np.logaddexp(np.log(self.A) - self.alpha * np.log(N),
                                  np.log(self.B) - self.beta * np.log(D))
         out = self.E + np.exp(self.gamma * log_terms)
         return float(out) if out.ndim == 0 else out
+
+    @property
+    def bias_correction(self) -> BiasCorrection | None:
+        """The cross-ladder correction of predictions beyond the fitted runs its fit record carries
+        (`laws.crossladder`), or None (a preset, a law fitted with bias_correction=False)."""
+        return self.fit.bias_correction if self.fit is not None else None
+
+    def without_bias_correction(self) -> "SupervisedLaw":
+        """This law with its raw predictions (`--no-bias-correction`): a copy whose record has no correction."""
+        if self.bias_correction is None:
+            return self
+        return replace(self, fit=self.fit.model_copy(update={"bias_correction": None}))
 
     def data_exponent(self, N: ArrayLike) -> np.ndarray | float:
         """The exponent of D at model size N (the same at every N in this form)."""
@@ -143,12 +170,29 @@ class SupervisedLaw:
         return G * (G * np.asarray(D, float)) ** (self.beta / self.alpha)
 
     def tokens_reaching(self, N: ArrayLike, loss: float) -> np.ndarray:
-        """D with L(N, D) = loss for each N (the law inverted); NaN where no D reaches it."""
+        """D with L(N, D) = loss for each N (the law inverted, its bias correction included: the
+        form's inversion at loss / correction, repeated until D stops moving); NaN where no D
+        reaches it."""
         N = np.asarray(_pos(N, "N"), dtype=np.float64)
-        if loss <= self.E:
-            return np.full(N.shape, np.nan)
-        data_term = (loss - self.E) ** (1.0 / self.gamma) - self.A * N ** (-self.alpha)
+        tokens = self._raw_tokens_reaching(N, np.full(N.shape, float(loss)))
+        correction = self.bias_correction
+        if correction is None:
+            return tokens
+        for _ in range(TOKENS_REACHING_STEPS):
+            reached = np.isfinite(tokens)
+            factor = np.asarray(correction.factor(N, np.where(reached, tokens, 1.0)), float)
+            step = self._raw_tokens_reaching(N, loss / factor)
+            moved = np.nanmax(np.abs(np.log(step[reached] / tokens[reached])), initial=0.0)
+            tokens = np.where(reached, step, tokens)
+            if moved < 1e-10:
+                break
+        return tokens
+
+    def _raw_tokens_reaching(self, N: np.ndarray, loss: np.ndarray) -> np.ndarray:
+        """D with the form's own L(N, D) = loss, per N and loss; NaN where no D reaches it."""
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            data_term = np.where(loss > self.E, np.maximum(loss - self.E, 0.0) ** (1.0 / self.gamma), np.nan) \
+                - self.A * N ** (-self.alpha)
             return np.where(data_term > 0, (self.data_coefficient(N) / data_term) ** (1.0 / self.data_exponent(N)),
                             np.nan)
 
@@ -163,13 +207,18 @@ class SupervisedLaw:
 
     def prediction(self, N: ArrayLike, D: ArrayLike) -> Prediction:
         """The prediction with its interval: the bootstrap's (noise) combined with the backtest's
-        extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`)."""
-        value = self.predict(N, D)
-        alternatives = [law.predict(N, D) for law in _profile_laws(self)]
-        boot = _bootstrap_interval(self, lambda c: self.with_coefficients(c).predict(N, D), value, alternatives)
+        extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`); with a
+        bias correction, value and interval corrected and the correction's own uncertainty added
+        (`laws.crossladder.BiasCorrection.apply`)."""
+        value = self.raw_predict(N, D)
+        alternatives = [law.raw_predict(N, D) for law in _profile_laws(self)]
+        boot = _bootstrap_interval(self, lambda c: self.with_coefficients(c).raw_predict(N, D), value, alternatives)
         extrapolation = self.fit.extrapolation_error if self.fit else None
         distance = None if extrapolation is None else _pos(N, "N") / extrapolation.fitted_max
-        return _floored(combine(value, boot, extrapolation, distance, _level(self.fit)), loss_floor(self))
+        prediction = combine(value, boot, extrapolation, distance, _level(self.fit))
+        if self.bias_correction is not None:
+            prediction = self.bias_correction.apply(prediction, N, D, _level(self.fit) or 0.9)
+        return _floored(prediction, loss_floor(self))
 
     def predict_interval(self, N: ArrayLike, D: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
         """(low, high) of `prediction`, or None for a law without a bootstrap or backtest."""

@@ -61,7 +61,7 @@ class InteractionLaw(SupervisedLaw):
         out = self.beta + self.beta1 * np.log(_pos(N, "N") / self.N0)
         return float(out) if np.ndim(out) == 0 else out
 
-    def predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray | float:
+    def raw_predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray | float:
         N, D = _pos(N, "N"), _pos(D, "D")
         beta = self.beta + self.beta1 * np.log(N / self.N0)
         log_terms = np.logaddexp(np.log(self.A) - self.alpha * np.log(N), np.log(self.B) - beta * np.log(D))
@@ -112,7 +112,7 @@ class FarseerLaw(SupervisedLaw):
         out = self.B * np.exp(self.kappa * np.log(_pos(N, "N") / self.N0))
         return float(out) if np.ndim(out) == 0 else out
 
-    def predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray | float:
+    def raw_predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray | float:
         N, D = _pos(N, "N"), _pos(D, "D")
         x = np.log(N / self.N0)
         beta = self.beta * np.exp(self.nu * x)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from distillscale.checks import checked
@@ -50,6 +50,24 @@ class LawSet:
         if self.name in PRESETS and self == PRESETS[self.name]():
             return self.name
         return None
+
+    @property
+    def bias_correction(self):
+        """The supervised law's cross-ladder bias correction (`laws.crossladder`), or None."""
+        return self.supervised.bias_correction if self.supervised is not None else None
+
+    def bias_note(self) -> str | None:
+        """One line saying that predictions beyond the runs are bias-corrected (None: they are raw)."""
+        return None if self.bias_correction is None else self.bias_correction.describe()
+
+    def without_bias_correction(self) -> "LawSet":
+        """These laws with their raw predictions (`--no-bias-correction`): the supervised law without its
+        correction, and the distillation law's student law with it; itself when there is none."""
+        if self.bias_correction is None:
+            return self
+        supervised = self.supervised.without_bias_correction()
+        distillation = None if self.distillation is None else replace(self.distillation, student_law=supervised)
+        return replace(self, supervised=supervised, distillation=distillation)
 
     def require_supervised(self) -> SupervisedLaw:
         if self.supervised is None:
@@ -167,8 +185,19 @@ FORM_HELP = ("auto (the median of the three forms below, refitted into one law o
              "down)")
 
 
-def load_laws(spec: str | Path) -> LawSet:
-    """A preset name or the path of a law JSON file (as written by `fit ... --out`)."""
+# The help of every command's --no-bias-correction (`laws.crossladder`).
+NO_BIAS_CORRECTION_HELP = ("use the law's raw predictions: without the cross-ladder bias correction of predictions "
+                           "beyond the fitted runs that a fitted law carries (docs/validation_pack.md), to compare")
+
+
+def load_laws(spec: str | Path, *, bias_correction: bool = True) -> LawSet:
+    """A preset name or the path of a law JSON file (as written by `fit ... --out`); with
+    `bias_correction=False`, without the cross-ladder correction its supervised law carries."""
+    laws = _load_laws(spec)
+    return laws if bias_correction else laws.without_bias_correction()
+
+
+def _load_laws(spec: str | Path) -> LawSet:
     spec = str(spec)
     if spec in PRESETS:
         return PRESETS[spec]()

@@ -4,6 +4,7 @@
     law.fit.data_range, law.fit.extrapolation_error         # where the law was fitted, its error beyond
     law.fit.selection, law.fit.backtest                      # the candidate forms and the chosen one's backtest
     law.fit.not_identified, law.fit.profile                  # coefficients the runs cannot pin down, E's range
+    law.fit.bias_correction                                  # the cross-ladder correction beyond the runs
 
 `laws.fitting` writes it, `laws.selection` adds the selection and the backtest, and `LawSet`
 saves and loads it as the `fit` of each law in law.json. `schema_version` guards the format: a record
@@ -19,12 +20,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from distillscale.checks import checked
 from distillscale.errors import UserError
+from distillscale.laws.crossladder import BiasCorrection
 from distillscale.laws.schema import Count0, Level, Positive, describe, read_schema_version
 from distillscale.laws.uncertainty import ExtrapolationError
 
 # 2: `profile` (the laws the runs allow for a coefficient they cannot pin down, issue 38).
 # 3: `marginal_e` (E marginalized over a grid in the default fit's member forms, issue 34).
-FIT_SCHEMA_VERSION = 3
+# 4: `bias_correction` (the cross-ladder correction of predictions beyond the runs, issue 64).
+FIT_SCHEMA_VERSION = 4
 
 
 class _Record(BaseModel):
@@ -138,6 +141,9 @@ class FitRecord(_Record):
     selection: Selection | None = None
     backtest: dict[str, Any] | None = None       # the chosen form's backtest (`Backtest.to_dict`)
     extrapolation_error: ExtrapolationError | None = None
+    # The cross-ladder bias model and the summary of the fitted runs: predictions beyond them are
+    # corrected by it (`laws.crossladder`); None: the law's raw predictions.
+    bias_correction: BiasCorrection | None = None
     source: dict[str, Any] | None = None
 
     @model_validator(mode="after")

@@ -59,8 +59,19 @@ def print_fit(title: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck | N
                       f"the other {len(holdout.runs)}: mean {errors.mean():.2%}, max {errors.max():.2%}, "
                       f"{holdout.n_over_predicted} of {len(holdout.runs)} over-predicted (mean signed "
                       f"{holdout.errors.mean():+.2%})" + coverage)
+        if holdout.describe_raw() is not None:
+            console.print(f"hold-out, {holdout.describe_raw()}", soft_wrap=True, highlight=False)
+    note = bias_note(fit)
+    if note is not None:
+        console.print(note, soft_wrap=True, highlight=False)
     for message in fit_warnings(fit, holdout, fit_where):
         warn(message)
+
+
+def bias_note(fit: LawFit) -> str | None:
+    """The one line a bias-corrected supervised law prints (`laws.crossladder`); None for a raw law."""
+    correction = getattr(fit.law, "bias_correction", None)
+    return None if correction is None else correction.describe()
 
 
 def fit_warnings(fit: LawFit, holdout: HoldoutCheck | None, fit_where: str | None) -> list[str]:
@@ -132,4 +143,5 @@ def fit_json(laws_name: str, fit: LawFit, n_dropped: int, holdout: HoldoutCheck 
             "n_runs": record.n_runs, "n_dropped": n_dropped, "data_hash": record.data_hash,
             "holdout": ({"filter": fit_where, **holdout.to_dict([int(line) for line in lines])}
                         if holdout is not None else None),
+            "bias_correction": bias_note(fit),
             "saved_to": str(out) if out else None, "warnings": fit_warnings(fit, holdout, fit_where)}

@@ -26,6 +26,7 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, rolling_origin_folds, run_backtest
+from distillscale.laws.crossladder import BiasCorrection, FitSummary, shipped_model
 from distillscale.laws.ensemble import MedianLawFitter, marginalizes, median_law
 from distillscale.laws.marginal import fit_marginal
 from distillscale.laws.objective import ExponentPrior
@@ -60,7 +61,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    exponent_prior: ExponentPrior | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
                    max_folds: int = MAX_FOLDS, unique_tokens=None, ensemble: bool = True,
-                   marginal_e: bool = False,
+                   marginal_e: bool = False, bias_correction: bool = True,
                    progress: Callable[[str], None] | None = None, **fitter_options) -> LawFit:
     """Fit L(N, D): with form="auto" the median of the three forms refitted into one law
     (`laws.ensemble`), or in one given form.
@@ -96,6 +97,11 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     when it predicts the repeated runs better than counting repeated tokens as new (see
     `fit_with_repetition`).
 
+    `bias_correction` (default True): the law carries the cross-ladder bias model shipped with
+    distillscale (`laws.crossladder`, fitted on the published ladders) and the summary of its runs,
+    so its predictions beyond them are corrected (`SupervisedLaw.predict`); False keeps the raw law
+    (`--no-bias-correction`). The backtest and the intervals' extrapolation part are the raw law's.
+
     `progress(message)`, when given, is told each step as it starts (the backtest of each
     candidate, the final fit with its bootstrap): a default fit of thousands of runs takes minutes."""
     _check_max_folds(max_folds)
@@ -115,11 +121,11 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                              "fitted on non-embedding parameters: drop the total parameters, or leave the form auto",
                              form=form)
     if "unique_tokens" in runs:
-        return fit_with_repetition(runs, form=form, irreducible_loss=irreducible_loss,
-                                   irreducible_loss_prior=irreducible_loss_prior, exponent_prior=exponent_prior,
-                                   min_tokens_per_param=min_tokens_per_param, backtest=backtest,
-                                   max_folds=max_folds, ensemble=ensemble, marginal_e=marginal_e,
-                                   progress=progress, **fitter_options)
+        return with_bias_correction(fit_with_repetition(
+            runs, form=form, irreducible_loss=irreducible_loss, irreducible_loss_prior=irreducible_loss_prior,
+            exponent_prior=exponent_prior, min_tokens_per_param=min_tokens_per_param, backtest=backtest,
+            max_folds=max_folds, ensemble=ensemble, marginal_e=marginal_e, bias_correction=False,
+            progress=progress, **fitter_options), runs, bias_correction)
     N, D, loss = runs["params"], runs["tokens"], runs["loss"]
     columns = {"non-embedding": N}
     if "total_params" in runs:
@@ -214,11 +220,28 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
             with_profile(fitter, columns[candidate.params][rows], D[rows], loss[rows], fitter_options)
         return fitter
 
-    return _select(candidates, [columns[c.params] for c in candidates], loss, eligible, fit_predict, final_fit,
-                   scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
-                   level=fitter_options.get("level", 0.9), fallback=without_backtest,
-                   can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress,
-                   settings=np.column_stack([N, D]))
+    return with_bias_correction(_select(
+        candidates, [columns[c.params] for c in candidates], loss, eligible, fit_predict, final_fit,
+        scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
+        level=fitter_options.get("level", 0.9), fallback=without_backtest,
+        can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress,
+        settings=np.column_stack([N, D])), runs, bias_correction)
+
+
+def with_bias_correction(result: LawFit, runs: dict[str, np.ndarray], enabled: bool = True) -> LawFit:
+    """`result` with its law carrying the shipped cross-ladder bias model (`laws.crossladder`) and
+    the summary of the runs it was fitted on (its N column, its rows), when `enabled` and the model
+    ships; changes and returns `result`."""
+    model = shipped_model()
+    if not enabled or model is None:
+        return result
+    N = runs["total_params"] if result.candidate is not None and getattr(result.candidate, "params", "") == "total" \
+        else runs["params"]
+    rows = np.asarray(result.rows)
+    summary = FitSummary.of_runs(N[rows], runs["tokens"][rows], result.law)
+    result.law.fit = result.law.fit.model_copy(update={"bias_correction": BiasCorrection(model=model,
+                                                                                         summary=summary)})
+    return result
 
 
 def with_profile(fitter, N, D, loss, options: dict) -> None:
