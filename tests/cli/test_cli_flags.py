@@ -53,6 +53,12 @@ ADDED_SINCE = {"prune": None, "fit hyperparameters": None, "predict hyperparamet
 # plans in GPU-hours (issue 65): plan's device, GPUs, MFU, price and throughput table; sweep plan's (it had --gpus)
 ADDED_SINCE["plan"] = ADDED_SINCE["plan"] | {"--gpu", "--gpus", "--mfu", "--price-per-gpu-hour", "--throughput-table"}
 ADDED_SINCE["sweep plan"] = {"--gpu", "--mfu", "--price-per-gpu-hour", "--throughput-table"}
+# the cross-ladder bias correction (issue 64): every command that fits or reads a supervised law can
+# leave it out; `ladder` designs the runs of a ladder
+for _path in ("fit supervised", "predict supervised", "predict distillation", "plan", "report", "demo", "serve"):
+    ADDED_SINCE[_path] = (ADDED_SINCE.get(_path) or set()) | {"--no-bias-correction"}
+ADDED_SINCE["ladder"] = None
+ADDED_SINCE["serve"] |= {"--hyperparameter-law"}   # issue 63 (c5d016c): the page takes fitted hyperparameter laws
 # Recorded flags that repeat since (a single value still reads as before): their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"}}

@@ -68,11 +68,14 @@ def _print_plan(result, settings: PlanSettings) -> None:
             warn(f"{name}: the plan repeats its {format_quantity(settings.unique_tokens)} unique tokens "
                  f"{check.epochs:.3g} times, {check.penalty:.2%} loss above fresh data; it needs "
                  f"{format_quantity(check.unique_tokens_needed)} unique tokens to stay within {settings.max_penalty:.1%}")
-    if settings.as_json:
+    note = result.laws.bias_note() if getattr(result, "laws", None) is not None else None
+    if settings.as_json:  # the plan's record says it too (`bias_correction`)
         print_json(result.to_dict())
         return
     for item in plan_renderables(result):
         console.print(item)
+    if note is not None:
+        console.print(note, soft_wrap=True, highlight=False)
     for name, check in checks.items():
         console.print(f"Repetition ({name}): " + "; ".join(check.describe(format_quantity)))
     if checks and result.kind != "supervised":

@@ -20,7 +20,7 @@ from pydantic import BeforeValidator, ValidationError, field_validator, model_va
 from distillscale.checks import checked
 from distillscale.cli_options import CommandSettings, command_line, option
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.lawset import LAW_HELP, LawSet
+from distillscale.laws.lawset import LAW_HELP, NO_BIAS_CORRECTION_HELP, LawSet
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
 from distillscale.planning.downstream import DOWNSTREAM_LAW_HELP
@@ -144,6 +144,7 @@ class PlanSettings(CommandSettings):
                    "that batch and, above the law's B*, the loss penalty and the tokens that recover it "
                    "(Hoffer et al.'s regime adaptation; default: each run at the law's B*)")
     downstream_law: Path | None = option(None, help=DOWNSTREAM_LAW_HELP)
+    no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write a figure (.png or .svg)")
     overwrite: bool = option(False, help="replace the figure file if distillscale drew it")

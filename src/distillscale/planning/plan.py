@@ -84,6 +84,8 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
     `hyperparameters`: the hyperparameter law object for `settings.hyperparameter_law`, likewise;
     `downstream`: the DownstreamLaw for `settings.downstream_law`, likewise."""
     laws = laws if laws is not None else load_laws(settings.law)
+    if settings.no_bias_correction:  # the supervised law's raw predictions (`laws.crossladder`)
+        laws = laws.without_bias_correction()
     if hyperparameters is None:  # a bad one is refused before the plan is made
         hyperparameters = _hyperparameter_law(settings)
     if downstream is None:

@@ -135,6 +135,7 @@ class Plan:
         record = {**self._record(), "warnings": list(self.warnings)}
         if self.laws.supervised is not None:
             record["supervised_form"] = {"form": self.laws.supervised.form, "description": self.law_form}
+            record["bias_correction"] = self.laws.bias_note()   # laws.crossladder: corrected beyond the runs, or None
         if self.repetition:
             record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
         if self.recipes:

@@ -73,6 +73,8 @@ class CalibrationSettings:
     # DEFAULT_TARGET_SCALE x the largest run; only the size: trained on 20 tokens/parameter.
     target_params: float | None = None
     target_compute: float | None = None
+    # The supervised law's raw predictions, without the cross-ladder bias correction (`laws.crossladder`).
+    no_bias_correction: bool = False
 
     def __post_init__(self) -> None:
         from distillscale.laws.interaction import SUPERVISED_FORM_NAMES
@@ -158,6 +160,7 @@ class Calibration:
             "capacity_gap": self.capacity_gap,
             "distilled_vs_baseline": self.baselines,
             "plan": self.plan,
+            "bias_correction": self.laws.bias_note(),
             "repetition": [curve.to_dict() for curve in self.repetition],
             "laws": self.laws.to_dict(),
         }
@@ -185,7 +188,8 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
                           unique_tokens=unique,
                           teacher_loss=[None] * len(runs.supervised) + [r["teacher_loss"] for r in runs.students],
                           form=settings.form, distillation_form=settings.distillation_form, holdout="largest",
-                          supervised_options={**options, **supervised_grid},
+                          supervised_options={**options, **supervised_grid,
+                                              "bias_correction": not settings.no_bias_correction},
                           distillation_options={**options, **distillation_grid}, skip_failed=True, min_ratios=2,
                           progress=progress)
     result.supervised, result.distillation, result.skipped = laws.supervised, laws.distillation, laws.skipped

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar
 from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import console, err_console, print_json, styled, warn
 from distillscale.io import check_output_dir, check_output_file
-from distillscale.laws.lawset import FORM_HELP
+from distillscale.laws.lawset import FORM_HELP, NO_BIAS_CORRECTION_HELP
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_interval, format_quantity
 
@@ -43,6 +43,7 @@ class ReportSettings(CommandSettings):
     bootstrap: int = option(100, help="bootstrap resamples for the intervals, 0 = none")
     level: float = option(0.9, help="coverage of the intervals")
     seed: int = option(0, help="seed of the bootstrap")
+    no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     overwrite: bool = option(False, help="replace report.html and report.json written by an earlier report")
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
 
@@ -105,6 +106,14 @@ def print_summary(report: dict) -> None:
                           f"parameters, predicts the runs of the {format_quantity(check['held_out_params'])} ones with "
                           f"mean |relative error| {check['mean_abs_relative_error']:.2%} "
                           f"(max {check['max_abs_relative_error']:.2%}){_signs(check)}{coverage}", highlight=False)
+            if check.get("bias_corrected"):
+                raw = check["raw"]
+                console.print(f"  raw law (no bias correction): mean |relative error| {raw['mean_abs_relative_error']:.2%}, "
+                              f"signed {raw['mean_relative_error']:+.2%}, {raw['n_over_predicted']} of "
+                              f"{check['n_held_out']} over-predicted; corrected: signed "
+                              f"{check['mean_relative_error']:+.2%}", highlight=False, soft_wrap=True)
+    if report.get("bias_correction"):
+        console.print(report["bias_correction"], highlight=False, soft_wrap=True)
     plan = report["plan"]
     if "skipped" in plan:
         console.print(f"plan skipped: {plan['skipped']}", highlight=False)
@@ -234,6 +243,7 @@ class DemoSettings(CommandSettings):
                                            "own law, gpu-ladder-h200 (gpu); the sweep directory gets the suffix "
                                            "-lr-law")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
+    no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
 
 
@@ -249,7 +259,8 @@ def demo_command(s: DemoSettings) -> int:
     start = time.perf_counter()
     sweep_dir, report, counts = run_demo(s.out, s.quick, s.workers, progress=lambda m: _progress(m, "demo"),
                                          data=s.data, scale=s.scale, repetition=s.repetition,
-                                         capacity_gap=s.capacity_gap, lr_law=s.lr_law)
+                                         capacity_gap=s.capacity_gap, lr_law=s.lr_law,
+                                         bias_correction=not s.no_bias_correction)
     if s.as_json:
         print_json({**report, "warnings": report_warnings(report)})
     else:

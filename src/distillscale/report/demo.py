@@ -143,13 +143,14 @@ def require_gpus() -> list[str]:
 def run_demo(out: Path | None = None, quick: bool = False, workers: int | None = None,
              progress=lambda message: None, data: Path | None = None,
              scale: str = "micro", repetition: bool = False, capacity_gap: bool = False,
-             lr_law: str | None = None) -> tuple[Path, dict[str, Any], dict[str, int]]:
+             lr_law: str | None = None, bias_correction: bool = True) -> tuple[Path, dict[str, Any], dict[str, int]]:
     """Run the built-in sweep (on `data`, or the default corpus) into `out` (default sweeps/<name>)
     and report on it; returns the sweep directory, report.json's content and the number of runs per
     status. `scale="gpu"` runs the GPU ladder on every visible GPU (refused without one);
     `repetition=True` the repetition sweep (repetition_sweep.toml), whose report fits R_D*;
     `capacity_gap=True` the capacity-gap sweep (capacity_gap_sweep.toml), whose report fits N_T* = k N_S
-    for pruned and from-scratch students; `lr_law` each size's lr from a hyperparameter law."""
+    for pruned and from-scratch students; `lr_law` each size's lr from a hyperparameter law;
+    `bias_correction=False` reports the supervised law's raw predictions (`laws.crossladder`)."""
     from distillscale.sweeps.executors import LocalExecutor
     from distillscale.sweeps.placement import place_runs
     from distillscale.sweeps.runner import default_workers, run_sweep
@@ -175,5 +176,6 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
                        placement=placement)
     progress(f"sweep done in {time.perf_counter() - start:.0f} s: "
              + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
-    _, report = write_report(sweep_dir, sweep_dir, CalibrationSettings(bootstrap=BOOTSTRAP[quick]), progress)
+    _, report = write_report(sweep_dir, sweep_dir, CalibrationSettings(bootstrap=BOOTSTRAP[quick],
+                                                                       no_bias_correction=not bias_correction), progress)
     return sweep_dir, report, counts

@@ -96,13 +96,13 @@ class Planner:
     selected."""
 
     def __init__(self, law_specs: list[str] | None = None, downstream_law: str | Path | None = None,
-                 hyperparameter_laws: list[str] | None = None) -> None:
+                 hyperparameter_laws: list[str] | None = None, bias_correction: bool = True) -> None:
         from distillscale.laws.downstream import load_downstream_law
         from distillscale.laws.hyperparameters import HYPERPARAMETER_PRESETS, load_hyperparameter_law
 
         self.laws: dict[str, LawSet] = {}
         for spec in [*PRESETS, *(law_specs or [])]:
-            self.laws[spec] = load_laws(spec)
+            self.laws[spec] = load_laws(spec, bias_correction=bias_correction)  # laws.crossladder
         # each offered by its path as given, loaded (and refused in one line) now, not by a request
         self.hyperparameter_laws = {**HYPERPARAMETER_PRESETS,
                                     **{str(spec): load_hyperparameter_law(str(spec)) for spec in hyperparameter_laws or []}}
@@ -125,7 +125,8 @@ class Planner:
                 "gpus": _gpus(),
                 "laws": [{"id": spec, "name": laws.name, "file": spec not in PRESETS,
                           "distillation": laws.distillation is not None,
-                          "data_range": _range(laws)} for spec, laws in self.laws.items()]}
+                          "data_range": _range(laws), "bias_correction": laws.bias_note()}
+                         for spec, laws in self.laws.items()]}
 
     def update(self, query: PlanQuery) -> dict:
         """The plan for the controls, its text and command, and its figures' data; or the messages
@@ -168,7 +169,8 @@ class Planner:
             return {"ok": False, "errors": {"plan": _sentence(str(exc))}, "elapsed_ms": _ms(start)}
         response = {"ok": True, "plan": result.to_dict(), "summary": _summary(result),
                     "text": result.as_text(width=110), "cli": command_line(self.settings(query)),
-                    "warnings": result.warnings, "u_curve": _u_curve(result)}
+                    "warnings": result.warnings, "u_curve": _u_curve(result),
+                    "bias_correction": self.laws[query.law].bias_note()}
         response["elapsed_ms"] = _ms(start)
         return response
 

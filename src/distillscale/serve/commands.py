@@ -11,7 +11,7 @@ from pydantic import AfterValidator
 from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import console
 from distillscale.errors import UserError
-from distillscale.laws.lawset import LAW_HELP
+from distillscale.laws.lawset import LAW_HELP, NO_BIAS_CORRECTION_HELP
 from distillscale.planning.downstream import DOWNSTREAM_LAW_HELP
 
 
@@ -31,6 +31,7 @@ class ServeSettings(CommandSettings):
                                                     "(repeatable; the first is selected)")
     port: int = option(8765, min=0, max=65535, help=PORT_HELP)
     host: str = option("127.0.0.1", help=HOST_HELP)
+    no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
 
 
 @command(ServeSettings)
@@ -40,7 +41,8 @@ def serve_command(s: ServeSettings) -> None:
     from distillscale.serve.api import Planner
     from distillscale.serve.server import make_server
 
-    server = make_server(Planner(s.law, s.downstream_law, s.hyperparameter_law), s.host, s.port)
+    server = make_server(Planner(s.law, s.downstream_law, s.hyperparameter_law,
+                                 bias_correction=not s.no_bias_correction), s.host, s.port)
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     console.print(f"planner page at {address} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
     _serve_until_interrupted(server)

@@ -124,6 +124,7 @@ function render(result) {
     item.textContent = text;
     return item;
   }));
+  $("bias-note").textContent = result.bias_correction || "";  // the law's cross-ladder bias correction
   drawUCurve(result.u_curve);
   const f = s.flops, total = f.student + f.teacher_inference + f.teacher_pretraining;
   stackedBar($("flop-split"), [
