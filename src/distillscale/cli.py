@@ -33,6 +33,7 @@ from distillscale.regime.commands import experiment_app
 from distillscale.report.commands import demo_command, report_command
 from distillscale.serve.commands import serve_command, serve_teacher_command
 from distillscale.sweeps.commands import sweep_app
+from distillscale.sweeps.ladder import ladder_command
 from distillscale.sweeps.executors import WORKER_COMMAND, die_with_runner, serve_jobs
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
@@ -92,6 +93,7 @@ app.command("eval")(eval_command)
 app.command("prune")(prune_command)
 app.command("report")(report_command)
 app.command("demo")(demo_command)
+app.command("ladder")(ladder_command)
 
 
 def _serve_sweep_jobs() -> int:
