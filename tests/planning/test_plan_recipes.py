@@ -76,24 +76,28 @@ def test_the_text_shows_each_run_with_units(cli):
     code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
                          "--scenario", "teacher-pretraining")
     assert code == 0, err
-    text = " ".join(out.split())
     plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining")
     r = plan.recipes["teacher-pretraining teacher"]
-    assert "How to run it (hyperparameter law steplaw2025" in text
-    assert (f"teacher-pretraining teacher*: N 2.22B, D 35.1B tokens; peak lr {r.lr:.3g} (90%: " in text
-            and f"batch 610K tokens = {r.batch_sequences:,} sequences x 4,096; {r.steps:,} steps, warmup 2,000 steps; "
-                f"--lr {r.train_lr:.4g}" in text)
-    assert "warmup: 10% of the steps, at most 2,000" in text
-    assert plan.as_text().count("peak lr") == 3  # the student, its teacher, the model pretrained instead
+    text = plan.as_text(width=100)
+    assert "Run sheet (hyperparameter law steplaw2025; *: N or D outside its data)" in text
+    teacher = next(line for line in text.splitlines() if line.startswith("   teacher*"))
+    assert teacher.split() == ["teacher*", "2.22B", "35.1B", f"{r.lr:.3g}", "610K", f"{r.steps:,}", "2,000",
+                               f"{r.train_lr:.4g}"]
+    assert f"{r.lr_interval[0]:.2g}–{r.lr_interval[1]:.2g}" in text and f"{r.batch_sequences:,} seq" in text
+    assert "warmup: 10% of the steps, at most 2,000" in " ".join(out.split())
+    # the student, its teacher, the model pretrained instead: three runs
+    assert sum(line.startswith(("   student", "   teacher", "   no teacher")) for line in text.splitlines()) == 3
 
 
-def test_runs_that_are_one_model_on_the_same_tokens_share_a_line():
-    # best-case spends the whole budget on the student: the same run as the model pretrained instead
+def test_runs_that_are_one_model_on_the_same_tokens_run_the_same_way():
+    # best-case spends the whole budget on the student: the same model and tokens as the model
+    # pretrained instead, so the same recipe; still two runs (one distilled, one without a teacher)
     plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="best-case")
     assert plan.recipes["best-case"].to_dict() == {**plan.recipes["best-case (pretrain instead)"].to_dict(),
                                                    "name": "best-case"}
-    text = plan.as_text()
-    assert text.count("peak lr") == 1 and "best-case, best-case (pretrain instead)*: N 546M, D 236B tokens" in text
+    lines = [line.split()[0] for line in plan.as_text(width=100).splitlines()
+             if line.startswith(("   student", "   no teacher"))]
+    assert lines == ["student*", "no"]
 
 
 def test_a_batch_fixed_above_the_optimum_gets_the_adapted_lr_its_penalty_and_the_tokens_that_recover_it(cli):
@@ -117,9 +121,9 @@ def test_a_batch_fixed_above_the_optimum_gets_the_adapted_lr_its_penalty_and_the
     code, text, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
                           "--scenario", "best-case", "--batch-tokens", "8M")
     text = " ".join(text.split())
-    assert (f"best-case, best-case (pretrain instead): at your batch of 8M tokens ({ratio:.3g}x B* = 1.81M), "
-            f"peak lr {adapted['lr']:.3g} = "
-            f"lr* x (B / B*)^0.4" in text)
+    assert (f"the student for best-case: at your batch of 8M tokens ({ratio:.3g}x B* = 1.81M), "
+            f"peak lr {adapted['lr']:.3g} = lr* x (B / B*)^0.4" in text)
+    assert "the model trained without a teacher for best-case: at your batch of 8M tokens" in text
     assert f"loss +{adapted['loss_penalty']:.2%} at the same tokens, recovered by {factor:.3g}x the tokens" in text
 
 
@@ -215,8 +219,9 @@ def test_the_figure_says_how_to_run_each_run():
     figure = plots.plot_plan(plan)
     written = "\n".join(text.get_text() for text in figure.texts)
     teacher = plan.recipes["teacher-pretraining teacher"]
-    assert "how to run it (hyperparameter law steplaw2025" in written
-    assert f"teacher-pretraining teacher: peak lr {teacher.lr:.3g}, batch 610K ({teacher.batch_sequences:,} seq.)" in written
+    assert "run sheet (hyperparameter law steplaw2025" in written
+    assert (f"the teacher for teacher-pretraining: N 2.22B, D 35.1B, peak lr {teacher.lr:.3g}, batch 610K "
+            f"({teacher.batch_sequences:,} seq.)" in written)
     plots.pyplot().close(figure)
 
 

@@ -231,7 +231,8 @@ def test_the_page_says_how_to_run_the_student_at_the_law_or_a_batch_you_fix(cli)
     static = resources.files("distillscale.serve") / "static"
     html, script = (static / "index.html").read_text(), (static / "app.js").read_text()
     assert 'id="hyperparameter-law-error"' in html and 'id="batch-tokens-error"' in html
-    assert 'batch_tokens: $("batch-tokens").value' in script and re.search(r"function recipeCard", script)
+    assert 'batch_tokens: $("batch-tokens").value' in script and re.search(r"function runSheet", script)
+    assert 'id="run-sheet"' in html
 
     planner = Planner()
     assert planner.laws_info()["hyperparameter_laws"] == {"default": "steplaw2025",
@@ -244,7 +245,8 @@ def test_the_page_says_how_to_run_the_student_at_the_law_or_a_batch_you_fix(cli)
     recipe = response["summary"]["recipe"]
     assert recipe == response["plan"]["recipes"]["best-case"] and recipe["batch_tokens"] == round(8e6 / 4096) * 4096
     assert recipe["regime_adaptation"]["loss_penalty"] > 0 and recipe["lr"] > 0 and recipe["steps"] > 0
-    assert "How to run it (hyperparameter law steplaw2025" in response["text"]
+    assert "Run sheet (hyperparameter law steplaw2025" in response["text"]
+    assert response["plan"]["run_sheet"][0]["uses"] == ["best-case"]
     plain = planner.update(PlanQuery(**{**vars(query), "batch_tokens": ""}))["summary"]["recipe"]
     assert plain["batch_sequences"] == round(plain["optimal_batch_tokens"] / 4096) and plain["regime_adaptation"] is None
     assert plain["batch_tokens"] == plain["batch_sequences"] * 4096   # B* as the whole sequences the run takes

@@ -32,9 +32,9 @@ from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.gpu_hours import with_gpu_hours
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, StudentSearch, positive
-from distillscale.planning.plans import (TEACHER_RUN, ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
-                                         SupervisedOnlyPlan)
+from distillscale.planning.plans import ModeComparison, Plan, ScenarioPlans, StudentSizePlans, SupervisedOnlyPlan
 from distillscale.planning.repetition import is_distilled, model_penalty, repetition_check, with_repetition
+from distillscale.planning.warnings import mode_warnings, plan_warnings
 from distillscale.units import Quantity, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -71,27 +71,27 @@ def plan(law, *, teacher: ExistingTeacher | None = None, on_policy: OnPolicy | N
         batch_tokens (a batch fixed for every run: its lr and, above B*, its loss penalty).
     """
     laws, spec = _load(law)
-    options, hyperparameters = _hyperparameter_option(options)
-    options, downstream = _downstream_option(options)
+    options, given = _given_laws(options)
     settings = PlanSettings.from_python(spec, teacher=teacher, on_policy=on_policy, **options)
-    return plan_from_settings(settings, laws, hyperparameters, downstream)
+    return plan_from_settings(settings, laws, *given)
 
 
 def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyperparameters=None,
-                       downstream=None) -> Plan:
-    """The plan `distillscale plan` prints for `settings` (its output options aside); `laws`: the
-    law set already loaded for `settings.law` (the planner page's, a Python caller's law object);
-    `hyperparameters`: the hyperparameter law object for `settings.hyperparameter_law`, likewise;
-    `downstream`: the DownstreamLaw for `settings.downstream_law`, likewise."""
+                       downstream=None, *, supervised: bool = False) -> Plan:
+    """The plan `distillscale plan` prints for `settings` (its output options aside), the one
+    pipeline every plan takes: the solver's plan (`supervised`: training without a teacher only,
+    `plan_supervised`), repetition, each run's recipe (and a fixed batch's penalties), downstream
+    errors and GPU-hours. `laws`: the law set already loaded for `settings.law` (the planner page's,
+    a Python caller's law object); `hyperparameters`, `downstream`: the law objects for
+    `settings.hyperparameter_law` and `settings.downstream_law`, likewise."""
     laws = laws if laws is not None else load_laws(settings.law)
     if settings.no_bias_correction:  # the supervised law's raw predictions (`laws.crossladder`)
         laws = laws.without_bias_correction()
-    if hyperparameters is None:  # a bad one is refused before the plan is made
-        hyperparameters = _hyperparameter_law(settings)
-    if downstream is None:
-        downstream = _downstream_law(settings)
-    return with_gpu_hours(_with_downstream(_with_recipes(with_repetition(_plan(laws, settings)), hyperparameters),
-                                           downstream))
+    # a law that cannot be read is refused before the plan is made
+    hyperparameters = hyperparameters or _settings_law(settings, "hyperparameter_law")
+    downstream = downstream or _settings_law(settings, "downstream_law")
+    solved = _supervised_plan(laws, settings) if supervised else _plan(laws, settings)
+    return with_gpu_hours(_with_downstream(_with_recipes(with_repetition(solved), hyperparameters), downstream))
 
 
 def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
@@ -102,7 +102,7 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
     if laws.distillation is None:
         if compare or start is not None or teacher is not None:  # options only a distillation law plans
             laws.require_distillation()
-        return _supervised_plan(laws, forward, settings)
+        return _supervised_plan(laws, settings)
     from distillscale.planning.solver import DistillationPlanner
 
     planner = DistillationPlanner(laws, forward, start=start)
@@ -117,7 +117,7 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
         sweeps = [planner.sweep(compute, name, size_range, tokens_per_param,
                                 penalties=penalties if settings.unique_tokens is not None else None)
                   for name in names]
-        warnings += plan_extrapolation_warnings(laws, [s.best for s in sweeps], sweep=True)
+        warnings += plan_warnings(laws, [s.best for s in sweeps], sweep=True)
         return StudentSizePlans(law=laws.name, laws=laws, settings=settings, sweeps=sweeps, warnings=warnings,
                                 planner=planner)
     if teacher is not None:
@@ -127,7 +127,8 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
     else:
         plans = [planner.plan(N_S, compute, name, F_S) for name in names]
     return ScenarioPlans(law=laws.name, laws=laws, settings=settings, plans=plans,
-                         warnings=plan_extrapolation_warnings(laws, plans, sweep=False), planner=planner)
+                         warnings=plan_warnings(laws, plans, sweep=False, given_teacher=teacher is not None),
+                         planner=planner)
 
 
 def plan_supervised(law, *, compute: float, params: float | None = None,
@@ -141,18 +142,14 @@ def plan_supervised(law, *, compute: float, params: float | None = None,
     with `downstream_law`, its predicted downstream error (`plan.downstream`, as `plan`)."""
     laws, spec = _load(law)
     laws.require_supervised()
-    options, hyperparameters = _hyperparameter_option(
-        {"hyperparameter_law": hyperparameter_law} if hyperparameter_law is not None else {})
-    options, downstream = _downstream_option({**options, "downstream_law": downstream_law})
+    options, given = _given_laws({"hyperparameter_law": hyperparameter_law, "downstream_law": downstream_law})
     try:
         settings = PlanSettings.from_python(spec, compute=compute, student_params=params, min_params=min_params,
-                                            max_params=max_params, flops=flops, batch_tokens=batch_tokens, **options)
+                                            max_params=max_params, flops=flops, batch_tokens=batch_tokens,
+                                            **{name: value for name, value in options.items() if value is not None})
     except ParameterError as exc:
         raise exc.renamed({"student_params": "params"}) from None
-    hyperparameters = hyperparameters or _hyperparameter_law(settings)
-    downstream = downstream or _downstream_law(settings)
-    return _with_downstream(_with_recipes(_supervised_plan(laws, _forward_flops(laws, flops, None, None, None),
-                                                           settings), hyperparameters), downstream)
+    return plan_from_settings(settings, laws, *given, supervised=True)
 
 
 def rank_teachers_for(law, *, student_params: float, student_tokens: float,
@@ -174,25 +171,6 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float,
     warnings = extrapolation_warnings(laws, {"the student": student_params, **{
         f"teacher {c.name!r}": c.params for c in candidates}}, {"the student's tokens": student_tokens})
     return replace(ranking, law=laws.name, warnings=warnings)
-
-
-def plan_extrapolation_warnings(laws: LawSet, plans: list[DistillationPlan], sweep: bool) -> list[str]:
-    """One message per quantity of the plans far outside the data: each student against the
-    distillation law's runs, each teacher against the supervised law's."""
-    messages = []
-    for p in plans:
-        name = p.scenario.name
-        student = f"the best {name} student" if sweep else "the student"
-        # a started student: the law is evaluated at its effective tokens, D_eff = m D_S
-        tokens, what = ((p.student_tokens, "tokens") if p.start is None else
-                        (p.start.value * p.student_tokens, "effective tokens (D_eff)"))
-        messages += extrapolation_warnings(
-            laws, {student: p.student_params}, {f"the {name} student's {what}": tokens},
-            {f"the {name} student's {what} per parameter": tokens / p.student_params},
-            students=True)
-        messages += extrapolation_warnings(laws, {f"the {name} teacher": p.teacher_params},
-                                           {f"the {name} teacher's tokens": p.teacher_tokens})
-    return list(dict.fromkeys(messages))
 
 
 def planner_for(laws: LawSet, flops: str = "corrected", n_ctx: int | None = None,
@@ -228,68 +206,54 @@ def _load(law) -> tuple[LawSet, str]:
     return laws, laws.spec or "law.json"
 
 
-# How the command line of a plan names a hyperparameter law given as an object, not loaded from a
-# file (a fit's law, not saved yet): where to save it, as `_load` names a law object "law.json".
-HYPERPARAMETER_FILE = "hp.json"
+# How the command line of a plan names a law given as an object, not loaded from a file (a fit's law,
+# not saved yet): where to save it, as `_load` names a law object "law.json".
+GIVEN_LAW_FILES = {"hyperparameter_law": "hp.json", "downstream_law": "downstream.json"}
 
 
-def _hyperparameter_option(options: dict) -> tuple[dict, object]:
-    """(the options as settings take them, the hyperparameter law object given or None): a name or
-    a path is the settings' to load; an object is kept, named HYPERPARAMETER_FILE in the settings."""
-    given = options.get("hyperparameter_law")
-    if given is None or isinstance(given, str):
-        return options, None
-    if isinstance(given, Path):
-        return {**options, "hyperparameter_law": str(given)}, None
-    return {**options, "hyperparameter_law": HYPERPARAMETER_FILE}, _hyperparameter_object(given)
+def _given_laws(options: dict) -> tuple[dict, tuple]:
+    """(the options as settings take them, (the hyperparameter law object given, the downstream law
+    object given), each None where a name or a path was given, for the settings to load): an object
+    is kept, and named GIVEN_LAW_FILES[option] in the settings."""
+    objects = []
+    for name, file_name in GIVEN_LAW_FILES.items():
+        given = options.get(name)
+        if isinstance(given, Path):
+            options = {**options, name: str(given)}
+        law = None if given is None or isinstance(given, (str, Path)) else _law_object(name, given)
+        options = {**options, name: file_name} if law is not None else options
+        objects.append(law)
+    return options, tuple(objects)
 
 
-def _hyperparameter_object(law):
-    """A HyperparameterLaw given from Python (or a fit's, `ds.fit_hyperparameters(...)`), or ParameterError."""
+def _law_object(name: str, law):
+    """A hyperparameter law (or a fit's, `ds.fit_hyperparameters(...)`) or a downstream law given from
+    Python as `name`, or a ParameterError saying what it takes."""
+    from distillscale.laws.downstream import DownstreamLaw
     from distillscale.laws.hyperparameters import HyperparameterFit, HyperparameterLaw
 
-    if isinstance(law, HyperparameterFit):
-        return law.law
-    if isinstance(law, HyperparameterLaw):
+    if name == "hyperparameter_law" and isinstance(law, (HyperparameterFit, HyperparameterLaw)):
+        return law.law if isinstance(law, HyperparameterFit) else law
+    if name == "downstream_law" and isinstance(law, DownstreamLaw):
         return law
-    raise ParameterError("hyperparameter_law", f"{{}} must be a preset name, a law file or a HyperparameterLaw "
-                                               f"(a fit's .law), got {type(law).__name__}")
+    kind = ("a preset name, a law file or a HyperparameterLaw (a fit's .law)" if name == "hyperparameter_law"
+            else "a law file or a DownstreamLaw (`ds.fit_downstream`'s)")
+    raise ParameterError(name, f"{{}} must be {kind}, got {type(law).__name__}")
 
 
-def _hyperparameter_law(settings: PlanSettings):
-    """The settings' hyperparameter law; one that cannot be read is a ParameterError naming it."""
+def _settings_law(settings: PlanSettings, name: str):
+    """The law the settings name as `name` (hyperparameter_law, or downstream_law: None when none is
+    asked for), loaded; one that cannot be read is a ParameterError naming it."""
+    from distillscale.laws.downstream import load_downstream_law
     from distillscale.laws.hyperparameters import load_hyperparameter_law
 
-    try:
-        return load_hyperparameter_law(settings.hyperparameter_law)
-    except UserError as exc:
-        raise ParameterError.about("hyperparameter_law", f"{ParameterError.NAME}: {exc}") from None
-
-
-# How the command line of a plan names a downstream law given as an object (`ds.fit_downstream`'s, not saved).
-DOWNSTREAM_FILE = "downstream.json"
-
-
-def _downstream_option(options: dict) -> tuple[dict, object]:
-    """(the options as settings take them, the DownstreamLaw given or None), as `_hyperparameter_option`."""
-    from distillscale.laws.downstream import DownstreamLaw
-
-    given = options.get("downstream_law")
-    if not isinstance(given, DownstreamLaw):
-        return options, None
-    return {**options, "downstream_law": DOWNSTREAM_FILE}, given
-
-
-def _downstream_law(settings: PlanSettings):
-    """The settings' downstream law (None: none asked for); one that cannot be read is a ParameterError."""
-    from distillscale.laws.downstream import load_downstream_law
-
-    if settings.downstream_law is None:
+    spec = getattr(settings, name)
+    if spec is None:
         return None
     try:
-        return load_downstream_law(settings.downstream_law)
+        return (load_hyperparameter_law if name == "hyperparameter_law" else load_downstream_law)(spec)
     except UserError as exc:
-        raise ParameterError.about("downstream_law", f"{ParameterError.NAME}: {exc}") from None
+        raise ParameterError.about(name, f"{ParameterError.NAME}: {exc}") from None
 
 
 def _with_downstream(result: Plan, law) -> Plan:
@@ -319,8 +283,7 @@ def _with_recipes(result: Plan, law) -> Plan:
     if settings.student_init != "scratch":  # the students start from a model, not from scratch
         note = (f"the student starts {settings.student_init} (--student-init): the law's rates are for training "
                 "from scratch; a start may want a lower peak rate (unmeasured here)")
-        recipes = {name: replace(recipe, notes=(*recipe.notes, note))
-                   if is_distilled(name) and not name.endswith(TEACHER_RUN.format("")) else recipe
+        recipes = {name: replace(recipe, notes=(*recipe.notes, note)) if is_distilled(name) else recipe
                    for name, recipe in recipes.items()}
     result = replace(result, recipes=recipes)
     if settings.batch_tokens is None:
@@ -408,23 +371,15 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, settings: PlanS
                           on_policy, logit_cache=settings.logit_cache,
                           teacher_remote=settings.teacher_remote, teacher_compute=settings.teacher_compute,
                           unique_tokens=settings.unique_tokens, max_penalty=settings.max_penalty)
-    N_S = settings.student_params
-    warnings = extrapolation_warnings(
-        laws, {"the student": N_S}, {f"the {m.name} student's tokens": m.effective_tokens
-                                     for m in modes if m.mode != "supervised"},
-        {f"the {m.name} student's tokens per parameter": m.effective_tokens / N_S
-         for m in modes if m.mode != "supervised"}, students=True)
-    warnings += extrapolation_warnings(laws, {"the teacher": teacher.params},
-                                       {"the teacher's tokens": teacher.tokens} if teacher.tokens else {})
-    return ModeComparison(law=laws.name, laws=laws, settings=settings, student_params=N_S,
-                          teacher_params=teacher.params, teacher_loss=teacher_loss,
-                          on_policy=on_policy, modes=modes, warnings=list(dict.fromkeys(warnings)),
-                          planner=planner)
+    return ModeComparison(law=laws.name, laws=laws, settings=settings, student_params=settings.student_params,
+                          teacher_params=teacher.params, teacher_loss=teacher_loss, on_policy=on_policy, modes=modes,
+                          warnings=mode_warnings(laws, settings.student_params, modes, teacher), planner=planner)
 
 
-def _supervised_plan(laws: LawSet, forward: ForwardFlops, settings: PlanSettings) -> SupervisedOnlyPlan:
+def _supervised_plan(laws: LawSet, settings: PlanSettings) -> SupervisedOnlyPlan:
     from distillscale.planning.solver import SupervisedPlanner
 
+    forward = _forward_flops(laws, settings.flops, settings.n_ctx, settings.vocab_size, settings.aspect_ratio)
     planner = SupervisedPlanner(laws.require_supervised(), forward)
     compute, search = settings.compute, settings.search
     if settings.student_params is not None:

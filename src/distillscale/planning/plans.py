@@ -26,8 +26,9 @@ from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.options import PlanSettings
 from distillscale.planning.recipes import RunRecipe
 from distillscale.planning.render import plan_text
-from distillscale.planning.repetition import (PRETRAIN_INSTEAD, repeated_distillation, repeated_supervised,
-                                              repeated_sweep, repetition_check)
+from distillscale.planning.run_sheet import run_sheet
+from distillscale.planning.repetition import (BASELINE_RUN, PRETRAIN_INSTEAD, TEACHER_RUN, repeated_distillation,
+                                              repeated_supervised, repeated_sweep, repetition_check)
 from distillscale.planning.results import CANNOT_TELL, far_beyond, interval_or_none
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -140,6 +141,7 @@ class Plan:
             record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
         if self.recipes:
             record["recipes"] = {name: recipe.to_dict() for name, recipe in self.recipes.items()}
+            record["run_sheet"] = [row.to_dict() for row in run_sheet(self)]   # the text's run sheet, row by row
         if self.downstream is not None:
             record["downstream"] = self.downstream.to_dict()
         if self.gpu_hours is not None:
@@ -444,10 +446,6 @@ class ModeComparison(Plan):
                                     for m in self.modes])
 
 
-# The name of the teacher a scenario pre-trains, beside its student.
-TEACHER_RUN = "{} teacher"
-# A sweep's best student's same-size baseline (its loss difference's other side).
-BASELINE_RUN = "{} (baseline at the student's size)"
 
 
 def _scenario_factors(factors: dict[str, float], scenario: str) -> tuple[float, float, float]:

@@ -12,7 +12,8 @@ from distillscale.errors import UserError
 from distillscale.io import atomic_write, figure_metadata, has_signature
 from distillscale.planning.flops import SCENARIOS
 from distillscale.planning.plans import Plan
-from distillscale.planning.render import same_runs
+from distillscale.planning.render import ROLE_WORDS
+from distillscale.planning.run_sheet import run_sheet, uses_text
 from distillscale.planning.results import StudentSweep
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.planning.teacher import TeacherRanking
@@ -96,21 +97,23 @@ def plot_plan(plan: Plan):
         budgets = np.geomspace(plan.compute / 100, plan.compute * 100, 17)
         figure = plot_loss_vs_compute(plan.planner, first.student_params, budgets, plan.compute,
                                       first.flops.student / (3.0 * first.student_tokens))
-    return with_recipes(figure, plan.recipes, [] if plan.downstream is None else plan.downstream.lines())
+    return with_recipes(figure, plan, [] if plan.downstream is None else plan.downstream.lines())
 
 
-def with_recipes(figure, recipes: dict, downstream: list[str] = ()):
-    """`figure` with how to run each of the plan's runs written under it (`planning.recipes`), then
-    `downstream`: the lines of each run's downstream error (`planning.downstream`)."""
+def with_recipes(figure, plan, downstream: list[str] = ()):
+    """`figure` with the plan's run sheet written under it (`planning.run_sheet`: each distinct run,
+    how to run it), then `downstream`: the lines of each run's downstream error (`planning.downstream`)."""
     lines = []
-    if recipes:
-        first = next(iter(recipes.values()))
-        lines = [f"how to run it (hyperparameter law {first.law}; batch in tokens, sequences of {first.n_ctx:,}):"]
-    lines += [textwrap.fill(f"{', '.join(names)}: peak lr {r.lr:.3g}, batch {format_quantity(r.batch_tokens)} "
+    rows = run_sheet(plan) if plan.recipes else []
+    if rows:
+        first = rows[0].recipe
+        lines = [f"run sheet (hyperparameter law {first.law}; batch in tokens, sequences of {first.n_ctx:,}):"]
+    lines += [textwrap.fill(f"{ROLE_WORDS[row.role]} for {uses_text(row)}: N {format_quantity(r.params)}, "
+                            f"D {format_quantity(r.tokens)}, peak lr {r.lr:.3g}, batch {format_quantity(r.batch_tokens)} "
                             f"({r.batch_sequences:,} seq.), {r.steps:,} steps, warmup {r.warmup_steps:,}"
                             + ("" if r.beta2 is None else f", beta2 {r.beta2:g}")
                             + f", --lr {r.train_lr:.4g}",
-                            width=100, subsequent_indent="    ") for names, r in same_runs(recipes)]
+                            width=100, subsequent_indent="    ") for row in rows for r in (row.recipe,)]
     lines += [textwrap.fill(line, width=100, subsequent_indent="    ") for line in downstream]
     if not lines:
         return figure

@@ -74,6 +74,7 @@ class RunRecipe:
     mup_base_width: int | None = MUP_BASE_WIDTH  # muP's base width (None: the model has no muP)
     adaptation: RegimeAdaptation | None = None  # at a batch the user fixed: Hoffer's regime adaptation
     beyond_data: bool = False                  # N or D outside the law's data
+    extrapolation: float = 1.0                 # how far outside, as a factor (`HyperparameterLaw.extrapolation`)
     notes: tuple[str, ...] = field(default=())
     beta2: float | None = None                 # AdamW beta2 (`train --adam-beta2`) the law carries; None: unknown
     warmup_rule: str = WARMUP_RULE             # where `warmup_steps` comes from: WARMUP_RULE or LAW_WARMUP_RULE
@@ -91,7 +92,7 @@ class RunRecipe:
                 "warmup_rule": self.warmup_rule, "beta2": self.beta2, "d_model": self.d_model,
                 "mup_base_width": self.mup_base_width, "train_lr": self.train_lr,
                 "law_lr_unit": self.law_lr_unit, "regime_adaptation": adaptation,
-                "beyond_law_data": self.beyond_data, "notes": list(self.notes)}
+                "beyond_law_data": self.beyond_data, "extrapolation": self.extrapolation, "notes": list(self.notes)}
 
 
 def family_width(params: float, aspect_ratio: float) -> float:
@@ -134,13 +135,13 @@ def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, 
             notes += [note for note in at_batch.notes if note not in notes]
             recommendation = at_batch.model_copy(update={"batch_interval": None if batch_tokens is not None
                                                          else recommendation.batch_interval})
-    notes += [note for note in recommendation.notes if note not in notes]
+    factor, where = law.extrapolation(params, tokens)   # said once for the whole sheet (`extrapolation`)
+    notes = [note for note in notes + [n for n in recommendation.notes if n not in notes] if note != where]
     steps = max(1, math.ceil(tokens / run_batch))
     width = float(model.d_model) if model is not None else family_width(params, aspect_ratio)
     multiplier = model.mup_multiplier if model is not None else family_mup_multiplier(width)
     mup = model is None or model.mup
     unit = law.lr_unit
-    factor = law.extrapolation(params, tokens)[0]
     if recommendation.warmup is None:
         warmup, rule = warmup_steps(steps), WARMUP_RULE
     elif factor > FAR_FACTOR:   # steps measured at the law's scale say little of a run this far from it
@@ -160,7 +161,8 @@ def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, 
                      batch_sequences=sequences, steps=steps, warmup_steps=warmup, d_model=width,
                      train_lr=train_lr(recommendation.lr, unit, width, multiplier),
                      mup_base_width=(model.mup_base_width if model is not None else MUP_BASE_WIDTH) if mup else None,
-                     adaptation=adaptation, beyond_data=factor > 1, notes=tuple(notes), beta2=recommendation.beta2,
+                     adaptation=adaptation, beyond_data=factor > 1, extrapolation=factor, notes=tuple(notes),
+                     beta2=recommendation.beta2,
                      warmup_rule=rule, law_lr_unit=unit.text())
 
 

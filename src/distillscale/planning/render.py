@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
+from distillscale.laws.hyperparameters.law import FAR_FACTOR
 from distillscale.planning.recipes import MUP_BASE_WIDTH
 from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, what_would_tell
+from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained
 from distillscale.units import format_quantity
 
 # Annotations only: the teacher ranking imports SciPy, which `import distillscale.planning.plan` leaves
@@ -63,31 +65,25 @@ class PlanView(Protocol):
 
 
 def plan_renderables(plan: PlanView) -> list:
-    """The tables and notes that show a plan, in print order: the plan, how to run it, and with a
-    loss-to-error law each model's downstream error."""
+    """The tables and notes that show a plan, in print order: a header (the supervised law's form),
+    the plan, its run sheet (how to run each run), and with a loss-to-error law each model's
+    downstream error, with --gpu its GPU time."""
     downstream = [] if plan.downstream is None else plan.downstream.lines()
     form = [] if plan.law_form is None else [f"supervised law form: {plan.law_form}; N and D are planned under it"]
     gpu_hours = [] if getattr(plan, "gpu_hours", None) is None else plan.gpu_hours.renderables()  # plan --gpu
-    return _plan_renderables(plan) + form + recipe_renderables(plan.recipes) + downstream + gpu_hours
+    return form + _plan_renderables(plan) + recipe_renderables(plan) + downstream + gpu_hours
 
 
-def recipe_renderables(recipes: dict) -> list:
-    """How to run each model of a plan (`planning.recipes`): a line per run (one line each, so it
-    reads at any width and copies whole), what the numbers mean and, at a batch the user fixed,
-    each run's regime adaptation."""
-    if not recipes:
+def recipe_renderables(plan: PlanView) -> list:
+    """How to run each run of a plan: its run sheet (`planning.run_sheet`, a row per distinct run),
+    what the numbers mean and, at a batch the user fixed, each run's regime adaptation."""
+    from distillscale.planning.run_sheet import run_sheet, run_sheet_table, uses_text
+
+    if not plan.recipes:
         return []
-    first = next(iter(recipes.values()))
-    out = [styled((f"How to run it (hyperparameter law {first.law}; *: N or D outside its data):", "bold"))]
-    for names, recipe in same_runs(recipes):
-        low, high = recipe.lr_interval
-        out.append(f"{', '.join(names)}{'*' if recipe.beyond_data else ''}: N {format_quantity(recipe.params)}, "
-                   f"D {format_quantity(recipe.tokens)} tokens; peak lr {recipe.lr:.3g} ({recipe.level:.0%}: "
-                   f"{low:.2g} to {high:.2g}); batch {format_quantity(recipe.batch_tokens)} tokens = "
-                   f"{recipe.batch_sequences:,} sequences x {recipe.n_ctx:,}; {recipe.steps:,} steps, warmup "
-                   f"{recipe.warmup_steps:,} steps"
-                   + ("" if recipe.beta2 is None else f"; beta2 {recipe.beta2:g}")
-                   + f"; --lr {recipe.train_lr:.4g}")
+    rows = run_sheet(plan)
+    first = rows[0].recipe
+    out = [run_sheet_table(rows, first.law)]
     batch = ("the batch the law's runs used (it has no B*)" if first.optimal_batch_tokens is None else
              "the batch you fixed" if first.batch_interval is None else "the law's optimal batch B*")
     out.append(f"batch: {batch}, in tokens per optimizer step, run as whole sequences of {first.n_ctx:,} tokens; "
@@ -95,13 +91,13 @@ def recipe_renderables(recipes: dict) -> list:
                f"(law {first.law}'s rate is {_unit_words(first.law_lr_unit)}); --lr: the rate to give `train`/`distill "
                f"--lr` for it (muP trains the hidden matrices at --lr x {first.mup_base_width or MUP_BASE_WIDTH} / "
                "d_model, d_model the run's width)"
-               + ("" if first.beta2 is None else "; beta2: the law's, `train`/`distill --adam-beta2`"))
-    for names, recipe in same_runs(recipes):
-        a = recipe.adaptation
+               + ("" if first.beta2 is None else f"; beta2: the law's, {first.beta2:g} (`train`/`distill --adam-beta2`)"))
+    for row in rows:
+        a = row.recipe.adaptation
         if a is None:
             continue
-        line = (f"{', '.join(names)}: at your batch of {format_quantity(a.batch_tokens)} tokens "
-                f"({a.batch_tokens / a.optimal_batch_tokens:.3g}x B* = {format_quantity(a.optimal_batch_tokens)}), "
+        line = (f"{ROLE_WORDS[row.role]} for {uses_text(row)}: at your batch of {format_quantity(a.batch_tokens)} "
+                f"tokens ({a.batch_tokens / a.optimal_batch_tokens:.3g}x B* = {format_quantity(a.optimal_batch_tokens)}), "
                 f"peak lr {a.lr:.3g} = lr* x (B / B*)^{a.lr_batch_exponent:g} (the law's exponent, not a fixed square root)")
         if a.loss_penalty is not None:
             line += f"; loss +{a.loss_penalty:.2%} at the same tokens"
@@ -109,8 +105,18 @@ def recipe_renderables(recipes: dict) -> list:
             line += (f", recovered by {a.extra_tokens_factor:.3g}x the tokens "
                      f"(+{format_quantity(a.extra_tokens)})")
         out.append(line)
-    out += list(dict.fromkeys(note for recipe in recipes.values() for note in recipe.notes))
+    far = [row.recipe for row in rows if row.recipe.extrapolation > FAR_FACTOR]
+    if far:   # one line for the sheet, not one per run and quantity
+        out.append(f"*: {len(far)} of the {len(rows)} runs lie more than {FAR_FACTOR:g}x outside the N, D (or C) "
+                   f"law {first.law}'s rates were fitted on, up to {max(r.extrapolation for r in far):,.0f}x: their "
+                   f"rates and batches are extrapolations of its power laws (`distillscale predict hyperparameters "
+                   f"--law {first.law}` says how far each is)")
+    out += list(dict.fromkeys(note for recipe in plan.recipes.values() for note in recipe.notes))
     return out
+
+
+# A run sheet row's role in a sentence.
+ROLE_WORDS = {"student": "the student", "teacher": "the teacher", "alone": "the model trained without a teacher"}
 
 
 def _unit_words(text: str) -> str:
@@ -118,16 +124,6 @@ def _unit_words(text: str) -> str:
     from distillscale.laws.hyperparameters.rates import parse_lr_unit
 
     return parse_lr_unit(text).describe()
-
-
-def same_runs(recipes: dict) -> list[tuple[list[str], Any]]:
-    """The recipes with the runs that share one (the same model on the same tokens, as each
-    scenario's model pretrained instead of a given student) under one line: (names, recipe)."""
-    groups: dict = {}
-    for name, recipe in recipes.items():
-        same = repr({key: value for key, value in recipe.to_dict().items() if key != "name"})
-        groups.setdefault(same, ([], recipe))[0].append(name)
-    return list(groups.values())
 
 
 def _plan_renderables(plan: PlanView) -> list:
@@ -205,10 +201,14 @@ def _supervised(plan: PlanView) -> list:
     return [table, plan.note]
 
 
-def _at_cap(value: float | None, bound: float) -> str:
+def _at_cap(value: float | None, bound: float, trained: bool = True) -> str:
+    """A teacher's size or tokens; at the planner's cap, "(cap)", or for a teacher the scenario does
+    not train FREE_TEACHER (its tokens cost nothing here: not a number to act on)."""
     if value is None:
         return "-"
-    return f"{format_quantity(value)}" + (" (cap)" if value >= bound * (1 - 1e-6) else "")
+    if value >= bound * (1 - 1e-6):
+        return FREE_TEACHER if not trained else f"{format_quantity(value)} (cap)"
+    return format_quantity(value)
 
 
 def _interval_cell(prediction) -> str:
@@ -248,7 +248,7 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
         row("law's D_eff = m D_S", lambda p: format_quantity(p.start.value * p.student_tokens) if p.start else "")
     row("teacher params N_T", lambda p: "+".join(map(format_quantity, p.mixture.teacher_params))
         if p.mixture is not None else _at_cap(p.teacher_params, bound))
-    row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound))
+    row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound, trained=teacher_is_trained(p)))
     row("teacher loss L_T", lambda p: f"{p.teacher_loss:.4f}")
     with_intervals = [p for p in plans if p.student_interval is not None]
     if with_intervals:

@@ -20,8 +20,12 @@ from distillscale.laws.repetition import (PUBLISHED, Repetition, RepetitionAsses
 from distillscale.planning.batch_penalty import with_teacher_loss
 from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
 
-# The name of the model trained without a teacher beside a scenario's student.
+# The names of a plan's runs beside a scenario's student (`Plan.runs()`): the model trained without a
+# teacher instead, the teacher the scenario pre-trains, and a sweep's best student's same-size baseline
+# (its loss difference's other side, not a run the plan asks for).
 PRETRAIN_INSTEAD = "{} (pretrain instead)"
+TEACHER_RUN = "{} teacher"
+BASELINE_RUN = "{} (baseline at the student's size)"
 
 
 def model_repetition(laws: LawSet, distilled: bool) -> Repetition:
@@ -52,8 +56,9 @@ def assess_model(laws: LawSet, N: float, D: float, U: float, max_penalty: float,
 
 
 def is_distilled(name: str) -> bool:
-    """Whether a plan's model (by name) is a distilled student (not "supervised", not pretrained instead)."""
-    return name != "supervised" and not name.endswith(PRETRAIN_INSTEAD.format(""))
+    """Whether a plan's run (by name) is a distilled student (not "supervised", not pretrained instead,
+    not a teacher the scenario pre-trains)."""
+    return name != "supervised" and not name.endswith((PRETRAIN_INSTEAD.format(""), TEACHER_RUN.format("")))
 
 
 def repeated_supervised(plan: SupervisedPlan, check: RepetitionAssessment) -> SupervisedPlan:
@@ -109,7 +114,7 @@ def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01) ->
     law = result.laws.require_supervised()
     return {name: assess_model(result.laws, N, D, unique_tokens, max_penalty,
                                loss_fresh=losses[name] if name in losses else float(law.predict(N, D)),
-                               distilled=is_distilled(name) and name in losses)
+                               distilled=is_distilled(name))
             for name, (N, D) in result.runs().items()}
 
 

@@ -115,10 +115,10 @@ function render(result) {
     cards.push(card("teacher N_T, D_T", `${quantity(s.teacher_params)} · ${quantity(s.teacher_tokens)}`,
                     `teacher loss L_T ${loss(s.teacher_loss)}`));
   }
-  if (s.recipe) cards.push(recipeCard(s.recipe));
   if (s.downstream) cards.push(downstreamCard(s.downstream));
   if (s.gpu_hours) cards.push(gpuCard(s.gpu_hours));
   $("cards").innerHTML = cards.join("");
+  $("run-sheet").innerHTML = runSheet(result.plan.run_sheet || []);
   $("warnings").replaceChildren(...result.warnings.map(text => {
     const item = document.createElement("li");
     item.textContent = text;
@@ -137,17 +137,23 @@ function render(result) {
   $("plan-json").textContent = JSON.stringify(result.plan);
 }
 
-// How to run the student: its peak lr and batch from the hyperparameter law (`planning.recipes`).
-function recipeCard(r) {
-  const lr = v => Number(v.toPrecision(3)).toExponential().replace("e+", "e");
-  const adapted = r.regime_adaptation;
-  const penalty = adapted && adapted.loss_penalty !== null
-    ? `; at your batch: loss +${(100 * adapted.loss_penalty).toFixed(2)}%` : "";
-  return card(`how to run it (${r.hyperparameter_law})`, `peak lr ${lr(r.lr)} · batch ${quantity(r.batch_tokens)}`,
-              `${r.batch_sequences.toLocaleString("en")} × ${r.n_ctx.toLocaleString("en")} tokens, ` +
-              `${r.steps.toLocaleString("en")} steps, warmup ${r.warmup_steps.toLocaleString("en")}` +
-              (r.beta2 === null || r.beta2 === undefined ? "" : `, beta2 ${r.beta2}`) +
-              `; --lr ${lr(r.train_lr)}` + penalty);
+// The plan's run sheet (`planning.run_sheet`): a row per distinct run, the rows `plan --json` carries
+// as "run_sheet" and the text prints, so the three agree row by row.
+const ROLES = { student: "student", teacher: "teacher", alone: "no teacher" };
+function runSheet(rows) {
+  if (!rows.length) return "";
+  const lr = v => Number(v.toPrecision(3)).toString();
+  const gpu = rows.some(r => r.gpu_hours !== null);
+  const head = ["run", "for", "N", "D", "peak lr (90%)", "batch", "steps", "warmup", "--lr"].concat(gpu ? ["GPU-h"] : []);
+  const cell = text => `<td>${text}</td>`;
+  const body = rows.map(r => "<tr>" + [
+    ROLES[r.role] + (r.beyond_law_data ? "*" : ""), r.uses.join(", "), quantity(r.params), quantity(r.tokens),
+    `${lr(r.lr)} (${lr(r.lr_interval[0])}–${lr(r.lr_interval[1])})`,
+    `${quantity(r.batch_tokens)} (${r.batch_sequences.toLocaleString("en")} seq)`,
+    r.steps.toLocaleString("en"), r.warmup_steps.toLocaleString("en"), Number(r.train_lr.toPrecision(4)).toString(),
+  ].concat(gpu ? [r.gpu_hours === null ? "" : Number(r.gpu_hours.toPrecision(3)).toString()] : []).map(cell).join("") + "</tr>");
+  return `<caption>Run sheet: how to run each run (*: N or D outside the hyperparameter law's data)</caption>` +
+         `<thead><tr>${head.map(h => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody>`;
 }
 
 // The student's predicted downstream error under `serve --downstream-law` (`planning.downstream`).

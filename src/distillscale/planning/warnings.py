@@ -1,0 +1,59 @@
+"""What a plan warns about: a number of the plan far outside the data behind its laws
+(`laws.extrapolation.extrapolation_warnings`), only where it is a number the user chose or will act
+on (issue 66). A teacher the scenario does not train (best-case's free teacher, the existing teacher
+of teacher-inference that the plan chose) is none of those: its size and tokens only say which
+teacher gives the loss L_T, and where the solver let its tokens run to the cap it is shown as "free,
+not trained" (`FREE_TEACHER`), never warned about as an extrapolation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from distillscale.laws.extrapolation import extrapolation_warnings
+from distillscale.laws.lawset import LawSet
+
+if TYPE_CHECKING:
+    from distillscale.planning.results import DistillationPlan
+
+# A teacher's tokens the solver let run to the planner's cap, in a scenario that does not train it.
+FREE_TEACHER = "free, not trained"
+
+
+def teacher_is_trained(plan: DistillationPlan) -> bool:
+    """Whether the plan's scenario pays for its teacher's pre-training (the user will train it)."""
+    return bool(plan.scenario.teacher_pretraining)
+
+
+def plan_warnings(laws: LawSet, plans: list[DistillationPlan], sweep: bool, given_teacher: bool = False) -> list[str]:
+    """One message per quantity of the plans far outside the data: each student against the
+    distillation law's runs; each teacher against the supervised law's, where the scenario trains
+    it or the user gave it (`given_teacher`)."""
+    messages = []
+    for p in plans:
+        name = p.scenario.name
+        student = f"the best {name} student" if sweep else "the student"
+        # a started student: the law is evaluated at its effective tokens, D_eff = m D_S
+        tokens, what = ((p.student_tokens, "tokens") if p.start is None else
+                        (p.start.value * p.student_tokens, "effective tokens (D_eff)"))
+        messages += extrapolation_warnings(
+            laws, {student: p.student_params}, {f"the {name} student's {what}": tokens},
+            {f"the {name} student's {what} per parameter": tokens / p.student_params},
+            students=True)
+        if teacher_is_trained(p) or given_teacher:
+            messages += extrapolation_warnings(laws, {f"the {name} teacher": p.teacher_params},
+                                               {f"the {name} teacher's tokens": p.teacher_tokens})
+    return list(dict.fromkeys(messages))
+
+
+def mode_warnings(laws: LawSet, student_params: float, modes: list, teacher) -> list[str]:
+    """A mode comparison's: the student's tokens in each distilled mode (the distillation law's
+    data), and the teacher the user gave (the supervised law's)."""
+    distilled = [m for m in modes if m.mode != "supervised"]
+    warnings = extrapolation_warnings(
+        laws, {"the student": student_params}, {f"the {m.name} student's tokens": m.effective_tokens for m in distilled},
+        {f"the {m.name} student's tokens per parameter": m.effective_tokens / student_params for m in distilled},
+        students=True)
+    warnings += extrapolation_warnings(laws, {"the teacher": teacher.params},
+                                       {"the teacher's tokens": teacher.tokens} if teacher.tokens else {})
+    return list(dict.fromkeys(warnings))
