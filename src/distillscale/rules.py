@@ -9,7 +9,7 @@ the engine's config reads them without the laws or the planner):
 - the rate at another batch (`lr_at_batch`): lr x (B / B_ref)^exponent. The engine's `--lr-scaling`
   names its exponent (`LR_SCALING_EXPONENTS`: Hoffer et al.'s square root, Goyal et al.'s linear
   rule, none) from `--reference-batch-size` (`regime.schedules.scale_learning_rate`); a
-  hyperparameter law fits its own, d ln lr* / d ln B, from its B* (`HyperparameterLaw.regime_adaptation`).
+  hyperparameter law fits its own, d ln lr* / d ln B, from its B* (`HyperparameterLaw.at_batch`).
 """
 
 from __future__ import annotations

@@ -79,10 +79,10 @@ def test_the_backtest_leaves_the_largest_cells_out_and_recovers_their_optima():
     assert [(c.lr_interval[0] or 0) < c.lr < (c.lr_interval[1] or math.inf) for c in fit.cells] == [True] * 6
 
 
-def test_regime_adaptation_uses_the_fitted_exponent_and_prices_the_batch(tmp_path):
+def test_the_rate_at_a_fixed_batch_uses_the_fitted_exponent_and_prices_the_batch(tmp_path):
     law = ds.fit_hyperparameters(grid(), bootstrap=0).law
     optimal = law.recommend(4e8, 1e10)
-    adapted = law.regime_adaptation(4e8, 1e10, 8 * optimal.batch_tokens)
+    adapted = law.at_batch(4e8, 1e10, 8 * optimal.batch_tokens)
     assert adapted.lr == pytest.approx(optimal.lr * 8 ** law.lr_batch_exponent)
     assert law.lr_batch_exponent != 0.5 and adapted.loss_penalty > 0
     assert adapted.extra_tokens_factor > 1 and adapted.extra_tokens > 0

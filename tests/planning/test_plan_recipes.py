@@ -55,7 +55,7 @@ def test_each_run_of_a_plan_carries_its_lr_batch_steps_and_warmup_in_the_json(cl
         d_model = (params * ASPECT_RATIO / 12) ** (1 / 3)
         assert r["law_lr_unit"] == "peak" and r["d_model"] == pytest.approx(d_model)
         assert r["train_lr"] == pytest.approx(r["lr"] * d_model / 256)
-        assert r["regime_adaptation"] is None
+        assert r["batch_adaptation"] is None
 
 
 @pytest.mark.parametrize("options, names", [
@@ -111,7 +111,7 @@ def test_a_batch_fixed_above_the_optimum_gets_the_adapted_lr_its_penalty_and_the
     assert ratio > 4 and r["batch_tokens"] == batch and r["optimal_batch_tokens"] == pytest.approx(optimum)
     assert r["batch_sequences"] == round(8e6 / N_CTX) and r["batch_interval"] is None
     # steplaw2025's fitted batch exponent (0.40, not Hoffer's fixed 0.5) and ridge curvature (0.005)
-    adapted = r["regime_adaptation"]
+    adapted = r["batch_adaptation"]
     assert r["lr"] == adapted["lr"] == pytest.approx(lr * ratio ** 0.40)
     assert adapted["lr_batch_exponent"] == 0.40
     assert adapted["loss_penalty"] == pytest.approx(0.005 * math.log(ratio) ** 2)

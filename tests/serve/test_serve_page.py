@@ -244,11 +244,11 @@ def test_the_page_says_how_to_run_the_student_at_the_law_or_a_batch_you_fix(cli)
                                          "best-case", "--batch-tokens", "8M")
     recipe = response["summary"]["recipe"]
     assert recipe == response["plan"]["recipes"]["best-case"] and recipe["batch_tokens"] == round(8e6 / 4096) * 4096
-    assert recipe["regime_adaptation"]["loss_penalty"] > 0 and recipe["lr"] > 0 and recipe["steps"] > 0
+    assert recipe["batch_adaptation"]["loss_penalty"] > 0 and recipe["lr"] > 0 and recipe["steps"] > 0
     assert "Run sheet (hyperparameter law steplaw2025" in response["text"]
     assert response["plan"]["run_sheet"][0]["uses"] == ["best-case"]
     plain = planner.update(PlanQuery(**{**vars(query), "batch_tokens": ""}))["summary"]["recipe"]
-    assert plain["batch_sequences"] == round(plain["optimal_batch_tokens"] / 4096) and plain["regime_adaptation"] is None
+    assert plain["batch_sequences"] == round(plain["optimal_batch_tokens"] / 4096) and plain["batch_adaptation"] is None
     assert plain["batch_tokens"] == plain["batch_sequences"] * 4096   # B* as the whole sequences the run takes
     for change, control, says in (({"batch_tokens": "lots"}, "batch-tokens", "the batch must be a positive number"),
                                   ({"hyperparameter_law": "/etc/hostname"}, "hyperparameter-law",

@@ -1,5 +1,5 @@
 """A plan at a batch the user fixed (`plan --batch-tokens`, the planner page's batch): each run's
-loss penalty against its B* (the hyperparameter law's ridge, `HyperparameterLaw.regime_adaptation`,
+loss penalty against its B* (the hyperparameter law's ridge, `HyperparameterLaw.at_batch`,
 as each run's recipe carries it) is in the losses, intervals, verdicts and downstream errors the
 plan shows, as a limited corpus's repetition penalty is (`planning.repetition`); the plan at each
 run's own B* is kept beside it (`Plan.at_optimal_batch`).

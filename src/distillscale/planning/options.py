@@ -142,7 +142,7 @@ class PlanSettings(CommandSettings):
     batch_tokens: Annotated[float | None, quantity("--batch-tokens", kind=Quantity.TOKENS)] = option(
         None, help="a batch you fix for every run, in tokens (e.g. 4M, to fill many GPUs): each run's lr at "
                    "that batch and, above the law's B*, the loss penalty and the tokens that recover it "
-                   "(Hoffer et al.'s regime adaptation; default: each run at the law's B*)")
+                   "(the law's batch exponent and ridge; default: each run at the law's B*)")
     downstream_law: Path | None = option(None, help=DOWNSTREAM_LAW_HELP)
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")

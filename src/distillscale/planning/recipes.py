@@ -10,7 +10,7 @@ The rules, stated once here:
 - the law is evaluated at the run's N (non-embedding parameters) and D (the tokens it trains on);
 - batch: the law's B* (or the batch the user fixed, `--batch-tokens`), as whole sequences of the
   run's context, round(B / n_ctx) and at least one; the run's batch is those sequences, and its rate
-  is the law's at that batch (Hoffer's regime adaptation with the law's exponent, where it has one);
+  is the law's at that batch (`HyperparameterLaw.at_batch`: the law's exponent, where it has one);
   steps = ceil(D / (sequences x n_ctx)); the context is the plan's, or a `--student-model`'s own
   (at most the plan's) for the runs of that model only;
 - warmup: the law's, where it carries one (the warmup steps of its runs, `fit hyperparameters
@@ -23,9 +23,9 @@ The rules, stated once here:
   aspect ratio, `planning.flops.GATED_FFN_OMEGA`, exact for a `--student-model`), and `train_lr` the
   `--lr` that trains them there (`rates.train_lr`: under muP, the family's default, the hidden
   matrices train at --lr x base_width / d_model; a model without muP takes the peak rate itself);
-- a batch above B* (Hoffer et al.'s regime adaptation): the rate at that batch with the law's fitted
-  exponent, the loss penalty at the same tokens and the tokens that recover it
-  (`HyperparameterLaw.regime_adaptation`); a law that cannot give them says so in the recipe's notes.
+- a batch above B*: the rate at that batch with the law's fitted exponent (`distillscale.rules.lr_at_batch`,
+  not a fixed square root), the loss penalty at the same tokens and the tokens that recover it
+  (`HyperparameterLaw.at_batch`); a law that cannot give them says so in the recipe's notes.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from distillscale.rules import WARMUP_RULE, warmup_steps
 from distillscale.units import format_quantity
 
 if TYPE_CHECKING:  # SciPy: loaded on the first plan
-    from distillscale.laws.hyperparameters import HyperparameterLaw, RegimeAdaptation
+    from distillscale.laws.hyperparameters import HyperparameterLaw, BatchAdaptation
 
 DEFAULT_HYPERPARAMETER_LAW = "steplaw2025"
 HYPERPARAMETER_LAW_HELP = ("the law that gives each run's peak learning rate and batch: a preset (steplaw2025, "
@@ -72,7 +72,7 @@ class RunRecipe:
     d_model: float                             # its width (the family's at N, or the model's own)
     train_lr: float                            # `train`/`distill --lr` that trains the hidden matrices at `lr`
     mup_base_width: int | None = MUP_BASE_WIDTH  # muP's base width (None: the model has no muP)
-    adaptation: RegimeAdaptation | None = None  # at a batch the user fixed: Hoffer's regime adaptation
+    adaptation: BatchAdaptation | None = None  # at a batch the user fixed: its rate, penalty, recovering tokens
     beyond_data: bool = False                  # N or D outside the law's data
     extrapolation: float = 1.0                 # how far outside, as a factor (`HyperparameterLaw.extrapolation`)
     notes: tuple[str, ...] = field(default=())
@@ -91,7 +91,7 @@ class RunRecipe:
                 "batch_sequences": self.batch_sequences, "steps": self.steps, "warmup_steps": self.warmup_steps,
                 "warmup_rule": self.warmup_rule, "beta2": self.beta2, "d_model": self.d_model,
                 "mup_base_width": self.mup_base_width, "train_lr": self.train_lr,
-                "law_lr_unit": self.law_lr_unit, "regime_adaptation": adaptation,
+                "law_lr_unit": self.law_lr_unit, "batch_adaptation": adaptation,
                 "beyond_law_data": self.beyond_data, "extrapolation": self.extrapolation, "notes": list(self.notes)}
 
 
@@ -184,7 +184,7 @@ def hyperparameter_warning(params: float, tokens: float, lr: float, batch_tokens
     outside the law's data, where its recommendation would be an extrapolation (a micro-scale run).
 
     The run's peak rate is the one its hidden matrices train at (`--lr` x muP's multiplier, 1 without
-    muP), compared with the law's rate at the run's own batch (Hoffer's regime adaptation, where the
+    muP), compared with the law's rate at the run's own batch (`HyperparameterLaw.at_batch`, where the
     law has a batch exponent) in the same unit (`rates.LrUnit.hidden_lr` at the run's width `d_model`;
     a law in muP base units is not compared when the width is unknown); its batch (tokens per
     optimizer step) with the law's interval on B*."""

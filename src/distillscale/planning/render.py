@@ -76,7 +76,7 @@ def plan_renderables(plan: PlanView) -> list:
 
 def recipe_renderables(plan: PlanView) -> list:
     """How to run each run of a plan: its run sheet (`planning.run_sheet`, a row per distinct run),
-    what the numbers mean and, at a batch the user fixed, each run's regime adaptation."""
+    what the numbers mean and, at a batch the user fixed, each run's rate, penalty and recovering tokens there."""
     from distillscale.planning.run_sheet import run_sheet, run_sheet_table, uses_text
 
     if not plan.recipes:

@@ -15,7 +15,7 @@ from distillscale.lazy import lazy_exports
 # config, which must not load SciPy for it.
 _EXPORTS = {
     **dict.fromkeys(("HyperparameterFit", "fit_hyperparameters", "score_cells"), "distillscale.laws.hyperparameters.fit"),
-    **dict.fromkeys(("HyperparameterLaw", "PowerLaw", "Recommendation", "RegimeAdaptation"),
+    **dict.fromkeys(("HyperparameterLaw", "PowerLaw", "Recommendation", "BatchAdaptation"),
                     "distillscale.laws.hyperparameters.law"),
     **dict.fromkeys(("HYPERPARAMETER_PRESETS", "load_hyperparameter_law"), "distillscale.laws.hyperparameters.presets"),
     **dict.fromkeys(("CellOptimum", "CellScore", "FitSummary", "SettingChoice"), "distillscale.laws.hyperparameters.records"),

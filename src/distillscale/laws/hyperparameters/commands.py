@@ -161,7 +161,7 @@ class PredictHyperparametersSettings(CommandSettings):
     tokens: Annotated[float, quantity("--tokens", kind=Quantity.TOKENS)] = option(..., help="training tokens, e.g. 20B")
     batch_tokens: Annotated[float | None, quantity("--batch-tokens", kind=Quantity.TOKENS)] = option(
         None, help="a batch size (tokens) you fixed: the lr to use at it, its loss penalty against B* and the tokens "
-                   "that recover it (Hoffer et al.'s regime adaptation)")
+                   "that recover it (the law's batch exponent, not a fixed square root)")
     as_json: bool = option(False, flag="--json", help="print JSON")
 
 

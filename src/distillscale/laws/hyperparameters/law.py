@@ -1,12 +1,12 @@
 """A hyperparameter law: the optimal peak learning rate and batch size (tokens) as power laws in N
 (non-embedding parameters) and D (training tokens), with intervals, and what it knows of the surface
 around the optimum (the batch exponent of the optimal rate, the loss's rise along the ridge, the
-loss's slope in D) for Hoffer's regime adaptation.
+loss's slope in D) for the rate and the loss at a batch other than B*.
 
     law = load_hyperparameter_law("steplaw2025")          # a preset, or a file `fit hyperparameters` wrote
     rec = law.recommend(1e9, 20e9)                          # Recommendation: lr, batch_tokens, intervals
     rec = law.recommend(1e9, 20e9, batch_tokens=4e6)        # the lr at that batch, its loss penalty
-    law.regime_adaptation(1e9, 20e9, 4e6)                   # RegimeAdaptation
+    law.at_batch(1e9, 20e9, 4e6)                            # BatchAdaptation
     law.save("hp.json")
 
 A law file carries `format` and `schema_version`; a newer or malformed file is refused in one line.
@@ -92,8 +92,8 @@ class PowerLaw(_Record):
         return None
 
 
-class RegimeAdaptation(_Record):
-    """Hoffer et al.'s regime adaptation at a batch the user fixed: the rate to use there (the law's
+class BatchAdaptation(_Record):
+    """A batch the user fixed (not B*): the rate to use there (the law's
     batch exponent, not a fixed square root), the loss penalty at the same tokens against B*, and
     the tokens that recover it. A field the law cannot give is None and `notes` says why."""
 
@@ -122,7 +122,7 @@ class Recommendation(_Record):
     lr_batch_exponent: float | None                # d ln lr* / d ln B (Hoffer's sqrt rule: 0.5)
     penalty: float | None                          # relative loss penalty of the batch against B*
     level: float
-    adaptation: RegimeAdaptation | None = None
+    adaptation: BatchAdaptation | None = None
     extrapolation: float = 1.0                     # how far (N, D) lies outside the law's data, as a factor
     beta2: float | None = None                     # AdamW beta2 the law's runs chose or held (None: unknown)
     warmup: float | None = None                    # warmup steps the law's runs chose or held (None: unknown)
@@ -134,7 +134,7 @@ class Recommendation(_Record):
 
 
 class HyperparameterLaw(_Record):
-    """lr*(N, D) and B*(N, D), with the surface facts regime adaptation needs (None when unknown).
+    """lr*(N, D) and B*(N, D), with the surface facts a batch other than B* needs (None when unknown).
     When the runs did not vary the batch within a cell, `batch` is None and the lr law is for the
     batch the runs used: `fixed_batch_tokens` (one batch throughout) or `batch_used` (each size its
     own batch: a power law through the cells' batches, a description of the runs, not an optimum)."""
@@ -199,7 +199,7 @@ class HyperparameterLaw(_Record):
 
     def recommend(self, params: float, tokens: float, batch_tokens: float | None = None) -> Recommendation:
         """The recommended peak lr and batch at N non-embedding parameters and D tokens; with
-        `batch_tokens`, the lr at that batch (regime adaptation) and its loss penalty."""
+        `batch_tokens`, the lr at that batch (`at_batch`) and its loss penalty."""
         params, tokens = _positive("params", params), _positive("tokens", tokens)
         lr, lr_interval = self.lr(params, tokens), self.lr.interval(params, tokens, self.level)
         factor, where = self.extrapolation(params, tokens)
@@ -251,7 +251,7 @@ class HyperparameterLaw(_Record):
                                   batch_tokens=optimal, batch_interval=self.batch.interval(params, tokens, self.level),
                                   optimal_batch_tokens=optimal, lr_batch_exponent=self.lr_batch_exponent,
                                   penalty=0.0, level=self.level, notes=notes)
-        adaptation = self.regime_adaptation(params, tokens, batch_tokens)
+        adaptation = self.at_batch(params, tokens, batch_tokens)
         return Recommendation(law=self.name, params=params, tokens=tokens, lr=adaptation.lr,
                               lr_interval=self._adapted_interval(lr, lr_interval, adaptation),
                               batch_tokens=adaptation.batch_tokens, batch_interval=None, optimal_batch_tokens=optimal,
@@ -269,7 +269,7 @@ class HyperparameterLaw(_Record):
         return tuple(self.lr_batch_exponent + offset for offset in BATCH_EXPONENT_SPREAD)
 
     def _adapted_interval(self, lr: float, lr_interval: tuple[float, float],
-                          adaptation: RegimeAdaptation) -> tuple[float, float]:
+                          adaptation: BatchAdaptation) -> tuple[float, float]:
         """The interval of the rate at the user's batch: the law's interval of lr* moved with the
         rate, widened (in ln space, in quadrature: two independent spreads at one level) by where
         the batch exponent may lie times ln(B / B*). B*'s own uncertainty is left out: lr* and B*
@@ -282,7 +282,7 @@ class HyperparameterLaw(_Record):
         above = math.hypot(moved[1], max(0.0, max(shifts)))
         return adaptation.lr * math.exp(-below), adaptation.lr * math.exp(above)
 
-    def regime_adaptation(self, params: float, tokens: float, batch_tokens: float) -> RegimeAdaptation:
+    def at_batch(self, params: float, tokens: float, batch_tokens: float) -> BatchAdaptation:
         """At a batch the user fixed (say, above B* to fill many GPUs): the rate to use there, the
         loss penalty at the same tokens and the extra tokens that recover it."""
         params, tokens = _positive("params", params), _positive("tokens", tokens)
@@ -314,7 +314,7 @@ class HyperparameterLaw(_Record):
                              "cannot give the tokens that recover the penalty")
             else:
                 factor = (1 + penalty) ** (-1 / self.loss_tokens_exponent)
-        return RegimeAdaptation(batch_tokens=batch_tokens, optimal_batch_tokens=optimal, lr=lr,
+        return BatchAdaptation(batch_tokens=batch_tokens, optimal_batch_tokens=optimal, lr=lr,
                                 lr_batch_exponent=self.lr_batch_exponent, loss_penalty=penalty,
                                 extra_tokens_factor=factor,
                                 extra_tokens=None if factor is None else tokens * (factor - 1), notes=notes)
