@@ -135,7 +135,7 @@ def test_page_labels_read_as_english():
 # --- 19: the warnings are in the JSON too ---------------------------------------------------------
 
 @pytest.mark.parametrize("args", [
-    ["plan", "--compute", "1e24", "--student-params", "20B"],
+    ["plan", "--compute", "1e25", "--student-params", "200B"],   # the student and the teachers it trains, far out
     ["predict", "supervised", "--params", "1T", "--tokens", "20T"],
     ["predict", "distillation", "--student-params", "1T", "--student-tokens", "20T", "--teacher-loss", "2"],
     ["teacher", "--student-params", "100B", "--student-tokens", "20T"],

@@ -153,20 +153,21 @@ def test_max_penalty_without_unique_tokens_is_refused(cli):
 
 def test_a_plans_verdict_weighs_the_repetition_of_the_student_and_of_the_model_pretrained_instead():
     """The verdict compared fresh-data losses; the model pretrained instead reads the whole budget
-    in tokens (several times the student's), so a corpus limit penalises it more."""
+    in tokens (several times the student's), so a corpus limit penalises it more. Here the teacher
+    exists (teacher-inference): it does not repeat the corpus."""
     import distillscale as ds
 
-    fresh = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining")
-    limited = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining",
-                      unique_tokens=2e9)
+    options = dict(compute=4e21, student_params=546e6, scenario="teacher-inference")
+    fresh, limited = ds.plan("busbridge2025", **options), ds.plan("busbridge2025", **options, unique_tokens=2e9)
     p = limited.plans[0]
     checks = limited.repetition
-    assert checks["teacher-pretraining (pretrain instead)"].epochs == pytest.approx(p.supervised.tokens / 2e9)
-    assert checks["teacher-pretraining (pretrain instead)"].penalty > checks["teacher-pretraining"].penalty > 0
+    assert "teacher-inference teacher" not in checks   # an existing teacher is not trained on the corpus
+    assert checks["teacher-inference (pretrain instead)"].epochs == pytest.approx(p.supervised.tokens / 2e9)
+    assert checks["teacher-inference (pretrain instead)"].penalty > checks["teacher-inference"].penalty > 0
     # the plan's own losses are after repetition (issue 57: the student's too); `fresh`: with fresh data
     assert p.fresh.student_loss == fresh.plans[0].student_loss
-    student = p.fresh.student_loss * (1 + checks["teacher-pretraining"].penalty)
-    supervised = p.fresh.supervised.loss * (1 + checks["teacher-pretraining (pretrain instead)"].penalty)
+    student = p.fresh.student_loss * (1 + checks["teacher-inference"].penalty)
+    supervised = p.fresh.supervised.loss * (1 + checks["teacher-inference (pretrain instead)"].penalty)
     assert (p.student_loss, p.supervised.loss) == (student, supervised)
     expected = decide_verdict(student, None, supervised, None)  # the preset has no intervals
     assert limited.verdict == p.verdict == expected == "distill" and fresh.verdict == p.fresh.verdict == "pretrain"
@@ -174,6 +175,28 @@ def test_a_plans_verdict_weighs_the_repetition_of_the_student_and_of_the_model_p
     assert record["verdict"] == "distill" and record["verdict_fresh_data"] == "pretrain"
     assert "distill" in limited.as_text().split("verdict")[1].splitlines()[0]
     assert p.student_interval is None and p.supervised.interval is None
+
+
+def test_a_teacher_the_scenario_trains_repeats_the_corpus_too():
+    """Issue 63 item 6: a teacher's pre-training got no repetition check. With 2B unique tokens the
+    teacher-pretraining teacher reads its 35B tokens 17.5 times: its loss rises 8.7%, the student's
+    with it through the distillation law, and the verdict stays pretrain (it was distill when only
+    the student and the model pretrained instead repeated)."""
+    import distillscale as ds
+
+    limited = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining",
+                      unique_tokens=2e9)
+    p, checks = limited.plans[0], limited.repetition
+    teacher = checks["teacher-pretraining teacher"]
+    assert teacher.epochs == pytest.approx(p.teacher_tokens / 2e9) and teacher.penalty > 0.05
+    assert p.teacher_loss == pytest.approx(p.fresh.teacher_loss * (1 + teacher.penalty))
+    law = limited.laws.distillation
+    moved = (law.predict(p.student_params, p.student_tokens, p.teacher_loss)
+             / law.predict(p.student_params, p.student_tokens, p.fresh.teacher_loss))
+    assert p.student_loss == pytest.approx(p.fresh.student_loss * moved * (1 + checks["teacher-pretraining"].penalty))
+    assert p.supervised.loss == pytest.approx(p.fresh.supervised.loss
+                                              * (1 + checks["teacher-pretraining (pretrain instead)"].penalty))
+    assert limited.verdict == "pretrain"
 
 
 def runs_up_to(max_epochs, r_star=15.4, noise=0.005, seed=0):

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
-from distillscale.laws.hyperparameters.law import FAR_FACTOR
 from distillscale.planning.recipes import MUP_BASE_WIDTH
 from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, what_would_tell
 from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained
@@ -77,6 +76,7 @@ def plan_renderables(plan: PlanView) -> list:
 def recipe_renderables(plan: PlanView) -> list:
     """How to run each run of a plan: its run sheet (`planning.run_sheet`, a row per distinct run),
     what the numbers mean and, at a batch the user fixed, each run's rate, penalty and recovering tokens there."""
+    from distillscale.laws.hyperparameters.law import FAR_FACTOR   # SciPy: loaded with the first plan's law
     from distillscale.planning.run_sheet import run_sheet, run_sheet_table, uses_text
 
     if not plan.recipes:
