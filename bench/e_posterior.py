@@ -155,7 +155,7 @@ def build(path: str, sets: list[str]) -> dict:
             fit_rows = develop & (N <= cut)
             predict_rows = (develop if kind == "dev" else back) & (N > cut) & (N <= 8 * cut)
             fit = fit_supervised(N[fit_rows], D[fit_rows], loss[fit_rows], bootstrap=0, backtest=False,
-                                 marginal_e=True)
+                                 marginal_e=True, bias_correction=False)  # raw: the pack trained the correction
             cache[key] = cache_entry(fit, fit_rows, predict_rows)
             with open(path + ".tmp", "w") as handle:
                 json.dump(cache, handle)
