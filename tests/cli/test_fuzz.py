@@ -314,6 +314,7 @@ def _base_lines(root: Path) -> dict[str, list[str]]:
         "data prepare": ["--data", str(root)], "sweep run": [f["spec"]], "sweep plan": [f["spec"]],
         "sweep status": [str(root)],
         "sweep export": [str(root)], "experiment large-batch": [],
+        "ladder": ["--target-params", "1B", "--target-tokens", "20B", "--budget", "1e19"],
     }
 
 
