@@ -142,6 +142,23 @@ def test_report_extrapolation_check_holds_out_the_largest_size(report):
 
 
 @pytest.mark.slow
+def test_report_says_its_law_is_bias_corrected_and_shows_the_held_out_check_raw_and_corrected(report):
+    """Issue 64: the supervised law carries the cross-ladder correction, the report says so in one
+    line (report.json's `bias_correction`, the page), and its held-out check keeps both errors."""
+    out, data, page = report
+    assert data["bias_correction"].startswith("bias-corrected") and "--no-bias-correction" in data["bias_correction"]
+    assert "bias_correction" in data["laws"]["supervised"]["fit"]
+    check = data["extrapolation_check"]["supervised"]
+    assert check["bias_corrected"] is True
+    run = check["runs"][0]
+    assert run["raw_relative_error"] == pytest.approx(run["raw_predicted"] / run["observed"] - 1)
+    assert run["raw_predicted"] != run["predicted"]   # the held-out size lies beyond the fitted ones
+    assert check["raw"]["mean_relative_error"] == pytest.approx(np.mean([r["raw_relative_error"] for r in check["runs"]]))
+    assert page.count("bias-corrected: predictions beyond the fitted runs") == 1
+    assert "supervised, bias-corrected: signed mean" in page and "the raw law: mean |error|" in page
+
+
+@pytest.mark.slow
 def test_report_capacity_gap_baselines_and_plan(report):
     _, data, _ = report
     best = data["capacity_gap"]["best_teachers"]

@@ -70,6 +70,8 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
     for step, reason in report["skipped"].items():
         parts.append(f'<p class="skipped">{_e(step)} fit skipped: {_e(reason)}</p>')
     parts.append(_coefficients(report))
+    if report.get("bias_correction"):  # laws.crossladder: the one line saying the law is corrected
+        parts.append(f"<p>{_e(report['bias_correction'])}</p>")
     parts.append(_extrapolation(report["extrapolation_check"]))
     parts.append(_plan(report["plan"]))
     parts.append(_capacity_gap(report["capacity_gap"]))
@@ -216,6 +218,12 @@ def _extrapolation(checks: dict[str, Any]) -> str:
                      "-" if check.get("n_over_predicted") is None else str(check["n_over_predicted"]), coverage])
         if check.get("bias"):
             parts.append(f'<p class="warning">{_e(name)}: {_e(check["bias"])}</p>')
+        if check.get("bias_corrected"):  # laws.crossladder: the raw law's errors beside the corrected
+            raw = check["raw"]
+            parts.append(f"<p>{_e(name)}, bias-corrected: signed mean {check['mean_relative_error']:+.2%}; the raw "
+                         f"law: mean |error| {raw['mean_abs_relative_error']:.2%}, signed "
+                         f"{raw['mean_relative_error']:+.2%}, {raw['n_over_predicted']} of {check['n_held_out']} "
+                         "over-predicted</p>")
     if rows:
         parts.append(_table(["law", "held out by", "form", "fitted up to", "held out", "held-out runs",
                              "mean |error|", "max |error|", "over-predicted", "interval coverage"], rows,
