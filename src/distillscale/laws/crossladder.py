@@ -120,14 +120,16 @@ def feature_matrix(names, summaries, N, D, centres: dict[str, float]) -> np.ndar
     """The features `names` (e.g. "dN", "dD", "dN*ratio") of targets (N, D), one row each, each
     with its fit's summary; a covariate enters centred (minus `centres[covariate]`)."""
     N, D = np.atleast_1d(np.asarray(N, float)), np.atleast_1d(np.asarray(D, float))
-    if isinstance(summaries, FitSummary):
-        summaries = [summaries] * len(N)
     columns = {}
     dN, dD = np.empty(len(N)), np.empty(len(N))
     cov = {c: np.empty(len(N)) for c in COVARIATES}
     span = np.empty(len(N))
-    for rows in _groups(summaries).values():
-        s = summaries[rows[0]]
+    # one summary (a law's own predictions, in the planner's loops): every row at once
+    groups = {0: np.arange(len(N))} if isinstance(summaries, FitSummary) else _groups(summaries)
+    if isinstance(summaries, FitSummary):
+        summaries = [summaries]
+    for rows in groups.values():
+        s = summaries[rows[0]] if len(summaries) > 1 else summaries[0]
         dN[rows], dD[rows] = s.distances(N[rows], D[rows])
         span[rows] = max(s.span, MIN_SPAN)
         for c, values in s.covariates(N[rows], D[rows]).items():
