@@ -4,7 +4,7 @@ published ladder (`laws.published`, the cuts of bench/extrapolation.py with no c
 number), and its raw prediction of every run beyond each cut, with what a user knows before
 training that run (the features of `laws.crossladder`).
 
-    nice -n 15 python bench/crossladder_cache.py --json /tmp/crossladder_cache.json     # ~40 min, 2 cores
+    nice -n 15 python bench/crossladder_cache.py --json /tmp/crossladder_cache.json     # ~20 CPU-min
     python bench/crossladder_cache.py --json c.json --sets gadre2024_c4 --max-cuts 3
 
 One record per (ladder, cut): the fitted law (law.json's `supervised`, with its extrapolation
