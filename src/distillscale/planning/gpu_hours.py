@@ -212,7 +212,7 @@ class ThroughputTable:
             source = self.source.replace("{", "{{").replace("}", "}}")
             raise ParameterError("gpu", "unknown GPU {value!r} for {}: " + source + f" knows "
                                  f"{', '.join(self.devices)}; measure yours with `python bench/gpu_step.py --table "
-                                 "FILE` and give --throughput-table FILE", value=name)
+                                 "FILE` and plan with that table", value=name)
         return self.devices[key]
 
     def mfu(self, name: str, params: float, given: float | None = None) -> MfuEstimate:
