@@ -378,17 +378,17 @@ def test_a_model_that_repeats_nothing_pays_no_repetition_penalty_under_r_n_star(
     assert repetition_penalty(law, PUBLISHED, [N, N], [D, D], [D, D / 8]).tolist()[0] == 0.0
 
 
-@pytest.mark.parametrize("form", ["interaction", "farseer"])
-def test_an_interaction_form_with_unique_tokens_refits_repetition_as_chinchilla_with_its_options(cli, tmp_path, form):
+def test_an_interaction_form_with_unique_tokens_refits_repetition_as_chinchilla_with_its_options(cli, tmp_path):
     """Issue 63: `fit supervised --form interaction|farseer --unique-tokens-col U` was a traceback
     ("unknown interaction form 'chinchilla'"): the repetition refit cloned the interaction fitter as
     chinchilla. A form of another family now gets its own fitter with the same options."""
     from distillscale.laws.fitting import SupervisedLawFitter
     from distillscale.laws.interaction import InteractionLawFitter
 
-    fitter = InteractionLawFitter(form, irreducible_loss=1.7, bootstrap=0)
-    twin = fitter.clone(form="chinchilla")
-    assert type(twin) is SupervisedLawFitter and twin.irreducible_loss == 1.7 and twin.form_name == "chinchilla"
+    for name in ("interaction", "farseer"):
+        twin = InteractionLawFitter(name, irreducible_loss=1.7, bootstrap=0).clone(form="chinchilla")
+        assert type(twin) is SupervisedLawFitter and twin.irreducible_loss == 1.7 and twin.form_name == "chinchilla"
+    form = "farseer"   # the CLI end to end once (both forms take the same path)
     _, N, D, U, loss = synthetic_repeated_runs()
     runs = tmp_path / "runs.csv"
     runs.write_text("params,tokens,unique,loss\n" + "".join(f"{n},{d},{u},{v}\n" for n, d, u, v in zip(N, D, U, loss)))
