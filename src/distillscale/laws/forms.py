@@ -166,8 +166,9 @@ class SupervisedLaw:
         """N that is compute-optimal for D tokens (dL/d ln N = dL/d ln D at (N, D): the size whose
         optimal budget trains on D tokens). Closed form in this form (gamma does not move it):
         N = G (G D)^(beta/alpha), G = (alpha A / (beta B))^(1/(alpha+beta)). The form's own: the bias
-        correction (`bias_correction`), a factor of a few tenths of a percent per e-fold beyond the
-        runs, is left out of it (repetition counts excess parameters from it)."""
+        correction (`bias_correction`), a factor beyond the runs (a few tenths of a percent per
+        e-fold; a few percent with a design's family term), is left out of it (repetition counts
+        excess parameters from it)."""
         G = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
         return G * (G * np.asarray(D, float)) ** (self.beta / self.alpha)
 

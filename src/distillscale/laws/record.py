@@ -27,7 +27,8 @@ from distillscale.laws.uncertainty import ExtrapolationError
 # 2: `profile` (the laws the runs allow for a coefficient they cannot pin down, issue 38).
 # 3: `marginal_e` (E marginalized over a grid in the default fit's member forms, issue 34).
 # 4: `bias_correction` (the cross-ladder correction of predictions beyond the runs, issue 64).
-FIT_SCHEMA_VERSION = 4
+# 5: `bias_correction.family` (a builtin design's own term beside it, issue 64).
+FIT_SCHEMA_VERSION = 5
 
 
 class _Record(BaseModel):

@@ -26,7 +26,7 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, rolling_origin_folds, run_backtest
-from distillscale.laws.crossladder import BiasCorrection, FitSummary, shipped_model
+from distillscale.laws.crossladder import BiasCorrection, FitSummary, shipped_family, shipped_model
 from distillscale.laws.ensemble import MedianLawFitter, marginalizes, median_law
 from distillscale.laws.marginal import fit_marginal
 from distillscale.laws.objective import ExponentPrior
@@ -61,7 +61,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    exponent_prior: ExponentPrior | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
                    max_folds: int = MAX_FOLDS, unique_tokens=None, ensemble: bool = True,
-                   marginal_e: bool = False, bias_correction: bool = True,
+                   marginal_e: bool = False, bias_correction: bool = True, family: str | None = None,
                    progress: Callable[[str], None] | None = None, **fitter_options) -> LawFit:
     """Fit L(N, D): with form="auto" the median of the three forms refitted into one law
     (`laws.ensemble`), or in one given form.
@@ -101,6 +101,9 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     distillscale (`laws.crossladder`, fitted on the published ladders) and the summary of its runs,
     so its predictions beyond them are corrected (`SupervisedLaw.predict`); False keeps the raw law
     (`--no-bias-correction`). The backtest and the intervals' extrapolation part are the raw law's.
+    `family`: the runs are a sweep of this builtin design (`report.design.design_family`): the law
+    carries the design's family term too (`crossladder.FamilyTerm`), where one ships; only with
+    `bias_correction`.
 
     `progress(message)`, when given, is told each step as it starts (the backtest of each
     candidate, the final fit with its bootstrap): a default fit of thousands of runs takes minutes."""
@@ -125,7 +128,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
             runs, form=form, irreducible_loss=irreducible_loss, irreducible_loss_prior=irreducible_loss_prior,
             exponent_prior=exponent_prior, min_tokens_per_param=min_tokens_per_param, backtest=backtest,
             max_folds=max_folds, ensemble=ensemble, marginal_e=marginal_e, bias_correction=False,
-            progress=progress, **fitter_options), runs, bias_correction)
+            progress=progress, **fitter_options), runs, bias_correction, family)
     N, D, loss = runs["params"], runs["tokens"], runs["loss"]
     columns = {"non-embedding": N}
     if "total_params" in runs:
@@ -225,13 +228,15 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
         scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
         level=fitter_options.get("level", 0.9), fallback=without_backtest,
         can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress,
-        settings=np.column_stack([N, D])), runs, bias_correction)
+        settings=np.column_stack([N, D])), runs, bias_correction, family)
 
 
-def with_bias_correction(result: LawFit, runs: dict[str, np.ndarray], enabled: bool = True) -> LawFit:
+def with_bias_correction(result: LawFit, runs: dict[str, np.ndarray], enabled: bool = True,
+                         family: str | None = None) -> LawFit:
     """`result` with its law carrying the shipped cross-ladder bias model (`laws.crossladder`) and
     the summary of the runs it was fitted on (its N column, its rows), when `enabled` and the model
-    ships; changes and returns `result`."""
+    ships, and the family term of the builtin design `family` where one ships; changes and returns
+    `result`."""
     model = shipped_model()
     if not enabled or model is None:
         return result
@@ -239,8 +244,9 @@ def with_bias_correction(result: LawFit, runs: dict[str, np.ndarray], enabled: b
         else runs["params"]
     rows = np.asarray(result.rows)
     summary = FitSummary.of_runs(N[rows], runs["tokens"][rows], result.law)
-    result.law.fit = result.law.fit.model_copy(update={"bias_correction": BiasCorrection(model=model,
-                                                                                         summary=summary)})
+    term = shipped_family(family) if family is not None else None
+    result.law.fit = result.law.fit.model_copy(update={"bias_correction": BiasCorrection(model=model, summary=summary,
+                                                                                         family=term)})
     return result
 
 
