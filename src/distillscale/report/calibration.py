@@ -49,6 +49,7 @@ from distillscale.laws.selection import DISTILLATION_FORMS, LawFit
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.teacher import (MINIMA_RATIO, CapacityGapLaw, OptimalTeacher, fit_capacity_gap,
                                            optimal_teachers)
+from distillscale.report.design import design_family
 from distillscale.report.runs import SweepRuns, unique_tokens
 
 # Tokens per parameter of the default target: Chinchilla's compute-optimal ratio.
@@ -75,6 +76,9 @@ class CalibrationSettings:
     target_compute: float | None = None
     # The supervised law's raw predictions, without the cross-ladder bias correction (`laws.crossladder`).
     no_bias_correction: bool = False
+    # A sweep of a builtin design with a family term (`report.design.design_family`: the micro demo):
+    # its supervised law carries the design's term beside the pack's correction (off with the latter).
+    family_term: bool = True
 
     def __post_init__(self) -> None:
         from distillscale.laws.interaction import SUPERVISED_FORM_NAMES
@@ -184,12 +188,15 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     # Runs that repeat their data (result.json's unique_tokens / epochs): the supervised fit gets the
     # data-constrained form as a candidate.
     unique = unique_tokens(records)
+    family = None
+    if settings.family_term and not settings.no_bias_correction:
+        family = design_family(runs.source)
     laws = calibrate_laws(params=column("non_embedding_params"), tokens=column("tokens"), loss=column("val_loss"),
                           unique_tokens=unique,
                           teacher_loss=[None] * len(runs.supervised) + [r["teacher_loss"] for r in runs.students],
                           form=settings.form, distillation_form=settings.distillation_form, holdout="largest",
                           supervised_options={**options, **supervised_grid,
-                                              "bias_correction": not settings.no_bias_correction},
+                                              "bias_correction": not settings.no_bias_correction, "family": family},
                           distillation_options={**options, **distillation_grid}, skip_failed=True, min_ratios=2,
                           progress=progress)
     result.supervised, result.distillation, result.skipped = laws.supervised, laws.distillation, laws.skipped

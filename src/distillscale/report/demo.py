@@ -20,7 +20,6 @@ import glob
 import re
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +28,14 @@ from distillscale.errors import UserError
 from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS
 from distillscale.io import check_output_dir
 from distillscale.report.calibration import CalibrationSettings
+from distillscale.report.design import builtin_spec
 from distillscale.report.report import write_report
 from distillscale.units import Quantity, parse_quantity
 
-SPECS = {False: "micro_sweep.toml", True: "micro_sweep_quick.toml"}
-# `demo --repetition`: students on 1-16 epochs of fixed subsets (the micro sweep's conventions)
-REPETITION_SPEC = "repetition_sweep.toml"
-# `demo --capacity-gap`: MiniMA's capacity-gap experiment, students pruned from each teacher and from scratch
-CAPACITY_GAP_SPEC = "capacity_gap_sweep.toml"
-GPU_SPEC = "gpu_ladder.toml"  # `demo --scale gpu`; examples/gpu_ladder.toml is the same design
 SCALES = ("micro", "gpu")
 # Bootstrap resamples of the demo's report: intervals in seconds (the quick sweep has few runs).
 BOOTSTRAP = {False: 100, True: 20}
 GPU_RUNS_PER_GPU = 2  # the ladder's models (1M-17M parameters) cannot fill an H100 alone
-
-
-def builtin_spec(quick: bool = False, scale: str = "micro", repetition: bool = False,
-                 capacity_gap: bool = False) -> Path:
-    name = (CAPACITY_GAP_SPEC if capacity_gap else REPETITION_SPEC if repetition else GPU_SPEC if scale == "gpu"
-            else SPECS[quick])
-    return Path(str(resources.files("distillscale.report") / name))
 
 
 def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "micro", gpus: int = 1,

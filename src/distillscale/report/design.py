@@ -1,0 +1,84 @@
+"""The builtin sweep designs (package data, run by `distillscale demo`) and which of them a sweep
+directory ran: a law fitted from the micro demo's design carries that design's family term (issue
+64, `laws.crossladder.FamilyTerm`), learned on the design's runs on six corpora.
+
+    builtin_spec()                    # the micro demo's spec file
+    design_family("sweeps/micro")     # "micro-demo" for a sweep of that design, else None
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from importlib import resources
+from pathlib import Path
+
+from distillscale.errors import UserError
+
+SPECS = {False: "micro_sweep.toml", True: "micro_sweep_quick.toml"}
+# `demo --repetition`: students on 1-16 epochs of fixed subsets (the micro sweep's conventions)
+REPETITION_SPEC = "repetition_sweep.toml"
+# `demo --capacity-gap`: MiniMA's capacity-gap experiment, students pruned from each teacher and from scratch
+CAPACITY_GAP_SPEC = "capacity_gap_sweep.toml"
+GPU_SPEC = "gpu_ladder.toml"  # `demo --scale gpu`; examples/gpu_ladder.toml is the same design
+# The builtin designs with a family term (family_terms.json): name -> spec file. Only the full micro
+# demo has measured members (its six corpora).
+FAMILY_DESIGNS = {"micro-demo": SPECS[False]}
+# What a sweep of a design may change without leaving it: its name and its corpus.
+DESIGN_FREE = (("name",), ("data", "path"))
+
+
+def builtin_spec(quick: bool = False, scale: str = "micro", repetition: bool = False,
+                 capacity_gap: bool = False) -> Path:
+    name = (CAPACITY_GAP_SPEC if capacity_gap else REPETITION_SPEC if repetition else GPU_SPEC if scale == "gpu"
+            else SPECS[quick])
+    return Path(str(resources.files("distillscale.report") / name))
+
+
+def _toml():
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+    return tomllib
+
+
+def _design(sections: dict) -> dict:
+    """A spec's sections as spec.toml holds them, without what a run of the design may change
+    (DESIGN_FREE)."""
+    table = copy.deepcopy(sections)
+    for *parents, key in DESIGN_FREE:
+        part = table
+        for parent in parents:
+            part = part.get(parent, {})
+        part.pop(key, None)
+    return table
+
+
+def _builtin_design(name: str) -> dict:
+    """The resolved sections of a builtin spec, as `sweep run` writes them into spec.toml."""
+    from distillscale.sweeps.spec import load_sweep_spec
+
+    return _design(_toml().loads(load_sweep_spec(Path(str(resources.files("distillscale.report") / name))).to_toml()))
+
+
+def design_family(source: str | Path) -> str | None:
+    """The builtin design a sweep directory ran (its spec.toml equal to the design's but for its name
+    and corpus), when that design has a family term, else None: a user's own sweep, an exported
+    records file, the quick, repetition, capacity-gap or GPU demos, or `demo --lr-law` (another
+    recipe) get none."""
+    from distillscale.sweeps.runner import SweepLayout
+
+    if not Path(source).is_dir():
+        return None
+    try:
+        sections = SweepLayout(Path(source)).spec_sections()
+    except UserError:
+        return None
+    if sections is None:
+        return None
+    mine = _design(sections)
+    for name, spec in FAMILY_DESIGNS.items():
+        if mine == _builtin_design(spec):
+            return name
+    return None

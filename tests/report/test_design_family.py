@@ -1,0 +1,100 @@
+"""The family term of the builtin micro demo (issue 64, `laws.crossladder.FamilyTerm`) is applied
+only to laws fitted from that design: `report.design.design_family` names a sweep directory whose
+spec.toml is the micro demo's (on any corpus, under any name) and nothing else, and the report's
+supervised law carries the term only then, never with --no-bias-correction."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+import pytest
+import tomli_w
+
+from distillscale.report import calibration, demo, design
+from distillscale.report.calibration import CalibrationSettings, calibrate
+from distillscale.report.runs import load_runs
+from tests.report.test_report import make_sweep
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _sweep_dir(root, name: str, table: dict):
+    """A directory holding a spec.toml as `sweep run` writes it."""
+    path = root / name
+    path.mkdir()
+    (path / "spec.toml").write_text(tomli_w.dumps(table))
+    return path
+
+
+def test_only_a_sweep_of_the_micro_demo_design_is_of_its_family(tmp_path):
+    micro = tomllib.loads(demo.builtin_sweep().to_toml())
+    assert design.design_family(_sweep_dir(tmp_path, "stdlib", micro)) == "micro-demo"
+    # the same design on the user's corpus, under demo --data's name
+    mine = {**micro, "name": "micro-my-corpus", "data": {**micro["data"], "path": "/data/my-corpus"}}
+    assert design.design_family(_sweep_dir(tmp_path, "mine", mine)) == "micro-demo"
+    # another recipe is another family: a rate, a size, the quick and the repetition demos
+    other_lr = {**micro, "model": {**micro["model"], "lr": 0.01}}
+    fewer = {**micro, "teachers": {**micro["teachers"], "n_layers": [3, 2, 1]}}
+    quick = tomllib.loads(demo.builtin_sweep(quick=True).to_toml())
+    repetition = tomllib.loads(demo.builtin_sweep(repetition=True).to_toml())
+    for name, table in (("lr", other_lr), ("fewer", fewer), ("quick", quick), ("repetition", repetition)):
+        assert design.design_family(_sweep_dir(tmp_path, name, table)) is None, name
+    # no sweep directory, no spec, a broken spec: none
+    (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "spec.toml").write_text("name = [")
+    for source in (tmp_path / "empty", broken, tmp_path / "stdlib" / "spec.toml", tmp_path / "absent"):
+        assert design.design_family(source) is None
+
+
+SETTINGS = {"bootstrap": 0, "max_iter": 200, "target_params": 1e9, "target_compute": 1e20}
+
+
+class Stop(Exception):
+    pass
+
+
+def _family_asked(records, monkeypatch, **settings) -> tuple[str | None, bool]:
+    """The family and bias correction `calibrate` asks the supervised fit for (stopped before fitting)."""
+    def capture(**arguments):
+        options = arguments["supervised_options"]
+        raise Stop((options.get("family"), options["bias_correction"]))
+
+    monkeypatch.setattr(calibration, "calibrate_laws", capture)
+    with pytest.raises(Stop) as stopped:
+        calibrate(records, CalibrationSettings(**SETTINGS, **settings))
+    monkeypatch.undo()
+    return stopped.value.args[0]
+
+
+@pytest.mark.slow
+def test_the_report_applies_the_term_only_to_the_design_and_never_without_the_bias_correction(tmp_path, monkeypatch):
+    records = load_runs(make_sweep(tmp_path))
+    # a user's own sweep (here an exported records file): the pack's correction alone
+    assert _family_asked(records, monkeypatch) == (None, True)
+    # the same runs, were they a sweep of the micro demo: the design's term too ...
+    named = lambda source: "micro-demo" if source == records.source else None  # noqa: E731
+    for settings, asked in (({}, ("micro-demo", True)), ({"no_bias_correction": True}, (None, False)),
+                            ({"family_term": False}, (None, True))):
+        monkeypatch.setattr(calibration, "design_family", named)
+        assert _family_asked(records, monkeypatch, **settings) == asked, settings
+    # ... end to end: the law carries it, said in the one line, and the held-out check's refit too
+    monkeypatch.setattr(calibration, "design_family", named)
+    family = calibrate(records, CalibrationSettings(**SETTINGS))
+    correction = family.supervised.law.bias_correction
+    assert correction.family is not None and correction.family.name == "micro-demo"
+    report = family.to_dict()
+    assert "builtin micro demo design" in report["bias_correction"]
+    assert report["laws"]["supervised"]["fit"]["bias_correction"]["family"]["name"] == "micro-demo"
+    top = correction.summary.params_max
+    pack_alone = replace(family.supervised.law, fit=family.supervised.law.fit.model_copy(
+        update={"bias_correction": correction.model_copy(update={"family": None})}))
+    assert family.laws.supervised.predict(4 * top, 1e11) < 0.97 * pack_alone.predict(4 * top, 1e11)
+    assert family.laws.supervised.predict(top / 2, 1e9) == pack_alone.predict(top / 2, 1e9)
+    for run in report["extrapolation_check"]["supervised"]["runs"]:   # 2x beyond: the term's -6% x ln 2
+        assert run["predicted"] < 0.97 * run["raw_predicted"]
