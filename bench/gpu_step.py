@@ -20,8 +20,9 @@ the family's figures are written as a throughput table that `distillscale plan -
 replaces this device): how a user measures their own GPU.
 
 Then, for one student size (--student, default the 85M shape), four steps of the same student:
-supervised; distilled from a live teacher (twice the depth, bf16 weights, forward KL, loss chunks of
-1024 tokens); distilled from a top-128 logit cache (synthetic records on disk, read and decoded by
+supervised; distilled from a live teacher (twice the depth, bf16 weights, forward KL, the loss in chunks
+as `distill` takes them: `chunk_tokens`, 4096 tokens at vocabulary 8192; until 2026-11-26 this bench
+took 1024, four times the chunks distill runs); distilled from a top-128 logit cache (synthetic records on disk, read and decoded by
 the background reader: `CachedWindowSampler` + `CachedDistillationObjective`); and the supervised
 step with `--parallel fsdp` (FSDP2 `fully_shard` on a one-rank process group) against the default.
 
@@ -32,7 +33,9 @@ with the cache it left (warm), and the tokens/s of 1, 2 and 4 such runs sharing 
 its own process, as the sweep places them), summed and per run. Printed as a table and, with
 --json FILE, written as JSON.
 
-Each figure: --warmup steps (compilation) then --steps timed steps between two synchronisations.
+Each figure: --warmup steps (compilation) then --steps timed steps between two synchronisations;
+with --profile N, N more steps under torch.profiler: ms per step, the device's busy share and the
+operations taking the most device time (where a step loses its time, in the same call).
 Without a CUDA GPU the script says so and exits 0; `--device cpu --tiny` runs the same code at tiny
 sizes on the CPU (float32, no compile unless --compile), which is how its code path is tested.
 
@@ -71,6 +74,7 @@ from distillscale.training.parallel import TrainingModel
 from distillscale.training.logit_cache import CachedDistillationObjective, CachedWindowSampler, LogitCache
 from distillscale.training.logit_cache.encoding import TopKEncoding
 from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards
+from distillscale.training.kd_settings import chunk_tokens
 from distillscale.training.losses import DistillationLossConfig
 from distillscale.training.objective import SupervisedObjective
 from distillscale.training.optim import build_optimizer
@@ -103,6 +107,7 @@ class Setup:
     compile: bool
     steps: int
     warmup: int
+    profile: int = 0  # steps profiled after the timed ones (--profile)
 
 
 def model_config(size: Size, setup: Setup, n_layers: int | None = None) -> ModelConfig:
@@ -115,7 +120,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def tokens_per_second(step: Callable[[int], None], tokens_per_step: int, setup: Setup) -> float:
+def tokens_per_second(step: Callable[[int], None], tokens_per_step: int, setup: Setup, label: str = "") -> float:
     for index in range(setup.warmup):
         step(index)
     synchronize(setup.device)
@@ -123,7 +128,34 @@ def tokens_per_second(step: Callable[[int], None], tokens_per_step: int, setup: 
     for index in range(setup.warmup, setup.warmup + setup.steps):
         step(index)
     synchronize(setup.device)
-    return setup.steps * tokens_per_step / (time.perf_counter() - start)
+    speed = setup.steps * tokens_per_step / (time.perf_counter() - start)
+    if setup.profile:
+        profile_steps(step, range(setup.warmup + setup.steps, setup.warmup + setup.steps + setup.profile), setup, label)
+    return speed
+
+
+def profile_steps(step: Callable[[int], None], indices: range, setup: Setup, label: str, rows: int = 12) -> None:
+    """--profile: where `indices`' steps spend their time (torch.profiler): wall and device-busy ms per
+    step (busy well below wall: the host does not keep the device fed) and the operations taking the
+    most self time on the device (on the CPU: on the host), with their share and calls per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = setup.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as profiler:
+        start = time.perf_counter()
+        for index in indices:
+            step(index)
+        synchronize(setup.device)
+        wall = (time.perf_counter() - start) / len(indices)
+    events = profiler.key_averages()
+    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
+    busy = sum(own(e) for e in events) / 1e3 / len(indices)  # µs -> ms per step
+    print(f"   profile of {label or 'the step'}: {wall * 1e3:.2f} ms per step, {'device' if cuda else 'host'} busy "
+          f"{busy:.2f} ms ({busy / (wall * 1e3):.0%}); top operations by self {'device' if cuda else 'host'} time:")
+    for event in sorted(events, key=own, reverse=True)[:rows]:
+        print(f"      {own(event) / 1e3 / len(indices):>8.3f} ms {own(event) / max(busy * 1e3 * len(indices), 1e-9):>5.1%}"
+              f" {event.count / len(indices):>6.1f}/step  {event.key[:90]}")
 
 
 def matmul_peak(setup: Setup) -> float:
@@ -155,10 +187,10 @@ def distillscale_step(config: ModelConfig, setup: Setup, sampler: TokenSampler, 
     model = Transformer(config).to(setup.device)
     trained = TrainingModel(model, group, compile=setup.compile, parallel=parallel, bf16=setup.bf16)
     optimizer = build_optimizer(model, lr=1e-3, weight_decay=1e-4)
-    objective = objective or SupervisedObjective(z_loss_weight=1e-4)
+    objective = objective or SupervisedObjective(z_loss_weight=1e-4, compile=setup.compile)  # as the recipe
     autocast = torch.autocast(setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16)
     watch = DivergenceWatch(setup.device)
-    total = setup.warmup + setup.steps
+    total = setup.warmup + setup.steps + setup.profile
     reader = BatchPrefetcher(lambda index: [sampler.batch(index)], 0, total, setup.device).__enter__()
 
     def step(index: int) -> None:
@@ -186,7 +218,7 @@ def hf_llama_step(config: ModelConfig, setup: Setup, sampler: TokenSampler,
     compiled = torch.compile(model) if setup.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     autocast = torch.autocast(setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16)
-    total = setup.warmup + setup.steps
+    total = setup.warmup + setup.steps + setup.profile
     reader = BatchPrefetcher(lambda index: [sampler.batch(index)], 0, total, setup.device).__enter__()
 
     def step(index: int) -> None:
@@ -264,9 +296,11 @@ def family_vs_llama(sizes: list[Size], setup: Setup, peak: float) -> list[dict]:
         config = model_config(size, setup)
         sampler = token_sampler(setup, size.batch_size)
         tokens = size.batch_size * setup.seq_len
-        ours = tokens_per_second(distillscale_step(config, setup, sampler), tokens, setup)
-        labels = tokens_per_second(hf_llama_step(config, setup, sampler, loss="labels"), tokens, setup)
-        float32 = tokens_per_second(hf_llama_step(config, setup, sampler, loss="float32"), tokens, setup)
+        ours = tokens_per_second(distillscale_step(config, setup, sampler), tokens, setup, f"{size.name} distillscale")
+        labels = tokens_per_second(hf_llama_step(config, setup, sampler, loss="labels"), tokens, setup,
+                                   f"{size.name} HF labels=")
+        float32 = tokens_per_second(hf_llama_step(config, setup, sampler, loss="float32"), tokens, setup,
+                                    f"{size.name} HF float32 CE")
         flops_per_token = 3 * config.forward_flops_per_token(setup.seq_len)
         print(f"   {size.name:>7} {config.non_embedding_params / 1e6:>7.1f}M {size.batch_size:>4} x {setup.seq_len:<4}"
               f" {ours:>19,.0f} {labels:>11,.0f} {float32:>11,.0f} {ours / labels:>5.2f} {ours / float32:>5.2f}"
@@ -322,7 +356,7 @@ def student_steps(size: Size, setup: Setup) -> None:
     config = model_config(size, setup)
     teacher_config = model_config(size, setup, n_layers=2 * size.n_layers)
     tokens = size.batch_size * setup.seq_len
-    loss = DistillationLossConfig(kd_weight=1.0, chunk_size=1024)
+    loss = DistillationLossConfig(kd_weight=1.0, chunk_size=chunk_tokens(setup.vocab))  # distill's rule
     windows = 64  # random windows of 64 cached ones: the reads are the same whether they repeat or not
     print(f"\n2. one student ({size.name}: {config.non_embedding_params / 1e6:.1f}M non-embedding, "
           f"{size.batch_size} x {setup.seq_len} tokens per step), four ways")
@@ -354,7 +388,7 @@ def student_steps(size: Size, setup: Setup) -> None:
         }
         speeds = {}
         for name, build in arms.items():
-            speeds[name] = tokens_per_second(build(), tokens, setup)
+            speeds[name] = tokens_per_second(build(), tokens, setup, name)
             if "fsdp" in name:
                 torch.distributed.destroy_process_group()  # the one this arm started
             print(f"   {name:<56} {speeds[name]:>12,.0f} tokens/s  {speeds[name] / speeds['supervised']:>5.2f}x "
@@ -406,7 +440,7 @@ def ladder_worker(depth: int, setup: Setup, tiny: bool) -> dict:
         print("ready", flush=True)
         sys.stdin.readline()
     speed = tokens_per_second(lambda index: step(index + max(1, setup.warmup)), shape.batch_size * seq_len,
-                              Setup(**{**setup.__dict__, "warmup": 0}))
+                              Setup(**{**setup.__dict__, "warmup": 0, "profile": 0}))
     return {"depth": depth, "non_embedding_params": config.non_embedding_params, "first_step_seconds": first,
             "tokens_per_second": speed}
 
@@ -484,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                          "(default: the matmul peak measured here)")
     parser.add_argument("--no-students", action="store_true", help="leave out section 2 (one student four ways)")
     parser.add_argument("--no-family", action="store_true", help="leave out section 1 (the family vs HF Llama)")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="after each figure's timed steps, profile STEPS more (torch.profiler): ms per step, "
+                             "the device's busy share, the operations taking the most device time")
     args = parser.parse_args(argv)
     if args.table is not None and args.no_family:
         parser.error("--table writes section 1's figures: leave out --no-family")
@@ -501,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                    if size.name == (args.student or ("tiny-2" if args.tiny else "85M")))
     setup = Setup(device=device, vocab=512 if args.tiny else 8192, seq_len=64 if args.tiny else 1024,
                   bf16=cuda and torch.cuda.is_bf16_supported(), compile=cuda if args.compile is None else args.compile,
-                  steps=args.steps, warmup=args.warmup)
+                  steps=args.steps, warmup=args.warmup, profile=args.profile)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     if args.ladder_worker is not None:

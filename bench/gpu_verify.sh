@@ -32,10 +32,14 @@
 #               family against a plain HF Llama loop with both HF losses (labels= and float32 CE), MFU,
 #               target >= 1.0x each (~5 min)                                -> family.txt, throughput.json
 #  10. family2  the same at 200M and 680M, added to DIR/throughput.json (~5 min)      -> family2.txt
-#  11. gpuhours bench/gpu_hours_check.py --verify-dir DIR: the sizes ladder stage 7 trained, planned by
+#  11. profile  bench/gpu_step.py --sizes 6M --student 85M --profile 3: where the steps that missed on the
+#               H100 (2026-11-26: 6M at 0.71x HF labels=, the cache-fed 85M student at 0.63x) spend
+#               their time: ms per step, the device's busy share, the top operations (~4 min) -> profile.txt
+#  12. gpuhours bench/gpu_hours_check.py --verify-dir DIR: the sizes ladder stage 7 trained, planned by
 #               `sweep plan` from the shipped table and from DIR/throughput.json (target: within 15%
 #               of its measured wall-clock; ~1 min, needs stage sizes)        -> gpuhours.txt
-#   Where the device time is short: --only speed,family first (~9 min), then --only family2,sizes,gpuhours.
+#   Where the device time is short: --only speed,family first (~6 min on an H100), then --only
+#   family2,profile (~9 min), then --only sizes,gpuhours.
 # then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
 # $OUT set (the device machine's folder of files that come back) both, and each done stage's outputs,
 # are copied to $OUT/gpu_verify/ (ladder/report.json as ladder-report.json).
@@ -86,11 +90,11 @@ fi
 CUDA_TESTS="tests/training/test_device.py tests/model/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
 CUDA_TESTS="$CUDA_TESTS tests/training/test_cache_decode_cuda.py tests/model/test_norm_dtypes.py"  # issue 65
 # The stages: name, the files that mark it done, its command.
-STAGES=(step recipe ladder tests lrgrid tuned sizes speed family family2 gpuhours)
+STAGES=(step recipe ladder tests lrgrid tuned sizes speed family family2 profile gpuhours)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a wanted <<< "$ONLY"
     for stage in "${wanted[@]}"; do
-        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid, tuned, sizes, speed, family, family2 or gpuhours" >&2; exit 2; }
+        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid, tuned, sizes, speed, family, family2, profile or gpuhours" >&2; exit 2; }
     done
     STAGES=("${wanted[@]}")
 fi
@@ -129,7 +133,7 @@ fi
 
 declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt
                       [lrgrid]=law-gpu.json [tuned]=teachers_arms.csv [sizes]=sizes/sizes.csv
-                      [speed]=speed.txt [family]=family.txt [family2]=family2.txt [gpuhours]=gpuhours.txt)
+                      [speed]=speed.txt [family]=family.txt [family2]=family2.txt [profile]=profile.txt [gpuhours]=gpuhours.txt)
 stage_command() {
     case "$1" in
         step)   echo "$PYTHON bench/gpu_step.py --ladder --json '$DIR/step.json.tmp'" ;;
@@ -142,6 +146,7 @@ stage_command() {
         speed)  echo "$PYTHON bench/gpu_step.py --no-family --student 85M" ;;
         family) echo "$PYTHON bench/gpu_step.py --sizes 6M,11M,85M --no-students --table '$DIR/throughput.json' --table-device measured" ;;
         family2) echo "$PYTHON bench/gpu_step.py --sizes 200M,680M --no-students --table '$DIR/throughput.json' --table-device measured" ;;
+        profile) echo "$PYTHON bench/gpu_step.py --sizes 6M --student 85M --steps 10 --profile 3" ;;
         gpuhours) echo "$PYTHON bench/gpu_hours_check.py --verify-dir '$DIR'" ;;
     esac
 }
@@ -154,7 +159,7 @@ check_command() {
         tests)  echo "$PYTHON -m pytest -q --collect-only $CUDA_TESTS" ;;
         lrgrid|tuned) echo "$PYTHON bench/tuned_calibration.py --help" ;;
         sizes)  echo "$PYTHON bench/gpu_ladder_sizes.py spec --work '$DIR/sizes'" ;;
-        speed|family|family2) echo "$PYTHON bench/gpu_step.py --help" ;;
+        speed|family|family2|profile) echo "$PYTHON bench/gpu_step.py --help" ;;
         gpuhours) echo "$PYTHON bench/gpu_hours_check.py --help" ;;
     esac
 }
@@ -251,6 +256,7 @@ summary="$DIR/summary.md"
                 sizes)  tail -3 "$text" ;;
                 speed)  grep -A12 '^2\. ' "$text" ;;
                 family|family2) grep -A12 '^1\. ' "$text" ;;
+                profile) grep -E '^ *(profile of|[0-9]+M |targets)' "$text" ;;
                 gpuhours) cat "$text" ;;
             esac
             echo '```'
@@ -265,7 +271,7 @@ summary="$DIR/summary.md"
 declare -A RETURNED=([step]=step.json [recipe]=recipe.json [ladder]="ladder.txt ladder/report.json" [tests]=tests.txt
                      [lrgrid]="lrgrid.txt law-gpu.json grid_gpu.csv" [tuned]="tuned.txt teachers_arms.csv"
                      [sizes]="sizes.txt sizes/sizes.csv" [speed]=speed.txt [family]="family.txt throughput.json"
-                     [family2]="family2.txt throughput.json" [gpuhours]=gpuhours.txt)
+                     [family2]="family2.txt throughput.json" [profile]=profile.txt [gpuhours]=gpuhours.txt)
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
     mkdir -p "$OUT/gpu_verify"
     names=(summary.md)  # and state.txt last, with the names of any left out

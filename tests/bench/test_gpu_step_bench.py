@@ -44,6 +44,21 @@ def test_the_benchmark_runs_its_code_path_on_the_cpu(capsys):
 
 
 @pytest.mark.slow
+def test_the_benchmark_profiles_where_each_step_spends_its_time(capsys):
+    """`--profile N`: N more steps of each figure under torch.profiler, ms per step and the operations
+    taking the most time, the timed figure unchanged in form."""
+    pytest.importorskip("transformers")
+    args = ["--device", "cpu", "--tiny", "--sizes", "tiny-1", "--steps", "1", "--warmup", "1", "--profile", "2",
+            "--no-students"]
+    assert bench().main(args) == 0
+    out = capsys.readouterr().out
+    for label in ("tiny-1 distillscale", "tiny-1 HF labels=", "tiny-1 HF float32 CE"):
+        assert f"profile of {label}: " in out
+    assert "aten::mm" in out and "/step" in out
+    assert len(next(line for line in out.splitlines() if line.strip().startswith("tiny-1 ")).split()) == 12
+
+
+@pytest.mark.slow
 def test_the_benchmark_writes_a_throughput_table_that_plans_read(capsys, tmp_path, cli):
     """`--table FILE` (issue 65): the family's figures as a throughput table; `plan --gpu ID
     --throughput-table FILE` prices a plan at them; a second device joins the table; a file that is not

@@ -90,14 +90,19 @@ class LossOutput:
 
 
 def cross_entropy_loss(hidden: torch.Tensor, head: Head, targets: torch.Tensor, *,
-                       z_loss_weight: float = 0.0, chunk_size: int | None = None) -> LossOutput:
+                       z_loss_weight: float = 0.0, chunk_size: int | None = None,
+                       compile: bool = False) -> LossOutput:
     """Next-token cross-entropy (+ z_loss_weight * z-loss) of `head(hidden)` against `targets`.
 
     hidden: [..., d]; targets: [...] token ids, IGNORE_INDEX where there is nothing to predict.
     chunk_size: tokens per chunk for the memory-efficient path; None computes all logits at once.
+    compile: with all logits at once, the loss's terms (the float32 upcast, log-normaliser, target
+    logits, z-loss and their sums) and their backward run through torch.compile, fused into a few
+    passes over the [tokens, V] logits as a compiled model's own loss is (HF's `labels=`); eager,
+    they take a pass per operation, which is most of a small model's step at a large vocabulary.
     """
     objective = _Objective(ce_weight=1.0, kd_weight=0.0, z_loss_weight=z_loss_weight)
-    return _compute(objective, hidden, head, None, None, targets, chunk_size)
+    return _compute(objective, hidden, head, None, None, targets, chunk_size, compile=compile)
 
 
 def distillation_loss(student_hidden: torch.Tensor, student_head: Head,
@@ -256,6 +261,13 @@ class _Objective:
         return _weights((self.ce_weight, self.kd_weight, self.z_loss_weight), like.dtype, like.device)
 
 
+@functools.cache
+def _compiled_sums() -> Callable[..., torch.Tensor]:
+    """`_Objective.sums` through torch.compile, made once (its graphs are cached by shape and by the
+    objective's weights, which a run keeps)."""
+    return torch.compile(_Objective.sums)
+
+
 @functools.lru_cache(maxsize=64)
 def _weights(values: tuple[float, float, float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=dtype, device=device)
@@ -335,7 +347,7 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
 
 def _compute(objective: _Objective, hidden: torch.Tensor, head: Head,
              teacher_hidden: torch.Tensor | None, teacher_head: Head | None,
-             targets: torch.Tensor, chunk_size: int | None) -> LossOutput:
+             targets: torch.Tensor, chunk_size: int | None, compile: bool = False) -> LossOutput:
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     if teacher_hidden is not None:
@@ -350,7 +362,7 @@ def _compute(objective: _Objective, hidden: torch.Tensor, head: Head,
         if teacher_head is not None:
             with torch.no_grad():
                 teacher_logits = teacher_head(teacher_hidden)
-        sums = objective.sums(logits, targets, teacher_logits)
+        sums = (_compiled_sums() if compile else _Objective.sums)(objective, logits, targets, teacher_logits)
         loss = (sums * objective.weights(sums)).sum() / n_valid
         components = sums.detach() / n_valid
     else:

@@ -52,18 +52,21 @@ class Objective(Protocol):
 
 
 class SupervisedObjective:
-    """Next-token cross-entropy against the data, with an optional z-loss (docs/science.md §5)."""
+    """Next-token cross-entropy against the data, with an optional z-loss (docs/science.md §5);
+    `compile`: the loss's terms through torch.compile (`cross_entropy_loss`), as `--compile` runs."""
 
     extra_flops_per_token = 0
 
-    def __init__(self, z_loss_weight: float = 0.0, chunk_size: int | None = None):
+    def __init__(self, z_loss_weight: float = 0.0, chunk_size: int | None = None, compile: bool = False):
         self.z_loss_weight = z_loss_weight
         self.chunk_size = chunk_size
+        self.compile = compile
 
     def __call__(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> LossOutput:
         hidden = model.hidden_states(inputs)
         return cross_entropy_loss(hidden.flatten(0, 1), model.head, targets.flatten(),
-                                  z_loss_weight=self.z_loss_weight, chunk_size=self.chunk_size)
+                                  z_loss_weight=self.z_loss_weight, chunk_size=self.chunk_size,
+                                  compile=self.compile)
 
     def record(self, tokens: int) -> ObjectiveRecord:
         return ObjectiveRecord()

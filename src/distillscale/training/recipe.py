@@ -164,7 +164,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     if branch is not None:
         plan = plan.model_copy(update={"fork": ForkLink(parent=str(branch.parent.path), branch_step=branch.step)})
     objective = (make_objective(data, plan, group) if make_objective is not None
-                 else SupervisedObjective(z_loss_weight=config.z_loss))
+                 else SupervisedObjective(z_loss_weight=config.z_loss, compile=config.compile))
 
     torch.manual_seed(config.seed)
     if generic_student is not None:
