@@ -20,10 +20,11 @@ the family's figures are written as a throughput table that `distillscale plan -
 replaces this device): how a user measures their own GPU.
 
 Then, for one student size (--student, default the 85M shape), four steps of the same student:
-supervised; distilled from a live teacher (twice the depth, bf16 weights, forward KL, the loss in chunks
-as `distill` takes them: `chunk_tokens`, 4096 tokens at vocabulary 8192; until 2026-11-26 this bench
-took 1024, four times the chunks distill runs); distilled from a top-128 logit cache (synthetic records on disk, read and decoded by
-the background reader: `CachedWindowSampler` + `CachedDistillationObjective`); and the supervised
+supervised; distilled from a live teacher (twice the depth, bf16 weights, its trunk compiled as
+`distill --compile` compiles it, forward KL, the loss in chunks as `distill` takes them:
+`chunk_tokens`, 4096 tokens at vocabulary 8192); distilled from a top-128 logit cache (synthetic
+records on disk, read and decoded by the background reader: `CachedWindowSampler` +
+`CachedDistillationObjective`); and the supervised
 step with `--parallel fsdp` (FSDP2 `fully_shard` on a one-rank process group) against the default.
 
 3. (`--ladder`; issue 33) the GPU ladder's own shapes (examples/gpu_ladder.toml: aspect ratio 64, head size
@@ -369,6 +370,8 @@ def student_steps(size: Size, setup: Setup) -> None:
         host_sampler = CachedWindowSampler(cache, tokens_array, size.batch_size, seed=0)
         plain_sampler = TokenSampler(tokens_array, setup.seq_len, size.batch_size, seed=0)
         teacher = frozen_teacher(teacher_config, setup.device)
+        if setup.compile:  # as distill --compile does (until 2026-11-26 this bench ran the teacher eager)
+            teacher.compile_trunk()
         arms = {
             "supervised": lambda: distillscale_step(config, setup, plain_sampler),
             f"live teacher ({teacher_config.non_embedding_params / 1e6:.0f}M, forward KL)":
