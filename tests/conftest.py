@@ -24,6 +24,11 @@ import pytest
 
 from distillscale.cli import main
 
+# The kernel cache a user set before the tests started, read before any import can set it: importing
+# transformers' Llama calls torch's inductor `cache_dir()`, which writes its default into the
+# environment (/tmp/torchinductor_$USER), so that a later look would take it for the user's choice.
+USER_INDUCTOR_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO_ROOT / "tests" / "data"
 SHARED = Path(os.environ.get("DISTILLSCALE_SHARED", REPO_ROOT.parent / "shared"))
@@ -64,8 +69,10 @@ def own_compile_cache(tmp_path_factory):
     """torch.compile's kernels in a cache of this session's own (the processes the tests start
     inherit it): the user's /tmp/torchinductor_$USER may hold kernels built under another
     ATEN_CPU_CAPABILITY (.ci/run's emulation, a CPU before), and reading one of them aborted a
-    rank with "double free or corruption" (test_fsdp's compile test, 2026-11-25)."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+    rank with "double free or corruption" (test_fsdp's compile test, 2026-11-25), and two workers
+    compiling into it at once gave a compiled loss garbage indices (2026-11-26, under the emulation).
+    Only a cache the user set before the session is kept (`USER_INDUCTOR_CACHE`)."""
+    if USER_INDUCTOR_CACHE:
         yield
         return
     with pytest.MonkeyPatch.context() as patch:
