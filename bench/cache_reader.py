@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from distillscale.training.logit_cache import CachedWindowSampler, LogitCache
-from distillscale.training.logit_cache.encoding import TopKEncoding
+from distillscale.training.logit_cache.encoding import TopKEncoding, _read_bit_spans
 from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards
 from distillscale.training.top_k import normalise_relative
 
@@ -47,25 +47,14 @@ SUPERVISED_85M = 526_571  # tokens/s, the 85M student trained supervised on one 
 TARGET = 3
 
 
-def reference_bit_stream(data: np.ndarray, count: int, width: int) -> np.ndarray:
-    """The low bits' reader before issue 65."""
-    span = (width + 14) // 8
-    word = np.uint32 if span <= 4 else np.uint64
-    start = np.arange(count) * width
-    padded = np.pad(data, ((0, 0), (0, span - 1))).astype(word)
-    window = padded[:, start // 8]
-    for offset in range(1, span):
-        window = window << word(8) | padded[:, start // 8 + offset]
-    return (window >> (8 * span - width - start % 8).astype(word) & word((1 << width) - 1)).astype(np.int64)
-
-
 def reference_decode(encoding: TopKEncoding, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`LogitCache.teacher_predictions`' decoding before issue 65: ids int32 and normalised values."""
+    """`LogitCache.teacher_predictions`' decoding before issue 65 (its low bits by `_read_bit_spans`, the
+    reader of that time): ids int32 and normalised values."""
     records = records.reshape(-1)
     n, k, l, high = len(records), encoding.top_k, encoding.ids.low_bits, encoding.ids.high_bits
     unary = np.unpackbits(records["ids_high"], axis=1, count=high).view(bool)
     positions = np.flatnonzero(unary).reshape(n, k) - (np.arange(n) * high)[:, None]
-    ids = (positions - np.arange(k)) << l | reference_bit_stream(records["ids_low"], k, l)
+    ids = (positions - np.arange(k)) << l | _read_bit_spans(records["ids_low"], k, l)
     relative = (records["codes"].astype(np.float32) * -records["step"][:, None]).astype(np.float32)
     top = relative.max(axis=1, keepdims=True)
     log_sum = top + np.log(np.exp(relative - top).sum(axis=1, keepdims=True))

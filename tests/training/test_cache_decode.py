@@ -13,23 +13,10 @@ import torch
 
 from distillscale.training.logit_cache import CachedDistillationObjective, CachedWindowSampler, LogitCache
 from distillscale.training.logit_cache.encoding import (SampledEncoding, TopKEncoding, _read_bit_groups,
-                                                        _read_bit_stream)
+                                                        _read_bit_spans, _read_bit_stream)
 from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards
 from distillscale.training.losses import DistillationLossConfig
 from distillscale.training.top_k import normalise_relative
-
-
-def reference_bit_stream(data: np.ndarray, count: int, width: int) -> np.ndarray:
-    """`_read_bit_stream` as it was before issue 65 (value by value from the bytes it spans)."""
-    span = (width + 7 + 7) // 8
-    word = np.uint32 if span <= 4 else np.uint64
-    start = np.arange(count) * width
-    padded = np.pad(data, ((0, 0), (0, span - 1))).astype(word)
-    window = padded[:, start // 8]
-    for offset in range(1, span):
-        window = window << word(8) | padded[:, start // 8 + offset]
-    shift = (8 * span - width - start % 8).astype(word)
-    return (window >> shift & word((1 << width) - 1)).astype(np.int64)
 
 
 def reference_normalise(relative, log_mass, mean_mass):
@@ -51,9 +38,9 @@ def test_the_grouped_bit_reader_reads_every_width_as_before(width):
     rng = np.random.default_rng(width)
     for count in (1, 5, 12, 128, 131):
         data = rng.integers(0, 256, (7, (count * width + 7) // 8)).astype(np.uint8)
-        assert same_bits(_read_bit_stream(data, count, width), reference_bit_stream(data, count, width))
+        assert same_bits(_read_bit_stream(data, count, width), _read_bit_spans(data, count, width))
         if width * 8 // math.gcd(width, 8) <= 64:
-            assert same_bits(_read_bit_groups(data, count, width), reference_bit_stream(data, count, width))
+            assert same_bits(_read_bit_groups(data, count, width), _read_bit_spans(data, count, width))
 
 
 def top_k_records(vocab: int, k: int, n: int, seed: int = 0, with_mass: bool = True):
@@ -71,7 +58,7 @@ def test_host_decode_and_normalisation_are_bit_for_bit_those_of_before(vocab, k)
     positions = np.flatnonzero(unary).reshape(len(records), k) - (np.arange(len(records)) * encoding.ids.high_bits)[:, None]
     expected = (positions - np.arange(k)) << encoding.ids.low_bits
     if encoding.ids.low_bits:
-        expected |= reference_bit_stream(records["ids_low"], k, encoding.ids.low_bits)
+        expected |= _read_bit_spans(records["ids_low"], k, encoding.ids.low_bits)
     assert same_bits(ids, expected)
     for mass, mean in ((log_mass, None), (None, 0.93), (None, None)):
         assert same_bits(normalise_relative(relative, mass, mean), reference_normalise(relative, mass, mean))
