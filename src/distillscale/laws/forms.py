@@ -303,7 +303,11 @@ class DistillationLaw:
         of teacher strength."""
         value = self.predict(N_S, D_S, L_T)
         # The student law's E, when its runs do not pin it down, moves Ltilde_S: so does the student.
-        alternatives = [replace(self, student_law=law).predict(N_S, D_S, L_T)
+        # Each alternative law is corrected as the student law is (its bias correction's factor at
+        # (N_S, D_S), 1 without one), so the spread is E's, not the correction's.
+        correction = self.student_law.bias_correction
+        factor = 1.0 if correction is None else correction.factor(_pos(N_S, "N_S"), _pos(D_S, "D_S"))
+        alternatives = [self.predict(N_S, D_S, L_T, student_supervised_loss=law.raw_predict(N_S, D_S) * factor)
                         for law in _profile_laws(self.student_law)]
         boot = _bootstrap_interval(
             self, lambda c: replace(self, **c).predict(N_S, D_S, L_T),
