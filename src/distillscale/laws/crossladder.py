@@ -1,4 +1,4 @@
-"""A bias model learned across ladders (issue 64): how far off the default supervised fit is, on
+"""A bias model learned across ladders: how far off the default supervised fit is, on
 average, when it predicts a model beyond its runs, as a function of what a user knows before
 training that model, and the correction it implies.
 
@@ -228,7 +228,7 @@ FAMILY_FEATURES = ("dN", "dN/span")
 
 
 class FamilyTerm(_Record):
-    """A builtin sweep design's own bias (issue 64): y = ln(observed / pack-corrected prediction)
+    """A builtin sweep design's own bias: y = ln(observed / pack-corrected prediction)
     ~ `model` (no intercept, 0 inside the runs), learned on the members of the design's family (one
     sweep of the design per corpus: `model.ladders`), each member weighing the same, leaving one out
     at a time for its penalty and its spread (`fit_family_term`). What a user knows before training:

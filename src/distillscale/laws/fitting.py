@@ -98,11 +98,11 @@ def check_intervals(bootstrap, level) -> None:
 # A coefficient that the bootstrap moves by less than this (relative) is not identified.
 FLAT = 1e-4
 # A coefficient whose interval spans more than this many decades (high / low > 10^DECADES) is not
-# identified: the runs allow values a thousand times apart (issue 38: A from 1.8e-5 to 9.5e9).
+# identified: the runs allow values a thousand times apart (the micro demo's runs: A from 1.8e-5 to 9.5e9).
 DECADES = 3
 # An irreducible loss E below this fraction of the lowest observed loss is not identified: the runs
 # never come near where the loss levels off, so E is the power law carried to infinite scale, not a
-# measurement (issue 38: E = 0.027 on runs that all lie above 2.4). Published fits sit at 0.4-0.9
+# measurement (the micro demo: E = 0.027 on runs that all lie above 2.4). Published fits sit at 0.4-0.9
 # of their lowest loss (Chinchilla's E = 1.69 under runs near 2).
 E_FLOOR_FRACTION = 0.2
 # Start grids of "coarse" fits: a few hundred starts instead of the papers' thousands (4,500

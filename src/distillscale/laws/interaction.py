@@ -1,4 +1,4 @@
-"""Fitting the forms whose data term depends on model size (issue 55, `laws.interaction_law`):
+"""Fitting the forms whose data term depends on model size (`laws.interaction_law`):
 
     interaction: L(N, D) = E + A / N^alpha + B / D^(beta + beta1 ln(N / N0))
     farseer:     L(N, D) = E + A / N^alpha + B (N/N0)^kappa / D^(beta (N/N0)^nu)

@@ -1,4 +1,4 @@
-"""Supervised laws whose data term depends on model size (issue 55), numpy only.
+"""Supervised laws whose data term depends on model size, numpy only.
 
 The interaction form:
 

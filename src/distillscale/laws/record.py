@@ -24,10 +24,10 @@ from distillscale.laws.crossladder import BiasCorrection
 from distillscale.laws.schema import Count0, Level, Positive, describe, read_schema_version
 from distillscale.laws.uncertainty import ExtrapolationError
 
-# 2: `profile` (the laws the runs allow for a coefficient they cannot pin down, issue 38).
-# 3: `marginal_e` (E marginalized over a grid in the default fit's member forms, issue 34).
-# 4: `bias_correction` (the cross-ladder correction of predictions beyond the runs, issue 64).
-# 5: `bias_correction.family` (a builtin design's own term beside it, issue 64).
+# 2: `profile` (the laws the runs allow for a coefficient they cannot pin down).
+# 3: `marginal_e` (E marginalized over a grid in the default fit's member forms).
+# 4: `bias_correction` (the cross-ladder correction of predictions beyond the runs).
+# 5: `bias_correction.family` (a builtin design's own term beside it).
 FIT_SCHEMA_VERSION = 5
 
 

@@ -82,7 +82,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     `ensemble=False`, form="auto" chooses among the forms themselves by backtest instead (the
     default before the validation pack). In the median, each form's E is fitted; `marginal_e=True`
     marginalizes it over a grid instead (`laws.marginal`) unless the candidate fixes E or puts a
-    prior on it (the default for part of issue 34; on all the evidence together, the pack's
+    prior on it (once the default; on all the evidence together, the pack's
     development, held-back and far runs and six micro corpora, a fitted E extrapolates better:
     docs/validation_pack.md). With a form given, that form
     with the given choices is the only candidate (still backtested; its E fitted). `exponent_prior` (an `ExponentPrior`: Gaussian priors on

@@ -68,7 +68,7 @@ def equivalent_distance(distance, span, own_span) -> np.ndarray:
 # §8). A typical (mean) |error| is not a 90% half-width: for half-normal errors the 90% quantile is
 # z_0.95 / sqrt(2 / pi) = 2.06x the mean, and on the validation pack the 90% quantile of |error| at 2-8x
 # is 1.2-3.4x the mean (median 2.1x over its eight sets). Used as a half-width, 4% covered 4 of 6
-# held-out runs of the demo on unseen corpora (issue 38).
+# held-out runs of the demo on unseen corpora (docs/demo_corpora.md).
 LITERATURE_TYPICAL = 0.04
 
 

@@ -98,7 +98,7 @@ class Attention(nn.Module):
         # Normalise in the norms' dtype, then back to v's dtype, which SDPA needs under autocast: float32
         # for a model with float32 weights (as HF Qwen3 does, also under bf16 autocast), bf16 for one whose
         # weights are bf16 (a frozen teacher on CUDA), whose norms would otherwise get float32 input and
-        # leave rms_norm's fused kernel ("Mismatch dtype between input and weight"; issue 65).
+        # leave rms_norm's fused kernel ("Mismatch dtype between input and weight").
         norm_dtype = getattr(self.q_norm, "weight", q).dtype  # no QK-norm: no cast
         q = rope(self.q_norm(q.to(norm_dtype)).to(v.dtype).transpose(1, 2), start)
         k = rope(self.k_norm(k.to(norm_dtype)).to(v.dtype).transpose(1, 2), start)

@@ -1,4 +1,4 @@
-"""What accuracy a plan's losses buy (issue 56): each model a plan prints (`Plan.runs()`: the student,
+"""What accuracy a plan's losses buy: each model a plan prints (`Plan.runs()`: the student,
 the teacher a scenario pre-trains, the model pretrained instead) read through a loss-to-error law of a
 task set (`laws.downstream`, `plan --downstream-law FILE`, the file `distillscale fit downstream` wrote).
 

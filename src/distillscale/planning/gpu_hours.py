@@ -1,5 +1,5 @@
 """A plan in GPU-hours: the wall-clock, GPU-hours and cost of each of its runs on a given device, from
-a measured throughput table (issue 65).
+a measured throughput table.
 
     table = ThroughputTable.load()                       # the table shipped with the package
     table.mfu("h100", 85e6)                              # MfuEstimate: interpolated, and how

@@ -1,4 +1,4 @@
-"""How to run each model a plan trains (issue 53): its peak learning rate (with interval), its batch
+"""How to run each model a plan trains: its peak learning rate (with interval), its batch
 in tokens and in sequences at the plan's context, its steps and warmup, from a hyperparameter law
 (`plan --hyperparameter-law`, default steplaw2025: `laws.hyperparameters`), and the `--lr` to give
 `train`/`distill` that trains the model at that rate.

@@ -67,7 +67,7 @@ def decide_verdict(student_loss: float, student_interval, supervised_loss: float
                    outside_fit: bool = False) -> str:
     """distill, pretrain, or "too close to call" when the losses' difference is inside their
     intervals. Farther out than the backtest reached, a verdict needs intervals that do not
-    overlap; otherwise it is CANNOT_TELL (issue 38: a verdict built on an extrapolated loss).
+    overlap; otherwise it is CANNOT_TELL (a verdict would rest on an extrapolated loss).
     `outside_fit` (a student whose start the law does not model, e.g. pruned): the same rule
     wherever the plan lies, a loss without an interval counting as its point."""
     if outside_fit:

@@ -1,4 +1,4 @@
-"""A plan's run sheet (issue 66): one row per distinct training run the plan asks for, what a user
+"""A plan's run sheet: one row per distinct training run the plan asks for, what a user
 copies into `train`/`distill`. A row is a role (a distilled student, a teacher the scenario
 pre-trains, or a model trained without a teacher), its N and D, its peak lr with the interval, its
 batch, steps and warmup, the `--lr` to pass, with `--gpu` its GPU-hours, and the plan's runs it

@@ -1,6 +1,6 @@
 """What a plan warns about: a number of the plan far outside the data behind its laws
 (`laws.extrapolation.extrapolation_warnings`), only where it is a number the user chose or will act
-on (issue 66). A teacher the scenario does not train (best-case's free teacher, the existing teacher
+on. A teacher the scenario does not train (best-case's free teacher, the existing teacher
 of teacher-inference that the plan chose) is none of those: its size and tokens only say which
 teacher gives the loss L_T, and where the solver let its tokens run to the cap it is shown as "free,
 not trained" (`FREE_TEACHER`), never warned about as an extrapolation.

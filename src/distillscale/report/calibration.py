@@ -549,7 +549,7 @@ SUPPORTED_TARGET = ("the largest distilled student size, on the most tokens the 
 
 
 def supported_target(laws: LawSet, flops: ForwardFlops) -> dict[str, Any] | None:
-    """The plan the fit supports (issue 38): a student no larger than the largest distilled one (the
+    """The plan the fit supports: a student no larger than the largest distilled one (the
     distillation backtest measures distance in teacher strength, not student size) nor than the
     supervised law's largest fitted size times the distance its backtest reached
     (`laws.extrapolation.backtest_reach`; 1 when unmeasured), trained on as many tokens as both

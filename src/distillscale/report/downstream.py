@@ -1,4 +1,4 @@
-"""The benchmark scores in a report (issue 56): each usable run's score on each task and metric (the
+"""The benchmark scores in a report: each usable run's score on each task and metric (the
 "eval:<task>:<metric>" columns `sweep export` writes from the runs' eval.json, `training.lm_eval_run`),
 beside its validation loss, in report.json (`downstream`) and as a figure of loss against each metric.
 

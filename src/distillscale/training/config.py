@@ -519,7 +519,7 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
     @model_validator(mode="before")
     @classmethod
     def _top_k_default_kd_weight(cls, data: Any) -> Any:
-        """Top-k targets give the data a share by default (`TOP_K_KD_WEIGHT`, issue 39)."""
+        """Top-k targets give the data a share by default (`TOP_K_KD_WEIGHT`)."""
         if isinstance(data, dict) and data.get("top_k") is not None and data.get("kd_weight") is None:
             data = {**data, "kd_weight": TOP_K_KD_WEIGHT}
         return data

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-# lambda of top-k targets when none is given (issue 39; docs/top_k_teachers.md): with only the teacher's
+# lambda of top-k targets when none is given (docs/top_k_teachers.md): with only the teacher's
 # top k and one tail category, a pure-KD student learns nothing of how the tail spreads over the other ids;
 # measured, a CE share of 0.5 keeps top-5 and top-20 students within 2% of full-distribution ones.
 TOP_K_KD_WEIGHT = 0.5

@@ -1,4 +1,4 @@
-"""Several teachers, one target: the weighted mixture of their distributions (issue 37).
+"""Several teachers, one target: the weighted mixture of their distributions.
 
 `distill --teacher A --teacher B --teacher-weight 0.7 --teacher-weight 0.3` distils the student towards
 

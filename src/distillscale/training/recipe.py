@@ -148,7 +148,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     if too_high and show_progress:
         warn(too_high)
     far = hyperparameter_warning(non_embedding_params, token_budget, config.effective_lr, config.tokens_per_step,
-                                 student_record.mup_multiplier, d_model=student_record.d_model)  # issue 53
+                                 student_record.mup_multiplier, d_model=student_record.d_model)
     if far and show_progress:
         warn(far)
     schedule = lr_schedule(config, total_steps, non_embedding_params)

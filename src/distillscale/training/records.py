@@ -205,7 +205,7 @@ class DistillationRecord(DistillationLossConfig):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # None in results written before issue 39, whose top-k targets were renormalised over the k ids
+    # None in results of earlier versions, whose top-k targets were renormalised over the k ids
     top_k_tail: bool | None = None
     mode: Literal["cross-tokenizer"] | None = None
     uld_weight: float | None = None

@@ -115,7 +115,7 @@ def _one_micro_batch(model: TrainingModel, objective: Objective, optimizer: torc
                      autocast: contextlib.AbstractContextManager, halted: torch.Tensor | None) -> StepResult:
     """`train_step` of one micro-batch: the same numbers bit for bit (its weight would be exactly 1.0,
     and x * 1.0 / 1 is x), without the weights' operations, which a small model's step pays for in
-    Python and kernel launches (issue 65)."""
+    Python and kernel launches."""
     inputs, targets, *extras = batch
     with autocast:
         output = objective(model, inputs, targets, *extras)

@@ -1,5 +1,5 @@
 """Top-k teacher targets: where their tail mass comes from, and the check of the teacher's top-k mass
-that a top-k run makes before it trains (issue 39).
+that a top-k run makes before it trains.
 
 The loss (`losses.py`) compares the teacher's k most likely ids plus one "everything else" category
 with the student's. The tail mass P_T = 1 - sum(top-k probabilities) is

@@ -1,4 +1,4 @@
-"""Hyperparameter laws: the optimal peak learning rate and batch size from N and D (issue 53).
+"""Hyperparameter laws: the optimal peak learning rate and batch size from N and D.
 
     fit = fit_hyperparameters(runs)                    # an lr x batch grid of runs (laws.hyperparameters.fit)
     law = load_hyperparameter_law("steplaw2025")       # a preset or a saved law (laws.hyperparameters.presets)

@@ -33,7 +33,7 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
 
     def make_sampler(data: PreparedData, tokens: np.ndarray) -> CachedWindowSampler:
         check_cache_matches_data(cache, data)  # the cache's split is the run's (resolve_cached_student_data)
-        # on a GPU the records are copied as stored and decoded there (issue 65); on the CPU decoded
+        # on a GPU the records are copied as stored and decoded there; on the CPU decoded
         # in the reader's thread, numbers bit for bit those of before
         decode = "device" if resolve_device(config.device).type == "cuda" else "host"
         return CachedWindowSampler(cache, tokens, config.batch_size, config.seed, decode=decode)
@@ -91,7 +91,7 @@ def resolve_cached_student_data(config: DistillConfig, cache: LogitCache) -> Dis
             raise UserError(f"--top-k {config.top_k} is more than the logit cache {cache.path} holds "
                             f"({cache.top_k}): use --top-k {cache.top_k} or less, or leave it out")
         updates["top_k"] = config.top_k or cache.top_k
-        if "kd_weight" not in given:  # top-k targets give the data a share by default (issue 39)
+        if "kd_weight" not in given:  # top-k targets give the data a share by default
             updates["kd_weight"] = TOP_K_KD_WEIGHT
     if config.tokenizer is None:
         updates["tokenizer"] = cache.tokenizer_path

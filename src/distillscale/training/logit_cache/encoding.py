@@ -105,7 +105,7 @@ class EliasFanoIds:
 @dataclass(frozen=True)
 class TopKEncoding:
     """Encodes the top `top_k` (ids, log-probabilities) of a `vocab_size` vocabulary per token, and
-    (`with_mass`, the default since issue 39) the log of their total probability, float32, which
+    (`with_mass`, the default) the log of their total probability, float32, which
     the relative codes lose: with it the tail mass 1 - sum(top-k) is known to the loss. Caches made
     before have no mass (`with_mass=False`); see `LogitCache.teacher_predictions`."""
 

@@ -21,7 +21,7 @@ class CachedWindowSampler(TokenSampler):
     (`decode="host"`, in the background reader's thread); or, with `decode="device"`, (inputs,
     targets, record_bytes): the records as stored, [b, seq_len, bytes_per_token] uint8, which the
     objective decodes on the device (`LogitCache.predictions_from_bytes`): a quarter of the bytes
-    to copy at k = 128 and next to no work on the host (issue 65).
+    to copy at k = 128 and next to no work on the host.
     """
 
     DECODE = ("host", "device")
