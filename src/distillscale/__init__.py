@@ -39,6 +39,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "calibrate": "distillscale.laws.calibrate",
     "Calibration": "distillscale.laws.calibrate",
     "FitRecord": "distillscale.laws.record",
+    "LossIdentity": "distillscale.data.loss_identity",
+    "loss_identity": "distillscale.data.loss_identity",
     "DistillationPlanner": "distillscale.planning.solver",
     "plan": "distillscale.planning.plan",
     "plan_supervised": "distillscale.planning.plan",

@@ -325,6 +325,21 @@ def _fingerprint(config: DataConfig, source_fingerprint: str, loaded: tuple[Toke
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def open_prepared(directory: str | os.PathLike) -> PreparedData:
+    """A corpus prepared before, by its directory (`<cache_dir>/<fingerprint>/`, as `data prepare`
+    prints it), or a one-line UserError saying what the directory is not."""
+    directory = Path(directory).expanduser()
+    try:
+        fingerprint = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        fingerprint = None
+    manifest = None if not isinstance(fingerprint, str) else _complete_manifest(directory, fingerprint)
+    if manifest is None:
+        raise UserError(f"{directory} is not a complete prepared corpus of this distillscale (manifest.json and "
+                        f"the split files of format {FORMAT}): prepare it with `distillscale data prepare`")
+    return PreparedData(directory, manifest, reused=True)
+
+
 def _complete_manifest(directory: Path, fingerprint: str) -> dict | None:
     """The manifest of a finished preparation in `directory`, or None if there is none."""
     try:

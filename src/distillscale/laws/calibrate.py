@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from distillscale.data.loss_identity import LossIdentity
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.interaction import SUPERVISED_FORM_NAMES
@@ -185,10 +186,12 @@ class Calibration:
     skipped: dict[str, str] = field(default_factory=dict)
     supervised_law: SupervisedLaw | None = None   # the students' supervised law: fitted, or given
 
-    def laws(self, name: str = "fitted", compute: ComputeSettings | None = None, source: str = "") -> LawSet:
-        """The fitted laws as a law set, what `--law` and `plan` read."""
+    def laws(self, name: str = "fitted", compute: ComputeSettings | None = None, source: str = "",
+             losses: LossIdentity | None = None) -> LawSet:
+        """The fitted laws as a law set, what `--law` and `plan` read; `losses`: what the runs' losses
+        are (`data.loss_identity`; None: not given)."""
         return LawSet(name, self.supervised_law, self.distillation.law if self.distillation else None,
-                      compute or ComputeSettings(), source=source)
+                      compute or ComputeSettings(), source=source, losses=losses or LossIdentity())
 
 
 def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=None, total_params=None,

@@ -167,6 +167,26 @@ GRID_HELP = ("replace one parameter's start values, e.g. --grid alpha=0.3,0.5 (r
              "are named as in the saved fit record: log_E, log_A, alpha, ...)")
 OVERWRITE_HELP = "replace the --out file if it is a law file distillscale wrote (never another file)"
 DROP_HELP = "skip runs with missing, NaN or non-positive values (they are counted) instead of failing"
+LOSS_TOKENIZER_HELP = ("the tokenizer the runs' losses were measured with (a tokenizer.json, or a tokenizer or model "
+                       "directory), recorded in the law: a teacher's loss must be on it to plan with the law")
+LOSS_TEXT_HELP = ("the text the runs' losses were measured on, recorded in the law: a prepared corpus directory "
+                  "(its validation split; its tokenizer too), or the name of a public set (e.g. \"C4 en validation\")")
+NOT_GIVEN_NOTE = ("the runs' losses are recorded as nats/token of a tokenizer and text not given: pass --tokenizer "
+                  "and --text to record them (a teacher's measured loss can then be checked against the law)")
+
+
+def _loss_identity(tokenizer: Path | None, text: str | None):
+    """What the runs' losses are, from --tokenizer and --text (said once when neither is given)."""
+    from distillscale.data.loss_identity import loss_identity
+
+    try:
+        identity = loss_identity(tokenizer, text)
+    except UserError as exc:
+        raise UserError(f"--tokenizer/--text: {exc}") from None
+    if not identity.given:
+        warn(NOT_GIVEN_NOTE if tokenizer is None and text is None else
+             f"the runs' losses are recorded as {identity.describe()}: give both --tokenizer and --text")
+    return identity
 
 
 def _parse_grid(specs: list[str] | None) -> dict[str, tuple[float, ...]]:
@@ -297,6 +317,8 @@ class FitSupervisedSettings(CommandSettings):
     drop_invalid: bool = option(False, help=DROP_HELP)
     seed: int = option(0, help="seed of the bootstrap resampling")
     name: str | None = option(None, help="name of the fitted law (default: file name)")
+    tokenizer: Path | None = option(None, help=LOSS_TOKENIZER_HELP)
+    text: str | None = option(None, help=LOSS_TEXT_HELP)
     out: Path | None = option(None, help="save the law as JSON, usable as --law FILE")
     overwrite: bool = option(False, help=OVERWRITE_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
@@ -313,6 +335,7 @@ def fit_supervised(s: FitSupervisedSettings) -> None:
     if s.out:
         check_output_file(s.out, overwrite=s.overwrite, is_ours=is_law_file, inputs=[s.file],
                           what="distillscale law file")
+    losses = _loss_identity(s.tokenizer, s.text)
     rows, runs, names = _supervised_columns(read_table(s.file), s.params_col, s.loss_col, s.tokens_col,
                                             s.flops_col, s.drop_invalid, s.total_params_col, s.unique_tokens_col)
     try:
@@ -328,7 +351,8 @@ def fit_supervised(s: FitSupervisedSettings) -> None:
     except ParameterError as exc:  # the columns' flags
         raise UserError(exc.for_cli({"total_params": "--total-params-col",
                                      "unique_tokens": "--unique-tokens-col"})) from None
-    _report_supervised(s, calibration, rows)
+    _report_supervised(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
+                       calibration, rows)
 
 
 def _supervised_source(s: FitSupervisedSettings, n_dropped: int) -> dict:
@@ -339,16 +363,16 @@ def _supervised_source(s: FitSupervisedSettings, n_dropped: int) -> dict:
     return {**source, "unique_tokens_col": s.unique_tokens_col} if s.unique_tokens_col else source
 
 
-def _report_supervised(s: FitSupervisedSettings, calibration, rows) -> None:
+def _report_supervised(s: FitSupervisedSettings, laws, calibration, rows) -> None:
     from distillscale.laws.render import fit_json, print_fit
 
-    laws = calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}")
     if s.out:
         laws.save(s.out, overwrite=s.overwrite, inputs=[s.file], flag="--out", overwrite_flag="--overwrite")
     holdout = calibration.holdout.get("supervised")
     repetition = _repetition_summary(calibration.supervised) if s.unique_tokens_col else None
     if s.as_json:
-        record = fit_json(laws.name, calibration.supervised, rows.n_dropped, holdout, s.fit_where, rows.lines, s.out)
+        record = {**fit_json(laws.name, calibration.supervised, rows.n_dropped, holdout, s.fit_where, rows.lines, s.out),
+                  "losses": laws.losses.to_json()}
         print_json({**record, "repetition": repetition} if s.unique_tokens_col else record)
         return
     print_fit(f"Supervised law fitted to {s.file.name}", calibration.supervised, rows.n_dropped, holdout, s.fit_where)
@@ -413,6 +437,8 @@ class FitDistillationSettings(CommandSettings):
     drop_invalid: bool = option(False, help=DROP_HELP)
     seed: int = option(0, help="seed of the bootstrap resampling")
     name: str | None = option(None, help="name of the fitted laws (default: file name)")
+    tokenizer: Path | None = option(None, help=LOSS_TOKENIZER_HELP)
+    text: str | None = option(None, help=LOSS_TEXT_HELP)
     out: Path | None = option(None, help="save the laws as JSON, usable as --law FILE")
     overwrite: bool = option(False, help=OVERWRITE_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
@@ -428,6 +454,7 @@ def fit_distillation(s: FitDistillationSettings) -> None:
     if s.out:
         check_output_file(s.out, overwrite=s.overwrite, is_ours=is_law_file, inputs=[s.file, s.supervised_law],
                           what="distillscale law file")
+    losses = _loss_identity(s.tokenizer, s.text)
     student_law, columns = _supervised_law(s.supervised_law), [s.student_params_col, s.student_tokens_col, s.loss_col]
     students, supervised, lines, table = _distillation_columns(read_table(s.file), columns, s.teacher_loss_col,
                                                                student_law is None, s.drop_invalid)
@@ -444,7 +471,8 @@ def fit_distillation(s: FitDistillationSettings) -> None:
                                                        seed=s.seed))
     except ParameterError as exc:  # this command's flags for the two laws' forms
         raise UserError(exc.for_cli({"form": "--supervised-form", "distillation_form": "--form"})) from None
-    _report_distillation(s, calibration, students, lines)
+    _report_distillation(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
+                         calibration, students, lines)
 
 
 def _distillation_holdout(s: FitDistillationSettings, students, supervised, table, columns: list[str]):
@@ -463,16 +491,15 @@ def _supervised_law(spec: str | None):
         raise UserError(f"--supervised-law: {exc}") from None
 
 
-def _report_distillation(s: FitDistillationSettings, calibration, students, lines) -> None:
+def _report_distillation(s: FitDistillationSettings, laws, calibration, students, lines) -> None:
     from distillscale.laws.render import fit_json, print_fit
 
-    laws = calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}")
     if s.out:
         laws.save(s.out, overwrite=s.overwrite, inputs=[s.file], flag="--out", overwrite_flag="--overwrite")
     fit, holdout = calibration.distillation, calibration.holdout.get("distillation")
     if s.as_json:
         record = fit_json(laws.name, fit, students.n_dropped, holdout, s.fit_where, lines, s.out)
-        print_json({**record, "supervised_coefficients": laws.supervised.coefficients()})
+        print_json({**record, "supervised_coefficients": laws.supervised.coefficients(), "losses": laws.losses.to_json()})
         return
     print_fit(f"Distillation law fitted to {s.file.name}", fit, students.n_dropped, holdout, s.fit_where)
     console.print("student supervised law: " + ", ".join(

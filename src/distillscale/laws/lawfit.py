@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distillscale.data.loss_identity import LossIdentity
 from distillscale.laws.backtest import Backtest
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
 from distillscale.laws.objective import ExponentPrior
@@ -141,19 +142,22 @@ class LawFit:
         `predict(N_S, D_S, L_T)` for a distillation law (floats or arrays)."""
         return self.law.prediction(*args)
 
-    def laws(self, name: str = "fitted", source: str = "") -> LawSet:
-        """The law as a law set (a distillation law with the student's supervised law), as plan reads it."""
+    def laws(self, name: str = "fitted", source: str = "", losses: LossIdentity | None = None) -> LawSet:
+        """The law as a law set (a distillation law with the student's supervised law), as plan reads it;
+        `losses`: what the runs' losses are (`ds.loss_identity(tokenizer=..., text=...)`; None: not given)."""
+        losses = losses or LossIdentity()
         if isinstance(self.law, DistillationLaw):
-            return LawSet(name, self.law.student_law, self.law, source=source)
-        return LawSet(name, self.law, source=source)
+            return LawSet(name, self.law.student_law, self.law, source=source, losses=losses)
+        return LawSet(name, self.law, source=source, losses=losses)
 
-    def save(self, path: str | Path, name: str | None = None, overwrite: bool = False) -> None:
-        """Write the law with its fit record to law.json (atomically), for `distillscale ... --law`.
-        An existing file is replaced only with `overwrite=True`, and only if it is a law file (never
-        the table the law was fitted to)."""
+    def save(self, path: str | Path, name: str | None = None, overwrite: bool = False,
+             losses: LossIdentity | None = None) -> None:
+        """Write the law with its fit record to law.json (atomically), for `distillscale ... --law`,
+        recording what its losses are (`losses`; None: not given). An existing file is replaced only
+        with `overwrite=True`, and only if it is a law file (never the table the law was fitted to)."""
         check_path_argument(path)
         source = (self.record.source or {}).get("file") if self.record is not None else None
-        self.laws(name or Path(path).stem, source="fitted with distillscale").save(
+        self.laws(name or Path(path).stem, source="fitted with distillscale", losses=losses).save(
             path, overwrite=overwrite, inputs=[source])
 
 

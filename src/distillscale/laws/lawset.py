@@ -1,5 +1,6 @@
-"""A set of laws that belong together (a supervised law, optionally a distillation law, and the
-compute settings they were measured under), published presets, and JSON save/load."""
+"""A set of laws that belong together (a supervised law, optionally a distillation law, the compute
+settings they were measured under and what their losses are: nats/token of which tokenizer on which
+text, `losses`), published presets, and JSON save/load."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from distillscale.checks import checked
+from distillscale.data.loss_identity import LossIdentity, TextIdentity, TokenizerIdentity
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, check_output_file, json_format_is, read_text_file
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
@@ -37,6 +39,9 @@ class LawSet:
     distillation: DistillationLaw | None = None
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     source: str = ""
+    # What the laws' losses are: nats/token of a tokenizer on a text (`data.loss_identity`); a law file
+    # written before it was recorded, or a fit to a table that did not say, has it "not given".
+    losses: LossIdentity = field(default_factory=LossIdentity)
     # The file it was loaded from (None: a preset, or a law made in this process): what `--law`
     # takes to load it again. Not part of the law, nor of its file.
     path: str | None = field(default=None, compare=False, repr=False)
@@ -103,6 +108,7 @@ class LawSet:
             "name": self.name,
             "source": self.source,
             "compute": vars(self.compute),
+            "losses": self.losses.to_json(),
             "supervised": self.supervised.to_dict() if self.supervised else None,
             "distillation": self.distillation.to_dict() if self.distillation else None,
         }
@@ -119,7 +125,8 @@ class LawSet:
                                  lambda: DistillationLaw.from_dict(data["distillation"], supervised)) \
             if data.get("distillation") else None
         return cls(name=data.get("name", "unnamed"), supervised=supervised, distillation=distillation,
-                   compute=ComputeSettings(**data.get("compute", {})), source=data.get("source", ""))
+                   compute=ComputeSettings(**data.get("compute", {})), source=data.get("source", ""),
+                   losses=LossIdentity.from_json(data.get("losses")))
 
     def save(self, path: str | Path, overwrite: bool = False, inputs=(), *, flag: str = "path",
              overwrite_flag: str = "overwrite=True") -> None:
@@ -156,19 +163,29 @@ def _busbridge2025() -> LawSet:
     distillation = DistillationLaw(A=2243.0, B=24181.0, alpha=0.321, beta=0.637, gamma=0.764,
                                    c0=2.549, c1=522.6, f1=0.090, d1=1.315, student_law=supervised)
     return LawSet("busbridge2025", supervised, distillation, ComputeSettings(4096, 32168, 128.0),
-                  "Busbridge et al. 2025, Table 6 (C4-English, vocab 32168, context 4096)")
+                  "Busbridge et al. 2025, Table 6 (C4-English, vocab 32168, context 4096)", losses=LossIdentity(
+                      tokenizer=TokenizerIdentity(name="of Busbridge et al. 2025, not published", vocab_size=32168),
+                      text=TextIdentity(name="C4 English (Busbridge et al. 2025's validation loss)")))
+
+
+# Hoffmann et al. 2022 (Sec. 4.1 and App. A): a SentencePiece tokenizer of 32,000 tokens, Gopher's
+# without NFKC normalisation; the losses of its runs on MassiveText. Epoch's refit reads the same runs.
+_CHINCHILLA_LOSSES = LossIdentity(
+    tokenizer=TokenizerIdentity(name="SentencePiece of Hoffmann et al. 2022, not published",
+                                vocab_size=32000),
+    text=TextIdentity(name="MassiveText (the final losses of Hoffmann et al. 2022's runs)"))
 
 
 def _chinchilla2022() -> LawSet:
     return LawSet("chinchilla2022",
                   SupervisedLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
-                  source="Hoffmann et al. 2022, Eq. 10 (MassiveText)")
+                  source="Hoffmann et al. 2022, Eq. 10 (MassiveText)", losses=_CHINCHILLA_LOSSES)
 
 
 def _epoch2024() -> LawSet:
     return LawSet("epoch2024",
                   SupervisedLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
-                  source="Besiroglu et al. 2024, refit of Chinchilla Fig. 4")
+                  source="Besiroglu et al. 2024, refit of Chinchilla Fig. 4", losses=_CHINCHILLA_LOSSES)
 
 
 PRESETS = {"busbridge2025": _busbridge2025, "chinchilla2022": _chinchilla2022,

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from distillscale.data.loss_identity import LossIdentity
 from distillscale.errors import UserError
 
 # Ranges wide enough for every law the fitter can produce (its boxes: log A, log B in [-20, 60],
@@ -170,6 +171,7 @@ class LawFile(_Strict):
     name: Text = "unnamed"
     source: Text = ""
     compute: Compute = Compute()
+    losses: LossIdentity | None = None   # what the laws' losses are (`data.loss_identity`); absent: not given
     supervised: SupervisedPart | None = None
     distillation: DistillationPart | None = None
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from distillscale.data.loss_identity import LossIdentity
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws import ComputeSettings, LawSet
 from distillscale.laws.calibrate import START_GRIDS, HoldoutCheck, start_grid_options
@@ -50,7 +51,7 @@ from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.teacher import (MINIMA_RATIO, CapacityGapLaw, OptimalTeacher, fit_capacity_gap,
                                            optimal_teachers)
 from distillscale.report.design import design_family
-from distillscale.report.runs import SweepRuns, unique_tokens
+from distillscale.report.runs import SweepRuns, loss_identity, unique_tokens
 
 # Tokens per parameter of the default target: Chinchilla's compute-optimal ratio.
 DEFAULT_TARGET_TOKENS_PER_PARAM = 20.0
@@ -102,6 +103,7 @@ class Calibration:
     settings: CalibrationSettings
     compute: ComputeSettings
     compute_source: str
+    losses: LossIdentity = field(default_factory=LossIdentity)  # what the runs' val_loss are (`runs.loss_identity`)
     supervised: LawFit | None = None
     distillation: LawFit | None = None
     skipped: dict[str, str] = field(default_factory=dict)   # step -> why it was skipped
@@ -122,7 +124,7 @@ class Calibration:
     def laws(self) -> LawSet:
         return LawSet("fitted", self.supervised.law if self.supervised else None,
                       self.distillation.law if self.distillation else None, self.compute,
-                      source=f"fitted by distillscale report on {self.runs.source}")
+                      source=f"fitted by distillscale report on {self.runs.source}", losses=self.losses)
 
     def to_dict(self) -> dict[str, Any]:
         report = self._to_dict()
@@ -174,7 +176,7 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
               progress=lambda message: None) -> Calibration:
     """Steps 1-5 above; `progress(message)` is told which step starts."""
     compute, compute_source = _compute_settings(runs)
-    result = Calibration(runs, settings, compute, compute_source)
+    result = Calibration(runs, settings, compute, compute_source, losses=loss_identity(runs))
     records = runs.supervised + runs.students
 
     def column(key: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from distillscale.data.loss_identity import LossIdentity
 from distillscale.errors import UserError
 
 NUMERIC_COLUMNS = ("n_layers", "non_embedding_params", "tokens", "tokens_per_param", "flops", "val_loss",
@@ -69,6 +70,20 @@ def short_runs_message(short: dict) -> str:
             f"steps (the fewest {short['fewest_steps']}): runs this short are still in training's early "
             f"transient, above the laws' power law, and a law fitted on them tends to over-predict larger "
             f"models; train the small sizes for more steps (more tokens or a smaller batch)")
+
+
+def loss_identity(runs: SweepRuns) -> LossIdentity:
+    """What the sweep's val_loss values are (`data.loss_identity`): nats/token of its tokenizer on its
+    validation split, from the first supervised run whose directory records its data (every run of a
+    sweep is validated on the same split); not given when none does (an export without its runs)."""
+    from distillscale.training.run_dir import RunDirectory
+
+    for run in runs.supervised:
+        path = Path(run.get("run_dir") or "")
+        identity = RunDirectory(path).loss_identity() if str(path) != "." and path.is_dir() else None
+        if identity is not None:
+            return identity
+    return LossIdentity()
 
 
 def load_runs(source: str | Path) -> SweepRuns:

@@ -42,6 +42,7 @@ from distillscale.model.hf_export import HF_STUDENT_DIR
 from distillscale.io import atomic_write, check_output_dir, holds_anything, is_write_leftover, unreadable
 from distillscale.settings import Settings, TConfig
 from distillscale.data.config import DataConfig
+from distillscale.data.loss_identity import LossIdentity
 from distillscale.training.config import DistillConfig, TrainConfig
 from distillscale.training.teacher_options import teacher_location
 from distillscale.training.records import RunPlan, RunRecord, RunResult
@@ -223,6 +224,24 @@ class RunDirectory:
         except (ValidationError, TypeError, ValueError):
             return None
         return data, record.plan.data_fingerprint
+
+    def loss_identity(self) -> LossIdentity | None:
+        """What the run's val_loss is (`data.loss_identity`): nats/token of its tokenizer on the val split
+        of the data it trained with, read from that prepared data when it is still in its cache; else
+        the split named by the data's fingerprint alone. None: the run records no data."""
+        from distillscale.data.loss_identity import TextIdentity, loss_identity, prepared_loss_identity
+        from distillscale.data.prepare import open_prepared
+
+        recorded = self.recorded_data()
+        if recorded is None:
+            return None
+        data, fingerprint = recorded
+        try:
+            return prepared_loss_identity(open_prepared(data.resolved_cache_dir() / fingerprint))
+        except UserError:  # the prepared data is gone: what the run itself records
+            tokenizer = loss_identity(self.tokenizer_path).tokenizer if self.tokenizer_path.is_file() else None
+            return LossIdentity(tokenizer=tokenizer, text=TextIdentity(
+                name=str(data.path or "the default corpus"), split="val", data_fingerprint=fingerprint))
 
     # -- writing -------------------------------------------------------------------------------
 

@@ -1,0 +1,83 @@
+"""What a loss is measured in (`data.loss_identity`): a prepared corpus's tokenizer and validation split,
+its bytes per token, bits per byte, and how two identities are told apart."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from distillscale.data import DataConfig, prepare_data
+from distillscale.data.loss_identity import (LossIdentity, TextIdentity, TokenizerIdentity, loss_identity,
+                                             prepared_loss_identity, split_facts, vocab_sha256)
+from distillscale.data.prepare import open_prepared
+from distillscale.data.tokenizer import load_tokenizer
+from distillscale.errors import UserError
+from tests.data_pipeline.test_data import VOCAB, write_text_corpus
+
+
+@pytest.fixture
+def prepared(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
+    corpus = write_text_corpus(tmp_path / "corpus", [f"doc {i}: naïve café " + "word " * (20 + i) + "\n"
+                                                     for i in range(40)])
+    return corpus, prepare_data(DataConfig(path=str(corpus), vocab_size=VOCAB), progress=False)
+
+
+def test_the_splits_bytes_add_up_to_the_corpus_and_give_bits_per_byte(prepared):
+    _, data = prepared
+    facts = {name: split_facts(data, name) for name in ("val", "teacher", "student")}
+    # the pieces partition the corpus: every byte of text is in exactly one split (é and ï included)
+    assert sum(n_bytes for n_bytes, _ in facts.values()) == data.manifest["source"]["bytes"]
+    identity = prepared_loss_identity(data)
+    assert identity.text.tokens == data.manifest["splits"]["val"]["tokens"] == len(data.split("val"))
+    assert identity.text.bytes == facts["val"][0] and identity.text.split_sha256 == facts["val"][1]
+    assert identity.bytes_per_token == identity.text.bytes / identity.text.tokens
+    nats = 2.25
+    assert identity.bits_per_byte(nats) == pytest.approx(nats * identity.text.tokens / identity.text.bytes / math.log(2))
+    assert identity.tokenizer.vocab_size == data.vocab_size
+    assert identity.tokenizer.vocab_sha256 == vocab_sha256(data.tokenizer)
+    # counted once: kept beside the splits, read back as counted
+    assert split_facts(open_prepared(data.directory), "val") == facts["val"]
+
+
+def test_the_same_text_and_tokenizer_give_the_same_split_however_the_tokenizer_is_given(prepared, tmp_path):
+    corpus, trained = prepared
+    given = prepare_data(DataConfig(path=str(corpus), tokenizer=str(trained.directory / "tokenizer.json")),
+                         progress=False)
+    assert given.fingerprint != trained.fingerprint  # another preparation ...
+    first, second = prepared_loss_identity(trained), prepared_loss_identity(given)
+    assert first.differs(second) is None  # ... of the same split, in the same tokenizer
+    other = prepare_data(DataConfig(path=str(corpus), vocab_size=VOCAB, val_fraction=0.2), progress=False)
+    assert "another text" in first.differs(prepared_loss_identity(other))
+    smaller = prepare_data(DataConfig(path=str(corpus), vocab_size=280), progress=False)
+    assert "another tokenizer (280 ids, not" in first.differs(prepared_loss_identity(smaller))
+
+
+def test_identities_given_by_name_and_refused_paths(prepared, tmp_path):
+    _, data = prepared
+    by_path = loss_identity(tokenizer=data.directory / "tokenizer.json", text="C4 en validation")
+    assert by_path.tokenizer.vocab_sha256 == vocab_sha256(load_tokenizer(data.directory / "tokenizer.json")[0])
+    assert by_path.text == TextIdentity(name="C4 en validation") and by_path.bytes_per_token is None
+    assert by_path.bits_per_byte(2.0) is None
+    from_corpus = loss_identity(text=data.directory)
+    assert from_corpus == prepared_loss_identity(data)
+    with pytest.raises(UserError, match="is not a prepared corpus"):
+        loss_identity(text=tmp_path)
+    other = tmp_path / "other.json"
+    prepare_data(DataConfig(path=str(tmp_path / "corpus"), vocab_size=280), progress=False).tokenizer.save(str(other))
+    with pytest.raises(UserError, match="is not the tokenizer of the prepared corpus"):
+        loss_identity(tokenizer=other, text=data.directory)
+
+
+def test_describing_and_comparing_identities():
+    nothing = LossIdentity()
+    assert not nothing.given and nothing.describe() == "nats/token of a tokenizer and text not given"
+    named = LossIdentity(tokenizer=TokenizerIdentity(name="paper's", vocab_size=32000),
+                         text=TextIdentity(name="C4"))
+    assert named.differs(nothing) is None and nothing.differs(named) is None  # nothing to tell them apart by
+    assert named.differs(named) is None
+    assert "another text" in named.differs(named.model_copy(update={"text": TextIdentity(name="The Pile")}))
+    split = TextIdentity(name="my corpus", split="val", split_sha256="a" * 64)
+    assert "another text" in named.differs(named.model_copy(update={"text": split}))
+    assert LossIdentity.from_json(named.to_json()) == named and LossIdentity.from_json(None) == nothing
