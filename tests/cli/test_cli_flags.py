@@ -59,6 +59,7 @@ for _path in ("fit supervised", "predict supervised", "predict distillation", "p
     ADDED_SINCE[_path] = (ADDED_SINCE.get(_path) or set()) | {"--no-bias-correction"}
 ADDED_SINCE["ladder"] = None
 ADDED_SINCE["serve"] |= {"--hyperparameter-law"}   # issue 63 (c5d016c): the page takes fitted hyperparameter laws
+ADDED_SINCE["distill"] |= {"--cache-workers"}  # issue 73: the threads reading a logit cache
 # Recorded flags that repeat since (a single value still reads as before): their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"}}

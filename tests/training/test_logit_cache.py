@@ -361,6 +361,64 @@ def test_an_interrupted_distillation_from_the_cache_resumes_to_the_same_loss(cli
     assert read_json(out / "result.json")["val_loss"] == read_json(cached_student / "result.json")["val_loss"]
 
 
+def test_reader_threads_change_no_bit_of_a_run_interrupted_or_not(cli, tmp_path, cache, cached_student,
+                                                                  monkeypatch):
+    """--cache-workers 3, interrupted at step 3 and resumed with --cache-workers 2: the same weights, bit
+    for bit, as the uninterrupted run with the CPU's default single reader."""
+    import distillscale.training.recipe as recipe
+
+    train_step, calls = recipe.train_step, []
+
+    def interrupted_at_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return train_step(*args, **kwargs)
+
+    out = tmp_path / "student"
+    with monkeypatch.context() as patch:
+        patch.setattr(recipe, "train_step", interrupted_at_step_3)
+        code, _, _ = cli("distill", "--teacher-cache", cache, "--out", out, *STUDENT, "--kd-weight", "0.7",
+                         "--cache-workers", "3")
+        assert code == 130
+    code, _, err = cli("distill", "--teacher-cache", cache, "--out", out, *STUDENT, "--kd-weight", "0.7",
+                       "--cache-workers", "2")
+    assert code == 0 and "resuming" in err, err
+    assert (out / "model.safetensors").read_bytes() == (cached_student / "model.safetensors").read_bytes()
+    assert read_json(out / "result.json")["val_loss"] == read_json(cached_student / "result.json")["val_loss"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--cache-workers", "0"), "invalid --cache-workers: Input should be greater than or equal to 1"),
+    (("--cache-workers", "two"), "--cache-workers"),
+])
+def test_distill_refuses_bad_reader_thread_counts(cli, tmp_path, cache, args, message):
+    code, _, err = cli("distill", "--teacher-cache", cache, "--out", tmp_path / "student", *STUDENT, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "student").exists()
+
+
+def test_cache_workers_need_a_cache(cli, tmp_path, teacher):
+    code, _, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT,
+                       "--cache-workers", "2")
+    assert code == 2 and "--cache-workers needs --teacher-cache" in err, err
+
+
+def test_a_shard_that_changes_during_a_run_stops_it_with_one_line(cli, tmp_path, cache_copy, monkeypatch):
+    """A shard checked when the cache was opened and overwritten in place afterwards (simulated: the
+    open-time check passes it): the readers' decoding finds it, and the run stops with one line."""
+    from distillscale.training.logit_cache import store
+
+    shard = cache_copy / "shard-00002.bin"
+    shard.write_bytes(bytes(shard.stat().st_size))  # zeros: no id bits
+    monkeypatch.setattr(store, "check_shard", lambda *args: None)
+    code, _, err = cli("distill", "--teacher-cache", cache_copy, "--out", tmp_path / "student", *STUDENT,
+                       "--cache-workers", "2")
+    (line,) = [line for line in err.splitlines() if line.startswith("distillscale: error:")]  # no traceback
+    assert code == 2 and "Traceback" not in err, err
+    assert "shard-00002.bin do not decode" in line and "run the `distillscale cache-logits` command" in err, err
+
+
 def test_distill_config_needs_a_teacher_or_a_cache(tmp_path):
     with pytest.raises(ValueError, match="missing required setting --teacher"):
         DistillConfig(out=tmp_path, n_layers=1, tokens=100)

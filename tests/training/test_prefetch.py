@@ -5,6 +5,7 @@ when the trainer leaves early; a run trains to the same losses with and without 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -76,6 +77,58 @@ def test_the_background_reader_yields_the_synchronous_batches_in_order(sampler, 
     assert not background.running
 
 
+def batches_bytes(batches) -> list:
+    """Every tensor of a list of steps' micro-batches as (dtype, shape, bytes): equal only bit for bit."""
+    return [(t.dtype, tuple(t.shape), t.numpy().tobytes()) for step in batches for micro in step for t in micro]
+
+
+@pytest.mark.parametrize("first_step", [0, 7])  # 7: a resumed run
+def test_any_number_of_workers_yields_the_same_batches_bit_for_bit_in_order(sampler, first_step):
+    read = two_micro_batches(sampler)
+    with BatchPrefetcher(read, first_step, 24, CPU, depth=0) as inline:
+        expected = batches_bytes([inline.next(step) for step in range(first_step, 24)])
+    for workers in (1, 2, 5):
+        with BatchPrefetcher(read, first_step, 24, CPU, depth=2, workers=workers) as pool:
+            assert pool.workers == workers
+            assert batches_bytes([pool.next(step) for step in range(first_step, 24)]) == expected
+        assert not pool.running
+
+
+def test_the_workers_read_at_once_and_hand_the_steps_over_in_order():
+    together = threading.Barrier(3, timeout=20)  # broken unless three reads run at the same time
+
+    def read(step):
+        if step < 3:
+            together.wait()
+        time.sleep(0.02 * (step % 3 == 0))  # every third step slower: later steps finish first
+        return [(torch.full((2,), step),)]
+
+    with BatchPrefetcher(read, 0, 12, CPU, depth=1, workers=3) as batches:  # workers raise the read-ahead
+        assert [batches.next(step)[0][0][0].item() for step in range(12)] == list(range(12))
+    assert not together.broken
+
+
+def test_a_failed_read_among_several_workers_reaches_the_trainer_at_its_step():
+    def read(step):
+        if step == 4:
+            raise RuntimeError("shard 7 is unreadable")
+        time.sleep(0.01)
+        return [(torch.full((2,), step),)]
+
+    with BatchPrefetcher(read, 0, 30, CPU, depth=2, workers=3) as batches:
+        assert [batches.next(step)[0][0][0].item() for step in range(4)] == [0, 1, 2, 3]
+        with pytest.raises(RuntimeError, match="shard 7 is unreadable"):
+            batches.next(4)
+        assert not batches.running
+
+
+def test_bad_worker_counts_are_refused(sampler):
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        BatchPrefetcher(two_micro_batches(sampler), 0, 5, CPU, workers=0)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        CachedWindowSampler(sampler.cache, sampler.tokens, 4, 3, workers=0)
+
+
 def test_batches_are_asked_for_in_order(sampler):
     with BatchPrefetcher(two_micro_batches(sampler), 0, 5, CPU) as batches:
         with pytest.raises(ValueError, match="expected step 0"):
@@ -136,10 +189,13 @@ def test_distillation_from_a_cache_trains_to_the_same_losses_with_and_without_th
         return SyntheticCacheObjective(caches[-1], DistillationLossConfig(kd_weight=0.5), "")
 
     losses = []
-    for depth in (0, 2):
+    for depth, workers in ((0, 1), (2, 1), (2, 3)):  # inline reads; one reader; three (the same batches)
         monkeypatch.setattr(recipe, "PREFETCH_STEPS", depth)
-        config = config.model_copy(update={"out": tmp_path / f"run{depth}"})
-        recipe.train(config, progress=False, make_objective=make_objective, make_sampler=make_sampler)
+        config = config.model_copy(update={"out": tmp_path / f"run{depth}-{workers}"})
+        reader = (lambda data, tokens, workers=workers:
+                  CachedWindowSampler(make_sampler(data, tokens).cache, tokens, config.batch_size, config.seed,
+                                      workers=workers))
+        recipe.train(config, progress=False, make_objective=make_objective, make_sampler=reader)
         metrics = [json.loads(line) for line in (config.out / "metrics.jsonl").read_text().splitlines()]
         losses.append([(m["loss"], m["kd"], m["grad_norm"]) for m in metrics])
-    assert len(losses[0]) == 10 and losses[0] == losses[1]
+    assert len(losses[0]) == 10 and losses[0] == losses[1] == losses[2]

@@ -32,6 +32,10 @@ class TokenSampler:
     than a batch works too: its batches span several epochs.
     """
 
+    # Threads that may call `batch` at once to read the steps ahead (`training.prefetch`): reading tokens
+    # takes one; a sampler whose batches take more work says how many (e.g. a logit cache's decoding).
+    read_workers = 1
+
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int):
         if seq_len < 1 or batch_size < 1:
             raise ValueError(f"seq_len and batch_size must be positive, got {seq_len} and {batch_size}")

@@ -423,6 +423,9 @@ class DistillSettings(Settings):
     teacher_cache: Path | list[Path] | None = Field(
         None, description="a `distillscale cache-logits` directory, instead of teacher: its cached predictions, "
                           "no teacher in memory (one cache: a mixture of caches is not built)")
+    cache_workers: int | None = Field(None, ge=1, json_schema_extra=NOT_HASHED, description=(
+        "with --teacher-cache: threads reading and decoding the cache's batches ahead of the steps, the same "
+        "batches whatever their number (default: 1 on the CPU; on a GPU up to 4, one core kept for training)"))
     teacher_weight: list[float] | None = Field(
         None, json_schema_extra=hashed_unless_default(),
         description="with several --teacher: one weight per teacher, in their order (default: equal); the "
@@ -499,6 +502,7 @@ MODE_SETTINGS: dict[str, tuple[str, Callable[["DistillConfig"], bool]]] = {
     "teacher_timeout": ("--teacher-url", lambda config: config.teacher_url is not None),
     "teacher_retries": ("--teacher-url", lambda config: config.teacher_url is not None),
     "jsd_beta": ("--kd jsd", lambda config: config.kd == "jsd"),
+    "cache_workers": ("--teacher-cache", lambda config: config.teacher_cache is not None),
     # the tail of top-k targets: --top-k (a live teacher's, a server's) or a top-k logit cache's
     "top_k_tail": ("--top-k or --teacher-cache", lambda config: config.top_k is not None or config.teacher_cache is not None),
     # a --teacher with another tokenizer than --tokenizer: known once the teacher is found (distill)

@@ -283,7 +283,8 @@ def _run_steps(config: TrainConfig, plan: RunPlan, group: Distributed, run: RunD
     val_loss = None
     watch = DivergenceWatch(group.device)
     bar = training_progress(total_steps, show_progress)
-    with bar, BatchPrefetcher(micro_batches, done.step, total_steps, group.device, PREFETCH_STEPS) as batches:
+    with bar, BatchPrefetcher(micro_batches, done.step, total_steps, group.device, PREFETCH_STEPS,
+                              workers=sampler.read_workers) as batches:
         task = bar.add_task("train", total=total_steps, completed=done.step, loss="-", tokens_per_second="-")
         while done.step < total_steps:
             step_start = time.perf_counter()

@@ -6,6 +6,7 @@ are spent. The recipe is the supervised one with `CachedWindowSampler` and
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -34,9 +35,11 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
     def make_sampler(data: PreparedData, tokens: np.ndarray) -> CachedWindowSampler:
         check_cache_matches_data(cache, data)  # the cache's split is the run's (resolve_cached_student_data)
         # on a GPU the records are copied as stored and decoded there; on the CPU decoded
-        # in the reader's thread, numbers bit for bit those of before
-        decode = "device" if resolve_device(config.device).type == "cuda" else "host"
-        return CachedWindowSampler(cache, tokens, config.batch_size, config.seed, decode=decode)
+        # in the reader's threads, numbers bit for bit those of before
+        device = resolve_device(config.device)
+        decode = "device" if device.type == "cuda" else "host"
+        return CachedWindowSampler(cache, tokens, config.batch_size, config.seed, decode=decode,
+                                   workers=config.cache_workers or default_cache_workers(device))
 
     def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> CachedDistillationObjective:
         student_tokens = plan.total_steps * plan.tokens_per_step
@@ -49,6 +52,21 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
         return objective
 
     return train(config, progress, make_objective=make_objective, make_sampler=make_sampler)
+
+
+# Reader threads on a GPU when --cache-workers is not given: a whole step's records are read (and, with
+# host decoding, decoded) per thread, so 4 cover bursts and a cold page cache's reads (issue 73).
+GPU_CACHE_WORKERS = 4
+
+
+def default_cache_workers(device: torch.device) -> int:
+    """Threads reading the cache's batches ahead when --cache-workers is not given: 1 on the CPU, whose
+    cores the step's own threads use; on a GPU up to `GPU_CACHE_WORKERS` of the cores this process may
+    use (its share of them under torchrun), one left to the training thread."""
+    if device.type != "cuda":
+        return 1
+    cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(GPU_CACHE_WORKERS, cores - 1))
 
 
 def check_cached_top_k(cache: LogitCache, config: DistillConfig, report: bool = True) -> TopKTargetsRecord:

@@ -22,16 +22,24 @@ class CachedWindowSampler(TokenSampler):
     targets, record_bytes): the records as stored, [b, seq_len, bytes_per_token] uint8, which the
     objective decodes on the device (`LogitCache.predictions_from_bytes`): a quarter of the bytes
     to copy at k = 128 and next to no work on the host.
+
+    `workers`: threads that read (and decode) the steps ahead at once (`training.prefetch`), each a
+    whole step; `batch` is a pure function of the step, so the batches are the same bits whatever
+    their number.
     """
 
     DECODE = ("host", "device")
 
-    def __init__(self, cache: LogitCache, tokens: np.ndarray, batch_size: int, seed: int, decode: str = "host"):
+    def __init__(self, cache: LogitCache, tokens: np.ndarray, batch_size: int, seed: int, decode: str = "host",
+                 workers: int = 1):
         super().__init__(tokens[:cache.tokens + 1], cache.seq_len, batch_size, seed)  # cache.windows windows
         if decode not in self.DECODE:
             raise ValueError(f"decode must be one of {self.DECODE}, got {decode!r}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.cache = cache
         self.decode = decode
+        self.read_workers = workers  # issue 73
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)

@@ -241,12 +241,29 @@ class LogitCache:
         log-probabilities normalised over the whole vocabulary [b, seq_len, k] (float32; for a cache
         without the stored mass, normalised to the mean top-k mass of cache.json, an estimate, see
         `tail`); or, for a sampled cache, the sampled ids [b, seq_len, K] and the teacher's entropy
-        [b, seq_len]."""
-        ids, values, *rest = self.encoding.decode(self.records(windows))
+        [b, seq_len]. Records that do not decode (a shard changed on disk after it was checked) are a
+        `UserError` naming the shard."""
+        try:
+            ids, values, *rest = self.encoding.decode(self.records(windows))
+        except ValueError:  # the Elias-Fano bits hold another count of ids than the encoding's
+            raise self._undecodable(np.asarray(windows)) from None
         if self.targets == "top-k":
             values = normalise_relative(values, rest[1], self.manifest.get("mean_top_k_mass"))
         shape = (len(windows), self.seq_len)
         return ids.reshape(*shape, self.top_k), values.reshape(*shape, *values.shape[1:])
+
+    def _undecodable(self, windows: np.ndarray) -> UserError:
+        """The error for records of `windows` that do not decode, naming the shards whose do not."""
+        shard_of = np.searchsorted(self._first_windows, windows, side="right") - 1
+        bad = []
+        for shard in np.unique(shard_of):
+            try:
+                self.encoding.decode(self.records(windows[shard_of == shard]))
+            except ValueError:
+                bad.append(self.manifest["shards"][shard]["file"])
+        return UserError(f"logit cache {self.path}: the records of {', '.join(bad)} do not decode (the file "
+                         f"changed on disk after the cache was opened and checked): run the `distillscale "
+                         f"cache-logits` command that made {self.path} again to rebuild it")
 
 
 def _read_json(path: Path, required: bool = False) -> dict[str, Any]:
