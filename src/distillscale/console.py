@@ -7,12 +7,17 @@ terminal."""
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
+from dataclasses import replace
 from typing import Any
 
 from rich import table as rich_table
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 
 from distillscale.jsontext import json_text
@@ -42,12 +47,147 @@ err_console = PlainConsole(stderr=True)
 
 
 class Table(rich_table.Table):
-    """A rich table for a terminal of any width (80 columns too): a cell too wide for its column
-    folds onto more lines instead of being cut with an ellipsis ("t-L1-…")."""
+    """A rich table that never cuts a word to fit the terminal, at any width (80 columns, a pipe, a
+    small window): no number loses a digit, no id or path a letter.
+
+    A cell wraps at its spaces only, and a column is never narrower than its longest word (a number,
+    an id) nor, where it holds longer text, narrower than `READABLE_WIDTH` (a name is not spread
+    over five lines). A table wider than the terminal at those widths is printed in parts: its
+    columns in groups that fit, each group under the first column again (the rows' names); where
+    even one column beside the first does not fit, each row is printed as lines of "header: value".
+    Commands build a table as with rich and print it with `console.print`; nothing else to do."""
 
     def add_column(self, *args, **kwargs) -> None:
-        kwargs.setdefault("overflow", "fold")
+        kwargs.setdefault("overflow", "fold")  # only a word wider than the whole terminal folds
         super().add_column(*args, **kwargs)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self.columns or self.width is not None:
+            yield from super().__rich_console__(console, options)
+            return
+        width = options.max_width
+        for floors in (_floors(self, console, soft=True), _floors(self, console, soft=False)):
+            if sum(floors) + self._extra_width <= width:
+                yield from _render(_fitted(self, console, options, floors), console, options)
+                return
+        groups = _column_groups(self, console, width, soft=True) or _column_groups(self, console, width, soft=False)
+        if groups is None:
+            yield from _records(self, console)
+            return
+        yield from _annotation(self.title, "table.title", self.title_style, console)
+        for number, group in enumerate(groups):
+            if number:
+                yield Segment.line()
+            yield from _part(self, group).__rich_console__(console, options)
+        yield from _annotation(self.caption, "table.caption", self.caption_style, console)
+
+
+# A column holding text longer than this is not narrowed below it (nor below its longest word).
+READABLE_WIDTH = 14
+_UNBOUNDED = 100_000  # the width columns are measured at: their words and lines as written
+
+
+def _floors(table: rich_table.Table, console: Console, soft: bool) -> list[int]:
+    """Each column's narrowest width, padding included: its whole cells where it does not wrap, else
+    its longest word (and, `soft`, at least READABLE_WIDTH where its cells are longer)."""
+    floors = []
+    options = console.options.update_width(_UNBOUNDED)
+    for column in table.columns:
+        measured = table._measure_column(console, options, column)
+        if column.no_wrap or column.width is not None:
+            floors.append(measured.maximum)
+        elif soft:
+            padding = table._get_padding_width(column._index)
+            floors.append(min(measured.maximum, max(measured.minimum, READABLE_WIDTH + padding)))
+        else:
+            floors.append(measured.minimum)
+    return floors
+
+
+def _fitted(table: rich_table.Table, console: Console, options: ConsoleOptions, floors: list[int]):
+    """A copy of `table` whose columns have fixed widths, the widest narrowed first, none below its
+    floor, that fit `options.max_width` (the caller checked that the floors do)."""
+    measure = console.options.update_width(_UNBOUNDED)
+    widths = [table._measure_column(console, measure, column).maximum for column in table.columns]
+    excess = sum(widths) + table._extra_width - options.max_width
+    while excess > 0:
+        narrowable = [i for i, (w, f) in enumerate(zip(widths, floors)) if w > f]
+        widest = max(narrowable, key=lambda i: (widths[i], i))
+        widths[widest] -= 1
+        excess -= 1
+    fitted = copy.copy(table)
+    fitted.columns = [replace(column, width=max(0, w - table._get_padding_width(column._index)))
+                      for column, w in zip(table.columns, widths)]
+    return fitted
+
+
+def _render(table: rich_table.Table, console: Console, options: ConsoleOptions) -> RenderResult:
+    """rich's rendering of `table` (as wide as its title's and caption's longest word, so that they
+    wrap at spaces too)."""
+    words = [word for text in (table.title, table.caption) if text is not None
+             for word in (text.plain if isinstance(text, Text) else text).split()]
+    if words:
+        table = copy.copy(table)
+        table.min_width = min(options.max_width, max(max(map(cell_len, words)), table.min_width or 0))
+    yield from rich_table.Table.__rich_console__(table, console, options)
+
+
+def _column_groups(table: rich_table.Table, console: Console, width: int, soft: bool) -> list[list[int]] | None:
+    """The table's other columns in groups, in order, each of which fits `width` beside the first
+    column (at their `_floors`); None when one column does not fit beside it."""
+    groups: list[list[int]] = []
+    for index in range(1, len(table.columns)):
+        if groups and _fits(_part(table, [*groups[-1], index]), console, width, soft):
+            groups[-1].append(index)
+        elif _fits(_part(table, [0, index]), console, width, soft):
+            groups.append([0, index])
+        else:
+            return None
+    return groups or None
+
+
+def _fits(part: rich_table.Table, console: Console, width: int, soft: bool) -> bool:
+    return sum(_floors(part, console, soft)) + part._extra_width <= width
+
+
+def _part(table: rich_table.Table, group: list[int]):
+    """The table of columns `group`, without title or caption (printed once, across the terminal)."""
+    part = copy.copy(table)
+    part.columns = [replace(table.columns[index], _index=position) for position, index in enumerate(group)]
+    part.title = part.caption = None
+    return part
+
+
+def _annotation(text, default_style: str, style, console: Console) -> RenderResult:
+    """A title or caption on its own, centred across the terminal."""
+    if text:
+        text = console.render_str(text) if isinstance(text, str) else text.copy()
+        text.stylize(Style.pick_first(style, default_style))
+        text.justify = "center"
+        yield text
+
+
+def _records(table: rich_table.Table, console: Console) -> RenderResult:
+    """Each row as lines: its first cell, then "header: value" for each other cell that has one."""
+    def text(cell) -> Text | None:
+        if isinstance(cell, str):
+            cell = console.render_str(cell)
+        return Text(" ").join(cell.split("\n")) if isinstance(cell, Text) else None
+
+    if table.title:
+        yield text(table.title)
+    headers = [" ".join(str(column.header).split()) if table.show_header else "" for column in table.columns]
+    if not table.rows:
+        yield from (Text(header) for header in headers if header)
+    for cells in zip(*(column._cells for column in table.columns)):
+        for index, (header, cell) in enumerate(zip(headers, cells)):
+            value = text(cell)
+            if value is None:
+                yield cell
+            elif value.plain or not index:
+                yield Text.assemble("  " if index else "", f"{header}: " if header else "", value)
+    if table.caption:
+        yield text(table.caption)
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:
