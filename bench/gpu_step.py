@@ -73,6 +73,7 @@ from distillscale.training.distillation import DistillationObjective
 from distillscale.training.distributed import Distributed
 from distillscale.training.parallel import TrainingModel
 from distillscale.training.logit_cache import CachedDistillationObjective, CachedWindowSampler, LogitCache
+from distillscale.training.logit_cache.distill import default_cache_workers
 from distillscale.training.logit_cache.encoding import TopKEncoding
 from distillscale.training.logit_cache.store import FORMAT, CacheDirectory, plan_shards
 from distillscale.training.kd_settings import chunk_tokens
@@ -192,7 +193,8 @@ def distillscale_step(config: ModelConfig, setup: Setup, sampler: TokenSampler, 
     autocast = torch.autocast(setup.device.type, dtype=torch.bfloat16, enabled=setup.bf16)
     watch = DivergenceWatch(setup.device)
     total = setup.warmup + setup.steps + setup.profile
-    reader = BatchPrefetcher(lambda index: [sampler.batch(index)], 0, total, setup.device).__enter__()
+    reader = BatchPrefetcher(lambda index: [sampler.batch(index)], 0, total, setup.device,
+                             workers=sampler.read_workers).__enter__()  # as the recipe reads
 
     def step(index: int) -> None:
         result = train_step(trained, objective, optimizer, reader.next(index), 1.0, group, autocast,
@@ -367,7 +369,9 @@ def student_steps(size: Size, setup: Setup) -> None:
         # on CUDA the records are copied as stored and decoded on the device, as distill does there
         cached_sampler = CachedWindowSampler(cache, tokens_array, size.batch_size, seed=0,
                                              decode="device" if setup.device.type == "cuda" else "host")
-        host_sampler = CachedWindowSampler(cache, tokens_array, size.batch_size, seed=0)
+        # decoded on the host by distill's default pool of reader threads on this device
+        host_sampler = CachedWindowSampler(cache, tokens_array, size.batch_size, seed=0,
+                                           workers=default_cache_workers(setup.device))
         plain_sampler = TokenSampler(tokens_array, setup.seq_len, size.batch_size, seed=0)
         teacher = frozen_teacher(teacher_config, setup.device)
         if setup.compile:  # as distill --compile does (until 2026-11-26 this bench ran the teacher eager)
@@ -381,7 +385,7 @@ def student_steps(size: Size, setup: Setup) -> None:
                 lambda: distillscale_step(config, setup, cached_sampler,
                                           CachedDistillationObjective(cache, loss.model_copy(update={"top_k": TOP_K}),
                                                                       "")),
-            **({f"top-{TOP_K} logit cache, decoded on the host (before)":
+            **({f"top-{TOP_K} logit cache, decoded on the host ({host_sampler.read_workers} reader threads)":
                 lambda: distillscale_step(config, setup, host_sampler,
                                           CachedDistillationObjective(cache, loss.model_copy(update={"top_k": TOP_K}),
                                                                       ""))} if setup.device.type == "cuda" else {}),
