@@ -68,7 +68,8 @@ ObjectiveFactory = Callable[[PreparedData, RunPlan, Distributed], Objective]
 # the objective.
 SamplerFactory = Callable[[PreparedData, np.ndarray], TokenSampler]
 
-# Steps whose batches a worker thread reads ahead of training (0: read in the training loop).
+# Steps whose batches worker threads read ahead of training (0: read in the training loop); at least as
+# many as the sampler's `read_workers` threads read at once.
 PREFETCH_STEPS = 2
 FLOPS_METHOD = ("flops = 3 x forward_flops_per_token(seq_len) x tokens (block and head matmuls plus "
                 "attention scores; backward = 2 x forward), as distillscale.planning.flops.run_flops counts; "
