@@ -350,15 +350,14 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
     # a student reads its teacher's tokenizer (its settings leave vocab_size out: TEACHER_FIXED_KEYS)
     vocab_size = _config(teacher).vocab_size if teacher else config.vocab_size
     model = config.model_shape(vocab_size or DEFAULT_VOCAB_SIZE)
-    steps = config.steps_for(config.token_budget(run.non_embedding_params))
-    own_steps = config.cooldown_steps(steps) if run.parent_id else steps
     teacher_flops = 0.0
     if teacher is not None:
         teacher_config = _config(teacher)
         teacher_flops = (teacher_config.model_shape(vocab_size or DEFAULT_VOCAB_SIZE)
                          .forward_flops_per_token(config.seq_len))
-    whole = run_flops(model, config.seq_len, steps * config.tokens_per_step, teacher_flops).total \
-        + _generation_flops(run, model, steps)
+    steps, whole = training_flops(config, model, run.non_embedding_params, teacher_flops)
+    own_steps = config.cooldown_steps(steps) if run.parent_id else steps
+    whole += _generation_flops(run, model, steps)
     evaluations = (own_steps // config.eval_every if config.eval_every else 0) + 1
     evaluation = (evaluations * (config.eval_tokens or 0) * model.forward_flops_per_token(config.seq_len))
     flops = whole * own_steps / steps
@@ -367,6 +366,16 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
                  (flops + evaluation) / throughput.rate(run.non_embedding_params, on_gpu),
                  throughput.startup_seconds, throughput.compile_seconds if config.compile else 0.0,
                  WARM_COMPILE_SECONDS if config.compile else 0.0, (run.n_layers, run.non_embedding_params))
+
+
+def training_flops(config: TrainConfig, model: ModelConfig, non_embedding_params: int,
+                   teacher_flops_per_token: float = 0.0) -> tuple[int, float]:
+    """A run's optimizer steps and the FLOPs of its whole steps (`planning.flops.run_flops`: the
+    model's exact forward count, a student's teacher forward passes included), as its result.json
+    counts them; a WSD fork spends the share `config.cooldown_steps(steps) / steps` of them. The one
+    count of a run's training FLOPs for `sweep plan` and the ladder designer (`sweeps.ladder`)."""
+    steps = config.steps_for(config.token_budget(non_embedding_params))
+    return steps, run_flops(model, config.seq_len, steps * config.tokens_per_step, teacher_flops_per_token).total
 
 
 def _generation_flops(run: PlannedRun, model: ModelConfig, steps: int) -> float:
