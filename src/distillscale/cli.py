@@ -38,6 +38,7 @@ from distillscale.sweeps.executors import WORKER_COMMAND, die_with_runner, serve
 from distillscale.training.commands import train_command
 from distillscale.training.distill_command import distill_command
 from distillscale.evaluation.commands import eval_command, fit_downstream_command
+from distillscale.evaluation.loss_command import loss_command
 from distillscale.training.export_command import export_hf_command
 from distillscale.training.prune_command import prune_command
 from distillscale.training.logit_cache.commands import cache_logits_command
@@ -90,6 +91,7 @@ app.command("distill")(distill_command)
 app.command("cache-logits")(cache_logits_command)
 app.command("export-hf")(export_hf_command)
 app.command("eval")(eval_command)
+app.command("loss")(loss_command)
 app.command("prune")(prune_command)
 app.command("report")(report_command)
 app.command("demo")(demo_command)

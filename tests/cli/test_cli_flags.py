@@ -58,6 +58,10 @@ ADDED_SINCE["sweep plan"] = {"--gpu", "--mfu", "--price-per-gpu-hour", "--throug
 for _path in ("fit supervised", "predict supervised", "predict distillation", "plan", "report", "demo", "serve"):
     ADDED_SINCE[_path] = (ADDED_SINCE.get(_path) or set()) | {"--no-bias-correction"}
 ADDED_SINCE["ladder"] = None
+# what a loss is measured in: `loss` measures a model's; a fit records its runs' tokenizer and text
+ADDED_SINCE["loss"] = None
+for _path in ("fit supervised", "fit distillation"):
+    ADDED_SINCE[_path] = (ADDED_SINCE.get(_path) or set()) | {"--tokenizer", "--text"}
 ADDED_SINCE["serve"] |= {"--hyperparameter-law"}   # issue 63 (c5d016c): the page takes fitted hyperparameter laws
 ADDED_SINCE["distill"] |= {"--cache-workers"}  # issue 73: the threads reading a logit cache
 # Recorded flags that repeat since (a single value still reads as before): their kind now.

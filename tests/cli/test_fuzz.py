@@ -50,6 +50,7 @@ EXPENSIVE = [
     ("distillscale.sweeps.runner", "run_sweep"),
     ("distillscale.regime.experiment", "run_large_batch_experiment"),
     ("distillscale.planning.plots", "pyplot"),  # drawing a figure takes seconds
+    ("distillscale.evaluation.loss", "evaluate_loss"),  # scoring a model on a corpus
 ]
 
 NUMBERS = ["0", "-1", "1", "2.5", "1e400", "-1e400", "nan", "inf", "1e-400", "546M", "1.2B", "10000000",
@@ -309,6 +310,7 @@ def _base_lines(root: Path) -> dict[str, list[str]]:
         "fit supervised": [f["runs"], "--bootstrap", "0", "--no-backtest", "--form", "chinchilla"], "fit distillation": [f["students"], "--bootstrap", "0"],
         "predict hyperparameters": ["--params", "1B", "--tokens", "20B"], "fit hyperparameters": [f["grid"], "--bootstrap", "0"],
         "eval": [str(root), "--tasks", "tiny"],  # refused before lm-eval loads: root is no run or model
+        "loss": [str(root)],  # refused before any scoring: root is no run or model
         "fit downstream": [f["downstream"], "--bootstrap", "0", "--holdout", "0"],
         "predict downstream": ["--law", f["downstream_law"], "--loss", "3.0"],
         "data prepare": ["--data", str(root)], "sweep run": [f["spec"]], "sweep plan": [f["spec"]],

@@ -262,3 +262,93 @@ def _loaded_identity(path: str | Path) -> TokenizerIdentity:
 
     loaded, _ = load_tokenizer(path)
     return tokenizer_identity(loaded, str(path))
+
+
+LOSS_FORMAT = "distillscale.loss/1"
+LOSS_FILE = "loss.json"
+
+
+class LossRecord(_Record):
+    """loss.json: a model's cross-entropy on a text (`distillscale loss`): what was scored (the model,
+    its fingerprint, the identity of the loss: tokenizer and split), the loss in nats/token with its
+    standard error over the windows scored, in bits per byte too, and how it was measured."""
+
+    format: Literal["distillscale.loss/1"] = LOSS_FORMAT
+    model: str                        # the directory or the server's URL
+    model_kind: Literal["run", "hf", "server"]
+    model_fingerprint: str            # `model_fingerprint`: the files scored (or the served model's name)
+    losses: LossIdentity
+    nats_per_token: float
+    standard_error: float             # of the mean over windows (nats/token)
+    bits_per_byte: float | None
+    bits_per_byte_standard_error: float | None
+    tokens: int                       # targets scored
+    bytes: float | None               # their text's UTF-8 bytes, at the split's bytes per token
+    windows: int
+    seq_len: int
+    max_tokens: int | None            # the evaluation cap (None: the whole split)
+    device: str
+    dtype: str
+    seconds: float
+    tokens_per_second: float
+    created: str
+
+    def save(self, path: str | Path) -> None:
+        from distillscale.io import atomic_write_json
+
+        atomic_write_json(path, self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LossRecord":
+        """loss.json, or a one-line UserError saying what is wrong with the file."""
+        from pydantic import ValidationError
+
+        from distillscale.errors import UserError
+
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        if not isinstance(data, dict) or data.get("format") != LOSS_FORMAT:
+            raise UserError(f"{path} is not a loss file written by `distillscale loss` (no \"format\": "
+                            f"\"{LOSS_FORMAT}\"): measure the model with `distillscale loss`")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "the file"
+            raise UserError(f"{path} is not a valid loss file: {where}: {error['msg']}; measure the model "
+                            "again with `distillscale loss`") from None
+
+    def describe(self) -> str:
+        """One line: the loss with its error, in both units, and what it was measured on."""
+        bits = "" if self.bits_per_byte is None else (
+            f" = {self.bits_per_byte:.4f} +/- {self.bits_per_byte_standard_error:.4f} bits/byte")
+        return (f"{self.nats_per_token:.4f} +/- {self.standard_error:.4f} nats/token{bits} "
+                f"({self.losses.describe().removeprefix('nats/token ')}; {self.tokens:,} tokens at context "
+                f"{self.seq_len})")
+
+
+def is_loss_file(path: Path) -> bool:
+    """`is_ours` of loss.json: a file `distillscale loss` wrote."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("format") == LOSS_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+MODEL_FILES = (".safetensors", ".bin", ".pt", ".json", ".model", ".txt")  # what a model directory's identity covers
+NOT_MODEL_FILES = (LOSS_FILE, "eval.json", "result.json", "metrics.jsonl", "split_facts.json")
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """The identity of the model in directory `path`: sha256 of the name, size and modification time of
+    each of its weight, config and tokenizer files (top level; not the outputs written beside them:
+    loss.json, eval.json), as a corpus is fingerprinted by its files' stats."""
+    path = Path(path)
+    entries = []
+    for file in sorted(path.iterdir()):
+        if file.is_file() and file.name.endswith(MODEL_FILES) and file.name not in NOT_MODEL_FILES:
+            stat = file.stat()
+            entries.append((file.name, stat.st_size, stat.st_mtime_ns))
+    return hashlib.sha256(json.dumps(entries).encode("utf-8")).hexdigest()[:20]

@@ -29,6 +29,7 @@ from torch import nn
 from distillscale.data.sources import first_line
 from distillscale.data.tokenizer import load_tokenizer
 from distillscale.errors import UserError, path_kind
+from distillscale.model.sizes import HFParameterCounts, hf_parameter_counts
 from distillscale.planning.flops import ForwardCount
 from distillscale.settings import TConfig
 from distillscale.training.records import TeacherRecord
@@ -291,26 +292,8 @@ class HFCausalLM(nn.Module):
         return self.model.get_output_embeddings()(h)
 
     def parameter_counts(self) -> HFParameterCounts:
-        """Its parameters, counted from the loaded model (one place for teachers and students)."""
-        input_embedding = self.model.get_input_embeddings().weight
-        output_embedding = self.model.get_output_embeddings().weight
-        tied = output_embedding is input_embedding
-        total = sum(p.numel() for p in self.parameters())
-        embedding = input_embedding.numel() + (0 if tied else output_embedding.numel())
-        return HFParameterCounts(total=total, non_embedding=total - embedding, input_embedding=input_embedding.numel(),
-                                 output_rows=output_embedding.shape[0], tied=tied)
-
-
-@dataclass(frozen=True)
-class HFParameterCounts:
-    """A Hugging Face model's parameters: all, all but the input and output embeddings (a tied matrix
-    counted once), the input embedding's, and the output layer's rows."""
-
-    total: int
-    non_embedding: int
-    input_embedding: int
-    output_rows: int
-    tied: bool
+        """Its parameters, counted from the loaded model (one place for teachers and students: `model.sizes`)."""
+        return hf_parameter_counts(self.model)
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:

@@ -1,0 +1,454 @@
+"""A model's cross-entropy on a corpus: what `distillscale loss` measures and `plan --teacher-model`
+reads.
+
+    record = evaluate_loss("models/qwen", "corpus/")       # a LossRecord (loss.json)
+    record.nats_per_token, record.standard_error, record.bits_per_byte, record.losses.describe()
+
+The model is a distillscale run, a local Hugging Face causal LM (loaded as `distill` loads a teacher:
+`training.teachers`) or a served teacher's URL (`training.remote_teacher`: the log-probabilities the
+server gives the tokens themselves, exact). The text is the validation split of the corpus prepared
+with the model's own tokenizer (`data prepare`'s split, the one a sweep on that corpus validates on),
+or of a prepared directory given as it is. The windows are those every run's evaluation reads
+(`data.eval_windows`): on a run with its own context and evaluation cap, its recorded val_loss again.
+
+The loss is the mean over the scored tokens in nats/token, its standard error that of the mean over
+the windows (each a sample of `seq_len` tokens), and both in bits per byte at the split's bytes per
+token (`data.loss_identity`). A measurement is kept in the prepared corpus's directory (`losses/`),
+so asking again costs nothing; an interrupted one resumes from the windows it had scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from distillscale.console import err_console
+from distillscale.data.loss_identity import LossIdentity, LossRecord, model_fingerprint, prepared_loss_identity, vocab_sha256
+from distillscale.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from distillscale.data.prepare import PreparedData
+    from distillscale.model.sizes import ModelSize
+
+DEFAULT_SEQ_LEN = 2048       # windows of a model that is not a run (at most its context)
+CACHE_DIR = "losses"         # in the prepared corpus's directory: one record per model, split and context
+SAVE_EVERY_SECONDS = 30.0    # an unfinished measurement's windows are kept this often
+MEMORY_HEADROOM = 0.9        # refuse a model whose estimate passes this share of the memory available
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The model to score: where it is, what it is, its tokenizer and identity."""
+
+    location: str
+    kind: str                        # run, hf or server
+    tokenizer: Path | None
+    fingerprint: str
+    size: ModelSize | None = None    # None for a server
+    source: Any = None               # its TeacherSource (a directory)
+
+
+def evaluate_loss(model: str | Path, data: str | Path | None = None, *, tokenizer: str | Path | None = None,
+                  seq_len: int | None = None, max_tokens: int | None = None, batch_size: int = 8,
+                  device: str = "auto", trust_remote_code: bool = False, max_bytes: int | None = None,
+                  val_fraction: float | None = None, seed: int | None = None, progress: bool = True) -> LossRecord:
+    """The cross-entropy of `model` (a run or Hugging Face directory, or a server's URL) on the
+    validation split of `data` (a corpus, prepared with the model's tokenizer with `max_bytes`,
+    `val_fraction` and `seed` as `data prepare` takes them; or a prepared directory; default for a
+    run: its own corpus as it trained), in windows of `seq_len` tokens (default: a run's own, else
+    DEFAULT_SEQ_LEN within the model's context), at most `max_tokens` of them (default: a run's own
+    cap, else the whole split). `tokenizer`: a server's (default: the prepared directory's)."""
+    target = _model(model, trust_remote_code, tokenizer)
+    prepared = _data(target, data, max_bytes, val_fraction, seed, progress)
+    identity = prepared_loss_identity(prepared)
+    seq_len, max_tokens = _windows(target, seq_len, max_tokens)
+    cache = cache_path(prepared.directory, target.fingerprint, identity, seq_len, max_tokens)
+    if cache.is_file():
+        try:
+            return LossRecord.load(cache)
+        except UserError:
+            pass  # an unreadable record is measured again
+    return _measure(target, prepared, identity, seq_len, max_tokens, batch_size, device, trust_remote_code,
+                    cache, progress)
+
+
+def cache_path(directory: str | Path, fingerprint: str, identity: LossIdentity, seq_len: int,
+               max_tokens: int | None) -> Path:
+    """Where the measurement of a model (its `fingerprint`) on a prepared split at `seq_len` is kept."""
+    key = json.dumps([fingerprint, identity.text.split_sha256, identity.tokenizer.vocab_sha256, seq_len, max_tokens])
+    return Path(directory) / CACHE_DIR / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def is_url(model: str | Path) -> bool:
+    return str(model).startswith(("http://", "https://"))
+
+
+def check_model(model: str | Path, trust_remote_code: bool = False, tokenizer: str | Path | None = None) -> None:
+    """Refuse, in one line, a model `evaluate_loss` cannot score (before anything is written)."""
+    _model(model, trust_remote_code, tokenizer)
+
+
+# -- the model and its data -----------------------------------------------------------------------
+
+def _model(model: str | Path, trust_remote_code: bool, tokenizer: str | Path | None) -> _Model:
+    from distillscale.model.sizes import model_size
+    from distillscale.training.teachers import find_teacher
+
+    if is_url(model):
+        return _Model(str(model), "server", None if tokenizer is None else Path(tokenizer).expanduser(),
+                      hashlib.sha256(str(model).encode()).hexdigest()[:20])
+    if tokenizer is not None:
+        raise UserError("--tokenizer is a served model's: a model directory is scored with the tokenizer saved in it")
+    size = model_size(model, trust_remote_code, given_as="model")  # a clear refusal first (remote code, not a model)
+    source = find_teacher(model, trust_remote_code, given_as="MODEL")
+    if source.tokenizer_path is None:
+        raise UserError(f"model {source.path} has no tokenizer (tokenizer.json or tokenizer_config.json): a loss is "
+                        "measured in the model's own tokens; save its tokenizer there (tokenizer.save_pretrained(DIR))")
+    return _Model(str(source.path), source.kind, source.tokenizer_path, model_fingerprint(source.path), size, source)
+
+
+def _data(target: _Model, data: str | Path | None, max_bytes: int | None, val_fraction: float | None,
+          seed: int | None, progress: bool) -> PreparedData:
+    """The prepared corpus to score on, its tokenizer the model's."""
+    from distillscale.data import DataConfig, prepare_data
+    from distillscale.data.loss_identity import is_prepared_dir
+    from distillscale.data.prepare import open_prepared
+
+    split = {"max_bytes": max_bytes, "val_fraction": val_fraction, "seed": seed}
+    given = {key: value for key, value in split.items() if value is not None}
+    if data is not None and is_prepared_dir(data):
+        if given:
+            raise UserError(f"--data {data} is prepared already: its split is fixed; leave out --max-bytes, "
+                            "--val-fraction and --seed (they split a corpus)")
+        prepared = open_prepared(data)
+    elif data is not None:
+        if target.tokenizer is None:
+            raise UserError(f"a served model's loss needs its tokenizer to prepare --data {data}: give --tokenizer "
+                            "(the tokenizer the server's model speaks), or a corpus prepared with it")
+        prepared = prepare_data(DataConfig(path=str(data), tokenizer=str(target.tokenizer), **given), progress)
+    elif target.kind == "run":
+        prepared = prepare_data(_run_data(target, given), progress)
+    else:
+        raise UserError("give --data: the corpus to measure the model's loss on (a directory, file or glob of text; "
+                        "or a corpus prepared by `distillscale data prepare`)")
+    _check_tokenizer(target, prepared, data)
+    return prepared
+
+
+def _run_data(target: _Model, given: dict):
+    """A run's own corpus, split as it was (what its val_loss was measured on)."""
+    from distillscale.training.run_dir import RunDirectory
+
+    recorded = RunDirectory(Path(target.location)).recorded_data()
+    if recorded is None:
+        raise UserError(f"run {target.location} records no data settings: give --data, the corpus to measure on")
+    return recorded[0].model_copy(update=given)
+
+
+def _check_tokenizer(target: _Model, prepared: PreparedData, data) -> None:
+    """The prepared corpus speaks the model's tokenizer (every token the same id)."""
+    from distillscale.data.tokenizer import load_tokenizer
+
+    if target.tokenizer is None:  # a server scored on a prepared corpus: its tokenizer is the corpus's
+        return
+    mine = vocab_sha256(load_tokenizer(target.tokenizer)[0])
+    if mine != vocab_sha256(prepared.tokenizer):
+        raise UserError(f"--data {data} was prepared with another tokenizer than the model's ({target.tokenizer}): a "
+                        f"loss is measured in the model's own tokens; give the corpus itself, or prepare it with "
+                        f"`distillscale data prepare --tokenizer {target.location}`")
+
+
+def _windows(target: _Model, seq_len: int | None, max_tokens: int | None) -> tuple[int, int | None]:
+    """(context, evaluation cap): a run's own unless given; else DEFAULT_SEQ_LEN within the model's context."""
+    context = target.size.context if target.size is not None else None
+    if target.kind == "run":
+        from distillscale.training.config import TrainConfig
+        from distillscale.training.run_dir import RunDirectory
+
+        stored = RunDirectory(Path(target.location)).stored_config(TrainConfig)
+        seq_len, max_tokens = seq_len or stored.seq_len, max_tokens if max_tokens is not None else stored.eval_tokens
+    seq_len = seq_len or min(DEFAULT_SEQ_LEN, context or DEFAULT_SEQ_LEN)
+    if context is not None and seq_len > context:
+        raise UserError(f"--seq-len {seq_len} is longer than the model's context ({context} tokens): use --seq-len "
+                        f"{context} or less")
+    return seq_len, max_tokens
+
+
+# -- measuring --------------------------------------------------------------------------------------
+
+def _measure(target: _Model, prepared: PreparedData, identity: LossIdentity, seq_len: int, max_tokens: int | None,
+             batch_size: int, device: str, trust_remote_code: bool, cache: Path, progress: bool) -> LossRecord:
+    from distillscale.data import eval_windows
+
+    tokens = prepared.split("val")
+    windows = eval_windows(len(tokens), seq_len, max_tokens)
+    if not len(windows):
+        raise UserError(f"the validation split holds {len(tokens)} tokens, fewer than one window of {seq_len} + 1: use "
+                        "a shorter --seq-len or a larger corpus")
+    scorer = _scorer(target, prepared, seq_len, len(windows), device, trust_remote_code, progress)
+    done = _resumed(cache, len(windows))
+    start = time.perf_counter()
+    nats = _score(scorer, tokens, windows, seq_len, max_tokens, batch_size, done, cache, progress)
+    seconds = time.perf_counter() - start
+    record = _record(target, identity, nats, seq_len, max_tokens, scorer, seconds)
+    record.save(cache)
+    cache.with_suffix(".partial.json").unlink(missing_ok=True)
+    return record
+
+
+def _record(target: _Model, identity: LossIdentity, nats: np.ndarray, seq_len: int, max_tokens: int | None,
+            scorer, seconds: float) -> LossRecord:
+    count = len(nats) * seq_len
+    mean = float(nats.sum() / count)
+    per_window = nats / seq_len
+    error = float(per_window.std(ddof=1) / math.sqrt(len(nats))) if len(nats) > 1 else float("nan")
+    bits = identity.bits_per_byte(mean)
+    per_token = identity.bytes_per_token
+    return LossRecord(
+        model=target.location, model_kind=target.kind, model_fingerprint=target.fingerprint, losses=identity,
+        nats_per_token=mean, standard_error=error, bits_per_byte=bits,
+        bits_per_byte_standard_error=None if bits is None else identity.bits_per_byte(error),
+        tokens=count, bytes=None if per_token is None else count * per_token, windows=len(nats), seq_len=seq_len,
+        max_tokens=max_tokens, device=scorer.device, dtype=scorer.dtype, seconds=seconds,
+        tokens_per_second=count / max(seconds, 1e-9), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _score(scorer, tokens: np.ndarray, windows: np.ndarray, seq_len: int, max_tokens: int | None, batch_size: int,
+           done: list[float], cache: Path, progress: bool) -> np.ndarray:
+    """The nats of every window (its seq_len targets summed), in order; `done`: those of an earlier,
+    interrupted measurement, kept; the rest scored in batches, kept every SAVE_EVERY_SECONDS."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from distillscale.data import iter_eval_batches
+    from distillscale.io import atomic_write_json
+
+    nats = list(done[:len(done) - len(done) % batch_size])  # whole batches: resumed at a batch's start
+    saved = time.monotonic()
+    with Progress(TextColumn("scoring windows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err_console, disable=not progress, transient=True) as display:
+        task = display.add_task("score", total=len(windows), completed=len(nats))
+        for index, (inputs, targets) in enumerate(iter_eval_batches(tokens, seq_len, batch_size, max_tokens)):
+            if index < len(done) // batch_size:
+                continue
+            nats.extend(scorer(inputs, targets))
+            display.update(task, completed=len(nats))
+            if time.monotonic() - saved > SAVE_EVERY_SECONDS:
+                atomic_write_json(cache.with_suffix(".partial.json"), {"windows": len(windows), "nats": nats})
+                saved = time.monotonic()
+    return np.asarray(nats, dtype=np.float64)
+
+
+def _resumed(cache: Path, windows: int) -> list[float]:
+    """The window nats an interrupted measurement kept (empty: none, or of another window count)."""
+    try:
+        kept = json.loads(cache.with_suffix(".partial.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    nats = kept.get("nats") if isinstance(kept, dict) and kept.get("windows") == windows else None
+    return [float(value) for value in nats] if isinstance(nats, list) and len(nats) <= windows else []
+
+
+class _LocalScorer:
+    """A loaded model's nats per window: its trunk on a batch, the chunked cross-entropy of each row
+    (as a run's own evaluation computes it, in float32)."""
+
+    def __init__(self, teacher, device: torch.device, autocast: bool):
+        from distillscale.training.kd_settings import chunk_tokens
+
+        self.teacher, self.torch_device, self.autocast = teacher, device, autocast
+        self.chunk = chunk_tokens(teacher.vocab_size)
+        self.device = str(device)
+        self.dtype = "float32 weights" + (" under bf16 autocast" if autocast else "")
+
+    def __call__(self, inputs, targets) -> list[float]:
+        import torch
+
+        from distillscale.training.evaluation import bf16_autocast
+        from distillscale.training.losses import cross_entropy_loss
+
+        inputs, targets = inputs.to(self.torch_device), targets.to(self.torch_device)
+        with torch.no_grad(), bf16_autocast(self.torch_device, self.autocast):
+            hidden = self.teacher.hidden_states(inputs)
+            return [cross_entropy_loss(hidden[row], self.teacher.head, targets[row], chunk_size=self.chunk).ce.double().item()
+                    * targets.shape[1] for row in range(len(targets))]
+
+
+class _ServedScorer:
+    """A server's nats per window: minus the log-probabilities it gives the tokens themselves."""
+
+    def __init__(self, client):
+        self.client, self.device, self.dtype = client, f"server {client.base}", "as served"
+
+    def __call__(self, inputs, targets) -> list[float]:
+        import torch
+
+        answer = self.client.top_logprobs(torch.cat([inputs, targets[:, -1:]], dim=1))
+        return (-answer.token_log_probs.double().sum(dim=1)).tolist()
+
+
+def _scorer(target: _Model, prepared: PreparedData, seq_len: int, n_windows: int, device: str,
+            trust_remote_code: bool, progress: bool):
+    if target.kind == "server":
+        return _served(target, prepared, seq_len)
+    import torch
+
+    from distillscale.training.distributed import resolve_device
+    from distillscale.training.evaluation import default_bf16
+    from distillscale.training.teachers import load_teacher
+
+    where = resolve_device(device)
+    autocast = _run_bf16(target) if target.kind == "run" else default_bf16(where)
+    estimate = estimate_cost(target.size, seq_len * n_windows, seq_len, prepared.vocab_size, where)
+    estimate.check(target.location)
+    if progress:
+        err_console.print(f"loss: scoring {seq_len * n_windows:,} tokens takes {estimate.describe()}", highlight=False,
+                          soft_wrap=True)
+    teacher = load_teacher(target.source, prepared.vocab_size, where, seq_len, trust_remote_code, dtype=torch.float32)
+    return _LocalScorer(teacher, where, autocast)
+
+
+def _run_bf16(target: _Model) -> bool:
+    """A run's own autocast (its val_loss was measured under it): on the CPU never."""
+    import torch
+
+    from distillscale.training.run_dir import RunDirectory
+
+    return torch.cuda.is_available() and RunDirectory(Path(target.location)).stored_plan().bf16
+
+
+def _served(target: _Model, prepared: PreparedData, seq_len: int) -> _ServedScorer:
+    from distillscale.training.remote_teacher import TeacherClient
+
+    client = TeacherClient(target.location, top_k=1, vocab_size=prepared.vocab_size)
+    model = client.connect()
+    if model.max_model_len is not None and seq_len + 1 > model.max_model_len:
+        raise UserError(f"--seq-len {seq_len} sends windows of {seq_len + 1} tokens but the server at {client.base} "
+                        f"takes at most {model.max_model_len}: use --seq-len {model.max_model_len - 1} or less")
+    served = model.about.tokenizer_sha256
+    if served is not None and served != prepared.tokenizer_hash:
+        raise UserError(f"the server at {client.base} speaks another tokenizer than the corpus's (sha256 {served[:12]}, "
+                        f"the corpus's {prepared.tokenizer_hash[:12]}): prepare the corpus with the served model's "
+                        "tokenizer (--tokenizer)")
+    return _ServedScorer(client)
+
+
+# -- what it will cost -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What scoring will take: memory (float32 weights and one window's logits and activations) against
+    what the device has, and time at the device's matmul rate measured now."""
+
+    memory_bytes: float
+    available_bytes: float | None
+    flops: float
+    flops_per_second: float
+    device: str
+
+    @property
+    def seconds(self) -> float:
+        return self.flops / self.flops_per_second
+
+    def describe(self) -> str:
+        available = "" if self.available_bytes is None else f" of {_size(self.available_bytes)} available"
+        return (f"about {_size(self.memory_bytes)}{available} on {self.device} and about {_duration(self.seconds)} "
+                f"({self.flops:.3g} FLOPs at {self.flops_per_second / 1e9:,.0f} GFLOP/s measured now)")
+
+    def check(self, model: str) -> None:
+        if self.available_bytes is not None and self.memory_bytes > MEMORY_HEADROOM * self.available_bytes:
+            raise UserError(f"model {model} needs {self.describe()}: too large for this machine; measure it on one with "
+                            "more memory (a GPU: --device cuda), or serve it and give its URL")
+
+
+def estimate_cost(size: ModelSize, tokens: int, seq_len: int, vocab_size: int, device: torch.device) -> CostEstimate:
+    """The cost of scoring `tokens` tokens in windows of `seq_len` with the model of `size` on `device`."""
+    activations = 4.0 * seq_len * (vocab_size + 16 * _width(size)) * 2
+    return CostEstimate(memory_bytes=4.0 * size.total_params + activations, available_bytes=_available_memory(device),
+                        flops=float(size.forward_flops_per_token(seq_len)) * tokens,
+                        flops_per_second=_matmul_rate(device), device=str(device))
+
+
+def _width(size: ModelSize) -> int:
+    return int(getattr(size.count, "d_model", 0) or math.sqrt(max(size.non_embedding_params, 1) / 12))
+
+
+def _available_memory(device: torch.device) -> float | None:
+    import torch
+
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _matmul_rate(device: torch.device) -> float:
+    """FLOP/s of a float32 matmul on `device` now (a few milliseconds on a CPU)."""
+    import torch
+
+    a = torch.randn(256, 1024, device=device)
+    b = torch.randn(1024, 1024, device=device)
+    torch.matmul(a, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(4):
+        torch.matmul(a, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return 4 * 2.0 * 256 * 1024 * 1024 / max(time.perf_counter() - start, 1e-9)
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:,.0f} MB" if n_bytes < 1e9 else f"{n_bytes / 1e9:,.1f} GB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:,.1f} hours"
+
+
+# -- loss.json ---------------------------------------------------------------------------------------
+
+def loss_output(model: str | Path, out: str | Path | None, overwrite: bool) -> Path:
+    """Where `distillscale loss` writes (default: loss.json in the model's directory), checked before
+    the work: a file there is replaced with --overwrite, or kept when it measures the same model (the
+    same measurement again writes the same record; another split is refused once measured)."""
+    from distillscale.data.loss_identity import LOSS_FILE, is_loss_file
+    from distillscale.io import check_output_file
+
+    if out is None and is_url(model):
+        raise UserError("a served model has no directory to hold loss.json: give --out FILE")
+    path = Path(out) if out is not None else Path(model).expanduser() / LOSS_FILE
+    same_model = path.is_file() and is_loss_file(path) and not is_url(model) and \
+        LossRecord.load(path).model_fingerprint == model_fingerprint(Path(model).expanduser())
+    return check_output_file(path, overwrite=overwrite or same_model, is_ours=is_loss_file,
+                             inputs=[] if is_url(model) else [model], what="loss file written by `distillscale loss`")
+
+
+def write_loss(path: Path, record: LossRecord, overwrite: bool) -> None:
+    """Write loss.json; over a record of the same model on another split or context only with --overwrite."""
+    if path.is_file() and not overwrite:
+        kept = LossRecord.load(path)
+        if (kept.losses, kept.seq_len, kept.max_tokens) != (record.losses, record.seq_len, record.max_tokens):
+            raise UserError(f"--out {path} holds this model's loss on {kept.losses.describe()} at context {kept.seq_len} "
+                            f"(this one is kept in the corpus's cache): pass --overwrite to replace it, or give "
+                            "another --out")
+    record.save(path)

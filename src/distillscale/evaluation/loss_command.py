@@ -1,0 +1,80 @@
+"""`distillscale loss MODEL --data DIR`: a model's cross-entropy on a corpus's validation split, in
+nats/token and bits per byte, written to loss.json (`evaluation.loss` does the work)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+from distillscale.cli_options import CommandSettings, argument, command, option
+from distillscale.console import Table, console, print_json
+from distillscale.settings import count
+from distillscale.units import Quantity
+
+
+class LossSettings(CommandSettings):
+    """`distillscale loss`."""
+
+    command_path: ClassVar[str] = "loss"
+
+    model: str = argument(help="a finished distillscale run, a Hugging Face causal-LM directory (with its tokenizer) "
+                               "or a served teacher's URL (http://host:port, `serve-teacher` or vLLM)")
+    data: Path | None = option(None, help="the corpus whose validation split is scored (a directory, file or glob of "
+                                          "text, .jsonl or .parquet), prepared with the model's tokenizer as `data "
+                                          "prepare` splits it; or a prepared corpus directory (default for a run: its "
+                                          "own corpus)")
+    seq_len: int | None = option(None, min=1, help="tokens per window (default: a run's own; else 2048, at most the "
+                                                   "model's context)")
+    max_tokens: Annotated[int | None, count("--max-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="score at most this many tokens, a fixed sample of windows (default: a run's own evaluation cap; "
+                   "else the whole split)")
+    batch_size: int = option(8, min=1, help="windows per forward pass")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", help="auto, cpu or cuda")
+    trust_remote_code: bool = option(False, help="run the model's own code (its config's auto_map): only code you trust")
+    tokenizer: Path | None = option(None, help="a served model's tokenizer, to prepare --data with")
+    max_bytes: Annotated[int | None, count("--max-bytes", kind=None)] = option(
+        None, help="read at most this many bytes of the corpus, e.g. 20M (as `data prepare`)")
+    val_fraction: float | None = option(None, help="share of the corpus's tokens held out for validation (as `data "
+                                                   "prepare`; default 0.05)")
+    seed: int | None = option(None, min=0, help="salt of the corpus's split (as `data prepare`; default 0)")
+    out: Path | None = option(None, help="where to write the loss (default: loss.json in the model's directory)")
+    overwrite: bool = option(False, help="replace an --out file `distillscale loss` wrote for another measurement")
+    as_json: bool = option(False, flag="--json", help="print JSON")
+
+
+@command(LossSettings)
+def loss_command(s: LossSettings) -> None:
+    """Measure a model's cross-entropy on a corpus's validation split: nats/token and bits per byte, with
+    its standard error, the tokens and bytes scored and the time; kept, so asking again costs nothing."""
+    from distillscale.evaluation.loss import check_model, evaluate_loss, loss_output, write_loss
+
+    check_model(s.model, s.trust_remote_code, s.tokenizer)
+    out = loss_output(s.model, s.out, s.overwrite)
+    record = evaluate_loss(s.model, s.data, tokenizer=s.tokenizer, seq_len=s.seq_len, max_tokens=s.max_tokens,
+                           batch_size=s.batch_size, device=s.device, trust_remote_code=s.trust_remote_code,
+                           max_bytes=s.max_bytes, val_fraction=s.val_fraction, seed=s.seed, progress=not s.as_json)
+    write_loss(out, record, s.overwrite)
+    if s.as_json:
+        print_json({**record.model_dump(mode="json"), "written_to": str(out)})
+        return
+    console.print(loss_table(record, out))
+
+
+def loss_table(record, out: Path) -> Table:
+    """The measurement as a table of two columns: what, and its value with its unit."""
+    table = Table(title=f"Loss of {record.model}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    bits = "not known (the split's bytes were not counted)" if record.bits_per_byte is None else (
+        f"{record.bits_per_byte:.4f} +/- {record.bits_per_byte_standard_error:.4f} bits/byte")
+    for name, value in (("cross-entropy", f"{record.nats_per_token:.4f} +/- {record.standard_error:.4f} nats/token"),
+                        ("bits per byte", bits),
+                        ("tokenizer", record.losses.tokenizer.describe()),
+                        ("text", record.losses.text.describe()),
+                        ("scored", f"{record.tokens:,} tokens" + ("" if record.bytes is None else
+                                                                 f", {record.bytes:,.0f} bytes")
+                         + f" ({record.windows:,} windows of {record.seq_len:,})"),
+                        ("time", f"{record.seconds:,.1f} s on {record.device}, {record.tokens_per_second:,.0f} tokens/s"),
+                        ("written to", str(out))):
+        table.add_row(name, value)
+    return table
