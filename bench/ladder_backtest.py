@@ -14,7 +14,7 @@ B = f C:
 - designer: among the shipped ladder's sizes, a top size, a count (>= 4) and a step between sizes,
   spanning at least MIN_SPAN, and for every chosen size its runs whose D/N lies within 0.25-4x the
   target's, or every run (at least 2 runs a size), the design of the lowest expected error within B (within TIE of it, the one
-  with the most runs), by the error curve of the bias model fitted WITHOUT this ladder (leave-one-ladder-out: the model, its
+  with the most runs; beside it, the cheapest of the tie), by the error curve of the bias model fitted WITHOUT this ladder (leave-one-ladder-out: the model, its
   penalty, its spread and its curve see only the other ladders);
 - both fitted with the default fit, corrected by that same left-out model, and scored on the
   target's runs: mean |relative error|.
@@ -124,17 +124,24 @@ def backtest(name: str, model, fractions) -> list[dict]:
             row["shipped_runs"] = int(base.sum())
         if candidates:
             best = min(c[0] for c in candidates)
-            # within TIE of the lowest expected error, the design with the most runs (then the cheaper)
-            expected, flops, rows = min((c for c in candidates if c[0] <= best * (1 + TIE)),
-                                        key=lambda c: (-int(c[2].sum()), c[1]))
-            row.update({"designer": score(model, N, D, loss, rows, target), "designer_expected": expected,
-                        "designer_flops": flops, "designer_runs": int(rows.sum()),
-                        "designer_sizes": [float(x) for x in scale_levels(N[rows])]})
+            tied = [c for c in candidates if c[0] <= best * (1 + TIE)]
+            # within TIE of the lowest expected error, the design with the most runs (then the cheaper),
+            # the designer's rule; beside it the cheapest (then the most runs), the rule it was weighed against
+            scored: dict[bytes, float | None] = {}
+            for rule, key in (("designer", lambda c: (-int(c[2].sum()), c[1])),
+                              ("cheaper", lambda c: (c[1], -int(c[2].sum())))):
+                expected, flops, rows = min(tied, key=key)
+                if rows.tobytes() not in scored:
+                    scored[rows.tobytes()] = score(model, N, D, loss, rows, target)
+                row.update({rule: scored[rows.tobytes()], f"{rule}_expected": expected, f"{rule}_flops": flops,
+                            f"{rule}_runs": int(rows.sum()),
+                            f"{rule}_sizes": [float(x) for x in scale_levels(N[rows])]})
         out.append(row)
         print(f"{name:<30} f={fraction:<6g} shipped {_pct(row.get('shipped'))} ({row.get('shipped_runs', 0)} runs, "
               f"top {row.get('shipped_top', 0):.3g})  designer {_pct(row.get('designer'))} "
               f"({row.get('designer_runs', 0)} runs, expected {_pct(row.get('designer_expected'))}, sizes "
-              f"{', '.join(f'{x:.3g}' for x in row.get('designer_sizes', []))})", flush=True)
+              f"{', '.join(f'{x:.3g}' for x in row.get('designer_sizes', []))}); cheapest of the tie "
+              f"{_pct(row.get('cheaper'))} ({row.get('cheaper_runs', 0)} runs)", flush=True)
     return out
 
 
@@ -163,6 +170,14 @@ def main() -> None:
             print(f"  f = {fraction:g}: better on {sum(r['designer'] < r['shipped'] for r in these)} of {len(these)} "
                   f"ladders; mean {np.mean([r['designer'] for r in these]):.2%} vs "
                   f"{np.mean([r['shipped'] for r in these]):.2%}")
+    paired = [r for r in results if r.get("designer") is not None and r.get("cheaper") is not None]
+    differ = [r for r in paired if r["designer_runs"] != r["cheaper_runs"] or r["designer"] != r["cheaper"]]
+    print(f"\nwithin a tie, the most runs against the cheapest: {len(differ)} of {len(paired)} (ladder, budget) pairs "
+          f"pick differently; most runs better on {sum(r['designer'] < r['cheaper'] for r in differ)}, worse on "
+          f"{sum(r['designer'] > r['cheaper'] for r in differ)}; mean over all pairs "
+          f"{np.mean([r['designer'] for r in paired]):.2%} vs {np.mean([r['cheaper'] for r in paired]):.2%}; FLOPs "
+          f"spent {np.mean([r['designer_flops'] / r['budget'] for r in paired]):.0%} vs "
+          f"{np.mean([r['cheaper_flops'] / r['budget'] for r in paired]):.0%} of the budget")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -131,12 +131,11 @@ def run_window(tokens_per_step: int, min_tokens: float | None = None, max_tokens
     low = max(min_tokens or 0.0, float(steps))
     epoch = math.inf if unique_tokens is None else float(unique_tokens // tokens_per_step * tokens_per_step)
     high = min(max_tokens or math.inf, epoch)
-    why_low = (f"{MIN_STEPS} steps of {tokens_per_step:,} tokens" if low == steps
-               else f"the base's min_tokens ({format_quantity(low)})")
+    why_low = f"{MIN_STEPS} steps of {tokens_per_step:,} tokens" if low == steps else "the base's min_tokens"
     why_high = ("no cap" if math.isinf(high) else "one epoch of the training split" if high == epoch
-                else f"the base's max_tokens ({format_quantity(high)})")
+                else "the base's max_tokens")
     cap = "" if math.isinf(high) else f"-{format_quantity(high)}"
-    return low, high, f"{format_quantity(low)}{cap} tokens a run (at least {why_low}; at most {why_high})"
+    return low, high, f"{format_quantity(low)}{cap} tokens a run (from {why_low} to {why_high})"
 
 
 def engine_family(max_params: float, aspect_ratio: int = GPU_LADDER["aspect_ratio"],
@@ -306,7 +305,7 @@ class LadderPlan:
                              "its loss on fresh data, and on this corpus it would repeat (see `plan --unique-tokens`)")
         reach = max(n for n in family.sizes.values() if n <= self.target_params * MAX_TOP)
         if self.over_budget == 0 and max(d.sizes[-1] for d in self.designs) < reach:
-            notes.append(f"the window, not the budget, stops this ladder: it spends {self.chosen.flops / self.budget:.2g} "
+            notes.append(f"the window, not the budget, stops this ladder: it spends {100 * self.chosen.flops / self.budget:.2g}% "
                          f"of the budget, its largest size {format_quantity(self.chosen.sizes[-1])} "
                          f"({self.chosen.distance:.3g}x short of the target); a larger window (corpus, max_tokens) "
                          "buys a nearer one")
