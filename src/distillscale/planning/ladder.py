@@ -71,6 +71,8 @@ MAX_TOP = 0.5
 TIE = 0.02
 # A run of fewer optimizer steps is not designed (mostly warm-up and cooldown).
 MIN_STEPS = 100
+# A family's first depths, every one a candidate; beyond them one every ~1% (`family_depths`).
+ALL_DEPTHS = 256
 # Seeds of the largest size tried when runs are noisy (seed_noise > 0); one otherwise.
 SEEDS = (1, 2, 3, 4)
 # Where the pack measured the curve: 5%-95% of its runs' tokens per parameter (each ladder weighing
@@ -148,15 +150,11 @@ def engine_family(max_params: float, aspect_ratio: int = GPU_LADDER["aspect_rati
     depths up to `max_params` non-embedding parameters, its runs in `run_window`. `distillscale
     ladder` builds its family from a base spec through the sweep's own resolution instead
     (`sweeps.ladder.base_family`), which gives these prices for the GPU ladder's shape."""
-    shapes = {}
-    for depth in range(1, 1_000_000):
-        if (aspect_ratio * depth) % head_dim:
-            continue
-        shape = ModelConfig(n_layers=depth, aspect_ratio=aspect_ratio, head_dim=head_dim, vocab_size=vocab_size,
-                            max_seq_len=seq_len)
-        if shape.non_embedding_params > max_params:
-            break
-        shapes[depth] = shape
+    shapes = {depth: ModelConfig(n_layers=depth, aspect_ratio=aspect_ratio, head_dim=head_dim, vocab_size=vocab_size,
+                                 max_seq_len=seq_len)
+              for depth in family_depths(aspect_ratio, head_dim, max_params,
+                                         lambda d: ModelConfig(n_layers=d, aspect_ratio=aspect_ratio, head_dim=head_dim,
+                                                               vocab_size=vocab_size).non_embedding_params)}
     step = batch_size * seq_len
 
     def price(depth: int, tokens: int) -> RunCost:
@@ -172,6 +170,20 @@ def engine_family(max_params: float, aspect_ratio: int = GPU_LADDER["aspect_rati
                         unique_tokens=unique_tokens, data=f"runs within {window}", description=(
                             f"aspect ratio {aspect_ratio}, head_dim {head_dim}, vocabulary {vocab_size}, context "
                             f"{seq_len}, {step:,} tokens a step, {schedule}"))
+
+
+def family_depths(aspect_ratio: int, head_dim: int, max_params: float, params_of: Callable[[int], int]) -> dict[int, int]:
+    """depth -> non-embedding N (`params_of`) of a family's depths up to `max_params`: those whose width
+    (aspect_ratio x depth) the heads divide, every one of the first ALL_DEPTHS of them, then one
+    every ~1% in depth (~3% in N: a ladder's sizes are 1.25x apart or more)."""
+    unit = head_dim // math.gcd(aspect_ratio, head_dim)
+    out, k = {}, 1
+    while True:
+        params = params_of(unit * k)
+        if params > max_params:
+            return out
+        out[unit * k] = params
+        k = k + 1 if k < ALL_DEPTHS else math.ceil(k * 1.01)
 
 
 @dataclass(frozen=True)

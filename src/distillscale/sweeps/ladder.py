@@ -39,7 +39,8 @@ from distillscale.console import console, print_json
 from distillscale.data.prepare import DEFAULT_VOCAB_SIZE
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_text, check_output_file, read_text_file
-from distillscale.planning.ladder import MAX_TOP, LadderFamily, LadderPlan, RunCost, design_ladder, run_window
+from distillscale.planning.ladder import (MAX_TOP, LadderFamily, LadderPlan, RunCost, design_ladder, family_depths,
+                                          run_window)
 from distillscale.settings import quantity
 from distillscale.sweeps.spec_sections import Ladder, ModelSection, _validate
 from distillscale.training.config import TrainConfig
@@ -140,17 +141,13 @@ def base_family(base: LadderBase, max_params: float, unique_tokens: float | None
 
     probe = base.config(1)
     vocab = probe.vocab_size or DEFAULT_VOCAB_SIZE
-    configs, sizes = {}, {}
-    for depth in range(1, 1_000_000):
-        if (probe.aspect_ratio * depth) % base.model["head_dim"]:
-            continue
-        config = base.config(depth)
-        params = config.model_shape(vocab).non_embedding_params
-        if params > max_params:
-            break
-        configs[depth], sizes[depth] = config, params
+    sizes = family_depths(probe.aspect_ratio, base.model["head_dim"], max_params,
+                          lambda depth: probe.model_copy(update={"n_layers": depth}).model_shape(vocab).non_embedding_params)
+    configs: dict[int, TrainConfig] = {}
 
     def price(depth: int, tokens: int) -> RunCost:
+        if depth not in configs:   # the run's settings as the sweep resolves them, checked once a depth
+            configs[depth] = base.config(depth)
         config = configs[depth].model_copy(update={"tokens": tokens})
         steps, whole = training_flops(config, config.model_shape(vocab), sizes[depth])
         own = config.cooldown_steps(steps) or steps   # as `sweep plan` counts a fork (0: no forks)
