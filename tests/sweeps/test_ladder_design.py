@@ -16,6 +16,7 @@ import pytest
 
 from distillscale.planning import ladder as designer
 from distillscale.planning.ladder import MAX_TOP, TIE, design_ladder
+from distillscale.sweeps.ladder import design_for_base
 from distillscale.sweeps.placement import VISIBLE_GPUS_ENV
 
 # A base over the python-env corpus, its runs capped far above what it holds (so that no test
@@ -249,3 +250,19 @@ def test_a_base_that_is_no_spec_is_one_line(cli, tmp_path, text):
     code, out, err = cli("ladder", "--target-params", "1B", "--target-tokens", "20B", "--budget", "1e20",
                          "--base", base)
     assert code == 2 and "--base" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: design_ladder(1e9, 2e10, 1e20, family="x"), "family"),
+    (lambda: design_ladder(float("nan"), 2e10, 1e20), "target_params"),
+    (lambda: design_ladder(1e9, 2e10, 1e20, seed_noise=float("nan")), "seed_noise"),
+    (lambda: designer.engine_family(float("inf")), "max_params"),
+    (lambda: design_for_base("x", 2e10, 1e20), "target_params"),
+    (lambda: design_for_base(1e9, 2e10, 1e20, unique_tokens=-3), "unique_tokens"),
+])
+def test_a_bad_python_argument_is_one_parameter_error(call, name):
+    from distillscale.errors import ParameterError
+
+    with pytest.raises(ParameterError) as caught:
+        call()
+    assert caught.value.param == name and len(str(caught.value).splitlines()) == 1

@@ -176,6 +176,9 @@ def family_depths(aspect_ratio: int, head_dim: int, max_params: float, params_of
     """depth -> non-embedding N (`params_of`) of a family's depths up to `max_params`: those whose width
     (aspect_ratio x depth) the heads divide, every one of the first ALL_DEPTHS of them, then one
     every ~1% in depth (~3% in N: a ladder's sizes are 1.25x apart or more)."""
+    if isinstance(max_params, bool) or not isinstance(max_params, (int, float)) or not 0 < max_params < math.inf:
+        raise ParameterError("max_params", "{} must be a positive finite number of parameters, got {value!r}",
+                             value=max_params)
     unit = head_dim // math.gcd(aspect_ratio, head_dim)
     out, k = {}, 1
     while True:
@@ -369,7 +372,10 @@ def design_ladder(target_params: float, target_tokens: float, budget: float, *, 
     if isinstance(seed_noise, bool) or not isinstance(seed_noise, (int, float)) or not 0 <= seed_noise < 1:
         raise ParameterError("seed_noise", "{} must be a relative sd between 0 and 1, got {value!r}", value=seed_noise)
     curve, source = _curve(curve)
-    family = family or engine_family(N_t * MAX_TOP)
+    family = engine_family(N_t * MAX_TOP) if family is None else family
+    if not isinstance(family, LadderFamily):
+        raise ParameterError("family", "{} must be a LadderFamily (engine_family, or sweeps.ladder.base_family), "
+                             "got {value!r}", value=family)
     depths = sorted(d for d, n in family.sizes.items() if n <= N_t * MAX_TOP)
     if len(depths) < min_sizes:
         raise ParameterError("target_params", "{} " + f"{format_quantity(N_t)} leaves {len(depths)} sizes of the model "

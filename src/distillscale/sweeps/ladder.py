@@ -34,10 +34,11 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import ValidationError
 
+from distillscale.checks import checked
 from distillscale.cli_options import CommandSettings, command, option, to_argv
 from distillscale.console import console, print_json
 from distillscale.data.prepare import DEFAULT_VOCAB_SIZE
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_text, check_output_file, read_text_file
 from distillscale.planning.ladder import (MAX_TOP, LadderFamily, LadderPlan, RunCost, design_ladder, family_depths,
                                           run_window)
@@ -153,6 +154,10 @@ def base_family(base: LadderBase, max_params: float, unique_tokens: float | None
         own = config.cooldown_steps(steps) or steps   # as `sweep plan` counts a fork (0: no forks)
         return RunCost(steps, steps * config.tokens_per_step, whole * steps / steps, whole * own / steps)
 
+    if unique_tokens is not None and (isinstance(unique_tokens, bool) or not isinstance(unique_tokens, (int, float))
+                                      or not 1 <= unique_tokens < math.inf):
+        raise ParameterError("unique_tokens", "{} must be a positive number of tokens, got {value!r}",
+                             value=unique_tokens)
     window = _window(base)
     unique, how = (int(unique_tokens), "--unique-tokens") if unique_tokens is not None else (None, "")
     if unique is None and count_corpus and window["max_tokens"] is None:   # no cap: the corpus is the cap
@@ -195,12 +200,18 @@ def _describe(base: LadderBase, config: TrainConfig, vocab: int) -> str:
             f"context {config.seq_len}, {config.tokens_per_step:,} tokens a step; {schedule}")
 
 
+@checked
 def design_for_base(target_params: float, target_tokens: float, budget: float, base: str | Path | None = None, *,
                     seed_noise: float = 0.0, unique_tokens: float | None = None) -> tuple[LadderPlan, LadderBase]:
     """`design_ladder` in the family of a base spec (None: the GPU ladder's), priced as `sweep plan`
     prices the spec `ladder_spec` writes."""
     read = read_base(base)
-    family = base_family(read, max(float(target_params), 1.0) * MAX_TOP, unique_tokens)
+    try:
+        reach = float(target_params) * MAX_TOP
+    except (TypeError, ValueError):
+        reach = 1.0
+    reach = reach if math.isfinite(reach) and reach > 1 else 1.0   # design_ladder names a bad value
+    family = base_family(read, reach, unique_tokens)
     return design_ladder(target_params, target_tokens, budget, family=family, seed_noise=seed_noise), read
 
 
