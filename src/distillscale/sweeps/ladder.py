@@ -228,7 +228,8 @@ def ladder_spec(plan: LadderPlan, base: LadderBase, command_line: str = "") -> s
     if design.seeds > 1:
         teachers.update(seeds=design.seeds, seeded="largest")
     family = plan.family   # the runs' window: the base's, narrowed to whole steps and one epoch
-    teachers.update({key: value for key, value in (("min_tokens", family.min_tokens), ("max_tokens", family.max_tokens))
+    teachers.update({key: int(value) if float(value).is_integer() else value
+                     for key, value in (("min_tokens", family.min_tokens), ("max_tokens", family.max_tokens))
                      if 0 < value < math.inf})
     name = f"ladder-{format_quantity(plan.target_params)}".replace(" ", "")
     table = {"name": name, "data": _without_none(base.data), "model": _without_none(base.model), "teachers": teachers}
