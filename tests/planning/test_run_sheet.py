@@ -71,4 +71,4 @@ def test_gpu_hours_of_a_distilled_run_include_the_teacher_logits_it_computes():
     plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-inference", gpu="h100")
     runs = {(run.group, run.part): run.gpu_hours for run in plan.gpu_hours.runs}
     student = next(row for row in run_sheet(plan) if row.role == "student")
-    assert student.gpu_hours == pytest.approx(runs["teacher-inference", "student"] + runs["teacher-inference", "teacher logits"])
+    assert student.gpu_hours == pytest.approx(runs["teacher-inference", "student training"] + runs["teacher-inference", "teacher logits"])

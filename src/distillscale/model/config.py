@@ -22,6 +22,16 @@ from pydantic import (BaseModel, ConfigDict, PositiveFloat, PositiveInt, Seriali
 from distillscale.errors import UserError
 
 FFN_MULTIPLE_OF = 64
+# The omega of Busbridge App. H, N = omega * n_layers * d_model^2: multi-head attention holds
+# 4 d_model^2 per layer and a gated FFN of ratio 8/3 holds 3 * 8/3 d_model^2, so omega = 12.
+GATED_FFN_OMEGA = 12.0
+
+
+def family_width(params: float, aspect_ratio: float) -> float:
+    """d_model of the family's model of `params` non-embedding parameters at `aspect_ratio` =
+    d_model / n_layers: N = omega n_layers d_model^2 = omega d_model^3 / aspect_ratio (a continuous
+    width, for a model known by its size alone)."""
+    return (params * aspect_ratio / GATED_FFN_OMEGA) ** (1 / 3)
 
 
 def ladder_d_ff(d_model: int) -> int:

@@ -19,12 +19,9 @@ import numpy as np
 
 from distillscale.errors import UserError
 from distillscale.laws import ComputeSettings
+from distillscale.model.config import GATED_FFN_OMEGA
 
 ArrayLike = Any
-
-# The omega of Busbridge App. H, N = omega * n_layers * d_model^2: multi-head attention holds
-# 4 d_model^2 per layer and a gated FFN of ratio 8/3 holds 3 * 8/3 d_model^2, so omega = 12.
-GATED_FFN_OMEGA = 12.0
 
 
 class ForwardCount(Protocol):

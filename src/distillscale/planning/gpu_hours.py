@@ -1,316 +1,62 @@
 """A plan in GPU-hours: the wall-clock, GPU-hours and cost of each of its runs on a given device, from
-a measured throughput table.
+a measured throughput table (`planning.throughput`).
 
-    table = ThroughputTable.load()                       # the table shipped with the package
-    table.mfu("h100", 85e6)                              # MfuEstimate: interpolated, and how
     setting = GpuSetting("h100", gpus=8, price_per_gpu_hour=2.5)
-    estimate(plan_runs(plan), setting)                   # GpuHoursEstimate: a RunHours per run
+    estimate(plan_runs(plan), setting)                   # GpuHoursEstimate: a RunHours per part of a run
+    with_gpu_hours(plan)                                 # the plan with it, when its settings name a GPU
 
-The table (`throughput.json` beside this module, or a file `bench/gpu_step.py --table` wrote on the
-user's own device) holds, per device, its dense bf16 peak and the training throughput measured on it
-at a few model sizes: tokens/s and the engine's exact training FLOPs per token (3 x its forward
-count), so MFU = tokens/s x FLOPs per token / peak. A run of N non-embedding parameters gets the MFU
-interpolated linearly in log N between the device's measured sizes; beyond them, the MFU of the
-nearest measured size (said: not measured at this size); a device the table lists without figures,
-the MFU of the device it names (`mfu_from`, said); `--mfu` replaces all of that (said). Then
+Each run of a plan is priced at the engine's FLOPs, whatever count the plan searched with (`plan
+--flops simple` plans at 2N per token; the engine spends attention and the output layer too): per
+part (planning.flops: teacher training 3 F(N_T) D_T, the teacher's logits F(N_T) D_S, the student's
+training 3 F(N_S) D_S, F the corrected count at the plan's context, vocabulary and aspect ratio, or a
+--student-model's exact count), at the MFU the table gives at its size and the plan's shape:
 
     GPU-hours = FLOPs / (MFU x peak) / 3600,   wall-clock = GPU-hours / GPUs,   cost = GPU-hours x price
 
-with the plan's own FLOPs per run (planning.flops: teacher training 3 F(N_T) D_T, the teacher's
-logits F(N_T) D_S, the student 3 F(N_S) D_S). Assumed, and said with every estimate: the GPUs scale
-perfectly, a teacher's forward passes run at its training MFU, and data loading, evaluation,
-checkpoints and start-up are not counted. Every number is an estimate from the table, never a
-measurement of the plan.
+A distilled student's run computes its teacher's logits on its own GPUs: its GPU-hours are its
+training's and those logits' (the table's "student run", the run sheet's GPU-h); a teacher served
+from its own GPUs (`--teacher-remote`) is on none of the plan's runs. A run uses at most as many GPUs
+as it has sequences a step (`train` splits a step's sequences evenly over its GPUs): its wall-clock
+is at the GPUs it can use, said. Assumed, and said with every estimate: the GPUs scale perfectly, a
+teacher's forward passes run at its training MFU, and data loading, evaluation, checkpoints and
+start-up are not counted. Every number is an estimate from the table, never a measurement of the plan.
+
+The GPU options are checked once, for `plan`, `sweep plan` and the planner page alike, in
+`planning.throughput` (`whole_gpus`, `mfu_fraction`, `gpu_price`, `check_options`, `check_sweep_options`).
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, replace
-from datetime import date
-from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from distillscale.errors import ParameterError, UserError
+from distillscale.planning.flops import ForwardFlops, on_policy_flops
+from distillscale.planning.repetition import PRETRAIN_INSTEAD, TEACHER_RUN
+from distillscale.planning.throughput import (  # noqa: F401  (the table's names, as this module has always given them)
+    DEFAULT_GPU, FORMAT, SAME_SIZE, SHIPPED_TABLE, DeviceRecord, FigureRecord, GpuSetting, MfuEstimate, ModelShape,
+    TableRecord, ThroughputTable, check_options, check_sweep_options, gpu_price, mfu_fraction, shape_text, whole_gpus)
 from distillscale.units import format_quantity
 
-FORMAT = "distillscale.throughput/1"
-SHIPPED_TABLE = Path(__file__).with_name("throughput.json")
-# A run within this factor of a measured size is at that size (no interpolation to speak of).
-SAME_SIZE = 1.01
 ASSUMPTIONS = ("perfect scaling over the GPUs; a teacher's forward passes at its training MFU; data loading, "
                "evaluation, checkpoints and start-up not counted")
 
 
-class ModelShape(BaseModel):
-    """The model family's shape a figure was measured at (`ModelConfig` and the batch)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    n_layers: int = Field(ge=1)
-    aspect_ratio: int = Field(ge=1)
-    head_dim: int = Field(ge=1)
-    vocab_size: int = Field(ge=1)
-    seq_len: int = Field(ge=1)
-    batch_sequences: int = Field(ge=1)
-
-
-class FigureRecord(BaseModel):
-    """One measured throughput: a model shape trained alone on the device."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    shape: str
-    model: ModelShape | None = None  # the family's shape, where it was one (its counts are checked by the tests)
-    non_embedding_params: float = Field(gt=0)
-    flops_per_token: float = Field(gt=0)  # training FLOPs per token: 3 x the exact forward count
-    tokens_per_second: float = Field(gt=0)
-    date: str
-    torch: str | None = None
-    source: str
-
-    @field_validator("date")
-    @classmethod
-    def _iso_date(cls, value: str) -> str:
-        try:
-            date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"must be a date as YYYY-MM-DD, got {value!r}") from None
-        return value
-
-    @property
-    def flops_per_second(self) -> float:
-        return self.tokens_per_second * self.flops_per_token
-
-
-class DeviceRecord(BaseModel):
-    """A device: its id (what --gpu takes), its dense bf16 peak and its measured figures."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    name: str
-    peak_flops: float = Field(gt=0)
-    peak_source: str
-    measured_matmul_peak: float | None = Field(default=None, gt=0)
-    mfu_from: str | None = None  # no figures of its own: the device whose MFU it takes
-    figures: tuple[FigureRecord, ...] = ()
-
-    @model_validator(mode="after")
-    def _figures_fit_the_peak(self) -> "DeviceRecord":
-        for figure in self.figures:
-            if figure.flops_per_second > self.peak_flops:
-                raise ValueError(f"{self.id}'s figure at {format_quantity(figure.non_embedding_params)} parameters "
-                                 f"achieves {figure.flops_per_second:.3g} FLOP/s, above the device's peak "
-                                 f"{self.peak_flops:.3g}: check tokens_per_second, flops_per_token and peak_flops")
-        return self
-
-
-class TableRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    format: str
-    description: str = ""
-    devices: tuple[DeviceRecord, ...] = Field(min_length=1)
-
-    @field_validator("format")
-    @classmethod
-    def _format(cls, value: str) -> str:
-        if value != FORMAT:
-            raise ValueError(f"must be {FORMAT!r}, got {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _devices(self) -> "TableRecord":
-        ids = [device.id for device in self.devices]
-        repeated = sorted({name for name in ids if ids.count(name) > 1})
-        if repeated:
-            raise ValueError(f"device {repeated[0]!r} is listed twice")
-        measured = {device.id for device in self.devices if device.figures}
-        for device in self.devices:
-            if not device.figures and device.mfu_from is None:
-                continue  # a device --mfu must be given for
-            if device.figures and device.mfu_from is not None:
-                raise ValueError(f"device {device.id!r} has figures of its own and mfu_from: drop mfu_from")
-            if device.mfu_from is not None and device.mfu_from not in measured:
-                raise ValueError(f"device {device.id!r} takes its MFU from {device.mfu_from!r}, which is not a "
-                                 f"device of the table with figures")
-        return self
-
-
-@dataclass(frozen=True)
-class MfuEstimate:
-    """The MFU a run is planned at, and how it was had: measured (at a measured size), interpolated
-    (between two measured sizes), beyond (outside the measured sizes: the nearest one's) or given
-    (--mfu); `measured_on` is the device whose figures gave it (another than the one planned on for a
-    device the table lists without figures: `borrowed`)."""
-
-    value: float
-    how: str
-    note: str
-    measured_on: str | None = None  # the device name whose figures gave it (None: given)
-    borrowed: bool = False
-    nearest: float | None = None    # beyond: the measured size whose MFU it is
-    span: str | None = None         # beyond: the measured sizes, "3.21M-680M"
-
-    @property
-    def measured(self) -> bool:
-        """Whether the MFU is a measurement of this device at this size."""
-        return self.how == "measured" and not self.borrowed
-
-
-class ThroughputTable:
-    """A throughput table, validated: `load` refuses a bad file in one line."""
-
-    def __init__(self, record: TableRecord, path: Path | None = None):
-        self.record = record
-        self.path = path
-        self.devices = {device.id: device for device in record.devices}
-
-    @classmethod
-    def load(cls, path: str | Path | None = None) -> "ThroughputTable":
-        """The table at `path` (None: the one shipped with the package)."""
-        source = SHIPPED_TABLE if path is None else Path(path).expanduser()
-        try:
-            data = json.loads(source.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"throughput table {source} does not exist: give a file `python bench/gpu_step.py "
-                            f"--table FILE` wrote, or leave out --throughput-table for the shipped one") from None
-        except (OSError, ValueError) as exc:
-            raise UserError(f"throughput table {source} is not readable JSON ({exc}): give a file "
-                            f"`python bench/gpu_step.py --table FILE` wrote") from None
-        try:
-            record = TableRecord.model_validate(data)
-        except ValidationError as exc:
-            raise UserError(f"throughput table {source}: {_first_error(exc)}") from None
-        return cls(record, None if path is None else source)
-
-    def with_device(self, device: DeviceRecord) -> "ThroughputTable":
-        """This table with `device` added, or in place of the device of its id."""
-        devices = [d for d in self.record.devices if d.id != device.id] + [device]
-        return ThroughputTable(TableRecord.model_validate({**self.record.model_dump(), "devices": [
-            d.model_dump() for d in devices]}), self.path)
-
-    def save(self, path: str | Path) -> None:
-        """Write the table (atomically) where `load` reads it."""
-        from distillscale.io import atomic_write_json
-
-        atomic_write_json(path, self.record.model_dump(exclude_none=True))
-
-    @property
-    def source(self) -> str:
-        if self.path is None:
-            return "the throughput table shipped with distillscale"
-        return f"throughput table {self.path}"
-
-    def device(self, name: str) -> DeviceRecord:
-        key = name.strip().lower()
-        if key not in self.devices:
-            source = self.source.replace("{", "{{").replace("}", "}}")
-            raise ParameterError("gpu", "unknown GPU {value!r} for {}: " + source + f" knows "
-                                 f"{', '.join(self.devices)}; measure yours with `python bench/gpu_step.py --table "
-                                 "FILE` and plan with that table", value=name)
-        return self.devices[key]
-
-    def mfu(self, name: str, params: float, given: float | None = None) -> MfuEstimate:
-        """The MFU of a run of `params` non-embedding parameters on device `name` (`given`: --mfu)."""
-        device = self.device(name)
-        if given is not None:
-            return MfuEstimate(given, "given", f"MFU {given:.1%} given (--mfu), not measured")
-        if device.figures:
-            return _interpolated(device, params)
-        if device.mfu_from is None:
-            raise ParameterError("mfu", f"{self.source} has no measured throughput on the "
-                                 f"{device.name}: give {{}} (e.g. 0.35), or measure it with "
-                                 "`python bench/gpu_step.py --table FILE` and give --throughput-table FILE")
-        other = self.devices[device.mfu_from]
-        found = _interpolated(other, params)
-        return replace(found, borrowed=True, note=f"not measured on the {device.name}: the {other.name}'s MFU "
-                                                 f"({found.note}) applied to its peak")
-
-    def flops_per_second(self, name: str, params: float, given: float | None = None) -> float:
-        """Achieved training FLOP/s of one run alone on one GPU: MFU x peak."""
-        return self.mfu(name, params, given).value * self.device(name).peak_flops
-
-
-def _interpolated(device: DeviceRecord, params: float) -> MfuEstimate:
-    """MFU at `params` from the device's figures: linear in log N between measured sizes (figures at one
-    size averaged), the nearest size's beyond them."""
-    sizes: dict[float, list[float]] = {}
-    for figure in device.figures:
-        sizes.setdefault(figure.non_embedding_params, []).append(figure.flops_per_second / device.peak_flops)
-    points = sorted((size, sum(values) / len(values)) for size, values in sizes.items())
-    span = f"{format_quantity(points[0][0])}-{format_quantity(points[-1][0])}"
-    for size, mfu in points:
-        if 1 / SAME_SIZE <= params / size <= SAME_SIZE:
-            return MfuEstimate(mfu, "measured", f"measured at {format_quantity(size)}", device.name)
-    if params < points[0][0] or params > points[-1][0]:
-        size, mfu = points[0] if params < points[0][0] else points[-1]
-        side = "below" if params < size else "above"
-        return MfuEstimate(mfu, "beyond", f"{side} the sizes measured ({span}): the MFU measured at "
-                                          f"{format_quantity(size)}, not measured at this size", device.name,
-                           nearest=size, span=span)
-    (low, low_mfu), (high, high_mfu) = next((a, b) for a, b in zip(points, points[1:]) if a[0] < params < b[0])
-    weight = math.log(params / low) / math.log(high / low)
-    return MfuEstimate(low_mfu + weight * (high_mfu - low_mfu), "interpolated",
-                       f"interpolated between {format_quantity(low)} and {format_quantity(high)}", device.name)
-
-
-def _first_error(exc: ValidationError) -> str:
-    """The first validation error, named by where it is in the file (devices[1].figures[0].date)."""
-    error = exc.errors()[0]
-    path = ""
-    for part in error["loc"]:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
-    message = {"missing": "is missing", "extra_forbidden": "is not a field of a throughput table"}.get(
-        error["type"], error["msg"].removeprefix("Value error, "))
-    return f"{path}: {message}" if path else message
-
-
-@dataclass(frozen=True)
-class GpuSetting:
-    """What a plan is priced on: a device of the table, how many GPUs, an MFU that replaces the table's
-    (None: the table's), a price per GPU-hour (None: no cost) and the table's path (None: shipped)."""
-
-    device: str
-    gpus: int = 1
-    mfu: float | None = None
-    price_per_gpu_hour: float | None = None
-    table: str | None = None
-
-    def checked(self) -> tuple["GpuSetting", ThroughputTable]:
-        """(this setting with the device's id, the table), or ParameterError naming the option."""
-        if not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or self.gpus < 1:
-            raise ParameterError("gpus", "{} must be a whole number of GPUs, at least 1, got {value!r}",
-                                 value=self.gpus)
-        if self.mfu is not None and not 0 < self.mfu <= 1:
-            raise ParameterError("mfu", "{} must be a fraction of the peak in (0, 1] (e.g. 0.35), got {value!r}",
-                                 value=self.mfu)
-        if self.price_per_gpu_hour is not None and not 0 <= self.price_per_gpu_hour < math.inf:
-            raise ParameterError("price_per_gpu_hour", "{} must be a price per GPU-hour, at least 0, got {value!r}",
-                                 value=self.price_per_gpu_hour)
-        table = ThroughputTable.load(self.table)
-        device = table.device(self.device)
-        return replace(self, device=device.id), table
-
-
 @dataclass(frozen=True)
 class RunFlops:
-    """One run of a plan, as priced: its group (a scenario or mode), what it is, its model's size and
-    the FLOPs it spends."""
+    """One part of a plan's run, as priced: its group (a scenario or mode), what it is, its model's
+    size, the FLOPs it spends (the engine's count) and the plan's run it is part of (`Plan.runs()`'s
+    name: on that run's GPUs; None: on other GPUs, a teacher server's)."""
 
     group: str
-    part: str  # teacher training, teacher logits, student, or the model trained without a teacher
+    part: str  # teacher training, teacher logits, student training, model, or the model trained without a teacher
     params: float
     flops: float
+    run: str | None = None
+    plan_flops: float | None = None   # the plan's own count of it (None: the same)
 
 
 @dataclass(frozen=True)
 class RunHours:
-    """A run's GPU time: its FLOPs at the MFU it is planned at."""
+    """A part's GPU time: its FLOPs at the MFU it is planned at, on the GPUs its run can use."""
 
     group: str
     part: str
@@ -320,12 +66,14 @@ class RunHours:
     gpu_hours: float
     wall_hours: float
     cost: float | None
+    run: str | None = None
+    gpus: int = 1   # the GPUs its run can use: at most its sequences a step
 
     def to_dict(self) -> dict:
-        return {"group": self.group, "part": self.part, "params": self.params, "flops": self.flops,
+        return {"group": self.group, "part": self.part, "run": self.run, "params": self.params, "flops": self.flops,
                 "mfu": self.mfu.value, "mfu_source": self.mfu.how, "mfu_measured_on": self.mfu.measured_on,
                 "mfu_borrowed": self.mfu.borrowed, "mfu_note": self.mfu.note,
-                "gpu_hours": self.gpu_hours, "wall_hours": self.wall_hours, "cost": self.cost}
+                "gpu_hours": self.gpu_hours, "wall_hours": self.wall_hours, "cost": self.cost, "gpus": self.gpus}
 
 
 @dataclass(frozen=True)
@@ -340,6 +88,9 @@ class GpuHoursEstimate:
     table: str
     runs: tuple[RunHours, ...]
     peak_source: str = ""
+    shape: tuple[int, int] | None = None   # the runs' (vocabulary, context): the series their MFU is read from
+    counted: str | None = None             # how the FLOPs were counted, where not as the plan counts them
+    scaling: tuple[str, ...] = ()          # runs that cannot use every GPU, or split their steps unevenly
 
     def totals(self) -> dict[str, tuple[float, float, float | None]]:
         """Per group (scenario or mode): (GPU-hours, wall-clock hours, cost) of its runs but the model
@@ -355,31 +106,43 @@ class GpuHoursEstimate:
                 total[2] += run.cost
         return {group: tuple(values) for group, values in totals.items()}
 
+    def per_run(self) -> dict[str, tuple[float, float, float | None]]:
+        """Per run of the plan (`Plan.runs()`'s names): (GPU-hours, wall-clock hours, cost) of its parts
+        on its GPUs (a distilled student's: its training and its teacher's logits); what the run sheet shows."""
+        totals: dict[str, list] = {}
+        for run in self.runs:
+            if run.run is None:
+                continue
+            total = totals.setdefault(run.run, [0.0, 0.0, None if run.cost is None else 0.0])
+            total[0] += run.gpu_hours
+            total[1] += run.wall_hours
+            if run.cost is not None:
+                total[2] += run.cost
+        return {name: tuple(values) for name, values in totals.items()}
+
     def notes(self) -> list[str]:
         """What the estimate rests on, one line each."""
         how = [name for name in MARKS if any(run.mfu.how == name for run in self.runs)]
         marks = "; ".join(f"{MARKS[name]} {DESCRIPTIONS[name]}" for name in how)
         notes = [f"estimate from {self.table}, MFU against the {self.device_name}'s peak "
                  f"({self.peak_flops / 1e12:.4g} TFLOP/s, {self.peak_source}): {marks}"]
-        measured_on = list(dict.fromkeys(run.mfu.measured_on for run in self.runs if run.mfu.borrowed))
-        if measured_on:
-            notes.append(f"{BORROWED} no throughput was measured on the {self.device_name}: the MFU measured on the "
-                         f"{' and '.join(measured_on)} applied to its peak")
-        beyond: dict[tuple, list[str]] = {}
-        for run in self.runs:
-            if run.mfu.how == "beyond":
-                side = "below" if run.params < run.mfu.nearest else "above"
-                key = (side, run.mfu.span, run.mfu.nearest, run.mfu.measured_on)
-                beyond.setdefault(key, []).append(format_quantity(run.params))
-        for (side, span, nearest, device), sizes in beyond.items():
-            sizes = list(dict.fromkeys(sizes))
-            listed = ", ".join(sizes[:-1]) + f" and {sizes[-1]}" if len(sizes) > 1 else sizes[0]
-            notes.append(f"{listed} {'are' if len(sizes) > 1 else 'is'} {side} the sizes measured on the {device} "
-                         f"({span}): planned at the MFU measured at {format_quantity(nearest)}, not measured at "
-                         f"{'these sizes' if len(sizes) > 1 else 'this size'}")
+        shapes = list(dict.fromkeys(run.mfu.shape for run in self.runs if run.mfu.how != "given"))
+        if shapes and self.shape is not None and shapes != [self.shape]:
+            notes.append(f"MFU measured on the model family at {' and at '.join(shape_text(s) for s in shapes)}; "
+                         f"the plan's runs are at {shape_text(self.shape)}")
+        notes += _borrowed_notes(self)
+        notes += _beyond_notes(self.runs)
+        averaged = list(dict.fromkeys(text for run in self.runs for text in run.mfu.averaged))
+        if averaged:
+            notes.append(f"sizes measured more than once, their MFUs averaged: {'; '.join(averaged)}")
+        if self.counted:
+            notes.append(self.counted)
+        notes += list(self.scaling)
         if any(run.part == ALTERNATIVE for run in self.runs):
             notes.append(f"'{ALTERNATIVE}': the model trained on the whole budget without a teacher, the plan's "
                          "alternative, not in the totals")
+        if any(run.run is None for run in self.runs):
+            notes.append("a teacher on its own GPUs (a server) is in the totals, on none of the plan's runs")
         return [*notes, f"assumed: {ASSUMPTIONS}"]
 
     def to_dict(self) -> dict:
@@ -387,6 +150,8 @@ class GpuHoursEstimate:
                 "peak_flops": self.peak_flops, "peak_source": self.peak_source, "gpus": self.gpus,
                 "price_per_gpu_hour": self.price_per_gpu_hour, "table": self.table,
                 "runs": [run.to_dict() for run in self.runs],
+                "per_run": {name: {"gpu_hours": hours, "wall_hours": wall, "cost": cost}
+                            for name, (hours, wall, cost) in self.per_run().items()},
                 "totals": {group: {"gpu_hours": hours, "wall_hours": wall, "cost": cost}
                            for group, (hours, wall, cost) in self.totals().items()},
                 "notes": self.notes()}
@@ -400,15 +165,20 @@ class GpuHoursEstimate:
         columns = ["run", "N", "FLOPs", "MFU", "GPU-hours", "wall-clock"]
         columns += ["cost"] if self.price_per_gpu_hour is not None else []
         table = Table(*columns, title=title)
-        totals = self.totals()
+        totals, per_run = self.totals(), self.per_run()
         for group in dict.fromkeys(run.group for run in self.runs):
             rows = [run for run in self.runs if run.group == group]
             table.add_row(group, *[""] * (len(columns) - 1))
-            for run in rows:
+            for index, run in enumerate(rows):
                 table.add_row(f"  {run.part}", format_quantity(run.params), f"{run.flops:.3g}",
                               f"{run.mfu.value:.1%} {MARKS[run.mfu.how]}{BORROWED if run.mfu.borrowed else ''}",
                               format_gpu_hours(run.gpu_hours),
                               format_hours(run.wall_hours), *self._cost(run.cost))
+                last_of_run = index + 1 == len(rows) or rows[index + 1].run != run.run
+                if run.run is not None and last_of_run and sum(other.run == run.run for other in rows) > 1:
+                    hours, wall, cost = per_run[run.run]
+                    table.add_row(f"  {STUDENT_RUN}", "", "", "", format_gpu_hours(hours), format_hours(wall),
+                                  *self._cost(cost))
             if group in totals and sum(run.part != ALTERNATIVE for run in rows) > 1:
                 hours, wall, cost = totals[group]
                 table.add_row("  total", "", "", "", format_gpu_hours(hours), format_hours(wall), *self._cost(cost),
@@ -421,6 +191,37 @@ class GpuHoursEstimate:
         return [f"{cost:,.0f}" if cost >= 100 else f"{cost:,.2f}"]
 
 
+def _borrowed_notes(estimate: GpuHoursEstimate) -> list[str]:
+    """How a device without figures of its own was priced (one line)."""
+    borrowed = [run.mfu for run in estimate.runs if run.mfu.borrowed]
+    if not borrowed:
+        return []
+    measured_on = " and ".join(dict.fromkeys(mfu.measured_on for mfu in borrowed))
+    shown = ", ".join(dict.fromkeys(f"{mfu.source_value:.1%} -> {mfu.value:.1%}" for mfu in borrowed))
+    return [f"{BORROWED} no throughput was measured on the {estimate.device_name}: the {measured_on}'s time per "
+            f"token at each size is split into compute, at the best MFU measured there, which the "
+            f"{estimate.device_name}'s peak speeds up or slows down, and the rest (launches, memory-bound work), "
+            f"assumed to take as long on both; its MFU ({shown}) is an assumption, not a measurement"]
+
+
+def _beyond_notes(runs: tuple[RunHours, ...]) -> list[str]:
+    """The sizes outside the measured ones, grouped by side and the size whose MFU they take."""
+    beyond: dict[tuple, list[str]] = {}
+    for run in runs:
+        if run.mfu.how == "beyond":
+            side = "below" if run.params < run.mfu.nearest else "above"
+            key = (side, run.mfu.span, run.mfu.nearest, run.mfu.measured_on)
+            beyond.setdefault(key, []).append(format_quantity(run.params))
+    notes = []
+    for (side, span, nearest, device), sizes in beyond.items():
+        sizes = list(dict.fromkeys(sizes))
+        listed = ", ".join(sizes[:-1]) + f" and {sizes[-1]}" if len(sizes) > 1 else sizes[0]
+        notes.append(f"{listed} {'are' if len(sizes) > 1 else 'is'} {side} the sizes measured on the {device} "
+                     f"({span}): planned at the MFU measured at {format_quantity(nearest)}, not measured at "
+                     f"{'these sizes' if len(sizes) > 1 else 'this size'}")
+    return notes
+
+
 BORROWED = "(b)"
 MARKS = {"measured": "(m)", "interpolated": "(i)", "beyond": "(x)", "given": "(g)"}
 DESCRIPTIONS = {"measured": "measured at the run's size", "interpolated": "interpolated in log model size between "
@@ -428,6 +229,8 @@ DESCRIPTIONS = {"measured": "measured at the run's size", "interpolated": "inter
                 "given": "given with --mfu, not measured"}
 # The part of the model a plan trains instead of distilling: priced, but not one of its runs.
 ALTERNATIVE = "pretrain instead"
+STUDENT = "student training"   # a student's own training, forward and backward
+STUDENT_RUN = "student run"    # a distilled student's run: its training and its teacher's logits, on its GPUs
 
 
 def format_gpu_hours(hours: float) -> str:
@@ -444,54 +247,139 @@ def format_hours(hours: float) -> str:
     return f"{hours / 24:,.0f} days" if hours / 24 >= 100 else f"{hours / 24:.3g} days"
 
 
-def estimate(runs: list[RunFlops], setting: GpuSetting) -> GpuHoursEstimate:
-    """Each run's GPU-hours, wall-clock and cost on `setting`'s GPUs."""
+def estimate(runs: list[RunFlops], setting: GpuSetting, shape: tuple[int, int] | None = None,
+             sequences: dict[str, int] | None = None) -> GpuHoursEstimate:
+    """Each part's GPU-hours, wall-clock and cost on `setting`'s GPUs; `shape`, the runs' (vocabulary,
+    context) that picks the table's series; `sequences`, each run's sequences a step (by run name):
+    a run uses at most that many of the GPUs."""
     setting, table = setting.checked()
     device = table.device(setting.device)
     priced = []
     for run in runs:
-        mfu = table.mfu(device.id, run.params, setting.mfu)
+        mfu = table.mfu(device.id, run.params, setting.mfu, shape)
+        gpus = min(setting.gpus, (sequences or {}).get(run.run, setting.gpus))
         gpu_hours = run.flops / (mfu.value * device.peak_flops) / 3600
         cost = None if setting.price_per_gpu_hour is None else gpu_hours * setting.price_per_gpu_hour
-        priced.append(RunHours(run.group, run.part, run.params, run.flops, mfu, gpu_hours, gpu_hours / setting.gpus,
-                               cost))
+        priced.append(RunHours(run.group, run.part, run.params, run.flops, mfu, gpu_hours, gpu_hours / gpus, cost,
+                               run.run, gpus))
     return GpuHoursEstimate(device.id, device.name, device.peak_flops, setting.gpus, setting.price_per_gpu_hour,
-                            table.source, tuple(priced), device.peak_source)
+                            table.source, tuple(priced), device.peak_source, shape,
+                            scaling=tuple(_scaling_notes(runs, setting.gpus, sequences or {})))
+
+
+def _scaling_notes(runs: list[RunFlops], gpus: int, sequences: dict[str, int]) -> list[str]:
+    """The runs whose sequences a step cannot fill `gpus` GPUs, or do not split evenly over them."""
+    names = list(dict.fromkeys(run.run for run in runs if run.run in sequences))
+    short: dict[int, list[str]] = {}
+    uneven: dict[int, list[str]] = {}
+    for name in names:
+        count = sequences[name]
+        if count < gpus:
+            short.setdefault(count, []).append(name)
+        elif count % gpus:
+            uneven.setdefault(count, []).append(name)
+    notes = [f"{_listed(members)} {'takes' if len(members) == 1 else 'take'} {count:,} sequence"
+             f"{'s' if count > 1 else ''} a step: at most {count:,} of the {gpus:,} GPUs can work (`train` gives "
+             f"each GPU an equal share of a step's sequences), so {'its' if len(members) == 1 else 'their'} "
+             f"wall-clock is at {count:,} GPU"
+             f"{'s' if count > 1 else ''}; fewer GPUs per run, or a larger batch, use them"
+             for count, members in short.items()]
+    if uneven:
+        listed = "; ".join(f"{_listed(members)}: {count:,} ({count - count % gpus:,} or {count - count % gpus + gpus:,} "
+                           "do)" for count, members in uneven.items())
+        notes.append(f"sequences a step that do not split evenly over {gpus:,} GPUs (`train` gives each GPU an equal "
+                     f"share: --batch-size a multiple of {gpus:,}): {listed}")
+    return notes
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+
+
+def engine_forward(forward: ForwardFlops) -> ForwardFlops:
+    """The engine's count of a plan's forward FLOPs: the corrected one at its context, vocabulary and
+    aspect ratio (what a family model of N parameters spends; the plan's own where it counts so)."""
+    return forward if forward.method == "corrected" else replace(forward, method="corrected")
 
 
 def plan_runs(plan) -> list[RunFlops]:
-    """The runs of a plan (`planning.plans.Plan`, any kind) with their FLOPs as the plan counts them:
-    per scenario the teacher's training and its logits where the scenario pays them, the student, and
-    the model trained without a teacher instead; per mode of a mode comparison its teacher's logits
-    (and scoring) and its student."""
-    runs: list[RunFlops] = []
+    """The runs of a plan (`planning.plans.Plan`, any kind), part by part, at the engine's FLOPs: per
+    scenario the teacher's training and its logits where the scenario pays them, the student's
+    training, and the model trained without a teacher instead; per mode of a mode comparison its
+    teacher's logits (and scoring) and its student's training (and sampling)."""
+    forward = None if plan.planner is None else plan.planner.flops
+    engine = None if forward is None else engine_forward(forward)
+    exact = getattr(plan.settings, "student_model", None) is not None   # its count is the model's own already
+
+    def counted(flops: float, params: float, student: bool = False) -> float:
+        if engine is None or engine is forward or (student and exact):
+            return flops
+        return flops * float(engine(params)) / float(forward(params))
+
+    def part(group: str, name: str, params: float, flops: float, run: str | None, student: bool = False) -> RunFlops:
+        return RunFlops(group, name, params, counted(flops, params, student), run, flops)
+
     if plan.kind == "supervised":
         supervised = plan.supervised
-        return [RunFlops("supervised", "model", supervised.student_params, supervised.budget)]
+        return [part("supervised", "model", supervised.student_params, supervised.budget, "supervised", True)]
     if plan.kind == "modes":
-        for mode in plan.modes:
-            flops = mode.flops
-            if flops.teacher_served:
-                where = " (on the teacher server's GPUs)" if flops.teacher_remote else ""
-                runs.append(RunFlops(mode.name, f"teacher logits{where}", plan.teacher_params, flops.teacher_served))
-            runs.append(RunFlops(mode.name, "student", plan.student_params, flops.student + flops.student_generation))
-        return runs
+        return _mode_runs(plan, engine, part)
+    runs: list[RunFlops] = []
     pairs = ([(p, p.supervised) for p in plan.plans] if plan.kind == "plans"
              else [(s.best, s.supervised_best) for s in plan.sweeps])
     for p, alternative in pairs:
         group, flops = p.scenario.name, p.flops
         if flops.teacher_pretraining:
-            runs.append(RunFlops(group, "teacher training", p.teacher_params, flops.teacher_pretraining))
+            runs.append(part(group, "teacher training", p.teacher_params, flops.teacher_pretraining,
+                             TEACHER_RUN.format(group)))
         if flops.teacher_served:
             if p.mixture is not None:  # every teacher of the mixture on every student token
-                runs += [RunFlops(group, f"teacher logits ({format_quantity(params)})", params,
-                                  per_token * p.student_tokens)
+                runs += [part(group, f"teacher logits ({format_quantity(params)})", params,
+                              per_token * p.student_tokens, group)
                          for params, per_token in zip(p.mixture.teacher_params, p.mixture.flops_per_token)]
             else:
-                runs.append(RunFlops(group, "teacher logits", p.teacher_params, flops.teacher_served))
-        runs.append(RunFlops(group, "student", p.student_params, flops.student + flops.student_generation))
-        runs.append(RunFlops(group, ALTERNATIVE, alternative.student_params, alternative.budget))
+                runs.append(part(group, "teacher logits", p.teacher_params, flops.teacher_served, group))
+        runs.append(part(group, STUDENT, p.student_params, flops.student + flops.student_generation, group, True))
+        runs.append(part(group, ALTERNATIVE, alternative.student_params, alternative.budget,
+                         PRETRAIN_INSTEAD.format(group), True))
     return runs
+
+
+def _mode_runs(plan, engine: ForwardFlops | None, part) -> list[RunFlops]:
+    """A mode comparison's runs: each distilled mode's FLOPs counted again with the engine's forward
+    (on-policy parts are at the sampled sequence's context, so a 2N plan's count is not one factor off)."""
+    runs = []
+    settings, on_policy = plan.settings, plan.on_policy
+    for mode in plan.modes:
+        if mode.name == "supervised":
+            runs.append(part(mode.name, STUDENT, plan.student_params, mode.flops.student, mode.name))
+            continue
+        flops = mode.flops
+        if engine is not None:
+            flops = on_policy_flops(engine, plan.student_params, plan.teacher_params, mode.student_tokens,
+                                    mode.fraction, on_policy.prompt_tokens, on_policy.continuation_tokens,
+                                    teacher_logits_paid=not settings.logit_cache,
+                                    teacher_remote=settings.teacher_remote)
+        if flops.teacher_served:
+            remote = flops.teacher_remote
+            part = "teacher logits (on the teacher server's GPUs)" if remote else "teacher logits"
+            runs.append(RunFlops(mode.name, part, plan.teacher_params, flops.teacher_served,
+                                 None if remote else mode.name, mode.flops.teacher_served))
+        runs.append(RunFlops(mode.name, STUDENT, plan.student_params, flops.student + flops.student_generation,
+                             mode.name, mode.flops.student + mode.flops.student_generation))
+    return runs
+
+
+def _counted_note(plan, runs: list[RunFlops]) -> str | None:
+    """How the estimate counts FLOPs, where the plan counts otherwise (`--flops simple`)."""
+    forward = None if plan.planner is None else plan.planner.flops
+    if forward is None or forward.method == "corrected":
+        return None
+    engine = sum(run.flops for run in runs)
+    counted = sum(run.flops if run.plan_flops is None else run.plan_flops for run in runs)
+    return (f"FLOPs and hours at the engine's count (attention and the output layer too, at the plan's "
+            f"{forward.n_ctx:,}-token context and {forward.n_vocab:,}-token vocabulary), not the plan's 2N per token "
+            f"(--flops simple): {engine:.3g} FLOPs in all where the plan counts {counted:.3g} ({engine / counted:.3g}x)")
 
 
 def setting_of(settings) -> GpuSetting | None:
@@ -507,28 +395,19 @@ def with_gpu_hours(plan):
     setting = setting_of(plan.settings)
     if setting is None:
         return plan
-    return replace(plan, gpu_hours=estimate(plan_runs(plan), setting))
+    runs = plan_runs(plan)
+    forward = None if plan.planner is None else plan.planner.flops
+    shape = None if forward is None else (int(forward.n_vocab), int(forward.n_ctx))
+    sequences = {name: recipe.batch_sequences for name, recipe in plan.recipes.items()}
+    hours = estimate(runs, setting, shape, sequences)
+    return replace(plan, gpu_hours=replace(hours, counted=_counted_note(plan, runs)))
 
 
 GPU_HELP = ("price the plan's runs in GPU-hours on this GPU (h100, h200, a100, l40s, b200, or a device of "
             "--throughput-table): wall-clock, GPU-hours and cost per run, an estimate from measured throughput")
-GPUS_HELP = "with --gpu: how many GPUs each run uses (wall-clock = GPU-hours / GPUs; default 1)"
+GPUS_HELP = ("with --gpu: how many GPUs each run uses (wall-clock = GPU-hours / GPUs, at most a run's sequences a "
+             "step; default 1)")
 MFU_HELP = "with --gpu: the MFU to plan at, a fraction of the GPU's dense bf16 peak (default: the measured table's)"
 PRICE_HELP = "with --gpu: the price of one GPU-hour, for each run's cost (in your currency)"
 TABLE_HELP = ("with --gpu: a throughput table measured on your own device (`python bench/gpu_step.py --table "
               "FILE`; default: the one shipped)")
-
-
-def check_options(gpu: str | None, gpus: int, mfu: float | None, price_per_gpu_hour: float | None,
-                  throughput_table: str | Path | None) -> None:
-    """The GPU options of `plan` (and `sweep plan`) as they combine: the others need --gpu; a bad value,
-    an unknown device or a bad table is a ParameterError or UserError in one line."""
-    if gpu is None:
-        given = [name for name, value in (("gpus", gpus != 1), ("mfu", mfu is not None),
-                                          ("price_per_gpu_hour", price_per_gpu_hour is not None),
-                                          ("throughput_table", throughput_table is not None)) if value]
-        if given:
-            raise ParameterError((given[0], "gpu"), "{} needs {}, the GPU the plan is priced on (e.g. --gpu h100)")
-        return
-    table = None if throughput_table is None else str(throughput_table)
-    GpuSetting(gpu, gpus, mfu, price_per_gpu_hour, table).checked()

@@ -25,7 +25,8 @@ from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
 from distillscale.planning.downstream import DOWNSTREAM_LAW_HELP
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
-from distillscale.planning.gpu_hours import GPU_HELP, GPUS_HELP, MFU_HELP, PRICE_HELP, TABLE_HELP, check_options
+from distillscale.planning.gpu_hours import (GPU_HELP, GPUS_HELP, MFU_HELP, PRICE_HELP, TABLE_HELP, check_options,
+                                             gpu_price, mfu_fraction, whole_gpus)
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW, HYPERPARAMETER_LAW_HELP
 from distillscale.settings import quantity
@@ -134,9 +135,9 @@ class PlanSettings(CommandSettings):
                         f"[{PRUNED_MICRO.interval[0]:g}, {PRUNED_MICRO.interval[1]:g}] in the law, "
                         f"{PRUNED_MICRO.note}")
     gpu: str | None = option(None, help=GPU_HELP)
-    gpus: int = option(1, min=1, help=GPUS_HELP)
-    mfu: float | None = option(None, help=MFU_HELP)
-    price_per_gpu_hour: float | None = option(None, help=PRICE_HELP)
+    gpus: Annotated[int, BeforeValidator(whole_gpus)] = option(1, help=GPUS_HELP)
+    mfu: Annotated[float | None, BeforeValidator(mfu_fraction)] = option(None, help=MFU_HELP)
+    price_per_gpu_hour: Annotated[float | None, BeforeValidator(gpu_price)] = option(None, help=PRICE_HELP)
     throughput_table: Path | None = option(None, help=TABLE_HELP)
     hyperparameter_law: str = option(DEFAULT_HYPERPARAMETER_LAW, help=HYPERPARAMETER_LAW_HELP)
     batch_tokens: Annotated[float | None, quantity("--batch-tokens", kind=Quantity.TOKENS)] = option(

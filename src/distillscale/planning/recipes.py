@@ -20,7 +20,7 @@ The rules, stated once here:
 - beta2: the law's, where it carries one (`--beta2-col`; `train --adam-beta2`), else None (unknown);
 - the rate: `lr` is the rate the hidden matrices train at (the law's rate in its declared unit,
   `laws.hyperparameters.rates`, at the run's width: d_model the family's at N, N = 12 d_model^3 /
-  aspect ratio, `planning.flops.GATED_FFN_OMEGA`, exact for a `--student-model`), and `train_lr` the
+  aspect ratio, `model.config.family_width`, exact for a `--student-model`), and `train_lr` the
   `--lr` that trains them there (`rates.train_lr`: under muP, the family's default, the hidden
   matrices train at --lr x base_width / d_model; a model without muP takes the peak rate itself);
 - a batch above B*: the rate at that batch with the law's fitted exponent (`distillscale.rules.lr_at_batch`,
@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from distillscale.errors import UserError
-from distillscale.model.config import ModelConfig
-from distillscale.planning.flops import GATED_FFN_OMEGA
+from distillscale.model.config import ModelConfig, family_width
 from distillscale.rules import WARMUP_RULE, warmup_steps
 from distillscale.units import format_quantity
 
@@ -79,10 +78,12 @@ class RunRecipe:
     beta2: float | None = None                 # AdamW beta2 (`train --adam-beta2`) the law carries; None: unknown
     warmup_rule: str = WARMUP_RULE             # where `warmup_steps` comes from: WARMUP_RULE or LAW_WARMUP_RULE
     law_lr_unit: str = "peak"                  # the unit the law states its rate in (`rates.LrUnit.text`)
+    problems: tuple[str, ...] = ()             # why it is no run to train (`rates.recipe_problems`): empty for a recipe
 
     def to_dict(self) -> dict[str, Any]:
-        adaptation = None if self.adaptation is None else {
-            key: value for key, value in self.adaptation.model_dump(mode="json").items() if key != "notes"}
+        adaptation = None if self.adaptation is None else {   # its rate as the recipe's: the hidden matrices' peak
+            **{key: value for key, value in self.adaptation.model_dump(mode="json").items() if key != "notes"},
+            "lr": self.lr}
         return {"name": self.name, "hyperparameter_law": self.law, "params": self.params, "tokens": self.tokens,
                 "lr": self.lr, "lr_interval": list(self.lr_interval), "lr_unit": "peak (hidden matrices)",
                 "level": self.level, "batch_tokens": self.batch_tokens,
@@ -92,13 +93,8 @@ class RunRecipe:
                 "warmup_rule": self.warmup_rule, "beta2": self.beta2, "d_model": self.d_model,
                 "mup_base_width": self.mup_base_width, "train_lr": self.train_lr,
                 "law_lr_unit": self.law_lr_unit, "batch_adaptation": adaptation,
-                "beyond_law_data": self.beyond_data, "extrapolation": self.extrapolation, "notes": list(self.notes)}
-
-
-def family_width(params: float, aspect_ratio: float) -> float:
-    """d_model of the family's model of `params` non-embedding parameters at `aspect_ratio` =
-    d_model / n_layers: N = omega n_layers d_model^2 = omega d_model^3 / aspect_ratio."""
-    return (params * aspect_ratio / GATED_FFN_OMEGA) ** (1 / 3)
+                "beyond_law_data": self.beyond_data, "extrapolation": self.extrapolation, "notes": list(self.notes),
+                "problems": list(self.problems)}
 
 
 def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, n_ctx: int,
@@ -106,7 +102,7 @@ def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, 
                model: ModelConfig | None = None) -> RunRecipe:
     """The recipe of one run under `law`; `model`: the run's own config (its width, muP and context)."""
     from distillscale.laws.hyperparameters.law import FAR_FACTOR
-    from distillscale.laws.hyperparameters.rates import family_mup_multiplier, train_lr
+    from distillscale.laws.hyperparameters.rates import family_mup_multiplier, recipe_problems, train_lr
 
     notes: list[str] = []
     if model is not None:
@@ -151,19 +147,19 @@ def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, 
     else:
         warmup, rule = min(int(recommendation.warmup), steps), LAW_WARMUP_RULE
     low, high = recommendation.lr_interval
-    return RunRecipe(name=name, law=law.name, params=float(params), tokens=float(tokens),
-                     lr=unit.hidden_lr(recommendation.lr, width),
+    peak, run_lr = unit.hidden_lr(recommendation.lr, width), train_lr(recommendation.lr, unit, width, multiplier)
+    return RunRecipe(name=name, law=law.name, params=float(params), tokens=float(tokens), lr=peak,
                      lr_interval=(unit.hidden_lr(low, width), unit.hidden_lr(high, width)), level=recommendation.level,
                      batch_tokens=run_batch,
                      batch_interval=None if recommendation.batch_interval is None
                      else tuple(recommendation.batch_interval),
                      optimal_batch_tokens=recommendation.optimal_batch_tokens, n_ctx=int(n_ctx),
                      batch_sequences=sequences, steps=steps, warmup_steps=warmup, d_model=width,
-                     train_lr=train_lr(recommendation.lr, unit, width, multiplier),
+                     train_lr=run_lr,
                      mup_base_width=(model.mup_base_width if model is not None else MUP_BASE_WIDTH) if mup else None,
                      adaptation=adaptation, beyond_data=factor > 1, extrapolation=factor, notes=tuple(notes),
-                     beta2=recommendation.beta2,
-                     warmup_rule=rule, law_lr_unit=unit.text())
+                     beta2=recommendation.beta2, warmup_rule=rule, law_lr_unit=unit.text(),
+                     problems=tuple(recipe_problems(peak, run_lr, run_batch, tokens)))
 
 
 def plan_recipes(runs: dict[str, tuple[float, float]], law: HyperparameterLaw, n_ctx: int, aspect_ratio: float,

@@ -98,13 +98,16 @@ def recipe_renderables(plan: PlanView) -> list:
             continue
         line = (f"{ROLE_WORDS[row.role]} for {uses_text(row)}: at your batch of {format_quantity(a.batch_tokens)} "
                 f"tokens ({a.batch_tokens / a.optimal_batch_tokens:.3g}x B* = {format_quantity(a.optimal_batch_tokens)}), "
-                f"peak lr {a.lr:.3g} = lr* x (B / B*)^{a.lr_batch_exponent:g} (the law's exponent, not a fixed square root)")
+                f"peak lr {row.recipe.lr:.3g} = lr* x (B / B*)^{a.lr_batch_exponent:g} (the law's exponent, not a fixed "
+                "square root)")
         if a.loss_penalty is not None:
             line += f"; loss +{a.loss_penalty:.2%} at the same tokens"
         if a.extra_tokens_factor is not None:
             line += (f", recovered by {a.extra_tokens_factor:.3g}x the tokens "
                      f"(+{format_quantity(a.extra_tokens)})")
         out.append(line)
+    out += [f"!: {ROLE_WORDS[row.role]} for {uses_text(row)} is no run to train: {'; '.join(row.recipe.problems)}"
+            for row in rows if row.recipe.problems]
     far = [row.recipe for row in rows if row.recipe.extrapolation > FAR_FACTOR]
     if far:   # one line for the sheet, not one per run and quantity
         out.append(f"*: {len(far)} of the {len(rows)} runs lie more than {FAR_FACTOR:g}x outside the N, D (or C) "

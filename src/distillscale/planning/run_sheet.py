@@ -23,6 +23,8 @@ ROLES = {"student": "student", "teacher": "teacher", "alone": "no teacher"}
 ROLES_NOTE = ("student: distilled; teacher: pre-trained by the scenario; no teacher: the model trained on the "
               "scenario's whole budget without one")
 COLUMNS = ("run", "N", "D", "peak lr (90%)", "batch", "steps", "warmup", "--lr")   # the text table's
+GPU_CAPTION = ("; GPU-h: the run's GPU-hours, an estimate (below; a distilled student's: its training and its "
+               "teacher's logits, the GPU table's student run)")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class RunSheetRow:
     role: str                       # a key of ROLES
     uses: tuple[str, ...]           # the plan's run names (`Plan.runs()`) this one run stands for
     recipe: RunRecipe               # N, D, lr, batch, steps, warmup, --lr (`planning.recipes`)
-    gpu_hours: float | None = None  # with --gpu (`planning.gpu_hours`): the run's, its teacher's logits included
+    gpu_hours: float | None = None  # with --gpu (`planning.gpu_hours`): the run's, the teacher logits on its GPUs included
     wall_hours: float | None = None
     cost: float | None = None
 
@@ -40,7 +42,7 @@ class RunSheetRow:
         """The text table's cells, in COLUMNS order (and "GPU-h" after them with --gpu)."""
         r = self.recipe
         low, high = r.lr_interval
-        cells = [f"{ROLES[self.role]}{'*' if r.beyond_data else ''}", format_quantity(r.params),
+        cells = [f"{ROLES[self.role]}{'*' if r.beyond_data else ''}{'!' if r.problems else ''}", format_quantity(r.params),
                  format_quantity(r.tokens), f"{r.lr:.3g}\n{low:.2g}–{high:.2g}",
                  f"{format_quantity(r.batch_tokens)}\n{r.batch_sequences:,} seq", f"{r.steps:,}",
                  f"{r.warmup_steps:,}", f"{r.train_lr:.4g}"]
@@ -94,11 +96,11 @@ def run_sheet_table(rows: list[RunSheetRow], law: str):
     from distillscale.console import Table
 
     gpu = any(row.gpu_hours is not None for row in rows)
-    table = Table(title=f"Run sheet (hyperparameter law {law}; *: N or D outside its data)", box=box.SIMPLE_HEAD,
+    flagged = "; !: not a run to train (below)" if any(row.recipe.problems for row in rows) else ""
+    table = Table(title=f"Run sheet (hyperparameter law {law}; *: N or D outside its data{flagged})", box=box.SIMPLE_HEAD,
                   pad_edge=False,
                   caption=f"{ROLES_NOTE}; peak lr: the hidden matrices', with its 90% interval; batch: tokens "
-                          "and sequences; --lr: what to give `train`/`distill`" + ("; GPU-h: GPU-hours, an estimate (below)"
-                                                                                 if gpu else ""))
+                          "and sequences; --lr: what to give `train`/`distill`" + (GPU_CAPTION if gpu else ""))
     for column in (*COLUMNS, *(("GPU-h",) if gpu else ())):   # a column never folds a number: the table fits 100
         table.add_column(column.replace(" (", "\n("), justify="left" if column == "run" else "right")
     groups = len({name for row in rows for name in uses_text(row).split(", ")})
@@ -114,20 +116,8 @@ def run_sheet_table(rows: list[RunSheetRow], law: str):
 
 
 def _hours(plan) -> dict[str, tuple[float, float, float | None]]:
-    """Each run name's (GPU-hours, wall-clock hours, cost) from the plan's estimate (`--gpu`): a
-    distilled student's includes the teacher logits it computes; empty without an estimate."""
-    from distillscale.planning.gpu_hours import ALTERNATIVE
-
+    """Each run name's (GPU-hours, wall-clock hours, cost) from the plan's estimate (`--gpu`,
+    `GpuHoursEstimate.per_run`: a distilled student's includes the teacher logits it computes on its
+    GPUs, the GPU table's "student run"); empty without an estimate."""
     estimate = getattr(plan, "gpu_hours", None)
-    if estimate is None:
-        return {}
-    names = {"teacher training": TEACHER_RUN, ALTERNATIVE: PRETRAIN_INSTEAD, "model": "{}"}
-    totals: dict[str, list] = {}
-    for run in estimate.runs:
-        template = names.get(run.part, "{}")   # a student, its teacher's logits: the distilled run's
-        total = totals.setdefault(template.format(run.group), [0.0, 0.0, None if run.cost is None else 0.0])
-        total[0] += run.gpu_hours
-        total[1] += run.wall_hours
-        if run.cost is not None:
-            total[2] += run.cost
-    return {name: tuple(values) for name, values in totals.items()}
+    return {} if estimate is None else estimate.per_run()

@@ -207,7 +207,7 @@ class Planner:
             raise ParameterError("compute", "give {}, e.g. 1e21")
         if query.teacher != "none" and given["teacher.params"] is None:  # a teacher chosen, its size not given
             ExistingTeacher(None, given["teacher.tokens"], given["teacher.loss"]).checked(self.laws[query.law])
-        gpu = {} if query.gpu.strip() in ("", "none") else {"gpu": query.gpu.strip(), **_gpu_numbers(query)}
+        gpu = _gpu_options(query)
         return PlanSettings.from_python(query.law, compute=given["compute"], student_params=given["student_params"],
                                         scenario=query.scenario, teacher_params=given["teacher.params"],
                                         teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"],
@@ -267,21 +267,17 @@ def _gpus() -> list[dict]:
             for device in ThroughputTable.load().devices.values()]
 
 
-def _gpu_numbers(query: PlanQuery) -> dict:
-    """The GPUs per run and the price per GPU-hour of the controls, as `plan --gpus` and
-    `--price-per-gpu-hour` take them."""
-    numbers = {}
-    text = query.gpus.strip() or "1"
-    if not text.isdigit():
-        raise ParameterError("gpus", "{} must be a whole number of GPUs, at least 1, got {text!r}", text=text)
-    numbers["gpus"] = int(text)
-    if query.price_per_gpu_hour.strip():
-        try:
-            numbers["price_per_gpu_hour"] = float(query.price_per_gpu_hour)
-        except ValueError:
-            raise ParameterError("price_per_gpu_hour", "{} must be a number, got {text!r}",
-                                 text=query.price_per_gpu_hour) from None
-    return numbers
+def _gpu_options(query: PlanQuery) -> dict:
+    """The GPU, GPUs per run and price per GPU-hour of the controls, checked as `plan --gpu`, `--gpus`
+    and `--price-per-gpu-hour` are (`planning.gpu_hours.check_options`: one check for the CLI, Python
+    and the page); an empty GPUs control is 1, an empty price no cost."""
+    from distillscale.planning.gpu_hours import check_options
+
+    gpu = None if query.gpu.strip() in ("", "none") else query.gpu.strip()
+    setting = check_options(gpu, query.gpus if query.gpus.strip() else 1, None, query.price_per_gpu_hour)
+    if setting is None:
+        return {}
+    return {"gpu": gpu, "gpus": setting.gpus, "price_per_gpu_hour": setting.price_per_gpu_hour}
 
 
 def _range(laws: LawSet) -> dict | None:

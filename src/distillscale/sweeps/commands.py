@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import typer
+from pydantic import BeforeValidator
 
 from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import console, print_json, styled, warn
 from distillscale.errors import UserError
 from distillscale.io import check_output_file
+from distillscale.planning.throughput import gpu_price, mfu_fraction
 from distillscale.sweeps.store import STORE_NAME
 from distillscale.units import format_quantity
 
@@ -114,12 +116,14 @@ class SweepPlanSettings(CommandSettings):
     flops_per_second: float | None = option(None, help="achieved FLOP/s of one run alone on its device "
                                                        "(default: the GPU's measured MFU at the run's size, "
                                                        "printed with the plan)")
-    gpu: str = option("h100", help="the GPU the sweep is planned on: h100, h200, a100, l40s, b200, or a device of "
-                                   "--throughput-table (its measured MFU by model size)")
-    mfu: float | None = option(None, help="the MFU every run achieves, a fraction of the GPU's dense bf16 peak "
-                                          "(default: the throughput table's at each run's size)")
-    price_per_gpu_hour: float | None = option(None, help="the price of one GPU-hour: the sweep's cost (reserved "
-                                                         "GPU-hours x price)")
+    gpu: str | None = option(None, help="the GPU the sweep is planned on: h100 (the default), h200, a100, l40s, b200, "
+                                        "or a device of --throughput-table (its measured MFU by model size; a table "
+                                        "of one device: that one)")
+    mfu: Annotated[float | None, BeforeValidator(mfu_fraction)] = option(
+        None, help="the MFU every run achieves, a fraction of the GPU's dense bf16 peak (default: the throughput "
+                   "table's at each run's size)")
+    price_per_gpu_hour: Annotated[float | None, BeforeValidator(gpu_price)] = option(
+        None, help="the price of one GPU-hour: the sweep's cost (reserved GPU-hours x price)")
     throughput_table: Path | None = option(None, help="a throughput table measured on your own device "
                                                       "(`python bench/gpu_step.py --table FILE`; default: the "
                                                       "one shipped)")

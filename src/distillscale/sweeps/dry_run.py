@@ -41,14 +41,15 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from distillscale.data.prepare import DEFAULT_VOCAB_SIZE
 from distillscale.errors import ParameterError
 from distillscale.model.config import ModelConfig
 from distillscale.planning.flops import run_flops
-from distillscale.planning.gpu_hours import GpuSetting, ThroughputTable, format_gpu_hours
+from distillscale.planning.gpu_hours import (DEFAULT_GPU, ThroughputTable, check_sweep_options, format_gpu_hours,
+                                             gpu_price, mfu_fraction)
 from distillscale.sweeps.placement import Placement, choose_slot, place_runs, visible_gpus
 from distillscale.sweeps.spec import PlannedRun, SweepSpec
 from distillscale.sweeps.spec_sections import EVALUATED_KINDS
@@ -57,7 +58,6 @@ from distillscale.training.on_policy import run_generation_flops
 from distillscale.training.prune_config import calibration_input_tokens, calibration_window, importance_flops
 from distillscale.units import format_quantity
 
-DEFAULT_GPU = "h100"  # the device a GPU sweep is planned on without --gpu (the throughput table's id)
 CPU_FLOPS_PER_SECOND = 32e9  # bench/micro_mfu.py (docs/guides/sweeps.md): 35% of one core's ~92 GFLOP/s, one thread
 STARTUP_SECONDS = 5.0        # measured: imports + the walk of builtin:python-env, one process, 2 cores
 COMPILE_SECONDS = 20.0       # CUDA's start and torch.compile of a shape not compiled yet (20.1 s measured, H100)
@@ -68,20 +68,23 @@ WARM_COMPILE_SECONDS = 1.0   # a later run of a compiled shape (measured: ~1 s, 
 class Throughput:
     """How fast runs go: a run's achieved FLOP/s (`flops_per_second` fixes it for every run; None: the
     default of the device, see the module's docstring), its start-up and its compilation, seconds; on
-    a GPU, which one (`gpu`, an id of the throughput table), an MFU replacing the table's, the table
-    itself (None: the shipped one) and the price of a GPU-hour (None: no cost)."""
+    a GPU, which one (`gpu`, an id of the throughput table; None: its default, `gpu_hours.DEFAULT_GPU`
+    or a table's only device), an MFU replacing the table's, the table itself (None: the shipped one)
+    and the price of a GPU-hour (None: no cost). Its values are checked when it is made; how the GPU
+    options combine, once the sweep's device is known (`resolved`: `gpu_hours.check_sweep_options`,
+    the one check of `sweep plan`'s GPU options), and the table is read only then."""
 
     flops_per_second: float | None = None
     startup_seconds: float = STARTUP_SECONDS
     compile_seconds: float = COMPILE_SECONDS
-    gpu: str = DEFAULT_GPU
+    gpu: str | None = None
     mfu: float | None = None
     throughput_table: str | None = None
     price_per_gpu_hour: float | None = None
 
     def __post_init__(self) -> None:
-        setting, _ = GpuSetting(self.gpu, 1, self.mfu, self.price_per_gpu_hour, self.throughput_table).checked()
-        object.__setattr__(self, "gpu", setting.device)  # the table's id, as --gpu H100 names it
+        object.__setattr__(self, "mfu", mfu_fraction(self.mfu))
+        object.__setattr__(self, "price_per_gpu_hour", gpu_price(self.price_per_gpu_hour))
         if self.flops_per_second is not None and not 0 < self.flops_per_second < math.inf:
             raise ParameterError("flops_per_second", "{} must be a positive number of FLOP/s, got {value}",
                                  value=self.flops_per_second)
@@ -90,13 +93,21 @@ class Throughput:
                 raise ParameterError(name, "{} must be a number of seconds, at least 0, got {value}",
                                      value=getattr(self, name))
 
-    def rate(self, non_embedding_params: int, on_gpu: bool) -> float:
-        """Achieved FLOP/s of one run of N non-embedding parameters alone on its device."""
+    def resolved(self, on_gpu: bool) -> "Throughput":
+        """This throughput for a sweep planned on GPUs (`on_gpu`) or the CPU: its GPU options checked as
+        they combine there and its device the table's id (None where no device is read)."""
+        device = check_sweep_options(self.gpu, self.mfu, self.price_per_gpu_hour, self.throughput_table,
+                                     self.flops_per_second, on_gpu)
+        return replace(self, gpu=device)
+
+    def rate(self, non_embedding_params: int, on_gpu: bool, shape: tuple[int, int] | None = None) -> float:
+        """Achieved FLOP/s of one run of N non-embedding parameters alone on its device (`shape`: its
+        vocabulary and sequence length, which pick the table's figures)."""
         if self.flops_per_second is not None:
             return self.flops_per_second
         if not on_gpu:
             return CPU_FLOPS_PER_SECOND
-        return self.table.flops_per_second(self.gpu, non_embedding_params, self.mfu)
+        return self.table.flops_per_second(self.gpu or DEFAULT_GPU, non_embedding_params, self.mfu, shape)
 
     @property
     def table(self) -> ThroughputTable:
@@ -113,12 +124,14 @@ class Throughput:
             if self.mfu is not None:
                 rate = f"GPU throughput: MFU {self.mfu:.1%} (--mfu, not measured) x {peak}"
             else:
-                measured = device if device.figures else self.table.device(device.mfu_from)
-                sizes = sorted({figure.non_embedding_params for figure in measured.figures})
-                borrowed = "" if measured is device else f" (none measured on the {device.name})"
+                measured = self.table.measured_device(self.gpu)
+                borrowed = ("" if measured is device else f" (none measured on the {device.name}: the "
+                            f"{measured.name}'s time per token, its part beyond compute at the best MFU measured "
+                            f"there kept as it is)")
                 rate = (f"GPU throughput estimated from {self.table.source}: a run alone at the MFU measured on "
-                        f"the {measured.name}{borrowed} at its size (interpolated in log size between "
-                        f"{', '.join(format_quantity(size) for size in sizes)}; the nearest outside them) x {peak}")
+                        f"the {measured.name}{borrowed} at its size, from the figures of the shape nearest its "
+                        f"vocabulary and sequence length that cover its size (interpolated in log size between "
+                        f"{self.table.series_text(self.gpu)}; the nearest outside them) x {peak}")
             rate += "; runs sharing a GPU share it; --gpu, --mfu or --flops-per-second set it"
         else:
             rate = (f"CPU throughput {CPU_FLOPS_PER_SECOND:.3g} FLOP/s per run, one core each "
@@ -159,7 +172,7 @@ class RunEstimate:
     end_seconds: float
     parent_id: str | None
     teacher_id: str | None
-    lr: float | None = None   # its peak learning rate (muP's base rate under muP), as launched
+    lr: float | None = None   # its --lr, as launched (under muP, the family's default, the base rate)
     batch_size: int | None = None   # sequences per micro-batch
 
 
@@ -297,11 +310,11 @@ class SweepGpuHours:
 
 
 def dry_run(spec: SweepSpec, gpus: int | None = None, runs_per_gpu: int | None = None,
-            workers: int | None = None, throughput: Throughput = Throughput(),
+            workers: int | None = None, throughput: Throughput | None = None,
             threads_per_run: int = 1) -> SweepDryRun:
     """Every run of `spec`, its cost and the sweep's wall time on `gpus` GPUs (None: those visible
     here, or one when there are none and the spec asks for GPUs; 0: the CPU), `runs_per_gpu` and
-    `workers` as `sweep run` takes them."""
+    `workers` as `sweep run` takes them; `throughput` how fast runs go (None: the defaults)."""
     from distillscale.sweeps.runner import default_workers
 
     if gpus is not None and gpus < 0:
@@ -312,6 +325,7 @@ def dry_run(spec: SweepSpec, gpus: int | None = None, runs_per_gpu: int | None =
         gpus = here or (1 if asked or cuda_runs else 0)
     placement = place_runs([str(index) for index in range(gpus)], "all" if gpus else "none", runs_per_gpu,
                            workers, cpu_workers=default_workers(threads_per_run))
+    throughput = (throughput or Throughput()).resolved(on_gpu=gpus > 0)
     costs = {run.run_id: _cost(run, spec, throughput, on_gpu=gpus > 0) for run in spec.runs}
     runs, wall = _simulate(spec.runs, costs, placement)
     return SweepDryRun(name=spec.name, runs=tuple(runs), placement=placement, throughput=throughput,
@@ -363,7 +377,8 @@ def _cost(run: PlannedRun, spec: SweepSpec, throughput: Throughput, on_gpu: bool
     flops = whole * own_steps / steps
     kind = "fork" if run.parent_id else "distil" if run.command == "distill" else "train"
     return _Cost(kind, steps, own_steps, flops, whole, evaluation,
-                 (flops + evaluation) / throughput.rate(run.non_embedding_params, on_gpu),
+                 (flops + evaluation) / throughput.rate(run.non_embedding_params, on_gpu,
+                                                        (model.vocab_size, config.seq_len)),
                  throughput.startup_seconds, throughput.compile_seconds if config.compile else 0.0,
                  WARM_COMPILE_SECONDS if config.compile else 0.0, (run.n_layers, run.non_embedding_params))
 
@@ -400,7 +415,8 @@ def _prune_cost(run: PlannedRun, teacher: PlannedRun, throughput: Throughput, on
     tokens = calibration_input_tokens(run.settings["calibration_tokens"], seq_len)
     flops = float(importance_flops(run.settings["importance"], teacher_model.forward_flops_per_token(seq_len),
                                    tokens))
-    return _Cost("prune", 0, 0, flops, flops, 0.0, flops / throughput.rate(teacher.non_embedding_params, on_gpu),
+    rate = throughput.rate(teacher.non_embedding_params, on_gpu, (teacher_model.vocab_size, seq_len))
+    return _Cost("prune", 0, 0, flops, flops, 0.0, flops / rate,
                  throughput.startup_seconds, 0.0)
 
 

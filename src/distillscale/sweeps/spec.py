@@ -83,7 +83,7 @@ from distillscale.io import read_text_file
 from distillscale.laws.hyperparameters.law import FAR_FACTOR, HyperparameterLaw
 from distillscale.laws.hyperparameters.presets import HYPERPARAMETER_PRESETS, load_hyperparameter_law
 from distillscale.laws.hyperparameters.surface import MIN_VALUES, grid_rule
-from distillscale.laws.hyperparameters.rates import family_mup_multiplier, train_lr
+from distillscale.laws.hyperparameters.rates import LR_MAX, family_mup_multiplier, train_lr
 from distillscale.model import ModelConfig
 from distillscale.sweeps.spec_sections import (DATA_KEYS, DISTILL_KEYS, LATER_MODEL_KEYS, LR_RULE_KEYS,
                                                ON_POLICY_DISTILL_KEYS, DataSection, DistillSection, EvalSection,
@@ -304,8 +304,7 @@ def resolve_sweep_spec(table: dict[str, Any], source: str = "the sweep spec",
         sections["tune"] = tune.section()
     if evaluation is not None:
         sections["eval"] = evaluation.model_dump(mode="json", exclude_none=True)
-    note = None if lr_law is None else lr_law.note(runs)
-    notes = () if note is None else (note,)
+    notes = () if lr_law is None else lr_law.notes(runs)
     if tune is not None:
         notes += _check_tune(runs, tuned, source)
     return SweepSpec(name=shape.name, sections=sections, runs=tuple(runs), notes=notes, evaluation=evaluation)
@@ -436,18 +435,25 @@ class LadderLrLaw:
     law: HyperparameterLaw
     source: str   # the preset's name or the law file's absolute path, as the spec records it
 
-    def note(self, runs: list[PlannedRun]) -> str | None:
-        """One line when the ladder's runs lie far outside the N and D the law was fitted on."""
+    def notes(self, runs: list[PlannedRun]) -> tuple[str, ...]:
+        """A line when the ladder's runs lie far outside the N and D the law was fitted on, and one when
+        it gives a run a --lr above `rates.LR_MAX`, where training diverges."""
         if not runs:
-            return None
+            return ()
         factor, params, tokens = max((self.law.extrapolation(run.non_embedding_params, run.tokens)[0],
                                       run.non_embedding_params, run.tokens) for run in runs)
-        if factor <= FAR_FACTOR:
-            return None
         lrs = sorted(run.settings["lr"] for run in runs)
-        return (f"lr_law {self.law.name} is read up to {factor:,.0f}x outside the N and D it was fitted on "
-                f"(N = {params:,}, D = {tokens:.3g}), giving --lr {lrs[0]:.3g}-{lrs[-1]:.3g}: a far "
-                f"extrapolation; check the rates (`sweep plan --json`) or fit a law on a small grid of your own")
+        notes = []
+        if factor > FAR_FACTOR:
+            notes.append(f"lr_law {self.law.name} is read up to {factor:,.0f}x outside the N and D it was fitted on "
+                         f"(N = {params:,}, D = {tokens:.3g}), giving --lr {lrs[0]:.3g}-{lrs[-1]:.3g}: a far "
+                         f"extrapolation; check the rates (`sweep plan --json`) or fit a law on a small grid of your own")
+        above = [lr for lr in lrs if lr > LR_MAX]
+        if above:
+            notes.append(f"lr_law {self.law.name} gives {len(above)} of the {len(runs)} runs a --lr above {LR_MAX:g} "
+                         f"(up to {above[-1]:.4g}), where training diverges: those runs are no runs to train; set "
+                         f"[model] lr, or fit a law on runs nearer these sizes and tokens")
+        return tuple(notes)
 
     def lr(self, params: int, tokens: float, batch_tokens: int, d_model: int, mup: bool, where: str) -> float:
         """The `--lr` that trains a run's hidden matrices at the law's rate (`rates.train_lr`, the

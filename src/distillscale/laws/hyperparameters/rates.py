@@ -22,11 +22,13 @@ and the rate its hidden matrices trained at (`RunResult.hidden_lr`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from distillscale.errors import UserError
+from distillscale.units import format_quantity
 
 DEFAULT_BASE_WIDTH = 256   # the family's `ModelConfig.mup_base_width` (a test holds the two equal)
 LR_UNIT_HELP = ("what the lr column is: 'peak' (the rate the hidden matrices trained at: the standard "
@@ -85,6 +87,47 @@ def train_lr(lr: float, unit: LrUnit, d_model: float, mup_multiplier: float) -> 
     """The `--lr` that trains the hidden matrices of a model `d_model` wide at the rate `lr` (in
     `unit`) means there; `mup_multiplier` is the model's (base_width / d_model under muP, 1 without)."""
     return unit.hidden_lr(lr, d_model) / mup_multiplier
+
+
+@dataclass(frozen=True)
+class RunRate:
+    """A law's rate as a model `d_model` wide trains at it: the hidden matrices' peak rate (`peak`,
+    with its `interval`: what every output labels "peak lr") and the `--lr` that trains them there
+    (`train_lr`: muP's base --lr at `mup_base_width`, what every output labels "--lr")."""
+
+    d_model: float
+    peak: float
+    interval: tuple[float, float]
+    train_lr: float
+    mup_base_width: int = DEFAULT_BASE_WIDTH
+
+
+def run_rate(lr: float, interval: tuple[float, float], unit: LrUnit, d_model: float,
+             base_width: int = DEFAULT_BASE_WIDTH) -> RunRate:
+    """The rate `lr` (in `unit`, with its `interval`) for a muP model of the family `d_model` wide."""
+    multiplier = family_mup_multiplier(d_model, True, base_width)
+    return RunRate(d_model, unit.hidden_lr(lr, d_model), (unit.hidden_lr(interval[0], d_model),
+                   unit.hidden_lr(interval[1], d_model)), train_lr(lr, unit, d_model, multiplier), base_width)
+
+
+LR_MAX = 1.0   # a peak rate above this diverges: no language model trains there (LMs: about 1e-4 to 1e-2)
+
+
+def recipe_problems(peak: float, train: float, batch_tokens: float | None = None,
+                    tokens: float | None = None) -> list[str]:
+    """Why a recommended run is no run to train (empty: nothing), one clause each: its hidden matrices'
+    peak rate or the `--lr` that trains them there above LR_MAX, where training diverges; a batch of
+    more tokens than the run trains on (one step of less than a batch)."""
+    problems = []
+    above = [text for text, value in ((f"peak lr {peak:.3g}", peak), (f"--lr {train:.4g}", train)) if value > LR_MAX]
+    if above:
+        problems.append(f"{' and '.join(above)} {'is' if len(above) == 1 else 'are'} above {LR_MAX:g}, where "
+                        f"training diverges (language models train at peak rates of about 1e-4 to 1e-2)")
+    if batch_tokens is not None and tokens is not None and batch_tokens > tokens:
+        problems.append(f"its batch of {format_quantity(batch_tokens)} tokens is more than the "
+                        f"{format_quantity(tokens)} tokens it trains on: a single step of less than one batch, not a "
+                        f"training run (a batch well below the run's tokens, --batch-tokens, is)")
+    return problems
 
 
 def family_mup_multiplier(d_model: float, mup: bool = True, base_width: int = DEFAULT_BASE_WIDTH) -> float:
