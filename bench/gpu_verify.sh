@@ -38,6 +38,9 @@
 #  12. gpuhours bench/gpu_hours_check.py --verify-dir DIR: the sizes ladder stage 7 trained, planned by
 #               `sweep plan` from the shipped table and from DIR/throughput.json (target: within 15%
 #               of its measured wall-clock; ~1 min, needs stage sizes)        -> gpuhours.txt
+#  13. reader   bench/cache_reader_scaling.py (issue 73): the logit cache's reader at 1, 2 and all the
+#               machine's cores (threads as distill reads, and DataLoader processes), beside the
+#               supervised tokens/s it must feed (~2 min, CPU only)       -> reader.txt
 #   Where the device time is short: --only speed,family first (~6 min on an H100), then --only
 #   family2,profile (~9 min), then --only sizes,gpuhours.
 # then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
@@ -90,11 +93,11 @@ fi
 CUDA_TESTS="tests/training/test_device.py tests/model/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
 CUDA_TESTS="$CUDA_TESTS tests/training/test_cache_decode_cuda.py tests/model/test_norm_dtypes.py"  # issue 65
 # The stages: name, the files that mark it done, its command.
-STAGES=(step recipe ladder tests lrgrid tuned sizes speed family family2 profile gpuhours)
+STAGES=(step recipe ladder tests lrgrid tuned sizes speed family family2 profile gpuhours reader)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a wanted <<< "$ONLY"
     for stage in "${wanted[@]}"; do
-        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid, tuned, sizes, speed, family, family2, profile or gpuhours" >&2; exit 2; }
+        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid, tuned, sizes, speed, family, family2, profile, gpuhours or reader" >&2; exit 2; }
     done
     STAGES=("${wanted[@]}")
 fi
@@ -133,7 +136,8 @@ fi
 
 declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt
                       [lrgrid]=law-gpu.json [tuned]=teachers_arms.csv [sizes]=sizes/sizes.csv
-                      [speed]=speed.txt [family]=family.txt [family2]=family2.txt [profile]=profile.txt [gpuhours]=gpuhours.txt)
+                      [speed]=speed.txt [family]=family.txt [family2]=family2.txt [profile]=profile.txt [gpuhours]=gpuhours.txt
+                      [reader]=reader.txt)
 stage_command() {
     case "$1" in
         step)   echo "$PYTHON bench/gpu_step.py --ladder --json '$DIR/step.json.tmp'" ;;
@@ -148,6 +152,7 @@ stage_command() {
         family2) echo "$PYTHON bench/gpu_step.py --sizes 200M,680M --no-students --table '$DIR/throughput.json' --table-device measured" ;;
         profile) echo "$PYTHON bench/gpu_step.py --sizes 6M --student 85M --steps 10 --profile 3" ;;
         gpuhours) echo "$PYTHON bench/gpu_hours_check.py --verify-dir '$DIR'" ;;
+        reader) echo "$PYTHON bench/cache_reader_scaling.py" ;;
     esac
 }
 # What --check runs instead: the same entry points, without training.
@@ -161,6 +166,7 @@ check_command() {
         sizes)  echo "$PYTHON bench/gpu_ladder_sizes.py spec --work '$DIR/sizes'" ;;
         speed|family|family2|profile) echo "$PYTHON bench/gpu_step.py --help" ;;
         gpuhours) echo "$PYTHON bench/gpu_hours_check.py --help" ;;
+        reader) echo "$PYTHON bench/cache_reader_scaling.py --help" ;;
     esac
 }
 # The cli module runs `main` under python -m: check it does (distillscale may not be installed there).
@@ -258,6 +264,7 @@ summary="$DIR/summary.md"
                 family|family2) grep -A12 '^1\. ' "$text" ;;
                 profile) grep -E '^ *(profile of|[0-9]+M |targets)' "$text" ;;
                 gpuhours) cat "$text" ;;
+                reader) grep -v '^$' "$text" ;;
             esac
             echo '```'
             echo
@@ -271,7 +278,8 @@ summary="$DIR/summary.md"
 declare -A RETURNED=([step]=step.json [recipe]=recipe.json [ladder]="ladder.txt ladder/report.json" [tests]=tests.txt
                      [lrgrid]="lrgrid.txt law-gpu.json grid_gpu.csv" [tuned]="tuned.txt teachers_arms.csv"
                      [sizes]="sizes.txt sizes/sizes.csv" [speed]=speed.txt [family]="family.txt throughput.json"
-                     [family2]="family2.txt throughput.json" [profile]=profile.txt [gpuhours]=gpuhours.txt)
+                     [family2]="family2.txt throughput.json" [profile]=profile.txt [gpuhours]=gpuhours.txt
+                     [reader]=reader.txt)
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
     mkdir -p "$OUT/gpu_verify"
     names=(summary.md)  # and state.txt last, with the names of any left out
