@@ -320,3 +320,17 @@ def test_the_page_shows_the_students_downstream_error_in_a_card(browser, downstr
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.mark.slow
+def test_the_pages_run_sheet_flags_a_run_that_is_no_run_to_train(server, browser):
+    """A batch of more tokens than a run trains on: the page's run sheet marks the run '!' and says
+    why on hovering it, as the plan's text does (`RunRecipe.problems`)."""
+    page = browser.new_page()
+    page.goto(server)
+    _settled(page)
+    page.fill("#batch-tokens", "1T")
+    _settled(page, batch_tokens="1T")
+    sheet = page.text_content("#run-sheet")
+    assert "no run to train" in sheet and "student!" in sheet.replace("*", "")
+    assert "tokens it trains on" in page.get_attribute("#run-sheet tbody tr", "title")

@@ -112,7 +112,8 @@ def with_recipes(figure, plan, downstream: list[str] = ()):
                             f"D {format_quantity(r.tokens)}, peak lr {r.lr:.3g}, batch {format_quantity(r.batch_tokens)} "
                             f"({r.batch_sequences:,} seq.), {r.steps:,} steps, warmup {r.warmup_steps:,}"
                             + ("" if r.beta2 is None else f", beta2 {r.beta2:g}")
-                            + f", --lr {r.train_lr:.4g}",
+                            + f", --lr {r.train_lr:.4g}" + ("; no run to train: " + "; ".join(r.problems)
+                                                              if r.problems else ""),
                             width=100, subsequent_indent="    ") for row in rows for r in (row.recipe,)]
     lines += [textwrap.fill(line, width=100, subsequent_indent="    ") for line in downstream]
     if not lines:

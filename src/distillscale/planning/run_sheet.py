@@ -58,6 +58,7 @@ class RunSheetRow:
                 "lr_interval": list(r.lr_interval), "level": r.level, "batch_tokens": r.batch_tokens,
                 "batch_sequences": r.batch_sequences, "n_ctx": r.n_ctx, "steps": r.steps,
                 "warmup_steps": r.warmup_steps, "train_lr": r.train_lr, "beyond_law_data": r.beyond_data,
+                "problems": list(r.problems),
                 "gpu_hours": self.gpu_hours, "wall_hours": self.wall_hours, "cost": self.cost}
 
 

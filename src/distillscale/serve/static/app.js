@@ -146,13 +146,16 @@ function runSheet(rows) {
   const gpu = rows.some(r => r.gpu_hours !== null);
   const head = ["run", "for", "N", "D", "peak lr (90%)", "batch", "steps", "warmup", "--lr"].concat(gpu ? ["GPU-h"] : []);
   const cell = text => `<td>${text}</td>`;
-  const body = rows.map(r => "<tr>" + [
-    ROLES[r.role] + (r.beyond_law_data ? "*" : ""), r.uses.join(", "), quantity(r.params), quantity(r.tokens),
+  const flagged = rows.some(r => r.problems.length);
+  const body = rows.map(r => `<tr${r.problems.length ? ` title="no run to train: ${r.problems.join("; ")}"` : ""}>` + [
+    ROLES[r.role] + (r.beyond_law_data ? "*" : "") + (r.problems.length ? "!" : ""), r.uses.join(", "),
+    quantity(r.params), quantity(r.tokens),
     `${lr(r.lr)} (${lr(r.lr_interval[0])}–${lr(r.lr_interval[1])})`,
     `${quantity(r.batch_tokens)} (${r.batch_sequences.toLocaleString("en")} seq)`,
     r.steps.toLocaleString("en"), r.warmup_steps.toLocaleString("en"), Number(r.train_lr.toPrecision(4)).toString(),
   ].concat(gpu ? [r.gpu_hours === null ? "" : Number(r.gpu_hours.toPrecision(3)).toString()] : []).map(cell).join("") + "</tr>");
-  return `<caption>Run sheet: how to run each run (*: N or D outside the hyperparameter law's data)</caption>` +
+  return `<caption>Run sheet: how to run each run (*: N or D outside the hyperparameter law's data` +
+         `${flagged ? "; !: no run to train, the plan's text says why" : ""})</caption>` +
          `<thead><tr>${head.map(h => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody>`;
 }
 
