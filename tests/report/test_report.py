@@ -402,3 +402,20 @@ def test_the_report_warns_of_supervised_runs_too_short_for_the_laws(tmp_path, cl
     message = f"{short['count']} of {short['of']} supervised runs took fewer than {SHORT_RUN_STEPS} optimizer steps"
     assert message in " ".join(err.split())
     assert message in (tmp_path / "report.html").read_text()
+
+
+def test_the_answer_comes_first_on_the_page_and_in_the_summary(report, capsys):
+    """report.html opens with the verdict at the target (each scenario's losses) and how far each law
+    held on runs left out of its fit, before the coefficients; the printed summary opens with the verdicts."""
+    from distillscale.report.commands import print_summary
+
+    _, data, page = report
+    answer = page[page.index('<div class="answer"'):page.index("</div>", page.index('<div class="answer"'))]
+    assert page.index('<div class="answer"') < page.index("<h2>Fitted coefficients</h2>")
+    for scenario, planned in data["plan"]["plans"].items():
+        assert scenario in answer and planned["verdict"] in answer and f"{planned['student_loss']:.4f}" in answer
+    check = data["extrapolation_check"]["supervised"]
+    assert f"within {check['mean_abs_relative_error']:.2%} on average" in answer
+    print_summary(data)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.split(" (")[0] in {p["verdict"] for p in data["plan"]["plans"].values()}, first

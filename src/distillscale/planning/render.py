@@ -30,7 +30,7 @@ SIZE_LIMITS = {
 }
 
 
-# What teacher targets the distillation law's predictions assume (issue 39; docs/top_k_teachers.md).
+# What teacher targets the distillation law's predictions assume (docs/top_k_teachers.md).
 TARGETS_NOTE = ("targets: the prediction assumes the teacher's full distribution (a live teacher, or a sampled "
                 "logit cache, unbiased); top-k targets (--top-k, a top-k cache, a served teacher) lose more the "
                 "less mass the top k hold: measured at micro scale with the default --kd-weight 0.5, within 2.4% at "
@@ -70,7 +70,31 @@ def plan_renderables(plan: PlanView) -> list:
     downstream = [] if plan.downstream is None else plan.downstream.lines()
     form = [] if plan.law_form is None else [f"supervised law form: {plan.law_form}; N and D are planned under it"]
     gpu_hours = [] if getattr(plan, "gpu_hours", None) is None else plan.gpu_hours.renderables()  # plan --gpu
-    return form + _plan_renderables(plan) + recipe_renderables(plan) + downstream + gpu_hours
+    shown = answer_lines(plan) + _plan_renderables(plan)  # the answer first, then its table, then how
+    table = next((i + 1 for i, item in enumerate(shown) if isinstance(item, Table)), 0)
+    return shown[:table] + form + shown[table:] + recipe_renderables(plan) + downstream + gpu_hours
+
+
+def answer_lines(plan: PlanView) -> list:
+    """The plan's answer in a line per verdict, before its tables: which scenarios distil and which
+    pretrain, with the losses that decide it (a sweep's best student size too)."""
+    if plan.kind in ("modes", "supervised"):
+        return []  # the supervised table is the answer; the mode comparison's verdict line leads its own
+    sweep = plan.kind == "sweep"
+    plans = [s.best for s in plan.sweeps] if sweep else plan.plans
+    verdicts = plan.verdicts()
+    groups: dict[str, list] = {}
+    for p in plans:
+        groups.setdefault(verdicts[p.scenario.name], []).append(p)
+    out = []
+    for verdict, members in groups.items():
+        baseline = plan.sweeps[0].supervised_best if sweep else members[0].supervised
+        each = ", ".join(f"{p.scenario.name} {p.student_loss:.4f}"
+                         + (f" ({format_quantity(p.student_params)} student)" if sweep else "") for p in members)
+        size = f" ({format_quantity(baseline.student_params)})" if sweep else ""
+        out.append(styled((verdict, "bold"), f": student loss {each} nats/token; without a teacher "
+                          f"{baseline.loss:.4f}{size}"))
+    return out
 
 
 def recipe_renderables(plan: PlanView) -> list:
@@ -159,7 +183,13 @@ def plan_text(plan: PlanView, width: int = 100) -> str:
 
 
 def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
-    """The ranking table of candidate teachers, the optimum and the capacity gap."""
+    """The best candidate first (its student loss against training alone), then the ranking table
+    of candidate teachers, the optimum and the capacity gap."""
+    best = ranking.candidates[ranking.best]
+    answer = styled(("best teacher: ", "bold"), f"{best.name}" + (f" ({format_quantity(best.params)} parameters)"
+                                                                    if best.params else "")
+                    + f", L_T = {best.loss:.4f} -> student {ranking.student_losses[ranking.best]:.4f} nats/token; "
+                    f"without a teacher {ranking.supervised_loss:.4f}")
     table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student "
                         f"on {format_quantity(ranking.student_tokens)} tokens (law: {law})",
                   caption="losses in nats/token; * marks the best candidate")
@@ -175,7 +205,7 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
         table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
                       format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}",
                       f"{ratio:.3f}", styled((f"{loss:.4f}", "bold")) if mark else f"{loss:.4f}", *interval)
-    out = [table]
+    out = [answer, table]
     if intervals is not None:
         out.append(f"intervals: bootstrap and backtest extrapolation error; mostly {intervals.dominant}")
     out.append(f"supervised student (no teacher): {ranking.supervised_loss:.4f} nats/token\n"
@@ -438,7 +468,7 @@ def _modes(plan: PlanView) -> list:
     verdict = plan.verdict
     runner_up = plan.runner_up
     lead = f"{runner_up.student_loss - best.student_loss:.4f} nats/token ahead of {runner_up.name}"
-    out.append(f"too close to call: {best.name} is {lead}, inside the law's intervals" if verdict == "too close to call"
+    out.insert(0, f"too close to call: {best.name} is {lead}, inside the law's intervals" if verdict == "too close to call"
                else f"{CANNOT_TELL}: {best.name} is {lead}, but beyond the backtest's reach their intervals overlap; "
                + what_would_tell(plan.student_params, max(m.effective_tokens for m in modes)) if verdict == CANNOT_TELL
                else f"predicted best: {best.name} ({lead})")

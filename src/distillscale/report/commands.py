@@ -74,12 +74,74 @@ def report_command(s: ReportSettings) -> None:
 
 
 def print_summary(report: dict) -> None:
-    """Coefficients with intervals, extrapolation errors and the plan at the target, in a few lines."""
-    from distillscale.planning.results import CANNOT_TELL, what_would_tell
-
+    """The answer first (the plan at the target: each scenario's losses and verdict), then how far
+    to trust it (each law on runs held out of its fit), then the fitted coefficients and the rest."""
     if report["runs"].get("off_optimum"):
         console.print(f"an lr x batch grid: the laws are fitted on each (size, tokens) cell's best grid point "
                       f"({report['runs']['off_optimum']} runs at other rates or batches left out)", highlight=False)
+    _print_plan(report["plan"])
+    _print_checks(report)
+    _print_fits(report)
+    if report.get("on_policy"):
+        console.print(on_policy_line(report["on_policy"]), highlight=False)
+    if report.get("started"):
+        console.print(started_line(report["started"]), highlight=False)
+    for verdict in (report.get("capacity_gap_pruned") or {}).get("verdicts", []):
+        console.print(f"capacity gap (MiniMA's way), {verdict}", highlight=False)
+    for curve in report.get("repetition") or []:
+        console.print(repetition_line(curve), highlight=False)
+    for message in report_warnings(report):
+        warn(message)
+
+
+def _print_plan(plan: dict) -> None:
+    """Each scenario's student loss against training without a teacher, and its verdict."""
+    from distillscale.planning.results import CANNOT_TELL, what_would_tell
+
+    if "skipped" in plan:
+        console.print(f"plan skipped: {plan['skipped']}", highlight=False)
+        return
+    for scenario, p in plan["plans"].items():
+        console.print(styled((p["verdict"], "bold"), f" ({scenario}): student loss {p['student_loss']:.4f}"
+                             f"{_interval(p['student_loss_interval'])} vs supervised {p['supervised_loss']:.4f}"
+                             f"{_interval(p['supervised_loss_interval'])} nats/token"), highlight=False)
+    for name, reason in plan["failed"].items():
+        console.print(f"plan for {name} failed: {reason}", highlight=False)
+    target = plan.get("target", {})
+    console.print(f"  planned for {format_quantity(plan['target_params'])} parameters at {plan['target_compute']:.3g} "
+                  "FLOPs" + (f": {target['chosen_by']} ({target['backtest_reach']:.3g}x the largest fitted size), "
+                             f"on {format_quantity(target['target_tokens'])} tokens" if "backtest_reach" in target
+                             else ""), highlight=False)
+    if any(p["verdict"] == CANNOT_TELL for p in plan["plans"].values()):
+        console.print(f"{CANNOT_TELL}: " + what_would_tell(plan["target_params"], max(
+            max(p["supervised_tokens"], p["student_tokens"]) for p in plan["plans"].values())), highlight=False)
+
+
+def _print_checks(report: dict) -> None:
+    """Each law refitted without its largest model and scored on the runs it left out."""
+    for name, check in report["extrapolation_check"].items():
+        if "skipped" in check:
+            console.print(f"{name} extrapolation check skipped: {check['skipped']}", highlight=False)
+            continue
+        what = "teachers" if check["held_out_by"] == "teacher_params" else "models"
+        coverage = (f"; {check['coverage']:.0%} inside their {check['level']:.0%} intervals"
+                    if check["coverage"] is not None else "")
+        console.print(f"{name} extrapolation: fitted on {what} up to {format_quantity(check['fitted_up_to_params'])} "
+                      f"parameters, predicts the runs of the {format_quantity(check['held_out_params'])} ones with "
+                      f"mean |relative error| {check['mean_abs_relative_error']:.2%} "
+                      f"(max {check['max_abs_relative_error']:.2%}){_signs(check)}{coverage}", highlight=False)
+        if check.get("bias_corrected"):
+            raw = check["raw"]
+            console.print(f"  raw law (no bias correction): mean |relative error| {raw['mean_abs_relative_error']:.2%}, "
+                          f"signed {raw['mean_relative_error']:+.2%}, {raw['n_over_predicted']} of "
+                          f"{check['n_held_out']} over-predicted; corrected: signed "
+                          f"{check['mean_relative_error']:+.2%}", highlight=False, soft_wrap=True)
+    if report.get("bias_correction"):
+        console.print(report["bias_correction"], highlight=False, soft_wrap=True)
+
+
+def _print_fits(report: dict) -> None:
+    """Each law's form, coefficients with intervals, and its candidates' backtest errors."""
     for name in ("supervised", "distillation"):
         fit = report[name]
         if fit is None:
@@ -95,54 +157,6 @@ def print_summary(report: dict) -> None:
         console.print("  backtest errors: " + "; ".join(
             f"{c['name']} {c['score']:.2%}" if c["score"] is not None else f"{c['name']} -"
             for c in fit["candidates"]) + f" -> {fit['form']}: {fit['reason']}", highlight=False)
-    for name, check in report["extrapolation_check"].items():
-        if "skipped" in check:
-            console.print(f"{name} extrapolation check skipped: {check['skipped']}", highlight=False)
-        else:
-            what = "teachers" if check["held_out_by"] == "teacher_params" else "models"
-            coverage = (f"; {check['coverage']:.0%} inside their {check['level']:.0%} intervals"
-                        if check["coverage"] is not None else "")
-            console.print(f"{name} extrapolation: fitted on {what} up to {format_quantity(check['fitted_up_to_params'])} "
-                          f"parameters, predicts the runs of the {format_quantity(check['held_out_params'])} ones with "
-                          f"mean |relative error| {check['mean_abs_relative_error']:.2%} "
-                          f"(max {check['max_abs_relative_error']:.2%}){_signs(check)}{coverage}", highlight=False)
-            if check.get("bias_corrected"):
-                raw = check["raw"]
-                console.print(f"  raw law (no bias correction): mean |relative error| {raw['mean_abs_relative_error']:.2%}, "
-                              f"signed {raw['mean_relative_error']:+.2%}, {raw['n_over_predicted']} of "
-                              f"{check['n_held_out']} over-predicted; corrected: signed "
-                              f"{check['mean_relative_error']:+.2%}", highlight=False, soft_wrap=True)
-    if report.get("bias_correction"):
-        console.print(report["bias_correction"], highlight=False, soft_wrap=True)
-    plan = report["plan"]
-    if "skipped" in plan:
-        console.print(f"plan skipped: {plan['skipped']}", highlight=False)
-    else:
-        target = plan.get("target", {})
-        if "backtest_reach" in target:
-            console.print(f"plan target: {target['chosen_by']} ({target['backtest_reach']:.3g}x the largest "
-                          f"fitted size): {format_quantity(plan['target_params'])} parameters on "
-                          f"{format_quantity(target['target_tokens'])} tokens", highlight=False)
-        for name, reason in plan["failed"].items():
-            console.print(f"plan for {name} failed: {reason}", highlight=False)
-        for scenario, p in plan["plans"].items():
-            console.print(f"plan for {format_quantity(plan['target_params'])} parameters at "
-                          f"{plan['target_compute']:.3g} FLOPs, {scenario}: student loss {p['student_loss']:.4f}"
-                          f"{_interval(p['student_loss_interval'])} vs supervised {p['supervised_loss']:.4f}"
-                          f"{_interval(p['supervised_loss_interval'])} nats/token -> {p['verdict']}", highlight=False)
-        if any(p["verdict"] == CANNOT_TELL for p in plan["plans"].values()):
-            console.print(f"{CANNOT_TELL}: " + what_would_tell(plan["target_params"], max(
-                max(p["supervised_tokens"], p["student_tokens"]) for p in plan["plans"].values())), highlight=False)
-    if report.get("on_policy"):
-        console.print(on_policy_line(report["on_policy"]), highlight=False)
-    if report.get("started"):
-        console.print(started_line(report["started"]), highlight=False)
-    for verdict in (report.get("capacity_gap_pruned") or {}).get("verdicts", []):
-        console.print(f"capacity gap (MiniMA's way), {verdict}", highlight=False)
-    for curve in report.get("repetition") or []:
-        console.print(repetition_line(curve), highlight=False)
-    for message in report_warnings(report):
-        warn(message)
 
 
 def _signs(check: dict) -> str:

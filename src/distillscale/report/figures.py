@@ -149,12 +149,18 @@ def plot_backtest(calibration: Calibration):
             ax.errorbar(held_distances, errors, yerr=[errors - low, high - errors], fmt="x", color="C3",
                         capsize=2, label=f"largest held out: {check['coverage']:.0%} covered")
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xscale("log" if farthest >= 2 else "linear")  # teacher strengths span a few percent
+        if farthest >= 2:  # sizes: log, ticks at whole doublings; teacher strengths span a few percent
+            from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator(2.0 ** np.arange(0, np.ceil(np.log2(farthest)) + 1)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"distance beyond the fitted runs ({band.scale_name if band else 'scale'} ratio)")
         ax.set_ylabel("predicted / observed - 1 (%)")
         ax.set_title(f"{name} law: extrapolation backtest")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)  # off the data
     return figure
 
 

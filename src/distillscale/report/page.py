@@ -26,6 +26,14 @@ td.text, th.text { text-align: left; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; }
+.answer { border-left: 5px solid #2b7a4b; background: #f2f8f4; padding: 0.3em 1em; margin: 1em 0; }
+.answer td { background: #fff; }
+.answer .note, .interval { color: #555; font-size: 0.85em; }
+@media (max-width: 600px) {
+  body { margin: 0.5em auto; font-size: 15px; }
+  th, td { padding: 0.2em 0.35em; }
+  table { display: block; max-width: 100%; overflow-x: auto; }  /* wide tables scroll, the page does not */
+}
 """
 
 
@@ -41,7 +49,7 @@ def figure_png(figure) -> bytes:
 
 def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -> str:
     """The page for `report` (report.json's content); `figures` maps an id to (caption, PNG)."""
-    parts = ["<h1>Distillation scaling-law calibration</h1>",
+    parts = ["<h1>Distillation scaling-law calibration</h1>", _answer(report),
              f"<p>Runs from <code>{_e(report['source'])}</code>: {report['runs']['supervised']} supervised "
              f"(teachers and baselines), {report['runs']['students']} distilled students"
              + (f" and {report['runs']['on_policy_students']} on-policy students (outside the distillation "
@@ -98,9 +106,52 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
 def _downstream(scores: list[dict[str, Any]]) -> str:
     """Each scored run's validation loss and its value on each task's metric (report.json's
     `downstream`), one row per run, lowest loss first; a run not scored on a metric shows a dash."""
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
     columns = [(score["task"], score["metric"]) for score in scores]
     rows: dict[str, dict[str, Any]] = {}
     for score in scores:
+def _answer(report: dict[str, Any]) -> str:
+    """The page's first screen: the verdict at the target for each scenario with the losses behind
+    it, and how far each law held on runs left out of its fit; the details follow below it."""
+    plan, parts = report["plan"], ['<div class="answer" id="answer">']
+    if "skipped" in plan:
+        parts.append(f"<p><strong>No plan:</strong> {_e(plan['skipped'])}</p>")
+    else:
+        parts.append(f"<p><strong>Distil or pretrain?</strong> A {format_quantity(plan['target_params'])}-parameter "
+                     f"student on {plan['target_compute']:.3g} FLOPs; losses in nats/token:</p>")
+        rows = "".join(f'<tr><td class="text"><strong>{_e(p["verdict"])}</strong><br>'
+                       f'<span class="interval">{_e(name)}</span></td><td>{_stacked(p["student_loss"], p["student_loss_interval"])}</td>'
+                       f'<td>{_stacked(p["supervised_loss"], p["supervised_loss_interval"])}</td></tr>'
+                       for name, p in plan["plans"].items())
+        parts.append('<table id="answer-plan"><tr><th class="text">verdict (scenario)</th><th>distilled student</th>'
+                     f"<th>trained alone</th></tr>{rows}</table>")
+        if "chosen_by" in plan.get("target", {}):
+            parts.append(f'<p class="note">The target: {_e(plan["target"]["chosen_by"])}.</p>')
+    checks = [_check_sentence(name, c) for name, c in report["extrapolation_check"].items() if "skipped" not in c]
+    if checks:
+        parts.append("<p><strong>How far to trust it:</strong> " + _e("; ".join(checks))
+                     + ' (<a href="#extrapolation-check">extrapolation check</a>).</p>')
+    return "\n".join(parts + ["</div>"])
+
+
+def _stacked(value: float, record: dict) -> str:
+    """A loss over its interval, the interval on a second, smaller line."""
+    interval = record.get("interval")
+    return f"{value:.4f}" + ('<br><span class="interval">{:.4f}–{:.4f}</span>'.format(*interval) if interval else "")
+
+
+def _check_sentence(name: str, check: dict[str, Any]) -> str:
+    """'the supervised law, fitted up to 187K parameters, predicts the 6 runs of the 443K size within ...'."""
+    held_out, n = format_quantity(check["held_out_params"]), check["n_held_out"]
+    runs = (f"{n} student{'s' * (n != 1)} of the {held_out} teacher" if check["held_out_by"] == "teacher_params"
+            else f"{n} run{'s' * (n != 1)} of the {held_out} size")
+    coverage = (f", {check['coverage']:.0%} inside their {check['level']:.0%} intervals"
+                if check["coverage"] is not None else "")
+    return (f"the {name} law, fitted up to {format_quantity(check['fitted_up_to_params'])} parameters, predicts the "
+            f"{runs} within {check['mean_abs_relative_error']:.2%} on average (max "
+            f"{check['max_abs_relative_error']:.2%}){coverage}")
+
+
         for run in score["runs"]:
             row = rows.setdefault(run["run_id"], {"kind": run["kind"], "val_loss": run["val_loss"]})
             row[score["task"], score["metric"]] = run["value"]
@@ -199,7 +250,7 @@ def _candidates(name: str, fit: dict[str, Any]) -> str:
 
 
 def _extrapolation(checks: dict[str, Any]) -> str:
-    parts = ["<h2>Extrapolation check</h2>",
+    parts = ['<h2 id="extrapolation-check">Extrapolation check</h2>',
              "<p>Each law refitted (form selection and backtest included) without the runs of its largest "
              "model, then asked to predict them with its intervals: the supervised law without its largest "
              "size, the distillation law without the students of the strongest teacher.</p>"]

@@ -102,12 +102,12 @@ function render(result) {
     cards.push(card("plan", "train without a teacher", "this law has no distillation law"));
     cards.push(card("model N, tokens D", `${quantity(s.student_params)} · ${quantity(s.student_tokens)}`,
                     `${(s.student_tokens / s.student_params).toPrecision(3)} tokens per parameter`));
-    cards.push(card("loss", loss(s.student_loss), interval(s.student_interval)));
+    cards.push(card("loss, nats/token", loss(s.student_loss), interval(s.student_interval)));
   } else {
-    const margin = `supervised − distilled ${s.loss_difference >= 0 ? "+" : ""}${loss(s.loss_difference)}`;
+    const margin = `supervised − distilled ${s.loss_difference >= 0 ? "+" : ""}${loss(s.loss_difference)} nats/token`;
     cards.push(card("verdict", s.verdict, margin, verdictClass));
-    cards.push(card("student loss L_S", loss(s.student_loss), interval(s.student_interval)));
-    cards.push(card(s.kind === "sweep" ? "best supervised loss" : "supervised loss", loss(s.supervised_loss),
+    cards.push(card("student loss L_S, nats/token", loss(s.student_loss), interval(s.student_interval)));
+    cards.push(card(s.kind === "sweep" ? "best supervised loss, nats/token" : "supervised loss, nats/token", loss(s.supervised_loss),
                     interval(s.supervised_interval)));
     cards.push(card(s.kind === "sweep" ? "best student N_S, D_S" : "student N_S, D_S",
                     `${quantity(s.student_params)} · ${quantity(s.student_tokens)}`,
@@ -193,7 +193,7 @@ function drawUCurve(u) {
   const yMin = Math.min(...inView), yMax = Math.min(Math.max(...inView), u.supervised_loss + 2.5 * (u.supervised_loss - yMin) + 0.02);
   lineChart(svg, {
     x: { log: true, label: "teacher loss L_T (nats/token)", format: v => v.toFixed(2), domain: [xMin, xMax] },
-    y: { label: "student loss L_S", format: v => v.toFixed(2), domain: [yMin, yMax] },
+    y: { label: "student loss L_S (nats/token)", format: v => v.toFixed(2), domain: [yMin, yMax] },
     series: [{ x: u.teacher_loss, y: u.student_loss, color: COLORS.distilled, label: "distilled student",
                band: u.low ? { low: u.low, high: u.high } : null }],
     hlines: [{ y: u.supervised_loss, color: COLORS.supervised, dash: "5 4", label: "student alone, same tokens" }],
@@ -220,7 +220,7 @@ function drawComputeCurve(curve, summary) {
                 label: "supervised (no teacher)", band: band(curve.supervised) });
   lineChart(svg, {
     x: { log: true, label: `compute C (FLOPs), student N_S = ${quantity(curve.student_params)}`, format: tick },
-    y: { label: "student loss", format: v => v.toFixed(2) },
+    y: { label: "student loss (nats/token)", format: v => v.toFixed(2) },
     series,
     vlines: [{ x: curve.budget, color: COLORS.gap, dash: "2 3", label: "this budget" },
              ...curve.flips.map(f => ({ x: f.budget, color: COLORS.optimum, dash: "6 3",
