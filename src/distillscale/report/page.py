@@ -100,16 +100,10 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"generator\" content=\"{SIGNATURE}\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>distillscale report</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
-def _downstream(scores: list[dict[str, Any]]) -> str:
-    """Each scored run's validation loss and its value on each task's metric (report.json's
-    `downstream`), one row per run, lowest loss first; a run not scored on a metric shows a dash."""
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-    columns = [(score["task"], score["metric"]) for score in scores]
-    rows: dict[str, dict[str, Any]] = {}
-    for score in scores:
 def _answer(report: dict[str, Any]) -> str:
     """The page's first screen: the verdict at the target for each scenario with the losses behind
     it, and how far each law held on runs left out of its fit; the details follow below it."""
@@ -152,6 +146,12 @@ def _check_sentence(name: str, check: dict[str, Any]) -> str:
             f"{check['max_abs_relative_error']:.2%}){coverage}")
 
 
+def _downstream(scores: list[dict[str, Any]]) -> str:
+    """Each scored run's validation loss and its value on each task's metric (report.json's
+    `downstream`), one row per run, lowest loss first; a run not scored on a metric shows a dash."""
+    columns = [(score["task"], score["metric"]) for score in scores]
+    rows: dict[str, dict[str, Any]] = {}
+    for score in scores:
         for run in score["runs"]:
             row = rows.setdefault(run["run_id"], {"kind": run["kind"], "val_loss": run["val_loss"]})
             row[score["task"], score["metric"]] = run["value"]
