@@ -6,6 +6,12 @@ at every development cut of every ladder): no refitting, so every variant takes 
     python bench/crossladder.py --cache c.json --variants base --markdown       # the docs' tables
     python bench/crossladder.py --cache c.json --write-model                    # fit on every ladder:
                                                       # src/distillscale/laws/bias_model.json
+    python bench/crossladder.py --cache c.json --by family                      # leave one FAMILY out
+
+With `--by family` a family of ladders (`published.family`: the Gadre, Marin and Porian ladders of
+one source each leave together) is left out instead of a ladder, at every level (the penalty is
+chosen leaving one of the other families out), and each family's error is the mean of its
+ladders': the correction is kept by default only if it lowers the error on most left-out families.
 
 For each ladder, the model is fitted on the other ladders' rows alone (its ridge penalty chosen
 leaving one of *those* out at a time, its spread from their own leave-one-out residuals:
@@ -33,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from distillscale.laws.crossladder import (MODEL_FILE, BiasCorrection, ErrorTable, FitSummary, fit_error_curve,
-                                           fit_with_spread, leave_one_ladder_out)
+from distillscale.laws.crossladder import MODEL_FILE, BiasCorrection, FitSummary
+from distillscale.laws.crossladder_fit import ErrorTable, fit_error_curve, fit_with_spread, leave_one_ladder_out
+from distillscale.laws import published
 from distillscale.laws.uncertainty import Prediction
 
 # Candidate feature sets (each a rule; "none" is the default fit uncorrected).
@@ -44,6 +51,9 @@ VARIANTS = {
     "lever": ("dN/span",),
     "lever+ratio": ("dN/span", "dN/span*ratio"),
     "lever+dN": ("dN/span", "dN"),
+    "smooth lever": ("(dN/span)^2",),                    # no corner at the runs' edge (zero slope there)
+    "smooth dN": ("dN^2",),
+    "smooth lever+dN": ("(dN/span)^2", "dN^2"),
     "lever+dD": ("dN/span", "dD"),
     "lever+sizes": ("dN/span", "dN/span*sizes"),
     "lever+exponents": ("dN/span", "dN/span*alpha", "dN/span*beta"),
@@ -54,6 +64,24 @@ VARIANTS = {
     "all": ("dN", "dD", "dN*ratio", "dN*sizes", "dN*alpha", "dN*beta"),
     "all+dD": ("dN", "dD", "dN*ratio", "dN*sizes", "dN*alpha", "dN*beta", "dD*ratio", "dD*sizes"),
 }
+
+
+def by_family(table: dict[str, dict]) -> dict[str, float]:
+    """Each family's error: the mean of its ladders' mean |error|."""
+    families: dict[str, list[float]] = {}
+    for name, cell in table.items():
+        if cell.get("n"):
+            families.setdefault(published.family(name), []).append(cell["mean"])
+    return {family: float(np.mean(means)) for family, means in sorted(families.items())}
+
+
+def family_rule(before: dict[str, dict], after: dict[str, dict]) -> tuple[bool, str]:
+    """Kept by default only if it lowers the error on most left-out families."""
+    b, a = by_family(before), by_family(after)
+    better = [f for f in b if a[f] < b[f] - 1e-12]
+    ok = len(better) > len(b) / 2
+    return ok, (f"lower on {len(better)} of {len(b)} families: " + ", ".join(
+        f"{f} {b[f]:.2%} -> {a[f]:.2%} ({a[f] - b[f]:+.2%})" for f in b))
 MAX_CUTS = 3
 BAND = (2.0, 8.0)
 
@@ -153,6 +181,8 @@ def main() -> None:
     parser.add_argument("--train-reach", type=float, default=16.0,
                         help="train on runs up to this many times beyond each cut")
     parser.add_argument("--held-back", action="store_true", help="also score the held-back runs")
+    parser.add_argument("--by", choices=("ladder", "family"), default="ladder",
+                        help="leave one ladder out, or one family of ladders (published.family)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", help="write every variant's per-ladder scores here")
     parser.add_argument("--write-model", nargs="?", const=str(MODEL_FILE), default=None,
@@ -181,7 +211,7 @@ def main() -> None:
     for variant in args.variants:
         features = VARIANTS[variant]
         if features:
-            out = leave_one_ladder_out(table, features)
+            out = leave_one_ladder_out(table, features, group=published.family if args.by == "family" else None)
             fixed = corrected(rows, out.models)
             penalties = sorted({m.penalty for m in out.models.values()})
             spreads = [m.slope_sd for m in out.models.values()]
@@ -204,10 +234,15 @@ def main() -> None:
               f"{p['coverage']:>6.0%}   ({p['n_over']} of {p['n']} over-predicted)")
         if variant != "none":
             print(("ADOPTABLE: " if ok else "rejected: ") + why)
+            kept, families = family_rule(base, after)
+            print(("families: kept, " if kept else "families: off, ") + families)
         if args.held_back:
             held = results[variant]["held"]
             print("held-back runs: " + ", ".join(f"{n} {s['mean']:.2%} ({s['signed']:+.2%})"
                                                  for n, s in held.items() if s.get("n")))
+            if variant != "none":
+                kept, families = family_rule(per_ladder(scored(rows, held_back=True)), held)
+                print("held-back runs by family: " + families)
     if args.markdown:
         markdown(base, results)
     if args.json:

@@ -32,7 +32,17 @@ from distillscale.laws.selection import fit_supervised
 from extrapolation import choose_cuts, held_back
 
 
-def ladder_records(name: str, max_cuts: int) -> list[dict]:
+def backtested_cuts(cuts: list[float], count: int | None) -> set[float]:
+    """The cuts whose fit runs its backtest: all (count None), or the `count` that bench/crossladder.py
+    scores (evenly spaced, the largest included); the others are fitted without it (the same law and
+    point predictions: the default's median is the only candidate that can win; their interval is
+    the literature's stand-in)."""
+    if count is None or len(cuts) <= count:
+        return set(cuts)
+    return {cuts[i] for i in np.unique(np.round(np.linspace(0, len(cuts) - 1, count)).astype(int))}
+
+
+def ladder_records(name: str, max_cuts: int, backtest_cuts: int | None = None) -> list[dict]:
     """The default fit at each development cut of one ladder, with its predictions of every
     development and held-back run beyond the cut."""
     runs = published.load(name)
@@ -40,12 +50,13 @@ def ladder_records(name: str, max_cuts: int) -> list[dict]:
     back = held_back(N)
     develop = ~back
     cuts = choose_cuts(N, develop, develop, max_cuts)
+    backtested = backtested_cuts(cuts, backtest_cuts)
     records = []
     for cut in cuts:
         fit_rows = develop & (N <= cut)
         start = time.process_time()
         try:
-            fit = fit_supervised(N[fit_rows], D[fit_rows], loss[fit_rows], bootstrap=0, backtest=True,
+            fit = fit_supervised(N[fit_rows], D[fit_rows], loss[fit_rows], bootstrap=0, backtest=cut in backtested,
                                  bias_correction=False)
         except UserError as exc:
             print(f"{name}, cut {cut:.3g}: not fitted: {exc}")
@@ -53,7 +64,7 @@ def ladder_records(name: str, max_cuts: int) -> list[dict]:
         rows = N > cut
         prediction = fit.predict(N[rows], D[rows])
         records.append({
-            "ladder": name, "cut": float(cut), "cpu_s": time.process_time() - start,
+            "ladder": name, "cut": float(cut), "cpu_s": time.process_time() - start, "backtest": cut in backtested,
             "law": fit.law.to_dict(),
             "summary": FitSummary.of_runs(N[fit_rows], D[fit_rows], fit.law).to_dict(),
             "rows": {"N": N[rows].tolist(), "D": D[rows].tolist(), "observed": loss[rows].tolist(),
@@ -71,6 +82,9 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=None, help="ladders (default: every available one)")
     parser.add_argument("--max-cuts", type=int, default=100, help="cuts per ladder (default: every valid one)")
     parser.add_argument("--resume", action="store_true", help="keep the ladders already in --json")
+    parser.add_argument("--backtest-cuts", type=int, default=None,
+                        help="backtest only this many cuts per ladder, those bench/crossladder.py scores "
+                             "(default: every cut); the others' point predictions are the same")
     args = parser.parse_args()
     cache = {"records": []}
     if args.resume and os.path.exists(args.json):
@@ -80,7 +94,7 @@ def main() -> None:
     for name in args.sets or published.names(available=True):
         if name in done:
             continue
-        cache["records"] += ladder_records(name, args.max_cuts)
+        cache["records"] += ladder_records(name, args.max_cuts, args.backtest_cuts)
         with open(args.json + ".tmp", "w") as handle:
             json.dump(cache, handle)
         os.replace(args.json + ".tmp", args.json)

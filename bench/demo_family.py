@@ -50,8 +50,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-from distillscale.laws.crossladder import (FAMILY_FILE, ErrorTable, FamilyTerm, FitSummary, fit_family_term,
-                                           leave_one_member_out, shipped_model)
+from distillscale.laws.crossladder import FAMILY_FILE, FamilyTerm, FitSummary, shipped_model
+from distillscale.laws.crossladder_fit import ErrorTable, fit_family_term, leave_one_member_out
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

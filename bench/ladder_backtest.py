@@ -36,8 +36,8 @@ from crossladder import load_rows, table_of  # noqa: E402
 from distillscale.errors import UserError  # noqa: E402
 from distillscale.laws import published  # noqa: E402
 from distillscale.laws.backtest import scale_levels  # noqa: E402
-from distillscale.laws.crossladder import (BiasCorrection, FitSummary, fit_error_curve, fit_with_spread,  # noqa: E402
-                                           leave_one_ladder_out)
+from distillscale.laws.crossladder import BiasCorrection, FitSummary  # noqa: E402
+from distillscale.laws.crossladder_fit import fit_error_curve, fit_with_spread, leave_one_ladder_out  # noqa: E402
 from distillscale.laws.selection import fit_supervised  # noqa: E402
 
 FEATURES = ("dN/span", "dN")

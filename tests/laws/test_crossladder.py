@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from distillscale.laws import LawSet, SupervisedLaw
-from distillscale.laws.crossladder import (BiasCorrection, BiasModel, ErrorTable, FitSummary, fit_bias_model,
-                                           fit_with_spread, leave_one_ladder_out, predict_rows, shipped_model)
+from distillscale.laws.crossladder import BiasCorrection, BiasModel, FitSummary, shipped_model
+from distillscale.laws.crossladder_fit import (ErrorTable, fit_bias_model, fit_with_spread, leave_one_ladder_out,
+                                               predict_rows)
 from distillscale.laws.record import FitRecord
 
 LAW = SupervisedLaw(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.36)
@@ -80,6 +81,26 @@ def test_leave_one_ladder_out_never_sees_the_ladder_it_scores():
     np.testing.assert_array_equal(dirty.predicted[victim], clean.predicted[victim])
     assert "ladder3" not in clean.models["ladder3"].ladders
     assert dirty.models["ladder0"] != clean.models["ladder0"]   # the poison reaches the others: the test can fail
+
+
+def test_leave_one_family_out_never_sees_the_family_it_scores():
+    """Families of ladders leave together: poison one ladder, and nothing that scores it or its
+    siblings (their model, penalty, spread, predictions) moves; the other families' models do."""
+    table = synthetic_table(slope=-0.02, seed=3)
+    family = {f"ladder{k}": f"family{k // 3}" for k in range(8)}.get      # 0-2, 3-5, 6-7
+    poisoned_y = table.y.copy()
+    poisoned_y[table.ladder == "ladder4"] = 5.0
+    poisoned = ErrorTable(table.ladder, table.summaries, table.N, table.D, poisoned_y)
+    clean = leave_one_ladder_out(table, ("dN/span", "dN"), group=family)
+    dirty = leave_one_ladder_out(poisoned, ("dN/span", "dN"), group=family)
+    siblings = np.isin(table.ladder, ["ladder3", "ladder4", "ladder5"])
+    for name in ("ladder3", "ladder4", "ladder5"):
+        assert dirty.models[name] == clean.models[name]
+        assert not {"ladder3", "ladder4", "ladder5"} & set(clean.models[name].ladders)
+    np.testing.assert_array_equal(dirty.predicted[siblings], clean.predicted[siblings])
+    assert clean.models["ladder0"] == clean.models["ladder2"]                # one model per family
+    assert dirty.models["ladder0"] != clean.models["ladder0"]
+    assert dirty.models["ladder6"] != clean.models["ladder6"]
 
 
 def test_correction_vanishes_inside_the_runs_and_grows_beyond():

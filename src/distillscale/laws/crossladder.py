@@ -12,10 +12,10 @@ features that all vanish inside the fitted runs:
 dN = ln(N / largest fitted N) and dD = ln(D / largest fitted D), each 0 inside the runs (so the
 correction is 0 at zero distance, by construction; there is no intercept), times what the user
 knows before training: the target's tokens per parameter, how many sizes were fitted, the fitted
-exponents (alpha x gamma, beta x gamma), each centred on the ladders' mean. The weights are a ridge
-regression (`fit_bias_model`), each ladder weighing the same, its penalty chosen by
-leave-one-ladder-out (`choose_penalty`): the ladder being predicted contributes nothing to the
-weights, the penalty or the spread that score it (`leave_one_ladder_out`).
+exponents (alpha x gamma, beta x gamma), each centred on the ladders' mean. The weights are least
+absolute deviations with a ridge penalty, each ladder weighing the same, fitted and scored leaving
+a ladder (or a family of ladders) out by `laws.crossladder_fit`: what is predicted contributes
+nothing to the weights, the penalty or the spread that score it.
 
 A law carries its correction in its fit record (`BiasCorrection`: the model's coefficients and the
 summary of the runs it was fitted on, so a law file is self-contained): `SupervisedLaw.predict`
@@ -30,7 +30,7 @@ A law fitted from a builtin sweep design also carries that design's own term (`F
 spirit of Choshen et al.'s Hitchhiker's guide: part of a target's scaling behaviour comes from the
 other members of its model family): what is left of the signed error after the pack's correction,
 learned on the design's measured members (the micro demo on six corpora) leaving one member out
-at a time (`leave_one_member_out`), shipped in `family_terms.json` (`shipped_family()`) and applied
+at a time (`crossladder_fit.leave_one_member_out`), shipped in `family_terms.json` (`shipped_family()`) and applied
 only where the report knows the sweep is that design (`report.design.design_family`).
 
     summary = FitSummary.of_runs(N, D, law)               # what the fit knew
@@ -43,11 +43,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from statistics import NormalDist
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -59,14 +59,13 @@ from distillscale.laws.schema import Count0, Number, Positive, Text
 MODEL_FILE = Path(__file__).resolve().parent / "bias_model.json"
 FAMILY_FILE = Path(__file__).resolve().parent / "family_terms.json"
 # The features a model may use; each is a distance beyond the runs (dN, dD) or one times a centred
-# covariate (`feature_matrix`).
-DISTANCES = ("dN", "dD", "dN/span")
+# covariate (`feature_matrix`). The squares (0 with a zero slope at the runs' edge: no corner there)
+# are the smooth forms tried against the pack.
+DISTANCES = ("dN", "dD", "dN/span", "dN^2", "(dN/span)^2")
 # The fitted span (ln of the largest over the smallest fitted size) is at least one doubling in the
 # distance dN/span (as the lever of `laws.uncertainty`): runs of one size do not make it infinite.
 MIN_SPAN = math.log(2.0)
 COVARIATES = ("ratio", "sizes", "alpha", "beta")
-# Penalties tried (`choose_penalty`), on features scaled to unit weighted RMS: 0 is least squares.
-PENALTIES = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 class _Record(BaseModel):
@@ -145,7 +144,7 @@ def feature_matrix(names, summaries, N, D, centres: dict[str, float]) -> np.ndar
             cov[c][rows] = values
     for name in names:
         distance, _, covariate = name.partition("*")
-        base = {"dN": dN, "dD": dD, "dN/span": dN / span}[distance]
+        base = {"dN": dN, "dD": dD, "dN/span": dN / span, "dN^2": dN ** 2, "(dN/span)^2": (dN / span) ** 2}[distance]
         columns[name] = base if not covariate else base * (cov[covariate] - centres[covariate])
     return np.column_stack([columns[n] for n in names]) if names else np.zeros((len(N), 0))
 
@@ -334,10 +333,14 @@ class BiasCorrection(_Record):
         """One line: what corrects the law's predictions, and how to compare without it."""
         ladders = len(self.model.ladders)
         family = "" if self.family is None else " " + self.family.describe()
-        return (f"bias-corrected: predictions beyond the fitted runs (above {self.summary.params_max:.3g} "
-                f"parameters or {self.summary.tokens_max:.3g} tokens) are corrected by a bias model learned "
-                f"across {ladders} published ladders{family} (docs/validation_pack.md); --no-bias-correction "
-                f"for the raw law")
+        # only the distances its features use: dN (parameters) for every shipped term, dD (tokens) too
+        # for a model that has it
+        uses = {name.partition("*")[0] for name in self.model.features}
+        beyond = f"above {self.summary.params_max:.3g} parameters" + (
+            f" or {self.summary.tokens_max:.3g} tokens" if "dD" in uses else "")
+        return (f"bias-corrected: predictions beyond the fitted runs ({beyond}) are corrected by a bias model "
+                f"learned across {ladders} published ladders{family} (docs/validation_pack.md); "
+                f"--no-bias-correction for the raw law")
 
 
 def spread_distance(kind: str, summary: FitSummary, N, D) -> np.ndarray:
@@ -390,260 +393,3 @@ def shipped_family(name: str) -> FamilyTerm | None:
     """The family term of the builtin design `name` that ships with distillscale (package data,
     `family_terms.json`), or None when none ships for it."""
     return _families(str(FAMILY_FILE)).get(name)
-
-
-# -- fitting the model across ladders ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ErrorTable:
-    """The signed errors of the default fit's predictions beyond its runs, pooled over ladders: one
-    row per (ladder, fit, predicted run), with the fit's summary, the target (N, D) and
-    y = ln(observed / raw prediction)."""
-
-    ladder: np.ndarray          # the ladder's name, per row
-    summaries: list[FitSummary]
-    N: np.ndarray
-    D: np.ndarray
-    y: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def subset(self, rows: np.ndarray) -> "ErrorTable":
-        rows = np.asarray(rows)
-        index = np.flatnonzero(rows) if rows.dtype == bool else rows
-        return ErrorTable(self.ladder[index], [self.summaries[i] for i in index], self.N[index], self.D[index],
-                          self.y[index])
-
-    @property
-    def ladders(self) -> list[str]:
-        return sorted(set(self.ladder.tolist()))
-
-    def weights(self) -> np.ndarray:
-        """Each ladder weighs the same in total (rows of a ladder share its weight)."""
-        _, inverse, counts = np.unique(self.ladder, return_inverse=True, return_counts=True)
-        return 1.0 / counts[inverse]
-
-    def centres(self) -> dict[str, float]:
-        """The covariates' means, each ladder weighing the same (the fits' exponents, sizes and the
-        targets' ln(D/N))."""
-        w = self.weights()
-        values = {c: np.empty(len(self)) for c in COVARIATES}
-        for rows in _groups(self.summaries).values():
-            for c, v in self.summaries[rows[0]].covariates(self.N[rows], self.D[rows]).items():
-                values[c][rows] = v
-        return {c: float(np.sum(w * values[c]) / np.sum(w)) for c in COVARIATES}
-
-
-# Least absolute deviations by iteratively reweighted least squares: these steps, and residuals
-# below this floor weigh as if at it (so that a row on the fit does not take all the weight).
-LAD_STEPS = 100
-LAD_FLOOR = 1e-4
-
-
-def fit_bias_model(table: ErrorTable, features, penalty: float, centres: dict[str, float] | None = None,
-                   absolute: bool = True) -> BiasModel:
-    """The features' coefficients (no intercept): each ladder weighing the same, least absolute
-    deviations (`absolute`, the default: the median signed error, so the correction balances the
-    signs and heavy-tailed ladders, such as runs inside the warm-up, pull it no more than others) or
-    least squares, with a ridge penalty (`penalty` times the total weight, on features scaled to unit
-    weighted RMS). The model's slope_sd is 0 here: `fit_with_spread` measures it."""
-    features = tuple(features)
-    centres = table.centres() if centres is None else centres
-    x = feature_matrix(features, table.summaries, table.N, table.D, centres)
-    w = table.weights()
-    scale = np.sqrt(np.sum(w[:, None] * x ** 2, axis=0) / np.sum(w))
-    scale = np.where(scale > 0, scale, 1.0)
-    xs = x / scale
-    ridge = penalty * np.sum(w) * np.eye(len(features))
-
-    def solve(weights: np.ndarray) -> np.ndarray:
-        return np.linalg.solve(xs.T @ (weights[:, None] * xs) + ridge, xs.T @ (weights * table.y))
-
-    coefficients = np.zeros(len(features))
-    if features:
-        coefficients = solve(w)
-        if absolute:
-            # the ridge is on the scale of the squared loss: keep its weight relative to the rows'
-            total = np.sum(w)
-            for _ in range(LAD_STEPS):
-                v = w / np.maximum(np.abs(table.y - xs @ coefficients), LAD_FLOOR)
-                ridge = penalty * np.sum(v) * np.eye(len(features)) * (np.sum(w) / total)
-                step = solve(v)
-                done = np.max(np.abs(step - coefficients)) < 1e-10
-                coefficients = step
-                if done:
-                    break
-        coefficients = coefficients / scale
-    return BiasModel(features=features, coefficients=tuple(float(c) for c in coefficients),
-                     centres={c: centres[c] for c in COVARIATES}, penalty=float(penalty), slope_sd=0.0,
-                     ladders=tuple(table.ladders), n_rows=len(table))
-
-
-# The distances (target N over the largest fitted N) whose errors choose the penalty: those the
-# validation pack scores (2-8x beyond the fitted sizes).
-CRITERION_BAND = (2.0, 8.0)
-
-
-def _residual_loss(table: ErrorTable, predicted: np.ndarray) -> float:
-    """The criterion a penalty is chosen by: the mean over ladders of each ladder's mean |y - prediction|
-    over its rows in CRITERION_BAND (all its rows when it has none there)."""
-    errors = np.abs(table.y - predicted)
-    distance = table.N / np.array([s.params_max for s in table.summaries])
-    band = (distance > CRITERION_BAND[0]) & (distance <= CRITERION_BAND[1])
-    means = []
-    for name in table.ladders:
-        mine = table.ladder == name
-        means.append(errors[mine & band].mean() if np.any(mine & band) else errors[mine].mean())
-    return float(np.mean(means))
-
-
-def choose_penalty(table: ErrorTable, features, penalties=PENALTIES) -> float:
-    """The penalty with the lowest leave-one-ladder-out criterion on `table` (its ladders only)."""
-    best, best_loss = penalties[0], math.inf
-    for penalty in penalties:
-        predicted = np.zeros(len(table))
-        for name in table.ladders:
-            inside = table.ladder == name
-            model = fit_bias_model(table.subset(~inside), features, penalty)
-            predicted[inside] = predict_rows(model, table.subset(inside))
-        loss = _residual_loss(table, predicted)
-        if loss < best_loss - 1e-12:
-            best, best_loss = penalty, loss
-    return float(best)
-
-
-def predict_rows(model: BiasModel, table: ErrorTable) -> np.ndarray:
-    """The model's y (log factor) for every row of `table`."""
-    return feature_matrix(model.features, table.summaries, table.N, table.D, model.centres) @ \
-        np.asarray(model.coefficients, float)
-
-
-def slope_spread(table: ErrorTable, residuals: np.ndarray, distance: np.ndarray) -> float:
-    """The spread of the residuals' slope in distance across ladders: per ladder the median of
-    residual / distance over its rows beyond the runs (robust to a few runs inside the warm-up),
-    then their root mean square (each ladder the same weight). What a ladder's own bias departs
-    from the pooled one, per unit of distance."""
-    slopes = []
-    for name in table.ladders:
-        inside = (table.ladder == name) & (distance > 0)
-        if inside.any():
-            slopes.append(float(np.median(residuals[inside] / distance[inside])))
-    return float(np.sqrt(np.mean(np.square(slopes)))) if slopes else 0.0
-
-
-@dataclass(frozen=True)
-class LeftOut:
-    """Leave one ladder out: per ladder, the model fitted on the others alone (its penalty chosen
-    on them alone, its slope_sd from their own leave-one-out residuals) and its log factor for
-    every row of the left-out ladder."""
-
-    models: dict[str, BiasModel]
-    predicted: np.ndarray       # per row of the table, from the model that did not see its ladder
-
-
-def fit_with_spread(table: ErrorTable, features, penalties=PENALTIES,
-                    fit: Callable[..., BiasModel] = fit_bias_model) -> BiasModel:
-    """The model on `table`: its penalty chosen leaving one of its ladders out at a time, its
-    slope_sd the spread of those leave-one-out residual slopes."""
-    penalty = choose_penalty(table, features, penalties) if len(penalties) > 1 else penalties[0]
-    predicted = np.zeros(len(table))
-    for name in table.ladders:
-        inside = table.ladder == name
-        predicted[inside] = predict_rows(fit(table.subset(~inside), features, penalty), table.subset(inside))
-    model = fit(table, features, penalty)
-    distance = np.array([float(spread_distance(model.spread_on, s, n, d))
-                         for s, n, d in zip(table.summaries, table.N, table.D)])
-    return model.model_copy(update={"slope_sd": min(slope_spread(table, table.y - predicted, distance), 1.0)})
-
-
-def leave_one_ladder_out(table: ErrorTable, features, penalties=PENALTIES,
-                         fit: Callable[[ErrorTable], BiasModel] | None = None) -> LeftOut:
-    """For each ladder, the model fitted without it (`fit(table of the other ladders)`, by default
-    `fit_with_spread`: the penalty and spread chosen on the others alone too), and its log factor
-    for that ladder's rows. The left-out ladder contributes nothing to what scores it."""
-    fit = fit or (lambda others: fit_with_spread(others, features, penalties))
-    models, predicted = {}, np.zeros(len(table))
-    for name in table.ladders:
-        inside = table.ladder == name
-        models[name] = fit(table.subset(~inside))
-        predicted[inside] = predict_rows(models[name], table.subset(inside))
-    return LeftOut(models, predicted)
-
-
-# The bins of `fit_error_curve`: dN (e-folds beyond the largest fitted size) and the fitted span
-# (e-folds), and the fewest rows a bin needs to count.
-CURVE_DN_BINS = np.linspace(0.0, 2.8, 9)
-CURVE_SPAN_BINS = (0.0, 1.2, 2.0, 2.8, 3.6, 9.0)
-CURVE_MIN_ROWS = 30
-
-
-def fit_error_curve(table: ErrorTable, residuals: np.ndarray) -> ErrorCurve:
-    """The typical |residual| (of corrections that did not see the residual's ladder) against dN and
-    span: each bin's median, fitted in log by least squares weighted by sqrt(rows), then the ratio
-    of the 90% quantile of |residual| / curve over every row (each ladder weighing the same)."""
-    from scipy.optimize import minimize
-
-    dN = np.array([float(s.distances(n, d)[0]) for s, n, d in zip(table.summaries, table.N, table.D)])
-    span = np.array([max(s.span, MIN_SPAN) for s in table.summaries])
-    size = np.abs(np.asarray(residuals, float))
-    bins = []
-    for low, high in zip(CURVE_DN_BINS[:-1], CURVE_DN_BINS[1:]):
-        for first, last in zip(CURVE_SPAN_BINS[:-1], CURVE_SPAN_BINS[1:]):
-            inside = (dN > low) & (dN <= high) & (span > first) & (span <= last)
-            if inside.sum() >= CURVE_MIN_ROWS:
-                bins.append((np.median(dN[inside]), np.median(span[inside]), max(np.median(size[inside]), 1e-6),
-                             inside.sum()))
-    bins = np.array(bins)
-
-    def curve(p, distance, s):
-        return np.sqrt(p[0] ** 2 + (p[1] * distance) ** 2 + (p[2] * distance / s) ** 2)
-
-    def objective(p):
-        return float(np.sum(np.sqrt(bins[:, 3]) * (np.log(bins[:, 2]) - np.log(curve(p, bins[:, 0], bins[:, 1]))) ** 2))
-
-    p = np.abs(minimize(objective, [0.005, 0.005, 0.005], method="Nelder-Mead",
-                        options={"maxiter": 4000, "xatol": 1e-8, "fatol": 1e-12}).x)
-    ratio = size / curve(p, dN, span)
-    order = np.argsort(ratio)
-    weights = table.weights()[order]
-    band = float(ratio[order][np.searchsorted(np.cumsum(weights) / weights.sum(), 0.9)])
-    return ErrorCurve(floor=float(p[0]), per_efold=float(p[1]), per_lever=float(p[2]), band_ratio=band)
-
-
-# -- a design's family term (its members: one sweep of the design per corpus) ----------------------
-
-
-def fit_family_term(table: ErrorTable, features, name: str, design: str, after=(),
-                    penalties=PENALTIES) -> FamilyTerm:
-    """The family term on the members of `table` (each a "ladder": one sweep of the design), y the
-    residuals after the pack's correction: least absolute deviations, each member weighing the same,
-    the penalty chosen and the spread measured leaving one member out at a time (`fit_with_spread`),
-    the spread on the term's own distance; `reach` the largest dN among the rows."""
-    features = tuple(features)
-    spread_on = "dN/span" if features == ("dN/span",) else "dN"
-
-    def fit(part: ErrorTable, features, penalty: float) -> BiasModel:
-        return fit_bias_model(part, features, penalty).model_copy(update={"spread_on": spread_on})
-
-    model = fit_with_spread(table, features, penalties, fit=fit)
-    reach = max(float(s.distances(n, d)[0]) for s, n, d in zip(table.summaries, table.N, table.D))
-    return FamilyTerm(name=name, design=design, model=model, reach=max(reach, 1e-6),
-                      after=tuple(float(c) for c in after))
-
-
-def leave_one_member_out(table: ErrorTable, features, name: str = "family", design: str = "design", after=(),
-                         penalties=PENALTIES) -> tuple[dict[str, FamilyTerm], np.ndarray]:
-    """For each member of `table`, the family term fitted on the others alone (`fit_family_term`: its
-    penalty and spread chosen on them alone too) and its log factor for that member's rows. The
-    left-out member contributes nothing to the term that scores it."""
-    terms, predicted = {}, np.zeros(len(table))
-    for member in table.ladders:
-        inside = table.ladder == member
-        terms[member] = fit_family_term(table.subset(~inside), features, name, design, after, penalties)
-        part = table.subset(inside)
-        for rows in _groups(part.summaries).values():
-            predicted[np.flatnonzero(inside)[rows]] = terms[member].log_factor(
-                part.summaries[rows[0]], part.N[rows], part.D[rows])
-    return terms, predicted

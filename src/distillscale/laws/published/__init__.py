@@ -3,6 +3,7 @@ size and tokens, from others' papers and their released data, for testing how la
 
     from distillscale.laws import published
     published.names()                      # ('epoch2024_chinchilla', 'gadre2024_c4', ...)
+    published.family("gadre2024_c4")       # 'gadre2024': the sets that leave out together
     runs = published.load("gadre2024_c4")  # PublishedRuns: .runs (a DataFrame), .provenance, ...
     runs.runs[["params", "tokens", "loss"]]
 
@@ -86,6 +87,14 @@ def names(*, available: bool = False) -> tuple[str, ...]:
     if not available:
         return every
     return tuple(n for n in every if n != "epoch2024_chinchilla" or (shared_dir() / "data" / EPOCH_FILE).is_file())
+
+
+def family(name: str) -> str:
+    """The family of ladders a set belongs to: the sets of one source (one paper's or project's recipe
+    on several corpora, or at two settings) share it, so that a set is never scored by what its
+    siblings taught (leave one family out): the name's source part, before its first underscore
+    (gadre2024: its three corpora; marin2026: three; porian2024: four; epoch2024 and li2025 alone)."""
+    return name.split("_", 1)[0]
 
 
 def repeated_names() -> tuple[str, ...]:
