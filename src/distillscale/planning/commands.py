@@ -68,7 +68,8 @@ def _print_plan(result, settings: PlanSettings) -> None:
             warn(f"{name}: the plan repeats its {format_quantity(settings.unique_tokens)} unique tokens "
                  f"{check.epochs:.3g} times, {check.penalty:.2%} loss above fresh data; it needs "
                  f"{format_quantity(check.unique_tokens_needed)} unique tokens to stay within {settings.max_penalty:.1%}")
-    note = result.laws.bias_note() if getattr(result, "laws", None) is not None else None
+    # only where the correction moved the plan's numbers (`planning.correction`)
+    note = result.correction.describe() if result.correction is not None else None
     if settings.as_json:  # the plan's record says it too (`bias_correction`)
         print_json(result.to_dict())
         return

@@ -28,6 +28,7 @@ from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
+from distillscale.planning.correction import correction_shift
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.gpu_hours import with_gpu_hours
 from distillscale.planning.modes import OnPolicy
@@ -91,6 +92,9 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
     hyperparameters = hyperparameters or _settings_law(settings, "hyperparameter_law")
     downstream = downstream or _settings_law(settings, "downstream_law")
     solved = _supervised_plan(laws, settings) if supervised else _plan(laws, settings)
+    if laws.bias_correction is not None:  # the same optimum under the raw law (`planning.correction`)
+        raw = (_supervised_plan if supervised else _plan)(laws.without_bias_correction(), settings)
+        solved = replace(solved, correction=correction_shift(solved, raw, laws.bias_correction))
     return with_gpu_hours(_with_downstream(_with_recipes(with_repetition(solved), hyperparameters), downstream))
 
 

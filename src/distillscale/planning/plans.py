@@ -20,6 +20,7 @@ from distillscale.jsontext import json_text
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.planning.batch_penalty import PENALTY_NOTE, penalized_distillation, penalized_supervised, penalized_sweep
+from distillscale.planning.correction import CorrectionShift
 from distillscale.planning.downstream import PlanDownstream
 from distillscale.planning.gpu_hours import GpuHoursEstimate
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
@@ -72,6 +73,9 @@ class Plan:
     # With a GPU (`plan --gpu`): each run's wall-clock, GPU-hours and cost, estimated from the measured
     # throughput table (`planning.gpu_hours`).
     gpu_hours: GpuHoursEstimate | None = None
+    # What the supervised law's correction beyond its runs did to the plan's losses (the sizes are the
+    # raw law's optimum: `planning.correction`); None when it changed none of them.
+    correction: CorrectionShift | None = None
 
     @property
     def compute(self) -> float:
@@ -136,7 +140,8 @@ class Plan:
         record = {**self._record(), "warnings": list(self.warnings)}
         if self.laws.supervised is not None:
             record["supervised_form"] = {"form": self.laws.supervised.form, "description": self.law_form}
-            record["bias_correction"] = self.laws.bias_note()   # laws.crossladder: corrected beyond the runs, or None
+            # laws.crossladder: how the correction moved the plan's losses, or None where it moved none
+            record["bias_correction"] = None if self.correction is None else self.correction.to_dict()
         if self.repetition:
             record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
         if self.recipes:

@@ -18,6 +18,11 @@ Rather than a constrained 3-D search, each scenario is reduced to what actually 
 Every plan spends the budget exactly, since D_S is computed from it. A plan's losses carry the
 laws' intervals (bootstrap and backtest extrapolation error, `laws.uncertainty`) when the laws were
 fitted with them, and a verdict whose margin lies inside them is "too close to call".
+
+A law that carries a correction beyond its runs (`laws.crossladder`: 0 inside them, growing beyond,
+so piecewise in N) is searched without it: every optimum (a size, a teacher, a teacher loss) is the
+law's own form's, never the correction's corner, and the plan's losses at it are the corrected
+law's (`search_law`; `planning.plans.CorrectionShift` says by how much they moved).
 """
 
 from __future__ import annotations
@@ -72,6 +77,9 @@ class SupervisedPlanner:
     def __init__(self, law: SupervisedLaw, flops: ForwardFlops,
                  bounds: tuple[float, float] = DEFAULT_BOUNDS) -> None:
         self.supervised_law = law
+        # What every search minimises: the law without its correction beyond the runs (a piecewise
+        # factor whose corner an optimiser would find); the plans' losses are `supervised_law`'s.
+        self.search_law = law.without_bias_correction()
         self.flops = flops
         self.bounds = bounds
 
@@ -104,7 +112,7 @@ class SupervisedPlanner:
         region = self.student_region(budget, size_range, tokens_per_param)
         sizes = np.geomspace(region.smallest, region.largest, 48)
         tokens = budget / (3.0 * self.flops(sizes))
-        losses = self.supervised_law.predict(sizes, tokens)
+        losses = self.search_law.predict(sizes, tokens)
         if penalty is not None:
             losses = losses * np.array([1.0 + penalty(float(n), float(d)) for n, d in zip(sizes, tokens)])
         best = int(np.argmin(losses))
@@ -113,7 +121,7 @@ class SupervisedPlanner:
         def loss(log_n: float) -> float:
             n = float(np.exp(log_n))
             d = budget / (3.0 * float(self.flops(n)))
-            return float(self.supervised_law.predict(n, d)) * (1.0 if penalty is None else 1.0 + penalty(n, d))
+            return float(self.search_law.predict(n, d)) * (1.0 if penalty is None else 1.0 + penalty(n, d))
 
         found = minimize_scalar(loss, bounds=bracket, method="bounded", options={"xatol": 1e-6})
         return self.supervised(float(np.exp(found.x)), budget)
@@ -190,14 +198,27 @@ class DistillationPlanner(SupervisedPlanner):
         self.token_multiplier = 1.0 if start is None else start.value
         super().__init__(self.distillation.student_law,
                          flops if flops is not None else ForwardFlops.from_settings(laws.compute), bounds)
+        # The distillation law over the search law's Ltilde_S: what the searches minimise.
+        self.search_distillation = replace(self.distillation, student_law=self.search_law)
         self.grid_size = grid_size
 
     # -- distillation -----------------------------------------------------------------------
 
-    def distilled_loss(self, student_params, student_tokens, teacher_loss, multiplier: float | None = None):
-        """The distillation law's student loss at D_eff = multiplier x D_S (default: the start's)."""
+    def distilled_loss(self, student_params, student_tokens, teacher_loss, multiplier: float | None = None,
+                       search: bool = False):
+        """The distillation law's student loss at D_eff = multiplier x D_S (default: the start's);
+        `search`: under the search law's Ltilde_S (what a search minimises)."""
         multiplier = self.token_multiplier if multiplier is None else multiplier
-        return self.distillation.predict(student_params, multiplier * np.asarray(student_tokens, float), teacher_loss)
+        law = self.search_distillation if search else self.distillation
+        return law.predict(student_params, multiplier * np.asarray(student_tokens, float), teacher_loss)
+
+    def search_loss(self, plan: DistillationPlan) -> float:
+        """The student loss a search ranks `plan` by: under the search law (no correction beyond the
+        runs), its teacher's loss too where the plan chose the teacher by (N_T, D_T)."""
+        teacher_loss = plan.teacher_loss
+        if plan.scenario.teacher_inference or plan.scenario.teacher_pretraining:
+            teacher_loss = float(self.search_law.predict(plan.teacher_params, plan.teacher_tokens))
+        return float(self.distilled_loss(plan.student_params, plan.student_tokens, teacher_loss, search=True))
 
     def with_interval(self, plan: DistillationPlan) -> DistillationPlan:
         """The plan with the interval of its student loss (bootstrap and extrapolation error); for a
@@ -272,7 +293,8 @@ class DistillationPlanner(SupervisedPlanner):
     def plan_with_teacher(self, student_params: float, budget: float, teacher_params: float,
                           teacher_tokens: float | None = None, teacher_loss: float | None = None,
                           student_flops_per_token: float | None = None,
-                          mixture: tuple[float, ...] | None = None) -> DistillationPlan:
+                          mixture: tuple[float, ...] | None = None,
+                          teacher_flops_per_token: float | None = None) -> DistillationPlan:
         """An existing teacher (its size and either its tokens or its loss); its logits are paid.
 
         The student loss falls monotonically with D_S for a fixed teacher, so the optimum spends
@@ -281,7 +303,8 @@ class DistillationPlanner(SupervisedPlanner):
         `mixture`: the sizes of several teachers whose mixture is the target (`teacher_params` then
         None): every teacher runs on every student token, F(N_T) is the sum of theirs, and
         `teacher_loss` is the mixture's measured cross-entropy, applied as L_T outside the law's fit
-        (it was fitted for one teacher).
+        (it was fitted for one teacher). `teacher_flops_per_token`: the teacher model's own F(N_T)
+        (`plan --teacher-model`: counted from its config), instead of the accounting's F(N_T).
         """
         if (teacher_tokens is None) == (teacher_loss is None):
             raise UserError("give the existing teacher's tokens or its loss (exactly one)")
@@ -293,6 +316,7 @@ class DistillationPlanner(SupervisedPlanner):
         teachers = None if mixture is None else TeacherMixture(
             tuple(float(p) for p in mixture), tuple(float(self.flops(p)) for p in mixture))
         F_T = float(self.flops(teacher_params)) if teachers is None else sum(teachers.flops_per_token)
+        F_T = F_T if teacher_flops_per_token is None else float(teacher_flops_per_token)  # a model's own count
         student_tokens = budget / (3.0 * F_S + F_T)
         if student_tokens < self.bounds[0]:
             size = (f"{format_quantity(teacher_params)}-parameter teacher's" if teachers is None
@@ -310,18 +334,19 @@ class DistillationPlanner(SupervisedPlanner):
 
     def optimal_teacher_loss(self, student_params: float,
                              student_tokens: float) -> tuple[float, Convergence]:
-        """L_T* = argmin over reachable teacher losses of L_S(N_S, D_S, L_T) (the U-curve minimum)."""
-        law = self.supervised_law
+        """L_T* = argmin over reachable teacher losses of L_S(N_S, D_S, L_T) (the U-curve minimum),
+        under the search law."""
+        law = self.search_law
         low, high = self.bounds
         strongest, weakest = law.predict(high, high), law.predict(low, low)
         # The capacity-gap switch is sharp, so search log(L_T - E), where it is spread out.
         grid = np.linspace(np.log(strongest - law.E), np.log(weakest - law.E), 2048)
-        losses = self.distilled_loss(student_params, student_tokens, law.E + np.exp(grid))
+        losses = self.distilled_loss(student_params, student_tokens, law.E + np.exp(grid), search=True)
         best = int(np.argmin(losses))
         bracket = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
 
         def student_loss(t: float) -> float:
-            return float(self.distilled_loss(student_params, student_tokens, law.E + np.exp(t)))
+            return float(self.distilled_loss(student_params, student_tokens, law.E + np.exp(t), search=True))
 
         found = minimize_scalar(student_loss, bounds=bracket, method="bounded",
                                 options={"xatol": 1e-9})
@@ -331,10 +356,11 @@ class DistillationPlanner(SupervisedPlanner):
             grid_points=len(grid), local_evaluations=int(found.nfev), grid_loss=float(losses[best]))
 
     def teacher_family(self, teacher_loss: float, points: int = 64) -> TeacherFamily:
-        """All teachers inside the bounds that reach `teacher_loss`, and the cheapest of them."""
+        """All teachers inside the bounds that reach `teacher_loss` under the search law, and the
+        cheapest of them."""
         low, high = self.bounds
         params = np.geomspace(low, high, 4096)
-        tokens = tokens_reaching_loss(self.supervised_law, params, teacher_loss)
+        tokens = tokens_reaching_loss(self.search_law, params, teacher_loss)
         # A tolerance keeps the single corner teacher when L_T* is the strongest loss in bounds.
         inside = np.isfinite(tokens) & (tokens >= low * (1 - 1e-6)) & (tokens <= high * (1 + 1e-6))
         tokens = np.clip(tokens, low, high)
@@ -347,11 +373,11 @@ class DistillationPlanner(SupervisedPlanner):
 
         def cost(log_n: float) -> float:
             n = np.exp(log_n)
-            return float(self.flops(n) * tokens_reaching_loss(self.supervised_law, n, teacher_loss))
+            return float(self.flops(n) * tokens_reaching_loss(self.search_law, n, teacher_loss))
 
         found = minimize_scalar(cost, bounds=bracket, method="bounded", options={"xatol": 1e-9})
         optimal_params = float(np.exp(found.x))
-        optimal_tokens = float(tokens_reaching_loss(self.supervised_law, optimal_params, teacher_loss))
+        optimal_tokens = float(tokens_reaching_loss(self.search_law, optimal_params, teacher_loss))
         if not np.isfinite(optimal_tokens):
             optimal_params, optimal_tokens = float(params[best]), float(tokens[best])
         keep = np.unique(np.linspace(0, len(params) - 1, points).round().astype(int))
@@ -387,8 +413,8 @@ class DistillationPlanner(SupervisedPlanner):
 
         def loss(plan: DistillationPlan) -> float:
             if student_penalty is None:
-                return plan.student_loss
-            return plan.student_loss * (1.0 + student_penalty(plan.student_params, plan.student_tokens))
+                return self.search_loss(plan)
+            return self.search_loss(plan) * (1.0 + student_penalty(plan.student_params, plan.student_tokens))
 
         best = self.with_interval(self._refine_student_size(plan_at, plans, min(plans, key=loss), loss))
         return StudentSweep(scenario, budget, plans, best,
@@ -456,8 +482,8 @@ class DistillationPlanner(SupervisedPlanner):
         def student_loss(log_nt, log_dt):
             D_S = student_tokens(log_nt, log_dt)
             feasible = (D_S >= fewest_tokens) & (D_S <= high)
-            L_T = self.supervised_law.predict(np.exp(log_nt), np.exp(log_dt))
-            L_S = self.distilled_loss(N_S, np.where(feasible, D_S, fewest_tokens), L_T)
+            L_T = self.search_law.predict(np.exp(log_nt), np.exp(log_dt))
+            L_S = self.distilled_loss(N_S, np.where(feasible, D_S, fewest_tokens), L_T, search=True)
             return np.where(feasible, L_S, np.inf)
 
         # Coarse grid over the whole box, then a finer one around its best cell.

@@ -170,7 +170,8 @@ class Planner:
         response = {"ok": True, "plan": result.to_dict(), "summary": _summary(result),
                     "text": result.as_text(width=110), "cli": command_line(self.settings(query)),
                     "warnings": result.warnings, "u_curve": _u_curve(result),
-                    "bias_correction": self.laws[query.law].bias_note()}
+                    # only where the law's correction moved one of the plan's losses (`planning.correction`)
+                    "bias_correction": None if result.correction is None else result.correction.describe()}
         response["elapsed_ms"] = _ms(start)
         return response
 
