@@ -15,9 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "<!-- tested: "
 TESTED_BLOCK = re.compile(r"<!-- tested: ([a-z0-9-]+)[^>]*-->\s*```(\w+)\n(.*?)```", re.S)
-# Before issue 36 moved its sections into docs/, README.md had 2 blocks that tests ran (its Python
-# example and the one-liner that makes epoch240.csv): the docs never run fewer.
-BLOCKS_RUN_BEFORE_ISSUE_36 = 2
+# README.md and docs/ once had 4 blocks that tests ran (the full Python example, now on the API
+# reference page, the one-liner that makes epoch240.csv, the predict session, the published runs):
+# they never run fewer.
+BLOCKS_RUN_AT_LEAST = 4
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,21 @@ def marked_blocks() -> dict[str, MarkedBlock]:
 
 def test_every_marked_block_is_run_here_and_none_was_lost():
     blocks = marked_blocks()
-    assert set(blocks) == {"python-api", "epoch240", "predict", "published"}, "each marked block needs its test in this file"
-    assert len(blocks) >= BLOCKS_RUN_BEFORE_ISSUE_36
+    assert set(blocks) == {"python-api", "python-quick", "epoch240", "predict", "published"}, \
+        "each marked block needs its test in this file"
+    assert len(blocks) >= BLOCKS_RUN_AT_LEAST
+    assert {blocks["predict"].path.name, blocks["python-quick"].path.name} == {"README.md"}  # the first screen
+
+
+def test_the_readmes_python_example_prints_a_plan_with_its_verdict(capsys):
+    block = marked_blocks()["python-quick"]
+    assert block.language == "python"
+    namespace: dict = {}
+    exec(compile(block.code, str(block.path), "exec"), namespace)
+    verdict = namespace["plan"].verdict
+    assert verdict in ("distill", "pretrain")
+    out = capsys.readouterr().out
+    assert out.startswith(verdict) and "nats/token" in out
 
 
 @pytest.mark.slow
