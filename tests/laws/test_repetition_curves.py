@@ -121,7 +121,7 @@ def test_the_report_fits_each_group_that_repeats_and_draws_the_figure():
     """repetition_groups: the baselines and the students of each teacher, only where runs repeat;
     with curves, report.json holds them, report.html shows the Repeated data table and figure."""
     from distillscale.laws import ComputeSettings
-    from distillscale.report.calibration import Calibration, CalibrationSettings, _capacity_gap, repetition_groups
+    from distillscale.report.calibration import ReportCalibration, CalibrationSettings, _capacity_gap, repetition_groups
     from distillscale.report.page import render_page
     from distillscale.report.report import report_figures
     from distillscale.report.runs import split_runs
@@ -134,7 +134,7 @@ def test_the_report_fits_each_group_that_repeats_and_draws_the_figure():
     fresh = split_runs(_records(supervised, "baseline", repeated=False), "sweep")
     assert repetition_groups(fresh) == {}
 
-    calibration = Calibration(runs, CalibrationSettings(), ComputeSettings(), "test",
+    calibration = ReportCalibration(runs, CalibrationSettings(), ComputeSettings(), "test",
                               skipped={"supervised": "not fitted here", "distillation": "not fitted here"},
                               capacity_gap=_capacity_gap(runs), plan={"skipped": "no laws"},
                               repetition=[_curve("supervised", 2.0), _curve("distilled", 6.0)])
@@ -147,7 +147,7 @@ def test_the_report_fits_each_group_that_repeats_and_draws_the_figure():
     assert "on fixed subsets by design" in page and "use a larger corpus" not in page
     assert "6 [5, 7.2]" in page and "+1.00%" in page   # the distilled R_D* with its interval; a backtest error
 
-    without = Calibration(fresh, CalibrationSettings(), ComputeSettings(), "test", capacity_gap=_capacity_gap(fresh),
+    without = ReportCalibration(fresh, CalibrationSettings(), ComputeSettings(), "test", capacity_gap=_capacity_gap(fresh),
                           plan={"skipped": "no laws"})
     assert "repetition" not in report_figures(without)
 
@@ -160,12 +160,12 @@ def test_the_report_gives_the_distillation_law_the_distilled_students_r_star():
 
     from distillscale.laws import ComputeSettings
     from distillscale.laws.lawset import load_laws
-    from distillscale.report.calibration import Calibration, CalibrationSettings, attach_distilled_repetition
+    from distillscale.report.calibration import ReportCalibration, CalibrationSettings, attach_distilled_repetition
     from distillscale.report.runs import split_runs
 
     runs = split_runs(_records(distilled_table(r_star=6.0), "student"), "sweep")
     law = dataclasses.replace(load_laws("busbridge2025").distillation)
-    calibration = Calibration(runs, CalibrationSettings(), ComputeSettings(), "test",
+    calibration = ReportCalibration(runs, CalibrationSettings(), ComputeSettings(), "test",
                               repetition=[_curve("supervised", 2.0), _curve("distilled", 6.0)])
     calibration.distillation = SimpleNamespace(law=law)
     attach_distilled_repetition(calibration)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from distillscale.laws import ComputeSettings
-from distillscale.report.calibration import (Calibration, CalibrationSettings, PrunedCapacityGap,
+from distillscale.report.calibration import (ReportCalibration, CalibrationSettings, PrunedCapacityGap,
                                              pruned_capacity_gap)
 from distillscale.report.commands import print_summary
 from distillscale.report.figures import plot_capacity_gap_pruned
@@ -70,7 +70,7 @@ def test_each_start_gets_its_optimal_teachers_and_k_with_an_interval(tmp_path):
 
 def test_the_section_reaches_report_json_the_page_the_terminal_and_the_figure(tmp_path, capsys):
     runs = load_runs(write_export(tmp_path))
-    calibration = Calibration(runs, CalibrationSettings(bootstrap=0), ComputeSettings(), "test",
+    calibration = ReportCalibration(runs, CalibrationSettings(bootstrap=0), ComputeSettings(), "test",
                               capacity_gap_pruned=pruned_capacity_gap(runs, bootstrap=0))
     report = calibration.to_dict()
     assert report["capacity_gap_pruned"]["groups"][0]["law"]["bootstrap_resamples"] == 0

@@ -266,3 +266,24 @@ def test_a_bad_python_argument_is_one_parameter_error(call, name):
     with pytest.raises(ParameterError) as caught:
         call()
     assert caught.value.param == name and len(str(caught.value).splitlines()) == 1
+
+
+def test_a_relative_lr_law_is_the_base_files(cli, tmp_path, monkeypatch):
+    """[model] lr_law = "hp.json" names the file beside the base: the spec names it absolutely, and
+    `sweep plan` run from another directory reads it."""
+    from distillscale.laws.hyperparameters import HyperparameterLaw, PowerLaw
+    from distillscale.laws.hyperparameters.rates import parse_lr_unit
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    HyperparameterLaw(name="toy", source="a test", lr_unit=parse_lr_unit("mup-base"),
+                      lr=PowerLaw(coefficient=0.05, exponents=(-0.25, 0.1), residual_sd=0.2),
+                      fixed_batch_tokens=64 * 512.0).save(project / "hp.json")
+    write_base(project, 'aspect_ratio = 64\nhead_dim = 64\nlr_law = "hp.json"')
+    monkeypatch.chdir(elsewhere)
+    ladder, plan, spec = design_and_plan(cli, elsewhere, "--target-params", "1B", "--target-tokens", "20B",
+                                         "--budget", "1e19", "--base", "../project/base.toml")
+    assert Path(spec["model"]["lr_law"]).resolve() == (project / "hp.json").resolve()
+    assert plan["flops"] == pytest.approx(ladder["chosen"]["flops"], rel=1e-12)
+    assert all(run["lr"] is not None for run in plan["runs"])

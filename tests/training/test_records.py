@@ -8,6 +8,7 @@ import json
 import pytest
 
 from distillscale.errors import UserError
+from distillscale.training.config import TrainConfig
 from distillscale.training.records import RESULT_SCHEMA_VERSION, RUN_SCHEMA_VERSION, RunRecord, RunResult
 
 from tests.conftest import TEST_DATA
@@ -127,7 +128,9 @@ def test_files_written_by_the_landed_version_still_load(tmp_path):
 
     record = RunRecord.load(OLD_FILES / "config-2026-11-23.json")
     assert record.plan.token_budget is None and record.plan.total_steps == 150  # not kept before
-    assert record.config["schedule"] == "wsd"
+    assert record.config.settings()["schedule"] == "wsd" and not record.config.distilled
+    assert record.config.settings() == json.loads((OLD_FILES / "config-2026-11-23.json").read_text())["config"]
+    TrainConfig.model_validate(record.config.settings())  # no teacher keys a train config refuses
     result = RunResult.load(OLD_FILES / "result-train-2026-11-23.json")
     assert result.completed and result.token_budget == 38400 and result.fork is None
 

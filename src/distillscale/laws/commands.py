@@ -329,7 +329,6 @@ class FitSupervisedSettings(CommandSettings):
 def fit_supervised(s: FitSupervisedSettings) -> None:
     """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma; with --form auto, the median of the chinchilla,
     tied and busbridge forms refitted into one law (each form backtested on extrapolation)."""
-    from distillscale.laws.calibrate import calibrate
     from distillscale.tables import read_table
 
     if s.out:
@@ -338,8 +337,17 @@ def fit_supervised(s: FitSupervisedSettings) -> None:
     losses = _loss_identity(s.tokenizer, s.text)
     rows, runs, names = _supervised_columns(read_table(s.file), s.params_col, s.loss_col, s.tokens_col,
                                             s.flops_col, s.drop_invalid, s.total_params_col, s.unique_tokens_col)
+    calibration = _calibrate_supervised(s, rows, runs, names)
+    _report_supervised(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
+                       calibration, rows)
+
+
+def _calibrate_supervised(s: FitSupervisedSettings, rows, runs, names):
+    """`laws.calibrate` on the checked columns, with the command's options; errors named by flag."""
+    from distillscale.laws.calibrate import calibrate
+
     try:
-        calibration = calibrate(
+        return calibrate(
             runs, total_params="total_params" if s.total_params_col else None, form=s.form,
             unique_tokens="unique_tokens" if s.unique_tokens_col else None,
             holdout=_fit_rows(rows, names, s.fit_where), source=_supervised_source(s, rows.n_dropped),
@@ -351,8 +359,6 @@ def fit_supervised(s: FitSupervisedSettings) -> None:
     except ParameterError as exc:  # the columns' flags
         raise UserError(exc.for_cli({"total_params": "--total-params-col",
                                      "unique_tokens": "--unique-tokens-col"})) from None
-    _report_supervised(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
-                       calibration, rows)
 
 
 def _supervised_source(s: FitSupervisedSettings, n_dropped: int) -> dict:
@@ -448,7 +454,6 @@ class FitDistillationSettings(CommandSettings):
 @command(FitDistillationSettings)
 def fit_distillation(s: FitDistillationSettings) -> None:
     """Fit the distillation law L_S(N_S, D_S, L_T) (Busbridge Eq. 8) on the 108,000-start grid."""
-    from distillscale.laws.calibrate import calibrate
     from distillscale.tables import read_table
 
     if s.out:
@@ -459,20 +464,27 @@ def fit_distillation(s: FitDistillationSettings) -> None:
     students, supervised, lines, table = _distillation_columns(read_table(s.file), columns, s.teacher_loss_col,
                                                                student_law is None, s.drop_invalid)
     holdout = _distillation_holdout(s, students, supervised, table, [*columns, s.teacher_loss_col])
+    calibration = _calibrate_distillation(s, table, student_law, students.n_dropped, holdout)
+    _report_distillation(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
+                         calibration, students, lines)
+
+
+def _calibrate_distillation(s: FitDistillationSettings, table, student_law, n_dropped: int, holdout):
+    """`laws.calibrate` on the checked rows, with the command's options; errors named by flag."""
+    from distillscale.laws.calibrate import calibrate
+
     try:
-        calibration = calibrate(
+        return calibrate(
             table, params=s.student_params_col, tokens=s.student_tokens_col, loss=s.loss_col,
             teacher_loss=s.teacher_loss_col, supervised_law=student_law, form=s.supervised_form,
             distillation_form=s.form, supervised_options={"bootstrap": 0}, progress=progress_printer("fit"),
-            source={"file": str(s.file), "fit_where": s.fit_where, "n_dropped": students.n_dropped,
+            source={"file": str(s.file), "fit_where": s.fit_where, "n_dropped": n_dropped,
                     "supervised_law": s.supervised_law or "fitted to the supervised rows"},
             holdout=holdout, distillation_options=dict(backtest=s.backtest, huber_delta=s.huber_delta,
                                                        bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid),
                                                        seed=s.seed))
     except ParameterError as exc:  # this command's flags for the two laws' forms
         raise UserError(exc.for_cli({"form": "--supervised-form", "distillation_form": "--form"})) from None
-    _report_distillation(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
-                         calibration, students, lines)
 
 
 def _distillation_holdout(s: FitDistillationSettings, students, supervised, table, columns: list[str]):
@@ -518,6 +530,17 @@ class PredictDownstreamSettings(CommandSettings):
     as_json: bool = option(False, flag="--json", help="print JSON")
 
 
+def _downstream_error(s: PredictDownstreamSettings, law) -> float:
+    """The law's error at --loss; a loss so far outside its runs' that the error leaves 0-1 is refused."""
+    error = float(law.error(s.loss))
+    if law.far_outside(s.loss) and not 0 <= error <= 1:  # as `plan --downstream-law` (planning.downstream)
+        raise UserError(f"--loss {s.loss:g} is far outside the losses the law {s.law} was fitted to "
+                        f"({law.loss_range[0]:.4g} to {law.loss_range[1]:.4g} nats/token), where it gives an error "
+                        f"of {error:.3g}, outside 0-1: the loss is on another scale than the law's (another "
+                        f"tokenizer or corpus, or other units); give a loss of the law's runs' data")
+    return error
+
+
 @predict_app.command("downstream")
 @command(PredictDownstreamSettings)
 def predict_downstream_command(s: PredictDownstreamSettings) -> None:
@@ -527,12 +550,7 @@ def predict_downstream_command(s: PredictDownstreamSettings) -> None:
     if not (math.isfinite(s.loss) and s.loss > 0):
         raise UserError(f"--loss must be a positive number of nats/token, got {s.loss:g}")
     law = load_downstream_law(s.law)
-    error = float(law.error(s.loss))
-    if law.far_outside(s.loss) and not 0 <= error <= 1:  # as `plan --downstream-law` (planning.downstream)
-        raise UserError(f"--loss {s.loss:g} is far outside the losses the law {s.law} was fitted to "
-                        f"({law.loss_range[0]:.4g} to {law.loss_range[1]:.4g} nats/token), where it gives an error "
-                        f"of {error:.3g}, outside 0-1: the loss is on another scale than the law's (another "
-                        f"tokenizer or corpus, or other units); give a loss of the law's runs' data")
+    error = _downstream_error(s, law)
     low, high = law.interval(s.loss)
     outside = not law.loss_range[0] <= s.loss <= law.loss_range[1]
     if s.as_json:

@@ -123,7 +123,7 @@ def distill_map_command(s: DistillMapSettings) -> None:
                   f"(scenario {name}, law {laws.name}); map written to {s.out}")
 
 
-class TeacherSettings(CommandSettings):
+class TeacherRankingSettings(CommandSettings):
     """`distillscale teacher`."""
 
     command_path: ClassVar[str] = "teacher"
@@ -141,8 +141,8 @@ class TeacherSettings(CommandSettings):
     overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
 
 
-@command(TeacherSettings)
-def teacher_command(s: TeacherSettings) -> None:
+@command(TeacherRankingSettings)
+def teacher_command(s: TeacherRankingSettings) -> None:
     """Rank teachers for a student: predicted student loss each, the optimal teacher loss L_T*,
     and where the capacity gap begins (L_T / Ltilde_S = d1)."""
     from distillscale.planning import plots

@@ -13,7 +13,7 @@ from distillscale.console import Table, console, err_console, print_json
 from distillscale.errors import UserError
 
 if TYPE_CHECKING:
-    from distillscale.regime.experiment import LargeBatchResult, RunResult
+    from distillscale.regime.experiment import LargeBatchResult, RegimeRun
 
 experiment_app = typer.Typer(help="Reproduction experiments that check the science on real data.",
                              no_args_is_help=True)
@@ -78,17 +78,11 @@ def large_batch_command(s: LargeBatchSettings) -> None:
     """Train a BatchNorm CNN on MNIST-1D in five regimes (SB, LB, +sqrt LR, +Ghost BN, +regime
     adaptation) and report test accuracy and the weight distance vs log(updates)."""
     from distillscale.io import atomic_write_json
-    from distillscale.regime.experiment import (LargeBatchConfig, plot_weight_distance,
-                                                run_large_batch_experiment)
+    from distillscale.regime.experiment import plot_weight_distance, run_large_batch_experiment
 
-    config = LargeBatchConfig(milestones=parse_milestones(s.milestones), **s.model_dump(include={
-        "small_batch", "large_batch", "ghost_batch", "epochs", "lr", "weight_decay", "seeds", "num_samples", "channels"}))
+    config = _experiment_config(s)
     results_path = prepare_out_dir(s.out, s.overwrite)
     plot_path = s.out / f"weight_distance.{s.plot_format}"
-
-    import torch
-
-    torch.set_num_threads(s.threads)
     result = run_large_batch_experiment(config, on_run=_print_run)
     record = {**result.to_dict(), "files": {"results": str(results_path), "plot": str(plot_path)}}
     plot_weight_distance(result, plot_path)
@@ -101,7 +95,18 @@ def large_batch_command(s: LargeBatchSettings) -> None:
     console.print(f"results: {results_path}\nplot: {plot_path}")
 
 
-def _print_run(run: RunResult) -> None:
+def _experiment_config(s: LargeBatchSettings):
+    """The experiment's settings from the flags; torch's threads set to --threads."""
+    import torch
+
+    from distillscale.regime.experiment import LargeBatchConfig
+
+    torch.set_num_threads(s.threads)
+    return LargeBatchConfig(milestones=parse_milestones(s.milestones), **s.model_dump(include={
+        "small_batch", "large_batch", "ghost_batch", "epochs", "lr", "weight_decay", "seeds", "num_samples", "channels"}))
+
+
+def _print_run(run: RegimeRun) -> None:
     err_console.print(f"{run.regime:>4} seed {run.seed}: test accuracy {100 * run.test_accuracy:.1f}% after "
                       f"{run.updates} updates ({run.seconds:.1f} s)", highlight=False)
 

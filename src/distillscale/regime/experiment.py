@@ -162,7 +162,7 @@ class ConvClassifier(nn.Module):
 
 
 @dataclass
-class RunResult:
+class RegimeRun:
     regime: str
     seed: int
     updates: int
@@ -182,7 +182,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
-def train_regime(regime: Regime, data: MNIST1D, seed: int, config: LargeBatchConfig) -> RunResult:
+def train_regime(regime: Regime, data: MNIST1D, seed: int, config: LargeBatchConfig) -> RegimeRun:
     """Train one classifier with SGD + momentum, step LR decay (x0.1 at each milestone), gradient
     clipping; batches are drawn without replacement, the last incomplete batch of an epoch dropped."""
     started = time.perf_counter()
@@ -219,7 +219,7 @@ def train_regime(regime: Regime, data: MNIST1D, seed: int, config: LargeBatchCon
 
     test_accuracy, _ = evaluate(model, data.x_test, data.y_test)
     train_accuracy, train_loss = evaluate(model, data.x_train, data.y_train)
-    return RunResult(regime.name, seed, total_updates, test_accuracy, train_accuracy, train_loss,
+    return RegimeRun(regime.name, seed, total_updates, test_accuracy, train_accuracy, train_loss,
                      time.perf_counter() - started,
                      [(reading.step, reading.total) for reading in distance.history])
 
@@ -231,7 +231,7 @@ class RegimeSummary:
     test_accuracy_mean: float
     test_accuracy_std: float  # sample standard deviation over seeds (0 for one seed)
     train_accuracy_mean: float
-    runs: list[RunResult]
+    runs: list[RegimeRun]
 
 
 @dataclass
@@ -258,7 +258,7 @@ class LargeBatchResult:
 
 
 def run_large_batch_experiment(config: LargeBatchConfig,
-                               on_run: Callable[[RunResult], None] | None = None
+                               on_run: Callable[[RegimeRun], None] | None = None
                                ) -> LargeBatchResult:
     """Train every regime with every seed (seeds 0..config.seeds-1) and summarise test accuracy."""
     started = time.perf_counter()

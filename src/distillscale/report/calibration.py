@@ -98,7 +98,7 @@ class CalibrationSettings:
 
 
 @dataclass
-class Calibration:
+class ReportCalibration:
     runs: SweepRuns
     settings: CalibrationSettings
     compute: ComputeSettings
@@ -173,10 +173,10 @@ class Calibration:
 
 
 def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettings(),
-              progress=lambda message: None) -> Calibration:
+              progress=lambda message: None) -> ReportCalibration:
     """Steps 1-5 above; `progress(message)` is told which step starts."""
     compute, compute_source = _compute_settings(runs)
-    result = Calibration(runs, settings, compute, compute_source, losses=loss_identity(runs))
+    result = ReportCalibration(runs, settings, compute, compute_source, losses=loss_identity(runs))
     records = runs.supervised + runs.students
 
     def column(key: str) -> np.ndarray:
@@ -227,7 +227,7 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     return result
 
 
-def attach_distilled_repetition(result: "Calibration") -> None:
+def attach_distilled_repetition(result: "ReportCalibration") -> None:
     """The distillation law carries the distilled students' own R_D* (the "distilled" group: one
     teacher), which `plan --unique-tokens` uses for distilled students instead of the supervised
     decay; with several teachers (one R_D* each) it carries none."""
@@ -302,7 +302,7 @@ ON_POLICY_NOTE = ("The distillation law was fitted on off-policy students only; 
                   "on-policy distillation changed, not an error of the law.")
 
 
-def _on_policy(result: Calibration) -> dict[str, Any]:
+def _on_policy(result: ReportCalibration) -> dict[str, Any]:
     """Each on-policy student beside the off-policy distillation law's prediction for its N, D and
     teacher loss (with the interval); empty when the sweep has none."""
     runs = result.runs.on_policy
@@ -493,7 +493,7 @@ def _distilled_vs_baseline(runs: SweepRuns) -> list[dict[str, Any]]:
     return pairs
 
 
-def _plan(result: Calibration) -> dict[str, Any]:
+def _plan(result: ReportCalibration) -> dict[str, Any]:
     """Compute-optimal distillation at the target under the fitted laws, in every scenario. With no
     target given, the target is the one the fit supports (`supported_target`)."""
     if result.supervised is None or result.distillation is None:

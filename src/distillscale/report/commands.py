@@ -281,6 +281,11 @@ def demo_command(s: DemoSettings) -> int:
         print_summary(report)
         console.print(styled("report: ", (str(sweep_dir / REPORT_HTML), "bold"),
                              f" (demo took {time.perf_counter() - start:.0f} s)"), highlight=False, soft_wrap=True)
+    return _unfinished(counts, sweep_dir)
+
+
+def _unfinished(counts: dict, sweep_dir: Path) -> int:
+    """The demo's exit status: 1, with a warning naming them, when some runs did not complete."""
     unfinished = counts["failed"] + counts["diverged"] + counts["blocked"]
     if unfinished:
         warn(f"{unfinished} runs did not complete, so the report leaves them out: see `distillscale sweep "

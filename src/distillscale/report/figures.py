@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from distillscale.planning.plots import pyplot
-from distillscale.report.calibration import Calibration
+from distillscale.report.calibration import ReportCalibration
 from distillscale.report.runs import learning_curve
 from distillscale.units import format_quantity
 
@@ -18,7 +18,7 @@ def _by_size(runs: list[dict]) -> dict[float, list[dict]]:
     return dict(sorted(groups.items()))
 
 
-def plot_learning_curves(calibration: Calibration):
+def plot_learning_curves(calibration: ReportCalibration):
     """Validation loss against tokens for every run with a metrics.jsonl, one panel per kind."""
     plt = pyplot()
     kinds = {"supervised (teachers and baselines)": calibration.runs.supervised,
@@ -46,7 +46,7 @@ def plot_learning_curves(calibration: Calibration):
     return figure
 
 
-def plot_supervised_fit(calibration: Calibration):
+def plot_supervised_fit(calibration: ReportCalibration):
     """Observed loss against tokens per model size, with the fitted law's curves."""
     plt = pyplot()
     law = calibration.supervised.law
@@ -70,7 +70,7 @@ def plot_supervised_fit(calibration: Calibration):
     return figure
 
 
-def plot_student_u_curves(calibration: Calibration):
+def plot_student_u_curves(calibration: ReportCalibration):
     """Student loss against teacher loss for each student (size, tokens), the fitted law's
     U-curve through them and the student's supervised loss."""
     plt = pyplot()
@@ -97,7 +97,7 @@ def plot_student_u_curves(calibration: Calibration):
     return figure
 
 
-def plot_distilled_vs_baseline(calibration: Calibration):
+def plot_distilled_vs_baseline(calibration: ReportCalibration):
     """Each distilled student against its supervised baseline (same size and tokens): below the
     diagonal, distillation helped."""
     plt = pyplot()
@@ -119,7 +119,7 @@ def plot_distilled_vs_baseline(calibration: Calibration):
     return figure
 
 
-def plot_backtest(calibration: Calibration):
+def plot_backtest(calibration: ReportCalibration):
     """Per law: the signed relative error of every backtest prediction against its distance beyond
     the fitted runs, the final law's extrapolation band (`ExtrapolationError.half_width`), and the largest
     runs predicted by the law refitted without them, with their intervals."""
@@ -164,7 +164,7 @@ def plot_backtest(calibration: Calibration):
     return figure
 
 
-def plot_repetition(calibration: Calibration):
+def plot_repetition(calibration: ReportCalibration):
     """Loss against epochs over a fixed subset (the same budget D, U = D / epochs unique tokens), one
     panel per student size: each group's runs (supervised, distilled), its fitted data-constrained
     curve, and the backtest's predictions (fitted on the runs of at most 4 epochs) of those beyond."""
@@ -202,7 +202,7 @@ def plot_repetition(calibration: Calibration):
     return figure
 
 
-def plot_capacity_gap_pruned(calibration: Calibration):
+def plot_capacity_gap_pruned(calibration: ReportCalibration):
     """Student loss against teacher size per student size (one colour each), pruned-from-the-teacher
     students solid, from-scratch ones dashed, each group's N_T* a vertical mark (MiniMA's Fig.)."""
     plt = pyplot()

@@ -11,7 +11,7 @@ from typing import Any
 
 from distillscale.io import atomic_write_json, atomic_write_text, has_signature, json_format_is
 from distillscale.report import figures
-from distillscale.report.calibration import Calibration, CalibrationSettings, calibrate
+from distillscale.report.calibration import ReportCalibration, CalibrationSettings, calibrate
 from distillscale.report.downstream import plot_scores, scores_record, task_scores
 from distillscale.report.page import figure_png, render_page
 from distillscale.report.runs import load_runs
@@ -22,7 +22,7 @@ REPORT_HTML = "report.html"
 REPORT_IS_OURS = {REPORT_JSON: json_format_is("distillscale.report/"), REPORT_HTML: has_signature}
 
 
-def report_figures(calibration: Calibration) -> dict[str, tuple[str, bytes]]:
+def report_figures(calibration: ReportCalibration) -> dict[str, tuple[str, bytes]]:
     """id -> (caption, PNG) for every figure the calibration has data for."""
     runs = calibration.runs
     wanted = []
@@ -61,7 +61,7 @@ def report_figures(calibration: Calibration) -> dict[str, tuple[str, bytes]]:
 
 def write_report(source: str | Path, out_dir: str | Path,
                  settings: CalibrationSettings = CalibrationSettings(),
-                 progress=lambda message: None) -> tuple[Calibration, dict[str, Any]]:
+                 progress=lambda message: None) -> tuple[ReportCalibration, dict[str, Any]]:
     """Calibrate on the runs of `source` and write report.json and report.html into `out_dir`."""
     calibration = calibrate(load_runs(source), settings, progress)
     report = calibration.to_dict()

@@ -46,10 +46,7 @@ class SweepRunSettings(CommandSettings):
     as_json: bool = option(False, flag="--json", help="print the number of runs per status as JSON")
 
 
-@sweep_app.command("run")
-@command(SweepRunSettings)
-def run_command(s: SweepRunSettings) -> int:
-    """Run every run of a sweep spec: teachers first, then the students distilled from them and their
+RUN_HELP = """Run every run of a sweep spec: teachers first, then the students distilled from them and their
     supervised baselines, up to --workers at a time, each in its own process.
 
     Spec sections: \\[data] as `train` (path, vocab_size, max_bytes, val_fraction, tokenizer,
@@ -66,6 +63,12 @@ def run_command(s: SweepRunSettings) -> int:
     checkpoints and retries failed ones. Exit status 1 when a run failed, diverged or was blocked,
     or could not be scored ([eval]).
     """
+
+
+@sweep_app.command("run", help=RUN_HELP)
+@command(SweepRunSettings)
+def run_command(s: SweepRunSettings) -> int:
+    """`distillscale sweep run` (its help: RUN_HELP)."""
     from distillscale.sweeps.runner import Sweep
 
     sweep = Sweep.open(s.spec, s.out, **s.model_dump(exclude={"spec", "out", "as_json"}))

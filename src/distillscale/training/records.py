@@ -150,14 +150,42 @@ def student_fields(student: ModelConfig | HFStudentRecord) -> dict[str, ModelCon
     return {"hf_student": student} if isinstance(student, HFStudentRecord) else {"model": student}
 
 
+class RecordedSettings(BaseModel):
+    """config.json's `config`: the settings of the train or distill config the run was started with,
+    as `TrainConfig.record()` writes them (JSON values, a teacher server's credentials redacted), kept
+    as written, so that a run of an earlier version still reads: the run directory reads them back as
+    that command's config (`settings()`), the teacher fields saying which command it was."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    teacher: str | list[str] | None = None
+    teacher_cache: str | list[str] | None = None
+    teacher_url: str | list[str] | None = None
+
+    @property
+    def distilled(self) -> bool:
+        """Whether they are a distill run's: a teacher, a logit cache or a teacher server given."""
+        return any((self.teacher, self.teacher_cache, self.teacher_url))
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting as written (unset ones, None, included), and only those: a train run's have
+        no teacher keys, which its config class would refuse."""
+        written = self.model_fields_set | set(self.model_extra or {})
+        return {key: value for key, value in dict(self).items() if key in written}
+
+    @model_serializer(mode="plain")
+    def _as_written(self) -> dict[str, Any]:
+        return self.settings()
+
+
 class RunRecord(BaseModel):
-    """config.json: the config as resolved (a dict of the train or distill config's settings, read
-    back as that config by the run directory), its hash, and the plan."""
+    """config.json: the config as resolved (`RecordedSettings`, read back as the train or distill
+    config by the run directory), its hash, and the plan."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: int = RUN_SCHEMA_VERSION
-    config: dict[str, Any]
+    config: RecordedSettings
     config_hash: str
     plan: RunPlan
 

@@ -199,7 +199,7 @@ class RunDirectory:
         """The config the run was started with, read as `config_class` (a train or a distill run)."""
         record = RunRecord.load(self.config_path)
         try:
-            return config_class.model_validate(record.config)
+            return config_class.model_validate(record.config.settings())
         except ValidationError:
             kind = "distill" if config_class.__name__.startswith("Distill") else "train"
             raise UserError(f"{self.config_path} is not the config of a `{kind}` run (a run of another "
@@ -215,9 +215,8 @@ class RunDirectory:
             record = RunRecord.load(self.config_path)
         except UserError:
             return None
-        settings = record.config
-        kind = DistillConfig if any(settings.get(key) for key in ("teacher", "teacher_cache", "teacher_url")) \
-            else TrainConfig
+        settings = record.config.settings()
+        kind = DistillConfig if record.config.distilled else TrainConfig
         try:  # the recorded settings as they were, without re-checking how they combine
             data = kind.model_construct(**{key: value for key, value in settings.items()
                                            if key in kind.model_fields}).data_config()

@@ -18,7 +18,7 @@ _EXPORTS = {
     **dict.fromkeys(("HyperparameterLaw", "PowerLaw", "Recommendation", "BatchAdaptation"),
                     "distillscale.laws.hyperparameters.law"),
     **dict.fromkeys(("HYPERPARAMETER_PRESETS", "load_hyperparameter_law"), "distillscale.laws.hyperparameters.presets"),
-    **dict.fromkeys(("CellOptimum", "CellScore", "FitSummary", "SettingChoice"), "distillscale.laws.hyperparameters.records"),
+    **dict.fromkeys(("CellOptimum", "CellScore", "GridFit", "SettingChoice"), "distillscale.laws.hyperparameters.records"),
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -3,7 +3,7 @@
 
     evidence = [cell_evidence(cell, windows, resamples, rng) for cell in cells]
     lr_law, batch_law = across_cells(evidence, "joint", 0.01, "N,D")       # or None: the method fails here
-    loco_scores(evidence, "weighted", 0.01, "N,D")                          # one HeldOut per cell left out
+    loco_scores(evidence, "weighted", 0.01, "N,D")                          # one HeldOutCell per cell left out
 
 - "optima": least squares through each cell's optimum (its surface's minimum in the window).
 - "weighted": the same, each cell weighted by the precision of its optimum (1 / the variance of its
@@ -80,7 +80,7 @@ def cell_evidence(cell: CellRuns, windows: tuple[float | None, ...], resamples: 
 
 
 @dataclass(frozen=True)
-class HeldOut:
+class HeldOutCell:
     """A left-out cell's recommendation by the law of the other cells, and its score: the loss of
     its run nearest (lr, B) against its best run (relative)."""
 
@@ -272,7 +272,7 @@ def _uncentred(theta: np.ndarray, keep: list[int], centre: np.ndarray) -> PowerL
 
 
 def loco_scores(evidence: list[CellEvidence], method: str, window: float | None, batch_form: str
-                ) -> list[HeldOut] | None:
+                ) -> list[HeldOutCell] | None:
     """Each cell in turn left out: the law `method` fits to the other cells' evidence alone (none of
     the left-out cell's runs), its recommendation at the left-out cell and the score there. None
     where the method fails on any fold."""
@@ -285,5 +285,5 @@ def loco_scores(evidence: list[CellEvidence], method: str, window: float | None,
         cell = item.cell
         lr = laws[0](cell.params, cell.tokens)
         batch = laws[1](cell.params, cell.tokens) if varies_batch and laws[1] is not None else None
-        scores.append(HeldOut(lr, batch, nearest_run_loss(cell, lr, batch) / float(cell.loss.min()) - 1))
+        scores.append(HeldOutCell(lr, batch, nearest_run_loss(cell, lr, batch) / float(cell.loss.min()) - 1))
     return scores

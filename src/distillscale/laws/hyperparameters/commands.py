@@ -59,17 +59,34 @@ class FitHyperparametersSettings(CommandSettings):
 def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
     """Fit lr*(N, D) and B*(N, D) to an lr x batch grid: each (N, D) cell's loss surface in
     (ln lr, ln B), then power laws across cells, backtested on the largest size."""
-    from distillscale.laws.hyperparameters.conditions import RULES
     from distillscale.laws.hyperparameters.fit import fit_hyperparameters
     from distillscale.laws.hyperparameters.law import is_hyperparameter_law_file
     from distillscale.laws.hyperparameters.rates import table_lr_unit
-    from distillscale.tables import read_table
 
     if not 0 < s.level < 1:
         raise UserError(f"--level must be between 0 and 1 (e.g. 0.9), got {s.level:g}")
     if s.out:
         check_output_file(s.out, overwrite=s.overwrite, is_ours=is_hyperparameter_law_file, inputs=[s.file],
                           what="distillscale hyperparameter law")
+    table, rows = _grid_rows(s)
+    unit = table_lr_unit({"lr_unit": table.values("lr_unit")} if "lr_unit" in table.columns else None, s.lr_unit)
+    fit = fit_hyperparameters(rows.columns, lr_unit=unit, params=s.params_col, tokens=s.tokens_col, lr=s.lr_col, batch=s.batch_col,
+                              loss=s.loss_col, beta2=s.beta2_col, warmup=s.warmup_col, backtest=s.backtest, bootstrap=s.bootstrap, level=s.level, seed=s.seed,
+                              name=s.name or s.file.stem, source=f"fitted to {s.file}" + (f" where {s.where}" if s.where else ""))
+    if s.out:
+        fit.save(s.out)
+    if s.as_json:
+        print_json({"law": fit.law.model_dump(mode="json"), "n_dropped": rows.n_dropped,
+                    "out": str(s.out) if s.out else None})
+        return
+    _print_fit(fit, s, rows.n_dropped)
+
+
+def _grid_rows(s: FitHyperparametersSettings):
+    """(the table, its checked numeric rows): the rows --where keeps, with the columns the flags name."""
+    from distillscale.laws.hyperparameters.conditions import RULES
+    from distillscale.tables import read_table
+
     table = read_table(s.file)
     if s.where is not None:
         table = table.where(s.where)
@@ -85,20 +102,8 @@ def fit_hyperparameters_command_run(s: FitHyperparametersSettings) -> None:
     columns = [s.params_col, s.tokens_col, s.lr_col, s.batch_col, s.loss_col, *filter(None, settings.values())]
     flags = ["--params-col", "--tokens-col", "--lr-col", "--batch-col", "--loss-col",
              *(f"--{key}-col" for key, column in settings.items() if column is not None)]
-    rows = table.numeric(columns, drop_invalid=s.drop_invalid, flags=flags,  # one column in two roles: named
-                         rules={column: RULES[key] for key, column in settings.items() if column is not None})
-    name = s.name or s.file.stem
-    unit = table_lr_unit({"lr_unit": table.values("lr_unit")} if "lr_unit" in table.columns else None, s.lr_unit)
-    fit = fit_hyperparameters(rows.columns, lr_unit=unit, params=s.params_col, tokens=s.tokens_col, lr=s.lr_col, batch=s.batch_col,
-                              loss=s.loss_col, beta2=s.beta2_col, warmup=s.warmup_col, backtest=s.backtest, bootstrap=s.bootstrap, level=s.level, seed=s.seed,
-                              name=name, source=f"fitted to {s.file}" + (f" where {s.where}" if s.where else ""))
-    if s.out:
-        fit.save(s.out)
-    if s.as_json:
-        print_json({"law": fit.law.model_dump(mode="json"), "n_dropped": rows.n_dropped,
-                    "out": str(s.out) if s.out else None})
-        return
-    _print_fit(fit, s, rows.n_dropped)
+    return table, table.numeric(columns, drop_invalid=s.drop_invalid, flags=flags,  # one column in two roles: named
+                                rules={column: RULES[key] for key, column in settings.items() if column is not None})
 
 
 def _print_fit(fit, s: FitHyperparametersSettings, n_dropped: int) -> None:
@@ -178,6 +183,12 @@ def predict_hyperparameters_command_run(s: PredictHyperparametersSettings) -> No
     if s.as_json:
         print_json(rec.to_dict())
         return
+    _print_recommendation(rec, law)
+
+
+def _print_recommendation(rec, law) -> None:
+    """The recommendation in a few lines: rate, batch, the settings the law's runs used, and at a
+    fixed batch how the rate adapts and what the batch costs."""
     for note in rec.notes:
         warn(note)
     level = f"{rec.level:.0%}"

@@ -52,9 +52,9 @@ from distillscale.laws.hyperparameters.rates import LrUnit, table_lr_unit
 from distillscale.laws.hyperparameters.records import (
     CellOptimum,
     CellScore,
-    FitSummary,
+    GridFit,
     RunPoint,
-    Selection,
+    WindowSelection,
     WindowCandidate,
 )
 from distillscale.laws.hyperparameters.surface import (
@@ -90,7 +90,7 @@ class HyperparameterFit:
 
     law: HyperparameterLaw
     cells: list[CellOptimum]
-    selection: Selection
+    selection: WindowSelection
     backtest: list[CellScore] | None
     notes: list[str] = field(default_factory=list)
 
@@ -232,7 +232,7 @@ def _fit(columns: dict[str, np.ndarray], window, backtest: bool, bootstrap: int,
     cell_records = [_cell_record(fit, cell_draws, level, whole_fit)
                     for fit, cell_draws, whole_fit in zip(optima, draws, whole_optima)]
     penalties = [c.sqrt_penalty for c in cell_records if c.sqrt_penalty is not None]
-    record = FitSummary(window=chosen, batch_form=selection.batch_form, method=method, selection=selection,
+    record = GridFit(window=chosen, batch_form=selection.batch_form, method=method, selection=selection,
                         cells=cell_records,
                         notes=notes, sqrt_penalty=float(np.median(penalties)) if penalties else None, backtest=scores)
     law = law.model_copy(update={"fit": record, **setting_choices(cells, columns, names)})
@@ -364,13 +364,13 @@ def _of(evidence: list[CellEvidence], cells: list[CellRuns]) -> list[CellEvidenc
     return [item for item in evidence if any(item.cell is cell for cell in cells)]
 
 
-def _choose(evidence: list[CellEvidence], window: float | None | str) -> Selection:
+def _choose(evidence: list[CellEvidence], window: float | None | str) -> WindowSelection:
     """The method, surface window and B* form whose leave-one-cell-out mean penalty is lowest (scores
     compared at 1e-7, ties to the earlier candidate: methods in METHODS' order, "optima" first)."""
     cells = [item.cell for item in evidence]
     varies_batch = any(cell.varies_batch for cell in cells)
     if len(cells) < 3:
-        return Selection(window=DEFAULT_WINDOW if window == "auto" else window, batch_form=BATCH_FORMS[0],
+        return WindowSelection(window=DEFAULT_WINDOW if window == "auto" else window, batch_form=BATCH_FORMS[0],
                          method=METHODS[0], reason=f"{len(cells)} cell(s): too few to choose by leave-one-cell-out")
     candidates = []
     for method in METHODS:
@@ -383,12 +383,12 @@ def _choose(evidence: list[CellEvidence], window: float | None | str) -> Selecti
                                                       mean_penalty=float(np.mean(penalties)),
                                                       max_penalty=float(np.max(penalties))))
     if not candidates:   # every fold of every candidate lacked a located cell to fit
-        return Selection(window=DEFAULT_WINDOW if window == "auto" else window, batch_form=BATCH_FORMS[0],
+        return WindowSelection(window=DEFAULT_WINDOW if window == "auto" else window, batch_form=BATCH_FORMS[0],
                          method=METHODS[0], reason=f"too few located cells of {len(cells)} to choose by "
                                                    "leave-one-cell-out")
     best = min(range(len(candidates)), key=lambda i: (round(candidates[i].mean_penalty, 7), i))
     chosen = candidates[best]
-    return Selection(window=chosen.window, batch_form=chosen.batch_form, method=chosen.method, candidates=candidates,
+    return WindowSelection(window=chosen.window, batch_form=chosen.batch_form, method=chosen.method, candidates=candidates,
                      reason=f"lowest mean leave-one-cell-out loss penalty (the loss of the run nearest the "
                             f"recommendation against the cell's best) over {len(cells)} cells")
 

@@ -26,7 +26,7 @@ from scipy.stats import norm
 from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, read_text_file
-from distillscale.laws.hyperparameters.records import FitSummary, SettingChoice
+from distillscale.laws.hyperparameters.records import GridFit, SettingChoice
 from distillscale.laws.hyperparameters.rates import PEAK, LrUnit
 from distillscale.laws.schema import describe, read_schema_version
 from distillscale.rules import lr_at_batch
@@ -154,7 +154,7 @@ class HyperparameterLaw(_Record):
     ridge_curvature: float | None = None              # relative loss per (ln B - ln B*)^2 along the ridge
     loss_tokens_exponent: float | None = None         # d ln L* / d ln D at fixed N, from the cells' best losses
     data_range: dict[str, tuple[float, float]] | None = None
-    fit: FitSummary | None = None                     # how it was fitted: cells, selection, backtest
+    fit: GridFit | None = None                        # how it was fitted: cells, selection, backtest
     beta2: SettingChoice | None = None                # AdamW beta2 of its runs (None: not recorded)
     warmup: SettingChoice | None = None               # warmup steps of its runs (None: not recorded)
 

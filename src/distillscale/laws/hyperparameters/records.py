@@ -101,7 +101,9 @@ class WindowCandidate(_Record):
     method: str = "optima"              # files written before the methods existed fitted through the optima
 
 
-class Selection(_Record):
+class WindowSelection(_Record):
+    """The surface window and B* form a fit chose, why, and each candidate's score."""
+
     window: float | None
     batch_form: str
     reason: str
@@ -134,12 +136,12 @@ class CellScore(_Record):
         return self.model_dump(mode="json")
 
 
-class FitSummary(_Record):
+class GridFit(_Record):
     """How a law was fitted: the chosen window and B* form, each cell's optimum, the backtest."""
 
     window: float | None
     batch_form: str
-    selection: Selection
+    selection: WindowSelection
     method: str = "optima"              # how the laws across cells were fitted (laws.hyperparameters.across)
     cells: list[CellOptimum]
     notes: list[str] = []
