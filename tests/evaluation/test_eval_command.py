@@ -169,7 +169,7 @@ def test_a_generic_hugging_face_student_run_is_exported_and_scored(tmp_path, cli
 
 def test_fit_downstream_reads_a_directory_of_evaluated_runs(tmp_path, cli, run):
     """Each run's validation loss (result.json) and 1 - its mean accuracy over the task set (eval.json)."""
-    from distillscale.evaluation.lm_eval_run import EVAL_FORMAT
+    from distillscale.evaluation.scores import EVAL_FORMAT
 
     truth = {"epsilon": 0.75, "k": 12.0, "gamma": 1.3}
     runs = tmp_path / "runs"
@@ -195,3 +195,32 @@ def test_fit_downstream_reads_a_directory_of_evaluated_runs(tmp_path, cli, run):
     assert code == 2 and "has no acc score of c" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("fit", "downstream", tmp_path / "runs" / "r0" / "..", "--holdout", "5")
     assert code == 2 and "--holdout 5 of 7 runs leaves fewer than 4" in err
+
+
+def test_merge_adds_these_tasks_and_keeps_the_others(tmp_path, cli, run, tasks_dir):
+    """issue 71: `--merge` scores its tasks into an eval.json that holds others (a user's own scores of
+    another task): theirs kept as they were, these added with their fingerprint and the data files read."""
+    from distillscale.evaluation.scores import EVAL_FORMAT
+
+    out = tmp_path / "eval.json"
+    theirs = {"task": "hellaswag", "metric": "acc", "value": 0.61, "stderr": 0.01, "n": 100,
+              "config_hash": "0" * 64, "lm_eval_version": "0.4.11"}
+    out.write_text(json.dumps({"format": "distillscale eval 2", "model": str(run), "tasks": ["hellaswag"],
+                               "limit": None, "lm_eval_version": "0.4.11", "scores": [theirs],
+                               "task_sources": {"hellaswag": "1" * 64}}))
+    code, _, err = cli("eval", run, "--tasks", TASK, "--include-path", tasks_dir, "--limit", "4", "--out", out,
+                       "--merge")
+    assert code == 0, err
+    record = json.loads(out.read_text())
+    assert record["format"] == EVAL_FORMAT and record["tasks"] == ["hellaswag", TASK]
+    assert record["scores"][0] == theirs and record["task_sources"]["hellaswag"] == "1" * 64
+    assert record["scorings"]["hellaswag"]["limit"] is None and record["scorings"][TASK]["limit"] == 4
+    assert list(record["scorings"][TASK]["files"]) == [str(DATA / "questions.jsonl")]
+    # again, without a limit: this task's scores replaced, the other's still kept
+    code, _, err = cli("eval", run, "--tasks", TASK, "--include-path", tasks_dir, "--out", out, "--merge")
+    assert code == 0, err
+    again = json.loads(out.read_text())
+    assert again["tasks"] == ["hellaswag", TASK] and again["scores"][0] == theirs
+    assert [s["n"] for s in again["scores"] if s["task"] == TASK] == [8]
+    code, _, err = cli("eval", run, "--tasks", TASK, "--out", out, "--merge", "--overwrite")
+    assert code == 2 and "not both" in err

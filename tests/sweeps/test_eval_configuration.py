@@ -55,7 +55,7 @@ def test_the_runner_scores_again_a_run_whose_eval_json_does_not_match(tmp_path):
         scheduler._start_evals(scheduler._statuses())
         assert store.scoring() == {runs["student"], runs["baseline"]}  # not the teacher: its eval.json matches
         [job_args] = [future_args for future_args in _jobs(scheduler) if runs["student"] in future_args[1]]
-        assert job_args[-1] == "--overwrite" and "--limit" in job_args
+        assert job_args[-1] == "--merge" and "--limit" in job_args  # the eval.json's other tasks' scores kept
         # a rescoring that fails leaves the eval.json of the other [eval]: the run is not scored
         future = next(f for f, run in scheduler.in_flight.items() if run.run_id == runs["student"])
         future.set_result(2)
@@ -112,14 +112,15 @@ def test_fit_downstream_refuses_runs_scored_under_different_limits(cli, tmp_path
 
 
 def test_a_request_says_how_an_eval_json_differs():
-    from distillscale.evaluation.lm_eval_run import EvalRecord, EvalRequest
+    from distillscale.evaluation.scores import EvalRecord, EvalRequest
 
     record = EvalRecord.from_json(eval_json(["a", "b"], 10))
     assert EvalRequest(tasks=("b", "a"), limit=10).mismatch(record) is None
-    assert EvalRequest(tasks=("a",), limit=10).mismatch(record) == "tasks a,b, not a"
+    assert EvalRequest(tasks=("a",), limit=10).mismatch(record) is None  # b: scores of another task, kept
+    assert EvalRequest(tasks=("a", "c"), limit=10).mismatch(record) == "no scores of task c"
     assert EvalRequest(tasks=("a", "b"), limit=None).mismatch(record) == "limit 10, not all examples"
-    assert EvalRequest(tasks=("a", "b"), limit=10, lm_eval_version="0.4.14").mismatch(record) == \
-        "lm-eval 0.4.13, not 0.4.14"
+    # issue 71: lm-eval's version is recorded, never compared (an upgrade rescores nothing)
+    assert EvalRequest(tasks=("a", "b"), limit=10, lm_eval_version="0.4.14").mismatch(record) is None
     assert "no record of task a's config" in EvalRequest(("a", "b"), 10, "0.4.13", {"a": "1" * 64}).mismatch(record)
     round_trip = EvalRecord.from_json(json.loads(json.dumps(EvalRecord.from_json(
         eval_json(["a"], 10, task_sources={"a": "f" * 64}, task_versions={"a": "1.0"})).to_json())))

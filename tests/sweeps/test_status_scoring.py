@@ -28,7 +28,7 @@ HEADERS = ["run", "kind", "status", "params", "tokens", "val", "loss", "wall"]
 
 def eval_json(tasks, limit, value=0.5, **more):
     """An eval.json as `distillscale eval` writes it (format 2), scored on `tasks` with `limit`."""
-    from distillscale.evaluation.lm_eval_run import EVAL_FORMAT
+    from distillscale.evaluation.scores import EVAL_FORMAT
 
     scores = [{"task": task, "metric": "acc", "value": value, "stderr": 0.01, "n": limit or 100,
                "config_hash": "0" * 64, "lm_eval_version": "0.4.13"} for task in tasks]

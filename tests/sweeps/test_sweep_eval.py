@@ -53,8 +53,9 @@ def sweep(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sweep")
     (root / "tasks").mkdir()  # the task YAML, its data file by absolute path (datasets reads from the cwd)
+    (root / "tasks" / "questions.jsonl").write_text((DATA / "questions.jsonl").read_text())
     (root / "tasks" / "tiny_mc.yaml").write_text(
-        (DATA / "tiny_mc.yaml").read_text().replace("questions.jsonl", str(DATA / "questions.jsonl")))
+        (DATA / "tiny_mc.yaml").read_text().replace("questions.jsonl", str(root / "tasks" / "questions.jsonl")))
     (root / "spec.toml").write_text(SPEC)
     out = root / "out"
     assert main(["sweep", "run", str(root / "spec.toml"), "--out", str(out), "--workers", "2"]) == 0
@@ -156,6 +157,28 @@ def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(swee
         assert record["limit"] == 3 and {score["n"] for score in record["scores"]} == {3}
     trained = {path.parent.name: path.stat().st_mtime_ns for path in (out / "runs").glob("*/result.json")}
     assert trained == sweep["trained"]
+    status = json.loads(cli("sweep", "status", str(out), "--json")[1])
+    assert status["scoring"] == {"scored": 2, "scoring": 0, "stale": 0, "pending": 0, "failed": 0}
+
+    # issue 71: the task's data file edited, its YAML unchanged: every score is stale, none exported, and the
+    # next `sweep run` scores them again; a user's own scores of another task in a run's eval.json are kept
+    questions = sweep["root"] / "tasks" / "questions.jsonl"
+    questions.write_text(questions.read_text().replace('"answer": 0}', '"answer": 2}', 1))
+    status = json.loads(cli("sweep", "status", str(out), "--json")[1])
+    assert status["scoring"] == {"scored": 0, "scoring": 0, "stale": 2, "pending": 0, "failed": 0}
+    code, printed, err = cli("sweep", "export", str(out))
+    assert code == 0 and "changed since" in " ".join(err.split())
+    assert {row[COLUMN] for row in csv.DictReader(io.StringIO(printed))} == {""}
+    mine = out / "runs" / gone / "eval.json"
+    record = json.loads(mine.read_text())
+    theirs = {**record["scores"][0], "task": "my_task", "value": 0.125}
+    mine.write_text(json.dumps({**record, "tasks": [*record["tasks"], "my_task"],
+                                "scores": [*record["scores"], theirs]}))
+    code, printed, err = cli("sweep", "run", str(sweep["spec"]), "--out", str(out), "--workers", "2", "--json")
+    assert code == 0, err
+    assert json.loads(printed)["evaluated"] == 2
+    kept = json.loads(mine.read_text())
+    assert kept["tasks"] == ["my_task", TASK] and theirs in kept["scores"]
     status = json.loads(cli("sweep", "status", str(out), "--json")[1])
     assert status["scoring"] == {"scored": 2, "scoring": 0, "stale": 0, "pending": 0, "failed": 0}
 

@@ -32,6 +32,9 @@ class EvalSettings(CommandSettings):
                                                   "offline), lm-eval's --include_path")
     out: Path | None = option(None, help="where to write the scores (default: eval.json in the model directory)")
     overwrite: bool = option(False, help="replace an eval.json written by an earlier `distillscale eval`")
+    merge: bool = option(False, help="add these tasks' scores to an eval.json written by an earlier `distillscale "
+                                     "eval`, keeping its other tasks' scores (theirs replaced where it has these "
+                                     "tasks)")
     as_json: bool = option(False, flag="--json", help="print JSON")
 
 
@@ -41,35 +44,50 @@ def eval_command(s: EvalSettings) -> None:
 
     The scores are those `lm_eval --model hf --model_args pretrained=DIR` gives for the exported model. eval.json holds, per task and metric: the value, its standard error, the examples scored, the lm-eval version and a hash of the task's config.
     """
-    from distillscale.io import atomic_write_json, check_output_file
+    from distillscale.io import atomic_write_json
     from distillscale.training.distributed import resolve_device
-    from distillscale.evaluation.lm_eval_run import (
-        check_model_dir,
-        default_output,
-        is_eval_file,
-        parse_tasks,
-        run_lm_eval,
-    )
+    from distillscale.evaluation.lm_eval_run import check_model_dir, parse_tasks, run_lm_eval
 
     tasks = parse_tasks(s.tasks)
     import lm_eval  # noqa: F401  (the eval extra: named in one line before any work when missing)
 
     check_model_dir(s.model_dir)
-    out = check_output_file(s.out or default_output(s.model_dir), overwrite=s.overwrite, is_ours=is_eval_file,
-                            inputs=[s.model_dir], what="file written by `distillscale eval`")
+    out, earlier = _output(s)
     record = run_lm_eval(s.model_dir, tasks, limit=s.limit, batch_size=s.batch_size,
                          device=resolve_device(s.device).type, include_path=s.include_path)
+    record = record if earlier is None else record.merged_into(earlier)
     atomic_write_json(out, record.to_json())
     if s.as_json:
         print_json(record.to_json())
-        return
-    table = Table(title=f"lm-eval {record.lm_eval_version} on {s.model_dir} (written to {out})")
+    else:
+        console.print(_scores_table(record, s.model_dir, out))
+
+
+def _output(s: EvalSettings):
+    """(where the scores go, the eval.json there whose other tasks' scores --merge keeps, or None),
+    checked before any work."""
+    from distillscale.io import check_output_file
+    from distillscale.evaluation.lm_eval_run import default_output
+    from distillscale.evaluation.scores import is_eval_file, read_eval
+
+    if s.merge and s.overwrite:
+        raise UserError("give --merge (keep the other tasks' scores) or --overwrite (replace the file), not both")
+    out = check_output_file(s.out or default_output(s.model_dir), overwrite=s.overwrite or s.merge,
+                            is_ours=is_eval_file, inputs=[s.model_dir], what="file written by `distillscale eval`",
+                            overwrite_flag="--merge" if s.merge else "--overwrite")
+    keep = s.merge and out.is_file() and out.stat().st_size > 0
+    return out, read_eval(out) if keep else None
+
+
+def _scores_table(record, model_dir: Path, out: Path) -> Table:
+    """eval.json's scores: a row per task and metric."""
+    table = Table(title=f"lm-eval {record.lm_eval_version} on {model_dir} (written to {out})")
     for column in ("task", "metric", "value", "stderr", "n"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for score in record.scores:
         stderr = "-" if score.stderr is None else f"{score.stderr:.4f}"
         table.add_row(score.task, score.metric, f"{score.value:.4f}", stderr, str(score.n))
-    console.print(table)
+    return table
 
 
 class FitDownstreamSettings(CommandSettings):
@@ -105,49 +123,63 @@ def fit_downstream_command(s: FitDownstreamSettings) -> None:
     """Fit Gadre et al. (2024)'s loss-to-error law Err(L) = epsilon - k exp(-gamma L) for one task set, with
     bootstrap intervals and a backtest on the runs of lowest loss."""
     from distillscale.io import check_output_file
-    from distillscale.laws.downstream import fit_downstream, is_downstream_law_file
-    from distillscale.evaluation.lm_eval_run import downstream_runs
+    from distillscale.laws.downstream import is_downstream_law_file
 
     if s.error_col and s.accuracy_col:
         raise UserError("give either --error-col or --accuracy-col, not both")
     if s.out:
         check_output_file(s.out, overwrite=s.overwrite, is_ours=is_downstream_law_file, inputs=[s.file],
                           what="downstream law file")
-    if s.file.is_dir():
-        losses, errors, task_set = downstream_runs(s.file, s.tasks, s.metric)
-        score_col, source = f"1 - mean {s.metric}", {"runs": str(s.file), "tasks": task_set, "metric": s.metric}
-        task_set = s.task_set or task_set
-    else:
-        losses, errors, score_col = _table_runs(s)
-        task_set, source = s.task_set, {"file": str(s.file), "loss_col": s.loss_col, "score_col": score_col}
-    try:
-        law = fit_downstream(losses, errors, task_set=task_set, holdout=s.holdout,
-                             bootstrap=s.bootstrap, level=s.level, seed=s.seed, source=source)
-    except ParameterError as exc:
-        table = "file" in source
-        raise UserError(exc.for_cli({
-            "holdout": "--holdout", "bootstrap": "--bootstrap", "level": "--level",
-            "losses": f"column {s.loss_col!r}" if table else "the runs' validation losses",
-            "errors": ((f"the errors (1 - column {score_col!r})" if s.accuracy_col else f"column {score_col!r}")
-                       if table else "the runs' errors")})) from None
+    losses, errors, task_set, source = _downstream_data(s)
+    law = _fit_downstream(s, losses, errors, task_set, source)
     if s.out:
         law.save(s.out)
     if s.as_json:
         print_json(law.to_json())
         return
-    intervals = law.coefficient_intervals()
-    table = Table(title=f"Err(L) = epsilon - k exp(-gamma L), fitted to {len(losses)} runs of {s.file.name}",
-                  show_header=False)
-    for name in ("epsilon", "k", "gamma"):
-        low, high = intervals.get(name, (math.nan, math.nan))
-        table.add_row(name, f"{getattr(law, name):.4g}", f"[{low:.4g}, {high:.4g}] ({law.level:.0%})")
-    if law.backtest is not None:
-        table.add_row("backtest", f"{len(law.backtest.losses)} lowest-loss runs held out",
-                      f"mean |error| {law.backtest.mean_abs_error:.4f}")
-    console.print(table)
+    console.print(_downstream_table(law, len(losses), s.file.name))
     if s.out:
         console.print(f"saved to {s.out}: use it with predict downstream --law {s.out}")
 
+
+def _downstream_data(s: FitDownstreamSettings) -> tuple[list[float], list[float], str, dict]:
+    """(losses, errors, the task set, where they came from): a directory's runs, or a table's rows."""
+    from distillscale.evaluation.lm_eval_run import downstream_runs
+
+    if s.file.is_dir():
+        losses, errors, task_set = downstream_runs(s.file, s.tasks, s.metric)
+        return losses, errors, s.task_set or task_set, {"runs": str(s.file), "tasks": task_set, "metric": s.metric}
+    losses, errors, score_col = _table_runs(s)
+    return losses, errors, s.task_set, {"file": str(s.file), "loss_col": s.loss_col, "score_col": score_col}
+
+
+def _fit_downstream(s: FitDownstreamSettings, losses, errors, task_set: str, source: dict):
+    """`laws.downstream.fit_downstream` with the command's options; errors named by flag or column."""
+    from distillscale.laws.downstream import fit_downstream
+
+    try:
+        return fit_downstream(losses, errors, task_set=task_set, holdout=s.holdout, bootstrap=s.bootstrap,
+                              level=s.level, seed=s.seed, source=source)
+    except ParameterError as exc:
+        table, score_col = "file" in source, source.get("score_col")
+        raise UserError(exc.for_cli({
+            "holdout": "--holdout", "bootstrap": "--bootstrap", "level": "--level",
+            "losses": f"column {s.loss_col!r}" if table else "the runs' validation losses",
+            "errors": ((f"the errors (1 - column {score_col!r})" if s.accuracy_col else f"column {score_col!r}")
+                       if table else "the runs' errors")})) from None
+
+
+def _downstream_table(law, runs: int, name: str) -> Table:
+    """The fitted coefficients with their intervals, and the backtest."""
+    intervals = law.coefficient_intervals()
+    table = Table(title=f"Err(L) = epsilon - k exp(-gamma L), fitted to {runs} runs of {name}", show_header=False)
+    for coefficient in ("epsilon", "k", "gamma"):
+        low, high = intervals.get(coefficient, (math.nan, math.nan))
+        table.add_row(coefficient, f"{getattr(law, coefficient):.4g}", f"[{low:.4g}, {high:.4g}] ({law.level:.0%})")
+    if law.backtest is not None:
+        table.add_row("backtest", f"{len(law.backtest.losses)} lowest-loss runs held out",
+                      f"mean |error| {law.backtest.mean_abs_error:.4f}")
+    return table
 
 
 def _table_runs(s: FitDownstreamSettings):

@@ -3,14 +3,11 @@ this process through its Python API (`lm_eval.simple_evaluate` on an `HFLM`), so
 ones `lm_eval --model hf --model_args pretrained=DIR` prints for the same model directory.
 
 A run trained by distillscale is first exported (model/hf_export.py) into a temporary directory; a
-Hugging Face model directory is evaluated as it is. The scores are an `EvalRecord`, written as
-eval.json beside the run's result.json, with what they depend on besides the model: the tasks (each
-one's config as lm-eval indexed it, `task_sources`, and as it resolved it, each score's `config_hash`,
-and its version), the example limit and the versions of lm-eval and distillscale.
-
-Scores of different configurations are not comparable (a `--limit 10` accuracy is not the benchmark's):
-`EvalRequest.mismatch` says how an eval.json differs from what a sweep's [eval] asks (the sweep rescores
-it), and `check_one_configuration` refuses runs scored differently where they would be mixed."""
+Hugging Face model directory is evaluated as it is. The scores are an `EvalRecord` (evaluation/scores.py),
+written as eval.json beside the run's result.json, with what they depend on besides the model: each
+task's fingerprint (its config and the local files it reads, evaluation/fingerprint.py), the example
+limit and the versions of lm-eval and distillscale. `downstream_runs` reads the scores of a directory
+of runs, refusing runs scored differently (or on data that changed since) where they would be mixed."""
 
 from __future__ import annotations
 
@@ -20,143 +17,25 @@ import os
 import re
 import tempfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import distillscale
 from distillscale.errors import UserError, path_kind
-from distillscale.io import json_format_is
+from distillscale.evaluation.fingerprint import task_fingerprints
+from distillscale.evaluation.scores import (
+    EVAL_FILE,
+    EvalRecord,
+    TaskScore,
+    TaskScoring,
+    mixed_configuration_message,
+    read_eval,
+    scored_otherwise,
+)
 from distillscale.model.hf_export import export_hf
 from distillscale.training.run_dir import completed_result, is_run_dir
 
-EVAL_FORMAT = "distillscale eval 2"  # 2: task_sources, task_versions, distillscale_version
-EVAL_FILE = "eval.json"
-is_eval_file = json_format_is("distillscale eval")
 # The keys of a task's results that are not metrics (lm-eval writes them beside "acc,none").
 _NOT_METRICS = {"name", "alias", "sample_len", "samples"}
-
-
-@dataclass(frozen=True)
-class TaskScore:
-    """One metric of one task: its value, its standard error (None where lm-eval gives none, e.g. with
-    a single example), the examples scored and the hash of the task's resolved lm-eval config."""
-
-    task: str
-    metric: str
-    value: float
-    stderr: float | None
-    n: int
-    config_hash: str
-    lm_eval_version: str
-
-
-@dataclass(frozen=True)
-class EvalRecord:
-    """eval.json: what `distillscale eval` measured on one model, and under what configuration:
-    `task_sources` (task -> sha256 of its config as lm-eval's task index holds it, `task_sources`),
-    `task_versions` (task -> the task's version lm-eval reports), `distillscale_version`; the three
-    are empty/None in an eval.json of format 1."""
-
-    model: str
-    tasks: tuple[str, ...]
-    limit: int | None
-    lm_eval_version: str
-    scores: tuple[TaskScore, ...]
-    task_sources: dict[str, str] = field(default_factory=dict)
-    task_versions: dict[str, str | None] = field(default_factory=dict)
-    distillscale_version: str | None = None
-
-    def to_json(self) -> dict:
-        return {"format": EVAL_FORMAT, **asdict(self), "tasks": list(self.tasks),
-                "scores": [asdict(score) for score in self.scores]}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "EvalRecord":
-        return cls(model=data["model"], tasks=tuple(data["tasks"]), limit=data["limit"],
-                   lm_eval_version=data["lm_eval_version"],
-                   scores=tuple(TaskScore(**score) for score in data["scores"]),
-                   task_sources=dict(data.get("task_sources") or {}),
-                   task_versions=dict(data.get("task_versions") or {}),
-                   distillscale_version=data.get("distillscale_version"))
-
-    def configuration(self, task: str) -> "TaskConfiguration":
-        """What this record's scores of `task` depend on besides the model."""
-        hashes = sorted({score.config_hash for score in self.scores if score.task == task})
-        return TaskConfiguration(limit=self.limit, lm_eval_version=self.lm_eval_version,
-                                 config_hash=",".join(hashes) or None, source=self.task_sources.get(task))
-
-
-@dataclass(frozen=True)
-class TaskConfiguration:
-    """What one task's scores depend on besides the model: the examples scored (`limit`, None: all),
-    lm-eval's version, the task's config as lm-eval resolved it (`config_hash`, None: no score of
-    it) and as its index holds it (`source`, None: not recorded, an eval.json of format 1)."""
-
-    limit: int | None
-    lm_eval_version: str
-    config_hash: str | None
-    source: str | None
-
-    def difference(self, other: "TaskConfiguration") -> str | None:
-        """How this configuration differs from `other`, in words ("limit 10, not all examples"); None
-        when their scores are comparable. An unrecorded source is no difference: the resolved config
-        (`config_hash`) is compared instead."""
-        if self.limit != other.limit:
-            return f"{_limit_text(self.limit)}, not {_limit_text(other.limit)}"
-        if self.lm_eval_version != other.lm_eval_version:
-            return f"lm-eval {self.lm_eval_version}, not {other.lm_eval_version}"
-        if self.config_hash != other.config_hash or (None not in (self.source, other.source)
-                                                     and self.source != other.source):
-            return "another config of the task"
-        return None
-
-
-def _limit_text(limit: int | None) -> str:
-    return "all examples" if limit is None else f"limit {limit}"
-
-
-@dataclass(frozen=True)
-class EvalRequest:
-    """What a sweep's [eval] asks of each run's eval.json: these tasks, this limit and, where known,
-    this lm-eval version and these task configs (`task_sources`, as `task_sources` computes them). A
-    request read back from a spec.toml alone knows the tasks and the limit."""
-
-    tasks: tuple[str, ...]
-    limit: int | None
-    lm_eval_version: str | None = None
-    task_sources: dict[str, str] = field(default_factory=dict)
-
-    def mismatch(self, record: EvalRecord) -> str | None:
-        """How `record` differs from the request, in words; None when it matches (its scores stand)."""
-        if set(record.tasks) != set(self.tasks):
-            return f"tasks {','.join(record.tasks)}, not {','.join(self.tasks)}"
-        if record.limit != self.limit:
-            return f"{_limit_text(record.limit)}, not {_limit_text(self.limit)}"
-        if self.lm_eval_version is not None and record.lm_eval_version != self.lm_eval_version:
-            return f"lm-eval {record.lm_eval_version}, not {self.lm_eval_version}"
-        for task, source in self.task_sources.items():
-            if record.task_sources.get(task) != source:
-                return (f"another config of task {task}" if task in record.task_sources
-                        else f"no record of task {task}'s config (an eval.json of an earlier version)")
-        return None
-
-    def to_json(self) -> dict:
-        return {"tasks": list(self.tasks), "limit": self.limit, "lm_eval_version": self.lm_eval_version,
-                "task_sources": dict(self.task_sources)}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "EvalRequest":
-        return cls(tasks=tuple(data["tasks"]), limit=data.get("limit"), lm_eval_version=data.get("lm_eval_version"),
-                   task_sources=dict(data.get("task_sources") or {}))
-
-
-def record_mismatch(path: Path, request: EvalRequest) -> str | None:
-    """How the eval.json at `path` differs from `request` (see `EvalRequest.mismatch`); "unreadable"
-    for a file that is no eval.json `distillscale eval` wrote."""
-    try:
-        return request.mismatch(read_eval(path))
-    except (UserError, OSError, ValueError, KeyError, TypeError):
-        return "unreadable"
 
 
 def parse_tasks(text: str) -> list[str]:
@@ -361,9 +240,12 @@ def run_lm_eval(model_dir: Path, tasks: list[str], *, limit: int | None = None, 
 
 def _evaluate(model_dir: Path, hf_dir: Path, tasks: list[str], manager, limit: int | None, batch_size: int,
               device: str) -> EvalRecord:
+    """lm-eval's scores of the model in `hf_dir`, with each task's scoring (its fingerprint taken from
+    the files before they are read)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
+    fingerprints = task_fingerprints(manager, tasks)
     model = HFLM(pretrained=str(hf_dir), batch_size=batch_size, device=device)
     with _task_data_errors(tasks):
         results = lm_eval.simple_evaluate(model=model, tasks=tasks, task_manager=manager, limit=limit,
@@ -387,7 +269,11 @@ def _evaluate(model_dir: Path, hf_dir: Path, tasks: list[str], manager, limit: i
                       scores=tuple(scores), task_sources=task_sources(manager, tasks),
                       task_versions={task: None if versions.get(task) is None else str(versions[task])
                                      for task in results["results"]},
-                      distillscale_version=distillscale.__version__)
+                      distillscale_version=distillscale.__version__,
+                      scorings={task: TaskScoring(limit, version, distillscale.__version__,
+                                                  *((found.fingerprint, found.files) if (found := fingerprints.get(task))
+                                                    else (None, {})))
+                                for task in tasks})
 
 
 def _config_hash(config: dict) -> str:
@@ -401,31 +287,6 @@ def installed_lm_eval_version() -> str:
     import lm_eval
 
     return str(lm_eval.__version__)
-
-
-def read_eval(path: str | os.PathLike) -> EvalRecord:
-    """An eval.json written by `distillscale eval`, or a one-line UserError."""
-    path = Path(path)
-    if not is_eval_file(path):
-        raise UserError(f"{path} is not an eval.json written by `distillscale eval`: give the file it wrote")
-    return EvalRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
-
-
-# The columns of a sweep export (and the report) that carry a run's scores: "eval:<task>:<metric>".
-SCORE_COLUMN_PREFIX = "eval:"
-
-
-def score_columns(record: EvalRecord) -> dict[str, float]:
-    """Each task's metrics of `record` as the columns `sweep export` writes ("eval:<task>:<metric>")."""
-    return {f"{SCORE_COLUMN_PREFIX}{score.task}:{score.metric}": score.value for score in record.scores}
-
-
-def score_column_parts(column: str) -> tuple[str, str] | None:
-    """(task, metric) of a score column; None for any other column."""
-    if not column.startswith(SCORE_COLUMN_PREFIX):
-        return None
-    task, _, metric = column[len(SCORE_COLUMN_PREFIX):].partition(":")
-    return (task, metric) if task and metric else None
 
 
 def downstream_runs(runs_dir: Path, tasks: str | None, metric: str) -> tuple[list[float], list[float], str]:
@@ -461,29 +322,3 @@ def downstream_runs(runs_dir: Path, tasks: str | None, metric: str) -> tuple[lis
             raise UserError(mixed_configuration_message(mixed, task, len(records), f"the runs of {runs_dir}")
                             + ", or --tasks they were scored on alike")
     return losses, errors, ",".join(wanted)
-
-
-def scored_otherwise(records: dict[str, EvalRecord], task: str, reference: TaskConfiguration | None = None
-                     ) -> tuple[TaskConfiguration | None, dict[str, str]]:
-    """(the configuration the scores of `task` are read under, the runs scored on it otherwise: run ->
-    how their configuration differs). `records`: run -> its eval.json, in the runs' order (those without
-    `task` left aside). The configuration is `reference` when given (a sweep's [eval]), else the one
-    the most runs share (the first run's among equals: the same choice on every machine)."""
-    configurations = {run: record.configuration(task) for run, record in records.items() if task in record.tasks}
-    if not configurations:
-        return reference, {}
-    if reference is None:
-        shared = {run: sum(other.difference(config) is None for other in configurations.values())
-                  for run, config in configurations.items()}
-        reference = configurations[max(shared, key=shared.get)]  # max keeps the first among equals
-    differ = {run: config.difference(reference) for run, config in configurations.items()}
-    return reference, {run: how for run, how in differ.items() if how is not None}
-
-
-def mixed_configuration_message(mixed: dict[str, str], task: str, of: int, where: str) -> str:
-    """One line naming the runs of `mixed` (run -> how it was scored otherwise) and the fix."""
-    runs = ", ".join(list(mixed)[:3]) + (f" and {len(mixed) - 3} more" if len(mixed) > 3 else "")
-    how = next(iter(mixed.values()))
-    return (f"{where} were scored on {task} under different configurations, not comparable: {runs} "
-            f"({len(mixed)} of {of}) with {how} (eval.json); score every run alike (`distillscale eval RUN "
-            f"--overwrite` with the same --tasks and --limit, or `sweep run` under one [eval])")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from distillscale.report.runs import SweepRuns
-from distillscale.evaluation.lm_eval_run import score_column_parts
+from distillscale.evaluation.scores import score_column_parts
 
 
 @dataclass(frozen=True)

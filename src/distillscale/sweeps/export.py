@@ -50,9 +50,7 @@ from typing import Any, Literal
 from distillscale.console import warn
 from distillscale.io import atomic_write_text
 from distillscale.jsontext import json_text
-from distillscale.sweeps.runner import SweepLayout, eval_request, runs_on_other_data, some_of
-from distillscale.sweeps.store import FINISHED, RunRecord, RunStore
-from distillscale.evaluation.lm_eval_run import (
+from distillscale.evaluation.scores import (
     EVAL_FILE,
     EvalRecord,
     EvalRequest,
@@ -62,6 +60,9 @@ from distillscale.evaluation.lm_eval_run import (
     score_columns,
     scored_otherwise,
 )
+from distillscale.sweeps.runner import SweepLayout, runs_on_other_data, some_of
+from distillscale.sweeps.scoring import eval_request
+from distillscale.sweeps.store import FINISHED, RunStore, StoredRun
 
 RECORD_COLUMNS = ("run_id", "kind", "status", "n_layers", "non_embedding_params", "tokens", "tokens_per_param",
                   "flops", "val_loss", "teacher_id", "teacher_params", "teacher_tokens", "teacher_loss",
@@ -78,7 +79,7 @@ def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
     with RunStore(layout.root, read_only=True, runner_alive=runner_alive(layout.root)) as store:
         records = store.records()
-        request = eval_request(layout.root, store)
+        request = eval_request(layout.spec_sections(), store)
     by_id = {record.id: record for record in records}
     exported = [_record(record, by_id, layout) for record in records
                 if record.status in FINISHED and record.kind != "pruned"]
@@ -97,18 +98,20 @@ def export_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 def _leave_out_other_configurations(rows: list[dict[str, Any]], scored: dict[str, EvalRecord],
                                     request: EvalRequest | None) -> None:
-    """Empty the score cells of runs scored under another configuration than the column's (the
-    sweep's [eval] `request`, else the one most runs share) and say which, in one line each."""
-    if request is not None:
-        other = {run_id: how for run_id, record in scored.items() if (how := request.mismatch(record)) is not None}
-        if other:
-            _empty_scores(rows, other, tasks=None)
-            runs = ", ".join(list(other)[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
-            warn(f"the scores of {runs} ({len(other)} of {len(scored)} scored runs) are of another [eval] "
-                 f"({next(iter(other.values()))}) than the sweep's: left out of the eval: columns; `sweep run` "
-                 f"scores them again under its [eval]")
-        return
+    """Empty the score cells of runs scored under another configuration than the column's (for a task
+    of the sweep's [eval] `request`, its; for any other task, the one most runs share) or on data files
+    that changed since, and say which, in one line per task."""
     for task in dict.fromkeys(task for record in scored.values() for task in record.tasks):
+        if request is not None and task in request.tasks:
+            other = {run_id: how for run_id, record in scored.items()
+                     if task in record.tasks and (how := request.task_mismatch(record, task)) is not None}
+            if other:
+                _empty_scores(rows, other, tasks={task})
+                runs = ", ".join(list(other)[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+                warn(f"the scores of {runs} ({len(other)} of {len(scored)} scored runs) are of another [eval] "
+                     f"({next(iter(other.values()))}) than the sweep's: left out of the eval: columns; `sweep run` "
+                     f"scores them again under its [eval]")
+            continue
         mixed = scored_otherwise(scored, task)[1]
         if mixed:
             _empty_scores(rows, mixed, tasks={task})
@@ -124,7 +127,7 @@ def _empty_scores(rows: list[dict[str, Any]], runs: dict[str, str], tasks: set[s
                     row[column] = None
 
 
-def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) -> dict[str, Any]:
+def _record(run: StoredRun, by_id: dict[str, StoredRun], layout: SweepLayout) -> dict[str, Any]:
     result = run.result or {}
     params = result.get("non_embedding_params", run.config["non_embedding_params"])
     tokens = result.get("tokens", run.config["tokens"])
@@ -157,7 +160,7 @@ def _record(run: RunRecord, by_id: dict[str, RunRecord], layout: SweepLayout) ->
     return record
 
 
-def _lr_unit(run: RunRecord) -> str:
+def _lr_unit(run: StoredRun) -> str:
     """What the run's `lr` is (`RunResult.lr_unit`); a run recorded before it was kept: muP's base
     rate at the family's base width unless its settings turned muP off."""
     result = run.result or {}
@@ -166,7 +169,7 @@ def _lr_unit(run: RunRecord) -> str:
     return "mup-base:256" if run.config.get("settings", {}).get("mup", True) else "peak"
 
 
-def _batch_tokens(run: RunRecord) -> int | None:
+def _batch_tokens(run: StoredRun) -> int | None:
     """Tokens per optimizer step: the run's own (its tokens over its steps, whole steps each), else
     its planned settings' (sequences x micro-batches x context)."""
     result = run.result or {}
@@ -178,7 +181,7 @@ def _batch_tokens(run: RunRecord) -> int | None:
     return settings["batch_size"] * settings.get("grad_accum", 1) * settings["seq_len"]
 
 
-def _on_policy_fraction(run: RunRecord) -> float:
+def _on_policy_fraction(run: StoredRun) -> float:
     """The student's share of on-policy batches: from its result.json, else its planned settings."""
     on_policy = (run.result or {}).get("on_policy")
     if on_policy is not None:

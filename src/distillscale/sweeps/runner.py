@@ -15,12 +15,11 @@ the same config and run directory), and failed or blocked ones are tried again. 
 runs trained on data this version prepares otherwise (an earlier data format's split, a corpus changed
 since: `check_runs_data`) is refused: new runs would be scored on another split than theirs.
 
-With [eval], each completed teacher, baseline and student is then scored by `distillscale eval RUN_DIR`
-(the command's own code path) as a job of its own on a free worker slot, like a run; a run whose
-eval.json matches the [eval] (its tasks, limit, task configs and lm-eval version: `EvalRequest`, kept
-in the store's meta as "eval" for `sweep status` and `export`) is not scored again, one whose eval.json
-does not (the [eval] changed since) is scored again, and one whose scoring failed is tried again by
-the next `sweep run`. [eval] changes no run: it may be added to (or changed in) a sweep that already ran.
+With [eval], each completed teacher, baseline and student is then scored by `distillscale eval RUN_DIR
+--merge` (the command's own code path) as a job of its own on a free worker slot, like a run, in the
+tasks its eval.json has no standing scores of (sweeps/scoring.py: the [eval] or a task's data changed
+since; a user's scores of other tasks are kept); one whose scoring failed is tried again by the next
+`sweep run`. [eval] changes no run: it may be added to (or changed in) a sweep that already ran.
 """
 
 from __future__ import annotations
@@ -47,11 +46,11 @@ from distillscale.sweeps.executors import Executor, Job, LocalExecutor, SlurmExe
 from distillscale.sweeps.placement import Placement, choose_slot, place_runs, visible_gpus
 from distillscale.sweeps.progress import SweepProgress
 from distillscale.sweeps.spec import PlannedRun, SweepSpec, load_sweep_spec
-from distillscale.sweeps.spec_sections import EVALUATED_KINDS
 from distillscale.sweeps.store import RunStore, is_sweep_dir
 from distillscale.settings import load_config, to_toml
 from distillscale.training.config import STUDENT_INIT_REPLACES, DistillConfig, TrainConfig
-from distillscale.evaluation.lm_eval_run import EVAL_FILE, EvalRequest, record_mismatch
+from distillscale.evaluation.scores import EVAL_FILE, EvalRequest, record_mismatch
+from distillscale.sweeps.scoring import EVAL_META, check_evaluation, eval_args, evaluated_ids
 from distillscale.training.prune_config import PruneConfig
 from distillscale.training.records import RunResult
 from distillscale.training.run_dir import RunDirectory
@@ -240,17 +239,13 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, executor: Executor, thread
             scheduler.run()
             counts = store.counts()
             if request is not None:  # runs scored as [eval] asks (eval.json), and scorings that failed this time
-                counts["evaluated"] = sum(1 for run_id in _evaluated_ids(spec)
+                counts["evaluated"] = sum(1 for run_id in evaluated_ids(spec)
                                           if (layout.run_dir(run_id) / EVAL_FILE).is_file()
                                           and record_mismatch(layout.run_dir(run_id) / EVAL_FILE, request) is None)
                 counts["eval_failed"] = len(scheduler.eval_failed)
             return counts
     finally:
         lock.release()
-
-
-# The store's meta key of the [eval] request of the latest `sweep run` (`EvalRequest.to_json()`).
-EVAL_META = "eval"
 
 
 def check_runs_data(layout: SweepLayout, records) -> None:
@@ -300,44 +295,6 @@ def some_of(ids) -> str:
     """The first few of `ids`, and how many more."""
     ids = list(ids)
     return ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
-
-
-def check_evaluation(spec: SweepSpec) -> EvalRequest | None:
-    """Before any run: [eval]'s tasks are lm-eval's or its include_path's (a one-line UserError names an
-    unknown one, or a local task's field its documents lack), and the `eval` extra is installed (the
-    CLI names it in one line when it is not). Returns what [eval] asks of each run's eval.json (None
-    without [eval])."""
-    if spec.evaluation is None:
-        return None
-    import lm_eval  # noqa: F401
-
-    from distillscale.evaluation.lm_eval_run import installed_lm_eval_version, task_manager, task_sources
-
-    include = spec.evaluation.include_path
-    tasks = list(spec.evaluation.tasks)
-    manager = task_manager(tasks, None if include is None else Path(include))
-    return EvalRequest(tasks=tuple(tasks), limit=spec.evaluation.limit, lm_eval_version=installed_lm_eval_version(),
-                       task_sources=task_sources(manager, tasks))
-
-
-def eval_request(sweep_dir: Path, store: RunStore) -> EvalRequest | None:
-    """What the [eval] of the latest `sweep run` on `sweep_dir` asks of each run's eval.json: the request
-    it kept in the store, else (a sweep run before it kept one) the tasks and limit of its spec.toml;
-    None for a sweep without [eval]."""
-    section = (SweepLayout(sweep_dir).spec_sections() or {}).get("eval")
-    if section is None:
-        return None
-    kept = store.meta(EVAL_META)
-    if kept is not None:
-        request = EvalRequest.from_json(kept)
-        if set(request.tasks) == set(section.get("tasks", ())) and request.limit == section.get("limit"):
-            return request
-    return EvalRequest(tasks=tuple(section.get("tasks", ())), limit=section.get("limit"))
-
-
-def _evaluated_ids(spec: SweepSpec) -> list[str]:
-    """The runs [eval] scores (`spec_sections.EVALUATED_KINDS`)."""
-    return [run.run_id for run in spec.runs if run.kind in EVALUATED_KINDS] if spec.evaluation is not None else []
 
 
 JOB_META = "job/"  # + run id: the cluster job that runs its latest attempt (an executor with job ids)
@@ -430,7 +387,7 @@ class _Scheduler:
         self.started: dict[Future[int], float] = {}  # time.monotonic() at each launch
         self.evaluating: set[Future[int]] = set()  # the futures in flight that are [eval] jobs
         self.eval_failed: list[str] = []  # runs whose scoring failed in this session (tried again next time)
-        self.evaluated = set(_evaluated_ids(spec))  # the runs [eval] scores
+        self.evaluated = set(evaluated_ids(spec))  # the runs [eval] scores
         by_id = {run.run_id: run for run in spec.runs}
         for run_id, future in (adopted or {}).items():  # an earlier runner's jobs, still running
             self.in_flight[future], self.slot_of[future] = by_id[run_id], self._free_slot()
@@ -503,8 +460,8 @@ class _Scheduler:
                 self.started[future] = time.monotonic()
 
     def _start_evals(self, statuses: dict[str, str]) -> None:
-        """[eval]: score each completed run without an eval.json that matches [eval] (none, or one of
-        another [eval]: replaced) on a free slot, by `distillscale eval`."""
+        """[eval]: score each completed run whose eval.json does not match [eval] (none, or scores of
+        another [eval] or of data changed since) on a free slot, by `distillscale eval`."""
         busy = {run.run_id for future, run in self.in_flight.items() if future in self.evaluating}
         for run in self.spec.runs:
             if len(self.in_flight) >= self.executor.workers:
@@ -514,9 +471,7 @@ class _Scheduler:
                     or run.run_id in self.eval_failed or self._scored(run.run_id)):
                 continue
             slot = self._free_slot()
-            replace = ("--overwrite",) if (run_dir / EVAL_FILE).exists() else ()  # scored under another [eval]
-            job = Job(args=("eval", str(run_dir), *self.spec.evaluation.args(), *replace),
-                      log_path=self.layout.eval_log_path(run.run_id),
+            job = Job(args=eval_args(self.spec, run_dir, self.request), log_path=self.layout.eval_log_path(run.run_id),
                       env=self.thread_env | self.placement.env(slot), slot=slot)
             future = self.executor.submit(job)
             self.store.set_scoring(run.run_id, True)  # `sweep status`: being scored, not failed
@@ -534,7 +489,7 @@ class _Scheduler:
 
     def _record_eval(self, run: PlannedRun, future: Future[int], seconds: float) -> Text:
         """The line for an [eval] job's end: the run's scores, or where its failure is told."""
-        from distillscale.evaluation.lm_eval_run import read_eval
+        from distillscale.evaluation.scores import read_eval
 
         path = self.layout.run_dir(run.run_id) / EVAL_FILE
         self.store.set_scoring(run.run_id, False)

@@ -28,8 +28,8 @@
                 U = D / e tokens for each listed e above 1 (e passes over U)
     [eval]      tasks = ["arc_easy"], limit, batch_size, include_path (optional): each finished teacher, baseline
                 and student scored by `distillscale eval` after it trains (eval.json in its run directory;
-                one scored with this [eval]'s tasks, limit and versions is not scored again, one scored with
-                another is rescored); `sweep export` carries each task's metrics
+                a task scored as this [eval] asks, its limit and fingerprint, is not scored again, another is
+                rescored into the file, other tasks' scores kept); `sweep export` carries each task's metrics
     [tune]      lr = [1e-3, 3e-3, 1e-2], batch_size = [4, 8, 16] (optional): an lr x batch grid, every teacher
                 run once per (lr, batch_size) pair (ids tagged `-lr0.003-B16`), each pair's budgets
                 forking its own longest run under WSD; ladder = "students" (with [students]): the

@@ -248,9 +248,10 @@ class EvalSection(BaseModel):
             raise ValueError(f"tasks lists a task twice: {tasks}")
         return self
 
-    def args(self) -> tuple[str, ...]:
-        """`distillscale eval`'s flags for these keys (after the run directory)."""
-        args = ["--tasks", ",".join(self.tasks), "--batch-size", str(self.batch_size)]
+    def args(self, tasks: list[str] | None = None) -> tuple[str, ...]:
+        """`distillscale eval`'s flags for these keys (after the run directory), scoring `tasks` of
+        them (default: all)."""
+        args = ["--tasks", ",".join(tasks or self.tasks), "--batch-size", str(self.batch_size)]
         if self.limit is not None:
             args += ["--limit", str(self.limit)]
         if self.include_path is not None:

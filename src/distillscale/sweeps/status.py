@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from distillscale.sweeps.compute import sweep_compute
-from distillscale.sweeps.runner import SweepLayout, eval_request
+from distillscale.evaluation.scores import EVAL_FILE, EvalRequest, record_mismatch
+from distillscale.sweeps.runner import SweepLayout
+from distillscale.sweeps.scoring import eval_request
 from distillscale.sweeps.spec_sections import EVALUATED_KINDS
-from distillscale.sweeps.store import RunRecord, RunStore
-from distillscale.evaluation.lm_eval_run import EVAL_FILE, EvalRequest, record_mismatch
+from distillscale.sweeps.store import RunStore, StoredRun
 
 # A run's scoring under [eval]: its eval.json matches the [eval] (`EvalRequest.mismatch`); an [eval] job
-# of the live `sweep run` scores it now; its eval.json is of another [eval] (other tasks, limit, task
-# config or lm-eval version: the next `sweep run` scores it again); it completed and waits for its first
-# scoring; or its last scoring failed (its logs/<run_id>.eval.log is there, no eval.json): the next
-# `sweep run` retries it.
+# of the live `sweep run` scores it now; its eval.json does not (scores of another [eval]: other tasks, a
+# limit, another task config, or data files changed since: the next `sweep run` scores it again); it
+# completed and waits for its first scoring; or its last scoring failed (its logs/<run_id>.eval.log is
+# there, no eval.json): the next `sweep run` retries it.
 SCORING_STATES = ("scored", "scoring", "stale", "pending", "failed")
 
 
@@ -46,7 +47,7 @@ def _device(device: str | None) -> str | None:
     return device if device in (None, "cpu") else f"GPU {device}"
 
 
-def scoring_state(record: RunRecord, layout: SweepLayout, request: EvalRequest, scoring: bool = False) -> str | None:
+def scoring_state(record: StoredRun, layout: SweepLayout, request: EvalRequest, scoring: bool = False) -> str | None:
     """One of SCORING_STATES for a completed run that [eval] scores (its kind in EVALUATED_KINDS),
     read from its files as the runner reads them (`request`: what [eval] asks of its eval.json;
     `scoring`: a live runner's [eval] job scores it now, its log being written); None for any other run."""
@@ -79,7 +80,7 @@ def sweep_status(sweep_dir: str | Path) -> dict[str, Any]:
         workers = store.meta("workers", 1)
         devices = store.devices()
         scoring = store.scoring() if alive else set()  # a dead runner's jobs score nothing
-        request = eval_request(Path(sweep_dir), store)  # the [eval] of the latest `sweep run`
+        request = eval_request(SweepLayout(Path(sweep_dir)).spec_sections(), store)  # the latest `sweep run`'s
     layout = SweepLayout(Path(sweep_dir))
     evaluated = request is not None
     counts["interrupted"] = 0 if alive else counts["running"]

@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class StoredRun:
     """One row of the store."""
 
     id: str
@@ -68,7 +68,7 @@ class RunRecord:
     attempts: int
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "RunRecord":
+    def from_row(cls, row: sqlite3.Row) -> "StoredRun":
         return cls(id=row["id"], kind=row["kind"], config=json.loads(row["config"]),
                    depends_on=tuple(json.loads(row["depends_on"])), status=row["status"],
                    created_at=row["created_at"], started_at=row["started_at"],
@@ -231,15 +231,15 @@ class RunStore:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def get(self, run_id: str) -> RunRecord:
+    def get(self, run_id: str) -> StoredRun:
         row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise KeyError(run_id)
-        return RunRecord.from_row(row)
+        return StoredRun.from_row(row)
 
-    def records(self) -> list[RunRecord]:
+    def records(self) -> list[StoredRun]:
         """Every run, in the order they were added."""
-        return [RunRecord.from_row(row)
+        return [StoredRun.from_row(row)
                 for row in self._db.execute("SELECT * FROM runs ORDER BY created_at, rowid")]
 
     def counts(self) -> dict[str, int]:
