@@ -200,9 +200,10 @@ def test_fit_tables(cli, monkeypatch, tmp_path):
     check_tables(cli, monkeypatch, ("fit", "downstream", table, "--bootstrap", "20"), minimum=3)
 
 
-@pytest.mark.usefixtures("cache_dir", "one_thread")
+@pytest.mark.usefixtures("cache_dir", "one_thread", "offline_datasets")
 def test_engine_tables(cli, monkeypatch, tmp_path):
-    """`data prepare`'s corpus, `export-hf`'s model and `experiment large-batch`'s regimes."""
+    """`data prepare`'s corpus, `export-hf`'s model, `eval`'s scores (with lm-eval) and `experiment
+    large-batch`'s regimes."""
     from tests.regime.test_experiment_large_batch import TINY
 
     prepare = ("data", "prepare", "--max-bytes", "20k", "--vocab-size", "300")
@@ -213,5 +214,17 @@ def test_engine_tables(cli, monkeypatch, tmp_path):
                        "--batch-size", "4", "--eval-every", "0", "--device", "cpu")
     assert code == 0, err
     check_tables(cli, monkeypatch, ("export-hf", run, tmp_path / "hf", "--overwrite"), minimum=2)
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:  # the eval extra
+        pass
+    else:
+        data = REPO_ROOT / "tests" / "data" / "lm_eval_tiny"
+        (tmp_path / "tasks").mkdir()
+        (tmp_path / "tasks" / "tiny_mc.yaml").write_text(
+            (data / "tiny_mc.yaml").read_text().replace("questions.jsonl", str(data / "questions.jsonl")))
+        check_tables(cli, monkeypatch, ("eval", run, "--tasks", "distillscale_tiny_mc", "--include-path",
+                                        tmp_path / "tasks", "--out", tmp_path / "eval.json", "--overwrite"),
+                     minimum=2)
     check_tables(cli, monkeypatch, ("experiment", "large-batch", *TINY, "--out", tmp_path / "mnist",
                                     "--overwrite"), minimum=3)
