@@ -202,8 +202,8 @@ def test_fit_tables(cli, monkeypatch, tmp_path):
 
 @pytest.mark.usefixtures("cache_dir", "one_thread", "offline_datasets")
 def test_engine_tables(cli, monkeypatch, tmp_path):
-    """`data prepare`'s corpus, `export-hf`'s model, `eval`'s scores (with lm-eval) and `experiment
-    large-batch`'s regimes."""
+    """`data prepare`'s corpus, `export-hf`'s model, `loss`'s measurement, `eval`'s scores (with lm-eval)
+    and `experiment large-batch`'s regimes."""
     from tests.regime.test_experiment_large_batch import TINY
 
     prepare = ("data", "prepare", "--max-bytes", "20k", "--vocab-size", "300")
@@ -214,6 +214,7 @@ def test_engine_tables(cli, monkeypatch, tmp_path):
                        "--batch-size", "4", "--eval-every", "0", "--device", "cpu")
     assert code == 0, err
     check_tables(cli, monkeypatch, ("export-hf", run, tmp_path / "hf", "--overwrite"), minimum=2)
+    check_tables(cli, monkeypatch, ("loss", run, "--out", tmp_path / "loss.json"), minimum=3)
     try:
         import lm_eval  # noqa: F401
     except ImportError:  # the eval extra
