@@ -13,6 +13,7 @@ from distillscale.console import console, print_json, warn
 from distillscale.errors import UserError
 from distillscale.io import check_output_file
 from distillscale.laws.hyperparameters.rates import LR_UNIT_HELP
+from distillscale.model.config import ModelConfig, family_width
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity
 
@@ -167,34 +168,54 @@ class PredictHyperparametersSettings(CommandSettings):
     batch_tokens: Annotated[float | None, quantity("--batch-tokens", kind=Quantity.TOKENS)] = option(
         None, help="a batch size (tokens) you fixed: the lr to use at it, its loss penalty against B* and the tokens "
                    "that recover it (the law's batch exponent, not a fixed square root)")
+    d_model: float | None = option(None, min=1, help="the model's width, for its --lr under muP (the hidden matrices "
+                                                     "train at --lr x 256 / d_model; default: the family's width at "
+                                                     "--params, aspect ratio 128)")
     as_json: bool = option(False, flag="--json", help="print JSON")
 
 
 def predict_hyperparameters_command_run(s: PredictHyperparametersSettings) -> None:
-    """The recommended peak learning rate and batch size (tokens) at N parameters and D tokens."""
+    """The recommended peak learning rate (the hidden matrices' rate, and the --lr that trains them
+    there) and batch size (tokens) at N parameters and D tokens."""
     from distillscale.errors import ParameterError
     from distillscale.laws.hyperparameters.presets import load_hyperparameter_law
+    from distillscale.laws.hyperparameters.rates import recipe_problems, run_rate
 
     law = load_hyperparameter_law(s.law)
     try:
         rec = law.recommend(s.params, s.tokens, s.batch_tokens)
     except ParameterError as exc:
         raise UserError(exc.for_cli()) from None
+    rate = run_rate(rec.lr, rec.lr_interval, rec.lr_unit, s.d_model or family_width(rec.params, FAMILY_ASPECT_RATIO))
+    problems = recipe_problems(rate.peak, rate.train_lr, rec.batch_tokens, rec.tokens)
     if s.as_json:
-        print_json(rec.to_dict())
+        print_json({**rec.to_dict(), "peak_lr": rate.peak, "peak_lr_interval": list(rate.interval),
+                    "train_lr": rate.train_lr, "d_model": rate.d_model, "mup_base_width": rate.mup_base_width,
+                    "problems": problems})
         return
-    _print_recommendation(rec, law)
+    _print_recommendation(rec, law, rate, s.d_model is None, problems)
 
 
-def _print_recommendation(rec, law) -> None:
-    """The recommendation in a few lines: rate, batch, the settings the law's runs used, and at a
-    fixed batch how the rate adapts and what the batch costs."""
+FAMILY_ASPECT_RATIO = ModelConfig.model_fields["aspect_ratio"].default   # the family's width at N, for its --lr
+
+
+def _print_recommendation(rec, law, rate, family: bool, problems: list[str]) -> None:
+    """The recommendation in a few lines: rate (the hidden matrices' peak and the --lr for it at the
+    width: the family's at N when `family`), batch, the settings the law's runs used, and at a fixed
+    batch how the rate adapts and what the batch costs; `problems`, why it is no run to train."""
     for note in rec.notes:
         warn(note)
+    for problem in problems:
+        warn(f"not a run to train: {problem}")
     level = f"{rec.level:.0%}"
     console.print(f"N = {format_quantity(rec.params)} parameters, D = {format_quantity(rec.tokens)} tokens "
-                  f"(law: {rec.law})")
-    console.print(f"peak lr      {rec.lr:.3g}  ({level} interval {rec.lr_interval[0]:.3g}-{rec.lr_interval[1]:.3g})")
+                  f"(law: {rec.law}, its rate {rec.lr_unit.describe()})")
+    width = (f"d_model {rate.d_model:,.0f}" + (f", the family's at N (aspect ratio {FAMILY_ASPECT_RATIO:g}; "
+                                               "--d-model sets it)" if family else ""))
+    console.print(f"peak lr      {rate.peak:.3g}  ({level} interval {rate.interval[0]:.3g}-{rate.interval[1]:.3g}): "
+                  f"the hidden matrices' rate" + ("" if rec.lr_unit.kind == "peak" else f" at {width}"))
+    console.print(f"--lr         {rate.train_lr:.4g}  what `train`/`distill --lr` takes for it (muP: the hidden matrices "
+                  f"train at --lr x {rate.mup_base_width} / d_model" + (f"; {width})" if rec.lr_unit.kind == "peak" else ")"))
     batch = f"batch        {format_quantity(rec.batch_tokens)} tokens"
     if rec.batch_interval is not None:
         batch += f"  ({level} interval {format_quantity(rec.batch_interval[0])}-{format_quantity(rec.batch_interval[1])})"

@@ -48,7 +48,7 @@ from distillscale.laws.hyperparameters.across import (
 )
 from distillscale.laws.hyperparameters.conditions import RULES, SETTINGS, runs_at, setting_cells, setting_choices
 from distillscale.laws.hyperparameters.law import BATCH_EXPONENT_SPREAD, HyperparameterLaw, PowerLaw
-from distillscale.laws.hyperparameters.rates import LrUnit, table_lr_unit
+from distillscale.laws.hyperparameters.rates import LR_MAX, LrUnit, table_lr_unit
 from distillscale.laws.hyperparameters.records import (
     CellOptimum,
     CellScore,
@@ -80,7 +80,7 @@ BATCH_FORMS = ("N,D", "D")   # B* = d N^e D^f, or d D^f (Step Law finds B* depen
 # laws' exponents (lr*: Step Law N^-0.713 D^0.307, DeepSeek (6ND)^-0.125; B*: Step Law N^0 D^0.571,
 # DeepSeek (6ND)^0.327; distillscale's own muP ladders N^-0.06-N^0.09).
 EXPONENT_PRIOR_SD = {"lr": 0.4, "batch": 0.3}
-LR_MAX = 1.0     # a peak rate above this diverges: an lr column beyond it is in other units (x1000)
+# LR_MAX (rates): a peak rate above it diverges, so an lr column beyond it is in other units (x1000)
 LR_TINY = 1e-5   # a grid whose largest rate is below this is likely in other units (LMs' peak: 1e-5 to 1)
 
 
