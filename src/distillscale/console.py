@@ -16,6 +16,7 @@ from typing import Any
 from rich import table as rich_table
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -65,12 +66,13 @@ class Table(rich_table.Table):
         if not self.columns or self.width is not None:
             yield from super().__rich_console__(console, options)
             return
-        width = options.max_width
-        for floors in (_floors(self, console, soft=True), _floors(self, console, soft=False)):
+        width, content = options.max_width, _content(self, console)
+        for soft in (True, False):
+            floors = _floors(self, content, soft)
             if sum(floors) + self._extra_width <= width:
-                yield from _render(_fitted(self, console, options, floors), console, options)
+                yield from _render(_fitted(self, content, floors, width), console, options)
                 return
-        groups = _column_groups(self, console, width, soft=True) or _column_groups(self, console, width, soft=False)
+        groups = _column_groups(self, content, width, soft=True) or _column_groups(self, content, width, soft=False)
         if groups is None:
             yield from _records(self, console)
             return
@@ -78,46 +80,61 @@ class Table(rich_table.Table):
         for number, group in enumerate(groups):
             if number:
                 yield Segment.line()
-            yield from _part(self, group).__rich_console__(console, options)
+            part, part_content = _part(self, group), [content[index] for index in group]
+            for soft in (True, False):
+                floors = _floors(part, part_content, soft)
+                if sum(floors) + part._extra_width <= width:
+                    break
+            yield from _render(_fitted(part, part_content, floors, width), console, options)
         yield from _annotation(self.caption, "table.caption", self.caption_style, console)
 
 
 # A column holding text longer than this is not narrowed below it (nor below its longest word).
 READABLE_WIDTH = 14
-_UNBOUNDED = 100_000  # the width columns are measured at: their words and lines as written
+_UNBOUNDED = 100_000  # the width cells are measured at: their words and lines as written
 
 
-def _floors(table: rich_table.Table, console: Console, soft: bool) -> list[int]:
+def _content(table: rich_table.Table, console: Console) -> list[tuple[int, int]]:
+    """Each column's (longest word, longest line) over its cells, header and footer shown, padding
+    not included: measured once per rendering, whatever the layout."""
+    options = console.options.update_width(_UNBOUNDED)
+    content = []
+    for column in table.columns:
+        cells = [*([column.header] if table.show_header else []), *column._cells,
+                 *([column.footer] if table.show_footer else [])]
+        measured = [Measurement.get(console, options, cell) for cell in cells]
+        content.append((max((m.minimum for m in measured), default=0), max((m.maximum for m in measured), default=0)))
+    return content
+
+
+def _floors(table: rich_table.Table, content: list[tuple[int, int]], soft: bool) -> list[int]:
     """Each column's narrowest width, padding included: its whole cells where it does not wrap, else
     its longest word (and, `soft`, at least READABLE_WIDTH where its cells are longer)."""
     floors = []
-    options = console.options.update_width(_UNBOUNDED)
-    for column in table.columns:
-        measured = table._measure_column(console, options, column)
-        if column.no_wrap or column.width is not None:
-            floors.append(measured.maximum)
+    for position, (column, (shortest, longest)) in enumerate(zip(table.columns, content)):
+        if column.width is not None:
+            shortest = longest = column.width
+        elif column.no_wrap:
+            shortest = longest
         elif soft:
-            padding = table._get_padding_width(column._index)
-            floors.append(min(measured.maximum, max(measured.minimum, READABLE_WIDTH + padding)))
-        else:
-            floors.append(measured.minimum)
+            shortest = min(longest, max(shortest, READABLE_WIDTH))
+        floors.append(shortest + table._get_padding_width(position))
     return floors
 
 
-def _fitted(table: rich_table.Table, console: Console, options: ConsoleOptions, floors: list[int]):
+def _fitted(table: rich_table.Table, content: list[tuple[int, int]], floors: list[int], width: int):
     """A copy of `table` whose columns have fixed widths, the widest narrowed first, none below its
-    floor, that fit `options.max_width` (the caller checked that the floors do)."""
-    measure = console.options.update_width(_UNBOUNDED)
-    widths = [table._measure_column(console, measure, column).maximum for column in table.columns]
-    excess = sum(widths) + table._extra_width - options.max_width
+    floor, that fit `width` (the caller checked that the floors do)."""
+    widths = [max(longest + table._get_padding_width(position), floor)
+              for position, ((_, longest), floor) in enumerate(zip(content, floors))]
+    excess = sum(widths) + table._extra_width - width
     while excess > 0:
-        narrowable = [i for i, (w, f) in enumerate(zip(widths, floors)) if w > f]
-        widest = max(narrowable, key=lambda i: (widths[i], i))
+        widest = max((i for i, (w, f) in enumerate(zip(widths, floors)) if w > f), key=lambda i: (widths[i], i))
         widths[widest] -= 1
         excess -= 1
     fitted = copy.copy(table)
-    fitted.columns = [replace(column, width=max(0, w - table._get_padding_width(column._index)))
-                      for column, w in zip(table.columns, widths)]
+    fitted.columns = [replace(column, width=max(0, w - table._get_padding_width(position)))
+                      for position, (column, w) in enumerate(zip(table.columns, widths))]
     return fitted
 
 
@@ -132,22 +149,23 @@ def _render(table: rich_table.Table, console: Console, options: ConsoleOptions) 
     yield from rich_table.Table.__rich_console__(table, console, options)
 
 
-def _column_groups(table: rich_table.Table, console: Console, width: int, soft: bool) -> list[list[int]] | None:
+def _column_groups(table: rich_table.Table, content: list[tuple[int, int]], width: int,
+                   soft: bool) -> list[list[int]] | None:
     """The table's other columns in groups, in order, each of which fits `width` beside the first
     column (at their `_floors`); None when one column does not fit beside it."""
+    def fits(group: list[int]) -> bool:
+        part = _part(table, group)
+        return sum(_floors(part, [content[index] for index in group], soft)) + part._extra_width <= width
+
     groups: list[list[int]] = []
     for index in range(1, len(table.columns)):
-        if groups and _fits(_part(table, [*groups[-1], index]), console, width, soft):
+        if groups and fits([*groups[-1], index]):
             groups[-1].append(index)
-        elif _fits(_part(table, [0, index]), console, width, soft):
+        elif fits([0, index]):
             groups.append([0, index])
         else:
             return None
     return groups or None
-
-
-def _fits(part: rich_table.Table, console: Console, width: int, soft: bool) -> bool:
-    return sum(_floors(part, console, soft)) + part._extra_width <= width
 
 
 def _part(table: rich_table.Table, group: list[int]):
