@@ -19,6 +19,7 @@ from distillscale.laws.interaction_law import supervised_law_from_dict
 from distillscale.laws.schema import validate_law_file
 
 FORMAT = "distillscale.laws/1"
+REPORT_FORMAT = "distillscale.report/"  # a report.json holds its fitted laws under "laws"
 # `is_ours` of a law file: the output rule lets overwrite=True replace only such a file.
 is_law_file = json_format_is(FORMAT.split("/")[0] + "/")
 
@@ -191,7 +192,7 @@ def _epoch2024() -> LawSet:
 PRESETS = {"busbridge2025": _busbridge2025, "chinchilla2022": _chinchilla2022,
            "epoch2024": _epoch2024}
 # The help of every command's --law option: what `load_laws` takes.
-LAW_HELP = f"a preset ({', '.join(PRESETS)}) or a law JSON file"
+LAW_HELP = f"a preset ({', '.join(PRESETS)}), a law JSON file, or a report.json (the laws `report` fitted)"
 # What `fit_supervised(form=...)` (and so `fit supervised --form`, `report --form`) fits.
 FORM_HELP = ("auto (the median of the three forms below, refitted into one law of the busbridge form; "
              "the forms alone are backtested and shown, not chosen), chinchilla (gamma = 1), tied "
@@ -208,7 +209,8 @@ NO_BIAS_CORRECTION_HELP = ("use the law's raw predictions: without the cross-lad
 
 
 def load_laws(spec: str | Path, *, bias_correction: bool = True) -> LawSet:
-    """A preset name or the path of a law JSON file (as written by `fit ... --out`); with
+    """A preset name, the path of a law JSON file (as written by `fit ... --out`) or of a report.json
+    (the laws `report` and `demo` fitted to a sweep); with
     `bias_correction=False`, without the cross-ladder correction its supervised law carries."""
     laws = _load_laws(spec)
     return laws if bias_correction else laws.without_bias_correction()
@@ -227,6 +229,9 @@ def _load_laws(spec: str | Path) -> LawSet:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"law file {spec} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and str(data.get("format", "")).startswith(REPORT_FORMAT) \
+            and isinstance(data.get("laws"), dict):
+        data = data["laws"]  # a report's fitted laws (`distillscale report`, `demo`: report.json)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         written = data.get("format") if isinstance(data, dict) else None
         if isinstance(written, str) and written.startswith(FORMAT.split("/")[0] + "/"):

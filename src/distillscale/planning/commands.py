@@ -75,6 +75,8 @@ def _print_plan(result, settings: PlanSettings) -> None:
         return
     for item in plan_renderables(result):
         console.print(item)
+    for line in _loss_units_lines(result):
+        console.print(line, soft_wrap=True, highlight=False)
     if note is not None:
         console.print(note, soft_wrap=True, highlight=False)
     for name, check in checks.items():
@@ -82,6 +84,19 @@ def _print_plan(result, settings: PlanSettings) -> None:
     if checks and result.kind != "supervised":
         console.print("(for distilled students this assumes repeated tokens decay as in supervised "
                       "training: the law does not know how distillation tolerates repetition)")
+
+
+def _loss_units_lines(result) -> list[str]:
+    """What the plan's losses are (nats/token of the law's tokenizer on its text, and the headline
+    student's loss in bits per byte of that text), and the teacher model's measured loss."""
+    units, lines = result.laws.losses, []
+    if result.teacher_model is not None:
+        lines.append(result.teacher_model.describe())
+    headline = result.headline
+    bits = None if headline is None else units.bits_per_byte(headline.student_loss)
+    lines.append(f"Losses are {units.describe()}" + ("" if bits is None else
+                 f"; the student's {headline.student_loss:.4f} nats/token is {bits:.4f} bits/byte of that text"))
+    return lines
 
 
 class DistillMapSettings(CommandSettings):

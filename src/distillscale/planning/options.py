@@ -73,7 +73,8 @@ class PlanSettings(CommandSettings):
     student_params: Annotated[float | None, quantity("--student-params", kind=Quantity.PARAMS)] = option(
         None, help="student non-embedding parameters, e.g. 546M; omit to find the best student size")
     student_model: Path | None = option(
-        None, help="a model directory (model_config.json): exact N_S and forward FLOPs from its distillscale config")
+        None, help="a student model's directory (a run, a `prune` output or a Hugging Face causal LM): exact N_S and "
+                   "forward FLOPs from its config")
     scenario: str | None = option(None, help=f"{SCENARIO_HELP} (default)")
     teacher_params: Annotated[float | None, quantity("--teacher-params", kind=Quantity.PARAMS)] = option(
         None, help="an existing teacher's non-embedding parameters")
@@ -81,6 +82,13 @@ class PlanSettings(CommandSettings):
         None, help="the existing teacher's pre-training tokens")
     teacher_loss: float | None = option(
         None, help="the existing teacher's loss (nats/token), with --teacher-params")
+    teacher_model: Path | None = option(
+        None, help="instead of --teacher-params: an existing teacher's directory (a run or a Hugging Face causal LM, "
+                   "with its tokenizer, which must be the law's): N_T and FLOPs/token from its config, L_T from its "
+                   "loss.json (`distillscale loss`) or measured on the law's split")
+    trust_remote_code: bool = option(
+        False, help="run the own code of a --teacher-model or --student-model (its config's auto_map) to count it: "
+                    "only code you trust")
     teacher_mixture: Annotated[tuple[float, ...] | None, BeforeValidator(_sizes)] = option(
         None, help="instead of --teacher-params: the sizes of a mixture's teachers, comma-separated (e.g. "
                    "1B,300M; `distill --teacher A --teacher B`), each paid on every student token; needs "
@@ -211,18 +219,28 @@ class PlanSettings(CommandSettings):
         given = self.search.given()
         if self.student_model is not None and self.student_params is not None:
             raise ParameterError(("student_params", "student_model"), "give {} or {}, not both")
+        if self.teacher_model is not None and self.teacher is not None:
+            given = [name for name in TEACHER_FIELDS if getattr(self, name) is not None]
+            raise ParameterError(("teacher_model", given[0]), "give {} or {}, not both: the model gives the teacher's "
+                                 "size and its measured loss")
+        if self.teacher_model is not None and self.student_params is None and self.student_model is None:
+            raise ParameterError("student_params", "planning with an existing teacher (--teacher-model) needs {}")
         if self.teacher is not None and self.student_params is None and self.student_model is None:
             raise ParameterError("student_params", "planning with an existing teacher (or a mixture) needs {}")
         if given and (self.student_params is not None or self.student_model is not None):
             raise ParameterError((*given, "student_params"), f"the student-size search options "
                                  f"({', '.join(['{}'] * len(given))}) do not combine with {{}}: drop one "
                                  "or the other")
-        if self.teacher is not None and self.scenario not in (None, "teacher-inference"):
+        if (self.teacher is not None or self.teacher_model is not None) and self.scenario not in (None, "teacher-inference"):
             raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
                                  "teacher-inference cost: leave out {} or set {} to teacher-inference")
         return self
 
     def _mode_comparison_combinations(self) -> "PlanSettings":
+        if self.teacher_model is not None:
+            raise ParameterError(("teacher_model", "teacher.params", "teacher.loss"), "the mode comparison (--on-policy, "
+                                 "--logit-cache, --teacher-remote) prices the teacher by its size: instead of {} give "
+                                 "{} and {} (its `distillscale loss`)")
         if self.student_init != "scratch":
             raise ParameterError("student_init", "{} " + self.student_init + " is planned against the "
                                  "distillation law's scenarios only: leave out the mode comparison (--on-policy, "
@@ -284,7 +302,7 @@ class PlanSettings(CommandSettings):
                                ("prompt_tokens", "prompt_tokens"), ("continuation_tokens", "continuation_tokens"),
                                ("efficiency", "on_policy_efficiency"))
                               if getattr(checked, name) != getattr(defaults, name)})
-        options = {name: str(value) if name == "student_model" and value is not None else value
+        options = {name: str(value) if name in ("student_model", "teacher_model") and value is not None else value
                    for name, value in options.items()}
         try:
             return cls.model_validate({"law": law, **options})

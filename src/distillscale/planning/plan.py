@@ -35,7 +35,7 @@ from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, StudentSearch, positive
 from distillscale.planning.plans import ModeComparison, Plan, ScenarioPlans, StudentSizePlans, SupervisedOnlyPlan
 from distillscale.planning.repetition import is_distilled, model_penalty, repetition_check, with_repetition
-from distillscale.planning.warnings import mode_warnings, plan_warnings
+from distillscale.planning.warnings import loss_units_notes, mode_warnings, plan_warnings
 from distillscale.units import Quantity, format_quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -104,15 +104,17 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
     forward = _forward_flops(laws, settings.flops, settings.n_ctx, settings.vocab_size, settings.aspect_ratio)
     start = start_multiplier(settings.student_init)
     if laws.distillation is None:
-        if compare or start is not None or teacher is not None:  # options only a distillation law plans
+        if compare or start is not None or teacher is not None or settings.teacher_model is not None:
+            # options only a distillation law plans
             laws.require_distillation()
         return _supervised_plan(laws, settings)
     from distillscale.planning.solver import DistillationPlanner
 
-    planner = DistillationPlanner(laws, forward, start=start)
+    planner = DistillationPlanner(laws, forward, start=start, bounds=_bounds(laws))
     if compare:
         return _mode_comparison(laws, planner, settings)
-    N_S, F_S = _student(settings.student_params, settings.student_model, forward, settings.n_ctx)
+    N_S, F_S = _student(settings.student_params, settings.student_model, forward, settings.n_ctx,
+                        settings.trust_remote_code)
     names = list(SCENARIOS) if settings.scenario is None else [settings.scenario]
     if N_S is None:
         warnings, (size_range, tokens_per_param) = _student_region(laws, planner, search)
@@ -124,15 +126,18 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
         warnings += plan_warnings(laws, [s.best for s in sweeps], sweep=True)
         return StudentSizePlans(law=laws.name, laws=laws, settings=settings, sweeps=sweeps, warnings=warnings,
                                 planner=planner)
+    model = _teacher_model(laws, settings, forward.n_ctx)
+    teacher = teacher if model is None else ExistingTeacher(model.params, loss=model.loss.nats_per_token)
     if teacher is not None:
         teacher = teacher.checked(laws)
         plans = [planner.plan_with_teacher(N_S, compute, teacher.params, teacher.tokens, teacher.loss, F_S,
-                                           mixture=teacher.mixture)]
+                                           mixture=teacher.mixture,
+                                           teacher_flops_per_token=None if model is None else model.flops_per_token)]
     else:
         plans = [planner.plan(N_S, compute, name, F_S) for name in names]
-    return ScenarioPlans(law=laws.name, laws=laws, settings=settings, plans=plans,
-                         warnings=plan_warnings(laws, plans, sweep=False, given_teacher=teacher is not None),
-                         planner=planner)
+    warnings = plan_warnings(laws, plans, sweep=False, given_teacher=teacher is not None)
+    return ScenarioPlans(law=laws.name, laws=laws, settings=settings, plans=plans, planner=planner,
+                         warnings=loss_units_notes(laws, settings, model) + warnings, teacher_model=model)
 
 
 def plan_supervised(law, *, compute: float, params: float | None = None,
@@ -279,10 +284,12 @@ def _with_recipes(result: Plan, law) -> Plan:
 
     settings, forward = result.settings, result.planner.flops
     model = None
-    if settings.student_model is not None:  # its runs at its own context, as `_student` prices it
-        from distillscale.model.checkpoint import load_config
+    if settings.student_model is not None:  # its runs at its own context and width, as `_student` prices it
+        from distillscale.model.config import ModelConfig
+        from distillscale.model.sizes import model_size
 
-        model = load_config(settings.student_model)
+        count = model_size(settings.student_model, settings.trust_remote_code, given_as="--student-model").count
+        model = count if isinstance(count, ModelConfig) else None  # a generic model: the family's width at N
     recipes = plan_recipes(result.runs(), law, forward.n_ctx, forward.aspect_ratio, settings.batch_tokens, model)
     if settings.student_init != "scratch":  # the students start from a model, not from scratch
         note = (f"the student starts {settings.student_init} (--student-init): the law's rates are for training "
@@ -311,21 +318,43 @@ def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int
 
 
 def _student(student_params: float | None, student_model: str | Path | None, forward: ForwardFlops,
-             n_ctx: int | None) -> tuple[float | None, float | None]:
-    """(N_S, exact F(N_S) or None) from the size or from a model directory. A model is priced at
-    the plan's context (`n_ctx` when given, else the law's), the sequence length it trains at, not
-    at the longest its config allows (an imported Qwen3 keeps 40,960); at most at that longest."""
+             n_ctx: int | None, trust_remote_code: bool = False) -> tuple[float | None, float | None]:
+    """(N_S, exact F(N_S) or None) from the size or from a model directory (a run, a prune output or a
+    Hugging Face causal LM: `model.sizes`). A model is priced at the plan's context (`n_ctx` when given,
+    else the law's), the sequence length it trains at, not at the longest its config allows (an
+    imported Qwen3 keeps 40,960); at most at that longest."""
     if student_model is None:
         return student_params, None
-    from distillscale.model.checkpoint import load_config
+    from distillscale.planning.teacher_model import student_size
 
-    config = load_config(student_model)
-    if n_ctx is not None and n_ctx > config.max_seq_len:
-        raise ParameterError(("n_ctx", "student_model", "n_ctx"), f"{{}} {n_ctx} is longer than the "
-                             f"context of {{}} ({config.max_seq_len} tokens, its max_seq_len): give {{}} "
-                             f"{config.max_seq_len} or less")
-    context = min(forward.n_ctx, config.max_seq_len)
-    return float(config.non_embedding_params), float(config.forward_flops_per_token(context))
+    params, flops, _ = student_size(student_model, n_ctx, forward.n_ctx, trust_remote_code)
+    return params, flops
+
+
+def _bounds(laws: LawSet) -> tuple[float, float]:
+    """The planner's box (sizes and tokens): its default, opened below to a tenth of the smallest size
+    and token count the law was fitted on (a micro sweep's law: thousands of parameters and tokens)."""
+    from distillscale.planning.solver import DEFAULT_BOUNDS
+
+    known = data_range(laws, students=True)
+    if known is None:
+        return DEFAULT_BOUNDS
+    return min(DEFAULT_BOUNDS[0], known.params[0] / 10, known.tokens[0] / 10), DEFAULT_BOUNDS[1]
+
+
+def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
+    """The `--teacher-model` at the plan's context (`planning.teacher_model`), or None."""
+    if settings.teacher_model is None:
+        return None
+    from distillscale.planning.teacher_model import teacher_model
+
+    return teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say)
+
+
+def _say(message: str) -> None:
+    from distillscale.console import err_console
+
+    err_console.print(f"plan: {message}", highlight=False, soft_wrap=True)
 
 
 def _student_region(laws: LawSet, planner: DistillationPlanner, search: StudentSearch

@@ -31,6 +31,7 @@ from distillscale.planning.run_sheet import run_sheet
 from distillscale.planning.repetition import (BASELINE_RUN, PRETRAIN_INSTEAD, TEACHER_RUN, repeated_distillation,
                                               repeated_supervised, repeated_sweep, repetition_check)
 from distillscale.planning.results import CANNOT_TELL, far_beyond, interval_or_none
+from distillscale.planning.teacher_model import TeacherModel
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
     from distillscale.laws.uncertainty import Prediction
@@ -73,6 +74,8 @@ class Plan:
     # With a GPU (`plan --gpu`): each run's wall-clock, GPU-hours and cost, estimated from the measured
     # throughput table (`planning.gpu_hours`).
     gpu_hours: GpuHoursEstimate | None = None
+    # With `--teacher-model`: the teacher's size, FLOPs per token and measured loss (`planning.teacher_model`).
+    teacher_model: TeacherModel | None = None
     # What the supervised law's correction beyond its runs did to the plan's losses (the sizes are the
     # raw law's optimum: `planning.correction`); None when it changed none of them.
     correction: CorrectionShift | None = None
@@ -142,6 +145,9 @@ class Plan:
             record["supervised_form"] = {"form": self.laws.supervised.form, "description": self.law_form}
             # laws.crossladder: how the correction moved the plan's losses, or None where it moved none
             record["bias_correction"] = None if self.correction is None else self.correction.to_dict()
+        record["losses"] = self.losses_record()
+        if self.teacher_model is not None:
+            record["teacher_model"] = self.teacher_model.to_dict()
         if self.repetition:
             record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
         if self.recipes:
@@ -161,6 +167,20 @@ class Plan:
 
     def _record(self) -> dict:
         raise NotImplementedError
+
+    def losses_record(self) -> dict:
+        """What the plan's losses are (the law's `losses`: nats/token of its tokenizer on its text), and
+        each run's predicted loss in bits per byte of that text (None where its bytes were not measured)."""
+        units = self.laws.losses
+
+        def bits(value):
+            return None if value is None else units.bits_per_byte(float(value))
+
+        return {"unit": units.unit, "described": units.describe(), "identity": units.to_json(),
+                "bits_per_byte": {name: {"loss": bits(loss), "interval": None if interval is None or not
+                                         interval.has_interval else [bits(interval.low), bits(interval.high)]}
+                                  for name, (loss, interval) in self.loss_predictions().items()}
+                if units.bytes_per_token is not None else None}
 
     def models(self) -> dict[str, tuple[float, float]]:
         """The models the plan trains, by name: (parameters, tokens)."""

@@ -57,3 +57,23 @@ def mode_warnings(laws: LawSet, student_params: float, modes: list, teacher) -> 
     warnings += extrapolation_warnings(laws, {"the teacher": teacher.params},
                                        {"the teacher's tokens": teacher.tokens} if teacher.tokens else {})
     return list(dict.fromkeys(warnings))
+
+
+def loss_units_notes(laws: LawSet, settings, model=None) -> list[str]:
+    """What a teacher's loss must be to plan with it (`data.loss_identity`): a given --teacher-loss is
+    taken in the law's units, said in one line; a --teacher-model's measured loss (`model`) cannot be
+    checked against a law that does not record its units, and may be at another context."""
+    losses, messages = laws.losses, []
+    unknown = (f"law {laws.name!r} does not record what its losses are (the tokenizer and text of its runs: fit it "
+               "with --tokenizer and --text)")
+    if settings.teacher_loss is not None:
+        messages.append(f"--teacher-loss {settings.teacher_loss:g} is taken as {losses.describe()}: the teacher's loss "
+                        f"must be measured in that tokenizer on that text (`distillscale loss`)" if losses.given else
+                        f"{unknown}: --teacher-loss must be in the tokenizer and on the text of the runs it was fitted on")
+    if model is not None and not losses.given:
+        messages.append(f"{unknown}: the teacher's loss ({model.loss.losses.describe()}) is taken as in its units, "
+                        "unchecked")
+    if model is not None and model.loss.seq_len != model.context:
+        messages.append(f"the teacher's loss was measured at context {model.loss.seq_len} and the plan's context is "
+                        f"{model.context}: a teacher reads its context; measure it at --seq-len {model.context}")
+    return messages

@@ -1,0 +1,180 @@
+"""A model directory as the plan's existing teacher (`plan --teacher-model DIR`) or its student
+(`plan --student-model DIR`): a distillscale run or any Hugging Face causal LM.
+
+N and the forward FLOPs per token come from the model's config, counted as the engine counts every
+model it trains or distils from (`model.sizes`: non-embedding parameters, every matmul and attention
+at the plan's context). The teacher's loss L_T must be in the law's units: nats/token of the law's
+tokenizer on the law's text (`LawSet.losses`). It is read from the model's loss.json
+(`distillscale loss`), or from the measurement kept beside the law's prepared split, or measured
+there now (`distillscale loss` in a child process: the planner itself loads no model). A teacher of
+another tokenizer, or a loss.json of another text, is refused in one line that says how to calibrate
+the laws on the teacher's tokenizer.
+
+    teacher = teacher_model("models/qwen", laws, n_ctx=2048)   # TeacherModel: .params, .flops_per_token, .loss
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from distillscale.data.loss_identity import LOSS_FILE, LossRecord, TokenizerIdentity, cache_path, model_fingerprint
+from distillscale.errors import ParameterError, UserError
+
+if TYPE_CHECKING:
+    from distillscale.laws.lawset import LawSet
+    from distillscale.model.sizes import ModelSize
+
+
+@dataclass(frozen=True)
+class TeacherModel:
+    """The teacher a plan was given as a model: its size, its FLOPs per token at the plan's context,
+    and its measured loss (`loss`, with `source` saying where it came from)."""
+
+    path: str
+    size: ModelSize
+    flops_per_token: float
+    context: int
+    loss: LossRecord
+    source: str
+
+    @property
+    def params(self) -> float:
+        return float(self.size.non_embedding_params)
+
+    def describe(self) -> str:
+        """One line: the teacher's N, FLOPs per token and L_T, and where L_T came from."""
+        return (f"teacher {self.path}: N_T = {self.size.non_embedding_params:,} non-embedding parameters, "
+                f"{self.flops_per_token:.4g} FLOPs/token at context {self.context} ({self.size.architecture}); "
+                f"L_T = {self.loss.describe()}, from {self.source}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "architecture": self.size.architecture,
+                "non_embedding_params": self.size.non_embedding_params, "total_params": self.size.total_params,
+                "forward_flops_per_token": self.flops_per_token, "context": self.context,
+                "flops_method": self.size.flops_method, "loss": self.loss.nats_per_token,
+                "loss_standard_error": self.loss.standard_error, "bits_per_byte": self.loss.bits_per_byte,
+                "loss_source": self.source, "loss_record": self.loss.model_dump(mode="json")}
+
+
+def student_size(path: str | Path, n_ctx: int | None, context: int, trust_remote_code: bool = False
+                 ) -> tuple[float, float, ModelSize]:
+    """(N_S, F(N_S), its size) of a student model directory (a run, a prune output or a Hugging Face
+    directory), priced at the plan's context `context` (the law's, or `n_ctx` when given), at most the
+    model's own."""
+    from distillscale.model.sizes import model_size
+
+    size = model_size(path, trust_remote_code, given_as="--student-model")
+    longest = size.context
+    if n_ctx is not None and longest is not None and n_ctx > longest:
+        raise ParameterError(("n_ctx", "student_model", "n_ctx"), f"{{}} {n_ctx} is longer than the context of {{}} "
+                             f"({longest} tokens): give {{}} {longest} or less")
+    at = min(context, longest) if longest else context
+    return float(size.non_embedding_params), float(size.forward_flops_per_token(at)), size
+
+
+def teacher_model(path: str | Path, laws: LawSet, context: int, trust_remote_code: bool = False,
+                  progress=lambda message: None) -> TeacherModel:
+    """The teacher in `path` for a plan under `laws` at `context` tokens: refused in one line when its
+    tokenizer is not the law's; L_T from its loss.json, the measurement kept with the law's split, or
+    measured there now (`progress(message)` is told before)."""
+    from distillscale.model.sizes import model_size
+
+    path = Path(path).expanduser()
+    size = model_size(path, trust_remote_code, given_as="--teacher-model")
+    _check_tokenizer(path, laws)
+    record, source = _measured_loss(path, laws, context, trust_remote_code, progress)
+    at = min(context, size.context) if size.context else context
+    return TeacherModel(str(path), size, float(size.forward_flops_per_token(at)), at, record, source)
+
+
+def calibrate_hint(path: Path) -> str:
+    """How to get laws in a teacher's own tokenizer: a sweep on your data prepared with it."""
+    return (f"calibrate the laws on your data in this teacher's tokenizer: `distillscale demo --data DIR --teacher "
+            f"{path}` (or `distillscale data prepare --data DIR --tokenizer {path}`, then a sweep on that corpus)")
+
+
+def _check_tokenizer(path: Path, laws: LawSet) -> TokenizerIdentity:
+    """The teacher's tokenizer, refused in one line when it is not the law's."""
+    from distillscale.data.loss_identity import loss_identity
+    from distillscale.model.pretrained import tokenizer_of
+
+    found = tokenizer_of(path)
+    if found is None:
+        raise UserError(f"--teacher-model {path} has no tokenizer (tokenizer.json or tokenizer_config.json): its loss "
+                        "and the law's must be in the same tokenizer; save the teacher's tokenizer there")
+    mine = loss_identity(tokenizer=found).tokenizer
+    theirs = laws.losses.tokenizer
+    if theirs is None:
+        return mine
+    why = theirs.differs(mine)
+    if why is None and not theirs.verifiable(mine):
+        why = f"the law's tokenizer, {theirs.name}, is not published to compare with"
+    if why is not None:
+        raise UserError(f"--teacher-model {path} speaks another tokenizer than law {laws.name!r} ({why}): the law's "
+                        f"losses are {laws.losses.describe()}, and a teacher's loss in another tokenizer is in other "
+                        f"units; {calibrate_hint(path)}")
+    return mine
+
+
+def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bool, progress
+                   ) -> tuple[LossRecord, str]:
+    """(L_T's record, where it came from): the measurement kept with the law's split, else loss.json in
+    the model's directory, else measured on the law's split now."""
+    fingerprint = model_fingerprint(path)
+    own = path / LOSS_FILE
+    text = laws.losses.text
+    directory = Path(text.directory) if text is not None and text.directory else None
+    kept = None if directory is None else cache_path(directory, fingerprint, laws.losses, context, None)
+    if kept is not None and kept.is_file():
+        return LossRecord.load(kept), f"the measurement kept with the law's split ({kept})"
+    if own.is_file():
+        record = LossRecord.load(own)
+        if record.model_fingerprint != fingerprint:
+            raise UserError(f"{own} measured other files than --teacher-model {path} holds now (a model changed "
+                            f"since): measure it again with `distillscale loss {path} --data CORPUS --overwrite`")
+        _check_text(own, record, laws, path, context)
+        return record, str(own)
+    if directory is None or not (directory / "manifest.json").is_file():
+        where = "records no prepared split" if directory is None else f"was fitted on a split no longer at {directory}"
+        raise UserError(f"--teacher-model {path} has no loss.json and law {laws.name!r} {where} to measure it on: "
+                        f"measure the teacher on the text of the law's runs with `distillscale loss {path} --data "
+                        f"CORPUS --seq-len {context}` (it writes {own}), or give --teacher-params and --teacher-loss")
+    progress(f"measuring the loss of {path} on the law's split ({directory})")
+    return _measure(path, directory, context, trust_remote_code), f"measured now on the law's split ({directory})"
+
+
+def _check_text(file: Path, record: LossRecord, laws: LawSet, path: Path, context: int) -> None:
+    """A loss.json of another tokenizer or text than the law's, refused in one line."""
+    why = laws.losses.differs(record.losses)
+    if why is not None:
+        where = (f"--data {laws.losses.text.directory}" if laws.losses.text and laws.losses.text.directory
+                 else "--data CORPUS (the text of the law's runs)")
+        raise UserError(f"{file} is the teacher's loss on {why.removeprefix('another ')}: the law's losses are "
+                        f"{laws.losses.describe()}; measure the teacher there: `distillscale loss {path} {where} "
+                        f"--seq-len {context} --overwrite`")
+
+
+def _measure(path: Path, directory: Path, context: int, trust_remote_code: bool) -> LossRecord:
+    """`distillscale loss` in a child process (the planner loads no model itself); its refusal, if
+    any, becomes this one's, in one line."""
+    with tempfile.TemporaryDirectory(prefix="distillscale-loss-") as scratch:
+        out = Path(scratch) / LOSS_FILE
+        command = [sys.executable, "-m", "distillscale.cli", "loss", str(path), "--data", str(directory),
+                   "--seq-len", str(context), "--out", str(out)] + ["--trust-remote-code"] * trust_remote_code
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 env=os.environ.copy())
+        error = None
+        for line in child.stderr:
+            if line.startswith("distillscale: error: "):
+                error = line.removeprefix("distillscale: error: ").strip()
+            elif line.strip():
+                sys.stderr.write(line)
+        if child.wait() != 0 or not out.is_file():
+            raise UserError(f"measuring --teacher-model {path} on the law's split: {error or f'exit {child.returncode}'}")
+        return LossRecord.load(out)

@@ -1,0 +1,157 @@
+"""`plan --teacher-model DIR` and `--student-model DIR` for Hugging Face directories: N and FLOPs per token
+from the model's config (the engine's one count), L_T from its loss.json or measured on the law's split;
+a teacher of another tokenizer, or a loss.json of another text, refused in one line; `--teacher-loss`
+alone says what the law's losses are; bits per byte in `plan --json`."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+import distillscale as ds
+from distillscale.data.loss_identity import LossRecord, prepared_loss_identity
+from distillscale.laws.lawset import ComputeSettings
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
+RUN = ("--n-layers", "1", "--aspect-ratio", "64", "--head-dim", "32", "--vocab-size", "320", "--tokens", "10k",
+       "--batch-size", "8", "--eval-tokens", "4k", "--eval-every", "0", "--device", "cpu", "--max-bytes", "300k",
+       "--seq-len", "32")
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A tiny run exported as a Hugging Face directory with its tokenizer, and its corpus."""
+    import random
+
+    from distillscale.cli import main
+
+    rng = random.Random(1)
+    words = ["".join(rng.choice("etaoinshrdlucmfw") for _ in range(rng.randint(2, 7))) for _ in range(400)]
+    corpus = tmp_path_factory.mktemp("corpus")
+    for i in range(120):
+        (corpus / f"{i:03d}.txt").write_text(" ".join(rng.choice(words[:60] if rng.random() < 0.6 else words)
+                                                      for _ in range(rng.randint(400, 900))) + "\n")
+    run = tmp_path_factory.mktemp("runs") / "teacher"
+    assert main(["train", "--out", str(run), "--data", str(corpus), *RUN]) == 0
+    exported = tmp_path_factory.mktemp("hf") / "teacher"
+    assert main(["export-hf", str(run), str(exported)]) == 0
+    return exported, corpus
+
+
+@pytest.fixture(scope="module")
+def law(teacher, tmp_path_factory):
+    """busbridge2025's coefficients recorded as losses on the teacher's tokenizer and the corpus's split
+    (what a sweep on the corpus in the teacher's tokenizer records), at the runs' context."""
+    from distillscale.data import DataConfig, prepare_data
+
+    exported, corpus = teacher
+    prepared = prepare_data(DataConfig(path=str(corpus), tokenizer=str(exported), max_bytes=300_000), progress=False)
+    laws = ds.load_laws("busbridge2025")
+    laws.name, laws.losses = "mine", prepared_loss_identity(prepared)
+    laws.compute = ComputeSettings(32, prepared.vocab_size, 64.0)
+    path = tmp_path_factory.mktemp("laws") / "law.json"
+    laws.save(path)
+    return path, prepared
+
+
+def test_a_teacher_model_is_counted_from_its_config_and_its_loss_read_from_loss_json(cli, teacher, law, tmp_path):
+    from distillscale.model.sizes import model_size
+
+    exported, corpus = teacher
+    path, prepared = law
+    assert cli("loss", exported, "--data", prepared.directory, "--seq-len", "32")[0] == 0
+    record = LossRecord.load(exported / "loss.json")
+    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
+                         exported, "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    size = model_size(exported)
+    assert plan["teacher_params"] == size.non_embedding_params and plan["teacher_loss"] == record.nats_per_token
+    model = plan["teacher_model"]
+    assert model["forward_flops_per_token"] == size.forward_flops_per_token(32)
+    assert plan["flops"]["teacher_inference"] == pytest.approx(model["forward_flops_per_token"] * plan["student_tokens"])
+    # the plan's losses in bits per byte of the law's text: nats/token x tokens/bytes / ln 2
+    units = plan["losses"]
+    text = units["identity"]["text"]
+    assert units["bits_per_byte"]["teacher-inference"]["loss"] == pytest.approx(
+        plan["student_loss"] * text["tokens"] / text["bytes"] / math.log(2))
+    python = ds.plan(str(path), compute=1e13, student_params=20e3, teacher_model=exported)
+    assert python.headline.student_loss == plan["student_loss"] and python.teacher_model.loss == record
+    (exported / "loss.json").unlink()
+
+
+def test_without_loss_json_the_teacher_is_measured_on_the_laws_split(cli, teacher, law):
+    exported, _ = teacher
+    path, prepared = law
+    for kept in (prepared.directory / "losses").glob("*.json"):
+        kept.unlink()
+    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
+                         exported, "--json")
+    assert code == 0, err
+    measured = json.loads(out)["teacher_model"]
+    assert "measured now on the law's split" in measured["loss_source"] and not (exported / "loss.json").exists()
+    from distillscale.evaluation.loss import evaluate_loss  # the same measurement as `distillscale loss`
+
+    assert measured["loss"] == evaluate_loss(exported, prepared.directory, seq_len=32, progress=False).nats_per_token
+    again = json.loads(cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
+                           exported, "--json")[1])["teacher_model"]
+    assert "kept with the law's split" in again["loss_source"] and again["loss"] == measured["loss"]
+
+
+def test_a_teacher_in_other_units_is_refused_in_one_line(cli, teacher, law, tmp_path):
+    exported, corpus = teacher
+    path, _ = law
+
+    def refused(*args, words):
+        code, _, err = cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        for word in words:
+            assert word in err, err
+
+    base = ("plan", "--compute", "1e13", "--student-params", "20K", "--teacher-model", exported)
+    # the preset's losses are the paper's tokenizer on C4: calibrate on the teacher's tokenizer
+    refused(*base, words=["another tokenizer", "busbridge2025", "data prepare --data DIR --tokenizer",
+                          "demo --data DIR --teacher"])
+    other = tmp_path / "other"  # its loss.json measured on another split of the corpus
+    shutil.copytree(exported, other)
+    (other / "model.safetensors").touch()  # other files than the teacher measured on the law's split
+    assert cli("loss", other, "--data", corpus, "--val-fraction", "0.1", "--max-bytes", "300k", "--seq-len", "32")[0] == 0
+    refused(*base[:-1], other, "--law", path, words=["loss.json is the teacher's loss on text", "distillscale loss"])
+    bare = tmp_path / "bare"
+    shutil.copytree(exported, bare)
+    for name in ("tokenizer.json", "tokenizer_config.json", "loss.json"):
+        (bare / name).unlink(missing_ok=True)
+    refused(*base[:-1], bare, "--law", path, words=["has no tokenizer"])
+    refused(*base, "--law", path, "--teacher-loss", "3", words=["--teacher-model or --teacher-loss"])
+
+
+def test_a_given_teacher_loss_is_said_to_be_in_the_laws_units(cli, law):
+    path, _ = law
+    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-params",
+                         "200K", "--teacher-loss", "3.5")
+    assert code == 0, err
+    assert err.count("--teacher-loss 3.5 is taken as nats/token of tokenizer") == 1
+    assert "Losses are nats/token of tokenizer" in out and "bits/byte" in " ".join(out.split())
+
+
+def test_a_hugging_face_student_is_counted_as_the_engine_counts_it(tmp_path):
+    """A generic causal LM (GPT-2: not imported as the family), counted on the meta device from its config,
+    has the parameters and forward FLOPs the engine counts when it loads the model."""
+    transformers = pytest.importorskip("transformers")
+    from distillscale.model.hf_flops import hf_forward_flops
+    from distillscale.model.sizes import hf_parameter_counts, model_size
+
+    config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=300, n_positions=64)
+    model = transformers.GPT2LMHeadModel(config)
+    model.save_pretrained(tmp_path / "gpt2")
+    size = model_size(tmp_path / "gpt2")
+    assert size.kind == "hf" and size.context == 64
+    assert size.non_embedding_params == hf_parameter_counts(model).non_embedding
+    assert size.forward_flops_per_token(64) == hf_forward_flops(model).forward_flops_per_token(64)
+    plan = ds.plan("busbridge2025", compute=1e12, student_model=tmp_path / "gpt2", scenario="best-case")
+    assert plan.headline.student_params == size.non_embedding_params
+    assert plan.headline.flops.student == pytest.approx(3 * size.forward_flops_per_token(64) * plan.headline.student_tokens)
