@@ -155,3 +155,24 @@ def test_a_hugging_face_student_is_counted_as_the_engine_counts_it(tmp_path):
     plan = ds.plan("busbridge2025", compute=1e12, student_model=tmp_path / "gpt2", scenario="best-case")
     assert plan.headline.student_params == size.non_embedding_params
     assert plan.headline.flops.student == pytest.approx(3 * size.forward_flops_per_token(64) * plan.headline.student_tokens)
+
+
+def test_the_planner_page_plans_a_teacher_model_it_was_given(teacher, law):
+    """`serve --teacher-model DIR`: the page offers the model as the existing teacher and plans it as
+    `plan --teacher-model` does; a model it was not given is a message for the control."""
+    from distillscale.serve.api import Planner, PlanQuery
+
+    exported, _ = teacher
+    path, _ = law
+    page = Planner([str(path)], teacher_models=[exported])
+    assert page.laws_info()["teacher_models"] == [str(exported)]
+    query = PlanQuery(law=str(path), compute="1e13", student="20K", scenario="teacher-inference", teacher="model",
+                      teacher_model=str(exported))
+    answer = page.update(query)
+    assert answer["ok"], answer
+    expected = ds.plan(str(path), compute=1e13, student_params=20e3, teacher_model=exported)
+    assert answer["plan"]["student_loss"] == expected.headline.student_loss
+    assert answer["plan"]["teacher_model"]["path"] == str(exported) and "--teacher-model" in answer["cli"]
+    refused = page.update(PlanQuery(law=str(path), compute="1e13", student="20K", scenario="teacher-inference",
+                                    teacher="model", teacher_model="/elsewhere"))
+    assert not refused["ok"] and "not one the page offers" in refused["errors"]["teacher-model"]

@@ -35,6 +35,7 @@ CONTROLS = {
     "teacher.params": ("teacher-params", "the teacher size"),
     "teacher.tokens": ("teacher-tokens", "the teacher tokens"),
     "teacher.loss": ("teacher-loss", "the teacher loss"),
+    "teacher_model": ("teacher-model", "the teacher model"),
     "student_init": ("student-init", "the student's start"),
     "hyperparameter_law": ("hyperparameter-law", "the hyperparameter law"),
     "batch_tokens": ("batch-tokens", "the batch"),
@@ -45,7 +46,7 @@ CONTROLS = {
 CURVE_POINTS = 17     # budgets of the loss-vs-compute figure, C/100 to 100 C
 U_CURVE_POINTS = 160  # teacher losses of the U-curve
 REMEMBERED = 256      # answers kept: a slider moved back to where it was answers at once
-TEACHER_MODES = ("none", "tokens", "loss")
+TEACHER_MODES = ("none", "tokens", "loss", "model")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class PlanQuery:
     compute: str
     student: str = "best"            # "best" or a size
     scenario: str = "best-case"
-    teacher: str = "none"            # none, tokens (size and tokens) or loss (size and loss)
+    teacher: str = "none"            # none, tokens (size and tokens), loss (size and loss) or model
+    teacher_model: str = ""          # with teacher "model": one of the directories `serve --teacher-model` gave
     teacher_params: str = ""
     teacher_tokens: str = ""
     teacher_loss: str = ""
@@ -96,7 +98,8 @@ class Planner:
     selected."""
 
     def __init__(self, law_specs: list[str] | None = None, downstream_law: str | Path | None = None,
-                 hyperparameter_laws: list[str] | None = None, bias_correction: bool = True) -> None:
+                 hyperparameter_laws: list[str] | None = None, bias_correction: bool = True,
+                 teacher_models: list[str | Path] | None = None, trust_remote_code: bool = False) -> None:
         from distillscale.laws.downstream import load_downstream_law
         from distillscale.laws.hyperparameters import HYPERPARAMETER_PRESETS, load_hyperparameter_law
 
@@ -109,6 +112,9 @@ class Planner:
         self.default_hyperparameter_law = str((hyperparameter_laws or [DEFAULT_HYPERPARAMETER_LAW])[0])
         self.downstream_path = None if downstream_law is None else str(downstream_law)
         self.downstream = None if downstream_law is None else load_downstream_law(downstream_law)
+        # the teachers `serve --teacher-model` gave, each counted now (a bad directory is refused at start)
+        self.teacher_models = _teacher_models(teacher_models or [], trust_remote_code)
+        self.trust_remote_code = trust_remote_code
         self.default = (law_specs or ["busbridge2025"])[0]
         self._answers: OrderedDict = OrderedDict()
         self._lock = threading.Lock()  # the server answers each request on its own thread
@@ -122,7 +128,7 @@ class Planner:
         return {"default": self.default, "scenarios": {name: s.description for name, s in SCENARIOS.items()},
                 "hyperparameter_laws": {"default": self.default_hyperparameter_law,
                                         "presets": list(self.hyperparameter_laws)},
-                "gpus": _gpus(),
+                "gpus": _gpus(), "teacher_models": list(self.teacher_models),
                 "laws": [{"id": spec, "name": laws.name, "file": spec not in PRESETS,
                           "distillation": laws.distillation is not None,
                           "data_range": _range(laws), "bias_correction": laws.bias_note()}
@@ -200,21 +206,31 @@ class Planner:
         given = {name: _quantity(name, text, kind) for name, text, kind in (
             ("compute", query.compute, Quantity.FLOPS),
             ("student_params", "" if query.student.strip() == "best" else query.student, Quantity.PARAMS),
-            ("teacher.params", query.teacher_params if query.teacher != "none" else "", Quantity.PARAMS),
+            ("teacher.params", query.teacher_params if query.teacher in ("tokens", "loss") else "", Quantity.PARAMS),
             ("teacher.tokens", query.teacher_tokens if query.teacher == "tokens" else "", Quantity.TOKENS),
             ("teacher.loss", query.teacher_loss if query.teacher == "loss" else "", None),
             ("batch_tokens", query.batch_tokens, Quantity.TOKENS))}
         if given["compute"] is None:
             raise ParameterError("compute", "give {}, e.g. 1e21")
-        if query.teacher != "none" and given["teacher.params"] is None:  # a teacher chosen, its size not given
+        if query.teacher in ("tokens", "loss") and given["teacher.params"] is None:  # a teacher chosen, no size
             ExistingTeacher(None, given["teacher.tokens"], given["teacher.loss"]).checked(self.laws[query.law])
         gpu = _gpu_options(query)
+        if query.teacher == "model":  # planned as `plan --teacher-model` plans it
+            gpu |= {"teacher_model": self._teacher_model(query.teacher_model), "trust_remote_code": self.trust_remote_code}
         return PlanSettings.from_python(query.law, compute=given["compute"], student_params=given["student_params"],
                                         scenario=query.scenario, teacher_params=given["teacher.params"],
                                         teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"],
                                         student_init=query.student_init,
                                         hyperparameter_law=query.hyperparameter_law,
                                         batch_tokens=given["batch_tokens"], downstream_law=self.downstream_path, **gpu)
+
+    def _teacher_model(self, name: str) -> str:
+        """The directory of an offered teacher model (the page reads no directory a request names)."""
+        if name not in self.teacher_models:
+            offered = ", ".join(self.teacher_models) or "none: start serve with --teacher-model DIR"
+            raise ParameterError("teacher_model", "{} {name!r} is not one the page offers: use one of " + offered,
+                                 name=name)
+        return self.teacher_models[name]
 
     def _compute_curve(self, query: PlanQuery, student_params: float) -> dict:
         start = time.perf_counter()
@@ -258,6 +274,17 @@ def _quantity(param: str, text: str, kind: Quantity | None) -> float | None:
     except UserError:
         raise ParameterError(param, "{} must be a positive number such as 1e21, 546M, 7.75B or 2T, "
                                     "got {text!r}", text=text) from None
+
+
+def _teacher_models(paths: list[str | Path], trust_remote_code: bool) -> dict[str, str]:
+    """name -> directory of each teacher model offered, checked to be a model now (`model.sizes`)."""
+    from distillscale.model.sizes import model_size
+
+    models = {}
+    for path in paths:
+        model_size(path, trust_remote_code, given_as="--teacher-model")
+        models[str(path)] = str(Path(path).expanduser())
+    return models
 
 
 def _gpus() -> list[dict]:

@@ -29,6 +29,10 @@ class ServeSettings(CommandSettings):
     hyperparameter_law: list[str] = option([], help="a hyperparameter law file (`distillscale fit hyperparameters "
                                                     "--out`) to offer beside the presets for each run's lr and batch "
                                                     "(repeatable; the first is selected)")
+    teacher_model: list[Path] = option([], help="a teacher's directory (a run, or a Hugging Face causal LM with its "
+                                                "tokenizer) to offer as the existing teacher, planned as `plan "
+                                                "--teacher-model` plans it (repeatable)")
+    trust_remote_code: bool = option(False, help="let a --teacher-model run its own code to be counted")
     port: int = option(8765, min=0, max=65535, help=PORT_HELP)
     host: str = option("127.0.0.1", help=HOST_HELP)
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
@@ -42,7 +46,8 @@ def serve_command(s: ServeSettings) -> None:
     from distillscale.serve.server import make_server
 
     server = make_server(Planner(s.law, s.downstream_law, s.hyperparameter_law,
-                                 bias_correction=not s.no_bias_correction), s.host, s.port)
+                                 bias_correction=not s.no_bias_correction, teacher_models=s.teacher_model,
+                                 trust_remote_code=s.trust_remote_code), s.host, s.port)
     address = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     console.print(f"planner page at {address} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
     _serve_until_interrupted(server)

@@ -4,7 +4,7 @@
 
 const $ = id => document.getElementById(id);
 const CONTROLS = ["law", "compute", "student", "scenario", "student-init", "teacher-params", "teacher-tokens",
-                  "teacher-loss", "hyperparameter-law", "batch-tokens", "gpu", "gpus", "price"];
+                  "teacher-loss", "teacher-model", "hyperparameter-law", "batch-tokens", "gpu", "gpus", "price"];
 const COLORS = { distilled: "#2f6fd6", supervised: "#1d2330", optimum: "#c0392b", gap: "#8a94a6",
                  plan: "#e08a00", student: "#2f6fd6", logits: "#7b5cd6", pretraining: "#d65c8a" };
 // What the browser measured, read by the tests and the latency bench.
@@ -30,6 +30,7 @@ function query() {
     student: $("student-mode").value === "best" ? "best" : $("student").value,
     teacher: $("teacher").value, teacher_params: $("teacher-params").value,
     teacher_tokens: $("teacher-tokens").value, teacher_loss: $("teacher-loss").value,
+    teacher_model: $("teacher-model").value,
     student_init: $("student-init").value,
     hyperparameter_law: $("hyperparameter-law").value, batch_tokens: $("batch-tokens").value,
     gpu: $("gpu").value, gpus: $("gpus").value, price_per_gpu_hour: $("price").value,
@@ -247,7 +248,8 @@ async function copy(text, button) {
 
 function showTeacherFields() {
   const mode = $("teacher").value;
-  $("teacher-fields").hidden = mode === "none";
+  $("teacher-fields").hidden = mode === "none" || mode === "model";
+  $("teacher-model-field").hidden = mode !== "model";
   $("teacher-tokens-field").hidden = mode !== "tokens";
   $("teacher-loss-field").hidden = mode !== "loss";
 }
@@ -266,6 +268,8 @@ async function init() {
     $("scenario").add(option);
   }
   for (const name of info.hyperparameter_laws.presets) $("hyperparameter-law").add(new Option(name, name));
+  for (const name of info.teacher_models || []) $("teacher-model").add(new Option(name, name));
+  $("teacher-model-option").hidden = !(info.teacher_models || []).length;
   $("hyperparameter-law").value = info.hyperparameter_laws.default;
   for (const gpu of info.gpus)
     $("gpu").add(new Option(gpu.measured ? gpu.name : `${gpu.name} (not measured: another GPU's MFU)`, gpu.id));
@@ -289,6 +293,7 @@ async function init() {
   $("student-init").addEventListener("change", schedule);
   $("hyperparameter-law").addEventListener("change", schedule);
   $("gpu").addEventListener("change", schedule);
+  $("teacher-model").addEventListener("change", schedule);
   $("teacher").addEventListener("change", () => {
     showTeacherFields();
     if ($("teacher").value !== "none") { $("scenario").value = "teacher-inference"; hint(); }
