@@ -60,3 +60,31 @@ def test_a_fit_from_python_records_its_losses(tmp_path):
     assert fit.laws("mine", losses=losses).losses == losses
     fit.save(tmp_path / "law.json", losses=losses)
     assert ds.load_laws(tmp_path / "law.json").losses == losses
+
+
+def test_predict_json_gives_bits_per_byte_of_the_laws_text(tmp_path, cli, monkeypatch):
+    import math
+
+    from distillscale.data import DataConfig, prepare_data
+    from distillscale.data.loss_identity import prepared_loss_identity
+
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(30):
+        (corpus / f"{i}.txt").write_text(f"document {i}: " + "the quick brown fox jumps over the lazy dog " * (10 + i))
+    laws = ds.load_laws("busbridge2025")
+    laws.name, laws.losses = "mine", prepared_loss_identity(prepare_data(DataConfig(path=str(corpus), vocab_size=300),
+                                                                         progress=False))
+    laws.save(tmp_path / "law.json")
+    code, out, err = cli("predict", "supervised", "--law", tmp_path / "law.json", "--params", "1B", "--tokens", "20B",
+                         "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    text = record["losses"]["identity"]["text"]
+    assert record["losses"]["bits_per_byte"]["loss"]["loss"] == pytest.approx(
+        record["loss"] * text["tokens"] / text["bytes"] / math.log(2))
+    code, out, _ = cli("predict", "distillation", "--law", tmp_path / "law.json", "--student-params", "1B",
+                       "--student-tokens", "20B", "--teacher-loss", "2.2", "--json")
+    bits = json.loads(out)["losses"]["bits_per_byte"]
+    assert bits["teacher_loss"]["loss"] == pytest.approx(2.2 * text["tokens"] / text["bytes"] / math.log(2))

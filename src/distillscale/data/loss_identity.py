@@ -121,6 +121,16 @@ class LossIdentity(_Record):
             return None
         return float(nats_per_token) / per_token / math.log(2)
 
+    def units_record(self, predictions: dict[str, tuple[float, float | None, float | None]] | None = None
+                     ) -> dict[str, Any]:
+        """What `--json` says of losses in these units: the identity, and each named (loss, low, high)
+        in bits per byte (None where the text's bytes were not measured, or no interval)."""
+        bits = self.bits_per_byte
+        return {"unit": self.unit, "described": self.describe(), "identity": self.to_json(),
+                "bits_per_byte": None if self.bytes_per_token is None or predictions is None else {
+                    name: {"loss": bits(loss), "interval": None if low is None or high is None else [bits(low), bits(high)]}
+                    for name, (loss, low, high) in predictions.items()}}
+
     def describe(self) -> str:
         """One phrase: "nats/token of tokenizer X (V ids, ...) on the val split of Y (...)"."""
         if self.tokenizer is None and self.text is None:
@@ -339,6 +349,17 @@ def is_loss_file(path: Path) -> bool:
 
 MODEL_FILES = (".safetensors", ".bin", ".pt", ".json", ".model", ".txt")  # what a model directory's identity covers
 NOT_MODEL_FILES = (LOSS_FILE, "eval.json", "result.json", "metrics.jsonl", "split_facts.json")
+
+
+LOSSES_DIR = "losses"  # in a prepared corpus's directory: one measured loss per model, split and context
+
+
+def cache_path(directory: str | Path, fingerprint: str, identity: LossIdentity, seq_len: int,
+               max_tokens: int | None) -> Path:
+    """Where the measurement of a model (its `model_fingerprint`) on the split `identity` names, in
+    windows of `seq_len` (at most `max_tokens`), is kept: in the prepared corpus's directory."""
+    key = json.dumps([fingerprint, identity.text.split_sha256, identity.tokenizer.vocab_sha256, seq_len, max_tokens])
+    return Path(directory) / LOSSES_DIR / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
 def model_fingerprint(path: str | Path) -> str:

@@ -13,7 +13,7 @@ or of a prepared directory given as it is. The windows are those every run's eva
 
 The loss is the mean over the scored tokens in nats/token, its standard error that of the mean over
 the windows (each a sample of `seq_len` tokens), and both in bits per byte at the split's bytes per
-token (`data.loss_identity`). A measurement is kept in the prepared corpus's directory (`losses/`),
+token (`data.loss_identity`). A measurement is kept in the prepared corpus's directory (`cache_path`),
 so asking again costs nothing; an interrupted one resumes from the windows it had scored.
 """
 
@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from distillscale.console import err_console
-from distillscale.data.loss_identity import LossIdentity, LossRecord, model_fingerprint, prepared_loss_identity, vocab_sha256
+from distillscale.data.loss_identity import (LossIdentity, LossRecord, cache_path, model_fingerprint,
+                                             prepared_loss_identity, vocab_sha256)
 from distillscale.errors import UserError
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from distillscale.model.sizes import ModelSize
 
 DEFAULT_SEQ_LEN = 2048       # windows of a model that is not a run (at most its context)
-CACHE_DIR = "losses"         # in the prepared corpus's directory: one record per model, split and context
 SAVE_EVERY_SECONDS = 30.0    # an unfinished measurement's windows are kept this often
 MEMORY_HEADROOM = 0.9        # refuse a model whose estimate passes this share of the memory available
 
@@ -80,13 +80,6 @@ def evaluate_loss(model: str | Path, data: str | Path | None = None, *, tokenize
             pass  # an unreadable record is measured again
     return _measure(target, prepared, identity, seq_len, max_tokens, batch_size, device, trust_remote_code,
                     cache, progress)
-
-
-def cache_path(directory: str | Path, fingerprint: str, identity: LossIdentity, seq_len: int,
-               max_tokens: int | None) -> Path:
-    """Where the measurement of a model (its `fingerprint`) on a prepared split at `seq_len` is kept."""
-    key = json.dumps([fingerprint, identity.text.split_sha256, identity.tokenizer.vocab_sha256, seq_len, max_tokens])
-    return Path(directory) / CACHE_DIR / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
 def is_url(model: str | Path) -> bool:

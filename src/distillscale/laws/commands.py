@@ -72,7 +72,8 @@ def predict_supervised(s: PredictSupervisedSettings) -> None:
     for message in result.warnings:
         warn(message)
     if s.as_json:
-        print_json({**result.to_dict(), "bias_correction": laws.bias_note()})
+        print_json({**result.to_dict(), "bias_correction": laws.bias_note(),
+                    "losses": laws.losses.units_record({"loss": _triple(result.prediction)})})
         return
     if laws.bias_note() is not None:
         console.print(laws.bias_note(), soft_wrap=True, highlight=False)
@@ -127,11 +128,19 @@ def predict_distillation(s: PredictDistillationSettings) -> None:
     for message in result.warnings:
         warn(message)
     if s.as_json:
-        print_json({**result.to_dict(), "bias_correction": laws.bias_note()})
+        print_json({**result.to_dict(), "bias_correction": laws.bias_note(),
+                    "losses": laws.losses.units_record({"student_loss": _triple(result.prediction),
+                                                        "teacher_loss": (result.teacher_loss, None, None)})})
     else:
         console.print(_distillation_table(result))
         if laws.bias_note() is not None:
             console.print(laws.bias_note(), soft_wrap=True, highlight=False)
+
+
+def _triple(prediction) -> tuple[float, float | None, float | None]:
+    """(value, low, high) of a prediction, the interval's ends None without one."""
+    return float(prediction.value), *((float(prediction.low), float(prediction.high)) if prediction.has_interval
+                                      else (None, None))
 
 
 def _distillation_table(result) -> Table:

@@ -171,16 +171,9 @@ class Plan:
     def losses_record(self) -> dict:
         """What the plan's losses are (the law's `losses`: nats/token of its tokenizer on its text), and
         each run's predicted loss in bits per byte of that text (None where its bytes were not measured)."""
-        units = self.laws.losses
-
-        def bits(value):
-            return None if value is None else units.bits_per_byte(float(value))
-
-        return {"unit": units.unit, "described": units.describe(), "identity": units.to_json(),
-                "bits_per_byte": {name: {"loss": bits(loss), "interval": None if interval is None or not
-                                         interval.has_interval else [bits(interval.low), bits(interval.high)]}
-                                  for name, (loss, interval) in self.loss_predictions().items()}
-                if units.bytes_per_token is not None else None}
+        return self.laws.losses.units_record({
+            name: (loss, *((float(interval.low), float(interval.high)) if interval is not None and interval.has_interval
+                           else (None, None))) for name, (loss, interval) in self.loss_predictions().items()})
 
     def models(self) -> dict[str, tuple[float, float]]:
         """The models the plan trains, by name: (parameters, tokens)."""
