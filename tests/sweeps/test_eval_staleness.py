@@ -91,9 +91,19 @@ def test_scores_of_a_data_file_edited_since_are_stale_everywhere(cli, scored):
     assert job[job.index("--tasks") + 1] == TASK and job[-1] == "--merge"
 
 
-def test_a_data_file_gone_is_stale_too(cli, scored):
+def test_scores_stand_where_the_data_moved_unchanged(cli, scored, tmp_path):
+    """The sweep (or its data) on another machine: a file not here cannot say the scores are stale, and a
+    request made here, the same content at another path, rescores nothing."""
     root, runs, data = scored
-    data.unlink()
+    moved = tmp_path / "elsewhere.jsonl"
+    data.rename(moved)
+    assert scoring_of(cli, root)[runs["teacher"]] == "scored"
+    with RunStore(root) as store:
+        request = store.meta(EVAL_META)
+        request["fingerprints"][TASK]["files"] = {str(moved): local_digest(str(moved))}
+        store.set_meta(EVAL_META, request)
+    assert scoring_of(cli, root)[runs["teacher"]] == "scored" and runs["teacher"] not in eval_jobs(root)
+    moved.write_text(moved.read_text() + '{"question": "1 + 1", "choices": ["2"], "answer": 0}\n')
     assert scoring_of(cli, root)[runs["teacher"]] == "stale"
 
 

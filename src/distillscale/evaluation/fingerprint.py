@@ -167,9 +167,10 @@ def _file_digest(path: Path) -> str:
 
 def changed_files(files: dict[str, str]) -> str | None:
     """Which of `files` (path -> sha256 when its task was scored) differs now, in words ("/d/q.jsonl
-    changed since"); None when every one is as it was."""
+    changed since"); None when every one that is here is as it was (a file not on this machine, a
+    sweep's runs read elsewhere, cannot say its scores are stale)."""
     for path, digest in files.items():
         now = local_digest(path)
-        if now != digest:
-            return f"{path} is gone" if now == "missing" else f"{path} changed since"
+        if now not in (digest, "missing"):
+            return f"{path} changed since"
     return None

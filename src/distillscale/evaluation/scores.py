@@ -162,12 +162,16 @@ class EvalRequest:
         scoring = record.scoring(task)
         if scoring.limit != self.limit:
             return f"{limit_text(scoring.limit)}, not {limit_text(self.limit)}"
-        stale = changed_files(scoring.files)
+        wanted = self.fingerprints.get(task)
+        same = wanted is not None and scoring.fingerprint == wanted.fingerprint
+        if wanted is not None and scoring.fingerprint is not None and not same:
+            return f"another config or data of task {task}"
+        # edited since: the files where the request found them (the same content, maybe another place)
+        stale = changed_files(wanted.files if same else scoring.files)
         if stale is not None:
             return f"task {task} read {stale}"
-        wanted = self.fingerprints.get(task)
-        if wanted is not None and scoring.fingerprint is not None:
-            return None if scoring.fingerprint == wanted.fingerprint else f"another config or data of task {task}"
+        if same:
+            return None
         if wanted is not None and wanted.files:  # an earlier format fingerprinted no data file
             return f"no record of the data files task {task} reads (an eval.json of an earlier version)"
         source = self.task_sources.get(task)
