@@ -141,6 +141,8 @@ def _check_sentence(name: str, check: dict[str, Any]) -> str:
             else f"{n} run{'s' * (n != 1)} of the {held_out} size")
     coverage = (f", {check['coverage']:.0%} inside their {check['level']:.0%} intervals"
                 if check["coverage"] is not None else "")
+    if check.get("in_sample"):  # a design's own correction learned on these very runs' corpus
+        coverage += " (in sample: its correction was learned on this corpus)"
     return (f"the {name} law, fitted up to {format_quantity(check['fitted_up_to_params'])} parameters, predicts the "
             f"{runs} within {check['mean_abs_relative_error']:.2%} on average (max "
             f"{check['max_abs_relative_error']:.2%}){coverage}")
