@@ -32,6 +32,21 @@ def pyplot():
     return plt
 
 
+def quantity_axis(axis) -> None:
+    """A log axis of counts (tokens, parameters), once its data are drawn, labelled in the units users
+    type (100K, 200K, 500K, 1M...): ticks at 1, 2 and 5 per decade over a decade or two, fewer over
+    more, so a short span still has labels and none overlap (matplotlib's own minor labels,
+    2x10^5 3x10^5 4x10^5..., run into each other)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    low, high = sorted(axis.get_view_interval())
+    decades = np.log10(high / low) if low > 0 else 10.0
+    subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0, 3.0) if decades <= 4 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda value, _: format_quantity(value)))
+
+
 def check_figure_path(path: str | Path) -> str:
     """The format of a figure path, or a UserError before any work is done."""
     suffix = Path(path).suffix.lower().lstrip(".")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from distillscale.planning.plots import pyplot
+from distillscale.planning.plots import pyplot, quantity_axis
 from distillscale.report.calibration import ReportCalibration
 from distillscale.report.runs import learning_curve
 from distillscale.units import format_quantity
@@ -37,6 +37,7 @@ def plot_learning_curves(calibration: ReportCalibration):
         for index, size in enumerate(sizes):  # one legend entry per size
             ax.plot([], [], color=colours(index / max(len(sizes) - 1, 1)), label=format_quantity(size))
         ax.set_xscale("log")
+        quantity_axis(ax.xaxis)
         ax.set_xlabel("tokens seen")
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
@@ -62,6 +63,7 @@ def plot_supervised_fit(calibration: ReportCalibration):
             ax.scatter([r["tokens"] for r in members], [r["val_loss"] for r in members], color=colour,
                        marker=marker, zorder=3, label=f"{format_quantity(size)} ({kind})" if members else None)
     ax.set_xscale("log")
+    quantity_axis(ax.xaxis)
     ax.set_xlabel("training tokens D")
     ax.set_ylabel("validation loss (nats/token)")
     ax.set_title("supervised law L(N, D): runs (markers) and fit (lines)")
@@ -223,6 +225,7 @@ def plot_capacity_gap_pruned(calibration: ReportCalibration):
                     label=f"{format_quantity(optimum.student_params)}, {group.init}")
             ax.axvline(optimum.teacher_params, color=colour, ls=line, lw=0.8, alpha=0.6)
     ax.set_xscale("log")
+    quantity_axis(ax.xaxis)
     ax.set_xlabel("teacher size N_T (non-embedding parameters)")
     ax.set_ylabel("student loss L_S (nats/token)")
     ax.set_title("capacity gap: student loss vs teacher size (vertical: N_T*)")
