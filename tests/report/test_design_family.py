@@ -52,6 +52,37 @@ def test_only_a_sweep_of_the_micro_demo_design_is_of_its_family(tmp_path):
         assert design.design_family(source) is None
 
 
+def test_a_sweeps_corpus_is_named_as_the_terms_members_are(tmp_path):
+    micro = tomllib.loads(demo.builtin_sweep().to_toml())
+    assert design.design_corpus(_sweep_dir(tmp_path, "default", micro)) == "stdlib"
+    for path, name in (("/corpora/man-en", "man-en"), ("builtin:python-env", "python-env"), ("/data/mine/", "mine")):
+        table = {**micro, "data": {**micro["data"], "path": path}}
+        assert design.design_corpus(_sweep_dir(tmp_path, name, table)) == name
+    assert design.design_corpus(tmp_path / "absent") is None
+
+
+def test_a_check_the_family_term_was_learned_on_is_labelled_in_sample(tmp_path):
+    """The default demo's corpus (stdlib) is one of the micro demo term's members: its held-out check
+    is in sample for a law carrying the term; a corpus the term never saw, or a law without it, is not."""
+    from distillscale.laws import SupervisedLaw
+    from distillscale.laws.crossladder import BiasCorrection, FitSummary, shipped_family, shipped_model
+    from distillscale.laws.record import FitRecord
+
+    micro = tomllib.loads(demo.builtin_sweep().to_toml())
+    stdlib = _sweep_dir(tmp_path, "stdlib", micro)
+    mine = _sweep_dir(tmp_path, "mine", {**micro, "data": {**micro["data"], "path": "/data/my-corpus"}})
+    summary = FitSummary(params_max=1.9e5, params_min=6.9e3, tokens_max=1.8e6, sizes=3, runs=20,
+                         log_ratio_median=1.0, alpha=0.3, beta=0.3)
+    term = shipped_family("micro-demo")
+    assert "stdlib" in term.model.ladders
+    law = SupervisedLaw(E=1.0, A=10.0, B=10.0, alpha=0.3, beta=0.3, fit=FitRecord(bias_correction=BiasCorrection(
+        model=shipped_model(), summary=summary, family=term)))
+    note = design.in_sample_note(stdlib, law)
+    assert note is not None and note.startswith("in sample") and "stdlib" in note
+    assert design.in_sample_note(mine, law) is None
+    assert design.in_sample_note(stdlib, law.without_bias_correction()) is None
+
+
 SETTINGS = {"bootstrap": 0, "max_iter": 200, "target_params": 1e9, "target_compute": 1e20}
 
 
@@ -73,7 +104,8 @@ def _family_asked(records, monkeypatch, **settings) -> tuple[str | None, bool]:
 
 
 @pytest.mark.slow
-def test_the_report_applies_the_term_only_to_the_design_and_never_without_the_bias_correction(tmp_path, monkeypatch):
+def test_the_report_applies_the_term_only_to_the_design_and_never_without_the_bias_correction(tmp_path, monkeypatch,
+                                                                                               capsys):
     records = load_runs(make_sweep(tmp_path))
     # a user's own sweep (here an exported records file): the pack's correction alone
     assert _family_asked(records, monkeypatch) == (None, True)
@@ -85,6 +117,7 @@ def test_the_report_applies_the_term_only_to_the_design_and_never_without_the_bi
         assert _family_asked(records, monkeypatch, **settings) == asked, settings
     # ... end to end: the law carries it, said in the one line, and the held-out check's refit too
     monkeypatch.setattr(calibration, "design_family", named)
+    monkeypatch.setattr(design, "design_corpus", lambda source: "stdlib")
     family = calibrate(records, CalibrationSettings(**SETTINGS))
     correction = family.supervised.law.bias_correction
     assert correction.family is not None and correction.family.name == "micro-demo"
@@ -98,3 +131,10 @@ def test_the_report_applies_the_term_only_to_the_design_and_never_without_the_bi
     assert family.laws.supervised.predict(top / 2, 1e9) == pack_alone.predict(top / 2, 1e9)
     for run in report["extrapolation_check"]["supervised"]["runs"]:   # 2x beyond: the term's -6% x ln 2
         assert run["predicted"] < 0.97 * run["raw_predicted"]
+    # the corpus is one the term was learned on (stdlib: the default demo's): the check is labelled in
+    # sample, in report.json and printed
+    assert report["extrapolation_check"]["supervised"]["in_sample"].startswith("in sample")
+    from distillscale.report.commands import print_summary
+
+    print_summary(report)
+    assert "in sample: this law's builtin micro demo design term" in " ".join(capsys.readouterr().out.split())

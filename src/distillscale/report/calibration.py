@@ -50,7 +50,7 @@ from distillscale.laws.selection import DISTILLATION_FORMS, LawFit
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.teacher import (MINIMA_RATIO, CapacityGapLaw, OptimalTeacher, fit_capacity_gap,
                                            optimal_teachers)
-from distillscale.report.design import design_family
+from distillscale.report.design import design_family, in_sample_note
 from distillscale.report.runs import SweepRuns, loss_identity, unique_tokens
 
 # Tokens per parameter of the default target: Chinchilla's compute-optimal ratio.
@@ -203,6 +203,9 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
                           progress=progress)
     result.supervised, result.distillation, result.skipped = laws.supervised, laws.distillation, laws.skipped
     result.holdout = {name: _check_record(check, records) for name, check in laws.holdout.items()}
+    in_sample = in_sample_note(runs.source, laws.supervised.law if laws.supervised is not None else None)
+    if in_sample is not None and "runs" in result.holdout.get("supervised", {}):
+        result.holdout["supervised"]["in_sample"] = in_sample   # the design's term was learned on it
     result.capacity_gap = _capacity_gap(runs)
     result.baselines = _distilled_vs_baseline(runs)
     result.on_policy = _on_policy(result)

@@ -130,6 +130,8 @@ def _print_checks(report: dict) -> None:
                       f"parameters, predicts the runs of the {format_quantity(check['held_out_params'])} ones with "
                       f"mean |relative error| {check['mean_abs_relative_error']:.2%} "
                       f"(max {check['max_abs_relative_error']:.2%}){_signs(check)}{coverage}", highlight=False)
+        if check.get("in_sample"):  # a design's family term learned on this very check
+            console.print(f"  {check['in_sample']}", highlight=False, soft_wrap=True)
         if check.get("bias_corrected"):
             raw = check["raw"]
             console.print(f"  raw law (no bias correction): mean |relative error| {raw['mean_abs_relative_error']:.2%}, "

@@ -4,6 +4,7 @@ directory ran: a law fitted from the micro demo's design carries that design's f
 
     builtin_spec()                    # the micro demo's spec file
     design_family("sweeps/micro")     # "micro-demo" for a sweep of that design, else None
+    design_corpus("sweeps/micro")     # "stdlib": the corpus it ran on, by the name a term's members have
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ GPU_SPEC = "gpu_ladder.toml"  # `demo --scale gpu`; examples/gpu_ladder.toml is 
 # The builtin designs with a family term (family_terms.json): name -> spec file. Only the full micro
 # demo has measured members (its six corpora).
 FAMILY_DESIGNS = {"micro-demo": SPECS[False]}
+# The corpus a spec without a data path runs on (`data.sources`: the builtin default).
+DEFAULT_CORPUS = "stdlib"
 # What a sweep of a design may change without leaving it: its name and its corpus.
 DESIGN_FREE = (("name",), ("data", "path"))
 
@@ -62,6 +65,28 @@ def _builtin_design(name: str) -> dict:
     return _design(_toml().loads(load_sweep_spec(Path(str(resources.files("distillscale.report") / name))).to_toml()))
 
 
+def design_corpus(source: str | Path) -> str | None:
+    """The name of the corpus a sweep directory ran on, as a design's family term names its members:
+    the builtin corpus's name (`builtin:NAME`; `stdlib` where the spec names none, the default) or
+    the data path's last part (`demo --data /corpora/man-en`: man-en); None without a spec."""
+    from distillscale.data.sources import BUILTIN_PREFIX
+    from distillscale.sweeps.runner import SweepLayout
+
+    if not Path(source).is_dir():
+        return None
+    try:
+        sections = SweepLayout(Path(source)).spec_sections()
+    except UserError:
+        return None
+    if sections is None:
+        return None
+    path = sections.get("data", {}).get("path")
+    if path is None:
+        return DEFAULT_CORPUS
+    path = str(path)
+    return path.removeprefix(BUILTIN_PREFIX) if path.startswith(BUILTIN_PREFIX) else Path(path).name
+
+
 def design_family(source: str | Path) -> str | None:
     """The builtin design a sweep directory ran (its spec.toml equal to the design's but for its name
     and corpus), when that design has a family term, else None: a user's own sweep, an exported
@@ -82,3 +107,22 @@ def design_family(source: str | Path) -> str | None:
         if mine == _builtin_design(spec):
             return name
     return None
+
+
+IN_SAMPLE = ("in sample: this law's {design} term was learned on this very check of the {corpus} corpus (one of its "
+             "{members} members), so the check does not measure it; on a corpus it has not seen it is scored "
+             "leaving that corpus out (docs/validation_pack.md)")
+
+
+def in_sample_note(source: str | Path, law) -> str | None:
+    """What to say of a sweep's supervised held-out check when `law` (the report's supervised law)
+    carries a design's family term learned on that check itself (the sweep's corpus is one of the
+    term's members, `design_corpus`); None otherwise: the check is out of sample for the term."""
+    correction = getattr(law, "bias_correction", None)
+    term = None if correction is None else correction.family
+    if term is None:
+        return None
+    corpus = design_corpus(source)
+    if corpus is None or corpus not in term.model.ladders:
+        return None
+    return IN_SAMPLE.format(design=term.design, corpus=corpus, members=len(term.model.ladders))

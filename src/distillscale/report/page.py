@@ -271,6 +271,8 @@ def _extrapolation(checks: dict[str, Any]) -> str:
                      "-" if check.get("n_over_predicted") is None else str(check["n_over_predicted"]), coverage])
         if check.get("bias"):
             parts.append(f'<p class="warning">{_e(name)}: {_e(check["bias"])}</p>')
+        if check.get("in_sample"):  # a design's family term learned on this very check
+            parts.append(f'<p class="warning">{_e(name)}: {_e(check["in_sample"])}</p>')
         if check.get("bias_corrected"):  # laws.crossladder: the raw law's errors beside the corrected
             raw = check["raw"]
             parts.append(f"<p>{_e(name)}, bias-corrected: signed mean {check['mean_relative_error']:+.2%}; the raw "
