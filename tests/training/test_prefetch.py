@@ -199,3 +199,21 @@ def test_distillation_from_a_cache_trains_to_the_same_losses_with_and_without_th
         metrics = [json.loads(line) for line in (config.out / "metrics.jsonl").read_text().splitlines()]
         losses.append([(m["loss"], m["kd"], m["grad_norm"]) for m in metrics])
     assert len(losses[0]) == 10 and losses[0] == losses[1] == losses[2]
+
+
+@pytest.mark.parametrize("device, cores, local_ranks, expected", [
+    ("cpu", 16, None, 1),    # the CPU step's own threads use the cores
+    ("cuda", 16, None, 4),   # capped
+    ("cuda", 3, None, 2),    # one core kept for the training thread
+    ("cuda", 16, "8", 1),    # torchrun: this rank's share, 2 cores
+    ("cuda", 1, None, 1),    # at least one
+])
+def test_distill_reads_a_cache_with_threads_for_the_cores_it_has(monkeypatch, device, cores, local_ranks, expected):
+    from distillscale.training.logit_cache.distill import default_cache_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    if local_ranks is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_ranks)
+    assert default_cache_workers(torch.device(device)) == expected
