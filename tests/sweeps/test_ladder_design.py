@@ -287,3 +287,15 @@ def test_a_relative_lr_law_is_the_base_files(cli, tmp_path, monkeypatch):
     assert Path(spec["model"]["lr_law"]).resolve() == (project / "hp.json").resolve()
     assert plan["flops"] == pytest.approx(ladder["chosen"]["flops"], rel=1e-12)
     assert all(run["lr"] is not None for run in plan["runs"])
+
+
+@pytest.mark.parametrize("teachers, args", [
+    ('[teachers]\nn_layers = [1]\ntokens_per_param = [1]\nmax_tokens = "1M"\n', []),   # under 100 steps a run
+    ("", ["--unique-tokens", "1M"]),                                                    # a corpus smaller still
+])
+def test_an_empty_token_window_is_one_line_naming_the_base(cli, tmp_path, teachers, args):
+    base = write_base(tmp_path, "aspect_ratio = 64\nhead_dim = 64", teachers=teachers)
+    code, out, err = cli("ladder", "--target-params", "1B", "--target-tokens", "20B", "--budget", "1e20",
+                         "--base", base, *args)
+    assert code == 2 and "--base" in err and "no run fits the token window" in err
+    assert len(err.strip().splitlines()) == 1

@@ -163,6 +163,9 @@ def base_family(base: LadderBase, max_params: float, unique_tokens: float | None
     if unique is None and count_corpus and window["max_tokens"] is None:   # no cap: the corpus is the cap
         unique, how = corpus_tokens(probe)
     low, high, words = run_window(probe.tokens_per_step, window["min_tokens"], window["max_tokens"], unique)
+    if low > high:
+        raise UserError(f"{base.source}: no run fits the token window, {words}: widen it (a smaller batch or "
+                        "min_tokens, a larger max_tokens, corpus or --unique-tokens)")
     counts = (f"its {probe.split} split {format_quantity(unique)} unique tokens ({how})" if unique is not None else
               "the corpus is not counted under the base's max_tokens (--unique-tokens counts it)")
     return LadderFamily(sizes, price, forks=probe.schedule == "wsd", min_tokens=low, max_tokens=high,
