@@ -41,6 +41,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "FitRecord": "distillscale.laws.record",
     "LossIdentity": "distillscale.data.loss_identity",
     "loss_identity": "distillscale.data.loss_identity",
+    "LossRecord": "distillscale.data.loss_identity",
+    "evaluate_loss": "distillscale.evaluation.loss",
     "DistillationPlanner": "distillscale.planning.solver",
     "plan": "distillscale.planning.plan",
     "plan_supervised": "distillscale.planning.plan",

@@ -27,6 +27,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from distillscale.checks import checked
+
 UNIT = "nats/token"
 NOT_GIVEN = "a tokenizer and text not given"
 FACTS_FILE = "split_facts.json"  # in a prepared corpus's directory: each split's bytes and sha256, once counted
@@ -155,6 +157,7 @@ class LossIdentity(_Record):
         return self.model_dump(mode="json", exclude_none=True)
 
     @classmethod
+    @checked
     def from_json(cls, data: Any) -> "LossIdentity":
         """The identity a file records (None or absent: not given)."""
         return cls() if data is None else cls.model_validate(data)
@@ -309,6 +312,7 @@ class LossRecord(_Record):
         atomic_write_json(path, self.model_dump(mode="json"))
 
     @classmethod
+    @checked
     def load(cls, path: str | Path) -> "LossRecord":
         """loss.json, or a one-line UserError saying what is wrong with the file."""
         from pydantic import ValidationError

@@ -234,6 +234,13 @@ def report_warnings(report: dict) -> list[str]:
     return messages
 
 
+def _teacher_lines(report: dict) -> list[str]:
+    """`demo --teacher`: the teacher's measured loss against the laws, and the plan for it."""
+    from distillscale.report.teacher import teacher_lines
+
+    return teacher_lines(report["teacher"]) if report.get("teacher") else []
+
+
 class DemoSettings(CommandSettings):
     """`distillscale demo`."""
 
@@ -258,6 +265,11 @@ class DemoSettings(CommandSettings):
                                            "its N and its budgets, instead of the sweep's one lr (micro) or its "
                                            "own law, gpu-ladder-h200 (gpu); the sweep directory gets the suffix "
                                            "-lr-law")
+    teacher: Path | None = option(None, help="your teacher (a run, or a Hugging Face causal-LM directory with its "
+                                             "tokenizer): the sweep calibrates the laws on --data in its tokenizer, "
+                                             "then measures the teacher's loss and plans a student distilled from it")
+    trust_remote_code: bool = option(False, help="with --teacher: run its own code (its config's auto_map), only "
+                                                 "code you trust")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
@@ -276,11 +288,14 @@ def demo_command(s: DemoSettings) -> int:
     sweep_dir, report, counts = run_demo(s.out, s.quick, s.workers, progress=lambda m: _progress(m, "demo"),
                                          data=s.data, scale=s.scale, repetition=s.repetition,
                                          capacity_gap=s.capacity_gap, lr_law=s.lr_law,
-                                         bias_correction=not s.no_bias_correction)
+                                         bias_correction=not s.no_bias_correction, teacher=s.teacher,
+                                         trust_remote_code=s.trust_remote_code)
     if s.as_json:
         print_json({**report, "warnings": report_warnings(report)})
     else:
         print_summary(report)
+        for line in _teacher_lines(report):
+            console.print(line, highlight=False, soft_wrap=True)
         console.print(styled("report: ", (str(sweep_dir / REPORT_HTML), "bold"),
                              f" (demo took {time.perf_counter() - start:.0f} s)"), highlight=False, soft_wrap=True)
     return _unfinished(counts, sweep_dir)

@@ -39,10 +39,13 @@ GPU_RUNS_PER_GPU = 2  # the ladder's models (1M-17M parameters) cannot fill an H
 
 
 def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "micro", gpus: int = 1,
-                  repetition: bool = False, capacity_gap: bool = False, lr_law: str | None = None):
+                  repetition: bool = False, capacity_gap: bool = False, lr_law: str | None = None,
+                  teacher: Path | None = None):
     """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory);
     with `lr_law` (a preset name or a law file), each size's lr from that hyperparameter law instead of
-    the spec's lr or lr_law, and the name suffixed `-lr-law`.
+    the spec's lr or lr_law, and the name suffixed `-lr-law`; with `teacher` (a model directory), the
+    corpus in that teacher's tokenizer (the sweep's models speak it; the laws' losses are in its units),
+    and the name suffixed with the teacher's.
 
     The GPU ladder's token window grows with the GPUs (`max_tokens` x gpus), but never past what the
     corpus's splits hold: its runs never repeat their data (the corpus is prepared to count it), and
@@ -74,6 +77,11 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
     elif data is not None:
         table["data"]["path"] = str(data)
         table["name"] += "-" + str(data).removeprefix(BUILTIN_PREFIX)
+    if teacher is not None:
+        table["data"].pop("vocab_size", None)  # the teacher's tokenizer decides it
+        table["data"]["tokenizer"] = str(Path(teacher).expanduser().absolute())
+        table["name"] += "-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(teacher).expanduser().absolute().name).strip("-.")
+                                or "teacher")
     if lr_law is not None:
         from distillscale.sweeps.spec_sections import LR_RULE_KEYS
 
@@ -130,14 +138,17 @@ def require_gpus() -> list[str]:
 def run_demo(out: Path | None = None, quick: bool = False, workers: int | None = None,
              progress=lambda message: None, data: Path | None = None,
              scale: str = "micro", repetition: bool = False, capacity_gap: bool = False,
-             lr_law: str | None = None, bias_correction: bool = True) -> tuple[Path, dict[str, Any], dict[str, int]]:
+             lr_law: str | None = None, bias_correction: bool = True, teacher: Path | None = None,
+             trust_remote_code: bool = False) -> tuple[Path, dict[str, Any], dict[str, int]]:
     """Run the built-in sweep (on `data`, or the default corpus) into `out` (default sweeps/<name>)
     and report on it; returns the sweep directory, report.json's content and the number of runs per
     status. `scale="gpu"` runs the GPU ladder on every visible GPU (refused without one);
     `repetition=True` the repetition sweep (repetition_sweep.toml), whose report fits R_D*;
     `capacity_gap=True` the capacity-gap sweep (capacity_gap_sweep.toml), whose report fits N_T* = k N_S
     for pruned and from-scratch students; `lr_law` each size's lr from a hyperparameter law;
-    `bias_correction=False` reports the supervised law's raw predictions (`laws.crossladder`)."""
+    `bias_correction=False` reports the supervised law's raw predictions (`laws.crossladder`); `teacher`
+    (a run or Hugging Face directory with its tokenizer): the sweep in the teacher's tokenizer, then the
+    teacher measured on its validation split and planned for (`report.teacher`)."""
     from distillscale.sweeps.executors import LocalExecutor
     from distillscale.sweeps.placement import place_runs
     from distillscale.sweeps.runner import default_workers, run_sweep
@@ -148,10 +159,12 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
     if scale == "gpu" and quick:
         raise UserError("--quick shortens the micro demo: leave it out with --scale gpu")
     gpus = require_gpus() if scale == "gpu" else []
+    if teacher is not None:
+        check_teacher(teacher, trust_remote_code, scale, progress)
     spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)), repetition=repetition, capacity_gap=capacity_gap,
-                         lr_law=lr_law)
+                         lr_law=lr_law, teacher=teacher)
     sweep_dir = check_output_dir(Path(out) if out is not None else Path("sweeps") / spec.name,
-                                 is_ours=is_sweep_dir, inputs=[data], what="sweep directory")
+                                 is_ours=is_sweep_dir, inputs=[data, teacher], what="sweep directory")
     placement = place_runs(gpus, "none" if not gpus else None, GPU_RUNS_PER_GPU if gpus and not workers else None,
                            workers, cpu_workers=default_workers(threads_per_run=1))
     progress(f"sweep {spec.name}: {len(spec.runs)} runs in {sweep_dir}, {placement.workers} at a time "
@@ -164,5 +177,30 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
     progress(f"sweep done in {time.perf_counter() - start:.0f} s: "
              + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
     _, report = write_report(sweep_dir, sweep_dir, CalibrationSettings(bootstrap=BOOTSTRAP[quick],
-                                                                       no_bias_correction=not bias_correction), progress)
+                                                                       no_bias_correction=not bias_correction), progress,
+                             teacher=teacher, trust_remote_code=trust_remote_code)
     return sweep_dir, report, counts
+
+
+# Above this many token ids, the micro sweep's models (d_model 24-96) spend most of their compute in
+# the output layer: minutes become hours on a CPU.
+MICRO_VOCABULARY = 4096
+
+
+def check_teacher(teacher: Path, trust_remote_code: bool, scale: str, progress) -> None:
+    """Refuse, in one line, a teacher the demo cannot calibrate for (not a model, its own code not
+    trusted, no tokenizer); say before the sweep when its vocabulary makes the micro sweep slow."""
+    from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
+    from distillscale.model.pretrained import tokenizer_of
+    from distillscale.model.sizes import model_size
+
+    model_size(teacher, trust_remote_code, given_as="--teacher")
+    found = tokenizer_of(Path(teacher).expanduser())
+    if found is None:
+        raise UserError(f"--teacher {teacher} has no tokenizer (tokenizer.json or tokenizer_config.json): the sweep "
+                        "calibrates the laws in the teacher's tokenizer; save it there")
+    ids = tokenizer_vocab_size(load_tokenizer(found)[0])
+    if scale == "micro" and ids > MICRO_VOCABULARY:
+        progress(f"warning: the teacher's tokenizer has {ids:,} ids: the micro sweep's small models spend most of "
+                 f"their compute in an output layer that wide, many times the usual minutes on a CPU; on a GPU use "
+                 "--scale gpu")

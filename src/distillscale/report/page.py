@@ -60,6 +60,8 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
                 if report["runs"].get("started_students") else "")
              + f"{_not_usable(report['runs']['not_usable'])}. Losses are validation cross-entropy in "
              f"nats/token; N counts non-embedding parameters, D training tokens.</p>"]
+    if report.get("losses"):  # what the losses are: the tokenizer and text, and bits per byte
+        parts.append(_losses(report["losses"]))
     repeated = report["runs"].get("repeated_data") or []
     if repeated and report.get("repetition"):
         parts.append(f'<p class="skipped">{len(repeated)} runs repeated their data (up to '
@@ -82,6 +84,10 @@ def render_page(report: dict[str, Any], figures: dict[str, tuple[str, bytes]]) -
         parts.append(f"<p>{_e(report['bias_correction'])}</p>")
     parts.append(_extrapolation(report["extrapolation_check"]))
     parts.append(_plan(report["plan"]))
+    if report.get("teacher"):  # `demo --teacher`: the user's teacher against the laws
+        from distillscale.report.teacher import teacher_html
+
+        parts.append(teacher_html(report["teacher"]))
     parts.append(_capacity_gap(report["capacity_gap"]))
     if report.get("on_policy"):
         parts.append(_on_policy(report["on_policy"]))
@@ -146,6 +152,14 @@ def _check_sentence(name: str, check: dict[str, Any]) -> str:
     return (f"the {name} law, fitted up to {format_quantity(check['fitted_up_to_params'])} parameters, predicts the "
             f"{runs} within {check['mean_abs_relative_error']:.2%} on average (max "
             f"{check['max_abs_relative_error']:.2%}){coverage}")
+
+
+def _losses(losses: dict[str, Any]) -> str:
+    bits = losses.get("bits_per_byte") or {}
+    shown = "; ".join(f"{_e(name)} student {value:.4f}" for name, value in bits.items() if value is not None)
+    return (f'<p id="loss-units">The losses are {_e(losses["described"])}'
+            + (f", {losses['bytes_per_token']:.3f} bytes per token: in bits per byte (nats/token x tokens/bytes / "
+               f"ln 2), the target plan's {shown}" if shown else "") + ".</p>")
 
 
 def _downstream(scores: list[dict[str, Any]]) -> str:

@@ -59,15 +59,34 @@ def report_figures(calibration: ReportCalibration) -> dict[str, tuple[str, bytes
     return {figure_id: (caption, figure_png(plot(calibration))) for figure_id, caption, plot in wanted}
 
 
+def losses_record(units, plan: dict[str, Any]) -> dict[str, Any]:
+    """What the report's losses are (`data.loss_identity`): nats/token of the sweep's tokenizer on its
+    validation split, that split's bytes per token, and the target plan's student losses in bits per
+    byte of it (None where the bytes are not known)."""
+    plans = plan.get("plans") or {}
+    return {"unit": units.unit, "described": units.describe(), "identity": units.to_json(),
+            "bytes_per_token": units.bytes_per_token,
+            "bits_per_byte": {name: units.bits_per_byte(p.get("student_loss")) for name, p in plans.items()}
+            if units.bytes_per_token is not None else None}
+
+
 def write_report(source: str | Path, out_dir: str | Path,
                  settings: CalibrationSettings = CalibrationSettings(),
-                 progress=lambda message: None) -> tuple[ReportCalibration, dict[str, Any]]:
-    """Calibrate on the runs of `source` and write report.json and report.html into `out_dir`."""
+                 progress=lambda message: None, teacher: str | Path | None = None,
+                 trust_remote_code: bool = False) -> tuple[ReportCalibration, dict[str, Any]]:
+    """Calibrate on the runs of `source` and write report.json and report.html into `out_dir`; with
+    `teacher` (a model directory), the teacher measured against the laws and planned for
+    (`report.teacher`)."""
     calibration = calibrate(load_runs(source), settings, progress)
-    report = calibration.to_dict()
+    report = {**calibration.to_dict(), "losses": losses_record(calibration.laws.losses, calibration.plan)}
     scores = task_scores(calibration.runs)
     if scores:  # left out otherwise: reports of sweeps without [eval] are as before
         report["downstream"] = scores_record(scores)
+    if teacher is not None:
+        from distillscale.report.teacher import teacher_section
+
+        report["teacher"] = teacher_section(calibration, teacher, out_dir, trust_remote_code, progress,
+                                            law_file=Path(out_dir) / REPORT_JSON)
     progress("drawing the figures")
     page = render_page(report, report_figures(calibration))
     out_dir = Path(out_dir)

@@ -1,0 +1,68 @@
+"""`distillscale demo --data DIR --teacher MODEL`, the main job for a user with a teacher, end to end: a
+tiny Hugging Face teacher made here and saved with its own tokenizer; the laws calibrated on the corpus
+in that tokenizer; the teacher measured on their validation split and planned for; then the planned
+student distilled from it, its loss checked against the plan's interval."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from distillscale.data.loss_identity import LossIdentity
+
+TEACHER = ("--n-layers", "2", "--aspect-ratio", "24", "--head-dim", "24", "--vocab-size", "512", "--seq-len", "128",
+           "--batch-size", "16", "--lr", "0.003", "--schedule", "wsd", "--tokens", "100K", "--eval-tokens", "64K",
+           "--eval-every", "0", "--device", "cpu")
+
+
+def markov_corpus(folder: Path, documents: int = 400, words: int = 800) -> Path:
+    """Text with structure to learn: each word of a 3,000-word vocabulary has six likely successors."""
+    rng = random.Random(0)
+    letters = "etaoinshrdlcumwfgypbvk"
+    vocabulary = sorted({"".join(rng.choice(letters) for _ in range(rng.randint(1, 8))) for _ in range(3000)})
+    successors = {word: rng.sample(vocabulary, 6) for word in vocabulary}
+    folder.mkdir(parents=True)
+    for document in range(documents):
+        word, text = rng.choice(vocabulary), []
+        for i in range(words):
+            text.append(word + (" .\n" if i % 17 == 16 else ""))
+            word = rng.choice(successors[word]) if rng.random() < 0.85 else rng.choice(vocabulary)
+        (folder / f"doc{document:04d}.txt").write_text(" ".join(text) + "\n")
+    return folder
+
+
+@pytest.mark.slow
+def test_demo_with_your_teacher_plans_a_student_whose_loss_the_plan_predicts(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
+    corpus = markov_corpus(tmp_path / "corpus")
+    # the user's teacher: trained with its own BPE, saved as a Hugging Face Llama directory with its tokenizer
+    assert cli("train", "--data", corpus, "--out", tmp_path / "teacher-run", *TEACHER)[0] == 0
+    assert cli("export-hf", tmp_path / "teacher-run", tmp_path / "teacher")[0] == 0
+    sweep = tmp_path / "sweep"
+    code, out, err = cli("demo", "--quick", "--data", corpus, "--teacher", tmp_path / "teacher", "--out", sweep)
+    assert code == 0, err[-3000:]
+    report = json.loads((sweep / "report.json").read_text())
+    section = report["teacher"]
+    # the laws and the teacher's loss in the same units: the teacher's tokenizer, the corpus's split
+    laws = LossIdentity.model_validate(report["laws"]["losses"])
+    measured = LossIdentity.model_validate(section["loss"]["losses"])
+    assert laws.given and laws.differs(measured) is None
+    assert laws.tokenizer.vocab_sha256 == measured.tokenizer.vocab_sha256 and laws.text.split == "val"
+    assert section["loss"]["seq_len"] == 128 and section["loss"]["bits_per_byte"] > 0
+    # the whole split fits the teacher run's evaluation cap: its loss is the run's recorded val_loss
+    recorded = json.loads((tmp_path / "teacher-run" / "result.json").read_text())["val_loss"]
+    assert section["loss"]["nats_per_token"] == pytest.approx(recorded, abs=1e-5)
+    assert f"--law {sweep / 'report.json'}" in section["plan_command"]
+    assert 'id="your-teacher"' in (sweep / "report.html").read_text()
+    assert "your teacher" in " ".join(out.split()) and "distillscale distill --config" in out
+    assert section["plan"]["teacher_model"]["loss"] == section["loss"]["nats_per_token"]
+    low, high = section["student_interval"]
+    # the planned student, distilled from the teacher on the planned tokens
+    assert cli("distill", "--config", section["student_config"])[0] == 0
+    result = json.loads((sweep / "planned-student" / "result.json").read_text())
+    assert result["tokens"] == pytest.approx(section["student_tokens"], rel=0.05)  # whole steps
+    assert result["non_embedding_params"] == section["student_params"]
+    assert low <= result["val_loss"] <= high, (low, result["val_loss"], high, section["student_loss"])
