@@ -95,7 +95,7 @@ def plot_student_u_curves(calibration: ReportCalibration):
     ax.set_ylabel("student loss L_S (nats/token)")
     ax.set_title("students vs teacher loss: runs, fitted law (lines), supervised (dotted)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the curves, not on them
     return figure
 
 
