@@ -120,10 +120,13 @@ function lineChart(svg, spec) {
   });
 }
 
-// parts: [{label, value, color}] -> one horizontal bar split in proportion, labels underneath.
+// parts: [{label, value, color}] -> one horizontal bar split in proportion, labels underneath: in a
+// row, or one a line where the figure is narrower than 600 px (a phone), so the text stays legible.
 function stackedBar(svg, parts, total, format) {
   svg.replaceChildren();
-  const box = svg.viewBox.baseVal, W = box.width;
+  const narrow = svg.clientWidth > 0 && svg.clientWidth < 600;
+  const W = narrow ? 400 : 940, H = narrow ? 64 + 18 * parts.length : 86;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const left = 8, right = 8, width = W - left - right;
   let x = left;
   const shown = parts.filter(p => p.value > 0);
@@ -132,12 +135,12 @@ function stackedBar(svg, parts, total, format) {
     svgEl("rect", { x, y: 8, width: w, height: 26, fill: p.color, rx: 2 }, svg);
     x += w;
   }
-  let lx = left;
+  let lx = left, ly = 50;
   for (const p of parts) {
-    svgEl("rect", { x: lx, y: 50, width: 10, height: 10, fill: p.color, rx: 2 }, svg);
+    svgEl("rect", { x: lx, y: ly, width: 10, height: 10, fill: p.color, rx: 2 }, svg);
     const label = `${p.label}: ${format(p.value)} (${(100 * p.value / total).toFixed(1)}%)`;
-    svgText(svg, lx + 15, 59, label, { class: "title" });
-    lx += 30 + 6.6 * label.length;
+    svgText(svg, lx + 15, ly + 9, label, { class: "title" });
+    if (narrow) ly += 18; else lx += 30 + 6.6 * label.length;
   }
-  svgText(svg, left, 80, `total ${format(total)} FLOPs`, {});
+  svgText(svg, left, narrow ? ly + 12 : 80, `total ${format(total)} FLOPs`, {});
 }
