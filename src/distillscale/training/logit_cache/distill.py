@@ -55,7 +55,7 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
 
 
 # Reader threads on a GPU when --cache-workers is not given: a whole step's records are read (and, with
-# host decoding, decoded) per thread, so 4 cover bursts and a cold page cache's reads (issue 73).
+# host decoding, decoded) per thread, so 4 cover bursts and a cold page cache's reads.
 GPU_CACHE_WORKERS = 4
 
 

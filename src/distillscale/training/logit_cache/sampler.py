@@ -39,7 +39,7 @@ class CachedWindowSampler(TokenSampler):
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.cache = cache
         self.decode = decode
-        self.read_workers = workers  # issue 73
+        self.read_workers = workers
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, ...]:
         inputs, targets = super().batch(step, rank, world_size)
