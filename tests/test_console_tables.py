@@ -24,8 +24,11 @@ def render(table, width: int) -> str:
 
 
 def words_of(table) -> list[str]:
+    """Every word of the table's cells and shown headers (a column with a header and no value at all
+    may leave its header out, narrower than one row's block)."""
     cells = [cell for column in table.columns
-             for cell in ((column.header,) if table.show_header else ()) + tuple(column._cells)]
+             for cell in ((column.header,) if table.show_header and (not table.rows or any(
+                 str(c).strip() for c in column._cells)) else ()) + tuple(column._cells)]
     return [word for cell in cells for word in str(cell).split()]
 
 
