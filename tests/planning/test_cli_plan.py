@@ -164,7 +164,7 @@ def test_distill_map_writes_a_figure(cli, tmp_path):
       "--teacher-loss", "2", "--scenario", "best-case"], "planned under teacher-inference cost"),
     (["plan", "--compute", "1e21", "--teacher-params", "7B", "--teacher-loss", "2"],
      "needs --student-params"),
-    (["plan", "--student-model", "/nonexistent", "--compute", "1e21"], "model_config.json is missing"),
+    (["plan", "--student-model", "/nonexistent", "--compute", "1e21"], "--student-model /nonexistent does not exist"),
     (["teacher", "--student-params", "546M", "--student-tokens", "11B", "--candidates",
       "/nonexistent.csv"], "cannot read run file"),
     (["distill-map", "--out", "map.txt"], "use a .png or .svg file name"),
