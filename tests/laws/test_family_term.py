@@ -121,13 +121,18 @@ def _runs():
     return N, D, LAW.predict(N, D) * (1 + 0.002 * rng.standard_normal(len(N)))
 
 
-def test_a_law_carries_the_term_only_when_asked_and_only_with_the_bias_correction():
+def test_a_law_carries_the_term_only_when_asked_with_the_pack_model_it_was_learned_after():
+    """The pack's correction alone is opt-in (`bias_correction=True`); a design's term comes with the
+    pack model whose residuals it was learned on, whether the pack's correction was asked for or not."""
     N, D, loss = _runs()
     options = {"backtest": False, "bootstrap": 0, "form": "chinchilla"}
     asked = fit_supervised(N, D, loss, family="micro-demo", **options).law
-    plain = fit_supervised(N, D, loss, **options).law
-    raw = fit_supervised(N, D, loss, family="micro-demo", bias_correction=False, **options).law
+    plain = fit_supervised(N, D, loss, bias_correction=True, **options).law
+    raw = fit_supervised(N, D, loss, **options).law
     assert asked.bias_correction.family == shipped_family("micro-demo")
+    assert asked.bias_correction.model == shipped_model()
+    assert fit_supervised(N, D, loss, family="micro-demo", bias_correction=True, **options).law.bias_correction == \
+        asked.bias_correction
     assert plain.bias_correction is not None and plain.bias_correction.family is None
     assert raw.bias_correction is None
     # inside the runs nothing moves; beyond, the term lowers the prediction

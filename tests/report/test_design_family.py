@@ -107,12 +107,15 @@ def _family_asked(records, monkeypatch, **settings) -> tuple[str | None, bool]:
 def test_the_report_applies_the_term_only_to_the_design_and_never_without_the_bias_correction(tmp_path, monkeypatch,
                                                                                                capsys):
     records = load_runs(make_sweep(tmp_path))
-    # a user's own sweep (here an exported records file): the pack's correction alone
-    assert _family_asked(records, monkeypatch) == (None, True)
-    # the same runs, were they a sweep of the micro demo: the design's term too ...
+    # a user's own sweep (here an exported records file): no correction, the pack's only when asked for
+    assert _family_asked(records, monkeypatch) == (None, False)
+    assert _family_asked(records, monkeypatch, bias_correction=True) == (None, True)
+    # the same runs, were they a sweep of the micro demo: the design's term (with the pack model it was
+    # learned after: `fit_supervised`) ...
     named = lambda source: "micro-demo" if source == records.source else None  # noqa: E731
-    for settings, asked in (({}, ("micro-demo", True)), ({"no_bias_correction": True}, (None, False)),
-                            ({"family_term": False}, (None, True))):
+    for settings, asked in (({}, ("micro-demo", False)), ({"no_bias_correction": True}, (None, False)),
+                            ({"no_bias_correction": True, "bias_correction": True}, (None, False)),
+                            ({"family_term": False}, (None, False))):
         monkeypatch.setattr(calibration, "design_family", named)
         assert _family_asked(records, monkeypatch, **settings) == asked, settings
     # ... end to end: the law carries it, said in the one line, and the held-out check's refit too

@@ -16,7 +16,8 @@ from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import Table, console, print_json, progress_printer, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
-from distillscale.laws.lawset import FORM_HELP, LAW_HELP, NO_BIAS_CORRECTION_HELP, is_law_file, load_laws
+from distillscale.laws.lawset import (BIAS_CORRECTION_HELP, FORM_HELP, LAW_HELP, NO_BIAS_CORRECTION_HELP, is_law_file,
+                                     load_laws)
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity, parse_quantity
@@ -313,7 +314,7 @@ class FitSupervisedSettings(CommandSettings):
         None, help="column of unique tokens U behind each run's tokens: when runs repeat data (D > U), "
                    "the data-constrained form (Muennighoff et al. 2023, R_D*) is a candidate")
     backtest: bool = option(True, help="backtest extrapolation: fit on smaller sizes, predict larger ones")
-    no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
+    bias_correction: bool = option(False, help=BIAS_CORRECTION_HELP)
     huber_delta: float | None = option(
         None, help="Huber delta of the fits to the runs, on log-loss residuals (default: 1e-3 for "
                    "chinchilla and tied, 1e-4 for busbridge); with --form auto, each form's (the "
@@ -364,7 +365,7 @@ def _calibrate_supervised(s: FitSupervisedSettings, rows, runs, names):
                 irreducible_loss=s.irreducible_loss, irreducible_loss_prior=s.irreducible_loss_prior,
                 min_tokens_per_param=s.min_tokens_per_param, backtest=s.backtest, huber_delta=s.huber_delta,
                 bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid) or None, seed=s.seed,
-                bias_correction=not s.no_bias_correction))
+                bias_correction=s.bias_correction))
     except ParameterError as exc:  # the columns' flags
         raise UserError(exc.for_cli({"total_params": "--total-params-col",
                                      "unique_tokens": "--unique-tokens-col"})) from None

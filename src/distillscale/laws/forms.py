@@ -218,7 +218,13 @@ class SupervisedLaw:
         boot = _bootstrap_interval(self, lambda c: self.with_coefficients(c).raw_predict(N, D), value, alternatives)
         extrapolation = self.fit.extrapolation_error if self.fit else None
         distance = None if extrapolation is None else _pos(N, "N") / extrapolation.fitted_max
-        prediction = combine(value, boot, extrapolation, distance, _level(self.fit))
+        calibrated = self.fit.interval if self.fit else None
+        if calibrated is None:
+            prediction = combine(value, boot, extrapolation, distance, _level(self.fit))
+        else:  # the extrapolation part calibrated across published ladders (`laws.pack_interval`)
+            level = (extrapolation.level if extrapolation is not None else None) or _level(self.fit) or 0.9
+            prediction = combine(value, boot, extrapolation, _pos(N, "N") / calibrated.summary.params_max, level,
+                                 sides=calibrated.sides(N, D, level), beyond=calibrated.beyond(N, D))
         if self.bias_correction is not None:
             prediction = self.bias_correction.apply(prediction, N, D, _level(self.fit) or 0.9)
         return _floored(prediction, loss_floor(self))

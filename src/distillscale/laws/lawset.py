@@ -204,8 +204,13 @@ FORM_HELP = ("auto (the median of the three forms below, refitted into one law o
 
 
 # The help of every command's --no-bias-correction (`laws.crossladder`).
-NO_BIAS_CORRECTION_HELP = ("use the law's raw predictions: without the cross-ladder bias correction of predictions "
-                           "beyond the fitted runs that a fitted law carries (docs/validation_pack.md), to compare")
+NO_BIAS_CORRECTION_HELP = ("use the law's raw predictions: without a correction of predictions beyond the fitted runs "
+                           "that a law carries (fitted with --bias-correction, or a builtin design's own term; "
+                           "docs/validation_pack.md), to compare")
+# The help of `fit supervised --bias-correction` (the cross-ladder correction is opt-in).
+BIAS_CORRECTION_HELP = ("correct the law's predictions beyond the fitted runs by the cross-ladder bias model (off by "
+                        "default: on the published ladders, left out a family at a time, it did not lower the error; "
+                        "docs/validation_pack.md)")
 
 
 def load_laws(spec: str | Path, *, bias_correction: bool = True) -> LawSet:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from distillscale.checks import checked
 from distillscale.errors import UserError
 from distillscale.laws.crossladder import BiasCorrection
+from distillscale.laws.pack_interval import CalibratedInterval
 from distillscale.laws.schema import Count0, Level, Positive, describe, read_schema_version
 from distillscale.laws.uncertainty import ExtrapolationError
 
@@ -28,7 +29,8 @@ from distillscale.laws.uncertainty import ExtrapolationError
 # 3: `marginal_e` (E marginalized over a grid in the default fit's member forms).
 # 4: `bias_correction` (the cross-ladder correction of predictions beyond the runs).
 # 5: `bias_correction.family` (a builtin design's own term beside it).
-FIT_SCHEMA_VERSION = 5
+# 6: `interval` (the extrapolation error calibrated across the published ladders).
+FIT_SCHEMA_VERSION = 6
 
 
 class _Record(BaseModel):
@@ -145,6 +147,9 @@ class FitRecord(_Record):
     # The cross-ladder bias model and the summary of the fitted runs: predictions beyond them are
     # corrected by it (`laws.crossladder`); None: the law's raw predictions.
     bias_correction: BiasCorrection | None = None
+    # The extrapolation part of the intervals calibrated across the published ladders and the summary
+    # of the fitted runs (`laws.pack_interval`), in place of the backtest's; None: the backtest's.
+    interval: CalibratedInterval | None = None
     source: dict[str, Any] | None = None
 
     @model_validator(mode="after")

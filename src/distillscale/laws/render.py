@@ -91,7 +91,12 @@ def _print_selection(fit: LawFit) -> None:
     if scored:
         console.print(_backtest_table(fit, scored, SCORE_DISTANCE))
     extrapolation = fit.extrapolation_error
-    if extrapolation is not None:
+    calibrated = getattr(fit.law.fit, "interval", None) if fit.law.fit is not None else None
+    if calibrated is not None:  # the pack's calibration replaces the backtest's quantile (`laws.pack_interval`)
+        level = extrapolation.level if extrapolation is not None else 0.9
+        console.print(f"{calibrated.describe(level)}; predict, plan and teacher add it to their intervals",
+                      soft_wrap=True, highlight=False)
+    elif extrapolation is not None:
         # Teacher strengths (1 / L_T) span a few percent: show distances on that scale.
         distances = (1, 2, 4, 10) if extrapolation.scale_name == "params" else (1, 1.05, 1.1, 1.25)
         widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in distances)

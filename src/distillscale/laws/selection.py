@@ -27,6 +27,7 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, rolling_origin_folds, run_backtest
 from distillscale.laws.crossladder import BiasCorrection, FitSummary, shipped_family, shipped_model
+from distillscale.laws.pack_interval import CalibratedInterval, shipped_interval
 from distillscale.laws.ensemble import MedianLawFitter, marginalizes, median_law
 from distillscale.laws.marginal import fit_marginal
 from distillscale.laws.objective import ExponentPrior
@@ -61,8 +62,9 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
                    exponent_prior: ExponentPrior | None = None,
                    min_tokens_per_param: float | None = None, backtest: bool = True,
                    max_folds: int = MAX_FOLDS, unique_tokens=None, ensemble: bool = True,
-                   marginal_e: bool = False, bias_correction: bool = True, family: str | None = None,
-                   progress: Callable[[str], None] | None = None, **fitter_options) -> LawFit:
+                   marginal_e: bool = False, bias_correction: bool = False, family: str | None = None,
+                   pack_interval: bool = True, progress: Callable[[str], None] | None = None,
+                   **fitter_options) -> LawFit:
     """Fit L(N, D): with form="auto" the median of the three forms refitted into one law
     (`laws.ensemble`), or in one given form.
 
@@ -97,13 +99,20 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     when it predicts the repeated runs better than counting repeated tokens as new (see
     `fit_with_repetition`).
 
-    `bias_correction` (default True): the law carries the cross-ladder bias model shipped with
+    `bias_correction` (default False, opt-in): the law carries the cross-ladder bias model shipped with
     distillscale (`laws.crossladder`, fitted on the published ladders) and the summary of its runs,
-    so its predictions beyond them are corrected (`SupervisedLaw.predict`); False keeps the raw law
-    (`--no-bias-correction`). The backtest and the intervals' extrapolation part are the raw law's.
+    so its predictions beyond them are corrected (`SupervisedLaw.predict`). Off by default: scored
+    leaving one family of ladders out, it did not lower the error on most of the pack's families
+    (docs/validation_pack.md). The backtest and the intervals' extrapolation part are the raw law's.
     `family`: the runs are a sweep of this builtin design (`report.design.design_family`): the law
-    carries the design's family term too (`crossladder.FamilyTerm`), where one ships; only with
-    `bias_correction`.
+    carries the design's family term (`crossladder.FamilyTerm`), where one ships, with the pack's
+    model it was learned after (its residuals are that model's), whatever `bias_correction`.
+
+    `pack_interval` (default True): the default law (form auto, E fitted, every run, non-embedding N,
+    no prior) gives its intervals the extrapolation error calibrated across the published ladders as
+    a function of the distance, the fitted span and runs (`laws.pack_interval`; its signed errors'
+    quantiles, scored leaving one family of ladders out), the bootstrap's noise added to it once;
+    other laws, or False, keep their own backtest's (`laws.uncertainty.ExtrapolationError`).
 
     `progress(message)`, when given, is told each step as it starts (the backtest of each
     candidate, the final fit with its bootstrap): a default fit of thousands of runs takes minutes."""
@@ -128,7 +137,7 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
             runs, form=form, irreducible_loss=irreducible_loss, irreducible_loss_prior=irreducible_loss_prior,
             exponent_prior=exponent_prior, min_tokens_per_param=min_tokens_per_param, backtest=backtest,
             max_folds=max_folds, ensemble=ensemble, marginal_e=marginal_e, bias_correction=False,
-            progress=progress, **fitter_options), runs, bias_correction, family)
+            pack_interval=False, progress=progress, **fitter_options), runs, bias_correction, family)
     N, D, loss = runs["params"], runs["tokens"], runs["loss"]
     columns = {"non-embedding": N}
     if "total_params" in runs:
@@ -228,23 +237,40 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
         scale_name="params", min_levels=3, backtest=backtest, max_folds=max_folds,
         level=fitter_options.get("level", 0.9), fallback=without_backtest,
         can_win=(lambda c: c.form == MEDIAN) if combined else None, progress=progress,
-        settings=np.column_stack([N, D])), runs, bias_correction, family)
+        settings=np.column_stack([N, D])), runs, bias_correction, family,
+        interval=pack_interval and not marginal_e and exponent_prior is None)
+
+
+def _measured_on_the_pack(candidate) -> bool:
+    """Whether the chosen candidate is the law the validation pack calibrated: the median of the forms
+    with E fitted, on every run's non-embedding N, without a prior."""
+    return (candidate is not None and getattr(candidate, "form", None) == MEDIAN
+            and candidate.irreducible_loss is None and candidate.irreducible_loss_prior is None
+            and candidate.min_tokens_per_param is None and candidate.params == "non-embedding"
+            and candidate.exponent_prior is None)
 
 
 def with_bias_correction(result: LawFit, runs: dict[str, np.ndarray], enabled: bool = True,
-                         family: str | None = None) -> LawFit:
+                         family: str | None = None, interval: bool = False) -> LawFit:
     """`result` with its law carrying the shipped cross-ladder bias model (`laws.crossladder`) and
     the summary of the runs it was fitted on (its N column, its rows), when `enabled` and the model
-    ships, and the family term of the builtin design `family` where one ships; changes and returns
-    `result`."""
-    model = shipped_model()
-    if not enabled or model is None:
-        return result
+    ships, and the family term of the builtin design `family` where one ships (with the pack's model
+    it was learned after, enabled or not); with `interval`, the
+    extrapolation error calibrated across the published ladders (`laws.pack_interval`) where the law
+    is the one it was calibrated on and one ships; changes and returns `result`."""
     N = runs["total_params"] if result.candidate is not None and getattr(result.candidate, "params", "") == "total" \
         else runs["params"]
     rows = np.asarray(result.rows)
     summary = FitSummary.of_runs(N[rows], runs["tokens"][rows], result.law)
+    calibration = shipped_interval() if interval and _measured_on_the_pack(result.candidate) else None
+    if calibration is not None:
+        diagnostics = result.law.fit.diagnostics
+        result.law.fit = result.law.fit.model_copy(update={"interval": CalibratedInterval(
+            model=calibration, summary=summary, misfit=0.0 if diagnostics is None else diagnostics.rmse_log_loss)})
+    model = shipped_model()
     term = shipped_family(family) if family is not None else None
+    if model is None or (not enabled and term is None):
+        return result
     result.law.fit = result.law.fit.model_copy(update={"bias_correction": BiasCorrection(model=model, summary=summary,
                                                                                          family=term)})
     return result

@@ -291,11 +291,13 @@ class Prediction:
 
 
 def combine(value, bootstrap: tuple | None, extrapolation: ExtrapolationError | None, distance,
-            level: float | None) -> Prediction:
+            level: float | None, sides: tuple | None = None, beyond=None) -> Prediction:
     """The interval of `value` from its bootstrap interval (asymmetric, may be None) and the
-    backtest's relative half-width at `distance`, added in quadrature on each side."""
+    backtest's relative half-width at `distance`, added in quadrature on each side, once. `sides`:
+    the extrapolation part's relative gaps below and above the value instead (a calibration across
+    ladders, `laws.pack_interval`), and `beyond` whether each lies farther than it measured."""
     value = np.asarray(value, float)
-    if bootstrap is None and extrapolation is None:
+    if bootstrap is None and extrapolation is None and sides is None:
         return Prediction(_scalar(value), None, None, None, None, None, None)
     low_noise = high_noise = np.zeros_like(value)
     if bootstrap is not None:
@@ -305,16 +307,22 @@ def combine(value, bootstrap: tuple | None, extrapolation: ExtrapolationError | 
         # a run's own seed noise, measured from repeated settings: part of the noise of the runs
         seed = extrapolation.seed_half_width() * value
         low_noise, high_noise = np.sqrt(low_noise ** 2 + seed ** 2), np.sqrt(high_noise ** 2 + seed ** 2)
-    extra = np.zeros_like(value) if extrapolation is None else extrapolation.half_width(distance) * value
-    low = lower_end(value, np.sqrt(low_noise ** 2 + extra ** 2))
-    high = value + np.sqrt(high_noise ** 2 + extra ** 2)
-    level = extrapolation.level if extrapolation is not None else level
-    beyond = extrapolation is not None and (not extrapolation.measured or extrapolation.beyond_reach(distance))
+    if sides is not None:
+        extra_low, extra_high = (np.asarray(side, float) * value for side in sides)
+    else:
+        extra_low = extra_high = (np.zeros_like(value) if extrapolation is None
+                                  else extrapolation.half_width(distance) * value)
+    low = lower_end(value, np.sqrt(low_noise ** 2 + extra_low ** 2))
+    high = value + np.sqrt(high_noise ** 2 + extra_high ** 2)
+    level = extrapolation.level if extrapolation is not None and sides is None else level
+    if beyond is None:
+        beyond = extrapolation is not None and (not extrapolation.measured or extrapolation.beyond_reach(distance))
     noisy = bootstrap is not None or (extrapolation is not None and extrapolation.seed_noise > 0)
+    extra = (extra_low + extra_high) / 2
     return Prediction(_scalar(value), _scalar(low), _scalar(high), level,
                       _scalar((low_noise + high_noise) / 2) if noisy else None,
-                      None if extrapolation is None else _scalar(extra),
-                      None if extrapolation is None else _scalar(np.asarray(distance, float)), beyond)
+                      None if extrapolation is None and sides is None else _scalar(extra),
+                      None if distance is None else _scalar(np.asarray(distance, float)), bool(np.any(beyond)))
 
 
 def lower_end(value, half_width):

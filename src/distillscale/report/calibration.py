@@ -75,8 +75,12 @@ class CalibrationSettings:
     # DEFAULT_TARGET_SCALE x the largest run; only the size: trained on 20 tokens/parameter.
     target_params: float | None = None
     target_compute: float | None = None
-    # The supervised law's raw predictions, without the cross-ladder bias correction (`laws.crossladder`).
+    # The supervised law's raw predictions, without any correction beyond its runs (`laws.crossladder`):
+    # neither the pack's (opt-in: `bias_correction`) nor a builtin design's family term.
     no_bias_correction: bool = False
+    # The cross-ladder bias correction (opt-in: on the published ladders, left out a family at a time, it
+    # did not lower the error; docs/validation_pack.md).
+    bias_correction: bool = False
     # A sweep of a builtin design with a family term (`report.design.design_family`: the micro demo):
     # its supervised law carries the design's term beside the pack's correction (off with the latter).
     family_term: bool = True
@@ -198,7 +202,8 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
                           teacher_loss=[None] * len(runs.supervised) + [r["teacher_loss"] for r in runs.students],
                           form=settings.form, distillation_form=settings.distillation_form, holdout="largest",
                           supervised_options={**options, **supervised_grid,
-                                              "bias_correction": not settings.no_bias_correction, "family": family},
+                                              "family": family, "bias_correction": settings.bias_correction
+                                              and not settings.no_bias_correction},
                           distillation_options={**options, **distillation_grid}, skip_failed=True, min_ratios=2,
                           progress=progress)
     result.supervised, result.distillation, result.skipped = laws.supervised, laws.distillation, laws.skipped

@@ -140,7 +140,15 @@ def plot_backtest(calibration: ReportCalibration):
         if backtest is not None and backtest.held_out:
             ax.scatter(backtest.distances, 100 * backtest.errors, s=12, color="C0", alpha=0.6,
                        label=f"backtest ({fit.chosen})")
-        if band is not None:
+        calibrated = getattr(fit.law.fit, "interval", None) if fit.law.fit is not None else None
+        if calibrated is not None:  # the pack's calibration (`laws.pack_interval`), at the fitted tokens
+            grid = np.geomspace(1.0, farthest, 100)
+            low, high = calibrated.sides(grid * calibrated.summary.params_max, calibrated.summary.tokens_max,
+                                         band.level if band is not None else 0.9)
+            # observed in [p (1 - low), p (1 + high)]: the error p / observed - 1 in [-high, +low], to first order
+            ax.fill_between(grid, -100 * high, 100 * low, color="C0", alpha=0.12,
+                            label="extrapolation band (calibrated on published ladders)")
+        elif band is not None:
             grid = np.geomspace(1.0, farthest, 100)
             ax.fill_between(grid, -100 * band.half_width(grid), 100 * band.half_width(grid),
                             color="C0", alpha=0.12, label=f"{band.level:.0%} extrapolation band")

@@ -1,0 +1,349 @@
+"""The extrapolation part of a supervised law's interval, calibrated on published ladders it did not
+see (the validation pack, `laws.published`), and the one function that scores intervals.
+
+A law's own backtest (`laws.uncertainty.ExtrapolationError`) measures its error beyond a few
+smaller fits, and a conformal quantile of those few errors is a worst case of them: on the pack its
+90% half-widths were about 3x the mean |error|. Across the pack's ladders there are thousands of
+predictions beyond a fit, so the error's size can be learned as a function of what a user knows
+before training the target: how far beyond the fitted sizes it lies (dN = ln(N / largest fitted
+N), and dN / span, the lever: span = ln(largest / smallest fitted N), at least a doubling), how far
+beyond the fitted tokens (dD = ln(D / largest fitted D), 0 inside), and how many runs the fit had:
+
+    y = ln(observed / predicted),   s = sqrt(floor^2 + (per_efold dN)^2 + (per_lever dN/span)^2
+                                             + (per_token dD)^2 + (per_misfit m)^2)
+                                        x (runs / RUNS_REFERENCE)^-runs_power
+
+(m: the fit's own in-sample misfit, the RMS of its log residuals, which a user has before training
+the target too)
+
+and the quantiles of the signed errors y / s (each ladder weighing the same) at QUANTILE_LEVELS are
+the interval's ends: [predicted e^(q_low s), predicted e^(q_high s)], never excluding the
+prediction itself. The scale's coefficients are those with the narrowest mean interval at the
+calibration level whose quantiles cover it on the ladders fitted (`fit_pack_interval`); scored
+leaving one family of ladders out (`leave_one_family_out`): a family's ladders never enter the
+calibration that scores them. The bootstrap's noise is added once, in quadrature, by
+`uncertainty.combine`; the fits the pack's errors come from have none.
+
+    model = shipped_interval()                          # package data: pack_interval.json
+    CalibratedInterval(model=model, summary=summary).sides(N, D, 0.9)   # relative gaps below, above
+    interval_scores(ladder, observed, predicted, low, high)             # coverage and width, per ladder
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from distillscale.errors import UserError
+from distillscale.laws.crossladder import MIN_SPAN, FitSummary
+from distillscale.laws.schema import Count0, Number, Text
+
+MODEL_FILE = Path(__file__).resolve().parent / "pack_interval.json"
+# The probabilities the signed errors' standardized quantiles are stored at: a level's ends are
+# interpolated between them (in normal scores), beyond the outermost the outermost.
+QUANTILE_LEVELS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99, 0.995)
+# The number of fitted runs the scale is quoted at (the pack's median fit).
+RUNS_REFERENCE = 30.0
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PackInterval(_Record):
+    """The calibrated extrapolation error (see the module): the scale's coefficients and the
+    standardized signed errors' quantiles at QUANTILE_LEVELS; `ladders`, `date`, `command` say what
+    it was fitted on and how to fit it again."""
+
+    floor: float = Field(ge=0, le=1)
+    per_efold: float = Field(ge=0, le=1)
+    per_lever: float = Field(ge=0, le=1)
+    per_token: float = Field(ge=0, le=1)
+    per_misfit: float = Field(default=0.0, ge=0, le=1000)
+    runs_power: float = Field(ge=0, le=2)
+    quantiles: tuple[Number, ...]
+    # The farthest a calibration row lay beyond its fit (dN, e-folds): farther, the interval is itself
+    # an extrapolation (`CalibratedInterval.beyond`).
+    reach: float = Field(default=math.log(16.0), gt=0, le=20)
+    # The fewest and most runs behind a calibration row's fit: a fit outside takes the nearer end (the
+    # runs' term is not extrapolated).
+    runs_range: tuple[float, float] = (1.0, 1e9)
+    ladders: tuple[Text, ...] = ()
+    n_rows: Count0 = 0
+    date: Text = ""
+    command: Text = ""
+    note: Text = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PackInterval":
+        if len(self.quantiles) != len(QUANTILE_LEVELS):
+            raise ValueError(f"quantiles must have {len(QUANTILE_LEVELS)} entries, one per level {QUANTILE_LEVELS}")
+        if any(b < a for a, b in zip(self.quantiles, self.quantiles[1:])):
+            raise ValueError("quantiles must not decrease")
+        if self.floor + self.per_efold + self.per_lever + self.per_token + self.per_misfit <= 0:
+            raise ValueError("the scale must have a positive coefficient")
+        return self
+
+    def scale(self, summary: FitSummary, N, D, misfit: float = 0.0) -> np.ndarray:
+        """s at targets (N, D) of a fit with this summary and in-sample misfit (the RMS of its log
+        residuals) (relative; the standardized errors' unit)."""
+        dN, dD = summary.distances(N, D)
+        lever = dN / max(summary.span, MIN_SPAN)
+        size = np.sqrt(self.floor ** 2 + (self.per_efold * dN) ** 2 + (self.per_lever * lever) ** 2
+                       + (self.per_token * dD) ** 2 + (self.per_misfit * misfit) ** 2)
+        runs = min(max(summary.runs, self.runs_range[0]), self.runs_range[1])
+        return size * (runs / RUNS_REFERENCE) ** -self.runs_power
+
+    def ends(self, level: float) -> tuple[float, float]:
+        """The standardized quantiles (low <= 0 <= high) of a central `level` interval."""
+        return _quantile(self.quantiles, (1 - level) / 2), _quantile(self.quantiles, (1 + level) / 2)
+
+    def sides(self, summary: FitSummary, N, D, level: float, misfit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """The relative gaps (value - low) / value and (high - value) / value of a `level` interval."""
+        s = np.atleast_1d(self.scale(summary, N, D, misfit))
+        low, high = self.ends(level)
+        return 1.0 - np.exp(min(low, 0.0) * s), np.exp(max(high, 0.0) * s) - 1.0
+
+
+def _quantile(quantiles, p: float) -> float:
+    """The standardized quantile at probability p, interpolated in normal scores."""
+    z = [NormalDist().inv_cdf(q) for q in QUANTILE_LEVELS]
+    at = NormalDist().inv_cdf(min(max(p, 1e-12), 1 - 1e-12))
+    return float(np.interp(at, z, quantiles))
+
+
+class CalibratedInterval(_Record):
+    """What a law carries to give its predictions the pack's calibrated extrapolation error: the
+    model and the summary of the runs the law was fitted on (so a law file is self-contained)."""
+
+    model: PackInterval
+    summary: FitSummary
+    misfit: float = Field(default=0.0, ge=0, le=10)   # the fit's RMS log residual (its diagnostics)
+
+    def sides(self, N, D, level: float) -> tuple[np.ndarray, np.ndarray]:
+        n, d = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
+        low, high = self.model.sides(self.summary, n.ravel(), d.ravel(), level, self.misfit)
+        return low.reshape(n.shape), high.reshape(n.shape)
+
+    def beyond(self, N, D) -> np.ndarray:
+        """Whether each target lies farther beyond the fitted sizes than any calibration row did."""
+        n, d = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
+        return self.summary.distances(n, d)[0] > self.model.reach * (1 + 1e-9)
+
+    def describe(self, level: float) -> str:
+        """One line: what the interval's extrapolation part is."""
+        low, high = self.sides(self.summary.params_max * np.array([1.0, 2.0, 4.0, 10.0]), self.summary.tokens_max,
+                               level)
+        widths = ", ".join(f"-{lo:.1%}/+{hi:.1%} at {d:g}x" for lo, hi, d in zip(low, high, (1, 2, 4, 10)))
+        return (f"extrapolation error ({level:.0%}, calibrated on {len(self.model.ladders)} published ladders as a "
+                f"function of the distance, the fitted span and runs): {widths} the largest fitted params")
+
+
+@lru_cache(maxsize=1)
+def _shipped(path: str) -> PackInterval | None:
+    file = Path(path)
+    if not file.is_file():
+        return None
+    try:
+        return PackInterval.model_validate(json.loads(file.read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as exc:
+        raise UserError(f"the interval model {file} is not readable ({str(exc).splitlines()[0]}): reinstall "
+                        "distillscale") from None
+
+
+def shipped_interval() -> PackInterval | None:
+    """The calibrated extrapolation error that ships with distillscale (`pack_interval.json`), or None."""
+    return _shipped(str(MODEL_FILE))
+
+
+# -- scoring intervals: the one function the bench and the docs' tables use -------------------------
+
+
+@dataclass(frozen=True)
+class IntervalScore:
+    """Predictions of one ladder (or the mean of ladders, `interval_scores`'s "mean of ladders"):
+    how many, the share inside their intervals, the mean relative half-width ((high - low) / 2 /
+    predicted), the mean |relative error| (|predicted / observed - 1|), its signed mean and the share
+    over-predicted; `ratio` = mean half-width / mean |error|."""
+
+    n: int
+    coverage: float
+    half_width: float
+    error: float
+    signed: float
+    over: float
+
+    @property
+    def ratio(self) -> float:
+        return self.half_width / self.error if self.error > 0 else math.inf
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "coverage": self.coverage, "half_width": self.half_width, "error": self.error,
+                "signed": self.signed, "over": self.over, "ratio": self.ratio}
+
+
+POOLED = "mean of ladders"
+
+
+def interval_scores(ladder, observed, predicted, low, high) -> dict[str, IntervalScore]:
+    """Coverage and width per ladder, and their mean over ladders (each the same weight; n the rows'
+    total) under POOLED: what the validation pack's tables report."""
+    ladder = np.asarray(ladder)
+    observed, predicted = np.asarray(observed, float), np.asarray(predicted, float)
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    signed = predicted / observed - 1.0
+    covered = (low <= observed) & (observed <= high)
+    half = (high - low) / 2.0 / predicted
+    out = {}
+    for name in sorted(set(ladder.tolist())):
+        mine = ladder == name
+        out[name] = IntervalScore(int(mine.sum()), float(covered[mine].mean()), float(half[mine].mean()),
+                                  float(np.abs(signed[mine]).mean()), float(signed[mine].mean()),
+                                  float((signed[mine] > 0).mean()))
+    if out:
+        cells = list(out.values())
+        out[POOLED] = IntervalScore(sum(c.n for c in cells), *(float(np.mean([getattr(c, key) for c in cells]))
+                                                                for key in ("coverage", "half_width", "error",
+                                                                            "signed", "over")))
+    return out
+
+
+# -- calibrating it across ladders --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntervalTable:
+    """The signed errors y = ln(observed / predicted) of default fits' predictions beyond their runs,
+    pooled over ladders: one row per (ladder, fit, predicted run), with the fit's summary and the
+    target (N, D)."""
+
+    ladder: np.ndarray
+    summaries: list[FitSummary]
+    N: np.ndarray
+    D: np.ndarray
+    y: np.ndarray
+    misfit: np.ndarray | None = None      # per row, its fit's RMS log residual (None: 0)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, rows: np.ndarray) -> "IntervalTable":
+        index = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+        return IntervalTable(self.ladder[index], [self.summaries[i] for i in index], self.N[index], self.D[index],
+                             self.y[index], None if self.misfit is None else self.misfit[index])
+
+    def weights(self) -> np.ndarray:
+        """Each ladder weighs the same in total."""
+        _, inverse, counts = np.unique(self.ladder, return_inverse=True, return_counts=True)
+        return 1.0 / counts[inverse]
+
+    def distances(self) -> np.ndarray:
+        """Per row: dN, dN / span, dD, the fit's misfit and its runs (columns)."""
+        out = np.empty((len(self), 5))
+        misfit = np.zeros(len(self)) if self.misfit is None else self.misfit
+        for i, (s, n, d) in enumerate(zip(self.summaries, self.N, self.D)):
+            dN, dD = s.distances(n, d)
+            out[i] = float(dN), float(dN) / max(s.span, MIN_SPAN), float(dD), misfit[i], max(s.runs, 1)
+        return out
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, p) -> np.ndarray:
+    """The p-quantiles of `values` with `weights` (the smallest value whose cumulative weight share
+    reaches p)."""
+    order = np.argsort(values)
+    share = np.cumsum(weights[order]) / np.sum(weights)
+    index = np.minimum(np.searchsorted(share, np.atleast_1d(p), side="left"), len(values) - 1)
+    return values[order][index]
+
+
+# The scale's terms a calibration may use (a rule leaves some out: `fit_pack_interval(terms=...)`).
+TERMS = ("floor", "per_efold", "per_lever", "per_token", "per_misfit", "runs_power")
+
+
+def _scale(coefficients: np.ndarray, power: float, x: np.ndarray) -> np.ndarray:
+    """PackInterval.scale on `IntervalTable.distances` rows (their runs inside the calibration's range)."""
+    size = np.sqrt(coefficients[0] ** 2 + (coefficients[1] * x[:, 0]) ** 2 + (coefficients[2] * x[:, 1]) ** 2
+                   + (coefficients[3] * x[:, 2]) ** 2 + (coefficients[4] * x[:, 3]) ** 2)
+    return size * (x[:, 4] / RUNS_REFERENCE) ** -power
+
+
+OBJECTIVES = ("likelihood", "width")
+
+
+def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
+                      objective: str = "likelihood") -> PackInterval:
+    """The scale's coefficients (those of `terms`; the others 0) by maximum likelihood of Laplace
+    errors, sum over rows of w (|y| / s + ln s), each ladder weighing the same (robust: a ladder's few
+    runs inside their warm-up pull it no more than others); with objective "width", then moved to
+    the narrowest mean `level` interval whose ends are the quantiles below (the interval score at a
+    fixed coverage); then the standardized signed errors' weighted quantiles at QUANTILE_LEVELS: so
+    a `level` interval covers `level` of the rows."""
+    from scipy.optimize import minimize
+
+    x, w = table.distances(), table.weights()
+    use = np.array([t in terms for t in TERMS])
+    size = np.maximum(np.abs(table.y), 1e-6)
+
+    def unpack(theta):
+        values = np.where(use, np.exp(np.clip(theta, -30, 5)), 0.0)
+        values[5] = min(float(np.log1p(values[5])), 2.0) if use[5] else 0.0
+        return values[:5], values[5]
+
+    def loss(theta) -> float:
+        coefficients, power = unpack(theta)
+        s = np.maximum(_scale(coefficients, power, x), 1e-9)
+        return float(np.sum(w * (size / s + np.log(s))) / np.sum(w))
+
+    typical = float(np.median(size))
+    best = None
+    for shares in ((1.0, 1.0, 1.0, 1.0, 1.0, 0.3), (1.0, 0.1, 3.0, 0.1, 0.3, 0.01), (3.0, 1.0, 0.1, 1.0, 3.0, 1.0)):
+        start = np.log(np.array([typical * shares[0], typical * shares[1], typical * shares[2], typical * shares[3],
+                                 shares[4], np.expm1(shares[5])]))
+        found = minimize(loss, start, method="Nelder-Mead", options={"maxiter": 6000, "xatol": 1e-7, "fatol": 1e-10})
+        if best is None or found.fun < best.fun - 1e-12:
+            best = found
+    if objective == "width":
+        tails = ((1 - level) / 2, (1 + level) / 2)
+
+        def width(theta) -> float:
+            coefficients, power = unpack(theta)
+            s = np.maximum(_scale(coefficients, power, x), 1e-9)
+            low, high = weighted_quantile(table.y / s, w, tails)
+            return float(np.sum(w * (np.exp(max(high, 0.0) * s) - np.exp(min(low, 0.0) * s))) / np.sum(w))
+
+        best = minimize(width, best.x, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-12})
+    coefficients, power = unpack(best.x)
+    if coefficients.sum() <= 0:
+        coefficients = np.array([typical, 0.0, 0.0, 0.0, 0.0])
+    s = _scale(coefficients, power, x)
+    quantiles = weighted_quantile(table.y / s, w, QUANTILE_LEVELS)
+    # stored in units of the distance terms' sum (the quantiles absorb the scale): those in [0, 1]
+    total = float(coefficients[:4].sum()) or float(coefficients.sum())
+    floor, per_efold, per_lever, per_token, per_misfit = (float(c) / total for c in coefficients)
+    return PackInterval(floor=floor, per_efold=per_efold, per_lever=per_lever, per_token=per_token,
+                        per_misfit=per_misfit, runs_power=float(power), reach=float(max(x[:, 0].max(), 1e-6)),
+                        runs_range=(float(x[:, 4].min()), float(x[:, 4].max())),
+                        quantiles=tuple(float(q) * total for q in np.maximum.accumulate(quantiles)),
+                        ladders=tuple(sorted(set(table.ladder.tolist()))), n_rows=len(table))
+
+
+def leave_one_family_out(table: IntervalTable, group, level: float = 0.9, terms=TERMS,
+                         objective: str = "likelihood") -> dict[str, PackInterval]:
+    """For each family (`group(ladder name)`, e.g. `published.family`), the calibration fitted on the
+    other families' rows alone; keyed by ladder name (every ladder of a family shares its model).
+    Nothing of a family enters the model that scores it."""
+    families = np.array([group(name) for name in table.ladder])
+    models = {}
+    for family in sorted(set(families.tolist())):
+        inside = families == family
+        model = fit_pack_interval(table.subset(~inside), level, terms, objective)
+        for name in set(table.ladder[inside].tolist()):
+            models[name] = model
+    return models

@@ -1,0 +1,143 @@
+"""The supervised law's interval calibrated on published ladders (`laws.pack_interval`): it covers
+its level where the errors' scale follows the distance, it is scored leaving a family out (a
+poisoned family moves nothing that scores it), and coverage and width come from one function."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distillscale.laws.crossladder import FitSummary
+from distillscale.laws.pack_interval import (POOLED, QUANTILE_LEVELS, CalibratedInterval, IntervalTable, PackInterval,
+                                             fit_pack_interval, interval_scores, leave_one_family_out,
+                                             shipped_interval, weighted_quantile)
+
+
+def _summary(top: float, sizes: int, runs: int) -> FitSummary:
+    return FitSummary(params_max=top, params_min=top / 2 ** (sizes - 1), tokens_max=top * 40, sizes=sizes,
+                      runs=runs, log_ratio_median=float(np.log(20)), alpha=0.3, beta=0.3)
+
+
+def synthetic(ladders: int = 9, seed: int = 0, per_lever: float = 0.01, floor: float = 0.003) -> IntervalTable:
+    """Ladders (three to a family) of fits at three cuts, each predicting runs 1.5-12x beyond, their
+    signed errors Laplace with scale floor + per_lever x dN / span, a ladder's own bias on top."""
+    rng = np.random.default_rng(seed)
+    names, summaries, N, D, y = [], [], [], [], []
+    for k in range(ladders):
+        bias = rng.normal(0, 0.002)
+        for cut in range(3):
+            s = _summary(1e8 * 2 ** cut, 3 + cut + k % 3, 12 + 8 * cut)
+            for distance in (1.5, 2.5, 3, 5, 8, 12):
+                for ratio in (5, 20, 80):
+                    n = s.params_max * distance
+                    scale = floor + per_lever * np.log(distance) / s.span
+                    names.append(f"ladder{k}")
+                    summaries.append(s)
+                    N.append(n)
+                    D.append(min(n * ratio, s.tokens_max))
+                    y.append(bias + rng.laplace(0, scale))
+    return IntervalTable(np.array(names), summaries, np.array(N), np.array(D), np.array(y))
+
+
+def family(name: str) -> str:
+    return f"family{int(name.removeprefix('ladder')) // 3}"
+
+
+def test_the_calibration_covers_its_level_on_ladders_it_did_not_see_and_is_not_padded():
+    models = leave_one_family_out(synthetic(), family)
+    fresh = synthetic(seed=1)
+    low, high = np.empty(len(fresh)), np.empty(len(fresh))
+    for i, (name, s, n, d) in enumerate(zip(fresh.ladder, fresh.summaries, fresh.N, fresh.D)):
+        lo, hi = models[name].sides(s, n, d, 0.9)
+        low[i], high[i] = lo[0], hi[0]
+    observed = np.exp(fresh.y)                     # predicted = 1: the errors are the observations'
+    table = interval_scores(fresh.ladder, observed, np.ones(len(fresh)), 1 - low, 1 + high)
+    assert 0.85 <= table[POOLED].coverage <= 0.95
+    assert min(s.coverage for s in table.values()) >= 0.75     # 54 runs a ladder: one run is 2 points
+    # Laplace errors: a calibrated 90% half-width is 2.3x their mean |error|; a worst case is far more
+    assert table[POOLED].ratio < 2.8
+    model = fit_pack_interval(synthetic())
+    assert model.per_lever > model.per_efold        # the scale follows the lever it was drawn with
+    assert list(model.quantiles) == sorted(model.quantiles) and len(model.quantiles) == len(QUANTILE_LEVELS)
+
+
+def test_a_poisoned_family_moves_nothing_that_scores_it():
+    table = synthetic(seed=2)
+    poisoned_y = table.y.copy()
+    poisoned_y[table.ladder == "ladder4"] *= 40.0                    # family1 is ladders 3-5
+    poisoned = IntervalTable(table.ladder, table.summaries, table.N, table.D, poisoned_y)
+    clean, dirty = leave_one_family_out(table, family), leave_one_family_out(poisoned, family)
+    for name in ("ladder3", "ladder4", "ladder5"):
+        assert dirty[name] == clean[name]
+        assert not {"ladder3", "ladder4", "ladder5"} & set(clean[name].ladders)
+    assert dirty["ladder0"] != clean["ladder0"] and dirty["ladder8"] != clean["ladder8"]   # it reaches the others
+
+
+def test_interval_scores_is_the_pack_tables_arithmetic():
+    ladder = np.array(["a", "a", "b", "b"])
+    observed = np.array([1.0, 1.0, 2.0, 2.0])
+    predicted = np.array([1.02, 0.99, 2.0, 2.1])
+    low, high = predicted * 0.97, predicted * 1.03
+    table = interval_scores(ladder, observed, predicted, low, high)
+    assert table["a"].coverage == 1.0 and table["b"].coverage == 0.5
+    assert table["a"].error == pytest.approx(0.015) and table["a"].signed == pytest.approx(0.005)
+    assert table["b"].half_width == pytest.approx(0.03) and table["b"].over == 0.5
+    pooled = table[POOLED]
+    assert pooled.n == 4 and pooled.coverage == 0.75
+    assert pooled.error == pytest.approx((0.015 + 0.025) / 2)
+    assert pooled.ratio == pytest.approx(0.03 / 0.02)
+
+
+def test_the_interval_grows_with_the_distance_and_never_leaves_out_the_prediction():
+    model = PackInterval(floor=0.2, per_efold=0.3, per_lever=0.4, per_token=0.1, runs_power=0.5,
+                         quantiles=(-0.08, -0.07, -0.05, -0.04, -0.03, -0.01, 0.005, 0.012, 0.02, 0.025, 0.03, 0.04,
+                                    0.05))
+    s = _summary(1e8, 4, 30)
+    low, high = CalibratedInterval(model=model, summary=s).sides(np.array([1e8, 2e8, 8e8]), 4e9, 0.9)
+    assert np.all(np.diff(low) > 0) and np.all(np.diff(high) > 0)
+    assert low[0] == pytest.approx(1 - np.exp(-0.04 * 0.2)) and high[0] == pytest.approx(np.exp(0.025 * 0.2) - 1)
+    biased = model.model_copy(update={"quantiles": tuple(abs(q) + 0.01 for q in model.quantiles)})
+    low, _ = biased.sides(s, 2e8, 4e9, 0.9)
+    assert low[0] == 0.0                                            # the prediction stays inside
+    more_runs = _summary(1e8, 4, 120)
+    assert model.scale(more_runs, 4e8, 4e9) < model.scale(s, 4e8, 4e9)
+
+
+def test_weighted_quantile():
+    values, weights = np.array([3.0, 1.0, 2.0, 4.0]), np.array([1.0, 1.0, 1.0, 1.0])
+    assert list(weighted_quantile(values, weights, [0.25, 0.5, 1.0])) == [1.0, 2.0, 4.0]
+    assert weighted_quantile(values, np.array([0.0, 0.0, 0.0, 1.0]), 0.1)[0] == 4.0
+
+
+def test_the_shipped_calibration_says_where_it_came_from():
+    model = shipped_interval()
+    if model is None:
+        pytest.skip("no calibration ships")
+    assert len(model.ladders) >= 10 and "bench/pack_intervals.py" in model.command and model.date
+
+
+def test_the_default_law_carries_the_shipped_calibration_and_other_laws_their_backtest(tmp_path):
+    from distillscale.laws import load_laws
+    from distillscale.laws.selection import fit_supervised
+
+    model = shipped_interval()
+    if model is None:
+        pytest.skip("no calibration ships")
+    N = np.repeat(1e7 * 2.0 ** np.arange(5), 3)
+    D = N * np.tile([10.0, 20.0, 40.0], 5)
+    loss = 1.8 + 400 / N ** 0.34 + 1500 / D ** 0.3
+    default = fit_supervised(N, D, loss, bootstrap=0, backtest=False)
+    carried = default.law.fit.interval
+    assert carried is not None and carried.model == model and carried.summary.params_max == N.max()
+    # no bootstrap: the interval is the calibration's sides around the prediction, beyond the runs only as
+    # far as the calibration measured
+    target = np.array([4 * N.max(), 64 * N.max()])
+    p = default.law.prediction(target, 20 * target)
+    low, high = carried.sides(target, 20 * target, p.level)
+    assert p.low == pytest.approx(p.value * (1 - low)) and p.high == pytest.approx(p.value * (1 + high))
+    assert carried.beyond(target, 20 * target).tolist() == [False, True]
+    # a law file keeps it; a law of one form keeps its own backtest's
+    path = tmp_path / "law.json"
+    default.save(path)
+    assert load_laws(path).supervised.fit.interval == carried
+    assert fit_supervised(N, D, loss, bootstrap=0, backtest=False, form="chinchilla").law.fit.interval is None
