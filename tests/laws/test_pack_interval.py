@@ -141,3 +141,18 @@ def test_the_default_law_carries_the_shipped_calibration_and_other_laws_their_ba
     default.save(path)
     assert load_laws(path).supervised.fit.interval == carried
     assert fit_supervised(N, D, loss, bootstrap=0, backtest=False, form="chinchilla").law.fit.interval is None
+
+
+def test_a_law_with_a_designs_family_term_keeps_its_backtests_interval():
+    """The micro demo's design: its interval with its family term was scored on its own corpora,
+    the pack's calibration never was."""
+    from distillscale.laws.crossladder import shipped_family
+    from distillscale.laws.selection import fit_supervised
+
+    if shipped_interval() is None or shipped_family("micro-demo") is None:
+        pytest.skip("no calibration or family term ships")
+    N = np.repeat(1e7 * 2.0 ** np.arange(5), 3)
+    D = N * np.tile([10.0, 20.0, 40.0], 5)
+    loss = 1.8 + 400 / N ** 0.34 + 1500 / D ** 0.3
+    law = fit_supervised(N, D, loss, bootstrap=0, backtest=False, family="micro-demo").law
+    assert law.fit.interval is None and law.bias_correction.family is not None

@@ -112,7 +112,8 @@ def fit_supervised(data=None, params=None, tokens=None, loss=None, *, flops=None
     no prior) gives its intervals the extrapolation error calibrated across the published ladders as
     a function of the distance, the fitted span and runs (`laws.pack_interval`; its signed errors'
     quantiles, scored leaving one family of ladders out), the bootstrap's noise added to it once;
-    other laws, or False, keep their own backtest's (`laws.uncertainty.ExtrapolationError`).
+    other laws, a law with a design's `family` term, or False, keep their own backtest's
+    (`laws.uncertainty.ExtrapolationError`).
 
     `progress(message)`, when given, is told each step as it starts (the backtest of each
     candidate, the final fit with its bootstrap): a default fit of thousands of runs takes minutes."""
@@ -257,18 +258,20 @@ def with_bias_correction(result: LawFit, runs: dict[str, np.ndarray], enabled: b
     ships, and the family term of the builtin design `family` where one ships (with the pack's model
     it was learned after, enabled or not); with `interval`, the
     extrapolation error calibrated across the published ladders (`laws.pack_interval`) where the law
-    is the one it was calibrated on and one ships; changes and returns `result`."""
+    is the one it was calibrated on and one ships, but not beside a design's term (the micro demo's
+    interval with its term was scored on its own corpora, the pack's calibration never was); changes
+    and returns `result`."""
     N = runs["total_params"] if result.candidate is not None and getattr(result.candidate, "params", "") == "total" \
         else runs["params"]
     rows = np.asarray(result.rows)
     summary = FitSummary.of_runs(N[rows], runs["tokens"][rows], result.law)
-    calibration = shipped_interval() if interval and _measured_on_the_pack(result.candidate) else None
+    term = shipped_family(family) if family is not None else None
+    calibration = shipped_interval() if interval and term is None and _measured_on_the_pack(result.candidate) else None
     if calibration is not None:
         diagnostics = result.law.fit.diagnostics
         result.law.fit = result.law.fit.model_copy(update={"interval": CalibratedInterval(
             model=calibration, summary=summary, misfit=0.0 if diagnostics is None else diagnostics.rmse_log_loss)})
     model = shipped_model()
-    term = shipped_family(family) if family is not None else None
     if model is None or (not enabled and term is None):
         return result
     result.law.fit = result.law.fit.model_copy(update={"bias_correction": BiasCorrection(model=model, summary=summary,
