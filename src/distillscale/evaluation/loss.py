@@ -252,8 +252,9 @@ def _resumed(cache: Path, windows: int) -> list[float]:
 
 
 class _LocalScorer:
-    """A loaded model's nats per window: its trunk on a batch, the chunked cross-entropy of each row
-    (as a run's own evaluation computes it, in float32)."""
+    """A loaded model's nats per window: its trunk on a batch, then the cross-entropy of every token in
+    float32 logits (as a run's own evaluation computes it), the head applied `chunk` tokens at a time
+    (`kd_settings.chunk_tokens`: a bounded slice of logits however large the vocabulary), summed per window."""
 
     def __init__(self, teacher, device: torch.device, autocast: bool):
         from distillscale.training.kd_settings import chunk_tokens
@@ -266,14 +267,18 @@ class _LocalScorer:
     def __call__(self, inputs, targets) -> list[float]:
         import torch
 
+        from torch.nn import functional
+
         from distillscale.training.evaluation import bf16_autocast
-        from distillscale.training.losses import cross_entropy_loss
 
         inputs, targets = inputs.to(self.torch_device), targets.to(self.torch_device)
         with torch.no_grad(), bf16_autocast(self.torch_device, self.autocast):
-            hidden = self.teacher.hidden_states(inputs)
-            return [cross_entropy_loss(hidden[row], self.teacher.head, targets[row], chunk_size=self.chunk).ce.double().item()
-                    * targets.shape[1] for row in range(len(targets))]
+            hidden = self.teacher.hidden_states(inputs).flatten(0, -2)
+            flat = targets.flatten()
+            nats = torch.cat([functional.cross_entropy(self.teacher.head(hidden[first:first + self.chunk]).float(),
+                                                       flat[first:first + self.chunk], reduction="none")
+                              for first in range(0, len(flat), self.chunk)])
+        return nats.double().view(targets.shape).sum(dim=1).tolist()
 
 
 class _ServedScorer:
@@ -352,13 +357,21 @@ class CostEstimate:
     def seconds(self) -> float:
         return self.flops / self.flops_per_second
 
-    def describe(self) -> str:
+    def describe_memory(self) -> str:
         available = "" if self.available_bytes is None else f" of {_size(self.available_bytes)} available"
-        return (f"about {_size(self.memory_bytes)}{available} on {self.device} and about {_duration(self.seconds)} "
+        return f"about {_size(self.memory_bytes)}{available} on {self.device}"
+
+    def describe(self) -> str:
+        return (f"{self.describe_memory()} and about {_duration(self.seconds)} "
                 f"({self.flops:.3g} FLOPs at {self.flops_per_second / 1e9:,.0f} GFLOP/s measured now)")
 
+    @property
+    def fits(self) -> bool:
+        """Whether the memory estimate is within MEMORY_HEADROOM of what the device has (or that is not known)."""
+        return self.available_bytes is None or self.memory_bytes <= MEMORY_HEADROOM * self.available_bytes
+
     def check(self, model: str) -> None:
-        if self.available_bytes is not None and self.memory_bytes > MEMORY_HEADROOM * self.available_bytes:
+        if not self.fits:
             raise UserError(f"model {model} needs {self.describe()}: too large for this machine; measure it on one with "
                             "more memory (a GPU: --device cuda), or serve it and give its URL")
 
