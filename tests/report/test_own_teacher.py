@@ -1,12 +1,14 @@
 """`distillscale demo --data DIR --teacher MODEL`, the main job for a user with a teacher, end to end: a
 tiny Hugging Face teacher made here and saved with its own tokenizer; the laws calibrated on the corpus
 in that tokenizer; the teacher measured on their validation split and planned for; then the planned
-student distilled from it, its loss checked against the plan's interval."""
+student distilled from it, its loss checked against the plan's interval. And a teacher the demo cannot
+calibrate for refused in one line before the sweep starts."""
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,41 @@ def test_demo_with_your_teacher_plans_a_student_whose_loss_the_plan_predicts(tmp
     assert result["tokens"] == pytest.approx(section["student_tokens"], rel=0.05)  # whole steps
     assert result["non_embedding_params"] == section["student_params"]
     assert low <= result["val_loss"] <= high, (low, result["val_loss"], high, section["student_loss"])
+
+
+def test_a_teacher_the_demo_cannot_use_is_refused_in_one_line_before_the_sweep(tmp_path, cli, monkeypatch, capsys):
+    import transformers
+
+    from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
+    from distillscale.evaluation import loss as loss_module
+
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
+    corpus = markov_corpus(tmp_path / "corpus", documents=4, words=100)
+    teacher = tmp_path / "teacher"  # untrained: nothing here gets as far as measuring it
+    tokenizer = train_byte_level_bpe([path.read_text() for path in sorted(corpus.iterdir())], 300)
+    config = transformers.LlamaConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=16, intermediate_size=32,
+                                      num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=64)
+    transformers.LlamaForCausalLM(config).save_pretrained(teacher)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TEXT).save_pretrained(teacher)
+    capsys.readouterr()  # transformers' progress bars
+
+    def refused(model, *words, options=()):
+        code, out, err = cli("demo", "--quick", "--data", corpus, "--teacher", model, "--out", tmp_path / "sweep",
+                             *options)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert all(word in err for word in words), err
+        assert not (tmp_path / "sweep").exists()  # nothing written, nothing trained
+
+    refused(corpus, "--teacher")  # text, not a model
+    bare = tmp_path / "bare"
+    shutil.copytree(teacher, bare)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (bare / name).unlink()
+    refused(bare, "has no tokenizer", "save it there")
+    remote = tmp_path / "remote"
+    shutil.copytree(teacher, remote)
+    settings = json.loads((remote / "config.json").read_text())
+    (remote / "config.json").write_text(json.dumps({**settings, "auto_map": {"AutoModelForCausalLM": "x.Model"}}))
+    refused(remote, "needs its own code", "--trust-remote-code")
+    monkeypatch.setattr(loss_module, "_available_memory", lambda device: 1e3)
+    refused(teacher, "too large for this machine", "MB", "distillscale loss")

@@ -194,13 +194,31 @@ def check_teacher(teacher: Path, trust_remote_code: bool, scale: str, progress) 
     from distillscale.model.pretrained import tokenizer_of
     from distillscale.model.sizes import model_size
 
-    model_size(teacher, trust_remote_code, given_as="--teacher")
+    size = model_size(teacher, trust_remote_code, given_as="--teacher")
     found = tokenizer_of(Path(teacher).expanduser())
     if found is None:
         raise UserError(f"--teacher {teacher} has no tokenizer (tokenizer.json or tokenizer_config.json): the sweep "
                         "calibrates the laws in the teacher's tokenizer; save it there")
     ids = tokenizer_vocab_size(load_tokenizer(found)[0])
+    _check_teacher_memory(teacher, size, ids, progress)
     if scale == "micro" and ids > MICRO_VOCABULARY:
         progress(f"warning: the teacher's tokenizer has {ids:,} ids: the micro sweep's small models spend most of "
                  f"their compute in an output layer that wide, many times the usual minutes on a CPU; on a GPU use "
                  "--scale gpu")
+
+
+def _check_teacher_memory(teacher: Path, size, ids: int, progress) -> None:
+    """Before the sweep: the memory the teacher's measurement will take (its weights in float32 and a
+    window at its context, at most 2048), refused in one line when the machine lacks it."""
+    from distillscale.evaluation.loss import estimate_cost
+    from distillscale.training.distributed import resolve_device
+
+    context = min(size.context or 2048, 2048)
+    estimate = estimate_cost(size, context, context, ids, resolve_device("auto"))
+    if not estimate.fits:
+        raise UserError(f"--teacher {teacher} needs {estimate.describe_memory()} to be measured "
+                        "after the sweep: too large for this machine; run the demo on one with more memory (a GPU), "
+                        "or calibrate with `data prepare --tokenizer` and a sweep, and measure the teacher with "
+                        "`distillscale loss` where it fits")
+    progress(f"--teacher {teacher}: {size.non_embedding_params:,.0f} non-embedding parameters; its loss is measured "
+             f"after the sweep, in {estimate.describe_memory()}")
