@@ -186,17 +186,20 @@ NOT_GIVEN_NOTE = ("the runs' losses are recorded as nats/token of a tokenizer an
 
 
 def _loss_identity(tokenizer: Path | None, text: str | None):
-    """What the runs' losses are, from --tokenizer and --text (said once when neither is given)."""
+    """What the runs' losses are, from --tokenizer and --text (checked before the runs are read)."""
     from distillscale.data.loss_identity import loss_identity
 
     try:
-        identity = loss_identity(tokenizer, text)
-    except UserError as exc:
-        raise UserError(f"--tokenizer/--text: {exc}") from None
+        return loss_identity(tokenizer, text)
+    except UserError as exc:  # named by the flag whose value it refuses
+        raise UserError(f"{'--text' if str(exc).startswith('text ') else '--tokenizer'}: {exc}") from None
+
+
+def _say_unnamed(identity, tokenizer: Path | None, text: str | None) -> None:
+    """Said once, after the fit (bad input is one line without it), when the losses' units are not named."""
     if not identity.given:
         warn(NOT_GIVEN_NOTE if tokenizer is None and text is None else
              f"the runs' losses are recorded as {identity.describe()}: give both --tokenizer and --text")
-    return identity
 
 
 def _parse_grid(specs: list[str] | None) -> dict[str, tuple[float, ...]]:
@@ -348,6 +351,7 @@ def fit_supervised(s: FitSupervisedSettings) -> None:
     rows, runs, names = _supervised_columns(read_table(s.file), s.params_col, s.loss_col, s.tokens_col,
                                             s.flops_col, s.drop_invalid, s.total_params_col, s.unique_tokens_col)
     calibration = _calibrate_supervised(s, rows, runs, names)
+    _say_unnamed(losses, s.tokenizer, s.text)
     _report_supervised(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
                        calibration, rows)
 
@@ -475,6 +479,7 @@ def fit_distillation(s: FitDistillationSettings) -> None:
                                                                student_law is None, s.drop_invalid)
     holdout = _distillation_holdout(s, students, supervised, table, [*columns, s.teacher_loss_col])
     calibration = _calibrate_distillation(s, table, student_law, students.n_dropped, holdout)
+    _say_unnamed(losses, s.tokenizer, s.text)
     _report_distillation(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
                          calibration, students, lines)
 
