@@ -55,25 +55,28 @@ TARGETS = {"ladder_coverage": 0.8, "pooled_coverage": (0.85, 0.95), "ratio": 2.2
 
 
 def with_misfit(rows: list[dict], cache: str) -> list[dict]:
-    """Each row with its fit's in-sample misfit (the law's diagnostics: RMS of its log residuals)."""
+    """Each row with its fit's in-sample misfit (the law's diagnostics: RMS of its log residuals)
+    and its own backtest's relative half-width at the row (the cached interval, no bootstrap:
+    `ExtrapolationError.half_width` with the seed noise, what `SupervisedLaw.prediction` passes)."""
     with open(cache) as handle:
         misfit = {(r["ladder"], r["cut"]): float(r["law"]["fit"]["diagnostics"]["rmse_log_loss"])
                   for r in json.load(handle)["records"]}
-    return [{**r, "misfit": misfit[(r["ladder"], r["cut"])]} for r in rows]
+    return [{**r, "misfit": misfit[(r["ladder"], r["cut"])], "backtest": (r["high"] - r["low"]) / 2 / r["raw"]}
+            for r in rows]
 
 
 def table_of(rows: list[dict]) -> IntervalTable:
     return IntervalTable(np.array([r["ladder"] for r in rows]), [r["summary"] for r in rows],
                          np.array([r["N"] for r in rows], float), np.array([r["D"] for r in rows], float),
                          np.log(np.array([r["observed"] / r["raw"] for r in rows])),
-                         np.array([r["misfit"] for r in rows], float))
+                         np.array([r["misfit"] for r in rows], float), np.array([r["backtest"] for r in rows], float))
 
 
 def calibrated(rows: list[dict], models: dict) -> list[dict]:
     """Each row's interval from the calibration that did not see its family."""
     out = []
     for r in rows:
-        low, high = models[r["ladder"]].sides(r["summary"], r["N"], r["D"], LEVEL, r["misfit"])
+        low, high = models[r["ladder"]].sides(r["summary"], r["N"], r["D"], LEVEL, r["misfit"], r["backtest"])
         out.append({**r, "low": r["raw"] * (1 - float(low[0])), "high": r["raw"] * (1 + float(high[0]))})
     return out
 
@@ -190,6 +193,8 @@ def main() -> None:
     parser.add_argument("--train-reach", type=float, default=16.0)
     parser.add_argument("--objective", choices=OBJECTIVES, default="likelihood",
                         help="the scale's coefficients by the Laplace likelihood, or then the narrowest interval")
+    parser.add_argument("--backtest-power", type=float, nargs="*", default=[0.0],
+                        help="each rule also with the scale times (own backtest half-width / median)^k, per k")
     parser.add_argument("--json", help="write every rule's per-ladder scores here")
     parser.add_argument("--markdown", action="store_true", help="print the docs' tables (per ladder: the first rule)")
     parser.add_argument("--write-model", nargs="?", const=str(MODEL_FILE), default=None,
@@ -201,10 +206,11 @@ def main() -> None:
     print(f"{len(rows)} cached predictions; calibration rows: {len(train)} over {len(set(table.ladder))} ladders")
     if args.write_model:
         rule = args.rules[0]
-        model = fit_pack_interval(table, LEVEL, RULES[rule], args.objective).model_copy(update={
+        power = args.backtest_power[0]
+        model = fit_pack_interval(table, LEVEL, RULES[rule], args.objective, power).model_copy(update={
             "date": datetime.date.today().isoformat(),
             "command": f"python bench/crossladder_cache.py --json C --backtest-cuts 3 && python bench/pack_intervals.py "
-                       f"--cache C --rules {rule} --objective {args.objective} --write-model",
+                       f"--cache C --rules {rule} --objective {args.objective} --backtest-power {power:g} --write-model",
             "note": f"rule {rule}; the raw default fit's development runs 1-{args.train_reach:g}x beyond every cut "
                     f"of each ladder, each ladder weighing the same"})
         Path(args.write_model).write_text(json.dumps(model.model_dump(mode="json"), indent=1) + "\n")
@@ -223,21 +229,22 @@ def main() -> None:
     show("== own: the law's own backtest interval rescaled by the other families' signed errors", scores(own_dev))
     print("  " + verdict(scores(own_dev)))
     show("own: held-back runs", scores(own_held))
-    for rule in args.rules:
-        models = leave_one_family_out(table, published.family, LEVEL, RULES[rule], args.objective)
+    for rule, power in ((r, k) for r in args.rules for k in args.backtest_power):
+        models = leave_one_family_out(table, published.family, LEVEL, RULES[rule], args.objective, power)
         fixed_dev, fixed_held = calibrated(dev, models), calibrated(held, models)
         after = {"dev": scores(fixed_dev), "held": scores(fixed_held)}
-        show(f"== {rule} ({', '.join(RULES[rule])}), leave one family out: development runs 2-8x", after["dev"])
+        label = f"{rule} ({', '.join(RULES[rule])}{f', own backtest^{power:g}' if power else ''})"
+        show(f"== {label}, leave one family out: development runs 2-8x", after["dev"])
         print("  " + verdict(after["dev"]))
         show(f"{rule}: held-back runs", after["held"])
         pairs = pair_verdicts(held, fixed_held)
-        table_rows[f"{rule} ({', '.join(RULES[rule])})"] = (after["dev"], after["held"], pairs)
+        table_rows[label] = (after["dev"], after["held"], pairs)
         first = first or after
         print(f"  verdicts on pairs of one fit's held-back runs: {pairs}")
         print(f"  verdicts on pairs of one fit's development runs 2-8x: {pair_verdicts(dev, fixed_dev)}")
-        full = fit_pack_interval(table, LEVEL, RULES[rule], args.objective)
+        full = fit_pack_interval(table, LEVEL, RULES[rule], args.objective, power)
         print(f"  fitted on every ladder: {full.model_dump(exclude={'ladders'})}")
-        results[rule] = {k: {n: s.to_dict() for n, s in v.items()} for k, v in after.items()}
+        results[label] = {k: {n: s.to_dict() for n, s in v.items()} for k, v in after.items()}
     if args.markdown and first is not None:
         markdown(before["dev"], first["dev"], table_rows)
         markdown(before["held"], first["held"], {})

@@ -101,6 +101,10 @@ def test_the_interval_grows_with_the_distance_and_never_leaves_out_the_predictio
     assert low[0] == 0.0                                            # the prediction stays inside
     more_runs = _summary(1e8, 4, 120)
     assert model.scale(more_runs, 4e8, 4e9) < model.scale(s, 4e8, 4e9)
+    # a law whose own backtest erred less gets a narrower interval; without one, the pack's alone
+    own = model.model_copy(update={"backtest_power": 0.5, "backtest_reference": 0.04})
+    assert own.scale(s, 4e8, 4e9, backtest=0.01) == pytest.approx(0.5 * model.scale(s, 4e8, 4e9))
+    assert own.scale(s, 4e8, 4e9) == model.scale(s, 4e8, 4e9) == own.scale(s, 4e8, 4e9, backtest=0.04)
 
 
 def test_weighted_quantile():
@@ -133,7 +137,9 @@ def test_the_default_law_carries_the_shipped_calibration_and_other_laws_their_ba
     # far as the calibration measured
     target = np.array([4 * N.max(), 64 * N.max()])
     p = default.law.prediction(target, 20 * target)
-    low, high = carried.sides(target, 20 * target, p.level)
+    own = default.law.fit.extrapolation_error   # its own backtest's half-width there scales it too
+    low, high = carried.sides(target, 20 * target, p.level,
+                              np.hypot(own.half_width(target / own.fitted_max), own.seed_half_width()))
     assert p.low == pytest.approx(p.value * (1 - low)) and p.high == pytest.approx(p.value * (1 + high))
     assert carried.beyond(target, 20 * target).tolist() == [False, True]
     # a law file keeps it; a law of one form keeps its own backtest's

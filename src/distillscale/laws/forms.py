@@ -223,8 +223,10 @@ class SupervisedLaw:
             prediction = combine(value, boot, extrapolation, distance, _level(self.fit))
         else:  # the extrapolation part calibrated across published ladders (`laws.pack_interval`)
             level = (extrapolation.level if extrapolation is not None else None) or _level(self.fit) or 0.9
+            own = None if extrapolation is None else np.hypot(extrapolation.half_width(distance),
+                                                              extrapolation.seed_half_width())
             prediction = combine(value, boot, extrapolation, _pos(N, "N") / calibrated.summary.params_max, level,
-                                 sides=calibrated.sides(N, D, level), beyond=calibrated.beyond(N, D))
+                                 sides=calibrated.sides(N, D, level, own), beyond=calibrated.beyond(N, D))
         if self.bias_correction is not None:
             prediction = self.bias_correction.apply(prediction, N, D, _level(self.fit) or 0.9)
         return _floored(prediction, loss_floor(self))

@@ -14,7 +14,9 @@ beyond the fitted tokens (dD = ln(D / largest fitted D), 0 inside), and how many
                                         x (runs / RUNS_REFERENCE)^-runs_power
 
 (m: the fit's own in-sample misfit, the RMS of its log residuals, which a user has before training
-the target too)
+the target too), times (h / h_ref)^k where the rule has k > 0: h the law's own backtest half-width at
+the target, so a fit whose own smaller fits erred little gets a narrower interval than one whose
+erred much (h_ref the calibration rows' median h)
 
 and the quantiles of the signed errors y / s (each ladder weighing the same) at QUANTILE_LEVELS are
 the interval's ends: [predicted e^(q_low s), predicted e^(q_high s)], never excluding the
@@ -75,6 +77,11 @@ class PackInterval(_Record):
     # The fewest and most runs behind a calibration row's fit: a fit outside takes the nearer end (the
     # runs' term is not extrapolated).
     runs_range: tuple[float, float] = (1.0, 1e9)
+    # The scale times (h / backtest_reference)^backtest_power, h the law's own backtest's relative
+    # half-width at the target (its conformal band and seed noise): a fit whose own backtest erred
+    # little gets a narrower interval (0: the pack's alone).
+    backtest_power: float = Field(default=0.0, ge=0, le=1)
+    backtest_reference: float = Field(default=0.1, gt=0)
     ladders: tuple[Text, ...] = ()
     n_rows: Count0 = 0
     date: Text = ""
@@ -91,23 +98,28 @@ class PackInterval(_Record):
             raise ValueError("the scale must have a positive coefficient")
         return self
 
-    def scale(self, summary: FitSummary, N, D, misfit: float = 0.0) -> np.ndarray:
+    def scale(self, summary: FitSummary, N, D, misfit: float = 0.0, backtest=None) -> np.ndarray:
         """s at targets (N, D) of a fit with this summary and in-sample misfit (the RMS of its log
-        residuals) (relative; the standardized errors' unit)."""
+        residuals), and `backtest` the law's own backtest half-width there (None: the reference)
+        (relative; the standardized errors' unit)."""
         dN, dD = summary.distances(N, D)
         lever = dN / max(summary.span, MIN_SPAN)
         size = np.sqrt(self.floor ** 2 + (self.per_efold * dN) ** 2 + (self.per_lever * lever) ** 2
                        + (self.per_token * dD) ** 2 + (self.per_misfit * misfit) ** 2)
         runs = min(max(summary.runs, self.runs_range[0]), self.runs_range[1])
-        return size * (runs / RUNS_REFERENCE) ** -self.runs_power
+        size = size * (runs / RUNS_REFERENCE) ** -self.runs_power
+        if backtest is None or self.backtest_power == 0:
+            return size
+        return size * (np.maximum(np.asarray(backtest, float), 1e-4) / self.backtest_reference) ** self.backtest_power
 
     def ends(self, level: float) -> tuple[float, float]:
         """The standardized quantiles (low <= 0 <= high) of a central `level` interval."""
         return _quantile(self.quantiles, (1 - level) / 2), _quantile(self.quantiles, (1 + level) / 2)
 
-    def sides(self, summary: FitSummary, N, D, level: float, misfit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def sides(self, summary: FitSummary, N, D, level: float, misfit: float = 0.0,
+              backtest=None) -> tuple[np.ndarray, np.ndarray]:
         """The relative gaps (value - low) / value and (high - value) / value of a `level` interval."""
-        s = np.atleast_1d(self.scale(summary, N, D, misfit))
+        s = np.atleast_1d(self.scale(summary, N, D, misfit, backtest))
         low, high = self.ends(level)
         return 1.0 - np.exp(min(low, 0.0) * s), np.exp(max(high, 0.0) * s) - 1.0
 
@@ -127,9 +139,12 @@ class CalibratedInterval(_Record):
     summary: FitSummary
     misfit: float = Field(default=0.0, ge=0, le=10)   # the fit's RMS log residual (its diagnostics)
 
-    def sides(self, N, D, level: float) -> tuple[np.ndarray, np.ndarray]:
+    def sides(self, N, D, level: float, backtest=None) -> tuple[np.ndarray, np.ndarray]:
+        """The relative gaps below and above the prediction at (N, D); `backtest`: the law's own
+        backtest half-width there (`PackInterval.backtest_power`)."""
         n, d = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
-        low, high = self.model.sides(self.summary, n.ravel(), d.ravel(), level, self.misfit)
+        h = None if backtest is None else np.broadcast_to(np.asarray(backtest, float), n.shape).ravel()
+        low, high = self.model.sides(self.summary, n.ravel(), d.ravel(), level, self.misfit, h)
         return low.reshape(n.shape), high.reshape(n.shape)
 
     def beyond(self, N, D) -> np.ndarray:
@@ -137,13 +152,15 @@ class CalibratedInterval(_Record):
         n, d = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
         return self.summary.distances(n, d)[0] > self.model.reach * (1 + 1e-9)
 
-    def describe(self, level: float) -> str:
-        """One line: what the interval's extrapolation part is."""
+    def describe(self, level: float, backtest=None) -> str:
+        """One line: what the interval's extrapolation part is at 1, 2, 4 and 10x the largest fitted
+        size (`backtest`: the law's own backtest half-widths there, `PackInterval.backtest_power`)."""
         low, high = self.sides(self.summary.params_max * np.array([1.0, 2.0, 4.0, 10.0]), self.summary.tokens_max,
-                               level)
+                               level, backtest)
         widths = ", ".join(f"-{lo:.1%}/+{hi:.1%} at {d:g}x" for lo, hi, d in zip(low, high, (1, 2, 4, 10)))
+        own = " and the law's own backtest" if self.model.backtest_power > 0 and backtest is not None else ""
         return (f"extrapolation error ({level:.0%}, calibrated on {len(self.model.ladders)} published ladders as a "
-                f"function of the distance, the fitted span and runs): {widths} the largest fitted params")
+                f"function of the distance beyond the runs{own}): {widths} the largest fitted params")
 
 
 @lru_cache(maxsize=1)
@@ -230,6 +247,7 @@ class IntervalTable:
     D: np.ndarray
     y: np.ndarray
     misfit: np.ndarray | None = None      # per row, its fit's RMS log residual (None: 0)
+    backtest: np.ndarray | None = None    # per row, its fit's own backtest half-width there (None: unknown)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -237,7 +255,8 @@ class IntervalTable:
     def subset(self, rows: np.ndarray) -> "IntervalTable":
         index = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
         return IntervalTable(self.ladder[index], [self.summaries[i] for i in index], self.N[index], self.D[index],
-                             self.y[index], None if self.misfit is None else self.misfit[index])
+                             self.y[index], None if self.misfit is None else self.misfit[index],
+                             None if self.backtest is None else self.backtest[index])
 
     def weights(self) -> np.ndarray:
         """Each ladder weighs the same in total."""
@@ -278,17 +297,25 @@ OBJECTIVES = ("likelihood", "width")
 
 
 def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
-                      objective: str = "likelihood") -> PackInterval:
+                      objective: str = "likelihood", backtest_power: float = 0.0) -> PackInterval:
     """The scale's coefficients (those of `terms`; the others 0) by maximum likelihood of Laplace
     errors, sum over rows of w (|y| / s + ln s), each ladder weighing the same (robust: a ladder's few
     runs inside their warm-up pull it no more than others); with objective "width", then moved to
     the narrowest mean `level` interval whose ends are the quantiles below (the interval score at a
     fixed coverage); then the standardized signed errors' weighted quantiles at QUANTILE_LEVELS: so
-    a `level` interval covers `level` of the rows."""
+    a `level` interval covers `level` of the rows. With `backtest_power` k > 0 the errors are first
+    divided by (h / their median h)^k, h each row's own backtest half-width (`table.backtest`), and
+    the model keeps k and that median."""
     from scipy.optimize import minimize
 
     x, w = table.distances(), table.weights()
     use = np.array([t in terms for t in TERMS])
+    reference = 0.1
+    if backtest_power > 0:
+        h = np.maximum(table.backtest, 1e-4)
+        reference = float(np.median(h))
+        table = IntervalTable(table.ladder, table.summaries, table.N, table.D,
+                              table.y * (reference / h) ** backtest_power, table.misfit, table.backtest)
     size = np.maximum(np.abs(table.y), 1e-6)
 
     def unpack(theta):
@@ -330,12 +357,13 @@ def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
     return PackInterval(floor=floor, per_efold=per_efold, per_lever=per_lever, per_token=per_token,
                         per_misfit=per_misfit, runs_power=float(power), reach=float(max(x[:, 0].max(), 1e-6)),
                         runs_range=(float(x[:, 4].min()), float(x[:, 4].max())),
+                        backtest_power=float(backtest_power), backtest_reference=reference,
                         quantiles=tuple(float(q) * total for q in np.maximum.accumulate(quantiles)),
                         ladders=tuple(sorted(set(table.ladder.tolist()))), n_rows=len(table))
 
 
 def leave_one_family_out(table: IntervalTable, group, level: float = 0.9, terms=TERMS,
-                         objective: str = "likelihood") -> dict[str, PackInterval]:
+                         objective: str = "likelihood", backtest_power: float = 0.0) -> dict[str, PackInterval]:
     """For each family (`group(ladder name)`, e.g. `published.family`), the calibration fitted on the
     other families' rows alone; keyed by ladder name (every ladder of a family shares its model).
     Nothing of a family enters the model that scores it."""
@@ -343,7 +371,7 @@ def leave_one_family_out(table: IntervalTable, group, level: float = 0.9, terms=
     models = {}
     for family in sorted(set(families.tolist())):
         inside = families == family
-        model = fit_pack_interval(table.subset(~inside), level, terms, objective)
+        model = fit_pack_interval(table.subset(~inside), level, terms, objective, backtest_power)
         for name in set(table.ladder[inside].tolist()):
             models[name] = model
     return models

@@ -94,7 +94,10 @@ def _print_selection(fit: LawFit) -> None:
     calibrated = getattr(fit.law.fit, "interval", None) if fit.law.fit is not None else None
     if calibrated is not None:  # the pack's calibration replaces the backtest's quantile (`laws.pack_interval`)
         level = extrapolation.level if extrapolation is not None else 0.9
-        console.print(f"{calibrated.describe(level)}; predict, plan and teacher add it to their intervals",
+        own = None if extrapolation is None else np.hypot(extrapolation.half_width(
+            calibrated.summary.params_max * np.array([1.0, 2.0, 4.0, 10.0]) / extrapolation.fitted_max),
+            extrapolation.seed_half_width())
+        console.print(f"{calibrated.describe(level, own)}; predict, plan and teacher add it to their intervals",
                       soft_wrap=True, highlight=False)
     elif extrapolation is not None:
         # Teacher strengths (1 / L_T) span a few percent: show distances on that scale.

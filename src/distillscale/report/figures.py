@@ -143,8 +143,10 @@ def plot_backtest(calibration: ReportCalibration):
         calibrated = getattr(fit.law.fit, "interval", None) if fit.law.fit is not None else None
         if calibrated is not None:  # the pack's calibration (`laws.pack_interval`), at the fitted tokens
             grid = np.geomspace(1.0, farthest, 100)
+            own = None if band is None else np.hypot(
+                band.half_width(grid * calibrated.summary.params_max / band.fitted_max), band.seed_half_width())
             low, high = calibrated.sides(grid * calibrated.summary.params_max, calibrated.summary.tokens_max,
-                                         band.level if band is not None else 0.9)
+                                         band.level if band is not None else 0.9, own)
             # observed in [p (1 - low), p (1 + high)]: the error p / observed - 1 in [-high, +low], to first order
             ax.fill_between(grid, -100 * high, 100 * low, color="C0", alpha=0.12,
                             label="extrapolation band (calibrated on published ladders)")
