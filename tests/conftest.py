@@ -34,6 +34,20 @@ TEST_DATA = REPO_ROOT / "tests" / "data"
 SHARED = Path(os.environ.get("DISTILLSCALE_SHARED", REPO_ROOT.parent / "shared"))
 
 
+# A failing property test (hypothesis) reports the example it found as found, not shrunk: shrinking a
+# command line through the whole CLI takes minutes per test, so a file of failing fuzz tests would hold
+# the suite for hours. DISTILLSCALE_SHRINK=1 shrinks (to debug one test). Loaded before any test module
+# builds its settings, which inherit it.
+try:
+    from hypothesis import Phase, settings as _hypothesis_settings
+except ImportError:  # the dev extra not installed: the property tests skip
+    pass
+else:
+    _hypothesis_settings.register_profile("suite", phases=(Phase.explicit, Phase.reuse, Phase.generate))
+    if not os.environ.get("DISTILLSCALE_SHRINK"):
+        _hypothesis_settings.load_profile("suite")
+
+
 def pytest_configure(config):
     """Under pytest-xdist (`make test` runs `-n 2`), each worker trains on one thread, and so do the
     processes its tests start: two workers of two threads each would oversubscribe two cores."""
