@@ -195,6 +195,9 @@ def main() -> None:
                         help="the scale's coefficients by the Laplace likelihood, or then the narrowest interval")
     parser.add_argument("--backtest-power", type=float, nargs="*", default=[0.0],
                         help="each rule also with the scale times (own backtest half-width / median)^k, per k")
+    parser.add_argument("--weigh", nargs="*", choices=("ladder", "family"), default=["ladder"],
+                        help="the calibration's rows: each ladder the same weight, or each family (its ladders "
+                             "the same within it); each rule with each")
     parser.add_argument("--json", help="write every rule's per-ladder scores here")
     parser.add_argument("--markdown", action="store_true", help="print the docs' tables (per ladder: the first rule)")
     parser.add_argument("--write-model", nargs="?", const=str(MODEL_FILE), default=None,
@@ -206,13 +209,15 @@ def main() -> None:
     print(f"{len(rows)} cached predictions; calibration rows: {len(train)} over {len(set(table.ladder))} ladders")
     if args.write_model:
         rule = args.rules[0]
-        power = args.backtest_power[0]
-        model = fit_pack_interval(table, LEVEL, RULES[rule], args.objective, power).model_copy(update={
+        power, weigh = args.backtest_power[0], args.weigh[0]
+        group = published.family if weigh == "family" else None
+        model = fit_pack_interval(table, LEVEL, RULES[rule], args.objective, power, group).model_copy(update={
             "date": datetime.date.today().isoformat(),
             "command": f"python bench/crossladder_cache.py --json C --backtest-cuts 3 && python bench/pack_intervals.py "
-                       f"--cache C --rules {rule} --objective {args.objective} --backtest-power {power:g} --write-model",
+                       f"--cache C --rules {rule} --objective {args.objective} --backtest-power {power:g} --weigh {weigh} "
+                       f"--write-model",
             "note": f"rule {rule}; the raw default fit's development runs 1-{args.train_reach:g}x beyond every cut "
-                    f"of each ladder, each ladder weighing the same"})
+                    f"of each ladder, each {weigh} weighing the same"})
         Path(args.write_model).write_text(json.dumps(model.model_dump(mode="json"), indent=1) + "\n")
         print(f"wrote {args.write_model}: {model}")
         return
@@ -229,11 +234,13 @@ def main() -> None:
     show("== own: the law's own backtest interval rescaled by the other families' signed errors", scores(own_dev))
     print("  " + verdict(scores(own_dev)))
     show("own: held-back runs", scores(own_held))
-    for rule, power in ((r, k) for r in args.rules for k in args.backtest_power):
-        models = leave_one_family_out(table, published.family, LEVEL, RULES[rule], args.objective, power)
+    for rule, power, weigh in ((r, k, w) for r in args.rules for k in args.backtest_power for w in args.weigh):
+        models = leave_one_family_out(table, published.family, LEVEL, RULES[rule], args.objective, power,
+                                      weigh == "family")
         fixed_dev, fixed_held = calibrated(dev, models), calibrated(held, models)
         after = {"dev": scores(fixed_dev), "held": scores(fixed_held)}
-        label = f"{rule} ({', '.join(RULES[rule])}{f', own backtest^{power:g}' if power else ''})"
+        label = (f"{rule} ({', '.join(RULES[rule])}{f', own backtest^{power:g}' if power else ''}"
+                 f"{', each family the same weight' if weigh == 'family' else ''})")
         show(f"== {label}, leave one family out: development runs 2-8x", after["dev"])
         print("  " + verdict(after["dev"]))
         show(f"{rule}: held-back runs", after["held"])
@@ -242,7 +249,8 @@ def main() -> None:
         first = first or after
         print(f"  verdicts on pairs of one fit's held-back runs: {pairs}")
         print(f"  verdicts on pairs of one fit's development runs 2-8x: {pair_verdicts(dev, fixed_dev)}")
-        full = fit_pack_interval(table, LEVEL, RULES[rule], args.objective, power)
+        full = fit_pack_interval(table, LEVEL, RULES[rule], args.objective, power,
+                                 published.family if weigh == "family" else None)
         print(f"  fitted on every ladder: {full.model_dump(exclude={'ladders'})}")
         results[label] = {k: {n: s.to_dict() for n, s in v.items()} for k, v in after.items()}
     if args.markdown and first is not None:

@@ -73,6 +73,27 @@ def test_a_poisoned_family_moves_nothing_that_scores_it():
     assert dirty["ladder0"] != clean["ladder0"] and dirty["ladder8"] != clean["ladder8"]   # it reaches the others
 
 
+
+def test_weighing_families_counts_a_family_once_however_many_ladders_it_has():
+    table = synthetic(ladders=4, seed=3)              # family0: ladders 0-2, family1: ladder 3 alone
+    w = table.weights(family)
+    assert np.sum(w[table.ladder == "ladder3"]) == pytest.approx(np.sum(w[table.ladder != "ladder3"]))
+    assert np.sum(w[table.ladder == "ladder0"]) == pytest.approx(np.sum(w[table.ladder == "ladder2"]))
+    # by ladder, the lone ladder is a quarter of the rows' weight; by family, half
+    assert np.sum(table.weights()[table.ladder == "ladder3"]) / np.sum(table.weights()) == pytest.approx(0.25)
+    # the loud family weighs less when each family counts once: a narrower interval than by ladder
+    loud = IntervalTable(table.ladder, table.summaries, table.N, table.D,
+                         np.where(table.ladder == "ladder3", table.y, table.y * 4))
+    by_ladder, by_family = fit_pack_interval(loud), fit_pack_interval(loud, group=family)
+    target = (table.summaries[0], 4e8, 4e9, 0.9)
+    assert sum(by_family.sides(*target))[0] < 0.95 * sum(by_ladder.sides(*target))[0]
+    # and a poisoned family still moves nothing that scores it
+    poisoned = IntervalTable(table.ladder, table.summaries, table.N, table.D,
+                             np.where(table.ladder == "ladder3", table.y * 40, table.y))
+    clean = leave_one_family_out(table, family, weigh_families=True)
+    dirty = leave_one_family_out(poisoned, family, weigh_families=True)
+    assert dirty["ladder3"] == clean["ladder3"] and dirty["ladder0"] != clean["ladder0"]
+
 def test_interval_scores_is_the_pack_tables_arithmetic():
     ladder = np.array(["a", "a", "b", "b"])
     observed = np.array([1.0, 1.0, 2.0, 2.0])

@@ -258,10 +258,18 @@ class IntervalTable:
                              self.y[index], None if self.misfit is None else self.misfit[index],
                              None if self.backtest is None else self.backtest[index])
 
-    def weights(self) -> np.ndarray:
-        """Each ladder weighs the same in total."""
+    def weights(self, group=None) -> np.ndarray:
+        """Each ladder weighs the same in total; with `group` (a ladder's family, e.g.
+        `published.family`), each family weighs the same and its ladders the same within it (a family
+        of four ladders of one author's recipe counts once, as it is left out once)."""
         _, inverse, counts = np.unique(self.ladder, return_inverse=True, return_counts=True)
-        return 1.0 / counts[inverse]
+        w = 1.0 / counts[inverse]
+        if group is not None:
+            family = np.array([group(name) for name in self.ladder])
+            for name in set(family.tolist()):
+                mine = family == name
+                w[mine] /= len(set(self.ladder[mine].tolist()))
+        return w
 
     def distances(self) -> np.ndarray:
         """Per row: dN, dN / span, dD, the fit's misfit and its runs (columns)."""
@@ -297,7 +305,7 @@ OBJECTIVES = ("likelihood", "width")
 
 
 def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
-                      objective: str = "likelihood", backtest_power: float = 0.0) -> PackInterval:
+                      objective: str = "likelihood", backtest_power: float = 0.0, group=None) -> PackInterval:
     """The scale's coefficients (those of `terms`; the others 0) by maximum likelihood of Laplace
     errors, sum over rows of w (|y| / s + ln s), each ladder weighing the same (robust: a ladder's few
     runs inside their warm-up pull it no more than others); with objective "width", then moved to
@@ -305,10 +313,11 @@ def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
     fixed coverage); then the standardized signed errors' weighted quantiles at QUANTILE_LEVELS: so
     a `level` interval covers `level` of the rows. With `backtest_power` k > 0 the errors are first
     divided by (h / their median h)^k, h each row's own backtest half-width (`table.backtest`), and
-    the model keeps k and that median."""
+    the model keeps k and that median. With `group`, each family of ladders weighs the same
+    (`IntervalTable.weights`)."""
     from scipy.optimize import minimize
 
-    x, w = table.distances(), table.weights()
+    x, w = table.distances(), table.weights(group)
     use = np.array([t in terms for t in TERMS])
     reference = 0.1
     if backtest_power > 0:
@@ -363,15 +372,18 @@ def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
 
 
 def leave_one_family_out(table: IntervalTable, group, level: float = 0.9, terms=TERMS,
-                         objective: str = "likelihood", backtest_power: float = 0.0) -> dict[str, PackInterval]:
+                         objective: str = "likelihood", backtest_power: float = 0.0,
+                         weigh_families: bool = False) -> dict[str, PackInterval]:
     """For each family (`group(ladder name)`, e.g. `published.family`), the calibration fitted on the
-    other families' rows alone; keyed by ladder name (every ladder of a family shares its model).
-    Nothing of a family enters the model that scores it."""
+    other families' rows alone (`weigh_families`: each family the same weight there); keyed by ladder
+    name (every ladder of a family shares its model). Nothing of a family enters the model that
+    scores it."""
     families = np.array([group(name) for name in table.ladder])
     models = {}
     for family in sorted(set(families.tolist())):
         inside = families == family
-        model = fit_pack_interval(table.subset(~inside), level, terms, objective, backtest_power)
+        model = fit_pack_interval(table.subset(~inside), level, terms, objective, backtest_power,
+                                  group if weigh_families else None)
         for name in set(table.ladder[inside].tolist()):
             models[name] = model
     return models
