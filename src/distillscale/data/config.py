@@ -12,6 +12,8 @@ from distillscale.units import parse_quantity
 
 CACHE_ENV = "DISTILLSCALE_CACHE"
 MIN_VOCAB_SIZE = 257  # the 256 byte-level symbols plus the end-of-text token
+# The byte-level BPE's size when a corpus is prepared without a tokenizer or a size.
+DEFAULT_VOCAB_SIZE = 8192
 
 
 def _byte_count(value):

@@ -37,7 +37,7 @@ from tokenizers import Tokenizer
 
 import distillscale
 from distillscale.console import err_console, warn
-from distillscale.data.config import CACHE_ENV, DataConfig
+from distillscale.data.config import CACHE_ENV, DEFAULT_VOCAB_SIZE, DataConfig
 from distillscale.data.sources import Corpus, ReadStats, empty_corpus_message, resolve_corpus
 from distillscale.data.splits import (SPLITS, SplitComposition, assign_splits, composition_warning, compositions,
                                       cut_document, piece_bytes, piece_hash, run_ends)
@@ -49,7 +49,6 @@ from distillscale.io import atomic_write_json
 FORMAT = "distillscale.data/2"  # 2: documents cut into pieces, split by tokens (1: whole documents, by bytes)
 # Earlier formats, each of which split its corpora otherwise than FORMAT: what it did.
 EARLIER_FORMATS = {"distillscale.data/1": "whole documents, split by bytes"}
-DEFAULT_VOCAB_SIZE = 8192
 ROUTE_DTYPE = "uint8"  # a document's route: the index of its field's value (a mixture's teacher)
 ENCODE_BATCH_BYTES = 4 << 20  # text per batched (parallel) encode call: enough to keep every core busy
 SCATTER_BLOCK_TOKENS = 1 << 24  # tokens copied to the split files at a time

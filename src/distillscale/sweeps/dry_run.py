@@ -44,7 +44,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from distillscale.data.prepare import DEFAULT_VOCAB_SIZE
+from distillscale.data.config import DEFAULT_VOCAB_SIZE
 from distillscale.errors import ParameterError
 from distillscale.model.config import ModelConfig
 from distillscale.planning.flops import run_flops

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from distillscale.checks import checked
 from distillscale.cli_options import CommandSettings, command, option, to_argv
 from distillscale.console import console, print_json
-from distillscale.data.prepare import DEFAULT_VOCAB_SIZE
+from distillscale.data.config import DEFAULT_VOCAB_SIZE
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_text, check_output_file, read_text_file
 from distillscale.planning.ladder import (MAX_TOP, LadderFamily, LadderPlan, RunCost, design_ladder, family_depths,
