@@ -67,6 +67,7 @@ ADDED_SINCE["plan"] |= {"--teacher-model", "--trust-remote-code"}
 ADDED_SINCE["serve"] |= {"--teacher-model", "--trust-remote-code"}
 ADDED_SINCE["demo"] |= {"--teacher", "--trust-remote-code"}
 ADDED_SINCE["serve"] |= {"--hyperparameter-law"}   # issue 63 (c5d016c): the page takes fitted hyperparameter laws
+ADDED_SINCE["fit supervised"] |= {"--bias-correction"}  # issue 72: the cross-ladder correction opt-in
 ADDED_SINCE["distill"] |= {"--cache-workers"}  # issue 73: the threads reading a logit cache
 # Recorded flags that repeat since (a single value still reads as before): their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line

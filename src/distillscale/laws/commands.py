@@ -318,6 +318,8 @@ class FitSupervisedSettings(CommandSettings):
                    "the data-constrained form (Muennighoff et al. 2023, R_D*) is a candidate")
     backtest: bool = option(True, help="backtest extrapolation: fit on smaller sizes, predict larger ones")
     bias_correction: bool = option(False, help=BIAS_CORRECTION_HELP)
+    no_bias_correction: bool = option(False, help="the law's raw predictions, without the cross-ladder correction "
+                                                  "(the default; accepted so that scripts which asked for it run)")
     huber_delta: float | None = option(
         None, help="Huber delta of the fits to the runs, on log-loss residuals (default: 1e-3 for "
                    "chinchilla and tied, 1e-4 for busbridge); with --form auto, each form's (the "
@@ -342,6 +344,7 @@ class FitSupervisedSettings(CommandSettings):
 def fit_supervised(s: FitSupervisedSettings) -> None:
     """Fit L(N, D) = E + (A/N^alpha + B/D^beta)^gamma; with --form auto, the median of the chinchilla,
     tied and busbridge forms refitted into one law (each form backtested on extrapolation)."""
+    import distillscale.laws.calibrate  # noqa: F401  (the fit extra's torch, asked for before any input is read)
     from distillscale.tables import read_table
 
     if s.out:
@@ -369,7 +372,7 @@ def _calibrate_supervised(s: FitSupervisedSettings, rows, runs, names):
                 irreducible_loss=s.irreducible_loss, irreducible_loss_prior=s.irreducible_loss_prior,
                 min_tokens_per_param=s.min_tokens_per_param, backtest=s.backtest, huber_delta=s.huber_delta,
                 bootstrap=s.bootstrap, level=s.level, grid=_parse_grid(s.grid) or None, seed=s.seed,
-                bias_correction=s.bias_correction))
+                bias_correction=s.bias_correction and not s.no_bias_correction))
     except ParameterError as exc:  # the columns' flags
         raise UserError(exc.for_cli({"total_params": "--total-params-col",
                                      "unique_tokens": "--unique-tokens-col"})) from None
