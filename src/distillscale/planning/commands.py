@@ -75,8 +75,8 @@ def _print_plan(result, settings: PlanSettings) -> None:
         return
     for item in plan_renderables(result):
         console.print(item)
-    for line in _loss_units_lines(result):
-        console.print(line, soft_wrap=True, highlight=False)
+    for line in _loss_units_lines(result):  # prose: wrapped at spaces to the terminal, never cut
+        console.print(line, highlight=False)
     if note is not None:
         console.print(note, soft_wrap=True, highlight=False)
     for name, check in checks.items():
