@@ -58,17 +58,18 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
-# The heaviest test files, heaviest first (`pytest --durations=0` on 2 cores, 2026-11-25). `make test`
-# hands whole files to its two workers in collection order (`--dist loadfile --no-loadscope-reorder`),
-# so these run first and the many short files fill in behind them: longest-processing-time-first
-# scheduling. Left to xdist's default order (files with the most tests first), a 3-10 minute file
-# could start last on one worker while the other had nothing left to do.
+# The heaviest test files, heaviest first (`pytest --durations=40` of a fresh clone's suite on 2 cores,
+# 2026-11-26). `make test` hands whole files to its two workers in collection order (`--dist loadfile
+# --no-loadscope-reorder`), so these run first and the many short files fill in behind them:
+# longest-processing-time-first scheduling. Left to xdist's default order (files with the most tests
+# first), a 3-10 minute file could start last on one worker while the other had nothing left to do.
 HEAVIEST_FIRST = (
-    "tests/report/test_demo.py", "tests/laws/test_intervals.py", "tests/laws/test_marginal.py",
-    "tests/training/test_fsdp.py", "tests/bench/test_e_posterior_bench.py", "tests/report/test_report.py",
-    "tests/sweeps/test_runner.py", "tests/laws/test_repetition_curves.py", "tests/laws/test_backtest.py",
-    "tests/training/test_hf_student.py", "tests/laws/test_ensemble.py", "tests/sweeps/test_worker.py",
-    "tests/test_api.py", "tests/training/test_ddp.py",
+    "tests/laws/test_intervals.py", "tests/report/test_demo.py", "tests/report/test_report.py",
+    "tests/laws/test_crossladder_cli.py", "tests/laws/test_marginal.py", "tests/report/test_design_family.py",
+    "tests/training/test_fsdp.py", "tests/report/test_own_teacher.py", "tests/laws/test_fit.py",
+    "tests/sweeps/test_runner.py", "tests/bench/test_e_posterior_bench.py", "tests/sweeps/test_sweep_eval.py",
+    "tests/training/test_hf_student.py", "tests/training/test_ddp.py", "tests/laws/test_repetition_curves.py",
+    "tests/laws/test_ensemble.py", "tests/test_api.py", "tests/laws/test_backtest.py", "tests/sweeps/test_worker.py",
 )
 
 

@@ -37,20 +37,21 @@ def law_file(runs_csv, tmp_path_factory):
     from distillscale.cli import main
 
     path = tmp_path_factory.mktemp("law") / "law.json"
-    assert main(["fit", "supervised", str(runs_csv), "--bootstrap", "0", "--bias-correction", "--out", str(path)]) == 0
+    assert main(["fit", "supervised", str(runs_csv), "--bootstrap", "0", "--no-backtest", "--bias-correction",
+                 "--out", str(path)]) == 0
     return path
 
 
 def test_fit_says_its_law_is_corrected_and_compares_raw_on_its_hold_out(cli, runs_csv):
     code, out, err = cli("fit", "supervised", runs_csv, "--bootstrap", "0", "--fit-where", "N < 1.2e7",
-                         "--bias-correction")
+                         "--bias-correction", "--no-backtest")
     assert code == 0, err
     assert sum("bias-corrected: predictions beyond the fitted runs" in line for line in out.splitlines()) == 1
     assert "--no-bias-correction" in out
     held = next(line for line in out.splitlines() if line.startswith("hold-out, bias-corrected"))
     assert "raw law" in held and "over-predicted" in held and "signed" in held
     code, out, _ = cli("fit", "supervised", runs_csv, "--bootstrap", "0", "--fit-where", "N < 1.2e7", "--json",
-                       "--bias-correction")
+                       "--bias-correction", "--no-backtest")
     record = json.loads(out)
     assert record["bias_correction"].startswith("bias-corrected")
     holdout = record["holdout"]
@@ -62,10 +63,10 @@ def test_fit_says_its_law_is_corrected_and_compares_raw_on_its_hold_out(cli, run
 
 
 def test_fit_without_the_correction_by_default(cli, runs_csv):
-    code, out, _ = cli("fit", "supervised", runs_csv, "--bootstrap", "0", "--json")
+    code, out, _ = cli("fit", "supervised", runs_csv, "--bootstrap", "0", "--no-backtest", "--json")
     assert code == 0
     assert json.loads(out)["bias_correction"] is None
-    code, out, _ = cli("fit", "supervised", runs_csv, "--bootstrap", "0")
+    code, out, _ = cli("fit", "supervised", runs_csv, "--bootstrap", "0", "--no-backtest")
     assert "bias-corrected" not in out
 
 
