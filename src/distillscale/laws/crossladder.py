@@ -175,7 +175,18 @@ class ErrorCurve(_Record):
         return self.band_ratio * np.asarray(self.typical(distance, span))
 
 
-class BiasModel(_Record):
+class FittedOnThePack(_Record):
+    """What a model shipped from the validation pack was fitted on and how to fit it again: its
+    ladders, the rows behind it, the date, the command, a note."""
+
+    ladders: tuple[Text, ...] = ()
+    n_rows: Count0 = 0
+    date: Text = ""
+    command: Text = ""
+    note: Text = ""
+
+
+class BiasModel(FittedOnThePack):
     """The fitted bias model: y = ln(observed / predicted) ~ features . coefficients (no intercept),
     and the spread of its leave-one-ladder-out residual slope per e-fold of distance (`slope_sd`),
     which makes the correction's interval. `ladders`, `date` and `command` say what it was fitted
@@ -188,11 +199,6 @@ class BiasModel(_Record):
     slope_sd: float = Field(ge=0, le=1)
     spread_on: Literal["dN/span", "max(dN,dD)", "dN"] = "dN/span"
     error_curve: ErrorCurve | None = None
-    ladders: tuple[Text, ...] = ()
-    n_rows: Count0 = 0
-    date: Text = ""
-    command: Text = ""
-    note: Text = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> "BiasModel":

@@ -44,8 +44,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distillscale.errors import UserError
-from distillscale.laws.crossladder import MIN_SPAN, FitSummary
-from distillscale.laws.schema import Count0, Number, Text
+from distillscale.laws.crossladder import MIN_SPAN, FitSummary, FittedOnThePack
+from distillscale.laws.schema import Number
 
 MODEL_FILE = Path(__file__).resolve().parent / "pack_interval.json"
 # The probabilities the signed errors' standardized quantiles are stored at: a level's ends are
@@ -59,7 +59,7 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PackInterval(_Record):
+class PackInterval(FittedOnThePack):
     """The calibrated extrapolation error (see the module): the scale's coefficients and the
     standardized signed errors' quantiles at QUANTILE_LEVELS; `ladders`, `date`, `command` say what
     it was fitted on and how to fit it again."""
@@ -82,11 +82,6 @@ class PackInterval(_Record):
     # little gets a narrower interval (0: the pack's alone).
     backtest_power: float = Field(default=0.0, ge=0, le=1)
     backtest_reference: float = Field(default=0.1, gt=0)
-    ladders: tuple[Text, ...] = ()
-    n_rows: Count0 = 0
-    date: Text = ""
-    command: Text = ""
-    note: Text = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> "PackInterval":
