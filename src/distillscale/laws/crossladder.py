@@ -364,16 +364,23 @@ def _scalar(x):
     return float(x) if x.ndim == 0 else x
 
 
-@lru_cache(maxsize=1)
-def _shipped(path: str) -> BiasModel | None:
+def read_shipped(path: str, record: type, what: str, fix: str = ""):
+    """A model shipped as package data (`record` read from the JSON file at `path`), None where the file
+    is absent; a broken install is one line naming the file (`what` it is, and `fix`)."""
     file = Path(path)
     if not file.is_file():
         return None
     try:
-        return BiasModel.model_validate(json.loads(file.read_text(encoding="utf-8")))
-    except (ValueError, ValidationError) as exc:  # a broken install: say which file, in one line
-        raise UserError(f"the bias model {file} is not readable ({str(exc).splitlines()[0]}): reinstall "
-                        "distillscale, or fit with bias_correction=False (--no-bias-correction)") from None
+        return record.model_validate(json.loads(file.read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as exc:
+        raise UserError(f"{what} {file} is not readable ({str(exc).splitlines()[0]}): reinstall distillscale"
+                        f"{fix}") from None
+
+
+@lru_cache(maxsize=1)
+def _shipped(path: str) -> BiasModel | None:
+    return read_shipped(path, BiasModel, "the bias model",
+                        ", or fit with bias_correction=False (--no-bias-correction)")
 
 
 def shipped_model() -> BiasModel | None:

@@ -41,10 +41,9 @@ from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from distillscale.errors import UserError
-from distillscale.laws.crossladder import MIN_SPAN, FitSummary, FittedOnThePack
+from distillscale.laws.crossladder import MIN_SPAN, FitSummary, FittedOnThePack, read_shipped
 from distillscale.laws.schema import Number
 
 MODEL_FILE = Path(__file__).resolve().parent / "pack_interval.json"
@@ -160,14 +159,7 @@ class CalibratedInterval(_Record):
 
 @lru_cache(maxsize=1)
 def _shipped(path: str) -> PackInterval | None:
-    file = Path(path)
-    if not file.is_file():
-        return None
-    try:
-        return PackInterval.model_validate(json.loads(file.read_text(encoding="utf-8")))
-    except (ValueError, ValidationError) as exc:
-        raise UserError(f"the interval model {file} is not readable ({str(exc).splitlines()[0]}): reinstall "
-                        "distillscale") from None
+    return read_shipped(path, PackInterval, "the interval model")
 
 
 def shipped_interval() -> PackInterval | None:
