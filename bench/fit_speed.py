@@ -104,11 +104,11 @@ def compare_line_searches(N, D, loss, label: str) -> None:
     for name, per_round in (("one halving per evaluation (before)", 1), ("several per evaluation", None)):
         evaluations = [0]
 
-        def counted(fun, *args, per_round=per_round, **kwargs):
-            def fun_counted(x, index):
+        def counted(evaluate, *args, per_round=per_round, **kwargs):
+            def evaluate_counted(x, index):
                 evaluations[0] += 1
-                return fun(x, index)
-            return shipped(fun_counted, *args, **kwargs, per_round=per_round)
+                return evaluate(x, index)
+            return shipped(evaluate_counted, *args, **kwargs, per_round=per_round)
 
         lbfgs._backtrack = counted
         try:

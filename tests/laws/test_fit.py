@@ -6,7 +6,7 @@ from distillscale.errors import UserError
 from distillscale.laws import LawSet, load_laws
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
 from distillscale.laws.lbfgs import (CONVERGED_FTOL, CONVERGED_GTOL, SCREENED_OUT, STATUS_MESSAGES, Screening,
-                                     _backtrack, minimize_lbfgs, minimize_lbfgs_screened, polish)
+                                     _backtrack, _on_arrays, minimize_lbfgs, minimize_lbfgs_screened, polish)
 from distillscale.laws.logspace import BUSBRIDGE, CHINCHILLA, DISTILLATION
 
 
@@ -64,30 +64,31 @@ def test_the_line_search_takes_the_step_a_one_at_a_time_search_takes(max_backtra
     counted are those of trying step, step/2, step/4, ... one at a time. Starts that accept at once,
     after a few halvings, after many (a steep valley), and never (an uphill direction) share a batch."""
     rng = np.random.default_rng(0)
-    x = torch.as_tensor(rng.uniform(-2, 2, (30, 2)))
-    f, grad = rosenbrock(x, torch.arange(30))
-    direction = -grad * torch.as_tensor(rng.choice([1e-4, 1e-3, 1.0, 30.0], size=(30, 1)))
+    x = rng.uniform(-2, 2, (30, 2))
+    evaluate = _on_arrays(rosenbrock)
+    f, grad = evaluate(x, np.arange(30))
+    direction = -grad * rng.choice([1e-4, 1e-3, 1.0, 30.0], size=(30, 1))
     direction[:3] = grad[:3]                                   # uphill: no step ever passes
-    step = torch.ones(30, dtype=torch.float64)
-    lower, upper = torch.full((2,), -3.0, dtype=torch.float64), torch.full((2,), 3.0, dtype=torch.float64)
+    step = np.ones(30)
+    lower, upper = np.full(2, -3.0), np.full(2, 3.0)
 
-    nfev = torch.zeros(30, dtype=torch.long)
-    x_new, f_new, _, accepted = _backtrack(rosenbrock, torch.arange(30), x, f, grad, direction, step.clone(),
+    nfev = np.zeros(30, dtype=np.int64)
+    x_new, f_new, _, accepted = _backtrack(evaluate, np.arange(30), x, f, grad, direction, step.copy(),
                                            lower, upper, 1e-4, max_backtracks, nfev)
     for i in range(30):                                        # the reference: one trial at a time
         tried, taken = 0, None
         for k in range(max_backtracks):
-            trial = torch.clamp(x[i] + step[i] * 0.5 ** k * direction[i], lower, upper)
-            value, _ = rosenbrock(trial[None], torch.tensor([i]))
+            trial = np.clip(x[i] + step[i] * 0.5 ** k * direction[i], lower, upper)
+            value, _ = evaluate(trial[None], np.array([i]))
             tried += 1
             if value[0] <= f[i] + 1e-4 * (grad[i] * (trial - x[i])).sum() and (grad[i] * (trial - x[i])).sum() < 0:
                 taken = trial
                 break
         assert int(nfev[i]) == tried and bool(accepted[i]) == (taken is not None), i
         if taken is not None:
-            np.testing.assert_allclose(x_new[i].numpy(), taken.numpy(), rtol=1e-12, atol=0)
+            np.testing.assert_allclose(x_new[i], taken, rtol=1e-12, atol=0)
         else:
-            assert torch.equal(x_new[i], x[i]) and f_new[i] == f[i]
+            assert np.array_equal(x_new[i], x[i]) and f_new[i] == f[i]
     assert not accepted[:3].any() and (nfev[:3] == max_backtracks).all()
     if max_backtracks == 40:                                   # some at once, some after several halvings
         assert 1 in nfev[3:] and nfev[3:].max() > 5

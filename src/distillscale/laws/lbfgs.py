@@ -4,6 +4,10 @@ Every start (a row of `x0`) keeps its own curvature history, step size and stopp
 share only the tensor operations. A start that has stopped drops out of the batch, so the cost of an
 iteration follows the number of starts still moving.
 
+The solver's bookkeeping runs on numpy arrays (a few tiny arrays per iteration, where a torch call's
+dispatch costs several times its arithmetic: half the time of a default fit); the objective is
+torch's, called on tensors that share the arrays' memory (`_on_arrays`).
+
 Per start, this is L-BFGS (two-loop recursion, Nocedal & Wright Alg. 7.4) with a projected
 backtracking (Armijo) line search: coordinates held at a bound by the gradient are frozen for the
 step, and trial points are clipped into the box. Stopping rules follow SciPy's L-BFGS-B: projected
@@ -130,40 +134,43 @@ def minimize_lbfgs(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor, u
                    ftol: float = 2.2e-9, armijo: float = 1e-4, max_backtracks: int = 40,
                    ) -> MultiStartResult:
     """Minimise `fun` from every row of `x0` (S, P) within [lower, upper] (P,), all rows at once."""
-    x = torch.clamp(x0.clone(), lower, upper)
+    evaluate = _on_arrays(fun)
+    dtype = _numpy_dtype(x0)
+    lower, upper = _array(lower, dtype), _array(upper, dtype)
+    x = np.clip(_array(x0, dtype), lower, upper)
     n_starts, n_params = x.shape
-    all_starts = torch.arange(n_starts)
-    f, g = fun(x, all_starts)
-    s_hist = x.new_zeros(n_starts, history, n_params)  # newest pair last; empty slots have rho = 0
-    y_hist = x.new_zeros(n_starts, history, n_params)
-    rho = x.new_zeros(n_starts, history)
-    nit = torch.zeros(n_starts, dtype=torch.long)
-    nfev = torch.ones(n_starts, dtype=torch.long)
-    status = torch.full((n_starts,), MAX_ITERATIONS, dtype=torch.long)
+    all_starts = np.arange(n_starts)
+    f, g = evaluate(x, all_starts)
+    s_hist = np.zeros((n_starts, history, n_params), dtype)  # newest pair last; empty slots have rho = 0
+    y_hist = np.zeros((n_starts, history, n_params), dtype)
+    rho = np.zeros((n_starts, history), dtype)
+    nit = np.zeros(n_starts, dtype=np.int64)
+    nfev = np.ones(n_starts, dtype=np.int64)
+    status = np.full(n_starts, MAX_ITERATIONS, dtype=np.int64)
     active = all_starts
 
     for _ in range(max_iter):
         xa, ga = x[active], g[active]
         free = ~(((xa <= lower) & (ga > 0)) | ((xa >= upper) & (ga < 0)))
         pg = ga * free
-        done = pg.abs().amax(dim=1) <= gtol
+        done = np.abs(pg).max(axis=1) <= gtol
         status[active[done]] = CONVERGED_GTOL
-        active, xa, pg, free = active[~done], xa[~done], pg[~done], free[~done]
-        if active.numel() == 0:
+        going = ~done
+        active, xa, pg, free = active[going], xa[going], pg[going], free[going]
+        if active.size == 0:
             break
 
         direction = -_two_loop(pg, s_hist[active], y_hist[active], rho[active]) * free
-        slope = (direction * pg).sum(dim=1)
         # A stale history can give an ascent direction: fall back to steepest descent there.
-        uphill = ~(slope < 0)
+        uphill = ~((direction * pg).sum(axis=1) < 0)
         direction[uphill] = -pg[uphill]
-        slope[uphill] = -(pg[uphill] ** 2).sum(dim=1)
         # Without curvature information, take a first step of unit length (as SciPy does).
-        fresh = rho[active].abs().sum(dim=1) == 0
-        step = torch.ones(len(active), dtype=x.dtype)
-        step[fresh] = torch.clamp(1.0 / direction[fresh].norm(dim=1), max=1.0)
+        fresh = np.abs(rho[active]).sum(axis=1) == 0
+        step = np.ones(len(active), dtype=dtype)
+        with np.errstate(divide="ignore"):
+            step[fresh] = np.minimum(1.0 / np.linalg.norm(direction[fresh], axis=1), 1.0)
 
-        x_new, f_new, g_new, accepted = _backtrack(fun, active, xa, f[active], pg, direction, step,
+        x_new, f_new, g_new, accepted = _backtrack(evaluate, active, xa, f[active], pg, direction, step,
                                                    lower, upper, armijo, max_backtracks, nfev)
         # As L-BFGS-B does: a line search that fails along a direction built from curvature pairs
         # says the pairs are stale, not that the start has converged; drop them and try again from
@@ -175,56 +182,80 @@ def minimize_lbfgs(fun: BatchObjective, x0: torch.Tensor, lower: torch.Tensor, u
         nit[active] += 1
         moved = active[accepted]
         s, y = x_new[accepted] - xa[accepted], g_new[accepted] - g[moved]
-        curvature = (s * y).sum(dim=1)
+        curvature = (s * y).sum(axis=1)
         # Relative to the objective itself, without SciPy's floor of 1: a summed Huber loss is
         # ~1e-3 at the optimum, where that floor would turn ftol into an early absolute stop.
-        reduction = (f[moved] - f_new[accepted]) / torch.clamp(
-            torch.maximum(f[moved].abs(), f_new[accepted].abs()), min=1e-300)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reduction = (f[moved] - f_new[accepted]) / np.maximum(
+                np.maximum(np.abs(f[moved]), np.abs(f_new[accepted])), dtype.type(1e-300))
         x[moved], f[moved], g[moved] = x_new[accepted], f_new[accepted], g_new[accepted]
         # Keep a pair only with positive curvature, so every start's inverse Hessian stays positive definite.
-        keep = curvature > 1e-10 * (y * y).sum(dim=1)
+        keep = curvature > 1e-10 * (y * y).sum(axis=1)
         kept = moved[keep]
-        s_hist[kept] = torch.cat([s_hist[kept, 1:], s[keep, None]], dim=1)
-        y_hist[kept] = torch.cat([y_hist[kept, 1:], y[keep, None]], dim=1)
-        rho[kept] = torch.cat([rho[kept, 1:], (1.0 / curvature[keep])[:, None]], dim=1)
+        s_hist[kept] = np.concatenate([s_hist[kept, 1:], s[keep, None]], axis=1)
+        y_hist[kept] = np.concatenate([y_hist[kept, 1:], y[keep, None]], axis=1)
+        with np.errstate(divide="ignore"):
+            rho[kept] = np.concatenate([rho[kept, 1:], (1.0 / curvature[keep])[:, None]], axis=1)
 
         flat = reduction <= ftol
         status[moved[flat]] = CONVERGED_FTOL
-        active = torch.sort(torch.cat([moved[~flat], restart])).values
-        if active.numel() == 0:
+        active = np.sort(np.concatenate([moved[~flat], restart]))
+        if active.size == 0:
             break
 
     free = ~(((x <= lower) & (g > 0)) | ((x >= upper) & (g < 0)))
-    return MultiStartResult(xs=x.numpy(), funs=f.numpy(), nits=nit.numpy(), nfevs=nfev.numpy(),
-                            grad_norms=(g * free).abs().amax(dim=1).numpy(), statuses=status.numpy())
+    return MultiStartResult(xs=x, funs=f, nits=nit, nfevs=nfev, grad_norms=np.abs(g * free).max(axis=1),
+                            statuses=status)
 
 
-def _two_loop(grad: torch.Tensor, s_hist: torch.Tensor, y_hist: torch.Tensor,
-              rho: torch.Tensor) -> torch.Tensor:
+def _numpy_dtype(tensor) -> np.dtype:
+    return np.dtype(str(tensor.dtype).removeprefix("torch.")) if isinstance(tensor, torch.Tensor) \
+        else np.asarray(tensor).dtype
+
+
+def _array(values, dtype: np.dtype) -> np.ndarray:
+    """A writable numpy copy of `values` (a tensor or array) in `dtype`."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.array(values, dtype=dtype)
+
+
+def _on_arrays(fun: BatchObjective):
+    """`fun` on numpy arrays: the solver's bookkeeping is numpy's (a few small arrays per iteration,
+    where each torch call's dispatch costs several times the arithmetic); the objective stays torch's."""
+    def evaluate(x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        value, grad = fun(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(index)))
+        return np.array(value.detach().numpy()), np.array(grad.detach().numpy())
+    return evaluate
+
+
+def _two_loop(grad: np.ndarray, s_hist: np.ndarray, y_hist: np.ndarray, rho: np.ndarray) -> np.ndarray:
     """H_k @ grad for each start from its own (s, y) pairs, newest last."""
-    q = grad.clone()
+    q = grad.copy()
     alphas = []
     for i in reversed(range(s_hist.shape[1])):
-        a = rho[:, i] * (s_hist[:, i] * q).sum(dim=1)
+        a = rho[:, i] * (s_hist[:, i] * q).sum(axis=1)
         q -= a[:, None] * y_hist[:, i]
         alphas.append(a)
     # Initial scaling s'y / y'y from the newest pair (Nocedal & Wright Eq. 7.20); 1 without pairs.
-    yy = (y_hist[:, -1] ** 2).sum(dim=1)
-    scale = torch.where(rho[:, -1] > 0, 1.0 / (rho[:, -1] * yy).clamp_min(1e-300), torch.ones_like(yy))
+    yy = (y_hist[:, -1] ** 2).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        scale = np.where(rho[:, -1] > 0, 1.0 / np.maximum(rho[:, -1] * yy, grad.dtype.type(1e-300)),
+                         np.ones_like(yy))
     r = scale[:, None] * q
     for i, a in zip(range(s_hist.shape[1]), reversed(alphas)):
-        b = rho[:, i] * (y_hist[:, i] * r).sum(dim=1)
+        b = rho[:, i] * (y_hist[:, i] * r).sum(axis=1)
         r += s_hist[:, i] * (a - b)[:, None]
     return r
 
 
-def _backtrack(fun: BatchObjective, index: torch.Tensor, x: torch.Tensor, f: torch.Tensor,
-               grad: torch.Tensor, direction: torch.Tensor, step: torch.Tensor,
-               lower: torch.Tensor, upper: torch.Tensor, armijo: float, max_backtracks: int,
-               nfev: torch.Tensor, per_round: int | None = None):
+def _backtrack(evaluate, index: np.ndarray, x: np.ndarray, f: np.ndarray, grad: np.ndarray, direction: np.ndarray,
+               step: np.ndarray, lower: np.ndarray, upper: np.ndarray, armijo: float, max_backtracks: int,
+               nfev: np.ndarray, per_round: int | None = None):
     """Per-start projected Armijo backtracking: steps step, step/2, step/4, ... up to
     `max_backtracks` of them, the first that satisfies Armijo accepted. Returns (x, f, g, accepted)
     for every start and counts the evaluations in `nfev` as if the steps were tried one at a time.
+    `evaluate(x, index)`: the objective on numpy arrays (`_on_arrays`).
 
     The first round tries each start's full step. Most accept it; the few that do not (often one
     start of a batch, near its minimum at rounding level) then try their next several halvings in
@@ -232,25 +263,25 @@ def _backtrack(fun: BatchObjective, index: torch.Tensor, x: torch.Tensor, f: tor
     time, as before; `bench/fit_speed.py` compares). The accepted step, and so the result, is the
     one a sequential search would take: the same trial points, the first that passes (up to the
     rounding of a batch, above)."""
-    x_new, f_new, g_new = x.clone(), f.clone(), torch.zeros_like(x)
-    accepted = torch.zeros(len(x), dtype=torch.bool)
-    pending = torch.arange(len(x))
+    x_new, f_new, g_new = x.copy(), f.copy(), np.zeros_like(x)
+    accepted = np.zeros(len(x), dtype=bool)
+    pending = np.arange(len(x))
     tried = 0
-    while pending.numel() and tried < max_backtracks:
-        width = 1 if tried == 0 else min(max_backtracks - tried, per_round or max(1, len(x) // pending.numel()))
-        halvings = 0.5 ** torch.arange(tried, tried + width, dtype=x.dtype)      # exact powers of two
-        starts = pending.repeat_interleave(width)
-        trial = torch.clamp(x[starts] + (step[starts] * halvings.repeat(len(pending)))[:, None]
-                            * direction[starts], lower, upper)
-        f_trial, g_trial = fun(trial, index[starts])
+    while pending.size and tried < max_backtracks:
+        width = 1 if tried == 0 else min(max_backtracks - tried, per_round or max(1, len(x) // pending.size))
+        halvings = np.ldexp(np.ones(width, dtype=x.dtype), -np.arange(tried, tried + width))  # exact powers of two
+        starts = np.repeat(pending, width)
+        trial = np.clip(x[starts] + (step[starts] * np.tile(halvings, len(pending)))[:, None] * direction[starts],
+                        lower, upper)
+        f_trial, g_trial = evaluate(trial, index[starts])
         # Armijo on the projected path: compare with the decrease the gradient promises there.
-        promised = (grad[starts] * (trial - x[starts])).sum(dim=1)
-        ok = (torch.isfinite(f_trial) & (f_trial <= f[starts] + armijo * promised) & (promised < 0)
-              ).view(len(pending), width)
-        passed = ok.any(dim=1)
-        first = torch.where(passed, ok.int().argmax(dim=1), width - 1)   # argmax: the first True
+        promised = (grad[starts] * (trial - x[starts])).sum(axis=1)
+        ok = (np.isfinite(f_trial) & (f_trial <= f[starts] + armijo * promised) & (promised < 0)
+              ).reshape(len(pending), width)
+        passed = ok.any(axis=1)
+        first = np.where(passed, ok.argmax(axis=1), width - 1)   # argmax: the first True
         nfev[index[pending]] += first + 1
-        row = torch.arange(len(pending)) * width + first
+        row = np.arange(len(pending)) * width + first
         good = pending[passed]
         x_new[good], f_new[good], g_new[good] = trial[row[passed]], f_trial[row[passed]], g_trial[row[passed]]
         accepted[good] = True
