@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.special import expit
 
 from distillscale.laws.fitting import SupervisedLawFitter
 from distillscale.laws.objective import Runs
 from distillscale.laws.forms import SupervisedLaw
-from distillscale.laws.lbfgs import CONVERGED_GTOL, MAX_ITERATIONS, PER_START, MultiStartResult
+from distillscale.laws.lbfgs import PER_START, MultiStartResult
 from distillscale.laws.marginal import MarginalLaw, fit_marginal
 from distillscale.laws.record import MarginalE
 
@@ -59,110 +58,9 @@ def median_grid(N: np.ndarray, D: np.ndarray, reach: float = REACH) -> tuple[np.
     return n, n * r
 
 
-# The refit's starts: each member's law, and each again at these gammas with every power term rescaled
-# to keep its size, (A/N^alpha)^gamma (as the Busbridge form's own starts, `fitting.BUSBRIDGE_GAMMAS`).
-REFIT_GAMMAS = (0.5, 0.75, 1.0, 1.5)
-
-
-class LeastSquaresRefitter(SupervisedLawFitter):
-    """The median's refit: a least-squares problem on a smooth target (the median of laws' predictions
-    on `median_grid`), solved by SciPy's bounded trust-region least squares (`least_squares`, method
-    "trf", its Huber loss at REFIT_DELTA: the objective the fit record names) from the members' own
-    laws (`start_laws`, each at REFIT_GAMMAS). Gauss-Newton steps reach the minimum in tens of
-    iterations where L-BFGS crawled along the valleys of E and gamma for thousands (the polish); the
-    starts are the laws whose median the target is, so the refit needs no grid. Without start laws,
-    the Busbridge form's own starts."""
-
-    start_laws: tuple = ()
-
-    def with_starts(self, laws) -> "LeastSquaresRefitter":
-        self.start_laws = tuple(laws)
-        return self
-
-    def _starts(self, tensors, irreducible_loss: float | None = None):
-        if not self.start_laws:
-            return super()._starts(tensors, irreducible_loss)
-        rows = []
-        for law in self.start_laws:
-            x = self._full_vector(law.coefficients())
-            for gamma in REFIT_GAMMAS:
-                rows.append(np.concatenate([x[:1], x[1:5] * x[5] / gamma, [gamma]]))
-            rows.append(x)
-        columns = [self.form_names_full.index(name) for name in self.form.names]
-        starts = np.asarray(rows)[:, columns]
-        lower, upper = (bound.numpy() for bound in self.form.bounds())
-        return (torch.as_tensor(np.clip(starts, lower, upper)), False,
-                f"least squares (trust-region reflective) from the {len(self.start_laws)} members' laws, each at "
-                "gamma " + ", ".join(map(str, REFIT_GAMMAS)))
-
-    form_names_full = ("log_E", "log_A", "log_B", "alpha", "beta", "gamma")
-
-    def _full_vector(self, coefficients: dict[str, float]) -> np.ndarray:
-        return np.array([np.log(coefficients["E"]), np.log(coefficients["A"]), np.log(coefficients["B"]),
-                         coefficients["alpha"], coefficients["beta"], coefficients["gamma"]])
-
-    def _minimize(self, data, starts: torch.Tensor, weights: torch.Tensor | None = None, *,
-                  screened: bool = False, polished: bool = False, groups=None, pinned=None) -> MultiStartResult:
-        if weights is not None or pinned is not None or groups is not None:
-            return super()._minimize(data, starts, weights, screened=screened, polished=polished, groups=groups,
-                                     pinned=pinned)
-        from scipy.optimize import least_squares
-
-        names, target = self.form.names, data["log_loss"].numpy()
-        log_n, log_d = data["log_n"].numpy(), data["log_d"].numpy()
-        lower, upper = (bound.numpy() for bound in self.form.bounds())
-        held = None if "log_E" in names else float(np.log(self.irreducible_loss))
-
-        def terms(x: np.ndarray):
-            """log L at the grid and what its derivatives need (the Busbridge form, E held or free)."""
-            e, a, b, alpha, beta, gamma = (held if name == "log_E" and held is not None else x[names.index(name)]
-                                           for name in self.form_names_full)
-            u, v = a - alpha * log_n, b - beta * log_d
-            power = np.logaddexp(u, v)
-            log_loss = np.logaddexp(e, gamma * power)
-            return log_loss, e, gamma, power, expit(u - v), expit(e - gamma * power)
-
-        def residual(x: np.ndarray) -> np.ndarray:
-            return terms(x)[0] - target
-
-        def jacobian(x: np.ndarray) -> np.ndarray:
-            _, _, gamma, power, share_n, share_e = terms(x)
-            on_power = (1.0 - share_e) * gamma
-            columns = {"log_E": share_e, "log_A": on_power * share_n, "log_B": on_power * (1.0 - share_n),
-                       "alpha": -on_power * share_n * log_n, "beta": -on_power * (1.0 - share_n) * log_d,
-                       "gamma": (1.0 - share_e) * power}
-            return np.column_stack([columns[name] for name in names])
-
-        # Inside the box: least_squares takes no start on a bound.
-        span = upper - lower
-        inner_lower, inner_upper = lower + 1e-9 * span, upper - 1e-9 * span
-        solutions = [least_squares(residual, np.clip(x0, inner_lower, inner_upper), jac=jacobian,
-                                   bounds=(lower, upper), method="trf", loss="huber", f_scale=self.huber_delta,
-                                   x_scale="jac", ftol=LEAST_SQUARES_TOL, xtol=LEAST_SQUARES_TOL,
-                                   gtol=LEAST_SQUARES_TOL, max_nfev=LEAST_SQUARES_MAX_NFEV)
-                     for x0 in starts.numpy()]
-        xs = np.array([solution.x for solution in solutions])
-        objective = self._objective(data)
-        funs, grads = (value.numpy() for value in objective(torch.as_tensor(xs), torch.arange(len(xs))))
-        free = ~(((xs <= lower) & (grads > 0)) | ((xs >= upper) & (grads < 0)))
-        grad_norms = np.abs(grads * free).max(axis=1)
-        gtol = 1e-2 * self.huber_delta  # the solver's own convergence tolerance (`_minimize`)
-        statuses = np.array([CONVERGED_GTOL if norm <= gtol or solution.status > 0 else MAX_ITERATIONS
-                             for norm, solution in zip(grad_norms, solutions)])
-        evaluations = np.array([solution.nfev for solution in solutions])
-        return MultiStartResult(xs=xs, funs=funs, nits=evaluations, nfevs=evaluations, grad_norms=grad_norms,
-                                statuses=statuses)
-
-
-# Function evaluations per start of the refit (each a Gauss-Newton step; a start takes tens), and the
-# tolerances at which it stops (relative change of the cost and of the parameters, scaled gradient).
-LEAST_SQUARES_MAX_NFEV = 500
-LEAST_SQUARES_TOL = 1e-12
-
-
-def _refitter(irreducible_loss: float | None = None, **options) -> LeastSquaresRefitter:
-    return LeastSquaresRefitter(REFIT_FORM, bootstrap=0, huber_delta=REFIT_DELTA, irreducible_loss=irreducible_loss,
-                                **options)
+def _refitter(irreducible_loss: float | None = None, **options) -> SupervisedLawFitter:
+    return SupervisedLawFitter(REFIT_FORM, bootstrap=0, huber_delta=REFIT_DELTA, irreducible_loss=irreducible_loss,
+                               **options)
 
 
 def marginalizes(member) -> bool:
@@ -177,12 +75,7 @@ def median_law(laws: list[SupervisedLaw | MarginalLaw], N: np.ndarray, D: np.nda
     laws' predictions, E held at `irreducible_loss` if given: the point refit, as backtests need it."""
     n, d = median_grid(N, D, reach)
     target = np.median([law.predict(n, d) for law in laws], axis=0)
-    return _refitter(irreducible_loss).with_starts(_point_laws(laws)).fit(n, d, target).law_
-
-
-def _point_laws(laws) -> list[SupervisedLaw]:
-    """The laws themselves (a law marginalized over E: its node of most weight)."""
-    return [law.laws[int(np.argmax(law.weights))] if isinstance(law, MarginalLaw) else law for law in laws]
+    return _refitter(irreducible_loss).fit(n, d, target).law_
 
 
 class MedianLawFitter:
@@ -218,7 +111,7 @@ class MedianLawFitter:
         predictors = [marginal or member.law_ for member, marginal in zip(self.members_, self.marginals_)]
         n, d = median_grid(runs.params, runs.tokens, self.reach)
         refit = _refitter(self.members[0].irreducible_loss, level=self.level, seed=self.members[0].seed)
-        refit.with_starts(member.law_ for member in self.members_).fit(n, d, np.median([p.predict(n, d) for p in predictors], axis=0))
+        refit.fit(n, d, np.median([p.predict(n, d) for p in predictors], axis=0))
         forms = ", ".join(m.form_name for m in self.members_)
         deltas = ", ".join(f"{m.huber_delta:g}" for m in self.members_)
         shared = {m.huber_delta for m in self.members_}
