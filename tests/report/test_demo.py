@@ -1,5 +1,6 @@
-"""`distillscale demo --quick`: the built-in micro sweep on the standard library sources, end to
-end (the slow test of the report: about a minute of training on 2 cores), and the built-in specs."""
+"""`distillscale demo`: the built-in specs and sweeps, and the demo on the user's corpus. The demo end to
+end (the quick sweep trained, both laws fitted and checked, the report, a rerun reusing the runs) is
+tests/report/test_own_teacher.py's: one demo run serves its checks and the teacher's."""
 
 from __future__ import annotations
 
@@ -54,40 +55,6 @@ def test_the_repetition_sweep_keeps_the_micro_conventions_and_repeats_both_modes
             assert all(run.tokens == longest for run in runs if run.epochs)
     with pytest.raises(UserError, match="--repetition runs its own micro sweep"):
         builtin_sweep(quick=True, repetition=True)
-
-
-@pytest.mark.slow
-def test_demo_quick_end_to_end_and_rerun_reuses_runs(tmp_path, cli, monkeypatch):
-    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
-    out = tmp_path / "demo"
-    code, stdout, stderr = cli("demo", "--quick", "--out", out)
-    assert code == 0, stderr[-3000:]
-    report = json.loads((out / "report.json").read_text())
-    assert report["runs"]["supervised"] == 10 and report["runs"]["students"] == 9
-    assert report["supervised"] is not None and report["distillation"] is not None
-    assert "supervised" in report["extrapolation_check"]
-    page = (out / "report.html").read_text()
-    assert 'id="coefficients-supervised"' in page and 'id="learning-curves"' in page
-    assert f"report: {out / 'report.html'}" in " ".join(stdout.split())
-    assert "supervised law, form " in stdout and "(90% intervals): E = " in stdout
-    # No coefficient gets a zero-width interval: one the runs cannot pin down says so instead.
-    for law in ("supervised", "distillation"):
-        fit = report[law]
-        for name, (low, high) in fit["intervals"].items():
-            assert high - low > 1e-4 * abs(fit["coefficients"][name]) or name in fit["not_identified"], (law, name)
-    printed = re.findall(r"\[([^,\]]+), ([^\]]+)\]", stdout)
-    assert printed and all(low != high for low, high in printed)
-    for check in report["extrapolation_check"].values():
-        assert "skipped" in check or all(run["covered"] is not None for run in check["runs"])
-    assert "sweep micro-quick: 19 runs" in stderr
-
-    results = sorted(out.glob("runs/*/result.json"))
-    assert len(results) == 19
-    before = {path: path.stat().st_mtime_ns for path in results}
-    code, stdout, stderr = cli("demo", "--quick", "--out", out)
-    assert code == 0, stderr[-3000:]
-    assert {path: path.stat().st_mtime_ns for path in results} == before, "finished runs were redone"
-    assert json.loads((out / "report.json").read_text())["supervised"] == report["supervised"]
 
 
 def test_the_builtin_design_runs_on_the_users_corpus(tmp_path, cli):

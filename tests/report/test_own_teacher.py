@@ -1,14 +1,19 @@
-"""`distillscale demo --data DIR --teacher MODEL`, the main job for a user with a teacher, end to end: a
-tiny Hugging Face teacher made here and saved with its own tokenizer; the laws calibrated on the corpus
-in that tokenizer; the teacher measured on their validation split and planned for; then the planned
-student distilled from it, its loss checked against the plan's interval. And a teacher the demo cannot
-calibrate for refused in one line before the sweep starts."""
+"""`distillscale demo --quick`, the main job, end to end, with a teacher (`--data DIR --teacher MODEL`):
+a tiny Hugging Face teacher made here and saved with its own tokenizer; the micro quick sweep on the
+corpus in that tokenizer, both laws fitted and checked on held-out runs, the report; the teacher
+measured on the laws' validation split and planned for; then the planned student distilled from it,
+its loss checked against the plan's interval; the demo run again, reusing its runs. One demo serves
+every check (a demo without a teacher runs the same sweep and report on the builtin corpus). And a
+teacher the demo cannot calibrate for refused in one line before the sweep starts."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import re
 import shutil
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -36,17 +41,75 @@ def markov_corpus(folder: Path, documents: int = 400, words: int = 800) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One `demo --quick --data CORPUS --teacher MODEL` (the main job with a teacher: the micro quick
+    sweep, both fits, the held-out checks, the report, the teacher measured and planned for), shared
+    by the tests below: the demo's own checks (the same command without a teacher runs the same sweep
+    and report on the builtin corpus) and the teacher's."""
+    from distillscale.cli import main
+
+    root = tmp_path_factory.mktemp("own-teacher")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
+        corpus = markov_corpus(root / "corpus")
+        # the user's teacher: trained with its own BPE, saved as a Hugging Face Llama directory with its tokenizer
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            assert main(["train", "--data", str(corpus), "--out", str(root / "teacher-run"), *TEACHER]) == 0
+            assert main(["export-hf", str(root / "teacher-run"), str(root / "teacher")]) == 0
+        sweep, out, err = root / "sweep", io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["demo", "--quick", "--data", str(corpus), "--teacher", str(root / "teacher"),
+                         "--out", str(sweep)])
+    assert code == 0, err.getvalue()[-3000:]
+    return {"root": root, "corpus": corpus, "sweep": sweep, "out": out.getvalue(), "err": err.getvalue(),
+            "report": json.loads((sweep / "report.json").read_text())}
+
+
 @pytest.mark.slow
-def test_demo_with_your_teacher_plans_a_student_whose_loss_the_plan_predicts(tmp_path, cli, monkeypatch):
-    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
-    corpus = markov_corpus(tmp_path / "corpus")
-    # the user's teacher: trained with its own BPE, saved as a Hugging Face Llama directory with its tokenizer
-    assert cli("train", "--data", corpus, "--out", tmp_path / "teacher-run", *TEACHER)[0] == 0
-    assert cli("export-hf", tmp_path / "teacher-run", tmp_path / "teacher")[0] == 0
-    sweep = tmp_path / "sweep"
-    code, out, err = cli("demo", "--quick", "--data", corpus, "--teacher", tmp_path / "teacher", "--out", sweep)
+def test_the_demo_fits_checks_and_reports_the_laws(demo):
+    report, stdout, stderr, sweep = demo["report"], demo["out"], demo["err"], demo["sweep"]
+    assert report["runs"]["supervised"] == 10 and report["runs"]["students"] == 9
+    assert report["supervised"] is not None and report["distillation"] is not None
+    assert "supervised" in report["extrapolation_check"]
+    page = (sweep / "report.html").read_text()
+    assert 'id="coefficients-supervised"' in page and 'id="learning-curves"' in page
+    assert f"report: {sweep / 'report.html'}" in " ".join(stdout.split())
+    assert "supervised law, form " in stdout and "(90% intervals): E = " in stdout
+    # No coefficient gets a zero-width interval: one the runs cannot pin down says so instead.
+    for law in ("supervised", "distillation"):
+        fit = report[law]
+        for name, (low, high) in fit["intervals"].items():
+            assert high - low > 1e-4 * abs(fit["coefficients"][name]) or name in fit["not_identified"], (law, name)
+    printed = re.findall(r"\[([^,\]]+), ([^\]]+)\]", stdout)
+    assert printed and all(low != high for low, high in printed)
+    for check in report["extrapolation_check"].values():
+        assert "skipped" in check or all(run["covered"] is not None for run in check["runs"])
+    assert re.search(r"sweep micro-quick-\S+: 19 runs", " ".join(stderr.split())), stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_running_the_demo_again_reuses_its_finished_runs(demo, cli, monkeypatch):
+    """The second `demo` on the same --out trains nothing (the runs' result.json untouched); its report
+    is stubbed here: the fits of the same runs are the first report's (their independence of the runs'
+    order and of the CPU: tests/laws/test_fit.py and CI's emulated-CPU run)."""
+    from distillscale.report import demo as demo_module
+
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(demo["root"] / "cache"))
+    results = sorted(demo["sweep"].glob("runs/*/result.json"))
+    assert len(results) == 19 + 0  # the sweep's runs (the planned student is distilled by another test)
+    before = {path: path.stat().st_mtime_ns for path in results}
+    monkeypatch.setattr(demo_module, "write_report", lambda *args, **kwargs: (None, demo["report"]))
+    code, _, err = cli("demo", "--quick", "--data", demo["corpus"], "--teacher", demo["root"] / "teacher", "--out",
+                       demo["sweep"])
     assert code == 0, err[-3000:]
-    report = json.loads((sweep / "report.json").read_text())
+    assert {path: path.stat().st_mtime_ns for path in results} == before, "finished runs were redone"
+
+
+@pytest.mark.slow
+def test_demo_with_your_teacher_plans_a_student_whose_loss_the_plan_predicts(demo, cli, monkeypatch):
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(demo["root"] / "cache"))
+    report, sweep, out = demo["report"], demo["sweep"], demo["out"]
     section = report["teacher"]
     # the laws and the teacher's loss in the same units: the teacher's tokenizer, the corpus's split
     laws = LossIdentity.model_validate(report["laws"]["losses"])
@@ -55,7 +118,7 @@ def test_demo_with_your_teacher_plans_a_student_whose_loss_the_plan_predicts(tmp
     assert laws.tokenizer.vocab_sha256 == measured.tokenizer.vocab_sha256 and laws.text.split == "val"
     assert section["loss"]["seq_len"] == 128 and section["loss"]["bits_per_byte"] > 0
     # the whole split fits the teacher run's evaluation cap: its loss is the run's recorded val_loss
-    recorded = json.loads((tmp_path / "teacher-run" / "result.json").read_text())["val_loss"]
+    recorded = json.loads((demo["root"] / "teacher-run" / "result.json").read_text())["val_loss"]
     assert section["loss"]["nats_per_token"] == pytest.approx(recorded, abs=1e-5)
     assert f"--law {sweep / 'report.json'}" in section["plan_command"]
     assert 'id="your-teacher"' in (sweep / "report.html").read_text()
