@@ -41,7 +41,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "FitRecord": "distillscale.laws.record",
     "LossIdentity": "distillscale.data.loss_identity",
     "loss_identity": "distillscale.data.loss_identity",
-    "LossRecord": "distillscale.data.loss_identity",
+    "LossRecord": "distillscale.data.loss_record",
     "evaluate_loss": "distillscale.evaluation.loss",
     "DistillationPlanner": "distillscale.planning.solver",
     "plan": "distillscale.planning.plan",

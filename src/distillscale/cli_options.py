@@ -64,10 +64,11 @@ class CommandSettings(Settings):
 
 
 def option(default: Any = ..., *, help: str, flag: str | None = None, min: float | None = None,
-           max: float | None = None) -> Any:
+           max: float | None = None, above: float | None = None, below: float | None = None) -> Any:
     """A flag: its default (... for a required one), help text, name (`--field-name` by default)
-    and limits (checked from Python and the page too, by pydantic)."""
-    return Field(default, description=help, ge=min, le=max, validate_default=True,
+    and limits, inclusive (`min`, `max`) or not (`above`, `below`) (checked from Python and the page
+    too, by pydantic; nan is within none)."""
+    return Field(default, description=help, ge=min, le=max, gt=above, lt=below, validate_default=True,
                  json_schema_extra={"flag": flag} if flag else None)
 
 

@@ -344,6 +344,35 @@ def test_hostile_text_in_every_flag_of_every_command(sandbox, capsys):
                 run(sandbox, [*path, *args], capsys)
 
 
+def _float_options(command) -> list[str]:
+    """The flags of `command` that take a float (its settings' annotations: float or float | None)."""
+    annotations = getattr(command.callback, "__annotations__", {})
+    return [p.opts[0] for p in command.params if p.param_type_name == "option" and not p.is_flag
+            and annotations.get(p.name) in (float, float | None)]
+
+
+EDGE_FLOATS = ["0", "1", "-1", "1.5", "-inf"]  # each flag one of these in turn, and nan and inf
+
+
+def test_every_float_option_takes_zero_one_negative_nan_and_inf_in_one_line(sandbox, capsys):
+    """Each float flag of each command given nan, inf and in turn 0, 1, a negative number, 1.5 or -inf:
+    exit 0 or 2 with one line (`run`), never a traceback; nan, a value no setting means, is refused."""
+    bases = _base_lines(sandbox[0])
+    tried, failed, turn = 0, [], itertools.count()
+    for path, command in COMMANDS:
+        for flag in _float_options(command):
+            for value in ("nan", "inf", EDGE_FLOATS[next(turn) % len(EDGE_FLOATS)]):
+                line = [*path, *bases[" ".join(path)], flag, value]
+                try:
+                    code, _ = run(sandbox, line, capsys)
+                    assert code == 2 or value != "nan", "nan accepted"
+                except Exception as exc:  # noqa: BLE001 (every failing line reported at once)
+                    failed.append(f"{' '.join(map(str, line))}: {type(exc).__name__} {str(exc)[:200]}")
+                tried += 1
+    assert not failed, "\n".join(failed)
+    assert tried >= 3 * 25  # every command's float flags were found (28 today)
+
+
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_text_in_the_python_api_is_a_parameter_error(hostile):
     import distillscale as ds

@@ -3,14 +3,18 @@ its bytes per token, bits per byte, and how two identities are told apart."""
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 
 from distillscale.data import DataConfig, prepare_data
-from distillscale.data.loss_identity import (LossIdentity, TextIdentity, TokenizerIdentity, loss_identity,
-                                             prepared_loss_identity, split_facts, vocab_sha256)
+from distillscale.data.loss_identity import (LossIdentity, TextIdentity, TokenizerIdentity,
+                                             corpus_tokenizer_identity, loss_identity, prepared_loss_identity,
+                                             split_facts, vocab_sha256)
 from distillscale.data.prepare import open_prepared
+from distillscale.data.token_bytes import bytes_behind
 from distillscale.data.tokenizer import load_tokenizer
 from distillscale.errors import UserError
 from tests.data_pipeline.test_data import VOCAB, write_text_corpus
@@ -24,21 +28,58 @@ def prepared(tmp_path, monkeypatch):
     return corpus, prepare_data(DataConfig(path=str(corpus), vocab_size=VOCAB), progress=False)
 
 
-def test_the_splits_bytes_add_up_to_the_corpus_and_give_bits_per_byte(prepared):
+def test_the_validation_splits_bytes_are_its_texts_and_give_bits_per_byte(prepared):
     _, data = prepared
-    facts = {name: split_facts(data, name) for name in ("val", "teacher", "student")}
-    # the pieces partition the corpus: every byte of text is in exactly one split (é and ï included)
-    assert sum(n_bytes for n_bytes, _ in facts.values()) == data.manifest["source"]["bytes"]
+    n_bytes, sha256 = split_facts(data, "val")
+    behind = np.asarray(data.token_bytes("val"))
+    assert len(behind) == len(data.split("val")) and n_bytes == int(behind.sum())
+    assert 0 < n_bytes < data.manifest["source"]["bytes"]
     identity = prepared_loss_identity(data)
     assert identity.text.tokens == data.manifest["splits"]["val"]["tokens"] == len(data.split("val"))
-    assert identity.text.bytes == facts["val"][0] and identity.text.split_sha256 == facts["val"][1]
+    assert identity.text.bytes == n_bytes and identity.text.split_sha256 == sha256
     assert identity.bytes_per_token == identity.text.bytes / identity.text.tokens
     nats = 2.25
     assert identity.bits_per_byte(nats) == pytest.approx(nats * identity.text.tokens / identity.text.bytes / math.log(2))
     assert identity.tokenizer.vocab_size == data.vocab_size
     assert identity.tokenizer.vocab_sha256 == vocab_sha256(data.tokenizer)
     # counted once: kept beside the splits, read back as counted
-    assert split_facts(open_prepared(data.directory), "val") == facts["val"]
+    assert split_facts(open_prepared(data.directory), "val") == (n_bytes, sha256)
+
+
+def test_bytes_behind_tokens_add_up_to_the_text_whatever_the_tokenizer_drops():
+    text = "naïve café, 日本語 and   spaces\n"
+    offsets = [(0, 5), (6, 10), (10, 11), (12, 15), (16, 19), (22, 28)]  # gaps: what a pre-tokenizer drops
+    behind = bytes_behind(text, offsets)
+    assert int(behind.sum()) == len(text.encode("utf-8")) and len(behind) == len(offsets)
+    assert behind[0] == len("naïve".encode("utf-8"))
+
+
+def test_a_tokenizer_without_a_decoder_counts_the_same_bytes(prepared, tmp_path):
+    """Bytes are the source text's, never the tokens decoded: a byte-level BPE saved without its decoder
+    (a common recipe) gives the split the same bytes, so the same bits per byte."""
+    corpus, trained = prepared
+    data = json.loads((trained.directory / "tokenizer.json").read_text())
+    assert data.get("decoder") is not None
+    data["decoder"] = None
+    bare = tmp_path / "no-decoder.json"
+    bare.write_text(json.dumps(data))
+    without = prepare_data(DataConfig(path=str(corpus), tokenizer=str(bare)), progress=False)
+    assert split_facts(without, "val") == split_facts(trained, "val")
+    assert prepared_loss_identity(without).bits_per_byte(2.0) == prepared_loss_identity(trained).bits_per_byte(2.0)
+
+
+def test_a_tokenizer_with_the_same_vocabulary_and_another_normalizer_is_another_tokenizer(prepared, tmp_path):
+    _, trained = prepared
+    data = json.loads((trained.directory / "tokenizer.json").read_text())
+    data["normalizer"] = {"type": "Lowercase"}
+    lower = tmp_path / "lowercase.json"
+    lower.write_text(json.dumps(data))
+    mine, theirs = corpus_tokenizer_identity(trained), loss_identity(tokenizer=lower).tokenizer
+    assert mine.vocab_sha256 == theirs.vocab_sha256  # the same ids for the same tokens ...
+    why = mine.differs(theirs)
+    assert why is not None and "normalizer" in why and "merges" not in why  # ... and the part that differs named
+    with pytest.raises(UserError, match="normalizer"):
+        loss_identity(tokenizer=lower, text=trained.directory)
 
 
 def test_the_same_text_and_tokenizer_give_the_same_split_however_the_tokenizer_is_given(prepared, tmp_path):

@@ -224,3 +224,12 @@ def test_merge_adds_these_tasks_and_keeps_the_others(tmp_path, cli, run, tasks_d
     assert [s["n"] for s in again["scores"] if s["task"] == TASK] == [8]
     code, _, err = cli("eval", run, "--tasks", TASK, "--out", out, "--merge", "--overwrite")
     assert code == 2 and "not both" in err
+    # another model's file, or these files' scores before the weights changed: refused before any scoring
+    assert again["model_fingerprint"]
+    for name, changed, words in (("moved.json", {"model": str(tmp_path / "another-model"), "model_fingerprint": None},
+                                  "another-model"),
+                                 ("retrained.json", {"model_fingerprint": "f" * 20}, "weights")):
+        (tmp_path / name).write_text(json.dumps({**again, **changed}))
+        code, _, err = cli("eval", run, "--tasks", TASK, "--include-path", tasks_dir, "--out", tmp_path / name, "--merge")
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+        assert json.loads((tmp_path / name).read_text()) == {**again, **changed}  # kept as it was

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 
 import pytest
 
-from distillscale.data.loss_identity import LossRecord
+from distillscale.data.loss_record import LossRecord
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
 
@@ -60,10 +61,13 @@ def test_loss_of_a_run_is_its_recorded_val_loss_with_bits_per_byte(cli, run, tmp
     assert record["tokens"] == 4000 and record["windows"] == 125 and record["seq_len"] == 32  # the run's cap
     text = record["losses"]["text"]
     assert text["split"] == "val" and text["tokens"] == result["splits"]["val"]["tokens"]
-    # bits per byte = nats/token x tokens/bytes / ln 2, at the split's bytes per token
-    assert record["bits_per_byte"] == pytest.approx(record["nats_per_token"] * text["tokens"] / text["bytes"] / math.log(2))
-    assert record["bytes"] == pytest.approx(record["tokens"] * text["bytes"] / text["tokens"])
-    assert 0 < record["standard_error"] < 0.1 and record["tokens_per_second"] > 0
+    # bits per byte = nats/token x tokens/bytes / ln 2, over the UTF-8 bytes of exactly the tokens scored
+    assert record["bits_per_byte"] == pytest.approx(record["nats_per_token"] * record["tokens"] / record["bytes"]
+                                                    / math.log(2))
+    assert record["bytes"] == pytest.approx(record["tokens"] * text["bytes"] / text["tokens"], rel=0.1)
+    assert 0 < record["standard_error"] < 0.1 and 0 < record["bits_per_byte_standard_error"] < 0.1
+    assert record["tokens_per_second"] == pytest.approx(record["tokens"] / record["seconds"])
+    assert not any(p.name == "loss.json" for p in run.iterdir())  # never in the model's directory
     assert LossRecord.load(tmp_path / "loss.json").nats_per_token == record["nats_per_token"]
     again = cli("loss", run, "--json", "--out", tmp_path / "loss.json")  # kept: the same record, at once
     assert again[0] == 0 and json.loads(again[1])["created"] == record["created"]
@@ -73,7 +77,7 @@ def test_an_export_on_the_runs_corpus_split_the_same_way_has_the_same_loss(cli, 
     code, out, err = cli("loss", exported, "--data", corpus, "--max-tokens", "4k", *CORPUS, "--json")
     assert code == 0, err
     record = json.loads(out)
-    assert record["model_kind"] == "hf" and (exported / "loss.json").is_file()
+    assert record["model_kind"] == "hf" and not (exported / "loss.json").exists()
     assert record["nats_per_token"] == pytest.approx(json.loads((run / "result.json").read_text())["val_loss"], abs=2e-5)
     text = cli("loss", exported, "--data", corpus, "--max-tokens", "4k", *CORPUS)[1]
     assert "nats/token" in text and "bits/byte" in text and "tokens/s" in text
@@ -84,16 +88,18 @@ def test_an_export_on_the_runs_corpus_split_the_same_way_has_the_same_loss(cli, 
 def test_an_interrupted_measurement_resumes_from_the_windows_it_kept(cli, run, tmp_path, monkeypatch):
     from distillscale.evaluation import loss as loss_module
 
+    from distillscale.data.loss_record import MeasurementCache
+
     reference = json.loads(cli("loss", run, "--json", "--out", tmp_path / "a.json", "--seq-len", "16")[1])
-    for kept in loss_module.Path(reference["losses"]["text"]["directory"]).glob("losses/*.json"):
-        kept.unlink()
+    shutil.rmtree(MeasurementCache().root)
     calls = []
     real = loss_module._LocalScorer.__call__
 
-    def interrupted(self, inputs, targets):
+    def interrupted(self, inputs, targets):  # four slow batches kept, then Ctrl-C
         calls.append(len(inputs))
         if len(calls) == 5:
             raise KeyboardInterrupt
+        time.sleep(0.5)
         return real(self, inputs, targets)
 
     monkeypatch.setattr(loss_module, "SAVE_EVERY_SECONDS", 0.0)
@@ -108,6 +114,10 @@ def test_an_interrupted_measurement_resumes_from_the_windows_it_kept(cli, run, t
     resumed = json.loads(out)
     assert sum(scored) == reference["windows"] - 4 * 8  # the four batches kept are not scored again
     assert resumed["nats_per_token"] == pytest.approx(reference["nats_per_token"], abs=1e-9)
+    assert resumed["bits_per_byte"] == pytest.approx(reference["bits_per_byte"], abs=1e-9)
+    # the throughput of the whole measurement: every window over both parts' time, not the second's alone
+    assert resumed["tokens_per_second"] == pytest.approx(resumed["tokens"] / resumed["seconds"])
+    assert resumed["seconds"] >= 2.0 + 0.5 * reference["seconds"]
 
 
 def test_bad_models_and_data_are_one_line_and_exit_2(cli, exported, corpus, tmp_path, monkeypatch):
@@ -128,7 +138,7 @@ def test_bad_models_and_data_are_one_line_and_exit_2(cli, exported, corpus, tmp_
     (remote / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "x.Model"}}))
     refused("loss", remote, "--data", corpus, words=["needs its own code", "--trust-remote-code"])
     refused("loss", exported, words=["give --data"])
-    refused("loss", "http://127.0.0.1:9/v1", "--data", corpus, words=["--out"])
+    refused("loss", "http://127.0.0.1:9/v1", "--data", corpus, words=["--tokenizer"])
     from distillscale.data import DataConfig, prepare_data  # a corpus prepared with another tokenizer
 
     prepared = prepare_data(DataConfig(path=str(corpus), vocab_size=300, max_bytes=100_000), progress=False)
@@ -155,3 +165,72 @@ def test_a_served_copy_of_the_run_has_its_loss(cli, run, corpus, tmp_path):
     assert record["model_kind"] == "server" and record["tokens"] == 4000
     # the server's log-probabilities, rounded for JSON, of the same windows
     assert record["nats_per_token"] == pytest.approx(json.loads((run / "result.json").read_text())["val_loss"], abs=1e-4)
+
+
+def _other_weights(exported, out):
+    """A copy of the export with other weights (each tensor scaled), the same tokenizer and config."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(exported, out)
+    tensors = load_file(str(out / "model.safetensors"))
+    save_file({name: (value * 1.7).contiguous() for name, value in tensors.items()}, str(out / "model.safetensors"))
+    return out
+
+
+def test_another_model_served_at_the_same_address_is_measured_anew(cli, run, exported, corpus, tmp_path):
+    from distillscale.serve.teacher import TeacherService, make_teacher_server
+    from tests.training.test_served_teacher import Serving
+
+    other = _other_weights(exported, tmp_path / "other")
+    measured = []
+    port = 0
+    for model in (run, other):
+        serving = Serving(make_teacher_server(TeacherService(model, top_k=4), port=port))
+        port = serving.port
+        try:
+            code, out, err = cli("loss", serving.url, "--tokenizer", run / "tokenizer.json", "--data", corpus, *CORPUS,
+                                 "--max-tokens", "4k", "--json")
+        finally:
+            serving.stop()
+        assert code == 0, err
+        measured.append(json.loads(out))
+    assert measured[0]["model_fingerprint"] != measured[1]["model_fingerprint"]
+    local = json.loads(cli("loss", other, "--data", corpus, *CORPUS, "--max-tokens", "4k", "--json")[1])
+    assert measured[1]["nats_per_token"] == pytest.approx(local["nats_per_token"], abs=1e-3)
+    assert abs(measured[1]["nats_per_token"] - measured[0]["nats_per_token"]) > 0.05
+
+
+def test_a_measurement_is_kept_in_the_cache_by_device_and_precision_never_in_the_models_directory(
+        cli, exported, corpus, tmp_path, monkeypatch):
+    from distillscale.data.loss_record import MeasurementCache, MeasurementKey
+
+    before = sorted(p.name for p in exported.iterdir())
+    first = json.loads(cli("loss", exported, "--data", corpus, *CORPUS, "--max-tokens", "2k", "--json")[1])
+    assert sorted(p.name for p in exported.iterdir()) == before  # nothing written beside the weights
+    record = MeasurementCache().find_any(MeasurementKey.of(first["model_fingerprint"], _identity(first), 32, 2000,
+                                                           "any", "any"))
+    assert record is not None and record.created == first["created"]
+    key = MeasurementKey.of(first["model_fingerprint"], _identity(first), 32, 2000, "cpu", "float32")
+    assert MeasurementCache().find(key) is not None
+    assert MeasurementCache().find(key.model_copy(update={"device": "cuda"})) is None  # another device: measured anew
+    assert MeasurementCache().find(key.model_copy(update={"precision": "bf16 autocast"})) is None
+    # a cache that cannot be written: the result all the same, the temporary cache said once
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(blocked / "cache"))
+    prepared = first["losses"]["text"]["directory"]
+    code, out, err = cli("loss", exported, "--data", prepared, "--seq-len", "32", "--max-tokens", "1k", "--json")
+    assert code == 0 and 900 < json.loads(out)["tokens"] <= 1000, err
+    assert err.count("cannot be written") == 1 and "DISTILLSCALE_CACHE" in err
+
+
+def _identity(record: dict):
+    from distillscale.data.loss_identity import LossIdentity
+
+    return LossIdentity.from_json(record["losses"])
+
+
+def test_a_bad_split_fraction_is_one_line(cli, exported, corpus):
+    for value in ("1.5", "0", "nan", "-0.1", "inf"):
+        code, _, err = cli("loss", exported, "--data", corpus, "--val-fraction", value)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "--val-fraction" in err, (value, err)

@@ -4,6 +4,7 @@ their papers, fits from the option given (or "not given", said once), old files 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,37 @@ def test_predict_json_gives_bits_per_byte_of_the_laws_text(tmp_path, cli, monkey
                        "--student-tokens", "20B", "--teacher-loss", "2.2", "--json")
     bits = json.loads(out)["losses"]["bits_per_byte"]
     assert bits["teacher_loss"]["loss"] == pytest.approx(2.2 * text["tokens"] / text["bytes"] / math.log(2))
+
+
+def test_a_fit_in_a_tokenizer_prices_with_its_vocabulary_and_keeps_its_split_from_any_directory(tmp_path, cli,
+                                                                                               monkeypatch):
+    import os
+
+    from distillscale.data import DataConfig, prepare_data
+
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(30):
+        (corpus / f"{i}.txt").write_text(f"document {i}: " + "the quick brown fox jumps over the lazy dog " * (10 + i))
+    prepared = prepare_data(DataConfig(path=str(corpus), vocab_size=300), progress=False)
+    runs = tmp_path / "runs.csv"
+    runs.write_text("params,tokens,loss\n" + "\n".join(
+        f"{n:g},{n * r:g},{1.8 + 400 / n ** 0.34 + 400 / (n * r) ** 0.28}"
+        for n in (1e6, 2e6, 4e6, 8e6) for r in (5, 10, 20, 40)) + "\n")
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.relpath(prepared.directory, tmp_path)
+    code, _, err = cli("fit", "supervised", runs, "--bootstrap", "0", "--form", "chinchilla", "--no-backtest",
+                       "--text", relative, "--n-ctx", "128", "--out", "law.json")
+    assert code == 0, err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    laws = ds.load_laws("../law.json")
+    assert (laws.compute.n_vocab, laws.compute.n_ctx) == (prepared.vocab_size, 128)  # not the preset's 32,168
+    assert Path(laws.losses.text.directory) == Path(prepared.directory).resolve()
+    # a law file written with a relative split: relative to the file, wherever it is read from
+    record = json.loads((tmp_path / "law.json").read_text())
+    record["losses"]["text"]["directory"] = relative
+    (tmp_path / "relative.json").write_text(json.dumps(record))
+    assert Path(ds.load_laws("../relative.json").losses.text.directory) == Path(prepared.directory).resolve()

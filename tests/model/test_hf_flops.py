@@ -68,3 +68,23 @@ def test_a_mixture_of_experts_counts_the_experts_a_token_is_routed_to():
     attention = d * d + 2 * (d * 16) + d * d  # q, k, v (2 kv heads of 8), o
     routed = 2 * (3 * d * ffn)  # gate, up, down of the 2 experts a token is routed to
     assert count.method == EXACT and count.matmul_params == attention + experts * d + routed + vocab * d
+
+
+def test_a_mixture_of_experts_size_says_its_total_and_active_parameters(tmp_path):
+    """N counts every expert (what the laws' N is for a dense model); a mixture of experts' size says so
+    and gives the parameters a token goes through."""
+    from distillscale.model.sizes import model_size
+
+    d, ffn, vocab, experts = 32, 64, 64, 4
+    MixtralForCausalLM(MixtralConfig(
+        vocab_size=vocab, hidden_size=d, intermediate_size=ffn, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=experts, num_experts_per_tok=2, tie_word_embeddings=False,
+        max_position_embeddings=64)).save_pretrained(tmp_path / "moe")
+    size = model_size(tmp_path / "moe")
+    idle = (experts - 2) * 3 * d * ffn  # the two experts of four a token skips
+    assert size.active_params == size.non_embedding_params - idle
+    assert f"{size.active_params:,} active per token" in size.describe_params()
+    dense = tmp_path / "dense"
+    LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=d, intermediate_size=ffn, num_hidden_layers=1,
+                                 num_attention_heads=4, max_position_embeddings=64)).save_pretrained(dense)
+    assert model_size(dense).active_params is None and "active" not in model_size(dense).describe_params()

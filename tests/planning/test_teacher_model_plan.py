@@ -12,7 +12,8 @@ import shutil
 import pytest
 
 import distillscale as ds
-from distillscale.data.loss_identity import LossRecord, prepared_loss_identity
+from distillscale.data.loss_identity import prepared_loss_identity
+from distillscale.data.loss_record import LossRecord
 from distillscale.laws.lawset import ComputeSettings
 
 pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
@@ -58,13 +59,14 @@ def law(teacher, tmp_path_factory):
     return path, prepared
 
 
-def test_a_teacher_model_is_counted_from_its_config_and_its_loss_read_from_loss_json(cli, teacher, law, tmp_path):
+def test_a_teacher_model_is_counted_from_its_config_and_its_loss_found_where_loss_kept_it(cli, teacher, law, tmp_path):
     from distillscale.model.sizes import model_size
 
     exported, corpus = teacher
     path, prepared = law
-    assert cli("loss", exported, "--data", prepared.directory, "--seq-len", "32")[0] == 0
-    record = LossRecord.load(exported / "loss.json")
+    code, out, _ = cli("loss", exported, "--data", prepared.directory, "--seq-len", "32", "--json")
+    assert code == 0 and not (exported / "loss.json").exists()
+    record = LossRecord.model_validate({k: v for k, v in json.loads(out).items() if k != "written_to"})
     code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
                          exported, "--json")
     assert code == 0, err
@@ -79,16 +81,17 @@ def test_a_teacher_model_is_counted_from_its_config_and_its_loss_read_from_loss_
     text = units["identity"]["text"]
     assert units["bits_per_byte"]["teacher-inference"]["loss"] == pytest.approx(
         plan["student_loss"] * text["tokens"] / text["bytes"] / math.log(2))
+    assert "distillscale's cache" in model["loss_source"]
     python = ds.plan(str(path), compute=1e13, student_params=20e3, teacher_model=exported)
     assert python.headline.student_loss == plan["student_loss"] and python.teacher_model.loss == record
-    (exported / "loss.json").unlink()
 
 
-def test_without_loss_json_the_teacher_is_measured_on_the_laws_split(cli, teacher, law):
+def test_without_a_measurement_the_teacher_is_measured_on_the_laws_split(cli, teacher, law):
+    from distillscale.data.loss_record import MeasurementCache
+
     exported, _ = teacher
     path, prepared = law
-    for kept in (prepared.directory / "losses").glob("*.json"):
-        kept.unlink()
+    shutil.rmtree(MeasurementCache().root, ignore_errors=True)
     code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
                          exported, "--json")
     assert code == 0, err
@@ -99,7 +102,7 @@ def test_without_loss_json_the_teacher_is_measured_on_the_laws_split(cli, teache
     assert measured["loss"] == evaluate_loss(exported, prepared.directory, seq_len=32, progress=False).nats_per_token
     again = json.loads(cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
                            exported, "--json")[1])["teacher_model"]
-    assert "kept with the law's split" in again["loss_source"] and again["loss"] == measured["loss"]
+    assert "distillscale's cache" in again["loss_source"] and again["loss"] == measured["loss"]
 
 
 def test_a_teacher_in_other_units_is_refused_in_one_line(cli, teacher, law, tmp_path):
@@ -119,7 +122,8 @@ def test_a_teacher_in_other_units_is_refused_in_one_line(cli, teacher, law, tmp_
     other = tmp_path / "other"  # its loss.json measured on another split of the corpus
     shutil.copytree(exported, other)
     (other / "model.safetensors").touch()  # other files than the teacher measured on the law's split
-    assert cli("loss", other, "--data", corpus, "--val-fraction", "0.1", "--max-bytes", "300k", "--seq-len", "32")[0] == 0
+    assert cli("loss", other, "--data", corpus, "--val-fraction", "0.1", "--max-bytes", "300k", "--seq-len", "32",
+               "--out", other / "loss.json")[0] == 0
     refused(*base[:-1], other, "--law", path, words=["loss.json is the teacher's loss on text", "distillscale loss"])
     bare = tmp_path / "bare"
     shutil.copytree(exported, bare)
@@ -176,3 +180,63 @@ def test_the_planner_page_plans_a_teacher_model_it_was_given(teacher, law):
     refused = page.update(PlanQuery(law=str(path), compute="1e13", student="20K", scenario="teacher-inference",
                                     teacher="model", teacher_model="/elsewhere"))
     assert not refused["ok"] and "not one the page offers" in refused["errors"]["teacher-model"]
+
+
+def test_a_teacher_with_a_shorter_context_is_measured_and_priced_at_its_own(cli, teacher, law):
+    from distillscale.model.sizes import model_size
+
+    exported, _ = teacher
+    path, _ = law
+    own = model_size(exported).context
+    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
+                         exported, "--n-ctx", str(2 * own), "--json")
+    assert code == 0, err
+    assert f"takes at most {own} tokens of context" in err and "--seq-len" not in err
+    assert json.loads(out)["teacher_model"]["context"] == own
+
+
+def test_a_law_priced_with_another_vocabulary_than_its_losses_is_said(cli, law, tmp_path):
+    """A law whose FLOP accounting keeps another vocabulary than its tokenizer's (a law written before
+    `fit --tokenizer` recorded it) prices every output layer wrong: said once, with the flag that fixes it."""
+    path, prepared = law
+    laws = ds.load_laws(str(path))
+    laws.compute = ComputeSettings()  # 32,168 ids, the preset's
+    stale = tmp_path / "stale.json"
+    laws.save(stale)
+    code, out, err = cli("plan", "--law", stale, "--compute", "1e15", "--student-params", "20K", "--json")
+    assert code == 0, err
+    notes = [w for w in json.loads(out)["warnings"] if "output layer at 32,168 rows" in w]
+    assert len(notes) == 1 and f"--vocab-size {prepared.vocab_size}" in notes[0], json.loads(out)["warnings"]
+    fixed = json.loads(cli("plan", "--law", stale, "--compute", "1e15", "--student-params", "20K", "--vocab-size",
+                           str(prepared.vocab_size), "--json")[1])
+    assert not any("rows" in w for w in fixed["warnings"])
+    assert not any("rows" in w for w in json.loads(cli("plan", "--law", path, "--compute", "1e15", "--student-params",
+                                                        "20K", "--json")[1])["warnings"])
+
+
+def test_demo_checks_a_teacher_runs_before_the_sweep(teacher, tmp_path):
+    """`demo --teacher`: weights that do not load, or give non-finite logits, are refused in one line
+    before the sweep (not after it and the fits); a context shorter than the sweep's windows is said."""
+    from safetensors.torch import load_file, save_file
+
+    from distillscale.model.sizes import model_size
+    from distillscale.report.demo import check_teacher
+
+    exported, _ = teacher
+    own = model_size(exported).context
+    said = []
+    check_teacher(exported, False, "micro", said.append, 2 * own)
+    assert any(f"takes at most {own} tokens of context" in message for message in said), said
+    truncated = tmp_path / "truncated"
+    shutil.copytree(exported, truncated)
+    weights = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    with pytest.raises(ds.UserError, match="not a readable safetensors file|cannot be loaded and run") as refused:
+        check_teacher(truncated, False, "micro", said.append, own)
+    assert len(str(refused.value).splitlines()) == 1
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(exported, poisoned)
+    tensors = load_file(str(poisoned / "model.safetensors"))
+    save_file({name: value.fill_(float("nan")) for name, value in tensors.items()}, str(poisoned / "model.safetensors"))
+    with pytest.raises(ds.UserError, match="not finite"):
+        check_teacher(poisoned, False, "micro", said.append, own)

@@ -107,7 +107,7 @@ def test_running_the_demo_again_reuses_its_finished_runs(demo, cli, monkeypatch)
 
 
 @pytest.mark.slow
-def test_demo_with_your_teacher_plans_a_student_whose_loss_the_plan_predicts(demo, cli, monkeypatch):
+def test_demo_with_your_teacher_plans_a_student_whose_loss_the_plan_predicts(demo, cli, monkeypatch, tmp_path):
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(demo["root"] / "cache"))
     report, sweep, out = demo["report"], demo["sweep"], demo["out"]
     section = report["teacher"]
@@ -125,12 +125,22 @@ def test_demo_with_your_teacher_plans_a_student_whose_loss_the_plan_predicts(dem
     assert "your teacher" in " ".join(out.split()) and "distillscale distill --config" in out
     assert section["plan"]["teacher_model"]["loss"] == section["loss"]["nats_per_token"]
     low, high = section["student_interval"]
+    # the planned student's config names every path absolutely: it runs the same from any directory
+    import tomllib
+
+    config = tomllib.loads(Path(section["student_config"]).read_text())
+    assert all(Path(p).is_absolute() for p in (config["run"]["out"], config["teacher"]["teacher"],
+                                               config["data"]["data"], config["data"]["tokenizer"]))
+    if section["epochs"] > 1:  # the budget repeats the corpus: said beside the verdict
+        assert f"{section['epochs']:.1f} epochs" in " ".join(out.split())
     # the planned student, distilled from the teacher on the planned tokens
+    monkeypatch.chdir(tmp_path)
     assert cli("distill", "--config", section["student_config"])[0] == 0
     result = json.loads((sweep / "planned-student" / "result.json").read_text())
     assert result["tokens"] == pytest.approx(section["student_tokens"], rel=0.05)  # whole steps
     assert result["non_embedding_params"] == section["student_params"]
     assert low <= result["val_loss"] <= high, (low, result["val_loss"], high, section["student_loss"])
+    assert not any(tmp_path.iterdir())  # nothing made where it was run from
 
 
 def test_a_teacher_the_demo_cannot_use_is_refused_in_one_line_before_the_sweep(tmp_path, cli, monkeypatch, capsys):
@@ -167,5 +177,10 @@ def test_a_teacher_the_demo_cannot_use_is_refused_in_one_line_before_the_sweep(t
     settings = json.loads((remote / "config.json").read_text())
     (remote / "config.json").write_text(json.dumps({**settings, "auto_map": {"AutoModelForCausalLM": "x.Model"}}))
     refused(remote, "needs its own code", "--trust-remote-code")
+    broken = tmp_path / "broken"  # weights cut short: refused by a forward before the sweep, not after it
+    shutil.copytree(teacher, broken)
+    weights = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    refused(broken, "model.safetensors", "safetensors")
     monkeypatch.setattr(loss_module, "_available_memory", lambda device: 1e3)
     refused(teacher, "too large for this machine", "MB", "distillscale loss")

@@ -62,8 +62,13 @@ class DataConfig(BaseModel):
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     def resolved_cache_dir(self) -> Path:
-        if self.cache_dir is not None:
-            return Path(self.cache_dir).expanduser()
-        if os.environ.get(CACHE_ENV):
-            return Path(os.environ[CACHE_ENV]).expanduser()
-        return Path.home() / ".cache" / "distillscale"
+        return cache_directory(self.cache_dir)
+
+
+def cache_directory(given: str | os.PathLike | None = None) -> Path:
+    """distillscale's cache: `given`, else $DISTILLSCALE_CACHE, else ~/.cache/distillscale."""
+    if given is not None:
+        return Path(given).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path.home() / ".cache" / "distillscale"

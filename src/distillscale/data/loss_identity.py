@@ -7,8 +7,8 @@ not your domain). Every loss a law is fitted on, a teacher's measured loss and a
 the text (a prepared corpus's validation split, by the sha256 of its tokens, or a named public
 set). Two losses compare only when their identities do (`LossIdentity.differs`).
 
-Bits per byte put losses of different tokenizers on one scale: nats/token x tokens/bytes / ln 2,
-with the split's bytes per token measured by decoding it (`split_facts`).
+Bits per byte put losses of different tokenizers on one scale: nats x tokens / (bytes x ln 2), the
+bytes those of the source text behind the tokens (`split_facts`, `bits_per_byte`).
 
     identity = prepared_loss_identity(prepare_data(config))    # a corpus prepared by `data prepare`
     identity.describe(), identity.bits_per_byte(2.31), identity.differs(law.losses)
@@ -24,15 +24,12 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from distillscale.checks import checked
 
 UNIT = "nats/token"
 NOT_GIVEN = "a tokenizer and text not given"
-FACTS_FILE = "split_facts.json"  # in a prepared corpus's directory: each split's bytes and sha256, once counted
-DECODE_BLOCK_TOKENS = 1 << 20    # tokens decoded (and hashed) per call when reading a split
 
 
 class _Record(BaseModel):
@@ -40,24 +37,35 @@ class _Record(BaseModel):
 
 
 class TokenizerIdentity(_Record):
-    """A tokenizer: where it came from, its ids (one more than the largest) and the sha256 of its
-    vocabulary (token -> id, `vocab_sha256`; None where it was never published, a paper's)."""
+    """A tokenizer: where it came from, its ids (one more than the largest), the sha256 of its
+    vocabulary (token -> id, `vocab_sha256`; None where it was never published, a paper's) and its
+    identity: the sha256 (`sha256`) of the parts of its own serialisation that decide which ids a text
+    becomes (`parts`: vocabulary and merges, special tokens, normalizer, pre-tokenizer and
+    post-processor, each hashed; `data.tokenizer.identity_parts`). A record written before the parts
+    were kept has the vocabulary's hash alone."""
 
     name: str = Field(max_length=1000)
     vocab_size: int = Field(ge=1)
     vocab_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    parts: dict[str, str] | None = None
 
     def describe(self) -> str:
-        digest = f", vocabulary sha256 {self.vocab_sha256[:12]}" if self.vocab_sha256 else ""
+        digest = (f", identity sha256 {self.sha256[:12]}" if self.sha256 else
+                  f", vocabulary sha256 {self.vocab_sha256[:12]}" if self.vocab_sha256 else "")
         return f"tokenizer {self.name} ({self.vocab_size:,} ids{digest})"
 
     def differs(self, other: "TokenizerIdentity") -> str | None:
-        """Why `other` is another tokenizer (None: the same, or no way to tell them apart)."""
+        """Why `other` is another tokenizer, naming what differs (None: the same, or no way to tell
+        them apart)."""
         if self.vocab_size != other.vocab_size:
             return f"{other.vocab_size:,} ids, not {self.vocab_size:,}"
         if self.vocab_sha256 and other.vocab_sha256 and self.vocab_sha256 != other.vocab_sha256:
             return (f"vocabulary sha256 {other.vocab_sha256[:12]}, not {self.vocab_sha256[:12]} (the same size, "
                     "other tokens)")
+        if self.parts and other.parts and self.sha256 != other.sha256:
+            return (f"the same vocabulary, another {' and '.join(parts_differ(self.parts, other.parts)) or 'tokenizer'}"
+                    f" (identity sha256 {(other.sha256 or '?')[:12]}, not {(self.sha256 or '?')[:12]})")
         return None
 
     def verifiable(self, other: "TokenizerIdentity") -> bool:
@@ -116,12 +124,12 @@ class LossIdentity(_Record):
         return None if text is None or not (text.tokens and text.bytes) else text.bytes / text.tokens
 
     def bits_per_byte(self, nats_per_token: float | None) -> float | None:
-        """`nats_per_token` as bits per byte of this text: nats/token x tokens/bytes / ln 2 (None
-        without the split's bytes)."""
-        per_token = self.bytes_per_token
-        if per_token is None or nats_per_token is None or not math.isfinite(float(nats_per_token)):
+        """`nats_per_token` (a prediction for this text) as bits per byte at the split's bytes per token
+        (`bits_per_byte`; None without the split's bytes)."""
+        text = self.text
+        if text is None or not (text.tokens and text.bytes):
             return None
-        return float(nats_per_token) / per_token / math.log(2)
+        return bits_per_byte(nats_per_token, text.tokens, text.bytes)
 
     def units_record(self, predictions: dict[str, tuple[float, float | None, float | None]] | None = None
                      ) -> dict[str, Any]:
@@ -163,6 +171,57 @@ class LossIdentity(_Record):
         return cls() if data is None else cls.model_validate(data)
 
 
+# The parts of a tokenizer's own serialisation that decide which ids a text becomes (its decoder,
+# truncation and padding do not), in the order a mismatch names them, with their names in words.
+IDENTITY_PARTS = {"model": "vocabulary and merges", "added_tokens": "special tokens", "normalizer": "normalizer",
+                  "pre_tokenizer": "pre-tokenizer", "post_processor": "post-processor"}
+
+
+def identity_parts(tokenizer) -> dict[str, str]:
+    """sha256 (16 hex digits) of each of a `tokenizers.Tokenizer`'s IDENTITY_PARTS, read from its own
+    serialisation (keys sorted): two tokenizers are the same exactly when every part is. A
+    post-processor that adds no token (a template of the text alone, as a Hugging Face save writes
+    one; byte-level offset trimming) changes no id: it counts as none."""
+    data = json.loads(tokenizer.to_str())
+    if not _adds_tokens(data.get("post_processor")):
+        data["post_processor"] = None
+    return {part: hashlib.sha256(json.dumps(data.get(part), sort_keys=True, ensure_ascii=False).encode("utf-8"))
+            .hexdigest()[:16] for part in IDENTITY_PARTS}
+
+
+def _adds_tokens(processor) -> bool:
+    """Whether a serialised post-processor puts tokens around the text (BOS, CLS, ...)."""
+    if not isinstance(processor, dict):
+        return processor is not None
+    kind = processor.get("type")
+    if kind == "TemplateProcessing":
+        return any("SpecialToken" in piece for piece in processor.get("single") or [])
+    if kind == "ByteLevel":
+        return False
+    if kind == "Sequence":
+        return any(_adds_tokens(inner) for inner in processor.get("processors") or [])
+    return True
+
+
+def identity_sha256(parts: dict[str, str]) -> str:
+    """The identity of a tokenizer from its `identity_parts`: one sha256."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def parts_differ(mine: dict[str, str], theirs: dict[str, str]) -> list[str]:
+    """The IDENTITY_PARTS, in words, in which two tokenizers' `identity_parts` differ."""
+    return [words for part, words in IDENTITY_PARTS.items() if mine.get(part) != theirs.get(part)]
+
+
+def bits_per_byte(nats_per_token: float | None, tokens: float, n_bytes: float) -> float | None:
+    """A loss in nats/token over `tokens` tokens whose source text is `n_bytes` UTF-8 bytes, in bits per
+    byte: nats x tokens / (bytes x ln 2). The one conversion every printed bits-per-byte goes through
+    (a measurement's: its windows' tokens and bytes; a prediction's: its text's split)."""
+    if nats_per_token is None or not math.isfinite(float(nats_per_token)) or not (tokens and n_bytes):
+        return None
+    return float(nats_per_token) * float(tokens) / (float(n_bytes) * math.log(2))
+
+
 def vocab_sha256(tokenizer) -> str:
     """sha256 of a `tokenizers.Tokenizer`'s vocabulary (every token and its id, added tokens too):
     equal for two tokenizers exactly when every token has the same id in both."""
@@ -171,60 +230,26 @@ def vocab_sha256(tokenizer) -> str:
 
 
 def tokenizer_identity(tokenizer, name: str) -> TokenizerIdentity:
-    """The identity of a loaded `tokenizers.Tokenizer`, named `name` (its path or origin)."""
+    """The identity of a loaded `tokenizers.Tokenizer`, named `name` (its path or origin): the one
+    notion of "the same tokenizer" every check uses (a corpus, a law, a teacher, a student, a server)."""
     vocab = tokenizer.get_vocab(with_added_tokens=True)
-    return TokenizerIdentity(name=name, vocab_size=max(vocab.values()) + 1, vocab_sha256=vocab_sha256(tokenizer))
+    parts = identity_parts(tokenizer)
+    return TokenizerIdentity(name=name, vocab_size=max(vocab.values()) + 1, vocab_sha256=vocab_sha256(tokenizer),
+                             sha256=identity_sha256(parts), parts=parts)
 
 
 def split_facts(data, split: str = "val") -> tuple[int, str]:
-    """(UTF-8 bytes of its text, sha256 of its token ids as uint32) of a prepared corpus's split
-    (`data`: a `PreparedData`). The bytes: its tokens decoded, a run of pieces between end-of-text
-    tokens at a time (each a whole stretch of text, so no character is cut). Counted once and kept in
-    the prepared directory (`FACTS_FILE`)."""
-    from distillscale.io import atomic_write_json
-
-    path = Path(data.directory) / FACTS_FILE
-    known = _read_facts(path).get(split)
-    if known is not None:
-        return known["bytes"], known["sha256"]
-    tokens = np.asarray(data.split(split))
-    digest = hashlib.sha256()
-    for first in range(0, len(tokens), DECODE_BLOCK_TOKENS):
-        digest.update(tokens[first:first + DECODE_BLOCK_TOKENS].astype("<u4").tobytes())
-    ends = np.flatnonzero(tokens == data.end_of_text_id)
-    starts = np.concatenate([[0], ends + 1])
-    stops = np.concatenate([ends, [len(tokens)]])
-    total, batch, batch_tokens = 0, [], 0
-    for start, stop in zip(starts.tolist(), stops.tolist()):
-        if stop > start:
-            batch.append(tokens[start:stop].tolist())
-            batch_tokens += stop - start
-        if batch and batch_tokens >= DECODE_BLOCK_TOKENS:
-            total += _decoded_bytes(data.tokenizer, batch)
-            batch, batch_tokens = [], 0
-    if batch:
-        total += _decoded_bytes(data.tokenizer, batch)
-    facts = {"bytes": total, "sha256": digest.hexdigest()}
-    try:  # a cache: a directory we cannot write leaves the facts uncounted next time too
-        atomic_write_json(path, {**_read_facts(path), split: facts})
-    except (OSError, ValueError):
-        pass
-    return total, facts["sha256"]
+    """(UTF-8 bytes of its source text, sha256 of its token ids as uint32) of a prepared corpus's split
+    (`data`: a `PreparedData`), as the preparation counted them (`data.prepare.BYTES_SPLITS`): the
+    bytes are the text's as it was read, not its tokens decoded, so a tokenizer without a decoder
+    counts the same."""
+    recorded = data.manifest["splits"][split]
+    return int(recorded["bytes"]), str(recorded["sha256"])
 
 
-def _decoded_bytes(tokenizer, sequences: list[list[int]]) -> int:
-    return sum(len(text.encode("utf-8")) for text in tokenizer.decode_batch(sequences, skip_special_tokens=True))
-
-
-def _read_facts(path: Path) -> dict[str, dict]:
-    try:
-        facts = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(facts, dict):
-        return {}
-    return {key: value for key, value in facts.items() if isinstance(value, dict)
-            and isinstance(value.get("bytes"), int) and isinstance(value.get("sha256"), str)}
+def corpus_tokenizer_identity(data) -> TokenizerIdentity:
+    """The identity of a prepared corpus's tokenizer (`data`: a `PreparedData`), named by its origin."""
+    return tokenizer_identity(data.tokenizer, str(data.manifest["tokenizer"].get("origin") or "tokenizer.json"))
 
 
 def prepared_loss_identity(data, split: str = "val") -> LossIdentity:
@@ -232,11 +257,11 @@ def prepared_loss_identity(data, split: str = "val") -> LossIdentity:
     `PreparedData`): its tokenizer, and the split by the sha256 of its tokens, with its tokens
     and UTF-8 bytes (`split_facts`)."""
     manifest = data.manifest
-    tokenizer = tokenizer_identity(data.tokenizer, str(manifest["tokenizer"].get("origin") or "tokenizer.json"))
+    tokenizer = corpus_tokenizer_identity(data)
     n_bytes, sha256 = split_facts(data, split)
     text = TextIdentity(name=str(manifest["source"]["description"]), split=split, split_sha256=sha256,
                         tokens=int(manifest["splits"][split]["tokens"]), bytes=n_bytes or None,
-                        data_fingerprint=data.fingerprint, directory=str(data.directory))
+                        data_fingerprint=data.fingerprint, directory=str(Path(data.directory).expanduser().resolve()))
     return LossIdentity(tokenizer=tokenizer, text=text)
 
 
@@ -275,105 +300,3 @@ def _loaded_identity(path: str | Path) -> TokenizerIdentity:
 
     loaded, _ = load_tokenizer(path)
     return tokenizer_identity(loaded, str(path))
-
-
-LOSS_FORMAT = "distillscale.loss/1"
-LOSS_FILE = "loss.json"
-
-
-class LossRecord(_Record):
-    """loss.json: a model's cross-entropy on a text (`distillscale loss`): what was scored (the model,
-    its fingerprint, the identity of the loss: tokenizer and split), the loss in nats/token with its
-    standard error over the windows scored, in bits per byte too, and how it was measured."""
-
-    format: Literal["distillscale.loss/1"] = LOSS_FORMAT
-    model: str                        # the directory or the server's URL
-    model_kind: Literal["run", "hf", "server"]
-    model_fingerprint: str            # `model_fingerprint`: the files scored (or the served model's name)
-    losses: LossIdentity
-    nats_per_token: float
-    standard_error: float             # of the mean over windows (nats/token)
-    bits_per_byte: float | None
-    bits_per_byte_standard_error: float | None
-    tokens: int                       # targets scored
-    bytes: float | None               # their text's UTF-8 bytes, at the split's bytes per token
-    windows: int
-    seq_len: int
-    max_tokens: int | None            # the evaluation cap (None: the whole split)
-    device: str
-    dtype: str
-    seconds: float
-    tokens_per_second: float
-    created: str
-
-    def save(self, path: str | Path) -> None:
-        from distillscale.io import atomic_write_json
-
-        atomic_write_json(path, self.model_dump(mode="json"))
-
-    @classmethod
-    @checked
-    def load(cls, path: str | Path) -> "LossRecord":
-        """loss.json, or a one-line UserError saying what is wrong with the file."""
-        from pydantic import ValidationError
-
-        from distillscale.errors import UserError
-
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-        if not isinstance(data, dict) or data.get("format") != LOSS_FORMAT:
-            raise UserError(f"{path} is not a loss file written by `distillscale loss` (no \"format\": "
-                            f"\"{LOSS_FORMAT}\"): measure the model with `distillscale loss`")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"]) or "the file"
-            raise UserError(f"{path} is not a valid loss file: {where}: {error['msg']}; measure the model "
-                            "again with `distillscale loss`") from None
-
-    def describe(self) -> str:
-        """One line: the loss with its error, in both units, and what it was measured on."""
-        bits = "" if self.bits_per_byte is None else (
-            f" = {self.bits_per_byte:.4f} +/- {self.bits_per_byte_standard_error:.4f} bits/byte")
-        return (f"{self.nats_per_token:.4f} +/- {self.standard_error:.4f} nats/token{bits} "
-                f"({self.losses.describe().removeprefix('nats/token ')}; {self.tokens:,} tokens at context "
-                f"{self.seq_len})")
-
-
-def is_loss_file(path: Path) -> bool:
-    """`is_ours` of loss.json: a file `distillscale loss` wrote."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8")).get("format") == LOSS_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-MODEL_FILES = (".safetensors", ".bin", ".pt", ".json", ".model", ".txt")  # what a model directory's identity covers
-NOT_MODEL_FILES = (LOSS_FILE, "eval.json", "result.json", "metrics.jsonl", "split_facts.json")
-
-
-LOSSES_DIR = "losses"  # in a prepared corpus's directory: one measured loss per model, split and context
-
-
-def cache_path(directory: str | Path, fingerprint: str, identity: LossIdentity, seq_len: int,
-               max_tokens: int | None) -> Path:
-    """Where the measurement of a model (its `model_fingerprint`) on the split `identity` names, in
-    windows of `seq_len` (at most `max_tokens`), is kept: in the prepared corpus's directory."""
-    key = json.dumps([fingerprint, identity.text.split_sha256, identity.tokenizer.vocab_sha256, seq_len, max_tokens])
-    return Path(directory) / LOSSES_DIR / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-
-
-def model_fingerprint(path: str | Path) -> str:
-    """The identity of the model in directory `path`: sha256 of the name, size and modification time of
-    each of its weight, config and tokenizer files (top level; not the outputs written beside them:
-    loss.json, eval.json), as a corpus is fingerprinted by its files' stats."""
-    path = Path(path)
-    entries = []
-    for file in sorted(path.iterdir()):
-        if file.is_file() and file.name.endswith(MODEL_FILES) and file.name not in NOT_MODEL_FILES:
-            stat = file.stat()
-            entries.append((file.name, stat.st_size, stat.st_mtime_ns))
-    return hashlib.sha256(json.dumps(entries).encode("utf-8")).hexdigest()[:20]

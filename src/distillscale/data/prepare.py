@@ -38,9 +38,11 @@ from tokenizers import Tokenizer
 import distillscale
 from distillscale.console import err_console, warn
 from distillscale.data.config import CACHE_ENV, DEFAULT_VOCAB_SIZE, DataConfig
+from distillscale.data.manifest import composition, data_warnings, describe_prepared
 from distillscale.data.sources import Corpus, ReadStats, empty_corpus_message, resolve_corpus
-from distillscale.data.splits import (SPLITS, SplitComposition, assign_splits, composition_warning, compositions,
+from distillscale.data.splits import (SPLITS, SplitComposition, assign_splits, compositions,
                                       cut_document, piece_bytes, piece_hash, run_ends)
+from distillscale.data.token_bytes import BYTES_DTYPE, bytes_behind, split_sha256
 from distillscale.data.tokenizer import (END_OF_TEXT, load_tokenizer, tokenizer_hash,
                                          tokenizer_vocab_size, train_byte_level_bpe)
 from distillscale.errors import UserError
@@ -50,6 +52,7 @@ FORMAT = "distillscale.data/2"  # 2: documents cut into pieces, split by tokens 
 # Earlier formats, each of which split its corpora otherwise than FORMAT: what it did.
 EARLIER_FORMATS = {"distillscale.data/1": "whole documents, split by bytes"}
 ROUTE_DTYPE = "uint8"  # a document's route: the index of its field's value (a mixture's teacher)
+BYTES_SPLITS = ("val",)  # the splits whose tokens' bytes are kept: what losses are measured on
 ENCODE_BATCH_BYTES = 4 << 20  # text per batched (parallel) encode call: enough to keep every core busy
 SCATTER_BLOCK_TOKENS = 1 << 24  # tokens copied to the split files at a time
 
@@ -76,6 +79,8 @@ class PreparedData:
 
     @property
     def tokenizer_hash(self) -> str:
+        """sha256 of tokenizer.json (what the fingerprint hashes); whether a tokenizer is this corpus's
+        is `data.loss_identity.corpus_tokenizer_identity`'s question."""
         return self.manifest["tokenizer"]["hash"]
 
     @property
@@ -84,7 +89,7 @@ class PreparedData:
 
     def composition(self, name: str) -> SplitComposition:
         """What split `name` is made of: documents, pieces, tokens, the largest piece's and document's shares."""
-        return _composition(self.manifest, name)
+        return composition(self.manifest, name)
 
     @property
     def warnings(self) -> list[str]:
@@ -96,6 +101,17 @@ class PreparedData:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}: choose from {', '.join(SPLITS)}")
         return np.memmap(self.directory / f"{name}.bin", dtype=self.manifest["dtype"], mode="r")
+
+    def token_bytes(self, name: str = "val") -> np.memmap:
+        """The UTF-8 bytes of source text behind each token of split `name` (only "val" is kept):
+        `sum(token_bytes[a:b])` is the text of tokens a..b-1 as it was read, however the tokenizer
+        decodes (or whether it can). Each character counts once, with the first token whose span
+        covers it; text between tokens' spans (what a pre-tokenizer drops) with the token after it;
+        end-of-text tokens 0."""
+        recorded = self.manifest["token_bytes"]
+        if name not in recorded["files"]:
+            raise ValueError(f"the bytes behind split {name!r}'s tokens are not kept (only {', '.join(recorded['files'])})")
+        return np.memmap(self.directory / recorded["files"][name], dtype=recorded["dtype"], mode="r")
 
     @property
     def route_values(self) -> list[str | None] | None:
@@ -146,27 +162,6 @@ def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
         for message in data.warnings:
             warn(message)
     return data
-
-
-def _composition(manifest: dict, name: str) -> SplitComposition:
-    recorded = manifest["splits"][name]
-    return SplitComposition(**{field: recorded[field] for field in SplitComposition.__dataclass_fields__})
-
-
-def data_warnings(manifest: dict) -> list[str]:
-    """The warnings of a prepared corpus, read from its manifest: a tokenizer trained smaller than asked
-    (the corpus supports no more merges) and splits a document dominates or whose training halves
-    differ (`splits.composition_warning`). Kept with the splits, so that a second `train` on the cached
-    corpus warns as the first did."""
-    messages = []
-    asked = manifest["config"].get("vocab_size") or DEFAULT_VOCAB_SIZE
-    got = manifest["tokenizer"]["vocab_size"]
-    if manifest["config"].get("tokenizer") is None and got < asked:
-        messages.append(f"the corpus supports only {got:,} BPE tokens, not the {asked:,} asked for: the "
-                        f"tokenizer has {got:,}; give a larger corpus or a smaller --vocab-size")
-    made = {name: _composition(manifest, name) for name in SPLITS}
-    concern = composition_warning(made, manifest["source"]["documents"])
-    return messages + ([concern] if concern is not None else [])
 
 
 @dataclass(frozen=True)
@@ -286,17 +281,6 @@ def _check_cache_outside_corpus(cache_dir: Path, corpus: Corpus) -> None:
                         f"the prepared files as text; give --cache-dir (or ${CACHE_ENV}) outside it")
 
 
-def describe_prepared(manifest: dict) -> str:
-    """One line: the corpus and its size in bytes and tokens, per split."""
-    source, splits = manifest["source"], manifest["splits"]
-    total = sum(splits[name]["tokens"] for name in SPLITS)
-    duplicates = source.get("duplicates_skipped", 0)
-    return (f"prepared {source['description']}: {source['documents']:,} documents"
-            + (f" ({duplicates:,} duplicates left out)" if duplicates else "")
-            + f", {source['bytes'] / 1e6:,.1f} MB, {total / 1e6:,.2f}M tokens ("
-            + ", ".join(f"{name} {splits[name]['tokens'] / 1e6:,.2f}M" for name in SPLITS) + ")")
-
-
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
 
@@ -350,10 +334,13 @@ def _complete_manifest(directory: Path, fingerprint: str) -> dict | None:
             return None
         expected_sizes = {name: manifest["splits"][name]["tokens"] * np.dtype(manifest["dtype"]).itemsize
                           for name in SPLITS}
-    except (KeyError, TypeError):  # not a manifest this version wrote
+        recorded = manifest["token_bytes"]
+        for name, file in recorded["files"].items():
+            expected_sizes[file] = manifest["splits"][name]["tokens"] * np.dtype(recorded["dtype"]).itemsize
+    except (KeyError, TypeError, AttributeError):  # a preparation without its bytes per token: prepared again
         return None
     for name, size in expected_sizes.items():
-        path = directory / f"{name}.bin"
+        path = directory / (name if name.endswith(".bin") else f"{name}.bin")
         if not path.is_file() or path.stat().st_size != size:
             return None
     return manifest
@@ -394,7 +381,14 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
                 _stop_silently(display)
                 raise
         splits = {name: {"file": f"{name}.bin"} | made[name].record() for name in SPLITS}
+        for name in BYTES_SPLITS:
+            splits[name]["bytes"] = int(np.fromfile(work / f"{name}.bytes.bin", dtype=BYTES_DTYPE).sum(dtype=np.int64))
+            splits[name]["sha256"] = split_sha256(np.fromfile(work / f"{name}.bin", dtype=dtype))
         manifest = _manifest(config, corpus, source_fingerprint, fingerprint, first, dtype, splits, limit)
+        manifest["token_bytes"] = {"files": {name: f"{name}.bytes.bin" for name in BYTES_SPLITS}, "dtype": BYTES_DTYPE,
+                                   "method": "the UTF-8 bytes of the source text behind each token, from the "
+                                             "tokenizer's character offsets: each character with the first token "
+                                             "reaching it, uncovered text with the next token, end-of-text 0"}
         if routes is not None:
             manifest["routes"] = {"field": routes.field, "values": routes.values, "dtype": ROUTE_DTYPE,
                                   "files": {name: f"{name}.route.bin" for name in SPLITS},
@@ -526,14 +520,17 @@ def _write_splits(tokenizer: Tokenizer, documents, expected_documents: int, limi
     """Cut the documents into pieces of at most `limit` bytes and tokenise them, assign the pieces to
     splits by their tokens, and write each split's file (and with `routes`, its .route.bin: the route
     id of each token). Returns each split's composition."""
-    everything = directory / "pieces.bin"
+    everything, behind = directory / "pieces.bin", directory / "pieces.bytes.bin"
     pieces = _tokenise_pieces(tokenizer, documents, expected_documents, limit, config.seed, dtype,
                               everything, advance, routes)
     assignment = assign_splits(pieces.hashes, pieces.tokens + pieces.last_of_document, config.val_fraction)
     ends = run_ends(assignment, pieces.last_of_document)
-    _scatter(np.memmap(everything, dtype=dtype, mode="r") if everything.stat().st_size else np.zeros(0, dtype),
+    empty = not everything.stat().st_size
+    _scatter(np.zeros(0, dtype) if empty else np.memmap(everything, dtype=dtype, mode="r"),
+             np.zeros(0, BYTES_DTYPE) if empty else np.memmap(behind, dtype=BYTES_DTYPE, mode="r"),
              pieces, assignment, ends, end_of_text_id, dtype, directory)
     everything.unlink()
+    behind.unlink()
     return compositions(assignment, pieces.tokens, pieces.document, ends)
 
 
@@ -551,15 +548,17 @@ def _tokenise_pieces(tokenizer: Tokenizer, documents, expected_documents: int, l
 
     def flush() -> None:
         nonlocal batch_bytes
-        encodings = tokenizer.encode_batch_fast(batch, add_special_tokens=False)
+        encodings = tokenizer.encode_batch(batch, add_special_tokens=False)  # with offsets: the bytes behind each token
         counts.extend(len(encoding.ids) for encoding in encodings)
         ids = [token for encoding in encodings for token in encoding.ids]
         np.array(ids, dtype=dtype).tofile(file)
+        np.concatenate([np.zeros(0, BYTES_DTYPE)] + [bytes_behind(text, encoding.offsets)
+                                                      for text, encoding in zip(batch, encodings)]).tofile(behind)
         advance(batch_bytes)
         batch.clear()
         batch_bytes = 0
 
-    with open(path, "wb") as file:
+    with open(path, "wb") as file, open(path.with_suffix(".bytes.bin"), "wb") as behind:
         for text in documents:
             if read >= expected_documents:
                 raise UserError("the corpus grew while it was being prepared: run again once it is stable")
@@ -583,16 +582,20 @@ def _tokenise_pieces(tokenizer: Tokenizer, documents, expected_documents: int, l
             raise UserError("the corpus shrank while it was being prepared: run again once it is stable")
         file.flush()
         os.fsync(file.fileno())
+        behind.flush()
+        os.fsync(behind.fileno())
     return _Pieces(np.array(hashes, dtype=np.uint64), np.array(counts, dtype=np.int64),
                    np.array(owners, dtype=np.int64), np.array(last, dtype=bool),
                    None if routes is None else np.array(route_ids, dtype=ROUTE_DTYPE))
 
 
-def _scatter(tokens: np.ndarray, pieces: _Pieces, assignment: np.ndarray, ends: np.ndarray,
+def _scatter(tokens: np.ndarray, token_bytes: np.ndarray, pieces: _Pieces, assignment: np.ndarray, ends: np.ndarray,
              end_of_text_id: int, dtype: np.dtype, directory: Path) -> None:
     """Copy each piece's tokens to its split's file in corpus order, the end-of-text token after each
-    piece that `ends` a run (and the route files beside them), a block of pieces at a time."""
+    piece that `ends` a run (and the route files beside them, and for BYTES_SPLITS the bytes behind
+    each token: 0 for an end-of-text token), a block of pieces at a time."""
     files = [open(directory / f"{name}.bin", "wb") for name in SPLITS]
+    bytes_files = {SPLITS.index(name): open(directory / f"{name}.bytes.bin", "wb") for name in BYTES_SPLITS}
     route_files = ([] if pieces.route is None
                    else [open(directory / f"{name}.route.bin", "wb") for name in SPLITS])
     offsets = np.concatenate([[0], np.cumsum(pieces.tokens)])
@@ -613,12 +616,15 @@ def _scatter(tokens: np.ndarray, pieces: _Pieces, assignment: np.ndarray, ends: 
                 closing = ends[first:stop][mine]
                 written = np.insert(chosen, np.cumsum(lengths)[closing], end_of_text_id).astype(dtype)
                 written.tofile(files[split])
+                if split in bytes_files:
+                    behind = np.asarray(token_bytes[offsets[first]:offsets[stop]])[assignment[first:stop][owner] == split]
+                    np.insert(behind, np.cumsum(lengths)[closing], 0).astype(BYTES_DTYPE).tofile(bytes_files[split])
                 if pieces.route is not None:
                     np.repeat(pieces.route[first:stop][mine], lengths + closing).tofile(route_files[split])
             first = stop
-        for file in files + route_files:
+        for file in files + route_files + list(bytes_files.values()):
             file.flush()
             os.fsync(file.fileno())
     finally:
-        for file in files + route_files:
+        for file in files + route_files + list(bytes_files.values()):
             file.close()

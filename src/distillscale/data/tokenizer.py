@@ -1,5 +1,6 @@
 """Tokenizers: train a byte-level BPE on a corpus, or load a `tokenizer.json` / Hugging Face
-tokenizer directory; find its end-of-text token; identify it by the hash of its JSON."""
+tokenizer directory; find its end-of-text token. Its identity (the parts of its own serialisation that
+decide its ids): `data.loss_identity.tokenizer_identity`."""
 
 from __future__ import annotations
 
@@ -64,7 +65,9 @@ def tokenizer_vocab_size(tokenizer: Tokenizer) -> int:
 
 
 def tokenizer_hash(tokenizer: Tokenizer) -> str:
-    """Identity of a tokenizer: sha256 of its JSON serialisation."""
+    """sha256 of a tokenizer's whole JSON serialisation (its decoder, truncation and padding too): what
+    a prepared corpus's fingerprint hashes. Whether two tokenizers are the same tokenizer is
+    `data.loss_identity.tokenizer_identity`'s question."""
     return hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()
 
 

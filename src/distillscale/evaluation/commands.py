@@ -68,6 +68,8 @@ def _output(s: EvalSettings):
     checked before any work."""
     from distillscale.io import check_output_file
     from distillscale.evaluation.lm_eval_run import default_output
+    from dataclasses import replace
+
     from distillscale.evaluation.scores import is_eval_file, read_eval
 
     if s.merge and s.overwrite:
@@ -76,7 +78,17 @@ def _output(s: EvalSettings):
                             is_ours=is_eval_file, inputs=[s.model_dir], what="file written by `distillscale eval`",
                             overwrite_flag="--merge" if s.merge else "--overwrite")
     keep = s.merge and out.is_file() and out.stat().st_size > 0
-    return out, read_eval(out) if keep else None
+    earlier = read_eval(out) if keep else None
+    if earlier is not None:  # another model's scores: refused before any task is scored
+        replace(earlier, model=str(s.model_dir), model_fingerprint=_weights(s.model_dir)).merged_into(earlier)
+    return out, earlier
+
+
+def _weights(model_dir: Path) -> str:
+    """The fingerprint of the weights scored (`EvalRecord.model_fingerprint`)."""
+    from distillscale.evaluation.lm_eval_run import weights_fingerprint
+
+    return weights_fingerprint(model_dir)
 
 
 def _scores_table(record, model_dir: Path, out: Path) -> Table:

@@ -52,6 +52,14 @@ def default_output(model_dir: Path) -> Path:
     return model_dir / EVAL_FILE
 
 
+def weights_fingerprint(model_dir: Path) -> str:
+    """The identity of the weights in `model_dir` (`EvalRecord.model_fingerprint`): `--merge` adds
+    scores only to a file of the same weights."""
+    from distillscale.data.loss_record import WEIGHT_FILES, model_fingerprint
+
+    return model_fingerprint(model_dir, WEIGHT_FILES)
+
+
 def check_model_dir(model_dir: Path) -> bool:
     """Whether `model_dir` is a distillscale run (True, to be exported) or a Hugging Face model
     directory (False); anything else, or a run that did not complete, is a one-line UserError."""
@@ -265,7 +273,8 @@ def _evaluate(model_dir: Path, hf_dir: Path, tasks: list[str], manager, limit: i
                                     stderr=float(stderr) if isinstance(stderr, (int, float)) else None,
                                     n=n, config_hash=config_hash, lm_eval_version=version))
     versions = results.get("versions") or {}
-    return EvalRecord(model=str(model_dir), tasks=tuple(tasks), limit=limit, lm_eval_version=version,
+    return EvalRecord(model=str(model_dir), model_fingerprint=weights_fingerprint(model_dir), tasks=tuple(tasks),
+                      limit=limit, lm_eval_version=version,
                       scores=tuple(scores), task_sources=task_sources(manager, tasks),
                       task_versions={task: None if versions.get(task) is None else str(versions[task])
                                      for task in results["results"]},

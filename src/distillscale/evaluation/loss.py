@@ -13,8 +13,9 @@ or of a prepared directory given as it is. The windows are those every run's eva
 
 The loss is the mean over the scored tokens in nats/token, its standard error that of the mean over
 the windows (each a sample of `seq_len` tokens), and both in bits per byte at the split's bytes per
-token (`data.loss_identity`). A measurement is kept in the prepared corpus's directory (`cache_path`),
-so asking again costs nothing; an interrupted one resumes from the windows it had scored.
+token (`data.loss_identity`). A measurement is kept in distillscale's cache (`data.loss_record`),
+keyed by the model, tokenizer, text, windows, device and precision, never in the model's or corpus's
+directory, so asking again costs nothing; an interrupted one resumes from the windows it had scored.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from distillscale.console import err_console
-from distillscale.data.loss_identity import (LossIdentity, LossRecord, cache_path, model_fingerprint,
-                                             prepared_loss_identity, vocab_sha256)
+from distillscale.data.loss_identity import (LossIdentity, bits_per_byte, corpus_tokenizer_identity,
+                                             prepared_loss_identity, tokenizer_identity)
+from distillscale.data.loss_record import LossRecord, MeasurementCache, MeasurementKey, model_fingerprint
 from distillscale.errors import UserError
 
 if TYPE_CHECKING:
@@ -71,14 +73,15 @@ def evaluate_loss(model: str | Path, data: str | Path | None = None, *, tokenize
     target = _model(model, trust_remote_code, tokenizer)
     prepared = _data(target, data, max_bytes, val_fraction, seed, progress)
     identity = prepared_loss_identity(prepared)
-    seq_len, max_tokens = _windows(target, seq_len, max_tokens)
-    cache = cache_path(prepared.directory, target.fingerprint, identity, seq_len, max_tokens)
-    if cache.is_file():
-        try:
-            return LossRecord.load(cache)
-        except UserError:
-            pass  # an unreadable record is measured again
-    return _measure(target, prepared, identity, seq_len, max_tokens, batch_size, device, trust_remote_code,
+    seq_len, max_tokens = _windows(target, seq_len, max_tokens, progress)
+    runner = _runner(target, prepared, seq_len, device)
+    key = MeasurementKey.of(runner.fingerprint, identity, seq_len, max_tokens, runner.device_kind, runner.precision)
+    cache = MeasurementCache(warn=lambda message: err_console.print(f"loss: {message}", highlight=False,
+                                                                     soft_wrap=True))
+    found = cache.find(key)
+    if found is not None:
+        return found
+    return _measure(target, prepared, identity, seq_len, max_tokens, batch_size, runner, trust_remote_code, key,
                     cache, progress)
 
 
@@ -154,15 +157,17 @@ def _check_tokenizer(target: _Model, prepared: PreparedData, data) -> None:
 
     if target.tokenizer is None:  # a server scored on a prepared corpus: its tokenizer is the corpus's
         return
-    mine = vocab_sha256(load_tokenizer(target.tokenizer)[0])
-    if mine != vocab_sha256(prepared.tokenizer):
-        raise UserError(f"--data {data} was prepared with another tokenizer than the model's ({target.tokenizer}): a "
-                        f"loss is measured in the model's own tokens; give the corpus itself, or prepare it with "
-                        f"`distillscale data prepare --tokenizer {target.location}`")
+    why = tokenizer_identity(load_tokenizer(target.tokenizer)[0], str(target.tokenizer)).differs(
+        corpus_tokenizer_identity(prepared))
+    if why is not None:
+        raise UserError(f"--data {data} was prepared with another tokenizer than the model's ({target.tokenizer}: "
+                        f"{why}): a loss is measured in the model's own tokens; give the corpus itself, or prepare "
+                        f"it with `distillscale data prepare --tokenizer {target.location}`")
 
 
-def _windows(target: _Model, seq_len: int | None, max_tokens: int | None) -> tuple[int, int | None]:
-    """(context, evaluation cap): a run's own unless given; else DEFAULT_SEQ_LEN within the model's context."""
+def _windows(target: _Model, seq_len: int | None, max_tokens: int | None, progress: bool) -> tuple[int, int | None]:
+    """(context, evaluation cap): a run's own unless given; else DEFAULT_SEQ_LEN; within the model's
+    context either way (a longer one asked for is shortened to it, said)."""
     context = target.size.context if target.size is not None else None
     if target.kind == "run":
         from distillscale.training.config import TrainConfig
@@ -170,17 +175,79 @@ def _windows(target: _Model, seq_len: int | None, max_tokens: int | None) -> tup
 
         stored = RunDirectory(Path(target.location)).stored_config(TrainConfig)
         seq_len, max_tokens = seq_len or stored.seq_len, max_tokens if max_tokens is not None else stored.eval_tokens
-    seq_len = seq_len or min(DEFAULT_SEQ_LEN, context or DEFAULT_SEQ_LEN)
+    asked, seq_len = seq_len, seq_len or min(DEFAULT_SEQ_LEN, context or DEFAULT_SEQ_LEN)
     if context is not None and seq_len > context:
-        raise UserError(f"--seq-len {seq_len} is longer than the model's context ({context} tokens): use --seq-len "
-                        f"{context} or less")
+        seq_len = context
+        if asked is not None:
+            err_console.print(f"loss: the model takes at most {context} tokens of context: measured in windows of "
+                              f"{context}, not {asked}", highlight=False, soft_wrap=True)
     return seq_len, max_tokens
+
+
+# -- how the model runs ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Runner:
+    """Where and how the model runs: its device, precision and identity as the cache keys them (a
+    served model: what the server says it serves and its answers on probe tokens, asked on every use)."""
+
+    fingerprint: str
+    device_kind: str                # cpu, cuda or server
+    precision: str                  # float32, bf16 autocast or as served
+    device: Any = None              # a torch.device (local)
+    autocast: bool = False
+    client: Any = None              # a TeacherClient (served)
+
+
+PROBE_TOKENS = 32  # the validation split's first tokens, whose served log-probabilities identify the model
+
+
+def _runner(target: _Model, prepared: PreparedData, seq_len: int, device: str) -> _Runner:
+    if target.kind == "server":
+        client = _served_client(target, prepared, seq_len)
+        return _Runner(_served_fingerprint(client, prepared), "server", "as served", client=client)
+    from distillscale.training.distributed import resolve_device
+    from distillscale.training.evaluation import default_bf16
+
+    where = resolve_device(device)
+    autocast = _run_bf16(target) if target.kind == "run" else default_bf16(where)
+    return _Runner(target.fingerprint, where.type, "bf16 autocast" if autocast else "float32", where, autocast)
+
+
+def _served_client(target: _Model, prepared: PreparedData, seq_len: int):
+    from distillscale.training.remote_teacher import TeacherClient
+
+    client = TeacherClient(target.location, top_k=1, vocab_size=prepared.vocab_size)
+    model = client.connect()
+    if model.max_model_len is not None and seq_len + 1 > model.max_model_len:
+        raise UserError(f"--seq-len {seq_len} sends windows of {seq_len + 1} tokens but the server at {client.base} "
+                        f"takes at most {model.max_model_len}: use --seq-len {model.max_model_len - 1} or less")
+    why = model.about.tokenizer_difference(prepared)
+    if why is not None:
+        raise UserError(f"the server at {client.base} speaks another tokenizer than the corpus's ({why}): prepare the "
+                        "corpus with the served model's tokenizer (--tokenizer)")
+    return client
+
+
+def _served_fingerprint(client, prepared: PreparedData) -> str:
+    """What the server serves now: its model's name and card, and its most likely token and the
+    log-probability (to 0.1 nats) it gives each of the validation split's first PROBE_TOKENS tokens.
+    Another model at the same address answers otherwise, so its loss is measured anew."""
+    import torch
+
+    probe = torch.as_tensor(np.asarray(prepared.split("val")[:PROBE_TOKENS + 1], dtype=np.int64))[None]
+    answer = client.top_logprobs(probe)
+    about = client.model.about.model_dump(mode="json", exclude_none=True)
+    seen = [client.model.name, about, answer.ids[0, :, 0].tolist(),
+            [round(float(value), 1) for value in answer.token_log_probs[0]]]
+    return "served:" + hashlib.sha256(json.dumps(seen, sort_keys=True).encode("utf-8")).hexdigest()[:20]
 
 
 # -- measuring --------------------------------------------------------------------------------------
 
 def _measure(target: _Model, prepared: PreparedData, identity: LossIdentity, seq_len: int, max_tokens: int | None,
-             batch_size: int, device: str, trust_remote_code: bool, cache: Path, progress: bool) -> LossRecord:
+             batch_size: int, runner: _Runner, trust_remote_code: bool, key: MeasurementKey, cache: MeasurementCache,
+             progress: bool) -> LossRecord:
     from distillscale.data import eval_windows
 
     tokens = prepared.split("val")
@@ -188,67 +255,86 @@ def _measure(target: _Model, prepared: PreparedData, identity: LossIdentity, seq
     if not len(windows):
         raise UserError(f"the validation split holds {len(tokens)} tokens, fewer than one window of {seq_len} + 1: use "
                         "a shorter --seq-len or a larger corpus")
-    scorer = _scorer(target, prepared, seq_len, len(windows), device, trust_remote_code, progress)
-    done = _resumed(cache, len(windows))
+    scorer = _scorer(target, prepared, seq_len, len(windows), runner, trust_remote_code, progress)
+    cache.writable_root()
+    partial = cache.partial(key)
+    done, earlier_seconds = _resumed(partial, len(windows))
     start = time.perf_counter()
-    nats = _score(scorer, tokens, windows, seq_len, max_tokens, batch_size, done, cache, progress)
-    seconds = time.perf_counter() - start
-    record = _record(target, identity, nats, seq_len, max_tokens, scorer, seconds)
-    record.save(cache)
-    cache.with_suffix(".partial.json").unlink(missing_ok=True)
+    nats = _score(scorer, tokens, windows, seq_len, max_tokens, batch_size, done, earlier_seconds, partial, progress)
+    seconds = earlier_seconds + time.perf_counter() - start
+    behind = np.asarray(prepared.token_bytes("val"), dtype=np.int64)
+    window_bytes = np.array([behind[start + 1:start + seq_len + 1].sum() for start in windows * seq_len],
+                            dtype=np.float64)
+    record = _record(target, runner, identity, nats, window_bytes, seq_len, max_tokens, scorer, seconds)
+    cache.save(key, record)
     return record
 
 
-def _record(target: _Model, identity: LossIdentity, nats: np.ndarray, seq_len: int, max_tokens: int | None,
-            scorer, seconds: float) -> LossRecord:
+def _record(target: _Model, runner: _Runner, identity: LossIdentity, nats: np.ndarray, window_bytes: np.ndarray,
+            seq_len: int, max_tokens: int | None, scorer, seconds: float) -> LossRecord:
+    """The record of a measurement: per window its nats (summed over its targets) and the bytes of
+    their source text. The loss is the mean over the tokens, in bits per byte the nats over the bytes
+    (`bits_per_byte`: a ratio), each with the standard error of its mean over windows (the ratio's by
+    the delta method: the bytes' variation from window to window counted)."""
     count = len(nats) * seq_len
     mean = float(nats.sum() / count)
-    per_window = nats / seq_len
-    error = float(per_window.std(ddof=1) / math.sqrt(len(nats))) if len(nats) > 1 else float("nan")
-    bits = identity.bits_per_byte(mean)
-    per_token = identity.bytes_per_token
+    n_bytes = float(window_bytes.sum())
+    error = float((nats / seq_len).std(ddof=1) / math.sqrt(len(nats))) if len(nats) > 1 else float("nan")
+    bits = bits_per_byte(mean, count, n_bytes)
+    bits_error = None
+    if bits is not None:
+        ratio = nats.sum() / n_bytes  # nats per byte
+        residual = nats - ratio * window_bytes
+        spread = float(residual.std(ddof=1) / math.sqrt(len(nats))) if len(nats) > 1 else float("nan")
+        bits_error = spread / float(window_bytes.mean()) / math.log(2)
     return LossRecord(
-        model=target.location, model_kind=target.kind, model_fingerprint=target.fingerprint, losses=identity,
-        nats_per_token=mean, standard_error=error, bits_per_byte=bits,
-        bits_per_byte_standard_error=None if bits is None else identity.bits_per_byte(error),
-        tokens=count, bytes=None if per_token is None else count * per_token, windows=len(nats), seq_len=seq_len,
-        max_tokens=max_tokens, device=scorer.device, dtype=scorer.dtype, seconds=seconds,
-        tokens_per_second=count / max(seconds, 1e-9), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        model=target.location, model_kind=target.kind, model_fingerprint=runner.fingerprint, losses=identity,
+        nats_per_token=mean, standard_error=error, bits_per_byte=bits, bits_per_byte_standard_error=bits_error,
+        tokens=count, bytes=n_bytes or None, windows=len(nats), seq_len=seq_len, max_tokens=max_tokens,
+        device=scorer.device, dtype=scorer.dtype, seconds=seconds, tokens_per_second=count / max(seconds, 1e-9),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def _score(scorer, tokens: np.ndarray, windows: np.ndarray, seq_len: int, max_tokens: int | None, batch_size: int,
-           done: list[float], cache: Path, progress: bool) -> np.ndarray:
+           done: list[float], earlier_seconds: float, partial: Path, progress: bool) -> np.ndarray:
     """The nats of every window (its seq_len targets summed), in order; `done`: those of an earlier,
-    interrupted measurement, kept; the rest scored in batches, kept every SAVE_EVERY_SECONDS."""
+    interrupted measurement, kept (with the `earlier_seconds` it took); the rest scored in batches,
+    kept every SAVE_EVERY_SECONDS."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from distillscale.data import iter_eval_batches
     from distillscale.io import atomic_write_json
 
-    nats = list(done[:len(done) - len(done) % batch_size])  # whole batches: resumed at a batch's start
-    saved = time.monotonic()
+    resumed = len(done) // batch_size
+    nats = list(done[:resumed * batch_size])  # whole batches: resumed at a batch's start
+    start = saved = time.monotonic()
     with Progress(TextColumn("scoring windows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=err_console, disable=not progress, transient=True) as display:
         task = display.add_task("score", total=len(windows), completed=len(nats))
         for index, (inputs, targets) in enumerate(iter_eval_batches(tokens, seq_len, batch_size, max_tokens)):
-            if index < len(done) // batch_size:
+            if index < resumed:
                 continue
             nats.extend(scorer(inputs, targets))
             display.update(task, completed=len(nats))
             if time.monotonic() - saved > SAVE_EVERY_SECONDS:
-                atomic_write_json(cache.with_suffix(".partial.json"), {"windows": len(windows), "nats": nats})
                 saved = time.monotonic()
+                atomic_write_json(partial, {"windows": len(windows), "nats": nats,
+                                            "seconds": earlier_seconds + saved - start})
     return np.asarray(nats, dtype=np.float64)
 
 
-def _resumed(cache: Path, windows: int) -> list[float]:
-    """The window nats an interrupted measurement kept (empty: none, or of another window count)."""
+def _resumed(partial: Path, windows: int) -> tuple[list[float], float]:
+    """(the window nats an interrupted measurement kept, the seconds it took): empty when none, or of
+    another window count."""
     try:
-        kept = json.loads(cache.with_suffix(".partial.json").read_text(encoding="utf-8"))
+        kept = json.loads(partial.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
+        return [], 0.0
     nats = kept.get("nats") if isinstance(kept, dict) and kept.get("windows") == windows else None
-    return [float(value) for value in nats] if isinstance(nats, list) and len(nats) <= windows else []
+    if not (isinstance(nats, list) and len(nats) <= windows):
+        return [], 0.0
+    seconds = kept.get("seconds")
+    return [float(value) for value in nats], float(seconds) if isinstance(seconds, (int, float)) else 0.0
 
 
 class _LocalScorer:
@@ -294,25 +380,22 @@ class _ServedScorer:
         return (-answer.token_log_probs.double().sum(dim=1)).tolist()
 
 
-def _scorer(target: _Model, prepared: PreparedData, seq_len: int, n_windows: int, device: str,
+def _scorer(target: _Model, prepared: PreparedData, seq_len: int, n_windows: int, runner: _Runner,
             trust_remote_code: bool, progress: bool):
     if target.kind == "server":
-        return _served(target, prepared, seq_len)
+        return _ServedScorer(runner.client)
     import torch
 
-    from distillscale.training.distributed import resolve_device
-    from distillscale.training.evaluation import default_bf16
     from distillscale.training.teachers import load_teacher
 
-    where = resolve_device(device)
-    autocast = _run_bf16(target) if target.kind == "run" else default_bf16(where)
-    estimate = estimate_cost(target.size, seq_len * n_windows, seq_len, prepared.vocab_size, where)
+    estimate = estimate_cost(target.size, seq_len * n_windows, seq_len, prepared.vocab_size, runner.device)
     estimate.check(target.location)
     if progress:
         err_console.print(f"loss: scoring {seq_len * n_windows:,} tokens takes {estimate.describe()}", highlight=False,
                           soft_wrap=True)
-    teacher = load_teacher(target.source, prepared.vocab_size, where, seq_len, trust_remote_code, dtype=torch.float32)
-    return _LocalScorer(teacher, where, autocast)
+    teacher = load_teacher(target.source, prepared.vocab_size, runner.device, seq_len, trust_remote_code,
+                           dtype=torch.float32)
+    return _LocalScorer(teacher, runner.device, runner.autocast)
 
 
 def _run_bf16(target: _Model) -> bool:
@@ -322,22 +405,6 @@ def _run_bf16(target: _Model) -> bool:
     from distillscale.training.run_dir import RunDirectory
 
     return torch.cuda.is_available() and RunDirectory(Path(target.location)).stored_plan().bf16
-
-
-def _served(target: _Model, prepared: PreparedData, seq_len: int) -> _ServedScorer:
-    from distillscale.training.remote_teacher import TeacherClient
-
-    client = TeacherClient(target.location, top_k=1, vocab_size=prepared.vocab_size)
-    model = client.connect()
-    if model.max_model_len is not None and seq_len + 1 > model.max_model_len:
-        raise UserError(f"--seq-len {seq_len} sends windows of {seq_len + 1} tokens but the server at {client.base} "
-                        f"takes at most {model.max_model_len}: use --seq-len {model.max_model_len - 1} or less")
-    served = model.about.tokenizer_sha256
-    if served is not None and served != prepared.tokenizer_hash:
-        raise UserError(f"the server at {client.base} speaks another tokenizer than the corpus's (sha256 {served[:12]}, "
-                        f"the corpus's {prepared.tokenizer_hash[:12]}): prepare the corpus with the served model's "
-                        "tokenizer (--tokenizer)")
-    return _ServedScorer(client)
 
 
 # -- what it will cost -------------------------------------------------------------------------------
@@ -433,28 +500,32 @@ def _duration(seconds: float) -> str:
 
 # -- loss.json ---------------------------------------------------------------------------------------
 
-def loss_output(model: str | Path, out: str | Path | None, overwrite: bool) -> Path:
-    """Where `distillscale loss` writes (default: loss.json in the model's directory), checked before
-    the work: a file there is replaced with --overwrite, or kept when it measures the same model (the
-    same measurement again writes the same record; another split is refused once measured)."""
-    from distillscale.data.loss_identity import LOSS_FILE, is_loss_file
+def loss_output(model: str | Path, out: str | Path | None, overwrite: bool) -> Path | None:
+    """Where `distillscale loss` writes its record: `out` only (None: nowhere; the measurement is kept
+    in distillscale's cache either way, never in the model's directory), checked before the work: a
+    file there is replaced with --overwrite, or when it is a record of the same model (the same
+    measurement again writes the same record; another split is refused once measured)."""
+    from distillscale.data.loss_record import is_loss_file
     from distillscale.io import check_output_file
 
-    if out is None and is_url(model):
-        raise UserError("a served model has no directory to hold loss.json: give --out FILE")
-    path = Path(out) if out is not None else Path(model).expanduser() / LOSS_FILE
+    if out is None:
+        return None
+    path = Path(out)
     same_model = path.is_file() and is_loss_file(path) and not is_url(model) and \
         LossRecord.load(path).model_fingerprint == model_fingerprint(Path(model).expanduser())
     return check_output_file(path, overwrite=overwrite or same_model, is_ours=is_loss_file,
                              inputs=[] if is_url(model) else [model], what="loss file written by `distillscale loss`")
 
 
-def write_loss(path: Path, record: LossRecord, overwrite: bool) -> None:
-    """Write loss.json; over a record of the same model on another split or context only with --overwrite."""
+def write_loss(path: Path | None, record: LossRecord, overwrite: bool) -> None:
+    """Write the record to `path` (None: nowhere); over a record of the same model on another split or
+    context only with --overwrite."""
+    if path is None:
+        return
     if path.is_file() and not overwrite:
         kept = LossRecord.load(path)
         if (kept.losses, kept.seq_len, kept.max_tokens) != (record.losses, record.seq_len, record.max_tokens):
             raise UserError(f"--out {path} holds this model's loss on {kept.losses.describe()} at context {kept.seq_len} "
-                            f"(this one is kept in the corpus's cache): pass --overwrite to replace it, or give "
+                            f"(this one is kept in distillscale's cache): pass --overwrite to replace it, or give "
                             "another --out")
     record.save(path)

@@ -34,10 +34,11 @@ class LossSettings(CommandSettings):
     tokenizer: Path | None = option(None, help="a served model's tokenizer, to prepare --data with")
     max_bytes: Annotated[int | None, count("--max-bytes", kind=None)] = option(
         None, help="read at most this many bytes of the corpus, e.g. 20M (as `data prepare`)")
-    val_fraction: float | None = option(None, help="share of the corpus's tokens held out for validation (as `data "
-                                                   "prepare`; default 0.05)")
+    val_fraction: float | None = option(None, above=0, below=1, help="share of the corpus's tokens held out for "
+                                        "validation, between 0 and 1 (as `data prepare`; default 0.05)")
     seed: int | None = option(None, min=0, help="salt of the corpus's split (as `data prepare`; default 0)")
-    out: Path | None = option(None, help="where to write the loss (default: loss.json in the model's directory)")
+    out: Path | None = option(None, help="also write the measurement to this file (loss.json); it is kept in "
+                                         "distillscale's cache either way, never in the model's directory")
     overwrite: bool = option(False, help="replace an --out file `distillscale loss` wrote for another measurement")
     as_json: bool = option(False, flag="--json", help="print JSON")
 
@@ -55,12 +56,12 @@ def loss_command(s: LossSettings) -> None:
                            max_bytes=s.max_bytes, val_fraction=s.val_fraction, seed=s.seed, progress=not s.as_json)
     write_loss(out, record, s.overwrite)
     if s.as_json:
-        print_json({**record.model_dump(mode="json"), "written_to": str(out)})
+        print_json({**record.model_dump(mode="json"), "written_to": None if out is None else str(out)})
         return
     console.print(loss_table(record, out))
 
 
-def loss_table(record, out: Path) -> Table:
+def loss_table(record, out: Path | None) -> Table:
     """The measurement as a table of two columns: what, and its value with its unit."""
     table = Table(title=f"Loss of {record.model}", show_header=False)
     table.add_column("what")
@@ -75,6 +76,6 @@ def loss_table(record, out: Path) -> Table:
                                                                  f", {record.bytes:,.0f} bytes")
                          + f" ({record.windows:,} windows of {record.seq_len:,})"),
                         ("time", f"{record.seconds:,.1f} s on {record.device}, {record.tokens_per_second:,.0f} tokens/s"),
-                        ("written to", str(out))):
+                        *([] if out is None else [("written to", str(out))])):
         table.add_row(name, value)
     return table

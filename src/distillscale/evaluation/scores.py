@@ -72,6 +72,9 @@ class EvalRecord:
     task_versions: dict[str, str | None] = field(default_factory=dict)
     distillscale_version: str | None = None
     scorings: dict[str, TaskScoring] = field(default_factory=dict)
+    # The weights scored (`data.loss_record.model_fingerprint` of its weight files; None: an eval.json
+    # written before it was kept): `--merge` adds scores only to a file of the same weights.
+    model_fingerprint: str | None = None
 
     def to_json(self) -> dict:
         return {"format": EVAL_FORMAT, **asdict(self), "tasks": list(self.tasks),
@@ -85,7 +88,8 @@ class EvalRecord:
                    task_sources=dict(data.get("task_sources") or {}),
                    task_versions=dict(data.get("task_versions") or {}),
                    distillscale_version=data.get("distillscale_version"),
-                   scorings={task: TaskScoring(**scoring) for task, scoring in (data.get("scorings") or {}).items()})
+                   scorings={task: TaskScoring(**scoring) for task, scoring in (data.get("scorings") or {}).items()},
+                   model_fingerprint=data.get("model_fingerprint"))
 
     def scoring(self, task: str) -> TaskScoring:
         """How `task` was scored (an eval.json of format 1 or 2: the file's limit and versions)."""
@@ -98,9 +102,26 @@ class EvalRecord:
         return TaskConfiguration(limit=scoring.limit, config_hash=",".join(hashes) or None,
                                  source=self.task_sources.get(task), fingerprint=scoring.fingerprint)
 
+    def other_model(self, earlier: "EvalRecord") -> str | None:
+        """Why `earlier`'s scores are of another model than this record's (None: the same files, or a
+        file that did not record them and names the same model)."""
+        if earlier.model_fingerprint is not None and self.model_fingerprint is not None:
+            if earlier.model_fingerprint != self.model_fingerprint:
+                return (f"model {earlier.model} (weights {earlier.model_fingerprint[:12]}), not these weights "
+                        f"({self.model_fingerprint[:12]})")
+            return None
+        if Path(earlier.model).expanduser().resolve() != Path(self.model).expanduser().resolve():
+            return f"model {earlier.model}"
+        return None
+
     def merged_into(self, earlier: "EvalRecord") -> "EvalRecord":
         """`earlier` (the eval.json already there) with this record's tasks scored as here: the scores
-        of its other tasks kept as they were, in its order, this record's after them."""
+        of its other tasks kept as they were, in its order, this record's after them; another model's
+        file is refused (`other_model`)."""
+        why = self.other_model(earlier)
+        if why is not None:
+            raise UserError(f"--merge: the file holds the scores of {why}: write these to another --out, "
+                            "or replace it with --overwrite")
         kept = [task for task in earlier.tasks if task not in self.tasks]
 
         def only_kept(mapping: dict) -> dict:

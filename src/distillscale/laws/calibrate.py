@@ -191,7 +191,7 @@ class Calibration:
         """The fitted laws as a law set, what `--law` and `plan` read; `losses`: what the runs' losses
         are (`data.loss_identity`; None: not given)."""
         return LawSet(name, self.supervised_law, self.distillation.law if self.distillation else None,
-                      compute or ComputeSettings(), source=source, losses=losses or LossIdentity())
+                      compute or ComputeSettings.of(losses), source=source, losses=losses or LossIdentity())
 
 
 def calibrate(data=None, *, params=None, tokens=None, loss=None, teacher_loss=None, total_params=None,

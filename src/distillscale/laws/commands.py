@@ -16,8 +16,8 @@ from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import Table, console, print_json, progress_printer, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
-from distillscale.laws.lawset import (BIAS_CORRECTION_HELP, FORM_HELP, LAW_HELP, NO_BIAS_CORRECTION_HELP, is_law_file,
-                                     load_laws)
+from distillscale.laws.lawset import (BIAS_CORRECTION_HELP, FORM_HELP, LAW_HELP, NO_BIAS_CORRECTION_HELP, ComputeSettings,
+                                     is_law_file, load_laws)
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity, parse_quantity
@@ -181,6 +181,8 @@ LOSS_TOKENIZER_HELP = ("the tokenizer the runs' losses were measured with (a tok
                        "directory), recorded in the law: a teacher's loss must be on it to plan with the law")
 LOSS_TEXT_HELP = ("the text the runs' losses were measured on, recorded in the law: a prepared corpus directory "
                   "(its validation split; its tokenizer too), or the name of a public set (e.g. \"C4 en validation\")")
+N_CTX_HELP = ("the runs' context length in tokens: the law prices each student's attention at it (default 4096); "
+              "the vocabulary priced is --tokenizer's")
 NOT_GIVEN_NOTE = ("the runs' losses are recorded as nats/token of a tokenizer and text not given: pass --tokenizer "
                   "and --text to record them (a teacher's measured loss can then be checked against the law)")
 
@@ -334,6 +336,7 @@ class FitSupervisedSettings(CommandSettings):
     name: str | None = option(None, help="name of the fitted law (default: file name)")
     tokenizer: Path | None = option(None, help=LOSS_TOKENIZER_HELP)
     text: str | None = option(None, help=LOSS_TEXT_HELP)
+    n_ctx: int | None = option(None, min=1, help=N_CTX_HELP)
     out: Path | None = option(None, help="save the law as JSON, usable as --law FILE")
     overwrite: bool = option(False, help=OVERWRITE_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
@@ -355,7 +358,8 @@ def fit_supervised(s: FitSupervisedSettings) -> None:
                                             s.flops_col, s.drop_invalid, s.total_params_col, s.unique_tokens_col)
     calibration = _calibrate_supervised(s, rows, runs, names)
     _say_unnamed(losses, s.tokenizer, s.text)
-    _report_supervised(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
+    _report_supervised(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses,
+                                          compute=ComputeSettings.of(losses, s.n_ctx)),
                        calibration, rows)
 
 
@@ -462,6 +466,7 @@ class FitDistillationSettings(CommandSettings):
     name: str | None = option(None, help="name of the fitted laws (default: file name)")
     tokenizer: Path | None = option(None, help=LOSS_TOKENIZER_HELP)
     text: str | None = option(None, help=LOSS_TEXT_HELP)
+    n_ctx: int | None = option(None, min=1, help=N_CTX_HELP)
     out: Path | None = option(None, help="save the laws as JSON, usable as --law FILE")
     overwrite: bool = option(False, help=OVERWRITE_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
@@ -483,7 +488,8 @@ def fit_distillation(s: FitDistillationSettings) -> None:
     holdout = _distillation_holdout(s, students, supervised, table, [*columns, s.teacher_loss_col])
     calibration = _calibrate_distillation(s, table, student_law, students.n_dropped, holdout)
     _say_unnamed(losses, s.tokenizer, s.text)
-    _report_distillation(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses),
+    _report_distillation(s, calibration.laws(s.name or s.file.stem, source=f"fitted to {s.file}", losses=losses,
+                                          compute=ComputeSettings.of(losses, s.n_ctx)),
                          calibration, students, lines)
 
 

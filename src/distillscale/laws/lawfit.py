@@ -17,7 +17,7 @@ from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
 from distillscale.laws.objective import ExponentPrior
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.interaction import INTERACTION_FORMS, N_PARAMETERS
-from distillscale.laws.lawset import LawSet, check_path_argument
+from distillscale.laws.lawset import ComputeSettings, LawSet, check_path_argument
 from distillscale.laws.logspace import SUPERVISED_FORMS
 from distillscale.laws.record import FitRecord
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction
@@ -145,10 +145,10 @@ class LawFit:
     def laws(self, name: str = "fitted", source: str = "", losses: LossIdentity | None = None) -> LawSet:
         """The law as a law set (a distillation law with the student's supervised law), as plan reads it;
         `losses`: what the runs' losses are (`ds.loss_identity(tokenizer=..., text=...)`; None: not given)."""
-        losses = losses or LossIdentity()
+        losses, compute = losses or LossIdentity(), ComputeSettings.of(losses)
         if isinstance(self.law, DistillationLaw):
-            return LawSet(name, self.law.student_law, self.law, source=source, losses=losses)
-        return LawSet(name, self.law, source=source, losses=losses)
+            return LawSet(name, self.law.student_law, self.law, compute, source=source, losses=losses)
+        return LawSet(name, self.law, compute=compute, source=source, losses=losses)
 
     def save(self, path: str | Path, name: str | None = None, overwrite: bool = False,
              losses: LossIdentity | None = None) -> None:

@@ -32,6 +32,14 @@ class ComputeSettings:
     n_vocab: int = 32168
     aspect_ratio: float = 128.0
 
+    @classmethod
+    def of(cls, losses: LossIdentity | None, n_ctx: int | None = None) -> "ComputeSettings":
+        """The settings of a law fitted to losses in `losses`' units: its tokenizer's vocabulary (the
+        default's where no tokenizer was given) and the runs' context `n_ctx` (the default's where
+        not known), so each student is priced with the head and attention it will have."""
+        tokenizer = losses.tokenizer if losses is not None else None
+        return cls(n_ctx=n_ctx or cls.n_ctx, n_vocab=tokenizer.vocab_size if tokenizer is not None else cls.n_vocab)
+
 
 @dataclass
 class LawSet:
@@ -248,4 +256,9 @@ def _load_laws(spec: str | Path) -> LawSet:
     except UserError as exc:  # a bad field, a fit record from a newer distillscale
         raise UserError(f"law file {spec}: {exc}") from None
     laws.path = spec
+    text = laws.losses.text
+    if text is not None and text.directory and not Path(text.directory).expanduser().is_absolute():
+        # a law written with a relative split: relative to the law's own file, from any directory
+        directory = (path.parent / Path(text.directory).expanduser()).resolve()
+        laws.losses = laws.losses.model_copy(update={"text": text.model_copy(update={"directory": str(directory)})})
     return laws

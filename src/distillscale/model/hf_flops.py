@@ -91,6 +91,19 @@ def _matmul_weights(model: nn.Module) -> int:
     return total
 
 
+def idle_expert_params(model: nn.Module) -> int:
+    """The weights of a mixture of experts' stacked experts a token does not go through (all of them
+    but num_experts_per_tok / num_experts of theirs); 0 for a dense model: N counts every expert, and
+    N less these is what is active per token."""
+    config = model.config
+    experts = _read(config, "num_local_experts") or _read(config, "num_experts")
+    routed = _read(config, "num_experts_per_tok")
+    if not (experts and routed):
+        return 0
+    stacked = sum(weight.numel() for weight in model.parameters() if weight.ndim == 3 and weight.shape[0] == experts)
+    return stacked - stacked * routed // experts
+
+
 def _parameters_but_input_lookup(model: nn.Module) -> int:
     lookup = model.get_input_embeddings().weight
     tied = model.get_output_embeddings().weight is lookup

@@ -64,6 +64,16 @@ class ModelSize:
     output_rows: int
     context: int | None
     count: ModelConfig | HFFlops
+    # A mixture of experts: its non-embedding parameters a token goes through (N counts every expert);
+    # None for a dense model.
+    active_params: int | None = None
+
+    def describe_params(self) -> str:
+        """N in words: a mixture of experts' total and active per token both."""
+        if self.active_params is None:
+            return f"{self.non_embedding_params:,} non-embedding parameters"
+        return (f"{self.non_embedding_params:,} non-embedding parameters, every expert counted (a mixture of "
+                f"experts: {self.active_params:,} active per token; the laws were fitted on dense models)")
 
     def forward_flops_per_token(self, seq_len: int) -> int:
         return self.count.forward_flops_per_token(seq_len)
@@ -118,7 +128,7 @@ def _generic(path: Path, trust_remote_code: bool, given_as: str) -> ModelSize:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from distillscale.model.hf_flops import hf_forward_flops
+    from distillscale.model.hf_flops import hf_forward_flops, idle_expert_params
 
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -129,7 +139,8 @@ def _generic(path: Path, trust_remote_code: bool, given_as: str) -> ModelSize:
         raise UserError(f"cannot read the Hugging Face model config in {given_as} {path}: {first}") from None
     counts = hf_parameter_counts(model)
     context = getattr(config, "max_position_embeddings", None)
+    idle = idle_expert_params(model)
     return ModelSize(path=str(path), kind="hf", architecture=(config.architectures or [type(model).__name__])[0],
                      non_embedding_params=counts.non_embedding, total_params=counts.total,
                      output_rows=counts.output_rows, context=context if isinstance(context, int) else None,
-                     count=hf_forward_flops(model))
+                     count=hf_forward_flops(model), active_params=counts.non_embedding - idle if idle else None)

@@ -21,10 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.extrapolation import data_range, extrapolation_warnings
+from distillscale.laws.extrapolation import extrapolation_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
@@ -32,14 +30,14 @@ from distillscale.planning.correction import correction_shift
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.gpu_hours import with_gpu_hours
 from distillscale.planning.modes import OnPolicy
-from distillscale.planning.options import ExistingTeacher, PlanSettings, StudentSearch, positive
+from distillscale.planning.options import ExistingTeacher, PlanSettings, positive
+from distillscale.planning.region import planner_bounds, student_region
 from distillscale.planning.plans import ModeComparison, Plan, ScenarioPlans, StudentSizePlans, SupervisedOnlyPlan
 from distillscale.planning.repetition import is_distilled, model_penalty, repetition_check, with_repetition
-from distillscale.planning.warnings import loss_units_notes, mode_warnings, plan_warnings
-from distillscale.units import Quantity, format_quantity
+from distillscale.planning.warnings import loss_units_notes, mode_warnings, plan_warnings, vocabulary_notes
+from distillscale.units import Quantity
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
-    from distillscale.planning.results import DistillationPlan
     from distillscale.planning.solver import DistillationPlanner
     from distillscale.planning.teacher import TeacherCandidate, TeacherRanking
 
@@ -110,20 +108,20 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
         return _supervised_plan(laws, settings)
     from distillscale.planning.solver import DistillationPlanner
 
-    planner = DistillationPlanner(laws, forward, start=start, bounds=_bounds(laws))
+    planner = DistillationPlanner(laws, forward, start=start, bounds=planner_bounds(laws))
     if compare:
         return _mode_comparison(laws, planner, settings)
-    N_S, F_S = _student(settings.student_params, settings.student_model, forward, settings.n_ctx,
-                        settings.trust_remote_code)
+    N_S, F_S, student_rows = _student(settings.student_params, settings.student_model, forward, settings.n_ctx,
+                                      settings.trust_remote_code)
     names = list(SCENARIOS) if settings.scenario is None else [settings.scenario]
     if N_S is None:
-        warnings, (size_range, tokens_per_param) = _student_region(laws, planner, search)
+        warnings, (size_range, tokens_per_param) = student_region(laws, planner, search)
         penalties = (model_penalty(laws, settings.unique_tokens, distilled=True),  # None: fresh data
                      model_penalty(laws, settings.unique_tokens, distilled=False))
         sweeps = [planner.sweep(compute, name, size_range, tokens_per_param,
                                 penalties=penalties if settings.unique_tokens is not None else None)
                   for name in names]
-        warnings += plan_warnings(laws, [s.best for s in sweeps], sweep=True)
+        warnings += plan_warnings(laws, [s.best for s in sweeps], sweep=True) + vocabulary_notes(laws, forward.n_vocab, {})
         return StudentSizePlans(law=laws.name, laws=laws, settings=settings, sweeps=sweeps, warnings=warnings,
                                 planner=planner)
     model = _teacher_model(laws, settings, forward.n_ctx)
@@ -137,7 +135,9 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
         plans = [planner.plan(N_S, compute, name, F_S) for name in names]
     warnings = plan_warnings(laws, plans, sweep=False, given_teacher=teacher is not None)
     return ScenarioPlans(law=laws.name, laws=laws, settings=settings, plans=plans, planner=planner,
-                         warnings=loss_units_notes(laws, settings, model) + warnings, teacher_model=model)
+                         warnings=loss_units_notes(laws, settings, model) + vocabulary_notes(laws, forward.n_vocab, {
+                             "--student-model": student_rows, "--teacher-model": model and model.size.output_rows})
+                         + warnings, teacher_model=model)
 
 
 def plan_supervised(law, *, compute: float, params: float | None = None,
@@ -318,28 +318,17 @@ def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int
 
 
 def _student(student_params: float | None, student_model: str | Path | None, forward: ForwardFlops,
-             n_ctx: int | None, trust_remote_code: bool = False) -> tuple[float | None, float | None]:
+             n_ctx: int | None, trust_remote_code: bool = False) -> tuple[float | None, float | None, int | None]:
     """(N_S, exact F(N_S) or None) from the size or from a model directory (a run, a prune output or a
     Hugging Face causal LM: `model.sizes`). A model is priced at the plan's context (`n_ctx` when given,
     else the law's), the sequence length it trains at, not at the longest its config allows (an
-    imported Qwen3 keeps 40,960); at most at that longest."""
+    imported Qwen3 keeps 40,960); at most at that longest. The third: its output rows (None: a size)."""
     if student_model is None:
-        return student_params, None
+        return student_params, None, None
     from distillscale.planning.teacher_model import student_size
 
-    params, flops, _ = student_size(student_model, n_ctx, forward.n_ctx, trust_remote_code)
-    return params, flops
-
-
-def _bounds(laws: LawSet) -> tuple[float, float]:
-    """The planner's box (sizes and tokens): its default, opened below to a tenth of the smallest size
-    and token count the law was fitted on (a micro sweep's law: thousands of parameters and tokens)."""
-    from distillscale.planning.solver import DEFAULT_BOUNDS
-
-    known = data_range(laws, students=True)
-    if known is None:
-        return DEFAULT_BOUNDS
-    return min(DEFAULT_BOUNDS[0], known.params[0] / 10, known.tokens[0] / 10), DEFAULT_BOUNDS[1]
+    params, flops, size = student_size(student_model, n_ctx, forward.n_ctx, trust_remote_code)
+    return params, flops, size.output_rows
 
 
 def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
@@ -355,41 +344,6 @@ def _say(message: str) -> None:
     from distillscale.console import err_console
 
     err_console.print(f"plan: {message}", highlight=False, soft_wrap=True)
-
-
-def _student_region(laws: LawSet, planner: DistillationPlanner, search: StudentSearch
-                    ) -> tuple[list[str], tuple[tuple[float, float], tuple[float, float] | None]]:
-    """(warnings, (size range, tokens-per-parameter range)) of the student-size sweep: the law's
-    student data range, with the limits given replacing its ends."""
-    warnings = []
-    known = data_range(laws, students=True)
-    if known is None:
-        warnings.append(f"law {laws.name!r} records no data range: searching students of any size in "
-                        "the planner's bounds (set the search limits: smallest and largest size, "
-                        "fewest tokens per parameter)")
-    sizes = list(known.params if known else planner.bounds)
-    ratios = list(known.tokens_per_param) if known else [None, None]
-    for index, name in enumerate(("min_params", "max_params")):
-        if getattr(search, name) is not None:
-            sizes[index] = getattr(search, name)
-    for index, name in enumerate(("min_tokens_per_param", "max_tokens_per_param")):
-        value = getattr(search, name)
-        if value is not None:
-            if not value > 0:
-                raise ParameterError(name, f"{{}} must be positive, got {value:g}")
-            ratios[index] = float(value)
-    if sizes[0] >= sizes[1]:
-        raise ParameterError(("min_params", "max_params"),
-                             f"the smallest student ({format_quantity(sizes[0])}) must be below the "
-                             f"largest ({format_quantity(sizes[1])}): fix {{}}/{{}}")
-    if ratios == [None, None]:
-        return warnings, (tuple(sizes), None)
-    ratios = [0.0 if ratios[0] is None else ratios[0], np.inf if ratios[1] is None else ratios[1]]
-    if ratios[0] >= ratios[1]:
-        raise ParameterError(("min_tokens_per_param", "max_tokens_per_param"),
-                             f"the fewest tokens per parameter ({ratios[0]:g}) must be below the most "
-                             f"({ratios[1]:g}): fix {{}}/{{}}")
-    return warnings, (tuple(sizes), tuple(ratios))
 
 
 def _mode_comparison(laws: LawSet, planner: DistillationPlanner, settings: PlanSettings) -> ModeComparison:

@@ -4,9 +4,10 @@
 N and the forward FLOPs per token come from the model's config, counted as the engine counts every
 model it trains or distils from (`model.sizes`: non-embedding parameters, every matmul and attention
 at the plan's context). The teacher's loss L_T must be in the law's units: nats/token of the law's
-tokenizer on the law's text (`LawSet.losses`). It is read from the model's loss.json
-(`distillscale loss`), or from the measurement kept beside the law's prepared split, or measured
-there now (`distillscale loss` in a child process: the planner itself loads no model). A teacher of
+tokenizer on the law's text (`LawSet.losses`). It is the measurement `distillscale loss` kept in
+distillscale's cache (the same key: the model's files, the tokenizer, the split, the context), or a
+loss.json in the model's directory, or measured on the law's split now (`distillscale loss` in a
+child process: the planner itself loads no model). A teacher of
 another tokenizer, or a loss.json of another text, is refused in one line that says how to calibrate
 the laws on the teacher's tokenizer.
 
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distillscale.data.loss_identity import LOSS_FILE, LossRecord, TokenizerIdentity, cache_path, model_fingerprint
+from distillscale.data.loss_identity import TokenizerIdentity
+from distillscale.data.loss_record import LOSS_FILE, LossRecord, MeasurementCache, MeasurementKey, model_fingerprint
 from distillscale.errors import ParameterError, UserError
 
 if TYPE_CHECKING:
@@ -49,13 +51,14 @@ class TeacherModel:
 
     def describe(self) -> str:
         """One line: the teacher's N, FLOPs per token and L_T, and where L_T came from."""
-        return (f"teacher {self.path}: N_T = {self.size.non_embedding_params:,} non-embedding parameters, "
+        return (f"teacher {self.path}: N_T = {self.size.describe_params()}, "
                 f"{self.flops_per_token:.4g} FLOPs/token at context {self.context} ({self.size.architecture}); "
                 f"L_T = {self.loss.describe()}, from {self.source}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "architecture": self.size.architecture,
                 "non_embedding_params": self.size.non_embedding_params, "total_params": self.size.total_params,
+                "active_params": self.size.active_params,
                 "forward_flops_per_token": self.flops_per_token, "context": self.context,
                 "flops_method": self.size.flops_method, "loss": self.loss.nats_per_token,
                 "loss_standard_error": self.loss.standard_error, "bits_per_byte": self.loss.bits_per_byte,
@@ -88,8 +91,11 @@ def teacher_model(path: str | Path, laws: LawSet, context: int, trust_remote_cod
     path = Path(path).expanduser()
     size = model_size(path, trust_remote_code, given_as="--teacher-model")
     _check_tokenizer(path, laws)
-    record, source = _measured_loss(path, laws, context, trust_remote_code, progress)
     at = min(context, size.context) if size.context else context
+    if at < context:
+        progress(f"--teacher-model {path} takes at most {at} tokens of context: measured and priced at {at}, not "
+                 f"{context}")
+    record, source = _measured_loss(path, laws, at, trust_remote_code, progress)
     return TeacherModel(str(path), size, float(size.forward_flops_per_token(at)), at, record, source)
 
 
@@ -124,27 +130,31 @@ def _check_tokenizer(path: Path, laws: LawSet) -> TokenizerIdentity:
 
 def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bool, progress
                    ) -> tuple[LossRecord, str]:
-    """(L_T's record, where it came from): the measurement kept with the law's split, else loss.json in
-    the model's directory, else measured on the law's split now."""
+    """(L_T's record, where it came from): a measurement of this model on the law's split at this
+    context in distillscale's cache (on any device and precision: `MeasurementCache.find_any`, the key
+    `distillscale loss` keeps it by), else a loss.json the user put in the model's directory, else
+    measured on the law's split now."""
     fingerprint = model_fingerprint(path)
     own = path / LOSS_FILE
     text = laws.losses.text
     directory = Path(text.directory) if text is not None and text.directory else None
-    kept = None if directory is None else cache_path(directory, fingerprint, laws.losses, context, None)
-    if kept is not None and kept.is_file():
-        return LossRecord.load(kept), f"the measurement kept with the law's split ({kept})"
+    if laws.losses.given and text.split_sha256:
+        key = MeasurementKey.of(fingerprint, laws.losses, context, None, "any", "any")
+        kept = MeasurementCache().find_any(key)
+        if kept is not None:
+            return kept, f"the measurement in distillscale's cache ({kept.device}, {kept.dtype}, {kept.created})"
     if own.is_file():
         record = LossRecord.load(own)
         if record.model_fingerprint != fingerprint:
             raise UserError(f"{own} measured other files than --teacher-model {path} holds now (a model changed "
-                            f"since): measure it again with `distillscale loss {path} --data CORPUS --overwrite`")
+                            f"since): measure it again with `distillscale loss {path} --data CORPUS`")
         _check_text(own, record, laws, path, context)
         return record, str(own)
     if directory is None or not (directory / "manifest.json").is_file():
         where = "records no prepared split" if directory is None else f"was fitted on a split no longer at {directory}"
-        raise UserError(f"--teacher-model {path} has no loss.json and law {laws.name!r} {where} to measure it on: "
+        raise UserError(f"--teacher-model {path} has no measured loss and law {laws.name!r} {where} to measure it on: "
                         f"measure the teacher on the text of the law's runs with `distillscale loss {path} --data "
-                        f"CORPUS --seq-len {context}` (it writes {own}), or give --teacher-params and --teacher-loss")
+                        f"CORPUS --seq-len {context}`, or give --teacher-params and --teacher-loss")
     progress(f"measuring the loss of {path} on the law's split ({directory})")
     return _measure(path, directory, context, trust_remote_code), f"measured now on the law's split ({directory})"
 
@@ -157,7 +167,7 @@ def _check_text(file: Path, record: LossRecord, laws: LawSet, path: Path, contex
                  else "--data CORPUS (the text of the law's runs)")
         raise UserError(f"{file} is the teacher's loss on {why.removeprefix('another ')}: the law's losses are "
                         f"{laws.losses.describe()}; measure the teacher there: `distillscale loss {path} {where} "
-                        f"--seq-len {context} --overwrite`")
+                        f"--seq-len {context}`")
 
 
 def _measure(path: Path, directory: Path, context: int, trust_remote_code: bool) -> LossRecord:

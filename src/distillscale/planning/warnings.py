@@ -77,3 +77,28 @@ def loss_units_notes(laws: LawSet, settings, model=None) -> list[str]:
         messages.append(f"the teacher's loss was measured at context {model.loss.seq_len} and the plan's context is "
                         f"{model.context}: a teacher reads its context; measure it at --seq-len {model.context}")
     return messages
+
+
+def vocabulary_notes(laws: LawSet, priced_vocab: int, models: dict[str, int | None]) -> list[str]:
+    """Where the plan prices an output layer with another vocabulary than the law's losses are in:
+    the law's FLOP accounting (`laws.compute.n_vocab`, or --vocab-size: `priced_vocab`) against its
+    losses' tokenizer, and each model given (`models`: flag -> its output rows) against the law's
+    vocabulary, beyond the padding a checkpoint adds (1%)."""
+    tokenizer, recorded = laws.losses.tokenizer, laws.compute.n_vocab
+    vocab = tokenizer.vocab_size if tokenizer is not None else recorded
+    notes = []
+    if priced_vocab != vocab:
+        if tokenizer is not None and priced_vocab == recorded:
+            notes.append(f"law {laws.name!r} prices each model's output layer at {recorded:,} rows, but its losses are "
+                         f"in {tokenizer.describe()}: the FLOPs are another vocabulary's; pass --vocab-size "
+                         f"{vocab} (a law fitted with --tokenizer records it)")
+        else:
+            notes.append(f"each model's output layer is priced at {priced_vocab:,} rows (--vocab-size), and law "
+                         f"{laws.name!r}'s losses are in a {vocab:,}-token vocabulary: its losses are for models "
+                         f"with {vocab:,} rows")
+    for flag, rows in models.items():
+        if rows is not None and abs(rows - vocab) > 0.01 * vocab:
+            notes.append(f"{flag} has a {rows:,}-row output layer and law {laws.name!r}'s losses are in a "
+                         f"{vocab:,}-token vocabulary: it is priced as it is, but the law predicts models of "
+                         f"the law's vocabulary")
+    return notes

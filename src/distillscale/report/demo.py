@@ -159,10 +159,10 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
     if scale == "gpu" and quick:
         raise UserError("--quick shortens the micro demo: leave it out with --scale gpu")
     gpus = require_gpus() if scale == "gpu" else []
-    if teacher is not None:
-        check_teacher(teacher, trust_remote_code, scale, progress)
     spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)), repetition=repetition, capacity_gap=capacity_gap,
                          lr_law=lr_law, teacher=teacher)
+    if teacher is not None:
+        check_teacher(teacher, trust_remote_code, scale, progress, max(int(run.settings["seq_len"]) for run in spec.runs))
     sweep_dir = check_output_dir(Path(out) if out is not None else Path("sweeps") / spec.name,
                                  is_ours=is_sweep_dir, inputs=[data, teacher], what="sweep directory")
     placement = place_runs(gpus, "none" if not gpus else None, GPU_RUNS_PER_GPU if gpus and not workers else None,
@@ -187,12 +187,15 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
 MICRO_VOCABULARY = 4096
 
 
-def check_teacher(teacher: Path, trust_remote_code: bool, scale: str, progress) -> None:
+def check_teacher(teacher: Path, trust_remote_code: bool, scale: str, progress, seq_len: int) -> None:
     """Refuse, in one line, a teacher the demo cannot calibrate for (not a model, its own code not
-    trusted, no tokenizer); say before the sweep when its vocabulary makes the micro sweep slow."""
+    trusted, no tokenizer, weights that do not run: one forward on a short window); say before the
+    sweep when its vocabulary makes the micro sweep slow, and when its context is shorter than the
+    sweep's windows (`seq_len`: it is measured in windows of its own context)."""
     from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
     from distillscale.model.pretrained import tokenizer_of
     from distillscale.model.sizes import model_size
+    from distillscale.training.teachers import check_teacher_runs, find_teacher
 
     size = model_size(teacher, trust_remote_code, given_as="--teacher")
     found = tokenizer_of(Path(teacher).expanduser())
@@ -200,16 +203,23 @@ def check_teacher(teacher: Path, trust_remote_code: bool, scale: str, progress) 
         raise UserError(f"--teacher {teacher} has no tokenizer (tokenizer.json or tokenizer_config.json): the sweep "
                         "calibrates the laws in the teacher's tokenizer; save it there")
     ids = tokenizer_vocab_size(load_tokenizer(found)[0])
-    _check_teacher_memory(teacher, size, ids, progress)
+    memory = _check_teacher_memory(teacher, size, ids)
+    context = min(seq_len, size.context or seq_len)
+    check_teacher_runs(find_teacher(teacher, trust_remote_code, given_as="--teacher"), ids, context, trust_remote_code)
+    progress(memory)
+    if context < seq_len:
+        progress(f"--teacher {teacher} takes at most {context} tokens of context: it is measured in windows of "
+                 f"{context}, the sweep's models in windows of {seq_len}")
     if scale == "micro" and ids > MICRO_VOCABULARY:
         progress(f"warning: the teacher's tokenizer has {ids:,} ids: the micro sweep's small models spend most of "
                  f"their compute in an output layer that wide, many times the usual minutes on a CPU; on a GPU use "
                  "--scale gpu")
 
 
-def _check_teacher_memory(teacher: Path, size, ids: int, progress) -> None:
+def _check_teacher_memory(teacher: Path, size, ids: int) -> str:
     """Before the sweep: the memory the teacher's measurement will take (its weights in float32 and a
-    window at its context, at most 2048), refused in one line when the machine lacks it."""
+    window at its context, at most 2048), refused in one line when the machine lacks it; else what
+    to say of it."""
     from distillscale.evaluation.loss import estimate_cost
     from distillscale.training.distributed import resolve_device
 
@@ -220,5 +230,5 @@ def _check_teacher_memory(teacher: Path, size, ids: int, progress) -> None:
                         "after the sweep: too large for this machine; run the demo on one with more memory (a GPU), "
                         "or calibrate with `data prepare --tokenizer` and a sweep, and measure the teacher with "
                         "`distillscale loss` where it fits")
-    progress(f"--teacher {teacher}: {size.non_embedding_params:,.0f} non-embedding parameters; its loss is measured "
-             f"after the sweep, in {estimate.describe_memory()}")
+    return (f"--teacher {teacher}: {size.describe_params()}; its loss is measured after the sweep, in "
+            f"{estimate.describe_memory()}")

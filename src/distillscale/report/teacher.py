@@ -72,6 +72,7 @@ def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, la
                    trust_remote_code=trust_remote_code)
     headline = planned.headline
     config = _write_student_config(student, teacher, headline.student_tokens, Path(out_dir))
+    epochs = headline.student_tokens / _train_tokens(laws)
     distillation = laws.distillation
     return {"plan": planned.to_dict(), "student_params": N, "student_tokens": headline.student_tokens,
             "compute": compute, "student_loss": headline.student_loss,
@@ -81,7 +82,17 @@ def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, la
             "capacity_gap_ratio": record.nats_per_token / float(laws.supervised.predict(N, headline.student_tokens)),
             "d1": float(distillation.d1) if hasattr(distillation, "d1") else None,
             "student_config": str(config), "distill_command": f"distillscale distill --config {config}",
+            "epochs": epochs,
             "plan_command": planned.settings.model_copy(update={"law": str(law_file)}).command()}
+
+
+def _train_tokens(laws) -> float:
+    """The tokens of the split the laws' students train on (the student split of their prepared
+    corpus's manifest)."""
+    import json
+
+    manifest = Path(laws.losses.text.directory) / "manifest.json"
+    return float(json.loads(manifest.read_text(encoding="utf-8"))["splits"]["student"]["tokens"])
 
 
 def _student_run(students: list[dict], target: float | None) -> dict:
@@ -102,9 +113,13 @@ def _write_student_config(student: dict, teacher, tokens: float, out_dir: Path) 
     from distillscale.training.run_dir import RunDirectory
 
     stored = RunDirectory(Path(student["run_dir"])).stored_config(DistillConfig)
-    config = stored.model_copy(update={"teacher": [Path(teacher).expanduser().absolute()], "tokens": float(round(tokens)),
+    # every path absolute: the config runs the same from any directory
+    paths = {name: Path(value).expanduser().resolve() for name in ("data", "tokenizer", "student_init")
+             if isinstance(value := getattr(stored, name, None), Path) and value.expanduser().exists()}
+    config = stored.model_copy(update={"teacher": [Path(teacher).expanduser().resolve()], "tokens": float(round(tokens)),
                                        "tokens_per_param": None, "fork_from": None, "fork_tokens": None,
-                                       "out": out_dir / STUDENT_RUN, "overwrite": False})
+                                       "out": out_dir.expanduser().resolve() / STUDENT_RUN, "overwrite": False,
+                                       **paths})
     path = out_dir / PLANNED_STUDENT
     atomic_write_text(path, to_toml(DistillConfig.model_validate(config.model_dump())))
     return path
@@ -127,6 +142,9 @@ def teacher_lines(section: dict[str, Any]) -> list[str]:
     lines.append(f"  {section['verdict']}: a {section['student_params']:,.0f}-parameter student distilled from it on "
                  f"{section['student_tokens']:,.0f} tokens reaches {section['student_loss']:.4f}{shown} nats/token, "
                  f"{section['supervised_loss']:.4f} without a teacher; distil it: {section['distill_command']}")
+    if (section.get("epochs") or 0) > 1:
+        lines.append(f"  those tokens are {section['epochs']:.1f} epochs of this corpus's student split: both losses "
+                     "are the laws' for fresh tokens, and a model trained without a teacher on repeated data does worse")
     lines.append(f"  plan for it at another budget or student: {section['plan_command']}")
     return lines
 

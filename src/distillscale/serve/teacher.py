@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from distillscale.data.loss_identity import tokenizer_identity
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_hash, tokenizer_vocab_size
 from distillscale.errors import UserError
 from distillscale.serve.http import JSONHandler, RequestError, listen
@@ -49,6 +50,7 @@ class TeacherService:
                  trust_remote_code: bool = False, name: str | None = None):
         source = find_teacher(path, trust_remote_code, given_as="serve-teacher's TEACHER argument")
         self.tokenizer = None if source.tokenizer_path is None else load_tokenizer(source.tokenizer_path)[0]
+        self.identity = None if self.tokenizer is None else tokenizer_identity(self.tokenizer, str(source.tokenizer_path))
         vocab_size = 1 if self.tokenizer is None else tokenizer_vocab_size(self.tokenizer)
         self.teacher: Teacher = load_teacher(source, vocab_size, device, 1, trust_remote_code)
         if self.tokenizer is None:  # no tokenizer to say how many ids are real: all output rows are
@@ -74,7 +76,9 @@ class TeacherService:
         about = {"kind": info.kind, "path": info.path, "non_embedding_params": info.non_embedding_params,
                  "total_params": info.total_params, "forward_flops_per_token": flops,
                  "flops_method": info.flops_method, "vocab_size": self.vocab_size, "max_logprobs": self.top_k,
-                 "tokenizer_sha256": None if self.tokenizer is None else tokenizer_hash(self.tokenizer)}
+                 "tokenizer_sha256": None if self.tokenizer is None else tokenizer_hash(self.tokenizer),
+                 "tokenizer_identity": None if self.identity is None else self.identity.sha256,
+                 "tokenizer_parts": None if self.identity is None else self.identity.parts}
         card = {"id": self.name, "object": "model", "created": self.created, "owned_by": "distillscale",
                 "root": self.name, "parent": None, "permission": [],
                 "max_model_len": None if self.context is None else self.context + 1, "distillscale": about}

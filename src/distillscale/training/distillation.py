@@ -74,6 +74,7 @@ from distillscale.training.teachers import (
     load_teacher,
     resolve_student_data,
     same_tokenizer,
+    tokenizer_difference,
 )
 from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass
 
@@ -149,8 +150,9 @@ def distill_from_mixture(config: DistillConfig, progress: bool = True) -> RunRes
     for source in sources[1:]:  # each teacher's data checked against the student's, as the first's was
         check_teacher_data(source, resolved.data_config())
     for path, source in zip(paths, sources):
-        if source.tokenizer_path is not None and not same_tokenizer(source.tokenizer_path, resolved.tokenizer):
-            raise UserError(f"teacher {source.path} speaks another tokenizer than {resolved.tokenizer}: the "
+        why = None if source.tokenizer_path is None else tokenizer_difference(resolved.tokenizer, source.tokenizer_path)
+        if why is not None:
+            raise UserError(f"teacher {source.path} speaks another tokenizer than {resolved.tokenizer} ({why}): the "
                             f"teachers of a mixture must share the student's tokenizer (a mixture across "
                             f"tokenizers is not supported); distil from it alone for cross-tokenizer distillation")
     if config.parallel == "fsdp" and config.teacher_parallel == "shard":
@@ -311,11 +313,10 @@ def connect_checked(client: TeacherClient, config: DistillConfig, data: Prepared
         raise UserError(f"--seq-len {config.seq_len} sends prompts of {config.seq_len + 1} tokens but the teacher "
                         f"server at {client.base} takes at most {model.max_model_len}: use --seq-len "
                         f"{model.max_model_len - 1} or less (vLLM: raise its --max-model-len)")
-    served_tokenizer = model.about.tokenizer_sha256
-    if served_tokenizer is not None and served_tokenizer != data.tokenizer_hash:
-        raise UserError(f"the teacher server at {client.base} speaks another tokenizer (sha256 "
-                        f"{str(served_tokenizer)[:12]}, --tokenizer {config.tokenizer} is "
-                        f"{data.tokenizer_hash[:12]}): {tokenizer_hint}")
+    why = model.about.tokenizer_difference(data)
+    if why is not None:
+        raise UserError(f"the teacher server at {client.base} speaks another tokenizer than --tokenizer "
+                        f"{config.tokenizer} ({why}): {tokenizer_hint}")
 
 
 def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResult:

@@ -97,7 +97,26 @@ class ServedCard(BaseModel):
     flops_method: str | None = None
     max_logprobs: int | None = Field(None, ge=1)
     vocab_size: int | None = Field(None, ge=1)
-    tokenizer_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    tokenizer_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # of tokenizer.json as a whole
+    tokenizer_identity: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # `TokenizerIdentity.sha256`
+    tokenizer_parts: dict[str, str] | None = None  # `TokenizerIdentity.parts`
+
+    def tokenizer_difference(self, corpus) -> str | None:
+        """How the served tokenizer differs from a prepared corpus's (`corpus`: a PreparedData), naming
+        what differs where the server says its parts (`serve-teacher` does); None: the same, or the
+        server does not say (vLLM)."""
+        from distillscale.data.loss_identity import corpus_tokenizer_identity, parts_differ
+
+        identity = corpus_tokenizer_identity(corpus)
+        if self.tokenizer_identity is not None:
+            if self.tokenizer_identity == identity.sha256:
+                return None
+            what = (" and ".join(parts_differ(identity.parts, self.tokenizer_parts))
+                    if self.tokenizer_parts and identity.parts else "tokenizer")
+            return f"another {what}: identity sha256 {self.tokenizer_identity[:12]}, the corpus's {identity.sha256[:12]}"
+        if self.tokenizer_sha256 is not None and self.tokenizer_sha256 != corpus.tokenizer_hash:
+            return f"sha256 {self.tokenizer_sha256[:12]}, the corpus's {corpus.tokenizer_hash[:12]}"
+        return None
 
 
 @dataclass(frozen=True)

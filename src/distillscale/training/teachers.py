@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from distillscale.data.sources import first_line
+from distillscale.data.loss_identity import tokenizer_identity
 from distillscale.data.tokenizer import load_tokenizer
 from distillscale.errors import UserError, path_kind
 from distillscale.model.sizes import HFParameterCounts, hf_parameter_counts
@@ -226,26 +227,33 @@ def check_start_data(start: str | Path, student_data) -> None:
         check_teacher_data(TeacherSource(path=start, kind="run", tokenizer_path=None), student_data, role="start")
 
 
+def tokenizer_difference(teacher_tokenizer: Path, student_tokenizer: Path) -> str | None:
+    """How the student's tokenizer differs from the teacher's (`TokenizerIdentity.differs`: the
+    vocabulary, merges, special tokens, normalizer, pre-tokenizer or post-processor), None: the same."""
+    return tokenizer_identity(load_tokenizer(teacher_tokenizer)[0], str(teacher_tokenizer)).differs(
+        tokenizer_identity(load_tokenizer(student_tokenizer)[0], str(student_tokenizer)))
+
+
 def same_tokenizer(teacher_tokenizer: Path, student_tokenizer: Path) -> bool:
-    """Whether the two tokenizers give every token the same id."""
-    return (load_tokenizer(teacher_tokenizer)[0].get_vocab(with_added_tokens=True)
-            == load_tokenizer(student_tokenizer)[0].get_vocab(with_added_tokens=True))
+    """Whether the two tokenizers are the same tokenizer (every text the same ids)."""
+    return tokenizer_difference(teacher_tokenizer, student_tokenizer) is None
 
 
 def check_same_tokenizer(teacher_tokenizer: Path, student_tokenizer: Path) -> None:
-    """Refuse a student tokenizer whose token ids mean something else than the teacher's."""
-    if same_tokenizer(teacher_tokenizer, student_tokenizer):
+    """Refuse a student tokenizer other than the teacher's: another vocabulary gives its ids other
+    meanings, another normalizer or pre-tokenizer feeds the teacher text cut otherwise."""
+    why = tokenizer_difference(teacher_tokenizer, student_tokenizer)
+    if why is None:
         return
     teacher_vocab = load_tokenizer(teacher_tokenizer)[0].get_vocab(with_added_tokens=True)
     student_vocab = load_tokenizer(student_tokenizer)[0].get_vocab(with_added_tokens=True)
     differing = sorted(set(teacher_vocab.items()) ^ set(student_vocab.items()), key=lambda item: item[1])
-    token, _ = differing[0]
+    example = "" if not differing else (f"; e.g. {differing[0][0]!r} is id {student_vocab.get(differing[0][0], 'absent')}"
+                                        f" vs {teacher_vocab.get(differing[0][0], 'absent')}")
     raise UserError(
-        f"tokenizer {student_tokenizer} differs from the teacher's {teacher_tokenizer} "
-        f"({len(student_vocab)} vs {len(teacher_vocab)} tokens; e.g. {token!r} is id "
-        f"{student_vocab.get(token, 'absent')} vs {teacher_vocab.get(token, 'absent')}): a logit cache "
-        f"stores the teacher's token ids, so leave out --tokenizer to use the teacher's (`distill --teacher` "
-        f"distils across tokenizers)")
+        f"tokenizer {student_tokenizer} differs from the teacher's {teacher_tokenizer} ({why}{example}): a logit "
+        f"cache stores the teacher's token ids for the teacher's text, so leave out --tokenizer to use the "
+        f"teacher's (`distill --teacher` distils across tokenizers)")
 
 
 class Teacher(nn.Module):
@@ -308,14 +316,44 @@ def load_teacher(source: TeacherSource, vocab_size: int, device: torch.device, s
     """Load the teacher on `device` with weights in `dtype` (default: `compute_dtype(device)`),
     checked against the student's `vocab_size` (its tokenizer's) and context `seq_len`."""
     dtype = dtype or compute_dtype(device)
-    if source.kind == "run":
-        model, info = _load_run(source.path, device, dtype, seq_len)
-    else:
-        model, info = _load_hf(source.path, device, dtype, seq_len, trust_remote_code)
+    try:
+        if source.kind == "run":
+            model, info = _load_run(source.path, device, dtype, seq_len)
+        else:
+            model, info = _load_hf(source.path, device, dtype, seq_len, trust_remote_code)
+    except (UserError, torch.cuda.OutOfMemoryError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 (a truncated or damaged file fails in its loader's own words)
+        raise UserError(_cannot_run(source, exc)) from None
     if info.output_rows < vocab_size:
         raise UserError(f"teacher {source.path} predicts {info.output_rows} token ids but the tokenizer has "
                         f"{vocab_size}: the tokenizer does not belong to this teacher")
     return Teacher(model, vocab_size, info)
+
+
+PROBE_WINDOW = 16  # tokens of the forward that checks a teacher runs
+
+
+def _cannot_run(source: TeacherSource, exc: Exception) -> str:
+    reason = (str(exc).strip().splitlines() or [""])[0]
+    return (f"teacher {source.path} cannot be loaded and run ({type(exc).__name__}{': ' if reason else ''}{reason}): "
+            "its weights are damaged or are not its config's; save the model again")
+
+
+def check_teacher_runs(source: TeacherSource, vocab_size: int, context: int, trust_remote_code: bool = False) -> None:
+    """One forward of the teacher on the CPU, on a short window, before anything is spent on it:
+    weights that cannot be read or run, or logits that are not finite, are a one-line UserError
+    (instead of a failure after the work that needed them). `context`: one it takes."""
+    window = max(1, min(PROBE_WINDOW, context))
+    teacher = load_teacher(source, vocab_size, torch.device("cpu"), window, trust_remote_code, dtype=torch.float32)
+    try:
+        with torch.no_grad():
+            logits = teacher.head(teacher.hidden_states(torch.arange(window)[None] % vocab_size))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise UserError(_cannot_run(source, exc)) from None
+    if not torch.isfinite(logits).all():
+        raise UserError(f"teacher {source.path} gives logits that are not finite on a test window: its weights are "
+                        "damaged (nan or inf); save the model again")
 
 
 def _load_run(path: Path, device: torch.device, dtype: torch.dtype,

@@ -168,7 +168,7 @@ class PredictHyperparametersSettings(CommandSettings):
     batch_tokens: Annotated[float | None, quantity("--batch-tokens", kind=Quantity.TOKENS)] = option(
         None, help="a batch size (tokens) you fixed: the lr to use at it, its loss penalty against B* and the tokens "
                    "that recover it (the law's batch exponent, not a fixed square root)")
-    d_model: float | None = option(None, min=1, help="the model's width, for its --lr under muP (the hidden matrices "
+    d_model: int | None = option(None, min=1, help="the model's width, for its --lr under muP (the hidden matrices "
                                                      "train at --lr x 256 / d_model; default: the family's width at "
                                                      "--params, aspect ratio 128)")
     as_json: bool = option(False, flag="--json", help="print JSON")

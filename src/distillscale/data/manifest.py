@@ -1,0 +1,40 @@
+"""What a prepared corpus's manifest says, read without opening its splits: each split's composition,
+the corpus's warnings (kept with it, so a second `train` on the cache warns as the first did) and the
+one line that describes it."""
+
+from __future__ import annotations
+
+from distillscale.data.config import DEFAULT_VOCAB_SIZE
+from distillscale.data.splits import SPLITS, SplitComposition, composition_warning
+
+
+def composition(manifest: dict, name: str) -> SplitComposition:
+    recorded = manifest["splits"][name]
+    return SplitComposition(**{field: recorded[field] for field in SplitComposition.__dataclass_fields__})
+
+
+def data_warnings(manifest: dict) -> list[str]:
+    """The warnings of a prepared corpus, read from its manifest: a tokenizer trained smaller than asked
+    (the corpus supports no more merges) and splits a document dominates or whose training halves
+    differ (`splits.composition_warning`). Kept with the splits, so that a second `train` on the cached
+    corpus warns as the first did."""
+    messages = []
+    asked = manifest["config"].get("vocab_size") or DEFAULT_VOCAB_SIZE
+    got = manifest["tokenizer"]["vocab_size"]
+    if manifest["config"].get("tokenizer") is None and got < asked:
+        messages.append(f"the corpus supports only {got:,} BPE tokens, not the {asked:,} asked for: the "
+                        f"tokenizer has {got:,}; give a larger corpus or a smaller --vocab-size")
+    made = {name: composition(manifest, name) for name in SPLITS}
+    concern = composition_warning(made, manifest["source"]["documents"])
+    return messages + ([concern] if concern is not None else [])
+
+
+def describe_prepared(manifest: dict) -> str:
+    """One line: the corpus and its size in bytes and tokens, per split."""
+    source, splits = manifest["source"], manifest["splits"]
+    total = sum(splits[name]["tokens"] for name in SPLITS)
+    duplicates = source.get("duplicates_skipped", 0)
+    return (f"prepared {source['description']}: {source['documents']:,} documents"
+            + (f" ({duplicates:,} duplicates left out)" if duplicates else "")
+            + f", {source['bytes'] / 1e6:,.1f} MB, {total / 1e6:,.2f}M tokens ("
+            + ", ".join(f"{name} {splits[name]['tokens'] / 1e6:,.2f}M" for name in SPLITS) + ")")
