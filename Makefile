@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # release reaches users only after `make lock` is run, reviewed and committed.
 CONSTRAINTS := constraints.txt
 
-.PHONY: install test docs demo bench lock clean
+.PHONY: install test test-fast test-last-bits docs demo bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,22 @@ $(STAMP): $(BIN)/python pyproject.toml $(CONSTRAINTS)
 
 install: $(STAMP)
 
+# --durations=30: the slowest tests, printed by every run (CI's too), so a slow one is seen when it lands.
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(MKDOCS)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=30
+
+# The inner loop: the tests marked fast (the laws, the planner and the CLI's parsing), in about two minutes.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m fast --durations=10
+
+# The tests whose outcome turns on the last bits of floating point, as on an x86 CPU without AVX-512:
+# numpy dispatches AVX-512 as the X86_V4 group (naming AVX512F etc. disables nothing there), torch takes
+# its AVX2 kernels, OpenBLAS its Haswell ones. CI runs them after `make test`.
+test-last-bits: $(STAMP)
+	NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR" ATEN_CPU_CAPABILITY=avx2 OPENBLAS_CORETYPE=Haswell \
+	    $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider -m last_bits
 
 # The documentation site, offline: --strict fails on a broken link or anchor, a page left out of the
 # nav, a missing README section that a page includes, or a docstring the API reference cannot read.

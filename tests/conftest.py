@@ -58,25 +58,34 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
-# The heaviest test files, heaviest first (`pytest --durations=40` of a fresh clone's suite on 2 cores,
-# 2026-11-26). `make test` hands whole files to its two workers in collection order (`--dist loadfile
+# The heaviest test files, heaviest first (`pytest --durations` of a fresh clone's suite on 2 cores,
+# 2026-11-27). `make test` hands whole files to its two workers in collection order (`--dist loadfile
 # --no-loadscope-reorder`), so these run first and the many short files fill in behind them:
 # longest-processing-time-first scheduling. Left to xdist's default order (files with the most tests
 # first), a 3-10 minute file could start last on one worker while the other had nothing left to do.
 HEAVIEST_FIRST = (
-    "tests/laws/test_intervals.py", "tests/report/test_demo.py", "tests/report/test_report.py",
-    "tests/laws/test_crossladder_cli.py", "tests/laws/test_marginal.py", "tests/report/test_design_family.py",
-    "tests/training/test_fsdp.py", "tests/report/test_own_teacher.py", "tests/laws/test_fit.py",
-    "tests/sweeps/test_runner.py", "tests/bench/test_e_posterior_bench.py", "tests/sweeps/test_sweep_eval.py",
-    "tests/training/test_hf_student.py", "tests/training/test_ddp.py", "tests/laws/test_repetition_curves.py",
-    "tests/laws/test_ensemble.py", "tests/test_api.py", "tests/laws/test_backtest.py", "tests/sweeps/test_worker.py",
+    "tests/report/test_own_teacher.py", "tests/sweeps/test_sweep_eval.py", "tests/sweeps/test_runner.py",
+    "tests/training/test_fsdp.py", "tests/report/test_report.py", "tests/training/test_hf_student.py",
+    "tests/training/test_ddp.py", "tests/laws/test_fit.py", "tests/bench/test_e_posterior_bench.py",
+    "tests/laws/test_law_inputs.py", "tests/evaluation/test_eval_command.py", "tests/laws/test_ensemble.py",
+    "tests/report/test_design_family.py", "tests/laws/test_repetition_curves.py", "tests/laws/test_marginal.py",
+    "tests/laws/test_repetition_laws.py", "tests/sweeps/test_worker.py", "tests/training/test_fork.py",
+    "tests/laws/test_crossladder_cli.py", "tests/test_api.py", "tests/test_readme.py", "tests/laws/test_backtest.py",
 )
+
+# The inner loop (`make test-fast`, marker `fast`): every test of these that is not marked slow (a
+# test that takes more than a few seconds is).
+FAST = ("tests/laws/", "tests/planning/", "tests/cli/", "tests/test_units.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Order the collection heaviest file first (see HEAVIEST_FIRST); the rest keep their order."""
+    """Order the collection heaviest file first (see HEAVIEST_FIRST; the rest keep their order) and
+    mark the inner loop's tests `fast` (FAST)."""
     rank = {name: index for index, name in enumerate(HEAVIEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+    for item in items:
+        if item.nodeid.startswith(FAST) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -69,6 +69,8 @@ ADDED_SINCE["demo"] |= {"--teacher", "--trust-remote-code"}
 ADDED_SINCE["serve"] |= {"--hyperparameter-law"}   # issue 63 (c5d016c): the page takes fitted hyperparameter laws
 ADDED_SINCE["fit supervised"] |= {"--bias-correction"}  # issue 72: the cross-ladder correction opt-in
 ADDED_SINCE["distill"] |= {"--cache-workers"}  # issue 73: the threads reading a logit cache
+for _path in ("fit supervised", "fit distillation"):  # the runs' context, priced with --tokenizer's vocabulary
+    ADDED_SINCE[_path] |= {"--n-ctx"}
 # Recorded flags that repeat since (a single value still reads as before): their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"}}

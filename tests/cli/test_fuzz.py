@@ -236,6 +236,7 @@ def _write_files(root: Path, contents: dict[str, bytes]) -> None:
         (root / name).write_bytes(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_commands_reading_fuzzed_files(sandbox, capsys, data):
@@ -354,6 +355,7 @@ def _float_options(command) -> list[str]:
 EDGE_FLOATS = ["0", "1", "-1", "1.5", "-inf"]  # each flag one of these in turn, and nan and inf
 
 
+@pytest.mark.slow
 def test_every_float_option_takes_zero_one_negative_nan_and_inf_in_one_line(sandbox, capsys):
     """Each float flag of each command given nan, inf and in turn 0, 1, a negative number, 1.5 or -inf:
     exit 0 or 2 with one line (`run`), never a traceback; nan, a value no setting means, is refused."""

@@ -199,6 +199,7 @@ MUTATIONS = {"text": "x", "true": True, "negative": -1.0, "zero": 0, "nan": math
              "huge": 1e308, "null": None, "missing": "MISSING", "list": [1], "extra": "EXTRA"}
 
 
+@pytest.mark.slow
 def test_law_files_mutated_field_by_field_are_refused_naming_the_field_or_predict_finitely(law_record, tmp_path):
     from distillscale.laws.predict import predict_distillation, predict_supervised
 

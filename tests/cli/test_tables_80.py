@@ -166,10 +166,12 @@ def test_sweep_status(cli, monkeypatch, tmp_path):
     ("capacity-gap",),
     ("predict", "distillation", "--student-params", "546M", "--student-tokens", "11B", "--teacher-loss", "2.1"),
 ], ids=lambda args: " ".join(args[:2]))
+@pytest.mark.slow
 def test_planner_tables(cli, monkeypatch, args):
     check_tables(cli, monkeypatch, args)
 
 
+@pytest.mark.slow
 def test_plan_keeps_the_budget_and_every_rate(cli, monkeypatch):
     """The cases of the report: `plan` at 80 columns showed the budget as 5.3e+19 but `sweep plan`'s
     FLOPs as `5.3e+1`, and folded the run sheet's --lr (`0.0158` then `9`)."""
@@ -181,6 +183,7 @@ def test_plan_keeps_the_budget_and_every_rate(cli, monkeypatch):
     assert all(shown(rate, numbers_in(text), precision(rate, wide)) for rate in rates), text
 
 
+@pytest.mark.slow
 def test_fit_tables(cli, monkeypatch, tmp_path):
     from distillscale.laws import load_laws
     from tests.laws.test_cli_fit import SMALL_GRID
@@ -200,6 +203,7 @@ def test_fit_tables(cli, monkeypatch, tmp_path):
     check_tables(cli, monkeypatch, ("fit", "downstream", table, "--bootstrap", "20"), minimum=3)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("cache_dir", "one_thread", "offline_datasets")
 def test_engine_tables(cli, monkeypatch, tmp_path):
     """`data prepare`'s corpus, `export-hf`'s model, `loss`'s measurement, `eval`'s scores (with lm-eval)

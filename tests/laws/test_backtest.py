@@ -22,6 +22,7 @@ def grid_runs(law, noise: float, seed: int = 0, sizes=SIZES, ratios=RATIOS):
     return N, D, law.predict(N, D) * np.exp(noise * rng.standard_normal(len(N)))
 
 
+@pytest.mark.last_bits
 def test_folds_fit_the_smaller_sizes_and_hold_out_the_larger():
     N = np.repeat(SIZES[:6], 3) * (1 + 0.001 * np.tile([0, 1, 2], 6))  # sizes a hair apart are one size
     folds = rolling_origin_folds(N, min_fit_runs=7, min_fit_levels=3)
@@ -32,6 +33,7 @@ def test_folds_fit_the_smaller_sizes_and_hold_out_the_larger():
     assert len(many) == 4 and many[-1].n_fit == 39
 
 
+@pytest.mark.last_bits
 def test_backtest_recovers_a_planted_extrapolation_error():
     # Runs follow a law exactly up to 8e7 parameters, then lose c * log2(N / 8e7) of their loss
     # (relative): a law fitted up to 8e7 must show exactly that error, -eps / (1 + eps), beyond it.
@@ -62,6 +64,7 @@ def test_backtest_recovers_a_planted_extrapolation_error():
     ("chinchilla", SupervisedLaw(E=1.8, A=300, B=6000, alpha=0.28, beta=0.48)),
     ("busbridge", load_laws("busbridge2025").supervised),
 ])
+@pytest.mark.last_bits
 def test_auto_form_picks_the_planted_form(planted, law):
     N, D, loss = grid_runs(law, noise=0.001)
     fit = fit_supervised(N, D, loss, bootstrap=0, ensemble=False)  # the selection by backtest, not the median
@@ -70,6 +73,7 @@ def test_auto_form_picks_the_planted_form(planted, law):
     assert fit.law.fit.selection.chosen == planted and fit.reason
 
 
+@pytest.mark.last_bits
 @pytest.mark.slow
 def test_a_single_form_is_still_backtested_and_records_why():
     N, D, loss = grid_runs(load_laws("epoch2024").supervised, noise=0.002, sizes=SIZES[:5])
@@ -114,6 +118,8 @@ def test_constrained_forms_expand_and_fold_their_gradient():
         CHINCHILLA.constrained("bad", fixed={"gamma": 1.0})
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_batched_subset_fits_equal_separate_fits():
     N, D, loss = grid_runs(load_laws("epoch2024").supervised, noise=0.003, sizes=SIZES[:6])
     masks = [N <= 4e7, N <= 8e7, N <= 1.6e8]

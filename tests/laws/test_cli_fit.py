@@ -27,6 +27,7 @@ def fit(cli, path, *extra):
                *SMALL_GRID, *extra)
 
 
+@pytest.mark.last_bits
 @pytest.mark.slow
 def test_fit_supervised_json_save_and_predict_with_interval(cli, runs_csv, tmp_path):
     out = tmp_path / "law.json"
@@ -65,6 +66,7 @@ def test_fit_supervised_human_output_and_holdout(cli, runs_csv):
     assert holdout["max_abs_relative_error"] < 0.05
 
 
+@pytest.mark.slow
 def test_fit_jsonl_with_tokens_and_drop_invalid(cli, tmp_path):
     truth = load_laws("epoch2024").supervised
     rows = [{"params": n, "tokens": 20 * n, "loss": truth.predict(n, 20 * n) * (1 + 0.001 * (-1) ** i)}
@@ -80,6 +82,7 @@ def test_fit_jsonl_with_tokens_and_drop_invalid(cli, tmp_path):
     assert record["n_dropped"] == 2 and record["n_runs"] == 12
 
 
+@pytest.mark.slow
 def test_fit_distillation_skips_supervised_rows_given_a_supervised_law(cli, tmp_path):
     laws = load_laws("busbridge2025")
     rng = np.random.default_rng(1)

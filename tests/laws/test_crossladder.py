@@ -46,6 +46,7 @@ def synthetic_table(slope: float, ladders: int = 8, seed: int = 0, offset_sd: fl
     return ErrorTable(np.array(names), summaries, np.array(N), np.array(D), np.array(y))
 
 
+@pytest.mark.slow
 def test_recovers_a_planted_bias_and_corrects_the_left_out_ladders():
     table = synthetic_table(slope=-0.02)
     model = fit_with_spread(table, ("dN/span", "dN"))
@@ -67,6 +68,7 @@ def test_no_bias_where_there_is_none():
     assert np.max(np.abs(left.predicted)) < 0.01     # nothing to correct: corrections of a few tenths of %
 
 
+@pytest.mark.slow
 def test_leave_one_ladder_out_never_sees_the_ladder_it_scores():
     """Poison one ladder's errors: what scores it (its model's coefficients, penalty, spread and its
     predictions) must not move; the other ladders' must."""

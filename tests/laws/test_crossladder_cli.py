@@ -42,6 +42,7 @@ def law_file(runs_csv, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_fit_says_its_law_is_corrected_and_compares_raw_on_its_hold_out(cli, runs_csv):
     code, out, err = cli("fit", "supervised", runs_csv, "--bootstrap", "0", "--fit-where", "N < 1.2e7",
                          "--bias-correction", "--no-backtest")
@@ -62,6 +63,7 @@ def test_fit_says_its_law_is_corrected_and_compares_raw_on_its_hold_out(cli, run
     assert run["raw_predicted"] != run["predicted"]   # the held-out size lies beyond the fitted ones
 
 
+@pytest.mark.slow
 def test_fit_without_the_correction_by_default(cli, runs_csv):
     code, out, _ = cli("fit", "supervised", runs_csv, "--bootstrap", "0", "--no-backtest", "--json")
     assert code == 0
@@ -70,6 +72,7 @@ def test_fit_without_the_correction_by_default(cli, runs_csv):
     assert "bias-corrected" not in out
 
 
+@pytest.mark.slow
 def test_predict_applies_the_law_files_correction_beyond_its_runs_only(cli, law_file):
     record = json.loads(law_file.read_text())["supervised"]["fit"]["bias_correction"]
     assert record["model"]["ladders"] == list(shipped_model().ladders)

@@ -22,6 +22,7 @@ def _development_cut(name="gadre2024_c4", cut=1.3e8):
     return (N[fit], D[fit], loss[fit]), (N[target], D[target], loss[target])
 
 
+@pytest.mark.last_bits
 @pytest.mark.slow
 def test_the_default_extrapolates_a_published_set_better_than_the_old_default():
     # Porian et al.'s OpenWebText2 IsoFLOP runs up to 182M parameters (68 runs), predicting the 400M ones.

@@ -27,6 +27,7 @@ def distilled_runs(laws, n, noise, seed=0):
     return N_S, D_S, L_T, laws.distillation.predict(N_S, D_S, L_T) * np.exp(rng.normal(0, noise, n))
 
 
+@pytest.mark.last_bits
 def test_batched_lbfgs_solves_each_start_independently_within_bounds():
     # Rosenbrock with a different optimum per start; the last start's optimum lies outside the box.
     targets = torch.tensor([[1.0, 1.0], [-0.5, 0.25], [2.0, 4.0]], dtype=torch.float64)
@@ -111,6 +112,8 @@ def test_polish_takes_the_best_starts_of_each_group_to_the_minimum():
     assert polished.funs[best].max() < loose.funs.min()
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_a_fit_does_not_depend_on_the_order_of_its_runs(shared_data):
     # The Epoch runs below 92M parameters leave the Busbridge law a flat valley in E: at the usual
     # tolerance the fit's E went from 2.04 to 2.56 with the rows reordered (floating-point rounding,
@@ -126,6 +129,7 @@ def test_a_fit_does_not_depend_on_the_order_of_its_runs(shared_data):
             assert getattr(law, name) == pytest.approx(value, rel=1e-4), name
 
 
+@pytest.mark.last_bits
 def test_variable_projection_starts_do_not_depend_on_the_order_of_the_runs(shared_data):
     """Issue 57: the starts came from near-ties decided by rounding (a power term that adds nothing
     got A = 0.04 in one order of the runs and A = 0 in another), so the Busbridge fit of the Epoch
@@ -240,6 +244,7 @@ def test_bad_fitter_settings(kwargs, fragment):
         SupervisedLawFitter(**kwargs)
 
 
+@pytest.mark.slow
 def test_epoch_reproduction_of_chinchilla_fig4(shared_data):
     from distillscale.tables import read_table
 
@@ -282,6 +287,7 @@ def test_screened_fit_finds_the_unscreened_optimum_on_the_epoch_data(shared_data
     assert summary["total_evaluations"] < everything.summary()["total_evaluations"] / 3
 
 
+@pytest.mark.slow
 def test_screened_distillation_fit_matches_running_every_start():
     laws = load_laws("busbridge2025")
     N_S, D_S, L_T, L_S = distilled_runs(laws, 150, noise=0.002)
@@ -340,6 +346,7 @@ def test_exponent_prior_penalty_gradient_matches_autograd():
     assert len(fitter._prior) == 3 and np.all(value.detach().numpy() > 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["chinchilla", "tied", "busbridge"])
 def test_exponent_prior_pulls_the_exponents_the_loss_follows(form):
     from distillscale.laws.objective import ExponentPrior
@@ -363,6 +370,8 @@ def test_exponent_prior_pulls_the_exponents_the_loss_follows(form):
                                                   "on": "alpha * gamma" if form == "busbridge" else "alpha"}
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_fit_supervised_carries_the_exponent_prior_into_every_member_form():
     from distillscale.laws.objective import ExponentPrior
     from distillscale.laws.selection import fit_supervised

@@ -31,6 +31,7 @@ def fit():
                              bootstrap=20)
 
 
+@pytest.mark.slow
 def test_a_dataframe_and_arrays_give_the_same_fit(fit):
     runs = supervised_runs()
     # With the form given, the point fit depends on neither the bootstrap nor the backtest: these skip both.
@@ -139,6 +140,7 @@ def test_a_newer_law_file_format_is_refused(tmp_path):
         ds.load_laws(path)
 
 
+@pytest.mark.slow
 def test_fit_distillation_from_a_dataframe_and_save():
     laws = ds.load_laws("busbridge2025")
     rng = np.random.default_rng(1)

@@ -70,6 +70,7 @@ def one_line_error(cli, *args) -> str:
 # Silent 1: an optimum beyond the grid
 
 
+@pytest.mark.slow
 def test_an_lr_optimum_beyond_the_grid_is_one_sided_counted_and_left_out_of_the_law():
     """Rates 1.6e-3 to 8e-3: the optimum of the 4e8/4e9 cell (1.45e-3) and both 8e8 cells lie below
     the smallest rate. Their records say lr* <= 1.6e-3 (no lower bound), a note counts them, and the
@@ -94,6 +95,7 @@ def test_an_lr_optimum_beyond_the_grid_is_one_sided_counted_and_left_out_of_the_
     assert law.recommend(8e8, 1.2e10).lr == pytest.approx(true_lr(8e8, 1.2e10), rel=0.1)
 
 
+@pytest.mark.slow
 def test_fit_hyperparameters_prints_one_sided_optima_and_the_edge_count(cli, tmp_path):
     grid(rates(1.6e-3, 8e-3), sizes=(1e8, 2e8, 4e8, 8e8)).to_csv(tmp_path / "runs.csv", index=False)
     code, out, err = cli("fit", "hyperparameters", tmp_path / "runs.csv", "--bootstrap", "10", "--no-backtest")
@@ -181,6 +183,7 @@ def test_token_counts_rounded_to_whole_steps_stay_one_cell():
         assert cell.batch_tokens == pytest.approx(true_batch(cell.params, cell.tokens), rel=0.1)
 
 
+@pytest.mark.slow
 def test_duplicate_runs_are_reported_and_counted_once():
     runs = grid(rates(5e-4, 2e-2, 12), noise=0.0003, seed=2)
     seeds = grid(rates(5e-4, 2e-2, 12), noise=0.0003, seed=3)      # the same points, another seed
@@ -192,6 +195,7 @@ def test_duplicate_runs_are_reported_and_counted_once():
     assert all(cell.runs == 12 * 6 for cell in fit.cells)
 
 
+@pytest.mark.slow
 def test_an_lr_column_in_other_units_is_refused_or_warned(cli, tmp_path):
     runs = grid(rates(5e-4, 2e-2, 12))
     scaled = runs.assign(lr=runs.lr * 1000)                         # x1000: rates up to 20

@@ -80,6 +80,7 @@ def test_a_left_out_cells_recommendation_does_not_depend_on_its_own_runs():
         assert any(abs(a.lr / b.lr - 1) > 1e-3 for i, (a, b) in enumerate(zip(after, before)) if i != k), method
 
 
+@pytest.mark.slow
 def test_every_method_is_a_candidate_of_the_selection_and_the_choice_is_recorded(tmp_path):
     fit = ds.fit_hyperparameters(grid(sizes=(1e8, 2e8, 4e8, 8e8), tokens=(4e9, 3.6e10), noise=0.0005, seed=2),
                                  bootstrap=20)

@@ -22,6 +22,7 @@ def runs(truth, sizes, noise, seed=0):
     return N, D, truth.predict(N, D) * np.exp(rng.normal(0, noise, len(N)))
 
 
+@pytest.mark.last_bits
 def test_recovers_its_own_parameters_from_synthetic_runs():
     N, D, loss = runs(TRUTH, np.geomspace(2e7, 6e8, 6), noise=0.0005)
     law = InteractionLawFitter(bootstrap=40).fit(N, D, loss).law_
@@ -37,6 +38,7 @@ def test_recovers_its_own_parameters_from_synthetic_runs():
     assert law.predict(n, n * [20, 80]) == pytest.approx(TRUTH.predict(n, n * [20, 80]), rel=0.003)
 
 
+@pytest.mark.slow
 def test_too_few_sizes_or_no_interaction_keep_the_plain_law():
     # Three sizes: beta1 is not identified and the law is the chinchilla fit (beta1 = 0).
     N, D, loss = runs(TRUTH, np.geomspace(2e7, 8e7, 3), noise=0.002)
@@ -50,6 +52,8 @@ def test_too_few_sizes_or_no_interaction_keep_the_plain_law():
     assert law.beta1 == 0.0 and "beta1" in law.fit.not_identified
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_fit_supervised_form_interaction_backtests_saves_and_loads(tmp_path):
     N, D, loss = runs(TRUTH, np.geomspace(2e7, 6e8, 6), noise=0.001)
     fit = fit_supervised(N, D, loss, form="interaction", bootstrap=0)
@@ -120,6 +124,7 @@ def test_the_planner_inverts_an_interaction_law_with_its_own_data_exponent():
 FARSEER_TRUTH = FarseerLaw(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.36, kappa=0.15, nu=0.04, N0=1e8)
 
 
+@pytest.mark.last_bits
 def test_farseer_recovers_its_own_parameters_from_synthetic_runs():
     N, D, loss = runs(FARSEER_TRUTH, np.geomspace(2e7, 6e8, 6), noise=0.0005)
     law = InteractionLawFitter("farseer", bootstrap=40).fit(N, D, loss).law_
@@ -139,6 +144,7 @@ def test_farseer_recovers_its_own_parameters_from_synthetic_runs():
     np.testing.assert_allclose(law.predict(n, tokens), 2.3, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_farseer_with_too_few_sizes_or_no_interaction_keeps_the_plain_law():
     N, D, loss = runs(FARSEER_TRUTH, np.geomspace(2e7, 8e7, 3), noise=0.002)
     law = InteractionLawFitter("farseer", bootstrap=0).fit(N, D, loss).law_
@@ -151,6 +157,8 @@ def test_farseer_with_too_few_sizes_or_no_interaction_keeps_the_plain_law():
     assert law.kappa == law.nu == 0.0 and {"kappa", "nu"} <= set(law.fit.not_identified)
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_fit_supervised_form_farseer_backtests_saves_and_loads(cli, tmp_path):
     N, D, loss = runs(FARSEER_TRUTH, np.geomspace(2e7, 6e8, 6), noise=0.001)
     fit = fit_supervised(N, D, loss, form="farseer", bootstrap=0)

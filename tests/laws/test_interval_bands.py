@@ -1,6 +1,7 @@
 """Intervals that mean their level: conformal by distance band, and seed noise from repeated runs."""
 
 import numpy as np
+import pytest
 
 from distillscale.laws import LawSet, load_laws
 from distillscale.laws.calibrate import calibrate
@@ -70,6 +71,7 @@ def test_seed_noise_is_the_pooled_spread_of_repeated_settings():
     assert seed_noise(np.column_stack([N[::3], D[::3]]), loss[::3]) == (0.0, 0)
 
 
+@pytest.mark.slow
 def test_repeated_seeds_widen_the_interval_of_a_held_out_run(tmp_path):
     rng = np.random.default_rng(4)
     N, D, loss = sweep(2, rng, noise=0.02)
@@ -96,6 +98,8 @@ def test_repeated_seeds_widen_the_interval_of_a_held_out_run(tmp_path):
     assert isinstance(load_laws(str(path)), LawSet)
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_the_held_out_check_includes_the_seed_noise_of_the_held_out_size():
     """Seeds only at the held-out size (as a micro design that repeats its largest model): the refit
     cannot see them, yet their spread is the noise of each held-out run, so it enters their intervals."""
@@ -113,6 +117,7 @@ def test_the_held_out_check_includes_the_seed_noise_of_the_held_out_size():
         assert (high - low) / 2 >= 1.6 * seeds * run.predicted * 0.99
 
 
+@pytest.mark.slow
 def test_fit_prints_the_seed_noise_it_measured(cli, tmp_path):
     N, D, loss = sweep(2, np.random.default_rng(6), noise=0.02)
     path = tmp_path / "runs.csv"

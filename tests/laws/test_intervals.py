@@ -28,6 +28,7 @@ def misspecified(kind: str, rng):
     return lambda N, D: E + ((A / N ** a) ** (1 / g) + (B / D ** b) ** (1 / g)) ** g
 
 
+@pytest.mark.slow
 def test_90_percent_intervals_cover_about_90_percent_beyond_the_runs_of_misspecified_laws():
     """The fixed suite: 3 kinds of law the candidates cannot express, 3 draws each, 5 or 6 sizes
     fitted in turn (a doubling apart, 5 token ratios, 0.5% noise), the next 2 sizes predicted (2x, 4x).
@@ -119,6 +120,8 @@ def test_a_verdict_inside_the_intervals_is_too_close_to_call(cli, tmp_path):
     assert "L_S 90%" in text and "mostly extrapolation error" in text
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_epoch_fit_prints_its_backtest_and_still_reproduces_epoch(cli, shared_data, tmp_path):
     from distillscale.tables import read_table
 

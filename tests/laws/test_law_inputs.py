@@ -134,6 +134,8 @@ def test_constant_losses_do_not_give_a_zero_width_interval():
     assert prediction.high - prediction.low > 0.01 * prediction.value
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_backtest_errors_of_exactly_zero_give_the_unmeasured_interval(monkeypatch):
     """Issue 57: on an AVX2-only CPU the constant runs' backtest scored exactly 0, where an
     AVX-512 CPU scores ~1e-16; inf x 0 then pooled no candidate's errors and the fit raised
@@ -223,6 +225,7 @@ def test_cli_reports_a_degenerate_fit_in_one_line(cli, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "1 distinct (N, D) point" in err
 
 
+@pytest.mark.slow
 def test_huber_delta_reaches_the_record_and_the_help_is_current(cli, tmp_path):
     """Messages: --huber-delta looked ignored (the record showed the median refit's 0.05) and its
     help gave stale defaults; --form auto's help said it picks the backtest winner."""
@@ -240,6 +243,8 @@ def test_huber_delta_reaches_the_record_and_the_help_is_current(cli, tmp_path):
     assert "1e-3 for chinchilla and tied" in text
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_a_data_constrained_fit_does_not_name_its_form_both_chosen_and_not_chosen():
     rng = np.random.default_rng(0)
     N, D = _grid_runs()
@@ -253,6 +258,7 @@ def test_a_data_constrained_fit_does_not_name_its_form_both_chosen_and_not_chose
     assert "not chosen" not in fit.reason and f"the {form} form with repetition" in fit.reason
 
 
+@pytest.mark.slow
 def test_a_long_fit_reports_progress_on_stderr_not_in_its_json(cli, tmp_path, monkeypatch):
     """HANG: a default `fit supervised` on 10,000 rows printed nothing for 400 s. Progress goes to
     stderr when it is a terminal (in a pipe an error stays the only line)."""

@@ -54,6 +54,7 @@ def test_fit_records_the_losses_it_is_told_and_says_once_when_it_is_not(tmp_path
     assert code == 2 and "is not a prepared corpus" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_fit_from_python_records_its_losses(tmp_path):
     fit = ds.fit_supervised({"params": [1e6, 2e6, 4e6, 1e6, 2e6, 4e6], "tokens": [1e7, 2e7, 4e7, 4e7, 8e7, 1.6e8],
                              "loss": [3.1, 2.9, 2.75, 2.95, 2.8, 2.6]}, form="chinchilla", bootstrap=0, backtest=False)

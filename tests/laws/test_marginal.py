@@ -21,6 +21,7 @@ def synthetic_runs(sizes, seed=0, noise=0.002):
     return N, M * N, loss, truth
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["chinchilla", "busbridge"])
 def test_the_fits_with_e_held_solved_in_one_batch_are_the_separate_fits(form):
     N, D, loss, _ = synthetic_runs(1e7 * 2.0 ** np.arange(6))
@@ -33,6 +34,7 @@ def test_the_fits_with_e_held_solved_in_one_batch_are_the_separate_fits(form):
         np.testing.assert_allclose(law.predict(1e10, 2e11), alone.predict(1e10, 2e11), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_runs_of_many_sizes_pin_e_and_three_sizes_leave_it_spread():
     many = synthetic_runs(np.geomspace(1e7, 1e10, 16))
     few = synthetic_runs([1e7, 2e7, 4e7])
@@ -104,6 +106,7 @@ def test_the_default_fitted_e_predicts_gadres_held_back_refinedweb_run_better_th
     assert abs(errors["fitted"][0]) < 0.7 * abs(errors["marginal"][0])  # measured: -1.56%
 
 
+@pytest.mark.slow
 def test_draws_follow_the_posterior_and_the_marginal_bootstrap_carries_e_uncertainty():
     """A uniform u draws the nodes with their posterior weights; the marginal fit's bootstrap then
     leaves E unpinned by three sizes with a wide interval, runs of many sizes with a narrower one."""

@@ -141,6 +141,7 @@ def test_the_shipped_calibration_says_where_it_came_from():
     assert len(model.ladders) >= 10 and "bench/pack_intervals.py" in model.command and model.date
 
 
+@pytest.mark.slow
 def test_the_default_law_carries_the_shipped_calibration_and_other_laws_their_backtest(tmp_path):
     from distillscale.laws import load_laws
     from distillscale.laws.selection import fit_supervised
@@ -170,6 +171,7 @@ def test_the_default_law_carries_the_shipped_calibration_and_other_laws_their_ba
     assert fit_supervised(N, D, loss, bootstrap=0, backtest=False, form="chinchilla").law.fit.interval is None
 
 
+@pytest.mark.slow
 def test_a_law_with_a_designs_family_term_keeps_its_backtests_interval():
     """The micro demo's design: its interval with its family term was scored on its own corpora,
     the pack's calibration never was."""

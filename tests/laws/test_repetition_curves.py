@@ -117,6 +117,7 @@ def _curve(name: str, r_star: float):
                            r_star, backtest, backtest)
 
 
+@pytest.mark.slow
 def test_the_report_fits_each_group_that_repeats_and_draws_the_figure():
     """repetition_groups: the baselines and the students of each teacher, only where runs repeat;
     with curves, report.json holds them, report.html shows the Repeated data table and figure."""

@@ -67,6 +67,7 @@ def test_fit_repetition_recovers_r_d_star_with_the_law_held():
         fit_repetition(law, N, D, D, loss)
 
 
+@pytest.mark.last_bits
 @pytest.mark.slow
 def test_fit_with_unique_tokens_col_keeps_the_data_constrained_form_and_predict_uses_it(cli, tmp_path):
     _, N, D, U, loss = synthetic_repeated_runs()
@@ -222,6 +223,7 @@ def coarse_fitter(**options):
     return SupervisedLawFitter("chinchilla", **{"bootstrap": 0, "grid": ONE_START, **options})
 
 
+@pytest.mark.slow
 def test_runs_of_at_most_two_epochs_keep_r_star_near_the_prior_with_a_wide_interval():
     """Issue 34: a fit on runs of <= 4 epochs said R_D* = 4.1 [3.3, 4.7] where the runs' authors fit
     15.4: runs of few epochs cannot pin R_D*, and the interval must say so."""
@@ -242,6 +244,8 @@ def test_runs_of_at_most_two_epochs_keep_r_star_near_the_prior_with_a_wide_inter
     assert np.log(many.interval[1] / many.interval[0]) < np.log(high / low) / 2
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_the_data_constrained_fit_is_offered_only_when_it_backtests_no_worse_than_ignoring_repetition():
     from distillscale.laws.repetition_fit import repetition_backtest_cut
     from distillscale.laws.selection import fit_with_repetition
@@ -291,6 +295,8 @@ def test_a_distillation_plans_repetition_constant_is_the_distillation_laws(tmp_p
     assert student.penalty == pytest.approx(expected)
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_the_fit_where_report_scores_held_out_runs_with_their_unique_tokens():
     """Issue 34: `fit --fit-where` (calibrate's holdout) predicted held-out runs from N and D alone,
     as if they did not repeat data, even for a law with repetition constants."""
@@ -333,6 +339,8 @@ def test_a_prediction_far_beyond_the_epochs_its_repetition_was_fitted_on_says_so
     assert unrecorded.prediction.value == pytest.approx(far.prediction.value)
 
 
+@pytest.mark.slow
+@pytest.mark.last_bits
 def test_the_data_constrained_refit_keeps_the_users_choices():
     """Issue 57 B1: when the data-constrained law won, its refit dropped the user's fixed E (1.7 came
     back 1.753, the saved law saying E was free), the data filter and the N column, and copied the
@@ -378,6 +386,7 @@ def test_a_model_that_repeats_nothing_pays_no_repetition_penalty_under_r_n_star(
     assert repetition_penalty(law, PUBLISHED, [N, N], [D, D], [D, D / 8]).tolist()[0] == 0.0
 
 
+@pytest.mark.slow
 def test_an_interaction_form_with_unique_tokens_refits_repetition_as_chinchilla_with_its_options(cli, tmp_path):
     """Issue 63: `fit supervised --form interaction|farseer --unique-tokens-col U` was a traceback
     ("unknown interaction form 'chinchilla'"): the repetition refit cloned the interaction fitter as

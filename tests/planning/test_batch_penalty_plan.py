@@ -15,6 +15,7 @@ from distillscale.planning.batch_penalty import PENALTY_NOTE
 EXISTING = dict(student_params=546e6, scenario="teacher-inference", teacher_params=7.75e9, teacher_tokens=155e9)
 
 
+@pytest.mark.last_bits
 def test_the_batch_penalty_is_in_the_losses_and_can_turn_the_verdict():
     """At 1e20 FLOPs distilling from an existing 7.75B teacher wins at each run's B*; at a 16M-token
     batch both runs pay Step Law's ridge penalty, the student's larger (it trains on fewer tokens,
@@ -97,6 +98,7 @@ def test_a_pretrained_teacher_gets_a_repetition_check_that_moves_its_student(cli
     assert "teacher-pretraining teacher" in json.loads(out)["repetition"]
 
 
+@pytest.mark.slow
 def test_a_pretrained_teachers_loss_is_shown_with_its_interval_and_widens_its_students():
     """Issue 63 item 10: a plan line's teacher loss L_T (a teacher the scenario trains, predicted by
     the fitted law, often far beyond its runs) was a bare number; now it carries the law's interval,

@@ -21,6 +21,7 @@ def test_plan_json_contract(cli):
                                           "teacher_pretraining")) == pytest.approx(1e21)
 
 
+@pytest.mark.slow
 def test_plan_all_scenarios_human_table_and_svg_plot(cli, tmp_path):
     figure = tmp_path / "plan.svg"
     code, out, err = cli("plan", "--student-params", "546M", "--compute", "1e21",

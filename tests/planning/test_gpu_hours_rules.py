@@ -291,6 +291,7 @@ def test_sweep_plan_on_a_table_without_the_default_gpu(cli, tmp_path, no_gpu_her
     assert code == 2 and "for --gpu" not in err and "give --gpu" in err and "mygpu, othergpu" in err
 
 
+@pytest.mark.slow
 def test_the_dry_run_reads_no_throughput_table_at_import():
     code = ("import distillscale.planning.gpu_hours as t\n"
             "def refuse(*a, **k): raise SystemExit('the table was read')\n"

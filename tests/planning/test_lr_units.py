@@ -194,6 +194,7 @@ def test_trains_warning_compares_the_hidden_matrices_rate_in_the_laws_unit(tmp_p
             assert f"--lr {recipe.train_lr:.3g})" in warned
 
 
+@pytest.mark.slow
 def test_train_records_its_lr_and_the_hidden_matrices_rate(cli, tmp_path, cache_dir, one_thread):
     code, out, err = cli("train", "--out", tmp_path / "run", "--tokens", "2k", "--n-layers", "2", "--aspect-ratio",
                          "32", "--head-dim", "16", "--vocab-size", "320", "--max-bytes", "300k", "--seq-len", "32",

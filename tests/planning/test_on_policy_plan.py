@@ -95,6 +95,7 @@ def test_a_remote_teacher_is_off_the_budget_or_within_its_own():
         assert m.flops.total < 1e21
 
 
+@pytest.mark.last_bits
 def test_a_large_efficiency_makes_on_policy_win_and_k_star_is_where_it_ties():
     plan = modes_plan(on_policy=OnPolicy(fraction=(0.5, 1.0), efficiency=30), teacher_remote=True)
     assert plan.best.mode == "on-policy" and plan.verdict.startswith("on-policy")

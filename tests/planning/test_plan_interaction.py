@@ -32,6 +32,7 @@ def brute_force_optimum(law, budget, low=1e6, high=1e12, points=200_001):
     ("interaction", InteractionLaw(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.36, beta1=-0.006, N0=1e8)),
     ("farseer", FarseerLaw(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.36, kappa=0.15, nu=0.04, N0=1e8)),
 ])
+@pytest.mark.slow
 def test_plan_under_an_interaction_law_matches_a_brute_force_search(form, truth, tmp_path):
     N, D, loss = synthetic_runs(truth)
     fit = ds.fit_supervised(N, D, loss, form=form, bootstrap=0, backtest=False)

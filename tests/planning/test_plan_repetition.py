@@ -11,6 +11,7 @@ import distillscale as ds
 TEACHER = ds.ExistingTeacher(params=7.75e9, tokens=155e9)
 
 
+@pytest.mark.last_bits
 def test_a_plans_student_loss_and_verdict_are_after_repetition(cli):
     plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, teacher=TEACHER, unique_tokens=3e9)
     p, student, alone = plan.headline, plan.repetition["teacher-inference"], \

@@ -146,6 +146,7 @@ def test_existing_teacher_spends_everything_on_distillation_tokens(planner):
         planner.plan_with_teacher(546 * M, 1e21, 7.75 * B)
 
 
+@pytest.mark.last_bits
 def test_supervised_baseline_and_verdict(planner):
     baseline = planner.supervised(546 * M, 1e21)
     assert baseline.tokens == pytest.approx(1e21 / (3 * planner.flops(546 * M)))

@@ -53,6 +53,7 @@ def test_pruned_plan_json_and_text_say_outside_the_fit(cli):
     assert code == 0 and "student_init" not in json.loads(out)
 
 
+@pytest.mark.last_bits
 def test_pruned_verdict_only_where_the_ranges_separate():
     # a point supervised loss inside the student's range: cannot tell; outside it: a verdict
     student = ds.plan("busbridge2025", **TEACHER, student_init="pruned").headline.student_interval

@@ -77,6 +77,7 @@ def test_an_e_far_below_every_run_is_not_identified_and_the_plan_carries_its_ran
         assert with_e.low <= predicted <= with_e.high
 
 
+@pytest.mark.slow
 def test_an_interval_spanning_decades_is_not_identified(floorless_fit):
     """The rule on its own: a coefficient whose bootstrap interval spans more than DECADES decades
     (the fit's own resamples, A's stretched over 14 decades as in issue 38) is not identified."""
@@ -104,6 +105,7 @@ def _far(value: float, half: float, beyond: bool = True, distance: float = 30.0)
     return Prediction(value, value - half, value + half, 0.9, half / 4, half, distance, beyond)
 
 
+@pytest.mark.last_bits
 def test_a_verdict_beyond_the_backtest_needs_intervals_that_separate():
     # 2.40 vs 2.50, each +-0.06: the old rule's uncertainty is hypot(0.06, 0.06) = 0.085 < 0.10, a
     # verdict; the intervals [2.34, 2.46] and [2.44, 2.56] overlap.

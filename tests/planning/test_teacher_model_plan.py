@@ -59,6 +59,7 @@ def law(teacher, tmp_path_factory):
     return path, prepared
 
 
+@pytest.mark.slow
 def test_a_teacher_model_is_counted_from_its_config_and_its_loss_found_where_loss_kept_it(cli, teacher, law, tmp_path):
     from distillscale.model.sizes import model_size
 
@@ -86,6 +87,7 @@ def test_a_teacher_model_is_counted_from_its_config_and_its_loss_found_where_los
     assert python.headline.student_loss == plan["student_loss"] and python.teacher_model.loss == record
 
 
+@pytest.mark.slow
 def test_without_a_measurement_the_teacher_is_measured_on_the_laws_split(cli, teacher, law):
     from distillscale.data.loss_record import MeasurementCache
 
