@@ -14,7 +14,9 @@ a law: the development runs 2-8x beyond at up to 3 cuts per ladder (the cuts who
 backtest, so "before" is the interval the law gives today: its own backtest's conformal quantile,
 band by band, without a bootstrap), and the held-back runs from the largest cut within 8x. Coverage,
 mean half-width and mean |error| per ladder come from `laws.pack_interval.interval_scores`, the one
-function the docs' tables are made with. The raw law's predictions throughout (no bias correction).
+function the docs' tables are made with. Every calibrated interval is the law's own `prediction`
+(`pack_interval.predicted_with`: the cached fit's law with the left-out family's model), what a user
+of that fit is shown. The raw law's predictions throughout (no bias correction).
 
 The targets (leave one family out): every ladder >= 80% covered, the mean of ladders' coverage
 85-95%, the mean half-width <= 2.2x the mean |error|.
@@ -35,8 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from crossladder import load_rows, scored  # noqa: E402
 
 from distillscale.laws import published  # noqa: E402
+from distillscale.laws.interaction_law import supervised_law_from_dict  # noqa: E402
 from distillscale.laws.pack_interval import (MODEL_FILE, OBJECTIVES, POOLED, IntervalTable,  # noqa: E402
-                                             fit_pack_interval, interval_scores, leave_one_family_out)
+                                             fit_pack_interval, interval_scores, leave_one_family_out,
+                                             predicted_with)
 
 LEVEL = 0.9
 # The rules tried: which of the scale's terms a calibration may use.
@@ -46,6 +50,7 @@ RULES = {
     "distance": ("floor", "per_efold", "per_lever"),
     "distance+tokens": ("floor", "per_efold", "per_lever", "per_token"),
     "distance+runs": ("floor", "per_efold", "per_lever", "runs_power"),
+    "distance+tokens+runs": ("floor", "per_efold", "per_lever", "per_token", "runs_power"),
     "distance+misfit": ("floor", "per_efold", "per_lever", "per_misfit"),
     "lever+misfit": ("floor", "per_lever", "per_misfit"),
     "distance+misfit+runs": ("floor", "per_efold", "per_lever", "per_misfit", "runs_power"),
@@ -55,14 +60,22 @@ TARGETS = {"ladder_coverage": 0.8, "pooled_coverage": (0.85, 0.95), "ratio": 2.2
 
 
 def with_misfit(rows: list[dict], cache: str) -> list[dict]:
-    """Each row with its fit's in-sample misfit (the law's diagnostics: RMS of its log residuals)
-    and its own backtest's relative half-width at the row (the cached interval, no bootstrap:
-    `ExtrapolationError.half_width` with the seed noise, what `SupervisedLaw.prediction` passes)."""
+    """Each row with its fit's law (the cached law.json's `supervised`), its in-sample misfit (the
+    law's diagnostics: RMS of its log residuals) and its own backtest's relative half-width at the
+    row (`SupervisedLaw.backtest_half_width`, seed noise included: what `prediction` scales with)."""
     with open(cache) as handle:
-        misfit = {(r["ladder"], r["cut"]): float(r["law"]["fit"]["diagnostics"]["rmse_log_loss"])
-                  for r in json.load(handle)["records"]}
-    return [{**r, "misfit": misfit[(r["ladder"], r["cut"])], "backtest": (r["high"] - r["low"]) / 2 / r["raw"]}
-            for r in rows]
+        laws = {(r["ladder"], r["cut"]): supervised_law_from_dict(r["law"]) for r in json.load(handle)["records"]}
+    out = []
+    for r in rows:
+        law = laws[(r["ladder"], r["cut"])]
+        own = law.backtest_half_width(r["N"])
+        out.append({**r, "law": law, "misfit": float(law.fit.diagnostics.rmse_log_loss),
+                    "backtest": float(own) if own is not None else float("nan")})
+    # a fit without a backtest (a cut the cache did not backtest) takes the scale as it is, as its law's
+    # prediction does: its h is the median of the others' (the calibration's reference)
+    measured = np.array([r["backtest"] for r in out], float)
+    middle = float(np.nanmedian(measured)) if np.isfinite(measured).any() else 0.1
+    return [{**r, "backtest": middle} if not np.isfinite(r["backtest"]) else r for r in out]
 
 
 def table_of(rows: list[dict]) -> IntervalTable:
@@ -73,11 +86,12 @@ def table_of(rows: list[dict]) -> IntervalTable:
 
 
 def calibrated(rows: list[dict], models: dict) -> list[dict]:
-    """Each row's interval from the calibration that did not see its family."""
+    """Each row's interval from the calibration that did not see its family, through the law's own
+    `prediction` (`pack_interval.predicted_with`): the interval a user of that fit is shown."""
     out = []
     for r in rows:
-        low, high = models[r["ladder"]].sides(r["summary"], r["N"], r["D"], LEVEL, r["misfit"], r["backtest"])
-        out.append({**r, "low": r["raw"] * (1 - float(low[0])), "high": r["raw"] * (1 + float(high[0]))})
+        shown = predicted_with(r["law"], models[r["ladder"]], r["N"], r["D"])
+        out.append({**r, "low": float(shown.low), "high": float(shown.high)})
     return out
 
 
@@ -202,6 +216,9 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print the docs' tables (per ladder: the first rule)")
     parser.add_argument("--write-model", nargs="?", const=str(MODEL_FILE), default=None,
                         help="fit the first rule on every ladder and write it")
+    parser.add_argument("--date", default=datetime.date.today().isoformat(),
+                        help="the date the written model records (default today): the recorded command names "
+                             "it, so that running that command again writes the same file, byte for byte")
     args = parser.parse_args()
     rows = with_misfit(load_rows(args.cache), args.cache)
     train = [r for r in rows if not r["held_back"] and 1.0 < r["N"] / r["cut"] <= args.train_reach]
@@ -211,11 +228,12 @@ def main() -> None:
         rule = args.rules[0]
         power, weigh = args.backtest_power[0], args.weigh[0]
         group = published.family if weigh == "family" else None
+        ladders = " ".join(sorted(set(table.ladder.tolist())))
         model = fit_pack_interval(table, LEVEL, RULES[rule], args.objective, power, group).model_copy(update={
-            "date": datetime.date.today().isoformat(),
-            "command": f"python bench/crossladder_cache.py --json C --backtest-cuts 3 && python bench/pack_intervals.py "
-                       f"--cache C --rules {rule} --objective {args.objective} --backtest-power {power:g} --weigh {weigh} "
-                       f"--write-model",
+            "date": args.date,
+            "command": f"python bench/crossladder_cache.py --json C --backtest-cuts 3 --sets {ladders} && python "
+                       f"bench/pack_intervals.py --cache C --rules {rule} --objective {args.objective} --backtest-power "
+                       f"{power:g} --weigh {weigh} --date {args.date} --write-model",
             "note": f"rule {rule}; the raw default fit's development runs 1-{args.train_reach:g}x beyond every cut "
                     f"of each ladder, each {weigh} weighing the same"})
         Path(args.write_model).write_text(json.dumps(model.model_dump(mode="json"), indent=1) + "\n")

@@ -185,3 +185,33 @@ def test_a_law_with_a_designs_family_term_keeps_its_backtests_interval():
     loss = 1.8 + 400 / N ** 0.34 + 1500 / D ** 0.3
     law = fit_supervised(N, D, loss, bootstrap=0, backtest=False, family="micro-demo").law
     assert law.fit.interval is None and law.bias_correction.family is not None
+
+
+@pytest.mark.slow
+def test_the_interval_a_user_is_shown_is_the_one_the_pack_scores():
+    """One interval: a default fit's `prediction`, with its bootstrap, is the calibration's sides around
+    the value (the calibrated errors already hold the fit's noise and the runs' seed noise: neither is
+    added again), and `predicted_with`, what the leave-one-family-out scoring calls, is that same
+    function with the scoring's model; a target beyond the fitted tokens farther than any calibration
+    row is said to be an extrapolation, as one beyond the fitted sizes is."""
+    from distillscale.laws.pack_interval import predicted_with
+    from distillscale.laws.selection import fit_supervised
+
+    if shipped_interval() is None:
+        pytest.skip("no calibration ships")
+    N = np.repeat(1e7 * 2.0 ** np.arange(5), 3)
+    D = N * np.tile([10.0, 20.0, 40.0], 5)
+    loss = (1.8 + 400 / N ** 0.34 + 1500 / D ** 0.3) * np.exp(np.random.default_rng(0).normal(0, 0.003, N.size))
+    law = fit_supervised(N, D, loss, bootstrap=20, backtest=False).law
+    assert law.fit.bootstrap is not None and law.fit.interval is not None
+    target = np.array([2.0, 4.0, 8.0]) * N.max()
+    shown = law.prediction(target, 20 * target)
+    low, high = law.fit.interval.sides(target, 20 * target, shown.level, law.backtest_half_width(target))
+    assert shown.low == pytest.approx(shown.value * (1 - low)) and shown.high == pytest.approx(shown.value * (1 + high))
+    scored = predicted_with(law, law.fit.interval.model, target, 20 * target)
+    assert np.array_equal(scored.low, shown.low) and np.array_equal(scored.high, shown.high)
+    wider = law.fit.interval.model.model_copy(update={"floor": 2 * law.fit.interval.model.floor + 0.01})
+    assert np.all(predicted_with(law, wider, target, 20 * target).high > shown.high)  # the scoring's model, used
+    inside = law.prediction(N.max(), D.max())
+    far = law.prediction(N.max(), D.max() * 1e4)  # the fitted sizes, 10,000x their tokens
+    assert not inside.beyond_backtest and far.beyond_backtest

@@ -210,26 +210,37 @@ class SupervisedLaw:
 
     def prediction(self, N: ArrayLike, D: ArrayLike) -> Prediction:
         """The prediction with its interval: the bootstrap's (noise) combined with the backtest's
-        extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`); with a
-        bias correction, value and interval corrected and the correction's own uncertainty added
-        (`laws.crossladder.BiasCorrection.apply`)."""
+        extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`); a law
+        whose fit carries the calibration across published ladders (`laws.pack_interval`) takes that
+        alone: its errors are those of fits like this one on runs like these, seed noise and fit noise
+        included, so neither is added again (the interval the pack's scoring scores is this one).
+        With a bias correction, value and interval corrected and the correction's own uncertainty
+        added (`laws.crossladder.BiasCorrection.apply`)."""
         value = self.raw_predict(N, D)
-        alternatives = [law.raw_predict(N, D) for law in _profile_laws(self)]
-        boot = _bootstrap_interval(self, lambda c: self.with_coefficients(c).raw_predict(N, D), value, alternatives)
         extrapolation = self.fit.extrapolation_error if self.fit else None
-        distance = None if extrapolation is None else _pos(N, "N") / extrapolation.fitted_max
         calibrated = self.fit.interval if self.fit else None
         if calibrated is None:
+            alternatives = [law.raw_predict(N, D) for law in _profile_laws(self)]
+            boot = _bootstrap_interval(self, lambda c: self.with_coefficients(c).raw_predict(N, D), value, alternatives)
+            distance = None if extrapolation is None else _pos(N, "N") / extrapolation.fitted_max
             prediction = combine(value, boot, extrapolation, distance, _level(self.fit))
-        else:  # the extrapolation part calibrated across published ladders (`laws.pack_interval`)
+        else:
             level = (extrapolation.level if extrapolation is not None else None) or _level(self.fit) or 0.9
-            own = None if extrapolation is None else np.hypot(extrapolation.half_width(distance),
-                                                              extrapolation.seed_half_width())
-            prediction = combine(value, boot, extrapolation, _pos(N, "N") / calibrated.summary.params_max, level,
-                                 sides=calibrated.sides(N, D, level, own), beyond=calibrated.beyond(N, D))
+            prediction = combine(value, None, None, _pos(N, "N") / calibrated.summary.params_max, level,
+                                 sides=calibrated.sides(N, D, level, self.backtest_half_width(N)),
+                                 beyond=calibrated.beyond(N, D))
         if self.bias_correction is not None:
             prediction = self.bias_correction.apply(prediction, N, D, _level(self.fit) or 0.9)
         return _floored(prediction, loss_floor(self))
+
+    def backtest_half_width(self, N: ArrayLike) -> np.ndarray | None:
+        """The law's own backtest's relative half-width at N, its seed noise included (None without a
+        backtest): what the calibrated interval scales with (`PackInterval.backtest_power`)."""
+        extrapolation = self.fit.extrapolation_error if self.fit else None
+        if extrapolation is None:
+            return None
+        return np.hypot(extrapolation.half_width(_pos(N, "N") / extrapolation.fitted_max),
+                        extrapolation.seed_half_width())
 
     def predict_interval(self, N: ArrayLike, D: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
         """(low, high) of `prediction`, or None for a law without a bootstrap or backtest."""

@@ -23,8 +23,11 @@ the interval's ends: [predicted e^(q_low s), predicted e^(q_high s)], never excl
 prediction itself. The scale's coefficients are those with the narrowest mean interval at the
 calibration level whose quantiles cover it on the ladders fitted (`fit_pack_interval`); scored
 leaving one family of ladders out (`leave_one_family_out`): a family's ladders never enter the
-calibration that scores them. The bootstrap's noise is added once, in quadrature, by
-`uncertainty.combine`; the fits the pack's errors come from have none.
+calibration that scores them. Nothing is added to it: its errors are those of fits like the user's on runs
+like the user's, the fit's noise and the runs' seed noise included, so a law carrying it shows it
+alone (`SupervisedLaw.prediction`) and the scoring calls that same function (`predicted_with`); a
+target farther beyond the fitted sizes (`reach`) or tokens (`token_reach`) than any calibration row
+lay is said to be an extrapolation (`CalibratedInterval.beyond`).
 
     model = shipped_interval()                          # package data: pack_interval.json
     CalibratedInterval(model=model, summary=summary).sides(N, D, 0.9)   # relative gaps below, above
@@ -73,6 +76,8 @@ class PackInterval(FittedOnThePack):
     # The farthest a calibration row lay beyond its fit (dN, e-folds): farther, the interval is itself
     # an extrapolation (`CalibratedInterval.beyond`).
     reach: float = Field(default=math.log(16.0), gt=0, le=20)
+    # ... and beyond its fit's tokens (dD, e-folds; 16x where a model did not record it).
+    token_reach: float = Field(default=math.log(16.0), ge=0, le=20)
     # The fewest and most runs behind a calibration row's fit: a fit outside takes the nearer end (the
     # runs' term is not extrapolated).
     runs_range: tuple[float, float] = (1.0, 1e9)
@@ -142,9 +147,11 @@ class CalibratedInterval(_Record):
         return low.reshape(n.shape), high.reshape(n.shape)
 
     def beyond(self, N, D) -> np.ndarray:
-        """Whether each target lies farther beyond the fitted sizes than any calibration row did."""
+        """Whether each target lies farther beyond the fitted sizes, or the fitted tokens, than any
+        calibration row did (its interval is then itself an extrapolation)."""
         n, d = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
-        return self.summary.distances(n, d)[0] > self.model.reach * (1 + 1e-9)
+        dN, dD = self.summary.distances(n, d)
+        return (dN > self.model.reach * (1 + 1e-9)) | (dD > self.model.token_reach * (1 + 1e-9) + 1e-9)
 
     def describe(self, level: float, backtest=None) -> str:
         """One line: what the interval's extrapolation part is at 1, 2, 4 and 10x the largest fitted
@@ -168,6 +175,20 @@ def shipped_interval() -> PackInterval | None:
 
 
 # -- scoring intervals: the one function the bench and the docs' tables use -------------------------
+
+
+def predicted_with(law, model: PackInterval, N, D):
+    """`law.prediction(N, D)` (a supervised law whose fit carries a `CalibratedInterval`), with
+    `model` in place of its calibration: what a scoring that left `model`'s family out scores, through
+    the very function `predict`, `plan` and the planner page print."""
+    import copy
+
+    if law.fit is None or law.fit.interval is None:
+        raise ValueError("the law carries no calibrated interval to replace")
+    scored = copy.copy(law)
+    scored.fit = law.fit.model_copy(update={"interval": law.fit.interval.model_copy(update={"model": model})})
+    return scored.prediction(N, D)
+
 
 
 @dataclass(frozen=True)
@@ -352,6 +373,7 @@ def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
     floor, per_efold, per_lever, per_token, per_misfit = (float(c) / total for c in coefficients)
     return PackInterval(floor=floor, per_efold=per_efold, per_lever=per_lever, per_token=per_token,
                         per_misfit=per_misfit, runs_power=float(power), reach=float(max(x[:, 0].max(), 1e-6)),
+                        token_reach=float(max(x[:, 2].max(), 0.0)),
                         runs_range=(float(x[:, 4].min()), float(x[:, 4].max())),
                         backtest_power=float(backtest_power), backtest_reference=reference,
                         quantiles=tuple(float(q) * total for q in np.maximum.accumulate(quantiles)),
