@@ -262,9 +262,10 @@ def _measure(target: _Model, prepared: PreparedData, identity: LossIdentity, seq
     start = time.perf_counter()
     nats = _score(scorer, tokens, windows, seq_len, max_tokens, batch_size, done, earlier_seconds, partial, progress)
     seconds = earlier_seconds + time.perf_counter() - start
-    behind = np.asarray(prepared.token_bytes("val"), dtype=np.int64)
-    window_bytes = np.array([behind[start + 1:start + seq_len + 1].sum() for start in windows * seq_len],
-                            dtype=np.float64)
+    # the bytes behind each window's targets (tokens first+1 .. first+seq_len), from one cumulative sum
+    behind = np.concatenate([[0], np.cumsum(np.asarray(prepared.token_bytes("val"), dtype=np.int64))])
+    firsts = np.asarray(windows, dtype=np.int64) * seq_len
+    window_bytes = (behind[firsts + seq_len + 1] - behind[firsts + 1]).astype(np.float64)
     record = _record(target, runner, identity, nats, window_bytes, seq_len, max_tokens, scorer, seconds)
     cache.save(key, record)
     return record
