@@ -66,11 +66,11 @@ def eval_command(s: EvalSettings) -> None:
 def _output(s: EvalSettings):
     """(where the scores go, the eval.json there whose other tasks' scores --merge keeps, or None),
     checked before any work."""
-    from distillscale.io import check_output_file
-    from distillscale.evaluation.lm_eval_run import default_output
     from dataclasses import replace
 
+    from distillscale.evaluation.lm_eval_run import default_output, weights_fingerprint
     from distillscale.evaluation.scores import is_eval_file, read_eval
+    from distillscale.io import check_output_file
 
     if s.merge and s.overwrite:
         raise UserError("give --merge (keep the other tasks' scores) or --overwrite (replace the file), not both")
@@ -80,15 +80,8 @@ def _output(s: EvalSettings):
     keep = s.merge and out.is_file() and out.stat().st_size > 0
     earlier = read_eval(out) if keep else None
     if earlier is not None:  # another model's scores: refused before any task is scored
-        replace(earlier, model=str(s.model_dir), model_fingerprint=_weights(s.model_dir)).merged_into(earlier)
+        replace(earlier, model=str(s.model_dir), model_fingerprint=weights_fingerprint(s.model_dir)).merged_into(earlier)
     return out, earlier
-
-
-def _weights(model_dir: Path) -> str:
-    """The fingerprint of the weights scored (`EvalRecord.model_fingerprint`)."""
-    from distillscale.evaluation.lm_eval_run import weights_fingerprint
-
-    return weights_fingerprint(model_dir)
 
 
 def _scores_table(record, model_dir: Path, out: Path) -> Table:
