@@ -89,10 +89,9 @@ def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, la
 def _train_tokens(laws) -> float:
     """The tokens of the split the laws' students train on (the student split of their prepared
     corpus's manifest)."""
-    import json
+    from distillscale.data.prepare import open_prepared
 
-    manifest = Path(laws.losses.text.directory) / "manifest.json"
-    return float(json.loads(manifest.read_text(encoding="utf-8"))["splits"]["student"]["tokens"])
+    return float(open_prepared(laws.losses.text.directory).manifest["splits"]["student"]["tokens"])
 
 
 def _student_run(students: list[dict], target: float | None) -> dict:
