@@ -164,3 +164,17 @@ def offline_datasets(tmp_path_factory):
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets")))
         yield
+
+
+def point_laws(name: str = "busbridge2025"):
+    """A preset with its values alone and no interval (its laws' fit records dropped; its published
+    data range still known by name): for tests of what the planner does with point values, e.g. a
+    verdict from the losses' order, or a range made of one part alone."""
+    from dataclasses import replace
+
+    from distillscale.laws import load_laws
+
+    laws = load_laws(name)
+    supervised = replace(laws.supervised, fit=None)
+    distillation = None if laws.distillation is None else replace(laws.distillation, fit=None, student_law=supervised)
+    return replace(laws, supervised=supervised, distillation=distillation)

@@ -59,7 +59,7 @@ def test_the_readmes_python_example_prints_a_plan_with_its_verdict(capsys):
     namespace: dict = {}
     exec(compile(block.code, str(block.path), "exec"), namespace)
     verdict = namespace["plan"].verdict
-    assert verdict in ("distill", "pretrain")
+    assert verdict in ("distill", "pretrain", "too close to call")
     out = capsys.readouterr().out
     assert out.startswith(verdict) and "nats/token" in out
 
@@ -74,7 +74,7 @@ def test_the_python_api_example_runs(tmp_path, monkeypatch, cache_dir, one_threa
     assert (tmp_path / "law.json").is_file()
     assert (tmp_path / "runs" / "tiny" / "result.json").is_file()
     assert namespace["result"].completed and namespace["result"].val_loss > 0
-    assert namespace["plan"].verdict in ("distill", "pretrain")
+    assert namespace["plan"].verdict in ("distill", "pretrain", "too close to call")
     low, high = namespace["fit"].law.prediction(1e9, 20e9).low, namespace["fit"].law.prediction(1e9, 20e9).high
     assert low < high
 

@@ -30,7 +30,8 @@ def corrected_student(profile_laws: list[dict]) -> SupervisedLaw:
 def test_the_distillation_intervals_e_profile_is_corrected_as_the_student_law_is():
     """A profile that allows only the fitted law adds no width to a student beyond the runs; one that
     allows other E's spans those laws corrected by the same factor."""
-    distillation = load_laws("busbridge2025").distillation
+    # the preset's law without its own (stated) error: the profile's width alone
+    distillation = replace(load_laws("busbridge2025").distillation, fit=None)
     N_S, D_S, L_T = 4e7, 8e8, 2.0                      # the student 4x beyond the fitted sizes
     only = replace(distillation, student_law=corrected_student([STUDENT.coefficients()]))
     p = only.prediction(N_S, D_S, L_T)

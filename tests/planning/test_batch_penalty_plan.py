@@ -9,6 +9,7 @@ import json
 import pytest
 
 import distillscale as ds
+from tests.conftest import point_laws
 from distillscale.laws.lawset import load_laws
 from distillscale.planning.batch_penalty import PENALTY_NOTE
 
@@ -20,7 +21,7 @@ def test_the_batch_penalty_is_in_the_losses_and_can_turn_the_verdict():
     """At 1e20 FLOPs distilling from an existing 7.75B teacher wins at each run's B*; at a 16M-token
     batch both runs pay Step Law's ridge penalty, the student's larger (it trains on fewer tokens,
     so its B* is smaller): pretraining wins by about 0.058 nats (the issue's case)."""
-    plan = ds.plan("busbridge2025", compute=1e20, batch_tokens=16e6, **EXISTING)
+    plan = ds.plan(point_laws(), compute=1e20, batch_tokens=16e6, **EXISTING)
     optimal = plan.at_optimal_batch
     assert optimal is not None and optimal.verdict == "distill" and plan.verdict == "pretrain"
     student, instead = plan.batch_penalties["teacher-inference"], plan.batch_penalties["teacher-inference (pretrain instead)"]
@@ -37,7 +38,7 @@ def test_the_batch_penalty_is_in_the_losses_and_can_turn_the_verdict():
         "teacher-inference": "distill"}
     assert record["batch_penalty"]["losses_at_optimal_batch"]["teacher-inference"] == pytest.approx(p0.student_loss)
     # without a fixed batch nothing changes
-    plain = ds.plan("busbridge2025", compute=1e20, **EXISTING)
+    plain = ds.plan(point_laws(), compute=1e20, **EXISTING)
     assert plain.at_optimal_batch is None and plain.batch_penalties == {} and plain.verdict == "distill"
     assert plain.headline.student_loss == pytest.approx(p0.student_loss, rel=1e-12)
 
@@ -73,15 +74,18 @@ def test_the_downstream_errors_and_the_page_read_the_penalized_losses(tmp_path):
     losses = np.linspace(2.2, 3.4, 12)   # Gadre et al.'s law Err = 0.75 - 12 exp(-1.3 L)
     path = tmp_path / "down.json"
     ds.fit_downstream(losses, 0.75 - 12 * np.exp(-1.3 * losses), task_set="toy", bootstrap=0).save(path)
-    plan = ds.plan("busbridge2025", compute=1e20, batch_tokens=16e6, downstream_law=str(path), **EXISTING)
+    plan = ds.plan(point_laws(), compute=1e20, batch_tokens=16e6, downstream_law=str(path), **EXISTING)
     errors = plan.downstream.to_dict()
     student_loss = plan.headline.student_loss
     assert errors["models"]["teacher-inference"]["loss"] == pytest.approx(student_loss)
     page = Planner().update(PlanQuery(law="busbridge2025", compute="1e20", student="546M", scenario="teacher-inference",
                                       teacher="tokens", teacher_params="7.75B", teacher_tokens="155B",
                                       batch_tokens="16M"))
-    assert page["ok"] and page["plan"]["verdict"] == "pretrain"
-    assert page["plan"]["batch_penalty"]["verdicts_at_optimal_batch"] == {"teacher-inference": "distill"}
+    # the page plans under the preset itself, intervals and all: what ds.plan gives it
+    preset = ds.plan("busbridge2025", compute=1e20, batch_tokens=16e6, **EXISTING).to_dict()
+    assert page["ok"] and page["plan"]["verdict"] == preset["verdict"]
+    assert page["plan"]["batch_penalty"]["verdicts_at_optimal_batch"] == \
+        preset["batch_penalty"]["verdicts_at_optimal_batch"]
 
 
 def test_a_pretrained_teacher_gets_a_repetition_check_that_moves_its_student(cli):

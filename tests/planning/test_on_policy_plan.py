@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import distillscale as ds
+from tests.conftest import point_laws
 from distillscale.errors import ParameterError
 from distillscale.planning.flops import (
     SCENARIOS,
@@ -22,7 +23,7 @@ TEACHER = ds.ExistingTeacher(params=7.75e9, tokens=155e9)
 
 
 def modes_plan(**options):
-    return ds.plan("busbridge2025", compute=1e21, student_params=546e6, teacher=TEACHER, **options)
+    return ds.plan(point_laws(), compute=1e21, student_params=546e6, teacher=TEACHER, **options)
 
 
 def by_name(plan):
@@ -145,7 +146,8 @@ def test_plan_command_says_whether_on_policy_pays(cli):
     code, out, err = cli("plan", "--student-params", "546M", "--teacher-params", "7.75B", "--teacher-tokens",
                          "155B", "--compute", "1e21", "--teacher-remote", "--on-policy-fraction", "0.5,1")
     assert code == 0, err
-    for text in ("predicted best: off-policy", "on-policy pays only if one on-policy "
+    # off-policy ahead, by less than the preset's intervals: said, not a verdict
+    for text in ("too close to call: off-policy is 0.0150 nats/token ahead of on-policy", "on-policy pays only if one on-policy "
                  "token is worth at least k* = 2.32", "FLOPs per phase", "generation", "teacher scores",
                  "remote teacher", "the law's fit is for off-policy runs", "nats/token"):
         assert text in out, text
@@ -153,7 +155,8 @@ def test_plan_command_says_whether_on_policy_pays(cli):
                        "155B", "--compute", "1e21", "--on-policy", "--json")
     assert code == 0
     record = json.loads(out)
-    assert record["verdict"] == "supervised" and record["break_even_efficiency"] > 1
+    assert record["best"] == "supervised" and record["verdict"] in ("supervised", "too close to call")
+    assert record["break_even_efficiency"] > 1
     assert {m["name"] for m in record["modes"]} >= {"supervised", "off-policy", "on-policy λ=1"}
 
 

@@ -44,8 +44,10 @@ def test_each_model_a_plan_prints_carries_its_error_in_the_json_and_the_text(cli
         assert model["accuracy"] == pytest.approx(1 - model["error"])
         low, high = model["law_interval"]
         assert low <= model["error"] <= high and high - low > 0 and model["level"] == 0.9
-        # busbridge2025 gives its losses no interval: the law's interval is the whole interval
-        assert model["loss_interval"] is None and model["interval"] == model["law_interval"]
+        # busbridge2025's losses carry its intervals: the whole interval spans the law's at every loss they allow
+        loss_low, loss_high = model["loss_interval"]
+        assert loss_low < loss < loss_high
+        assert model["interval"][0] <= low and model["interval"][1] >= high
         assert not model["beyond_law_data"]  # 2.2-2.3 nats lies inside the law's 2.2-3.4
     code, out, err = cli(*args)
     assert code == 0, err
@@ -53,7 +55,9 @@ def test_each_model_a_plan_prints_carries_its_error_in_the_json_and_the_text(cli
     student = downstream["models"]["teacher-pretraining"]
     assert "Downstream error on task set tiny_mc (error = 1 - accuracy;" in text
     assert (f"teacher-pretraining: loss {student['loss']:.4g} -> error {student['error']:.3f} (90% of the law: "
-            f"{student['law_interval'][0]:.3f} to {student['law_interval'][1]:.3f})") in text
+            f"{student['law_interval'][0]:.3f} to {student['law_interval'][1]:.3f}; with the loss's interval "
+            f"{student['loss_interval'][0]:.4g} to {student['loss_interval'][1]:.4g}: {student['interval'][0]:.3f} to "
+            f"{student['interval'][1]:.3f})") in text
 
 
 def test_the_loss_interval_is_carried_through_the_law(law_file):

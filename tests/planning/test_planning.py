@@ -10,6 +10,7 @@ from distillscale.errors import UserError
 from distillscale.laws import load_laws
 from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.planning.flops import SCENARIOS, ForwardFlops, distillation_flops, get_scenario
+from distillscale.planning.results import decide_verdict
 from distillscale.planning.solver import DistillationPlanner, tokens_reaching_loss
 from distillscale.planning.teacher import (
     LinearCapacityGap,
@@ -67,8 +68,11 @@ def test_every_plan_spends_the_budget_and_respects_the_bounds(planner, budget):
 @pytest.mark.parametrize("budget", [1e19, 1e21, 1e23])
 def test_published_findings_hold(planner, budget):
     plans = {name: planner.plan(546 * M, budget, name) for name in SCENARIOS}
-    # A teacher trained for one student never beats training that student directly.
-    assert plans["teacher-pretraining-inference"].verdict == "pretrain"
+    # A teacher trained for one student never beats training that student directly (by the laws'
+    # values; the verdict says so where the difference exceeds the preset's intervals).
+    single = plans["teacher-pretraining-inference"]
+    assert single.student_loss > single.supervised.loss
+    assert single.verdict in ("pretrain", "too close to call")
     # With free teacher pre-training the optimal teacher is overtrained to the token cap.
     assert plans["teacher-inference"].teacher_tokens == pytest.approx(1e17, rel=1e-6)
     # The free teacher is a lower bound on every scenario.
@@ -152,7 +156,9 @@ def test_supervised_baseline_and_verdict(planner):
     assert baseline.tokens == pytest.approx(1e21 / (3 * planner.flops(546 * M)))
     plan = planner.plan(546 * M, 1e21, "teacher-pretraining-inference")
     assert plan.loss_difference == pytest.approx(baseline.loss - plan.student_loss)
-    assert plan.verdict == ("distill" if plan.loss_difference > 0 else "pretrain")
+    assert plan.verdict == decide_verdict(plan.student_loss, plan.student_interval, baseline.loss,
+                                          plan.supervised.interval)
+    assert plan.loss_difference < 0 and plan.verdict in ("pretrain", "too close to call")
 
 
 def test_sweep_finds_a_student_no_worse_than_any_grid_size(planner):

@@ -6,6 +6,7 @@ import json
 import pytest
 
 import distillscale as ds
+from tests.conftest import point_laws
 from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.student_init import PRUNED_MICRO
@@ -17,7 +18,7 @@ TEACHER = dict(student_params=546e6, compute=1e21, teacher=ds.ExistingTeacher(7.
 def test_pruned_plan_is_the_scratch_plan_with_the_multiplier_on_D_S():
     """Same teacher, same budget: the same D_S, and the law's loss at D_eff = m D_S (scratch: at D_S)."""
     law = load_laws("busbridge2025").distillation
-    scratch, pruned = (ds.plan("busbridge2025", **TEACHER, student_init=init).headline for init in ("scratch", "pruned"))
+    scratch, pruned = (ds.plan(point_laws(), **TEACHER, student_init=init).headline for init in ("scratch", "pruned"))
     assert pruned.student_tokens == scratch.student_tokens
     D_S, L_T, m = scratch.student_tokens, scratch.teacher_loss, PRUNED_MICRO.value
     assert scratch.student_loss == pytest.approx(float(law.predict(546e6, D_S, L_T)), rel=1e-12)

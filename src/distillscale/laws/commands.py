@@ -73,7 +73,7 @@ def predict_supervised(s: PredictSupervisedSettings) -> None:
     for message in result.warnings:
         warn(message)
     if s.as_json:
-        print_json({**result.to_dict(), "bias_correction": laws.bias_note(),
+        print_json({**result.to_dict(), "bias_correction": laws.bias_note(), "interval_note": laws.interval_note(),
                     "losses": laws.losses.units_record({"loss": _triple(result.prediction)})})
         return
     if laws.bias_note() is not None:
@@ -81,6 +81,8 @@ def predict_supervised(s: PredictSupervisedSettings) -> None:
     console.print(styled(f"L({format_quantity(result.params)} parameters, {format_quantity(result.tokens)} tokens) = ",
                          (f"{result.prediction.value:.4f}", "bold"),
                          f" nats/token{result.prediction.describe()}  (law: {result.law})"))
+    if laws.interval_note() is not None:
+        console.print(laws.interval_note(), highlight=False)
     if result.repetition is not None:
         for line in result.repetition.describe(format_quantity):
             console.print(line)
@@ -129,13 +131,15 @@ def predict_distillation(s: PredictDistillationSettings) -> None:
     for message in result.warnings:
         warn(message)
     if s.as_json:
-        print_json({**result.to_dict(), "bias_correction": laws.bias_note(),
+        print_json({**result.to_dict(), "bias_correction": laws.bias_note(), "interval_note": laws.interval_note(),
                     "losses": laws.losses.units_record({"student_loss": _triple(result.prediction),
                                                         "teacher_loss": (result.teacher_loss, None, None)})})
     else:
         console.print(_distillation_table(result))
         if laws.bias_note() is not None:
             console.print(laws.bias_note(), soft_wrap=True, highlight=False)
+        if laws.interval_note() is not None:
+            console.print(laws.interval_note(), highlight=False)
 
 
 def _triple(prediction) -> tuple[float, float | None, float | None]:

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from distillscale.laws import LawSet
+from distillscale.laws.preset_error import PUBLISHED_RANGES
 from distillscale.laws.record import DataRange
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 from distillscale.units import format_quantity
@@ -21,19 +22,6 @@ from distillscale.units import format_quantity
 FAR_BEYOND = 10.0
 
 
-PUBLISHED_RANGES = {
-    # Busbridge et al. 2025: models 143M..12.6B, teachers up to 512B tokens. Students: fixed-M
-    # protocols at 20..320 tokens per parameter and IsoFLOP profiles reaching from about 1 to a
-    # few thousand; the bounds below are that rough span, not an exact record of their runs.
-    "busbridge2025": DataRange(params=(143e6, 12.6e9), tokens=(2.86e9, 1e12),
-                               tokens_per_param=(1.0, 5000.0)),
-    # Hoffmann et al. 2022: 70M..16B parameters, 5B..500B tokens (Epoch refit the same runs);
-    # D/N spans 0.04..340 in Epoch's extraction of their Fig. 4.
-    "chinchilla2022": DataRange(params=(70e6, 16e9), tokens=(5e9, 500e9),
-                                tokens_per_param=(0.04, 340.0)),
-    "epoch2024": DataRange(params=(70e6, 16e9), tokens=(5e9, 500e9),
-                           tokens_per_param=(0.04, 340.0)),
-}
 
 
 def data_range(laws: LawSet, students: bool = False) -> DataRange | None:

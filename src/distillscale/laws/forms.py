@@ -213,7 +213,8 @@ class SupervisedLaw:
         extrapolation error at N's distance beyond the fitted sizes (`laws.uncertainty`); a law
         whose fit carries the calibration across published ladders (`laws.pack_interval`) takes that
         alone: its errors are those of fits like this one on runs like these, seed noise and fit noise
-        included, so neither is added again (the interval the pack's scoring scores is this one).
+        included, so neither is added again (the interval the pack's scoring scores is this one); a
+        preset's stated error (`laws.preset_error`) takes its coefficients' bootstrap beside it.
         With a bias correction, value and interval corrected and the correction's own uncertainty
         added (`laws.crossladder.BiasCorrection.apply`)."""
         value = self.raw_predict(N, D)
@@ -226,7 +227,11 @@ class SupervisedLaw:
             prediction = combine(value, boot, extrapolation, distance, _level(self.fit))
         else:
             level = (extrapolation.level if extrapolation is not None else None) or _level(self.fit) or 0.9
-            prediction = combine(value, None, None, _pos(N, "N") / calibrated.summary.params_max, level,
+            # A published law's stated error is its runs' scatter about it: the uncertainty of its
+            # coefficients (a bootstrap the record carries) is not in it, and is added once.
+            boot = None if calibrated.stated is None else _bootstrap_interval(
+                self, lambda c: self.with_coefficients(c).raw_predict(N, D), value)
+            prediction = combine(value, boot, None, _pos(N, "N") / calibrated.summary.params_max, level,
                                  sides=calibrated.sides(N, D, level, self.backtest_half_width(N)),
                                  beyond=calibrated.beyond(N, D))
         if self.bias_correction is not None:

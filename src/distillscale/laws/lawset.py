@@ -16,6 +16,7 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.io import atomic_write_json, check_output_file, json_format_is, read_text_file
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.interaction_law import supervised_law_from_dict
+from distillscale.laws.preset_error import coefficients_note, distillation_record, preset_record
 from distillscale.laws.schema import validate_law_file
 
 FORMAT = "distillscale.laws/1"
@@ -73,6 +74,17 @@ class LawSet:
     def bias_note(self) -> str | None:
         """One line saying that predictions beyond the runs are bias-corrected (None: they are raw)."""
         return None if self.bias_correction is None else self.bias_correction.describe()
+
+    def interval_note(self) -> str | None:
+        """One line saying what a preset's intervals are (`laws.preset_error`); None for a law whose
+        fit record is its own (`fit` says what its intervals are)."""
+        fit = self.supervised.fit if self.supervised is not None else None
+        calibrated = fit.interval if fit is not None else None
+        if calibrated is None or calibrated.stated is None:
+            return None
+        level = calibrated.stated.level
+        return (f"{self.name}'s {level:.0%} intervals: {calibrated.describe(level)}; its coefficients: "
+                f"{coefficients_note(self.name)}")
 
     def without_bias_correction(self) -> "LawSet":
         """These laws with their raw predictions (`--no-bias-correction`): the supervised law without its
@@ -168,9 +180,11 @@ def _read_law(part: str, read):
 
 
 def _busbridge2025() -> LawSet:
-    supervised = SupervisedLaw(E=1.220, A=3355.0, B=18186.0, alpha=0.408, beta=0.431, gamma=0.452)
+    supervised = SupervisedLaw(E=1.220, A=3355.0, B=18186.0, alpha=0.408, beta=0.431, gamma=0.452,
+                               fit=preset_record("busbridge2025"))
     distillation = DistillationLaw(A=2243.0, B=24181.0, alpha=0.321, beta=0.637, gamma=0.764,
-                                   c0=2.549, c1=522.6, f1=0.090, d1=1.315, student_law=supervised)
+                                   c0=2.549, c1=522.6, f1=0.090, d1=1.315, student_law=supervised,
+                                   fit=distillation_record("busbridge2025"))
     return LawSet("busbridge2025", supervised, distillation, ComputeSettings(4096, 32168, 128.0),
                   "Busbridge et al. 2025, Table 6 (C4-English, vocab 32168, context 4096)", losses=LossIdentity(
                       tokenizer=TokenizerIdentity(name="of Busbridge et al. 2025, not published", vocab_size=32168),
@@ -187,13 +201,14 @@ _CHINCHILLA_LOSSES = LossIdentity(
 
 def _chinchilla2022() -> LawSet:
     return LawSet("chinchilla2022",
-                  SupervisedLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+                  SupervisedLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28, fit=preset_record("chinchilla2022")),
                   source="Hoffmann et al. 2022, Eq. 10 (MassiveText)", losses=_CHINCHILLA_LOSSES)
 
 
 def _epoch2024() -> LawSet:
     return LawSet("epoch2024",
-                  SupervisedLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
+                  SupervisedLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658,
+                                fit=preset_record("epoch2024")),
                   source="Besiroglu et al. 2024, refit of Chinchilla Fig. 4", losses=_CHINCHILLA_LOSSES)
 
 

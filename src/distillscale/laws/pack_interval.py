@@ -130,18 +130,43 @@ def _quantile(quantiles, p: float) -> float:
     return float(np.interp(at, z, quantiles))
 
 
+class StatedError(_Record):
+    """A published law's own error inside its runs (a preset's: `laws.preset_error`): the relative
+    half-width of its `level` intervals there (|observed / predicted - 1|), and where that number
+    comes from. Beyond the runs it
+    grows as the pack's calibration says errors grow with distance (`CalibratedInterval.sides`)."""
+
+    half_width: float = Field(gt=0, le=1)
+    level: float = Field(gt=0, lt=1)
+    source: str
+
+    def at(self, level: float) -> float:
+        """The relative half-width at another level (normal errors: the ratio of the quantiles)."""
+        z = NormalDist().inv_cdf
+        return self.half_width * z((1 + level) / 2) / z((1 + self.level) / 2)
+
+
 class CalibratedInterval(_Record):
     """What a law carries to give its predictions the pack's calibrated extrapolation error: the
-    model and the summary of the runs the law was fitted on (so a law file is self-contained)."""
+    model and the summary of the runs the law was fitted on (so a law file is self-contained).
+    With `stated` (a published law's own error inside its runs), the interval is that error, widened
+    beyond the runs by the model's growth with distance, s(N, D) / s(at the runs): the model's
+    quantiles are those of fits on a few dozen runs, not of a paper's law on its own."""
 
     model: PackInterval
     summary: FitSummary
     misfit: float = Field(default=0.0, ge=0, le=10)   # the fit's RMS log residual (its diagnostics)
+    stated: StatedError | None = None
 
     def sides(self, N, D, level: float, backtest=None) -> tuple[np.ndarray, np.ndarray]:
         """The relative gaps below and above the prediction at (N, D); `backtest`: the law's own
-        backtest half-width there (`PackInterval.backtest_power`)."""
+        backtest half-width there (`PackInterval.backtest_power`; not with `stated`)."""
         n, d = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
+        if self.stated is not None:
+            at_runs = self.model.scale(self.summary, self.summary.params_max, self.summary.tokens_max)
+            widening = self.model.scale(self.summary, n.ravel(), d.ravel()) / at_runs
+            half = self.stated.at(level) * np.asarray(widening, float).reshape(n.shape)
+            return half, half
         h = None if backtest is None else np.broadcast_to(np.asarray(backtest, float), n.shape).ravel()
         low, high = self.model.sides(self.summary, n.ravel(), d.ravel(), level, self.misfit, h)
         return low.reshape(n.shape), high.reshape(n.shape)
@@ -159,6 +184,10 @@ class CalibratedInterval(_Record):
         low, high = self.sides(self.summary.params_max * np.array([1.0, 2.0, 4.0, 10.0]), self.summary.tokens_max,
                                level, backtest)
         widths = ", ".join(f"-{lo:.1%}/+{hi:.1%} at {d:g}x" for lo, hi, d in zip(low, high, (1, 2, 4, 10)))
+        if self.stated is not None:
+            widths = ", ".join(f"±{hi:.1%} at {d:g}x" for hi, d in zip(high, (1, 2, 4, 10)))
+            return (f"{self.stated.source}; beyond its runs they widen as errors grow with distance in the calibration "
+                    f"on {len(self.model.ladders)} published ladders: {widths} its largest runs' params")
         own = " and the law's own backtest" if self.model.backtest_power > 0 and backtest is not None else ""
         return (f"extrapolation error ({level:.0%}, calibrated on {len(self.model.ladders)} published ladders as a "
                 f"function of the distance beyond the runs{own}): {widths} the largest fitted params")

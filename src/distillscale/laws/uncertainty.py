@@ -60,7 +60,9 @@ def equivalent_distance(distance, span, own_span) -> np.ndarray:
     doublings = np.log2(np.maximum(np.asarray(distance, float), 1.0))
     ratio = (np.maximum(np.log2(np.asarray(own_span, float)), MIN_SPAN_DOUBLINGS)
              / np.maximum(np.log2(np.asarray(span, float)), MIN_SPAN_DOUBLINGS))
-    return np.exp2(doublings * ratio)
+    # a span past the floats (a law file's absurd range) is infinitely far beyond, and nothing inside
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.exp2(np.where(doublings > 0, doublings * ratio, 0.0))
 
 
 # When no backtest is possible, the literature's error stands in: Choshen et al. 2024 (485 models)

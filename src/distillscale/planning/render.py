@@ -315,8 +315,8 @@ def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> 
         return out
     dominant = {p.student_interval.dominant for p in with_intervals} - {None}
     if dominant:
-        out.append(f"intervals: the fitted laws' bootstrap and backtest extrapolation error at the plan's "
-                   f"distance from the runs; mostly {' and '.join(sorted(dominant))}")
+        out.append(f"intervals: the laws' own (a fit's bootstrap and backtest, a preset's stated error; `predict` "
+                   f"says which) at the plan's distance from the runs; mostly {' and '.join(sorted(dominant))}")
     if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
         out.append("too close to call: the loss difference is inside the intervals, so the laws "
                    "cannot say whether distillation or pre-training wins here")
