@@ -9,8 +9,12 @@ import math
 import pytest
 import torch
 from transformers import (
+    CohereConfig,
+    CohereForCausalLM,
     Gemma2Config,
     Gemma2ForCausalLM,
+    GraniteConfig,
+    GraniteForCausalLM,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
     LlamaConfig,
@@ -19,6 +23,7 @@ from transformers import (
 )
 
 from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
+from distillscale.errors import UserError
 from distillscale.model.hf_import import hf_model_config
 from distillscale.training.records import RunResult
 from distillscale.training.teachers import find_teacher, load_teacher
@@ -108,15 +113,57 @@ def test_padded_teacher_logits_are_sliced_to_the_tokenizer(tmp_path, tokenizer):
     assert teacher.info.output_rows == PADDED_VOCAB
 
 
-def test_teacher_that_changes_its_logits_after_the_head_is_refused(cli, tmp_path, tokenizer):
-    """Gemma 2 soft-caps its logits: the chunked loss, which applies the head itself, would miss it."""
-    config = Gemma2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                          num_attention_heads=2, num_key_value_heads=2, head_dim=32, max_position_embeddings=64,
-                          final_logit_softcapping=1.0)
-    teacher = save_hf_teacher(tmp_path / "hf", Gemma2ForCausalLM, config, tokenizer)
-    code, _, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT)
-    assert code == 2 and "transforms its logits after the output layer" in err
-    assert not (tmp_path / "student").exists()
+# Tiny configs of the architectures that transform their logits after the output layer, each as its
+# config names it: Gemma-2 soft-caps (cap tanh(logits / cap)), Granite divides, Cohere multiplies.
+TRANSFORMING = {
+    "gemma2": (Gemma2ForCausalLM, lambda: Gemma2Config(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, head_dim=32, max_position_embeddings=64, final_logit_softcapping=1.0)),
+    "granite": (GraniteForCausalLM, lambda: GraniteConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=64, logits_scaling=8.0)),
+    "cohere": (CohereForCausalLM, lambda: CohereConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=64, logit_scale=0.0625)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMING))
+def test_a_teacher_that_soft_caps_or_scales_its_logits_gives_its_own_forwards_logits(tmp_path, tokenizer, name):
+    """The transform its config names is applied by the head, chunk by chunk: any slice of positions
+    gives the model's own logits there."""
+    model_class, config = TRANSFORMING[name]
+    directory = save_hf_teacher(tmp_path / name, model_class, config(), tokenizer)
+    teacher = load_teacher(find_teacher(directory), vocab_size=VOCAB, device=torch.device("cpu"), seq_len=32)
+    idx = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model_class.from_pretrained(directory)(idx).logits
+        hidden = teacher.hidden_states(idx)
+        torch.testing.assert_close(teacher.head(hidden), expected)
+        torch.testing.assert_close(teacher.head(hidden[:, 5:9]), expected[:, 5:9])   # one chunk of positions
+        raw = teacher.model.model.get_output_embeddings()(hidden)
+    assert not torch.allclose(raw, expected, atol=1e-3)   # the transform matters here
+
+
+def test_a_soft_capped_teacher_distils_end_to_end(cli, tmp_path, tokenizer):
+    model_class, config = TRANSFORMING["gemma2"]
+    teacher = save_hf_teacher(tmp_path / "hf", model_class, config(), tokenizer)
+    code, out, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "student", *STUDENT, "--json")
+    assert code == 0, err
+    assert math.isfinite(json.loads(out)["val_loss"])
+
+
+def test_a_transform_the_config_does_not_name_is_refused(tmp_path, tokenizer):
+    """A model whose logits are not its head's (with the transform its config names) cannot be
+    reproduced chunk by chunk: here a soft-capping model whose cap is hidden from the check."""
+    from distillscale.training.teachers import HFCausalLM, LogitTransform, check_logits_are_head_of_hidden
+
+    model_class, config = TRANSFORMING["gemma2"]
+    directory = save_hf_teacher(tmp_path / "hf", model_class, config(), tokenizer)
+    adapter = HFCausalLM(model_class.from_pretrained(directory))
+    adapter.logit_transform = LogitTransform()
+    with pytest.raises(UserError, match="transforms its logits after the output layer in a way its config does not"):
+        check_logits_are_head_of_hidden(adapter, directory, torch.device("cpu"))
 
 
 def test_mismatched_tokenizers_are_refused_by_a_logit_cache(cli, tmp_path, tokenizer):

@@ -285,19 +285,53 @@ class Teacher(nn.Module):
         return logits if logits.shape[-1] == self.vocab_size else logits[..., :self.vocab_size]
 
 
+@dataclass(frozen=True)
+class LogitTransform:
+    """What some architectures do to the output layer's logits, read from their config: a scale
+    (Cohere's `logit_scale` multiplies them, Granite's `logits_scaling` divides them), then a soft
+    cap (Gemma-2/3's `final_logit_softcapping`: cap * tanh(logits / cap)). Elementwise, so it applies
+    to a chunk of positions as to the whole (the chunked losses apply the head chunk by chunk)."""
+
+    scale: float = 1.0
+    softcap: float | None = None
+
+    @classmethod
+    def of(cls, config: Any) -> "LogitTransform":
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        scale = float(getattr(text, "logit_scale", None) or 1.0)
+        scale /= float(getattr(text, "logits_scaling", None) or 1.0)
+        softcap = getattr(text, "final_logit_softcapping", None)
+        return cls(scale, float(softcap) if softcap else None)
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.scale != 1.0:
+            logits = logits * self.scale
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def describe(self) -> str | None:
+        """In words, for what the teacher is (None: logits are the output layer's own)."""
+        parts = ([f"its logits scaled by {self.scale:g}"] if self.scale != 1.0 else []) + (
+            [f"soft-capped at {self.softcap:g}"] if self.softcap is not None else [])
+        return " and ".join(parts) or None
+
+
 class HFCausalLM(nn.Module):
     """A Hugging Face causal LM through our model interface: the base model's last hidden state, and
-    the output embedding as the head."""
+    the output embedding as the head, followed by the elementwise transform its config names
+    (`LogitTransform`: soft-capping, logit scaling)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.logit_transform = LogitTransform.of(model.config)
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model.base_model(input_ids=idx, use_cache=False).last_hidden_state
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.model.get_output_embeddings()(h)
+        return self.logit_transform(self.model.get_output_embeddings()(h))
 
     def parameter_counts(self) -> HFParameterCounts:
         """Its parameters, counted from the loaded model (one place for teachers and students: `model.sizes`)."""
@@ -417,12 +451,15 @@ def _load_imported(path: Path, device: torch.device, dtype: torch.dtype,
 
 @torch.no_grad()
 def check_logits_are_head_of_hidden(model: HFCausalLM, path: Path, device: torch.device) -> None:
-    """Some architectures change the logits after the output layer (soft-capping, scaling); the
-    chunked loss applies the head by itself, so it must be the whole story."""
+    """Some architectures change the logits after the output layer; the chunked loss applies the head
+    by itself, so the head with the transform its config names (`LogitTransform`) must be the whole
+    story: any other change (one the config does not name, or not elementwise) is refused."""
     probe = torch.arange(8, device=device).unsqueeze(0)
     logits = model.model(input_ids=probe, use_cache=False).logits
     head = model.head(model.hidden_states(probe))  # a student's head keeps the tokenizer's rows
     if not torch.allclose(head, logits[..., :head.shape[-1]], rtol=1e-3, atol=1e-3):
-        raise UserError(f"the model in {path} transforms its logits after the output layer (e.g. "
-                        f"soft-capping), which distillscale cannot reproduce chunk by chunk: use a "
-                        f"model whose logits are its output layer applied to the last hidden state")
+        known = model.logit_transform.describe()
+        raise UserError(f"the model in {path} transforms its logits after the output layer in a way its config "
+                        f"does not name{f' (beyond {known})' if known else ''}, which distillscale cannot reproduce "
+                        f"chunk by chunk: use a model whose logits are its output layer applied to the last hidden "
+                        f"state, soft-capped or scaled as its config says")
