@@ -40,4 +40,4 @@ def test_teacher_opens_with_the_best_candidate(cli):
     assert code == 0, err
     first = " ".join(out.split()).split(" Teachers for a")[0]
     assert re.fullmatch(r"best teacher: 64x student \(34\.9B parameters\), L_T = \d\.\d{4} -> student \d\.\d{4} "
-                        r"nats/token; without a teacher 2\.5149", first), first
+                        r"nats/token; without a teacher 2\.5149(; too close to call with it: [^;]+)?", first), first

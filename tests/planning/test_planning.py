@@ -2,6 +2,7 @@
 brute-force search, existing teachers, student-size sweeps, teacher ranking and the capacity gap."""
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from distillscale.errors import UserError
 from distillscale.laws import load_laws
 from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.planning.flops import SCENARIOS, ForwardFlops, distillation_flops, get_scenario
-from distillscale.planning.results import decide_verdict
+from distillscale.planning.results import decide_verdict, too_close_to_call
 from distillscale.planning.solver import DistillationPlanner, tokens_reaching_loss
 from distillscale.planning.teacher import (
     LinearCapacityGap,
@@ -18,6 +19,7 @@ from distillscale.planning.teacher import (
     rank_teachers,
     teacher_ladder,
 )
+from tests.conftest import point_laws
 
 M, B = 1e6, 1e9
 PAID = ("teacher-inference", "teacher-pretraining", "teacher-pretraining-inference")
@@ -265,6 +267,34 @@ def test_rank_teachers_marks_the_best_and_the_capacity_gap(planner):
     weak = TeacherCandidate("weak", 6.0)
     weak_ranking = rank_teachers(planner, 546 * M, 20 * 546 * M, [weak])
     assert weak_ranking.student_losses[0] == pytest.approx(6.0, rel=1e-3)
+
+
+def test_teachers_inside_the_best_ones_interval_are_too_close_to_call_not_ranked_by_noise(planner, cli):
+    """busbridge2025's ±2% intervals: the 4x-128x teachers give students within noise of the best
+    (64x); the 1x and 2x teachers are surely worse. Without intervals nothing is grouped."""
+    ranking = rank_teachers(planner, 546 * M, 20 * 546 * M, teacher_ladder(planner, 546 * M))
+    names = [c.name for c in ranking.candidates]
+    close = [names[i] for i in ranking.too_close]
+    best = ranking.best
+    assert names[best] == "64x student" and close == ["4x student", "8x student", "16x student", "32x student",
+                                                      "128x student"]
+    for i in range(len(names)):
+        if i == best:
+            continue
+        uncertainty = too_close_to_call(*(arg for j in (best, i) for arg in (
+            float(ranking.student_losses[j]), replace(ranking.intervals, value=float(ranking.student_losses[j]),
+                                                      low=float(ranking.intervals.low[j]),
+                                                      high=float(ranking.intervals.high[j])))))
+        assert (i in ranking.too_close) == (abs(ranking.student_losses[i] - ranking.student_losses[best]) < uncertainty)
+    record = ranking.to_dict()
+    assert record["too_close_to_call"] == close
+    assert [c["too_close_to_best"] for c in record["candidates"]] == [n in close for n in names]
+    point = DistillationPlanner(point_laws())
+    assert rank_teachers(point, 546 * M, 20 * 546 * M, teacher_ladder(point, 546 * M)).too_close == []
+    code, out, _ = cli("teacher", "--student-params", "546M", "--student-tokens", "10.92B")
+    text = " ".join(out.split())
+    assert code == 0 and "too close to call with it: 4x student, 8x student, 16x student, 32x student, 128x student" in text
+    assert "≈128x student" in out and "*64x student" in out
 
 
 def test_capacity_gap_fit_recovers_a_planted_ratio():

@@ -190,24 +190,29 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
                                                                     if best.params else "")
                     + f", L_T = {best.loss:.4f} -> student {ranking.student_losses[ranking.best]:.4f} nats/token; "
                     f"without a teacher {ranking.supervised_loss:.4f}")
+    close = ranking.too_close
+    if close:
+        answer.append(f"; too close to call with it: {', '.join(ranking.candidates[i].name for i in close)}")
     table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student "
                         f"on {format_quantity(ranking.student_tokens)} tokens (law: {law})",
-                  caption="losses in nats/token; * marks the best candidate")
+                  caption="losses in nats/token; * marks the best candidate"
+                          + ("; ≈ those too close to call with it (inside the intervals)" if close else ""))
     intervals = ranking.intervals
     headers = ("teacher", "N_T", "D_T", "L_T", "L_T / Ltilde_S", "student L_S")
     for header in headers + ((f"{intervals.level:.0%} ±",) if intervals is not None else ()):
         table.add_column(header, justify="left" if header == "teacher" else "right")
     for index, (c, loss, ratio) in enumerate(zip(ranking.candidates, ranking.student_losses,
                                                  ranking.gap_ratios)):
-        mark = "*" if index == ranking.best else ""
+        mark = "*" if index == ranking.best else "≈" if index in close else ""
         interval = ((f"{(intervals.high[index] - intervals.low[index]) / 2:.3f}",)
                     if intervals is not None else ())
         table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
                       format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}",
-                      f"{ratio:.3f}", styled((f"{loss:.4f}", "bold")) if mark else f"{loss:.4f}", *interval)
+                      f"{ratio:.3f}", styled((f"{loss:.4f}", "bold")) if mark == "*" else f"{loss:.4f}", *interval)
     out = [answer, table]
     if intervals is not None:
-        out.append(f"intervals: bootstrap and backtest extrapolation error; mostly {intervals.dominant}")
+        out.append(f"intervals: the law's own (a fit's bootstrap and backtest, a preset's stated error; `predict` says "
+                   f"which); mostly {intervals.dominant}")
     out.append(f"supervised student (no teacher): {ranking.supervised_loss:.4f} nats/token\n"
                f"optimal teacher loss L_T* = {ranking.optimal_teacher_loss:.4f} -> student "
                f"{ranking.optimal_student_loss:.4f} nats/token\n"

@@ -8,13 +8,14 @@ a student, and fits N_T* = k N_S either to runs or to the law's compute-optimal 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import stats
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.uncertainty import Prediction
+from distillscale.planning.results import too_close_to_call
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.units import Quantity, parse_quantity
 
@@ -60,6 +61,23 @@ class TeacherRanking:
         return int(np.argmin(self.student_losses))
 
     @property
+    def too_close(self) -> list[int]:
+        """The candidates whose predicted student loss differs from the best's by less than their
+        intervals say (the planner's rule for a verdict, `results.too_close_to_call`): too close to
+        call against the best, not ranked below it by noise. Empty without intervals."""
+        if self.intervals is None:
+            return []
+        low, high = np.atleast_1d(self.intervals.low), np.atleast_1d(self.intervals.high)
+
+        def one(i: int) -> Prediction:
+            return replace(self.intervals, value=float(self.student_losses[i]), low=float(low[i]),
+                           high=float(high[i]), noise=None, extrapolation=None, distance=None)
+
+        best, losses = self.best, self.student_losses
+        return [i for i in range(len(self.candidates)) if i != best and abs(losses[i] - losses[best])
+                < too_close_to_call(float(losses[best]), one(best), float(losses[i]), one(i))]
+
+    @property
     def gap_ratios(self) -> np.ndarray:
         """L_T / Ltilde_S for each candidate."""
         return np.array([c.loss for c in self.candidates]) / self.supervised_loss
@@ -72,9 +90,10 @@ class TeacherRanking:
             "optimal_student_loss": self.optimal_student_loss,
             "capacity_gap_teacher_loss": self.capacity_gap_teacher_loss, "d1": self.d1,
             "best": self.candidates[self.best].name,
+            "too_close_to_call": [self.candidates[i].name for i in self.too_close],
             "candidates": [{"name": c.name, "teacher_params": c.params, "teacher_tokens": c.tokens,
                             "teacher_loss": c.loss, "student_loss": float(loss),
-                            "gap_ratio": float(ratio),
+                            "gap_ratio": float(ratio), "too_close_to_best": i in self.too_close,
                             **({"interval": [float(self.intervals.low[i]), float(self.intervals.high[i])],
                                 "level": self.intervals.level} if self.intervals is not None else {})}
                            for i, (c, loss, ratio) in enumerate(zip(self.candidates, self.student_losses,
