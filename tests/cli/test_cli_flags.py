@@ -73,7 +73,9 @@ for _path in ("fit supervised", "fit distillation"):  # the runs' context, price
     ADDED_SINCE[_path] |= {"--n-ctx"}
 # Recorded flags that repeat since (a single value still reads as before): their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
-CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"}}
+CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"},
+                 # the teachers a user has, models and tables mixed (issue 78)
+                 "teacher": {"--candidates": "values"}}
 
 
 def test_every_command_keeps_its_flags():

@@ -242,3 +242,33 @@ def test_demo_checks_a_teacher_runs_before_the_sweep(teacher, tmp_path):
     save_file({name: value.fill_(float("nan")) for name, value in tensors.items()}, str(poisoned / "model.safetensors"))
     with pytest.raises(ds.UserError, match="not finite"):
         check_teacher(poisoned, False, "micro", said.append, own)
+
+
+@pytest.mark.slow
+def test_teacher_ranks_model_directories_measured_on_the_laws_text_beside_a_table(cli, teacher, law, tmp_path):
+    """`teacher --candidates DIR --candidates FILE ...`: each model measured through the one measurement
+    path (the run and its Hugging Face export give the same L_T), ranked beside the table's rows;
+    a model of another tokenizer is refused in one line naming what differs, before anything is ranked."""
+    from distillscale.cli import main
+
+    exported, corpus = teacher
+    path, prepared = law
+    table = tmp_path / "more.csv"
+    table.write_text("name,teacher_loss\nweak,7.5\n")
+    code, out, err = cli("teacher", "--law", path, "--student-params", "20K", "--student-tokens", "2M",
+                         "--candidates", exported, "--candidates", table, "--json")
+    assert code == 0, err
+    ranking = json.loads(out)
+    code, measured, _ = cli("loss", exported, "--data", prepared.directory, "--seq-len", "32", "--json")
+    names = [c["name"] for c in ranking["candidates"]]
+    assert names == [str(exported), "weak"] and ranking["best"] == str(exported)
+    assert ranking["candidates"][0]["teacher_loss"] == json.loads(measured)["nats_per_token"]
+    assert ranking["candidates"][0]["teacher_params"] > 0 and ranking["candidates"][1]["teacher_params"] is None
+    # a teacher trained on another tokenizer (the builtin corpus's): refused, naming the tokenizer
+    other = tmp_path / "other"
+    assert main(["train", "--out", str(other), *RUN]) == 0
+    code, out, err = cli("teacher", "--law", path, "--student-params", "20K", "--student-tokens", "2M",
+                         "--candidates", exported, "--candidates", other)
+    last = err.strip().splitlines()[-1]   # (the lines before are the other teacher's training, in this process)
+    assert code == 2 and last.startswith(f"distillscale: error: --candidates {other} speaks another tokenizer"), err
+    assert "Traceback" not in err

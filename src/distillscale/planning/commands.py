@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BeforeValidator
 
 from distillscale.cli_options import CommandSettings, command, option
-from distillscale.console import Table, console, print_json, styled, warn
+from distillscale.console import Table, console, print_json, progress_printer, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
@@ -147,9 +147,11 @@ class TeacherRankingSettings(CommandSettings):
         ..., help="student non-embedding parameters, e.g. 546M")
     student_tokens: Annotated[float, quantity("--student-tokens", kind=Quantity.TOKENS)] = option(
         ..., help="distillation tokens, e.g. 11B")
-    candidates: Path | None = option(
-        None, help="CSV/JSONL of teachers: teacher_loss, or teacher_params and teacher_tokens; optional "
-                   "name (default: a ladder of sizes)")
+    candidates: list[Path] | None = option(
+        None, help="a teacher (repeatable): a model directory (a run, or a Hugging Face causal LM with its "
+                 "tokenizer: N from its config, L_T measured on the law's text in the law's tokenizer, kept "
+                 "and reused), or a CSV/JSONL of teachers (teacher_loss, or teacher_params and teacher_tokens; "
+                 "optional name); default: a ladder of sizes")
     law: str = option("busbridge2025", help=LAW_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write the U-curve (.png or .svg)")
@@ -166,7 +168,7 @@ def teacher_command(s: TeacherRankingSettings) -> None:
 
     _check_figure(s.plot, s.overwrite, s.law)
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
-                                candidates=s.candidates)
+                                candidates=list(s.candidates or []) or None, progress=progress_printer("teacher"))
     for message in ranking.warnings:
         warn(message)
     if s.plot is not None:

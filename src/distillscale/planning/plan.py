@@ -162,11 +162,15 @@ def plan_supervised(law, *, compute: float, params: float | None = None,
 
 
 def rank_teachers_for(law, *, student_params: float, student_tokens: float,
-                      candidates: str | Path | list[TeacherCandidate] | None = None) -> TeacherRanking:
+                      candidates: str | Path | list[TeacherCandidate | str | Path] | None = None,
+                      progress=lambda message: None) -> TeacherRanking:
     """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
-    (a list, or a CSV/JSONL file with teacher_loss, or teacher_params and teacher_tokens; default a
-    ladder of 1x..128x the student's size), the optimal teacher loss L_T* and the capacity gap."""
-    from distillscale.planning.teacher import rank_teachers, read_candidates, teacher_ladder
+    (TeacherCandidates; model directories, each counted from its config and its loss measured on the
+    law's text in the law's tokenizer as `plan --teacher-model` measures it; CSV/JSONL files with
+    teacher_loss, or teacher_params and teacher_tokens; mixed as given; default a ladder of 1x..128x
+    the student's size), the optimal teacher loss L_T* and the capacity gap. `progress(message)` is
+    told before a model is measured."""
+    from distillscale.planning.teacher import rank_teachers, teacher_ladder
 
     laws, _ = _load(law)
     student_params = positive("student_params", student_params, Quantity.PARAMS)
@@ -174,12 +178,31 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float,
     planner = planner_for(laws)
     if candidates is None:
         candidates = teacher_ladder(planner, student_params)
-    elif not isinstance(candidates, list):
-        candidates = read_candidates(candidates, planner)
+    else:
+        candidates = _teacher_candidates(candidates if isinstance(candidates, list) else [candidates], laws,
+                                         planner, progress)
     ranking = rank_teachers(planner, student_params, student_tokens, candidates)
     warnings = extrapolation_warnings(laws, {"the student": student_params, **{
         f"teacher {c.name!r}": c.params for c in candidates}}, {"the student's tokens": student_tokens})
     return replace(ranking, law=laws.name, warnings=warnings)
+
+
+def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> list[TeacherCandidate]:
+    """Each item as candidates: a TeacherCandidate as it is, a model directory measured (`teacher_model`),
+    a table file read (`read_candidates`)."""
+    from distillscale.planning.teacher import TeacherCandidate, read_candidates
+    from distillscale.planning.teacher_model import teacher_model
+
+    out = []
+    for item in items:
+        if isinstance(item, TeacherCandidate):
+            out.append(item)
+        elif Path(item).expanduser().is_dir():
+            model = teacher_model(item, laws, laws.compute.n_ctx, progress=progress, given_as="--candidates")
+            out.append(TeacherCandidate(str(item), float(model.loss.nats_per_token), model.params))
+        else:
+            out.extend(read_candidates(item, planner))
+    return out
 
 
 def planner_for(laws: LawSet, flops: str = "corrected", n_ctx: int | None = None,

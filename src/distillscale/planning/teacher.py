@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import stats
 
+from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.results import too_close_to_call
@@ -30,6 +31,7 @@ class TeacherCandidate:
     tokens: float | None = None
 
     @classmethod
+    @checked
     def from_size(cls, name: str, params: float, tokens: float,
                   planner: DistillationPlanner) -> "TeacherCandidate":
         """A teacher of `params` parameters trained on `tokens` tokens, its loss from the law."""

@@ -82,20 +82,20 @@ def student_size(path: str | Path, n_ctx: int | None, context: int, trust_remote
 
 
 def teacher_model(path: str | Path, laws: LawSet, context: int, trust_remote_code: bool = False,
-                  progress=lambda message: None) -> TeacherModel:
+                  progress=lambda message: None, given_as: str = "--teacher-model") -> TeacherModel:
     """The teacher in `path` for a plan under `laws` at `context` tokens: refused in one line when its
     tokenizer is not the law's; L_T from its loss.json, the measurement kept with the law's split, or
-    measured there now (`progress(message)` is told before)."""
+    measured there now (`progress(message)` is told before). Messages name it as `given_as` (the flag)."""
     from distillscale.model.sizes import model_size
 
     path = Path(path).expanduser()
-    size = model_size(path, trust_remote_code, given_as="--teacher-model")
-    _check_tokenizer(path, laws)
+    size = model_size(path, trust_remote_code, given_as=given_as)
+    _check_tokenizer(path, laws, given_as)
     at = min(context, size.context) if size.context else context
     if at < context:
-        progress(f"--teacher-model {path} takes at most {at} tokens of context: measured and priced at {at}, not "
+        progress(f"{given_as} {path} takes at most {at} tokens of context: measured and priced at {at}, not "
                  f"{context}")
-    record, source = _measured_loss(path, laws, at, trust_remote_code, progress)
+    record, source = _measured_loss(path, laws, at, trust_remote_code, progress, given_as)
     return TeacherModel(str(path), size, float(size.forward_flops_per_token(at)), at, record, source)
 
 
@@ -105,14 +105,14 @@ def calibrate_hint(path: Path) -> str:
             f"{path}` (or `distillscale data prepare --data DIR --tokenizer {path}`, then a sweep on that corpus)")
 
 
-def _check_tokenizer(path: Path, laws: LawSet) -> TokenizerIdentity:
+def _check_tokenizer(path: Path, laws: LawSet, given_as: str) -> TokenizerIdentity:
     """The teacher's tokenizer, refused in one line when it is not the law's."""
     from distillscale.data.loss_identity import loss_identity
     from distillscale.model.pretrained import tokenizer_of
 
     found = tokenizer_of(path)
     if found is None:
-        raise UserError(f"--teacher-model {path} has no tokenizer (tokenizer.json or tokenizer_config.json): its loss "
+        raise UserError(f"{given_as} {path} has no tokenizer (tokenizer.json or tokenizer_config.json): its loss "
                         "and the law's must be in the same tokenizer; save the teacher's tokenizer there")
     mine = loss_identity(tokenizer=found).tokenizer
     theirs = laws.losses.tokenizer
@@ -122,14 +122,14 @@ def _check_tokenizer(path: Path, laws: LawSet) -> TokenizerIdentity:
     if why is None and not theirs.verifiable(mine):
         why = f"the law's tokenizer, {theirs.name}, is not published to compare with"
     if why is not None:
-        raise UserError(f"--teacher-model {path} speaks another tokenizer than law {laws.name!r} ({why}): the law's "
+        raise UserError(f"{given_as} {path} speaks another tokenizer than law {laws.name!r} ({why}): the law's "
                         f"losses are {laws.losses.describe()}, and a teacher's loss in another tokenizer is in other "
                         f"units; {calibrate_hint(path)}")
     return mine
 
 
-def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bool, progress
-                   ) -> tuple[LossRecord, str]:
+def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bool, progress,
+                   given_as: str) -> tuple[LossRecord, str]:
     """(L_T's record, where it came from): a measurement of this model on the law's split at this
     context in distillscale's cache (on any device and precision: `MeasurementCache.find_any`, the key
     `distillscale loss` keeps it by), else a loss.json the user put in the model's directory, else
@@ -146,17 +146,18 @@ def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bo
     if own.is_file():
         record = LossRecord.load(own)
         if record.model_fingerprint != fingerprint:
-            raise UserError(f"{own} measured other files than --teacher-model {path} holds now (a model changed "
+            raise UserError(f"{own} measured other files than {given_as} {path} holds now (a model changed "
                             f"since): measure it again with `distillscale loss {path} --data CORPUS`")
         _check_text(own, record, laws, path, context)
         return record, str(own)
     if directory is None or not (directory / "manifest.json").is_file():
         where = "records no prepared split" if directory is None else f"was fitted on a split no longer at {directory}"
-        raise UserError(f"--teacher-model {path} has no measured loss and law {laws.name!r} {where} to measure it on: "
+        raise UserError(f"{given_as} {path} has no measured loss and law {laws.name!r} {where} to measure it on: "
                         f"measure the teacher on the text of the law's runs with `distillscale loss {path} --data "
                         f"CORPUS --seq-len {context}`, or give --teacher-params and --teacher-loss")
     progress(f"measuring the loss of {path} on the law's split ({directory})")
-    return _measure(path, directory, context, trust_remote_code), f"measured now on the law's split ({directory})"
+    record = _measure(path, directory, context, trust_remote_code, given_as)
+    return record, f"measured now on the law's split ({directory})"
 
 
 def _check_text(file: Path, record: LossRecord, laws: LawSet, path: Path, context: int) -> None:
@@ -170,7 +171,7 @@ def _check_text(file: Path, record: LossRecord, laws: LawSet, path: Path, contex
                         f"--seq-len {context}`")
 
 
-def _measure(path: Path, directory: Path, context: int, trust_remote_code: bool) -> LossRecord:
+def _measure(path: Path, directory: Path, context: int, trust_remote_code: bool, given_as: str) -> LossRecord:
     """`distillscale loss` in a child process (the planner loads no model itself); its refusal, if
     any, becomes this one's, in one line."""
     with tempfile.TemporaryDirectory(prefix="distillscale-loss-") as scratch:
@@ -186,5 +187,5 @@ def _measure(path: Path, directory: Path, context: int, trust_remote_code: bool)
             elif line.strip():
                 sys.stderr.write(line)
         if child.wait() != 0 or not out.is_file():
-            raise UserError(f"measuring --teacher-model {path} on the law's split: {error or f'exit {child.returncode}'}")
+            raise UserError(f"measuring {given_as} {path} on the law's split: {error or f'exit {child.returncode}'}")
         return LossRecord.load(out)
