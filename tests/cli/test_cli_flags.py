@@ -71,11 +71,13 @@ ADDED_SINCE["fit supervised"] |= {"--bias-correction"}  # issue 72: the cross-la
 ADDED_SINCE["distill"] |= {"--cache-workers"}  # issue 73: the threads reading a logit cache
 for _path in ("fit supervised", "fit distillation"):  # the runs' context, priced with --tokenizer's vocabulary
     ADDED_SINCE[_path] |= {"--n-ctx"}
-# Recorded flags that repeat since (a single value still reads as before): their kind now.
+ADDED_SINCE["teacher"] = {"--compute"}  # a budget that pays each teacher's logits, instead of --student-tokens
+# Recorded flags that repeat since (a single value still reads as before), or became optional: their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"},
                  # the teachers a user has, models and tables mixed (issue 78)
-                 "teacher": {"--candidates": "values"}}
+                 "teacher": {"--candidates": "values",
+                             "--student-tokens": "value"}}  # optional since: --compute instead
 
 
 def test_every_command_keeps_its_flags():

@@ -1,6 +1,7 @@
 """The planner: FLOP accounting, the four scenarios against the published findings and a dense
 brute-force search, existing teachers, student-size sweeps, teacher ranking and the capacity gap."""
 
+import json
 import re
 from dataclasses import replace
 
@@ -295,6 +296,33 @@ def test_teachers_inside_the_best_ones_interval_are_too_close_to_call_not_ranked
     text = " ".join(out.split())
     assert code == 0 and "too close to call with it: 4x student, 8x student, 16x student, 32x student, 128x student" in text
     assert "≈128x student" in out and "*64x student" in out
+
+
+def test_at_a_budget_each_teacher_pays_its_logits_and_buys_fewer_student_tokens_the_larger_it_is(planner, cli):
+    ladder = teacher_ladder(planner, 546 * M)
+    ranking = rank_teachers(planner, 546 * M, None, ladder, compute=1e21)
+    student = float(planner.flops(546 * M))
+    expected = [1e21 / (3 * student + float(planner.flops(c.params))) for c in ladder]
+    np.testing.assert_allclose(ranking.tokens_each, expected, rtol=1e-12)
+    assert all(np.diff(ranking.tokens_each) < 0)          # a larger teacher, fewer student tokens
+    law = planner.distillation
+    np.testing.assert_allclose(ranking.student_losses,
+                               [law.predict(546 * M, d, c.loss) for d, c in zip(expected, ladder)], rtol=1e-12)
+    assert ranking.supervised_loss == pytest.approx(float(planner.supervised_law.predict(546 * M, 1e21 / (3 * student))))
+    assert ranking.student_tokens == ranking.tokens_each[ranking.best]
+    # at fixed tokens the 64x teacher is best; paying its logits, a smaller one is
+    fixed = rank_teachers(planner, 546 * M, 20 * 546 * M, ladder)
+    assert ladder[fixed.best].params > ladder[ranking.best].params
+    code, out, err = cli("teacher", "--student-params", "546M", "--compute", "1e21", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["compute"] == 1e21 and [c["student_tokens"] for c in record["candidates"]] == pytest.approx(expected)
+    for args in ((), ("--student-tokens", "11B", "--compute", "1e21")):
+        code, _, err = cli("teacher", "--student-params", "546M", *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "--compute" in err, err
+    # a teacher given by its loss alone cannot be priced at a budget
+    with pytest.raises(UserError, match="give teacher_params for lossy"):
+        rank_teachers(planner, 546 * M, None, [TeacherCandidate("lossy", 2.2)], compute=1e21)
 
 
 def test_capacity_gap_fit_recovers_a_planted_ratio():

@@ -145,8 +145,11 @@ class TeacherRankingSettings(CommandSettings):
 
     student_params: Annotated[float, quantity("--student-params", kind=Quantity.PARAMS)] = option(
         ..., help="student non-embedding parameters, e.g. 546M")
-    student_tokens: Annotated[float, quantity("--student-tokens", kind=Quantity.TOKENS)] = option(
-        ..., help="distillation tokens, e.g. 11B")
+    student_tokens: Annotated[float | None, quantity("--student-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="distillation tokens, e.g. 11B (or --compute)")
+    compute: Annotated[float | None, quantity("--compute", kind=Quantity.FLOPS)] = option(
+        None, help="a FLOP budget instead of --student-tokens: each teacher's logits paid at its own FLOPs per "
+                   "token, so a larger teacher buys fewer student tokens, against the student alone on all of it")
     candidates: list[Path] | None = option(
         None, help="a teacher (repeatable): a model directory (a run, or a Hugging Face causal LM with its "
                  "tokenizer: N from its config, L_T measured on the law's text in the law's tokenizer, kept "
@@ -167,8 +170,12 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     from distillscale.planning.render import teacher_renderables
 
     _check_figure(s.plot, s.overwrite, s.law)
+    if (s.student_tokens is None) == (s.compute is None):
+        raise UserError("give --student-tokens (every teacher at the same student tokens) or --compute (a budget "
+                        "that pays each teacher's logits), one of them")
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
-                                candidates=list(s.candidates or []) or None, progress=progress_printer("teacher"))
+                                compute=s.compute, candidates=list(s.candidates or []) or None,
+                                progress=progress_printer("teacher"))
     for message in ranking.warnings:
         warn(message)
     if s.plot is not None:

@@ -161,29 +161,36 @@ def plan_supervised(law, *, compute: float, params: float | None = None,
     return plan_from_settings(settings, laws, *given, supervised=True)
 
 
-def rank_teachers_for(law, *, student_params: float, student_tokens: float,
+def rank_teachers_for(law, *, student_params: float, student_tokens: float | None = None,
                       candidates: str | Path | list[TeacherCandidate | str | Path] | None = None,
-                      progress=lambda message: None) -> TeacherRanking:
+                      compute: float | None = None, progress=lambda message: None) -> TeacherRanking:
     """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
     (TeacherCandidates; model directories, each counted from its config and its loss measured on the
     law's text in the law's tokenizer as `plan --teacher-model` measures it; CSV/JSONL files with
     teacher_loss, or teacher_params and teacher_tokens; mixed as given; default a ladder of 1x..128x
-    the student's size), the optimal teacher loss L_T* and the capacity gap. `progress(message)` is
+    the student's size), the optimal teacher loss L_T* and the capacity gap; at `student_tokens`, or
+    at a `compute` budget that pays each teacher's logits (`rank_teachers`). `progress(message)` is
     told before a model is measured."""
     from distillscale.planning.teacher import rank_teachers, teacher_ladder
 
     laws, _ = _load(law)
     student_params = positive("student_params", student_params, Quantity.PARAMS)
-    student_tokens = positive("student_tokens", student_tokens, Quantity.TOKENS)
+    if (student_tokens is None) == (compute is None):
+        raise ParameterError(("student_tokens", "compute"), "give exactly one of {} and {}: the student's tokens, or "
+                             "a budget that pays each teacher's logits")
+    if compute is not None:
+        compute = positive("compute", compute, Quantity.FLOPS)
+    else:
+        student_tokens = positive("student_tokens", student_tokens, Quantity.TOKENS)
     planner = planner_for(laws)
     if candidates is None:
         candidates = teacher_ladder(planner, student_params)
     else:
         candidates = _teacher_candidates(candidates if isinstance(candidates, list) else [candidates], laws,
                                          planner, progress)
-    ranking = rank_teachers(planner, student_params, student_tokens, candidates)
+    ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute)
     warnings = extrapolation_warnings(laws, {"the student": student_params, **{
-        f"teacher {c.name!r}": c.params for c in candidates}}, {"the student's tokens": student_tokens})
+        f"teacher {c.name!r}": c.params for c in candidates}}, {"the student's tokens": ranking.student_tokens})
     return replace(ranking, law=laws.name, warnings=warnings)
 
 
@@ -199,7 +206,8 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> list[Te
             out.append(item)
         elif Path(item).expanduser().is_dir():
             model = teacher_model(item, laws, laws.compute.n_ctx, progress=progress, given_as="--candidates")
-            out.append(TeacherCandidate(str(item), float(model.loss.nats_per_token), model.params))
+            out.append(TeacherCandidate(str(item), float(model.loss.nats_per_token), model.params,
+                                        flops_per_token=model.flops_per_token))
         else:
             out.extend(read_candidates(item, planner))
     return out

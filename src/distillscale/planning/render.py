@@ -188,17 +188,21 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     best = ranking.candidates[ranking.best]
     answer = styled(("best teacher: ", "bold"), f"{best.name}" + (f" ({format_quantity(best.params)} parameters)"
                                                                     if best.params else "")
-                    + f", L_T = {best.loss:.4f} -> student {ranking.student_losses[ranking.best]:.4f} nats/token; "
-                    f"without a teacher {ranking.supervised_loss:.4f}")
+                    + f", L_T = {best.loss:.4f} -> student {ranking.student_losses[ranking.best]:.4f} nats/token"
+                    + (f" on {format_quantity(ranking.student_tokens)} tokens" if ranking.compute else "")
+                    + f"; without a teacher {ranking.supervised_loss:.4f}"
+                    + (" on the whole budget" if ranking.compute else ""))
     close = ranking.too_close
     if close:
         answer.append(f"; too close to call with it: {', '.join(ranking.candidates[i].name for i in close)}")
-    table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student "
-                        f"on {format_quantity(ranking.student_tokens)} tokens (law: {law})",
+    budget = ranking.compute is not None
+    on = (f"at C = {ranking.compute:.3g} FLOPs, each teacher's logits paid" if budget
+          else f"on {format_quantity(ranking.student_tokens)} tokens")
+    table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student {on} (law: {law})",
                   caption="losses in nats/token; * marks the best candidate"
                           + ("; ≈ those too close to call with it (inside the intervals)" if close else ""))
     intervals = ranking.intervals
-    headers = ("teacher", "N_T", "D_T", "L_T", "L_T / Ltilde_S", "student L_S")
+    headers = ("teacher", "N_T", "D_T", "L_T", *(("D_S",) if budget else ()), "L_T / Ltilde_S", "student L_S")
     for header in headers + ((f"{intervals.level:.0%} ±",) if intervals is not None else ()):
         table.add_column(header, justify="left" if header == "teacher" else "right")
     for index, (c, loss, ratio) in enumerate(zip(ranking.candidates, ranking.student_losses,
@@ -206,15 +210,18 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
         mark = "*" if index == ranking.best else "≈" if index in close else ""
         interval = ((f"{(intervals.high[index] - intervals.low[index]) / 2:.3f}",)
                     if intervals is not None else ())
+        tokens = (format_quantity(ranking.tokens_each[index]),) if budget else ()
         table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
-                      format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}",
+                      format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}", *tokens,
                       f"{ratio:.3f}", styled((f"{loss:.4f}", "bold")) if mark == "*" else f"{loss:.4f}", *interval)
     out = [answer, table]
     if intervals is not None:
         out.append(f"intervals: the law's own (a fit's bootstrap and backtest, a preset's stated error; `predict` says "
                    f"which); mostly {intervals.dominant}")
-    out.append(f"supervised student (no teacher): {ranking.supervised_loss:.4f} nats/token\n"
-               f"optimal teacher loss L_T* = {ranking.optimal_teacher_loss:.4f} -> student "
+    at_best = f" (at the best candidate's {format_quantity(ranking.student_tokens)} student tokens)" if budget else ""
+    out.append(f"supervised student (no teacher): {ranking.supervised_loss:.4f} nats/token"
+               + (" on the whole budget" if budget else "") + "\n"
+               f"optimal teacher loss L_T* = {ranking.optimal_teacher_loss:.4f}{at_best} -> student "
                f"{ranking.optimal_student_loss:.4f} nats/token\n"
                f"capacity gap: the law switches at L_T = d1 x Ltilde_S = "
                f"{ranking.capacity_gap_teacher_loss:.4f} (d1 = {ranking.d1:.3f}); weaker "

@@ -29,13 +29,15 @@ class TeacherCandidate:
     loss: float
     params: float | None = None
     tokens: float | None = None
+    flops_per_token: float | None = None   # its forward FLOPs per token: what its logits cost in a budget
 
     @classmethod
     @checked
     def from_size(cls, name: str, params: float, tokens: float,
                   planner: DistillationPlanner) -> "TeacherCandidate":
         """A teacher of `params` parameters trained on `tokens` tokens, its loss from the law."""
-        return cls(name, float(planner.supervised_law.predict(params, tokens)), params, tokens)
+        return cls(name, float(planner.supervised_law.predict(params, tokens)), params, tokens,
+                   float(planner.flops(params)))
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class TeacherRanking:
     curve_student_losses: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     law: str = ""                         # the law's name
     warnings: list[str] = field(default_factory=list)  # quantities far outside the law's data
+    # At a compute budget (`rank_teachers(..., compute=C)`): the budget, the student tokens each
+    # candidate affords once its logits are paid, and the student's loss alone on those tokens
+    # (Ltilde_S each); `student_tokens`, the optimum and the curve are then the best candidate's.
+    compute: float | None = None
+    tokens_each: np.ndarray | None = field(default=None, repr=False)
+    alone_each: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def best(self) -> int:
@@ -81,8 +89,9 @@ class TeacherRanking:
 
     @property
     def gap_ratios(self) -> np.ndarray:
-        """L_T / Ltilde_S for each candidate."""
-        return np.array([c.loss for c in self.candidates]) / self.supervised_loss
+        """L_T / Ltilde_S for each candidate (Ltilde_S on its own tokens at a budget)."""
+        alone = self.supervised_loss if self.alone_each is None else self.alone_each
+        return np.array([c.loss for c in self.candidates]) / alone
 
     def to_dict(self) -> dict:
         return {
@@ -91,11 +100,14 @@ class TeacherRanking:
             "optimal_teacher_loss": self.optimal_teacher_loss,
             "optimal_student_loss": self.optimal_student_loss,
             "capacity_gap_teacher_loss": self.capacity_gap_teacher_loss, "d1": self.d1,
-            "best": self.candidates[self.best].name,
+            "best": self.candidates[self.best].name, "compute": self.compute,
             "too_close_to_call": [self.candidates[i].name for i in self.too_close],
             "candidates": [{"name": c.name, "teacher_params": c.params, "teacher_tokens": c.tokens,
                             "teacher_loss": c.loss, "student_loss": float(loss),
                             "gap_ratio": float(ratio), "too_close_to_best": i in self.too_close,
+                            "teacher_flops_per_token": c.flops_per_token,
+                            "student_tokens": float(self.student_tokens if self.tokens_each is None
+                                                    else self.tokens_each[i]),
                             **({"interval": [float(self.intervals.low[i]), float(self.intervals.high[i])],
                                 "level": self.intervals.level} if self.intervals is not None else {})}
                            for i, (c, loss, ratio) in enumerate(zip(self.candidates, self.student_losses,
@@ -129,7 +141,8 @@ def read_candidates(path, planner: DistillationPlanner) -> list[TeacherCandidate
         name = str(row.get("name") or f"line {line}")
         loss, params, tokens = cell("teacher_loss"), cell("teacher_params"), cell("teacher_tokens")
         if loss is not None:
-            candidates.append(TeacherCandidate(name, loss, params, tokens))
+            candidates.append(TeacherCandidate(name, loss, params, tokens,
+                                               None if params is None else float(planner.flops(params))))
         elif params is not None and tokens is not None:
             candidates.append(TeacherCandidate.from_size(name, params, tokens, planner))
         else:
@@ -148,24 +161,44 @@ def teacher_ladder(planner: DistillationPlanner, student_params: float,
             for m in multiples]
 
 
-def rank_teachers(planner: DistillationPlanner, student_params: float, student_tokens: float,
-                  candidates: list[TeacherCandidate]) -> TeacherRanking:
-    """Predict the distilled student's loss for every candidate and locate the optimal teacher."""
+def rank_teachers(planner: DistillationPlanner, student_params: float, student_tokens: float | None,
+                  candidates: list[TeacherCandidate], compute: float | None = None) -> TeacherRanking:
+    """Predict the distilled student's loss for every candidate and locate the optimal teacher: at
+    `student_tokens` for every candidate, or at a `compute` budget that pays each teacher's logits at
+    its own FLOPs per token, D_S = C / (3 F(N_S) + F_T) (a larger teacher buys fewer student tokens),
+    against the student trained alone on the whole budget."""
     if not candidates:
         raise UserError("no candidate teachers: give at least one row with a loss, "
                         "or with params and tokens")
     law = planner.distillation
-    prediction = law.prediction(student_params, student_tokens, np.array([c.loss for c in candidates]))
-    losses = np.asarray(prediction.value, dtype=np.float64)
+    teacher_losses = np.array([c.loss for c in candidates])
+    tokens_each = alone_each = None
+    if compute is not None:
+        unpriced = [c.name for c in candidates if c.flops_per_token is None]
+        if unpriced:
+            raise UserError(f"at a compute budget each teacher's logits are paid at its FLOPs per token: give "
+                            f"teacher_params for {', '.join(unpriced)} (or rank at --student-tokens)")
+        student_flops = float(planner.flops(student_params))
+        tokens_each = compute / (3 * student_flops + np.array([c.flops_per_token for c in candidates]))
+        alone_each = np.asarray(planner.supervised_law.predict(student_params, tokens_each), dtype=np.float64)
+        prediction = law.prediction(student_params, tokens_each, teacher_losses)
+    else:
+        prediction = law.prediction(student_params, student_tokens, teacher_losses)
+    losses = np.asarray(prediction.value, dtype=np.float64).reshape(-1)
+    if tokens_each is not None:
+        student_tokens = float(tokens_each[int(np.argmin(losses))])
     optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
-    supervised = float(planner.supervised_law.predict(student_params, student_tokens))
+    supervised = float(planner.supervised_law.predict(
+        student_params, student_tokens if compute is None else compute / (3 * float(planner.flops(student_params)))))
+    ltilde = supervised if compute is None else float(planner.supervised_law.predict(student_params, student_tokens))
     curve = teacher_loss_range(planner)
     return TeacherRanking(
-        student_params, student_tokens, supervised, list(candidates), losses.reshape(-1),
+        student_params, student_tokens, supervised, list(candidates), losses,
         optimal_loss, float(law.predict(student_params, student_tokens, optimal_loss)),
-        law.d1 * supervised, law.d1, prediction if prediction.has_interval else None,
+        law.d1 * ltilde, law.d1, prediction if prediction.has_interval else None,
         curve_teacher_losses=curve,
-        curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64))
+        curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64),
+        compute=compute, tokens_each=tokens_each, alone_each=alone_each)
 
 
 def teacher_loss_range(planner: DistillationPlanner, points: int = 600) -> np.ndarray:
