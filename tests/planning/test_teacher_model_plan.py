@@ -245,7 +245,8 @@ def test_demo_checks_a_teacher_runs_before_the_sweep(teacher, tmp_path):
 
 
 @pytest.mark.slow
-def test_teacher_ranks_model_directories_measured_on_the_laws_text_beside_a_table(cli, teacher, law, tmp_path):
+def test_teacher_ranks_model_directories_measured_on_the_laws_text_beside_a_table(cli, teacher, law, tmp_path,
+                                                                                     capsys):
     """`teacher --candidates DIR --candidates FILE ...`: each model measured through the one measurement
     path (the run and its Hugging Face export give the same L_T), ranked beside the table's rows;
     a model of another tokenizer is refused in one line naming what differs, before anything is ranked."""
@@ -253,17 +254,34 @@ def test_teacher_ranks_model_directories_measured_on_the_laws_text_beside_a_tabl
 
     exported, corpus = teacher
     path, prepared = law
+    # two more teachers of other sizes in the same tokenizer, runs of distillscale's own
+    runs = []
+    for layers, tokens in (("2", "20k"), ("1", "4k")):
+        run = tmp_path / f"teacher-{layers}-{tokens}"
+        args = [*RUN, "--n-layers", layers, "--tokens", tokens]
+        assert main(["train", "--out", str(run), "--data", str(corpus), "--tokenizer", str(exported), *args]) == 0
+        runs.append(run)
+    capsys.readouterr()  # the runs' own output
     table = tmp_path / "more.csv"
     table.write_text("name,teacher_loss\nweak,7.5\n")
+    given = [exported, *runs]
     code, out, err = cli("teacher", "--law", path, "--student-params", "20K", "--student-tokens", "2M",
-                         "--candidates", exported, "--candidates", table, "--json")
+                         *[arg for model in given for arg in ("--candidates", model)], "--candidates", table, "--json")
     assert code == 0, err
     ranking = json.loads(out)
-    code, measured, _ = cli("loss", exported, "--data", prepared.directory, "--seq-len", "32", "--json")
     names = [c["name"] for c in ranking["candidates"]]
-    assert names == [str(exported), "weak"] and ranking["best"] == str(exported)
-    assert ranking["candidates"][0]["teacher_loss"] == json.loads(measured)["nats_per_token"]
-    assert ranking["candidates"][0]["teacher_params"] > 0 and ranking["candidates"][1]["teacher_params"] is None
+    assert names == [*map(str, given), "weak"]
+    for model, candidate in zip(given, ranking["candidates"]):   # each measured as `loss` measures it
+        code, measured, _ = cli("loss", model, "--data", prepared.directory, "--seq-len", "32", "--json")
+        assert code == 0 and candidate["teacher_loss"] == json.loads(measured)["nats_per_token"]
+        assert candidate["teacher_params"] > 0 and candidate["teacher_flops_per_token"] > 0
+        low, high = candidate["interval"]
+        assert low < candidate["student_loss"] < high
+    assert len({c["teacher_params"] for c in ranking["candidates"][:3]}) >= 2   # sizes differ
+    assert ranking["candidates"][3]["teacher_params"] is None
+    losses = [c["student_loss"] for c in ranking["candidates"]]
+    assert ranking["best"] == names[losses.index(min(losses))]
+    assert set(ranking["too_close_to_call"]) <= set(names) - {ranking["best"]}
     # a teacher trained on another tokenizer (the builtin corpus's): refused, naming the tokenizer
     other = tmp_path / "other"
     assert main(["train", "--out", str(other), *RUN]) == 0
