@@ -82,9 +82,9 @@ class LawSet:
         calibrated = fit.interval if fit is not None else None
         if calibrated is None or calibrated.stated is None:
             return None
-        level = calibrated.stated.level
-        return (f"{self.name}'s {level:.0%} intervals: {calibrated.describe(level)}; its coefficients: "
-                f"{coefficients_note(self.name)}")
+        level, coefficients = calibrated.stated.level, coefficients_note(self.name)
+        return (f"{self.name}'s {level:.0%} intervals: {calibrated.describe(level)}"
+                + (f"; its coefficients: {coefficients}" if coefficients else ""))
 
     def without_bias_correction(self) -> "LawSet":
         """These laws with their raw predictions (`--no-bias-correction`): the supervised law without its

@@ -30,7 +30,8 @@ from distillscale.laws.uncertainty import ExtrapolationError
 # 4: `bias_correction` (the cross-ladder correction of predictions beyond the runs).
 # 5: `bias_correction.family` (a builtin design's own term beside it).
 # 6: `interval` (the extrapolation error calibrated across the published ladders).
-FIT_SCHEMA_VERSION = 6
+# 7: `interval.stated` (a published law's own error inside its runs: the presets').
+FIT_SCHEMA_VERSION = 7
 
 
 class _Record(BaseModel):
