@@ -30,6 +30,7 @@ from statistics import NormalDist
 import numpy as np
 
 from distillscale.laws import PRESETS, published
+from distillscale.laws.crossladder import FitSummary
 from distillscale.laws.fitting import SupervisedLawFitter
 from distillscale.laws.preset_error import FILE, LEVEL, PUBLISHED_RANGES
 
@@ -45,13 +46,6 @@ def own_error(name: str, N, D, loss) -> dict:
     error = np.abs(loss / law.predict(N, D) - 1.0)
     return {"half_width": float(np.quantile(error, LEVEL)), "mean_abs_error": float(error.mean()),
             "runs": len(loss)}
-
-
-def summary(N, D, law) -> dict:
-    return {"params_max": float(N.max()), "params_min": float(N.min()), "tokens_max": float(D.max()),
-            "sizes": len(np.unique(np.round(np.log(N), 6))), "runs": len(N),
-            "log_ratio_median": float(np.median(np.log(D / N))), "alpha": law.alpha * law.gamma,
-            "beta": law.beta * law.gamma}
 
 
 def epoch_bootstrap(N, D, loss) -> dict:
@@ -81,7 +75,7 @@ def build(date: str) -> dict:
             f"its error on the {own['runs']} runs it was fitted to (Hoffmann et al. 2022's, as extracted by "
             f"Besiroglu et al. 2024): 90% of them within {own['half_width']:.2%} (mean |error| "
             f"{own['mean_abs_error']:.2%})")},
-            "coefficients": source, "summary": summary(N, D, PRESETS[name]().supervised)}
+            "coefficients": source, "summary": FitSummary.of_runs(N, D, PRESETS[name]().supervised).to_dict()}
         if name == "epoch2024":
             entry["bootstrap"] = epoch_bootstrap(N, D, loss)
         out["presets"][name] = entry

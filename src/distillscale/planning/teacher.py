@@ -185,12 +185,12 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
     else:
         prediction = law.prediction(student_params, student_tokens, teacher_losses)
     losses = np.asarray(prediction.value, dtype=np.float64).reshape(-1)
+    alone_tokens = student_tokens          # the student without a teacher: on the same tokens, or the whole budget
     if tokens_each is not None:
-        student_tokens = float(tokens_each[int(np.argmin(losses))])
+        student_tokens, alone_tokens = float(tokens_each[int(np.argmin(losses))]), compute / (3 * student_flops)
     optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
-    supervised = float(planner.supervised_law.predict(
-        student_params, student_tokens if compute is None else compute / (3 * float(planner.flops(student_params)))))
-    ltilde = supervised if compute is None else float(planner.supervised_law.predict(student_params, student_tokens))
+    supervised = float(planner.supervised_law.predict(student_params, alone_tokens))
+    ltilde = float(planner.supervised_law.predict(student_params, student_tokens))   # Ltilde_S at the student's tokens
     curve = teacher_loss_range(planner)
     return TeacherRanking(
         student_params, student_tokens, supervised, list(candidates), losses,
