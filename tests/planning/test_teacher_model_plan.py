@@ -165,7 +165,8 @@ def test_a_hugging_face_student_is_counted_as_the_engine_counts_it(tmp_path):
 
 def test_the_planner_page_plans_a_teacher_model_it_was_given(teacher, law):
     """`serve --teacher-model DIR`: the page offers the model as the existing teacher and plans it as
-    `plan --teacher-model` does; a model it was not given is a message for the control."""
+    `plan --teacher-model` does, and lists the offered models ranked for the plan's student; a model
+    it was not given is a message for the control."""
     from distillscale.serve.api import Planner, PlanQuery
 
     exported, _ = teacher
@@ -179,6 +180,14 @@ def test_the_planner_page_plans_a_teacher_model_it_was_given(teacher, law):
     expected = ds.plan(str(path), compute=1e13, student_params=20e3, teacher_model=exported)
     assert answer["plan"]["student_loss"] == expected.headline.student_loss
     assert answer["plan"]["teacher_model"]["path"] == str(exported) and "--teacher-model" in answer["cli"]
+    # the page's teacher list: the offered models ranked for the plan's student at its budget, as
+    # `teacher --compute` ranks them
+    ranked = ds.rank_teachers_for(str(path), student_params=20e3, compute=1e13, candidates=[str(exported)])
+    listed = answer["teachers"]["candidates"]
+    assert [c["name"] for c in listed] == [str(exported)] and answer["teachers"]["best"] == str(exported)
+    assert listed[0]["teacher_loss"] == ranked.candidates[0].loss and len(listed[0]["interval"]) == 2
+    assert listed[0]["student_loss"] == ranked.student_losses[0]
+    assert listed[0]["student_tokens"] == ranked.tokens_each[0]
     refused = page.update(PlanQuery(law=str(path), compute="1e13", student="20K", scenario="teacher-inference",
                                     teacher="model", teacher_model="/elsewhere"))
     assert not refused["ok"] and "not one the page offers" in refused["errors"]["teacher-model"]
@@ -290,3 +299,57 @@ def test_teacher_ranks_model_directories_measured_on_the_laws_text_beside_a_tabl
     last = err.strip().splitlines()[-1]   # (the lines before are the other teacher's training, in this process)
     assert code == 2 and last.startswith(f"distillscale: error: --candidates {other} speaks another tokenizer"), err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_served_teacher_is_ranked_as_its_model_directory_is(cli, teacher, law, tmp_path, capsys):
+    """`teacher --candidates URL`: a teacher behind `serve-teacher` is sized and priced as its server
+    states it and measured through the server on the law's split, the same teacher as its directory;
+    a server that states no size (vLLM) and one of another tokenizer are refused in one line."""
+    import http.server
+    import threading
+
+    from distillscale.cli import main
+    from distillscale.serve.teacher import TeacherService, make_teacher_server
+
+    exported, corpus = teacher
+    path, _ = law
+
+    class Bare(http.server.BaseHTTPRequestHandler):   # what vLLM's /v1/models says: no size, no tokenizer
+        def do_GET(self):  # noqa: N802
+            body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model", "max_model_len": 64}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    other = tmp_path / "other"   # a teacher of another tokenizer (the builtin corpus's)
+    assert main(["train", "--out", str(other), *RUN]) == 0
+    capsys.readouterr()  # the run's own output
+    servers = [make_teacher_server(TeacherService(exported, top_k=4)), http.server.HTTPServer(("127.0.0.1", 0), Bare),
+               make_teacher_server(TeacherService(other, top_k=4))]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    served, bare, foreign = (f"http://127.0.0.1:{server.server_address[1]}/v1" for server in servers)
+    try:
+        code, out, err = cli("teacher", "--law", path, "--student-params", "20K", "--compute", "1e12",
+                             "--candidates", exported, "--candidates", served, "--json")
+        assert code == 0, err
+        local, remote = json.loads(out)["candidates"]
+        assert remote["name"] == served and remote["teacher_params"] == local["teacher_params"]
+        assert remote["teacher_flops_per_token"] == pytest.approx(local["teacher_flops_per_token"], rel=1e-9)
+        assert remote["teacher_loss"] == pytest.approx(local["teacher_loss"], rel=1e-4)   # float32 both ways
+        assert remote["student_tokens"] == pytest.approx(local["student_tokens"], rel=1e-9)
+        for url, words in ((bare, "does not state its model's size"), (foreign, "speaks another tokenizer")):
+            code, _, err = cli("teacher", "--law", path, "--student-params", "20K", "--student-tokens", "2M",
+                               "--candidates", url)
+            last = err.strip().splitlines()[-1]
+            assert code == 2 and last.startswith(f"distillscale: error: --candidates {url}") and words in last, err
+            assert "Traceback" not in err
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()

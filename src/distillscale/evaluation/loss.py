@@ -36,6 +36,7 @@ from distillscale.data.loss_identity import (LossIdentity, bits_per_byte, corpus
                                              prepared_loss_identity, tokenizer_identity)
 from distillscale.data.loss_record import LossRecord, MeasurementCache, MeasurementKey, model_fingerprint
 from distillscale.errors import UserError
+from distillscale.model.served import is_url
 
 if TYPE_CHECKING:
     import torch
@@ -83,10 +84,6 @@ def evaluate_loss(model: str | Path, data: str | Path | None = None, *, tokenize
         return found
     return _measure(target, prepared, identity, seq_len, max_tokens, batch_size, runner, trust_remote_code, key,
                     cache, progress)
-
-
-def is_url(model: str | Path) -> bool:
-    return str(model).startswith(("http://", "https://"))
 
 
 def check_model(model: str | Path, trust_remote_code: bool = False, tokenizer: str | Path | None = None) -> None:

@@ -150,11 +150,12 @@ class TeacherRankingSettings(CommandSettings):
     compute: Annotated[float | None, quantity("--compute", kind=Quantity.FLOPS)] = option(
         None, help="a FLOP budget instead of --student-tokens: each teacher's logits paid at its own FLOPs per "
                    "token, so a larger teacher buys fewer student tokens, against the student alone on all of it")
-    candidates: list[Path] | None = option(
+    candidates: list[str] | None = option(
         None, help="a teacher (repeatable): a model directory (a run, or a Hugging Face causal LM with its "
                  "tokenizer: N from its config, L_T measured on the law's text in the law's tokenizer, kept "
-                 "and reused), or a CSV/JSONL of teachers (teacher_loss, or teacher_params and teacher_tokens; "
-                 "optional name); default: a ladder of sizes")
+                 "and reused), a served teacher's URL (`distillscale serve-teacher`: N and FLOPs as it states "
+                 "them, L_T measured through it), or a CSV/JSONL of teachers (teacher_loss, or teacher_params "
+                 "and teacher_tokens; optional name); default: a ladder of sizes")
     law: str = option("busbridge2025", help=LAW_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write the U-curve (.png or .svg)")

@@ -196,14 +196,19 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
 
 def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> list[TeacherCandidate]:
     """Each item as candidates: a TeacherCandidate as it is, a model directory measured (`teacher_model`),
-    a table file read (`read_candidates`)."""
+    a server's URL measured through it (`served_teacher`), a table file read (`read_candidates`)."""
     from distillscale.planning.teacher import TeacherCandidate, read_candidates
-    from distillscale.planning.teacher_model import teacher_model
+    from distillscale.model.served import is_url
+    from distillscale.planning.teacher_model import served_teacher, teacher_model
 
     out = []
     for item in items:
         if isinstance(item, TeacherCandidate):
             out.append(item)
+        elif is_url(item):
+            served = served_teacher(str(item), laws, laws.compute.n_ctx, progress=progress, given_as="--candidates")
+            out.append(TeacherCandidate(served.url, float(served.loss.nats_per_token), served.params,
+                                        flops_per_token=served.flops_per_token))
         elif Path(item).expanduser().is_dir():
             model = teacher_model(item, laws, laws.compute.n_ctx, progress=progress, given_as="--candidates")
             out.append(TeacherCandidate(str(item), float(model.loss.nats_per_token), model.params,

@@ -99,6 +99,66 @@ def teacher_model(path: str | Path, laws: LawSet, context: int, trust_remote_cod
     return TeacherModel(str(path), size, float(size.forward_flops_per_token(at)), at, record, source)
 
 
+@dataclass(frozen=True)
+class ServedTeacher:
+    """A teacher behind a server (`distillscale serve-teacher`), as the planner prices it: its size and
+    FLOPs per token at the plan's context as the server states them, and its loss measured on the
+    law's split through the server (`distillscale loss URL`, kept in distillscale's cache by what the
+    server serves)."""
+
+    url: str
+    params: float
+    flops_per_token: float
+    context: int
+    loss: LossRecord
+
+
+def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message: None,
+                   given_as: str = "--candidates") -> ServedTeacher:
+    """The teacher served at `url` for a plan under `laws` at `context` tokens: refused in one line when
+    the server does not state its model's size and FLOPs (vLLM) or its tokenizer is not the law's."""
+    from distillscale.model.served import redacted_url, served_model
+
+    shown = redacted_url(url)
+    model = served_model(url, given_as)
+    about = model.about
+    if about.non_embedding_params is None or about.forward_flops_per_token is None:
+        raise UserError(f"{given_as} {shown}: the server does not state its model's size and FLOPs per token (vLLM "
+                        "does not; `distillscale serve-teacher` does): give the teacher's model directory instead, or "
+                        f"a CSV row with its teacher_params and the teacher_loss `distillscale loss {shown} --data "
+                        "CORPUS --tokenizer DIR` measures")
+    _check_served_tokenizer(shown, about, laws, given_as)
+    at = min(context, model.max_model_len - 1) if model.max_model_len else context
+    if at < context:
+        progress(f"{given_as} {shown} takes at most {at} tokens of context: measured and priced at {at}, not {context}")
+    directory = _split_directory(shown, laws, context, given_as)
+    progress(f"the loss of {shown} on the law's split ({directory}): measured through the server, or kept")
+    record = _measure(url, directory, at, False, given_as, shown)
+    flops = about.forward_flops_per_token
+    return ServedTeacher(shown, float(about.non_embedding_params), float(flops.base + flops.per_context_token * at),
+                         at, record)
+
+
+def _check_served_tokenizer(shown: str, about, laws: LawSet, given_as: str) -> None:
+    """A served teacher's tokenizer, as its server states it, refused in one line when not the law's."""
+    theirs = laws.losses.tokenizer
+    if theirs is None:
+        return
+    mine = TokenizerIdentity(name=shown, vocab_size=about.vocab_size or theirs.vocab_size,
+                             sha256=about.tokenizer_identity, parts=about.tokenizer_parts)
+    why = theirs.differs(mine)
+    if why is None and not (theirs.sha256 and mine.sha256):
+        why = ("the server does not state its tokenizer's identity" if theirs.sha256 else
+               f"the law's tokenizer, {theirs.name}, is not published to compare with")
+    elif why is None and theirs.sha256 != mine.sha256:
+        why = f"identity sha256 {mine.sha256[:12]}, not {theirs.sha256[:12]}"
+    if why is not None:
+        raise UserError(f"{given_as} {shown} speaks another tokenizer than law {laws.name!r} ({why}): the law's "
+                        f"losses are {laws.losses.describe()}, and a teacher's loss in another tokenizer is in other "
+                        "units; calibrate the laws on your data in the served model's tokenizer (`distillscale data "
+                        "prepare --data DIR --tokenizer ITS_TOKENIZER`, then a sweep on that corpus)")
+
+
 def calibrate_hint(path: Path) -> str:
     """How to get laws in a teacher's own tokenizer: a sweep on your data prepared with it."""
     return (f"calibrate the laws on your data in this teacher's tokenizer: `distillscale demo --data DIR --teacher "
@@ -137,7 +197,6 @@ def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bo
     fingerprint = model_fingerprint(path)
     own = path / LOSS_FILE
     text = laws.losses.text
-    directory = Path(text.directory) if text is not None and text.directory else None
     if laws.losses.given and text.split_sha256:
         key = MeasurementKey.of(fingerprint, laws.losses, context, None, "any", "any")
         kept = MeasurementCache().find_any(key)
@@ -150,14 +209,23 @@ def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bo
                             f"since): measure it again with `distillscale loss {path} --data CORPUS`")
         _check_text(own, record, laws, path, context)
         return record, str(own)
+    directory = _split_directory(path, laws, context, given_as)
+    progress(f"measuring the loss of {path} on the law's split ({directory})")
+    record = _measure(path, directory, context, trust_remote_code, given_as)
+    return record, f"measured now on the law's split ({directory})"
+
+
+def _split_directory(path, laws: LawSet, context: int, given_as: str) -> Path:
+    """The prepared split of the law's runs, to measure a teacher on; refused in one line when the law
+    records none or it is gone."""
+    text = laws.losses.text
+    directory = Path(text.directory) if text is not None and text.directory else None
     if directory is None or not (directory / "manifest.json").is_file():
         where = "records no prepared split" if directory is None else f"was fitted on a split no longer at {directory}"
         raise UserError(f"{given_as} {path} has no measured loss and law {laws.name!r} {where} to measure it on: "
                         f"measure the teacher on the text of the law's runs with `distillscale loss {path} --data "
                         f"CORPUS --seq-len {context}`, or give --teacher-params and --teacher-loss")
-    progress(f"measuring the loss of {path} on the law's split ({directory})")
-    record = _measure(path, directory, context, trust_remote_code, given_as)
-    return record, f"measured now on the law's split ({directory})"
+    return directory
 
 
 def _check_text(file: Path, record: LossRecord, laws: LawSet, path: Path, context: int) -> None:
@@ -171,9 +239,10 @@ def _check_text(file: Path, record: LossRecord, laws: LawSet, path: Path, contex
                         f"--seq-len {context}`")
 
 
-def _measure(path: Path, directory: Path, context: int, trust_remote_code: bool, given_as: str) -> LossRecord:
+def _measure(path: Path | str, directory: Path, context: int, trust_remote_code: bool, given_as: str,
+             shown: str | None = None) -> LossRecord:
     """`distillscale loss` in a child process (the planner loads no model itself); its refusal, if
-    any, becomes this one's, in one line."""
+    any, becomes this one's, in one line (naming the model as `shown`: a URL without its password)."""
     with tempfile.TemporaryDirectory(prefix="distillscale-loss-") as scratch:
         out = Path(scratch) / LOSS_FILE
         command = [sys.executable, "-m", "distillscale.cli", "loss", str(path), "--data", str(directory),
@@ -187,5 +256,6 @@ def _measure(path: Path, directory: Path, context: int, trust_remote_code: bool,
             elif line.strip():
                 sys.stderr.write(line)
         if child.wait() != 0 or not out.is_file():
-            raise UserError(f"measuring {given_as} {path} on the law's split: {error or f'exit {child.returncode}'}")
+            raise UserError(f"measuring {given_as} {shown or path} on the law's split: "
+                            f"{error or f'exit {child.returncode}'}")
         return LossRecord.load(out)

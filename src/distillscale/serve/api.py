@@ -175,11 +175,33 @@ class Planner:
             return {"ok": False, "errors": {"plan": _sentence(str(exc))}, "elapsed_ms": _ms(start)}
         response = {"ok": True, "plan": result.to_dict(), "summary": _summary(result),
                     "text": result.as_text(width=110), "cli": command_line(self.settings(query)),
-                    "warnings": result.warnings, "u_curve": _u_curve(result),
+                    "warnings": result.warnings, "u_curve": _u_curve(result), "teachers": self._teachers(query, result),
                     # only where the law's correction moved one of the plan's losses (`planning.correction`)
                     "bias_correction": None if result.correction is None else result.correction.describe()}
         response["elapsed_ms"] = _ms(start)
         return response
+
+    def _teachers(self, query: PlanQuery, result: Plan) -> dict | None:
+        """The teacher models `serve --teacher-model` offers, ranked for the plan's student at the plan's
+        budget as `distillscale teacher --compute` ranks them (each teacher's logits paid at its own
+        FLOPs per token), or why they cannot be (a teacher in another tokenizer than the law's)."""
+        if not self.teacher_models or result.kind == "supervised":
+            return None
+        from distillscale.planning.plan import rank_teachers_for
+
+        student = result.headline.student_params
+        try:
+            ranking = rank_teachers_for(self.laws[query.law], student_params=student, compute=result.compute,
+                                        candidates=list(self.teacher_models.values()))
+        except UserError as exc:
+            return {"error": _sentence(str(exc))}
+        names = {str(path): name for name, path in self.teacher_models.items()}
+        answer = ranking.to_dict()
+        for candidate in answer["candidates"]:
+            candidate["name"] = names.get(candidate["name"], candidate["name"])
+        answer["best"] = names.get(answer["best"], answer["best"])
+        answer["too_close_to_call"] = [names.get(name, name) for name in answer["too_close_to_call"]]
+        return answer
 
     def plan(self, query: PlanQuery) -> Plan:
         """`planning.plan` for the controls, as `distillscale plan` makes it from the same settings; a

@@ -25,30 +25,27 @@ probabilities add up to a little more than 1 is rounding, divided by its sum; mo
 (`training.top_k.MASS_ROUNDING`, the one definition of rounding for the check and the loss).
 result.json records the mean tail mass and, in `top_k_targets`, the check made before training.
 
-Components: `TeacherClient` (HTTP with batching, timeouts and bounded exponential-backoff retries;
+Components: `TeacherClient` (HTTP with batching, timeouts and bounded exponential-backoff retries over
+`model.served`'s exchange and model card;
 every failure a one-line UserError), `ServedTeacherSampler` (training batches with the teacher's
 top-k, fetched by the prefetch worker ahead of the step), `ServedTeacherObjective`.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
-import socket
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distillscale.data import TokenSampler, iter_eval_batches
 from distillscale.errors import UserError
-from distillscale.jsontext import json_text
+from distillscale.model.served import ServedModel, ServerError, request_json, validated_card
+from distillscale.model.served import shown as _shown
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, sparse_distillation_loss
 from distillscale.training.objective import ObjectiveRecord
@@ -65,68 +62,6 @@ MAX_BACKOFF_SECONDS = 8.0  # ... up to this
 TAIL_NOTE = ("a server gives the teacher's k most likely ids only: the tail mass outside them is 1 - their "
              "probabilities (normalised log-probabilities, as rounded by the server), kept in the loss as one "
              "'everything else' category; how it spreads over the other ids is unknown")
-
-
-class ServerError(Exception):
-    """A failed exchange with the server; `retry` says whether trying again may help."""
-
-    def __init__(self, message: str, retry: bool):
-        super().__init__(message)
-        self.retry = retry
-
-
-class ServedFlops(BaseModel):
-    """A served teacher's forward FLOPs per token at context c: base + per_context_token x c."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    base: int = Field(ge=0)
-    per_context_token: int = Field(ge=0)
-
-
-class ServedCard(BaseModel):
-    """distillscale's own description of a served model (the card's "distillscale" entry, which
-    `serve-teacher` adds and vLLM does not), validated before anything uses it; entries it does not
-    use are kept as given."""
-
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
-
-    non_embedding_params: int | None = Field(None, ge=1)
-    total_params: int | None = Field(None, ge=1)
-    forward_flops_per_token: ServedFlops | None = None
-    flops_method: str | None = None
-    max_logprobs: int | None = Field(None, ge=1)
-    vocab_size: int | None = Field(None, ge=1)
-    tokenizer_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # of tokenizer.json as a whole
-    tokenizer_identity: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # `TokenizerIdentity.sha256`
-    tokenizer_parts: dict[str, str] | None = None  # `TokenizerIdentity.parts`
-
-    def tokenizer_difference(self, corpus) -> str | None:
-        """How the served tokenizer differs from a prepared corpus's (`corpus`: a PreparedData), naming
-        what differs where the server says its parts (`serve-teacher` does); None: the same, or the
-        server does not say (vLLM)."""
-        from distillscale.data.loss_identity import corpus_tokenizer_identity, parts_differ
-
-        identity = corpus_tokenizer_identity(corpus)
-        if self.tokenizer_identity is not None:
-            if self.tokenizer_identity == identity.sha256:
-                return None
-            what = (" and ".join(parts_differ(identity.parts, self.tokenizer_parts))
-                    if self.tokenizer_parts and identity.parts else "tokenizer")
-            return f"another {what}: identity sha256 {self.tokenizer_identity[:12]}, the corpus's {identity.sha256[:12]}"
-        if self.tokenizer_sha256 is not None and self.tokenizer_sha256 != corpus.tokenizer_hash:
-            return f"sha256 {self.tokenizer_sha256[:12]}, the corpus's {corpus.tokenizer_hash[:12]}"
-        return None
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """What the server's `GET /v1/models` says about the model it serves (the first one listed).
-    `about` is distillscale's own description (`serve-teacher` adds it; vLLM does not)."""
-
-    name: str
-    max_model_len: int | None = None
-    about: ServedCard = field(default_factory=ServedCard)
 
 
 @dataclass
@@ -216,33 +151,7 @@ class TeacherClient:
                         f"again; the run resumes from its last checkpoint") from None
 
     def _send(self, method: str, url: str, data: bytes | None) -> Any:
-        request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            message = _error_message(exc)
-            retry = exc.code >= 500 or exc.code in (408, 429)
-            raise ServerError(f"HTTP {exc.code}: {message}" if retry else
-                              f"it refused the request (HTTP {exc.code}: {message})", retry=retry) from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise ServerError(f"no answer within --teacher-timeout {self.timeout:g} s", retry=True) from None
-            if isinstance(reason, ConnectionRefusedError):
-                raise ServerError("connection refused: nothing listens there", retry=True) from None
-            if isinstance(reason, socket.gaierror):
-                raise ServerError(f"unknown host ({reason.strerror})", retry=True) from None
-            raise ServerError(f"unreachable ({reason})", retry=True) from None
-        except (TimeoutError, socket.timeout):
-            raise ServerError(f"no answer within --teacher-timeout {self.timeout:g} s", retry=True) from None
-        except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            raise ServerError(f"the connection broke ({type(exc).__name__}: {exc})", retry=True) from None
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise ServerError(f"malformed JSON in the answer ({_preview(raw)})", retry=True) from None
+        return request_json(method, url, data, self.timeout)
 
     def record(self) -> TeacherServerRecord:
         model = self.model or ServedModel(name="?")
@@ -255,24 +164,6 @@ class TeacherClient:
 
 def _shape(what: str) -> ServerError:
     return ServerError(f"an answer of the wrong shape: {what}", retry=True)
-
-
-def _preview(value: Any) -> str:
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else json.dumps(value)[:200]
-    text = " ".join(text.split())
-    return repr(text[:60] + ("..." if len(text) > 60 else ""))
-
-
-def _error_message(exc: urllib.error.HTTPError) -> str:
-    """The server's own message of an error answer (OpenAI's {"error": {"message"}}, vLLM's
-    {"message"}), on one line."""
-    try:
-        answer = json.loads(exc.read())
-    except (OSError, ValueError, http.client.HTTPException):
-        return exc.reason or ""
-    error = answer.get("error", answer) if isinstance(answer, dict) else {}
-    message = error.get("message") if isinstance(error, dict) else error
-    return " ".join(str(message or exc.reason or "").split())[:300]
 
 
 def served_teacher_loss(client: TeacherClient, tokens: np.ndarray, seq_len: int, batch_size: int,
@@ -390,35 +281,8 @@ class ServedTeacherObjective:
 
 # -- validation: one pass over what a server says, before anything uses it -------------------------
 
-MIN_PROMPT_TOKENS = 3  # the shortest window a run sends: seq_len 2, plus the token after it
 MAX_TOKEN_ID_DIGITS = 18  # ids beyond int64 are refused before they reach an array
 LOG_PROB_TOLERANCE = 1e-3  # a log-probability up to this (rounded from ~0) is taken as 0
-
-
-def validated_card(answer: Any, where: str) -> ServedModel:
-    """The served model of a `GET /v1/models` answer (its first card), or a one-line UserError naming
-    the server and the first entry that is missing or wrong (a wrong type, a size that is not a
-    positive integer, a max_model_len too short for any prompt)."""
-    data = answer.get("data") if isinstance(answer, dict) else None
-    if not isinstance(data, list) or not data or not isinstance(data[0], dict) \
-            or not isinstance(data[0].get("id"), str) or not data[0]["id"]:
-        raise UserError(f"the teacher server at {where} answered no model list ({_preview(answer)}): is it an "
-                        f"OpenAI-compatible server (vLLM, `distillscale serve-teacher`)?")
-    first = data[0]
-    length = first.get("max_model_len")
-    if length is not None and (type(length) is not int or length < MIN_PROMPT_TOKENS):
-        raise UserError(f"the teacher server at {where} states max_model_len {_shown(length)}, not a number of "
-                        f"tokens of at least {MIN_PROMPT_TOKENS}: fix the server's --max-model-len")
-    about = first.get("distillscale", {})
-    try:
-        card = ServedCard.model_validate(about if about is not None else {})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        entry = ".".join(["distillscale", *(str(part) for part in error["loc"])])
-        raise UserError(f"the teacher server at {where} describes its model wrongly: {entry} "
-                        f"{_shown(error.get('input'))}: {error['msg'].lower()}; fix or restart the "
-                        f"server") from None
-    return ServedModel(first["id"], length, card)
 
 
 def validated_answer(answer: Any, shape: tuple[int, int], k: int, vocab_size: int | None) -> TopK:
@@ -470,12 +334,6 @@ def validated_answer(answer: Any, shape: tuple[int, int], k: int, vocab_size: in
         raise ServerError(f"the served teacher predicts token id {ids.max()}, beyond the {vocab_size} ids "
                           f"of this run's tokenizer: give the teacher's tokenizer with --tokenizer", retry=False)
     return TopK(torch.from_numpy(ids), torch.from_numpy(log_probs), torch.from_numpy(token_log_probs))
-
-
-def _shown(value: Any) -> str:
-    """A value of an answer as its JSON text, on one line, cut at 40 characters."""
-    text = " ".join(json_text(value).split())
-    return text[:40] + ("..." if len(text) > 40 else "")
 
 
 def _token_id(key: Any, where: str) -> int:

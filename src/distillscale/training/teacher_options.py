@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 import re
-import urllib.parse
 from pathlib import Path
 from typing import Any
+
+from distillscale.model.served import api_base as teacher_api_base
+from distillscale.model.served import redacted_url
 
 
 def teacher_name(path: Path) -> str | None:
@@ -24,32 +26,6 @@ def teacher_location(path: Path | None) -> Path | None:
         return None
     match = re.fullmatch(r"([A-Za-z0-9_-]+)=(.+)", str(path))
     return Path(match.group(2)) if match else path
-
-
-def teacher_api_base(url: str) -> str:
-    """The server's `/v1` base from what the user gave (the server, its /v1, or its /v1/completions);
-    ValueError for anything that is not an http(s) URL with a host."""
-    parsed = urllib.parse.urlsplit(url.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{redacted_url(url)!r} is not an http(s) URL of a server: give e.g. "
-                         f"http://127.0.0.1:8000/v1")
-    try:
-        parsed.port  # noqa: B018 (raises for a port out of range or not a number)
-    except ValueError:
-        raise ValueError(f"{redacted_url(url)!r} has no valid port: give e.g. http://127.0.0.1:8000/v1") from None
-    path = parsed.path.rstrip("/")
-    for suffix in ("/completions", "/models"):
-        path = path.removesuffix(suffix)
-    if not path.endswith("/v1"):
-        path += "/v1"
-    return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
-
-
-def redacted_url(url: str) -> str:
-    """`url` as a message or a record may show it: the user name and password of its authority (all
-    before its last @) replaced by *** (https://user:secret@host/v1 -> https://***@host/v1), also in
-    text that does not parse as a URL."""
-    return re.sub(r"(^|//|\s)[^/\s]*@", r"\1***@", url)
 
 
 def flag(key: str) -> str:

@@ -120,6 +120,7 @@ function render(result) {
   if (s.gpu_hours) cards.push(gpuCard(s.gpu_hours));
   $("cards").innerHTML = cards.join("");
   $("run-sheet").innerHTML = runSheet(result.plan.run_sheet || []);
+  $("teachers").innerHTML = teacherList(result.teachers);
   $("warnings").replaceChildren(...result.warnings.map(text => {
     const item = document.createElement("li");
     item.textContent = text;
@@ -157,6 +158,27 @@ function runSheet(rows) {
   ].concat(gpu ? [r.gpu_hours === null ? "" : Number(r.gpu_hours.toPrecision(3)).toString()] : []).map(cell).join("") + "</tr>");
   return `<caption>Run sheet: how to run each run (*: N or D outside the hyperparameter law's data` +
          `${flagged ? "; !: no run to train, the plan's text says why" : ""})</caption>` +
+         `<thead><tr>${head.map(h => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody>`;
+}
+
+// The teachers `serve --teacher-model` offers, ranked for the plan's student at its budget as
+// `distillscale teacher --compute` ranks them (`planning.teacher`): the best marked *, those too close
+// to call with it ≈; or why they cannot be ranked.
+const escaped = text => String(text).replace(/[&<>"]/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+function teacherList(t) {
+  if (!t) return "";
+  if (t.error) return `<caption>Your teachers: ${escaped(t.error)}</caption>`;
+  const close = new Set(t.too_close_to_call);
+  const head = ["teacher", "N_T", "L_T", "student tokens", "L_T / Ltilde_S", "student L_S", "interval"];
+  const body = t.candidates.map(c => "<tr>" + [
+    (c.name === t.best ? "*" : close.has(c.name) ? "≈" : "") + escaped(c.name),
+    c.teacher_params ? quantity(c.teacher_params) : "-", loss(c.teacher_loss), quantity(c.student_tokens),
+    c.gap_ratio.toFixed(3), loss(c.student_loss),
+    c.interval ? `${loss(c.interval[0])}–${loss(c.interval[1])}` : "",
+  ].map(text => `<td>${text}</td>`).join("") + "</tr>");
+  return `<caption>Your teachers for a ${quantity(t.student_params)}-parameter student at C = ${t.compute.toPrecision(3)} ` +
+         `FLOPs, each teacher's logits paid (losses in nats/token; * the best; ≈ too close to call with it; ` +
+         `without a teacher ${loss(t.supervised_loss)} on the whole budget)</caption>` +
          `<thead><tr>${head.map(h => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody>`;
 }
 

@@ -1,0 +1,218 @@
+"""What a server says about the model it serves, and one JSON exchange with it: the model card of
+`GET /v1/models` (vLLM's and `distillscale serve-teacher`'s; serve-teacher adds its own description,
+`ServedCard`: the model's size, FLOPs per token and tokenizer), validated before anything uses it;
+`served_model(url)` asks for it once, as the planner does for a teacher given as a URL. The training
+client (`training.remote_teacher.TeacherClient`) asks the same way, with retries."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distillscale.errors import UserError
+from distillscale.jsontext import json_text
+
+MIN_PROMPT_TOKENS = 3  # the shortest window a run sends: seq_len 2, plus the token after it
+
+
+class ServerError(Exception):
+    """A failed exchange with the server; `retry` says whether trying again may help."""
+
+    def __init__(self, message: str, retry: bool):
+        super().__init__(message)
+        self.retry = retry
+
+
+class ServedFlops(BaseModel):
+    """A served teacher's forward FLOPs per token at context c: base + per_context_token x c."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    base: int = Field(ge=0)
+    per_context_token: int = Field(ge=0)
+
+
+class ServedCard(BaseModel):
+    """distillscale's own description of a served model (the card's "distillscale" entry, which
+    `serve-teacher` adds and vLLM does not), validated before anything uses it; entries it does not
+    use are kept as given."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    non_embedding_params: int | None = Field(None, ge=1)
+    total_params: int | None = Field(None, ge=1)
+    forward_flops_per_token: ServedFlops | None = None
+    flops_method: str | None = None
+    max_logprobs: int | None = Field(None, ge=1)
+    vocab_size: int | None = Field(None, ge=1)
+    tokenizer_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # of tokenizer.json as a whole
+    tokenizer_identity: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # `TokenizerIdentity.sha256`
+    tokenizer_parts: dict[str, str] | None = None  # `TokenizerIdentity.parts`
+
+    def tokenizer_difference(self, corpus) -> str | None:
+        """How the served tokenizer differs from a prepared corpus's (`corpus`: a PreparedData), naming
+        what differs where the server says its parts (`serve-teacher` does); None: the same, or the
+        server does not say (vLLM)."""
+        from distillscale.data.loss_identity import corpus_tokenizer_identity, parts_differ
+
+        identity = corpus_tokenizer_identity(corpus)
+        if self.tokenizer_identity is not None:
+            if self.tokenizer_identity == identity.sha256:
+                return None
+            what = (" and ".join(parts_differ(identity.parts, self.tokenizer_parts))
+                    if self.tokenizer_parts and identity.parts else "tokenizer")
+            return f"another {what}: identity sha256 {self.tokenizer_identity[:12]}, the corpus's {identity.sha256[:12]}"
+        if self.tokenizer_sha256 is not None and self.tokenizer_sha256 != corpus.tokenizer_hash:
+            return f"sha256 {self.tokenizer_sha256[:12]}, the corpus's {corpus.tokenizer_hash[:12]}"
+        return None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the server's `GET /v1/models` says about the model it serves (the first one listed).
+    `about` is distillscale's own description (`serve-teacher` adds it; vLLM does not)."""
+
+    name: str
+    max_model_len: int | None = None
+    about: ServedCard = field(default_factory=ServedCard)
+
+
+def validated_card(answer: Any, where: str) -> ServedModel:
+    """The served model of a `GET /v1/models` answer (its first card), or a one-line UserError naming
+    the server and the first entry that is missing or wrong (a wrong type, a size that is not a
+    positive integer, a max_model_len too short for any prompt)."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict) \
+            or not isinstance(data[0].get("id"), str) or not data[0]["id"]:
+        raise UserError(f"the teacher server at {where} answered no model list ({_preview(answer)}): is it an "
+                        f"OpenAI-compatible server (vLLM, `distillscale serve-teacher`)?")
+    first = data[0]
+    length = first.get("max_model_len")
+    if length is not None and (type(length) is not int or length < MIN_PROMPT_TOKENS):
+        raise UserError(f"the teacher server at {where} states max_model_len {shown(length)}, not a number of "
+                        f"tokens of at least {MIN_PROMPT_TOKENS}: fix the server's --max-model-len")
+    about = first.get("distillscale", {})
+    try:
+        card = ServedCard.model_validate(about if about is not None else {})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        entry = ".".join(["distillscale", *(str(part) for part in error["loc"])])
+        raise UserError(f"the teacher server at {where} describes its model wrongly: {entry} "
+                        f"{shown(error.get('input'))}: {error['msg'].lower()}; fix or restart the "
+                        f"server") from None
+    return ServedModel(first["id"], length, card)
+
+
+def request_json(method: str, url: str, data: bytes | None, timeout: float,
+                 timeout_flag: str = "--teacher-timeout") -> Any:
+    """One JSON exchange with a server: its answer, or a ServerError saying in one line what failed and
+    whether trying again may help (no answer, a timeout, a 5xx or 429, malformed JSON)."""
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        message = _error_message(exc)
+        retry = exc.code >= 500 or exc.code in (408, 429)
+        raise ServerError(f"HTTP {exc.code}: {message}" if retry else
+                          f"it refused the request (HTTP {exc.code}: {message})", retry=retry) from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            raise ServerError(f"no answer within {timeout_flag} {timeout:g} s", retry=True) from None
+        if isinstance(reason, ConnectionRefusedError):
+            raise ServerError("connection refused: nothing listens there", retry=True) from None
+        if isinstance(reason, socket.gaierror):
+            raise ServerError(f"unknown host ({reason.strerror})", retry=True) from None
+        raise ServerError(f"unreachable ({reason})", retry=True) from None
+    except (TimeoutError, socket.timeout):
+        raise ServerError(f"no answer within {timeout_flag} {timeout:g} s", retry=True) from None
+    except (ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise ServerError(f"the connection broke ({type(exc).__name__}: {exc})", retry=True) from None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ServerError(f"malformed JSON in the answer ({_preview(raw)})", retry=True) from None
+
+
+
+def _preview(value: Any) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else json.dumps(value)[:200]
+    text = " ".join(text.split())
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    """The server's own message of an error answer (OpenAI's {"error": {"message"}}, vLLM's
+    {"message"}), on one line."""
+    try:
+        answer = json.loads(exc.read())
+    except (OSError, ValueError, http.client.HTTPException):
+        return exc.reason or ""
+    error = answer.get("error", answer) if isinstance(answer, dict) else {}
+    message = error.get("message") if isinstance(error, dict) else error
+    return " ".join(str(message or exc.reason or "").split())[:300]
+
+
+def shown(value: Any) -> str:
+    """A value of an answer as its JSON text, on one line, cut at 40 characters."""
+    text = " ".join(json_text(value).split())
+    return text[:40] + ("..." if len(text) > 40 else "")
+
+
+
+
+def is_url(model) -> bool:
+    """Whether a model was given as a server's URL (http:// or https://), not a directory."""
+    return str(model).startswith(("http://", "https://"))
+
+
+def api_base(url: str) -> str:
+    """The server's `/v1` base from what the user gave (the server, its /v1, or its /v1/completions);
+    ValueError for anything that is not an http(s) URL with a host."""
+    parsed = urllib.parse.urlsplit(url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{redacted_url(url)!r} is not an http(s) URL of a server: give e.g. "
+                         f"http://127.0.0.1:8000/v1")
+    try:
+        parsed.port  # noqa: B018 (raises for a port out of range or not a number)
+    except ValueError:
+        raise ValueError(f"{redacted_url(url)!r} has no valid port: give e.g. http://127.0.0.1:8000/v1") from None
+    path = parsed.path.rstrip("/")
+    for suffix in ("/completions", "/models"):
+        path = path.removesuffix(suffix)
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
+
+
+def redacted_url(url: str) -> str:
+    """`url` as a message or a record may show it: the user name and password of its authority (all
+    before its last @) replaced by *** (https://user:secret@host/v1 -> https://***@host/v1), also in
+    text that does not parse as a URL."""
+    return re.sub(r"(^|//|\s)[^/\s]*@", r"\1***@", url)
+
+
+def served_model(url: str, given_as: str, timeout: float = 30.0) -> ServedModel:
+    """The model the server at `url` serves (its first card, validated), asked once; a one-line
+    UserError naming `given_as` (the flag) when the URL is not a server's or it does not answer."""
+    try:
+        endpoint = api_base(url)
+    except ValueError as exc:
+        raise UserError(f"{given_as} {exc}") from None
+    where = f"{redacted_url(endpoint)}/models"
+    try:
+        answer = request_json("GET", endpoint + "/models", None, timeout, timeout_flag=f"{timeout:g} s")
+    except ServerError as exc:
+        raise UserError(f"{given_as} {redacted_url(url)}: the server at {where} {exc}") from None
+    return validated_card(answer, where)
