@@ -25,10 +25,10 @@ probabilities add up to a little more than 1 is rounding, divided by its sum; mo
 (`training.top_k.MASS_ROUNDING`, the one definition of rounding for the check and the loss).
 result.json records the mean tail mass and, in `top_k_targets`, the check made before training.
 
-Components: `TeacherClient` (HTTP with batching, timeouts and bounded exponential-backoff retries over
-`model.served`'s exchange and model card;
-every failure a one-line UserError), `ServedTeacherSampler` (training batches with the teacher's
-top-k, fetched by the prefetch worker ahead of the step), `ServedTeacherObjective`.
+Components: `TeacherClient` (HTTP with batching, timeouts and bounded exponential-backoff retries
+over `model.served`'s exchange and model card; every failure a one-line UserError),
+`ServedTeacherSampler` (training batches with the teacher's top-k, fetched by the prefetch worker
+ahead of the step), `ServedTeacherObjective`.
 """
 
 from __future__ import annotations
