@@ -24,7 +24,10 @@ def test_plan_opens_with_each_verdict_and_its_losses(cli, args):
     verdicts = re.findall(r"^(distill|pretrain|too close to call|cannot tell at this distance): student loss", out, re.M)
     assert verdicts and len(verdicts) == len(set(verdicts))  # one line per verdict, every scenario in one of them
     for scenario in ("best-case", "teacher-inference", "teacher-pretraining", "teacher-pretraining-inference"):
-        assert scenario in text.split(" Distilling" if args else " Best student size")[0]
+        assert scenario in text.split(" 546M student" if args else " Best student size")[0]
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", *args, "--explain")
+    text = " ".join(out.split())
+    assert re.match(r"(distill|pretrain|too close to call|cannot tell at this distance): student loss", text)
     assert text.index("without a teacher") < text.index("solver") < text.index("supervised law form")
 
 

@@ -64,6 +64,7 @@ for _path in ("fit supervised", "fit distillation"):
     ADDED_SINCE[_path] = (ADDED_SINCE.get(_path) or set()) | {"--tokenizer", "--text"}
 # a teacher you have: plan and the planner page take its directory, demo calibrates on its tokenizer
 ADDED_SINCE["plan"] |= {"--teacher-model", "--trust-remote-code"}
+ADDED_SINCE["plan"] |= {"--explain"}   # the full plan; the default fits one screen
 ADDED_SINCE["serve"] |= {"--teacher-model", "--trust-remote-code"}
 ADDED_SINCE["demo"] |= {"--teacher", "--trust-remote-code"}
 ADDED_SINCE["serve"] |= {"--hyperparameter-law"}   # issue 63 (c5d016c): the page takes fitted hyperparameter laws

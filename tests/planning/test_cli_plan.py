@@ -68,10 +68,12 @@ def test_plan_sweep_searches_the_law_data_and_flags_edge_optima(cli):
 
 
 def test_plan_sweep_table_footnote_and_search_options(cli):
-    code, out, _ = cli("plan", "--compute", "1e21", "--scenario", "best-case")
+    code, out, _ = cli("plan", "--compute", "1e21", "--scenario", "best-case", "--explain")
     assert code == 0
     assert "12.4B*" in out and "on the edge of the search" in out
     assert "widen with --min-tokens-per-param" in out
+    code, out, _ = cli("plan", "--compute", "1e21", "--scenario", "best-case")   # one screen: the same warning
+    assert "12.4B+" in out and "widen with --min-tokens-per-param" in " ".join(out.split())
     code, out, _ = cli("plan", "--compute", "1e21", "--scenario", "best-case", "--json",
                        "--min-params", "1B", "--max-params", "2B", "--max-tokens-per-param", "300")
     sweep = json.loads(out)["sweeps"]["best-case"]

@@ -49,7 +49,7 @@ def test_each_model_a_plan_prints_carries_its_error_in_the_json_and_the_text(cli
         assert loss_low < loss < loss_high
         assert model["interval"][0] <= low and model["interval"][1] >= high
         assert not model["beyond_law_data"]  # 2.2-2.3 nats lies inside the law's 2.2-3.4
-    code, out, err = cli(*args)
+    code, out, err = cli(*args, "--explain")   # the full plan: every note
     assert code == 0, err
     text = " ".join(out.split())
     student = downstream["models"]["teacher-pretraining"]

@@ -74,7 +74,7 @@ def test_every_kind_of_plan_has_a_recipe_for_each_run(options, names):
 
 def test_the_text_shows_each_run_with_units(cli):
     code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
-                         "--scenario", "teacher-pretraining")
+                         "--scenario", "teacher-pretraining", "--explain")
     assert code == 0, err
     plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining")
     r = plan.recipes["teacher-pretraining teacher"]
@@ -119,7 +119,7 @@ def test_a_batch_fixed_above_the_optimum_gets_the_adapted_lr_its_penalty_and_the
     assert adapted["extra_tokens_factor"] == pytest.approx(factor)
     assert adapted["extra_tokens"] == pytest.approx(r["tokens"] * (factor - 1))
     code, text, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
-                          "--scenario", "best-case", "--batch-tokens", "8M")
+                          "--scenario", "best-case", "--batch-tokens", "8M", "--explain")
     text = " ".join(text.split())
     assert (f"the student for best-case: at your batch of 8M tokens ({ratio:.3g}x B* = 1.81M), "
             f"peak lr {adapted['lr']:.3g} = lr* x (B / B*)^0.4" in text)

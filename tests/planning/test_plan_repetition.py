@@ -29,7 +29,7 @@ def test_a_plans_student_loss_and_verdict_are_after_repetition(cli):
     assert record["student_loss_fresh_data"] == student.loss_fresh and record["verdict_fresh_data"] == "pretrain"
     # the CLI prints the same numbers in its table
     code, out, err = cli("plan", "--compute", "1e21", "--student-params", "546M", "--teacher-params", "7.75B",
-                         "--teacher-tokens", "155B", "--unique-tokens", "3B")
+                         "--teacher-tokens", "155B", "--unique-tokens", "3B", "--explain")
     assert code == 0, err
     row = next(line for line in out.splitlines() if "student loss L_S" in line)
     assert f"{student.loss_repeated:.4f}" in row

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, ClassVar
 
 import numpy as np
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, field_validator
 
 from distillscale.cli_options import CommandSettings, command, option
 from distillscale.console import Table, console, print_json, progress_printer, styled, warn
@@ -58,6 +58,7 @@ def plan_command(settings: PlanSettings) -> None:
 
 
 def _print_plan(result, settings: PlanSettings) -> None:
+    from distillscale.planning.brief import brief_renderables, can_brief
     from distillscale.planning.render import plan_renderables
 
     checks = result.repetition
@@ -73,7 +74,8 @@ def _print_plan(result, settings: PlanSettings) -> None:
     if settings.as_json:  # the plan's record says it too (`bias_correction`)
         print_json(result.to_dict())
         return
-    for item in plan_renderables(result):
+    brief = not settings.explain and can_brief(result)
+    for item in brief_renderables(result) if brief else plan_renderables(result):
         console.print(item)
     for line in _loss_units_lines(result):  # prose: wrapped at spaces to the terminal, never cut
         console.print(line, highlight=False)
@@ -160,6 +162,14 @@ class TeacherRankingSettings(CommandSettings):
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write the U-curve (.png or .svg)")
     overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _no_empty_candidate(cls, values: object) -> object:
+        """--candidates "" (an unset variable) would read as the current directory: refused as a path is."""
+        if isinstance(values, (list, tuple)) and any(isinstance(value, str) and not value.strip() for value in values):
+            raise ValueError("is empty: give a path or a URL (write . for the current directory)")
+        return values
 
 
 @command(TeacherRankingSettings)

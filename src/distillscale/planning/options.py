@@ -155,11 +155,14 @@ class PlanSettings(CommandSettings):
     downstream_law: Path | None = option(None, help=DOWNSTREAM_LAW_HELP)
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
+    explain: bool = option(False, help="print the plan in full: the FLOPs of each phase, the teacher's loss "
+                                       "interval, peak rates with their intervals, warmup, and every note (what "
+                                       "each assumption is, where a run lies outside a law's data, the targets)")
     plot: Path | None = option(None, help="write a figure (.png or .svg)")
     overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
 
     # The options a plan from Python does not take: they say how the command prints.
-    OUTPUT: ClassVar[frozenset[str]] = frozenset({"as_json", "plot", "overwrite"})
+    OUTPUT: ClassVar[frozenset[str]] = frozenset({"as_json", "explain", "plot", "overwrite"})
 
     @field_validator("student_init")
     @classmethod

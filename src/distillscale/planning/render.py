@@ -246,7 +246,7 @@ def _supervised(plan: PlanView) -> list:
     return [table, plan.note]
 
 
-def _at_cap(value: float | None, bound: float, trained: bool = True) -> str:
+def at_cap(value: float | None, bound: float, trained: bool = True) -> str:
     """A teacher's size or tokens; at the planner's cap, "(cap)", or for a teacher the scenario does
     not train FREE_TEACHER (its tokens cost nothing here: not a number to act on)."""
     if value is None:
@@ -256,7 +256,7 @@ def _at_cap(value: float | None, bound: float, trained: bool = True) -> str:
     return format_quantity(value)
 
 
-def _interval_cell(prediction) -> str:
+def interval_cell(prediction) -> str:
     if prediction is None or not prediction.has_interval:
         return "-"
     return f"{prediction.low:.3f}–{prediction.high:.3f}"
@@ -292,8 +292,8 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     if any(p.start is not None for p in plans):
         row("law's D_eff = m D_S", lambda p: format_quantity(p.start.value * p.student_tokens) if p.start else "")
     row("teacher params N_T", lambda p: "+".join(map(format_quantity, p.mixture.teacher_params))
-        if p.mixture is not None else _at_cap(p.teacher_params, bound))
-    row("teacher tokens D_T", lambda p: _at_cap(p.teacher_tokens, bound, trained=teacher_is_trained(p)))
+        if p.mixture is not None else at_cap(p.teacher_params, bound))
+    row("teacher tokens D_T", lambda p: at_cap(p.teacher_tokens, bound, trained=teacher_is_trained(p)))
     row("teacher loss L_T", lambda p: f"{p.teacher_loss:.4f}")
     with_intervals = [p for p in plans if p.student_interval is not None]
     if with_intervals:
@@ -301,15 +301,15 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
         level = "range" if level is None else f"{level:.0%}"  # a start's multiplier range, the law without intervals
     teachers = [p.teacher_interval for p in plans if p.teacher_interval is not None]
     if teachers:  # a teacher the scenario trains: its loss is a prediction too
-        row(f"L_T {teachers[0].level:.0%}", lambda p: _interval_cell(p.teacher_interval))
+        row(f"L_T {teachers[0].level:.0%}", lambda p: interval_cell(p.teacher_interval))
     row("student loss L_S", lambda p: styled((f"{p.student_loss:.4f}", "bold")))
     if with_intervals:
-        row(f"L_S {level}", lambda p: _interval_cell(p.student_interval))
+        row(f"L_S {level}", lambda p: interval_cell(p.student_interval))
     row("best supervised loss" if best_supervised else "supervised loss",
         lambda p: f"{supervised_loss(p):.4f}")
     if with_intervals:
         row(f"supervised {level}",
-            lambda p: _interval_cell((best_supervised or p.supervised).interval))
+            lambda p: interval_cell((best_supervised or p.supervised).interval))
     row("verdict", lambda p: verdicts[p.scenario.name] if verdicts else p.verdict)
     row("supervised - L_S", lambda p: f"{supervised_loss(p) - p.student_loss:+.4f}")
     row("FLOPs student", lambda p: f"{p.flops.student:.3g}")
@@ -387,7 +387,7 @@ def _sweeps(plan: PlanView) -> list:
     out += _interval_notes([s.best for s in sweeps], plan.verdicts())
     out.append(f"best supervised model: {format_quantity(best_supervised.student_params)} "
                f"parameters on {format_quantity(best_supervised.tokens)} tokens"
-               + (f", on the edge of the search{_edge_note(sweeps[0].supervised_edges)}"
+               + (f", on the edge of the search{edge_note(sweeps[0].supervised_edges)}"
                   if sweeps[0].supervised_edges else ""))
     ratios = region.tokens_per_param
     out.append(f"student sizes searched: {format_quantity(region.smallest)} to "
@@ -400,12 +400,12 @@ def _sweeps(plan: PlanView) -> list:
             by_edges.setdefault(tuple(sweep.edges), []).append(sweep.scenario.name)
     for sweep_edges, names in by_edges.items():
         out.append(f"* {', '.join(names)}: the best student sits on the edge of the search, not at an "
-                   f"interior optimum{_edge_note(list(sweep_edges))}; the law favours going further, "
+                   f"interior optimum{edge_note(list(sweep_edges))}; the law favours going further, "
                    "outside its data")
     return out
 
 
-def _edge_note(edges: list[str]) -> str:
+def edge_note(edges: list[str]) -> str:
     """' (limit: ...; widen with --option)' for the search limits a best model sits on."""
     if not edges:
         return ""
@@ -449,7 +449,7 @@ def _modes(plan: PlanView) -> list:
         loss = f"{m.student_loss:.4f}{star}"
         cells.append(styled((loss, "bold")) if m is best else loss)
         if with_intervals:
-            cells.append(_interval_cell(m.interval))
+            cells.append(interval_cell(m.interval))
         k = m.break_even_efficiency
         cells += [f"{m.student_loss - best.student_loss:+.4f}",
                   "-" if k is None else "never" if k == float("inf") else f"{k:.3g}"]

@@ -1,0 +1,151 @@
+"""A plan in one screen: what `distillscale plan` prints by default. The verdict first, one table
+(a row per scenario and one for the model trained without a teacher), the run sheet as one table,
+what --downstream-law and --gpu add, and one-line notes, the most important first, each printed
+once: every warning of a problem, then at most MAX_NOTES in all. Everything else (the
+FLOPs of each phase, the teacher's loss interval, peak rates and their intervals, warmup, batch
+sequences, what the targets and intervals assume) is `plan --explain` (`render.plan_renderables`)
+and `plan --json`.
+
+A plan this view cannot show whole (a pruned start, a mixture of teachers, the mode comparison, a
+plan without a teacher) is shown in full: its notes say where the law is applied outside its fit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich import box
+
+from distillscale.console import Table, styled
+from distillscale.planning.render import PlanView, answer_lines, at_cap, edge_note, interval_cell
+from distillscale.planning.results import CANNOT_TELL
+from distillscale.planning.run_sheet import ROLES, run_sheet, uses_text
+from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained
+from distillscale.units import format_quantity
+
+if TYPE_CHECKING:
+    from distillscale.planning.results import DistillationPlan
+
+MAX_NOTES = 5
+# A verdict in the table's narrow column; the notes say what the short ones mean.
+SHORT_VERDICTS = {"too close to call": "too close", CANNOT_TELL: "can't tell"}
+EXPLAIN = "--explain: the FLOPs of each phase, peak rates, warmup, what intervals assume"
+
+
+def can_brief(plan: PlanView) -> bool:
+    """Whether the one-screen view shows the plan whole (else it is printed in full)."""
+    if plan.kind not in ("plans", "sweep"):
+        return False
+    plans = [s.best for s in plan.sweeps] if plan.kind == "sweep" else plan.plans
+    return all(p.start is None and p.mixture is None for p in plans)
+
+
+def brief_renderables(plan: PlanView) -> list:
+    """The answer lines, the plan's table, its run sheet and its notes (`can_brief` plans)."""
+    sweep = plan.kind == "sweep"
+    plans = [s.best for s in plan.sweeps] if sweep else plan.plans
+    supervised = plan.sweeps[0].supervised_best if sweep else plans[0].supervised
+    verdicts = plan.verdicts()
+    out = answer_lines(plan) + _table(plan, plans, supervised, verdicts, sweep)
+    rows = run_sheet(plan) if plan.recipes else []
+    if rows:
+        out += _sheet(rows, rows[0].recipe.law)
+    # what the user asked for with --downstream-law and --gpu, as the full plan shows it
+    downstream = [] if plan.downstream is None else plan.downstream.lines()
+    gpu_hours = [] if getattr(plan, "gpu_hours", None) is None else plan.gpu_hours.renderables()
+    return out + downstream + gpu_hours + _notes(plan, plans, verdicts, rows)
+
+
+def _table(plan: PlanView, plans: list[DistillationPlan], supervised, verdicts: dict[str, str], sweep: bool) -> list:
+    """Its title (a line of its own: wrapped at the terminal, not at the table's width) and a row per
+    scenario, then the model trained without a teacher."""
+    teacher = " with the given teacher" if plan.settings.teacher is not None else ""
+    what = (f"Best student size, C = {plan.compute:.3g} FLOPs" if sweep else
+            f"{format_quantity(plans[0].student_params)} student{teacher}, C = {plan.compute:.3g} FLOPs")
+    level = next((f"{p.student_interval.level:.0%}" for p in plans if p.student_interval is not None), None)
+    title = styled((f"{what}, law {plan.law} (losses in nats/token)", "bold"))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0))
+    # a sweep's verdicts are its answer lines' only: its N_S column takes their place
+    headers = ("scenario", *(("N_S",) if sweep else ()), "D_S", "N_T", "D_T", "L_T", "L_S",
+               *((f"{level} interval",) if level else ()), *(() if sweep else ("verdict",)))
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("scenario", "verdict") else "right")
+    bound = plan.planner.bounds[1]
+    edges = {s.scenario.name: s.edges for s in plan.sweeps} if sweep else {}
+    for p in plans:
+        teacher_tokens = at_cap(p.teacher_tokens, bound, trained=teacher_is_trained(p))
+        edge = "+" if sweep and edges.get(p.scenario.name) else ""
+        table.add_row(_label(p.scenario.name), *((format_quantity(p.student_params) + edge,) if sweep else ()),
+                      format_quantity(p.student_tokens), at_cap(p.teacher_params, bound),
+                      "free" if teacher_tokens == FREE_TEACHER else teacher_tokens,
+                      f"{p.teacher_loss:.4f}", styled((f"{p.student_loss:.4f}", "bold")),
+                      *((interval_cell(p.student_interval),) if level else ()),
+                      *(() if sweep else (SHORT_VERDICTS.get(verdicts[p.scenario.name], verdicts[p.scenario.name]),)))
+    table.add_row("no teacher", *((format_quantity(supervised.student_params),) if sweep else ()),
+                  format_quantity(supervised.tokens), "-", "-", "-", f"{supervised.loss:.4f}",
+                  *((interval_cell(supervised.interval),) if level else ()), *(() if sweep else ("",)))
+    return [title, table]
+
+
+def _sheet(rows, law: str) -> list:
+    """The run sheet's title and one table: a row per distinct run, what `train`/`distill` take."""
+    title = styled((f"Run sheet, hyperparameter law {law} (--lr: what train/distill take)", "bold"))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0))
+    for header in ("for", "run", "N", "D", "batch", "steps", "--lr"):
+        table.add_column(header, justify="left" if header in ("for", "run") else "right")
+    groups = len({name for row in rows for name in uses_text(row).split(", ")})
+    last = None
+    for row in rows:
+        uses, r = uses_text(row, groups), row.recipe
+        table.add_row("" if uses == last else _label(uses), f"{ROLES[row.role]}{'*' if r.beyond_data else ''}"
+                      f"{'!' if r.problems else ''}", format_quantity(r.params), format_quantity(r.tokens),
+                      format_quantity(r.batch_tokens), f"{r.steps:,}", f"{r.train_lr:.4g}")
+        last = uses
+    return [title, table]
+
+
+def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, str], rows) -> list[str]:
+    """One line each, the most important first: every warning of a problem (never left out: a run that
+    cannot be trained, a recipe the law cannot give, a run outside the rate law's data, a best size on
+    the search's edge, a fixed batch's loss), then how to read the verdicts and the table, as many as
+    fit MAX_NOTES; the pointer to --explain last."""
+    from distillscale.laws.hyperparameters.law import FAR_FACTOR   # SciPy: loaded with the first plan's law
+
+    warnings = []
+    broken = [row for row in rows if row.recipe.problems]
+    if broken:
+        warnings.append(f"!: {len(broken)} of the {len(rows)} runs cannot be trained as planned (--explain says why)")
+    warnings += list(dict.fromkeys(note for row in rows for note in row.recipe.notes))
+    far = [row.recipe for row in rows if row.recipe.extrapolation > FAR_FACTOR]
+    if far:
+        warnings.append(f"*: {len(far)} of the {len(rows)} runs {'lies' if len(far) == 1 else 'lie'} over "
+                        f"{FAR_FACTOR:g}x outside {rows[0].recipe.law}'s data: extrapolated rates")
+    edged = [s for s in plan.sweeps if s.edges] if plan.kind == "sweep" else []
+    if edged:
+        limits = list(dict.fromkeys(edge for s in edged for edge in s.edges))
+        warnings.append(f"+: {', '.join(s.scenario.name for s in edged)}: the best student sits on the edge of the "
+                        f"search{edge_note(limits)}")
+    if any(p.fresh is not None for p in plans):
+        warnings.append("losses after repeating your unique tokens (with fresh data: Repetition, below)")
+    penalties = [row.recipe.adaptation.loss_penalty for row in rows
+                 if row.recipe.adaptation is not None and row.recipe.adaptation.loss_penalty is not None]
+    if penalties:
+        warnings.append(f"batch: your batch costs up to +{max(penalties):.2%} loss at the same tokens (--explain)")
+    info = []
+    shown = set(verdicts.values())
+    if CANNOT_TELL in shown:
+        info.append("can't tell: beyond the laws' runs the two losses' intervals overlap")
+    if "too close to call" in shown:
+        dominant = sorted({p.student_interval.dominant for p in plans if p.student_interval is not None} - {None})
+        mostly = f" (mostly {' and '.join(dominant)})" if dominant else ""
+        info.append(f"too close: the difference is inside the intervals{mostly}")
+    if any(p.teacher_family is not None for p in plans):
+        info.append("best-case: any teacher of loss L_T* does; shown: the cheapest to pre-train")
+    return warnings + info[:max(0, MAX_NOTES - 1 - len(warnings))] + [EXPLAIN]
+
+
+def _label(name: str, width: int = 20) -> str:
+    """A scenario's name (or names) in a narrow column: broken after a hyphen where longer than `width`."""
+    if len(name) <= width or "-" not in name[:width]:
+        return name
+    cut = name[:width].rindex("-") + 1
+    return name[:cut] + "\n  " + name[cut:]

@@ -1,0 +1,62 @@
+"""`distillscale plan` in one screen: at 80 columns the README's plan and a teacher-inference plan with a
+given teacher fit in 45 lines (the answer first, one table, the run sheet as one table, short notes);
+every warning of a problem is still printed by default, in one line each; `--explain` prints the full
+plan, with what the default leaves out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+README_PLAN = ("plan", "--law", "busbridge2025", "--student-params", "546M", "--compute", "1e21")
+GIVEN_TEACHER = (*README_PLAN, "--scenario", "teacher-inference", "--teacher-params", "7.75B", "--teacher-tokens",
+                 "155B")
+# What only --explain prints: the FLOPs of each phase, the solver, the teacher's loss interval, peak
+# rates and warmup, what the targets assume.
+FULL_ONLY = ("FLOPs student", "solver", "peak lr", "warmup:", "targets:")
+
+
+def at_80(*args: str) -> tuple[list[str], str]:
+    """(stdout's lines, stderr) of `distillscale ARGS` in a terminal 80 columns wide."""
+    done = subprocess.run([sys.executable, "-m", "distillscale.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "80", "LINES": "50"}, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines(), done.stderr
+
+
+@pytest.mark.parametrize("args", [README_PLAN, GIVEN_TEACHER], ids=["readme", "given teacher"])
+def test_the_plan_fits_one_screen_answer_first_and_explain_prints_the_rest(args):
+    lines, _ = at_80(*args)
+    text = " ".join(" ".join(lines).split())
+    assert len(lines) <= 45, "\n".join(lines)
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    assert lines[0].startswith(("distill:", "pretrain:", "too close to call:", "cannot tell at this distance:"))
+    assert "no teacher" in text and "Run sheet" in text and "--lr" in text
+    assert text.count("Run sheet") == 1 and text.count("Losses are nats/token") == 1   # each once
+    assert not any(words in text for words in FULL_ONLY), text
+    full, _ = at_80(*args, "--explain")
+    explained = " ".join(" ".join(full).split())
+    assert len(full) > len(lines) and all(words in explained for words in FULL_ONLY)
+    assert "--explain" in text and "--explain" not in explained.split("Losses are")[0][-200:]
+
+
+def test_every_warning_is_printed_by_default_in_one_line_each():
+    """Each class of warning the full plan prints, in the default's notes too, one line of the output
+    each (wrapped at most once at 80 columns): runs outside the rate law's data, a run that cannot be
+    trained, a best size on the search's edge, a fixed batch's loss, repeated data; the plan's own
+    warnings (far beyond the law's data) on stderr."""
+    lines, err = at_80("plan", "--law", "busbridge2025", "--compute", "1e23", "--student-params", "546M",
+                       "--scenario", "teacher-pretraining", "--batch-tokens", "64M", "--unique-tokens", "100B")
+    for start in ("*: 3 of the 3 runs lie", "batch: your batch costs", "losses after repeating your unique tokens"):
+        assert sum(line.startswith(start) for line in lines) == 1, (start, lines)   # once, on one line
+    assert "Repetition (teacher-pretraining" in " ".join(lines)
+    assert "warning:" in err
+    lines, _ = at_80("plan", "--law", "busbridge2025", "--compute", "1e21", "--scenario", "best-case")
+    edge = [i for i, line in enumerate(lines) if line.startswith("+: best-case")]
+    assert edge and "widen with" in " ".join(lines[edge[0]:edge[0] + 2])
+    lines, _ = at_80("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                     "--scenario", "best-case", "--batch-tokens", "1T")   # more than a run trains on: no run to train
+    assert any(line.startswith("!: ") and "--explain" in line for line in lines), lines
