@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rich import box
+
 from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
@@ -200,7 +202,8 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
           else f"on {format_quantity(ranking.student_tokens)} tokens")
     table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student {on} (law: {law})",
                   caption="losses in nats/token; * marks the best candidate"
-                          + ("; ≈ those too close to call with it (inside the intervals)" if close else ""))
+                          + ("; ≈ those too close to call with it (inside the intervals)" if close else ""),
+                  box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
     intervals = ranking.intervals
     headers = ("teacher", "N_T", "D_T", "L_T", *(("D_S",) if budget else ()), "L_T / Ltilde_S", "student L_S")
     for header in headers + ((f"{intervals.level:.0%} ±",) if intervals is not None else ()):
