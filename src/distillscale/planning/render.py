@@ -203,7 +203,7 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student {on} (law: {law})",
                   caption="losses in nats/token; * marks the best candidate"
                           + ("; ≈ those too close to call with it (inside the intervals)" if close else ""),
-                  box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+                  box=box.SIMPLE_HEAD, padding=(0, 0))
     intervals = ranking.intervals
     headers = ("teacher", "N_T", "D_T", "L_T", *(("D_S",) if budget else ()), "L_T / Ltilde_S", "student L_S")
     for header in headers + ((f"{intervals.level:.0%} ±",) if intervals is not None else ()):
