@@ -15,7 +15,8 @@ Steps (each skipped when its output exists, so a second run only prints the tabl
    per token, so each buys its own student tokens);
 4. that student distilled from each teacher on the tokens the budget buys it (`distill --config
    SWEEP/planned_student.toml --teacher MODEL --tokens D`), its validation loss from result.json;
-   the markdown table of predicted against measured.
+   and the same student trained alone on the whole budget (`--kd-weight 0`); the markdown table of
+   predicted against measured.
 
 Usage:
     python bench/teacher_choice.py --data /tmp/guide/corpora/doc-en --root /tmp/guide
@@ -90,7 +91,19 @@ def distil_each(sweep: Path, ranking: dict, root: Path) -> dict[str, float]:
     return measured
 
 
-def table(ranking: dict, measured: dict[str, float]) -> str:
+def alone(sweep: Path, root: Path) -> tuple[float, float, list[float]]:
+    """The planned student trained without a teacher on the whole budget (`--kd-weight 0`: the same
+    recipe, cross-entropy only): (its tokens, its measured loss, the predicted interval)."""
+    plan = json.loads((sweep / "report.json").read_text())["teacher"]["plan"]
+    run = root / "students" / "alone"
+    if not (run / "result.json").is_file():
+        cli("distill", "--config", sweep / "planned_student.toml", "--kd-weight", "0", "--tokens",
+            str(round(plan["supervised_tokens"])), "--out", run)
+    return (plan["supervised_tokens"], json.loads((run / "result.json").read_text())["val_loss"],
+            plan["supervised_loss_interval"]["interval"])
+
+
+def table(ranking: dict, measured: dict[str, float], without: tuple[float, float, list[float]]) -> str:
     lines = ["| teacher | N_T | L_T (nats/token) | student tokens | predicted student L_S [90%] | measured L_S | "
              "measured - predicted |", "|---|---|---|---|---|---|---|"]
     close = set(ranking["too_close_to_call"])
@@ -101,7 +114,9 @@ def table(ranking: dict, measured: dict[str, float]) -> str:
         lines.append(f"| {Path(c['name']).name}{mark} | {c['teacher_params']:,.0f} | {c['teacher_loss']:.4f} | "
                      f"{c['student_tokens']:,.0f} | {c['student_loss']:.4f} [{low:.4f}, {high:.4f}] | {got:.4f} | "
                      f"{got / c['student_loss'] - 1:+.2%}{' inside' if low <= got <= high else ' OUTSIDE'} |")
-    lines.append(f"| no teacher, the whole budget | | | | {ranking['supervised_loss']:.4f} | | |")
+    tokens, got, (low, high) = without
+    lines.append(f"| no teacher, the whole budget | - | - | {tokens:,.0f} | {ranking['supervised_loss']:.4f} "
+                 f"[{low:.4f}, {high:.4f}] | {got:.4f} | {got / ranking['supervised_loss'] - 1:+.2%} |")
     return "\n".join(lines)
 
 
@@ -119,7 +134,7 @@ def main() -> None:
         print(f"demo: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     ranking = rank(sweep, models, root)
     measured = distil_each(sweep, ranking, root)
-    print(table(ranking, measured))
+    print(table(ranking, measured, alone(sweep, root)))
 
 
 if __name__ == "__main__":
