@@ -291,6 +291,8 @@ def test_teacher_ranks_model_directories_measured_on_the_laws_text_beside_a_tabl
     losses = [c["student_loss"] for c in ranking["candidates"]]
     assert ranking["best"] == names[losses.index(min(losses))]
     assert set(ranking["too_close_to_call"]) <= set(names) - {ranking["best"]}
+    assert all(c["past_capacity_gap"] == (c["teacher_loss"] < ranking["optimal_teacher_loss"])
+               for c in ranking["candidates"])
     # a teacher trained on another tokenizer (the builtin corpus's): refused, naming the tokenizer
     other = tmp_path / "other"
     assert main(["train", "--out", str(other), *RUN]) == 0

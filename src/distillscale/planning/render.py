@@ -202,9 +202,10 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
           else f"on {format_quantity(ranking.student_tokens)} tokens")
     table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student {on} (law: {law})",
                   caption="losses in nats/token; * marks the best candidate"
-                          + ("; ≈ those too close to call with it (inside the intervals)" if close else ""),
+                          + ("; ≈ those too close to call with it (inside the intervals)" if close else "")
+                          + ("; past: stronger than L_T*, past the capacity gap" if ranking.past_gap else ""),
                   box=box.SIMPLE_HEAD, padding=(0, 0))
-    intervals = ranking.intervals
+    intervals, past = ranking.intervals, set(ranking.past_gap)
     headers = ("teacher", "N_T", "D_T", "L_T", *(("D_S",) if budget else ()), "L_T / Ltilde_S", "student L_S")
     for header in headers + ((f"{intervals.level:.0%} ±",) if intervals is not None else ()):
         table.add_column(header, justify="left" if header == "teacher" else "right")
@@ -216,7 +217,8 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
         tokens = (format_quantity(ranking.tokens_each[index]),) if budget else ()
         table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
                       format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}", *tokens,
-                      f"{ratio:.3f}", styled((f"{loss:.4f}", "bold")) if mark == "*" else f"{loss:.4f}", *interval)
+                      f"{ratio:.3f}" + (" past" if index in past else ""),
+                      styled((f"{loss:.4f}", "bold")) if mark == "*" else f"{loss:.4f}", *interval)
     out = [answer, table]
     if intervals is not None:
         out.append(f"intervals: the law's own (a fit's bootstrap and backtest, a preset's stated error; `predict` says "

@@ -93,6 +93,12 @@ class TeacherRanking:
         alone = self.supervised_loss if self.alone_each is None else self.alone_each
         return np.array([c.loss for c in self.candidates]) / alone
 
+    @property
+    def past_gap(self) -> list[int]:
+        """The candidates stronger than the optimal teacher L_T*: past the capacity gap, where a stronger
+        teacher makes the student worse."""
+        return [i for i, c in enumerate(self.candidates) if c.loss < self.optimal_teacher_loss]
+
     def to_dict(self) -> dict:
         return {
             "student_params": self.student_params, "student_tokens": self.student_tokens,
@@ -105,6 +111,7 @@ class TeacherRanking:
             "candidates": [{"name": c.name, "teacher_params": c.params, "teacher_tokens": c.tokens,
                             "teacher_loss": c.loss, "student_loss": float(loss),
                             "gap_ratio": float(ratio), "too_close_to_best": i in self.too_close,
+                            "past_capacity_gap": i in self.past_gap,
                             "teacher_flops_per_token": c.flops_per_token,
                             "student_tokens": float(self.student_tokens if self.tokens_each is None
                                                     else self.tokens_each[i]),

@@ -173,11 +173,12 @@ function teacherList(t) {
   const body = t.candidates.map(c => "<tr>" + [
     (c.name === t.best ? "*" : close.has(c.name) ? "≈" : "") + escaped(c.name),
     c.teacher_params ? quantity(c.teacher_params) : "-", loss(c.teacher_loss), quantity(c.student_tokens),
-    c.gap_ratio.toFixed(3), loss(c.student_loss),
+    c.gap_ratio.toFixed(3) + (c.past_capacity_gap ? " past" : ""), loss(c.student_loss),
     c.interval ? `${loss(c.interval[0])}–${loss(c.interval[1])}` : "",
   ].map(text => `<td>${text}</td>`).join("") + "</tr>");
   return `<caption>Your teachers for a ${quantity(t.student_params)}-parameter student at C = ${t.compute.toPrecision(3)} ` +
          `FLOPs, each teacher's logits paid (losses in nats/token; * the best; ≈ too close to call with it; ` +
+         `past: stronger than L_T*, past the capacity gap; ` +
          `without a teacher ${loss(t.supervised_loss)} on the whole budget)</caption>` +
          `<thead><tr>${head.map(h => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody>`;
 }
