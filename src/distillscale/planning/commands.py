@@ -181,9 +181,6 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     from distillscale.planning.render import teacher_renderables
 
     _check_figure(s.plot, s.overwrite, s.law)
-    if (s.student_tokens is None) == (s.compute is None):
-        raise UserError("give --student-tokens (every teacher at the same student tokens) or --compute (a budget "
-                        "that pays each teacher's logits), one of them")
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
                                 compute=s.compute, candidates=list(s.candidates or []) or None,
                                 progress=progress_printer("teacher"))

@@ -100,6 +100,7 @@ class TeacherRanking:
         return [i for i, c in enumerate(self.candidates) if c.loss < self.optimal_teacher_loss]
 
     def to_dict(self) -> dict:
+        close, past = self.too_close, self.past_gap   # each computed once
         return {
             "student_params": self.student_params, "student_tokens": self.student_tokens,
             "supervised_loss": self.supervised_loss,
@@ -107,11 +108,11 @@ class TeacherRanking:
             "optimal_student_loss": self.optimal_student_loss,
             "capacity_gap_teacher_loss": self.capacity_gap_teacher_loss, "d1": self.d1,
             "best": self.candidates[self.best].name, "compute": self.compute,
-            "too_close_to_call": [self.candidates[i].name for i in self.too_close],
+            "too_close_to_call": [self.candidates[i].name for i in close],
             "candidates": [{"name": c.name, "teacher_params": c.params, "teacher_tokens": c.tokens,
                             "teacher_loss": c.loss, "student_loss": float(loss),
-                            "gap_ratio": float(ratio), "too_close_to_best": i in self.too_close,
-                            "past_capacity_gap": i in self.past_gap,
+                            "gap_ratio": float(ratio), "too_close_to_best": i in close,
+                            "past_capacity_gap": i in past,
                             "teacher_flops_per_token": c.flops_per_token,
                             "student_tokens": float(self.student_tokens if self.tokens_each is None
                                                     else self.tokens_each[i]),

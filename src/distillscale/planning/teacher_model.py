@@ -140,23 +140,16 @@ def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message
 
 
 def _check_served_tokenizer(shown: str, about, laws: LawSet, given_as: str) -> None:
-    """A served teacher's tokenizer, as its server states it, refused in one line when not the law's."""
+    """A served teacher's tokenizer, as its server states it (its identity, no vocabulary hash), refused
+    in one line when not the law's (`_refuse_another_tokenizer`)."""
     theirs = laws.losses.tokenizer
     if theirs is None:
         return
     mine = TokenizerIdentity(name=shown, vocab_size=about.vocab_size or theirs.vocab_size,
                              sha256=about.tokenizer_identity, parts=about.tokenizer_parts)
-    why = theirs.differs(mine)
-    if why is None and not (theirs.sha256 and mine.sha256):
-        why = ("the server does not state its tokenizer's identity" if theirs.sha256 else
-               f"the law's tokenizer, {theirs.name}, is not published to compare with")
-    elif why is None and theirs.sha256 != mine.sha256:
-        why = f"identity sha256 {mine.sha256[:12]}, not {theirs.sha256[:12]}"
-    if why is not None:
-        raise UserError(f"{given_as} {shown} speaks another tokenizer than law {laws.name!r} ({why}): the law's "
-                        f"losses are {laws.losses.describe()}, and a teacher's loss in another tokenizer is in other "
-                        "units; calibrate the laws on your data in the served model's tokenizer (`distillscale data "
-                        "prepare --data DIR --tokenizer ITS_TOKENIZER`, then a sweep on that corpus)")
+    _refuse_another_tokenizer(given_as, shown, mine, laws, unstated="the server does not state its tokenizer's identity",
+                              hint="calibrate the laws on your data in the served model's tokenizer (`distillscale "
+                                   "data prepare --data DIR --tokenizer ITS_TOKENIZER`, then a sweep on that corpus)")
 
 
 def calibrate_hint(path: Path) -> str:
@@ -175,17 +168,30 @@ def _check_tokenizer(path: Path, laws: LawSet, given_as: str) -> TokenizerIdenti
         raise UserError(f"{given_as} {path} has no tokenizer (tokenizer.json or tokenizer_config.json): its loss "
                         "and the law's must be in the same tokenizer; save the teacher's tokenizer there")
     mine = loss_identity(tokenizer=found).tokenizer
+    if laws.losses.tokenizer is not None:
+        _refuse_another_tokenizer(given_as, path, mine, laws, unstated=None, hint=calibrate_hint(path))
+    return mine
+
+
+def _refuse_another_tokenizer(given_as: str, shown, mine: TokenizerIdentity, laws: LawSet, unstated: str | None,
+                              hint: str) -> None:
+    """One line refusing a teacher whose tokenizer `mine` is not the law's, or cannot be told to be: the
+    vocabularies' hashes decide where both have one; a served model (`unstated`: why, when it states
+    no identity) states only its tokenizer's identity, compared with the law's; a law whose tokenizer
+    was never published cannot be compared with."""
     theirs = laws.losses.tokenizer
-    if theirs is None:
-        return mine
     why = theirs.differs(mine)
     if why is None and not theirs.verifiable(mine):
-        why = f"the law's tokenizer, {theirs.name}, is not published to compare with"
+        if unstated is None or not theirs.sha256:
+            why = f"the law's tokenizer, {theirs.name}, is not published to compare with"
+        elif not mine.sha256:
+            why = unstated
+        elif mine.sha256 != theirs.sha256:
+            why = f"identity sha256 {mine.sha256[:12]}, not {theirs.sha256[:12]}"
     if why is not None:
-        raise UserError(f"{given_as} {path} speaks another tokenizer than law {laws.name!r} ({why}): the law's "
+        raise UserError(f"{given_as} {shown} speaks another tokenizer than law {laws.name!r} ({why}): the law's "
                         f"losses are {laws.losses.describe()}, and a teacher's loss in another tokenizer is in other "
-                        f"units; {calibrate_hint(path)}")
-    return mine
+                        f"units; {hint}")
 
 
 def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bool, progress,

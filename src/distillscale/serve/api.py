@@ -189,19 +189,12 @@ class Planner:
             return None
         from distillscale.planning.plan import rank_teachers_for
 
-        student = result.headline.student_params
-        try:
-            ranking = rank_teachers_for(self.laws[query.law], student_params=student, compute=result.compute,
-                                        candidates=list(self.teacher_models.values()))
+        try:   # each offered model by the name the page shows (its path as `serve` was given it)
+            ranking = rank_teachers_for(self.laws[query.law], student_params=result.headline.student_params,
+                                        compute=result.compute, candidates=list(self.teacher_models))
         except UserError as exc:
             return {"error": _sentence(str(exc))}
-        names = {str(path): name for name, path in self.teacher_models.items()}
-        answer = ranking.to_dict()
-        for candidate in answer["candidates"]:
-            candidate["name"] = names.get(candidate["name"], candidate["name"])
-        answer["best"] = names.get(answer["best"], answer["best"])
-        answer["too_close_to_call"] = [names.get(name, name) for name in answer["too_close_to_call"]]
-        return answer
+        return ranking.to_dict()
 
     def plan(self, query: PlanQuery) -> Plan:
         """`planning.plan` for the controls, as `distillscale plan` makes it from the same settings; a
