@@ -208,16 +208,22 @@ class _LogLossFitter:
                 by_dtype[theta.dtype] = ({key: value.to(theta.dtype) for key, value in data.items()},
                                          None if weights is None else weights.to(theta.dtype))
             data_, weights_ = by_dtype[theta.dtype]
-            values, grads = [], []
-            for rows in torch.split(torch.arange(len(theta)), chunk):
-                log_loss, vjp = form.forward(theta[rows], data_)
+
+            def rows_value_and_grad(rows: torch.Tensor | None):
+                log_loss, vjp = form.forward(theta if rows is None else theta[rows], data_)
                 losses, slopes = huber_and_slope(log_loss - data_["log_loss"], delta)
                 if weights_ is not None:
-                    count = weights_[index[rows]]
+                    count = weights_[index if rows is None else index[rows]]
                     losses, slopes = losses * count, slopes * count
-                values.append(losses.sum(dim=1))
-                grads.append(vjp(slopes))
-            value, grad = torch.cat(values), torch.cat(grads)
+                return losses.sum(dim=1), vjp(slopes)
+
+            # A batch within one chunk (a polish: a few starts, thousands of iterations) skips the
+            # split: the same arithmetic, without the indexing that costs more than it at that size.
+            if len(theta) <= chunk:
+                value, grad = rows_value_and_grad(None)
+            else:
+                values, grads = zip(*(rows_value_and_grad(rows) for rows in torch.split(torch.arange(len(theta)), chunk)))
+                value, grad = torch.cat(values), torch.cat(grads)
             if noise_scale is not None:
                 penalty, penalty_grad = self._penalty(theta, noise_scale)
                 value, grad = value + penalty, grad + penalty_grad
