@@ -30,7 +30,7 @@ import numpy as np
 
 from distillscale.data.loss_identity import LossIdentity
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.forms import SupervisedLaw
+from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.interaction import SUPERVISED_FORM_NAMES
 from distillscale.laws.lawset import ComputeSettings, LawSet
 from distillscale.laws.repetition import repeated_prediction
@@ -100,6 +100,9 @@ class HoldoutCheck:
     fitted_rows: np.ndarray = field(repr=False)   # indices of the runs it was fitted on
     runs: list[HeldOutRun]
     level: float | None
+    # The law that made the predictions (fitted without the held-out runs, their seed noise added):
+    # what a calibration of its intervals scores (`laws.distillation_interval`).
+    law: SupervisedLaw | DistillationLaw | None = field(default=None, repr=False, compare=False)
 
     @property
     def errors(self) -> np.ndarray:
@@ -411,4 +414,4 @@ def _check(holdout, fit: LawFit, rows: np.ndarray, fit_rows: np.ndarray, scale: 
                         else "noise of the runs")
         runs.append(HeldOutRun(int(row), float(observed[row]), at(prediction.value, i), interval,
                                at(prediction.distance, i), dominant, None if raw is None else at(raw.value, i)))
-    return HoldoutCheck(what, fit.chosen, train, runs, prediction.level)
+    return HoldoutCheck(what, fit.chosen, train, runs, prediction.level, fit.law)

@@ -324,7 +324,8 @@ class DistillationLaw:
         coefficients) combined with the backtest's extrapolation error at the distance beyond the
         fitted runs, the larger of the teacher's (strength 1/L_T) and the student's (size), each
         scaled by its own fitted span (`uncertainty.equivalent_distance`): `distance` is in units
-        of teacher strength."""
+        of teacher strength. A law whose fit carries a calibration across corpora (`interval_scale`,
+        `laws.distillation_interval`) has that interval's gaps scaled by it: what its scoring scores."""
         value = self.predict(N_S, D_S, L_T)
         # The student law's E, when its runs do not pin it down, moves Ltilde_S: so does the student.
         # Each alternative law is corrected as the student law is (its bias correction's factor at
@@ -351,7 +352,14 @@ class DistillationLaw:
                     _pos(N_S, "N_S") / largest, largest / smallest,
                     extrapolation.fitted_max / extrapolation.fitted_min))
         level = _level(self.fit) or _level(self.student_law.fit)
-        return _floored(combine(value, boot, extrapolation, distance, level), loss_floor(self.student_law))
+        prediction = combine(value, boot, extrapolation, distance, level)
+        scale = self.fit.interval_scale if self.fit else None
+        if scale is not None and prediction.has_interval:
+            # Calibrated across corpora (`laws.distillation_interval`): the whole interval scaled, once.
+            prediction = combine(value, None, None, distance, prediction.level,
+                                 sides=scale.sides(value, prediction.low, prediction.high, prediction.level),
+                                 beyond=prediction.beyond_backtest)
+        return _floored(prediction, loss_floor(self.student_law))
 
     def predict_interval(self, N_S: ArrayLike, D_S: ArrayLike,
                          L_T: ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from distillscale.checks import checked
 from distillscale.errors import UserError
 from distillscale.laws.crossladder import BiasCorrection
+from distillscale.laws.distillation_interval import IntervalScale
 from distillscale.laws.pack_interval import CalibratedInterval
 from distillscale.laws.schema import Count0, Level, Positive, describe, read_schema_version
 from distillscale.laws.uncertainty import ExtrapolationError
@@ -31,7 +32,8 @@ from distillscale.laws.uncertainty import ExtrapolationError
 # 5: `bias_correction.family` (a builtin design's own term beside it).
 # 6: `interval` (the extrapolation error calibrated across the published ladders).
 # 7: `interval.stated` (a published law's own error inside its runs: the presets').
-FIT_SCHEMA_VERSION = 7
+# 8: `interval_scale` (a distillation law's own interval calibrated across corpora).
+FIT_SCHEMA_VERSION = 8
 
 
 class _Record(BaseModel):
@@ -151,6 +153,9 @@ class FitRecord(_Record):
     # The extrapolation part of the intervals calibrated across the published ladders and the summary
     # of the fitted runs (`laws.pack_interval`), in place of the backtest's; None: the backtest's.
     interval: CalibratedInterval | None = None
+    # A distillation law's own interval times a factor calibrated across corpora
+    # (`laws.distillation_interval`); None: its own interval.
+    interval_scale: IntervalScale | None = None
     source: dict[str, Any] | None = None
 
     @model_validator(mode="after")

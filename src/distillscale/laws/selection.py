@@ -27,6 +27,7 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.backtest import MAX_FOLDS, rolling_origin_folds, run_backtest
 from distillscale.laws.crossladder import BiasCorrection, FitSummary, shipped_family, shipped_model
+from distillscale.laws.distillation_interval import shipped_interval_scale
 from distillscale.laws.pack_interval import CalibratedInterval, shipped_interval
 from distillscale.laws.ensemble import MedianLawFitter, marginalizes, median_law
 from distillscale.laws.marginal import fit_marginal
@@ -363,7 +364,7 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
                      loss=None, form: str = "auto",
                      backtest: bool = True, max_folds: int = MAX_FOLDS,
                      backtest_grid: dict | None = None, progress: Callable[[str], None] | None = None,
-                     **fitter_options) -> LawFit:
+                     interval_scale: bool = True, **fitter_options) -> LawFit:
     """Fit the distillation law with its exponents free ("free"), tied to the student law's
     ("tied"), or the one of the two that extrapolates better to stronger teachers ("auto").
 
@@ -375,7 +376,9 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
     The backtest orders the students by teacher strength, 1 / L_T: fitted on the students of the
     weaker teachers (at least 3, for the capacity-gap switch), it predicts those of the stronger.
     `backtest_grid` replaces the start grid of the backtest's refits (e.g. a coarse one, when the
-    final fit uses the 108,000-start grid)."""
+    final fit uses the 108,000-start grid). `interval_scale` (default True): a law with a backtest
+    carries the calibration of its intervals across corpora that ships with distillscale
+    (`laws.distillation_interval`); False: its own interval."""
     _check_max_folds(max_folds)
     student_law = getattr(student_law, "law", student_law)
     if not isinstance(student_law, SupervisedLaw):
@@ -400,11 +403,16 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
             N_S, D_S, L_T, L_S, trains)
 
     strength = 1.0 / L_T
-    return _select(candidates, [strength] * len(candidates), L_S, lambda c: np.ones(len(L_S), bool),
-                   fit_predict, lambda c, rows: make(c).fit(N_S[rows], D_S[rows], L_T[rows], L_S[rows]),
-                   scale_name="teacher strength (1 / teacher loss)", min_levels=3, backtest=backtest,
-                   max_folds=max_folds, level=fitter_options.get("level", 0.9), progress=progress,
-                   settings=np.column_stack([N_S, D_S, L_T]))
+    fit = _select(candidates, [strength] * len(candidates), L_S, lambda c: np.ones(len(L_S), bool),
+                  fit_predict, lambda c, rows: make(c).fit(N_S[rows], D_S[rows], L_T[rows], L_S[rows]),
+                  scale_name="teacher strength (1 / teacher loss)", min_levels=3, backtest=backtest,
+                  max_folds=max_folds, level=fitter_options.get("level", 0.9), progress=progress,
+                  settings=np.column_stack([N_S, D_S, L_T]))
+    calibration = shipped_interval_scale() if interval_scale else None
+    extrapolation = fit.law.fit.extrapolation_error
+    if calibration is not None and extrapolation is not None and extrapolation.measured:
+        fit.law.fit = fit.law.fit.model_copy(update={"interval_scale": calibration})
+    return fit
 
 
 def _check_max_folds(max_folds) -> None:
