@@ -10,12 +10,15 @@ report's settings, the students' supervised law the report's), predicting them.
 Usage:
     python bench/distillation_interval.py collect NAME=SWEEP ... [--data bench/data/distillation_interval.json]
     python bench/distillation_interval.py score [--data ...] [--write]
+    python bench/distillation_interval.py verdicts [--data ...]
 
 `collect` refits each sweep's check (no training; about a minute a corpus) and writes, per corpus,
 the check's law and its held-out runs to --data. `score` prints, per corpus and pooled, the law's own
 interval and the calibrated one left out a corpus at a time: coverage, mean half-width, mean |error|
 and their ratio; `--write` writes the calibration from every corpus into the package
-(src/distillscale/laws/distillation_interval.json), with the date and this command.
+(src/distillscale/laws/distillation_interval.json), with the date and this command. `verdicts` plans each sweep's target as its report does
+(`report.calibration.plan_at_target`, the report's laws) with the distillation law's own interval
+and with the calibration left out that corpus, and counts the verdicts of the four scenarios.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from distillscale.laws.distillation_interval import MODEL_FILE, IntervalScale, s
 from distillscale.laws.forms import DistillationLaw
 from distillscale.laws.interaction_law import supervised_law_from_dict
 from distillscale.laws.lawset import LawSet
-from distillscale.report.calibration import CalibrationSettings
+from distillscale.report.calibration import CalibrationSettings, plan_at_target
 from distillscale.report.runs import load_runs
 
 DATA = Path(__file__).resolve().parent / "data" / "distillation_interval.json"
@@ -124,9 +127,32 @@ def table(entries: list[dict]) -> tuple[list[str], dict]:
     return lines, {"summary": summary, "scores": {k: v.tolist() for k, v in scores.items()}}
 
 
+def verdicts(entries: list[dict]) -> list[str]:
+    scores = {entry["corpus"]: own_scores(entry) for entry in entries}
+    lines = ["| corpus | scenario | own interval: verdict | calibrated, corpus left out: verdict |", "|---|---|---|---|"]
+    counts = {"own": {}, "calibrated": {}}
+    for entry in entries:
+        sweep = Path(entry["sweep"])
+        runs = load_runs(sweep)
+        laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
+        left_out = IntervalScale.from_scores(np.concatenate([s for n, s in scores.items() if n != entry["corpus"]]), LEVEL)
+        plans = {}
+        for key, scale in (("own", None), ("calibrated", left_out)):
+            laws.distillation = with_scale(laws.distillation, scale)
+            plans[key] = plan_at_target(laws, runs, CalibrationSettings())["plans"]
+        for scenario in plans["own"]:
+            pair = [plans[key][scenario]["verdict"] for key in ("own", "calibrated")]
+            for key, verdict in zip(("own", "calibrated"), pair):
+                counts[key][verdict] = counts[key].get(verdict, 0) + 1
+            lines.append(f"| {entry['corpus']} | {scenario} | {pair[0]} | {pair[1]} |")
+    for key, tally in counts.items():
+        lines.append(f"\n{key}: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items())))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["collect", "score"])
+    parser.add_argument("action", choices=["collect", "score", "verdicts"])
     parser.add_argument("sweeps", nargs="*", help="collect: NAME=SWEEP_DIR, one per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--write", action="store_true", help="score: write the calibration into the package")
@@ -140,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
                                       "date": datetime.date.today().isoformat(), "corpora": entries})
         return
     entries = json.loads(args.data.read_text())["corpora"]
+    if args.action == "verdicts":
+        print("\n".join(verdicts(entries)))
+        return
     lines, result = table(entries)
     print("\n".join(lines))
     if args.write:

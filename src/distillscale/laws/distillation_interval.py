@@ -64,6 +64,12 @@ class IntervalScale(BaseModel):
         z = NormalDist().inv_cdf
         return quantile * z((1 + self.level) / 2) / z((1 + level) / 2)
 
+    def describe(self, level: float) -> str:
+        """One line: what the law's intervals are (`fit distillation` prints it)."""
+        corpora = f" of {len(self.corpora)} corpora ({', '.join(self.corpora)})" if self.corpora else ""
+        return (f"intervals calibrated on {len(self.scores)} held-out students{corpora}: the law's own "
+                f"{level:.0%} interval (bootstrap and extrapolation error) times {self.factor(level):.3g}")
+
     def sides(self, value, low, high, level: float) -> tuple[np.ndarray, np.ndarray]:
         """The calibrated relative gaps below and above `value` of a law's own interval (low, high)."""
         value = np.asarray(value, float)

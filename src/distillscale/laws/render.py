@@ -110,6 +110,10 @@ def _print_selection(fit: LawFit) -> None:
         if extrapolation.seed_noise > 0:
             console.print(f"seed noise: ±{extrapolation.seed_half_width():.1%} per run ({extrapolation.level:.0%}), "
                           f"from {extrapolation.seed_settings} settings run with several seeds; in every interval")
+        scale = getattr(fit.law.fit, "interval_scale", None)
+        if scale is not None:
+            console.print(f"{scale.describe(extrapolation.level)}; predict, plan and teacher give that",
+                          soft_wrap=True, highlight=False)
 
 
 def _backtest_table(fit: LawFit, scored, score_distance: float) -> Table:

@@ -502,19 +502,23 @@ def _distilled_vs_baseline(runs: SweepRuns) -> list[dict[str, Any]]:
 
 
 def _plan(result: ReportCalibration) -> dict[str, Any]:
-    """Compute-optimal distillation at the target under the fitted laws, in every scenario. With no
-    target given, the target is the one the fit supports (`supported_target`)."""
+    """Compute-optimal distillation at the target under the fitted laws, in every scenario (`plan_at_target`)."""
     if result.supervised is None or result.distillation is None:
         return {"skipped": "planning needs both fitted laws"}
+    return plan_at_target(result.laws, result.runs, result.settings)
+
+
+def plan_at_target(laws: LawSet, runs: SweepRuns, settings: CalibrationSettings) -> dict[str, Any]:
+    """The report's plans for laws fitted to these runs: compute-optimal distillation at the target
+    in every scenario. With no target given, the target is the one the fit supports (`supported_target`)."""
     from distillscale.laws.extrapolation import extrapolation_warnings
     from distillscale.planning.solver import DEFAULT_BOUNDS, DistillationPlanner
 
-    laws, settings = result.laws, result.settings
-    largest = max(r["non_embedding_params"] for r in result.runs.supervised + result.runs.students)
+    largest = max(r["non_embedding_params"] for r in runs.supervised + runs.students)
     flops = ForwardFlops.from_settings(laws.compute)
     # The planner's default box starts at 1e6 parameters and tokens, above a micro sweep's models:
     # open it down to a tenth of the smallest run so small targets are not pinned to the bound.
-    smallest = min(r["non_embedding_params"] for r in result.runs.supervised + result.runs.students)
+    smallest = min(r["non_embedding_params"] for r in runs.supervised + runs.students)
     bounds = (min(DEFAULT_BOUNDS[0], smallest / 10), DEFAULT_BOUNDS[1])
     supported = None
     if settings.target_params is None and settings.target_compute is None:
@@ -537,7 +541,7 @@ def _plan(result: ReportCalibration) -> dict[str, Any]:
     for plan in plans.values():
         plan.pop("teacher_family", None)
     tokens = next(iter(plans.values()))["supervised_tokens"] if plans else None
-    largest_tokens = max(r["tokens"] for r in result.runs.supervised)
+    largest_tokens = max(r["tokens"] for r in runs.supervised)
     return {
         "target_params": N, "target_compute": C, "plans": plans, "failed": failures,
         "target": supported or {"chosen_by": "given (--target-params / --target-compute)"
