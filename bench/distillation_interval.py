@@ -17,8 +17,9 @@ the check's law and its held-out runs to --data. `score` prints, per corpus and 
 interval and the calibrated one left out a corpus at a time: coverage, mean half-width, mean |error|
 and their ratio; `--write` writes the calibration from every corpus into the package
 (src/distillscale/laws/distillation_interval.json), with the date and this command. `verdicts` plans each sweep's target as its report does
-(`report.calibration.plan_at_target`, the report's laws) with the distillation law's own interval
-and with the calibration left out that corpus, and counts the verdicts of the four scenarios.
+(`report.calibration.plan_at_target`) with the report's supervised law and the check's distillation
+law (fitted on 3 teachers: a law without a backtest, as a sweep of 3 teacher sizes gives), its own
+interval and the calibration left out that corpus, and counts the verdicts of the four scenarios.
 """
 
 from __future__ import annotations
@@ -129,22 +130,24 @@ def table(entries: list[dict]) -> tuple[list[str], dict]:
 
 def verdicts(entries: list[dict]) -> list[str]:
     scores = {entry["corpus"]: own_scores(entry) for entry in entries}
-    lines = ["| corpus | scenario | own interval: verdict | calibrated, corpus left out: verdict |", "|---|---|---|---|"]
-    counts = {"own": {}, "calibrated": {}}
+    lines = ["| corpus | scenario | own interval: verdict | calibrated, corpus left out: verdict "
+             "| reference: the law of all 4 teachers |", "|---|---|---|---|---|"]
+    counts = {"own": {}, "calibrated": {}, "reference": {}}
     for entry in entries:
         sweep = Path(entry["sweep"])
         runs = load_runs(sweep)
         laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
         left_out = IntervalScale.from_scores(np.concatenate([s for n, s in scores.items() if n != entry["corpus"]]), LEVEL)
-        plans = {}
+        check_law, _ = held_out(entry)   # fitted on the 3 weaker teachers' students: no backtest
+        plans = {"reference": plan_at_target(laws, runs, CalibrationSettings())["plans"]}
         for key, scale in (("own", None), ("calibrated", left_out)):
-            laws.distillation = with_scale(laws.distillation, scale)
+            laws.distillation = with_scale(check_law, scale)
             plans[key] = plan_at_target(laws, runs, CalibrationSettings())["plans"]
         for scenario in plans["own"]:
-            pair = [plans[key][scenario]["verdict"] for key in ("own", "calibrated")]
-            for key, verdict in zip(("own", "calibrated"), pair):
+            said = [plans[key][scenario]["verdict"] for key in counts]
+            for key, verdict in zip(counts, said):
                 counts[key][verdict] = counts[key].get(verdict, 0) + 1
-            lines.append(f"| {entry['corpus']} | {scenario} | {pair[0]} | {pair[1]} |")
+            lines.append(f"| {entry['corpus']} | {scenario} | " + " | ".join(said) + " |")
     for key, tally in counts.items():
         lines.append(f"\n{key}: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items())))
     return lines

@@ -2,8 +2,8 @@
 calibrated interval is the law's own with its gaps scaled once; the scoring (bench/
 distillation_interval.py, left out a corpus at a time) reads the public prediction; a corpus's
 own errors never set the interval it is scored with; a fit carries the shipped calibration only
-where its backtest measured its error. Small fixtures: the preset's coefficients with a made-up fit
-record, no sweep trained."""
+where its teachers are too few for a backtest (its error the literature's). Small fixtures: the
+preset's coefficients with a made-up fit record, no sweep trained."""
 
 from __future__ import annotations
 
@@ -136,21 +136,24 @@ def test_the_shipped_calibration_says_what_it_was_measured_on():
     assert 0 < scale.factor(0.9) < 1   # the law's own interval is wider than its errors
 
 
-def test_a_fit_carries_the_shipped_calibration_only_where_its_backtest_measured_its_error(monkeypatch):
+def test_a_fit_carries_the_shipped_calibration_only_where_its_teachers_are_too_few_for_a_backtest(monkeypatch):
     import distillscale as ds
     from distillscale.laws import selection
 
     shipped = IntervalScale.from_scores([0.2, 0.3, 0.4], 0.9, corpora=("x",))
     monkeypatch.setattr(selection, "shipped_interval_scale", lambda: shipped)
     laws = load_laws("busbridge2025")
-    N_S = np.repeat([1e8, 3e8, 1e9, 3e9], 4)
-    D_S = 20 * N_S
-    L_T = np.tile(laws.supervised.predict(np.array([1e9, 3e9, 1e10, 3e10]), 2e11), 4)
-    L_S = laws.distillation.predict(N_S, D_S, L_T) * (1 + 0.002 * np.random.default_rng(0).standard_normal(16))
-    options = {"params": N_S, "tokens": D_S, "teacher_loss": L_T, "loss": L_S, "student_law": laws.supervised,
-               "form": "tied", "bootstrap": 0, "grid": ONE_START, "backtest_grid": ONE_START, "polish": False,
-               "max_iter": 100}
-    fit = ds.fit_distillation(**options)
-    assert fit.law.fit.extrapolation_error.measured and fit.law.fit.interval_scale == shipped
-    unmeasured = ds.fit_distillation(**options, backtest=False)
-    assert unmeasured.law.fit.interval_scale is None
+
+    def fit(teachers: int, **options):
+        N_S = np.repeat([1e8, 3e8, 1e9, 3e9], teachers)
+        L_T = np.tile(laws.supervised.predict(np.geomspace(1e9, 3e10, teachers), 2e11), 4)
+        L_S = laws.distillation.predict(N_S, 20 * N_S, L_T) * (1 + 0.002 * np.sin(np.arange(len(N_S))))
+        return ds.fit_distillation(params=N_S, tokens=20 * N_S, teacher_loss=L_T, loss=L_S, student_law=laws.supervised,
+                                   form="tied", bootstrap=0, grid=ONE_START, backtest_grid=ONE_START, polish=False,
+                                   max_iter=100, **options).law.fit
+
+    three = fit(3)   # a backtest needs the students of 4 teachers: the literature's error stands in
+    assert not three.extrapolation_error.measured and three.interval_scale == shipped
+    assert fit(3, interval_scale=False).interval_scale is None
+    four = fit(4)    # measured by its own backtest: kept
+    assert four.extrapolation_error.measured and four.interval_scale is None

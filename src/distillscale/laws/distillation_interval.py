@@ -1,11 +1,15 @@
-"""The distillation law's intervals, calibrated across corpora.
+"""The distillation law's intervals, calibrated across corpora, for a law whose teachers are too few
+for a backtest.
 
-A distillation law's own interval (`DistillationLaw.prediction` of a law without this calibration:
-its bootstrap combined with its backtest's extrapolation error) says how far the law might err, but
-it is measured on the law's own few teachers and comes out several times wider than the errors are.
-Measured on the micro demo's sweeps of several corpora (`bench/distillation_interval.py`), the
-students of each sweep's strongest teacher predicted by a law fitted without them, each held-out
-run's score is its error over its own interval's gap on the side it fell:
+A distillation law backtests itself by teacher strength (fitted on the students of the weaker
+teachers, predicting those of the stronger), which needs students of at least 4 teachers. With
+fewer, its extrapolation error is the literature's typical error (`uncertainty.literature_half_width`,
+8.2% at 90%), and its own interval (`DistillationLaw.prediction` without this calibration: its
+bootstrap combined with that error) comes out several times wider than its errors are. Measured on
+the micro demo's sweeps of several corpora (`bench/distillation_interval.py`): the students of each
+sweep's strongest teacher, predicted by the law fitted on the 3 weaker teachers' students (the
+report's held-out check, whose law has no backtest). Each held-out run's score is its error over its
+own interval's gap on the side it fell:
 
     score = |observed / predicted - 1| / gap,   gap = (predicted - low) / predicted below, (high - predicted) / predicted above
 
@@ -18,6 +22,8 @@ the ratio of normal quantiles (`factor`).
 
     calibration = shipped_interval_scale()          # package data: distillation_interval.json
     law.fit.interval_scale                           # a fitted law carries the calibration it was fitted with
+
+A law with a backtest keeps its own interval: its backtest measured its error on its own teachers.
 """
 
 from __future__ import annotations

@@ -376,9 +376,10 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
     The backtest orders the students by teacher strength, 1 / L_T: fitted on the students of the
     weaker teachers (at least 3, for the capacity-gap switch), it predicts those of the stronger.
     `backtest_grid` replaces the start grid of the backtest's refits (e.g. a coarse one, when the
-    final fit uses the 108,000-start grid). `interval_scale` (default True): a law with a backtest
-    carries the calibration of its intervals across corpora that ships with distillscale
-    (`laws.distillation_interval`); False: its own interval."""
+    final fit uses the 108,000-start grid). `interval_scale` (default True): a law whose teachers are
+    too few for a backtest (its extrapolation error the literature's) carries the calibration of its
+    intervals across corpora that ships with distillscale (`laws.distillation_interval`); False: its
+    own interval. A law with a backtest keeps the backtest's."""
     _check_max_folds(max_folds)
     student_law = getattr(student_law, "law", student_law)
     if not isinstance(student_law, SupervisedLaw):
@@ -408,9 +409,11 @@ def fit_distillation(data=None, *, student_law: SupervisedLaw, params=None, toke
                   scale_name="teacher strength (1 / teacher loss)", min_levels=3, backtest=backtest,
                   max_folds=max_folds, level=fitter_options.get("level", 0.9), progress=progress,
                   settings=np.column_stack([N_S, D_S, L_T]))
+    # Too few teachers for a backtest: the literature's typical error stands in for the law's own,
+    # and the whole interval is scaled as the held-out students of other corpora say.
     calibration = shipped_interval_scale() if interval_scale else None
     extrapolation = fit.law.fit.extrapolation_error
-    if calibration is not None and extrapolation is not None and extrapolation.measured:
+    if calibration is not None and extrapolation is not None and not extrapolation.measured:
         fit.law.fit = fit.law.fit.model_copy(update={"interval_scale": calibration})
     return fit
 
