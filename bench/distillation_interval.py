@@ -35,7 +35,7 @@ import numpy as np
 
 from distillscale.io import atomic_write_json
 from distillscale.laws.calibrate import calibrate, start_grid_options
-from distillscale.laws.distillation_interval import MODEL_FILE, IntervalScale, score
+from distillscale.laws.distillation_interval import MODEL_FILE, SIGNALS, IntervalScale, score
 from distillscale.laws.forms import DistillationLaw
 from distillscale.laws.interaction_law import supervised_law_from_dict
 from distillscale.laws.lawset import LawSet
@@ -83,11 +83,10 @@ def with_scale(law: DistillationLaw, scale: IntervalScale | None) -> Distillatio
     return replace(law, fit=law.fit.model_copy(update={"interval_scale": scale}))
 
 
-def own_scores(entry: dict) -> np.ndarray:
+def own_scores(entry: dict, signal: str) -> np.ndarray:
     """The held-out runs' scores against the law's own (uncalibrated) interval."""
     law, runs = held_out(entry)
-    p = with_scale(law, None).prediction(runs["N"], runs["D"], runs["L_T"])
-    return score(runs["observed"], p.value, p.low, p.high)
+    return score(runs["observed"], with_scale(law, None).prediction(runs["N"], runs["D"], runs["L_T"]), signal)
 
 
 def rows_of(entry: dict, scale: IntervalScale | None) -> dict[str, np.ndarray]:
@@ -99,15 +98,15 @@ def rows_of(entry: dict, scale: IntervalScale | None) -> dict[str, np.ndarray]:
             "half_width": (high - low) / 2 / value, "error": np.abs(runs["observed"] / value - 1)}
 
 
-def table(entries: list[dict]) -> tuple[list[str], dict]:
-    scores = {entry["corpus"]: own_scores(entry) for entry in entries}
+def table(entries: list[dict], signal: str = "interval") -> tuple[list[str], dict]:
+    scores = {entry["corpus"]: own_scores(entry, signal) for entry in entries}
     lines = ["| corpus | held out | mean abs error | own: covered | own: mean half-width (x error) "
              "| calibrated, corpus left out: covered | mean half-width (x error) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     pooled = {"own": [], "loco": []}
     for entry in entries:
         others = np.concatenate([s for name, s in scores.items() if name != entry["corpus"]])
-        own, loco = rows_of(entry, None), rows_of(entry, IntervalScale.from_scores(others, LEVEL))
+        own, loco = rows_of(entry, None), rows_of(entry, IntervalScale.from_scores(others, LEVEL, signal))
         pooled["own"].append(own)
         pooled["loco"].append(loco)
         error = own["error"].mean()
@@ -128,8 +127,8 @@ def table(entries: list[dict]) -> tuple[list[str], dict]:
     return lines, {"summary": summary, "scores": {k: v.tolist() for k, v in scores.items()}}
 
 
-def verdicts(entries: list[dict]) -> list[str]:
-    scores = {entry["corpus"]: own_scores(entry) for entry in entries}
+def verdicts(entries: list[dict], signal: str = "interval") -> list[str]:
+    scores = {entry["corpus"]: own_scores(entry, signal) for entry in entries}
     lines = ["| corpus | scenario | own interval: verdict | calibrated, corpus left out: verdict "
              "| reference: the law of all 4 teachers |", "|---|---|---|---|---|"]
     counts = {"own": {}, "calibrated": {}, "reference": {}}
@@ -137,7 +136,8 @@ def verdicts(entries: list[dict]) -> list[str]:
         sweep = Path(entry["sweep"])
         runs = load_runs(sweep)
         laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
-        left_out = IntervalScale.from_scores(np.concatenate([s for n, s in scores.items() if n != entry["corpus"]]), LEVEL)
+        left_out = IntervalScale.from_scores(np.concatenate([s for n, s in scores.items() if n != entry["corpus"]]),
+                                             LEVEL, signal)
         check_law, _ = held_out(entry)   # fitted on the 3 weaker teachers' students: no backtest
         plans = {"reference": plan_at_target(laws, runs, CalibrationSettings())["plans"]}
         for key, scale in (("own", None), ("calibrated", left_out)):
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweeps", nargs="*", help="collect: NAME=SWEEP_DIR, one per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--write", action="store_true", help="score: write the calibration into the package")
+    parser.add_argument("--signal", choices=SIGNALS, default="interval",
+                        help="score, verdicts: what the scores divide the error by")
     args = parser.parse_args(argv)
     if args.action == "collect":
         corpora = dict((name, Path(path)) for name, path in (item.split("=", 1) for item in args.sweeps))
@@ -170,15 +172,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     entries = json.loads(args.data.read_text())["corpora"]
     if args.action == "verdicts":
-        print("\n".join(verdicts(entries)))
+        print("\n".join(verdicts(entries, args.signal)))
         return
-    lines, result = table(entries)
+    lines, result = table(entries, args.signal)
     print("\n".join(lines))
     if args.write:
         scores = np.concatenate([np.asarray(v) for v in result["scores"].values()])
-        scale = IntervalScale.from_scores(scores, LEVEL, corpora=tuple(e["corpus"] for e in entries),
+        scale = IntervalScale.from_scores(scores, LEVEL, args.signal, corpora=tuple(e["corpus"] for e in entries),
                                           date=datetime.date.today().isoformat(),
-                                          command="python bench/distillation_interval.py score --write")
+                                          command=f"python bench/distillation_interval.py score --signal {args.signal} --write")
         atomic_write_json(MODEL_FILE, scale.model_dump(mode="json"))
         print(f"wrote {MODEL_FILE}: factor at {LEVEL:.0%} {scale.factor(LEVEL):.3f}", file=sys.stderr)
 

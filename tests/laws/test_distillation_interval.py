@@ -17,7 +17,7 @@ import pytest
 from distillscale.laws.distillation_interval import MODEL_FILE, IntervalScale, score, shipped_interval_scale
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.record import FitRecord
-from distillscale.laws.uncertainty import ExtrapolationError
+from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "distillation_interval.py"
 # One start near the preset's coefficients (the fits here only need to end, not to be good).
@@ -66,8 +66,18 @@ def test_the_factor_at_another_level_is_the_scores_quantile_there_carried_by_nor
     assert scale.factor(0.5) == pytest.approx(0.51 * 1.6448536 / 0.6744898, rel=1e-6)
 
 
-def test_a_score_is_the_error_over_the_gap_on_the_side_the_run_fell():
-    assert score([2.9, 3.2], [3.0, 3.0], [2.8, 2.8], [3.4, 3.4]) == pytest.approx([0.5, 0.5])
+def test_a_score_is_the_error_over_the_gap_on_the_side_the_run_fell_or_over_the_noise():
+    prediction = Prediction(np.array([3.0, 3.0]), np.array([2.8, 2.8]), np.array([3.4, 3.4]), 0.9,
+                            noise=np.array([0.15, 0.15]), extrapolation=None, distance=None)
+    assert score([2.9, 3.2], prediction) == pytest.approx([0.5, 0.5])
+    assert score([2.9, 3.2], prediction, "noise") == pytest.approx([2 / 3, 4 / 3])
+    noise = IntervalScale.from_scores([2.0] * 20, 0.9, "noise")
+    assert noise.sides(prediction, 0.9)[1] == pytest.approx([0.1, 0.1])
+    # A law without a bootstrap has no noise to scale: it keeps its own interval.
+    law = law_with_own_interval()
+    own = law.prediction(1e9, 2e10, 2.5)
+    law.fit = law.fit.model_copy(update={"interval_scale": noise})
+    assert own.noise is None and law.prediction(1e9, 2e10, 2.5) == own
 
 
 def test_scores_are_checked_when_read():

@@ -31,14 +31,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from statistics import NormalDist
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from distillscale.laws.schema import Level
-from distillscale.laws.uncertainty import conformal_quantile
+from distillscale.laws.uncertainty import Prediction, conformal_quantile
 
 MODEL_FILE = Path(__file__).resolve().parent / "distillation_interval.json"
+# What a score divides the error by: the gap of the law's whole own interval on the run's side
+# ("interval"), or its noise part alone, the bootstrap's half-width ("noise").
+SIGNALS = ("interval", "noise")
 
 
 class IntervalScale(BaseModel):
@@ -50,6 +54,7 @@ class IntervalScale(BaseModel):
 
     scores: tuple[float, ...] = Field(min_length=2)
     level: Level
+    signal: Literal["interval", "noise"] = "interval"   # what the scores divide by (SIGNALS)
     corpora: tuple[str, ...] = ()
     date: str = ""
     command: str = ""
@@ -61,8 +66,8 @@ class IntervalScale(BaseModel):
         return self
 
     @classmethod
-    def from_scores(cls, scores, level: float, **about) -> "IntervalScale":
-        return cls(scores=tuple(sorted(float(s) for s in scores)), level=level, **about)
+    def from_scores(cls, scores, level: float, signal: str = "interval", **about) -> "IntervalScale":
+        return cls(scores=tuple(sorted(float(s) for s in scores)), level=level, signal=signal, **about)
 
     def factor(self, level: float) -> float:
         """What a law's own `level` interval's gaps are multiplied by."""
@@ -73,22 +78,37 @@ class IntervalScale(BaseModel):
     def describe(self, level: float) -> str:
         """One line: what the law's intervals are (`fit distillation` prints it)."""
         corpora = f" of {len(self.corpora)} corpora ({', '.join(self.corpora)})" if self.corpora else ""
+        what = ("interval (bootstrap and extrapolation error)" if self.signal == "interval"
+                else "bootstrap half-width (the noise of its runs)")
         return (f"intervals calibrated on {len(self.scores)} held-out students{corpora}: the law's own "
-                f"{level:.0%} interval (bootstrap and extrapolation error) times {self.factor(level):.3g}")
+                f"{level:.0%} {what} times {self.factor(level):.3g}")
 
-    def sides(self, value, low, high, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """The calibrated relative gaps below and above `value` of a law's own interval (low, high)."""
-        value = np.asarray(value, float)
+    def applies_to(self, prediction: Prediction) -> bool:
+        """Whether the prediction has what the scores divide by (an interval; a bootstrap's noise)."""
+        return prediction.has_interval and (self.signal != "noise" or prediction.noise is not None)
+
+    def sides(self, prediction: Prediction, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """The calibrated relative gaps below and above a law's own `level` prediction."""
         factor = self.factor(level)
-        return (factor * (value - np.asarray(low, float)) / value,
-                factor * (np.asarray(high, float) - value) / value)
+        below, above = gaps(prediction, self.signal)
+        return factor * below, factor * above
 
 
-def score(observed, predicted, low, high) -> np.ndarray:
-    """Each held-out run's |error| over its interval's relative gap on the side it fell (see the module)."""
-    observed, predicted = np.asarray(observed, float), np.asarray(predicted, float)
-    gap = np.where(observed < predicted, predicted - np.asarray(low, float), np.asarray(high, float) - predicted)
-    return np.abs(observed - predicted) / np.maximum(gap, 1e-300)
+def gaps(prediction: Prediction, signal: str = "interval") -> tuple[np.ndarray, np.ndarray]:
+    """The relative gaps below and above a prediction's value that a calibration scales (see SIGNALS)."""
+    value = np.asarray(prediction.value, float)
+    if signal == "noise":
+        noise = np.asarray(prediction.noise, float) / value
+        return noise, noise
+    return (value - np.asarray(prediction.low, float)) / value, (np.asarray(prediction.high, float) - value) / value
+
+
+def score(observed, prediction: Prediction, signal: str = "interval") -> np.ndarray:
+    """Each held-out run's |error| over its gap on the side it fell (see the module)."""
+    observed, value = np.asarray(observed, float), np.asarray(prediction.value, float)
+    below, above = gaps(prediction, signal)
+    gap = np.where(observed < value, below, above)
+    return np.abs(observed / value - 1) / np.maximum(gap, 1e-300)
 
 
 def shipped_interval_scale() -> IntervalScale | None:

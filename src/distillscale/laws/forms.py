@@ -354,10 +354,10 @@ class DistillationLaw:
         level = _level(self.fit) or _level(self.student_law.fit)
         prediction = combine(value, boot, extrapolation, distance, level)
         scale = self.fit.interval_scale if self.fit else None
-        if scale is not None and prediction.has_interval:
+        if scale is not None and scale.applies_to(prediction):
             # Calibrated across corpora (`laws.distillation_interval`): the whole interval scaled, once.
             prediction = combine(value, None, None, distance, prediction.level,
-                                 sides=scale.sides(value, prediction.low, prediction.high, prediction.level),
+                                 sides=scale.sides(prediction, prediction.level),
                                  beyond=prediction.beyond_backtest)
         return _floored(prediction, loss_floor(self.student_law))
 
