@@ -148,8 +148,9 @@ def verdicts(entries: list[dict], signal: str = "interval") -> list[str]:
             for key, verdict in zip(counts, said):
                 counts[key][verdict] = counts[key].get(verdict, 0) + 1
             lines.append(f"| {entry['corpus']} | {scenario} | " + " | ".join(said) + " |")
+    lines.append("")
     for key, tally in counts.items():
-        lines.append(f"\n{key}: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items())))
+        lines.append(f"- {key}: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items())))
     return lines
 
 
