@@ -16,9 +16,10 @@ Usage:
 the check's law and its held-out runs to --data. `score` prints, per corpus and pooled, the law's own
 interval and the calibrated one left out a corpus at a time: coverage, mean half-width, mean |error|
 and their ratio; `--write` writes the calibration from every corpus into the package
-(src/distillscale/laws/distillation_interval.json), with the date and this command. `verdicts` plans each sweep's target as its report does
-(`report.calibration.plan_at_target`) with the report's supervised law and the check's distillation
-law (fitted on 3 teachers: a law without a backtest, as a sweep of 3 teacher sizes gives), its own
+(src/distillscale/laws/distillation_interval.json), with the date and this command. `verdicts`
+plans each sweep's target as its report does (`report.calibration.plan_at_target`) with the
+report's supervised law and the check's distillation law (fitted on 3 teachers: a law without a
+backtest, as a sweep of 3 teacher sizes gives), its own
 interval and the calibration left out that corpus, and counts the verdicts of the four scenarios.
 """
 
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         entries = json.loads(args.data.read_text())["corpora"] if args.data.is_file() else []
         entries = [e for e in entries if e["corpus"] not in corpora] + collect(corpora)
         args.data.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(args.data, {"command": "python bench/distillation_interval.py collect " + " ".join(args.sweeps),
+        command = "python bench/distillation_interval.py collect " + " ".join(args.sweeps)
+        atomic_write_json(args.data, {"command": command,
                                       "date": datetime.date.today().isoformat(), "corpora": entries})
         return
     entries = json.loads(args.data.read_text())["corpora"]
@@ -181,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
         scores = np.concatenate([np.asarray(v) for v in result["scores"].values()])
         scale = IntervalScale.from_scores(scores, LEVEL, args.signal, corpora=tuple(e["corpus"] for e in entries),
                                           date=datetime.date.today().isoformat(),
-                                          command=f"python bench/distillation_interval.py score --signal {args.signal} --write")
+                                          command=f"python bench/distillation_interval.py score --signal {args.signal} "
+                                                  "--write")
         atomic_write_json(MODEL_FILE, scale.model_dump(mode="json"))
         print(f"wrote {MODEL_FILE}: factor at {LEVEL:.0%} {scale.factor(LEVEL):.3f}", file=sys.stderr)
 

@@ -112,7 +112,8 @@ def test_the_scoring_reads_the_public_prediction_and_a_corpus_never_sets_its_own
     law, runs = module.held_out(entries[0])
     others = IntervalScale.from_scores(np.concatenate([result["scores"]["b"], result["scores"]["c"]]), 0.9)
     direct = module.with_scale(law, others).prediction(runs["N"], runs["D"], runs["L_T"])
-    assert module.rows_of(entries[0], others)["half_width"] == pytest.approx((direct.high - direct.low) / 2 / direct.value)
+    half_width = (direct.high - direct.low) / 2 / direct.value
+    assert module.rows_of(entries[0], others)["half_width"] == pytest.approx(half_width)
     # Poison corpus a: its own calibrated width does not move; the others' (which a calibrates) do.
     poisoned = corpora({**ERRORS, "a": [0.4, -0.3, 0.5]})
     before = {e["corpus"]: module.rows_of(e, None) for e in entries}
@@ -146,9 +147,11 @@ def test_the_shipped_calibration_says_what_it_was_measured_on():
     assert 0 < scale.factor(0.9) < 1   # the law's own interval is wider than its errors
 
 
-def test_a_fit_carries_the_shipped_calibration_only_where_its_teachers_are_too_few_for_a_backtest(monkeypatch):
+def test_a_fit_carries_the_shipped_calibration_only_where_its_teachers_are_too_few_for_a_backtest(
+        monkeypatch, capsys):
     import distillscale as ds
     from distillscale.laws import selection
+    from distillscale.laws.render import _print_selection
 
     shipped = IntervalScale.from_scores([0.2, 0.3, 0.4], 0.9, corpora=("x",))
     monkeypatch.setattr(selection, "shipped_interval_scale", lambda: shipped)
@@ -160,10 +163,15 @@ def test_a_fit_carries_the_shipped_calibration_only_where_its_teachers_are_too_f
         L_S = laws.distillation.predict(N_S, 20 * N_S, L_T) * (1 + 0.002 * np.sin(np.arange(len(N_S))))
         return ds.fit_distillation(params=N_S, tokens=20 * N_S, teacher_loss=L_T, loss=L_S, student_law=laws.supervised,
                                    form="tied", bootstrap=0, grid=ONE_START, backtest_grid=ONE_START, polish=False,
-                                   max_iter=100, **options).law.fit
+                                   max_iter=100, **options)
 
     three = fit(3)   # a backtest needs the students of 4 teachers: the literature's error stands in
-    assert not three.extrapolation_error.measured and three.interval_scale == shipped
-    assert fit(3, interval_scale=False).interval_scale is None
+    assert not three.law.fit.extrapolation_error.measured and three.law.fit.interval_scale == shipped
+    assert fit(3, interval_scale=False).law.fit.interval_scale is None
     four = fit(4)    # measured by its own backtest: kept
-    assert four.extrapolation_error.measured and four.interval_scale is None
+    assert four.law.fit.extrapolation_error.measured and four.law.fit.interval_scale is None
+    # `fit distillation` says what the intervals are.
+    _print_selection(three)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "the calibration below scales the interval it makes" in said
+    assert "intervals calibrated on 3 held-out students of 1 corpus (x): the law's own 90% interval" in said

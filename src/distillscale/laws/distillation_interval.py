@@ -11,7 +11,8 @@ sweep's strongest teacher, predicted by the law fitted on the 3 weaker teachers'
 report's held-out check, whose law has no backtest). Each held-out run's score is its error over its
 own interval's gap on the side it fell:
 
-    score = |observed / predicted - 1| / gap,   gap = (predicted - low) / predicted below, (high - predicted) / predicted above
+    score = |observed / predicted - 1| / gap
+    gap = (predicted - low) / predicted below the prediction, (high - predicted) / predicted above
 
 and the calibrated interval is the law's own with both gaps times the conformal quantile of the
 scores (split-conformal: the ceil((n + 1) level)-th smallest). Every source of width enters once:
@@ -77,7 +78,8 @@ class IntervalScale(BaseModel):
 
     def describe(self, level: float) -> str:
         """One line: what the law's intervals are (`fit distillation` prints it)."""
-        corpora = f" of {len(self.corpora)} corpora ({', '.join(self.corpora)})" if self.corpora else ""
+        plural = "corpus" if len(self.corpora) == 1 else "corpora"
+        corpora = f" of {len(self.corpora)} {plural} ({', '.join(self.corpora)})" if self.corpora else ""
         what = ("interval (bootstrap and extrapolation error)" if self.signal == "interval"
                 else "bootstrap half-width (the noise of its runs)")
         return (f"intervals calibrated on {len(self.scores)} held-out students{corpora}: the law's own "

@@ -105,12 +105,14 @@ def _print_selection(fit: LawFit) -> None:
         widths = ", ".join(f"±{extrapolation.half_width(d):.1%} at {d:g}x" for d in distances)
         source = (f"from {extrapolation.n_points} backtest predictions of the candidates that could be chosen" if extrapolation.measured
                   else "not measured: the literature's typical error, for want of a backtest that measured any")
+        scale = getattr(fit.law.fit, "interval_scale", None)
+        use = "the calibration below scales the interval it makes" if scale is not None else \
+            "predict, plan and teacher add it to their intervals"
         console.print(f"extrapolation error ({extrapolation.level:.0%}, {source}): {widths} the largest "
-                      f"fitted {extrapolation.scale_name}; predict, plan and teacher add it to their intervals")
+                      f"fitted {extrapolation.scale_name}; {use}")
         if extrapolation.seed_noise > 0:
             console.print(f"seed noise: ±{extrapolation.seed_half_width():.1%} per run ({extrapolation.level:.0%}), "
                           f"from {extrapolation.seed_settings} settings run with several seeds; in every interval")
-        scale = getattr(fit.law.fit, "interval_scale", None)
         if scale is not None:
             console.print(f"{scale.describe(extrapolation.level)}; predict, plan and teacher give that",
                           soft_wrap=True, highlight=False)
