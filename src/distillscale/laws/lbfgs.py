@@ -52,6 +52,11 @@ STATUS_MESSAGES = {
     LINE_SEARCH_FAILED: "line search found no decrease",
     SCREENED_OUT: "not continued: objective after screening not among the best",
 }
+# The line search's rounds: a batch of fewer starts than ROUND_ROWS (where an evaluation costs its
+# dispatch, about the same for 1 to 100 rows) tries several halvings per start in every round, at
+# most FIRST_ROUND_HALVINGS in the first (most starts take the full step).
+ROUND_ROWS = 64
+FIRST_ROUND_HALVINGS = 4
 # The per-start arrays of a MultiStartResult.
 PER_START = ("xs", "funs", "nits", "nfevs", "grad_norms", "statuses")
 
@@ -260,15 +265,22 @@ def _backtrack(evaluate, index: np.ndarray, x: np.ndarray, f: np.ndarray, grad: 
     The first round tries each start's full step. Most accept it; the few that do not (often one
     start of a batch, near its minimum at rounding level) then try their next several halvings in
     one evaluation: as many as keep a round no larger than the first, or `per_round` (1: one at a
-    time, as before; `bench/fit_speed.py` compares). The accepted step, and so the result, is the
-    one a sequential search would take: the same trial points, the first that passes (up to the
-    rounding of a batch, above)."""
+    time, as before; `bench/fit_speed.py` compares). A batch of fewer than ROUND_ROWS starts (a
+    polish: twenty starts, where an evaluation costs its dispatch, not its rows) fills each round to
+    ROUND_ROWS trial points, and its first round tries each start's first few halvings with the full
+    step, so a start that needs one costs no second evaluation of the batch. The accepted step, and
+    so the result, is the one a sequential search would take: the same trial points, the first that
+    passes
+    (up to the rounding of a batch, above)."""
     x_new, f_new, g_new = x.copy(), f.copy(), np.zeros_like(x)
     accepted = np.zeros(len(x), dtype=bool)
     pending = np.arange(len(x))
     tried = 0
+    rows = max(len(x), ROUND_ROWS)
     while pending.size and tried < max_backtracks:
-        width = 1 if tried == 0 else min(max_backtracks - tried, per_round or max(1, len(x) // pending.size))
+        width = min(max_backtracks - tried, per_round or max(1, rows // pending.size))
+        if tried == 0 and per_round is None:
+            width = min(width, FIRST_ROUND_HALVINGS)
         halvings = np.ldexp(np.ones(width, dtype=x.dtype), -np.arange(tried, tried + width))  # exact powers of two
         starts = np.repeat(pending, width)
         trial = np.clip(x[starts] + (step[starts] * np.tile(halvings, len(pending)))[:, None] * direction[starts],
