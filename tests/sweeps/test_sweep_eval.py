@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
@@ -77,12 +78,22 @@ def test_sweep_plan_counts_the_runs_it_scores(cli, tmp_path):
     assert any(note.startswith(f"[eval]: {TASK}: 2 runs scored by `distillscale eval`") for note in plan["assumptions"])
 
 
-@pytest.mark.slow  # a sweep run scoring 2 runs, 2 reports, a second sweep run (about 40 s on 2 cores)
-def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(sweep, cli, tmp_path):
-    out = sweep["out"]
-    code, printed, err = cli("sweep", "run", str(sweep["spec"]), "--out", str(out), "--workers", "2", "--json")
-    assert code == 0, err
-    counts = json.loads(printed)
+@pytest.fixture(scope="module")
+def scored(sweep, cache_dir, one_thread, offline_datasets):
+    """The sweep run again with its [eval]: each run scored. The tests below read it in order; each
+    later one changes it (a score deleted, weights gone, the [eval] and the task's data edited)."""
+    from distillscale.cli import main
+
+    printed, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(printed), redirect_stderr(err):
+        code = main(["sweep", "run", str(sweep["spec"]), "--out", str(sweep["out"]), "--workers", "2", "--json"])
+    assert code == 0, err.getvalue()[-3000:]
+    return {**sweep, "counts": json.loads(printed.getvalue())}
+
+
+@pytest.mark.slow  # the module's sweep scored, 2 exports and 2 reports
+def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(scored, cli, tmp_path):
+    sweep, out, counts = scored, scored["out"], scored["counts"]
     assert counts["completed"] == 2 and counts["evaluated"] == 2 and counts["eval_failed"] == 0
     # [eval] changes no run: nothing was trained again
     assert {path.parent.name: path.stat().st_mtime_ns for path in (out / "runs").glob("*/result.json")} == sweep["trained"]
@@ -121,6 +132,10 @@ def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(swee
         assert "Benchmark scores" in page and f"<th>{TASK} (acc)</th>" in page
         assert all(f"<td>{run_id}</td>" in page and f"<td>{value:.4g}</td>" in page for run_id, value in scores.items())
 
+
+@pytest.mark.slow  # two sweep runs scoring
+def test_a_run_is_scored_again_only_when_its_score_is_gone_and_a_failed_scoring_is_counted(scored, cli):
+    sweep, out = scored, scored["out"]
     # resumable: a run with an eval.json is not scored again; one whose eval.json is gone is
     before = _eval_mtimes(out)
     gone = sorted(before)[0]
@@ -147,6 +162,11 @@ def test_each_run_is_scored_once_and_the_export_and_report_carry_the_scores(swee
         run_id: "failed" if run_id == gone else "scored" for run_id in sweep["trained"]}
     weights.write_bytes(kept)
 
+
+@pytest.mark.slow  # two sweep runs scoring
+def test_a_changed_eval_or_task_data_scores_every_run_again_and_keeps_a_users_own_scores(scored, cli):
+    sweep, out = scored, scored["out"]
+    gone = sorted(sweep["trained"])[0]
     # issue 63: a changed [eval] (here its limit) scores every run again under it; nothing is trained again
     sweep["spec"].write_text(SPEC + EVAL.format(task=TASK) + "limit = 3\n")
     code, printed, err = cli("sweep", "run", str(sweep["spec"]), "--out", str(out), "--workers", "2", "--json")
