@@ -270,8 +270,7 @@ def _backtrack(evaluate, index: np.ndarray, x: np.ndarray, f: np.ndarray, grad: 
     ROUND_ROWS trial points, and its first round tries each start's first few halvings with the full
     step, so a start that needs one costs no second evaluation of the batch. The accepted step, and
     so the result, is the one a sequential search would take: the same trial points, the first that
-    passes
-    (up to the rounding of a batch, above)."""
+    passes (up to the rounding of a batch, above)."""
     x_new, f_new, g_new = x.copy(), f.copy(), np.zeros_like(x)
     accepted = np.zeros(len(x), dtype=bool)
     pending = np.arange(len(x))
