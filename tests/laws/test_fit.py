@@ -7,7 +7,8 @@ from distillscale.laws import LawSet, load_laws
 from distillscale.laws.fitting import DistillationLawFitter, SupervisedLawFitter
 from distillscale.laws.lbfgs import (CONVERGED_FTOL, CONVERGED_GTOL, SCREENED_OUT, STATUS_MESSAGES, Screening,
                                      _backtrack, _on_arrays, minimize_lbfgs, minimize_lbfgs_screened, polish)
-from distillscale.laws.logspace import BUSBRIDGE, CHINCHILLA, DISTILLATION
+from distillscale.laws.logspace import BUSBRIDGE, CHINCHILLA, DISTILLATION, TIED, power_chart
+from distillscale.laws.objective import Runs
 
 
 def supervised_runs(law, n, noise, seed=0):
@@ -159,6 +160,46 @@ def test_hand_written_gradient_matches_autograd(form):
     log_loss, vjp = form.forward(theta, data)
     (expected,) = torch.autograd.grad((log_loss * upstream).sum(), theta)
     torch.testing.assert_close(vjp(upstream), expected)
+
+
+def test_the_busbridge_chart_is_the_same_law_in_other_coordinates():
+    torch.manual_seed(0)
+    data = {"log_n": torch.rand(25, dtype=torch.float64) * 5 + 18, "log_d": torch.rand(25, dtype=torch.float64) * 5 + 21}
+    chart = power_chart(BUSBRIDGE, data)
+    assert all(power_chart(form, data) is None for form in (CHINCHILLA, TIED, DISTILLATION))
+    x = BUSBRIDGE.grid()[torch.randperm(len(BUSBRIDGE.grid()))[:40]] + 0.1
+    torch.testing.assert_close(chart.to_x(chart.to_z(x)), x)
+    z = chart.to_z(x).requires_grad_()
+    upstream = torch.randn(40, 25, dtype=torch.float64)
+    log_loss, _ = BUSBRIDGE.forward(chart.to_x(z), data)
+    (expected,) = torch.autograd.grad((log_loss * upstream).sum(), z)
+    _, vjp = BUSBRIDGE.forward(chart.to_x(z.detach()), data)
+    torch.testing.assert_close(chart.pullback(z.detach(), vjp(upstream)), expected)
+
+
+@pytest.mark.last_bits
+def test_a_polish_in_the_chart_reaches_the_minimum_in_fewer_iterations():
+    # Ten runs of a small ladder (four teachers at 20 tokens per parameter, three students at 20 and
+    # 80) leave the Busbridge law a long curved valley to gamma's bound, alpha, beta and the
+    # coefficients shrinking along it: in the form's own coordinates the polish crawls (2,056
+    # iterations here), in the chart it takes 426 to the same minimum.
+    truth = load_laws("busbridge2025").supervised
+    N = np.array([1e7, 4e7, 1.6e8, 6.4e8, 2.5e6, 2.5e6, 1e7, 1e7, 4e7, 4e7])
+    D = N * np.array([20, 20, 20, 20, 20, 80, 20, 80, 20, 80])
+    loss = truth.predict(N, D) * (1 + 0.003 * np.random.default_rng(1).standard_normal(len(N)))
+    fitter = SupervisedLawFitter("busbridge", bootstrap=0, polish=False).fit(N, D, loss)
+    data = Runs(N, D, loss).log_tensors()
+    fun, (lower, upper) = fitter._objective(data), BUSBRIDGE.bounds()
+    options = {"keep": 5, "gtol": 1e-12, "ftol": 0.0, "max_iter": 5000}
+    plain = polish(fun, fitter.result_, lower, upper, **options)
+    charted = polish(fun, fitter.result_, lower, upper, chart=power_chart(BUSBRIDGE, data), **options)
+    rows = np.flatnonzero(charted.nits != fitter.result_.nits)
+    assert len(rows) == 5
+    assert charted.fun <= plain.fun * (1 + 1e-9)
+    assert charted.x[-1] == plain.x[-1] == upper[-1]  # gamma at its bound
+    np.testing.assert_allclose(charted.x, plain.x, rtol=1e-4, atol=1e-4)
+    spent = [(result.nits[rows] - fitter.result_.nits[rows]).max() for result in (plain, charted)]
+    assert spent[1] * 2 < spent[0], spent
 
 
 def test_published_grid_sizes():

@@ -43,7 +43,7 @@ import torch
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lbfgs import Screening, minimize_lbfgs, minimize_lbfgs_screened, polish
-from distillscale.laws.logspace import BUSBRIDGE, DISTILLATION, SUPERVISED_FORMS, LogSpaceForm
+from distillscale.laws.logspace import BUSBRIDGE, DISTILLATION, SUPERVISED_FORMS, LogSpaceForm, power_chart
 from distillscale.laws.objective import ExponentPrior, PriorTerm, Runs, huber_and_slope
 from distillscale.laws.record import Bootstrap, Diagnostics, FitRecord, Profile
 from distillscale.laws.ties import first_lowest
@@ -251,7 +251,8 @@ class _LogLossFitter:
         if not polished:
             return result
         return polish(objective, result, lower, upper, groups, keep=POLISH_STARTS, max_iter=POLISH_MAX_ITER,
-                      gtol=POLISH_GTOL * self.huber_delta, ftol=0.0, converged_gtol=options["gtol"])
+                      gtol=POLISH_GTOL * self.huber_delta, ftol=0.0, converged_gtol=options["gtol"],
+                      chart=power_chart(self.form, data))
 
     def _starts(self, tensors: dict[str, torch.Tensor], irreducible_loss: float | None = None
                 ) -> tuple[torch.Tensor, bool, str]:

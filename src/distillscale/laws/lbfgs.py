@@ -25,6 +25,10 @@ barely pin a law down (a flat valley of the objective), where a start stops at t
 depends on floating-point rounding (the CPU, the order of the runs), and so does the law, unless
 the best starts are followed to the valley's true minimum.
 
+A polish may run in a `Chart`: coordinates of the form's choosing in which the valley is straight
+(`logspace.power_chart`), so the crawl along it takes hundreds of iterations, not thousands; it then
+finishes in the form's own coordinates and box, from where the chart's run ended.
+
 `minimize_lbfgs_screened` spends that work where it pays on a large grid of starts: every start
 takes a few cheap (float32) iterations, then only the most promising are continued to convergence.
 """
@@ -331,14 +335,41 @@ def minimize_lbfgs_screened(fun: BatchObjective, x0: torch.Tensor, lower: torch.
         "n_continued": n_continued, "total_evaluations": int(screened.nfevs.sum())})
 
 
+@dataclass(frozen=True)
+class Chart:
+    """Other coordinates z for a minimisation over x: `to_x(z)`, its inverse `to_z(x)`, and
+    `pullback(z, grad_x)`, the gradient with respect to z (the Jacobian of `to_x`, transposed, times
+    grad_x). Rows are starts. `lower` and `upper` bound z; x's own box is kept by clamping: the
+    objective in the chart is fun(clamp(to_x(z))), flat beyond the box, so its minima are the
+    minima of fun in the box."""
+
+    to_x: Callable[[torch.Tensor], torch.Tensor]
+    to_z: Callable[[torch.Tensor], torch.Tensor]
+    pullback: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+    def objective(self, fun: BatchObjective, lower: torch.Tensor, upper: torch.Tensor) -> BatchObjective:
+        """`fun` over z, x clamped into [lower, upper]."""
+
+        def in_chart(z: torch.Tensor, index: torch.Tensor):
+            x = self.to_x(z)
+            low, high = lower.to(x.dtype), upper.to(x.dtype)
+            value, grad = fun(torch.clamp(x, low, high), index)
+            return value, self.pullback(z, grad * ((x >= low) & (x <= high)))
+
+        return in_chart
+
+
 def polish(fun: BatchObjective, result: MultiStartResult, lower: torch.Tensor, upper: torch.Tensor,
            groups: np.ndarray | None = None, *, keep: int = 10, converged_gtol: float | None = None,
-           **options) -> MultiStartResult:
+           chart: Chart | None = None, **options) -> MultiStartResult:
     """`result` with the `keep` best starts of each group (one group without `groups`: a start's
     problem, e.g. a backtest fold) minimised again from where they stopped under `options` (a
-    tighter tolerance). Polished rows keep their place; their iterations and evaluations add up. A
-    polish that ends with its projected gradient below `converged_gtol` (the first run's tolerance)
-    counts as converged there, however it stopped (usually a line search at machine precision)."""
+    tighter tolerance); with a `chart`, first in its coordinates, then in x's from where that ended.
+    Polished rows keep their place; their iterations and evaluations add up. A polish that ends
+    with its projected gradient below `converged_gtol` (the first run's tolerance) counts as
+    converged there, however it stopped (usually a line search at machine precision)."""
     funs = np.where(np.isfinite(result.funs) & (result.statuses != SCREENED_OUT), result.funs, np.inf)
     groups = np.zeros(len(funs), dtype=int) if groups is None else np.asarray(groups)
     rows = []
@@ -349,8 +380,19 @@ def polish(fun: BatchObjective, result: MultiStartResult, lower: torch.Tensor, u
         return result
     rows = np.sort(rows)
     index = torch.as_tensor(rows)
-    again = minimize_lbfgs(lambda x, i: fun(x, index[i]), torch.as_tensor(result.xs[rows]), lower, upper, **options)
-    merged = _continue_rows({name: getattr(result, name).copy() for name in PER_START}, rows, again)
+
+    def on_rows(x: torch.Tensor, i: torch.Tensor):
+        return fun(x, index[i])
+
+    merged = {name: getattr(result, name).copy() for name in PER_START}
+    if chart is not None:
+        charted = minimize_lbfgs(chart.objective(on_rows, lower, upper), chart.to_z(torch.as_tensor(result.xs[rows])),
+                                 chart.lower, chart.upper, **options)
+        merged["xs"][rows] = torch.clamp(chart.to_x(torch.as_tensor(charted.xs)), lower, upper).numpy()
+        merged["nits"][rows] += charted.nits
+        merged["nfevs"][rows] += charted.nfevs
+    again = minimize_lbfgs(on_rows, torch.as_tensor(merged["xs"][rows]), lower, upper, **options)
+    _continue_rows(merged, rows, again)
     if converged_gtol is not None:
         merged["statuses"][rows[again.grad_norms <= converged_gtol]] = CONVERGED_GTOL
     return MultiStartResult(**merged, screening=result.screening)
