@@ -255,6 +255,7 @@ DISTILLATION = LogSpaceForm(
      Parameter("log_d1", _steps(-1, 1, 0.5), (-3.0, 3.0))),
     _distillation_forward, _distillation_coefficients)
 
+
 def power_chart(form: LogSpaceForm, data: dict[str, torch.Tensor]) -> Chart | None:
     """Coordinates in which the valley of a Busbridge fit, LSE(e, gamma * LSE(a - alpha log N,
     b - beta log D)), is straight, for the polish (`lbfgs.polish`); None for the other forms.
