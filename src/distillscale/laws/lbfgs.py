@@ -388,9 +388,8 @@ def polish(fun: BatchObjective, result: MultiStartResult, lower: torch.Tensor, u
     if chart is not None:
         charted = minimize_lbfgs(chart.objective(on_rows, lower, upper), chart.to_z(torch.as_tensor(result.xs[rows])),
                                  chart.lower, chart.upper, **options)
+        _continue_rows(merged, rows, charted)
         merged["xs"][rows] = torch.clamp(chart.to_x(torch.as_tensor(charted.xs)), lower, upper).numpy()
-        merged["nits"][rows] += charted.nits
-        merged["nfevs"][rows] += charted.nfevs
     again = minimize_lbfgs(on_rows, torch.as_tensor(merged["xs"][rows]), lower, upper, **options)
     _continue_rows(merged, rows, again)
     if converged_gtol is not None:
