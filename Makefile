@@ -23,6 +23,12 @@ $(STAMP): $(BIN)/python pyproject.toml $(CONSTRAINTS)
 
 install: $(STAMP)
 
+# Python may write its bytecode caches (__pycache__, ignored by git) even where the environment says not
+# to (PYTHONDONTWRITEBYTECODE): the test suite starts many Python processes (sweep workers, ranks,
+# commands), each of which would otherwise compile the package anew, and each pytest worker would
+# rewrite every test file's asserts again (half of its collection time).
+unexport PYTHONDONTWRITEBYTECODE
+
 # --durations=30: the slowest tests, printed by every run (CI's too), so a slow one is seen when it lands.
 test: $(STAMP)
 	$(BIN)/lint-imports

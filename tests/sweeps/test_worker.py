@@ -121,7 +121,7 @@ def test_a_worker_walks_its_corpus_once_and_other_processes_at_every_call(monkey
 def test_a_run_past_its_time_limit_is_stopped_and_says_so_in_its_log(tmp_path, reuse_processes):
     """A per-run timeout (issue 33): a run that would train for minutes is stopped at its limit, counted
     failed (exit status 124), and the next run gets a fresh worker."""
-    executor = LocalExecutor(1, reuse_processes=reuse_processes, run_timeout=6.0)
+    executor = LocalExecutor(1, reuse_processes=reuse_processes, run_timeout=3.0)
     long = Job(args=("train", "--out", str(tmp_path / "long"), "--n-layers", "1", "--aspect-ratio", "32",
                      "--head-dim", "16", "--vocab-size", "320", "--max-bytes", "200k", "--seq-len", "32",
                      "--batch-size", "8", "--tokens", "100M", "--eval-every", "0", "--device", "cpu"),
@@ -132,7 +132,7 @@ def test_a_run_past_its_time_limit_is_stopped_and_says_so_in_its_log(tmp_path, r
     finally:
         executor.shutdown()
     assert statuses == [executors.TIMED_OUT, 0]
-    assert "stopped after 6 s, the sweep's --run-timeout" in long.log_path.read_text().splitlines()[-1]
+    assert "stopped after 3 s, the sweep's --run-timeout" in long.log_path.read_text().splitlines()[-1]
     assert after.log_path.read_text().startswith("distillscale ")
     assert not (tmp_path / "long" / "result.json").exists()
 
