@@ -135,6 +135,16 @@ def test_a_teacher_in_other_units_is_refused_in_one_line(cli, teacher, law, tmp_
     refused(*base, "--law", path, "--teacher-loss", "3", words=["--teacher-model or --teacher-loss"])
 
 
+def test_a_servers_url_as_teacher_model_is_refused_in_one_line_naming_it_whole(cli):
+    """A URL is not read as a path (`http://` would show as `http:/`); the way to plan for a served
+    teacher is said, its credentials hidden."""
+    code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
+                         "--teacher-model", "http://me:secret@127.0.0.1:8000/v1")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not out, err
+    assert "--teacher-model http://***@127.0.0.1:8000/v1 is a server's URL" in err and "secret" not in err
+    assert "--teacher-params" in err and "distillscale teacher --candidates http://***@127.0.0.1:8000/v1" in err
+
+
 def test_a_given_teacher_loss_is_said_to_be_in_the_laws_units(cli, law):
     path, _ = law
     code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-params",
