@@ -16,7 +16,7 @@ try:  # typer >= 0.22 bundles its own copy of click and raises that copy's excep
 except ImportError:  # older typer uses click itself
     from click import exceptions as click_exceptions
 
-from distillscale.cli_options import version_option
+from distillscale.cli_options import PathText, version_option
 from distillscale.console import visible
 from distillscale.data.commands import data_app
 from distillscale.errors import ParameterError, UserError
@@ -211,17 +211,14 @@ def _command_path(argv: list[str]) -> list[str]:
 def _empty_path(argv: list[str]) -> str | None:
     """The flag (or argument) of the command in `argv` that takes a path and is given as "": a path
     option would read it as the current directory."""
-    from pathlib import Path
-    from typing import get_args
-
     command = _command_tree()
     args = list(argv)
     while args and hasattr(command, "commands") and args[0] in command.commands:
         command = command.commands[args.pop(0)]
 
-    def is_path(param) -> bool:
+    def is_path(param) -> bool:  # paths arrive as typed text: PathText arguments, PATH options
         annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-        return annotation is Path or Path in get_args(annotation)
+        return annotation is PathText or getattr(param, "metavar", None) == "PATH"
 
     params = getattr(command, "params", [])
     path_options = {opt for param in params if is_path(param) and param.param_type_name == "option"

@@ -26,7 +26,7 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import typer
 from annotated_types import Ge, Gt, Le, Lt
@@ -35,9 +35,17 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from distillscale.errors import UserError
-from distillscale.settings import Settings, describe_error, sections
+from distillscale.settings import Settings, describe_error, sections, takes_paths
 
 TSettings = TypeVar("TSettings", bound="CommandSettings")
+
+
+class PathText(str):
+    """A path argument as typed: typer hands it over whole, so that a URL given for a path reaches the
+    settings' check as typed (not as http:/host), and --help shows it as <path>."""
+
+
+PathText.__name__ = "path"  # what typer's --help shows
 
 
 class CommandSettings(Settings):
@@ -147,21 +155,37 @@ def with_config_options(command: Callable, config_class: type[BaseModel], *, jso
     own_options = {"config": typer.Option(None, "--config", help=CONFIG_HELP),
                    "as_json": typer.Option(False, "--json", help=json_help)}
     own_options |= {name: typer.Argument(..., help=text) for name, text in (arguments or {}).items()}
-    own = [p.replace(default=own_options.get(p.name, p.default)) for p in inspect.signature(command).parameters.values()
-           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    hints = get_type_hints(command)
+    own = [_as_text(p.replace(default=own_options.get(p.name, p.default)), hints.get(p.name))
+           for p in inspect.signature(command).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     taken = {p.name for p in own} | set(leave_out)
     groups = sections(config_class)
     generated = [_config_option(name, (flag_names or {}).get(name, name), field, getattr(groups.get(name), "title", None))
                  for name, field in config_class.model_fields.items() if name not in taken]
     command.__signature__ = inspect.Signature(own + generated)
+    command.__annotations__ = {p.name: p.annotation for p in own + generated}  # typer reads these too
     return command
+
+
+def _as_text(parameter: inspect.Parameter, annotation: Any) -> inspect.Parameter:
+    """A command's own path parameter (--config, prune's TEACHER) as typed text, as the settings'
+    paths are (`_flag_type`)."""
+    if not takes_paths(annotation):
+        return parameter
+    declared = parameter.default
+    if isinstance(declared, typer.models.ArgumentInfo):
+        declared.parser = PathText
+        return parameter.replace(annotation=PathText)
+    declared.metavar = "PATH"
+    return parameter.replace(annotation=str | None if NoneType in get_args(annotation) else str)
 
 
 def _config_option(name: str, flag_name: str, field: FieldInfo, panel: str | None) -> inspect.Parameter:
     flag = "--" + flag_name.replace("_", "-")
     kind = _flag_type(field)
     declaration = (f"{flag}/--no-{flag_name.replace('_', '-')}",) if kind is bool else (flag,)
-    option = typer.Option(None, *declaration, help=_config_help(field), rich_help_panel=panel, show_default=False)
+    option = typer.Option(None, *declaration, help=_config_help(field), rich_help_panel=panel, show_default=False,
+                          metavar=_metavar(field))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind | None)
 
 
@@ -191,7 +215,9 @@ def flag_name(name: str, field: FieldInfo) -> str:
 
 
 def _flag_names(settings_class: type[CommandSettings]) -> dict[str, str]:
-    return {name: flag_name(name, field).removeprefix("--") for name, field in settings_class.model_fields.items()}
+    """How errors name each setting: its flag without the dashes, or an argument's RUN_DIR."""
+    return {name: name.upper() if _extra(field, "argument") else flag_name(name, field).removeprefix("--")
+            for name, field in settings_class.model_fields.items()}
 
 
 def _extra(field: FieldInfo, key: str) -> Any:
@@ -204,12 +230,14 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
     limits = {"min": _limit(field, (Ge, Gt)), "max": _limit(field, (Le, Lt))}
     limits = {key: value for key, value in limits.items() if value is not None}
     if _extra(field, "argument"):
-        declared = typer.Argument(default, help=field.description, show_default=False)
-        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=declared, annotation=kind)
+        text = takes_paths(field.annotation)
+        declared = typer.Argument(default, help=field.description, show_default=False, parser=PathText if text else None)
+        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=declared,
+                                 annotation=PathText if text else kind)
     flag = flag_name(name, field)
     names = (f"{flag}/--no-{flag.removeprefix('--')}",) if kind is bool and default is True else (flag,)
     declared = typer.Option(list(default) if isinstance(default, list) else default, *names,
-                            help=field.description, **limits)
+                            help=field.description, metavar=_metavar(field), **limits)
     annotation = kind if default is not None else kind | None
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=declared, annotation=annotation)
 
@@ -222,8 +250,9 @@ def _limit(field: FieldInfo, kinds: tuple[type, ...]) -> float | None:
 
 
 def _flag_type(field: FieldInfo) -> Any:
-    """What typer parses: bool, int, float, Path or str (quantities, lists of numbers and choices
-    arrive as text, parsed by the field's validators); list[str] for a repeatable flag."""
+    """What typer parses: bool, int, float or str (quantities, lists of numbers, choices and paths
+    arrive as text, parsed by the field's validators: a path as typed, so that a URL given for one
+    is refused whole, not read as http:/host); list[str] for a repeatable flag."""
     annotation = field.annotation
     if get_origin(annotation) in (Union, UnionType):
         options = [arg for arg in get_args(annotation) if arg is not NoneType]
@@ -233,11 +262,16 @@ def _flag_type(field: FieldInfo) -> Any:
         return str
     if get_origin(annotation) is list:
         return list[_flag_type(FieldInfo(annotation=get_args(annotation)[0]))]
-    if annotation in (bool, int, float, Path):
+    if annotation in (bool, int, float):
         return annotation
-    if get_origin(annotation) is Literal or annotation is str:
+    if get_origin(annotation) is Literal or annotation in (str, Path):
         return str
     raise TypeError(f"no flag type for {annotation!r}")  # a new kind of setting: teach it here
+
+
+def _metavar(field: FieldInfo) -> str | None:
+    """PATH in --help for a path setting typer takes as text (typer's own otherwise)."""
+    return "PATH" if takes_paths(field.annotation) else None
 
 
 def _text(value: Any) -> str:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, Va
 from distillscale.errors import UserError, path_kind
 from distillscale.io import read_text_file
 from distillscale.units import Quantity, parse_quantity
+from distillscale.urls import is_url, redacted_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,14 +64,27 @@ class Settings(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_empty_path(cls, value: Any, info: ValidationInfo) -> Any:
+    def _a_path_is_a_path(cls, value: Any, info: ValidationInfo) -> Any:
         """A path setting given as "" (an unset variable in a config or a call) would read as the
-        current directory: refuse it, as the command line does."""
-        if isinstance(value, str) and not value.strip() and info.field_name is not None:
-            annotation = cls.model_fields[info.field_name].annotation
-            if annotation is Path or Path in get_args(annotation):
+        current directory, and a server's URL as a path (http:/host...): refuse both. A setting
+        with its own validator of text (a directory or a URL) words its own refusal."""
+        field = cls.model_fields[info.field_name] if info.field_name is not None else None
+        if field is None or not takes_paths(field.annotation) \
+                or any(isinstance(item, BeforeValidator) for item in field.metadata):
+            return value
+        for text in (value if isinstance(value, list) else [value]):
+            if isinstance(text, str) and not text.strip():
                 raise ValueError("is empty: give a path (write . for the current directory)")
+            if isinstance(text, str) and "\x00" in text:
+                raise ValueError("holds a NUL character, which no path can: give the path as it is on disk")
+            if isinstance(text, str) and is_url(text):
+                raise ValueError("is a server's URL, not a path: give a directory or file on this machine")
         return value
+
+
+def takes_paths(annotation: Any) -> bool:
+    """Whether a setting holds a path or a list of paths (optional or not)."""
+    return annotation is Path or any(takes_paths(arg) for arg in get_args(annotation))
 
 
 def sections(config_class: type[BaseModel]) -> dict[str, type[Settings]]:
@@ -98,27 +112,36 @@ def parameter_error(exc: ValidationError, given: dict[str, Any] | None = None):
         return ParameterError(key, "unknown setting {}: see the config's fields (or the command's --help)")
     if error["type"] == "missing":
         return ParameterError(key, "missing required setting {}")
-    got = repr(error["input"])
+    got = _shown(error["input"])
     return ParameterError(key, "invalid {}: {message}" + ("" if got in message else " (got {got})"),
                           message=message, got=got if len(got) <= 60 else got[:57] + "...")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message echoes it: a URL's credentials redacted."""
+    if isinstance(value, (list, tuple)):
+        return repr(type(value)(redacted_url(item) if isinstance(item, str) else item for item in value))
+    return repr(redacted_url(value) if isinstance(value, str) else value)
 
 
 def describe_error(exc: ValidationError, flags: dict[str, Any], path: Path | None = None,
                    flag_names: dict[str, str] | None = None) -> str:
     """One line for the first problem of a config: where the bad setting came from (a flag given in
-    `flags`, else a key of the file `path`) and what is wrong with it."""
-    error = exc.errors()[0]
+    `flags`, else a key of the file `path`) and what is wrong with it. A value given wrong is said
+    before a setting left out."""
+    error = min(exc.errors(), key=lambda e: e["type"] == "missing")
     key = str(error["loc"][0]) if error["loc"] else None
     message = error["msg"].removeprefix("Value error, ")
     if key is None:
         return f"invalid settings: {message}"
-    flag = "--" + (flag_names or {}).get(key, key).replace("_", "-")
+    name = (flag_names or {}).get(key, key)
+    flag = name if name.isupper() else "--" + name.replace("_", "-")  # an argument (RUN_DIR) or a flag
     where = f"{key!r} in {path}" if key not in flags and path is not None else flag
     if error["type"] == "extra_forbidden":
         return f"unknown setting {where}: see the command's --help for the valid names"
     if error["type"] == "missing":
         return f"missing required setting {where}"
-    got = repr(error["input"])
+    got = _shown(error["input"])
     return f"invalid {where}: {message}" + ("" if got in message else f" (got {got})")
 
 
@@ -167,6 +190,8 @@ def load_config(config_class: type[TConfig], path: Path | None = None,
     `overrides` holds only the flags the user actually gave (None means "not given").
     """
     settings: dict[str, Any] = {}
+    if path is not None and is_url(path):
+        raise UserError(f"--config {redacted_url(str(path))} is a server's URL: give a TOML file on this machine")
     if path is not None:
         settings = _read_toml(Path(path), config_class)
     flags = {key: value for key, value in (overrides or {}).items() if value is not None}

@@ -345,6 +345,44 @@ def test_hostile_text_in_every_flag_of_every_command(sandbox, capsys):
                 run(sandbox, [*path, *args], capsys)
 
 
+URL = "http://user:secret@host:8000/v1"
+
+
+@pytest.mark.slow
+def test_a_url_given_for_any_path_is_refused_in_one_line_that_shows_it_whole_and_redacted(sandbox, capsys,
+                                                                                           monkeypatch):
+    """Each argument and option of each command that takes a path (read as typed: <path> arguments,
+    PATH options), given a server's URL with credentials: exit 2, one line that names it as typed
+    with its credentials hidden (never `http:/host`, never the password)."""
+    import distillscale.serve.server as server
+    from distillscale.cli_options import PathText
+
+    def no_server(*args, **kwargs):
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(server, "make_server", no_server)  # `serve` with a valid port: stopped before listening
+    bases = _base_lines(sandbox[0]) | {"serve": ["--port", "0"], "serve-teacher": [str(sandbox[0]), "--port", "0"]}
+    tried = []
+    for path, command in COMMANDS:
+        base = bases[" ".join(path)]
+        arguments = [p for p in command.params if p.param_type_name == "argument"]
+        for param in command.params:
+            if param.param_type_name == "argument" and param.type_descriptor.annotation is PathText:
+                position = arguments.index(param)
+                args = [*base[:position], URL, *base[position + 1:]]
+            elif param.param_type_name == "option" and param.metavar == "PATH":
+                args = [*base, param.opts[0], URL]
+            else:
+                continue
+            code, _ = run(sandbox, [*path, *args], capsys)
+            err = _last_error[0]
+            assert code == 2 and "http://***@host:8000/v1" in err and "secret" not in err, (path, args, err)
+            tried.append(" ".join(path) + " " + (param.opts[0] if param.param_type_name == "option" else param.name))
+    assert len(tried) >= 60, tried  # every command's paths were found (68 today)
+    assert {"export-hf run_dir", "serve-teacher teacher", "train --data", "train --config", "prune teacher",
+            "plan --student-model", "plan --teacher-model", "demo --teacher"} <= set(tried)
+
+
 def _float_options(command) -> list[str]:
     """The flags of `command` that take a float (its settings' annotations: float or float | None)."""
     annotations = getattr(command.callback, "__annotations__", {})

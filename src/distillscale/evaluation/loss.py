@@ -36,7 +36,7 @@ from distillscale.data.loss_identity import (LossIdentity, bits_per_byte, corpus
                                              prepared_loss_identity, tokenizer_identity)
 from distillscale.data.loss_record import LossRecord, MeasurementCache, MeasurementKey, model_fingerprint
 from distillscale.errors import UserError
-from distillscale.model.served import is_url
+from distillscale.urls import is_url
 
 if TYPE_CHECKING:
     import torch

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import socket
 import urllib.error
 import urllib.parse
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distillscale.errors import UserError
 from distillscale.jsontext import json_text
+from distillscale.urls import redacted_url
 
 MIN_PROMPT_TOKENS = 3  # the shortest window a run sends: seq_len 2, plus the token after it
 
@@ -172,11 +172,6 @@ def shown(value: Any) -> str:
 
 
 
-def is_url(model) -> bool:
-    """Whether a model was given as a server's URL (http:// or https://), not a directory."""
-    return str(model).startswith(("http://", "https://"))
-
-
 def api_base(url: str) -> str:
     """The server's `/v1` base from what the user gave (the server, its /v1, or its /v1/completions);
     ValueError for anything that is not an http(s) URL with a host."""
@@ -194,13 +189,6 @@ def api_base(url: str) -> str:
     if not path.endswith("/v1"):
         path += "/v1"
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
-
-
-def redacted_url(url: str) -> str:
-    """`url` as a message or a record may show it: the user name and password of its authority (all
-    before its last @) replaced by *** (https://user:secret@host/v1 -> https://***@host/v1), also in
-    text that does not parse as a URL."""
-    return re.sub(r"(^|//|\s)[^/\s]*@", r"\1***@", url)
 
 
 def served_model(url: str, given_as: str, timeout: float = 30.0) -> ServedModel:

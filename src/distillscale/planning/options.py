@@ -63,7 +63,7 @@ def _sizes(text: object) -> tuple[float, ...] | None:
 
 def _model_directory(value: object) -> object:
     """--teacher-model: a directory, not a server's URL (a path would read `http://` as `http:/`)."""
-    from distillscale.model.served import is_url, redacted_url
+    from distillscale.urls import is_url, redacted_url
 
     if is_url(value):
         shown = redacted_url(str(value))

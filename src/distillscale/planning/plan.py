@@ -198,7 +198,7 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> list[Te
     """Each item as candidates: a TeacherCandidate as it is, a model directory measured (`teacher_model`),
     a server's URL measured through it (`served_teacher`), a table file read (`read_candidates`)."""
     from distillscale.planning.teacher import TeacherCandidate, read_candidates
-    from distillscale.model.served import is_url
+    from distillscale.urls import is_url
     from distillscale.planning.teacher_model import served_teacher, teacher_model
 
     out = []

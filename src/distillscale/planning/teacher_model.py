@@ -117,7 +117,8 @@ def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message
                    given_as: str = "--candidates") -> ServedTeacher:
     """The teacher served at `url` for a plan under `laws` at `context` tokens: refused in one line when
     the server does not state its model's size and FLOPs (vLLM) or its tokenizer is not the law's."""
-    from distillscale.model.served import redacted_url, served_model
+    from distillscale.model.served import served_model
+    from distillscale.urls import redacted_url
 
     shown = redacted_url(url)
     model = served_model(url, given_as)

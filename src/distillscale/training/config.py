@@ -36,9 +36,10 @@ from distillscale.settings import Settings, count, counts, quantity
 from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
                                               OnPolicyConfig, chunk_tokens)
 from distillscale.training.start_lr import MUP_BASE_LR, START_LR, with_start_lr
-from distillscale.training.teacher_options import (check_mixture, flag, redacted_url, teacher_api_base,
+from distillscale.training.teacher_options import (check_mixture, flag, teacher_api_base,
                                                    teacher_location, teacher_name)
 from distillscale.units import Quantity, check_quantity
+from distillscale.urls import redacted_url
 
 
 # How a setting enters the run's hash (`TrainConfig.hash`: an interrupted run resumes only under the

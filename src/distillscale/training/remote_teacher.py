@@ -51,7 +51,7 @@ from distillscale.training.losses import LossOutput, sparse_distillation_loss
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.on_policy import generation_plan
 from distillscale.training.records import DistillationRecord, TeacherRecord, TeacherServerRecord
-from distillscale.training.teacher_options import redacted_url
+from distillscale.urls import redacted_url
 from distillscale.training.teacher_options import teacher_api_base as api_base
 from distillscale.training.top_k import CHECK_TOKENS, MASS_ROUNDING, TAIL_KNOWN, check_top_k_mass, without_rounding
 

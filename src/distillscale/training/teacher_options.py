@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distillscale.model.served import api_base as teacher_api_base
-from distillscale.model.served import redacted_url
+from distillscale.urls import redacted_url
 
 
 def teacher_name(path: Path) -> str | None:
