@@ -67,17 +67,17 @@ class Settings(BaseModel):
     def _a_path_is_a_path(cls, value: Any, info: ValidationInfo) -> Any:
         """A path setting given as "" (an unset variable in a config or a call) would read as the
         current directory, and a server's URL as a path (http:/host...): refuse both. A setting
-        with its own validator of text (a directory or a URL) words its own refusal."""
+        with its own validator of text may take a URL too (a directory or a server)."""
         field = cls.model_fields[info.field_name] if info.field_name is not None else None
-        if field is None or not takes_paths(field.annotation) \
-                or any(isinstance(item, BeforeValidator) for item in field.metadata):
+        if field is None or not takes_paths(field.annotation):
             return value
+        takes_urls = any(isinstance(item, BeforeValidator) for item in field.metadata)
         for text in (value if isinstance(value, list) else [value]):
             if isinstance(text, str) and not text.strip():
                 raise ValueError("is empty: give a path (write . for the current directory)")
             if isinstance(text, str) and "\x00" in text:
                 raise ValueError("holds a NUL character, which no path can: give the path as it is on disk")
-            if isinstance(text, str) and is_url(text):
+            if isinstance(text, str) and is_url(text) and not takes_urls:
                 raise ValueError("is a server's URL, not a path: give a directory or file on this machine")
         return value
 

@@ -345,15 +345,16 @@ def test_hostile_text_in_every_flag_of_every_command(sandbox, capsys):
                 run(sandbox, [*path, *args], capsys)
 
 
-URL = "http://user:secret@host:8000/v1"
+URL = "http://user:secret@127.0.0.1:9/v1"  # nothing listens there: a command that asks it is refused at once
 
 
 @pytest.mark.slow
 def test_a_url_given_for_any_path_is_refused_in_one_line_that_shows_it_whole_and_redacted(sandbox, capsys,
                                                                                            monkeypatch):
     """Each argument and option of each command that takes a path (read as typed: <path> arguments,
-    PATH options), given a server's URL with credentials: exit 2, one line that names it as typed
-    with its credentials hidden (never `http:/host`, never the password)."""
+    PATH options), given a server's URL with credentials where nothing listens: exit 2, one line that
+    names it as typed with its credentials hidden (never `http:/host`, never the password), whether
+    the setting refuses a URL or (plan --teacher-model) asks the server."""
     import distillscale.serve.server as server
     from distillscale.cli_options import PathText
 
@@ -361,7 +362,8 @@ def test_a_url_given_for_any_path_is_refused_in_one_line_that_shows_it_whole_and
         raise typer.Exit(0)
 
     monkeypatch.setattr(server, "make_server", no_server)  # `serve` with a valid port: stopped before listening
-    bases = _base_lines(sandbox[0]) | {"serve": ["--port", "0"], "serve-teacher": [str(sandbox[0]), "--port", "0"]}
+    bases = _base_lines(sandbox[0]) | {"serve": ["--port", "0"], "serve-teacher": [str(sandbox[0]), "--port", "0"],
+                                       "plan": ["--compute", "1e21", "--student-params", "546M"]}  # the server asked
     tried = []
     for path, command in COMMANDS:
         base = bases[" ".join(path)]
@@ -376,7 +378,7 @@ def test_a_url_given_for_any_path_is_refused_in_one_line_that_shows_it_whole_and
                 continue
             code, _ = run(sandbox, [*path, *args], capsys)
             err = _last_error[0]
-            assert code == 2 and "http://***@host:8000/v1" in err and "secret" not in err, (path, args, err)
+            assert code == 2 and "http://***@127.0.0.1:9/v1" in err and "secret" not in err, (path, args, err)
             tried.append(" ".join(path) + " " + (param.opts[0] if param.param_type_name == "option" else param.name))
     assert len(tried) >= 60, tried  # every command's paths were found (68 today)
     assert {"export-hf run_dir", "serve-teacher teacher", "train --data", "train --config", "prune teacher",

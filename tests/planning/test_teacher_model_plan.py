@@ -135,16 +135,17 @@ def test_a_teacher_in_other_units_is_refused_in_one_line(cli, teacher, law, tmp_
     refused(*base, "--law", path, "--teacher-loss", "3", words=["--teacher-model or --teacher-loss"])
 
 
-def test_a_servers_url_as_teacher_model_is_refused_in_one_line_naming_it_whole(cli):
-    """A URL is not read as a path (`http://` would show as `http:/`); the way to plan for a served
-    teacher is said, its credentials hidden."""
+def test_a_teacher_model_url_no_server_answers_is_refused_in_one_line_naming_it_whole(cli):
+    """A URL is not read as a path (`http://` would show as `http:/`): the server is asked, and one that
+    does not answer is said in one line that names the URL whole, its credentials hidden."""
     code, out, err = cli("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
-                         "--teacher-model", "http://me:secret@127.0.0.1:8000/v1")
+                         "--teacher-model", "http://me:secret@127.0.0.1:9/v1")
     assert code == 2 and len(err.strip().splitlines()) == 1 and not out, err
-    assert "--teacher-model http://***@127.0.0.1:8000/v1 is a server's URL" in err and "secret" not in err
-    assert "--teacher-params" in err and "distillscale teacher --candidates http://***@127.0.0.1:8000/v1" in err
+    assert err.startswith("distillscale: error: --teacher-model http://***@127.0.0.1:9/v1: the server at") and \
+        "secret" not in err
 
 
+@pytest.mark.slow
 def test_a_given_teacher_loss_is_said_to_be_in_the_laws_units(cli, law):
     path, _ = law
     code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-params",
@@ -314,10 +315,11 @@ def test_teacher_ranks_model_directories_measured_on_the_laws_text_beside_a_tabl
 
 
 @pytest.mark.slow
-def test_a_served_teacher_is_ranked_as_its_model_directory_is(cli, teacher, law, tmp_path, capsys):
-    """`teacher --candidates URL`: a teacher behind `serve-teacher` is sized and priced as its server
-    states it and measured through the server on the law's split, the same teacher as its directory;
-    a server that states no size (vLLM) and one of another tokenizer are refused in one line."""
+def test_a_served_teacher_is_ranked_and_planned_for_as_its_model_directory_is(cli, teacher, law, tmp_path, capsys):
+    """`teacher --candidates URL` and `plan --teacher-model URL`: a teacher behind `serve-teacher` is sized
+    and priced as its server states it and measured through the server on the law's split, the same
+    teacher and the same plan as its directory's; a server that states no size (vLLM) and one of
+    another tokenizer are refused in one line."""
     import http.server
     import threading
 
@@ -355,6 +357,28 @@ def test_a_served_teacher_is_ranked_as_its_model_directory_is(cli, teacher, law,
         assert remote["teacher_flops_per_token"] == pytest.approx(local["teacher_flops_per_token"], rel=1e-9)
         assert remote["teacher_loss"] == pytest.approx(local["teacher_loss"], rel=1e-4)   # float32 both ways
         assert remote["student_tokens"] == pytest.approx(local["student_tokens"], rel=1e-9)
+        # planned with as its directory is: `plan --teacher-model URL`
+        code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
+                             exported, "--json")
+        assert code == 0, err
+        code, remote_out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K",
+                                    "--teacher-model", served, "--json")
+        assert code == 0, err
+        local, remote = json.loads(out), json.loads(remote_out)
+        assert remote["teacher_model"]["url"] == served and remote["teacher_params"] == local["teacher_params"]
+        assert remote["teacher_model"]["forward_flops_per_token"] == pytest.approx(
+            local["teacher_model"]["forward_flops_per_token"], rel=1e-9)
+        assert remote["teacher_loss"] == pytest.approx(local["teacher_loss"], rel=1e-4)
+        assert remote["student_loss"] == pytest.approx(local["student_loss"], rel=1e-4)
+        assert remote["flops"]["teacher_inference"] == pytest.approx(local["flops"]["teacher_inference"], rel=1e-4)
+        code, text, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K",
+                              "--teacher-model", served)
+        assert code == 0 and f"teacher {served}: N_T = " in " ".join(text.split()), err
+        code, _, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K",
+                           "--teacher-model", bare)
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and last.startswith(f"distillscale: error: --teacher-model {bare}: the server does not "
+                                             "state its model's size") and "--teacher-params N" in last, err
         for url, words in ((bare, "does not state its model's size"), (foreign, "speaks another tokenizer")):
             code, _, err = cli("teacher", "--law", path, "--student-params", "20K", "--student-tokens", "2M",
                                "--candidates", url)

@@ -61,15 +61,12 @@ def _sizes(text: object) -> tuple[float, ...] | None:
         raise UserError(f"--teacher-mixture must be teacher sizes, comma-separated (e.g. 1B,300M), got {text!r}") from None
 
 
-def _model_directory(value: object) -> object:
-    """--teacher-model: a directory, not a server's URL (a path would read `http://` as `http:/`)."""
-    from distillscale.urls import is_url, redacted_url
+def _model_or_url(value: object) -> object:
+    """--teacher-model: a directory, or a server's URL kept as typed (a path would read `http://` as `http:/`)."""
+    from distillscale.urls import is_url
 
-    if is_url(value):
-        shown = redacted_url(str(value))
-        raise UserError(f"--teacher-model {shown} is a server's URL: plan takes the teacher's model directory; "
-                        f"for a served teacher, give --teacher-params with the --teacher-loss that `distillscale "
-                        f"loss {shown}` measures, or rank it with `distillscale teacher --candidates {shown}`")
+    if isinstance(value, str) and not is_url(value) and value.strip() and "\x00" not in value:
+        return Path(value)
     return value
 
 
@@ -94,10 +91,11 @@ class PlanSettings(CommandSettings):
         None, help="the existing teacher's pre-training tokens")
     teacher_loss: float | None = option(
         None, help="the existing teacher's loss (nats/token), with --teacher-params")
-    teacher_model: Annotated[Path | None, BeforeValidator(_model_directory)] = option(
+    teacher_model: Annotated[Path | str | None, BeforeValidator(_model_or_url)] = option(
         None, help="instead of --teacher-params: an existing teacher's directory (a run or a Hugging Face causal LM, "
                    "with its tokenizer, which must be the law's): N_T and FLOPs/token from its config, L_T from its "
-                   "loss.json (`distillscale loss`) or measured on the law's split")
+                   "loss.json (`distillscale loss`) or measured on the law's split; or the URL of a `distillscale "
+                   "serve-teacher` serving it, sized as the server states and measured through it")
     trust_remote_code: bool = option(
         False, help="run the own code of a --teacher-model or --student-model (its config's auto_map) to count it: "
                     "only code you trust")

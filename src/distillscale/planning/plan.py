@@ -36,6 +36,7 @@ from distillscale.planning.plans import ModeComparison, Plan, ScenarioPlans, Stu
 from distillscale.planning.repetition import is_distilled, model_penalty, repetition_check, with_repetition
 from distillscale.planning.warnings import loss_units_notes, mode_warnings, plan_warnings, vocabulary_notes
 from distillscale.units import Quantity
+from distillscale.urls import is_url
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
     from distillscale.planning.solver import DistillationPlanner
@@ -136,7 +137,7 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
     warnings = plan_warnings(laws, plans, sweep=False, given_teacher=teacher is not None)
     return ScenarioPlans(law=laws.name, laws=laws, settings=settings, plans=plans, planner=planner,
                          warnings=loss_units_notes(laws, settings, model) + vocabulary_notes(laws, forward.n_vocab, {
-                             "--student-model": student_rows, "--teacher-model": model and model.size.output_rows})
+                             "--student-model": student_rows, "--teacher-model": model and model.output_rows})
                          + warnings, teacher_model=model)
 
 
@@ -198,7 +199,6 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> list[Te
     """Each item as candidates: a TeacherCandidate as it is, a model directory measured (`teacher_model`),
     a server's URL measured through it (`served_teacher`), a table file read (`read_candidates`)."""
     from distillscale.planning.teacher import TeacherCandidate, read_candidates
-    from distillscale.urls import is_url
     from distillscale.planning.teacher_model import served_teacher, teacher_model
 
     out = []
@@ -368,11 +368,14 @@ def _student(student_params: float | None, student_model: str | Path | None, for
 
 
 def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
-    """The `--teacher-model` at the plan's context (`planning.teacher_model`), or None."""
+    """The `--teacher-model` at the plan's context (`planning.teacher_model`: a directory, or a server's
+    URL), or None."""
     if settings.teacher_model is None:
         return None
-    from distillscale.planning.teacher_model import teacher_model
+    from distillscale.planning.teacher_model import served_teacher, teacher_model
 
+    if is_url(settings.teacher_model):
+        return served_teacher(str(settings.teacher_model), laws, context, _say, given_as="--teacher-model")
     return teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say)
 
 

@@ -31,7 +31,7 @@ from distillscale.planning.run_sheet import run_sheet
 from distillscale.planning.repetition import (BASELINE_RUN, PRETRAIN_INSTEAD, TEACHER_RUN, repeated_distillation,
                                               repeated_supervised, repeated_sweep, repetition_check)
 from distillscale.planning.results import CANNOT_TELL, far_beyond, interval_or_none
-from distillscale.planning.teacher_model import TeacherModel
+from distillscale.planning.teacher_model import ServedTeacher, TeacherModel
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
     from distillscale.laws.uncertainty import Prediction
@@ -74,8 +74,9 @@ class Plan:
     # With a GPU (`plan --gpu`): each run's wall-clock, GPU-hours and cost, estimated from the measured
     # throughput table (`planning.gpu_hours`).
     gpu_hours: GpuHoursEstimate | None = None
-    # With `--teacher-model`: the teacher's size, FLOPs per token and measured loss (`planning.teacher_model`).
-    teacher_model: TeacherModel | None = None
+    # With `--teacher-model`: the teacher's size, FLOPs per token and measured loss (`planning.teacher_model`:
+    # a model directory's, or a served teacher's as its server states them).
+    teacher_model: TeacherModel | ServedTeacher | None = None
     # What the supervised law's correction beyond its runs did to the plan's losses (the sizes are the
     # raw law's optimum: `planning.correction`); None when it changed none of them.
     correction: CorrectionShift | None = None

@@ -1,5 +1,6 @@
 """A model directory as the plan's existing teacher (`plan --teacher-model DIR`) or its student
-(`plan --student-model DIR`): a distillscale run or any Hugging Face causal LM.
+(`plan --student-model DIR`): a distillscale run or any Hugging Face causal LM; or a teacher behind
+`distillscale serve-teacher` (`plan --teacher-model URL`, `teacher --candidates URL`: `served_teacher`).
 
 N and the forward FLOPs per token come from the model's config, counted as the engine counts every
 model it trains or distils from (`model.sizes`: non-embedding parameters, every matmul and attention
@@ -48,6 +49,10 @@ class TeacherModel:
     @property
     def params(self) -> float:
         return float(self.size.non_embedding_params)
+
+    @property
+    def output_rows(self) -> int:
+        return self.size.output_rows
 
     def describe(self) -> str:
         """One line: the teacher's N, FLOPs per token and L_T, and where L_T came from."""
@@ -111,12 +116,25 @@ class ServedTeacher:
     flops_per_token: float
     context: int
     loss: LossRecord
+    output_rows: int | None = None   # the vocabulary the server states
+
+    def describe(self) -> str:
+        """One line, as `TeacherModel.describe`: N_T, FLOPs per token and L_T, as the server states and serves."""
+        return (f"teacher {self.url}: N_T = {self.params:,.0f}, {self.flops_per_token:.4g} FLOPs/token at context "
+                f"{self.context} (as its server states); L_T = {self.loss.describe()}, measured through the server")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "non_embedding_params": self.params, "forward_flops_per_token": self.flops_per_token,
+                "context": self.context, "flops_method": "as its server states", "loss": self.loss.nats_per_token,
+                "loss_standard_error": self.loss.standard_error, "bits_per_byte": self.loss.bits_per_byte,
+                "loss_source": "measured through the server", "loss_record": self.loss.model_dump(mode="json")}
 
 
 def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message: None,
                    given_as: str = "--candidates") -> ServedTeacher:
     """The teacher served at `url` for a plan under `laws` at `context` tokens: refused in one line when
-    the server does not state its model's size and FLOPs (vLLM) or its tokenizer is not the law's."""
+    the server does not state its model's size and FLOPs (vLLM) or its tokenizer is not the law's
+    (`given_as`, the flag, says what to give instead)."""
     from distillscale.model.served import served_model
     from distillscale.urls import redacted_url
 
@@ -124,10 +142,11 @@ def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message
     model = served_model(url, given_as)
     about = model.about
     if about.non_embedding_params is None or about.forward_flops_per_token is None:
+        given = ("--teacher-params N with the --teacher-loss" if given_as == "--teacher-model" else
+                 "a CSV row with its teacher_params and the teacher_loss")
         raise UserError(f"{given_as} {shown}: the server does not state its model's size and FLOPs per token (vLLM "
                         "does not; `distillscale serve-teacher` does): give the teacher's model directory instead, or "
-                        f"a CSV row with its teacher_params and the teacher_loss `distillscale loss {shown} --data "
-                        "CORPUS --tokenizer DIR` measures")
+                        f"{given} `distillscale loss {shown} --data CORPUS --tokenizer DIR` measures")
     _check_served_tokenizer(shown, about, laws, given_as)
     at = min(context, model.max_model_len - 1) if model.max_model_len else context
     if at < context:
@@ -137,7 +156,7 @@ def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message
     record = _measure(url, directory, at, False, given_as, shown)
     flops = about.forward_flops_per_token
     return ServedTeacher(shown, float(about.non_embedding_params), float(flops.base + flops.per_context_token * at),
-                         at, record)
+                         at, record, about.vocab_size)
 
 
 def _check_served_tokenizer(shown: str, about, laws: LawSet, given_as: str) -> None:
