@@ -67,11 +67,11 @@ class Settings(BaseModel):
     def _a_path_is_a_path(cls, value: Any, info: ValidationInfo) -> Any:
         """A path setting given as "" (an unset variable in a config or a call) would read as the
         current directory, and a server's URL as a path (http:/host...): refuse both. A setting
-        with its own validator of text may take a URL too (a directory or a server)."""
+        that also takes text (`Path | str`: a directory or a server's URL) takes a URL as typed."""
         field = cls.model_fields[info.field_name] if info.field_name is not None else None
         if field is None or not takes_paths(field.annotation):
             return value
-        takes_urls = any(isinstance(item, BeforeValidator) for item in field.metadata)
+        takes_urls = str in get_args(field.annotation)
         for text in (value if isinstance(value, list) else [value]):
             if isinstance(text, str) and not text.strip():
                 raise ValueError("is empty: give a path (write . for the current directory)")

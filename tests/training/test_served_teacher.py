@@ -5,6 +5,7 @@ teacher in process with the same top-k."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
@@ -510,6 +511,41 @@ def test_a_password_in_the_teacher_url_is_never_printed_or_recorded(cli, teacher
     assert code == 2 and "s3cret" not in out + err and "***@" in err, err
     client = TeacherClient("http://user:s3cret@127.0.0.1:1/v1", K)
     assert client.record().url == "http://***@127.0.0.1:1/v1" and "s3cret" in client.endpoint
+
+
+class NeedsPassword(Garbage):
+    """A model list behind HTTP Basic authorization (user "me", password "s3cr@t"); records what it was asked."""
+
+    body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model", "max_model_len": 64}]}).encode()
+    asked: list = []
+
+    def do_GET(self):  # noqa: N802
+        self.asked.append((self.path, self.headers.get("Authorization")))
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"me:s3cr@t").decode():
+            self.send_response(401)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
+        self._garbage()
+
+
+def test_a_user_and_password_in_the_teacher_url_go_as_basic_authorization():
+    """The URL's credentials (percent-encoded as a URL writes them) reach the server as HTTP Basic
+    authorization, never as part of the host; without them the server's refusal is one line."""
+    from distillscale.model.served import served_model
+
+    serving = Serving(ThreadingHTTPServer(("127.0.0.1", 0), NeedsPassword))
+    try:
+        port = serving.port
+        model = TeacherClient(f"http://me:s3cr%40t@127.0.0.1:{port}/v1", K, retries=0).connect()
+        assert model.name == "m" and NeedsPassword.asked[-1][0] == "/v1/models"
+        assert served_model(f"http://me:s3cr%40t@127.0.0.1:{port}", "--teacher-model").name == "m"
+        with pytest.raises(UserError, match="HTTP 401") as error:
+            served_model(f"http://127.0.0.1:{port}/v1", "--teacher-model")
+        assert "\n" not in str(error.value)
+    finally:
+        serving.stop()
 
 
 def test_config_json_keeps_no_password_and_a_new_password_still_resumes(teacher, tmp_path):

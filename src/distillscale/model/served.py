@@ -6,6 +6,7 @@ client (`training.remote_teacher.TeacherClient`) asks the same way, with retries
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -115,9 +116,12 @@ def validated_card(answer: Any, where: str) -> ServedModel:
 def request_json(method: str, url: str, data: bytes | None, timeout: float,
                  timeout_flag: str = "--teacher-timeout") -> Any:
     """One JSON exchange with a server: its answer, or a ServerError saying in one line what failed and
-    whether trying again may help (no answer, a timeout, a 5xx or 429, malformed JSON)."""
+    whether trying again may help (no answer, a timeout, a 5xx or 429, malformed JSON). A user name and
+    password in the URL (https://user:secret@host/v1) go as HTTP Basic authorization."""
+    url, authorization = _credentials(url)
     request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+                                     headers={"Content-Type": "application/json", "Accept": "application/json",
+                                              **authorization})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
@@ -170,6 +174,17 @@ def shown(value: Any) -> str:
     return text[:40] + ("..." if len(text) > 40 else "")
 
 
+
+
+def _credentials(url: str) -> tuple[str, dict[str, str]]:
+    """(the URL without its user name and password, the Authorization header they make; {} without)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.username is None and parsed.password is None:
+        return url, {}
+    host = parsed.netloc.rpartition("@")[2]
+    user = urllib.parse.unquote(parsed.username or "") + ":" + urllib.parse.unquote(parsed.password or "")
+    token = base64.b64encode(user.encode()).decode("ascii")
+    return urllib.parse.urlunsplit(parsed._replace(netloc=host)), {"Authorization": f"Basic {token}"}
 
 
 def api_base(url: str) -> str:
