@@ -183,9 +183,10 @@ def to_toml(config: BaseModel) -> str:
 
 
 def load_config(config_class: type[TConfig], path: Path | None = None,
-                overrides: dict[str, Any] | None = None) -> TConfig:
+                overrides: dict[str, Any] | None = None, flag_names: dict[str, str] | None = None) -> TConfig:
     """Validate a TOML file (optional) with command-line `overrides` applied on top, as
-    `config_class` (e.g. TrainConfig, DistillConfig or CacheConfig).
+    `config_class` (e.g. TrainConfig, DistillConfig or CacheConfig); errors name a setting by its flag,
+    or as `flag_names` says (prune's positional {"teacher": "TEACHER"}).
 
     `overrides` holds only the flags the user actually gave (None means "not given").
     """
@@ -199,7 +200,7 @@ def load_config(config_class: type[TConfig], path: Path | None = None,
     try:
         return config_class.model_validate(settings)
     except ValidationError as exc:
-        raise UserError(describe_error(exc, flags, path)) from None
+        raise UserError(describe_error(exc, flags, path, flag_names)) from None
 
 
 def _read_toml(path: Path, config_class: type[BaseModel]) -> dict[str, Any]:

@@ -23,7 +23,8 @@ def prune_command(teacher: Path, config: Path | None = None, as_json: bool = Fal
     from distillscale.settings import load_config
     from distillscale.training.pruning import prune_teacher
 
-    record = prune_teacher(load_config(PruneConfig, config, settings | {"teacher": teacher}), progress=True)
+    record = prune_teacher(load_config(PruneConfig, config, settings | {"teacher": teacher},
+                                       flag_names={"teacher": "TEACHER"}), progress=True)
     if as_json:
         print_json(record.model_dump())
         return 0

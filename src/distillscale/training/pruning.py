@@ -80,7 +80,7 @@ def prune_teacher(config: PruneConfig, progress: bool = False) -> PruneRecord:
     out = Path(config.out)
     if out.exists() or out.is_symlink():
         raise UserError(f"{out} exists: prune writes a new directory; choose another --out")
-    source = find_teacher(config.teacher, config.trust_remote_code)
+    source = find_teacher(config.teacher, config.trust_remote_code, given_as="prune's TEACHER argument")
     if config.tokenizer is not None and source.tokenizer_path is not None \
             and not same_tokenizer(source.tokenizer_path, config.tokenizer):
         raise UserError(f"--tokenizer {config.tokenizer} is not the teacher's ({source.tokenizer_path}): a pruned "
