@@ -11,6 +11,9 @@ from distillscale.training.prune_config import PruneConfig
 from distillscale.units import format_quantity
 
 
+NAMES = {"teacher": "TEACHER"}  # how errors name the settings: the teacher is the argument
+
+
 def prune_command(teacher: Path, config: Path | None = None, as_json: bool = False, **settings) -> int:
     """Prune a teacher into a smaller student of the family, to distil with `distill --student-init OUT`.
 
@@ -23,8 +26,7 @@ def prune_command(teacher: Path, config: Path | None = None, as_json: bool = Fal
     from distillscale.settings import load_config
     from distillscale.training.pruning import prune_teacher
 
-    record = prune_teacher(load_config(PruneConfig, config, settings | {"teacher": teacher},
-                                       flag_names={"teacher": "TEACHER"}), progress=True)
+    record = prune_teacher(load_config(PruneConfig, config, settings | {"teacher": teacher}, NAMES), progress=True)
     if as_json:
         print_json(record.model_dump())
         return 0
