@@ -16,7 +16,7 @@ try:  # typer >= 0.22 bundles its own copy of click and raises that copy's excep
 except ImportError:  # older typer uses click itself
     from click import exceptions as click_exceptions
 
-from distillscale.cli_options import PathText, version_option
+from distillscale.cli_options import is_path_parameter, version_option
 from distillscale.console import visible
 from distillscale.data.commands import data_app
 from distillscale.errors import ParameterError, UserError
@@ -216,17 +216,13 @@ def _empty_path(argv: list[str]) -> str | None:
     while args and hasattr(command, "commands") and args[0] in command.commands:
         command = command.commands[args.pop(0)]
 
-    def is_path(param) -> bool:  # paths arrive as typed text: PathText arguments, PATH options
-        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-        return annotation is PathText or getattr(param, "metavar", None) == "PATH"
-
     params = getattr(command, "params", [])
-    path_options = {opt for param in params if is_path(param) and param.param_type_name == "option"
+    path_options = {opt for param in params if is_path_parameter(param) and param.param_type_name == "option"
                     for opt in param.opts}
     takes_value = {opt for param in params if param.param_type_name == "option" and not param.is_flag
                    for opt in param.opts}
     path_arguments = [param.name.upper() for param in params
-                      if is_path(param) and param.param_type_name == "argument"]
+                      if is_path_parameter(param) and param.param_type_name == "argument"]
     for i, arg in enumerate(args):
         flag, equals, value = arg.partition("=")
         if equals and value == "" and flag in path_options:

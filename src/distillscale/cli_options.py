@@ -48,6 +48,12 @@ class PathText(str):
 PathText.__name__ = "path"  # what typer's --help shows
 
 
+def is_path_parameter(param: Any) -> bool:
+    """Whether a parameter of the built command tree takes a path: a PathText argument, a PATH option."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return annotation is PathText or getattr(param, "metavar", None) == "PATH"
+
+
 class CommandSettings(Settings):
     """One command's settings: each field a flag (its name `--field-name` unless `option(flag=...)`
     says otherwise) or an argument. `command_path` names the command (`"fit supervised"`)."""

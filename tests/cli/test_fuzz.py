@@ -356,7 +356,7 @@ def test_a_url_given_for_any_path_is_refused_in_one_line_that_shows_it_whole_and
     names it as typed with its credentials hidden (never `http:/host`, never the password), whether
     the setting refuses a URL or (plan --teacher-model) asks the server."""
     import distillscale.serve.server as server
-    from distillscale.cli_options import PathText
+    from distillscale.cli_options import is_path_parameter
 
     def no_server(*args, **kwargs):
         raise typer.Exit(0)
@@ -369,13 +369,13 @@ def test_a_url_given_for_any_path_is_refused_in_one_line_that_shows_it_whole_and
         base = bases[" ".join(path)]
         arguments = [p for p in command.params if p.param_type_name == "argument"]
         for param in command.params:
-            if param.param_type_name == "argument" and param.type_descriptor.annotation is PathText:
+            if not is_path_parameter(param):
+                continue
+            if param.param_type_name == "argument":
                 position = arguments.index(param)
                 args = [*base[:position], URL, *base[position + 1:]]
-            elif param.param_type_name == "option" and param.metavar == "PATH":
-                args = [*base, param.opts[0], URL]
             else:
-                continue
+                args = [*base, param.opts[0], URL]
             code, _ = run(sandbox, [*path, *args], capsys)
             err = _last_error[0]
             assert code == 2 and "http://***@127.0.0.1:9/v1" in err and "secret" not in err, (path, args, err)

@@ -31,6 +31,7 @@ from distillscale.planning.modes import OnPolicy
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW, HYPERPARAMETER_LAW_HELP
 from distillscale.settings import quantity
 from distillscale.units import Quantity, check_parameter, parse_quantity
+from distillscale.urls import is_url
 
 SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
 FLOP_METHODS = ForwardFlops.METHODS
@@ -62,12 +63,9 @@ def _sizes(text: object) -> tuple[float, ...] | None:
 
 
 def _model_or_url(value: object) -> object:
-    """--teacher-model: a directory, or a server's URL kept as typed (a path would read `http://` as `http:/`)."""
-    from distillscale.urls import is_url
-
-    if isinstance(value, str) and not is_url(value) and value.strip() and "\x00" not in value:
-        return Path(value)
-    return value
+    """--teacher-model: a directory, or a server's URL kept as typed (a path would read `http://` as `http:/`).
+    An empty or NUL-holding value was refused before, by the settings' path check."""
+    return Path(value) if isinstance(value, str) and not is_url(value) else value
 
 
 class PlanSettings(CommandSettings):
