@@ -94,6 +94,43 @@ def test_weighing_families_counts_a_family_once_however_many_ladders_it_has():
     dirty = leave_one_family_out(poisoned, family, weigh_families=True)
     assert dirty["ladder3"] == clean["ladder3"] and dirty["ladder0"] != clean["ladder0"]
 
+def test_quantiles_across_families_are_those_of_errors_on_a_family_the_scale_did_not_see():
+    table = synthetic(seed=4)
+    inside, across = fit_pack_interval(table, group=family), fit_pack_interval(table, group=family, across=family)
+    # the scale is the fit on every family; only the quantiles change
+    assert (across.floor, across.per_efold, across.per_lever) == (inside.floor, inside.per_efold, inside.per_lever)
+    # families alike: their errors standardized by a scale that did not see them are much the same
+    assert np.allclose(across.ends(0.9), inside.ends(0.9), rtol=0.25)
+    # one family errs three times as much far out: a scale fitted without it standardizes its errors
+    # as a user's unseen ladder is, and the interval widens for that
+    loud = np.where((table.ladder == "ladder6") | (table.ladder == "ladder7") | (table.ladder == "ladder8"),
+                    table.y * np.where(table.N / np.array([s.params_max for s in table.summaries]) > 4, 3.0, 1.0),
+                    table.y)
+    loud = IntervalTable(table.ladder, table.summaries, table.N, table.D, loud)
+    wide, narrow = fit_pack_interval(loud, group=family, across=family), fit_pack_interval(loud, group=family)
+    assert np.diff(wide.ends(0.9))[0] > 1.03 * np.diff(narrow.ends(0.9))[0]     # 1.07 measured
+    # and leaving a family out still leaves it out of the quantiles' inner fits too
+    poisoned = IntervalTable(table.ladder, table.summaries, table.N, table.D,
+                             np.where(table.ladder == "ladder4", table.y * 40, table.y))
+    clean = leave_one_family_out(table, family, weigh_families=True, across=True)
+    dirty = leave_one_family_out(poisoned, family, weigh_families=True, across=True)
+    assert dirty["ladder3"] == clean["ladder3"] and dirty["ladder0"] != clean["ladder0"]
+
+
+def test_the_ratio_term_widens_only_beyond_the_runs_and_with_the_distance_from_the_runs_tokens_per_parameter():
+    s = _summary(1e8, 4, 30)                                 # the runs' median: 20 tokens per parameter
+    assert s.ratio_distance(1e8, 2e9) == pytest.approx(0.0) and s.ratio_distance(1e8, 2e11) == pytest.approx(np.log(100))
+    model = PackInterval(floor=0.5, per_efold=0.5, per_lever=0.0, per_token=0.0, per_ratio=0.3, runs_power=0.0,
+                         quantiles=tuple(np.linspace(-0.05, 0.05, len(QUANTILE_LEVELS))))
+    plain = model.model_copy(update={"per_ratio": 0.0})
+    # inside the fitted sizes the ratio does not matter
+    assert model.scale(s, 1e8, 1e9) == pytest.approx(plain.scale(s, 1e8, 1e9))
+    # beyond them, a target far from the runs' ratio (either way) is wider than one at it
+    at, short, long = (float(model.scale(s, 4e8, 4e8 * r)) for r in (20, 20 / np.e ** 2, 20 * np.e ** 2))
+    assert at == pytest.approx(float(plain.scale(s, 4e8, 8e9)))
+    assert short == pytest.approx(long) and short > at
+
+
 def test_interval_scores_is_the_pack_tables_arithmetic():
     ladder = np.array(["a", "a", "b", "b"])
     observed = np.array([1.0, 1.0, 2.0, 2.0])

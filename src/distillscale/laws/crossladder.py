@@ -102,6 +102,12 @@ class FitSummary(_Record):
         N, D = np.asarray(N, float), np.asarray(D, float)
         return np.maximum(np.log(N / self.params_max), 0.0), np.maximum(np.log(D / self.tokens_max), 0.0)
 
+    def ratio_distance(self, N, D) -> np.ndarray:
+        """|ln(D/N) - the fitted runs' median ln(D/N)|: how far the target's tokens per parameter lie
+        from those the fit was pinned at."""
+        N, D = np.asarray(N, float), np.asarray(D, float)
+        return np.abs(np.log(D / N) - self.log_ratio_median)
+
     @property
     def span(self) -> float:
         """ln(largest / smallest fitted N): the fitted span of sizes."""

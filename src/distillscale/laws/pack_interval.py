@@ -14,16 +14,18 @@ beyond the fitted tokens (dD = ln(D / largest fitted D), 0 inside), and how many
                                         x (runs / RUNS_REFERENCE)^-runs_power
 
 (m: the fit's own in-sample misfit, the RMS of its log residuals, which a user has before training
-the target too), times (h / h_ref)^k where the rule has k > 0: h the law's own backtest half-width at
-the target, so a fit whose own smaller fits erred little gets a narrower interval than one whose
-erred much (h_ref the calibration rows' median h)
+the target too; a rule may also add (per_ratio dN |ln(D/N) - the runs' median ln(D/N)|)^2), times
+(h / h_ref)^k where the rule has k > 0: h the law's own backtest half-width at the target, so a fit
+whose own smaller fits erred little gets a narrower interval than one whose erred much (h_ref the
+calibration rows' median h)
 
-and the quantiles of the signed errors y / s (each ladder weighing the same) at QUANTILE_LEVELS are
-the interval's ends: [predicted e^(q_low s), predicted e^(q_high s)], never excluding the
-prediction itself. The scale's coefficients are those with the narrowest mean interval at the
-calibration level whose quantiles cover it on the ladders fitted (`fit_pack_interval`); scored
-leaving one family of ladders out (`leave_one_family_out`): a family's ladders never enter the
-calibration that scores them. Nothing is added to it: its errors are those of fits like the user's on runs
+and the quantiles of the signed errors y / s at QUANTILE_LEVELS are the interval's ends:
+[predicted e^(q_low s), predicted e^(q_high s)], never excluding the prediction itself. The scale's
+coefficients are fitted by the likelihood of Laplace errors (`fit_pack_interval`), each ladder or
+each family of ladders weighing the same; with `across`, each row's error is standardized by a
+scale fitted without its family, so the quantiles are those of errors on a family the scale never
+saw, as a user's ladder is. Scored leaving one family of ladders out (`leave_one_family_out`): a
+family's ladders never enter the calibration that scores them. Nothing is added to it: its errors are those of fits like the user's on runs
 like the user's, the fit's noise and the runs' seed noise included, so a law carrying it shows it
 alone (`SupervisedLaw.prediction`) and the scoring calls that same function (`predicted_with`); a
 target farther beyond the fitted sizes (`reach`) or tokens (`token_reach`) than any calibration row
@@ -71,6 +73,9 @@ class PackInterval(FittedOnThePack):
     per_lever: float = Field(ge=0, le=1)
     per_token: float = Field(ge=0, le=1)
     per_misfit: float = Field(default=0.0, ge=0, le=1000)
+    # beyond the fitted sizes, a target whose tokens per parameter lie far from the fitted runs'
+    # median ratio errs more: the term is per_ratio x dN x |ln(D/N) - the runs' median ln(D/N)|
+    per_ratio: float = Field(default=0.0, ge=0, le=1000)
     runs_power: float = Field(ge=0, le=2)
     quantiles: tuple[Number, ...]
     # The farthest a calibration row lay beyond its fit (dN, e-folds): farther, the interval is itself
@@ -93,7 +98,7 @@ class PackInterval(FittedOnThePack):
             raise ValueError(f"quantiles must have {len(QUANTILE_LEVELS)} entries, one per level {QUANTILE_LEVELS}")
         if any(b < a for a, b in zip(self.quantiles, self.quantiles[1:])):
             raise ValueError("quantiles must not decrease")
-        if self.floor + self.per_efold + self.per_lever + self.per_token + self.per_misfit <= 0:
+        if self.floor + self.per_efold + self.per_lever + self.per_token + self.per_misfit + self.per_ratio <= 0:
             raise ValueError("the scale must have a positive coefficient")
         return self
 
@@ -103,8 +108,9 @@ class PackInterval(FittedOnThePack):
         (relative; the standardized errors' unit)."""
         dN, dD = summary.distances(N, D)
         lever = dN / max(summary.span, MIN_SPAN)
+        ratio = dN * summary.ratio_distance(N, D)
         size = np.sqrt(self.floor ** 2 + (self.per_efold * dN) ** 2 + (self.per_lever * lever) ** 2
-                       + (self.per_token * dD) ** 2 + (self.per_misfit * misfit) ** 2)
+                       + (self.per_token * dD) ** 2 + (self.per_misfit * misfit) ** 2 + (self.per_ratio * ratio) ** 2)
         runs = min(max(summary.runs, self.runs_range[0]), self.runs_range[1])
         size = size * (runs / RUNS_REFERENCE) ** -self.runs_power
         if backtest is None or self.backtest_power == 0:
@@ -309,12 +315,14 @@ class IntervalTable:
         return w
 
     def distances(self) -> np.ndarray:
-        """Per row: dN, dN / span, dD, the fit's misfit and its runs (columns)."""
-        out = np.empty((len(self), 5))
+        """Per row: dN, dN / span, dD, the fit's misfit, dN x the ratio's distance and the fit's runs
+        (columns, in `PackInterval.scale`'s order)."""
+        out = np.empty((len(self), 6))
         misfit = np.zeros(len(self)) if self.misfit is None else self.misfit
         for i, (s, n, d) in enumerate(zip(self.summaries, self.N, self.D)):
             dN, dD = s.distances(n, d)
-            out[i] = float(dN), float(dN) / max(s.span, MIN_SPAN), float(dD), misfit[i], max(s.runs, 1)
+            out[i] = (float(dN), float(dN) / max(s.span, MIN_SPAN), float(dD), misfit[i],
+                      float(dN * s.ratio_distance(n, d)), max(s.runs, 1))
         return out
 
 
@@ -328,46 +336,29 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, p) -> np.ndarray:
 
 
 # The scale's terms a calibration may use (a rule leaves some out: `fit_pack_interval(terms=...)`).
-TERMS = ("floor", "per_efold", "per_lever", "per_token", "per_misfit", "runs_power")
+TERMS = ("floor", "per_efold", "per_lever", "per_token", "per_misfit", "per_ratio", "runs_power")
 
 
 def _scale(coefficients: np.ndarray, power: float, x: np.ndarray) -> np.ndarray:
     """PackInterval.scale on `IntervalTable.distances` rows (their runs inside the calibration's range)."""
-    size = np.sqrt(coefficients[0] ** 2 + (coefficients[1] * x[:, 0]) ** 2 + (coefficients[2] * x[:, 1]) ** 2
-                   + (coefficients[3] * x[:, 2]) ** 2 + (coefficients[4] * x[:, 3]) ** 2)
-    return size * (x[:, 4] / RUNS_REFERENCE) ** -power
+    size = np.sqrt(coefficients[0] ** 2 + np.sum((coefficients[1:] * x[:, :5]) ** 2, axis=1))
+    return size * (x[:, 5] / RUNS_REFERENCE) ** -power
 
 
 OBJECTIVES = ("likelihood", "width")
 
 
-def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
-                      objective: str = "likelihood", backtest_power: float = 0.0, group=None) -> PackInterval:
-    """The scale's coefficients (those of `terms`; the others 0) by maximum likelihood of Laplace
-    errors, sum over rows of w (|y| / s + ln s), each ladder weighing the same (robust: a ladder's few
-    runs inside their warm-up pull it no more than others); with objective "width", then moved to
-    the narrowest mean `level` interval whose ends are the quantiles below (the interval score at a
-    fixed coverage); then the standardized signed errors' weighted quantiles at QUANTILE_LEVELS: so
-    a `level` interval covers `level` of the rows. With `backtest_power` k > 0 the errors are first
-    divided by (h / their median h)^k, h each row's own backtest half-width (`table.backtest`), and
-    the model keeps k and that median. With `group`, each family of ladders weighs the same
-    (`IntervalTable.weights`)."""
+def _fitted_scale(y: np.ndarray, x: np.ndarray, w: np.ndarray, use: np.ndarray, objective: str,
+                  level: float) -> tuple[np.ndarray, float]:
+    """The scale's coefficients and runs power on rows (y, x, w): `fit_pack_interval`'s fit."""
     from scipy.optimize import minimize
 
-    x, w = table.distances(), table.weights(group)
-    use = np.array([t in terms for t in TERMS])
-    reference = 0.1
-    if backtest_power > 0:
-        h = np.maximum(table.backtest, 1e-4)
-        reference = float(np.median(h))
-        table = IntervalTable(table.ladder, table.summaries, table.N, table.D,
-                              table.y * (reference / h) ** backtest_power, table.misfit, table.backtest)
-    size = np.maximum(np.abs(table.y), 1e-6)
+    size = np.maximum(np.abs(y), 1e-6)
 
     def unpack(theta):
         values = np.where(use, np.exp(np.clip(theta, -30, 5)), 0.0)
-        values[5] = min(float(np.log1p(values[5])), 2.0) if use[5] else 0.0
-        return values[:5], values[5]
+        values[6] = min(float(np.log1p(values[6])), 2.0) if use[6] else 0.0
+        return values[:6], values[6]
 
     def loss(theta) -> float:
         coefficients, power = unpack(theta)
@@ -376,9 +367,10 @@ def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
 
     typical = float(np.median(size))
     best = None
-    for shares in ((1.0, 1.0, 1.0, 1.0, 1.0, 0.3), (1.0, 0.1, 3.0, 0.1, 0.3, 0.01), (3.0, 1.0, 0.1, 1.0, 3.0, 1.0)):
+    for shares in ((1.0, 1.0, 1.0, 1.0, 1.0, 0.3, 0.3), (1.0, 0.1, 3.0, 0.1, 0.3, 0.03, 0.01),
+                   (3.0, 1.0, 0.1, 1.0, 3.0, 0.1, 1.0)):
         start = np.log(np.array([typical * shares[0], typical * shares[1], typical * shares[2], typical * shares[3],
-                                 shares[4], np.expm1(shares[5])]))
+                                 shares[4], typical * shares[5], np.expm1(shares[6])]))
         found = minimize(loss, start, method="Nelder-Mead", options={"maxiter": 6000, "xatol": 1e-7, "fatol": 1e-10})
         if best is None or found.fun < best.fun - 1e-12:
             best = found
@@ -388,22 +380,60 @@ def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
         def width(theta) -> float:
             coefficients, power = unpack(theta)
             s = np.maximum(_scale(coefficients, power, x), 1e-9)
-            low, high = weighted_quantile(table.y / s, w, tails)
+            low, high = weighted_quantile(y / s, w, tails)
             return float(np.sum(w * (np.exp(max(high, 0.0) * s) - np.exp(min(low, 0.0) * s))) / np.sum(w))
 
         best = minimize(width, best.x, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-12})
     coefficients, power = unpack(best.x)
     if coefficients.sum() <= 0:
-        coefficients = np.array([typical, 0.0, 0.0, 0.0, 0.0])
+        coefficients = np.array([typical, 0.0, 0.0, 0.0, 0.0, 0.0])
+    return coefficients, power
+
+
+def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
+                      objective: str = "likelihood", backtest_power: float = 0.0, group=None,
+                      across=None) -> PackInterval:
+    """The scale's coefficients (those of `terms`; the others 0) by maximum likelihood of Laplace
+    errors, sum over rows of w (|y| / s + ln s), each ladder weighing the same (robust: a ladder's few
+    runs inside their warm-up pull it no more than others); with objective "width", then moved to
+    the narrowest mean `level` interval whose ends are the quantiles below (the interval score at a
+    fixed coverage); then the standardized signed errors' weighted quantiles at QUANTILE_LEVELS: so
+    a `level` interval covers `level` of the rows. With `backtest_power` k > 0 the errors are first
+    divided by (h / their median h)^k, h each row's own backtest half-width (`table.backtest`), and
+    the model keeps k and that median. With `group`, each family of ladders weighs the same
+    (`IntervalTable.weights`). With `across` (a ladder's family, e.g. `published.family`), each
+    row's error is standardized by a scale fitted without its family (brought to the whole fit's
+    size on the rows both saw), so the quantiles are those of errors on a family the scale did not
+    see, as a user's ladder is (cross-conformal; the scale itself is the whole fit's)."""
+    x, w = table.distances(), table.weights(group)
+    use = np.array([t in terms for t in TERMS])
+    reference = 0.1
+    y = table.y
+    if backtest_power > 0:
+        h = np.maximum(table.backtest, 1e-4)
+        reference = float(np.median(h))
+        y = table.y * (reference / h) ** backtest_power
+    coefficients, power = _fitted_scale(y, x, w, use, objective, level)
     s = _scale(coefficients, power, x)
-    quantiles = weighted_quantile(table.y / s, w, QUANTILE_LEVELS)
+    z = y / s
+    if across is not None:
+        family = np.array([across(name) for name in table.ladder])
+        for name in sorted(set(family.tolist())):
+            inside = family == name
+            if inside.all():
+                break
+            c, p = _fitted_scale(y[~inside], x[~inside], w[~inside], use, objective, level)
+            other = _scale(c, p, x)
+            other *= np.sum(w[~inside] * s[~inside]) / np.sum(w[~inside] * other[~inside])
+            z[inside] = y[inside] / other[inside]
+    quantiles = weighted_quantile(z, w, QUANTILE_LEVELS)
     # stored in units of the distance terms' sum (the quantiles absorb the scale): those in [0, 1]
     total = float(coefficients[:4].sum()) or float(coefficients.sum())
-    floor, per_efold, per_lever, per_token, per_misfit = (float(c) / total for c in coefficients)
+    floor, per_efold, per_lever, per_token, per_misfit, per_ratio = (float(c) / total for c in coefficients)
     return PackInterval(floor=floor, per_efold=per_efold, per_lever=per_lever, per_token=per_token,
-                        per_misfit=per_misfit, runs_power=float(power), reach=float(max(x[:, 0].max(), 1e-6)),
-                        token_reach=float(max(x[:, 2].max(), 0.0)),
-                        runs_range=(float(x[:, 4].min()), float(x[:, 4].max())),
+                        per_misfit=per_misfit, per_ratio=per_ratio, runs_power=float(power),
+                        reach=float(max(x[:, 0].max(), 1e-6)), token_reach=float(max(x[:, 2].max(), 0.0)),
+                        runs_range=(float(x[:, 5].min()), float(x[:, 5].max())),
                         backtest_power=float(backtest_power), backtest_reference=reference,
                         quantiles=tuple(float(q) * total for q in np.maximum.accumulate(quantiles)),
                         ladders=tuple(sorted(set(table.ladder.tolist()))), n_rows=len(table))
@@ -411,7 +441,7 @@ def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
 
 def leave_one_family_out(table: IntervalTable, group, level: float = 0.9, terms=TERMS,
                          objective: str = "likelihood", backtest_power: float = 0.0,
-                         weigh_families: bool = False) -> dict[str, PackInterval]:
+                         weigh_families: bool = False, across: bool = False) -> dict[str, PackInterval]:
     """For each family (`group(ladder name)`, e.g. `published.family`), the calibration fitted on the
     other families' rows alone (`weigh_families`: each family the same weight there); keyed by ladder
     name (every ladder of a family shares its model). Nothing of a family enters the model that
@@ -421,7 +451,7 @@ def leave_one_family_out(table: IntervalTable, group, level: float = 0.9, terms=
     for family in sorted(set(families.tolist())):
         inside = families == family
         model = fit_pack_interval(table.subset(~inside), level, terms, objective, backtest_power,
-                                  group if weigh_families else None)
+                                  group if weigh_families else None, group if across else None)
         for name in set(table.ladder[inside].tolist()):
             models[name] = model
     return models
