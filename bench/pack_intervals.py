@@ -3,7 +3,7 @@ leaving one family of ladders out, from the cache of bench/crossladder_cache.py 
 
     python bench/pack_intervals.py --cache C                      # every rule, leave one family out
     python bench/pack_intervals.py --cache C --rules full --markdown
-    python bench/pack_intervals.py --cache C --rules efold --weigh family --across yes   # the shipped rule
+    python bench/pack_intervals.py --cache C --rules efold+misfit --weigh family --across yes   # the shipped rule
     python bench/pack_intervals.py --cache C --rules full --write-model   # fit on every ladder:
                                                       # src/distillscale/laws/pack_interval.json
 
@@ -60,6 +60,8 @@ RULES = {
     "floor+ratio": ("floor", "per_ratio"),
     "floor+misfit": ("floor", "per_misfit"),
     "efold": ("floor", "per_efold"),
+    "efold+misfit": ("floor", "per_efold", "per_misfit"),
+    "efold+misfit+ratio": ("floor", "per_efold", "per_misfit", "per_ratio"),
     "floor+runs": ("floor", "runs_power"),
     "efold+ratio": ("floor", "per_efold", "per_ratio"),
     "full": ("floor", "per_efold", "per_lever", "per_token", "per_misfit", "per_ratio", "runs_power"),

@@ -117,6 +117,18 @@ def test_quantiles_across_families_are_those_of_errors_on_a_family_the_scale_did
     assert dirty["ladder3"] == clean["ladder3"] and dirty["ladder0"] != clean["ladder0"]
 
 
+def test_a_fits_misfit_widens_its_interval_and_the_calibration_keeps_the_median_misfit_for_laws_without_one():
+    table = synthetic(seed=5)
+    rng = np.random.default_rng(5)
+    misfit = rng.uniform(0.002, 0.02, len(table))
+    loud = IntervalTable(table.ladder, table.summaries, table.N, table.D, table.y * (1 + misfit / 0.005), misfit)
+    model = fit_pack_interval(loud, terms=("floor", "per_efold", "per_misfit"), group=family, across=family)
+    assert model.per_misfit > 0
+    assert model.misfit_reference == pytest.approx(float(weighted_quantile(misfit, loud.weights(family), 0.5)[0]))
+    s = table.summaries[0]
+    assert float(model.scale(s, 4e8, 4e9, 0.02)) > 1.5 * float(model.scale(s, 4e8, 4e9, 0.002))
+
+
 def test_the_ratio_term_widens_only_beyond_the_runs_and_with_the_distance_from_the_runs_tokens_per_parameter():
     s = _summary(1e8, 4, 30)                                 # the runs' median: 20 tokens per parameter
     assert s.ratio_distance(1e8, 2e9) == pytest.approx(0.0) and s.ratio_distance(1e8, 2e11) == pytest.approx(np.log(100))

@@ -91,6 +91,9 @@ class PackInterval(FittedOnThePack):
     # little gets a narrower interval (0: the pack's alone).
     backtest_power: float = Field(default=0.0, ge=0, le=1)
     backtest_reference: float = Field(default=0.1, gt=0)
+    # The calibration rows' median misfit: what a law whose runs are not at hand (a preset) is taken
+    # to have, so that its growth with distance is a typical fit's (`CalibratedInterval.sides`).
+    misfit_reference: float = Field(default=0.0, ge=0, le=10)
 
     @model_validator(mode="after")
     def _consistent(self) -> "PackInterval":
@@ -169,8 +172,9 @@ class CalibratedInterval(_Record):
         backtest half-width there (`PackInterval.backtest_power`; not with `stated`)."""
         n, d = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
         if self.stated is not None:
-            at_runs = self.model.scale(self.summary, self.summary.params_max, self.summary.tokens_max)
-            widening = self.model.scale(self.summary, n.ravel(), d.ravel()) / at_runs
+            typical = self.model.misfit_reference
+            at_runs = self.model.scale(self.summary, self.summary.params_max, self.summary.tokens_max, typical)
+            widening = self.model.scale(self.summary, n.ravel(), d.ravel(), typical) / at_runs
             half = self.stated.at(level) * np.asarray(widening, float).reshape(n.shape)
             return half, half
         h = None if backtest is None else np.broadcast_to(np.asarray(backtest, float), n.shape).ravel()
@@ -195,6 +199,8 @@ class CalibratedInterval(_Record):
             return (f"{self.stated.source}; beyond its runs they widen as errors grow with distance in the calibration "
                     f"on {len(self.model.ladders)} published ladders: {widths} its largest runs' params")
         own = " and the law's own backtest" if self.model.backtest_power > 0 and backtest is not None else ""
+        if self.model.per_misfit > 0:
+            own += f" and the fit's misfit ({self.misfit:.2%} RMS)"
         return (f"extrapolation error ({level:.0%}, calibrated on {len(self.model.ladders)} published ladders as a "
                 f"function of the distance beyond the runs{own}): {widths} the largest fitted params")
 
@@ -435,6 +441,7 @@ def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
                         reach=float(max(x[:, 0].max(), 1e-6)), token_reach=float(max(x[:, 2].max(), 0.0)),
                         runs_range=(float(x[:, 5].min()), float(x[:, 5].max())),
                         backtest_power=float(backtest_power), backtest_reference=reference,
+                        misfit_reference=float(weighted_quantile(x[:, 3], w, 0.5)[0]),
                         quantiles=tuple(float(q) * total for q in np.maximum.accumulate(quantiles)),
                         ladders=tuple(sorted(set(table.ladder.tolist()))), n_rows=len(table))
 

@@ -97,7 +97,7 @@ def _print_selection(fit: LawFit) -> None:
         own = None if extrapolation is None else np.hypot(extrapolation.half_width(
             calibrated.summary.params_max * np.array([1.0, 2.0, 4.0, 10.0]) / extrapolation.fitted_max),
             extrapolation.seed_half_width())
-        console.print(f"{calibrated.describe(level, own)}; predict, plan and teacher add it to their intervals",
+        console.print(f"{calibrated.describe(level, own)}; predict, plan and teacher show it as their intervals",
                       soft_wrap=True, highlight=False)
     elif extrapolation is not None:
         # Teacher strengths (1 / L_T) span a few percent: show distances on that scale.
