@@ -25,11 +25,12 @@ coefficients are fitted by the likelihood of Laplace errors (`fit_pack_interval`
 each family of ladders weighing the same; with `across`, each row's error is standardized by a
 scale fitted without its family, so the quantiles are those of errors on a family the scale never
 saw, as a user's ladder is. Scored leaving one family of ladders out (`leave_one_family_out`): a
-family's ladders never enter the calibration that scores them. Nothing is added to it: its errors are those of fits like the user's on runs
-like the user's, the fit's noise and the runs' seed noise included, so a law carrying it shows it
-alone (`SupervisedLaw.prediction`) and the scoring calls that same function (`predicted_with`); a
-target farther beyond the fitted sizes (`reach`) or tokens (`token_reach`) than any calibration row
-lay is said to be an extrapolation (`CalibratedInterval.beyond`).
+family's ladders never enter the calibration that scores them. Nothing is added to it: its errors
+are those of fits like the user's on runs like the user's, the fit's noise and the runs' seed noise
+included, so a law carrying it shows it alone (`SupervisedLaw.prediction`) and the scoring calls
+that same function (`predicted_with`); a target farther beyond the fitted sizes (`reach`) or tokens
+(`token_reach`) than any calibration row lay is said to be an extrapolation
+(`CalibratedInterval.beyond`).
 
     model = shipped_interval()                          # package data: pack_interval.json
     CalibratedInterval(model=model, summary=summary).sides(N, D, 0.9)   # relative gaps below, above
