@@ -13,6 +13,8 @@ in sorted path order; exact duplicates and files that are not UTF-8 text are lef
               (METADATA) and README/*.md/*.rst files of the Python packages in this venv
 - c-include   code: the C/C++ headers under /usr/include
 - perl-code   code: the installed Perl modules and scripts with their POD left out
+- js-code     code: the installed node modules' JavaScript (minified files left out)
+- py-site     code: the third-party Python of this venv's site-packages (numpy, torch, ...)
 
 Usage:
     python bench/demo_corpora.py build [NAME ...]   [--root /work/corpora] [--cap 13M]
@@ -144,12 +146,27 @@ def perl_code() -> Iterator[tuple[str, str]]:
         yield str(path), pod_of(text, keep_pod=False)
 
 
+def js_code() -> Iterator[tuple[str, str]]:
+    for path in walk("/usr/lib/node_modules", "/usr/share/javascript", "/usr/share/nodejs",
+                     keep=lambda p: p.suffix in (".js", ".mjs", ".cjs") and not p.name.endswith(".min.js")):
+        if (text := read_text(path)) is not None:
+            yield str(path), text
+
+
+def py_site() -> Iterator[tuple[str, str]]:
+    for path in walk(str(SITE_PACKAGES), keep=lambda p: p.suffix == ".py"):
+        if (text := read_text(path)) is not None:
+            yield str(path), text
+
+
 CORPORA: dict[str, tuple[str, Callable[[], Iterator[tuple[str, str]]]]] = {
     "man-en": ("English: man pages, sections 1/5/7/8, rendered to text", man_en),
     "doc-en": ("English: /usr/share/doc prose + common-licenses", doc_en),
     "pkgdoc-en": ("English: GNU info manuals + Perl module POD + Python package descriptions/READMEs", pkgdoc_en),
     "c-include": ("code (C): /usr/include headers", c_include),
     "perl-code": ("code (Perl): installed modules, POD left out", perl_code),
+    "js-code": ("code (JavaScript): the installed node modules, minified files left out", js_code),
+    "py-site": ("code (Python, third-party): the .py files of this venv's site-packages", py_site),
 }
 
 

@@ -158,10 +158,10 @@ def test_supervised_baseline_and_verdict(planner):
     baseline = planner.supervised(546 * M, 1e21)
     assert baseline.tokens == pytest.approx(1e21 / (3 * planner.flops(546 * M)))
     plan = planner.plan(546 * M, 1e21, "teacher-pretraining-inference")
-    assert plan.loss_difference == pytest.approx(baseline.loss - plan.student_loss)
+    assert plan.loss_difference == pytest.approx(plan.student_loss - baseline.loss)
     assert plan.verdict == decide_verdict(plan.student_loss, plan.student_interval, baseline.loss,
                                           plan.supervised.interval)
-    assert plan.loss_difference < 0 and plan.verdict in ("pretrain", "too close to call")
+    assert plan.loss_difference > 0 and plan.verdict in ("pretrain", "too close to call")
 
 
 def test_sweep_finds_a_student_no_worse_than_any_grid_size(planner):

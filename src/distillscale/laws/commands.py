@@ -149,8 +149,6 @@ def _triple(prediction) -> tuple[float, float | None, float | None]:
 
 
 def _distillation_table(result) -> Table:
-    from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
-
     table = Table(title=f"Distillation prediction (law: {result.law})", show_header=False)
     table.add_row("student", f"{format_quantity(result.student_params)} parameters, "
                              f"{format_quantity(result.student_tokens)} tokens")
@@ -158,11 +156,9 @@ def _distillation_table(result) -> Table:
     table.add_row("distilled student loss L_S", styled((f"{result.prediction.value:.4f}", "bold"),
                                                        " nats/token" + result.prediction.describe()))
     table.add_row("supervised student loss", f"{result.supervised_loss:.4f} nats/token")
-    verdict = "helps" if result.helps else "does not help"
-    prediction = result.prediction
-    if far_beyond(prediction) and prediction.low <= result.supervised_loss <= prediction.high:
-        verdict = CANNOT_TELL  # beyond the backtest's reach, and the supervised loss inside the interval
-    table.add_row("distillation", f"{verdict} ({result.gain:+.4f} nats/token)")
+    difference = result.difference
+    verdict = {"distill": "helps", "pretrain": "does not help"}.get(difference.verdict, difference.verdict)
+    table.add_row("distillation", f"{verdict}: Δ = distilled - alone {difference.describe()}")
     table.add_row("L_T / Ltilde_S", f"{result.capacity_gap_ratio:.3f} (capacity gap near d1 = {result.d1:.3f})")
     return table
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 
 from distillscale.errors import ParameterError, UserError
+from distillscale.laws.difference import LossDifference, decide
 from distillscale.laws.extrapolation import extrapolation_warnings
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (DEFAULT_MAX_PENALTY, FAR_EPOCHS_FACTOR, RepetitionAssessment, assess,
@@ -69,6 +70,13 @@ class DistilledLossPrediction:
     supervised_loss: float     # Ltilde_S: the same student trained on the same tokens, no teacher
     d1: float                  # where the capacity gap sets in, on the L_T / Ltilde_S scale
     warnings: list[str]
+    supervised: Prediction | None = None   # Ltilde_S with its interval
+
+    @property
+    def difference(self) -> LossDifference:
+        """Delta = the distilled loss - Ltilde_S with its interval (`laws.difference`): what says
+        whether distillation helps."""
+        return decide(float(self.prediction.value), self.prediction, self.supervised_loss, self.supervised)
 
     @property
     def gain(self) -> float:
@@ -87,7 +95,8 @@ class DistilledLossPrediction:
         return {"law": self.law, "student_params": self.student_params, "student_tokens": self.student_tokens,
                 "teacher_loss": self.teacher_loss, "student_loss": self.prediction.value,
                 **_interval_record(self.prediction), "student_supervised_loss": self.supervised_loss,
-                "capacity_gap_ratio": self.capacity_gap_ratio, "d1": self.d1, "warnings": list(self.warnings)}
+                "capacity_gap_ratio": self.capacity_gap_ratio, "d1": self.d1, "verdict": self.difference.verdict,
+                **self.difference.to_dict(), "warnings": list(self.warnings)}
 
 
 def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens: float | None = None,
@@ -156,5 +165,7 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
                              "the teacher is missing: give {} L, or {} N with {} D")
     warnings += extrapolation_warnings(laws, {"the student": N_S}, {"the student": D_S},
                                        {"the student": D_S / N_S}, students=True)
+    alone = distillation.student_law.prediction(N_S, D_S)
     return DistilledLossPrediction(laws.name, N_S, D_S, L_T, distillation.prediction(N_S, D_S, L_T),
-                                   distillation.student_law.predict(N_S, D_S), distillation.d1, warnings)
+                                   float(alone.value), distillation.d1, warnings,
+                                   alone if alone.has_interval else None)

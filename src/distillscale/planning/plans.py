@@ -17,7 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
 from distillscale.jsontext import json_text
+from distillscale.laws.difference import LossDifference, loss_difference
 from distillscale.laws.lawset import LawSet
+from distillscale.laws.uncertainty import Prediction
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.planning.batch_penalty import PENALTY_NOTE, penalized_distillation, penalized_supervised, penalized_sweep
 from distillscale.planning.correction import CorrectionShift
@@ -30,7 +32,7 @@ from distillscale.planning.render import plan_text
 from distillscale.planning.run_sheet import run_sheet
 from distillscale.planning.repetition import (BASELINE_RUN, PRETRAIN_INSTEAD, TEACHER_RUN, repeated_distillation,
                                               repeated_supervised, repeated_sweep, repetition_check)
-from distillscale.planning.results import CANNOT_TELL, far_beyond, interval_or_none
+from distillscale.planning.results import CANNOT_TELL, interval_or_none
 from distillscale.planning.teacher_model import ServedTeacher, TeacherModel
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -111,6 +113,11 @@ class Plan:
         """Each scenario's verdict (distill, pretrain or "too close to call"); with `unique_tokens`,
         of the losses after repetition: the student and the model trained without a teacher each
         repeat the corpus as often as their own tokens need (`repetition`)."""
+        return {}
+
+    def differences(self) -> dict[str, LossDifference]:
+        """Each scenario's Delta = the distilled loss - the loss trained alone, with its interval: what
+        its verdict reads (`laws.difference`)."""
         return {}
 
     def repetition_checks(self) -> dict[str, RepetitionAssessment]:
@@ -224,6 +231,9 @@ class ScenarioPlans(Plan):
     def verdicts(self) -> dict[str, str]:
         return {p.scenario.name: p.verdict for p in self.plans}
 
+    def differences(self) -> dict[str, LossDifference]:
+        return {p.scenario.name: p.difference for p in self.plans}
+
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "ScenarioPlans":
         return replace(self, plans=[repeated_distillation(p, checks[p.scenario.name],
                                                           checks[PRETRAIN_INSTEAD.format(p.scenario.name)],
@@ -284,6 +294,9 @@ class StudentSizePlans(Plan):
 
     def verdicts(self) -> dict[str, str]:
         return {s.scenario.name: s.verdict for s in self.sweeps}
+
+    def differences(self) -> dict[str, LossDifference]:
+        return {s.scenario.name: s.difference for s in self.sweeps}
 
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "StudentSizePlans":
         return replace(self, sweeps=[repeated_sweep(s, self.laws, checks[s.scenario.name],
@@ -392,24 +405,22 @@ class ModeComparison(Plan):
         return sorted(self.modes, key=lambda m: m.student_loss)[1]
 
     @property
-    def verdict(self) -> str:
-        """The best mode's name, or "too close to call" when its lead over the next is inside the
-        law's own intervals (CANNOT_TELL when they overlap beyond the backtest's reach). Both are conditional on the on-policy efficiency assumed: the widened
-        on-policy intervals (how far the law is carried beyond its off-policy fit) are shown, not
-        used here, since what they leave open is what the break-even efficiency answers."""
+    def difference(self) -> LossDifference:
+        """The best mode's loss - the runner-up's, with the interval of the difference (the law's own
+        intervals, `laws.difference`; a loss without an interval counts as its point)."""
         best, runner_up = self.best, self.runner_up
-        # beyond the backtest's reach, only intervals that separate give a verdict (`decide_verdict`)
-        if (far_beyond(best.law_interval) or far_beyond(runner_up.law_interval)) and not (
-                _has_interval(best.law_interval) and _has_interval(runner_up.law_interval)
-                and best.law_interval.high < runner_up.law_interval.low):
-            return CANNOT_TELL
-        # the half-widths facing each other, in quadrature; a loss without an interval adds none
-        facing = [best.law_interval.high - best.student_loss if _has_interval(best.law_interval) else 0.0,
-                  runner_up.student_loss - runner_up.law_interval.low
-                  if _has_interval(runner_up.law_interval) else 0.0]
-        if runner_up.student_loss - best.student_loss < math.hypot(*facing):
-            return "too close to call"
-        return best.name
+        return loss_difference(_as_prediction(best.student_loss, best.law_interval),
+                               _as_prediction(runner_up.student_loss, runner_up.law_interval))
+
+    @property
+    def verdict(self) -> str:
+        """The best mode's name, or "too close to call" when the interval of its lead over the next
+        (`difference`) reaches 0 (CANNOT_TELL beyond the calibrated reach). Both are conditional on the
+        on-policy efficiency assumed: the widened on-policy intervals (how far the law is carried
+        beyond its off-policy fit) are shown, not used here, since what they leave open is what the
+        break-even efficiency answers."""
+        verdict = self.difference.verdict
+        return self.best.name if verdict in ("distill", "pretrain") else verdict
 
     @property
     def break_even_efficiency(self) -> float:
@@ -492,8 +503,11 @@ def _teacher_loss(laws: LawSet, p: DistillationPlan) -> tuple[float, Prediction 
     return p.teacher_loss, interval_or_none(laws.supervised.prediction(p.teacher_params, p.teacher_tokens))
 
 
-def _has_interval(prediction) -> bool:
-    return prediction is not None and prediction.has_interval
+def _as_prediction(loss: float, interval: Prediction | None) -> Prediction:
+    """A loss's interval, or the loss as a point (no width) when it has none."""
+    if interval is not None and interval.has_interval:
+        return interval
+    return Prediction(loss, loss, loss, None, None, None, None)
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -64,6 +64,8 @@ class PlanView(Protocol):
 
     def verdicts(self) -> dict[str, str]: ...
 
+    def differences(self) -> dict: ...
+
 
 def plan_renderables(plan: PlanView) -> list:
     """The tables and notes that show a plan, in print order: a header (the supervised law's form),
@@ -84,18 +86,16 @@ def answer_lines(plan: PlanView) -> list:
         return []  # the supervised table is the answer; the mode comparison's verdict line leads its own
     sweep = plan.kind == "sweep"
     plans = [s.best for s in plan.sweeps] if sweep else plan.plans
-    verdicts = plan.verdicts()
-    groups: dict[str, list] = {}
-    for p in plans:
-        groups.setdefault(verdicts[p.scenario.name], []).append(p)
+    verdicts, differences = plan.verdicts(), plan.differences()
     out = []
-    for verdict, members in groups.items():
-        baseline = plan.sweeps[0].supervised_best if sweep else members[0].supervised
-        each = ", ".join(f"{p.scenario.name} {p.student_loss:.4f}"
-                         + (f" ({format_quantity(p.student_params)} student)" if sweep else "") for p in members)
-        size = f" ({format_quantity(baseline.student_params)})" if sweep else ""
-        out.append(styled((verdict, "bold"), f": student loss {each} nats/token; without a teacher "
-                          f"{baseline.loss:.4f}{size}"))
+    for p in plans:
+        baseline = next(s.supervised_best for s in plan.sweeps if s.scenario.name == p.scenario.name) \
+            if sweep else p.supervised
+        student = f" ({format_quantity(p.student_params)} student)" if sweep else ""
+        alone = f" ({format_quantity(baseline.student_params)})" if sweep else ""
+        out.append(styled(f"{p.scenario.name}: ", (verdicts[p.scenario.name], "bold"),
+                          f", Δ {differences[p.scenario.name].describe()} (distilled {p.student_loss:.4f}"
+                          f"{student}, alone {baseline.loss:.4f}{alone})"))
     return out
 
 
@@ -197,6 +197,10 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     close = ranking.too_close
     if close:
         answer.append(f"; too close to call with it: {', '.join(ranking.candidates[i].name for i in close)}")
+    differences = ranking.differences()
+    against = differences[ranking.best]
+    alone_line = styled("against training alone: ", (against.verdict, "bold"), f", Δ {against.describe()}"
+                        + (" on the whole budget" if ranking.compute else " on the same tokens"))
     budget = ranking.compute is not None
     on = (f"at C = {ranking.compute:.3g} FLOPs, each teacher's logits paid" if budget
           else f"on {format_quantity(ranking.student_tokens)} tokens")
@@ -206,7 +210,8 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
                           + ("; past: stronger than L_T*, past the capacity gap" if ranking.past_gap else ""),
                   box=box.SIMPLE_HEAD, padding=(0, 0))
     intervals, past = ranking.intervals, set(ranking.past_gap)
-    headers = ("teacher", "N_T", "D_T", "L_T", *(("D_S",) if budget else ()), "L_T / Ltilde_S", "student L_S")
+    headers = ("teacher", "N_T", "D_T", "L_T", *(("D_S",) if budget else ()), "L_T / Ltilde_S", "student L_S",
+               "Δ alone")
     for header in headers + ((f"{intervals.level:.0%} ±",) if intervals is not None else ()):
         table.add_column(header, justify="left" if header == "teacher" else "right")
     for index, (c, loss, ratio) in enumerate(zip(ranking.candidates, ranking.student_losses,
@@ -218,8 +223,9 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
         table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
                       format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}", *tokens,
                       f"{ratio:.3f}" + (" past" if index in past else ""),
-                      styled((f"{loss:.4f}", "bold")) if mark == "*" else f"{loss:.4f}", *interval)
-    out = [answer, table]
+                      styled((f"{loss:.4f}", "bold")) if mark == "*" else f"{loss:.4f}",
+                      f"{differences[index].value:+.4f}", *interval)
+    out = [answer, alone_line, table]
     if intervals is not None:
         out.append(f"intervals: the law's own (a fit's bootstrap and backtest, a preset's stated error; `predict` says "
                    f"which); mostly {intervals.dominant}")

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
+from distillscale.laws.difference import LossDifference, decide
+from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.laws.student_init import StartMultiplier
 from distillscale.laws.uncertainty import Prediction
@@ -50,41 +51,35 @@ def _interval_record(prediction: Prediction | None) -> dict:
             "beyond_backtest": prediction.beyond_backtest}
 
 
+def verdict_difference(student_loss: float, student_interval: Prediction | None, supervised_loss: float,
+                       supervised_interval: Prediction | None) -> LossDifference:
+    """Delta = the distilled loss - the loss trained alone, with the interval of the difference
+    (`laws.difference.loss_difference`: the two errors' correlation and the factor measured on
+    trained pairs); without intervals, Delta alone."""
+    return decide(student_loss, student_interval, supervised_loss, supervised_interval)
+
+
 def too_close_to_call(first: float, first_interval: Prediction | None, second: float,
                       second_interval: Prediction | None) -> float | None:
-    """The uncertainty of `second - first` when both losses have intervals: their half-widths on
-    the sides facing each other, in quadrature (conservative: the two errors share the supervised
-    law and mostly move together). None without intervals."""
-    if first_interval is None or second_interval is None or not (first_interval.has_interval
-                                                                and second_interval.has_interval):
-        return None
-    if first <= second:
-        return float(np.hypot(first_interval.high - first, second - second_interval.low))
-    return float(np.hypot(first - first_interval.low, second_interval.high - second))
+    """The half-width of `second - first`'s interval on the side facing 0 (what their difference must
+    exceed for a verdict), under the calibrated joint error of two losses of one law set. None
+    without intervals."""
+    return verdict_difference(first, first_interval, second, second_interval).uncertainty
 
 
 def decide_verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval,
                    outside_fit: bool = False) -> str:
-    """distill, pretrain, or "too close to call" when the losses' difference is inside their
-    intervals. Farther out than the backtest reached, a verdict needs intervals that do not
-    overlap; otherwise it is CANNOT_TELL (a verdict would rest on an extrapolated loss).
-    `outside_fit` (a student whose start the law does not model, e.g. pruned): the same rule
-    wherever the plan lies, a loss without an interval counting as its point."""
+    """distill, pretrain, "too close to call" (the difference's interval straddles 0) or
+    CANNOT_TELL (it straddles 0 farther beyond the runs than the pairs it was calibrated on),
+    read off `verdict_difference`. `outside_fit` (a student whose start the law does not model,
+    e.g. pruned): the two losses' own intervals must not overlap, wherever the plan lies, a loss
+    without an interval counting as its point."""
     if outside_fit:
         def ends(loss, interval):
             return (interval.low, interval.high) if interval is not None and interval.has_interval else (loss, loss)
         (s_low, s_high), (p_low, p_high) = ends(student_loss, student_interval), ends(supervised_loss, supervised_interval)
         return "distill" if s_high < p_low else "pretrain" if p_high < s_low else CANNOT_TELL
-    if far_beyond(student_interval) or far_beyond(supervised_interval):
-        if student_interval is None or supervised_interval is None or not (
-                student_interval.has_interval and supervised_interval.has_interval):
-            return CANNOT_TELL
-        if not (student_interval.high < supervised_interval.low or supervised_interval.high < student_interval.low):
-            return CANNOT_TELL
-    uncertainty = too_close_to_call(student_loss, student_interval, supervised_loss, supervised_interval)
-    if uncertainty is not None and abs(supervised_loss - student_loss) < uncertainty:
-        return "too close to call"
-    return "distill" if student_loss < supervised_loss else "pretrain"
+    return verdict_difference(student_loss, student_interval, supervised_loss, supervised_interval).verdict
 
 
 def what_would_tell(params: float, tokens: float) -> str:
@@ -182,19 +177,24 @@ class DistillationPlan:
 
     @property
     def loss_difference(self) -> float:
-        """Supervised minus distilled loss (nats/token): positive when distillation wins."""
-        return self.supervised.loss - self.student_loss
+        """Distilled minus supervised loss (nats/token): negative when distillation wins."""
+        return self.student_loss - self.supervised.loss
+
+    @property
+    def difference(self) -> LossDifference:
+        """`loss_difference` with its interval: what the verdict reads."""
+        return verdict_difference(self.student_loss, self.student_interval, self.supervised.loss,
+                                  self.supervised.interval)
 
     @property
     def verdict(self) -> str:
-        """distill, pretrain, or "too close to call" when the difference is inside the intervals."""
+        """distill, pretrain, or "too close to call" when the difference's interval straddles 0."""
         return decide_verdict(self.student_loss, self.student_interval, self.supervised.loss,
                               self.supervised.interval, outside_fit=self.start is not None or self.mixture is not None)
 
     @property
     def verdict_uncertainty(self) -> float | None:
-        return too_close_to_call(self.student_loss, self.student_interval, self.supervised.loss,
-                                 self.supervised.interval)
+        return self.difference.uncertainty
 
     def to_dict(self) -> dict:
         record = {
@@ -209,8 +209,7 @@ class DistillationPlan:
             "supervised_loss": self.supervised.loss,
             "supervised_tokens": self.supervised.tokens,
             "verdict": self.verdict,
-            "loss_difference": self.loss_difference,
-            "loss_difference_uncertainty": self.verdict_uncertainty,
+            **self.difference.to_dict(),
             "student_loss_interval": _interval_record(self.student_interval),
             "teacher_loss_interval": _interval_record(self.teacher_interval),
             "supervised_loss_interval": _interval_record(self.supervised.interval),
@@ -286,6 +285,12 @@ class StudentSweep:
     fresh: "StudentSweep | None" = field(default=None, repr=False, compare=False)
 
     @property
+    def difference(self) -> LossDifference:
+        """The best student's distilled loss - the best student trained alone, with its interval."""
+        return verdict_difference(self.best.student_loss, self.best.student_interval, self.supervised_best.loss,
+                                  self.supervised_best.interval)
+
+    @property
     def verdict(self) -> str:
         return decide_verdict(self.best.student_loss, self.best.student_interval, self.supervised_best.loss,
                               self.supervised_best.interval, outside_fit=self.best.start is not None)
@@ -304,7 +309,7 @@ class StudentSweep:
                 "best": self.best.to_dict(), "supervised_best": self.supervised_best.to_dict(),
                 "verdict": self.verdict,
                 **({} if self.fresh is None else _fresh_record(self.fresh.verdict, self.verdict)),
-                "loss_difference": self.supervised_best.loss - self.best.student_loss,
+                **self.difference.to_dict(),
                 "searched": self.region.to_dict(),
                 "best_on_edge": bool(self.edges), "edges": self.edges,
                 "supervised_best_on_edge": bool(self.supervised_edges),

@@ -433,7 +433,7 @@ class DistillationPlanner(SupervisedPlanner):
                     plan = self.plan(float(size), 3.0 * flops_per_token * tokens, scenario)
                 except UserError:
                     continue
-                advantage[i, j] = plan.loss_difference
+                advantage[i, j] = -plan.loss_difference   # supervised - distilled
         return advantage
 
     # -- internals ----------------------------------------------------------------------------

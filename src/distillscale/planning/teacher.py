@@ -15,6 +15,7 @@ from scipy import stats
 
 from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
+from distillscale.laws.difference import LossDifference, decide
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.results import too_close_to_call
 from distillscale.planning.solver import DistillationPlanner
@@ -65,6 +66,9 @@ class TeacherRanking:
     compute: float | None = None
     tokens_each: np.ndarray | None = field(default=None, repr=False)
     alone_each: np.ndarray | None = field(default=None, repr=False)
+    # The student trained alone (on the same tokens, or the whole budget) with its interval: each
+    # candidate's `differences` are against it.
+    supervised_interval: Prediction | None = field(default=None, repr=False)
 
     @property
     def best(self) -> int:
@@ -77,15 +81,25 @@ class TeacherRanking:
         call against the best, not ranked below it by noise. Empty without intervals."""
         if self.intervals is None:
             return []
-        low, high = np.atleast_1d(self.intervals.low), np.atleast_1d(self.intervals.high)
-
-        def one(i: int) -> Prediction:
-            return replace(self.intervals, value=float(self.student_losses[i]), low=float(low[i]),
-                           high=float(high[i]), noise=None, extrapolation=None, distance=None)
-
         best, losses = self.best, self.student_losses
         return [i for i in range(len(self.candidates)) if i != best and abs(losses[i] - losses[best])
-                < too_close_to_call(float(losses[best]), one(best), float(losses[i]), one(i))]
+                < too_close_to_call(float(losses[best]), self._one(best), float(losses[i]), self._one(i))]
+
+    def _one(self, i: int) -> Prediction | None:
+        """Candidate i's student loss with its interval (None without intervals)."""
+        if self.intervals is None:
+            return None
+        low, high = np.atleast_1d(self.intervals.low), np.atleast_1d(self.intervals.high)
+        distance = None if self.intervals.distance is None else float(np.atleast_1d(self.intervals.distance)[
+            min(i, np.size(self.intervals.distance) - 1)])
+        return replace(self.intervals, value=float(self.student_losses[i]), low=float(low[i]), high=float(high[i]),
+                       noise=None, extrapolation=None, distance=distance)
+
+    def differences(self) -> list[LossDifference]:
+        """Each candidate's Delta = its distilled student's loss - the student trained alone, with the
+        interval the planner's verdicts read (`laws.difference`)."""
+        return [decide(float(loss), self._one(i), self.supervised_loss, self.supervised_interval)
+                for i, loss in enumerate(self.student_losses)]
 
     @property
     def gap_ratios(self) -> np.ndarray:
@@ -100,10 +114,12 @@ class TeacherRanking:
         return [i for i, c in enumerate(self.candidates) if c.loss < self.optimal_teacher_loss]
 
     def to_dict(self) -> dict:
-        close, past = self.too_close, self.past_gap   # each computed once
+        close, past, differences = self.too_close, self.past_gap, self.differences()   # each computed once
         return {
             "student_params": self.student_params, "student_tokens": self.student_tokens,
             "supervised_loss": self.supervised_loss,
+            "supervised_loss_interval": (None if self.supervised_interval is None or not self.supervised_interval.has_interval
+                                         else [float(self.supervised_interval.low), float(self.supervised_interval.high)]),
             "optimal_teacher_loss": self.optimal_teacher_loss,
             "optimal_student_loss": self.optimal_student_loss,
             "capacity_gap_teacher_loss": self.capacity_gap_teacher_loss, "d1": self.d1,
@@ -113,6 +129,7 @@ class TeacherRanking:
                             "teacher_loss": c.loss, "student_loss": float(loss),
                             "gap_ratio": float(ratio), "too_close_to_best": i in close,
                             "past_capacity_gap": i in past,
+                            "verdict_against_alone": differences[i].verdict, **differences[i].to_dict(),
                             "teacher_flops_per_token": c.flops_per_token,
                             "student_tokens": float(self.student_tokens if self.tokens_each is None
                                                     else self.tokens_each[i]),
@@ -197,7 +214,8 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
     if tokens_each is not None:
         student_tokens, alone_tokens = float(tokens_each[int(np.argmin(losses))]), compute / (3 * student_flops)
     optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
-    supervised = float(planner.supervised_law.predict(student_params, alone_tokens))
+    alone = planner.supervised_law.prediction(student_params, alone_tokens)
+    supervised = float(alone.value)
     ltilde = float(planner.supervised_law.predict(student_params, student_tokens))   # Ltilde_S at the student's tokens
     curve = teacher_loss_range(planner)
     return TeacherRanking(
@@ -206,7 +224,8 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         law.d1 * ltilde, law.d1, prediction if prediction.has_interval else None,
         curve_teacher_losses=curve,
         curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64),
-        compute=compute, tokens_each=tokens_each, alone_each=alone_each)
+        compute=compute, tokens_each=tokens_each, alone_each=alone_each,
+        supervised_interval=alone if alone.has_interval else None)
 
 
 def teacher_loss_range(planner: DistillationPlanner, points: int = 600) -> np.ndarray:

@@ -101,10 +101,13 @@ def _print_plan(plan: dict) -> None:
     if "skipped" in plan:
         console.print(f"plan skipped: {plan['skipped']}", highlight=False)
         return
+    from distillscale.laws.difference import LossDifference
+
     for scenario, p in plan["plans"].items():
-        console.print(styled((p["verdict"], "bold"), f" ({scenario}): student loss {p['student_loss']:.4f}"
-                             f"{_interval(p['student_loss_interval'])} vs supervised {p['supervised_loss']:.4f}"
-                             f"{_interval(p['supervised_loss_interval'])} nats/token"), highlight=False)
+        console.print(styled((p["verdict"], "bold"), f" ({scenario}): Δ {LossDifference.from_dict(p).describe()}; "
+                             f"student loss {p['student_loss']:.4f}{_interval(p['student_loss_interval'])} vs "
+                             f"supervised {p['supervised_loss']:.4f}{_interval(p['supervised_loss_interval'])} "
+                             "nats/token"), highlight=False)
     for name, reason in plan["failed"].items():
         console.print(f"plan for {name} failed: {reason}", highlight=False)
     target = plan.get("target", {})

@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 from distillscale.io import SIGNATURE
+from distillscale.laws.difference import LossDifference
 from distillscale.laws.repetition import describe_r_star
 from distillscale.report.runs import short_runs_message
 from distillscale.units import format_interval, format_quantity
@@ -121,10 +122,11 @@ def _answer(report: dict[str, Any]) -> str:
                      f"student on {plan['target_compute']:.3g} FLOPs; losses in nats/token:</p>")
         rows = "".join(f'<tr><td class="text"><strong>{_e(p["verdict"])}</strong><br>'
                        f'<span class="interval">{_e(name)}</span></td><td>{_stacked(p["student_loss"], p["student_loss_interval"])}</td>'
-                       f'<td>{_stacked(p["supervised_loss"], p["supervised_loss_interval"])}</td></tr>'
+                       f'<td>{_stacked(p["supervised_loss"], p["supervised_loss_interval"])}</td>'
+                       f'<td>{_e(LossDifference.from_dict(p).describe())}</td></tr>'
                        for name, p in plan["plans"].items())
         parts.append('<table id="answer-plan"><tr><th class="text">verdict (scenario)</th><th>distilled student</th>'
-                     f"<th>trained alone</th></tr>{rows}</table>")
+                     f"<th>trained alone</th><th>Δ = distilled − alone</th></tr>{rows}</table>")
         if "chosen_by" in plan.get("target", {}):
             parts.append(f'<p class="note">The target: {_e(plan["target"]["chosen_by"])}.</p>')
     checks = [_check_sentence(name, c) for name, c in report["extrapolation_check"].items() if "skipped" not in c]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from distillscale.errors import UserError
+from distillscale.laws.difference import LossDifference
 
 PLANNED_STUDENT = "planned_student.toml"
 STUDENT_RUN = "planned-student"
@@ -79,6 +80,7 @@ def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, la
             "student_interval": None if headline.student_interval is None else
             [float(headline.student_interval.low), float(headline.student_interval.high)],
             "supervised_loss": headline.supervised.loss, "verdict": planned.verdict,
+            "difference": headline.difference.to_dict(),
             "capacity_gap_ratio": record.nats_per_token / float(laws.supervised.predict(N, headline.student_tokens)),
             "d1": float(distillation.d1) if hasattr(distillation, "d1") else None,
             "student_config": str(config), "distill_command": f"distillscale distill --config {config}",
@@ -138,7 +140,9 @@ def teacher_lines(section: dict[str, Any]) -> list[str]:
         return lines
     interval = section["student_interval"]
     shown = "" if interval is None else f" [{interval[0]:.4f}, {interval[1]:.4f}]"
-    lines.append(f"  {section['verdict']}: a {section['student_params']:,.0f}-parameter student distilled from it on "
+    difference = LossDifference.from_dict(section["difference"]).describe() if section.get("difference") else None
+    lines.append(f"  {section['verdict']}" + (f" (Δ {difference})" if difference else "")
+                 + f": a {section['student_params']:,.0f}-parameter student distilled from it on "
                  f"{section['student_tokens']:,.0f} tokens reaches {section['student_loss']:.4f}{shown} nats/token, "
                  f"{section['supervised_loss']:.4f} without a teacher; distil it: {section['distill_command']}")
     if (section.get("epochs") or 0) > 1:
@@ -163,7 +167,9 @@ def teacher_html(section: dict[str, Any]) -> str:
                                      f"tokens ({section['compute']:.3g} FLOPs with the teacher's forward passes)"),
                  ("its predicted loss", f"{section['student_loss']:.4f}" + ("" if interval is None else
                                         f" [{interval[0]:.4f}, {interval[1]:.4f}]") + " nats/token"),
-                 ("without a teacher", f"{section['supervised_loss']:.4f} nats/token: {section['verdict']}"),
+                 ("without a teacher", f"{section['supervised_loss']:.4f} nats/token: {section['verdict']}"
+                  + (f", Δ {LossDifference.from_dict(section['difference']).describe()}" if section.get("difference")
+                     else "")),
                  ("L_T / L̃_S", f"{section['capacity_gap_ratio']:.3f}" + ("" if section.get("d1") is None else
                                                                          f" (capacity gap near d1 = {section['d1']:.3f})")),
                  ("distil it", section["distill_command"])]

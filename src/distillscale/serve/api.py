@@ -353,7 +353,7 @@ def _summary(result: Plan) -> dict:
             "student_interval": _interval(p.student_interval),
             "supervised_params": baseline.student_params, "supervised_tokens": baseline.tokens,
             "supervised_loss": baseline.loss, "supervised_interval": _interval(baseline.interval),
-            "verdict": verdict, "loss_difference": baseline.loss - p.student_loss,
+            "verdict": verdict, **(result.sweeps[0].difference if result.kind == "sweep" else p.difference).to_dict(),
             "flops": p.flops.to_dict(), "converged": p.convergence.success,
             "recipe": _recipe(result, p.scenario.name), "downstream": _downstream(result, p.scenario.name),
             "gpu_hours": _gpu_hours(result, p.scenario.name)}

@@ -105,7 +105,11 @@ function render(result) {
                     `${(s.student_tokens / s.student_params).toPrecision(3)} tokens per parameter`));
     cards.push(card("loss, nats/token", loss(s.student_loss), interval(s.student_interval)));
   } else {
-    const margin = `supervised − distilled ${s.loss_difference >= 0 ? "+" : ""}${loss(s.loss_difference)} nats/token`;
+    const signed = x => `${x >= 0 ? "+" : ""}${loss(x)}`;
+    const band = s.loss_difference_interval
+      ? ` [${signed(s.loss_difference_interval[0])}, ${signed(s.loss_difference_interval[1])}]` : "";
+    const margin = `Δ = distilled − alone ${signed(s.loss_difference)} nats/token ` +
+                   `(${(100 * s.loss_difference_relative).toFixed(1)}%)${band}`;
     cards.push(card("verdict", s.verdict, margin, verdictClass));
     cards.push(card("student loss L_S, nats/token", loss(s.student_loss), interval(s.student_interval)));
     cards.push(card(s.kind === "sweep" ? "best supervised loss, nats/token" : "supervised loss, nats/token", loss(s.supervised_loss),
