@@ -19,12 +19,14 @@ runs them). Two kinds of pairs per corpus:
 Usage:
     python bench/verdict_pairs.py train NAME=SWEEP ... [--data bench/data/verdict_pairs.json] [--work /work/pairs]
     python bench/verdict_pairs.py score [--data ...] [--write]
+    python bench/verdict_pairs.py demo NAME=SWEEP ...
 
 `train` trains the pairs of each sweep (about 3-5 minutes a corpus on 2 free cores; finished runs are
 reused) and writes the predictions and the measured losses to --data. `score` fits the rule left out a
 corpus at a time and prints, per rule: Delta's coverage, the verdicts given and the wrong ones; with
 `--write` it writes the calibration from every corpus into the package
-(src/distillscale/laws/difference_interval.json).
+(src/distillscale/laws/difference_interval.json). `demo` plans each sweep's target as its report does
+and prints each scenario's verdict under the rule before and the shipped one.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from distillscale.training.config import DistillConfig, TrainConfig
 DATA = Path(__file__).resolve().parent / "data" / "verdict_pairs.json"
 LEVEL = 0.9
 DEPTH = 3                          # the pairs' student: beyond the sweep's students (depths 1-2)
-TOKENS_PER_PARAM = (3.0, 12.0)     # the two budgets: the student alone on these D/N
+TOKENS_PER_PARAM = (2.0, 8.0)      # the two budgets: the student alone on these D/N
 TEACHER_FREE = "teacher free"      # the scenario whose teacher's logits cost the budget nothing
 
 
@@ -133,12 +135,18 @@ def trained_pairs(name: str, sweep: Path, work: Path) -> list[dict]:
     root = work / name
     root.mkdir(parents=True, exist_ok=True)
 
-    def settings(template: dict, tokens: float) -> dict:
-        kept = {k: v for k, v in template["settings"].items() if k not in ("fork_tokens", "tokens", "budget")}
-        return {**kept, "n_layers": DEPTH, "tokens": float(round(tokens))}
-
     alone_tokens = sorted({p["plan"].supervised.tokens for p in plans})
     distilled_tokens = sorted({p["plan"].student_tokens for p in plans})
+
+    def settings(template: dict, tokens: float) -> dict:
+        """The template's settings at depth 3 and `tokens`, with the sweep's warmup rule: 10% of the
+        steps of the shortest run of the fork family (sweeps/spec.py)."""
+        kept = {k: v for k, v in template["settings"].items() if k not in ("fork_tokens", "tokens", "budget")}
+        shortest = (alone_tokens if template["command"] == "train" else distilled_tokens)[0]
+        step_tokens = kept["batch_size"] * kept["seq_len"] * kept.get("grad_accum", 1)
+        return {**kept, "n_layers": DEPTH, "tokens": float(round(tokens)),
+                "warmup_steps": max(1, round(0.1 * shortest / step_tokens))}
+
     alone_dir, distilled_dir = root / "alone", root / "distilled"
     parents = [("train", load_config(TrainConfig, None, {**settings(baseline, alone_tokens[-1]), "out": alone_dir,
                                                           "fork_tokens": [round(t) for t in alone_tokens[:-1]]}),
@@ -241,6 +249,68 @@ def fit_calibration_fixed_rho(train: list[Pair], rho: float) -> DifferenceCalibr
     return unit.model_copy(update={"factor": _weighted_quantile(np.array(scores), np.array(weights), LEVEL)})
 
 
+def legacy_verdict(d: Prediction, a: Prediction) -> str:
+    """The verdict of the rule before the difference had an interval (see `before`)."""
+    from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
+
+    value = float(d.value) - float(a.value)
+    if (far_beyond(d) or far_beyond(a)) and not (d.high < a.low or a.high < d.low):
+        return CANNOT_TELL
+    up, down = float(np.hypot(d.high - d.value, a.value - a.low)), float(np.hypot(d.value - d.low, a.high - a.value))
+    if abs(value) < (up if value <= 0 else down):
+        return "too close to call"
+    return "distill" if value < 0 else "pretrain"
+
+
+def demo_verdicts(sweeps: dict[str, Path]) -> list[str]:
+    """Each demo's plans at its target (`report.calibration.plan_at_target`, what `demo` prints):
+    each scenario's verdict under the rule before and under the shipped one."""
+    from distillscale.laws.difference import loss_difference
+    from distillscale.report.calibration import plan_at_target
+
+    lines = ["| corpus | scenario | Delta (nats/token) | before | now |", "|---|---|---:|---|---|"]
+    tally = {"before": 0, "now": 0, "plans": 0}
+    for name, sweep in sweeps.items():
+        laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
+        plans = plan_at_target(laws, load_runs(sweep), CalibrationSettings())["plans"]
+        for scenario, plan in plans.items():
+            def prediction(value: float, record: dict) -> Prediction:
+                low, high = record["interval"]
+                return Prediction(value, low, high, record["level"], None, None, record["distance_beyond_runs"],
+                                  record["beyond_backtest"])
+            d = prediction(plan["student_loss"], plan["student_loss_interval"])
+            a = prediction(plan["supervised_loss"], plan["supervised_loss_interval"])
+            old, new = legacy_verdict(d, a), loss_difference(d, a)
+            assert new.verdict == plan["verdict"]   # the plan's verdict is this function's
+            tally["plans"] += 1
+            tally["before"] += old in ("distill", "pretrain")
+            tally["now"] += new.verdict in ("distill", "pretrain")
+            lines.append(f"| {name} | {scenario} | {new.describe()} | {old} | {new.verdict} |")
+    lines.append(f"\ndecided: {tally['before']} of {tally['plans']} before, {tally['now']} now")
+    return lines
+
+
+def before(pairs: list[Pair]) -> tuple[int, int, int]:
+    """The rule verdicts followed before the difference had an interval: the two losses' half-widths
+    facing each other in quadrature, and beyond a loss's backtest intervals that do not overlap at
+    all (CANNOT_TELL otherwise). Its (covered, given, wrong): covered by Delta +- that quadrature."""
+    from distillscale.laws.extrapolation import far_beyond
+
+    covered = given = wrong = 0
+    for pair in pairs:
+        d, a = pair.distilled, pair.alone
+        value = float(d.value) - float(a.value)
+        up, down = float(np.hypot(d.high - d.value, a.value - a.low)), float(np.hypot(d.value - d.low, a.high - a.value))
+        covered += int(value - down <= pair.observed <= value + up)
+        if (far_beyond(d) or far_beyond(a)) and not (d.high < a.low or a.high < d.low):
+            continue
+        if abs(value) < (up if value <= 0 else down):
+            continue
+        given += 1
+        wrong += int((value < 0) != (pair.observed < 0))
+    return covered, given, wrong
+
+
 def score(records: list[dict], kinds: tuple[str, ...]) -> list[str]:
     pairs = pairs_of(records, kinds)
     corpora = sorted({p.corpus for p in pairs})
@@ -259,6 +329,10 @@ def score(records: list[dict], kinds: tuple[str, ...]) -> list[str]:
         test = [p for p in pairs if p.corpus == corpus]
         for rule, calibration in rules(train).items():
             totals.setdefault(rule, []).append(score_pairs(test, calibration))
+    covered, given, wrong = before(pairs)
+    n = len(pairs)
+    lines.append(f"| before: facing half-widths in quadrature, no overlap beyond the backtest | {covered}/{n} "
+                 f"({covered / n:.1%}) | {given}/{n} | {wrong}{f' ({wrong / given:.1%})' if given else ''} | - | - |")
     for rule, scores in totals.items():
         n = sum(s.pairs for s in scores)
         covered, given, wrong = (sum(getattr(s, k) for s in scores) for k in ("covered", "given", "wrong"))
@@ -279,14 +353,17 @@ def score(records: list[dict], kinds: tuple[str, ...]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["train", "score"])
-    parser.add_argument("sweeps", nargs="*", help="train: NAME=SWEEP_DIR, one per corpus")
+    parser.add_argument("action", choices=["train", "score", "demo"])
+    parser.add_argument("sweeps", nargs="*", help="train, demo: NAME=SWEEP_DIR, one per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=Path("/work/pairs"), help="train: where the pairs' runs go")
     parser.add_argument("--kinds", default="trained,held-out teacher", help="score: the kinds of pairs scored")
     parser.add_argument("--write", action="store_true", help="score: write the calibration into the package")
     args = parser.parse_args(argv)
     stored = json.loads(args.data.read_text()) if args.data.is_file() else {"pairs": []}
+    if args.action == "demo":
+        print("\n".join(demo_verdicts(dict((n, Path(p)) for n, p in (item.split("=", 1) for item in args.sweeps)))))
+        return
     if args.action == "train":
         records = stored["pairs"]
         for item in args.sweeps:

@@ -1,5 +1,5 @@
 """The difference of two predicted losses with its own interval: what a verdict ("distil or train
-alone") reads.
+alone") reads (docs/science.md §11).
 
 A verdict is a statement about Delta = L(distilled) - L(alone) at one budget, not about either loss.
 The two predictions share the supervised law (the distillation law takes the student's supervised

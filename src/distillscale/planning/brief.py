@@ -133,11 +133,11 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
     info = []
     shown = set(verdicts.values())
     if CANNOT_TELL in shown:
-        info.append("can't tell: beyond the laws' runs the two losses' intervals overlap")
+        info.append("can't tell: Δ's interval reaches 0, farther beyond the runs than the verdicts were checked")
     if "too close to call" in shown:
         dominant = sorted({p.student_interval.dominant for p in plans if p.student_interval is not None} - {None})
         mostly = f" (mostly {' and '.join(dominant)})" if dominant else ""
-        info.append(f"too close: the difference is inside the intervals{mostly}")
+        info.append(f"too close: Δ = distilled - alone has an interval across 0{mostly}")
     if any(p.teacher_family is not None for p in plans):
         info.append("best-case: any teacher of loss L_T* does; shown: the cheapest to pre-train")
     return warnings + info[:max(0, MAX_NOTES - 1 - len(warnings))] + [EXPLAIN]

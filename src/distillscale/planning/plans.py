@@ -444,6 +444,7 @@ class ModeComparison(Plan):
                 "logit_cache": self.settings.logit_cache, "teacher_remote": self.settings.teacher_remote,
                 "teacher_compute": self.settings.teacher_compute,
                 "best": self.best.name, "verdict": self.verdict,
+                "runner_up": self.runner_up.name, "lead_over_runner_up": self.difference.to_dict(),
                 "break_even_efficiency": _finite_or_none(self.break_even_efficiency),
                 "assumption": self.assumption, "modes": [m.to_dict() for m in self.modes]}
 

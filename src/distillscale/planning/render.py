@@ -341,13 +341,14 @@ def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> 
         out.append(f"intervals: the laws' own (a fit's bootstrap and backtest, a preset's stated error; `predict` "
                    f"says which) at the plan's distance from the runs; mostly {' and '.join(sorted(dominant))}")
     if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
-        out.append("too close to call: the loss difference is inside the intervals, so the laws "
-                   "cannot say whether distillation or pre-training wins here")
+        out.append("too close to call: the interval of Δ = distilled - alone (the two losses' errors are "
+                   "correlated: they share the supervised law, the corpus and the evaluation) reaches across 0, "
+                   "so the laws cannot say whether distillation or pre-training wins here")
     far = [p for p in with_intervals if verdicts[p.scenario.name] == CANNOT_TELL and p.start is None]
     if far:
         p = max(far, key=lambda p: p.supervised.tokens)
-        out.append(f"{CANNOT_TELL}: the plan lies beyond the runs, farther than the backtest reached, and "
-                   f"there the intervals of the two losses overlap; "
+        out.append(f"{CANNOT_TELL}: the plan lies beyond the runs, farther than the backtest reached and "
+                   f"than the pairs the verdicts were checked on, and there Δ's interval reaches across 0; "
                    + what_would_tell(p.student_params, max(p.supervised.tokens, p.student_tokens)))
     return out
 
@@ -491,10 +492,11 @@ def _modes(plan: PlanView) -> list:
     verdict = plan.verdict
     runner_up = plan.runner_up
     lead = f"{runner_up.student_loss - best.student_loss:.4f} nats/token ahead of {runner_up.name}"
-    out.insert(0, f"too close to call: {best.name} is {lead}, inside the law's intervals" if verdict == "too close to call"
-               else f"{CANNOT_TELL}: {best.name} is {lead}, but beyond the backtest's reach their intervals overlap; "
+    delta = f"Δ = {best.name} - {runner_up.name} {plan.difference.describe()}"
+    out.insert(0, f"too close to call: {best.name} is {lead}; {delta} reaches 0" if verdict == "too close to call"
+               else f"{CANNOT_TELL}: {best.name} is {lead}, but beyond the backtest's reach {delta} reaches 0; "
                + what_would_tell(plan.student_params, max(m.effective_tokens for m in modes)) if verdict == CANNOT_TELL
-               else f"predicted best: {best.name} ({lead})")
+               else f"predicted best: {best.name} ({lead}; {delta})")
     k_star = plan.break_even_efficiency
     against = {m.break_even_against for m in modes if m.mode == "on-policy"}
     assumed = on_policy.efficiency
