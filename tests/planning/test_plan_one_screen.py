@@ -33,7 +33,7 @@ def test_the_plan_fits_one_screen_answer_first_and_explain_prints_the_rest(args)
     text = " ".join(" ".join(lines).split())
     assert len(lines) <= 45, "\n".join(lines)
     assert all(len(line.rstrip()) <= 80 for line in lines)
-    assert lines[0].startswith(("distill:", "pretrain:", "too close to call:", "cannot tell at this distance:"))
+    assert lines[0].startswith(("best-case: ", "teacher-inference: "))   # the answer first: each scenario's verdict and Δ
     assert "no teacher" in text and "Run sheet" in text and "--lr" in text
     assert text.count("Run sheet") == 1 and text.count("Losses are nats/token") == 1   # each once
     assert not any(words in text for words in FULL_ONLY), text

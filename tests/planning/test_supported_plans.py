@@ -18,7 +18,7 @@ from distillscale.laws import LawSet, load_laws
 from distillscale.laws.record import DataRange, FitRecord
 from distillscale.laws.render import fit_warnings
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction, lever
-from distillscale.planning.results import CANNOT_TELL, decide_verdict
+from distillscale.planning.results import CANNOT_TELL, decide_verdict, verdict_difference
 
 # A micro-like sweep: 5 sizes over 64x, 1 to 64 tokens per parameter, losses a power law with no
 # visible floor (E = 0.02 under losses of 4 and more), 0.3% noise.
@@ -106,15 +106,17 @@ def _far(value: float, half: float, beyond: bool = True, distance: float = 30.0)
 
 
 @pytest.mark.last_bits
-def test_a_verdict_beyond_the_backtest_needs_intervals_that_separate():
-    # 2.40 vs 2.50, each +-0.06: the old rule's uncertainty is hypot(0.06, 0.06) = 0.085 < 0.10, a
-    # verdict; the intervals [2.34, 2.46] and [2.44, 2.56] overlap.
-    student, supervised = _far(2.40, 0.06), _far(2.50, 0.06)
-    assert decide_verdict(2.40, student, 2.50, supervised) == CANNOT_TELL
-    # inside the backtest's reach the rule is the one before
-    near_student, near_supervised = _far(2.40, 0.06, beyond=False), _far(2.50, 0.06, beyond=False)
-    assert decide_verdict(2.40, near_student, 2.50, near_supervised) == "distill"
-    # beyond it, intervals that separate still give the verdict
+def test_beyond_the_calibrated_reach_a_difference_across_0_cannot_tell():
+    # 2.49 vs 2.50, each +-0.06, 30x beyond the runs: the difference's interval reaches across 0
+    student, supervised = _far(2.49, 0.06), _far(2.50, 0.06)
+    delta = verdict_difference(2.49, student, 2.50, supervised)
+    assert delta.low < 0 < delta.high
+    assert decide_verdict(2.49, student, 2.50, supervised) == CANNOT_TELL
+    # inside the backtest's reach the same difference is too close to call
+    near_student, near_supervised = _far(2.49, 0.06, beyond=False), _far(2.50, 0.06, beyond=False)
+    assert decide_verdict(2.49, near_student, 2.50, near_supervised) == "too close to call"
+    # beyond it, a difference whose interval excludes 0 still gives the verdict
+    assert verdict_difference(2.30, _far(2.30, 0.06), 2.50, supervised).high < 0
     assert decide_verdict(2.30, _far(2.30, 0.06), 2.50, supervised) == "distill"
     # a preset without intervals keeps its verdict
     assert decide_verdict(2.40, None, 2.50, None) == "distill"

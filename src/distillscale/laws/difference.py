@@ -42,6 +42,7 @@ from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
 from distillscale.laws.uncertainty import Prediction, conformal_quantile
 
 MODEL_FILE = Path(__file__).resolve().parent / "difference_interval.json"
+Z90 = 1.6448536269514722   # the normal distribution's 95th percentile: a 90% interval's half-width in sds
 TOO_CLOSE = "too close to call"
 
 
@@ -55,6 +56,10 @@ class DifferenceCalibration(BaseModel):
 
     correlation: float = Field(ge=-1.0, le=1.0)
     factor: float = Field(gt=0.0)
+    # Each loss's half-width times its own scale before the two are combined: how wide each law's
+    # interval is against its errors on the pairs (1: as shown).
+    distilled_scale: float = Field(1.0, gt=0.0)
+    alone_scale: float = Field(1.0, gt=0.0)
     level: float = Field(gt=0.0, lt=1.0)
     reach: float = Field(1.0, ge=1.0)
     pairs: int = 0
@@ -160,6 +165,8 @@ def loss_difference(distilled: Prediction, alone: Prediction,
     if not (distilled.has_interval and alone.has_interval):
         return LossDifference(d - a, None, None, None, a)
     (d_low, d_high), (a_low, a_high) = _sides(distilled), _sides(alone)
+    d_low, d_high = d_low * calibration.distilled_scale, d_high * calibration.distilled_scale
+    a_low, a_high = a_low * calibration.alone_scale, a_high * calibration.alone_scale
     rho, q = calibration.correlation, calibration.factor
 
     def half(s_d: float, s_a: float) -> float:
@@ -244,18 +251,25 @@ def standardized_errors(pair: Pair) -> tuple[float, float]:
     return z(pair.distilled, pair.distilled_observed), z(pair.alone, pair.alone_observed)
 
 
-def fit_calibration(pairs: list[Pair], level: float = 0.9, **record) -> DifferenceCalibration:
+def fit_calibration(pairs: list[Pair], level: float = 0.9, separate: bool = False, **record) -> DifferenceCalibration:
     """rho: the correlation (through zero: errors are measured from the predictions) of the pairs'
     standardized errors; q: the conformal quantile at `level` of |Delta_true - Delta_pred| over the
-    half-width the rule gives at q = 1 on the side the truth fell. `reach`: the pairs' farthest
-    distance. Each corpus weighs the same in both."""
+    half-width the rule gives at q = 1 on the side the truth fell. `separate`: each loss's
+    half-width is first scaled by how wide its law's interval is against its errors on the pairs
+    (the RMS of its standardized errors times the normal 90% quantile, 1 for a calibrated law), and
+    rho is measured on the rescaled errors. `reach`: the pairs' farthest distance. Each corpus
+    weighs the same."""
     corpora = sorted({p.corpus for p in pairs})
     weight = {c: 1.0 / sum(p.corpus == c for p in pairs) for c in corpora}
     zs = np.array([standardized_errors(p) for p in pairs])
     w = np.array([weight[p.corpus] for p in pairs])
+    scales = (1.0, 1.0)
+    if separate:
+        scales = tuple(float(max(np.sqrt(np.sum(w * zs[:, k] ** 2) / np.sum(w)) * Z90, 1e-3)) for k in (0, 1))
     rho = float(np.clip(np.sum(w * zs[:, 0] * zs[:, 1])
                         / math.sqrt(np.sum(w * zs[:, 0] ** 2) * np.sum(w * zs[:, 1] ** 2)), -1.0, 1.0))
-    unit = DifferenceCalibration(correlation=rho, factor=1.0, level=level)
+    unit = DifferenceCalibration(correlation=rho, factor=1.0, level=level, distilled_scale=scales[0],
+                                 alone_scale=scales[1])
     scores = []
     for pair in pairs:
         delta = loss_difference(pair.distilled, pair.alone, unit)
@@ -264,8 +278,8 @@ def fit_calibration(pairs: list[Pair], level: float = 0.9, **record) -> Differen
         scores.append(abs(error) / side if side > 0 else math.inf)
     factor = _weighted_quantile(np.array(scores), w, level)
     reach = max(max(_distance(p.distilled), _distance(p.alone)) for p in pairs)
-    return DifferenceCalibration(correlation=rho, factor=max(factor, 1e-6), level=level, reach=max(reach, 1.0),
-                                 pairs=len(pairs), corpora=tuple(corpora), **record)
+    return unit.model_copy(update={"factor": max(factor, 1e-6), "reach": max(reach, 1.0), "pairs": len(pairs),
+                                   "corpora": tuple(corpora), **record})
 
 
 def _weighted_quantile(scores: np.ndarray, weights: np.ndarray, level: float) -> float:
