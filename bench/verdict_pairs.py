@@ -68,12 +68,12 @@ SEPARATE = True
 def prediction_record(p: Prediction) -> dict:
     return {"value": float(p.value), "low": float(p.low), "high": float(p.high), "level": p.level,
             "distance": None if p.distance is None else float(np.max(p.distance)),
-            "beyond_backtest": bool(p.beyond_backtest)}
+            "beyond_backtest": bool(p.beyond_backtest), "calibrated": bool(p.calibrated)}
 
 
 def prediction_of(record: dict) -> Prediction:
     return Prediction(record["value"], record["low"], record["high"], record["level"], None, None,
-                      record["distance"], record["beyond_backtest"])
+                      record["distance"], record["beyond_backtest"], record["calibrated"])
 
 
 def _store_configs(sweep: Path) -> dict[str, dict]:
@@ -213,7 +213,7 @@ def held_out_teacher_pairs(name: str, sweep: Path) -> list[dict]:
         if not match:
             continue
         N, D, L_T = row["non_embedding_params"], row["tokens"], row["teacher_loss"]
-        out.append({"corpus": name, "kind": "held-out teacher", "scenario": TEACHER_FREE,
+        out.append({"corpus": name, "kind": "held-out-teacher", "scenario": TEACHER_FREE,
                     "student_params": N, "student_tokens": D, "alone_tokens": D, "teacher_loss": L_T,
                     "distilled": prediction_record(law.prediction(N, D, L_T)),
                     "alone": prediction_record(laws.supervised.prediction(N, D)),
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweeps", nargs="*", help="train, demo: NAME=SWEEP_DIR, one per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=Path("/work/pairs"), help="train: where the pairs' runs go")
-    parser.add_argument("--kinds", default="trained,held-out teacher", help="score: the kinds of pairs scored")
+    parser.add_argument("--kinds", default="trained,held-out-teacher", help="score: the kinds of pairs scored")
     parser.add_argument("--write", action="store_true", help="score: write the calibration into the package")
     args = parser.parse_args(argv)
     stored = json.loads(args.data.read_text()) if args.data.is_file() else {"pairs": []}

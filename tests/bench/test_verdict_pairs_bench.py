@@ -42,7 +42,7 @@ def test_the_bench_scores_through_the_verdicts_function(monkeypatch):
     scores change."""
     module = bench()
     records = json.loads(module.DATA.read_text())["pairs"]
-    pairs = module.pairs_of(records, ("trained", "held-out teacher"))[:6]
+    pairs = module.pairs_of(records, ("trained", "held-out-teacher"))[:6]
     calibration = difference.shipped_calibration()
     honest = difference.score_pairs(pairs, calibration)
     monkeypatch.setattr(difference, "loss_difference",

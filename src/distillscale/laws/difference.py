@@ -165,8 +165,11 @@ def loss_difference(distilled: Prediction, alone: Prediction,
     if not (distilled.has_interval and alone.has_interval):
         return LossDifference(d - a, None, None, None, a)
     (d_low, d_high), (a_low, a_high) = _sides(distilled), _sides(alone)
-    d_low, d_high = d_low * calibration.distilled_scale, d_high * calibration.distilled_scale
-    a_low, a_high = a_low * calibration.alone_scale, a_high * calibration.alone_scale
+    # a law's own interval (its fit's bootstrap and backtest) is rescaled to its width against the
+    # pairs' errors; one calibrated across ladders or corpora, or a preset's stated error, is not
+    d_scale = 1.0 if distilled.calibrated else calibration.distilled_scale
+    a_scale = 1.0 if alone.calibrated else calibration.alone_scale
+    d_low, d_high, a_low, a_high = d_low * d_scale, d_high * d_scale, a_low * a_scale, a_high * a_scale
     rho, q = calibration.correlation, calibration.factor
 
     def half(s_d: float, s_a: float) -> float:
@@ -254,18 +257,24 @@ def standardized_errors(pair: Pair) -> tuple[float, float]:
 def fit_calibration(pairs: list[Pair], level: float = 0.9, separate: bool = False, **record) -> DifferenceCalibration:
     """rho: the correlation (through zero: errors are measured from the predictions) of the pairs'
     standardized errors; q: the conformal quantile at `level` of |Delta_true - Delta_pred| over the
-    half-width the rule gives at q = 1 on the side the truth fell. `separate`: each loss's
-    half-width is first scaled by how wide its law's interval is against its errors on the pairs
-    (the RMS of its standardized errors times the normal 90% quantile, 1 for a calibrated law), and
-    rho is measured on the rescaled errors. `reach`: the pairs' farthest distance. Each corpus
+    half-width the rule gives at q = 1 on the side the truth fell. `separate`: each loss's own
+    interval (a law's bootstrap and backtest, not one calibrated across ladders or corpora) is first
+    scaled by how wide it is against its errors on the pairs (the RMS of its standardized errors
+    times the normal 90% quantile: 1 for a calibrated interval), and rho is measured on the rescaled
+    errors. `reach`: the pairs' farthest distance. Each corpus
     weighs the same."""
     corpora = sorted({p.corpus for p in pairs})
     weight = {c: 1.0 / sum(p.corpus == c for p in pairs) for c in corpora}
     zs = np.array([standardized_errors(p) for p in pairs])
     w = np.array([weight[p.corpus] for p in pairs])
-    scales = (1.0, 1.0)
-    if separate:
-        scales = tuple(float(max(np.sqrt(np.sum(w * zs[:, k] ** 2) / np.sum(w)) * Z90, 1e-3)) for k in (0, 1))
+    scales = [1.0, 1.0]
+    if separate:   # from the pairs whose loss has its law's own interval (the others keep theirs)
+        own = np.array([[not p.distilled.calibrated, not p.alone.calibrated] for p in pairs])
+        for k in (0, 1):
+            if own[:, k].any():
+                rms = np.sqrt(np.sum(w[own[:, k]] * zs[own[:, k], k] ** 2) / np.sum(w[own[:, k]]))
+                scales[k] = float(max(rms * Z90, 1e-3))
+        zs = zs * np.where(own, 1.0 / np.array(scales), 1.0)
     rho = float(np.clip(np.sum(w * zs[:, 0] * zs[:, 1])
                         / math.sqrt(np.sum(w * zs[:, 0] ** 2) * np.sum(w * zs[:, 1] ** 2)), -1.0, 1.0))
     unit = DifferenceCalibration(correlation=rho, factor=1.0, level=level, distilled_scale=scales[0],

@@ -236,6 +236,7 @@ class SupervisedLaw:
                                  beyond=calibrated.beyond(N, D))
         if self.bias_correction is not None:
             prediction = self.bias_correction.apply(prediction, N, D, _level(self.fit) or 0.9)
+        prediction = replace(prediction, calibrated=calibrated is not None or _preset(self.fit))
         return _floored(prediction, loss_floor(self))
 
     def backtest_half_width(self, N: ArrayLike) -> np.ndarray | None:
@@ -356,9 +357,11 @@ class DistillationLaw:
         scale = self.fit.interval_scale if self.fit else None
         if scale is not None and scale.applies_to(prediction):
             # Calibrated across corpora (`laws.distillation_interval`): the whole interval scaled, once.
-            prediction = combine(value, None, None, distance, prediction.level,
-                                 sides=scale.sides(prediction, prediction.level),
-                                 beyond=prediction.beyond_backtest)
+            prediction = replace(combine(value, None, None, distance, prediction.level,
+                                         sides=scale.sides(prediction, prediction.level),
+                                         beyond=prediction.beyond_backtest), calibrated=True)
+        elif _preset(self.fit):
+            prediction = replace(prediction, calibrated=True)
         return _floored(prediction, loss_floor(self.student_law))
 
     def predict_interval(self, N_S: ArrayLike, D_S: ArrayLike,
@@ -387,6 +390,11 @@ class DistillationLaw:
         return cls(**{k: float(coeffs[k]) for k in cls.COEFFICIENTS},
                    student_law=student_law, fit=_fit_record(data.get("fit")),
                    repetition=Repetition.from_dict(repetition) if repetition else None)
+
+
+def _preset(record: FitRecord | None) -> bool:
+    """Whether a law's fit record is a preset's (its interval its authors' stated error)."""
+    return record is not None and isinstance(record.source, dict) and "preset" in record.source
 
 
 def _level(record: FitRecord | None) -> float | None:

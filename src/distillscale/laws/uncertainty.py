@@ -236,6 +236,10 @@ class Prediction:
     extrapolation: np.ndarray | float | None    # backtest half-width at this distance (nats/token)
     distance: np.ndarray | float | None
     beyond_backtest: bool = False  # farther than the backtest measured (or no backtest at all)
+    # The interval is calibrated across published ladders or corpora, or a preset's stated error, not
+    # the law's own bootstrap and backtest on the runs it was fitted to (`laws.difference` rescales
+    # only the latter by what pairs of trained students measured).
+    calibrated: bool = False
 
     @property
     def has_interval(self) -> bool:
