@@ -16,6 +16,9 @@ allocator statistics): `PeakMemory`, a dispatch mode that adds up the storages t
 allocate and drops each when it is freed; it also names the largest single allocation, so that a path
 that upcasts whole [tokens, V] logits to float32 while it reads only K columns of them is seen.
 
+Then, on CUDA, the kernels one step of the top-k-from-cache loss launches, eager and compiled (torch.profiler),
+at the cache-fed 85M student's shape of bench/gpu_step.py (32 x 1024 tokens, vocabulary 8192, top-128).
+
 Usage: python bench/kd_memory.py [--device cuda] [--tokens 8192] [--vocab 131072] [--d-model 2048] [--top-k 128]
        python bench/kd_memory.py --device cpu --tiny          # the same code on a small case
 """
@@ -93,7 +96,7 @@ class Case:
         return self.tokens * self.vocab * torch.empty((), dtype=self.dtype).element_size()
 
 
-def step(path: str, case: Case):
+def step(path: str, case: Case, compile: bool = False):
     """A function running one forward + backward of `path`'s loss on fresh inputs made here."""
     generator = torch.Generator(device=case.device).manual_seed(0)
     options = {"device": case.device, "dtype": case.dtype, "generator": generator}
@@ -115,7 +118,7 @@ def step(path: str, case: Case):
 
     def run() -> float:
         if cached is not None:
-            output = sparse_distillation_loss(hidden, head, *cached, targets, config)
+            output = sparse_distillation_loss(hidden, head, *cached, targets, config, compile=compile)
         else:
             output = distillation_loss(hidden, head, teacher_hidden, teacher_head, targets, config)
         output.loss.backward()
@@ -139,6 +142,26 @@ def measure(path: str, case: Case) -> dict:
     with PeakMemory() as memory:
         loss = run()
     return {"path": path, "peak_bytes": memory.peak, "largest": memory.largest, "loss": loss}
+
+
+def kernels_per_step(case: Case) -> None:
+    """On CUDA: the kernels one forward + backward of the top-k-from-cache loss launches (torch.profiler),
+    eager and through torch.compile (`sparse_distillation_loss(compile=True)`, after a warm-up step that
+    compiles), at `case`'s shape."""
+    from torch.profiler import ProfilerActivity, profile
+
+    print(f"kernels of one top-{case.top_k}-from-cache loss step ({case.tokens:,} tokens x vocabulary {case.vocab:,}, "
+          f"d_model {case.d_model}, chunks of {case.chunk_size:,} tokens, bf16):")
+    for compile in (False, True):
+        run = step("top-k from cache", case, compile=compile)
+        run()  # warm-up (compiles)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+            run()
+            torch.cuda.synchronize()
+        launched = sum(1 for e in profiler.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+        busy = sum(e.self_device_time_total for e in profiler.key_averages()) / 1e3
+        print(f"   {'compiled' if compile else 'eager':<9} {launched:>6,} kernels, device busy {busy:,.2f} ms")
 
 
 def report(case: Case) -> list[dict]:
@@ -183,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     report(Case(args.tokens, args.vocab, args.d_model, args.top_k, dtype, device, args.chunk))
+    if device.type == "cuda":  # the cache-fed 85M student's loss, as bench/gpu_step.py's speed stage runs it
+        kernels_per_step(Case(32 * 1024, 8192, 768, 128, dtype, device))
     return 0
 
 
