@@ -43,6 +43,15 @@
 #               supervised tokens/s it must feed (~2 min, CPU only)       -> reader.txt
 #   Where the device time is short: --only speed,family first (~6 min on an H100), then --only
 #   family2,profile (~9 min), then --only sizes,gpuhours.
+# Issue 97's targets (the cache-fed student and FSDP at full speed, the KD loss's memory, GPU-hours on the
+# current engine), in one call: --only kdmem,kdspeed,sizes,gpuhours --budget 480 (~7.5 min: ~45 s, ~100 s,
+# the sizes ladder's ~250 s on today's engine, ~1 min):
+#  14. kdmem    bench/kd_memory.py: peak memory of the four KD loss paths (full vocabulary, chunked, top-k
+#               from cache, top-k live) at 8K tokens x 128K vocabulary against the logits' size, and the
+#               kernels one cache-fed loss step launches, eager and compiled (~45 s)  -> kdmem.txt
+#  15. kdspeed  bench/gpu_step.py --no-family --arms cache,fsdp: the 85M student supervised, from a top-128
+#               cache (its loss compiled) and under FSDP on one rank (the update on local shards), each
+#               profiled (kernels per step; targets >= 0.9x supervised; ~100 s)         -> kdspeed.txt
 # then summary.md: one page with each stage's result. DIR/state.txt records what each call did. With
 # $OUT set (the device machine's folder of files that come back) both, and each done stage's outputs,
 # are copied to $OUT/gpu_verify/ (ladder/report.json as ladder-report.json).
@@ -93,11 +102,11 @@ fi
 CUDA_TESTS="tests/training/test_device.py tests/model/test_model.py::test_compiled_bf16_model_matches_eager_on_cuda"
 CUDA_TESTS="$CUDA_TESTS tests/training/test_cache_decode_cuda.py tests/model/test_norm_dtypes.py"  # issue 65
 # The stages: name, the files that mark it done, its command.
-STAGES=(step recipe ladder tests lrgrid tuned sizes speed family family2 profile gpuhours reader)
+STAGES=(step recipe ladder tests lrgrid tuned sizes speed family family2 profile gpuhours reader kdmem kdspeed)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a wanted <<< "$ONLY"
     for stage in "${wanted[@]}"; do
-        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid, tuned, sizes, speed, family, family2, profile, gpuhours or reader" >&2; exit 2; }
+        [[ " ${STAGES[*]} " == *" $stage "* ]] || { echo "gpu_verify: unknown stage $stage in --only: use step, recipe, ladder, tests, lrgrid, tuned, sizes, speed, family, family2, profile, gpuhours, reader, kdmem or kdspeed" >&2; exit 2; }
     done
     STAGES=("${wanted[@]}")
 fi
@@ -137,7 +146,7 @@ fi
 declare -A DONE_FILE=([step]=step.json [recipe]=recipe.json [ladder]=ladder/report.json [tests]=tests.txt
                       [lrgrid]=law-gpu.json [tuned]=teachers_arms.csv [sizes]=sizes/sizes.csv
                       [speed]=speed.txt [family]=family.txt [family2]=family2.txt [profile]=profile.txt [gpuhours]=gpuhours.txt
-                      [reader]=reader.txt)
+                      [reader]=reader.txt [kdmem]=kdmem.txt [kdspeed]=kdspeed.txt)
 stage_command() {
     case "$1" in
         step)   echo "$PYTHON bench/gpu_step.py --ladder --json '$DIR/step.json.tmp'" ;;
@@ -153,6 +162,8 @@ stage_command() {
         profile) echo "$PYTHON bench/gpu_step.py --sizes 6M --student 85M --steps 10 --profile 3" ;;
         gpuhours) echo "$PYTHON bench/gpu_hours_check.py --verify-dir '$DIR'" ;;
         reader) echo "$PYTHON bench/cache_reader_scaling.py" ;;
+        kdmem)  echo "$PYTHON bench/kd_memory.py" ;;
+        kdspeed) echo "$PYTHON bench/gpu_step.py --no-family --student 85M --arms cache,fsdp --steps 10 --warmup 3 --profile 2" ;;
     esac
 }
 # What --check runs instead: the same entry points, without training.
@@ -167,6 +178,8 @@ check_command() {
         speed|family|family2|profile) echo "$PYTHON bench/gpu_step.py --help" ;;
         gpuhours) echo "$PYTHON bench/gpu_hours_check.py --help" ;;
         reader) echo "$PYTHON bench/cache_reader_scaling.py --help" ;;
+        kdmem)  echo "$PYTHON bench/kd_memory.py --device cpu --tiny" ;;
+        kdspeed) echo "$PYTHON bench/gpu_step.py --device cpu --tiny --no-family --arms cache,fsdp --steps 1 --warmup 1 --profile 1" ;;
     esac
 }
 # The cli module runs `main` under python -m: check it does (distillscale may not be installed there).
@@ -265,6 +278,8 @@ summary="$DIR/summary.md"
                 profile) grep -E '^ *(profile of|[0-9]+M |targets)' "$text" ;;
                 gpuhours) cat "$text" ;;
                 reader) grep -v '^$' "$text" ;;
+                kdmem)  grep -v '^$' "$text" ;;
+                kdspeed) grep -E '^ *(profile of|supervised|top-|targets)' "$text" ;;
             esac
             echo '```'
             echo
@@ -279,7 +294,7 @@ declare -A RETURNED=([step]=step.json [recipe]=recipe.json [ladder]="ladder.txt 
                      [lrgrid]="lrgrid.txt law-gpu.json grid_gpu.csv" [tuned]="tuned.txt teachers_arms.csv"
                      [sizes]="sizes.txt sizes/sizes.csv" [speed]=speed.txt [family]="family.txt throughput.json"
                      [family2]="family2.txt throughput.json" [profile]=profile.txt [gpuhours]=gpuhours.txt
-                     [reader]=reader.txt)
+                     [reader]=reader.txt [kdmem]=kdmem.txt [kdspeed]=kdspeed.txt)
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
     mkdir -p "$OUT/gpu_verify"
     names=(summary.md)  # and state.txt last, with the names of any left out

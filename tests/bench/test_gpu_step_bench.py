@@ -86,3 +86,18 @@ def test_the_benchmark_writes_a_throughput_table_that_plans_read(capsys, tmp_pat
     assert bench().main([*args, "--table", str(other)]) == 2
     assert f"throughput table {other}" in capsys.readouterr().err
     assert other.read_text() == '{"runs": []}'
+
+
+@pytest.mark.slow
+def test_the_students_arms_can_be_chosen(capsys):
+    """`--arms`: section 2 runs supervised (the ratios' base) and the arms named, its targets those of the
+    arms run; an unknown arm is refused."""
+    args = ["--device", "cpu", "--tiny", "--no-family", "--arms", "fsdp", "--steps", "1", "--warmup", "1"]
+    assert bench().main(args) == 0
+    out = capsys.readouterr().out
+    assert "supervised " in out and "parallel fsdp" in out
+    assert "live teacher" not in out and "logit cache" not in out
+    assert "targets: FSDP >= 0.9x default" in out and "cache-fed" not in out
+    with pytest.raises(SystemExit) as refused:
+        bench().main(["--device", "cpu", "--tiny", "--arms", "live,teachers"])
+    assert refused.value.code == 2

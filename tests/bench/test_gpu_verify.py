@@ -30,7 +30,7 @@ def test_the_script_parses_and_refuses_bad_arguments(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip() == "gpu_verify: --budget needs whole seconds, e.g. --budget 540"
     bad = run("--only", "recipe,ladders", tmp_path=tmp_path)
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "gpu_verify: unknown stage ladders in --only: use step, recipe, ladder, tests, lrgrid, tuned, sizes, speed, family, family2, profile, gpuhours or reader"
+    assert bad.stderr.strip() == "gpu_verify: unknown stage ladders in --only: use step, recipe, ladder, tests, lrgrid, tuned, sizes, speed, family, family2, profile, gpuhours, reader, kdmem or kdspeed"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")

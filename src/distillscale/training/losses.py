@@ -127,7 +127,7 @@ def distillation_loss(student_hidden: torch.Tensor, student_head: Head,
 def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, teacher_ids: torch.Tensor,
                              teacher_values: torch.Tensor, targets: torch.Tensor,
                              config: DistillationLossConfig, sampled: bool = False,
-                             teacher_log_tail: torch.Tensor | None = None) -> LossOutput:
+                             teacher_log_tail: torch.Tensor | None = None, compile: bool = False) -> LossOutput:
     """`distillation_loss` with the teacher given sparsely, as a logit cache stores it or a server
     sends it, without ever building [tokens, V] teacher logits:
 
@@ -141,6 +141,10 @@ def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, t
       entropy H [n]; forward KL is estimated by tau^2 (-(1/K) sum_i log q(x_i) - H), whose gradient
       with respect to the student logits is tau (q - c / K) (c_a: how often a was drawn), both
       unbiased (see `training.logit_cache.objective`).
+
+    compile: the loss's terms (per chunk, or over all tokens without `config.chunk_size`) and their
+    closed-form gradient through torch.compile: a few fused kernels over the [tokens, V] logits and
+    [tokens, k] rows where eager runs one kernel per operation (dozens per chunk).
     """
     n = student_hidden.reshape(-1, student_hidden.shape[-1]).shape[0]
     rows_dtype = torch.promote_types(student_hidden.dtype, torch.float32)  # ids exact below 2^24
@@ -167,7 +171,8 @@ def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, t
                            jsd_beta=config.jsd_beta, teacher_rows=rows, top_k_tail=config.top_k_tail)
     # The chunked loss walks rows of one teacher tensor: ids, values (and the tail) travel together.
     packed = torch.cat(columns, dim=-1)
-    return _compute(objective, student_hidden, student_head, packed, _as_is, targets, config.chunk_size)
+    return _compute(objective, student_hidden, student_head, packed, _as_is, targets, config.chunk_size,
+                    compile=compile)
 
 
 def tail_log_mass(log_probs: torch.Tensor) -> torch.Tensor:
@@ -370,11 +375,11 @@ def _compute(objective: _Objective, hidden: torch.Tensor, head: Head,
         if parameters or (torch.is_grad_enabled() and hidden.requires_grad):
             loss, components = _ChunkedLoss.apply(objective, hidden, head, teacher_hidden,
                                                   teacher_head, targets, n_valid, chunk_size,
-                                                  *parameters)
+                                                  compile, *parameters)
         else:
             loss, components, _ = _sum_over_chunks(objective, hidden, head, teacher_hidden,
                                                    teacher_head, targets, n_valid, chunk_size,
-                                                   parameters=(), with_grads=False)
+                                                   parameters=(), with_grads=False, compile=compile)
     return LossOutput(loss=loss, ce=components[0],
                       kd=components[1] if teacher_head is not None else None,
                       z_loss=components[2], tokens=n_valid)
@@ -403,9 +408,10 @@ def _head_parameters(head: Head, hidden: torch.Tensor) -> list[torch.Tensor]:
 def _sum_over_chunks(objective: _Objective, hidden: torch.Tensor, head: Head,
                      teacher_hidden: torch.Tensor | None, teacher_head: Head | None,
                      targets: torch.Tensor, n_valid: torch.Tensor, chunk_size: int,
-                     parameters: tuple[torch.Tensor, ...], with_grads: bool):
+                     parameters: tuple[torch.Tensor, ...], with_grads: bool, compile: bool = False):
     """Loss, components and (if `with_grads`) the gradients of the loss with respect to `hidden`
-    and `parameters`, computed chunk by chunk so that one chunk's logits live at a time."""
+    and `parameters`, computed chunk by chunk so that one chunk's logits live at a time (each
+    chunk's loss terms through torch.compile when `compile`)."""
     loss = components = None
     grad_hidden = torch.zeros_like(hidden) if with_grads else None
     grad_parameters = [torch.zeros_like(p, dtype=torch.promote_types(p.dtype, torch.float32))
@@ -418,7 +424,7 @@ def _sum_over_chunks(objective: _Objective, hidden: torch.Tensor, head: Head,
         with torch.no_grad():
             teacher = None if teacher_head is None else (teacher_head, teacher_hidden[rows])
             sums, grad_logits = _fused_chunk(objective, logits, targets[rows], teacher, n_valid,
-                                             with_grads)
+                                             with_grads, compile)
         if with_grads:
             grads = torch.autograd.grad(logits, [hidden_chunk, *parameters],
                                         grad_outputs=grad_logits.to(logits.dtype),
@@ -437,12 +443,36 @@ def _sum_over_chunks(objective: _Objective, hidden: torch.Tensor, head: Head,
 
 def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Tensor,
                  teacher: tuple[Head, torch.Tensor] | None, n_valid: torch.Tensor,
-                 with_grads: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 with_grads: bool, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """[CE, KD, Z] summed over the chunk's valid tokens, and (if `with_grads`) d(loss)/d(logits)
-    in closed form, overwriting buffers in place so that few [chunk, V] tensors exist at once.
-    `teacher` is (head, hidden states of the chunk): its logits are made here, so that this
-    function owns them and can overwrite them (copied first when the head returns its input, e.g.
-    an identity head over precomputed logits).
+    (`_chunk_values_and_grad`; through torch.compile when `compile`). `teacher` is (head, hidden
+    states of the chunk): its logits are made here, so that the computation owns them and can
+    overwrite them (copied first when the head returns its input, e.g. an identity head over
+    precomputed logits; sparse rows are only read)."""
+    teacher_logits = None
+    if teacher is not None:
+        teacher_head, teacher_hidden = teacher
+        teacher_logits = teacher_head(teacher_hidden)
+        if (objective.teacher_rows == "logits"
+                and teacher_logits.untyped_storage().data_ptr() == teacher_hidden.untyped_storage().data_ptr()):
+            teacher_logits = teacher_logits.clone()  # the head passed its input through: not ours to overwrite
+    chunk = _compiled_chunk() if compile else _chunk_values_and_grad
+    return chunk(objective, logits, targets, teacher_logits, n_valid, with_grads)
+
+
+@functools.cache
+def _compiled_chunk() -> Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:
+    """`_chunk_values_and_grad` through torch.compile, made once: the loss's passes over a chunk's
+    [chunk, V] logits and [chunk, k] teacher rows fused into a few kernels (a graph per chunk shape:
+    a run has its chunk and its last, shorter one)."""
+    return torch.compile(_chunk_values_and_grad, dynamic=False)
+
+
+def _chunk_values_and_grad(objective: _Objective, logits: torch.Tensor, targets: torch.Tensor,
+                           teacher_logits: torch.Tensor | None, n_valid: torch.Tensor,
+                           with_grads: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`_fused_chunk`'s computation, in closed form, overwriting buffers in place so that few
+    [chunk, V] tensors exist at once; `teacher_logits` (or sparse rows) may be overwritten.
 
     With p = softmax(z): dCE/dz = p - onehot(y), dZ/dz = 2 logsumexp(z) p, and
     d(tau^2 D)/dz = tau dD/du at u = z / tau (see `_kd_value_and_grad`).
@@ -455,11 +485,7 @@ def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Ten
     kd = torch.zeros_like(ce)
     token_weight = valid.to(logits.dtype) / n_valid
     grad = None
-    if teacher is not None:
-        teacher_head, teacher_hidden = teacher
-        teacher_logits = teacher_head(teacher_hidden)
-        if teacher_logits.untyped_storage().data_ptr() == teacher_hidden.untyped_storage().data_ptr():
-            teacher_logits = teacher_logits.clone()  # the head passed its input through: not ours to overwrite
+    if teacher_logits is not None:
         if objective.teacher_rows != "logits":
             s = F.log_softmax(_soften(logits, objective.temperature), dim=-1)
             kd, grad = objective.sparse_kd(s, teacher_logits.to(logits.dtype), with_grads)
@@ -610,10 +636,10 @@ class _ChunkedLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, objective, hidden, head, teacher_hidden, teacher_head, targets, n_valid,
-                chunk_size, *parameters):
+                chunk_size, compile, *parameters):
         loss, components, ctx.grads = _sum_over_chunks(
             objective, hidden, head, teacher_hidden, teacher_head, targets, n_valid, chunk_size,
-            parameters, with_grads=True)
+            parameters, with_grads=True, compile=compile)
         ctx.parameter_dtypes = [p.dtype for p in parameters]
         ctx.mark_non_differentiable(components)
         return loss, components
@@ -627,4 +653,4 @@ class _ChunkedLoss(torch.autograd.Function):
         grad_hidden, *grad_parameters = (g.mul_(grad_loss) for g in ctx.grads)
         ctx.grads = None
         grad_parameters = [g.to(dtype) for g, dtype in zip(grad_parameters, ctx.parameter_dtypes)]
-        return (None, grad_hidden, None, None, None, None, None, None, *grad_parameters)
+        return (None, grad_hidden, None, None, None, None, None, None, None, *grad_parameters)

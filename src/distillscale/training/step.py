@@ -19,6 +19,7 @@ import torch
 from distillscale.training.distributed import Distributed
 from distillscale.training.objective import Objective
 from distillscale.training.parallel import TrainingModel, full_tensor
+from distillscale.training.sharded_step import adam_step_local_, clip_local_, local_shards_apply
 
 
 @dataclass(frozen=True)
@@ -128,13 +129,21 @@ def _one_micro_batch(model: TrainingModel, objective: Objective, optimizer: torc
 
 def _clip_and_update(optimizer: torch.optim.Optimizer, parameters: list[torch.Tensor], totals: torch.Tensor,
                      grad_clip: float, has_kd: bool, halted: torch.Tensor | None) -> StepResult:
-    """Clip the gradients, then update unless the step (or an earlier one: `halted`) was not finite."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
-    grad_norm = full_tensor(grad_norm)  # under FSDP, a DTensor over the sharded gradients
+    """Clip the gradients, then update unless the step (or an earlier one: `halted`) was not finite.
+    FSDP's sharded parameters are clipped and updated on their local shards (`sharded_step`)."""
+    max_norm = grad_clip if grad_clip > 0 else math.inf
+    local = local_shards_apply(optimizer, parameters)
+    if local:
+        grad_norm = clip_local_(parameters, max_norm)
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        grad_norm = full_tensor(grad_norm)  # under FSDP, a DTensor over the sharded gradients
     result = StepResult(torch.cat([totals, grad_norm.detach().double().reshape(1).to(totals.device)]),
                         has_kd=has_kd)
     skip = ~result.finite_on_device if halted is None else halted | ~result.finite_on_device
-    if _skips_on_device(optimizer, parameters):
+    if local:
+        adam_step_local_(optimizer, skip.float())
+    elif _skips_on_device(optimizer, parameters):
         optimizer.found_inf = skip.float()
         try:
             optimizer.step()
@@ -147,17 +156,13 @@ def _clip_and_update(optimizer: torch.optim.Optimizer, parameters: list[torch.Te
 
 def _scale_gradients(parameters: list[torch.Tensor], factor: torch.Tensor) -> None:
     """Multiply the gradients by `factor` (a device scalar, exactly 1.0 when the micro-batches'
-    weights are equal: then the gradients keep their bits); on the device, but for DTensor
-    gradients (FSDP), which take a host number."""
+    weights are equal: then the gradients keep their bits), on the device (DTensor gradients of FSDP:
+    their local shards)."""
     from torch.distributed.tensor import DTensor
 
     grads = [p.grad for p in parameters if p.grad is not None]
-    if any(isinstance(g, DTensor) for g in grads):
-        value = float(factor)
-        if value != 1.0:
-            for grad in grads:
-                grad.mul_(value)
-        return
+    if any(isinstance(g, DTensor) for g in grads):  # on their local shards, as the sharded step runs
+        grads = [g.to_local() if isinstance(g, DTensor) else g for g in grads]
     if grads:
         torch._foreach_mul_(grads, factor.to(grads[0].device, torch.float32))
 

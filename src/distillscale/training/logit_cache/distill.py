@@ -46,7 +46,8 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
         if student_tokens > cache.tokens and group.is_main:
             warn(f"the student reads {student_tokens:,} tokens but the cache holds {cache.tokens:,}: its "
                  f"windows repeat (~{student_tokens / cache.tokens:.1f} passes)")
-        objective = CachedDistillationObjective(cache, config.loss_config(data.vocab_size), FLOPS_METHOD)
+        objective = CachedDistillationObjective(cache, config.loss_config(data.vocab_size), FLOPS_METHOD,
+                                                compile=config.compile)
         if cache.targets == "top-k" and config.top_k < cache.encoding.vocab_size:
             objective.top_k_targets = check_cached_top_k(cache, config, report=group.is_main)
         return objective

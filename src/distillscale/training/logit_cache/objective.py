@@ -55,12 +55,15 @@ def sampled_kd_loss(student_hidden: torch.Tensor, student_head: Head, ids: torch
 
 
 class CachedDistillationObjective:
-    """The distillation objective with the teacher's predictions read from a logit cache."""
+    """The distillation objective with the teacher's predictions read from a logit cache; `compile`:
+    the sparse loss's terms through torch.compile (`sparse_distillation_loss`), as `--compile` runs."""
 
     extra_flops_per_token = 0  # the cache's one-time teacher cost is in its cache.json
 
-    def __init__(self, cache: LogitCache, loss_config: DistillationLossConfig, flops_method: str):
+    def __init__(self, cache: LogitCache, loss_config: DistillationLossConfig, flops_method: str,
+                 compile: bool = False):
         self.cache = cache
+        self.compile = compile
         self.loss_config = loss_config
         self.flops_method = flops_method
         self.top_k_targets = None  # the top-k check's record (`distill.check_cached_top_k`)
@@ -75,7 +78,7 @@ class CachedDistillationObjective:
         student_hidden = model.hidden_states(inputs).flatten(0, 1)
         return sparse_distillation_loss(student_hidden, model.head, teacher_ids, teacher_values,
                                         targets.flatten(), self.loss_config,
-                                        sampled=self.cache.targets == "sampled")
+                                        sampled=self.cache.targets == "sampled", compile=self.compile)
 
     def record(self, tokens: int) -> ObjectiveRecord:
         manifest = self.cache.manifest
