@@ -42,6 +42,7 @@ from distillscale.evaluation.loss_command import loss_command
 from distillscale.training.export_command import export_hf_command
 from distillscale.training.prune_command import prune_command
 from distillscale.training.logit_cache.commands import cache_logits_command
+from distillscale.urls import redacted_text
 
 narrow_help()  # --help stays readable at 80 columns
 app = typer.Typer(
@@ -247,7 +248,7 @@ def _interrupted() -> int:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"distillscale: error: {visible(' '.join(message.split()))}", file=sys.stderr)
+    print(f"distillscale: error: {visible(redacted_text(' '.join(message.split())))}", file=sys.stderr)
     return code
 
 

@@ -12,7 +12,14 @@ import string
 
 
 class UserError(ValueError):
-    """Bad input from the user (file, flag, config). The message is shown as is."""
+    """Bad input from the user (file, flag, config). The message is shown as is, but for the
+    credentials of a server's URL in it (http://user:secret@host -> http://***@host): no message
+    carries them, however it was written."""
+
+    def __init__(self, message: object = "", *args):
+        from distillscale.urls import redacted_text
+
+        super().__init__(redacted_text(str(message)), *args)
 
 
 class ParameterError(UserError):

@@ -1,9 +1,16 @@
 """A URL as the user gave it: whether a value is one (`is_url`), and how a message or a record may
-show it (`redacted_url`: never with its credentials)."""
+show it (`redacted_url`; `redacted_text` for every URL in a message: never with its credentials). A
+child process is given a credentialed URL outside its argument list (`for_child`, `restored`):
+`ps` shows a process's arguments to every user of the machine."""
 
 from __future__ import annotations
 
+import os
 import re
+
+# A credentialed URL handed to a child process: its argument is the redacted URL, this variable the
+# whole one (`for_child`, `restored`).
+SERVER_URL_ENV = "DISTILLSCALE_SERVER_URL"
 
 
 def is_url(value: object) -> bool:
@@ -16,3 +23,30 @@ def redacted_url(url: str) -> str:
     before its last @) replaced by *** (https://user:secret@host/v1 -> https://***@host/v1), also in
     text that does not parse as a URL."""
     return re.sub(r"(^|//|\s)[^/\s]*@", r"\1***@", url)
+
+
+def redacted_text(text: str) -> str:
+    """Free text (a message) with the credentials of every http(s) URL in it replaced by ***; other
+    words with an @ (a path, an address) left as written."""
+    return re.sub(r"(https?://)[^/\s]*@", r"\1***@", text, flags=re.IGNORECASE)
+
+
+def has_credentials(url: str) -> bool:
+    return redacted_url(url) != url
+
+
+def for_child(url: str) -> tuple[str, dict[str, str]]:
+    """(`url` as a child process's argument: redacted, the environment entries that carry it whole
+    to the child: {} for a URL without credentials). The child restores it with `restored`."""
+    if not is_url(url) or not has_credentials(url):
+        return url, {}
+    return redacted_url(url), {SERVER_URL_ENV: url}
+
+
+def restored(url: str) -> str:
+    """A URL given as `for_child` made it: whole again from the environment where the URL there
+    redacts to it (the same scheme, host, port and path); else `url` as given."""
+    whole = os.environ.get(SERVER_URL_ENV)
+    if whole and is_url(url) and whole != url and redacted_url(whole) == url:
+        return whole
+    return url

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from distillscale.checks import checked
 from distillscale.data.loss_identity import LossIdentity
@@ -45,7 +45,7 @@ class LossRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["distillscale.loss/1"] = LOSS_FORMAT
-    model: str                        # the directory or the server's URL
+    model: str                        # the directory or the server's URL (never with its credentials)
     model_kind: Literal["run", "hf", "server"]
     model_fingerprint: str            # `MeasurementKey.model`: the files scored, or what the server serves
     losses: LossIdentity
@@ -63,6 +63,15 @@ class LossRecord(BaseModel):
     seconds: float                    # the measurement's own time (a resumed one: every part's)
     tokens_per_second: float
     created: str
+
+    @field_validator("model")
+    @classmethod
+    def _no_credentials(cls, model: str) -> str:
+        """A server's URL enters a record without its user name and password, also one read back
+        from a file that holds them."""
+        from distillscale.urls import is_url, redacted_url
+
+        return redacted_url(model) if is_url(model) else model
 
     def save(self, path: str | Path) -> None:
         from distillscale.io import atomic_write_json
@@ -117,16 +126,19 @@ WEIGHT_FILES = (".safetensors", ".bin", ".pt")
 
 
 def model_fingerprint(path: str | Path, kinds: tuple[str, ...] = MODEL_FILES) -> str:
-    """The identity of the model in directory `path`: sha256 of the name, size and modification time of
+    """The identity of the model in directory `path`: sha256 of the name, size and content (sha256) of
     each of its weight, config and tokenizer files (top level; not the outputs a run writes beside
-    them: result.json, metrics.jsonl), as a corpus is fingerprinted by its files' stats. `kinds`: the
-    files' endings (`WEIGHT_FILES`: its weights alone)."""
+    them: result.json, metrics.jsonl). A file's content is read once per state of the file and kept
+    (`data.file_digest`): asking again costs a stat, and weights rewritten with their old size and
+    modification time are seen as the new weights they are. `kinds`: the files' endings
+    (`WEIGHT_FILES`: its weights alone)."""
+    from distillscale.data.file_digest import file_digests
+
     path = Path(path)
-    entries = []
-    for file in sorted(path.iterdir()):
-        if file.is_file() and file.name.endswith(kinds) and file.name not in NOT_MODEL_FILES:
-            stat = file.stat()
-            entries.append((file.name, stat.st_size, stat.st_mtime_ns))
+    files = [file for file in sorted(path.iterdir())
+             if file.is_file() and file.name.endswith(kinds) and file.name not in NOT_MODEL_FILES]
+    digests = file_digests(files)
+    entries = [(file.name, file.stat().st_size, digests[file]) for file in files]
     return hashlib.sha256(json.dumps(entries).encode("utf-8")).hexdigest()[:20]
 
 

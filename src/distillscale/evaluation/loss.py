@@ -36,7 +36,7 @@ from distillscale.data.loss_identity import (LossIdentity, bits_per_byte, corpus
                                              prepared_loss_identity, tokenizer_identity)
 from distillscale.data.loss_record import LossRecord, MeasurementCache, MeasurementKey, model_fingerprint
 from distillscale.errors import UserError
-from distillscale.urls import is_url
+from distillscale.urls import is_url, redacted_url, restored
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +51,9 @@ MEMORY_HEADROOM = 0.9        # refuse a model whose estimate passes this share o
 
 @dataclass(frozen=True)
 class _Model:
-    """The model to score: where it is, what it is, its tokenizer and identity."""
+    """The model to score: where it is (as records and messages show it: a URL without its
+    credentials; `address`: where a server is asked, credentials and all), what it is, its tokenizer
+    and identity."""
 
     location: str
     kind: str                        # run, hf or server
@@ -59,6 +61,7 @@ class _Model:
     fingerprint: str
     size: ModelSize | None = None    # None for a server
     source: Any = None               # its TeacherSource (a directory)
+    address: str | None = None       # a server's URL as given (its credentials with it): never shown
 
 
 def evaluate_loss(model: str | Path, data: str | Path | None = None, *, tokenizer: str | Path | None = None,
@@ -98,8 +101,10 @@ def _model(model: str | Path, trust_remote_code: bool, tokenizer: str | Path | N
     from distillscale.training.teachers import find_teacher
 
     if is_url(model):
-        return _Model(str(model), "server", None if tokenizer is None else Path(tokenizer).expanduser(),
-                      hashlib.sha256(str(model).encode()).hexdigest()[:20])
+        address = restored(str(model))  # a parent's `for_child` URL is whole again here
+        shown = redacted_url(address)
+        return _Model(shown, "server", None if tokenizer is None else Path(tokenizer).expanduser(),
+                      hashlib.sha256(shown.encode()).hexdigest()[:20], address=address)
     if tokenizer is not None:
         raise UserError("--tokenizer is a served model's: a model directory is scored with the tokenizer saved in it")
     size = model_size(model, trust_remote_code, given_as="model")  # a clear refusal first (remote code, not a model)
@@ -214,7 +219,7 @@ def _runner(target: _Model, prepared: PreparedData, seq_len: int, device: str) -
 def _served_client(target: _Model, prepared: PreparedData, seq_len: int):
     from distillscale.training.remote_teacher import TeacherClient
 
-    client = TeacherClient(target.location, top_k=1, vocab_size=prepared.vocab_size)
+    client = TeacherClient(target.address, top_k=1, vocab_size=prepared.vocab_size)
     model = client.connect()
     if model.max_model_len is not None and seq_len + 1 > model.max_model_len:
         raise UserError(f"--seq-len {seq_len} sends windows of {seq_len + 1} tokens but the server at {client.base} "

@@ -2,12 +2,19 @@
 `GET /v1/models` (vLLM's and `distillscale serve-teacher`'s; serve-teacher adds its own description,
 `ServedCard`: the model's size, FLOPs per token and tokenizer), validated before anything uses it;
 `served_model(url)` asks for it once, as the planner does for a teacher given as a URL. The training
-client (`training.remote_teacher.TeacherClient`) asks the same way, with retries."""
+client (`training.remote_teacher.TeacherClient`) asks the same way, with retries.
+
+A user name and password in the URL go as HTTP Basic authorization to that URL's origin (scheme, host
+and port) only: a redirect elsewhere (another host or port, https to http) is followed without them
+(urllib alone copies the header to wherever it is sent). Sent over plain http to a host that is not
+this machine, they are said once first: anyone on the way can read them."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
+import ipaddress
 import json
 import socket
 import urllib.error
@@ -119,11 +126,13 @@ def request_json(method: str, url: str, data: bytes | None, timeout: float,
     whether trying again may help (no answer, a timeout, a 5xx or 429, malformed JSON). A user name and
     password in the URL (https://user:secret@host/v1) go as HTTP Basic authorization."""
     url, authorization = _credentials(url)
+    if authorization:
+        _warn_in_clear(url)
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json", "Accept": "application/json",
                                               **authorization})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _opener().open(request, timeout=timeout) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
         message = _error_message(exc)
@@ -185,6 +194,59 @@ def _credentials(url: str) -> tuple[str, dict[str, str]]:
     user = urllib.parse.unquote(parsed.username or "") + ":" + urllib.parse.unquote(parsed.password or "")
     token = base64.b64encode(user.encode()).decode("ascii")
     return urllib.parse.urlunsplit(parsed._replace(netloc=host)), {"Authorization": f"Basic {token}"}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port its scheme's default where none is written: what
+    credentials are given for."""
+    parsed = urllib.parse.urlsplit(url)
+    scheme = parsed.scheme.lower()
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    return scheme, (parsed.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _SameOriginAuthorization(urllib.request.HTTPRedirectHandler):
+    """Redirects followed as urllib follows them, but the Authorization header kept only while the
+    new URL has the origin the credentials were given for (urllib copies it to any host)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and origin(new.full_url) != origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_SameOriginAuthorization)
+
+
+_warned_in_clear: set[tuple[str, str, int | None]] = set()
+
+
+def _warn_in_clear(url: str) -> None:
+    """Say once per origin that credentials go unencrypted to a host other than this machine."""
+    scheme, host, port = where = origin(url)
+    if scheme != "http" or _is_this_machine(host) or where in _warned_in_clear:
+        return
+    _warned_in_clear.add(where)
+    from distillscale.console import warn
+
+    warn(f"the user name and password of {redacted_url(url)} go unencrypted over plain http to {host}, another "
+         "machine: anyone on the network between can read them; serve the teacher over https (or reach it "
+         "through an SSH tunnel to 127.0.0.1)")
+
+
+def _is_this_machine(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def api_base(url: str) -> str:

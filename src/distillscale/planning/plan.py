@@ -199,14 +199,15 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> list[Te
     """Each item as candidates: a TeacherCandidate as it is, a model directory measured (`teacher_model`),
     a server's URL measured through it (`served_teacher`), a table file read (`read_candidates`)."""
     from distillscale.planning.teacher import TeacherCandidate, read_candidates
-    from distillscale.planning.teacher_model import served_teacher, teacher_model
+    from distillscale.planning.teacher_model import ServedAs, served_teacher, teacher_model
 
     out = []
     for item in items:
         if isinstance(item, TeacherCandidate):
             out.append(item)
         elif is_url(item):
-            served = served_teacher(str(item), laws, laws.compute.n_ctx, progress=progress, given_as="--candidates")
+            served = served_teacher(str(item), laws, laws.compute.n_ctx, progress=progress,
+                                    given_as=ServedAs.CANDIDATES)
             out.append(TeacherCandidate(served.url, float(served.loss.nats_per_token), served.params,
                                         flops_per_token=served.flops_per_token))
         elif Path(item).expanduser().is_dir():
@@ -372,10 +373,10 @@ def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
     URL), or None."""
     if settings.teacher_model is None:
         return None
-    from distillscale.planning.teacher_model import served_teacher, teacher_model
+    from distillscale.planning.teacher_model import ServedAs, served_teacher, teacher_model
 
     if is_url(settings.teacher_model):
-        return served_teacher(str(settings.teacher_model), laws, context, _say, given_as="--teacher-model")
+        return served_teacher(str(settings.teacher_model), laws, context, _say, given_as=ServedAs.TEACHER_MODEL)
     return teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say)
 
 

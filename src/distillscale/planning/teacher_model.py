@@ -17,6 +17,7 @@ the laws on the teacher's tokenizer.
 
 from __future__ import annotations
 
+import enum
 import os
 import subprocess
 import sys
@@ -130,30 +131,43 @@ class ServedTeacher:
                 "loss_source": "measured through the server", "loss_record": self.loss.model_dump(mode="json")}
 
 
+class ServedAs(enum.Enum):
+    """How a served teacher was given: its flag, and what to give instead of a server that does not
+    state its model's size (the teacher's N, with the loss `distillscale loss URL` measures)."""
+
+    TEACHER_MODEL = ("--teacher-model", "--teacher-params N with the --teacher-loss")
+    CANDIDATES = ("--candidates", "a CSV row with its teacher_params and the teacher_loss")
+
+    def __init__(self, flag: str, instead: str):
+        self.flag, self.instead = flag, instead
+
+    def __str__(self) -> str:
+        return self.flag
+
+
 def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message: None,
-                   given_as: str = "--candidates") -> ServedTeacher:
+                   given_as: ServedAs = ServedAs.CANDIDATES) -> ServedTeacher:
     """The teacher served at `url` for a plan under `laws` at `context` tokens: refused in one line when
     the server does not state its model's size and FLOPs (vLLM) or its tokenizer is not the law's
-    (`given_as`, the flag, says what to give instead)."""
+    (`given_as`: the flag it came by, and what to give instead)."""
     from distillscale.model.served import served_model
     from distillscale.urls import redacted_url
 
     shown = redacted_url(url)
-    model = served_model(url, given_as)
+    flag = given_as.flag
+    model = served_model(url, flag)
     about = model.about
     if about.non_embedding_params is None or about.forward_flops_per_token is None:
-        given = ("--teacher-params N with the --teacher-loss" if given_as == "--teacher-model" else
-                 "a CSV row with its teacher_params and the teacher_loss")
-        raise UserError(f"{given_as} {shown}: the server does not state its model's size and FLOPs per token (vLLM "
+        raise UserError(f"{flag} {shown}: the server does not state its model's size and FLOPs per token (vLLM "
                         "does not; `distillscale serve-teacher` does): give the teacher's model directory instead, or "
-                        f"{given} `distillscale loss {shown} --data CORPUS --tokenizer DIR` measures")
-    _check_served_tokenizer(shown, about, laws, given_as)
+                        f"{given_as.instead} `distillscale loss {shown} --data CORPUS --tokenizer DIR` measures")
+    _check_served_tokenizer(shown, about, laws, flag)
     at = min(context, model.max_model_len - 1) if model.max_model_len else context
     if at < context:
-        progress(f"{given_as} {shown} takes at most {at} tokens of context: measured and priced at {at}, not {context}")
-    directory = _split_directory(shown, laws, context, given_as)
+        progress(f"{flag} {shown} takes at most {at} tokens of context: measured and priced at {at}, not {context}")
+    directory = _split_directory(shown, laws, context, flag)
     progress(f"the loss of {shown} on the law's split ({directory}): measured through the server, or kept")
-    record = _measure(url, directory, at, False, given_as, shown)
+    record = _measure(url, directory, at, False, flag, shown)
     flops = about.forward_flops_per_token
     return ServedTeacher(shown, float(about.non_embedding_params), float(flops.base + flops.per_context_token * at),
                          at, record, about.vocab_size)
@@ -268,13 +282,17 @@ def _check_text(file: Path, record: LossRecord, laws: LawSet, path: Path, contex
 def _measure(path: Path | str, directory: Path, context: int, trust_remote_code: bool, given_as: str,
              shown: str | None = None) -> LossRecord:
     """`distillscale loss` in a child process (the planner loads no model itself); its refusal, if
-    any, becomes this one's, in one line (naming the model as `shown`: a URL without its password)."""
+    any, becomes this one's, in one line (naming the model as `shown`: a URL without its password).
+    A URL's credentials go to the child in its environment, never on its command line (`for_child`)."""
+    from distillscale.urls import for_child
+
+    argument, secret = for_child(str(path))
     with tempfile.TemporaryDirectory(prefix="distillscale-loss-") as scratch:
         out = Path(scratch) / LOSS_FILE
-        command = [sys.executable, "-m", "distillscale.cli", "loss", str(path), "--data", str(directory),
+        command = [sys.executable, "-m", "distillscale.cli", "loss", argument, "--data", str(directory),
                    "--seq-len", str(context), "--out", str(out)] + ["--trust-remote-code"] * trust_remote_code
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                 env=os.environ.copy())
+                                 env={**os.environ, **secret})
         error = None
         for line in child.stderr:
             if line.startswith("distillscale: error: "):
