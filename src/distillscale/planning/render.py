@@ -238,7 +238,8 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
 
 def _supervised(plan: PlanView) -> list:
     result = plan.supervised
-    what = "Training" if plan.settings.student_params is not None else "Compute-optimal training"
+    given = plan.settings.student_params is not None or plan.settings.student_model is not None
+    what = "Training" if given else "Compute-optimal training"
     table = Table(title=f"{what} without a teacher, C = {plan.compute:.3g} FLOPs (law: {plan.law})",
                   show_header=False)
     table.add_row("params N", format_quantity(result.student_params))

@@ -79,6 +79,16 @@ def loss_units_notes(laws: LawSet, settings, model=None) -> list[str]:
     return messages
 
 
+def student_model_notes(size) -> list[str]:
+    """What a plan says of its --student-model (`size`, a `model.sizes.ModelSize`; None: a size given):
+    a mixture of experts is planned at N_S with every expert counted, and priced at the FLOPs of the
+    experts a token is routed to."""
+    if size is None or size.active_params is None:
+        return []
+    return [f"--student-model {size.path} is a mixture of experts: planned at N_S = {size.describe_params()}; "
+            "its FLOPs per token count the experts a token is routed to"]
+
+
 def vocabulary_notes(laws: LawSet, priced_vocab: int, models: dict[str, int | None]) -> list[str]:
     """Where the plan prices an output layer with another vocabulary than the law's losses are in:
     the law's FLOP accounting (`laws.compute.n_vocab`, or --vocab-size: `priced_vocab`) against its
