@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.extrapolation import extrapolation_warnings
+from distillscale.laws.extrapolation import extrapolation_warnings, uniform_guess_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
@@ -418,7 +418,9 @@ def _supervised_plan(laws: LawSet, settings: PlanSettings) -> SupervisedOnlyPlan
         size_range = (search.min_params or planner.bounds[0], search.max_params or planner.bounds[1])
         result = planner.supervised_optimal(compute, size_range,
                                             penalty=model_penalty(laws, settings.unique_tokens, distilled=False))
-    warnings = student_model_notes(size) + extrapolation_warnings(laws, {"the model": result.student_params},
-                                                                  {"the model": result.tokens})
+    warnings = (student_model_notes(size)
+                + extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens},
+                                         {"the model": result.tokens / result.student_params})
+                + uniform_guess_warnings(laws, {"the model's predicted loss": result.loss}))
     return SupervisedOnlyPlan(law=laws.name, laws=laws, settings=settings, supervised=result, warnings=warnings,
                               planner=planner)

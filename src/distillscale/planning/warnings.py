@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from distillscale.laws.extrapolation import extrapolation_warnings
+from distillscale.laws.extrapolation import extrapolation_warnings, uniform_guess_warnings
 from distillscale.laws.lawset import LawSet
 
 if TYPE_CHECKING:
@@ -41,8 +41,12 @@ def plan_warnings(laws: LawSet, plans: list[DistillationPlan], sweep: bool, give
             {f"the {name} student's {what} per parameter": tokens / p.student_params},
             students=True)
         if teacher_is_trained(p) or given_teacher:
-            messages += extrapolation_warnings(laws, {f"the {name} teacher": p.teacher_params},
-                                               {f"the {name} teacher's tokens": p.teacher_tokens})
+            messages += extrapolation_warnings(
+                laws, {f"the {name} teacher": p.teacher_params}, {f"the {name} teacher's tokens": p.teacher_tokens},
+                {f"the {name} teacher's tokens per parameter": p.teacher_tokens / p.teacher_params}
+                if p.teacher_tokens and p.teacher_params else {})
+        messages += uniform_guess_warnings(laws, {f"the {name} student's predicted loss": p.student_loss,
+                                                  f"the {name} model without a teacher's loss": p.supervised.loss})
     return list(dict.fromkeys(messages))
 
 
