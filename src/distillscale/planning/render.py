@@ -203,7 +203,8 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student {on} (law: {law})",
                   caption="losses in nats/token; * marks the best candidate"
                           + ("; ≈ those too close to call with it (inside the intervals)" if close else "")
-                          + ("; past: stronger than L_T*, past the capacity gap" if ranking.past_gap else ""),
+                          + (f"; past: stronger than L_T*{' at its own D_S' if ranking.compute is not None else ''}, "
+                             "past the capacity gap" if ranking.past_gap else ""),
                   box=box.SIMPLE_HEAD, padding=(0, 0))
     intervals, past = ranking.intervals, set(ranking.past_gap)
     headers = ("teacher", "N_T", "D_T", "L_T", *(("D_S",) if budget else ()), "L_T / Ltilde_S", "student L_S")

@@ -65,6 +65,9 @@ class TeacherRanking:
     compute: float | None = None
     tokens_each: np.ndarray | None = field(default=None, repr=False)
     alone_each: np.ndarray | None = field(default=None, repr=False)
+    # At a budget: L_T* at each candidate's own student tokens (what "past the capacity gap" compares
+    # each with; `optimal_teacher_loss` is the best candidate's).
+    optimal_each: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def best(self) -> int:
@@ -95,9 +98,12 @@ class TeacherRanking:
 
     @property
     def past_gap(self) -> list[int]:
-        """The candidates stronger than the optimal teacher L_T*: past the capacity gap, where a stronger
-        teacher makes the student worse."""
-        return [i for i, c in enumerate(self.candidates) if c.loss < self.optimal_teacher_loss]
+        """The candidates stronger than the optimal teacher L_T* at their own student tokens (at a
+        budget, each candidate's: `optimal_each`): past the capacity gap, where a stronger teacher
+        makes the student worse."""
+        optimal = (np.full(len(self.candidates), self.optimal_teacher_loss) if self.optimal_each is None
+                   else self.optimal_each)
+        return [i for i, c in enumerate(self.candidates) if c.loss < optimal[i]]
 
     def to_dict(self) -> dict:
         close, past = self.too_close, self.past_gap   # each computed once
@@ -113,6 +119,8 @@ class TeacherRanking:
                             "teacher_loss": c.loss, "student_loss": float(loss),
                             "gap_ratio": float(ratio), "too_close_to_best": i in close,
                             "past_capacity_gap": i in past,
+                            **({} if self.optimal_each is None else
+                               {"optimal_teacher_loss_at_its_tokens": float(self.optimal_each[i])}),
                             "teacher_flops_per_token": c.flops_per_token,
                             "student_tokens": float(self.student_tokens if self.tokens_each is None
                                                     else self.tokens_each[i]),
@@ -197,6 +205,8 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
     if tokens_each is not None:
         student_tokens, alone_tokens = float(tokens_each[int(np.argmin(losses))]), compute / (3 * student_flops)
     optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
+    optimal_each = None if tokens_each is None else np.array(   # each candidate's own L_T*
+        [planner.optimal_teacher_loss(student_params, float(tokens))[0] for tokens in tokens_each])
     supervised = float(planner.supervised_law.predict(student_params, alone_tokens))
     ltilde = float(planner.supervised_law.predict(student_params, student_tokens))   # Ltilde_S at the student's tokens
     curve = teacher_loss_range(planner)
@@ -206,7 +216,7 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         law.d1 * ltilde, law.d1, prediction if prediction.has_interval else None,
         curve_teacher_losses=curve,
         curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64),
-        compute=compute, tokens_each=tokens_each, alone_each=alone_each)
+        compute=compute, tokens_each=tokens_each, alone_each=alone_each, optimal_each=optimal_each)
 
 
 def teacher_loss_range(planner: DistillationPlanner, points: int = 600) -> np.ndarray:
