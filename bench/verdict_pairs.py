@@ -20,6 +20,7 @@ Usage:
     python bench/verdict_pairs.py train NAME=SWEEP ... [--data bench/data/verdict_pairs.json] [--work /work/pairs]
     python bench/verdict_pairs.py score [--data ...] [--write]
     python bench/verdict_pairs.py demo NAME=SWEEP ...
+    python bench/verdict_pairs.py presets
 
 `train` trains the pairs of each sweep (about 3-5 minutes a corpus on 2 free cores; finished runs are
 reused) and writes the predictions and the measured losses to --data. `score` fits the rule left out a
@@ -294,6 +295,22 @@ def demo_verdicts(sweeps: dict[str, Path]) -> list[str]:
     return lines
 
 
+def preset_verdicts(law: str = "busbridge2025") -> list[str]:
+    """A grid of preset plans (students of 100M, 546M and 2B; budgets 1e20, 1e21, 1e22; the four
+    scenarios): how many get a verdict under the rule before and the shipped one."""
+    import distillscale as ds
+
+    counts = {"before": {}, "now": {}}
+    for params in (100e6, 546e6, 2e9):
+        for compute in (1e20, 1e21, 1e22):
+            for p in ds.plan(law, student_params=params, compute=compute).plans:
+                for key, verdict in (("before", legacy_verdict(p.student_interval, p.supervised.interval)),
+                                     ("now", p.verdict)):
+                    counts[key][verdict] = counts[key].get(verdict, 0) + 1
+    return [f"{key}: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items()))
+            for key, tally in counts.items()]
+
+
 def before(pairs: list[Pair]) -> tuple[int, int, int]:
     """The rule verdicts followed before the difference had an interval: the two losses' half-widths
     facing each other in quadrature, and beyond a loss's backtest intervals that do not overlap at
@@ -358,7 +375,7 @@ def score(records: list[dict], kinds: tuple[str, ...]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["train", "score", "demo"])
+    parser.add_argument("action", choices=["train", "score", "demo", "presets"])
     parser.add_argument("sweeps", nargs="*", help="train, demo: NAME=SWEEP_DIR, one per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=Path("/work/pairs"), help="train: where the pairs' runs go")
@@ -366,6 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write", action="store_true", help="score: write the calibration into the package")
     args = parser.parse_args(argv)
     stored = json.loads(args.data.read_text()) if args.data.is_file() else {"pairs": []}
+    if args.action == "presets":
+        print("\n".join(preset_verdicts()))
+        return
     if args.action == "demo":
         print("\n".join(demo_verdicts(dict((n, Path(p)) for n, p in (item.split("=", 1) for item in args.sweeps)))))
         return

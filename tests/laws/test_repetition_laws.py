@@ -197,7 +197,10 @@ def test_a_teacher_the_scenario_trains_repeats_the_corpus_too():
     law = limited.laws.distillation
     moved = (law.predict(p.student_params, p.student_tokens, p.teacher_loss)
              / law.predict(p.student_params, p.student_tokens, p.fresh.teacher_loss))
-    assert p.student_loss == pytest.approx(p.fresh.student_loss * moved * (1 + checks["teacher-pretraining"].penalty))
+    student = checks["teacher-pretraining"]  # the student's whole penalty: through its teacher, then its own
+    assert student.through_teacher == pytest.approx(moved - 1) and student.teacher is teacher
+    assert p.student_loss == pytest.approx(p.fresh.student_loss * (1 + student.penalty))
+    assert 1 + student.penalty > moved
     assert p.supervised.loss == pytest.approx(p.fresh.supervised.loss
                                               * (1 + checks["teacher-pretraining (pretrain instead)"].penalty))
     assert p.supervised.loss < p.student_loss
@@ -297,7 +300,8 @@ def test_a_distillation_plans_repetition_constant_is_the_distillation_laws(tmp_p
     student = plan.repetition["teacher-pretraining"]
     assert student.repetition == own and plan.repetition["teacher-pretraining (pretrain instead)"].repetition == PUBLISHED
     expected = repetition_penalty(again.supervised, own, student.params, student.tokens, 2e9)
-    assert student.penalty == pytest.approx(expected)
+    # its own share: the whole penalty less what its teacher's repetition adds
+    assert (1 + student.penalty) / (1 + student.through_teacher) - 1 == pytest.approx(expected)
 
 
 @pytest.mark.slow

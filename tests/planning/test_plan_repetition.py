@@ -8,6 +8,7 @@ import re
 import pytest
 
 import distillscale as ds
+from distillscale.units import format_quantity
 from tests.conftest import point_laws
 
 TEACHER = ds.ExistingTeacher(params=7.75e9, tokens=155e9)
@@ -109,3 +110,49 @@ def test_the_size_searches_minimise_the_loss_after_repetition():
                                               best.student_loss, True, 1e9)
     assert sweep.supervised_best.student_params < 0.7 * alone.student_params  # R_N*: fewer, repeated parameters
     assert sweep.supervised_best.loss < repeated(limited, alone.student_params, alone.tokens, alone.loss, False, 1e9)
+
+
+@pytest.mark.parametrize("scenario", ["teacher-pretraining", "teacher-pretraining-inference"])
+def test_a_student_whose_teacher_repeats_the_corpus_shows_one_penalty_everywhere(cli, scenario):
+    """A scenario that pre-trains its teacher on the same limited corpus: the student's check (the
+    block and the warning) is the loss the table and verdict use, its teacher's penalty included,
+    and the unique tokens it asks for keep that whole penalty within the limit."""
+    from distillscale.planning.repetition import assess_model
+
+    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario=scenario, unique_tokens=3e9)
+    p, student, teacher = plan.headline, plan.repetition[scenario], plan.repetition[f"{scenario} teacher"]
+    assert teacher.penalty > 0.04 and student.teacher is teacher
+    assert p.student_loss == pytest.approx(student.loss_repeated, rel=1e-12)
+    assert p.teacher_loss == pytest.approx(teacher.loss_repeated, rel=1e-12)
+    # independently: the distillation law at the repeated teacher's loss, times the student's own penalty
+    own = assess_model(plan.laws, p.student_params, p.student_tokens, 3e9, 0.01, distilled=True,
+                       loss_fresh=p.fresh.student_loss).penalty
+    expected = float(plan.laws.distillation.predict(p.student_params, p.student_tokens, teacher.loss_repeated)) * (1 + own)
+    assert student.loss_repeated == pytest.approx(expected, rel=1e-9)
+    assert student.penalty == pytest.approx(student.loss_repeated / p.fresh.student_loss - 1, rel=1e-9)
+    assert student.penalty > own + 0.02
+    # the unique tokens it asks for keep the whole penalty at the limit, not the student's own alone
+    needed = student.unique_tokens_needed
+    at_needed = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario=scenario, unique_tokens=needed)
+    assert at_needed.repetition[scenario].penalty == pytest.approx(0.01, abs=2e-4)
+    own_needed = assess_model(plan.laws, p.student_params, p.student_tokens, 3e9, 0.01, distilled=True,
+                              loss_fresh=p.fresh.student_loss).unique_tokens_needed
+    assert needed > 2 * own_needed
+    code, out, err = cli("plan", "--compute", "1e21", "--student-params", "546M", "--scenario", scenario,
+                         "--unique-tokens", "3B")
+    assert code == 0, err
+    text, warned = " ".join(out.split()), " ".join(err.split())
+    block = text[text.index(f"Repetition ({scenario}):"):]
+    assert block.startswith(f"Repetition ({scenario}): 3B unique tokens") and f"loss {p.student_loss:.4f} nats/token" in block
+    assert f"{student.penalty:+.2%}: {student.through_teacher:+.2%} through its teacher" in block
+    assert (f"{scenario}: the plan repeats its 3B unique tokens {student.epochs:.3g} times, {student.penalty:.2%} loss "
+            f"above fresh data; it needs {format_quantity(needed)} unique tokens") in warned
+    assert f"{p.student_loss:.4f}" in text.split("Repetition")[0]  # the table's
+
+
+def test_a_sweeps_student_whose_teacher_repeats_the_corpus_carries_its_teachers_penalty():
+    plan = ds.plan("busbridge2025", compute=1e20, scenario="teacher-pretraining", unique_tokens=1e9)
+    best, check = plan.sweeps[0].best, plan.repetition["teacher-pretraining"]
+    assert check.teacher is plan.repetition["teacher-pretraining teacher"] and check.through_teacher > 0
+    assert best.student_loss == pytest.approx(check.loss_repeated, rel=1e-12)
+    assert plan.to_dict()["repetition"]["teacher-pretraining"]["teacher_penalty"] == check.teacher.penalty

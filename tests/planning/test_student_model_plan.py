@@ -8,6 +8,7 @@ import pytest
 import distillscale as ds
 from distillscale.errors import ParameterError
 from distillscale.model.config import ModelConfig
+from distillscale.units import format_quantity
 
 SHAPE = dict(vocab_size=32000, d_model=1024, n_layers=16, n_heads=16)
 
@@ -63,3 +64,45 @@ def test_the_cli_prices_the_student_at_the_plans_context(cli, tmp_path):
         config.forward_flops_per_token(4096), rel=1e-9)
     code, out, err = cli("plan", "--student-model", str(directory), "--compute", "1e21", "--n-ctx", "50000")
     assert code == 2 and "--n-ctx 50000 is longer than the context of --student-model" in err
+
+
+def test_a_law_without_distillation_plans_the_student_model_given(cli, tmp_path):
+    """A law with no distillation part answers the supervised question: for --student-model, about that
+    model (its N and exact FLOPs per token), not the compute-optimal size of another."""
+    directory, config = _model_dir(tmp_path, 4096)
+    from distillscale.model.sizes import model_size
+
+    plan, counted = ds.plan("epoch2024", compute=1e17, student_model=directory), model_size(directory)
+    assert plan.kind == "supervised" and plan.supervised.student_params == counted.non_embedding_params
+    assert plan.supervised.tokens == pytest.approx(1e17 / (3 * config.forward_flops_per_token(4096)), rel=1e-12)
+    code, out, err = cli("plan", "--law", "epoch2024", "--student-model", str(directory), "--compute", "1e17")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "Training without a teacher" in text and "Compute-optimal" not in text
+    assert f"params N │ {format_quantity(counted.non_embedding_params)} │" in text
+
+
+def test_a_mixture_of_experts_student_says_every_expert_is_counted(cli, tmp_path):
+    """A mixture of experts is planned at N_S with every expert counted (the laws' dense N) and priced
+    at the FLOPs of the experts a token is routed to: the plan says so, with the laws with and without
+    a distillation part."""
+    transformers = pytest.importorskip("transformers")
+    from distillscale.model.sizes import model_size
+
+    transformers.MixtralForCausalLM(transformers.MixtralConfig(
+        vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, tie_word_embeddings=False,
+        max_position_embeddings=4096)).save_pretrained(tmp_path / "moe")
+    size = model_size(tmp_path / "moe")
+    for law, kwargs in (("busbridge2025", {"scenario": "best-case"}), ("epoch2024", {})):
+        plan = ds.plan(law, compute=1e17, student_model=tmp_path / "moe", **kwargs)
+        said = [w for w in plan.warnings if "mixture of experts" in w]
+        assert len(said) == 1 and f"{size.non_embedding_params:,} non-embedding parameters, every expert counted" in said[0]
+        assert f"{size.active_params:,} active per token" in said[0] and "routed" in said[0]
+    code, out, err = cli("plan", "--student-model", str(tmp_path / "moe"), "--compute", "1e17", "--scenario",
+                         "best-case")
+    assert code == 0, err
+    assert "is a mixture of experts: planned at N_S" in " ".join(err.split())
+    dense, _ = _model_dir(tmp_path, 4096)
+    assert not [w for w in ds.plan("busbridge2025", compute=1e21, student_model=dense, scenario="best-case").warnings
+                if "mixture of experts" in w]

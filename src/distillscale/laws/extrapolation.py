@@ -85,7 +85,8 @@ def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
                            tokens_per_param: dict[str, float | None] | None = None, *,
                            students: bool = False) -> list[str]:
     """One message per named quantity lying more than FAR_BEYOND times outside the data range
-    (the students' range with `students`), saying how far."""
+    (the students' range with `students`), saying how far; tokens per parameter below the range's
+    by any factor (`fewer_tokens_per_param`)."""
     known = data_range(laws, students)
     if known is None:
         return []
@@ -94,7 +95,29 @@ def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
             ("parameters", params, known.params), ("tokens", tokens, known.tokens),
             ("tokens per parameter", tokens_per_param or {}, known.tokens_per_param)):
         for name, value in quantities.items():
-            if value is None or low / FAR_BEYOND <= value <= high * FAR_BEYOND:
-                continue
-            messages.append(beyond_data(name, value, kind, low, high, laws.name))
+            if value is not None and kind == "tokens per parameter" and value < low:
+                messages.append(fewer_tokens_per_param(name, value, low, laws.name))
+            elif value is not None and not low / FAR_BEYOND <= value <= high * FAR_BEYOND:
+                messages.append(beyond_data(name, value, kind, low, high, laws.name))
     return messages
+
+
+def fewer_tokens_per_param(name: str, value: float, low: float, law: str) -> str:
+    """A target trained on fewer tokens per parameter than every run behind the law, by any factor
+    (not only FAR_BEYOND): its loss is an extrapolation in D/N, which the interval (its distance is
+    in model size) does not measure."""
+    far = value < low / FAR_BEYOND
+    return (f"{beyond_data(name, value, 'tokens per parameter', low, low, law, far=far)} in tokens per parameter: "
+            "fewer than every run it was fitted on, a distance its interval (which grows with model size beyond "
+            "the runs) does not measure")
+
+
+def uniform_guess_warnings(laws: LawSet, losses: dict[str, float]) -> list[str]:
+    """One message per named loss (nats/token) not below a uniform guess over the law's vocabulary
+    (`LawSet.uniform_loss`): a prediction no better than a uniform guess, the law carried far outside
+    its runs, where its interval says nothing."""
+    uniform = laws.uniform_loss
+    return [f"{name} ({loss:.4f} nats/token) is not below {uniform:.4f} nats/token, a uniform guess over the "
+            f"{laws.compute.n_vocab:,}-token vocabulary of law {laws.name!r}: a prediction no better than a uniform "
+            "guess (the law is carried far outside its runs), and its interval means nothing here"
+            for name, loss in losses.items() if loss is not None and float(loss) >= uniform]

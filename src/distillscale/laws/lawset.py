@@ -107,6 +107,11 @@ class LawSet:
                             "`distillscale fit distillation` or use the busbridge2025 preset")
         return self.distillation
 
+    @property
+    def uniform_loss(self) -> float:
+        """The loss of a uniform guess over the law's vocabulary, ln V (nats/token): no model is worse."""
+        return math.log(self.compute.n_vocab)
+
     def check_teacher_loss(self, loss: float, flag: str = "--teacher-loss") -> float:
         """A teacher loss the law can take: above the irreducible loss E of the data (no model
         reaches E, so a smaller loss is a typo or another unit) and below a uniform guess over the
@@ -116,7 +121,7 @@ class LawSet:
             raise UserError(f"{flag} {loss:g} is not above the irreducible loss E = {E:.4g} nats/token "
                             f"of law {self.name!r}: no teacher reaches that; give the teacher's "
                             "validation loss in nats/token")
-        uniform = math.log(self.compute.n_vocab)
+        uniform = self.uniform_loss
         if not loss < uniform:
             raise UserError(f"{flag} {loss:g} is not below {uniform:.4g} nats/token, a uniform guess over the "
                             f"{self.compute.n_vocab}-token vocabulary of law {self.name!r}: give the teacher's "

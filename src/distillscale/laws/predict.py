@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.difference import LossDifference, decide
-from distillscale.laws.extrapolation import extrapolation_warnings
+from distillscale.laws.extrapolation import extrapolation_warnings, uniform_guess_warnings
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (DEFAULT_MAX_PENALTY, FAR_EPOCHS_FACTOR, RepetitionAssessment, assess,
                                           fitted_epochs, repeated_prediction)
@@ -133,6 +133,7 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
             warnings.append(f"the data repeats {repetition.epochs:.3g} times: the loss is {repetition.penalty:.2%} "
                             f"above fresh data; {format_quantity(repetition.unique_tokens_needed)} unique tokens keep it within "
                             f"{max_penalty:.1%}")
+    warnings += uniform_guess_warnings(laws, {"the predicted loss": prediction.value})
     return SupervisedLossPrediction(laws.name, N, D, prediction, warnings, repetition)
 
 
@@ -165,7 +166,9 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
                              "the teacher is missing: give {} L, or {} N with {} D")
     warnings += extrapolation_warnings(laws, {"the student": N_S}, {"the student": D_S},
                                        {"the student": D_S / N_S}, students=True)
-    alone = distillation.student_law.prediction(N_S, D_S)
-    return DistilledLossPrediction(laws.name, N_S, D_S, L_T, distillation.prediction(N_S, D_S, L_T),
-                                   float(alone.value), distillation.d1, warnings,
+    prediction, alone = distillation.prediction(N_S, D_S, L_T), distillation.student_law.prediction(N_S, D_S)
+    supervised = float(alone.value)
+    warnings += uniform_guess_warnings(laws, {"the predicted student loss": prediction.value,
+                                              "the student's loss without a teacher": supervised})
+    return DistilledLossPrediction(laws.name, N_S, D_S, L_T, prediction, supervised, distillation.d1, warnings,
                                    alone if alone.has_interval else None)

@@ -172,14 +172,20 @@ def repetition_penalty(law, repetition: Repetition, N, D, U):
 def unique_tokens_needed(law, repetition: Repetition, N: float, D: float, max_penalty: float) -> float:
     """The fewest unique tokens that keep the loss within `max_penalty` (relative, e.g. 0.01) of
     fresh data, for N parameters and D tokens: bisection in log U (the penalty falls as U grows)."""
+    return fewest_unique(lambda U: repetition_penalty(law, repetition, N, D, U), D, max_penalty)
+
+
+def fewest_unique(penalty, D: float, max_penalty: float) -> float:
+    """The fewest unique tokens U (from D / 1e6 to D) with `penalty(U)` within `max_penalty`, for a
+    penalty that falls as U grows and is 0 from U = D on: bisection in log U."""
     if not 0 < max_penalty < 1:
         raise ParameterError("max_penalty", f"{{}} must be a fraction between 0 and 1, got {max_penalty}")
     low, high = np.log(D) - np.log(1e6), np.log(D)
-    if repetition_penalty(law, repetition, N, D, np.exp(low)) <= max_penalty:
+    if penalty(np.exp(low)) <= max_penalty:
         return float(np.exp(low))
     for _ in range(60):
         mid = (low + high) / 2
-        if repetition_penalty(law, repetition, N, D, np.exp(mid)) <= max_penalty:
+        if penalty(np.exp(mid)) <= max_penalty:
             high = mid
         else:
             low = mid
@@ -276,6 +282,11 @@ class RepetitionAssessment:
     max_penalty: float
     unique_tokens_needed: float  # the fewest unique tokens keeping the penalty within max_penalty
     repetition: Repetition
+    # A distilled student whose teacher is pre-trained on the same corpus: the teacher's check, and the
+    # relative rise of the student's loss through its teacher's (already in `penalty`, `loss_repeated`
+    # and `unique_tokens_needed`, which are the student's whole).
+    teacher: "RepetitionAssessment | None" = None
+    through_teacher: float = 0.0
 
     @property
     def within(self) -> bool:
@@ -290,20 +301,32 @@ class RepetitionAssessment:
     def to_dict(self) -> dict:
         return {"unique_tokens": self.unique_tokens, "epochs": self.epochs, "loss_fresh": self.loss_fresh,
                 "loss_repeated": self.loss_repeated, "penalty": self.penalty, "max_penalty": self.max_penalty,
-                "unique_tokens_needed": self.unique_tokens_needed, "repetition": self.repetition.to_dict()}
+                "unique_tokens_needed": self.unique_tokens_needed, "repetition": self.repetition.to_dict(),
+                **({} if self.teacher is None else {"through_teacher": self.through_teacher,
+                                                    "teacher_penalty": self.teacher.penalty})}
 
     def describe(self, format_quantity=lambda x: f"{x:.3g}") -> list[str]:
         """Lines for the terminal: epochs and penalty, and the unique data that keeps it small."""
         lines = [f"{format_quantity(self.unique_tokens)} unique tokens: {self.epochs:.3g} epochs of "
                  f"{format_quantity(self.tokens)} tokens; loss {self.loss_repeated:.4f} nats/token vs "
-                 f"{self.loss_fresh:.4f} with fresh data ({self.penalty:+.2%}; R_D* = {self.repetition.R_D_star:.3g}"
+                 f"{self.loss_fresh:.4f} with fresh data ({self.penalty:+.2%}{self._teacher_part()}; "
+                 f"R_D* = {self.repetition.R_D_star:.3g}"
                  + (f", R_N* = {self.repetition.R_N_star:.3g}" if self.repetition.R_N_star else "")
                  + f", {self.repetition.source or 'given'})"]
-        verdict = "within" if self.within else "above"
-        lines.append(f"the penalty is {verdict} {self.max_penalty:.1%}: {format_quantity(self.unique_tokens_needed)} "
+        verdict = ("within" if self.within else "above") + f" {self.max_penalty:.1%}"
+        if self.teacher is not None:
+            verdict += " (its teacher's included)"
+        lines.append(f"the penalty is {verdict}: {format_quantity(self.unique_tokens_needed)} "
                      f"unique tokens ({self.tokens / self.unique_tokens_needed:.3g} epochs) keep it within "
                      f"{self.max_penalty:.1%}")
         return lines
+
+    def _teacher_part(self) -> str:
+        if self.teacher is None:
+            return ""
+        own = (1.0 + self.penalty) / (1.0 + self.through_teacher) - 1.0
+        return (f": {self.through_teacher:+.2%} through its teacher, pre-trained on the same corpus "
+                f"({self.teacher.epochs:.3g} epochs, {self.teacher.penalty:+.2%}), {own:+.2%} of its own")
 
 
 def repeated_prediction(law, prediction, N, D, U, repetition: Repetition | None = None):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.extrapolation import extrapolation_warnings
+from distillscale.laws.extrapolation import extrapolation_warnings, uniform_guess_warnings
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
@@ -34,11 +34,13 @@ from distillscale.planning.options import ExistingTeacher, PlanSettings, positiv
 from distillscale.planning.region import planner_bounds, student_region
 from distillscale.planning.plans import ModeComparison, Plan, ScenarioPlans, StudentSizePlans, SupervisedOnlyPlan
 from distillscale.planning.repetition import is_distilled, model_penalty, repetition_check, with_repetition
-from distillscale.planning.warnings import loss_units_notes, mode_warnings, plan_warnings, vocabulary_notes
+from distillscale.planning.warnings import (loss_units_notes, mode_warnings, plan_warnings, student_model_notes,
+                                           vocabulary_notes)
 from distillscale.units import Quantity
 from distillscale.urls import is_url
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
+    from distillscale.model.sizes import ModelSize
     from distillscale.planning.solver import DistillationPlanner
     from distillscale.planning.teacher import TeacherCandidate, TeacherRanking
 
@@ -112,8 +114,8 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
     planner = DistillationPlanner(laws, forward, start=start, bounds=planner_bounds(laws))
     if compare:
         return _mode_comparison(laws, planner, settings)
-    N_S, F_S, student_rows = _student(settings.student_params, settings.student_model, forward, settings.n_ctx,
-                                      settings.trust_remote_code)
+    N_S, F_S, size = _student(settings.student_params, settings.student_model, forward, settings.n_ctx,
+                              settings.trust_remote_code)
     names = list(SCENARIOS) if settings.scenario is None else [settings.scenario]
     if N_S is None:
         warnings, (size_range, tokens_per_param) = student_region(laws, planner, search)
@@ -136,8 +138,9 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
         plans = [planner.plan(N_S, compute, name, F_S) for name in names]
     warnings = plan_warnings(laws, plans, sweep=False, given_teacher=teacher is not None)
     return ScenarioPlans(law=laws.name, laws=laws, settings=settings, plans=plans, planner=planner,
-                         warnings=loss_units_notes(laws, settings, model) + vocabulary_notes(laws, forward.n_vocab, {
-                             "--student-model": student_rows, "--teacher-model": model and model.output_rows})
+                         warnings=loss_units_notes(laws, settings, model) + student_model_notes(size) + vocabulary_notes(
+                             laws, forward.n_vocab, {"--student-model": size and size.output_rows,
+                                                     "--teacher-model": model and model.output_rows})
                          + warnings, teacher_model=model)
 
 
@@ -355,17 +358,16 @@ def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int
 
 
 def _student(student_params: float | None, student_model: str | Path | None, forward: ForwardFlops,
-             n_ctx: int | None, trust_remote_code: bool = False) -> tuple[float | None, float | None, int | None]:
+             n_ctx: int | None, trust_remote_code: bool = False) -> tuple[float | None, float | None, ModelSize | None]:
     """(N_S, exact F(N_S) or None) from the size or from a model directory (a run, a prune output or a
     Hugging Face causal LM: `model.sizes`). A model is priced at the plan's context (`n_ctx` when given,
     else the law's), the sequence length it trains at, not at the longest its config allows (an
-    imported Qwen3 keeps 40,960); at most at that longest. The third: its output rows (None: a size)."""
+    imported Qwen3 keeps 40,960); at most at that longest. The third: the model's size (None: a size given)."""
     if student_model is None:
         return student_params, None, None
     from distillscale.planning.teacher_model import student_size
 
-    params, flops, size = student_size(student_model, n_ctx, forward.n_ctx, trust_remote_code)
-    return params, flops, size.output_rows
+    return student_size(student_model, n_ctx, forward.n_ctx, trust_remote_code)
 
 
 def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
@@ -409,12 +411,17 @@ def _supervised_plan(laws: LawSet, settings: PlanSettings) -> SupervisedOnlyPlan
     forward = _forward_flops(laws, settings.flops, settings.n_ctx, settings.vocab_size, settings.aspect_ratio)
     planner = SupervisedPlanner(laws.require_supervised(), forward)
     compute, search = settings.compute, settings.search
-    if settings.student_params is not None:
-        result = planner.supervised(settings.student_params, compute)
+    N, F, size = _student(settings.student_params, settings.student_model, forward, settings.n_ctx,
+                          settings.trust_remote_code)
+    if N is not None:  # the size given, or the --student-model's own (its exact FLOPs per token)
+        result = planner.supervised(N, compute, F)
     else:
         size_range = (search.min_params or planner.bounds[0], search.max_params or planner.bounds[1])
         result = planner.supervised_optimal(compute, size_range,
                                             penalty=model_penalty(laws, settings.unique_tokens, distilled=False))
-    warnings = extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens})
+    warnings = (student_model_notes(size)
+                + extrapolation_warnings(laws, {"the model": result.student_params}, {"the model": result.tokens},
+                                         {"the model": result.tokens / result.student_params})
+                + uniform_guess_warnings(laws, {"the model's predicted loss": result.loss}))
     return SupervisedOnlyPlan(law=laws.name, laws=laws, settings=settings, supervised=result, warnings=warnings,
                               planner=planner)

@@ -124,6 +124,10 @@ class Plan:
         """Each model's repetition check under the plan's `unique_tokens` (`planning.repetition`)."""
         return repetition_check(self, self.settings.unique_tokens, self.settings.max_penalty)
 
+    def scenario_plans(self) -> dict[str, DistillationPlan]:
+        """Each scenario's distillation plan with fresh data (a sweep's best student), by scenario name."""
+        return {}
+
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "Plan":
         """This plan with each model's loss under its check (`planning.repetition`)."""
         return self
@@ -236,9 +240,11 @@ class ScenarioPlans(Plan):
 
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "ScenarioPlans":
         return replace(self, plans=[repeated_distillation(p, checks[p.scenario.name],
-                                                          checks[PRETRAIN_INSTEAD.format(p.scenario.name)],
-                                                          self.laws, checks.get(TEACHER_RUN.format(p.scenario.name)))
+                                                          checks[PRETRAIN_INSTEAD.format(p.scenario.name)], self.laws)
                                     for p in self.plans])
+
+    def scenario_plans(self) -> dict[str, DistillationPlan]:
+        return {p.scenario.name: p.fresh or p for p in self.plans}
 
     def _penalized(self, factors: dict[str, float]) -> "ScenarioPlans":
         return replace(self, plans=[penalized_distillation(p, self.laws, *_scenario_factors(factors, p.scenario.name))
@@ -300,9 +306,11 @@ class StudentSizePlans(Plan):
 
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "StudentSizePlans":
         return replace(self, sweeps=[repeated_sweep(s, self.laws, checks[s.scenario.name],
-                                                    checks[PRETRAIN_INSTEAD.format(s.scenario.name)],
-                                                    checks.get(TEACHER_RUN.format(s.scenario.name)))
+                                                    checks[PRETRAIN_INSTEAD.format(s.scenario.name)])
                                      for s in self.sweeps])
+
+    def scenario_plans(self) -> dict[str, DistillationPlan]:
+        return {s.scenario.name: (s.fresh or s).best for s in self.sweeps}
 
     def _penalized(self, factors: dict[str, float]) -> "StudentSizePlans":
         return replace(self, sweeps=[penalized_sweep(s, self.laws, *_scenario_factors(factors, s.scenario.name),

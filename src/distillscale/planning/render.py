@@ -207,7 +207,8 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student {on} (law: {law})",
                   caption="losses in nats/token; * marks the best candidate"
                           + ("; ≈ those too close to call with it (inside the intervals)" if close else "")
-                          + ("; past: stronger than L_T*, past the capacity gap" if ranking.past_gap else ""),
+                          + (f"; past: stronger than L_T*{' at its own D_S' if ranking.compute is not None else ''}, "
+                             "past the capacity gap" if ranking.past_gap else ""),
                   box=box.SIMPLE_HEAD, padding=(0, 0))
     intervals, past = ranking.intervals, set(ranking.past_gap)
     headers = ("teacher", "N_T", "D_T", "L_T", *(("D_S",) if budget else ()), "L_T / Ltilde_S", "student L_S",
@@ -244,7 +245,8 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
 
 def _supervised(plan: PlanView) -> list:
     result = plan.supervised
-    what = "Training" if plan.settings.student_params is not None else "Compute-optimal training"
+    given = plan.settings.student_params is not None or plan.settings.student_model is not None
+    what = "Training" if given else "Compute-optimal training"
     table = Table(title=f"{what} without a teacher, C = {plan.compute:.3g} FLOPs (law: {plan.law})",
                   show_header=False)
     table.add_row("params N", format_quantity(result.student_params))

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (PUBLISHED, Repetition, RepetitionAssessment, assess, distilled_repetition,
-                                          repetition_penalty)
+                                          fewest_unique, repetition_penalty)
 from distillscale.planning.batch_penalty import with_teacher_loss
 from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
 
@@ -55,6 +55,27 @@ def assess_model(laws: LawSet, N: float, D: float, U: float, max_penalty: float,
     return replace(check, penalty=penalty, loss_fresh=loss_fresh, loss_repeated=loss_fresh * (1.0 + penalty))
 
 
+def with_teacher_check(laws: LawSet, plan: DistillationPlan, student: RepetitionAssessment,
+                       teacher: RepetitionAssessment) -> RepetitionAssessment:
+    """The check of a distilled student (`student`, of `plan` with fresh data) whose teacher the
+    scenario pre-trains on the same corpus (`teacher`, its check): the teacher's penalty raises its
+    loss, which moves the student's as the distillation law says (`with_teacher_loss`), and the
+    student's own penalty comes on top. Its penalty, repeated loss and the unique tokens that keep it
+    within `max_penalty` are the student's whole, the ones the plan's table, verdict and warnings show."""
+    law, own, alone = laws.require_supervised(), model_repetition(laws, True), model_repetition(laws, False)
+
+    def whole(U) -> float:
+        factor = 1.0 + max(0.0, float(repetition_penalty(law, alone, teacher.params, teacher.tokens, U)))
+        through = with_teacher_loss(plan, laws, factor).student_loss / plan.student_loss
+        return through * (1.0 + max(0.0, float(repetition_penalty(law, own, student.params, student.tokens, U)))) - 1.0
+
+    through = with_teacher_loss(plan, laws, 1.0 + teacher.penalty).student_loss / plan.student_loss - 1.0
+    penalty = (1.0 + through) * (1.0 + student.penalty) - 1.0
+    needed = fewest_unique(whole, max(student.tokens, teacher.tokens), student.max_penalty)
+    return replace(student, penalty=penalty, loss_repeated=student.loss_fresh * (1.0 + penalty),
+                   unique_tokens_needed=needed, teacher=teacher, through_teacher=through)
+
+
 def is_distilled(name: str) -> bool:
     """Whether a plan's run (by name) is a distilled student (not "supervised", not pretrained instead,
     not a teacher the scenario pre-trains)."""
@@ -68,29 +89,28 @@ def repeated_supervised(plan: SupervisedPlan, check: RepetitionAssessment) -> Su
 
 
 def repeated_distillation(plan: DistillationPlan, student: RepetitionAssessment,
-                          supervised: RepetitionAssessment, laws: LawSet | None = None,
-                          teacher: RepetitionAssessment | None = None) -> DistillationPlan:
-    """A distilled student and its same-size baseline, each under its own penalty: its loss,
-    interval, loss difference and verdict are the ones after repetition. With the check of a
-    teacher the scenario pre-trains on the same corpus (`teacher`), the teacher's loss carries its
-    penalty first, and the student's loss moves with it (`batch_penalty.with_teacher_loss`)."""
+                          supervised: RepetitionAssessment, laws: LawSet | None = None) -> DistillationPlan:
+    """A distilled student and its same-size baseline, each under its own check: its loss,
+    interval, loss difference and verdict are the ones after repetition. Where the student's check
+    carries a teacher the scenario pre-trains on the same corpus (`with_teacher_check`), the
+    teacher's loss carries its penalty, and the student's is its check's whole."""
     fresh = plan
-    if teacher is not None and laws is not None:
-        plan = with_teacher_loss(plan, laws, 1.0 + teacher.penalty)
+    if student.teacher is not None and laws is not None:
+        plan = with_teacher_loss(plan, laws, 1.0 + student.teacher.penalty)
     factor = 1.0 + student.penalty
-    return replace(plan, student_loss=plan.student_loss * factor,
-                   student_interval=_scaled(plan.student_interval, factor),
+    return replace(plan, student_loss=fresh.student_loss * factor,
+                   student_interval=_scaled(fresh.student_interval, factor),
                    supervised=repeated_supervised(plan.supervised, supervised), fresh=fresh)
 
 
 def repeated_sweep(sweep: StudentSweep, laws: LawSet, student: RepetitionAssessment,
-                   supervised: RepetitionAssessment, teacher: RepetitionAssessment | None = None) -> StudentSweep:
-    """A sweep's best student and best model trained alone under their penalties (the best
-    student's same-size baseline under its own); the searched sizes are listed with fresh data."""
+                   supervised: RepetitionAssessment) -> StudentSweep:
+    """A sweep's best student and best model trained alone under their checks (the best student's
+    same-size baseline under its own); the searched sizes are listed with fresh data."""
     best = sweep.best
     baseline = assess_model(laws, best.student_params, best.supervised.tokens, student.unique_tokens,
                             student.max_penalty, distilled=False, loss_fresh=best.supervised.loss)
-    return replace(sweep, best=repeated_distillation(best, student, baseline, laws, teacher),
+    return replace(sweep, best=repeated_distillation(best, student, baseline, laws),
                    supervised_best=repeated_supervised(sweep.supervised_best, supervised), fresh=sweep)
 
 
@@ -104,7 +124,8 @@ def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01) ->
     teacher" for a teacher the scenario pre-trains on the same corpus, "supervised" for a supervised
     plan) its epochs, the loss penalty of repeating the data, and the unique data that keeps the
     penalty within `max_penalty` (`assess_model`), from the plan's own losses with fresh data
-    (`Plan.model_losses()`; a teacher's, the supervised law's at its size and tokens)."""
+    (`Plan.model_losses()`; a teacher's, the supervised law's at its size and tokens); a student
+    whose teacher is pre-trained on the corpus carries its teacher's penalty (`with_teacher_check`)."""
     from distillscale.errors import ParameterError
 
     if getattr(result, "laws", None) is None:
@@ -112,10 +133,14 @@ def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01) ->
                              "its law)")
     losses = result.model_losses()
     law = result.laws.require_supervised()
-    return {name: assess_model(result.laws, N, D, unique_tokens, max_penalty,
-                               loss_fresh=losses[name] if name in losses else float(law.predict(N, D)),
-                               distilled=is_distilled(name))
-            for name, (N, D) in result.runs().items()}
+    checks = {name: assess_model(result.laws, N, D, unique_tokens, max_penalty,
+                                 loss_fresh=losses[name] if name in losses else float(law.predict(N, D)),
+                                 distilled=is_distilled(name))
+              for name, (N, D) in result.runs().items()}
+    for name, plan in result.scenario_plans().items():  # a student whose teacher repeats the corpus too
+        if TEACHER_RUN.format(name) in checks:
+            checks[name] = with_teacher_check(result.laws, plan, checks[name], checks[TEACHER_RUN.format(name)])
+    return checks
 
 
 def with_repetition(result):

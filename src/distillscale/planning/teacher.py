@@ -69,6 +69,9 @@ class TeacherRanking:
     # The student trained alone (on the same tokens, or the whole budget) with its interval: each
     # candidate's `differences` are against it.
     supervised_interval: Prediction | None = field(default=None, repr=False)
+    # At a budget: L_T* at each candidate's own student tokens (what "past the capacity gap" compares
+    # each with; `optimal_teacher_loss` is the best candidate's).
+    optimal_each: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def best(self) -> int:
@@ -109,9 +112,12 @@ class TeacherRanking:
 
     @property
     def past_gap(self) -> list[int]:
-        """The candidates stronger than the optimal teacher L_T*: past the capacity gap, where a stronger
-        teacher makes the student worse."""
-        return [i for i, c in enumerate(self.candidates) if c.loss < self.optimal_teacher_loss]
+        """The candidates stronger than the optimal teacher L_T* at their own student tokens (at a
+        budget, each candidate's: `optimal_each`): past the capacity gap, where a stronger teacher
+        makes the student worse."""
+        optimal = (np.full(len(self.candidates), self.optimal_teacher_loss) if self.optimal_each is None
+                   else self.optimal_each)
+        return [i for i, c in enumerate(self.candidates) if c.loss < optimal[i]]
 
     def to_dict(self) -> dict:
         close, past, differences = self.too_close, self.past_gap, self.differences()   # each computed once
@@ -130,6 +136,8 @@ class TeacherRanking:
                             "gap_ratio": float(ratio), "too_close_to_best": i in close,
                             "past_capacity_gap": i in past,
                             "verdict_against_alone": differences[i].verdict, **differences[i].to_dict(),
+                            **({} if self.optimal_each is None else
+                               {"optimal_teacher_loss_at_its_tokens": float(self.optimal_each[i])}),
                             "teacher_flops_per_token": c.flops_per_token,
                             "student_tokens": float(self.student_tokens if self.tokens_each is None
                                                     else self.tokens_each[i]),
@@ -216,6 +224,8 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
     optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
     alone = planner.supervised_law.prediction(student_params, alone_tokens)
     supervised = float(alone.value)
+    optimal_each = None if tokens_each is None else np.array(   # each candidate's own L_T*
+        [planner.optimal_teacher_loss(student_params, float(tokens))[0] for tokens in tokens_each])
     ltilde = float(planner.supervised_law.predict(student_params, student_tokens))   # Ltilde_S at the student's tokens
     curve = teacher_loss_range(planner)
     return TeacherRanking(
@@ -224,7 +234,7 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         law.d1 * ltilde, law.d1, prediction if prediction.has_interval else None,
         curve_teacher_losses=curve,
         curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64),
-        compute=compute, tokens_each=tokens_each, alone_each=alone_each,
+        compute=compute, tokens_each=tokens_each, alone_each=alone_each, optimal_each=optimal_each,
         supervised_interval=alone if alone.has_interval else None)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from distillscale.laws.extrapolation import extrapolation_warnings
+from distillscale.laws.extrapolation import extrapolation_warnings, uniform_guess_warnings
 from distillscale.laws.lawset import LawSet
 
 if TYPE_CHECKING:
@@ -41,8 +41,12 @@ def plan_warnings(laws: LawSet, plans: list[DistillationPlan], sweep: bool, give
             {f"the {name} student's {what} per parameter": tokens / p.student_params},
             students=True)
         if teacher_is_trained(p) or given_teacher:
-            messages += extrapolation_warnings(laws, {f"the {name} teacher": p.teacher_params},
-                                               {f"the {name} teacher's tokens": p.teacher_tokens})
+            messages += extrapolation_warnings(
+                laws, {f"the {name} teacher": p.teacher_params}, {f"the {name} teacher's tokens": p.teacher_tokens},
+                {f"the {name} teacher's tokens per parameter": p.teacher_tokens / p.teacher_params}
+                if p.teacher_tokens and p.teacher_params else {})
+        messages += uniform_guess_warnings(laws, {f"the {name} student's predicted loss": p.student_loss,
+                                                  f"the {name} model without a teacher's loss": p.supervised.loss})
     return list(dict.fromkeys(messages))
 
 
@@ -77,6 +81,16 @@ def loss_units_notes(laws: LawSet, settings, model=None) -> list[str]:
         messages.append(f"the teacher's loss was measured at context {model.loss.seq_len} and the plan's context is "
                         f"{model.context}: a teacher reads its context; measure it at --seq-len {model.context}")
     return messages
+
+
+def student_model_notes(size) -> list[str]:
+    """What a plan says of its --student-model (`size`, a `model.sizes.ModelSize`; None: a size given):
+    a mixture of experts is planned at N_S with every expert counted, and priced at the FLOPs of the
+    experts a token is routed to."""
+    if size is None or size.active_params is None:
+        return []
+    return [f"--student-model {size.path} is a mixture of experts: planned at N_S = {size.describe_params()}; "
+            "its FLOPs per token count the experts a token is routed to"]
 
 
 def vocabulary_notes(laws: LawSet, priced_vocab: int, models: dict[str, int | None]) -> list[str]:
