@@ -375,8 +375,13 @@ def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
     from distillscale.planning.teacher_model import served_teacher, teacher_model
 
     if is_url(settings.teacher_model):
-        return served_teacher(str(settings.teacher_model), laws, context, _say, given_as="--teacher-model")
-    return teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say)
+        model = served_teacher(str(settings.teacher_model), laws, context, _say, given_as="--teacher-model")
+        shown = model.url
+    else:
+        model = teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say)
+        shown = model.path
+    laws.check_teacher_loss(model.loss.nats_per_token, measured=f"--teacher-model {shown}")  # named as measured
+    return model
 
 
 def _say(message: str) -> None:
