@@ -13,7 +13,7 @@ from distillscale.data import DataConfig, prepare_data
 from distillscale.data.loss_identity import (LossIdentity, TextIdentity, TokenizerIdentity,
                                              corpus_tokenizer_identity, loss_identity, prepared_loss_identity,
                                              split_facts, vocab_sha256)
-from distillscale.data.prepare import open_prepared
+from distillscale.data.prepared import open_prepared
 from distillscale.data.token_bytes import bytes_behind
 from distillscale.data.tokenizer import load_tokenizer
 from distillscale.errors import UserError
@@ -122,3 +122,24 @@ def test_describing_and_comparing_identities():
     split = TextIdentity(name="my corpus", split="val", split_sha256="a" * 64)
     assert "another text" in named.differs(named.model_copy(update={"text": split}))
     assert LossIdentity.from_json(named.to_json()) == named and LossIdentity.from_json(None) == nothing
+
+
+def test_a_post_processor_changes_no_id_and_no_identity(prepared, tmp_path):
+    """Every text is encoded without special tokens, so a post-processor (here one that puts the
+    end-of-text token before each text, as a BOS template does) changes no id: the same tokenizer."""
+    from tokenizers import Tokenizer
+
+    corpus, trained = prepared
+    data = json.loads((trained.directory / "tokenizer.json").read_text())
+    eot = trained.manifest["tokenizer"]["end_of_text"]
+    data["post_processor"] = {"type": "TemplateProcessing",
+                              "single": [{"SpecialToken": {"id": eot, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                              "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                              "special_tokens": {eot: {"id": eot, "ids": [trained.end_of_text_id], "tokens": [eot]}}}
+    templated = tmp_path / "templated.json"
+    templated.write_text(json.dumps(data))
+    text = "doc 3: naïve café word word\n"
+    assert Tokenizer.from_file(str(templated)).encode(text, add_special_tokens=False).ids == \
+        trained.tokenizer.encode(text, add_special_tokens=False).ids
+    assert corpus_tokenizer_identity(trained).differs(loss_identity(tokenizer=templated).tokenizer) is None
+    assert loss_identity(tokenizer=templated, text=trained.directory).given  # not refused as another tokenizer

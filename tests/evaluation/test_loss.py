@@ -234,3 +234,48 @@ def test_a_bad_split_fraction_is_one_line(cli, exported, corpus):
     for value in ("1.5", "0", "nan", "-0.1", "inf"):
         code, _, err = cli("loss", exported, "--data", corpus, "--val-fraction", value)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "--val-fraction" in err, (value, err)
+
+
+def test_a_server_is_measured_within_its_context_as_a_local_model_is(cli, run, corpus, tmp_path):
+    """`loss URL` with no --seq-len: its default window is capped to what the server takes (its
+    max_model_len less the token after the window), as a local model's is to its context, and said; a
+    longer --seq-len is capped the same way, not refused."""
+    from distillscale.serve.teacher import TeacherService, make_teacher_server
+    from tests.training.test_served_teacher import Serving
+
+    serving = Serving(make_teacher_server(TeacherService(run, top_k=4)))
+    try:
+        said = []
+        for window in ((), ("--seq-len", "64")):
+            out = tmp_path / f"served{len(window)}.json"
+            code, _, err = cli("loss", serving.url, "--tokenizer", run / "tokenizer.json", "--data", corpus,
+                               "--max-bytes", "300k", "--max-tokens", "2k", *window, "--out", out)
+            assert code == 0, err
+            assert LossRecord.load(out).seq_len == 32
+            said.append(" ".join(err.split()))
+    finally:
+        serving.stop()
+    assert "takes at most 32 tokens of context: measured in windows of 32, not the default 2048" in said[0]
+    assert "takes at most 32 tokens of context: measured in windows of 32, not 64" in said[1]
+
+
+def test_one_window_is_said_as_one_with_no_standard_error(cli, exported, corpus):
+    code, out, err = cli("loss", exported, "--data", corpus, *CORPUS, "--max-tokens", "32")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "1 window of 32" in text and "windows" not in text and "nan" not in text
+    assert "no standard error" in text
+    record = json.loads(cli("loss", exported, "--data", corpus, *CORPUS, "--max-tokens", "32", "--json")[1])
+    assert record["windows"] == 1 and record["standard_error"] is None
+    assert record["bits_per_byte_standard_error"] is None
+
+
+def test_a_loss_names_the_tokenizer_of_the_model_measured(cli, exported, corpus, tmp_path):
+    """Two models of one tokenizer (the same file) share one preparation of the corpus; each one's
+    loss names its own tokenizer, not the one that prepared the corpus first."""
+    other = _other_weights(exported, tmp_path / "other")
+    first = json.loads(cli("loss", exported, "--data", corpus, *CORPUS, "--max-tokens", "1k", "--json")[1])
+    second = json.loads(cli("loss", other, "--data", corpus, *CORPUS, "--max-tokens", "1k", "--json")[1])
+    assert first["losses"]["text"] == second["losses"]["text"]  # one preparation
+    assert first["losses"]["tokenizer"]["name"] == str(exported.resolve())
+    assert second["losses"]["tokenizer"]["name"] == str(other.resolve())

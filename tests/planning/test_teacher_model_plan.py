@@ -392,3 +392,83 @@ def test_a_served_teacher_is_ranked_and_planned_for_as_its_model_directory_is(cl
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+@pytest.fixture(scope="module")
+def distilled(teacher, tmp_path_factory):
+    """A finished `distill` run: a student distilled from the teacher's export on the teacher's corpus."""
+    from distillscale.cli import main
+
+    exported, corpus = teacher
+    out = tmp_path_factory.mktemp("distilled") / "student"
+    settings = [arg for arg in RUN if arg not in ("--vocab-size", "320")]
+    settings[settings.index("--tokens") + 1] = "4k"
+    assert main(["distill", "--out", str(out), "--teacher", str(exported), "--data", str(corpus), *settings]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_a_distilled_run_is_measured_ranked_and_planned_as_any_finished_run(cli, distilled, law):
+    """A `distill` run is a finished run like a `train` run: `loss` measures it (on its own data: its
+    recorded val_loss again), `plan --teacher-model` plans with it and `teacher --candidates` ranks it,
+    each with the one measurement."""
+    path, prepared = law
+    code, out, err = cli("loss", distilled, "--json")
+    assert code == 0, err
+    own = json.loads(out)
+    assert own["nats_per_token"] == pytest.approx(json.loads((distilled / "result.json").read_text())["val_loss"],
+                                                  abs=2e-6)
+    assert own["seq_len"] == 32 and own["model_kind"] == "run"  # the run's own windows
+    code, out, err = cli("loss", distilled, "--data", prepared.directory, "--seq-len", "32", "--json")
+    assert code == 0, err
+    measured = json.loads(out)["nats_per_token"]
+    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
+                         distilled, "--json")
+    assert code == 0, err
+    assert json.loads(out)["teacher_loss"] == measured
+    code, out, err = cli("teacher", "--law", path, "--student-params", "20K", "--student-tokens", "2M",
+                         "--candidates", distilled, "--json")
+    assert code == 0, err
+    assert json.loads(out)["candidates"][0]["teacher_loss"] == measured
+
+
+@pytest.mark.slow
+def test_a_pruned_model_is_measured_and_planned_as_any_finished_run(cli, teacher, law, tmp_path):
+    """A `prune` output (prune.json, no result.json: it appears whole once done) is a finished model."""
+    exported, corpus = teacher
+    path, prepared = law
+    pruned = tmp_path / "pruned"
+    code, _, err = cli("prune", exported, "--out", pruned, "--d-ff", "64", "--seq-len", "32", "--calibration-tokens",
+                       "1k", "--data", corpus, "--max-bytes", "300k", "--device", "cpu")
+    assert code == 0, err
+    code, out, err = cli("loss", pruned, "--data", prepared.directory, "--seq-len", "32", "--json")
+    assert code == 0, err
+    measured = json.loads(out)["nats_per_token"]
+    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
+                         pruned, "--json")
+    assert code == 0, err
+    assert json.loads(out)["teacher_loss"] == measured
+
+
+def test_a_measured_teacher_worse_than_a_uniform_guess_is_named_as_measured(cli, teacher, law, tmp_path):
+    """A teacher model whose measured loss is above ln V (weights that predict nothing) is refused in one
+    line naming the model and its measurement, not a --teacher-loss the user never gave."""
+    from safetensors.torch import load_file, save_file
+
+    exported, _ = teacher
+    path, prepared = law
+    broken = tmp_path / "broken"
+    shutil.copytree(exported, broken)
+    tensors = load_file(str(broken / "model.safetensors"))
+    save_file({name: (value * 40).contiguous() for name, value in tensors.items()}, str(broken / "model.safetensors"))
+    # its loss measured on a few windows of the law's split, beside it as a loss.json (what the plan reads first)
+    code, _, err = cli("loss", broken, "--data", prepared.directory, "--seq-len", "32", "--max-tokens", "256",
+                       "--out", tmp_path / "loss.json")
+    assert code == 0, err
+    assert LossRecord.load(tmp_path / "loss.json").nats_per_token > math.log(320)
+    shutil.copyfile(tmp_path / "loss.json", broken / "loss.json")
+    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
+                         broken)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--teacher-loss" not in err and f"the loss of --teacher-model {broken}" in err
+    assert "nats/token measured" in err and "uniform guess" in err

@@ -174,7 +174,7 @@ def test_the_worker_ends_at_the_last_step_and_when_the_trainer_leaves_early():
 
 def test_distillation_from_a_cache_trains_to_the_same_losses_with_and_without_the_reader(
         tmp_path, monkeypatch):
-    from distillscale.data.prepare import PreparedData
+    from distillscale.data.prepared import PreparedData
 
     config = TrainConfig(out=tmp_path / "run", n_layers=1, aspect_ratio=32, head_dim=32, vocab_size=320,
                          max_bytes="300k", seq_len=SEQ_LEN, batch_size=4, grad_accum=2, tokens="2560",

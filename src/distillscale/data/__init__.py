@@ -13,7 +13,7 @@ from distillscale.lazy import lazy_exports
 
 _EXPORTS = {
     "DataConfig": "distillscale.data.config",
-    "PreparedData": "distillscale.data.prepare",
+    "PreparedData": "distillscale.data.prepared",
     "prepare_data": "distillscale.data.prepare",
     "TokenSampler": "distillscale.data.sampler",
     "iter_eval_batches": "distillscale.data.sampler",

@@ -40,9 +40,8 @@ class TokenizerIdentity(_Record):
     """A tokenizer: where it came from, its ids (one more than the largest), the sha256 of its
     vocabulary (token -> id, `vocab_sha256`; None where it was never published, a paper's) and its
     identity: the sha256 (`sha256`) of the parts of its own serialisation that decide which ids a text
-    becomes (`parts`: vocabulary and merges, special tokens, normalizer, pre-tokenizer and
-    post-processor, each hashed; `data.tokenizer.identity_parts`). A record written before the parts
-    were kept has the vocabulary's hash alone."""
+    becomes (`parts`: vocabulary and merges, special tokens, normalizer and pre-tokenizer, each hashed;
+    `identity_parts`). A record written before the parts were kept has the vocabulary's hash alone."""
 
     name: str = Field(max_length=1000)
     vocab_size: int = Field(ge=1)
@@ -63,7 +62,7 @@ class TokenizerIdentity(_Record):
         if self.vocab_sha256 and other.vocab_sha256 and self.vocab_sha256 != other.vocab_sha256:
             return (f"vocabulary sha256 {other.vocab_sha256[:12]}, not {self.vocab_sha256[:12]} (the same size, "
                     "other tokens)")
-        if self.parts and other.parts and self.sha256 != other.sha256:
+        if self.parts and other.parts and parts_differ(self.parts, other.parts):  # the parts that decide ids
             return (f"the same vocabulary, another {' and '.join(parts_differ(self.parts, other.parts)) or 'tokenizer'}"
                     f" (identity sha256 {(other.sha256 or '?')[:12]}, not {(self.sha256 or '?')[:12]})")
         return None
@@ -172,35 +171,25 @@ class LossIdentity(_Record):
 
 
 # The parts of a tokenizer's own serialisation that decide which ids a text becomes (its decoder,
-# truncation and padding do not), in the order a mismatch names them, with their names in words.
+# truncation and padding do not), in the order a mismatch names them, with their names in words. Its
+# post-processor decides none: every text here is encoded without special tokens
+# (`add_special_tokens=False`: a corpus, a teacher's windows, a cross-tokenizer alignment), so it is
+# never applied; it is hashed as none whatever it is (`identity_parts`), so the identities recorded
+# while it counted (as none, for every tokenizer that adds no token) stay the same.
 IDENTITY_PARTS = {"model": "vocabulary and merges", "added_tokens": "special tokens", "normalizer": "normalizer",
-                  "pre_tokenizer": "pre-tokenizer", "post_processor": "post-processor"}
+                  "pre_tokenizer": "pre-tokenizer"}
+UNUSED_PARTS = ("post_processor",)
 
 
 def identity_parts(tokenizer) -> dict[str, str]:
     """sha256 (16 hex digits) of each of a `tokenizers.Tokenizer`'s IDENTITY_PARTS, read from its own
-    serialisation (keys sorted): two tokenizers are the same exactly when every part is. A
-    post-processor that adds no token (a template of the text alone, as a Hugging Face save writes
-    one; byte-level offset trimming) changes no id: it counts as none."""
+    serialisation (keys sorted): two tokenizers are the same exactly when every part is. The
+    UNUSED_PARTS, which change no id, are hashed as none."""
     data = json.loads(tokenizer.to_str())
-    if not _adds_tokens(data.get("post_processor")):
-        data["post_processor"] = None
+    for part in UNUSED_PARTS:
+        data[part] = None
     return {part: hashlib.sha256(json.dumps(data.get(part), sort_keys=True, ensure_ascii=False).encode("utf-8"))
-            .hexdigest()[:16] for part in IDENTITY_PARTS}
-
-
-def _adds_tokens(processor) -> bool:
-    """Whether a serialised post-processor puts tokens around the text (BOS, CLS, ...)."""
-    if not isinstance(processor, dict):
-        return processor is not None
-    kind = processor.get("type")
-    if kind == "TemplateProcessing":
-        return any("SpecialToken" in piece for piece in processor.get("single") or [])
-    if kind == "ByteLevel":
-        return False
-    if kind == "Sequence":
-        return any(_adds_tokens(inner) for inner in processor.get("processors") or [])
-    return True
+            .hexdigest()[:16] for part in (*IDENTITY_PARTS, *UNUSED_PARTS)}
 
 
 def identity_sha256(parts: dict[str, str]) -> str:
@@ -266,8 +255,10 @@ def prepared_loss_identity(data, split: str = "val") -> LossIdentity:
 
 
 def is_prepared_dir(path: str | Path) -> bool:
-    """Whether `path` is a prepared corpus's directory (it holds manifest.json)."""
-    return (Path(path).expanduser() / "manifest.json").is_file()
+    """Whether `path` is a corpus `data prepare` made (`data.manifest.prepared_manifest`)."""
+    from distillscale.data.manifest import prepared_manifest
+
+    return prepared_manifest(path) is not None
 
 
 def loss_identity(tokenizer: str | Path | None = None, text: str | Path | None = None) -> LossIdentity:
@@ -278,7 +269,7 @@ def loss_identity(tokenizer: str | Path | None = None, text: str | Path | None =
     from distillscale.errors import UserError
 
     if text is not None and is_prepared_dir(text):
-        from distillscale.data.prepare import open_prepared
+        from distillscale.data.prepared import open_prepared
 
         identity = prepared_loss_identity(open_prepared(text))
         if tokenizer is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -50,7 +51,7 @@ class LossRecord(BaseModel):
     model_fingerprint: str            # `MeasurementKey.model`: the files scored, or what the server serves
     losses: LossIdentity
     nats_per_token: float
-    standard_error: float             # of the mean over windows (nats/token)
+    standard_error: float | None      # of the mean over windows (nats/token); None: one window, no spread
     bits_per_byte: float | None
     bits_per_byte_standard_error: float | None
     tokens: int                       # targets scored
@@ -104,10 +105,23 @@ class LossRecord(BaseModel):
     def describe(self) -> str:
         """One line: the loss with its error, in both units, and what it was measured on."""
         bits = "" if self.bits_per_byte is None else (
-            f" = {self.bits_per_byte:.4f} +/- {self.bits_per_byte_standard_error:.4f} bits/byte")
-        return (f"{self.nats_per_token:.4f} +/- {self.standard_error:.4f} nats/token{bits} "
+            f" = {with_error(self.bits_per_byte, self.bits_per_byte_standard_error, 'bits/byte')}")
+        return (f"{with_error(self.nats_per_token, self.standard_error, 'nats/token')}{bits} "
                 f"({self.losses.describe().removeprefix('nats/token ')}; {self.tokens:,} tokens at context "
                 f"{self.seq_len})")
+
+
+def with_error(value: float, error: float | None, unit: str, plus: str = "+/-") -> str:
+    """A measured value with its standard error and unit ("3.1416 +/- 0.0123 nats/token"); without one (a
+    single window has no spread to estimate it from), said so instead of a number."""
+    if error is None or not math.isfinite(error):
+        return f"{value:.4f} {unit} (one window: no standard error)"
+    return f"{value:.4f} {plus} {error:.4f} {unit}"
+
+
+def windows_text(windows: int, seq_len: int) -> str:
+    """"125 windows of 32", "1 window of 32"."""
+    return f"{windows:,} window{'' if windows == 1 else 's'} of {seq_len:,}"
 
 
 def is_loss_file(path: Path) -> bool:

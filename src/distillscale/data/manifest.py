@@ -1,11 +1,34 @@
-"""What a prepared corpus's manifest says, read without opening its splits: each split's composition,
-the corpus's warnings (kept with it, so a second `train` on the cache warns as the first did) and the
-one line that describes it."""
+"""What a prepared corpus's manifest says, read without opening its splits: whether a directory is a
+corpus `data prepare` made at all (`prepared_manifest`), each split's composition, the corpus's warnings
+(kept with it, so a second `train` on the cache warns as the first did) and the one line that describes
+it."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 from distillscale.data.config import DEFAULT_VOCAB_SIZE
 from distillscale.data.splits import SPLITS, SplitComposition, composition_warning
+
+MANIFEST_FILE = "manifest.json"
+FORMAT_FAMILY = "distillscale.data/"  # every format a preparation was ever written in starts so
+
+
+def prepared_manifest(path: str | os.PathLike | None) -> dict | None:
+    """The manifest of the corpus `data prepare` made in directory `path` (of any version's format), or
+    None when `path` is not one: the one test of "a prepared corpus" every command's --data makes, so
+    that such a directory is read as that corpus, never as text."""
+    if path is None:
+        return None
+    try:
+        manifest = json.loads((Path(path).expanduser() / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or not str(manifest.get("format", "")).startswith(FORMAT_FAMILY):
+        return None
+    return manifest
 
 
 def composition(manifest: dict, name: str) -> SplitComposition:

@@ -1,15 +1,17 @@
 """Tokenise a corpus once into memory-mapped token splits, and reuse them while the corpus is unchanged.
 
-A prepared corpus is a directory `<cache_dir>/<fingerprint>/` holding `tokenizer.json`, one flat token
-file per split (`val.bin`, `teacher.bin`, `student.bin`; documents joined by the end-of-text token) and
-`manifest.json`. How documents are cut into pieces and assigned to splits, and each split's
-composition (recorded in the manifest): `data/splits.py`. The fingerprint hashes the source files' paths, sizes and modification times, the
-tokenizer (its JSON hash, or the BPE training settings), `max_bytes` and the split settings.
+A prepared corpus (`data/prepared.py` reads one) is a directory `<cache_dir>/<fingerprint>/` holding
+`tokenizer.json`, one flat token file per split (`val.bin`, `teacher.bin`, `student.bin`; documents
+joined by the end-of-text token) and `manifest.json`. How documents are cut into pieces and assigned to
+splits, and each split's composition (recorded in the manifest): `data/splits.py`. The fingerprint
+hashes the source files' paths, sizes and modification times, the tokenizer (its JSON hash, or the BPE
+training settings), `max_bytes` and the split settings.
 
 The directory is built under a temporary name and renamed into place, so an interrupted preparation
 never looks complete. A file lock per fingerprint makes concurrent preparers of the same corpus (a
 sweep's processes) wait for the first one and reuse its result. Inside `reusing_prepared()` (a sweep's
 worker process, which runs run after run) each corpus is walked and fingerprinted once per process.
+A directory `data prepare` made, given as the corpus, is read as that corpus, never as text.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,10 @@ from tokenizers import Tokenizer
 import distillscale
 from distillscale.console import err_console, warn
 from distillscale.data.config import CACHE_ENV, DEFAULT_VOCAB_SIZE, DataConfig
-from distillscale.data.manifest import composition, data_warnings, describe_prepared
+from distillscale.data.manifest import describe_prepared, prepared_manifest
+from distillscale.data.loss_identity import corpus_tokenizer_identity, tokenizer_identity
+from distillscale.data.prepared import (EARLIER_FORMATS, FIXED_SETTINGS, FORMAT, ROUTE_DTYPE, PreparedData,
+                                       complete_manifest, open_prepared, unusable_reason)
 from distillscale.data.sources import Corpus, ReadStats, empty_corpus_message, resolve_corpus
 from distillscale.data.splits import (SPLITS, SplitComposition, assign_splits, compositions,
                                       cut_document, piece_bytes, piece_hash, run_ends)
@@ -48,87 +52,9 @@ from distillscale.data.tokenizer import (END_OF_TEXT, load_tokenizer, tokenizer_
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json
 
-FORMAT = "distillscale.data/2"  # 2: documents cut into pieces, split by tokens (1: whole documents, by bytes)
-# Earlier formats, each of which split its corpora otherwise than FORMAT: what it did.
-EARLIER_FORMATS = {"distillscale.data/1": "whole documents, split by bytes"}
-ROUTE_DTYPE = "uint8"  # a document's route: the index of its field's value (a mixture's teacher)
 BYTES_SPLITS = ("val",)  # the splits whose tokens' bytes are kept: what losses are measured on
 ENCODE_BATCH_BYTES = 4 << 20  # text per batched (parallel) encode call: enough to keep every core busy
 SCATTER_BLOCK_TOKENS = 1 << 24  # tokens copied to the split files at a time
-
-
-class PreparedData:
-    """A tokenised corpus on disk. `split(name)` maps a split's tokens without reading them."""
-
-    def __init__(self, directory: Path, manifest: dict, reused: bool):
-        self.directory = directory
-        self.manifest = manifest
-        self.reused = reused  # True when an earlier preparation was found and nothing was tokenised
-
-    @cached_property
-    def tokenizer(self) -> Tokenizer:
-        return Tokenizer.from_file(str(self.directory / "tokenizer.json"))
-
-    @property
-    def fingerprint(self) -> str:
-        return self.manifest["fingerprint"]
-
-    @property
-    def vocab_size(self) -> int:
-        return self.manifest["tokenizer"]["vocab_size"]
-
-    @property
-    def tokenizer_hash(self) -> str:
-        """sha256 of tokenizer.json (what the fingerprint hashes); whether a tokenizer is this corpus's
-        is `data.loss_identity.corpus_tokenizer_identity`'s question."""
-        return self.manifest["tokenizer"]["hash"]
-
-    @property
-    def end_of_text_id(self) -> int:
-        return self.manifest["tokenizer"]["end_of_text_id"]
-
-    def composition(self, name: str) -> SplitComposition:
-        """What split `name` is made of: documents, pieces, tokens, the largest piece's and document's shares."""
-        return composition(self.manifest, name)
-
-    @property
-    def warnings(self) -> list[str]:
-        """What this preparation warns about (`data_warnings`), said by every use of it."""
-        return data_warnings(self.manifest)
-
-    def split(self, name: str) -> np.memmap:
-        """Token ids of split `name` ("val", "teacher" or "student"), read-only, memory-mapped."""
-        if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}: choose from {', '.join(SPLITS)}")
-        return np.memmap(self.directory / f"{name}.bin", dtype=self.manifest["dtype"], mode="r")
-
-    def token_bytes(self, name: str = "val") -> np.memmap:
-        """The UTF-8 bytes of source text behind each token of split `name` (only "val" is kept):
-        `sum(token_bytes[a:b])` is the text of tokens a..b-1 as it was read, however the tokenizer
-        decodes (or whether it can). Each character counts once, with the first token whose span
-        covers it; text between tokens' spans (what a pre-tokenizer drops) with the token after it;
-        end-of-text tokens 0."""
-        recorded = self.manifest["token_bytes"]
-        if name not in recorded["files"]:
-            raise ValueError(f"the bytes behind split {name!r}'s tokens are not kept (only {', '.join(recorded['files'])})")
-        return np.memmap(self.directory / recorded["files"][name], dtype=recorded["dtype"], mode="r")
-
-    @property
-    def route_values(self) -> list[str | None] | None:
-        """The values of the route field (`DataConfig.route_field`), in the order of their ids; None when
-        the corpus was prepared without one."""
-        routes = self.manifest.get("routes")
-        return None if routes is None else routes["values"]
-
-    def routes(self, name: str) -> np.memmap:
-        """The route id of every token of split `name` (an index into `route_values`), memory-mapped."""
-        if self.route_values is None:
-            raise ValueError("this corpus was prepared without a route field")
-        return np.memmap(self.directory / self.manifest["routes"]["files"][name], dtype=ROUTE_DTYPE, mode="r")
-
-    def __repr__(self) -> str:
-        tokens = ", ".join(f"{name}={self.manifest['splits'][name]['tokens']}" for name in SPLITS)
-        return f"PreparedData({str(self.directory)!r}, vocab_size={self.vocab_size}, tokens: {tokens})"
 
 
 # The corpora prepared in this process while `reusing_prepared()` holds, by config and working
@@ -150,18 +76,54 @@ def reusing_prepared() -> Iterator[None]:
 
 
 def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
-    """Tokenise the corpus of `config` into `<cache_dir>/<fingerprint>/`, or reuse it from there."""
+    """Tokenise the corpus of `config` into `<cache_dir>/<fingerprint>/`, or reuse it from there; a
+    corpus `data prepare` made, given as the path, is that corpus (`prepared.given_prepared`)."""
     key = (config.model_dump_json(), os.getcwd())
     if _remembered is not None and key in _remembered:
         data = _remembered[key]
     else:
-        data = _prepare_data(config, progress)
+        data = given_prepared(config) or _prepare_data(config, progress)
     if _remembered is not None:
         _remembered[key] = data
     if progress or not data.reused:  # every use says them, not only the one that tokenised the corpus
         for message in data.warnings:
             warn(message)
     return data
+
+
+def given_prepared(config: DataConfig) -> PreparedData | None:
+    """The corpus `data prepare` made in `config.path`, taken as that corpus (None: the path is not one).
+    Its tokens and split are fixed: a setting given otherwise than it was prepared with (a tokenizer
+    whose ids differ, a vocabulary size, a split setting, a route field it did not keep) is refused in
+    one line, never prepared anew from the prepared files as text."""
+    if prepared_manifest(config.path) is None:
+        return None
+    data = open_prepared(config.path)
+    recorded = data.manifest.get("config") or {}
+    differ = []
+    for key, flag in FIXED_SETTINGS.items():
+        mine, theirs = getattr(config, key), recorded.get(key, DataConfig.model_fields[key].default)
+        # text_field is always passed on (its default given as such): only another one than the default differs
+        given = key in config.model_fields_set and (key != "text_field" or mine != DataConfig.model_fields[key].default)
+        if given and key != "vocab_size" and mine != theirs:
+            differ.append(f"{flag} {mine} (prepared with {theirs})")
+    if config.vocab_size is not None and config.vocab_size != data.vocab_size:
+        differ.append(f"--vocab-size {config.vocab_size} (it has {data.vocab_size} ids)")
+    if config.route_field is not None and (data.manifest.get("routes") or {}).get("field") != config.route_field:
+        differ.append(f"the route field {config.route_field!r} (not kept with it)")
+    if config.tokenizer is not None:
+        why = _tokenizer_difference(config.tokenizer, data)
+        if why is not None:
+            differ.append(f"--tokenizer {config.tokenizer} ({why})")
+    if differ:
+        raise UserError(f"--data {config.path} is a corpus prepared already, its tokens and split fixed, and this "
+                        f"asks for another: {'; '.join(dict.fromkeys(differ))}; leave those out to read it as it "
+                        "is, or give the corpus's own files to prepare them so")
+    return data
+
+
+def _tokenizer_difference(tokenizer: str, data: PreparedData) -> str | None:
+    return corpus_tokenizer_identity(data).differs(tokenizer_identity(load_tokenizer(tokenizer)[0], tokenizer))
 
 
 @dataclass(frozen=True)
@@ -194,7 +156,13 @@ class DataIdentity:
 
 
 def data_identity(config: DataConfig) -> DataIdentity:
-    """The `DataIdentity` of `config`'s data now (a missing corpus or tokenizer: a one-line UserError)."""
+    """The `DataIdentity` of `config`'s data now (a missing corpus or tokenizer: a one-line UserError); of a
+    corpus `data prepare` made, given as the path, what its manifest records."""
+    given = given_prepared(config)
+    if given is not None:
+        source, recorded = given.manifest["source"]["fingerprint"], given.manifest["config"]
+        return DataIdentity(corpus=source, fingerprint=given.fingerprint, earlier={}, splits=(
+            FORMAT, source, recorded.get("max_bytes"), recorded.get("val_fraction"), recorded.get("seed")))
     corpus, loaded, source_fingerprint, fingerprint = _identify(config)
     plain = corpus if config.route_field is None else dataclasses.replace(corpus, route_field=None)
     return DataIdentity(corpus=plain.fingerprint(), fingerprint=fingerprint,
@@ -218,7 +186,7 @@ def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
     cache_dir = usable_cache_dir(config)
     _check_cache_outside_corpus(cache_dir, corpus)
     directory = cache_dir / fingerprint
-    manifest = _complete_manifest(directory, fingerprint)
+    manifest = complete_manifest(directory, fingerprint)
     if manifest is not None:
         return PreparedData(directory, manifest, reused=True)
 
@@ -235,15 +203,27 @@ def _prepare_data(config: DataConfig, progress: bool) -> PreparedData:
             err_console.print(f"waiting for another process preparing {directory} ...")
         lock.acquire()
     try:
-        manifest = _complete_manifest(directory, fingerprint)  # the other process may have finished it
+        manifest = complete_manifest(directory, fingerprint)  # the other process may have finished it
         if manifest is not None:
             return PreparedData(directory, manifest, reused=True)
+        earlier = prepared_manifest(directory)
+        if earlier is not None and unusable_reason(directory, earlier) is not None:  # said as `open_prepared` says it
+            warn(f"the corpus prepared in {directory} cannot be read as it is: {unusable_reason(directory, earlier)}; "
+                 "preparing it again")
         manifest = _build(config, corpus, source_fingerprint, loaded, fingerprint, directory, progress)
     finally:
         lock.release()
     if progress:
         err_console.print(describe_prepared(manifest), highlight=False, soft_wrap=True)
     return PreparedData(directory, manifest, reused=False)
+
+
+def prepared_directory(config: DataConfig, fingerprint: str) -> Path:
+    """Where the data of `config` prepared as `fingerprint` lies (a run records both): the directory given
+    as the corpus when `data prepare` made it, else the cache's directory of that fingerprint."""
+    if prepared_manifest(config.path) is not None:
+        return Path(config.path).expanduser()
+    return config.resolved_cache_dir() / fingerprint
 
 
 def usable_cache_dir(config: DataConfig) -> Path:
@@ -306,44 +286,6 @@ def _fingerprint(config: DataConfig, source_fingerprint: str, loaded: tuple[Toke
                 "tokenizer": tokenizer, "tokenizers": tokenizers.__version__,
                 "val_fraction": config.val_fraction, "seed": config.seed}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def open_prepared(directory: str | os.PathLike) -> PreparedData:
-    """A corpus prepared before, by its directory (`<cache_dir>/<fingerprint>/`, as `data prepare`
-    prints it), or a one-line UserError saying what the directory is not."""
-    directory = Path(directory).expanduser()
-    try:
-        fingerprint = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))["fingerprint"]
-    except (OSError, ValueError, KeyError, TypeError):
-        fingerprint = None
-    manifest = None if not isinstance(fingerprint, str) else _complete_manifest(directory, fingerprint)
-    if manifest is None:
-        raise UserError(f"{directory} is not a complete prepared corpus of this distillscale (manifest.json and "
-                        f"the split files of format {FORMAT}): prepare it with `distillscale data prepare`")
-    return PreparedData(directory, manifest, reused=True)
-
-
-def _complete_manifest(directory: Path, fingerprint: str) -> dict | None:
-    """The manifest of a finished preparation in `directory`, or None if there is none."""
-    try:
-        manifest = json.loads((directory / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        if manifest["format"] != FORMAT or manifest["fingerprint"] != fingerprint:
-            return None
-        expected_sizes = {name: manifest["splits"][name]["tokens"] * np.dtype(manifest["dtype"]).itemsize
-                          for name in SPLITS}
-        recorded = manifest["token_bytes"]
-        for name, file in recorded["files"].items():
-            expected_sizes[file] = manifest["splits"][name]["tokens"] * np.dtype(recorded["dtype"]).itemsize
-    except (KeyError, TypeError, AttributeError):  # a preparation without its bytes per token: prepared again
-        return None
-    for name, size in expected_sizes.items():
-        path = directory / (name if name.endswith(".bin") else f"{name}.bin")
-        if not path.is_file() or path.stat().st_size != size:
-            return None
-    return manifest
 
 
 @dataclass

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distillscale.data.manifest import prepared_manifest
 from distillscale.errors import UserError
 from distillscale.io import decode_unicode
 
@@ -179,6 +180,10 @@ def resolve_corpus(path: str | None, text_field: str = "text") -> Corpus:
     root = root.resolve()
     if root.is_file():
         return Corpus("files", str(root), (root,), text_field)
+    if prepared_manifest(root) is not None:  # its token files and manifest are no text: `prepare_data` opens it
+        raise UserError(f"data path {path} is a corpus `distillscale data prepare` made: it is read as that corpus "
+                        "(prepare_data, or --data of a command), never as text; give the corpus's own files to "
+                        "read their text")
     if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
         return Corpus("datasets", str(root), _walk(root), text_field)
     files = _walk(root)
@@ -313,9 +318,12 @@ def empty_corpus_message(corpus: Corpus, stats: ReadStats) -> str:
             "point --data at UTF-8 text, .jsonl or .parquet files")
 
 
-def check_corpus(path: str | None, text_field: str = "text") -> Corpus:
+def check_corpus(path: str | None, text_field: str = "text") -> Corpus | None:
     """The corpus at `path` if it exists and holds some text (read up to its first document), else a
-    one-line UserError: what a sweep checks once before it starts any run on the corpus."""
+    one-line UserError: what a sweep checks once before it starts any run on the corpus. A corpus `data
+    prepare` made is no text to read: None (opening it checks it)."""
+    if prepared_manifest(path) is not None:
+        return None
     corpus = resolve_corpus(path, text_field)
     stats = ReadStats()
     if next(iter(corpus.documents(None, stats)), None) is None:

@@ -41,7 +41,7 @@ from distillscale.urls import is_url, redacted_url, restored
 if TYPE_CHECKING:
     import torch
 
-    from distillscale.data.prepare import PreparedData
+    from distillscale.data.prepared import PreparedData
     from distillscale.model.sizes import ModelSize
 
 DEFAULT_SEQ_LEN = 2048       # windows of a model that is not a run (at most its context)
@@ -76,9 +76,10 @@ def evaluate_loss(model: str | Path, data: str | Path | None = None, *, tokenize
     cap, else the whole split). `tokenizer`: a server's (default: the prepared directory's)."""
     target = _model(model, trust_remote_code, tokenizer)
     prepared = _data(target, data, max_bytes, val_fraction, seed, progress)
-    identity = prepared_loss_identity(prepared)
-    seq_len, max_tokens = _windows(target, seq_len, max_tokens, progress)
-    runner = _runner(target, prepared, seq_len, device)
+    identity = _named(prepared_loss_identity(prepared), target)
+    client = _served_client(target, prepared) if target.kind == "server" else None
+    seq_len, max_tokens = _windows(target, seq_len, max_tokens, progress, client)
+    runner = _runner(target, prepared, seq_len, device, client)
     key = MeasurementKey.of(runner.fingerprint, identity, seq_len, max_tokens, runner.device_kind, runner.precision)
     cache = MeasurementCache(warn=lambda message: err_console.print(f"loss: {message}", highlight=False,
                                                                      soft_wrap=True))
@@ -120,7 +121,7 @@ def _data(target: _Model, data: str | Path | None, max_bytes: int | None, val_fr
     """The prepared corpus to score on, its tokenizer the model's."""
     from distillscale.data import DataConfig, prepare_data
     from distillscale.data.loss_identity import is_prepared_dir
-    from distillscale.data.prepare import open_prepared
+    from distillscale.data.prepared import open_prepared
 
     split = {"max_bytes": max_bytes, "val_fraction": val_fraction, "seed": seed}
     given = {key: value for key, value in split.items() if value is not None}
@@ -141,6 +142,15 @@ def _data(target: _Model, data: str | Path | None, max_bytes: int | None, val_fr
                         "or a corpus prepared by `distillscale data prepare`)")
     _check_tokenizer(target, prepared, data)
     return prepared
+
+
+def _named(identity: LossIdentity, target: _Model) -> LossIdentity:
+    """The identity with its tokenizer named as the model's own (checked to give the corpus's ids: `_data`),
+    not as whichever tokenizer of the same ids first prepared the corpus; a server's without --tokenizer,
+    as the corpus names it."""
+    if target.tokenizer is None:
+        return identity
+    return identity.model_copy(update={"tokenizer": identity.tokenizer.model_copy(update={"name": str(target.tokenizer)})})
 
 
 def _run_data(target: _Model, given: dict):
@@ -167,23 +177,32 @@ def _check_tokenizer(target: _Model, prepared: PreparedData, data) -> None:
                         f"it with `distillscale data prepare --tokenizer {target.location}`")
 
 
-def _windows(target: _Model, seq_len: int | None, max_tokens: int | None, progress: bool) -> tuple[int, int | None]:
+def _windows(target: _Model, seq_len: int | None, max_tokens: int | None, progress: bool,
+             client=None) -> tuple[int, int | None]:
     """(context, evaluation cap): a run's own unless given; else DEFAULT_SEQ_LEN; within the model's
-    context either way (a longer one asked for is shortened to it, said)."""
-    context = target.size.context if target.size is not None else None
+    context either way, a local model's or a server's (`client`: a window and the token after it, at
+    most its max_model_len): a longer one asked for is shortened to it, said (the default, said among
+    the progress lines)."""
+    context = target.size.context if target.size is not None else _served_context(client)
     if target.kind == "run":
-        from distillscale.training.config import TrainConfig
         from distillscale.training.run_dir import RunDirectory
 
-        stored = RunDirectory(Path(target.location)).stored_config(TrainConfig)
-        seq_len, max_tokens = seq_len or stored.seq_len, max_tokens if max_tokens is not None else stored.eval_tokens
-    asked, seq_len = seq_len, seq_len or min(DEFAULT_SEQ_LEN, context or DEFAULT_SEQ_LEN)
+        stored = RunDirectory(Path(target.location)).recorded_config()  # a train or distill run's; prune's: None
+        if stored is not None:
+            seq_len, max_tokens = seq_len or stored.seq_len, max_tokens if max_tokens is not None else stored.eval_tokens
+    asked, seq_len = seq_len, seq_len or DEFAULT_SEQ_LEN
     if context is not None and seq_len > context:
-        seq_len = context
-        if asked is not None:
+        if asked is not None or progress:
             err_console.print(f"loss: the model takes at most {context} tokens of context: measured in windows of "
-                              f"{context}, not {asked}", highlight=False, soft_wrap=True)
+                              f"{context}, not {asked or f'the default {seq_len}'}", highlight=False, soft_wrap=True)
+        seq_len = context
     return seq_len, max_tokens
+
+
+def _served_context(client) -> int | None:
+    """The longest window a server scores: its max_model_len less the token after the window (None: not stated)."""
+    limit = None if client is None else client.model.max_model_len
+    return None if limit is None else limit - 1
 
 
 # -- how the model runs ------------------------------------------------------------------------------
@@ -204,9 +223,8 @@ class _Runner:
 PROBE_TOKENS = 32  # the validation split's first tokens, whose served log-probabilities identify the model
 
 
-def _runner(target: _Model, prepared: PreparedData, seq_len: int, device: str) -> _Runner:
+def _runner(target: _Model, prepared: PreparedData, seq_len: int, device: str, client=None) -> _Runner:
     if target.kind == "server":
-        client = _served_client(target, prepared, seq_len)
         return _Runner(_served_fingerprint(client, prepared), "server", "as served", client=client)
     from distillscale.training.distributed import resolve_device
     from distillscale.training.evaluation import default_bf16
@@ -216,14 +234,13 @@ def _runner(target: _Model, prepared: PreparedData, seq_len: int, device: str) -
     return _Runner(target.fingerprint, where.type, "bf16 autocast" if autocast else "float32", where, autocast)
 
 
-def _served_client(target: _Model, prepared: PreparedData, seq_len: int):
+def _served_client(target: _Model, prepared: PreparedData):
+    """The server's client, connected: what it serves known (its context: `_served_context`), its tokenizer
+    the corpus's."""
     from distillscale.training.remote_teacher import TeacherClient
 
     client = TeacherClient(target.address, top_k=1, vocab_size=prepared.vocab_size)
     model = client.connect()
-    if model.max_model_len is not None and seq_len + 1 > model.max_model_len:
-        raise UserError(f"--seq-len {seq_len} sends windows of {seq_len + 1} tokens but the server at {client.base} "
-                        f"takes at most {model.max_model_len}: use --seq-len {model.max_model_len - 1} or less")
     why = model.about.tokenizer_difference(prepared)
     if why is not None:
         raise UserError(f"the server at {client.base} speaks another tokenizer than the corpus's ({why}): prepare the "
@@ -282,13 +299,13 @@ def _record(target: _Model, runner: _Runner, identity: LossIdentity, nats: np.nd
     count = len(nats) * seq_len
     mean = float(nats.sum() / count)
     n_bytes = float(window_bytes.sum())
-    error = float((nats / seq_len).std(ddof=1) / math.sqrt(len(nats))) if len(nats) > 1 else float("nan")
+    error = float((nats / seq_len).std(ddof=1) / math.sqrt(len(nats))) if len(nats) > 1 else None  # one: no spread
     bits = bits_per_byte(mean, count, n_bytes)
     bits_error = None
-    if bits is not None:
+    if bits is not None and len(nats) > 1:
         ratio = nats.sum() / n_bytes  # nats per byte
         residual = nats - ratio * window_bytes
-        spread = float(residual.std(ddof=1) / math.sqrt(len(nats))) if len(nats) > 1 else float("nan")
+        spread = float(residual.std(ddof=1) / math.sqrt(len(nats)))
         bits_error = spread / float(window_bytes.mean()) / math.log(2)
     return LossRecord(
         model=target.location, model_kind=target.kind, model_fingerprint=runner.fingerprint, losses=identity,
@@ -407,7 +424,8 @@ def _run_bf16(target: _Model) -> bool:
 
     from distillscale.training.run_dir import RunDirectory
 
-    return torch.cuda.is_available() and RunDirectory(Path(target.location)).stored_plan().bf16
+    run = RunDirectory(Path(target.location))
+    return torch.cuda.is_available() and run.recorded_config() is not None and run.stored_plan().bf16
 
 
 # -- what it will cost -------------------------------------------------------------------------------

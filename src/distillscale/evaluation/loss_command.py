@@ -66,15 +66,17 @@ def loss_table(record, out: Path | None) -> Table:
     table = Table(title=f"Loss of {record.model}", show_header=False)
     table.add_column("what")
     table.add_column("value")
+    from distillscale.data.loss_record import windows_text, with_error
+
     bits = "not known (the split's bytes were not counted)" if record.bits_per_byte is None else (
-        f"{record.bits_per_byte:.4f} +/- {record.bits_per_byte_standard_error:.4f} bits/byte")
-    for name, value in (("cross-entropy", f"{record.nats_per_token:.4f} +/- {record.standard_error:.4f} nats/token"),
+        with_error(record.bits_per_byte, record.bits_per_byte_standard_error, "bits/byte"))
+    for name, value in (("cross-entropy", with_error(record.nats_per_token, record.standard_error, "nats/token")),
                         ("bits per byte", bits),
                         ("tokenizer", record.losses.tokenizer.describe()),
                         ("text", record.losses.text.describe()),
                         ("scored", f"{record.tokens:,} tokens" + ("" if record.bytes is None else
                                                                  f", {record.bytes:,.0f} bytes")
-                         + f" ({record.windows:,} windows of {record.seq_len:,})"),
+                         + f" ({windows_text(record.windows, record.seq_len)})"),
                         ("time", f"{record.seconds:,.1f} s on {record.device}, {record.tokens_per_second:,.0f} tokens/s"),
                         *([] if out is None else [("written to", str(out))])):
         table.add_row(name, value)

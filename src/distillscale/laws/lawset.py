@@ -112,20 +112,27 @@ class LawSet:
         """The loss of a uniform guess over the law's vocabulary, ln V (nats/token): no model is worse."""
         return math.log(self.compute.n_vocab)
 
-    def check_teacher_loss(self, loss: float, flag: str = "--teacher-loss") -> float:
+    def check_teacher_loss(self, loss: float, flag: str = "--teacher-loss", measured: str | None = None) -> float:
         """A teacher loss the law can take: above the irreducible loss E of the data (no model
         reaches E, so a smaller loss is a typo or another unit) and below a uniform guess over the
-        law's vocabulary, ln V (a worse teacher has learnt nothing: another unit, or bits); returns it."""
+        law's vocabulary, ln V (a worse teacher has learnt nothing: another unit, or bits); returns it.
+        `flag` names a given loss; `measured`, instead, the model whose loss was measured (a plan's
+        --teacher-model): the refusal then names it and what to do about the model."""
         E = self.require_supervised().E
+        what = f"{flag} {loss:g}" if measured is None else f"the loss of {measured}, {loss:.4f} nats/token measured,"
         if not loss > E:
-            raise UserError(f"{flag} {loss:g} is not above the irreducible loss E = {E:.4g} nats/token "
-                            f"of law {self.name!r}: no teacher reaches that; give the teacher's "
-                            "validation loss in nats/token")
+            fix = ("give the teacher's validation loss in nats/token" if measured is None else
+                   "the law's E is above what this model reaches on its text: fit the law on runs of this model's "
+                   "text and tokenizer")
+            raise UserError(f"{what} is not above the irreducible loss E = {E:.4g} nats/token "
+                            f"of law {self.name!r}: no teacher reaches that; {fix}")
         uniform = self.uniform_loss
         if not loss < uniform:
-            raise UserError(f"{flag} {loss:g} is not below {uniform:.4g} nats/token, a uniform guess over the "
-                            f"{self.compute.n_vocab}-token vocabulary of law {self.name!r}: give the teacher's "
-                            "validation loss in nats/token")
+            fix = ("give the teacher's validation loss in nats/token" if measured is None else
+                   "the model predicts its text no better than chance, so it has nothing to teach: give a trained "
+                   "teacher")
+            raise UserError(f"{what} is not below {uniform:.4g} nats/token, a uniform guess over the "
+                            f"{self.compute.n_vocab}-token vocabulary of law {self.name!r}: {fix}")
         return loss
 
     def to_dict(self) -> dict:

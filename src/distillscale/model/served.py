@@ -76,8 +76,11 @@ class ServedCard(BaseModel):
         if self.tokenizer_identity is not None:
             if self.tokenizer_identity == identity.sha256:
                 return None
-            what = (" and ".join(parts_differ(identity.parts, self.tokenizer_parts))
-                    if self.tokenizer_parts and identity.parts else "tokenizer")
+            differ = (parts_differ(identity.parts, self.tokenizer_parts) if self.tokenizer_parts and identity.parts
+                      else None)
+            if differ == []:  # the parts that decide ids agree (an identity of another version's parts)
+                return None
+            what = " and ".join(differ) if differ else "tokenizer"
             return f"another {what}: identity sha256 {self.tokenizer_identity[:12]}, the corpus's {identity.sha256[:12]}"
         if self.tokenizer_sha256 is not None and self.tokenizer_sha256 != corpus.tokenizer_hash:
             return f"sha256 {self.tokenizer_sha256[:12]}, the corpus's {corpus.tokenizer_hash[:12]}"

@@ -37,7 +37,7 @@ from distillscale.planning.repetition import is_distilled, model_penalty, repeti
 from distillscale.planning.warnings import (loss_units_notes, mode_warnings, plan_warnings, student_model_notes,
                                            vocabulary_notes)
 from distillscale.units import Quantity
-from distillscale.urls import is_url
+from distillscale.urls import is_url, redacted_url
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
     from distillscale.model.sizes import ModelSize
@@ -378,8 +378,13 @@ def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
     from distillscale.planning.teacher_model import ServedAs, served_teacher, teacher_model
 
     if is_url(settings.teacher_model):
-        return served_teacher(str(settings.teacher_model), laws, context, _say, given_as=ServedAs.TEACHER_MODEL)
-    return teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say)
+        model = served_teacher(str(settings.teacher_model), laws, context, _say, given_as=ServedAs.TEACHER_MODEL)
+        shown = redacted_url(model.url)   # a password in the URL is never echoed
+    else:
+        model = teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say)
+        shown = model.path
+    laws.check_teacher_loss(model.loss.nats_per_token, measured=f"--teacher-model {shown}")  # named as measured
+    return model
 
 
 def _say(message: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from distillscale.data.loss_record import with_error
 from distillscale.errors import UserError
 from distillscale.laws.difference import LossDifference
 
@@ -91,7 +92,7 @@ def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, la
 def _train_tokens(laws) -> float:
     """The tokens of the split the laws' students train on (the student split of their prepared
     corpus's manifest)."""
-    from distillscale.data.prepare import open_prepared
+    from distillscale.data.prepared import open_prepared
 
     return float(open_prepared(laws.losses.text.directory).manifest["splits"]["student"]["tokens"])
 
@@ -130,8 +131,9 @@ def teacher_lines(section: dict[str, Any]) -> list[str]:
     """The section in a few lines, for the terminal."""
     loss = section["loss"]
     bits = "" if loss["bits_per_byte"] is None else f" ({loss['bits_per_byte']:.4f} bits/byte)"
-    lines = [f"your teacher {section['path']}: L_T = {loss['nats_per_token']:.4f} +/- {loss['standard_error']:.4f} "
-             f"nats/token{bits} on the laws' validation split"]
+    lines = [f"your teacher {section['path']}: L_T = "
+             f"{with_error(loss['nats_per_token'], loss['standard_error'], 'nats/token')}{bits} on the laws' "
+             "validation split"]
     if section.get("sweep_teacher_losses"):
         low, high = section["sweep_teacher_losses"]
         lines.append(f"  the sweep's teachers, which the laws were fitted on: {low:.4f} to {high:.4f} nats/token")
@@ -155,7 +157,7 @@ def teacher_lines(section: dict[str, Any]) -> list[str]:
 def teacher_html(section: dict[str, Any]) -> str:
     """The report page's section on the user's teacher."""
     loss = section["loss"]
-    rows = [("measured loss L_T", f"{loss['nats_per_token']:.4f} ± {loss['standard_error']:.4f} nats/token"
+    rows = [("measured loss L_T", with_error(loss["nats_per_token"], loss["standard_error"], "nats/token", plus="±")
              + ("" if loss["bits_per_byte"] is None else f" ({loss['bits_per_byte']:.4f} bits/byte)")),
             ("measured on", f"{section['losses']}; {loss['tokens']:,} tokens at context {loss['seq_len']}")]
     if section.get("sweep_teacher_losses"):

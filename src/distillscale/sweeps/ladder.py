@@ -177,12 +177,13 @@ def corpus_tokens(config: TrainConfig) -> tuple[int, str]:
     """Unique tokens of the run's training split as its sampler counts them, and how they were found:
     from the corpus prepared before, else by preparing it now as `sweep run` does before its first
     run (and reuses from then on)."""
-    from distillscale.data.prepare import data_identity, open_prepared, prepare_data, usable_cache_dir
+    from distillscale.data.prepare import data_identity, prepare_data, prepared_directory
+    from distillscale.data.prepared import open_prepared
     from distillscale.data.repetition import epoch_tokens
 
     data_config = config.data_config()
     try:
-        data = open_prepared(usable_cache_dir(data_config) / data_identity(data_config).fingerprint)
+        data = open_prepared(prepared_directory(data_config, data_identity(data_config).fingerprint))
         how = "counted from the prepared corpus"
     except UserError:
         data, how = prepare_data(data_config), "counted: the corpus prepared now, as `sweep run` would"

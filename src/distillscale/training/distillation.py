@@ -19,7 +19,7 @@ import torch
 
 from distillscale.console import warn
 from distillscale.data import iter_eval_batches
-from distillscale.data.prepare import PreparedData
+from distillscale.data.prepared import PreparedData
 from distillscale.data.tokenizer import load_tokenizer, tokenizer_vocab_size
 from distillscale.errors import UserError
 from distillscale.training.config import DistillConfig

@@ -31,10 +31,9 @@ from distillscale.model.pruning import PruneTarget, importance, prune, target_fo
 from distillscale.training.distributed import resolve_device
 from distillscale.training.prune_config import (PruneConfig, calibration_input_tokens, calibration_window,
                                                 importance_flops)
-from distillscale.training.run_dir import input_paths
+from distillscale.training.run_dir import PRUNE_RECORD as RECORD_FILE, input_paths
 from distillscale.training.teachers import find_teacher, resolve_student_data, same_tokenizer
 
-RECORD_FILE = "prune.json"
 SCHEMA_VERSION = 2  # 2: gradient importance counted as 2 forward passes (the backward computes no weight gradients)
 STAGING_PREFIX = ".tmp-prune-"  # + host-pid-: the directory the output is built in, renamed to --out when done
 

@@ -20,7 +20,7 @@ import torch
 from distillscale.console import err_console, warn
 from distillscale.data import TokenSampler, prepare_data
 from distillscale.data.config import MIN_VOCAB_SIZE
-from distillscale.data.prepare import PreparedData
+from distillscale.data.prepared import PreparedData
 from distillscale.data.repetition import epochs, repetition_warning, unique_subset
 from distillscale.data.splits import SPLITS, SplitComposition
 from distillscale.errors import UserError

@@ -71,6 +71,20 @@ def input_paths(config: Settings) -> list[Path]:
     return paths
 
 
+PRUNE_RECORD = "prune.json"  # beside the weights `prune` writes (renamed into place whole, once done)
+
+
+def check_finished_model(path: Path, role: str, then: str) -> None:
+    """The one rule of "a finished run" for every command that takes one's weights (a teacher, a model
+    to measure or serve): every directory of weights distillscale makes with model_config.json, whichever
+    command made it: a `train` or `distill` run that completed (`completed_result`), or a model `prune`
+    wrote (its prune.json: the directory appears whole, once done). A Hugging Face export is a Hugging
+    Face directory (`training.teachers.find_teacher`). `role` and `then` word the refusal."""
+    if (path / PRUNE_RECORD).is_file() and not (path / "config.json").is_file():
+        return
+    completed_result(path, role, then)
+
+
 def completed_result(path: Path, role: str, then: str) -> RunResult:
     """The result of the completed run in `path`, or a one-line UserError: the one completeness check
     of every command that takes a run's weights as its input (a teacher, a served teacher, an export).
@@ -205,38 +219,50 @@ class RunDirectory:
             raise UserError(f"{self.config_path} is not the config of a `{kind}` run (a run of another "
                             f"command?): give that command, or choose another --out") from None
 
+    def recorded_config(self) -> TrainConfig | None:
+        """The config the run was started with, as its own command's (a `DistillConfig` for a distill run,
+        a `TrainConfig` for a train run), read as recorded, without re-checking how the settings combine
+        (a teacher moved since still reads); None where there is no run config to read (a `prune` output)."""
+        try:
+            record = RunRecord.load(self.config_path)
+        except UserError:
+            return None
+        kind = DistillConfig if record.config.distilled else TrainConfig
+        try:
+            return kind.model_construct(**{key: value for key, value in record.config.settings().items()
+                                           if key in kind.model_fields})
+        except (ValidationError, TypeError, ValueError):
+            return None
+
     def stored_plan(self) -> RunPlan:
         return RunRecord.load(self.config_path).plan
 
     def recorded_data(self) -> tuple[DataConfig, str] | None:
         """(the data config the run trained with, the fingerprint of the data it trained on), from its
         config.json (a train or a distill run); None when it has none that can be read."""
-        try:
-            record = RunRecord.load(self.config_path)
-        except UserError:
+        config = self.recorded_config()
+        if config is None:
             return None
-        settings = record.config.settings()
-        kind = DistillConfig if record.config.distilled else TrainConfig
-        try:  # the recorded settings as they were, without re-checking how they combine
-            data = kind.model_construct(**{key: value for key, value in settings.items()
-                                           if key in kind.model_fields}).data_config()
+        try:
+            data = config.data_config()
         except (ValidationError, TypeError, ValueError):
             return None
-        return data, record.plan.data_fingerprint
+        return data, self.stored_plan().data_fingerprint
 
     def loss_identity(self) -> LossIdentity | None:
         """What the run's val_loss is (`data.loss_identity`): nats/token of its tokenizer on the val split
         of the data it trained with, read from that prepared data when it is still in its cache; else
         the split named by the data's fingerprint alone. None: the run records no data."""
         from distillscale.data.loss_identity import TextIdentity, loss_identity, prepared_loss_identity
-        from distillscale.data.prepare import open_prepared
+        from distillscale.data.prepare import prepared_directory
+        from distillscale.data.prepared import open_prepared
 
         recorded = self.recorded_data()
         if recorded is None:
             return None
         data, fingerprint = recorded
         try:
-            return prepared_loss_identity(open_prepared(data.resolved_cache_dir() / fingerprint))
+            return prepared_loss_identity(open_prepared(prepared_directory(data, fingerprint)))
         except UserError:  # the prepared data is gone: what the run itself records
             tokenizer = loss_identity(self.tokenizer_path).tokenizer if self.tokenizer_path.is_file() else None
             return LossIdentity(tokenizer=tokenizer, text=TextIdentity(

@@ -34,7 +34,7 @@ from distillscale.model.sizes import HFParameterCounts, hf_parameter_counts
 from distillscale.planning.flops import ForwardCount
 from distillscale.settings import TConfig
 from distillscale.training.records import TeacherRecord
-from distillscale.training.run_dir import RunDirectory, completed_result
+from distillscale.training.run_dir import RunDirectory, check_finished_model
 
 # The settings of a teacher run that say which corpus it trained on; a student distilled from it
 # reads the same corpus by default, and so trains on the other half of it.
@@ -95,7 +95,7 @@ def find_teacher(path: str | Path, trust_remote_code: bool = False, given_as: st
 
 
 def _run_source(path: Path) -> TeacherSource:
-    completed_result(path, "teacher run", then=", then distil from it")
+    check_finished_model(path, "teacher run", then=", then distil from it")
     tokenizer_path = path / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise UserError(f"teacher run {path} has no tokenizer.json: copy back the tokenizer it was "

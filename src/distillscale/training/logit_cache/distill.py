@@ -14,7 +14,8 @@ import torch
 
 from distillscale.console import warn
 from distillscale.data.config import DataConfig
-from distillscale.data.prepare import PreparedData, data_identity
+from distillscale.data.prepare import data_identity
+from distillscale.data.prepared import PreparedData
 from distillscale.errors import UserError
 from distillscale.training.config import DistillConfig
 from distillscale.training.distributed import Distributed, resolve_device
