@@ -16,7 +16,7 @@ import pytest
 
 from tests.report.test_own_teacher import TEACHER, markov_corpus
 
-PART = 1_000_000  # the teacher's --max-bytes: a part of the corpus (about 2.4 MB)
+PART = 600_000  # the teacher's --max-bytes: half the corpus
 TINY = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "16", "--vocab-size", "300", "--tokens", "512",
         "--seq-len", "16", "--batch-size", "4", "--eval-tokens", "256", "--eval-every", "0", "--device", "cpu")
 
@@ -43,8 +43,10 @@ def small_teacher(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
-    """The quick demo's teacher (tests/report/test_own_teacher.py), a run of the first PART bytes."""
-    return _teacher_run(tmp_path_factory.mktemp("teacher-split"), PART, TEACHER)
+    """The quick demo's teacher's shape (tests/report/test_own_teacher.py), a run of the first PART bytes
+    of a corpus of about 1.2 MB, on fewer tokens."""
+    shape = tuple("30K" if arg == "100K" else arg for arg in TEACHER)
+    return _teacher_run(tmp_path_factory.mktemp("teacher-split"), PART, shape, documents=200)
 
 
 def test_the_sweep_splits_the_corpus_as_the_teacher_run_did(small_teacher, monkeypatch):
