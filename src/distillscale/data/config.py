@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Mapping
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -14,6 +14,12 @@ CACHE_ENV = "DISTILLSCALE_CACHE"
 MIN_VOCAB_SIZE = 257  # the 256 byte-level symbols plus the end-of-text token
 # The byte-level BPE's size when a corpus is prepared without a tokenizer or a size.
 DEFAULT_VOCAB_SIZE = 8192
+
+
+# A run's settings (`train`'s and `distill`'s names) that say which data it reads, and the DataConfig
+# field each one sets.
+RUN_DATA_SETTINGS = {"data": "path", "text_field": "text_field", "tokenizer": "tokenizer",
+                     "vocab_size": "vocab_size", "val_fraction": "val_fraction", "max_bytes": "max_bytes"}
 
 
 def _byte_count(value):
@@ -60,6 +66,12 @@ class DataConfig(BaseModel):
     @classmethod
     def _path_to_text(cls, value):
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @classmethod
+    def of_run_settings(cls, settings: Mapping[str, Any]) -> "DataConfig":
+        """The data a run's settings name (`RUN_DATA_SETTINGS`; those unset or None take the defaults)."""
+        return cls(**{field: settings[key] for key, field in RUN_DATA_SETTINGS.items()
+                      if settings.get(key) is not None})
 
     def resolved_cache_dir(self) -> Path:
         return cache_directory(self.cache_dir)

@@ -35,6 +35,7 @@ from distillscale.console import err_console
 from distillscale.data.loss_identity import (LossIdentity, bits_per_byte, corpus_tokenizer_identity,
                                              prepared_loss_identity, tokenizer_identity)
 from distillscale.data.loss_record import LossRecord, MeasurementCache, MeasurementKey, model_fingerprint
+from distillscale.data.trained_split import TrainedSplit
 from distillscale.errors import UserError
 from distillscale.urls import is_url, redacted_url, restored
 
@@ -125,18 +126,23 @@ def _data(target: _Model, data: str | Path | None, max_bytes: int | None, val_fr
 
     split = {"max_bytes": max_bytes, "val_fraction": val_fraction, "seed": seed}
     given = {key: value for key, value in split.items() if value is not None}
+    trained = TrainedSplit.of_run(target.location, role="model") if target.kind == "run" else None
     if data is not None and is_prepared_dir(data):
         if given:
             raise UserError(f"--data {data} is prepared already: its split is fixed; leave out --max-bytes, "
                             "--val-fraction and --seed (they split a corpus)")
         prepared = open_prepared(data)
+        if trained is not None:
+            trained.check(DataConfig.model_validate(prepared.manifest["config"]), who=f"--data {data}",
+                          fix="measure the model on its own corpus as it trained: leave out --data")
     elif data is not None:
         if target.tokenizer is None:
             raise UserError(f"a served model's loss needs its tokenizer to prepare --data {data}: give --tokenizer "
                             "(the tokenizer the server's model speaks), or a corpus prepared with it")
-        prepared = prepare_data(DataConfig(path=str(data), tokenizer=str(target.tokenizer), **given), progress)
+        config = DataConfig(path=str(data), tokenizer=str(target.tokenizer), **given)
+        prepared = prepare_data(_as_trained(trained, config, given), progress)
     elif target.kind == "run":
-        prepared = prepare_data(_run_data(target, given), progress)
+        prepared = prepare_data(_as_trained(trained, _run_data(target, given), given), progress)
     else:
         raise UserError("give --data: the corpus to measure the model's loss on (a directory, file or glob of text; "
                         "or a corpus prepared by `distillscale data prepare`)")
@@ -151,6 +157,17 @@ def _named(identity: LossIdentity, target: _Model) -> LossIdentity:
     if target.tokenizer is None:
         return identity
     return identity.model_copy(update={"tokenizer": identity.tokenizer.model_copy(update={"name": str(target.tokenizer)})})
+
+
+def _as_trained(trained: TrainedSplit | None, config, given: dict):
+    """`config` split as the run `trained` split its corpus where `given` says nothing (the rule every
+    reader of a run's corpus follows: `data.trained_split`), refused in one line where it says otherwise."""
+    if trained is None:
+        return config
+    config = trained.as_trained(config, given=given)
+    trained.check(config, who="the measurement", fix="leave out --max-bytes, --val-fraction and --seed to split it "
+                                                     "as the model did")
+    return config
 
 
 def _run_data(target: _Model, given: dict):

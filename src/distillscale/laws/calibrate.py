@@ -23,6 +23,7 @@ Hold-out checks (`holdout`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -89,6 +90,15 @@ class HeldOutRun:
 # chance of 1 in 8 under a law without bias; 9 of 10, 1 in 46.
 ONE_SIDED_MIN_RUNS = 4
 ONE_SIDED_SHARE = 0.9
+# A law's intervals fail its held-out check when so few held-out runs fall inside them that a law whose
+# intervals hold their level would show as few less than this often (binomial, the runs taken as
+# independent): at 90%, 3 or fewer of 6 (1 in 63), 6 or fewer of 10 (1 in 78).
+FAILED_COVERAGE_CHANCE = 0.05
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    return float(sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1)))
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,22 @@ class HoldoutCheck:
                 f"centred on the biased value; losses it predicts beyond the fitted sizes are likely too "
                 f"{direction} ({reading}); published ladders show the same (docs/validation_pack.md)")
 
+    @property
+    def failed(self) -> str | None:
+        """Why the law failed its own held-out check, in a short clause for the verdicts it gives (None:
+        it passed): its errors one-sided (`bias`), or its intervals covering far fewer held-out runs than
+        their level (FAILED_COVERAGE_CHANCE)."""
+        reasons = []
+        n, over = len(self.runs), self.n_over_predicted
+        if self.bias is not None:
+            mean = float(np.mean(self.errors))
+            reasons.append(f"held-out runs predicted {abs(mean):.2%} too {'high' if mean > 0 else 'low'} on average "
+                           f"({max(over, n - over)} of {n} {'over' if over > n - over else 'under'}-predicted)")
+        covered = [run.covered for run in self.runs if run.covered is not None]
+        if covered and self.level and _binomial_cdf(sum(covered), len(covered), self.level) < FAILED_COVERAGE_CHANCE:
+            reasons.append(f"{sum(covered)} of {len(covered)} inside their {self.level:.0%} intervals")
+        return ", ".join(reasons) or None
+
     def to_dict(self, run_ids=None) -> dict[str, Any]:
         """The check as JSON; `run_ids` name the runs (default: their row)."""
         errors = np.abs(self.errors)
@@ -152,7 +178,7 @@ class HoldoutCheck:
                 "max_abs_relative_error": float(errors.max()) if errors.size else None,
                 "coverage": self.coverage, "level": self.level,
                 "mean_relative_error": float(self.errors.mean()) if errors.size else None,
-                "n_over_predicted": self.n_over_predicted, "bias": self.bias,
+                "n_over_predicted": self.n_over_predicted, "bias": self.bias, "failed": self.failed,
                 "bias_corrected": self.corrected, "raw": self._raw_summary(),
                 "runs": [{"run_id": run.row if run_ids is None else run_ids[run.row], "observed": run.observed,
                           "predicted": run.predicted, "relative_error": run.relative_error,

@@ -97,6 +97,7 @@ def teacher_model(path: str | Path, laws: LawSet, context: int, trust_remote_cod
     path = Path(path).expanduser()
     size = model_size(path, trust_remote_code, given_as=given_as)
     _check_tokenizer(path, laws, given_as)
+    _check_split(path, laws)
     at = min(context, size.context) if size.context else context
     if at < context:
         progress(f"{given_as} {path} takes at most {at} tokens of context: measured and priced at {at}, not "
@@ -205,6 +206,24 @@ def _check_tokenizer(path: Path, laws: LawSet, given_as: str) -> TokenizerIdenti
     if laws.losses.tokenizer is not None:
         _refuse_another_tokenizer(given_as, path, mine, laws, unstated=None, hint=calibrate_hint(path))
     return mine
+
+
+def _check_split(path: Path, laws: LawSet) -> None:
+    """A teacher run of the corpus the law's runs read, refused in one line when they split it otherwise
+    (`data.trained_split`): its loss on the law's validation split, text it may have trained on, would
+    come out low. A Hugging Face teacher, or a law whose prepared split is gone, is not checked."""
+    from distillscale.data import DataConfig
+    from distillscale.data.prepare import open_prepared
+    from distillscale.data.trained_split import TrainedSplit
+
+    split = TrainedSplit.of_run(path)
+    text = laws.losses.text
+    if split is None or text is None or not text.directory or not (Path(text.directory) / "manifest.json").is_file():
+        return
+    law_data = DataConfig.model_validate(open_prepared(text.directory).manifest["config"])
+    split.check(law_data, who="the law", fix=f"calibrate the laws on the teacher's split: `distillscale demo --data "
+                                             f"{law_data.path or 'CORPUS'} --teacher {path}` splits the corpus as the "
+                                             "teacher did")
 
 
 def _refuse_another_tokenizer(given_as: str, shown, mine: TokenizerIdentity, laws: LawSet, unstated: str | None,

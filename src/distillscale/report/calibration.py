@@ -51,6 +51,7 @@ from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.teacher import (MINIMA_RATIO, CapacityGapLaw, OptimalTeacher, fit_capacity_gap,
                                            optimal_teachers)
 from distillscale.report.design import design_family, in_sample_note
+from distillscale.report.held_out import failed_checks
 from distillscale.report.runs import SweepRuns, loss_identity, unique_tokens
 
 # Tokens per parameter of the default target: Chinchilla's compute-optimal ratio.
@@ -505,7 +506,7 @@ def _plan(result: ReportCalibration) -> dict[str, Any]:
     """Compute-optimal distillation at the target under the fitted laws, in every scenario (`plan_at_target`)."""
     if result.supervised is None or result.distillation is None:
         return {"skipped": "planning needs both fitted laws"}
-    return plan_at_target(result.laws, result.runs, result.settings)
+    return {**plan_at_target(result.laws, result.runs, result.settings), "failed_checks": failed_checks(result.holdout)}
 
 
 def plan_at_target(laws: LawSet, runs: SweepRuns, settings: CalibrationSettings) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import console, err_console, print_json, styled, warn
 from distillscale.io import check_output_dir, check_output_file
 from distillscale.laws.lawset import FORM_HELP, NO_BIAS_CORRECTION_HELP
+from distillscale.report.held_out import verdict_clause
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_interval, format_quantity
 
@@ -103,11 +104,12 @@ def _print_plan(plan: dict) -> None:
         return
     from distillscale.laws.difference import LossDifference
 
+    caveat = verdict_clause(plan.get("failed_checks", {}))
     for scenario, p in plan["plans"].items():
         console.print(styled((p["verdict"], "bold"), f" ({scenario}): Δ {LossDifference.from_dict(p).describe()}; "
                              f"student loss {p['student_loss']:.4f}{_interval(p['student_loss_interval'])} vs "
                              f"supervised {p['supervised_loss']:.4f}{_interval(p['supervised_loss_interval'])} "
-                             "nats/token"), highlight=False)
+                             f"nats/token{caveat}"), highlight=False, soft_wrap=True)
     for name, reason in plan["failed"].items():
         console.print(f"plan for {name} failed: {reason}", highlight=False)
     target = plan.get("target", {})

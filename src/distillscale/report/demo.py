@@ -40,12 +40,13 @@ GPU_RUNS_PER_GPU = 2  # the ladder's models (1M-17M parameters) cannot fill an H
 
 def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "micro", gpus: int = 1,
                   repetition: bool = False, capacity_gap: bool = False, lr_law: str | None = None,
-                  teacher: Path | None = None):
+                  teacher: Path | None = None, progress=lambda message: None):
     """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory);
     with `lr_law` (a preset name or a law file), each size's lr from that hyperparameter law instead of
     the spec's lr or lr_law, and the name suffixed `-lr-law`; with `teacher` (a model directory), the
     corpus in that teacher's tokenizer (the sweep's models speak it; the laws' losses are in its units),
-    and the name suffixed with the teacher's.
+    split as the teacher split it when it is a run of this corpus (`_split_as_teacher`, said to
+    `progress`), and the name suffixed with the teacher's.
 
     The GPU ladder's token window grows with the GPUs (`max_tokens` x gpus), but never past what the
     corpus's splits hold: its runs never repeat their data (the corpus is prepared to count it), and
@@ -82,6 +83,8 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
         table["data"]["tokenizer"] = str(Path(teacher).expanduser().absolute())
         table["name"] += "-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(teacher).expanduser().absolute().name).strip("-.")
                                 or "teacher")
+    if teacher is not None:
+        _split_as_teacher(table["data"], teacher, progress)
     if lr_law is not None:
         from distillscale.sweeps.spec_sections import LR_RULE_KEYS
 
@@ -107,6 +110,31 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
                                 f"too few for the GPU ladder's {section} without repeating data: use "
                                 f"--data {BUILTIN_PREFIX}python-env (the default) or a larger corpus")
     return resolve_sweep_spec(table, source=str(path), base_dir=path.parent)
+
+
+def _split_as_teacher(data: dict[str, Any], teacher: Path, progress) -> None:
+    """The sweep's [data] section `data` split as the teacher run split the corpus when the sweep reads
+    that corpus (`data.trained_split`: its max_bytes and val_fraction), so that the laws' validation
+    split, on which the teacher is measured and its students planned, holds none of the teacher's
+    training text; a teacher whose data its corpus no longer gives is refused in one line, before the
+    sweep. A Hugging Face teacher, and a run of another corpus, leave it as it is."""
+    from distillscale.data import DataConfig
+    from distillscale.data.trained_split import TrainedSplit
+
+    split = TrainedSplit.of_run(Path(teacher).expanduser().absolute())
+    if split is None:
+        return
+    reader = DataConfig(**{key: data[key] for key in ("path", "text_field", "max_bytes", "val_fraction") if key in data})
+    adopted = split.as_trained(reader)
+    split.check(adopted, who="the sweep", fix="give --data another corpus, or train the teacher on this one")
+    if adopted == reader:
+        return
+    for key in ("max_bytes", "val_fraction"):
+        if getattr(adopted, key) is not None:
+            data[key] = getattr(adopted, key)
+    differ = ", ".join(f"{name} {theirs!r}" for name, (_, theirs) in split.differences(reader).items())
+    progress(f"--teacher {teacher} trained on this corpus split with {differ}: the sweep splits it the same way, "
+             "so the laws' validation split holds none of the teacher's training text")
 
 
 def _split_tokens(spec) -> dict[str, int]:
@@ -160,7 +188,7 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
         raise UserError("--quick shortens the micro demo: leave it out with --scale gpu")
     gpus = require_gpus() if scale == "gpu" else []
     spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)), repetition=repetition, capacity_gap=capacity_gap,
-                         lr_law=lr_law, teacher=teacher)
+                         lr_law=lr_law, teacher=teacher, progress=progress)
     if teacher is not None:
         check_teacher(teacher, trust_remote_code, scale, progress, max(int(run.settings["seq_len"]) for run in spec.runs))
     sweep_dir = check_output_dir(Path(out) if out is not None else Path("sweeps") / spec.name,

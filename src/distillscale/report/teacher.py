@@ -22,6 +22,7 @@ import numpy as np
 from distillscale.data.loss_record import with_error
 from distillscale.errors import UserError
 from distillscale.laws.difference import LossDifference
+from distillscale.report.held_out import failed_checks, verdict_clause
 
 PLANNED_STUDENT = "planned_student.toml"
 STUDENT_RUN = "planned-student"
@@ -43,7 +44,8 @@ def teacher_section(calibration, teacher: str | Path, out_dir: str | Path, trust
     section: dict[str, Any] = {
         "path": str(teacher), "loss": record.model_dump(mode="json"), "losses": laws.losses.describe(),
         "sweep_teacher_losses": [min(sweep_teachers), max(sweep_teachers)] if sweep_teachers else None,
-        "sweep_student_teacher_losses": _range(r["teacher_loss"] for r in runs.students)}
+        "sweep_student_teacher_losses": _range(r["teacher_loss"] for r in runs.students),
+        "failed_checks": failed_checks(calibration.holdout)}
     if calibration.supervised is None or calibration.distillation is None:
         return {**section, "plan": None, "skipped": "planning needs both fitted laws"}
     try:
@@ -146,7 +148,8 @@ def teacher_lines(section: dict[str, Any]) -> list[str]:
     lines.append(f"  {section['verdict']}" + (f" (Δ {difference})" if difference else "")
                  + f": a {section['student_params']:,.0f}-parameter student distilled from it on "
                  f"{section['student_tokens']:,.0f} tokens reaches {section['student_loss']:.4f}{shown} nats/token, "
-                 f"{section['supervised_loss']:.4f} without a teacher; distil it: {section['distill_command']}")
+                 f"{section['supervised_loss']:.4f} without a teacher{verdict_clause(section.get('failed_checks', {}))}; "
+                 f"distil it: {section['distill_command']}")
     if (section.get("epochs") or 0) > 1:
         lines.append(f"  those tokens are {section['epochs']:.1f} epochs of this corpus's student split: both losses "
                      "are the laws' for fresh tokens, and a model trained without a teacher on repeated data does worse")

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Callable, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from distillscale.data.config import MIN_VOCAB_SIZE, DataConfig
+from distillscale.data.config import MIN_VOCAB_SIZE, RUN_DATA_SETTINGS, DataConfig
 from distillscale.errors import UserError
 from distillscale.model.config import ModelConfig
 from distillscale.regime.schedules import scale_learning_rate
@@ -104,9 +104,7 @@ class CorpusSettings(Settings):
 
     def data_config(self) -> DataConfig:
         """The corpus and tokenizer these settings name, as the data layer takes them."""
-        given = {"path": self.data, "tokenizer": self.tokenizer, "vocab_size": self.vocab_size,
-                 "val_fraction": self.val_fraction, "max_bytes": self.max_bytes}
-        return DataConfig(text_field=self.text_field, **{k: v for k, v in given.items() if v is not None})
+        return DataConfig.of_run_settings({key: getattr(self, key) for key in RUN_DATA_SETTINGS})
 
 
 class ModelSettings(Settings):

@@ -29,6 +29,7 @@ from torch import nn
 from distillscale.data.sources import first_line
 from distillscale.data.loss_identity import tokenizer_identity
 from distillscale.data.tokenizer import load_tokenizer
+from distillscale.data.trained_split import TrainedSplit
 from distillscale.errors import UserError, path_kind
 from distillscale.model.sizes import HFParameterCounts, hf_parameter_counts
 from distillscale.planning.flops import ForwardCount
@@ -40,6 +41,7 @@ from distillscale.training.run_dir import RunDirectory, check_finished_model
 # reads the same corpus by default, and so trains on the other half of it.
 CORPUS_SETTINGS = ("data", "text_field", "max_bytes", "val_fraction")
 OTHER_HALF = {"teacher": "student", "student": "teacher"}
+STUDENT_SPLIT_SETTINGS = ("max_bytes", "val_fraction")  # a student's settings that split its corpus (its seed is 0)
 
 
 @dataclass(frozen=True)
@@ -175,44 +177,29 @@ def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer
         if source.trained_split is not None and "split" not in config.model_fields_set:
             updates["split"] = OTHER_HALF[source.trained_split]
     resolved = type(config).model_validate(config.model_dump() | updates)
+    trained = TrainedSplit.of_run(source.path) if source.kind == "run" else None
+    if trained is not None and config.data is not None and trained.reads_my_corpus(resolved.data_config()):
+        # the teacher's corpus named: split as the teacher did, unless told otherwise (then checked)
+        unset = {key: value for key, value in trained.settings().items() if key in STUDENT_SPLIT_SETTINGS
+                 and getattr(config, key) is None}
+        resolved = type(config).model_validate(resolved.model_dump() | unset)
     check_teacher_data(source, resolved.data_config())
     return resolved
 
 
 def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher") -> None:
     """Refuse a run teacher whose training text may lie in the student's validation split, in one line
-    (the teacher's loss, measured there, would be biased low). The teacher's recorded data fingerprint
-    is checked as a logit cache's is (`logit_cache.distill.check_cache_matches_data`): when the student
-    reads the teacher's corpus (the same files), the teacher's data must be what its settings prepare
-    from that corpus now (not an earlier data format's split, not a corpus changed since), and the
-    student must split it as the teacher did. A student of another corpus, and a Hugging Face teacher,
-    are not checked: nothing says which text they trained on. `student_data`: the student's DataConfig;
-    `role`: what the run is to the student, for the message ("teacher", "start")."""
-    from distillscale.data.prepare import data_identity
-
-    recorded = RunDirectory(source.path).recorded_data() if source.kind == "run" else None
-    if recorded is None:
-        return
-    teacher_data, fingerprint = recorded
-    try:
-        teacher = data_identity(teacher_data)
-    except UserError:  # its corpus is gone (or named relative to another directory): not the student's
-        return
-    student = data_identity(student_data)
-    if teacher.corpus != student.corpus:
-        return
-    if teacher.fingerprint != fingerprint:
-        raise UserError(f"{role} {source.path} was trained on other data than its corpus gives now "
-                        f"({teacher.why_other(fingerprint)}): the student's validation split would hold text the "
-                        f"{role} trained on, biasing its loss low; train the {role} again on this data (or "
-                        f"use a {role} trained on it)")
-    if teacher.splits != student.splits:
-        names = ("format", "corpus", "max_bytes", "val_fraction", "seed")
-        differ = ", ".join(f"{name} {mine!r} (the teacher's {theirs!r})" for name, mine, theirs
-                           in zip(names, student.splits, teacher.splits) if mine != theirs)
-        raise UserError(f"the student splits the corpus of {role} {source.path} otherwise than the {role} did "
-                        f"({differ}): its validation split would hold text the {role} trained on; leave out "
-                        f"--max-bytes and --val-fraction to split it as the {role} did")
+    (the teacher's loss, measured there, would be biased low): the rule every reader of a run's corpus
+    follows (`data.trained_split`). The teacher's recorded data fingerprint is checked as a logit
+    cache's is (`logit_cache.distill.check_cache_matches_data`): when the student reads the teacher's
+    corpus (the same files), the teacher's data must be what its settings prepare from that corpus now
+    (not an earlier data format's split, not a corpus changed since), and the student must split it as
+    the teacher did. A student of another corpus, and a Hugging Face teacher, are not checked: nothing
+    says which text they trained on. `student_data`: the student's DataConfig; `role`: what the run is
+    to the student, for the message ("teacher", "start")."""
+    split = TrainedSplit.of_run(source.path, role) if source.kind == "run" else None
+    if split is not None:
+        split.check(student_data, fix=f"leave out --max-bytes and --val-fraction to split it as the {role} did")
 
 
 def check_start_data(start: str | Path, student_data) -> None:

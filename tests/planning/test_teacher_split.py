@@ -1,0 +1,98 @@
+"""The split a teacher run trained on, one rule for every reader of its corpus (`data.trained_split`):
+`plan --teacher-model RUN` and `teacher --candidates RUN` refuse, in one line, a law whose runs split
+the teacher's corpus otherwise (the teacher's loss on that validation split, text it may have trained
+on, comes out low), and say how to calibrate on the teacher's split; `loss RUN --data CORPUS` splits
+the corpus as the run did unless told otherwise, and refuses another split."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import distillscale as ds
+from distillscale.data.loss_identity import prepared_loss_identity
+from distillscale.laws.lawset import ComputeSettings
+
+pytestmark = pytest.mark.usefixtures("cache_dir", "one_thread")
+
+RUN = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "16", "--vocab-size", "300", "--tokens", "2k",
+       "--batch-size", "4", "--eval-tokens", "1k", "--eval-every", "0", "--device", "cpu", "--seq-len", "16")
+PART = 60_000  # the teacher's --max-bytes: about half its corpus
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A tiny teacher run of the first PART bytes of its corpus, and the corpus."""
+    import random
+
+    from distillscale.cli import main
+
+    rng = random.Random(2)
+    words = ["".join(rng.choice("etaoinshrdlucmfw") for _ in range(rng.randint(2, 7))) for _ in range(300)]
+    corpus = tmp_path_factory.mktemp("corpus")
+    for i in range(40):
+        (corpus / f"{i:03d}.txt").write_text(" ".join(rng.choice(words) for _ in range(rng.randint(400, 600))) + "\n")
+    run = tmp_path_factory.mktemp("runs") / "teacher"
+    assert main(["train", "--out", str(run), "--data", str(corpus), "--max-bytes", str(PART), *RUN]) == 0
+    return run, corpus
+
+
+def _law(teacher, tmp_path, max_bytes):
+    """A law whose losses are the teacher's tokenizer on the corpus split with `max_bytes` (what a sweep
+    on that corpus records); returns its file and the prepared split."""
+    from distillscale.data import DataConfig, prepare_data
+
+    run, corpus = teacher
+    prepared = prepare_data(DataConfig(path=str(corpus), tokenizer=str(run), max_bytes=max_bytes), progress=False)
+    laws = ds.load_laws("busbridge2025")
+    laws.name, laws.losses = "mine", prepared_loss_identity(prepared)
+    laws.compute = ComputeSettings(16, prepared.vocab_size, 64.0)
+    path = tmp_path / f"law-{max_bytes}.json"
+    laws.save(path)
+    return path, prepared
+
+
+def _refused(cli, *args) -> str:
+    code, _, err = cli(*args)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return " ".join(err.split())
+
+
+def test_a_law_that_splits_the_teachers_corpus_otherwise_is_refused(cli, teacher, tmp_path):
+    run, corpus = teacher
+    law, _ = _law(teacher, tmp_path, None)  # the whole corpus: its validation split holds the teacher's text
+    said = _refused(cli, "plan", "--law", law, "--compute", "1e12", "--student-params", "5K", "--teacher-model", run)
+    assert f"the law splits the corpus of teacher {run} otherwise than the teacher did" in said
+    assert f"max_bytes None (the teacher's {PART})" in said
+    assert f"`distillscale demo --data {corpus} --teacher {run}`" in said
+    said = _refused(cli, "teacher", "--law", law, "--student-params", "5K", "--student-tokens", "1M",
+                    "--candidates", run)
+    assert "the law splits the corpus of teacher" in said
+
+
+def test_a_law_on_the_teachers_split_plans_for_it(cli, teacher, tmp_path):
+    run, _ = teacher
+    law, prepared = _law(teacher, tmp_path, PART)
+    code, out, err = cli("plan", "--law", law, "--compute", "1e12", "--student-params", "5K", "--teacher-model", run,
+                         "--json")
+    assert code == 0, err
+    code, measured, err = cli("loss", run, "--data", prepared.directory, "--seq-len", "16", "--json")
+    assert code == 0, err
+    assert json.loads(out)["teacher_model"]["loss"] == json.loads(measured)["nats_per_token"]
+
+
+def test_loss_splits_a_runs_corpus_as_the_run_did(cli, teacher, tmp_path):
+    run, corpus = teacher
+    code, out, err = cli("loss", run, "--data", corpus, "--json")
+    assert code == 0, err
+    named = json.loads(out)
+    code, out, err = cli("loss", run, "--json")  # its own corpus, as it trained
+    assert code == 0, err
+    assert json.loads(out)["losses"]["text"] == named["losses"]["text"]
+    said = _refused(cli, "loss", run, "--data", corpus, "--max-bytes", "30000")
+    assert f"the measurement splits the corpus of model {run} otherwise than the model did" in said
+    assert f"max_bytes 30000 (the model's {PART})" in said and "leave out --max-bytes" in said
+    _, whole = _law(teacher, tmp_path, None)
+    said = _refused(cli, "loss", run, "--data", whole.directory)
+    assert f"--data {whole.directory} splits the corpus of model {run}" in said
