@@ -264,3 +264,24 @@ def test_the_interval_a_user_is_shown_is_the_one_the_pack_scores():
     inside = law.prediction(N.max(), D.max())
     far = law.prediction(N.max(), D.max() * 1e4)  # the fitted sizes, 10,000x their tokens
     assert not inside.beyond_backtest and far.beyond_backtest
+
+
+def test_a_fits_misfit_beyond_the_calibrations_rows_is_taken_at_their_end_and_said():
+    """The misfit term is not extrapolated: a fit's misfit beyond every calibration row's is taken at
+    the rows' end, and the interval's description says so (a calibration that did not keep the rows'
+    range says it cannot tell)."""
+    table = synthetic(seed=5)
+    misfit = np.random.default_rng(5).uniform(0.002, 0.02, len(table))
+    loud = IntervalTable(table.ladder, table.summaries, table.N, table.D, table.y * (1 + misfit / 0.005), misfit)
+    model = fit_pack_interval(loud, terms=("floor", "per_efold", "per_misfit"), group=family, across=family)
+    assert model.misfit_range == (pytest.approx(misfit.min()), pytest.approx(misfit.max()))
+    s, top = table.summaries[0], float(misfit.max())
+    assert float(model.scale(s, 4e8, 4e9, 0.5)) == pytest.approx(float(model.scale(s, 4e8, 4e9, top)))
+    assert float(model.scale(s, 4e8, 4e9, 0.01)) < float(model.scale(s, 4e8, 4e9, top))
+    far = CalibratedInterval(model=model, summary=s, misfit=0.5).describe(0.9)
+    assert f"the fit's misfit (50.00% RMS, outside the calibration's" in far and f"taken at {top:.2%}" in far
+    assert "outside" not in CalibratedInterval(model=model, summary=s, misfit=0.01).describe(0.9)
+    unknown = model.model_copy(update={"misfit_range": None})
+    assert float(unknown.scale(s, 4e8, 4e9, 0.5)) > 5 * float(model.scale(s, 4e8, 4e9, 0.5))
+    assert "did not keep its rows' range of misfits" in CalibratedInterval(model=unknown, summary=s,
+                                                                           misfit=0.5).describe(0.9)

@@ -95,6 +95,16 @@ class PackInterval(FittedOnThePack):
     # The calibration rows' median misfit: what a law whose runs are not at hand (a preset) is taken
     # to have, so that its growth with distance is a typical fit's (`CalibratedInterval.sides`).
     misfit_reference: float = Field(default=0.0, ge=0, le=10)
+    # The least and most misfit of the calibration's rows: a fit's misfit outside takes the nearer end
+    # (the misfit term is not extrapolated; `CalibratedInterval.describe` says so). None: a calibration
+    # written before the range was kept, which cannot tell.
+    misfit_range: tuple[float, float] | None = None
+
+    def misfit_within(self, misfit: float) -> float:
+        """A fit's misfit as the scale takes it: inside `misfit_range` (where recorded)."""
+        if self.misfit_range is None:
+            return float(misfit)
+        return min(max(float(misfit), self.misfit_range[0]), self.misfit_range[1])
 
     @model_validator(mode="after")
     def _consistent(self) -> "PackInterval":
@@ -114,7 +124,8 @@ class PackInterval(FittedOnThePack):
         lever = dN / max(summary.span, MIN_SPAN)
         ratio = dN * summary.ratio_distance(N, D)
         size = np.sqrt(self.floor ** 2 + (self.per_efold * dN) ** 2 + (self.per_lever * lever) ** 2
-                       + (self.per_token * dD) ** 2 + (self.per_misfit * misfit) ** 2 + (self.per_ratio * ratio) ** 2)
+                       + (self.per_token * dD) ** 2 + (self.per_misfit * self.misfit_within(misfit)) ** 2
+                       + (self.per_ratio * ratio) ** 2)
         runs = min(max(summary.runs, self.runs_range[0]), self.runs_range[1])
         size = size * (runs / RUNS_REFERENCE) ** -self.runs_power
         if backtest is None or self.backtest_power == 0:
@@ -201,9 +212,21 @@ class CalibratedInterval(_Record):
                     f"on {len(self.model.ladders)} published ladders: {widths} its largest runs' params")
         own = " and the law's own backtest" if self.model.backtest_power > 0 and backtest is not None else ""
         if self.model.per_misfit > 0:
-            own += f" and the fit's misfit ({self.misfit:.2%} RMS)"
+            own += f" and the fit's misfit ({self.misfit:.2%} RMS{self._misfit_note()})"
         return (f"extrapolation error ({level:.0%}, calibrated on {len(self.model.ladders)} published ladders as a "
                 f"function of the distance beyond the runs{own}): {widths} the largest fitted params")
+
+
+    def _misfit_note(self) -> str:
+        """Where the fit's misfit lies against the calibration's rows' (`PackInterval.misfit_range`)."""
+        known = self.model.misfit_range
+        if known is None:
+            return "; the calibration did not keep its rows' range of misfits: not checked against it"
+        taken = self.model.misfit_within(self.misfit)
+        if taken == self.misfit:
+            return ""
+        return (f", outside the calibration's {known[0]:.2%}-{known[1]:.2%}: taken at {taken:.2%}, the term is "
+                "not extrapolated")
 
 
 @lru_cache(maxsize=1)
@@ -443,6 +466,7 @@ def fit_pack_interval(table: IntervalTable, level: float = 0.9, terms=TERMS,
                         runs_range=(float(x[:, 5].min()), float(x[:, 5].max())),
                         backtest_power=float(backtest_power), backtest_reference=reference,
                         misfit_reference=float(weighted_quantile(x[:, 3], w, 0.5)[0]),
+                        misfit_range=(float(x[:, 3].min()), float(x[:, 3].max())),
                         quantiles=tuple(float(q) * total for q in np.maximum.accumulate(quantiles)),
                         ladders=tuple(sorted(set(table.ladder.tolist()))), n_rows=len(table))
 
