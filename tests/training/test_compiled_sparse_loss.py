@@ -56,8 +56,8 @@ def test_a_chunks_sparse_loss_runs_in_a_few_compiled_kernels_where_eager_launche
     objective, logits, targets, rows, n_valid = _chunk_inputs()
     with LaunchCount() as eager:
         eager_sums, eager_grad = losses._chunk_values_and_grad(objective, logits, targets, rows, n_valid, True)
-    (sums, grad), code = run_and_get_code(losses._compiled_chunk(), objective, logits, targets, rows, n_valid,
-                                          True)
+    compiled = losses._compiled(losses._chunk_values_and_grad, dynamic=False)  # the one the loss calls
+    (sums, grad), code = run_and_get_code(compiled, objective, logits, targets, rows, n_valid, True)
     torch.testing.assert_close(sums, eager_sums, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, eager_grad, rtol=1e-5, atol=1e-8)
     call = "\n".join(code).split("def call(", 1)[1]

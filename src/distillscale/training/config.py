@@ -222,7 +222,8 @@ class HardwareSettings(Settings):
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda")
     bf16: bool | None = Field(None, description="bf16 autocast (default: on CUDA only)")
-    compile: bool = Field(False, description="torch.compile the trunk, a live teacher's trunk, the supervised loss and a logit cache's distillation loss")
+    compile: bool = Field(False, description="torch.compile the trunk, a live teacher's trunk, the supervised loss "
+                                             "and a logit cache's distillation loss")
     # sharded checkpoints, which a DDP run cannot resume: hashed (but not while DDP, as before FSDP existed)
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp", json_schema_extra=hashed_unless_default(),

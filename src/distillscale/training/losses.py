@@ -142,9 +142,8 @@ def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, t
       with respect to the student logits is tau (q - c / K) (c_a: how often a was drawn), both
       unbiased (see `training.logit_cache.objective`).
 
-    compile: the loss's terms (per chunk, or over all tokens without `config.chunk_size`) and their
-    closed-form gradient through torch.compile: a few fused kernels over the [tokens, V] logits and
-    [tokens, k] rows where eager runs one kernel per operation (dozens per chunk).
+    compile: the loss's terms (per chunk, or over all tokens without `config.chunk_size`) through
+    torch.compile: a few fused kernels where eager runs one per operation (dozens per chunk).
     """
     n = student_hidden.reshape(-1, student_hidden.shape[-1]).shape[0]
     rows_dtype = torch.promote_types(student_hidden.dtype, torch.float32)  # ids exact below 2^24
@@ -267,10 +266,11 @@ class _Objective:
 
 
 @functools.cache
-def _compiled_sums() -> Callable[..., torch.Tensor]:
-    """`_Objective.sums` through torch.compile, made once (its graphs are cached by shape and by the
-    objective's weights, which a run keeps)."""
-    return torch.compile(_Objective.sums)
+def _compiled(function: Callable, dynamic: bool | None = None) -> Callable:
+    """`function` through torch.compile, made once (its graphs are cached by shape and by the
+    objective's weights, which a run keeps): `_Objective.sums`; `_chunk_values_and_grad` with a graph
+    per chunk shape (`dynamic=False`: a run has its chunk and its last, shorter one)."""
+    return torch.compile(function, dynamic=dynamic)
 
 
 @functools.lru_cache(maxsize=64)
@@ -367,7 +367,7 @@ def _compute(objective: _Objective, hidden: torch.Tensor, head: Head,
         if teacher_head is not None:
             with torch.no_grad():
                 teacher_logits = teacher_head(teacher_hidden)
-        sums = (_compiled_sums() if compile else _Objective.sums)(objective, logits, targets, teacher_logits)
+        sums = (_compiled(_Objective.sums) if compile else _Objective.sums)(objective, logits, targets, teacher_logits)
         loss = (sums * objective.weights(sums)).sum() / n_valid
         components = sums.detach() / n_valid
     else:
@@ -444,11 +444,9 @@ def _sum_over_chunks(objective: _Objective, hidden: torch.Tensor, head: Head,
 def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Tensor,
                  teacher: tuple[Head, torch.Tensor] | None, n_valid: torch.Tensor,
                  with_grads: bool, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """[CE, KD, Z] summed over the chunk's valid tokens, and (if `with_grads`) d(loss)/d(logits)
-    (`_chunk_values_and_grad`; through torch.compile when `compile`). `teacher` is (head, hidden
-    states of the chunk): its logits are made here, so that the computation owns them and can
-    overwrite them (copied first when the head returns its input, e.g. an identity head over
-    precomputed logits; sparse rows are only read)."""
+    """`_chunk_values_and_grad` (through torch.compile when `compile`) of the teacher's logits made
+    here from `teacher` = (head, the chunk's hidden states), so that it owns them and can overwrite
+    them (copied when the head returns its input, e.g. an identity head over precomputed logits)."""
     teacher_logits = None
     if teacher is not None:
         teacher_head, teacher_hidden = teacher
@@ -456,23 +454,15 @@ def _fused_chunk(objective: _Objective, logits: torch.Tensor, targets: torch.Ten
         if (objective.teacher_rows == "logits"
                 and teacher_logits.untyped_storage().data_ptr() == teacher_hidden.untyped_storage().data_ptr()):
             teacher_logits = teacher_logits.clone()  # the head passed its input through: not ours to overwrite
-    chunk = _compiled_chunk() if compile else _chunk_values_and_grad
+    chunk = _compiled(_chunk_values_and_grad, dynamic=False) if compile else _chunk_values_and_grad
     return chunk(objective, logits, targets, teacher_logits, n_valid, with_grads)
-
-
-@functools.cache
-def _compiled_chunk() -> Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:
-    """`_chunk_values_and_grad` through torch.compile, made once: the loss's passes over a chunk's
-    [chunk, V] logits and [chunk, k] teacher rows fused into a few kernels (a graph per chunk shape:
-    a run has its chunk and its last, shorter one)."""
-    return torch.compile(_chunk_values_and_grad, dynamic=False)
 
 
 def _chunk_values_and_grad(objective: _Objective, logits: torch.Tensor, targets: torch.Tensor,
                            teacher_logits: torch.Tensor | None, n_valid: torch.Tensor,
                            with_grads: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`_fused_chunk`'s computation, in closed form, overwriting buffers in place so that few
-    [chunk, V] tensors exist at once; `teacher_logits` (or sparse rows) may be overwritten.
+    """[CE, KD, Z] summed over the chunk's valid tokens, and (if `with_grads`) d(loss)/d(logits) in
+    closed form, overwriting buffers (`teacher_logits` too) so that few [chunk, V] tensors exist at once.
 
     With p = softmax(z): dCE/dz = p - onehot(y), dZ/dz = 2 logsumexp(z) p, and
     d(tau^2 D)/dz = tau dD/du at u = z / tau (see `_kd_value_and_grad`).
