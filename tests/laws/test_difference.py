@@ -96,3 +96,9 @@ def test_calibration_on_pairs_whose_errors_move_together():
 def test_the_shipped_calibration_reads():
     calibration = shipped_calibration()
     assert -1.0 <= calibration.correlation <= 1.0 and calibration.factor > 0
+
+
+def test_a_plan_record_written_before_the_difference_had_an_interval_reads():
+    delta = LossDifference.from_dict({"student_loss": 2.40, "supervised_loss": 2.50, "verdict": "distill",
+                                      "loss_difference": 0.10})   # the old sign: supervised - distilled
+    assert delta.value == pytest.approx(-0.10) and not delta.has_interval and delta.verdict == "distill"

@@ -138,7 +138,11 @@ class LossDifference:
 
     @classmethod
     def from_dict(cls, record: dict) -> "LossDifference":
-        """The difference `to_dict` wrote (a report's or a plan's JSON)."""
+        """The difference `to_dict` wrote (a report's or a plan's JSON); a plan record written before
+        the difference had an interval gives its two losses' difference alone."""
+        if "loss_alone" not in record:
+            alone = float(record["supervised_loss"])
+            return cls(float(record["student_loss"]) - alone, None, None, None, alone)
         interval = record.get("loss_difference_interval") or (None, None)
         return cls(record["loss_difference"], interval[0], interval[1], record.get("loss_difference_level"),
                    record["loss_alone"], bool(record.get("loss_difference_beyond_calibration", False)),
