@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from distillscale.io import atomic_write_json
-from distillscale.laws.calibrate import calibrate, start_grid_options
+from distillscale.laws.calibrate import calibrate
 from distillscale.laws.distillation_interval import MODEL_FILE, SIGNALS, IntervalScale, score
 from distillscale.laws.forms import DistillationLaw
 from distillscale.laws.interaction_law import supervised_law_from_dict
@@ -48,10 +48,7 @@ LEVEL = 0.9
 
 
 def collect(corpora: dict[str, Path]) -> list[dict]:
-    settings = CalibrationSettings()
-    _, grid = start_grid_options(settings.grid)
-    options = {"level": settings.level, "bootstrap": settings.bootstrap, "seed": settings.seed,
-               "max_iter": settings.max_iter, **grid}
+    _, options = CalibrationSettings().fit_options()
     out = []
     for name, sweep in corpora.items():
         runs = load_runs(sweep)

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from distillscale.io import atomic_write_json, atomic_write_text
-from distillscale.laws.calibrate import calibrate, start_grid_options
+from distillscale.laws.calibrate import calibrate
 from distillscale.laws.difference import (INDEPENDENT, MODEL_FILE, DifferenceCalibration, Pair, fit_calibration,
                                           score_pairs, standardized_errors)
 from distillscale.laws.lawset import LawSet
@@ -190,10 +190,7 @@ def trained_pairs(name: str, sweep: Path, work: Path) -> list[dict]:
 def held_out_teacher_pairs(name: str, sweep: Path) -> list[dict]:
     """The report's held-out check (the distillation law fitted without the strongest teacher's
     students) on those students, each against its same-size, same-tokens supervised baseline."""
-    settings = CalibrationSettings()
-    _, grid = start_grid_options(settings.grid)
-    options = {"level": settings.level, "bootstrap": settings.bootstrap, "seed": settings.seed,
-               "max_iter": settings.max_iter, **grid}
+    _, options = CalibrationSettings().fit_options()
     runs = load_runs(sweep)
     laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
     students = runs.students

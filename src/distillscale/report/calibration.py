@@ -86,6 +86,13 @@ class CalibrationSettings:
     # its supervised law carries the design's term beside the pack's correction (off with the latter).
     family_term: bool = True
 
+    def fit_options(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The options of the supervised and the distillation fit (`laws.calibrate.calibrate`): the
+        level, bootstrap, seed and iterations, with each law's start grid."""
+        supervised_grid, distillation_grid = start_grid_options(self.grid)
+        options = {"level": self.level, "bootstrap": self.bootstrap, "seed": self.seed, "max_iter": self.max_iter}
+        return {**options, **supervised_grid}, {**options, **distillation_grid}
+
     def __post_init__(self) -> None:
         from distillscale.laws.interaction import SUPERVISED_FORM_NAMES
 
@@ -187,9 +194,7 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
     def column(key: str) -> np.ndarray:
         return np.array([r[key] for r in records], dtype=np.float64)
 
-    supervised_grid, distillation_grid = start_grid_options(settings.grid)
-    options = {"level": settings.level, "bootstrap": settings.bootstrap, "seed": settings.seed,
-               "max_iter": settings.max_iter}
+    supervised_options, distillation_options = settings.fit_options()
     # Non-embedding N only (the planner's FLOP accounting counts N that way); `distillscale fit
     # supervised --total-params-col` compares the two.
     # Runs that repeat their data (result.json's unique_tokens / epochs): the supervised fit gets the
@@ -202,10 +207,10 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
                           unique_tokens=unique,
                           teacher_loss=[None] * len(runs.supervised) + [r["teacher_loss"] for r in runs.students],
                           form=settings.form, distillation_form=settings.distillation_form, holdout="largest",
-                          supervised_options={**options, **supervised_grid,
+                          supervised_options={**supervised_options,
                                               "family": family, "bias_correction": settings.bias_correction
                                               and not settings.no_bias_correction},
-                          distillation_options={**options, **distillation_grid}, skip_failed=True, min_ratios=2,
+                          distillation_options=distillation_options, skip_failed=True, min_ratios=2,
                           progress=progress)
     result.supervised, result.distillation, result.skipped = laws.supervised, laws.distillation, laws.skipped
     result.holdout = {name: _check_record(check, records) for name, check in laws.holdout.items()}
