@@ -28,7 +28,7 @@ def test_plan_all_scenarios_human_table_and_svg_plot(cli, tmp_path):
                          "--plot", str(figure))
     assert code == 0, err
     flat = " ".join(out.split())
-    for text in ("best-case", "student loss", "verdict", "too close to call", "losses in nats/token"):
+    for text in ("best-case", "distilled", "alone", "Δ", "verdict", "too close to call", "losses in nats/token"):
         assert text in flat
     assert figure.read_text().lstrip().startswith("<?xml")
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Mapping
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from distillscale.checks import checked
 from distillscale.units import parse_quantity
 
 CACHE_ENV = "DISTILLSCALE_CACHE"
@@ -68,6 +69,7 @@ class DataConfig(BaseModel):
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @classmethod
+    @checked
     def of_run_settings(cls, settings: Mapping[str, Any]) -> "DataConfig":
         """The data a run's settings name (`RUN_DATA_SETTINGS`; those unset or None take the defaults)."""
         return cls(**{field: settings[key] for key, field in RUN_DATA_SETTINGS.items()
