@@ -116,8 +116,6 @@ def trained_pairs(name: str, sweep: Path, work: Path) -> list[dict]:
     runs = load_runs(sweep)
     configs = _store_configs(sweep)
     student = next(c for c in configs.values() if c["command"] == "distill")
-    teacher_dir = Path(student["settings"].get("teacher") or next(
-        r["run_dir"] for r in runs.students if r.get("run_dir")))
     teacher_row = max(runs.students, key=lambda r: r["teacher_params"])
     teacher_params, teacher_loss = float(teacher_row["teacher_params"]), float(teacher_row["teacher_loss"])
     teacher_id = next(run_id for run_id, c in configs.items() if c["command"] == "distill"
