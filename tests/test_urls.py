@@ -3,6 +3,8 @@ child's command line (`ps` shows it to every user), whole again in the child fro
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from distillscale.errors import ParameterError, UserError
@@ -42,3 +44,49 @@ def test_a_child_gets_the_url_redacted_on_its_command_line_and_whole_in_its_envi
         assert restored(other) == other
     assert for_child("http://127.0.0.1:8000/v1") == ("http://127.0.0.1:8000/v1", {})
     assert for_child("/models/teacher") == ("/models/teacher", {})
+
+
+def test_a_multi_node_launch_pickles_and_runs_only_redacted_urls_and_the_rank_restores_them(monkeypatch, tmp_path):
+    """The job's pickled arguments and each node's torchrun command hold `***`; the submitter's
+    environment (which sbatch hands on) holds the whole URLs, and the config a rank builds reads them
+    whole again; two users of one server cannot both be handed on, and are refused."""
+    import sys
+    import types
+
+    from distillscale.sweeps.multinode import MultiNodeRun, submit, torchrun_argv
+    from distillscale.training.config import DistillConfig
+
+    other = "https://reader:t0ken@teacher.example:8443/v1"
+    submitted = {}
+
+    class Executor:
+        def __init__(self, folder, cluster=None):
+            pass
+
+        def update_parameters(self, **parameters):
+            pass
+
+        def submit(self, function, run):
+            submitted.update(run=run, environment=dict(__import__("os").environ))
+            return "job"
+
+    monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=Executor))
+    monkeypatch.delenv(SERVER_URL_ENV, raising=False)
+    argv = ("distill", "--teacher-url", SECRET, f"--teacher-url={other}", "--out", str(tmp_path / "run"))
+    assert submit(MultiNodeRun(argv=argv, nodes=2, procs_per_node=1), tmp_path / "jobs") == "job"
+    sent = submitted["run"].argv
+    assert sent == ("distill", "--teacher-url", "http://***@127.0.0.1:8000/v1",
+                    "--teacher-url=https://***@teacher.example:8443/v1", "--out", str(tmp_path / "run"))
+    assert "pa55-w0rd" not in " ".join(torchrun_argv(submitted["run"], "node0", "1"))
+    assert submitted["environment"][SERVER_URL_ENV].splitlines() == [SECRET, other]
+    assert SERVER_URL_ENV not in __import__("os").environ  # the submitter's own environment as it was
+
+    monkeypatch.setenv(SERVER_URL_ENV, submitted["environment"][SERVER_URL_ENV])
+    config = DistillConfig(out=tmp_path / "run", n_layers=2, tokens="1M", top_k=20, tokenizer="gpt2",
+                            teacher_url=[sent[2], sent[3].partition("=")[2]])
+    assert config.teacher_urls() == [SECRET, other]
+    assert "pa55-w0rd" not in json.dumps(config.record())  # config.json
+
+    twice = ("distill", "--teacher-url", SECRET, "--teacher-url", SECRET.replace("pa55-w0rd", "other"))
+    with pytest.raises(UserError, match="two URLs with different credentials"):
+        submit(MultiNodeRun(argv=twice, nodes=1, procs_per_node=1), tmp_path / "jobs")

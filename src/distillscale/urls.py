@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import re
 
-# A credentialed URL handed to a child process: its argument is the redacted URL, this variable the
-# whole one (`for_child`, `restored`).
+# Credentialed URLs handed to a child process: its arguments are the redacted URLs, this variable the
+# whole ones, one per line (`for_child`, `for_child_argv`, `restored`).
 SERVER_URL_ENV = "DISTILLSCALE_SERVER_URL"
 
 
@@ -43,10 +43,30 @@ def for_child(url: str) -> tuple[str, dict[str, str]]:
     return redacted_url(url), {SERVER_URL_ENV: url}
 
 
+def for_child_argv(argv: list[str] | tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    """`argv` with every credentialed URL redacted (an argument, or the value of `--flag=URL`), and the
+    environment entries that carry them whole to the child ({} when none has credentials). Two
+    credentialed URLs that redact alike (one server, two users) cannot be told apart there: refused."""
+    args, whole = [], {}
+    for arg in argv:
+        flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if is_url(value) and has_credentials(value):
+            shown = redacted_url(value)
+            if whole.get(shown, value) != value:
+                raise ValueError(f"two URLs with different credentials for {shown}: a child process cannot be "
+                                 f"given both; give the server once")
+            whole[shown] = value
+            arg = f"{flag}{eq}{shown}"
+        args.append(arg)
+    return args, ({SERVER_URL_ENV: "\n".join(whole.values())} if whole else {})
+
+
 def restored(url: str) -> str:
-    """A URL given as `for_child` made it: whole again from the environment where the URL there
-    redacts to it (the same scheme, host, port and path); else `url` as given."""
-    whole = os.environ.get(SERVER_URL_ENV)
-    if whole and is_url(url) and whole != url and redacted_url(whole) == url:
-        return whole
+    """A URL given as `for_child` or `for_child_argv` made it: whole again from the environment where
+    a URL there redacts to it (the same scheme, host, port and path); else `url` as given."""
+    if not is_url(url):
+        return url
+    for whole in os.environ.get(SERVER_URL_ENV, "").splitlines():
+        if whole != url and redacted_url(whole) == url:
+            return whole
     return url

@@ -11,17 +11,22 @@ same with `srun` (see docs/guides/gpus.md, "Training on several GPUs and nodes")
     job.result()  # the exit status of node 0's torchrun
 
 A run directory on a filesystem every node sees (rank 0 writes it; every rank writes its checkpoint
-shards); a resubmitted job resumes it like a re-run command.
+shards); a resubmitted job resumes it like a re-run command. A served teacher's credentials
+(`--teacher-url https://user:token@host`) never reach the job's pickled arguments or a node's
+command line: both hold the redacted URL, and the whole one travels in the job's environment.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distillscale.errors import UserError
+from distillscale.urls import for_child_argv
 
 RENDEZVOUS_PORT = 29500
 
@@ -75,4 +80,24 @@ def submit(run: MultiNodeRun, folder: str | Path, *, cluster: str | None = None,
     if partition:
         parameters["slurm_partition"] = partition
     executor.update_parameters(**parameters)
-    return executor.submit(run_node, run)
+    try:
+        argv, secrets = for_child_argv(run.argv)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    with _environment(secrets):  # sbatch (and the local executor) hand the submitter's environment on
+        return executor.submit(run_node, replace(run, argv=tuple(argv)))
+
+
+@contextmanager
+def _environment(entries: dict[str, str]):
+    """`entries` set in this process's environment for the block, then the environment as it was."""
+    before = {name: os.environ.get(name) for name in entries}
+    os.environ.update(entries)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

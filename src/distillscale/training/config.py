@@ -39,7 +39,7 @@ from distillscale.training.start_lr import MUP_BASE_LR, START_LR, with_start_lr
 from distillscale.training.teacher_options import (check_mixture, flag, teacher_api_base,
                                                    teacher_location, teacher_name)
 from distillscale.units import Quantity, check_quantity
-from distillscale.urls import redacted_url
+from distillscale.urls import redacted_url, restored
 
 
 # How a setting enters the run's hash (`TrainConfig.hash`: an interrupted run resumes only under the
@@ -537,6 +537,15 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             value = [item for item in value if item is not None]
             return None if not value else value[0] if len(value) == 1 else list(value)
         return value
+
+    @field_validator("teacher_url", mode="after")
+    @classmethod
+    def _whole_url(cls, value: Any) -> Any:
+        """A credentialed URL a parent handed on redacted (a multi-node launch) is whole again here,
+        from the environment (`urls.restored`); the saved config redacts it again."""
+        if isinstance(value, list):
+            return [restored(url) for url in value]
+        return restored(value) if isinstance(value, str) else value
 
     @field_validator("teacher_cache", mode="before")
     @classmethod
