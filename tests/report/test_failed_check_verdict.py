@@ -57,3 +57,16 @@ def test_the_verdict_lines_say_which_law_failed_its_check(capsys):
     assert f"3.0000 without a teacher{clause}; distil it: distillscale distill --config x" in verdict
     passed = teacher_lines({**section, "failed_checks": {}})
     assert not any("failed its held-out check" in line for line in passed)
+
+
+def test_the_report_page_says_under_its_verdicts_which_law_failed_its_check():
+    from distillscale.report.page import _answer
+
+    record = check(ERRORS, [True, True, False, False, False, False]).to_dict()
+    failed = failed_checks({"supervised": record})
+    plan = {"plans": {"best-case": {"verdict": "pretrain", "student_loss": 3.1, "student_loss_interval": {},
+                                    "supervised_loss": 3.0, "supervised_loss_interval": {}}},
+            "failed": {}, "target_params": 1e6, "target_compute": 1e15, "target": {}, "failed_checks": failed}
+    page = _answer({"plan": plan, "extrapolation_check": {}})
+    assert "Every verdict above: the supervised law failed its held-out check (held-out runs predicted 6.47% too high" in page
+    assert "failed its held-out check" not in _answer({"plan": {**plan, "failed_checks": {}}, "extrapolation_check": {}})

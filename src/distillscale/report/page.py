@@ -11,6 +11,7 @@ from typing import Any
 from distillscale.io import SIGNATURE
 from distillscale.laws.difference import LossDifference
 from distillscale.laws.repetition import describe_r_star
+from distillscale.report.held_out import verdict_clause
 from distillscale.report.runs import short_runs_message
 from distillscale.units import format_interval, format_quantity
 
@@ -127,6 +128,7 @@ def _answer(report: dict[str, Any]) -> str:
                        for name, p in plan["plans"].items())
         parts.append('<table id="answer-plan"><tr><th class="text">verdict (scenario)</th><th>distilled student</th>'
                      f"<th>trained alone</th><th>Δ = distilled − alone</th></tr>{rows}</table>")
+        parts.append(_failed_checks_note(plan))
         if "chosen_by" in plan.get("target", {}):
             parts.append(f'<p class="note">The target: {_e(plan["target"]["chosen_by"])}.</p>')
     checks = [_check_sentence(name, c) for name, c in report["extrapolation_check"].items() if "skipped" not in c]
@@ -134,6 +136,13 @@ def _answer(report: dict[str, Any]) -> str:
         parts.append("<p><strong>How far to trust it:</strong> " + _e("; ".join(checks))
                      + ' (<a href="#extrapolation-check">extrapolation check</a>).</p>')
     return "\n".join(parts + ["</div>"])
+
+
+def _failed_checks_note(plan: dict[str, Any]) -> str:
+    """Below a table of verdicts: which law behind them failed its held-out check, as the text's
+    verdict lines say it ('' when none did)."""
+    clause = verdict_clause(plan.get("failed_checks", {}))
+    return f'<p class="note">Every verdict above: {_e(clause.removeprefix("; "))}.</p>' if clause else ""
 
 
 def _stacked(value: float, record: dict) -> str:
@@ -321,8 +330,9 @@ def _plan(plan: dict[str, Any]) -> str:
               if "backtest_reach" in target else "")
     parts.append(f"<p>Student {format_quantity(plan['target_params'])} parameters, budget "
                  f"{plan['target_compute']:.3g} FLOPs.{_e(chosen)} Losses with their intervals (bootstrap, "
-                 "E's profile when the runs do not pin E down, and the extrapolation error); a verdict needs "
-                 "intervals that separate beyond the backtest's reach.</p>")
+                 "E's profile when the runs do not pin E down, and the extrapolation error); each verdict reads "
+                 "the interval of the difference Δ = distilled − alone, calibrated on students trained both "
+                 "ways: distil below 0, pretrain above, too close to call across it.</p>")
 
     def loss(value: float, record: dict) -> str:
         interval = record.get("interval")
@@ -337,6 +347,7 @@ def _plan(plan: dict[str, Any]) -> str:
              p["verdict"]] for name, p in plan["plans"].items()]
     parts.append(_table(["scenario", "D_S", "N_T", "D_T", "L_T", "L_S", "supervised", "verdict"], rows,
                         table_id="plan"))
+    parts.append(_failed_checks_note(plan))
     for name, reason in plan["failed"].items():
         parts.append(f'<p class="skipped">{_e(name)}: {_e(reason)}</p>')
     return "\n".join(parts)
