@@ -21,13 +21,16 @@ Usage:
     python bench/verdict_pairs.py score [--data ...] [--write]
     python bench/verdict_pairs.py demo NAME=SWEEP ...
     python bench/verdict_pairs.py presets
+    python bench/verdict_pairs.py guide
 
 `train` trains the pairs of each sweep (about 3-5 minutes a corpus on 2 free cores; finished runs are
 reused) and writes the predictions and the measured losses to --data. `score` fits the rule left out a
 corpus at a time and prints, per rule: Delta's coverage, the verdicts given and the wrong ones; with
 `--write` it writes the calibration from every corpus into the package
 (src/distillscale/laws/difference_interval.json). `demo` plans each sweep's target as its report does
-and prints each scenario's verdict under the rule before and the shipped one.
+and prints each scenario's verdict under the rule before and the shipped one; `guide` does the same for
+the own-teacher guide's three teachers, whose students were trained both ways (kind "own-teacher
+guide" in --data, not used to calibrate).
 """
 
 from __future__ import annotations
@@ -368,9 +371,33 @@ def score(records: list[dict], kinds: tuple[str, ...]) -> list[str]:
     return lines
 
 
+GUIDE = "own-teacher guide"
+
+
+def guide_verdicts(records: list[dict]) -> list[str]:
+    """The own-teacher guide's run (docs/guides/own_teacher.md, "Which of my teachers?": one student
+    distilled from each of three teachers and trained alone, at one budget, each teacher's logits
+    paid), its recorded predictions read through the rule before and the shipped one, against the
+    measured difference. Recorded before the difference had an interval, they lack a distance: taken
+    as inside the runs (the student is the sweep's largest distilled size, on tokens inside its
+    range), which matters only for "cannot tell at this distance"."""
+    from distillscale.laws.difference import loss_difference
+
+    lines = ["| teacher | Delta predicted, shipped rule (nats/token) | before | now | measured Delta | now right? |",
+             "|---|---|---|---|---:|---|"]
+    for r in (r for r in records if r["kind"] == GUIDE):
+        d, a = prediction_of(r["distilled"]), prediction_of(r["alone"])
+        delta, measured = loss_difference(d, a), r["distilled_observed"] - r["alone_observed"]
+        right = ("-" if delta.verdict not in ("distill", "pretrain")
+                 else "yes" if (delta.verdict == "distill") == (measured < 0) else "no")
+        lines.append(f"| {r['teacher']} | {delta.describe()} | {legacy_verdict(d, a)} | {delta.verdict} "
+                     f"| {measured:+.4f} | {right} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["train", "score", "demo", "presets"])
+    parser.add_argument("action", choices=["train", "score", "demo", "presets", "guide"])
     parser.add_argument("sweeps", nargs="*", help="train, demo: NAME=SWEEP_DIR, one per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=Path("/work/pairs"), help="train: where the pairs' runs go")
@@ -380,6 +407,9 @@ def main(argv: list[str] | None = None) -> None:
     stored = json.loads(args.data.read_text()) if args.data.is_file() else {"pairs": []}
     if args.action == "presets":
         print("\n".join(preset_verdicts()))
+        return
+    if args.action == "guide":
+        print("\n".join(guide_verdicts(stored["pairs"])))
         return
     if args.action == "demo":
         print("\n".join(demo_verdicts(dict((n, Path(p)) for n, p in (item.split("=", 1) for item in args.sweeps)))))
