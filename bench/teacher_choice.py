@@ -16,7 +16,8 @@ Steps (each skipped when its output exists, so a second run only prints the tabl
 4. that student distilled from each teacher on the tokens the budget buys it (`distill --config
    SWEEP/planned_student.toml --teacher MODEL --tokens D`), its validation loss from result.json;
    and the same student trained alone on the whole budget (`--kd-weight 0`); the markdown table of
-   predicted against measured.
+   predicted against measured, with each teacher's verdict against training alone (its Delta and
+   interval, as `teacher` prints them) beside the measured difference.
 
 Usage:
     python bench/teacher_choice.py --data /tmp/guide/corpora/doc-en --root /tmp/guide
@@ -104,19 +105,27 @@ def alone(sweep: Path, root: Path) -> tuple[float, float, list[float]]:
 
 
 def table(ranking: dict, measured: dict[str, float], without: tuple[float, float, list[float]]) -> str:
+    """Each candidate's student, predicted against measured, and its verdict against the same student
+    trained alone (`teacher`'s Delta = L(distilled) - L(alone), with its interval) against the
+    measured difference."""
+    tokens, alone_loss, (alone_low, alone_high) = without
     lines = ["| teacher | N_T | L_T (nats/token) | student tokens | predicted student L_S [90%] | measured L_S | "
-             "measured - predicted |", "|---|---|---|---|---|---|---|"]
+             "measured - predicted | against alone: Delta predicted [90%] | verdict | measured Delta |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     close = set(ranking["too_close_to_call"])
     for c in ranking["candidates"]:
         mark = " (best)" if c["name"] == ranking["best"] else " (too close to call)" if c["name"] in close else ""
         low, high = c.get("interval") or (float("nan"), float("nan"))
         got = measured[c["name"]]
+        delta_low, delta_high = c.get("loss_difference_interval") or (float("nan"), float("nan"))
         lines.append(f"| {Path(c['name']).name}{mark} | {c['teacher_params']:,.0f} | {c['teacher_loss']:.4f} | "
                      f"{c['student_tokens']:,.0f} | {c['student_loss']:.4f} [{low:.4f}, {high:.4f}] | {got:.4f} | "
-                     f"{got / c['student_loss'] - 1:+.2%}{' inside' if low <= got <= high else ' OUTSIDE'} |")
-    tokens, got, (low, high) = without
+                     f"{got / c['student_loss'] - 1:+.2%}{' inside' if low <= got <= high else ' OUTSIDE'} | "
+                     f"{c['loss_difference']:+.4f} [{delta_low:+.4f}, {delta_high:+.4f}] | "
+                     f"{c['verdict_against_alone']} | {got - alone_loss:+.4f} |")
     lines.append(f"| no teacher, the whole budget | - | - | {tokens:,.0f} | {ranking['supervised_loss']:.4f} "
-                 f"[{low:.4f}, {high:.4f}] | {got:.4f} | {got / ranking['supervised_loss'] - 1:+.2%} |")
+                 f"[{alone_low:.4f}, {alone_high:.4f}] | {alone_loss:.4f} | "
+                 f"{alone_loss / ranking['supervised_loss'] - 1:+.2%} | | | |")
     return "\n".join(lines)
 
 
