@@ -125,7 +125,7 @@ def collect_sweep(sweep: Path) -> list[dict]:
 def collect_gpu() -> list[dict]:
     """The GPU ladder's recorded runs, each split fitted as `report` fits it (bench/laws/crossladder_external.py)."""
     from bench.laws.crossladder_external import gpu_sets
-    from bench.demo.tuned_calibration import supervised_holdout
+    from bench.common.holdout import supervised_holdout
 
     rows = []
     for label, runs, (low, high) in gpu_sets():

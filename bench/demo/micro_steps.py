@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench.*` imports
 from bench.common.runs import distillscale  # noqa: E402
 from bench.common.specs import write_spec  # noqa: E402
-from bench.demo.tuned_calibration import supervised_holdout  # noqa: E402
+from bench.common.holdout import supervised_holdout  # noqa: E402
 
 ARMS = {"b16": (16, 0.003), "b4": (4, 0.0015), "b4hi": (4, 0.003)}
 

@@ -50,6 +50,8 @@ from distillscale.report.demo import builtin_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench.*` imports
 from bench.common.runs import distillscale  # noqa: E402
+from bench.common.gpu_ladder import GPU_RUNS_PER_GPU, gpu_ladder_sections  # noqa: E402
+from bench.common.holdout import supervised_holdout  # noqa: E402
 from bench.common.specs import write_spec  # noqa: E402
 
 GRID_LRS = [0.0015, 0.003, 0.006, 0.012, 0.024]   # base rates 2x apart around the demo's 0.003
@@ -61,7 +63,6 @@ HELD_OUT_DEPTH = 4                                 # the demo's largest teacher,
 # and 2x the rule, 0.0033, at 256, so 0.00075-0.006 brackets both and the rule's rate at 384-448.
 GPU_GRID_LRS = [0.00075, 0.0015, 0.003, 0.006]
 GPU_GRID_MAX_M = 8
-GPU_RUNS_PER_GPU = 4   # bench/gpu/gpu_step.py: 4 runs sharing an H100 gave 1.60x one run's tokens/s, 2 gave 1.37x
 
 
 def corpus_paths(work: Path, corpus: str) -> dict[str, Path]:
@@ -91,17 +92,6 @@ def grid_spec(path: Path, corpus: str = "stdlib", root: Path = Path("/work/corpo
     teachers["n_layers"] = [n for n in teachers["n_layers"] if n != HELD_OUT_DEPTH]
     write_spec(path, "micro-lr-grid", {"data": table["data"], "model": table["model"], "teachers": teachers,
                                        "tune": {"lr": GRID_LRS}})
-
-
-def gpu_ladder_sections() -> tuple[dict, dict]:
-    """The GPU ladder's sections as `demo --scale gpu` resolves them on the GPUs here (its token window),
-    and its [model] without a per-size rate (no lr_law, no width rule: the caller sets the rates)."""
-    from distillscale.report.demo import builtin_sweep
-    from distillscale.sweeps.placement import visible_gpus
-    from distillscale.sweeps.spec_sections import LR_RULE_KEYS
-
-    sections = builtin_sweep(scale="gpu", gpus=max(1, len(visible_gpus()))).sections
-    return sections, {key: value for key, value in sections["model"].items() if key not in LR_RULE_KEYS}
 
 
 def gpu_grid_spec(path: Path) -> None:
@@ -273,19 +263,6 @@ def gpu_teachers(exports: list[Path], forms: tuple[str, ...] = ("auto",)) -> Non
               f"{', '.join(f'{run.predicted:.4f}' for run in check.runs)} | {np.abs(errors).mean():.2%} | "
               f"{np.abs(errors).max():.2%} | {check.n_over_predicted}/{len(errors)} | "
               f"{sum(bool(run.covered) for run in check.runs)}/{len(errors)} |")
-
-
-def supervised_holdout(runs, holdout, form: str = "auto"):
-    """The supervised held-out check of a sweep export's runs (a DataFrame), fitted as `report` fits it
-    (100 bootstraps, 90% intervals, coarse start grid): `holdout` "largest" or one boolean per run
-    (True: fitted). Returns the HoldoutCheck and the law fitted on the fitted runs."""
-    from distillscale.laws.calibrate import calibrate, start_grid_options
-
-    grid, _ = start_grid_options("coarse")
-    laws = calibrate(params=runs.non_embedding_params.to_numpy(float), tokens=runs.tokens.to_numpy(float),
-                     loss=runs.val_loss.to_numpy(float), holdout=holdout, min_ratios=2, form=form,
-                     supervised_options={"level": 0.9, "bootstrap": 100, "seed": 0, "max_iter": 300, **grid})
-    return laws.holdout["supervised"], laws.supervised.law
 
 
 def distill_grid(work: Path) -> None:

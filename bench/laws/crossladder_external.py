@@ -6,7 +6,7 @@ runs (docs/*.csv) and the demo's micro corpora (their sweeps).
     python bench/laws/crossladder_external.py demo /tmp/sweeps64/*   # each sweep re-reported, raw and corrected
 
 `gpu` fits each recorded GPU ladder as `report` fits it (the median of the forms, 100 bootstraps,
-90% intervals, coarse grid; bench/demo/tuned_calibration.py's `supervised_holdout`): the supervised
+90% intervals, coarse grid; bench/common/holdout.py's `supervised_holdout`): the supervised
 teachers (and baselines) below the held-out depth, predicting every larger run; the shipped ladder's
 split on the H100 record and on both arms of the H200 teachers' record, and the four splits of the
 H200 record at seven sizes. `demo` re-reports each sweep (`report.write_report` into SWEEP/report64,
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench.*` imports
-from bench.demo.tuned_calibration import supervised_holdout  # noqa: E402
+from bench.common.holdout import supervised_holdout  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -34,7 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench.*` imports
 from bench.common.runs import distillscale  # noqa: E402
 from bench.common.specs import write_spec  # noqa: E402
-from bench.demo.tuned_calibration import GPU_RUNS_PER_GPU, gpu_ladder_sections, supervised_holdout  # noqa: E402
+from bench.common.gpu_ladder import GPU_RUNS_PER_GPU, gpu_ladder_sections  # noqa: E402
+from bench.common.holdout import supervised_holdout  # noqa: E402
 
 DEPTHS = [8, 7, 6, 5, 4, 3, 2]
 SPLITS = [((3, 6), "shipped split: 4 sizes"), ((2, 6), "5 sizes"), ((2, 7), "6 sizes"), ((3, 7), "5 sizes, no depth 2")]

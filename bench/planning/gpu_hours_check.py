@@ -61,7 +61,7 @@ def verdict(ratio: float) -> str:
 def sizes_ladder(work: Path, export: Path, seconds: float, gpu: str, table: Path | None = None,
                  label: str = "H200 sizes ladder (docs/gpu_ladder_sizes_h200.csv)") -> None:
     from bench.laws.gpu_ladder_sizes import spec
-    from bench.demo.tuned_calibration import GPU_RUNS_PER_GPU
+    from bench.common.gpu_ladder import GPU_RUNS_PER_GPU
 
     path = work / "sizes.toml"
     spec(path)
