@@ -59,8 +59,10 @@ docs: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/distillscale demo
 
+# Every bench script with its defaults, folder by folder (bench/README.md: the question each answers,
+# its inputs and how long it runs); bench/common/ holds what they share, nothing to run.
 bench: $(STAMP)
-	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+	for f in bench/*/*.py bench/*.py; do case $$f in bench/common/*) ;; *) $(BIN)/python $$f || exit 1 ;; esac; done
 
 # Refresh the lock: resolve the newest allowed versions in a scratch environment and write them down
 # (torch is pinned above, on its own).

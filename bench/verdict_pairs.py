@@ -2,7 +2,7 @@
 L(alone) (`laws.difference`) calibrated on measured pairs and scored leaving one corpus out,
 through `laws.difference.loss_difference`, the function every verdict reads.
 
-Each corpus is a finished micro demo sweep (`distillscale demo --data DIR`; bench/demo_corpora.py
+Each corpus is a finished micro demo sweep (`distillscale demo --data DIR`; bench/demo/demo_corpora.py
 runs them). Two kinds of pairs per corpus:
 
 - trained: a student of depth 3 (187K parameters, 3.4x the sweep's largest distilled student), at two

@@ -14,7 +14,7 @@ CITATION = re.compile(r"(?:docs/)?(science|architecture)\.md(?: §(\d+))?")
 def cited() -> list[tuple[Path, str, str | None]]:
     found = []
     for path in [*REPO_ROOT.glob("src/**/*.py"), *REPO_ROOT.glob("tests/**/*.py"),
-                 *REPO_ROOT.glob("bench/*.py"), REPO_ROOT / "pyproject.toml", REPO_ROOT / "README.md",
+                 *REPO_ROOT.glob("bench/**/*.py"), REPO_ROOT / "pyproject.toml", REPO_ROOT / "README.md",
                  *REPO_ROOT.glob("docs/**/*.md")]:
         for match in CITATION.finditer(path.read_text(encoding="utf-8")):
             found.append((path, match.group(1), match.group(2)))

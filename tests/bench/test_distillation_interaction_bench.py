@@ -1,4 +1,4 @@
-"""bench/distillation_interaction_law.py: the distillation law with a student data exponent beta' + beta1 ln(N_S/N0) (issue 55, Build 2):
+"""bench/laws/distillation_interaction_law.py: the distillation law with a student data exponent beta' + beta1 ln(N_S/N0) (issue 55, Build 2):
 it recovers its own beta1, and keeps beta1 = 0 where the runs cannot pin it down."""
 
 import importlib.util
@@ -10,7 +10,7 @@ import pytest
 from distillscale.laws import load_laws
 from tests.conftest import REPO_ROOT
 
-_spec = importlib.util.spec_from_file_location("distillation_interaction_law", REPO_ROOT / "bench" / "distillation_interaction_law.py")
+_spec = importlib.util.spec_from_file_location("distillation_interaction_law", REPO_ROOT / "bench" / "laws" / "distillation_interaction_law.py")
 _law = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)   # its dataclasses look it up
 _spec.loader.exec_module(_law)
 DistillationInteractionFitter, DistillationInteractionLaw = _law.DistillationInteractionFitter, _law.DistillationInteractionLaw

@@ -1,4 +1,4 @@
-"""bench/e_posterior.py: its step 2 rescores cached fits without refitting a node, so its "marginal"
+"""bench/laws/e_posterior.py: its step 2 rescores cached fits without refitting a node, so its "marginal"
 variant must rebuild the law the library makes with E marginalized, "fitted" the default law (E
 fitted), and a sharper likelihood moves the law toward the fitted one. The decision rule chooses
 each unit's variant on the other units, scale-free. Bad --sets and --units exit 2 in one line."""
@@ -15,7 +15,7 @@ from distillscale.laws.selection import fit_supervised
 from tests.conftest import REPO_ROOT
 from tests.laws.test_marginal import synthetic_runs
 
-BENCH = REPO_ROOT / "bench" / "e_posterior.py"
+BENCH = REPO_ROOT / "bench" / "laws" / "e_posterior.py"
 
 
 def bench():

@@ -1,4 +1,4 @@
-"""bench/gpu_step.py: without a GPU it says so and exits 0; `--device cpu --tiny` runs its whole code
+"""bench/gpu/gpu_step.py: without a GPU it says so and exits 0; `--device cpu --tiny` runs its whole code
 path (the family's step, the HF Llama loop, live-teacher, cache-fed and FSDP steps) on the CPU."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BENCH = REPO_ROOT / "bench" / "gpu_step.py"
+BENCH = REPO_ROOT / "bench" / "gpu" / "gpu_step.py"
 
 
 def bench():

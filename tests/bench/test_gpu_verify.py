@@ -1,4 +1,4 @@
-"""bench/gpu_verify.sh (issue 33): the script parses, refuses bad arguments in one line, and without CUDA
+"""bench/gpu/gpu_verify.sh (issue 33): the script parses, refuses bad arguments in one line, and without CUDA
 a real run says "no GPU" and exits 4 (its --check mode, which runs each stage's entry point, is run by
 hand: about a minute of Python start-ups)."""
 
@@ -14,7 +14,7 @@ import torch
 
 from tests.conftest import REPO_ROOT
 
-SCRIPT = REPO_ROOT / "bench" / "gpu_verify.sh"
+SCRIPT = REPO_ROOT / "bench" / "gpu" / "gpu_verify.sh"
 
 
 def run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""bench/hyperparameters_steplaw.py: the law it scores never saw the held-back 1.07B cells (fitted,
+"""bench/laws/hyperparameters_steplaw.py: the law it scores never saw the held-back 1.07B cells (fitted,
 chosen and backtested on the 15 cells below 1B), and it scores both held-back cells for the fitted
 law and the presets."""
 
@@ -10,7 +10,7 @@ import sys
 
 from tests.conftest import REPO_ROOT
 
-BENCH = REPO_ROOT / "bench" / "hyperparameters_steplaw.py"
+BENCH = REPO_ROOT / "bench" / "laws" / "hyperparameters_steplaw.py"
 
 
 def test_the_held_back_cells_are_scored_and_never_fitted(monkeypatch, capsys):

@@ -1,4 +1,4 @@
-"""bench/kd_memory.py: the KD losses' peak memory against their logits. On a small bf16 case on the CPU
+"""bench/speed/kd_memory.py: the KD losses' peak memory against their logits. On a small bf16 case on the CPU
 (its dispatch-mode accounting), the full-vocabulary path holds [tokens, V] logits, and no chunked path
 (plain, top-k from a cache, top-k live) allocates more than one chunk's float32 logits at once: none
 upcasts the whole logits while it reads only K columns of them."""
@@ -12,8 +12,8 @@ import torch
 
 from tests.conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "bench"))
-from kd_memory import PATHS, Case, PeakMemory, main, measure  # noqa: E402
+sys.path.insert(0, str(REPO_ROOT))
+from bench.speed.kd_memory import PATHS, Case, PeakMemory, main, measure  # noqa: E402
 
 CASE = Case(tokens=64, vocab=2048, d_model=8, top_k=16, dtype=torch.bfloat16, device=torch.device("cpu"), chunk=16)
 

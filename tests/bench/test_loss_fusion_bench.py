@@ -1,4 +1,4 @@
-"""bench/loss_fusion.py: the supervised loss eager against compiled, side by side, the same loss."""
+"""bench/speed/loss_fusion.py: the supervised loss eager against compiled, side by side, the same loss."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings(
 
 
 def test_the_benchmark_prints_both_times_their_ratio_and_equal_losses(capsys):
-    spec = importlib.util.spec_from_file_location("loss_fusion_bench", REPO_ROOT / "bench" / "loss_fusion.py")
+    spec = importlib.util.spec_from_file_location("loss_fusion_bench", REPO_ROOT / "bench" / "speed" / "loss_fusion.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

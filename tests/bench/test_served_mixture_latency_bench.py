@@ -1,4 +1,4 @@
-"""bench/served_mixture_latency.py runs its whole code path (fake servers, both ways of asking them, the
+"""bench/speed/served_mixture_latency.py runs its whole code path (fake servers, both ways of asking them, the
 check that their merged answers are identical) in a fraction of a second at a tiny size."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_the_benchmark_compares_both_ways_of_asking_the_servers(capsys):
     spec = importlib.util.spec_from_file_location("served_mixture_latency_bench",
-                                                  REPO_ROOT / "bench" / "served_mixture_latency.py")
+                                                  REPO_ROOT / "bench" / "speed" / "served_mixture_latency.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

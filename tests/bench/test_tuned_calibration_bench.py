@@ -1,4 +1,4 @@
-"""bench/tuned_calibration.py's GPU specs (bench/gpu_verify.sh's lrgrid and tuned stages) resolve with the
+"""bench/demo/tuned_calibration.py's GPU specs (bench/gpu/gpu_verify.sh's lrgrid and tuned stages) resolve with the
 shipped GPU ladder, whatever per-size rate it ships (its lr_law would clash with the grid's [tune] lr),
 and each arm takes its rates from its own rule; nothing trains."""
 
@@ -14,7 +14,7 @@ from distillscale.report import demo
 from distillscale.sweeps.spec import load_sweep_spec
 from tests.conftest import REPO_ROOT
 
-BENCH = REPO_ROOT / "bench" / "tuned_calibration.py"
+BENCH = REPO_ROOT / "bench" / "demo" / "tuned_calibration.py"
 LAW = REPO_ROOT / "src" / "distillscale" / "laws" / "hyperparameters" / "gpu_ladder_h200.json"
 
 
@@ -61,11 +61,11 @@ def test_the_gpu_grid_and_both_arms_resolve_with_the_shipped_ladder(tmp_path, mo
 
 
 def test_the_six_size_gpu_ladder_is_the_shipped_design_with_a_size_at_each_end(tmp_path, monkeypatch):
-    """bench/gpu_ladder_sizes.py (issue 55): the shipped ladder's teachers with depths 2 and 8 added, the two
+    """bench/laws/gpu_ladder_sizes.py (issue 55): the shipped ladder's teachers with depths 2 and 8 added, the two
     largest sizes seeded twice, every rate from the ladder's own law, no budget beyond the corpus window;
     the 21 runs of the shipped teachers keep their ids (their losses repeat the H200 arm's)."""
     monkeypatch.setattr(demo, "_split_tokens", lambda spec: {"teachers": 90_000_000, "students": 90_000_000})
-    path = REPO_ROOT / "bench" / "gpu_ladder_sizes.py"
+    path = REPO_ROOT / "bench" / "laws" / "gpu_ladder_sizes.py"
     module_spec = importlib.util.spec_from_file_location("gpu_ladder_sizes_bench", path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_spec.name] = module

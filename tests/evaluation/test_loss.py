@@ -73,6 +73,25 @@ def test_loss_of_a_run_is_its_recorded_val_loss_with_bits_per_byte(cli, run, tmp
     assert again[0] == 0 and json.loads(again[1])["created"] == record["created"]
 
 
+def test_a_loss_read_back_from_the_cache_says_so_and_when_it_was_measured(cli, run, tmp_path):
+    from datetime import datetime, timezone
+
+    args = ("loss", run, "--seq-len", "8", "--max-tokens", "800")
+    code, out, err = cli(*args, "--out", tmp_path / "first.json")  # measured now
+    assert code == 0, err
+    measured = LossRecord.load(tmp_path / "first.json")
+    text = " ".join(out.split())
+    assert not measured.from_cache and "cache" not in text and f"{measured.seconds:,.1f} s on cpu" in text, text
+    code, out, err = cli(*args, "--json", "--out", tmp_path / "again.json")  # asked again: the kept one
+    assert code == 0, err
+    kept = json.loads(out)
+    assert kept["from_cache"] is True and LossRecord.load(tmp_path / "again.json").from_cache
+    assert (kept["created"], kept["seconds"]) == (measured.created, measured.seconds)  # when and how it was measured
+    when = datetime.fromisoformat(measured.created).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = " ".join(cli(*args)[1].replace("│", " ").split())  # the table's rows, their wrapped lines joined
+    assert f"from distillscale's cache, measured {when} in {measured.seconds:,.1f} s on cpu" in text, text
+
+
 def test_an_export_on_the_runs_corpus_split_the_same_way_has_the_same_loss(cli, run, exported, corpus):
     code, out, err = cli("loss", exported, "--data", corpus, "--max-tokens", "4k", *CORPUS, "--json")
     assert code == 0, err
@@ -86,14 +105,13 @@ def test_an_export_on_the_runs_corpus_split_the_same_way_has_the_same_loss(cli, 
 
 
 def test_an_interrupted_measurement_resumes_from_the_windows_it_kept(cli, run, tmp_path, monkeypatch):
-    from distillscale.evaluation import loss as loss_module
-
     from distillscale.data.loss_record import MeasurementCache
+    from distillscale.evaluation import scoring
 
     reference = json.loads(cli("loss", run, "--json", "--out", tmp_path / "a.json", "--seq-len", "16")[1])
     shutil.rmtree(MeasurementCache().root)
     calls = []
-    real = loss_module._LocalScorer.__call__
+    real = scoring.LocalScorer.__call__
 
     def interrupted(self, inputs, targets):  # four slow batches kept, then Ctrl-C
         calls.append(len(inputs))
@@ -102,13 +120,13 @@ def test_an_interrupted_measurement_resumes_from_the_windows_it_kept(cli, run, t
         time.sleep(0.5)
         return real(self, inputs, targets)
 
-    monkeypatch.setattr(loss_module, "SAVE_EVERY_SECONDS", 0.0)
-    monkeypatch.setattr(loss_module._LocalScorer, "__call__", interrupted)
+    monkeypatch.setattr(scoring, "SAVE_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(scoring.LocalScorer, "__call__", interrupted)
     code, _, err = cli("loss", run, "--out", tmp_path / "b.json", "--seq-len", "16")
     assert code == 130 and not (tmp_path / "b.json").exists()
-    monkeypatch.setattr(loss_module._LocalScorer, "__call__", real)
+    monkeypatch.setattr(scoring.LocalScorer, "__call__", real)
     scored = []
-    monkeypatch.setattr(loss_module._LocalScorer, "__call__", lambda self, i, t: scored.append(len(i)) or real(self, i, t))
+    monkeypatch.setattr(scoring.LocalScorer, "__call__", lambda self, i, t: scored.append(len(i)) or real(self, i, t))
     code, out, err = cli("loss", run, "--json", "--out", tmp_path / "b.json", "--seq-len", "16")
     assert code == 0, err
     resumed = json.loads(out)
@@ -143,9 +161,9 @@ def test_bad_models_and_data_are_one_line_and_exit_2(cli, exported, corpus, tmp_
 
     prepared = prepare_data(DataConfig(path=str(corpus), vocab_size=300, max_bytes=100_000), progress=False)
     refused("loss", exported, "--data", prepared.directory, words=["another tokenizer", "data prepare --tokenizer"])
-    from distillscale.evaluation import loss as loss_module
+    from distillscale.evaluation import cost
 
-    monkeypatch.setattr(loss_module, "_available_memory", lambda device: 1e3)
+    monkeypatch.setattr(cost, "available_memory", lambda device: 1e3)
     refused("loss", exported, "--data", corpus, *CORPUS, "--out", tmp_path / "x.json",
             words=["too large", "MB", "FLOPs", "about"])
 

@@ -179,7 +179,7 @@ def test_the_shipped_model_loads_without_torch_and_says_where_it_came_from():
             "m = shipped_model(); print(len(m.ladders), m.command)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     ladders, command = out.split(" ", 1)
-    assert int(ladders) >= 10 and "bench/crossladder.py" in command
+    assert int(ladders) >= 10 and "bench/laws/crossladder.py" in command
     model = shipped_model()
     assert model.date and model.features and len(model.features) == len(model.coefficients)
 

@@ -143,7 +143,7 @@ def test_a_saved_law_keeps_its_calibration(tmp_path):
 @pytest.mark.skipif(not MODEL_FILE.is_file(), reason="no calibration shipped")
 def test_the_shipped_calibration_says_what_it_was_measured_on():
     scale = shipped_interval_scale()
-    assert len(scale.corpora) >= 6 and scale.command.startswith("python bench/distillation_interval.py")
+    assert len(scale.corpora) >= 6 and scale.command.startswith("python bench/laws/distillation_interval.py")
     assert 0 < scale.factor(0.9) < 1   # the law's own interval is wider than its errors
 
 

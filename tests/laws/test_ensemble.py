@@ -15,7 +15,7 @@ FORMS = ("tied", "chinchilla", "busbridge")
 
 def _development_cut(name="gadre2024_c4", cut=1.3e8):
     """Runs up to `cut` to fit, and the development runs 2-8x beyond it (not the held-back top
-    doubling of sizes, which bench/extrapolation.py keeps out of every decision)."""
+    doubling of sizes, which bench/laws/extrapolation.py keeps out of every decision)."""
     N, D, loss = published.load(name).columns()
     fit = N <= cut
     target = (N > 2 * cut) & (N <= 8 * cut) & (N <= N.max() / 2)

@@ -109,7 +109,7 @@ def test_the_shipped_term_was_fitted_after_the_shipped_pack_model_and_says_where
     # a pack model regenerated without its family term regenerated leaves this stale: fails here
     assert term.after == pytest.approx(shipped_model().coefficients, rel=1e-12)
     assert len(term.model.ladders) == 6 and "stdlib" in term.model.ladders
-    assert term.model.date and "bench/demo_family.py" in term.model.command
+    assert term.model.date and "bench/demo/demo_family.py" in term.model.command
     assert term.model.features == ("dN",) and term.model.coefficients[0] < 0   # the demo over-predicts
     assert term.reach == pytest.approx(np.log(443424 / 187272), rel=1e-6)
 

@@ -36,7 +36,7 @@ def test_90_percent_intervals_cover_about_90_percent_beyond_the_runs_of_misspeci
     The backtest's conformal interval, which every law but the default takes (`pack_interval=False`),
     on the Chinchilla form a user picks with `--form chinchilla` (the default median's extrapolation
     part is calibrated on published ladders instead, and scored on them: tests/laws/test_pack_interval.py,
-    bench/pack_intervals.py). One form rather than the median of three: the same interval machinery
+    bench/laws/pack_intervals.py). One form rather than the median of three: the same interval machinery
     (backtest errors, their conformal quantile, the bootstrap's noise added once) at a tenth of the
     fits (16 s rather than 150-200 s on 2 cores)."""
     observed_covered, true_covered, errors, half_widths = [], [], [], []

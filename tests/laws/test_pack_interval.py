@@ -187,7 +187,7 @@ def test_the_shipped_calibration_says_where_it_came_from():
     model = shipped_interval()
     if model is None:
         pytest.skip("no calibration ships")
-    assert len(model.ladders) >= 10 and "bench/pack_intervals.py" in model.command and model.date
+    assert len(model.ladders) >= 10 and "bench/laws/pack_intervals.py" in model.command and model.date
 
 
 @pytest.mark.slow

@@ -91,7 +91,7 @@ def test_the_shipped_errors_are_those_of_the_presets_on_their_public_runs(shared
     """preset_error.json's measured numbers are remade from the runs (its bootstrap is not refitted here)."""
     runs = published.load("epoch2024_chinchilla").runs
     shipped = json.loads(FILE.read_text())
-    assert "bench/preset_intervals.py" in shipped["command"]
+    assert "bench/laws/preset_intervals.py" in shipped["command"]
     for name in ("chinchilla2022", "epoch2024"):
         law = PRESETS[name]().supervised
         error = np.abs(runs["loss"].to_numpy() / law.predict(runs["params"].to_numpy(), runs["tokens"].to_numpy()) - 1)

@@ -65,7 +65,7 @@ def test_an_unknown_set_is_a_user_error():
 def test_the_data_constrained_set_has_unique_tokens_and_stays_out_of_the_ladders():
     runs = published.load("muennighoff2023_c4")
     assert runs.repeated and "muennighoff2023_c4" in published.repeated_names()
-    assert "muennighoff2023_c4" not in published.names()   # bench/extrapolation.py's ladders
+    assert "muennighoff2023_c4" not in published.names()   # bench/laws/extrapolation.py's ladders
     assert len(runs) == 296 and runs.runs["params"].nunique() == 20
     D, U = runs.runs["tokens"].to_numpy(float), runs.runs["unique_tokens"].to_numpy(float)
     assert np.all(U <= D) and np.allclose(runs.runs["epochs"], D / U, rtol=1e-6)

@@ -19,7 +19,7 @@ import pytest
 import distillscale as ds
 from distillscale.data.loss_record import LossRecord
 from distillscale.errors import UserError
-from distillscale.planning.teacher_model import ServedAs, served_teacher
+from distillscale.planning.served_teacher import ServedAs, served_teacher
 from distillscale.urls import SERVER_URL_ENV
 from tests.planning.test_teacher_model_plan import law, teacher  # noqa: F401 (the module's fixtures)
 from tests.training.test_served_teacher import Serving

@@ -147,7 +147,7 @@ def test_a_teacher_the_demo_cannot_use_is_refused_in_one_line_before_the_sweep(t
     import transformers
 
     from distillscale.data.tokenizer import END_OF_TEXT, train_byte_level_bpe
-    from distillscale.evaluation import loss as loss_module
+    from distillscale.evaluation import cost as cost_module
 
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
     corpus = markov_corpus(tmp_path / "corpus", documents=4, words=100)
@@ -182,5 +182,5 @@ def test_a_teacher_the_demo_cannot_use_is_refused_in_one_line_before_the_sweep(t
     weights = (broken / "model.safetensors").read_bytes()
     (broken / "model.safetensors").write_bytes(weights[:len(weights) // 2])
     refused(broken, "model.safetensors", "safetensors")
-    monkeypatch.setattr(loss_module, "_available_memory", lambda device: 1e3)
+    monkeypatch.setattr(cost_module, "available_memory", lambda device: 1e3)
     refused(teacher, "too large for this machine", "MB", "distillscale loss")

@@ -1,4 +1,4 @@
-"""On CUDA (bench/gpu_verify.sh's tests stage): a logit cache's records copied as stored through the
+"""On CUDA (bench/gpu/gpu_verify.sh's tests stage): a logit cache's records copied as stored through the
 background reader (pinned, non-blocking) and decoded on the GPU give the host decode's ids exactly and
 its loss to float32 rounding (issue 65 item 1)."""
 

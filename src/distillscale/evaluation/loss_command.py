@@ -1,5 +1,6 @@
 """`distillscale loss MODEL --data DIR`: a model's cross-entropy on a corpus's validation split, in
-nats/token and bits per byte, written to loss.json (`evaluation.loss` does the work)."""
+nats/token and bits per byte, written to loss.json (`evaluation.loss` does the work, and names the
+module of each step)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ class LossSettings(CommandSettings):
 def loss_command(s: LossSettings) -> None:
     """Measure a model's cross-entropy on a corpus's validation split: nats/token and bits per byte, with
     its standard error, the tokens and bytes scored and the time; kept, so asking again costs nothing."""
-    from distillscale.evaluation.loss import check_model, evaluate_loss, loss_output, write_loss
+    from distillscale.evaluation.kept_loss import loss_output, write_loss
+    from distillscale.evaluation.loss import evaluate_loss
+    from distillscale.evaluation.model_argument import check_model
 
     check_model(s.model, s.trust_remote_code, s.tokenizer)
     out = loss_output(s.model, s.out, s.overwrite)
@@ -77,7 +80,7 @@ def loss_table(record, out: Path | None) -> Table:
                         ("scored", f"{record.tokens:,} tokens" + ("" if record.bytes is None else
                                                                  f", {record.bytes:,.0f} bytes")
                          + f" ({windows_text(record.windows, record.seq_len)})"),
-                        ("time", f"{record.seconds:,.1f} s on {record.device}, {record.tokens_per_second:,.0f} tokens/s"),
+                        ("time", record.how_measured()),
                         *([] if out is None else [("written to", str(out))])):
         table.add_row(name, value)
     return table

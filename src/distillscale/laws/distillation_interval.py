@@ -6,7 +6,7 @@ teachers, predicting those of the stronger), which needs students of at least 4 
 fewer, its extrapolation error is the literature's typical error (`uncertainty.literature_half_width`,
 8.2% at 90%), and its own interval (`DistillationLaw.prediction` without this calibration: its
 bootstrap combined with that error) comes out several times wider than its errors are. Measured on
-the micro demo's sweeps of several corpora (`bench/distillation_interval.py`): the students of each
+the micro demo's sweeps of several corpora (`bench/laws/distillation_interval.py`): the students of each
 sweep's strongest teacher, predicted by the law fitted on the 3 weaker teachers' students (the
 report's held-out check, whose law has no backtest). Each held-out run's score is its error over its
 own interval's gap on the side it fell:

@@ -1,6 +1,6 @@
 """One law from several forms: the median of their predictions, refitted into a single law.
 
-On the validation pack (`laws.published`, bench/extrapolation.py) no one form extrapolates best on
+On the validation pack (`laws.published`, bench/laws/extrapolation.py) no one form extrapolates best on
 every set: tied exponents are the best on Epoch's Chinchilla runs and the worst on Porian's, the
 free chinchilla form the reverse; choosing one per fit by its backtest picks the luckiest form on
 few folds and lost to the median of the three forms' predictions on every development set. The

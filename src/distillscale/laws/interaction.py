@@ -173,7 +173,7 @@ def not_identified_reason(extras: tuple[str, ...], values: str, *, sizes: int, p
     parameters `extras` (fitted at `values`, in words) down: the size and noise tests of the module
     docstring; None when they do. `ssr`, `ssr_plain`: the sums of squared log-residuals of the fit
     with them and with them 0 (`plain`, in words). Every law whose data term may depend on N decides
-    by it (`SPECS`; the distillation law's, `bench/distillation_interaction_law.py`)."""
+    by it (`SPECS`; the distillation law's, `bench/laws/distillation_interaction_law.py`)."""
     zero = " = ".join(extras) + " = 0"
     if sizes < MIN_SIZES:
         return (f"{sizes} model size{'s' if sizes != 1 else ''} cannot pin a data term that changes with "

@@ -269,7 +269,7 @@ def _backtrack(evaluate, index: np.ndarray, x: np.ndarray, f: np.ndarray, grad: 
     The first round tries each start's full step. Most accept it; the few that do not (often one
     start of a batch, near its minimum at rounding level) then try their next several halvings in
     one evaluation: as many as keep a round no larger than the first, or `per_round` (1: one at a
-    time, as before; `bench/fit_speed.py` compares). A batch of fewer than ROUND_ROWS starts (a
+    time, as before; `bench/laws/fit_speed.py` compares). A batch of fewer than ROUND_ROWS starts (a
     polish: twenty starts, where an evaluation costs its dispatch, not its rows) fills each round to
     ROUND_ROWS trial points, and its first round tries each start's first few halvings with the full
     step, so a start that needs one costs no second evaluation of the batch. The accepted step, and

@@ -4,7 +4,7 @@ its runs allow, each E weighted by how well the form fits the runs with it.
 Runs of small models rarely pin E down: the loss of the largest model fitted says little about
 where the loss levels off, and the fitted E is wherever the objective's long, flat valley happens
 to end. That E then decides the extrapolation: on the validation pack (`laws.published`,
-bench/extrapolation.py) an E too high made the law over-predict every larger model (the Marin
+bench/laws/extrapolation.py) an E too high made the law over-predict every larger model (the Marin
 ladders, Li et al.'s LR-swept ladder), one too low under-predict them (Gadre et al.'s C4). Held
 at each E of a grid over (0, lowest loss) instead, the form is fitted once per E, and its
 predictions are averaged with the posterior weights of the E's:
@@ -140,7 +140,7 @@ def fit_marginal(fitter: SupervisedLawFitter, N, D, loss,
 def weigh(laws: list[SupervisedLaw], N, D, loss, lowest_loss: float, count: float | None = None) -> MarginalLaw:
     """The laws fitted with E held at their nodes, weighed by their posterior on the runs (N, D,
     loss) they were fitted to (`posterior_weights`): the likelihood counted over the runs' distinct
-    sizes, or over `count` where given (bench/e_posterior.py scores sharper posteriors with it)."""
+    sizes, or over `count` where given (bench/laws/e_posterior.py scores sharper posteriors with it)."""
     N, D, loss = (np.asarray(x, float) for x in (N, D, loss))
     residuals = [np.log(law.predict(N, D) / loss) for law in laws]
     sizes = len(scale_levels(N))

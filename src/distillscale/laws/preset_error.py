@@ -6,7 +6,7 @@ Epoch's, reproduced on the same runs) propagated to the prediction, plus the law
 its runs (`pack_interval.StatedError`: its error on its runs, or its authors' stated fit error),
 widened beyond the runs as the calibration on the published ladders says errors grow with distance
 (`pack_interval.CalibratedInterval`). A preset with no published coefficient interval says so
-(`coefficients_note`). The numbers are made by bench/preset_intervals.py (preset_error.json records the
+(`coefficients_note`). The numbers are made by bench/laws/preset_intervals.py (preset_error.json records the
 command and date).
 
     preset_record("epoch2024")                 # the FitRecord its supervised law carries
@@ -44,7 +44,7 @@ PUBLISHED_RANGES = {
 
 @lru_cache(maxsize=1)
 def _entries() -> dict:
-    """The presets' entries of preset_error.json ({} before bench/preset_intervals.py first wrote it)."""
+    """The presets' entries of preset_error.json ({} before bench/laws/preset_intervals.py first wrote it)."""
     return json.loads(FILE.read_text())["presets"] if FILE.exists() else {}
 
 

@@ -110,7 +110,7 @@ class RStarPrior:
 # median, with a spread (log-sd 1.0: 90% within 3.0-79) that takes in the supervised values this
 # project measured at micro scale (5.2 [4.4, 6.2] on Python sources, 3.9 [1.7, 25] on C headers:
 # docs/repetition_sweep.md) and the 4.1-9.5 that profiles of Muennighoff et al.'s own runs give
-# (bench/repetition_backtest.py); a fit's R_D* is the posterior under it.
+# (bench/laws/repetition_backtest.py); a fit's R_D* is the posterior under it.
 R_D_STAR_PRIOR = RStarPrior(MUENNIGHOFF2023["R_D_star"], 1.0,
                             "Muennighoff et al. 2023's 15.4, log-sd 1.0 (90%: 3.0-79)")
 
@@ -252,7 +252,7 @@ def describe_r_star(value: float, interval) -> str:
 # Beyond this many times the most epochs of the runs a law's R_D* was fitted on, a prediction says that it
 # extrapolates repetition far (the number is unchanged): on Muennighoff et al.'s runs, fitted on <= 4
 # epochs, the runs to 16 epochs were predicted within 2.8% on average, those beyond within 12-19%,
-# whatever the form tried (bench/repetition_backtest.py --forms, docs/repetition.md).
+# whatever the form tried (bench/laws/repetition_backtest.py --forms, docs/repetition.md).
 FAR_EPOCHS_FACTOR = 4.0
 
 

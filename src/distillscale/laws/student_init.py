@@ -34,7 +34,7 @@ class StartMultiplier:
 
 
 # A pruned start, from this project's measurements (docs/student_init.md, "Measured at micro scale";
-# bench/pruned_start.py): a 107K-parameter teacher trained on 2M tokens (19 tokens per parameter),
+# bench/distillation/pruned_start.py): a 107K-parameter teacher trained on 2M tokens (19 tokens per parameter),
 # pruned to a 16.5K student by gradient importance, distilled on budgets of 5K-33K tokens, against
 # the from-scratch distilled student on 100K tokens (3 seeds each). A complete pruned run reached the
 # from-scratch student's final loss with 8.3x (Python), 7.0x (C headers), 12.9x and 10.5x (two
@@ -49,7 +49,7 @@ PRUNED_MICRO = StartMultiplier(
     "pruned", round(math.prod(PRUNED_MEASURED) ** (1 / len(PRUNED_MEASURED)), 1), (2.6, 26.0),
     source="pruned from the teacher then distilled, measured at micro scale (16.5K-parameter student "
            "of a 107K teacher trained on 19 tokens/param, 3 seeds, 4 corpora: 7.0x-12.9x; "
-           "2.6x-4.3x with a teacher of 2 tokens/param; docs/student_init.md, bench/pruned_start.py)")
+           "2.6x-4.3x with a teacher of 2 tokens/param; docs/student_init.md, bench/distillation/pruned_start.py)")
 
 MULTIPLIERS = {"pruned": PRUNED_MICRO}
 

@@ -4,7 +4,7 @@
 
 The prompt is read once (prefill); then every step feeds only the token just sampled, which attends
 to the keys and values cached for all earlier positions: no position is recomputed. `use_cache=False`
-recomputes the whole prefix at every step instead, the reference the tests and bench/generation_speed.py
+recomputes the whole prefix at every step instead, the reference the tests and bench/speed/generation_speed.py
 hold the cache to (same logits within float rounding, same samples from the same generator).
 
 Every draw is one uniform number per row and token, turned into a token by the inverse CDF of the

@@ -409,5 +409,5 @@ GPUS_HELP = ("with --gpu: how many GPUs each run uses (wall-clock = GPU-hours / 
              "step; default 1)")
 MFU_HELP = "with --gpu: the MFU to plan at, a fraction of the GPU's dense bf16 peak (default: the measured table's)"
 PRICE_HELP = "with --gpu: the price of one GPU-hour, for each run's cost (in your currency)"
-TABLE_HELP = ("with --gpu: a throughput table measured on your own device (`python bench/gpu_step.py --table "
+TABLE_HELP = ("with --gpu: a throughput table measured on your own device (`python bench/gpu/gpu_step.py --table "
               "FILE`; default: the one shipped)")

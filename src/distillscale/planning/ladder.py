@@ -28,7 +28,7 @@ the engine's FLOPs over each run's whole steps, exactly as `sweep plan` counts t
 
 Among those within the budget, the lowest expected error wins; among the designs within TIE of it,
 the one with the most (size, tokens) points, then the cheaper: the error curve does not see how
-many runs a ladder has, and on the pack (bench/ladder_backtest.py) choosing the most runs among
+many runs a ladder has, and on the pack (bench/planning/ladder_backtest.py) choosing the most runs among
 near-equal designs beat the shipped ladder at equal FLOPs on 8 of 12 ladders.
 
 Seeds: the curve was measured on published ladders with one run per point, their own noise in it.
@@ -67,7 +67,7 @@ RATIO_SETS = ((0.5, 1.0), (1.0, 2.0), (0.5, 1.0, 2.0), (0.25, 0.5, 1.0, 2.0, 4.0
 # The ladder's largest size is at most this fraction of the target (beyond it is not a ladder).
 MAX_TOP = 0.5
 # Expected errors within this relative margin count as equal: the design with the most (size,
-# tokens) points wins, then the cheaper (bench/ladder_backtest.py; see the module docstring).
+# tokens) points wins, then the cheaper (bench/planning/ladder_backtest.py; see the module docstring).
 TIE = 0.02
 # A run of fewer optimizer steps is not designed (mostly warm-up and cooldown).
 MIN_STEPS = 100

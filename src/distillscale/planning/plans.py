@@ -33,7 +33,8 @@ from distillscale.planning.run_sheet import run_sheet
 from distillscale.planning.repetition import (BASELINE_RUN, PRETRAIN_INSTEAD, TEACHER_RUN, repeated_distillation,
                                               repeated_supervised, repeated_sweep, repetition_check)
 from distillscale.planning.results import CANNOT_TELL, interval_or_none
-from distillscale.planning.teacher_model import ServedTeacher, TeacherModel
+from distillscale.planning.served_teacher import ServedTeacher
+from distillscale.planning.teacher_model import TeacherModel
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
     from distillscale.laws.uncertainty import Prediction

@@ -4,7 +4,7 @@
     table.mfu("h100", 85e6)                              # MfuEstimate: interpolated, and how
     table.mfu("h100", 85e6, shape=(32168, 4096))         # ... from the figures nearest that vocabulary and context
 
-The table (`throughput.json` beside this module, or a file `bench/gpu_step.py --table` wrote on the
+The table (`throughput.json` beside this module, or a file `bench/gpu/gpu_step.py --table` wrote on the
 user's own device) holds, per device, its dense bf16 peak and the training throughput measured on it
 at a few model sizes: tokens/s and the engine's exact training FLOPs per token (3 x its forward
 count), so MFU = tokens/s x FLOPs per token / peak. The rules, stated once here:
@@ -284,11 +284,11 @@ class ThroughputTable:
         try:
             data = json.loads(source.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise UserError(f"throughput table {source} does not exist: give a file `python bench/gpu_step.py "
+            raise UserError(f"throughput table {source} does not exist: give a file `python bench/gpu/gpu_step.py "
                             f"--table FILE` wrote, or leave out --throughput-table for the shipped one") from None
         except (OSError, ValueError) as exc:
             raise UserError(f"throughput table {source} is not readable JSON ({exc}): give a file "
-                            f"`python bench/gpu_step.py --table FILE` wrote") from None
+                            f"`python bench/gpu/gpu_step.py --table FILE` wrote") from None
         try:
             record = TableRecord.model_validate(data)
         except ValidationError as exc:
@@ -318,7 +318,7 @@ class ThroughputTable:
         if key not in self.devices:
             source = self.source.replace("{", "{{").replace("}", "}}")
             raise ParameterError("gpu", "unknown GPU {value!r} for {}: " + source + f" knows "
-                                 f"{', '.join(self.devices)}; measure yours with `python bench/gpu_step.py --table "
+                                 f"{', '.join(self.devices)}; measure yours with `python bench/gpu/gpu_step.py --table "
                                  "FILE` and plan with that table", value=name)
         return self.devices[key]
 
@@ -339,7 +339,7 @@ class ThroughputTable:
         if device.mfu_from is None:
             raise ParameterError("mfu", f"{self.source} has no measured throughput on the "
                                  f"{device.name}: give {{}} (e.g. 0.35), or measure it with "
-                                 "`python bench/gpu_step.py --table FILE` and give --throughput-table FILE")
+                                 "`python bench/gpu/gpu_step.py --table FILE` and give --throughput-table FILE")
         other = self.devices[device.mfu_from]
         found = _interpolated(other, params, shape)
         value = borrowed_mfu(found.value, found.best, device.peak_flops / other.peak_flops)

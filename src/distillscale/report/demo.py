@@ -248,7 +248,7 @@ def _check_teacher_memory(teacher: Path, size, ids: int) -> str:
     """Before the sweep: the memory the teacher's measurement will take (its weights in float32 and a
     window at its context, at most 2048), refused in one line when the machine lacks it; else what
     to say of it."""
-    from distillscale.evaluation.loss import estimate_cost
+    from distillscale.evaluation.cost import estimate_cost
     from distillscale.training.distributed import resolve_device
 
     context = min(size.context or 2048, 2048)

@@ -60,7 +60,7 @@ class SweepRuns:
 # predicted (4 of 4 runs), 0.57% without them; on Li et al.'s FineWeb ladder 1.98% (83% over) ->
 # 1.89% (43%). Not a fitting rule (the threshold is not one the evidence pins: 1,000 steps made Li's
 # error 2.88%), a warning: `report` says how many fitted runs are this short. Nor the whole story: the
-# micro demo's teachers at 4x the steps still over-predict every held-out run (bench/micro_steps.py).
+# micro demo's teachers at 4x the steps still over-predict every held-out run (bench/demo/micro_steps.py).
 SHORT_RUN_STEPS = 500
 
 

@@ -128,7 +128,7 @@ class SweepPlanSettings(CommandSettings):
     price_per_gpu_hour: Annotated[float | None, BeforeValidator(gpu_price)] = option(
         None, help="the price of one GPU-hour: the sweep's cost (reserved GPU-hours x price)")
     throughput_table: Path | None = option(None, help="a throughput table measured on your own device "
-                                                      "(`python bench/gpu_step.py --table FILE`; default: the "
+                                                      "(`python bench/gpu/gpu_step.py --table FILE`; default: the "
                                                       "one shipped)")
     startup_seconds: float | None = option(None, help="seconds each run's process takes to start (default: 5, "
                                                       "measured on a 2-core CPU)")

@@ -26,12 +26,12 @@ the run compiles) and its device work, FLOPs / achieved FLOP/s. The throughput i
   equally (their start-ups overlap; their device work does not); with a price per GPU-hour the
   sweep's cost is its reserved GPU-hours (wall time x GPUs) at that price;
 - on the CPU, each run has a core of its own at `CPU_FLOPS_PER_SECOND` (measured: docs/guides/sweeps.md's
-  `bench/micro_mfu.py` figure, 35% of one core's 92 GFLOP/s fp32 matmul peak at one thread);
+  `bench/demo/micro_mfu.py` figure, 35% of one core's 92 GFLOP/s fp32 matmul peak at one thread);
 - the start-up, `STARTUP_SECONDS`, was measured on the 2-core development machine (python -c
   importing the CLI and the recipes: 2.1-2.5 s; walking and fingerprinting the 27,827 files of
   builtin:python-env: 1.5-2.6 s; 4.7-5.5 s in all per process); `COMPILE_SECONDS`, CUDA's start and
   the compilation of a model shape the sweep has not compiled yet (cold: 20.1 s measured on an H100
-  at the ladder's depth 4, `bench/gpu_step.py --ladder`), and `WARM_COMPILE_SECONDS`, a later run of a
+  at the ladder's depth 4, `bench/gpu/gpu_step.py --ladder`), and `WARM_COMPILE_SECONDS`, a later run of a
   shape whose compilation finished (Inductor's on-disk cache is the machine's, so every worker finds
   it warm; the GPU ladder's forks on an H200 took about 1 s beyond their device time,
   docs/gpu_ladder_sizes_h200.csv). Checkpoint writes are not counted.
@@ -58,7 +58,7 @@ from distillscale.training.on_policy import run_generation_flops
 from distillscale.training.prune_config import calibration_input_tokens, calibration_window, importance_flops
 from distillscale.units import format_quantity
 
-CPU_FLOPS_PER_SECOND = 32e9  # bench/micro_mfu.py (docs/guides/sweeps.md): 35% of one core's ~92 GFLOP/s, one thread
+CPU_FLOPS_PER_SECOND = 32e9  # bench/demo/micro_mfu.py (docs/guides/sweeps.md): 35% of one core's ~92 GFLOP/s, one thread
 STARTUP_SECONDS = 5.0        # measured: imports + the walk of builtin:python-env, one process, 2 cores
 COMPILE_SECONDS = 20.0       # CUDA's start and torch.compile of a shape not compiled yet (20.1 s measured, H100)
 WARM_COMPILE_SECONDS = 1.0   # a later run of a compiled shape (measured: ~1 s, the H200 ladder's forks)
@@ -135,7 +135,7 @@ class Throughput:
             rate += "; runs sharing a GPU share it; --gpu, --mfu or --flops-per-second set it"
         else:
             rate = (f"CPU throughput {CPU_FLOPS_PER_SECOND:.3g} FLOP/s per run, one core each "
-                    f"(bench/micro_mfu.py on the 2-core development machine)")
+                    f"(bench/demo/micro_mfu.py on the 2-core development machine)")
         start = (f"start-up {self.startup_seconds:g} s per worker process, once per slot (imports and the corpus "
                  f"walk, measured on a 2-core CPU) + {self.compile_seconds:g} s for a compiled run of a model shape "
                  f"not compiled yet (CUDA and torch.compile, measured cold on an H100), {WARM_COMPILE_SECONDS:g} s "

@@ -15,7 +15,7 @@ copies them with `non_blocking=True`, so the transfer overlaps the step as well.
 `read(step)` returns the step's micro-batches (tuples of CPU tensors); it runs in several threads
 at once when `workers` > 1, so it must not change shared state (a sampler's `batch` does not).
 Numpy and torch release the GIL while they work on large arrays, so `workers` threads decode up to
-`workers` times as fast on as many free cores (bench/cache_reader_scaling.py). An exception in
+`workers` times as fast on as many free cores (bench/speed/cache_reader_scaling.py). An exception in
 `read` is raised by the `next` call that would have returned that step's batches, and the workers
 end; leaving the `with` block (at the end, on divergence, on an error in the trainer) stops them
 and waits for them. At most max(`depth`, `workers`) steps are read ahead (the memory it takes);

@@ -12,14 +12,14 @@ published laws and one distillscale measured on its own GPU ladder.
   recommendation beyond it says how far.
 
 - `gpu-ladder-h200`: distillscale's own GPU ladder (`demo --scale gpu`), measured, not published: its
-  teachers at depths 3-6 on an lr grid on one H200 (56 runs, bench/tuned_calibration.py grid --scale
+  teachers at depths 3-6 on an lr grid on one H200 (56 runs, bench/demo/tuned_calibration.py grid --scale
   gpu; docs/gpu_ladder.md), lr* = 0.00227 N^0.091 D^-0.050 at its batch of 32,768 tokens, with the
   fit's covariance and scatter (gpu_ladder_h200.json beside this file). The ladder takes each size's
   rate from it (`lr_law = "gpu-ladder-h200"`).
 
 Neither paper gives an interval for its law in a form a recommendation can carry, so each preset's
 interval (`residual_sd`, ln space) is the spread of the measured optima around it on Step Law's public
-grid (SLDBench, the 15 cells below 1B parameters; bench/hyperparameters_steplaw.py): the root mean
+grid (SLDBench, the 15 cells below 1B parameters; bench/laws/hyperparameters_steplaw.py): the root mean
 square of ln(preset / cell optimum): 0.17 for Step Law's lr, 0.20 for its batch; 0.80 and 0.66 for
 DeepSeek's, which misses that grid's optima by a factor of about 2 (its lr low, its batch high).
 Step Law's batch exponent of the optimal rate, ridge curvature and loss-vs-tokens slope are the ones
