@@ -1,4 +1,4 @@
-"""bench/verdict_pairs.py and the calibration it ships: the package's difference_interval.json is the
+"""bench/laws/verdict_pairs.py and the calibration it ships: the package's difference_interval.json is the
 fit of the shipped pairs (bench/data/verdict_pairs.json) by the command it records, and the bench's
 scoring calls the verdicts' own function; nothing trains."""
 
@@ -13,7 +13,7 @@ import pytest
 from distillscale.laws import difference
 from tests.conftest import REPO_ROOT
 
-BENCH = REPO_ROOT / "bench" / "verdict_pairs.py"
+BENCH = REPO_ROOT / "bench" / "laws" / "verdict_pairs.py"
 
 
 def bench():

@@ -14,7 +14,7 @@ correlation rho of their errors:
 rho = 0 and q = 1 is the independent rule (the half-widths facing each other, in quadrature); rho = 1
 with equal widths leaves only the noise q carries. `rho` and `q` are calibrated on measured pairs, the
 same student distilled and trained alone at the same compute as a plan allocates it, left out a
-corpus at a time (`bench/verdict_pairs.py`; `DifferenceCalibration`): rho is the correlation of the
+corpus at a time (`bench/laws/verdict_pairs.py`; `DifferenceCalibration`): rho is the correlation of the
 two laws' standardized errors on the pairs, q the conformal quantile of |Delta_true - Delta_pred|
 over the half-width at q = 1. Every verdict reads `loss_difference`'s interval: distill when it lies
 below 0, train alone ("pretrain") above, too close to call when it straddles 0, and "cannot tell at

@@ -17,11 +17,11 @@ runs them). Two kinds of pairs per corpus:
   trained at the same size and tokens (the teacher free: the same compute).
 
 Usage:
-    python bench/verdict_pairs.py train NAME=SWEEP ... [--data bench/data/verdict_pairs.json] [--work /work/pairs]
-    python bench/verdict_pairs.py score [--data ...] [--write]
-    python bench/verdict_pairs.py demo NAME=SWEEP ...
-    python bench/verdict_pairs.py presets
-    python bench/verdict_pairs.py guide
+    python bench/laws/verdict_pairs.py train NAME=SWEEP ... [--data bench/data/verdict_pairs.json] [--work /work/pairs]
+    python bench/laws/verdict_pairs.py score [--data ...] [--write]
+    python bench/laws/verdict_pairs.py demo NAME=SWEEP ...
+    python bench/laws/verdict_pairs.py presets
+    python bench/laws/verdict_pairs.py guide
 
 `train` trains the pairs of each sweep (about 3-5 minutes a corpus on 2 free cores; finished runs are
 reused) and writes the predictions and the measured losses to --data. `score` fits the rule left out a
@@ -59,7 +59,7 @@ from distillscale.report.runs import load_runs
 from distillscale.settings import load_config, to_toml
 from distillscale.training.config import DistillConfig, TrainConfig
 
-DATA = Path(__file__).resolve().parent / "data" / "verdict_pairs.json"
+DATA = Path(__file__).resolve().parents[1] / "data" / "verdict_pairs.json"
 LEVEL = 0.9
 DEPTH = 3                          # the pairs' student: beyond the sweep's students (depths 1-2)
 TOKENS_PER_PARAM = (2.0, 8.0)      # the two budgets: the student alone on these D/N
@@ -397,7 +397,7 @@ def guide_verdicts(records: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["train", "score", "demo", "presets", "guide"])
+    parser.add_argument("action", nargs="?", default="score", choices=["train", "score", "demo", "presets", "guide"])
     parser.add_argument("sweeps", nargs="*", help="train, demo: NAME=SWEEP_DIR, one per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=Path("/work/pairs"), help="train: where the pairs' runs go")
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
             name, sweep = item.split("=", 1)
             new = held_out_teacher_pairs(name, Path(sweep)) + trained_pairs(name, Path(sweep), args.work)
             records = [r for r in records if r["corpus"] != name] + new
-            command = "python bench/verdict_pairs.py train NAME=SWEEP ... (one per corpus)"
+            command = "python bench/laws/verdict_pairs.py train NAME=SWEEP ... (one per corpus)"
             atomic_write_json(args.data, {"command": command, "date": datetime.date.today().isoformat(),
                                           "pairs": records})
             print(f"{name}: {len(new)} pairs", file=sys.stderr, flush=True)
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.write:
         pairs = pairs_of(stored["pairs"], kinds)
         calibration = fit_calibration(pairs, LEVEL, separate=SEPARATE, date=datetime.date.today().isoformat(),
-                                      command=f"python bench/verdict_pairs.py score --kinds {args.kinds} --write")
+                                      command=f"python bench/laws/verdict_pairs.py score --kinds {args.kinds} --write")
         atomic_write_json(MODEL_FILE, calibration.model_dump(mode="json"))
         print(f"wrote {MODEL_FILE}: rho {calibration.correlation:.3f}, factor {calibration.factor:.3f}, "
               f"reach {calibration.reach:.3g}", file=sys.stderr)
