@@ -178,7 +178,7 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     """Rank teachers for a student: predicted student loss each, the optimal teacher loss L_T*,
     and where the capacity gap begins (L_T / Ltilde_S = d1)."""
     from distillscale.planning import plots
-    from distillscale.planning.plan import rank_teachers_for
+    from distillscale.planning.teacher_plan import rank_teachers_for
     from distillscale.planning.render import teacher_renderables
 
     _check_figure(s.plot, s.overwrite, s.law)
