@@ -136,7 +136,7 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
         plans = [planner.plan(N_S, compute, name, F_S) for name in names]
     warnings = plan_warnings(laws, plans, sweep=False, given_teacher=teacher is not None)
     return ScenarioPlans(law=laws.name, laws=laws, settings=settings, plans=plans, planner=planner,
-                         warnings=loss_units_notes(laws, settings, model) + student_model_notes(size) + vocabulary_notes(
+                         warnings=loss_units_notes(laws, settings, model, forward.n_ctx) + student_model_notes(size) + vocabulary_notes(
                              laws, forward.n_vocab, {"--student-model": size and size.output_rows,
                                                      "--teacher-model": model and model.output_rows})
                          + warnings, teacher_model=model)
