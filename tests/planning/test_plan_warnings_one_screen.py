@@ -59,7 +59,7 @@ def test_every_plan_fits_one_screen_answer_first(at_80, tmp_path, name):
     first = out.splitlines()[0]
     assert first.startswith(("best-case: ", "too close to call", "predicted best", "supervised")), first
     text = " ".join((out + err).split())
-    paragraphs = [line for line in (out + err).splitlines() if len(line) > 60]
+    paragraphs = [line.strip() for line in (out + err).splitlines() if len(line.strip()) > 60]
     assert len(paragraphs) == len(set(paragraphs)), "a paragraph printed twice"
     assert text.count("warning:") == len(set(line for line in err.splitlines() if line.startswith("warning:")))
 
@@ -128,8 +128,8 @@ def test_teacher_and_plan_warn_of_the_same_numbers(tmp_path):
     from distillscale.planning.teacher_plan import rank_teachers_for
 
     table = _candidates(tmp_path, "name,teacher_params,teacher_tokens\nbig,700B,1T\n")
-    ranking = rank_teachers_for("busbridge2025", student_params=10e6, compute=1e17, candidates=[table])
-    planned = ds.plan("busbridge2025", student_params=10e6, compute=1e17,
+    ranking = rank_teachers_for("busbridge2025", student_params=10e6, compute=1e19, candidates=[table])
+    planned = ds.plan("busbridge2025", student_params=10e6, compute=1e19,
                       teacher=ds.ExistingTeacher(700e9, tokens=1e12))
     assert _classes(ranking.warnings) and _classes(ranking.warnings) == _classes(planned.warnings)
     assert ranking.student_tokens == pytest.approx(planned.plans[0].student_tokens, rel=1e-9)

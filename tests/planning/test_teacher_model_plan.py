@@ -218,6 +218,8 @@ def test_a_teacher_with_a_shorter_context_is_measured_and_priced_at_its_own(cli,
     assert code == 0, err
     assert f"takes at most {own} tokens of context" in err and "--seq-len" not in err
     assert json.loads(out)["teacher_model"]["context"] == own
+    # one of the plan's warnings: in --json's too
+    assert any(f"takes at most {own} tokens of context" in w for w in json.loads(out)["warnings"])
 
 
 def test_a_law_priced_with_another_vocabulary_than_its_losses_is_said(cli, law, tmp_path):

@@ -79,8 +79,9 @@ NOUNS = {"parameters": "sizes", "tokens": "tokens", "tokens per parameter": "tok
 
 class OutsideData(str):
     """One warning that a quantity lies outside a law's data: the message itself (a str, as every list
-    of warnings holds it), with what puts warnings in one class (`group`: the law, the side, what it
-    makes an extrapolation) and how far (`ratio`, >= 1). `summary` says a class in one line."""
+    of warnings holds it), with what puts warnings in one class (`group`: the law and what it makes an
+    extrapolation), which side of the data (`side`: above or below) and how far (`ratio`, >= 1).
+    `summary` says a class in one line."""
 
     def __new__(cls, message: str, law: str = "", side: str = "", ratio: float = 1.0, noun: str = "numbers",
                 consequence: str = "extrapolations") -> "OutsideData":
@@ -90,14 +91,16 @@ class OutsideData(str):
 
     @property
     def group(self) -> tuple:
-        return type(self).__name__, self.law, self.side, self.consequence
+        return type(self).__name__, self.law, self.consequence
 
     @staticmethod
     def summary(members: list["OutsideData"], more: str = "--explain lists each") -> str:
         """Warnings of one class in one line: how many, what, which side of whose data, how far at most,
         and where each is said (`more`)."""
-        first, nouns = members[0], " and ".join(dict.fromkeys(m.noun for m in members))
-        return (f"{len(members)} of the plan's {nouns} lie {first.side} {first.law}'s data, up to "
+        first, nouns = members[0], list(dict.fromkeys(m.noun for m in members))
+        nouns = ", ".join(nouns[:-1]) + " and " + nouns[-1] if len(nouns) > 1 else nouns[0]
+        sides = " and ".join(dict.fromkeys(m.side for m in members))
+        return (f"{len(members)} of the plan's {nouns} lie {sides} {first.law}'s data, up to "
                 f"{_times_short(max(m.ratio for m in members))}: {first.consequence} ({more})")
 
 

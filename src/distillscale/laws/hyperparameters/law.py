@@ -309,7 +309,7 @@ class HyperparameterLaw(_Record):
             notes.append(OutsideData(f"the batch {batch_tokens:,.0f} tokens is {far:.3g}x {side} the batches law "
                                      f"{self.name}'s cells measured ({low:,.0f}-{high:,.0f} tokens): {extrapolated} "
                                      f"{'are' if self.ridge_curvature is not None else 'is'} extrapolated there",
-                                     self.name, side, far, "batches", f"{extrapolated} extrapolated"))
+                                     self.name, side, far, "batches", "the rate's batch exponent extrapolated"))
         if self.ridge_curvature is None:
             notes.append(f"law {self.name} has no loss surface: it cannot give the loss penalty of this batch")
         else:
