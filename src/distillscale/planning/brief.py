@@ -1,13 +1,15 @@
 """A plan in one screen: what `distillscale plan` prints by default. The verdict first, one table
 (a row per scenario and one for the model trained without a teacher), the run sheet as one table,
-what --downstream-law and --gpu add, and one-line notes, the most important first, each printed
-once: every warning of a problem, then at most MAX_NOTES in all. Everything else (the
-FLOPs of each phase, the teacher's loss interval, peak rates and their intervals, warmup, batch
-sequences, what the targets and intervals assume) is `plan --explain` (`render.plan_renderables`)
-and `plan --json`.
+what --downstream-law adds, --gpu's answer in one paragraph, and one-line notes, the most important
+first, each printed once: every warning of a problem (a class of them in one line:
+`warnings.warning_lines`), then at most MAX_NOTES in all. Everything else (the FLOPs of each phase,
+the teacher's loss interval, peak rates and their intervals, warmup, batch sequences, each run's GPU
+time and repetition, what the targets and intervals assume) is `plan --explain`
+(`render.plan_renderables`) and `plan --json`. The mode comparison: its verdict, its table of modes,
+what on-policy must be worth and the run sheet.
 
-A plan this view cannot show whole (a pruned start, a mixture of teachers, the mode comparison, a
-plan without a teacher) is shown in full: its notes say where the law is applied outside its fit."""
+A plan this view cannot show whole (a pruned start, a mixture of teachers, a plan without a teacher)
+is shown in full: its notes say where the law is applied outside its fit."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def plan_command(settings: PlanSettings) -> None:
 
 def _print_plan(result, settings: PlanSettings) -> None:
     """The plan's text (or its JSON), then its warnings on stderr (`warning_lines`: the list `--json`
-    holds, a class of them in one line unless --explain)."""
+    holds, a class of them in one line unless --explain or --json)."""
     from distillscale.planning.brief import brief_renderables, can_brief
     from distillscale.planning.render import plan_renderables
     from distillscale.planning.warnings import warning_lines
@@ -78,7 +78,7 @@ def _print_plan(result, settings: PlanSettings) -> None:
             console.print(note, soft_wrap=True, highlight=False)
         if not brief:
             _print_repetition(result)
-    for message in warning_lines(result.warnings, settings.explain):
+    for message in warning_lines(result.warnings, settings.explain or settings.as_json):  # --json: each, as its list
         warn(message)
 
 
@@ -200,7 +200,7 @@ def teacher_command(s: TeacherRankingSettings) -> None:
         print_json({"law": ranking.law, **ranking.to_dict()})
     for item in [] if s.as_json else teacher_renderables(ranking.law, ranking):
         console.print(item)
-    for message in warning_lines(ranking.warnings, more="--json lists each"):  # after the answer, as `plan`
+    for message in warning_lines(ranking.warnings, s.as_json, "--json lists each"):  # after the answer, as `plan`
         warn(message)
 
 
