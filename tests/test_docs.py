@@ -48,3 +48,11 @@ def test_every_training_module_is_under_a_layer_contract():
         assert module in named, f"{module} is neither a component nor a recipe in pyproject.toml"
     assert "distillscale.serve" in leaves["source_modules"]
     assert any(c["type"] == "acyclic_siblings" and c["ancestors"] == ["distillscale"] for c in contracts)
+
+
+def test_the_readme_fits_150_lines():
+    """The README is a newcomer's first screen or three: what it does, the two commands, an example."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150
+    for needed in ("make demo", "make test", "distillscale plan --law busbridge2025", "import distillscale as ds"):
+        assert needed in readme, needed

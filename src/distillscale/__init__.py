@@ -46,7 +46,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "DistillationPlanner": "distillscale.planning.solver",
     "plan": "distillscale.planning.plan",
     "plan_supervised": "distillscale.planning.plan",
-    "rank_teachers_for": "distillscale.planning.plan",
+    "rank_teachers_for": "distillscale.planning.teacher_plan",
     "TeacherCandidate": "distillscale.planning.teacher",
     "Plan": "distillscale.planning.plans",
     "PlanSettings": "distillscale.planning.options",

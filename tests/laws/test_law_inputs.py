@@ -9,7 +9,8 @@ import pytest
 import distillscale as ds
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
-from distillscale.planning.plan import rank_teachers_for, repetition_check
+from distillscale.planning.plan import repetition_check
+from distillscale.planning.teacher_plan import rank_teachers_for
 
 
 def _runs(law: SupervisedLaw):

@@ -144,7 +144,8 @@ def test_plan_api_arguments_and_bad_values():
 
 def test_plan_command_says_whether_on_policy_pays(cli):
     code, out, err = cli("plan", "--student-params", "546M", "--teacher-params", "7.75B", "--teacher-tokens",
-                         "155B", "--compute", "1e21", "--teacher-remote", "--on-policy-fraction", "0.5,1")
+                         "155B", "--compute", "1e21", "--teacher-remote", "--on-policy-fraction", "0.5,1",
+                         "--explain")   # the FLOPs of each phase: --explain
     assert code == 0, err
     # off-policy ahead, by less than the preset's intervals: said, not a verdict
     for text in ("too close to call: off-policy is 0.0150 nats/token ahead of on-policy", "on-policy pays only if one on-policy "

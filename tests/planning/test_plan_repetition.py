@@ -139,7 +139,7 @@ def test_a_student_whose_teacher_repeats_the_corpus_shows_one_penalty_everywhere
                               loss_fresh=p.fresh.student_loss).unique_tokens_needed
     assert needed > 2 * own_needed
     code, out, err = cli("plan", "--compute", "1e21", "--student-params", "546M", "--scenario", scenario,
-                         "--unique-tokens", "3B")
+                         "--unique-tokens", "3B", "--explain")   # each run's check, each warning in full
     assert code == 0, err
     text, warned = " ".join(out.split()), " ".join(err.split())
     block = text[text.index(f"Repetition ({scenario}):"):]

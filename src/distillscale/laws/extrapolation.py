@@ -68,22 +68,60 @@ def _times(ratio: float) -> str:
     return f"{ratio:,.0f}x" if ratio < 1e6 else f"{ratio:.1e}x"
 
 
+def _times_short(ratio: float) -> str:
+    return f"{ratio:.2g}x" if ratio < 10 else _times(ratio)
+
+
+# What a quantity outside the data is, counted in a class's one line ("7 of the plan's sizes and tokens").
+NOUNS = {"parameters": "sizes", "tokens": "tokens", "tokens per parameter": "tokens per parameter",
+         "FLOPs": "budgets"}
+
+
+class OutsideData(str):
+    """One warning that a quantity lies outside a law's data: the message itself (a str, as every list
+    of warnings holds it), with what puts warnings in one class (`group`: the law and what it makes an
+    extrapolation), which side of the data (`side`: above or below) and how far (`ratio`, >= 1).
+    `summary` says a class in one line."""
+
+    def __new__(cls, message: str, law: str = "", side: str = "", ratio: float = 1.0, noun: str = "numbers",
+                consequence: str = "extrapolations") -> "OutsideData":
+        self = super().__new__(cls, message)
+        self.law, self.side, self.ratio, self.noun, self.consequence = law, side, ratio, noun, consequence
+        return self
+
+    @property
+    def group(self) -> tuple:
+        return type(self).__name__, self.law, self.consequence
+
+    @staticmethod
+    def summary(members: list["OutsideData"], more: str = "--explain lists each") -> str:
+        """Warnings of one class in one line: how many, what, which side of whose data, how far at most,
+        and where each is said (`more`)."""
+        first, nouns = members[0], list(dict.fromkeys(m.noun for m in members))
+        nouns = ", ".join(nouns[:-1]) + " and " + nouns[-1] if len(nouns) > 1 else nouns[0]
+        sides = " and ".join(dict.fromkeys(m.side for m in members))
+        return (f"{len(members)} of the plan's {nouns} lie {sides} {first.law}'s data, up to "
+                f"{_times_short(max(m.ratio for m in members))}: {first.consequence} ({more})")
+
+
 def beyond_data(name: str, value: float, kind: str, low: float, high: float, law: str, what: str = "the prediction",
-                far: bool = True) -> str:
+                far: bool = True) -> OutsideData:
     """The one wording of a quantity outside a law's data, for every law (the loss laws' warnings,
     a hyperparameter law's note): '{name} ({value} {kind}) is [far] above the largest ({edge}) in
     the data behind law {law}, {k}x beyond it: {what} is an extrapolation'."""
     side, edge = ("above the largest", high) if value > high else ("below the smallest", low)
     show = (lambda x: f"{x:.3g}") if kind == "FLOPs" else format_quantity   # FLOPs as 1e+21, counts as 546M
-    return (f"{name} ({show(value)} {kind}) is {'far ' if far else ''}{side} ({show(edge)}) in "
-            f"the data behind law {law!r}, {_times(max(value / edge, edge / value))} beyond it: {what} is an "
-            "extrapolation")
+    ratio = max(value / edge, edge / value)
+    return OutsideData(f"{name} ({show(value)} {kind}) is {'far ' if far else ''}{side} ({show(edge)}) in "
+                       f"the data behind law {law!r}, {_times(ratio)} beyond it: {what} is an extrapolation",
+                       law, side.split()[0], ratio, NOUNS.get(kind, kind),
+                       "extrapolations" if what == "the prediction" else f"{what} extrapolated")
 
 
 def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
                            tokens: dict[str, float | None],
                            tokens_per_param: dict[str, float | None] | None = None, *,
-                           students: bool = False) -> list[str]:
+                           students: bool = False) -> list[OutsideData]:
     """One message per named quantity lying more than FAR_BEYOND times outside the data range
     (the students' range with `students`), saying how far; tokens per parameter below the range's
     by any factor (`fewer_tokens_per_param`)."""
@@ -102,14 +140,15 @@ def extrapolation_warnings(laws: LawSet, params: dict[str, float | None],
     return messages
 
 
-def fewer_tokens_per_param(name: str, value: float, low: float, law: str) -> str:
+def fewer_tokens_per_param(name: str, value: float, low: float, law: str) -> OutsideData:
     """A target trained on fewer tokens per parameter than every run behind the law, by any factor
     (not only FAR_BEYOND): its loss is an extrapolation in D/N, which the interval (its distance is
     in model size) does not measure."""
     far = value < low / FAR_BEYOND
-    return (f"{beyond_data(name, value, 'tokens per parameter', low, low, law, far=far)} in tokens per parameter: "
-            "fewer than every run it was fitted on, a distance its interval (which grows with model size beyond "
-            "the runs) does not measure")
+    outside = beyond_data(name, value, 'tokens per parameter', low, low, law, far=far)
+    return OutsideData(f"{outside} in tokens per parameter: fewer than every run it was fitted on, a distance its "
+                       "interval (which grows with model size beyond the runs) does not measure",
+                       law, outside.side, outside.ratio, outside.noun, outside.consequence)
 
 
 def uniform_guess_warnings(laws: LawSet, losses: dict[str, float]) -> list[str]:

@@ -23,9 +23,8 @@ from dataclasses import replace
 from distillscale.laws.lawset import LawSet
 from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
 
-PENALTY_NOTE = ("the losses, intervals and verdicts include each run's loss penalty at the batch you fixed "
-                "(--batch-tokens; the recipes' 'loss +x%'); a distilled student's penalty is the supervised "
-                "law's ridge, unmeasured for distillation; the allocation is the one solved at each run's B*")
+PENALTY_NOTE = ("losses and verdicts include each run's penalty at your --batch-tokens (a student's from the "
+                "supervised law's ridge; tokens as solved at B*)")
 
 
 def factors(recipes: dict) -> dict[str, float]:

@@ -1,13 +1,15 @@
 """A plan in one screen: what `distillscale plan` prints by default. The verdict first, one table
 (a row per scenario and one for the model trained without a teacher), the run sheet as one table,
-what --downstream-law and --gpu add, and one-line notes, the most important first, each printed
-once: every warning of a problem, then at most MAX_NOTES in all. Everything else (the
-FLOPs of each phase, the teacher's loss interval, peak rates and their intervals, warmup, batch
-sequences, what the targets and intervals assume) is `plan --explain` (`render.plan_renderables`)
-and `plan --json`.
+what --downstream-law adds, --gpu's answer in one paragraph, and one-line notes, the most important
+first, each printed once: every warning of a problem (a class of them in one line:
+`warnings.warning_lines`), then at most MAX_NOTES in all. Everything else (the FLOPs of each phase,
+the teacher's loss interval, peak rates and their intervals, warmup, batch sequences, each run's GPU
+time and repetition, what the targets and intervals assume) is `plan --explain`
+(`render.plan_renderables`) and `plan --json`. The mode comparison: its verdict, its table of modes,
+what on-policy must be worth and the run sheet.
 
-A plan this view cannot show whole (a pruned start, a mixture of teachers, the mode comparison, a
-plan without a teacher) is shown in full: its notes say where the law is applied outside its fit."""
+A plan this view cannot show whole (a pruned start, a mixture of teachers, a plan without a teacher)
+is shown in full: its notes say where the law is applied outside its fit."""
 
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ from typing import TYPE_CHECKING
 from rich import box
 
 from distillscale.console import Table, styled
-from distillscale.planning.render import PlanView, answer_lines, at_cap, edge_note, interval_cell
+from distillscale.planning.render import PlanView, answer_lines, at_cap, edge_note, interval_cell, modes_renderables
 from distillscale.planning.results import CANNOT_TELL
 from distillscale.planning.run_sheet import ROLES, run_sheet, uses_text
-from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained
+from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained, warning_lines
 from distillscale.units import format_quantity
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ EXPLAIN = "--explain: the FLOPs of each phase, peak rates, warmup, what interval
 
 def can_brief(plan: PlanView) -> bool:
     """Whether the one-screen view shows the plan whole (else it is printed in full)."""
+    if plan.kind == "modes":
+        return True
     if plan.kind not in ("plans", "sweep"):
         return False
     plans = [s.best for s in plan.sweeps] if plan.kind == "sweep" else plan.plans
@@ -41,6 +45,8 @@ def can_brief(plan: PlanView) -> bool:
 
 def brief_renderables(plan: PlanView) -> list:
     """The answer lines, the plan's table, its run sheet and its notes (`can_brief` plans)."""
+    if plan.kind == "modes":
+        return _modes(plan)
     sweep = plan.kind == "sweep"
     plans = [s.best for s in plan.sweeps] if sweep else plan.plans
     supervised = plan.sweeps[0].supervised_best if sweep else plans[0].supervised
@@ -51,8 +57,19 @@ def brief_renderables(plan: PlanView) -> list:
         out += _sheet(rows, rows[0].recipe.law)
     # what the user asked for with --downstream-law and --gpu, as the full plan shows it
     downstream = [] if plan.downstream is None else plan.downstream.lines()
-    gpu_hours = [] if getattr(plan, "gpu_hours", None) is None else plan.gpu_hours.renderables()
+    gpu_hours = [] if getattr(plan, "gpu_hours", None) is None else [_gpu_line(plan.gpu_hours)]
     return out + downstream + gpu_hours + _notes(plan, plans, verdicts, rows)
+
+
+def _modes(plan: PlanView) -> list:
+    """The mode comparison's verdict, its table of modes, what on-policy must be worth, the run sheet and
+    the pointer to --explain (the FLOPs of each phase, how on-policy samples)."""
+    rows = run_sheet(plan) if plan.recipes else []
+    out = [item for item in modes_renderables(plan, brief=True) if not isinstance(item, str) or item]
+    notes = ["!: a run cannot be trained as planned (--explain says why)"] * any(r.recipe.problems for r in rows)
+    notes += warning_lines([note for row in rows for note in row.recipe.notes]) + _far_rates(rows)
+    return out + (_sheet(rows, rows[0].recipe.law) if rows else []) + notes + [
+        "--explain: the FLOPs of each phase, how on-policy samples, peak rates, warmup"]
 
 
 def _table(plan: PlanView, plans: list[DistillationPlan], supervised, verdicts: dict[str, str], sweep: bool) -> list:
@@ -103,29 +120,52 @@ def _sheet(rows, law: str) -> list:
     return [title, table]
 
 
+def _gpu_line(estimate) -> str:
+    """--gpu's answer in one paragraph: each scenario's GPU-hours, wall-clock time and cost (its runs
+    together), and the model trained without a teacher's; each run, its MFU and the notes: --explain."""
+    from distillscale.planning.gpu_hours import ALTERNATIVE, format_gpu_hours, format_hours
+
+    def said(hours: float, wall: float, cost: float | None) -> str:
+        return f"{format_gpu_hours(hours)}, {format_hours(wall)}" + ("" if cost is None else f", {cost:,.0f}")
+
+    price = "" if estimate.price_per_gpu_hour is None else f" at {estimate.price_per_gpu_hour:g} per GPU-hour"
+    parts = [f"{group} {said(*total)}" for group, total in estimate.totals().items()]
+    alone = next((run for run in estimate.runs if run.part == ALTERNATIVE), None)
+    if alone is not None:
+        parts.append(f"no teacher {said(alone.gpu_hours, alone.wall_hours, alone.cost)}")
+    cost = "" if estimate.price_per_gpu_hour is None else ", cost"
+    return (f"GPU time on {estimate.gpus} x {estimate.device_name}{price} (GPU-hours, wall-clock{cost}; an "
+            f"estimate from measured throughput; each run and its MFU: --explain): {'; '.join(parts)}")
+
+
+def _far_rates(rows) -> list[str]:
+    """The run sheet's '*': how many of its runs lie far outside the hyperparameter law's data (or nothing)."""
+    from distillscale.laws.hyperparameters.law import FAR_FACTOR   # SciPy: loaded with the first plan's law
+
+    far = [row.recipe for row in rows if row.recipe.extrapolation > FAR_FACTOR]
+    return [f"*: {len(far)} of the {len(rows)} runs {'lies' if len(far) == 1 else 'lie'} over {FAR_FACTOR:g}x "
+            f"outside {rows[0].recipe.law}'s data: extrapolated rates"] if far else []
+
+
 def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, str], rows) -> list[str]:
     """One line each, the most important first: every warning of a problem (never left out: a run that
     cannot be trained, a recipe the law cannot give, a run outside the rate law's data, a best size on
     the search's edge, a fixed batch's loss), then how to read the verdicts and the table, as many as
     fit MAX_NOTES; the pointer to --explain last."""
-    from distillscale.laws.hyperparameters.law import FAR_FACTOR   # SciPy: loaded with the first plan's law
-
     warnings = []
     broken = [row for row in rows if row.recipe.problems]
     if broken:
         warnings.append(f"!: {len(broken)} of the {len(rows)} runs cannot be trained as planned (--explain says why)")
-    warnings += list(dict.fromkeys(note for row in rows for note in row.recipe.notes))
-    far = [row.recipe for row in rows if row.recipe.extrapolation > FAR_FACTOR]
-    if far:
-        warnings.append(f"*: {len(far)} of the {len(rows)} runs {'lies' if len(far) == 1 else 'lie'} over "
-                        f"{FAR_FACTOR:g}x outside {rows[0].recipe.law}'s data: extrapolated rates")
+    warnings += warning_lines([note for row in rows for note in row.recipe.notes])
+    warnings += _far_rates(rows)
     edged = [s for s in plan.sweeps if s.edges] if plan.kind == "sweep" else []
     if edged:
         limits = list(dict.fromkeys(edge for s in edged for edge in s.edges))
         warnings.append(f"+: {', '.join(s.scenario.name for s in edged)}: the best student sits on the edge of the "
                         f"search{edge_note(limits)}")
     if any(p.fresh is not None for p in plans):
-        warnings.append("losses after repeating your unique tokens (with fresh data: Repetition, below)")
+        warnings.append("losses after repeating your unique tokens, a distilled student's as a supervised "
+                        "model's decay (each run's, with fresh data: --explain)")
     penalties = [row.recipe.adaptation.loss_penalty for row in rows
                  if row.recipe.adaptation is not None and row.recipe.adaptation.loss_penalty is not None]
     if penalties:

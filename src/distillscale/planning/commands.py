@@ -58,31 +58,39 @@ def plan_command(settings: PlanSettings) -> None:
 
 
 def _print_plan(result, settings: PlanSettings) -> None:
+    """The plan's text (or its JSON), then its warnings on stderr (`warning_lines`: the list `--json`
+    holds, a class of them in one line unless --explain or --json)."""
     from distillscale.planning.brief import brief_renderables, can_brief
     from distillscale.planning.render import plan_renderables
+    from distillscale.planning.warnings import warning_lines
 
-    checks = result.repetition
-    for message in result.warnings:
-        warn(message)
-    for name, check in checks.items():
-        if check.epochs > 1 and not check.within:
-            warn(f"{name}: the plan repeats its {format_quantity(settings.unique_tokens)} unique tokens "
-                 f"{check.epochs:.3g} times, {check.penalty:.2%} loss above fresh data; it needs "
-                 f"{format_quantity(check.unique_tokens_needed)} unique tokens to stay within {settings.max_penalty:.1%}")
     # only where the correction moved the plan's numbers (`planning.correction`)
     note = result.correction.describe() if result.correction is not None else None
     if settings.as_json:  # the plan's record says it too (`bias_correction`)
         print_json(result.to_dict())
-        return
-    brief = not settings.explain and can_brief(result)
-    for item in brief_renderables(result) if brief else plan_renderables(result):
-        console.print(item)
-    for line in _loss_units_lines(result):  # prose: wrapped at spaces to the terminal, never cut
-        console.print(line, highlight=False)
-    if note is not None:
-        console.print(note, soft_wrap=True, highlight=False)
+    else:
+        brief = not settings.explain and can_brief(result)
+        for item in brief_renderables(result) if brief else plan_renderables(result):
+            console.print(item)
+        for line in _loss_units_lines(result):  # prose: wrapped at spaces to the terminal, never cut
+            console.print(line, highlight=False)
+        if note is not None:
+            console.print(note, soft_wrap=True, highlight=False)
+        if not brief:
+            _print_repetition(result)
+    for message in warning_lines(result.warnings, settings.explain or settings.as_json):  # --json: each, as its list
+        warn(message)
+
+
+def _print_repetition(result) -> None:
+    """Each run's repetition check, runs of one check (the model without a teacher of each scenario) in one
+    paragraph."""
+    checks = result.repetition
+    paragraphs: dict[str, list[str]] = {}
     for name, check in checks.items():
-        console.print(f"Repetition ({name}): " + "; ".join(check.describe(format_quantity)))
+        paragraphs.setdefault("; ".join(check.describe(format_quantity)), []).append(name)
+    for text, names in paragraphs.items():
+        console.print(f"Repetition ({', '.join(names)}): {text}")
     if checks and result.kind != "supervised":
         console.print("(for distilled students this assumes repeated tokens decay as in supervised "
                       "training: the law does not know how distillation tolerates repetition)")
@@ -178,22 +186,22 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     """Rank teachers for a student: predicted student loss each, the optimal teacher loss L_T*,
     and where the capacity gap begins (L_T / Ltilde_S = d1)."""
     from distillscale.planning import plots
-    from distillscale.planning.plan import rank_teachers_for
     from distillscale.planning.render import teacher_renderables
+    from distillscale.planning.teacher_plan import rank_teachers_for
+    from distillscale.planning.warnings import warning_lines
 
     _check_figure(s.plot, s.overwrite, s.law)
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
                                 compute=s.compute, candidates=list(s.candidates or []) or None,
                                 progress=progress_printer("teacher"))
-    for message in ranking.warnings:
-        warn(message)
     if s.plot is not None:
         plots.save_figure(plots.plot_teacher_u_curve(ranking), s.plot)
     if s.as_json:
         print_json({"law": ranking.law, **ranking.to_dict()})
-        return
-    for item in teacher_renderables(ranking.law, ranking):
+    for item in [] if s.as_json else teacher_renderables(ranking.law, ranking):
         console.print(item)
+    for message in warning_lines(ranking.warnings, s.as_json, "--json lists each"):  # after the answer, as `plan`
+        warn(message)
 
 
 def _sizes(text: object) -> object:

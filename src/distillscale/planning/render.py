@@ -161,7 +161,7 @@ def _plan_renderables(plan: PlanView) -> list:
     if plan.kind == "sweep":
         return _sweeps(plan)
     if plan.kind == "modes":
-        return _modes(plan)
+        return modes_renderables(plan)
     teacher = " with the given teacher" if plan.settings.teacher is not None else ""
     out = [_plans_table(plan.plans, f"Distilling a {format_quantity(plan.plans[0].student_params)}-"
                                     f"parameter student{teacher} with C = {plan.compute:.3g} FLOPs "
@@ -188,7 +188,12 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     """The best candidate first (its student loss against training alone), then the ranking table
     of candidate teachers, the optimum and the capacity gap."""
     best = ranking.candidates[ranking.best]
-    answer = styled(("best teacher: ", "bold"), f"{best.name}" + (f" ({format_quantity(best.params)} parameters)"
+    differences = ranking.differences()
+    against = differences[ranking.best]
+    answer = styled(("train alone: ", "bold"), f"the student alone reaches {ranking.supervised_loss:.4f} nats/token"
+                    + (" on the whole budget" if ranking.compute else "") + ", better than the best candidate, "
+                    f"{best.name} (student {ranking.student_losses[ranking.best]:.4f}), by {against.value:.4f} "
+                    "nats/token") if ranking.alone_is_best else styled(("best teacher: ", "bold"), f"{best.name}" + (f" ({format_quantity(best.params)} parameters)"
                                                                     if best.params else "")
                     + f", L_T = {best.loss:.4f} -> student {ranking.student_losses[ranking.best]:.4f} nats/token"
                     + (f" on {format_quantity(ranking.student_tokens)} tokens" if ranking.compute else "")
@@ -197,8 +202,6 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     close = ranking.too_close
     if close:
         answer.append(f"; too close to call with it: {', '.join(ranking.candidates[i].name for i in close)}")
-    differences = ranking.differences()
-    against = differences[ranking.best]
     alone_line = styled("against training alone: ", (against.verdict, "bold"), f", Δ {against.describe()}"
                         + (" on the whole budget" if ranking.compute else " on the same tokens"))
     budget = ranking.compute is not None
@@ -428,9 +431,10 @@ def edge_note(edges: list[str]) -> str:
     return f" (limit: {', '.join(SIZE_LIMITS[edge][0] for edge in edges)}{widen})"
 
 
-def _modes(plan: PlanView) -> list:
+def modes_renderables(plan: PlanView, brief: bool = False) -> list:
     """The mode comparison: a row per mode with its tokens, loss and break-even efficiency, the
-    FLOPs of each phase, the verdict and the assumption behind the on-policy rows."""
+    FLOPs of each phase, the verdict and the assumption behind the on-policy rows (`brief`: without the
+    FLOPs of each phase and how on-policy samples, the one-screen view's)."""
     modes, arguments, on_policy = plan.modes, plan.settings, plan.on_policy
     teacher = (f"{format_quantity(plan.teacher_params)} teacher (L_T = {plan.teacher_loss:.4f}"
                + (", remote" if arguments.teacher_remote else "") + ")")
@@ -490,7 +494,7 @@ def _modes(plan: PlanView) -> list:
     if arguments.teacher_remote:
         phase("remote teacher", lambda m: f"{m.flops.off_budget:.3g}")
 
-    out = [table, phases]
+    out = [table] if brief else [table, phases]
     verdict = plan.verdict
     runner_up = plan.runner_up
     lead = f"{runner_up.student_loss - best.student_loss:.4f} nats/token ahead of {runner_up.name}"
@@ -515,7 +519,7 @@ def _modes(plan: PlanView) -> list:
     out.append(f"* the law's fit is for off-policy runs: on-policy tokens count as k = {assumed:g} "
                "off-policy tokens each (--on-policy-efficiency), and their intervals add the literature's "
                "typical extrapolation error (4% typical, 8.2% at 90%)")
-    out.append(f"on-policy: each {on_policy.prompt_tokens}-token corpus prompt gets a "
+    out.append("" if brief else f"on-policy: each {on_policy.prompt_tokens}-token corpus prompt gets a "
                f"{on_policy.continuation_tokens}-token continuation sampled with a KV cache; the student "
                "trains on the continuation and the teacher scores prompt and continuation"
                + ("; the off-policy share reads the logit cache" if arguments.logit_cache else ""))

@@ -28,6 +28,37 @@ TEACHER_RUN = "{} teacher"
 BASELINE_RUN = "{} (baseline at the student's size)"
 
 
+class RepeatedData(str):
+    """A run that repeats the corpus past the penalty allowed (`RepetitionAssessment.within`): the
+    warning itself (a str, as a plan's warnings hold it), with the run's check; `summary` says several
+    in one line."""
+
+    group = "repeated data"
+
+    def __new__(cls, name: str = "", check: RepetitionAssessment | None = None) -> "RepeatedData":
+        from distillscale.units import format_quantity
+
+        if check is None:  # unpickled: the message is restored by str, the check by its state
+            return super().__new__(cls, name)
+        self = super().__new__(cls, f"{name}: the plan repeats its {format_quantity(check.unique_tokens)} unique "
+                               f"tokens {check.epochs:.3g} times, {check.penalty:.2%} loss above fresh data; it needs "
+                               f"{format_quantity(check.unique_tokens_needed)} unique tokens to stay within "
+                               f"{check.max_penalty:.1%}")
+        self.check = check
+        return self
+
+    @staticmethod
+    def summary(members: list["RepeatedData"], more: str = "--explain lists each") -> str:
+        from distillscale.units import format_quantity
+
+        checks = [m.check for m in members]
+        worst = max(checks, key=lambda c: c.penalty)
+        return (f"{len(members)} of the plan's runs repeat its {format_quantity(worst.unique_tokens)} unique tokens "
+                f"past {worst.max_penalty:.1%} loss: up to {max(c.epochs for c in checks):.3g} times, "
+                f"+{worst.penalty:.2%}; {format_quantity(max(c.unique_tokens_needed for c in checks))} unique tokens "
+                f"keep each within {worst.max_penalty:.1%} ({more})")
+
+
 def model_repetition(laws: LawSet, distilled: bool) -> Repetition:
     """The decay of repeated tokens for a distilled student (`distilled`) or a model trained alone."""
     if distilled and laws.distillation is not None:
@@ -154,4 +185,5 @@ def with_repetition(result):
     checks = result.repetition_checks()
     warnings = [message for name, check in checks.items() for message in extrapolation_warnings(
         result.laws, {}, {f"the {name} model's tokens as fresh data (D' after repetition)": check.effective_tokens})]
+    warnings += [RepeatedData(name, check) for name, check in checks.items() if check.epochs > 1 and not check.within]
     return replace(result._repeated(checks), repetition=checks, warnings=list(dict.fromkeys(result.warnings + warnings)))

@@ -105,6 +105,11 @@ class TeacherRanking:
                 for i, loss in enumerate(self.student_losses)]
 
     @property
+    def alone_is_best(self) -> bool:
+        """Whether the student trained alone beats every candidate: each one's Δ alone above 0."""
+        return all(difference.value > 0 for difference in self.differences())
+
+    @property
     def gap_ratios(self) -> np.ndarray:
         """L_T / Ltilde_S for each candidate (Ltilde_S on its own tokens at a budget)."""
         alone = self.supervised_loss if self.alone_each is None else self.alone_each
@@ -130,6 +135,7 @@ class TeacherRanking:
             "optimal_student_loss": self.optimal_student_loss,
             "capacity_gap_teacher_loss": self.capacity_gap_teacher_loss, "d1": self.d1,
             "best": self.candidates[self.best].name, "compute": self.compute,
+            "alone_is_best": all(difference.value > 0 for difference in differences),
             "too_close_to_call": [self.candidates[i].name for i in close],
             "candidates": [{"name": c.name, "teacher_params": c.params, "teacher_tokens": c.tokens,
                             "teacher_loss": c.loss, "student_loss": float(loss),

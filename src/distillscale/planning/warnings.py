@@ -20,34 +20,80 @@ if TYPE_CHECKING:
 FREE_TEACHER = "free, not trained"
 
 
+def warning_lines(warnings: list[str], explain: bool = False, more: str = "--explain lists each") -> list[str]:
+    """What the text says of a plan's warnings (`Plan.warnings`, the list `--json` holds): each once; by
+    default the warnings of one class (an `OutsideData` of one law and side, a `RepeatedData`: those with
+    a `group`) in one line when there are several (their `summary`, pointing to where each is said:
+    `more`), with `explain` each in full."""
+    groups: dict[object, list[str]] = {}
+    for message in dict.fromkeys(warnings):
+        group = getattr(message, "group", None)
+        groups.setdefault(message if explain or group is None else group, []).append(message)
+    return [members[0] if len(members) == 1 else type(members[0]).summary(members, more)
+            for members in groups.values()]
+
+
 def teacher_is_trained(plan: DistillationPlan) -> bool:
     """Whether the plan's scenario pays for its teacher's pre-training (the user will train it)."""
     return bool(plan.scenario.teacher_pretraining)
 
 
 def plan_warnings(laws: LawSet, plans: list[DistillationPlan], sweep: bool, given_teacher: bool = False) -> list[str]:
-    """One message per quantity of the plans far outside the data: each student against the
-    distillation law's runs; each teacher against the supervised law's, where the scenario trains
-    it or the user gave it (`given_teacher`)."""
+    """One message per quantity of the plans far outside the data (`distillation_warnings`): each
+    student against the distillation law's runs; each teacher against the supervised law's, where the
+    scenario trains it or the user gave it (`given_teacher`)."""
     messages = []
     for p in plans:
         name = p.scenario.name
-        student = f"the best {name} student" if sweep else "the student"
         # a started student: the law is evaluated at its effective tokens, D_eff = m D_S
         tokens, what = ((p.student_tokens, "tokens") if p.start is None else
                         (p.start.value * p.student_tokens, "effective tokens (D_eff)"))
-        messages += extrapolation_warnings(
-            laws, {student: p.student_params}, {f"the {name} student's {what}": tokens},
-            {f"the {name} student's {what} per parameter": tokens / p.student_params},
-            students=True)
-        if teacher_is_trained(p) or given_teacher:
-            messages += extrapolation_warnings(
-                laws, {f"the {name} teacher": p.teacher_params}, {f"the {name} teacher's tokens": p.teacher_tokens},
-                {f"the {name} teacher's tokens per parameter": p.teacher_tokens / p.teacher_params}
-                if p.teacher_tokens and p.teacher_params else {})
-        messages += uniform_guess_warnings(laws, {f"the {name} student's predicted loss": p.student_loss,
-                                                  f"the {name} model without a teacher's loss": p.supervised.loss})
+        teacher = ((f"the {name} teacher", p.teacher_params, p.teacher_tokens)
+                   if teacher_is_trained(p) or given_teacher else None)
+        messages += distillation_warnings(
+            laws, (f"the best {name} student" if sweep else "the student", p.student_params),
+            (f"the {name} student's {what}", tokens), teacher,
+            {f"the {name} student's predicted loss": p.student_loss,
+             f"the {name} model without a teacher's loss": p.supervised.loss})
     return list(dict.fromkeys(messages))
+
+
+def distillation_warnings(laws: LawSet, student: tuple[str, float], tokens: tuple[str, float],
+                          teacher: tuple[str, float | None, float | None] | None,
+                          losses: dict[str, float | None]) -> list[str]:
+    """What `plan` and `teacher` warn of for one distilled student: its size (`student`: its name and N)
+    and tokens (`tokens`: their name and D) against the distillation law's runs, the teacher's size and
+    tokens (`teacher`: its name, N and D, each may be None) against the supervised law's, and each loss
+    (`losses`, named) no better than a uniform guess."""
+    (student_name, params), (tokens_name, value) = student, tokens
+    messages = extrapolation_warnings(laws, {student_name: params}, {tokens_name: value},
+                                      {f"{tokens_name} per parameter": value / params}, students=True)
+    if teacher is not None:
+        name, teacher_params, teacher_tokens = teacher
+        messages += extrapolation_warnings(
+            laws, {name: teacher_params}, {f"{name}'s tokens": teacher_tokens},
+            {f"{name}'s tokens per parameter": teacher_tokens / teacher_params}
+            if teacher_tokens and teacher_params else {})
+    return messages + uniform_guess_warnings(laws, losses)
+
+
+def measured_teacher_notes(laws: LawSet, model, context: int, name: str = "the teacher") -> list[str]:
+    """What `plan --teacher-model` and `teacher --candidates` say of a teacher measured as a model
+    (`model`: a TeacherModel or a ServedTeacher), named `name`: a loss in units the law does not
+    record (unchecked), measured at another context than it is priced at, or a context shorter than
+    the plan's (`context`)."""
+    messages = []
+    if not laws.losses.given:
+        messages.append(f"law {laws.name!r} does not record what its losses are (the tokenizer and text of its runs: "
+                        f"fit it with --tokenizer and --text): {name}'s loss ({model.loss.losses.describe()}) is "
+                        "taken as in its units, unchecked")
+    if model.loss.seq_len != model.context:
+        messages.append(f"{name}'s loss was measured at context {model.loss.seq_len} and the plan's context is "
+                        f"{model.context}: a teacher reads its context; measure it at --seq-len {model.context}")
+    if model.context < context:
+        messages.append(f"{name} takes at most {model.context} tokens of context: its loss is measured and its "
+                        f"logits priced at {model.context}, not at the plan's {context}")
+    return messages
 
 
 def mode_warnings(laws: LawSet, student_params: float, modes: list, teacher) -> list[str]:
@@ -63,10 +109,10 @@ def mode_warnings(laws: LawSet, student_params: float, modes: list, teacher) -> 
     return list(dict.fromkeys(warnings))
 
 
-def loss_units_notes(laws: LawSet, settings, model=None) -> list[str]:
+def loss_units_notes(laws: LawSet, settings, model=None, context: int | None = None) -> list[str]:
     """What a teacher's loss must be to plan with it (`data.loss_identity`): a given --teacher-loss is
-    taken in the law's units, said in one line; a --teacher-model's measured loss (`model`) cannot be
-    checked against a law that does not record its units, and may be at another context."""
+    taken in the law's units, said in one line; a --teacher-model's measured loss (`model`, for a plan at
+    `context`): `measured_teacher_notes`."""
     losses, messages = laws.losses, []
     unknown = (f"law {laws.name!r} does not record what its losses are (the tokenizer and text of its runs: fit it "
                "with --tokenizer and --text)")
@@ -74,12 +120,8 @@ def loss_units_notes(laws: LawSet, settings, model=None) -> list[str]:
         messages.append(f"--teacher-loss {settings.teacher_loss:g} is taken as {losses.describe()}: the teacher's loss "
                         f"must be measured in that tokenizer on that text (`distillscale loss`)" if losses.given else
                         f"{unknown}: --teacher-loss must be in the tokenizer and on the text of the runs it was fitted on")
-    if model is not None and not losses.given:
-        messages.append(f"{unknown}: the teacher's loss ({model.loss.losses.describe()}) is taken as in its units, "
-                        "unchecked")
-    if model is not None and model.loss.seq_len != model.context:
-        messages.append(f"the teacher's loss was measured at context {model.loss.seq_len} and the plan's context is "
-                        f"{model.context}: a teacher reads its context; measure it at --seq-len {model.context}")
+    if model is not None:
+        messages += measured_teacher_notes(laws, model, model.context if context is None else context)
     return messages
 
 

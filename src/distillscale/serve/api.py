@@ -187,7 +187,7 @@ class Planner:
         FLOPs per token), or why they cannot be (a teacher in another tokenizer than the law's)."""
         if not self.teacher_models or result.kind == "supervised":
             return None
-        from distillscale.planning.plan import rank_teachers_for
+        from distillscale.planning.teacher_plan import rank_teachers_for
 
         try:   # each offered model by the name the page shows (its path as `serve` was given it)
             ranking = rank_teachers_for(self.laws[query.law], student_params=result.headline.student_params,

@@ -21,7 +21,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, SkipValidation, ValidationError, model_validator
 
 from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
@@ -105,7 +105,7 @@ class BatchAdaptation(_Record):
     loss_penalty: float | None        # relative (0.01 = 1%) at the same tokens
     extra_tokens_factor: float | None  # tokens x this factor recover the penalty
     extra_tokens: float | None
-    notes: list[str] = []
+    notes: SkipValidation[list[str]] = []   # kept as given: a note outside the data is an `OutsideData`
 
 
 class Recommendation(_Record):
@@ -127,7 +127,7 @@ class Recommendation(_Record):
     extrapolation: float = 1.0                     # how far (N, D) lies outside the law's data, as a factor
     beta2: float | None = None                     # AdamW beta2 the law's runs chose or held (None: unknown)
     warmup: float | None = None                    # warmup steps the law's runs chose or held (None: unknown)
-    notes: list[str] = []
+    notes: SkipValidation[list[str]] = []          # kept as given: a note outside the data is an `OutsideData`
     lr_unit: LrUnit = PEAK                         # what `lr` is: the law's unit
 
     def to_dict(self) -> dict[str, Any]:
@@ -302,10 +302,14 @@ class HyperparameterLaw(_Record):
         low, high = (self.data_range or {}).get("batch_tokens", (0.0, math.inf))
         if not low * (1 - 1e-9) <= batch_tokens <= high * (1 + 1e-9):
             side, far = ("above", batch_tokens / high) if batch_tokens > high else ("below", low / batch_tokens)
-            notes.append(f"the batch {batch_tokens:,.0f} tokens is {far:.3g}x {side} the batches law {self.name}'s "
-                         f"cells measured ({low:,.0f}-{high:,.0f} tokens): the rate's batch exponent"
-                         + (" and the loss penalty kappa (ln B/B*)^2 are" if self.ridge_curvature is not None
-                            else " is") + " extrapolated there")
+            from distillscale.laws.extrapolation import OutsideData
+
+            extrapolated = "the rate's batch exponent" + (" and the loss penalty kappa (ln B/B*)^2" if
+                                                          self.ridge_curvature is not None else "")
+            notes.append(OutsideData(f"the batch {batch_tokens:,.0f} tokens is {far:.3g}x {side} the batches law "
+                                     f"{self.name}'s cells measured ({low:,.0f}-{high:,.0f} tokens): {extrapolated} "
+                                     f"{'are' if self.ridge_curvature is not None else 'is'} extrapolated there",
+                                     self.name, side, far, "batches", "the rate's batch exponent extrapolated"))
         if self.ridge_curvature is None:
             notes.append(f"law {self.name} has no loss surface: it cannot give the loss penalty of this batch")
         else:
