@@ -59,13 +59,15 @@ def pytest_configure(config):
 
 
 # The heaviest test files, heaviest first (`pytest --durations` of a fresh clone's suite on 2 cores,
-# 2026-11-27). `make test` hands whole files to its two workers in collection order (`--dist loadfile
+# 2026-11-27; test_demo_teacher_split, 164 s in one test, and test_teacher_model_plan, 55 s, added
+# 2026-11-28). `make test` hands whole files to its two workers in collection order (`--dist loadfile
 # --no-loadscope-reorder`), so these run first and the many short files fill in behind them:
 # longest-processing-time-first scheduling. Left to xdist's default order (files with the most tests
 # first), a 3-10 minute file could start last on one worker while the other had nothing left to do.
 HEAVIEST_FIRST = (
-    "tests/report/test_own_teacher.py", "tests/sweeps/test_sweep_eval.py", "tests/sweeps/test_runner.py",
-    "tests/training/test_fsdp.py", "tests/report/test_report.py", "tests/training/test_hf_student.py",
+    "tests/report/test_own_teacher.py", "tests/report/test_demo_teacher_split.py", "tests/sweeps/test_sweep_eval.py",
+    "tests/sweeps/test_runner.py", "tests/training/test_fsdp.py", "tests/report/test_report.py",
+    "tests/training/test_hf_student.py", "tests/planning/test_teacher_model_plan.py",
     "tests/training/test_ddp.py", "tests/laws/test_fit.py", "tests/bench/test_e_posterior_bench.py",
     "tests/laws/test_law_inputs.py", "tests/evaluation/test_eval_command.py", "tests/laws/test_ensemble.py",
     "tests/report/test_design_family.py", "tests/laws/test_repetition_curves.py", "tests/laws/test_marginal.py",

@@ -5,6 +5,7 @@ one process with the same global batch; sharded checkpoints survive kill -9 and 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,16 @@ def launch(*args: str, ranks: int, **env: str) -> subprocess.CompletedProcess:
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def run_here(*args: str) -> None:
+    """`distillscale ARGS` in this process, which has imported torch already: the one-process run a
+    test compares its ranks with, where the process boundary is not what it tests (the caller holds
+    one thread, as `launch` gives its processes)."""
+    from distillscale.cli import main
+
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
+        assert main(list(args)) == 0, err.getvalue()[-3000:]
 
 
 def child_env() -> dict:
@@ -91,10 +103,11 @@ def result(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(cache_dir, tmp_path_factory) -> Path:
-    """One process, DDP default: the run every sharded run must reproduce (also a distillation teacher)."""
+def reference(cache_dir, one_thread, tmp_path_factory) -> Path:
+    """One process, DDP default: the run every sharded run must reproduce (also a distillation teacher),
+    trained in this process (`run_here`; the run killed on one rank, below, is a process of its own)."""
     run = tmp_path_factory.mktemp("runs") / "single"
-    launch("train", "--out", str(run), *ARGS, ranks=1)
+    run_here("train", "--out", str(run), *ARGS)
     return run
 
 

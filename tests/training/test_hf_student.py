@@ -182,13 +182,13 @@ def test_a_generic_student_under_fsdp_matches_one_process(tmp_path, tokenizer, r
     """Two FSDP ranks (the decoder layers sharded) train the Mistral student as one process does with
     the same global batch, across a kill -9 of both ranks after a sharded checkpoint and the resume;
     the final model is written whole, as a Hugging Face directory."""
-    from tests.training.test_fsdp import kill_after_first_checkpoint, launch, records
+    from tests.training.test_fsdp import kill_after_first_checkpoint, launch, records, run_here
 
     teacher = save_gpt2(tmp_path / "teacher", tokenizer)
     start = save_mistral(tmp_path / "start", tokenizer)
     args = ("distill", "--teacher", str(teacher), "--student-init", str(start), *map(str, RUN), "--tokens", "5120",
             "--grad-accum", "2", "--log-every", "1", "--save-every", "5")
-    launch(*args, "--out", str(tmp_path / "one"), ranks=1)
+    run_here(*args, "--out", str(tmp_path / "one"))  # the one process: this one
     two = tmp_path / "two"
     step = kill_after_first_checkpoint(*args, "--out", str(two), "--parallel", "fsdp", run=two, ranks=2)
     assert 5 <= step < 10
