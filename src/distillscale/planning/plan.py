@@ -306,7 +306,7 @@ def _student(student_params: float | None, student_model: str | Path | None, for
     imported Qwen3 keeps 40,960); at most at that longest. The third: the model's size (None: a size given)."""
     if student_model is None:
         return student_params, None, None
-    from distillscale.planning.teacher_model import student_size
+    from distillscale.planning.student_model import student_size
 
     return student_size(student_model, n_ctx, forward.n_ctx, trust_remote_code)
 
@@ -316,7 +316,8 @@ def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
     URL), or None."""
     if settings.teacher_model is None:
         return None
-    from distillscale.planning.teacher_model import ServedAs, served_teacher, teacher_model
+    from distillscale.planning.served_teacher import ServedAs, served_teacher
+    from distillscale.planning.teacher_model import teacher_model
 
     if is_url(settings.teacher_model):
         model = served_teacher(str(settings.teacher_model), laws, context, _say, given_as=ServedAs.TEACHER_MODEL)

@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 from distillscale.data.loss_identity import TokenizerIdentity
 from distillscale.data.loss_record import LOSS_FILE, LossRecord, MeasurementCache, MeasurementKey, model_fingerprint
 from distillscale.errors import UserError
-from distillscale.planning.served_teacher import ServedAs, served_teacher  # noqa: F401 (read from here by plan.py)
-from distillscale.planning.student_model import student_size  # noqa: F401 (read from here by plan.py)
 from distillscale.planning.teacher_loss import law_split_directory, measure_in_child
 from distillscale.planning.teacher_tokenizer import calibrate_hint, refuse_another_tokenizer
 

@@ -75,7 +75,8 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> tuple[l
     (`read_candidates`); each loss checked as `plan` checks a teacher's (`LawSet.check_teacher_loss`), a
     measured teacher's notes (`measured_teacher_notes`), and a candidate given twice ranked once."""
     from distillscale.planning.teacher import TeacherCandidate, read_candidates
-    from distillscale.planning.teacher_model import ServedAs, served_teacher, teacher_model
+    from distillscale.planning.served_teacher import ServedAs, served_teacher
+    from distillscale.planning.teacher_model import teacher_model
 
     out, notes, context = [], [], laws.compute.n_ctx
     for item in _distinct(items, notes):
