@@ -1,5 +1,5 @@
 """The distillation law's intervals calibrated across corpora (`laws.distillation_interval`): the
-calibrated interval is the law's own with its gaps scaled once; the scoring (bench/
+calibrated interval is the law's own with its gaps scaled once; the scoring (bench/laws/
 distillation_interval.py, left out a corpus at a time) reads the public prediction; a corpus's
 own errors never set the interval it is scored with; a fit carries the shipped calibration only
 where its teachers are too few for a backtest (its error the literature's). Small fixtures: the
@@ -19,7 +19,7 @@ from distillscale.laws.lawset import load_laws
 from distillscale.laws.record import FitRecord
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "distillation_interval.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "laws" / "distillation_interval.py"
 # One start near the preset's coefficients (the fits here only need to end, not to be good).
 ONE_START = {"log_A": (10.0,), "log_B": (10.0,), "gamma": (0.5,), "c0": (1.0,), "c1": (1.0,), "f1": (1.0,),
              "log_d1": (0.0,)}

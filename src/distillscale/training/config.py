@@ -538,15 +538,6 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
             return None if not value else value[0] if len(value) == 1 else list(value)
         return value
 
-    @field_validator("teacher_url", mode="after")
-    @classmethod
-    def _whole_url(cls, value: Any) -> Any:
-        """A credentialed URL a parent handed on redacted (a multi-node launch) is whole again here,
-        from the environment (`urls.restored`); the saved config redacts it again."""
-        if isinstance(value, list):
-            return [restored(url) for url in value]
-        return restored(value) if isinstance(value, str) else value
-
     @field_validator("teacher_cache", mode="before")
     @classmethod
     def _one_cache(cls, value: Any) -> Any:
@@ -565,10 +556,11 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
         return list(self.teacher) if isinstance(self.teacher, list) else [self.teacher]
 
     def teacher_urls(self) -> list[str]:
-        """Every --teacher-url, in order."""
+        """Every --teacher-url, in order, whole: one a multi-node launch handed on redacted is restored from
+        the environment (`urls.restored`); the saved config (`record`) redacts each again."""
         if self.teacher_url is None:
             return []
-        return list(self.teacher_url) if isinstance(self.teacher_url, list) else [self.teacher_url]
+        return [restored(url) for url in (self.teacher_url if isinstance(self.teacher_url, list) else [self.teacher_url])]
 
     @property
     def is_mixture(self) -> bool:

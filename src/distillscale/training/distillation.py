@@ -323,7 +323,7 @@ def distill_from_server(config: DistillConfig, progress: bool = True) -> RunResu
     """`distill` for a config with `teacher_url`: the student reads the teacher's top-k
     log-probabilities from the server (`training.remote_teacher`) for every batch, fetched ahead of
     the step; the server is asked which model it serves before anything is written."""
-    client = TeacherClient(config.teacher_url, config.top_k, config.teacher_timeout, config.teacher_retries)
+    client = TeacherClient(config.teacher_urls()[0], config.top_k, config.teacher_timeout, config.teacher_retries)
 
     def make_sampler(data: PreparedData, tokens: np.ndarray) -> ServedTeacherSampler:
         connect_checked(client, config, data, "give the teacher's tokenizer with --tokenizer")
