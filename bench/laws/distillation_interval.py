@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 from distillscale.io import atomic_write_json
-from distillscale.laws.calibrate import calibrate
 from distillscale.laws.distillation_interval import MODEL_FILE, SIGNALS, IntervalScale, score
 from distillscale.laws.forms import DistillationLaw
 from distillscale.laws.interaction_law import supervised_law_from_dict
@@ -43,27 +42,20 @@ from distillscale.laws.lawset import LawSet
 from distillscale.report.calibration import CalibrationSettings, plan_at_target
 from distillscale.report.runs import load_runs
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench.*` imports
+from bench.common.holdout import distillation_holdout  # noqa: E402
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "distillation_interval.json"
 LEVEL = 0.9
 
 
 def collect(corpora: dict[str, Path]) -> list[dict]:
-    _, options = CalibrationSettings().fit_options()
     out = []
     for name, sweep in corpora.items():
-        runs = load_runs(sweep)
-        laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
+        runs, laws, check = distillation_holdout(sweep, interval_scale=False)
         students = runs.students
-
-        def column(key: str) -> np.ndarray:
-            return np.array([r[key] for r in students], dtype=np.float64)
-
-        result = calibrate(params=column("non_embedding_params"), tokens=column("tokens"), loss=column("val_loss"),
-                           teacher_loss=column("teacher_loss"), supervised_law=laws.supervised, holdout="largest",
-                           distillation_options={**options, "interval_scale": False})
-        check = result.holdout["distillation"]
-        held = [{"run_id": students[run.row].get("run_id"), "N": float(column("non_embedding_params")[run.row]),
-                 "D": float(column("tokens")[run.row]), "L_T": float(column("teacher_loss")[run.row]),
+        held = [{"run_id": students[run.row].get("run_id"), "N": float(students[run.row]["non_embedding_params"]),
+                 "D": float(students[run.row]["tokens"]), "L_T": float(students[run.row]["teacher_loss"]),
                  "observed": run.observed} for run in check.runs]
         out.append({"corpus": name, "sweep": str(sweep), "form": check.form,
                     "supervised": laws.supervised.to_dict(), "law": check.law.to_dict(), "held_out": held})

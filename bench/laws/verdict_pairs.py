@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 
 from distillscale.io import atomic_write_json, atomic_write_text
-from distillscale.laws.calibrate import calibrate
 from distillscale.laws.difference import (INDEPENDENT, MODEL_FILE, DifferenceCalibration, Pair, fit_calibration,
                                           score_pairs, standardized_errors)
 from distillscale.laws.lawset import LawSet
@@ -58,6 +57,9 @@ from distillscale.report.calibration import CalibrationSettings
 from distillscale.report.runs import load_runs
 from distillscale.settings import load_config, to_toml
 from distillscale.training.config import DistillConfig, TrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench.*` imports
+from bench.common.holdout import distillation_holdout  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "verdict_pairs.json"
 LEVEL = 0.9
@@ -191,22 +193,11 @@ def trained_pairs(name: str, sweep: Path, work: Path) -> list[dict]:
 def held_out_teacher_pairs(name: str, sweep: Path) -> list[dict]:
     """The report's held-out check (the distillation law fitted without the strongest teacher's
     students) on those students, each against its same-size, same-tokens supervised baseline."""
-    _, options = CalibrationSettings().fit_options()
-    runs = load_runs(sweep)
-    laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
-    students = runs.students
-
-    def column(key: str) -> np.ndarray:
-        return np.array([r[key] for r in students], dtype=np.float64)
-
-    result = calibrate(params=column("non_embedding_params"), tokens=column("tokens"), loss=column("val_loss"),
-                       teacher_loss=column("teacher_loss"), supervised_law=laws.supervised, holdout="largest",
-                       distillation_options=options)
-    law = result.holdout["distillation"].law
+    runs, laws, check = distillation_holdout(sweep)
     baselines = [r for r in runs.supervised if r["kind"] == "baseline"]
     out = []
-    for run in result.holdout["distillation"].runs:
-        row = students[run.row]
+    for run in check.runs:
+        row = runs.students[run.row]
         match = [b for b in baselines if b["non_embedding_params"] == row["non_embedding_params"]
                  and abs(b["tokens"] / row["tokens"] - 1) < 0.01]
         if not match:
@@ -214,7 +205,7 @@ def held_out_teacher_pairs(name: str, sweep: Path) -> list[dict]:
         N, D, L_T = row["non_embedding_params"], row["tokens"], row["teacher_loss"]
         out.append({"corpus": name, "kind": "held-out-teacher", "scenario": TEACHER_FREE,
                     "student_params": N, "student_tokens": D, "alone_tokens": D, "teacher_loss": L_T,
-                    "distilled": prediction_record(law.prediction(N, D, L_T)),
+                    "distilled": prediction_record(check.law.prediction(N, D, L_T)),
                     "alone": prediction_record(laws.supervised.prediction(N, D)),
                     "distilled_observed": float(row["val_loss"]), "alone_observed": float(match[0]["val_loss"])})
     return out
