@@ -38,9 +38,8 @@ def has_credentials(url: str) -> bool:
 def for_child(url: str) -> tuple[str, dict[str, str]]:
     """(`url` as a child process's argument: redacted, the environment entries that carry it whole
     to the child: {} for a URL without credentials). The child restores it with `restored`."""
-    if not is_url(url) or not has_credentials(url):
-        return url, {}
-    return redacted_url(url), {SERVER_URL_ENV: url}
+    (argument,), environment = for_child_argv([url])
+    return argument, environment
 
 
 def for_child_argv(argv: list[str] | tuple[str, ...]) -> tuple[list[str], dict[str, str]]:

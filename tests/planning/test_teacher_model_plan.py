@@ -421,35 +421,35 @@ def test_a_distilled_run_is_measured_ranked_and_planned_as_any_finished_run(cli,
     assert own["nats_per_token"] == pytest.approx(json.loads((distilled / "result.json").read_text())["val_loss"],
                                                   abs=2e-6)
     assert own["seq_len"] == 32 and own["model_kind"] == "run"  # the run's own windows
-    code, out, err = cli("loss", distilled, "--data", prepared.directory, "--seq-len", "32", "--json")
-    assert code == 0, err
-    measured = json.loads(out)["nats_per_token"]
-    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
-                         distilled, "--json")
-    assert code == 0, err
-    assert json.loads(out)["teacher_loss"] == measured
+    measured = _planned_with_its_measurement(cli, distilled, law)
     code, out, err = cli("teacher", "--law", path, "--student-params", "20K", "--student-tokens", "2M",
                          "--candidates", distilled, "--json")
     assert code == 0, err
     assert json.loads(out)["candidates"][0]["teacher_loss"] == measured
 
 
+def _planned_with_its_measurement(cli, model, law) -> float:
+    """`loss MODEL` on the law's split, and `plan --teacher-model MODEL` planning with that measurement."""
+    path, prepared = law
+    code, out, err = cli("loss", model, "--data", prepared.directory, "--seq-len", "32", "--json")
+    assert code == 0, err
+    measured = json.loads(out)["nats_per_token"]
+    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
+                         model, "--json")
+    assert code == 0, err
+    assert json.loads(out)["teacher_loss"] == measured
+    return measured
+
+
 @pytest.mark.slow
 def test_a_pruned_model_is_measured_and_planned_as_any_finished_run(cli, teacher, law, tmp_path):
     """A `prune` output (prune.json, no result.json: it appears whole once done) is a finished model."""
     exported, corpus = teacher
-    path, prepared = law
     pruned = tmp_path / "pruned"
     code, _, err = cli("prune", exported, "--out", pruned, "--d-ff", "64", "--seq-len", "32", "--calibration-tokens",
                        "1k", "--data", corpus, "--max-bytes", "300k", "--device", "cpu")
     assert code == 0, err
-    code, out, err = cli("loss", pruned, "--data", prepared.directory, "--seq-len", "32", "--json")
-    assert code == 0, err
-    measured = json.loads(out)["nats_per_token"]
-    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--student-params", "20K", "--teacher-model",
-                         pruned, "--json")
-    assert code == 0, err
-    assert json.loads(out)["teacher_loss"] == measured
+    _planned_with_its_measurement(cli, pruned, law)
 
 
 def test_a_measured_teacher_worse_than_a_uniform_guess_is_named_as_measured(cli, teacher, law, tmp_path):
