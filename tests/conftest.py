@@ -180,3 +180,29 @@ def point_laws(name: str = "busbridge2025"):
     supervised = replace(laws.supervised, fit=None)
     distillation = None if laws.distillation is None else replace(laws.distillation, fit=None, student_law=supervised)
     return replace(laws, supervised=supervised, distillation=distillation)
+
+
+@pytest.fixture
+def family_term(monkeypatch, tmp_path):
+    """A builtin design's family term installed as if it shipped (none ships: the micro demo's runs are
+    long enough for its raw law): "micro-demo", the micro demo's spec, a dN term of -0.06 learned after
+    the shipped pack model on six corpora. Returns the term."""
+    import json
+
+    import numpy as np
+
+    from distillscale.laws import crossladder
+    from distillscale.laws.crossladder import FamilyTerm, shipped_model
+    from distillscale.report import design
+
+    model = shipped_model().model_copy(update={
+        "features": ("dN",), "coefficients": (-0.06,), "spread_on": "dN", "slope_sd": 0.02,
+        "ladders": ("c-include", "doc-en", "man-en", "perl-code", "pkgdoc-en", "stdlib"),
+        "date": "2026-11-26", "command": "python bench/demo/demo_family.py score --write"})
+    term = FamilyTerm(name="micro-demo", design="builtin micro demo design", model=model,
+                      reach=float(np.log(443424 / 187272)), after=tuple(shipped_model().coefficients))
+    path = tmp_path / "family_terms.json"
+    path.write_text(json.dumps({"micro-demo": term.model_dump(mode="json")}))
+    monkeypatch.setattr(crossladder, "FAMILY_FILE", path)
+    monkeypatch.setattr(design, "FAMILY_DESIGNS", {"micro-demo": design.SPECS[False]})
+    return term

@@ -1,36 +1,48 @@
-"""Verdicts checked against students trained both ways: the interval of Delta = L(distilled) -
-L(alone) (`laws.difference`) calibrated on measured pairs and scored leaving one corpus out,
-through `laws.difference.loss_difference`, the function every verdict reads.
+"""Verdicts checked against students trained both ways, where plans extrapolate: the interval of Delta
+= L(distilled) - L(alone) (`laws.difference`) calibrated on measured pairs whose two predictions each
+come from a law that never saw its run, at distances beyond the fitted runs as a plan's are, and scored
+leaving one corpus out, through `laws.difference.compare`, the function every verdict reads.
 
 Each corpus is a finished micro demo sweep (`distillscale demo --data DIR`; bench/demo/demo_corpora.py
-runs them). Two kinds of pairs per corpus:
+runs them: teachers of depths 1-4, students of depths 1-2 from each teacher size, baselines). Two kinds
+of pairs per corpus:
 
-- trained: a student of depth 3 (187K parameters, 3.4x the sweep's largest distilled student), at two
-  budgets (the student alone on 3 and 12 tokens per parameter), distilled from the sweep's strongest
-  teacher in two scenarios: the teacher's logits paid from the budget (teacher-inference, D_S = C /
-  (3 F(N_S) + F(N_T))) and free (a logit cache or a teacher someone else runs: D_S = C / (3 F(N_S)));
-  and trained alone on the whole budget. The predictions are the planner's
-  (`DistillationPlanner.plan_with_teacher`) under the laws the demo's report fitted (what `plan --law
-  report.json` uses). Each pair's four-plus-two runs are WSD runs with forks (training/fork.py).
-- held-out teacher: the report's held-out check (the distillation law fitted without the students of
-  the strongest teacher) predicting those students, each against the supervised baseline the sweep
-  trained at the same size and tokens (the teacher free: the same compute).
+- trained (the plan's allocation, beyond the sweep): students of depths 3 and 4 (187K and 443K
+  parameters, 3.4x and 8x the sweep's largest student), at two budgets each (the student alone on
+  TOKENS_PER_PARAM[depth] tokens per parameter), distilled from the sweep's strongest teacher in two
+  scenarios: the teacher's logits paid from the budget (teacher-inference, D_S = C / (3 F(N_S) +
+  F(N_T))) and free (a logit cache or a teacher someone else runs: D_S = C / (3 F(N_S))); and trained
+  alone on the whole budget. Their predictions are the planner's (`DistillationPlanner.plan_with_teacher`)
+  under the laws the report fits to the sweep without its largest teacher size (CUT: the supervised
+  law on depths 1-3, as the report's own held-out check fits it; the distillation law on every
+  student, over that supervised law): the alone loss 1.0-2.4x beyond the supervised law's runs, the
+  distilled one 3.4-8x beyond the distillation law's. Each pair's runs are WSD runs with forks
+  (training/fork.py), at the sweep's batch and warmup rules.
+- held-out teacher: the students of the sweep's strongest teacher, predicted by the distillation law
+  fitted on the students of the three weaker teachers (the report's held-out check), each against the
+  supervised baseline the sweep trained at the same size and tokens, predicted by the supervised law
+  fitted on the teachers alone (no baseline: the alone run is out of sample, inside the sizes).
+
+Each record names the runs behind each prediction's law (`alone_law_runs`, `distilled_law_runs`) and
+the run each predicts: no law saw its own run (tests/bench/test_verdict_pairs_bench.py holds it). A
+distilled prediction scaled by the distillation interval's calibration (`laws.distillation_interval`,
+for a law without a backtest) is stored unscaled, with the held-out scores of its corpus, and scored
+with that calibration refitted without the corpus scored.
 
 Usage:
-    python bench/laws/verdict_pairs.py train NAME=SWEEP ... [--data bench/data/verdict_pairs.json] [--work /work/pairs]
+    python bench/laws/verdict_pairs.py train NAME=SWEEP ... --work DIR [--data bench/data/verdict_pairs.json]
     python bench/laws/verdict_pairs.py score [--data ...] [--write]
     python bench/laws/verdict_pairs.py demo NAME=SWEEP ...
     python bench/laws/verdict_pairs.py presets
-    python bench/laws/verdict_pairs.py guide
 
-`train` trains the pairs of each sweep (about 3-5 minutes a corpus on 2 free cores; finished runs are
-reused) and writes the predictions and the measured losses to --data. `score` fits the rule left out a
-corpus at a time and prints, per rule: Delta's coverage, the verdicts given and the wrong ones; with
-`--write` it writes the calibration from every corpus into the package
-(src/distillscale/laws/difference_interval.json). `demo` plans each sweep's target as its report does
-and prints each scenario's verdict under the rule before and the shipped one; `guide` does the same for
-the own-teacher guide's three teachers, whose students were trained both ways (kind "own-teacher
-guide" in --data, not used to calibrate).
+`train` trains the pairs of each sweep (about 5-8 minutes a corpus on 2 free cores; finished runs are
+reused), refits the cut laws and writes the predictions and the measured losses to --data. `score` fits
+the rule left out a corpus at a time and prints Delta's coverage, the verdicts given and the wrong ones
+per distance band and per kind, beside the rule before (one scale per law, the old calibration's form);
+with `--write` it writes the calibration from every corpus into the package
+(src/distillscale/laws/difference_interval.json). `demo` plans each sweep's target as its report does and
+prints each scenario's verdict under the calibration fitted without that corpus; `presets` counts the
+verdicts of a grid of 36 preset plans.
 """
 
 from __future__ import annotations
@@ -38,37 +50,39 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
+import os
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from distillscale.io import atomic_write_json, atomic_write_text
-from distillscale.laws.difference import (INDEPENDENT, MODEL_FILE, DifferenceCalibration, Pair, fit_calibration,
-                                          score_pairs, standardized_errors)
+from distillscale.laws.difference import (BAND_NAMES, INDEPENDENT, MODEL_FILE, DifferenceCalibration, LawScale, Pair,
+                                          band_of, compare, fit_calibration, score_pairs)
+from distillscale.laws.distillation_interval import IntervalScale, score as interval_scores
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.flops import ForwardFlops
 from distillscale.planning.solver import DEFAULT_BOUNDS, DistillationPlanner
 from distillscale.report.calibration import CalibrationSettings
-from distillscale.report.runs import load_runs
+from distillscale.report.runs import SweepRuns, load_runs
 from distillscale.settings import load_config, to_toml
 from distillscale.training.config import DistillConfig, TrainConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench.*` imports
-from bench.common.holdout import distillation_holdout  # noqa: E402
-
 DATA = Path(__file__).resolve().parents[1] / "data" / "verdict_pairs.json"
 LEVEL = 0.9
-DEPTH = 3                          # the pairs' student: beyond the sweep's students (depths 1-2)
-TOKENS_PER_PARAM = (2.0, 8.0)      # the two budgets: the student alone on these D/N
+# The trained pairs' students (depth -> the alone budgets in tokens per parameter): beyond the sweep's
+# students (depths 1-2); each budget's runs at least the sweep's 500 steps of 512 tokens.
+TOKENS_PER_PARAM = {3: (3.0, 8.0), 4: (1.5, 4.0)}
+CUT_DEPTH = 3                      # the cut laws' supervised runs: depths up to this one
 TEACHER_FREE = "teacher free"      # the scenario whose teacher's logits cost the budget nothing
-# The shipped rule: each law's half-width scaled by its own width against its errors before the two are
-# combined (`laws.difference.fit_calibration(separate=...)`), chosen on the leave-one-corpus-out scores.
-SEPARATE = True
+# A run may read at most this share of its split's tokens: the pairs never repeat their data.
+SPLIT_SHARE = 0.95
 
 
 def prediction_record(p: Prediction) -> dict:
@@ -82,6 +96,61 @@ def prediction_of(record: dict) -> Prediction:
                       record["distance"], record["beyond_backtest"], record["calibrated"])
 
 
+# -- laws fitted out of sample ------------------------------------------------------------------------
+
+def _unscaled(laws: LawSet) -> LawSet:
+    """`laws` with the distillation law's interval its own (no calibration across corpora): the pairs
+    store it so, and scoring applies the calibration left out the corpus scored."""
+    law = laws.distillation
+    if law is None or law.fit is None or law.fit.interval_scale is None:
+        return laws
+    return replace(laws, distillation=replace(law, fit=law.fit.model_copy(update={"interval_scale": None})))
+
+
+def _scaled_by_calibration(laws: LawSet, prediction: Prediction) -> bool:
+    """Whether the law set's distillation law scales this prediction by the distillation interval's
+    calibration (a law without a backtest)."""
+    law = laws.distillation
+    scale = None if law is None or law.fit is None else law.fit.interval_scale
+    return scale is not None and scale.applies_to(prediction)
+
+
+def cut_laws(sweep: Path, runs: SweepRuns, max_params: float) -> tuple[LawSet, list[str], list[str]]:
+    """The laws the report fits to the sweep without its supervised runs above `max_params`, and the
+    run ids behind its supervised and distillation laws."""
+    from distillscale.report.calibration import calibrate
+
+    kept = [r for r in runs.supervised if r["non_embedding_params"] <= max_params]
+    subset = SweepRuns(str(sweep), kept, runs.students, {})
+    result = calibrate(subset, CalibrationSettings())
+    return result.laws, [r["run_id"] for r in kept], [r["run_id"] for r in runs.students]
+
+
+def teachers_only_holdout(sweep: Path, runs: SweepRuns):
+    """The held-out-teacher check with the supervised law fitted on the teachers alone: (that law,
+    the check, the supervised runs it saw, the students the check's law saw)."""
+    from distillscale.laws.calibrate import calibrate
+    from distillscale.report.calibration import calibrate as report_calibrate
+
+    teachers = [r for r in runs.supervised if r["kind"] == "teacher"]
+    supervised = report_calibrate(SweepRuns(str(sweep), teachers, [], {}), CalibrationSettings()).laws.supervised
+    _, options = CalibrationSettings().fit_options()
+    students = runs.students
+
+    def column(key: str) -> np.ndarray:
+        return np.array([r[key] for r in students], dtype=np.float64)
+
+    result = calibrate(params=column("non_embedding_params"), tokens=column("tokens"), loss=column("val_loss"),
+                       teacher_loss=column("teacher_loss"), supervised_law=supervised, holdout="largest",
+                       distillation_options=options)
+    check = result.holdout["distillation"]
+    strongest = min(r["teacher_loss"] for r in students)
+    seen = [r["run_id"] for r in students if r["teacher_loss"] != strongest]
+    return supervised, check, [r["run_id"] for r in teachers], seen
+
+
+# -- trained pairs -------------------------------------------------------------------------------------
+
 def _store_configs(sweep: Path) -> dict[str, dict]:
     with sqlite3.connect(sweep / "runs.sqlite") as db:
         return {run_id: {"kind": kind, **json.loads(config)}
@@ -92,7 +161,7 @@ def _launch(command: str, config, path: Path, log: Path) -> subprocess.Popen:
     atomic_write_text(path, to_toml(config))
     return subprocess.Popen([sys.executable, "-m", "distillscale.cli", command, "--config", str(path)],
                             stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 
 def _result(run_dir: Path) -> dict | None:
@@ -101,8 +170,8 @@ def _result(run_dir: Path) -> dict | None:
 
 
 def _run_all(jobs: list[tuple[str, object, Path]], work: Path) -> None:
-    """Run the (command, config, run_dir) jobs two at a time, skipping finished ones."""
-    pending = [job for job in jobs if _result(job[2]) is None]
+    """Run the (command, config, run_dir) jobs two at a time, longest first, skipping finished ones."""
+    pending = sorted((job for job in jobs if _result(job[2]) is None), key=lambda job: -job[1].tokens)
     running: list[subprocess.Popen] = []
     while pending or running:
         running = [p for p in running if p.poll() is None]
@@ -115,316 +184,354 @@ def _run_all(jobs: list[tuple[str, object, Path]], work: Path) -> None:
             sys.exit(f"{run_dir} did not finish: see {work / (run_dir.name + '.log')}")
 
 
-def trained_pairs(name: str, sweep: Path, work: Path) -> list[dict]:
-    """Plan, train and measure the corpus's trained pairs (see the module)."""
-    laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
-    runs = load_runs(sweep)
-    configs = _store_configs(sweep)
-    student = next(c for c in configs.values() if c["command"] == "distill")
-    teacher_row = max(runs.students, key=lambda r: r["teacher_params"])
-    teacher_params, teacher_loss = float(teacher_row["teacher_params"]), float(teacher_row["teacher_loss"])
-    teacher_id = next(run_id for run_id, c in configs.items() if c["command"] == "distill"
-                      and c.get("teacher_id") and configs[c["teacher_id"]]["non_embedding_params"] == teacher_params)
-    teacher_dir = sweep / "runs" / configs[teacher_id]["teacher_id"]
-    baseline = next(c for c in configs.values() if c["kind"] == "baseline")
-    size = next(c for c in configs.values() if c["n_layers"] == DEPTH)
-    params = float(size["non_embedding_params"])
+def _split_tokens(laws: LawSet) -> float:
+    """The tokens of the student split the sweep's baselines and students train on."""
+    from distillscale.data.prepared import open_prepared
+
+    return float(open_prepared(laws.losses.text.directory).manifest["splits"]["student"]["tokens"])
+
+
+def pair_plans(laws: LawSet, depth: int, params: float, teacher_params: float, teacher_loss: float,
+               split: float, smallest: float) -> list[dict]:
+    """The plans of one student size: each budget (capped so no run repeats its split) in both
+    scenarios, under `laws`."""
     flops = ForwardFlops.from_settings(laws.compute)
-    smallest = min(r["non_embedding_params"] for r in runs.supervised)
     planner = DistillationPlanner(laws, flops, bounds=(min(DEFAULT_BOUNDS[0], smallest / 10), DEFAULT_BOUNDS[1]))
     plans = []
-    for ratio in TOKENS_PER_PARAM:
+    for ratio in TOKENS_PER_PARAM[depth]:
+        ratio = min(ratio, SPLIT_SHARE * split / params)
         budget = 3.0 * float(flops(params)) * ratio * params
         for scenario, teacher_flops in ((TEACHER_FREE, 1e-9), ("teacher-inference", None)):
             plan = planner.plan_with_teacher(params, budget, teacher_params, teacher_loss=teacher_loss,
                                              teacher_flops_per_token=teacher_flops)
-            plans.append({"scenario": scenario, "budget": budget, "ratio": ratio, "plan": plan})
-    root = work / name
-    root.mkdir(parents=True, exist_ok=True)
+            plans.append({"scenario": scenario, "budget": budget, "ratio": ratio, "depth": depth, "plan": plan})
+    return plans
 
-    alone_tokens = sorted({p["plan"].supervised.tokens for p in plans})
-    distilled_tokens = sorted({p["plan"].student_tokens for p in plans})
 
-    def settings(template: dict, tokens: float) -> dict:
-        """The template's settings at depth 3 and `tokens`, with the sweep's warmup rule: 10% of the
-        steps of the shortest run of the fork family (sweeps/spec.py)."""
-        kept = {k: v for k, v in template["settings"].items() if k not in ("fork_tokens", "tokens", "budget")}
-        shortest = (alone_tokens if template["command"] == "train" else distilled_tokens)[0]
-        step_tokens = kept["batch_size"] * kept["seq_len"] * kept.get("grad_accum", 1)
-        return {**kept, "n_layers": DEPTH, "tokens": float(round(tokens)),
-                "warmup_steps": max(1, round(0.1 * shortest / step_tokens))}
+def train_pairs(name: str, sweep: Path, work: Path, report_laws: LawSet, runs: SweepRuns) -> dict:
+    """Train each trained pair's runs (see the module): returns {(depth, kind, tokens): val_loss} and
+    the teacher (params, loss, run dir) and the plans (under the report's laws: the allocation is the
+    laws' no matter which, the teacher being given)."""
+    configs = _store_configs(sweep)
+    student = next(c for c in configs.values() if c["command"] == "distill")
+    baseline = next(c for c in configs.values() if c["kind"] == "baseline")
+    teacher_row = max(runs.students, key=lambda r: r["teacher_params"])
+    teacher_params, teacher_loss = float(teacher_row["teacher_params"]), float(teacher_row["teacher_loss"])
+    teacher_dir = sweep / "runs" / teacher_row["teacher_id"]
+    split = _split_tokens(report_laws)
+    smallest = min(r["non_embedding_params"] for r in runs.supervised)
+    sizes = {c["n_layers"]: float(c["non_embedding_params"]) for c in configs.values() if c.get("n_layers")}
+    measured, plans = {}, []
+    for depth in TOKENS_PER_PARAM:
+        params = sizes[depth]
+        these = pair_plans(report_laws, depth, params, teacher_params, teacher_loss, split, smallest)
+        plans += these
+        root = work / name / f"L{depth}"
+        root.mkdir(parents=True, exist_ok=True)
+        alone_tokens = sorted({round(p["plan"].supervised.tokens) for p in these})
+        distilled_tokens = sorted({round(p["plan"].student_tokens) for p in these})
 
-    alone_dir, distilled_dir = root / "alone", root / "distilled"
-    parents = [("train", load_config(TrainConfig, None, {**settings(baseline, alone_tokens[-1]), "out": alone_dir,
-                                                          "fork_tokens": [round(t) for t in alone_tokens[:-1]]}),
-                alone_dir),
-               ("distill", load_config(DistillConfig, None, {**settings(student, distilled_tokens[-1]),
-                                                             "out": distilled_dir, "teacher": teacher_dir,
-                                                             "fork_tokens": [round(t) for t in distilled_tokens[:-1]]}),
-                distilled_dir)]
-    _run_all(parents, root)
-    forks = [("train", load_config(TrainConfig, None, {**settings(baseline, t), "out": root / f"alone-{round(t)}",
-                                                        "fork_from": alone_dir}), root / f"alone-{round(t)}")
-             for t in alone_tokens[:-1]]
-    forks += [("distill", load_config(DistillConfig, None, {**settings(student, t), "out": root / f"distilled-{round(t)}",
-                                                            "teacher": teacher_dir, "fork_from": distilled_dir}),
-               root / f"distilled-{round(t)}") for t in distilled_tokens[:-1]]
-    _run_all(forks, root)
+        def settings(template: dict, tokens: int, family: list[int]) -> dict:
+            """The template's settings at this depth and `tokens`, with the sweep's rules: the batch
+            halved until the shortest run of the fork family takes 500 steps, warmup 10% of its steps."""
+            kept = {k: v for k, v in template["settings"].items() if k not in ("fork_tokens", "tokens", "budget")}
+            batch, sequence = 16, kept["seq_len"] * kept.get("grad_accum", 1)
+            while batch > 1 and family[0] / (batch * sequence) < 500:
+                batch //= 2
+            return {**kept, "n_layers": depth, "tokens": float(tokens), "batch_size": batch,
+                    "warmup_steps": max(1, round(0.1 * family[0] / (batch * sequence)))}
 
-    def observed(kind: str, tokens: float) -> float:
-        top = (alone_tokens if kind == "alone" else distilled_tokens)[-1]
-        run_dir = root / kind if tokens == top else root / f"{kind}-{round(tokens)}"
-        return float(_result(run_dir)["val_loss"])
+        alone_dir, distilled_dir = root / "alone", root / "distilled"
+        parents = [("train", load_config(TrainConfig, None, {**settings(baseline, alone_tokens[-1], alone_tokens),
+                                                              "out": alone_dir, "fork_tokens": alone_tokens[:-1] or None}),
+                    alone_dir),
+                   ("distill", load_config(DistillConfig, None, {
+                       **settings(student, distilled_tokens[-1], distilled_tokens), "out": distilled_dir,
+                       "teacher": teacher_dir, "fork_tokens": distilled_tokens[:-1] or None}), distilled_dir)]
+        _run_all(parents, root)
+        forks = [("train", load_config(TrainConfig, None, {**settings(baseline, t, alone_tokens),
+                                                            "out": root / f"alone-{t}", "fork_from": alone_dir}),
+                  root / f"alone-{t}") for t in alone_tokens[:-1]]
+        forks += [("distill", load_config(DistillConfig, None, {**settings(student, t, distilled_tokens),
+                                                                "out": root / f"distilled-{t}", "teacher": teacher_dir,
+                                                                "fork_from": distilled_dir}),
+                   root / f"distilled-{t}") for t in distilled_tokens[:-1]]
+        _run_all(forks, root)
+        for kind, tokens in (("alone", alone_tokens), ("distilled", distilled_tokens)):
+            for t in tokens:
+                run_dir = root / kind if t == tokens[-1] else root / f"{kind}-{t}"
+                measured[(depth, kind, t)] = (float(_result(run_dir)["val_loss"]), str(run_dir))
+    return {"measured": measured, "plans": plans, "teacher": (teacher_params, teacher_loss, teacher_row["teacher_id"])}
 
+
+def trained_pairs(name: str, sweep: Path, work: Path) -> list[dict]:
+    """Plan, train and measure the corpus's trained pairs, predicted by the cut laws (see the module)."""
+    runs = load_runs(sweep)
+    report_laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
+    trained = train_pairs(name, sweep, work, report_laws, runs)
+    cut = sorted({r["non_embedding_params"] for r in runs.supervised})[CUT_DEPTH - 1]
+    laws, alone_runs, distilled_runs = cut_laws(sweep, runs, cut)
+    own = _unscaled(laws)
+    teacher_params, teacher_loss, teacher_id = trained["teacher"]
+    split = _split_tokens(report_laws)
+    smallest = min(r["non_embedding_params"] for r in runs.supervised)
     out = []
-    for item in plans:
-        plan = item["plan"]
-        out.append({"corpus": name, "kind": "trained", "scenario": item["scenario"], "budget": item["budget"],
-                    "alone_tokens_per_param": item["ratio"], "student_params": params,
-                    "student_tokens": plan.student_tokens, "alone_tokens": plan.supervised.tokens,
-                    "teacher_params": teacher_params, "teacher_loss": teacher_loss,
-                    "distilled": prediction_record(plan.student_interval),
-                    "alone": prediction_record(plan.supervised.interval),
-                    "distilled_observed": observed("distilled", plan.student_tokens),
-                    "alone_observed": observed("alone", plan.supervised.tokens)})
+    for depth in TOKENS_PER_PARAM:
+        params = trained["plans"][[p["depth"] for p in trained["plans"]].index(depth)]["plan"].student_params
+        for item, scaled_item in zip(pair_plans(own, depth, params, teacher_params, teacher_loss, split, smallest),
+                                     pair_plans(laws, depth, params, teacher_params, teacher_loss, split, smallest)):
+            plan = item["plan"]
+            alone_loss, alone_run = trained["measured"][(depth, "alone", round(plan.supervised.tokens))]
+            distilled_loss, distilled_run = trained["measured"][(depth, "distilled", round(plan.student_tokens))]
+            out.append({"corpus": name, "kind": "trained", "scenario": item["scenario"], "budget": item["budget"],
+                        "alone_tokens_per_param": item["ratio"], "student_params": params,
+                        "student_tokens": plan.student_tokens, "alone_tokens": plan.supervised.tokens,
+                        "teacher_params": teacher_params, "teacher_loss": teacher_loss,
+                        "distilled": prediction_record(plan.student_interval),
+                        "distilled_interval_calibrated": _scaled_by_calibration(laws, scaled_item["plan"].student_interval),
+                        "alone": prediction_record(plan.supervised.interval),
+                        "distilled_observed": distilled_loss, "alone_observed": alone_loss,
+                        "distilled_run": distilled_run, "alone_run": alone_run,
+                        "alone_law_runs": alone_runs, "distilled_law_runs": distilled_runs,
+                        "laws": f"the report's fit without the supervised runs above {cut:,.0f} parameters"})
     return out
 
 
-def held_out_teacher_pairs(name: str, sweep: Path) -> list[dict]:
-    """The report's held-out check (the distillation law fitted without the strongest teacher's
-    students) on those students, each against its same-size, same-tokens supervised baseline."""
-    runs, laws, check = distillation_holdout(sweep)
+def held_out_teacher_pairs(name: str, sweep: Path) -> tuple[list[dict], list[float]]:
+    """The held-out-teacher pairs (see the module) and the held-out students' scores against the
+    check law's own interval (what the distillation interval's calibration is fitted on)."""
+    runs = load_runs(sweep)
+    supervised, check, teacher_runs, seen = teachers_only_holdout(sweep, runs)
+    law = check.law
+    scale = law.fit.interval_scale if law.fit is not None else None
+    own_law = replace(law, fit=law.fit.model_copy(update={"interval_scale": None})) if scale is not None else law
     baselines = [r for r in runs.supervised if r["kind"] == "baseline"]
-    out = []
+    out, scores = [], []
     for run in check.runs:
         row = runs.students[run.row]
-        match = [b for b in baselines if b["non_embedding_params"] == row["non_embedding_params"]
-                 and abs(b["tokens"] / row["tokens"] - 1) < 0.01]
+        N, D, L_T = row["non_embedding_params"], row["tokens"], row["teacher_loss"]
+        own = own_law.prediction(N, D, L_T)
+        scores += [float(s) for s in np.atleast_1d(interval_scores([row["val_loss"]], own))]
+        match = [b for b in baselines if b["non_embedding_params"] == N and abs(b["tokens"] / D - 1) < 0.01]
         if not match:
             continue
-        N, D, L_T = row["non_embedding_params"], row["tokens"], row["teacher_loss"]
+        calibrated = scale is not None and scale.applies_to(own)
         out.append({"corpus": name, "kind": "held-out-teacher", "scenario": TEACHER_FREE,
                     "student_params": N, "student_tokens": D, "alone_tokens": D, "teacher_loss": L_T,
-                    "distilled": prediction_record(check.law.prediction(N, D, L_T)),
-                    "alone": prediction_record(laws.supervised.prediction(N, D)),
-                    "distilled_observed": float(row["val_loss"]), "alone_observed": float(match[0]["val_loss"])})
+                    "distilled": prediction_record(own), "distilled_interval_calibrated": bool(calibrated),
+                    "alone": prediction_record(supervised.prediction(N, D)),
+                    "distilled_observed": float(row["val_loss"]), "alone_observed": float(match[0]["val_loss"]),
+                    "distilled_run": row["run_id"], "alone_run": match[0]["run_id"],
+                    "alone_law_runs": teacher_runs, "distilled_law_runs": seen,
+                    "laws": "supervised: the teachers alone; distillation: the 3 weaker teachers' students"})
+    return out, scores
+
+
+# -- scoring -------------------------------------------------------------------------------------------
+
+def interval_scale_without(scores: dict[str, list[float]], corpus: str | None) -> IntervalScale:
+    """The distillation interval's calibration from the held-out scores of every corpus but `corpus`."""
+    kept = [s for name, values in scores.items() if name != corpus for s in values]
+    return IntervalScale.from_scores(kept, LEVEL, corpora=tuple(sorted(n for n in scores if n != corpus)))
+
+
+def pairs_of(records: list[dict], kinds: tuple[str, ...], scale: IntervalScale | None = None) -> list[Pair]:
+    """The records as `Pair`s; a distilled prediction the distillation interval's calibration scales
+    is scaled by `scale` (left out the corpus scored) or kept its law's own without one."""
+    out = []
+    for r in (r for r in records if r["kind"] in kinds):
+        distilled = prediction_of(r["distilled"])
+        if r.get("distilled_interval_calibrated") and scale is not None:
+            distilled = scale.calibrated(distilled)
+        out.append(Pair(r["corpus"], distilled, prediction_of(r["alone"]), r["distilled_observed"],
+                        r["alone_observed"], r["kind"]))
     return out
 
 
-def pairs_of(records: list[dict], kinds: tuple[str, ...]) -> list[Pair]:
-    return [Pair(r["corpus"], prediction_of(r["distilled"]), prediction_of(r["alone"]), r["distilled_observed"],
-                 r["alone_observed"]) for r in records if r["kind"] in kinds]
+def fit_rule(pairs: list[Pair], **record) -> DifferenceCalibration:
+    return fit_calibration(pairs, LEVEL, **record)
 
 
-def rules(train: list[Pair]) -> dict[str, DifferenceCalibration]:
-    """Every rule scored: the independent one, the correlation alone, and the correlation with the
-    conformal factor (the shipped rule), each fitted on `train`."""
-    fitted = fit_calibration(train, LEVEL)
-    return {"independent (rho 0, q 1)": INDEPENDENT,
-            "independent, conformal q": fit_calibration_fixed_rho(train, 0.0),
-            "correlated, q 1": fitted.model_copy(update={"factor": 1.0}),
-            "correlated, conformal q": fitted,
-            "each law's scale, correlated, conformal q": fit_calibration(train, LEVEL, separate=True)}
+def before_rule(pairs: list[Pair]) -> DifferenceCalibration:
+    """The rule before distance bands: each law's one scale, measured on all its pairs whatever their
+    distance, applied at every distance (no reach)."""
+    from distillscale.laws.difference import law_scale, standardized_errors
+
+    zs = np.array([standardized_errors(p) for p in pairs])
+    weight = {c: 1.0 / sum(p.corpus == c for p in pairs) for c in {p.corpus for p in pairs}}
+    w = np.array([weight[p.corpus] for p in pairs])
+    flat = []
+    for k, side in enumerate(("distilled", "alone")):
+        own = np.array([not getattr(p, side).calibrated for p in pairs])
+        pooled = law_scale(zs[own, k], np.ones(int(own.sum())), w[own])
+        one = pooled.scales[0]
+        flat.append(LawScale(scales=(one,) * len(BAND_NAMES), pairs=pooled.pairs))
+    return fit_calibration(pairs, LEVEL, scales=tuple(flat))
 
 
-def fit_calibration_fixed_rho(train: list[Pair], rho: float) -> DifferenceCalibration:
-    """The conformal factor at a fixed correlation."""
-    from distillscale.laws.difference import _weighted_quantile, loss_difference
-
-    unit = DifferenceCalibration(correlation=rho, factor=1.0, level=LEVEL)
-    scores, weights = [], []
-    counts = {c: sum(p.corpus == c for p in train) for c in {p.corpus for p in train}}
-    for pair in train:
-        delta = loss_difference(pair.distilled, pair.alone, unit)
-        error = pair.observed - delta.value
-        side = (delta.high - delta.value) if error > 0 else (delta.value - delta.low)
-        scores.append(abs(error) / side)
-        weights.append(1.0 / counts[pair.corpus])
-    return unit.model_copy(update={"factor": _weighted_quantile(np.array(scores), np.array(weights), LEVEL)})
-
-
-def legacy_verdict(d: Prediction, a: Prediction) -> str:
-    """The verdict of the rule before the difference had an interval (see `before`)."""
-    from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
-
-    value = float(d.value) - float(a.value)
-    if (far_beyond(d) or far_beyond(a)) and not (d.high < a.low or a.high < d.low):
-        return CANNOT_TELL
-    up, down = float(np.hypot(d.high - d.value, a.value - a.low)), float(np.hypot(d.value - d.low, a.high - a.value))
-    if abs(value) < (up if value <= 0 else down):
-        return "too close to call"
-    return "distill" if value < 0 else "pretrain"
+def left_out(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str, ...], rule=fit_rule
+             ) -> list[tuple[Pair, object]]:
+    """Each pair with the Delta its corpus gets under `rule` fitted on the other corpora (the
+    distillation interval's calibration left out the same corpus)."""
+    corpora = sorted({r["corpus"] for r in records if r["kind"] in kinds})
+    out = []
+    for corpus in corpora:
+        scale = interval_scale_without(scores, corpus)
+        train = [p for p in pairs_of(records, kinds, scale) if p.corpus != corpus]
+        calibration = rule(train)
+        for pair in (p for p in pairs_of(records, kinds, scale) if p.corpus == corpus):
+            out.append((pair, compare(pair.distilled, pair.alone, calibration)))
+    return out
 
 
-def demo_verdicts(sweeps: dict[str, Path]) -> list[str]:
-    """Each demo's plans at its target (`report.calibration.plan_at_target`, what `demo` prints):
-    each scenario's verdict under the rule before and under the shipped one."""
-    from distillscale.laws.difference import loss_difference
+def tally(scored: list[tuple[Pair, object]]) -> dict:
+    n = len(scored)
+    covered = sum(d.low <= p.observed <= d.high for p, d in scored)
+    given = [(p, d) for p, d in scored if d.verdict in ("distill", "pretrain")]
+    wrong = sum((d.verdict == "distill") != (p.observed < 0) for p, d in given)
+    return {"pairs": n, "covered": covered, "given": len(given), "wrong": wrong,
+            "half": float(np.mean([(d.high - d.low) / 2 for _, d in scored])) if n else float("nan"),
+            "error": float(np.mean([abs(p.observed - d.value) for p, d in scored])) if n else float("nan")}
+
+
+def upper_bound(wrong: int, given: int, confidence: float = 0.95) -> float:
+    """The one-sided upper bound on the error rate at `confidence` (Clopper-Pearson; 1 - 0.05^(1/n) at 0 wrong)."""
+    if given == 0:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(confidence, wrong + 1, given - wrong)) if wrong < given else 1.0
+
+
+def row(label: str, t: dict) -> str:
+    n = t["pairs"]
+    wrong = f"{t['wrong']}" + (f" ({t['wrong'] / t['given']:.1%})" if t["given"] else "")
+    return (f"| {label} | {n} | {t['covered']}/{n} ({t['covered'] / n:.1%}) | {t['given']} | {wrong} | "
+            f"{upper_bound(t['wrong'], t['given']):.1%} | {t['half']:.4f} | {t['error']:.4f} |")
+
+
+HEADER = ["| pairs | n | Delta covered | verdicts given | wrong | 95% bound on the error rate | mean half-width "
+          "| mean abs error |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+
+def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str, ...]) -> list[str]:
+    pairs = pairs_of(records, kinds)
+    corpora = sorted({p.corpus for p in pairs})
+    lines = [f"pairs: {len(pairs)} on {len(corpora)} corpora ({', '.join(kinds)}); true Delta < 0 (distilling wins) "
+             f"on {sum(p.observed < 0 for p in pairs)}; each left out a corpus at a time", ""]
+    for label, rule in (("shipped: each law's scale by distance band, its reach", fit_rule),
+                        ("one scale per law at every distance", before_rule),
+                        ("independent (rho 0, q 1, no scale)", lambda train: INDEPENDENT)):
+        scored = left_out(records, scores, kinds, rule)
+        lines += [f"**{label}**", "", *HEADER, row("all", tally(scored))]
+        for band, name in enumerate(BAND_NAMES):
+            these = [(p, d) for p, d in scored if band_of(p.distance) == band]
+            if these:
+                lines.append(row(f"band {name}", tally(these)))
+        for kind in kinds:
+            lines.append(row(f"kind {kind}", tally([(p, d) for p, d in scored if p.kind == kind])))
+        lines.append("")
+    scored = left_out(records, scores, kinds)
+    lines += ["| corpus | pairs | covered | given | wrong |", "|---|---:|---:|---:|---:|"]
+    for corpus in corpora:
+        t = tally([(p, d) for p, d in scored if p.corpus == corpus])
+        lines.append(f"| {corpus} | {t['pairs']} | {t['covered']} | {t['given']} | {t['wrong']} |")
+    return lines
+
+
+# -- what the users see --------------------------------------------------------------------------------
+
+def demo_verdicts(sweeps: dict[str, Path], records: list[dict], scores: dict[str, list[float]],
+                  kinds: tuple[str, ...]) -> list[str]:
+    """Each demo's plans at its target (`report.calibration.plan_at_target`, what `demo` prints), each
+    scenario's verdict under the calibration fitted without its corpus (and the distillation
+    interval's left out the same way) and under the shipped one."""
+    from distillscale.laws.difference import shipped_calibration
     from distillscale.report.calibration import plan_at_target
 
-    lines = ["| corpus | scenario | Delta (nats/token) | before | now |", "|---|---|---:|---|---|"]
-    tally = {"before": 0, "now": 0, "plans": 0}
+    lines = ["| corpus | scenario | Delta, its corpus left out (nats/token) | left out | shipped |",
+             "|---|---|---|---|---|"]
+    decided = {"left out": 0, "shipped": 0, "plans": 0}
     for name, sweep in sweeps.items():
         laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
+        scale = interval_scale_without(scores, name)
+        law = laws.distillation
+        if law is not None and law.fit is not None and law.fit.interval_scale is not None:
+            laws = replace(laws, distillation=replace(law, fit=law.fit.model_copy(update={"interval_scale": scale})))
+        calibration = fit_rule([p for p in pairs_of(records, kinds, scale) if p.corpus != name])
         plans = plan_at_target(laws, load_runs(sweep), CalibrationSettings())["plans"]
         for scenario, plan in plans.items():
             def prediction(value: float, record: dict) -> Prediction:
                 low, high = record["interval"]
                 return Prediction(value, low, high, record["level"], None, None, record["distance_beyond_runs"],
-                                  record["beyond_backtest"])
+                                  record["beyond_backtest"], record.get("calibrated", False))
             d = prediction(plan["student_loss"], plan["student_loss_interval"])
             a = prediction(plan["supervised_loss"], plan["supervised_loss_interval"])
-            old, new = legacy_verdict(d, a), loss_difference(d, a)
-            assert new.verdict == plan["verdict"]   # the plan's verdict is this function's
-            tally["plans"] += 1
-            tally["before"] += old in ("distill", "pretrain")
-            tally["now"] += new.verdict in ("distill", "pretrain")
-            lines.append(f"| {name} | {scenario} | {new.describe()} | {old} | {new.verdict} |")
-    lines.append(f"\ndecided: {tally['before']} of {tally['plans']} before, {tally['now']} now")
+            out, shipped = compare(d, a, calibration), compare(d, a, shipped_calibration())
+            decided["plans"] += 1
+            decided["left out"] += out.separated
+            decided["shipped"] += shipped.separated
+            lines.append(f"| {name} | {scenario} | {out.describe()} | {out.verdict} | {shipped.verdict} |")
+    lines.append(f"\ndecided: {decided['left out']} of {decided['plans']} with each corpus left out, "
+                 f"{decided['shipped']} under the shipped calibration")
     return lines
 
 
 def preset_verdicts(law: str = "busbridge2025") -> list[str]:
     """A grid of preset plans (students of 100M, 546M and 2B; budgets 1e20, 1e21, 1e22; the four
-    scenarios): how many get a verdict under the rule before and the shipped one."""
+    scenarios): how many get each verdict."""
     import distillscale as ds
 
-    counts = {"before": {}, "now": {}}
+    counts: dict[str, int] = {}
     for params in (100e6, 546e6, 2e9):
         for compute in (1e20, 1e21, 1e22):
             for p in ds.plan(law, student_params=params, compute=compute).plans:
-                for key, verdict in (("before", legacy_verdict(p.student_interval, p.supervised.interval)),
-                                     ("now", p.verdict)):
-                    counts[key][verdict] = counts[key].get(verdict, 0) + 1
-    return [f"{key}: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items()))
-            for key, tally in counts.items()]
-
-
-def before(pairs: list[Pair]) -> tuple[int, int, int]:
-    """The rule verdicts followed before the difference had an interval: the two losses' half-widths
-    facing each other in quadrature, and beyond a loss's backtest intervals that do not overlap at
-    all (CANNOT_TELL otherwise). Its (covered, given, wrong): covered by Delta +- that quadrature."""
-    from distillscale.laws.extrapolation import far_beyond
-
-    covered = given = wrong = 0
-    for pair in pairs:
-        d, a = pair.distilled, pair.alone
-        value = float(d.value) - float(a.value)
-        up, down = float(np.hypot(d.high - d.value, a.value - a.low)), float(np.hypot(d.value - d.low, a.high - a.value))
-        covered += int(value - down <= pair.observed <= value + up)
-        if (far_beyond(d) or far_beyond(a)) and not (d.high < a.low or a.high < d.low):
-            continue
-        if abs(value) < (up if value <= 0 else down):
-            continue
-        given += 1
-        wrong += int((value < 0) != (pair.observed < 0))
-    return covered, given, wrong
-
-
-def score(records: list[dict], kinds: tuple[str, ...]) -> list[str]:
-    pairs = pairs_of(records, kinds)
-    corpora = sorted({p.corpus for p in pairs})
-    zs = np.array([standardized_errors(p) for p in pairs])
-    relative = np.array([[p.distilled_observed / float(p.distilled.value) - 1, p.alone_observed / float(p.alone.value) - 1]
-                         for p in pairs])
-    lines = [f"pairs: {len(pairs)} on {len(corpora)} corpora ({', '.join(kinds)}); "
-             f"correlation of the two laws' errors: standardized {np.corrcoef(zs.T)[0, 1]:.3f}, "
-             f"relative {np.corrcoef(relative.T)[0, 1]:.3f}; "
-             f"true Delta < 0 (distilling wins) on {sum(p.observed < 0 for p in pairs)}",
-             "", "| rule (left out a corpus at a time) | Delta covered | verdicts given | wrong | mean half-width "
-             "| mean abs error |", "|---|---:|---:|---:|---:|---:|"]
-    totals: dict[str, list] = {}
-    for corpus in corpora:
-        train = [p for p in pairs if p.corpus != corpus]
-        test = [p for p in pairs if p.corpus == corpus]
-        for rule, calibration in rules(train).items():
-            totals.setdefault(rule, []).append(score_pairs(test, calibration))
-    covered, given, wrong = before(pairs)
-    n = len(pairs)
-    lines.append(f"| before: facing half-widths in quadrature, no overlap beyond the backtest | {covered}/{n} "
-                 f"({covered / n:.1%}) | {given}/{n} | {wrong}{f' ({wrong / given:.1%})' if given else ''} | - | - |")
-    for rule, scores in totals.items():
-        n = sum(s.pairs for s in scores)
-        covered, given, wrong = (sum(getattr(s, k) for s in scores) for k in ("covered", "given", "wrong"))
-        half = sum(s.mean_half_width * s.pairs for s in scores) / n
-        error = sum(s.mean_error * s.pairs for s in scores) / n
-        lines.append(f"| {rule} | {covered}/{n} ({covered / n:.1%}) | {given}/{n} | {wrong}"
-                     f"{f' ({wrong / given:.1%})' if given else ''} | {half:.4f} | {error:.4f} |")
-    lines += ["", "| corpus | pairs | shipped rule: covered | given | wrong | independent: given | wrong |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-    for corpus in corpora:
-        train = [p for p in pairs if p.corpus != corpus]
-        test = [p for p in pairs if p.corpus == corpus]
-        fitted = score_pairs(test, fit_calibration(train, LEVEL, separate=SEPARATE))
-        old = score_pairs(test, INDEPENDENT)
-        lines.append(f"| {corpus} | {fitted.pairs} | {fitted.covered} | {fitted.given} | {fitted.wrong} "
-                     f"| {old.given} | {old.wrong} |")
-    return lines
-
-
-GUIDE = "own-teacher guide"
-
-
-def guide_verdicts(records: list[dict]) -> list[str]:
-    """The own-teacher guide's run (docs/guides/own_teacher.md, "Which of my teachers?": one student
-    distilled from each of three teachers and trained alone, at one budget, each teacher's logits
-    paid), its recorded predictions read through the rule before and the shipped one, against the
-    measured difference. Recorded before the difference had an interval, they lack a distance: taken
-    as inside the runs (the student is the sweep's largest distilled size, on tokens inside its
-    range), which matters only for "cannot tell at this distance"."""
-    from distillscale.laws.difference import loss_difference
-
-    lines = ["| teacher | Delta predicted, shipped rule (nats/token) | before | now | measured Delta | now right? |",
-             "|---|---|---|---|---:|---|"]
-    for r in (r for r in records if r["kind"] == GUIDE):
-        d, a = prediction_of(r["distilled"]), prediction_of(r["alone"])
-        delta, measured = loss_difference(d, a), r["distilled_observed"] - r["alone_observed"]
-        right = ("-" if delta.verdict not in ("distill", "pretrain")
-                 else "yes" if (delta.verdict == "distill") == (measured < 0) else "no")
-        lines.append(f"| {r['teacher']} | {delta.describe()} | {legacy_verdict(d, a)} | {delta.verdict} "
-                     f"| {measured:+.4f} | {right} |")
-    return lines
+                counts[p.verdict] = counts.get(p.verdict, 0) + 1
+    return [", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", nargs="?", default="score", choices=["train", "score", "demo", "presets", "guide"])
+    parser.add_argument("action", nargs="?", default="score", choices=["train", "score", "demo", "presets"])
     parser.add_argument("sweeps", nargs="*", help="train, demo: NAME=SWEEP_DIR, one per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--work", type=Path, default=Path("/work/pairs"), help="train: where the pairs' runs go")
+    parser.add_argument("--work", type=Path, help="train: where the pairs' runs go (a directory of yours)")
     parser.add_argument("--kinds", default="trained,held-out-teacher", help="score: the kinds of pairs scored")
     parser.add_argument("--write", action="store_true", help="score: write the calibration into the package")
     args = parser.parse_args(argv)
-    stored = json.loads(args.data.read_text()) if args.data.is_file() else {"pairs": []}
+    stored = json.loads(args.data.read_text()) if args.data.is_file() else {"pairs": [], "interval_scores": {}}
+    kinds = tuple(args.kinds.split(","))
+    sweeps = dict((n, Path(p)) for n, p in (item.split("=", 1) for item in args.sweeps))
     if args.action == "presets":
         print("\n".join(preset_verdicts()))
         return
-    if args.action == "guide":
-        print("\n".join(guide_verdicts(stored["pairs"])))
-        return
     if args.action == "demo":
-        print("\n".join(demo_verdicts(dict((n, Path(p)) for n, p in (item.split("=", 1) for item in args.sweeps)))))
+        print("\n".join(demo_verdicts(sweeps, stored["pairs"], stored["interval_scores"], kinds)))
         return
     if args.action == "train":
-        records = stored["pairs"]
-        for item in args.sweeps:
-            name, sweep = item.split("=", 1)
-            new = held_out_teacher_pairs(name, Path(sweep)) + trained_pairs(name, Path(sweep), args.work)
+        if args.work is None:
+            parser.error("train needs --work DIR: where the pairs' runs go")
+        records, scores = stored["pairs"], stored.get("interval_scores", {})
+        for name, sweep in sweeps.items():
+            held, held_scores = held_out_teacher_pairs(name, sweep)
+            new = held + trained_pairs(name, sweep, args.work)
             records = [r for r in records if r["corpus"] != name] + new
-            command = "python bench/laws/verdict_pairs.py train NAME=SWEEP ... (one per corpus)"
-            atomic_write_json(args.data, {"command": command, "date": datetime.date.today().isoformat(),
-                                          "pairs": records})
+            scores = {**scores, name: held_scores}
+            atomic_write_json(args.data, {"command": "python bench/laws/verdict_pairs.py train NAME=SWEEP ... --work DIR",
+                                          "date": datetime.date.today().isoformat(), "pairs": records,
+                                          "interval_scores": scores})
             print(f"{name}: {len(new)} pairs", file=sys.stderr, flush=True)
         return
-    kinds = tuple(args.kinds.split(","))
-    print("\n".join(score(stored["pairs"], kinds)))
+    print("\n".join(score(stored["pairs"], stored["interval_scores"], kinds)))
     if args.write:
-        pairs = pairs_of(stored["pairs"], kinds)
-        calibration = fit_calibration(pairs, LEVEL, separate=SEPARATE, date=datetime.date.today().isoformat(),
-                                      command=f"python bench/laws/verdict_pairs.py score --kinds {args.kinds} --write")
+        scale = interval_scale_without(stored["interval_scores"], None)
+        calibration = fit_rule(pairs_of(stored["pairs"], kinds, scale), date=datetime.date.today().isoformat(),
+                               left_out="each pair's two predictions by laws fitted without its runs; trained pairs "
+                                        "beyond the sweep's sizes",
+                               command=f"python bench/laws/verdict_pairs.py score --kinds {args.kinds} --write")
         atomic_write_json(MODEL_FILE, calibration.model_dump(mode="json"))
-        print(f"wrote {MODEL_FILE}: rho {calibration.correlation:.3f}, factor {calibration.factor:.3f}, "
-              f"reach {calibration.reach:.3g}", file=sys.stderr)
+        print(f"wrote {MODEL_FILE}: rho {calibration.correlation:.3f}, factor {calibration.factor:.3f}",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

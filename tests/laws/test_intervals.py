@@ -106,7 +106,7 @@ def test_a_verdict_inside_the_intervals_is_too_close_to_call(cli, tmp_path):
         0.9, 0.05, 40, "teacher strength (1 / teacher loss)", 1 / 3.5, 1 / 2.0))
     unsure = DistillationPlanner(laws).plan(546e6, 1e21, "teacher-inference")
     assert unsure.student_loss == pytest.approx(confident.student_loss)
-    assert abs(unsure.loss_difference) < unsure.verdict_uncertainty
+    assert abs(unsure.distilled_minus_alone) < unsure.verdict_uncertainty
     assert unsure.verdict == "too close to call"
     path = tmp_path / "wide.json"
     laws.save(path)

@@ -29,7 +29,7 @@ def test_the_batch_penalty_is_in_the_losses_and_can_turn_the_verdict():
     p, p0 = plan.headline, optimal.headline
     assert p.student_loss == pytest.approx(p0.student_loss * (1 + student), rel=1e-12)
     assert p.supervised.loss == pytest.approx(p0.supervised.loss * (1 + instead), rel=1e-12)
-    assert p.loss_difference == pytest.approx(0.058, abs=0.002)   # distilled - alone: pretraining wins
+    assert p.distilled_minus_alone == pytest.approx(0.058, abs=0.002)   # distilled - alone: pretraining wins
     assert PENALTY_NOTE in plan.warnings
     assert any("changes the verdict (teacher-inference: distill at each run's B*, pretrain at your batch)" in w
                for w in plan.warnings)

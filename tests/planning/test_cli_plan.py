@@ -148,7 +148,7 @@ def test_distill_map_writes_a_figure(cli, tmp_path):
     code, out, _ = cli("distill-map", "--out", str(figure), "--resolution", "3", "--json")
     assert code == 0
     grid = json.loads(out)
-    assert len(grid["loss_difference"]) == 3 and figure.exists()
+    assert len(grid["distilled_minus_alone"]) == 3 and figure.exists()
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -99,7 +99,9 @@ def test_a_remote_teacher_is_off_the_budget_or_within_its_own():
 @pytest.mark.last_bits
 def test_a_large_efficiency_makes_on_policy_win_and_k_star_is_where_it_ties():
     plan = modes_plan(on_policy=OnPolicy(fraction=(0.5, 1.0), efficiency=30), teacher_remote=True)
-    assert plan.best.mode == "on-policy" and plan.verdict.startswith("on-policy")
+    assert plan.best.mode == "on-policy" and plan.best_distilled is plan.best
+    # the verdict is Delta = the best way of distilling - training alone, read off its interval
+    assert plan.verdict == plan.difference.verdict and plan.difference.value < 0
     for options in ({"teacher_remote": True}, {}):  # rival: off-policy, then supervised
         plan = modes_plan(on_policy=OnPolicy(fraction=(0.25, 1.0)), **options)
         rival = min((m for m in plan.modes if m.mode != "on-policy"), key=lambda m: m.student_loss)
@@ -147,8 +149,10 @@ def test_plan_command_says_whether_on_policy_pays(cli):
                          "155B", "--compute", "1e21", "--teacher-remote", "--on-policy-fraction", "0.5,1",
                          "--explain")   # the FLOPs of each phase: --explain
     assert code == 0, err
-    # off-policy ahead, by less than the preset's intervals: said, not a verdict
-    for text in ("too close to call: off-policy is 0.0150 nats/token ahead of on-policy", "on-policy pays only if one on-policy "
+    # Delta = off-policy - supervised inside the preset's intervals: too close to call; off-policy ahead of
+    # on-policy by less than their intervals: said, not a verdict
+    for text in ("too close to call: Δ = off-policy - supervised", "too close to call between them",
+                 "on-policy pays only if one on-policy "
                  "token is worth at least k* = 2.32", "FLOPs per phase", "generation", "teacher scores",
                  "remote teacher", "the law's fit is for off-policy runs", "nats/token"):
         assert text in out, text
@@ -156,7 +160,12 @@ def test_plan_command_says_whether_on_policy_pays(cli):
                        "155B", "--compute", "1e21", "--on-policy", "--json")
     assert code == 0
     record = json.loads(out)
-    assert record["best"] == "supervised" and record["verdict"] in ("supervised", "too close to call")
+    assert record["best"] == "supervised" and record["verdict"] in ("pretrain", "too close to call")
+    # the verdict's Delta is the best way of distilling against training alone, with the sign of every verdict
+    off = next(m for m in record["modes"] if m["name"] == record["distillation_mode"])
+    alone = next(m for m in record["modes"] if m["mode"] == "supervised")
+    assert record["distilled_minus_alone"] == pytest.approx(off["student_loss"] - alone["student_loss"])
+    assert record["loss_alone"] == pytest.approx(alone["student_loss"])
     assert record["break_even_efficiency"] > 1
     assert {m["name"] for m in record["modes"]} >= {"supervised", "off-policy", "on-policy λ=1"}
 

@@ -24,7 +24,7 @@ def test_a_plans_student_loss_and_verdict_are_after_repetition(cli):
     assert student.loss_fresh == p.fresh.student_loss and alone.loss_fresh == p.fresh.supervised.loss
     # fresh data says pretrain; the pretrained model repeats the corpus 78 times, the student 16
     assert (p.fresh.verdict, p.verdict, plan.verdict) == ("pretrain", "distill", "distill")
-    assert p.loss_difference == pytest.approx(student.loss_repeated - alone.loss_repeated, rel=1e-12)
+    assert p.distilled_minus_alone == pytest.approx(student.loss_repeated - alone.loss_repeated, rel=1e-12)
     record = json.loads(plan.to_json())
     assert record["student_loss"] == student.loss_repeated and record["verdict"] == "distill"
     assert record["student_loss_fresh_data"] == student.loss_fresh and record["verdict_fresh_data"] == "pretrain"

@@ -140,7 +140,9 @@ def test_teacher_says_train_alone_when_the_student_alone_beats_every_candidate(a
     out, _ = at_80("teacher", "--student-params", "546M", "--student-tokens", "10.92B", "--candidates", table)
     first = " ".join(out.split("against training alone")[0].split())
     assert first.startswith("train alone: the student alone reaches 2.5149 nats/token, better than the best "
-                            "candidate, weak (student 6.4100), by 3.8951 nats/token"), first
+                            "candidate, weak (student 6.4100)"), first
+    # the headline is the best candidate's verdict against training alone, read off Delta's interval
+    assert "against training alone: pretrain, Δ +3.8951" in " ".join(out.split())
     assert "best teacher" not in out
     out, _ = at_80("teacher", "--student-params", "546M", "--student-tokens", "10.92B", "--candidates", table,
                    "--json")

@@ -10,7 +10,7 @@ from tests.conftest import point_laws
 from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.student_init import PRUNED_MICRO
-from distillscale.planning.results import decide_verdict
+from distillscale.planning.results import decide_verdict, verdict_difference
 
 TEACHER = dict(student_params=546e6, compute=1e21, teacher=ds.ExistingTeacher(7.75e9, loss=2.1))
 
@@ -55,28 +55,33 @@ def test_pruned_plan_json_and_text_say_outside_the_fit(cli):
 
 
 @pytest.mark.last_bits
-def test_pruned_verdict_only_where_the_ranges_separate():
-    # a point supervised loss inside the student's range: cannot tell; outside it: a verdict
+def test_pruned_verdict_reads_delta_with_the_range_as_shown():
+    """A pruned start's range is no law's own interval: Delta's interval combines it with the supervised
+    loss as shown (`INDEPENDENT`), a loss without an interval counting as its point; the verdict reads it."""
     student = ds.plan("busbridge2025", **TEACHER, student_init="pruned").headline.student_interval
     middle = (student.low + student.high) / 2
-    assert decide_verdict(middle, student, middle, None, outside_fit=True) == CANNOT_TELL
+    delta = verdict_difference(middle, student, middle, None, outside_fit=True)
+    assert (delta.low, delta.high) == pytest.approx((student.low - middle, student.high - middle))
+    assert decide_verdict(middle, student, middle, None, outside_fit=True) in ("too close to call", CANNOT_TELL)
     assert decide_verdict(middle, student, student.high + 1e-3, None, outside_fit=True) == "distill"
     assert decide_verdict(middle, student, student.low - 1e-3, None, outside_fit=True) == "pretrain"
     # the same plan without the rule gives a verdict from the points alone
     assert decide_verdict(middle, None, middle + 1e-6, None) == "distill"
 
 
-def test_pruned_plan_with_the_supervised_loss_inside_its_range_cannot_tell():
-    """A budget where the pruned student's range straddles the supervised loss: no verdict."""
-    verdicts = {}
+def test_a_pruned_plans_verdict_is_the_one_its_delta_interval_says():
+    """At every budget the verdict printed is Delta's: below 0 distill, above pretrain, straddling 0 no
+    verdict (too close to call, or cannot tell beyond the backtest)."""
+    seen = set()
     for compute in (1e19, 1e20, 1e21, 1e22, 1e23):
         plan = ds.plan("busbridge2025", student_params=546e6, compute=compute, scenario="teacher-inference",
                        student_init="pruned")
-        p = plan.headline
-        straddles = p.student_interval.low <= p.supervised.loss <= p.student_interval.high
-        verdicts[compute] = (straddles, plan.verdict)
-        assert (plan.verdict == CANNOT_TELL) == straddles
-    assert any(s for s, _ in verdicts.values()), verdicts
+        delta = plan.headline.difference
+        assert plan.verdict == delta.verdict == plan.to_dict()["verdict"]
+        straddles = delta.low <= 0 <= delta.high
+        assert (plan.verdict in ("too close to call", CANNOT_TELL)) == straddles
+        seen.add(straddles)
+    assert seen == {True, False}
 
 
 @pytest.mark.parametrize("args", [("--student-init", "pretrained"), ("--student-init", "pruned", "--on-policy",

@@ -102,7 +102,7 @@ def test_the_planned_student_of_a_teacher_trained_on_part_of_the_corpus_distils_
     assert section.get("plan") is not None, section.get("skipped")
     config = tomllib.loads(Path(section["student_config"]).read_text())
     assert config["data"]["max_bytes"] == PART
-    printed = re.search(r"distil it: distillscale (distill --config \S+)", " ".join(out.split()))
+    printed = re.search(r"distillscale (distill --config \S+)", " ".join(out.split()))
     assert printed, out
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(*printed.group(1).split())

@@ -1,5 +1,5 @@
-"""The family term of the builtin micro demo (issue 64, `laws.crossladder.FamilyTerm`) is applied
-only to laws fitted from that design: `report.design.design_family` names a sweep directory whose
+"""A builtin design's family term (`laws.crossladder.FamilyTerm`; none ships now, so the tests install
+one: the `family_term` fixture) is applied only to laws fitted from that design: `report.design.design_family` names a sweep directory whose
 spec.toml is the micro demo's (on any corpus, under any name) and nothing else, and the report's
 supervised law carries the term only then, never with --no-bias-correction."""
 
@@ -32,7 +32,7 @@ def _sweep_dir(root, name: str, table: dict):
     return path
 
 
-def test_only_a_sweep_of_the_micro_demo_design_is_of_its_family(tmp_path):
+def test_only_a_sweep_of_the_micro_demo_design_is_of_its_family(tmp_path, family_term):
     micro = tomllib.loads(demo.builtin_sweep().to_toml())
     assert design.design_family(_sweep_dir(tmp_path, "stdlib", micro)) == "micro-demo"
     # the same design on the user's corpus, under demo --data's name
@@ -63,7 +63,7 @@ def test_a_sweeps_corpus_is_named_as_the_terms_members_are(tmp_path):
     assert design.design_corpus(tmp_path / "absent") is None
 
 
-def test_a_check_the_family_term_was_learned_on_is_labelled_in_sample(tmp_path):
+def test_a_check_the_family_term_was_learned_on_is_labelled_in_sample(tmp_path, family_term):
     """The default demo's corpus (stdlib) is one of the micro demo term's members: its held-out check
     is in sample for a law carrying the term; a corpus the term never saw, or a law without it, is not."""
     from distillscale.laws import SupervisedLaw
@@ -98,10 +98,10 @@ def _family_asked(records, monkeypatch, **settings) -> tuple[str | None, bool]:
         options = arguments["supervised_options"]
         raise Stop((options.get("family"), options["bias_correction"]))
 
-    monkeypatch.setattr(calibration, "calibrate_laws", capture)
-    with pytest.raises(Stop) as stopped:
-        calibrate(records, CalibrationSettings(**SETTINGS, **settings))
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:   # only this patch undone after: the installed term stays
+        patch.setattr(calibration, "calibrate_laws", capture)
+        with pytest.raises(Stop) as stopped:
+            calibrate(records, CalibrationSettings(**SETTINGS, **settings))
     return stopped.value.args[0]
 
 
@@ -122,7 +122,7 @@ def _supervised_runs(tmp_path):
 
 
 def test_the_report_applies_the_term_only_to_the_design_and_never_without_the_bias_correction(tmp_path, monkeypatch,
-                                                                                               capsys):
+                                                                                               capsys, family_term):
     records = _supervised_runs(tmp_path)
     # a user's own sweep (here an exported records file): no correction, the pack's only when asked for
     assert _family_asked(records, monkeypatch) == (None, False)

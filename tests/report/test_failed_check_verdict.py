@@ -54,7 +54,12 @@ def test_the_verdict_lines_say_which_law_failed_its_check(capsys):
                "student_interval": None, "supervised_loss": 3.0, "distill_command": "distillscale distill --config x",
                "plan_command": "distillscale plan", "failed_checks": failed}
     verdict = next(line for line in teacher_lines(section) if line.lstrip().startswith("pretrain"))
-    assert f"3.0000 without a teacher{clause}; distil it: distillscale distill --config x" in verdict
+    # under a pretrain verdict the next step is training alone, the distillation config only for a trial
+    assert (f"3.0000 without a teacher{clause}; train the student alone instead: the laws put it below the distilled "
+            "one; to distil anyway: distillscale distill --config x") in verdict
+    distil = next(line for line in teacher_lines({**section, "verdict": "distill"}) if "distill (" in line
+                  or line.lstrip().startswith("distill"))
+    assert "; distil it: distillscale distill --config x" in distil
     passed = teacher_lines({**section, "failed_checks": {}})
     assert not any("failed its held-out check" in line for line in passed)
 

@@ -166,7 +166,7 @@ def test_report_capacity_gap_baselines_and_plan(report):
     assert set(data["capacity_gap"]["linear_law_by_tokens_per_param"]) == {"20", "80"}
     pairs = data["distilled_vs_baseline"]
     assert len(pairs) == len(TEACHERS) * len(STUDENTS) * len(STUDENT_M)
-    assert all(p["gain"] == pytest.approx(p["baseline_loss"] - p["distilled_loss"]) for p in pairs)
+    assert all(p["distilled_minus_baseline"] == pytest.approx(p["distilled_loss"] - p["baseline_loss"]) for p in pairs)
     plan = data["plan"]
     assert plan["target_params"] == 1e10 and plan["target_compute"] == 1e21
     assert plan["extrapolation"]["params_ratio"] == pytest.approx(1e10 / max(TEACHERS))

@@ -1,30 +1,45 @@
-"""The difference of two predicted losses with its own interval: what a verdict ("distil or train
-alone") reads (docs/science.md §11).
+"""The difference of two predicted losses with its own interval: what every verdict ("distil or train
+alone") and every comparison of two losses reads (docs/science.md §11).
 
 A verdict is a statement about Delta = L(distilled) - L(alone) at one budget, not about either loss.
 The two predictions share the supervised law (the distillation law takes the student's supervised
-loss as its input), the corpus, the tokenizer and the evaluation, so where one is off the other is
-off the same way: their errors are correlated, and the difference's error is smaller than the two
-intervals combined as if independent. With the two losses' half-widths s_d and s_a on the sides that
-move Delta (the distilled loss's upper side and the alone loss's lower side move it up) and the
-correlation rho of their errors:
+loss as its input), the corpus, the tokenizer and the evaluation, so their errors may move together.
+With the two losses' half-widths s_d and s_a on the sides that move Delta (the distilled loss's upper
+side and the alone loss's lower side move it up), each first scaled by its own law's scale at its
+distance beyond that law's runs, and the correlation rho of their errors:
 
-    half-width(Delta) = q sqrt(s_d^2 + s_a^2 - 2 rho s_d s_a)
+    half-width(Delta) = q sqrt((k_d s_d)^2 + (k_a s_a)^2 - 2 rho (k_d s_d) (k_a s_a))
 
-rho = 0 and q = 1 is the independent rule (the half-widths facing each other, in quadrature); rho = 1
-with equal widths leaves only the noise q carries. `rho` and `q` are calibrated on measured pairs, the
-same student distilled and trained alone at the same compute as a plan allocates it, left out a
-corpus at a time (`bench/laws/verdict_pairs.py`; `DifferenceCalibration`): rho is the correlation of the
-two laws' standardized errors on the pairs, q the conformal quantile of |Delta_true - Delta_pred|
-over the half-width at q = 1. Every verdict reads `loss_difference`'s interval: distill when it lies
-below 0, train alone ("pretrain") above, too close to call when it straddles 0, and "cannot tell at
-this distance" when it straddles 0 and the pair lies farther beyond the runs than the calibration's
-pairs did while a loss is beyond its own backtest. The bench scores exactly this function
-(`score_pairs`), so the scored number is the printed number.
+`k_d`, `k_a`, `rho` and `q` are measured on pairs (`DifferenceCalibration`): the same student
+distilled and trained alone at the same compute as a plan allocates it, each loss predicted by a
+law that never saw its run, at distances beyond the fitted runs as a plan's are (inside the runs,
+1-2x, 2-4x, 4-8x: the bands of `laws.uncertainty.band_index`), left out a corpus at a time
+(`bench/laws/verdict_pairs.py`). A law's scale is its interval's width against its errors on the pairs
+of one band (`LawScale`); past the farthest distance its pairs measured (its `reach`) the interval is
+never narrowed (the scale is at least 1 there) and a straddling interval says "cannot tell at this
+distance". `q` is the conformal quantile of |Delta_true - Delta_pred| over the rescaled half-width,
+its finite-sample correction counting corpora, not pairs (pairs of one corpus are not independent).
 
-    calibration = shipped_calibration()              # package data: difference_interval.json
-    delta = loss_difference(distilled, alone)        # two `Prediction`s -> LossDifference
+Every verdict reads `compare`: distill when Delta's interval lies below 0, train alone ("pretrain")
+above, too close to call when it straddles 0, and "cannot tell at this distance" when it straddles 0
+beyond a law's reach, or whatever the interval when a loss lies where its interval means nothing (no
+better than a uniform guess, or far outside its law's data on a side the interval does not measure:
+`Prediction.outside`). Two rules:
+
+- `DISTILLED_VS_ALONE` (the default): a distilled loss against the same student trained alone, the
+  calibration above (the shipped one, `shipped_calibration`).
+- `SAME_LAW`: two losses of one law (two teachers' students, two ways of distilling): nothing has
+  measured how their errors move together, so their intervals combine as shown, independently (rho
+  0, q 1, no rescaling): the wider, conservative rule.
+
+A loss whose interval is not the law's own (a pruned start's range, a mixture's, on-policy's widened
+one) is compared as shown too (`INDEPENDENT`): no pair measured its scale.
+
+    delta = compare(distilled, alone)                # two `Prediction`s -> LossDifference
     delta.verdict, delta.low, delta.high
+    compare(teacher_a, teacher_b, rule=SAME_LAW).separated   # does one beat the other?
+
+The bench scores exactly this function (`score_pairs`), so the scored number is the printed number.
 """
 
 from __future__ import annotations
@@ -38,43 +53,90 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from distillscale.laws.extrapolation import CANNOT_TELL, far_beyond
-from distillscale.laws.uncertainty import Prediction, conformal_quantile
+from distillscale.laws.extrapolation import CANNOT_TELL
+from distillscale.laws.uncertainty import DISTANCE_BANDS, Prediction, band_index
 
 MODEL_FILE = Path(__file__).resolve().parent / "difference_interval.json"
 Z90 = 1.6448536269514722   # the normal distribution's 95th percentile: a 90% interval's half-width in sds
 TOO_CLOSE = "too close to call"
+# The bands a law's scale is measured in: inside the runs, then each band of DISTANCE_BANDS, then beyond.
+BAND_NAMES = ("inside the runs", "1-2x", "2-4x", "4-8x", "beyond 8x")
+# A band's scale is measured from at least this many pairs (each corpus the same weight); a band with
+# fewer takes the nearest measured band's below it.
+MIN_BAND_PAIRS = 8
+# What JSON records of a difference are: version 2 names Delta `distilled_minus_alone` (distilled -
+# alone, negative when distillation wins) and carries what recomputes its interval.
+RECORD_VERSION = 2
+
+
+def band_of(distance: float) -> int:
+    """0 inside the runs (distance <= 1), 1 for (1, 2], 2 for (2, 4], 3 for (4, 8], 4 beyond."""
+    return int(band_index(distance)) + 1
+
+
+class LawScale(BaseModel):
+    """One law's interval against its errors on pairs where it predicts out of sample, by distance
+    band (BAND_NAMES): `scales[b]` multiplies the law's own half-widths in band b (None: no pairs
+    there), measured on `pairs[b]` pairs; `reach` is the farthest distance beyond the runs any of
+    them lay (1: inside the runs only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scales: tuple[float | None, ...] = (None,) * len(BAND_NAMES)
+    pairs: tuple[int, ...] = (0,) * len(BAND_NAMES)
+    reach: float = Field(math.inf, ge=1.0)
+
+    def at(self, distance: float) -> float:
+        """The scale at `distance`: its band's, else the nearest measured band's below (above when
+        none is below); never below 1 past `reach`, where no pair measured it; 1 with no pairs."""
+        measured = [b for b, scale in enumerate(self.scales) if scale is not None]
+        if not measured:
+            return 1.0
+        band = band_of(distance)
+        below = [b for b in measured if b <= band]
+        scale = float(self.scales[max(below) if below else min(measured)])
+        return max(scale, 1.0) if distance > self.reach * (1 + 1e-9) else scale
+
+    def beyond(self, distance: float) -> bool:
+        return distance > self.reach * (1 + 1e-9)
+
+
+UNSCALED = LawScale()
 
 
 class DifferenceCalibration(BaseModel):
-    """rho and q of the module's rule, measured on trained pairs (`corpora`, `pairs`, `date`,
-    `command` to measure them again). `reach`: the farthest distance beyond the runs (a
-    `Prediction.distance`) of the pairs' predictions; past it a straddling interval is
-    CANNOT_TELL rather than too close to call."""
+    """What `compare` reads (see the module): rho and q, each law's scale by distance band and its
+    reach, measured on `pairs` pairs of `corpora` (`date`, `command` to measure them again); `left_out`
+    says what was kept out of the pairs' predictions (in words)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     correlation: float = Field(ge=-1.0, le=1.0)
     factor: float = Field(gt=0.0)
-    # Each loss's half-width times its own scale before the two are combined: how wide each law's
-    # interval is against its errors on the pairs (1: as shown).
-    distilled_scale: float = Field(1.0, gt=0.0)
-    alone_scale: float = Field(1.0, gt=0.0)
     level: float = Field(gt=0.0, lt=1.0)
-    reach: float = Field(1.0, ge=1.0)
+    distilled: LawScale = UNSCALED
+    alone: LawScale = UNSCALED
+    rule: str = "distilled vs alone"
     pairs: int = 0
     corpora: tuple[str, ...] = ()
+    left_out: str = ""
     date: str = ""
     command: str = ""
 
     def describe(self) -> str:
-        return (f"Delta's interval: the two losses' errors correlate (rho = {self.correlation:.2f}, "
-                f"measured on {self.pairs} trained pairs on {len(self.corpora)} corpora), scaled by "
-                f"{self.factor:.2f} (their conformal quantile, left out a corpus at a time)")
+        if not self.pairs:
+            return f"Delta's interval: the two losses' intervals as shown, combined independently ({self.rule})"
+        return (f"Delta's interval: each law's interval rescaled by its width against its errors at its distance "
+                f"beyond its runs, the two combined with rho = {self.correlation:.2f} and scaled by "
+                f"{self.factor:.2f} (their conformal quantile), measured on {self.pairs} pairs over "
+                f"{len(self.corpora)} corpora, each prediction by a law that never saw its run"
+                + (f" ({self.left_out})" if self.left_out else ""))
 
 
-INDEPENDENT = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, reach=math.inf,
-                                    corpora=(), date="", command="the independent rule")
+# Two losses compared as shown: no pair measured how their errors move together.
+INDEPENDENT = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, rule="independent",
+                                    command="the independent rule")
+SAME_LAW = INDEPENDENT.model_copy(update={"rule": "two predictions of one law"})
 
 
 @lru_cache(maxsize=1)
@@ -83,19 +145,32 @@ def shipped_calibration() -> DifferenceCalibration:
     return DifferenceCalibration.model_validate(json.loads(MODEL_FILE.read_text(encoding="utf-8")))
 
 
+DISTILLED_VS_ALONE = None   # `compare`'s default rule: the shipped calibration
+
+
 @dataclass(frozen=True)
 class LossDifference:
-    """Delta = L(distilled) - L(alone), nats/token (negative: distillation wins), with its interval
-    (None: a loss has no interval) and the verdict read off it."""
+    """Delta = first - second (for a verdict: L(distilled) - L(alone), nats/token, negative when
+    distillation wins), with its interval (None: a loss has no interval), the verdict read off it,
+    and what recomputes the interval: each side's scale, distance beyond its runs and reach, the
+    correlation and the factor (`rule` names the calibration)."""
 
     value: float
     low: float | None
     high: float | None
     level: float | None
-    alone: float                 # L(alone), what `relative` divides by
-    beyond: bool = False         # beyond the calibration's reach, a loss beyond its own backtest
+    alone: float                 # the second loss (L(alone)), what `relative` divides by
+    beyond: bool = False         # straddling 0 here reads "cannot tell": a loss beyond its law's reach
     correlation: float = 0.0
     factor: float = 1.0
+    distilled_scale: float = 1.0
+    alone_scale: float = 1.0
+    distilled_distance: float | None = None
+    alone_distance: float | None = None
+    distilled_reach: float | None = None   # None: no reach (measured at every distance, or no pairs)
+    alone_reach: float | None = None
+    outside: str | None = None   # why the interval means nothing here (then: cannot tell)
+    rule: str = "distilled vs alone"
 
     @property
     def has_interval(self) -> bool:
@@ -106,9 +181,17 @@ class LossDifference:
         return self.value / self.alone
 
     @property
+    def separated(self) -> bool:
+        """Whether the interval excludes 0 where it means something: one loss is lower, not a tie."""
+        return self.verdict in ("distill", "pretrain")
+
+    @property
     def verdict(self) -> str:
         """distill (the interval below 0), pretrain (above 0), too close to call (straddles 0), or
-        CANNOT_TELL (straddles 0 beyond the calibrated reach). Without an interval: by the sign."""
+        CANNOT_TELL (straddles 0 beyond a law's reach, or a loss lies where its interval means
+        nothing). Without an interval: by the sign."""
+        if self.outside is not None:
+            return CANNOT_TELL
         if self.has_interval:
             if self.high < 0:
                 return "distill"
@@ -129,24 +212,40 @@ class LossDifference:
         text = f"{self.value:+.4f} nats/token ({self.relative:+.1%})"
         return text + (f" [{self.low:+.4f}, {self.high:+.4f}]" if self.has_interval else "")
 
+    def interval_record(self) -> dict:
+        """What recomputes the interval (`--json`'s `difference_interval`)."""
+        return {"version": RECORD_VERSION, "rule": self.rule, "correlation": self.correlation,
+                "factor": self.factor, "distilled_scale": self.distilled_scale, "alone_scale": self.alone_scale,
+                "distilled_distance": self.distilled_distance, "alone_distance": self.alone_distance,
+                "distilled_reach": self.distilled_reach, "alone_reach": self.alone_reach,
+                "beyond_reach": self.beyond, "outside": self.outside}
+
     def to_dict(self) -> dict:
-        return {"loss_difference": self.value, "loss_difference_relative": self.relative,
-                "loss_difference_interval": [self.low, self.high] if self.has_interval else None,
-                "loss_difference_level": self.level, "loss_difference_beyond_calibration": self.beyond,
-                "loss_difference_correlation": self.correlation, "loss_difference_factor": self.factor,
+        return {"distilled_minus_alone": self.value, "distilled_minus_alone_relative": self.relative,
+                "distilled_minus_alone_interval": [self.low, self.high] if self.has_interval else None,
+                "distilled_minus_alone_level": self.level, "difference_interval": self.interval_record(),
                 "loss_alone": self.alone}
 
     @classmethod
     def from_dict(cls, record: dict) -> "LossDifference":
-        """The difference `to_dict` wrote (a report's or a plan's JSON); a plan record written before
-        the difference had an interval gives its two losses' difference alone."""
-        if "loss_alone" not in record:
+        """The difference `to_dict` wrote (a report's or a plan's JSON). A record of an earlier version
+        (no `distilled_minus_alone`; its `loss_difference` had one sign, then the other) gives its two
+        losses' difference alone, from the losses themselves, without an interval."""
+        if "distilled_minus_alone" not in record:
             alone = float(record["supervised_loss"])
             return cls(float(record["student_loss"]) - alone, None, None, None, alone)
-        interval = record.get("loss_difference_interval") or (None, None)
-        return cls(record["loss_difference"], interval[0], interval[1], record.get("loss_difference_level"),
-                   record["loss_alone"], bool(record.get("loss_difference_beyond_calibration", False)),
-                   record.get("loss_difference_correlation", 0.0), record.get("loss_difference_factor", 1.0))
+        interval = record.get("distilled_minus_alone_interval") or (None, None)
+        rule = record.get("difference_interval") or {}
+        return cls(record["distilled_minus_alone"], interval[0], interval[1],
+                   record.get("distilled_minus_alone_level"), record["loss_alone"], bool(rule.get("beyond_reach", False)),
+                   rule.get("correlation", 0.0), rule.get("factor", 1.0), rule.get("distilled_scale", 1.0),
+                   rule.get("alone_scale", 1.0), rule.get("distilled_distance"), rule.get("alone_distance"),
+                   rule.get("distilled_reach"), rule.get("alone_reach"), rule.get("outside"),
+                   rule.get("rule", "distilled vs alone"))
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
 
 
 def _sides(prediction: Prediction) -> tuple[float, float]:
@@ -154,59 +253,87 @@ def _sides(prediction: Prediction) -> tuple[float, float]:
     return value - float(prediction.low), float(prediction.high) - value
 
 
-def _distance(prediction: Prediction | None) -> float:
+def distance_of(prediction: Prediction | None) -> float:
+    """How far beyond its law's runs a prediction lies (1: inside them, or not measured)."""
     if prediction is None or prediction.distance is None:
         return 1.0
-    return float(np.max(prediction.distance))
+    return max(float(np.max(prediction.distance)), 1.0)
 
 
-def loss_difference(distilled: Prediction, alone: Prediction,
-                    calibration: DifferenceCalibration | None = None) -> LossDifference:
-    """Delta = distilled - alone with its interval under `calibration` (the shipped one by
-    default; `INDEPENDENT` is the rule that treats the two errors as unrelated)."""
+def compare(first: Prediction, second: Prediction, calibration: DifferenceCalibration | None = None) -> LossDifference:
+    """Delta = first - second with its interval under `calibration` (see the module): by default the
+    shipped one, for a distilled loss (`first`) against the student trained alone (`second`);
+    `SAME_LAW` for two losses of one law; `INDEPENDENT` for a loss whose interval is not its law's own."""
     calibration = shipped_calibration() if calibration is None else calibration
-    d, a = float(distilled.value), float(alone.value)
-    if not (distilled.has_interval and alone.has_interval):
-        return LossDifference(d - a, None, None, None, a)
-    (d_low, d_high), (a_low, a_high) = _sides(distilled), _sides(alone)
+    d, a = float(first.value), float(second.value)
+    outside = getattr(first, "outside", None) or getattr(second, "outside", None)
+    if not (first.has_interval and second.has_interval):
+        return LossDifference(d - a, None, None, None, a, outside=outside, rule=calibration.rule)
+    (d_low, d_high), (a_low, a_high) = _sides(first), _sides(second)
+    d_distance, a_distance = distance_of(first), distance_of(second)
     # a law's own interval (its fit's bootstrap and backtest) is rescaled to its width against the
-    # pairs' errors; one calibrated across ladders or corpora, or a preset's stated error, is not
-    d_scale = 1.0 if distilled.calibrated else calibration.distilled_scale
-    a_scale = 1.0 if alone.calibrated else calibration.alone_scale
+    # pairs' errors at its distance; one calibrated across ladders or corpora, or a preset's stated
+    # error, is not
+    d_scale = 1.0 if first.calibrated else calibration.distilled.at(d_distance)
+    a_scale = 1.0 if second.calibrated else calibration.alone.at(a_distance)
     d_low, d_high, a_low, a_high = d_low * d_scale, d_high * d_scale, a_low * a_scale, a_high * a_scale
     rho, q = calibration.correlation, calibration.factor
 
     def half(s_d: float, s_a: float) -> float:
         return q * math.sqrt(max(s_d * s_d + s_a * s_a - 2.0 * rho * s_d * s_a, 0.0))
 
-    # Delta rises when the distilled loss errs up or the alone loss errs down, and falls the other way
+    # Delta rises when the first loss errs up or the second errs down, and falls the other way
     up, down = half(d_high, a_low), half(d_low, a_high)
-    beyond = ((far_beyond(distilled) or far_beyond(alone))
-              and max(_distance(distilled), _distance(alone)) > calibration.reach)
-    return LossDifference(d - a, d - a - down, d - a + up, distilled.level, a, beyond, rho, q)
+    beyond = calibration.distilled.beyond(d_distance) or calibration.alone.beyond(a_distance)
+    if calibration.pairs == 0:   # an unmeasured rule: its reach is each loss's own backtest's
+        beyond = _far_beyond(first) or _far_beyond(second)
+    return LossDifference(d - a, d - a - down, d - a + up, first.level, a, beyond, rho, q, d_scale, a_scale,
+                          d_distance, a_distance, _finite(calibration.distilled.reach), _finite(calibration.alone.reach),
+                          outside, calibration.rule)
+
+
+def _far_beyond(prediction: Prediction) -> bool:
+    from distillscale.laws.extrapolation import far_beyond
+
+    return far_beyond(prediction)
+
+
+def loss_difference(distilled: Prediction, alone: Prediction,
+                    calibration: DifferenceCalibration | None = None) -> LossDifference:
+    """`compare` for a verdict: a distilled loss against the student trained alone."""
+    return compare(distilled, alone, calibration)
 
 
 def decide(distilled_loss: float, distilled: Prediction | None, alone_loss: float, alone: Prediction | None,
            calibration: DifferenceCalibration | None = None) -> LossDifference:
-    """`loss_difference` for losses that may lack an interval (a law without one): by the sign then."""
+    """`compare` for losses that may lack an interval (a law without one): by the sign then."""
     if distilled is None or alone is None or not (distilled.has_interval and alone.has_interval):
-        return LossDifference(distilled_loss - alone_loss, None, None, None, alone_loss)
-    return loss_difference(distilled, alone, calibration)
+        outside = getattr(distilled, "outside", None) or getattr(alone, "outside", None)
+        rule = (shipped_calibration() if calibration is None else calibration).rule
+        return LossDifference(distilled_loss - alone_loss, None, None, None, alone_loss, outside=outside, rule=rule)
+    return compare(distilled, alone, calibration)
 
 
 @dataclass(frozen=True)
 class Pair:
-    """A measured pair: the two predictions a plan makes and the two losses trained at its allocation."""
+    """A measured pair: the two predictions a plan makes, each by a law that never saw its run, and
+    the two losses trained at its allocation."""
 
     corpus: str
     distilled: Prediction
     alone: Prediction
     distilled_observed: float
     alone_observed: float
+    kind: str = "trained"
 
     @property
     def observed(self) -> float:
         return self.distilled_observed - self.alone_observed
+
+    @property
+    def distance(self) -> float:
+        """The farther of its two predictions' distances beyond their runs: the pair's band."""
+        return max(distance_of(self.distilled), distance_of(self.alone))
 
 
 @dataclass(frozen=True)
@@ -231,11 +358,11 @@ class PairScore:
 
 
 def score_pairs(pairs: list[Pair], calibration: DifferenceCalibration) -> PairScore:
-    """Score `calibration` on pairs through `loss_difference`, the function every verdict reads."""
+    """Score `calibration` on pairs through `compare`, the function every verdict reads."""
     covered = given = wrong = 0
     widths, errors = [], []
     for pair in pairs:
-        delta = loss_difference(pair.distilled, pair.alone, calibration)
+        delta = compare(pair.distilled, pair.alone, calibration)
         truth = pair.observed
         covered += int(delta.low <= truth <= delta.high)
         widths.append((delta.high - delta.low) / 2)
@@ -247,61 +374,88 @@ def score_pairs(pairs: list[Pair], calibration: DifferenceCalibration) -> PairSc
                      float(np.mean(errors)) if errors else float("nan"))
 
 
+def standardized_error(prediction: Prediction, observed: float) -> float:
+    """A loss's error over its own interval's half-width on the side it fell."""
+    low, high = _sides(prediction)
+    error = observed - float(prediction.value)
+    side = high if error > 0 else low
+    return error / side if side > 0 else 0.0
+
+
 def standardized_errors(pair: Pair) -> tuple[float, float]:
-    """Each loss's error over its own interval's half-width on the side it fell."""
-    def z(prediction: Prediction, observed: float) -> float:
-        low, high = _sides(prediction)
-        error = observed - float(prediction.value)
-        side = high if error > 0 else low
-        return error / side if side > 0 else 0.0
-
-    return z(pair.distilled, pair.distilled_observed), z(pair.alone, pair.alone_observed)
+    return (standardized_error(pair.distilled, pair.distilled_observed),
+            standardized_error(pair.alone, pair.alone_observed))
 
 
-def fit_calibration(pairs: list[Pair], level: float = 0.9, separate: bool = False, **record) -> DifferenceCalibration:
-    """rho: the correlation (through zero: errors are measured from the predictions) of the pairs'
-    standardized errors; q: the conformal quantile at `level` of |Delta_true - Delta_pred| over the
-    half-width the rule gives at q = 1 on the side the truth fell. `separate`: each loss's own
-    interval (a law's bootstrap and backtest, not one calibrated across ladders or corpora) is first
-    scaled by how wide it is against its errors on the pairs (the RMS of its standardized errors
-    times the normal 90% quantile: 1 for a calibrated interval), and rho is measured on the rescaled
-    errors. `reach`: the pairs' farthest distance. Each corpus
-    weighs the same."""
+def law_scale(zs: np.ndarray, distances: np.ndarray, weights: np.ndarray) -> LawScale:
+    """One law's `LawScale` from its standardized errors on pairs (its own intervals, out of sample):
+    per band with at least MIN_BAND_PAIRS pairs, the weighted RMS of the errors times the normal 90%
+    quantile (1: the interval as wide as a calibrated normal one); `reach`, the farthest distance."""
+    if len(zs) == 0:
+        return UNSCALED
+    bands = np.array([band_of(d) for d in distances])
+    scales, counts = [], []
+    for b in range(len(BAND_NAMES)):
+        mask = bands == b
+        counts.append(int(mask.sum()))
+        if mask.sum() < MIN_BAND_PAIRS:
+            scales.append(None)
+            continue
+        rms = math.sqrt(float(np.sum(weights[mask] * zs[mask] ** 2) / np.sum(weights[mask])))
+        scales.append(max(rms * Z90, 1e-3))
+    if all(scale is None for scale in scales):   # too few in every band: one scale for all of them
+        rms = math.sqrt(float(np.sum(weights * zs ** 2) / np.sum(weights)))
+        scales = [max(rms * Z90, 1e-3) if n else None for n in counts]
+    return LawScale(scales=tuple(scales), pairs=tuple(counts), reach=float(max(np.max(distances), 1.0)))
+
+
+def fit_calibration(pairs: list[Pair], level: float = 0.9, scales: tuple[LawScale, LawScale] | None = None,
+                    **record) -> DifferenceCalibration:
+    """Each law's `LawScale` from the pairs whose loss has its law's own interval (a law's bootstrap
+    and backtest; one calibrated across ladders or corpora keeps its width); rho, the correlation
+    (through zero: errors are measured from the predictions) of the rescaled standardized errors; q,
+    the conformal quantile at `level` of |Delta_true - Delta_pred| over the half-width at q = 1 on the
+    side the truth fell, each corpus weighing the same and the finite-sample correction counting
+    corpora (`corpus_quantile`). `scales`: each law's scale as given instead (a rule to compare)."""
     corpora = sorted({p.corpus for p in pairs})
     weight = {c: 1.0 / sum(p.corpus == c for p in pairs) for c in corpora}
     zs = np.array([standardized_errors(p) for p in pairs])
     w = np.array([weight[p.corpus] for p in pairs])
-    scales = [1.0, 1.0]
-    if separate:   # from the pairs whose loss has its law's own interval (the others keep theirs)
-        own = np.array([[not p.distilled.calibrated, not p.alone.calibrated] for p in pairs])
-        for k in (0, 1):
-            if own[:, k].any():
-                rms = np.sqrt(np.sum(w[own[:, k]] * zs[own[:, k], k] ** 2) / np.sum(w[own[:, k]]))
-                scales[k] = float(max(rms * Z90, 1e-3))
-        zs = zs * np.where(own, 1.0 / np.array(scales), 1.0)
-    rho = float(np.clip(np.sum(w * zs[:, 0] * zs[:, 1])
-                        / math.sqrt(np.sum(w * zs[:, 0] ** 2) * np.sum(w * zs[:, 1] ** 2)), -1.0, 1.0))
-    unit = DifferenceCalibration(correlation=rho, factor=1.0, level=level, distilled_scale=scales[0],
-                                 alone_scale=scales[1])
+    if scales is None:
+        scales = []
+        for k, side in enumerate(("distilled", "alone")):
+            own = np.array([not getattr(p, side).calibrated for p in pairs])
+            distances = np.array([distance_of(getattr(p, side)) for p in pairs])
+            scales.append(law_scale(zs[own, k], distances[own], w[own]))
+    unit = DifferenceCalibration(correlation=0.0, factor=1.0, level=level, distilled=scales[0], alone=scales[1],
+                                 pairs=len(pairs))
+    rescaled = np.array([[z_d / (1.0 if p.distilled.calibrated else unit.distilled.at(distance_of(p.distilled))),
+                          z_a / (1.0 if p.alone.calibrated else unit.alone.at(distance_of(p.alone)))]
+                         for p, (z_d, z_a) in zip(pairs, zs)])
+    denominator = math.sqrt(np.sum(w * rescaled[:, 0] ** 2) * np.sum(w * rescaled[:, 1] ** 2))
+    rho = float(np.clip(np.sum(w * rescaled[:, 0] * rescaled[:, 1]) / denominator, -1.0, 1.0)) if denominator else 0.0
+    unit = unit.model_copy(update={"correlation": rho})
     scores = []
     for pair in pairs:
-        delta = loss_difference(pair.distilled, pair.alone, unit)
+        delta = compare(pair.distilled, pair.alone, unit)
         error = pair.observed - delta.value
         side = (delta.high - delta.value) if error > 0 else (delta.value - delta.low)
         scores.append(abs(error) / side if side > 0 else math.inf)
-    factor = _weighted_quantile(np.array(scores), w, level)
-    reach = max(max(_distance(p.distilled), _distance(p.alone)) for p in pairs)
-    return unit.model_copy(update={"factor": max(factor, 1e-6), "reach": max(reach, 1.0), "pairs": len(pairs),
-                                   "corpora": tuple(corpora), **record})
+    factor = corpus_quantile(np.array(scores), np.array([p.corpus for p in pairs]), level)
+    return unit.model_copy(update={"factor": max(factor, 1e-6), "corpora": tuple(corpora), **record})
 
 
-def _weighted_quantile(scores: np.ndarray, weights: np.ndarray, level: float) -> float:
-    """The conformal quantile with weights (each corpus the same): the smallest score whose
-    weighted share of scores at or below it reaches level (n + 1) / n of the total."""
-    if len(scores) < 2:
-        return float(conformal_quantile(scores, level)) if len(scores) else 1.0
+def corpus_quantile(scores: np.ndarray, corpora: np.ndarray, level: float) -> float:
+    """The conformal quantile of `scores` with each corpus weighing the same and the finite-sample
+    correction counting corpora (K), not pairs: the smallest score whose weighted share of scores at
+    or below it reaches level (K + 1) / K of the total; past 1 (fewer than level / (1 - level)
+    corpora), the largest score."""
+    if len(scores) == 0:
+        return 1.0
+    names = sorted(set(corpora.tolist()))
+    weights = np.array([1.0 / np.sum(corpora == c) for c in corpora])
     order = np.argsort(scores)
     cumulative = np.cumsum(weights[order]) / np.sum(weights)
-    target = min(level * (len(scores) + 1) / len(scores), 1.0)
+    target = min(level * (len(names) + 1) / len(names), 1.0)
     index = int(np.searchsorted(cumulative, target - 1e-12))
     return float(scores[order][min(index, len(scores) - 1)])

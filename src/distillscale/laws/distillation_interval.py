@@ -89,6 +89,17 @@ class IntervalScale(BaseModel):
         """Whether the prediction has what the scores divide by (an interval; a bootstrap's noise)."""
         return prediction.has_interval and (self.signal != "noise" or prediction.noise is not None)
 
+    def calibrated(self, prediction: Prediction) -> Prediction:
+        """A law's own prediction (`applies_to` it) with its whole interval scaled, once: what a law
+        fitted with this calibration predicts."""
+        from dataclasses import replace
+
+        from distillscale.laws.uncertainty import combine
+
+        return replace(combine(prediction.value, None, None, prediction.distance, prediction.level,
+                               sides=self.sides(prediction, prediction.level), beyond=prediction.beyond_backtest),
+                       calibrated=True)
+
     def sides(self, prediction: Prediction, level: float) -> tuple[np.ndarray, np.ndarray]:
         """The calibrated relative gaps below and above a law's own `level` prediction."""
         factor = self.factor(level)

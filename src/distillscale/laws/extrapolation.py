@@ -151,12 +151,94 @@ def fewer_tokens_per_param(name: str, value: float, low: float, law: str) -> Out
                        law, outside.side, outside.ratio, outside.noun, outside.consequence)
 
 
+class UniformGuess(str):
+    """One warning that a predicted loss is no better than a uniform guess over its law's vocabulary:
+    the message (a str), with what puts such warnings in one class (`group`: the law) and `summary`,
+    a class in one line."""
+
+    def __new__(cls, message: str, law: str = "", name: str = "", uniform: float = 0.0) -> "UniformGuess":
+        self = super().__new__(cls, message)
+        self.law, self.name, self.uniform = law, name, uniform
+        return self
+
+    @property
+    def group(self) -> tuple:
+        return type(self).__name__, self.law
+
+    @staticmethod
+    def summary(members: list["UniformGuess"], more: str = "--explain lists each") -> str:
+        first = members[0]
+        return (f"{len(members)} of the plan's losses are not below {first.uniform:.4f} nats/token, a uniform guess "
+                f"over the vocabulary of law {first.law!r}: predictions no better than a uniform guess (the law is "
+                f"carried far outside its runs), whose intervals mean nothing ({more})")
+
+
 def uniform_guess_warnings(laws: LawSet, losses: dict[str, float]) -> list[str]:
     """One message per named loss (nats/token) not below a uniform guess over the law's vocabulary
     (`LawSet.uniform_loss`): a prediction no better than a uniform guess, the law carried far outside
     its runs, where its interval says nothing."""
     uniform = laws.uniform_loss
-    return [f"{name} ({loss:.4f} nats/token) is not below {uniform:.4f} nats/token, a uniform guess over the "
-            f"{laws.compute.n_vocab:,}-token vocabulary of law {laws.name!r}: a prediction no better than a uniform "
-            "guess (the law is carried far outside its runs), and its interval means nothing here"
+    return [UniformGuess(f"{name} ({loss:.4f} nats/token) is not below {uniform:.4f} nats/token, a uniform guess over "
+                         f"the {laws.compute.n_vocab:,}-token vocabulary of law {laws.name!r}: a prediction no better "
+                         "than a uniform guess (the law is carried far outside its runs), and its interval means "
+                         "nothing here", laws.name, name, uniform)
             for name, loss in losses.items() if loss is not None and float(loss) >= uniform]
+
+
+def meaningless(laws: LawSet, loss: float, params: float | None = None, tokens: float | None = None, *,
+                students: bool = False) -> str | None:
+    """Why a predicted loss's interval means nothing, or None: the loss no better than a uniform guess
+    over the law's vocabulary, or its model (`params`, `tokens`) more than FAR_BEYOND times outside the
+    data behind the law (its students' with `students`) on a side its interval's distance does not
+    measure: fewer parameters than the smallest run, or tokens per parameter on either side (the
+    distance measures the size above the runs, and a model's tokens grow with its size). A verdict
+    there cannot tell."""
+    if loss is not None and float(loss) >= laws.uniform_loss:
+        return f"a loss of {float(loss):.4f} nats/token is no better than a uniform guess ({laws.uniform_loss:.4f})"
+    known = data_range(laws, students)
+    if known is None:
+        return None
+    checks = []
+    if params is not None:
+        checks.append(("parameters", params, known.params[0], math.inf))
+    if params is not None and tokens is not None:
+        checks.append(("tokens per parameter", tokens / params, *known.tokens_per_param))
+    for kind, value, low, high in checks:
+        if not low / FAR_BEYOND <= value <= high * FAR_BEYOND:
+            side, edge = ("below", low) if value < low else ("above", high)
+            ratio = max(value / edge, edge / value)
+            return (f"{format_quantity(value)} {kind} is {_times(ratio)} {side} the data behind law "
+                    f"{laws.name!r}, a distance its interval does not measure")
+    return None
+
+
+def marked(prediction: Prediction | None, laws: LawSet, params: float | None = None, tokens: float | None = None,
+           *, students: bool = False) -> Prediction | None:
+    """`prediction` with `outside` set where its interval means nothing (`meaningless`)."""
+    if prediction is None:
+        return None
+    reason = meaningless(laws, float(np.max(prediction.value)), params, tokens, students=students)
+    if reason is None or prediction.outside is not None:
+        return prediction
+    from dataclasses import replace
+
+    return replace(prediction, outside=reason)
+
+
+def teacher_loss_note(laws: LawSet, loss: float, flag: str = "--teacher-loss") -> str:
+    """What a teacher loss given as a number is taken as (the law's losses: nats/token of its tokenizer
+    on its text), said by every command that takes one."""
+    losses = laws.losses
+    if losses.given:
+        return (f"{flag} {loss:g} is taken as {losses.describe()}: the teacher's loss must be measured in that "
+                "tokenizer on that text (`distillscale loss`)")
+    return (f"law {laws.name!r} does not record what its losses are (the tokenizer and text of its runs: fit it with "
+            f"--tokenizer and --text): {flag} must be in the tokenizer and on the text of the runs it was fitted on")
+
+
+def smaller_teacher_warning(name: str, teacher_params: float | None, student_params: float) -> list[str]:
+    """A teacher smaller than its student, in one line (none otherwise)."""
+    if teacher_params is None or teacher_params >= student_params:
+        return []
+    return [f"{name} ({format_quantity(teacher_params)} parameters) is smaller than its "
+            f"{format_quantity(student_params)}-parameter student"]

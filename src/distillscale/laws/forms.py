@@ -357,9 +357,7 @@ class DistillationLaw:
         scale = self.fit.interval_scale if self.fit else None
         if scale is not None and scale.applies_to(prediction):
             # Calibrated across corpora (`laws.distillation_interval`): the whole interval scaled, once.
-            prediction = replace(combine(value, None, None, distance, prediction.level,
-                                         sides=scale.sides(prediction, prediction.level),
-                                         beyond=prediction.beyond_backtest), calibrated=True)
+            prediction = scale.calibrated(prediction)
         elif _preset(self.fit):
             prediction = replace(prediction, calibrated=True)
         return _floored(prediction, loss_floor(self.student_law))

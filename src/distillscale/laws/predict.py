@@ -3,7 +3,7 @@
     loss = predict_supervised(laws, params=546e6, tokens=10.92e9)
     loss.prediction.value, loss.prediction.low, loss.warnings
     student = predict_distillation(laws, student_params=546e6, student_tokens=10.92e9, teacher_loss=2.0)
-    student.helps, student.gain, student.capacity_gap_ratio
+    student.difference.verdict, student.distilled_minus_alone, student.capacity_gap_ratio
 
 Each result carries the warnings `plan` gives too: a quantity far outside the runs behind the law.
 """
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.difference import LossDifference, decide
-from distillscale.laws.extrapolation import extrapolation_warnings, uniform_guess_warnings
+from distillscale.laws.extrapolation import (extrapolation_warnings, marked, smaller_teacher_warning,
+                                            teacher_loss_note, uniform_guess_warnings)
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (DEFAULT_MAX_PENALTY, FAR_EPOCHS_FACTOR, RepetitionAssessment, assess,
                                           fitted_epochs, repeated_prediction)
@@ -79,13 +80,14 @@ class DistilledLossPrediction:
         return decide(float(self.prediction.value), self.prediction, self.supervised_loss, self.supervised)
 
     @property
-    def gain(self) -> float:
-        """How much lower (nats/token) the distilled loss is than the supervised one."""
-        return self.supervised_loss - self.prediction.value
+    def distilled_minus_alone(self) -> float:
+        """Delta (nats/token): the distilled loss minus the supervised one, negative when distillation helps."""
+        return float(self.prediction.value) - self.supervised_loss
 
     @property
     def helps(self) -> bool:
-        return self.gain > 0
+        """Whether distillation helps: Delta's interval lies below 0 (the verdict "distill")."""
+        return self.difference.verdict == "distill"
 
     @property
     def capacity_gap_ratio(self) -> float:
@@ -155,18 +157,21 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
             laws.check_teacher_loss(L_T, flag=ParameterError.NAME)
         except UserError as exc:
             raise ParameterError.about("teacher_loss", str(exc)) from None
+        warnings.append(teacher_loss_note(laws, L_T, flag="the teacher loss"))
     elif teacher_params is not None and teacher_tokens is not None:
         N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
                     _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
         warnings += extrapolation_warnings(laws, {"the teacher": N_T}, {"the teacher": D_T},
                                            {"the teacher": D_T / N_T})
         L_T = distillation.student_law.predict(N_T, D_T)
+        warnings += smaller_teacher_warning("the teacher", N_T, N_S)
     else:
         raise ParameterError(("teacher_loss", "teacher_params", "teacher_tokens"),
                              "the teacher is missing: give {} L, or {} N with {} D")
     warnings += extrapolation_warnings(laws, {"the student": N_S}, {"the student": D_S},
                                        {"the student": D_S / N_S}, students=True)
-    prediction, alone = distillation.prediction(N_S, D_S, L_T), distillation.student_law.prediction(N_S, D_S)
+    prediction = marked(distillation.prediction(N_S, D_S, L_T), laws, N_S, D_S, students=True)
+    alone = marked(distillation.student_law.prediction(N_S, D_S), laws, N_S, D_S)
     supervised = float(alone.value)
     warnings += uniform_guess_warnings(laws, {"the predicted student loss": prediction.value,
                                               "the student's loss without a teacher": supervised})

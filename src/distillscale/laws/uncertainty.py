@@ -240,6 +240,10 @@ class Prediction:
     # the law's own bootstrap and backtest on the runs it was fitted to (`laws.difference` rescales
     # only the latter by what pairs of trained students measured).
     calibrated: bool = False
+    # Why the interval means nothing here, when it does not (the loss no better than a uniform guess,
+    # or an input far outside its law's data on a side the distance does not measure:
+    # `laws.extrapolation.meaningless`); a verdict reading it cannot tell.
+    outside: str | None = None
 
     @property
     def has_interval(self) -> bool:

@@ -19,7 +19,7 @@ from rich import box
 
 from distillscale.console import Table, styled
 from distillscale.planning.render import PlanView, answer_lines, at_cap, edge_note, interval_cell, modes_renderables
-from distillscale.planning.results import CANNOT_TELL
+from distillscale.planning.results import CANNOT_TELL, cannot_tell_reason
 from distillscale.planning.run_sheet import ROLES, run_sheet, uses_text
 from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained, warning_lines
 from distillscale.units import format_quantity
@@ -173,7 +173,7 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
     info = []
     shown = set(verdicts.values())
     if CANNOT_TELL in shown:
-        info.append("can't tell: Δ's interval reaches 0, farther beyond the runs than the verdicts were checked")
+        info += list(dict.fromkeys(cannot_tell_reason(d) for d in plan.differences().values() if d.verdict == CANNOT_TELL))
     if "too close to call" in shown:
         dominant = sorted({p.student_interval.dominant for p in plans if p.student_interval is not None} - {None})
         mostly = f" (mostly {' and '.join(dominant)})" if dominant else ""

@@ -141,8 +141,8 @@ def distill_map_command(s: DistillMapSettings) -> None:
     if s.as_json:
         print_json({"law": laws.name, "scenario": name, "student_params": student_params,
                     "supervised_tokens": tokens,
-                    # distilled - supervised, as every plan's loss_difference (negative: distil)
-                    "loss_difference": np.where(np.isnan(advantage), None, -advantage).tolist(),
+                    # Delta = distilled - supervised (point values), as every plan's (negative: distil)
+                    "distilled_minus_alone": np.where(np.isnan(advantage), None, -advantage).tolist(),
                     "figure": str(s.out)})
         return
     console.print(f"distillation wins in {int(wins.sum())} of {advantage.size} cells "

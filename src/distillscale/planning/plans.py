@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
 from distillscale.jsontext import json_text
-from distillscale.laws.difference import LossDifference, loss_difference
+from distillscale.laws.difference import INDEPENDENT, SAME_LAW, LossDifference, compare, decide
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.uncertainty import Prediction
 from distillscale.laws.repetition import RepetitionAssessment
@@ -410,26 +410,46 @@ class ModeComparison(Plan):
         return min(self.modes, key=lambda m: m.student_loss)
 
     @property
-    def runner_up(self) -> ModePlan:
-        return sorted(self.modes, key=lambda m: m.student_loss)[1]
+    def supervised_mode(self) -> ModePlan:
+        return next(m for m in self.modes if m.mode == "supervised")
+
+    @property
+    def distilled_modes(self) -> list[ModePlan]:
+        """The ways of distilling (off-policy, on-policy at each fraction), lowest loss first."""
+        return sorted((m for m in self.modes if m.mode != "supervised"), key=lambda m: m.student_loss)
+
+    @property
+    def best_distilled(self) -> ModePlan:
+        return self.distilled_modes[0]
 
     @property
     def difference(self) -> LossDifference:
-        """The best mode's loss - the runner-up's, with the interval of the difference (the law's own
-        intervals, `laws.difference`; a loss without an interval counts as its point)."""
-        best, runner_up = self.best, self.runner_up
-        return loss_difference(_as_prediction(best.student_loss, best.law_interval),
-                               _as_prediction(runner_up.student_loss, runner_up.law_interval))
+        """Delta = the best way of distilling - training alone, with its interval: what the verdict
+        reads (`laws.difference.compare`). Off-policy, the law's own interval under the calibrated
+        rule; on-policy (outside the law's fit), its widened interval as shown (`INDEPENDENT`)."""
+        best, alone = self.best_distilled, self.supervised_mode
+        if best.outside_fit:
+            return compare(_as_prediction(best.student_loss, best.interval),
+                           _as_prediction(alone.student_loss, alone.law_interval), INDEPENDENT)
+        return decide(best.student_loss, best.law_interval, alone.student_loss, alone.law_interval)
+
+    @property
+    def mode_difference(self) -> LossDifference | None:
+        """The best way of distilling - the next, two losses of one law (`SAME_LAW`: their intervals as
+        shown, combined independently); None with one way of distilling."""
+        modes = self.distilled_modes
+        if len(modes) < 2:
+            return None
+        return compare(_as_prediction(modes[0].student_loss, modes[0].interval),
+                       _as_prediction(modes[1].student_loss, modes[1].interval), SAME_LAW)
 
     @property
     def verdict(self) -> str:
-        """The best mode's name, or "too close to call" when the interval of its lead over the next
-        (`difference`) reaches 0 (CANNOT_TELL beyond the calibrated reach). Both are conditional on the
-        on-policy efficiency assumed: the widened on-policy intervals (how far the law is carried
-        beyond its off-policy fit) are shown, not used here, since what they leave open is what the
-        break-even efficiency answers."""
-        verdict = self.difference.verdict
-        return self.best.name if verdict in ("distill", "pretrain") else verdict
+        """distill (the best way of distilling beats training alone: Delta's interval below 0), pretrain,
+        too close to call or cannot tell: `difference`'s verdict. Off-policy's is conditional on
+        nothing assumed; on-policy's on the efficiency assumed (`break_even_efficiency` says how much
+        that matters)."""
+        return self.difference.verdict
 
     @property
     def break_even_efficiency(self) -> float:
@@ -452,10 +472,21 @@ class ModeComparison(Plan):
                 "on_policy_efficiency": self.on_policy.efficiency,
                 "logit_cache": self.settings.logit_cache, "teacher_remote": self.settings.teacher_remote,
                 "teacher_compute": self.settings.teacher_compute,
-                "best": self.best.name, "verdict": self.verdict,
-                "runner_up": self.runner_up.name, "lead_over_runner_up": self.difference.to_dict(),
+                "best": self.best.name, "verdict": self.verdict, "distillation_mode": self.best_distilled.name,
+                **self.difference.to_dict(), **self._mode_record(),
                 "break_even_efficiency": _finite_or_none(self.break_even_efficiency),
                 "assumption": self.assumption, "modes": [m.to_dict() for m in self.modes]}
+
+    def _mode_record(self) -> dict:
+        """The two best ways of distilling against each other (`mode_difference`), when there are two."""
+        between = self.mode_difference
+        if between is None:
+            return {}
+        first, second = self.distilled_modes[:2]
+        return {"distillation_modes": {"first": first.name, "second": second.name,
+                                       "first_minus_second": between.value,
+                                       "interval": [between.low, between.high] if between.has_interval else None,
+                                       "separated": between.separated, "rule": between.rule}}
 
     def models(self) -> dict[str, tuple[float, float]]:
         """Each mode's student and the corpus tokens it reads: on-policy reads its off-policy share

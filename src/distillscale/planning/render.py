@@ -12,13 +12,14 @@ from distillscale.console import PlainConsole, Table, styled
 
 from distillscale.planning.modes import LITERATURE_CLAIM
 from distillscale.planning.recipes import MUP_BASE_WIDTH
-from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, what_would_tell
+from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, cannot_tell_reason, what_would_tell
 from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained
 from distillscale.units import format_quantity
 
 # Annotations only: the teacher ranking imports SciPy, which `import distillscale.planning.plan` leaves
 # for the first plan.
 if TYPE_CHECKING:
+    from distillscale.laws.difference import LossDifference
     from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
     from distillscale.planning.teacher import TeacherRanking
 
@@ -165,12 +166,12 @@ def _plan_renderables(plan: PlanView) -> list:
     teacher = " with the given teacher" if plan.settings.teacher is not None else ""
     out = [_plans_table(plan.plans, f"Distilling a {format_quantity(plan.plans[0].student_params)}-"
                                     f"parameter student{teacher} with C = {plan.compute:.3g} FLOPs "
-                                    f"(law: {plan.law})", plan.planner.bounds[1], verdicts=plan.verdicts())]
+                                    f"(law: {plan.law})", plan.planner.bounds[1], differences=plan.differences())]
     if any(p.teacher_family is not None for p in plan.plans):
         out.append("best-case: any teacher with L(N_T, D_T) = L_T* does; the table shows the one "
                    "cheapest to pre-train.")
     out.append(TARGETS_NOTE)
-    return out + _interval_notes(plan.plans, plan.verdicts())
+    return out + _interval_notes(plan.plans, plan.differences())
 
 
 def plan_text(plan: PlanView, width: int = 100) -> str:
@@ -190,15 +191,17 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     best = ranking.candidates[ranking.best]
     differences = ranking.differences()
     against = differences[ranking.best]
-    answer = styled(("train alone: ", "bold"), f"the student alone reaches {ranking.supervised_loss:.4f} nats/token"
-                    + (" on the whole budget" if ranking.compute else "") + ", better than the best candidate, "
-                    f"{best.name} (student {ranking.student_losses[ranking.best]:.4f}), by {against.value:.4f} "
-                    "nats/token") if ranking.alone_is_best else styled(("best teacher: ", "bold"), f"{best.name}" + (f" ({format_quantity(best.params)} parameters)"
-                                                                    if best.params else "")
-                    + f", L_T = {best.loss:.4f} -> student {ranking.student_losses[ranking.best]:.4f} nats/token"
-                    + (f" on {format_quantity(ranking.student_tokens)} tokens" if ranking.compute else "")
-                    + f"; without a teacher {ranking.supervised_loss:.4f}"
-                    + (" on the whole budget" if ranking.compute else ""))
+    whole = " on the whole budget" if ranking.compute else ""
+    if against.verdict == "pretrain":   # the best candidate's student is worse than training alone
+        answer = styled(("train alone: ", "bold"), f"the student alone reaches {ranking.supervised_loss:.4f} nats/token"
+                        f"{whole}, better than the best candidate, {best.name} (student "
+                        f"{ranking.student_losses[ranking.best]:.4f})")
+    else:
+        answer = styled(("best teacher: " if against.verdict == "distill" else "best candidate: ", "bold"),
+                        f"{best.name}" + (f" ({format_quantity(best.params)} parameters)" if best.params else "")
+                        + f", L_T = {best.loss:.4f} -> student {ranking.student_losses[ranking.best]:.4f} nats/token"
+                        + (f" on {format_quantity(ranking.student_tokens)} tokens" if ranking.compute else "")
+                        + f"; without a teacher {ranking.supervised_loss:.4f}{whole}")
     close = ranking.too_close
     if close:
         answer.append(f"; too close to call with it: {', '.join(ranking.candidates[i].name for i in close)}")
@@ -214,15 +217,16 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
                              "past the capacity gap" if ranking.past_gap else ""),
                   box=box.SIMPLE_HEAD, padding=(0, 0))
     intervals, past = ranking.intervals, set(ranking.past_gap)
+    shown = any(d.has_interval for d in differences)
     headers = ("teacher", "N_T", "D_T", "L_T", *(("D_S",) if budget else ()), "L_T / Ltilde_S", "student L_S",
                "Δ alone")
-    for header in headers + ((f"{intervals.level:.0%} ±",) if intervals is not None else ()):
+    for header in headers + ((f"Δ {differences[0].level:.0%}",) if shown else ()):
         table.add_column(header, justify="left" if header == "teacher" else "right")
     for index, (c, loss, ratio) in enumerate(zip(ranking.candidates, ranking.student_losses,
                                                  ranking.gap_ratios)):
         mark = "*" if index == ranking.best else "≈" if index in close else ""
-        interval = ((f"{(intervals.high[index] - intervals.low[index]) / 2:.3f}",)
-                    if intervals is not None else ())
+        delta = differences[index]
+        interval = (delta_cell(delta),) if shown else ()
         tokens = (format_quantity(ranking.tokens_each[index]),) if budget else ()
         table.add_row(f"{mark}{c.name}", format_quantity(c.params) if c.params else "-",
                       format_quantity(c.tokens) if c.tokens else "-", f"{c.loss:.4f}", *tokens,
@@ -242,6 +246,31 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
                f"{ranking.capacity_gap_teacher_loss:.4f} (d1 = {ranking.d1:.3f}); weaker "
                "teachers give L_S ~ L_T, and teachers stronger than L_T* make the student worse")
     return out
+
+
+def mode_verdict_lines(plan: PlanView) -> list[str]:
+    """The mode comparison's answer: the verdict on Delta = the best way of distilling - training alone
+    (its interval, as `--json` carries it), then the two best ways of distilling against each other."""
+    distilled, difference, verdict = plan.best_distilled, plan.difference, plan.verdict
+    delta = f"Δ = {distilled.name} - supervised {difference.describe()}"
+    if verdict == "distill":
+        first = f"distill, {distilled.name}: {delta}"
+    elif verdict == "pretrain":
+        first = f"pretrain (supervised): {delta}"
+    elif verdict == CANNOT_TELL and difference.outside is not None:
+        first = f"{CANNOT_TELL}: {delta}; {difference.outside}"
+    elif verdict == CANNOT_TELL:
+        first = (f"{CANNOT_TELL}: {delta} reaches 0 beyond the calibration's reach; "
+                 + what_would_tell(plan.student_params, max(m.effective_tokens for m in plan.modes)))
+    else:
+        first = f"too close to call: {delta} reaches 0"
+    between = plan.mode_difference
+    if between is None:
+        return [first]
+    one, two = plan.distilled_modes[:2]
+    second = (f"{one.name} against {two.name}: {between.describe()}, "
+              + (f"{one.name} ahead" if between.separated else "too close to call between them"))
+    return [first, second]
 
 
 # -- internals ------------------------------------------------------------------------------------
@@ -272,6 +301,11 @@ def at_cap(value: float | None, bound: float, trained: bool = True) -> str:
     return format_quantity(value)
 
 
+def delta_cell(difference: LossDifference) -> str:
+    """Delta's interval in a cell: both ends signed, every digit `describe` prints."""
+    return f"{difference.low:+.4f}–{difference.high:+.4f}" if difference.has_interval else "-"
+
+
 def interval_cell(prediction) -> str:
     if prediction is None or not prediction.has_interval:
         return "-"
@@ -281,10 +315,12 @@ def interval_cell(prediction) -> str:
 def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
                  best_supervised: SupervisedPlan | None = None,
                  edges: dict[str, list[str]] | None = None,
-                 verdicts: dict[str, str] | None = None) -> Table:
-    """One column per scenario. With `best_supervised`, `edges` and `verdicts` (a sweep over student
-    sizes) the plans are the best students, compared with the best model trained without a teacher,
-    and a best student on a limit of the search is marked."""
+                 differences: dict[str, LossDifference] | None = None) -> Table:
+    """One column per scenario, each with its verdict and Delta (`differences`, by scenario). With
+    `best_supervised` and `edges` (a sweep over student sizes) the plans are the best students,
+    compared with the best model trained without a teacher, and a best student on a limit of the
+    search is marked."""
+    differences = differences or {p.scenario.name: p.difference for p in plans}
     caption = "losses in nats/token" + ("; *: on the edge of the search (see below)"
                                         if edges and any(edges.values()) else "")
     if any(p.fresh is not None for p in plans):
@@ -326,8 +362,11 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     if with_intervals:
         row(f"supervised {level}",
             lambda p: interval_cell((best_supervised or p.supervised).interval))
-    row("verdict", lambda p: verdicts[p.scenario.name] if verdicts else p.verdict)
-    row("supervised - L_S", lambda p: f"{supervised_loss(p) - p.student_loss:+.4f}")
+    row("verdict", lambda p: differences[p.scenario.name].verdict)
+    row("Δ = L_S - alone", lambda p: f"{differences[p.scenario.name].value:+.4f}")
+    if any(d.has_interval for d in differences.values()):
+        row(f"Δ {next(d.level for d in differences.values() if d.has_interval):.0%}",
+            lambda p: delta_cell(differences[p.scenario.name]))
     row("FLOPs student", lambda p: f"{p.flops.student:.3g}")
     row("FLOPs teacher logits", lambda p: f"{p.flops.teacher_inference:.3g}")
     row("FLOPs teacher train", lambda p: f"{p.flops.teacher_pretraining:.3g}")
@@ -335,9 +374,11 @@ def _plans_table(plans: list[DistillationPlan], title: str, bound: float,
     return table
 
 
-def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> list[str]:
-    """What the intervals are made of, and what "too close to call" (among the table's `verdicts`) means."""
-    out = _start_notes(plans, verdicts) + _mixture_notes(plans)
+def _interval_notes(plans: list[DistillationPlan], differences: dict[str, LossDifference]) -> list[str]:
+    """What the intervals are made of, and what "too close to call" and "cannot tell" (among the
+    verdicts read off `differences`) mean."""
+    verdicts = {name: d.verdict for name, d in differences.items()}
+    out = _start_notes(plans) + _mixture_notes(plans)
     with_intervals = [p for p in plans if p.student_interval is not None]
     if not with_intervals:
         return out
@@ -346,15 +387,14 @@ def _interval_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> 
         out.append(f"intervals: the laws' own (a fit's bootstrap and backtest, a preset's stated error; `predict` "
                    f"says which) at the plan's distance from the runs; mostly {' and '.join(sorted(dominant))}")
     if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
-        out.append("too close to call: the interval of Δ = distilled - alone (the two losses' errors are "
-                   "correlated: they share the supervised law, the corpus and the evaluation) reaches across 0, "
-                   "so the laws cannot say whether distillation or pre-training wins here")
-    far = [p for p in with_intervals if verdicts[p.scenario.name] == CANNOT_TELL and p.start is None]
+        out.append("too close to call: the interval of Δ = distilled - alone reaches across 0, so the laws cannot "
+                   "say whether distillation or pre-training wins here")
+    far = [p for p in with_intervals if verdicts[p.scenario.name] == CANNOT_TELL]
+    for reason in dict.fromkeys(cannot_tell_reason(differences[p.scenario.name]) for p in far):
+        out.append(reason)
     if far:
         p = max(far, key=lambda p: p.supervised.tokens)
-        out.append(f"{CANNOT_TELL}: the plan lies beyond the runs, farther than the backtest reached and "
-                   f"than the pairs the verdicts were checked on, and there Δ's interval reaches across 0; "
-                   + what_would_tell(p.student_params, max(p.supervised.tokens, p.student_tokens)))
+        out.append(what_would_tell(p.student_params, max(p.supervised.tokens, p.student_tokens)))
     return out
 
 
@@ -372,7 +412,7 @@ def _mixture_notes(plans: list[DistillationPlan]) -> list[str]:
             f"{each} FLOPs"]
 
 
-def _start_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> list[str]:
+def _start_notes(plans: list[DistillationPlan]) -> list[str]:
     """What a pruned start does to the plan: outside the law's fit, its multiplier and range, and
     what is not counted."""
     started = [p for p in plans if p.start is not None]
@@ -386,9 +426,6 @@ def _start_notes(plans: list[DistillationPlan], verdicts: dict[str, str]) -> lis
            "not counted in the FLOPs: the pruning pass (a teacher forward and backward over the calibration "
            "tokens, `distillscale prune`: 16K by default, small beside any distillation budget), nor the "
            "teacher's training when the scenario does not pay for it"]
-    if any(verdicts[p.scenario.name] == CANNOT_TELL for p in started):
-        out.append(f"{CANNOT_TELL}: with a {start.start} start a verdict needs the student's range and the "
-                   "supervised loss (its interval, where it has one) to separate; here they overlap")
     return out
 
 
@@ -400,8 +437,8 @@ def _sweeps(plan: PlanView) -> list:
     out = [_plans_table([s.best for s in sweeps],
                         f"Best student size for C = {plan.compute:.3g} FLOPs (law: {plan.law})",
                         plan.planner.bounds[1], best_supervised, edges,
-                        plan.verdicts())]
-    out += _interval_notes([s.best for s in sweeps], plan.verdicts())
+                        plan.differences())]
+    out += _interval_notes([s.best for s in sweeps], plan.differences())
     out.append(f"best supervised model: {format_quantity(best_supervised.student_params)} "
                f"parameters on {format_quantity(best_supervised.tokens)} tokens"
                + (f", on the edge of the search{edge_note(sweeps[0].supervised_edges)}"
@@ -495,14 +532,7 @@ def modes_renderables(plan: PlanView, brief: bool = False) -> list:
         phase("remote teacher", lambda m: f"{m.flops.off_budget:.3g}")
 
     out = [table] if brief else [table, phases]
-    verdict = plan.verdict
-    runner_up = plan.runner_up
-    lead = f"{runner_up.student_loss - best.student_loss:.4f} nats/token ahead of {runner_up.name}"
-    delta = f"Δ = {best.name} - {runner_up.name} {plan.difference.describe()}"
-    out.insert(0, f"too close to call: {best.name} is {lead}; {delta} reaches 0" if verdict == "too close to call"
-               else f"{CANNOT_TELL}: {best.name} is {lead}, but beyond the backtest's reach {delta} reaches 0; "
-               + what_would_tell(plan.student_params, max(m.effective_tokens for m in modes)) if verdict == CANNOT_TELL
-               else f"predicted best: {best.name} ({lead}; {delta})")
+    out[:0] = mode_verdict_lines(plan)
     k_star = plan.break_even_efficiency
     against = {m.break_even_against for m in modes if m.mode == "on-policy"}
     assumed = on_policy.efficiency

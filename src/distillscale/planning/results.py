@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from distillscale.laws.difference import LossDifference, decide
+from distillscale.laws.difference import INDEPENDENT, LossDifference, compare, decide
 from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.laws.student_init import StartMultiplier
@@ -48,38 +48,51 @@ def _interval_record(prediction: Prediction | None) -> dict:
     return {"interval": [float(prediction.low), float(prediction.high)], "level": prediction.level,
             "interval_dominated_by": prediction.dominant,
             "extrapolation_half_width": prediction.extrapolation, "distance_beyond_runs": prediction.distance,
-            "beyond_backtest": prediction.beyond_backtest}
+            "beyond_backtest": prediction.beyond_backtest, "calibrated": prediction.calibrated,
+            "outside": prediction.outside}
 
 
 def verdict_difference(student_loss: float, student_interval: Prediction | None, supervised_loss: float,
-                       supervised_interval: Prediction | None) -> LossDifference:
+                       supervised_interval: Prediction | None, outside_fit: bool = False) -> LossDifference:
     """Delta = the distilled loss - the loss trained alone, with the interval of the difference
-    (`laws.difference.loss_difference`: the two errors' correlation and the factor measured on
-    trained pairs); without intervals, Delta alone."""
-    return decide(student_loss, student_interval, supervised_loss, supervised_interval)
+    (`laws.difference.compare`, the one rule of every verdict: each law's interval rescaled at its
+    distance, the two errors' correlation and the factor measured on trained pairs); without
+    intervals, Delta alone. `outside_fit` (a student whose start or teachers the law does not model:
+    pruned, a teacher mixture): its interval is a range the law's own does not measure, so the two
+    are combined as shown (`INDEPENDENT`), a loss without an interval counting as its point."""
+    if not outside_fit:
+        return decide(student_loss, student_interval, supervised_loss, supervised_interval)
+    if not any(i is not None and i.has_interval for i in (student_interval, supervised_interval)):
+        return decide(student_loss, None, supervised_loss, None, INDEPENDENT)
+    return compare(as_prediction(student_loss, student_interval), as_prediction(supervised_loss, supervised_interval),
+                   INDEPENDENT)
 
 
-def too_close_to_call(first: float, first_interval: Prediction | None, second: float,
-                      second_interval: Prediction | None) -> float | None:
-    """The half-width of `second - first`'s interval on the side facing 0 (what their difference must
-    exceed for a verdict), under the calibrated joint error of two losses of one law set. None
-    without intervals."""
-    return verdict_difference(first, first_interval, second, second_interval).uncertainty
+def as_prediction(loss: float, interval: Prediction | None) -> Prediction:
+    """A loss's interval, or the loss as a point (no width) when it has none."""
+    if interval is not None and interval.has_interval:
+        return interval
+    return Prediction(loss, loss, loss, None, None, None, None, outside=getattr(interval, "outside", None))
 
 
 def decide_verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval,
                    outside_fit: bool = False) -> str:
     """distill, pretrain, "too close to call" (the difference's interval straddles 0) or
-    CANNOT_TELL (it straddles 0 farther beyond the runs than the pairs it was calibrated on),
-    read off `verdict_difference`. `outside_fit` (a student whose start the law does not model,
-    e.g. pruned): the two losses' own intervals must not overlap, wherever the plan lies, a loss
-    without an interval counting as its point."""
-    if outside_fit:
-        def ends(loss, interval):
-            return (interval.low, interval.high) if interval is not None and interval.has_interval else (loss, loss)
-        (s_low, s_high), (p_low, p_high) = ends(student_loss, student_interval), ends(supervised_loss, supervised_interval)
-        return "distill" if s_high < p_low else "pretrain" if p_high < s_low else CANNOT_TELL
-    return verdict_difference(student_loss, student_interval, supervised_loss, supervised_interval).verdict
+    CANNOT_TELL (it straddles 0 farther than the pairs it was calibrated on, or a loss lies where
+    its interval means nothing), read off `verdict_difference`."""
+    return verdict_difference(student_loss, student_interval, supervised_loss, supervised_interval, outside_fit).verdict
+
+
+def cannot_tell_reason(difference: LossDifference) -> str:
+    """Why a verdict is CANNOT_TELL, in one line: where a loss's interval means nothing, or Delta's
+    interval reaching 0 farther beyond the runs than any pair that checked the verdicts."""
+    if difference.outside is not None:
+        return f"{CANNOT_TELL}: {difference.outside}, where a loss's interval means nothing"
+    if difference.rule != "distilled vs alone":
+        return (f"{CANNOT_TELL}: Δ's interval ({difference.rule}: the two intervals as shown) reaches across 0 "
+                "farther beyond the runs than the backtest reached")
+    return (f"{CANNOT_TELL}: Δ's interval reaches across 0 farther beyond the runs than any pair the verdicts were "
+            "checked on reached")
 
 
 def what_would_tell(params: float, tokens: float) -> str:
@@ -176,21 +189,25 @@ class DistillationPlan:
     teacher_interval: Prediction | None = field(default=None, repr=False)
 
     @property
-    def loss_difference(self) -> float:
-        """Distilled minus supervised loss (nats/token): negative when distillation wins."""
+    def distilled_minus_alone(self) -> float:
+        """Delta: the distilled minus the supervised loss (nats/token), negative when distillation wins."""
         return self.student_loss - self.supervised.loss
 
     @property
+    def outside_fit(self) -> bool:
+        """A start or teachers the distillation law does not model (pruned, a teacher mixture)."""
+        return self.start is not None or self.mixture is not None
+
+    @property
     def difference(self) -> LossDifference:
-        """`loss_difference` with its interval: what the verdict reads."""
+        """`distilled_minus_alone` with its interval: what the verdict reads."""
         return verdict_difference(self.student_loss, self.student_interval, self.supervised.loss,
-                                  self.supervised.interval)
+                                  self.supervised.interval, self.outside_fit)
 
     @property
     def verdict(self) -> str:
-        """distill, pretrain, or "too close to call" when the difference's interval straddles 0."""
-        return decide_verdict(self.student_loss, self.student_interval, self.supervised.loss,
-                              self.supervised.interval, outside_fit=self.start is not None or self.mixture is not None)
+        """distill, pretrain, too close to call or cannot tell: `difference`'s verdict."""
+        return self.difference.verdict
 
     @property
     def verdict_uncertainty(self) -> float | None:
@@ -288,12 +305,11 @@ class StudentSweep:
     def difference(self) -> LossDifference:
         """The best student's distilled loss - the best student trained alone, with its interval."""
         return verdict_difference(self.best.student_loss, self.best.student_interval, self.supervised_best.loss,
-                                  self.supervised_best.interval)
+                                  self.supervised_best.interval, self.best.outside_fit)
 
     @property
     def verdict(self) -> str:
-        return decide_verdict(self.best.student_loss, self.best.student_interval, self.supervised_best.loss,
-                              self.supervised_best.interval, outside_fit=self.best.start is not None)
+        return self.difference.verdict
 
     @property
     def edges(self) -> list[str]:

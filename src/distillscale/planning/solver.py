@@ -101,7 +101,14 @@ class SupervisedPlanner:
                 "choose a larger student or lower {}")
         return SupervisedPlan(student_params, tokens,
                               float(self.supervised_law.predict(student_params, tokens)), budget,
-                              interval_or_none(self.supervised_law.prediction(student_params, tokens)))
+                              self.marked(interval_or_none(self.supervised_law.prediction(student_params, tokens)),
+                                          student_params, tokens))
+
+    def marked(self, prediction: Prediction | None, params: float, tokens: float,
+               students: bool = False) -> Prediction | None:
+        """`prediction` marked where its interval means nothing (`laws.extrapolation.marked`): a
+        planner that knows its law set's data and vocabulary marks it; this one, a law alone, cannot."""
+        return prediction
 
     def supervised_optimal(self, budget: float, size_range: tuple[float, float] | None = None,
                            tokens_per_param: tuple[float, float] | None = None,
@@ -202,6 +209,12 @@ class DistillationPlanner(SupervisedPlanner):
         self.search_distillation = replace(self.distillation, student_law=self.search_law)
         self.grid_size = grid_size
 
+    def marked(self, prediction: Prediction | None, params: float, tokens: float,
+               students: bool = False) -> Prediction | None:
+        from distillscale.laws.extrapolation import marked
+
+        return marked(prediction, self.laws, params, tokens, students=students)
+
     # -- distillation -----------------------------------------------------------------------
 
     def distilled_loss(self, student_params, student_tokens, teacher_loss, multiplier: float | None = None,
@@ -234,6 +247,7 @@ class DistillationPlanner(SupervisedPlanner):
             student = interval_or_none(prediction)
         else:
             student = self.start_interval(plan, prediction)
+        student = self.marked(student, plan.student_params, self.token_multiplier * plan.student_tokens, students=True)
         return replace(plan, student_interval=self.teacher_spread(plan, student, teacher), teacher_interval=teacher,
                        start=self.start if self.start is not None else plan.start)
 
@@ -433,7 +447,7 @@ class DistillationPlanner(SupervisedPlanner):
                     plan = self.plan(float(size), 3.0 * flops_per_token * tokens, scenario)
                 except UserError:
                     continue
-                advantage[i, j] = -plan.loss_difference   # supervised - distilled
+                advantage[i, j] = -plan.distilled_minus_alone   # supervised - distilled
         return advantage
 
     # -- internals ----------------------------------------------------------------------------

@@ -15,9 +15,8 @@ from scipy import stats
 
 from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.difference import LossDifference, decide
+from distillscale.laws.difference import SAME_LAW, LossDifference, compare, decide
 from distillscale.laws.uncertainty import Prediction
-from distillscale.planning.results import too_close_to_call
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.units import Quantity, parse_quantity
 
@@ -72,6 +71,9 @@ class TeacherRanking:
     # At a budget: L_T* at each candidate's own student tokens (what "past the capacity gap" compares
     # each with; `optimal_teacher_loss` is the best candidate's).
     optimal_each: np.ndarray | None = field(default=None, repr=False)
+    # Why each candidate's student loss has an interval that means nothing there (None: it means
+    # something; `laws.extrapolation.meaningless`): its verdicts then cannot tell.
+    outside_each: tuple[str | None, ...] = ()
 
     @property
     def best(self) -> int:
@@ -79,14 +81,14 @@ class TeacherRanking:
 
     @property
     def too_close(self) -> list[int]:
-        """The candidates whose predicted student loss differs from the best's by less than their
-        intervals say (the planner's rule for a verdict, `results.too_close_to_call`): too close to
-        call against the best, not ranked below it by noise. Empty without intervals."""
+        """The candidates too close to call against the best: the interval of their student loss minus
+        the best's, two predictions of one law (`laws.difference.SAME_LAW`: combined as shown), reaches
+        0, and their own verdict against training alone is the best's. Empty without intervals."""
         if self.intervals is None:
             return []
-        best, losses = self.best, self.student_losses
-        return [i for i in range(len(self.candidates)) if i != best and abs(losses[i] - losses[best])
-                < too_close_to_call(float(losses[best]), self._one(best), float(losses[i]), self._one(i))]
+        best, against = self.best, self.differences()
+        return [i for i in range(len(self.candidates)) if i != best and against[i].verdict == against[best].verdict
+                and not compare(self._one(i), self._one(best), SAME_LAW).separated]
 
     def _one(self, i: int) -> Prediction | None:
         """Candidate i's student loss with its interval (None without intervals)."""
@@ -96,7 +98,8 @@ class TeacherRanking:
         distance = None if self.intervals.distance is None else float(np.atleast_1d(self.intervals.distance)[
             min(i, np.size(self.intervals.distance) - 1)])
         return replace(self.intervals, value=float(self.student_losses[i]), low=float(low[i]), high=float(high[i]),
-                       noise=None, extrapolation=None, distance=distance)
+                       noise=None, extrapolation=None, distance=distance,
+                       outside=self.outside_each[i] if i < len(self.outside_each) else None)
 
     def differences(self) -> list[LossDifference]:
         """Each candidate's Delta = its distilled student's loss - the student trained alone, with the
@@ -105,9 +108,15 @@ class TeacherRanking:
                 for i, loss in enumerate(self.student_losses)]
 
     @property
+    def verdict(self) -> str:
+        """The best candidate's verdict against training alone: distill (its Delta's interval below 0),
+        pretrain (above: training alone is best), too close to call, or cannot tell."""
+        return self.differences()[self.best].verdict
+
+    @property
     def alone_is_best(self) -> bool:
-        """Whether the student trained alone beats every candidate: each one's Δ alone above 0."""
-        return all(difference.value > 0 for difference in self.differences())
+        """Whether training alone beats every candidate: each one's verdict against alone is pretrain."""
+        return all(difference.verdict == "pretrain" for difference in self.differences())
 
     @property
     def gap_ratios(self) -> np.ndarray:
@@ -135,7 +144,8 @@ class TeacherRanking:
             "optimal_student_loss": self.optimal_student_loss,
             "capacity_gap_teacher_loss": self.capacity_gap_teacher_loss, "d1": self.d1,
             "best": self.candidates[self.best].name, "compute": self.compute,
-            "alone_is_best": all(difference.value > 0 for difference in differences),
+            "verdict": differences[self.best].verdict,
+            "alone_is_best": all(difference.verdict == "pretrain" for difference in differences),
             "too_close_to_call": [self.candidates[i].name for i in close],
             "candidates": [{"name": c.name, "teacher_params": c.params, "teacher_tokens": c.tokens,
                             "teacher_loss": c.loss, "student_loss": float(loss),
@@ -195,7 +205,7 @@ def teacher_ladder(planner: DistillationPlanner, student_params: float,
                    tokens_per_param: float = 20.0) -> list[TeacherCandidate]:
     """Teachers 1x..128x the student's size, each trained on `tokens_per_param` tokens per
     parameter (Busbridge's fixed-M teachers, Chinchilla's 20 by default)."""
-    return [TeacherCandidate.from_size(f"{m:g}x student", m * student_params,
+    return [TeacherCandidate.from_size(f"{m:g}x N_S", m * student_params,
                                        tokens_per_param * m * student_params, planner)
             for m in multiples]
 
@@ -228,8 +238,12 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
     if tokens_each is not None:
         student_tokens, alone_tokens = float(tokens_each[int(np.argmin(losses))]), compute / (3 * student_flops)
     optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
-    alone = planner.supervised_law.prediction(student_params, alone_tokens)
+    alone = planner.marked(planner.supervised_law.prediction(student_params, alone_tokens), student_params,
+                           alone_tokens)
     supervised = float(alone.value)
+    each = np.broadcast_to(np.asarray(student_tokens if tokens_each is None else tokens_each, float), losses.shape)
+    outside = tuple(planner.marked(Prediction(float(loss), None, None, None, None, None, None), student_params,
+                                   float(tokens), students=True).outside for loss, tokens in zip(losses, each))
     optimal_each = None if tokens_each is None else np.array(   # each candidate's own L_T*
         [planner.optimal_teacher_loss(student_params, float(tokens))[0] for tokens in tokens_each])
     ltilde = float(planner.supervised_law.predict(student_params, student_tokens))   # Ltilde_S at the student's tokens
@@ -241,7 +255,7 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         curve_teacher_losses=curve,
         curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64),
         compute=compute, tokens_each=tokens_each, alone_each=alone_each, optimal_each=optimal_each,
-        supervised_interval=alone if alone.has_interval else None)
+        supervised_interval=alone if alone.has_interval else None, outside_each=outside)
 
 
 def teacher_loss_range(planner: DistillationPlanner, points: int = 600) -> np.ndarray:

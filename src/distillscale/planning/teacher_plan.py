@@ -13,6 +13,7 @@ from distillscale.laws.lawset import LawSet
 from distillscale.planning.options import positive
 from distillscale.planning.plan import _load, planner_for
 from distillscale.planning.warnings import distillation_warnings, measured_teacher_notes
+from distillscale.laws.extrapolation import smaller_teacher_warning
 from distillscale.units import Quantity, format_quantity
 from distillscale.urls import is_url
 
@@ -63,9 +64,7 @@ def ranking_warnings(laws: LawSet, ranking: TeacherRanking) -> list[str]:
         messages += distillation_warnings(laws, student, tokens, (f"teacher {c.name!r}", c.params, c.tokens), {
             f"the student's predicted loss with teacher {c.name!r}": float(loss),
             "the student's loss trained alone": alone})
-        if c.params is not None and c.params < ranking.student_params:
-            messages.append(f"teacher {c.name!r} ({format_quantity(c.params)} parameters) is smaller than its "
-                            f"{format_quantity(ranking.student_params)}-parameter student")
+        messages += smaller_teacher_warning(f"teacher {c.name!r}", c.params, ranking.student_params)
     return list(dict.fromkeys(messages))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from distillscale.laws.extrapolation import extrapolation_warnings, uniform_guess_warnings
+from distillscale.laws.extrapolation import extrapolation_warnings, teacher_loss_note, uniform_guess_warnings
 from distillscale.laws.lawset import LawSet
 
 if TYPE_CHECKING:
@@ -113,13 +113,9 @@ def loss_units_notes(laws: LawSet, settings, model=None, context: int | None = N
     """What a teacher's loss must be to plan with it (`data.loss_identity`): a given --teacher-loss is
     taken in the law's units, said in one line; a --teacher-model's measured loss (`model`, for a plan at
     `context`): `measured_teacher_notes`."""
-    losses, messages = laws.losses, []
-    unknown = (f"law {laws.name!r} does not record what its losses are (the tokenizer and text of its runs: fit it "
-               "with --tokenizer and --text)")
+    messages = []
     if settings.teacher_loss is not None:
-        messages.append(f"--teacher-loss {settings.teacher_loss:g} is taken as {losses.describe()}: the teacher's loss "
-                        f"must be measured in that tokenizer on that text (`distillscale loss`)" if losses.given else
-                        f"{unknown}: --teacher-loss must be in the tokenizer and on the text of the runs it was fitted on")
+        messages.append(teacher_loss_note(laws, settings.teacher_loss))
     if model is not None:
         messages += measured_teacher_notes(laws, model, model.context if context is None else context)
     return messages

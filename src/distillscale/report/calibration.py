@@ -492,7 +492,8 @@ def _token_multiplier(run: dict[str, Any], scratch: list[dict[str, Any]]) -> tup
 
 
 def _distilled_vs_baseline(runs: SweepRuns) -> list[dict[str, Any]]:
-    """Each student beside the supervised baseline of its size trained on the same tokens."""
+    """Each student beside the supervised baseline of its size trained on the same tokens, and Delta =
+    distilled - baseline (nats/token, negative when distillation won), the sign of every verdict's."""
     baselines = [r for r in runs.supervised if r["kind"] == "baseline"]
     pairs = []
     for student in runs.students:
@@ -503,7 +504,7 @@ def _distilled_vs_baseline(runs: SweepRuns) -> list[dict[str, Any]]:
                           "student_tokens": student["tokens"], "teacher_params": student["teacher_params"],
                           "teacher_loss": student["teacher_loss"], "distilled_loss": student["val_loss"],
                           "baseline_loss": match[0]["val_loss"],
-                          "gain": match[0]["val_loss"] - student["val_loss"]})
+                          "distilled_minus_baseline": student["val_loss"] - match[0]["val_loss"]})
     return pairs
 
 

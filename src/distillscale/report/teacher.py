@@ -72,6 +72,7 @@ def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, la
     tokens = float((target.get("target") or {}).get("target_tokens") or student["tokens"])
     model = teacher_model(teacher, laws, laws.compute.n_ctx, trust_remote_code)
     compute = (3.0 * float(ForwardFlops.from_settings(laws.compute)(N)) + model.flops_per_token) * tokens
+    compute = float(f"{compute:.4g}")   # as a user writes a budget: the plan command shown gives this very plan
     planned = plan(laws, compute=compute, student_params=N, teacher_model=str(teacher),
                    trust_remote_code=trust_remote_code)
     headline = planned.headline
@@ -129,6 +130,17 @@ def _write_student_config(student: dict, teacher, tokens: float, out_dir: Path) 
     return path
 
 
+def next_step(section: dict[str, Any]) -> tuple[str, str]:
+    """What to do with the plan, as its verdict says: distil it (the command), or, where training alone
+    wins or the laws cannot tell, where the distillation's config is for a trial."""
+    command = section["distill_command"]
+    if section["verdict"] == "distill":
+        return "distil it", command
+    if section["verdict"] == "pretrain":
+        return "train the student alone instead", f"the laws put it below the distilled one; to distil anyway: {command}"
+    return "try both", f"the laws cannot decide; distil: {command}"
+
+
 def teacher_lines(section: dict[str, Any]) -> list[str]:
     """The section in a few lines, for the terminal."""
     loss = section["loss"]
@@ -149,7 +161,7 @@ def teacher_lines(section: dict[str, Any]) -> list[str]:
                  + f": a {section['student_params']:,.0f}-parameter student distilled from it on "
                  f"{section['student_tokens']:,.0f} tokens reaches {section['student_loss']:.4f}{shown} nats/token, "
                  f"{section['supervised_loss']:.4f} without a teacher{verdict_clause(section.get('failed_checks', {}))}; "
-                 f"distil it: {section['distill_command']}")
+                 + ": ".join(next_step(section)))
     if (section.get("epochs") or 0) > 1:
         lines.append(f"  those tokens are {section['epochs']:.1f} epochs of this corpus's student split: both losses "
                      "are the laws' for fresh tokens, and a model trained without a teacher on repeated data does worse")
@@ -177,7 +189,7 @@ def teacher_html(section: dict[str, Any]) -> str:
                      else "")),
                  ("L_T / L̃_S", f"{section['capacity_gap_ratio']:.3f}" + ("" if section.get("d1") is None else
                                                                          f" (capacity gap near d1 = {section['d1']:.3f})")),
-                 ("distil it", section["distill_command"])]
+                 next_step(section)]
     else:
         rows.append(("plan", f"none: {section.get('skipped')}"))
     body = "".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(str(value))}</td></tr>" for name, value in rows)

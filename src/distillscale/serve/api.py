@@ -258,7 +258,7 @@ class Planner:
         for budget in budgets:
             distilled.append(_loss_point(lambda: _distilled_at(result, budget)))
             supervised.append(_loss_point(lambda: result.planner.supervised(student_params, budget)))
-        difference = [None if d is None or s is None else s["loss"] - d["loss"]
+        difference = [None if d is None or s is None else d["loss"] - s["loss"]   # Delta: distilled - alone
                       for d, s in zip(distilled, supervised)]
         return {"ok": True, "student_params": student_params, "budget": result.compute,
                 "budgets": budgets.tolist(), "distilled": distilled, "supervised": supervised,
@@ -437,7 +437,8 @@ def _loss_point(solve) -> dict | None:
 
 
 def _sign_changes(budgets: np.ndarray, difference: list[float | None]) -> list[dict]:
-    """Where supervised minus distilled loss changes sign along the budgets, interpolated in log C."""
+    """Where Delta (distilled minus supervised loss, the point values) changes sign along the budgets,
+    interpolated in log C."""
     flips = []
     for i in range(len(budgets) - 1):
         a, b = difference[i], difference[i + 1]
@@ -445,7 +446,7 @@ def _sign_changes(budgets: np.ndarray, difference: list[float | None]) -> list[d
             continue
         t = a / (a - b)
         budget = float(np.exp(np.log(budgets[i]) + t * (np.log(budgets[i + 1]) - np.log(budgets[i]))))
-        flips.append({"budget": budget, "to": "distill" if b > 0 else "pretrain"})
+        flips.append({"budget": budget, "to": "distill" if b < 0 else "pretrain"})
     return flips
 
 

@@ -391,7 +391,9 @@ def _ladder_runs(kind: RunKind, ladder: Ladder, base: dict[str, Any], source: st
         if not grid:
             raise UserError(f"{source}: [{section}] n_layers = {n_layers} ({params:,} parameters) has no "
                             f"run between min_tokens and max_tokens: widen the window or the budgets")
-        points = tune.points(base["lr"], base["batch_size"]) if tune else [(base["lr"], base["batch_size"])]
+        size_batch = ladder.batch_for(min(point[2] for point in grid), base["batch_size"],
+                                      base["grad_accum"] * base["seq_len"])
+        points = tune.points(base["lr"], size_batch) if tune else [(base["lr"], size_batch)]
         seeds = range(base["seed"], base["seed"] + ladder.seeds_of(n_layers))
         for seed, (lr, batch_size) in ((seed, point) for seed in seeds for point in points):
             settings = {**base, "n_layers": n_layers, "split": split, "seed": seed, "lr": lr, "batch_size": batch_size}

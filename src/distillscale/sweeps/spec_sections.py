@@ -81,6 +81,10 @@ class Ladder(BaseModel):
     # repeating; min: enough optimizer steps), so one M list can serve sizes 100x apart.
     min_tokens: Annotated[float | None, _quantity("min_tokens", Quantity.TOKENS)] = None
     max_tokens: Annotated[float | None, _quantity("max_tokens", Quantity.TOKENS)] = None
+    # Enough optimizer steps for the laws: each size trains at the largest batch ([model] batch_size,
+    # halved as needed, at least 1 sequence) whose shortest run takes at least this many steps, so a
+    # small model's few tokens are not spent in a few large steps still in training's early transient.
+    min_steps: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _check_grid(self) -> "Ladder":
@@ -109,7 +113,16 @@ class Ladder(BaseModel):
         unused = ({"seeds", "seeded_sizes", "seeded"} if self.seeds == 1
                   else {"seeded"} if self.seeded == "smallest" else set())
         return {key: value for key, value in self.model_dump(mode="json").items()
-                if key not in unused and not (key.endswith("_tokens") and value is None)}
+                if key not in unused and not ((key.endswith("_tokens") or key == "min_steps") and value is None)}
+
+    def batch_for(self, shortest_tokens: float, batch_size: int, tokens_per_sequence: int) -> int:
+        """The batch (sequences) a size trains at: `batch_size`, halved until its shortest run of
+        `shortest_tokens` takes at least `min_steps` optimizer steps (1 at the least)."""
+        if self.min_steps is None:
+            return batch_size
+        while batch_size > 1 and shortest_tokens / (batch_size * tokens_per_sequence) < self.min_steps:
+            batch_size = max(1, batch_size // 2)
+        return batch_size
 
     def in_window(self, tokens: float) -> bool:
         return (self.min_tokens or 0) <= tokens <= (self.max_tokens or float("inf"))

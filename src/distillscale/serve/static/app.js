@@ -106,10 +106,10 @@ function render(result) {
     cards.push(card("loss, nats/token", loss(s.student_loss), interval(s.student_interval)));
   } else {
     const signed = x => `${x >= 0 ? "+" : ""}${loss(x)}`;
-    const band = s.loss_difference_interval
-      ? ` [${signed(s.loss_difference_interval[0])}, ${signed(s.loss_difference_interval[1])}]` : "";
-    const margin = `Δ = distilled − alone ${signed(s.loss_difference)} nats/token ` +
-                   `(${(100 * s.loss_difference_relative).toFixed(1)}%)${band}`;
+    const band = s.distilled_minus_alone_interval
+      ? ` [${signed(s.distilled_minus_alone_interval[0])}, ${signed(s.distilled_minus_alone_interval[1])}]` : "";
+    const margin = `Δ = distilled − alone ${signed(s.distilled_minus_alone)} nats/token ` +
+                   `(${(100 * s.distilled_minus_alone_relative).toFixed(1)}%)${band}`;
     cards.push(card("verdict", s.verdict, margin, verdictClass));
     cards.push(card("student loss L_S, nats/token", loss(s.student_loss), interval(s.student_interval)));
     cards.push(card(s.kind === "sweep" ? "best supervised loss, nats/token" : "supervised loss, nats/token", loss(s.supervised_loss),
