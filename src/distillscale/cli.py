@@ -182,13 +182,22 @@ def main(argv: list[str] | None = None) -> int:
         if message is None:
             raise
         return _fail(message)
+    except PermissionError as exc:   # an unreadable input or an unwritable output, said as every refusal is
+        return _fail(_permission_message(exc))
     except typer.Exit as exc:
-        return _interrupted() if exc.exit_code == INTERRUPTED else exc.exit_code
+        return _interrupted(args) if exc.exit_code == INTERRUPTED else exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        return _interrupted()
+        return _interrupted(args)
     # In-process, typer turns Ctrl-C (KeyboardInterrupt) into the returned status 130.
     code = result if isinstance(result, int) else 0
-    return _interrupted() if code == INTERRUPTED else code
+    return _interrupted(args) if code == INTERRUPTED else code
+
+
+def _permission_message(exc: PermissionError) -> str:
+    """A file or directory this user may not read or write, in one line: which, and how to go on."""
+    where = exc.filename or "a file"
+    return (f"permission denied on {where}: this user may not read or write it (or the directory holding it); "
+            "make it readable (or writable), or give another path")
 
 
 @functools.cache
@@ -241,9 +250,18 @@ def _empty_path(argv: list[str]) -> str | None:
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
-def _interrupted() -> int:
-    print("distillscale: interrupted; run the same command again to resume "
-          "(finished steps and runs are kept)", file=sys.stderr)
+# The commands that keep what they did as they go, so that running them again resumes.
+RESUMING = {("train",), ("distill",), ("sweep", "run"), ("demo",), ("loss",), ("cache-logits",), ("prune",)}
+
+
+def _interrupted(args: list[str] | None = None) -> int:
+    """Ctrl-C: what was kept. A command that resumes says so, only as far as it kept something (a run's
+    last checkpoint, a sweep's finished runs, a measurement's finished batches)."""
+    path = tuple(_command_path(args or []))
+    resumes = any(path[:len(command)] == command for command in RESUMING)
+    print("distillscale: interrupted" + ("; run the same command again to go on from what it kept (its last "
+                                         "checkpoint, finished runs or measured batches, if it got that far)"
+                                         if resumes else ": nothing was kept"), file=sys.stderr)
     return INTERRUPTED
 
 

@@ -39,6 +39,7 @@ from tokenizers import Tokenizer
 import distillscale
 from distillscale.console import err_console, warn
 from distillscale.data.config import CACHE_ENV, DEFAULT_VOCAB_SIZE, DataConfig
+from distillscale.data.content import corpus_content
 from distillscale.data.manifest import describe_prepared, prepared_manifest
 from distillscale.data.loss_identity import corpus_tokenizer_identity, tokenizer_identity
 from distillscale.data.prepared import (EARLIER_FORMATS, FIXED_SETTINGS, FORMAT, ROUTE_DTYPE, PreparedData,
@@ -106,7 +107,7 @@ def given_prepared(config: DataConfig) -> PreparedData | None:
         # text_field is always passed on (its default given as such): only another one than the default differs
         given = key in config.model_fields_set and (key != "text_field" or mine != DataConfig.model_fields[key].default)
         if given and key != "vocab_size" and mine != theirs:
-            differ.append(f"{flag} {mine} (prepared with {theirs})")
+            differ.append(f"{flag} {_setting(mine)} (prepared with {_setting(theirs)})")
     if config.vocab_size is not None and config.vocab_size != data.vocab_size:
         differ.append(f"--vocab-size {config.vocab_size} (it has {data.vocab_size} ids)")
     if config.route_field is not None and (data.manifest.get("routes") or {}).get("field") != config.route_field:
@@ -155,6 +156,12 @@ class DataIdentity:
         return f"data fingerprint {fingerprint}, {self.fingerprint} now: the corpus or its tokenizer changed since"
 
 
+def _setting(value) -> str:
+    """A data setting as a user writes it: no limit for a max_bytes of None, not Python's None."""
+    return "no limit" if value is None else f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) \
+        else str(value)
+
+
 def data_identity(config: DataConfig) -> DataIdentity:
     """The `DataIdentity` of `config`'s data now (a missing corpus or tokenizer: a one-line UserError); of a
     corpus `data prepare` made, given as the path, what its manifest records."""
@@ -169,6 +176,43 @@ def data_identity(config: DataConfig) -> DataIdentity:
                         splits=(FORMAT, plain.fingerprint(), config.max_bytes, config.val_fraction, config.seed),
                         earlier={name: _fingerprint(config, source_fingerprint, loaded, name)
                                  for name in EARLIER_FORMATS})
+
+
+# What cuts a corpus into its splits besides the corpus itself.
+SPLIT_SETTINGS = ("max_bytes", "val_fraction", "seed")
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """What a config's splits are cut from and how, found by content (`data.content`): the corpus's
+    content digest (None: a corpus prepared by an earlier version, whose manifest does not record it)
+    and the split settings that cut it (a prepared corpus's own, whatever the config says)."""
+
+    content: str | None
+    settings: dict
+    root: str | None = None   # where the corpus resolved (None: the built-in corpus, or not recorded)
+    format: str = FORMAT      # the data format that split it
+
+
+def split_source(config: DataConfig) -> SplitSource:
+    """`config`'s `SplitSource` (a missing or unreadable corpus: a one-line UserError)."""
+    given = given_prepared(config)
+    if given is not None:
+        recorded = given.manifest.get("config") or {}
+        source = given.manifest["source"]
+        content = source.get("content")
+        if content is None:   # prepared by an earlier version: its corpus's content, where it is as it was
+            try:
+                corpus = resolve_corpus(recorded.get("path"), recorded.get("text_field") or "text")
+                content = corpus_content(corpus, config.cache_dir) if corpus.fingerprint() == source["fingerprint"] else None
+            except UserError:
+                content = None
+        return SplitSource(content,
+                           {name: recorded.get(name, DataConfig.model_fields[name].default) for name in SPLIT_SETTINGS},
+                           recorded.get("path"), given.manifest.get("format", FORMAT))
+    corpus = resolve_corpus(config.path, config.text_field)
+    return SplitSource(corpus_content(corpus, config.cache_dir), {name: getattr(config, name) for name in SPLIT_SETTINGS},
+                       corpus.root if config.path is not None else None)
 
 
 def _identify(config: DataConfig) -> tuple[Corpus, tuple[Tokenizer, str] | None, str, str]:
@@ -400,10 +444,13 @@ def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, finge
         "format": FORMAT,
         "fingerprint": fingerprint,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config.model_dump(),
+        # the corpus's path as it resolved: a relative path would name another corpus from another directory
+        "config": {**config.model_dump(), **({"path": corpus.root} if Path(corpus.root).is_absolute()
+                                             and config.path is not None else {})},
         "source": {"kind": corpus.kind, "description": corpus.describe(), "files": len(corpus.files),
                    "fingerprint": source_fingerprint,
                    "fingerprint_method": "sha256 of each file's path, size and mtime",
+                   "content": corpus_content(corpus, config.cache_dir),   # what the corpus is: data.content
                    "documents": stats.documents, "bytes": stats.bytes,
                    "truncated_by_max_bytes": stats.truncated,
                    "skipped_non_utf8": stats.skipped_non_utf8, "skipped_examples": stats.skipped_examples,

@@ -39,7 +39,7 @@ def scored_data(target: ScoredModel, data: str | Path | None, max_bytes: int | N
                             "--val-fraction and --seed (they split a corpus)")
         prepared = open_prepared(data)
         if trained is not None:
-            trained.check(DataConfig.model_validate(prepared.manifest["config"]), who=f"--data {data}",
+            trained.check(DataConfig(path=str(data)), who=f"--data {data}",
                           fix="measure the model on its own corpus as it trained: leave out --data")
     elif data is not None:
         if target.tokenizer is None:
@@ -71,8 +71,8 @@ def _as_trained(trained: TrainedSplit | None, config, given: dict):
     if trained is None:
         return config
     config = trained.as_trained(config, given=given)
-    trained.check(config, who="the measurement", fix="leave out --max-bytes, --val-fraction and --seed to split it "
-                                                     "as the model did")
+    trained.check(config, who="the measurement", given=given,
+                  fix="give the corpus itself as --data, which is then split as the model did")
     return config
 
 

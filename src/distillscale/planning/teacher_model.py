@@ -113,9 +113,10 @@ def _check_split(path: Path, laws: LawSet) -> None:
     text = laws.losses.text
     if split is None or text is None or not text.directory or not (Path(text.directory) / "manifest.json").is_file():
         return
-    law_data = DataConfig.model_validate(open_prepared(text.directory).manifest["config"])
+    law_data = DataConfig(path=str(text.directory))   # the law's prepared corpus: its own split, recorded
+    corpus = (open_prepared(text.directory).manifest.get("config") or {}).get("path")
     split.check(law_data, who="the law", fix=f"calibrate the laws on the teacher's split: `distillscale demo --data "
-                                             f"{law_data.path or 'CORPUS'} --teacher {path}` splits the corpus as the "
+                                             f"{corpus or 'CORPUS'} --teacher {path}` splits the corpus as the "
                                              "teacher did")
 
 

@@ -47,7 +47,7 @@ from distillscale.training.metrics import MetricLogger, training_progress
 from distillscale.training.objective import Objective, SupervisedObjective
 from distillscale.training.optim import build_optimizer, build_scheduler, lr_schedule
 from distillscale.training.prefetch import BatchPrefetcher
-from distillscale.training.records import ForkLink, RunPlan, RunResult, student_fields
+from distillscale.training.records import ForkLink, RunCorpus, RunPlan, RunResult, student_fields
 from distillscale.training.run_dir import RunDirectory, RunStart
 from distillscale.training.sharded_checkpoint import (
     load_sharded,
@@ -157,7 +157,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                    cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,
                    tokens_per_step=config.tokens_per_step, world_size=group.world_size, device=str(group.device),
                    bf16=_use_bf16(config, group.device), data_fingerprint=data.fingerprint,
-                   **student_fields(student_record))
+                   corpus=RunCorpus.of_manifest(data.manifest), **student_fields(student_record))
     if start is RunStart.RESUME and run.stored_plan().data_fingerprint != data.fingerprint:
         raise UserError(f"the data changed since the run in {run.path} started: restore it, or pass "
                         f"--overwrite to start again")

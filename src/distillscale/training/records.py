@@ -91,6 +91,34 @@ class HFStudentRecord(BaseModel):
         return self.flops.method_text if self.flops is not None else "2 x non_embedding_params (an older run)"
 
 
+class RunCorpus(BaseModel):
+    """What a run's data was cut from, whatever path named it: the corpus's path as it resolved (None:
+    the built-in corpus), its content digest (`data.content`; None: prepared by an earlier version) and
+    the split settings that cut it (a prepared corpus's own). What a reader of the run's corpus compares
+    to keep the run's split (`data.trained_split`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str | None = None
+    content: str | None = None
+    max_bytes: int | None = None
+    val_fraction: float = 0.05
+    seed: int = 0
+    format: str | None = None   # the data format that split it
+
+    @classmethod
+    def of_manifest(cls, manifest: dict) -> "RunCorpus":
+        """The record of prepared data (its manifest: the corpus it read and the settings that split it)."""
+        recorded = manifest.get("config") or {}
+        path = recorded.get("path")
+        return cls(path=None if path is None else str(path), content=(manifest.get("source") or {}).get("content"),
+                   format=manifest.get("format"),
+                   **{name: recorded[name] for name in ("max_bytes", "val_fraction", "seed") if name in recorded})
+
+    def split_settings(self) -> dict:
+        return {"max_bytes": self.max_bytes, "val_fraction": self.val_fraction, "seed": self.seed}
+
+
 class RunPlan(BaseModel):
     """What a config comes to on this data and hardware; a resumed run or a fork checks it matches."""
 
@@ -106,6 +134,7 @@ class RunPlan(BaseModel):
     device: str
     bf16: bool
     data_fingerprint: str
+    corpus: RunCorpus | None = None   # None: a run of an earlier version, which did not record it
     model: ModelConfig | None = None  # None for a generic Hugging Face student (`hf_student`)
     hf_student: HFStudentRecord | None = None
     fork: ForkLink | None = None

@@ -247,7 +247,10 @@ class RunDirectory:
             data = config.data_config()
         except (ValidationError, TypeError, ValueError):
             return None
-        return data, self.stored_plan().data_fingerprint
+        plan = self.stored_plan()
+        if plan.corpus is not None and plan.corpus.path is not None and data.path is not None:
+            data = data.model_copy(update={"path": plan.corpus.path})   # as it resolved: from any directory
+        return data, plan.data_fingerprint
 
     def loss_identity(self) -> LossIdentity | None:
         """What the run's val_loss is (`data.loss_identity`): nats/token of its tokenizer on the val split

@@ -177,17 +177,19 @@ def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer
         if source.trained_split is not None and "split" not in config.model_fields_set:
             updates["split"] = OTHER_HALF[source.trained_split]
     resolved = type(config).model_validate(config.model_dump() | updates)
+    given = {key for key in STUDENT_SPLIT_SETTINGS if getattr(config, key) is not None}
     trained = TrainedSplit.of_run(source.path) if source.kind == "run" else None
     if trained is not None and config.data is not None and trained.reads_my_corpus(resolved.data_config()):
         # the teacher's corpus named: split as the teacher did, unless told otherwise (then checked)
-        unset = {key: value for key, value in trained.settings().items() if key in STUDENT_SPLIT_SETTINGS
-                 and getattr(config, key) is None}
+        adopted = trained.as_trained(resolved.data_config(), given)   # a prepared corpus keeps its own split
+        unset = {key: getattr(adopted, key) for key in STUDENT_SPLIT_SETTINGS
+                 if key not in given and getattr(adopted, key) != getattr(resolved.data_config(), key)}
         resolved = type(config).model_validate(resolved.model_dump() | unset)
-    check_teacher_data(source, resolved.data_config())
+    check_teacher_data(source, resolved.data_config(), given=given)
     return resolved
 
 
-def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher") -> None:
+def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher", given=()) -> None:
     """Refuse a run teacher whose training text may lie in the student's validation split, in one line
     (the teacher's loss, measured there, would be biased low): the rule every reader of a run's corpus
     follows (`data.trained_split`). The teacher's recorded data fingerprint is checked as a logit
@@ -196,10 +198,11 @@ def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher
     (not an earlier data format's split, not a corpus changed since), and the student must split it as
     the teacher did. A student of another corpus, and a Hugging Face teacher, are not checked: nothing
     says which text they trained on. `student_data`: the student's DataConfig; `role`: what the run is
-    to the student, for the message ("teacher", "start")."""
+    to the student, for the message ("teacher", "start"); `given`, the split settings the user gave."""
     split = TrainedSplit.of_run(source.path, role) if source.kind == "run" else None
     if split is not None:
-        split.check(student_data, fix=f"leave out --max-bytes and --val-fraction to split it as the {role} did")
+        split.check(student_data, given=given,
+                    fix=f"give the corpus itself as --data, which is then split as the {role} did")
 
 
 def check_start_data(start: str | Path, student_data) -> None:
