@@ -14,21 +14,26 @@ SERVER_URL_ENV = "DISTILLSCALE_SERVER_URL"
 
 
 def is_url(value: object) -> bool:
-    """Whether a value was given as a server's URL (http:// or https://), not a path."""
-    return str(value).startswith(("http://", "https://"))
+    """Whether a value was given as a server's URL (http:// or https://, in any case), not a path."""
+    return str(value).lower().startswith(("http://", "https://"))
 
 
 def redacted_url(url: str) -> str:
     """`url` as a message or a record may show it: the user name and password of its authority (all
-    before its last @) replaced by *** (https://user:secret@host/v1 -> https://***@host/v1), also in
-    text that does not parse as a URL."""
+    before its last @ ahead of the path, spaces and all) replaced by *** (https://user:secret@host/v1 ->
+    https://***@host/v1), also in text that does not parse as a URL."""
+    if is_url(url):
+        scheme, rest = url.split("://", 1)
+        authority, slash, path = rest.partition("/")
+        return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}" if "@" in authority else url
     return re.sub(r"(^|//|\s)[^/\s]*@", r"\1***@", url)
 
 
 def redacted_text(text: str) -> str:
-    """Free text (a message) with the credentials of every http(s) URL in it replaced by ***; other
-    words with an @ (a path, an address) left as written."""
-    return re.sub(r"(https?://)[^/\s]*@", r"\1***@", text, flags=re.IGNORECASE)
+    """Free text (a message) with the credentials of every http(s) URL in it (any case; a password with
+    spaces too, up to the last @ before the path on its line) replaced by ***; other words with an @ (a
+    path, an address) left as written."""
+    return re.sub(r"(https?://)[^/\n]*@", r"\1***@", text, flags=re.IGNORECASE)
 
 
 def has_credentials(url: str) -> bool:

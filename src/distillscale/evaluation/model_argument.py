@@ -47,8 +47,14 @@ def scored_model(model: str | Path, trust_remote_code: bool, tokenizer: str | Pa
     from distillscale.training.teachers import find_teacher
 
     if is_url(model):
+        from distillscale.model.served import api_base
+
         address = restored(str(model))  # a parent's `for_child` URL is whole again here
         shown = redacted_url(address)
+        try:
+            api_base(address)   # a server's URL: a bad port or a broken IPv6 host refused before anything runs
+        except ValueError as exc:
+            raise UserError(f"the model's URL {exc}") from None
         return ScoredModel(shown, "server", None if tokenizer is None else Path(tokenizer).expanduser(),
                            hashlib.sha256(shown.encode()).hexdigest()[:20], address=address)
     if tokenizer is not None:

@@ -138,10 +138,7 @@ def request_json(method: str, url: str, data: bytes | None, timeout: float,
         with _opener().open(request, timeout=timeout) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
-        message = _error_message(exc)
-        retry = exc.code >= 500 or exc.code in (408, 429)
-        raise ServerError(f"HTTP {exc.code}: {message}" if retry else
-                          f"it refused the request (HTTP {exc.code}: {message})", retry=retry) from None
+        raise _http_error(exc, url, bool(authorization)) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, (TimeoutError, socket.timeout)):
@@ -160,6 +157,27 @@ def request_json(method: str, url: str, data: bytes | None, timeout: float,
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ServerError(f"malformed JSON in the answer ({_preview(raw)})", retry=True) from None
 
+
+
+def _http_error(exc: urllib.error.HTTPError, url: str, authorized: bool) -> ServerError:
+    """An error answer as one line: who answered (the server a redirect led to, when not `url`'s), where a
+    redirect this request does not follow points, and for a 401 how to give credentials."""
+    message = _error_message(exc)
+    answered = getattr(exc, "url", None) or url
+    by = "" if answered == url else f" from {redacted_url(answered)}, where {redacted_url(url)} redirected it"
+    if 300 <= exc.code < 400:
+        location = exc.headers.get("Location") if exc.headers is not None else None
+        target = redacted_url(urllib.parse.urljoin(answered, location)) if location else "no address given"
+        return ServerError(f"redirected (HTTP {exc.code}{by}) to {target}, which a request with a body is not sent "
+                           "on to: give that URL instead", retry=False)
+    if exc.code == 401:
+        how = ("the user name and password in the URL were refused: check them" if authorized else
+               "the server asks for a user name and password: give them in the URL, http(s)://USER:PASSWORD@HOST/v1 "
+               "(a character of them that is not a letter or digit, %-encoded)")
+        return ServerError(f"refused (HTTP 401{by}: {message}); {how}", retry=False)
+    retry = exc.code >= 500 or exc.code in (408, 429)
+    return ServerError(f"HTTP {exc.code}{by}: {message}" if retry else f"refused (HTTP {exc.code}{by}: {message})",
+                       retry=retry)
 
 
 def _preview(value: Any) -> str:
@@ -227,36 +245,72 @@ def _opener() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(_SameOriginAuthorization)
 
 
-_warned_in_clear: set[tuple[str, str, int | None]] = set()
+# The origins whose clear-text credentials were said, passed on to child processes (which would say
+# them again) in this environment variable.
+SAID_IN_CLEAR_ENV = "DISTILLSCALE_SAID_IN_CLEAR"
+
+
+def in_clear_warning(url: str) -> str | None:
+    """The warning that `url`'s user name and password go unencrypted over plain http to a host other
+    than this machine (None: https, no credentials, this machine, or said already); once said, never
+    again for that origin, in this process or its children. A plan takes it into its warnings (its text
+    and --json) instead of letting the request print it."""
+    import os
+
+    scheme, host, port = origin(url)
+    key = f"{scheme}://{host}:{port}"
+    said = set(os.environ.get(SAID_IN_CLEAR_ENV, "").split())
+    parsed = urllib.parse.urlsplit(url)
+    if scheme != "http" or (parsed.username is None and parsed.password is None) or key in said \
+            or _is_this_machine(host):
+        return None
+    os.environ[SAID_IN_CLEAR_ENV] = " ".join(sorted(said | {key}))
+    return (f"the user name and password of {redacted_url(url)} go unencrypted over plain http to {host}: anyone "
+            "on the network between can read them; serve the teacher over https (or reach it through an SSH "
+            "tunnel to 127.0.0.1)")
 
 
 def _warn_in_clear(url: str) -> None:
     """Say once per origin that credentials go unencrypted to a host other than this machine."""
-    scheme, host, port = where = origin(url)
-    if scheme != "http" or _is_this_machine(host) or where in _warned_in_clear:
-        return
-    _warned_in_clear.add(where)
-    from distillscale.console import warn
+    message = in_clear_warning(url)
+    if message is not None:
+        from distillscale.console import warn
 
-    warn(f"the user name and password of {redacted_url(url)} go unencrypted over plain http to {host}, another "
-         "machine: anyone on the network between can read them; serve the teacher over https (or reach it "
-         "through an SSH tunnel to 127.0.0.1)")
+        warn(message)
 
 
+@functools.lru_cache(maxsize=64)
 def _is_this_machine(host: str) -> bool:
+    """Whether `host` is this machine: a loopback name or address, or one of its own addresses (one this
+    machine can bind a socket to)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host.strip("[]"), None)}
+    except (OSError, UnicodeError):
         return False
+    for address in addresses:
+        try:
+            if ipaddress.ip_address(address.split("%")[0]).is_loopback:
+                return True
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((address, 0))
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def api_base(url: str) -> str:
     """The server's `/v1` base from what the user gave (the server, its /v1, or its /v1/completions);
     ValueError for anything that is not an http(s) URL with a host."""
-    parsed = urllib.parse.urlsplit(url.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    try:
+        parsed = urllib.parse.urlsplit(url.strip())
+    except ValueError:   # e.g. an IPv6 host without its closing bracket
+        raise ValueError(f"{redacted_url(url)!r} has no valid host: give e.g. http://127.0.0.1:8000/v1 (an IPv6 "
+                         "address in brackets: http://[::1]:8000/v1)") from None
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"{redacted_url(url)!r} is not an http(s) URL of a server: give e.g. "
                          f"http://127.0.0.1:8000/v1")
     try:
@@ -282,5 +336,5 @@ def served_model(url: str, given_as: str, timeout: float = 30.0) -> ServedModel:
     try:
         answer = request_json("GET", endpoint + "/models", None, timeout, timeout_flag=f"{timeout:g} s")
     except ServerError as exc:
-        raise UserError(f"{given_as} {redacted_url(url)}: the server at {where} {exc}") from None
+        raise UserError(f"{given_as} {redacted_url(url)}: asked {where}: {exc}") from None
     return validated_card(answer, where)

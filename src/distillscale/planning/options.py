@@ -320,6 +320,16 @@ class PlanSettings(CommandSettings):
         except ValidationError as exc:
             raise _python_error(exc, options) from None
 
+    def redacted(self) -> "PlanSettings":
+        """These settings as a plan keeps and shows them (its repr, `as_cli_command`, its JSON): a served
+        teacher's URL without its user name and password, which were used to measure it and are kept
+        nowhere."""
+        from distillscale.urls import is_url, redacted_url
+
+        if self.teacher_model is None or not is_url(self.teacher_model):
+            return self
+        return self.model_copy(update={"teacher_model": redacted_url(str(self.teacher_model))})
+
     @property
     def teacher(self) -> "ExistingTeacher | None":
         """The existing teacher given (None: the planner chooses the teacher)."""

@@ -94,7 +94,8 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
     if laws.bias_correction is not None:  # the same optimum under the raw law (`planning.correction`)
         raw = (_supervised_plan if supervised else _plan)(laws.without_bias_correction(), settings)
         solved = replace(solved, correction=correction_shift(solved, raw, laws.bias_correction))
-    return with_gpu_hours(_with_downstream(_with_recipes(with_repetition(solved), hyperparameters), downstream))
+    planned = with_gpu_hours(_with_downstream(_with_recipes(with_repetition(solved), hyperparameters), downstream))
+    return replace(planned, settings=planned.settings.redacted())   # a served teacher's credentials kept nowhere
 
 
 def _plan(laws: LawSet, settings: PlanSettings) -> Plan:

@@ -36,6 +36,7 @@ class ServedTeacher:
     context: int
     loss: LossRecord
     output_rows: int | None = None   # the vocabulary the server states
+    notes: tuple[str, ...] = ()      # what the plan says of it (its credentials sent in clear)
 
     def describe(self) -> str:
         """One line, as `TeacherModel.describe`: N_T, FLOPs per token and L_T, as the server states and serves."""
@@ -68,11 +69,12 @@ def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message
     """The teacher served at `url` for a plan under `laws` at `context` tokens: refused in one line when
     the server does not state its model's size and FLOPs (vLLM) or its tokenizer is not the law's
     (`given_as`: the flag it came by, and what to give instead)."""
-    from distillscale.model.served import served_model
+    from distillscale.model.served import in_clear_warning, served_model
     from distillscale.urls import redacted_url
 
     shown = redacted_url(url)
     flag = given_as.flag
+    in_clear = in_clear_warning(url)   # said once, in the plan's warnings (its text and --json), not here
     model = served_model(url, flag)
     about = model.about
     if about.non_embedding_params is None or about.forward_flops_per_token is None:
@@ -88,7 +90,7 @@ def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message
     record = measure_in_child(url, directory, at, False, flag, shown)
     flops = about.forward_flops_per_token
     return ServedTeacher(shown, float(about.non_embedding_params), float(flops.base + flops.per_context_token * at),
-                         at, record, about.vocab_size)
+                         at, record, about.vocab_size, () if in_clear is None else (in_clear,))
 
 
 def _check_served_tokenizer(shown: str, about, laws: LawSet, given_as: str) -> None:

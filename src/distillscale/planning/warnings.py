@@ -82,7 +82,7 @@ def measured_teacher_notes(laws: LawSet, model, context: int, name: str = "the t
     (`model`: a TeacherModel or a ServedTeacher), named `name`: a loss in units the law does not
     record (unchecked), measured at another context than it is priced at, or a context shorter than
     the plan's (`context`)."""
-    messages = []
+    messages = list(getattr(model, "notes", ()))
     if not laws.losses.given:
         messages.append(f"law {laws.name!r} does not record what its losses are (the tokenizer and text of its runs: "
                         f"fit it with --tokenizer and --text): {name}'s loss ({model.loss.losses.describe()}) is "

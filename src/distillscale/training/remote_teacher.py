@@ -82,7 +82,11 @@ class TeacherClient:
     def __init__(self, url: str, top_k: int, timeout: float = 60.0, retries: int = 4,
                  backoff: float = BACKOFF_SECONDS, vocab_size: int | None = None):
         # `endpoint` is where requests go; `base` is what messages and records show (without a password)
-        self.url, self.endpoint, self.vocab_size = url, api_base(url), vocab_size
+        try:
+            endpoint = api_base(url)
+        except ValueError as exc:   # not a server's URL: a bad port, a broken IPv6 host, no host
+            raise UserError(str(exc)) from None
+        self.url, self.endpoint, self.vocab_size = url, endpoint, vocab_size
         self.base = redacted_url(self.endpoint)
         self.top_k, self.timeout, self.retries, self.backoff = top_k, timeout, retries, backoff
         self.model: ServedModel | None = None
