@@ -24,14 +24,19 @@ INDEX_FILE = "file-digests.json"
 SETTLED_NS = 2_000_000_000   # a state this much older than its hashing is trusted (2 s: FAT's time step)
 
 
-def file_digests(files: list[Path], cache: Path | None = None) -> dict[Path, str]:
+# Reading more than this many bytes to hash them shows a progress bar (a large model's weights, a corpus).
+SHOWN_BYTES = 1 << 30
+
+
+def file_digests(files: list[Path], cache: Path | None = None, what: str = "files") -> dict[Path, str]:
     """The sha256 (hex) of each file's content: from the index in `cache` (default: distillscale's
-    cache) while the file's state is the one it was hashed at, else read now (and kept)."""
+    cache) while the file's state is the one it was hashed at, else read now (and kept). Reading
+    more than SHOWN_BYTES shows a progress bar on stderr, naming `what` is read."""
     from distillscale.data.config import cache_directory
 
     index_path = (cache if cache is not None else cache_directory()) / INDEX_FILE
     index = _read(index_path)
-    digests, changed = {}, False
+    digests, changed, unread = {}, False, []
     for file in files:
         key = str(Path(file).resolve())
         state = _state(file)
@@ -39,15 +44,45 @@ def file_digests(files: list[Path], cache: Path | None = None) -> dict[Path, str
         if isinstance(kept, dict) and kept.get("state") == state and _settled(state, kept.get("hashed_at")) \
                 and isinstance(kept.get("sha256"), str):
             digests[file] = kept["sha256"]
-            continue
-        hashed_at = time.time_ns()
-        digests[file] = _sha256(file)
-        if _state(file) == state:  # not written while it was read
-            index[key] = {"state": state, "sha256": digests[file], "hashed_at": hashed_at}
-            changed = True
+        else:
+            unread.append((file, key, state))
+    with _progress(sum(state[0] for _, _, state in unread), what) as advance:
+        for file, key, state in unread:
+            hashed_at = time.time_ns()
+            digests[file] = _sha256(file)
+            advance(state[0])
+            if _state(file) == state:  # not written while it was read
+                index[key] = {"state": state, "sha256": digests[file], "hashed_at": hashed_at}
+                changed = True
     if changed:
         _write(index_path, {key: entry for key, entry in index.items() if os.path.exists(key)})
-    return digests
+    return {file: digests[file] for file in files}
+
+
+class _progress:
+    """A progress bar over `total` bytes read to hash `what` (none below SHOWN_BYTES); entered, it
+    gives the function that advances it."""
+
+    def __init__(self, total: int, what: str):
+        self.total, self.what, self.bar = total, what, None
+
+    def __enter__(self):
+        if self.total < SHOWN_BYTES:
+            return lambda count: None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from distillscale.console import err_console
+
+        self.bar = Progress(TextColumn(f"reading {self.what} for their identity (once; kept)"), BarColumn(),
+                            DownloadColumn(), TimeRemainingColumn(), console=err_console, transient=True)
+        self.bar.start()
+        task = self.bar.add_task("hash", total=self.total)
+        return lambda count: self.bar.advance(task, count)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
 
 
 def _state(file: Path) -> list[int]:

@@ -166,7 +166,7 @@ def model_fingerprint(path: str | Path, kinds: tuple[str, ...] = MODEL_FILES) ->
     path = Path(path)
     files = [file for file in sorted(path.iterdir())
              if file.is_file() and file.name.endswith(kinds) and file.name not in NOT_MODEL_FILES]
-    digests = file_digests(files)
+    digests = file_digests(files, what="the model's files")
     entries = [(file.name, file.stat().st_size, digests[file]) for file in files]
     return hashlib.sha256(json.dumps(entries).encode("utf-8")).hexdigest()[:20]
 

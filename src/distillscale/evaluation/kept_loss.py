@@ -23,7 +23,7 @@ import numpy as np
 from distillscale.data.loss_identity import LossIdentity, bits_per_byte
 from distillscale.data.loss_record import LossRecord, model_fingerprint
 from distillscale.errors import UserError
-from distillscale.urls import is_url
+from distillscale.urls import is_url, restored
 
 if TYPE_CHECKING:
     from distillscale.evaluation.model_argument import ScoredModel
@@ -87,10 +87,20 @@ def loss_output(model: str | Path, out: str | Path | None, overwrite: bool) -> P
     if out is None:
         return None
     path = Path(out)
-    same_model = path.is_file() and is_loss_file(path) and not is_url(model) and \
-        LossRecord.load(path).model_fingerprint == model_fingerprint(Path(model).expanduser())
+    same_model = path.is_file() and is_loss_file(path) and _same_model(LossRecord.load(path), model)
     return check_output_file(path, overwrite=overwrite or same_model, is_ours=is_loss_file,
                              inputs=[] if is_url(model) else [model], what="loss file written by `distillscale loss`")
+
+
+def _same_model(kept: LossRecord, model: str | Path) -> bool:
+    """Whether a loss file holds this model's record: the same server (its URL, credentials aside), the
+    same directory (its weights replaced since, or not), or the same files elsewhere."""
+    from distillscale.urls import redacted_url
+
+    if is_url(model):
+        return kept.model == redacted_url(restored(str(model)))
+    path = Path(model).expanduser()
+    return kept.model == str(path.resolve()) or kept.model_fingerprint == model_fingerprint(path)
 
 
 def write_loss(path: Path | None, record: LossRecord, overwrite: bool) -> None:

@@ -68,8 +68,8 @@ def evaluate_loss(model: str | Path, data: str | Path | None = None, *, tokenize
     cache = MeasurementCache(warn=lambda message: err_console.print(f"loss: {message}", highlight=False,
                                                                      soft_wrap=True))
     found = cache.find(key)
-    if found is not None:
-        return found.model_copy(update={"from_cache": True})
+    if found is not None:   # named as asked: the same model kept under another path or URL is this one now
+        return found.model_copy(update={"from_cache": True, "model": target.location})
     return _measure(target, prepared, identity, seq_len, max_tokens, batch_size, runner, trust_remote_code, key,
                     cache, progress)
 

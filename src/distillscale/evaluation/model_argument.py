@@ -60,7 +60,7 @@ def scored_model(model: str | Path, trust_remote_code: bool, tokenizer: str | Pa
     if tokenizer is not None:
         raise UserError("--tokenizer is a served model's: a model directory is scored with the tokenizer saved in it")
     size = model_size(model, trust_remote_code, given_as="model")  # a clear refusal first (remote code, not a model)
-    source = find_teacher(model, trust_remote_code, given_as="MODEL")
+    source = find_teacher(model, trust_remote_code, given_as="MODEL", role="model", then=", then measure it")
     if source.tokenizer_path is None:
         raise UserError(f"model {source.path} has no tokenizer (tokenizer.json or tokenizer_config.json): a loss is "
                         "measured in the model's own tokens; save its tokenizer there (tokenizer.save_pretrained(DIR))")

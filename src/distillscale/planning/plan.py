@@ -34,7 +34,7 @@ from distillscale.planning.options import ExistingTeacher, PlanSettings, positiv
 from distillscale.planning.region import planner_bounds, student_region
 from distillscale.planning.plans import ModeComparison, Plan, ScenarioPlans, StudentSizePlans, SupervisedOnlyPlan
 from distillscale.planning.repetition import is_distilled, model_penalty, repetition_check, with_repetition
-from distillscale.planning.warnings import (loss_units_notes, mode_warnings, plan_warnings, student_model_notes,
+from distillscale.planning.warnings import (corpus_size_warnings, loss_units_notes, mode_warnings, plan_warnings, student_model_notes,
                                            vocabulary_notes)
 from distillscale.urls import is_url, redacted_url
 
@@ -95,7 +95,9 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
         raw = (_supervised_plan if supervised else _plan)(laws.without_bias_correction(), settings)
         solved = replace(solved, correction=correction_shift(solved, raw, laws.bias_correction))
     planned = with_gpu_hours(_with_downstream(_with_recipes(with_repetition(solved), hyperparameters), downstream))
-    return replace(planned, settings=planned.settings.redacted())   # a served teacher's credentials kept nowhere
+    larger = corpus_size_warnings(laws, planned.runs(), settings.unique_tokens)
+    return replace(planned, settings=planned.settings.redacted(),   # a served teacher's credentials kept nowhere
+                   warnings=list(dict.fromkeys(planned.warnings + larger)))
 
 
 def _plan(laws: LawSet, settings: PlanSettings) -> Plan:

@@ -41,13 +41,19 @@ class ServedTeacher:
     def describe(self) -> str:
         """One line, as `TeacherModel.describe`: N_T, FLOPs per token and L_T, as the server states and serves."""
         return (f"teacher {self.url}: N_T = {self.params:,.0f}, {self.flops_per_token:.4g} FLOPs/token at context "
-                f"{self.context} (as its server states); L_T = {self.loss.describe()}, measured through the server")
+                f"{self.context} (as its server states); L_T = {self.loss.describe()}, {self.loss_source}")
+
+    @property
+    def loss_source(self) -> str:
+        """Where L_T came from: measured through the server now, or read back from distillscale's cache."""
+        return (f"measured through the server, {self.loss.how_measured()}" if self.loss.from_cache
+                else "measured through the server")
 
     def to_dict(self) -> dict[str, Any]:
         return {"url": self.url, "non_embedding_params": self.params, "forward_flops_per_token": self.flops_per_token,
                 "context": self.context, "flops_method": "as its server states", "loss": self.loss.nats_per_token,
                 "loss_standard_error": self.loss.standard_error, "bits_per_byte": self.loss.bits_per_byte,
-                "loss_source": "measured through the server", "loss_record": self.loss.model_dump(mode="json")}
+                "loss_source": self.loss_source, "loss_record": self.loss.model_dump(mode="json")}
 
 
 class ServedAs(enum.Enum):
@@ -82,9 +88,7 @@ def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message
                         "does not; `distillscale serve-teacher` does): give the teacher's model directory instead, or "
                         f"{given_as.instead} `distillscale loss {shown} --data CORPUS --tokenizer DIR` measures")
     _check_served_tokenizer(shown, about, laws, flag)
-    at = min(context, model.max_model_len - 1) if model.max_model_len else context
-    if at < context:
-        progress(f"{flag} {shown} takes at most {at} tokens of context: measured and priced at {at}, not {context}")
+    at = min(context, model.max_model_len - 1) if model.max_model_len else context   # the warnings say a shorter one
     directory = law_split_directory(shown, laws, context, flag)
     progress(f"the loss of {shown} on the law's split ({directory}): measured through the server, or kept")
     record = measure_in_child(url, directory, at, False, flag, shown)

@@ -78,10 +78,7 @@ def teacher_model(path: str | Path, laws: LawSet, context: int, trust_remote_cod
     size = model_size(path, trust_remote_code, given_as=given_as)
     _check_tokenizer(path, laws, given_as)
     _check_split(path, laws)
-    at = min(context, size.context) if size.context else context
-    if at < context:
-        progress(f"{given_as} {path} takes at most {at} tokens of context: measured and priced at {at}, not "
-                 f"{context}")
+    at = min(context, size.context) if size.context else context   # a shorter context: the plan's warnings say it
     record, source = _measured_loss(path, laws, at, trust_remote_code, progress, given_as)
     return TeacherModel(str(path), size, float(size.forward_flops_per_token(at)), at, record, source)
 

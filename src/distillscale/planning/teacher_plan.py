@@ -4,6 +4,7 @@ asked, tables read); `planning.teacher` ranks them against the distillation law.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,11 +90,12 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> tuple[l
             model = teacher_model(item, laws, context, progress=progress, given_as="--candidates")
             name = str(item)
         else:
-            _refuse_json_document(Path(item))
-            for candidate in read_candidates(item, planner):
-                if candidate.tokens is None:  # a loss the table gives, not one the law predicts
-                    laws.check_teacher_loss(candidate.loss, flag=f"the teacher_loss of {candidate.name} in {item}:")
-                out.append(candidate)
+            with _read_once(Path(item)) as table:   # a pipe (`<(cat c.csv)`) is read once, then from a copy
+                _refuse_json_document(table, shown=item)
+                for candidate in read_candidates(table, planner):
+                    if candidate.tokens is None:  # a loss the table gives, not one the law predicts
+                        laws.check_teacher_loss(candidate.loss, flag=f"the teacher_loss of {candidate.name} in {item}:")
+                    out.append(candidate)
             continue
         laws.check_teacher_loss(model.loss.nats_per_token, measured=f"--candidates {name}")
         notes += measured_teacher_notes(laws, model, context, f"teacher {name!r}")
@@ -103,7 +105,31 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> tuple[l
     if len(merged) < len(out):
         twice = [c.name for c in dict.fromkeys(c for c in out if out.count(c) > 1)]
         notes.append(f"{', '.join(repr(name) for name in twice)} given more than once with the same numbers: ranked once")
+    names = [c.name for c in merged]
+    clash = next((name for name in names if names.count(name) > 1), None)
+    if clash is not None:
+        raise UserError(f"--candidates names {names.count(clash)} different teachers {clash!r}: the ranking could not "
+                        "tell them apart; give each a name of its own")
     return merged, notes
+
+
+@contextmanager
+def _read_once(path: Path):
+    """`path` as a file that can be read more than once: itself, or for a pipe or other stream (a shell's
+    `<(...)`), a temporary copy of what it held."""
+    if path.is_file() or not path.exists():
+        yield path
+        return
+    import tempfile
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"--candidates {path}: cannot read it ({exc.strerror or exc})") from None
+    with tempfile.TemporaryDirectory(prefix="distillscale-candidates-") as scratch:
+        copy = Path(scratch) / (path.name + (".csv" if not path.suffix else ""))
+        copy.write_bytes(data)
+        yield copy
 
 
 def _distinct(items: list, notes: list[str]) -> list:
@@ -119,9 +145,9 @@ def _distinct(items: list, notes: list[str]) -> list:
     return list(seen.values())
 
 
-def _refuse_json_document(path: Path) -> None:
+def _refuse_json_document(path: Path, shown: object = None) -> None:
     """A JSON document (an array, or an object over several lines) is not a table of candidates: refused
-    in one line saying what a candidates file is."""
+    in one line saying what a candidates file is (`shown`: the file as the user named it)."""
     import json
 
     try:
@@ -131,6 +157,6 @@ def _refuse_json_document(path: Path) -> None:
         return   # not a JSON document: read as a table (which says what is wrong with it)
     if isinstance(document, dict) and len(text.strip().splitlines()) == 1:
         return   # one JSON object on one line: a JSONL table of one row
-    raise UserError(f"--candidates {path} is a JSON document, not a table of candidate teachers: give a CSV with a "
+    raise UserError(f"--candidates {shown or path} is a JSON document, not a table of candidate teachers: give a CSV with a "
                     "header row or a JSONL file with one JSON object per line (teacher_loss, or teacher_params and "
                     "teacher_tokens; an optional name)")

@@ -154,3 +154,52 @@ def vocabulary_notes(laws: LawSet, priced_vocab: int, models: dict[str, int | No
                          f"{vocab:,}-token vocabulary: it is priced as it is, but the law predicts models of "
                          f"the law's vocabulary")
     return notes
+
+
+class LargerThanCorpus(str):
+    """A run of the plan that reads more tokens than the corpus the law was calibrated on holds in its
+    split (a warning: the message, with what puts several in one line)."""
+
+    group = "larger than the law's corpus"
+
+    def __new__(cls, message: str, split_tokens: float = 0.0, ratio: float = 1.0) -> "LargerThanCorpus":
+        self = super().__new__(cls, message)
+        self.split_tokens, self.ratio = split_tokens, ratio
+        return self
+
+    @staticmethod
+    def summary(members: list["LargerThanCorpus"], more: str = "--explain lists each") -> str:
+        from distillscale.units import format_quantity
+
+        worst = max(members, key=lambda m: m.ratio)
+        return (f"{len(members)} of the plan's runs read more tokens than the {format_quantity(worst.split_tokens)} "
+                f"of a split of the corpus the law was calibrated on, up to {worst.ratio:.3g}x: trained on it, they "
+                f"repeat its data, which the plan does not price; give --unique-tokens "
+                f"{format_quantity(worst.split_tokens)} to plan for that corpus, or train on a larger one ({more})")
+
+
+def corpus_size_warnings(laws: LawSet, runs: dict[str, tuple[float, float]], unique_tokens: float | None) -> list[str]:
+    """The runs (`Plan.runs()`: name -> (N, D)) that read more tokens than a split of the corpus the law
+    was calibrated on holds (its prepared validation text's manifest, where it is still in the cache):
+    trained there they would repeat their data, which a plan prices only with --unique-tokens."""
+    from pathlib import Path
+
+    from distillscale.data.prepared import open_prepared
+    from distillscale.errors import UserError
+    from distillscale.units import format_quantity
+
+    text = laws.losses.text
+    if unique_tokens is not None or text is None or not text.directory \
+            or not (Path(text.directory) / "manifest.json").is_file():
+        return []
+    try:
+        splits = open_prepared(text.directory).manifest["splits"]
+        split = float(min(splits[name]["tokens"] for name in ("teacher", "student")))
+    except (UserError, KeyError, TypeError, ValueError):
+        return []
+    return [LargerThanCorpus(f"{name} reads {format_quantity(tokens)} tokens, {tokens / split:.3g}x the "
+                             f"{format_quantity(split)} of a split of the corpus law {laws.name!r} was calibrated on "
+                             f"({text.name}): trained on it, it repeats its data, which the plan does not price; give "
+                             f"--unique-tokens {format_quantity(split)} to plan for that corpus, or train on a larger one",
+                             split, tokens / split)
+            for name, (_, tokens) in runs.items() if tokens > split]

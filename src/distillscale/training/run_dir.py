@@ -58,6 +58,22 @@ def is_run_dir(path: Path) -> bool:
     return isinstance(record, dict) and {"config", "config_hash"} <= record.keys()
 
 
+def config_json_problem(path: Path) -> None:
+    """Refuse, in one line, a model directory whose config.json cannot be read or is not a JSON object
+    (garbage, unreadable): said as what it is, never as a config.json missing."""
+    config = path / "config.json"
+    try:
+        record = json.loads(config.read_text(encoding="utf-8"))
+    except PermissionError:
+        raise UserError(f"{config} cannot be read by this user (permission denied): make it readable") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{config} is not a readable JSON file: restore it (a run's "
+                        "config.json is written by `distillscale train`, a Hugging Face model's by its "
+                        "save_pretrained)") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{config} is not a JSON object: restore it")
+
+
 def input_paths(config: Settings) -> list[Path]:
     """Every path a command reads: the value of each of its settings that holds a path or several
     (the start, teachers, caches, corpus, tokenizer, fork parent; a --teacher NAME=PATH as its PATH),

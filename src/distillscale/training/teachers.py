@@ -35,7 +35,7 @@ from distillscale.model.sizes import HFParameterCounts, hf_parameter_counts
 from distillscale.planning.flops import ForwardCount
 from distillscale.settings import TConfig
 from distillscale.training.records import TeacherRecord
-from distillscale.training.run_dir import RunDirectory, check_finished_model
+from distillscale.training.run_dir import RunDirectory, check_finished_model, config_json_problem
 
 # The settings of a teacher run that say which corpus it trained on; a student distilled from it
 # reads the same corpus by default, and so trains on the other half of it.
@@ -77,30 +77,32 @@ class TeacherInfo:
                              flops=self.forward_flops_per_token * tokens, flops_method=self.flops_method, **more)
 
 
-def find_teacher(path: str | Path, trust_remote_code: bool = False, given_as: str = "--teacher") -> TeacherSource:
+def find_teacher(path: str | Path, trust_remote_code: bool = False, given_as: str = "--teacher",
+                 role: str = "teacher", then: str = ", then distil from it") -> TeacherSource:
     """Tell a distillscale run directory from a Hugging Face model directory (whose config must
-    load), or refuse the path (`given_as`: how the user gave it, named in the message); the weights
-    are not read."""
+    load), or refuse the path (`given_as`: how the user gave it; `role`: what the model is to the
+    command, "teacher" or "model"; `then`: what the user does with it once a run is finished: all
+    named in the messages); the weights are not read."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
-        raise UserError(f"teacher {path} {path_kind(path)}, not a directory: give a distillscale run directory or a "
+        raise UserError(f"{role} {path} {path_kind(path)}, not a directory: give a distillscale run directory or a "
                         f"local Hugging Face model directory as {given_as}")
     if (path / "model_config.json").is_file():
-        return _run_source(path)
+        return _run_source(path, role, then)
     if _is_hf_model(path):
         _check_hf_config(path, trust_remote_code)
         has_tokenizer = (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()
         return TeacherSource(path=path, kind="hf", tokenizer_path=path if has_tokenizer else None)
-    raise UserError(f"teacher {path} is neither a distillscale run directory (no model_config.json) nor "
+    raise UserError(f"{role} {path} is neither a distillscale run directory (no model_config.json) nor "
                     f"a Hugging Face model directory (no config.json with a model_type): give the "
                     f"directory of a finished `distillscale train` run or of a saved causal LM")
 
 
-def _run_source(path: Path) -> TeacherSource:
-    check_finished_model(path, "teacher run", then=", then distil from it")
+def _run_source(path: Path, role: str = "teacher", then: str = ", then distil from it") -> TeacherSource:
+    check_finished_model(path, f"{role} run", then=then)
     tokenizer_path = path / "tokenizer.json"
     if not tokenizer_path.is_file():
-        raise UserError(f"teacher run {path} has no tokenizer.json: copy back the tokenizer it was "
+        raise UserError(f"{role} run {path} has no tokenizer.json: copy back the tokenizer it was "
                         f"trained with")
     settings = _read_json(path / "config.json").get("config", {})
     corpus = {key: settings[key] for key in CORPUS_SETTINGS if settings.get(key) is not None}
@@ -146,10 +148,13 @@ def load_hf_causal_lm(path: Path, trust_remote_code: bool, **options: Any) -> nn
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
+    config_json_problem(path.parent) if path.name == "config.json" else None
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
+    except PermissionError:
+        raise UserError(f"{path} cannot be read by this user (permission denied): make it readable") from None
     except (OSError, ValueError):
-        raise UserError(f"{path} is unreadable: restore it, or give another --teacher") from None
+        raise UserError(f"{path} is not a readable JSON file: restore it") from None
     return value if isinstance(value, dict) else {}
 
 
