@@ -21,6 +21,12 @@ CONFIGURATIONS = {
     "on-policy": (*README_PLAN, "--on-policy", *GIVEN),
     "batch": (*README_PLAN, "--batch-tokens", "4M"),
     "far from the data": ("plan", "--law", "busbridge2025", "--student-params", "10M", "--compute", "1e17"),
+    "pruned start": ("plan", "--law", "busbridge2025", "--student-params", "546M", "--compute", "1e20",
+                     "--student-init", "pruned", "--teacher-params", "7.75B", "--teacher-tokens", "2T"),
+    "teacher mixture": ("plan", "--law", "busbridge2025", "--student-params", "546M", "--compute", "1e20",
+                        "--teacher-mixture", "7.75B,1.82B", "--teacher-loss", "1.95"),
+    "unique tokens and gpu": (*README_PLAN, "--unique-tokens", "1B", "--gpu", "h100"),
+    "unique tokens and batch": (*README_PLAN, "--unique-tokens", "1B", "--batch-tokens", "4M"),
 }
 
 
@@ -57,7 +63,8 @@ def test_every_plan_fits_one_screen_answer_first(at_80, tmp_path, name):
     out, err = at_80(*args)
     assert screen_rows(out) + screen_rows(err) <= 45, out + err
     first = out.splitlines()[0]
-    assert first.startswith(("best-case: ", "too close to call", "predicted best", "supervised")), first
+    assert first.startswith(("best-case: ", "teacher-inference: ", "too close to call", "distill", "pretrain",
+                             "supervised")), first
     text = " ".join((out + err).split())
     paragraphs = [line.strip() for line in (out + err).splitlines() if len(line.strip()) > 60]
     assert len(paragraphs) == len(set(paragraphs)), "a paragraph printed twice"

@@ -8,8 +8,8 @@ time and repetition, what the targets and intervals assume) is `plan --explain`
 (`render.plan_renderables`) and `plan --json`. The mode comparison: its verdict, its table of modes,
 what on-policy must be worth and the run sheet.
 
-A plan this view cannot show whole (a pruned start, a mixture of teachers, a plan without a teacher)
-is shown in full: its notes say where the law is applied outside its fit."""
+A pruned start or a mixture of teachers says in one line each that the law is applied outside its fit;
+a plan without a teacher is shown in full."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from rich import box
 
 from distillscale.console import Table, styled
 from distillscale.planning.render import PlanView, answer_lines, at_cap, edge_note, interval_cell, modes_renderables
+from distillscale.planning.repetition import RepeatedData
 from distillscale.planning.results import CANNOT_TELL, cannot_tell_reason
 from distillscale.planning.run_sheet import ROLES, run_sheet, uses_text
 from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained, warning_lines
@@ -27,7 +28,7 @@ from distillscale.units import format_quantity
 if TYPE_CHECKING:
     from distillscale.planning.results import DistillationPlan
 
-MAX_NOTES = 5
+MAX_NOTES = 4
 # A verdict in the table's narrow column; the notes say what the short ones mean.
 SHORT_VERDICTS = {"too close to call": "too close", CANNOT_TELL: "can't tell"}
 EXPLAIN = "--explain: the FLOPs of each phase, peak rates, warmup, what intervals assume"
@@ -37,10 +38,7 @@ def can_brief(plan: PlanView) -> bool:
     """Whether the one-screen view shows the plan whole (else it is printed in full)."""
     if plan.kind == "modes":
         return True
-    if plan.kind not in ("plans", "sweep"):
-        return False
-    plans = [s.best for s in plan.sweeps] if plan.kind == "sweep" else plan.plans
-    return all(p.start is None and p.mixture is None for p in plans)
+    return plan.kind in ("plans", "sweep")
 
 
 def brief_renderables(plan: PlanView) -> list:
@@ -80,7 +78,7 @@ def _table(plan: PlanView, plans: list[DistillationPlan], supervised, verdicts: 
             f"{format_quantity(plans[0].student_params)} student{teacher}, C = {plan.compute:.3g} FLOPs")
     level = next((f"{p.student_interval.level:.0%}" for p in plans if p.student_interval is not None), None)
     title = styled((f"{what}, law {plan.law} (losses in nats/token)", "bold"))
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
     # a sweep's verdicts are its answer lines' only: its N_S column takes their place
     headers = ("scenario", *(("N_S",) if sweep else ()), "D_S", "N_T", "D_T", "L_T", "L_S",
                *((f"{level} interval",) if level else ()), *(() if sweep else ("verdict",)))
@@ -92,7 +90,9 @@ def _table(plan: PlanView, plans: list[DistillationPlan], supervised, verdicts: 
         teacher_tokens = at_cap(p.teacher_tokens, bound, trained=teacher_is_trained(p))
         edge = "+" if sweep and edges.get(p.scenario.name) else ""
         table.add_row(_label(p.scenario.name), *((format_quantity(p.student_params) + edge,) if sweep else ()),
-                      format_quantity(p.student_tokens), at_cap(p.teacher_params, bound),
+                      format_quantity(p.student_tokens),
+                      "+".join(map(format_quantity, p.mixture.teacher_params)) if p.mixture is not None
+                      else at_cap(p.teacher_params, bound),
                       "free" if teacher_tokens == FREE_TEACHER else teacher_tokens,
                       f"{p.teacher_loss:.4f}", styled((f"{p.student_loss:.4f}", "bold")),
                       *((interval_cell(p.student_interval),) if level else ()),
@@ -106,7 +106,7 @@ def _table(plan: PlanView, plans: list[DistillationPlan], supervised, verdicts: 
 def _sheet(rows, law: str) -> list:
     """The run sheet's title and one table: a row per distinct run, what `train`/`distill` take."""
     title = styled((f"Run sheet, hyperparameter law {law} (--lr: what train/distill take)", "bold"))
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
     for header in ("for", "run", "N", "D", "batch", "steps", "--lr"):
         table.add_column(header, justify="left" if header in ("for", "run") else "right")
     groups = len({name for row in rows for name in uses_text(row).split(", ")})
@@ -152,7 +152,7 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
     cannot be trained, a recipe the law cannot give, a run outside the rate law's data, a best size on
     the search's edge, a fixed batch's loss), then how to read the verdicts and the table, as many as
     fit MAX_NOTES; the pointer to --explain last."""
-    warnings = []
+    warnings = _outside_fit(plans)
     broken = [row for row in rows if row.recipe.problems]
     if broken:
         warnings.append(f"!: {len(broken)} of the {len(rows)} runs cannot be trained as planned (--explain says why)")
@@ -163,7 +163,8 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
         limits = list(dict.fromkeys(edge for s in edged for edge in s.edges))
         warnings.append(f"+: {', '.join(s.scenario.name for s in edged)}: the best student sits on the edge of the "
                         f"search{edge_note(limits)}")
-    if any(p.fresh is not None for p in plans):
+    repeated = sum(isinstance(w, RepeatedData) for w in plan.warnings)
+    if any(p.fresh is not None for p in plans) and repeated < 2:   # else the warnings' one line says it
         warnings.append("losses after repeating your unique tokens, a distilled student's as a supervised "
                         "model's decay (each run's, with fresh data: --explain)")
     penalties = [row.recipe.adaptation.loss_penalty for row in rows
@@ -177,10 +178,26 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
     if "too close to call" in shown:
         dominant = sorted({p.student_interval.dominant for p in plans if p.student_interval is not None} - {None})
         mostly = f" (mostly {' and '.join(dominant)})" if dominant else ""
-        info.append(f"too close: Δ = distilled - alone has an interval across 0{mostly}")
+        info.append(f"too close: Δ's interval reaches across 0{mostly}")
     if any(p.teacher_family is not None for p in plans):
         info.append("best-case: any teacher of loss L_T* does; shown: the cheapest to pre-train")
     return warnings + info[:max(0, MAX_NOTES - 1 - len(warnings))] + [EXPLAIN]
+
+
+def _outside_fit(plans: list[DistillationPlan]) -> list[str]:
+    """Where the law is applied outside its fit, one line each: a started student (pruned), a mixture of
+    teachers; each in full with --explain."""
+    out = []
+    start = next((p.start for p in plans if p.start is not None), None)
+    if start is not None:
+        out.append(f"student init {start.start}: OUTSIDE THE LAW'S FIT: its D_S counts as {start.value:g}x D_S in the "
+                   f"law (D_eff; {start.interval[0]:g}x-{start.interval[1]:g}x, measured at micro scale), its loss's "
+                   "range spans that, and Δ's interval combines it with the alone loss as shown (--explain)")
+    mixed = next((p for p in plans if p.mixture is not None), None)
+    if mixed is not None:
+        out.append(f"teacher mixture: OUTSIDE THE LAW'S FIT (one teacher per student in its runs): L_T is the "
+                   f"mixture's measured loss ({mixed.teacher_loss:.4f}); every teacher's forward is paid (--explain)")
+    return out
 
 
 def _label(name: str, width: int = 20) -> str:

@@ -56,7 +56,7 @@ class RepeatedData(str):
         return (f"{len(members)} of the plan's runs repeat its {format_quantity(worst.unique_tokens)} unique tokens "
                 f"past {worst.max_penalty:.1%} loss: up to {max(c.epochs for c in checks):.3g} times, "
                 f"+{worst.penalty:.2%}; {format_quantity(max(c.unique_tokens_needed for c in checks))} unique tokens "
-                f"keep each within {worst.max_penalty:.1%} ({more})")
+                f"keep each within {worst.max_penalty:.1%}; the losses shown are after repeating ({more})")
 
 
 def model_repetition(laws: LawSet, distilled: bool) -> Repetition:
