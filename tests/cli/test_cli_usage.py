@@ -106,8 +106,11 @@ def test_version(cli):
     assert code == 0 and out.strip() == f"distillscale {version('distillscale')}" and err == ""
 
 
-def test_ctrl_c_says_how_to_resume(cli, monkeypatch):
+def test_ctrl_c_says_what_was_kept(cli, monkeypatch):
+    """A command that keeps nothing as it goes (a prediction, a fit) says nothing was kept; one that
+    resumes (a run, a sweep, a measurement) says running it again goes on from what it kept, if anything."""
     import distillscale.laws.commands as commands
+    import distillscale.training.recipe as recipe
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -115,8 +118,11 @@ def test_ctrl_c_says_how_to_resume(cli, monkeypatch):
     monkeypatch.setattr(commands, "load_laws", interrupted)
     code, _, err = cli("predict", "supervised", "--params", "1B", "--tokens", "20B")
     assert code == 130 and "Traceback" not in err
-    assert err.strip() == ("distillscale: interrupted; run the same command again to resume "
-                           "(finished steps and runs are kept)")
+    assert err.strip() == "distillscale: interrupted: nothing was kept"
+    monkeypatch.setattr(recipe, "train", interrupted)
+    code, _, err = cli("train", "--n-layers", "1", "--tokens", "1K", "--out", "x")
+    assert code == 130 and "run the same command again to go on from what it kept" in err
+    assert "if it got that far" in err
 
 
 def test_sweep_run_help_keeps_its_section_names(cli):

@@ -117,7 +117,7 @@ def test_a_verdict_inside_the_intervals_is_too_close_to_call(cli, tmp_path):
     assert plan["verdict"] == "too close to call" and plan["student_loss_interval"]["level"] == 0.9
     code, out, _ = cli("plan", "--law", path, "--student-params", "546M", "--compute", "1e21")
     text = " ".join(out.split())  # rich wraps long cells and lines
-    assert "too close: Δ = distilled - alone has an interval across 0 (mostly extrapolation error)" in text
+    assert "too close: Δ's interval reaches across 0 (mostly extrapolation error)" in text
     code, out, _ = cli("plan", "--law", path, "--student-params", "546M", "--compute", "1e21", "--explain")
     text = " ".join(out.split())
     assert "too close to call: the interval of Δ = distilled - alone" in text

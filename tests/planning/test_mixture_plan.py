@@ -41,6 +41,9 @@ def test_the_table_states_the_one_teacher_fit_and_each_teachers_flops(cli):
     code, out, _ = cli(*BASE, "--teacher-mixture", "1B,300M", "--teacher-loss", "2.3")
     assert code == 0
     text = " ".join(out.split())
+    assert "teacher mixture: OUTSIDE THE LAW'S FIT" in text and "1B+300M" in text   # one line in one screen
+    code, out, _ = cli(*BASE, "--teacher-mixture", "1B,300M", "--teacher-loss", "2.3", "--explain")
+    text = " ".join(out.split())
     assert "OUTSIDE THE LAW'S FIT" in text and "fitted for one teacher" in text
     assert "1B+300M" in text and "1B teacher" in text and "300M teacher" in text
 

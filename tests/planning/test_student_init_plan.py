@@ -49,6 +49,9 @@ def test_pruned_plan_json_and_text_say_outside_the_fit(cli):
     code, out, err = cli(*args, "--student-init", "pruned")
     assert code == 0, err
     text = " ".join(out.split())
+    assert "student init pruned: OUTSIDE THE LAW'S FIT" in text and "D_eff" in text   # one line in one screen
+    code, out, err = cli(*args, "--student-init", "pruned", "--explain")
+    text = " ".join(out.split())
     assert "OUTSIDE THE LAW'S FIT" in text and "D_eff" in text and "not counted in the FLOPs: the pruning pass" in text
     code, out, _ = cli(*args, "--json")  # the default is unchanged: no start in the record
     assert code == 0 and "student_init" not in json.loads(out)

@@ -173,8 +173,8 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
         warnings.append(f"batch: your batch costs up to +{max(penalties):.2%} loss at the same tokens (--explain)")
     info = []
     shown = set(verdicts.values())
-    if CANNOT_TELL in shown:
-        info += list(dict.fromkeys(cannot_tell_reason(d) for d in plan.differences().values() if d.verdict == CANNOT_TELL))
+    # why a verdict cannot tell is never left out
+    warnings += list(dict.fromkeys(cannot_tell_reason(d) for d in plan.differences().values() if d.verdict == CANNOT_TELL))
     if "too close to call" in shown:
         dominant = sorted({p.student_interval.dominant for p in plans if p.student_interval is not None} - {None})
         mostly = f" (mostly {' and '.join(dominant)})" if dominant else ""
