@@ -53,12 +53,20 @@ def measure_in_child(path: Path | str, directory: Path, context: int, trust_remo
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, **secret})
         error = None
-        for line in child.stderr:
-            if line.startswith("distillscale: error: "):
-                error = line.removeprefix("distillscale: error: ").strip()
-            elif line.strip():
-                sys.stderr.write(line)
-        if child.wait() != 0 or not out.is_file():
+        try:
+            for line in child.stderr:
+                if line.startswith("distillscale: error: "):
+                    error = line.removeprefix("distillscale: error: ").strip()
+                elif line.strip():
+                    sys.stderr.write(line)
+            child.wait()
+        except BaseException:   # Ctrl-C: the child (in our process group) is stopped and waited for, quietly
+            child.kill()
+            child.wait()
+            raise
+        finally:
+            child.stderr.close()
+        if child.returncode != 0 or not out.is_file():
             raise UserError(f"measuring {given_as} {shown or path} on the law's split: "
                             f"{error or f'exit {child.returncode}'}")
         return LossRecord.load(out)
