@@ -420,6 +420,8 @@ def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str,
     lines = [f"pairs: {len(pairs)} on {len(corpora)} corpora ({', '.join(kinds)}); true Delta < 0 (distilling wins) "
              f"on {sum(p.observed < 0 for p in pairs)}; each left out a corpus at a time", ""]
     for label, rule in (("shipped: each law's scale by distance band, its reach", fit_rule),
+                        ("the same, its conformal correction counting pairs", lambda train: fit_calibration(
+                            train, LEVEL, count="pairs")),
                         ("one scale per law at every distance", before_rule),
                         ("independent (rho 0, q 1, no scale)", lambda train: INDEPENDENT)):
         scored = left_out(records, scores, kinds, rule)

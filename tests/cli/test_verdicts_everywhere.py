@@ -36,6 +36,9 @@ PLANS = {
                 "--teacher-loss", "1.95"),
     "repeated data": ("--student-params", "546M", "--compute", "1e21", "--unique-tokens", "1B"),
     "explain": ("--student-params", "546M", "--compute", "1e21", "--explain"),
+    "family": ("--students", "500M,1B,3B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--compute", "9e20"),
+    "family online": ("--students", "500M,1B,3B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--compute",
+                      "9e20", "--targets", "online"),
     "far below the data": ("--student-params", "1", "--compute", "1e21"),
     "tokens far below the data": ("--student-params", "546M", "--compute", "1e17"),
 }
@@ -64,7 +67,7 @@ def said(verdict: str, low: float, high: float, outside: str | None = None) -> N
 
 def _records(record: dict) -> list[dict]:
     """The verdict records of a plan's --json: each scenario's (or the single one)."""
-    for key in ("plans", "sweeps"):
+    for key in ("plans", "sweeps", "students"):
         if key in record:
             return list(record[key].values()) if isinstance(record[key], dict) else record[key]
     return [record]

@@ -410,13 +410,14 @@ def law_scale(zs: np.ndarray, distances: np.ndarray, weights: np.ndarray) -> Law
 
 
 def fit_calibration(pairs: list[Pair], level: float = 0.9, scales: tuple[LawScale, LawScale] | None = None,
-                    **record) -> DifferenceCalibration:
+                    count: str = "corpora", **record) -> DifferenceCalibration:
     """Each law's `LawScale` from the pairs whose loss has its law's own interval (a law's bootstrap
     and backtest; one calibrated across ladders or corpora keeps its width); rho, the correlation
     (through zero: errors are measured from the predictions) of the rescaled standardized errors; q,
     the conformal quantile at `level` of |Delta_true - Delta_pred| over the half-width at q = 1 on the
     side the truth fell, each corpus weighing the same and the finite-sample correction counting
-    corpora (`corpus_quantile`). `scales`: each law's scale as given instead (a rule to compare)."""
+    corpora (`corpus_quantile`; `count="pairs"`: counting pairs, a rule to compare). `scales`: each
+    law's scale as given instead (a rule to compare)."""
     corpora = sorted({p.corpus for p in pairs})
     weight = {c: 1.0 / sum(p.corpus == c for p in pairs) for c in corpora}
     zs = np.array([standardized_errors(p) for p in pairs])
@@ -441,11 +442,11 @@ def fit_calibration(pairs: list[Pair], level: float = 0.9, scales: tuple[LawScal
         error = pair.observed - delta.value
         side = (delta.high - delta.value) if error > 0 else (delta.value - delta.low)
         scores.append(abs(error) / side if side > 0 else math.inf)
-    factor = corpus_quantile(np.array(scores), np.array([p.corpus for p in pairs]), level)
+    factor = corpus_quantile(np.array(scores), np.array([p.corpus for p in pairs]), level, count)
     return unit.model_copy(update={"factor": max(factor, 1e-6), "corpora": tuple(corpora), **record})
 
 
-def corpus_quantile(scores: np.ndarray, corpora: np.ndarray, level: float) -> float:
+def corpus_quantile(scores: np.ndarray, corpora: np.ndarray, level: float, count: str = "corpora") -> float:
     """The conformal quantile of `scores` with each corpus weighing the same and the finite-sample
     correction counting corpora (K), not pairs: the smallest score whose weighted share of scores at
     or below it reaches level (K + 1) / K of the total; past 1 (fewer than level / (1 - level)
@@ -456,6 +457,7 @@ def corpus_quantile(scores: np.ndarray, corpora: np.ndarray, level: float) -> fl
     weights = np.array([1.0 / np.sum(corpora == c) for c in corpora])
     order = np.argsort(scores)
     cumulative = np.cumsum(weights[order]) / np.sum(weights)
-    target = min(level * (len(names) + 1) / len(names), 1.0)
+    n = len(names) if count == "corpora" else len(scores)
+    target = min(level * (n + 1) / n, 1.0)
     index = int(np.searchsorted(cumulative, target - 1e-12))
     return float(scores[order][min(index, len(scores) - 1)])

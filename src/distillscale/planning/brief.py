@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from rich import box
 
 from distillscale.console import Table, styled
-from distillscale.planning.render import PlanView, answer_lines, at_cap, edge_note, interval_cell, modes_renderables
+from distillscale.planning.render import (PlanView, answer_lines, at_cap, edge_note, family_renderables, interval_cell,
+                                         modes_renderables)
 from distillscale.planning.repetition import RepeatedData
 from distillscale.planning.results import CANNOT_TELL, cannot_tell_reason
 from distillscale.planning.run_sheet import ROLES, run_sheet, uses_text
@@ -38,13 +39,18 @@ def can_brief(plan: PlanView) -> bool:
     """Whether the one-screen view shows the plan whole (else it is printed in full)."""
     if plan.kind == "modes":
         return True
-    return plan.kind in ("plans", "sweep")
+    return plan.kind in ("plans", "sweep", "family")
 
 
 def brief_renderables(plan: PlanView) -> list:
     """The answer lines, the plan's table, its run sheet and its notes (`can_brief` plans)."""
     if plan.kind == "modes":
         return _modes(plan)
+    if plan.kind == "family":
+        rows = run_sheet(plan) if plan.recipes else []
+        notes = warning_lines([note for row in rows for note in row.recipe.notes]) + _far_rates(rows)
+        return (answer_lines(plan) + family_renderables(plan) + (_sheet(rows, rows[0].recipe.law) if rows else [])
+                + notes + [EXPLAIN])
     sweep = plan.kind == "sweep"
     plans = [s.best for s in plan.sweeps] if sweep else plan.plans
     supervised = plan.sweeps[0].supervised_best if sweep else plans[0].supervised

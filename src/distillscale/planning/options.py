@@ -24,13 +24,14 @@ from distillscale.laws.lawset import LAW_HELP, NO_BIAS_CORRECTION_HELP, LawSet
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
 from distillscale.planning.downstream import DOWNSTREAM_LAW_HELP
+from distillscale.planning.family import DEFAULT_TOP_K, TARGETS
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.gpu_hours import (GPU_HELP, GPUS_HELP, MFU_HELP, PRICE_HELP, TABLE_HELP, check_options,
                                              gpu_price, mfu_fraction, whole_gpus)
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW, HYPERPARAMETER_LAW_HELP
 from distillscale.settings import quantity
-from distillscale.units import Quantity, check_parameter, parse_quantity
+from distillscale.units import Quantity, check_parameter, format_quantity, parse_quantity
 from distillscale.urls import is_url
 
 SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
@@ -60,6 +61,41 @@ def _sizes(text: object) -> tuple[float, ...] | None:
         return tuple(float(parse_quantity(str(part).strip(), "--teacher-mixture", kind=Quantity.PARAMS)) for part in parts)
     except (ValueError, UserError):
         raise UserError(f"--teacher-mixture must be teacher sizes, comma-separated (e.g. 1B,300M), got {text!r}") from None
+
+
+def _student_sizes(value: object) -> tuple[float, ...] | None:
+    """--students: the family's student sizes, comma-separated (e.g. 500M,1B,3B)."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        sizes = tuple(float(parse_quantity(str(part).strip(), "--students", kind=Quantity.PARAMS)) for part in parts)
+    except (ValueError, UserError):
+        raise UserError(f"--students must be student sizes, comma-separated (e.g. 500M,1B,3B), got {value!r}") from None
+    if len(set(sizes)) != len(sizes):
+        raise UserError(f"--students lists a size twice ({value!r}): give each student once")
+    return sizes
+
+
+def _fractions_summing(value: object) -> tuple[float, ...] | None:
+    """--shares: fractions of the family's compute, comma-separated, summing to 1."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        shares = tuple(float(str(part).strip()) for part in parts)
+    except ValueError:
+        raise UserError(f"--shares must be fractions, comma-separated (e.g. 0.2,0.3,0.5), got {value!r}") from None
+    if any(not (0 < share <= 1) for share in shares) or abs(sum(shares) - 1.0) > 1e-6:
+        raise UserError(f"--shares must be fractions of --compute in (0, 1] summing to 1, got {value!r} (sum "
+                        f"{sum(shares):.6g}): give each student's share of the family's budget")
+    return shares
+
+
+def _storage(value: object) -> float | None:
+    from distillscale.planning.family import parse_bytes
+
+    return None if value is None else parse_bytes(value)
 
 
 def _model_or_url(value: object) -> object:
@@ -102,6 +138,26 @@ class PlanSettings(CommandSettings):
                    "1B,300M; `distill --teacher A --teacher B`), each paid on every student token; needs "
                    "--teacher-loss, the mixture's measured cross-entropy (outside the law's fit: it was "
                    "fitted for one teacher)")
+    students: Annotated[tuple[float, ...] | None, BeforeValidator(_student_sizes)] = option(
+        None, help="a family of students from one teacher, their sizes comma-separated (e.g. 500M,1B,3B): each "
+                   "student's plan and verdict with the teacher's cost shared (--targets), the family's compute by "
+                   "part and its logit cache's storage; needs an existing teacher (--teacher-params or "
+                   "--teacher-model)")
+    shares: Annotated[tuple[float, ...] | None, BeforeValidator(_fractions_summing)] = option(
+        None, help="with --students: each student's share of --compute, comma-separated fractions summing to 1 "
+                   "(default: equal shares)")
+    targets: str = option(
+        "cached", help="with --students: how the teacher's targets are made: cached (the teacher runs once over the "
+                       "most tokens any student reads, its top-k kept in a logit cache every student reads) or online "
+                       "(each student runs the teacher on its own tokens)")
+    teacher_trained: bool = option(
+        False, help="with --students: the family pays the given teacher's training (its 3 F(N_T) D_T, shared "
+                    "equally; needs --teacher-tokens)")
+    cache_top_k: int = option(DEFAULT_TOP_K, min=1, help="with --students, cached targets: the top-k predictions the "
+                                                        "cache keeps per token, for its storage")
+    cache_storage: Annotated[float | None, BeforeValidator(_storage)] = option(
+        None, help="with --students, cached targets: the most storage the logit cache may take, e.g. 200TB: a cache "
+                   "that needs more holds the first tokens only, each student paying the teacher online beyond them")
     flops: str = option("corrected", help=FLOPS_HELP)
     n_ctx: int | None = option(None, min=1, help="context length (default: the law's)")
     vocab_size: int | None = option(None, min=1, help="vocabulary size (default: the law's)")
@@ -227,6 +283,9 @@ class PlanSettings(CommandSettings):
                                  "budget: add {} (otherwise the teacher shares the student's budget)")
         if self.compares_modes:
             return self._mode_comparison_combinations()
+        if self.students is not None or any(getattr(self, name) != PlanSettings.model_fields[name].default
+                                            for name in FAMILY_OPTIONS):
+            return self._family_combinations()
         given = self.search.given()
         if self.student_model is not None and self.student_params is not None:
             raise ParameterError(("student_params", "student_model"), "give {} or {}, not both")
@@ -245,6 +304,43 @@ class PlanSettings(CommandSettings):
         if (self.teacher is not None or self.teacher_model is not None) and self.scenario not in (None, "teacher-inference"):
             raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
                                  "teacher-inference cost: leave out {} or set {} to teacher-inference")
+        return self
+
+    def _family_combinations(self) -> "PlanSettings":
+        """A family of students: an existing teacher, each student smaller than it, shares and cache options
+        that fit (a storage limit below one student's cache is the planner's to refuse: it needs the law)."""
+        if self.students is None:
+            given = [name for name in FAMILY_OPTIONS if getattr(self, name) != PlanSettings.model_fields[name].default]
+            raise ParameterError((given[0], "students"), "{} plans a family of students: give {} (their sizes)")
+        if self.student_params is not None or self.student_model is not None:
+            raise ParameterError(("students", "student_params"), "give {} (a family) or {} (one student), not both")
+        if self.teacher is None and self.teacher_model is None:
+            raise ParameterError(("students", "teacher_params", "teacher_model"), "{} shares one existing teacher: "
+                                 "give {} (with its tokens or loss) or {}")
+        if self.teacher_mixture is not None or self.student_init != "scratch" or self.search.given():
+            raise ParameterError("students", "{} plans students from scratch with one teacher: leave out the "
+                                 "mixture, the student init and the size search")
+        if self.scenario not in (None, "teacher-inference"):
+            raise ParameterError("scenario", "a family's teacher is priced by --targets and --teacher-trained: "
+                                 "leave out {}")
+        if self.shares is not None and len(self.shares) != len(self.students):
+            raise ParameterError(("shares", "students"), f"{{}} gives {len(self.shares)} shares for "
+                                 f"{len(self.students)} students ({{}}): give one share per student")
+        if self.targets not in TARGETS:
+            raise ParameterError("targets", "unknown {} {value!r}: use " + " or ".join(TARGETS), value=self.targets)
+        if self.targets == "online" and self.cache_storage is not None:
+            raise ParameterError(("cache_storage", "targets"), "{} limits a logit cache, and {} online keeps none: "
+                                 "leave it out, or plan cached targets")
+        if self.teacher_trained and self.teacher_tokens is None:
+            raise ParameterError(("teacher_trained", "teacher_tokens"), "{} prices the teacher's training: give "
+                                 "{} (what it trains on)")
+        if self.teacher_params is not None:
+            larger = [size for size in self.students if size >= self.teacher_params]
+            if larger:
+                raise ParameterError(("students", "teacher_params"), f"{{}} has a student of "
+                                     f"{format_quantity(larger[0])} parameters, not smaller than its teacher ({{}} "
+                                     f"{format_quantity(self.teacher_params)}): a family is distilled from a larger "
+                                     "teacher")
         return self
 
     def _mode_comparison_combinations(self) -> "PlanSettings":
@@ -367,6 +463,9 @@ class PlanSettings(CommandSettings):
         return OnPolicy(fraction=self.on_policy_fraction,
                         **{name: value for name, value in given.items() if value is not None})
 
+
+# The options of a family of students (`planning.family`), beside --students.
+FAMILY_OPTIONS = ("shares", "targets", "teacher_trained", "cache_top_k", "cache_storage")
 
 # The options that ask `plan` for the mode comparison.
 ASKS_FOR_MODES = ("on_policy", "logit_cache", "teacher_remote")

@@ -163,6 +163,8 @@ def _plan_renderables(plan: PlanView) -> list:
         return _sweeps(plan)
     if plan.kind == "modes":
         return modes_renderables(plan)
+    if plan.kind == "family":
+        return family_renderables(plan, brief=False)
     teacher = " with the given teacher" if plan.settings.teacher is not None else ""
     out = [_plans_table(plan.plans, f"Distilling a {format_quantity(plan.plans[0].student_params)}-"
                                     f"parameter student{teacher} with C = {plan.compute:.3g} FLOPs "
@@ -245,6 +247,55 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
                f"capacity gap: the law switches at L_T = d1 x Ltilde_S = "
                f"{ranking.capacity_gap_teacher_loss:.4f} (d1 = {ranking.d1:.3f}); weaker "
                "teachers give L_S ~ L_T, and teachers stronger than L_T* make the student worse")
+    return out
+
+
+def family_renderables(plan: PlanView, brief: bool = True) -> list:
+    """A family of students (`planning.family`): a row per student (its share, tokens, loss, the student
+    alone on its share, Delta and the verdict), the family's compute by part, its logit cache, and the same
+    family with the other targets; `brief`: notes in full with --explain."""
+    from distillscale.planning.family import format_bytes
+
+    members, settings = plan.plans, plan.settings
+    teacher = members[0]
+    trained = " trained for the family" if settings.teacher_trained else ""
+    title = styled((f"{len(members)} students from one {format_quantity(teacher.teacher_params)} teacher{trained} "
+                    f"(L_T = {teacher.teacher_loss:.4f}), C = {plan.compute:.3g} FLOPs, {plan.targets} targets, law "
+                    f"{plan.law} (losses in nats/token)", "bold"))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
+    differences = plan.differences()
+    level = next((f"{p.student_interval.level:.0%}" for p in members if p.student_interval is not None), None)
+    headers = ("student", "share", "D_S", "L_S", *((f"{level}",) if level else ()), "alone", "Δ",
+               *((f"Δ {level}",) if level else ()), "verdict")
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("student", "verdict") else "right")
+    for p in members:
+        d = differences[p.scenario.name]
+        table.add_row(format_quantity(p.student_params), f"{p.budget / plan.compute:.0%}",
+                      format_quantity(p.student_tokens), f"{p.student_loss:.4f}",
+                      *((interval_cell(p.student_interval),) if level else ()), f"{p.supervised.loss:.4f}",
+                      f"{d.value:+.4f}", *((delta_cell(d),) if level else ()),
+                      {"too close to call": "too close", CANNOT_TELL: "can't tell"}.get(d.verdict, d.verdict))
+    totals = plan.totals()
+    parts = (f"family compute: students {totals['students']:.3g}, teacher forward {totals['teacher_forward']:.3g}"
+             + (f", teacher training {totals['teacher_training']:.3g}" if settings.teacher_trained else "")
+             + " FLOPs")
+    out = [title, table, parts]
+    if plan.cache is not None:
+        out.append(plan.cache.describe())
+    other = plan.other
+    if other is not None:
+        saved = other.totals()["teacher_forward"] - totals["teacher_forward"]
+        cheaper = plan.targets if saved > 0 else other.targets
+        out.append(f"{other.targets} targets instead: teacher forward {other.totals()['teacher_forward']:.3g} FLOPs, "
+                   f"students' losses " + ", ".join(f"{q.student_loss:.4f}" for q in other.plans)
+                   + (f", cache {format_bytes(other.cache.bytes)}" if other.cache is not None else "")
+                   + f": {cheaper} is cheaper here by {abs(saved):.3g} teacher FLOPs")
+    out.append("alone: the student trained alone on its whole share; Δ = L_S - alone, its verdict read off Δ's "
+               "interval; each student's budget pays its share of the teacher: "
+               + ("a cache's forward passes split among the students that read each stretch of it"
+                  if plan.targets == "cached" else "its own forward passes")
+               + (", and an equal share of its training" if settings.teacher_trained else ""))
     return out
 
 
@@ -386,6 +437,10 @@ def _interval_notes(plans: list[DistillationPlan], differences: dict[str, LossDi
     if dominant:
         out.append(f"intervals: the laws' own (a fit's bootstrap and backtest, a preset's stated error; `predict` "
                    f"says which) at the plan's distance from the runs; mostly {' and '.join(sorted(dominant))}")
+    if any(d.has_interval and d.rule == "distilled vs alone" for d in differences.values()):
+        from distillscale.laws.difference import shipped_calibration
+
+        out.append(shipped_calibration().describe())
     if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
         out.append("too close to call: the interval of Δ = distilled - alone reaches across 0, so the laws cannot "
                    "say whether distillation or pre-training wins here")

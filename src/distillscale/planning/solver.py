@@ -37,7 +37,7 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws import LawSet, SupervisedLaw
 from distillscale.laws.student_init import StartMultiplier
 from distillscale.laws.uncertainty import Prediction, lower_end
-from distillscale.planning.flops import SCENARIOS, ForwardFlops, Scenario, distillation_flops
+from distillscale.planning.flops import SCENARIOS, FlopBreakdown, ForwardFlops, Scenario, distillation_flops
 from distillscale.planning.results import (
     Convergence,
     DistillationPlan,
@@ -345,6 +345,32 @@ class DistillationPlanner(SupervisedPlanner):
             teacher_loss, loss, distillation_flops(scenario, F_S, student_tokens, F_T), baseline,
             Convergence(True, "closed form: the student loss falls with D_S, so D_S takes the "
                               "whole budget"), mixture=teachers))
+
+    def plan_member(self, name: str, student_params: float, budget: float, teacher_params: float,
+                    teacher_tokens: float | None, teacher_loss: float, teacher_forward_per_token: float,
+                    teacher_training: float = 0.0, student_flops_per_token: float | None = None,
+                    teacher_trained: bool = False) -> DistillationPlan:
+        """One student of a family (`planning.family`): its budget spends 3 F(N_S) per token on itself,
+        `teacher_forward_per_token` on its share of the teacher's forward passes, and `teacher_training`
+        once on its share of the teacher's training, D_S = (C - training) / (3 F(N_S) + f); against the
+        same student trained alone on its whole budget. The plan's scenario is named `name`."""
+        scenario = Scenario(name, True, teacher_trained, "a student of a family sharing one teacher")
+        baseline = self.supervised(student_params, budget, student_flops_per_token)
+        F_S = self._student_flops(student_params, student_flops_per_token)
+        student_tokens = (budget - teacher_training) / (3.0 * F_S + teacher_forward_per_token)
+        if student_tokens < self.bounds[0]:
+            raise ParameterError("compute", f"budget {budget:.3g} FLOPs is too small for the "
+                                 f"{format_quantity(student_params)}-parameter student of the family: with its share "
+                                 f"of the teacher's costs it gets {student_tokens:.3g} tokens, below the minimum of "
+                                 f"{format_quantity(self.bounds[0])}; raise {{}} or its share")
+        loss = float(self.distilled_loss(student_params, student_tokens, teacher_loss))
+        flops = FlopBreakdown(student=3.0 * F_S * student_tokens,
+                              teacher_inference=teacher_forward_per_token * student_tokens,
+                              teacher_pretraining=teacher_training)
+        return self.with_interval(DistillationPlan(
+            scenario, budget, student_params, student_tokens, teacher_params, teacher_tokens, teacher_loss, loss,
+            flops, baseline, Convergence(True, "closed form: the student loss falls with D_S, so D_S takes the "
+                                               "whole budget left after its share of the teacher")))
 
     def optimal_teacher_loss(self, student_params: float,
                              student_tokens: float) -> tuple[float, Convergence]:
