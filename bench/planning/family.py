@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     teacher = ds.ExistingTeacher(params=parse_quantity(args.teacher, "--teacher", kind=None),
                                  tokens=parse_quantity(args.teacher_tokens, "--teacher-tokens", kind=None))
     print(f"K students from one {args.teacher} teacher ({args.teacher_tokens} tokens), {budget:.3g} FLOPs each,")
-    print(f"law {args.law}; students join in order: {', '.join(map(format_quantity, SIZES))}")
-    print("fwd: the teacher's forward FLOPs per student; verdicts: distill/too close/pretrain")
+    print(f"law {args.law}; they join in order {', '.join(map(format_quantity, SIZES))}")
+    print("fwd: teacher forward FLOPs per student; verdicts: distill/too close/pretrain")
     print(f"{'K':>2} {'fwd cached':>10} {'fwd online':>10} {'cache':>9} {'1B: D_S':>8} {'Δ cached':>9} "
           f"{'online':>8} {'cached':>7} {'online':>7}")
     flips = []
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     print("verdicts that flip when the students share a cache (online -> cached):")
     print("\n".join(f"  {flip}" for flip in flips) if flips else "  none")
     three = family(args.law, 3, budget, teacher, "cached")
-    print("K = 3, the family's compute by part: " + ", ".join(f"{part.replace('_', ' ')} {flops:.3g}"
-                                                              for part, flops in three.totals().items()))
+    print("K = 3, the family's compute by part:\n  " + ", ".join(f"{part.replace('_', ' ')} {flops:.3g}"
+                                                                 for part, flops in three.totals().items()))
 
 
 if __name__ == "__main__":

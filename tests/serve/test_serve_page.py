@@ -168,6 +168,10 @@ def test_serve_command_prints_its_address_and_serves_the_page(tmp_path):
     dict(compute="3e22", student="best", scenario="teacher-inference"),
     dict(compute="1e21", student="546M", scenario="teacher-inference", teacher="loss", teacher_params="7.75B",
          teacher_loss="2.1"),
+    dict(compute="3e21", students="500M,1B,3B", targets="cached", teacher="tokens", teacher_params="8B",
+         teacher_tokens="2T"),
+    dict(compute="3e21", students="500M,1B,3B", targets="online", teacher="tokens", teacher_params="8B",
+         teacher_tokens="2T"),
 ])
 def test_page_and_cli_make_the_same_plan_from_the_same_settings(cli, controls):
     """The page's controls become `PlanSettings`, the class `plan`'s flags are generated from: the
@@ -188,6 +192,9 @@ def test_page_and_cli_make_the_same_plan_from_the_same_settings(cli, controls):
     response = planner.update(query)
     assert response["ok"] and response["cli"] == command_line(settings)
     assert json.loads(json_text(response["plan"])) == _cli_json(cli, *argv)  # NaN written as the CLI writes it
+    if "students" in controls:   # the family's view: a row per student, as the plan's JSON has them
+        rows = response["summary"]["family"]["rows"]
+        assert [row["verdict"] for row in rows] == [s["verdict"] for s in response["plan"]["students"]]
 
 
 def test_the_page_has_a_control_for_where_the_student_starts(cli):
@@ -334,3 +341,33 @@ def test_the_pages_run_sheet_flags_a_run_that_is_no_run_to_train(server, browser
     sheet = page.text_content("#run-sheet")
     assert "no run to train" in sheet and "student!" in sheet.replace("*", "")
     assert "tokens it trains on" in page.get_attribute("#run-sheet tbody tr", "title")
+
+
+@pytest.mark.slow
+def test_a_family_on_the_page_plans_as_the_cli_with_a_row_per_student(server, browser, cli):
+    page = browser.new_page()
+    page.goto(server)
+    _settled(page)
+    page.select_option("#teacher", "tokens")
+    page.fill("#teacher-params", "8B")
+    page.fill("#teacher-tokens", "2T")
+    page.fill("#compute", "3e21")
+    page.fill("#students", "500M,1B,3B")
+    _settled(page, students="500M,1B,3B", teacher_params="8B", teacher_tokens="2T", compute="3e21")
+    plan = _shown_plan(page)
+    expected = _cli_json(cli, "--law", "busbridge2025", "--compute", "3e21", "--students", "500M,1B,3B",
+                         "--teacher-params", "8B", "--teacher-tokens", "2T")
+
+    def same(value):   # the CLI writes a NaN as "NaN", the page's JSON as null
+        if isinstance(value, dict):
+            return {key: same(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [same(item) for item in value]
+        return None if value == "NaN" else value
+
+    assert same(plan) == same(expected)
+    rows = page.locator("#family tr")
+    assert rows.count() == 4   # a header and a row per student
+    assert [page.locator("#family tr").nth(i + 1).locator("td").last.text_content() for i in range(3)] == \
+        [s["verdict"] for s in plan["students"]]
+    assert "--students 5e+08,1e+09,3e+09" in page.text_content("#cli")

@@ -167,8 +167,8 @@ def format_bytes(value: float | None) -> str:
         return "no limit"
     for suffix, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if value >= scale:
-            return f"{value / scale:.3g} {suffix}"
-    return f"{value:.0f} B"
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.0f}B"
 
 
 def parse_bytes(text: str | float, what: str = "--cache-storage") -> float:

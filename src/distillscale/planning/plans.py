@@ -299,11 +299,12 @@ class FamilyPlans(ScenarioPlans):
 
     @property
     def headline(self) -> DistillationPlan | None:
-        return None
+        """The first student's plan (what the planner page draws its figures for)."""
+        return self.plans[0]
 
     @property
     def verdict(self) -> str | None:
-        return None
+        return None   # a verdict per student: `verdicts()`
 
     def totals(self) -> dict[str, float]:
         """The family's FLOPs by part: the students' training, the teacher's forward passes, its training."""

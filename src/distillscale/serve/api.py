@@ -42,6 +42,8 @@ CONTROLS = {
     "gpu": ("gpu", "the GPU"),
     "gpus": ("gpus", "the GPUs per run"),
     "price_per_gpu_hour": ("price", "the price per GPU-hour"),
+    "students": ("students", "the family's students"),
+    "targets": ("targets", "the family's targets"),
 }
 CURVE_POINTS = 17     # budgets of the loss-vs-compute figure, C/100 to 100 C
 U_CURVE_POINTS = 160  # teacher losses of the U-curve
@@ -68,6 +70,8 @@ class PlanQuery:
     gpu: str = "none"                # price the runs in GPU-hours on this GPU (`plan --gpu`), or none
     gpus: str = "1"                  # GPUs per run (`plan --gpus`)
     price_per_gpu_hour: str = ""     # `plan --price-per-gpu-hour` ("": no cost)
+    students: str = ""               # a family's student sizes, comma-separated (`plan --students`; "": one student)
+    targets: str = "cached"          # a family's teacher targets (`plan --targets`)
 
     @classmethod
     def from_json(cls, data: dict, extra: tuple[str, ...] = (), default_law: str = "busbridge2025") -> "PlanQuery":
@@ -232,8 +236,13 @@ class Planner:
         gpu = _gpu_options(query)
         if query.teacher == "model":  # planned as `plan --teacher-model` plans it
             gpu |= {"teacher_model": self._teacher_model(query.teacher_model), "trust_remote_code": self.trust_remote_code}
+        if query.students.strip():   # a family (`plan --students`): its own scenario, no single student
+            gpu |= {"students": query.students, "targets": query.targets}
+            given["student_params"], scenario = None, None
+        else:
+            scenario = query.scenario
         return PlanSettings.from_python(query.law, compute=given["compute"], student_params=given["student_params"],
-                                        scenario=query.scenario, teacher_params=given["teacher.params"],
+                                        scenario=scenario, teacher_params=given["teacher.params"],
                                         teacher_tokens=given["teacher.tokens"], teacher_loss=given["teacher.loss"],
                                         student_init=query.student_init,
                                         hyperparameter_law=query.hyperparameter_law,
@@ -344,7 +353,18 @@ def _summary(result: Plan) -> dict:
                                                  "teacher_pretraining": 0.0},
                 "recipe": _recipe(result, "supervised"), "downstream": _downstream(result, "supervised"),
                 "gpu_hours": _gpu_hours(result, "supervised")}
-    p, verdict = result.headline, result.verdict
+    if result.kind == "family":   # the first student's figures, and a row per student
+        p, verdict = result.headline, result.headline.verdict
+        family = {"targets": result.targets, "totals": result.totals(),
+                  "cache": None if result.cache is None else {**result.cache.to_dict(),
+                                                              "describe": result.cache.describe()},
+                  "rows": [{"name": q.scenario.name, "share": q.budget / result.compute,
+                            "student_params": q.student_params, "student_tokens": q.student_tokens,
+                            "student_loss": q.student_loss, "student_interval": _interval(q.student_interval),
+                            "supervised_loss": q.supervised.loss, "verdict": q.verdict, **q.difference.to_dict()}
+                           for q in result.plans]}
+    else:
+        p, verdict, family = result.headline, result.verdict, None
     baseline = result.sweeps[0].supervised_best if result.kind == "sweep" else p.supervised
     return {"kind": result.kind, "scenario": p.scenario.name, "budget": p.budget,
             "student_params": p.student_params, "student_tokens": p.student_tokens,
@@ -356,7 +376,7 @@ def _summary(result: Plan) -> dict:
             "verdict": verdict, **(result.sweeps[0].difference if result.kind == "sweep" else p.difference).to_dict(),
             "flops": p.flops.to_dict(), "converged": p.convergence.success,
             "recipe": _recipe(result, p.scenario.name), "downstream": _downstream(result, p.scenario.name),
-            "gpu_hours": _gpu_hours(result, p.scenario.name)}
+            "gpu_hours": _gpu_hours(result, p.scenario.name), "family": family}
 
 
 def _recipe(result: Plan, name: str) -> dict | None:

@@ -4,7 +4,8 @@
 
 const $ = id => document.getElementById(id);
 const CONTROLS = ["law", "compute", "student", "scenario", "student-init", "teacher-params", "teacher-tokens",
-                  "teacher-loss", "teacher-model", "hyperparameter-law", "batch-tokens", "gpu", "gpus", "price"];
+                  "teacher-loss", "teacher-model", "hyperparameter-law", "batch-tokens", "gpu", "gpus", "price",
+                  "students", "targets"];
 const COLORS = { distilled: "#2f6fd6", supervised: "#1d2330", optimum: "#c0392b", gap: "#8a94a6",
                  plan: "#e08a00", student: "#2f6fd6", logits: "#7b5cd6", pretraining: "#d65c8a" };
 // What the browser measured, read by the tests and the latency bench.
@@ -34,6 +35,7 @@ function query() {
     student_init: $("student-init").value,
     hyperparameter_law: $("hyperparameter-law").value, batch_tokens: $("batch-tokens").value,
     gpu: $("gpu").value, gpus: $("gpus").value, price_per_gpu_hour: $("price").value,
+    students: $("students").value, targets: $("targets").value,
   };
 }
 
@@ -88,6 +90,22 @@ function showErrors(errors) {
   $("plan-error").textContent = errors.plan || "";
 }
 
+// A family of students (`plan --students`): a row per student, the family's compute and its cache.
+function familyCard(f) {
+  const signed = x => `${x >= 0 ? "+" : ""}${loss(x)}`;
+  const rows = f.rows.map(r => `<tr><td>${quantity(r.student_params)}</td><td>${(100 * r.share).toFixed(0)}%</td>` +
+    `<td>${quantity(r.student_tokens)}</td><td>${loss(r.student_loss)}</td><td>${loss(r.supervised_loss)}</td>` +
+    `<td>${signed(r.distilled_minus_alone)}${r.distilled_minus_alone_interval ? ` [${signed(r.distilled_minus_alone_interval[0])}, ` +
+    `${signed(r.distilled_minus_alone_interval[1])}]` : ""}</td><td>${r.verdict}</td></tr>`).join("");
+  const t = f.totals;
+  const detail = `students ${flops(t.students)}, teacher forward ${flops(t.teacher_forward)}` +
+    (t.teacher_training ? `, teacher training ${flops(t.teacher_training)}` : "") + " FLOPs" +
+    (f.cache ? `; ${f.cache.describe}` : "");
+  return `<div class="card wide" id="family"><div class="label">family, ${f.targets} targets</div>` +
+    `<table><tr><th>student</th><th>share</th><th>D_S</th><th>L_S</th><th>alone</th><th>Δ</th><th>verdict</th></tr>` +
+    `${rows}</table><div class="detail">${detail}</div></div>`;
+}
+
 function card(label, value, detail, extraClass) {
   return `<div class="card ${extraClass || ""}"><div class="label">${label}</div>` +
          `<div class="value">${value}</div><div class="detail">${detail || ""}</div></div>`;
@@ -120,6 +138,7 @@ function render(result) {
     cards.push(card("teacher N_T, D_T", `${quantity(s.teacher_params)} · ${quantity(s.teacher_tokens)}`,
                     `teacher loss L_T ${loss(s.teacher_loss)}`));
   }
+  if (s.family) cards.push(familyCard(s.family));
   if (s.downstream) cards.push(downstreamCard(s.downstream));
   if (s.gpu_hours) cards.push(gpuCard(s.gpu_hours));
   $("cards").innerHTML = cards.join("");
@@ -326,8 +345,10 @@ async function init() {
     if ($("teacher").value !== "none") { $("scenario").value = "teacher-inference"; hint(); }
     schedule();
   });
-  for (const id of ["law", "student", "teacher-params", "teacher-tokens", "teacher-loss", "batch-tokens", "gpus", "price"])
+  for (const id of ["law", "student", "teacher-params", "teacher-tokens", "teacher-loss", "batch-tokens", "gpus", "price",
+                    "students"])
     $(id).addEventListener("input", schedule);
+  $("targets").addEventListener("change", schedule);
   $("copy-plan").addEventListener("click", event => copy($("plan-text").textContent, event.target));
   $("copy-cli").addEventListener("click", event => copy($("cli").textContent, event.target));
   showTeacherFields();
