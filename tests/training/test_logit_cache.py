@@ -436,3 +436,37 @@ def test_help(cli):
     for option in ("--teacher", "--out", "--top-k", "--tokens", "--split", "--seq-len", "--shard-tokens", "--json"):
         assert option in out
     assert "--teacher-cache" in cli("distill", "--help")[1]
+
+
+@pytest.mark.slow
+def test_students_of_a_family_share_one_cache_concurrently(tmp_path, cache, cached_student, cache_dir):
+    """A family's students read one logit cache (`plan --students`, cached targets): two `distill
+    --teacher-cache` runs at once, of two sizes, each in its own process; the cache is opened read-only
+    (not a byte of it changes), and each student equals the same student trained alone from it."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    def digest() -> dict:
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(cache.iterdir())}
+
+    before = digest()
+    env = {**os.environ, "DISTILLSCALE_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
+    sizes = {"small": "32", "large": "64"}   # aspect ratios: two student widths
+
+    def shape(ratio: str) -> list[str]:
+        args = list(STUDENT)
+        args[args.index("--aspect-ratio") + 1] = ratio
+        return args
+
+    runs = {name: subprocess.Popen([sys.executable, "-m", "distillscale.cli", "distill", "--teacher-cache", str(cache),
+                                    "--out", str(tmp_path / name), *shape(ratio), "--kd-weight", "0.7"],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for name, ratio in sizes.items()}
+    for name, run in runs.items():
+        _, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err[-2000:]
+        assert read_json(tmp_path / name / "result.json")["status"] == "completed"
+    assert digest() == before
+    assert read_json(tmp_path / "small" / "result.json")["val_loss"] == read_json(cached_student / "result.json")["val_loss"]
