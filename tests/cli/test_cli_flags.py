@@ -73,6 +73,8 @@ ADDED_SINCE["distill"] |= {"--cache-workers"}  # issue 73: the threads reading a
 for _path in ("fit supervised", "fit distillation"):  # the runs' context, priced with --tokenizer's vocabulary
     ADDED_SINCE[_path] |= {"--n-ctx"}
 ADDED_SINCE["teacher"] = {"--compute"}  # a budget that pays each teacher's logits, instead of --student-tokens
+# a family of students from one teacher, its targets and its logit cache's storage
+ADDED_SINCE["plan"] |= {"--students", "--shares", "--targets", "--teacher-trained", "--cache-top-k", "--cache-storage"}
 # Recorded flags that repeat since (a single value still reads as before), or became optional: their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"},
