@@ -90,3 +90,16 @@ def test_a_multi_node_launch_pickles_and_runs_only_redacted_urls_and_the_rank_re
     twice = ("distill", "--teacher-url", SECRET, "--teacher-url", SECRET.replace("pa55-w0rd", "other"))
     with pytest.raises(UserError, match="two URLs with different credentials"):
         submit(MultiNodeRun(argv=twice, nodes=1, procs_per_node=1), tmp_path / "jobs")
+
+
+@pytest.mark.parametrize("given, shown", [
+    ("HTTP://me:secret@host:8000/v1", "HTTP://***@host:8000/v1"),
+    ("Https://me:secret@host/v1", "Https://***@host/v1"),
+    ("http://me:pa ss word@host/v1", "http://***@host/v1"),
+    ("http://me:p@ss@host/v1/models", "http://***@host/v1/models"),
+])
+def test_any_case_of_scheme_is_a_url_and_a_password_with_spaces_is_hidden_whole(given, shown):
+    from distillscale.urls import is_url, redacted_text, redacted_url
+
+    assert is_url(given) and redacted_url(given) == shown
+    assert redacted_text(f"the server {given} refused") == f"the server {shown} refused"

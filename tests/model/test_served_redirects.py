@@ -113,7 +113,7 @@ def test_credentials_over_plain_http_to_another_machine_are_said_once_before_the
 
     monkeypatch.setattr(served, "_opener", lambda: Opener())
     monkeypatch.setattr("distillscale.console.warn", lambda message: events.append(("warned", message)))
-    monkeypatch.setattr(served, "_warned_in_clear", set())
+    monkeypatch.delenv(served.SAID_IN_CLEAR_ENV, raising=False)
     for url in ("http://me:pa55-w0rd@10.1.2.3:8000/v1/models", "http://me:pa55-w0rd@10.1.2.3:8000/v1/completions",
                 "https://me:pa55-w0rd@10.1.2.3:8000/v1/models", "http://me:pa55-w0rd@127.0.0.1:8000/v1/models",
                 "http://me:pa55-w0rd@localhost:8000/v1/models", "http://10.1.2.4:8000/v1/models"):
@@ -124,3 +124,87 @@ def test_credentials_over_plain_http_to_another_machine_are_said_once_before_the
     message = warned[0][1]
     assert "to 10.1.2.3" in message and "http://10.1.2.3:8000/v1/models" in message and "pa55-w0rd" not in message
     assert "\n" not in message and "https" in message
+
+
+def test_said_once_in_this_process_and_its_children_and_never_of_this_machines_own_address(monkeypatch):
+    """The warning is said once per origin, and a child process (a measurement) does not say it again; this
+    machine's own address (not only loopback) is no other machine."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    monkeypatch.delenv(served.SAID_IN_CLEAR_ENV, raising=False)
+    assert served.in_clear_warning("http://me:pw@10.1.2.3:8000/v1") is not None
+    assert served.in_clear_warning("http://me:pw@10.1.2.3:8000/v1") is None
+    child = subprocess.run([sys.executable, "-c", "from distillscale.model.served import in_clear_warning; "
+                            "print(in_clear_warning('http://me:pw@10.1.2.3:8000/v1'))"],
+                           capture_output=True, text=True, env=dict(os.environ), check=True)
+    assert child.stdout.strip() == "None"
+    assert served.in_clear_warning(f"http://me:pw@{socket.gethostname()}:8000/v1") is None
+    assert served.in_clear_warning("http://me:pw@10.1.2.4:8000/v1").count("another machine") == 0
+
+
+def _answering(code: int, location: str | None = None, body: bytes = b"{}"):
+    class Handler(BaseHTTPRequestHandler):
+        timeout = 5
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(code)
+            if location is not None:
+                self.send_header("Location", location)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server, f"127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.mark.parametrize("code", [307, 308])
+def test_a_redirect_a_request_with_a_body_does_not_follow_says_where_it_points(code):
+    server, where = _answering(code, "http://elsewhere.example:9000/v1/completions")
+    try:
+        with pytest.raises(ServerError) as error:
+            request_json("POST", f"http://{where}/v1/completions", b"{}", timeout=5)
+        said = str(error.value)
+        assert f"redirected (HTTP {code})" in said and "http://elsewhere.example:9000/v1/completions" in said
+        assert "refused" not in said and not error.value.retry
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_error_after_a_redirect_names_the_server_that_answered(servers):
+    other, there = _answering(404, body=json.dumps({"error": {"message": "no such model"}}).encode())
+    first, _ = servers(lambda path: f"http://{there}/moved{path}")
+    try:
+        with pytest.raises(ServerError) as error:
+            request_json("GET", f"http://{first}/v1/models", None, timeout=5)
+        said = str(error.value)
+        assert f"from http://{there}/moved/v1/models, where http://{first}/v1/models redirected it" in said
+        assert "no such model" in said
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_a_401_says_how_to_give_credentials(cli):
+    server, where = _answering(401, body=json.dumps({"error": {"message": "unauthorized"}}).encode())
+    try:
+        code, _, err = cli("plan", "--student-params", "546M", "--compute", "1e21", "--teacher-model",
+                           f"http://{where}/v1")
+        assert code == 2 and "http(s)://USER:PASSWORD@HOST/v1" in err and "refused (HTTP 401" in err
+        code, _, err = cli("plan", "--student-params", "546M", "--compute", "1e21", "--teacher-model",
+                           f"http://me:secret@{where}/v1")
+        assert code == 2 and "the user name and password in the URL were refused" in err and "secret" not in err
+    finally:
+        server.shutdown()
+        server.server_close()

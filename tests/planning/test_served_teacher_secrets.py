@@ -100,13 +100,22 @@ def test_no_output_file_cache_or_child_command_line_holds_a_served_teachers_pass
         serving.guard["on"] = False   # a server that asks for none: the kept measurement, and no password in it
         later = json.loads(run("plan", *law_args, "--compute", "1e13", "--teacher-model", bare, "--json"))
         assert later["teacher_model"]["loss"] == record["nats_per_token"]
+        # kept in the cache: said so, and named after the URL asked (not the one that measured it)
+        assert later["teacher_model"]["loss_source"].startswith("measured through the server, from distillscale's cache")
+        assert later["teacher_model"]["loss_record"]["model"] == bare
+        serving.guard["on"] = True
+        # from Python: the plan keeps the URL redacted (its repr, its command line); an upper-case scheme is a URL
+        planned = ds.plan(path, compute=1e13, student_params=20e3, teacher_model=url.replace("http://", "HTTP://"))
+        outputs += [repr(planned), planned.as_cli_command(), planned.to_json()]
+        assert planned.settings.teacher_model == shown.replace("http://", "HTTP://")
     finally:
         serving.stop()
     given = [command[command.index("loss") + 1] for command, _ in children]
-    assert set(given) == {shown, bare} and given.count(shown) >= 3   # plan twice and teacher with it, then without
+    assert set(given) == {shown, bare, shown.replace("http://", "HTTP://")} and given.count(shown) >= 3   # plan twice
+    # and teacher with it, then without, then from Python (an upper-case scheme)
     for command, environment in children:
         assert not any(leak in part for part in command for leak in LEAKS), command
-        assert environment.get(SERVER_URL_ENV) in (url, None)
+        assert environment.get(SERVER_URL_ENV) in (url, url.replace("http://", "HTTP://"), None)
     assert any(environment.get(SERVER_URL_ENV) == url for _, environment in children)
     written = [file for file in files if file.is_file()] + [file for file in cache_dir.rglob("*") if file.is_file()]
     assert len(written) > len(files) >= 1 and any("losses" in file.parts for file in written)

@@ -250,7 +250,7 @@ def _opener() -> urllib.request.OpenerDirector:
 SAID_IN_CLEAR_ENV = "DISTILLSCALE_SAID_IN_CLEAR"
 
 
-def in_clear_warning(url: str) -> str | None:
+def in_clear_warning(url: str, credentials: bool | None = None) -> str | None:
     """The warning that `url`'s user name and password go unencrypted over plain http to a host other
     than this machine (None: https, no credentials, this machine, or said already); once said, never
     again for that origin, in this process or its children. A plan takes it into its warnings (its text
@@ -260,9 +260,10 @@ def in_clear_warning(url: str) -> str | None:
     scheme, host, port = origin(url)
     key = f"{scheme}://{host}:{port}"
     said = set(os.environ.get(SAID_IN_CLEAR_ENV, "").split())
-    parsed = urllib.parse.urlsplit(url)
-    if scheme != "http" or (parsed.username is None and parsed.password is None) or key in said \
-            or _is_this_machine(host):
+    if credentials is None:   # said by the URL itself (a request's URL has them taken out: said by the caller)
+        parsed = urllib.parse.urlsplit(url)
+        credentials = parsed.username is not None or parsed.password is not None
+    if scheme != "http" or not credentials or key in said or _is_this_machine(host):
         return None
     os.environ[SAID_IN_CLEAR_ENV] = " ".join(sorted(said | {key}))
     return (f"the user name and password of {redacted_url(url)} go unencrypted over plain http to {host}: anyone "
@@ -271,8 +272,9 @@ def in_clear_warning(url: str) -> str | None:
 
 
 def _warn_in_clear(url: str) -> None:
-    """Say once per origin that credentials go unencrypted to a host other than this machine."""
-    message = in_clear_warning(url)
+    """Say once per origin that credentials go unencrypted to a host other than this machine (`url`: the
+    request's, its credentials taken out into the Authorization header)."""
+    message = in_clear_warning(url, credentials=True)
     if message is not None:
         from distillscale.console import warn
 

@@ -1,0 +1,92 @@
+"""Ordinary trouble said plainly: a candidates table given as a pipe is read once, two candidates of one
+name are refused, a run's config.json that is not JSON is said as such (not as missing), a measurement of an
+unfinished run speaks of a model, and a plan warns when its runs need more text than the law's corpus holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.report.test_demo_teacher_split import TINY
+from tests.report.test_own_teacher import markov_corpus
+
+
+def test_a_candidates_pipe_is_read_once_and_two_candidates_of_one_name_are_refused(tmp_path):
+    table = "name,teacher_loss,teacher_params\na,2.2,2B\nb,2.1,4B\n"
+    piped = subprocess.run(["bash", "-c", f"{sys.executable} -m distillscale.cli teacher --student-params 546M "
+                            f"--student-tokens 10B --candidates <(printf '{table}')"], capture_output=True, text=True)
+    assert piped.returncode == 0, piped.stderr
+    assert "best teacher: b" in " ".join(piped.stdout.split())
+    twice = tmp_path / "twice.csv"
+    twice.write_text("name,teacher_loss,teacher_params\na,2.2,2B\na,2.1,4B\n")
+    result = subprocess.run([sys.executable, "-m", "distillscale.cli", "teacher", "--student-params", "546M",
+                             "--student-tokens", "10B", "--candidates", str(twice)], capture_output=True, text=True)
+    assert result.returncode == 2 and "names 2 different teachers 'a'" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("troubles")
+    corpus = markov_corpus(root / "corpus", documents=20, words=150)
+    env = {**os.environ, "DISTILLSCALE_CACHE": str(root / "cache")}
+    subprocess.run([sys.executable, "-m", "distillscale.cli", "train", "--data", str(corpus), "--out", str(root / "run"),
+                    *TINY], check=True, capture_output=True, env=env)
+    return root, env
+
+
+@pytest.mark.slow
+def test_a_config_json_that_is_not_json_is_said_as_such(run, tmp_path):
+    import shutil
+
+    root, env = run
+    broken = shutil.copytree(root / "run", tmp_path / "broken")
+    (broken / "config.json").write_text("garbage{")
+    for command in (["loss", str(broken)], ["eval", str(broken), "--tasks", "arc_easy"]):
+        result = subprocess.run([sys.executable, "-m", "distillscale.cli", *command], capture_output=True, text=True,
+                                env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "is not a readable JSON file" in result.stderr and "no config.json" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_measurement_of_an_unfinished_run_speaks_of_a_model(run, tmp_path):
+    import shutil
+
+    root, env = run
+    unfinished = shutil.copytree(root / "run", tmp_path / "unfinished")
+    (unfinished / "result.json").unlink()
+    result = subprocess.run([sys.executable, "-m", "distillscale.cli", "loss", str(unfinished)], capture_output=True,
+                            text=True, env=env)
+    said = result.stderr.removeprefix("distillscale: error: ")
+    assert result.returncode == 2 and said.startswith("model run") and "has not finished" in said
+    assert "teacher" not in said and "distil from it" not in said and said.rstrip().endswith("then measure it")
+
+
+def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_warns(tmp_path, monkeypatch, cli):
+    """A law calibrated on a corpus whose splits hold 2.75M tokens: a plan that trains on more says so, and
+    points at --unique-tokens; with it given, the plan prices the repetition itself and says no more."""
+    import distillscale as ds
+    from distillscale.data.loss_identity import LossIdentity, TextIdentity
+    from distillscale.planning.warnings import LargerThanCorpus
+
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "manifest.json").write_text(json.dumps({"format": "x"}))
+    laws = ds.load_laws("busbridge2025")
+    from dataclasses import replace
+
+    from distillscale.data.prepared import PreparedData
+
+    monkeypatch.setattr("distillscale.data.prepared.open_prepared", lambda directory: PreparedData(
+        prepared, {"splits": {"teacher": {"tokens": 2_750_000}, "student": {"tokens": 2_760_000}}}, True))
+    identity = LossIdentity(text=TextIdentity(name="my corpus", split="val", directory=str(prepared)))
+    laws = replace(laws, losses=identity)
+    plan = ds.plan(laws, student_params=100e6, compute=1e19)
+    larger = [w for w in plan.warnings if isinstance(w, LargerThanCorpus)]
+    assert larger and "give --unique-tokens 2.75M" in larger[0]
+    assert not any(isinstance(w, LargerThanCorpus) for w in
+                   ds.plan(laws, student_params=100e6, compute=1e19, unique_tokens=2.75e6).warnings)
