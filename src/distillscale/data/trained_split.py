@@ -142,7 +142,8 @@ class TrainedSplit:
             mine = data_identity(self.data)
             if mine.fingerprint != self.fingerprint:
                 changed = mine.why_other(self.fingerprint)
-        elif self.content != split_source(reader).content:
+        elif self.content != split_source(reader).content and data_identity(self.data).fingerprint != self.fingerprint:
+            # the same place, other content and other files (their paths, sizes or times): changed since
             changed = "the corpus at the place it read was changed since: other files, or files edited"
         elif self.split is not None and self.split.get("format") not in (None, FORMAT):
             changed = (f"it was prepared as {self.split['format']}, and this version prepares {FORMAT}, which splits "
