@@ -149,6 +149,20 @@ def test_distill_map_writes_a_figure(cli, tmp_path):
     assert code == 0
     grid = json.loads(out)
     assert len(grid["distilled_minus_alone"]) == 3 and figure.exists()
+    # each cell's verdict is its plan's, read off its Delta's interval (not the sign of the point value)
+    import distillscale as ds
+
+    tokens, sizes = grid["supervised_tokens"], grid["student_params"]
+    for i, row in enumerate(grid["verdicts"]):
+        for j, verdict in enumerate(row):
+            if verdict is None:
+                continue
+            plan = ds.plan("busbridge2025", student_params=sizes[i], scenario="teacher-inference",
+                           compute=3 * float(ds.plan("busbridge2025", student_params=sizes[i], compute=1e21,
+                                                     scenario="teacher-inference").planner.flops(sizes[i])) * tokens[j])
+            assert plan.verdict == verdict
+    code, out, _ = cli("distill-map", "--out", str(figure), "--resolution", "3", "--overwrite")
+    assert "each read off its Δ's interval" in " ".join(out.split())
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -124,13 +124,21 @@ class DifferenceCalibration(BaseModel):
     command: str = ""
 
     def describe(self) -> str:
+        """One paragraph: what the interval of Delta is made of, where its scales were measured, and what
+        was left out of the pairs that measured them."""
         if not self.pairs:
-            return f"Delta's interval: the two losses' intervals as shown, combined independently ({self.rule})"
-        return (f"Delta's interval: each law's interval rescaled by its width against its errors at its distance "
-                f"beyond its runs, the two combined with rho = {self.correlation:.2f} and scaled by "
-                f"{self.factor:.2f} (their conformal quantile), measured on {self.pairs} pairs over "
-                f"{len(self.corpora)} corpora, each prediction by a law that never saw its run"
-                + (f" ({self.left_out})" if self.left_out else ""))
+            return f"Δ's interval: the two losses' intervals as shown, combined independently ({self.rule})"
+
+        def scales(law: LawScale) -> str:
+            measured = [f"{scale:.2f} {BAND_NAMES[band]}" for band, scale in enumerate(law.scales) if scale is not None]
+            reach = "" if not math.isfinite(law.reach) else f", up to {law.reach:.3g}x beyond its runs"
+            return (", ".join(measured) or "as shown") + reach
+
+        return (f"Δ's interval: each law's own interval times its width against its errors on {self.pairs} pairs "
+                f"over {len(self.corpora)} corpora (distilled: {scales(self.distilled)}; alone: {scales(self.alone)}; "
+                f"never narrowed farther out, where a straddling Δ cannot tell), the two combined with rho = "
+                f"{self.correlation:.2f} and times {self.factor:.2f}, their conformal quantile counting corpora"
+                + (f"; {self.left_out}" if self.left_out else ""))
 
 
 # Two losses compared as shown: no pair measured how their errors move together.

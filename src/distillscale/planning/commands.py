@@ -135,18 +135,21 @@ def distill_map_command(s: DistillMapSettings) -> None:
     planner = planner_for(laws, s.flops)
     student_params = np.geomspace(1e8, 1e11, s.resolution)
     tokens = np.geomspace(1e9, 1e14, s.resolution)
-    advantage = planner.advantage_map(name, student_params, tokens)
+    advantage, verdicts = planner.verdict_map(name, student_params, tokens)
     plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, advantage), s.out)
-    wins = np.nan_to_num(advantage, nan=-1.0) > 0
+    flat = [verdict for row in verdicts for verdict in row]
     if s.as_json:
         print_json({"law": laws.name, "scenario": name, "student_params": student_params,
                     "supervised_tokens": tokens,
                     # Delta = distilled - supervised (point values), as every plan's (negative: distil)
                     "distilled_minus_alone": np.where(np.isnan(advantage), None, -advantage).tolist(),
-                    "figure": str(s.out)})
+                    "verdicts": verdicts, "figure": str(s.out)})
         return
-    console.print(f"distillation wins in {int(wins.sum())} of {advantage.size} cells "
-                  f"(scenario {name}, law {laws.name}); map written to {s.out}")
+    counts = ", ".join(f"{verdict} in {flat.count(verdict)}" for verdict in dict.fromkeys(
+        v for v in ("distill", "pretrain", "too close to call", "cannot tell at this distance") if v in flat))
+    console.print(f"of {advantage.size} cells (scenario {name}, law {laws.name}), each read off its Δ's interval: "
+                  f"{counts}{f'; {flat.count(None)} cannot be planned' if None in flat else ''}; the map (the point "
+                  f"values of Δ) written to {s.out}")
 
 
 class TeacherRankingSettings(CommandSettings):

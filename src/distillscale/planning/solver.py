@@ -465,7 +465,14 @@ class DistillationPlanner(SupervisedPlanner):
         """Supervised minus distilled loss at equal compute, for each student size (rows) and
         token count (columns): cell (i, j) has the budget that trains student i on
         supervised_tokens[j] tokens without a teacher. Positive: distil; NaN: cannot be planned."""
+        return self.verdict_map(scenario, student_params, supervised_tokens)[0]
+
+    def verdict_map(self, scenario: Scenario | str, student_params,
+                    supervised_tokens) -> tuple[np.ndarray, list[list[str | None]]]:
+        """`advantage_map` and each cell's verdict, read off its Delta's interval as every plan's (None:
+        the cell cannot be planned)."""
         advantage = np.full((len(student_params), len(supervised_tokens)), np.nan)
+        verdicts: list[list[str | None]] = [[None] * len(supervised_tokens) for _ in student_params]
         for i, size in enumerate(student_params):
             flops_per_token = float(self.flops(size))
             for j, tokens in enumerate(supervised_tokens):
@@ -474,7 +481,8 @@ class DistillationPlanner(SupervisedPlanner):
                 except UserError:
                     continue
                 advantage[i, j] = -plan.distilled_minus_alone   # supervised - distilled
-        return advantage
+                verdicts[i][j] = plan.verdict
+        return advantage, verdicts
 
     # -- internals ----------------------------------------------------------------------------
 
