@@ -16,6 +16,9 @@ in sorted path order; exact duplicates and files that are not UTF-8 text are lef
 - js-code     code: the installed node modules' JavaScript (minified files left out)
 - py-site     code: the third-party Python of this venv's site-packages (numpy, torch, ...)
 
+`stdlib` names `make demo`'s own corpus (this Python's standard library, `demo` without --data) for
+`run` and `table`; it is the default's, so it is not among the unseen ones `build` makes.
+
 Usage:
     python bench/demo/demo_corpora.py build [NAME ...]   [--root /work/corpora] [--cap 13M]
     python bench/demo/demo_corpora.py run   [NAME ...]   [--root /work/corpora] [--sweeps /work/sweeps3]
@@ -49,6 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: `bench.*` imports
 from bench.common.runs import distillscale  # noqa: E402
 
+DEFAULT_CORPUS = "stdlib"
 SITE_PACKAGES = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 PERL_ROOTS = ["/usr/share/perl", "/usr/share/perl5", "/usr/lib/x86_64-linux-gnu/perl",
               "/usr/lib/x86_64-linux-gnu/perl5", "/usr/lib/x86_64-linux-gnu/perl-base"]
@@ -216,8 +220,9 @@ def run(name: str, root: Path, sweeps: Path) -> None:
     load_before = os.getloadavg()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
-    print(f"{name}: demo --data {root / name} --out {out} (started {time.strftime('%H:%M:%S')})", flush=True)
-    result = subprocess.run([*distillscale(), "demo", "--data", str(root / name), "--out", str(out), "--json"],
+    data = [] if name == DEFAULT_CORPUS else ["--data", str(root / name)]
+    print(f"{name}: demo {' '.join(data)} --out {out} (started {time.strftime('%H:%M:%S')})", flush=True)
+    result = subprocess.run([*distillscale(), "demo", *data, "--out", str(out), "--json"],
                             stdout=subprocess.PIPE, text=True)
     wall = time.time() - start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the demo and its workers, all waited for
@@ -242,13 +247,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rereport", action="store_true", help="table: redo each report first")
     args = parser.parse_args(argv)
     names = args.names or list(CORPORA)
-    if unknown := [name for name in names if name not in CORPORA]:
-        parser.error(f"unknown corpus {', '.join(unknown)}: choose from {', '.join(CORPORA)}")
+    known = [*CORPORA] if args.action == "build" else [DEFAULT_CORPUS, *CORPORA]
+    if unknown := [name for name in names if name not in known]:
+        parser.error(f"unknown corpus {', '.join(unknown)}: choose from {', '.join(known)}")
     for name in names:
         if args.action == "build":
             build(name, args.root, parse_bytes(args.cap))
         elif args.action == "run":
-            build(name, args.root, parse_bytes(args.cap))
+            if name != DEFAULT_CORPUS:
+                build(name, args.root, parse_bytes(args.cap))
             run(name, args.root, args.sweeps)
     if args.action == "table":
         print_table(names, args.root, args.sweeps, args.rereport)
@@ -308,11 +315,14 @@ def mean_load(start: float, end: float, log: Path) -> float | None:
 
 
 def check_cells(check: dict | None) -> str:
+    """Mean / max |relative error| of the held-out runs, the signed mean and how many were predicted above
+    what they reached ("over"), and how many lie inside their 90% intervals."""
     if not isinstance(check, dict) or check.get("mean_abs_relative_error") is None:
-        return "- | - | -"
+        return "- | - | - | -"
     covered = sum(bool(run["covered"]) for run in check["runs"])
+    n = len(check["runs"])
     return (f"{check['mean_abs_relative_error']:.2%} | {check['max_abs_relative_error']:.2%} | "
-            f"{covered}/{len(check['runs'])}")
+            f"{check['mean_relative_error']:+.2%}, {check['n_over_predicted']}/{n} | {covered}/{n}")
 
 
 def print_table(names: list[str], root: Path, sweeps: Path, rereport: bool) -> None:
@@ -349,14 +359,14 @@ def print_table(names: list[str], root: Path, sweeps: Path, rereport: bool) -> N
         marker = root / f"{name}.json"
         meta = json.loads(marker.read_text()) if marker.is_file() else None
         size = f"{meta['bytes'] / 1e6:.1f} MB, " if meta else ""
-        kind = CORPORA[name][0].split(":")[0] if name in CORPORA else "?"
+        kind = CORPORA[name][0].split(":")[0] if name in CORPORA else "code (Python), the default"
         rows.append(f"| {name} ({kind}) | {size}{corpus_tokens(sweep) / 1e6:.2f}M tokens | "
                     f"{check_cells(checks.get('supervised'))} | {check_cells(checks.get('distillation'))} | "
                     f"{epochs:.2f} | " + (f"{sum(spread) / len(spread):.2%} ({len(spread)})" if spread else "-")
                     + f" | {wall} |")
-    print("| corpus | size | supervised mean | max | inside 90% | distillation mean | max | inside 90% "
-          "| max epochs | seed spread (pairs) | wall |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| corpus | size | supervised mean | max | signed, over | inside 90% | distillation mean | max "
+          "| signed, over | inside 90% | max epochs | seed spread (pairs) | wall |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

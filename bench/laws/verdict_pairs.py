@@ -63,7 +63,7 @@ import numpy as np
 
 from distillscale.io import atomic_write_json, atomic_write_text
 from distillscale.laws.difference import (BAND_NAMES, INDEPENDENT, MODEL_FILE, DifferenceCalibration, LawScale, Pair,
-                                          band_of, compare, fit_calibration, score_pairs)
+                                          band_of, compare, fit_calibration, score_pairs, shipped_calibration)
 from distillscale.laws.distillation_interval import IntervalScale, score as interval_scores
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.uncertainty import Prediction
@@ -423,7 +423,9 @@ def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str,
                         ("the same, its conformal correction counting pairs", lambda train: fit_calibration(
                             train, LEVEL, count="pairs")),
                         ("one scale per law at every distance", before_rule),
-                        ("independent (rho 0, q 1, no scale)", lambda train: INDEPENDENT)):
+                        ("independent (rho 0, q 1, no scale)", lambda train: INDEPENDENT),
+                        ("the package's calibration file as it is (not refitted, not left out)",
+                         lambda train: shipped_calibration())):
         scored = left_out(records, scores, kinds, rule)
         lines += [f"**{label}**", "", *HEADER, row("all", tally(scored))]
         for band, name in enumerate(BAND_NAMES):
@@ -448,7 +450,6 @@ def demo_verdicts(sweeps: dict[str, Path], records: list[dict], scores: dict[str
     """Each demo's plans at its target (`report.calibration.plan_at_target`, what `demo` prints), each
     scenario's verdict under the calibration fitted without its corpus (and the distillation
     interval's left out the same way) and under the shipped one."""
-    from distillscale.laws.difference import shipped_calibration
     from distillscale.report.calibration import plan_at_target
 
     lines = ["| corpus | scenario | Delta, its corpus left out (nats/token) | left out | shipped |",
