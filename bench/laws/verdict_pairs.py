@@ -32,17 +32,22 @@ with that calibration refitted without the corpus scored.
 Usage:
     python bench/laws/verdict_pairs.py train NAME=SWEEP ... --work DIR [--data bench/data/verdict_pairs.json]
     python bench/laws/verdict_pairs.py score [--data ...] [--write]
+    python bench/laws/verdict_pairs.py before --code DIR
     python bench/laws/verdict_pairs.py demo NAME=SWEEP ...
     python bench/laws/verdict_pairs.py presets
+    python bench/laws/verdict_pairs.py guide
 
-`train` trains the pairs of each sweep (about 5-8 minutes a corpus on 2 free cores; finished runs are
+`train` trains the pairs of each sweep (about 10-15 minutes a corpus on 2 free cores; finished runs are
 reused), refits the cut laws and writes the predictions and the measured losses to --data. `score` fits
 the rule left out a corpus at a time and prints Delta's coverage, the verdicts given and the wrong ones
-per distance band and per kind, beside the rule before (one scale per law, the old calibration's form);
-with `--write` it writes the calibration from every corpus into the package
-(src/distillscale/laws/difference_interval.json). `demo` plans each sweep's target as its report does and
+per distance band and per kind, beside the rules it was chosen over (q's correction counting corpora or
+pairs, one scale per law at every distance, the independent rule); with `--write` it writes the
+calibration from every corpus into the package (src/distillscale/laws/difference_interval.json).
+`before --code DIR` scores the earlier code's own rule on the same pairs (DIR a checkout of it, e.g.
+`git worktree add /tmp/before 94864e1`). `demo` plans each sweep's target as its report does and
 prints each scenario's verdict under the calibration fitted without that corpus; `presets` counts the
-verdicts of a grid of 36 preset plans.
+verdicts of a grid of 36 preset plans; `guide` reads the own-teacher guide's three teachers
+(bench/data/own_teacher_pairs.json) through the shipped rule.
 """
 
 from __future__ import annotations
@@ -88,12 +93,16 @@ SPLIT_SHARE = 0.95
 def prediction_record(p: Prediction) -> dict:
     return {"value": float(p.value), "low": float(p.low), "high": float(p.high), "level": p.level,
             "distance": None if p.distance is None else float(np.max(p.distance)),
-            "beyond_backtest": bool(p.beyond_backtest), "calibrated": bool(p.calibrated)}
+            "beyond_backtest": bool(p.beyond_backtest), "calibrated": bool(p.calibrated),
+            "source": p.interval_source}
 
 
 def prediction_of(record: dict) -> Prediction:
+    # every prediction here is a fitted law's: one calibrated without a recorded source is a
+    # supervised law's, its extrapolation part calibrated across the published ladders
+    source = record.get("source") or ("ladders" if record["calibrated"] else "own")
     return Prediction(record["value"], record["low"], record["high"], record["level"], None, None,
-                      record["distance"], record["beyond_backtest"], record["calibrated"])
+                      record["distance"], record["beyond_backtest"], record["calibrated"], source=source)
 
 
 # -- laws fitted out of sample ------------------------------------------------------------------------
@@ -355,14 +364,14 @@ def fit_rule(pairs: list[Pair], **record) -> DifferenceCalibration:
 def before_rule(pairs: list[Pair]) -> DifferenceCalibration:
     """The rule before distance bands: each law's one scale, measured on all its pairs whatever their
     distance, applied at every distance (no reach)."""
-    from distillscale.laws.difference import law_scale, standardized_errors
+    from distillscale.laws.difference import law_scale, rescaled, standardized_errors
 
     zs = np.array([standardized_errors(p) for p in pairs])
     weight = {c: 1.0 / sum(p.corpus == c for p in pairs) for c in {p.corpus for p in pairs}}
     w = np.array([weight[p.corpus] for p in pairs])
     flat = []
     for k, side in enumerate(("distilled", "alone")):
-        own = np.array([not getattr(p, side).calibrated for p in pairs])
+        own = np.array([rescaled(getattr(p, side)) for p in pairs])
         pooled = law_scale(zs[own, k], np.ones(int(own.sum())), w[own])
         one = pooled.scales[0]
         flat.append(LawScale(scales=(one,) * len(BAND_NAMES), pairs=pooled.pairs))
@@ -419,7 +428,10 @@ def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str,
     corpora = sorted({p.corpus for p in pairs})
     lines = [f"pairs: {len(pairs)} on {len(corpora)} corpora ({', '.join(kinds)}); true Delta < 0 (distilling wins) "
              f"on {sum(p.observed < 0 for p in pairs)}; each left out a corpus at a time", ""]
-    for label, rule in (("shipped: each law's scale by distance band, its reach", fit_rule),
+    for label, rule in (("shipped: each law's scale by distance band, its reach; q's correction counting the "
+                         "pairs' effective number", fit_rule),
+                        ("the same, its conformal correction counting corpora", lambda train: fit_calibration(
+                            train, LEVEL, count="corpora")),
                         ("the same, its conformal correction counting pairs", lambda train: fit_calibration(
                             train, LEVEL, count="pairs")),
                         ("one scale per law at every distance", before_rule),
@@ -443,7 +455,64 @@ def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str,
     return lines
 
 
+# The earlier rule, run by the earlier code itself (a checkout given with --code): each pair's two
+# predictions (the distilled one with the distillation interval's calibration left out its corpus, as
+# every rule here) through that code's `loss_difference` and its shipped calibration.
+BEFORE_SCRIPT = """
+import json, sys
+from distillscale.laws.difference import loss_difference
+from distillscale.laws.uncertainty import Prediction
+out = []
+for d, a in json.load(sys.stdin):
+    p = [Prediction(x["value"], x["low"], x["high"], x["level"], None, None, x["distance"], x["beyond_backtest"],
+                    x["calibrated"]) for x in (d, a)]
+    delta = loss_difference(*p)
+    out.append([delta.value, delta.low, delta.high, delta.verdict])
+json.dump(out, sys.stdout)
+"""
+
+
+def before(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str, ...], code: Path) -> list[str]:
+    """The earlier code's verdicts on these pairs (`BEFORE_SCRIPT` run with --code's src first on the
+    path), tallied per band and kind as `score` does."""
+    from types import SimpleNamespace
+
+    pairs = []
+    for corpus in sorted({r["corpus"] for r in records if r["kind"] in kinds}):
+        pairs += [p for p in pairs_of(records, kinds, interval_scale_without(scores, corpus)) if p.corpus == corpus]
+    env = {**os.environ, "PYTHONPATH": str(code / "src")}
+    sent = json.dumps([[prediction_record(p.distilled), prediction_record(p.alone)] for p in pairs])
+    said = json.loads(subprocess.run([sys.executable, "-c", BEFORE_SCRIPT], input=sent, capture_output=True, text=True,
+                                     env=env, check=True).stdout)
+    scored = [(p, SimpleNamespace(value=v, low=lo, high=hi, verdict=verdict)) for p, (v, lo, hi, verdict) in zip(pairs, said)]
+    lines = [f"**before: the rule of {code} (its shipped calibration, its function)**", "", *HEADER,
+             row("all", tally(scored))]
+    for band, name in enumerate(BAND_NAMES):
+        these = [(p, d) for p, d in scored if band_of(p.distance) == band]
+        if these:
+            lines.append(row(f"band {name}", tally(these)))
+    for kind in kinds:
+        lines.append(row(f"kind {kind}", tally([(p, d) for p, d in scored if p.kind == kind])))
+    return lines
+
+
 # -- what the users see --------------------------------------------------------------------------------
+
+GUIDE = Path(__file__).resolve().parents[1] / "data" / "own_teacher_pairs.json"
+
+
+def guide_verdicts(path: Path = GUIDE) -> list[str]:
+    """The own-teacher guide's three teachers (`GUIDE`'s records: each predicted pair and the two losses
+    measured), read through the shipped rule against the measured difference."""
+    lines = ["| teacher | Delta predicted, shipped rule (nats/token) | verdict | measured Delta | right? |",
+             "|---|---|---|---:|---|"]
+    for r in json.loads(path.read_text())["pairs"]:
+        delta = compare(prediction_of(r["distilled"]), prediction_of(r["alone"]))
+        measured = r["distilled_observed"] - r["alone_observed"]
+        right = ("-" if not delta.separated else "yes" if (delta.verdict == "distill") == (measured < 0) else "no")
+        lines.append(f"| {r['teacher']} | {delta.describe()} | {delta.verdict} | {measured:+.4f} | {right} |")
+    return lines
+
 
 def demo_verdicts(sweeps: dict[str, Path], records: list[dict], scores: dict[str, list[float]],
                   kinds: tuple[str, ...]) -> list[str]:
@@ -467,7 +536,8 @@ def demo_verdicts(sweeps: dict[str, Path], records: list[dict], scores: dict[str
             def prediction(value: float, record: dict) -> Prediction:
                 low, high = record["interval"]
                 return Prediction(value, low, high, record["level"], None, None, record["distance_beyond_runs"],
-                                  record["beyond_backtest"], record.get("calibrated", False))
+                                  record["beyond_backtest"], record.get("calibrated", False),
+                                  source=record.get("interval_source"))
             d = prediction(plan["student_loss"], plan["student_loss_interval"])
             a = prediction(plan["supervised_loss"], plan["supervised_loss_interval"])
             out, shipped = compare(d, a, calibration), compare(d, a, shipped_calibration())
@@ -495,18 +565,28 @@ def preset_verdicts(law: str = "busbridge2025") -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", nargs="?", default="score", choices=["train", "score", "demo", "presets"])
+    parser.add_argument("action", nargs="?", default="score", choices=["train", "score", "before", "demo", "presets",
+                                                                          "guide"])
     parser.add_argument("sweeps", nargs="*", help="train, demo: NAME=SWEEP_DIR, one per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, help="train: where the pairs' runs go (a directory of yours)")
     parser.add_argument("--kinds", default="trained,held-out-teacher", help="score: the kinds of pairs scored")
     parser.add_argument("--write", action="store_true", help="score: write the calibration into the package")
+    parser.add_argument("--code", type=Path, help="before: a checkout of the earlier code (e.g. a git worktree)")
     args = parser.parse_args(argv)
     stored = json.loads(args.data.read_text()) if args.data.is_file() else {"pairs": [], "interval_scores": {}}
     kinds = tuple(args.kinds.split(","))
     sweeps = dict((n, Path(p)) for n, p in (item.split("=", 1) for item in args.sweeps))
+    if args.action == "guide":
+        print("\n".join(guide_verdicts()))
+        return
     if args.action == "presets":
         print("\n".join(preset_verdicts()))
+        return
+    if args.action == "before":
+        if args.code is None:
+            parser.error("before needs --code DIR: a checkout of the earlier code")
+        print("\n".join(before(stored["pairs"], stored["interval_scores"], kinds, args.code)))
         return
     if args.action == "demo":
         print("\n".join(demo_verdicts(sweeps, stored["pairs"], stored["interval_scores"], kinds)))

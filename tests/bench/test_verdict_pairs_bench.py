@@ -43,6 +43,7 @@ def test_the_shipped_calibration_is_the_fit_of_the_shipped_pairs():
         assert [s is None for s in mine.scales] == [s is None for s in theirs.scales]
         assert [s for s in mine.scales if s is not None] == pytest.approx([s for s in theirs.scales if s is not None])
     assert refit.pairs == shipped.pairs and set(refit.corpora) == set(shipped.corpora)
+    assert refit.sample_size == pytest.approx(shipped.sample_size, rel=1e-9)
 
 
 def test_no_pairs_prediction_comes_from_a_law_that_saw_its_run():

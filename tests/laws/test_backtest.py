@@ -88,6 +88,7 @@ def test_a_single_form_is_still_backtested_and_records_why():
     assert not few.extrapolation_error.measured
     assert few.extrapolation_error.q == pytest.approx(0.04 * 1.6448536 / 0.7978846, rel=1e-6)
     assert few.law.prediction(1e9, 2e10).extrapolation > 0
+    assert few.law.prediction(1e9, 2e10).interval_source == "own"   # what Delta's pairs rescale
 
 
 @pytest.mark.slow

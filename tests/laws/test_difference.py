@@ -8,8 +8,8 @@ import pytest
 
 from distillscale.laws import difference
 from distillscale.laws.difference import (INDEPENDENT, SAME_LAW, DifferenceCalibration, LawScale, LossDifference, Pair,
-                                          band_of, compare, corpus_quantile, fit_calibration, loss_difference,
-                                          score_pairs, shipped_calibration)
+                                          band_of, compare, corpus_quantile, effective_sample_size, fit_calibration,
+                                          loss_difference, score_pairs, shipped_calibration)
 from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.results import decide_verdict
@@ -179,6 +179,48 @@ def test_the_conformal_correction_counts_corpora_not_pairs():
     many = np.array([f"c{i % 20}" for i in range(200)])
     assert corpus_quantile(scores, few, 0.9) == scores.max()
     assert corpus_quantile(scores, many, 0.9) < scores.max()
+
+
+def test_the_correction_counts_what_the_pairs_are_worth_between_corpora_and_pairs():
+    """Pairs of one corpus that share their errors count as one corpus; pairs whose errors corpora do
+    not share count as pairs; the quantile's correction counts that effective number."""
+    rng = np.random.default_rng(1)
+    corpora = np.repeat([f"c{i}" for i in range(8)], 15)
+    shared = np.repeat(rng.normal(0, 1, 8), 15) + rng.normal(0, 1e-3, 120)
+    size, icc = effective_sample_size(shared, corpora)
+    assert icc > 0.99 and size == pytest.approx(8, rel=0.05)
+    size, icc = effective_sample_size(rng.normal(0, 1, 120), corpora)
+    assert icc < 0.1 and size > 60
+    scores = rng.uniform(0, 1, 120)
+    assert corpus_quantile(scores, corpora, 0.9, 8.0) == corpus_quantile(scores, corpora, 0.9, "corpora") \
+        == scores.max()
+    assert corpus_quantile(scores, corpora, 0.9, 120.0) == corpus_quantile(scores, corpora, 0.9, "pairs") < scores.max()
+    calibration = fit_calibration(_pairs())
+    assert len(calibration.corpora) <= calibration.sample_size <= calibration.pairs
+    assert 0.0 <= calibration.within_corpus <= 1.0
+
+
+def test_pairs_rescale_a_fitted_laws_interval_not_one_calibrated_across_corpora_or_stated():
+    """A fitted law's interval, its own or with the extrapolation part calibrated across published
+    ladders, is rescaled at its distance; one calibrated across corpora on held-out runs, or a preset's
+    stated error, is compared as it is."""
+    narrow = LawScale(scales=(0.5, 0.5, None, None, None), pairs=(10, 10, 0, 0, 0), reach=2.0)
+    calibration = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, distilled=narrow, alone=narrow,
+                                        pairs=20)
+
+    def source(kind: str) -> Prediction:
+        return Prediction(2.5, 2.4, 2.6, 0.9, None, None, 1.0, calibrated=kind != "own", source=kind)
+
+    scales = {kind: compare(source(kind), source(kind), calibration).distilled_scale
+              for kind in ("own", "ladders", "corpora", "stated")}
+    assert scales == {"own": 0.5, "ladders": 0.5, "corpora": 1.0, "stated": 1.0}
+    import distillscale as ds
+
+    preset = ds.load_laws("busbridge2025")
+    assert preset.supervised.prediction(546e6, 10.92e9).interval_source == "stated"
+    assert preset.distillation.prediction(546e6, 10.92e9, 2.3).interval_source == "stated"
+    # a record without its source: calibrated reads as a preset's stated error
+    assert Prediction(2.5, 2.4, 2.6, 0.9, None, None, 1.0, calibrated=True).interval_source == "stated"
 
 
 def test_the_shipped_calibration_reads():

@@ -15,10 +15,15 @@ distilled and trained alone at the same compute as a plan allocates it, each los
 law that never saw its run, at distances beyond the fitted runs as a plan's are (inside the runs,
 1-2x, 2-4x, 4-8x: the bands of `laws.uncertainty.band_index`), left out a corpus at a time
 (`bench/laws/verdict_pairs.py`). A law's scale is its interval's width against its errors on the pairs
-of one band (`LawScale`); past the farthest distance its pairs measured (its `reach`) the interval is
-never narrowed (the scale is at least 1 there) and a straddling interval says "cannot tell at this
-distance". `q` is the conformal quantile of |Delta_true - Delta_pred| over the rescaled half-width,
-its finite-sample correction counting corpora, not pairs (pairs of one corpus are not independent).
+of one band (`LawScale`), for a fitted law's interval (its bootstrap and backtest, or its extrapolation
+part calibrated across published ladders: `rescaled`); one calibrated across corpora on held-out runs,
+or a preset's stated error, is taken as it is. Past the farthest distance its pairs checked (its
+`reach`) an interval is never narrowed (the scale is at least 1 there) and a straddling interval says
+"cannot tell at this distance". `q` is the conformal quantile of |Delta_true - Delta_pred| over the
+rescaled half-width, each corpus weighing the same, its finite-sample correction counting what the
+pairs are worth: pairs of one corpus share part of their errors, so they count as n / (1 + (m - 1)
+ICC) independent ones (Kish's design effect; `effective_sample_size`), between the number of corpora
+and of pairs.
 
 Every verdict reads `compare`: distill when Delta's interval lies below 0, train alone ("pretrain")
 above, too close to call when it straddles 0, and "cannot tell at this distance" when it straddles 0
@@ -119,6 +124,10 @@ class DifferenceCalibration(BaseModel):
     rule: str = "distilled vs alone"
     pairs: int = 0
     corpora: tuple[str, ...] = ()
+    # what q's finite-sample correction counted: the pairs' effective number (`effective_sample_size`),
+    # and the share of their errors' variance that corpora share (its intraclass correlation)
+    sample_size: float | None = None
+    within_corpus: float | None = None
     left_out: str = ""
     date: str = ""
     command: str = ""
@@ -134,10 +143,13 @@ class DifferenceCalibration(BaseModel):
             reach = "" if not math.isfinite(law.reach) else f", up to {law.reach:.3g}x beyond its runs"
             return (", ".join(measured) or "as shown") + reach
 
-        return (f"Δ's interval: each law's own interval times its width against its errors on {self.pairs} pairs "
+        counted = ("" if self.sample_size is None else
+                   f" counting the pairs as {self.sample_size:.0f} independent ones (their errors' share common "
+                   f"to a corpus: {self.within_corpus:.2f})")
+        return (f"Δ's interval: each fitted law's interval times its width against its errors on {self.pairs} pairs "
                 f"over {len(self.corpora)} corpora (distilled: {scales(self.distilled)}; alone: {scales(self.alone)}; "
                 f"never narrowed farther out, where a straddling Δ cannot tell), the two combined with rho = "
-                f"{self.correlation:.2f} and times {self.factor:.2f}, their conformal quantile counting corpora"
+                f"{self.correlation:.2f} and times {self.factor:.2f}, their conformal quantile" + counted
                 + (f"; {self.left_out}" if self.left_out else ""))
 
 
@@ -261,6 +273,17 @@ def _sides(prediction: Prediction) -> tuple[float, float]:
     return value - float(prediction.low), float(prediction.high) - value
 
 
+# The intervals pairs rescale: a fitted law's (`Prediction.interval_source`). One calibrated across
+# corpora on held-out runs was calibrated on evidence of the pairs' kind already; a preset's stated
+# error on published runs no pair measured.
+RESCALED_SOURCES = ("own", "ladders")
+
+
+def rescaled(prediction: Prediction) -> bool:
+    """Whether Delta's calibration rescales this prediction's interval."""
+    return prediction.interval_source in RESCALED_SOURCES
+
+
 def distance_of(prediction: Prediction | None) -> float:
     """How far beyond its law's runs a prediction lies (1: inside them, or not measured)."""
     if prediction is None or prediction.distance is None:
@@ -279,11 +302,11 @@ def compare(first: Prediction, second: Prediction, calibration: DifferenceCalibr
         return LossDifference(d - a, None, None, None, a, outside=outside, rule=calibration.rule)
     (d_low, d_high), (a_low, a_high) = _sides(first), _sides(second)
     d_distance, a_distance = distance_of(first), distance_of(second)
-    # a law's own interval (its fit's bootstrap and backtest) is rescaled to its width against the
-    # pairs' errors at its distance; one calibrated across ladders or corpora, or a preset's stated
-    # error, is not
-    d_scale = 1.0 if first.calibrated else calibration.distilled.at(d_distance)
-    a_scale = 1.0 if second.calibrated else calibration.alone.at(a_distance)
+    # a fitted law's interval (its bootstrap and backtest, or an extrapolation part calibrated across
+    # published ladders) is rescaled to its width against the pairs' errors at its distance; one
+    # calibrated across corpora on held-out runs, or a preset's stated error, is not
+    d_scale = calibration.distilled.at(d_distance) if rescaled(first) else 1.0
+    a_scale = calibration.alone.at(a_distance) if rescaled(second) else 1.0
     d_low, d_high, a_low, a_high = d_low * d_scale, d_high * d_scale, a_low * a_scale, a_high * a_scale
     rho, q = calibration.correlation, calibration.factor
 
@@ -418,14 +441,16 @@ def law_scale(zs: np.ndarray, distances: np.ndarray, weights: np.ndarray) -> Law
 
 
 def fit_calibration(pairs: list[Pair], level: float = 0.9, scales: tuple[LawScale, LawScale] | None = None,
-                    count: str = "corpora", **record) -> DifferenceCalibration:
-    """Each law's `LawScale` from the pairs whose loss has its law's own interval (a law's bootstrap
-    and backtest; one calibrated across ladders or corpora keeps its width); rho, the correlation
+                    count: str = "effective", **record) -> DifferenceCalibration:
+    """Each law's `LawScale` from the pairs whose loss has a fitted law's interval (`rescaled`: its
+    bootstrap and backtest, or its extrapolation part calibrated across ladders; one calibrated across
+    corpora keeps its width), its reach the farthest distance any pair checked it at; rho, the correlation
     (through zero: errors are measured from the predictions) of the rescaled standardized errors; q,
     the conformal quantile at `level` of |Delta_true - Delta_pred| over the half-width at q = 1 on the
-    side the truth fell, each corpus weighing the same and the finite-sample correction counting
-    corpora (`corpus_quantile`; `count="pairs"`: counting pairs, a rule to compare). `scales`: each
-    law's scale as given instead (a rule to compare)."""
+    side the truth fell, each corpus weighing the same and the finite-sample correction counting the
+    pairs' effective sample size (`effective_sample_size`: pairs of one corpus share part of their
+    errors; `count="corpora"` or `"pairs"`: counting corpora or pairs, rules to compare). `scales`:
+    each law's scale as given instead (a rule to compare)."""
     corpora = sorted({p.corpus for p in pairs})
     weight = {c: 1.0 / sum(p.corpus == c for p in pairs) for c in corpora}
     zs = np.array([standardized_errors(p) for p in pairs])
@@ -433,39 +458,76 @@ def fit_calibration(pairs: list[Pair], level: float = 0.9, scales: tuple[LawScal
     if scales is None:
         scales = []
         for k, side in enumerate(("distilled", "alone")):
-            own = np.array([not getattr(p, side).calibrated for p in pairs])
+            own = np.array([rescaled(getattr(p, side)) for p in pairs])
             distances = np.array([distance_of(getattr(p, side)) for p in pairs])
-            scales.append(law_scale(zs[own, k], distances[own], w[own]))
+            # its reach: the farthest any pair checked it, rescaled or not (q is measured up to there)
+            reach = float(max(np.max(distances), 1.0)) if len(pairs) else math.inf
+            scales.append(law_scale(zs[own, k], distances[own], w[own]).model_copy(update={"reach": reach}))
     unit = DifferenceCalibration(correlation=0.0, factor=1.0, level=level, distilled=scales[0], alone=scales[1],
                                  pairs=len(pairs))
-    rescaled = np.array([[z_d / (1.0 if p.distilled.calibrated else unit.distilled.at(distance_of(p.distilled))),
-                          z_a / (1.0 if p.alone.calibrated else unit.alone.at(distance_of(p.alone)))]
-                         for p, (z_d, z_a) in zip(pairs, zs)])
-    denominator = math.sqrt(np.sum(w * rescaled[:, 0] ** 2) * np.sum(w * rescaled[:, 1] ** 2))
-    rho = float(np.clip(np.sum(w * rescaled[:, 0] * rescaled[:, 1]) / denominator, -1.0, 1.0)) if denominator else 0.0
+    standardized = np.array([[z_d / (unit.distilled.at(distance_of(p.distilled)) if rescaled(p.distilled) else 1.0),
+                              z_a / (unit.alone.at(distance_of(p.alone)) if rescaled(p.alone) else 1.0)]
+                             for p, (z_d, z_a) in zip(pairs, zs)])
+    denominator = math.sqrt(np.sum(w * standardized[:, 0] ** 2) * np.sum(w * standardized[:, 1] ** 2))
+    rho = (float(np.clip(np.sum(w * standardized[:, 0] * standardized[:, 1]) / denominator, -1.0, 1.0))
+           if denominator else 0.0)
     unit = unit.model_copy(update={"correlation": rho})
-    scores = []
+    scores, signed = [], []
     for pair in pairs:
         delta = compare(pair.distilled, pair.alone, unit)
         error = pair.observed - delta.value
         side = (delta.high - delta.value) if error > 0 else (delta.value - delta.low)
         scores.append(abs(error) / side if side > 0 else math.inf)
-    factor = corpus_quantile(np.array(scores), np.array([p.corpus for p in pairs]), level, count)
-    return unit.model_copy(update={"factor": max(factor, 1e-6), "corpora": tuple(corpora), **record})
+        signed.append(error / side if side > 0 else 0.0)
+    names = np.array([p.corpus for p in pairs])
+    size, icc = effective_sample_size(np.array(signed), names)
+    factor = corpus_quantile(np.array(scores), names, level, size if count == "effective" else count)
+    return unit.model_copy(update={"factor": max(factor, 1e-6), "corpora": tuple(corpora),
+                                   "sample_size": size if count == "effective" else
+                                   float(len(corpora) if count == "corpora" else len(pairs)),
+                                   "within_corpus": icc, **record})
 
 
-def corpus_quantile(scores: np.ndarray, corpora: np.ndarray, level: float, count: str = "corpora") -> float:
+def corpus_quantile(scores: np.ndarray, corpora: np.ndarray, level: float, count: str | float = "corpora") -> float:
     """The conformal quantile of `scores` with each corpus weighing the same and the finite-sample
-    correction counting corpora (K), not pairs: the smallest score whose weighted share of scores at
-    or below it reaches level (K + 1) / K of the total; past 1 (fewer than level / (1 - level)
-    corpora), the largest score."""
+    correction counting `count` units: "corpora" (K), "pairs", or a number (an effective sample size,
+    `effective_sample_size`): the smallest score whose weighted share of scores at or below it reaches
+    level (n + 1) / n of the total; past 1 (n below level / (1 - level)), the largest score."""
     if len(scores) == 0:
         return 1.0
     names = sorted(set(corpora.tolist()))
     weights = np.array([1.0 / np.sum(corpora == c) for c in corpora])
     order = np.argsort(scores)
     cumulative = np.cumsum(weights[order]) / np.sum(weights)
-    n = len(names) if count == "corpora" else len(scores)
+    n = len(names) if count == "corpora" else len(scores) if count == "pairs" else float(count)
     target = min(level * (n + 1) / n, 1.0)
     index = int(np.searchsorted(cumulative, target - 1e-12))
     return float(scores[order][min(index, len(scores) - 1)])
+
+
+def within_corpus_correlation(errors: np.ndarray, corpora: np.ndarray) -> float:
+    """The intraclass correlation of `errors` grouped by corpus (one-way ANOVA, unequal groups; at
+    least 0): the share of their variance that corpora share."""
+    names = sorted(set(corpora.tolist()))
+    groups = [errors[corpora == c] for c in names]
+    k, n = len(groups), np.array([len(g) for g in groups], float)
+    total = n.sum()
+    if k < 2 or total <= k:
+        return 1.0
+    grand = float(np.mean(errors))
+    between = sum(len(g) * (float(np.mean(g)) - grand) ** 2 for g in groups) / (k - 1)
+    within = sum(float(np.sum((g - np.mean(g)) ** 2)) for g in groups) / (total - k)
+    n0 = (total - float(np.sum(n ** 2)) / total) / (k - 1)
+    denominator = between + (n0 - 1.0) * within
+    return float(np.clip((between - within) / denominator, 0.0, 1.0)) if denominator > 0 else 1.0
+
+
+def effective_sample_size(errors: np.ndarray, corpora: np.ndarray) -> tuple[float, float]:
+    """How many independent pairs `errors` (signed, one a pair) are worth: n / (1 + (m - 1) ICC), Kish's
+    design effect for clusters of mean size m with intraclass correlation ICC
+    (`within_corpus_correlation`), between the number of corpora (ICC 1) and of pairs (ICC 0); and
+    the ICC."""
+    names = sorted(set(corpora.tolist()))
+    icc = within_corpus_correlation(errors, corpora)
+    m = len(errors) / len(names)
+    return float(np.clip(len(errors) / (1.0 + (m - 1.0) * icc), len(names), len(errors))), icc

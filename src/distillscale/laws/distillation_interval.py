@@ -98,7 +98,7 @@ class IntervalScale(BaseModel):
 
         return replace(combine(prediction.value, None, None, prediction.distance, prediction.level,
                                sides=self.sides(prediction, prediction.level), beyond=prediction.beyond_backtest),
-                       calibrated=True)
+                       calibrated=True, source="corpora")
 
     def sides(self, prediction: Prediction, level: float) -> tuple[np.ndarray, np.ndarray]:
         """The calibrated relative gaps below and above a law's own `level` prediction."""

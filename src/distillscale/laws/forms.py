@@ -236,7 +236,8 @@ class SupervisedLaw:
                                  beyond=calibrated.beyond(N, D))
         if self.bias_correction is not None:
             prediction = self.bias_correction.apply(prediction, N, D, _level(self.fit) or 0.9)
-        prediction = replace(prediction, calibrated=calibrated is not None or _preset(self.fit))
+        source = "stated" if _preset(self.fit) else "own" if calibrated is None else "ladders"
+        prediction = replace(prediction, calibrated=source != "own", source=source)
         return _floored(prediction, loss_floor(self))
 
     def backtest_half_width(self, N: ArrayLike) -> np.ndarray | None:
@@ -359,7 +360,7 @@ class DistillationLaw:
             # Calibrated across corpora (`laws.distillation_interval`): the whole interval scaled, once.
             prediction = scale.calibrated(prediction)
         elif _preset(self.fit):
-            prediction = replace(prediction, calibrated=True)
+            prediction = replace(prediction, calibrated=True, source="stated")
         return _floored(prediction, loss_floor(self.student_law))
 
     def predict_interval(self, N_S: ArrayLike, D_S: ArrayLike,

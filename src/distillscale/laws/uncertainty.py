@@ -224,6 +224,10 @@ class ExtrapolationError:
         return asdict(self)
 
 
+# What a prediction's interval can be made of (`Prediction.interval_source`).
+INTERVAL_SOURCES = ("own", "ladders", "corpora", "stated")
+
+
 @dataclass(frozen=True)
 class Prediction:
     """A predicted loss (nats/token) with its interval and what the interval is made of."""
@@ -237,13 +241,21 @@ class Prediction:
     distance: np.ndarray | float | None
     beyond_backtest: bool = False  # farther than the backtest measured (or no backtest at all)
     # The interval is calibrated across published ladders or corpora, or a preset's stated error, not
-    # the law's own bootstrap and backtest on the runs it was fitted to (`laws.difference` rescales
-    # only the latter by what pairs of trained students measured).
+    # the law's own bootstrap and backtest on the runs it was fitted to.
     calibrated: bool = False
     # Why the interval means nothing here, when it does not (the loss no better than a uniform guess,
     # or an input far outside its law's data on a side the distance does not measure:
     # `laws.extrapolation.meaningless`); a verdict reading it cannot tell.
     outside: str | None = None
+    # What the interval is made of (INTERVAL_SOURCES); None: "own", or "stated" when `calibrated`.
+    source: str | None = None
+
+    @property
+    def interval_source(self) -> str:
+        """own (the fit's bootstrap and backtest), ladders (a fitted law whose extrapolation part is
+        calibrated across published ladders), corpora (calibrated across corpora on held-out runs)
+        or stated (a preset's stated error)."""
+        return self.source or ("stated" if self.calibrated else "own")
 
     @property
     def has_interval(self) -> bool:

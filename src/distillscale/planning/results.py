@@ -49,7 +49,7 @@ def _interval_record(prediction: Prediction | None) -> dict:
             "interval_dominated_by": prediction.dominant,
             "extrapolation_half_width": prediction.extrapolation, "distance_beyond_runs": prediction.distance,
             "beyond_backtest": prediction.beyond_backtest, "calibrated": prediction.calibrated,
-            "outside": prediction.outside}
+            "interval_source": prediction.interval_source, "outside": prediction.outside}
 
 
 def verdict_difference(student_loss: float, student_interval: Prediction | None, supervised_loss: float,
