@@ -66,7 +66,7 @@ def test_a_measurement_of_an_unfinished_run_speaks_of_a_model(run, tmp_path):
     assert "teacher" not in said and "distil from it" not in said and said.rstrip().endswith("then measure it")
 
 
-def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_warns(tmp_path, monkeypatch, cli):
+def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_warns(tmp_path, cli):
     """A law calibrated on a corpus whose splits hold 2.75M tokens: a plan that trains on more says so, and
     points at --unique-tokens; with it given, the plan prices the repetition itself and says no more."""
     import distillscale as ds
@@ -75,14 +75,13 @@ def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_warns(tmp_path, m
 
     prepared = tmp_path / "prepared"
     prepared.mkdir()
-    (prepared / "manifest.json").write_text(json.dumps({"format": "x"}))
+    from distillscale.data.prepared import FORMAT
+
+    (prepared / "manifest.json").write_text(json.dumps(   # only its manifest is read: the splits' sizes
+        {"format": FORMAT, "splits": {"teacher": {"tokens": 2_750_000}, "student": {"tokens": 2_760_000}}}))
     laws = ds.load_laws("busbridge2025")
     from dataclasses import replace
 
-    from distillscale.data.prepared import PreparedData
-
-    monkeypatch.setattr("distillscale.data.prepared.open_prepared", lambda directory: PreparedData(
-        prepared, {"splits": {"teacher": {"tokens": 2_750_000}, "student": {"tokens": 2_760_000}}}, True))
     identity = LossIdentity(text=TextIdentity(name="my corpus", split="val", directory=str(prepared)))
     laws = replace(laws, losses=identity)
     plan = ds.plan(laws, student_params=100e6, compute=1e19)

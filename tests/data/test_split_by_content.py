@@ -131,6 +131,30 @@ def test_a_teacher_trained_on_a_prepared_directory_hands_on_the_preparations_spl
 
 
 @pytest.mark.slow
+def test_a_run_given_a_prepared_directory_by_a_relative_path_is_read_from_anywhere(world, tmp_path, monkeypatch,
+                                                                                    cli):
+    """The run records the prepared directory as it resolved: `loss RUN` and a student of the run's own
+    data, from another directory, read that preparation (its tokenizer, its split), not its corpus."""
+    root, corpus, _ = world
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
+    from distillscale.data import DataConfig, prepare_data
+    from distillscale.training.run_dir import RunDirectory
+
+    prepared_dir = prepare_data(DataConfig(path=str(corpus), max_bytes=PART, vocab_size=300), False).directory
+    monkeypatch.chdir(prepared_dir.parent)
+    teacher = tmp_path / "tR"
+    _run("train", "--data", prepared_dir.name, "--out", teacher, *[a for a in TINY if a not in ("--vocab-size", "300")])
+    monkeypatch.chdir(tmp_path)
+    assert RunDirectory(teacher).recorded_data()[0].path == str(prepared_dir.resolve())
+    code, out, err = cli("loss", teacher, "--json")
+    assert code == 0, err
+    assert json.loads(out)["nats_per_token"] == pytest.approx(
+        json.loads((teacher / "result.json").read_text())["val_loss"], abs=2e-6)
+    student = _distill_data(teacher, None)
+    assert student.directory.resolve() == prepared_dir.resolve() and _overlap(teacher, student) < 0.01
+
+
+@pytest.mark.slow
 def test_the_demo_and_the_plan_read_the_teachers_split_from_another_directory(world, tmp_path, monkeypatch):
     root, corpus, teacher = world
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))

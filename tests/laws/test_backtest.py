@@ -88,7 +88,11 @@ def test_a_single_form_is_still_backtested_and_records_why():
     assert not few.extrapolation_error.measured
     assert few.extrapolation_error.q == pytest.approx(0.04 * 1.6448536 / 0.7978846, rel=1e-6)
     assert few.law.prediction(1e9, 2e10).extrapolation > 0
-    assert few.law.prediction(1e9, 2e10).interval_source == "own"   # what Delta's pairs rescale
+    # What Delta's pairs rescale: the default fit's interval is the ladders' calibration, without it
+    # the law's own backtest's.
+    assert few.law.prediction(1e9, 2e10).interval_source == "ladders"
+    own = fit_supervised(N[N < 3e7], D[N < 3e7], loss[N < 3e7], bootstrap=0, pack_interval=False)
+    assert own.law.prediction(1e9, 2e10).interval_source == "own"
 
 
 @pytest.mark.slow

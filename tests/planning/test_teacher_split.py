@@ -64,7 +64,7 @@ def test_a_law_that_splits_the_teachers_corpus_otherwise_is_refused(cli, teacher
     law, _ = _law(teacher, tmp_path, None)  # the whole corpus: its validation split holds the teacher's text
     said = _refused(cli, "plan", "--law", law, "--compute", "1e12", "--student-params", "5K", "--teacher-model", run)
     assert f"the law splits the corpus of teacher {run} otherwise than the teacher did" in said
-    assert f"max_bytes no limit (the teacher's {PART:,})" in said   # a setting the user never gave: not a flag
+    assert f"max_bytes no limit (the teacher's {PART})" in said   # a setting the user never gave: not a flag
     assert f"`distillscale demo --data {corpus} --teacher {run}`" in said
     said = _refused(cli, "teacher", "--law", law, "--student-params", "5K", "--student-tokens", "1M",
                     "--candidates", run)
@@ -92,7 +92,7 @@ def test_loss_splits_a_runs_corpus_as_the_run_did(cli, teacher, tmp_path):
     assert json.loads(out)["losses"]["text"] == named["losses"]["text"]
     said = _refused(cli, "loss", run, "--data", corpus, "--max-bytes", "30000")
     assert f"the measurement splits the corpus of model {run} otherwise than the model did" in said
-    assert f"--max-bytes 30,000 (the model's {PART:,})" in said and "leave out --max-bytes" in said
+    assert f"--max-bytes 30000 (the model's {PART})" in said and "leave out --max-bytes" in said
     _, whole = _law(teacher, tmp_path, None)
     said = _refused(cli, "loss", run, "--data", whole.directory)
     assert f"--data {whole.directory} splits the corpus of model {run}" in said

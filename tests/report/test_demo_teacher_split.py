@@ -75,7 +75,8 @@ def test_a_teacher_whose_data_its_corpus_no_longer_gives_is_refused_before_the_s
     stale = tmp_path / "stale"
     shutil.copytree(teacher, stale)
     record = json.loads((stale / "config.json").read_text())
-    record["plan"]["data_fingerprint"] = "0" * 20
+    record["plan"]["data_fingerprint"] = "0" * 20   # as a run of an earlier version: its data by fingerprint alone
+    record["plan"].pop("corpus", None)
     (stale / "config.json").write_text(json.dumps(record))
     code, _, err = cli("demo", "--quick", "--data", corpus, "--teacher", stale, "--out", tmp_path / "sweep")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

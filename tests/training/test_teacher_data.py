@@ -47,9 +47,11 @@ def _refused(cli, *args) -> str:
 
 
 def _recorded_as(run, fingerprint):
-    """The run's config.json saying it trained on data of `fingerprint` (as a run of another version did)."""
+    """The run's config.json saying it trained on data of `fingerprint`, as a run of an earlier version
+    did: one that recorded neither its corpus's content nor the split settings that cut it."""
     record = json.loads((run / "config.json").read_text())
     record["plan"]["data_fingerprint"] = fingerprint
+    record["plan"].pop("corpus", None)
     (run / "config.json").write_text(json.dumps(record))
 
 
@@ -83,15 +85,21 @@ def test_a_teacher_whose_corpus_changed_since_is_refused(cli, tmp_path, teacher)
     run = root / "run"
     shutil.copytree(teacher[0], run)
     record = json.loads((run / "config.json").read_text())
-    record["config"]["data"] = str(corpus)
+    record["config"]["data"] = record["plan"]["corpus"]["path"] = str(corpus)   # as if trained on this copy
     (run / "config.json").write_text(json.dumps(record))
-    data, _ = RunDirectory(run).recorded_data()
-    from distillscale.data.prepare import data_identity
-
-    _recorded_as(run, data_identity(data).fingerprint)
     assert cli("distill", "--teacher", run, "--out", tmp_path / "ok", *SHAPE)[0] == 0  # the same data: distils
     with open(corpus, "a") as fh:
         fh.write(json.dumps({"text": "a document added after the teacher trained"}) + "\n")
+    said = _refused(cli, "distill", "--teacher", run, "--out", tmp_path / "student", *SHAPE)
+    assert "the corpus at the place it read was changed since" in said
+    # a run of an earlier version (no record of its corpus's content) is judged by its data's fingerprint
+    from distillscale.data.prepare import data_identity
+
+    data, _ = RunDirectory(run).recorded_data()
+    _recorded_as(run, data_identity(data).fingerprint)
+    assert cli("distill", "--teacher", run, "--out", tmp_path / "ok2", *SHAPE)[0] == 0
+    with open(corpus, "a") as fh:
+        fh.write(json.dumps({"text": "another document added after"}) + "\n")
     said = _refused(cli, "distill", "--teacher", run, "--out", tmp_path / "student", *SHAPE)
     assert "the corpus or its tokenizer changed since" in said
 
@@ -100,7 +108,7 @@ def test_a_student_that_splits_the_corpus_otherwise_is_refused(cli, tmp_path, te
     run, corpus = teacher
     said = _refused(cli, "distill", "--teacher", run, "--out", tmp_path / "student", "--val-fraction", "0.2", *SHAPE)
     assert f"the student splits the corpus of teacher {run.resolve()} otherwise than the teacher did" in said
-    assert "val_fraction 0.2 (the teacher's 0.05)" in said
+    assert "--val-fraction 0.2 (the teacher's 0.05)" in said   # named as the user gave it
     # a student of another corpus reads no split of the teacher's: distilled as before
     other = _corpus(tmp_path / "other.jsonl", words=2400)
     code, _, err = cli("distill", "--teacher", run, "--data", other, "--out", tmp_path / "elsewhere", *SHAPE)

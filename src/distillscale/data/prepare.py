@@ -92,6 +92,20 @@ def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
     return data
 
 
+def prepared_path(config: DataConfig) -> str | None:
+    """The `data prepare` directory `config.path` names, resolved (None: it names a corpus)."""
+    return None if prepared_manifest(config.path) is None else str(Path(config.path).expanduser().resolve())
+
+
+def read_path(config: DataConfig, data: PreparedData) -> str | None:
+    """`config.path` as it resolved when `data` was read from it, to be read again from any directory:
+    the `data prepare` directory it named, or the corpus's path as the preparation resolved it (None:
+    the built-in corpus)."""
+    if config.path is None:
+        return None
+    return prepared_path(config) or (data.manifest.get("config") or {}).get("path") or config.path
+
+
 def given_prepared(config: DataConfig) -> PreparedData | None:
     """The corpus `data prepare` made in `config.path`, taken as that corpus (None: the path is not one).
     Its tokens and split are fixed: a setting given otherwise than it was prepared with (a tokenizer
@@ -157,9 +171,9 @@ class DataIdentity:
 
 
 def _setting(value) -> str:
-    """A data setting as a user writes it: no limit for a max_bytes of None, not Python's None."""
-    return "no limit" if value is None else f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) \
-        else str(value)
+    """A data setting as a user writes it on the command line (digits without separators, which the flag
+    would refuse): no limit for a max_bytes of None, not Python's None."""
+    return "no limit" if value is None else str(value)
 
 
 def data_identity(config: DataConfig) -> DataIdentity:

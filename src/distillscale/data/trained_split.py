@@ -49,6 +49,7 @@ class TrainedSplit:
     role: str = "teacher"
     content: str | None = None
     split: dict | None = None
+    corpus_path: str | None = None   # the corpus's own path as it resolved (a prepared directory's corpus)
 
     @classmethod
     def of_run(cls, path: str | Path, role: str = "teacher") -> TrainedSplit | None:
@@ -63,10 +64,12 @@ class TrainedSplit:
             return None
         if not isinstance(fingerprint, str):
             return None
-        if corpus.get("path") is not None and data.path is not None:
-            data = data.model_copy(update={"path": corpus["path"]})   # as it resolved when the run read it
+        read_from = corpus.get("prepared") or corpus.get("path")   # a prepared directory given, or the corpus
+        if read_from is not None and data.path is not None:
+            data = data.model_copy(update={"path": read_from})   # as it resolved when the run read it
         split = {name: corpus[name] for name in (*SPLIT_SETTINGS, "format") if name in corpus} if corpus else None
-        return cls(Path(path), data, fingerprint, role, corpus.get("content"), split or None)
+        return cls(Path(path), data, fingerprint, role, corpus.get("content"), split or None,
+                   corpus.get("path") or data.path)
 
     def settings(self) -> dict[str, Any]:
         """The split settings that cut the run's data (a prepared corpus's own, as the run recorded them)."""
@@ -92,7 +95,7 @@ class TrainedSplit:
                         f"where its config.json says ({self.data.path}), or a {self.role} trained by this version")
 
     def _same_place(self, root: str | None) -> bool:
-        return root is not None and self.data.path is not None and Path(root) == Path(self.data.path)
+        return root is not None and self.corpus_path is not None and Path(root) == Path(self.corpus_path)
 
     def _own_content(self) -> str | None:
         """The run's corpus's content where its recorded path still reads (a run of an earlier version)."""
@@ -164,5 +167,6 @@ class TrainedSplit:
 
 
 def _shown(value: Any) -> str:
-    """A split setting as a user writes it: no limit for max_bytes None, not Python's None."""
-    return "no limit" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+    """A split setting as a user writes it on the command line (digits without separators): no limit for
+    max_bytes None, not Python's None."""
+    return "no limit" if value is None else str(value)

@@ -145,11 +145,15 @@ def distill_map_command(s: DistillMapSettings) -> None:
                     "distilled_minus_alone": np.where(np.isnan(advantage), None, -advantage).tolist(),
                     "verdicts": verdicts, "figure": str(s.out)})
         return
-    counts = ", ".join(f"{verdict} in {flat.count(verdict)}" for verdict in dict.fromkeys(
-        v for v in ("distill", "pretrain", "too close to call", "cannot tell at this distance") if v in flat))
     console.print(f"of {advantage.size} cells (scenario {name}, law {laws.name}), each read off its Δ's interval: "
-                  f"{counts}{f'; {flat.count(None)} cannot be planned' if None in flat else ''}; the map (the point "
-                  f"values of Δ) written to {s.out}")
+                  f"{_verdict_counts(flat)}; the map (the point values of Δ) written to {s.out}")
+
+
+def _verdict_counts(verdicts: list) -> str:
+    """'distill in 3, pretrain in 5, ...' over a map's cells, and how many cannot be planned (None)."""
+    counts = ", ".join(f"{verdict} in {verdicts.count(verdict)}" for verdict in
+                       ("distill", "pretrain", "too close to call", "cannot tell at this distance") if verdict in verdicts)
+    return counts + (f"; {verdicts.count(None)} cannot be planned" if None in verdicts else "")
 
 
 class TeacherRankingSettings(CommandSettings):

@@ -182,20 +182,16 @@ def corpus_size_warnings(laws: LawSet, runs: dict[str, tuple[float, float]], uni
     """The runs (`Plan.runs()`: name -> (N, D)) that read more tokens than a split of the corpus the law
     was calibrated on holds (its prepared validation text's manifest, where it is still in the cache):
     trained there they would repeat their data, which a plan prices only with --unique-tokens."""
-    from pathlib import Path
-
-    from distillscale.data.prepared import open_prepared
-    from distillscale.errors import UserError
+    from distillscale.data.manifest import prepared_manifest   # the manifest alone: no tokenizer needed
     from distillscale.units import format_quantity
 
     text = laws.losses.text
-    if unique_tokens is not None or text is None or not text.directory \
-            or not (Path(text.directory) / "manifest.json").is_file():
-        return []
+    manifest = None if unique_tokens is not None or text is None or not text.directory \
+        else prepared_manifest(text.directory)
     try:
-        splits = open_prepared(text.directory).manifest["splits"]
+        splits = manifest["splits"]
         split = float(min(splits[name]["tokens"] for name in ("teacher", "student")))
-    except (UserError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return []
     return [LargerThanCorpus(f"{name} reads {format_quantity(tokens)} tokens, {tokens / split:.3g}x the "
                              f"{format_quantity(split)} of a split of the corpus law {laws.name!r} was calibrated on "

@@ -20,6 +20,7 @@ import torch
 from distillscale.console import err_console, warn
 from distillscale.data import TokenSampler, prepare_data
 from distillscale.data.config import MIN_VOCAB_SIZE
+from distillscale.data.prepare import prepared_path
 from distillscale.data.prepared import PreparedData
 from distillscale.data.repetition import epochs, repetition_warning, unique_subset
 from distillscale.data.splits import SPLITS, SplitComposition
@@ -126,7 +127,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
         check_start_data(config.student_init, config.data_config())  # its training text not in our val split
 
     # 2. Data, model, optimizer.
-    data = prepare_data(config.data_config(), progress=show_progress)
+    data_config = config.data_config()
+    data = prepare_data(data_config, progress=show_progress)
     sampler = make_training_sampler(config, data, make_sampler)
     val_tokens = data.split("val")
     if len(val_tokens) <= config.seq_len:
@@ -157,7 +159,7 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
                    cooldown_steps=config.cooldown_steps(total_steps), lr=config.effective_lr,
                    tokens_per_step=config.tokens_per_step, world_size=group.world_size, device=str(group.device),
                    bf16=_use_bf16(config, group.device), data_fingerprint=data.fingerprint,
-                   corpus=RunCorpus.of_manifest(data.manifest), **student_fields(student_record))
+                   corpus=RunCorpus.of_manifest(data.manifest, prepared=prepared_path(data_config)), **student_fields(student_record))
     if start is RunStart.RESUME and run.stored_plan().data_fingerprint != data.fingerprint:
         raise UserError(f"the data changed since the run in {run.path} started: restore it, or pass "
                         f"--overwrite to start again")

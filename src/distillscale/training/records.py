@@ -100,6 +100,7 @@ class RunCorpus(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str | None = None
+    prepared: str | None = None   # the `data prepare` directory the run was given, as it resolved (None: the corpus)
     content: str | None = None
     max_bytes: int | None = None
     val_fraction: float = 0.05
@@ -107,13 +108,21 @@ class RunCorpus(BaseModel):
     format: str | None = None   # the data format that split it
 
     @classmethod
-    def of_manifest(cls, manifest: dict) -> "RunCorpus":
-        """The record of prepared data (its manifest: the corpus it read and the settings that split it)."""
+    def of_manifest(cls, manifest: dict, prepared: str | None = None) -> "RunCorpus":
+        """The record of prepared data (its manifest: the corpus it read and the settings that split it),
+        given as the `data prepare` directory `prepared` or (None) as the corpus itself."""
         recorded = manifest.get("config") or {}
         path = recorded.get("path")
-        return cls(path=None if path is None else str(path), content=(manifest.get("source") or {}).get("content"),
+        return cls(path=None if path is None else str(path), prepared=prepared,
+                   content=(manifest.get("source") or {}).get("content"),
                    format=manifest.get("format"),
                    **{name: recorded[name] for name in ("max_bytes", "val_fraction", "seed") if name in recorded})
+
+    @property
+    def read_from(self) -> str | None:
+        """Where the run read its data, to be read again from any directory: the prepared directory it
+        was given, or its corpus (None: the built-in corpus)."""
+        return self.prepared or self.path
 
     def split_settings(self) -> dict:
         return {"max_bytes": self.max_bytes, "val_fraction": self.val_fraction, "seed": self.seed}

@@ -264,8 +264,8 @@ class RunDirectory:
         except (ValidationError, TypeError, ValueError):
             return None
         plan = self.stored_plan()
-        if plan.corpus is not None and plan.corpus.path is not None and data.path is not None:
-            data = data.model_copy(update={"path": plan.corpus.path})   # as it resolved: from any directory
+        if plan.corpus is not None and plan.corpus.read_from is not None and data.path is not None:
+            data = data.model_copy(update={"path": plan.corpus.read_from})   # as it resolved: from any directory
         return data, plan.data_fingerprint
 
     def loss_identity(self) -> LossIdentity | None:

@@ -106,6 +106,9 @@ def _run_source(path: Path, role: str = "teacher", then: str = ", then distil fr
                         f"trained with")
     settings = _read_json(path / "config.json").get("config", {})
     corpus = {key: settings[key] for key in CORPUS_SETTINGS if settings.get(key) is not None}
+    recorded = RunDirectory(path).recorded_data()
+    if "data" in corpus and recorded is not None and recorded[0].path is not None:
+        corpus["data"] = recorded[0].path   # as it resolved when the run read it: from any directory
     return TeacherSource(path=path, kind="run", tokenizer_path=tokenizer_path, corpus=corpus,
                          trained_split=settings.get("split"))
 

@@ -22,6 +22,7 @@ import torch
 
 from distillscale.console import err_console
 from distillscale.data import iter_eval_batches, prepare_data
+from distillscale.data.prepare import read_path
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, atomic_write_json
 from distillscale.training.logit_cache.config import CacheConfig
@@ -212,7 +213,7 @@ def _manifest(config: CacheConfig, identity: dict, identity_hash: str, teacher: 
             "flops_method": info.flops_method},
         "data": {"fingerprint": data.fingerprint, "tokenizer_hash": data.tokenizer_hash,
                  "vocab_size": data.vocab_size, "split": config.split,
-                 "corpus": {"data": None if config.data is None else str(config.data),
+                 "corpus": {"data": read_path(config.data_config(), data),   # as it resolved: from any directory
                             "text_field": config.text_field, "max_bytes": config.max_bytes,
                             "val_fraction": config.val_fraction}},
         "split": config.split,
