@@ -423,6 +423,16 @@ HEADER = ["| pairs | n | Delta covered | verdicts given | wrong | 95% bound on t
           "| mean abs error |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
 
 
+def table(scored: list[tuple[Pair, object]], kinds: tuple[str, ...]) -> list[str]:
+    """The markdown table of `scored` pairs: all of them, each distance band that holds some, each kind."""
+    lines = [*HEADER, row("all", tally(scored))]
+    for band, name in enumerate(BAND_NAMES):
+        these = [(p, d) for p, d in scored if band_of(p.distance) == band]
+        if these:
+            lines.append(row(f"band {name}", tally(these)))
+    return lines + [row(f"kind {kind}", tally([(p, d) for p, d in scored if p.kind == kind])) for kind in kinds]
+
+
 def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str, ...]) -> list[str]:
     pairs = pairs_of(records, kinds)
     corpora = sorted({p.corpus for p in pairs})
@@ -438,15 +448,7 @@ def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str,
                         ("independent (rho 0, q 1, no scale)", lambda train: INDEPENDENT),
                         ("the package's calibration file as it is (not refitted, not left out)",
                          lambda train: shipped_calibration())):
-        scored = left_out(records, scores, kinds, rule)
-        lines += [f"**{label}**", "", *HEADER, row("all", tally(scored))]
-        for band, name in enumerate(BAND_NAMES):
-            these = [(p, d) for p, d in scored if band_of(p.distance) == band]
-            if these:
-                lines.append(row(f"band {name}", tally(these)))
-        for kind in kinds:
-            lines.append(row(f"kind {kind}", tally([(p, d) for p, d in scored if p.kind == kind])))
-        lines.append("")
+        lines += [f"**{label}**", "", *table(left_out(records, scores, kinds, rule), kinds), ""]
     scored = left_out(records, scores, kinds)
     lines += ["| corpus | pairs | covered | given | wrong |", "|---|---:|---:|---:|---:|"]
     for corpus in corpora:
@@ -485,15 +487,7 @@ def before(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str
     said = json.loads(subprocess.run([sys.executable, "-c", BEFORE_SCRIPT], input=sent, capture_output=True, text=True,
                                      env=env, check=True).stdout)
     scored = [(p, SimpleNamespace(value=v, low=lo, high=hi, verdict=verdict)) for p, (v, lo, hi, verdict) in zip(pairs, said)]
-    lines = [f"**before: the rule of {code} (its shipped calibration, its function)**", "", *HEADER,
-             row("all", tally(scored))]
-    for band, name in enumerate(BAND_NAMES):
-        these = [(p, d) for p, d in scored if band_of(p.distance) == band]
-        if these:
-            lines.append(row(f"band {name}", tally(these)))
-    for kind in kinds:
-        lines.append(row(f"kind {kind}", tally([(p, d) for p, d in scored if p.kind == kind])))
-    return lines
+    return [f"**before: the rule of {code} (its shipped calibration, its function)**", "", *table(scored, kinds)]
 
 
 # -- what the users see --------------------------------------------------------------------------------
