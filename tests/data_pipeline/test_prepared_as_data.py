@@ -96,3 +96,25 @@ def test_an_older_preparation_is_refused_and_prepared_again_for_the_same_reason(
     said = capsys.readouterr().err
     assert not again.reused and "token_bytes" in again.manifest
     assert reason in " ".join(said.split()) and "preparing it again" in " ".join(said.split())
+
+
+def test_a_run_whose_prepared_directory_is_gone_says_so_and_what_to_give(cli, prepared, tmp_path):
+    """Its readers with no --data of their own (`loss RUN`, a student of its own corpus) name the
+    directory the run read, and what to give instead, in one line; given the corpus, they read it."""
+    import shutil
+
+    corpus, data = prepared
+    mine = tmp_path / "prepared"
+    shutil.copytree(data.directory, mine)
+    code, _, err = cli("train", "--out", tmp_path / "run", "--data", mine, *RUN)
+    assert code == 0, err
+    shutil.rmtree(mine)
+    for args, role in ((("loss", tmp_path / "run"), "run"),
+                       (("distill", "--teacher", tmp_path / "run", "--out", tmp_path / "student", *RUN), "teacher")):
+        code, _, err = cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert f"{role} {tmp_path / 'run'} trained on data read from {mine}, which is no longer there" in err
+        assert "give --data" in err
+    assert not (tmp_path / "student").exists()
+    code, _, err = cli("loss", tmp_path / "run", "--data", corpus)
+    assert code == 0, err

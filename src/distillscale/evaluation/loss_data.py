@@ -80,10 +80,7 @@ def _run_data(target: ScoredModel, given: dict):
     """A run's own corpus, split as it was (what its val_loss was measured on)."""
     from distillscale.training.run_dir import RunDirectory
 
-    recorded = RunDirectory(Path(target.location)).recorded_data()
-    if recorded is None:
-        raise UserError(f"run {target.location} records no data settings: give --data, the corpus to measure on")
-    return recorded[0].model_copy(update=given)
+    return RunDirectory(Path(target.location)).data_to_read(role="run").model_copy(update=given)
 
 
 def _check_tokenizer(target: ScoredModel, prepared: PreparedData, data) -> None:

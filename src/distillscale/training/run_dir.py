@@ -268,6 +268,25 @@ class RunDirectory:
             data = data.model_copy(update={"path": plan.corpus.read_from})   # as it resolved: from any directory
         return data, plan.data_fingerprint
 
+    def data_to_read(self, role: str = "run") -> DataConfig:
+        """The data the run trained on, to read again (a reader of its own corpus with no --data of its
+        own); refused in one line when the run records none, or what it read is no longer where it read it
+        (a `data prepare` directory removed, a corpus moved): the path the user never gave is named as the
+        run's, with what to give instead."""
+        from distillscale.data.sources import BUILTIN_PREFIX, GLOB_CHARACTERS
+
+        recorded = self.recorded_data()
+        if recorded is None:
+            raise UserError(f"{role} {self.path} records no data settings: give --data, the corpus to read")
+        data = recorded[0]
+        path = data.path
+        if path is not None and not path.startswith(BUILTIN_PREFIX) and not GLOB_CHARACTERS & set(path) \
+                and not Path(path).expanduser().exists():
+            raise UserError(f"{role} {self.path} trained on data read from {path}, which is no longer there: give "
+                            f"--data, its corpus (split as the {role} did) or a `distillscale data prepare` directory "
+                            f"of it")
+        return data
+
     def loss_identity(self) -> LossIdentity | None:
         """What the run's val_loss is (`data.loss_identity`): nats/token of its tokenizer on the val split
         of the data it trained with, read from that prepared data when it is still in its cache; else

@@ -181,6 +181,8 @@ def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer
     elif source.tokenizer_path is not None and not other_tokenizer:
         check_same_tokenizer(source.tokenizer_path, config.tokenizer)
     if config.data is None:
+        if source.kind == "run" and "data" in source.corpus:   # the teacher's own corpus, still where it read it
+            RunDirectory(source.path).data_to_read(role="teacher")
         updates |= {key: value for key, value in source.corpus.items() if getattr(config, key) is None}
         if source.trained_split is not None and "split" not in config.model_fields_set:
             updates["split"] = OTHER_HALF[source.trained_split]
