@@ -155,6 +155,28 @@ def test_a_run_given_a_prepared_directory_by_a_relative_path_is_read_from_anywhe
 
 
 @pytest.mark.slow
+def test_a_logit_cache_and_a_teachers_own_corpus_named_relatively_are_read_from_another_directory(world, tmp_path,
+                                                                                                 monkeypatch):
+    """A cache made inside w of `--data corpus`, and the teacher's own corpus (no --data), are read from
+    elsewhere as they resolved where they were named: a student distils from each, never reading a
+    `corpus` of the reader's directory."""
+    root, corpus, teacher = world
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
+    monkeypatch.chdir(root / "w")
+    cache = tmp_path / "cache"
+    _run("cache-logits", "--teacher", "tt", "--data", "corpus", "--out", cache, "--top-k", "4", "--tokens", "512",
+         "--seq-len", "16")
+    assert json.loads((cache / "cache.json").read_text())["data"]["corpus"]["data"] == str(corpus.resolve())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus").mkdir()   # a reader's own `corpus`, which neither may read
+    shape = dict(zip(TINY[::2], TINY[1::2]))
+    del shape["--vocab-size"], shape["--seq-len"]   # the cache's
+    _run("distill", "--teacher-cache", cache, "--out", tmp_path / "from-cache", *[x for kv in shape.items() for x in kv])
+    student = _distill_data(teacher, None)
+    assert student.manifest["config"]["max_bytes"] == PART and _overlap(teacher, student) < 0.01
+
+
+@pytest.mark.slow
 def test_the_demo_and_the_plan_read_the_teachers_split_from_another_directory(world, tmp_path, monkeypatch):
     root, corpus, teacher = world
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
