@@ -21,6 +21,17 @@ DEFAULT_VOCAB_SIZE = 8192
 # field each one sets.
 RUN_DATA_SETTINGS = {"data": "path", "text_field": "text_field", "tokenizer": "tokenizer",
                      "vocab_size": "vocab_size", "val_fraction": "val_fraction", "max_bytes": "max_bytes"}
+# What cuts a corpus into its splits besides the corpus itself (its files, its text field).
+SPLIT_SETTINGS = ("max_bytes", "val_fraction", "seed")
+# The settings of a preparation that decide its tokens and split, as the flags that give them.
+SETTING_FLAGS = {"max_bytes": "--max-bytes", "val_fraction": "--val-fraction", "seed": "--seed",
+                 "vocab_size": "--vocab-size", "text_field": "--text-field"}
+
+
+def shown_setting(value: Any) -> str:
+    """A data setting as a user writes it on the command line (digits without separators, which the flag
+    would refuse): no limit for a max_bytes of None, not Python's None."""
+    return "no limit" if value is None else str(value)
 
 
 def _byte_count(value):

@@ -38,7 +38,7 @@ from tokenizers import Tokenizer
 
 import distillscale
 from distillscale.console import err_console, warn
-from distillscale.data.config import CACHE_ENV, DEFAULT_VOCAB_SIZE, DataConfig
+from distillscale.data.config import CACHE_ENV, DEFAULT_VOCAB_SIZE, SPLIT_SETTINGS, DataConfig, shown_setting
 from distillscale.data.content import corpus_content
 from distillscale.data.manifest import describe_prepared, prepared_manifest
 from distillscale.data.loss_identity import corpus_tokenizer_identity, tokenizer_identity
@@ -121,7 +121,7 @@ def given_prepared(config: DataConfig) -> PreparedData | None:
         # text_field is always passed on (its default given as such): only another one than the default differs
         given = key in config.model_fields_set and (key != "text_field" or mine != DataConfig.model_fields[key].default)
         if given and key != "vocab_size" and mine != theirs:
-            differ.append(f"{flag} {_setting(mine)} (prepared with {_setting(theirs)})")
+            differ.append(f"{flag} {shown_setting(mine)} (prepared with {shown_setting(theirs)})")
     if config.vocab_size is not None and config.vocab_size != data.vocab_size:
         differ.append(f"--vocab-size {config.vocab_size} (it has {data.vocab_size} ids)")
     if config.route_field is not None and (data.manifest.get("routes") or {}).get("field") != config.route_field:
@@ -170,12 +170,6 @@ class DataIdentity:
         return f"data fingerprint {fingerprint}, {self.fingerprint} now: the corpus or its tokenizer changed since"
 
 
-def _setting(value) -> str:
-    """A data setting as a user writes it on the command line (digits without separators, which the flag
-    would refuse): no limit for a max_bytes of None, not Python's None."""
-    return "no limit" if value is None else str(value)
-
-
 def data_identity(config: DataConfig) -> DataIdentity:
     """The `DataIdentity` of `config`'s data now (a missing corpus or tokenizer: a one-line UserError); of a
     corpus `data prepare` made, given as the path, what its manifest records."""
@@ -190,10 +184,6 @@ def data_identity(config: DataConfig) -> DataIdentity:
                         splits=(FORMAT, plain.fingerprint(), config.max_bytes, config.val_fraction, config.seed),
                         earlier={name: _fingerprint(config, source_fingerprint, loaded, name)
                                  for name in EARLIER_FORMATS})
-
-
-# What cuts a corpus into its splits besides the corpus itself.
-SPLIT_SETTINGS = ("max_bytes", "val_fraction", "seed")
 
 
 @dataclass(frozen=True)

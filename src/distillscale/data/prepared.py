@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from distillscale.data.config import DataConfig
+from distillscale.data.config import SETTING_FLAGS, DataConfig
 from distillscale.data.manifest import composition, data_warnings, prepared_manifest
 from distillscale.data.splits import SPLITS, SplitComposition
 from distillscale.errors import UserError
@@ -23,8 +23,7 @@ FORMAT = "distillscale.data/2"  # 2: documents cut into pieces, split by tokens 
 EARLIER_FORMATS = {"distillscale.data/1": "whole documents, split by bytes"}
 ROUTE_DTYPE = "uint8"  # a document's route: the index of its field's value (a mixture's teacher)
 # The settings of a preparation that decide its tokens and split, as the flags that give them.
-FIXED_SETTINGS = {"max_bytes": "--max-bytes", "val_fraction": "--val-fraction", "seed": "--seed",
-                  "vocab_size": "--vocab-size", "text_field": "--text-field"}
+FIXED_SETTINGS = SETTING_FLAGS
 
 
 class PreparedData:

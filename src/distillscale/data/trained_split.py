@@ -27,14 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection
 
-from distillscale.data.config import DataConfig
+from distillscale.data.config import SETTING_FLAGS, SPLIT_SETTINGS, DataConfig, shown_setting
 from distillscale.errors import UserError
-
-# What decides which text lands in which split, beside the corpus itself (its files, its text field).
-SPLIT_SETTINGS = ("max_bytes", "val_fraction", "seed")
-# How a split setting is given on the command line, for the messages.
-FLAGS = {"max_bytes": "--max-bytes", "val_fraction": "--val-fraction", "seed": "--seed"}
-
 
 @dataclass(frozen=True)
 class TrainedSplit:
@@ -157,16 +151,12 @@ class TrainedSplit:
                             f"train the {role} again on this data (or use a {role} trained on it)")
         differ = self.differences(reader)
         if differ:
-            said = ", ".join(f"{FLAGS[name] if name in given else name} {_shown(ours)} (the {role}'s {_shown(theirs)})"
+            said = ", ".join(f"{SETTING_FLAGS[name] if name in given else name} {shown_setting(ours)} "
+                             f"(the {role}'s {shown_setting(theirs)})"
                              for name, (ours, theirs) in differ.items())
-            yours = [FLAGS[name] for name in differ if name in given]
+            yours = [SETTING_FLAGS[name] for name in differ if name in given]
             if yours:   # the user's own flags split it otherwise: leave those out
                 fix = f"leave out {' and '.join(yours)} to split it as the {role} did"
             raise UserError(f"{who} splits the corpus of {role} {self.path} otherwise than the {role} did ({said}): "
                             f"its validation split would hold text the {role} trained on; {fix}")
 
-
-def _shown(value: Any) -> str:
-    """A split setting as a user writes it on the command line (digits without separators): no limit for
-    max_bytes None, not Python's None."""
-    return "no limit" if value is None else str(value)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json, unreadable
+from distillscale.data.config import SPLIT_SETTINGS
 from distillscale.data.splits import SplitComposition
 from distillscale.model import ModelConfig
 from distillscale.model.hf_flops import HFFlops
@@ -116,16 +117,13 @@ class RunCorpus(BaseModel):
         return cls(path=None if path is None else str(path), prepared=prepared,
                    content=(manifest.get("source") or {}).get("content"),
                    format=manifest.get("format"),
-                   **{name: recorded[name] for name in ("max_bytes", "val_fraction", "seed") if name in recorded})
+                   **{name: recorded[name] for name in SPLIT_SETTINGS if name in recorded})
 
     @property
     def read_from(self) -> str | None:
         """Where the run read its data, to be read again from any directory: the prepared directory it
         was given, or its corpus (None: the built-in corpus)."""
         return self.prepared or self.path
-
-    def split_settings(self) -> dict:
-        return {"max_bytes": self.max_bytes, "val_fraction": self.val_fraction, "seed": self.seed}
 
 
 class RunPlan(BaseModel):
