@@ -32,7 +32,7 @@ from distillscale.evaluation.scores import (
     scored_otherwise,
 )
 from distillscale.model.hf_export import export_hf
-from distillscale.training.run_dir import completed_result, config_json_problem, is_run_dir
+from distillscale.training.run_dir import completed_result, is_run_dir, read_config_json
 
 # The keys of a task's results that are not metrics (lm-eval writes them beside "acc,none").
 _NOT_METRICS = {"name", "alias", "sample_len", "samples"}
@@ -72,7 +72,7 @@ def check_model_dir(model_dir: Path) -> bool:
     if not (model_dir / "config.json").is_file():
         raise UserError(f"{model_dir} is neither a distillscale run nor a Hugging Face model directory (no "
                         "config.json): give a directory written by `distillscale train` or `export-hf`")
-    config_json_problem(model_dir)
+    read_config_json(model_dir)   # garbage or unreadable: said as such
     return False
 
 

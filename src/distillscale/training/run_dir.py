@@ -58,9 +58,9 @@ def is_run_dir(path: Path) -> bool:
     return isinstance(record, dict) and {"config", "config_hash"} <= record.keys()
 
 
-def config_json_problem(path: Path) -> None:
-    """Refuse, in one line, a model directory whose config.json cannot be read or is not a JSON object
-    (garbage, unreadable): said as what it is, never as a config.json missing."""
+def read_config_json(path: Path) -> dict:
+    """The config.json of the model directory `path`, refused in one line where it cannot be read or is
+    not a JSON object (garbage, unreadable): said as what it is, never as a config.json missing."""
     config = path / "config.json"
     try:
         record = json.loads(config.read_text(encoding="utf-8"))
@@ -72,6 +72,7 @@ def config_json_problem(path: Path) -> None:
                         "save_pretrained)") from None
     if not isinstance(record, dict):
         raise UserError(f"{config} is not a JSON object: restore it")
+    return record
 
 
 def input_paths(config: Settings) -> list[Path]:

@@ -35,7 +35,7 @@ from distillscale.model.sizes import HFParameterCounts, hf_parameter_counts
 from distillscale.planning.flops import ForwardCount
 from distillscale.settings import TConfig
 from distillscale.training.records import TeacherRecord
-from distillscale.training.run_dir import RunDirectory, check_finished_model, config_json_problem
+from distillscale.training.run_dir import RunDirectory, check_finished_model, read_config_json
 
 # The settings of a teacher run that say which corpus it trained on; a student distilled from it
 # reads the same corpus by default, and so trains on the other half of it.
@@ -151,7 +151,8 @@ def load_hf_causal_lm(path: Path, trust_remote_code: bool, **options: Any) -> nn
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    config_json_problem(path.parent) if path.name == "config.json" else None
+    if path.name == "config.json":   # garbage or unreadable: said as such
+        return read_config_json(path.parent)
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except PermissionError:
