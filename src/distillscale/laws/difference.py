@@ -481,10 +481,9 @@ def fit_calibration(pairs: list[Pair], level: float = 0.9, scales: tuple[LawScal
         signed.append(error / side if side > 0 else 0.0)
     names = np.array([p.corpus for p in pairs])
     size, icc = effective_sample_size(np.array(signed), names)
-    factor = corpus_quantile(np.array(scores), names, level, size if count == "effective" else count)
-    return unit.model_copy(update={"factor": max(factor, 1e-6), "corpora": tuple(corpora),
-                                   "sample_size": size if count == "effective" else
-                                   float(len(corpora) if count == "corpora" else len(pairs)),
+    counted = {"effective": size, "corpora": float(len(corpora)), "pairs": float(len(pairs))}[count]
+    factor = corpus_quantile(np.array(scores), names, level, counted)
+    return unit.model_copy(update={"factor": max(factor, 1e-6), "corpora": tuple(corpora), "sample_size": counted,
                                    "within_corpus": icc, **record})
 
 
