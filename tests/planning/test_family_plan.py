@@ -13,7 +13,8 @@ import pytest
 
 import distillscale as ds
 from distillscale.errors import ParameterError, UserError
-from distillscale.planning.family import bytes_per_token, cache_shares, family_costs, parse_bytes
+from distillscale.planning.family import (bytes_per_token, cache_shares, family_costs, parse_bytes,
+                                          sampled_bytes_per_token)
 
 pytestmark = pytest.mark.fast
 
@@ -36,7 +37,7 @@ def test_one_student_is_the_single_student_plan_number_for_number(targets):
 
 def test_cache_shares_are_the_token_by_token_split():
     """Brute force: each token of the cache costs F(N_T), split equally among the students that read it;
-    beyond the cache every student pays its own tokens in full."""
+    a student reading past the cache re-reads it (as `distill --teacher-cache` does), at no teacher FLOPs."""
     rng = random.Random(0)
     for _ in range(50):
         tokens = [rng.randint(1, 40) for _ in range(rng.randint(1, 6))]
@@ -45,7 +46,7 @@ def test_cache_shares_are_the_token_by_token_split():
         for t in range(max(tokens)):
             readers = [i for i, d in enumerate(tokens) if d > t]
             for i in readers:
-                brute[i] += 3.0 / len(readers) if t < cap else 3.0
+                brute[i] += 3.0 / len(readers) if t < cap else 0.0
         assert cache_shares([float(d) for d in tokens], 3.0, cap) == pytest.approx(brute, rel=1e-12)
 
 
@@ -61,9 +62,7 @@ def test_every_students_budget_is_spent_whole_and_the_teachers_forward_paid_once
             continue
         for f, d, a, t, c in zip(flops, costs.tokens, costs.forward, costs.training, budgets):
             assert 3 * f * d + a + t == pytest.approx(c, rel=1e-12)
-        cached = min(max(costs.tokens), cap)
-        online = sum(max(d - cap, 0.0) for d in costs.tokens)
-        assert sum(costs.forward) == pytest.approx(2e10 * (cached + online), rel=1e-12)
+        assert sum(costs.forward) == pytest.approx(2e10 * min(max(costs.tokens), cap), rel=1e-12)
 
 
 def test_the_teacher_costs_each_student_less_as_the_family_grows():
@@ -71,50 +70,67 @@ def test_the_teacher_costs_each_student_less_as_the_family_grows():
     trains on more tokens); online each pays its own, whatever K."""
     per_student, tokens = [], []
     for k in range(1, 6):
-        plan = ds.plan("busbridge2025", compute=2e20 * k, students=tuple(1e9 * (1 + 1e-6 * i) for i in range(k)),
+        plan = ds.plan("busbridge2025", compute=3e20 * k, students=tuple(3e9 * (1 + 1e-6 * i) for i in range(k)),
                        teacher=TEACHER)
+        assert plan.verdict == "distill" and len(plan.sharing) == k   # every one distils: all share the teacher
         per_student.append(plan.totals()["teacher_forward"] / k)
         tokens.append(plan.plans[0].student_tokens)
         online = plan.other
         assert online.plans[0].student_tokens == pytest.approx(
-            ds.plan("busbridge2025", compute=2e20, student_params=1e9, teacher=TEACHER).plans[0].student_tokens,
+            ds.plan("busbridge2025", compute=3e20, student_params=3e9, teacher=TEACHER).plans[0].student_tokens,
             rel=1e-5)
     assert all(a > b for a, b in zip(per_student, per_student[1:]))
     assert all(a < b for a, b in zip(tokens, tokens[1:]))
 
 
 def test_the_caches_storage_is_the_engines_encoding():
-    from distillscale.training.logit_cache.encoding import TopKEncoding
+    from distillscale.training.logit_cache.encoding import SampledEncoding, TopKEncoding
 
     for vocab in (300, 32168, 32768, 128256):
         for k in (1, 32, 128):
             assert bytes_per_token(vocab, k) == TopKEncoding(vocab, k).bytes_per_token
-    plan = ds.plan("busbridge2025", compute=3e21, students=(500e6, 1e9, 3e9), teacher=TEACHER)
+        for samples in (1, 12, 64):
+            assert sampled_bytes_per_token(vocab, samples) == SampledEncoding(vocab, samples).bytes_per_token
+    plan = ds.plan("busbridge2025", compute=6e20, students=(2e9, 3e9), teacher=TEACHER)
     assert plan.cache.bytes == pytest.approx(max(p.student_tokens for p in plan.plans) * 296)
     assert parse_bytes("200TB") == 2e14 and parse_bytes("1.5 PB") == 1.5e15
 
 
-def test_a_storage_limit_is_respected_and_the_rest_paid_online():
-    full = ds.plan("busbridge2025", compute=3e21, students=(500e6, 1e9, 3e9), teacher=TEACHER)
-    capped = ds.plan("busbridge2025", compute=3e21, students=(500e6, 1e9, 3e9), teacher=TEACHER, cache_storage="15TB")
-    assert capped.cache.capped and capped.cache.bytes == pytest.approx(15e12, rel=1e-9)
-    assert capped.totals()["teacher_forward"] > full.totals()["teacher_forward"]
-    assert all(p.student_loss >= q.student_loss - 1e-12 for p, q in zip(capped.plans, full.plans))
+def test_a_storage_limit_is_priced_as_the_engine_runs_it_a_short_cache_re_read():
+    """`distill --teacher-cache` re-reads a cache shorter than the student's tokens (it cannot run the teacher
+    past it): the capped cache costs only its own forward passes, and a student reading past it pays in loss
+    what repeating the cache's tokens costs (`planning.repetition`, the cache's tokens its unique ones)."""
+    full = ds.plan("busbridge2025", compute=6e20, students=(2e9, 3e9), teacher=TEACHER)
+    capped = ds.plan("busbridge2025", compute=6e20, students=(2e9, 3e9), teacher=TEACHER, cache_storage="1.5TB")
+    held = 1.5e12 / 296
+    assert capped.cache.capped and capped.cache.bytes == pytest.approx(1.5e12, rel=1e-9)
+    assert capped.cache.tokens == pytest.approx(held) and capped.cache_holds == pytest.approx(held)
+    assert capped.totals()["teacher_forward"] == pytest.approx(float(capped.planner.flops(8e9)) * held, rel=1e-9)
+    for p, q in zip(capped.plans, full.plans):
+        assert p.student_tokens > held   # each reads past the cache: re-reads it, at no more teacher FLOPs
+        check = capped.repetition[p.scenario.name]
+        assert check.unique_tokens == pytest.approx(held) and check.epochs == pytest.approx(p.student_tokens / held)
+        assert p.student_loss == pytest.approx(p.fresh.student_loss * (1 + check.penalty)) and check.penalty > 0
+    assert "re-reads it" in " ".join(capped.as_text(200).split())
+    # a limit below the shortest student's tokens serves the same schedule: no refusal
+    small = ds.plan("busbridge2025", compute=6e20, students=(2e9, 3e9), teacher=TEACHER, cache_storage="300GB")
+    assert small.cache.tokens == pytest.approx(3e11 / 296)
+    assert small.cache.tokens < min(p.student_tokens for p in small.plans)
 
 
 def test_the_family_prints_and_carries_its_answer(cli):
-    args = ("plan", "--students", "500M,1B,3B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--compute",
-            "3e21", "--shares", "0.2,0.3,0.5")
+    args = ("plan", "--students", "1B,2B,3B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--compute",
+            "1.5e21", "--shares", "0.2,0.3,0.5")
     code, out, err = cli(*args)
     assert code == 0, err
     text = " ".join(out.split())
     assert "3 students from one 8B teacher" in text and "logit cache: top-128" in text
-    assert "online targets instead" in text and "family compute: students" in text
+    assert "online targets instead" in text and "family compute as answered: students" in text
     code, out, _ = cli(*args, "--json")
     record = json.loads(out)
     assert [s["share"] for s in record["students"]] == pytest.approx([0.2, 0.3, 0.5])
     assert record["targets"] == "cached" and record["other_targets"]["targets"] == "online"
-    assert sum(record["totals"].values()) == pytest.approx(3e21, rel=1e-12)
+    assert sum(record["totals"].values()) == pytest.approx(1.5e21, rel=1e-12)
     for student in record["students"]:
         low, high = student["distilled_minus_alone_interval"]
         verdict = "distill" if high < 0 else "pretrain" if low > 0 else None
@@ -127,8 +143,8 @@ def test_the_family_prints_and_carries_its_answer(cli):
      "summing to 1"),
     (("--students", "500M,1B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--shares", "1"),
      "one share per student"),
-    (("--students", "500M,1B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--cache-storage", "1TB"),
-     "below the"),
+    (("--students", "500M,1B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--cache-storage", "100KB"),
+     "below the 1M a run is planned on"),
     (("--students", "500M,1B",), "shares one existing teacher"),
     (("--shares", "0.5,0.5", "--student-params", "1B"), "plans a family of students"),
     (("--students", "500M,1B", "--teacher-params", "8B", "--teacher-loss", "2", "--teacher-trained"), "--teacher-tokens"),
@@ -143,4 +159,66 @@ def test_bad_family_input_is_one_line(cli, args, message):
 
 def test_the_python_api_refuses_as_the_flags_do():
     with pytest.raises((ParameterError, UserError)):
-        ds.plan("busbridge2025", compute=3e21, students=(500e6, 1e9), teacher=TEACHER, cache_storage="1TB")
+        ds.plan("busbridge2025", compute=3e21, students=(500e6, 1e9), teacher=TEACHER, cache_storage="100KB")
+
+
+def test_the_family_answers_which_students_distil_sharing_the_teacher(cli):
+    """A verdict in a family assumes the students it shares the teacher with distil too. With every listed
+    student sharing, the 1B distils; but the 100M and 300M do not, and the 1B alone on its share of the
+    teacher's cost is too close to call: the family's answer is that none distils, and the 1B's plan is
+    its own single-student plan. Text, --json and the Python object say the same."""
+    small = ds.ExistingTeacher(params=3e9, tokens=100e9)
+    plan = ds.plan("busbridge2025", compute=3e20, students=(100e6, 300e6, 1e9), teacher=small)
+    first = plan.rounds[0]
+    assert first.sharing == ("student 100M", "student 300M", "student 1B") and first.verdicts["student 1B"] == "distill"
+    assert plan.sharing == () and plan.verdict == "too close to call"
+    one = ds.plan("busbridge2025", compute=1e20, student_params=1e9, teacher=small).plans[0]
+    shown = plan.plans[2]
+    assert (shown.student_tokens, shown.student_loss, shown.verdict) == (one.student_tokens, one.student_loss, one.verdict)
+    assert plan.assumes("student 1B") == ("student 1B",)
+    assert plan.totals()["teacher_forward"] == 0 and plan.cache is None
+    args = ("plan", "--students", "100M,300M,1B", "--teacher-params", "3B", "--teacher-tokens", "100B", "--compute",
+            "3e20")
+    code, out, err = cli(*args)
+    text = " ".join(out.split())
+    assert code == 0, err
+    assert "family: no student distils" in text and "student 1B: too close to call" in text
+    assert "100M, 300M, 1B sharing: 100M, 300M do not distil; 1B sharing: 1B does not distil" in text
+    record = json.loads(cli(*args, "--json")[1])
+    assert record["verdict"] == plan.verdict and record["distilling"] == []
+    assert [s["verdict"] for s in record["students"]] == [p.verdict for p in plan.plans]
+    assert record["rounds"][0]["verdicts"]["student 1B"] == "distill"
+
+
+def test_the_family_answer_is_stable_each_verdict_under_what_it_assumes():
+    """Whatever the family: every student that distils does so sharing the teacher with exactly the others
+    that do (planned again on them alone it still distils), and every student that does not would not
+    distil joining them; the family's compute as answered is its budget."""
+    rng = random.Random(3)
+    for _ in range(4):
+        sizes = tuple(sorted(rng.sample([200e6, 500e6, 1e9, 2e9, 3e9, 5e9], rng.randint(2, 4))))
+        compute = rng.choice([6e20, 1.5e21, 4e21])
+        plan = ds.plan("busbridge2025", compute=compute, students=sizes, teacher=TEACHER)
+        for p in plan.plans:
+            name = p.scenario.name
+            assert (p.verdict == "distill") == (name in plan.sharing), (sizes, compute, name)
+            assert name in plan.assumes(name) and set(plan.sharing) <= set(plan.assumes(name))
+        assert sum(plan.totals().values()) == pytest.approx(compute, rel=1e-12)
+        if plan.sharing:
+            assert plan.verdict == ("distill" if len(plan.sharing) == len(sizes) else
+                                    "distill " + ", ".join(n.removeprefix("student ") for n in plan.sharing))
+
+
+def test_a_family_with_gpu_hours_prices_its_answer(cli):
+    """`plan --students ... --gpu h100`: each student's GPU time as answered (a student that does not distil:
+    its run alone), the family's in all; in Python and in --json too."""
+    args = ("plan", "--students", "1B,2B,3B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--compute", "9e20",
+            "--gpu", "h100")
+    code, out, err = cli(*args)
+    assert code == 0 and "Traceback" not in err, err
+    text = " ".join(out.split())
+    assert "GPU time on 1 x" in text and "as answered" in text and "1B alone" in text and "the family" in text
+    code, out, err = cli(*args, "--json")
+    assert code == 0 and json.loads(out)["gpu_hours"]["runs"]
+    plan = ds.plan("busbridge2025", compute=9e20, students=(1e9, 2e9, 3e9), teacher=TEACHER, gpu="h100")
+    assert set(plan.gpu_hours.totals()) == {p.scenario.name for p in plan.plans}

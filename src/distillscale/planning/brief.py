@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from rich import box
 
 from distillscale.console import Table, styled
-from distillscale.planning.render import (PlanView, answer_lines, at_cap, edge_note, family_renderables, interval_cell,
+from distillscale.planning.family_view import family_renderables
+from distillscale.planning.render import (PlanView, answer_lines, at_cap, edge_note, interval_cell,
                                          modes_renderables)
 from distillscale.planning.repetition import RepeatedData
 from distillscale.planning.results import CANNOT_TELL, cannot_tell_reason
@@ -47,10 +48,7 @@ def brief_renderables(plan: PlanView) -> list:
     if plan.kind == "modes":
         return _modes(plan)
     if plan.kind == "family":
-        rows = run_sheet(plan) if plan.recipes else []
-        notes = warning_lines([note for row in rows for note in row.recipe.notes]) + _far_rates(rows)
-        return (answer_lines(plan) + family_renderables(plan) + (_sheet(rows, rows[0].recipe.law) if rows else [])
-                + notes + [EXPLAIN])
+        return _family(plan)
     sweep = plan.kind == "sweep"
     plans = [s.best for s in plan.sweeps] if sweep else plan.plans
     supervised = plan.sweeps[0].supervised_best if sweep else plans[0].supervised
@@ -63,6 +61,52 @@ def brief_renderables(plan: PlanView) -> list:
     downstream = [] if plan.downstream is None else plan.downstream.lines()
     gpu_hours = [] if getattr(plan, "gpu_hours", None) is None else [_gpu_line(plan.gpu_hours)]
     return out + downstream + gpu_hours + _notes(plan, plans, verdicts, rows)
+
+
+def _family(plan: PlanView) -> list:
+    """A family's answer, its table and notes, the run sheet of its answer (each student's distilled run or,
+    one that does not distil, its run alone), its GPU time, and why a verdict cannot tell."""
+    rows = [row for row in (run_sheet(plan) if plan.recipes else []) if set(row.uses) & _answered(plan)]
+    notes = warning_lines([note for row in rows for note in row.recipe.notes]) + _far_rates(rows)
+    notes += list(dict.fromkeys(cannot_tell_reason(d) for d in plan.differences().values() if d.verdict == CANNOT_TELL))
+    if "too close to call" in plan.verdicts().values():
+        notes.append("too close: Δ's interval reaches across 0")
+    gpu_hours = [] if plan.gpu_hours is None else [_family_gpu_line(plan)]
+    return (answer_lines(plan) + family_renderables(plan) + (_sheet(rows, rows[0].recipe.law) if rows else [])
+            + gpu_hours + notes + [EXPLAIN])
+
+
+def _answered(plan: PlanView) -> set[str]:
+    """The runs of a family's answer (`Plan.runs()` names): a distilling student's own (and its teacher's,
+    trained for the family), a student's run alone where it does not distil."""
+    from distillscale.planning.repetition import PRETRAIN_INSTEAD, TEACHER_RUN
+
+    return {run for p in plan.plans for run in (
+        (p.scenario.name, TEACHER_RUN.format(p.scenario.name)) if p.scenario.name in plan.sharing
+        else (PRETRAIN_INSTEAD.format(p.scenario.name),))}
+
+
+def _family_gpu_line(plan: PlanView) -> str:
+    """--gpu's answer for a family: each student's GPU time as answered (one that distils: its runs, its
+    share of the teacher's logits included; one that does not: its run alone), and the family's in all."""
+    from distillscale.planning.gpu_hours import ALTERNATIVE, format_gpu_hours, format_hours
+
+    estimate = plan.gpu_hours
+    totals, parts, hours, cost = estimate.totals(), [], 0.0, 0.0
+    for p in plan.plans:
+        name = p.scenario.name
+        if name in plan.sharing:
+            spent = totals[name]
+        else:
+            run = next(run for run in estimate.runs if run.group == name and run.part == ALTERNATIVE)
+            spent = (run.gpu_hours, run.wall_hours, run.cost)
+        hours, cost = hours + spent[0], None if spent[2] is None else (cost or 0.0) + spent[2]
+        parts.append(f"{name.removeprefix('student ')}{'' if name in plan.sharing else ' alone'} "
+                     f"{format_gpu_hours(spent[0])}, {format_hours(spent[1])}")
+    price = "" if cost is None else f", cost {cost:,.0f} at {estimate.price_per_gpu_hour:g} per GPU-hour"
+    return (f"GPU time on {estimate.gpus} x {estimate.device_name} as answered (GPU-hours, wall-clock; an estimate "
+            f"from measured throughput; each run: --explain): {'; '.join(parts)}; the family "
+            f"{format_gpu_hours(hours)}{price}")
 
 
 def _modes(plan: PlanView) -> list:

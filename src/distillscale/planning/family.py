@@ -6,15 +6,17 @@ Each student i has its budget C_i (a share of the family's compute) and pays, be
 
 - the teacher's forward passes, by how its targets are made (`TARGETS`):
   - online: each student runs the teacher on its own tokens, F(N_T) D_i (the teacher-inference scenario,
-    per student);
+    per student; `distill --teacher`);
   - cached: the teacher runs once over the most tokens any student reads, its top-k predictions kept
-    in a logit cache every student reads (`distillscale cache-logits`, then `distill --logit-cache`).
+    in a logit cache every student reads (`distillscale cache-logits`, then `distill --teacher-cache`).
     The cache's forward passes are shared as an airport's runway is (Littlechild & Owen 1973): the
     cost of the tokens up to the shortest student's D is split among all K students, that of the next
-    stretch among the K - 1 that read it, and so on; a cache capped by a storage limit holds the first
-    tokens only, and each student pays the teacher online beyond them;
+    stretch among the K - 1 that read it, and so on. A cache capped by a storage limit holds the first
+    tokens only, and a student that reads more re-reads it, as `distill --teacher-cache` does: no more
+    teacher FLOPs, its loss that of repeating the cache's tokens (`planning.repetition`, the cache's
+    tokens its unique tokens);
 - the teacher's training (`teacher_trained`: a teacher trained for the family), 3 F(N_T) D_T split
-  equally: every student needs all of it.
+  equally among the students that distil: every one needs all of it.
 
 So D_i = (C_i - training share) / (3 F(N_S,i) + f_i), f_i the student's teacher-forward FLOPs per token
 (F(N_T) online; its cache share over D_i cached), found by fixed-point iteration (the shares fall as the
@@ -22,9 +24,15 @@ tokens they are shared over rise). With one student, online and cached are the s
 teacher-inference plan of `plan --teacher-params`. Each student's verdict is against itself trained
 alone on its whole budget C_i, read off Delta's interval as every verdict (`laws.difference`).
 
+Which students distil is decided jointly (`planning.family_plan`): a verdict assumes the students it
+shares the teacher with distil too, so the students that do not distil leave the shared cost and the
+rest are planned again, until no verdict changes (`FamilyRound`, each such plan).
+
 The cache's storage is the engine's own encoding of top-k targets (`training.logit_cache.encoding`:
 Elias-Fano ids, uint8 codes, a float32 step and log-mass): `bytes_per_token(V, k)`; 296 bytes at k = 128
-and V = 32,768, 296 TB for a trillion tokens.
+and V = 32,768, 296 TB for a trillion tokens; a sampled cache's (`sampled_bytes_per_token(V, K)`: K ids
+and a float32 entropy) beside it. Both are priced at the teacher's vocabulary (its output rows, else
+--vocab-size, else the law's).
 """
 
 from __future__ import annotations
@@ -37,20 +45,44 @@ from distillscale.units import format_quantity
 
 TARGETS = ("cached", "online")
 DEFAULT_TOP_K = 128   # the logit cache's k the plan prices its storage at (`distillscale cache-logits --top-k`)
+DEFAULT_SAMPLES = 12  # a sampled cache's ids per token the plan prices beside it (`cache-logits --samples`)
 
 
 def bytes_per_token(vocab_size: int, top_k: int) -> int:
     """Bytes of one token's top-k record in the engine's logit cache (`TopKEncoding.bytes_per_token`, held
     equal by a test): Elias-Fano ids (ceil((k + ((V - 1) >> l) + 1) / 8) + ceil(k l / 8) bytes, l =
     floor(log2(V / k))), k uint8 codes, a float32 step and a float32 log-mass."""
-    low = max(0, math.floor(math.log2(vocab_size / top_k)))
-    return math.ceil((top_k + ((vocab_size - 1) >> low) + 1) / 8) + math.ceil(top_k * low / 8) + top_k + 4 + 4
+    return _elias_fano_bytes(vocab_size, top_k) + top_k + 4 + 4
+
+
+def _elias_fano_bytes(vocab_size: int, count: int) -> int:
+    """Bytes of `count` sorted ids of a `vocab_size` vocabulary in Elias-Fano form (`EliasFanoIds`)."""
+    low = max(0, math.floor(math.log2(vocab_size / count)))
+    return math.ceil((count + ((vocab_size - 1) >> low) + 1) / 8) + math.ceil(count * low / 8)
+
+
+def sampled_bytes_per_token(vocab_size: int, samples: int) -> int:
+    """Bytes of one token's record in a sampled logit cache (`SampledEncoding.bytes_per_token`, held equal
+    by a test): `samples` ids drawn from the teacher, in Elias-Fano form, and a float32 entropy."""
+    return _elias_fano_bytes(vocab_size, samples) + 4
+
+
+def student_names(sizes: tuple[float, ...] | list[float]) -> list[str]:
+    """Each student's name in a plan ("student 1B"), its size with as many digits as it takes (3 to 10) for
+    no two to read alike; a ParameterError naming --students when two still do."""
+    for digits in range(3, 11):
+        names = [f"student {format_quantity(size, digits)}" for size in sizes]
+        if len(set(names)) == len(names):
+            return names
+    alike = next(name for name in names if names.count(name) > 1)
+    raise ParameterError("students", f"{{}} lists two sizes that read alike ({alike.removeprefix('student ')}): "
+                         "give each student once, as sizes that differ")
 
 
 def cache_shares(tokens: list[float], teacher_flops: float, cached: float = math.inf) -> list[float]:
     """Each student's FLOPs of the teacher's forward passes with a shared cache of the first `cached`
-    tokens (see the module): the cost of each stretch of the cache split among the students that read it,
-    and beyond the cache each student's own tokens at the full F(N_T)."""
+    tokens (see the module): the cost of each stretch of the cache split among the students that read it;
+    a student reading past the cache re-reads it, at no more teacher FLOPs."""
     order = sorted(range(len(tokens)), key=lambda i: tokens[i])
     shares, start = [0.0] * len(tokens), 0.0
     for rank, i in enumerate(order):
@@ -60,7 +92,7 @@ def cache_shares(tokens: list[float], teacher_flops: float, cached: float = math
             for j in order[rank:]:
                 shares[j] += each
             start = end
-    return [share + teacher_flops * max(0.0, d - cached) for share, d in zip(shares, tokens)]
+    return shares
 
 
 @dataclass(frozen=True)
@@ -81,8 +113,8 @@ def family_costs(budgets: list[float], student_flops: list[float], teacher_flops
     `cached_tokens` the most tokens a storage limit lets the cache hold.
 
     Cached, solved exactly in the students' order of tokens: the m-th shortest student reads the stretch
-    above the (m-1)-th's tokens with K - m + 1 students (F(N_T) / (K - m + 1) a token there, F(N_T) above
-    the cache), after paying what every longer student paid below; a closed form per student, repeated
+    above the (m-1)-th's tokens with K - m + 1 students (F(N_T) / (K - m + 1) a token there, nothing past
+    the cache, which it re-reads), after paying what every longer student paid below; a closed form per student, repeated
     with the students re-ordered by their tokens until the order holds (a few passes)."""
     k = len(budgets)
     train = [training / k] * k
@@ -97,9 +129,8 @@ def family_costs(budgets: list[float], student_flops: list[float], teacher_flops
             own = 3.0 * student_flops[i]
             # within the cache: own x + rate (x - below) = left
             x = (left + rate * below) / (own + rate)
-            if x > cached_tokens:   # past the cache: F(N_T) a token on its own
-                shared = rate * max(cached_tokens - below, 0.0)
-                x = (left - shared + teacher_flops * cached_tokens) / (own + teacher_flops)
+            if x > cached_tokens:   # past the cache: the cache re-read, no teacher FLOPs
+                x = (left - rate * max(cached_tokens - below, 0.0)) / own
             new[i] = x
             if x > below:
                 paid += rate * (min(x, cached_tokens) - min(below, cached_tokens))
@@ -113,9 +144,22 @@ def family_costs(budgets: list[float], student_flops: list[float], teacher_flops
 
 
 @dataclass(frozen=True)
+class FamilyRound:
+    """One plan of a family in deciding which students distil: the students planned as sharing the
+    teacher's cost (`sharing`, by name) and each one's verdict so (`verdicts`)."""
+
+    sharing: tuple[str, ...]
+    verdicts: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {"sharing": list(self.sharing), "verdicts": dict(self.verdicts)}
+
+
+@dataclass(frozen=True)
 class CacheStorage:
     """The logit cache of a family: its k, the bytes a token's record takes, the tokens it holds (the most
-    any student reads, or what `limit` allows) and their bytes."""
+    any student reads, or what `limit` allows: a student reading more re-reads it) and their bytes; a
+    sampled cache's bytes a token beside it."""
 
     top_k: int
     vocab_size: int
@@ -123,6 +167,8 @@ class CacheStorage:
     tokens: float
     needed_tokens: float             # the most tokens any student reads: the cache without a limit
     limit: float | None = None       # bytes (--cache-storage), None: no limit
+    samples: int = DEFAULT_SAMPLES
+    sampled_bytes_per_token: int = 0
 
     @property
     def bytes(self) -> float:
@@ -132,33 +178,54 @@ class CacheStorage:
     def capped(self) -> bool:
         return self.tokens < self.needed_tokens * (1 - 1e-12)
 
+    @property
+    def reads(self) -> float:
+        """How many times the student reading the most tokens reads the cache (1: once, uncapped)."""
+        return self.needed_tokens / self.tokens
+
     def describe(self) -> str:
         held = (f"the first {format_quantity(self.tokens)} of the {format_quantity(self.needed_tokens)} tokens the "
-                f"students read (the --cache-storage {format_bytes(self.limit)} limit), beyond them each student "
-                "pays the teacher online" if self.capped else f"{format_quantity(self.tokens)} tokens, the most any "
-                "student reads")
+                f"students read (--cache-storage {format_bytes(self.limit)}): a student reading more re-reads it, "
+                f"up to {self.reads:.3g} times (its loss after repetition; {format_bytes(self.needed_tokens * self.bytes_per_token)}"
+                " holds every token)" if self.capped else f"{format_quantity(self.tokens)} tokens, the most any student reads")
+        sampled = (f"; a sampled cache (cache-logits --targets sampled --samples {self.samples}, unbiased) "
+                   f"{self.sampled_bytes_per_token} bytes/token: {format_bytes(self.tokens * self.sampled_bytes_per_token)}")
         return (f"logit cache: top-{self.top_k} of {self.vocab_size:,} ids, {self.bytes_per_token} bytes/token x "
-                f"{held}: {format_bytes(self.bytes)}")
+                f"{held}: {format_bytes(self.bytes)}{sampled}")
 
     def to_dict(self) -> dict:
         return {"top_k": self.top_k, "vocab_size": self.vocab_size, "bytes_per_token": self.bytes_per_token,
                 "tokens": self.tokens, "needed_tokens": self.needed_tokens, "bytes": self.bytes,
-                "limit_bytes": self.limit, "capped": self.capped}
+                "limit_bytes": self.limit, "capped": self.capped, "reads": self.reads,
+                "sampled": {"samples": self.samples, "bytes_per_token": self.sampled_bytes_per_token,
+                            "bytes": self.tokens * self.sampled_bytes_per_token}}
 
 
-def cache_storage(budget_tokens: list[float], vocab_size: int, top_k: int, limit: float | None) -> CacheStorage:
-    """The cache a family needs for `budget_tokens` (each student's D_i), within `limit` bytes: refused in
-    one line when the limit holds less than the fewest tokens any student reads (no student could read
-    its tokens from it: plan online targets instead)."""
+def cache_tokens(vocab_size: int, top_k: int, limit: float | None, fewest: float) -> float:
+    """The most tokens a cache of `limit` bytes holds (inf: no limit), refused in one line where it holds
+    fewer than `fewest` (the fewest tokens the planner plans a run on) or `top_k` is not below the
+    vocabulary (`cache-logits` refuses it: that is the full distribution)."""
+    if top_k >= vocab_size:
+        raise ParameterError(("cache_top_k", "vocab_size"), f"{{}} {top_k} keeps all {vocab_size:,} ids of the "
+                             f"teacher's vocabulary ({{}} or the teacher's), which `cache-logits` refuses: give "
+                             f"{vocab_size - 1} or less")
+    if limit is None:
+        return math.inf
     per = bytes_per_token(vocab_size, top_k)
-    needed = max(budget_tokens)
-    tokens = needed if limit is None else min(needed, limit / per)
-    if limit is not None and limit < per * min(budget_tokens):
-        raise ParameterError("cache_storage", f"{{}} {format_bytes(limit)} is below the "
-                             f"{format_bytes(per * min(budget_tokens))} one student's cache needs (its "
-                             f"{format_quantity(min(budget_tokens))} tokens of top-{top_k} predictions, {per} bytes "
-                             "each): raise it, or plan online targets (--targets online)")
-    return CacheStorage(top_k, vocab_size, per, tokens, needed, limit)
+    if limit / per < fewest:
+        raise ParameterError("cache_storage", f"{{}} {format_bytes(limit)} holds {format_quantity(limit / per)} tokens of "
+                             f"top-{top_k} predictions ({per} bytes each), below the {format_quantity(fewest)} a run is "
+                             "planned on: raise it, or plan online targets (--targets online)")
+    return limit / per
+
+
+def cache_storage(tokens: list[float], vocab_size: int, top_k: int, limit: float | None) -> CacheStorage:
+    """The cache a family's students read (`tokens`, each one's D_i), within `limit` bytes."""
+    per = bytes_per_token(vocab_size, top_k)
+    needed = max(tokens)
+    held = needed if limit is None else min(needed, limit / per)
+    return CacheStorage(top_k, vocab_size, per, held, needed, limit, DEFAULT_SAMPLES,
+                        sampled_bytes_per_token(vocab_size, DEFAULT_SAMPLES))
 
 
 def format_bytes(value: float | None) -> str:

@@ -325,8 +325,8 @@ def plan_runs(plan) -> list[RunFlops]:
     if plan.kind == "modes":
         return _mode_runs(plan, engine, part)
     runs: list[RunFlops] = []
-    pairs = ([(p, p.supervised) for p in plan.plans] if plan.kind == "plans"
-             else [(s.best, s.supervised_best) for s in plan.sweeps])
+    pairs = ([(s.best, s.supervised_best) for s in plan.sweeps] if plan.kind == "sweep"
+             else [(p, p.supervised) for p in plan.plans])   # a plan per scenario, or per student of a family
     for p, alternative in pairs:
         group, flops = p.scenario.name, p.flops
         if flops.teacher_pretraining:

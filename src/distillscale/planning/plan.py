@@ -16,7 +16,6 @@ the CLI prints the same message with the flag (`--teacher-loss`).
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -33,12 +32,11 @@ from distillscale.planning.gpu_hours import with_gpu_hours
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, positive
 from distillscale.planning.region import planner_bounds, student_region
-from distillscale.planning.plans import (FamilyPlans, ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
+from distillscale.planning.plans import (ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
                                         SupervisedOnlyPlan)
 from distillscale.planning.repetition import is_distilled, model_penalty, repetition_check, with_repetition
 from distillscale.planning.warnings import (corpus_size_warnings, loss_units_notes, mode_warnings, plan_warnings, student_model_notes,
                                            vocabulary_notes)
-from distillscale.units import format_quantity
 from distillscale.urls import is_url, redacted_url
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -93,9 +91,13 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
     # a law that cannot be read is refused before the plan is made
     hyperparameters = hyperparameters or _settings_law(settings, "hyperparameter_law")
     downstream = downstream or _settings_law(settings, "downstream_law")
-    solved = _supervised_plan(laws, settings) if supervised else _plan(laws, settings)
+    def judge(family: Plan) -> dict[str, str]:   # a family's verdicts as printed: after repetition, at the batch
+        return _with_recipes(with_repetition(family), hyperparameters).verdicts()
+
+    solved = _supervised_plan(laws, settings) if supervised else _plan(laws, settings, judge)
     if laws.bias_correction is not None:  # the same optimum under the raw law (`planning.correction`)
-        raw = (_supervised_plan if supervised else _plan)(laws.without_bias_correction(), settings)
+        raw = _supervised_plan(laws.without_bias_correction(), settings) if supervised else _plan(
+            laws.without_bias_correction(), settings, judge)
         solved = replace(solved, correction=correction_shift(solved, raw, laws.bias_correction))
     planned = with_gpu_hours(_with_downstream(_with_recipes(with_repetition(solved), hyperparameters), downstream))
     larger = corpus_size_warnings(laws, planned.runs(), settings.unique_tokens)
@@ -103,8 +105,9 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
                    warnings=list(dict.fromkeys(planned.warnings + larger)))
 
 
-def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
-    """The plan for settings whose options combine (`PlanSettings` checked them), under `laws`."""
+def _plan(laws: LawSet, settings: PlanSettings, judge=None) -> Plan:
+    """The plan for settings whose options combine (`PlanSettings` checked them), under `laws`; a family's
+    students decided on the verdicts `judge` reads off a plan (default: after repetition)."""
     compute, teacher, search, compare = settings.compute, settings.teacher, settings.search, settings.compares_modes
     forward = _forward_flops(laws, settings.flops, settings.n_ctx, settings.vocab_size, settings.aspect_ratio)
     start = start_multiplier(settings.student_init)
@@ -121,7 +124,9 @@ def _plan(laws: LawSet, settings: PlanSettings) -> Plan:
     if settings.students is not None:
         model = _teacher_model(laws, settings, forward.n_ctx)
         teacher = teacher if model is None else ExistingTeacher(model.params, loss=model.loss.nats_per_token)
-        return _family(laws, planner, settings, teacher.checked(laws), model, forward)
+        from distillscale.planning.family_plan import plan_family
+
+        return plan_family(laws, planner, settings, teacher.checked(laws), model, forward, judge or _judge)
     N_S, F_S, size = _student(settings.student_params, settings.student_model, forward, settings.n_ctx,
                               settings.trust_remote_code)
     names = list(SCENARIOS) if settings.scenario is None else [settings.scenario]
@@ -345,48 +350,9 @@ def _say(message: str) -> None:
     err_console.print(f"plan: {message}", highlight=False, soft_wrap=True)
 
 
-def _family(laws: LawSet, planner: DistillationPlanner, settings: PlanSettings, teacher: ExistingTeacher, model,
-            forward) -> FamilyPlans:
-    """A family of students from one teacher (`planning.family`), with its targets and the other ones."""
-    from distillscale.planning.family import bytes_per_token, cache_storage, family_costs
-
-    if teacher.params is not None:   # a measured teacher's size too
-        larger = [size for size in settings.students if size >= teacher.params]
-        if larger:
-            raise ParameterError(("students", "teacher_model"), f"{{}} has a student of {format_quantity(larger[0])} "
-                                 f"parameters, not smaller than its teacher ({{}}: {format_quantity(teacher.params)}): "
-                                 "a family is distilled from a larger teacher")
-    teacher_loss = teacher.loss if teacher.loss is not None else float(laws.require_supervised().predict(
-        teacher.params, teacher.tokens))
-    F_T = float(planner.flops(teacher.params)) if model is None else float(model.flops_per_token)
-    training = 3.0 * F_T * teacher.tokens if settings.teacher_trained else 0.0
-    students = list(settings.students)
-    shares = settings.shares or tuple(1.0 / len(students) for _ in students)
-    budgets = [share * settings.compute for share in shares]
-    flops = [float(planner.flops(size)) for size in students]
-
-    def family(targets: str, cached_tokens: float = math.inf) -> FamilyPlans:
-        costs = family_costs(budgets, flops, F_T, targets, training, cached_tokens)
-        plans = [planner.plan_member(f"student {format_quantity(size)}", size, budget, teacher.params, teacher.tokens,
-                                     teacher_loss, forward_share / tokens, training_share,
-                                     teacher_trained=settings.teacher_trained)
-                 for size, budget, tokens, forward_share, training_share
-                 in zip(students, budgets, costs.tokens, costs.forward, costs.training)]
-        warnings = plan_warnings(laws, plans, sweep=False, given_teacher=True)
-        return FamilyPlans(law=laws.name, laws=laws, settings=settings, plans=plans, planner=planner,
-                           targets=targets, teacher_model=model,
-                           warnings=loss_units_notes(laws, settings, model, forward.n_ctx) + warnings)
-
-    vocab, limit = laws.compute.n_vocab, settings.cache_storage
-    online, whole = family("online"), family("cached")
-    # refused where the limit holds less than one student's tokens of the uncapped cache
-    cache_storage([p.student_tokens for p in whole.plans], vocab, settings.cache_top_k, limit)
-    cached = whole if limit is None else family("cached", limit / bytes_per_token(vocab, settings.cache_top_k))
-    cached = replace(cached, cache=cache_storage([p.student_tokens for p in cached.plans], vocab,
-                                                 settings.cache_top_k, limit))
-    if settings.targets == "online":
-        return replace(online, other=cached)
-    return replace(cached, other=online)
+def _judge(family: Plan) -> dict[str, str]:
+    """A family's verdicts after repetition (what `plan_from_settings` reads with its recipes too)."""
+    return with_repetition(family).verdicts()
 
 
 def _mode_comparison(laws: LawSet, planner: DistillationPlanner, settings: PlanSettings) -> ModeComparison:

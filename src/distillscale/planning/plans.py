@@ -2,6 +2,7 @@
 `PlanSettings` it was asked:
 - `ScenarioPlans` ("plans"): one student size (given), a plan per scenario (or one for an existing
   teacher);
+- `FamilyPlans` ("family", `planning.family_plans`): a family of students sharing one teacher;
 - `StudentSizePlans` ("sweep"): no student size, so each scenario's best student size;
 - `SupervisedOnlyPlan` ("supervised"): a law without a distillation law answers the supervised
   question instead;
@@ -24,7 +25,6 @@ from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.planning.batch_penalty import PENALTY_NOTE, penalized_distillation, penalized_supervised, penalized_sweep
 from distillscale.planning.correction import CorrectionShift
 from distillscale.planning.downstream import PlanDownstream
-from distillscale.planning.family import CacheStorage as FamilyCache
 from distillscale.planning.gpu_hours import GpuHoursEstimate
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
 from distillscale.planning.options import PlanSettings
@@ -121,6 +121,11 @@ class Plan:
         """Each scenario's Delta = the distilled loss - the loss trained alone, with its interval: what
         its verdict reads (`laws.difference`)."""
         return {}
+
+    @property
+    def repeats_data(self) -> bool:
+        """Whether a run of the plan may repeat its data (a limited corpus: `unique_tokens`)."""
+        return self.settings.unique_tokens is not None
 
     def repetition_checks(self) -> dict[str, RepetitionAssessment]:
         """Each model's repetition check under the plan's `unique_tokens` (`planning.repetition`)."""
@@ -283,45 +288,6 @@ class ScenarioPlans(Plan):
             losses[p.scenario.name] = p.student_loss
             losses[PRETRAIN_INSTEAD.format(p.scenario.name)] = p.supervised.loss
         return losses
-
-
-@dataclass(frozen=True, kw_only=True)
-class FamilyPlans(ScenarioPlans):
-    """A family of students from one teacher (`planning.family`): a plan per student (its scenario named
-    after it), each on its share of the budget with its share of the teacher's costs, against itself
-    trained alone on that share; the family's compute by part, its logit cache's storage, and the same
-    family with the other targets (cached or online) to compare."""
-
-    kind: ClassVar[str] = "family"
-    targets: str
-    cache: FamilyCache | None = None
-    other: "FamilyPlans | None" = field(default=None, repr=False, compare=False)   # the other targets' plan
-
-    @property
-    def headline(self) -> DistillationPlan | None:
-        """The first student's plan (what the planner page draws its figures for)."""
-        return self.plans[0]
-
-    @property
-    def verdict(self) -> str | None:
-        return None   # a verdict per student: `verdicts()`
-
-    def totals(self) -> dict[str, float]:
-        """The family's FLOPs by part: the students' training, the teacher's forward passes, its training."""
-        return {"students": sum(p.flops.student for p in self.plans),
-                "teacher_forward": sum(p.flops.teacher_inference for p in self.plans),
-                "teacher_training": sum(p.flops.teacher_pretraining for p in self.plans)}
-
-    def _record(self) -> dict:
-        other = self.other
-        return {"law": self.law, "budget": self.compute, "targets": self.targets,
-                "students": [{"name": p.scenario.name, "share": p.budget / self.compute, **p.to_dict()}
-                             for p in self.plans],
-                "totals": self.totals(), "cache": None if self.cache is None else self.cache.to_dict(),
-                "other_targets": None if other is None else {
-                    "targets": other.targets, "totals": other.totals(),
-                    "students": [{"name": p.scenario.name, "student_tokens": p.student_tokens,
-                                  "student_loss": p.student_loss, "verdict": p.verdict} for p in other.plans]}}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,8 @@ from rich import box
 
 from distillscale.console import PlainConsole, Table, styled
 
+from distillscale.planning.cells import delta_cell, interval_cell
+from distillscale.planning.family_view import FAMILY_ANSWER_LINES, family_answer, family_renderables
 from distillscale.planning.modes import LITERATURE_CLAIM
 from distillscale.planning.recipes import MUP_BASE_WIDTH
 from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, cannot_tell_reason, what_would_tell
@@ -89,6 +91,9 @@ def answer_lines(plan: PlanView) -> list:
     plans = [s.best for s in plan.sweeps] if sweep else plan.plans
     verdicts, differences = plan.verdicts(), plan.differences()
     out = []
+    if plan.kind == "family":   # its answer, and a line per student where few (the table has each)
+        out.append(styled(("family: ", "bold"), family_answer(plan)))
+        plans = plans if len(plans) <= FAMILY_ANSWER_LINES else []
     for p in plans:
         baseline = next(s.supervised_best for s in plan.sweeps if s.scenario.name == p.scenario.name) \
             if sweep else p.supervised
@@ -164,7 +169,7 @@ def _plan_renderables(plan: PlanView) -> list:
     if plan.kind == "modes":
         return modes_renderables(plan)
     if plan.kind == "family":
-        return family_renderables(plan, brief=False)
+        return family_renderables(plan)
     teacher = " with the given teacher" if plan.settings.teacher is not None else ""
     out = [_plans_table(plan.plans, f"Distilling a {format_quantity(plan.plans[0].student_params)}-"
                                     f"parameter student{teacher} with C = {plan.compute:.3g} FLOPs "
@@ -250,55 +255,6 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     return out
 
 
-def family_renderables(plan: PlanView, brief: bool = True) -> list:
-    """A family of students (`planning.family`): a row per student (its share, tokens, loss, the student
-    alone on its share, Delta and the verdict), the family's compute by part, its logit cache, and the same
-    family with the other targets; `brief`: notes in full with --explain."""
-    from distillscale.planning.family import format_bytes
-
-    members, settings = plan.plans, plan.settings
-    teacher = members[0]
-    trained = " trained for the family" if settings.teacher_trained else ""
-    title = styled((f"{len(members)} students from one {format_quantity(teacher.teacher_params)} teacher{trained} "
-                    f"(L_T = {teacher.teacher_loss:.4f}), C = {plan.compute:.3g} FLOPs, {plan.targets} targets, law "
-                    f"{plan.law} (losses in nats/token)", "bold"))
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
-    differences = plan.differences()
-    level = next((f"{p.student_interval.level:.0%}" for p in members if p.student_interval is not None), None)
-    headers = ("student", "share", "D_S", "L_S", *((f"{level}",) if level else ()), "alone", "Δ",
-               *((f"Δ {level}",) if level else ()), "verdict")
-    for header in headers:
-        table.add_column(header, justify="left" if header in ("student", "verdict") else "right")
-    for p in members:
-        d = differences[p.scenario.name]
-        table.add_row(format_quantity(p.student_params), f"{p.budget / plan.compute:.0%}",
-                      format_quantity(p.student_tokens), f"{p.student_loss:.4f}",
-                      *((interval_cell(p.student_interval),) if level else ()), f"{p.supervised.loss:.4f}",
-                      f"{d.value:+.4f}", *((delta_cell(d),) if level else ()),
-                      {"too close to call": "too close", CANNOT_TELL: "can't tell"}.get(d.verdict, d.verdict))
-    totals = plan.totals()
-    parts = (f"family compute: students {totals['students']:.3g}, teacher forward {totals['teacher_forward']:.3g}"
-             + (f", teacher training {totals['teacher_training']:.3g}" if settings.teacher_trained else "")
-             + " FLOPs")
-    out = [title, table, parts]
-    if plan.cache is not None:
-        out.append(plan.cache.describe())
-    other = plan.other
-    if other is not None:
-        saved = other.totals()["teacher_forward"] - totals["teacher_forward"]
-        cheaper = plan.targets if saved > 0 else other.targets
-        out.append(f"{other.targets} targets instead: teacher forward {other.totals()['teacher_forward']:.3g} FLOPs, "
-                   f"students' losses " + ", ".join(f"{q.student_loss:.4f}" for q in other.plans)
-                   + (f", cache {format_bytes(other.cache.bytes)}" if other.cache is not None else "")
-                   + f": {cheaper} is cheaper here by {abs(saved):.3g} teacher FLOPs")
-    out.append("alone: the student trained alone on its whole share; Δ = L_S - alone, its verdict read off Δ's "
-               "interval; each student's budget pays its share of the teacher: "
-               + ("a cache's forward passes split among the students that read each stretch of it"
-                  if plan.targets == "cached" else "its own forward passes")
-               + (", and an equal share of its training" if settings.teacher_trained else ""))
-    return out
-
-
 def mode_verdict_lines(plan: PlanView) -> list[str]:
     """The mode comparison's answer: the verdict on Delta = the best way of distilling - training alone
     (its interval, as `--json` carries it), then the two best ways of distilling against each other."""
@@ -350,17 +306,6 @@ def at_cap(value: float | None, bound: float, trained: bool = True) -> str:
     if value >= bound * (1 - 1e-6):
         return FREE_TEACHER if not trained else f"{format_quantity(value)} (cap)"
     return format_quantity(value)
-
-
-def delta_cell(difference: LossDifference) -> str:
-    """Delta's interval in a cell: both ends signed, every digit `describe` prints."""
-    return f"{difference.low:+.4f}–{difference.high:+.4f}" if difference.has_interval else "-"
-
-
-def interval_cell(prediction) -> str:
-    if prediction is None or not prediction.has_interval:
-        return "-"
-    return f"{prediction.low:.3f}–{prediction.high:.3f}"
 
 
 def _plans_table(plans: list[DistillationPlan], title: str, bound: float,

@@ -180,7 +180,7 @@ def with_repetition(result):
     warning where the repeated tokens' worth as fresh data (D') is far outside the law's data."""
     from distillscale.laws.extrapolation import extrapolation_warnings
 
-    if result.settings.unique_tokens is None:
+    if not result.repeats_data:   # a limited corpus, or a family's capped cache its students re-read
         return result
     checks = result.repetition_checks()
     warnings = [message for name, check in checks.items() for message in extrapolation_warnings(

@@ -358,6 +358,11 @@ class DistillationPlanner(SupervisedPlanner):
         baseline = self.supervised(student_params, budget, student_flops_per_token)
         F_S = self._student_flops(student_params, student_flops_per_token)
         student_tokens = (budget - teacher_training) / (3.0 * F_S + teacher_forward_per_token)
+        if teacher_training >= budget:
+            raise ParameterError("compute", f"the {format_quantity(student_params)}-parameter student's share of the "
+                                 f"teacher's training ({teacher_training:.3g} FLOPs, --teacher-trained) is more than "
+                                 f"its budget ({budget:.3g} FLOPs): raise {{}} or its share, or leave out "
+                                 "--teacher-trained")
         if student_tokens < self.bounds[0]:
             raise ParameterError("compute", f"budget {budget:.3g} FLOPs is too small for the "
                                  f"{format_quantity(student_params)}-parameter student of the family: with its share "

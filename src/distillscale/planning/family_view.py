@@ -1,0 +1,116 @@
+"""How a family of students reads (`plan --students`, `planning.family_plan`): its answer (which students
+distil, sharing the teacher's cost), a row per student, what each verdict assumes and the plans that decided
+it, the family's compute as answered, its logit cache, and the same family with the other targets."""
+
+from __future__ import annotations
+
+from rich import box
+
+from distillscale.console import Table, styled
+from distillscale.planning.cells import delta_cell, interval_cell
+from distillscale.planning.results import CANNOT_TELL
+from distillscale.units import format_quantity
+
+# A family's plan (`planning.plans.FamilyPlans`, read as render reads a plan: no import of it, no circle).
+PlanView = object
+
+# A family of at most this many students gets an answer line per student (a larger one, its table only).
+FAMILY_ANSWER_LINES = 3
+
+# What a family's cached targets assume: a top-k cache's students get the loss of the full distribution's.
+TOP_K_FREE = ("top-k cache: its truncation assumed free, cached and online targets get one loss (within 2.4% "
+              "measured at top-5 to top-64: docs/top_k_teachers.md)")
+
+
+def _short(name: str) -> str:
+    """A family's student by its size ("student 1B" -> "1B")."""
+    return name.removeprefix("student ")
+
+
+def _listed(names) -> str:
+    return ", ".join(_short(name) for name in names) or "none"
+
+
+def family_answer(plan: PlanView) -> str:
+    """The family's answer in a line: which students distil, sharing the teacher's cost, and which train alone."""
+    sharing, members = plan.sharing, [p.scenario.name for p in plan.plans]
+    alone = [name for name in members if name not in sharing]
+    how = f"{plan.targets} targets"
+    if not sharing:
+        return f"no student distils ({how}): each trains alone on its share"
+    if not alone:
+        return f"every student distils, sharing the teacher's cost ({how})"
+    return (f"{_listed(sharing)} {_verb(sharing, 'distils', 'distil')}, sharing the teacher's cost ({how}); "
+            f"{_listed(alone)} {_verb(alone, 'trains', 'train')} alone")
+
+
+def _verb(names, one: str, many: str) -> str:
+    return one if len(names) == 1 else many
+
+
+def family_assumes(plan: PlanView) -> str:
+    """What each verdict assumes (the students sharing the teacher's cost) and the plans that decided it."""
+    steps = []
+    for r in plan.rounds:
+        if r.sharing:
+            out = [name for name in r.sharing if r.verdicts.get(name) != "distill"]
+            steps.append(f"{_listed(r.sharing)} sharing: " + (f"{_listed(out)} {_verb(out, 'does', 'do')} not distil"
+                                                              if out else "all distil"))
+    return (f"each verdict assumes the students that distil share the teacher's cost ({_listed(plan.sharing)}), "
+            f"one that does not as if it joined them; re-planned until none changed: " + "; ".join(steps))
+
+
+def family_renderables(plan: PlanView) -> list:
+    """A family of students (`planning.family`): a row per student (its share, tokens, loss, the student
+    alone on its share, Delta and the verdict), what the verdicts assume, the family's compute by part as
+    answered, its logit cache, and the same family with the other targets."""
+    from distillscale.planning.family import format_bytes
+
+    members, settings = plan.plans, plan.settings
+    teacher = members[0]
+    trained = " trained for the family" if settings.teacher_trained else ""
+    count = f"{len(members)} student{'s' if len(members) != 1 else ''}"
+    title = styled((f"{count} from one {format_quantity(teacher.teacher_params)} teacher{trained} "
+                    f"(L_T = {teacher.teacher_loss:.4f}), C = {plan.compute:.3g} FLOPs, {plan.targets} targets, law "
+                    f"{plan.law} (losses in nats/token)", "bold"))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
+    differences = plan.differences()
+    level = next((f"{p.student_interval.level:.0%}" for p in members if p.student_interval is not None), None)
+    headers = ("student", "share", "D_S", "L_S", *((f"{level}",) if level else ()), "alone", "Δ",
+               *((f"Δ {level}",) if level else ()), "verdict")
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("student", "verdict") else "right")
+    for p in members:
+        d = differences[p.scenario.name]
+        table.add_row(_short(p.scenario.name), f"{p.budget / plan.compute:.0%}",
+                      format_quantity(p.student_tokens), f"{p.student_loss:.4f}",
+                      *((interval_cell(p.student_interval),) if level else ()), f"{p.supervised.loss:.4f}",
+                      f"{d.value:+.4f}", *((delta_cell(d),) if level else ()),
+                      {"too close to call": "too close", CANNOT_TELL: "can't tell"}.get(d.verdict, d.verdict))
+    totals = plan.totals()
+    parts = (f"family compute as answered: students {totals['students']:.3g}, teacher forward "
+             f"{totals['teacher_forward']:.3g}"
+             + (f", teacher training {totals['teacher_training']:.3g}" if totals["teacher_training"] else "")
+             + " FLOPs")
+    out = [title, table, family_assumes(plan), parts]
+    if plan.cache is not None:
+        out.append(plan.cache.describe())
+    other = plan.other
+    if other is not None:
+        forward = other.totals()["teacher_forward"]
+        saved = forward - totals["teacher_forward"]
+        same = other.sharing == plan.sharing and plan.sharing
+        out.append(f"{other.targets} targets instead: {family_answer(other).split(' (')[0]}; teacher forward "
+                   f"{forward:.3g} FLOPs, losses " + ", ".join(f"{q.student_loss:.4f}" for q in other.plans)
+                   + (f", cache {format_bytes(other.cache.bytes)}" if other.cache is not None else "")
+                   + ("" if not same else ": the same teacher FLOPs" if abs(saved) <= 1e-9 * forward else
+                      f": {plan.targets if saved > 0 else other.targets} is cheaper here by {abs(saved):.3g} "
+                      "teacher FLOPs"))
+    out.append("alone: the student trained alone on its share; Δ = L_S - alone; a student that distils pays its "
+               "share of the teacher ("
+               + ("each stretch of the cache split among its readers" if plan.targets == "cached"
+                  else "its own forward passes")
+               + (", an equal share of its training" if settings.teacher_trained else "") + ")"
+               + (f"; {TOP_K_FREE}" if plan.targets == "cached" or (other is not None and other.targets == "cached")
+                  else ""))
+    return out
