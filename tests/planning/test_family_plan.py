@@ -217,8 +217,67 @@ def test_a_family_with_gpu_hours_prices_its_answer(cli):
     code, out, err = cli(*args)
     assert code == 0 and "Traceback" not in err, err
     text = " ".join(out.split())
-    assert "GPU time on 1 x" in text and "as answered" in text and "1B alone" in text and "the family" in text
+    assert "GPU-hours on 1 x" in text and "as answered" in text and "1B alone" in text and "the family" in text
     code, out, err = cli(*args, "--json")
     assert code == 0 and json.loads(out)["gpu_hours"]["runs"]
     plan = ds.plan("busbridge2025", compute=9e20, students=(1e9, 2e9, 3e9), teacher=TEACHER, gpu="h100")
     assert set(plan.gpu_hours.totals()) == {p.scenario.name for p in plan.plans}
+
+
+def test_the_cache_is_priced_at_the_teachers_vocabulary_beside_a_sampled_cache(cli):
+    """--vocab-size (or the teacher model's rows) prices the cache, not the law's vocabulary; the family
+    warns of a vocabulary other than the law's as a single plan does; a sampled cache's storage is offered
+    beside top-k's; the top-k truncation is said to be assumed free."""
+    args = ("plan", "--students", "2B,3B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--compute", "6e20",
+            "--vocab-size", "152064")
+    code, out, err = cli(*args)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "top-128 of 152,064 ids, 331 bytes/token" in text and "truncation assumed free" in text
+    assert f"--samples 12, unbiased) {sampled_bytes_per_token(152064, 12)} bytes/token" in text
+    assert "152,064 rows (--vocab-size)" in err   # the warning a single plan gives
+    record = json.loads(cli(*args, "--json")[1])
+    cache = record["cache"]
+    assert cache["vocab_size"] == 152064 and cache["bytes_per_token"] == bytes_per_token(152064, 128) == 331
+    assert cache["sampled"]["bytes"] == pytest.approx(cache["tokens"] * sampled_bytes_per_token(152064, 12))
+    assert any("152,064 rows" in warning for warning in record["warnings"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--students", "500M,1B", "--vocab-size", "300", "--cache-top-k", "400"), "--cache-top-k 400 keeps all 300 ids"),
+    (("--students", "500M,1B", "--vocab-size", "300", "--cache-top-k", "300"), "give 299 or less"),
+    (("--students", "500M,1B", "--targets", "online", "--cache-top-k", "64"), "--cache-top-k prices a logit cache"),
+    (("--students", "500M,-1B"), "the 2nd student's size '-1B'"),
+    (("--students", "500M,1B,x"), "the 3rd student's size 'x'"),
+    (("--students", "500M,1B", "--shares", "0.5,-0.5"), "the 2nd student's share '-0.5'"),
+    (("--students", "100M,1B", "--teacher-trained", "--shares", "0.01,0.99"),
+     "the 100M-parameter student's share of the teacher's training"),
+])
+def test_family_input_refused_in_one_line_naming_what_is_wrong(cli, args, message):
+    code, out, err = cli("plan", "--compute", "3e21", "--teacher-params", "8B", "--teacher-tokens", "2T", *args)
+    assert code == 2 and not out and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert message in err
+
+
+def test_sizes_that_print_alike_are_told_apart_and_one_student_reads_as_one(cli):
+    plan = ds.plan("busbridge2025", compute=3e20, students=(1e9, 1.0000001e9), teacher=TEACHER)
+    assert [p.scenario.name for p in plan.plans] == ["student 1B", "student 1.0000001B"]
+    assert len(plan.rounds[0].verdicts) == 2 and len(plan.assumed) == 2
+    code, out, err = cli("plan", "--students", "1B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--compute",
+                         "3e20")
+    assert code == 0 and "1 student from one 8B teacher" in " ".join(out.split()) and "1 students" not in out
+
+
+def test_a_family_that_cannot_tell_says_why(cli):
+    code, out, err = cli("plan", "--students", "10,100M", "--teacher-params", "8B", "--teacher-tokens", "2T",
+                         "--compute", "3e20")
+    text = " ".join(out.split())
+    assert code == 0 and "can't tell" in text
+    assert "cannot tell at this distance: a loss of" in text   # the reason line, as a single plan gives it
+
+
+def test_a_large_family_stays_compact(cli):
+    code, out, err = cli("plan", "--students", "100M,200M,300M,500M,1B,1.5B,2B", "--teacher-params", "8B",
+                         "--teacher-tokens", "2T", "--compute", "9e21", "--gpu", "h100")
+    assert code == 0, err
+    assert len(out.splitlines()) <= 45, out

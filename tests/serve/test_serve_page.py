@@ -371,3 +371,22 @@ def test_a_family_on_the_page_plans_as_the_cli_with_a_row_per_student(server, br
     assert [page.locator("#family tr").nth(i + 1).locator("td").last.text_content() for i in range(3)] == \
         [s["verdict"] for s in plan["students"]]
     assert "--students 5e+08,1e+09,3e+09" in page.text_content("#cli")
+
+
+def test_a_familys_view_on_the_page_is_its_answer_with_gpu_hours():
+    """A family on the page with a GPU plans (no crash), its summary is the family's answer (not the first
+    student's verdict), with what each verdict assumes, the figures beside it labelled as the first student's,
+    and the family's GPU time and compute as answered."""
+    planner = Planner()
+    query = PlanQuery(law="busbridge2025", compute="9e20", students="1B,2B,3B", teacher="tokens", teacher_params="8B",
+                      teacher_tokens="2T", gpu="h100")
+    response = planner.update(query)
+    assert response["ok"], response
+    summary, plan = response["summary"], response["plan"]
+    assert summary["verdict"] == plan["verdict"] == "distill 2B, 3B"
+    family = summary["family"]
+    assert family["distilling"] == plan["distilling"] == ["student 2B", "student 3B"]
+    assert "2B, 3B distil" in family["answer"] and "each verdict assumes" in family["assumes"]
+    assert family["first_student"] == "student 1B"
+    assert summary["flops"]["teacher_inference"] == pytest.approx(plan["totals"]["teacher_forward"])
+    assert summary["gpu_hours"]["gpu_hours"] > 0

@@ -89,24 +89,17 @@ def _answered(plan: PlanView) -> set[str]:
 def _family_gpu_line(plan: PlanView) -> str:
     """--gpu's answer for a family: each student's GPU time as answered (one that distils: its runs, its
     share of the teacher's logits included; one that does not: its run alone), and the family's in all."""
-    from distillscale.planning.gpu_hours import ALTERNATIVE, format_gpu_hours, format_hours
+    from distillscale.planning.gpu_hours import format_gpu_hours, format_hours
 
-    estimate = plan.gpu_hours
-    totals, parts, hours, cost = estimate.totals(), [], 0.0, 0.0
-    for p in plan.plans:
-        name = p.scenario.name
-        if name in plan.sharing:
-            spent = totals[name]
-        else:
-            run = next(run for run in estimate.runs if run.group == name and run.part == ALTERNATIVE)
-            spent = (run.gpu_hours, run.wall_hours, run.cost)
-        hours, cost = hours + spent[0], None if spent[2] is None else (cost or 0.0) + spent[2]
-        parts.append(f"{name.removeprefix('student ')}{'' if name in plan.sharing else ' alone'} "
-                     f"{format_gpu_hours(spent[0])}, {format_hours(spent[1])}")
-    price = "" if cost is None else f", cost {cost:,.0f} at {estimate.price_per_gpu_hour:g} per GPU-hour"
-    return (f"GPU time on {estimate.gpus} x {estimate.device_name} as answered (GPU-hours, wall-clock; an estimate "
-            f"from measured throughput; each run: --explain): {'; '.join(parts)}; the family "
-            f"{format_gpu_hours(hours)}{price}")
+    estimate, spent = plan.gpu_hours, plan.answered_gpu_hours()
+    parts = [f"{name.removeprefix('student ')}{'' if name in plan.sharing else ' alone'} {format_gpu_hours(hours)}"
+             for name, (hours, _, _) in spent.items()]
+    costs = [cost for _, _, cost in spent.values()]
+    price = ("" if None in costs else
+             f", cost {sum(costs):,.0f} at {estimate.price_per_gpu_hour:g} per GPU-hour")
+    return (f"GPU-hours on {estimate.gpus} x {estimate.device_name} as answered (an estimate from measured throughput; "
+            f"each run: --explain): {'; '.join(parts)}; the family {format_gpu_hours(sum(h for h, _, _ in spent.values()))}"
+            f"{price}, its longest run {format_hours(max(wall for _, wall, _ in spent.values()))}")
 
 
 def _modes(plan: PlanView) -> list:

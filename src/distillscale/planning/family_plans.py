@@ -61,6 +61,21 @@ class FamilyPlans(ScenarioPlans):
                 "teacher_forward": sum(p.flops.teacher_inference for p in distilled),
                 "teacher_training": sum(p.flops.teacher_pretraining for p in distilled)}
 
+    def answered_gpu_hours(self) -> dict[str, tuple[float, float, float | None]]:
+        """With --gpu: each student's (GPU-hours, wall-clock hours, cost) as answered: one that distils, its
+        runs (its share of the teacher's logits included); one that does not, its run alone."""
+        from distillscale.planning.gpu_hours import ALTERNATIVE
+
+        estimate = self.gpu_hours
+        if estimate is None:
+            return {}
+        totals, spent = estimate.totals(), {}
+        for p in self.plans:
+            name = p.scenario.name
+            alone = next(run for run in estimate.runs if run.group == name and run.part == ALTERNATIVE)
+            spent[name] = totals[name] if name in self.sharing else (alone.gpu_hours, alone.wall_hours, alone.cost)
+        return spent
+
     def repetition_checks(self) -> dict[str, RepetitionAssessment]:
         """Each model's repetition check: a student reading more tokens than a capped cache holds re-reads
         it (the cache's tokens its unique tokens, or the corpus's where fewer); the rest as any plan's."""

@@ -54,8 +54,9 @@ def family_assumes(plan: PlanView) -> str:
     for r in plan.rounds:
         if r.sharing:
             out = [name for name in r.sharing if r.verdicts.get(name) != "distill"]
-            steps.append(f"{_listed(r.sharing)} sharing: " + (f"{_listed(out)} {_verb(out, 'does', 'do')} not distil"
-                                                              if out else "all distil"))
+            said = ("all distil" if not out else "none distils" if len(out) == len(r.sharing) > 1 else
+                    f"{_listed(out)} {_verb(out, 'does', 'do')} not distil")
+            steps.append(f"{_listed(r.sharing)} sharing: {said}")
     return (f"each verdict assumes the students that distil share the teacher's cost ({_listed(plan.sharing)}), "
             f"one that does not as if it joined them; re-planned until none changed: " + "; ".join(steps))
 

@@ -68,13 +68,21 @@ def _student_sizes(value: object) -> tuple[float, ...] | None:
     if value is None:
         return None
     parts = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
-    try:
-        sizes = tuple(float(parse_quantity(str(part).strip(), "--students", kind=Quantity.PARAMS)) for part in parts)
-    except (ValueError, UserError):
-        raise UserError(f"--students must be student sizes, comma-separated (e.g. 500M,1B,3B), got {value!r}") from None
+    sizes = []
+    for number, part in enumerate(parts, 1):
+        try:
+            sizes.append(float(parse_quantity(str(part).strip(), "--students", kind=Quantity.PARAMS)))
+        except (ValueError, UserError):
+            raise UserError(f"--students: the {_ordinal(number)} student's size {str(part).strip()!r} is not a size in "
+                            f"parameters (e.g. 500M,1B,3B, each above 0), in {value!r}") from None
+    sizes = tuple(sizes)
     if len(set(sizes)) != len(sizes):
         raise UserError(f"--students lists a size twice ({value!r}): give each student once")
     return sizes
+
+
+def _ordinal(number: int) -> str:
+    return f"{number}{'th' if 10 <= number % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th')}"
 
 
 def _fractions_summing(value: object) -> tuple[float, ...] | None:
@@ -82,11 +90,18 @@ def _fractions_summing(value: object) -> tuple[float, ...] | None:
     if value is None:
         return None
     parts = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
-    try:
-        shares = tuple(float(str(part).strip()) for part in parts)
-    except ValueError:
-        raise UserError(f"--shares must be fractions, comma-separated (e.g. 0.2,0.3,0.5), got {value!r}") from None
-    if any(not (0 < share <= 1) for share in shares) or abs(sum(shares) - 1.0) > 1e-6:
+    shares = []
+    for number, part in enumerate(parts, 1):
+        try:
+            share = float(str(part).strip())
+        except ValueError:
+            share = math.nan
+        if not 0 < share <= 1:   # a NaN too
+            raise UserError(f"--shares: the {_ordinal(number)} student's share {str(part).strip()!r} is not a fraction "
+                            f"in (0, 1] (e.g. 0.2,0.3,0.5, summing to 1), in {value!r}")
+        shares.append(share)
+    shares = tuple(shares)
+    if abs(sum(shares) - 1.0) > 1e-6:
         raise UserError(f"--shares must be fractions of --compute in (0, 1] summing to 1, got {value!r} (sum "
                         f"{sum(shares):.6g}): give each student's share of the family's budget")
     return shares
@@ -148,8 +163,9 @@ class PlanSettings(CommandSettings):
                    "(default: equal shares)")
     targets: str = option(
         "cached", help="with --students: how the teacher's targets are made: cached (the teacher runs once over the "
-                       "most tokens any student reads, its top-k kept in a logit cache every student reads) or online "
-                       "(each student runs the teacher on its own tokens)")
+                       "most tokens any student reads, its top-k kept in a logit cache every student reads: "
+                       "`cache-logits`, then `distill --teacher-cache`) or online (each student runs the teacher on "
+                       "its own tokens: `distill --teacher`)")
     teacher_trained: bool = option(
         False, help="with --students: the family pays the given teacher's training (its 3 F(N_T) D_T, shared "
                     "equally; needs --teacher-tokens)")
@@ -157,7 +173,8 @@ class PlanSettings(CommandSettings):
                                                         "cache keeps per token, for its storage")
     cache_storage: Annotated[float | None, BeforeValidator(_storage)] = option(
         None, help="with --students, cached targets: the most storage the logit cache may take, e.g. 200TB: a cache "
-                   "that needs more holds the first tokens only, each student paying the teacher online beyond them")
+                   "that needs more holds the first tokens only, and a student reading more re-reads it (as `distill "
+                   "--teacher-cache` does), its loss that of repeating them")
     flops: str = option("corrected", help=FLOPS_HELP)
     n_ctx: int | None = option(None, min=1, help="context length (default: the law's)")
     vocab_size: int | None = option(None, min=1, help="vocabulary size (default: the law's)")
@@ -330,6 +347,9 @@ class PlanSettings(CommandSettings):
             raise ParameterError("targets", "unknown {} {value!r}: use " + " or ".join(TARGETS), value=self.targets)
         if self.targets == "online" and self.cache_storage is not None:
             raise ParameterError(("cache_storage", "targets"), "{} limits a logit cache, and {} online keeps none: "
+                                 "leave it out, or plan cached targets")
+        if self.targets == "online" and self.cache_top_k != DEFAULT_TOP_K:
+            raise ParameterError(("cache_top_k", "targets"), "{} prices a logit cache, and {} online keeps none: "
                                  "leave it out, or plan cached targets")
         if self.teacher_trained and self.teacher_tokens is None:
             raise ParameterError(("teacher_trained", "teacher_tokens"), "{} prices the teacher's training: give "

@@ -353,16 +353,8 @@ def _summary(result: Plan) -> dict:
                                                  "teacher_pretraining": 0.0},
                 "recipe": _recipe(result, "supervised"), "downstream": _downstream(result, "supervised"),
                 "gpu_hours": _gpu_hours(result, "supervised")}
-    if result.kind == "family":   # the first student's figures, and a row per student
-        p, verdict = result.headline, result.headline.verdict
-        family = {"targets": result.targets, "totals": result.totals(),
-                  "cache": None if result.cache is None else {**result.cache.to_dict(),
-                                                              "describe": result.cache.describe()},
-                  "rows": [{"name": q.scenario.name, "share": q.budget / result.compute,
-                            "student_params": q.student_params, "student_tokens": q.student_tokens,
-                            "student_loss": q.student_loss, "student_interval": _interval(q.student_interval),
-                            "supervised_loss": q.supervised.loss, "verdict": q.verdict, **q.difference.to_dict()}
-                           for q in result.plans]}
+    if result.kind == "family":   # the family's answer, a row per student; the figures are the first student's
+        p, verdict, family = result.headline, result.verdict, _family(result)
     else:
         p, verdict, family = result.headline, result.verdict, None
     baseline = result.sweeps[0].supervised_best if result.kind == "sweep" else p.supervised
@@ -374,9 +366,40 @@ def _summary(result: Plan) -> dict:
             "supervised_params": baseline.student_params, "supervised_tokens": baseline.tokens,
             "supervised_loss": baseline.loss, "supervised_interval": _interval(baseline.interval),
             "verdict": verdict, **(result.sweeps[0].difference if result.kind == "sweep" else p.difference).to_dict(),
-            "flops": p.flops.to_dict(), "converged": p.convergence.success,
+            "flops": p.flops.to_dict() if family is None else family["flops"], "converged": p.convergence.success,
             "recipe": _recipe(result, p.scenario.name), "downstream": _downstream(result, p.scenario.name),
-            "gpu_hours": _gpu_hours(result, p.scenario.name), "family": family}
+            "gpu_hours": _family_gpu_hours(result) if family else _gpu_hours(result, p.scenario.name), "family": family}
+
+
+def _family_gpu_hours(result: Plan) -> dict | None:
+    """A family's GPU time as answered (`FamilyPlans.answered_gpu_hours`): its students' together."""
+    spent = result.answered_gpu_hours()
+    if not spent:
+        return None
+    estimate, costs = result.gpu_hours, [cost for _, _, cost in spent.values()]
+    return {"device": estimate.device_name, "gpus": estimate.gpus,
+            "gpu_hours": sum(hours for hours, _, _ in spent.values()),
+            "wall_hours": max(wall for _, wall, _ in spent.values()),
+            "cost": None if None in costs else sum(costs), "price_per_gpu_hour": estimate.price_per_gpu_hour}
+
+
+def _family(result: Plan) -> dict:
+    """A family's view: its answer (the students that distil sharing the teacher), what each verdict assumes,
+    a row per student, and its compute as answered (the FLOP split the page draws)."""
+    from distillscale.planning.family_view import family_answer, family_assumes
+
+    totals = result.totals()
+    return {"targets": result.targets, "verdict": result.verdict, "answer": family_answer(result),
+            "assumes": family_assumes(result), "distilling": list(result.sharing), "totals": totals,
+            "flops": {"student": totals["students"], "teacher_inference": totals["teacher_forward"],
+                      "teacher_pretraining": totals["teacher_training"]},
+            "first_student": result.headline.scenario.name,
+            "cache": None if result.cache is None else {**result.cache.to_dict(), "describe": result.cache.describe()},
+            "rows": [{"name": q.scenario.name, "share": q.budget / result.compute, "distils": q.scenario.name in
+                      result.sharing, "student_params": q.student_params, "student_tokens": q.student_tokens,
+                      "student_loss": q.student_loss, "student_interval": _interval(q.student_interval),
+                      "supervised_loss": q.supervised.loss, "verdict": q.verdict, **q.difference.to_dict()}
+                     for q in result.plans]}
 
 
 def _recipe(result: Plan, name: str) -> dict | None:

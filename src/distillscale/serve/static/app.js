@@ -93,7 +93,7 @@ function showErrors(errors) {
 // A family of students (`plan --students`): a row per student, the family's compute and its cache.
 function familyCard(f) {
   const signed = x => `${x >= 0 ? "+" : ""}${loss(x)}`;
-  const rows = f.rows.map(r => `<tr><td>${quantity(r.student_params)}</td><td>${(100 * r.share).toFixed(0)}%</td>` +
+  const rows = f.rows.map(r => `<tr><td>${r.name.replace("student ", "")}</td><td>${(100 * r.share).toFixed(0)}%</td>` +
     `<td>${quantity(r.student_tokens)}</td><td>${loss(r.student_loss)}</td><td>${loss(r.supervised_loss)}</td>` +
     `<td>${signed(r.distilled_minus_alone)}${r.distilled_minus_alone_interval ? ` [${signed(r.distilled_minus_alone_interval[0])}, ` +
     `${signed(r.distilled_minus_alone_interval[1])}]` : ""}</td><td>${r.verdict}</td></tr>`).join("");
@@ -101,9 +101,9 @@ function familyCard(f) {
   const detail = `students ${flops(t.students)}, teacher forward ${flops(t.teacher_forward)}` +
     (t.teacher_training ? `, teacher training ${flops(t.teacher_training)}` : "") + " FLOPs" +
     (f.cache ? `; ${f.cache.describe}` : "");
-  return `<div class="card wide" id="family"><div class="label">family, ${f.targets} targets</div>` +
+  return `<div class="card wide" id="family"><div class="label">family, ${f.targets} targets: ${f.answer}</div>` +
     `<table><tr><th>student</th><th>share</th><th>D_S</th><th>L_S</th><th>alone</th><th>Δ</th><th>verdict</th></tr>` +
-    `${rows}</table><div class="detail">${detail}</div></div>`;
+    `${rows}</table><div class="detail">${f.assumes}; ${detail}</div></div>`;
 }
 
 function card(label, value, detail, extraClass) {
@@ -128,11 +128,14 @@ function render(result) {
       ? ` [${signed(s.distilled_minus_alone_interval[0])}, ${signed(s.distilled_minus_alone_interval[1])}]` : "";
     const margin = `Δ = distilled − alone ${signed(s.distilled_minus_alone)} nats/token ` +
                    `(${(100 * s.distilled_minus_alone_relative).toFixed(1)}%)${band}`;
-    cards.push(card("verdict", s.verdict, margin, verdictClass));
-    cards.push(card("student loss L_S, nats/token", loss(s.student_loss), interval(s.student_interval)));
-    cards.push(card(s.kind === "sweep" ? "best supervised loss, nats/token" : "supervised loss, nats/token", loss(s.supervised_loss),
+    // a family's answer is its own; the figures beside it are its first student's, labelled so
+    const first = s.family ? ` (${s.family.first_student}, the first)` : "";
+    if (s.family) cards.push(card("family's answer", s.verdict, s.family.answer, verdictClass));
+    else cards.push(card("verdict", s.verdict, margin, verdictClass));
+    cards.push(card(`student loss L_S${first}, nats/token`, loss(s.student_loss), interval(s.student_interval)));
+    cards.push(card(s.kind === "sweep" ? "best supervised loss, nats/token" : `supervised loss${first}, nats/token`, loss(s.supervised_loss),
                     interval(s.supervised_interval)));
-    cards.push(card(s.kind === "sweep" ? "best student N_S, D_S" : "student N_S, D_S",
+    cards.push(card(s.kind === "sweep" ? "best student N_S, D_S" : `student N_S, D_S${first}`,
                     `${quantity(s.student_params)} · ${quantity(s.student_tokens)}`,
                     `${(s.student_tokens / s.student_params).toPrecision(3)} tokens per parameter`));
     cards.push(card("teacher N_T, D_T", `${quantity(s.teacher_params)} · ${quantity(s.teacher_tokens)}`,
