@@ -274,6 +274,9 @@ def test_a_family_that_cannot_tell_says_why(cli):
     text = " ".join(out.split())
     assert code == 0 and "can't tell" in text
     assert "cannot tell at this distance: a loss of" in text   # the reason line, as a single plan gives it
+    code, out, err = cli("plan", "--students", "10,100M", "--teacher-params", "8B", "--teacher-tokens", "2T",
+                         "--compute", "3e20", "--explain")
+    assert code == 0 and " ".join(out.split()).count("cannot tell at this distance: a loss of") == 1
 
 
 def test_a_large_family_stays_compact(cli):

@@ -64,11 +64,10 @@ def brief_renderables(plan: PlanView) -> list:
 
 
 def _family(plan: PlanView) -> list:
-    """A family's answer, its table and notes, the run sheet of its answer (each student's distilled run or,
-    one that does not distil, its run alone), its GPU time, and why a verdict cannot tell."""
+    """A family's answer, its table and notes (why a verdict cannot tell among them), the run sheet of its
+    answer (each student's distilled run or, one that does not distil, its run alone) and its GPU time."""
     rows = [row for row in (run_sheet(plan) if plan.recipes else []) if set(row.uses) & _answered(plan)]
     notes = warning_lines([note for row in rows for note in row.recipe.notes]) + _far_rates(rows)
-    notes += list(dict.fromkeys(cannot_tell_reason(d) for d in plan.differences().values() if d.verdict == CANNOT_TELL))
     if "too close to call" in plan.verdicts().values():
         notes.append("too close: Δ's interval reaches across 0")
     gpu_hours = [] if plan.gpu_hours is None else [_family_gpu_line(plan)]

@@ -8,7 +8,7 @@ from rich import box
 
 from distillscale.console import Table, styled
 from distillscale.planning.cells import delta_cell, interval_cell
-from distillscale.planning.results import CANNOT_TELL
+from distillscale.planning.results import CANNOT_TELL, cannot_tell_reason
 from distillscale.units import format_quantity
 
 # A family's plan (`planning.plans.FamilyPlans`, read as render reads a plan: no import of it, no circle).
@@ -93,7 +93,9 @@ def family_renderables(plan: PlanView) -> list:
              f"{totals['teacher_forward']:.3g}"
              + (f", teacher training {totals['teacher_training']:.3g}" if totals["teacher_training"] else "")
              + " FLOPs")
-    out = [title, table, family_assumes(plan), parts]
+    # why a verdict cannot tell is never left out
+    reasons = list(dict.fromkeys(cannot_tell_reason(d) for d in differences.values() if d.verdict == CANNOT_TELL))
+    out = [title, table, *reasons, family_assumes(plan), parts]
     if plan.cache is not None:
         out.append(plan.cache.describe())
     other = plan.other
