@@ -475,3 +475,31 @@ def test_a_measured_teacher_worse_than_a_uniform_guess_is_named_as_measured(cli,
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "--teacher-loss" not in err and f"the loss of --teacher-model {broken}" in err
     assert "nats/token measured" in err and "uniform guess" in err
+
+
+@pytest.mark.slow
+def test_a_familys_cache_is_priced_at_its_teacher_models_vocabulary(cli, teacher, law):
+    """`plan --students ... --teacher-model DIR`: the logit cache holds the teacher's own predictions, so it
+    is priced at the teacher's output rows (what `cache-logits` encodes), not the law's recorded vocabulary."""
+    from distillscale.model.sizes import model_size
+    from distillscale.planning.family import bytes_per_token
+    from distillscale.planning.family_plan import _Family
+    from distillscale.planning.options import PlanSettings
+    from distillscale.planning.plan import _teacher_model, planner_for
+
+    exported, _ = teacher
+    path, _ = law
+    rows = model_size(exported).output_rows
+    code, out, err = cli("plan", "--law", path, "--compute", "1e13", "--students", "2K,5K", "--teacher-model",
+                         exported, "--cache-top-k", "16")
+    assert code == 0, err
+    laws = ds.load_laws(str(path))
+    settings = PlanSettings.from_python(str(path), compute=1e13, students=(2e3, 5e3), teacher_model=exported,
+                                        cache_top_k=16, vocab_size=4 * rows)   # the FLOPs at another vocabulary
+    planner = planner_for(laws, vocab_size=4 * rows)
+    model = _teacher_model(laws, settings, planner.flops.n_ctx)
+    family = _Family(laws, planner, settings, ds.ExistingTeacher(model.params, loss=model.loss.nats_per_token), model,
+                     planner.flops)
+    cache = family.plans([0, 1], "cached").cache
+    assert family.vocab == rows == model.output_rows
+    assert cache.vocab_size == rows and cache.bytes_per_token == bytes_per_token(rows, 16)
