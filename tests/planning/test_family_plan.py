@@ -183,7 +183,7 @@ def test_the_family_answers_which_students_distil_sharing_the_teacher(cli):
     text = " ".join(out.split())
     assert code == 0, err
     assert "family: no student distils" in text and "student 1B: too close to call" in text
-    assert "100M, 300M, 1B sharing: 100M, 300M do not distil; 1B sharing: 1B does not distil" in text
+    assert "all 3 sharing: only 1B distils; 1B sharing: 1B does not distil" in text
     record = json.loads(cli(*args, "--json")[1])
     assert record["verdict"] == plan.verdict and record["distilling"] == []
     assert [s["verdict"] for s in record["students"]] == [p.verdict for p in plan.plans]
@@ -280,7 +280,7 @@ def test_a_family_that_cannot_tell_says_why(cli):
 
 
 def test_a_large_family_stays_compact(cli):
-    code, out, err = cli("plan", "--students", "100M,200M,300M,500M,1B,1.5B,2B", "--teacher-params", "8B",
+    code, out, err = cli("plan", "--students", "100M,200M,300M,400M,500M,700M,1B,1.5B,2B,3B", "--teacher-params", "8B",
                          "--teacher-tokens", "2T", "--compute", "9e21", "--gpu", "h100")
     assert code == 0, err
     assert len(out.splitlines()) <= 45, out

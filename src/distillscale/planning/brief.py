@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from rich import box
 
 from distillscale.console import Table, styled
-from distillscale.planning.family_view import family_renderables
+from distillscale.planning.family_view import FAMILY_ANSWER_LINES, family_renderables
 from distillscale.planning.render import (PlanView, answer_lines, at_cap, edge_note, interval_cell,
                                          modes_renderables)
 from distillscale.planning.repetition import RepeatedData
@@ -92,12 +92,12 @@ def _family_gpu_line(plan: PlanView) -> str:
 
     estimate, spent = plan.gpu_hours, plan.answered_gpu_hours()
     parts = [f"{name.removeprefix('student ')}{'' if name in plan.sharing else ' alone'} {format_gpu_hours(hours)}"
-             for name, (hours, _, _) in spent.items()]
+             for name, (hours, _, _) in spent.items()] if len(spent) <= FAMILY_ANSWER_LINES else []
     costs = [cost for _, _, cost in spent.values()]
     price = ("" if None in costs else
              f", cost {sum(costs):,.0f} at {estimate.price_per_gpu_hour:g} per GPU-hour")
     return (f"GPU-hours on {estimate.gpus} x {estimate.device_name} as answered (an estimate from measured throughput; "
-            f"each run: --explain): {'; '.join(parts)}; the family {format_gpu_hours(sum(h for h, _, _ in spent.values()))}"
+            f"each run: --explain): {''.join(part + '; ' for part in parts)}the family {format_gpu_hours(sum(h for h, _, _ in spent.values()))}"
             f"{price}, its longest run {format_hours(max(wall for _, wall, _ in spent.values()))}")
 
 

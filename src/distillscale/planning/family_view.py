@@ -18,8 +18,8 @@ PlanView = object
 FAMILY_ANSWER_LINES = 3
 
 # What a family's cached targets assume: a top-k cache's students get the loss of the full distribution's.
-TOP_K_FREE = ("top-k cache: its truncation assumed free, cached and online targets get one loss (within 2.4% "
-              "measured at top-5 to top-64: docs/top_k_teachers.md)")
+TOP_K_FREE = ("a top-k cache's truncation assumed free: cached and online get one loss (within 2.4% at top-5 to "
+              "64: docs/top_k_teachers.md)")
 
 
 def _short(name: str) -> str:
@@ -50,13 +50,16 @@ def _verb(names, one: str, many: str) -> str:
 
 def family_assumes(plan: PlanView) -> str:
     """What each verdict assumes (the students sharing the teacher's cost) and the plans that decided it."""
-    steps = []
+    steps, everyone = [], len(plan.plans)
     for r in plan.rounds:
         if r.sharing:
             out = [name for name in r.sharing if r.verdicts.get(name) != "distill"]
+            kept = [name for name in r.sharing if name not in out]
             said = ("all distil" if not out else "none distils" if len(out) == len(r.sharing) > 1 else
+                    f"only {_listed(kept)} {_verb(kept, 'distils', 'distil')}" if len(out) > len(kept) > 0 else
                     f"{_listed(out)} {_verb(out, 'does', 'do')} not distil")
-            steps.append(f"{_listed(r.sharing)} sharing: {said}")
+            who = f"all {everyone}" if len(r.sharing) == everyone > 2 else _listed(r.sharing)
+            steps.append(f"{who} sharing: {said}")
     return (f"each verdict assumes the students that distil share the teacher's cost ({_listed(plan.sharing)}), "
             f"one that does not as if it joined them; re-planned until none changed: " + "; ".join(steps))
 
@@ -103,14 +106,16 @@ def family_renderables(plan: PlanView) -> list:
         forward = other.totals()["teacher_forward"]
         saved = forward - totals["teacher_forward"]
         same = other.sharing == plan.sharing and plan.sharing
+        losses = ("" if len(other.plans) > FAMILY_ANSWER_LINES else   # a large family's: --json
+                  ", losses " + ", ".join(f"{q.student_loss:.4f}" for q in other.plans))
         out.append(f"{other.targets} targets instead: {family_answer(other).split(' (')[0]}; teacher forward "
-                   f"{forward:.3g} FLOPs, losses " + ", ".join(f"{q.student_loss:.4f}" for q in other.plans)
+                   f"{forward:.3g} FLOPs{losses}"
                    + (f", cache {format_bytes(other.cache.bytes)}" if other.cache is not None else "")
                    + ("" if not same else ": the same teacher FLOPs" if abs(saved) <= 1e-9 * forward else
                       f": {plan.targets if saved > 0 else other.targets} is cheaper here by {abs(saved):.3g} "
                       "teacher FLOPs"))
-    out.append("alone: the student trained alone on its share; Δ = L_S - alone; a student that distils pays its "
-               "share of the teacher ("
+    out.append("alone: the student trained alone on its share, Δ = L_S - alone; one that distils pays its part of "
+               "the teacher ("
                + ("each stretch of the cache split among its readers" if plan.targets == "cached"
                   else "its own forward passes")
                + (", an equal share of its training" if settings.teacher_trained else "") + ")"
