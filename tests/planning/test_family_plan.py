@@ -239,6 +239,7 @@ def test_the_cache_is_priced_at_the_teachers_vocabulary_beside_a_sampled_cache(c
     record = json.loads(cli(*args, "--json")[1])
     cache = record["cache"]
     assert cache["vocab_size"] == 152064 and cache["bytes_per_token"] == bytes_per_token(152064, 128) == 331
+    assert "truncation assumed free" in cache["note"]
     assert cache["sampled"]["bytes"] == pytest.approx(cache["tokens"] * sampled_bytes_per_token(152064, 12))
     assert any("152,064 rows" in warning for warning in record["warnings"])
 

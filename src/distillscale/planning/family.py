@@ -46,6 +46,9 @@ from distillscale.units import format_quantity
 TARGETS = ("cached", "online")
 DEFAULT_TOP_K = 128   # the logit cache's k the plan prices its storage at (`distillscale cache-logits --top-k`)
 DEFAULT_SAMPLES = 12  # a sampled cache's ids per token the plan prices beside it (`cache-logits --samples`)
+# What a family's cached targets assume: a top-k cache's students get the loss of the full distribution's.
+TOP_K_FREE = ("a top-k cache's truncation assumed free: cached and online get one loss (within 2.4% at top-5 to "
+              "64: docs/top_k_teachers.md)")
 
 
 def bytes_per_token(vocab_size: int, top_k: int) -> int:
@@ -196,7 +199,7 @@ class CacheStorage:
     def to_dict(self) -> dict:
         return {"top_k": self.top_k, "vocab_size": self.vocab_size, "bytes_per_token": self.bytes_per_token,
                 "tokens": self.tokens, "needed_tokens": self.needed_tokens, "bytes": self.bytes,
-                "limit_bytes": self.limit, "capped": self.capped, "reads": self.reads,
+                "limit_bytes": self.limit, "capped": self.capped, "reads": self.reads, "note": TOP_K_FREE,
                 "sampled": {"samples": self.samples, "bytes_per_token": self.sampled_bytes_per_token,
                             "bytes": self.tokens * self.sampled_bytes_per_token}}
 

@@ -8,6 +8,7 @@ from rich import box
 
 from distillscale.console import Table, styled
 from distillscale.planning.cells import delta_cell, interval_cell
+from distillscale.planning.family import TOP_K_FREE
 from distillscale.planning.results import CANNOT_TELL, cannot_tell_reason
 from distillscale.units import format_quantity
 
@@ -17,9 +18,6 @@ PlanView = object
 # A family of at most this many students gets an answer line per student (a larger one, its table only).
 FAMILY_ANSWER_LINES = 3
 
-# What a family's cached targets assume: a top-k cache's students get the loss of the full distribution's.
-TOP_K_FREE = ("a top-k cache's truncation assumed free: cached and online get one loss (within 2.4% at top-5 to "
-              "64: docs/top_k_teachers.md)")
 
 
 def _short(name: str) -> str:
