@@ -49,7 +49,12 @@ def _interval_record(prediction: Prediction | None) -> dict:
             "interval_dominated_by": prediction.dominant,
             "extrapolation_half_width": prediction.extrapolation, "distance_beyond_runs": prediction.distance,
             "beyond_backtest": prediction.beyond_backtest, "calibrated": prediction.calibrated,
-            "interval_source": prediction.interval_source, "outside": prediction.outside}
+            "interval_source": prediction.interval_source, "outside": prediction.outside,
+            "interval_scale": _plain(prediction.pairs_scale)}
+
+
+def _plain(value) -> float | list | None:
+    return None if value is None else float(value) if np.ndim(value) == 0 else np.asarray(value, float).tolist()
 
 
 def verdict_difference(student_loss: float, student_interval: Prediction | None, supervised_loss: float,
