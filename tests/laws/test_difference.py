@@ -249,3 +249,19 @@ def test_a_plan_record_written_before_the_difference_had_its_own_key_reads_witho
     delta = LossDifference.from_dict({"student_loss": 2.40, "supervised_loss": 2.50, "verdict": "distill",
                                       "loss_difference": 0.10})
     assert delta.value == pytest.approx(-0.10) and not delta.has_interval and delta.verdict == "distill"
+
+
+def test_an_interval_no_pair_measured_is_combined_as_shown():
+    """The pairs measured rho and q on fitted laws' intervals (and ones calibrated across corpora): a
+    preset's stated error is combined as shown, independently, whatever q the pairs found for the
+    others (a q below 1 narrows Δ only where it was measured)."""
+    from distillscale.laws.difference import AS_SHOWN
+
+    calibration = DifferenceCalibration(correlation=0.9, factor=0.5, level=0.9, pairs=20)
+    stated = Prediction(2.5, 2.4, 2.6, 0.9, None, None, 1.0, calibrated=True)
+    alone = loss(2.7, 0.1, 1.0)
+    shown = compare(stated, alone, calibration)
+    assert (shown.correlation, shown.factor, shown.rule) == (0.0, 1.0, AS_SHOWN)
+    assert shown.high - shown.value == pytest.approx(math.hypot(0.1, 0.1))
+    fitted = compare(loss(2.5, 0.1, 1.0), alone, calibration)
+    assert (fitted.correlation, fitted.factor) == (0.9, 0.5)

@@ -29,6 +29,7 @@ def scaled(monkeypatch):
     law's are (so a preset plans as a fitted law would)."""
     monkeypatch.setattr(difference, "shipped_calibration", lambda: WIDE)
     monkeypatch.setattr(difference, "rescaled", lambda prediction: True)
+    monkeypatch.setattr(difference, "measured", lambda prediction: True)
 
 
 def halves(interval: list[float], value: float) -> tuple[float, float]:

@@ -157,6 +157,9 @@ class DifferenceCalibration(BaseModel):
                 + (f"; {self.left_out}" if self.left_out else ""))
 
 
+# What the default rule becomes for a loss whose interval no pair measured (a preset's stated error):
+# the two intervals as shown, combined independently.
+AS_SHOWN = "stated errors, combined as shown"
 # Two losses compared as shown: no pair measured how their errors move together.
 INDEPENDENT = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, rule="independent",
                                     command="the independent rule")
@@ -283,6 +286,16 @@ def _sides(prediction: Prediction) -> tuple[float, float]:
 RESCALED_SOURCES = ("own", "ladders")
 
 
+# The intervals the pairs measured Δ's rho and q on: a fitted law's, and one calibrated across corpora
+# (the held-out-teacher pairs' distilled loss); a preset's stated error no pair measured.
+MEASURED_SOURCES = (*RESCALED_SOURCES, "corpora")
+
+
+def measured(prediction: Prediction) -> bool:
+    """Whether the pairs measured how this kind of interval's errors move with the other's."""
+    return prediction.interval_source in MEASURED_SOURCES
+
+
 def rescaled(prediction: Prediction) -> bool:
     """Whether Delta's calibration rescales this prediction's interval."""
     return prediction.interval_source in RESCALED_SOURCES
@@ -346,7 +359,10 @@ def compare(first: Prediction, second: Prediction, calibration: DifferenceCalibr
     (d_low, d_high), (a_low, a_high) = _sides(first), _sides(second)
     d_distance, a_distance = distance_of(first), distance_of(second)
     d_scale, a_scale = _scale_of(first), _scale_of(second)
-    rho, q = calibration.correlation, calibration.factor
+    rho, q, rule = calibration.correlation, calibration.factor, calibration.rule
+    unmeasured = calibration.pairs == 0 or not (measured(first) and measured(second))
+    if calibration.pairs and unmeasured:   # no pair measured how such an interval's errors move
+        rho, q, rule = 0.0, 1.0, AS_SHOWN
 
     def half(s_d: float, s_a: float) -> float:
         return q * math.sqrt(max(s_d * s_d + s_a * s_a - 2.0 * rho * s_d * s_a, 0.0))
@@ -358,7 +374,7 @@ def compare(first: Prediction, second: Prediction, calibration: DifferenceCalibr
         beyond = _far_beyond(first) or _far_beyond(second)
     return LossDifference(d - a, d - a - down, d - a + up, first.level, a, beyond, rho, q, d_scale, a_scale,
                           d_distance, a_distance, _finite(calibration.distilled.reach), _finite(calibration.alone.reach),
-                          outside, calibration.rule)
+                          outside, rule)
 
 
 def _far_beyond(prediction: Prediction) -> bool:

@@ -439,10 +439,13 @@ def _interval_notes(plans: list[DistillationPlan], differences: dict[str, LossDi
         out.append(f"intervals: the laws' own (a fit's bootstrap and backtest, a preset's stated error; `predict` "
                    f"says which) at the plan's distance from the runs{_pairs_scale_note(with_intervals)}; mostly "
                    f"{' and '.join(sorted(dominant))}")
-    if any(d.has_interval and d.rule == "distilled vs alone" for d in differences.values()):
-        from distillscale.laws.difference import shipped_calibration
+    from distillscale.laws.difference import AS_SHOWN, shipped_calibration
 
+    if any(d.has_interval and d.rule == "distilled vs alone" for d in differences.values()):
         out.append(shipped_calibration().describe())
+    if any(d.has_interval and d.rule == AS_SHOWN for d in differences.values()):
+        out.append("Δ's interval: the two losses' intervals as shown, combined independently (no trained pair "
+                   "measured how a preset's stated errors move together)")
     if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
         out.append("too close to call: the interval of Δ = distilled - alone reaches across 0, so the laws cannot "
                    "say whether distillation or pre-training wins here")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from distillscale.laws.difference import INDEPENDENT, LossDifference, compare, decide
+from distillscale.laws.difference import AS_SHOWN, INDEPENDENT, LossDifference, compare, decide
 from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.laws.student_init import StartMultiplier
@@ -93,7 +93,7 @@ def cannot_tell_reason(difference: LossDifference) -> str:
     interval reaching 0 farther beyond the runs than any pair that checked the verdicts."""
     if difference.outside is not None:
         return f"{CANNOT_TELL}: {difference.outside}, where a loss's interval means nothing"
-    if difference.rule != "distilled vs alone":
+    if difference.rule not in ("distilled vs alone", AS_SHOWN):
         return (f"{CANNOT_TELL}: Δ's interval ({difference.rule}: the two intervals as shown) reaches across 0 "
                 "farther beyond the runs than the backtest reached")
     return (f"{CANNOT_TELL}: Δ's interval reaches across 0 farther beyond the runs than any pair the verdicts were "
