@@ -7,7 +7,7 @@ Each corpus is a finished micro demo sweep (`distillscale demo --data DIR`; benc
 runs them: teachers of depths 1-4, students of depths 1-2 from each teacher size, baselines). Two kinds
 of pairs per corpus:
 
-- trained (the plan's allocation, beyond the sweep): students of depths 3 and 4 (187K and 443K
+- trained (the plan's allocation, at and beyond the sweep's sizes): students of depths 3 and 4 (187K and 443K
   parameters, 3.4x and 8x the sweep's largest student), at two budgets each (the student alone on
   TOKENS_PER_PARAM[depth] tokens per parameter), distilled from the sweep's strongest teacher in two
   scenarios: the teacher's logits paid from the budget (teacher-inference, D_S = C / (3 F(N_S) +
@@ -15,9 +15,11 @@ of pairs per corpus:
   alone on the whole budget. Their predictions are the planner's (`DistillationPlanner.plan_with_teacher`)
   under the laws the report fits to the sweep without its largest teacher size (CUT: the supervised
   law on depths 1-3, as the report's own held-out check fits it; the distillation law on every
-  student, over that supervised law): the alone loss 1.0-2.4x beyond the supervised law's runs, the
-  distilled one 3.4-8x beyond the distillation law's. Each pair's runs are WSD runs with forks
-  (training/fork.py), at the sweep's batch and warmup rules.
+  student, over that supervised law): the alone loss of depth 3 inside the supervised law's runs
+  (one budget at the very N and D of a run it saw), of depth 4 2.4x beyond them, the distilled one
+  1.2-1.9x beyond the distillation law's. Each pair's runs are WSD runs with forks
+  (training/fork.py), every run of a size at one batch and warmup (`pair_settings`: the sweep's rule
+  read at the size's shortest run of either kind).
 - held-out teacher: the students of the sweep's strongest teacher, predicted by the distillation law
   fitted on the students of the three weaker teachers (the report's held-out check), each against the
   supervised baseline the sweep trained at the same size and tokens, predicted by the supervised law
