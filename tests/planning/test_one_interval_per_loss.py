@@ -103,3 +103,18 @@ def test_a_loss_is_rescaled_once_whatever_reads_it():
     assert once.pairs_scale == ALONE
     assert difference.used_interval(once, "alone", WIDE) is once
     assert float(once.high) - float(once.value) == pytest.approx(ALONE * (float(own.high) - float(own.value)))
+
+
+def test_the_planner_pages_student_loss_band_is_the_one_delta_uses(scaled):
+    """The planner page's curve of the student loss against the teacher's carries each point's interval
+    as a verdict's Δ uses it, as the plan shows it."""
+    import numpy as np
+
+    from distillscale.serve.api import _u_curve
+
+    plan = ds.plan("busbridge2025", student_params=546e6, compute=1e21, scenario="teacher-inference")
+    curve = _u_curve(plan)
+    p = plan.headline
+    raw = plan.planner.distillation.prediction(p.student_params, p.student_tokens, np.array(curve["teacher_loss"]))
+    assert np.allclose(np.array(curve["high"]) - np.array(curve["student_loss"]),
+                       DISTILLED * (np.asarray(raw.high) - np.asarray(raw.value)))
