@@ -237,8 +237,22 @@ def _result(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _trained_otherwise(config, run_dir: Path) -> str | None:
+    """How a finished run's recorded settings differ from `config`'s in what the pairs fix per size
+    (its batch and warmup), in words; None where they agree."""
+    recorded = json.loads((run_dir / "config.json").read_text())["config"]
+    differ = [f"{key} {recorded.get(key)} (now {getattr(config, key)})" for key in ("batch_size", "warmup_steps")
+              if recorded.get(key) != getattr(config, key)]
+    return ", ".join(differ) or None
+
+
 def _run_all(jobs: list[tuple[str, object, Path]], work: Path) -> None:
-    """Run the (command, config, run_dir) jobs two at a time, longest first, skipping finished ones."""
+    """Run the (command, config, run_dir) jobs two at a time, longest first, skipping finished ones; a
+    finished run trained at another batch or warmup than its job's is refused, not reused."""
+    for _, config, run_dir in jobs:
+        if _result(run_dir) is not None and (otherwise := _trained_otherwise(config, run_dir)):
+            sys.exit(f"{run_dir} was trained with {otherwise}: train the pairs in another --work directory, or "
+                     "remove that run")
     pending = sorted((job for job in jobs if _result(job[2]) is None), key=lambda job: -job[1].tokens)
     running: list[subprocess.Popen] = []
     while pending or running:

@@ -120,6 +120,22 @@ def test_a_pairs_two_runs_train_at_one_batch_per_size():
         assert shortest / (batches.pop() * 128) >= module.MIN_STEPS
 
 
+def test_a_finished_run_of_another_batch_is_not_reused(tmp_path):
+    """`train` reuses finished runs: one trained at another batch than its size's (the pairs before one
+    batch per size) is refused in one line, not reused."""
+    from types import SimpleNamespace
+
+    module = bench()
+    run = tmp_path / "stdlib" / "L3" / "alone"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config": {"batch_size": 8, "warmup_steps": 55}}))
+    (run / "result.json").write_text(json.dumps({"val_loss": 3.0}))
+    same = SimpleNamespace(tokens=1e6, batch_size=8, warmup_steps=55)
+    module._run_all([("train", same, run)], tmp_path)     # agrees: reused, nothing runs
+    with pytest.raises(SystemExit, match="batch_size 8 \\(now 4\\)"):
+        module._run_all([("train", SimpleNamespace(tokens=1e6, batch_size=4, warmup_steps=55), run)], tmp_path)
+
+
 def test_the_bench_scores_through_the_verdicts_function(monkeypatch):
     """Every number the bench prints for a rule goes through `compare`, and every loss's coverage through
     `used_interval`, the functions every surface reads: break either, and the bench's own scores change."""
