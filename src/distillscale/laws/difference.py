@@ -14,16 +14,19 @@ distance beyond that law's runs, and the correlation rho of their errors:
 distilled and trained alone at the same compute as a plan allocates it, each loss predicted by a
 law that never saw its run, at distances beyond the fitted runs as a plan's are (inside the runs,
 1-2x, 2-4x, 4-8x: the bands of `laws.uncertainty.band_index`), left out a corpus at a time
-(`bench/laws/verdict_pairs.py`). A law's scale is its interval's width against its errors on the pairs
-of one band (`LawScale`), for a fitted law's interval (its bootstrap and backtest, or its extrapolation
-part calibrated across published ladders: `rescaled`); one calibrated across corpora on held-out runs,
-or a preset's stated error, is taken as it is. Past the farthest distance its pairs checked (its
-`reach`) an interval is never narrowed (the scale is at least 1 there) and a straddling interval says
+(`bench/laws/verdict_pairs.py`). A law's scale is its interval's width against its errors on the
+distinct predictions of one band (`LawScale`: their conformal quantile), for a fitted law's interval
+(its bootstrap and backtest, or its extrapolation part calibrated across published ladders:
+`rescaled`); it is never below 1 (a law's interval is never narrowed below what it says) and 1 in a
+band without pairs. That rescaled interval is the loss's one interval: `used_interval` gives it, every
+surface shows it and `compare` reads it. One calibrated across corpora on held-out runs is taken as
+it is; a preset's stated error too, and a Delta with one is combined as shown (rho 0, q 1: no pair
+measured it). Past the farthest distance its pairs checked (its `reach`) a straddling interval says
 "cannot tell at this distance". `q` is the conformal quantile of |Delta_true - Delta_pred| over the
 rescaled half-width, each corpus weighing the same, its finite-sample correction counting what the
 pairs are worth: pairs of one corpus share part of their errors, so they count as n / (1 + (m - 1)
-ICC) independent ones (Kish's design effect; `effective_sample_size`), between the number of corpora
-and of pairs.
+ICC) independent ones (Kish's design effect; `effective_sample_size`, clustered by corpus and by
+corpus and kind, the smaller), between the number of clusters and of pairs.
 
 Every verdict reads `compare`: distill when Delta's interval lies below 0, train alone ("pretrain")
 above, too close to call when it straddles 0, and "cannot tell at this distance" when it straddles 0
