@@ -7,7 +7,7 @@ Each corpus is a finished micro demo sweep (`distillscale demo --data DIR`; benc
 runs them: teachers of depths 1-4, students of depths 1-2 from each teacher size, baselines). Two kinds
 of pairs per corpus:
 
-- trained (the plan's allocation, beyond the sweep): students of depths 3 and 4 (187K and 443K
+- trained (the plan's allocation, at and beyond the sweep's sizes): students of depths 3 and 4 (187K and 443K
   parameters, 3.4x and 8x the sweep's largest student), at two budgets each (the student alone on
   TOKENS_PER_PARAM[depth] tokens per parameter), distilled from the sweep's strongest teacher in two
   scenarios: the teacher's logits paid from the budget (teacher-inference, D_S = C / (3 F(N_S) +
@@ -15,9 +15,11 @@ of pairs per corpus:
   alone on the whole budget. Their predictions are the planner's (`DistillationPlanner.plan_with_teacher`)
   under the laws the report fits to the sweep without its largest teacher size (CUT: the supervised
   law on depths 1-3, as the report's own held-out check fits it; the distillation law on every
-  student, over that supervised law): the alone loss 1.0-2.4x beyond the supervised law's runs, the
-  distilled one 3.4-8x beyond the distillation law's. Each pair's runs are WSD runs with forks
-  (training/fork.py), at the sweep's batch and warmup rules.
+  student, over that supervised law): the alone loss of depth 3 inside the supervised law's runs
+  (one budget at the very N and D of a run it saw), of depth 4 2.4x beyond them, the distilled one
+  1.2-1.9x beyond the distillation law's. Each pair's runs are WSD runs with forks
+  (training/fork.py), every run of a size at one batch and warmup (`pair_settings`: the sweep's rule
+  read at the size's shortest run of either kind).
 - held-out teacher: the students of the sweep's strongest teacher, predicted by the distillation law
   fitted on the students of the three weaker teachers (the report's held-out check), each against the
   supervised baseline the sweep trained at the same size and tokens, predicted by the supervised law
@@ -57,6 +59,7 @@ import datetime
 import json
 import math
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -67,8 +70,9 @@ from pathlib import Path
 import numpy as np
 
 from distillscale.io import atomic_write_json, atomic_write_text
-from distillscale.laws.difference import (BAND_NAMES, INDEPENDENT, MODEL_FILE, DifferenceCalibration, LawScale, Pair,
-                                          band_of, compare, fit_calibration, score_pairs, shipped_calibration)
+from distillscale.laws import difference
+from distillscale.laws.difference import (BAND_NAMES, INDEPENDENT, LAWS, MODEL_FILE, DifferenceCalibration, LawScale,
+                                          Pair, band_of, distance_of, fit_calibration, shipped_calibration)
 from distillscale.laws.distillation_interval import IntervalScale, score as interval_scores
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.uncertainty import Prediction
@@ -88,6 +92,9 @@ CUT_DEPTH = 3                      # the cut laws' supervised runs: depths up to
 TEACHER_FREE = "teacher free"      # the scenario whose teacher's logits cost the budget nothing
 # A run may read at most this share of its split's tokens: the pairs never repeat their data.
 SPLIT_SHARE = 0.95
+# The sweep's batch rule (report/micro_sweep.toml): [model] batch_size, halved until the shortest run
+# takes [teachers]/[students] min_steps optimizer steps.
+START_BATCH, MIN_STEPS = 16, 500
 
 
 def prediction_record(p: Prediction) -> dict:
@@ -95,6 +102,58 @@ def prediction_record(p: Prediction) -> dict:
             "distance": None if p.distance is None else float(np.max(p.distance)),
             "beyond_backtest": bool(p.beyond_backtest), "calibrated": bool(p.calibrated),
             "source": p.interval_source}
+
+
+# A sweep run's id: its kind (teacher, baseline, student), depth, tokens per parameter (and teacher).
+RUN_ID = re.compile(r"^(?P<kind>[tbs])-L(?P<depth>\d+)-M(?P<ratio>\d+(?:\.\d+)?)(?:-T(?P<teacher>\d+))?-[0-9a-f]+$")
+
+
+def run_name(run: str, corpus: str) -> str:
+    """A pair's run as the pairs' file names it: a sweep run's id, or a pair run's directory relative to
+    the `train --work` directory (corpus/L<depth>/<kind>[-<tokens>]); an absolute directory of the
+    machine that trained it (how earlier files stored it) read as that relative one."""
+    if not run.startswith("/"):
+        return run
+    parts = Path(run).parts
+    return Path(*parts[len(parts) - 1 - parts[::-1].index(corpus):]).as_posix() if corpus in parts else Path(run).name
+
+
+def micro_params(depth: int) -> float:
+    """Non-embedding parameters of the micro sweep's model of `depth` (report/micro_sweep.toml)."""
+    from distillscale.model.config import ModelConfig
+
+    return float(ModelConfig(n_layers=depth, aspect_ratio=24, head_dim=24, vocab_size=512).non_embedding_params)
+
+
+def run_point(run_id: str) -> tuple[str, float, float] | None:
+    """A sweep run's (kind, N, D) from its id (None: not a sweep run's id)."""
+    match = RUN_ID.match(run_id)
+    if match is None:
+        return None
+    params = micro_params(int(match["depth"]))
+    return match["kind"], params, float(match["ratio"]) * params
+
+
+def at_fitted_run(params: float, tokens: float, law_runs: list[str]) -> bool:
+    """Whether (params, tokens) is the (N, D) of a run the law was fitted on (within 1%): a prediction
+    there is inside the runs, not out of sample."""
+    points = [point for point in map(run_point, law_runs) if point is not None]
+    return any(abs(n / params - 1) < 0.01 and abs(d / tokens - 1) < 0.01 for _, n, d in points)
+
+
+def alone_inside(record: dict) -> bool:
+    """Whether a pair's alone prediction sits at a fitted run's (N, D) of its law."""
+    return at_fitted_run(record["student_params"], record["alone_tokens"], record["alone_law_runs"])
+
+
+def read_pairs(path: Path = DATA) -> dict:
+    """The pairs' file, each pair's runs named as `run_name` says (an earlier file's absolute
+    directories read as relative ones)."""
+    stored = json.loads(path.read_text()) if path.is_file() else {"pairs": [], "interval_scores": {}}
+    for r in stored["pairs"]:
+        for key in ("distilled_run", "alone_run"):
+            r[key] = run_name(r[key], r["corpus"])
+    return stored
 
 
 def prediction_of(record: dict) -> Prediction:
@@ -178,8 +237,22 @@ def _result(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _trained_otherwise(config, run_dir: Path) -> str | None:
+    """How a finished run's recorded settings differ from `config`'s in what the pairs fix per size
+    (its batch and warmup), in words; None where they agree."""
+    recorded = json.loads((run_dir / "config.json").read_text())["config"]
+    differ = [f"{key} {recorded.get(key)} (now {getattr(config, key)})" for key in ("batch_size", "warmup_steps")
+              if recorded.get(key) != getattr(config, key)]
+    return ", ".join(differ) or None
+
+
 def _run_all(jobs: list[tuple[str, object, Path]], work: Path) -> None:
-    """Run the (command, config, run_dir) jobs two at a time, longest first, skipping finished ones."""
+    """Run the (command, config, run_dir) jobs two at a time, longest first, skipping finished ones; a
+    finished run trained at another batch or warmup than its job's is refused, not reused."""
+    for _, config, run_dir in jobs:
+        if _result(run_dir) is not None and (otherwise := _trained_otherwise(config, run_dir)):
+            sys.exit(f"{run_dir} was trained with {otherwise}: train the pairs in another --work directory, or "
+                     "remove that run")
     pending = sorted((job for job in jobs if _result(job[2]) is None), key=lambda job: -job[1].tokens)
     running: list[subprocess.Popen] = []
     while pending or running:
@@ -217,6 +290,26 @@ def pair_plans(laws: LawSet, depth: int, params: float, teacher_params: float, t
     return plans
 
 
+def size_batch(shortest_tokens: float, sequence: int) -> int:
+    """The batch (sequences) of every run of one student size, alone or distilled: the sweep's rule
+    (`[model] batch_size`, halved until the size's shortest run takes `MIN_STEPS` optimizer steps),
+    read at the shortest run of both kinds, so a pair's two runs differ only in the teacher."""
+    from distillscale.sweeps.spec_sections import Ladder
+
+    return Ladder(n_layers=[1], tokens_per_param=[1.0], min_steps=MIN_STEPS).batch_for(shortest_tokens, START_BATCH,
+                                                                                      sequence)
+
+
+def pair_settings(template: dict, depth: int, tokens: float, shortest: float) -> dict:
+    """A pair run's settings: the sweep run's `template` at this depth and `tokens`, the size's one
+    batch (`size_batch` of its shortest run of either kind) and warmup (10% of that run's steps)."""
+    kept = {k: v for k, v in template.items() if k not in ("fork_tokens", "tokens", "budget")}
+    sequence = kept["seq_len"] * kept.get("grad_accum", 1)
+    batch = size_batch(shortest, sequence)
+    return {**kept, "n_layers": depth, "tokens": float(tokens), "batch_size": batch,
+            "warmup_steps": max(1, round(0.1 * shortest / (batch * sequence)))}
+
+
 def train_pairs(name: str, sweep: Path, work: Path, report_laws: LawSet, runs: SweepRuns) -> dict:
     """Train each trained pair's runs (see the module): returns {(depth, kind, tokens): val_loss} and
     the teacher (params, loss, run dir) and the plans (under the report's laws: the allocation is the
@@ -240,28 +333,23 @@ def train_pairs(name: str, sweep: Path, work: Path, report_laws: LawSet, runs: S
         alone_tokens = sorted({round(p["plan"].supervised.tokens) for p in these})
         distilled_tokens = sorted({round(p["plan"].student_tokens) for p in these})
 
-        def settings(template: dict, tokens: int, family: list[int]) -> dict:
-            """The template's settings at this depth and `tokens`, with the sweep's rules: the batch
-            halved until the shortest run of the fork family takes 500 steps, warmup 10% of its steps."""
-            kept = {k: v for k, v in template["settings"].items() if k not in ("fork_tokens", "tokens", "budget")}
-            batch, sequence = 16, kept["seq_len"] * kept.get("grad_accum", 1)
-            while batch > 1 and family[0] / (batch * sequence) < 500:
-                batch //= 2
-            return {**kept, "n_layers": depth, "tokens": float(tokens), "batch_size": batch,
-                    "warmup_steps": max(1, round(0.1 * family[0] / (batch * sequence)))}
+        shortest = min(alone_tokens[0], distilled_tokens[0])   # one batch and warmup for the size's runs
+
+        def settings(template: dict, tokens: int) -> dict:
+            return pair_settings(template["settings"], depth, tokens, shortest)
 
         alone_dir, distilled_dir = root / "alone", root / "distilled"
-        parents = [("train", load_config(TrainConfig, None, {**settings(baseline, alone_tokens[-1], alone_tokens),
+        parents = [("train", load_config(TrainConfig, None, {**settings(baseline, alone_tokens[-1]),
                                                               "out": alone_dir, "fork_tokens": alone_tokens[:-1] or None}),
                     alone_dir),
                    ("distill", load_config(DistillConfig, None, {
-                       **settings(student, distilled_tokens[-1], distilled_tokens), "out": distilled_dir,
+                       **settings(student, distilled_tokens[-1]), "out": distilled_dir,
                        "teacher": teacher_dir, "fork_tokens": distilled_tokens[:-1] or None}), distilled_dir)]
         _run_all(parents, root)
-        forks = [("train", load_config(TrainConfig, None, {**settings(baseline, t, alone_tokens),
+        forks = [("train", load_config(TrainConfig, None, {**settings(baseline, t),
                                                             "out": root / f"alone-{t}", "fork_from": alone_dir}),
                   root / f"alone-{t}") for t in alone_tokens[:-1]]
-        forks += [("distill", load_config(DistillConfig, None, {**settings(student, t, distilled_tokens),
+        forks += [("distill", load_config(DistillConfig, None, {**settings(student, t),
                                                                 "out": root / f"distilled-{t}", "teacher": teacher_dir,
                                                                 "fork_from": distilled_dir}),
                    root / f"distilled-{t}") for t in distilled_tokens[:-1]]
@@ -269,7 +357,7 @@ def train_pairs(name: str, sweep: Path, work: Path, report_laws: LawSet, runs: S
         for kind, tokens in (("alone", alone_tokens), ("distilled", distilled_tokens)):
             for t in tokens:
                 run_dir = root / kind if t == tokens[-1] else root / f"{kind}-{t}"
-                measured[(depth, kind, t)] = (float(_result(run_dir)["val_loss"]), str(run_dir))
+                measured[(depth, kind, t)] = (float(_result(run_dir)["val_loss"]), run_dir.relative_to(work).as_posix())
     return {"measured": measured, "plans": plans, "teacher": (teacher_params, teacher_loss, teacher_row["teacher_id"])}
 
 
@@ -389,8 +477,49 @@ def left_out(records: list[dict], scores: dict[str, list[float]], kinds: tuple[s
         train = [p for p in pairs_of(records, kinds, scale) if p.corpus != corpus]
         calibration = rule(train)
         for pair in (p for p in pairs_of(records, kinds, scale) if p.corpus == corpus):
-            out.append((pair, compare(pair.distilled, pair.alone, calibration)))
+            out.append((pair, difference.compare(pair.distilled, pair.alone, calibration)))
     return out
+
+
+def shown_losses(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str, ...], rule=fit_rule
+                 ) -> list[dict]:
+    """Each distinct predicted loss of the pairs with the interval it is shown with
+    (`laws.difference.used_interval`, the function every surface prints through) under `rule` fitted
+    without its corpus, and its law's own interval (what was shown before the two were one); one row
+    per distinct prediction (two pairs that share a run share its prediction)."""
+    rows: dict[tuple, dict] = {}
+    for corpus in sorted({r["corpus"] for r in records if r["kind"] in kinds}):
+        scale = interval_scale_without(scores, corpus)
+        pairs = pairs_of(records, kinds, scale)
+        calibration = rule([p for p in pairs if p.corpus != corpus])
+        for pair in (p for p in pairs if p.corpus == corpus):
+            for law in LAWS:
+                own = getattr(pair, law)
+                shown = difference.used_interval(own, law, calibration)
+                observed = pair.distilled_observed if law == "distilled" else pair.alone_observed
+                rows.setdefault(pair.key(law), {
+                    "law": law, "kind": pair.kind, "corpus": corpus, "band": band_of(distance_of(own)),
+                    "covered": float(shown.low) <= observed <= float(shown.high),
+                    "own_covered": float(own.low) <= observed <= float(own.high),
+                    "half": (float(shown.high) - float(shown.low)) / 2, "error": abs(observed - float(own.value))})
+    return list(rows.values())
+
+
+def loss_table(rows: list[dict]) -> list[str]:
+    """Coverage of each loss's interval as shown, per law and distance band, beside its law's own."""
+    lines = ["| law | band | kind | distinct predictions | covered as shown | covered by the law's own interval "
+             "| mean half-width as shown | mean abs error |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for law in LAWS:
+        for band, name in enumerate(BAND_NAMES):
+            for kind in sorted({r["kind"] for r in rows}) + ["all"]:
+                these = [r for r in rows if r["law"] == law and r["band"] == band and kind in ("all", r["kind"])]
+                if not these:
+                    continue
+                n, covered, own = len(these), sum(r["covered"] for r in these), sum(r["own_covered"] for r in these)
+                lines.append(f"| {law} | {name} | {kind} | {n} | {covered}/{n} ({covered / n:.1%}) | {own}/{n} "
+                             f"({own / n:.1%}) | {np.mean([r['half'] for r in these]):.4f} | "
+                             f"{np.mean([r['error'] for r in these]):.4f} |")
+    return lines
 
 
 def tally(scored: list[tuple[Pair, object]]) -> dict:
@@ -436,8 +565,15 @@ def table(scored: list[tuple[Pair, object]], kinds: tuple[str, ...]) -> list[str
 def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str, ...]) -> list[str]:
     pairs = pairs_of(records, kinds)
     corpora = sorted({p.corpus for p in pairs})
+    inside = {(r["corpus"], r["alone_run"]) for r in records if r["kind"] in kinds and alone_inside(r)}
+    distinct = {law: len({p.key(law) for p in pairs}) for law in LAWS}
     lines = [f"pairs: {len(pairs)} on {len(corpora)} corpora ({', '.join(kinds)}); true Delta < 0 (distilling wins) "
-             f"on {sum(p.observed < 0 for p in pairs)}; each left out a corpus at a time", ""]
+             f"on {sum(p.observed < 0 for p in pairs)}; each left out a corpus at a time; distinct predictions: "
+             f"{distinct['distilled']} distilled, {distinct['alone']} alone (both scenarios of a budget share its alone "
+             f"run), {len(inside)} of the alone ones at the (N, D) of a run their law was fitted on (inside its runs, "
+             "not out of sample)", "",
+             "**each loss's interval as shown (and as Delta uses it), left out a corpus at a time**", "",
+             *loss_table(shown_losses(records, scores, kinds)), ""]
     for label, rule in (("shipped: each law's scale by distance band, its reach; q's correction counting the "
                          "pairs' effective number", fit_rule),
                         ("the same, its conformal correction counting corpora", lambda train: fit_calibration(
@@ -501,7 +637,7 @@ def guide_verdicts(path: Path = GUIDE) -> list[str]:
     lines = ["| teacher | Delta predicted, shipped rule (nats/token) | verdict | measured Delta | right? |",
              "|---|---|---|---:|---|"]
     for r in json.loads(path.read_text())["pairs"]:
-        delta = compare(prediction_of(r["distilled"]), prediction_of(r["alone"]))
+        delta = difference.compare(prediction_of(r["distilled"]), prediction_of(r["alone"]))
         measured = r["distilled_observed"] - r["alone_observed"]
         right = ("-" if not delta.separated else "yes" if (delta.verdict == "distill") == (measured < 0) else "no")
         lines.append(f"| {r['teacher']} | {delta.describe()} | {delta.verdict} | {measured:+.4f} | {right} |")
@@ -528,13 +664,17 @@ def demo_verdicts(sweeps: dict[str, Path], records: list[dict], scores: dict[str
         plans = plan_at_target(laws, load_runs(sweep), CalibrationSettings())["plans"]
         for scenario, plan in plans.items():
             def prediction(value: float, record: dict) -> Prediction:
-                low, high = record["interval"]
+                # the law's own interval: the plan shows it rescaled by the shipped calibration
+                # (`interval_scale`); each calibration here rescales it again
+                scale = record.get("interval_scale") or 1.0
+                low, high = (value - (value - record["interval"][0]) / scale,
+                             value + (record["interval"][1] - value) / scale)
                 return Prediction(value, low, high, record["level"], None, None, record["distance_beyond_runs"],
                                   record["beyond_backtest"], record.get("calibrated", False),
                                   source=record.get("interval_source"))
             d = prediction(plan["student_loss"], plan["student_loss_interval"])
             a = prediction(plan["supervised_loss"], plan["supervised_loss_interval"])
-            out, shipped = compare(d, a, calibration), compare(d, a, shipped_calibration())
+            out, shipped = difference.compare(d, a, calibration), difference.compare(d, a, shipped_calibration())
             decided["plans"] += 1
             decided["left out"] += out.separated
             decided["shipped"] += shipped.separated
@@ -568,7 +708,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write", action="store_true", help="score: write the calibration into the package")
     parser.add_argument("--code", type=Path, help="before: a checkout of the earlier code (e.g. a git worktree)")
     args = parser.parse_args(argv)
-    stored = json.loads(args.data.read_text()) if args.data.is_file() else {"pairs": [], "interval_scores": {}}
+    stored = read_pairs(args.data)
     kinds = tuple(args.kinds.split(","))
     sweeps = dict((n, Path(p)) for n, p in (item.split("=", 1) for item in args.sweeps))
     if args.action == "guide":
@@ -603,8 +743,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.write:
         scale = interval_scale_without(stored["interval_scores"], None)
         calibration = fit_rule(pairs_of(stored["pairs"], kinds, scale), date=datetime.date.today().isoformat(),
-                               left_out="each pair's two predictions by laws fitted without its runs; trained pairs "
-                                        "beyond the sweep's sizes",
+                               left_out="each pair's two predictions by laws fitted without its runs (an alone "
+                                        "run at the N and D of a run its law saw counted inside the runs); trained "
+                                        "students at and beyond the sweep's largest size",
                                command=f"python bench/laws/verdict_pairs.py score --kinds {args.kinds} --write")
         atomic_write_json(MODEL_FILE, calibration.model_dump(mode="json"))
         print(f"wrote {MODEL_FILE}: rho {calibration.correlation:.3f}, factor {calibration.factor:.3f}",

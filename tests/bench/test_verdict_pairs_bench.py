@@ -26,7 +26,7 @@ def bench():
 
 
 def stored():
-    return json.loads(bench().DATA.read_text())
+    return bench().read_pairs()
 
 
 def test_the_shipped_calibration_is_the_fit_of_the_shipped_pairs():
@@ -46,32 +46,110 @@ def test_the_shipped_calibration_is_the_fit_of_the_shipped_pairs():
     assert refit.sample_size == pytest.approx(shipped.sample_size, rel=1e-9)
 
 
+def check_no_law_saw_its_run(module, pairs: list[dict]) -> None:
+    """Each record names the runs behind each prediction's law (sweep run ids) and the run it predicts,
+    in one namespace: a sweep run's id, or a pair run's directory under its corpus in the pairs' work
+    directory. The run is never one of its law's; a law that saw a run at the predicted (N, D) leaves the
+    prediction inside its runs (distance 1 at most); a trained pair's distilled student is larger than
+    every student its law saw."""
+    for p in pairs:
+        for side in ("alone", "distilled"):
+            run, law_runs = p[f"{side}_run"], p[f"{side}_law_runs"]
+            assert law_runs and all(module.run_point(r) is not None for r in law_runs), p
+            assert module.run_point(run) is not None or run.startswith(f"{p['corpus']}/L"), run
+            assert run not in law_runs, (run, p["corpus"])
+        if module.alone_inside(p):
+            assert p["alone"]["distance"] <= 1.0 + 1e-9, (p["alone_run"], p["alone"]["distance"])
+    for p in (p for p in pairs if p["kind"] == "trained"):
+        seen = max(module.run_point(r)[1] for r in p["distilled_law_runs"])
+        assert p["student_params"] > seen and p["distilled"]["distance"] > 1.0, p["distilled_run"]
+
+
 def test_no_pairs_prediction_comes_from_a_law_that_saw_its_run():
-    """Each record names the runs behind each prediction's law and the run it predicts: never one of
-    them. A trained pair's student is larger than every run its supervised law saw (it extrapolates,
-    as a plan does)."""
-    pairs = stored()["pairs"]
+    module, pairs = bench(), stored()["pairs"]
     assert len(pairs) >= 100 and len({p["corpus"] for p in pairs}) >= 8
     assert sum(p["kind"] == "trained" for p in pairs) >= 60
-    for p in pairs:
-        assert p["alone_run"] not in p["alone_law_runs"], p
-        assert p["distilled_run"] not in p["distilled_law_runs"], p
-        assert p["alone_law_runs"] and p["distilled_law_runs"]
-    for p in (p for p in pairs if p["kind"] == "trained"):
-        assert p["alone"]["distance"] >= 1.0 and p["distilled"]["distance"] > 1.0
+    assert {module.micro_params(depth) for depth in (2, 3, 4)} <= {p["student_params"] for p in pairs}
+    check_no_law_saw_its_run(module, pairs)
+
+
+def test_the_check_of_which_runs_a_law_saw_fails_where_a_law_saw_one():
+    """The check above fails on each way a law can see what it predicts: the predicted run among its
+    law's runs, a run of its law at the predicted (N, D) of a prediction said to lie beyond the runs, a
+    trained student no larger than a student its law saw."""
+    module, pairs = bench(), stored()["pairs"]
+    held = next(p for p in pairs if p["kind"] == "held-out-teacher")
+    trained = next(p for p in pairs if p["kind"] == "trained" and p["alone"]["distance"] > 1.0)
+    depth = next(d for d in (3, 4) if module.micro_params(d) == trained["student_params"])
+    ratio = trained["alone_tokens"] / trained["student_params"]
+    leaks = [{**held, "alone_law_runs": held["alone_law_runs"] + [held["alone_run"]]},
+             {**held, "distilled_law_runs": held["distilled_law_runs"] + [held["distilled_run"]]},
+             {**trained, "alone_law_runs": trained["alone_law_runs"] + [f"t-L{depth}-M{ratio:g}-0123abcd"]},
+             {**trained, "distilled_law_runs": trained["distilled_law_runs"] + [f"s-L{depth}-M2-T4-0123abcd"]},
+             {**trained, "alone_run": "/elsewhere/" + trained["alone_run"]}]
+    for leak in leaks:
+        with pytest.raises(AssertionError):
+            check_no_law_saw_its_run(module, [leak])
+
+
+def test_the_pairs_name_their_runs_relative_to_where_they_were_trained():
+    """The pairs' file names a pair run by its directory under the work directory, never an absolute
+    directory of the machine that trained it; a file of the earlier form reads the same."""
+    module = bench()
+    raw = json.loads(module.DATA.read_text())["pairs"]
+    assert not any(p[key].startswith("/") for p in raw for key in ("alone_run", "distilled_run"))
+    assert module.run_name("/work/pairs/stdlib/L3/alone-561816", "stdlib") == "stdlib/L3/alone-561816"
+    assert module.run_name("/home/me/pairs/doc-en/L4/distilled", "doc-en") == "doc-en/L4/distilled"
+    assert module.run_name("t-L3-M8-f58d0026", "stdlib") == "t-L3-M8-f58d0026"
+
+
+def test_a_pairs_two_runs_train_at_one_batch_per_size():
+    """Every run of one student size, alone or distilled, trains at one batch (the sweep's rule read at
+    the size's shortest run of either kind), so a pair's two runs differ only in the teacher; the
+    shortest still takes the sweep's minimum of optimizer steps."""
+    module = bench()
+    trained = [p for p in stored()["pairs"] if p["kind"] == "trained"]
+    template = {"seq_len": 128, "lr": 0.003}
+    for corpus, params in {(p["corpus"], p["student_params"]) for p in trained}:
+        these = [p for p in trained if (p["corpus"], p["student_params"]) == (corpus, params)]
+        alone = sorted({round(p["alone_tokens"]) for p in these})
+        distilled = sorted({round(p["student_tokens"]) for p in these})
+        shortest = min(alone[0], distilled[0])
+        batches = {module.pair_settings(template, 3, t, shortest)["batch_size"] for t in alone + distilled}
+        assert len(batches) == 1, (corpus, params, batches)
+        assert shortest / (batches.pop() * 128) >= module.MIN_STEPS
+
+
+def test_a_finished_run_of_another_batch_is_not_reused(tmp_path):
+    """`train` reuses finished runs: one trained at another batch than its size's (the pairs before one
+    batch per size) is refused in one line, not reused."""
+    from types import SimpleNamespace
+
+    module = bench()
+    run = tmp_path / "stdlib" / "L3" / "alone"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config": {"batch_size": 8, "warmup_steps": 55}}))
+    (run / "result.json").write_text(json.dumps({"val_loss": 3.0}))
+    same = SimpleNamespace(tokens=1e6, batch_size=8, warmup_steps=55)
+    module._run_all([("train", same, run)], tmp_path)     # agrees: reused, nothing runs
+    with pytest.raises(SystemExit, match="batch_size 8 \\(now 4\\)"):
+        module._run_all([("train", SimpleNamespace(tokens=1e6, batch_size=4, warmup_steps=55), run)], tmp_path)
 
 
 def test_the_bench_scores_through_the_verdicts_function(monkeypatch):
-    """Every number the bench prints for a rule goes through `compare`: break it, and the scores change."""
+    """Every number the bench prints for a rule goes through `compare`, and every loss's coverage through
+    `used_interval`, the functions every surface reads: break either, and the bench's own scores change."""
     module, data = bench(), stored()
-    pairs = module.pairs_of(data["pairs"], ("trained", "held-out-teacher"))[:6]
-    calibration = difference.shipped_calibration()
-    honest = difference.score_pairs(pairs, calibration)
+    kinds = ("trained", "held-out-teacher")
+    honest = module.tally(module.left_out(data["pairs"], data["interval_scores"], kinds))
+    shown = module.shown_losses(data["pairs"], data["interval_scores"], kinds)
     monkeypatch.setattr(difference, "compare",
                         lambda d, a, c=None: difference.LossDifference(0.0, -1e9, 1e9, 0.9, 1.0))
-    broken = difference.score_pairs(pairs, calibration)
-    assert broken.given == 0 and broken.covered == broken.pairs
-    assert (honest.given, honest.mean_half_width) != (broken.given, broken.mean_half_width)
+    broken = module.tally(module.left_out(data["pairs"], data["interval_scores"], kinds))
+    assert broken["given"] == 0 and broken["covered"] == broken["pairs"]
+    assert (honest["given"], honest["half"]) != (broken["given"], broken["half"])
+    monkeypatch.setattr(difference, "used_interval", lambda prediction, law, calibration=None: prediction)
+    assert module.shown_losses(data["pairs"], data["interval_scores"], kinds) != shown
 
 
 def test_each_corpus_is_scored_with_everything_of_its_own_left_out(monkeypatch):

@@ -44,27 +44,41 @@ def test_no_correlation_recovers_the_independent_rule():
     assert delta.value - delta.low == pytest.approx(math.hypot(0.03, 0.04))
 
 
-def test_each_law_is_rescaled_at_its_own_distance_and_never_narrowed_past_its_reach():
-    """A law's interval is scaled by its band's scale; past the farthest distance its pairs measured,
-    the scale is at least 1 and a straddling interval cannot tell; each law has its own reach."""
-    narrow = LawScale(scales=(0.5, 0.5, 0.8, None, None), pairs=(10, 10, 10, 0, 0), reach=3.0)
-    calibration = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, distilled=narrow, alone=narrow,
+def test_each_law_is_rescaled_at_its_own_distance_and_its_reach_tells():
+    """A law's interval is scaled by its band's scale; past the farthest distance its pairs measured a
+    straddling interval cannot tell; each law has its own reach."""
+    wide = LawScale(scales=(1.5, 2.0, 1.2, None, None), pairs=(10, 10, 10, 0, 0), reach=3.0)
+    calibration = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, distilled=wide, alone=wide,
                                         pairs=30)
-    inside = compare(loss(2.50, 0.10, 1.0), loss(2.60, 0.10, 1.0), calibration)
-    assert inside.high - inside.value == pytest.approx(math.hypot(0.05, 0.05))
-    assert (inside.distilled_scale, inside.alone_scale) == (0.5, 0.5) and inside.verdict == "distill"
-    band = compare(loss(2.50, 0.10, 2.5), loss(2.60, 0.10, 1.0), calibration)
-    assert band.distilled_scale == 0.8 and band.alone_scale == 0.5
+    inside = compare(loss(2.50, 0.10, 1.0), loss(2.80, 0.10, 1.0), calibration)
+    assert inside.high - inside.value == pytest.approx(math.hypot(0.15, 0.15))
+    assert (inside.distilled_scale, inside.alone_scale) == (1.5, 1.5) and inside.verdict == "distill"
+    band = compare(loss(2.50, 0.10, 2.5), loss(2.60, 0.10, 1.5), calibration)
+    assert band.distilled_scale == 1.2 and band.alone_scale == 2.0
     far = compare(loss(2.50, 0.10, 6.0), loss(2.52, 0.10, 1.0), calibration)
     assert far.distilled_scale == 1.0 and far.beyond and far.verdict == CANNOT_TELL
     # the alone law's own reach: the distilled loss inside its reach, the alone loss beyond its own
-    alone_near = LawScale(scales=(0.5, None, None, None, None), pairs=(10, 0, 0, 0, 0), reach=1.0)
+    alone_near = LawScale(scales=(1.5, None, None, None, None), pairs=(10, 0, 0, 0, 0), reach=1.0)
     per_law = calibration.model_copy(update={"alone": alone_near})
     delta = compare(loss(2.50, 0.10, 1.5), loss(2.52, 0.10, 1.4), per_law)
     assert delta.alone_scale == 1.0 and delta.beyond and delta.verdict == CANNOT_TELL
-    # a band without pairs takes the nearest measured band below it; with no pairs at all, 1
-    assert LawScale(scales=(None, 0.7, None, None, None), pairs=(0, 9, 0, 0, 0), reach=2.0).at(1.8) == 0.7
     assert LawScale().at(5.0) == 1.0
+
+
+def test_a_laws_interval_is_never_narrowed_nor_a_scale_carried_into_a_band_without_pairs():
+    """A scale below 1 (pairs on one design found the interval wider than its errors) is recorded,
+    never applied: the law's interval is never narrowed below what it says; a band no pair measured
+    keeps the law's interval as it says, whatever its neighbours measured."""
+    narrow = LawScale(scales=(None, 0.35, None, 1.6, None), pairs=(0, 64, 0, 16, 0), reach=6.0)
+    assert narrow.at(1.5) == 1.0            # measured 0.35: not applied
+    assert narrow.at(1.0) == 1.0            # inside the runs, no pairs: not carried down from 1-2x
+    assert narrow.at(3.0) == 1.0            # 2-4x, no pairs: neither 0.35 nor 1.6 carried into it
+    assert narrow.at(5.0) == 1.6
+    calibration = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, distilled=narrow, alone=narrow,
+                                        pairs=80)
+    delta = compare(loss(2.50, 0.10, 1.5), loss(2.60, 0.10, 1.0), calibration)
+    assert delta.high - delta.value == pytest.approx(math.hypot(0.10, 0.10))
+    assert "0.35, never narrowed" in calibration.describe()
 
 
 def test_the_verdict_reads_the_interval_of_the_difference():
@@ -204,8 +218,8 @@ def test_pairs_rescale_a_fitted_laws_interval_not_one_calibrated_across_corpora_
     """A fitted law's interval, its own or with the extrapolation part calibrated across published
     ladders, is rescaled at its distance; one calibrated across corpora on held-out runs, or a preset's
     stated error, is compared as it is."""
-    narrow = LawScale(scales=(0.5, 0.5, None, None, None), pairs=(10, 10, 0, 0, 0), reach=2.0)
-    calibration = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, distilled=narrow, alone=narrow,
+    wide = LawScale(scales=(1.5, 1.5, None, None, None), pairs=(10, 10, 0, 0, 0), reach=2.0)
+    calibration = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, distilled=wide, alone=wide,
                                         pairs=20)
 
     def source(kind: str) -> Prediction:
@@ -213,7 +227,7 @@ def test_pairs_rescale_a_fitted_laws_interval_not_one_calibrated_across_corpora_
 
     scales = {kind: compare(source(kind), source(kind), calibration).distilled_scale
               for kind in ("own", "ladders", "corpora", "stated")}
-    assert scales == {"own": 0.5, "ladders": 0.5, "corpora": 1.0, "stated": 1.0}
+    assert scales == {"own": 1.5, "ladders": 1.5, "corpora": 1.0, "stated": 1.0}
     import distillscale as ds
 
     preset = ds.load_laws("busbridge2025")
@@ -235,3 +249,19 @@ def test_a_plan_record_written_before_the_difference_had_its_own_key_reads_witho
     delta = LossDifference.from_dict({"student_loss": 2.40, "supervised_loss": 2.50, "verdict": "distill",
                                       "loss_difference": 0.10})
     assert delta.value == pytest.approx(-0.10) and not delta.has_interval and delta.verdict == "distill"
+
+
+def test_an_interval_no_pair_measured_is_combined_as_shown():
+    """The pairs measured rho and q on fitted laws' intervals (and ones calibrated across corpora): a
+    preset's stated error is combined as shown, independently, whatever q the pairs found for the
+    others (a q below 1 narrows Δ only where it was measured)."""
+    from distillscale.laws.difference import AS_SHOWN
+
+    calibration = DifferenceCalibration(correlation=0.9, factor=0.5, level=0.9, pairs=20)
+    stated = Prediction(2.5, 2.4, 2.6, 0.9, None, None, 1.0, calibrated=True)
+    alone = loss(2.7, 0.1, 1.0)
+    shown = compare(stated, alone, calibration)
+    assert (shown.correlation, shown.factor, shown.rule) == (0.0, 1.0, AS_SHOWN)
+    assert shown.high - shown.value == pytest.approx(math.hypot(0.1, 0.1))
+    fitted = compare(loss(2.5, 0.1, 1.0), alone, calibration)
+    assert (fitted.correlation, fitted.factor) == (0.9, 0.5)

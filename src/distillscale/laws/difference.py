@@ -14,16 +14,19 @@ distance beyond that law's runs, and the correlation rho of their errors:
 distilled and trained alone at the same compute as a plan allocates it, each loss predicted by a
 law that never saw its run, at distances beyond the fitted runs as a plan's are (inside the runs,
 1-2x, 2-4x, 4-8x: the bands of `laws.uncertainty.band_index`), left out a corpus at a time
-(`bench/laws/verdict_pairs.py`). A law's scale is its interval's width against its errors on the pairs
-of one band (`LawScale`), for a fitted law's interval (its bootstrap and backtest, or its extrapolation
-part calibrated across published ladders: `rescaled`); one calibrated across corpora on held-out runs,
-or a preset's stated error, is taken as it is. Past the farthest distance its pairs checked (its
-`reach`) an interval is never narrowed (the scale is at least 1 there) and a straddling interval says
+(`bench/laws/verdict_pairs.py`). A law's scale is its interval's width against its errors on the
+distinct predictions of one band (`LawScale`: their conformal quantile), for a fitted law's interval
+(its bootstrap and backtest, or its extrapolation part calibrated across published ladders:
+`rescaled`); it is never below 1 (a law's interval is never narrowed below what it says) and 1 in a
+band without pairs. That rescaled interval is the loss's one interval: `used_interval` gives it, every
+surface shows it and `compare` reads it. One calibrated across corpora on held-out runs is taken as
+it is; a preset's stated error too, and a Delta with one is combined as shown (rho 0, q 1: no pair
+measured it). Past the farthest distance its pairs checked (its `reach`) a straddling interval says
 "cannot tell at this distance". `q` is the conformal quantile of |Delta_true - Delta_pred| over the
 rescaled half-width, each corpus weighing the same, its finite-sample correction counting what the
 pairs are worth: pairs of one corpus share part of their errors, so they count as n / (1 + (m - 1)
-ICC) independent ones (Kish's design effect; `effective_sample_size`), between the number of corpora
-and of pairs.
+ICC) independent ones (Kish's design effect; `effective_sample_size`, clustered by corpus and by
+corpus and kind, the smaller), between the number of clusters and of pairs.
 
 Every verdict reads `compare`: distill when Delta's interval lies below 0, train alone ("pretrain")
 above, too close to call when it straddles 0, and "cannot tell at this distance" when it straddles 0
@@ -51,7 +54,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,16 +62,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from distillscale.laws.extrapolation import CANNOT_TELL
-from distillscale.laws.uncertainty import DISTANCE_BANDS, Prediction, band_index
+from distillscale.laws.uncertainty import DISTANCE_BANDS, Prediction, band_index, lower_end
 
 MODEL_FILE = Path(__file__).resolve().parent / "difference_interval.json"
-Z90 = 1.6448536269514722   # the normal distribution's 95th percentile: a 90% interval's half-width in sds
 TOO_CLOSE = "too close to call"
 # The bands a law's scale is measured in: inside the runs, then each band of DISTANCE_BANDS, then beyond.
 BAND_NAMES = ("inside the runs", "1-2x", "2-4x", "4-8x", "beyond 8x")
-# A band's scale is measured from at least this many pairs (each corpus the same weight); a band with
-# fewer takes the nearest measured band's below it.
+# A band's scale is measured from at least this many distinct predictions (each corpus the same weight;
+# two pairs that share one prediction, as both scenarios of a budget share its alone run, count once);
+# a band with fewer keeps the law's interval as it says (scale 1).
 MIN_BAND_PAIRS = 8
+# The narrowest a law's interval is made: a scale below 1 (its interval wider than its errors on the
+# pairs) holds for the design the pairs were trained on, which no law records to match; it is kept in
+# the calibration's record and never applied, so no law's interval is narrowed below what it says.
+NARROWEST = 1.0
 # What JSON records of a difference are: version 2 names Delta `distilled_minus_alone` (distilled -
 # alone, negative when distillation wins) and carries what recomputes its interval.
 RECORD_VERSION = 2
@@ -81,9 +88,10 @@ def band_of(distance: float) -> int:
 
 class LawScale(BaseModel):
     """One law's interval against its errors on pairs where it predicts out of sample, by distance
-    band (BAND_NAMES): `scales[b]` multiplies the law's own half-widths in band b (None: no pairs
-    there), measured on `pairs[b]` pairs; `reach` is the farthest distance beyond the runs any of
-    them lay (1: inside the runs only)."""
+    band (BAND_NAMES): `scales[b]` is what the law's own half-widths in band b measured against its
+    errors (None: too few pairs there), on `pairs[b]` distinct predictions; `reach` is the farthest
+    distance beyond the runs any of them lay (1: inside the runs only). What an interval is multiplied
+    by is `at`: the band's scale, never below NARROWEST, and 1 in a band no pair measured."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,15 +100,11 @@ class LawScale(BaseModel):
     reach: float = Field(math.inf, ge=1.0)
 
     def at(self, distance: float) -> float:
-        """The scale at `distance`: its band's, else the nearest measured band's below (above when
-        none is below); never below 1 past `reach`, where no pair measured it; 1 with no pairs."""
-        measured = [b for b, scale in enumerate(self.scales) if scale is not None]
-        if not measured:
-            return 1.0
-        band = band_of(distance)
-        below = [b for b in measured if b <= band]
-        scale = float(self.scales[max(below) if below else min(measured)])
-        return max(scale, 1.0) if distance > self.reach * (1 + 1e-9) else scale
+        """The scale at `distance`: its band's where pairs measured it, never below NARROWEST (a law's
+        interval is never narrowed below what it says); 1 in a band without pairs (no band's scale is
+        carried into another)."""
+        scale = self.scales[band_of(distance)]
+        return 1.0 if scale is None else max(float(scale), NARROWEST)
 
     def beyond(self, distance: float) -> bool:
         return distance > self.reach * (1 + 1e-9)
@@ -139,7 +143,9 @@ class DifferenceCalibration(BaseModel):
             return f"Δ's interval: the two losses' intervals as shown, combined independently ({self.rule})"
 
         def scales(law: LawScale) -> str:
-            measured = [f"{scale:.2f} {BAND_NAMES[band]}" for band, scale in enumerate(law.scales) if scale is not None]
+            measured = [f"{max(scale, NARROWEST):.2f} {BAND_NAMES[band]} ({law.pairs[band]} predictions"
+                        + (f", measured {scale:.2f}, never narrowed" if scale < NARROWEST else "") + ")"
+                        for band, scale in enumerate(law.scales) if scale is not None]
             reach = "" if not math.isfinite(law.reach) else f", up to {law.reach:.3g}x beyond its runs"
             return (", ".join(measured) or "as shown") + reach
 
@@ -148,11 +154,15 @@ class DifferenceCalibration(BaseModel):
                    f"to a corpus: {self.within_corpus:.2f})")
         return (f"Δ's interval: each fitted law's interval times its width against its errors on {self.pairs} pairs "
                 f"over {len(self.corpora)} corpora (distilled: {scales(self.distilled)}; alone: {scales(self.alone)}; "
-                f"never narrowed farther out, where a straddling Δ cannot tell), the two combined with rho = "
+                f"as it says in a band without pairs; beyond the reach a straddling Δ cannot tell), the two combined "
+                f"with rho = "
                 f"{self.correlation:.2f} and times {self.factor:.2f}, their conformal quantile" + counted
                 + (f"; {self.left_out}" if self.left_out else ""))
 
 
+# What the default rule becomes for a loss whose interval no pair measured (a preset's stated error):
+# the two intervals as shown, combined independently.
+AS_SHOWN = "stated errors, combined as shown"
 # Two losses compared as shown: no pair measured how their errors move together.
 INDEPENDENT = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, rule="independent",
                                     command="the independent rule")
@@ -279,6 +289,16 @@ def _sides(prediction: Prediction) -> tuple[float, float]:
 RESCALED_SOURCES = ("own", "ladders")
 
 
+# The intervals the pairs measured Δ's rho and q on: a fitted law's, and one calibrated across corpora
+# (the held-out-teacher pairs' distilled loss); a preset's stated error no pair measured.
+MEASURED_SOURCES = (*RESCALED_SOURCES, "corpora")
+
+
+def measured(prediction: Prediction) -> bool:
+    """Whether the pairs measured how this kind of interval's errors move with the other's."""
+    return prediction.interval_source in MEASURED_SOURCES
+
+
 def rescaled(prediction: Prediction) -> bool:
     """Whether Delta's calibration rescales this prediction's interval."""
     return prediction.interval_source in RESCALED_SOURCES
@@ -291,24 +311,61 @@ def distance_of(prediction: Prediction | None) -> float:
     return max(float(np.max(prediction.distance)), 1.0)
 
 
+LAWS = ("distilled", "alone")   # the two laws a calibration scales: the distillation law's, the supervised law's
+
+
+def used_interval(prediction: Prediction | None, law: str, calibration: DifferenceCalibration | None = None
+                  ) -> Prediction | None:
+    """The interval a loss is shown with and Δ is built from, one for both: a fitted law's own interval
+    (`rescaled`) times its law's scale at its distance (`LawScale.at`: the trained pairs' width against
+    its errors there, never below what the law says), each side from the value; any other interval as
+    it is. `law`: "distilled" (the distillation law's loss) or "alone" (the supervised law's loss of a
+    student trained alone). A loss already rescaled (`Prediction.pairs_scale`) is returned as it is, so
+    what a surface shows and what `compare` reads are the same interval. `calibration`: the shipped
+    one by default."""
+    if prediction is None or not prediction.has_interval or prediction.pairs_scale is not None:
+        return prediction
+    if not rescaled(prediction):
+        return prediction
+    scale_of: LawScale = getattr(shipped_calibration() if calibration is None else calibration, law)
+    distance = prediction.distance
+    if distance is None or np.ndim(distance) == 0:
+        scale = scale_of.at(distance_of(prediction))
+    else:
+        scale = np.array([scale_of.at(max(float(d), 1.0)) for d in np.ravel(distance)]).reshape(np.shape(distance))
+    value = np.asarray(prediction.value, float)
+    low = lower_end(value, (value - np.asarray(prediction.low, float)) * scale)
+    high = value + (np.asarray(prediction.high, float) - value) * scale
+    if np.ndim(low) == 0 and np.ndim(high) == 0 and np.ndim(scale) == 0:
+        low, high, scale = float(low), float(high), float(scale)
+    return replace(prediction, low=low, high=high, pairs_scale=scale)
+
+
+def _scale_of(prediction: Prediction) -> float:
+    return 1.0 if prediction.pairs_scale is None else float(np.max(prediction.pairs_scale))
+
+
 def compare(first: Prediction, second: Prediction, calibration: DifferenceCalibration | None = None) -> LossDifference:
     """Delta = first - second with its interval under `calibration` (see the module): by default the
     shipped one, for a distilled loss (`first`) against the student trained alone (`second`);
-    `SAME_LAW` for two losses of one law; `INDEPENDENT` for a loss whose interval is not its law's own."""
+    `SAME_LAW` for two losses of one law; `INDEPENDENT` for a loss whose interval is not its law's own.
+    Each loss's interval is the one it is shown with (`used_interval`)."""
     calibration = shipped_calibration() if calibration is None else calibration
     d, a = float(first.value), float(second.value)
     outside = getattr(first, "outside", None) or getattr(second, "outside", None)
     if not (first.has_interval and second.has_interval):
         return LossDifference(d - a, None, None, None, a, outside=outside, rule=calibration.rule)
-    (d_low, d_high), (a_low, a_high) = _sides(first), _sides(second)
-    d_distance, a_distance = distance_of(first), distance_of(second)
     # a fitted law's interval (its bootstrap and backtest, or an extrapolation part calibrated across
     # published ladders) is rescaled to its width against the pairs' errors at its distance; one
     # calibrated across corpora on held-out runs, or a preset's stated error, is not
-    d_scale = calibration.distilled.at(d_distance) if rescaled(first) else 1.0
-    a_scale = calibration.alone.at(a_distance) if rescaled(second) else 1.0
-    d_low, d_high, a_low, a_high = d_low * d_scale, d_high * d_scale, a_low * a_scale, a_high * a_scale
-    rho, q = calibration.correlation, calibration.factor
+    first, second = used_interval(first, "distilled", calibration), used_interval(second, "alone", calibration)
+    (d_low, d_high), (a_low, a_high) = _sides(first), _sides(second)
+    d_distance, a_distance = distance_of(first), distance_of(second)
+    d_scale, a_scale = _scale_of(first), _scale_of(second)
+    rho, q, rule = calibration.correlation, calibration.factor, calibration.rule
+    unmeasured = calibration.pairs == 0 or not (measured(first) and measured(second))
+    if calibration.pairs and unmeasured:   # no pair measured how such an interval's errors move
+        rho, q, rule = 0.0, 1.0, AS_SHOWN
 
     def half(s_d: float, s_a: float) -> float:
         return q * math.sqrt(max(s_d * s_d + s_a * s_a - 2.0 * rho * s_d * s_a, 0.0))
@@ -320,7 +377,7 @@ def compare(first: Prediction, second: Prediction, calibration: DifferenceCalibr
         beyond = _far_beyond(first) or _far_beyond(second)
     return LossDifference(d - a, d - a - down, d - a + up, first.level, a, beyond, rho, q, d_scale, a_scale,
                           d_distance, a_distance, _finite(calibration.distilled.reach), _finite(calibration.alone.reach),
-                          outside, calibration.rule)
+                          outside, rule)
 
 
 def _far_beyond(prediction: Prediction) -> bool:
@@ -365,6 +422,13 @@ class Pair:
     def distance(self) -> float:
         """The farther of its two predictions' distances beyond their runs: the pair's band."""
         return max(distance_of(self.distilled), distance_of(self.alone))
+
+    def key(self, law: str) -> tuple:
+        """What tells one of its predictions from another's: two pairs that share a run and its
+        prediction (both scenarios of a budget share the alone run) share its key."""
+        prediction, observed = ((self.distilled, self.distilled_observed) if law == "distilled"
+                                else (self.alone, self.alone_observed))
+        return (self.corpus, law, float(np.max(prediction.value)), float(observed))
 
 
 @dataclass(frozen=True)
@@ -418,10 +482,17 @@ def standardized_errors(pair: Pair) -> tuple[float, float]:
             standardized_error(pair.alone, pair.alone_observed))
 
 
-def law_scale(zs: np.ndarray, distances: np.ndarray, weights: np.ndarray) -> LawScale:
-    """One law's `LawScale` from its standardized errors on pairs (its own intervals, out of sample):
-    per band with at least MIN_BAND_PAIRS pairs, the weighted RMS of the errors times the normal 90%
-    quantile (1: the interval as wide as a calibrated normal one); `reach`, the farthest distance."""
+def law_scale(zs: np.ndarray, distances: np.ndarray, weights: np.ndarray, keys: list | None = None,
+              level: float = 0.9) -> LawScale:
+    """One law's `LawScale` from its standardized errors on pairs (|error| over its own `level`
+    interval's half-width on the side it fell, out of sample), each distinct prediction once (`keys`:
+    what tells them apart, `Pair.key`): per band with at least MIN_BAND_PAIRS of them, the conformal
+    quantile at `level` of the |errors| (each weighted by `weights`, the finite-sample correction
+    counting the band's distinct predictions): the interval times it covers `level` of them; `pairs`,
+    the distinct predictions per band; `reach`, the farthest distance."""
+    if keys is not None:
+        first = sorted({key: i for i, key in reversed(list(enumerate(keys)))}.values())
+        zs, distances, weights = zs[first], distances[first], weights[first]
     if len(zs) == 0:
         return UNSCALED
     bands = np.array([band_of(d) for d in distances])
@@ -429,15 +500,22 @@ def law_scale(zs: np.ndarray, distances: np.ndarray, weights: np.ndarray) -> Law
     for b in range(len(BAND_NAMES)):
         mask = bands == b
         counts.append(int(mask.sum()))
-        if mask.sum() < MIN_BAND_PAIRS:
-            scales.append(None)
-            continue
-        rms = math.sqrt(float(np.sum(weights[mask] * zs[mask] ** 2) / np.sum(weights[mask])))
-        scales.append(max(rms * Z90, 1e-3))
+        scales.append(None if mask.sum() < MIN_BAND_PAIRS
+                      else max(_weighted_quantile(np.abs(zs[mask]), weights[mask], level), 1e-3))
     if all(scale is None for scale in scales):   # too few in every band: one scale for all of them
-        rms = math.sqrt(float(np.sum(weights * zs ** 2) / np.sum(weights)))
-        scales = [max(rms * Z90, 1e-3) if n else None for n in counts]
+        scale = max(_weighted_quantile(np.abs(zs), weights, level), 1e-3)
+        scales = [scale if n else None for n in counts]
     return LawScale(scales=tuple(scales), pairs=tuple(counts), reach=float(max(np.max(distances), 1.0)))
+
+
+def _weighted_quantile(scores: np.ndarray, weights: np.ndarray, level: float, n: float | None = None) -> float:
+    """The conformal quantile: the smallest score whose weighted share of scores at or below it reaches
+    level (n + 1) / n, n the number of scores unless given (past 1: the largest)."""
+    order = np.argsort(scores)
+    cumulative = np.cumsum(weights[order]) / np.sum(weights)
+    n = len(scores) if n is None else n
+    index = int(np.searchsorted(cumulative, min(level * (n + 1) / n, 1.0) - 1e-12))
+    return float(scores[order][min(index, len(scores) - 1)])
 
 
 def fit_calibration(pairs: list[Pair], level: float = 0.9, scales: tuple[LawScale, LawScale] | None = None,
@@ -462,7 +540,9 @@ def fit_calibration(pairs: list[Pair], level: float = 0.9, scales: tuple[LawScal
             distances = np.array([distance_of(getattr(p, side)) for p in pairs])
             # its reach: the farthest any pair checked it, rescaled or not (q is measured up to there)
             reach = float(max(np.max(distances), 1.0)) if len(pairs) else math.inf
-            scales.append(law_scale(zs[own, k], distances[own], w[own]).model_copy(update={"reach": reach}))
+            keys = [p.key(side) for p, kept in zip(pairs, own) if kept]
+            scale = law_scale(zs[own, k], distances[own], w[own], keys, level)
+            scales.append(scale.model_copy(update={"reach": reach}))
     unit = DifferenceCalibration(correlation=0.0, factor=1.0, level=level, distilled=scales[0], alone=scales[1],
                                  pairs=len(pairs))
     standardized = np.array([[z_d / (unit.distilled.at(distance_of(p.distilled)) if rescaled(p.distilled) else 1.0),
@@ -480,7 +560,7 @@ def fit_calibration(pairs: list[Pair], level: float = 0.9, scales: tuple[LawScal
         scores.append(abs(error) / side if side > 0 else math.inf)
         signed.append(error / side if side > 0 else 0.0)
     names = np.array([p.corpus for p in pairs])
-    size, icc = effective_sample_size(np.array(signed), names)
+    size, icc = effective_sample_size(np.array(signed), names, np.array([p.kind for p in pairs]))
     counted = {"effective": size, "corpora": float(len(corpora)), "pairs": float(len(pairs))}[count]
     factor = corpus_quantile(np.array(scores), names, level, counted)
     return unit.model_copy(update={"factor": max(factor, 1e-6), "corpora": tuple(corpora), "sample_size": counted,
@@ -496,12 +576,8 @@ def corpus_quantile(scores: np.ndarray, corpora: np.ndarray, level: float, count
         return 1.0
     names = sorted(set(corpora.tolist()))
     weights = np.array([1.0 / np.sum(corpora == c) for c in corpora])
-    order = np.argsort(scores)
-    cumulative = np.cumsum(weights[order]) / np.sum(weights)
     n = len(names) if count == "corpora" else len(scores) if count == "pairs" else float(count)
-    target = min(level * (n + 1) / n, 1.0)
-    index = int(np.searchsorted(cumulative, target - 1e-12))
-    return float(scores[order][min(index, len(scores) - 1)])
+    return _weighted_quantile(scores, weights, level, n)
 
 
 def within_corpus_correlation(errors: np.ndarray, corpora: np.ndarray) -> float:
@@ -521,12 +597,21 @@ def within_corpus_correlation(errors: np.ndarray, corpora: np.ndarray) -> float:
     return float(np.clip((between - within) / denominator, 0.0, 1.0)) if denominator > 0 else 1.0
 
 
-def effective_sample_size(errors: np.ndarray, corpora: np.ndarray) -> tuple[float, float]:
+def effective_sample_size(errors: np.ndarray, corpora: np.ndarray, kinds: np.ndarray | None = None
+                          ) -> tuple[float, float]:
     """How many independent pairs `errors` (signed, one a pair) are worth: n / (1 + (m - 1) ICC), Kish's
     design effect for clusters of mean size m with intraclass correlation ICC
-    (`within_corpus_correlation`), between the number of corpora (ICC 1) and of pairs (ICC 0); and
-    the ICC."""
-    names = sorted(set(corpora.tolist()))
-    icc = within_corpus_correlation(errors, corpora)
-    m = len(errors) / len(names)
-    return float(np.clip(len(errors) / (1.0 + (m - 1.0) * icc), len(names), len(errors))), icc
+    (`within_corpus_correlation`), between the number of clusters (ICC 1) and of pairs (ICC 0); and
+    the ICC. With `kinds` (pairs of kinds whose biases on one corpus differ, even cancel, so that
+    clustering by corpus alone hides what each kind shares), the smaller of the numbers clustered by
+    corpus and by (corpus, kind): the conservative end."""
+    def clustered(groups: np.ndarray) -> tuple[float, float]:
+        names = sorted(set(groups.tolist()))
+        icc = within_corpus_correlation(errors, groups)
+        m = len(errors) / len(names)
+        return float(np.clip(len(errors) / (1.0 + (m - 1.0) * icc), len(names), len(errors))), icc
+
+    ways = [clustered(np.asarray(corpora))]
+    if kinds is not None and len(set(np.asarray(kinds).tolist())) > 1:
+        ways.append(clustered(np.array([f"{c}\x00{k}" for c, k in zip(corpora, kinds)])))
+    return min(ways)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.difference import LossDifference, decide
+from distillscale.laws.difference import LossDifference, decide, used_interval
 from distillscale.laws.extrapolation import (extrapolation_warnings, marked, smaller_teacher_warning,
                                             teacher_loss_note, uniform_guess_warnings)
 from distillscale.laws.lawset import LawSet
@@ -33,7 +33,7 @@ def _interval_record(prediction: Prediction) -> dict:
             "noise_half_width": record["noise_half_width"],
             "extrapolation_half_width": record["extrapolation_half_width"],
             "distance_beyond_runs": record["distance"], "beyond_backtest": record["beyond_backtest"],
-            "interval_dominated_by": record["dominant"]}
+            "interval_dominated_by": record["dominant"], "interval_scale": record["pairs_scale"]}
 
 
 def _positive(param: str, value: float, kind: Quantity | None) -> float:
@@ -170,8 +170,10 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
                              "the teacher is missing: give {} L, or {} N with {} D")
     warnings += extrapolation_warnings(laws, {"the student": N_S}, {"the student": D_S},
                                        {"the student": D_S / N_S}, students=True)
-    prediction = marked(distillation.prediction(N_S, D_S, L_T), laws, N_S, D_S, students=True)
-    alone = marked(distillation.student_law.prediction(N_S, D_S), laws, N_S, D_S)
+    # each loss with the interval its verdict's Δ is built from (`laws.difference.used_interval`)
+    prediction = used_interval(marked(distillation.prediction(N_S, D_S, L_T), laws, N_S, D_S, students=True),
+                               "distilled")
+    alone = used_interval(marked(distillation.student_law.prediction(N_S, D_S), laws, N_S, D_S), "alone")
     supervised = float(alone.value)
     warnings += uniform_guess_warnings(laws, {"the predicted student loss": prediction.value,
                                               "the student's loss without a teacher": supervised})

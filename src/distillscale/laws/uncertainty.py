@@ -249,6 +249,9 @@ class Prediction:
     outside: str | None = None
     # What the interval is made of (INTERVAL_SOURCES); None: "own", or "stated" when `calibrated`.
     source: str | None = None
+    # What the law's interval was multiplied by to give the one shown and used (the trained pairs'
+    # scale for its law at its distance: `laws.difference.used_interval`); None: not yet rescaled.
+    pairs_scale: np.ndarray | float | None = None
 
     @property
     def interval_source(self) -> str:
@@ -308,7 +311,7 @@ class Prediction:
         return {"value": plain(self.value), "interval": [plain(self.low), plain(self.high)]
                 if self.has_interval else None, "level": self.level, "noise_half_width": plain(self.noise),
                 "extrapolation_half_width": plain(self.extrapolation), "distance": plain(self.distance),
-                "beyond_backtest": self.beyond_backtest,
+                "beyond_backtest": self.beyond_backtest, "pairs_scale": plain(self.pairs_scale),
                 "dominant": self.dominant if np.ndim(self.value) == 0 else None}
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from distillscale.errors import ParameterError
+from distillscale.laws.difference import used_interval
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction, lower_end
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.planning.flops import FlopBreakdown, on_policy_flops
@@ -163,7 +164,8 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
                                  f"the {most:g} tokens any law here describes: give a smaller efficiency "
                                  f"(post-training reports {LITERATURE_CLAIM})")
         loss = float(planner.distillation.predict(student_params, effective, teacher_loss))
-        interval = planner.distillation.prediction(student_params, effective, teacher_loss)
+        # the law's interval as a verdict's Δ uses it (`laws.difference.used_interval`), shown so too
+        interval = used_interval(planner.distillation.prediction(student_params, effective, teacher_loss), "distilled")
         return with_repetition(ModePlan(
             "off-policy" if fraction == 0 else "on-policy", fraction, tokens, effective, loss, flops(tokens),
             interval_or_none(interval) if fraction == 0 else outside_fit(interval, loss),

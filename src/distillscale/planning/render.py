@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 from rich import box
 
 from distillscale.console import PlainConsole, Table, styled
@@ -381,11 +382,15 @@ def _interval_notes(plans: list[DistillationPlan], differences: dict[str, LossDi
     dominant = {p.student_interval.dominant for p in with_intervals} - {None}
     if dominant:
         out.append(f"intervals: the laws' own (a fit's bootstrap and backtest, a preset's stated error; `predict` "
-                   f"says which) at the plan's distance from the runs; mostly {' and '.join(sorted(dominant))}")
-    if any(d.has_interval and d.rule == "distilled vs alone" for d in differences.values()):
-        from distillscale.laws.difference import shipped_calibration
+                   f"says which) at the plan's distance from the runs{_pairs_scale_note(with_intervals)}; mostly "
+                   f"{' and '.join(sorted(dominant))}")
+    from distillscale.laws.difference import AS_SHOWN, shipped_calibration
 
+    if any(d.has_interval and d.rule == "distilled vs alone" for d in differences.values()):
         out.append(shipped_calibration().describe())
+    if any(d.has_interval and d.rule == AS_SHOWN for d in differences.values()):
+        out.append("Δ's interval: the two losses' intervals as shown, combined independently (no trained pair "
+                   "measured how a preset's stated errors move together)")
     if any(verdicts[p.scenario.name] == "too close to call" for p in with_intervals):
         out.append("too close to call: the interval of Δ = distilled - alone reaches across 0, so the laws cannot "
                    "say whether distillation or pre-training wins here")
@@ -396,6 +401,17 @@ def _interval_notes(plans: list[DistillationPlan], differences: dict[str, LossDi
         p = max(far, key=lambda p: p.supervised.tokens)
         out.append(what_would_tell(p.student_params, max(p.supervised.tokens, p.student_tokens)))
     return out
+
+
+def _pairs_scale_note(plans: list[DistillationPlan]) -> str:
+    """What the shown intervals were widened by (a fitted law's, by its width against its errors on
+    trained pairs at its distance: `laws.difference.used_interval`), when any was."""
+    scales = {float(np.max(i.pairs_scale)) for p in plans for i in (p.student_interval, p.supervised.interval)
+              if i is not None and i.pairs_scale is not None}
+    if not any(scale != 1.0 for scale in scales):
+        return ""
+    return (f", a fitted law's times its width against its errors on trained pairs there "
+            f"(x{', x'.join(f'{scale:.2f}' for scale in sorted(scales))}): the intervals Δ is built from")
 
 
 def _mixture_notes(plans: list[DistillationPlan]) -> list[str]:

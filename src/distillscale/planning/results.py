@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from distillscale.laws.difference import INDEPENDENT, LossDifference, compare, decide
+from distillscale.laws.difference import AS_SHOWN, INDEPENDENT, LossDifference, compare, decide
 from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.laws.student_init import StartMultiplier
@@ -49,7 +49,12 @@ def _interval_record(prediction: Prediction | None) -> dict:
             "interval_dominated_by": prediction.dominant,
             "extrapolation_half_width": prediction.extrapolation, "distance_beyond_runs": prediction.distance,
             "beyond_backtest": prediction.beyond_backtest, "calibrated": prediction.calibrated,
-            "interval_source": prediction.interval_source, "outside": prediction.outside}
+            "interval_source": prediction.interval_source, "outside": prediction.outside,
+            "interval_scale": _plain(prediction.pairs_scale)}
+
+
+def _plain(value) -> float | list | None:
+    return None if value is None else float(value) if np.ndim(value) == 0 else np.asarray(value, float).tolist()
 
 
 def verdict_difference(student_loss: float, student_interval: Prediction | None, supervised_loss: float,
@@ -88,7 +93,7 @@ def cannot_tell_reason(difference: LossDifference) -> str:
     interval reaching 0 farther beyond the runs than any pair that checked the verdicts."""
     if difference.outside is not None:
         return f"{CANNOT_TELL}: {difference.outside}, where a loss's interval means nothing"
-    if difference.rule != "distilled vs alone":
+    if difference.rule not in ("distilled vs alone", AS_SHOWN):
         return (f"{CANNOT_TELL}: Δ's interval ({difference.rule}: the two intervals as shown) reaches across 0 "
                 "farther beyond the runs than the backtest reached")
     return (f"{CANNOT_TELL}: Δ's interval reaches across 0 farther beyond the runs than any pair the verdicts were "

@@ -35,6 +35,7 @@ from scipy.optimize import brentq, minimize, minimize_scalar
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws import LawSet, SupervisedLaw
+from distillscale.laws.difference import used_interval
 from distillscale.laws.student_init import StartMultiplier
 from distillscale.laws.uncertainty import Prediction, lower_end
 from distillscale.planning.flops import SCENARIOS, FlopBreakdown, ForwardFlops, Scenario, distillation_flops
@@ -99,10 +100,11 @@ class SupervisedPlanner:
                 f"budget {budget:.3g} FLOPs would train a {format_quantity(student_params)}-parameter "
                 f"student on {tokens:.3g} tokens, beyond the planner's {high:.0e}-token bound; "
                 "choose a larger student or lower {}")
-        return SupervisedPlan(student_params, tokens,
-                              float(self.supervised_law.predict(student_params, tokens)), budget,
-                              self.marked(interval_or_none(self.supervised_law.prediction(student_params, tokens)),
-                                          student_params, tokens))
+        # the interval shown is the one a verdict's Δ is built from (`laws.difference.used_interval`)
+        interval = self.marked(interval_or_none(self.supervised_law.prediction(student_params, tokens)),
+                               student_params, tokens)
+        return SupervisedPlan(student_params, tokens, float(self.supervised_law.predict(student_params, tokens)),
+                              budget, used_interval(interval, "alone"))
 
     def marked(self, prediction: Prediction | None, params: float, tokens: float,
                students: bool = False) -> Prediction | None:
@@ -247,8 +249,12 @@ class DistillationPlanner(SupervisedPlanner):
             student = interval_or_none(prediction)
         else:
             student = self.start_interval(plan, prediction)
-        student = self.marked(student, plan.student_params, self.token_multiplier * plan.student_tokens, students=True)
-        return replace(plan, student_interval=self.teacher_spread(plan, student, teacher), teacher_interval=teacher,
+        student = self.teacher_spread(plan, self.marked(student, plan.student_params,
+                                                        self.token_multiplier * plan.student_tokens, students=True),
+                                      teacher)
+        if self.start is None:   # the interval shown is the one a verdict's Δ is built from (`used_interval`)
+            student = used_interval(student, "distilled")
+        return replace(plan, student_interval=student, teacher_interval=teacher,
                        start=self.start if self.start is not None else plan.start)
 
     def teacher_spread(self, plan: DistillationPlan, student: Prediction | None,

@@ -15,7 +15,7 @@ from scipy import stats
 
 from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.difference import SAME_LAW, LossDifference, compare, decide
+from distillscale.laws.difference import SAME_LAW, LossDifference, compare, decide, used_interval
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.units import Quantity, parse_quantity
@@ -99,6 +99,7 @@ class TeacherRanking:
             min(i, np.size(self.intervals.distance) - 1)])
         return replace(self.intervals, value=float(self.student_losses[i]), low=float(low[i]), high=float(high[i]),
                        noise=None, extrapolation=None, distance=distance,
+                       pairs_scale=_element(self.intervals.pairs_scale, i),
                        outside=self.outside_each[i] if i < len(self.outside_each) else None)
 
     def differences(self) -> list[LossDifference]:
@@ -233,13 +234,14 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         prediction = law.prediction(student_params, tokens_each, teacher_losses)
     else:
         prediction = law.prediction(student_params, student_tokens, teacher_losses)
+    prediction = used_interval(prediction, "distilled")   # each loss shown as its verdict's Δ uses it
     losses = np.asarray(prediction.value, dtype=np.float64).reshape(-1)
     alone_tokens = student_tokens          # the student without a teacher: on the same tokens, or the whole budget
     if tokens_each is not None:
         student_tokens, alone_tokens = float(tokens_each[int(np.argmin(losses))]), compute / (3 * student_flops)
     optimal_loss, _ = planner.optimal_teacher_loss(student_params, student_tokens)
-    alone = planner.marked(planner.supervised_law.prediction(student_params, alone_tokens), student_params,
-                           alone_tokens)
+    alone = used_interval(planner.marked(planner.supervised_law.prediction(student_params, alone_tokens),
+                                         student_params, alone_tokens), "alone")
     supervised = float(alone.value)
     each = np.broadcast_to(np.asarray(student_tokens if tokens_each is None else tokens_each, float), losses.shape)
     outside = tuple(planner.marked(Prediction(float(loss), None, None, None, None, None, None), student_params,
@@ -523,3 +525,11 @@ def _grid_half_step(teachers: np.ndarray, value: float) -> float:
     nearest = int(np.argmin(np.abs(x - np.log(value))))
     gaps = [x[j + 1] - x[j] for j in (nearest - 1, nearest) if 0 <= j < len(x) - 1]
     return float(np.mean(gaps)) / 2
+
+
+def _element(values, i: int) -> float | None:
+    """Element i of a per-candidate array (a scalar holds for all; None stays None)."""
+    if values is None:
+        return None
+    flat = np.atleast_1d(np.asarray(values, float))
+    return float(flat[min(i, flat.size - 1)])

@@ -440,7 +440,11 @@ def _u_curve(result: Plan) -> dict | None:
     ranking = rank_teachers(planner, p.student_params, p.student_tokens,
                             [TeacherCandidate("plan", p.teacher_loss)])
     teacher_losses = teacher_loss_range(planner, U_CURVE_POINTS)
-    curve = planner.distillation.prediction(p.student_params, p.student_tokens, teacher_losses)
+    from distillscale.laws.difference import used_interval
+
+    # each point's band as a verdict's Δ would use it (`laws.difference.used_interval`), as the plan shows it
+    curve = used_interval(planner.distillation.prediction(p.student_params, p.student_tokens, teacher_losses),
+                          "distilled")
     band = curve.has_interval
     return {"teacher_loss": teacher_losses.tolist(),
             "student_loss": np.asarray(curve.value, dtype=float).tolist(),
