@@ -152,10 +152,7 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
         warnings += extrapolation_warnings(laws, {}, {"the model's tokens as fresh data (D' after repetition)":
                                                       repetition.effective_tokens})
         prediction = pooled_prediction(law, prediction, N, D, U, repetition.repetition)
-        if law.repetition is None and repetition.epochs > 1:
-            warnings.append(f"law {laws.name!r} has no repetition constants of its own (fit it with "
-                            "--unique-tokens-col on runs that repeat data): using Muennighoff et al. 2023's "
-                            f"R_D* = {repetition.repetition.R_D_star:.3g}, R_N* = {repetition.repetition.R_N_star:.3g}")
+        warnings += _published_constants(laws, law, repetition)
         fitted = fitted_epochs(law.repetition)
         if fitted and repetition.epochs > FAR_EPOCHS_FACTOR * fitted:
             warnings.append(f"the data repeats {repetition.epochs:.3g} times, more than {FAR_EPOCHS_FACTOR:g}x the "
@@ -214,7 +211,7 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
         if pool is not None:   # trained on a pool: the loss `predict supervised --unique-tokens` gives
             teacher_check = assess(law, N_T, D_T, pool, max_penalty)
             L_T = pooled_loss(law, N_T, D_T, pool, teacher_check.repetition)
-            warnings += _pool_warnings("the teacher", teacher_check)
+            warnings += _pool_warnings("the teacher", teacher_check) + _published_constants(laws, law, teacher_check)
         warnings += smaller_teacher_warning("the teacher", N_T, N_S)
     else:
         raise ParameterError(("teacher_loss", "teacher_params", "teacher_tokens"),
@@ -229,15 +226,24 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
         alone_check = assess(law, N_S, D_S, U_S, max_penalty)
         prediction = repeated_prediction(law, prediction, N_S, D_S, U_S, student_check.repetition)
         alone = pooled_prediction(law, alone, N_S, D_S, U_S, alone_check.repetition)
-        warnings += _pool_warnings("the student", student_check) + _pool_warnings("the student trained alone",
-                                                                                  alone_check)
+        warnings += (_pool_warnings("the student", student_check) + _pool_warnings("the student trained alone", alone_check)
+                     + _published_constants(laws, law, alone_check))
     supervised = float(alone.value)
     warnings += uniform_guess_warnings(laws, {"the predicted student loss": prediction.value,
                                               "the student's loss without a teacher": supervised})
     return DistilledLossPrediction(laws.name, N_S, D_S, float(L_T) if teacher_check is not None else L_T, prediction,
-                                   supervised, distillation.d1, warnings, alone if alone.has_interval else None,
+                                   supervised, distillation.d1, list(dict.fromkeys(warnings)), alone if alone.has_interval else None,
                                    student_check, alone_check, teacher_check,
                                    teacher_measured=teacher_loss is not None and (U_S is not None))
+
+
+def _published_constants(laws: LawSet, law, check: RepetitionAssessment) -> list[str]:
+    """A law without repetition constants of its own repeats under Muennighoff et al.'s: said once."""
+    if law.repetition is not None or check.epochs <= 1 or check.repetition.R_N_star is None:
+        return []
+    return [f"law {laws.name!r} has no repetition constants of its own (fit it with --unique-tokens-col on runs that "
+            f"repeat data): using Muennighoff et al. 2023's R_D* = {check.repetition.R_D_star:.3g}, "
+            f"R_N* = {check.repetition.R_N_star:.3g}"]
 
 
 def _pool_warnings(who: str, check: RepetitionAssessment) -> list[str]:
