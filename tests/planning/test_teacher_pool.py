@@ -42,6 +42,8 @@ def test_a_given_teacher_reads_the_students_pool_at_the_loss_predict_supervised_
     student = limited.repetition["teacher-inference"]
     assert student.teacher is check and student.through_teacher > 0.1
     assert limited.plans[0].student_loss > fresh.plans[0].student_loss * (1 + student.through_teacher)
+    modes = ds.plan(LAW, **PLAN, unique_tokens=5e7, on_policy=ds.OnPolicy())   # the mode comparison's too
+    assert modes.teacher_loss == teacher and modes.repetition["teacher"].epochs == pytest.approx(16.0)
     # the same teacher through `predict distillation`, and `teacher` ranking it
     predicted = predict_distillation(laws, 1.5e9, 1.05e9, teacher_params=1.5e9, teacher_tokens=8e8, unique_tokens=5e7)
     assert predicted.teacher_loss == teacher
