@@ -96,8 +96,12 @@ def test_repetition_reaches_the_mode_table_and_the_verdict():
     teacher = ds.ExistingTeacher(params=7e9, tokens=1e12)
     kwargs = dict(compute=1e21, student_params=546e6, teacher=teacher, on_policy=ds.OnPolicy())
     fresh = ds.plan("busbridge2025", **kwargs)
-    limited = ds.plan("busbridge2025", unique_tokens=5e9, **kwargs)
-    assert set(limited.repetition) == {m.name for m in limited.modes}
+    # the teacher on a pool of its own 1T tokens (one epoch): only the students repeat the 5B
+    limited = ds.plan("busbridge2025", unique_tokens=5e9, teacher_unique_tokens=1e12, **kwargs)
+    assert set(limited.repetition) == {m.name for m in limited.modes} | {"teacher"}
+    assert limited.repetition["teacher"].epochs == 1 and limited.teacher_loss == fresh.teacher_loss
+    for name in {m.name for m in limited.modes}:
+        assert limited.repetition[name].unique_tokens == 5e9
     for before, after in zip(fresh.modes, limited.modes):
         check = limited.repetition[after.name]
         assert after.repetition_penalty > 0 and check.penalty == pytest.approx(after.repetition_penalty, rel=1e-9)

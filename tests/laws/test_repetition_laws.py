@@ -162,7 +162,7 @@ def test_a_plans_verdict_weighs_the_repetition_of_the_student_and_of_the_model_p
     fresh, limited = ds.plan("busbridge2025", **options), ds.plan("busbridge2025", **options, unique_tokens=2e9)
     p = limited.plans[0]
     checks = limited.repetition
-    assert "teacher-inference teacher" not in checks   # an existing teacher is not trained on the corpus
+    assert "teacher-inference teacher" not in checks   # a teacher the planner picks exists: not trained on the corpus
     assert checks["teacher-inference (pretrain instead)"].epochs == pytest.approx(p.supervised.tokens / 2e9)
     assert checks["teacher-inference (pretrain instead)"].penalty > checks["teacher-inference"].penalty > 0
     # the plan's own losses are after repetition (issue 57: the student's too); `fresh`: with fresh data

@@ -108,6 +108,13 @@ class PredictDistillationSettings(CommandSettings):
         None, help="teacher non-embedding parameters")
     teacher_tokens: Annotated[float | None, quantity("--teacher-tokens", kind=Quantity.TOKENS)] = option(
         None, help="teacher pre-training tokens")
+    unique_tokens: Annotated[float | None, quantity("--unique-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="unique tokens U behind --student-tokens, e.g. 50M: the student (and the same student trained "
+                   "alone) repeats them student tokens / U times, and a teacher given by --teacher-params and "
+                   "--teacher-tokens was trained on them too (unless --teacher-unique-tokens)")
+    teacher_unique_tokens: Annotated[float | None, quantity("--teacher-unique-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="unique tokens behind --teacher-tokens, when the teacher's pool is not the student's: its loss is "
+                   "then `predict supervised --unique-tokens`'s (a --teacher-loss is measured and kept as given)")
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
 
@@ -127,7 +134,8 @@ def predict_distillation(s: PredictDistillationSettings) -> None:
 
     laws = load_laws(s.law, bias_correction=not s.no_bias_correction)
     result = predict(laws, s.student_params, s.student_tokens, teacher_loss=s.teacher_loss,
-                     teacher_params=s.teacher_params, teacher_tokens=s.teacher_tokens)
+                     teacher_params=s.teacher_params, teacher_tokens=s.teacher_tokens,
+                     unique_tokens=s.unique_tokens, teacher_unique_tokens=s.teacher_unique_tokens)
     for message in result.warnings:
         warn(message)
     if s.as_json:
@@ -160,6 +168,12 @@ def _distillation_table(result) -> Table:
     verdict = {"distill": "helps", "pretrain": "does not help"}.get(difference.verdict, difference.verdict)
     table.add_row("distillation", f"{verdict}: Δ = distilled - alone {difference.describe()}")
     table.add_row("L_T / Ltilde_S", f"{result.capacity_gap_ratio:.3f} (capacity gap near d1 = {result.d1:.3f})")
+    for name, check in (("student's data", result.repetition), ("teacher's data", result.teacher_repetition)):
+        if check is not None:
+            table.add_row(name, f"{format_quantity(check.unique_tokens)} unique tokens read {check.epochs:.3g} times "
+                                f"({format_quantity(check.tokens)} tokens), {check.penalty:+.2%} loss over fresh data")
+    if result.teacher_measured:
+        table.add_row("teacher's data", "measured: its loss as given (--teacher-loss), its own data")
     return table
 
 

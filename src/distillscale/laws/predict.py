@@ -19,7 +19,8 @@ from distillscale.laws.extrapolation import (extrapolation_warnings, marked, sma
                                             teacher_loss_note, uniform_guess_warnings)
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (DEFAULT_MAX_PENALTY, FAR_EPOCHS_FACTOR, RepetitionAssessment, assess,
-                                          fitted_epochs, repeated_prediction)
+                                          distilled_repetition, fitted_epochs, pooled_loss, pooled_prediction,
+                                          repeated_prediction)
 from distillscale.laws.uncertainty import Prediction
 from distillscale.units import Quantity, check_parameter, format_quantity
 
@@ -72,6 +73,28 @@ class DistilledLossPrediction:
     d1: float                  # where the capacity gap sets in, on the L_T / Ltilde_S scale
     warnings: list[str]
     supervised: Prediction | None = None   # Ltilde_S with its interval
+    # With a pool of unique tokens (`unique_tokens`): the student's check (its own decay of repeated
+    # tokens, a distilled student's), and the same student's trained alone (Ltilde_S's, already in
+    # `supervised_loss`); with a teacher given by its size and tokens trained on a pool (the student's
+    # unless `teacher_unique_tokens`), the teacher's check (`teacher_loss` is then after repeating).
+    repetition: RepetitionAssessment | None = None
+    supervised_repetition: RepetitionAssessment | None = None
+    teacher_repetition: RepetitionAssessment | None = None
+    teacher_measured: bool = False   # the teacher given by its loss: kept as given, whatever the pools
+
+    @property
+    def pools(self) -> dict[str, dict]:
+        """Which pool of unique tokens each model reads and how many times (epochs): the student, the
+        student trained alone, and the teacher (a measured teacher: its loss as given); empty on fresh
+        data."""
+        if self.repetition is None and self.teacher_repetition is None:
+            return {}
+        out = {name: {"unique_tokens": check.unique_tokens, "tokens": check.tokens, "epochs": check.epochs}
+               for name, check in (("student", self.repetition), ("student_alone", self.supervised_repetition),
+                                   ("teacher", self.teacher_repetition)) if check is not None}
+        if self.teacher_measured:
+            out["teacher"] = {"measured": True}
+        return out
 
     @property
     def difference(self) -> LossDifference:
@@ -98,7 +121,15 @@ class DistilledLossPrediction:
                 "teacher_loss": self.teacher_loss, "student_loss": self.prediction.value,
                 **_interval_record(self.prediction), "student_supervised_loss": self.supervised_loss,
                 "capacity_gap_ratio": self.capacity_gap_ratio, "d1": self.d1, "verdict": self.difference.verdict,
-                **self.difference.to_dict(), "warnings": list(self.warnings)}
+                **self.difference.to_dict(), "warnings": list(self.warnings), **self._pool_record()}
+
+    def _pool_record(self) -> dict:
+        """The pools and each check (none on fresh data: the record is then as it always was)."""
+        if not self.pools:
+            return {}
+        return {"pools": self.pools, "repetition": {name: check.to_dict() for name, check in (
+            ("student", self.repetition), ("student_alone", self.supervised_repetition),
+            ("teacher", self.teacher_repetition)) if check is not None}}
 
 
 def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens: float | None = None,
@@ -120,11 +151,8 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
         repetition = assess(law, N, D, U, max_penalty)
         warnings += extrapolation_warnings(laws, {}, {"the model's tokens as fresh data (D' after repetition)":
                                                       repetition.effective_tokens})
-        prediction = repeated_prediction(law, prediction, N, D, U, repetition.repetition)
-        if law.repetition is None and repetition.epochs > 1:
-            warnings.append(f"law {laws.name!r} has no repetition constants of its own (fit it with "
-                            "--unique-tokens-col on runs that repeat data): using Muennighoff et al. 2023's "
-                            f"R_D* = {repetition.repetition.R_D_star:.3g}, R_N* = {repetition.repetition.R_N_star:.3g}")
+        prediction = pooled_prediction(law, prediction, N, D, U, repetition.repetition)
+        warnings += _published_constants(laws, law, repetition)
         fitted = fitted_epochs(law.repetition)
         if fitted and repetition.epochs > FAR_EPOCHS_FACTOR * fitted:
             warnings.append(f"the data repeats {repetition.epochs:.3g} times, more than {FAR_EPOCHS_FACTOR:g}x the "
@@ -141,17 +169,32 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
 
 def predict_distillation(laws: LawSet, student_params: float, student_tokens: float, *,
                          teacher_loss: float | None = None, teacher_params: float | None = None,
-                         teacher_tokens: float | None = None) -> DistilledLossPrediction:
-    """L_S(N_S, D_S, L_T) with its interval, the teacher given by its loss or by its size and
-    pre-training tokens (its loss then from the law's supervised law)."""
+                         teacher_tokens: float | None = None, unique_tokens: float | None = None,
+                         teacher_unique_tokens: float | None = None,
+                         max_penalty: float = DEFAULT_MAX_PENALTY) -> DistilledLossPrediction:
+    """L_S(N_S, D_S, L_T) with its interval, the teacher given by its loss (measured: kept as given)
+    or by its size and pre-training tokens (its loss then from the law's supervised law). With
+    `unique_tokens` U the student's D_S tokens are drawn from U unique ones (its loss and the loss
+    trained alone carry the penalty of repeating them, each under its own decay); a teacher given by
+    its size reads the same pool unless `teacher_unique_tokens` gives its own, and its loss is then
+    `predict_supervised(laws, N_T, D_T, U_T)`'s (`laws.repetition.pooled_loss`)."""
     distillation = laws.require_distillation()
     N_S, D_S = (_positive("student_params", student_params, Quantity.PARAMS),
                 _positive("student_tokens", student_tokens, Quantity.TOKENS))
-    warnings = []
+    U_S = None if unique_tokens is None else _positive("unique_tokens", unique_tokens, Quantity.TOKENS)
+    U_T = None if teacher_unique_tokens is None else _positive("teacher_unique_tokens", teacher_unique_tokens,
+                                                                Quantity.TOKENS)
+    if not 0 < max_penalty < 1:
+        raise ParameterError("max_penalty", f"{{}} must be a fraction between 0 and 1, got {max_penalty}")
+    law, warnings, teacher_check = distillation.student_law, [], None
     if teacher_loss is not None:
         if teacher_params is not None or teacher_tokens is not None:
             raise ParameterError(("teacher_loss", "teacher_params", "teacher_tokens"),
                                  "give either {} or {} with {}, not both")
+        if U_T is not None:
+            raise ParameterError(("teacher_unique_tokens", "teacher_loss"),
+                                 "{} is the pool a teacher given by its size and tokens was trained on; a teacher "
+                                 "given by {} keeps its measured loss: leave one out")
         L_T = _positive("teacher_loss", teacher_loss, None)
         try:  # the law's own check, its message naming the parameter
             laws.check_teacher_loss(L_T, flag=ParameterError.NAME)
@@ -163,7 +206,12 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
                     _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
         warnings += extrapolation_warnings(laws, {"the teacher": N_T}, {"the teacher": D_T},
                                            {"the teacher": D_T / N_T})
-        L_T = distillation.student_law.predict(N_T, D_T)
+        L_T = law.predict(N_T, D_T)
+        pool = U_T if U_T is not None else U_S
+        if pool is not None:   # trained on a pool: the loss `predict supervised --unique-tokens` gives
+            teacher_check = assess(law, N_T, D_T, pool, max_penalty)
+            L_T = pooled_loss(law, N_T, D_T, pool, teacher_check.repetition)
+            warnings += _pool_warnings("the teacher", teacher_check) + _published_constants(laws, law, teacher_check)
         warnings += smaller_teacher_warning("the teacher", N_T, N_S)
     else:
         raise ParameterError(("teacher_loss", "teacher_params", "teacher_tokens"),
@@ -174,8 +222,36 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     prediction = used_interval(marked(distillation.prediction(N_S, D_S, L_T), laws, N_S, D_S, students=True),
                                "distilled")
     alone = used_interval(marked(distillation.student_law.prediction(N_S, D_S), laws, N_S, D_S), "alone")
+    student_check = alone_check = None
+    if U_S is not None:   # the student's tokens drawn from the pool: each under its own decay
+        student_check = assess(law, N_S, D_S, U_S, max_penalty, repetition=distilled_repetition(distillation))
+        alone_check = assess(law, N_S, D_S, U_S, max_penalty)
+        prediction = repeated_prediction(law, prediction, N_S, D_S, U_S, student_check.repetition)
+        alone = pooled_prediction(law, alone, N_S, D_S, U_S, alone_check.repetition)
+        warnings += (_pool_warnings("the student", student_check) + _pool_warnings("the student trained alone", alone_check)
+                     + _published_constants(laws, law, alone_check))
     supervised = float(alone.value)
     warnings += uniform_guess_warnings(laws, {"the predicted student loss": prediction.value,
                                               "the student's loss without a teacher": supervised})
-    return DistilledLossPrediction(laws.name, N_S, D_S, L_T, prediction, supervised, distillation.d1, warnings,
-                                   alone if alone.has_interval else None)
+    return DistilledLossPrediction(laws.name, N_S, D_S, float(L_T) if teacher_check is not None else L_T, prediction,
+                                   supervised, distillation.d1, list(dict.fromkeys(warnings)), alone if alone.has_interval else None,
+                                   student_check, alone_check, teacher_check,
+                                   teacher_measured=teacher_loss is not None and (U_S is not None))
+
+
+def _published_constants(laws: LawSet, law, check: RepetitionAssessment) -> list[str]:
+    """A law without repetition constants of its own repeats under Muennighoff et al.'s: said once."""
+    if law.repetition is not None or check.epochs <= 1 or check.repetition.R_N_star is None:
+        return []
+    return [f"law {laws.name!r} has no repetition constants of its own (fit it with --unique-tokens-col on runs that "
+            f"repeat data): using Muennighoff et al. 2023's R_D* = {check.repetition.R_D_star:.3g}, "
+            f"R_N* = {check.repetition.R_N_star:.3g}"]
+
+
+def _pool_warnings(who: str, check: RepetitionAssessment) -> list[str]:
+    """A model that repeats its pool past the penalty allowed, in one line."""
+    if check.epochs <= 1 or check.within:
+        return []
+    return [f"{who} repeats its {format_quantity(check.unique_tokens)} unique tokens {check.epochs:.3g} times: its "
+            f"loss is {check.penalty:.2%} above fresh data; {format_quantity(check.unique_tokens_needed)} unique "
+            f"tokens keep it within {check.max_penalty:.1%}"]

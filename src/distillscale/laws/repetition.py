@@ -24,7 +24,7 @@ law's other coefficients held (their second stage).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -309,7 +309,7 @@ class RepetitionAssessment:
         """Lines for the terminal: epochs and penalty, and the unique data that keeps it small."""
         lines = [f"{format_quantity(self.unique_tokens)} unique tokens: {self.epochs:.3g} epochs of "
                  f"{format_quantity(self.tokens)} tokens; loss {self.loss_repeated:.4f} nats/token vs "
-                 f"{self.loss_fresh:.4f} with fresh data ({self.penalty:+.2%}{self._teacher_part()}; "
+                 f"{self.loss_fresh:.4f} with fresh data ({self.penalty:+.2%}{self._teacher_part(format_quantity)}; "
                  f"R_D* = {self.repetition.R_D_star:.3g}"
                  + (f", R_N* = {self.repetition.R_N_star:.3g}" if self.repetition.R_N_star else "")
                  + f", {self.repetition.source or 'given'})"]
@@ -321,12 +321,33 @@ class RepetitionAssessment:
                      f"{self.max_penalty:.1%}")
         return lines
 
-    def _teacher_part(self) -> str:
+    def _teacher_part(self, format_quantity) -> str:
         if self.teacher is None:
             return ""
         own = (1.0 + self.penalty) / (1.0 + self.through_teacher) - 1.0
-        return (f": {self.through_teacher:+.2%} through its teacher, pre-trained on the same corpus "
+        pool = ("the same corpus" if self.teacher.unique_tokens == self.unique_tokens
+                else f"{format_quantity(self.teacher.unique_tokens)} unique tokens")
+        return (f": {self.through_teacher:+.2%} through its teacher, trained on {pool} "
                 f"({self.teacher.epochs:.3g} epochs, {self.teacher.penalty:+.2%}), {own:+.2%} of its own")
+
+
+def pooled_loss(law, N, D, U, repetition: Repetition | None = None) -> float:
+    """The loss (nats/token) of a model trained without a teacher, N parameters on D tokens drawn from
+    a pool of U unique tokens, under `repetition` (default: the law's own, else Muennighoff et al.'s):
+    the law's loss with fresh data times `repetition_ratio` (exactly the fresh loss at U >= D). The one
+    computation behind `predict supervised --unique-tokens` and a teacher trained on a pool (`plan`,
+    `predict distillation`, `teacher` with --teacher-unique-tokens)."""
+    _check_unique(U)
+    repetition = repetition or getattr(law, "repetition", None) or PUBLISHED
+    return float(law.predict(N, D)) * float(repetition_ratio(law, repetition, N, D, U))
+
+
+def pooled_prediction(law, prediction, N: float, D: float, U: float, repetition: Repetition | None = None):
+    """`prediction` (the law's own at (N, D), fresh data) for a model trained without a teacher on D
+    tokens from U unique ones: `repeated_prediction`'s interval around `pooled_loss`'s value."""
+    repetition = repetition or getattr(law, "repetition", None) or PUBLISHED
+    return replace(repeated_prediction(law, prediction, N, D, U, repetition),
+                   value=pooled_loss(law, N, D, U, repetition))
 
 
 def repeated_prediction(law, prediction, N, D, U, repetition: Repetition | None = None):

@@ -34,12 +34,14 @@ def factors(recipes: dict) -> dict[str, float]:
             if recipe.adaptation is not None and recipe.adaptation.loss_penalty is not None}
 
 
-def with_teacher_loss(plan: DistillationPlan, laws: LawSet, factor: float) -> DistillationPlan:
-    """The plan with its teacher's loss times `factor` (a penalty of the teacher's own training) and
-    the student's loss and interval moved by the distillation law's ratio at the new teacher loss."""
+def with_teacher_loss(plan: DistillationPlan, laws: LawSet, factor: float,
+                      loss: float | None = None) -> DistillationPlan:
+    """The plan with its teacher's loss times `factor` (a penalty of the teacher's own training; `loss`:
+    that loss itself, as computed where the factor came from) and the student's loss and interval
+    moved by the distillation law's ratio at the new teacher loss."""
     if factor == 1.0 or laws.distillation is None:
         return plan
-    teacher = plan.teacher_loss * factor
+    teacher = plan.teacher_loss * factor if loss is None else loss
     ratio = float(laws.distillation.predict(plan.student_params, plan.student_tokens, teacher)
                   / laws.distillation.predict(plan.student_params, plan.student_tokens, plan.teacher_loss))
     return replace(plan, teacher_loss=teacher, teacher_interval=_scaled(plan.teacher_interval, factor),

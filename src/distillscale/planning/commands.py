@@ -62,6 +62,7 @@ def _print_plan(result, settings: PlanSettings) -> None:
     holds, a class of them in one line unless --explain or --json)."""
     from distillscale.planning.brief import brief_renderables, can_brief
     from distillscale.planning.render import plan_renderables
+    from distillscale.planning.repetition import pools_line
     from distillscale.planning.warnings import warning_lines
 
     # only where the correction moved the plan's numbers (`planning.correction`)
@@ -76,6 +77,9 @@ def _print_plan(result, settings: PlanSettings) -> None:
             console.print(line, highlight=False)
         if note is not None:
             console.print(note, soft_wrap=True, highlight=False)
+        pools = pools_line(result, full=not brief)   # which pool each model reads, how many times
+        if pools is not None:
+            console.print(pools, highlight=False)
         if not brief:
             _print_repetition(result)
     for message in warning_lines(result.warnings, settings.explain or settings.as_json):  # --json: each, as its list
@@ -174,6 +178,10 @@ class TeacherRankingSettings(CommandSettings):
                  "and reused), a served teacher's URL (`distillscale serve-teacher`: N and FLOPs as it states "
                  "them, L_T measured through it), or a CSV/JSONL of teachers (teacher_loss, or teacher_params "
                  "and teacher_tokens; optional name); default: a ladder of sizes")
+    teacher_unique_tokens: Annotated[float | None, quantity("--teacher-unique-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="the unique tokens a teacher given by its size and tokens (the default ladder, a table's row "
+                   "without a loss) was trained on: its loss is `predict supervised --unique-tokens`'s; measured "
+                   "teachers keep theirs")
     law: str = option("busbridge2025", help=LAW_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write the U-curve (.png or .svg)")
@@ -194,19 +202,20 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     and where the capacity gap begins (L_T / Ltilde_S = d1)."""
     from distillscale.planning import plots
     from distillscale.planning.render import teacher_renderables
-    from distillscale.planning.teacher_plan import rank_teachers_for
+    from distillscale.planning.teacher_plan import pools_line, rank_teachers_for
     from distillscale.planning.warnings import warning_lines
 
     _check_figure(s.plot, s.overwrite, s.law)
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
                                 compute=s.compute, candidates=list(s.candidates or []) or None,
-                                progress=progress_printer("teacher"))
+                                teacher_unique_tokens=s.teacher_unique_tokens, progress=progress_printer("teacher"))
     if s.plot is not None:
         plots.save_figure(plots.plot_teacher_u_curve(ranking), s.plot)
     if s.as_json:
         print_json({"law": ranking.law, **ranking.to_dict()})
-    for item in [] if s.as_json else teacher_renderables(ranking.law, ranking):
-        console.print(item)
+    for item in [] if s.as_json else [*teacher_renderables(ranking.law, ranking), pools_line(ranking)]:
+        if item is not None:
+            console.print(item, highlight=False)
     for message in warning_lines(ranking.warnings, s.as_json, "--json lists each"):  # after the answer, as `plan`
         warn(message)
 

@@ -194,6 +194,10 @@ class PlanSettings(CommandSettings):
     unique_tokens: Annotated[float | None, quantity("--unique-tokens", kind=Quantity.TOKENS)] = option(
         None, help="unique tokens available, e.g. 5B: the plan's epochs, the loss penalty of repeating "
                    "them (Muennighoff et al. 2023) and the unique data that avoids it")
+    teacher_unique_tokens: Annotated[float | None, quantity("--teacher-unique-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="with --unique-tokens: the unique tokens a teacher trained for the plan (a scenario's, or one given "
+                   "by --teacher-params and --teacher-tokens) reads, when not the student's pool (default); a measured "
+                   "teacher (--teacher-loss, --teacher-model) keeps its measured loss")
     max_penalty: float = option(DEFAULT_MAX_PENALTY, help="with --unique-tokens: the largest acceptable loss penalty "
                                            "from repetition (fraction)")
     on_policy: bool = option(
@@ -295,6 +299,8 @@ class PlanSettings(CommandSettings):
         if self.max_penalty != DEFAULT_MAX_PENALTY and self.unique_tokens is None:
             raise ParameterError(("max_penalty", "unique_tokens"), "{} needs {} (the corpus whose repetition "
                                  "it bounds): give both or neither")
+        if self.teacher_unique_tokens is not None:
+            self._teacher_pool_combinations()
         if self.teacher_compute is not None and not self.teacher_remote:
             raise ParameterError(("teacher_compute", "teacher_remote"), "{} is a remote teacher's own "
                                  "budget: add {} (otherwise the teacher shares the student's budget)")
@@ -322,6 +328,18 @@ class PlanSettings(CommandSettings):
             raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
                                  "teacher-inference cost: leave out {} or set {} to teacher-inference")
         return self
+
+    def _teacher_pool_combinations(self) -> None:
+        """--teacher-unique-tokens: a teacher trained on a pool beside the student's, its loss from the law."""
+        if self.unique_tokens is None:
+            raise ParameterError(("teacher_unique_tokens", "unique_tokens"), "{} is the teacher's pool beside the "
+                                 "student's: give {} too (the student's unique tokens; at least its tokens for a "
+                                 "student that reads fresh data)")
+        measured = [name for name in ("teacher_loss", "teacher_mixture", "teacher_model")
+                    if getattr(self, name) is not None]
+        if measured:
+            raise ParameterError(("teacher_unique_tokens", measured[0]), "{} is the pool of a teacher whose loss the "
+                                 "law predicts; a teacher given by {} keeps its measured loss: leave one out")
 
     def _family_combinations(self) -> "PlanSettings":
         """A family of students: an existing teacher, each student smaller than it, shares and cache options

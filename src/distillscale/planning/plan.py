@@ -34,7 +34,8 @@ from distillscale.planning.options import ExistingTeacher, PlanSettings, positiv
 from distillscale.planning.region import planner_bounds, student_region
 from distillscale.planning.plans import (ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
                                         SupervisedOnlyPlan)
-from distillscale.planning.repetition import is_distilled, model_penalty, repetition_check, with_repetition
+from distillscale.planning.repetition import (given_teacher_loss, is_distilled, model_penalty, repetition_check,
+                                              with_repetition)
 from distillscale.planning.warnings import (corpus_size_warnings, loss_units_notes, mode_warnings, plan_warnings, student_model_notes,
                                            vocabulary_notes)
 from distillscale.urls import is_url, redacted_url
@@ -361,8 +362,7 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, settings: PlanS
 
     on_policy = (settings.on_policy_settings() or OnPolicy()).checked()
     teacher = settings.teacher.checked(laws)
-    teacher_loss = (teacher.loss if teacher.loss is not None
-                    else float(laws.require_supervised().predict(teacher.params, teacher.tokens)))
+    teacher_loss = given_teacher_loss(laws, teacher, settings)   # on its pool, when it reads one
     modes = compare_modes(planner, settings.student_params, settings.compute, teacher.params, teacher_loss,
                           on_policy, logit_cache=settings.logit_cache,
                           teacher_remote=settings.teacher_remote, teacher_compute=settings.teacher_compute,

@@ -31,8 +31,9 @@ from distillscale.planning.options import PlanSettings
 from distillscale.planning.recipes import RunRecipe
 from distillscale.planning.render import plan_text
 from distillscale.planning.run_sheet import run_sheet
-from distillscale.planning.repetition import (BASELINE_RUN, PRETRAIN_INSTEAD, TEACHER_RUN, repeated_distillation,
-                                              repeated_supervised, repeated_sweep, repetition_check)
+from distillscale.planning.repetition import (BASELINE_RUN, PRETRAIN_INSTEAD, TEACHER_RUN, DataPool, data_pools,
+                                              repeated_distillation, repeated_supervised, repeated_sweep,
+                                              repetition_check)
 from distillscale.planning.results import CANNOT_TELL, interval_or_none
 from distillscale.planning.served_teacher import ServedTeacher
 from distillscale.planning.teacher_model import TeacherModel
@@ -131,6 +132,10 @@ class Plan:
         """Each model's repetition check under the plan's `unique_tokens` (`planning.repetition`)."""
         return repetition_check(self, self.settings.unique_tokens, self.settings.max_penalty)
 
+    def pools(self) -> list[DataPool]:
+        """With `unique_tokens`: which pool each model reads and how many times (`planning.repetition`)."""
+        return data_pools(self)
+
     def scenario_plans(self) -> dict[str, DistillationPlan]:
         """Each scenario's distillation plan with fresh data (a sweep's best student), by scenario name."""
         return {}
@@ -169,6 +174,7 @@ class Plan:
             record["teacher_model"] = self.teacher_model.to_dict()
         if self.repetition:
             record["repetition"] = {name: check.to_dict() for name, check in self.repetition.items()}
+            record["pools"] = [pool.to_dict() for pool in self.pools()]
         if self.recipes:
             record["recipes"] = {name: recipe.to_dict() for name, recipe in self.recipes.items()}
             record["run_sheet"] = [row.to_dict() for row in run_sheet(self)]   # the text's run sheet, row by row

@@ -12,11 +12,11 @@ the verdict and what the plan prints (`Plan.repetition` keeps each model's check
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (PUBLISHED, Repetition, RepetitionAssessment, assess, distilled_repetition,
-                                          fewest_unique, repetition_penalty)
+                                          fewest_unique, pooled_loss, repetition_penalty)
 from distillscale.planning.batch_penalty import with_teacher_loss
 from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
 
@@ -86,23 +86,36 @@ def assess_model(laws: LawSet, N: float, D: float, U: float, max_penalty: float,
     return replace(check, penalty=penalty, loss_fresh=loss_fresh, loss_repeated=loss_fresh * (1.0 + penalty))
 
 
+def teacher_check(laws: LawSet, N: float, D: float, U: float, max_penalty: float) -> RepetitionAssessment:
+    """A teacher trained for the plan (a scenario pre-trains it, or it is given by its size and tokens)
+    on a pool of U unique tokens: its check as a model trained alone, its repeated loss the one
+    `predict supervised --unique-tokens` gives for its run (`laws.repetition.pooled_loss`)."""
+    law = laws.require_supervised()
+    check = assess_model(laws, N, D, U, max_penalty, distilled=False, loss_fresh=float(law.predict(N, D)))
+    loss = pooled_loss(law, N, D, U, check.repetition)
+    return replace(check, loss_repeated=loss, penalty=loss / check.loss_fresh - 1.0)
+
+
 def with_teacher_check(laws: LawSet, plan: DistillationPlan, student: RepetitionAssessment,
-                       teacher: RepetitionAssessment) -> RepetitionAssessment:
-    """The check of a distilled student (`student`, of `plan` with fresh data) whose teacher the
-    scenario pre-trains on the same corpus (`teacher`, its check): the teacher's penalty raises its
-    loss, which moves the student's as the distillation law says (`with_teacher_loss`), and the
-    student's own penalty comes on top. Its penalty, repeated loss and the unique tokens that keep it
-    within `max_penalty` are the student's whole, the ones the plan's table, verdict and warnings show."""
+                       teacher: RepetitionAssessment, shared: bool = True) -> RepetitionAssessment:
+    """The check of a distilled student (`student`, of `plan` with fresh data) whose teacher is trained
+    for the plan on a pool (`teacher`, its check): the teacher's penalty raises its loss, which moves
+    the student's as the distillation law says (`with_teacher_loss`), and the student's own penalty
+    comes on top. Its penalty, repeated loss and the unique tokens that keep it within `max_penalty`
+    are the student's whole, the ones the plan's table, verdict and warnings show; `shared`: the
+    teacher reads the student's pool (the unique tokens needed are then both's), else its own (held)."""
     law, own, alone = laws.require_supervised(), model_repetition(laws, True), model_repetition(laws, False)
 
     def whole(U) -> float:
-        factor = 1.0 + max(0.0, float(repetition_penalty(law, alone, teacher.params, teacher.tokens, U)))
+        pool = U if shared else teacher.unique_tokens
+        factor = 1.0 + max(0.0, float(repetition_penalty(law, alone, teacher.params, teacher.tokens, pool)))
         through = with_teacher_loss(plan, laws, factor).student_loss / plan.student_loss
         return through * (1.0 + max(0.0, float(repetition_penalty(law, own, student.params, student.tokens, U)))) - 1.0
 
     through = with_teacher_loss(plan, laws, 1.0 + teacher.penalty).student_loss / plan.student_loss - 1.0
     penalty = (1.0 + through) * (1.0 + student.penalty) - 1.0
-    needed = fewest_unique(whole, max(student.tokens, teacher.tokens), student.max_penalty)
+    needed = fewest_unique(whole, max(student.tokens, teacher.tokens) if shared else student.tokens,
+                           student.max_penalty)
     return replace(student, penalty=penalty, loss_repeated=student.loss_fresh * (1.0 + penalty),
                    unique_tokens_needed=needed, teacher=teacher, through_teacher=through)
 
@@ -127,7 +140,7 @@ def repeated_distillation(plan: DistillationPlan, student: RepetitionAssessment,
     teacher's loss carries its penalty, and the student's is its check's whole."""
     fresh = plan
     if student.teacher is not None and laws is not None:
-        plan = with_teacher_loss(plan, laws, 1.0 + student.teacher.penalty)
+        plan = with_teacher_loss(plan, laws, 1.0 + student.teacher.penalty, student.teacher.loss_repeated)
     factor = 1.0 + student.penalty
     return replace(plan, student_loss=fresh.student_loss * factor,
                    student_interval=_scaled(fresh.student_interval, factor),
@@ -149,29 +162,62 @@ def _scaled(interval, factor: float):
     return None if interval is None else interval.scaled(factor)
 
 
-def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01) -> dict[str, RepetitionAssessment]:
+def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01,
+                     teacher_unique_tokens: float | None = None) -> dict[str, RepetitionAssessment]:
     """With only `unique_tokens` of data: for each run a plan trains (`Plan.runs()`, by name: each
     scenario's student, "<scenario> (pretrain instead)" for the model without a teacher, "<scenario>
-    teacher" for a teacher the scenario pre-trains on the same corpus, "supervised" for a supervised
-    plan) its epochs, the loss penalty of repeating the data, and the unique data that keeps the
-    penalty within `max_penalty` (`assess_model`), from the plan's own losses with fresh data
-    (`Plan.model_losses()`; a teacher's, the supervised law's at its size and tokens); a student
-    whose teacher is pre-trained on the corpus carries its teacher's penalty (`with_teacher_check`)."""
+    teacher" for a teacher the scenario pre-trains, "supervised" for a supervised plan) its epochs, the
+    loss penalty of repeating the data, and the unique data that keeps the penalty within
+    `max_penalty` (`assess_model`), from the plan's own losses with fresh data (`Plan.model_losses()`;
+    a teacher's, the supervised law's at its size and tokens). A teacher trained for the plan (one a
+    scenario pre-trains, or one given by its size and tokens: "<scenario> teacher" too, not a run of
+    the plan) reads `teacher_unique_tokens` (default: the plan's settings', else the student's pool),
+    and its student carries its penalty (`with_teacher_check`); a measured teacher keeps its loss."""
     from distillscale.errors import ParameterError
 
     if getattr(result, "laws", None) is None:
         raise ParameterError("result", "{} must be a plan made by `plan` or `plan_supervised` (it carries "
                              "its law)")
+    if teacher_unique_tokens is None:
+        teacher_unique_tokens = getattr(result.settings, "teacher_unique_tokens", None)
+    teacher_pool = unique_tokens if teacher_unique_tokens is None else teacher_unique_tokens
     losses = result.model_losses()
     law = result.laws.require_supervised()
-    checks = {name: assess_model(result.laws, N, D, unique_tokens, max_penalty,
-                                 loss_fresh=losses[name] if name in losses else float(law.predict(N, D)),
-                                 distilled=is_distilled(name))
+    checks = {name: teacher_check(result.laws, N, D, teacher_pool, max_penalty) if name.endswith(TEACHER_RUN.format(""))
+              else assess_model(result.laws, N, D, unique_tokens, max_penalty,
+                                loss_fresh=losses[name] if name in losses else float(law.predict(N, D)),
+                                distilled=is_distilled(name))
               for name, (N, D) in result.runs().items()}
-    for name, plan in result.scenario_plans().items():  # a student whose teacher repeats the corpus too
-        if TEACHER_RUN.format(name) in checks:
-            checks[name] = with_teacher_check(result.laws, plan, checks[name], checks[TEACHER_RUN.format(name)])
+    given = result.settings.teacher   # an existing teacher given by its size and tokens, trained on a pool too
+    given = given is not None and given.tokens is not None and given.loss is None and given.mixture is None
+    for name, plan in result.scenario_plans().items():
+        teacher = TEACHER_RUN.format(name)
+        if teacher not in checks and given and plan.teacher_params and plan.teacher_tokens:
+            checks[teacher] = teacher_check(result.laws, plan.teacher_params, plan.teacher_tokens, teacher_pool,
+                                            max_penalty)
+        if teacher in checks:  # a student whose teacher repeats a pool too
+            checks[name] = with_teacher_check(result.laws, plan, checks[name], checks[teacher],
+                                              shared=teacher_unique_tokens is None)
     return checks
+
+
+def teacher_pool(settings) -> float | None:
+    """The unique tokens a teacher trained for the plan reads: --teacher-unique-tokens, else the
+    student's pool (None: fresh data)."""
+    own = getattr(settings, "teacher_unique_tokens", None)
+    return settings.unique_tokens if own is None else own
+
+
+def given_teacher_loss(laws: LawSet, teacher, settings) -> float:
+    """An existing teacher's loss: measured (`teacher.loss`), kept as given; else the supervised law's at
+    its size and tokens, on its pool (`teacher_pool`) when the plan has one (`laws.repetition.pooled_loss`,
+    what `predict supervised --unique-tokens` gives for its run)."""
+    if teacher.loss is not None:
+        return teacher.loss
+    law, pool = laws.require_supervised(), teacher_pool(settings)
+    if pool is None:
+        return float(law.predict(teacher.params, teacher.tokens))
+    return teacher_check(laws, teacher.params, teacher.tokens, pool, settings.max_penalty).loss_repeated
 
 
 def with_repetition(result):
@@ -183,7 +229,78 @@ def with_repetition(result):
     if not result.repeats_data:   # a limited corpus, or a family's capped cache its students re-read
         return result
     checks = result.repetition_checks()
+    teacher = result.settings.teacher
+    if result.kind == "modes" and teacher is not None and teacher.loss is None:   # its loss is on its pool already
+        checks = {**checks, "teacher": teacher_check(result.laws, teacher.params, teacher.tokens,
+                                                     teacher_pool(result.settings), result.settings.max_penalty)}
     warnings = [message for name, check in checks.items() for message in extrapolation_warnings(
         result.laws, {}, {f"the {name} model's tokens as fresh data (D' after repetition)": check.effective_tokens})]
     warnings += [RepeatedData(name, check) for name, check in checks.items() if check.epochs > 1 and not check.within]
     return replace(result._repeated(checks), repetition=checks, warnings=list(dict.fromkeys(result.warnings + warnings)))
+
+
+@dataclass(frozen=True)
+class DataPool:
+    """Which pool of unique tokens one model of a plan reads and how many times: a run's (or a teacher
+    trained for the plan) from its repetition check; a measured teacher's loss is kept as measured
+    (`measured`: no pool, no epochs). `role`: student (distilled), alone (trained without a teacher)
+    or teacher."""
+
+    model: str
+    role: str
+    unique_tokens: float | None
+    tokens: float | None
+    epochs: float | None
+    measured: bool = False
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "role": self.role, "unique_tokens": self.unique_tokens, "tokens": self.tokens,
+                "epochs": self.epochs, "measured": self.measured}
+
+
+MEASURED_TEACHER = "teacher"
+
+
+def role(name: str) -> str:
+    """A plan's model (by name) as a role: teacher, alone (no teacher) or student (distilled)."""
+    if name == MEASURED_TEACHER or name.endswith(TEACHER_RUN.format("")):
+        return "teacher"
+    return "student" if is_distilled(name) else "alone"
+
+
+def data_pools(result) -> list[DataPool]:
+    """Each model of a plan with a pool (`unique_tokens`): the pool it reads and its epochs, in the
+    plan's order; a measured teacher (--teacher-loss, --teacher-model, a mixture) last, as measured.
+    Empty on fresh data."""
+    if result.settings.unique_tokens is None:
+        return []
+    pools = [DataPool(name, role(name), check.unique_tokens, check.tokens, check.epochs)
+             for name, check in result.repetition.items()]
+    settings = result.settings
+    if settings.teacher_model is not None or (settings.teacher is not None and settings.teacher.loss is not None):
+        pools.append(DataPool(MEASURED_TEACHER, "teacher", None, None, None, measured=True))
+    return pools
+
+
+ROLE_WORDS = {"student": "by the student", "alone": "trained alone", "teacher": "by the teacher"}
+
+
+def pools_line(result, full: bool = False) -> str | None:
+    """The plan's pools in one line: each pool's unique tokens, and how many times each role (`full`:
+    each model) reads it; None on fresh data."""
+    from distillscale.units import format_quantity
+
+    pools = data_pools(result)
+    if not pools:
+        return None
+    groups: dict[float, dict[str, list[float]]] = {}
+    for pool in (p for p in pools if not p.measured):
+        groups.setdefault(pool.unique_tokens, {}).setdefault(pool.model if full else pool.role, []).append(pool.epochs)
+    parts = []
+    for unique, readers in groups.items():
+        said = [f"{name} {e[0]:.3g}x" if full else f"{min(e):.3g}x" + (f"-{max(e):.3g}x" if max(e) > min(e) else "")
+                + " " + ROLE_WORDS[name] + ("s" * (name != "alone" and len(e) > 1)) for name, e in readers.items()]
+        parts.append(f"{format_quantity(unique)} unique tokens read " + ("by " if full else "") + ", ".join(said))
+    if any(pool.measured for pool in pools):
+        parts.append("the teacher's loss as measured (its own data)")
+    return "Data: " + "; ".join(parts)

@@ -16,6 +16,7 @@ from scipy import stats
 from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.difference import SAME_LAW, LossDifference, compare, decide, used_interval
+from distillscale.laws.repetition import pooled_loss
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.units import Quantity, parse_quantity
@@ -30,14 +31,23 @@ class TeacherCandidate:
     params: float | None = None
     tokens: float | None = None
     flops_per_token: float | None = None   # its forward FLOPs per token: what its logits cost in a budget
+    unique_tokens: float | None = None     # the pool its tokens were drawn from (its loss then after repeating)
+
+    @property
+    def epochs(self) -> float | None:
+        """How many times it read its pool (None: fresh data, or a measured loss)."""
+        return None if self.unique_tokens is None or self.tokens is None else self.tokens / self.unique_tokens
 
     @classmethod
     @checked
-    def from_size(cls, name: str, params: float, tokens: float,
-                  planner: DistillationPlanner) -> "TeacherCandidate":
-        """A teacher of `params` parameters trained on `tokens` tokens, its loss from the law."""
-        return cls(name, float(planner.supervised_law.predict(params, tokens)), params, tokens,
-                   float(planner.flops(params)))
+    def from_size(cls, name: str, params: float, tokens: float, planner: DistillationPlanner,
+                  unique_tokens: float | None = None) -> "TeacherCandidate":
+        """A teacher of `params` parameters trained on `tokens` tokens, its loss from the law; with
+        `unique_tokens`, drawn from that pool: the loss `predict supervised --unique-tokens` gives."""
+        law = planner.supervised_law
+        loss = float(law.predict(params, tokens)) if unique_tokens is None else pooled_loss(law, params, tokens,
+                                                                                            unique_tokens)
+        return cls(name, loss, params, tokens, float(planner.flops(params)), unique_tokens)
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,8 @@ class TeacherRanking:
                             **({} if self.optimal_each is None else
                                {"optimal_teacher_loss_at_its_tokens": float(self.optimal_each[i])}),
                             "teacher_flops_per_token": c.flops_per_token,
+                            **({} if c.unique_tokens is None else
+                               {"teacher_unique_tokens": c.unique_tokens, "teacher_epochs": c.epochs}),
                             "student_tokens": float(self.student_tokens if self.tokens_each is None
                                                     else self.tokens_each[i]),
                             **({"interval": [float(self.intervals.low[i]), float(self.intervals.high[i])],
@@ -170,9 +182,10 @@ class TeacherRanking:
 COLUMN_KINDS = {"teacher_loss": None, "teacher_params": Quantity.PARAMS, "teacher_tokens": Quantity.TOKENS}
 
 
-def read_candidates(path, planner: DistillationPlanner) -> list[TeacherCandidate]:
+def read_candidates(path, planner: DistillationPlanner, unique_tokens: float | None = None) -> list[TeacherCandidate]:
     """Candidate teachers from a CSV/JSONL file: each row has `teacher_loss`, or `teacher_params`
-    with `teacher_tokens` (the loss is then predicted); `name` is optional."""
+    with `teacher_tokens` (the loss is then predicted, on the pool `unique_tokens` when given); `name`
+    is optional."""
     from distillscale.tables import read_table
 
     table = read_table(path)
@@ -194,7 +207,7 @@ def read_candidates(path, planner: DistillationPlanner) -> list[TeacherCandidate
             candidates.append(TeacherCandidate(name, loss, params, tokens,
                                                None if params is None else float(planner.flops(params))))
         elif params is not None and tokens is not None:
-            candidates.append(TeacherCandidate.from_size(name, params, tokens, planner))
+            candidates.append(TeacherCandidate.from_size(name, params, tokens, planner, unique_tokens))
         else:
             raise UserError(f"line {line} of {path} has no teacher_loss and not both "
                             "teacher_params and teacher_tokens: fill one in")
@@ -203,11 +216,12 @@ def read_candidates(path, planner: DistillationPlanner) -> list[TeacherCandidate
 
 def teacher_ladder(planner: DistillationPlanner, student_params: float,
                    multiples: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128),
-                   tokens_per_param: float = 20.0) -> list[TeacherCandidate]:
+                   tokens_per_param: float = 20.0, unique_tokens: float | None = None) -> list[TeacherCandidate]:
     """Teachers 1x..128x the student's size, each trained on `tokens_per_param` tokens per
-    parameter (Busbridge's fixed-M teachers, Chinchilla's 20 by default)."""
+    parameter (Busbridge's fixed-M teachers, Chinchilla's 20 by default), drawn from a pool of
+    `unique_tokens` when given."""
     return [TeacherCandidate.from_size(f"{m:g}x N_S", m * student_params,
-                                       tokens_per_param * m * student_params, planner)
+                                       tokens_per_param * m * student_params, planner, unique_tokens)
             for m in multiples]
 
 

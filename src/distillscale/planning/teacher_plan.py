@@ -24,14 +24,17 @@ if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first ranking, keep
 
 def rank_teachers_for(law, *, student_params: float, student_tokens: float | None = None,
                       candidates: str | Path | list[TeacherCandidate | str | Path] | None = None,
-                      compute: float | None = None, progress=lambda message: None) -> TeacherRanking:
+                      compute: float | None = None, teacher_unique_tokens: float | None = None,
+                      progress=lambda message: None) -> TeacherRanking:
     """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
     (TeacherCandidates; model directories, each counted from its config and its loss measured on the
     law's text in the law's tokenizer as `plan --teacher-model` measures it; CSV/JSONL files with
     teacher_loss, or teacher_params and teacher_tokens; mixed as given; default a ladder of 1x..128x
     the student's size), the optimal teacher loss L_T* and the capacity gap; at `student_tokens`, or
-    at a `compute` budget that pays each teacher's logits (`rank_teachers`). `progress(message)` is
-    told before a model is measured."""
+    at a `compute` budget that pays each teacher's logits (`rank_teachers`). With
+    `teacher_unique_tokens`, a teacher given by its size and tokens (the ladder, a table's row without
+    a loss) was trained on that pool: its loss is `predict supervised --unique-tokens`'s; a measured
+    teacher keeps its loss. `progress(message)` is told before a model is measured."""
     from distillscale.planning.teacher import rank_teachers, teacher_ladder
 
     laws, _ = _load(law)
@@ -43,13 +46,14 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
         compute = positive("compute", compute, Quantity.FLOPS)
     else:
         student_tokens = positive("student_tokens", student_tokens, Quantity.TOKENS)
+    pool = positive("teacher_unique_tokens", teacher_unique_tokens, Quantity.TOKENS)
     planner = planner_for(laws)
     notes: list[str] = []
     if candidates is None:
-        candidates = teacher_ladder(planner, student_params)
+        candidates = teacher_ladder(planner, student_params, unique_tokens=pool)
     else:
         candidates, notes = _teacher_candidates(candidates if isinstance(candidates, list) else [candidates], laws,
-                                                planner, progress)
+                                                planner, progress, pool)
     ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute)
     return replace(ranking, law=laws.name, warnings=list(dict.fromkeys(notes + ranking_warnings(laws, ranking))))
 
@@ -69,7 +73,8 @@ def ranking_warnings(laws: LawSet, ranking: TeacherRanking) -> list[str]:
     return list(dict.fromkeys(messages))
 
 
-def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> tuple[list[TeacherCandidate], list[str]]:
+def _teacher_candidates(items: list, laws: LawSet, planner, progress,
+                        pool: float | None = None) -> tuple[list[TeacherCandidate], list[str]]:
     """(the candidates, what was said of them): a TeacherCandidate as it is, a model directory measured
     (`teacher_model`), a server's URL measured through it (`served_teacher`), a table file read
     (`read_candidates`); each loss checked as `plan` checks a teacher's (`LawSet.check_teacher_loss`), a
@@ -92,7 +97,7 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> tuple[l
         else:
             with _read_once(Path(item)) as table:   # a pipe (`<(cat c.csv)`) is read once, then from a copy
                 _refuse_json_document(table, shown=item)
-                for candidate in read_candidates(table, planner):
+                for candidate in read_candidates(table, planner, pool):
                     if candidate.tokens is None:  # a loss the table gives, not one the law predicts
                         laws.check_teacher_loss(candidate.loss, flag=f"the teacher_loss of {candidate.name} in {item}:")
                     out.append(candidate)
@@ -160,3 +165,14 @@ def _refuse_json_document(path: Path, shown: object = None) -> None:
     raise UserError(f"--candidates {shown or path} is a JSON document, not a table of candidate teachers: give a CSV with a "
                     "header row or a JSONL file with one JSON object per line (teacher_loss, or teacher_params and "
                     "teacher_tokens; an optional name)")
+
+
+def pools_line(ranking: TeacherRanking) -> str | None:
+    """Which pool each teacher given by its size read and how many times, in one line (None: none did)."""
+    pooled = [c for c in ranking.candidates if c.unique_tokens is not None]
+    if not pooled:
+        return None
+    measured = len(ranking.candidates) - len(pooled)
+    return (f"Data: the teachers given by size read {format_quantity(pooled[0].unique_tokens)} unique tokens: "
+            + ", ".join(f"{c.name} {c.epochs:.3g}x" for c in pooled)
+            + ("" if not measured else f"; {measured} measured keep their loss (their own data)"))
