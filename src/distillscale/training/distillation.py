@@ -45,7 +45,7 @@ from distillscale.training.mixture import (
     served_mixture_record,
     served_mixture_top_k,
 )
-from distillscale.training.losses import LossOutput, distillation_loss
+from distillscale.training.losses import LossOutput, distillation_loss, teacher_log_probs
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.on_policy import (
     OnPolicyObjective,
@@ -456,8 +456,8 @@ def _check_live_top_k(teacher: Teacher, tokens, config: DistillConfig, group: Di
     device = next(teacher.parameters()).device
     masses = []
     for inputs, _ in iter_eval_batches(tokens, config.seq_len, config.batch_size, CHECK_TOKENS):
-        logits = teacher.head(teacher.hidden_states(inputs.to(device)).flatten(0, 1)).float()
-        masses.append(logits.log_softmax(-1).topk(config.top_k, dim=-1).values.cpu())
+        logits = teacher.head(teacher.hidden_states(inputs.to(device)).flatten(0, 1))
+        masses.append(teacher_log_probs(logits, overwrite=True).topk(config.top_k, dim=-1).values.cpu())
     return check_top_k_mass(torch.cat(masses), config.top_k, "in-process", "known", TAIL_KNOWN,
                             config.top_k_tail, report=group.is_main)
 

@@ -31,6 +31,9 @@ top k (at micro scale a top-20 student ended at 9.07 nats/token, above a uniform
   log-masses are clamped below at LOG_TAIL_FLOOR, so that an empty tail (k = V) and rounding give
   finite numbers. `training.top_k` holds the estimate used where the values carry no
   normalisation.
+- At temperature 1 a live teacher's targets are made as a server's are (`top_k_rows`: its normalised
+  log-probabilities' top k, most likely first, and P_T from them), so the same teacher in process and
+  behind `serve-teacher` trains the same student to the last bit, whatever the CPU's kernels.
 - At temperature tau != 1 a live teacher's tail is exact (softmax(z / tau) over the ids outside S);
   sparse rows (cache, server) hold log-probabilities at tau = 1, and their tail is softened as one
   category (log P_T / tau, then renormalised over the k + 1): an estimate.
@@ -174,6 +177,25 @@ def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, t
                     compile=compile)
 
 
+def teacher_log_probs(logits: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+    """The teacher's log-probabilities over the whole vocabulary from its logits [..., V] (float32 at
+    least): the one computation behind every top-k target made from logits (the live teacher's loss
+    and its top-k check, `serve-teacher`'s answers), so that a teacher in process and the same teacher
+    behind its server give the student the same numbers to the last bit, on any CPU's kernels.
+    `overwrite`: the logits' own buffer (float32 or wider) becomes the log-probabilities."""
+    logits = _at_least_float32(logits)
+    normaliser = logits.logsumexp(-1, keepdim=True)
+    return logits.sub_(normaliser) if overwrite else logits - normaliser
+
+
+def top_k_rows(logits: torch.Tensor, k: int, overwrite: bool = False) -> torch.Tensor:
+    """The sparse top-k rows [n, 2k + 1] (ids, log-probabilities, log tail mass) of teacher logits
+    [n, V], as a server's answer or a top-k cache gives them to `sparse_distillation_loss`: the k most
+    likely ids, most likely first, and the tail 1 - sum(top-k probabilities) (`tail_log_mass`)."""
+    values, ids = teacher_log_probs(logits, overwrite).topk(k, dim=-1)
+    return torch.cat([ids.to(values.dtype), values, tail_log_mass(values)], dim=-1)
+
+
 def tail_log_mass(log_probs: torch.Tensor) -> torch.Tensor:
     """log(1 - sum_k exp(log_probs)) [..., 1] of normalised top-k log-probabilities [..., k]: the
     log-mass of everything else, clamped to LOG_TAIL_FLOOR where the k hold (numerically) all of it."""
@@ -283,7 +305,14 @@ def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                   jsd_beta: float = 0.5, top_k_tail: bool = True) -> torch.Tensor:
     """Per-token divergence D(p_T, p_S) between softmax(logits / temperature), without the tau^2
     factor; logits [n, V] -> [n]. See the module docstring for the top-k semantics."""
+    if kind not in ("forward-kl", "reverse-kl", "jsd"):
+        raise ValueError(f"unknown KD divergence {kind!r}; use forward-kl, reverse-kl or jsd")
     student_log_probs = F.log_softmax(_soften(student_logits, temperature), dim=-1)
+    if top_k is not None and top_k < teacher_logits.shape[-1] and top_k_tail and temperature == 1.0:
+        # the teacher's top-k rows, as a server or a cache gives them (see the module docstring)
+        objective = _Objective(ce_weight=0.0, kd_weight=1.0, z_loss_weight=0.0, kd=kind, top_k=top_k,
+                               jsd_beta=jsd_beta, teacher_rows="top-k")
+        return objective.sparse_kd(student_log_probs, top_k_rows(teacher_logits, top_k), with_grad=False)[0]
     if top_k is not None and top_k < teacher_logits.shape[-1] and top_k_tail:
         teacher_all = F.log_softmax(_soften(teacher_logits, temperature), dim=-1)
         teacher_top, support = teacher_all.topk(top_k, dim=-1, sorted=False)
@@ -312,9 +341,7 @@ def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
         return _kl(teacher_log_probs, student_log_probs)
     if kind == "reverse-kl":
         return _kl(student_log_probs, teacher_log_probs)
-    if kind == "jsd":
-        return _jsd(teacher_log_probs, student_log_probs, jsd_beta)
-    raise ValueError(f"unknown KD divergence {kind!r}; use forward-kl, reverse-kl or jsd")
+    return _jsd(teacher_log_probs, student_log_probs, jsd_beta)
 
 
 def _log_mass_outside(log_probs: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
@@ -514,6 +541,8 @@ def _kd_value_and_grad(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     s = F.log_softmax(_soften(student_logits, tau), dim=-1)
     teacher_logits = _soften(teacher_logits, tau)
     if objective.top_k is not None and objective.top_k < teacher_logits.shape[-1] and objective.top_k_tail:
+        if tau == 1.0:  # the teacher's top-k rows, as a server or a cache gives them
+            return objective.sparse_kd(s, top_k_rows(teacher_logits, objective.top_k, overwrite=True), with_grad=True)
         t = teacher_logits.sub_(teacher_logits.logsumexp(-1, keepdim=True))  # log_softmax, in place
         top, support = t.topk(objective.top_k, dim=-1, sorted=False)
         log_tail = _log_mass_outside_(t, support, top)
