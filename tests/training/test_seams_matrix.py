@@ -523,7 +523,7 @@ def test_two_ranks_train_what_one_process_trains(cli, setup, served, tmp_path, c
 @pytest.mark.parametrize("student", ["pruned", "generic"])
 def test_one_teacher_through_each_path_trains_the_same_student(cli, setup, served, tmp_path, student):
     """The run teacher in process, behind its server, and as the weight-1 server of a served mixture:
-    the same top-k targets to the last bit (one computation, `losses.top_k_rows`, on the same shapes; the
+    the same top-k targets to the last bit (one computation, `training.top_k.top_k_rows`, on the same shapes; the
     server's float32 log-probabilities travel as JSON decimals that read back exactly), so the same
     student to the last bit on any CPU's kernels, and the same FLOPs and teacher loss. (The teacher's
     own loss and top-k mass are measured on other batch shapes in each path: within 1e-6.)"""

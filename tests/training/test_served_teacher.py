@@ -2,7 +2,7 @@
 OpenAI-compatible completions request as vLLM does, `distill --teacher-url` reads it with retries
 and timeouts, and a student distilled through the server matches one distilled from the same
 teacher in process with the same top-k: to the last bit, since both make the teacher's top-k rows by
-the same computation on the same shapes (`losses.top_k_rows`; the server's numbers travel as exact JSON
+the same computation on the same shapes (`training.top_k.top_k_rows`; the server's numbers travel as exact JSON
 decimals), so no CPU's kernels and no sampled token can tell the two paths apart."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from distillscale.errors import UserError
-from distillscale.training.losses import teacher_log_probs
+from distillscale.training.top_k import teacher_log_probs
 from distillscale.serve.teacher import TeacherService, make_teacher_server
 from distillscale.training.remote_teacher import TeacherClient
 

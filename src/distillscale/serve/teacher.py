@@ -36,7 +36,7 @@ from distillscale.data.tokenizer import load_tokenizer, tokenizer_hash, tokenize
 from distillscale.errors import UserError
 from distillscale.serve.http import JSONHandler, RequestError, listen
 from distillscale.training.kd_settings import chunk_tokens
-from distillscale.training.losses import teacher_log_probs
+from distillscale.training.top_k import teacher_log_probs
 from distillscale.training.remote_teacher import TOKEN_ID_PREFIX
 from distillscale.training.teachers import Teacher, find_teacher, load_teacher
 

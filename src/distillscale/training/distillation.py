@@ -45,7 +45,7 @@ from distillscale.training.mixture import (
     served_mixture_record,
     served_mixture_top_k,
 )
-from distillscale.training.losses import LossOutput, distillation_loss, teacher_log_probs
+from distillscale.training.losses import LossOutput, distillation_loss
 from distillscale.training.objective import ObjectiveRecord
 from distillscale.training.on_policy import (
     OnPolicyObjective,
@@ -76,7 +76,7 @@ from distillscale.training.teachers import (
     same_tokenizer,
     tokenizer_difference,
 )
-from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass
+from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass, teacher_log_probs
 
 
 class DistillationObjective:

@@ -31,9 +31,9 @@ top k (at micro scale a top-20 student ended at 9.07 nats/token, above a uniform
   log-masses are clamped below at LOG_TAIL_FLOOR, so that an empty tail (k = V) and rounding give
   finite numbers. `training.top_k` holds the estimate used where the values carry no
   normalisation.
-- At temperature 1 a live teacher's targets are made as a server's are (`top_k_rows`: its normalised
-  log-probabilities' top k, most likely first, and P_T from them), so the same teacher in process and
-  behind `serve-teacher` trains the same student to the last bit, whatever the CPU's kernels.
+- At temperature 1 a live teacher's targets are made as a server's are (`top_k.top_k_rows`: its
+  normalised log-probabilities' top k, most likely first, and P_T from them), so the same teacher in
+  process and behind `serve-teacher` trains the same student to the last bit, whatever the CPU.
 - At temperature tau != 1 a live teacher's tail is exact (softmax(z / tau) over the ids outside S);
   sparse rows (cache, server) hold log-probabilities at tau = 1, and their tail is softened as one
   category (log P_T / tau, then renormalised over the k + 1): an estimate.
@@ -70,12 +70,9 @@ import torch
 import torch.nn.functional as F
 
 from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.top_k import LOG_TAIL_FLOOR, tail_log_mass, top_k_rows
 
 IGNORE_INDEX = -100
-# Log-masses of the tail category are clamped here (e^-30 ~ 1e-13): k = V leaves an empty tail, and a
-# teacher's 1 - sum(top-k) rounds to 0 or below; reverse KL and JSD stay finite.
-LOG_TAIL_FLOOR = -30.0
-
 # Maps hidden states [n, d] to logits [n, V], e.g. `model.head`.
 Head = Callable[[torch.Tensor], torch.Tensor]
 
@@ -175,32 +172,6 @@ def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, t
     packed = torch.cat(columns, dim=-1)
     return _compute(objective, student_hidden, student_head, packed, _as_is, targets, config.chunk_size,
                     compile=compile)
-
-
-def teacher_log_probs(logits: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
-    """The teacher's log-probabilities over the whole vocabulary from its logits [..., V] (float32 at
-    least): the one computation behind every top-k target made from logits (the live teacher's loss
-    and its top-k check, `serve-teacher`'s answers), so that a teacher in process and the same teacher
-    behind its server give the student the same numbers to the last bit, on any CPU's kernels.
-    `overwrite`: the logits' own buffer (float32 or wider) becomes the log-probabilities."""
-    logits = _at_least_float32(logits)
-    normaliser = logits.logsumexp(-1, keepdim=True)
-    return logits.sub_(normaliser) if overwrite else logits - normaliser
-
-
-def top_k_rows(logits: torch.Tensor, k: int, overwrite: bool = False) -> torch.Tensor:
-    """The sparse top-k rows [n, 2k + 1] (ids, log-probabilities, log tail mass) of teacher logits
-    [n, V], as a server's answer or a top-k cache gives them to `sparse_distillation_loss`: the k most
-    likely ids, most likely first, and the tail 1 - sum(top-k probabilities) (`tail_log_mass`)."""
-    values, ids = teacher_log_probs(logits, overwrite).topk(k, dim=-1)
-    return torch.cat([ids.to(values.dtype), values, tail_log_mass(values)], dim=-1)
-
-
-def tail_log_mass(log_probs: torch.Tensor) -> torch.Tensor:
-    """log(1 - sum_k exp(log_probs)) [..., 1] of normalised top-k log-probabilities [..., k]: the
-    log-mass of everything else, clamped to LOG_TAIL_FLOOR where the k hold (numerically) all of it."""
-    covered = log_probs.logsumexp(-1, keepdim=True).clamp(max=-1e-30)
-    return torch.log(-torch.expm1(covered)).clamp(min=LOG_TAIL_FLOOR)
 
 
 def _as_is(rows: torch.Tensor) -> torch.Tensor:
@@ -542,7 +513,8 @@ def _kd_value_and_grad(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     teacher_logits = _soften(teacher_logits, tau)
     if objective.top_k is not None and objective.top_k < teacher_logits.shape[-1] and objective.top_k_tail:
         if tau == 1.0:  # the teacher's top-k rows, as a server or a cache gives them
-            return objective.sparse_kd(s, top_k_rows(teacher_logits, objective.top_k, overwrite=True), with_grad=True)
+            rows = top_k_rows(teacher_logits, objective.top_k, overwrite=True)
+            return objective.sparse_kd(s, rows, with_grad=True)
         t = teacher_logits.sub_(teacher_logits.logsumexp(-1, keepdim=True))  # log_softmax, in place
         top, support = t.topk(objective.top_k, dim=-1, sorted=False)
         log_tail = _log_mass_outside_(t, support, top)
