@@ -520,11 +520,14 @@ def test_two_ranks_train_what_one_process_trains(cli, setup, served, tmp_path, c
     assert ddp["val_loss"] == pytest.approx(single["val_loss"], abs=1e-3)
 
 
+@pytest.mark.last_bits  # three paths equal to the last bit: held under CI's second set of kernels too
 @pytest.mark.parametrize("student", ["pruned", "generic"])
 def test_one_teacher_through_each_path_trains_the_same_student(cli, setup, served, tmp_path, student):
     """The run teacher in process, behind its server, and as the weight-1 server of a served mixture:
-    the same top-k targets (the server's log-probabilities travel as JSON decimals: 2.4e-7 apart),
-    so the same student, FLOPs and teacher loss."""
+    the same top-k targets to the last bit (one computation, `training.top_k.top_k_rows`, on the same shapes; the
+    server's float32 log-probabilities travel as JSON decimals that read back exactly), so the same
+    student to the last bit on any CPU's kernels, and the same FLOPs and teacher loss. (The teacher's
+    own loss and top-k mass are measured on other batch shapes in each path: within 1e-6.)"""
     results = {}
     for teacher in ("run", "served", "served-mixture"):
         code, err = run_cell(cli, setup, (teacher, student, "top-k", 1), tmp_path / teacher, served)
@@ -533,7 +536,7 @@ def test_one_teacher_through_each_path_trains_the_same_student(cli, setup, serve
     for teacher in ("served", "served-mixture"):
         for key in ("flops", "tokens", "unique_tokens", "epochs"):
             assert results[teacher][key] == results["run"][key], key
-        assert results[teacher]["val_loss"] == pytest.approx(results["run"]["val_loss"], abs=1e-6)
+        assert results[teacher]["val_loss"] == results["run"]["val_loss"]
         assert results[teacher]["teacher"]["teacher_val_loss"] == pytest.approx(
             results["run"]["teacher"]["teacher_val_loss"], abs=1e-6)
         assert results[teacher]["top_k_targets"]["mean_top_k_mass"] == pytest.approx(

@@ -75,10 +75,12 @@ def test_top_k_with_k_equal_to_the_vocabulary_is_the_full_loss(kind, chunk_size)
     top_grad = torch.autograd.grad(top.loss, hidden)[0]
     torch.testing.assert_close(top.kd, full.kd, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(top_grad, full_grad, rtol=1e-9, atol=1e-12)
-    # and the live teacher's top-(V - 1) with its tail is a finite, smaller-or-equal coarsening
+    # and the live teacher's top-(V - 1) with its tail is a finite, smaller-or-equal coarsening, up to the
+    # rounding of its tail, 1 - sum(top-k) as a server's is: 1e-16 on a least likely id's 1.7e-7 here
+    # (reverse KL 2.8e-12 above the full loss, measured; the exact tail gave 0)
     coarse = distillation_loss(hidden, head, teacher_logits, teacher_head, targets,
                                config.model_copy(update={"top_k": vocab - 1}))
-    assert torch.isfinite(coarse.kd) and coarse.kd <= full.kd + 1e-12
+    assert torch.isfinite(coarse.kd) and coarse.kd <= full.kd + 1e-10
 
 
 def test_a_low_top_k_mass_warns_once_and_is_recorded(capsys):

@@ -36,6 +36,7 @@ from distillscale.data.tokenizer import load_tokenizer, tokenizer_hash, tokenize
 from distillscale.errors import UserError
 from distillscale.serve.http import JSONHandler, RequestError, listen
 from distillscale.training.kd_settings import chunk_tokens
+from distillscale.training.top_k import teacher_log_probs
 from distillscale.training.remote_teacher import TOKEN_ID_PREFIX
 from distillscale.training.teachers import Teacher, find_teacher, load_teacher
 
@@ -164,7 +165,7 @@ class TeacherService:
                 own, top_values, top_ids = [], [], []
                 chunk = chunk_tokens(self.teacher.vocab_size)  # positions whose [chunk, V] logits exist at once
                 for start in range(0, len(hidden), chunk):
-                    log_probs = self.teacher.head(hidden[start:start + chunk]).float().log_softmax(-1)
+                    log_probs = teacher_log_probs(self.teacher.head(hidden[start:start + chunk]), overwrite=True)
                     own.append(log_probs.gather(-1, targets[start:start + chunk, None]).squeeze(-1))
                     values, chosen = log_probs.topk(k, dim=-1)
                     top_values.append(values)

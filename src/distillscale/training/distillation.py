@@ -76,7 +76,7 @@ from distillscale.training.teachers import (
     same_tokenizer,
     tokenizer_difference,
 )
-from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass
+from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass, teacher_log_probs
 
 
 class DistillationObjective:
@@ -456,8 +456,8 @@ def _check_live_top_k(teacher: Teacher, tokens, config: DistillConfig, group: Di
     device = next(teacher.parameters()).device
     masses = []
     for inputs, _ in iter_eval_batches(tokens, config.seq_len, config.batch_size, CHECK_TOKENS):
-        logits = teacher.head(teacher.hidden_states(inputs.to(device)).flatten(0, 1)).float()
-        masses.append(logits.log_softmax(-1).topk(config.top_k, dim=-1).values.cpu())
+        logits = teacher.head(teacher.hidden_states(inputs.to(device)).flatten(0, 1))
+        masses.append(teacher_log_probs(logits, overwrite=True).topk(config.top_k, dim=-1).values.cpu())
     return check_top_k_mass(torch.cat(masses), config.top_k, "in-process", "known", TAIL_KNOWN,
                             config.top_k_tail, report=group.is_main)
 

@@ -31,6 +31,9 @@ top k (at micro scale a top-20 student ended at 9.07 nats/token, above a uniform
   log-masses are clamped below at LOG_TAIL_FLOOR, so that an empty tail (k = V) and rounding give
   finite numbers. `training.top_k` holds the estimate used where the values carry no
   normalisation.
+- At temperature 1 a live teacher's targets are made as a server's are (`top_k.top_k_rows`: its
+  normalised log-probabilities' top k, most likely first, and P_T from them), so the same teacher in
+  process and behind `serve-teacher` trains the same student to the last bit, whatever the CPU.
 - At temperature tau != 1 a live teacher's tail is exact (softmax(z / tau) over the ids outside S);
   sparse rows (cache, server) hold log-probabilities at tau = 1, and their tail is softened as one
   category (log P_T / tau, then renormalised over the k + 1): an estimate.
@@ -67,12 +70,9 @@ import torch
 import torch.nn.functional as F
 
 from distillscale.training.kd_settings import DistillationLossConfig
+from distillscale.training.top_k import LOG_TAIL_FLOOR, tail_log_mass, top_k_rows
 
 IGNORE_INDEX = -100
-# Log-masses of the tail category are clamped here (e^-30 ~ 1e-13): k = V leaves an empty tail, and a
-# teacher's 1 - sum(top-k) rounds to 0 or below; reverse KL and JSD stay finite.
-LOG_TAIL_FLOOR = -30.0
-
 # Maps hidden states [n, d] to logits [n, V], e.g. `model.head`.
 Head = Callable[[torch.Tensor], torch.Tensor]
 
@@ -172,13 +172,6 @@ def sparse_distillation_loss(student_hidden: torch.Tensor, student_head: Head, t
     packed = torch.cat(columns, dim=-1)
     return _compute(objective, student_hidden, student_head, packed, _as_is, targets, config.chunk_size,
                     compile=compile)
-
-
-def tail_log_mass(log_probs: torch.Tensor) -> torch.Tensor:
-    """log(1 - sum_k exp(log_probs)) [..., 1] of normalised top-k log-probabilities [..., k]: the
-    log-mass of everything else, clamped to LOG_TAIL_FLOOR where the k hold (numerically) all of it."""
-    covered = log_probs.logsumexp(-1, keepdim=True).clamp(max=-1e-30)
-    return torch.log(-torch.expm1(covered)).clamp(min=LOG_TAIL_FLOOR)
 
 
 def _as_is(rows: torch.Tensor) -> torch.Tensor:
@@ -283,7 +276,14 @@ def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                   jsd_beta: float = 0.5, top_k_tail: bool = True) -> torch.Tensor:
     """Per-token divergence D(p_T, p_S) between softmax(logits / temperature), without the tau^2
     factor; logits [n, V] -> [n]. See the module docstring for the top-k semantics."""
+    if kind not in ("forward-kl", "reverse-kl", "jsd"):
+        raise ValueError(f"unknown KD divergence {kind!r}; use forward-kl, reverse-kl or jsd")
     student_log_probs = F.log_softmax(_soften(student_logits, temperature), dim=-1)
+    if top_k is not None and top_k < teacher_logits.shape[-1] and top_k_tail and temperature == 1.0:
+        # the teacher's top-k rows, as a server or a cache gives them (see the module docstring)
+        objective = _Objective(ce_weight=0.0, kd_weight=1.0, z_loss_weight=0.0, kd=kind, top_k=top_k,
+                               jsd_beta=jsd_beta, teacher_rows="top-k")
+        return objective.sparse_kd(student_log_probs, top_k_rows(teacher_logits, top_k), with_grad=False)[0]
     if top_k is not None and top_k < teacher_logits.shape[-1] and top_k_tail:
         teacher_all = F.log_softmax(_soften(teacher_logits, temperature), dim=-1)
         teacher_top, support = teacher_all.topk(top_k, dim=-1, sorted=False)
@@ -312,9 +312,7 @@ def kd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
         return _kl(teacher_log_probs, student_log_probs)
     if kind == "reverse-kl":
         return _kl(student_log_probs, teacher_log_probs)
-    if kind == "jsd":
-        return _jsd(teacher_log_probs, student_log_probs, jsd_beta)
-    raise ValueError(f"unknown KD divergence {kind!r}; use forward-kl, reverse-kl or jsd")
+    return _jsd(teacher_log_probs, student_log_probs, jsd_beta)
 
 
 def _log_mass_outside(log_probs: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
@@ -514,6 +512,9 @@ def _kd_value_and_grad(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     s = F.log_softmax(_soften(student_logits, tau), dim=-1)
     teacher_logits = _soften(teacher_logits, tau)
     if objective.top_k is not None and objective.top_k < teacher_logits.shape[-1] and objective.top_k_tail:
+        if tau == 1.0:  # the teacher's top-k rows, as a server or a cache gives them
+            rows = top_k_rows(teacher_logits, objective.top_k, overwrite=True)
+            return objective.sparse_kd(s, rows, with_grad=True)
         t = teacher_logits.sub_(teacher_logits.logsumexp(-1, keepdim=True))  # log_softmax, in place
         top, support = t.topk(objective.top_k, dim=-1, sorted=False)
         log_tail = _log_mass_outside_(t, support, top)

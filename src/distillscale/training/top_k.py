@@ -37,6 +37,10 @@ CHECK_TOKENS = 4096  # tokens whose top-k mass is measured before training
 LOW_TOP_K_MASS = 0.9  # a mean top-k mass below this warns
 MASS_ROUNDING = 0.02  # top-k probabilities summing to at most 1 + this are rounded log-probabilities
 
+# Log-masses of the tail category are clamped here (e^-30 ~ 1e-13): k = V leaves an empty tail, and a
+# teacher's 1 - sum(top-k) rounds to 0 or below; reverse KL and JSD stay finite.
+LOG_TAIL_FLOOR = -30.0
+
 TAIL_KNOWN = "known: the teacher's top-k log-probabilities are normalised over its vocabulary, tail = 1 - sum"
 TAIL_FROM_MEAN_MASS = ("estimated: the logit cache stores log-probabilities relative to the most likely id only "
                        "(made before the top-k mass was stored); every position gets the cache's mean top-k "
@@ -102,3 +106,29 @@ def check_top_k_mass(log_probs: torch.Tensor, top_k: int, path: str, tail: str, 
     return TopKTargetsRecord(top_k=top_k, path=path, checked_tokens=mass.numel(), mean_top_k_mass=mean,
                              min_top_k_mass=mass.min().item(), tail_in_loss=tail_in_loss, tail=tail,
                              tail_source=tail_source, warning=message)
+
+
+def teacher_log_probs(logits: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+    """The teacher's log-probabilities over the whole vocabulary from its logits [..., V] (float32 at
+    least): the one computation behind every top-k target made from logits (the live teacher's loss
+    and its top-k check, `serve-teacher`'s answers), so that a teacher in process and the same teacher
+    behind its server give the student the same numbers to the last bit, on any CPU's kernels.
+    `overwrite`: the logits' own buffer (float32 or wider) becomes the log-probabilities."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    normaliser = logits.logsumexp(-1, keepdim=True)
+    return logits.sub_(normaliser) if overwrite else logits - normaliser
+
+
+def top_k_rows(logits: torch.Tensor, k: int, overwrite: bool = False) -> torch.Tensor:
+    """The sparse top-k rows [n, 2k + 1] (ids, log-probabilities, log tail mass) of teacher logits
+    [n, V], as a server's answer or a top-k cache gives them to `sparse_distillation_loss`: the k most
+    likely ids, most likely first, and the tail 1 - sum(top-k probabilities) (`tail_log_mass`)."""
+    values, ids = teacher_log_probs(logits, overwrite).topk(k, dim=-1)
+    return torch.cat([ids.to(values.dtype), values, tail_log_mass(values)], dim=-1)
+
+
+def tail_log_mass(log_probs: torch.Tensor) -> torch.Tensor:
+    """log(1 - sum_k exp(log_probs)) [..., 1] of normalised top-k log-probabilities [..., k]: the
+    log-mass of everything else, clamped to LOG_TAIL_FLOOR where the k hold (numerically) all of it."""
+    covered = log_probs.logsumexp(-1, keepdim=True).clamp(max=-1e-30)
+    return torch.log(-torch.expm1(covered)).clamp(min=LOG_TAIL_FLOOR)
