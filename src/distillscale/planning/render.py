@@ -300,10 +300,15 @@ def family_renderables(plan: PlanView, brief: bool = True) -> list:
 
 
 def mode_verdict_lines(plan: PlanView) -> list[str]:
-    """The mode comparison's answer: the verdict on Delta = the best way of distilling - training alone
-    (its interval, as `--json` carries it), then the two best ways of distilling against each other."""
-    distilled, difference, verdict = plan.best_distilled, plan.difference, plan.verdict
+    """The mode comparison's answer, "distil at all?": the verdict on Delta = the deciding way of
+    distilling - training alone (its interval, as `--json` carries it; which way decides, when it is
+    not the predicted-best), then the two best ways of distilling against each other."""
+    distilled, difference, verdict = plan.deciding_mode, plan.difference, plan.verdict
     delta = f"Δ = {distilled.name} - supervised {difference.describe()}"
+    best = plan.best_distilled
+    if distilled is not best:   # "distil at all?" answered by another way than the predicted-best
+        delta += (f" (decides, 1 of {len(plan.distilled_modes)} ways compared; the predicted-best {best.name}: "
+                  f"{plan.against_alone(best).verdict})")
     if verdict == "distill":
         first = f"distill, {distilled.name}: {delta}"
     elif verdict == "pretrain":
