@@ -13,7 +13,7 @@ from distillscale.laws import load_laws
 from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.planning.flops import SCENARIOS, ForwardFlops, distillation_flops, get_scenario
 from distillscale.laws.difference import SAME_LAW, compare
-from distillscale.planning.results import decide_verdict
+from distillscale.planning.results import verdict_difference
 from distillscale.planning.solver import DistillationPlanner, tokens_reaching_loss
 from distillscale.planning.teacher import (
     LinearCapacityGap,
@@ -160,8 +160,8 @@ def test_supervised_baseline_and_verdict(planner):
     assert baseline.tokens == pytest.approx(1e21 / (3 * planner.flops(546 * M)))
     plan = planner.plan(546 * M, 1e21, "teacher-pretraining-inference")
     assert plan.distilled_minus_alone == pytest.approx(plan.student_loss - baseline.loss)
-    assert plan.verdict == decide_verdict(plan.student_loss, plan.student_interval, baseline.loss,
-                                          plan.supervised.interval)
+    assert plan.verdict == verdict_difference(plan.student_loss, plan.student_interval, baseline.loss,
+                                          plan.supervised.interval).verdict
     assert plan.distilled_minus_alone > 0 and plan.verdict in ("pretrain", "too close to call")
 
 
