@@ -136,7 +136,7 @@ def distill_map_command(s: DistillMapSettings) -> None:
     student_params = np.geomspace(1e8, 1e11, s.resolution)
     tokens = np.geomspace(1e9, 1e14, s.resolution)
     advantage, verdicts = planner.verdict_map(name, student_params, tokens)
-    plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, advantage), s.out)
+    plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, verdicts), s.out)
     flat = [verdict for row in verdicts for verdict in row]
     if s.as_json:
         print_json({"law": laws.name, "scenario": name, "student_params": student_params,
@@ -146,7 +146,7 @@ def distill_map_command(s: DistillMapSettings) -> None:
                     "verdicts": verdicts, "figure": str(s.out)})
         return
     console.print(f"of {advantage.size} cells (scenario {name}, law {laws.name}), each read off its Δ's interval: "
-                  f"{_verdict_counts(flat)}; the map (the point values of Δ) written to {s.out}")
+                  f"{_verdict_counts(flat)}; the map of these verdicts written to {s.out}")
 
 
 def _verdict_counts(verdicts: list) -> str:

@@ -183,20 +183,30 @@ def plot_teacher_u_curve(ranking: TeacherRanking):
     return figure
 
 
-def plot_distill_map(planner: DistillationPlanner, scenario: str, student_params, student_tokens,
-                     advantage: np.ndarray):
-    """Where distillation beats supervised training at equal compute (like Busbridge Fig. 6):
-    colour is supervised minus distilled loss over student size and tokens, with the zero line."""
-    plt = pyplot()
-    from matplotlib.colors import TwoSlopeNorm
+# The colours of the distill map's verdicts (`plot_distill_map`), in legend order.
+MAP_VERDICTS = {"distill": "#2166ac", "too close to call": "#d9d9d9", "cannot tell at this distance": "#f7f7f7",
+                "pretrain": "#b2182b"}
 
+
+def plot_distill_map(planner: DistillationPlanner, scenario: str, student_params, student_tokens,
+                     verdicts: list[list[str | None]]):
+    """Where distillation beats supervised training at equal compute (like Busbridge Fig. 6): each
+    cell coloured by its verdict, read off its Delta's interval as every plan's (distil where the
+    interval lies below 0, not where the point value does), over student size and tokens; a cell
+    that cannot be planned is left blank."""
+    plt = pyplot()
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    names = list(MAP_VERDICTS)
+    codes = np.array([[np.nan if v is None else float(names.index(v)) for v in row] for row in verdicts])
     figure, axes = plt.subplots(figsize=(7, 5))
-    limit = float(np.nanmax(np.abs(advantage))) or 1.0
-    mesh = axes.pcolormesh(student_params, student_tokens, advantage.T, cmap="RdBu",
-                           norm=TwoSlopeNorm(0.0, -limit, limit), shading="nearest")
-    if np.nanmin(advantage) < 0 < np.nanmax(advantage):
-        axes.contour(student_params, student_tokens, advantage.T, levels=[0.0], colors="black")
-    figure.colorbar(mesh, ax=axes, label="supervised - distilled loss (nats/token); >0: distil")
+    axes.pcolormesh(student_params, student_tokens, codes.T, cmap=ListedColormap(list(MAP_VERDICTS.values())),
+                    vmin=-0.5, vmax=len(names) - 0.5, shading="nearest")
+    shown = {v for row in verdicts for v in row if v is not None}
+    axes.legend(handles=[Patch(facecolor=colour, edgecolor="grey", label=name)
+                         for name, colour in MAP_VERDICTS.items() if name in shown],
+                title="verdict (Δ's interval)", fontsize="small", loc="lower right")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("student non-embedding parameters N_S")

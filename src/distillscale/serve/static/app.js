@@ -271,7 +271,7 @@ function drawComputeCurve(curve, summary) {
     series,
     vlines: [{ x: curve.budget, color: COLORS.gap, dash: "2 3", label: "this budget" },
              ...curve.flips.map(f => ({ x: f.budget, color: COLORS.optimum, dash: "6 3",
-                                       label: `flips to ${f.to} at ${tick(f.budget)}` }))],
+                                       label: `${f.to} between ${tick(f.between[0])} and ${tick(f.between[1])}` }))],
     empty: "no budget in range can be planned",
   });
 }
