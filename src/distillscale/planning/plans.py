@@ -248,6 +248,22 @@ class ScenarioPlans(Plan):
     def scenario_plans(self) -> dict[str, DistillationPlan]:
         return {p.scenario.name: p.fresh or p for p in self.plans}
 
+    def student_at(self, budget: float, plan: DistillationPlan | None = None) -> DistillationPlan:
+        """`plan` (by default the first) at another budget, with fresh data: the same student (its size
+        and FLOPs per token), from the same given teacher (its size with its tokens or loss, a
+        mixture, a model's own FLOPs per token) or in the same scenario."""
+        plan = plan or self.plans[0]
+        student_flops = plan.flops.student / (3.0 * plan.student_tokens)
+        model, teacher = self.teacher_model, self.settings.teacher
+        if model is not None:
+            return self.planner.plan_with_teacher(plan.student_params, budget, model.params, None,
+                                                  model.loss.nats_per_token, student_flops,
+                                                  teacher_flops_per_token=model.flops_per_token)
+        if teacher is not None:
+            return self.planner.plan_with_teacher(plan.student_params, budget, teacher.params, teacher.tokens,
+                                                  teacher.loss, student_flops, mixture=teacher.mixture)
+        return self.planner.plan(plan.student_params, budget, plan.scenario, student_flops)
+
     def _penalized(self, factors: dict[str, float]) -> "ScenarioPlans":
         return replace(self, plans=[penalized_distillation(p, self.laws, *_scenario_factors(factors, p.scenario.name))
                                     for p in self.plans])

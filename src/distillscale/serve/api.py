@@ -433,15 +433,14 @@ def _u_curve(result: Plan) -> dict | None:
 
 
 def _distilled_at(result: Plan, budget: float):
-    """The plan's student at another budget: the same scenario, or the same existing teacher."""
-    planner, first = result.planner, result.headline
+    """The plan's student at another budget: from the same given teacher (its size, tokens or loss, a
+    model's own FLOPs per token), or in the same scenario (`ScenarioPlans.student_at`)."""
+    first = result.headline
     if first is None:  # a supervised-only law
         return None
-    teacher = result.settings.teacher
-    if teacher is not None:
-        return planner.plan_with_teacher(first.student_params, budget, teacher.params, teacher.tokens,
-                                         teacher.loss)
-    return planner.plan(first.student_params, budget, first.scenario)
+    if hasattr(result, "student_at"):
+        return result.student_at(budget, first)
+    return result.planner.plan(first.student_params, budget, first.scenario)
 
 
 def _solved(solve):
