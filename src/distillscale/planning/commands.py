@@ -78,8 +78,11 @@ def _print_plan(result, settings: PlanSettings) -> None:
             console.print(note, soft_wrap=True, highlight=False)
         if not brief:
             _print_repetition(result)
-    for message in warning_lines(result.warnings, settings.explain or settings.as_json):  # --json: each, as its list
-        warn(message)
+    from distillscale.planning.brief import said_in_brief
+
+    said = said_in_brief(result) if not (settings.as_json or settings.explain) and can_brief(result) else set()
+    for message in warning_lines([w for w in result.warnings if w not in said], settings.explain or settings.as_json):
+        warn(message)   # --json: each, as its list
 
 
 def _print_repetition(result) -> None:

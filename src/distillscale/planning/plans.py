@@ -21,7 +21,7 @@ from distillscale.laws.difference import INDEPENDENT, SAME_LAW, LossDifference, 
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.uncertainty import Prediction
 from distillscale.laws.repetition import RepetitionAssessment
-from distillscale.planning.batch_penalty import PENALTY_NOTE, penalized_distillation, penalized_supervised, penalized_sweep
+from distillscale.planning.batch_penalty import PENALTY_NOTE, VERDICT_MOVED, penalized_distillation, penalized_supervised, penalized_sweep
 from distillscale.planning.correction import CorrectionShift
 from distillscale.planning.downstream import PlanDownstream
 from distillscale.planning.family import CacheStorage as FamilyCache
@@ -148,7 +148,7 @@ class Plan:
         before, after = self.verdicts(), penalized.verdicts()
         moved = [f"{name}: {before[name]} at each run's B*, {verdict} at your batch"
                  for name, verdict in after.items() if before.get(name) != verdict]
-        notes = [PENALTY_NOTE] + (["the batch you fixed changes the verdict (" + "; ".join(moved) + ")"] if moved else [])
+        notes = [PENALTY_NOTE] + ([f"{VERDICT_MOVED} (" + "; ".join(moved) + ")"] if moved else [])
         return replace(penalized, batch_penalties={name: f - 1.0 for name, f in factors.items()},
                        at_optimal_batch=self, warnings=list(dict.fromkeys([*self.warnings, *notes])))
 
