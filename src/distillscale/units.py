@@ -125,7 +125,7 @@ def parse_bytes(text: str | float | int, what: str = "size") -> float:
     else:
         found = _BYTES.match(str(text))
         if found is None:
-            raise UserError(f"{what} must be a size {BYTES_HELP}, got {text!r}")
+            raise UserError(f"malformed {what} {text!r}: give a size {BYTES_HELP}")
         value = float(found.group(1)) * _byte_unit(found.group(2), str(text), what)
     if not math.isfinite(value) or value <= 0:
         raise UserError(f"{what} must be a positive finite size in bytes, e.g. 200TB, got {text!r}")
@@ -147,7 +147,7 @@ def _byte_unit(unit: str, text: str, what: str) -> float:
         return _BYTE_PREFIXES[prefix]
     if len(unit) == 3 and unit[1:] == "iB" and unit[0] in _BINARY_PREFIXES:
         return _BINARY_PREFIXES[unit[0]]
-    raise UserError(f"{what} must be a size {BYTES_HELP}, got {text!r}")
+    raise UserError(f"malformed {what} {text!r}: give a size {BYTES_HELP}")
 
 
 def format_bytes(value: float | None, digits: int = 3) -> str:
