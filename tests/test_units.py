@@ -24,3 +24,63 @@ def test_parse_quantity_rejects(text):
 ])
 def test_format_quantity(value, text):
     assert format_quantity(value) == text
+
+
+@pytest.mark.parametrize("text, value", [("200TB", 2e14), ("1.5 PB", 1.5e15), ("20kB", 2e4), ("20KB", 2e4),
+                                         ("64GiB", 64 * 2 ** 30), ("2TiB", 2 * 2 ** 40), ("1KiB", 1024),
+                                         ("20M", 2e7), ("500G", 5e11), ("20k", 2e4), ("3e14", 3e14), ("4096", 4096),
+                                         (4096, 4096)])
+def test_sizes_in_bytes_take_decimal_and_binary_units(text, value):
+    from distillscale.units import parse_bytes
+
+    assert parse_bytes(text, "--max-bytes") == value
+
+
+@pytest.mark.parametrize("text, fragment", [("30Tb", "a lowercase b means bits; give bytes, e.g. 30TB (decimal) or 30TiB"),
+                                            ("30tb", "a lowercase b means bits"), ("5Mb", "5MB (decimal) or 5MiB"),
+                                            ("2Gib", "a lowercase b means bits"),
+                                            ("7B", "'7B' is ambiguous (B is billion in counts): write 7GB"),
+                                            ("30XB", "malformed --cache-storage '30XB': give a size in bytes"), ("0", "positive"),
+                                            ("-3TB", "positive"), ("1e300PB", "positive")])
+def test_sizes_in_bytes_refuse_bits_and_a_bare_b_in_one_line(text, fragment):
+    from distillscale.units import parse_bytes
+
+    with pytest.raises(UserError) as error:
+        parse_bytes(text, "--cache-storage")
+    message = str(error.value)
+    assert fragment in message and "\n" not in message and "--cache-storage" in message.split(":")[0]
+
+
+def test_two_unequal_sizes_never_print_alike():
+    from distillscale.units import format_byte_pair, format_bytes
+
+    assert format_bytes(3e13) == "30TB" and format_bytes(500) == "500 bytes"   # no bare B: it is billion elsewhere
+    assert format_byte_pair(30e12, 30.04e12) == ("30TB", "30.04TB")
+    assert format_byte_pair(3e13, 3e13) == ("30TB", "30TB")
+    first, second = format_byte_pair(29_999_999_999_999, 3e13)
+    assert first != second
+
+
+def test_a_cache_limit_below_what_a_student_needs_says_two_different_sizes():
+    from distillscale.errors import ParameterError
+    from distillscale.planning.family import bytes_per_token, cache_storage
+
+    per = bytes_per_token(32768, 128)
+    need = per * 1e11
+    with pytest.raises(ParameterError) as error:
+        cache_storage([1e11, 3e11], 32768, 128, need * 0.9995)
+    message = str(error.value)
+    shown = message.split(" is below the ")
+    assert shown[0].split()[-1] != shown[1].split()[0], message
+
+
+@pytest.mark.parametrize("flag", [["plan", "--students", "100M,300M", "--teacher-params", "3B", "--teacher-tokens", "100B",
+                                   "--compute", "3e20", "--cache-storage"],
+                                  ["loss", "model", "--data", "corpus", "--max-bytes"],
+                                  ["data", "prepare", "--data", "corpus", "--max-bytes"],
+                                  ["train", "--out", "run", "--max-bytes"]])
+def test_every_byte_size_flag_reads_one_way(cli, flag):
+    code, out, err = cli(*flag, "30Tb")
+    assert code == 2 and err.count("\n") == 1 and "a lowercase b means bits" in err, err
+    code, out, err = cli(*flag, "7B")
+    assert code == 2 and err.count("\n") == 1 and "is ambiguous (B is billion in counts)" in err, err

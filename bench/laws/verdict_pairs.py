@@ -595,10 +595,14 @@ def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str,
 
 # The earlier rule, run by the earlier code itself (a checkout given with --code): each pair's two
 # predictions (the distilled one with the distillation interval's calibration left out its corpus, as
-# every rule here) through that code's `loss_difference` and its shipped calibration.
+# every rule here) through that code's verdict function (`compare`, `loss_difference` in earlier versions)
+# and its shipped calibration.
 BEFORE_SCRIPT = """
 import json, sys
-from distillscale.laws.difference import loss_difference
+try:
+    from distillscale.laws.difference import loss_difference
+except ImportError:   # one function for every verdict since: `compare`
+    from distillscale.laws.difference import compare as loss_difference
 from distillscale.laws.uncertainty import Prediction
 out = []
 for d, a in json.load(sys.stdin):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 
 import typer
@@ -194,10 +195,38 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _permission_message(exc: PermissionError) -> str:
-    """A file or directory this user may not read or write, in one line: which, and how to go on."""
-    where = exc.filename or "a file"
+    """A file or directory this user may not read or write, in one line: which, and how to go on. Where a
+    directory on the way may not be opened, that directory (not a file inside it, which may not exist)."""
+    if exc.filename is None:
+        where = "a file"
+    else:
+        blocked = _closed_directory(Path(exc.filename))
+        if blocked is not None:
+            return (f"permission denied on the directory {blocked}: this user may not open it; make it readable "
+                    "(chmod u+rx), or give another path")
+        where = exc.filename
     return (f"permission denied on {where}: this user may not read or write it (or the directory holding it); "
             "make it readable (or writable), or give another path")
+
+
+def _closed_directory(path: Path) -> Path | None:
+    """The directory on the way to `path` this user may not enter (None: the way is open, or `path` is
+    not there at all): the nearest one reached."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        return next((parent for parent in path.parents if _reached(parent)), None)
+    except OSError:
+        return None
+    return None
+
+
+def _reached(path: Path) -> bool:
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 @functools.cache

@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, Va
 
 from distillscale.errors import UserError, path_kind
 from distillscale.io import read_text_file
-from distillscale.units import Quantity, parse_quantity
+from distillscale.units import Quantity, parse_bytes, parse_quantity
 from distillscale.urls import is_url, redacted_url
 
 if sys.version_info >= (3, 11):
@@ -152,8 +152,13 @@ def quantity(what: str, *, kind: Quantity | None):
 
 
 def count(what: str, *, kind: Quantity | None):
-    """Like `quantity` but an integer: `--max-bytes 2M`."""
+    """Like `quantity` but an integer: `--eval-tokens 4k`."""
     return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what, kind=kind)))
+
+
+def byte_size(what: str):
+    """A size in bytes, an integer: `--max-bytes 20MB`, `64GiB`, `20M` (`units.parse_bytes`)."""
+    return BeforeValidator(lambda value: value if value is None else int(parse_bytes(value, what)))
 
 
 def counts(what: str, *, kind: Quantity | None):

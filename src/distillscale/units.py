@@ -1,4 +1,5 @@
-"""Parsing and formatting of the large quantities users type: parameters, tokens, FLOPs."""
+"""Parsing and formatting of the large quantities users type: parameters, tokens, FLOPs, and sizes in
+bytes (`parse_bytes`, `format_bytes`)."""
 
 from __future__ import annotations
 
@@ -99,5 +100,70 @@ def format_interval(low: float, high: float, digits: int = 3) -> tuple[str, str]
     for shown in range(digits, 9):
         a, b = f"{low:.{shown}g}", f"{high:.{shown}g}"
         if a != b or low == high:
+            return a, b
+    return a, b
+
+
+# Sizes in bytes (`--cache-storage`, `--max-bytes`): decimal (KB, MB, GB, TB, PB, as storage is sold;
+# kB too) or binary (KiB, MiB, GiB, TiB, PiB); a prefix alone (20M, 500G) is decimal bytes; a plain
+# number is bytes. A bare B is refused (elsewhere, in counts, B is billion), and so is a lowercase b
+# (bits: 30Tb, 30tb, 5Mb).
+_BYTE_PREFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+_BINARY_PREFIXES = {"K": 2.0 ** 10, "M": 2.0 ** 20, "G": 2.0 ** 30, "T": 2.0 ** 40, "P": 2.0 ** 50}
+_BYTES = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+BYTES_HELP = ("in bytes: 20MB, 200TB (decimal), 64GiB, 2TiB (binary), 20M (a prefix alone: decimal) or a "
+              "plain number")
+
+
+def parse_bytes(text: str | float | int, what: str = "size") -> float:
+    """A positive size in bytes from `200TB`, `1.5PB`, `64GiB`, `20M`, `3e14` (see `BYTES_HELP`), or a
+    one-line UserError naming `what` that says how to write it."""
+    if isinstance(text, bool):
+        raise UserError(f"{what} must be a size in bytes, got {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        found = _BYTES.match(str(text))
+        if found is None:
+            raise UserError(f"malformed {what} {text!r}: give a size {BYTES_HELP}")
+        value = float(found.group(1)) * _byte_unit(found.group(2), str(text), what)
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{what} must be a positive finite size in bytes, e.g. 200TB, got {text!r}")
+    return value
+
+
+def _byte_unit(unit: str, text: str, what: str) -> float:
+    """What one `unit` of a size in bytes is worth: KB, kB, MB..., KiB..., a prefix alone, or nothing."""
+    number = text.strip()[: len(text.strip()) - len(unit)].strip()
+    if unit == "B":
+        raise UserError(f"{what} {text!r} is ambiguous (B is billion in counts): write {number}GB for "
+                        f"{number} billion bytes, or {number} for bytes")
+    if unit.endswith("b"):
+        prefix = unit[:1].upper() if len(unit) > 1 else "G"
+        raise UserError(f"{what} {text!r}: a lowercase b means bits; give bytes, e.g. {number}{prefix}B (decimal) "
+                        f"or {number}{prefix}iB (binary)")
+    prefix = unit[:1].upper()
+    if unit in ("", "k", *_BYTE_PREFIXES) or (unit[1:] == "B" and prefix in _BYTE_PREFIXES and unit[0] in prefix + "k"):
+        return _BYTE_PREFIXES[prefix]
+    if len(unit) == 3 and unit[1:] == "iB" and unit[0] in _BINARY_PREFIXES:
+        return _BINARY_PREFIXES[unit[0]]
+    raise UserError(f"malformed {what} {text!r}: give a size {BYTES_HELP}")
+
+
+def format_bytes(value: float | None, digits: int = 3) -> str:
+    """Bytes as storage is sold: 296TB, 1.2PB (decimal units), with `digits` significant digits."""
+    if value is None:
+        return "no limit"
+    for suffix, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.{digits}g}{suffix}"
+    return f"{value:.{digits}g} bytes"
+
+
+def format_byte_pair(first: float, second: float, digits: int = 3) -> tuple[str, str]:
+    """Two sizes in bytes with as many digits as it takes (up to 17) for unequal sizes to print unequal."""
+    for shown in range(digits, 18):
+        a, b = format_bytes(first, shown), format_bytes(second, shown)
+        if a != b or first == second:
             return a, b
     return a, b

@@ -90,3 +90,42 @@ def test_an_output_inside_an_unreadable_directory(world, tmp_path):
         assert "locked" in said
     finally:
         locked.chmod(0o755)
+
+
+def _refused_here(tmp_path, *args: str) -> str:
+    """`distillscale ARGS` as an ordinary user, refused in one line: that line."""
+    env = {**os.environ, "DISTILLSCALE_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([*_as_user(), sys.executable, "-m", "distillscale.cli", *map(str, args)], env=env,
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("distillscale: error: "), result.stderr
+    return lines[0]
+
+
+def test_an_unreadable_file_or_directory_is_named_as_what_it_is(tmp_path):
+    """A model whose config.json may not be read is named with the permission problem (not "holds
+    neither ..."), a directory that may not be opened is named itself (not a file inside it, such as a
+    model_config.json or a dataset_dict.json that does not exist)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("some text\n")
+    plan = ("plan", "--student-params", "546M", "--compute", "1e21", "--teacher-model")
+    (model / "config.json").chmod(0)
+    try:
+        said = _refused_here(tmp_path, *plan, model)
+        assert f"permission denied on {model / 'config.json'}" in said and "holds neither" not in said
+    finally:
+        (model / "config.json").chmod(0o644)
+    for directory, args in ((model, (*plan, model)), (corpus, ("data", "prepare", "--data", corpus)),
+                            (corpus, ("train", "--data", corpus, "--out", tmp_path / "run", *TINY))):
+        directory.chmod(0)
+        try:
+            said = _refused_here(tmp_path, *args)
+        finally:
+            directory.chmod(0o755)
+        assert f"permission denied on the directory {directory}: this user may not open it" in said, said
+        assert "model_config.json" not in said and "dataset_dict.json" not in said

@@ -138,6 +138,40 @@ def test_an_interrupted_measurement_resumes_from_the_windows_it_kept(cli, run, t
     assert resumed["seconds"] >= 2.0 + 0.5 * reference["seconds"]
 
 
+def test_ctrl_c_before_the_first_save_keeps_what_was_scored_and_says_so(cli, run, tmp_path, monkeypatch):
+    """Interrupted within the first SAVE_EVERY_SECONDS (nothing saved on the clock yet), the windows
+    scored are kept, said in one line, and the same command resumes from them; interrupted before a
+    window is scored, it says nothing was kept."""
+    from distillscale.data.loss_record import MeasurementCache
+    from distillscale.evaluation import scoring
+
+    assert scoring.SAVE_EVERY_SECONDS >= 30
+    real = scoring.LocalScorer.__call__
+    calls = []
+
+    def interrupted_at(batch):
+        def score(self, inputs, targets):
+            calls.append(len(inputs))
+            if len(calls) == batch:
+                raise KeyboardInterrupt
+            return real(self, inputs, targets)
+        return score
+
+    shutil.rmtree(MeasurementCache().root, ignore_errors=True)
+    monkeypatch.setattr(scoring.LocalScorer, "__call__", interrupted_at(1))
+    code, _, err = cli("loss", run, "--seq-len", "16")
+    assert code == 130 and "scoring interrupted before a window was scored: nothing kept" in err
+    calls.clear()
+    monkeypatch.setattr(scoring.LocalScorer, "__call__", interrupted_at(3))   # two batches of 8 scored
+    code, _, err = cli("loss", run, "--seq-len", "16")
+    assert code == 130 and "scoring interrupted: the 16 of " in " ".join(err.split()), err
+    scored = []
+    monkeypatch.setattr(scoring.LocalScorer, "__call__", lambda self, i, t: scored.append(len(i)) or real(self, i, t))
+    code, out, err = cli("loss", run, "--json", "--seq-len", "16")
+    assert code == 0, err
+    assert sum(scored) == json.loads(out)["windows"] - 16   # the two batches kept are not scored again
+
+
 def test_bad_models_and_data_are_one_line_and_exit_2(cli, exported, corpus, tmp_path, monkeypatch):
     def refused(*args, words):
         code, _, err = cli(*args)

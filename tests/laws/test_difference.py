@@ -9,10 +9,10 @@ import pytest
 from distillscale.laws import difference
 from distillscale.laws.difference import (INDEPENDENT, SAME_LAW, DifferenceCalibration, LawScale, LossDifference, Pair,
                                           band_of, compare, corpus_quantile, effective_sample_size, fit_calibration,
-                                          loss_difference, score_pairs, shipped_calibration)
+                                          score_pairs, shipped_calibration)
 from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.uncertainty import Prediction
-from distillscale.planning.results import decide_verdict
+from distillscale.planning.results import verdict_difference
 
 pytestmark = pytest.mark.fast
 
@@ -29,17 +29,17 @@ def measured(pairs: int = 10) -> tuple[int, ...]:
 def test_fully_correlated_errors_give_a_difference_narrower_than_either_loss():
     distilled, alone = loss(2.50, 0.05), loss(2.55, 0.05)
     correlated = DifferenceCalibration(correlation=1.0, factor=1.0, level=0.9)
-    delta = loss_difference(distilled, alone, correlated)
+    delta = compare(distilled, alone, correlated)
     assert delta.value == pytest.approx(-0.05)
     assert (delta.high - delta.low) / 2 < 0.05            # narrower than either loss's half-width
     assert delta.verdict == "distill"
     # the same pair under the independent rule straddles 0: too close to call
-    assert loss_difference(distilled, alone, INDEPENDENT).verdict == "too close to call"
+    assert compare(distilled, alone, INDEPENDENT).verdict == "too close to call"
 
 
 def test_no_correlation_recovers_the_independent_rule():
     distilled, alone = loss(2.50, 0.03), loss(2.55, 0.04)
-    delta = loss_difference(distilled, alone, DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9))
+    delta = compare(distilled, alone, DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9))
     assert delta.high - delta.value == pytest.approx(math.hypot(0.03, 0.04))
     assert delta.value - delta.low == pytest.approx(math.hypot(0.03, 0.04))
 
@@ -83,9 +83,9 @@ def test_a_laws_interval_is_never_narrowed_nor_a_scale_carried_into_a_band_witho
 
 def test_the_verdict_reads_the_interval_of_the_difference():
     half = DifferenceCalibration(correlation=0.5, factor=1.0, level=0.9)
-    assert loss_difference(loss(2.40, 0.02), loss(2.50, 0.02), half).verdict == "distill"
-    assert loss_difference(loss(2.60, 0.02), loss(2.50, 0.02), half).verdict == "pretrain"
-    assert loss_difference(loss(2.50, 0.05), loss(2.51, 0.05), half).verdict == "too close to call"
+    assert compare(loss(2.40, 0.02), loss(2.50, 0.02), half).verdict == "distill"
+    assert compare(loss(2.60, 0.02), loss(2.50, 0.02), half).verdict == "pretrain"
+    assert compare(loss(2.50, 0.05), loss(2.51, 0.05), half).verdict == "too close to call"
 
 
 def test_where_a_loss_means_nothing_no_interval_gives_a_verdict():
@@ -94,7 +94,7 @@ def test_where_a_loss_means_nothing_no_interval_gives_a_verdict():
     far = loss(2.0, 0.05, outside="1 parameters is 1.4e+08x below the data behind law 'x'")
     delta = compare(far, loss(40.0, 0.5), shipped_calibration())
     assert delta.high < 0 and delta.verdict == CANNOT_TELL and delta.outside
-    assert decide_verdict(2.0, far, 40.0, loss(40.0, 0.5)) == CANNOT_TELL
+    assert verdict_difference(2.0, far, 40.0, loss(40.0, 0.5)).verdict == CANNOT_TELL
 
 
 def test_two_losses_of_one_law_are_compared_as_shown():
@@ -133,7 +133,7 @@ def test_the_interval_is_recomputed_from_what_json_carries():
 
 
 def test_the_planners_verdict_and_the_pair_scoring_call_one_function(monkeypatch):
-    """The scored number is the printed number: `decide_verdict` (every plan's) and `score_pairs`
+    """The scored number is the printed number: `verdict_difference` (every plan's) and `score_pairs`
     (the calibration's bench) both go through `compare`; a test fails if they part."""
     calls = []
     real = difference.compare
@@ -144,7 +144,7 @@ def test_the_planners_verdict_and_the_pair_scoring_call_one_function(monkeypatch
 
     monkeypatch.setattr(difference, "compare", spy)
     distilled, alone = loss(2.40, 0.02), loss(2.50, 0.02)
-    verdict = decide_verdict(2.40, distilled, 2.50, alone)
+    verdict = verdict_difference(2.40, distilled, 2.50, alone).verdict
     assert calls == [(2.40, 2.50)]
     score = score_pairs([Pair("c", distilled, alone, 2.41, 2.52)], shipped_calibration())
     assert calls == [(2.40, 2.50)] * 2

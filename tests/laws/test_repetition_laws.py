@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from distillscale.planning.results import decide_verdict
+from distillscale.planning.results import verdict_difference
 import pytest
 
 from distillscale.errors import UserError
@@ -172,7 +172,7 @@ def test_a_plans_verdict_weighs_the_repetition_of_the_student_and_of_the_model_p
     assert (p.student_loss, p.supervised.loss) == (student, supervised)
     # with fresh data pretraining is ahead by less than the preset's intervals; the corpus limit
     # penalises the model pretrained instead enough to give the verdict to distilling
-    expected = decide_verdict(student, p.student_interval, supervised, p.supervised.interval)
+    expected = verdict_difference(student, p.student_interval, supervised, p.supervised.interval).verdict
     assert limited.verdict == p.verdict == expected == "distill"
     assert fresh.verdict == p.fresh.verdict == "too close to call"
     assert fresh.plans[0].supervised.loss < fresh.plans[0].student_loss
@@ -204,8 +204,8 @@ def test_a_teacher_the_scenario_trains_repeats_the_corpus_too():
     assert p.supervised.loss == pytest.approx(p.fresh.supervised.loss
                                               * (1 + checks["teacher-pretraining (pretrain instead)"].penalty))
     assert p.supervised.loss < p.student_loss
-    assert limited.verdict == decide_verdict(p.student_loss, p.student_interval, p.supervised.loss,
-                                             p.supervised.interval) == "too close to call"
+    assert limited.verdict == verdict_difference(p.student_loss, p.student_interval, p.supervised.loss,
+                                             p.supervised.interval).verdict == "too close to call"
 
 
 def runs_up_to(max_epochs, r_star=15.4, noise=0.005, seed=0):

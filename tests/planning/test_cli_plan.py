@@ -165,6 +165,27 @@ def test_distill_map_writes_a_figure(cli, tmp_path):
     assert "each read off its Δ's interval" in " ".join(out.split())
 
 
+def test_the_distill_map_draws_each_cells_verdict_not_the_sign_of_its_point_value():
+    """Two cells whose point values say "distil" (Delta < 0) but whose intervals reach 0 are drawn as
+    too close to call; nothing on the figure reads the sign of the point value."""
+    import numpy as np
+
+    import distillscale as ds
+    from distillscale.planning.plots import MAP_VERDICTS, plot_distill_map
+
+    planner = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-inference").planner
+    verdicts = [["too close to call", "distill"], ["pretrain", None]]
+    figure = plot_distill_map(planner, "teacher-inference", np.array([1e8, 1e9]), np.array([1e10, 1e11]), verdicts)
+    mesh = figure.axes[0].collections[0]
+    names = list(MAP_VERDICTS)
+    drawn = np.ma.filled(mesh.get_array(), np.nan).reshape(2, 2)   # tokens by size
+    assert drawn[0, 0] == names.index("too close to call") and drawn[1, 0] == names.index("distill")
+    assert drawn[0, 1] == names.index("pretrain") and np.isnan(drawn[1, 1])
+    texts = [t.get_text() for t in figure.findobj(lambda a: hasattr(a, "get_text"))]
+    assert not any(">0" in t for t in texts) and "verdict (Δ's interval)" in texts
+    assert {"too close to call", "distill", "pretrain"} <= set(texts)
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["plan", "--student-params", "546M", "--compute", "1e10"], "budget 1e+10 FLOPs is too small"),
     (["plan", "--student-params", "546M", "--compute", "1e21", "--scenario", "cheap"],

@@ -3,6 +3,7 @@ cache and of teacher scoring, remote teachers off the budget, the mode compariso
 break-even efficiency k*, and the `plan` command around it."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -193,3 +194,47 @@ def test_plan_command_bad_on_policy_input_is_one_line(cli, args, flag):
                          "155B", "--compute", "1e21", *args)
     assert code == 2 and err.startswith("distillscale: error: ") and flag in err
     assert len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_distil_at_all_is_answered_by_any_way_of_distilling_whatever_the_efficiency_assumed(cli):
+    """Off-policy's Delta lies below 0 here: assuming on-policy better (its interval wide, outside the
+    law's fit) never weakens "distill"; the plan says which way decides and what the predicted-best says."""
+    small = ds.ExistingTeacher(params=1e9, tokens=155e9)
+    for efficiency in (1, 9, 9.9, 30):
+        plan = ds.plan("busbridge2025", compute=1e19, student_params=100e6, teacher=small,
+                       on_policy=OnPolicy(efficiency=efficiency))
+        off = by_name(plan)["off-policy"]
+        assert plan.against_alone(off).verdict == "distill"
+        assert plan.verdict == "distill" and plan.deciding_mode is off, efficiency
+        assert plan.difference.high < 0
+    assert plan.best_distilled.name == "on-policy λ=1" and plan.against_alone(plan.best_distilled).verdict != "distill"
+    code, out, err = cli("plan", "--student-params", "100M", "--teacher-params", "1B", "--teacher-tokens", "155B",
+                         "--compute", "1e19", "--on-policy", "--on-policy-efficiency", "9.9", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["verdict"] == "distill" and record["distillation_mode"] == "off-policy"
+    assert record["best_distillation_mode"] == "on-policy λ=1" and record["distilled_minus_alone_interval"][1] < 0
+    code, out, err = cli("plan", "--student-params", "100M", "--teacher-params", "1B", "--teacher-tokens", "155B",
+                         "--compute", "1e19", "--on-policy", "--on-policy-efficiency", "9.9")
+    text = " ".join(out.split())
+    assert text.startswith("distill, off-policy: Δ = off-policy - supervised") and "decides, 1 of 4 ways" in text
+    assert "the predicted-best on-policy λ=1: too close to call" in text
+
+
+def test_the_on_policy_interval_is_labelled_as_widened_and_keeps_where_the_law_means_nothing():
+    """The on-policy interval is the law's, widened: labelled so (not "own"), and a law's `outside` (its
+    interval means nothing there) is kept, so a verdict on it cannot tell."""
+    from distillscale.laws.uncertainty import Prediction
+    from distillscale.planning.modes import outside_fit
+    from distillscale.planning.results import CANNOT_TELL
+
+    law = Prediction(2.5, 2.4, 2.6, 0.9, 0.01, 0.05, 3.0, outside="the teacher far outside the law's data")
+    widened = outside_fit(law, 2.5)
+    assert widened.interval_source == "on-policy widened" and widened.outside == law.outside
+    assert widened.high - widened.low > law.high - law.low
+    plan = modes_plan(on_policy=OnPolicy(fraction=(1.0,), efficiency=30), teacher_remote=True)
+    on = by_name(plan)["on-policy λ=1"]
+    assert plan.loss_predictions()["on-policy λ=1"][1].interval_source == "on-policy widened"
+    pointless = replace(plan, modes=[replace(m, interval=replace(m.interval, low=None, high=None, outside="x"))
+                                     if m is on else m for m in plan.modes])
+    assert pointless.against_alone(by_name(pointless)["on-policy λ=1"]).verdict == CANNOT_TELL

@@ -50,7 +50,8 @@ def test_every_warning_is_printed_by_default_in_one_line_each():
     warnings (far beyond the law's data) on stderr."""
     lines, err = at_80("plan", "--law", "busbridge2025", "--compute", "1e23", "--student-params", "546M",
                        "--scenario", "teacher-pretraining", "--batch-tokens", "64M", "--unique-tokens", "100B")
-    for start in ("*: 3 of the 3 runs lie", "batch: your batch costs", "losses after repeating your unique tokens"):
+    for start in ("*: 3 of the 3 runs lie", "batch: losses and verdicts include your --batch-tokens' cost",
+                  "losses after repeating your unique tokens"):
         assert sum(line.startswith(start) for line in lines) == 1, (start, lines)   # once, on one line
     assert "Repetition (teacher-pretraining" not in " ".join(lines)   # each run's check: --explain
     assert "warning:" in err
@@ -60,3 +61,25 @@ def test_every_warning_is_printed_by_default_in_one_line_each():
     lines, _ = at_80("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
                      "--scenario", "best-case", "--batch-tokens", "1T")   # more than a run trains on: no run to train
     assert any(line.startswith("!: ") and "--explain" in line for line in lines), lines
+
+
+def test_a_best_size_plan_with_every_option_fits_40_lines_and_says_a_fixed_batch_once():
+    """A best-size plan with --gpu, --unique-tokens and --batch-tokens, stdout and stderr together as an
+    80-column terminal wraps them, fits 40 lines: GPU time taken alike by every scenario said once, the
+    run sheet's names unbroken, a fixed batch's penalty and the verdict it changes in one note (not again
+    as warnings); --json keeps each warning."""
+    import json
+    import math
+
+    args = ("plan", "--law", "busbridge2025", "--compute", "1e21", "--gpu", "h100", "--unique-tokens", "5B",
+            "--batch-tokens", "1M")
+    lines, err = at_80(*args)
+    shown = lines + err.splitlines()
+    assert sum(max(1, math.ceil(len(line) / 80)) for line in shown) <= 40, "\n".join(shown)
+    text = " ".join(" ".join(shown).split())
+    assert "each scenario and no teacher" in text and "teacher-pretraining-inference student" in text
+    assert text.count("--batch-tokens") == 1 and "it changes teacher-pretraining-inference's" in text
+    assert "the batch you fixed changes the verdict" not in err
+    record = json.loads("\n".join(at_80(*args, "--json")[0]))
+    assert any(w.startswith("losses and verdicts include each run's penalty") for w in record["warnings"])
+    assert any(w.startswith("the batch you fixed changes the verdict") for w in record["warnings"])

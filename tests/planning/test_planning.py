@@ -13,7 +13,7 @@ from distillscale.laws import load_laws
 from distillscale.laws.extrapolation import data_range, extrapolation_warnings
 from distillscale.planning.flops import SCENARIOS, ForwardFlops, distillation_flops, get_scenario
 from distillscale.laws.difference import SAME_LAW, compare
-from distillscale.planning.results import decide_verdict
+from distillscale.planning.results import verdict_difference
 from distillscale.planning.solver import DistillationPlanner, tokens_reaching_loss
 from distillscale.planning.teacher import (
     LinearCapacityGap,
@@ -160,8 +160,8 @@ def test_supervised_baseline_and_verdict(planner):
     assert baseline.tokens == pytest.approx(1e21 / (3 * planner.flops(546 * M)))
     plan = planner.plan(546 * M, 1e21, "teacher-pretraining-inference")
     assert plan.distilled_minus_alone == pytest.approx(plan.student_loss - baseline.loss)
-    assert plan.verdict == decide_verdict(plan.student_loss, plan.student_interval, baseline.loss,
-                                          plan.supervised.interval)
+    assert plan.verdict == verdict_difference(plan.student_loss, plan.student_interval, baseline.loss,
+                                          plan.supervised.interval).verdict
     assert plan.distilled_minus_alone > 0 and plan.verdict in ("pretrain", "too close to call")
 
 
@@ -274,26 +274,52 @@ def test_rank_teachers_marks_the_best_and_the_capacity_gap(planner):
 def test_teachers_inside_the_best_ones_interval_are_too_close_to_call_not_ranked_by_noise(planner, cli):
     """busbridge2025's ±2% intervals: teachers whose student is within noise of the best's (the
     interval of their difference, two predictions of one law, reaches 0) and whose verdict against
-    training alone is the best's are ties; the others are ranked. Without intervals nothing is grouped."""
+    training alone is the best's are not ranked below it: too close to call, or, where the difference
+    reaches 0 beyond the backtest's reach, cannot tell at this distance (the rule of every verdict);
+    the others are ranked. Without intervals nothing is grouped."""
     ranking = rank_teachers(planner, 546 * M, 20 * 546 * M, teacher_ladder(planner, 546 * M))
     names = [c.name for c in ranking.candidates]
-    close = [names[i] for i in ranking.too_close]
+    close, unknown = [names[i] for i in ranking.too_close], [names[i] for i in ranking.cannot_tell]
     best, against = ranking.best, ranking.differences()
-    assert names[best] == "64x N_S" and close and "1x N_S" not in close
+    assert names[best] == "64x N_S" and close + unknown and "1x N_S" not in close + unknown
     for i in range(len(names)):
         if i == best:
             continue
-        tied = not compare(ranking._one(i), ranking._one(best), SAME_LAW).separated
-        assert (i in ranking.too_close) == (tied and against[i].verdict == against[best].verdict)
+        verdict = compare(ranking._one(i), ranking._one(best), SAME_LAW).verdict
+        same = against[i].verdict == against[best].verdict
+        assert (i in ranking.too_close) == (verdict == "too close to call" and same)
+        assert (i in ranking.cannot_tell) == (verdict == "cannot tell at this distance" and same)
     record = ranking.to_dict()
     assert record["too_close_to_call"] == close and record["verdict"] == against[best].verdict
+    assert record["cannot_tell_from_best"] == unknown
     assert [c["too_close_to_best"] for c in record["candidates"]] == [n in close for n in names]
+    assert [c["cannot_tell_from_best"] for c in record["candidates"]] == [n in unknown for n in names]
     point = DistillationPlanner(point_laws())
     assert rank_teachers(point, 546 * M, 20 * 546 * M, teacher_ladder(point, 546 * M)).too_close == []
     code, out, _ = cli("teacher", "--student-params", "546M", "--student-tokens", "10.92B")
     text = " ".join(out.split())
-    assert code == 0 and f"too close to call with it: {', '.join(close)}" in text
-    assert f"*{names[best]}" in out and all(f"≈{name}" in out for name in close)
+    assert code == 0 and f"*{names[best]}" in out
+    if close:
+        assert f"too close to call with it: {', '.join(close)}" in text and all(f"≈{name}" in out for name in close)
+    if unknown:
+        assert f"cannot tell at this distance against it: {', '.join(unknown)}" in text
+        assert all(f"?{name}" in out for name in unknown)
+
+
+def test_far_outside_the_laws_data_candidates_are_not_called_too_close_inside_the_intervals(planner, cli):
+    """A 1M student on 20M tokens lies far below busbridge2025's data: every student loss's interval
+    means nothing there, so however disjoint the intervals, the candidates cannot be told from the
+    best at this distance; none is "too close to call (inside the intervals)"."""
+    ranking = rank_teachers(planner, 1 * M, 20 * M, teacher_ladder(planner, 1 * M))
+    others = [i for i in range(len(ranking.candidates)) if i != ranking.best]
+    best = ranking._one(ranking.best)
+    disjoint = [i for i in others if ranking._one(i).low > best.high]
+    assert disjoint and ranking.too_close == [] and ranking.cannot_tell == others
+    code, out, _ = cli("teacher", "--student-params", "1M", "--student-tokens", "20M")
+    text = " ".join(out.split())
+    assert code == 0 and "too close to call with it" not in text and "inside the intervals" not in text
+    assert "cannot tell at this distance against it: " + ", ".join(ranking.candidates[i].name for i in others) in text
+    assert "? those that cannot be told from it at this distance" in text
 
 
 def test_at_a_budget_each_teacher_pays_its_logits_and_buys_fewer_student_tokens_the_larger_it_is(planner, cli):

@@ -10,7 +10,7 @@ from tests.conftest import point_laws
 from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.student_init import PRUNED_MICRO
-from distillscale.planning.results import decide_verdict, verdict_difference
+from distillscale.planning.results import verdict_difference
 
 TEACHER = dict(student_params=546e6, compute=1e21, teacher=ds.ExistingTeacher(7.75e9, loss=2.1))
 
@@ -65,11 +65,11 @@ def test_pruned_verdict_reads_delta_with_the_range_as_shown():
     middle = (student.low + student.high) / 2
     delta = verdict_difference(middle, student, middle, None, outside_fit=True)
     assert (delta.low, delta.high) == pytest.approx((student.low - middle, student.high - middle))
-    assert decide_verdict(middle, student, middle, None, outside_fit=True) in ("too close to call", CANNOT_TELL)
-    assert decide_verdict(middle, student, student.high + 1e-3, None, outside_fit=True) == "distill"
-    assert decide_verdict(middle, student, student.low - 1e-3, None, outside_fit=True) == "pretrain"
+    assert verdict_difference(middle, student, middle, None, outside_fit=True).verdict in ("too close to call", CANNOT_TELL)
+    assert verdict_difference(middle, student, student.high + 1e-3, None, outside_fit=True).verdict == "distill"
+    assert verdict_difference(middle, student, student.low - 1e-3, None, outside_fit=True).verdict == "pretrain"
     # the same plan without the rule gives a verdict from the points alone
-    assert decide_verdict(middle, None, middle + 1e-6, None) == "distill"
+    assert verdict_difference(middle, None, middle + 1e-6, None).verdict == "distill"
 
 
 def test_a_pruned_plans_verdict_is_the_one_its_delta_interval_says():

@@ -19,7 +19,7 @@ from distillscale.laws.record import DataRange, FitRecord
 from distillscale.laws.render import fit_warnings
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction, lever
 from distillscale.laws.difference import shipped_calibration
-from distillscale.planning.results import CANNOT_TELL, decide_verdict, verdict_difference
+from distillscale.planning.results import CANNOT_TELL, verdict_difference
 
 # A micro-like sweep: 5 sizes over 64x, 1 to 64 tokens per parameter, losses a power law with no
 # visible floor (E = 0.02 under losses of 4 and more), 0.3% noise.
@@ -112,16 +112,16 @@ def test_beyond_the_calibrated_reach_a_difference_across_0_cannot_tell():
     student, supervised = _far(2.49, 0.06), _far(2.50, 0.06)
     delta = verdict_difference(2.49, student, 2.50, supervised)
     assert delta.low < 0 < delta.high
-    assert decide_verdict(2.49, student, 2.50, supervised) == CANNOT_TELL
+    assert verdict_difference(2.49, student, 2.50, supervised).verdict == CANNOT_TELL
     # inside the calibration's reach (each law's: the farthest its pairs measured) too close to call
     reach = min(shipped_calibration().distilled.reach, shipped_calibration().alone.reach)
     near_student, near_supervised = _far(2.49, 0.06, distance=reach), _far(2.50, 0.06, distance=reach)
-    assert decide_verdict(2.49, near_student, 2.50, near_supervised) == "too close to call"
+    assert verdict_difference(2.49, near_student, 2.50, near_supervised).verdict == "too close to call"
     # beyond it, a difference whose interval excludes 0 still gives the verdict
     assert verdict_difference(2.30, _far(2.30, 0.06), 2.50, supervised).high < 0
-    assert decide_verdict(2.30, _far(2.30, 0.06), 2.50, supervised) == "distill"
+    assert verdict_difference(2.30, _far(2.30, 0.06), 2.50, supervised).verdict == "distill"
     # a preset without intervals keeps its verdict
-    assert decide_verdict(2.40, None, 2.50, None) == "distill"
+    assert verdict_difference(2.40, None, 2.50, None).verdict == "distill"
 
 
 def _hand_written_laws(reach: float = 1.5) -> LawSet:

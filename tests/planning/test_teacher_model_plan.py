@@ -195,6 +195,11 @@ def test_the_planner_page_plans_a_teacher_model_it_was_given(teacher, law):
     expected = ds.plan(str(path), compute=1e13, student_params=20e3, teacher_model=exported)
     assert answer["plan"]["student_loss"] == expected.headline.student_loss
     assert answer["plan"]["teacher_model"]["path"] == str(exported) and "--teacher-model" in answer["cli"]
+    # the loss-vs-compute figure draws this teacher's student (its size, loss and own FLOPs per token),
+    # not the scenario's optimal teacher: at the plan's budget (the middle one) it is the plan printed
+    assert expected.student_at(1e13).student_loss == pytest.approx(expected.headline.student_loss, rel=1e-12)
+    curve = page.compute_curve(query, 20e3)
+    assert curve["distilled"][8]["loss"] == pytest.approx(expected.headline.student_loss, rel=1e-9)
     # the page's teacher list: the offered models ranked for the plan's student at its budget, as
     # `teacher --compute` ranks them
     ranked = ds.rank_teachers_for(str(path), student_params=20e3, compute=1e13, candidates=[str(exported)])

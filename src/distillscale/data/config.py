@@ -9,7 +9,7 @@ from typing import Annotated, Any, Mapping
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from distillscale.checks import checked
-from distillscale.units import parse_quantity
+from distillscale.units import parse_bytes
 
 CACHE_ENV = "DISTILLSCALE_CACHE"
 MIN_VOCAB_SIZE = 257  # the 256 byte-level symbols plus the end-of-text token
@@ -35,7 +35,7 @@ def shown_setting(value: Any) -> str:
 
 
 def _byte_count(value):
-    return int(parse_quantity(value, "max_bytes", kind=None)) if isinstance(value, str) else value
+    return int(parse_bytes(value, "max_bytes")) if isinstance(value, str) else value
 
 
 class DataConfig(BaseModel):
@@ -65,7 +65,7 @@ class DataConfig(BaseModel):
                                 description="fraction of the tokens held out for validation "
                                             "(long documents are cut into pieces)")
     max_bytes: Annotated[int | None, BeforeValidator(_byte_count)] = Field(
-        None, gt=0, description="read at most this many bytes of text, e.g. 20M")
+        None, gt=0, description="read at most this many bytes of text, e.g. 20MB")
     seed: int = Field(0, ge=0, description="salt of the document split")
     route_field: str | None = Field(
         None, min_length=1, description="a field of the .jsonl/.parquet rows whose value is kept for every "

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 
 from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import Table, console, print_json
-from distillscale.settings import count
+from distillscale.settings import byte_size, count
 from distillscale.units import Quantity
 
 
@@ -33,8 +33,8 @@ class LossSettings(CommandSettings):
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="auto, cpu or cuda")
     trust_remote_code: bool = option(False, help="run the model's own code (its config's auto_map): only code you trust")
     tokenizer: Path | None = option(None, help="a served model's tokenizer, to prepare --data with")
-    max_bytes: Annotated[int | None, count("--max-bytes", kind=None)] = option(
-        None, help="read at most this many bytes of the corpus, e.g. 20M (as `data prepare`)")
+    max_bytes: Annotated[int | None, byte_size("--max-bytes")] = option(
+        None, help="read at most this many bytes of the corpus, e.g. 20MB (as `data prepare`)")
     val_fraction: float | None = option(None, above=0, below=1, help="share of the corpus's tokens held out for "
                                         "validation, between 0 and 1 (as `data prepare`; default 0.05)")
     seed: int | None = option(None, min=0, help="salt of the corpus's split (as `data prepare`; default 0)")

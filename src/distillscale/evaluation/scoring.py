@@ -9,7 +9,7 @@ its nats per window, a loaded model's or a server's.
 The windows are those every run's evaluation reads (`data.eval_windows`): on a run with its own
 context and evaluation cap, its recorded val_loss again. A loaded model computes the cross-entropy of
 every token in float32 logits as a run's own evaluation does; a server gives the log-probabilities of
-the tokens themselves, exact. The scores so far are handed to `keep` every SAVE_EVERY_SECONDS, so an
+the tokens themselves, exact. The scores so far are handed to `keep` every SAVE_EVERY_SECONDS and on Ctrl-C, so an
 interrupted measurement resumes (`evaluation.kept_loss`).
 """
 
@@ -160,7 +160,8 @@ class ServedScorer:
 def score_windows(scorer, tokens: np.ndarray, windows: np.ndarray, seq_len: int, max_tokens: int | None,
                   batch_size: int, done: list[float], keep: Callable[[list[float]], None], progress: bool) -> np.ndarray:
     """The nats of every window (its seq_len targets summed), in order; `done`: those of an earlier,
-    interrupted measurement, kept; the rest scored in batches, handed to `keep` every SAVE_EVERY_SECONDS."""
+    interrupted measurement, kept; the rest scored in batches, handed to `keep` every SAVE_EVERY_SECONDS
+    and on Ctrl-C (then re-raised)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from distillscale.data import iter_eval_batches
@@ -171,12 +172,26 @@ def score_windows(scorer, tokens: np.ndarray, windows: np.ndarray, seq_len: int,
     with Progress(TextColumn("scoring windows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=err_console, disable=not progress, transient=True) as display:
         task = display.add_task("score", total=len(windows), completed=len(nats))
-        for index, (inputs, targets) in enumerate(iter_eval_batches(tokens, seq_len, batch_size, max_tokens)):
-            if index < resumed:
-                continue
-            nats.extend(scorer(inputs, targets))
-            display.update(task, completed=len(nats))
-            if time.monotonic() - saved > SAVE_EVERY_SECONDS:
-                saved = time.monotonic()
-                keep(nats)
+        try:
+            for index, (inputs, targets) in enumerate(iter_eval_batches(tokens, seq_len, batch_size, max_tokens)):
+                if index < resumed:
+                    continue
+                nats.extend(scorer(inputs, targets))
+                display.update(task, completed=len(nats))
+                if time.monotonic() - saved > SAVE_EVERY_SECONDS:
+                    saved = time.monotonic()
+                    keep(nats)
+        except KeyboardInterrupt:   # Ctrl-C: what was scored is kept, whenever it comes
+            _keep_interrupted(nats, len(windows), keep)
+            raise
     return np.asarray(nats, dtype=np.float64)
+
+
+def _keep_interrupted(nats: list[float], windows: int, keep: Callable[[list[float]], None]) -> None:
+    """Keep the windows scored before an interruption and say so (or that none was)."""
+    if not nats:
+        err_console.print("scoring interrupted before a window was scored: nothing kept", highlight=False)
+        return
+    keep(nats)
+    err_console.print(f"scoring interrupted: the {len(nats):,} of {windows:,} windows scored are kept; the same "
+                      "command resumes from them", highlight=False, soft_wrap=True)

@@ -34,7 +34,7 @@ beyond a law's reach, or whatever the interval when a loss lies where its interv
 better than a uniform guess, or far outside its law's data on a side the interval does not measure:
 `Prediction.outside`). Two rules:
 
-- `DISTILLED_VS_ALONE` (the default): a distilled loss against the same student trained alone, the
+- distilled vs alone (the default, no calibration given): a distilled loss against the same student trained alone, the
   calibration above (the shipped one, `shipped_calibration`).
 - `SAME_LAW`: two losses of one law (two teachers' students, two ways of distilling): nothing has
   measured how their errors move together, so their intervals combine as shown, independently (rho
@@ -173,9 +173,6 @@ SAME_LAW = INDEPENDENT.model_copy(update={"rule": "two predictions of one law"})
 def shipped_calibration() -> DifferenceCalibration:
     """The calibration shipped with distillscale (difference_interval.json)."""
     return DifferenceCalibration.model_validate(json.loads(MODEL_FILE.read_text(encoding="utf-8")))
-
-
-DISTILLED_VS_ALONE = None   # `compare`'s default rule: the shipped calibration
 
 
 @dataclass(frozen=True)
@@ -384,12 +381,6 @@ def _far_beyond(prediction: Prediction) -> bool:
     from distillscale.laws.extrapolation import far_beyond
 
     return far_beyond(prediction)
-
-
-def loss_difference(distilled: Prediction, alone: Prediction,
-                    calibration: DifferenceCalibration | None = None) -> LossDifference:
-    """`compare` for a verdict: a distilled loss against the student trained alone."""
-    return compare(distilled, alone, calibration)
 
 
 def decide(distilled_loss: float, distilled: Prediction | None, alone_loss: float, alone: Prediction | None,

@@ -38,7 +38,7 @@ def data_range(laws: LawSet, students: bool = False) -> DataRange | None:
 
 
 # The verdict (distil or not) where a loss lies farther than the backtest reached and the intervals
-# overlap: `planning.results.decide_verdict`, the mode comparison, `predict distillation`.
+# overlap: `planning.results.verdict_difference`, the mode comparison, `predict distillation`.
 CANNOT_TELL = "cannot tell at this distance"
 
 

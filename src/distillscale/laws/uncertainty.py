@@ -225,7 +225,8 @@ class ExtrapolationError:
 
 
 # What a prediction's interval can be made of (`Prediction.interval_source`).
-INTERVAL_SOURCES = ("own", "ladders", "corpora", "stated")
+ON_POLICY_WIDENED = "on-policy widened"
+INTERVAL_SOURCES = ("own", "ladders", "corpora", "stated", ON_POLICY_WIDENED)
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,8 @@ class Prediction:
     def interval_source(self) -> str:
         """own (the fit's bootstrap and backtest), ladders (a fitted law whose extrapolation part is
         calibrated across published ladders), corpora (calibrated across corpora on held-out runs)
-        or stated (a preset's stated error)."""
+        stated (a preset's stated error) or on-policy widened (the law's own, widened for on-policy
+        tokens by the literature's typical extrapolation error: `planning.modes.outside_fit`)."""
         return self.source or ("stated" if self.calibrated else "own")
 
     @property

@@ -41,6 +41,8 @@ def is_hf_directory(path: str | os.PathLike) -> bool:
         return False
     try:
         values = json.loads(config.read_text(encoding="utf-8"))
+    except PermissionError:   # there but unreadable: said as such (naming it), not as "no model here"
+        raise
     except (OSError, ValueError):
         return False
     return isinstance(values, dict) and "model_type" in values

@@ -25,6 +25,8 @@ from distillscale.planning.results import DistillationPlan, StudentSweep, Superv
 
 PENALTY_NOTE = ("losses and verdicts include each run's penalty at your --batch-tokens (a student's from the "
                 "supervised law's ridge; tokens as solved at B*)")
+# The warning when the batch fixed changes a verdict: VERDICT_MOVED + " (scenario: ... at each run's B*, ... at your batch)".
+VERDICT_MOVED = "the batch you fixed changes the verdict"
 
 
 def factors(recipes: dict) -> dict[str, float]:

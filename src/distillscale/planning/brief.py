@@ -34,6 +34,9 @@ MAX_NOTES = 4
 # A verdict in the table's narrow column; the notes say what the short ones mean.
 SHORT_VERDICTS = {"too close to call": "too close", CANNOT_TELL: "can't tell"}
 EXPLAIN = "--explain: the FLOPs of each phase, peak rates, warmup, what intervals assume"
+# The run sheet's widest scenario name unbroken (its rows fit 80 columns with it; the plan's table, wider,
+# breaks names at 20).
+SHEET_LABEL = len("teacher-pretraining-inference")
 
 
 def can_brief(plan: PlanView) -> bool:
@@ -155,7 +158,7 @@ def _sheet(rows, law: str) -> list:
     last = None
     for row in rows:
         uses, r = uses_text(row, groups), row.recipe
-        table.add_row("" if uses == last else _label(uses), f"{ROLES[row.role]}{'*' if r.beyond_data else ''}"
+        table.add_row("" if uses == last else _label(uses, SHEET_LABEL), f"{ROLES[row.role]}{'*' if r.beyond_data else ''}"
                       f"{'!' if r.problems else ''}", format_quantity(r.params), format_quantity(r.tokens),
                       format_quantity(r.batch_tokens), f"{r.steps:,}", f"{r.train_lr:.4g}")
         last = uses
@@ -171,13 +174,18 @@ def _gpu_line(estimate) -> str:
         return f"{format_gpu_hours(hours)}, {format_hours(wall)}" + ("" if cost is None else f", {cost:,.0f}")
 
     price = "" if estimate.price_per_gpu_hour is None else f" at {estimate.price_per_gpu_hour:g} per GPU-hour"
-    parts = [f"{group} {said(*total)}" for group, total in estimate.totals().items()]
+    times = {group: said(*total) for group, total in estimate.totals().items()}
     alone = next((run for run in estimate.runs if run.part == ALTERNATIVE), None)
     if alone is not None:
-        parts.append(f"no teacher {said(alone.gpu_hours, alone.wall_hours, alone.cost)}")
+        times["no teacher"] = said(alone.gpu_hours, alone.wall_hours, alone.cost)
+    groups: dict[str, list[str]] = {}   # groups that take the same time, said once
+    for group, time in times.items():
+        groups.setdefault(time, []).append(group)
+    every = "each scenario and no teacher" if alone is not None else "each scenario"
+    parts = [f"{every if len(names) == len(times) > 2 else ', '.join(names)} {time}" for time, names in groups.items()]
     cost = "" if estimate.price_per_gpu_hour is None else ", cost"
-    return (f"GPU time on {estimate.gpus} x {estimate.device_name}{price} (GPU-hours, wall-clock{cost}; an "
-            f"estimate from measured throughput; each run and its MFU: --explain): {'; '.join(parts)}")
+    return (f"GPU time on {estimate.gpus} x {estimate.device_name}{price} (GPU-hours, wall-clock{cost}; "
+            f"estimated; each run: --explain): {'; '.join(parts)}")
 
 
 def _far_rates(rows) -> list[str]:
@@ -209,10 +217,7 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
     if any(p.fresh is not None for p in plans) and repeated < 2:   # else the warnings' one line says it
         warnings.append("losses after repeating your unique tokens, a distilled student's as a supervised "
                         "model's decay (each run's, with fresh data: --explain)")
-    penalties = [row.recipe.adaptation.loss_penalty for row in rows
-                 if row.recipe.adaptation is not None and row.recipe.adaptation.loss_penalty is not None]
-    if penalties:
-        warnings.append(f"batch: your batch costs up to +{max(penalties):.2%} loss at the same tokens (--explain)")
+    warnings += _batch_note(plan, rows)
     info = []
     shown = set(verdicts.values())
     # why a verdict cannot tell is never left out
@@ -224,6 +229,32 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
     if any(p.teacher_family is not None for p in plans):
         info.append("best-case: any teacher of loss L_T* does; shown: the cheapest to pre-train")
     return warnings + info[:max(0, MAX_NOTES - 1 - len(warnings))] + [EXPLAIN]
+
+
+def _batch_note(plan: PlanView, rows) -> list[str]:
+    """A fixed batch in one line: its loss penalty (in every loss and verdict shown) and the verdicts
+    it changes (the plan's warnings say both, left out of the one-screen view: `said_in_brief`)."""
+    penalties = [row.recipe.adaptation.loss_penalty for row in rows
+                 if row.recipe.adaptation is not None and row.recipe.adaptation.loss_penalty is not None]
+    if not penalties:
+        return []
+    line = f"batch: losses and verdicts include your --batch-tokens' cost, up to +{max(penalties):.2%}"
+    before = getattr(plan, "at_optimal_batch", None)
+    if before is not None:
+        was, now = before.verdicts(), plan.verdicts()
+        moved = [f"{name}'s ({was[name]} at B*)" for name, verdict in now.items() if was.get(name) != verdict]
+        line += f"; it changes {', '.join(moved)}" if moved else ""
+    return [line]
+
+
+def said_in_brief(plan: PlanView) -> set[str]:
+    """The plan's warnings the one-screen view says itself (a fixed batch's: `_batch_note`), not printed
+    again under it; `--explain` and `--json` print each."""
+    from distillscale.planning.batch_penalty import PENALTY_NOTE, VERDICT_MOVED
+
+    if plan.kind not in ("plans", "sweep") or getattr(plan, "at_optimal_batch", None) is None:
+        return set()
+    return {w for w in plan.warnings if w == PENALTY_NOTE or w.startswith(VERDICT_MOVED + " (")}
 
 
 def _outside_fit(plans: list[DistillationPlan]) -> list[str]:

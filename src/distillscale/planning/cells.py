@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from distillscale.laws.difference import LossDifference
+
 
 def delta_cell(difference: LossDifference) -> str:
     """Delta's interval in a cell: both ends signed, every digit `describe` prints."""

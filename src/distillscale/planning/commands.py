@@ -82,8 +82,11 @@ def _print_plan(result, settings: PlanSettings) -> None:
             console.print(pools, highlight=False)
         if not brief:
             _print_repetition(result)
-    for message in warning_lines(result.warnings, settings.explain or settings.as_json):  # --json: each, as its list
-        warn(message)
+    from distillscale.planning.brief import said_in_brief
+
+    said = said_in_brief(result) if not (settings.as_json or settings.explain) and can_brief(result) else set()
+    for message in warning_lines([w for w in result.warnings if w not in said], settings.explain or settings.as_json):
+        warn(message)   # --json: each, as its list
 
 
 def _print_repetition(result) -> None:
@@ -140,7 +143,7 @@ def distill_map_command(s: DistillMapSettings) -> None:
     student_params = np.geomspace(1e8, 1e11, s.resolution)
     tokens = np.geomspace(1e9, 1e14, s.resolution)
     advantage, verdicts = planner.verdict_map(name, student_params, tokens)
-    plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, advantage), s.out)
+    plots.save_figure(plots.plot_distill_map(planner, name, student_params, tokens, verdicts), s.out)
     flat = [verdict for row in verdicts for verdict in row]
     if s.as_json:
         print_json({"law": laws.name, "scenario": name, "student_params": student_params,
@@ -150,7 +153,7 @@ def distill_map_command(s: DistillMapSettings) -> None:
                     "verdicts": verdicts, "figure": str(s.out)})
         return
     console.print(f"of {advantage.size} cells (scenario {name}, law {laws.name}), each read off its Δ's interval: "
-                  f"{_verdict_counts(flat)}; the map (the point values of Δ) written to {s.out}")
+                  f"{_verdict_counts(flat)}; the map of these verdicts written to {s.out}")
 
 
 def _verdict_counts(verdicts: list) -> str:

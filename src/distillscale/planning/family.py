@@ -40,8 +40,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from distillscale.errors import ParameterError, UserError
-from distillscale.units import format_quantity
+from distillscale.errors import ParameterError
+from distillscale.units import format_bytes, format_quantity, parse_bytes  # noqa: F401 (parse_bytes: the family's flag)
 
 TARGETS = ("cached", "online")
 DEFAULT_TOP_K = 128   # the logit cache's k the plan prices its storage at (`distillscale cache-logits --top-k`)
@@ -229,30 +229,3 @@ def cache_storage(tokens: list[float], vocab_size: int, top_k: int, limit: float
     held = needed if limit is None else min(needed, limit / per)
     return CacheStorage(top_k, vocab_size, per, held, needed, limit, DEFAULT_SAMPLES,
                         sampled_bytes_per_token(vocab_size, DEFAULT_SAMPLES))
-
-
-def format_bytes(value: float | None) -> str:
-    """Bytes as storage is sold: 296 TB, 1.2 PB (decimal units)."""
-    if value is None:
-        return "no limit"
-    for suffix, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g}{suffix}"
-    return f"{value:.0f}B"
-
-
-def parse_bytes(text: str | float, what: str = "--cache-storage") -> float:
-    """`200TB`, `1.5PB`, `500G`, `3e14`: bytes (decimal units; the trailing B optional)."""
-    import re
-
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value, scale = float(text), 1.0
-    else:
-        found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtTpP]?)[bB]?\s*", str(text))
-        if found is None:
-            raise UserError(f"{what} must be a size in bytes, e.g. 200TB, 1.5PB or 5e14, got {text!r}")
-        value, scale = float(found.group(1)), {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
-                                               "p": 1e15}[found.group(2).lower()]
-    if not math.isfinite(value) or value <= 0:
-        raise UserError(f"{what} must be a positive size in bytes, e.g. 200TB, got {text!r}")
-    return value * scale

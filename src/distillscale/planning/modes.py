@@ -28,7 +28,7 @@ import numpy as np
 
 from distillscale.errors import ParameterError
 from distillscale.laws.difference import used_interval
-from distillscale.laws.uncertainty import ExtrapolationError, Prediction, lower_end
+from distillscale.laws.uncertainty import ON_POLICY_WIDENED, ExtrapolationError, Prediction, lower_end
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.planning.flops import FlopBreakdown, on_policy_flops
 from distillscale.planning.repetition import assess_model
@@ -215,7 +215,8 @@ def tokens_reaching_student_loss(planner: DistillationPlanner, student_params: f
 def outside_fit(prediction: Prediction, value: float) -> Prediction:
     """An on-policy loss: the law's interval (if it has one) widened in quadrature by the
     literature's typical extrapolation error, since the law was fitted on off-policy runs; marked
-    as beyond what any backtest measured. Never zero-width."""
+    as beyond what any backtest measured, and labelled as such (`interval_source` "on-policy widened");
+    where the law's interval means nothing (`outside`), neither does this one. Never zero-width."""
     level = prediction.level if prediction.has_interval else 0.9
     assumption = float(ExtrapolationError.unmeasured(level, "on-policy tokens", 1.0, 1.0).half_width(1.0)) * value
     low_side = value - float(prediction.low) if prediction.has_interval else 0.0
@@ -224,4 +225,5 @@ def outside_fit(prediction: Prediction, value: float) -> Prediction:
     return Prediction(value, lower_end(value, math.hypot(low_side, assumption)),
                       value + math.hypot(high_side, assumption),
                       level, prediction.noise, math.hypot(law_extrapolation, assumption),
-                      prediction.distance if prediction.distance is not None else 1.0, beyond_backtest=True)
+                      prediction.distance if prediction.distance is not None else 1.0, beyond_backtest=True,
+                      outside=prediction.outside, source=ON_POLICY_WIDENED)

@@ -31,7 +31,7 @@ from distillscale.planning.gpu_hours import (GPU_HELP, GPUS_HELP, MFU_HELP, PRIC
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW, HYPERPARAMETER_LAW_HELP
 from distillscale.settings import quantity
-from distillscale.units import Quantity, check_parameter, format_quantity, parse_quantity
+from distillscale.units import BYTES_HELP, Quantity, check_parameter, format_quantity, parse_bytes, parse_quantity
 from distillscale.urls import is_url
 
 SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
@@ -108,9 +108,7 @@ def _fractions_summing(value: object) -> tuple[float, ...] | None:
 
 
 def _storage(value: object) -> float | None:
-    from distillscale.planning.family import parse_bytes
-
-    return None if value is None else parse_bytes(value)
+    return None if value is None else parse_bytes(value, "--cache-storage")
 
 
 def _model_or_url(value: object) -> object:
@@ -172,9 +170,9 @@ class PlanSettings(CommandSettings):
     cache_top_k: int = option(DEFAULT_TOP_K, min=1, help="with --students, cached targets: the top-k predictions the "
                                                         "cache keeps per token, for its storage")
     cache_storage: Annotated[float | None, BeforeValidator(_storage)] = option(
-        None, help="with --students, cached targets: the most storage the logit cache may take, e.g. 200TB: a cache "
-                   "that needs more holds the first tokens only, and a student reading more re-reads it (as `distill "
-                   "--teacher-cache` does), its loss that of repeating them")
+        None, help="with --students, cached targets: the most storage the logit cache may take, " + BYTES_HELP + ": a "
+                   "cache that needs more holds the first tokens only, and a student reading more re-reads it (as "
+                   "`distill --teacher-cache` does), its loss that of repeating them")
     flops: str = option("corrected", help=FLOPS_HELP)
     n_ctx: int | None = option(None, min=1, help="context length (default: the law's)")
     vocab_size: int | None = option(None, min=1, help="vocabulary size (default: the law's)")

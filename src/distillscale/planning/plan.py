@@ -16,18 +16,17 @@ the CLI prints the same message with the flag (`--teacher-loss`).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distillscale.errors import ParameterError, UserError
+from distillscale.errors import ParameterError
 from distillscale.laws.extrapolation import extrapolation_warnings, uniform_guess_warnings
-from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
 from distillscale.planning.correction import correction_shift
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
+from distillscale.planning.law_inputs import given_laws, load_law, settings_law
 from distillscale.planning.gpu_hours import with_gpu_hours
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, positive
@@ -72,8 +71,8 @@ def plan(law, *, teacher: ExistingTeacher | None = None, on_policy: OnPolicy | N
         default steplaw2025) and
         batch_tokens (a batch fixed for every run: its lr and, above B*, its loss penalty).
     """
-    laws, spec = _load(law)
-    options, given = _given_laws(options)
+    laws, spec = load_law(law)
+    options, given = given_laws(options)
     settings = PlanSettings.from_python(spec, teacher=teacher, on_policy=on_policy, **options)
     return plan_from_settings(settings, laws, *given)
 
@@ -90,8 +89,8 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
     if settings.no_bias_correction:  # the supervised law's raw predictions (`laws.crossladder`)
         laws = laws.without_bias_correction()
     # a law that cannot be read is refused before the plan is made
-    hyperparameters = hyperparameters or _settings_law(settings, "hyperparameter_law")
-    downstream = downstream or _settings_law(settings, "downstream_law")
+    hyperparameters = hyperparameters or settings_law(settings, "hyperparameter_law")
+    downstream = downstream or settings_law(settings, "downstream_law")
     def judge(family: Plan) -> dict[str, str]:   # a family's verdicts as printed: after repetition, at the batch
         return _with_recipes(with_repetition(family), hyperparameters).verdicts()
 
@@ -167,9 +166,9 @@ def plan_supervised(law, *, compute: float, params: float | None = None,
     bounds), or with `params` that size trained on the whole budget; the loss with its interval,
     and how to run it (`plan.recipes`, under `hyperparameter_law` at `batch_tokens`, as `plan`);
     with `downstream_law`, its predicted downstream error (`plan.downstream`, as `plan`)."""
-    laws, spec = _load(law)
+    laws, spec = load_law(law)
     laws.require_supervised()
-    options, given = _given_laws({"hyperparameter_law": hyperparameter_law, "downstream_law": downstream_law})
+    options, given = given_laws({"hyperparameter_law": hyperparameter_law, "downstream_law": downstream_law})
     try:
         settings = PlanSettings.from_python(spec, compute=compute, student_params=params, min_params=min_params,
                                             max_params=max_params, flops=flops, batch_tokens=batch_tokens,
@@ -188,79 +187,6 @@ def planner_for(laws: LawSet, flops: str = "corrected", n_ctx: int | None = None
 
 
 # -- internals ------------------------------------------------------------------------------------
-
-def _load(law) -> tuple[LawSet, str]:
-    """(the law set, what `--law` takes to load it again, for the plan's command line). A law
-    object that was not loaded from a file (a fit's law, not saved yet) is shown as "law.json", where
-    to save it; the plan keeps the object itself (`Plan.laws`), so nothing is reloaded by name."""
-    # A LawFit exists only once its module (the fitter, over torch) is loaded: not imported here, so
-    # that planning from a preset or a law file needs no torch (the core install has none).
-    selection = sys.modules.get("distillscale.laws.selection")
-    if selection is not None and isinstance(law, selection.LawFit):
-        laws = law.laws("fitted")
-    elif isinstance(law, SupervisedLaw):
-        laws = LawSet("fitted", supervised=law)
-    elif isinstance(law, DistillationLaw):
-        laws = LawSet("fitted", law.student_law, law)
-    elif isinstance(law, LawSet):
-        laws = law
-    elif isinstance(law, (str, Path)):
-        laws = load_laws(law)
-    else:
-        raise ParameterError("law", f"{{}} must be a preset name, a law file, a LawSet or a fitted law, "
-                                    f"got {type(law).__name__}")
-    return laws, laws.spec or "law.json"
-
-
-# How the command line of a plan names a law given as an object, not loaded from a file (a fit's law,
-# not saved yet): where to save it, as `_load` names a law object "law.json".
-GIVEN_LAW_FILES = {"hyperparameter_law": "hp.json", "downstream_law": "downstream.json"}
-
-
-def _given_laws(options: dict) -> tuple[dict, tuple]:
-    """(the options as settings take them, (the hyperparameter law object given, the downstream law
-    object given), each None where a name or a path was given, for the settings to load): an object
-    is kept, and named GIVEN_LAW_FILES[option] in the settings."""
-    objects = []
-    for name, file_name in GIVEN_LAW_FILES.items():
-        given = options.get(name)
-        if isinstance(given, Path):
-            options = {**options, name: str(given)}
-        law = None if given is None or isinstance(given, (str, Path)) else _law_object(name, given)
-        options = {**options, name: file_name} if law is not None else options
-        objects.append(law)
-    return options, tuple(objects)
-
-
-def _law_object(name: str, law):
-    """A hyperparameter law (or a fit's, `ds.fit_hyperparameters(...)`) or a downstream law given from
-    Python as `name`, or a ParameterError saying what it takes."""
-    from distillscale.laws.downstream import DownstreamLaw
-    from distillscale.laws.hyperparameters import HyperparameterFit, HyperparameterLaw
-
-    if name == "hyperparameter_law" and isinstance(law, (HyperparameterFit, HyperparameterLaw)):
-        return law.law if isinstance(law, HyperparameterFit) else law
-    if name == "downstream_law" and isinstance(law, DownstreamLaw):
-        return law
-    kind = ("a preset name, a law file or a HyperparameterLaw (a fit's .law)" if name == "hyperparameter_law"
-            else "a law file or a DownstreamLaw (`ds.fit_downstream`'s)")
-    raise ParameterError(name, f"{{}} must be {kind}, got {type(law).__name__}")
-
-
-def _settings_law(settings: PlanSettings, name: str):
-    """The law the settings name as `name` (hyperparameter_law, or downstream_law: None when none is
-    asked for), loaded; one that cannot be read is a ParameterError naming it."""
-    from distillscale.laws.downstream import load_downstream_law
-    from distillscale.laws.hyperparameters import load_hyperparameter_law
-
-    spec = getattr(settings, name)
-    if spec is None:
-        return None
-    try:
-        return (load_hyperparameter_law if name == "hyperparameter_law" else load_downstream_law)(spec)
-    except UserError as exc:
-        raise ParameterError.about(name, f"{ParameterError.NAME}: {exc}") from None
-
 
 def _with_downstream(result: Plan, law) -> Plan:
     """The plan with each run's predicted downstream error under the loss-to-error `law`

@@ -22,7 +22,7 @@ from distillscale.laws.difference import INDEPENDENT, SAME_LAW, LossDifference, 
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.uncertainty import Prediction
 from distillscale.laws.repetition import RepetitionAssessment
-from distillscale.planning.batch_penalty import PENALTY_NOTE, penalized_distillation, penalized_supervised, penalized_sweep
+from distillscale.planning.batch_penalty import PENALTY_NOTE, VERDICT_MOVED, penalized_distillation, penalized_supervised, penalized_sweep
 from distillscale.planning.correction import CorrectionShift
 from distillscale.planning.downstream import PlanDownstream
 from distillscale.planning.gpu_hours import GpuHoursEstimate
@@ -34,12 +34,11 @@ from distillscale.planning.run_sheet import run_sheet
 from distillscale.planning.repetition import (BASELINE_RUN, PRETRAIN_INSTEAD, TEACHER_RUN, DataPool, data_pools,
                                               repeated_distillation, repeated_supervised, repeated_sweep,
                                               repetition_check)
-from distillscale.planning.results import CANNOT_TELL, interval_or_none
+from distillscale.planning.results import CANNOT_TELL, as_prediction, interval_or_none
 from distillscale.planning.served_teacher import ServedTeacher
 from distillscale.planning.teacher_model import TeacherModel
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
-    from distillscale.laws.uncertainty import Prediction
     from distillscale.planning.results import DistillationPlan, ModePlan, StudentSweep, SupervisedPlan
     from distillscale.planning.solver import SupervisedPlanner
 
@@ -158,7 +157,7 @@ class Plan:
         before, after = self.verdicts(), penalized.verdicts()
         moved = [f"{name}: {before[name]} at each run's B*, {verdict} at your batch"
                  for name, verdict in after.items() if before.get(name) != verdict]
-        notes = [PENALTY_NOTE] + (["the batch you fixed changes the verdict (" + "; ".join(moved) + ")"] if moved else [])
+        notes = [PENALTY_NOTE] + ([f"{VERDICT_MOVED} (" + "; ".join(moved) + ")"] if moved else [])
         return replace(penalized, batch_penalties={name: f - 1.0 for name, f in factors.items()},
                        at_optimal_batch=self, warnings=list(dict.fromkeys([*self.warnings, *notes])))
 
@@ -258,6 +257,22 @@ class ScenarioPlans(Plan):
 
     def scenario_plans(self) -> dict[str, DistillationPlan]:
         return {p.scenario.name: p.fresh or p for p in self.plans}
+
+    def student_at(self, budget: float, plan: DistillationPlan | None = None) -> DistillationPlan:
+        """`plan` (by default the first) at another budget, with fresh data: the same student (its size
+        and FLOPs per token), from the same given teacher (its size with its tokens or loss, a
+        mixture, a model's own FLOPs per token) or in the same scenario."""
+        plan = plan or self.plans[0]
+        student_flops = plan.flops.student / (3.0 * plan.student_tokens)
+        model, teacher = self.teacher_model, self.settings.teacher
+        if model is not None:
+            return self.planner.plan_with_teacher(plan.student_params, budget, model.params, None,
+                                                  model.loss.nats_per_token, student_flops,
+                                                  teacher_flops_per_token=model.flops_per_token)
+        if teacher is not None:
+            return self.planner.plan_with_teacher(plan.student_params, budget, teacher.params, teacher.tokens,
+                                                  teacher.loss, student_flops, mixture=teacher.mixture)
+        return self.planner.plan(plan.student_params, budget, plan.scenario, student_flops)
 
     def _penalized(self, factors: dict[str, float]) -> "ScenarioPlans":
         return replace(self, plans=[penalized_distillation(p, self.laws, *_scenario_factors(factors, p.scenario.name))
@@ -434,16 +449,37 @@ class ModeComparison(Plan):
     def best_distilled(self) -> ModePlan:
         return self.distilled_modes[0]
 
+    def against_alone(self, mode: ModePlan) -> LossDifference:
+        """Delta = `mode` - training alone, with its interval (`laws.difference.compare`). Off-policy, the
+        law's own interval under the calibrated rule; on-policy (outside the law's fit), its widened
+        interval as shown (`INDEPENDENT`)."""
+        alone = self.supervised_mode
+        if mode.outside_fit:
+            return compare(as_prediction(mode.student_loss, mode.interval),
+                           as_prediction(alone.student_loss, alone.law_interval), INDEPENDENT)
+        return decide(mode.student_loss, mode.law_interval, alone.student_loss, alone.law_interval)
+
+    @property
+    def deciding_mode(self) -> ModePlan:
+        """The way of distilling that answers "distil at all?": the lowest-loss one whose Delta's interval
+        lies below 0 (distil: that way is better than training alone); with none, the lowest-loss one
+        whose interval reaches 0 (too close to call, or cannot tell); with every one above 0, the
+        lowest-loss one (pretrain). A verdict of one of several ways: the plan says which decides
+        (`mode_verdict_lines`); each way's Delta shares the alone loss and the law, so they err together,
+        and an on-policy way decides only under the efficiency assumed."""
+        modes = self.distilled_modes
+        verdicts = [self.against_alone(m).verdict for m in modes]
+        for wanted in (("distill",), ("too close to call", CANNOT_TELL)):
+            decided = [m for m, v in zip(modes, verdicts) if v in wanted]
+            if decided:
+                return decided[0]
+        return modes[0]
+
     @property
     def difference(self) -> LossDifference:
-        """Delta = the best way of distilling - training alone, with its interval: what the verdict
-        reads (`laws.difference.compare`). Off-policy, the law's own interval under the calibrated
-        rule; on-policy (outside the law's fit), its widened interval as shown (`INDEPENDENT`)."""
-        best, alone = self.best_distilled, self.supervised_mode
-        if best.outside_fit:
-            return compare(_as_prediction(best.student_loss, best.interval),
-                           _as_prediction(alone.student_loss, alone.law_interval), INDEPENDENT)
-        return decide(best.student_loss, best.law_interval, alone.student_loss, alone.law_interval)
+        """Delta = the deciding way of distilling (`deciding_mode`) - training alone, with its interval:
+        what the verdict reads."""
+        return self.against_alone(self.deciding_mode)
 
     @property
     def mode_difference(self) -> LossDifference | None:
@@ -452,12 +488,12 @@ class ModeComparison(Plan):
         modes = self.distilled_modes
         if len(modes) < 2:
             return None
-        return compare(_as_prediction(modes[0].student_loss, modes[0].interval),
-                       _as_prediction(modes[1].student_loss, modes[1].interval), SAME_LAW)
+        return compare(as_prediction(modes[0].student_loss, modes[0].interval),
+                       as_prediction(modes[1].student_loss, modes[1].interval), SAME_LAW)
 
     @property
     def verdict(self) -> str:
-        """distill (the best way of distilling beats training alone: Delta's interval below 0), pretrain,
+        """distill (a way of distilling beats training alone: its Delta's interval below 0), pretrain,
         too close to call or cannot tell: `difference`'s verdict. Off-policy's is conditional on
         nothing assumed; on-policy's on the efficiency assumed (`break_even_efficiency` says how much
         that matters)."""
@@ -484,7 +520,8 @@ class ModeComparison(Plan):
                 "on_policy_efficiency": self.on_policy.efficiency,
                 "logit_cache": self.settings.logit_cache, "teacher_remote": self.settings.teacher_remote,
                 "teacher_compute": self.settings.teacher_compute,
-                "best": self.best.name, "verdict": self.verdict, "distillation_mode": self.best_distilled.name,
+                "best": self.best.name, "verdict": self.verdict, "distillation_mode": self.deciding_mode.name,
+                "best_distillation_mode": self.best_distilled.name,
                 **self.difference.to_dict(), **self._mode_record(),
                 "break_even_efficiency": _finite_or_none(self.break_even_efficiency),
                 "assumption": self.assumption, "modes": [m.to_dict() for m in self.modes]}
@@ -554,13 +591,6 @@ def _with_teachers(models: dict, plans: list[DistillationPlan], teacher=lambda p
 def _teacher_loss(laws: LawSet, p: DistillationPlan) -> tuple[float, Prediction | None]:
     """A pre-trained teacher's loss, with the supervised law's interval at its size and tokens."""
     return p.teacher_loss, interval_or_none(laws.supervised.prediction(p.teacher_params, p.teacher_tokens))
-
-
-def _as_prediction(loss: float, interval: Prediction | None) -> Prediction:
-    """A loss's interval, or the loss as a point (no width) when it has none."""
-    if interval is not None and interval.has_interval:
-        return interval
-    return Prediction(loss, loss, loss, None, None, None, None)
 
 
 def _finite_or_none(value: float) -> float | None:

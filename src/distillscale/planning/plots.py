@@ -10,8 +10,7 @@ import numpy as np
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, figure_metadata, has_signature
-from distillscale.planning.flops import SCENARIOS
-from distillscale.planning.plans import Plan
+from distillscale.planning.plans import FamilyPlans, Plan, ScenarioPlans
 from distillscale.planning.render import ROLE_WORDS
 from distillscale.planning.run_sheet import run_sheet, uses_text
 from distillscale.planning.results import StudentSweep
@@ -67,11 +66,10 @@ def save_figure(figure, path: str | Path) -> None:
     pyplot().close(figure)
 
 
-def plot_loss_vs_compute(planner: DistillationPlanner, student_params: float, budgets,
-                         marked_budget: float | None = None,
-                         student_flops_per_token: float | None = None):
-    """Student loss against budget in the four scenarios, and the supervised baseline; budgets
-    that cannot be planned are left out."""
+def plot_loss_vs_compute(plan: ScenarioPlans, budgets):
+    """The printed plans' students against budget: each plan (its scenario, or the given teacher) at
+    every budget with fresh data (`ScenarioPlans.student_at`), the same student trained alone, and
+    the printed plans marked at their budget; budgets that cannot be planned are left out."""
     plt = pyplot()
     budgets = np.asarray(budgets, dtype=np.float64)
     figure, axes = plt.subplots(figsize=(7, 4.5))
@@ -85,33 +83,77 @@ def plot_loss_vs_compute(planner: DistillationPlanner, student_params: float, bu
                 out.append(np.nan)
         return out
 
-    axes.plot(budgets, losses(lambda c: planner.supervised(
-        student_params, c, student_flops_per_token).loss), color="black", lw=2, label="supervised")
-    for name in SCENARIOS:
-        axes.plot(budgets, losses(lambda c: planner.plan(
-            student_params, c, name, student_flops_per_token).student_loss), label=name)
-    if marked_budget is not None:
-        axes.axvline(marked_budget, color="grey", ls=":", label="your budget")
+    first = plan.plans[0]
+    student_flops = first.flops.student / (3.0 * first.student_tokens)
+    axes.plot(budgets, losses(lambda c: plan.planner.supervised(first.student_params, c, student_flops).loss),
+              color="black", lw=2, label="supervised (no teacher)")
+    for printed in plan.plans:
+        line, = axes.plot(budgets, losses(lambda c: plan.student_at(c, printed).student_loss),
+                          label=_curve_label(plan, printed))
+        axes.plot(plan.compute, (printed.fresh or printed).student_loss, "*", ms=12, color=line.get_color())
+    axes.axvline(plan.compute, color="grey", ls=":", label="your budget")
     axes.set_xscale("log")
     axes.set_xlabel("compute C (FLOPs)")
     axes.set_ylabel("student loss (nats/token)")
-    axes.set_title(f"{format_quantity(student_params)}-parameter student (law: {planner.laws.name})")
+    axes.set_title(f"{format_quantity(first.student_params)}-parameter student (law: {plan.planner.laws.name})")
     axes.grid(alpha=0.3, which="both")
     axes.legend()
     return figure
 
 
+def _curve_label(plan: ScenarioPlans, printed) -> str:
+    """A curve's name: the given teacher (its size and loss, or a mixture's), or the scenario."""
+    if plan.teacher_model is None and plan.settings.teacher is None:
+        return printed.scenario.name
+    teacher = plan.settings.teacher
+    if teacher is not None and teacher.mixture is not None:
+        size = f"a mixture of {len(teacher.mixture)} teachers"
+    elif printed.teacher_params is not None:
+        size = f"the {format_quantity(printed.teacher_params)} teacher"
+    else:
+        size = "the given teacher"
+    return f"distilled from {size} (L_T = {printed.teacher_loss:.4f})"
+
+
+def plot_family(plan: FamilyPlans):
+    """A family's students as printed: each student's loss on its share of the budget, distilled
+    and trained alone on that share, with their intervals, against its size; the verdict of each."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    plans = [p.fresh or p for p in plan.plans]
+    sizes = np.array([p.student_params for p in plans])
+    for offset, label, colour, loss_of, interval_of in (
+            (1.0, "distilled", "C0", lambda p: p.student_loss, lambda p: p.student_interval),
+            (1.04, "trained alone on its share", "black", lambda p: p.supervised.loss,
+             lambda p: p.supervised.interval)):
+        values = np.array([loss_of(p) for p in plans])
+        errors = np.array([[v - float(i.low), float(i.high) - v] if i is not None and i.has_interval else [0.0, 0.0]
+                           for v, i in ((loss_of(p), interval_of(p)) for p in plans)]).T
+        axes.errorbar(sizes * offset, values, yerr=errors, fmt="o", color=colour, capsize=3, label=label)
+    for p, shown in zip(plan.plans, plans):
+        axes.annotate(f"{p.budget / plan.compute:.0%} of C: {p.verdict}", (shown.student_params, shown.student_loss),
+                      textcoords="offset points", xytext=(6, -12), fontsize=7)
+    axes.set_xscale("log")
+    axes.set_xlabel("student non-embedding parameters N_S")
+    axes.set_ylabel("student loss (nats/token)")
+    axes.set_title(f"a family of {len(plans)} students, C = {plan.compute:.3g} FLOPs in all "
+                   f"(law: {plan.planner.laws.name})")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize="small")
+    return figure
+
+
 def plot_plan(plan: Plan):
-    """The figure of `distillscale plan --plot`: best loss against student size for a sweep, loss
-    against budget (1/100x to 100x) for a given student; both with fresh data (the curves are the
-    law's: a plan's losses after repetition, `unique_tokens`, are not on them)."""
+    """The figure of `distillscale plan --plot`, of the plan printed: best loss against student size
+    for a sweep; for a family, each student on its share; for a given student, loss against budget
+    (1/100x to 100x) in its scenarios or from its given teacher. The curves are the law's with fresh
+    data (a plan's losses after repetition, `unique_tokens`, are not on them)."""
     if plan.kind == "sweep":
         figure = plot_student_size_sweep([sweep.fresh or sweep for sweep in plan.sweeps])
+    elif plan.kind == "family":
+        figure = plot_family(plan)
     else:
-        first = plan.plans[0]
-        budgets = np.geomspace(plan.compute / 100, plan.compute * 100, 17)
-        figure = plot_loss_vs_compute(plan.planner, first.student_params, budgets, plan.compute,
-                                      first.flops.student / (3.0 * first.student_tokens))
+        figure = plot_loss_vs_compute(plan, np.geomspace(plan.compute / 100, plan.compute * 100, 17))
     return with_recipes(figure, plan, [] if plan.downstream is None else plan.downstream.lines())
 
 
@@ -183,20 +225,30 @@ def plot_teacher_u_curve(ranking: TeacherRanking):
     return figure
 
 
-def plot_distill_map(planner: DistillationPlanner, scenario: str, student_params, student_tokens,
-                     advantage: np.ndarray):
-    """Where distillation beats supervised training at equal compute (like Busbridge Fig. 6):
-    colour is supervised minus distilled loss over student size and tokens, with the zero line."""
-    plt = pyplot()
-    from matplotlib.colors import TwoSlopeNorm
+# The colours of the distill map's verdicts (`plot_distill_map`), in legend order.
+MAP_VERDICTS = {"distill": "#2166ac", "too close to call": "#d9d9d9", "cannot tell at this distance": "#f7f7f7",
+                "pretrain": "#b2182b"}
 
+
+def plot_distill_map(planner: DistillationPlanner, scenario: str, student_params, student_tokens,
+                     verdicts: list[list[str | None]]):
+    """Where distillation beats supervised training at equal compute (like Busbridge Fig. 6): each
+    cell coloured by its verdict, read off its Delta's interval as every plan's (distil where the
+    interval lies below 0, not where the point value does), over student size and tokens; a cell
+    that cannot be planned is left blank."""
+    plt = pyplot()
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    names = list(MAP_VERDICTS)
+    codes = np.array([[np.nan if v is None else float(names.index(v)) for v in row] for row in verdicts])
     figure, axes = plt.subplots(figsize=(7, 5))
-    limit = float(np.nanmax(np.abs(advantage))) or 1.0
-    mesh = axes.pcolormesh(student_params, student_tokens, advantage.T, cmap="RdBu",
-                           norm=TwoSlopeNorm(0.0, -limit, limit), shading="nearest")
-    if np.nanmin(advantage) < 0 < np.nanmax(advantage):
-        axes.contour(student_params, student_tokens, advantage.T, levels=[0.0], colors="black")
-    figure.colorbar(mesh, ax=axes, label="supervised - distilled loss (nats/token); >0: distil")
+    axes.pcolormesh(student_params, student_tokens, codes.T, cmap=ListedColormap(list(MAP_VERDICTS.values())),
+                    vmin=-0.5, vmax=len(names) - 0.5, shading="nearest")
+    shown = {v for row in verdicts for v in row if v is not None}
+    axes.legend(handles=[Patch(facecolor=colour, edgecolor="grey", label=name)
+                         for name, colour in MAP_VERDICTS.items() if name in shown],
+                title="verdict (Δ's interval)", fontsize="small", loc="lower right")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("student non-embedding parameters N_S")

@@ -210,9 +210,11 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
                         + f", L_T = {best.loss:.4f} -> student {ranking.student_losses[ranking.best]:.4f} nats/token"
                         + (f" on {format_quantity(ranking.student_tokens)} tokens" if ranking.compute else "")
                         + f"; without a teacher {ranking.supervised_loss:.4f}{whole}")
-    close = ranking.too_close
+    close, unknown = ranking.too_close, ranking.cannot_tell
     if close:
         answer.append(f"; too close to call with it: {', '.join(ranking.candidates[i].name for i in close)}")
+    if unknown:
+        answer.append(f"; {CANNOT_TELL} against it: {', '.join(ranking.candidates[i].name for i in unknown)}")
     alone_line = styled("against training alone: ", (against.verdict, "bold"), f", Δ {against.describe()}"
                         + (" on the whole budget" if ranking.compute else " on the same tokens"))
     budget = ranking.compute is not None
@@ -221,6 +223,8 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
     table = Table(title=f"Teachers for a {format_quantity(ranking.student_params)}-parameter student {on} (law: {law})",
                   caption="losses in nats/token; * marks the best candidate"
                           + ("; ≈ those too close to call with it (inside the intervals)" if close else "")
+                          + ("; ? those that cannot be told from it at this distance (far outside the law's "
+                             "data, or beyond the backtest's reach)" if unknown else "")
                           + (f"; past: stronger than L_T*{' at its own D_S' if ranking.compute is not None else ''}, "
                              "past the capacity gap" if ranking.past_gap else ""),
                   box=box.SIMPLE_HEAD, padding=(0, 0))
@@ -232,7 +236,7 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
         table.add_column(header, justify="left" if header == "teacher" else "right")
     for index, (c, loss, ratio) in enumerate(zip(ranking.candidates, ranking.student_losses,
                                                  ranking.gap_ratios)):
-        mark = "*" if index == ranking.best else "≈" if index in close else ""
+        mark = "*" if index == ranking.best else "≈" if index in close else "?" if index in unknown else ""
         delta = differences[index]
         interval = (delta_cell(delta),) if shown else ()
         tokens = (format_quantity(ranking.tokens_each[index]),) if budget else ()
@@ -257,10 +261,15 @@ def teacher_renderables(law: str, ranking: TeacherRanking) -> list:
 
 
 def mode_verdict_lines(plan: PlanView) -> list[str]:
-    """The mode comparison's answer: the verdict on Delta = the best way of distilling - training alone
-    (its interval, as `--json` carries it), then the two best ways of distilling against each other."""
-    distilled, difference, verdict = plan.best_distilled, plan.difference, plan.verdict
+    """The mode comparison's answer, "distil at all?": the verdict on Delta = the deciding way of
+    distilling - training alone (its interval, as `--json` carries it; which way decides, when it is
+    not the predicted-best), then the two best ways of distilling against each other."""
+    distilled, difference, verdict = plan.deciding_mode, plan.difference, plan.verdict
     delta = f"Δ = {distilled.name} - supervised {difference.describe()}"
+    best = plan.best_distilled
+    if distilled is not best:   # "distil at all?" answered by another way than the predicted-best
+        delta += (f" (decides, 1 of {len(plan.distilled_modes)} ways compared; the predicted-best {best.name}: "
+                  f"{plan.against_alone(best).verdict})")
     if verdict == "distill":
         first = f"distill, {distilled.name}: {delta}"
     elif verdict == "pretrain":
@@ -277,7 +286,7 @@ def mode_verdict_lines(plan: PlanView) -> list[str]:
         return [first]
     one, two = plan.distilled_modes[:2]
     second = (f"{one.name} against {two.name}: {between.describe()}, "
-              + (f"{one.name} ahead" if between.separated else "too close to call between them"))
+              + (f"{one.name} ahead" if between.separated else f"{between.verdict} between them"))
     return [first, second]
 
 

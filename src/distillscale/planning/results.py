@@ -80,14 +80,6 @@ def as_prediction(loss: float, interval: Prediction | None) -> Prediction:
     return Prediction(loss, loss, loss, None, None, None, None, outside=getattr(interval, "outside", None))
 
 
-def decide_verdict(student_loss: float, student_interval, supervised_loss: float, supervised_interval,
-                   outside_fit: bool = False) -> str:
-    """distill, pretrain, "too close to call" (the difference's interval straddles 0) or
-    CANNOT_TELL (it straddles 0 farther than the pairs it was calibrated on, or a loss lies where
-    its interval means nothing), read off `verdict_difference`."""
-    return verdict_difference(student_loss, student_interval, supervised_loss, supervised_interval, outside_fit).verdict
-
-
 def cannot_tell_reason(difference: LossDifference) -> str:
     """Why a verdict is CANNOT_TELL, in one line: where a loss's interval means nothing, or Delta's
     interval reaching 0 farther beyond the runs than any pair that checked the verdicts."""

@@ -15,7 +15,8 @@ from scipy import stats
 
 from distillscale.checks import checked
 from distillscale.errors import ParameterError, UserError
-from distillscale.laws.difference import SAME_LAW, LossDifference, compare, decide, used_interval
+from distillscale.laws.difference import SAME_LAW, TOO_CLOSE, LossDifference, compare, decide, used_interval
+from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.laws.repetition import pooled_loss
 from distillscale.laws.uncertainty import Prediction
 from distillscale.planning.solver import DistillationPlanner
@@ -89,16 +90,35 @@ class TeacherRanking:
     def best(self) -> int:
         return int(np.argmin(self.student_losses))
 
+    def against_best(self) -> list[LossDifference | None]:
+        """Each candidate's student loss minus the best's, two predictions of one law
+        (`laws.difference.SAME_LAW`: their intervals combined as shown), read by the rule of every
+        verdict (`compare`); None for the best itself, and for all without intervals."""
+        if self.intervals is None:
+            return [None] * len(self.candidates)
+        best = self.best
+        return [None if i == best else compare(self._one(i), self._one(best), SAME_LAW)
+                for i in range(len(self.candidates))]
+
+    def _unranked(self, verdict: str) -> list[int]:
+        """The candidates whose difference with the best reads `verdict` (too close to call, or cannot
+        tell), their own verdict against training alone the best's: not ranked below it."""
+        against, best = self.differences(), self.best
+        return [i for i, d in enumerate(self.against_best())
+                if d is not None and d.verdict == verdict and against[i].verdict == against[best].verdict]
+
     @property
     def too_close(self) -> list[int]:
-        """The candidates too close to call against the best: the interval of their student loss minus
-        the best's, two predictions of one law (`laws.difference.SAME_LAW`: combined as shown), reaches
-        0, and their own verdict against training alone is the best's. Empty without intervals."""
-        if self.intervals is None:
-            return []
-        best, against = self.best, self.differences()
-        return [i for i in range(len(self.candidates)) if i != best and against[i].verdict == against[best].verdict
-                and not compare(self._one(i), self._one(best), SAME_LAW).separated]
+        """The candidates too close to call against the best: the interval of their difference with
+        the best (`against_best`) reaches 0 where it means something. Empty without intervals."""
+        return self._unranked(TOO_CLOSE)
+
+    @property
+    def cannot_tell(self) -> list[int]:
+        """The candidates that cannot be told from the best at this distance: their difference with the
+        best reaches 0 beyond the backtest's reach, or a loss lies where its interval means nothing
+        (far outside the law's data), whatever the intervals. Empty without intervals."""
+        return self._unranked(CANNOT_TELL)
 
     def _one(self, i: int) -> Prediction | None:
         """Candidate i's student loss with its interval (None without intervals)."""
@@ -146,6 +166,7 @@ class TeacherRanking:
 
     def to_dict(self) -> dict:
         close, past, differences = self.too_close, self.past_gap, self.differences()   # each computed once
+        unknown = self.cannot_tell
         return {
             "student_params": self.student_params, "student_tokens": self.student_tokens,
             "supervised_loss": self.supervised_loss,
@@ -158,9 +179,11 @@ class TeacherRanking:
             "verdict": differences[self.best].verdict,
             "alone_is_best": all(difference.verdict == "pretrain" for difference in differences),
             "too_close_to_call": [self.candidates[i].name for i in close],
+            "cannot_tell_from_best": [self.candidates[i].name for i in unknown],
             "candidates": [{"name": c.name, "teacher_params": c.params, "teacher_tokens": c.tokens,
                             "teacher_loss": c.loss, "student_loss": float(loss),
                             "gap_ratio": float(ratio), "too_close_to_best": i in close,
+                            "cannot_tell_from_best": i in unknown,
                             "past_capacity_gap": i in past,
                             "verdict_against_alone": differences[i].verdict, **differences[i].to_dict(),
                             **({} if self.optimal_each is None else

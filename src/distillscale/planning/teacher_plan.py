@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.lawset import LawSet
 from distillscale.planning.options import positive
-from distillscale.planning.plan import _load, planner_for
+from distillscale.planning.law_inputs import load_law
+from distillscale.planning.plan import planner_for
 from distillscale.planning.warnings import distillation_warnings, measured_teacher_notes
 from distillscale.laws.extrapolation import smaller_teacher_warning
 from distillscale.units import Quantity, format_quantity
@@ -37,7 +38,7 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     teacher keeps its loss. `progress(message)` is told before a model is measured."""
     from distillscale.planning.teacher import rank_teachers, teacher_ladder
 
-    laws, _ = _load(law)
+    laws, _ = load_law(law)
     student_params = positive("student_params", student_params, Quantity.PARAMS)
     if (student_tokens is None) == (compute is None):
         raise ParameterError(("student_tokens", "compute"), "give exactly one of {} and {}: the student's tokens, or "

@@ -7,6 +7,7 @@ used; the page only draws them. A bad control comes back as a message for that c
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -263,15 +264,15 @@ class Planner:
         except UserError as exc:
             return {"ok": False, "errors": {"plan": _sentence(str(exc))}, "elapsed_ms": _ms(start)}
         budgets = np.geomspace(result.compute / 100, result.compute * 100, CURVE_POINTS)
-        distilled, supervised = [], []
+        distilled, supervised, verdicts = [], [], []
         for budget in budgets:
-            distilled.append(_loss_point(lambda: _distilled_at(result, budget)))
-            supervised.append(_loss_point(lambda: result.planner.supervised(student_params, budget)))
-        difference = [None if d is None or s is None else d["loss"] - s["loss"]   # Delta: distilled - alone
-                      for d, s in zip(distilled, supervised)]
+            plan = _solved(lambda: _distilled_at(result, budget))
+            distilled.append(_loss_point(plan))
+            supervised.append(_loss_point(_solved(lambda: result.planner.supervised(student_params, budget))))
+            verdicts.append(None if plan is None else plan.verdict)   # read off Delta's interval, as every plan's
         return {"ok": True, "student_params": student_params, "budget": result.compute,
                 "budgets": budgets.tolist(), "distilled": distilled, "supervised": supervised,
-                "flips": _sign_changes(budgets, difference), "elapsed_ms": _ms(start)}
+                "verdicts": verdicts, "flips": _verdict_changes(budgets, verdicts), "elapsed_ms": _ms(start)}
 
 
 # -- internals ------------------------------------------------------------------------------------
@@ -459,23 +460,26 @@ def _u_curve(result: Plan) -> dict | None:
 
 
 def _distilled_at(result: Plan, budget: float):
-    """The plan's student at another budget: the same scenario, or the same existing teacher."""
-    planner, first = result.planner, result.headline
+    """The plan's student at another budget: from the same given teacher (its size, tokens or loss, a
+    model's own FLOPs per token), or in the same scenario (`ScenarioPlans.student_at`)."""
+    first = result.headline
     if first is None:  # a supervised-only law
         return None
-    teacher = result.settings.teacher
-    if teacher is not None:
-        return planner.plan_with_teacher(first.student_params, budget, teacher.params, teacher.tokens,
-                                         teacher.loss)
-    return planner.plan(first.student_params, budget, first.scenario)
+    if hasattr(result, "student_at"):
+        return result.student_at(budget, first)
+    return result.planner.plan(first.student_params, budget, first.scenario)
 
 
-def _loss_point(solve) -> dict | None:
-    """{loss, interval} of a plan or supervised plan; None where the budget cannot be planned."""
+def _solved(solve):
+    """What `solve` returns; None where the budget cannot be planned."""
     try:
-        found = solve()
+        return solve()
     except UserError:
         return None
+
+
+def _loss_point(found) -> dict | None:
+    """{loss, interval} of a plan or supervised plan; None where there is none."""
     if found is None:
         return None
     if hasattr(found, "student_loss"):
@@ -483,17 +487,19 @@ def _loss_point(solve) -> dict | None:
     return {"loss": found.loss, "interval": _interval(found.interval)}
 
 
-def _sign_changes(budgets: np.ndarray, difference: list[float | None]) -> list[dict]:
-    """Where Delta (distilled minus supervised loss, the point values) changes sign along the budgets,
-    interpolated in log C."""
-    flips = []
-    for i in range(len(budgets) - 1):
-        a, b = difference[i], difference[i + 1]
-        if a is None or b is None or (a > 0) == (b > 0):
+def _verdict_changes(budgets: np.ndarray, verdicts: list[str | None]) -> list[dict]:
+    """Where the verdict (each budget's plan's, read off its Delta's interval: distill, too close to
+    call, cannot tell, pretrain) changes along the budgets: between two planned budgets (`between`),
+    shown at their geometric mean (`budget`)."""
+    flips, last = [], None
+    for i, verdict in enumerate(verdicts):
+        if verdict is None:
             continue
-        t = a / (a - b)
-        budget = float(np.exp(np.log(budgets[i]) + t * (np.log(budgets[i + 1]) - np.log(budgets[i]))))
-        flips.append({"budget": budget, "to": "distill" if b < 0 else "pretrain"})
+        if last is not None and verdicts[last] != verdict:
+            low, high = float(budgets[last]), float(budgets[i])
+            flips.append({"budget": math.sqrt(low * high), "between": [low, high], "from": verdicts[last],
+                          "to": verdict})
+        last = i
     return flips
 
 

@@ -32,7 +32,7 @@ from distillscale.errors import UserError
 from distillscale.model.config import ModelConfig
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.rules import WARMUP_CAP, WARMUP_FRACTION, warmup_steps
-from distillscale.settings import Settings, count, counts, quantity
+from distillscale.settings import Settings, byte_size, count, counts, quantity
 from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
                                               OnPolicyConfig, chunk_tokens)
 from distillscale.training.start_lr import MUP_BASE_LR, START_LR, with_start_lr
@@ -75,8 +75,8 @@ class CorpusSettings(Settings):
     data: Path | None = Field(None, description="corpus: text/.jsonl/.parquet files, a glob or a datasets "
                                                 "directory (default: Python's standard library)")
     text_field: str = Field("text", description="field holding the text in .jsonl/.parquet/datasets")
-    max_bytes: Annotated[int | None, count("max_bytes", kind=None)] = Field(
-        None, description="read at most this much text, e.g. 20M")
+    max_bytes: Annotated[int | None, byte_size("max_bytes")] = Field(
+        None, description="read at most this much text, e.g. 20MB")
     val_fraction: float | None = Field(None, gt=0, lt=1, description="documents held out (default: 0.05)")
     tokenizer: Path | None = Field(None, description="tokenizer.json or a tokenizer directory "
                                                      "(default: train a byte-level BPE)")

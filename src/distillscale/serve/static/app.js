@@ -189,21 +189,22 @@ function runSheet(rows) {
 
 // The teachers `serve --teacher-model` offers, ranked for the plan's student at its budget as
 // `distillscale teacher --compute` ranks them (`planning.teacher`): the best marked *, those too close
-// to call with it ≈; or why they cannot be ranked.
+// to call with it ≈, those that cannot be told from it at this distance ?; or why they cannot be ranked.
 const escaped = text => String(text).replace(/[&<>"]/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 function teacherList(t) {
   if (!t) return "";
   if (t.error) return `<caption>Your teachers: ${escaped(t.error)}</caption>`;
-  const close = new Set(t.too_close_to_call);
+  const close = new Set(t.too_close_to_call), unknown = new Set(t.cannot_tell_from_best || []);
   const head = ["teacher", "N_T", "L_T", "student tokens", "L_T / Ltilde_S", "student L_S", "interval"];
   const body = t.candidates.map(c => "<tr>" + [
-    (c.name === t.best ? "*" : close.has(c.name) ? "≈" : "") + escaped(c.name),
+    (c.name === t.best ? "*" : close.has(c.name) ? "≈" : unknown.has(c.name) ? "?" : "") + escaped(c.name),
     c.teacher_params ? quantity(c.teacher_params) : "-", loss(c.teacher_loss), quantity(c.student_tokens),
     c.gap_ratio.toFixed(3) + (c.past_capacity_gap ? " past" : ""), loss(c.student_loss),
     c.interval ? `${loss(c.interval[0])}–${loss(c.interval[1])}` : "",
   ].map(text => `<td>${text}</td>`).join("") + "</tr>");
   return `<caption>Your teachers for a ${quantity(t.student_params)}-parameter student at C = ${t.compute.toPrecision(3)} ` +
          `FLOPs, each teacher's logits paid (losses in nats/token; * the best; ≈ too close to call with it; ` +
+         `? cannot be told from it at this distance; ` +
          `past: stronger than L_T*, past the capacity gap; ` +
          `without a teacher ${loss(t.supervised_loss)} on the whole budget)</caption>` +
          `<thead><tr>${head.map(h => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody>`;
@@ -274,7 +275,7 @@ function drawComputeCurve(curve, summary) {
     series,
     vlines: [{ x: curve.budget, color: COLORS.gap, dash: "2 3", label: "this budget" },
              ...curve.flips.map(f => ({ x: f.budget, color: COLORS.optimum, dash: "6 3",
-                                       label: `flips to ${f.to} at ${tick(f.budget)}` }))],
+                                       label: `${f.to} between ${tick(f.between[0])} and ${tick(f.between[1])}` }))],
     empty: "no budget in range can be planned",
   });
 }
