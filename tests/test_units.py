@@ -61,17 +61,16 @@ def test_two_unequal_sizes_never_print_alike():
     assert first != second
 
 
-def test_a_cache_limit_below_what_a_student_needs_says_two_different_sizes():
+def test_a_cache_limit_below_what_a_run_needs_says_two_different_sizes():
     from distillscale.errors import ParameterError
-    from distillscale.planning.family import bytes_per_token, cache_storage
+    from distillscale.planning.family import bytes_per_token, cache_tokens
 
     per = bytes_per_token(32768, 128)
-    need = per * 1e11
-    with pytest.raises(ParameterError) as error:
-        cache_storage([1e11, 3e11], 32768, 128, need * 0.9995)
+    with pytest.raises(ParameterError) as error:   # holds 999,500 tokens, below the 1M a run is planned on
+        cache_tokens(32768, 128, per * 1e6 * 0.9995, 1e6)
     message = str(error.value)
-    shown = message.split(" is below the ")
-    assert shown[0].split()[-1] != shown[1].split()[0], message
+    held, fewest = message.split(" holds ")[1].split()[0], message.split(" below the ")[1].split()[0]
+    assert held != fewest, message
 
 
 @pytest.mark.parametrize("flag", [["plan", "--students", "100M,300M", "--teacher-params", "3B", "--teacher-tokens", "100B",

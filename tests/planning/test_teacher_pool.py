@@ -100,7 +100,7 @@ def test_every_plan_says_which_pool_each_model_reads_in_text_json_and_python(cli
             "--teacher-tokens", "800M", "--unique-tokens", "50M")
     code, out, _ = cli(*args)
     assert code == 0
-    assert "Data: 50M unique tokens read 21x by the student, 28x trained alone, 16x by the teacher" in " ".join(
+    assert "Data: 50M unique tokens; epochs: student 21, alone 28, teacher 16" in " ".join(
         out.split())
     code, out, _ = cli(*args, "--explain")   # each model by name
     assert ("Data: 50M unique tokens read by teacher-inference 21x, teacher-inference (pretrain instead) 28x, "

@@ -9,7 +9,7 @@ from typing import ClassVar
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.planning.family import CacheStorage as FamilyCache, FamilyRound
 from distillscale.planning.plans import ScenarioPlans
-from distillscale.planning.repetition import PRETRAIN_INSTEAD, repeated_distillation, repetition_check
+from distillscale.planning.repetition import PRETRAIN_INSTEAD, repeated_distillation, repetition_check, teacher_pool
 from distillscale.planning.results import DistillationPlan
 
 
@@ -83,7 +83,9 @@ class FamilyPlans(ScenarioPlans):
         held = self.cache_holds
         if held is None or not any(p.student_tokens > held for p in self.plans):
             return checks
-        cached = repetition_check(self, min(held, self.settings.unique_tokens or math.inf), self.settings.max_penalty)
+        pool = teacher_pool(self.settings)   # the teacher reads its own data (fresh, or its pool), not the cache
+        cached = repetition_check(self, min(held, self.settings.unique_tokens or math.inf), self.settings.max_penalty,
+                                  teacher_unique_tokens=pool, teachers=pool is not None)
         return {**checks, **{p.scenario.name: cached[p.scenario.name] for p in self.plans}}
 
     @property

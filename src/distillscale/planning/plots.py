@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write, figure_metadata, has_signature
-from distillscale.planning.plans import FamilyPlans, Plan, ScenarioPlans
+from distillscale.planning.plans import Plan, ScenarioPlans
 from distillscale.planning.render import ROLE_WORDS
 from distillscale.planning.run_sheet import run_sheet, uses_text
 from distillscale.planning.results import StudentSweep
 from distillscale.planning.solver import DistillationPlanner
 from distillscale.planning.teacher import TeacherRanking
 from distillscale.units import format_quantity
+
+if TYPE_CHECKING:
+    from distillscale.planning.family_plans import FamilyPlans
 
 FIGURE_FORMATS = ("png", "svg")
 

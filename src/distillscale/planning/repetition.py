@@ -163,7 +163,8 @@ def _scaled(interval, factor: float):
 
 
 def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01,
-                     teacher_unique_tokens: float | None = None) -> dict[str, RepetitionAssessment]:
+                     teacher_unique_tokens: float | None = None, teachers: bool = True
+                     ) -> dict[str, RepetitionAssessment]:
     """With only `unique_tokens` of data: for each run a plan trains (`Plan.runs()`, by name: each
     scenario's student, "<scenario> (pretrain instead)" for the model without a teacher, "<scenario>
     teacher" for a teacher the scenario pre-trains, "supervised" for a supervised plan) its epochs, the
@@ -172,7 +173,9 @@ def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01,
     a teacher's, the supervised law's at its size and tokens). A teacher trained for the plan (one a
     scenario pre-trains, or one given by its size and tokens: "<scenario> teacher" too, not a run of
     the plan) reads `teacher_unique_tokens` (default: the plan's settings', else the student's pool),
-    and its student carries its penalty (`with_teacher_check`); a measured teacher keeps its loss."""
+    and its student carries its penalty (`with_teacher_check`); a measured teacher keeps its loss.
+    `teachers=False`: only the students are limited to `unique_tokens` (a family's capped logit cache,
+    which its students re-read), the teachers read fresh data."""
     from distillscale.errors import ParameterError
 
     if getattr(result, "laws", None) is None:
@@ -187,7 +190,9 @@ def repetition_check(result, unique_tokens: float, max_penalty: float = 0.01,
               else assess_model(result.laws, N, D, unique_tokens, max_penalty,
                                 loss_fresh=losses[name] if name in losses else float(law.predict(N, D)),
                                 distilled=is_distilled(name))
-              for name, (N, D) in result.runs().items()}
+              for name, (N, D) in result.runs().items() if teachers or not name.endswith(TEACHER_RUN.format(""))}
+    if not teachers:
+        return checks
     given = result.settings.teacher   # an existing teacher given by its size and tokens, trained on a pool too
     given = given is not None and given.tokens is not None and given.loss is None and given.mixture is None
     for name, plan in result.scenario_plans().items():
@@ -282,9 +287,6 @@ def data_pools(result) -> list[DataPool]:
     return pools
 
 
-ROLE_WORDS = {"student": "by the student", "alone": "trained alone", "teacher": "by the teacher"}
-
-
 def pools_line(result, full: bool = False) -> str | None:
     """The plan's pools in one line: each pool's unique tokens, and how many times each role (`full`:
     each model) reads it; None on fresh data."""
@@ -298,9 +300,13 @@ def pools_line(result, full: bool = False) -> str | None:
         groups.setdefault(pool.unique_tokens, {}).setdefault(pool.model if full else pool.role, []).append(pool.epochs)
     parts = []
     for unique, readers in groups.items():
-        said = [f"{name} {e[0]:.3g}x" if full else f"{min(e):.3g}x" + (f"-{max(e):.3g}x" if max(e) > min(e) else "")
-                + " " + ROLE_WORDS[name] + ("s" * (name != "alone" and len(e) > 1)) for name, e in readers.items()]
-        parts.append(f"{format_quantity(unique)} unique tokens read " + ("by " if full else "") + ", ".join(said))
+        if full:
+            said = ", ".join(f"{name} {e[0]:.3g}x" for name, e in readers.items())
+            parts.append(f"{format_quantity(unique)} unique tokens read by {said}")
+        else:   # one terminal line: the epochs each role reads them (a range where several models do)
+            said = ", ".join(f"{name} {min(e):.3g}" + (f"-{max(e):.3g}" if max(e) > min(e) else "")
+                             for name, e in readers.items())
+            parts.append(f"{format_quantity(unique)} unique tokens; epochs: {said}")
     if any(pool.measured for pool in pools):
         parts.append("the teacher's loss as measured (its own data)")
     return "Data: " + "; ".join(parts)
