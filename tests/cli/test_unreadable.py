@@ -90,3 +90,21 @@ def test_an_output_inside_an_unreadable_directory(world, tmp_path):
         assert "locked" in said
     finally:
         locked.chmod(0o755)
+
+
+STUDENT = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "16", "--tokens", "512", "--seq-len", "16",
+           "--batch-size", "4", "--eval-tokens", "256", "--eval-every", "0", "--device", "cpu")
+
+
+def test_a_teachers_unreadable_weights_are_said_unreadable_not_damaged(world, tmp_path):
+    """safetensors calls a file it may not open missing (FileNotFoundError): the teacher was said to be
+    "damaged ... save the model again", which would have a user overwrite a good model."""
+    _, corpus, run, _ = world
+    weights = run / "model.safetensors"
+    weights.chmod(0)
+    try:
+        said = _refused(world, "distill", "--teacher", run, "--data", corpus, "--out", tmp_path / "d", *STUDENT)
+        assert str(weights) in said and "permission denied" in said and f"chmod a+r {weights}" in said, said
+        assert "damaged" not in said and "save the model again" not in said, said
+    finally:
+        weights.chmod(0o644)
