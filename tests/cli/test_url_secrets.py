@@ -93,3 +93,13 @@ def test_a_settings_or_a_scored_models_repr_holds_no_password():
                                 teacher_url=fine)),
              repr(scored_model(fine, False, None))]
     assert all(SECRET not in text for text in shown), shown
+
+
+@pytest.mark.parametrize("form", [form for form in FORMS if not form.strip().lower().startswith("http://")])
+@pytest.mark.parametrize("command", [COMMANDS["plan"], ("loss", "{url}", "--data", "{data}"), COMMANDS["distill-teacher"]],
+                         ids=["plan", "loss", "distill"])
+def test_an_address_taken_for_a_path_is_said_not_to_be_a_servers_url(cli, corpus, tmp_path, monkeypatch, command, form):
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
+    args = [part.format(url=form, data=corpus[0], out=tmp_path / "out") for part in command]
+    code, _, err = cli(*args)
+    assert code == 2 and "nor is it a server's URL, which starts with http:// or https://" in err, err
