@@ -2,7 +2,11 @@
 `GET /v1/models` (vLLM's and `distillscale serve-teacher`'s; serve-teacher adds its own description,
 `ServedCard`: the model's size, FLOPs per token and tokenizer), validated before anything uses it;
 `served_model(url)` asks for it once, as the planner does for a teacher given as a URL. The training
-client (`training.remote_teacher.TeacherClient`) asks the same way, with retries.
+client (`training.remote_teacher.TeacherClient`) asks the same way, with retries. A URL is taken as
+given (`api_base`, `server_url`: the server, its /v1 base or an endpoint under it; anything else is
+refused in one line), and every exchange is given its timeout in all, its whole answer included
+(`request_json`: a server that trickles its answer is given up as a silent one is;
+`model.teacher_limits` says how long and how many times).
 
 A user name and password in the URL go as HTTP Basic authorization to that URL's origin (scheme, host
 and port) only: a redirect elsewhere (another host or port, https to http) is followed without them
