@@ -208,8 +208,8 @@ def request_json(method: str, url: str, data: bytes | None, timeout: float,
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json", "Accept": "application/json",
                                               **authorization})
-    late = ServerError(f"no answer within {timeout_flag} {timeout:g} s (the time a request is given in all, its "
-                       "whole answer included)", retry=True)
+    late = ServerError(f"no answer within {timeout_flag} {timeout:g} s, the time a request is given in all",
+                       retry=True)
     deadline = _REQUEST.deadline = _Deadline(timeout)
     try:
         with _opener().open(request, timeout=timeout) as response:

@@ -2,10 +2,11 @@
 --teacher-url`, `loss URL`, `plan --teacher-model URL`, `teacher --candidates URL`): each request
 --teacher-timeout seconds in all, its whole answer included (`model.served.request_json` holds it to
 that), a failed one tried --teacher-retries more times with exponential backoff, so that a server that
-never answers is given up after `retry_budget` seconds at most. The flags' help is written here, once.
+never answers is given up after (retries + 1) x timeout + `backoff_seconds(retries)` at most. The
+flags' help is written here, once.
 
     limits = RequestLimits.given(timeout=None, retries=0)   # the defaults where not given
-    limits.budget(), limits.argv()                           # 60.0, the flags for a child command
+    limits.argv()                                            # the flags for a child command
 """
 
 from __future__ import annotations
@@ -29,12 +30,6 @@ def backoff_seconds(retries: int, backoff: float = BACKOFF_SECONDS) -> float:
     return sum(min(MAX_BACKOFF_SECONDS, backoff * 2 ** attempt) for attempt in range(retries))
 
 
-def retry_budget(timeout: float, retries: int, backoff: float = BACKOFF_SECONDS) -> float:
-    """The longest a request to a served teacher takes before it is given up: every try its whole
-    timeout, and the backoffs between them."""
-    return (retries + 1) * timeout + backoff_seconds(retries, backoff)
-
-
 TEACHER_TIMEOUT_HELP = (
     f"with a served teacher: seconds one request may take in all, its whole answer included (default "
     f"{DEFAULT_TEACHER_TIMEOUT:g}, at most a day); with the default --teacher-retries a server that never answers is "
@@ -47,7 +42,7 @@ TEACHER_RETRIES_HELP = (
 @dataclass(frozen=True)
 class RequestLimits:
     """How long a served teacher is waited for: each request `timeout` seconds in all (its whole answer
-    included), a failed one tried `retries` more times with backoff; `budget()`: the most, in all."""
+    included), a failed one tried `retries` more times with backoff."""
 
     timeout: float = DEFAULT_TEACHER_TIMEOUT
     retries: int = TEACHER_RETRIES
@@ -57,9 +52,6 @@ class RequestLimits:
         """The limits of --teacher-timeout and --teacher-retries, each its default where not given."""
         return cls(DEFAULT_TEACHER_TIMEOUT if timeout is None else timeout,
                    TEACHER_RETRIES if retries is None else retries)
-
-    def budget(self) -> float:
-        return retry_budget(self.timeout, self.retries)
 
     def argv(self) -> list[str]:
         """The flags that give these limits to another distillscale command."""

@@ -46,7 +46,7 @@ from distillscale.data import TokenSampler, iter_eval_batches
 from distillscale.errors import UserError
 from distillscale.model.served import ServedModel, ServerError, request_json, validated_card
 from distillscale.model.teacher_limits import (BACKOFF_SECONDS, DEFAULT_TEACHER_TIMEOUT, MAX_BACKOFF_SECONDS,
-                                               TEACHER_RETRIES, retry_budget)
+                                               TEACHER_RETRIES, backoff_seconds)
 from distillscale.model.served import shown as _shown
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, sparse_distillation_loss
@@ -78,7 +78,7 @@ class TopK:
 class TeacherClient:
     """The completions endpoint of one server, read with batching, `timeout` seconds per request in all
     (its whole answer included) and up to `retries` retries with exponential backoff, so that a request
-    is given up after `retry_budget` seconds at most; counts its requests, retries and positions."""
+    is given up after (retries + 1) x timeout and the backoffs at most; counts its requests, retries and positions."""
 
     def __init__(self, url: str, top_k: int, timeout: float = DEFAULT_TEACHER_TIMEOUT, retries: int = TEACHER_RETRIES,
                  backoff: float = BACKOFF_SECONDS, vocab_size: int | None = None):
@@ -152,10 +152,10 @@ class TeacherClient:
                     raise UserError(f"teacher server {url}: {exc}") from None
                 failure = exc
         tries = f"{self.retries + 1} tries" if self.retries else "1 try"
-        budget = retry_budget(self.timeout, self.retries, self.backoff)
-        spent = f"{time.monotonic() - started:.0f} s, at most {budget:g} s: --teacher-timeout {self.timeout:g} s a try"
-        backoff = " with backoff" if self.retries else ""
-        raise UserError(f"the teacher server at {url} failed ({failure}) after {tries}{backoff} ({spent}): start or "
+        waits = backoff_seconds(self.retries, self.backoff)
+        spent = (f"{time.monotonic() - started:.0f} s: each try at most --teacher-timeout {self.timeout:g} s"
+                 + (f", {waits:g} s of backoff between" if self.retries else ""))
+        raise UserError(f"the teacher server at {url} failed ({failure}) after {tries} ({spent}): start or "
                         f"fix it (e.g. `distillscale serve-teacher RUN_DIR --port P`) and run the same command "
                         f"again; the run resumes from its last checkpoint") from None
 
