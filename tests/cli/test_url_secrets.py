@@ -96,8 +96,8 @@ def test_a_settings_or_a_scored_models_repr_holds_no_password():
 
 
 @pytest.mark.parametrize("form", [form for form in FORMS if not form.strip().lower().startswith("http://")])
-@pytest.mark.parametrize("command", [COMMANDS["plan"], ("loss", "{url}", "--data", "{data}"), COMMANDS["distill-teacher"]],
-                         ids=["plan", "loss", "distill"])
+@pytest.mark.parametrize("command", [COMMANDS["plan"], ("loss", "{url}", "--data", "{data}"), COMMANDS["distill-teacher"],
+                                     COMMANDS["teacher"]], ids=["plan", "loss", "distill", "teacher"])
 def test_an_address_taken_for_a_path_is_said_not_to_be_a_servers_url(cli, corpus, tmp_path, monkeypatch, command, form):
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
     args = [part.format(url=form, data=corpus[0], out=tmp_path / "out") for part in command]

@@ -4,12 +4,13 @@ asked, tables read); `planning.teacher` ranks them against the distillation law.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distillscale.errors import ParameterError, UserError
+from distillscale.errors import ParameterError, UserError, path_kind
 from distillscale.laws.lawset import LawSet
 from distillscale.planning.options import positive
 from distillscale.planning.plan import _load, planner_for
@@ -93,6 +94,9 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress,
         elif Path(item).expanduser().is_dir():
             model = teacher_model(item, laws, context, progress=progress, given_as="--candidates")
             name = str(item)
+        elif not os.path.lexists(Path(item).expanduser()):
+            raise UserError(f"--candidates {item} {path_kind(item)}: give a model directory, a CSV or JSONL of "
+                            "teachers, or a served teacher's URL (http://HOST:PORT/v1)")
         else:
             with _read_once(Path(item)) as table:   # a pipe (`<(cat c.csv)`) is read once, then from a copy
                 _refuse_json_document(table, shown=item)
