@@ -22,6 +22,7 @@ from rich.style import Style
 from rich.text import Text
 
 from distillscale.jsontext import json_text
+from distillscale.urls import redacted_text
 
 # C0 controls but tab and newline, DEL and the C1 controls.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -230,10 +231,12 @@ def progress_printer(command: str):
     def progress(message: str) -> None:
         if not err_console.is_terminal:
             return
-        err_console.print(styled((f"{command}:", "dim"), " ", message, (f" ({time.monotonic() - start:.0f} s)", "dim")),
+        err_console.print(styled((f"{command}:", "dim"), " ", redacted_text(message),
+                                 (f" ({time.monotonic() - start:.0f} s)", "dim")),
                           highlight=False, soft_wrap=True)
     return progress
 
 
 def warn(message: str) -> None:
-    err_console.print(styled(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)
+    """A warning on stderr, in one line of its own; a password in it (a URL's, or one taken for a path) as ***."""
+    err_console.print(styled(("warning:", "yellow"), " ", redacted_text(message)), highlight=False, soft_wrap=True)

@@ -94,11 +94,15 @@ class _Lenient(string.Formatter):
 
 
 def path_kind(path) -> str:
-    """What is at `path`, for a message saying why it cannot be used: "does not exist", "is a
-    file", "is a directory" or "is not a regular file"."""
+    """What is at `path`, for a message saying why it cannot be used: "does not exist" (and, for an
+    address taken for a path, ws:/host or http:alice:pw@host, that a server's URL starts with http://
+    or https://), "is a file", "is a directory" or "is not a regular file"."""
     import os
+    import re
 
     if not os.path.lexists(path):
+        if re.search(r"(^|/)\s*[A-Za-z][A-Za-z0-9+.-]*:(/|[^/]*@)", str(path)):
+            return "does not exist (nor is it a server's URL, which starts with http:// or https://)"
         return "does not exist"
     if os.path.isdir(path):
         return "is a directory"

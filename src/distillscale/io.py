@@ -334,6 +334,35 @@ def unreadable(what: str, path: str | os.PathLike, exc: BaseException) -> UserEr
                      f"(ls -l {path}) and that its disk is mounted, then run the command again")
 
 
+def unreadable_file(directory: str | os.PathLike) -> Path | None:
+    """The first file in `directory` (or the directory itself) this user may not read (permission
+    denied), or None: why a loader failed that says "no such file" or "damaged" of a file it may not
+    open (safetensors says FileNotFoundError)."""
+    directory = Path(directory)
+    try:
+        entries = sorted(directory.iterdir())
+    except PermissionError:
+        return directory
+    except OSError:
+        return None
+    for path in entries:
+        try:
+            if path.is_file():
+                with open(path, "rb"):
+                    pass
+        except PermissionError:
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def permission_denied(path: str | os.PathLike, who: str = "") -> str:
+    """The one sentence for a file or directory this user may not read: which, and how to go on."""
+    return (f"{who}{path} cannot be read by this user (permission denied): make it readable (chmod a+r {path}), "
+            "or run as a user who may read it")
+
+
 def read_text_file(path: str | os.PathLike, what: str, fallback: tuple[str, ...] = ()) -> str:
     """`decode_text` of the file at `path`; `what` names it in errors ("law file", "sweep spec")."""
     try:

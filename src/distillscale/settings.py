@@ -24,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, Va
 from distillscale.errors import UserError, path_kind
 from distillscale.io import read_text_file
 from distillscale.units import Quantity, parse_bytes, parse_quantity
-from distillscale.urls import is_url, redacted_url
+from distillscale.urls import is_url, redacted_url, redacted_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,6 +53,11 @@ class Settings(BaseModel):
             if _VALIDATING.get():  # pydantic calls a custom __init__ from model_validate too
                 raise
             raise parameter_error(exc, values) from None
+
+    def __repr_args__(self):
+        """Its settings as repr shows them: a password in a URL (or in a value taken for a path) as ***."""
+        for name, value in super().__repr_args__():
+            yield name, redacted_value(value)
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any):

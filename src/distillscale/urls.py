@@ -14,26 +14,61 @@ SERVER_URL_ENV = "DISTILLSCALE_SERVER_URL"
 
 
 def is_url(value: object) -> bool:
-    """Whether a value was given as a server's URL (http:// or https://, in any case), not a path."""
-    return str(value).lower().startswith(("http://", "https://"))
+    """Whether a value was given as a server's URL (http:// or https://, in any case, spaces around it
+    ignored), not a path."""
+    return str(value).strip().lower().startswith(("http://", "https://"))
+
+
+# A scheme and the slashes after it (http://, ws://, http:/): what a redaction keeps before the ***.
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*:/+"
+PLACEHOLDER = "USER:PASSWORD"   # what a message shows where the user's go (http(s)://USER:PASSWORD@HOST/v1)
 
 
 def redacted_url(url: str) -> str:
-    """`url` as a message or a record may show it: the user name and password of its authority (all
-    before its last @ ahead of the path, spaces and all) replaced by *** (https://user:secret@host/v1 ->
-    https://***@host/v1), also in text that does not parse as a URL."""
-    if is_url(url):
-        scheme, rest = url.split("://", 1)
-        authority, slash, path = rest.partition("/")
-        return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}" if "@" in authority else url
-    return re.sub(r"(^|//|\s)[^/\s]*@", r"\1***@", url)
+    """A value the user gave (a URL, or anything else) as a message, a record or a cache may show it:
+    whatever stands between its scheme's slashes and its LAST @ replaced by *** (a password with a
+    space or an unencoded / is hidden whole: https://user:pa/ss@host/v1 -> https://***@host/v1); a
+    value without a scheme but with a user:password@ (http:alice:pw@host) from its start. A path with
+    an @ and no colon before it (model@v2) is left as written."""
+    text = str(url)
+    at = text.rfind("@")
+    if at < 0:
+        return text
+    scheme = re.match(r"\s*" + _SCHEME, text)
+    if scheme is not None and scheme.end() <= at:
+        return f"{text[:scheme.end()]}***{text[at:]}"
+    return f"***{text[at:]}" if ":" in text[:at] else text
 
 
 def redacted_text(text: str) -> str:
-    """Free text (a message) with the credentials of every http(s) URL in it (any case; a password with
-    spaces too, up to the last @ before the path on its line) replaced by ***; other words with an @ (a
-    path, an address) left as written."""
-    return re.sub(r"(https?://)[^/\n]*@", r"\1***@", text, flags=re.IGNORECASE)
+    """Free text (a message, a warning, a line of JSON) with every user:password@ in it replaced by
+    ***: after any scheme's slashes up to the @ (a password with spaces too, up to the last @ before a
+    / on its line), and in any word with a colon before its last @ (a password with a /, a URL taken as
+    a path: ws:/alice:pw@host, http:alice:pw@host) up to that @. Other words with an @ (a path, an
+    address) are left as written, and so is the PLACEHOLDER of a message's example."""
+    text = re.sub(f"({_SCHEME})(?!{PLACEHOLDER}@)[^/\n]*@", r"\1***@", str(text))
+    return re.sub(r"\S+@\S*", _redacted_word, text)
+
+
+def _redacted_word(match: re.Match) -> str:
+    word = match.group(0)
+    at = word.rfind("@")
+    schemes = [found.end() for found in re.finditer(_SCHEME, word[:at])]
+    start = schemes[-1] if schemes else len(word) - len(word.lstrip("'\"([<{`"))
+    if re.fullmatch(rf"([\w()]*://)?{PLACEHOLDER}", word[start:at]) or (not schemes and ":" not in word[:at]):
+        return word
+    return f"{word[:start]}***{word[at:]}"
+
+
+def redacted_value(value):
+    """A value of a record or a setting as its repr may show it: a string or path through
+    `redacted_url`, a list or tuple item by item; anything else as it is."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(redacted_value(item) for item in value)
+    if isinstance(value, (str, os.PathLike)) and "@" in str(value):
+        shown = redacted_url(str(value))
+        return value if shown == str(value) else shown
+    return value
 
 
 def has_credentials(url: str) -> bool:

@@ -75,6 +75,9 @@ for _path in ("fit supervised", "fit distillation"):  # the runs' context, price
 ADDED_SINCE["teacher"] = {"--compute"}  # a budget that pays each teacher's logits, instead of --student-tokens
 # a family of students from one teacher, its targets and its logit cache's storage
 ADDED_SINCE["plan"] |= {"--students", "--shares", "--targets", "--teacher-trained", "--cache-top-k", "--cache-storage"}
+# how long a served teacher is waited for, as `distill` says it
+ADDED_SINCE["plan"] |= {"--teacher-timeout", "--teacher-retries"}
+ADDED_SINCE["teacher"] |= {"--teacher-timeout", "--teacher-retries"}
 # Recorded flags that repeat since (a single value still reads as before), or became optional: their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"},

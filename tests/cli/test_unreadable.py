@@ -129,3 +129,27 @@ def test_an_unreadable_file_or_directory_is_named_as_what_it_is(tmp_path):
             directory.chmod(0o755)
         assert f"permission denied on the directory {directory}: this user may not open it" in said, said
         assert "model_config.json" not in said and "dataset_dict.json" not in said
+
+
+STUDENT = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "16", "--tokens", "512", "--seq-len", "16",
+           "--batch-size", "4", "--eval-tokens", "256", "--eval-every", "0", "--device", "cpu")
+
+
+def test_a_teachers_unreadable_weights_are_said_unreadable_not_damaged(world, tmp_path):
+    """safetensors calls a file it may not open missing (FileNotFoundError): the teacher was said to be
+    "damaged ... save the model again", which would have a user overwrite a good model."""
+    _, corpus, run, _ = world
+    weights = run / "model.safetensors"
+    weights.chmod(0)
+    try:
+        root, _, _, env = world
+        result = subprocess.run([*_as_user(), sys.executable, "-m", "distillscale.cli", "distill", "--teacher", str(run),
+                                 "--data", str(corpus), "--out", str(tmp_path / "d"), *STUDENT], env=env,
+                                capture_output=True, text=True, cwd=root)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        said = result.stderr.strip().splitlines()[-1]   # (after the corpus's preparation)
+        assert said.startswith("distillscale: error: "), result.stderr
+        assert str(weights) in said and "permission denied" in said and f"chmod a+r {weights}" in said, said
+        assert "damaged" not in said and "save the model again" not in said, said
+    finally:
+        weights.chmod(0o644)

@@ -208,7 +208,7 @@ def test_the_distill_map_draws_each_cells_verdict_not_the_sign_of_its_point_valu
      "needs --student-params"),
     (["plan", "--student-model", "/nonexistent", "--compute", "1e21"], "--student-model /nonexistent does not exist"),
     (["teacher", "--student-params", "546M", "--student-tokens", "11B", "--candidates",
-      "/nonexistent.csv"], "cannot read run file"),
+      "/nonexistent.csv"], "--candidates /nonexistent.csv does not exist: give a model directory, a CSV or JSONL"),
     (["distill-map", "--out", "map.txt"], "use a .png or .svg file name"),
     (["plan", "--compute", "1e21", "--min-params", "10B", "--max-params", "1B"],
      "the smallest student (10B) must be below the largest (1B)"),

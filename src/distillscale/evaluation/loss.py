@@ -42,6 +42,8 @@ from distillscale.evaluation.model_argument import ScoredModel, scored_model
 from distillscale.evaluation.scoring import (ScoringRunner, make_scorer, score_windows, scoring_runner,
                                              scoring_windows)
 from distillscale.evaluation.served_model import connect_served
+from distillscale.model.teacher_limits import RequestLimits
+from distillscale.urls import redacted_text
 
 if TYPE_CHECKING:
     from distillscale.data.prepared import PreparedData
@@ -50,23 +52,25 @@ if TYPE_CHECKING:
 def evaluate_loss(model: str | Path, data: str | Path | None = None, *, tokenizer: str | Path | None = None,
                   seq_len: int | None = None, max_tokens: int | None = None, batch_size: int = 8,
                   device: str = "auto", trust_remote_code: bool = False, max_bytes: int | None = None,
-                  val_fraction: float | None = None, seed: int | None = None, progress: bool = True) -> LossRecord:
+                  val_fraction: float | None = None, seed: int | None = None, progress: bool = True,
+                  limits: RequestLimits = RequestLimits()) -> LossRecord:
     """The cross-entropy of `model` (a run or Hugging Face directory, or a server's URL) on the
     validation split of `data` (a corpus, prepared with the model's tokenizer with `max_bytes`,
     `val_fraction` and `seed` as `data prepare` takes them; or a prepared directory; default for a
     run: its own corpus as it trained), in windows of `seq_len` tokens (default: a run's own, else
     2048 within the model's context), at most `max_tokens` of them (default: a run's own cap, else
     the whole split). `tokenizer`: a server's (default: the prepared directory's). A measurement
-    kept in distillscale's cache is returned with `from_cache` set (`created`: when it was measured)."""
+    kept in distillscale's cache is returned with `from_cache` set (`created`: when it was measured). A
+    server is waited for as `limits` say (--teacher-timeout, --teacher-retries)."""
     target = scored_model(model, trust_remote_code, tokenizer)
     prepared = scored_data(target, data, max_bytes, val_fraction, seed, progress)
     identity = named_identity(prepared_loss_identity(prepared), target)
-    client = connect_served(target, prepared) if target.kind == "server" else None
+    client = connect_served(target, prepared, limits) if target.kind == "server" else None
     seq_len, max_tokens = scoring_windows(target, seq_len, max_tokens, progress, client)
     runner = scoring_runner(target, prepared, device, client)
     key = MeasurementKey.of(runner.fingerprint, identity, seq_len, max_tokens, runner.device_kind, runner.precision)
-    cache = MeasurementCache(warn=lambda message: err_console.print(f"loss: {message}", highlight=False,
-                                                                     soft_wrap=True))
+    cache = MeasurementCache(warn=lambda message: err_console.print(f"loss: {redacted_text(message)}",
+                                                                     highlight=False, soft_wrap=True))
     found = cache.find(key)
     if found is not None:   # named as asked: the same model kept under another path or URL is this one now
         return found.model_copy(update={"from_cache": True, "model": target.location})

@@ -9,8 +9,10 @@ from typing import Annotated, ClassVar, Literal
 
 from distillscale.cli_options import CommandSettings, argument, command, option
 from distillscale.console import Table, console, print_json
+from distillscale.model.teacher_limits import RequestLimits, check_limits_used, retries_option, timeout_option
 from distillscale.settings import byte_size, count
 from distillscale.units import Quantity
+from distillscale.urls import is_url
 
 
 class LossSettings(CommandSettings):
@@ -41,6 +43,8 @@ class LossSettings(CommandSettings):
     out: Path | None = option(None, help="also write the measurement to this file (loss.json); it is kept in "
                                          "distillscale's cache either way, never in the model's directory")
     overwrite: bool = option(False, help="replace an --out file `distillscale loss` wrote for another measurement")
+    teacher_timeout: float | None = timeout_option()
+    teacher_retries: int | None = retries_option()
     as_json: bool = option(False, flag="--json", help="print JSON")
 
 
@@ -53,10 +57,12 @@ def loss_command(s: LossSettings) -> None:
     from distillscale.evaluation.model_argument import check_model
 
     check_model(s.model, s.trust_remote_code, s.tokenizer)
+    check_limits_used(s.teacher_timeout, s.teacher_retries, is_url(s.model), "MODEL")
     out = loss_output(s.model, s.out, s.overwrite)
     record = evaluate_loss(s.model, s.data, tokenizer=s.tokenizer, seq_len=s.seq_len, max_tokens=s.max_tokens,
                            batch_size=s.batch_size, device=s.device, trust_remote_code=s.trust_remote_code,
-                           max_bytes=s.max_bytes, val_fraction=s.val_fraction, seed=s.seed, progress=not s.as_json)
+                           max_bytes=s.max_bytes, val_fraction=s.val_fraction, seed=s.seed, progress=not s.as_json,
+                           limits=RequestLimits.given(s.teacher_timeout, s.teacher_retries))
     write_loss(out, record, s.overwrite)
     if s.as_json:
         print_json({**record.model_dump(mode="json"), "written_to": None if out is None else str(out)})

@@ -14,7 +14,7 @@ is asked (`evaluation.served_model`).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ class ScoredModel:
     fingerprint: str
     size: ModelSize | None = None    # None for a server
     source: Any = None               # its TeacherSource (a directory)
-    address: str | None = None       # a server's URL as given (its credentials with it): never shown
+    address: str | None = field(default=None, repr=False)  # a server's URL as given, credentials and all: never shown
 
 
 def scored_model(model: str | Path, trust_remote_code: bool, tokenizer: str | Path | None) -> ScoredModel:

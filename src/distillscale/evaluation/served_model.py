@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from distillscale.errors import UserError
+from distillscale.model.teacher_limits import RequestLimits
 
 if TYPE_CHECKING:
     from distillscale.data.prepared import PreparedData
@@ -27,12 +28,13 @@ if TYPE_CHECKING:
 PROBE_TOKENS = 32  # the validation split's first tokens, whose served log-probabilities identify the model
 
 
-def connect_served(target: ScoredModel, prepared: PreparedData):
+def connect_served(target: ScoredModel, prepared: PreparedData, limits: RequestLimits = RequestLimits()):
     """The server's client, connected: what it serves known (its context: `served_context`), its tokenizer
-    the corpus's."""
+    the corpus's; each request given `limits` (--teacher-timeout, --teacher-retries)."""
     from distillscale.training.remote_teacher import TeacherClient
 
-    client = TeacherClient(target.address, top_k=1, vocab_size=prepared.vocab_size)
+    client = TeacherClient(target.address, top_k=1, timeout=limits.timeout, retries=limits.retries,
+                           vocab_size=prepared.vocab_size)
     model = client.connect()
     why = model.about.tokenizer_difference(prepared)
     if why is not None:

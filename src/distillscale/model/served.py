@@ -2,7 +2,11 @@
 `GET /v1/models` (vLLM's and `distillscale serve-teacher`'s; serve-teacher adds its own description,
 `ServedCard`: the model's size, FLOPs per token and tokenizer), validated before anything uses it;
 `served_model(url)` asks for it once, as the planner does for a teacher given as a URL. The training
-client (`training.remote_teacher.TeacherClient`) asks the same way, with retries.
+client (`training.remote_teacher.TeacherClient`) asks the same way, with retries. A URL is taken as
+given (`api_base`, `server_url`: the server, its /v1 base or an endpoint under it; anything else is
+refused in one line), and every exchange is given its timeout in all, its whole answer included
+(`request_json`: a server that trickles its answer is given up as a silent one is;
+`model.teacher_limits` says how long and how many times).
 
 A user name and password in the URL go as HTTP Basic authorization to that URL's origin (scheme, host
 and port) only: a redirect elsewhere (another host or port, https to http) is followed without them
@@ -17,6 +21,7 @@ import http.client
 import ipaddress
 import json
 import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distillscale.errors import UserError
 from distillscale.jsontext import json_text
+from distillscale.model.teacher_limits import DEFAULT_TEACHER_TIMEOUT
 from distillscale.urls import redacted_url
 
 MIN_PROMPT_TOKENS = 3  # the shortest window a run sends: seq_len 2, plus the token after it
@@ -123,40 +129,118 @@ def validated_card(answer: Any, where: str) -> ServedModel:
     return ServedModel(first["id"], length, card)
 
 
+class _Deadline:
+    """The end of one request's time: when it passes, every connection the request opened is shut, so
+    that a server that trickles its answer (a byte now and then, each within the socket's timeout)
+    cannot hold it longer."""
+
+    def __init__(self, seconds: float):
+        self.passed = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.passed:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.passed = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)   # a read blocked on it returns: the request ends now
+    except OSError:
+        pass
+
+
+_REQUEST = threading.local()   # the deadline of the request this thread makes now
+
+
+@functools.cache
+def _bounded(connection: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+    """`connection` whose sockets are shut when the current request's deadline passes."""
+
+    class Bounded(connection):
+        def connect(self) -> None:
+            super().connect()
+            deadline = getattr(_REQUEST, "deadline", None)
+            if deadline is not None:
+                deadline.watch(self.sock)
+
+    return Bounded
+
+
+class _BoundedHandler:
+    def do_open(self, http_class, req, **kwargs):
+        return super().do_open(_bounded(http_class), req, **kwargs)
+
+
+class _BoundedHTTPHandler(_BoundedHandler, urllib.request.HTTPHandler):
+    pass
+
+
+class _BoundedHTTPSHandler(_BoundedHandler, urllib.request.HTTPSHandler):
+    pass
+
+
 def request_json(method: str, url: str, data: bytes | None, timeout: float,
                  timeout_flag: str = "--teacher-timeout") -> Any:
-    """One JSON exchange with a server: its answer, or a ServerError saying in one line what failed and
-    whether trying again may help (no answer, a timeout, a 5xx or 429, malformed JSON). A user name and
-    password in the URL (https://user:secret@host/v1) go as HTTP Basic authorization."""
+    """One JSON exchange with a server, given `timeout` seconds in all (connecting, sending and its whole
+    answer: a server that trickles its answer is given up as a silent one is): its answer, or a
+    ServerError saying in one line what failed and whether trying again may help (no answer in time,
+    a 5xx or 429, malformed JSON). A user name and password in the URL (https://user:secret@host/v1)
+    go as HTTP Basic authorization."""
     url, authorization = _credentials(url)
     if authorization:
         _warn_in_clear(url)
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json", "Accept": "application/json",
                                               **authorization})
+    late = ServerError(f"no answer within {timeout_flag} {timeout:g} s, the time a request is given in all",
+                       retry=True)
+    deadline = _REQUEST.deadline = _Deadline(timeout)
     try:
         with _opener().open(request, timeout=timeout) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
-        raise _http_error(exc, url, bool(authorization)) from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise ServerError(f"no answer within {timeout_flag} {timeout:g} s", retry=True) from None
-        if isinstance(reason, ConnectionRefusedError):
-            raise ServerError("connection refused: nothing listens there", retry=True) from None
-        if isinstance(reason, socket.gaierror):
-            raise ServerError(f"unknown host ({reason.strerror})", retry=True) from None
-        raise ServerError(f"unreachable ({reason})", retry=True) from None
-    except (TimeoutError, socket.timeout):
-        raise ServerError(f"no answer within {timeout_flag} {timeout:g} s", retry=True) from None
-    except (ConnectionError, http.client.HTTPException, OSError) as exc:
-        raise ServerError(f"the connection broke ({type(exc).__name__}: {exc})", retry=True) from None
+        raise late if deadline.passed else _http_error(exc, url, bool(authorization)) from None
+    except (urllib.error.URLError, ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise late if deadline.passed else _unreachable(exc, late) from None
+    finally:
+        deadline.cancel()
+        _REQUEST.deadline = None
+    if deadline.passed:   # an answer without its length, cut at the deadline
+        raise late
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ServerError(f"malformed JSON in the answer ({_preview(raw)})", retry=True) from None
 
+
+def _unreachable(exc: BaseException, late: ServerError) -> ServerError:
+    """A request that got no answer, as one line: why (`late`: no answer in time)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return late
+    if isinstance(reason, ConnectionRefusedError):
+        return ServerError("connection refused: nothing listens there", retry=True)
+    if isinstance(reason, socket.gaierror):
+        return ServerError(f"unknown host ({reason.strerror})", retry=True)
+    if isinstance(exc, urllib.error.URLError):
+        return ServerError(f"unreachable ({reason})", retry=True)
+    return ServerError(f"the connection broke ({type(exc).__name__}: {exc})", retry=True)
 
 
 def _http_error(exc: urllib.error.HTTPError, url: str, authorized: bool) -> ServerError:
@@ -220,12 +304,12 @@ def _credentials(url: str) -> tuple[str, dict[str, str]]:
 def origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) of a URL, the port its scheme's default where none is written: what
     credentials are given for."""
-    parsed = urllib.parse.urlsplit(url)
-    scheme = parsed.scheme.lower()
     try:
+        parsed = urllib.parse.urlsplit(url)
         port = parsed.port
-    except ValueError:
-        port = None
+    except ValueError:   # not a URL a request is made to (`api_base` refuses it first): no origin
+        return "", "", None
+    scheme = parsed.scheme.lower()
     return scheme, (parsed.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
@@ -242,7 +326,7 @@ class _SameOriginAuthorization(urllib.request.HTTPRedirectHandler):
 
 @functools.cache
 def _opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_SameOriginAuthorization)
+    return urllib.request.build_opener(_SameOriginAuthorization, _BoundedHTTPHandler, _BoundedHTTPSHandler)
 
 
 # The origins whose clear-text credentials were said, passed on to child processes (which would say
@@ -260,10 +344,12 @@ def in_clear_warning(url: str, credentials: bool | None = None) -> str | None:
     scheme, host, port = origin(url)
     key = f"{scheme}://{host}:{port}"
     said = set(os.environ.get(SAID_IN_CLEAR_ENV, "").split())
+    if scheme != "http" or key in said:
+        return None
     if credentials is None:   # said by the URL itself (a request's URL has them taken out: said by the caller)
-        parsed = urllib.parse.urlsplit(url)
+        parsed = urllib.parse.urlsplit(url)   # a URL with an origin: parses
         credentials = parsed.username is not None or parsed.password is not None
-    if scheme != "http" or not credentials or key in said or _is_this_machine(host):
+    if not credentials or _is_this_machine(host):
         return None
     os.environ[SAID_IN_CLEAR_ENV] = " ".join(sorted(said | {key}))
     return (f"the user name and password of {redacted_url(url)} go unencrypted over plain http to {host}: anyone "
@@ -304,39 +390,64 @@ def _is_this_machine(host: str) -> bool:
     return False
 
 
+API_SUFFIXES = ("/completions", "/models")   # the endpoints a client asks under the /v1 base
+
+
 def api_base(url: str) -> str:
-    """The server's `/v1` base from what the user gave (the server, its /v1, or its /v1/completions);
-    ValueError for anything that is not an http(s) URL with a host."""
+    """The server's `/v1` base from what the user gave, taken as given: the server itself (no path: its
+    /v1), its /v1 base (behind any prefix, http://host/teacher/v1) or one of its endpoints under it
+    (/v1/completions, /v1/models); ValueError, in one line, for anything else: not an http(s) URL with
+    a host and port, a query or fragment, or a path that names no endpoint (/api, /v1/chat/completions),
+    which a client that appended /v1 to it would ask in the wrong place."""
+    text = url.strip()
+    shown = repr(redacted_url(text))
+    example = "give e.g. http://127.0.0.1:8000/v1"
     try:
-        parsed = urllib.parse.urlsplit(url.strip())
+        parsed = urllib.parse.urlsplit(text)
     except ValueError:   # e.g. an IPv6 host without its closing bracket
-        raise ValueError(f"{redacted_url(url)!r} has no valid host: give e.g. http://127.0.0.1:8000/v1 (an IPv6 "
-                         "address in brackets: http://[::1]:8000/v1)") from None
+        raise ValueError(f"{shown} has no valid host: {example} (an IPv6 address in brackets: "
+                         "http://[::1]:8000/v1)") from None
     if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{redacted_url(url)!r} is not an http(s) URL of a server: give e.g. "
-                         f"http://127.0.0.1:8000/v1")
+        raise ValueError(f"{shown} is not an http(s) URL of a server: {example}")
     try:
         parsed.port  # noqa: B018 (raises for a port out of range or not a number)
     except ValueError:
-        raise ValueError(f"{redacted_url(url)!r} has no valid port: give e.g. http://127.0.0.1:8000/v1") from None
+        if "@" in text.partition("://")[2].partition(parsed.netloc)[2]:   # user:pa/ss@host: a / ends the host early
+            raise ValueError(f"{shown} has a user name or password with a / ? or # in it: %-encode it (%2F, %3F, "
+                             "%23)") from None
+        raise ValueError(f"{shown} has no valid port: {example}") from None
+    if parsed.query or parsed.fragment or text.endswith(("?", "#")):
+        raise ValueError(f"{shown} has a ?query or #fragment, which a server's API base has not: {example}")
     path = parsed.path.rstrip("/")
-    for suffix in ("/completions", "/models"):
-        path = path.removesuffix(suffix)
+    for suffix in API_SUFFIXES:
+        if path.endswith("/v1" + suffix):
+            path = path.removesuffix(suffix)
+    if not path:
+        path = "/v1"
     if not path.endswith("/v1"):
-        path += "/v1"
+        raise ValueError(f"{shown} names no endpoint of an OpenAI-compatible server (its path {parsed.path} is not "
+                         f"its /v1 base): give the server's /v1 base as it serves it, e.g. "
+                         f"{parsed.scheme}://{redacted_url(parsed.netloc)}/v1")
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
 
 
-def served_model(url: str, given_as: str, timeout: float = 30.0) -> ServedModel:
-    """The model the server at `url` serves (its first card, validated), asked once; a one-line
-    UserError naming `given_as` (the flag) when the URL is not a server's or it does not answer."""
+def server_url(url: str, given_as: str) -> str:
+    """`api_base(url)`, or a one-line UserError naming `given_as` (the flag or argument the URL came by):
+    every command that takes a server's URL checks it here before anything else reads it."""
     try:
-        endpoint = api_base(url)
+        return api_base(url)
     except ValueError as exc:
         raise UserError(f"{given_as} {exc}") from None
+
+
+def served_model(url: str, given_as: str, timeout: float = DEFAULT_TEACHER_TIMEOUT) -> ServedModel:
+    """The model the server at `url` serves (its first card, validated), asked once, given `timeout`
+    seconds in all (--teacher-timeout); a one-line UserError naming `given_as` (the flag) when the URL
+    is not a server's or it does not answer."""
+    endpoint = server_url(url, given_as)
     where = f"{redacted_url(endpoint)}/models"
     try:
-        answer = request_json("GET", endpoint + "/models", None, timeout, timeout_flag=f"{timeout:g} s")
+        answer = request_json("GET", endpoint + "/models", None, timeout)
     except ServerError as exc:
         raise UserError(f"{given_as} {redacted_url(url)}: asked {where}: {exc}") from None
     return validated_card(answer, where)

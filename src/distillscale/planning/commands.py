@@ -8,17 +8,19 @@ from pathlib import Path
 from typing import Annotated, ClassVar
 
 import numpy as np
-from pydantic import BeforeValidator, field_validator
+from pydantic import BeforeValidator, field_validator, model_validator
 
 from distillscale.cli_options import CommandSettings, command, option
 from distillscale.console import Table, console, print_json, progress_printer, styled, warn
 from distillscale.errors import ParameterError, UserError
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
+from distillscale.model.teacher_limits import RequestLimits, retries_option, timeout_option
 from distillscale.planning.flops import SCENARIOS, get_scenario
 from distillscale.planning.options import FLOPS_HELP, ON_POLICY_FLAGS, PlanSettings
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity, parse_quantity
+from distillscale.urls import is_url
 
 
 
@@ -189,6 +191,8 @@ class TeacherRankingSettings(CommandSettings):
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write the U-curve (.png or .svg)")
     overwrite: bool = option(False, help="replace the figure file if distillscale drew it")
+    teacher_timeout: float | None = timeout_option()
+    teacher_retries: int | None = retries_option()
 
     @field_validator("candidates", mode="before")
     @classmethod
@@ -197,6 +201,14 @@ class TeacherRankingSettings(CommandSettings):
         if isinstance(values, (list, tuple)) and any(isinstance(value, str) and not value.strip() for value in values):
             raise ValueError("is empty: give a path or a URL (write . for the current directory)")
         return values
+
+    @model_validator(mode="after")
+    def _served_candidate_limits(self) -> "TeacherRankingSettings":
+        for name in ("teacher_timeout", "teacher_retries"):
+            if getattr(self, name) is not None and not any(is_url(item) for item in self.candidates or []):
+                raise ParameterError((name, "candidates"), "{} is for a served teacher: give one in {} as its URL, "
+                                                           "or leave it out")
+        return self
 
 
 @command(TeacherRankingSettings)
@@ -211,7 +223,8 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     _check_figure(s.plot, s.overwrite, s.law)
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
                                 compute=s.compute, candidates=list(s.candidates or []) or None,
-                                teacher_unique_tokens=s.teacher_unique_tokens, progress=progress_printer("teacher"))
+                                teacher_unique_tokens=s.teacher_unique_tokens, progress=progress_printer("teacher"),
+                                limits=RequestLimits.given(s.teacher_timeout, s.teacher_retries))
     if s.plot is not None:
         plots.save_figure(plots.plot_teacher_u_curve(ranking), s.plot)
     if s.as_json:

@@ -23,6 +23,7 @@ from distillscale.errors import ParameterError, UserError
 from distillscale.laws.lawset import LAW_HELP, NO_BIAS_CORRECTION_HELP, LawSet
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
+from distillscale.model.teacher_limits import RequestLimits, retries_option, timeout_option
 from distillscale.planning.downstream import DOWNSTREAM_LAW_HELP
 from distillscale.planning.family import DEFAULT_TOP_K, TARGETS
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
@@ -143,6 +144,8 @@ class PlanSettings(CommandSettings):
                    "with its tokenizer, which must be the law's): N_T and FLOPs/token from its config, L_T from its "
                    "loss.json (`distillscale loss`) or measured on the law's split; or the URL of a `distillscale "
                    "serve-teacher` serving it, sized as the server states and measured through it")
+    teacher_timeout: float | None = timeout_option()
+    teacher_retries: int | None = retries_option()
     trust_remote_code: bool = option(
         False, help="run the own code of a --teacher-model or --student-model (its config's auto_map) to count it: "
                     "only code you trust")
@@ -285,6 +288,18 @@ class PlanSettings(CommandSettings):
             raise UserError("--plot draws scenario plans: leave it out of the mode comparison "
                             "(--on-policy, --logit-cache, --teacher-remote)")
         return self
+
+    @model_validator(mode="after")
+    def _served_teacher_limits(self) -> "PlanSettings":
+        for name in ("teacher_timeout", "teacher_retries"):
+            if getattr(self, name) is not None and not is_url(self.teacher_model or ""):
+                raise ParameterError((name, "teacher_model"), "{} is for a served teacher: give {} as its URL, or "
+                                                              "leave it out")
+        return self
+
+    def request_limits(self) -> RequestLimits:
+        """How long a served --teacher-model is waited for (--teacher-timeout, --teacher-retries)."""
+        return RequestLimits.given(self.teacher_timeout, self.teacher_retries)
 
     @model_validator(mode="after")
     def _gpu_options(self) -> "PlanSettings":
@@ -456,11 +471,12 @@ class PlanSettings(CommandSettings):
         """These settings as a plan keeps and shows them (its repr, `as_cli_command`, its JSON): a served
         teacher's URL without its user name and password, which were used to measure it and are kept
         nowhere."""
-        from distillscale.urls import is_url, redacted_url
+        from distillscale.urls import redacted_value
 
-        if self.teacher_model is None or not is_url(self.teacher_model):
+        shown = redacted_value(str(self.teacher_model))   # a URL's, or one taken for a path (ws:/me:pw@host)
+        if self.teacher_model is None or shown == str(self.teacher_model):
             return self
-        return self.model_copy(update={"teacher_model": redacted_url(str(self.teacher_model))})
+        return self.model_copy(update={"teacher_model": shown})
 
     @property
     def teacher(self) -> "ExistingTeacher | None":

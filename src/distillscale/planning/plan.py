@@ -262,7 +262,8 @@ def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
     from distillscale.planning.teacher_model import teacher_model
 
     if is_url(settings.teacher_model):
-        model = served_teacher(str(settings.teacher_model), laws, context, _say, given_as=ServedAs.TEACHER_MODEL)
+        model = served_teacher(str(settings.teacher_model), laws, context, _say, ServedAs.TEACHER_MODEL,
+                               settings.request_limits())
         shown = redacted_url(model.url)   # a password in the URL is never echoed
     else:
         model = teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say)

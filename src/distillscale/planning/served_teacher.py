@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from distillscale.data.loss_identity import TokenizerIdentity
 from distillscale.data.loss_record import LossRecord
 from distillscale.errors import UserError
+from distillscale.model.teacher_limits import RequestLimits
 from distillscale.planning.teacher_loss import law_split_directory, measure_in_child
 from distillscale.planning.teacher_tokenizer import refuse_another_tokenizer
 
@@ -71,17 +72,19 @@ class ServedAs(enum.Enum):
 
 
 def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message: None,
-                   given_as: ServedAs = ServedAs.CANDIDATES) -> ServedTeacher:
+                   given_as: ServedAs = ServedAs.CANDIDATES, limits: RequestLimits = RequestLimits()) -> ServedTeacher:
     """The teacher served at `url` for a plan under `laws` at `context` tokens: refused in one line when
     the server does not state its model's size and FLOPs (vLLM) or its tokenizer is not the law's
-    (`given_as`: the flag it came by, and what to give instead)."""
-    from distillscale.model.served import in_clear_warning, served_model
+    (`given_as`: the flag it came by, and what to give instead); each request given `limits`."""
+    from distillscale.model.served import in_clear_warning, served_model, server_url
     from distillscale.urls import redacted_url
 
+    url = url.strip()
     shown = redacted_url(url)
     flag = given_as.flag
+    server_url(url, flag)   # not a server's URL (a broken host, port or path): one line before anything reads it
     in_clear = in_clear_warning(url)   # said once, in the plan's warnings (its text and --json), not here
-    model = served_model(url, flag)
+    model = served_model(url, flag, limits.timeout)
     about = model.about
     if about.non_embedding_params is None or about.forward_flops_per_token is None:
         raise UserError(f"{flag} {shown}: the server does not state its model's size and FLOPs per token (vLLM "
@@ -91,7 +94,7 @@ def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message
     at = min(context, model.max_model_len - 1) if model.max_model_len else context   # the warnings say a shorter one
     directory = law_split_directory(shown, laws, context, flag)
     progress(f"the loss of {shown} on the law's split ({directory}): measured through the server, or kept")
-    record = measure_in_child(url, directory, at, False, flag, shown)
+    record = measure_in_child(url, directory, at, False, flag, shown, limits)
     flops = about.forward_flops_per_token
     return ServedTeacher(shown, float(about.non_embedding_params), float(flops.base + flops.per_context_token * at),
                          at, record, about.vocab_size, () if in_clear is None else (in_clear,))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from distillscale.data.loss_record import LOSS_FILE, LossRecord
 from distillscale.errors import UserError
+from distillscale.model.teacher_limits import RequestLimits
 
 if TYPE_CHECKING:
     from distillscale.laws.lawset import LawSet
@@ -39,17 +40,19 @@ def law_split_directory(path, laws: LawSet, context: int, given_as: str) -> Path
 
 
 def measure_in_child(path: Path | str, directory: Path, context: int, trust_remote_code: bool, given_as: str,
-                     shown: str | None = None) -> LossRecord:
+                     shown: str | None = None, limits: RequestLimits | None = None) -> LossRecord:
     """`distillscale loss` in a child process (the planner loads no model itself); its refusal, if
     any, becomes this one's, in one line (naming the model as `shown`: a URL without its password).
-    A URL's credentials go to the child in its environment, never on its command line (`for_child`)."""
+    A URL's credentials go to the child in its environment, never on its command line (`for_child`);
+    `limits`: how long a served model is waited for there."""
     from distillscale.urls import for_child
 
     argument, secret = for_child(str(path))
     with tempfile.TemporaryDirectory(prefix="distillscale-loss-") as scratch:
         out = Path(scratch) / LOSS_FILE
         command = [sys.executable, "-m", "distillscale.cli", "loss", argument, "--data", str(directory),
-                   "--seq-len", str(context), "--out", str(out)] + ["--trust-remote-code"] * trust_remote_code
+                   "--seq-len", str(context), "--out", str(out)] + ["--trust-remote-code"] * trust_remote_code \
+            + ([] if limits is None else limits.argv())
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, **secret})
         error = None

@@ -4,12 +4,13 @@ asked, tables read); `planning.teacher` ranks them against the distillation law.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distillscale.errors import ParameterError, UserError
+from distillscale.errors import ParameterError, UserError, path_kind
 from distillscale.laws.lawset import LawSet
 from distillscale.planning.options import positive
 from distillscale.planning.law_inputs import load_law
@@ -17,6 +18,7 @@ from distillscale.planning.plan import planner_for
 from distillscale.planning.warnings import distillation_warnings, measured_teacher_notes
 from distillscale.laws.extrapolation import smaller_teacher_warning
 from distillscale.units import Quantity, format_quantity
+from distillscale.model.teacher_limits import RequestLimits
 from distillscale.urls import is_url
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first ranking, keeping the CLI's start fast
@@ -26,7 +28,7 @@ if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first ranking, keep
 def rank_teachers_for(law, *, student_params: float, student_tokens: float | None = None,
                       candidates: str | Path | list[TeacherCandidate | str | Path] | None = None,
                       compute: float | None = None, teacher_unique_tokens: float | None = None,
-                      progress=lambda message: None) -> TeacherRanking:
+                      progress=lambda message: None, limits: RequestLimits = RequestLimits()) -> TeacherRanking:
     """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
     (TeacherCandidates; model directories, each counted from its config and its loss measured on the
     law's text in the law's tokenizer as `plan --teacher-model` measures it; CSV/JSONL files with
@@ -35,7 +37,8 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     at a `compute` budget that pays each teacher's logits (`rank_teachers`). With
     `teacher_unique_tokens`, a teacher given by its size and tokens (the ladder, a table's row without
     a loss) was trained on that pool: its loss is `predict supervised --unique-tokens`'s; a measured
-    teacher keeps its loss. `progress(message)` is told before a model is measured."""
+    teacher keeps its loss. `progress(message)` is told before a model is measured; `limits`: how long a
+    served candidate is waited for."""
     from distillscale.planning.teacher import rank_teachers, teacher_ladder
 
     laws, _ = load_law(law)
@@ -54,7 +57,7 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
         candidates = teacher_ladder(planner, student_params, unique_tokens=pool)
     else:
         candidates, notes = _teacher_candidates(candidates if isinstance(candidates, list) else [candidates], laws,
-                                                planner, progress, pool)
+                                                planner, progress, limits, pool)
     ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute)
     return replace(ranking, law=laws.name, warnings=list(dict.fromkeys(notes + ranking_warnings(laws, ranking))))
 
@@ -75,7 +78,7 @@ def ranking_warnings(laws: LawSet, ranking: TeacherRanking) -> list[str]:
 
 
 def _teacher_candidates(items: list, laws: LawSet, planner, progress,
-                        pool: float | None = None) -> tuple[list[TeacherCandidate], list[str]]:
+                        limits: RequestLimits, pool: float | None = None) -> tuple[list[TeacherCandidate], list[str]]:
     """(the candidates, what was said of them): a TeacherCandidate as it is, a model directory measured
     (`teacher_model`), a server's URL measured through it (`served_teacher`), a table file read
     (`read_candidates`); each loss checked as `plan` checks a teacher's (`LawSet.check_teacher_loss`), a
@@ -90,11 +93,15 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress,
             out.append(item)
             continue
         if is_url(item):
-            model = served_teacher(str(item), laws, context, progress=progress, given_as=ServedAs.CANDIDATES)
+            model = served_teacher(str(item), laws, context, progress=progress, given_as=ServedAs.CANDIDATES,
+                                   limits=limits)
             name = model.url
         elif Path(item).expanduser().is_dir():
             model = teacher_model(item, laws, context, progress=progress, given_as="--candidates")
             name = str(item)
+        elif not os.path.lexists(Path(item).expanduser()):
+            raise UserError(f"--candidates {item} {path_kind(item)}: give a model directory, a CSV or JSONL of "
+                            "teachers, or a served teacher's URL (http://HOST:PORT/v1)")
         else:
             with _read_once(Path(item)) as table:   # a pipe (`<(cat c.csv)`) is read once, then from a copy
                 _refuse_json_document(table, shown=item)

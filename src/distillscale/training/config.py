@@ -30,6 +30,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from distillscale.data.config import MIN_VOCAB_SIZE, RUN_DATA_SETTINGS, DataConfig
 from distillscale.errors import UserError
 from distillscale.model.config import ModelConfig
+from distillscale.model.teacher_limits import (DEFAULT_TEACHER_TIMEOUT, MAX_TEACHER_RETRIES, MAX_TEACHER_TIMEOUT,
+                                               TEACHER_RETRIES, TEACHER_RETRIES_HELP, TEACHER_TIMEOUT_HELP)
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.rules import WARMUP_CAP, WARMUP_FRACTION, warmup_steps
 from distillscale.settings import Settings, byte_size, count, counts, quantity
@@ -413,7 +415,6 @@ class TeacherSettings(Settings):
 
 
 _LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once
-MAX_TEACHER_TIMEOUT = 86_400.0  # a socket's timeout must fit a C timeval; a day is more than any answer needs
 
 
 class DistillSettings(Settings):
@@ -449,11 +450,10 @@ class DistillSettings(Settings):
                     "--top-k log-probabilities (needs --top-k and the teacher's --tokenizer); the tail "
                     "mass outside the top k is 1 - their probabilities (see docs/top_k_teachers.md); given "
                     "several times, a mixture of servers, their top-k merged on the union of ids")
-    teacher_timeout: float = Field(60.0, gt=0, le=MAX_TEACHER_TIMEOUT, json_schema_extra=NOT_HASHED,
-                                   description="with teacher_url: seconds to wait for an answer (at most a day)")
-    teacher_retries: int = Field(4, ge=0, le=20, json_schema_extra=NOT_HASHED,
-                                 description="with teacher_url: retries of a failed request, with "
-                                             "exponential backoff from 0.5 s (at most 8 s apart)")
+    teacher_timeout: float = Field(DEFAULT_TEACHER_TIMEOUT, gt=0, le=MAX_TEACHER_TIMEOUT, json_schema_extra=NOT_HASHED,
+                                   description=TEACHER_TIMEOUT_HELP)
+    teacher_retries: int = Field(TEACHER_RETRIES, ge=0, le=MAX_TEACHER_RETRIES, json_schema_extra=NOT_HASHED,
+                                 description=TEACHER_RETRIES_HELP)
     # changes memory, and the results only by float rounding (the sums' order): bookkeeping
     loss_chunk_size: int | None = Field(
         None, ge=1, json_schema_extra=NOT_HASHED,

@@ -45,6 +45,8 @@ import torch
 from distillscale.data import TokenSampler, iter_eval_batches
 from distillscale.errors import UserError
 from distillscale.model.served import ServedModel, ServerError, request_json, validated_card
+from distillscale.model.teacher_limits import (BACKOFF_SECONDS, DEFAULT_TEACHER_TIMEOUT, MAX_BACKOFF_SECONDS,
+                                               TEACHER_RETRIES, backoff_seconds)
 from distillscale.model.served import shown as _shown
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, sparse_distillation_loss
@@ -57,8 +59,6 @@ from distillscale.training.top_k import CHECK_TOKENS, MASS_ROUNDING, TAIL_KNOWN,
 
 TOKEN_ID_PREFIX = "token_id:"  # vLLM's form of a token when asked for return_tokens_as_token_ids
 MAX_ENTRIES_PER_REQUEST = 1 << 20  # prompts x positions x k per request: about 40 MB of JSON
-BACKOFF_SECONDS = 0.5  # the first retry waits this long, each later one twice as long ...
-MAX_BACKOFF_SECONDS = 8.0  # ... up to this
 TAIL_NOTE = ("a server gives the teacher's k most likely ids only: the tail mass outside them is 1 - their "
              "probabilities (normalised log-probabilities, as rounded by the server), kept in the loss as one "
              "'everything else' category; how it spreads over the other ids is unknown")
@@ -76,10 +76,11 @@ class TopK:
 
 
 class TeacherClient:
-    """The completions endpoint of one server, read with batching, a timeout per request and up to
-    `retries` retries with exponential backoff; counts its requests, retries and positions."""
+    """The completions endpoint of one server, read with batching, `timeout` seconds per request in all
+    (its whole answer included) and up to `retries` retries with exponential backoff, so that a request
+    is given up after (retries + 1) x timeout and the backoffs at most; counts its requests, retries and positions."""
 
-    def __init__(self, url: str, top_k: int, timeout: float = 60.0, retries: int = 4,
+    def __init__(self, url: str, top_k: int, timeout: float = DEFAULT_TEACHER_TIMEOUT, retries: int = TEACHER_RETRIES,
                  backoff: float = BACKOFF_SECONDS, vocab_size: int | None = None):
         # `endpoint` is where requests go; `base` is what messages and records show (without a password)
         try:
@@ -138,6 +139,7 @@ class TeacherClient:
         answer); a one-line UserError once the retries are spent or for a refused request (4xx)."""
         url = self.base + path
         data = None if body is None else json.dumps(body).encode()
+        started = time.monotonic()
         for attempt in range(self.retries + 1):
             if attempt:
                 self.retried += 1
@@ -150,7 +152,10 @@ class TeacherClient:
                     raise UserError(f"teacher server {url}: {exc}") from None
                 failure = exc
         tries = f"{self.retries + 1} tries" if self.retries else "1 try"
-        raise UserError(f"the teacher server at {url} failed ({failure}) after {tries} with backoff: start or "
+        waits = backoff_seconds(self.retries, self.backoff)
+        spent = (f"{time.monotonic() - started:.0f} s: each try at most --teacher-timeout {self.timeout:g} s"
+                 + (f", {waits:g} s of backoff between" if self.retries else ""))
+        raise UserError(f"the teacher server at {url} failed ({failure}) after {tries} ({spent}): start or "
                         f"fix it (e.g. `distillscale serve-teacher RUN_DIR --port P`) and run the same command "
                         f"again; the run resumes from its last checkpoint") from None
 

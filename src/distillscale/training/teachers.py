@@ -370,6 +370,13 @@ PROBE_WINDOW = 16  # tokens of the forward that checks a teacher runs
 
 
 def _cannot_run(source: TeacherSource, exc: Exception) -> str:
+    """Why a teacher cannot be loaded or run, in one line: a file of it this user may not read, said so
+    (its loader may call it missing or damaged); else the loader's own words."""
+    from distillscale.io import permission_denied, unreadable_file
+
+    blocked = unreadable_file(source.path)
+    if blocked is not None:
+        return permission_denied(blocked, who=f"teacher {source.path}: ")
     reason = (str(exc).strip().splitlines() or [""])[0]
     return (f"teacher {source.path} cannot be loaded and run ({type(exc).__name__}{': ' if reason else ''}{reason}): "
             "its weights are damaged or are not its config's; save the model again")
