@@ -246,3 +246,36 @@ def test_a_teacher_of_an_earlier_version_reads_another_corpus_when_told_so(world
     for command in ("distill", "loss", "demo", "plan", "cache-logits", "prune"):
         code, out, _ = cli(command, "--help")
         assert code == 0 and "--other-corpus" in out, command
+
+
+def test_the_demos_sweep_on_a_superset_keeps_the_teachers_training_text_out_of_its_validation_split(world,
+                                                                                                    monkeypatch):
+    """`demo --data V2 --teacher T`: the laws' validation split, where the teacher is measured, holds none of
+    the text the teacher trained on."""
+    from distillscale.data import prepare_data
+    from distillscale.report.demo import builtin_sweep
+    from distillscale.training.config import TrainConfig
+
+    root, _, teacher = world
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
+    spec = builtin_sweep(quick=True, data=root / "v2", teacher=teacher)
+    settings = {key: value for key, value in spec.runs[0].settings.items() if key in TrainConfig.model_fields}
+    prepared = prepare_data(TrainConfig.model_validate({**settings, "out": "."}).data_config(), False)
+    assert overlap(teacher, prepared) < CLEAN
+
+
+@pytest.mark.parametrize("made_as", ["distillscale.data/2", "distillscale.data/1"])
+def test_a_teacher_of_an_earlier_data_format_is_refused_on_its_own_corpus_too(world, tmp_path, monkeypatch, made_as):
+    import json
+
+    root, v1, teacher = world
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
+    old = tmp_path / "old"
+    shutil.copytree(teacher, old)
+    record = json.loads((old / "config.json").read_text())
+    record["plan"]["corpus"]["format"] = made_as
+    (old / "config.json").write_text(json.dumps(record))
+    for read in (lambda: distill_data(old, v1), lambda: loss_data(old, root / "v2")):
+        with pytest.raises(UserError, match=f"earlier version, which split its corpus otherwise \\({made_as}: .*"
+                                            "train the (teacher|model) again"):
+            read()
