@@ -115,11 +115,11 @@ class TrainedSplit:
         flags, the fix to leave them out). Another max_bytes is no concern: it cuts the read, not the pieces."""
         role = self.role
         if not self.current_format:
-            raise UserError(f"{role} {self.path} was trained by an earlier version, which split its corpus "
-                            f"otherwise ({self._earlier_split()}), so {who}'s validation split, were {reader.path or 'the default corpus'} "
-                            f"to share text with that corpus, could hold text the {role} trained on: train the {role} "
-                            f"again with this version, or give --other-corpus if the data shares no text with the "
-                            f"corpus it trained on")
+            data = reader.path or "the default corpus"
+            raise UserError(f"{role} {self.path} was trained by an earlier version, which split its corpus otherwise "
+                            f"({self._earlier_split()}): {who}'s validation split could hold text the {role} trained "
+                            f"on; train the {role} again with this version, or, if {data} shares no text with the "
+                            f"corpus it trained on, give --other-corpus")
         differ = {name: pair for name, pair in self.differences(reader).items()
                   if name == "seed" or (name == "val_fraction" and pair[0] > pair[1])}
         if differ:
@@ -133,7 +133,15 @@ class TrainedSplit:
                             f"{role} trained on would land in its validation split; {fix}")
 
     def _earlier_split(self) -> str:
+        """How the run's data was split, in words: its recorded format, else the format whose fingerprint
+        its corpus gives for its recorded data (where that corpus still reads)."""
+        from distillscale.data.prepare import data_identity
         from distillscale.data.prepared import EARLIER_FORMATS
 
         made_as = (self.split or {}).get("format")
+        if made_as is None:
+            try:
+                made_as = data_identity(self.data).format_of(self.fingerprint)
+            except UserError:
+                made_as = None
         return f"{made_as}: {EARLIER_FORMATS[made_as]}" if made_as in EARLIER_FORMATS else "pieces cut by the corpus's size"
