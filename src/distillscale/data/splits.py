@@ -3,7 +3,8 @@
 A long document would weigh as much as many short ones in whichever split it lands in (one file can be
 most of a training half), so documents are first cut into pieces (`cut_document`). Where a piece ends is
 decided by the document's own text, never by the corpus's size: after a line (or, in a line too long
-for one piece, a word) that its own hash marks, once the piece holds MIN_PIECE_BYTES, and before it
+for one piece, a word) that its own crc32 marks (with a probability of its length / MEAN_CUT_BYTES, so
+that pieces are about as long whatever the lines), once the piece holds MIN_PIECE_BYTES, and before it
 would pass MAX_PIECE_BYTES. Each piece's split is then a function of its own text (its salted hash),
 `val_fraction` and nothing else (`assign_splits`): validation takes the pieces whose hash falls in the
 lowest `val_fraction` of the hash range, the others go to the teacher or student half by another bit of
@@ -47,8 +48,11 @@ def _units(encoded: bytes) -> list[bytes]:
     """`encoded` as the units a piece is made of: its lines (each with its line end), a line longer
     than MAX_PIECE_BYTES as its words (each with the spaces after it), a word longer than that in
     chunks of at most MAX_PIECE_BYTES cut on character boundaries."""
+    lines = encoded.splitlines(keepends=True)
+    if max(map(len, lines), default=0) <= MAX_PIECE_BYTES:
+        return lines
     units = []
-    for line in encoded.splitlines(keepends=True):
+    for line in lines:
         if len(line) <= MAX_PIECE_BYTES:
             units.append(line)
             continue
@@ -64,28 +68,24 @@ def _units(encoded: bytes) -> list[bytes]:
     return units
 
 
-def _ends_piece(unit: bytes) -> bool:
-    """Whether `unit` ends a piece (once it holds MIN_PIECE_BYTES): decided by its own text, with a
-    probability of len(unit) / MEAN_CUT_BYTES, so that pieces are about as long whatever the lines."""
-    return zlib.crc32(unit) * MEAN_CUT_BYTES < len(unit) * (1 << 32)
-
-
 def cut_document(encoded: bytes) -> list[bytes]:
     """`encoded` (UTF-8) cut into pieces of at most MAX_PIECE_BYTES where its own text says (see the
     module): text shared with another document is cut alike wherever it lies, and an edit moves only
     the cuts around it."""
-    pieces, current, size = [], [], 0
-    for unit in _units(encoded):
-        if size and size + len(unit) > MAX_PIECE_BYTES:
-            pieces.append(b"".join(current))
-            current, size = [], 0
-        current.append(unit)
-        size += len(unit)
-        if size >= MIN_PIECE_BYTES and _ends_piece(unit):
-            pieces.append(b"".join(current))
-            current, size = [], 0
-    if current:
-        pieces.append(b"".join(current))
+    units = _units(encoded)
+    lengths = list(map(len, units))
+    marks = [crc * MEAN_CUT_BYTES < length << 32 for crc, length in zip(map(zlib.crc32, units), lengths)]
+    pieces, start, size = [], 0, 0
+    for index, length in enumerate(lengths):
+        if size and size + length > MAX_PIECE_BYTES:
+            pieces.append(b"".join(units[start:index]))
+            start, size = index, 0
+        size += length
+        if size >= MIN_PIECE_BYTES and marks[index]:
+            pieces.append(b"".join(units[start:index + 1]))
+            start, size = index + 1, 0
+    if start < len(units):
+        pieces.append(b"".join(units[start:]))
     return pieces or [encoded]
 
 

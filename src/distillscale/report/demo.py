@@ -113,11 +113,12 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
 
 
 def _split_as_teacher(data: dict[str, Any], teacher: Path, progress) -> None:
-    """The sweep's [data] section `data` split as the teacher run split the corpus when the sweep reads
-    that corpus (`data.trained_split`: its max_bytes and val_fraction), so that the laws' validation
-    split, on which the teacher is measured and its students planned, holds none of the teacher's
-    training text; a teacher whose data its corpus no longer gives is refused in one line, before the
-    sweep. A Hugging Face teacher, and a run of another corpus, leave it as it is."""
+    """The sweep's [data] section `data` split as the teacher run split its corpus (`data.trained_split`:
+    its val_fraction, and where the sweep reads that very corpus its max_bytes), so that the laws'
+    validation split, on which the teacher is measured and its students planned, holds none of the
+    teacher's training text, whatever text the corpus shares with the teacher's; a teacher whose split
+    cannot be kept (an earlier version's, another data seed: a sweep splits with seed 0) is refused in
+    one line, before the sweep. A Hugging Face teacher leaves it as it is."""
     from distillscale.data import DataConfig
     from distillscale.data.trained_split import TrainedSplit
 
@@ -126,14 +127,15 @@ def _split_as_teacher(data: dict[str, Any], teacher: Path, progress) -> None:
         return
     reader = DataConfig(**{key: data[key] for key in ("path", "text_field", "max_bytes", "val_fraction") if key in data})
     adopted = split.as_trained(reader)
-    split.check(adopted, who="the sweep", fix="give --data another corpus, or train the teacher on this one")
+    split.check(adopted.model_copy(update={"seed": reader.seed}), who="the sweep",
+                fix="give --data another corpus, or train the teacher on this one")
     if adopted == reader:
         return
     for key in ("max_bytes", "val_fraction"):
         if getattr(adopted, key) is not None:
             data[key] = getattr(adopted, key)
     differ = ", ".join(f"{name} {theirs!r}" for name, (_, theirs) in split.differences(reader).items())
-    progress(f"--teacher {teacher} trained on this corpus split with {differ}: the sweep splits it the same way, "
+    progress(f"--teacher {teacher} trained on its corpus split with {differ}: the sweep splits it the same way, "
              "so the laws' validation split holds none of the teacher's training text")
 
 
