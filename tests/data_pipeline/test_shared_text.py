@@ -3,8 +3,10 @@ edited, corpus v2 = v1 plus new shards, a subset, the run's own symlink re-point
 `data prepare` directory of one, another --val-fraction or --max-bytes) never gets the run's training text
 in its validation split: pieces are cut where their own text says, not where the corpus's size says, and
 each piece's split follows from its own text. Each route measures that text (the share of the reader's
-validation 12-grams found in the teacher's training tokens), through the two readers a user meets
-(`distill --teacher T --data X`, `loss T --data X`), not only the exit status."""
+validation 24-grams found in the teacher's training tokens), through the two readers a user meets
+(`distill --teacher T --data X`, `loss T --data X`), not only the exit status. A piece whose own text
+is edited is a new piece and may change split (about one edit in twenty moves its piece into validation):
+the edits measured here move none."""
 
 from __future__ import annotations
 
