@@ -189,13 +189,20 @@ def data_identity(config: DataConfig) -> DataIdentity:
 @dataclass(frozen=True)
 class SplitSource:
     """What a config's splits are cut from and how, found by content (`data.content`): the corpus's
-    content digest (None: a corpus prepared by an earlier version, whose manifest does not record it)
-    and the split settings that cut it (a prepared corpus's own, whatever the config says)."""
+    content digest (as read: under max_bytes, what is read) and the split settings that cut it (a
+    prepared corpus's own, whatever the config says)."""
 
     content: str | None
     settings: dict
-    root: str | None = None   # where the corpus resolved (None: the built-in corpus, or not recorded)
-    format: str = FORMAT      # the data format that split it
+
+
+def split_settings(config: DataConfig) -> dict:
+    """The split settings that cut `config`'s data (SPLIT_SETTINGS): a `data prepare` directory's own."""
+    given = given_prepared(config)
+    if given is None:
+        return {name: getattr(config, name) for name in SPLIT_SETTINGS}
+    recorded = given.manifest.get("config") or {}
+    return {name: recorded.get(name, DataConfig.model_fields[name].default) for name in SPLIT_SETTINGS}
 
 
 def split_source(config: DataConfig, max_bytes: int | None = None) -> SplitSource:
@@ -203,14 +210,10 @@ def split_source(config: DataConfig, max_bytes: int | None = None) -> SplitSourc
     up to `max_bytes` where the config sets none (a corpus `data prepare` made: as it was prepared)."""
     given = given_prepared(config)
     if given is not None:
-        recorded = given.manifest.get("config") or {}
-        return SplitSource(given.manifest["source"].get("content"),
-                           {name: recorded.get(name, DataConfig.model_fields[name].default) for name in SPLIT_SETTINGS},
-                           recorded.get("path"), given.manifest.get("format", FORMAT))
+        return SplitSource(given.manifest["source"].get("content"), split_settings(config))
     corpus = resolve_corpus(config.path, config.text_field)
     read = config.max_bytes if config.max_bytes is not None else max_bytes
-    return SplitSource(corpus_content(corpus, config.cache_dir, read), {name: getattr(config, name) for name in SPLIT_SETTINGS},
-                       corpus.root if config.path is not None else None)
+    return SplitSource(corpus_content(corpus, config.cache_dir, read), split_settings(config))
 
 
 def _identify(config: DataConfig) -> tuple[Corpus, tuple[Tokenizer, str] | None, str, str]:

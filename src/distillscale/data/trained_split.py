@@ -42,7 +42,6 @@ class TrainedSplit:
     role: str = "teacher"
     content: str | None = None
     split: dict | None = None
-    corpus_path: str | None = None   # the corpus's own path as it resolved (a prepared directory's corpus)
 
     @classmethod
     def of_run(cls, path: str | Path, role: str = "teacher") -> TrainedSplit | None:
@@ -61,8 +60,7 @@ class TrainedSplit:
         if read_from is not None and data.path is not None:
             data = data.model_copy(update={"path": read_from})   # as it resolved when the run read it
         split = {name: corpus[name] for name in (*SPLIT_SETTINGS, "format") if name in corpus} if corpus else None
-        return cls(Path(path), data, fingerprint, role, corpus.get("content"), split or None,
-                   corpus.get("path") or data.path)
+        return cls(Path(path), data, fingerprint, role, corpus.get("content"), split or None)
 
     def settings(self) -> dict[str, Any]:
         """The split settings that cut the run's data (a prepared corpus's own, as the run recorded them)."""
@@ -102,9 +100,9 @@ class TrainedSplit:
 
     def differences(self, reader: DataConfig) -> dict[str, tuple[Any, Any]]:
         """The split settings `reader` cuts with otherwise than the run: name -> (the reader's, the run's)."""
-        from distillscale.data.prepare import split_source
+        from distillscale.data.prepare import split_settings
 
-        ours = split_source(reader).settings
+        ours = split_settings(reader)
         return {name: (ours[name], theirs) for name, theirs in self.settings().items() if ours[name] != theirs}
 
     def check(self, reader: DataConfig, fix: str, who: str = "the student", given: Collection[str] = ()) -> None:
