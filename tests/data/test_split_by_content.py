@@ -201,7 +201,7 @@ def test_a_teacher_of_an_earlier_version_is_refused_in_one_line(world, tmp_path,
     (old / "config.json").write_text(json.dumps(record))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="trained by an earlier version, which split its corpus otherwise .* "
-                                        "give --other-corpus if the data shares no text"):
+                                        "shares no text with the corpus it trained on, give --other-corpus"):
         _distill_data(old, corpus)
     code, _, err = cli("distill", "--teacher", old, "--data", corpus, "--out", tmp_path / "s", "--n-layers", "1",
                        "--tokens", "512")

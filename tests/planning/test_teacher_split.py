@@ -104,3 +104,21 @@ def test_loss_splits_a_runs_corpus_as_the_run_did(cli, teacher, tmp_path):
     _, larger = _law(teacher, tmp_path, None, val_fraction=0.2)
     said = _refused(cli, "loss", run, "--data", larger.directory)
     assert f"--data {larger.directory} splits its corpus otherwise than model {run}" in said
+
+
+def test_a_teacher_of_an_earlier_version_is_planned_for_when_told_the_laws_corpus_is_another(cli, teacher, tmp_path):
+    import shutil
+
+    run, _ = teacher
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    record = json.loads((old / "config.json").read_text())
+    record["plan"].pop("corpus")   # as an earlier version recorded it: its split cannot be repeated
+    (old / "config.json").write_text(json.dumps(record))
+    law, _ = _law(teacher, tmp_path, PART)
+    args = ("plan", "--law", law, "--compute", "1e12", "--student-params", "5K", "--teacher-model", old)
+    said = _refused(cli, *args)
+    assert f"teacher {old} was trained by an earlier version" in said and "--other-corpus" in said
+    code, out, err = cli(*args, "--other-corpus", "--json")
+    assert code == 0, err
+    assert json.loads(out)["teacher_model"]["loss"] > 0
