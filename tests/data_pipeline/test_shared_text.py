@@ -245,7 +245,7 @@ def test_a_teacher_of_an_earlier_version_reads_another_corpus_when_told_so(world
     code, _, err = cli("distill", "--teacher", old, "--other-corpus", "--out", tmp_path / "s2", "--n-layers", "1",
                        "--tokens", "512")
     assert code == 2 and "--other-corpus says that --data shares no text" in err and len(err.strip().splitlines()) == 1
-    for command in ("distill", "loss", "demo", "plan", "cache-logits", "prune"):
+    for command in ("distill", "loss", "demo", "plan", "teacher", "cache-logits", "prune"):
         code, out, _ = cli(command, "--help")
         assert code == 0 and "--other-corpus" in out, command
 

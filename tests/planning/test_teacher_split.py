@@ -122,3 +122,7 @@ def test_a_teacher_of_an_earlier_version_is_planned_for_when_told_the_laws_corpu
     code, out, err = cli(*args, "--other-corpus", "--json")
     assert code == 0, err
     assert json.loads(out)["teacher_model"]["loss"] > 0
+    ranking = ("teacher", "--law", law, "--student-params", "5K", "--student-tokens", "1M", "--candidates", old)
+    assert "--other-corpus" in _refused(cli, *ranking)
+    code, _, err = cli(*ranking, "--other-corpus")
+    assert code == 0, err

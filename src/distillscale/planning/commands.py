@@ -174,6 +174,9 @@ class TeacherRankingSettings(CommandSettings):
                  "and reused), a served teacher's URL (`distillscale serve-teacher`: N and FLOPs as it states "
                  "them, L_T measured through it), or a CSV/JSONL of teachers (teacher_loss, or teacher_params "
                  "and teacher_tokens; optional name); default: a ladder of sizes")
+    other_corpus: bool = option(False, help="with --candidates runs: the law's corpus shares no text with the "
+                                            "corpora they trained on; measure them there without the check that "
+                                            "keeps their training text out of the law's validation split")
     law: str = option("busbridge2025", help=LAW_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write the U-curve (.png or .svg)")
@@ -200,7 +203,7 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     _check_figure(s.plot, s.overwrite, s.law)
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
                                 compute=s.compute, candidates=list(s.candidates or []) or None,
-                                progress=progress_printer("teacher"))
+                                progress=progress_printer("teacher"), other_corpus=s.other_corpus)
     if s.plot is not None:
         plots.save_figure(plots.plot_teacher_u_curve(ranking), s.plot)
     if s.as_json:

@@ -24,14 +24,16 @@ if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first ranking, keep
 
 def rank_teachers_for(law, *, student_params: float, student_tokens: float | None = None,
                       candidates: str | Path | list[TeacherCandidate | str | Path] | None = None,
-                      compute: float | None = None, progress=lambda message: None) -> TeacherRanking:
+                      compute: float | None = None, progress=lambda message: None,
+                      other_corpus: bool = False) -> TeacherRanking:
     """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
     (TeacherCandidates; model directories, each counted from its config and its loss measured on the
     law's text in the law's tokenizer as `plan --teacher-model` measures it; CSV/JSONL files with
     teacher_loss, or teacher_params and teacher_tokens; mixed as given; default a ladder of 1x..128x
     the student's size), the optimal teacher loss L_T* and the capacity gap; at `student_tokens`, or
     at a `compute` budget that pays each teacher's logits (`rank_teachers`). `progress(message)` is
-    told before a model is measured."""
+    told before a model is measured. `other_corpus`: the law's corpus shares no text with a candidate run's
+    (its split is not checked)."""
     from distillscale.planning.teacher import rank_teachers, teacher_ladder
 
     laws, _ = _load(law)
@@ -49,7 +51,7 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
         candidates = teacher_ladder(planner, student_params)
     else:
         candidates, notes = _teacher_candidates(candidates if isinstance(candidates, list) else [candidates], laws,
-                                                planner, progress)
+                                                planner, progress, other_corpus)
     ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute)
     return replace(ranking, law=laws.name, warnings=list(dict.fromkeys(notes + ranking_warnings(laws, ranking))))
 
@@ -69,7 +71,8 @@ def ranking_warnings(laws: LawSet, ranking: TeacherRanking) -> list[str]:
     return list(dict.fromkeys(messages))
 
 
-def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> tuple[list[TeacherCandidate], list[str]]:
+def _teacher_candidates(items: list, laws: LawSet, planner, progress,
+                        other_corpus: bool = False) -> tuple[list[TeacherCandidate], list[str]]:
     """(the candidates, what was said of them): a TeacherCandidate as it is, a model directory measured
     (`teacher_model`), a server's URL measured through it (`served_teacher`), a table file read
     (`read_candidates`); each loss checked as `plan` checks a teacher's (`LawSet.check_teacher_loss`), a
@@ -87,7 +90,8 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress) -> tuple[l
             model = served_teacher(str(item), laws, context, progress=progress, given_as=ServedAs.CANDIDATES)
             name = model.url
         elif Path(item).expanduser().is_dir():
-            model = teacher_model(item, laws, context, progress=progress, given_as="--candidates")
+            model = teacher_model(item, laws, context, progress=progress, given_as="--candidates",
+                                  other_corpus=other_corpus)
             name = str(item)
         else:
             with _read_once(Path(item)) as table:   # a pipe (`<(cat c.csv)`) is read once, then from a copy
