@@ -45,3 +45,28 @@ def test_the_warnings_are_said_again_when_the_cached_corpus_is_used(cli, tmp_pat
     # and the library says which they are, from the prepared corpus's manifest
     data = prepare_data(DataConfig(path=str(corpus), vocab_size=10000), progress=False)
     assert data.reused and len(data.warnings) == 2 and data.warnings[1].startswith("one document is")
+
+
+def test_a_subdirectory_that_cannot_be_read_is_named_not_left_out_silently(tmp_path):
+    """Run as an ordinary user (mode bits hold; as root, without the capabilities that read anything)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.cli.test_unreadable import _as_user
+
+    corpus = tmp_path / "corpus"
+    for name in ("a", "b", "locked/c"):
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / name).write_text(" ".join(f"word{i} of document {name}" for i in range(300)) + "\n")
+    (corpus / "locked").chmod(0)
+    try:
+        result = subprocess.run([*_as_user(), sys.executable, "-m", "distillscale.cli", "data", "prepare", "--data",
+                                 str(corpus), "--vocab-size", "300"], capture_output=True, text=True,
+                                env={**os.environ, "DISTILLSCALE_CACHE": str(tmp_path / "cache")})
+    finally:
+        (corpus / "locked").chmod(0o755)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"warning: the corpus {corpus} leaves out what cannot be read: {corpus / 'locked'}" in said
+    assert said.count(str(corpus / "locked")) == 1   # once, however often the command walks the corpus

@@ -76,3 +76,29 @@ def test_a_cache_that_cannot_be_written_still_gives_the_content_identity(model, 
     first = model_fingerprint(model)
     rewrite_keeping_size_and_time(model / "model.safetensors", bytes(reversed(range(256))) * 64)
     assert model_fingerprint(model) != first
+
+
+def test_a_corpus_read_up_to_max_bytes_is_known_by_what_is_read(tmp_path, monkeypatch):
+    """Under --max-bytes the content digest reads what the preparation reads, not every byte of the
+    corpus: the files past the read are never hashed, and changing them changes nothing."""
+    from distillscale.data import DataConfig
+    from distillscale.data import content
+    from distillscale.data.prepare import split_source
+
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (corpus / name).write_text(f"the text of {name}\n" * 500)
+    read = DataConfig(path=str(corpus), max_bytes=4000)
+    before, whole = split_source(read).content, split_source(DataConfig(path=str(corpus))).content
+
+    def no_whole_file(*args, **kwargs):
+        raise AssertionError("a whole file hashed under --max-bytes")
+
+    monkeypatch.setattr(content, "file_digests", no_whole_file)
+    with open(corpus / "c.txt", "a") as handle:   # past the first 4,000 bytes
+        handle.write("an appended line\n")
+    assert split_source(read).content == before != whole
+    (corpus / "a.txt").write_text("other text\n" * 500)   # what is read: another corpus
+    assert split_source(read).content != before

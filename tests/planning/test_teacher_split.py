@@ -1,8 +1,10 @@
-"""The split a teacher run trained on, one rule for every reader of its corpus (`data.trained_split`):
+"""The split a teacher run trained on, one rule for every reader of text beside it (`data.trained_split`):
 `plan --teacher-model RUN` and `teacher --candidates RUN` refuse, in one line, a law whose runs split
-the teacher's corpus otherwise (the teacher's loss on that validation split, text it may have trained
-on, comes out low), and say how to calibrate on the teacher's split; `loss RUN --data CORPUS` splits
-the corpus as the run did unless told otherwise, and refuses another split."""
+with a larger validation fraction than the teacher (its validation split would take pieces the teacher
+trained on, and the teacher's loss there come out low), and say how to calibrate on the teacher's split;
+a law of more or less of the teacher's corpus (another max_bytes) holds none of its training text, and
+is read. `loss RUN --data CORPUS` splits the corpus as the run did unless told otherwise, and refuses a
+split that would take its training text."""
 
 from __future__ import annotations
 
@@ -38,17 +40,18 @@ def teacher(tmp_path_factory):
     return run, corpus
 
 
-def _law(teacher, tmp_path, max_bytes):
-    """A law whose losses are the teacher's tokenizer on the corpus split with `max_bytes` (what a sweep
-    on that corpus records); returns its file and the prepared split."""
+def _law(teacher, tmp_path, max_bytes, val_fraction=0.05):
+    """A law whose losses are the teacher's tokenizer on the corpus split with `max_bytes` and `val_fraction`
+    (what a sweep on that corpus records); returns its file and the prepared split."""
     from distillscale.data import DataConfig, prepare_data
 
     run, corpus = teacher
-    prepared = prepare_data(DataConfig(path=str(corpus), tokenizer=str(run), max_bytes=max_bytes), progress=False)
+    prepared = prepare_data(DataConfig(path=str(corpus), tokenizer=str(run), max_bytes=max_bytes,
+                                       val_fraction=val_fraction), progress=False)
     laws = ds.load_laws("busbridge2025")
     laws.name, laws.losses = "mine", prepared_loss_identity(prepared)
     laws.compute = ComputeSettings(16, prepared.vocab_size, 64.0)
-    path = tmp_path / f"law-{max_bytes}.json"
+    path = tmp_path / f"law-{max_bytes}-{val_fraction}.json"
     laws.save(path)
     return path, prepared
 
@@ -61,14 +64,17 @@ def _refused(cli, *args) -> str:
 
 def test_a_law_that_splits_the_teachers_corpus_otherwise_is_refused(cli, teacher, tmp_path):
     run, corpus = teacher
-    law, _ = _law(teacher, tmp_path, None)  # the whole corpus: its validation split holds the teacher's text
+    law, _ = _law(teacher, tmp_path, PART, val_fraction=0.2)  # its validation split takes the teacher's text
     said = _refused(cli, "plan", "--law", law, "--compute", "1e12", "--student-params", "5K", "--teacher-model", run)
-    assert f"the law splits the corpus of teacher {run} otherwise than the teacher did" in said
-    assert f"max_bytes no limit (the teacher's {PART})" in said   # a setting the user never gave: not a flag
+    assert f"the law splits its corpus otherwise than teacher {run} did" in said
+    assert "val_fraction 0.2 (the teacher's 0.05)" in said   # a setting the user never gave: not a flag
     assert f"`distillscale demo --data {corpus} --teacher {run}`" in said
     said = _refused(cli, "teacher", "--law", law, "--student-params", "5K", "--student-tokens", "1M",
                     "--candidates", run)
-    assert "the law splits the corpus of teacher" in said
+    assert "the law splits its corpus otherwise than teacher" in said
+    law, _ = _law(teacher, tmp_path, None)  # the whole corpus, read further than the teacher: none of its text
+    code, _, err = cli("plan", "--law", law, "--compute", "1e12", "--student-params", "5K", "--teacher-model", run)
+    assert code == 0, err
 
 
 def test_a_law_on_the_teachers_split_plans_for_it(cli, teacher, tmp_path):
@@ -90,9 +96,33 @@ def test_loss_splits_a_runs_corpus_as_the_run_did(cli, teacher, tmp_path):
     code, out, err = cli("loss", run, "--json")  # its own corpus, as it trained
     assert code == 0, err
     assert json.loads(out)["losses"]["text"] == named["losses"]["text"]
-    said = _refused(cli, "loss", run, "--data", corpus, "--max-bytes", "30000")
-    assert f"the measurement splits the corpus of model {run} otherwise than the model did" in said
-    assert f"--max-bytes 30000 (the model's {PART})" in said and "leave out --max-bytes" in said
-    _, whole = _law(teacher, tmp_path, None)
-    said = _refused(cli, "loss", run, "--data", whole.directory)
-    assert f"--data {whole.directory} splits the corpus of model {run}" in said
+    code, _, err = cli("loss", run, "--data", corpus, "--max-bytes", "30000")   # less of it: none of its text
+    assert code == 0, err
+    said = _refused(cli, "loss", run, "--data", corpus, "--val-fraction", "0.2")
+    assert f"the measurement splits its corpus otherwise than model {run} did" in said
+    assert "--val-fraction 0.2 (the model's 0.05)" in said and "leave out --val-fraction" in said
+    _, larger = _law(teacher, tmp_path, None, val_fraction=0.2)
+    said = _refused(cli, "loss", run, "--data", larger.directory)
+    assert f"--data {larger.directory} splits its corpus otherwise than model {run}" in said
+
+
+def test_a_teacher_of_an_earlier_version_is_planned_for_when_told_the_laws_corpus_is_another(cli, teacher, tmp_path):
+    import shutil
+
+    run, _ = teacher
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    record = json.loads((old / "config.json").read_text())
+    record["plan"].pop("corpus")   # as an earlier version recorded it: its split cannot be repeated
+    (old / "config.json").write_text(json.dumps(record))
+    law, _ = _law(teacher, tmp_path, PART)
+    args = ("plan", "--law", law, "--compute", "1e12", "--student-params", "5K", "--teacher-model", old)
+    said = _refused(cli, *args)
+    assert f"teacher {old} was trained by an earlier version" in said and "--other-corpus" in said
+    code, out, err = cli(*args, "--other-corpus", "--json")
+    assert code == 0, err
+    assert json.loads(out)["teacher_model"]["loss"] > 0
+    ranking = ("teacher", "--law", law, "--student-params", "5K", "--student-tokens", "1M", "--candidates", old)
+    assert "--other-corpus" in _refused(cli, *ranking)
+    code, _, err = cli(*ranking, "--other-corpus")
+    assert code == 0, err

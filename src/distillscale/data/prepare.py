@@ -42,11 +42,11 @@ from distillscale.data.config import CACHE_ENV, DEFAULT_VOCAB_SIZE, SPLIT_SETTIN
 from distillscale.data.content import corpus_content
 from distillscale.data.manifest import describe_prepared, prepared_manifest
 from distillscale.data.loss_identity import corpus_tokenizer_identity, tokenizer_identity
-from distillscale.data.prepared import (EARLIER_FORMATS, FIXED_SETTINGS, FORMAT, ROUTE_DTYPE, PreparedData,
+from distillscale.data.prepared import (EARLIER_FORMATS, FIXED_SETTINGS, FORMAT, FORMAT_METHOD, ROUTE_DTYPE, PreparedData,
                                        complete_manifest, open_prepared, unusable_reason)
 from distillscale.data.sources import Corpus, ReadStats, empty_corpus_message, resolve_corpus
 from distillscale.data.splits import (SPLITS, SplitComposition, assign_splits, compositions,
-                                      cut_document, piece_bytes, piece_hash, run_ends)
+                                      cut_document, piece_hash, piece_rule, run_ends)
 from distillscale.data.token_bytes import BYTES_DTYPE, bytes_behind, split_sha256
 from distillscale.data.tokenizer import (END_OF_TEXT, load_tokenizer, tokenizer_hash,
                                          tokenizer_vocab_size, train_byte_level_bpe)
@@ -166,7 +166,7 @@ class DataIdentity:
         earlier = self.format_of(fingerprint)
         if earlier is not None and earlier != FORMAT:
             return (f"it was prepared as {earlier} ({EARLIER_FORMATS[earlier]}), and this version prepares "
-                    f"{FORMAT} (documents cut into pieces, split by tokens), which splits every corpus anew")
+                    f"{FORMAT} ({FORMAT_METHOD}), which splits every corpus anew")
         return f"data fingerprint {fingerprint}, {self.fingerprint} now: the corpus or its tokenizer changed since"
 
 
@@ -189,34 +189,31 @@ def data_identity(config: DataConfig) -> DataIdentity:
 @dataclass(frozen=True)
 class SplitSource:
     """What a config's splits are cut from and how, found by content (`data.content`): the corpus's
-    content digest (None: a corpus prepared by an earlier version, whose manifest does not record it)
-    and the split settings that cut it (a prepared corpus's own, whatever the config says)."""
+    content digest (as read: under max_bytes, what is read) and the split settings that cut it (a
+    prepared corpus's own, whatever the config says)."""
 
     content: str | None
     settings: dict
-    root: str | None = None   # where the corpus resolved (None: the built-in corpus, or not recorded)
-    format: str = FORMAT      # the data format that split it
 
 
-def split_source(config: DataConfig) -> SplitSource:
-    """`config`'s `SplitSource` (a missing or unreadable corpus: a one-line UserError)."""
+def split_settings(config: DataConfig) -> dict:
+    """The split settings that cut `config`'s data (SPLIT_SETTINGS): a `data prepare` directory's own."""
+    given = given_prepared(config)
+    if given is None:
+        return {name: getattr(config, name) for name in SPLIT_SETTINGS}
+    recorded = given.manifest.get("config") or {}
+    return {name: recorded.get(name, DataConfig.model_fields[name].default) for name in SPLIT_SETTINGS}
+
+
+def split_source(config: DataConfig, max_bytes: int | None = None) -> SplitSource:
+    """`config`'s `SplitSource` (a missing or unreadable corpus: a one-line UserError); its content as read
+    up to `max_bytes` where the config sets none (a corpus `data prepare` made: as it was prepared)."""
     given = given_prepared(config)
     if given is not None:
-        recorded = given.manifest.get("config") or {}
-        source = given.manifest["source"]
-        content = source.get("content")
-        if content is None:   # prepared by an earlier version: its corpus's content, where it is as it was
-            try:
-                corpus = resolve_corpus(recorded.get("path"), recorded.get("text_field") or "text")
-                content = corpus_content(corpus, config.cache_dir) if corpus.fingerprint() == source["fingerprint"] else None
-            except UserError:
-                content = None
-        return SplitSource(content,
-                           {name: recorded.get(name, DataConfig.model_fields[name].default) for name in SPLIT_SETTINGS},
-                           recorded.get("path"), given.manifest.get("format", FORMAT))
+        return SplitSource(given.manifest["source"].get("content"), split_settings(config))
     corpus = resolve_corpus(config.path, config.text_field)
-    return SplitSource(corpus_content(corpus, config.cache_dir), {name: getattr(config, name) for name in SPLIT_SETTINGS},
-                       corpus.root if config.path is not None else None)
+    read = config.max_bytes if config.max_bytes is not None else max_bytes
+    return SplitSource(corpus_content(corpus, config.cache_dir, read), split_settings(config))
 
 
 def _identify(config: DataConfig) -> tuple[Corpus, tuple[Tokenizer, str] | None, str, str]:
@@ -358,13 +355,12 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
                       disable=not progress) as display:
             try:
                 first = _first_pass(config, corpus, loaded, display)
-                limit = piece_bytes(first.stats.bytes, config.val_fraction)
                 dtype = token_dtype(tokenizer_vocab_size(first.tokenizer))
                 first.tokenizer.save(str(work / "tokenizer.json"))
                 task = display.add_task("tokenising", total=first.stats.bytes)
                 routes = None if config.route_field is None else _Routes(config.route_field)
                 documents = corpus.documents(config.max_bytes, ReadStats(), None if routes is None else routes.read)
-                made = _write_splits(first.tokenizer, documents, first.stats.documents, limit, config,
+                made = _write_splits(first.tokenizer, documents, first.stats.documents, config,
                                      first.tokenizer.token_to_id(first.end_of_text), dtype, work,
                                      lambda n_bytes: display.advance(task, n_bytes), routes)
             except UserError:  # the error alone, without the bars of the work it ended
@@ -374,7 +370,7 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
         for name in BYTES_SPLITS:
             splits[name]["bytes"] = int(np.fromfile(work / f"{name}.bytes.bin", dtype=BYTES_DTYPE).sum(dtype=np.int64))
             splits[name]["sha256"] = split_sha256(np.fromfile(work / f"{name}.bin", dtype=dtype))
-        manifest = _manifest(config, corpus, source_fingerprint, fingerprint, first, dtype, splits, limit)
+        manifest = _manifest(config, corpus, source_fingerprint, fingerprint, first, dtype, splits)
         manifest["token_bytes"] = {"files": {name: f"{name}.bytes.bin" for name in BYTES_SPLITS}, "dtype": BYTES_DTYPE,
                                    "method": "the UTF-8 bytes of the source text behind each token, from the "
                                              "tokenizer's character offsets: each character with the first token "
@@ -442,7 +438,7 @@ def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str
 
 
 def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, fingerprint: str,
-              first: _FirstPass, dtype: np.dtype, splits: dict, limit: int) -> dict:
+              first: _FirstPass, dtype: np.dtype, splits: dict) -> dict:
     stats = first.stats
     return {
         "format": FORMAT,
@@ -454,7 +450,7 @@ def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, finge
         "source": {"kind": corpus.kind, "description": corpus.describe(), "files": len(corpus.files),
                    "fingerprint": source_fingerprint,
                    "fingerprint_method": "sha256 of each file's path, size and mtime",
-                   "content": corpus_content(corpus, config.cache_dir),   # what the corpus is: data.content
+                   "content": corpus_content(corpus, config.cache_dir, config.max_bytes),   # what is read: data.content
                    "documents": stats.documents, "bytes": stats.bytes,
                    "truncated_by_max_bytes": stats.truncated,
                    "skipped_non_utf8": stats.skipped_non_utf8, "skipped_examples": stats.skipped_examples,
@@ -463,12 +459,13 @@ def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, finge
                       "vocab_size": tokenizer_vocab_size(first.tokenizer), "origin": first.origin,
                       "end_of_text": first.end_of_text,
                       "end_of_text_id": first.tokenizer.token_to_id(first.end_of_text)},
-        "split": {"method": "documents cut into pieces of at most piece_bytes (at line ends where possible); "
-                            "pieces in salted blake2b hash order: val takes those that fit in val_fraction of "
-                            "the tokens, the rest go to the teacher or student half holding fewer tokens; "
-                            "identical pieces share a split; an end-of-text token closes each run of one "
-                            "document's consecutive pieces in a split",
-                  "piece_bytes": limit, "val_fraction": config.val_fraction, "seed": config.seed},
+        "split": {"method": "documents cut into pieces where their own text says (piece_rule), never by the "
+                            "corpus's size; each piece's split from its salted blake2b hash alone: val below "
+                            "val_fraction of the hash range, else the teacher half where the hash is even, the "
+                            "student half where odd (so text shared with another corpus lands in the same "
+                            "split); identical pieces share a split; an end-of-text token closes each run of "
+                            "one document's consecutive pieces in a split",
+                  "piece_rule": piece_rule(), "val_fraction": config.val_fraction, "seed": config.seed},
         "dtype": dtype.name,
         "splits": splits,
         "versions": {"distillscale": distillscale.__version__, "tokenizers": tokenizers.__version__,
@@ -507,14 +504,14 @@ class _Pieces:
     route: np.ndarray | None  # each piece's route id
 
 
-def _write_splits(tokenizer: Tokenizer, documents, expected_documents: int, limit: int, config: DataConfig,
+def _write_splits(tokenizer: Tokenizer, documents, expected_documents: int, config: DataConfig,
                   end_of_text_id: int, dtype: np.dtype, directory: Path, advance,
                   routes: _Routes | None = None) -> dict[str, SplitComposition]:
-    """Cut the documents into pieces of at most `limit` bytes and tokenise them, assign the pieces to
+    """Cut the documents into pieces (`splits.cut_document`) and tokenise them, assign the pieces to
     splits by their tokens, and write each split's file (and with `routes`, its .route.bin: the route
     id of each token). Returns each split's composition."""
     everything, behind = directory / "pieces.bin", directory / "pieces.bytes.bin"
-    pieces = _tokenise_pieces(tokenizer, documents, expected_documents, limit, config.seed, dtype,
+    pieces = _tokenise_pieces(tokenizer, documents, expected_documents, config.seed, dtype,
                               everything, advance, routes)
     assignment = assign_splits(pieces.hashes, pieces.tokens + pieces.last_of_document, config.val_fraction)
     ends = run_ends(assignment, pieces.last_of_document)
@@ -527,7 +524,7 @@ def _write_splits(tokenizer: Tokenizer, documents, expected_documents: int, limi
     return compositions(assignment, pieces.tokens, pieces.document, ends)
 
 
-def _tokenise_pieces(tokenizer: Tokenizer, documents, expected_documents: int, limit: int, seed: int,
+def _tokenise_pieces(tokenizer: Tokenizer, documents, expected_documents: int, seed: int,
                      dtype: np.dtype, path: Path, advance, routes: _Routes | None) -> _Pieces:
     """Encode the documents' pieces in large parallel batches, appending their tokens to `path`."""
     hashes: list[int] = []
@@ -556,7 +553,7 @@ def _tokenise_pieces(tokenizer: Tokenizer, documents, expected_documents: int, l
             if read >= expected_documents:
                 raise UserError("the corpus grew while it was being prepared: run again once it is stable")
             encoded = text.encode("utf-8")
-            cut = cut_document(encoded, limit)
+            cut = cut_document(encoded)
             route = None if routes is None else routes.id_of(read)
             for number, piece in enumerate(cut):
                 hashes.append(piece_hash(piece, seed))

@@ -18,9 +18,13 @@ from distillscale.data.manifest import composition, data_warnings, prepared_mani
 from distillscale.data.splits import SPLITS, SplitComposition
 from distillscale.errors import UserError
 
-FORMAT = "distillscale.data/2"  # 2: documents cut into pieces, split by tokens (1: whole documents, by bytes)
+# 3: documents cut into pieces where their text says, each piece's split by its own hash (2: pieces of a
+# size that followed the corpus's, split by a budget of tokens; 1: whole documents, by bytes)
+FORMAT = "distillscale.data/3"
+FORMAT_METHOD = "pieces cut where their own text says, each split by its own hash"
 # Earlier formats, each of which split its corpora otherwise than FORMAT: what it did.
-EARLIER_FORMATS = {"distillscale.data/1": "whole documents, split by bytes"}
+EARLIER_FORMATS = {"distillscale.data/1": "whole documents, split by bytes",
+                   "distillscale.data/2": "pieces of a size that followed the corpus's size, split by a budget of tokens"}
 ROUTE_DTYPE = "uint8"  # a document's route: the index of its field's value (a mixture's teacher)
 # The settings of a preparation that decide its tokens and split, as the flags that give them.
 FIXED_SETTINGS = SETTING_FLAGS
@@ -106,7 +110,7 @@ def unusable_reason(directory: Path, manifest: dict) -> str | None:
     made_as = manifest.get("format")
     if made_as in EARLIER_FORMATS:
         return (f"an earlier version prepared it as {made_as} ({EARLIER_FORMATS[made_as]}), and this one reads "
-                f"{FORMAT} (documents cut into pieces, split by tokens), which splits every corpus anew")
+                f"{FORMAT} ({FORMAT_METHOD}), which splits every corpus anew")
     if made_as != FORMAT:
         return f"it was prepared as {made_as}, which this version does not read (it reads {FORMAT})"
     try:

@@ -211,14 +211,39 @@ def python_env_corpus(roots: list[Path] | None = None, text_field: str = "text")
     return Corpus("python-env", os.pathsep.join(map(str, roots)), tuple(files), text_field)
 
 
+# The directories a walk could not read, said once per process (a command resolves its corpus several times).
+_unreadable_said: set[str] = set()
+
+
 def _walk(root: Path, suffix: str | None = None, excluded: set[str] = frozenset()) -> tuple[Path, ...]:
-    """All files under `root` in sorted order, leaving out hidden files and `excluded` directories."""
-    found = []
-    for directory, subdirectories, names in os.walk(root):
+    """All files under `root` in sorted order, leaving out hidden files and `excluded` directories. A
+    directory below `root` that cannot be read is left out with a warning naming it (the corpus is then
+    what can be read, and another corpus than where it could); `root` itself, unreadable, holds no files."""
+    found, unreadable = [], []
+
+    def skipped(error: OSError) -> None:
+        if error.filename is not None and Path(error.filename) != root:
+            unreadable.append(f"{error.filename} ({error.strerror or error})")
+
+    for directory, subdirectories, names in os.walk(root, onerror=skipped):
         subdirectories[:] = [d for d in subdirectories if not d.startswith(".") and d not in excluded]
         found.extend(Path(directory, name) for name in names
                      if not name.startswith(".") and (suffix is None or name.endswith(suffix)))
+    _say_unreadable(root, unreadable)
     return tuple(sorted(found))
+
+
+def _say_unreadable(root: Path, unreadable: list[str]) -> None:
+    """One warning naming the directories under `root` a walk could not read (once per process)."""
+    new = [what for what in unreadable if what not in _unreadable_said]
+    if not new:
+        return
+    from distillscale.console import warn
+
+    _unreadable_said.update(new)
+    shown = ", ".join(new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
+    warn(f"the corpus {root} leaves out what cannot be read: {shown}; make it readable to read its text, or "
+         "move it out of the corpus to read the rest without this warning")
 
 
 def _jsonl_documents(path: Path, text_field: str, stats: ReadStats, route_field: str | None = None) -> Iterator:

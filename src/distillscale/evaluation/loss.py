@@ -53,17 +53,18 @@ def evaluate_loss(model: str | Path, data: str | Path | None = None, *, tokenize
                   seq_len: int | None = None, max_tokens: int | None = None, batch_size: int = 8,
                   device: str = "auto", trust_remote_code: bool = False, max_bytes: int | None = None,
                   val_fraction: float | None = None, seed: int | None = None, progress: bool = True,
-                  limits: RequestLimits = RequestLimits()) -> LossRecord:
+                  limits: RequestLimits = RequestLimits(), other_corpus: bool = False) -> LossRecord:
     """The cross-entropy of `model` (a run or Hugging Face directory, or a server's URL) on the
     validation split of `data` (a corpus, prepared with the model's tokenizer with `max_bytes`,
     `val_fraction` and `seed` as `data prepare` takes them; or a prepared directory; default for a
     run: its own corpus as it trained), in windows of `seq_len` tokens (default: a run's own, else
     2048 within the model's context), at most `max_tokens` of them (default: a run's own cap, else
     the whole split). `tokenizer`: a server's (default: the prepared directory's). A measurement
-    kept in distillscale's cache is returned with `from_cache` set (`created`: when it was measured). A
+    kept in distillscale's cache is returned with `from_cache` set (`created`: when it was measured).
+    `other_corpus`: a run's `data` shares no text with the run's corpus (split on its own, not checked). A
     server is waited for as `limits` say (--teacher-timeout, --teacher-retries)."""
     target = scored_model(model, trust_remote_code, tokenizer)
-    prepared = scored_data(target, data, max_bytes, val_fraction, seed, progress)
+    prepared = scored_data(target, data, max_bytes, val_fraction, seed, progress, other_corpus)
     identity = named_identity(prepared_loss_identity(prepared), target)
     client = connect_served(target, prepared, limits) if target.kind == "server" else None
     seq_len, max_tokens = scoring_windows(target, seq_len, max_tokens, progress, client)

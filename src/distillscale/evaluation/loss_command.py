@@ -40,6 +40,9 @@ class LossSettings(CommandSettings):
     val_fraction: float | None = option(None, above=0, below=1, help="share of the corpus's tokens held out for "
                                         "validation, between 0 and 1 (as `data prepare`; default 0.05)")
     seed: int | None = option(None, min=0, help="salt of the corpus's split (as `data prepare`; default 0)")
+    other_corpus: bool = option(False, help="for a run: --data shares no text with the corpus the run trained on; "
+                                            "split it on its own, without the run's split settings or the check "
+                                            "that keeps the run's training text out of the validation split")
     out: Path | None = option(None, help="also write the measurement to this file (loss.json); it is kept in "
                                          "distillscale's cache either way, never in the model's directory")
     overwrite: bool = option(False, help="replace an --out file `distillscale loss` wrote for another measurement")
@@ -62,7 +65,7 @@ def loss_command(s: LossSettings) -> None:
     record = evaluate_loss(s.model, s.data, tokenizer=s.tokenizer, seq_len=s.seq_len, max_tokens=s.max_tokens,
                            batch_size=s.batch_size, device=s.device, trust_remote_code=s.trust_remote_code,
                            max_bytes=s.max_bytes, val_fraction=s.val_fraction, seed=s.seed, progress=not s.as_json,
-                           limits=RequestLimits.given(s.teacher_timeout, s.teacher_retries))
+                           limits=RequestLimits.given(s.teacher_timeout, s.teacher_retries), other_corpus=s.other_corpus)
     write_loss(out, record, s.overwrite)
     if s.as_json:
         print_json({**record.model_dump(mode="json"), "written_to": None if out is None else str(out)})

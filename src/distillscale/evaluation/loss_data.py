@@ -24,15 +24,19 @@ if TYPE_CHECKING:
 
 
 def scored_data(target: ScoredModel, data: str | Path | None, max_bytes: int | None, val_fraction: float | None,
-                seed: int | None, progress: bool) -> PreparedData:
-    """The prepared corpus to score `target` on, its tokenizer the model's."""
+                seed: int | None, progress: bool, other_corpus: bool = False) -> PreparedData:
+    """The prepared corpus to score `target` on, its tokenizer the model's; `other_corpus`: `data` shares no
+    text with a run's corpus (split on its own, not checked: `data.trained_split`)."""
     from distillscale.data import DataConfig, prepare_data
     from distillscale.data.loss_identity import is_prepared_dir
     from distillscale.data.prepared import open_prepared
 
     split = {"max_bytes": max_bytes, "val_fraction": val_fraction, "seed": seed}
     given = {key: value for key, value in split.items() if value is not None}
-    trained = TrainedSplit.of_run(target.location, role="model") if target.kind == "run" else None
+    if other_corpus and data is None:
+        raise UserError("--other-corpus says that --data shares no text with the run's corpus: give --data, or "
+                        "leave out --other-corpus to score the run's own corpus")
+    trained = TrainedSplit.of_run(target.location, role="model") if target.kind == "run" and not other_corpus else None
     if data is not None and is_prepared_dir(data):
         if given:
             raise UserError(f"--data {data} is prepared already: its split is fixed; leave out --max-bytes, "

@@ -187,6 +187,9 @@ class TeacherRankingSettings(CommandSettings):
         None, help="the unique tokens a teacher given by its size and tokens (the default ladder, a table's row "
                    "without a loss) was trained on: its loss is `predict supervised --unique-tokens`'s; measured "
                    "teachers keep theirs")
+    other_corpus: bool = option(False, help="with --candidates runs: the law's corpus shares no text with the "
+                                            "corpora they trained on; measure them there without the check that "
+                                            "keeps their training text out of the law's validation split")
     law: str = option("busbridge2025", help=LAW_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
     plot: Path | None = option(None, help="write the U-curve (.png or .svg)")
@@ -224,7 +227,8 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
                                 compute=s.compute, candidates=list(s.candidates or []) or None,
                                 teacher_unique_tokens=s.teacher_unique_tokens, progress=progress_printer("teacher"),
-                                limits=RequestLimits.given(s.teacher_timeout, s.teacher_retries))
+                                limits=RequestLimits.given(s.teacher_timeout, s.teacher_retries),
+                                other_corpus=s.other_corpus)
     if s.plot is not None:
         plots.save_figure(plots.plot_teacher_u_curve(ranking), s.plot)
     if s.as_json:

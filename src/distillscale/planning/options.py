@@ -146,6 +146,9 @@ class PlanSettings(CommandSettings):
                    "serve-teacher` serving it, sized as the server states and measured through it")
     teacher_timeout: float | None = timeout_option()
     teacher_retries: int | None = retries_option()
+    other_corpus: bool = option(False, help="with a --teacher-model run: the law's corpus shares no text with the "
+                                            "corpus the run trained on; measure the run there without the check "
+                                            "that keeps its training text out of the law's validation split")
     trust_remote_code: bool = option(
         False, help="run the own code of a --teacher-model or --student-model (its config's auto_map) to count it: "
                     "only code you trust")

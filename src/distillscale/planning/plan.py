@@ -266,7 +266,8 @@ def _teacher_model(laws: LawSet, settings: PlanSettings, context: int):
                                settings.request_limits())
         shown = redacted_url(model.url)   # a password in the URL is never echoed
     else:
-        model = teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say)
+        model = teacher_model(settings.teacher_model, laws, context, settings.trust_remote_code, _say,
+                              other_corpus=settings.other_corpus)
         shown = model.path
     laws.check_teacher_loss(model.loss.nats_per_token, measured=f"--teacher-model {shown}")  # named as measured
     return model

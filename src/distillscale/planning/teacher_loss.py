@@ -40,7 +40,8 @@ def law_split_directory(path, laws: LawSet, context: int, given_as: str) -> Path
 
 
 def measure_in_child(path: Path | str, directory: Path, context: int, trust_remote_code: bool, given_as: str,
-                     shown: str | None = None, limits: RequestLimits | None = None) -> LossRecord:
+                     shown: str | None = None, limits: RequestLimits | None = None,
+                     other_corpus: bool = False) -> LossRecord:
     """`distillscale loss` in a child process (the planner loads no model itself); its refusal, if
     any, becomes this one's, in one line (naming the model as `shown`: a URL without its password).
     A URL's credentials go to the child in its environment, never on its command line (`for_child`);
@@ -52,7 +53,7 @@ def measure_in_child(path: Path | str, directory: Path, context: int, trust_remo
         out = Path(scratch) / LOSS_FILE
         command = [sys.executable, "-m", "distillscale.cli", "loss", argument, "--data", str(directory),
                    "--seq-len", str(context), "--out", str(out)] + ["--trust-remote-code"] * trust_remote_code \
-            + ([] if limits is None else limits.argv())
+            + ([] if limits is None else limits.argv()) + ["--other-corpus"] * other_corpus
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, **secret})
         error = None

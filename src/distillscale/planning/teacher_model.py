@@ -68,18 +68,21 @@ class TeacherModel:
 
 
 def teacher_model(path: str | Path, laws: LawSet, context: int, trust_remote_code: bool = False,
-                  progress=lambda message: None, given_as: str = "--teacher-model") -> TeacherModel:
+                  progress=lambda message: None, given_as: str = "--teacher-model",
+                  other_corpus: bool = False) -> TeacherModel:
     """The teacher in `path` for a plan under `laws` at `context` tokens: refused in one line when its
     tokenizer is not the law's; L_T from its loss.json, the measurement kept with the law's split, or
-    measured there now (`progress(message)` is told before). Messages name it as `given_as` (the flag)."""
+    measured there now (`progress(message)` is told before). Messages name it as `given_as` (the flag).
+    `other_corpus`: the law's corpus shares no text with a teacher run's (its split is not checked)."""
     from distillscale.model.sizes import model_size
 
     path = Path(path).expanduser()
     size = model_size(path, trust_remote_code, given_as=given_as)
     _check_tokenizer(path, laws, given_as)
-    _check_split(path, laws)
+    if not other_corpus:
+        _check_split(path, laws)
     at = min(context, size.context) if size.context else context   # a shorter context: the plan's warnings say it
-    record, source = _measured_loss(path, laws, at, trust_remote_code, progress, given_as)
+    record, source = _measured_loss(path, laws, at, trust_remote_code, progress, given_as, other_corpus)
     return TeacherModel(str(path), size, float(size.forward_flops_per_token(at)), at, record, source)
 
 
@@ -118,7 +121,7 @@ def _check_split(path: Path, laws: LawSet) -> None:
 
 
 def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bool, progress,
-                   given_as: str) -> tuple[LossRecord, str]:
+                   given_as: str, other_corpus: bool = False) -> tuple[LossRecord, str]:
     """(L_T's record, where it came from): a measurement of this model on the law's split at this
     context in distillscale's cache (on any device and precision: `MeasurementCache.find_any`, the key
     `distillscale loss` keeps it by), else a loss.json the user put in the model's directory, else
@@ -140,7 +143,7 @@ def _measured_loss(path: Path, laws: LawSet, context: int, trust_remote_code: bo
         return record, str(own)
     directory = law_split_directory(path, laws, context, given_as)
     progress(f"measuring the loss of {path} on the law's split ({directory})")
-    record = measure_in_child(path, directory, context, trust_remote_code, given_as)
+    record = measure_in_child(path, directory, context, trust_remote_code, given_as, other_corpus=other_corpus)
     return record, f"measured now on the law's split ({directory})"
 
 

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first ranking, keep
 def rank_teachers_for(law, *, student_params: float, student_tokens: float | None = None,
                       candidates: str | Path | list[TeacherCandidate | str | Path] | None = None,
                       compute: float | None = None, teacher_unique_tokens: float | None = None,
-                      progress=lambda message: None, limits: RequestLimits = RequestLimits()) -> TeacherRanking:
+                      progress=lambda message: None, limits: RequestLimits = RequestLimits(),
+                      other_corpus: bool = False) -> TeacherRanking:
     """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
     (TeacherCandidates; model directories, each counted from its config and its loss measured on the
     law's text in the law's tokenizer as `plan --teacher-model` measures it; CSV/JSONL files with
@@ -38,7 +39,8 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     `teacher_unique_tokens`, a teacher given by its size and tokens (the ladder, a table's row without
     a loss) was trained on that pool: its loss is `predict supervised --unique-tokens`'s; a measured
     teacher keeps its loss. `progress(message)` is told before a model is measured; `limits`: how long a
-    served candidate is waited for."""
+    served candidate is waited for. `other_corpus`: the law's corpus shares no text with a candidate
+    run's (its split is not checked)."""
     from distillscale.planning.teacher import rank_teachers, teacher_ladder
 
     laws, _ = load_law(law)
@@ -57,7 +59,7 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
         candidates = teacher_ladder(planner, student_params, unique_tokens=pool)
     else:
         candidates, notes = _teacher_candidates(candidates if isinstance(candidates, list) else [candidates], laws,
-                                                planner, progress, limits, pool)
+                                                planner, progress, limits, pool, other_corpus)
     ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute)
     return replace(ranking, law=laws.name, warnings=list(dict.fromkeys(notes + ranking_warnings(laws, ranking))))
 
@@ -78,7 +80,8 @@ def ranking_warnings(laws: LawSet, ranking: TeacherRanking) -> list[str]:
 
 
 def _teacher_candidates(items: list, laws: LawSet, planner, progress,
-                        limits: RequestLimits, pool: float | None = None) -> tuple[list[TeacherCandidate], list[str]]:
+                        limits: RequestLimits, pool: float | None = None, other_corpus: bool = False
+                        ) -> tuple[list[TeacherCandidate], list[str]]:
     """(the candidates, what was said of them): a TeacherCandidate as it is, a model directory measured
     (`teacher_model`), a server's URL measured through it (`served_teacher`), a table file read
     (`read_candidates`); each loss checked as `plan` checks a teacher's (`LawSet.check_teacher_loss`), a
@@ -97,7 +100,8 @@ def _teacher_candidates(items: list, laws: LawSet, planner, progress,
                                    limits=limits)
             name = model.url
         elif Path(item).expanduser().is_dir():
-            model = teacher_model(item, laws, context, progress=progress, given_as="--candidates")
+            model = teacher_model(item, laws, context, progress=progress, given_as="--candidates",
+                                  other_corpus=other_corpus)
             name = str(item)
         elif not os.path.lexists(Path(item).expanduser()):
             raise UserError(f"--candidates {item} {path_kind(item)}: give a model directory, a CSV or JSONL of "

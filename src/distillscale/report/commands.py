@@ -275,6 +275,9 @@ class DemoSettings(CommandSettings):
                                              "then measures the teacher's loss and plans a student distilled from it")
     trust_remote_code: bool = option(False, help="with --teacher: run its own code (its config's auto_map), only "
                                                  "code you trust")
+    other_corpus: bool = option(False, help="with a --teacher run: --data shares no text with the corpus it trained "
+                                            "on; split it on its own, without the run's split settings or the check "
+                                            "that keeps its training text out of the laws' validation split")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
@@ -294,7 +297,7 @@ def demo_command(s: DemoSettings) -> int:
                                          data=s.data, scale=s.scale, repetition=s.repetition,
                                          capacity_gap=s.capacity_gap, lr_law=s.lr_law,
                                          bias_correction=not s.no_bias_correction, teacher=s.teacher,
-                                         trust_remote_code=s.trust_remote_code)
+                                         trust_remote_code=s.trust_remote_code, other_corpus=s.other_corpus)
     if s.as_json:
         print_json({**report, "warnings": report_warnings(report)})
     else:

@@ -40,13 +40,13 @@ GPU_RUNS_PER_GPU = 2  # the ladder's models (1M-17M parameters) cannot fill an H
 
 def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "micro", gpus: int = 1,
                   repetition: bool = False, capacity_gap: bool = False, lr_law: str | None = None,
-                  teacher: Path | None = None, progress=lambda message: None):
+                  teacher: Path | None = None, progress=lambda message: None, other_corpus: bool = False):
     """The built-in sweep, on the default corpus or on `data` (files, a glob or a datasets directory);
     with `lr_law` (a preset name or a law file), each size's lr from that hyperparameter law instead of
     the spec's lr or lr_law, and the name suffixed `-lr-law`; with `teacher` (a model directory), the
     corpus in that teacher's tokenizer (the sweep's models speak it; the laws' losses are in its units),
-    split as the teacher split it when it is a run of this corpus (`_split_as_teacher`, said to
-    `progress`), and the name suffixed with the teacher's.
+    split as the teacher split it where it is a run (`_split_as_teacher`, said to `progress`; not with
+    `other_corpus`: the corpus shares no text with the run's), and the name suffixed with the teacher's.
 
     The GPU ladder's token window grows with the GPUs (`max_tokens` x gpus), but never past what the
     corpus's splits hold: its runs never repeat their data (the corpus is prepared to count it), and
@@ -83,7 +83,7 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
         table["data"]["tokenizer"] = str(Path(teacher).expanduser().absolute())
         table["name"] += "-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(teacher).expanduser().absolute().name).strip("-.")
                                 or "teacher")
-    if teacher is not None:
+    if teacher is not None and not other_corpus:
         _split_as_teacher(table["data"], teacher, progress)
     if lr_law is not None:
         from distillscale.sweeps.spec_sections import LR_RULE_KEYS
@@ -113,11 +113,12 @@ def builtin_sweep(quick: bool = False, data: Path | None = None, scale: str = "m
 
 
 def _split_as_teacher(data: dict[str, Any], teacher: Path, progress) -> None:
-    """The sweep's [data] section `data` split as the teacher run split the corpus when the sweep reads
-    that corpus (`data.trained_split`: its max_bytes and val_fraction), so that the laws' validation
-    split, on which the teacher is measured and its students planned, holds none of the teacher's
-    training text; a teacher whose data its corpus no longer gives is refused in one line, before the
-    sweep. A Hugging Face teacher, and a run of another corpus, leave it as it is."""
+    """The sweep's [data] section `data` split as the teacher run split its corpus (`data.trained_split`:
+    its val_fraction, and where the sweep reads that very corpus its max_bytes), so that the laws'
+    validation split, on which the teacher is measured and its students planned, holds none of the
+    teacher's training text, whatever text the corpus shares with the teacher's; a teacher whose split
+    cannot be kept (an earlier version's, another data seed: a sweep splits with seed 0) is refused in
+    one line, before the sweep. A Hugging Face teacher leaves it as it is."""
     from distillscale.data import DataConfig
     from distillscale.data.trained_split import TrainedSplit
 
@@ -126,14 +127,15 @@ def _split_as_teacher(data: dict[str, Any], teacher: Path, progress) -> None:
         return
     reader = DataConfig(**{key: data[key] for key in ("path", "text_field", "max_bytes", "val_fraction") if key in data})
     adopted = split.as_trained(reader)
-    split.check(adopted, who="the sweep", fix="give --data another corpus, or train the teacher on this one")
+    split.check(adopted.model_copy(update={"seed": reader.seed}), who="the sweep",
+                fix="give --data another corpus, or train the teacher on this one")
     if adopted == reader:
         return
     for key in ("max_bytes", "val_fraction"):
         if getattr(adopted, key) is not None:
             data[key] = getattr(adopted, key)
     differ = ", ".join(f"{name} {theirs!r}" for name, (_, theirs) in split.differences(reader).items())
-    progress(f"--teacher {teacher} trained on this corpus split with {differ}: the sweep splits it the same way, "
+    progress(f"--teacher {teacher} trained on its corpus split with {differ}: the sweep splits it the same way, "
              "so the laws' validation split holds none of the teacher's training text")
 
 
@@ -167,7 +169,7 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
              progress=lambda message: None, data: Path | None = None,
              scale: str = "micro", repetition: bool = False, capacity_gap: bool = False,
              lr_law: str | None = None, bias_correction: bool = True, teacher: Path | None = None,
-             trust_remote_code: bool = False) -> tuple[Path, dict[str, Any], dict[str, int]]:
+             trust_remote_code: bool = False, other_corpus: bool = False) -> tuple[Path, dict[str, Any], dict[str, int]]:
     """Run the built-in sweep (on `data`, or the default corpus) into `out` (default sweeps/<name>)
     and report on it; returns the sweep directory, report.json's content and the number of runs per
     status. `scale="gpu"` runs the GPU ladder on every visible GPU (refused without one);
@@ -176,7 +178,8 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
     for pruned and from-scratch students; `lr_law` each size's lr from a hyperparameter law;
     `bias_correction=False` reports the supervised law's raw predictions (`laws.crossladder`); `teacher`
     (a run or Hugging Face directory with its tokenizer): the sweep in the teacher's tokenizer, then the
-    teacher measured on its validation split and planned for (`report.teacher`)."""
+    teacher measured on its validation split and planned for (`report.teacher`); `other_corpus`: `data`
+    shares no text with a teacher run's corpus (split on its own, not checked: `data.trained_split`)."""
     from distillscale.sweeps.executors import LocalExecutor
     from distillscale.sweeps.placement import place_runs
     from distillscale.sweeps.runner import default_workers, run_sweep
@@ -188,7 +191,7 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
         raise UserError("--quick shortens the micro demo: leave it out with --scale gpu")
     gpus = require_gpus() if scale == "gpu" else []
     spec = builtin_sweep(quick, data, scale, gpus=max(1, len(gpus)), repetition=repetition, capacity_gap=capacity_gap,
-                         lr_law=lr_law, teacher=teacher, progress=progress)
+                         lr_law=lr_law, teacher=teacher, progress=progress, other_corpus=other_corpus)
     if teacher is not None:
         check_teacher(teacher, trust_remote_code, scale, progress, max(int(run.settings["seq_len"]) for run in spec.runs))
     sweep_dir = check_output_dir(Path(out) if out is not None else Path("sweeps") / spec.name,
@@ -206,7 +209,7 @@ def run_demo(out: Path | None = None, quick: bool = False, workers: int | None =
              + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
     _, report = write_report(sweep_dir, sweep_dir, CalibrationSettings(bootstrap=BOOTSTRAP[quick],
                                                                        no_bias_correction=not bias_correction), progress,
-                             teacher=teacher, trust_remote_code=trust_remote_code)
+                             teacher=teacher, trust_remote_code=trust_remote_code, other_corpus=other_corpus)
     return sweep_dir, report, counts
 
 

@@ -73,10 +73,10 @@ def losses_record(units, plan: dict[str, Any]) -> dict[str, Any]:
 def write_report(source: str | Path, out_dir: str | Path,
                  settings: CalibrationSettings = CalibrationSettings(),
                  progress=lambda message: None, teacher: str | Path | None = None,
-                 trust_remote_code: bool = False) -> tuple[ReportCalibration, dict[str, Any]]:
+                 trust_remote_code: bool = False, other_corpus: bool = False) -> tuple[ReportCalibration, dict[str, Any]]:
     """Calibrate on the runs of `source` and write report.json and report.html into `out_dir`; with
     `teacher` (a model directory), the teacher measured against the laws and planned for
-    (`report.teacher`)."""
+    (`report.teacher`; `other_corpus`: the runs' corpus shares no text with a teacher run's)."""
     calibration = calibrate(load_runs(source), settings, progress)
     report = {**calibration.to_dict(), "losses": losses_record(calibration.laws.losses, calibration.plan)}
     scores = task_scores(calibration.runs)
@@ -86,7 +86,7 @@ def write_report(source: str | Path, out_dir: str | Path,
         from distillscale.report.teacher import teacher_section
 
         report["teacher"] = teacher_section(calibration, teacher, out_dir, trust_remote_code, progress,
-                                            law_file=Path(out_dir) / REPORT_JSON)
+                                            law_file=Path(out_dir) / REPORT_JSON, other_corpus=other_corpus)
     progress("drawing the figures")
     page = render_page(report, report_figures(calibration))
     out_dir = Path(out_dir)

@@ -29,7 +29,8 @@ STUDENT_RUN = "planned-student"
 
 
 def teacher_section(calibration, teacher: str | Path, out_dir: str | Path, trust_remote_code: bool = False,
-                    progress=lambda message: None, law_file: str | Path = "report.json") -> dict[str, Any]:
+                    progress=lambda message: None, law_file: str | Path = "report.json",
+                    other_corpus: bool = False) -> dict[str, Any]:
     """report.json's "teacher": the teacher's measured loss against the laws and the plan for it (or
     why there is none); `law_file`: what `plan --law` reads these laws from (the report's JSON)."""
     from distillscale.evaluation.loss import evaluate_loss
@@ -39,7 +40,7 @@ def teacher_section(calibration, teacher: str | Path, out_dir: str | Path, trust
         raise UserError("the sweep's runs record no prepared data to measure the teacher on: run the sweep again")
     progress(f"measuring the loss of {teacher} on the laws' validation split")
     record = evaluate_loss(teacher, laws.losses.text.directory, seq_len=laws.compute.n_ctx,
-                           trust_remote_code=trust_remote_code)  # says its memory and time before it starts
+                           trust_remote_code=trust_remote_code, other_corpus=other_corpus)  # says its memory and time
     sweep_teachers = sorted({r["val_loss"] for r in runs.supervised if r["kind"] == "teacher"})
     section: dict[str, Any] = {
         "path": str(teacher), "loss": record.model_dump(mode="json"), "losses": laws.losses.describe(),
@@ -49,7 +50,7 @@ def teacher_section(calibration, teacher: str | Path, out_dir: str | Path, trust
     if calibration.supervised is None or calibration.distillation is None:
         return {**section, "plan": None, "skipped": "planning needs both fitted laws"}
     try:
-        section.update(_plan_for(calibration, teacher, record, out_dir, trust_remote_code, law_file))
+        section.update(_plan_for(calibration, teacher, record, out_dir, trust_remote_code, law_file, other_corpus))
     except UserError as exc:
         section.update(plan=None, skipped=str(exc))
     return section
@@ -60,7 +61,8 @@ def _range(values) -> list[float] | None:
     return [min(values), max(values)] if values else None
 
 
-def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, law_file) -> dict[str, Any]:
+def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, law_file,
+              other_corpus: bool = False) -> dict[str, Any]:
     """The report's target student distilled from the teacher, and its config."""
     from distillscale.planning.flops import ForwardFlops
     from distillscale.planning.plan import plan
@@ -70,13 +72,13 @@ def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, la
     student = _student_run(calibration.runs.students, target.get("target_params"))
     N = float(student["non_embedding_params"])
     tokens = float((target.get("target") or {}).get("target_tokens") or student["tokens"])
-    model = teacher_model(teacher, laws, laws.compute.n_ctx, trust_remote_code)
+    model = teacher_model(teacher, laws, laws.compute.n_ctx, trust_remote_code, other_corpus=other_corpus)
     compute = (3.0 * float(ForwardFlops.from_settings(laws.compute)(N)) + model.flops_per_token) * tokens
     compute = float(f"{compute:.4g}")   # as a user writes a budget: the plan command shown gives this very plan
     planned = plan(laws, compute=compute, student_params=N, teacher_model=str(teacher),
-                   trust_remote_code=trust_remote_code)
+                   trust_remote_code=trust_remote_code, other_corpus=other_corpus)
     headline = planned.headline
-    config = _write_student_config(student, teacher, headline.student_tokens, Path(out_dir))
+    config = _write_student_config(student, teacher, headline.student_tokens, Path(out_dir), other_corpus)
     epochs = headline.student_tokens / _train_tokens(laws)
     distillation = laws.distillation
     return {"plan": planned.to_dict(), "student_params": N, "student_tokens": headline.student_tokens,
@@ -110,8 +112,9 @@ def _student_run(students: list[dict], target: float | None) -> dict:
     return max((r for r in students if float(r["non_embedding_params"]) == wanted), key=lambda r: r["tokens"])
 
 
-def _write_student_config(student: dict, teacher, tokens: float, out_dir: Path) -> Path:
-    """planned_student.toml: the sweep student's own config, distilled from `teacher` on `tokens`."""
+def _write_student_config(student: dict, teacher, tokens: float, out_dir: Path, other_corpus: bool = False) -> Path:
+    """planned_student.toml: the sweep student's own config, distilled from `teacher` on `tokens` (with
+    `other_corpus`: saying, as the demo was told, that its data shares no text with the teacher run's)."""
     from distillscale.io import atomic_write_text
     from distillscale.settings import to_toml
     from distillscale.training.config import DistillConfig
@@ -124,7 +127,7 @@ def _write_student_config(student: dict, teacher, tokens: float, out_dir: Path) 
     config = stored.model_copy(update={"teacher": [Path(teacher).expanduser().resolve()], "tokens": float(round(tokens)),
                                        "tokens_per_param": None, "fork_from": None, "fork_tokens": None,
                                        "out": out_dir.expanduser().resolve() / STUDENT_RUN, "overwrite": False,
-                                       **paths})
+                                       "other_corpus": other_corpus, **paths})
     path = out_dir / PLANNED_STUDENT
     atomic_write_text(path, to_toml(DistillConfig.model_validate(config.model_dump())))
     return path

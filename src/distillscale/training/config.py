@@ -410,8 +410,9 @@ class TeacherSettings(Settings):
         None, description="a finished `distillscale train` run directory, or a local Hugging Face causal-LM "
                           "directory; `distill` takes it several times: a mixture of teachers (see "
                           "--teacher-weight, --teacher-route)")
-    trust_remote_code: bool = Field(False, description="let a Hugging Face teacher (or --student-init model) run its own "
-                                                    "model code")
+    trust_remote_code: bool = Field(False, description="let a Hugging Face teacher (or --student-init model) run its code")
+    other_corpus: bool = Field(False, json_schema_extra=NOT_HASHED, description="--data shares no text with the teacher run's "
+                               "corpus: split it on its own, without the teacher's split settings or their check")
 
 
 _LOSS_FIELDS = DistillationLossConfig.model_fields  # the KD settings, declared once

@@ -148,7 +148,7 @@ def distill_from_mixture(config: DistillConfig, progress: bool = True) -> RunRes
     single = config.model_copy(update={"teacher": sources[0].path, "teacher_weight": None, "teacher_route": None})
     resolved = resolve_student_data(single, sources[0])  # the first teacher's tokenizer and corpus by default
     for source in sources[1:]:  # each teacher's data checked against the student's, as the first's was
-        check_teacher_data(source, resolved.data_config())
+        check_teacher_data(source, resolved.data_config(), other_corpus=config.other_corpus)
     for path, source in zip(paths, sources):
         why = None if source.tokenizer_path is None else tokenizer_difference(resolved.tokenizer, source.tokenizer_path)
         if why is not None:

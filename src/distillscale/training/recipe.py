@@ -124,7 +124,8 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
         check_generic_student_run(config)
     else:  # the start's shape and tokenizer; its vocabulary is checked against the tokenizer's below
         pretrained_config(config.student_init)
-        check_start_data(config.student_init, config.data_config())  # its training text not in our val split
+        check_start_data(config.student_init, config.data_config(),   # its training text not in our val split
+                         other_corpus=getattr(config, "other_corpus", False))
 
     # 2. Data, model, optimizer.
     data_config = config.data_config()

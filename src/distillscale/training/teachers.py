@@ -173,6 +173,7 @@ def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer
     whose training text may lie in the student's validation split is refused (`check_teacher_data`).
     """
     updates: dict[str, Any] = {"teacher": source.path}
+    other_corpus = other_corpus_given(config)
     if config.tokenizer is None:
         if source.tokenizer_path is None:
             raise UserError(f"the teacher {source.path} has no tokenizer (tokenizer.json or "
@@ -189,18 +190,30 @@ def resolve_student_data(config: TConfig, source: TeacherSource, other_tokenizer
             updates["split"] = OTHER_HALF[source.trained_split]
     resolved = type(config).model_validate(config.model_dump() | updates)
     given = {key for key in STUDENT_SPLIT_SETTINGS if getattr(config, key) is not None}
-    trained = TrainedSplit.of_run(source.path) if source.kind == "run" else None
-    if trained is not None and config.data is not None and trained.reads_my_corpus(resolved.data_config()):
-        # the teacher's corpus named: split as the teacher did, unless told otherwise (then checked)
+    trained = TrainedSplit.of_run(source.path) if source.kind == "run" and not other_corpus else None
+    if trained is not None and config.data is not None:
+        # split as the teacher did (its seed and fraction; its max_bytes on its own corpus), unless told otherwise
         adopted = trained.as_trained(resolved.data_config(), given)   # a prepared corpus keeps its own split
         unset = {key: getattr(adopted, key) for key in STUDENT_SPLIT_SETTINGS
                  if key not in given and getattr(adopted, key) != getattr(resolved.data_config(), key)}
         resolved = type(config).model_validate(resolved.model_dump() | unset)
-    check_teacher_data(source, resolved.data_config(), given=given)
+    check_teacher_data(source, resolved.data_config(), given=given, other_corpus=other_corpus)
     return resolved
 
 
-def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher", given=()) -> None:
+def other_corpus_given(config) -> bool:
+    """Whether the user said that --data shares no text with the teacher's corpus (`--other-corpus`), which
+    names --data: refused in one line without it."""
+    if not getattr(config, "other_corpus", False):
+        return False
+    if config.data is None:
+        raise UserError("--other-corpus says that --data shares no text with the teacher's corpus: give --data, "
+                        "or leave out --other-corpus to read the teacher's own corpus")
+    return True
+
+
+def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher", given=(),
+                       other_corpus: bool = False) -> None:
     """Refuse a run teacher whose training text may lie in the student's validation split, in one line
     (the teacher's loss, measured there, would be biased low): the rule every reader of a run's corpus
     follows (`data.trained_split`). The teacher's recorded data fingerprint is checked as a logit
@@ -209,23 +222,26 @@ def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher
     (not an earlier data format's split, not a corpus changed since), and the student must split it as
     the teacher did. A student of another corpus, and a Hugging Face teacher, are not checked: nothing
     says which text they trained on. `student_data`: the student's DataConfig; `role`: what the run is
-    to the student, for the message ("teacher", "start"); `given`, the split settings the user gave."""
-    split = TrainedSplit.of_run(source.path, role) if source.kind == "run" else None
+    to the student, for the message ("teacher", "start"); `given`, the split settings the user gave;
+    `other_corpus`: the user said the student's corpus shares no text with the run's (not checked)."""
+    split = TrainedSplit.of_run(source.path, role) if source.kind == "run" and not other_corpus else None
     if split is not None:
         split.check(student_data, given=given,
                     fix=f"give the corpus itself as --data, which is then split as the {role} did")
 
 
-def check_start_data(start: str | Path, student_data) -> None:
+def check_start_data(start: str | Path, student_data, other_corpus: bool = False) -> None:
     """A student's start (`--student-init`), checked as a teacher is (`check_teacher_data`): a run, its
     own data; a model pruned from a teacher run (its prune.json names it), the teacher's. A Hugging
     Face start is not checked."""
     start = Path(start).expanduser()
     pruned_from = _read_json(start / "prune.json").get("teacher") if (start / "prune.json").is_file() else None
     if pruned_from is not None:
-        check_teacher_data(TeacherSource(path=Path(pruned_from), kind="run", tokenizer_path=None), student_data)
+        check_teacher_data(TeacherSource(path=Path(pruned_from), kind="run", tokenizer_path=None), student_data,
+                           other_corpus=other_corpus)
     elif (start / "config.json").is_file():
-        check_teacher_data(TeacherSource(path=start, kind="run", tokenizer_path=None), student_data, role="start")
+        check_teacher_data(TeacherSource(path=start, kind="run", tokenizer_path=None), student_data, role="start",
+                           other_corpus=other_corpus)
 
 
 def tokenizer_difference(teacher_tokenizer: Path, student_tokenizer: Path) -> str | None:
