@@ -94,6 +94,16 @@ def format_quantity(value: float, digits: int = 3) -> str:
     return f"{rounded:.{digits}g}"
 
 
+def format_quantity_pair(first: float, second: float, digits: int = 3) -> tuple[str, str]:
+    """Two counts (`format_quantity`) with as many digits as it takes (up to 17) for unequal counts to
+    print unequal: "999.5K is below the 1M", never "1M is below the 1M"."""
+    for shown in range(digits, 18):
+        a, b = format_quantity(first, shown), format_quantity(second, shown)
+        if a != b or first == second:
+            return a, b
+    return a, b
+
+
 def format_interval(low: float, high: float, digits: int = 3) -> tuple[str, str]:
     """The two ends of an interval with at least `digits` significant digits and as many more as it
     takes (up to 8) for them to differ: a narrow interval never prints as zero-width."""

@@ -78,6 +78,15 @@ ADDED_SINCE["plan"] |= {"--students", "--shares", "--targets", "--teacher-traine
 # how long a served teacher is waited for, as `distill` says it
 ADDED_SINCE["plan"] |= {"--teacher-timeout", "--teacher-retries"}
 ADDED_SINCE["teacher"] |= {"--teacher-timeout", "--teacher-retries"}
+# a reader that says its corpus shares no text with a run's (an earlier version's run whose split cannot be kept)
+for _path in ("distill", "cache-logits", "demo", "plan", "teacher"):   # (prune and loss came later)
+    ADDED_SINCE[_path] = (ADDED_SINCE.get(_path) or set()) | {"--other-corpus"}
+for _path in ("distill", "cache-logits"):   # their flags have --no- forms
+    ADDED_SINCE[_path] |= {"--no-other-corpus"}
+# the unique tokens a teacher given by its size was trained on; the student's pool in predict distillation
+for _path in ("plan", "teacher", "predict distillation"):
+    ADDED_SINCE[_path] = (ADDED_SINCE.get(_path) or set()) | {"--teacher-unique-tokens"}
+ADDED_SINCE["predict distillation"] |= {"--unique-tokens"}
 # Recorded flags that repeat since (a single value still reads as before), or became optional: their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"},

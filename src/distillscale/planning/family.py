@@ -41,7 +41,7 @@ import math
 from dataclasses import dataclass
 
 from distillscale.errors import ParameterError
-from distillscale.units import format_bytes, format_quantity, parse_bytes  # noqa: F401 (parse_bytes: the family's flag)
+from distillscale.units import format_bytes, format_quantity, format_quantity_pair, parse_bytes  # noqa: F401 (parse_bytes: the family's flag)
 
 TARGETS = ("cached", "online")
 DEFAULT_TOP_K = 128   # the logit cache's k the plan prices its storage at (`distillscale cache-logits --top-k`)
@@ -216,9 +216,10 @@ def cache_tokens(vocab_size: int, top_k: int, limit: float | None, fewest: float
         return math.inf
     per = bytes_per_token(vocab_size, top_k)
     if limit / per < fewest:
-        raise ParameterError("cache_storage", f"{{}} {format_bytes(limit)} holds {format_quantity(limit / per)} tokens of "
-                             f"top-{top_k} predictions ({per} bytes each), below the {format_quantity(fewest)} a run is "
-                             "planned on: raise it, or plan online targets (--targets online)")
+        held, least = format_quantity_pair(limit / per, fewest)
+        raise ParameterError("cache_storage", f"{{}} {format_bytes(limit)} holds {held} tokens of top-{top_k} "
+                             f"predictions ({per} bytes each), below the {least} a run is planned on: raise it, or "
+                             "plan online targets (--targets online)")
     return limit / per
 
 
