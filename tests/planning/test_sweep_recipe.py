@@ -19,6 +19,7 @@ from distillscale.planning.run_sheet import run_sheet
 from distillscale.planning.sweep_recipes import sweep_run_recipe
 from distillscale.sweeps.recipe import sweep_recipe
 from distillscale.sweeps.spec import load_sweep_spec
+from distillscale.sweeps.spec_sections import StudentLadder
 
 TEST_DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -38,8 +39,14 @@ def test_the_recipe_is_read_from_the_sweeps_spec(tmp_path):
     assert recipe.students.min_tokens == 256_000
     # the ladder sizes its batches by the very same rule
     spec = load_sweep_spec(Path(str(resources.files("distillscale.report") / "micro_sweep.toml")))
+    ladder = StudentLadder.model_validate(spec.sections["students"])
     for tokens in (100e3, 256e3, 600e3, 1.06e6, 5e6):
-        assert recipe.batch_sequences(tokens, 128, "student") == spec.students.batch_for(tokens, 16, 128)
+        assert recipe.batch_sequences(tokens, 128, "student") == ladder.batch_for(tokens, 16, 128)
+    # each size's batch in the sweep's own runs: the rule at its shortest run
+    students = [run for run in spec.runs if run.kind == "student"]
+    for run in students:
+        shortest = min(other.tokens for other in students if other.n_layers == run.n_layers)
+        assert run.settings["batch_size"] == recipe.batch_sequences(shortest, 128, "student")
     # no spec (an exported records file), or a rate that varies by size: no one recipe to carry
     assert sweep_recipe(tmp_path / "records.jsonl") is None
     tuned = tmp_path / "tuned"
@@ -74,7 +81,7 @@ def test_a_law_file_carries_the_recipe_and_the_plan_follows_it(tmp_path, cli, mo
     assert all(row["batch_sequences"] == recipe.batch_sequences(row["tokens"], row["n_ctx"], row["role"])
                for row in rows)
     code, text, err = cli(*args)
-    assert code == 0 and "Run sheet, the sweep's recipe (--lr, with --schedule wsd: what train/distill take)" in text
+    assert code == 0 and "Run sheet, the sweep's recipe (--lr, --schedule wsd: what train/distill take)\n" in text
     code, text, err = cli(*args, "--explain")
     assert code == 0 and "Run sheet (the sweep's recipe" in text and "--lr 0.003 --schedule wsd" in text
     # what the sheet prints, `train` takes: its flags and a row's batch and tokens parse into the run's config

@@ -150,7 +150,7 @@ def _table(plan: PlanView, plans: list[DistillationPlan], supervised, verdicts: 
 
 def _sheet(rows) -> list:
     """The run sheet's title and one table: a row per distinct run, what `train`/`distill` take."""
-    flags = "--lr" if rows[0].recipe.schedule is None else f"--lr, with --schedule {rows[0].recipe.schedule}"
+    flags = "--lr" if rows[0].recipe.schedule is None else f"--lr, --schedule {rows[0].recipe.schedule}"
     title = styled((f"Run sheet, {rows[0].recipe.follows} ({flags}: what train/distill take)", "bold"))
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
     for header in ("for", "run", "N", "D", "batch", "steps", "--lr"):

@@ -43,7 +43,7 @@ class RunSheetRow:
         r = self.recipe
         low, high = r.lr_interval
         cells = [f"{ROLES[self.role]}{'*' if r.beyond_data else ''}{'!' if r.problems else ''}", format_quantity(r.params),
-                 format_quantity(r.tokens), f"{r.lr:.3g}\n" + ("the sweep's" if r.sweep else f"{low:.2g}–{high:.2g}"),
+                 format_quantity(r.tokens), f"{r.lr:.3g}\n" + ("sweep's" if r.sweep else f"{low:.2g}–{high:.2g}"),
                  f"{format_quantity(r.batch_tokens)}\n{r.batch_sequences:,} seq", f"{r.steps:,}",
                  f"{r.warmup_steps:,}", f"{r.train_lr:.4g}" + ("" if r.schedule is None else f"\n{r.schedule}")]
         if self.gpu_hours is not None:
