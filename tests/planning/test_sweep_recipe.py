@@ -63,6 +63,8 @@ def test_a_micro_run_takes_the_sweeps_rate_batch_and_schedule(tmp_path):
     assert (run.train_lr, run.schedule, run.batch_sequences, run.steps) == (0.003, "wsd", 8, 977)
     assert run.flags() == "--lr 0.003 --schedule wsd" and run.follows == "the sweep's recipe"
     assert run.warmup_steps == 98 and run.lr == pytest.approx(0.003 * 256 / run.d_model)
+    cooled = sweep_run_recipe(recipe.model_copy(update={"cooldown_fraction": 0.3}), "best-case", 55e3, 1e6, 128, 24)
+    assert cooled.flags() == "--lr 0.003 --schedule wsd --cooldown-fraction 0.3"
     short = sweep_run_recipe(recipe, "best-case", 55e3, 40e3, 128, 24)   # 313 steps even at one sequence
     assert short.batch_sequences == 1 and any("fewer than the 500" in note for note in short.notes)
 

@@ -81,6 +81,7 @@ class RunRecipe:
     problems: tuple[str, ...] = ()             # why it is no run to train (`rates.recipe_problems`): empty for a recipe
     schedule: str | None = None                # `train --schedule` the run takes (None: the engine's default, cosine)
     sweep: str | None = None                   # the sweep's recipe it follows (`planning.sweep_recipes`), described
+    cooldown_fraction: float | None = None     # `train --cooldown-fraction` (WSD; None: the engine's default)
 
     @property
     def follows(self) -> str:
@@ -89,7 +90,9 @@ class RunRecipe:
 
     def flags(self) -> str:
         """The rate (and schedule) flags to give `train`/`distill` for this run."""
-        return f"--lr {self.train_lr:.4g}" + ("" if self.schedule is None else f" --schedule {self.schedule}")
+        cooldown = "" if self.cooldown_fraction is None else f" --cooldown-fraction {self.cooldown_fraction:g}"
+        schedule = "" if self.schedule is None else f" --schedule {self.schedule}"
+        return f"--lr {self.train_lr:.4g}{schedule}{cooldown}"
 
     def to_dict(self) -> dict[str, Any]:
         adaptation = None if self.adaptation is None else {   # its rate as the recipe's: the hidden matrices' peak

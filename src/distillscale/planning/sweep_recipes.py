@@ -67,4 +67,5 @@ def sweep_run_recipe(recipe: SweepRecipe, name: str, params: float, tokens: floa
                      warmup_steps=warmup, d_model=width, train_lr=recipe.lr,
                      mup_base_width=(model.mup_base_width if model is not None else MUP_BASE_WIDTH) if mup else None,
                      notes=notes, warmup_rule=rule, schedule=recipe.schedule, sweep=recipe.describe(),
+                     cooldown_fraction=recipe.cooldown_fraction,
                      problems=tuple(recipe_problems(peak, recipe.lr, batch, tokens)))
