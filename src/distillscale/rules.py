@@ -9,7 +9,10 @@ the engine's config reads them without the laws or the planner):
 - the rate at another batch (`lr_at_batch`): lr x (B / B_ref)^exponent. The engine's `--lr-scaling`
   names its exponent (`LR_SCALING_EXPONENTS`: Hoffer et al.'s square root, Goyal et al.'s linear
   rule, none) from `--reference-batch-size` (`regime.schedules.scale_learning_rate`); a
-  hyperparameter law fits its own, d ln lr* / d ln B, from its B* (`HyperparameterLaw.at_batch`).
+  hyperparameter law fits its own, d ln lr* / d ln B, from its B* (`HyperparameterLaw.at_batch`);
+- a sweep's batch (`batch_for_min_steps`): its batch_size in sequences, halved until a run takes at least
+  min_steps optimizer steps. A sweep's ladder sizes each model's batch by it (`sweeps.spec_sections`), and
+  a plan that follows the sweep's recipe sizes each planned run by it (`planning.sweep_recipes`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,16 @@ WARMUP_CAP = 2000
 WARMUP_RULE = f"{WARMUP_FRACTION:.0%} of the steps, at most {WARMUP_CAP:,} (the engine's default)"
 
 LR_SCALING_EXPONENTS = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}
+
+
+def batch_for_min_steps(tokens: float, batch_size: int, tokens_per_sequence: int, min_steps: int | None) -> int:
+    """The batch (sequences a step) of a run of `tokens`: `batch_size`, halved until the run takes at
+    least `min_steps` optimizer steps (1 at the least); `batch_size` itself without `min_steps`."""
+    if min_steps is None:
+        return batch_size
+    while batch_size > 1 and tokens / (batch_size * tokens_per_sequence) < min_steps:
+        batch_size = max(1, batch_size // 2)
+    return batch_size
 
 
 def warmup_steps(steps: int) -> int:

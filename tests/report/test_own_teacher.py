@@ -143,6 +143,35 @@ def test_demo_with_your_teacher_plans_a_student_whose_loss_the_plan_predicts(dem
     assert not any(tmp_path.iterdir())  # nothing made where it was run from
 
 
+@pytest.mark.slow
+def test_the_plan_under_the_demos_law_runs_its_models_as_the_sweep_ran_its_own(demo, cli, monkeypatch):
+    """The law fitted on the sweep carries the sweep's recipe (its spec's rate, batch rule and schedule);
+    the plan's run sheet follows it, not a hyperparameter law read ~1000x below its data, and the
+    planned student's config takes the sheet's batch."""
+    import tomllib
+
+    from distillscale.sweeps.recipe import sweep_recipe
+
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(demo["root"] / "cache"))
+    report, sweep = demo["report"], demo["sweep"]
+    spec = tomllib.loads((sweep / "spec.toml").read_text())
+    recipe = report["laws"]["recipe"]
+    assert recipe == sweep_recipe(sweep).model_dump(mode="json")
+    assert (recipe["lr"], recipe["schedule"], recipe["batch_size"]) == (
+        spec["model"]["lr"], spec["model"]["schedule"], spec["model"]["batch_size"])
+    section = report["teacher"]
+    rows = section["plan"]["run_sheet"]
+    assert all(row["train_lr"] == spec["model"]["lr"] and row["schedule"] == spec["model"]["schedule"]
+               and row["follows"] == "the sweep's recipe" for row in rows)
+    student = next(row for row in rows if row["role"] == "student")
+    config = tomllib.loads(Path(section["student_config"]).read_text())
+    batch = next(part["batch_size"] for part in config.values() if isinstance(part, dict) and "batch_size" in part)
+    assert batch == student["batch_sequences"]
+    code, out, err = cli(*section["plan_command"].split()[1:], "--explain")
+    assert code == 0, err
+    assert "Run sheet (the sweep's recipe" in out and "--schedule wsd" in " ".join(out.split())
+
+
 def test_a_teacher_the_demo_cannot_use_is_refused_in_one_line_before_the_sweep(tmp_path, cli, monkeypatch, capsys):
     import transformers
 

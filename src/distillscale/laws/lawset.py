@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from distillscale.checks import checked
 from distillscale.data.loss_identity import LossIdentity, TextIdentity, TokenizerIdentity
 from distillscale.errors import ParameterError, UserError
@@ -17,7 +19,8 @@ from distillscale.io import atomic_write_json, check_output_file, json_format_is
 from distillscale.laws.forms import DistillationLaw, SupervisedLaw
 from distillscale.laws.interaction_law import supervised_law_from_dict
 from distillscale.laws.preset_error import coefficients_note, distillation_record, preset_record
-from distillscale.laws.schema import validate_law_file
+from distillscale.laws.schema import describe, validate_law_file
+from distillscale.laws.sweep_recipe import SweepRecipe
 
 FORMAT = "distillscale.laws/1"
 REPORT_FORMAT = "distillscale.report/"  # a report.json holds its fitted laws under "laws"
@@ -52,6 +55,9 @@ class LawSet:
     # What the laws' losses are: nats/token of a tokenizer on a text (`data.loss_identity`); a law file
     # written before it was recorded, or a fit to a table that did not say, has it "not given".
     losses: LossIdentity = field(default_factory=LossIdentity)
+    # How the sweep the laws were fitted on trained its models (`laws.sweep_recipe`): a plan runs its
+    # models the same way; None (a preset, a fit to a table, a file written before): a hyperparameter law's.
+    recipe: SweepRecipe | None = None
     # The file it was loaded from (None: a preset, or a law made in this process): what `--law`
     # takes to load it again. Not part of the law, nor of its file.
     path: str | None = field(default=None, compare=False, repr=False)
@@ -144,6 +150,7 @@ class LawSet:
             "losses": self.losses.to_json(),
             "supervised": self.supervised.to_dict() if self.supervised else None,
             "distillation": self.distillation.to_dict() if self.distillation else None,
+            **({} if self.recipe is None else {"recipe": self.recipe.model_dump(mode="json")}),
         }
 
     @classmethod
@@ -159,7 +166,7 @@ class LawSet:
             if data.get("distillation") else None
         return cls(name=data.get("name", "unnamed"), supervised=supervised, distillation=distillation,
                    compute=ComputeSettings(**data.get("compute", {})), source=data.get("source", ""),
-                   losses=LossIdentity.from_json(data.get("losses")))
+                   losses=LossIdentity.from_json(data.get("losses")), recipe=_read_recipe(data.get("recipe")))
 
     def save(self, path: str | Path, overwrite: bool = False, inputs=(), *, flag: str = "path",
              overwrite_flag: str = "overwrite=True") -> None:
@@ -189,6 +196,16 @@ def _read_law(part: str, read):
         return read()
     except UserError as exc:
         raise UserError(f"{part}.{exc}") from None
+
+
+def _read_recipe(data) -> SweepRecipe | None:
+    """A law file's "recipe" (`laws.sweep_recipe`), None where it has none; a bad field is one line."""
+    if data is None:
+        return None
+    try:
+        return SweepRecipe.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(describe(exc, "recipe") + "; fix the file or fit the law again") from None
 
 
 def _busbridge2025() -> LawSet:

@@ -174,6 +174,7 @@ class LawFile(_Strict):
     losses: LossIdentity | None = None   # what the laws' losses are (`data.loss_identity`); absent: not given
     supervised: SupervisedPart | None = None
     distillation: DistillationPart | None = None
+    recipe: dict[str, Any] | None = None   # how the sweep it was fitted on trained (`laws.sweep_recipe` validates it)
 
 
 def describe(error: ValidationError, prefix: str = "") -> str:

@@ -59,7 +59,7 @@ def brief_renderables(plan: PlanView) -> list:
     out = answer_lines(plan) + _table(plan, plans, supervised, verdicts, sweep)
     rows = run_sheet(plan) if plan.recipes else []
     if rows:
-        out += _sheet(rows, rows[0].recipe.law)
+        out += _sheet(rows)
     # what the user asked for with --downstream-law and --gpu, as the full plan shows it
     downstream = [] if plan.downstream is None else plan.downstream.lines()
     gpu_hours = [] if getattr(plan, "gpu_hours", None) is None else [_gpu_line(plan.gpu_hours)]
@@ -74,7 +74,7 @@ def _family(plan: PlanView) -> list:
     if "too close to call" in plan.verdicts().values():
         notes.append("too close: Δ's interval reaches across 0")
     gpu_hours = [] if plan.gpu_hours is None else [_family_gpu_line(plan)]
-    return (answer_lines(plan) + family_renderables(plan) + (_sheet(rows, rows[0].recipe.law) if rows else [])
+    return (answer_lines(plan) + family_renderables(plan) + (_sheet(rows) if rows else [])
             + gpu_hours + notes + [EXPLAIN])
 
 
@@ -111,7 +111,7 @@ def _modes(plan: PlanView) -> list:
     out = [item for item in modes_renderables(plan, brief=True) if not isinstance(item, str) or item]
     notes = ["!: a run cannot be trained as planned (--explain says why)"] * any(r.recipe.problems for r in rows)
     notes += warning_lines([note for row in rows for note in row.recipe.notes]) + _far_rates(rows)
-    return out + (_sheet(rows, rows[0].recipe.law) if rows else []) + notes + [
+    return out + (_sheet(rows) if rows else []) + notes + [
         "--explain: the FLOPs of each phase, how on-policy samples, peak rates, warmup"]
 
 
@@ -148,9 +148,10 @@ def _table(plan: PlanView, plans: list[DistillationPlan], supervised, verdicts: 
     return [title, table]
 
 
-def _sheet(rows, law: str) -> list:
+def _sheet(rows) -> list:
     """The run sheet's title and one table: a row per distinct run, what `train`/`distill` take."""
-    title = styled((f"Run sheet, hyperparameter law {law} (--lr: what train/distill take)", "bold"))
+    flags = "--lr" if rows[0].recipe.schedule is None else f"--lr, --schedule {rows[0].recipe.schedule}"
+    title = styled((f"Run sheet, {rows[0].recipe.follows} ({flags}: what train/distill take)", "bold"))
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
     for header in ("for", "run", "N", "D", "batch", "steps", "--lr"):
         table.add_column(header, justify="left" if header in ("for", "run") else "right")

@@ -30,6 +30,7 @@ from distillscale.planning.law_inputs import given_laws, load_law, settings_law
 from distillscale.planning.gpu_hours import with_gpu_hours
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, positive
+from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW
 from distillscale.planning.region import planner_bounds, student_region
 from distillscale.planning.plans import (ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
                                         SupervisedOnlyPlan)
@@ -213,7 +214,13 @@ def _with_recipes(result: Plan, law) -> Plan:
 
         count = model_size(settings.student_model, settings.trust_remote_code, given_as="--student-model").count
         model = count if isinstance(count, ModelConfig) else None  # a generic model: the family's width at N
-    recipes = plan_recipes(result.runs(), law, forward.n_ctx, forward.aspect_ratio, settings.batch_tokens, model)
+    recipe = _sweep_recipe(result, settings)
+    if recipe is not None:   # a law fitted on a sweep: its runs as the sweep ran its own (`planning.sweep_recipes`)
+        from distillscale.planning.sweep_recipes import sweep_recipes
+
+        recipes = sweep_recipes(result.runs(), recipe, forward.n_ctx, forward.aspect_ratio, model)
+    else:
+        recipes = plan_recipes(result.runs(), law, forward.n_ctx, forward.aspect_ratio, settings.batch_tokens, model)
     if settings.student_init != "scratch":  # the students start from a model, not from scratch
         note = (f"the student starts {settings.student_init} (--student-init): the law's rates are for training "
                 "from scratch; a start may want a lower peak rate (unmeasured here)")
@@ -226,6 +233,17 @@ def _with_recipes(result: Plan, law) -> Plan:
     baselines = plan_recipes(getattr(result, "baselines", dict)(), law, forward.n_ctx, forward.aspect_ratio,
                              settings.batch_tokens, model)
     return result.with_batch_penalties(penalty_factors({**recipes, **baselines}))
+
+
+def _sweep_recipe(result: Plan, settings: PlanSettings):
+    """The recipe of the sweep the plan's law was fitted on (`LawSet.recipe`), which its runs follow unless
+    told otherwise (another --hyperparameter-law, a --batch-tokens); None: the hyperparameter law's."""
+    laws = getattr(result, "laws", None)
+    if laws is None or settings.batch_tokens is not None:
+        return None
+    if str(settings.hyperparameter_law) != DEFAULT_HYPERPARAMETER_LAW:
+        return None
+    return laws.recipe
 
 
 def _forward_flops(laws: LawSet, method: str, n_ctx: int | None, vocab_size: int | None,

@@ -168,12 +168,12 @@ def with_recipes(figure, plan, downstream: list[str] = ()):
     rows = run_sheet(plan) if plan.recipes else []
     if rows:
         first = rows[0].recipe
-        lines = [f"run sheet (hyperparameter law {first.law}; batch in tokens, sequences of {first.n_ctx:,}):"]
+        lines = [f"run sheet ({first.follows}; batch in tokens, sequences of {first.n_ctx:,}):"]
     lines += [textwrap.fill(f"{ROLE_WORDS[row.role]} for {uses_text(row)}: N {format_quantity(r.params)}, "
                             f"D {format_quantity(r.tokens)}, peak lr {r.lr:.3g}, batch {format_quantity(r.batch_tokens)} "
                             f"({r.batch_sequences:,} seq.), {r.steps:,} steps, warmup {r.warmup_steps:,}"
                             + ("" if r.beta2 is None else f", beta2 {r.beta2:g}")
-                            + f", --lr {r.train_lr:.4g}" + ("; no run to train: " + "; ".join(r.problems)
+                            + f", {r.flags()}" + ("; no run to train: " + "; ".join(r.problems)
                                                               if r.problems else ""),
                             width=100, subsequent_indent="    ") for row in rows for r in (row.recipe,)]
     lines += [textwrap.fill(line, width=100, subsequent_indent="    ") for line in downstream]

@@ -79,12 +79,27 @@ class RunRecipe:
     warmup_rule: str = WARMUP_RULE             # where `warmup_steps` comes from: WARMUP_RULE or LAW_WARMUP_RULE
     law_lr_unit: str = "peak"                  # the unit the law states its rate in (`rates.LrUnit.text`)
     problems: tuple[str, ...] = ()             # why it is no run to train (`rates.recipe_problems`): empty for a recipe
+    schedule: str | None = None                # `train --schedule` the run takes (None: the engine's default, cosine)
+    sweep: str | None = None                   # the sweep's recipe it follows (`planning.sweep_recipes`), described
+    cooldown_fraction: float | None = None     # `train --cooldown-fraction` (WSD; None: the engine's default)
+
+    @property
+    def follows(self) -> str:
+        """What its rate, batch and warmup follow: the sweep's recipe or the hyperparameter law."""
+        return "the sweep's recipe" if self.sweep is not None else f"hyperparameter law {self.law}"
+
+    def flags(self) -> str:
+        """The rate (and schedule) flags to give `train`/`distill` for this run."""
+        cooldown = "" if self.cooldown_fraction is None else f" --cooldown-fraction {self.cooldown_fraction:g}"
+        schedule = "" if self.schedule is None else f" --schedule {self.schedule}"
+        return f"--lr {self.train_lr:.4g}{schedule}{cooldown}"
 
     def to_dict(self) -> dict[str, Any]:
         adaptation = None if self.adaptation is None else {   # its rate as the recipe's: the hidden matrices' peak
             **{key: value for key, value in self.adaptation.model_dump(mode="json").items() if key != "notes"},
             "lr": self.lr}
-        return {"name": self.name, "hyperparameter_law": self.law, "params": self.params, "tokens": self.tokens,
+        return {"name": self.name, "hyperparameter_law": None if self.sweep is not None else self.law,
+                "params": self.params, "tokens": self.tokens,
                 "lr": self.lr, "lr_interval": list(self.lr_interval), "lr_unit": "peak (hidden matrices)",
                 "level": self.level, "batch_tokens": self.batch_tokens,
                 "batch_interval": None if self.batch_interval is None else list(self.batch_interval),
@@ -94,7 +109,8 @@ class RunRecipe:
                 "mup_base_width": self.mup_base_width, "train_lr": self.train_lr,
                 "law_lr_unit": self.law_lr_unit, "batch_adaptation": adaptation,
                 "beyond_law_data": self.beyond_data, "extrapolation": self.extrapolation, "notes": list(self.notes),
-                "problems": list(self.problems)}
+                "problems": list(self.problems), "follows": self.follows, "schedule": self.schedule,
+                "flags": self.flags()}
 
 
 def run_recipe(law: HyperparameterLaw, name: str, params: float, tokens: float, n_ctx: int,

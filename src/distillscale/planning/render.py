@@ -116,7 +116,11 @@ def recipe_renderables(plan: PlanView) -> list:
         return []
     rows = run_sheet(plan)
     first = rows[0].recipe
-    out = [run_sheet_table(rows, first.law)]
+    out = [run_sheet_table(rows)]
+    if first.sweep is not None:   # the sweep's recipe: its rate and batch rule, no law's interval or B*
+        return out + [f"{first.sweep}; warmup: {first.warmup_rule}; `train`/`distill {first.flags()}` with the "
+                      "batch (sequences) and D of each row run it as the sweep ran its own"] \
+            + _problems(rows) + _recipe_notes(plan)
     batch = ("the batch the law's runs used (it has no B*)" if first.optimal_batch_tokens is None else
              "the batch you fixed" if first.batch_interval is None else "the law's optimal batch B*")
     out.append(f"batch: {batch}, in tokens per optimizer step, run as whole sequences of {first.n_ctx:,} tokens; "
@@ -139,16 +143,27 @@ def recipe_renderables(plan: PlanView) -> list:
             line += (f", recovered by {a.extra_tokens_factor:.3g}x the tokens "
                      f"(+{format_quantity(a.extra_tokens)})")
         out.append(line)
-    out += [f"!: {ROLE_WORDS[row.role]} for {uses_text(row)} is no run to train: {'; '.join(row.recipe.problems)}"
-            for row in rows if row.recipe.problems]
+    out += _problems(rows)
     far = [row.recipe for row in rows if row.recipe.extrapolation > FAR_FACTOR]
     if far:   # one line for the sheet, not one per run and quantity
         out.append(f"*: {len(far)} of the {len(rows)} runs lie more than {FAR_FACTOR:g}x outside the N, D (or C) "
                    f"law {first.law}'s rates were fitted on, up to {max(r.extrapolation for r in far):,.0f}x: their "
                    f"rates and batches are extrapolations of its power laws (`distillscale predict hyperparameters "
                    f"--law {first.law}` says how far each is)")
-    out += list(dict.fromkeys(note for recipe in plan.recipes.values() for note in recipe.notes))
-    return out
+    return out + _recipe_notes(plan)
+
+
+def _problems(rows) -> list[str]:
+    """A line per run the sheet marks "!": why it is no run to train."""
+    from distillscale.planning.run_sheet import uses_text
+
+    return [f"!: {ROLE_WORDS[row.role]} for {uses_text(row)} is no run to train: {'; '.join(row.recipe.problems)}"
+            for row in rows if row.recipe.problems]
+
+
+def _recipe_notes(plan: PlanView) -> list[str]:
+    """Each recipe's notes, each said once."""
+    return list(dict.fromkeys(note for recipe in plan.recipes.values() for note in recipe.notes))
 
 
 # A run sheet row's role in a sentence.

@@ -43,9 +43,9 @@ class RunSheetRow:
         r = self.recipe
         low, high = r.lr_interval
         cells = [f"{ROLES[self.role]}{'*' if r.beyond_data else ''}{'!' if r.problems else ''}", format_quantity(r.params),
-                 format_quantity(r.tokens), f"{r.lr:.3g}\n{low:.2g}–{high:.2g}",
+                 format_quantity(r.tokens), f"{r.lr:.3g}\n" + ("sweep's" if r.sweep else f"{low:.2g}–{high:.2g}"),
                  f"{format_quantity(r.batch_tokens)}\n{r.batch_sequences:,} seq", f"{r.steps:,}",
-                 f"{r.warmup_steps:,}", f"{r.train_lr:.4g}"]
+                 f"{r.warmup_steps:,}", f"{r.train_lr:.4g}" + ("" if r.schedule is None else f"\n{r.schedule}")]
         if self.gpu_hours is not None:
             from distillscale.planning.gpu_hours import format_gpu_hours
 
@@ -57,7 +57,8 @@ class RunSheetRow:
         return {"role": self.role, "uses": list(self.uses), "params": r.params, "tokens": r.tokens, "lr": r.lr,
                 "lr_interval": list(r.lr_interval), "level": r.level, "batch_tokens": r.batch_tokens,
                 "batch_sequences": r.batch_sequences, "n_ctx": r.n_ctx, "steps": r.steps,
-                "warmup_steps": r.warmup_steps, "train_lr": r.train_lr, "beyond_law_data": r.beyond_data,
+                "warmup_steps": r.warmup_steps, "train_lr": r.train_lr, "schedule": r.schedule, "flags": r.flags(),
+                "follows": r.follows, "beyond_law_data": r.beyond_data,
                 "problems": list(r.problems),
                 "gpu_hours": self.gpu_hours, "wall_hours": self.wall_hours, "cost": self.cost}
 
@@ -89,19 +90,25 @@ def uses_text(row: RunSheetRow, groups: int | None = None) -> str:
     return "every scenario" if groups is not None and groups > 1 and len(names) == groups else ", ".join(names)
 
 
-def run_sheet_table(rows: list[RunSheetRow], law: str):
+def run_sheet_table(rows: list[RunSheetRow]):
     """The run sheet as a table: a section per set of scenarios (`uses_text`), a row per run in it
-    (COLUMNS, and GPU-hours with --gpu)."""
+    (COLUMNS, and GPU-hours with --gpu); its title says what the recipes follow (`RunRecipe.follows`)."""
     from rich import box
 
     from distillscale.console import Table
 
     gpu = any(row.gpu_hours is not None for row in rows)
     flagged = "; !: not a run to train (below)" if any(row.recipe.problems for row in rows) else ""
-    table = Table(title=f"Run sheet (hyperparameter law {law}; *: N or D outside its data{flagged})", box=box.SIMPLE_HEAD,
+    first = rows[0].recipe
+    outside = "" if first.sweep else "; *: N or D outside its data"
+    table = Table(title=f"Run sheet ({first.follows}{outside}{flagged})", box=box.SIMPLE_HEAD,
                   pad_edge=False,
-                  caption=f"{ROLES_NOTE}; peak lr: the hidden matrices', with its 90% interval; batch: tokens "
-                          "and sequences; --lr: what to give `train`/`distill`" + (GPU_CAPTION if gpu else ""))
+                  caption=f"{ROLES_NOTE}; peak lr: the hidden matrices', "
+                          + ("at the sweep's --lr (no interval: the sweep's own rate)" if first.sweep
+                             else "with its 90% interval") + "; batch: tokens "
+                          "and sequences; --lr: what to give `train`/`distill`"
+                          + (f", with --schedule {first.schedule}" if first.schedule else "")
+                          + (GPU_CAPTION if gpu else ""))
     for column in (*COLUMNS, *(("GPU-h",) if gpu else ())):   # a column never folds a number: the table fits 100
         table.add_column(column.replace(" (", "\n("), justify="left" if column == "run" else "right")
     groups = len({name for row in rows for name in uses_text(row).split(", ")})

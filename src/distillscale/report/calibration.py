@@ -47,12 +47,14 @@ from distillscale.laws.calibrate import calibrate as calibrate_laws
 from distillscale.laws.fitting import check_intervals
 from distillscale.laws.repetition_curves import RepetitionCurve, fit_repetition_curve
 from distillscale.laws.selection import DISTILLATION_FORMS, LawFit
+from distillscale.laws.sweep_recipe import SweepRecipe
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.teacher import (MINIMA_RATIO, CapacityGapLaw, OptimalTeacher, fit_capacity_gap,
                                            optimal_teachers)
 from distillscale.report.design import design_family, in_sample_note
 from distillscale.report.held_out import failed_checks
 from distillscale.report.runs import SweepRuns, loss_identity, unique_tokens
+from distillscale.sweeps.recipe import sweep_recipe
 
 # Tokens per parameter of the default target: Chinchilla's compute-optimal ratio.
 DEFAULT_TARGET_TOKENS_PER_PARAM = 20.0
@@ -127,6 +129,7 @@ class ReportCalibration:
     on_policy: dict[str, Any] = field(default_factory=dict)           # step 6; empty without on-policy runs
     started: dict[str, Any] = field(default_factory=dict)             # empty without students that started somewhere
     capacity_gap_pruned: PrunedCapacityGap | None = None            # None without students that started somewhere
+    recipe: SweepRecipe | None = None   # how the sweep trained (`sweeps.recipe`): the laws carry it to the plan
 
     def repetition_runs(self, name: str) -> list[dict[str, Any]]:
         """The runs of the repetition group `name` (step 6), with their unique tokens."""
@@ -136,7 +139,8 @@ class ReportCalibration:
     def laws(self) -> LawSet:
         return LawSet("fitted", self.supervised.law if self.supervised else None,
                       self.distillation.law if self.distillation else None, self.compute,
-                      source=f"fitted by distillscale report on {self.runs.source}", losses=self.losses)
+                      source=f"fitted by distillscale report on {self.runs.source}", losses=self.losses,
+                      recipe=self.recipe)
 
     def to_dict(self) -> dict[str, Any]:
         report = self._to_dict()
@@ -188,7 +192,8 @@ def calibrate(runs: SweepRuns, settings: CalibrationSettings = CalibrationSettin
               progress=lambda message: None) -> ReportCalibration:
     """Steps 1-5 above; `progress(message)` is told which step starts."""
     compute, compute_source = _compute_settings(runs)
-    result = ReportCalibration(runs, settings, compute, compute_source, losses=loss_identity(runs))
+    result = ReportCalibration(runs, settings, compute, compute_source, losses=loss_identity(runs),
+                               recipe=sweep_recipe(runs.source))
     records = runs.supervised + runs.students
 
     def column(key: str) -> np.ndarray:

@@ -78,7 +78,7 @@ def _plan_for(calibration, teacher, record, out_dir, trust_remote_code: bool, la
     planned = plan(laws, compute=compute, student_params=N, teacher_model=str(teacher),
                    trust_remote_code=trust_remote_code, other_corpus=other_corpus)
     headline = planned.headline
-    config = _write_student_config(student, teacher, headline.student_tokens, Path(out_dir), other_corpus)
+    config = _write_student_config(student, teacher, headline.student_tokens, Path(out_dir), other_corpus, laws.recipe)
     epochs = headline.student_tokens / _train_tokens(laws)
     distillation = laws.distillation
     return {"plan": planned.to_dict(), "student_params": N, "student_tokens": headline.student_tokens,
@@ -112,9 +112,12 @@ def _student_run(students: list[dict], target: float | None) -> dict:
     return max((r for r in students if float(r["non_embedding_params"]) == wanted), key=lambda r: r["tokens"])
 
 
-def _write_student_config(student: dict, teacher, tokens: float, out_dir: Path, other_corpus: bool = False) -> Path:
+def _write_student_config(student: dict, teacher, tokens: float, out_dir: Path, other_corpus: bool = False,
+                          recipe=None) -> Path:
     """planned_student.toml: the sweep student's own config, distilled from `teacher` on `tokens` (with
-    `other_corpus`: saying, as the demo was told, that its data shares no text with the teacher run's)."""
+    `other_corpus`: saying, as the demo was told, that its data shares no text with the teacher run's);
+    with the sweep's `recipe` (`laws.sweep_recipe`), its batch for those tokens by the sweep's rule, as
+    the plan's run sheet gives it (`planning.sweep_recipes`)."""
     from distillscale.io import atomic_write_text
     from distillscale.settings import to_toml
     from distillscale.training.config import DistillConfig
@@ -127,10 +130,17 @@ def _write_student_config(student: dict, teacher, tokens: float, out_dir: Path, 
     config = stored.model_copy(update={"teacher": [Path(teacher).expanduser().resolve()], "tokens": float(round(tokens)),
                                        "tokens_per_param": None, "fork_from": None, "fork_tokens": None,
                                        "out": out_dir.expanduser().resolve() / STUDENT_RUN, "overwrite": False,
-                                       "other_corpus": other_corpus, **paths})
+                                       "other_corpus": other_corpus, **paths, **_recipe_batch(recipe, tokens, stored)})
     path = out_dir / PLANNED_STUDENT
     atomic_write_text(path, to_toml(DistillConfig.model_validate(config.model_dump())))
     return path
+
+
+def _recipe_batch(recipe, tokens: float, stored) -> dict:
+    """The batch the sweep's recipe gives a student run of `tokens` (nothing without one)."""
+    if recipe is None:
+        return {}
+    return {"batch_size": max(1, recipe.batch_sequences(tokens, stored.seq_len, "student") // stored.grad_accum)}
 
 
 def next_step(section: dict[str, Any]) -> tuple[str, str]:

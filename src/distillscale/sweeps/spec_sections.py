@@ -11,6 +11,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
                       model_validator)
 
 from distillscale.errors import UserError
+from distillscale.rules import batch_for_min_steps
 from distillscale.training.config import ON_POLICY_KEYS, OnPolicySettings, TrainConfig, hash_rule
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.prune_config import PruneSettings
@@ -118,11 +119,7 @@ class Ladder(BaseModel):
     def batch_for(self, shortest_tokens: float, batch_size: int, tokens_per_sequence: int) -> int:
         """The batch (sequences) a size trains at: `batch_size`, halved until its shortest run of
         `shortest_tokens` takes at least `min_steps` optimizer steps (1 at the least)."""
-        if self.min_steps is None:
-            return batch_size
-        while batch_size > 1 and shortest_tokens / (batch_size * tokens_per_sequence) < self.min_steps:
-            batch_size = max(1, batch_size // 2)
-        return batch_size
+        return batch_for_min_steps(shortest_tokens, batch_size, tokens_per_sequence, self.min_steps)
 
     def in_window(self, tokens: float) -> bool:
         return (self.min_tokens or 0) <= tokens <= (self.max_tokens or float("inf"))
