@@ -14,15 +14,14 @@ import shutil
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from distillscale.errors import UserError
+from tests.data_pipeline.test_shared_text import overlap
 from tests.report.test_demo_teacher_split import TINY
 from tests.report.test_own_teacher import markov_corpus
 
 PART = 30_000   # the teacher's --max-bytes: about a third of the corpus
-GRAM = 24
 
 
 def _run(*args: str) -> None:
@@ -44,26 +43,6 @@ def world(tmp_path_factory):
         patch.chdir(root / "w")
         _run("train", "--data", "corpus", "--max-bytes", PART, "--out", "tt", *TINY)
     return root, corpus, root / "w" / "tt"
-
-
-def _grams(tokens: np.ndarray) -> set[bytes]:
-    tokens = np.asarray(tokens, np.int64)
-    return {tokens[i:i + GRAM].tobytes() for i in range(len(tokens) - GRAM + 1)}
-
-
-def _teacher_tokens(teacher: Path) -> np.ndarray:
-    from distillscale.data.prepare import prepared_directory
-    from distillscale.data.prepared import open_prepared
-    from distillscale.training.run_dir import RunDirectory
-
-    data, fingerprint = RunDirectory(teacher).recorded_data()
-    return np.asarray(open_prepared(prepared_directory(data, fingerprint)).split("teacher"))
-
-
-def _overlap(teacher: Path, prepared) -> float:
-    """The share of `prepared`'s validation 12-grams that are the teacher's training text."""
-    val = _grams(prepared.split("val"))
-    return len(val & _grams(_teacher_tokens(teacher))) / max(len(val), 1)
 
 
 def _distill_data(teacher: Path, data: Path):
@@ -101,13 +80,13 @@ def test_a_corpus_named_another_way_keeps_the_teachers_split(world, route, tmp_p
             shutil.rmtree(corpus)
         for prepared in (_distill_data(teacher, data), _loss_data(teacher, data)):
             assert prepared.manifest["config"]["max_bytes"] == PART
-            assert _overlap(teacher, prepared) < 0.01
+            assert overlap(teacher, prepared) < 0.01
         # a reader of the whole corpus (not the teacher's first PART bytes) holds none either: each piece's
         # split is its own, whatever else is read
         from distillscale.data import DataConfig, prepare_data
 
         whole = prepare_data(DataConfig(path=str(data), tokenizer=str(teacher / "tokenizer.json")), False)
-        assert _overlap(teacher, whole) < 0.01 and len(whole.split("val")) > len(prepared.split("val"))
+        assert overlap(teacher, whole) < 0.01 and len(whole.split("val")) > len(prepared.split("val"))
     finally:
         if route == "moved":
             shutil.copytree(data, corpus)
@@ -127,7 +106,7 @@ def test_a_teacher_trained_on_a_prepared_directory_hands_on_the_preparations_spl
     assert record["config"].get("max_bytes") is None and record["plan"]["corpus"]["max_bytes"] == PART
     for prepared in (_distill_data(teacher, corpus), _loss_data(teacher, corpus)):
         assert prepared.manifest["config"]["max_bytes"] == PART
-        assert _overlap(teacher, prepared) < 0.01
+        assert overlap(teacher, prepared) < 0.01
 
 
 @pytest.mark.slow
@@ -151,7 +130,7 @@ def test_a_run_given_a_prepared_directory_by_a_relative_path_is_read_from_anywhe
     assert json.loads(out)["nats_per_token"] == pytest.approx(
         json.loads((teacher / "result.json").read_text())["val_loss"], abs=2e-6)
     student = _distill_data(teacher, None)
-    assert student.directory.resolve() == prepared_dir.resolve() and _overlap(teacher, student) < 0.01
+    assert student.directory.resolve() == prepared_dir.resolve() and overlap(teacher, student) < 0.01
 
 
 @pytest.mark.slow
@@ -173,7 +152,7 @@ def test_a_logit_cache_and_a_teachers_own_corpus_named_relatively_are_read_from_
     del shape["--vocab-size"], shape["--seq-len"]   # the cache's
     _run("distill", "--teacher-cache", cache, "--out", tmp_path / "from-cache", *[x for kv in shape.items() for x in kv])
     student = _distill_data(teacher, None)
-    assert student.manifest["config"]["max_bytes"] == PART and _overlap(teacher, student) < 0.01
+    assert student.manifest["config"]["max_bytes"] == PART and overlap(teacher, student) < 0.01
 
 
 @pytest.mark.slow

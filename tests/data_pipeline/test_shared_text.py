@@ -11,7 +11,6 @@ the edits measured here move none."""
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -67,7 +66,8 @@ def _teacher_tokens(teacher: Path) -> np.ndarray:
 
 
 def overlap(teacher: Path, prepared) -> float:
-    """The share of `prepared`'s validation 12-grams that are the teacher's training text."""
+    """The share of `prepared`'s validation GRAM-grams that are the teacher's training text (the one
+    measure of a leak, every route's test reads it)."""
     val = _grams(prepared.split("val"))
     return len(val & _grams(_teacher_tokens(teacher))) / max(len(val), 1)
 

@@ -14,8 +14,6 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from distillscale.errors import UserError
-
 SPECS = {False: "micro_sweep.toml", True: "micro_sweep_quick.toml"}
 # `demo --repetition`: students on 1-16 epochs of fixed subsets (the micro sweep's conventions)
 REPETITION_SPEC = "repetition_sweep.toml"
@@ -72,14 +70,9 @@ def design_corpus(source: str | Path) -> str | None:
     the builtin corpus's name (`builtin:NAME`; `stdlib` where the spec names none, the default) or
     the data path's last part (`demo --data /corpora/man-en`: man-en); None without a spec."""
     from distillscale.data.sources import BUILTIN_PREFIX
-    from distillscale.sweeps.runner import SweepLayout
+    from distillscale.sweeps.runner import sweep_spec
 
-    if not Path(source).is_dir():
-        return None
-    try:
-        sections = SweepLayout(Path(source)).spec_sections()
-    except UserError:
-        return None
+    sections = sweep_spec(source)
     if sections is None:
         return None
     path = sections.get("data", {}).get("path")
@@ -94,14 +87,9 @@ def design_family(source: str | Path) -> str | None:
     and corpus), when that design has a family term, else None: a user's own sweep, an exported
     records file, the quick, repetition, capacity-gap or GPU demos, or `demo --lr-law` (another
     recipe) get none."""
-    from distillscale.sweeps.runner import SweepLayout
+    from distillscale.sweeps.runner import sweep_spec
 
-    if not Path(source).is_dir():
-        return None
-    try:
-        sections = SweepLayout(Path(source)).spec_sections()
-    except UserError:
-        return None
+    sections = sweep_spec(source)
     if sections is None:
         return None
     mine = _design(sections)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from distillscale.errors import UserError
 from distillscale.laws.sweep_recipe import LadderRule, SweepRecipe
 
 VARYING = ("lr_law", "lr_width_exponent", "warmup_tokens", "warmup_tokens_per_param")
@@ -23,14 +22,9 @@ VARYING = ("lr_law", "lr_width_exponent", "warmup_tokens", "warmup_tokens_per_pa
 
 def sweep_recipe(source: str | Path) -> SweepRecipe | None:
     """The recipe of the sweep directory `source` (its spec.toml), or None (see the module)."""
-    from distillscale.sweeps.runner import SweepLayout
+    from distillscale.sweeps.runner import sweep_spec
 
-    if not Path(source).is_dir():
-        return None
-    try:
-        sections = SweepLayout(Path(source)).spec_sections()
-    except UserError:
-        return None
+    sections = sweep_spec(source)
     if sections is None or "tune" in sections:
         return None
     model, data = sections.get("model", {}), sections.get("data", {})

@@ -100,6 +100,18 @@ class SweepLayout:
             raise UserError(f"{self.spec_path} is not valid TOML ({exc}): {fix}") from None
 
 
+def sweep_spec(source: str | Path) -> dict | None:
+    """The spec `sweep run` wrote in the sweep directory `source` (as data), or None where `source` is no
+    directory (a records file), holds none, or holds one that is no TOML: what a report reads of a sweep's
+    design and recipe when it has them."""
+    if not Path(source).is_dir():
+        return None
+    try:
+        return SweepLayout(Path(source)).spec_sections()
+    except UserError:
+        return None
+
+
 @dataclass
 class Sweep:
     """A sweep spec bound to its directory and executor: `Sweep.open("spec.toml").run()` is what
