@@ -1,14 +1,16 @@
 """Distillation when data is the limit, measured at micro scale: students trained alone, self-distillation
 chains, a larger teacher and ensembles, all on one fixed pool of unique tokens per cell.
 
-Per corpus, per student depth (1 and 2: 6.9K and 55K non-embedding parameters at aspect ratio 24) and per
-pool U (256K, 16K and 4K unique tokens of the teacher split: 1, 16 and 64 epochs of the runs' D = 256K
-tokens, 500 optimizer steps of 4 x 128 tokens each), every run reads the same pool the same number of
-times (each run one torch thread, `--workers` runs at a time):
+Per corpus, for a student of depth 2 (55K non-embedding parameters at aspect ratio 24; its larger teacher
+depth 3, 186K) and per pool U (256K, 16K and 4K unique tokens of the teacher split: 1, 16 and 64 epochs
+of the runs' D = 256K tokens, 500 optimizer steps of 4 x 128 tokens each), every run reads the same pool
+the same number of times (each run one torch thread, `--workers` runs at a time):
 
-- a weight-decay grid first (trained alone at U = 16K: 1e-4, the engine's default, to 1e-1 per step
-  at peak lr), whose best value every run of that depth then takes, so the baselines are as a careful
-  user would run them;
+- a weight-decay grid first, per pool (trained alone, seed 0: 1e-3, 1e-2, 3e-2 and 1e-1 per step at peak
+  lr; the engine's default is 1e-4, which lost by 26% at 16 epochs on the first corpus): its best run is
+  the cell's seed-0 run trained alone (linked, not trained again), and every other run of the cell,
+  students included, takes its weight decay, so the baselines are as a careful user would run them (the
+  best decay moves with the epochs: 16 epochs wanted 3x more than 1);
 - trained alone, seeds 0 and 1 (and 2 at U = 16K);
 - a self-distillation chain of four generations (two on the 1-epoch pool, where it should not pay):
   generation 1 distilled from the seed-0 run alone, each next one from the previous, same size, same
@@ -34,18 +36,17 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEPTHS = (2, 1)
+DEPTHS = (2,)
 POOLS = ("256K", "16K", "4K")
 FRESH_POOL = "256K"
 TOKENS = "256K"
-GRID_POOL = "16K"
-WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
+SEED_POOL = "16K"                     # the pool with a third seed and an ensemble of 3
+WEIGHT_DECAYS = (1e-3, 1e-2, 3e-2, 1e-1)
 SEEDS = (0, 1, 2)
 GENERATIONS = 4
 COMMON = ("--aspect-ratio", "24", "--head-dim", "24", "--seq-len", "128", "--batch-size", "4",
@@ -56,41 +57,49 @@ SAME_POOL = 'split = "teacher"\n'   # the student reads the teacher's half: the 
 @dataclass
 class Run:
     run_id: str
-    command: str                      # train or distill
+    command: str                      # train, distill, or link (alone-s0: the best of the cell's grid)
     depth: int
     pool: str
     role: str                         # grid, alone, chain, larger, student-of-larger, ensemble
     seed: int = 0
-    weight_decay: float | None = None  # None: the depth's best from the grid
+    weight_decay: float | None = None  # None: the cell's best from its grid
     teachers: tuple[str, ...] = ()
     generation: int | None = None
     members: int | None = None
     needs: tuple[str, ...] = field(default=())
 
+    @property
+    def cell(self) -> str:
+        return self.run_id.split("-", 2)[0] + "-" + self.run_id.split("-", 2)[1]
+
+
+def grid_id(cell: str, wd: float) -> str:
+    return f"{cell}-wd{wd:g}"
+
 
 def plan_runs() -> list[Run]:
     runs: list[Run] = []
     for depth in DEPTHS:
-        for wd in WEIGHT_DECAYS:
-            runs.append(Run(f"d{depth}-grid-wd{wd:g}", "train", depth, GRID_POOL, "grid", weight_decay=wd))
-        grid = tuple(f"d{depth}-grid-wd{wd:g}" for wd in WEIGHT_DECAYS)
         for pool in POOLS:
             cell = f"d{depth}-u{pool}"
-            seeds = SEEDS if pool == GRID_POOL else SEEDS[:2]
-            for seed in seeds:
+            grid = tuple(grid_id(cell, wd) for wd in WEIGHT_DECAYS)
+            runs += [Run(grid_id(cell, wd), "train", depth, pool, "grid", weight_decay=wd) for wd in WEIGHT_DECAYS]
+            runs.append(Run(f"{cell}-alone-s0", "link", depth, pool, "alone", needs=grid))
+            seeds = SEEDS if pool == SEED_POOL else SEEDS[:2]
+            for seed in seeds[1:]:
                 runs.append(Run(f"{cell}-alone-s{seed}", "train", depth, pool, "alone", seed=seed, needs=grid))
             previous = f"{cell}-alone-s0"
             for g in range(1, (2 if pool == FRESH_POOL else GENERATIONS) + 1):
                 runs.append(Run(f"{cell}-gen{g}", "distill", depth, pool, "chain", teachers=(previous,),
-                                generation=g, needs=grid + (previous,)))
+                                generation=g, needs=(previous,)))
                 previous = f"{cell}-gen{g}"
             runs.append(Run(f"{cell}-larger", "train", depth + 1, pool, "larger", needs=grid))
             runs.append(Run(f"{cell}-from-larger", "distill", depth, pool, "student-of-larger",
-                            teachers=(f"{cell}-larger",), needs=grid + (f"{cell}-larger",)))
+                            teachers=(f"{cell}-larger",), needs=(f"{cell}-larger",)))
             for k in range(2, len(seeds) + 1):
                 members = tuple(f"{cell}-alone-s{s}" for s in seeds[:k])
                 runs.append(Run(f"{cell}-ensemble{k}", "distill", depth, pool, "ensemble", teachers=members,
-                                members=k, needs=grid + members))
+                                members=k, needs=members))
     return runs
 
 
@@ -101,13 +110,22 @@ def val_loss(run_dir: Path) -> float | None:
     return json.loads(path.read_text())["val_loss"]
 
 
-def best_weight_decay(root: Path, depth: int) -> float:
-    losses = {wd: val_loss(root / f"d{depth}-grid-wd{wd:g}") for wd in WEIGHT_DECAYS}
-    return min(losses, key=lambda wd: losses[wd])
+def best_weight_decay(root: Path, cell: str) -> float:
+    """The cell's weight decay whose run trained alone (seed 0) has the lowest validation loss."""
+    losses = {wd: val_loss(root / grid_id(cell, wd)) for wd in WEIGHT_DECAYS}
+    return min((wd for wd in losses if losses[wd] is not None), key=lambda wd: losses[wd])
+
+
+def link_best(root: Path, run: Run) -> int:
+    """alone-s0 of a cell: its grid's best run, linked (not trained again)."""
+    link = root / run.run_id
+    if not link.exists():
+        link.symlink_to(grid_id(run.cell, best_weight_decay(root, run.cell)))
+    return 0
 
 
 def command_line(run: Run, root: Path, corpus: Path, same_pool: Path) -> list[str]:
-    wd = run.weight_decay if run.weight_decay is not None else best_weight_decay(root, run.depth)
+    wd = run.weight_decay if run.weight_decay is not None else best_weight_decay(root, run.cell)
     args = [sys.executable, "-m", "distillscale.cli", run.command, "--data", str(corpus), "--n-layers", str(run.depth), "--unique-tokens", run.pool, "--weight-decay", f"{wd:g}",
             "--seed", str(run.seed), *COMMON, "--out", str(root / run.run_id)]
     if run.command == "train":
@@ -118,56 +136,58 @@ def command_line(run: Run, root: Path, corpus: Path, same_pool: Path) -> list[st
     return args
 
 
-def run_corpus(corpus: Path, store: Path, workers: int) -> None:
-    root = store / corpus.name
-    root.mkdir(parents=True, exist_ok=True)
-    same_pool = root / "same_pool.toml"
-    same_pool.write_text(SAME_POOL)
-    runs = {run.run_id: run for run in plan_runs()}
-    done = {run_id for run_id in runs if (root / run_id / "result.json").exists()}
-    failed: set[str] = set()
-    lock = threading.Lock()
+def run_corpora(corpora: list[Path], store: Path, workers: int) -> None:
+    """Every corpus's runs in one pool of workers, the 1-epoch and 16-epoch pools of every corpus before
+    the 64-epoch ones (so that a stopped measurement leaves whole pools on every corpus)."""
+    order = {pool: i for i, pool in enumerate(("256K", "16K", "4K"))}
+    runs, roots = {}, {}
+    for corpus in corpora:
+        root = store / corpus.name
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "same_pool.toml").write_text(SAME_POOL)
+        roots[corpus.name] = (root, corpus)
+        runs |= {(corpus.name, run.run_id): run for run in plan_runs()}
+    done = {key for key in runs if (roots[key[0]][0] / key[1] / "result.json").exists()}
+    failed: set = set()
     started = time.time()
 
-    def launch(run: Run) -> tuple[str, int, float]:
+    def launch(key) -> tuple:
+        run, (root, corpus) = runs[key], roots[key[0]]
         t0 = time.time()
-        log = root / f"{run.run_id}.log"
-        with log.open("a") as handle:
-            rc = subprocess.call(command_line(run, root, corpus, same_pool), stdout=handle, stderr=subprocess.STDOUT,
-                                 env=os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-        return run.run_id, rc, time.time() - t0
+        if run.command == "link":
+            return key, link_best(root, run), 0.0
+        with (root / f"{run.run_id}.log").open("a") as handle:
+            rc = subprocess.call(command_line(run, root, corpus, root / "same_pool.toml"), stdout=handle,
+                                 stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        return key, rc, time.time() - t0
 
-    pending = [run for run in runs.values() if run.run_id not in done]
+    pending = sorted((key for key in runs if key not in done),
+                     key=lambda key: (order[runs[key].pool], [c.name for c in corpora].index(key[0])))
     with ThreadPoolExecutor(workers) as pool:
         active = {}
         while pending or active:
-            ready = [run for run in pending if all(n in done for n in run.needs)]
-            blocked = [run for run in pending if any(n in failed for n in run.needs)]
-            for run in blocked:
-                pending.remove(run)
-                failed.add(run.run_id)
-                print(f"{corpus.name}: {run.run_id} skipped (a run it needs failed)", flush=True)
-            for run in ready[:max(0, workers - len(active))]:
-                pending.remove(run)
-                active[pool.submit(launch, run)] = run.run_id
+            for key in [key for key in pending if any((key[0], n) in failed for n in runs[key].needs)]:
+                pending.remove(key)
+                failed.add(key)
+                print(f"{key[0]}: {key[1]} skipped (a run it needs failed)", flush=True)
+            ready = [key for key in pending if all((key[0], n) in done for n in runs[key].needs)]
+            for key in ready[:max(0, workers - len(active))]:
+                pending.remove(key)
+                active[pool.submit(launch, key)] = key
             if not active:
                 break
             finished, _ = wait(list(active), return_when=FIRST_COMPLETED)
             for future in finished:
-                run_id, rc, seconds = future.result()
+                key, rc, seconds = future.result()
                 del active[future]
-                with lock:
-                    (done if rc == 0 else failed).add(run_id)
-                loss = val_loss(root / run_id)
-                print(f"{corpus.name}: {run_id} rc={rc} {seconds:.0f} s val_loss={loss} "
+                (done if rc == 0 else failed).add(key)
+                print(f"{key[0]}: {key[1]} rc={rc} {seconds:.0f} s val_loss={val_loss(roots[key[0]][0] / key[1])} "
                       f"({len(done)}/{len(runs)} done, {time.time() - started:.0f} s)", flush=True)
 
 
 def collect(store: Path, out: Path, argv: list[str]) -> None:
     records = []
     for root in sorted(p for p in store.iterdir() if p.is_dir()):
-        best = {depth: best_weight_decay(root, depth) for depth in DEPTHS
-                if all(val_loss(root / f"d{depth}-grid-wd{wd:g}") is not None for wd in WEIGHT_DECAYS)}
         for run in plan_runs():
             path = root / run.run_id / "result.json"
             if not path.exists():
@@ -178,7 +198,7 @@ def collect(store: Path, out: Path, argv: list[str]) -> None:
                 "corpus": root.name, "run_id": run.run_id, "role": run.role, "depth": run.depth,
                 "pool": run.pool, "unique_tokens": config.get("unique_tokens"), "tokens": result.get("tokens"),
                 "non_embedding_params": result.get("non_embedding_params"), "seed": run.seed,
-                "weight_decay": config.get("weight_decay"), "best_weight_decay": best.get(run.depth),
+                "weight_decay": config.get("weight_decay"), "cell_grid": {f"{wd:g}": val_loss(root / grid_id(run.cell, wd)) for wd in WEIGHT_DECAYS},
                 "generation": run.generation, "members": run.members,
                 "teachers": list(run.teachers), "val_loss": result["val_loss"],
                 "teacher_val_loss": (result.get("teacher") or {}).get("val_loss"),
@@ -204,8 +224,7 @@ def main(argv: list[str]) -> None:
     col.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "data" / "data_limited_runs.json")
     args = parser.parse_args(argv)
     if args.verb == "run":
-        for corpus in args.corpora:
-            run_corpus(corpus.absolute(), args.store.resolve(), args.workers)
+        run_corpora([corpus.absolute() for corpus in args.corpora], args.store.resolve(), args.workers)
     else:
         collect(args.store.resolve(), args.out, argv)
 
