@@ -204,7 +204,7 @@ def collect(store: Path, out: Path, argv: list[str]) -> None:
                 "weight_decay": config.get("weight_decay"), "cell_grid": {f"{wd:g}": val_loss(root / grid_id(run.cell, wd)) for wd in GRIDS[run.pool]},
                 "generation": run.generation, "members": run.members,
                 "teachers": list(run.teachers), "val_loss": result["val_loss"],
-                "teacher_val_loss": (result.get("teacher") or {}).get("val_loss"),
+                "teacher_val_loss": (result.get("teacher") or {}).get("teacher_val_loss"),
                 "train_seconds": result.get("wall_seconds") or result.get("elapsed_seconds"),
             })
     payload = {"command": "python bench/distillation/data_limited.py " + " ".join(argv),
