@@ -511,15 +511,20 @@ MODE_SETTINGS: dict[str, tuple[str, Callable[["DistillConfig"], bool]]] = {
 }
 
 
-# Settings a student takes from its teacher: the student half of the corpus, the teacher's tokenizer.
+# Settings a sweep's student takes from its teacher: the student half of the corpus, the teacher's tokenizer.
 TEACHER_FIXED_KEYS = frozenset({"split", "vocab_size"})
+# Settings `distill` has no flag for: the teacher's tokenizer (its --split says which half it reads).
+DISTILL_LEFT_OUT = frozenset({"vocab_size"})
 
 
 class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainConfig):
     """A training run config plus the teacher and the KD settings (see `distillscale distill --help`)."""
 
     split: Literal["teacher", "student"] = Field(
-        "student", description="training half (default: the half a run teacher did not train on)")
+        "student", description="the half of the corpus the student trains on (default: the half its run teacher "
+                               "did not train on); teacher: the teacher's own training half, e.g. for "
+                               "self-distillation or distillation on a fixed pool of data (with the teacher's "
+                               "--unique-tokens, its very subset)")
 
     @model_validator(mode="before")
     @classmethod

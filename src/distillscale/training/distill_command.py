@@ -11,7 +11,7 @@ from pathlib import Path
 from distillscale.console import console
 from distillscale.cli_options import with_config_options
 from distillscale.training.commands import report
-from distillscale.training.config import TEACHER_FIXED_KEYS, DistillConfig
+from distillscale.training.config import DISTILL_LEFT_OUT, DistillConfig
 from distillscale.training.records import RunResult
 from distillscale.units import format_quantity
 
@@ -20,7 +20,7 @@ def distill_command(config: Path | None = None, as_json: bool = False,
                     **settings) -> int:
     """Distil a teacher into a student of the family (knowledge distillation).
 
-    The student trains on the student half of the corpus (the teacher trained on the other half), with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z z-loss. result.json adds the teacher (its validation loss on the same split, its size), the KD settings and the teacher's forward FLOPs; val_loss is the student's cross-entropy against the data.
+    The student trains on the half of the corpus its run teacher did not train on (--split teacher: the teacher's own half, for self-distillation or distillation on a fixed pool; result.json's teacher.student_read and the summary say so), with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z z-loss. result.json adds the teacher (its validation loss on the same split, its size), the KD settings and the teacher's forward FLOPs; val_loss is the student's cross-entropy against the data.
 
     With --teacher-cache the student reads the cache's windows and its top-k or sampled predictions instead (teacher FLOPs 0 for the run; the cache's one-time cost is in its cache.json). With --teacher-url (and --top-k K, --tokenizer) it reads the teacher's top-K log-probabilities from an OpenAI-compatible completions server (`distillscale serve-teacher`, vLLM). Top-k targets (--top-k, a top-k cache, a server) keep the teacher's tail mass outside the k ids as one more category; the run measures the teacher's top-k mass on its first tokens, warns when it is low and records it in result.json (top_k_targets); a server that fails is retried, then the run stops (exit 2) with its checkpoints intact.
 
@@ -36,7 +36,7 @@ def distill_command(config: Path | None = None, as_json: bool = False,
     return report(distill(load_config(DistillConfig, config, settings)), as_json, _print_summary)
 
 
-distill_command = with_config_options(distill_command, DistillConfig, leave_out=TEACHER_FIXED_KEYS,
+distill_command = with_config_options(distill_command, DistillConfig, leave_out=DISTILL_LEFT_OUT,
                                       json_help="print result.json instead of a summary")
 
 
@@ -62,6 +62,8 @@ def _print_summary(result: RunResult) -> None:
         f"{format_quantity(result.flops)} FLOPs {flops}: student validation loss "
         f"{result.val_loss:.4f} nats/token, "
         f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)
+    if teacher.student_read_its_text:
+        console.print(teacher.describe_shared_text(result.unique_tokens), highlight=False)
     for each in teachers or []:
         share = "token share" if (teacher.model_extra or {}).get("route") else "weight"
         console.print(f"  {each.get('name') or each['path']}: {share} {each['weight']:.3g}, validation loss "
