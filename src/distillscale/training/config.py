@@ -35,6 +35,8 @@ from distillscale.model.teacher_limits import (DEFAULT_TEACHER_TIMEOUT, MAX_TEAC
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.rules import WARMUP_CAP, WARMUP_FRACTION, warmup_steps
 from distillscale.settings import Settings, byte_size, count, counts, quantity
+from distillscale.training.hash_rules import (FORK_OWN, NOT_HASHED, fork_own_keys, hash_rule,  # noqa: F401
+                                              hashed_unless_default)
 from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
                                               OnPolicyConfig, chunk_tokens)
 from distillscale.training.start_lr import MUP_BASE_LR, START_LR, with_start_lr
@@ -42,23 +44,6 @@ from distillscale.training.teacher_options import (check_mixture, flag, teacher_
                                                    teacher_location, teacher_name)
 from distillscale.units import Quantity, check_quantity
 from distillscale.urls import redacted_url, restored
-
-
-# How a setting enters the run's hash (`TrainConfig.hash`: an interrupted run resumes only under the
-# same hash), declared on its field as `json_schema_extra`; a field that declares nothing is hashed.
-# Bookkeeping: does not change what the run computes, so it may differ when an interrupted run resumes.
-NOT_HASHED = {"in_hash": False}
-
-
-# A WSD fork's own setting, which it may give otherwise than its parent (`training.fork`): its length
-# and the fork links; every other setting a fork repeats.
-FORK_OWN = {"fork_own": True}
-
-
-def hashed_unless_default(leader: str = "") -> dict[str, str]:
-    """A setting added after runs existed: left out of the hash while `leader` (by default the setting
-    itself) is at its default, so that runs that do not use it keep the hash they had before it."""
-    return {"in_hash_unless_default": leader}
 
 
 DEFAULT_LR_SCALING = "sqrt"  # Hoffer et al.: keeps the covariance of the weight updates
@@ -387,22 +372,6 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         return [key for key in mine if hash_rule(type(self), key) is not False and mine[key] != theirs[key]]
 
 
-def fork_own_keys(config: type[Settings]) -> frozenset[str]:
-    """The settings of `config` that a fork may give otherwise than its parent (declared `FORK_OWN`)."""
-    return frozenset(key for key, field in config.model_fields.items()
-                     if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("fork_own"))
-
-
-def hash_rule(config: type[Settings], key: str) -> bool | str:
-    """How setting `key` of `config` enters the hash, as its field declares: True (always), False
-    (bookkeeping, never) or the name of the setting while at whose default it is left out."""
-    extra = config.model_fields[key].json_schema_extra
-    extra = extra if isinstance(extra, dict) else {}
-    if "in_hash_unless_default" in extra:
-        return extra["in_hash_unless_default"] or key
-    return bool(extra.get("in_hash", True))
-
-
 class TeacherSettings(Settings):
     section, title = "teacher", "Teacher"
 
@@ -511,20 +480,17 @@ MODE_SETTINGS: dict[str, tuple[str, Callable[["DistillConfig"], bool]]] = {
 }
 
 
-# Settings a sweep's student takes from its teacher: the student half of the corpus, the teacher's tokenizer.
-TEACHER_FIXED_KEYS = frozenset({"split", "vocab_size"})
-# Settings `distill` has no flag for: the teacher's tokenizer (its --split says which half it reads).
-DISTILL_LEFT_OUT = frozenset({"vocab_size"})
+# Settings a sweep's student takes from its teacher (the student half, the teacher's tokenizer); `distill` has no
+# flag for the tokenizer's (its --split says which half it reads).
+TEACHER_FIXED_KEYS, DISTILL_LEFT_OUT = frozenset({"split", "vocab_size"}), frozenset({"vocab_size"})
 
 
 class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainConfig):
     """A training run config plus the teacher and the KD settings (see `distillscale distill --help`)."""
 
-    split: Literal["teacher", "student"] = Field(
-        "student", description="the half of the corpus the student trains on (default: the half its run teacher "
-                               "did not train on); teacher: the teacher's own training half, e.g. for "
-                               "self-distillation or distillation on a fixed pool of data (with the teacher's "
-                               "--unique-tokens, its very subset)")
+    split: Literal["teacher", "student"] = Field("student", description=(
+        "the half of the corpus the student trains on (default: the half its run teacher did not train on); teacher: "
+        "the teacher's own, for self-distillation or distillation on a fixed pool (with its --unique-tokens, its subset)"))
 
     @model_validator(mode="before")
     @classmethod
