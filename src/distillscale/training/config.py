@@ -103,6 +103,9 @@ class ModelSettings(Settings):
     head_dim: int | None = Field(None, ge=1, description="attention head size (default: 128)")
     tie_embeddings: bool = Field(False, description="share input and output embeddings")
     mup: bool = Field(True, description="muP parametrisation")
+    dropout: float = Field(0.0, ge=0, lt=1, json_schema_extra=hashed_unless_default(), description=(
+        "dropout probability P on the embedding output and each attention and MLP output before the residual "
+        "add, in training only (evaluation and teachers: none); the family's model (default: 0, none)"))
     student_init: Path | None = Field(
         None, json_schema_extra=hashed_unless_default(),
         description="start from the weights and shape of this model instead of a random one: a run "
@@ -271,11 +274,11 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         if self.student_init is not None:
             from distillscale.model.pretrained import start_config
 
-            return start_config(self.student_init, vocab_size, self.seq_len)
+            return start_config(self.student_init, vocab_size, self.seq_len).model_copy(update={"dropout": self.dropout})
         optional = {"head_dim": self.head_dim} if self.head_dim else {}
         return ModelConfig(n_layers=self.n_layers, aspect_ratio=self.aspect_ratio, vocab_size=vocab_size,
                            max_seq_len=self.seq_len, tie_embeddings=self.tie_embeddings, mup=self.mup,
-                           **optional)
+                           dropout=self.dropout, **optional)
 
     @property
     def global_batch_size(self) -> int:
