@@ -61,3 +61,27 @@ def test_a_sweep_grids_dropout_and_keeps_its_run_ids_without_it():
     dropped = resolve_sweep_spec(spec(dropout=0.1))
     assert all(run.settings["dropout"] == 0.1 for run in dropped.runs)
     assert {run.run_id for run in dropped.runs}.isdisjoint(run.run_id for run in plain.runs)
+
+
+def test_an_interrupted_run_with_dropout_resumes_to_the_same_loss(cli, tmp_path, monkeypatch):
+    """The dropout masks come from the global RNG, which a checkpoint keeps: a resumed run draws the masks
+    the uninterrupted one drew."""
+    import distillscale.training.recipe as recipe
+
+    args = (*RUN, "--tokens", "1k", "--save-every", "2", "--dropout", "0.3")
+    assert cli("train", "--out", tmp_path / "whole", *args)[0] == 0
+    train_step, calls = recipe.train_step, []
+
+    def interrupted_at_step_6(*a, **k):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return train_step(*a, **k)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(recipe, "train_step", interrupted_at_step_6)
+        assert cli("train", "--out", tmp_path / "resumed", *args)[0] == 130
+    code, _, err = cli("train", "--out", tmp_path / "resumed", *args)
+    assert code == 0, err
+    loss = [json.loads((tmp_path / name / "result.json").read_text())["val_loss"] for name in ("whole", "resumed")]
+    assert loss[0] == loss[1]
