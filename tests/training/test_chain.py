@@ -151,3 +151,10 @@ def test_a_chain_never_writes_into_a_directory_it_did_not_make(cli, teacher, tmp
     code, _, err = cli("distill", "--teacher", teacher, "--out", mine, *STUDENT, "--generations", "2")
     assert code == 2 and "is not empty and is not a distillscale chain directory" in err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_a_teacher_server_cannot_start_a_chain(cli, teacher, tmp_path):
+    code, _, err = cli("distill", "--teacher-url", "http://127.0.0.1:9/v1", "--top-k", "4", "--tokenizer",
+                       teacher / "tokenizer.json", "--out", tmp_path / "chain", *STUDENT, "--generations", "2")
+    assert code == 2 and "--teacher-url cannot start a chain" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "chain").exists()
