@@ -94,3 +94,18 @@ def test_help_says_which_half_the_student_reads(cli):
     code, out, _ = cli("distill", "--help")
     said = " ".join(out.split())
     assert code == 0 and "--split" in said and "self-distillation" in said
+
+
+def test_a_student_of_another_tokenizer_on_the_teachers_half_says_so(cli, tmp_path, pooled):
+    """Cross-tokenizer distillation on the teacher's half reads the teacher's text (each piece's half follows
+    from its text), not its subset of token ids: result.json says "split"."""
+    teacher, _ = pooled
+    other = tmp_path / "other"
+    assert cli("train", "--out", other, *TEACHER, "--vocab-size", "400", "--tokens", "128")[0] == 0
+    code, stdout, err = cli("distill", "--teacher", teacher, "--tokenizer", other / "tokenizer.json",
+                            "--out", tmp_path / "cross", *STUDENT, "--split", "teacher", "--unique-tokens", "2k",
+                            "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["distillation"]["mode"] == "cross-tokenizer"
+    assert result["teacher"]["student_read"] == "split" and result["teacher"]["trained_split"] == "teacher"
