@@ -85,3 +85,16 @@ def test_an_interrupted_run_with_dropout_resumes_to_the_same_loss(cli, tmp_path,
     assert code == 0, err
     loss = [json.loads((tmp_path / name / "result.json").read_text())["val_loss"] for name in ("whole", "resumed")]
     assert loss[0] == loss[1]
+
+
+def test_a_start_trained_with_dropout_hands_on_its_weights_not_its_dropout(cli, tmp_path):
+    assert cli("train", "--out", tmp_path / "start", *RUN, "--dropout", "0.3")[0] == 0
+    assert json.loads((tmp_path / "start" / "model_config.json").read_text())["dropout"] == 0.3
+    rest = [arg for arg in RUN[6:] if arg not in ("--vocab-size", "320")]   # the start's shape and tokenizer
+    for dropout, recorded in ((None, None), ("0.1", 0.1)):
+        out = tmp_path / f"from-start-{dropout}"
+        flags = ("--dropout", dropout) if dropout else ()
+        code, _, err = cli("train", "--out", out, "--student-init", tmp_path / "start", "--tokenizer",
+                           tmp_path / "start" / "tokenizer.json", *rest, *flags)
+        assert code == 0, err
+        assert json.loads((out / "config.json").read_text())["plan"]["model"].get("dropout") == recorded
