@@ -140,4 +140,4 @@ def test_help_paragraphs_wrap_at_the_terminal_not_where_the_docstring_broke_its_
     assert code == 0
     assert "max_bytes, val_fraction, tokenizer, text_field, seq_len" in out
     code, out, _ = cli("distill", "--help")
-    assert code == 0 and "(the teacher trained on the other half), with the teacher's tokenizer" in out
+    assert code == 0 and "its run teacher did not train on (--split teacher: the teacher's own half, for self-distillation" in out

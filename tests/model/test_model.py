@@ -203,7 +203,11 @@ def test_load_pretrained_refuses_bad_directories(tmp_path):
     with pytest.raises(UserError, match="model.safetensors does not match model_config.json"):
         load_pretrained(tmp_path)
 
-    config_file.write_text(json.dumps({**good, "dropout": 0.1}))
+    config_file.write_text(json.dumps({**good, "attention_bias": True}))   # a setting the family does not have
+    with pytest.raises(UserError, match="model_config.json: invalid model config: attention_bias"):
+        load_pretrained(tmp_path)
+
+    config_file.write_text(json.dumps({**good, "dropout": 1.5}))
     with pytest.raises(UserError, match="model_config.json: invalid model config: dropout"):
         load_pretrained(tmp_path)
 
@@ -240,3 +244,45 @@ def test_mup_keeps_the_update_size_of_the_logits_across_widths():
     standard_ratio = logit_change_after_one_step(256, mup=False) / logit_change_after_one_step(64, mup=False)
     assert 0.5 < mup_ratio < 1.5
     assert standard_ratio > 2.0
+
+
+def test_dropout_zero_is_the_model_without_dropout():
+    """--dropout 0 (the default) adds no module and no state, dumps its config as before, and computes
+    bit for bit what a model built without the setting computes, in train mode too."""
+    plain, zero = build(), build(dropout=0.0)
+    assert tiny(dropout=0.0).model_dump() == tiny().model_dump() and "dropout" not in tiny().model_dump()
+    assert list(zero.state_dict()) == list(plain.state_dict())
+    assert not any(isinstance(module, torch.nn.Dropout) for module in zero.modules())
+    x = tokens()
+    assert torch.equal(zero.train()(x), plain.train()(x))
+
+
+def test_dropout_is_active_in_train_mode_only():
+    model, x = build(dropout=0.3), tokens()
+    assert sum(isinstance(module, torch.nn.Dropout) for module in model.modules()) == 1 + TINY["n_layers"]
+    model.train()
+    assert not torch.equal(model(x), model(x))   # a new mask each forward
+    model.eval()
+    with torch.no_grad():
+        once = model(x)
+        assert torch.equal(once, model(x))
+        plain = build()   # the same weights (same seed), no dropout: eval computes the model exactly
+        assert torch.equal(once, plain.eval()(x))
+    assert tiny(dropout=0.3).forward_flops_per_token() == tiny().forward_flops_per_token()
+    assert tiny(dropout=0.3).model_dump()["dropout"] == 0.3
+
+
+def test_a_teacher_of_a_dropout_model_stays_deterministic():
+    from distillscale.training.teachers import Teacher
+
+    teacher = Teacher(build(dropout=0.5), TINY["vocab_size"], info=None)
+    teacher.train()   # a teacher never leaves eval mode, whoever asks
+    x = tokens()
+    with torch.no_grad():
+        assert torch.equal(teacher.head(teacher.hidden_states(x)), teacher.head(teacher.hidden_states(x)))
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_dropout_outside_zero_to_one_is_refused(value):
+    with pytest.raises(UserError, match="dropout"):
+        tiny(dropout=value)

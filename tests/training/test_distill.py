@@ -226,7 +226,7 @@ def test_help_lists_the_kd_and_the_train_options(cli):
     for option in ("--teacher", "--kd", "--temperature", "--kd-weight", "--top-k", "--trust-remote-code",
                    "--n-layers", "--tokens-per-param", "--config", "--json"):
         assert option in out
-    assert "--split" not in out
+    assert "--split" in out   # which half the student trains on
 
 
 def test_a_student_never_overwrites_its_teacher(cli, teacher):

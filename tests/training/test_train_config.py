@@ -10,7 +10,7 @@ import pytest
 
 from distillscale.errors import UserError
 from distillscale.settings import load_config, to_toml
-from distillscale.training.config import TEACHER_FIXED_KEYS, DistillConfig, TrainConfig
+from distillscale.training.config import DISTILL_LEFT_OUT, DistillConfig, TrainConfig
 from distillscale.training.logit_cache.config import CacheConfig
 
 from tests.conftest import TEST_DATA
@@ -106,7 +106,7 @@ def test_every_setting_is_a_flag_of_its_command():
     from distillscale.cli import app
 
     for command, config_class, left_out in [("train", TrainConfig, set()),
-                                            ("distill", DistillConfig, TEACHER_FIXED_KEYS),
+                                            ("distill", DistillConfig, DISTILL_LEFT_OUT),
                                             ("cache-logits", CacheConfig, {"vocab_size"})]:
         help_text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "300"}).output
         for name in set(config_class.model_fields) - set(left_out):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import (BaseModel, ConfigDict, PositiveFloat, PositiveInt, SerializerFunctionWrapHandler,
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SerializerFunctionWrapHandler,
                       ValidationError, model_serializer, model_validator)
 
 from distillscale.errors import UserError
@@ -64,6 +64,9 @@ class ModelConfig(BaseModel):
     n_heads: PositiveInt | None = None
     n_kv_heads: PositiveInt | None = None
     d_ff: PositiveInt | None = None
+    # Dropout on the embedding output and on each attention and MLP output before its residual add, in
+    # train mode only (no FLOPs counted); 0 (the default) leaves it out of the model and of `model_dump()`.
+    dropout: float = Field(0.0, ge=0, lt=1)
 
     def __init__(self, **values):
         try:
@@ -109,6 +112,8 @@ class ModelConfig(BaseModel):
             del values["n_kv_heads"]
         if values.get("d_ff") == ladder_d_ff(d_model):
             del values["d_ff"]
+        if values.get("dropout") == 0:
+            del values["dropout"]
         return values
 
     @property

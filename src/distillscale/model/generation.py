@@ -66,7 +66,7 @@ def generate(model: Transformer, prompt: torch.Tensor, max_new_tokens: int, temp
     The draws come from `uniforms` [B, max_new_tokens] (row b's continuation from row b's uniforms
     alone, whatever else the batch holds) or else from `generator` (on the model's device) alone, so
     the same uniforms or generator state give the same continuation. The model's train/eval mode is
-    left as it is (the family has no dropout)."""
+    left as it is (a model with dropout samples without it in eval mode: `FamilyStudent` switches)."""
     if max_new_tokens < 1:
         raise ParameterError("max_new_tokens", "{} must be at least 1, got {value}", value=max_new_tokens)
     if temperature < 0:

@@ -7,6 +7,10 @@ base_width / d_model; embedding and output head start at the width-independent s
 and, like the norm gains, keep the base learning rate. Then the change of the logits in one
 optimiser step no longer grows with width (tests/model/test_model.py checks it).
 With `mup=False` every matrix starts at std `init_std` and every tensor trains at the base rate.
+
+`dropout` P > 0 zeroes a share P of the embedding output and of each attention and MLP output before its
+residual add, in train mode only (eval mode, as a teacher always is, computes the model exactly);
+at P = 0 there is no dropout module at all, so the model computes as it did before dropout existed.
 """
 
 from __future__ import annotations
@@ -127,6 +131,11 @@ class FeedForward(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
+def dropout(config: ModelConfig) -> nn.Module:
+    """The config's dropout (active in train mode only), or nothing at all at P = 0."""
+    return nn.Dropout(config.dropout) if config.dropout else nn.Identity()
+
+
 class Block(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -134,11 +143,12 @@ class Block(nn.Module):
         self.attn = Attention(config)
         self.ffn_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
         self.ffn = FeedForward(config)
+        self.drop = dropout(config)
 
     def forward(self, x: torch.Tensor, rope: RotaryEmbedding,
                 cache: tuple[KVCache, int] | None = None) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), rope, cache)
-        return x + self.ffn(self.ffn_norm(x))
+        x = x + self.drop(self.attn(self.attn_norm(x), rope, cache))
+        return x + self.drop(self.ffn(self.ffn_norm(x)))
 
 
 class Transformer(nn.Module):
@@ -146,6 +156,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.embed_drop = dropout(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -180,7 +191,7 @@ class Transformer(nn.Module):
                             "use shorter sequences or a model built with a larger max_seq_len")
         if cache is not None and T > cache.max_len:
             raise ValueError(f"{T} positions do not fit a KV cache of {cache.max_len}")
-        x = self.embed(idx)
+        x = self.embed_drop(self.embed(idx))
         for layer, block in enumerate(self.blocks):
             x = block(x, self.rope, None if cache is None else (cache, layer))
         if cache is not None:

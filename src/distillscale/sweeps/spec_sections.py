@@ -26,7 +26,7 @@ DATA_KEYS = {"path": "data", "text_field": "text_field", "vocab_size": "vocab_si
              "seq_len": "seq_len"}
 # [model] keys: the model family's shape and the training hyperparameters, named as in `train`.
 MODEL_KEYS = ("aspect_ratio", "head_dim", "tie_embeddings", "mup", "batch_size", "grad_accum", "lr",
-              "min_lr_ratio", "warmup_steps", "schedule", "cooldown_fraction", "cooldown_shape", "weight_decay", "grad_clip", "z_loss", "seed", "eval_every",
+              "min_lr_ratio", "warmup_steps", "schedule", "cooldown_fraction", "cooldown_shape", "weight_decay", "dropout", "grad_clip", "z_loss", "seed", "eval_every",
               "eval_tokens", "save_every", "log_every", "device", "bf16", "compile",
               "adam_beta1", "adam_beta2", "adam_eps", "warmup_tokens", "warmup_tokens_per_param",
               "save_every_seconds")

@@ -35,6 +35,8 @@ from distillscale.model.teacher_limits import (DEFAULT_TEACHER_TIMEOUT, MAX_TEAC
 from distillscale.regime.schedules import scale_learning_rate
 from distillscale.rules import WARMUP_CAP, WARMUP_FRACTION, warmup_steps
 from distillscale.settings import Settings, byte_size, count, counts, quantity
+from distillscale.training.hash_rules import (FORK_OWN, NOT_HASHED, fork_own_keys, hash_rule,  # noqa: F401
+                                              hashed_unless_default)
 from distillscale.training.kd_settings import (CHUNK_LOGITS, TOP_K_KD_WEIGHT, DistillationLossConfig,
                                               OnPolicyConfig, chunk_tokens)
 from distillscale.training.start_lr import MUP_BASE_LR, START_LR, with_start_lr
@@ -42,23 +44,6 @@ from distillscale.training.teacher_options import (check_mixture, flag, teacher_
                                                    teacher_location, teacher_name)
 from distillscale.units import Quantity, check_quantity
 from distillscale.urls import redacted_url, restored
-
-
-# How a setting enters the run's hash (`TrainConfig.hash`: an interrupted run resumes only under the
-# same hash), declared on its field as `json_schema_extra`; a field that declares nothing is hashed.
-# Bookkeeping: does not change what the run computes, so it may differ when an interrupted run resumes.
-NOT_HASHED = {"in_hash": False}
-
-
-# A WSD fork's own setting, which it may give otherwise than its parent (`training.fork`): its length
-# and the fork links; every other setting a fork repeats.
-FORK_OWN = {"fork_own": True}
-
-
-def hashed_unless_default(leader: str = "") -> dict[str, str]:
-    """A setting added after runs existed: left out of the hash while `leader` (by default the setting
-    itself) is at its default, so that runs that do not use it keep the hash they had before it."""
-    return {"in_hash_unless_default": leader}
 
 
 DEFAULT_LR_SCALING = "sqrt"  # Hoffer et al.: keeps the covariance of the weight updates
@@ -118,6 +103,9 @@ class ModelSettings(Settings):
     head_dim: int | None = Field(None, ge=1, description="attention head size (default: 128)")
     tie_embeddings: bool = Field(False, description="share input and output embeddings")
     mup: bool = Field(True, description="muP parametrisation")
+    dropout: float = Field(0.0, ge=0, lt=1, json_schema_extra=hashed_unless_default(), description=(
+        "dropout probability P on the embedding output and each attention and MLP output before the residual "
+        "add, in training only (evaluation and teachers: none); the family's model (default: 0, none)"))
     student_init: Path | None = Field(
         None, json_schema_extra=hashed_unless_default(),
         description="start from the weights and shape of this model instead of a random one: a run "
@@ -286,11 +274,11 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         if self.student_init is not None:
             from distillscale.model.pretrained import start_config
 
-            return start_config(self.student_init, vocab_size, self.seq_len)
+            return start_config(self.student_init, vocab_size, self.seq_len).model_copy(update={"dropout": self.dropout})
         optional = {"head_dim": self.head_dim} if self.head_dim else {}
         return ModelConfig(n_layers=self.n_layers, aspect_ratio=self.aspect_ratio, vocab_size=vocab_size,
                            max_seq_len=self.seq_len, tie_embeddings=self.tie_embeddings, mup=self.mup,
-                           **optional)
+                           dropout=self.dropout, **optional)
 
     @property
     def global_batch_size(self) -> int:
@@ -385,22 +373,6 @@ class TrainConfig(HardwareSettings, RunSettings, OptimSettings, BudgetSettings, 
         """Keys (bookkeeping excluded) whose values differ between two configs."""
         mine, theirs = self.record(), other.record()
         return [key for key in mine if hash_rule(type(self), key) is not False and mine[key] != theirs[key]]
-
-
-def fork_own_keys(config: type[Settings]) -> frozenset[str]:
-    """The settings of `config` that a fork may give otherwise than its parent (declared `FORK_OWN`)."""
-    return frozenset(key for key, field in config.model_fields.items()
-                     if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("fork_own"))
-
-
-def hash_rule(config: type[Settings], key: str) -> bool | str:
-    """How setting `key` of `config` enters the hash, as its field declares: True (always), False
-    (bookkeeping, never) or the name of the setting while at whose default it is left out."""
-    extra = config.model_fields[key].json_schema_extra
-    extra = extra if isinstance(extra, dict) else {}
-    if "in_hash_unless_default" in extra:
-        return extra["in_hash_unless_default"] or key
-    return bool(extra.get("in_hash", True))
 
 
 class TeacherSettings(Settings):
@@ -511,15 +483,17 @@ MODE_SETTINGS: dict[str, tuple[str, Callable[["DistillConfig"], bool]]] = {
 }
 
 
-# Settings a student takes from its teacher: the student half of the corpus, the teacher's tokenizer.
-TEACHER_FIXED_KEYS = frozenset({"split", "vocab_size"})
+# Settings a sweep's student takes from its teacher (the student half, the teacher's tokenizer); `distill` has no
+# flag for the tokenizer's (its --split says which half it reads).
+TEACHER_FIXED_KEYS, DISTILL_LEFT_OUT = frozenset({"split", "vocab_size"}), frozenset({"vocab_size"})
 
 
 class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainConfig):
     """A training run config plus the teacher and the KD settings (see `distillscale distill --help`)."""
 
-    split: Literal["teacher", "student"] = Field(
-        "student", description="training half (default: the half a run teacher did not train on)")
+    split: Literal["teacher", "student"] = Field("student", description=(
+        "the half of the corpus the student trains on (default: the half its run teacher did not train on); teacher: "
+        "the teacher's own, for self-distillation or distillation on a fixed pool (with its --unique-tokens, its subset)"))
 
     @model_validator(mode="before")
     @classmethod

@@ -174,8 +174,9 @@ class CrossTokenizerObjective:
     over them) of `cross_tokenizer_kd`; the teacher runs under no_grad on its own tokens."""
 
     def __init__(self, teacher: Teacher, aligner: TokenAligner, loss_config: DistillationLossConfig,
-                 uld_weight: float, teacher_val_loss: float):
+                 uld_weight: float, teacher_val_loss: float, shared: dict[str, str] | None = None):
         self.teacher = teacher
+        self.shared = shared or {}  # the teacher's training text the student read (`teachers.shared_text`)
         self.aligner = aligner
         self.loss_config = loss_config
         self.uld_weight = uld_weight
@@ -210,7 +211,7 @@ class CrossTokenizerObjective:
 
     def record(self, tokens: int) -> ObjectiveRecord:
         teacher = self.teacher.info.record(
-            self.teacher_val_loss, tokens,
+            self.teacher_val_loss, tokens, **self.shared,
             teacher_val_loss_unit="the teacher's nats on the student's validation text, per student token")
         return ObjectiveRecord(teacher=teacher, distillation=DistillationRecord(
             **self.loss_config.model_dump(), mode=MODE, uld_weight=self.uld_weight, note=LAW_NOTE,

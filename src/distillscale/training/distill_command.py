@@ -8,19 +8,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distillscale.console import console
+import typer
+
+from distillscale.console import console, print_json
 from distillscale.cli_options import with_config_options
-from distillscale.training.commands import report
-from distillscale.training.config import TEACHER_FIXED_KEYS, DistillConfig
+from distillscale.training.commands import exit_status, report
+from distillscale.training.config import DISTILL_LEFT_OUT, DistillConfig
 from distillscale.training.records import RunResult
 from distillscale.units import format_quantity
 
 
+GENERATIONS_HELP = ("K >= 1: a self-distillation chain (born-again networks): generation 1 distilled from "
+                    "--teacher, each next one from the one before, all with these settings and the half of the "
+                    "corpus generation 1 reads (with --split teacher and --unique-tokens, the teacher's pool); "
+                    "into OUT/generation-1 .. OUT/generation-K, OUT a directory it makes; run again, it skips the "
+                    "finished generations and resumes an interrupted one (default: one student, into OUT itself)")
+
+
 def distill_command(config: Path | None = None, as_json: bool = False,
+                    generations: int | None = typer.Option(None, "--generations", help=GENERATIONS_HELP),
                     **settings) -> int:
     """Distil a teacher into a student of the family (knowledge distillation).
 
-    The student trains on the student half of the corpus (the teacher trained on the other half), with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z z-loss. result.json adds the teacher (its validation loss on the same split, its size), the KD settings and the teacher's forward FLOPs; val_loss is the student's cross-entropy against the data.
+    The student trains on the half of the corpus its run teacher did not train on (--split teacher: the teacher's own half, for self-distillation or distillation on a fixed pool; result.json's teacher.student_read and the summary say so), with the teacher's tokenizer, to minimise (1 - lambda) CE + lambda KD + lambda_z z-loss. result.json adds the teacher (its validation loss on the same split, its size), the KD settings and the teacher's forward FLOPs; val_loss is the student's cross-entropy against the data.
 
     With --teacher-cache the student reads the cache's windows and its top-k or sampled predictions instead (teacher FLOPs 0 for the run; the cache's one-time cost is in its cache.json). With --teacher-url (and --top-k K, --tokenizer) it reads the teacher's top-K log-probabilities from an OpenAI-compatible completions server (`distillscale serve-teacher`, vLLM). Top-k targets (--top-k, a top-k cache, a server) keep the teacher's tail mass outside the k ids as one more category; the run measures the teacher's top-k mass on its first tokens, warns when it is low and records it in result.json (top_k_targets); a server that fails is retried, then the run stops (exit 2) with its checkpoints intact.
 
@@ -28,16 +38,21 @@ def distill_command(config: Path | None = None, as_json: bool = False,
 
     Given several times, --teacher distils from the teachers' weighted mixture in probability space (--teacher-weight, one per teacher; equal by default), or, as --teacher NAME=PATH with --teacher-route FIELD, from the teacher that each document's jsonl/parquet FIELD names; several --teacher-url merge their servers' top-k on the union of ids; every teacher speaks the student's tokenizer, and result.json records each one's loss, FLOPs and weight (see docs/guides/teacher_mixtures.md).
 
-    Interrupted runs resume when the same command is run again.
+    Interrupted runs resume when the same command is run again; with --generations K, a self-distillation chain into OUT/generation-1 .. generation-K.
     """
     from distillscale.settings import load_config
+    from distillscale.training.chain import distill_chain
     from distillscale.training.distillation import distill
 
-    return report(distill(load_config(DistillConfig, config, settings)), as_json, _print_summary)
+    loaded = load_config(DistillConfig, config, settings)
+    if generations is None:
+        return report(distill(loaded), as_json, _print_summary)
+    return report_chain(distill_chain(loaded, generations), loaded.out, as_json)
 
 
-distill_command = with_config_options(distill_command, DistillConfig, leave_out=TEACHER_FIXED_KEYS,
-                                      json_help="print result.json instead of a summary")
+distill_command = with_config_options(distill_command, DistillConfig, leave_out=DISTILL_LEFT_OUT,
+                                      json_help="print result.json instead of a summary (with --generations, every "
+                                                "generation's, in one object)")
 
 
 def _print_summary(result: RunResult) -> None:
@@ -62,6 +77,8 @@ def _print_summary(result: RunResult) -> None:
         f"{format_quantity(result.flops)} FLOPs {flops}: student validation loss "
         f"{result.val_loss:.4f} nats/token, "
         f"{format_quantity(result.tokens_per_second)} tokens/s", highlight=False)
+    if teacher.student_read_its_text:
+        console.print(teacher.describe_shared_text(result.unique_tokens), highlight=False)
     for each in teachers or []:
         share = "token share" if (teacher.model_extra or {}).get("route") else "weight"
         console.print(f"  {each.get('name') or each['path']}: {share} {each['weight']:.3g}, validation loss "
@@ -88,3 +105,33 @@ def _print_summary(result: RunResult) -> None:
                       highlight=False)
     if result.distillation is not None and result.distillation.mode == "cross-tokenizer":
         console.print(f"mode: cross-tokenizer ({result.distillation.note})", highlight=False)
+
+
+def report_chain(results: list[RunResult], out: Path, as_json: bool) -> int:
+    """Print a chain's generations (`training.chain`): one line each, its loss, its teacher's and the change,
+    in nats/token of the tokenizer and validation text named first; or, with --json, all of them as one
+    object. The exit status is the last generation's (1 when it diverged)."""
+    import os
+
+    from distillscale.training.chain import generation_dir, generation_records
+    from distillscale.training.run_dir import RunDirectory
+
+    if os.environ.get("RANK", "0") != "0":
+        return 0 if results[-1].completed else 1
+    identity = RunDirectory(generation_dir(out, 1)).loss_identity()
+    units = identity.describe() if identity is not None else "nats/token"
+    records = generation_records(results, out)
+    if as_json:
+        print_json({"unit": "nats/token", "losses": units,
+                    "generations": [record.to_json(result) for record, result in zip(records, results)]})
+        return exit_status(results[-1])
+    console.print(f"{len(records)} generation{'s' * (len(records) > 1)} in {generation_dir(out, 1)} .. "
+                  f"generation-{len(records)}; validation losses in {units}:", highlight=False)
+    for record in records:
+        loss = "diverged" if record.val_loss is None else f"loss {record.val_loss:.4f}"
+        change = "" if record.change is None else f", change {record.change:+.4f}"
+        console.print(f"generation {record.generation}: {loss}, its teacher's {record.teacher_val_loss:.4f}"
+                      f"{change} nats/token", highlight=False)
+    if results[-1].completed and results[-1].teacher.student_read_its_text:
+        console.print(results[-1].teacher.describe_shared_text(results[-1].unique_tokens), highlight=False)
+    return exit_status(results[-1])

@@ -74,6 +74,7 @@ from distillscale.training.teachers import (
     load_teacher,
     resolve_student_data,
     same_tokenizer,
+    shared_text,
     tokenizer_difference,
 )
 from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass, teacher_log_probs
@@ -86,10 +87,12 @@ class DistillationObjective:
     chunk by chunk inside `distillation_loss`, so neither model's [tokens, V] logits exist at once.
     """
 
-    def __init__(self, teacher: Teacher, loss_config: DistillationLossConfig, teacher_val_loss: float):
+    def __init__(self, teacher: Teacher, loss_config: DistillationLossConfig, teacher_val_loss: float,
+                 shared: dict[str, str] | None = None):
         self.teacher = teacher
         self.loss_config = loss_config
         self.teacher_val_loss = teacher_val_loss
+        self.shared = shared or {}  # the teacher's training text the student read (`teachers.shared_text`)
         self.extra_flops_per_token = teacher.info.forward_flops_per_token
         self.top_k_targets = None  # the top-k check's record (`_check_live_top_k`)
 
@@ -102,7 +105,7 @@ class DistillationObjective:
 
     def record(self, tokens: int) -> ObjectiveRecord:
         return ObjectiveRecord(
-            teacher=self.teacher.info.record(self.teacher_val_loss, tokens),
+            teacher=self.teacher.info.record(self.teacher_val_loss, tokens, **self.shared),
             distillation=DistillationRecord(**self.loss_config.model_dump()), top_k_targets=self.top_k_targets,
             flops_method=f"{FLOPS_METHOD}; plus the teacher's forward pass on every training token, "
                          f"teacher.forward_flops_per_token x tokens")
@@ -443,7 +446,8 @@ def _make_objective(config: DistillConfig, source: TeacherSource, data: Prepared
         teacher.to(compute_dtype(group.device))
     if config.compile:  # after its validation loss, which the eager teacher computed as the teacher's own run
         teacher.compile_trunk()
-    objective = DistillationObjective(teacher, config.loss_config(data.vocab_size), teacher_val_loss)
+    objective = DistillationObjective(teacher, config.loss_config(data.vocab_size), teacher_val_loss,
+                                      shared_text(source, config))
     if config.top_k is not None and config.top_k < data.vocab_size:
         objective.top_k_targets = _check_live_top_k(teacher, data.split(config.split), config, group)
     return objective
@@ -477,4 +481,7 @@ def _make_cross_tokenizer_objective(config: DistillConfig, source: TeacherSource
     teacher_val_loss = teacher_text_loss(teacher, aligner, data.split("val"), config.seq_len, config.batch_size,
                                          config.eval_tokens, bf16_autocast(group.device, plan.bf16))
     teacher.to(compute_dtype(group.device))
-    return CrossTokenizerObjective(teacher, aligner, config.loss_config(data.vocab_size), config.uld_weight, teacher_val_loss)
+    # the same half is the same text whatever the tokenizer (pieces split by their text), not the same subset
+    shared = shared_text(source, config) and {"trained_split": source.trained_split, "student_read": "split"}
+    return CrossTokenizerObjective(teacher, aligner, config.loss_config(data.vocab_size), config.uld_weight,
+                                   teacher_val_loss, shared)

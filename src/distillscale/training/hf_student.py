@@ -156,6 +156,9 @@ def check_generic_student_run(config: Any) -> None:
     """Refuse, in one line, what the generic student path does not have (`config`: a train or distill
     config whose --student-init is a generic Hugging Face directory)."""
     path = Path(config.student_init).expanduser()
+    if config.dropout:
+        raise UserError(f"--dropout is the family's: --student-init {path} trains through Hugging Face, with the "
+                        f"dropout its own config sets; leave out --dropout")
     trust_remote_code = bool(getattr(config, "trust_remote_code", False))
     check_hf_student(path, trust_remote_code)
     if config.tokenizer is not None:  # the output layer against the tokenizer before the data is prepared

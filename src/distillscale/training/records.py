@@ -249,6 +249,33 @@ class TeacherRecord(BaseModel):
     forward_flops_per_token: float | None = None
     flops: float = 0.0
     flops_method: str | None = None
+    # A student that trained on its teacher's own training text (self-distillation, a fixed pool of data):
+    # the half of the corpus the teacher run trained on, and how much of its text the student read: "split"
+    # (the same half), "subset" (the same half and the same fixed subset of --unique-tokens). Absent: the
+    # student read other text (the other half, another corpus) or nothing says which (a Hugging Face teacher).
+    trained_split: Literal["teacher", "student"] | None = None
+    student_read: Literal["split", "subset"] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unshared_text(self, handler):
+        """`trained_split` and `student_read` only where the student read the teacher's training text."""
+        values = handler(self)
+        return {key: value for key, value in values.items()
+                if key not in ("trained_split", "student_read") or value is not None}
+
+    @property
+    def student_read_its_text(self) -> bool:
+        """Whether the student trained on text its teacher trained on (its own half of the same corpus)."""
+        return self.student_read is not None
+
+    def describe_shared_text(self, unique_tokens: int | None = None) -> str:
+        """The sentence a summary prints when the student read its teacher's training text ("" otherwise)."""
+        if self.student_read is None:
+            return ""
+        subset = (f", the same fixed subset of {unique_tokens:,} unique tokens" if self.student_read == "subset"
+                  and unique_tokens else "")
+        return (f"the student trained on its teacher's own training text (the {self.trained_split} half of the "
+                f"same corpus{subset}): self-distillation on a fixed pool, not held-out text")
 
 
 class ForkRecord(BaseModel):

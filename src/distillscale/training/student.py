@@ -88,4 +88,10 @@ class FamilyStudent(CountsFromRecord, Transformer):
 
     def sample_continuations(self, prompt: torch.Tensor, new_tokens: int, temperature: float,
                              uniforms: torch.Tensor) -> torch.Tensor:
-        return generate(self, prompt, new_tokens, temperature, uniforms=uniforms).tokens
+        """Sampled in eval mode (no dropout in the policy's samples), the mode restored after."""
+        was_training = self.training
+        self.eval()
+        try:
+            return generate(self, prompt, new_tokens, temperature, uniforms=uniforms).tokens
+        finally:
+            self.train(was_training)

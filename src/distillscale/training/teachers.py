@@ -53,6 +53,7 @@ class TeacherSource:
     tokenizer_path: Path | None  # None: a Hugging Face directory saved without its tokenizer
     corpus: dict[str, Any] = field(default_factory=dict)  # a run teacher's CORPUS_SETTINGS
     trained_split: str | None = None  # the half of its corpus a run teacher trained on
+    trained_unique_tokens: int | None = None  # a run teacher's --unique-tokens (None: its whole half)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _run_source(path: Path, role: str = "teacher", then: str = ", then distil fr
     if "data" in corpus and recorded is not None and recorded[0].path is not None:
         corpus["data"] = recorded[0].path   # as it resolved when the run read it: from any directory
     return TeacherSource(path=path, kind="run", tokenizer_path=tokenizer_path, corpus=corpus,
-                         trained_split=settings.get("split"))
+                         trained_split=settings.get("split"), trained_unique_tokens=settings.get("unique_tokens"))
 
 
 def _is_hf_model(path: Path) -> bool:
@@ -228,6 +229,24 @@ def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher
     if split is not None:
         split.check(student_data, given=given,
                     fix=f"give the corpus itself as --data, which is then split as the {role} did")
+
+
+def shared_text(source: TeacherSource, config) -> dict[str, str]:
+    """What result.json's `teacher` says when the student (`config`, resolved) trains on its run teacher's
+    own training text: the same half of the same corpus ({"trained_split", "student_read": "split"}), and
+    with the teacher's --unique-tokens, the very subset it trained on ("subset": subsets are a fixed order of
+    the half's chunks, `data.repetition.unique_subset`). {} for other text: the other half, another corpus
+    (--other-corpus, or --data with other content), a Hugging Face teacher (nothing says what it read).
+    A legitimate choice (`distill --split teacher`): the validation split, which the leak check guards
+    (`check_teacher_data`), is the same either way."""
+    if source.kind != "run" or source.trained_split is None or config.split != source.trained_split \
+            or getattr(config, "other_corpus", False):
+        return {}
+    trained = TrainedSplit.of_run(source.path)
+    if trained is None or not trained.reads_my_corpus(config.data_config()):
+        return {}
+    same_subset = config.unique_tokens is not None and config.unique_tokens == source.trained_unique_tokens
+    return {"trained_split": source.trained_split, "student_read": "subset" if same_subset else "split"}
 
 
 def check_start_data(start: str | Path, student_data, other_corpus: bool = False) -> None:
