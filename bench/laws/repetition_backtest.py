@@ -109,9 +109,10 @@ def evaluate(name: str, bootstrap: int, prior_median: float | None, forms: bool 
 # (`base`: its prediction with its R_D*). Each adds to the loss (or changes R_D* per run); its
 # parameters are fitted (least |log residual|) four ways: on the runs of <= 4 epochs (what a user's
 # fit could do; the runs of one epoch move only the forms whose term is not 0 there), on the
-# held-out runs of every other unique-token budget U or model size N
-# (leave one group out: the group is scored with parameters chosen without it), and on every held-out
-# run (in-sample: the best the form can do, not a prediction).
+# held-out runs of every other unique-token budget U, model size N or training curve (one N on one U)
+# (leave one group out: the group is scored with parameters chosen without it), on every held-out
+# run (in-sample: the best the form can do, not a prediction), and on the runs up to 16 or 64 epochs
+# (LONGER: a user with longer runs), scoring those beyond.
 def _forms(N, D, U, law):
     E, capacity = D / U, N / U
 
@@ -136,6 +137,10 @@ def _forms(N, D, U, law):
     def falling(t):         # R_D* = R0 (N/U)^-|k|: never rising with N/U
         return [t[0], abs(t[1])]
 
+    def knee(t, base, smooth):   # multiplicative rise past x0: L (x/x0)^c (a power law in x), kinked or softplus
+        z = np.log((E - 1) * capacity ** t[0]) - t[2]
+        return base * np.exp(np.exp(t[1]) * (np.logaddexp(0.0, z) if smooth else np.maximum(0.0, z)))
+
     return {
         "+ k ln(D/U)": (lambda t, base: base * np.exp(t[0] * np.log(E)), [0.01]),
         "+ c (N/U)^a ln(D/U)": (lambda t, base: base * np.exp(t[0] * capacity ** t[1] * np.log(E)), [0.01, 1.0]),
@@ -152,6 +157,19 @@ def _forms(N, D, U, law):
             lambda t, base: overfit(t[2:], redecayed(falling(t), base)), [np.log(30.0), 0.5, 1.0, np.log(300.0), 0.0]),
         "R_D* = R0 (N/U)^-|k|, + c ln(x/x0)^2 past x0": (
             lambda t, base: onset(t[2:], redecayed(falling(t), base)), [np.log(30.0), 0.5, 1.0, -3.0, np.log(30.0)]),
+        # multiplicative (log-space) over-fitting terms
+        "R_D* = R0 (N/U)^-|k|, * (x/x0)^c past x0": (
+            lambda t, base: knee(t[2:], redecayed(falling(t), base), False), [np.log(30.0), 0.5, 1.0, -3.0, np.log(30.0)]),
+        "R_D* = R0 (N/U)^-|k|, * exp(c softplus(ln(x/x0)))": (
+            lambda t, base: knee(t[2:], redecayed(falling(t), base), True), [np.log(30.0), 0.5, 1.0, -3.0, np.log(30.0)]),
+        "ln L + c (D/U)^a (N/U)^b": (lambda t, base: base * np.exp(np.exp(t[0]) * E ** t[1] * capacity ** t[2]),
+                                     [-6.0, 0.7, 1.0]),
+        "R_D* = R0 (N/U)^-|k|, ln L + c (D/U)^a (N/U)^b": (
+            lambda t, base: redecayed(falling(t), base) * np.exp(np.exp(t[2]) * E ** t[3] * capacity ** t[4]),
+            [np.log(30.0), 0.5, -6.0, 0.7, 1.0]),
+        "R_D* = R0 (N/U)^-|k|, L e^(c (D/U-1)(N/U)^a) up to ln V": (
+            lambda t, base: np.minimum(UNIFORM_LOSS, redecayed(falling(t), base)
+                                       * np.exp(np.exp(t[3]) * (E - 1) * capacity ** t[2])), [np.log(30.0), 0.5, 1.0, -6.0]),
     }
 
 
@@ -171,13 +189,15 @@ def other_forms(N, D, U, loss, base, law) -> dict:
     E = D / U
     early, late = E <= CUT * 1.0001, E > CUT * 1.0001
     forms = _forms(N, D, U, law)
+    # one training curve: the runs of one model size on one unique-token budget (its epochs)
+    curve = np.unique(np.column_stack([N, U]), axis=0, return_inverse=True)[1].reshape(-1)
     out = {}
     for name, (form, start) in forms.items():
         row = {}
         with np.errstate(all="ignore"):
             theta = _fit_form(form, start, base, loss, early)   # every run of <= 4 epochs, one epoch included
             row["fitted on <= 4 epochs"] = scored(form(theta, base)[late] / loss[late] - 1, None, E[late])
-            for label, group in (("leave one U out", U), ("leave one N out", N)):
+            for label, group in (("leave one U out", U), ("leave one N out", N), ("leave one curve out", curve)):
                 predicted = np.empty(len(N))
                 for value in np.unique(group[late]):
                     test = late & (group == value)
@@ -187,8 +207,16 @@ def other_forms(N, D, U, loss, base, law) -> dict:
                 row[label] = scored(errors, None, E[late])
             row["in-sample (not a prediction)"] = scored(form(_fit_form(form, start, base, loss, late), base)[late]
                                                          / loss[late] - 1, None, E[late])
+            for cut in LONGER:   # a user with longer runs: constants fitted up to `cut` epochs, those beyond scored
+                beyond = E > cut * 1.0001
+                errors = form(_fit_form(form, start, base, loss, ~beyond), base)[beyond] / loss[beyond] - 1
+                row[f"fitted on <= {cut:g} epochs, beyond"] = summary(np.where(np.isfinite(errors), errors, 1e6), None)
         out[name] = row
     return out
+
+
+# Longer fitted ranges for the forms' constants (the law and its R_D* stay those of <= 4 epochs).
+LONGER = (16.0, 64.0)
 
 
 # Predict only up to a stated epoch ratio (LIMITS: candidates, a multiple of the fit's 4 epochs),
@@ -263,6 +291,7 @@ def main() -> None:
         for name_, row in result.get("forms", {}).items():
             print(f"  form {name_} (on the data-constrained fit; no intervals):")
             for how, bands in row.items():
+                bands = bands if "all" in bands else {"all": bands}   # the longer fits: one summary
                 s = bands["all"]
                 print(f"    {how:<30} mean {s['mean_abs_error']:7.2%}  max {min(s['max_abs_error'], 99.99):6.1%}  "
                       f"over-predicted {s['over_predicted']:.0%}  by band: " + ", ".join(
