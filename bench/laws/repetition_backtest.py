@@ -116,15 +116,16 @@ def evaluate(name: str, bootstrap: int, prior_median: float | None, forms: bool 
 def _forms(N, D, U, law):
     E, capacity = D / U, N / U
 
-    def decay(t):   # R_D* = exp(t0) (N/U)^-t1: models small for their unique data get more from repeats
-        r_star = np.clip(np.nan_to_num(np.exp(t[0]) * capacity ** (-t[1]), nan=1e4), 0.05, 1e4)   # the box
+    def decay(t, curved=0.0):   # R_D* = exp(t0) (N/U)^(-t1 - curved ln(N/U)): small models get more from repeats
+        r_star = np.exp(t[0] - (t[1] + curved * np.log(capacity)) * np.log(capacity))
+        r_star = np.clip(np.nan_to_num(r_star, nan=1e4), 0.05, 1e4)   # the box
         return U + U * r_star * -np.expm1(-(E - 1) / r_star)
 
     own = law.repetition.R_D_star if law.repetition is not None and law.repetition.R_D_star < 1e4 else None
     at_own = np.asarray(law.predict(N, D if own is None else decay([np.log(own), 0.0])), float)
 
-    def redecayed(t, base):   # the base prediction with R_D* per run instead of the law's one
-        return base * np.asarray(law.predict(N, decay(t)), float) / at_own
+    def redecayed(t, base, curved=0.0):   # the base prediction with R_D* per run instead of the law's one
+        return base * np.asarray(law.predict(N, decay(t, curved)), float) / at_own
 
     def overfit(t, base):   # bounded over-fitting from an onset: x = (D/U - 1) (N/U)^a, rising toward ln V
         x = (E - 1) * capacity ** t[0]
@@ -170,6 +171,13 @@ def _forms(N, D, U, law):
         "R_D* = R0 (N/U)^-|k|, L e^(c (D/U-1)(N/U)^a) up to ln V": (
             lambda t, base: np.minimum(UNIFORM_LOSS, redecayed(falling(t), base)
                                        * np.exp(np.exp(t[3]) * (E - 1) * capacity ** t[2])), [np.log(30.0), 0.5, 1.0, -6.0]),
+        # richer, to bound what the over-fitting forms can do in-sample: R_D* curved in ln(N/U), or a
+        # second (multiplicative) rise with its own onset on top of the bounded one
+        "R_D* = R0 (N/U)^(-k - k2 ln(N/U)), + (ln V - L)(1 - exp(-(x/x0)^b))": (
+            lambda t, base: overfit(t[3:], redecayed(t, base, t[2])), [np.log(30.0), 0.5, 0.0, 1.0, np.log(300.0), 0.0]),
+        "R_D* = R0 (N/U)^-|k|, + (ln V - L)(1 - exp(-(x/x0)^b)), L (x'/x0')^c past x0'": (
+            lambda t, base: knee(t[5:], overfit(t[2:5], redecayed(falling(t), base)), False),
+            [np.log(30.0), 0.5, 1.0, np.log(300.0), 0.0, 1.0, -3.0, np.log(30.0)]),
     }
 
 

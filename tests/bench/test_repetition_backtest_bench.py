@@ -80,3 +80,19 @@ def test_each_form_is_scored_leaving_one_curve_out_and_fitted_on_longer_runs(mon
     assert row["leave one curve out"]["all"]["n"] == 12 and row["leave one curve out"]["all"]["mean_abs_error"] < 1e-4
     assert row["fitted on <= 16 epochs, beyond"]["n"] == 12 and row["fitted on <= 64 epochs, beyond"]["n"] == 6
     assert row["fitted on <= 16 epochs, beyond"]["mean_abs_error"] < 1e-4
+
+
+def test_the_curved_decay_is_the_law_s_own_at_n_over_u_of_one_and_bends_only_elsewhere():
+    module = bench()
+    law = dataclasses.replace(load_laws("busbridge2025").supervised, repetition=PUBLISHED)
+    epochs = np.array([1.0, 4.0, 30.0, 300.0, 1.0, 4.0, 30.0, 300.0])
+    N, U = np.repeat([1e8, 1e9], 4), np.full(8, 1e8)   # N/U = 1, then 10
+    D = epochs * U
+    base = np.asarray(predict_repeated(law, PUBLISHED, N, D, U), float)
+    form = module._forms(N, D, U, law)["R_D* = R0 (N/U)^(-k - k2 ln(N/U)), + (ln V - L)(1 - exp(-(x/x0)^b))"][0]
+    no_rise = [1.0, np.log(1e12), 0.0]   # the onset past every run
+    flat = form([np.log(PUBLISHED.R_D_star), 0.0, 0.0] + no_rise, base)
+    np.testing.assert_allclose(flat, base, rtol=1e-6)
+    curved = form([np.log(PUBLISHED.R_D_star), 0.0, 0.5] + no_rise, base)   # R_D* = 15.4 x 10^(-0.5 ln 10) at N/U = 10
+    np.testing.assert_allclose(curved[:4], base[:4], rtol=1e-6)
+    assert curved[4] == base[4] and np.all(curved[5:] > base[5:] * 1.001)   # a smaller R_D*: repeats worth less
