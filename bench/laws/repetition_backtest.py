@@ -301,10 +301,10 @@ def main() -> None:
             for how, bands in row.items():
                 bands = bands if "all" in bands else {"all": bands}   # the longer fits: one summary
                 s = bands["all"]
+                by_band = ", ".join(f"{band} {b['mean_abs_error']:.2%} (max {min(b['max_abs_error'], 99.99):.0%})"
+                                    for band, b in bands.items() if band != "all")
                 print(f"    {how:<30} mean {s['mean_abs_error']:7.2%}  max {min(s['max_abs_error'], 99.99):6.1%}  "
-                      f"over-predicted {s['over_predicted']:.0%}  by band: " + ", ".join(
-                          f"{band} {b['mean_abs_error']:.2%} (max {min(b['max_abs_error'], 99.99):.0%})"
-                          for band, b in bands.items() if band != "all"))
+                      f"over-predicted {s['over_predicted']:.0%}" + (f"  by band: {by_band}" if by_band else ""))
         for key, label in (("limit", "fit + predict --unique-tokens"), ("limit_ignore", "ignore repetition")):
             if key not in result:
                 continue
