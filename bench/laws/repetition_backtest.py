@@ -109,21 +109,23 @@ def evaluate(name: str, bootstrap: int, prior_median: float | None, forms: bool 
 # (`base`: its prediction with its R_D*). Each adds to the loss (or changes R_D* per run); its
 # parameters are fitted (least |log residual|) four ways: on the runs of <= 4 epochs (what a user's
 # fit could do; the runs of one epoch move only the forms whose term is not 0 there), on the
-# held-out runs of every other unique-token budget U or model size N
-# (leave one group out: the group is scored with parameters chosen without it), and on every held-out
-# run (in-sample: the best the form can do, not a prediction).
+# held-out runs of every other unique-token budget U, model size N or training curve (one N on one U)
+# (leave one group out: the group is scored with parameters chosen without it), on every held-out
+# run (in-sample: the best the form can do, not a prediction), and on the runs up to 16 or 64 epochs
+# (LONGER: a user with longer runs), scoring those beyond.
 def _forms(N, D, U, law):
     E, capacity = D / U, N / U
 
-    def decay(t):   # R_D* = exp(t0) (N/U)^-t1: models small for their unique data get more from repeats
-        r_star = np.clip(np.nan_to_num(np.exp(t[0]) * capacity ** (-t[1]), nan=1e4), 0.05, 1e4)   # the box
+    def decay(t, curved=0.0):   # R_D* = exp(t0) (N/U)^(-t1 - curved ln(N/U)): small models get more from repeats
+        r_star = np.exp(t[0] - (t[1] + curved * np.log(capacity)) * np.log(capacity))
+        r_star = np.clip(np.nan_to_num(r_star, nan=1e4), 0.05, 1e4)   # the box
         return U + U * r_star * -np.expm1(-(E - 1) / r_star)
 
     own = law.repetition.R_D_star if law.repetition is not None and law.repetition.R_D_star < 1e4 else None
     at_own = np.asarray(law.predict(N, D if own is None else decay([np.log(own), 0.0])), float)
 
-    def redecayed(t, base):   # the base prediction with R_D* per run instead of the law's one
-        return base * np.asarray(law.predict(N, decay(t)), float) / at_own
+    def redecayed(t, base, curved=0.0):   # the base prediction with R_D* per run instead of the law's one
+        return base * np.asarray(law.predict(N, decay(t, curved)), float) / at_own
 
     def overfit(t, base):   # bounded over-fitting from an onset: x = (D/U - 1) (N/U)^a, rising toward ln V
         x = (E - 1) * capacity ** t[0]
@@ -135,6 +137,10 @@ def _forms(N, D, U, law):
 
     def falling(t):         # R_D* = R0 (N/U)^-|k|: never rising with N/U
         return [t[0], abs(t[1])]
+
+    def knee(t, base, smooth):   # multiplicative rise past x0: L (x/x0)^c (a power law in x), kinked or softplus
+        z = np.log((E - 1) * capacity ** t[0]) - t[2]
+        return base * np.exp(np.exp(t[1]) * (np.logaddexp(0.0, z) if smooth else np.maximum(0.0, z)))
 
     return {
         "+ k ln(D/U)": (lambda t, base: base * np.exp(t[0] * np.log(E)), [0.01]),
@@ -152,6 +158,26 @@ def _forms(N, D, U, law):
             lambda t, base: overfit(t[2:], redecayed(falling(t), base)), [np.log(30.0), 0.5, 1.0, np.log(300.0), 0.0]),
         "R_D* = R0 (N/U)^-|k|, + c ln(x/x0)^2 past x0": (
             lambda t, base: onset(t[2:], redecayed(falling(t), base)), [np.log(30.0), 0.5, 1.0, -3.0, np.log(30.0)]),
+        # multiplicative (log-space) over-fitting terms
+        "R_D* = R0 (N/U)^-|k|, * (x/x0)^c past x0": (
+            lambda t, base: knee(t[2:], redecayed(falling(t), base), False), [np.log(30.0), 0.5, 1.0, -3.0, np.log(30.0)]),
+        "R_D* = R0 (N/U)^-|k|, * exp(c softplus(ln(x/x0)))": (
+            lambda t, base: knee(t[2:], redecayed(falling(t), base), True), [np.log(30.0), 0.5, 1.0, -3.0, np.log(30.0)]),
+        "ln L + c (D/U)^a (N/U)^b": (lambda t, base: base * np.exp(np.exp(t[0]) * E ** t[1] * capacity ** t[2]),
+                                     [-6.0, 0.7, 1.0]),
+        "R_D* = R0 (N/U)^-|k|, ln L + c (D/U)^a (N/U)^b": (
+            lambda t, base: redecayed(falling(t), base) * np.exp(np.exp(t[2]) * E ** t[3] * capacity ** t[4]),
+            [np.log(30.0), 0.5, -6.0, 0.7, 1.0]),
+        "R_D* = R0 (N/U)^-|k|, L e^(c (D/U-1)(N/U)^a) up to ln V": (
+            lambda t, base: np.minimum(UNIFORM_LOSS, redecayed(falling(t), base)
+                                       * np.exp(np.exp(t[3]) * (E - 1) * capacity ** t[2])), [np.log(30.0), 0.5, 1.0, -6.0]),
+        # richer, to bound what the over-fitting forms can do in-sample: R_D* curved in ln(N/U), or a
+        # second (multiplicative) rise with its own onset on top of the bounded one
+        "R_D* = R0 (N/U)^(-k - k2 ln(N/U)), + (ln V - L)(1 - exp(-(x/x0)^b))": (
+            lambda t, base: overfit(t[3:], redecayed(t, base, t[2])), [np.log(30.0), 0.5, 0.0, 1.0, np.log(300.0), 0.0]),
+        "R_D* = R0 (N/U)^-|k|, + (ln V - L)(1 - exp(-(x/x0)^b)), L (x'/x0')^c past x0'": (
+            lambda t, base: knee(t[5:], overfit(t[2:5], redecayed(falling(t), base)), False),
+            [np.log(30.0), 0.5, 1.0, np.log(300.0), 0.0, 1.0, -3.0, np.log(30.0)]),
     }
 
 
@@ -171,13 +197,15 @@ def other_forms(N, D, U, loss, base, law) -> dict:
     E = D / U
     early, late = E <= CUT * 1.0001, E > CUT * 1.0001
     forms = _forms(N, D, U, law)
+    # one training curve: the runs of one model size on one unique-token budget (its epochs)
+    curve = np.unique(np.column_stack([N, U]), axis=0, return_inverse=True)[1].reshape(-1)
     out = {}
     for name, (form, start) in forms.items():
         row = {}
         with np.errstate(all="ignore"):
             theta = _fit_form(form, start, base, loss, early)   # every run of <= 4 epochs, one epoch included
             row["fitted on <= 4 epochs"] = scored(form(theta, base)[late] / loss[late] - 1, None, E[late])
-            for label, group in (("leave one U out", U), ("leave one N out", N)):
+            for label, group in (("leave one U out", U), ("leave one N out", N), ("leave one curve out", curve)):
                 predicted = np.empty(len(N))
                 for value in np.unique(group[late]):
                     test = late & (group == value)
@@ -187,8 +215,16 @@ def other_forms(N, D, U, loss, base, law) -> dict:
                 row[label] = scored(errors, None, E[late])
             row["in-sample (not a prediction)"] = scored(form(_fit_form(form, start, base, loss, late), base)[late]
                                                          / loss[late] - 1, None, E[late])
+            for cut in LONGER:   # a user with longer runs: constants fitted up to `cut` epochs, those beyond scored
+                beyond = E > cut * 1.0001
+                errors = form(_fit_form(form, start, base, loss, ~beyond), base)[beyond] / loss[beyond] - 1
+                row[f"fitted on <= {cut:g} epochs, beyond"] = summary(np.where(np.isfinite(errors), errors, 1e6), None)
         out[name] = row
     return out
+
+
+# Longer fitted ranges for the forms' constants (the law and its R_D* stay those of <= 4 epochs).
+LONGER = (16.0, 64.0)
 
 
 # Predict only up to a stated epoch ratio (LIMITS: candidates, a multiple of the fit's 4 epochs),
@@ -263,11 +299,12 @@ def main() -> None:
         for name_, row in result.get("forms", {}).items():
             print(f"  form {name_} (on the data-constrained fit; no intervals):")
             for how, bands in row.items():
+                bands = bands if "all" in bands else {"all": bands}   # the longer fits: one summary
                 s = bands["all"]
+                by_band = ", ".join(f"{band} {b['mean_abs_error']:.2%} (max {min(b['max_abs_error'], 99.99):.0%})"
+                                    for band, b in bands.items() if band != "all")
                 print(f"    {how:<30} mean {s['mean_abs_error']:7.2%}  max {min(s['max_abs_error'], 99.99):6.1%}  "
-                      f"over-predicted {s['over_predicted']:.0%}  by band: " + ", ".join(
-                          f"{band} {b['mean_abs_error']:.2%} (max {min(b['max_abs_error'], 99.99):.0%})"
-                          for band, b in bands.items() if band != "all"))
+                      f"over-predicted {s['over_predicted']:.0%}" + (f"  by band: {by_band}" if by_band else ""))
         for key, label in (("limit", "fit + predict --unique-tokens"), ("limit_ignore", "ignore repetition")):
             if key not in result:
                 continue
