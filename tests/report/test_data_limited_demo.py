@@ -1,8 +1,8 @@
 """`distillscale demo --data-limited` end to end on a tiny design (the demo's own design, shrunk: tiny
 models, 2,048-token runs, a 1-epoch pool and a 4-epoch pool): every run of the plan trained or distilled,
-the weight-decay grid's best taken by every later run, the students reading their teachers' pool, the
-table and JSON with the same numbers, the law fitted on the runs; a second call trains nothing; bad
-input refused in one line."""
+each pool's weight-decay grid's best taken by every other run of the pool, the students reading their
+teachers' pool, the table and JSON with the same numbers, the law fitted on the runs; a second call
+trains nothing; bad input refused in one line."""
 
 from __future__ import annotations
 
@@ -16,20 +16,25 @@ from tests.report.test_own_teacher import markov_corpus
 
 TINY = DataLimitedDesign(depth=1, larger_depth=2, aspect_ratio=16, head_dim=16, seq_len=16, batch_size=2,
                          tokens="2048", vocab_size=300, eval_tokens="1K", save_every=20, pools=("2048", "512"),
-                         grid_pool="512", weight_decays=(1e-3, 1e-2, 1e-1), seeds=(0, 1), generations=2)
+                         grids={"2048": (1e-3, 1e-1), "512": (1e-3, 1e-2, 1e-1)}, seeds=(0, 1), generations=2)
 
 
 def test_the_demo_design_is_the_one_documented():
-    """21 runs: the 5-value grid at the 16K pool; per pool 2 seeds alone, 3 generations, the depth-3
-    teacher and its student, the ensemble of 2 distilled into one; every generation from the previous."""
-    runs = {run.run_id: run for run in plan_runs(design_module.DEMO_DESIGN)}
-    assert len(runs) == 21 and design_module.DEMO_DESIGN.epochs("16K") == 16
-    assert [r.weight_decay for r in runs.values() if r.role == "grid"] == [1e-4, 1e-3, 1e-2, 3e-2, 1e-1]
+    """20 runs trained: per pool a 3-value weight-decay grid (its best is the seed-0 run alone), seed 1
+    alone, 3 generations, the depth-3 teacher and its student, the ensemble of 2 distilled into one;
+    every generation from the previous, every run of a pool after its grid."""
+    design = design_module.DEMO_DESIGN
+    runs = {run.run_id: run for run in plan_runs(design)}
+    assert len([r for r in runs.values() if r.command != "link"]) == 20 and design.epochs("16K") == 16
+    assert [r.weight_decay for r in runs.values() if r.role == "grid" and r.pool == "16K"] == [1e-2, 3e-2, 1e-1]
+    assert [r.weight_decay for r in runs.values() if r.role == "grid" and r.pool == "256K"] == [1e-4, 1e-3, 1e-2]
+    assert runs["d2-u16K-alone-s0"].command == "link"
     assert runs["d2-u16K-gen1"].teachers == ("d2-u16K-alone-s0",)
     assert runs["d2-u16K-gen3"].teachers == ("d2-u16K-gen2",)
     assert runs["d2-u256K-ensemble2"].teachers == ("d2-u256K-alone-s0", "d2-u256K-alone-s1")
     assert runs["d2-u16K-larger"].depth == 3 and runs["d2-u16K-from-larger"].teachers == ("d2-u16K-larger",)
-    assert all(set(r.needs) >= {f"d2-grid-wd{wd:g}" for wd in (1e-4, 0.1)} for r in runs.values() if r.role != "grid")
+    assert all(set(r.needs) >= {f"d2-u{r.pool}-wd{wd:g}" for wd in design.grids[r.pool]}
+               for r in runs.values() if r.role != "grid")
 
 
 @pytest.fixture(scope="module")
@@ -61,22 +66,27 @@ def _call(main, args):
 
 
 @pytest.mark.slow
-def test_every_run_finishes_and_takes_the_grids_best_weight_decay(demo):
+def test_every_run_finishes_and_takes_its_pools_best_weight_decay(demo):
     code, out, err = demo["first"]
     assert code == 0, err
     result = json.loads(out)
     plan = plan_runs(TINY)
     assert set(result["statuses"]) == {run.run_id for run in plan}
     assert set(result["statuses"].values()) == {"completed"}
-    grid = result["weight_decay"]
-    best = min(grid["losses"], key=grid["losses"].get)
-    assert float(best) == grid["best"] and grid["inside"] == (best == "0.01")
+    for pool in result["pools"]:
+        grid = pool["weight_decay"]
+        best = min(grid["losses"], key=grid["losses"].get)
+        assert float(best) == grid["best"] and grid["inside"] == (best == "0.01")
+        alone = demo["out"] / f"d1-u{pool['pool']}-alone-s0"
+        assert alone.is_symlink() and alone.resolve() == (demo["out"] / f"d1-u{pool['pool']}-wd{best}").resolve()
+        assert pool["alone_seeds"][0] == grid["losses"][best]
     for run in plan:
         config = json.loads((demo["out"] / run.run_id / "config.json").read_text())["config"]
         assert config["unique_tokens"] == TINY.count(run.pool)
         assert config["split"] == "teacher"  # students read their teachers' pool
         if run.role != "grid":
-            assert config["weight_decay"] == grid["best"]
+            best = next(pool for pool in result["pools"] if pool["pool"] == run.pool)["weight_decay"]["best"]
+            assert config["weight_decay"] == best
 
 
 @pytest.mark.slow

@@ -281,9 +281,9 @@ class DemoSettings(CommandSettings):
     data_limited: bool = option(False, help="distillation when data is the limit, on --data: one small model trained "
                                             "alone on a fixed pool of unique tokens read for 16 epochs (and on a "
                                             "1-epoch pool), against self-distillation chains, a larger teacher's "
-                                            "student and an ensemble's student, after a weight-decay grid; the "
-                                            "data-limited law fitted on the runs (21 runs, about 15 minutes on 2 "
-                                            "cores)")
+                                            "student and an ensemble's student, after a weight-decay grid per pool; "
+                                            "the data-limited law fitted on the runs (20 runs, about 10 minutes on "
+                                            "2 idle cores)")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")

@@ -28,7 +28,7 @@ from distillscale.report.data_limited_records import (DataLimitedResult, LawCons
                                                       PoolResult)
 from distillscale.report.data_limited_table import table_lines
 from distillscale.sweeps.data_limited import (DataLimitedDesign, best_weight_decay, cell_id, check_corpus_size,
-                                              plan_runs, read_result, run_plan)
+                                              grid_id, plan_runs, read_result, run_plan)
 
 DEFAULT_DATA = BUILTIN_PREFIX + "stdlib"
 DESIGN_FILE = "data_limited_design.json"
@@ -99,11 +99,9 @@ def _check_same_design(root: Path, corpus: str, design: DataLimitedDesign) -> No
 def collect(root: Path, corpus: str, design: DataLimitedDesign, statuses: dict[str, str],
             wall_seconds: float) -> DataLimitedResult:
     """The finished runs' numbers, per pool, and the law fitted on them."""
-    grid_done = all(statuses.get(f"d{design.depth}-grid-wd{wd:g}") == "completed" for wd in design.weight_decays)
-    choice = best_weight_decay(root, design) if grid_done else None
-    pools = [_pool(root, design, pool) for pool in design.pools]
+    pools = [_pool(root, design, pool, statuses) for pool in design.pools]
     units = f"nats/token, the validation split of {corpus} in the runs' {design.vocab_size}-id tokenizer trained on it"
-    return DataLimitedResult(root, corpus, units, design, choice, pools, fit_law(pools), statuses, wall_seconds)
+    return DataLimitedResult(root, corpus, units, design, pools, fit_law(pools), statuses, wall_seconds)
 
 
 def _loss(root: Path, run_id: str, teacher: bool = False) -> float | None:
@@ -113,8 +111,10 @@ def _loss(root: Path, run_id: str, teacher: bool = False) -> float | None:
     return result["teacher"]["teacher_val_loss"] if teacher else result["val_loss"]
 
 
-def _pool(root: Path, design: DataLimitedDesign, pool: str) -> PoolResult:
+def _pool(root: Path, design: DataLimitedDesign, pool: str, statuses: dict[str, str]) -> PoolResult:
     cell = cell_id(design, pool)
+    grid_done = all(statuses.get(grid_id(design, pool, wd)) == "completed" for wd in design.grids[pool])
+    choice = best_weight_decay(root, design, pool) if grid_done else None
     seeds = [loss for seed in design.seeds if (loss := _loss(root, f"{cell}-alone-s{seed}")) is not None]
     mean = float(np.mean(seeds)) if seeds else None
 
@@ -129,7 +129,7 @@ def _pool(root: Path, design: DataLimitedDesign, pool: str) -> PoolResult:
                    for g in range(1, design.generations + 1)]
     counted = read_result(root / f"{cell}-alone-s{design.seeds[0]}") or {}  # as the sampler counts them
     unique, epochs = counted.get("unique_tokens", design.count(pool)), counted.get("epochs", design.epochs(pool))
-    return PoolResult(pool, unique, epochs, seeds, mean,
+    return PoolResult(pool, unique, epochs, choice, seeds, mean,
                       (max(seeds) - min(seeds)) / 2 if len(seeds) > 1 else None, generations,
                       measured(f"depth-{design.larger_depth} teacher alone", f"{cell}-larger"),
                       measured("  its student", f"{cell}-from-larger"),

@@ -23,13 +23,14 @@ class Measured:
 
 @dataclass(frozen=True)
 class PoolResult:
-    """One pool: its unique tokens and epochs; the runs trained alone (mean, half the seeds' range),
+    """One pool: its unique tokens and epochs, its weight-decay grid; the runs trained alone (mean, half the seeds' range),
     the chain's generations, the larger teacher and its student, the ensemble (its mixture's loss) and
     its student."""
 
     pool: str
     unique_tokens: int
     epochs: float
+    weight_decay: WeightDecayChoice | None  # None: the pool's grid did not complete
     alone_seeds: list[float]
     alone_mean: float | None
     alone_spread: float | None
@@ -57,13 +58,12 @@ class LawConstants:
 
 @dataclass(frozen=True)
 class DataLimitedResult:
-    """What `demo --data-limited` measured: where, on what, the weight-decay choice, each pool, the law."""
+    """What `demo --data-limited` measured: where, on what, each pool, the law, each run's status."""
 
     sweep_dir: Path
     corpus: str
     units: str
     design: DataLimitedDesign
-    weight_decay: WeightDecayChoice | None
     pools: list[PoolResult]
     law: LawConstants
     statuses: dict[str, str]
@@ -72,6 +72,7 @@ class DataLimitedResult:
     def to_json(self) -> dict:
         payload = asdict(self)
         payload["sweep_dir"] = str(self.sweep_dir)
-        if self.weight_decay is not None:
-            payload["weight_decay"]["losses"] = {f"{wd:g}": loss for wd, loss in self.weight_decay.losses.items()}
+        for pool, record in zip(self.pools, payload["pools"]):
+            if pool.weight_decay is not None:
+                record["weight_decay"]["losses"] = {f"{wd:g}": loss for wd, loss in pool.weight_decay.losses.items()}
         return payload

@@ -17,7 +17,6 @@ def table_lines(result: DataLimitedResult) -> list[str]:
              "Validation loss, nats/token: the corpus's validation split in the runs'",
              f"{design.vocab_size}-id tokenizer trained on it; Delta against the same size",
              "trained alone on the same pool (the mean of its seeds)."]
-    lines += _weight_decay_lines(result)
     for pool in result.pools:
         lines += ["", *_pool_lines(pool)]
     lines += ["", *_law_lines(result)]
@@ -27,21 +26,21 @@ def table_lines(result: DataLimitedResult) -> list[str]:
     return lines
 
 
-def _weight_decay_lines(result: DataLimitedResult) -> list[str]:
-    choice = result.weight_decay
+def _weight_decay_lines(pool: PoolResult) -> list[str]:
+    choice = pool.weight_decay
     if choice is None:
-        return ["weight decay: the grid did not complete, so no run after it ran"]
+        return ["  weight decay: the pool's grid did not complete, so no other run of it ran"]
     grid = ", ".join(f"{wd:g} {loss:.4f}" for wd, loss in choice.losses.items())
-    lines = [f"weight decay {choice.best:g}, the best of the grid at the {result.design.grid_pool} pool",
-             f"  ({grid}),"]
+    lines = [f"  weight decay {choice.best:g}, the best of ({grid})"]
     if not choice.inside:
-        lines.append("  warning: the best lies at the grid's edge; a value beyond it may be better")
-    return lines + ["  taken by every other run."]
+        lines.append("  warning: the best lies at the grid's end; a value beyond it may be better")
+    return lines
 
 
 def _pool_lines(pool: PoolResult) -> list[str]:
-    lines = [f"pool of {format_quantity(pool.unique_tokens)} unique tokens of the teacher split, read "
-             f"{pool.epochs:g} time{'s' if pool.epochs != 1 else ''}:",
+    read = "once" if pool.epochs == 1 else f"{pool.epochs:g} times"
+    lines = [f"pool of {format_quantity(pool.unique_tokens)} unique tokens of the teacher split, read {read}:",
+             *_weight_decay_lines(pool),
              f"{'':<{LABEL}}{'loss':>10}  Delta vs alone"]
     if pool.alone_mean is None:
         lines.append(f"{'  trained alone':<{LABEL}}{'-':>10}")

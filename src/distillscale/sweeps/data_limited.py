@@ -3,15 +3,17 @@
 One student size trained on fixed pools of unique tokens of the corpus's teacher split, each read for
 as many epochs as the run's token budget takes (a pool as large as the budget: one epoch, fresh data):
 
-- a weight-decay grid first, trained alone on the most repeated pool, whose best value every later run
-  takes (`best_weight_decay`), so that the runs trained alone are as a careful user would run them;
-- per pool: the student size trained alone (one run per seed); a chain of generations, each distilled
+- per pool, a weight-decay grid first (trained alone, seed 0), whose best run is the pool's seed-0 run
+  trained alone (a link to it, not trained again) and whose best value every other run of the pool
+  takes (`best_weight_decay`), so that the runs trained alone are as a careful user would run them (the
+  best decay moves with the epochs: 16 epochs want several times more than one);
+- then the student size trained alone with the other seeds; a chain of generations, each distilled
   from the previous one (the first from the seed-0 run alone), same size, same pool; a larger teacher
   trained alone and its student; the runs trained alone, as an ensemble (the engine's mixture of
   teachers), distilled into one.
 
 Each run is a run directory of the engine (`distillscale train` / `distill`) under the sweep directory,
-named as in the bench's research sweep (bench/distillation/data_limited.py): d2-grid-wd0.01,
+named as in the bench's research sweep (bench/distillation/data_limited.py): d2-u16K-wd0.03,
 d2-u16K-alone-s0, d2-u16K-gen1, d2-u16K-larger, d2-u16K-from-larger, d2-u16K-ensemble2. The runs go
 through the sweep's local executor (long-lived worker processes, one torch thread per run), each as
 soon as the runs it needs have finished; a run with a result.json is done and is never run again, an
@@ -38,7 +40,7 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 class DataLimitedDesign:
     """The sizes, budgets and pools of the runs. `pools[0]` is the 1-epoch pool (as many unique tokens
     as the budget `tokens`: fresh data), against which the others' repetition penalty is measured;
-    `grid_pool` the pool of the weight-decay grid."""
+    `grids` the weight decays tried on each pool (per step at peak lr)."""
 
     depth: int = 2
     larger_depth: int = 3
@@ -53,8 +55,8 @@ class DataLimitedDesign:
     eval_tokens: str = "64K"
     save_every: int = 250
     pools: tuple[str, ...] = ("256K", "16K")
-    grid_pool: str = "16K"
-    weight_decays: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
+    grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"256K": (1e-4, 1e-3, 1e-2),
+                                                                         "16K": (1e-2, 3e-2, 1e-1)})
     seeds: tuple[int, ...] = (0, 1)
     generations: int = 3
 
@@ -73,8 +75,9 @@ DEMO_DESIGN = DataLimitedDesign()
 
 @dataclass(frozen=True)
 class DataLimitedRun:
-    """One run: `command` train or distill; `role` grid, alone, chain, larger, student-of-larger or
-    ensemble; `weight_decay` None takes the grid's best; `needs` the runs that must finish first."""
+    """One run: `command` train, distill, or link (the seed-0 run alone: the best of its pool's grid);
+    `role` grid, alone, chain, larger, student-of-larger or ensemble; `weight_decay` None takes the
+    pool's best; `needs` the runs that must finish first."""
 
     run_id: str
     command: str
@@ -88,8 +91,8 @@ class DataLimitedRun:
     needs: tuple[str, ...] = field(default=())
 
 
-def grid_id(design: DataLimitedDesign, weight_decay: float) -> str:
-    return f"d{design.depth}-grid-wd{weight_decay:g}"
+def grid_id(design: DataLimitedDesign, pool: str, weight_decay: float) -> str:
+    return f"{cell_id(design, pool)}-wd{weight_decay:g}"
 
 
 def cell_id(design: DataLimitedDesign, pool: str) -> str:
@@ -97,26 +100,29 @@ def cell_id(design: DataLimitedDesign, pool: str) -> str:
 
 
 def plan_runs(design: DataLimitedDesign) -> list[DataLimitedRun]:
-    """Every run of the design, the grid first, then pool by pool (the most repeated pool last)."""
-    grid = tuple(grid_id(design, wd) for wd in design.weight_decays)
-    runs = [DataLimitedRun(run_id, "train", design.depth, design.grid_pool, "grid", weight_decay=wd)
-            for run_id, wd in zip(grid, design.weight_decays)]
+    """Every run of the design: every pool's grid first (the runs everything else waits for: the demo
+    ends about a minute sooner on 2 cores), then pool by pool, the 1-epoch pool first."""
+    runs = []
     for pool in design.pools:
         cell = cell_id(design, pool)
+        grid = tuple(grid_id(design, pool, wd) for wd in design.grids[pool])
+        runs += [DataLimitedRun(run_id, "train", design.depth, pool, "grid", seed=design.seeds[0], weight_decay=wd)
+                 for run_id, wd in zip(grid, design.grids[pool])]
         alone = tuple(f"{cell}-alone-s{seed}" for seed in design.seeds)
+        runs.append(DataLimitedRun(alone[0], "link", design.depth, pool, "alone", seed=design.seeds[0], needs=grid))
         runs += [DataLimitedRun(run_id, "train", design.depth, pool, "alone", seed=seed, needs=grid)
-                 for run_id, seed in zip(alone, design.seeds)]
+                 for run_id, seed in zip(alone[1:], design.seeds[1:])]
         previous = alone[0]
         for g in range(1, design.generations + 1):
             runs.append(DataLimitedRun(f"{cell}-gen{g}", "distill", design.depth, pool, "chain", teachers=(previous,),
-                                   generation=g, needs=grid + (previous,)))
+                                       generation=g, needs=grid + (previous,)))
             previous = f"{cell}-gen{g}"
         runs.append(DataLimitedRun(f"{cell}-larger", "train", design.larger_depth, pool, "larger", needs=grid))
         runs.append(DataLimitedRun(f"{cell}-from-larger", "distill", design.depth, pool, "student-of-larger",
-                               teachers=(f"{cell}-larger",), needs=grid + (f"{cell}-larger",)))
+                                   teachers=(f"{cell}-larger",), needs=grid + (f"{cell}-larger",)))
         runs.append(DataLimitedRun(f"{cell}-ensemble{len(alone)}", "distill", design.depth, pool, "ensemble",
-                               teachers=alone, needs=grid + alone))
-    return runs
+                                   teachers=alone, needs=grid + alone))
+    return sorted(runs, key=lambda run: run.role != "grid")  # stable: the order within each part is kept
 
 
 def read_result(run_dir: Path) -> dict | None:
@@ -137,16 +143,27 @@ class WeightDecayChoice:
     inside: bool
 
 
-def best_weight_decay(root: Path, design: DataLimitedDesign) -> WeightDecayChoice:
-    """The weight decay of the grid's lowest validation loss (every grid run finished)."""
-    losses = {wd: read_result(root / grid_id(design, wd))["val_loss"] for wd in design.weight_decays}
+def best_weight_decay(root: Path, design: DataLimitedDesign, pool: str) -> WeightDecayChoice:
+    """The weight decay of the pool's grid's lowest validation loss (every grid run finished)."""
+    grid = design.grids[pool]
+    losses = {wd: read_result(root / grid_id(design, pool, wd))["val_loss"] for wd in grid}
     best = min(losses, key=lambda wd: losses[wd])
-    return WeightDecayChoice(losses, best, min(losses) < best < max(losses))
+    return WeightDecayChoice(losses, best, min(grid) < best < max(grid))
+
+
+def link_best(root: Path, run: DataLimitedRun, design: DataLimitedDesign) -> float:
+    """Make `run` (the pool's seed-0 run alone) a link to the best run of its pool's grid; its weight decay."""
+    best = best_weight_decay(root, design, run.pool).best
+    link = root / run.run_id
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(grid_id(design, run.pool, best), target_is_directory=True)
+    return best
 
 
 def run_args(run: DataLimitedRun, root: Path, data: str, design: DataLimitedDesign) -> tuple[str, ...]:
     """The `distillscale` command line of `run` (the grid's best weight decay once it has finished)."""
-    wd = run.weight_decay if run.weight_decay is not None else best_weight_decay(root, design).best
+    wd = run.weight_decay if run.weight_decay is not None else best_weight_decay(root, design, run.pool).best
     args = [run.command, "--data", data, "--n-layers", str(run.depth), "--unique-tokens", run.pool,
             "--weight-decay", f"{wd:g}", "--seed", str(run.seed), "--aspect-ratio", str(design.aspect_ratio),
             "--head-dim", str(design.head_dim), "--seq-len", str(design.seq_len), "--batch-size",
@@ -179,6 +196,11 @@ def run_plan(runs: list[DataLimitedRun], root: Path, data: str, design: DataLimi
                 pending.remove(run)
                 status[run.run_id] = "blocked"
                 progress(f"{run.run_id} blocked: a run it needs did not complete")
+            for run in [run for run in pending if run.command == "link" and all(status.get(n) == "completed"
+                                                                                for n in run.needs)]:
+                pending.remove(run)
+                status[run.run_id] = "completed"
+                progress(f"{run.run_id}: the best of its pool's grid, weight decay {link_best(root, run, design):g}")
             for run in [run for run in pending if all(status.get(n) == "completed" for n in run.needs)]:
                 if not free:
                     break
@@ -192,7 +214,9 @@ def run_plan(runs: list[DataLimitedRun], root: Path, data: str, design: DataLimi
                 run, slot = active.pop(future)
                 free.append(slot)
                 status[run.run_id] = _status(future, root / run.run_id)
-                progress(f"{run.run_id} {status[run.run_id]} ({sum(s == 'completed' for s in status.values())}/"
+                loss = (f", validation loss {read_result(root / run.run_id)['val_loss']:.4f} nats/token"
+                        if status[run.run_id] == "completed" else f": see {root / run.run_id}.log")
+                progress(f"{run.run_id} {status[run.run_id]}{loss} ({sum(s == 'completed' for s in status.values())}/"
                          f"{len(runs)} done, {time.perf_counter() - started:.0f} s)")
     finally:
         executor.shutdown()
