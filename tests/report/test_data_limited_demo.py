@@ -158,3 +158,32 @@ def test_a_directory_it_did_not_make_is_refused(cli, tmp_path):
     (out / "notes.txt").write_text("mine")
     code, _, err = cli("demo", "--data-limited", "--out", out)
     assert code == 2 and "is not empty" in err and (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_a_failed_run_blocks_the_runs_that_need_it_and_the_demo_says_so(demo, tmp_path, monkeypatch):
+    """The finished sweep copied, a generation removed and made to fail: the next generation is blocked,
+    the table leaves both blank and names them, the exit status is 1; the other runs are reused."""
+    import shutil
+
+    from distillscale.cli import main
+
+    out = tmp_path / "sweep"
+    shutil.copytree(demo["out"], out, symlinks=True)
+    for run_id in ("d1-u512-gen1", "d1-u512-gen2"):
+        shutil.rmtree(out / run_id)
+    real_args = design_module.run_args
+
+    def failing(run, root, data, design):
+        args = real_args(run, root, data, design)
+        return (*args, "--no-such-flag") if run.run_id == "d1-u512-gen1" else args
+
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(demo["root"] / "cache"))
+    monkeypatch.setattr(design_module, "DEMO_DESIGN", TINY)
+    monkeypatch.setattr(design_module, "run_args", failing)
+    code, table, err = _call(main, ["demo", "--data-limited", "--data", str(demo["corpus"]), "--out", str(out)])
+    assert code == 1 and "2 runs did not complete" in err
+    assert "d1-u512-gen1 failed: see" in err and "d1-u512-gen2 blocked" in err
+    assert "2 runs did not complete (their rows are blank): d1-u512-gen1, d1-u512-gen2" in table
+    assert table.count("(did not complete)") == 2
+    assert not (out / "d1-u512-gen2").exists() and (out / "d1-u512-gen1.log").read_text().strip()
