@@ -3,7 +3,8 @@
 corpus at a time.
 
 Each model has a state (L, F): L its loss on its pool, F the loss it would reach on fresh data at the same
-size and tokens (here: the same run on the 1-epoch pool). The law (laws/data_limited.py):
+size and tokens (here: the same run on the 1-epoch pool). The law and its fits are the product's
+(src/distillscale/laws/data_limited_fit.py, which `distillscale demo --data-limited` fits on a user's runs):
 
     student of a teacher (L_T, F_T):  L_S = F_S + kappa (L_T - F_T) + delta_S
     ensemble of k trained alone:      L_k = L_1 - eta (1 - 1/k) (L_1 - F_1)
@@ -39,6 +40,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from distillscale.laws import data_limited_fit as laws_fit
+from distillscale.laws.data_limited_fit import EnsemblePair, StudentPair
 
 ROOT = Path(__file__).resolve().parents[2]
 FRESH = "256K"
@@ -87,13 +91,14 @@ def pairs(table: dict) -> list[dict]:
     return out
 
 
+def _pair(r: dict) -> StudentPair:
+    return StudentPair(r["L_T"], r["F_T"], r["L_S"], r["F_S"], r["penalty_alone"], (r["corpus"], r["depth"], r["pool"]))
+
+
 def fit_kappa_lambda(rows: list[dict]) -> tuple[float, float, float]:
     """Least squares of L_S - F_S on (L_T - F_T, penalty alone), no intercept; the residual RMS."""
-    x = np.array([[r["L_T"] - r["F_T"], r["penalty_alone"]] for r in rows])
-    y = np.array([r["L_S"] - r["F_S"] for r in rows])
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    residual = y - x @ coef
-    return float(coef[0]), float(coef[1]), float(np.sqrt(np.mean(residual ** 2)))
+    fit = laws_fit.fit_kappa_lambda([_pair(r) for r in rows])
+    return fit.kappa, fit.lam, fit.residual_rms
 
 
 def ensembles(table: dict) -> list[dict]:
@@ -114,25 +119,12 @@ def ensembles(table: dict) -> list[dict]:
 
 
 def fit_eta(rows: list[dict]) -> float:
-    x = np.array([(1 - 1 / r["k"]) * (r["L_1"] - r["F_1"]) for r in rows])
-    y = np.array([r["L_1"] - r["L_k"] for r in rows])
-    return float(x @ y / (x @ x))
+    return laws_fit.fit_eta([EnsemblePair(r["k"], r["L_1"], r["F_1"], r["L_k"]) for r in rows])
 
 
 def bootstrap(rows: list[dict], draws: int = 400, seed: int = 0) -> np.ndarray:
     """kappa, lambda refitted on cells (corpus, depth, pool) resampled with replacement."""
-    cells = sorted({(r["corpus"], r["depth"], r["pool"]) for r in rows})
-    by_cell = defaultdict(list)
-    for r in rows:
-        by_cell[(r["corpus"], r["depth"], r["pool"])].append(r)
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(draws):
-        chosen = [cells[i] for i in rng.integers(0, len(cells), len(cells))]
-        sample = [r for c in chosen for r in by_cell[c]]
-        kappa, lam, _ = fit_kappa_lambda(sample)
-        samples.append((kappa, lam))
-    return np.array(samples)
+    return laws_fit.bootstrap_kappa_lambda([_pair(r) for r in rows], draws, seed)
 
 
 def chain_prediction(table: dict, corpus: str, depth: int, pool: str, kappa: float, lam: float) -> list[tuple]:

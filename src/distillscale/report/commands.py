@@ -278,6 +278,12 @@ class DemoSettings(CommandSettings):
     other_corpus: bool = option(False, help="with a --teacher run: --data shares no text with the corpus it trained "
                                             "on; split it on its own, without the run's split settings or the check "
                                             "that keeps its training text out of the laws' validation split")
+    data_limited: bool = option(False, help="distillation when data is the limit, on --data: one small model trained "
+                                            "alone on a fixed pool of unique tokens read for 16 epochs (and on a "
+                                            "1-epoch pool), against self-distillation chains, a larger teacher's "
+                                            "student and an ensemble's student, after a weight-decay grid per pool; "
+                                            "the data-limited law fitted on the runs (20 runs, about 10 minutes on "
+                                            "2 idle cores)")
     workers: int | None = option(None, min=1, help="runs at once (default: the number of cores)")
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print report.json instead of a summary")
@@ -285,18 +291,19 @@ class DemoSettings(CommandSettings):
 
 @command(DemoSettings)
 def demo_command(s: DemoSettings) -> int:
-    """The main job: run the built-in micro sweep on Python's standard library sources (or --data),
-    fit the scaling laws to it, and write report.html. Running it again reuses the finished runs."""
+    """The main job: the built-in micro sweep on Python's standard library sources (or --data), the laws fitted
+    to it, report.html (--data-limited: its own runs and table). Running it again reuses the finished runs."""
     import time
 
     from distillscale.report.demo import run_demo
     from distillscale.report.report import REPORT_HTML
 
+    if s.data_limited:
+        return _data_limited_demo(s)
     start = time.perf_counter()
     sweep_dir, report, counts = run_demo(s.out, s.quick, s.workers, progress=lambda m: _progress(m, "demo"),
-                                         data=s.data, scale=s.scale, repetition=s.repetition,
-                                         capacity_gap=s.capacity_gap, lr_law=s.lr_law,
-                                         bias_correction=not s.no_bias_correction, teacher=s.teacher,
+                                         data=s.data, scale=s.scale, repetition=s.repetition, capacity_gap=s.capacity_gap,
+                                         lr_law=s.lr_law, bias_correction=not s.no_bias_correction, teacher=s.teacher,
                                          trust_remote_code=s.trust_remote_code, other_corpus=s.other_corpus)
     if s.as_json:
         print_json({**report, "warnings": report_warnings(report)})
@@ -307,6 +314,38 @@ def demo_command(s: DemoSettings) -> int:
         console.print(styled("report: ", (str(sweep_dir / REPORT_HTML), "bold"),
                              f" (demo took {time.perf_counter() - start:.0f} s)"), highlight=False, soft_wrap=True)
     return _unfinished(counts, sweep_dir)
+
+
+# what `demo --data-limited` leaves out: its own design (flag: the value that means "not given")
+NOT_WITH_DATA_LIMITED = {"--quick": ("quick", False), "--scale": ("scale", "micro"),
+                         "--repetition": ("repetition", False), "--capacity-gap": ("capacity_gap", False),
+                         "--lr-law": ("lr_law", None), "--teacher": ("teacher", None),
+                         "--trust-remote-code": ("trust_remote_code", False), "--other-corpus": ("other_corpus", False),
+                         "--no-bias-correction": ("no_bias_correction", False)}
+
+
+def _data_limited_demo(s: DemoSettings) -> int:
+    """`demo --data-limited`: its runs, then its table (or its JSON); 1 when some runs did not complete."""
+    from distillscale.errors import UserError
+    from distillscale.report.data_limited import run_data_limited
+    from distillscale.report.data_limited_table import table_lines
+
+    given = [flag for flag, (name, unset) in NOT_WITH_DATA_LIMITED.items() if getattr(s, name) != unset]
+    if given:
+        raise UserError(f"--data-limited runs its own design: leave out {', '.join(given)}")
+    result = run_data_limited(s.data, s.out, s.workers, progress=lambda m: _progress(m, "demo"))
+    if s.as_json:
+        print_json(result.to_json())
+    else:
+        for line in table_lines(result):
+            console.print(line, highlight=False, soft_wrap=True)
+        console.print(f"report: {result.sweep_dir / 'data_limited.md'} (demo took {result.wall_seconds:.0f} s)",
+                      highlight=False, soft_wrap=True)
+    unfinished = [run_id for run_id, status in result.statuses.items() if status != "completed"]
+    if unfinished:
+        warn(f"{len(unfinished)} runs did not complete: see their logs in {result.sweep_dir}; run the demo again "
+             "to retry them")
+    return 1 if unfinished else 0
 
 
 def _unfinished(counts: dict, sweep_dir: Path) -> int:
