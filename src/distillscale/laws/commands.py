@@ -174,7 +174,27 @@ def _distillation_table(result) -> Table:
                                 f"({format_quantity(check.tokens)} tokens), {check.penalty:+.2%} loss over fresh data")
     if result.teacher_measured:
         table.add_row("teacher's data", "measured: its loss as given (--teacher-loss), its own data")
+    if result.data_limited is not None:
+        _data_limited_rows(table, result.data_limited)
     return table
+
+
+def _data_limited_rows(table: Table, states) -> None:
+    """The data-limited law's part: each model's loss on its pool and with fresh data, the share of
+    the teacher's repetition penalty the student inherits, and the constants."""
+    teacher, student, constants = states.teacher, states.student, states.constants
+    table.add_row("teacher L_T / fresh F_T", f"{teacher.value:.4f}{_span(teacher.loss)} / "
+                                             f"{float(teacher.fresh.value):.4f} nats/token")
+    table.add_row("student fresh F_S", f"{float(student.fresh.value):.4f} nats/token (with fresh data, its "
+                                       "teacher's too)")
+    table.add_row("inherited", f"kappa x (L_T - F_T) = {constants.kappa.value:.3g} x {teacher.penalty:.4f} = "
+                               f"{states.inherited:.4f} nats/token in L_S")
+    table.add_row("constants", constants.describe())
+
+
+def _span(prediction) -> str:
+    """' [low, high]' of a loss with an interval, '' without one."""
+    return f" [{float(prediction.low):.4f}, {float(prediction.high):.4f}]" if prediction.has_interval else ""
 
 
 # --- distillscale fit ... -------------------------------------------------------------------------
