@@ -187,7 +187,7 @@ def plan_lines(plan: DataLimitedPlan) -> list[str]:
              else f"the best k of {DEFAULT_KS[0]}-{DEFAULT_KS[-1]} is {best.k}")
     lines.append(f"Best: {plan.best.label}; self-distillation: {which}")
     lines.append(_stops_line(chain, plan.chain_k))
-    lines.append(f"Run sheet, self-distillation for {plan.chain_k} (each generation, or the whole chain at once):")
+    lines.append(f"Run sheet, {plan.chain_k} generations (one by one, or the whole chain at once):")
     for command in plan.commands():   # wrapped at spaces, a shell's continuation at each break
         command = command.replace(" --", "\n--").replace(" ", "\xa0").replace("\n", " ")   # a flag and its value
         parts = textwrap.wrap(command, 72, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
