@@ -113,3 +113,17 @@ def test_bad_generations_is_one_line_exit_2(cli, extra, fragment):
     code, out, err = cli("plan", "--law", "busbridge2025", "--student-params", "1.5B", "--compute", "1.5e19", *extra)
     assert code == 2 and out == ""
     assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_plan_s_student_of_a_teacher_on_the_pool_is_the_data_limited_law_s():
+    """The plan's table and its data-limited comparison give the same student: its loss as if its teacher had
+    seen fresh data, plus kappa of the teacher's repetition penalty."""
+    import distillscale as ds
+
+    plan = ds.plan("busbridge2025", compute=C, student_params=N, teacher=ds.ExistingTeacher(params=N, tokens=8e8),
+                   unique_tokens=U)
+    given = plan.data_limited.options[-1]
+    assert given.kind == "teacher"
+    assert plan.headline.student_tokens == pytest.approx(given.tokens, rel=1e-9)
+    assert plan.headline.student_loss == pytest.approx(given.final.value, rel=1e-9)
+    assert plan.headline.student_loss < plan.headline.teacher_loss   # it beats its same-size teacher
