@@ -87,6 +87,7 @@ for _path in ("distill", "cache-logits"):   # their flags have --no- forms
 for _path in ("plan", "teacher", "predict distillation"):
     ADDED_SINCE[_path] = (ADDED_SINCE.get(_path) or set()) | {"--teacher-unique-tokens"}
 ADDED_SINCE["predict distillation"] |= {"--unique-tokens"}
+ADDED_SINCE["plan"] |= {"--generations"}   # self-distillation and ensembles on a pool, at equal compute
 # Recorded flags that repeat since (a single value still reads as before), or became optional: their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"},
