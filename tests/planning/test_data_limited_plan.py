@@ -97,6 +97,15 @@ def test_without_generations_the_plan_says_the_best_k(cli):
     record = json.loads(out)["data_limited"]
     assert record["generations"] is None and record["best_chain_k"] in (1, 2, 3, 4)
     assert record["chain_generations"] == record["best_chain_k"]
+    best = next(o for o in record["options"] if o["label"] == record["best"])
+    code, brief, _ = cli(*PLAN)   # one screen: the best option in three lines
+    assert code == 0
+    part = brief[brief.index("Data-limited"):].splitlines()[:3]
+    low, high = best["loss_interval"]
+    assert part[0].endswith(f"best {best['label']}") and part[1].startswith(f"  {best['loss']:.4f} [{low:.4f}, {high:.4f}]")
+    assert f"best chain: k = {record['best_chain_k']}" in part[2] and all(len(line) <= 80 for line in part)
+    code, full, _ = cli(*PLAN, "--explain")   # each option, the chain's stop and the commands
+    assert code == 0 and "self-distil, 4 gens" in full and "distillscale distill --generations" in full
 
 
 def test_a_plan_on_fresh_data_has_no_data_limited_part(cli):

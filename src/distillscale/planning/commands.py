@@ -85,9 +85,10 @@ def _print_plan(result, settings: PlanSettings) -> None:
         if not brief:
             _print_repetition(result)
         if result.data_limited is not None:   # training alone, self-distillation, an ensemble, at equal compute
-            from distillscale.planning.data_limited import plan_lines
+            from distillscale.planning.data_limited import plan_lines, summary_lines
 
-            for line in plan_lines(result.data_limited):
+            full = not brief or settings.generations is not None
+            for line in (plan_lines if full else summary_lines)(result.data_limited):
                 console.print(line, highlight=False, soft_wrap=True)
     from distillscale.planning.brief import said_in_brief
 

@@ -196,6 +196,33 @@ def plan_lines(plan: DataLimitedPlan) -> list[str]:
     return lines
 
 
+def summary_lines(plan: DataLimitedPlan) -> list[str]:
+    """The comparison in three lines (a plan's one screen): the best option, its loss with its interval,
+    the pool it reads and how many times, and Δ against training alone with its verdict."""
+    best, pool = plan.best, format_quantity(plan.unique_tokens)
+    final = best.final
+    span = f" [{float(final.loss.low):.4f}, {float(final.loss.high):.4f}]" if final.loss.has_interval else ""
+    runs = len(best.runs) if best.kind != "ensemble" else best.k + 1
+    lines = [f"Data-limited ({pool} unique tokens, equal compute): best {best.label}",
+             f"  {final.value:.4f}{span} nats/token, {runs} run{'s' if runs > 1 else ''} x "
+             f"{best.tokens / plan.unique_tokens:.3g} epochs"]
+    for part in ("; --explain: each option", "; --explain: all"):   # the longest that fits
+        if len(lines[1] + part) <= 80:
+            lines[1] += part
+            break
+    if best.difference is None:
+        said = "  no other option beats training alone"
+    else:
+        d = best.difference
+        said = (f"  Δ vs alone {d.value:+.4f}" + (f" [{d.low:+.4f}, {d.high:+.4f}]" if d.has_interval else "")
+                + f": {d.verdict}")
+    for part in (f"; self-distillation's best k: {plan.best_of('chain').k}", f"; best chain: k = {plan.best_of('chain').k}"):
+        if len(said + part) <= 80:
+            said += part
+            break
+    return lines + [said]
+
+
 def _stops_line(chain: Chain, k: int) -> str:
     """Where another generation stops paying in the chain of k generations."""
     paying, gaining = chain.stops_paying, chain.stops_gaining
@@ -206,12 +233,12 @@ def _stops_line(chain: Chain, k: int) -> str:
 
 
 def plan_data_limited(result, forward: ForwardFlops) -> DataLimitedPlan | None:
-    """The data-limited comparison of a plan (`planning.plans.Plan`) with a pool and a distillation
-    law, at its compute and its (first) student's size; the given teacher's option when it has one
+    """The data-limited comparison of a plan of one student size (`planning.plans.ScenarioPlans`) with a
+    pool and a distillation law, at its compute and that size; the given teacher's option when it has one
     (given by its size and tokens: trained on its pool, `planning.repetition.teacher_pool`; measured:
     its loss as measured, its pool unknown). None on fresh data, or for a plan of another kind."""
     settings = result.settings
-    if settings.unique_tokens is None or result.laws.distillation is None or result.kind not in ("plans", "sweep"):
+    if settings.unique_tokens is None or result.laws.distillation is None or result.kind != "plans":
         return None
     students = list(result.scenario_plans().values())
     if not students:
