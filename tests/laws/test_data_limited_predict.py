@@ -58,3 +58,24 @@ def test_text_and_json_carry_the_same_losses_with_intervals(cli):
     assert f"{states['teacher']['loss']:.4f} [{low:.4f}, {high:.4f}] / {states['teacher']['loss_fresh']:.4f}" in text
     assert f"= {states['inherited']:.4f}" in text
     assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_a_measured_teacher_whose_pool_is_given_takes_its_pool_s_penalty_off(laws, cli):
+    result = predict_distillation(laws, 1.5e9, 800e6, teacher_loss=3.5, unique_tokens=50e6, constants=CONSTANTS,
+                                  teacher_unique_tokens=50e6, **POOL)
+    law = DataLimitedLaw(laws, CONSTANTS)
+    alone = law.alone(1.5e9, 800e6, 50e6)
+    teacher = result.data_limited.teacher
+    assert result.teacher_loss == 3.5 and teacher.value == 3.5
+    assert teacher.penalty == pytest.approx(alone.penalty)   # the law's penalty at its run, off its measured loss
+    assert float(result.prediction.value) == law.student(1.5e9, 800e6, 50e6, teacher).value
+    assert result.pools["teacher"] == {"measured": True, "unique_tokens": 50e6, "tokens": 800e6,
+                                       "epochs": pytest.approx(16.0)}
+    code, out, _ = cli(*ARGS, "--teacher-loss", "3.5", "--teacher-unique-tokens", "50M", "--json")
+    assert code == 0
+    record = json.loads(out)["data_limited"]["teacher"]
+    assert record["loss"] == 3.5 and record["loss_fresh"] == pytest.approx(3.5 - alone.penalty)
+    code, out, err = cli(*ARGS, "--teacher-loss", "3.5")   # without its pool: a loss and a size are two teachers
+    assert code == 2 and "not both" in err
+    code, out, err = cli(*ARGS[:6], "--teacher-loss", "3.5", "--teacher-unique-tokens", "50M")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "give --teacher-params and --teacher-tokens too" in err

@@ -109,13 +109,16 @@ class DistilledLossPrediction:
         """Which pool of unique tokens each model reads and how many times (epochs): the student, the
         student trained alone, and the teacher (a measured teacher: its loss as given); empty on fresh
         data."""
-        if self.repetition is None and self.teacher_repetition is None:
+        if self.repetition is None and self.teacher_repetition is None and not self.teacher_measured:
             return {}
         out = {name: {"unique_tokens": check.unique_tokens, "tokens": check.tokens, "epochs": check.epochs}
                for name, check in (("student", self.repetition), ("student_alone", self.supervised_repetition),
                                    ("teacher", self.teacher_repetition)) if check is not None}
         if self.teacher_measured:
-            out["teacher"] = {"measured": True}
+            teacher = None if self.data_limited is None else self.data_limited.teacher
+            out["teacher"] = {"measured": True} if teacher is None or teacher.unique_tokens is None else {
+                "measured": True, "unique_tokens": teacher.unique_tokens, "tokens": teacher.tokens,
+                "epochs": teacher.epochs}
         return out
 
     @property
@@ -216,19 +219,26 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     data_limited = DataLimitedLaw(laws, constants)
     teacher_state = None   # a teacher trained on a pool, under the data-limited law
     if teacher_loss is not None:
-        if teacher_params is not None or teacher_tokens is not None:
+        # a measured teacher whose pool is known: its size, tokens and pool with its loss
+        pooled = teacher_params is not None and teacher_tokens is not None and U_T is not None
+        if (teacher_params is not None or teacher_tokens is not None) and not pooled:
             raise ParameterError(("teacher_loss", "teacher_params", "teacher_tokens"),
                                  "give either {} or {} with {}, not both")
-        if U_T is not None:
-            raise ParameterError(("teacher_unique_tokens", "teacher_loss"),
+        if U_T is not None and not pooled:
+            raise ParameterError(("teacher_unique_tokens", "teacher_loss", "teacher_params", "teacher_tokens"),
                                  "{} is the pool a teacher given by its size and tokens was trained on; a teacher "
-                                 "given by {} keeps its measured loss: leave one out")
+                                 "given by {} keeps its measured loss: leave one out, or give {} and {} too (its "
+                                 "loss with fresh data is then its measured loss less its pool's penalty)")
         L_T = _positive("teacher_loss", teacher_loss, None)
         try:  # the law's own check, its message naming the parameter
             laws.check_teacher_loss(L_T, flag=ParameterError.NAME)
         except UserError as exc:
             raise ParameterError.about("teacher_loss", str(exc)) from None
         warnings.append(teacher_loss_note(laws, L_T, flag="the teacher loss"))
+        if pooled:   # the data-limited law's measured teacher: F_T = L_T less the pool's penalty at its run
+            N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
+                        _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
+            teacher_state = data_limited.measured_teacher(L_T, N_T, D_T, U_T)
     elif teacher_params is not None and teacher_tokens is not None:
         N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
                     _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
@@ -269,7 +279,7 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     return DistilledLossPrediction(laws.name, N_S, D_S, float(L_T) if teacher_check is not None else L_T, prediction,
                                    supervised, distillation.d1, list(dict.fromkeys(warnings)), alone if alone.has_interval else None,
                                    student_check, alone_check, teacher_check,
-                                   teacher_measured=teacher_loss is not None and (U_S is not None),
+                                   teacher_measured=teacher_loss is not None and (U_S is not None or U_T is not None),
                                    data_limited=states)
 
 
