@@ -62,6 +62,8 @@ def test_the_best_chain_length_is_the_lowest_loss_and_the_teacher_is_an_option(l
     assert given.kind == "teacher" and (3 * forward(N) + forward(N)) * given.tokens == pytest.approx(C)
     assert given.final.value == law.student(N, given.tokens, U, teacher).value
     assert all(len(line) <= 80 for line in plan_lines(plan))
+    assert f"its teacher: {teacher.value:.4f} on 50M tokens read 16 times" in "\n".join(plan_lines(plan))
+    assert given.to_dict()["teacher"]["loss_fresh"] == float(teacher.fresh.value)
 
 
 def test_the_run_sheet_gives_each_generation_s_command(laws, forward):

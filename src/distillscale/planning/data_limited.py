@@ -59,6 +59,7 @@ class DataLimitedOption:
     flops: float
     runs: list[PoolRun]
     difference: LossDifference | None
+    teacher: ModelState | None = None   # the given teacher (not trained here: its loss as given or predicted)
 
     @property
     def final(self) -> ModelState:
@@ -78,6 +79,7 @@ class DataLimitedOption:
         return {"kind": self.kind, "k": self.k, "label": self.label, "tokens_per_run": self.tokens, "flops": self.flops,
                 "loss": self.final.value, "loss_interval": self.final.to_dict()["loss_interval"],
                 "runs": [run.to_dict() for run in self.runs], "verdict": self.verdict,
+                **({} if self.teacher is None else {"teacher": self.teacher.to_dict()}),
                 **({} if self.difference is None else self.difference.to_dict())}
 
 
@@ -159,7 +161,7 @@ def data_limited_plan(laws: LawSet, forward: ForwardFlops, compute: float, param
         D_t = compute / flops_per_token(F, 0, 1, float(forward(teacher_params)))
         student = law.student(N, D_t, U, teacher)
         options.append(DataLimitedOption("teacher", 1, D_t, compute, [PoolRun("student", D_t, U, student)],
-                                         versus(student)))
+                                         versus(student), teacher))
     chain_k = generations if generations is not None else min(
         chains, key=lambda k: chains[k].generations[-1].value)
     return DataLimitedPlan(compute, N, U, generations, options, chains[chain_k], chain_k, law.constants)
@@ -180,6 +182,8 @@ def plan_lines(plan: DataLimitedPlan) -> list[str]:
         lines.append(f"  {option.label:<24} {final.value:.4f}{span}")
         lines.append(f"    {runs} run{'s' if runs > 1 else ''} of {format_quantity(option.tokens)} tokens, each "
                      f"reading the {pool} pool {option.tokens / plan.unique_tokens:.3g} times")
+        if option.teacher is not None:
+            lines.append("    " + _teacher_text(option.teacher))
         if option.difference is not None:
             lines.append(f"    Δ {option.difference.describe()}: {option.difference.verdict}")
     best, chain = plan.best_of("chain"), plan.chain
@@ -221,6 +225,14 @@ def summary_lines(plan: DataLimitedPlan) -> list[str]:
             said += part
             break
     return lines + [said]
+
+
+def _teacher_text(teacher: ModelState) -> str:
+    """The given teacher's loss on its pool and with fresh data, and the pool it read."""
+    if teacher.unique_tokens is None:
+        return f"its teacher: {teacher.value:.4f} as measured (its data unknown: as fresh)"
+    return (f"its teacher: {teacher.value:.4f} on {format_quantity(teacher.unique_tokens)} tokens read "
+            f"{teacher.epochs:.3g} times, {float(teacher.fresh.value):.4f} fresh")
 
 
 def _stops_line(chain: Chain, k: int) -> str:
