@@ -211,11 +211,10 @@ class DataLimitedLaw:
                               "distilled")
         base = fresh if U is None else repeated_prediction(self.supervised, fresh, N, D, U,
                                                            distilled_repetition(self.distillation))
-        kappa = self.constants.kappa.value
-        inherited = lambda k, L_T: k * (L_T - F_T)   # noqa: E731
-        corners = tuple(float(base.value) + inherited(k, L_T)
+        # kappa of the teacher's penalty, at kappa's value and at each corner (the teacher's loss there)
+        corners = tuple(float(base.value) + k * (L_T - F_T)
                         for (k, _), L_T in zip(self.constants.corners(), teacher.corners))
-        loss = _moved(base, inherited(kappa, teacher.value), corners)
+        loss = _moved(base, self.constants.kappa.value * (teacher.value - F_T), corners)
         return ModelState("student", N, D, U, loss, fresh, corners)
 
     def ensemble(self, N: float, D: float, U: float | None, members: int) -> ModelState:
@@ -224,10 +223,9 @@ class DataLimitedLaw:
         if members < 1:
             raise ParameterError("members", "{} must be at least 1")
         one = self.alone(N, D, U)
-        share = 1.0 - 1.0 / members
-        removed = lambda e: e * share * one.penalty   # noqa: E731
-        corners = tuple(one.value - removed(e) for _, e in self.constants.corners())
-        loss = _moved(one.loss, -removed(self.constants.eta.value), corners)
+        removable = (1.0 - 1.0 / members) * one.penalty   # eta of it is removed
+        corners = tuple(one.value - e * removable for _, e in self.constants.corners())
+        loss = _moved(one.loss, -self.constants.eta.value * removable, corners)
         return ModelState("ensemble", N, D, U, loss, one.fresh, corners, members)
 
     def chain(self, N: float, D: float, U: float | None, generations: int) -> Chain:
