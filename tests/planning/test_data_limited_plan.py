@@ -126,6 +126,16 @@ def test_bad_generations_is_one_line_exit_2(cli, extra, fragment):
     assert fragment in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (("--law", "busbridge2025"), "--generations compares ways to train one student size: give --student-params"),
+    (("--law", "epoch2024", "--student-params", "1.5B"), "has no distillation law"),
+])
+def test_generations_without_a_student_size_or_a_distillation_law_is_one_line_exit_2(cli, args, fragment):
+    code, out, err = cli("plan", *args, "--compute", "1.5e19", "--unique-tokens", "50M", "--generations", "2")
+    assert code == 2 and out == ""
+    assert fragment in err and len(err.strip().splitlines()) == 1
+
+
 def test_the_plan_s_student_of_a_teacher_on_the_pool_is_the_data_limited_law_s():
     """The plan's table and its data-limited comparison give the same student: its loss as if its teacher had
     seen fresh data, plus kappa of the teacher's repetition penalty."""

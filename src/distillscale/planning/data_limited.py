@@ -250,6 +250,8 @@ def plan_data_limited(result, forward: ForwardFlops) -> DataLimitedPlan | None:
     (given by its size and tokens: trained on its pool, `planning.repetition.teacher_pool`; measured:
     its loss as measured, its pool unknown). None on fresh data, or for a plan of another kind."""
     settings = result.settings
+    if settings.generations is not None:   # asked for: a law without distillation cannot answer it
+        result.laws.require_distillation()
     if settings.unique_tokens is None or result.laws.distillation is None or result.kind != "plans":
         return None
     students = list(result.scenario_plans().values())

@@ -362,6 +362,9 @@ class PlanSettings(CommandSettings):
         if self.compares_modes or self.students is not None:
             raise ParameterError("generations", "{} plans one student on a pool: leave out the mode comparison and "
                                                 "--students")
+        if self.student_params is None and self.student_model is None:
+            raise ParameterError(("generations", "student_params"), "{} compares ways to train one student size: "
+                                                                    "give {}")
 
     def _teacher_pool_combinations(self) -> None:
         """--teacher-unique-tokens: a teacher trained on a pool beside the student's, its loss from the law."""
