@@ -1,6 +1,7 @@
 """`predict distillation` with a pool of unique tokens: the data-limited law's student (Python, text, JSON)."""
 
 import json
+import re
 
 import pytest
 
@@ -54,8 +55,12 @@ def test_text_and_json_carry_the_same_losses_with_intervals(cli):
     code, text, _ = cli(*ARGS)
     assert code == 0
     assert f"{record['student_loss']:.4f} nats/token" in text
-    low, high = states["teacher"]["loss_interval"]
-    assert f"{states['teacher']['loss']:.4f} [{low:.4f}, {high:.4f}] / {states['teacher']['loss_fresh']:.4f}" in text
+    for key, row in (("loss", "teacher on its pool L_T"), ("loss_fresh", "teacher, fresh data F_T")):
+        low, high = states["teacher"][f"{key}_interval"]
+        assert re.search(rf"{re.escape(row)}\s*│ {states['teacher'][key]:.4f} \[{low:.4f}, {high:.4f}\] nats/token",
+                         text), text
+    low, high = states["student"]["loss_fresh_interval"]
+    assert f"{states['student']['loss_fresh']:.4f} [{low:.4f}, {high:.4f}] nats/token" in text
     assert f"= {states['inherited']:.4f}" in text
     assert all(len(line) <= 80 for line in text.splitlines())
 

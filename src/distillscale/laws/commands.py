@@ -190,10 +190,10 @@ def _data_limited_rows(table: Table, states) -> None:
     """The data-limited law's part: each model's loss on its pool and with fresh data, the share of
     the teacher's repetition penalty the student inherits, and the constants."""
     teacher, student, constants = states.teacher, states.student, states.constants
-    table.add_row("teacher L_T / fresh F_T", f"{teacher.value:.4f}{_span(teacher.loss)} / "
-                                             f"{float(teacher.fresh.value):.4f} nats/token")
-    table.add_row("student fresh F_S", f"{float(student.fresh.value):.4f} nats/token (with fresh data, its "
-                                       "teacher's too)")
+    table.add_row("teacher on its pool L_T", f"{teacher.value:.4f}{_span(teacher.loss)} nats/token")
+    table.add_row("teacher, fresh data F_T", f"{float(teacher.fresh.value):.4f}{_span(teacher.fresh)} nats/token")
+    table.add_row("student, fresh data F_S", f"{float(student.fresh.value):.4f}{_span(student.fresh)} nats/token "
+                                             "(its teacher's too)")
     table.add_row("inherited", f"kappa x (L_T - F_T) = {constants.kappa.value:.3g} x {teacher.penalty:.4f} = "
                                f"{states.inherited:.4f} nats/token in L_S")
     table.add_row("constants", constants.describe())

@@ -139,10 +139,13 @@ class ModelState:
         return self.tokens / self.unique_tokens
 
     def to_dict(self) -> dict:
-        interval = [float(self.loss.low), float(self.loss.high)] if self.loss.has_interval else None
+        def interval(p: Prediction) -> list[float] | None:
+            return [float(p.low), float(p.high)] if p.has_interval else None
+
         return {"role": self.role, "params": self.params, "tokens": self.tokens, "unique_tokens": self.unique_tokens,
-                "epochs": self.epochs, "loss": self.value, "loss_interval": interval,
-                "loss_fresh": float(self.fresh.value), "penalty": self.penalty, "members": self.members}
+                "epochs": self.epochs, "loss": self.value, "loss_interval": interval(self.loss),
+                "loss_fresh": float(self.fresh.value), "loss_fresh_interval": interval(self.fresh),
+                "penalty": self.penalty, "members": self.members}
 
 
 @dataclass(frozen=True)
