@@ -360,11 +360,9 @@ class PlanSettings(CommandSettings):
             raise ParameterError("generations", f"{{}} must be at least 1 (one student of a model trained alone), "
                                                 f"got {self.generations}")
         if self.compares_modes or self.students is not None:
-            raise ParameterError("generations", "{} plans one student on a pool: leave out the mode comparison and "
-                                                "--students")
+            raise ParameterError("generations", "{} plans one student: leave out the mode comparison and --students")
         if self.student_params is None and self.student_model is None:
-            raise ParameterError(("generations", "student_params"), "{} compares ways to train one student size: "
-                                                                    "give {}")
+            raise ParameterError(("generations", "student_params"), "{} compares ways to train one student size: give {}")
 
     def _teacher_pool_combinations(self) -> None:
         """--teacher-unique-tokens: a teacher trained on a pool beside the student's, its loss from the law."""
