@@ -104,7 +104,8 @@ def test_without_generations_the_plan_says_the_best_k(cli):
     assert code == 0
     part = brief[brief.index("Data-limited"):].splitlines()[:3]
     low, high = best["loss_interval"]
-    assert part[0].endswith(f"best {best['label']}") and part[1].startswith(f"  {best['loss']:.4f} [{low:.4f}, {high:.4f}]")
+    assert part[0].endswith(f"best {best['label']}")
+    assert part[1].startswith(f"  {best['loss']:.4f} [{low:.4f}, {high:.4f}]")
     assert f"best chain: k = {record['best_chain_k']}" in part[2] and all(len(line) <= 80 for line in part)
     code, full, _ = cli(*PLAN, "--explain")   # each option, the chain's stop and the commands
     assert code == 0 and "self-distil, 4 gens" in full and "distillscale distill --generations" in full

@@ -110,7 +110,8 @@ class DataLimitedPlan:
         return generation_commands(self.chain.generations[0].tokens, self.unique_tokens, self.chain_k)
 
     def to_dict(self) -> dict:
-        return {"compute": self.compute, "commands": self.commands(), "params": self.params, "unique_tokens": self.unique_tokens,
+        return {"compute": self.compute, "commands": self.commands(), "params": self.params,
+                "unique_tokens": self.unique_tokens,
                 "generations": self.generations, "options": [o.to_dict() for o in self.options],
                 "best": self.best.label, "best_chain_k": self.best_of("chain").k, "chain_generations": self.chain_k,
                 "chain": self.chain.to_dict(), "stops_paying": self.chain.stops_paying,
@@ -220,7 +221,8 @@ def summary_lines(plan: DataLimitedPlan) -> list[str]:
         d = best.difference
         said = (f"  Δ vs alone {d.value:+.4f}" + (f" [{d.low:+.4f}, {d.high:+.4f}]" if d.has_interval else "")
                 + f": {d.verdict}")
-    for part in (f"; self-distillation's best k: {plan.best_of('chain').k}", f"; best chain: k = {plan.best_of('chain').k}"):
+    k = plan.best_of("chain").k
+    for part in (f"; self-distillation's best k: {k}", f"; best chain: k = {k}"):
         if len(said + part) <= 80:
             said += part
             break

@@ -113,7 +113,8 @@ def with_teacher_check(laws: LawSet, plan: DistillationPlan, student: Repetition
     def whole(U) -> float:
         pool = U if shared else teacher.unique_tokens
         inherited = kappa * max(0.0, pooled_loss(law, teacher.params, teacher.tokens, pool, alone) - teacher.loss_fresh)
-        return max(0.0, float(repetition_penalty(law, own, student.params, student.tokens, U))) + inherited / plan.student_loss
+        own_penalty = max(0.0, float(repetition_penalty(law, own, student.params, student.tokens, U)))
+        return own_penalty + inherited / plan.student_loss
 
     through = inherited_share(plan.student_loss * (1.0 + student.penalty), teacher, kappa)
     penalty = (1.0 + through) * (1.0 + student.penalty) - 1.0
