@@ -11,6 +11,7 @@ The Python API (each name is imported on first use, so `import distillscale` loa
     ds.fit_downstream(losses, errors).error(2.5)   # Gadre et al.'s loss-to-error law of a task set
     hp = ds.fit_hyperparameters(grid)         # lr x batch runs -> hp.law.recommend(N, D): lr, batch_tokens
     ds.plan(laws, student_params=546e6, compute=1e21), ds.plan_supervised(fit.law, compute=1e21)
+    ds.DataLimitedLaw(laws).chain(1.5e9, 4e8, 5e7, generations=4)   # self-distillation on a 50M-token pool
     ds.train(ds.TrainConfig(out="runs/a", n_layers=2, tokens="2M"))    # -> RunResult
 
 The README's tour of this API runs as a test (tests/test_readme.py); docs/reference/ documents each name.
@@ -43,6 +44,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "loss_identity": "distillscale.data.loss_identity",
     "LossRecord": "distillscale.data.loss_record",
     "evaluate_loss": "distillscale.evaluation.loss",
+    "DataLimitedLaw": "distillscale.laws.data_limited",
     "DistillationPlanner": "distillscale.planning.solver",
     "plan": "distillscale.planning.plan",
     "plan_supervised": "distillscale.planning.plan",

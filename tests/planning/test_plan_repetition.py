@@ -16,7 +16,9 @@ TEACHER = ds.ExistingTeacher(params=7.75e9, tokens=155e9)
 
 @pytest.mark.last_bits
 def test_a_plans_student_loss_and_verdict_are_after_repetition(cli):
-    plan = ds.plan(point_laws(), compute=1e21, student_params=546e6, teacher=TEACHER, unique_tokens=3e9)
+    # the teacher read its own 155B tokens once (a teacher repeating the 3B pool passes part of its penalty on)
+    plan = ds.plan(point_laws(), compute=1e21, student_params=546e6, teacher=TEACHER, unique_tokens=3e9,
+                   teacher_unique_tokens=155e9)
     p, student, alone = plan.headline, plan.repetition["teacher-inference"], \
         plan.repetition["teacher-inference (pretrain instead)"]
     assert student.penalty > 0 and alone.penalty > 0
@@ -30,7 +32,8 @@ def test_a_plans_student_loss_and_verdict_are_after_repetition(cli):
     assert record["student_loss_fresh_data"] == student.loss_fresh and record["verdict_fresh_data"] == "pretrain"
     # the CLI prints the same numbers in its table
     code, out, err = cli("plan", "--compute", "1e21", "--student-params", "546M", "--teacher-params", "7.75B",
-                         "--teacher-tokens", "155B", "--unique-tokens", "3B", "--explain")
+                         "--teacher-tokens", "155B", "--unique-tokens", "3B", "--teacher-unique-tokens", "155B",
+                         "--explain")
     assert code == 0, err
     row = next(line for line in out.splitlines() if "student loss L_S" in line)
     assert f"{student.loss_repeated:.4f}" in row
@@ -124,10 +127,14 @@ def test_a_student_whose_teacher_repeats_the_corpus_shows_one_penalty_everywhere
     assert teacher.penalty > 0.04 and student.teacher is teacher
     assert p.student_loss == pytest.approx(student.loss_repeated, rel=1e-12)
     assert p.teacher_loss == pytest.approx(teacher.loss_repeated, rel=1e-12)
-    # independently: the distillation law at the repeated teacher's loss, times the student's own penalty
+    # independently, the data-limited law: the distillation law at the teacher's fresh loss times the student's
+    # own penalty, plus kappa of the teacher's penalty
+    from distillscale.laws.data_limited import load_constants
+
     own = assess_model(plan.laws, p.student_params, p.student_tokens, 3e9, 0.01, distilled=True,
                        loss_fresh=p.fresh.student_loss).penalty
-    expected = float(plan.laws.distillation.predict(p.student_params, p.student_tokens, teacher.loss_repeated)) * (1 + own)
+    expected = (float(plan.laws.distillation.predict(p.student_params, p.student_tokens, teacher.loss_fresh)) * (1 + own)
+                + load_constants().kappa.value * (teacher.loss_repeated - teacher.loss_fresh))
     assert student.loss_repeated == pytest.approx(expected, rel=1e-9)
     assert student.penalty == pytest.approx(student.loss_repeated / p.fresh.student_loss - 1, rel=1e-9)
     assert student.penalty > own + 0.02

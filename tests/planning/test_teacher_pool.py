@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+from distillscale.laws.data_limited import load_constants
+
 import distillscale as ds
 from distillscale.errors import ParameterError
 from distillscale.laws.lawset import load_laws
@@ -38,9 +40,9 @@ def test_a_given_teacher_reads_the_students_pool_at_the_loss_predict_supervised_
     check = limited.repetition["teacher-inference teacher"]
     assert (check.unique_tokens, check.epochs) == (5e7, pytest.approx(16.0))
     assert check.loss_repeated == teacher
-    # the student's loss follows its teacher's, as the distillation law says, then its own repetition
+    # the student inherits kappa of its teacher's penalty (`laws.data_limited`), on top of its own repetition
     student = limited.repetition["teacher-inference"]
-    assert student.teacher is check and student.through_teacher > 0.1
+    assert student.teacher is check and student.through_teacher > 0.05
     assert limited.plans[0].student_loss > fresh.plans[0].student_loss * (1 + student.through_teacher)
     modes = ds.plan(LAW, **PLAN, unique_tokens=5e7, on_policy=ds.OnPolicy())   # the mode comparison's too
     assert modes.teacher_loss == teacher and modes.repetition["teacher"].epochs == pytest.approx(16.0)
@@ -145,5 +147,11 @@ def test_on_fresh_data_every_prediction_is_the_one_before_the_teachers_pool_coun
     assert (q.teacher_loss, q.student_loss, q.supervised.loss, float(q.student_interval.low)) == (
         2.9237596984509957, 2.9314154786440927, 2.7821785412581654, 2.870983811971691)
     q = ds.plan(LAW, compute=1e20, student_params=5e8, scenario="teacher-pretraining", unique_tokens=5e8).plans[0]
-    assert (q.teacher_loss, q.student_loss, q.supervised.loss) == (2.7868057358586, 2.819485573696514,
-                                                                   2.7624689446087616)
+    assert (q.teacher_loss, q.supervised.loss) == (2.7868057358586, 2.7624689446087616)
+    # the student of a teacher that repeats the pool: the data-limited law (its loss with its teacher's fresh
+    # loss under its own penalty, plus kappa of the teacher's penalty)
+    check = ds.plan(LAW, compute=1e20, student_params=5e8, scenario="teacher-pretraining",
+                    unique_tokens=5e8).repetition["teacher-pretraining"]
+    own = (1 + check.penalty) / (1 + check.through_teacher)
+    inherited = load_constants().kappa.value * (q.teacher_loss - q.fresh.teacher_loss)
+    assert q.student_loss == pytest.approx(q.fresh.student_loss * own + inherited, rel=1e-12)

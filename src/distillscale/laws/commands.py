@@ -114,7 +114,9 @@ class PredictDistillationSettings(CommandSettings):
                    "--teacher-tokens was trained on them too (unless --teacher-unique-tokens)")
     teacher_unique_tokens: Annotated[float | None, quantity("--teacher-unique-tokens", kind=Quantity.TOKENS)] = option(
         None, help="unique tokens behind --teacher-tokens, when the teacher's pool is not the student's: its loss is "
-                   "then `predict supervised --unique-tokens`'s (a --teacher-loss is measured and kept as given)")
+                   "then `predict supervised --unique-tokens`'s; with --teacher-loss, --teacher-params and "
+                   "--teacher-tokens, the measured teacher's pool (its loss kept as given; its loss with fresh data is "
+                   "that less its pool's penalty)")
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
 
@@ -172,9 +174,34 @@ def _distillation_table(result) -> Table:
         if check is not None:
             table.add_row(name, f"{format_quantity(check.unique_tokens)} unique tokens read {check.epochs:.3g} times "
                                 f"({format_quantity(check.tokens)} tokens), {check.penalty:+.2%} loss over fresh data")
-    if result.teacher_measured:
+    pool = result.pools.get("teacher", {}).get("unique_tokens")
+    if result.teacher_measured and pool is None:
         table.add_row("teacher's data", "measured: its loss as given (--teacher-loss), its own data")
+    elif result.teacher_measured:
+        table.add_row("teacher's data", f"measured: its loss as given (--teacher-loss); {format_quantity(pool)} unique "
+                                        f"tokens read {result.pools['teacher']['epochs']:.3g} times: its loss with "
+                                        "fresh data is that less its pool's penalty")
+    if result.data_limited is not None:
+        _data_limited_rows(table, result.data_limited)
     return table
+
+
+def _data_limited_rows(table: Table, states) -> None:
+    """The data-limited law's part: each model's loss on its pool and with fresh data, the share of
+    the teacher's repetition penalty the student inherits, and the constants."""
+    teacher, student, constants = states.teacher, states.student, states.constants
+    table.add_row("teacher on its pool L_T", f"{teacher.value:.4f}{_span(teacher.loss)} nats/token")
+    table.add_row("teacher, fresh data F_T", f"{float(teacher.fresh.value):.4f}{_span(teacher.fresh)} nats/token")
+    table.add_row("student, fresh data F_S", f"{float(student.fresh.value):.4f}{_span(student.fresh)} nats/token "
+                                             "(its teacher's too)")
+    table.add_row("inherited", f"kappa x (L_T - F_T) = {constants.kappa.value:.3g} x {teacher.penalty:.4f} = "
+                               f"{states.inherited:.4f} nats/token in L_S")
+    table.add_row("constants", constants.describe())
+
+
+def _span(prediction) -> str:
+    """' [low, high]' of a loss with an interval, '' without one."""
+    return f" [{float(prediction.low):.4f}, {float(prediction.high):.4f}]" if prediction.has_interval else ""
 
 
 # --- distillscale fit ... -------------------------------------------------------------------------

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 
 from distillscale.errors import ParameterError, UserError
+from distillscale.laws.data_limited import DataLimitedConstants, DataLimitedLaw, ModelState
 from distillscale.laws.difference import LossDifference, decide, used_interval
 from distillscale.laws.extrapolation import (extrapolation_warnings, marked, smaller_teacher_warning,
                                             teacher_loss_note, uniform_guess_warnings)
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (DEFAULT_MAX_PENALTY, FAR_EPOCHS_FACTOR, RepetitionAssessment, assess,
-                                          distilled_repetition, fitted_epochs, pooled_loss, pooled_prediction,
-                                          repeated_prediction)
+                                          distilled_repetition, fitted_epochs, pooled_loss, pooled_prediction)
 from distillscale.laws.uncertainty import Prediction
 from distillscale.units import Quantity, check_parameter, format_quantity
 
@@ -61,6 +61,25 @@ class SupervisedLossPrediction:
 
 
 @dataclass(frozen=True)
+class DataLimitedStates:
+    """A student and its teacher under the data-limited law: each one's loss on its pool and with
+    fresh data; the student's loss inherits `constants.kappa` of the teacher's penalty (`inherited`)."""
+
+    teacher: ModelState
+    student: ModelState
+    constants: DataLimitedConstants
+
+    @property
+    def inherited(self) -> float:
+        """kappa (L_T - F_T): the part of the teacher's repetition penalty in the student's loss."""
+        return self.constants.kappa.value * self.teacher.penalty
+
+    def to_dict(self) -> dict:
+        return {"teacher": self.teacher.to_dict(), "student": self.student.to_dict(), "inherited": self.inherited,
+                "constants": self.constants.to_dict()}
+
+
+@dataclass(frozen=True)
 class DistilledLossPrediction:
     """A distilled student's loss beside the loss it would reach without a teacher."""
 
@@ -81,19 +100,25 @@ class DistilledLossPrediction:
     supervised_repetition: RepetitionAssessment | None = None
     teacher_repetition: RepetitionAssessment | None = None
     teacher_measured: bool = False   # the teacher given by its loss: kept as given, whatever the pools
+    # With a pool: the data-limited law's states of the teacher and the student (each loss on its
+    # pool and with fresh data) and its constants (`laws.data_limited`); `prediction` is the student's.
+    data_limited: DataLimitedStates | None = None
 
     @property
     def pools(self) -> dict[str, dict]:
         """Which pool of unique tokens each model reads and how many times (epochs): the student, the
         student trained alone, and the teacher (a measured teacher: its loss as given); empty on fresh
         data."""
-        if self.repetition is None and self.teacher_repetition is None:
+        if self.repetition is None and self.teacher_repetition is None and not self.teacher_measured:
             return {}
         out = {name: {"unique_tokens": check.unique_tokens, "tokens": check.tokens, "epochs": check.epochs}
                for name, check in (("student", self.repetition), ("student_alone", self.supervised_repetition),
                                    ("teacher", self.teacher_repetition)) if check is not None}
         if self.teacher_measured:
-            out["teacher"] = {"measured": True}
+            teacher = None if self.data_limited is None else self.data_limited.teacher
+            out["teacher"] = {"measured": True} if teacher is None or teacher.unique_tokens is None else {
+                "measured": True, "unique_tokens": teacher.unique_tokens, "tokens": teacher.tokens,
+                "epochs": teacher.epochs}
         return out
 
     @property
@@ -127,7 +152,7 @@ class DistilledLossPrediction:
         """The pools and each check (none on fresh data: the record is then as it always was)."""
         if not self.pools:
             return {}
-        return {"pools": self.pools, "repetition": {name: check.to_dict() for name, check in (
+        return {"pools": self.pools, **({} if self.data_limited is None else {"data_limited": self.data_limited.to_dict()}), "repetition": {name: check.to_dict() for name, check in (
             ("student", self.repetition), ("student_alone", self.supervised_repetition),
             ("teacher", self.teacher_repetition)) if check is not None}}
 
@@ -171,13 +196,17 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
                          teacher_loss: float | None = None, teacher_params: float | None = None,
                          teacher_tokens: float | None = None, unique_tokens: float | None = None,
                          teacher_unique_tokens: float | None = None,
-                         max_penalty: float = DEFAULT_MAX_PENALTY) -> DistilledLossPrediction:
+                         max_penalty: float = DEFAULT_MAX_PENALTY,
+                         constants: DataLimitedConstants | None = None) -> DistilledLossPrediction:
     """L_S(N_S, D_S, L_T) with its interval, the teacher given by its loss (measured: kept as given)
     or by its size and pre-training tokens (its loss then from the law's supervised law). With
     `unique_tokens` U the student's D_S tokens are drawn from U unique ones (its loss and the loss
     trained alone carry the penalty of repeating them, each under its own decay); a teacher given by
     its size reads the same pool unless `teacher_unique_tokens` gives its own, and its loss is then
-    `predict_supervised(laws, N_T, D_T, U_T)`'s (`laws.repetition.pooled_loss`)."""
+    `predict_supervised(laws, N_T, D_T, U_T)`'s (`laws.repetition.pooled_loss`). With a pool the
+    student's loss is the data-limited law's (`laws.data_limited`: its loss as if its teacher had
+    seen fresh data, plus `constants`' kappa of the teacher's repetition penalty; default constants:
+    the shipped ones); on fresh data it is the distillation law's."""
     distillation = laws.require_distillation()
     N_S, D_S = (_positive("student_params", student_params, Quantity.PARAMS),
                 _positive("student_tokens", student_tokens, Quantity.TOKENS))
@@ -187,20 +216,29 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     if not 0 < max_penalty < 1:
         raise ParameterError("max_penalty", f"{{}} must be a fraction between 0 and 1, got {max_penalty}")
     law, warnings, teacher_check = distillation.student_law, [], None
+    data_limited = DataLimitedLaw(laws, constants)
+    teacher_state = None   # a teacher trained on a pool, under the data-limited law
     if teacher_loss is not None:
-        if teacher_params is not None or teacher_tokens is not None:
+        # a measured teacher whose pool is known: its size, tokens and pool with its loss
+        pooled = teacher_params is not None and teacher_tokens is not None and U_T is not None
+        if (teacher_params is not None or teacher_tokens is not None) and not pooled:
             raise ParameterError(("teacher_loss", "teacher_params", "teacher_tokens"),
                                  "give either {} or {} with {}, not both")
-        if U_T is not None:
-            raise ParameterError(("teacher_unique_tokens", "teacher_loss"),
+        if U_T is not None and not pooled:
+            raise ParameterError(("teacher_unique_tokens", "teacher_loss", "teacher_params", "teacher_tokens"),
                                  "{} is the pool a teacher given by its size and tokens was trained on; a teacher "
-                                 "given by {} keeps its measured loss: leave one out")
+                                 "given by {} keeps its measured loss: leave one out, or give {} and {} too (its "
+                                 "loss with fresh data is then its measured loss less its pool's penalty)")
         L_T = _positive("teacher_loss", teacher_loss, None)
         try:  # the law's own check, its message naming the parameter
             laws.check_teacher_loss(L_T, flag=ParameterError.NAME)
         except UserError as exc:
             raise ParameterError.about("teacher_loss", str(exc)) from None
         warnings.append(teacher_loss_note(laws, L_T, flag="the teacher loss"))
+        if pooled:   # the data-limited law's measured teacher: F_T = L_T less the pool's penalty at its run
+            N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
+                        _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
+            teacher_state = data_limited.measured_teacher(L_T, N_T, D_T, U_T)
     elif teacher_params is not None and teacher_tokens is not None:
         N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
                     _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
@@ -211,6 +249,7 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
         if pool is not None:   # trained on a pool: the loss `predict supervised --unique-tokens` gives
             teacher_check = assess(law, N_T, D_T, pool, max_penalty)
             L_T = pooled_loss(law, N_T, D_T, pool, teacher_check.repetition)
+            teacher_state = data_limited.alone(N_T, D_T, pool)
             warnings += _pool_warnings("the teacher", teacher_check) + _published_constants(laws, law, teacher_check)
         warnings += smaller_teacher_warning("the teacher", N_T, N_S)
     else:
@@ -222,11 +261,15 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     prediction = used_interval(marked(distillation.prediction(N_S, D_S, L_T), laws, N_S, D_S, students=True),
                                "distilled")
     alone = used_interval(marked(distillation.student_law.prediction(N_S, D_S), laws, N_S, D_S), "alone")
-    student_check = alone_check = None
+    student_check = alone_check = states = None
+    if U_S is not None or teacher_state is not None:   # a pool: the data-limited law's student
+        teacher_state = teacher_state or data_limited.measured_teacher(float(L_T))
+        states = DataLimitedStates(teacher_state, data_limited.student(N_S, D_S, U_S, teacher_state),
+                                   data_limited.constants)
+        prediction = states.student.loss
     if U_S is not None:   # the student's tokens drawn from the pool: each under its own decay
         student_check = assess(law, N_S, D_S, U_S, max_penalty, repetition=distilled_repetition(distillation))
         alone_check = assess(law, N_S, D_S, U_S, max_penalty)
-        prediction = repeated_prediction(law, prediction, N_S, D_S, U_S, student_check.repetition)
         alone = pooled_prediction(law, alone, N_S, D_S, U_S, alone_check.repetition)
         warnings += (_pool_warnings("the student", student_check) + _pool_warnings("the student trained alone", alone_check)
                      + _published_constants(laws, law, alone_check))
@@ -236,7 +279,8 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     return DistilledLossPrediction(laws.name, N_S, D_S, float(L_T) if teacher_check is not None else L_T, prediction,
                                    supervised, distillation.d1, list(dict.fromkeys(warnings)), alone if alone.has_interval else None,
                                    student_check, alone_check, teacher_check,
-                                   teacher_measured=teacher_loss is not None and (U_S is not None))
+                                   teacher_measured=teacher_loss is not None and (U_S is not None or U_T is not None),
+                                   data_limited=states)
 
 
 def _published_constants(laws: LawSet, law, check: RepetitionAssessment) -> list[str]:

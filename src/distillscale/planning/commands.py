@@ -84,6 +84,12 @@ def _print_plan(result, settings: PlanSettings) -> None:
             console.print(pools, highlight=False)
         if not brief:
             _print_repetition(result)
+        if result.data_limited is not None:   # training alone, self-distillation, an ensemble, at equal compute
+            from distillscale.planning.data_limited import plan_lines, summary_lines
+
+            full = not brief or settings.generations is not None
+            for line in (plan_lines if full else summary_lines)(result.data_limited):
+                console.print(line, highlight=False, soft_wrap=True)
     from distillscale.planning.brief import said_in_brief
 
     said = said_in_brief(result) if not (settings.as_json or settings.explain) and can_brief(result) else set()

@@ -202,6 +202,10 @@ class PlanSettings(CommandSettings):
         None, help="with --unique-tokens: the unique tokens a teacher trained for the plan (a scenario's, or one given "
                    "by --teacher-params and --teacher-tokens) reads, when not the student's pool (default); a measured "
                    "teacher (--teacher-loss, --teacher-model) keeps its measured loss")
+    generations: int | None = option(
+        None, help="with --unique-tokens: compare self-distillation for this many generations (each the student of "
+                   "the one before, on the same pool) and an ensemble of as many distilled into one with training "
+                   "alone at equal compute (default: the best of 1-4)")
     max_penalty: float = option(DEFAULT_MAX_PENALTY, help="with --unique-tokens: the largest acceptable loss penalty "
                                            "from repetition (fraction)")
     on_policy: bool = option(
@@ -317,6 +321,8 @@ class PlanSettings(CommandSettings):
                                  "it bounds): give both or neither")
         if self.teacher_unique_tokens is not None:
             self._teacher_pool_combinations()
+        if self.generations is not None:
+            self._generations_combinations()
         if self.teacher_compute is not None and not self.teacher_remote:
             raise ParameterError(("teacher_compute", "teacher_remote"), "{} is a remote teacher's own "
                                  "budget: add {} (otherwise the teacher shares the student's budget)")
@@ -344,6 +350,19 @@ class PlanSettings(CommandSettings):
             raise ParameterError(("scenario", "scenario"), "an existing teacher is planned under "
                                  "teacher-inference cost: leave out {} or set {} to teacher-inference")
         return self
+
+    def _generations_combinations(self) -> None:
+        """--generations: a chain of self-distillation on the pool (`planning.data_limited`)."""
+        if self.unique_tokens is None:
+            raise ParameterError(("generations", "unique_tokens"), "{} plans self-distillation on a pool of unique "
+                                 "tokens: give {} too")
+        if self.generations < 1:
+            raise ParameterError("generations", f"{{}} must be at least 1 (one student of a model trained alone), "
+                                                f"got {self.generations}")
+        if self.compares_modes or self.students is not None:
+            raise ParameterError("generations", "{} plans one student: leave out the mode comparison and --students")
+        if self.student_params is None and self.student_model is None:
+            raise ParameterError(("generations", "student_params"), "{} compares ways to train one student size: give {}")
 
     def _teacher_pool_combinations(self) -> None:
         """--teacher-unique-tokens: a teacher trained on a pool beside the student's, its loss from the law."""

@@ -24,6 +24,7 @@ from distillscale.laws.uncertainty import Prediction
 from distillscale.laws.repetition import RepetitionAssessment
 from distillscale.planning.batch_penalty import PENALTY_NOTE, VERDICT_MOVED, penalized_distillation, penalized_supervised, penalized_sweep
 from distillscale.planning.correction import CorrectionShift
+from distillscale.planning.data_limited import DataLimitedPlan
 from distillscale.planning.downstream import PlanDownstream
 from distillscale.planning.gpu_hours import GpuHoursEstimate
 from distillscale.planning.modes import LITERATURE_CLAIM, OnPolicy
@@ -84,6 +85,9 @@ class Plan:
     # What the supervised law's correction beyond its runs did to the plan's losses (the sizes are the
     # raw law's optimum: `planning.correction`); None when it changed none of them.
     correction: CorrectionShift | None = None
+    # With a pool (`unique_tokens`) and a student: training alone, self-distillation, an ensemble distilled
+    # and the given teacher compared at equal compute under the data-limited law (`planning.data_limited`).
+    data_limited: DataLimitedPlan | None = None
 
     @property
     def compute(self) -> float:
@@ -181,6 +185,8 @@ class Plan:
             record["downstream"] = self.downstream.to_dict()
         if self.gpu_hours is not None:
             record["gpu_hours"] = self.gpu_hours.to_dict()
+        if self.data_limited is not None:
+            record["data_limited"] = self.data_limited.to_dict()
         if self.at_optimal_batch is not None:
             optimal = self.at_optimal_batch
             record["batch_penalty"] = {"penalties": dict(self.batch_penalties), "note": PENALTY_NOTE,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from distillscale.laws.data_limited import load_constants
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (PUBLISHED, Repetition, RepetitionAssessment, assess, distilled_repetition,
                                           fewest_unique, pooled_loss, repetition_penalty)
@@ -99,25 +100,43 @@ def teacher_check(laws: LawSet, N: float, D: float, U: float, max_penalty: float
 def with_teacher_check(laws: LawSet, plan: DistillationPlan, student: RepetitionAssessment,
                        teacher: RepetitionAssessment, shared: bool = True) -> RepetitionAssessment:
     """The check of a distilled student (`student`, of `plan` with fresh data) whose teacher is trained
-    for the plan on a pool (`teacher`, its check): the teacher's penalty raises its loss, which moves
-    the student's as the distillation law says (`with_teacher_loss`), and the student's own penalty
-    comes on top. Its penalty, repeated loss and the unique tokens that keep it within `max_penalty`
-    are the student's whole, the ones the plan's table, verdict and warnings show; `shared`: the
-    teacher reads the student's pool (the unique tokens needed are then both's), else its own (held)."""
+    for the plan on a pool (`teacher`, its check), under the data-limited law (`laws.data_limited`):
+    the student's loss with fresh data (the plan's, its teacher's loss fresh) under its own penalty,
+    plus kappa of the teacher's repetition penalty L_T - F_T. `through_teacher` is that inherited
+    part relative to the student's loss under its own penalty. Its penalty, repeated loss and the
+    unique tokens that keep it within `max_penalty` are the student's whole, the ones the plan's
+    table, verdict and warnings show; `shared`: the teacher reads the student's pool (the unique
+    tokens needed are then both's), else its own (held)."""
     law, own, alone = laws.require_supervised(), model_repetition(laws, True), model_repetition(laws, False)
+    kappa = load_constants().kappa.value
 
     def whole(U) -> float:
         pool = U if shared else teacher.unique_tokens
-        factor = 1.0 + max(0.0, float(repetition_penalty(law, alone, teacher.params, teacher.tokens, pool)))
-        through = with_teacher_loss(plan, laws, factor).student_loss / plan.student_loss
-        return through * (1.0 + max(0.0, float(repetition_penalty(law, own, student.params, student.tokens, U)))) - 1.0
+        inherited = kappa * max(0.0, pooled_loss(law, teacher.params, teacher.tokens, pool, alone) - teacher.loss_fresh)
+        own_penalty = max(0.0, float(repetition_penalty(law, own, student.params, student.tokens, U)))
+        return own_penalty + inherited / plan.student_loss
 
-    through = with_teacher_loss(plan, laws, 1.0 + teacher.penalty).student_loss / plan.student_loss - 1.0
+    through = inherited_share(plan.student_loss * (1.0 + student.penalty), teacher, kappa)
     penalty = (1.0 + through) * (1.0 + student.penalty) - 1.0
     needed = fewest_unique(whole, max(student.tokens, teacher.tokens) if shared else student.tokens,
                            student.max_penalty)
     return replace(student, penalty=penalty, loss_repeated=student.loss_fresh * (1.0 + penalty),
                    unique_tokens_needed=needed, teacher=teacher, through_teacher=through)
+
+
+def inherited_share(student_loss: float, teacher: RepetitionAssessment, kappa: float) -> float:
+    """kappa (L_T - F_T) relative to `student_loss`: what a teacher's repetition penalty adds."""
+    return kappa * max(0.0, teacher.loss_repeated - teacher.loss_fresh) / student_loss
+
+
+def _inherited_interval(interval, teacher: RepetitionAssessment):
+    """A student's interval reaching out to its loss at the ends of kappa's interval (`laws.data_limited`)."""
+    if interval is None or not interval.has_interval:
+        return interval
+    kappa = load_constants().kappa
+    penalty = max(0.0, teacher.loss_repeated - teacher.loss_fresh)
+    return replace(interval, low=float(interval.low) - (kappa.value - kappa.interval[0]) * penalty,
+                   high=float(interval.high) + (kappa.interval[1] - kappa.value) * penalty)
 
 
 def is_distilled(name: str) -> bool:
@@ -137,13 +156,18 @@ def repeated_distillation(plan: DistillationPlan, student: RepetitionAssessment,
     """A distilled student and its same-size baseline, each under its own check: its loss,
     interval, loss difference and verdict are the ones after repetition. Where the student's check
     carries a teacher the scenario pre-trains on the same corpus (`with_teacher_check`), the
-    teacher's loss carries its penalty, and the student's is its check's whole."""
+    teacher's loss carries its penalty, and the student's is its check's whole (its interval out to
+    kappa's ends)."""
     fresh = plan
     if student.teacher is not None and laws is not None:
         plan = with_teacher_loss(plan, laws, 1.0 + student.teacher.penalty, student.teacher.loss_repeated)
     factor = 1.0 + student.penalty
-    return replace(plan, student_loss=fresh.student_loss * factor,
-                   student_interval=_scaled(fresh.student_interval, factor),
+    interval = _scaled(fresh.student_interval, factor)
+    if student.teacher is not None:   # its own penalty's factor, the inherited part added, kappa's interval on it
+        own = factor / (1.0 + student.through_teacher)
+        interval = _inherited_interval(_shifted(_scaled(fresh.student_interval, own),
+                                                fresh.student_loss * (factor - own)), student.teacher)
+    return replace(plan, student_loss=fresh.student_loss * factor, student_interval=interval,
                    supervised=repeated_supervised(plan.supervised, supervised), fresh=fresh)
 
 
@@ -156,6 +180,13 @@ def repeated_sweep(sweep: StudentSweep, laws: LawSet, student: RepetitionAssessm
                             student.max_penalty, distilled=False, loss_fresh=best.supervised.loss)
     return replace(sweep, best=repeated_distillation(best, student, baseline, laws),
                    supervised_best=repeated_supervised(sweep.supervised_best, supervised), fresh=sweep)
+
+
+def _shifted(interval, shift: float):
+    if interval is None or not interval.has_interval:
+        return interval
+    return replace(interval, value=float(interval.value) + shift, low=float(interval.low) + shift,
+                   high=float(interval.high) + shift)
 
 
 def _scaled(interval, factor: float):
