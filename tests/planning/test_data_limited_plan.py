@@ -72,7 +72,7 @@ def test_the_run_sheet_gives_each_generation_s_command(laws, forward):
     assert commands[0].startswith("distillscale train ") and "--unique-tokens 50M" in commands[0]
     assert "distillscale distill --teacher gen0 --split teacher" in commands[1]
     assert "distillscale distill --teacher gen1 --split teacher" in commands[2]
-    assert commands[3].startswith("distillscale distill --generations 2 --split teacher")
+    assert commands[3].startswith("distillscale distill --teacher gen0 --generations 2 --split teacher")  # the whole chain from gen0
     assert len(commands) == 4
 
 
@@ -108,7 +108,7 @@ def test_without_generations_the_plan_says_the_best_k(cli):
     assert part[1].startswith(f"  {best['loss']:.4f} [{low:.4f}, {high:.4f}]")
     assert f"best chain: k = {record['best_chain_k']}" in part[2] and all(len(line) <= 80 for line in part)
     code, full, _ = cli(*PLAN, "--explain")   # each option, the chain's stop and the commands
-    assert code == 0 and "self-distil, 4 gens" in full and "distillscale distill --generations" in full
+    assert code == 0 and "self-distil, 4 gens" in full and "distillscale distill --teacher gen0 --generations" in full
 
 
 def test_a_plan_on_fresh_data_has_no_data_limited_part(cli):

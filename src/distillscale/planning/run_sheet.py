@@ -125,13 +125,14 @@ def run_sheet_table(rows: list[RunSheetRow]):
 
 def generation_commands(tokens: float, unique_tokens: float, generations: int) -> list[str]:
     """Self-distillation on a pool as commands: generation 0 trained alone, each next one distilled from
-    the one before on the teacher's split of the pool, then the whole chain as one command. CORPUS and
+    the one before on the teacher's split of the pool, then the whole chain from generation 0 as one command. CORPUS and
     the student's model flags are the user's (the run sheet's --lr for its size)."""
     common = f"--data CORPUS --unique-tokens {format_quantity(unique_tokens)} --tokens {format_quantity(tokens)}"
     lines = [f"distillscale train {common} --out gen0"]
     lines += [f"distillscale distill --teacher gen{g - 1} --split teacher {common} --out gen{g}"
               for g in range(1, generations + 1)]
-    return lines + [f"distillscale distill --generations {generations} --split teacher {common} --out chain"]
+    return lines + [f"distillscale distill --teacher gen0 --generations {generations} --split teacher {common} "
+                    f"--out chain"]
 
 
 def _hours(plan) -> dict[str, tuple[float, float, float | None]]:
