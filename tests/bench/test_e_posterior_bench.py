@@ -5,24 +5,20 @@ each unit's variant on the other units, scale-free. Bad --sets and --units exit 
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import numpy as np
 
 from distillscale.laws.selection import fit_supervised
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_bench
 from tests.laws.test_marginal import synthetic_runs
 
 BENCH = REPO_ROOT / "bench" / "laws" / "e_posterior.py"
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("e_posterior_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("laws/e_posterior.py")
 
 
 def test_the_marginal_and_fitted_variants_rebuild_the_librarys_laws_from_the_cache():
