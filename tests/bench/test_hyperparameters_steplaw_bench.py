@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from tests.conftest import load_bench
 
 
+@pytest.mark.slow  # the whole fit, its leave-one-cell-out selection included
 def test_the_held_back_cells_are_scored_and_never_fitted(monkeypatch, capsys):
     module = load_bench("laws/hyperparameters_steplaw.py")
     monkeypatch.setattr(sys, "argv", ["hyperparameters_steplaw.py", "--json", "--bootstrap", "0"])

@@ -11,6 +11,7 @@ from tests.conftest import load_bench
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore::UserWarning")]
 
 
+@pytest.mark.slow  # torch.compile of the loss
 def test_the_benchmark_prints_both_times_their_ratio_and_equal_losses(capsys):
     module = load_bench("speed/loss_fusion.py")
     assert module.main(["--device", "cpu", "--tokens", "64", "--vocab", "48", "--d-model", "16", "--rounds", "1"]) == 0
