@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from distillscale.laws.selection import fit_supervised
 from tests.conftest import REPO_ROOT, load_bench
@@ -21,6 +22,7 @@ def bench():
     return load_bench("laws/e_posterior.py")
 
 
+@pytest.mark.slow  # marginal-E fits (about 20 s)
 def test_the_marginal_and_fitted_variants_rebuild_the_librarys_laws_from_the_cache():
     module = bench()
     N, D, loss, _ = synthetic_runs([1e7, 2e7, 4e7, 8e7], noise=0.01)
@@ -50,6 +52,7 @@ def test_an_unknown_set_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "c.json").exists()
 
 
+@pytest.mark.slow  # marginal-E fits (about 20 s)
 def test_looking_ahead_reweighs_only_when_an_earlier_cut_lies_far_enough_below():
     module = bench()
     N, D, loss, _ = synthetic_runs(1e7 * 2.0 ** np.arange(6), noise=0.005)
