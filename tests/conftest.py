@@ -17,8 +17,11 @@ arithmetic in test files)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -32,6 +35,18 @@ USER_INDUCTOR_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO_ROOT / "tests" / "data"
 SHARED = Path(os.environ.get("DISTILLSCALE_SHARED", REPO_ROOT.parent / "shared"))
+
+
+def load_bench(relative_path: str) -> ModuleType:
+    """The script bench/`relative_path` (e.g. "laws/e_posterior.py"; bench/ is scripts, not a package)
+    loaded afresh as a module named `<stem>_bench`, registered in sys.modules (a script's dataclasses
+    look their module up there)."""
+    path = REPO_ROOT / "bench" / relative_path
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 # A failing property test (hypothesis) reports the example it found as found, not shrunk: shrinking a

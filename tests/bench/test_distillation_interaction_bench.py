@@ -1,18 +1,13 @@
 """bench/laws/distillation_interaction_law.py: the distillation law with a student data exponent beta' + beta1 ln(N_S/N0) (issue 55, Build 2):
 it recovers its own beta1, and keeps beta1 = 0 where the runs cannot pin it down."""
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
 
 from distillscale.laws import load_laws
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_bench
 
-_spec = importlib.util.spec_from_file_location("distillation_interaction_law", REPO_ROOT / "bench" / "laws" / "distillation_interaction_law.py")
-_law = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)   # its dataclasses look it up
-_spec.loader.exec_module(_law)
+_law = load_bench("laws/distillation_interaction_law.py")
 DistillationInteractionFitter, DistillationInteractionLaw = _law.DistillationInteractionFitter, _law.DistillationInteractionLaw
 
 LAWS = load_laws("busbridge2025")

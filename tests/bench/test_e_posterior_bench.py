@@ -5,26 +5,23 @@ each unit's variant on the other units, scale-free. Bad --sets and --units exit 
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from distillscale.laws.selection import fit_supervised
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_bench
 from tests.laws.test_marginal import synthetic_runs
 
 BENCH = REPO_ROOT / "bench" / "laws" / "e_posterior.py"
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("e_posterior_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("laws/e_posterior.py")
 
 
+@pytest.mark.slow  # marginal-E fits (about 20 s)
 def test_the_marginal_and_fitted_variants_rebuild_the_librarys_laws_from_the_cache():
     module = bench()
     N, D, loss, _ = synthetic_runs([1e7, 2e7, 4e7, 8e7], noise=0.01)
@@ -46,14 +43,23 @@ def test_the_marginal_and_fitted_variants_rebuild_the_librarys_laws_from_the_cac
     assert np.all(np.abs(tempered.predict(*far) - fitted.predict(*far)) < gap)
 
 
-def test_an_unknown_set_is_one_line_and_exit_2(tmp_path):
-    run = subprocess.run([sys.executable, str(BENCH), "--cache", str(tmp_path / "c.json"), "--sets", "no_such_set"],
-                         capture_output=True, text=True, cwd=REPO_ROOT)
-    assert run.returncode == 2
-    assert run.stderr.strip().count("\n") == 0 and "no_such_set" in run.stderr
+def _refused(monkeypatch, capsys, *args: str) -> str:
+    """The bench's command line `args` run (in this process: its start-up alone is 5 s), refused with exit 2:
+    what it said on stderr."""
+    monkeypatch.setattr(sys, "argv", [str(BENCH), *args])
+    with pytest.raises(SystemExit) as exit_:
+        bench().main()
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_an_unknown_set_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    said = _refused(monkeypatch, capsys, "--cache", str(tmp_path / "c.json"), "--sets", "no_such_set")
+    assert said.strip().count("\n") == 0 and "no_such_set" in said
     assert not (tmp_path / "c.json").exists()
 
 
+@pytest.mark.slow  # marginal-E fits (about 20 s)
 def test_looking_ahead_reweighs_only_when_an_earlier_cut_lies_far_enough_below():
     module = bench()
     N, D, loss, _ = synthetic_runs(1e7 * 2.0 ** np.arange(6), noise=0.005)
@@ -94,10 +100,9 @@ def test_the_decision_rule_chooses_on_the_other_units_and_is_scale_free():
     assert [(u, c) for u, c, _ in module.all_evidence_loso(two, ["a", "b"])] == [("x", "b"), ("y", "a")]
 
 
-def test_bad_units_are_one_line_and_exit_2(tmp_path):
+def test_bad_units_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "units.json"
     bad.write_text("[1, 2]")
-    run = subprocess.run([sys.executable, str(BENCH), "--cache", str(tmp_path / "c.json"), "--units", str(bad)],
-                         capture_output=True, text=True, cwd=REPO_ROOT)
-    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "--units" in run.stderr
+    said = _refused(monkeypatch, capsys, "--cache", str(tmp_path / "c.json"), "--units", str(bad))
+    assert said.strip().count("\n") == 0 and "--units" in said
     assert not (tmp_path / "c.json").exists()

@@ -3,26 +3,18 @@ path (the family's step, the HF Llama loop, live-teacher, cache-fed and FSDP ste
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_bench
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BENCH = REPO_ROOT / "bench" / "gpu" / "gpu_step.py"
-
 
 def bench():
-    spec = importlib.util.spec_from_file_location("gpu_step_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("gpu/gpu_step.py")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")

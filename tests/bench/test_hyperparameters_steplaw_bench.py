@@ -4,19 +4,17 @@ law and the presets."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
-from tests.conftest import REPO_ROOT
+import pytest
 
-BENCH = REPO_ROOT / "bench" / "laws" / "hyperparameters_steplaw.py"
+from tests.conftest import load_bench
 
 
+@pytest.mark.slow  # the whole fit, its leave-one-cell-out selection included
 def test_the_held_back_cells_are_scored_and_never_fitted(monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("hyperparameters_steplaw_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("laws/hyperparameters_steplaw.py")
     monkeypatch.setattr(sys, "argv", ["hyperparameters_steplaw.py", "--json", "--bootstrap", "0"])
     assert module.main() == 0
     result = json.loads(capsys.readouterr().out)

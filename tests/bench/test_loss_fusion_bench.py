@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_bench
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore::UserWarning")]
 
 
+@pytest.mark.slow  # torch.compile of the loss
 def test_the_benchmark_prints_both_times_their_ratio_and_equal_losses(capsys):
-    spec = importlib.util.spec_from_file_location("loss_fusion_bench", REPO_ROOT / "bench" / "speed" / "loss_fusion.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_bench("speed/loss_fusion.py")
     assert module.main(["--device", "cpu", "--tokens", "64", "--vocab", "48", "--d-model", "16", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     eager = float(re.search(r"eager .* loss (\S+)", out).group(1))

@@ -5,22 +5,16 @@ and the fit of a form is never refused on a step that leaves R_D*'s box (the ben
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 
 import numpy as np
 
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.repetition import PUBLISHED, predict_repeated
-from tests.conftest import REPO_ROOT
-
-BENCH = REPO_ROOT / "bench" / "laws" / "repetition_backtest.py"
+from tests.conftest import load_bench
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("repetition_backtest_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("laws/repetition_backtest.py")
 
 
 def test_the_over_fitting_forms_start_at_the_plain_law_and_rise_toward_the_uniform_loss():

@@ -4,17 +4,14 @@ and each arm takes its rates from its own rule; nothing trains."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 
 import pytest
 
 from distillscale.report import demo
 from distillscale.sweeps.spec import load_sweep_spec
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_bench
 
-BENCH = REPO_ROOT / "bench" / "demo" / "tuned_calibration.py"
 LAW = REPO_ROOT / "src" / "distillscale" / "laws" / "hyperparameters" / "gpu_ladder_h200.json"
 
 
@@ -23,11 +20,7 @@ class Stop(Exception):
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("tuned_calibration_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("demo/tuned_calibration.py")
 
 
 def test_the_gpu_grid_and_both_arms_resolve_with_the_shipped_ladder(tmp_path, monkeypatch):
@@ -65,11 +58,7 @@ def test_the_six_size_gpu_ladder_is_the_shipped_design_with_a_size_at_each_end(t
     largest sizes seeded twice, every rate from the ladder's own law, no budget beyond the corpus window;
     the 21 runs of the shipped teachers keep their ids (their losses repeat the H200 arm's)."""
     monkeypatch.setattr(demo, "_split_tokens", lambda spec: {"teachers": 90_000_000, "students": 90_000_000})
-    path = REPO_ROOT / "bench" / "laws" / "gpu_ladder_sizes.py"
-    module_spec = importlib.util.spec_from_file_location("gpu_ladder_sizes_bench", path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_spec.name] = module
-    module_spec.loader.exec_module(module)
+    module = load_bench("laws/gpu_ladder_sizes.py")
     module.spec(tmp_path / "sizes.toml")
     sizes = load_sweep_spec(tmp_path / "sizes.toml")
     depths = [run.n_layers for run in sizes.runs]

@@ -5,24 +5,16 @@ nothing trains."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
 from distillscale.laws import difference
-from tests.conftest import REPO_ROOT
-
-BENCH = REPO_ROOT / "bench" / "laws" / "verdict_pairs.py"
+from tests.conftest import load_bench
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("verdict_pairs_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("laws/verdict_pairs.py")
 
 
 def stored():

@@ -4,10 +4,11 @@ unfinished run speaks of a model, and a plan warns when its runs need more text 
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.report.test_demo_teacher_split import TINY
 from tests.report.test_own_teacher import markov_corpus
 
 
-def test_a_candidates_pipe_is_read_once_and_two_candidates_of_one_name_are_refused(tmp_path):
+def test_a_candidates_pipe_is_read_once_and_two_candidates_of_one_name_are_refused(tmp_path, cli):
     table = "name,teacher_loss,teacher_params\na,2.2,2B\nb,2.1,4B\n"
     piped = subprocess.run(["bash", "-c", f"{sys.executable} -m distillscale.cli teacher --student-params 546M "
                             f"--student-tokens 10B --candidates <(printf '{table}')"], capture_output=True, text=True)
@@ -23,46 +24,46 @@ def test_a_candidates_pipe_is_read_once_and_two_candidates_of_one_name_are_refus
     assert "best teacher: b" in " ".join(piped.stdout.split())
     twice = tmp_path / "twice.csv"
     twice.write_text("name,teacher_loss,teacher_params\na,2.2,2B\na,2.1,4B\n")
-    result = subprocess.run([sys.executable, "-m", "distillscale.cli", "teacher", "--student-params", "546M",
-                             "--student-tokens", "10B", "--candidates", str(twice)], capture_output=True, text=True)
-    assert result.returncode == 2 and "names 2 different teachers 'a'" in result.stderr
+    code, _, err = cli("teacher", "--student-params", "546M", "--student-tokens", "10B", "--candidates", twice)
+    assert code == 2 and "names 2 different teachers 'a'" in err
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+    """A finished run, its data cache `root / "cache"` (each test sets DISTILLSCALE_CACHE to it)."""
+    from distillscale.cli import main
+
     root = tmp_path_factory.mktemp("troubles")
     corpus = markov_corpus(root / "corpus", documents=20, words=150)
-    env = {**os.environ, "DISTILLSCALE_CACHE": str(root / "cache")}
-    subprocess.run([sys.executable, "-m", "distillscale.cli", "train", "--data", str(corpus), "--out", str(root / "run"),
-                    *TINY], check=True, capture_output=True, env=env)
-    return root, env
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
+        patch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
+        assert main(["train", "--data", str(corpus), "--out", str(root / "run"), *TINY]) == 0, err.getvalue()
+    return root
 
 
 @pytest.mark.slow
-def test_a_config_json_that_is_not_json_is_said_as_such(run, tmp_path):
+def test_a_config_json_that_is_not_json_is_said_as_such(run, tmp_path, cli, monkeypatch):
     import shutil
 
-    root, env = run
-    broken = shutil.copytree(root / "run", tmp_path / "broken")
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(run / "cache"))
+    broken = shutil.copytree(run / "run", tmp_path / "broken")
     (broken / "config.json").write_text("garbage{")
-    for command in (["loss", str(broken)], ["eval", str(broken), "--tasks", "arc_easy"]):
-        result = subprocess.run([sys.executable, "-m", "distillscale.cli", *command], capture_output=True, text=True,
-                                env=env)
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-        assert "is not a readable JSON file" in result.stderr and "no config.json" not in result.stderr
+    for command in (["loss", broken], ["eval", broken, "--tasks", "arc_easy"]):
+        code, _, err = cli(*command)
+        assert code == 2 and "Traceback" not in err, err[-2000:]
+        assert "is not a readable JSON file" in err and "no config.json" not in err
 
 
 @pytest.mark.slow
-def test_a_measurement_of_an_unfinished_run_speaks_of_a_model(run, tmp_path):
+def test_a_measurement_of_an_unfinished_run_speaks_of_a_model(run, tmp_path, cli, monkeypatch):
     import shutil
 
-    root, env = run
-    unfinished = shutil.copytree(root / "run", tmp_path / "unfinished")
+    monkeypatch.setenv("DISTILLSCALE_CACHE", str(run / "cache"))
+    unfinished = shutil.copytree(run / "run", tmp_path / "unfinished")
     (unfinished / "result.json").unlink()
-    result = subprocess.run([sys.executable, "-m", "distillscale.cli", "loss", str(unfinished)], capture_output=True,
-                            text=True, env=env)
-    said = result.stderr.removeprefix("distillscale: error: ")
-    assert result.returncode == 2 and said.startswith("model run") and "has not finished" in said
+    code, _, err = cli("loss", unfinished)
+    said = err.removeprefix("distillscale: error: ")
+    assert code == 2 and said.startswith("model run") and "has not finished" in said
     assert "teacher" not in said and "distil from it" not in said and said.rstrip().endswith("then measure it")
 
 

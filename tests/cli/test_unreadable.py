@@ -1,14 +1,19 @@
 """A file or directory this user may not read or write is ordinary trouble: one line saying which and what
 to do, exit 2, never a traceback, in every command that reads a model, a tokenizer, a corpus or writes a
 run. Run as an ordinary user: as root, the commands run without the capabilities that let root read
-anything (`setpriv --bounding-set=-dac_override,-dac_read_search`), so mode bits hold for it too."""
+anything (`setpriv --bounding-set=-dac_override,-dac_read_search`), so mode bits hold for it too. The
+commands of one state of the files run one after the other in one such process (`_refused_each`): each
+its own `main(...)`, its own exit status and stderr, one interpreter and torch import for them all."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -31,22 +36,57 @@ def _as_user() -> list[str]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
+    """A corpus and a run trained on it (in this process: the files the refusals read, made as root)."""
+    from distillscale.cli import main
+
     root = tmp_path_factory.mktemp("unreadable")
     corpus = markov_corpus(root / "corpus", documents=30, words=200)
     env = {**os.environ, "DISTILLSCALE_CACHE": str(root / "cache")}
-    subprocess.run([sys.executable, "-m", "distillscale.cli", "train", "--data", str(corpus), "--out",
-                    str(root / "run"), *TINY], check=True, env=env, capture_output=True)
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
+        patch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
+        assert main(["train", "--data", str(corpus), "--out", str(root / "run"), *TINY]) == 0, err.getvalue()
     return root, corpus, root / "run", env
 
 
-def _refused(world, *args: str, cwd: Path | None = None) -> str:
-    root, _, _, env = world
-    result = subprocess.run([*_as_user(), sys.executable, "-m", "distillscale.cli", *map(str, args)], env=env,
-                            capture_output=True, text=True, cwd=cwd or root)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("distillscale: error: "), result.stderr
+# Run as an ordinary user, this runs each command line of argv[1] (JSON) in turn, `main(...)` as the
+# console script calls it, and prints each one's exit status and stderr (JSON).
+_EACH = """
+import io, json, sys
+from contextlib import redirect_stderr, redirect_stdout
+from distillscale.cli import main
+said = []
+for args in json.loads(sys.argv[1]):
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
+        said.append((main(args), err.getvalue()))
+print(json.dumps(said))
+"""
+
+
+def _run_each(commands, env: dict, cwd: Path) -> list[tuple[int, str]]:
+    """(exit status, stderr) of each command (a sequence of arguments), run in turn as an ordinary user."""
+    lines = json.dumps([list(map(str, command)) for command in commands])
+    result = subprocess.run([*_as_user(), sys.executable, "-c", _EACH, lines], env=env, capture_output=True, text=True,
+                            cwd=cwd)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return [tuple(each) for each in json.loads(result.stdout.strip().splitlines()[-1])]
+
+
+def _one_line(code: int, stderr: str) -> str:
+    """The one line a refusal says (exit 2, no traceback): that line."""
+    assert code == 2 and "Traceback" not in stderr, stderr[-3000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("distillscale: error: "), stderr
     return lines[0]
+
+
+def _refused_each(world, *commands, cwd: Path | None = None) -> list[str]:
+    """The one line each command (a sequence of arguments) is refused with, all run in one process."""
+    root, _, _, env = world
+    return [_one_line(*each) for each in _run_each(commands, env, cwd or root)]
+
+
+def _refused(world, *args: str, cwd: Path | None = None) -> str:
+    return _refused_each(world, args, cwd=cwd)[0]
 
 
 @pytest.mark.parametrize("target", ["model.safetensors", "tokenizer.json", "config.json"])
@@ -74,8 +114,9 @@ def test_an_unreadable_corpus_file_and_directory(world, tmp_path):
         one.chmod(0o644)
     copy.chmod(0)
     try:
-        assert str(copy) in _refused(world, "loss", run, "--data", copy)
-        assert str(copy) in _refused(world, "train", "--data", copy, "--out", tmp_path / "t", *TINY)
+        said = _refused_each(world, ("loss", run, "--data", copy),
+                             ("train", "--data", copy, "--out", tmp_path / "t", *TINY))
+        assert all(str(copy) in line for line in said), said
     finally:
         copy.chmod(0o755)
 
@@ -92,15 +133,11 @@ def test_an_output_inside_an_unreadable_directory(world, tmp_path):
         locked.chmod(0o755)
 
 
-def _refused_here(tmp_path, *args: str) -> str:
-    """`distillscale ARGS` as an ordinary user, refused in one line: that line."""
+def _refused_here(tmp_path, *commands) -> list[str]:
+    """Each command (a sequence of arguments) run in turn as an ordinary user from `tmp_path`, with a data
+    cache there, refused in one line: those lines."""
     env = {**os.environ, "DISTILLSCALE_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run([*_as_user(), sys.executable, "-m", "distillscale.cli", *map(str, args)], env=env,
-                            capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("distillscale: error: "), result.stderr
-    return lines[0]
+    return [_one_line(*each) for each in _run_each(commands, env, tmp_path)]
 
 
 def test_an_unreadable_file_or_directory_is_named_as_what_it_is(tmp_path):
@@ -116,17 +153,20 @@ def test_an_unreadable_file_or_directory_is_named_as_what_it_is(tmp_path):
     plan = ("plan", "--student-params", "546M", "--compute", "1e21", "--teacher-model")
     (model / "config.json").chmod(0)
     try:
-        said = _refused_here(tmp_path, *plan, model)
+        [said] = _refused_here(tmp_path, (*plan, model))
         assert f"permission denied on {model / 'config.json'}" in said and "holds neither" not in said
     finally:
         (model / "config.json").chmod(0o644)
-    for directory, args in ((model, (*plan, model)), (corpus, ("data", "prepare", "--data", corpus)),
-                            (corpus, ("train", "--data", corpus, "--out", tmp_path / "run", *TINY))):
-        directory.chmod(0)
-        try:
-            said = _refused_here(tmp_path, *args)
-        finally:
-            directory.chmod(0o755)
+    refusals = ((model, (*plan, model)), (corpus, ("data", "prepare", "--data", corpus)),
+                (corpus, ("train", "--data", corpus, "--out", tmp_path / "run", *TINY)))
+    model.chmod(0)
+    corpus.chmod(0)
+    try:
+        lines = _refused_here(tmp_path, *(args for _, args in refusals))
+    finally:
+        model.chmod(0o755)
+        corpus.chmod(0o755)
+    for (directory, _), said in zip(refusals, lines, strict=True):
         assert f"permission denied on the directory {directory}: this user may not open it" in said, said
         assert "model_config.json" not in said and "dataset_dict.json" not in said
 

@@ -7,9 +7,7 @@ preset's coefficients with a made-up fit record, no sweep trained."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +16,8 @@ from distillscale.laws.distillation_interval import MODEL_FILE, IntervalScale, s
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.record import FitRecord
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction
+from tests.conftest import load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "laws" / "distillation_interval.py"
 # One start near the preset's coefficients (the fits here only need to end, not to be good).
 ONE_START = {"log_A": (10.0,), "log_B": (10.0,), "gamma": (0.5,), "c0": (1.0,), "c1": (1.0,), "f1": (1.0,),
              "log_d1": (0.0,)}
@@ -27,10 +25,7 @@ RANGE = {"params": [1e8, 1e10], "tokens": [1e9, 1e12], "tokens_per_param": [1, 1
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("distillation_interval_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("laws/distillation_interval.py")
 
 
 def law_with_own_interval(q: float = 0.05):

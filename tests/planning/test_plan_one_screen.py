@@ -5,10 +5,6 @@ plan, with what the default leaves out."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 README_PLAN = ("plan", "--law", "busbridge2025", "--student-params", "546M", "--compute", "1e21")
@@ -19,16 +15,22 @@ GIVEN_TEACHER = (*README_PLAN, "--scenario", "teacher-inference", "--teacher-par
 FULL_ONLY = ("FLOPs student", "solver", "peak lr", "warmup:", "targets:")
 
 
-def at_80(*args: str) -> tuple[list[str], str]:
-    """(stdout's lines, stderr) of `distillscale ARGS` in a terminal 80 columns wide."""
-    done = subprocess.run([sys.executable, "-m", "distillscale.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "80", "LINES": "50"}, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines(), done.stderr
+@pytest.fixture
+def at_80(cli, monkeypatch):
+    """at_80(*args) -> (stdout's lines, stderr) of `distillscale ARGS` in a terminal 80 columns wide."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "50")
+
+    def run(*args: str) -> tuple[list[str], str]:
+        code, out, err = cli(*args)
+        assert code == 0, err
+        return out.splitlines(), err
+
+    return run
 
 
 @pytest.mark.parametrize("args", [README_PLAN, GIVEN_TEACHER], ids=["readme", "given teacher"])
-def test_the_plan_fits_one_screen_answer_first_and_explain_prints_the_rest(args):
+def test_the_plan_fits_one_screen_answer_first_and_explain_prints_the_rest(args, at_80):
     lines, _ = at_80(*args)
     text = " ".join(" ".join(lines).split())
     assert len(lines) <= 45, "\n".join(lines)
@@ -43,7 +45,7 @@ def test_the_plan_fits_one_screen_answer_first_and_explain_prints_the_rest(args)
     assert "--explain" in text and "--explain" not in explained.split("Losses are")[0][-200:]
 
 
-def test_every_warning_is_printed_by_default_in_one_line_each():
+def test_every_warning_is_printed_by_default_in_one_line_each(at_80):
     """Each class of warning the full plan prints, in the default's notes too, one line of the output
     each (wrapped at most once at 80 columns): runs outside the rate law's data, a run that cannot be
     trained, a best size on the search's edge, a fixed batch's loss, repeated data; the plan's own
@@ -63,7 +65,7 @@ def test_every_warning_is_printed_by_default_in_one_line_each():
     assert any(line.startswith("!: ") and "--explain" in line for line in lines), lines
 
 
-def test_a_best_size_plan_with_every_option_fits_40_lines_and_says_a_fixed_batch_once():
+def test_a_best_size_plan_with_every_option_fits_40_lines_and_says_a_fixed_batch_once(at_80):
     """A best-size plan with --gpu, --unique-tokens and --batch-tokens, stdout and stderr together as an
     80-column terminal wraps them, fits 40 lines: GPU time taken alike by every scenario said once, the
     run sheet's names unbroken, a fixed batch's penalty and the verdict it changes in one note (not again

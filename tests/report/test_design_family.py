@@ -121,6 +121,7 @@ def _supervised_runs(tmp_path):
     return load_runs(tmp_path / "records.jsonl")
 
 
+@pytest.mark.slow  # reports fitted with and without the term (about 35 s)
 def test_the_report_applies_the_term_only_to_the_design_and_never_without_the_bias_correction(tmp_path, monkeypatch,
                                                                                                capsys, family_term):
     records = _supervised_runs(tmp_path)

@@ -96,6 +96,7 @@ def sweep(tmp_path_factory):
             "first": first, "first_mtimes": first_mtimes, "second_code": second_code}
 
 
+@pytest.mark.slow  # the module's sweep (about 25 s)
 def test_a_failed_run_is_recorded_and_blocks_only_its_students(sweep):
     first, broken = sweep["first"], sweep["broken"]
     assert sweep["first_code"] == 1
@@ -111,6 +112,7 @@ def test_a_failed_run_is_recorded_and_blocks_only_its_students(sweep):
             assert first[run.run_id].status == "completed" and first[run.run_id].attempts == 1
 
 
+@pytest.mark.slow  # the module's sweep (about 25 s)
 def test_running_again_retries_failures_and_recomputes_nothing(sweep):
     assert sweep["second_code"] == 0
     second = records_by_id(sweep["dir"])
@@ -125,6 +127,7 @@ def test_running_again_retries_failures_and_recomputes_nothing(sweep):
         assert mtimes[run_id] == mtime, f"{run_id} was recomputed"
 
 
+@pytest.mark.slow  # the module's sweep (about 25 s)
 def test_students_learn_from_their_teachers(sweep):
     records = {record["run_id"]: record for record in export_records(sweep["dir"])}
     assert len(records) == 5 and all(list(record) == list(RECORD_COLUMNS) for record in records.values())
@@ -145,6 +148,7 @@ def test_students_learn_from_their_teachers(sweep):
     assert sorted(t["tokens_per_param"] for t in teachers) == pytest.approx([1, 2], rel=0.02)
 
 
+@pytest.mark.slow  # the module's sweep (about 25 s)
 def test_export_feeds_the_law_fitter(sweep, cli, tmp_path):
     code, out, _ = cli("sweep", "export", sweep["dir"], "--format", "csv", "--out", tmp_path / "runs.csv")
     assert code == 0 and "wrote 5 runs" in out
@@ -158,6 +162,7 @@ def test_export_feeds_the_law_fitter(sweep, cli, tmp_path):
     assert [json.loads(line) for line in out.splitlines()] == export_records(sweep["dir"])
 
 
+@pytest.mark.slow  # the module's sweep (about 25 s)
 def test_status_counts_runs(sweep, cli):
     code, out, _ = cli("sweep", "status", sweep["dir"], "--json")
     status = json.loads(out)
@@ -168,6 +173,7 @@ def test_status_counts_runs(sweep, cli):
     assert code == 0 and "5 runs: 5 done" in out and "ETA 00:00:00" in out
 
 
+@pytest.mark.slow  # the module's sweep (about 25 s)
 def test_a_sweep_directory_takes_one_spec_and_one_runner(sweep, cli, tmp_path):
     other = write_spec(tmp_path / "other.toml", teacher_m="[3]")
     code, _, err = cli("sweep", "run", other, "--out", sweep["dir"])
@@ -177,6 +183,7 @@ def test_a_sweep_directory_takes_one_spec_and_one_runner(sweep, cli, tmp_path):
     assert code == 2 and "another `distillscale sweep run` is working on" in err
 
 
+@pytest.mark.slow  # a sweep killed and run again (30-40 s)
 def test_killed_runner_resumes_and_runs_everything_exactly_once(tmp_path):
     spec = write_spec(tmp_path / "spec.toml", teacher_m="[1, 4]", baselines="false")
     sweep_dir = tmp_path / "out"
@@ -280,6 +287,7 @@ def test_a_new_runner_waits_on_the_cluster_jobs_of_a_killed_one_instead_of_submi
     assert ended.adopted == ["job-1"] and len(ended.submitted) == 1
 
 
+@pytest.mark.slow  # the module's sweep (about 25 s)
 def test_each_run_is_launched_from_its_resolved_config_file(sweep):
     """The runner writes each run's config as a TOML file and runs `train|distill --config` on it: the
     run directory's config is that file's, teacher and fork links included."""
@@ -340,6 +348,7 @@ def test_a_wsd_sweep_forks_every_budget_from_one_run_and_counts_the_compute_save
     assert "saved by 2 WSD forks" in out
 
 
+@pytest.mark.slow  # a sweep killed and run again (30-40 s)
 def test_a_wsd_sweep_killed_during_its_forks_completes_each_run_exactly_once(tmp_path):
     spec = write_wsd_spec(tmp_path / "spec.toml")
     sweep_dir = tmp_path / "out"
@@ -391,6 +400,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # a sweep killed and run again (30-40 s)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux's")
 def test_a_runner_killed_alone_leaves_no_run_training_and_its_sweep_resumes_exactly(tmp_path):
     """SIGKILL of the runner process only (not its group): its `train` child dies with it, instead of
