@@ -102,3 +102,32 @@ def test_the_shipped_constants_file_has_both_constants_with_intervals():
         assert c.interval[0] <= c.value <= c.interval[1]
     with pytest.raises(ParameterError):
         Constant(0.5, (0.6, 0.8))
+
+
+def test_with_lam_a_student_pays_that_share_of_the_penalty_of_its_size_trained_alone(laws):
+    """Constants with lam: L_S = G(F_T) + lam (S_pooled - S) + kappa (L_T - F_T), the student's own
+    penalty a share of what it would pay trained alone on the pool (not the distilled R_D*), and its
+    interval reaching out to the losses at lam's ends; on fresh data still the distillation law."""
+    lam = DataLimitedConstants(Constant(0.4, (0.4, 0.4)), Constant(0.3, (0.3, 0.3)), source="test",
+                               lam=Constant(0.5, (0.3, 0.7)))
+    law = DataLimitedLaw(laws, lam)
+    teacher = law.alone(N, D, U)
+    student = law.student(N, D, U, teacher)
+    alone_penalty = law.alone(N, D, U).penalty
+    expected = float(student.fresh.value) + 0.5 * alone_penalty + 0.4 * teacher.penalty
+    assert student.value == pytest.approx(expected, rel=1e-12)
+    assert student.loss.low <= expected - 0.2 * alone_penalty + 1e-12
+    assert student.loss.high >= expected + 0.2 * alone_penalty - 1e-12
+    without = DataLimitedLaw(laws, constants(0.4, 0.3)).student(N, D, U, teacher)   # no lam: G_pooled
+    assert student.value != pytest.approx(without.value, rel=1e-6)
+    today = predict_distillation(laws, 500e6, 10e9, teacher_params=N, teacher_tokens=30e9).prediction
+    fresh = law.student(500e6, 10e9, None, law.alone(N, 30e9, None))
+    assert (fresh.value, fresh.loss.low, fresh.loss.high) == (today.value, today.low, today.high)
+
+
+def test_the_constants_file_round_trips_lam():
+    data = {"kappa": {"value": 0.4, "interval": [0.2, 0.6]}, "eta": {"value": 0.3, "interval": [0.2, 0.4]},
+            "lambda": {"value": 0.5, "interval": [0.3, 0.7]}, "level": 0.9, "source": "test"}
+    loaded = DataLimitedConstants.from_dict(data)
+    assert loaded.lam == Constant(0.5, (0.3, 0.7)) and loaded.to_dict() == data
+    assert "lambda 0.5 [0.3, 0.7]" in loaded.describe()

@@ -7,13 +7,16 @@ fresh data at the same size and tokens (F = L on fresh data); L - F is its repet
   the supervised law at (N, D);
 - a student (N_S, D_S, U_S) of a teacher (L_T, F_T):
 
-      L_S = G_pooled(N_S, D_S, U_S; F_T) + kappa (L_T - F_T),   F_S = G(N_S, D_S; F_T)
+      L_S = G(N_S, D_S; F_T) + lam (S_pooled(N_S, D_S, U_S) - S(N_S, D_S)) + kappa (L_T - F_T)
+      F_S = G(N_S, D_S; F_T)
 
-  G the distillation law, G_pooled it with the student's own repetition (a distilled student's
-  R_D*: `laws.repetition.distilled_repetition`): the student's loss as if its teacher had seen fresh
-  data, plus the share kappa of its teacher's repetition penalty it inherits. With kappa < 1 a
-  student beats a teacher whose penalty is large; on fresh data L_T = F_T and this is the
-  distillation law itself, number for number;
+  G the distillation law, S the supervised law, S_pooled it with repetition: the student's loss as
+  if its teacher had seen fresh data, plus its own repetition penalty (the share lam of what the
+  same model trained alone on the pool pays), plus the share kappa of its teacher's repetition
+  penalty it inherits. With kappa < 1 a student beats a teacher whose penalty is large; on fresh
+  data both penalties are 0 and this is the distillation law itself, number for number. Constants
+  without lam price the student's own repetition with the distilled student's R_D* instead
+  (`laws.repetition.distilled_repetition`: G_pooled);
 - a measured teacher (its loss L_T known) whose pool is given: F_T = L_T - (pooled S(N_T, D_T, U_T)
   - S(N_T, D_T)), S the supervised law; its pool unknown: F_T = L_T (fresh);
 - a chain (self-distillation): generation 0 trained alone, generation g the student of g - 1, each
@@ -22,8 +25,8 @@ fresh data at the same size and tokens (F = L on fresh data); L - F is its repet
 - an ensemble of k models trained alone (seeds), logits mixed: L_ens = L_1 - eta (1 - 1/k) (L_1 -
   F_1), F_ens = F_1; a student distilled from it as from any teacher.
 
-kappa and eta (`DataLimitedConstants`) come with a 90% interval, measured at micro scale
-(data_limited.json). Every loss carries an interval: the distillation or supervised law's own (the
+kappa, eta and lam (`DataLimitedConstants`) come with a 90% interval, measured at micro scale
+(data_limited.json, `bench/laws/data_limited_fit.py`). Every loss carries an interval: the distillation or supervised law's own (the
 one its verdicts use, `laws.difference.used_interval`, with R_D*'s), moved to the losses at the ends
 of the constants' intervals; each Delta is `laws.difference.decide` of two such losses.
 
@@ -76,30 +79,37 @@ class Constant:
 @dataclass(frozen=True)
 class DataLimitedConstants:
     """kappa: the share of its teacher's repetition penalty a student inherits; eta: the share of a
-    member's penalty an ensemble of many members removes; each with its interval, and where they
-    come from."""
+    member's penalty an ensemble of many members removes; lam (optional): a distilled student's own
+    repetition penalty as a share of the penalty the same model trained alone on the same pool pays
+    (None: the distilled student's R_D* prices it, `laws.repetition.distilled_repetition`); each with
+    its interval, and where they come from."""
 
     kappa: Constant
     eta: Constant
     level: float = 0.9
     source: str = ""
+    lam: Constant | None = None
 
-    def corners(self) -> list[tuple[float, float]]:
-        """(kappa, eta) at the ends of both intervals: where a loss's constants part is read."""
-        return list(itertools.product(self.kappa.interval, self.eta.interval))
+    def corners(self) -> list[tuple[float, float, float | None]]:
+        """(kappa, eta, lam) at the ends of their intervals: where a loss's constants part is read."""
+        lams = self.lam.interval if self.lam is not None else (None,)
+        return list(itertools.product(self.kappa.interval, self.eta.interval, lams))
 
     def to_dict(self) -> dict:
-        return {"kappa": self.kappa.to_dict(), "eta": self.eta.to_dict(), "level": self.level, "source": self.source}
+        out = {"kappa": self.kappa.to_dict(), "eta": self.eta.to_dict(), "level": self.level, "source": self.source}
+        return out | ({"lambda": self.lam.to_dict()} if self.lam is not None else {})
 
     @classmethod
     def from_dict(cls, data: dict) -> "DataLimitedConstants":
+        lam = Constant.from_dict(data["lambda"]) if data.get("lambda") else None
         return cls(Constant.from_dict(data["kappa"]), Constant.from_dict(data["eta"]), float(data.get("level", 0.9)),
-                   str(data.get("source", "")))
+                   str(data.get("source", "")), lam)
 
     def describe(self) -> str:
         def one(name: str, c: Constant) -> str:
             return f"{name} {c.value:.3g} [{c.interval[0]:.3g}, {c.interval[1]:.3g}]"
-        return f"{one('kappa', self.kappa)}, {one('eta', self.eta)} ({self.level:.0%}; {self.source or 'given'})"
+        lam = f", {one('lambda', self.lam)}" if self.lam is not None else ""
+        return f"{one('kappa', self.kappa)}, {one('eta', self.eta)}{lam} ({self.level:.0%}; {self.source or 'given'})"
 
 
 def load_constants(path: Path = CONSTANTS_FILE) -> DataLimitedConstants:
@@ -208,17 +218,27 @@ class DataLimitedLaw:
 
     def student(self, N: float, D: float, U: float | None, teacher: ModelState) -> ModelState:
         """A student of N parameters distilled on D tokens from U unique ones (None: fresh data) from
-        `teacher`: L_S = G_pooled(F_T) + kappa (L_T - F_T), F_S = G(F_T)."""
+        `teacher`: L_S = G(F_T) + own penalty + kappa (L_T - F_T), F_S = G(F_T); the own penalty lam
+        times the supervised law's penalty at (N, D, U) when the constants carry lam, else the
+        distilled student's R_D* on G (`G_pooled`)."""
         F_T = float(teacher.fresh.value)
         fresh = used_interval(marked(self.distillation.prediction(N, D, F_T), self.laws, N, D, students=True),
                               "distilled")
-        base = fresh if U is None else repeated_prediction(self.supervised, fresh, N, D, U,
-                                                           distilled_repetition(self.distillation))
-        # kappa of the teacher's penalty, at kappa's value and at each corner (the teacher's loss there)
-        corners = tuple(float(base.value) + k * (L_T - F_T)
-                        for (k, _), L_T in zip(self.constants.corners(), teacher.corners))
-        loss = _moved(base, self.constants.kappa.value * (teacher.value - F_T), corners)
-        return ModelState("student", N, D, U, loss, fresh, corners)
+        corners = self.constants.corners()
+        if U is None:
+            base, own = fresh, [0.0] * len(corners)
+        elif self.constants.lam is None:
+            base = repeated_prediction(self.supervised, fresh, N, D, U, distilled_repetition(self.distillation))
+            own = [0.0] * len(corners)
+        else:
+            alone_penalty = pooled_loss(self.supervised, N, D, U) - float(self.supervised.predict(N, D))
+            base = _moved(fresh, self.constants.lam.value * alone_penalty, ())
+            own = [(lam - self.constants.lam.value) * alone_penalty for _, _, lam in corners]
+        # kappa of the teacher's penalty (and lam of its own), at their values and at each corner
+        at_corners = tuple(float(base.value) + extra + k * (L_T - F_T)
+                           for (k, _, _), extra, L_T in zip(corners, own, teacher.corners))
+        loss = _moved(base, self.constants.kappa.value * (teacher.value - F_T), at_corners)
+        return ModelState("student", N, D, U, loss, fresh, at_corners)
 
     def ensemble(self, N: float, D: float, U: float | None, members: int) -> ModelState:
         """`members` models of N parameters trained alone on D tokens from U unique ones (different
@@ -227,7 +247,7 @@ class DataLimitedLaw:
             raise ParameterError("members", "{} must be at least 1")
         one = self.alone(N, D, U)
         removable = (1.0 - 1.0 / members) * one.penalty   # eta of it is removed
-        corners = tuple(one.value - e * removable for _, e in self.constants.corners())
+        corners = tuple(one.value - e * removable for _, e, _ in self.constants.corners())
         loss = _moved(one.loss, -self.constants.eta.value * removable, corners)
         return ModelState("ensemble", N, D, U, loss, one.fresh, corners, members)
 
