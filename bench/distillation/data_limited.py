@@ -1,8 +1,8 @@
 """Distillation when data is the limit, measured at micro scale: students trained alone, self-distillation
 chains, a larger teacher and ensembles, all on one fixed pool of unique tokens per cell.
 
-Per corpus, for a student of depth 2 (55K non-embedding parameters at aspect ratio 24; its larger teacher
-depth 3, 186K) and per pool U (256K, 16K and 4K unique tokens of the teacher split: 1, 16 and 64 epochs
+Per corpus, for students of depth 2 and 1 (`--depths 2,1`: 55K and 6.9K non-embedding parameters at aspect
+ratio 24; each one's larger teacher one layer deeper: 186K and 55K) and per pool U (256K, 16K and 4K unique tokens of the teacher split: 1, 16 and 64 epochs
 of the runs' D = 256K tokens, 500 optimizer steps of 4 x 128 tokens each), every run reads the same pool
 the same number of times (each run one torch thread, `--workers` runs at a time):
 
@@ -26,7 +26,7 @@ checkpoint). `collect` writes every finished run's numbers to bench/data/data_li
 command that made them.
 
 Usage:
-    python bench/distillation/data_limited.py run CORPUS_DIR [CORPUS_DIR ...] --store /work/dl_sweeps [--workers 2]
+    python bench/distillation/data_limited.py run CORPUS_DIR [CORPUS_DIR ...] --store /work/dl_sweeps [--workers 2] [--depths 2,1]
     python bench/distillation/data_limited.py collect --store /work/dl_sweeps [--out bench/data/data_limited_runs.json]
 """
 
@@ -42,7 +42,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEPTHS = (2,)
+DEPTHS = (2,)                         # student depths (`--depths`); each one's larger teacher is one deeper
 POOLS = ("256K", "16K", "4K")
 FRESH_POOL = "256K"
 TOKENS = "256K"
@@ -80,9 +80,9 @@ def grid_id(cell: str, wd: float) -> str:
     return f"{cell}-wd{wd:g}"
 
 
-def plan_runs() -> list[Run]:
+def plan_runs(depths=DEPTHS) -> list[Run]:
     runs: list[Run] = []
-    for depth in DEPTHS:
+    for depth in depths:
         for pool in POOLS:
             cell = f"d{depth}-u{pool}"
             grid = tuple(grid_id(cell, wd) for wd in GRIDS[pool])
@@ -139,7 +139,7 @@ def command_line(run: Run, root: Path, corpus: Path, same_pool: Path) -> list[st
     return args
 
 
-def run_corpora(corpora: list[Path], store: Path, workers: int) -> None:
+def run_corpora(corpora: list[Path], store: Path, workers: int, depths=DEPTHS) -> None:
     """Every corpus's runs in one pool of workers, the 1-epoch and 16-epoch pools of every corpus before
     the 64-epoch ones (so that a stopped measurement leaves whole pools on every corpus)."""
     order = {pool: i for i, pool in enumerate(("256K", "16K", "4K"))}
@@ -149,7 +149,7 @@ def run_corpora(corpora: list[Path], store: Path, workers: int) -> None:
         root.mkdir(parents=True, exist_ok=True)
         (root / "same_pool.toml").write_text(SAME_POOL)
         roots[corpus.name] = (root, corpus)
-        runs |= {(corpus.name, run.run_id): run for run in plan_runs()}
+        runs |= {(corpus.name, run.run_id): run for run in plan_runs(depths)}
     done = {key for key in runs if (roots[key[0]][0] / key[1] / "result.json").exists()}
     failed: set = set()
     started = time.time()
@@ -191,7 +191,7 @@ def run_corpora(corpora: list[Path], store: Path, workers: int) -> None:
 def collect(store: Path, out: Path, argv: list[str]) -> None:
     records = []
     for root in sorted(p for p in store.iterdir() if p.is_dir()):
-        for run in plan_runs():
+        for run in plan_runs((1, 2, 3)):
             path = root / run.run_id / "result.json"
             if not path.exists():
                 continue
@@ -222,12 +222,14 @@ def main(argv: list[str]) -> None:
     run.add_argument("corpora", nargs="+", type=Path)
     run.add_argument("--store", type=Path, required=True)
     run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--depths", default="2", help="student depths, comma-separated (default: 2)")
     col = sub.add_parser("collect")
     col.add_argument("--store", type=Path, required=True)
     col.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "data" / "data_limited_runs.json")
     args = parser.parse_args(argv)
     if args.verb == "run":
-        run_corpora([corpus.absolute() for corpus in args.corpora], args.store.resolve(), args.workers)
+        run_corpora([corpus.absolute() for corpus in args.corpora], args.store.resolve(), args.workers,
+                    tuple(int(d) for d in args.depths.split(",")))
     else:
         collect(args.store.resolve(), args.out, argv)
 
