@@ -28,7 +28,7 @@ corpora's cells) plus the training pairs' residual scale; coverage, sign, and th
 
 Usage:
     python bench/laws/data_limited_fit.py [--runs bench/data/data_limited_runs.json] [--write]
-        --write: store kappa and eta (fitted on every corpus) in src/distillscale/laws/data_limited.json
+        --write: store kappa, eta and lambda (fitted on every corpus) in src/distillscale/laws/data_limited.json
 """
 
 from __future__ import annotations
@@ -244,8 +244,14 @@ def main() -> None:
         constants = json.loads(path.read_text()) if path.exists() else {}
         constants |= {"kappa": {"value": summary["kappa"], "interval": summary["kappa_interval"]},
                       "eta": {"value": summary["eta"], "interval": summary.get("eta_interval")},
+                      "lambda": {"value": summary["lambda"], "interval": summary["lambda_interval"]},
+                      "level": 0.9,
                       "source": "measured at micro scale (bench/laws/data_limited_fit.py on "
-                                "bench/data/data_limited_runs.json)"}
+                                "bench/data/data_limited_runs.json)",
+                      "note": "kappa: the share of its teacher's repetition penalty a student inherits; eta: the "
+                              "share of a member's repetition penalty an ensemble of many removes; lambda: a "
+                              "distilled student's own repetition penalty as a share of what its size trained "
+                              "alone on the pool pays. 90% intervals: bootstrap over (corpus, size, pool) cells."}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(constants, indent=1) + "\n")
         os.replace(tmp, path)
