@@ -41,3 +41,18 @@ def test_eta_is_recovered_from_ensembles_made_by_the_law():
     pairs = [EnsemblePair(k, L_1, F_1, L_1 - eta * (1 - 1 / k) * (L_1 - F_1))
              for k, L_1, F_1 in ((2, 3.5, 3.1), (3, 3.6, 3.0), (2, 4.0, 3.2))]
     assert fit_eta(pairs) == pytest.approx(eta)
+
+
+def test_the_shares_stay_inside_zero_and_one_where_noisy_pairs_would_push_them_out():
+    """Pairs whose students gained more than their teachers' whole penalty (noise) would give a negative
+    lambda by plain least squares: the fit bounds each share to [0, 1], and so every bootstrap draw."""
+    pairs = [StudentPair(L_T=3.0 + d, F_T=3.0, L_S=3.1 + 1.2 * d - 0.3 * p, F_S=3.1, penalty_alone=p, group=i)
+             for i, (d, p) in enumerate([(0.1, 0.3), (0.3, 0.1), (0.5, 0.4), (0.2, 0.5)])]
+    plain, *_ = np.linalg.lstsq(np.array([[0.1, 0.3], [0.3, 0.1], [0.5, 0.4], [0.2, 0.5]]),
+                                np.array([1.2 * d - 0.3 * p for d, p in [(0.1, 0.3), (0.3, 0.1), (0.5, 0.4), (0.2, 0.5)]]),
+                                rcond=None)
+    assert plain[0] > 1 and plain[1] < 0
+    fit = fit_kappa_lambda(pairs)
+    assert 0.0 <= fit.kappa <= 1.0 and 0.0 <= fit.lam <= 1.0 and fit.kappa == pytest.approx(1.0)
+    draws = bootstrap_kappa_lambda(pairs, draws=50)
+    assert draws.min() >= 0.0 and draws.max() <= 1.0

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Hashable, Sequence
 
 import numpy as np
+from scipy.optimize import lsq_linear
 
 
 @dataclass(frozen=True)
@@ -61,19 +62,21 @@ class KappaLambda:
 
 
 def fit_kappa_lambda(pairs: Sequence[StudentPair]) -> KappaLambda:
-    """Least squares of L_S - F_S on (L_T - F_T, P_S), no intercept."""
+    """Least squares of L_S - F_S on (L_T - F_T, P_S), no intercept, each share bounded to [0, 1] (a
+    student inherits no more than its teacher's whole penalty, and pays no more of its own than its size
+    trained alone; noisy runs would otherwise push a bootstrap draw past either end)."""
     x = np.array([[p.L_T - p.F_T, p.penalty_alone] for p in pairs], dtype=float).reshape(-1, 2)
     y = np.array([p.L_S - p.F_S for p in pairs], dtype=float)
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    coef = lsq_linear(x, y, bounds=(0.0, 1.0), method="bvls").x
     residual = y - x @ coef
     return KappaLambda(float(coef[0]), float(coef[1]), float(np.sqrt(np.mean(residual ** 2))), len(pairs))
 
 
 def fit_eta(pairs: Sequence[EnsemblePair]) -> float:
-    """Least squares of L_1 - L_k on (1 - 1/k)(L_1 - F_1), no intercept."""
+    """Least squares of L_1 - L_k on (1 - 1/k)(L_1 - F_1), no intercept, bounded to [0, 1]."""
     x = np.array([(1 - 1 / p.k) * (p.L_1 - p.F_1) for p in pairs], dtype=float)
     y = np.array([p.L_1 - p.L_k for p in pairs], dtype=float)
-    return float(x @ y / (x @ x))
+    return float(np.clip(x @ y / (x @ x), 0.0, 1.0))
 
 
 def bootstrap_kappa_lambda(pairs: Sequence[StudentPair], draws: int = 400, seed: int = 0) -> np.ndarray:
