@@ -50,6 +50,9 @@ SEED_POOL = "16K"                     # the pool with a third seed and an ensemb
 # Weight decays tried per pool (per step at peak lr; the engine's default is 1e-4): three around where the
 # first corpus's best lay for the pool's epochs; a best at a grid's end is reported as such.
 GRIDS = {"256K": (1e-4, 1e-3, 1e-2), "16K": (1e-2, 3e-2, 1e-1), "4K": (1e-2, 3e-2, 1e-1)}
+# One more decay past the grid's top where the grids' best lay at their end (all three first corpora's
+# 64-epoch pools): trained alone and reported, not taken by the cell's other runs (a check of the baseline).
+EDGE_CHECKS = {"4K": (3e-1,)}
 SEEDS = (0, 1, 2)
 GENERATIONS = 4
 COMMON = ("--aspect-ratio", "24", "--head-dim", "24", "--seq-len", "128", "--batch-size", "4",
@@ -88,6 +91,8 @@ def plan_runs(depths=DEPTHS) -> list[Run]:
             grid = tuple(grid_id(cell, wd) for wd in GRIDS[pool])
             runs += [Run(grid_id(cell, wd), "train", depth, pool, "grid", weight_decay=wd) for wd in GRIDS[pool]]
             runs.append(Run(f"{cell}-alone-s0", "link", depth, pool, "alone", needs=grid))
+            runs += [Run(grid_id(cell, wd), "train", depth, pool, "grid-edge", weight_decay=wd)
+                     for wd in EDGE_CHECKS.get(pool, ())]
             seeds = SEEDS if pool == SEED_POOL else SEEDS[:2]
             for seed in seeds[1:]:
                 runs.append(Run(f"{cell}-alone-s{seed}", "train", depth, pool, "alone", seed=seed, needs=grid))
@@ -202,6 +207,7 @@ def collect(store: Path, out: Path, argv: list[str]) -> None:
                 "pool": run.pool, "unique_tokens": config.get("unique_tokens"), "tokens": result.get("tokens"),
                 "non_embedding_params": result.get("non_embedding_params"), "seed": run.seed,
                 "weight_decay": config.get("weight_decay"), "cell_grid": {f"{wd:g}": val_loss(root / grid_id(run.cell, wd)) for wd in GRIDS[run.pool]},
+                "edge_checks": {f"{wd:g}": val_loss(root / grid_id(run.cell, wd)) for wd in EDGE_CHECKS.get(run.pool, ())},
                 "generation": run.generation, "members": run.members,
                 "teachers": list(run.teachers), "val_loss": result["val_loss"],
                 "teacher_val_loss": (result.get("teacher") or {}).get("teacher_val_loss"),
