@@ -7,7 +7,7 @@ of the runs' D = 256K tokens, 500 optimizer steps of 4 x 128 tokens each), every
 the same number of times (each run one torch thread, `--workers` runs at a time):
 
 - a weight-decay grid first, per pool (trained alone, seed 0: 1e-4, 1e-3 and 1e-2 per step at peak lr on
-  the 1-epoch pool, 1e-2, 3e-2 and 1e-1 on the others; the engine's default 1e-4 lost by 26% at 16 epochs
+  the 1-epoch pool, 1e-2, 3e-2 and 1e-1 at 16 epochs, to 3e-1 at 64; the engine's default 1e-4 lost by 26% at 16 epochs
   on the first corpus): its best run is
   the cell's seed-0 run trained alone (linked, not trained again), and every other run of the cell,
   students included, takes its weight decay, so the baselines are as a careful user would run them (the
@@ -49,10 +49,9 @@ TOKENS = "256K"
 SEED_POOL = "16K"                     # the pool with a third seed and an ensemble of 3
 # Weight decays tried per pool (per step at peak lr; the engine's default is 1e-4): three around where the
 # first corpus's best lay for the pool's epochs; a best at a grid's end is reported as such.
-GRIDS = {"256K": (1e-4, 1e-3, 1e-2), "16K": (1e-2, 3e-2, 1e-1), "4K": (1e-2, 3e-2, 1e-1)}
-# One more decay past the grid's top where the grids' best lay at their end (all three first corpora's
-# 64-epoch pools): trained alone and reported, not taken by the cell's other runs (a check of the baseline).
-EDGE_CHECKS = {"4K": (3e-1,)}
+# The 64-epoch pools' grid reaches 3e-1: with three values every first corpus's best lay at 1e-1, the
+# grid's end, and on one of them 3e-1 was better still (by 2.8%).
+GRIDS = {"256K": (1e-4, 1e-3, 1e-2), "16K": (1e-2, 3e-2, 1e-1), "4K": (1e-2, 3e-2, 1e-1, 3e-1)}
 SEEDS = (0, 1, 2)
 GENERATIONS = 4
 COMMON = ("--aspect-ratio", "24", "--head-dim", "24", "--seq-len", "128", "--batch-size", "4",
@@ -91,8 +90,6 @@ def plan_runs(depths=DEPTHS) -> list[Run]:
             grid = tuple(grid_id(cell, wd) for wd in GRIDS[pool])
             runs += [Run(grid_id(cell, wd), "train", depth, pool, "grid", weight_decay=wd) for wd in GRIDS[pool]]
             runs.append(Run(f"{cell}-alone-s0", "link", depth, pool, "alone", needs=grid))
-            runs += [Run(grid_id(cell, wd), "train", depth, pool, "grid-edge", weight_decay=wd)
-                     for wd in EDGE_CHECKS.get(pool, ())]
             seeds = SEEDS if pool == SEED_POOL else SEEDS[:2]
             for seed in seeds[1:]:
                 runs.append(Run(f"{cell}-alone-s{seed}", "train", depth, pool, "alone", seed=seed, needs=grid))
@@ -207,7 +204,6 @@ def collect(store: Path, out: Path, argv: list[str]) -> None:
                 "pool": run.pool, "unique_tokens": config.get("unique_tokens"), "tokens": result.get("tokens"),
                 "non_embedding_params": result.get("non_embedding_params"), "seed": run.seed,
                 "weight_decay": config.get("weight_decay"), "cell_grid": {f"{wd:g}": val_loss(root / grid_id(run.cell, wd)) for wd in GRIDS[run.pool]},
-                "edge_checks": {f"{wd:g}": val_loss(root / grid_id(run.cell, wd)) for wd in EDGE_CHECKS.get(run.pool, ())},
                 "generation": run.generation, "members": run.members,
                 "teachers": list(run.teachers), "val_loss": result["val_loss"],
                 "teacher_val_loss": (result.get("teacher") or {}).get("teacher_val_loss"),
