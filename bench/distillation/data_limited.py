@@ -57,6 +57,11 @@ GENERATIONS = 4
 COMMON = ("--aspect-ratio", "24", "--head-dim", "24", "--seq-len", "128", "--batch-size", "4",
           "--tokens", TOKENS, "--lr", "0.003", "--schedule", "wsd", "--eval-tokens", "64K", "--save-every", "250")
 SAME_POOL = 'split = "teacher"\n'   # the student reads the teacher's half: the same pool
+# How the committed bench/data/data_limited_runs.json was made (corpora from what a Debian machine holds).
+MADE_BY = ["python bench/demo/demo_corpora.py build doc-en man-en c-include --root /work/corpora --cap 4M",
+           "ln -s \"$(python -c 'import sysconfig; print(sysconfig.get_paths()[\"stdlib\"])')\" /work/corpora/stdlib"]
+RUN_COMMAND = ("python bench/distillation/data_limited.py run /work/corpora/doc-en /work/corpora/stdlib "
+               "/work/corpora/man-en /work/corpora/c-include --store /work/dl_sweeps --workers 2")
 
 
 @dataclass
@@ -209,7 +214,7 @@ def collect(store: Path, out: Path, argv: list[str]) -> None:
                 "teacher_val_loss": (result.get("teacher") or {}).get("teacher_val_loss"),
                 "train_seconds": result.get("wall_seconds") or result.get("elapsed_seconds"),
             })
-    payload = {"command": "python bench/distillation/data_limited.py " + " ".join(argv),
+    payload = {"command": RUN_COMMAND, "made_by": [*MADE_BY, "python bench/distillation/data_limited.py " + " ".join(argv)],
                "design": __doc__.split("Usage:")[0].strip(), "runs": records}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")
