@@ -28,7 +28,7 @@ corpora's cells) plus the training pairs' residual scale; coverage, sign, and th
 
 Usage:
     python bench/laws/data_limited_fit.py [--runs bench/data/data_limited_runs.json] [--write]
-        --write: store kappa, eta and lambda (fitted on every corpus) in src/distillscale/laws/data_limited.json
+        --write: store kappa and eta (fitted on every corpus) in src/distillscale/laws/data_limited.json
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from distillscale.laws.data_limited_fit import EnsemblePair, StudentPair
 
 ROOT = Path(__file__).resolve().parents[2]
 FRESH = "256K"
+EPOCHS = {"16K": 16.0, "4K": 64.0}   # the repeated pools' epochs (D = 256K tokens)
 Z90 = 1.6449
 
 
@@ -87,8 +88,42 @@ def pairs(table: dict) -> list[dict]:
             if None in values:
                 continue
             out.append({"corpus": corpus, "depth": depth, "pool": pool, "kind": kind, "L_T": values[0],
-                        "F_T": values[1], "L_S": values[2], "F_S": values[3], "penalty_alone": alone - alone_fresh})
+                        "F_T": values[1], "L_S": values[2], "F_S": values[3], "penalty_alone": alone - alone_fresh,
+                        "epochs": EPOCHS[pool]})
     return out
+
+
+# The product prices a distilled student's own repetition with the distilled R_D* (37, measured at micro
+# scale with a fresh teacher), a model trained alone with the supervised one (5.2 at micro scale): at E
+# epochs the student's own penalty is then about this share of its size's penalty trained alone (the
+# D term's exponent taken as 0.3; the share moves little with it): 0.16 at 16 epochs, 0.24 at 64.
+R_D_DISTILLED, R_D_SUPERVISED, D_EXPONENT = 37.0, 5.2, 0.3
+
+
+def own_share(epochs: float) -> float:
+    def worth(r_star: float) -> float:   # (D'/D)^-beta - 1: the D term's rise under repetition
+        effective = 1 + r_star * (1 - np.exp(-(epochs - 1) / r_star))
+        return (effective / epochs) ** -D_EXPONENT - 1
+    return float(worth(R_D_DISTILLED) / worth(R_D_SUPERVISED))
+
+
+def fit_kappa_own(rows: list[dict]) -> tuple[float, float]:
+    """kappa by least squares of L_S - F_S - share(epochs) P_S on L_T - F_T, no intercept, bounded to
+    [0, 1] (the student's own penalty priced as the product prices it); the residual RMS."""
+    x = np.array([r["L_T"] - r["F_T"] for r in rows])
+    y = np.array([r["L_S"] - r["F_S"] - own_share(r["epochs"]) * r["penalty_alone"] for r in rows])
+    kappa = float(np.clip(x @ y / (x @ x), 0.0, 1.0))
+    return kappa, float(np.sqrt(np.mean((y - kappa * x) ** 2)))
+
+
+def bootstrap_kappa_own(rows: list[dict], draws: int = 400, seed: int = 0) -> np.ndarray:
+    cells = sorted({(r["corpus"], r["depth"], r["pool"]) for r in rows})
+    by_cell = defaultdict(list)
+    for r in rows:
+        by_cell[(r["corpus"], r["depth"], r["pool"])].append(r)
+    rng = np.random.default_rng(seed)
+    return np.array([fit_kappa_own([r for i in rng.integers(0, len(cells), len(cells)) for r in by_cell[cells[i]]])[0]
+                     for _ in range(draws)])
 
 
 def _pair(r: dict) -> StudentPair:
@@ -154,14 +189,15 @@ def left_out(table: dict, rows: list[dict], ens_rows: list[dict]) -> dict:
         train = [r for r in rows if r["corpus"] != corpus]
         if len({r["corpus"] for r in train}) < 1:
             continue
-        kappa, lam, rms = fit_kappa_lambda(train)
-        spread = bootstrap(train, draws=200)
+        kappa, rms = fit_kappa_own(train)
+        spread = bootstrap_kappa_own(train, draws=200)
         eta = fit_eta([r for r in ens_rows if r["corpus"] != corpus]) if ens_rows else None
         for r in rows:
             if r["corpus"] != corpus or r["kind"] != "gen1":
                 continue
-            predicted = r["F_S"] + kappa * (r["L_T"] - r["F_T"]) + lam * r["penalty_alone"] - r["L_T"]
-            draws = r["F_S"] + spread[:, 0] * (r["L_T"] - r["F_T"]) + spread[:, 1] * r["penalty_alone"] - r["L_T"]
+            own = own_share(r["epochs"]) * r["penalty_alone"]
+            predicted = r["F_S"] + kappa * (r["L_T"] - r["F_T"]) + own - r["L_T"]
+            draws = r["F_S"] + spread * (r["L_T"] - r["F_T"]) + own - r["L_T"]
             half = Z90 * np.sqrt(np.var(draws) + rms ** 2)
             measured = r["L_S"] - r["L_T"]
             checks.append({"corpus": corpus, "depth": r["depth"], "pool": r["pool"],
@@ -172,7 +208,7 @@ def left_out(table: dict, rows: list[dict], ens_rows: list[dict]) -> dict:
         for (c, depth, pool) in sorted(table):
             if c != corpus or pool == FRESH:
                 continue
-            for g, predicted, measured in chain_prediction(table, c, depth, pool, kappa, lam):
+            for g, predicted, measured in chain_prediction(table, c, depth, pool, kappa, own_share(EPOCHS[pool])):
                 if measured is not None:
                     chains.append({"corpus": c, "depth": depth, "pool": pool, "generation": g,
                                    "predicted": predicted, "measured": measured,
@@ -186,10 +222,14 @@ def left_out(table: dict, rows: list[dict], ens_rows: list[dict]) -> dict:
 
 def report(table: dict) -> dict:
     rows, ens_rows = pairs(table), ensembles(table)
-    kappa, lam, rms = fit_kappa_lambda(rows)
+    kappa, rms = fit_kappa_own(rows)
+    kappas = bootstrap_kappa_own(rows)
+    free_kappa, lam, _ = fit_kappa_lambda(rows)
     spread = bootstrap(rows)
     eta = fit_eta(ens_rows) if ens_rows else None
-    summary = {"pairs": len(rows), "kappa": kappa, "kappa_interval": list(np.quantile(spread[:, 0], [0.05, 0.95])),
+    summary = {"pairs": len(rows), "kappa": kappa, "kappa_interval": list(np.quantile(kappas, [0.05, 0.95])),
+               "own_share": {f"{e:g}": own_share(e) for e in EPOCHS.values()},
+               "free_kappa": free_kappa, "free_kappa_interval": list(np.quantile(spread[:, 0], [0.05, 0.95])),
                "lambda": lam, "lambda_interval": list(np.quantile(spread[:, 1], [0.05, 0.95])),
                "residual_rms": rms, "eta": eta, "ensembles": len(ens_rows)}
     if ens_rows:
@@ -201,9 +241,12 @@ def report(table: dict) -> dict:
 
 
 def print_report(summary: dict) -> None:
-    print(f"pairs {summary['pairs']}: kappa {summary['kappa']:.3f} {np.round(summary['kappa_interval'], 3)}, "
-          f"lambda {summary['lambda']:.3f} {np.round(summary['lambda_interval'], 3)}, "
-          f"residual RMS {summary['residual_rms']:.4f} nats/token")
+    shares = ", ".join(f"{v:.2f} at {e} epochs" for e, v in summary["own_share"].items())
+    print(f"pairs {summary['pairs']}: kappa {summary['kappa']:.3f} {np.round(summary['kappa_interval'], 3)} with the "
+          f"student's own penalty as the distilled R_D* prices it ({shares} of its size's alone); residual RMS "
+          f"{summary['residual_rms']:.4f} nats/token")
+    print(f"  both free: kappa {summary['free_kappa']:.3f} {np.round(summary['free_kappa_interval'], 3)}, "
+          f"lambda {summary['lambda']:.3f} {np.round(summary['lambda_interval'], 3)}")
     if summary["eta"] is not None:
         print(f"ensembles {summary['ensembles']}: eta {summary['eta']:.3f} {np.round(summary['eta_interval'], 3)}")
     lo = summary["left_out"]
@@ -244,14 +287,13 @@ def main() -> None:
         constants = json.loads(path.read_text()) if path.exists() else {}
         constants |= {"kappa": {"value": summary["kappa"], "interval": summary["kappa_interval"]},
                       "eta": {"value": summary["eta"], "interval": summary.get("eta_interval")},
-                      "lambda": {"value": summary["lambda"], "interval": summary["lambda_interval"]},
                       "level": 0.9,
                       "source": "measured at micro scale (bench/laws/data_limited_fit.py on "
                                 "bench/data/data_limited_runs.json)",
                       "note": "kappa: the share of its teacher's repetition penalty a student inherits; eta: the "
-                              "share of a member's repetition penalty an ensemble of many removes; lambda: a "
-                              "distilled student's own repetition penalty as a share of what its size trained "
-                              "alone on the pool pays. 90% intervals: bootstrap over (corpus, size, pool) cells."}
+                              "share of a member's repetition penalty an ensemble of many removes; the student's "
+                              "own repetition is priced by the distilled R_D*. 90% intervals: bootstrap over "
+                              "(corpus, size, pool) cells."}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(constants, indent=1) + "\n")
         os.replace(tmp, path)
