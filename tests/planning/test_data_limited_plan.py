@@ -149,3 +149,8 @@ def test_the_plan_s_student_of_a_teacher_on_the_pool_is_the_data_limited_law_s()
     assert plan.headline.student_tokens == pytest.approx(given.tokens, rel=1e-9)
     assert plan.headline.student_loss == pytest.approx(given.final.value, rel=1e-9)
     assert plan.headline.student_loss < plan.headline.teacher_loss   # it beats its same-size teacher
+    # one number, one interval: the table's interval, its verdict's Delta and the comparison's are the same
+    low, high = plan.headline.student_interval.low, plan.headline.student_interval.high
+    assert (low, high) == pytest.approx((float(given.final.loss.low), float(given.final.loss.high)), rel=1e-12)
+    mine, theirs = plan.headline.difference, given.difference
+    assert (mine.low, mine.high) == pytest.approx((theirs.low, theirs.high), rel=1e-12)

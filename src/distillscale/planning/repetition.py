@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from distillscale.laws.data_limited import load_constants
+from distillscale.laws.data_limited import DataLimitedLaw, load_constants
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (PUBLISHED, Repetition, RepetitionAssessment, assess, distilled_repetition,
                                           fewest_unique, pooled_loss, repetition_penalty)
@@ -167,8 +167,21 @@ def repeated_distillation(plan: DistillationPlan, student: RepetitionAssessment,
         own = factor / (1.0 + student.through_teacher)
         interval = _inherited_interval(_shifted(_scaled(fresh.student_interval, own),
                                                 fresh.student_loss * (factor - own)), student.teacher)
+        if laws is not None and interval is not None and interval.has_interval:
+            interval = _law_interval(laws, student, interval)
     return replace(plan, student_loss=fresh.student_loss * factor, student_interval=interval,
                    supervised=repeated_supervised(plan.supervised, supervised), fresh=fresh)
+
+
+def _law_interval(laws: LawSet, student: RepetitionAssessment, interval):
+    """The student's interval as the data-limited law gives it (`laws.data_limited`: its own R_D*'s interval
+    and kappa's ends), so that a plan's table, its verdict and its data-limited comparison show one interval
+    for one student; the value is the plan's (the law's, the same number)."""
+    law, teacher = DataLimitedLaw(laws), student.teacher
+    state = law.student(student.params, student.tokens, student.unique_tokens,
+                        law.measured_teacher(teacher.loss_repeated, teacher.params, teacher.tokens, teacher.unique_tokens))
+    shift = float(interval.value) - state.value
+    return replace(interval, low=float(state.loss.low) + shift, high=float(state.loss.high) + shift)
 
 
 def repeated_sweep(sweep: StudentSweep, laws: LawSet, student: RepetitionAssessment,
