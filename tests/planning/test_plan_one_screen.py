@@ -58,8 +58,9 @@ def test_every_warning_is_printed_by_default_in_one_line_each(at_80):
     assert "Repetition (teacher-pretraining" not in " ".join(lines)   # each run's check: --explain
     assert "warning:" in err
     lines, _ = at_80("plan", "--law", "busbridge2025", "--compute", "1e21", "--scenario", "best-case")
-    edge = [i for i, line in enumerate(lines) if line.startswith("+: best-case")]
-    assert edge and "widen with" in " ".join(lines[edge[0]:edge[0] + 2])
+    edge = [i for i, line in enumerate(lines) if line.startswith("+: ")]   # named, or the table's + marks
+    assert edge and "edge" in lines[edge[0]] and "widen with" in " ".join(lines[edge[0]:edge[0] + 2])
+    assert any(line.startswith("best-case") and "+ " in line for line in lines)   # the table marks the size
     lines, _ = at_80("plan", "--law", "busbridge2025", "--compute", "1e21", "--student-params", "546M",
                      "--scenario", "best-case", "--batch-tokens", "1T")   # more than a run trains on: no run to train
     assert any(line.startswith("!: ") and "--explain" in line for line in lines), lines

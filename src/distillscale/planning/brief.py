@@ -19,7 +19,7 @@ from rich import box
 
 from distillscale.console import Table, styled
 from distillscale.planning.family_view import FAMILY_ANSWER_LINES, family_renderables
-from distillscale.planning.render import (PlanView, answer_lines, at_cap, edge_note, interval_cell,
+from distillscale.planning.render import (SIZE_LIMITS, PlanView, answer_lines, at_cap, edge_note, interval_cell,
                                          modes_renderables)
 from distillscale.planning.repetition import RepeatedData
 from distillscale.planning.results import CANNOT_TELL, cannot_tell_reason
@@ -212,8 +212,7 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
     edged = [s for s in plan.sweeps if s.edges] if plan.kind == "sweep" else []
     if edged:
         limits = list(dict.fromkeys(edge for s in edged for edge in s.edges))
-        warnings.append(f"+: {', '.join(s.scenario.name for s in edged)}: the best student sits on the edge of the "
-                        f"search{edge_note(limits)}")
+        warnings.append(_edge_line(', '.join(s.scenario.name for s in edged), limits))
     repeated = sum(isinstance(w, RepeatedData) for w in plan.warnings)
     if any(p.fresh is not None for p in plans) and repeated < 2:   # else the warnings' one line says it
         warnings.append("losses after repeating your unique tokens, a distilled student's as a supervised "
@@ -230,6 +229,17 @@ def _notes(plan: PlanView, plans: list[DistillationPlan], verdicts: dict[str, st
     if any(p.teacher_family is not None for p in plans):
         info.append("best-case: any teacher of loss L_T* does; shown: the cheapest to pre-train")
     return warnings + info[:max(0, MAX_NOTES - 1 - len(warnings))] + [EXPLAIN]
+
+
+def _edge_line(names: str, limits: list[str]) -> str:
+    """The best sizes on the search's edge, named, in one line where it fits 80 columns; else the table's
+    + marks name them and the line says what widens the search."""
+    line = f"+: {names}: the best student sits on the edge of the search{edge_note(limits)}"
+    if len(line) <= 80:
+        return line
+    options = [SIZE_LIMITS[edge][1] for edge in limits if SIZE_LIMITS[edge][1]]
+    return ("+: sizes marked + sit on the search's edge"
+            + (f"; widen with {' or '.join(options)}" if options else edge_note(limits)))
 
 
 def _batch_note(plan: PlanView, rows) -> list[str]:
