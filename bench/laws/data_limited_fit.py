@@ -117,13 +117,9 @@ def fit_kappa_own(rows: list[dict]) -> tuple[float, float]:
 
 
 def bootstrap_kappa_own(rows: list[dict], draws: int = 400, seed: int = 0) -> np.ndarray:
-    cells = sorted({(r["corpus"], r["depth"], r["pool"]) for r in rows})
-    by_cell = defaultdict(list)
-    for r in rows:
-        by_cell[(r["corpus"], r["depth"], r["pool"])].append(r)
-    rng = np.random.default_rng(seed)
-    return np.array([fit_kappa_own([r for i in rng.integers(0, len(cells), len(cells)) for r in by_cell[cells[i]]])[0]
-                     for _ in range(draws)])
+    """kappa refitted on cells (corpus, depth, pool) resampled with replacement."""
+    return laws_fit.bootstrap_groups(rows, lambda r: (r["corpus"], r["depth"], r["pool"]),
+                                     lambda sample: fit_kappa_own(sample)[0], draws, seed)
 
 
 def _pair(r: dict) -> StudentPair:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Hashable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 from scipy.optimize import lsq_linear
@@ -82,17 +82,22 @@ def fit_eta(pairs: Sequence[EnsemblePair]) -> float:
 def bootstrap_kappa_lambda(pairs: Sequence[StudentPair], draws: int = 400, seed: int = 0) -> np.ndarray:
     """(kappa, lambda) refitted `draws` times on groups resampled with replacement (groups sorted, so
     the draws are the same whatever the pairs' order): an array of shape (draws, 2)."""
-    groups = sorted({p.group for p in pairs})
+    def refit(sample: list[StudentPair]) -> tuple[float, float]:
+        fit = fit_kappa_lambda(sample)
+        return fit.kappa, fit.lam
+    return bootstrap_groups(pairs, lambda p: p.group, refit, draws, seed)
+
+
+def bootstrap_groups(items: Sequence, group: Callable, refit: Callable, draws: int = 400, seed: int = 0) -> np.ndarray:
+    """`refit` of `items` resampled `draws` times by their `group` with replacement (groups sorted, so the
+    draws are the same whatever the items' order): an array of the refits."""
+    groups = sorted({group(item) for item in items})
     by_group: dict = defaultdict(list)
-    for p in pairs:
-        by_group[p.group].append(p)
+    for item in items:
+        by_group[group(item)].append(item)
     rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(draws):
-        chosen = [groups[i] for i in rng.integers(0, len(groups), len(groups))]
-        fit = fit_kappa_lambda([p for g in chosen for p in by_group[g]])
-        samples.append((fit.kappa, fit.lam))
-    return np.array(samples)
+    return np.array([refit([item for i in rng.integers(0, len(groups), len(groups)) for item in by_group[groups[i]]])
+                     for _ in range(draws)])
 
 
 def interval(values: np.ndarray, level: float = 0.9) -> tuple[float, float]:
