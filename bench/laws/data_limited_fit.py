@@ -10,17 +10,18 @@ size and tokens (here: the same run on the 1-epoch pool). The law and its fits a
     ensemble of k trained alone:      L_k = L_1 - eta (1 - 1/k) (L_1 - F_1)
 
 F_S is the student's loss as if everything were fresh (the distillation law on F_T; measured here: the
-same student on the 1-epoch pool), delta_S the student's own repetition penalty (in the product the
-distillation law's own R_D*; measured here as lambda times the penalty of the same size trained alone on
-the same pool, lambda fitted with kappa). kappa is the share of its teacher's repetition penalty a
-student inherits: below 1, a student can beat a teacher limited by repetition.
+same student on the 1-epoch pool), delta_S the student's own repetition penalty, priced as the product
+prices it (the distilled R_D*: `own_share` of the penalty its size pays trained alone on the pool), so
+kappa is fitted alone; both shares free (delta_S = lambda times that penalty) are reported beside it.
+kappa is the share of its teacher's repetition penalty a student inherits: below 1, a student can beat a
+teacher limited by repetition.
 
 Pairs used for kappa and lambda, per corpus, depth and repeated pool: generation 1 (teacher: trained
 alone, seed 0), generation 2 (teacher: generation 1), the student of the larger teacher, the student of
 the ensemble of 2: those whose teacher's and student's 1-epoch twins were run. Generations 3-4 and the
 ensemble of 3 are scored by the law, never fitted.
 
-Left out a corpus at a time: kappa, lambda and eta fitted on the others; the left-out corpus's first
+Left out a corpus at a time: kappa and eta fitted on the others; the left-out corpus's first
 generation's Delta (generation 1 against its teacher trained alone) predicted from its own 1-epoch runs
 and its runs trained alone, with a 90% interval: the fit's parameter spread (bootstrap over the training
 corpora's cells) plus the training pairs' residual scale; coverage, sign, and the chain's settling loss
