@@ -89,9 +89,10 @@ def test_text_directory_splits_are_disjoint_and_cover_the_corpus(tmp_path):
     assert_disjoint_cover(splits, DOCUMENTS)
     manifest = prepared.manifest
     assert manifest["source"]["documents"] == len(DOCUMENTS)
-    for name, texts in splits.items():
-        assert manifest["splits"][name]["pieces"] >= len(texts)
+    for name, texts in splits.items():   # whole documents: each one a unit of its split, ended once
+        assert manifest["splits"][name]["units"] == manifest["splits"][name]["documents"] == len(texts)
         assert manifest["splits"][name]["tokens"] == len(prepared.split(name))
+    assert sum(len(texts) for texts in splits.values()) == len(DOCUMENTS)
     assert prepared.split("val").dtype == np.uint16
     assert prepared.vocab_size == prepared.tokenizer.get_vocab_size() <= VOCAB
     assert prepared.tokenizer_hash == tokenizer_hash(prepared.tokenizer)
@@ -218,21 +219,18 @@ def test_a_cache_inside_the_corpus_is_refused(tmp_path, monkeypatch):
 
 def test_too_little_text_is_an_error(tmp_path):
     corpus = write_text_corpus(tmp_path / "corpus", ["one document\n", "another\n"])
-    with pytest.raises(UserError, match="2 distinct pieces of text, too few"):
+    with pytest.raises(UserError, match="2 distinct documents, too few"):
         prepare_data(DataConfig(path=corpus, vocab_size=VOCAB), progress=False)
 
 
-def test_two_documents_are_cut_into_enough_pieces(tmp_path):
-    texts = ["".join(DOCUMENTS[i::2]) for i in range(2)]   # two documents of twelve lines each
-    corpus = write_text_corpus(tmp_path / "corpus", texts)
-    assert_disjoint_cover(all_split_documents(prepare_data(DataConfig(path=corpus, vocab_size=VOCAB),
-                                                           progress=False)), texts)
-
-
-def test_a_corpus_too_small_for_three_pieces_is_refused_in_one_line(tmp_path):
-    corpus = write_text_corpus(tmp_path / "corpus", DOCUMENTS[:2])   # a line each: two pieces
-    with pytest.raises(UserError, match="2 distinct pieces of text, too few .*give a larger corpus"):
-        prepare_data(DataConfig(path=corpus, vocab_size=VOCAB), progress=False)
+def test_a_corpus_of_two_documents_is_refused_in_one_line_and_three_are_split(tmp_path):
+    """Whole documents: two (however long, under the segment bound) cannot fill three splits; three do."""
+    texts = ["".join(DOCUMENTS[i::3]) for i in range(3)]   # three documents of eight lines each
+    with pytest.raises(UserError, match="2 distinct documents, too few .*give a corpus of 3 documents or more"):
+        prepare_data(DataConfig(path=write_text_corpus(tmp_path / "two", texts[:2]), vocab_size=VOCAB), progress=False)
+    splits = all_split_documents(prepare_data(DataConfig(path=write_text_corpus(tmp_path / "three", texts),
+                                                         vocab_size=VOCAB), progress=False))
+    assert sorted(text for texts_ in splits.values() for text in texts_) == sorted(texts)
 
 
 @pytest.mark.parametrize("flag, value, message", [
@@ -368,35 +366,42 @@ def test_assign_splits_keeps_duplicates_together_and_respects_the_fraction():
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 2**64, size=2000, dtype=np.uint64)
     hashes[100:120] = hashes[0]  # 21 copies of one document
-    sizes = rng.integers(100, 1000, size=2000)
-    splits = assign_splits(hashes, sizes, val_fraction=0.1)
+    splits = assign_splits(hashes, val_fraction=0.1)
     assert len(set(splits[hashes == hashes[0]])) == 1
     val_share = (splits == 0).mean()
-    assert 0.08 < val_share < 0.12   # 10% of the pieces, as chance draws them
-    np.testing.assert_array_equal(splits, assign_splits(hashes, sizes, val_fraction=0.1))
+    assert 0.08 < val_share < 0.12   # 10% of the documents, as chance draws them
+    np.testing.assert_array_equal(splits, assign_splits(hashes, val_fraction=0.1))
     teacher, student = (splits == 1).sum(), (splits == 2).sum()
     assert abs(teacher - student) < 4 * np.sqrt(len(hashes))
 
 
-def test_each_pieces_split_is_its_own_whatever_the_other_pieces():
-    """A piece's split follows from its hash and the fraction alone: the same in a corpus of other
-    pieces (a superset, a subset), and a smaller fraction's validation pieces are a larger one's."""
+def test_each_documents_split_is_its_own_whatever_the_other_documents():
+    """A document's split follows from its hash and the fraction alone: the same in a corpus of other
+    documents (a superset, a subset), and a smaller fraction's validation documents are a larger one's."""
     rng = np.random.default_rng(1)
     hashes = rng.integers(0, 2**64, size=3000, dtype=np.uint64)
-    sizes = rng.integers(1, 1000, size=3000)
-    whole = assign_splits(hashes, sizes, 0.05)
-    np.testing.assert_array_equal(assign_splits(hashes[:1000], sizes[:1000], 0.05), whole[:1000])
-    np.testing.assert_array_equal(assign_splits(hashes[500:], sizes[500:] * 7, 0.05), whole[500:])
-    smaller = assign_splits(hashes, sizes, 0.02)
+    whole = assign_splits(hashes, 0.05)
+    np.testing.assert_array_equal(assign_splits(hashes[:1000], 0.05), whole[:1000])
+    np.testing.assert_array_equal(assign_splits(hashes[500:], 0.05), whole[500:])
+    smaller = assign_splits(hashes, 0.02)
     assert (whole[smaller == 0] == 0).all() and (smaller == 0).sum() < (whole == 0).sum()
     training = whole > 0
-    np.testing.assert_array_equal(smaller[training], whole[training])   # the halves keep their pieces
+    np.testing.assert_array_equal(smaller[training], whole[training])   # the halves keep their documents
 
 
 def test_validation_gets_the_lowest_hash_when_none_falls_in_its_range():
-    splits = assign_splits(np.array([2**63 + 3, 2**62, 2**63 + 2], dtype=np.uint64), np.array([50, 10, 40]),
-                           val_fraction=0.01)
+    splits = assign_splits(np.array([2**63 + 3, 2**62, 2**63 + 2], dtype=np.uint64), val_fraction=0.01)
     assert splits.tolist() == [2, 0, 1]  # 2**62 -> val; the odd hash -> student, the even one -> teacher
+
+
+@pytest.mark.parametrize("val_fraction", [0.05, 0.6, 0.9, 0.99])
+def test_every_split_is_filled_from_the_fullest_whatever_the_fraction(val_fraction):
+    """A tiny corpus at any fraction: each split gets a document, taken from the split that holds the most
+    (the lowest hash into validation, the highest into a half); never an index error."""
+    for seed in range(50):
+        hashes = np.random.default_rng(seed).integers(0, 2**64, size=3 + seed % 4, dtype=np.uint64)
+        splits = assign_splits(hashes, val_fraction)
+        assert set(splits.tolist()) == {0, 1, 2}, (seed, splits)
 
 
 def test_token_dtype_follows_the_vocabulary():
@@ -603,52 +608,75 @@ def skewed_corpus(directory, documents: int = 30, big: int = 7, factor: int = 50
     return texts
 
 
-@pytest.mark.parametrize("documents, lines", [(30, 15)])
-def test_a_long_document_is_cut_so_that_the_halves_balance_and_no_piece_dominates(tmp_path, capsys, documents,
-                                                                                   lines):
-    texts = skewed_corpus(tmp_path / "corpus", documents=documents, lines=lines)
+def test_a_document_over_the_bound_is_placed_in_segments_so_that_the_halves_balance(tmp_path, capsys):
+    """30 short documents and one of about 700 KB: the long one is cut into segments of SEGMENT_MIN_BYTES
+    or more, each placed whole; the short ones stay whole; the halves are as far apart as chance puts them."""
+    from distillscale.data.splits import SEGMENT_MIN_BYTES
+
+    texts = skewed_corpus(tmp_path / "corpus", documents=30, lines=15, factor=800)
+    assert len(texts[7].encode()) > 8 * SEGMENT_MIN_BYTES
     prepared = prepare_data(DataConfig(path=tmp_path / "corpus", vocab_size=VOCAB), progress=False)
     made = {name: prepared.composition(name) for name in ("val", "teacher", "student")}
     teacher, student = made["teacher"], made["student"]
-    # as far apart as a split by hashes puts them (whole documents: 2.6x apart)
     assert abs(teacher.tokens - student.tokens) <= 4 * (teacher.spread ** 2 + student.spread ** 2) ** 0.5
-    for name, split in made.items():
-        assert split.tokens == len(prepared.split(name))
-        assert split.pieces >= (1 if name == "val" else 20)
-        assert name == "val" or split.largest_piece_share <= 0.10, name
-    assert made["teacher"].documents + made["student"].documents > len(texts)  # the long one is in both
-    assert_disjoint_cover(all_split_documents(prepared), texts)
-    # the long document is most of the corpus, so of each training half: one line says so
+    assert sum(split.units for split in made.values()) > len(texts)   # the long one in segments
+    assert sum(split.documents for split in made.values()) > len(texts)   # ... in more than one split
+    pieces = all_split_documents(prepared)
+    assert_disjoint_cover(pieces, texts)
+    short = set(texts) - {texts[7]}
+    assert short <= {text for split in pieces.values() for text in split}   # every short document whole
+    assert all(len(text.encode()) >= SEGMENT_MIN_BYTES for split in pieces.values() for text in split
+               if text not in short and not texts[7].endswith(text))
+
+
+def test_a_document_under_the_bound_stays_whole_and_a_warning_says_it_dominates(tmp_path, capsys):
+    texts = skewed_corpus(tmp_path / "corpus", documents=30, lines=15, factor=50)   # the long one ~45 KB
+    prepared = prepare_data(DataConfig(path=tmp_path / "corpus", vocab_size=VOCAB), progress=False)
+    assert sum(prepared.composition(name).units for name in ("val", "teacher", "student")) == len(texts)
+    assert texts[7] in {text for split in all_split_documents(prepared).values() for text in split}
     assert "one document is" in capsys.readouterr().err
 
 
-def test_pieces_end_where_their_text_says_at_line_ends_and_never_inside_a_character():
-    from distillscale.data.splits import MAX_PIECE_BYTES, MIN_PIECE_BYTES, cut_document
+def test_segments_and_units_end_where_their_text_says():
+    from distillscale.data.splits import (SEGMENT_MAX_BYTES, SEGMENT_MIN_BYTES, UNIT_MAX_BYTES, cut_segments,
+                                          units)
 
-    lines = [f"line {i} " + "héllo wörld " * (i % 7) + "\n" for i in range(400)]
+    lines = [f"line {i} " + "héllo wörld " * (i % 13) + "\n" for i in range(12_000)]
     text = "".join(lines).encode()
-    pieces = cut_document(text)
-    assert b"".join(pieces) == text and all(len(piece) <= MAX_PIECE_BYTES for piece in pieces)
-    assert all(piece.endswith(b"\n") for piece in pieces) and len(pieces) > 10
-    assert all(len(piece) >= MIN_PIECE_BYTES for piece in pieces[:-1])
+    segments = [b"".join(segment) for segment in cut_segments(text)]
+    assert b"".join(segments) == text and len(segments) > 3
+    assert all(SEGMENT_MIN_BYTES <= len(segment) <= SEGMENT_MAX_BYTES for segment in segments[:-1])
+    assert all(segment.endswith(b"\n") for segment in segments)
+    assert cut_segments(text[:SEGMENT_MIN_BYTES]) == [units(text[:SEGMENT_MIN_BYTES])]   # under the bound: whole
     # the same text elsewhere is cut alike; an edit or an appended line moves only the cuts around it
-    assert cut_document(b"".join(pieces[3:])) == pieces[3:]
-    edited = text.replace(b"line 200 ", b"line two hundred, edited ")
-    assert len(set(cut_document(edited)) ^ set(pieces)) <= 4
-    assert cut_document(text + b"one more line\n")[:-1] == pieces[:-1]
-    unbroken = "é" * 5000  # no line end, no space: cut between characters
-    pieces = cut_document(unbroken.encode())
-    assert "".join(piece.decode() for piece in pieces) == unbroken
-    assert all(len(p) <= MAX_PIECE_BYTES for p in pieces)
-    words = ("word " * 2000).encode()   # one long line: cut between its words
-    assert all(piece.endswith(b" ") and len(piece) <= MAX_PIECE_BYTES for piece in cut_document(words))
+    rest = b"".join(segments[2:])
+    assert [b"".join(segment) for segment in cut_segments(rest)] == segments[2:]
+    edited = text.replace(b"line 7000 ", b"line seven thousand, edited ")
+    assert len(set(b"".join(s) for s in cut_segments(edited)) ^ set(segments)) <= 4
+    assert [b"".join(s) for s in cut_segments(text + b"one more line\n")][:-1] == segments[:-1]
+
+
+@pytest.mark.parametrize("line", ["é" * 30_000, '{"k":' * 12_000, "QUJD" * 15_000, "日本語のテキスト" * 4_000])
+def test_a_long_line_without_spaces_is_cut_where_its_bytes_say(line):
+    """Minified JSON, base64, CJK: chunks of at most UNIT_MAX_BYTES, never inside a character, and one
+    character inserted moves the cuts near it only (fixed offsets re-cut the rest of the line)."""
+    from distillscale.data.splits import UNIT_MAX_BYTES, units
+
+    encoded = line.encode()
+    chunks = units(encoded)
+    assert b"".join(chunks) == encoded and all(len(chunk) <= UNIT_MAX_BYTES for chunk in chunks)
+    assert all(chunk.decode() for chunk in chunks)   # each a whole number of characters
+    middle = len(line) // 2
+    inserted = units((line[:middle] + "x" + line[middle:]).encode())
+    if len(set(chunks)) > 10:   # a line with varied bytes: content-defined cuts
+        assert len(set(chunks) & set(inserted)) >= 0.8 * len(set(chunks))
 
 
 def test_the_composition_warning_names_a_dominant_document_or_unequal_halves():
     from distillscale.data.splits import SplitComposition, composition_warning
 
     def split(tokens, document_share=0.1):
-        return SplitComposition(documents=5, pieces=50, tokens=tokens, largest_piece_share=0.02, spread=10.0,
+        return SplitComposition(documents=5, units=50, tokens=tokens, largest_unit_share=0.02, spread=10.0,
                                 largest_document_share=document_share)
 
     fair = {"val": split(50), "teacher": split(1000), "student": split(990)}

@@ -56,7 +56,7 @@ def test_a_subdirectory_that_cannot_be_read_is_named_not_left_out_silently(tmp_p
     from tests.cli.test_unreadable import _as_user
 
     corpus = tmp_path / "corpus"
-    for name in ("a", "b", "locked/c"):
+    for name in ("a", "b", "c", "locked/d"):
         (corpus / name).parent.mkdir(parents=True, exist_ok=True)
         (corpus / name).write_text(" ".join(f"word{i} of document {name}" for i in range(300)) + "\n")
     (corpus / "locked").chmod(0)

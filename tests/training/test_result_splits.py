@@ -1,5 +1,6 @@
 """result.json carries what each split of the data is made of (data.splits' composition, as manifest.json
-records it): documents, pieces, tokens, the largest piece's and document's shares."""
+records it): documents, units placed, tokens, the largest unit's and document's shares; an earlier
+version's record (pieces) reads as those units."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ def test_result_json_records_each_splits_composition(cli, tmp_path):
     assert set(splits) == set(SPLITS)
     for name in SPLITS:
         assert splits[name] == {field: recorded[name][field] for field in SplitComposition.__dataclass_fields__}
-        assert splits[name]["documents"] > 0 and 0 < splits[name]["largest_piece_share"] <= 1
+        assert splits[name]["documents"] > 0 and 0 < splits[name]["largest_unit_share"] <= 1
     # read back as the typed record
+    assert RunDirectory(tmp_path / "run").read_result().splits["val"] == SplitComposition(**splits["val"])
+    # an earlier version's result.json, whose splits placed pieces, reads as those units
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    for split in result["splits"].values():
+        split["pieces"], split["largest_piece_share"] = split.pop("units"), split.pop("largest_unit_share")
+    (tmp_path / "run" / "result.json").write_text(json.dumps(result))
     assert RunDirectory(tmp_path / "run").read_result().splits["val"] == SplitComposition(**splits["val"])

@@ -32,9 +32,7 @@ def prepared_manifest(path: str | os.PathLike | None) -> dict | None:
 
 
 def composition(manifest: dict, name: str) -> SplitComposition:
-    recorded = manifest["splits"][name]
-    return SplitComposition(**{field: recorded[field] for field in SplitComposition.__dataclass_fields__
-                               if field in recorded or field != "spread"})
+    return SplitComposition.from_record(manifest["splits"][name])
 
 
 def data_warnings(manifest: dict) -> list[str]:

@@ -2,8 +2,9 @@
 
 A prepared corpus (`data/prepared.py` reads one) is a directory `<cache_dir>/<fingerprint>/` holding
 `tokenizer.json`, one flat token file per split (`val.bin`, `teacher.bin`, `student.bin`; documents
-joined by the end-of-text token) and `manifest.json`. How documents are cut into pieces and assigned to
-splits, and each split's composition (recorded in the manifest): `data/splits.py`. The fingerprint
+joined by the end-of-text token), each placed unit's split and sketch (`units.*.npy`) and `manifest.json`.
+How each document is placed whole in one split (a long one in segments), and each split's composition
+(recorded in the manifest): `data/splits.py`. The fingerprint
 hashes the source files' paths, sizes and modification times, the tokenizer (its JSON hash, or the BPE
 training settings), `max_bytes` and the split settings.
 
@@ -45,8 +46,8 @@ from distillscale.data.loss_identity import corpus_tokenizer_identity, tokenizer
 from distillscale.data.prepared import (EARLIER_FORMATS, FIXED_SETTINGS, FORMAT, FORMAT_METHOD, ROUTE_DTYPE, PreparedData,
                                        complete_manifest, open_prepared, unusable_reason)
 from distillscale.data.sources import Corpus, ReadStats, empty_corpus_message, resolve_corpus
-from distillscale.data.splits import (SPLITS, SplitComposition, assign_splits, compositions,
-                                      cut_document, piece_hash, piece_rule, run_ends)
+from distillscale.data.splits import (SKETCH_SIZE, SPLITS, SplitComposition, assign_splits, compositions,
+                                      cut_segments, placement, run_ends, unit_rule)
 from distillscale.data.token_bytes import BYTES_DTYPE, bytes_behind, split_sha256
 from distillscale.data.tokenizer import (END_OF_TEXT, load_tokenizer, tokenizer_hash,
                                          tokenizer_vocab_size, train_byte_level_bpe)
@@ -375,6 +376,10 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
                                    "method": "the UTF-8 bytes of the source text behind each token, from the "
                                              "tokenizer's character offsets: each character with the first token "
                                              "reaching it, uncovered text with the next token, end-of-text 0"}
+        manifest["units"] = {"files": UNIT_FILES, "sketch_size": SKETCH_SIZE,
+                             "method": "per unit placed (a document, or a segment of a long one), in corpus "
+                                       "order: its split (0 val, 1 teacher, 2 student) and its sketch, the "
+                                       "sketch_size least salted hashes of its lines (unit_rule)"}
         if routes is not None:
             manifest["routes"] = {"field": routes.field, "values": routes.values, "dtype": ROUTE_DTYPE,
                                   "files": {name: f"{name}.route.bin" for name in SPLITS},
@@ -459,13 +464,14 @@ def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, finge
                       "vocab_size": tokenizer_vocab_size(first.tokenizer), "origin": first.origin,
                       "end_of_text": first.end_of_text,
                       "end_of_text_id": first.tokenizer.token_to_id(first.end_of_text)},
-        "split": {"method": "documents cut into pieces where their own text says (piece_rule), never by the "
-                            "corpus's size; each piece's split from its salted blake2b hash alone: val below "
+        "split": {"method": "each document whole in one split (a document over segment_min_bytes in segments "
+                            "cut where its own text says, each whole; unit_rule), never by the corpus's size; its "
+                            "split from the salted hash of its anchor, the line of least salted hash: val below "
                             "val_fraction of the hash range, else the teacher half where the hash is even, the "
-                            "student half where odd (so text shared with another corpus lands in the same "
-                            "split); identical pieces share a split; an end-of-text token closes each run of "
-                            "one document's consecutive pieces in a split",
-                  "piece_rule": piece_rule(), "val_fraction": config.val_fraction, "seed": config.seed},
+                            "student half where odd (so a document shared with another corpus, copied, or edited "
+                            "away from its anchor lands in the same split); identical documents share a split; "
+                            "an end-of-text token closes each document, or each run of its segments in a split",
+                  "unit_rule": unit_rule(), "val_fraction": config.val_fraction, "seed": config.seed},
         "dtype": dtype.name,
         "splits": splits,
         "versions": {"distillscale": distillscale.__version__, "tokenizers": tokenizers.__version__,
@@ -494,40 +500,48 @@ class _Routes:
 
 
 @dataclass
-class _Pieces:
-    """Every piece of every document, in corpus order, tokenised into one file (no end-of-text tokens)."""
+class _Units:
+    """Every unit a split places (a document, or a segment of a long one), in corpus order, tokenised into
+    one file (no end-of-text tokens)."""
 
-    hashes: np.ndarray
-    tokens: np.ndarray  # per piece
-    document: np.ndarray  # the index of each piece's document
+    hashes: np.ndarray  # per unit: the split hash of its anchor (`splits.placement`)
+    sketches: np.ndarray  # per unit: its SKETCH_SIZE least line hashes
+    tokens: np.ndarray  # per unit
+    document: np.ndarray  # the index of each unit's document
     last_of_document: np.ndarray
-    route: np.ndarray | None  # each piece's route id
+    route: np.ndarray | None  # each unit's route id
+
+
+UNIT_FILES = {"split": "units.split.npy", "sketch": "units.sketch.npy"}  # each unit's split and sketch
 
 
 def _write_splits(tokenizer: Tokenizer, documents, expected_documents: int, config: DataConfig,
                   end_of_text_id: int, dtype: np.dtype, directory: Path, advance,
                   routes: _Routes | None = None) -> dict[str, SplitComposition]:
-    """Cut the documents into pieces (`splits.cut_document`) and tokenise them, assign the pieces to
-    splits by their tokens, and write each split's file (and with `routes`, its .route.bin: the route
-    id of each token). Returns each split's composition."""
-    everything, behind = directory / "pieces.bin", directory / "pieces.bytes.bin"
-    pieces = _tokenise_pieces(tokenizer, documents, expected_documents, config.seed, dtype,
-                              everything, advance, routes)
-    assignment = assign_splits(pieces.hashes, pieces.tokens + pieces.last_of_document, config.val_fraction)
-    ends = run_ends(assignment, pieces.last_of_document)
+    """Cut the documents into the units a split places (`splits.cut_segments`: a document whole, a long one
+    in segments) and tokenise them, assign each unit to its split by its anchor (`splits.assign_splits`),
+    and write each split's file (and with `routes`, its .route.bin: the route id of each token), and each
+    unit's split and sketch (UNIT_FILES). Returns each split's composition."""
+    everything, behind = directory / "units.bin", directory / "units.bytes.bin"
+    made = _tokenise_units(tokenizer, documents, expected_documents, config.seed, dtype, everything, advance, routes)
+    assignment = assign_splits(made.hashes, config.val_fraction)
+    ends = run_ends(assignment, made.last_of_document)
     empty = not everything.stat().st_size
     _scatter(np.zeros(0, dtype) if empty else np.memmap(everything, dtype=dtype, mode="r"),
              np.zeros(0, BYTES_DTYPE) if empty else np.memmap(behind, dtype=BYTES_DTYPE, mode="r"),
-             pieces, assignment, ends, end_of_text_id, dtype, directory)
+             made, assignment, ends, end_of_text_id, dtype, directory)
     everything.unlink()
     behind.unlink()
-    return compositions(assignment, pieces.tokens, pieces.document, ends)
+    np.save(directory / UNIT_FILES["split"], assignment.astype(np.int8), allow_pickle=False)
+    np.save(directory / UNIT_FILES["sketch"], made.sketches, allow_pickle=False)
+    return compositions(assignment, made.tokens, made.document, ends, made.hashes)
 
 
-def _tokenise_pieces(tokenizer: Tokenizer, documents, expected_documents: int, seed: int,
-                     dtype: np.dtype, path: Path, advance, routes: _Routes | None) -> _Pieces:
-    """Encode the documents' pieces in large parallel batches, appending their tokens to `path`."""
+def _tokenise_units(tokenizer: Tokenizer, documents, expected_documents: int, seed: int,
+                    dtype: np.dtype, path: Path, advance, routes: _Routes | None) -> _Units:
+    """Encode the documents' units in large parallel batches, appending their tokens to `path`."""
     hashes: list[int] = []
+    sketches: list[tuple[int, ...]] = []
     counts: list[int] = []
     owners: list[int] = []
     last: list[bool] = []
@@ -553,15 +567,17 @@ def _tokenise_pieces(tokenizer: Tokenizer, documents, expected_documents: int, s
             if read >= expected_documents:
                 raise UserError("the corpus grew while it was being prepared: run again once it is stable")
             encoded = text.encode("utf-8")
-            cut = cut_document(encoded)
+            segments = cut_segments(encoded)
             route = None if routes is None else routes.id_of(read)
-            for number, piece in enumerate(cut):
-                hashes.append(piece_hash(piece, seed))
+            for number, segment in enumerate(segments):
+                placed = placement(segment, seed)
+                hashes.append(placed.split_hash)
+                sketches.append(placed.sketch)
                 owners.append(read)
-                last.append(number == len(cut) - 1)
+                last.append(number == len(segments) - 1)
                 if route is not None:
                     route_ids.append(route)
-                batch.append(piece.decode("utf-8"))
+                batch.append(text if len(segments) == 1 else b"".join(segment).decode("utf-8"))
             read += 1
             batch_bytes += len(encoded)
             if batch_bytes >= ENCODE_BATCH_BYTES:
@@ -574,34 +590,34 @@ def _tokenise_pieces(tokenizer: Tokenizer, documents, expected_documents: int, s
         os.fsync(file.fileno())
         behind.flush()
         os.fsync(behind.fileno())
-    return _Pieces(np.array(hashes, dtype=np.uint64), np.array(counts, dtype=np.int64),
-                   np.array(owners, dtype=np.int64), np.array(last, dtype=bool),
-                   None if routes is None else np.array(route_ids, dtype=ROUTE_DTYPE))
+    return _Units(np.array(hashes, dtype=np.uint64), np.array(sketches, dtype=np.uint64).reshape(-1, SKETCH_SIZE),
+                  np.array(counts, dtype=np.int64), np.array(owners, dtype=np.int64), np.array(last, dtype=bool),
+                  None if routes is None else np.array(route_ids, dtype=ROUTE_DTYPE))
 
 
-def _scatter(tokens: np.ndarray, token_bytes: np.ndarray, pieces: _Pieces, assignment: np.ndarray, ends: np.ndarray,
+def _scatter(tokens: np.ndarray, token_bytes: np.ndarray, units: _Units, assignment: np.ndarray, ends: np.ndarray,
              end_of_text_id: int, dtype: np.dtype, directory: Path) -> None:
-    """Copy each piece's tokens to its split's file in corpus order, the end-of-text token after each
-    piece that `ends` a run (and the route files beside them, and for BYTES_SPLITS the bytes behind
-    each token: 0 for an end-of-text token), a block of pieces at a time."""
+    """Copy each unit's tokens to its split's file in corpus order, the end-of-text token after each
+    unit that `ends` a document or a run of its segments (and the route files beside them, and for
+    BYTES_SPLITS the bytes behind each token: 0 for an end-of-text token), a block of units at a time."""
     files = [open(directory / f"{name}.bin", "wb") for name in SPLITS]
     bytes_files = {SPLITS.index(name): open(directory / f"{name}.bytes.bin", "wb") for name in BYTES_SPLITS}
-    route_files = ([] if pieces.route is None
+    route_files = ([] if units.route is None
                    else [open(directory / f"{name}.route.bin", "wb") for name in SPLITS])
-    offsets = np.concatenate([[0], np.cumsum(pieces.tokens)])
+    offsets = np.concatenate([[0], np.cumsum(units.tokens)])
     try:
         first = 0
-        while first < len(pieces.tokens):
-            # pieces up to SCATTER_BLOCK_TOKENS further on (at least one)
+        while first < len(units.tokens):
+            # units up to SCATTER_BLOCK_TOKENS further on (at least one)
             stop = max(first + 1, int(np.searchsorted(offsets, offsets[first] + SCATTER_BLOCK_TOKENS, "right")) - 1)
-            stop = min(stop, len(pieces.tokens))
+            stop = min(stop, len(units.tokens))
             block = np.asarray(tokens[offsets[first]:offsets[stop]])
-            owner = np.repeat(np.arange(first, stop), pieces.tokens[first:stop]) - first
+            owner = np.repeat(np.arange(first, stop), units.tokens[first:stop]) - first
             for split in range(len(SPLITS)):
                 mine = np.flatnonzero(assignment[first:stop] == split)
                 if not len(mine):
                     continue
-                lengths = pieces.tokens[first:stop][mine]
+                lengths = units.tokens[first:stop][mine]
                 chosen = block[assignment[first:stop][owner] == split]
                 closing = ends[first:stop][mine]
                 written = np.insert(chosen, np.cumsum(lengths)[closing], end_of_text_id).astype(dtype)
@@ -609,8 +625,8 @@ def _scatter(tokens: np.ndarray, token_bytes: np.ndarray, pieces: _Pieces, assig
                 if split in bytes_files:
                     behind = np.asarray(token_bytes[offsets[first]:offsets[stop]])[assignment[first:stop][owner] == split]
                     np.insert(behind, np.cumsum(lengths)[closing], 0).astype(BYTES_DTYPE).tofile(bytes_files[split])
-                if pieces.route is not None:
-                    np.repeat(pieces.route[first:stop][mine], lengths + closing).tofile(route_files[split])
+                if units.route is not None:
+                    np.repeat(units.route[first:stop][mine], lengths + closing).tofile(route_files[split])
             first = stop
         for file in files + route_files + list(bytes_files.values()):
             file.flush()

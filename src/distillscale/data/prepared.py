@@ -18,13 +18,15 @@ from distillscale.data.manifest import composition, data_warnings, prepared_mani
 from distillscale.data.splits import SPLITS, SplitComposition
 from distillscale.errors import UserError
 
-# 3: documents cut into pieces where their text says, each piece's split by its own hash (2: pieces of a
-# size that followed the corpus's, split by a budget of tokens; 1: whole documents, by bytes)
-FORMAT = "distillscale.data/3"
-FORMAT_METHOD = "pieces cut where their own text says, each split by its own hash"
+# 4: each document whole in one split, by the hash of its anchor line (3: documents cut into pieces of about
+# 1 KB, each split by its own hash; 2: pieces of a size that followed the corpus's, split by a budget of
+# tokens; 1: whole documents, by bytes)
+FORMAT = "distillscale.data/4"
+FORMAT_METHOD = "each document whole in one split, by what it shares"
 # Earlier formats, each of which split its corpora otherwise than FORMAT: what it did.
 EARLIER_FORMATS = {"distillscale.data/1": "whole documents, split by bytes",
-                   "distillscale.data/2": "pieces of a size that followed the corpus's size, split by a budget of tokens"}
+                   "distillscale.data/2": "pieces of a size that followed the corpus's size, split by a budget of tokens",
+                   "distillscale.data/3": "documents cut into pieces of about 1 KB, each piece split on its own"}
 ROUTE_DTYPE = "uint8"  # a document's route: the index of its field's value (a mixture's teacher)
 # The settings of a preparation that decide its tokens and split, as the flags that give them.
 FIXED_SETTINGS = SETTING_FLAGS
@@ -120,6 +122,7 @@ def unusable_reason(directory: Path, manifest: dict) -> str | None:
         for name, file in recorded["files"].items():
             expected[file] = manifest["splits"][name]["tokens"] * np.dtype(recorded["dtype"]).itemsize
         manifest["splits"]["val"]["bytes"], manifest["splits"]["val"]["sha256"]
+        unit_files = list(manifest["units"]["files"].values())
     except (KeyError, TypeError, AttributeError):
         return ("an earlier version prepared it, keeping no record of the bytes behind its tokens (what bits "
                 "per byte and a loss's identity are counted from)")
@@ -127,6 +130,9 @@ def unusable_reason(directory: Path, manifest: dict) -> str | None:
         path = directory / name
         if not path.is_file() or path.stat().st_size != size:
             return f"its {name} is {'missing' if not path.is_file() else 'of another size than its manifest says'}"
+    for name in unit_files:
+        if not (directory / name).is_file():
+            return f"its {name} is missing"
     return None
 
 

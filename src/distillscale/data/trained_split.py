@@ -24,10 +24,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection
+from typing import TYPE_CHECKING, Any, Collection
 
 from distillscale.data.config import SETTING_FLAGS, SPLIT_SETTINGS, DataConfig, shown_setting
 from distillscale.errors import UserError
+
+if TYPE_CHECKING:
+    from distillscale.data.prepared import PreparedData
+
 
 @dataclass(frozen=True)
 class TrainedSplit:
@@ -42,6 +46,7 @@ class TrainedSplit:
     role: str = "teacher"
     content: str | None = None
     split: dict | None = None
+    trained_half: str = "teacher"   # the half of its corpus's split the run trained on
 
     @classmethod
     def of_run(cls, path: str | Path, role: str = "teacher") -> TrainedSplit | None:
@@ -60,7 +65,8 @@ class TrainedSplit:
         if read_from is not None and data.path is not None:
             data = data.model_copy(update={"path": read_from})   # as it resolved when the run read it
         split = {name: corpus[name] for name in (*SPLIT_SETTINGS, "format") if name in corpus} if corpus else None
-        return cls(Path(path), data, fingerprint, role, corpus.get("content"), split or None)
+        half = record["config"].get("split") or ("student" if record["config"].get("teacher") else "teacher")
+        return cls(Path(path), data, fingerprint, role, corpus.get("content"), split or None, half)
 
     def settings(self) -> dict[str, Any]:
         """The split settings that cut the run's data (a prepared corpus's own, as the run recorded them)."""
@@ -143,3 +149,50 @@ class TrainedSplit:
             except UserError:
                 made_as = None
         return f"{made_as}: {EARLIER_FORMATS[made_as]}" if made_as in EARLIER_FORMATS else "pieces cut by the corpus's size"
+
+    def moved_into_validation(self, reader: "PreparedData") -> MovedDocuments | None:
+        """How many of `reader`'s validation documents are documents the run trained on, edited since (a
+        copy of its corpus with lines changed; an edit that touches a document's anchor line may move it):
+        its units matched to the run's training units by their sketches (`splits.shared_documents`). None
+        where nothing can be told: the reader reads the run's very corpus (nothing moves), splits with
+        another seed (refused by `check`), or the run's preparation is no longer in the cache."""
+        import numpy as np
+
+        from distillscale.data.prepare import UNIT_FILES, prepared_directory
+        from distillscale.data.splits import SPLITS, shared_documents
+
+        recorded = reader.manifest.get("config") or {}
+        if not self.current_format or recorded.get("seed", 0) != self.settings()["seed"] \
+                or (reader.manifest.get("source") or {}).get("content") == self.content:
+            return None
+        try:
+            theirs = prepared_directory(self.data, self.fingerprint)
+            run_split = np.load(theirs / UNIT_FILES["split"], allow_pickle=False)
+            run_sketches = np.load(theirs / UNIT_FILES["sketch"], allow_pickle=False)
+            my_split = np.load(reader.directory / UNIT_FILES["split"], allow_pickle=False)
+            my_sketches = np.load(reader.directory / UNIT_FILES["sketch"], allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        mine = my_sketches[my_split == SPLITS.index("val")]
+        moved = shared_documents(mine, run_sketches[run_split == SPLITS.index(self.trained_half)])
+        return MovedDocuments(int(moved.sum()), len(mine), self.role, self.path)
+
+
+@dataclass(frozen=True)
+class MovedDocuments:
+    """`count` of a reader's `of` validation documents (or segments) are documents the `role` run at `path`
+    trained on, edited since (`TrainedSplit.moved_into_validation`)."""
+
+    count: int
+    of: int
+    role: str
+    path: Path
+
+    def warning(self, who: str = "the student") -> str | None:
+        """One line saying so (None where none moved): the run's loss there reads low."""
+        if not self.count:
+            return None
+        return (f"{self.count:,} of the {self.of:,} documents of {who}'s validation split are documents {self.role} "
+                f"{self.path} trained on, edited since it read them: its loss there reads lower than on text it never "
+                f"read; give the corpus as the {self.role} read it (or one without those documents) for a clean "
+                "validation split")

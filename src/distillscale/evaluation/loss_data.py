@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distillscale.console import warn
 from distillscale.data.loss_identity import LossIdentity, corpus_tokenizer_identity, tokenizer_identity
 from distillscale.data.trained_split import TrainedSplit
 from distillscale.errors import UserError
@@ -57,6 +58,9 @@ def scored_data(target: ScoredModel, data: str | Path | None, max_bytes: int | N
         raise UserError("give --data: the corpus to measure the model's loss on (a directory, file or glob of text; "
                         "or a corpus prepared by `distillscale data prepare`)")
     _check_tokenizer(target, prepared, data)
+    moved = trained.moved_into_validation(prepared) if trained is not None and data is not None else None
+    if moved is not None and moved.warning(f"--data {data}") is not None:
+        warn(moved.warning(f"--data {data}"))
     return prepared
 
 

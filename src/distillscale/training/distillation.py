@@ -76,6 +76,7 @@ from distillscale.training.teachers import (
     same_tokenizer,
     shared_text,
     tokenizer_difference,
+    warn_moved_documents,
 )
 from distillscale.training.top_k import CHECK_TOKENS, TAIL_KNOWN, check_top_k_mass, teacher_log_probs
 
@@ -193,6 +194,7 @@ def _make_mixture_objective(config: DistillConfig, sources: list[TeacherSource],
     """The mixture's objective: each teacher's L_T and the mixture's own cross-entropy measured as a
     single teacher's is (`_make_objective`), then the teachers in their compute dtype."""
     autocast = bf16_autocast(group.device, plan.bf16)
+    warn_moved_documents(sources, data, config, group.is_main)
     teachers, losses = [], []
     for source in sources:
         teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code,
@@ -250,6 +252,7 @@ def _make_routed_objective(config: DistillConfig, sources: list[TeacherSource], 
     mixture's (each position scored by its document's teacher); weights: the teachers' token shares."""
     autocast = bf16_autocast(group.device, plan.bf16)
     teacher_of = _teacher_of_route(config, data)
+    warn_moved_documents(sources, data, config, group.is_main)
     teachers, losses = [], []
     for source in sources:
         teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code,
@@ -433,6 +436,7 @@ def _make_objective(config: DistillConfig, source: TeacherSource, data: Prepared
                     plan: RunPlan, group: Distributed) -> DistillationObjective:
     # L_T on the fp32 master weights under the run's autocast, as the teacher's own val_loss was measured
     # (and the student's is); then bf16 weights on CUDA for the forward passes that make the targets.
+    warn_moved_documents([source], data, config, group.is_main)
     teacher = load_teacher(source, data.vocab_size, group.device, config.seq_len, config.trust_remote_code,
                            dtype=torch.float32)
     if config.parallel == "fsdp" and config.teacher_parallel == "shard":
@@ -469,6 +473,7 @@ def _check_live_top_k(teacher: Teacher, tokens, config: DistillConfig, group: Di
 def _make_cross_tokenizer_objective(config: DistillConfig, source: TeacherSource, data: PreparedData,
                                     plan: RunPlan, group: Distributed) -> CrossTokenizerObjective:
     """A teacher with its own tokenizer: it reads the student's text re-tokenised (see `cross_tokenizer`)."""
+    warn_moved_documents([source], data, config, group.is_main)
     teacher_tokenizer = load_tokenizer(source.tokenizer_path)[0]
     student_tokenizer = load_tokenizer(config.tokenizer)[0]
     teacher = load_teacher(source, tokenizer_vocab_size(teacher_tokenizer), group.device, config.seq_len,

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_serializer
 
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json, unreadable
@@ -430,8 +430,8 @@ class RunResult(BaseModel):
     # were recorded), and the GPU a sweep gave it (CUDA_VISIBLE_DEVICES as the run saw it)
     unique_tokens: int | None = None
     epochs: float | None = None
-    # what each split of the data (val, teacher, student) is made of: documents, pieces, tokens, the largest
-    # piece's and document's shares of it (data.splits; absent before it was recorded)
+    # what each split of the data (val, teacher, student) is made of: documents, units placed, tokens, the
+    # largest unit's and document's shares of it (data.splits; absent before it was recorded)
     splits: dict[str, SplitComposition] | None = None
     cuda_visible_devices: str | None = None
     # a diverged run: where, and the checkpoint kept
@@ -449,6 +449,15 @@ class RunResult(BaseModel):
     top_k_targets: TopKTargetsRecord | None = None
     # an on-policy distillation run: what the student generated and its cost
     on_policy: OnPolicyRecord | None = None
+
+    @field_validator("splits", mode="before")
+    @classmethod
+    def _earlier_compositions(cls, value):
+        """An earlier version's record, whose splits placed pieces of documents, read as those units."""
+        if isinstance(value, dict):
+            return {name: SplitComposition.from_record(split) if isinstance(split, dict) else split
+                    for name, split in value.items()}
+        return value
 
     @property
     def completed(self) -> bool:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from distillscale.console import warn
 from distillscale.data.sources import first_line
 from distillscale.data.loss_identity import tokenizer_identity
 from distillscale.data.tokenizer import load_tokenizer
@@ -229,6 +230,20 @@ def check_teacher_data(source: TeacherSource, student_data, role: str = "teacher
     if split is not None:
         split.check(student_data, given=given,
                     fix=f"give the corpus itself as --data, which is then split as the {role} did")
+
+
+def warn_moved_documents(sources: list[TeacherSource], data, config, is_main: bool = True) -> None:
+    """Say, in one line per run teacher, how many of the student's validation documents (`data`, prepared)
+    are documents that teacher trained on, edited since (a copy of its corpus with lines changed:
+    `TrainedSplit.moved_into_validation`): the teacher's loss measured there reads low. Nothing for a
+    Hugging Face teacher, or --other-corpus."""
+    if not is_main or getattr(config, "other_corpus", False):
+        return
+    for source in sources:
+        trained = TrainedSplit.of_run(source.path) if source.kind == "run" else None
+        moved = trained.moved_into_validation(data) if trained is not None else None
+        if moved is not None and moved.warning() is not None:
+            warn(moved.warning())
 
 
 def shared_text(source: TeacherSource, config) -> dict[str, str]:
