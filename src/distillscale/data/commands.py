@@ -54,8 +54,9 @@ def _summary(prepared) -> Table:
         split = manifest["splits"][name]
         table.add_row(f"{name} split", f"{format_quantity(split['tokens'])} tokens ({manifest['dtype']}), "
                                        f"{split['documents']} documents"
-                                       + (f" in {split['pieces']} pieces, the largest document "
-                                          f"{split['largest_document_share']:.0%}" if "pieces" in split else ""))
+                                       + (f" in {split['units']} units, the largest document "
+                                          f"{split['largest_document_share']:.0%}"
+                                          if split.get("units", split["documents"]) != split["documents"] else ""))
     table.add_row("directory", str(prepared.directory))
     table.add_row("status", "reused (nothing tokenised)" if prepared.reused else "tokenised now")
     return table

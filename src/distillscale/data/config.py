@@ -62,8 +62,8 @@ class DataConfig(BaseModel):
         description="tokenizer.json, or a directory holding one or a Hugging Face tokenizer "
                     "(default: train a byte-level BPE on the corpus)")
     val_fraction: float = Field(0.05, gt=0.0, lt=1.0,
-                                description="fraction of the tokens held out for validation "
-                                            "(long documents are cut into pieces)")
+                                description="fraction of the documents held out for validation (each "
+                                            "document whole; one over 64 KiB in segments)")
     max_bytes: Annotated[int | None, BeforeValidator(_byte_count)] = Field(
         None, gt=0, description="read at most this many bytes of text, e.g. 20MB")
     seed: int = Field(0, ge=0, description="salt of the document split")

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -56,7 +56,6 @@ from distillscale.io import atomic_write_json
 
 BYTES_SPLITS = ("val",)  # the splits whose tokens' bytes are kept: what losses are measured on
 ENCODE_BATCH_BYTES = 4 << 20  # text per batched (parallel) encode call: enough to keep every core busy
-SCATTER_BLOCK_TOKENS = 1 << 24  # tokens copied to the split files at a time
 
 
 # The corpora prepared in this process while `reusing_prepared()` holds, by config and working
@@ -336,12 +335,14 @@ def _fingerprint(config: DataConfig, source_fingerprint: str, loaded: tuple[Toke
 
 @dataclass
 class _FirstPass:
-    """What one read of the corpus establishes: the tokenizer, and the documents' count and size."""
+    """What one read of the corpus establishes: the tokenizer, the documents' count and size, and where
+    each document (or segment) goes."""
 
     tokenizer: Tokenizer
     end_of_text: str
     origin: str
     stats: ReadStats
+    placed: _Placed
 
 
 def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
@@ -361,7 +362,7 @@ def _build(config: DataConfig, corpus: Corpus, source_fingerprint: str,
                 task = display.add_task("tokenising", total=first.stats.bytes)
                 routes = None if config.route_field is None else _Routes(config.route_field)
                 documents = corpus.documents(config.max_bytes, ReadStats(), None if routes is None else routes.read)
-                made = _write_splits(first.tokenizer, documents, first.stats.documents, config,
+                made = _write_splits(first.tokenizer, documents, first.placed, config,
                                      first.tokenizer.token_to_id(first.end_of_text), dtype, work,
                                      lambda n_bytes: display.advance(task, n_bytes), routes)
             except UserError:  # the error alone, without the bars of the work it ended
@@ -412,9 +413,10 @@ def _stop_silently(display: Progress) -> None:
 
 def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str] | None,
                 display: Progress) -> _FirstPass:
-    """Read the corpus once: count and measure the documents, training the BPE on the way if no
-    tokenizer was given."""
+    """Read the corpus once: count, measure and place the documents (`_Placed`), training the BPE on the
+    way if no tokenizer was given."""
     stats = ReadStats()
+    placed = _Placed(config.seed)
     size_hint = corpus.size_bytes()
     if config.max_bytes is not None:
         size_hint = min(size_hint, config.max_bytes)
@@ -422,6 +424,7 @@ def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str
 
     def documents():
         for text in corpus.documents(config.max_bytes, stats):
+            placed.add(text)
             display.update(task, completed=stats.bytes)
             yield text
         display.update(task, completed=size_hint,
@@ -439,7 +442,7 @@ def _first_pass(config: DataConfig, corpus: Corpus, loaded: tuple[Tokenizer, str
         (tokenizer, end_of_text), origin = loaded, str(config.tokenizer)
     if stats.documents == 0:
         raise UserError(empty_corpus_message(corpus, stats))
-    return _FirstPass(tokenizer, end_of_text, origin, stats)
+    return _FirstPass(tokenizer, end_of_text, origin, stats, placed)
 
 
 def _manifest(config: DataConfig, corpus: Corpus, source_fingerprint: str, fingerprint: str,
@@ -500,137 +503,124 @@ class _Routes:
 
 
 @dataclass
-class _Units:
-    """Every unit a split places (a document, or a segment of a long one), in corpus order, tokenised into
-    one file (no end-of-text tokens)."""
+class _Placed:
+    """Where each unit of the corpus goes, read in corpus order (`add`, once per document): a document
+    whole, or the segments of a long one (`splits.cut_segments`), each with its anchor's split hash and
+    its sketch (`splits.placement`)."""
 
-    hashes: np.ndarray  # per unit: the split hash of its anchor (`splits.placement`)
-    sketches: np.ndarray  # per unit: its SKETCH_SIZE least line hashes
-    tokens: np.ndarray  # per unit
-    document: np.ndarray  # the index of each unit's document
-    last_of_document: np.ndarray
-    route: np.ndarray | None  # each unit's route id
+    seed: int
+    hashes: list[int] = field(default_factory=list)
+    sketches: list[tuple[int, ...]] = field(default_factory=list)
+    document: list[int] = field(default_factory=list)   # the index of each unit's document
+    last: list[bool] = field(default_factory=list)      # whether each unit ends its document
+    cuts: dict[int, list[int]] = field(default_factory=dict)   # a long document's segments' byte ends
+    sizes: list[int] = field(default_factory=list)      # each document's UTF-8 bytes
+    documents: int = 0
+
+    def add(self, text: str) -> None:
+        encoded = text.encode("utf-8")
+        self.sizes.append(len(encoded))
+        segments = cut_segments(encoded)
+        if len(segments) > 1:
+            self.cuts[self.documents] = np.cumsum([sum(map(len, segment)) for segment in segments]).tolist()
+        for number, segment in enumerate(segments):
+            placed = placement(segment, self.seed)
+            self.hashes.append(placed.split_hash)
+            self.sketches.append(placed.sketch)
+            self.document.append(self.documents)
+            self.last.append(number == len(segments) - 1)
+        self.documents += 1
+
+    def texts(self, index: int, text: str) -> list[str]:
+        """Document `index` (its `text`) as the texts of its units."""
+        if index not in self.cuts:
+            return [text]
+        encoded = text.encode("utf-8")
+        starts = [0, *self.cuts[index][:-1]]
+        return [encoded[start:end].decode("utf-8") for start, end in zip(starts, self.cuts[index])]
 
 
 UNIT_FILES = {"split": "units.split.npy", "sketch": "units.sketch.npy"}  # each unit's split and sketch
 
 
-def _write_splits(tokenizer: Tokenizer, documents, expected_documents: int, config: DataConfig,
-                  end_of_text_id: int, dtype: np.dtype, directory: Path, advance,
-                  routes: _Routes | None = None) -> dict[str, SplitComposition]:
-    """Cut the documents into the units a split places (`splits.cut_segments`: a document whole, a long one
-    in segments) and tokenise them, assign each unit to its split by its anchor (`splits.assign_splits`),
-    and write each split's file (and with `routes`, its .route.bin: the route id of each token), and each
-    unit's split and sketch (UNIT_FILES). Returns each split's composition."""
-    everything, behind = directory / "units.bin", directory / "units.bytes.bin"
-    made = _tokenise_units(tokenizer, documents, expected_documents, config.seed, dtype, everything, advance, routes)
-    assignment = assign_splits(made.hashes, config.val_fraction)
-    ends = run_ends(assignment, made.last_of_document)
-    empty = not everything.stat().st_size
-    _scatter(np.zeros(0, dtype) if empty else np.memmap(everything, dtype=dtype, mode="r"),
-             np.zeros(0, BYTES_DTYPE) if empty else np.memmap(behind, dtype=BYTES_DTYPE, mode="r"),
-             made, assignment, ends, end_of_text_id, dtype, directory)
-    everything.unlink()
-    behind.unlink()
-    np.save(directory / UNIT_FILES["split"], assignment.astype(np.int8), allow_pickle=False)
-    np.save(directory / UNIT_FILES["sketch"], made.sketches, allow_pickle=False)
-    return compositions(assignment, made.tokens, made.document, ends, made.hashes)
-
-
-def _tokenise_units(tokenizer: Tokenizer, documents, expected_documents: int, seed: int,
-                    dtype: np.dtype, path: Path, advance, routes: _Routes | None) -> _Units:
-    """Encode the documents' units in large parallel batches, appending their tokens to `path`."""
-    hashes: list[int] = []
-    sketches: list[tuple[int, ...]] = []
-    counts: list[int] = []
-    owners: list[int] = []
-    last: list[bool] = []
-    route_ids: list[int] = []
-    batch: list[str] = []
-    batch_bytes = 0
-    read = 0
+def _write_splits(tokenizer: Tokenizer, documents, placed: _Placed, config: DataConfig, end_of_text_id: int,
+                  dtype: np.dtype, directory: Path, advance, routes: _Routes | None = None
+                  ) -> dict[str, SplitComposition]:
+    """Assign each unit `placed` to its split (`splits.assign_splits`), then read the `documents` again and
+    tokenise their units in large parallel batches straight into their splits' files, in corpus order, the
+    end-of-text token after each document or run of its segments in a split (`splits.run_ends`); for
+    BYTES_SPLITS the bytes behind each token (from the offsets only those splits' units are encoded with),
+    with `routes` each token's route id; and each unit's split and sketch (UNIT_FILES). Returns each
+    split's composition."""
+    hashes = np.array(placed.hashes, dtype=np.uint64)
+    assignment = assign_splits(hashes, config.val_fraction)
+    ends = run_ends(assignment, np.array(placed.last, dtype=bool))
+    counts = np.zeros(len(hashes), dtype=np.int64)
+    offsets = {SPLITS.index(name) for name in BYTES_SPLITS}
+    files = [open(directory / f"{name}.bin", "wb") for name in SPLITS]
+    bytes_files = {SPLITS.index(name): open(directory / f"{name}.bytes.bin", "wb") for name in BYTES_SPLITS}
+    route_files = [] if routes is None else [open(directory / f"{name}.route.bin", "wb") for name in SPLITS]
+    batch: list[tuple[int, str]] = []   # (unit, its text)
+    batch_bytes = read = 0
 
     def flush() -> None:
         nonlocal batch_bytes
-        encodings = tokenizer.encode_batch(batch, add_special_tokens=False)  # with offsets: the bytes behind each token
-        counts.extend(len(encoding.ids) for encoding in encodings)
-        ids = [token for encoding in encodings for token in encoding.ids]
-        np.array(ids, dtype=dtype).tofile(file)
-        np.concatenate([np.zeros(0, BYTES_DTYPE)] + [bytes_behind(text, encoding.offsets)
-                                                      for text, encoding in zip(batch, encodings)]).tofile(behind)
+        kept = [(unit, text) for unit, text in batch if assignment[unit] in offsets]
+        fast = [(unit, text) for unit, text in batch if assignment[unit] not in offsets]
+        encoded = dict(zip([unit for unit, _ in kept], tokenizer.encode_batch([text for _, text in kept],
+                                                                              add_special_tokens=False)))
+        encoded |= dict(zip([unit for unit, _ in fast], tokenizer.encode_batch_fast([text for _, text in fast],
+                                                                                   add_special_tokens=False)))
+        written = {split: [] for split in range(len(SPLITS))}
+        behind = {split: [] for split in offsets}
+        route_ids = {split: [] for split in range(len(SPLITS))}
+        for unit, text in batch:
+            split, ids = int(assignment[unit]), encoded[unit].ids
+            counts[unit] = len(ids)
+            written[split].append(np.array(ids + [end_of_text_id] * int(ends[unit]), dtype=dtype))
+            if split in offsets:
+                behind[split].append(bytes_behind(text, encoded[unit].offsets))
+                behind[split].append(np.zeros(int(ends[unit]), BYTES_DTYPE))
+            if routes is not None:
+                route_ids[split].append(np.full(len(ids) + int(ends[unit]), routes.id_of(placed.document[unit]),
+                                                dtype=ROUTE_DTYPE))
+        for split, arrays in written.items():
+            if arrays:
+                np.concatenate(arrays).tofile(files[split])
+                if routes is not None:
+                    np.concatenate(route_ids[split]).tofile(route_files[split])
+        for split, arrays in behind.items():
+            if arrays:
+                np.concatenate(arrays).astype(BYTES_DTYPE).tofile(bytes_files[split])
         advance(batch_bytes)
         batch.clear()
         batch_bytes = 0
 
-    with open(path, "wb") as file, open(path.with_suffix(".bytes.bin"), "wb") as behind:
+    try:
+        unit = 0
         for text in documents:
-            if read >= expected_documents:
+            if read >= placed.documents:
                 raise UserError("the corpus grew while it was being prepared: run again once it is stable")
-            encoded = text.encode("utf-8")
-            segments = cut_segments(encoded)
-            route = None if routes is None else routes.id_of(read)
-            for number, segment in enumerate(segments):
-                placed = placement(segment, seed)
-                hashes.append(placed.split_hash)
-                sketches.append(placed.sketch)
-                owners.append(read)
-                last.append(number == len(segments) - 1)
-                if route is not None:
-                    route_ids.append(route)
-                batch.append(text if len(segments) == 1 else b"".join(segment).decode("utf-8"))
+            for piece in placed.texts(read, text):
+                if unit >= len(hashes) or placed.document[unit] != read:
+                    raise UserError("the corpus changed while it was being prepared: run again once it is stable")
+                batch.append((unit, piece))
+                unit += 1
+            batch_bytes += placed.sizes[read]
             read += 1
-            batch_bytes += len(encoded)
             if batch_bytes >= ENCODE_BATCH_BYTES:
                 flush()
         if batch:
             flush()
-        if read != expected_documents:
+        if read != placed.documents:
             raise UserError("the corpus shrank while it was being prepared: run again once it is stable")
-        file.flush()
-        os.fsync(file.fileno())
-        behind.flush()
-        os.fsync(behind.fileno())
-    return _Units(np.array(hashes, dtype=np.uint64), np.array(sketches, dtype=np.uint64).reshape(-1, SKETCH_SIZE),
-                  np.array(counts, dtype=np.int64), np.array(owners, dtype=np.int64), np.array(last, dtype=bool),
-                  None if routes is None else np.array(route_ids, dtype=ROUTE_DTYPE))
-
-
-def _scatter(tokens: np.ndarray, token_bytes: np.ndarray, units: _Units, assignment: np.ndarray, ends: np.ndarray,
-             end_of_text_id: int, dtype: np.dtype, directory: Path) -> None:
-    """Copy each unit's tokens to its split's file in corpus order, the end-of-text token after each
-    unit that `ends` a document or a run of its segments (and the route files beside them, and for
-    BYTES_SPLITS the bytes behind each token: 0 for an end-of-text token), a block of units at a time."""
-    files = [open(directory / f"{name}.bin", "wb") for name in SPLITS]
-    bytes_files = {SPLITS.index(name): open(directory / f"{name}.bytes.bin", "wb") for name in BYTES_SPLITS}
-    route_files = ([] if units.route is None
-                   else [open(directory / f"{name}.route.bin", "wb") for name in SPLITS])
-    offsets = np.concatenate([[0], np.cumsum(units.tokens)])
-    try:
-        first = 0
-        while first < len(units.tokens):
-            # units up to SCATTER_BLOCK_TOKENS further on (at least one)
-            stop = max(first + 1, int(np.searchsorted(offsets, offsets[first] + SCATTER_BLOCK_TOKENS, "right")) - 1)
-            stop = min(stop, len(units.tokens))
-            block = np.asarray(tokens[offsets[first]:offsets[stop]])
-            owner = np.repeat(np.arange(first, stop), units.tokens[first:stop]) - first
-            for split in range(len(SPLITS)):
-                mine = np.flatnonzero(assignment[first:stop] == split)
-                if not len(mine):
-                    continue
-                lengths = units.tokens[first:stop][mine]
-                chosen = block[assignment[first:stop][owner] == split]
-                closing = ends[first:stop][mine]
-                written = np.insert(chosen, np.cumsum(lengths)[closing], end_of_text_id).astype(dtype)
-                written.tofile(files[split])
-                if split in bytes_files:
-                    behind = np.asarray(token_bytes[offsets[first]:offsets[stop]])[assignment[first:stop][owner] == split]
-                    np.insert(behind, np.cumsum(lengths)[closing], 0).astype(BYTES_DTYPE).tofile(bytes_files[split])
-                if units.route is not None:
-                    np.repeat(units.route[first:stop][mine], lengths + closing).tofile(route_files[split])
-            first = stop
         for file in files + route_files + list(bytes_files.values()):
             file.flush()
             os.fsync(file.fileno())
     finally:
         for file in files + route_files + list(bytes_files.values()):
             file.close()
+    np.save(directory / UNIT_FILES["split"], assignment.astype(np.int8), allow_pickle=False)
+    np.save(directory / UNIT_FILES["sketch"], np.array(placed.sketches, dtype=np.uint64).reshape(-1, SKETCH_SIZE),
+            allow_pickle=False)
+    return compositions(assignment, counts, np.array(placed.document, dtype=np.int64), ends, hashes)

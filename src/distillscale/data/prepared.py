@@ -63,7 +63,7 @@ class PreparedData:
         return self.manifest["tokenizer"]["end_of_text_id"]
 
     def composition(self, name: str) -> SplitComposition:
-        """What split `name` is made of: documents, pieces, tokens, the largest piece's and document's shares."""
+        """What split `name` is made of: documents, units placed, tokens, the largest unit's and document's shares."""
         return composition(self.manifest, name)
 
     @property

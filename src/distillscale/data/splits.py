@@ -134,7 +134,7 @@ def split_hash(key: bytes, seed: int) -> int:
 
 
 @dataclass(frozen=True)
-class Placement:
+class DocumentPlacement:
     """Where a unit of placement (a document, or a segment of a long one) goes and what it is known by:
     `split_hash`, the hash of its anchor (`assign_splits` reads it), and `sketch`, its SKETCH_SIZE least
     line hashes (SKETCH_EMPTY where it has fewer lines)."""
@@ -143,8 +143,8 @@ class Placement:
     sketch: tuple[int, ...]
 
 
-def placement(pieces: list[bytes], seed: int) -> Placement:
-    """The `Placement` of a document or segment made of `pieces` (its units): anchored at the line of least
+def placement(pieces: list[bytes], seed: int) -> DocumentPlacement:
+    """The `DocumentPlacement` of a document or segment made of `pieces` (its units): anchored at the line of least
     `line_hash` among those with ANCHOR_MIN_BYTES of text (whitespace at the ends aside), else among its
     non-blank lines, else its whole text."""
     keys = {unit.strip() for unit in pieces}
@@ -153,7 +153,7 @@ def placement(pieces: list[bytes], seed: int) -> Placement:
         candidates = [b"".join(pieces)]
     hashes = sorted((line_hash(key, seed), key) for key in candidates)
     sketch = tuple(value for value, _ in hashes[:SKETCH_SIZE])
-    return Placement(split_hash(hashes[0][1], seed), sketch + (int(SKETCH_EMPTY),) * (SKETCH_SIZE - len(sketch)))
+    return DocumentPlacement(split_hash(hashes[0][1], seed), sketch + (int(SKETCH_EMPTY),) * (SKETCH_SIZE - len(sketch)))
 
 
 def unit_rule() -> dict:

@@ -1,11 +1,14 @@
 """The split a run trained on, and the one rule for whoever reads text beside it.
 
 A distillscale run trains on one half of its corpus's split (`data.splits`) and is scored on the
-validation split. Each piece of text lands in a split by its own content, its salted hash, whatever corpus
-holds it: so a reader of any corpus that shares text with the run's (the same corpus named another way, a
-copy with files added or removed or lines edited, v2 = v1 plus new shards, a subset, a prefix under
---max-bytes) puts the shared text where the run did, provided it splits with the run's seed and no larger a
-validation fraction (a smaller one takes a subset of the run's validation pieces). The rule, in one place:
+validation split. Each document lands whole in a split by its own content (the salted hash of its anchor
+line), whatever corpus holds it: so a reader of any corpus that shares documents with the run's (the same
+corpus named another way, a copy with files added or removed or lines edited, v2 = v1 plus new shards, a
+subset, a prefix under --max-bytes) puts each shared document where the run did, provided it splits with the
+run's seed and no larger a validation fraction (a smaller one takes a subset of the run's validation
+documents); an edit moves a document only where it touches its anchor line, and a reader is told how many
+of the run's training documents its edited copy moved into validation (`moved_into_validation`). The rule,
+in one place:
 
     split = TrainedSplit.of_run("runs/teacher")             # None: not a run, or nothing recorded
     data = split.as_trained(data, given={"max_bytes"})      # the run's seed and fraction where none is given
@@ -13,8 +16,8 @@ validation fraction (a smaller one takes a subset of the run's validation pieces
                                                             # the run's training text into validation
 
 A reader of the run's very corpus (its content, whatever path names it) also reads as much of it as the run
-did (its max_bytes, where the reader gives none). A run of an earlier version split its corpus otherwise (its
-pieces followed the corpus's size), which this version cannot repeat: whatever corpus a reader gives may share
+did (its max_bytes, where the reader gives none). A run of an earlier version split its corpus otherwise (in
+pieces placed on their own), which this version cannot repeat: whatever corpus a reader gives may share
 text with it, so it is refused in one line, saying how to tell it the reader's corpus is another one
 (`--other-corpus`, where the reader shares no text with the run's corpus) or to train the run again.
 """
@@ -86,7 +89,7 @@ class TrainedSplit:
 
     @property
     def current_format(self) -> bool:
-        """Whether the run's data was split as this version splits (each piece by its own hash)."""
+        """Whether the run's data was split as this version splits (each document whole, by its anchor)."""
         from distillscale.data.prepare import FORMAT
 
         return self.split is not None and self.split.get("format") == FORMAT
@@ -116,7 +119,7 @@ class TrainedSplit:
         run trained on: a run of an earlier version (see the module), or a reader that splits with another
         seed or a larger validation fraction than the run (`fix`: how to split as the run did, where the
         user gave none of the settings that differ; `given`, the split settings the user gave: named as
-        flags, the fix to leave them out). Another max_bytes is no concern: it cuts the read, not the pieces."""
+        flags, the fix to leave them out). Another max_bytes is no concern: it cuts the read, not the documents."""
         role = self.role
         if not self.current_format:
             data = reader.path or "the default corpus"

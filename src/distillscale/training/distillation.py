@@ -486,7 +486,7 @@ def _make_cross_tokenizer_objective(config: DistillConfig, source: TeacherSource
     teacher_val_loss = teacher_text_loss(teacher, aligner, data.split("val"), config.seq_len, config.batch_size,
                                          config.eval_tokens, bf16_autocast(group.device, plan.bf16))
     teacher.to(compute_dtype(group.device))
-    # the same half is the same text whatever the tokenizer (pieces split by their text), not the same subset
+    # the same half is the same text whatever the tokenizer (documents split by their text), not the same subset
     shared = shared_text(source, config) and {"trained_split": source.trained_split, "student_read": "split"}
     return CrossTokenizerObjective(teacher, aligner, config.loss_config(data.vocab_size), config.uld_weight,
                                    teacher_val_loss, shared)
