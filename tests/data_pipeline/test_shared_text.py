@@ -266,7 +266,7 @@ def test_the_demos_sweep_on_a_superset_keeps_the_teachers_training_text_out_of_i
     assert overlap(teacher, prepared) < CLEAN
 
 
-@pytest.mark.parametrize("made_as", ["distillscale.data/2", "distillscale.data/1"])
+@pytest.mark.parametrize("made_as", ["distillscale.data/3", "distillscale.data/2", "distillscale.data/1"])
 def test_a_teacher_of_an_earlier_data_format_is_refused_on_its_own_corpus_too(world, tmp_path, monkeypatch, made_as):
     import json
 
