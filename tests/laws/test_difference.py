@@ -56,29 +56,34 @@ def test_each_law_is_rescaled_at_its_own_distance_and_its_reach_tells():
     band = compare(loss(2.50, 0.10, 2.5), loss(2.60, 0.10, 1.5), calibration)
     assert band.distilled_scale == 1.2 and band.alone_scale == 2.0
     far = compare(loss(2.50, 0.10, 6.0), loss(2.52, 0.10, 1.0), calibration)
-    assert far.distilled_scale == 1.0 and far.beyond and far.verdict == CANNOT_TELL
+    assert far.distilled_scale == 1.2 and far.beyond and far.verdict == CANNOT_TELL   # the farthest band's
     # the alone law's own reach: the distilled loss inside its reach, the alone loss beyond its own
     alone_near = LawScale(scales=(1.5, None, None, None, None), pairs=(10, 0, 0, 0, 0), reach=1.0)
     per_law = calibration.model_copy(update={"alone": alone_near})
     delta = compare(loss(2.50, 0.10, 1.5), loss(2.52, 0.10, 1.4), per_law)
-    assert delta.alone_scale == 1.0 and delta.beyond and delta.verdict == CANNOT_TELL
+    assert delta.alone_scale == 1.5 and delta.beyond and delta.verdict == CANNOT_TELL
     assert LawScale().at(5.0) == 1.0
 
 
-def test_a_laws_interval_is_never_narrowed_nor_a_scale_carried_into_a_band_without_pairs():
+def test_a_laws_interval_is_never_narrowed_and_a_band_without_pairs_is_no_narrower_than_its_neighbours():
     """A scale below 1 (pairs on one design found the interval wider than its errors) is recorded,
     never applied: the law's interval is never narrowed below what it says; a band no pair measured
-    keeps the law's interval as it says, whatever its neighbours measured."""
+    takes the larger of its measured neighbours' scales (between bands measured at 2.21 and 2.18 it is
+    2.21, not the law's interval as it says)."""
     narrow = LawScale(scales=(None, 0.35, None, 1.6, None), pairs=(0, 64, 0, 16, 0), reach=6.0)
     assert narrow.at(1.5) == 1.0            # measured 0.35: not applied
-    assert narrow.at(1.0) == 1.0            # inside the runs, no pairs: not carried down from 1-2x
-    assert narrow.at(3.0) == 1.0            # 2-4x, no pairs: neither 0.35 nor 1.6 carried into it
+    assert narrow.at(1.0) == 1.0            # inside the runs, no pairs: its neighbour's 0.35, never below 1
+    assert narrow.at(3.0) == 1.6            # 2-4x, no pairs: the larger of 0.35 and 1.6
     assert narrow.at(5.0) == 1.6
+    assert narrow.at(12.0) == 1.6           # beyond 8x: the farthest measured band's
+    alone = LawScale(scales=(2.2128, None, 2.1839, None, None), pairs=(72, 0, 16, 0, 0), reach=2.37)
+    assert alone.at(1.5) == 2.2128 and alone.at(3.0) == 2.1839 and alone.at(6.0) == 2.1839
     calibration = DifferenceCalibration(correlation=0.0, factor=1.0, level=0.9, distilled=narrow, alone=narrow,
                                         pairs=80)
     delta = compare(loss(2.50, 0.10, 1.5), loss(2.60, 0.10, 1.0), calibration)
     assert delta.high - delta.value == pytest.approx(math.hypot(0.10, 0.10))
     assert "0.35, never narrowed" in calibration.describe()
+    assert "a band without pairs as the larger of its measured neighbours" in calibration.describe()
 
 
 def test_the_verdict_reads_the_interval_of_the_difference():

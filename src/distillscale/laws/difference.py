@@ -17,8 +17,9 @@ law that never saw its run, at distances beyond the fitted runs as a plan's are 
 (`bench/laws/verdict_pairs.py`). A law's scale is its interval's width against its errors on the
 distinct predictions of one band (`LawScale`: their conformal quantile), for a fitted law's interval
 (its bootstrap and backtest, or its extrapolation part calibrated across published ladders:
-`rescaled`); it is never below 1 (a law's interval is never narrowed below what it says) and 1 in a
-band without pairs. That rescaled interval is the loss's one interval: `used_interval` gives it, every
+`rescaled`); it is never below 1 (a law's interval is never narrowed below what it says), and a band
+without pairs takes the larger of its measured neighbours' (never narrower than the bands around it).
+That rescaled interval is the loss's one interval: `used_interval` gives it, every
 surface shows it and `compare` reads it. One calibrated across corpora on held-out runs is taken as
 it is; a preset's stated error too, and a Delta with one is combined as shown (rho 0, q 1: no pair
 measured it). Past the farthest distance its pairs checked (its `reach`) a straddling interval says
@@ -91,7 +92,8 @@ class LawScale(BaseModel):
     band (BAND_NAMES): `scales[b]` is what the law's own half-widths in band b measured against its
     errors (None: too few pairs there), on `pairs[b]` distinct predictions; `reach` is the farthest
     distance beyond the runs any of them lay (1: inside the runs only). What an interval is multiplied
-    by is `at`: the band's scale, never below NARROWEST, and 1 in a band no pair measured."""
+    by is `at`: the band's scale, never below NARROWEST, and in a band no pair measured the larger of
+    its measured neighbours'."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,11 +102,17 @@ class LawScale(BaseModel):
     reach: float = Field(math.inf, ge=1.0)
 
     def at(self, distance: float) -> float:
-        """The scale at `distance`: its band's where pairs measured it, never below NARROWEST (a law's
-        interval is never narrowed below what it says); 1 in a band without pairs (no band's scale is
-        carried into another)."""
-        scale = self.scales[band_of(distance)]
-        return 1.0 if scale is None else max(float(scale), NARROWEST)
+        """The scale at `distance`: its band's where pairs measured it; in a band no pair measured, the
+        larger of its nearest measured bands' on either side (an unmeasured band is never narrower than
+        its measured neighbours; beyond the farthest, the farthest's); 1 where no band was measured;
+        never below NARROWEST (a law's interval is never narrowed below what it says)."""
+        band = band_of(distance)
+        scale = self.scales[band]
+        if scale is None:
+            below = next((s for s in reversed(self.scales[:band]) if s is not None), None)
+            above = next((s for s in self.scales[band + 1:] if s is not None), None)
+            scale = max((s for s in (below, above) if s is not None), default=1.0)
+        return max(float(scale), NARROWEST)
 
     def beyond(self, distance: float) -> bool:
         return distance > self.reach * (1 + 1e-9)
@@ -154,7 +162,8 @@ class DifferenceCalibration(BaseModel):
                    f"to a corpus: {self.within_corpus:.2f})")
         return (f"Δ's interval: each fitted law's interval times its width against its errors on {self.pairs} pairs "
                 f"over {len(self.corpora)} corpora (distilled: {scales(self.distilled)}; alone: {scales(self.alone)}; "
-                f"as it says in a band without pairs; beyond the reach a straddling Δ cannot tell), the two combined "
+                f"a band without pairs as the larger of its measured neighbours; beyond the reach a straddling Δ "
+                f"cannot tell), the two combined "
                 f"with rho = "
                 f"{self.correlation:.2f} and times {self.factor:.2f}, their conformal quantile" + counted
                 + (f"; {self.left_out}" if self.left_out else ""))
