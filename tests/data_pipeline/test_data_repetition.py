@@ -260,11 +260,3 @@ def test_students_seeds_train_each_repeated_run_and_its_one_epoch_reference_per_
             assert sorted(run.settings["seed"] for run in cell) == [0, 1, 2]
             assert len({run.run_id for run in cell}) == 3
     assert len([run for run in spec.runs if run.kind == "teacher"]) == 1   # the teacher keeps one seed
-
-
-def test_unique_tokens_is_refused_with_a_logit_cache(tmp_path):
-    from distillscale.training.config import DistillConfig
-
-    with pytest.raises(UserError, match="--unique-tokens does not apply with --teacher-cache"):
-        DistillConfig(n_layers=1, tokens=1000, out=tmp_path / "s", teacher_cache=tmp_path / "cache",
-                      unique_tokens=500)

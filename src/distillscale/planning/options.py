@@ -167,8 +167,8 @@ class PlanSettings(CommandSettings):
                    "(default: equal shares)")
     targets: str = option(
         "cached", help="with --students: how the teacher's targets are made: cached (the teacher runs once over the "
-                       "most tokens any student reads, its top-k kept in a logit cache every student reads: "
-                       "`cache-logits`, then `distill --teacher-cache`) or online (each student runs the teacher on "
+                       "first tokens, its top-k kept in a logit cache the students read, each re-reading as many of "
+                       "its first tokens as pays: `cache-logits`, then `distill --teacher-cache`) or online (each student runs the teacher on "
                        "its own tokens: `distill --teacher`)")
     teacher_trained: bool = option(
         False, help="with --students: the family pays the given teacher's training (its 3 F(N_T) D_T, shared "
@@ -176,9 +176,9 @@ class PlanSettings(CommandSettings):
     cache_top_k: int = option(DEFAULT_TOP_K, min=1, help="with --students, cached targets: the top-k predictions the "
                                                         "cache keeps per token, for its storage")
     cache_storage: Annotated[float | None, BeforeValidator(_storage)] = option(
-        None, help="with --students, cached targets: the most storage the logit cache may take, " + BYTES_HELP + ": a "
-                   "cache that needs more holds the first tokens only, and a student reading more re-reads it (as "
-                   "`distill --teacher-cache` does), its loss that of repeating them")
+        None, help="with --students, cached targets: the most storage the logit cache may take, " + BYTES_HELP + ": no "
+                   "student reads more of it than it holds; one that reads more tokens re-reads its first ones "
+                   "(`distill --teacher-cache --unique-tokens`), its loss that of repeating them")
     flops: str = option("corrected", help=FLOPS_HELP)
     n_ctx: int | None = option(None, min=1, help="context length (default: the law's)")
     vocab_size: int | None = option(None, min=1, help="vocabulary size (default: the law's)")

@@ -233,8 +233,12 @@ def check_start_tokenizer(start: Path, run_tokenizer: Path) -> None:
 
 
 def training_tokens(config: TrainConfig, data: PreparedData) -> np.ndarray:
-    """The tokens a run trains on: its split, or the fixed subset of `--unique-tokens` of it."""
-    return unique_subset(data.split(config.split), config.unique_tokens, config.split)
+    """The tokens a run trains on: its split, or the fixed subset of `--unique-tokens` of it (from a
+    logit cache, whose windows lie on the split's grid from its start: the cache's first tokens)."""
+    split = data.split(config.split)
+    if getattr(config, "teacher_cache", None) is not None and config.unique_tokens is not None:
+        return split[:config.unique_tokens + 1]
+    return unique_subset(split, config.unique_tokens, config.split)
 
 
 def make_training_sampler(config: TrainConfig, data: PreparedData,
