@@ -94,6 +94,14 @@ def format_quantity(value: float, digits: int = 3) -> str:
     return f"{rounded:.{digits}g}"
 
 
+def format_count(value: float) -> str:
+    """A token count for people: exact below a million where it is whole (64, 1,472, 50,000), else
+    `format_quantity` (7.53M); never 6.4e-05M."""
+    if abs(value) < 1e6 and float(value).is_integer():
+        return f"{round(value):,}"
+    return f"{value:.3g}" if abs(value) < 1e3 else format_quantity(value)
+
+
 def format_quantity_pair(first: float, second: float, digits: int = 3) -> tuple[str, str]:
     """Two counts (`format_quantity`) with as many digits as it takes (up to 17) for unequal counts to
     print unequal: "999.5K is below the 1M", never "1M is below the 1M"."""

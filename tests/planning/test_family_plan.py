@@ -156,7 +156,7 @@ def test_the_family_prints_and_carries_its_answer(cli):
     (("--students", "500M,1B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--shares", "1"),
      "one share per student"),
     (("--students", "500M,1B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--cache-storage", "100KB"),
-     "below the 1M a run is planned on"),
+     "below the 7.53M unique tokens law 'busbridge2025' can price re-read"),
     (("--students", "500M,1B",), "shares one existing teacher"),
     (("--shares", "0.5,0.5", "--student-params", "1B"), "plans a family of students"),
     (("--students", "500M,1B", "--teacher-params", "8B", "--teacher-loss", "2", "--teacher-trained"), "--teacher-tokens"),

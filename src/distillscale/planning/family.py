@@ -231,10 +231,12 @@ class CacheStorage:
                             "bytes": self.tokens * self.sampled_bytes_per_token}}
 
 
-def cache_tokens(vocab_size: int, top_k: int, limit: float | None, fewest: float) -> float:
+def cache_tokens(vocab_size: int, top_k: int, limit: float | None, fewest: float,
+                 why: str = "a run is planned on") -> float:
     """The most tokens a cache of `limit` bytes holds (inf: no limit), refused in one line where it holds
-    fewer than `fewest` (the fewest tokens the planner plans a run on) or `top_k` is not below the
-    vocabulary (`cache-logits` refuses it: that is the full distribution)."""
+    fewer than `fewest` (`why`: the fewest tokens the planner plans a run on, or the fewest unique tokens
+    the law prices a re-read cache at) or `top_k` is not below the vocabulary (`cache-logits` refuses it:
+    that is the full distribution)."""
     if top_k >= vocab_size:
         raise ParameterError(("cache_top_k", "vocab_size"), f"{{}} {top_k} keeps all {vocab_size:,} ids of the "
                              f"teacher's vocabulary ({{}} or the teacher's), which `cache-logits` refuses: give "
@@ -245,8 +247,8 @@ def cache_tokens(vocab_size: int, top_k: int, limit: float | None, fewest: float
     if limit / per < fewest:
         held, least = format_quantity_pair(limit / per, fewest)
         raise ParameterError("cache_storage", f"{{}} {format_bytes(limit)} holds {held} tokens of top-{top_k} "
-                             f"predictions ({per} bytes each), below the {least} a run is planned on: raise it, or "
-                             "plan online targets (--targets online)")
+                             f"predictions ({per} bytes each), below the {least} {why}: raise it, or plan online "
+                             "targets (--targets online)")
     return limit / per
 
 

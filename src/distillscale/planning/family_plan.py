@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 from distillscale.errors import ParameterError
-from distillscale.laws.extrapolation import meaningless
+from distillscale.laws.extrapolation import meaningless, pool_floor
 from distillscale.laws.repetition import repetition_penalty
 from distillscale.planning.family import (FamilyCosts, FamilyRound, cache_storage, cache_tokens, family_costs,
                                           student_names)
@@ -76,7 +76,12 @@ class _Family:
         self.flops = [float(planner.flops(size)) for size in self.students]
         rows = getattr(model, "output_rows", None)
         self.vocab = int(rows) if rows else int(forward.n_vocab)   # the teacher's, else --vocab-size, the law's
-        self.cached_tokens = cache_tokens(self.vocab, settings.cache_top_k, settings.cache_storage, planner.bounds[0])
+        floor = pool_floor(laws) or 0.0   # a student re-reads no fewer of the cache's tokens than the law prices
+        self.fewest_reach = max(planner.bounds[0], floor)
+        self.cached_tokens = cache_tokens(self.vocab, settings.cache_top_k, settings.cache_storage, self.fewest_reach,
+                                          "a run is planned on" if planner.bounds[0] >= floor else
+                                          f"unique tokens law {laws.name!r} can price re-read (fewer lie far below "
+                                          "its runs)")
         self.notes = (loss_units_notes(laws, settings, model, forward.n_ctx)
                       + vocabulary_notes(laws, forward.n_vocab, {"--teacher-model": rows}))
 
@@ -124,7 +129,7 @@ class _Family:
 
         return best_reaches([self.budgets[i] for i in sharing], [self.flops[i] for i in sharing], self.F_T,
                             self.training, loss, min(self.cached_tokens, self.settings.unique_tokens or math.inf),
-                            self.planner.bounds[0])
+                            self.fewest_reach)
 
     @staticmethod
     def _reread(plans: list, costs: FamilyCosts) -> dict[str, float]:

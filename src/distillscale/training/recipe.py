@@ -22,7 +22,7 @@ from distillscale.data import TokenSampler, prepare_data
 from distillscale.data.config import MIN_VOCAB_SIZE
 from distillscale.data.prepare import prepared_path
 from distillscale.data.prepared import PreparedData
-from distillscale.data.repetition import epochs, repetition_warning, unique_subset
+from distillscale.data.repetition import epochs, repetition_warning, rounded_subset_note, unique_subset
 from distillscale.data.splits import SPLITS, SplitComposition
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
@@ -145,9 +145,11 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     token_budget = config.token_budget(non_embedding_params)
     total_steps = config.steps_for(token_budget)
     repeats = repetition_warning(total_steps * config.tokens_per_step, sampler.unique_tokens, config.split,
-                                 data.manifest["source"]["description"], subset=config.unique_tokens is not None)
-    if repeats and show_progress:
-        warn(repeats)
+                                 data.manifest["source"]["description"], subset=config.unique_tokens)
+    rounded = rounded_subset_note(config.unique_tokens, sampler.unique_tokens, config.seq_len)
+    for message in (rounded, repeats):
+        if message and show_progress:
+            warn(message)
     too_high = lr_warning(config.student_init, config.lr)  # a start without muP (`training.start_lr`)
     if too_high and show_progress:
         warn(too_high)
