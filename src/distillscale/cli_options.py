@@ -34,7 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.settings import Settings, describe_error, sections, takes_paths
 
 TSettings = TypeVar("TSettings", bound="CommandSettings")
@@ -72,6 +72,9 @@ class CommandSettings(Settings):
             return cls.model_validate(flags)
         except ValidationError as exc:
             cause = exc.errors()[0].get("ctx", {}).get("error")
+            if isinstance(cause, ParameterError):  # a validator's own message about its setting: its flag
+                raise UserError(cause.for_cli({name: flag if flag.isupper() else "--" + flag
+                                               for name, flag in _flag_names(cls).items()})) from None
             if isinstance(cause, UserError):  # a validator's own message, which names the flag
                 raise cause from None
             raise UserError(describe_error(exc, flags, flag_names=_flag_names(cls))) from None

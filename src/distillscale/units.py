@@ -19,6 +19,9 @@ def parse_number(text: str, what: str = "value") -> float:
     Raises UserError naming `what` when the text is malformed.
     """
     match = _QUANTITY.match(str(text))
+    if not match and re.fullmatch(r"\s*[^,\s]+(\s*,\s*[^,\s]+)+\s*", str(text)):   # a list, or 1,000
+        raise UserError(f"{what} takes one number, got {text!r}: write it without commas (1000 or 1K), one "
+                        "value a flag")
     if not match:
         raise UserError(f"malformed {what} {text!r}: use a number such as 1e21, 546M, 7.75B or 2T")
     return float(match.group(1)) * _SUFFIXES[match.group(2).upper()]

@@ -246,6 +246,14 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
             N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
                         _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
             teacher_state = data_limited.measured_teacher(L_T, N_T, D_T, U_T)
+            fresh, E = float(teacher_state.fresh.value), law.E
+            if not fresh > E:   # the pool's penalty alone is more than the loss measured above E
+                raise ParameterError(("teacher_loss", "teacher_unique_tokens", "teacher_params", "teacher_tokens"),
+                                     f"{{}} {L_T:g} is below what repeating {{}} {format_quantity(U_T)} costs a teacher "
+                                     f"of {{}} {format_quantity(N_T)} on {{}} {format_quantity(D_T)} under law "
+                                     f"{laws.name!r} ({L_T - fresh:+.4f} nats/token): its loss with fresh data would be "
+                                     f"{fresh:.4f}, not above the law's E = {E:.4f}; check the teacher's loss, pool, "
+                                     "size and tokens")
     elif teacher_params is not None and teacher_tokens is not None:
         N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
                     _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))

@@ -72,9 +72,11 @@ def retries_option():
     return option(None, min=0, max=MAX_TEACHER_RETRIES, help=TEACHER_RETRIES_HELP)
 
 
-def check_limits_used(timeout: float | None, retries: int | None, served: bool, given_as: str) -> None:
+def check_limits_used(timeout: float | None, retries: int | None, served: bool, given_as: str,
+                      misspelled: bool = False) -> None:
     """--teacher-timeout or --teacher-retries given where no teacher is served (`given_as`: what would
-    name one), refused in one line: they would change nothing."""
+    name one), refused in one line: they would change nothing. `misspelled`: what was given meant a
+    server's URL and is not one (`urls.misspelled_url`): that is said where it is read, not this."""
     for flag, value in (("--teacher-timeout", timeout), ("--teacher-retries", retries)):
-        if value is not None and not served:
+        if value is not None and not served and not misspelled:
             raise UserError(f"{flag} is for a served teacher: give {given_as} as its URL, or leave {flag} out")

@@ -237,6 +237,9 @@ def cache_tokens(vocab_size: int, top_k: int, limit: float | None, fewest: float
     fewer than `fewest` (`why`: the fewest tokens the planner plans a run on, or the fewest unique tokens
     the law prices a re-read cache at) or `top_k` is not below the vocabulary (`cache-logits` refuses it:
     that is the full distribution)."""
+    if vocab_size < 2:   # no top-k of one id leaves any out: no cache to price
+        raise ParameterError("vocab_size", f"{{}} {vocab_size} (the teacher's vocabulary) has no id to leave out of a "
+                             "top-k cache: give the teacher's vocabulary, at least 2 ids")
     if top_k >= vocab_size:
         raise ParameterError(("cache_top_k", "vocab_size"), f"{{}} {top_k} keeps all {vocab_size:,} ids of the "
                              f"teacher's vocabulary ({{}} or the teacher's), which `cache-logits` refuses: give "

@@ -11,6 +11,7 @@ settings' groups as the planner reads them; their checks that need the law are i
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -19,7 +20,7 @@ from pydantic import BeforeValidator, ValidationError, field_validator, model_va
 
 from distillscale.checks import checked
 from distillscale.cli_options import CommandSettings, command_line, option
-from distillscale.errors import ParameterError, UserError
+from distillscale.errors import ParameterError, UserError, path_kind
 from distillscale.laws.lawset import LAW_HELP, NO_BIAS_CORRECTION_HELP, LawSet
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
@@ -33,7 +34,7 @@ from distillscale.planning.modes import OnPolicy
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW, HYPERPARAMETER_LAW_HELP
 from distillscale.settings import quantity
 from distillscale.units import BYTES_HELP, Quantity, check_parameter, format_quantity, parse_bytes, parse_quantity
-from distillscale.urls import is_url
+from distillscale.urls import is_url, misspelled_url, redacted_url
 
 SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
 FLOP_METHODS = ForwardFlops.METHODS
@@ -127,7 +128,8 @@ class PlanSettings(CommandSettings):
     law: str = option("busbridge2025", help=LAW_HELP)
     compute: Annotated[float, quantity("--compute", kind=Quantity.FLOPS)] = option(
         ..., help="FLOP budget, e.g. 1e21")
-    student_params: Annotated[float | None, quantity("--student-params", kind=Quantity.PARAMS)] = option(
+    student_params: Annotated[float | None, quantity("--student-params", kind=Quantity.PARAMS),
+                              BeforeValidator(lambda value: _one_student(value))] = option(
         None, help="student non-embedding parameters, e.g. 546M; omit to find the best student size")
     student_model: Path | None = option(
         None, help="a student model's directory (a run, a `prune` output or a Hugging Face causal LM): exact N_S and "
@@ -181,7 +183,7 @@ class PlanSettings(CommandSettings):
                    "(`distill --teacher-cache --unique-tokens`), its loss that of repeating them")
     flops: str = option("corrected", help=FLOPS_HELP)
     n_ctx: int | None = option(None, min=1, help="context length (default: the law's)")
-    vocab_size: int | None = option(None, min=1, help="vocabulary size (default: the law's)")
+    vocab_size: int | None = option(None, min=2, help="vocabulary size, at least 2 ids (default: the law's)")
     aspect_ratio: float | None = option(None, min=1.0, help="d_model / n_layers (default: the law's)")
     min_params: Annotated[float | None, quantity("--min-params", kind=Quantity.PARAMS)] = option(
         None, help="without --student-params: the smallest student to try (default: the smallest model "
@@ -299,6 +301,9 @@ class PlanSettings(CommandSettings):
     @model_validator(mode="after")
     def _served_teacher_limits(self) -> "PlanSettings":
         for name in ("teacher_timeout", "teacher_retries"):
+            if getattr(self, name) is not None and self.teacher_model is not None and misspelled_url(self.teacher_model):
+                raise ParameterError("teacher_model", "{} {value!r} " + path_kind(str(self.teacher_model)),
+                                     value=redacted_url(str(self.teacher_model)))   # the URL is what is wrong
             if getattr(self, name) is not None and not is_url(self.teacher_model or ""):
                 raise ParameterError((name, "teacher_model"), "{} is for a served teacher: give {} as its URL, or "
                                                               "leave it out")
@@ -551,6 +556,16 @@ ON_POLICY_FIELDS = ("on_policy_fraction", "prompt_tokens", "continuation_tokens"
 # The flags of the on-policy settings, named apart from their fields (on_policy.prompt_tokens).
 ON_POLICY_FLAGS = {"on_policy.prompt_tokens": "--prompt-tokens",
                    "on_policy.continuation_tokens": "--continuation-tokens"}
+
+
+def _one_student(value):
+    """--student-params is one student: a list of sizes is a family (--students), said so."""
+    listed = isinstance(value, (list, tuple)) or (isinstance(value, str) and "," in value
+                                                  and not re.fullmatch(r"\s*\d{1,3}(,\d{3})+\s*", value))
+    if listed:   # (1,000 is a number written with a separator: the number's check words it)
+        raise ParameterError(("student_params", "students"), "{} is one student's size, got {value!r}: for a family "
+                             "of students sharing one teacher, give the sizes as {}", value=value)
+    return value
 
 
 def _python_error(exc: ValidationError, options: dict[str, Any]) -> UserError:

@@ -557,7 +557,10 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
                              f"{' and '.join('--' + name.replace('_', '-') for name in given)}")
         if self.teacher_url is not None:
             for url in self.teacher_urls():
-                teacher_api_base(url)  # a ValueError saying what is wrong with it
+                try:
+                    teacher_api_base(url)  # a ValueError saying what is wrong with it
+                except ValueError as exc:   # named as the flag that gave it
+                    raise ValueError(f"--teacher-url {exc}") from None
             if self.top_k is None:
                 raise ValueError("--teacher-url needs --top-k K: a server gives the teacher's K most likely "
                                  "tokens per position (e.g. --top-k 20), not its whole distribution")
