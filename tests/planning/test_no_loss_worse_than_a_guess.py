@@ -13,7 +13,7 @@ import math
 import pytest
 
 import distillscale as ds
-from distillscale.errors import ParameterError, UserError
+from distillscale.errors import ParameterError
 from distillscale.laws.extrapolation import pool_floor
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.predict import predict_distillation, predict_supervised

@@ -53,6 +53,10 @@ class RequestLimits:
         return cls(DEFAULT_TEACHER_TIMEOUT if timeout is None else timeout,
                    TEACHER_RETRIES if retries is None else retries)
 
+    def longest(self) -> float:
+        """The most seconds a request is waited for, its tries and the backoffs between them together."""
+        return (self.retries + 1) * self.timeout + backoff_seconds(self.retries)
+
     def argv(self) -> list[str]:
         """The flags that give these limits to another distillscale command."""
         return ["--teacher-timeout", repr(float(self.timeout)), "--teacher-retries", str(self.retries)]
