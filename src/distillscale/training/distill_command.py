@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from distillscale.console import console, print_json
 from distillscale.cli_options import with_config_options
 from distillscale.training.commands import exit_status, report
@@ -18,15 +16,7 @@ from distillscale.training.records import RunResult
 from distillscale.units import format_quantity
 
 
-GENERATIONS_HELP = ("K >= 1: a self-distillation chain (born-again networks): generation 1 distilled from "
-                    "--teacher, each next one from the one before, all with these settings and the half of the "
-                    "corpus generation 1 reads (with --split teacher and --unique-tokens, the teacher's pool); "
-                    "into OUT/generation-1 .. OUT/generation-K, OUT a directory it makes; run again, it skips the "
-                    "finished generations and resumes an interrupted one (default: one student, into OUT itself)")
-
-
-def distill_command(config: Path | None = None, as_json: bool = False,
-                    generations: int | None = typer.Option(None, "--generations", help=GENERATIONS_HELP),
+def distill_command(config: Path | None = None, as_json: bool = False, generations: int | None = None,
                     **settings) -> int:
     """Distil a teacher into a student of the family (knowledge distillation).
 
