@@ -37,7 +37,7 @@ def distill_command(config: Path | None = None, as_json: bool = False, generatio
     loaded = load_config(DistillConfig, config, settings)
     if generations is None:
         return report(distill(loaded), as_json, _print_summary)
-    return report_chain(distill_chain(loaded, generations), loaded.out, as_json)
+    return report_chain(distill_chain(loaded, generations), loaded.out, as_json, generations)
 
 
 distill_command = with_config_options(distill_command, DistillConfig, leave_out=DISTILL_LEFT_OUT,
@@ -97,13 +97,15 @@ def _print_summary(result: RunResult) -> None:
         console.print(f"mode: cross-tokenizer ({result.distillation.note})", highlight=False)
 
 
-def report_chain(results: list[RunResult], out: Path, as_json: bool) -> int:
+def report_chain(results: list[RunResult], out: Path, as_json: bool, asked: int | None = None) -> int:
     """Print a chain's generations (`training.chain`): one line each, its loss, its teacher's and the change,
-    in nats/token of the tokenizer and validation text named first; or, with --json, all of them as one
-    object. The exit status is the last generation's (1 when it diverged)."""
+    in nats/token of the tokenizer and validation text named first, and the generations an earlier, longer
+    run left beyond the `asked` ones; or, with --json, all of it as one object. The exit status is the last
+    generation's (1 when it diverged)."""
     import os
 
-    from distillscale.training.chain import generation_dir, generation_records
+    from distillscale.console import warn
+    from distillscale.training.chain import generation_dir, generation_records, later_generations, later_generations_note
     from distillscale.training.run_dir import RunDirectory
 
     if os.environ.get("RANK", "0") != "0":
@@ -111,9 +113,14 @@ def report_chain(results: list[RunResult], out: Path, as_json: bool) -> int:
     identity = RunDirectory(generation_dir(out, 1)).loss_identity()
     units = identity.describe() if identity is not None else "nats/token"
     records = generation_records(results, out)
+    asked = len(results) if asked is None else asked
+    note = later_generations_note(out, asked)
+    if note is not None:
+        warn(note)
     if as_json:
         print_json({"unit": "nats/token", "losses": units,
-                    "generations": [record.to_json(result) for record, result in zip(records, results)]})
+                    "generations": [record.to_json(result) for record, result in zip(records, results)],
+                    "kept_beyond": [str(generation_dir(out, g)) for g in later_generations(out, asked)]})
         return exit_status(results[-1])
     console.print(f"{len(records)} generation{'s' * (len(records) > 1)} in {generation_dir(out, 1)} .. "
                   f"generation-{len(records)}; validation losses in {units}:", highlight=False)
