@@ -71,7 +71,8 @@ class CommandSettings(Settings):
         try:
             return cls.model_validate(flags)
         except ValidationError as exc:
-            cause = exc.errors()[0].get("ctx", {}).get("error")
+            first = min(exc.errors(), key=lambda e: e["type"] == "missing")   # a value given wrong first
+            cause = first.get("ctx", {}).get("error")
             if isinstance(cause, ParameterError):  # a validator's own message about its setting: its flag
                 raise UserError(cause.for_cli({name: flag if flag.isupper() else "--" + flag
                                                for name, flag in _flag_names(cls).items()})) from None

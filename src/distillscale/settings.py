@@ -167,26 +167,35 @@ def _about(what: str, parse):
             raise
         except UserError as exc:
             raise ParameterError.about(field, str(exc)) from None
+    parsed.setting = field   # what a check of every flag finds it by (tests/cli/test_flag_names.py)
     return parsed
+
+
+def _validator(parse) -> BeforeValidator:
+    """`parse` for a setting's values (None left as it is), tagged with the setting it reads."""
+    def validate(value: Any) -> Any:
+        return value if value is None else parse(value)
+    validate.setting = parse.setting
+    return BeforeValidator(validate)
 
 
 def quantity(what: str, *, kind: Quantity | None):
     """A positive number that may be written as `2M`, `1e9`, `7.75B` (strings or numbers), inside
     the limits of what it counts (`kind`, declared by the setting; None: no limits). `what`: the setting."""
     parse = _about(what, lambda value, name: parse_quantity(value, name, kind=kind))
-    return BeforeValidator(lambda value: value if value is None else parse(value))
+    return _validator(parse)
 
 
 def count(what: str, *, kind: Quantity | None):
     """Like `quantity` but an integer: `--eval-tokens 4k`."""
     parse = _about(what, lambda value, name: int(parse_quantity(value, name, kind=kind)))
-    return BeforeValidator(lambda value: value if value is None else parse(value))
+    return _validator(parse)
 
 
 def byte_size(what: str):
     """A size in bytes, an integer: `--max-bytes 20MB`, `64GiB`, `20M` (`units.parse_bytes`)."""
     parse = _about(what, lambda value, name: int(parse_bytes(value, name)))
-    return BeforeValidator(lambda value: value if value is None else parse(value))
+    return _validator(parse)
 
 
 def counts(what: str, *, kind: Quantity | None):
@@ -198,6 +207,7 @@ def counts(what: str, *, kind: Quantity | None):
             return None
         values = value if isinstance(value, list) else str(value).split(",")
         return [one(v) for v in values]
+    parse.setting = one.setting
     return BeforeValidator(parse)
 
 
