@@ -125,8 +125,9 @@ def test_a_storage_limit_is_priced_as_the_engine_runs_it_a_short_cache_re_read()
             assert p.student_loss == pytest.approx(p.fresh.student_loss * (1 + check.penalty)) and check.penalty > 0
         text = " ".join(plan.as_text(200).split())
         assert "; re-read: 2B its first" in text and "(distill --unique-tokens; losses after repetition)" in text
-        record = plan.to_dict()["cache"]
-        assert [r["reach"] for r in record["rereads"]] == [plan.reaches[p.scenario.name] for p in plan.plans]
+        record = plan.to_dict()
+        assert [r["reach"] for r in record["cache"]["rereads"]] == [plan.reaches[p.scenario.name] for p in plan.plans]
+        assert [s["cache_reach"] for s in record["students"]] == [plan.reaches[p.scenario.name] for p in plan.plans]
     assert all(p.student_loss >= q.student_loss for p, q in zip(plan.plans, full.plans))
 
 

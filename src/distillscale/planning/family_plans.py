@@ -111,7 +111,8 @@ class FamilyPlans(ScenarioPlans):
                 "distilling": list(self.sharing), "rounds": [r.to_dict() for r in self.rounds],
                 "students": [{"name": p.scenario.name, "share": p.budget / self.compute,
                               "distils": p.scenario.name in self.sharing,
-                              "assumes_sharing": list(self.assumes(p.scenario.name)), **p.to_dict()}
+                              "assumes_sharing": list(self.assumes(p.scenario.name)),
+                              "cache_reach": self.reaches.get(p.scenario.name), **p.to_dict()}
                              for p in self.plans],
                 "totals": self.totals(), "cache": None if self.cache is None else self.cache.to_dict(),
                 "other_targets": None if other is None else {
