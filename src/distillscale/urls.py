@@ -90,7 +90,7 @@ def redacted_value(value):
     `redacted_url`, a list or tuple item by item; anything else as it is."""
     if isinstance(value, (list, tuple)):
         return type(value)(redacted_value(item) for item in value)
-    if isinstance(value, (str, os.PathLike)) and "@" in str(value):
+    if isinstance(value, (str, os.PathLike)) and ("@" in str(value) or _SECRET_QUERY.search(str(value))):
         shown = redacted_url(str(value))
         return value if shown == str(value) else shown
     return value

@@ -275,7 +275,7 @@ def test_distill_refuses_an_unfinished_cache(cli, tmp_path, cache_copy):
     (("--tokens", "100M"), "--tokens 100000000 is more than the student split holds"),
     (("--tokens", "8"), "--tokens 8 is less than one window of --seq-len 32"),
     (("--top-k", "0"), "invalid --top-k: Input should be greater than or equal to 1"),
-    (("--shard-tokens", "lots"), "malformed shard_tokens 'lots'"),
+    (("--shard-tokens", "lots"), "malformed --shard-tokens 'lots'"),
 ])
 def test_cache_logits_refuses_bad_settings(cli, tmp_path, teacher, args, message):
     code, _, err = cli("cache-logits", "--teacher", teacher, "--out", tmp_path / "cache", *CACHE, *args)
