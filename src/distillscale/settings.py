@@ -145,7 +145,9 @@ def describe_error(exc: ValidationError, flags: dict[str, Any], path: Path | Non
     where = f"{key!r} in {path}" if key not in flags and path is not None else flag
     cause = error.get("ctx", {}).get("error")
     if isinstance(cause, ParameterError):   # a validator's own words: the setting named where it was given
-        return cause.for_cli({key: where})
+        if where == flag:
+            return cause.for_cli({key: flag})
+        return f"invalid {where}: {cause.for_cli({key: key})}"   # a key of a file, as written there
     if error["type"] == "extra_forbidden":
         return f"unknown setting {where}: see the command's --help for the valid names"
     if error["type"] == "missing":
