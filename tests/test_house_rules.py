@@ -98,3 +98,12 @@ def test_no_docstring_calls_a_least_absolute_deviations_fit_a_ridge_regression()
     said = [str(path.relative_to(PACKAGE)) for path in modules()
             if "ridge regression" in " ".join(path.read_text(encoding="utf-8").lower().replace("#", " ").split())]
     assert not said, f"'ridge regression' in {said}"
+
+
+def test_every_option_is_declared_in_cli_options():
+    """A command's options are its settings' fields (`cli_options.option`, `with_config_options`) or the
+    options cli_options declares itself: no typer.Option or typer.Argument anywhere else."""
+    declared = {str(path.relative_to(PACKAGE)) for path in modules() if path.name != "cli_options.py"
+                for node in ast.walk(parsed(path)) if isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name) and node.value.id == "typer" and node.attr in ("Option", "Argument")}
+    assert not declared, f"options declared outside cli_options.py: {sorted(declared)}"

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         # of signature parsing per call, which in-process callers such as the tests paid each time).
         result = _command_tree().main(args=args, prog_name="distillscale", standalone_mode=False)
     except ParameterError as exc:  # a library call's argument: name the flag that gave it
-        return _fail(exc.for_cli())
+        return _fail(exc.for_cli(_flags_of(args, exc.params)))
     except UserError as exc:
         return _fail(str(exc))
     except click_exceptions.NoArgsIsHelpError as exc:
@@ -245,6 +245,21 @@ def _command_path(argv: list[str]) -> list[str]:
         command = command.commands[arg]
         path.append(arg)
     return path
+
+
+def _flags_of(argv: list[str], params: tuple[str, ...]) -> dict[str, str]:
+    """How a library error names its parameters on this command line: each as its flag where the
+    command has one (`unique_tokens` -> --unique-tokens), else as the library calls it, never as a
+    flag the command does not have (`L_T` is no --L-T)."""
+    command = _command_tree()
+    for name in _command_path(argv):
+        command = command.commands[name]
+    options = {opt for param in getattr(command, "params", []) for opt in param.opts}
+    flags = {}
+    for param in params:
+        flag = "--" + param.replace("_", "-").replace(".", "-")
+        flags[param] = flag if flag in options else param
+    return flags
 
 
 def _empty_path(argv: list[str]) -> str | None:

@@ -34,7 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from distillscale.errors import UserError
+from distillscale.errors import ParameterError, UserError
 from distillscale.settings import Settings, describe_error, sections, takes_paths
 
 TSettings = TypeVar("TSettings", bound="CommandSettings")
@@ -71,7 +71,11 @@ class CommandSettings(Settings):
         try:
             return cls.model_validate(flags)
         except ValidationError as exc:
-            cause = exc.errors()[0].get("ctx", {}).get("error")
+            first = min(exc.errors(), key=lambda e: e["type"] == "missing")   # a value given wrong first
+            cause = first.get("ctx", {}).get("error")
+            if isinstance(cause, ParameterError):  # a validator's own message about its setting: its flag
+                raise UserError(cause.for_cli({name: flag if flag.isupper() else "--" + flag
+                                               for name, flag in _flag_names(cls).items()})) from None
             if isinstance(cause, UserError):  # a validator's own message, which names the flag
                 raise cause from None
             raise UserError(describe_error(exc, flags, flag_names=_flag_names(cls))) from None
@@ -146,20 +150,29 @@ CONFIG_HELP = ("TOML file of settings, as top-level keys or in tables named like
                "model, budget, ...); flags given here override it")
 
 
+# `distill --generations`: a command's own option beside its config's (`with_config_options`).
+GENERATIONS_HELP = ("K >= 1: a self-distillation chain (born-again networks): generation 1 distilled from "
+                    "--teacher, each next one from the one before, all with these settings and the half of the "
+                    "corpus generation 1 reads (with --split teacher and --unique-tokens, the teacher's pool); "
+                    "into OUT/generation-1 .. OUT/generation-K, OUT a directory it makes; run again, it skips the "
+                    "finished generations and resumes an interrupted one (default: one student, into OUT itself)")
+
+
 def with_config_options(command: Callable, config_class: type[BaseModel], *, json_help: str | None = None,
                         leave_out: frozenset[str] = frozenset(), flag_names: dict[str, str] | None = None,
                         arguments: dict[str, str] | None = None) -> Callable:
     """Give `command` (whose settings arrive in `**settings`, by field name) one option per field of
     `config_class`, except those it declares itself and those in `leave_out`, grouped in --help by
     the settings group that declares each. `flag_names` renames flags (`{"path": "data"}`: --data).
-    Its own parameters `config` and `as_json` become --config (a TOML file of settings) and --json
-    (`json_help` says what it prints). `arguments` ({parameter: help}) makes those of its own
+    Its own parameters `config`, `as_json` and `generations` become --config (a TOML file of settings),
+    --json (`json_help` says what it prints) and --generations (`GENERATIONS_HELP`). `arguments` ({parameter: help}) makes those of its own
     parameters positional arguments.
 
     Every generated option defaults to None ("not given"), so a TOML file given to --config and the
     config's own defaults apply underneath; `settings.load_config` validates the lot."""
     own_options = {"config": typer.Option(None, "--config", help=CONFIG_HELP),
-                   "as_json": typer.Option(False, "--json", help=json_help)}
+                   "as_json": typer.Option(False, "--json", help=json_help),
+                   "generations": typer.Option(None, "--generations", help=GENERATIONS_HELP)}
     own_options |= {name: typer.Argument(..., help=text) for name, text in (arguments or {}).items()}
     hints = get_type_hints(command)
     own = [_as_text(p.replace(default=own_options.get(p.name, p.default)), hints.get(p.name))

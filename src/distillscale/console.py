@@ -7,6 +7,8 @@ terminal."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import re
 import sys
@@ -237,6 +239,29 @@ def progress_printer(command: str):
     return progress
 
 
+# Inside `each_warning_once`: the warnings said so far and what names their part of the work.
+_ONCE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("distillscale_warnings_once", default=None)
+
+
+@contextlib.contextmanager
+def each_warning_once():
+    """Within it, a warning is said once, the first time, after what `state["label"]` names then (a
+    chain's "generation 1 of 4"); the same warning again is not repeated."""
+    state: dict = {"seen": set(), "label": ""}
+    token = _ONCE.set(state)
+    try:
+        yield state
+    finally:
+        _ONCE.reset(token)
+
+
 def warn(message: str) -> None:
-    """A warning on stderr, in one line of its own; a password in it (a URL's, or one taken for a path) as ***."""
+    """A warning on stderr, in one line of its own; a password in it (a URL's, or one taken for a path) as ***.
+    Inside `each_warning_once`, once, naming the part of the work that said it."""
+    state = _ONCE.get()
+    if state is not None:
+        if message in state["seen"]:
+            return
+        state["seen"].add(message)
+        message = f"{state['label']}: {message}" if state["label"] else message
     err_console.print(styled(("warning:", "yellow"), " ", redacted_text(message)), highlight=False, soft_wrap=True)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from distillscale.errors import UserError, path_kind
+from distillscale.errors import ParameterError, UserError, path_kind
 from distillscale.io import read_text_file
 from distillscale.units import Quantity, parse_bytes, parse_quantity
 from distillscale.urls import is_url, redacted_url, redacted_value
@@ -106,11 +106,12 @@ def sections(config_class: type[BaseModel]) -> dict[str, type[Settings]]:
 def parameter_error(exc: ValidationError, given: dict[str, Any] | None = None):
     """The first problem of a config built from Python, as a ParameterError naming the setting (a
     value given comes before a setting left out)."""
-    from distillscale.errors import ParameterError
-
     errors = exc.errors()
     error = min(errors, key=lambda e: (e["type"] == "missing", str(e["loc"][0]) not in (given or {})
                                        if e["loc"] else True))
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ParameterError):   # a validator's own words, naming the parameter
+        return cause
     key = str(error["loc"][0]) if error["loc"] else "config"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
@@ -142,6 +143,11 @@ def describe_error(exc: ValidationError, flags: dict[str, Any], path: Path | Non
     name = (flag_names or {}).get(key, key)
     flag = name if name.isupper() else "--" + name.replace("_", "-")  # an argument (RUN_DIR) or a flag
     where = f"{key!r} in {path}" if key not in flags and path is not None else flag
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ParameterError):   # a validator's own words: the setting named where it was given
+        if where == flag:
+            return cause.for_cli({key: flag})
+        return f"invalid {where}: {cause.for_cli({key: key})}"   # a key of a file, as written there
     if error["type"] == "extra_forbidden":
         return f"unknown setting {where}: see the command's --help for the valid names"
     if error["type"] == "missing":
@@ -150,29 +156,60 @@ def describe_error(exc: ValidationError, flags: dict[str, Any], path: Path | Non
     return f"invalid {where}: {message}" + ("" if got in message else f" (got {got})")
 
 
+def _about(what: str, parse):
+    """`parse(value, name)` whose one-line error is a ParameterError about the setting `what` (its field;
+    a flag written --x-y is read as x_y): the command line names its flag as typed (`--unique-tokens`),
+    Python its parameter (`unique_tokens`), a config file its key; never another's name."""
+    field = what.removeprefix("--").replace("-", "_")
+
+    def parsed(value: Any) -> Any:
+        try:
+            return parse(value, ParameterError.NAME)
+        except ParameterError:
+            raise
+        except UserError as exc:
+            raise ParameterError.about(field, str(exc)) from None
+    parsed.setting = field   # what a check of every flag finds it by (tests/cli/test_flag_names.py)
+    return parsed
+
+
+def _validator(parse) -> BeforeValidator:
+    """`parse` for a setting's values (None left as it is), tagged with the setting it reads."""
+    def validate(value: Any) -> Any:
+        return value if value is None else parse(value)
+    validate.setting = parse.setting
+    return BeforeValidator(validate)
+
+
 def quantity(what: str, *, kind: Quantity | None):
     """A positive number that may be written as `2M`, `1e9`, `7.75B` (strings or numbers), inside
-    the limits of what it counts (`kind`, declared by the setting; None: no limits)."""
-    return BeforeValidator(lambda value: value if value is None else parse_quantity(value, what, kind=kind))
+    the limits of what it counts (`kind`, declared by the setting; None: no limits). `what`: the setting."""
+    parse = _about(what, lambda value, name: parse_quantity(value, name, kind=kind))
+    return _validator(parse)
 
 
 def count(what: str, *, kind: Quantity | None):
     """Like `quantity` but an integer: `--eval-tokens 4k`."""
-    return BeforeValidator(lambda value: value if value is None else int(parse_quantity(value, what, kind=kind)))
+    parse = _about(what, lambda value, name: int(parse_quantity(value, name, kind=kind)))
+    return _validator(parse)
 
 
 def byte_size(what: str):
     """A size in bytes, an integer: `--max-bytes 20MB`, `64GiB`, `20M` (`units.parse_bytes`)."""
-    return BeforeValidator(lambda value: value if value is None else int(parse_bytes(value, what)))
+    parse = _about(what, lambda value, name: int(parse_bytes(value, name)))
+    return _validator(parse)
 
 
 def counts(what: str, *, kind: Quantity | None):
     """A list of counts, as a list or a comma-separated flag: `--fork-tokens 1M,2M`."""
+    one = _about(what, lambda value, name: int(parse_quantity(value, name, kind=kind)))
+
     def parse(value: Any) -> Any:
         if value is None:
             return None
         values = value if isinstance(value, list) else str(value).split(",")
-        return [int(parse_quantity(v, what, kind=kind)) for v in values]
+        return [one(v) for v in values]
+    parse.setting = one.setting
     return BeforeValidator(parse)
 
 

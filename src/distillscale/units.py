@@ -19,6 +19,9 @@ def parse_number(text: str, what: str = "value") -> float:
     Raises UserError naming `what` when the text is malformed.
     """
     match = _QUANTITY.match(str(text))
+    if not match and re.fullmatch(r"\s*[^,\s]+(\s*,\s*[^,\s]+)+\s*", str(text)):   # a list, or 1,000
+        raise UserError(f"{what} takes one number, got {text!r}: write it without commas (1000 or 1K), one "
+                        "value a flag")
     if not match:
         raise UserError(f"malformed {what} {text!r}: use a number such as 1e21, 546M, 7.75B or 2T")
     return float(match.group(1)) * _SUFFIXES[match.group(2).upper()]
@@ -92,6 +95,14 @@ def format_quantity(value: float, digits: int = 3) -> str:
         if abs(rounded) >= scale:
             return f"{rounded / scale:.{digits}g}{suffix}"
     return f"{rounded:.{digits}g}"
+
+
+def format_count(value: float) -> str:
+    """A token count for people: exact below a million where it is whole (64, 1,472, 50,000), else
+    `format_quantity` (7.53M); never 6.4e-05M."""
+    if abs(value) < 1e6 and float(value).is_integer():
+        return f"{round(value):,}"
+    return f"{value:.3g}" if abs(value) < 1e3 else format_quantity(value)
 
 
 def format_quantity_pair(first: float, second: float, digits: int = 3) -> tuple[str, str]:

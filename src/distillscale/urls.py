@@ -19,18 +19,43 @@ def is_url(value: object) -> bool:
     return str(value).strip().lower().startswith(("http://", "https://"))
 
 
+def misspelled_url(value: object) -> bool:
+    """Whether a value meant as a server's URL is not one: a scheme and a slash (http:/host, htp://host,
+    ftp://host/v1) where no such path exists. A message then blames the value, not a flag that needs a
+    URL beside it (--teacher-timeout)."""
+    text = str(value).strip()
+    return (not is_url(text) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", text) is not None
+            and not os.path.lexists(os.path.expanduser(text)))
+
+
 # A scheme and the slashes after it (http://, ws://, http:/): what a redaction keeps before the ***.
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*:/+"
 PLACEHOLDER = "USER:PASSWORD"   # what a message shows where the user's go (http(s)://USER:PASSWORD@HOST/v1)
 
 
+# Query parameters whose value is a secret (an API key, a token, a password, a signed URL's
+# signature): shown and stored as ***, as a user:password@ is (`?api_key=sk-1` -> `?api_key=***`).
+_SECRET_PARAMETERS = (r"(?:api[_-]?key|apikey|key|access[_-]?token|refresh[_-]?token|id[_-]?token|auth[_-]?token|"
+                      r"token|password|passwd|pwd|pass|secret|client[_-]?secret|sig|signature|auth|authorization|"
+                      r"credentials?|session[_-]?token|x-amz-signature|x-amz-credential|x-amz-security-token|"
+                      r"x-goog-signature|x-goog-credential|code)")
+_SECRET_QUERY = re.compile(rf"([?&;]{_SECRET_PARAMETERS}=)[^&#;\s'\"]*?(?=[&#;\s'\"),]|:(?:\s|$)|$)",
+                           re.IGNORECASE)
+
+
+def _query_redacted(text: str) -> str:
+    """`text` with the value of every secret query parameter (`_SECRET_PARAMETERS`) as ***."""
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
 def redacted_url(url: str) -> str:
     """A value the user gave (a URL, or anything else) as a message, a record or a cache may show it:
-    whatever stands between its scheme's slashes and its LAST @ replaced by *** (a password with a
+    every secret query parameter's value (?api_key=, token=, sig= ...) and whatever stands between its
+    scheme's slashes and its LAST @ replaced by *** (a password with a
     space or an unencoded / is hidden whole: https://user:pa/ss@host/v1 -> https://***@host/v1); a
     value without a scheme but with a user:password@ (http:alice:pw@host) from its start. A path with
     an @ and no colon before it (model@v2) is left as written."""
-    text = str(url)
+    text = _query_redacted(str(url))
     at = text.rfind("@")
     if at < 0:
         return text
@@ -41,12 +66,12 @@ def redacted_url(url: str) -> str:
 
 
 def redacted_text(text: str) -> str:
-    """Free text (a message, a warning, a line of JSON) with every user:password@ in it replaced by
-    ***: after any scheme's slashes up to the @ (a password with spaces too, up to the last @ before a
+    """Free text (a message, a warning, a line of JSON) with every secret query parameter's value and
+    every user:password@ in it replaced by ***: after any scheme's slashes up to the @ (a password with spaces too, up to the last @ before a
     / on its line), and in any word with a colon before its last @ (a password with a /, a URL taken as
     a path: ws:/alice:pw@host, http:alice:pw@host) up to that @. Other words with an @ (a path, an
     address) are left as written, and so is the PLACEHOLDER of a message's example."""
-    text = re.sub(f"({_SCHEME})(?!{PLACEHOLDER}@)[^/\n]*@", r"\1***@", str(text))
+    text = re.sub(f"({_SCHEME})(?!{PLACEHOLDER}@)[^/\n]*@", r"\1***@", _query_redacted(str(text)))
     return re.sub(r"\S+@\S*", _redacted_word, text)
 
 
@@ -65,7 +90,7 @@ def redacted_value(value):
     `redacted_url`, a list or tuple item by item; anything else as it is."""
     if isinstance(value, (list, tuple)):
         return type(value)(redacted_value(item) for item in value)
-    if isinstance(value, (str, os.PathLike)) and "@" in str(value):
+    if isinstance(value, (str, os.PathLike)) and ("@" in str(value) or _SECRET_QUERY.search(str(value))):
         shown = redacted_url(str(value))
         return value if shown == str(value) else shown
     return value

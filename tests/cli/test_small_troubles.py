@@ -68,7 +68,7 @@ def test_a_measurement_of_an_unfinished_run_speaks_of_a_model(run, tmp_path, cli
 
 
 def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_warns(tmp_path, cli):
-    """A law calibrated on a corpus whose splits hold 2.75M tokens: a plan that trains on more says so, and
+    """A law calibrated on a corpus whose splits hold 20M tokens: a plan that trains on more says so, and
     points at --unique-tokens; with it given, the plan prices the repetition itself and says no more."""
     import distillscale as ds
     from distillscale.data.loss_identity import LossIdentity, TextIdentity
@@ -79,7 +79,7 @@ def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_warns(tmp_path, c
     from distillscale.data.prepared import FORMAT
 
     (prepared / "manifest.json").write_text(json.dumps(   # only its manifest is read: the splits' sizes
-        {"format": FORMAT, "splits": {"teacher": {"tokens": 2_750_000}, "student": {"tokens": 2_760_000}}}))
+        {"format": FORMAT, "splits": {"teacher": {"tokens": 20_000_000}, "student": {"tokens": 20_010_000}}}))
     laws = ds.load_laws("busbridge2025")
     from dataclasses import replace
 
@@ -87,6 +87,6 @@ def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_warns(tmp_path, c
     laws = replace(laws, losses=identity)
     plan = ds.plan(laws, student_params=100e6, compute=1e19)
     larger = [w for w in plan.warnings if isinstance(w, LargerThanCorpus)]
-    assert larger and "give --unique-tokens 2.75M" in larger[0]
+    assert larger and "give --unique-tokens 20M" in larger[0]
     assert not any(isinstance(w, LargerThanCorpus) for w in
-                   ds.plan(laws, student_params=100e6, compute=1e19, unique_tokens=2.75e6).warnings)
+                   ds.plan(laws, student_params=100e6, compute=1e19, unique_tokens=20e6).warnings)

@@ -1,4 +1,6 @@
-"""A password given with a server's address is never shown, however the address was written: a URL
+"""A password given with a server's address is never shown, however the address was written (a
+user:password@, or a secret in its query string: ?api_key=, token=, key=, password=, access_token=,
+sig=): a URL
 whose password holds an unencoded / (hidden up to the last @), and a slightly malformed URL (a leading
 space, htp://, ftp://, ws://, http:/, http:alice:pw@) that a command takes for a path. Every command
 that takes a URL or a model is checked: nothing it prints (stdout and stderr), writes or keeps in the
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from distillscale.errors import UserError
 from distillscale.urls import redacted_text, redacted_url
 from tests.model.test_served_deadline import corpus_and_tokenizer
 
@@ -26,6 +29,13 @@ FORMS = [
     f"http://alice:{SECRET}@[::1:9/v1",           # an IPv6 host without its closing bracket
     "http://[::1:9/v1",                            # (urllib's ValueError was a traceback in plan and teacher)
     f"HTTP://alice:{SECRET}@127.0.0.1:9/v1/chat/completions",
+    # a secret in the query string: an API key, a token, a password, a signed URL's signature
+    f"http://127.0.0.1:9/v1?api_key={SECRET}",
+    f"http://127.0.0.1:9/v1?model=m&token={SECRET}",
+    f"http://127.0.0.1:9/v1?KEY={SECRET}&x=1",
+    f"http://127.0.0.1:9/v1?password={SECRET}#top",
+    f"https://127.0.0.1:9/v1?access_token={SECRET}",
+    f"http://127.0.0.1:9/v1?X-Amz-Signature={SECRET}&sig={SECRET}",
 ]
 
 TINY = ("--n-layers", "1", "--aspect-ratio", "32", "--head-dim", "16", "--tokens", "512", "--seq-len", "16",
@@ -87,15 +97,22 @@ def test_a_settings_or_a_scored_models_repr_holds_no_password():
 
     url = f"http://alice:pa/{SECRET}@127.0.0.1:9/v1"
     fine = f"http://alice:{SECRET}@127.0.0.1:9/v1"
+    keyed = f"http://127.0.0.1:9/v1?api_key={SECRET}"
     shown = [repr(PlanSettings(compute=1e20, student_params=1e8, teacher_model=f"ws://alice:{SECRET}@host/v1")),
+             repr(PlanSettings(compute=1e20, student_params=1e8, teacher_model=keyed)),
              repr(PlanSettings(compute=1e20, student_params=1e8, teacher_model=url)),
              repr(DistillConfig(out="runs/x", n_layers=2, tokens="1M", top_k=20, tokenizer="tok.json",
                                 teacher_url=fine)),
              repr(scored_model(fine, False, None))]
     assert all(SECRET not in text for text in shown), shown
+    for refuse in (lambda: DistillConfig(out="runs/x", n_layers=2, tokens="1M", top_k=20, tokenizer="tok.json",
+                                         teacher_url=keyed), lambda: scored_model(keyed, False, None)):
+        with pytest.raises(UserError) as refused:   # a server's API base has no query: refused, the key not said
+            refuse()
+        assert SECRET not in str(refused.value) and "api_key=***" in str(refused.value)
 
 
-@pytest.mark.parametrize("form", [form for form in FORMS if not form.strip().lower().startswith("http://")])
+@pytest.mark.parametrize("form", [form for form in FORMS if not form.strip().lower().startswith(("http://", "https://"))])
 @pytest.mark.parametrize("command", [COMMANDS["plan"], ("loss", "{url}", "--data", "{data}"), COMMANDS["distill-teacher"],
                                      COMMANDS["teacher"]], ids=["plan", "loss", "distill", "teacher"])
 def test_an_address_taken_for_a_path_is_said_not_to_be_a_servers_url(cli, corpus, tmp_path, monkeypatch, command, form):

@@ -39,7 +39,7 @@ PLANS = {
     "family": ("--students", "500M,1B,3B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--compute", "9e20"),
     "family online": ("--students", "500M,1B,3B", "--teacher-params", "8B", "--teacher-tokens", "2T", "--compute",
                       "9e20", "--targets", "online"),
-    "far below the data": ("--student-params", "1", "--compute", "1e21"),
+    "far below the data": ("--student-params", "1M", "--compute", "1e21"),
     "tokens far below the data": ("--student-params", "546M", "--compute", "1e17"),
 }
 MODE_PLANS = {

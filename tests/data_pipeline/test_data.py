@@ -236,7 +236,7 @@ def test_a_corpus_of_two_documents_is_refused_in_one_line_and_three_are_split(tm
 @pytest.mark.parametrize("flag, value, message", [
     ("--vocab-size", "100", "--vocab-size: Input should be greater than or equal to 257"),
     ("--val-fraction", "1.5", "--val-fraction: Input should be less than 1"),
-    ("--max-bytes", "lots", "malformed max_bytes 'lots'"),
+    ("--max-bytes", "lots", "malformed --max-bytes 'lots'"),
 ])
 def test_bad_prepare_flags_are_errors(cli, flag, value, message):
     code, _, err = cli("data", "prepare", flag, value)

@@ -44,7 +44,7 @@ def test_train_records_epochs_and_warns_only_when_it_repeats(cli, tmp_path, toke
     warnings = [line for line in err.splitlines() if "repeated data" in line]
     assert len(warnings) == (1 if repeats else 0)
     if repeats:
-        assert warnings[0].startswith("warning: the run will see") and f"{unique / 1e6:.3g}M unique" in warnings[0]
+        assert warnings[0].startswith("warning: the run will see") and f" {unique:,} unique" in warnings[0]
 
 
 def test_an_old_result_without_epochs_still_loads(tmp_path):
@@ -85,7 +85,7 @@ def test_a_sweep_spec_is_checked_for_repetition_up_front(tmp_path, m, repeats):
     line = repetition_check(load_sweep_spec(tmp_path / "spec.toml"))
     assert (line is not None) is repeats
     if repeats:
-        assert line.startswith("1 of 2 runs repeat their data; the longest will see 0.132M tokens")
+        assert line.startswith("1 of 2 runs repeat their data; the longest will see 132,096 tokens")
 
 
 def fake_environment(root):
@@ -179,7 +179,10 @@ def test_unique_tokens_trains_on_a_fixed_subset_and_records_its_epochs(cli, tmp_
     result = json.loads((out / "result.json").read_text())
     assert result["unique_tokens"] == 1984   # 62 whole windows of 32 predicted tokens
     assert result["epochs"] == pytest.approx(result["tokens"] / 1984) and result["epochs"] > 4
-    assert "epochs of the fixed subset of 0.00198M unique tokens of the teacher split (--unique-tokens)" in err
+    said = " ".join(err.split())
+    assert "epochs of the fixed subset of 1,984 unique tokens of the teacher split (--unique-tokens 2,000, in whole " \
+           "windows)" in said   # readable counts, never 0.00198M; the rounding said
+    assert "--unique-tokens 2,000 trains on 1,984 unique tokens: whole windows of --seq-len 32" in said
     assert "use a larger corpus" not in err
     code, _, err = cli("train", "--out", tmp_path / "too-many", "--tokens", "8k", "--unique-tokens", "10M", *TINY)
     assert code == 2 and "--unique-tokens 10,000,000 is more than the teacher split's" in err
@@ -260,11 +263,3 @@ def test_students_seeds_train_each_repeated_run_and_its_one_epoch_reference_per_
             assert sorted(run.settings["seed"] for run in cell) == [0, 1, 2]
             assert len({run.run_id for run in cell}) == 3
     assert len([run for run in spec.runs if run.kind == "teacher"]) == 1   # the teacher keeps one seed
-
-
-def test_unique_tokens_is_refused_with_a_logit_cache(tmp_path):
-    from distillscale.training.config import DistillConfig
-
-    with pytest.raises(UserError, match="--unique-tokens does not apply with --teacher-cache"):
-        DistillConfig(n_layers=1, tokens=1000, out=tmp_path / "s", teacher_cache=tmp_path / "cache",
-                      unique_tokens=500)

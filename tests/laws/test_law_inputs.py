@@ -10,7 +10,6 @@ import distillscale as ds
 from distillscale.laws.forms import SupervisedLaw
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.planning.plan import repetition_check
-from distillscale.planning.teacher_plan import rank_teachers_for
 
 
 def _runs(law: SupervisedLaw):
@@ -57,9 +56,11 @@ def test_limits_follow_the_declared_quantity_not_a_word_in_its_name(tmp_path):
     folder = tmp_path / "teacher_params_study"
     folder.mkdir()
     (folder / "candidates.csv").write_text("name,teacher_loss\nsmall,0.6\nlarge,0.5\n")
-    ranking = rank_teachers_for(low_entropy, student_params=1e8, student_tokens=2e9,
-                                candidates=folder / "candidates.csv")
-    assert sorted(c.loss for c in ranking.candidates) == [0.5, 0.6]
+    from distillscale.planning.plan import planner_for
+    from distillscale.planning.teacher import read_candidates
+
+    candidates = read_candidates(folder / "candidates.csv", planner_for(low_entropy))
+    assert sorted(c.loss for c in candidates) == [0.5, 0.6]
     # and a count declared as tokens keeps its limits whatever it is called
     from distillscale.errors import UserError
     from distillscale.units import Quantity, check_quantity
@@ -115,12 +116,14 @@ def test_repetition_reaches_the_mode_table_and_the_verdict():
     assert "--unique-tokens 5e+09" in limited.as_cli_command()
 
 
-def test_a_prediction_from_a_handful_of_unique_tokens_warns_it_extrapolates():
-    """G9: `predict --unique-tokens 1` gave 77 nats/token (2e10 epochs) with no warning: the law is
-    evaluated at the repeated tokens' worth D', far outside its data."""
+def test_a_prediction_from_a_handful_of_unique_tokens_is_refused():
+    """G9: `predict --unique-tokens 1` gave 77 nats/token (2e10 epochs): the law is evaluated at the
+    repeated tokens' worth D', far outside its data. A pool that far below the law's runs is refused
+    (`laws.extrapolation.pool_floor`); one it can price is predicted without a word of it."""
+    from distillscale.errors import ParameterError
     from distillscale.laws.predict import predict_supervised as predict
-    result = predict(load_laws("epoch2024"), 1e9, 2e10, unique_tokens=1)
-    assert any("D' after repetition" in w and "far below" in w for w in result.warnings)
+    with pytest.raises(ParameterError, match="unique_tokens 1 is far below what law 'epoch2024' was measured on"):
+        predict(load_laws("epoch2024"), 1e9, 2e10, unique_tokens=1)
     assert not any("D' after" in w for w in predict(load_laws("epoch2024"), 1e9, 2e10, unique_tokens=1e10).warnings)
 
 

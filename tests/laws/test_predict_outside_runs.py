@@ -8,40 +8,40 @@ import math
 import pytest
 
 import distillscale as ds
+from distillscale.errors import UserError
 from distillscale.laws.extrapolation import data_range
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.predict import predict_distillation, predict_supervised
 
-UNIFORM = "a prediction no better than a uniform guess"
+UNIFORM = "no better than a uniform guess over the 32,168-token vocabulary"
 
 
 @pytest.mark.parametrize("law", ["busbridge2025", "chinchilla2022", "epoch2024"])
-def test_a_loss_above_a_uniform_guess_is_said_where_predict_prints_it(cli, law):
+def test_a_loss_above_a_uniform_guess_is_refused_where_predict_would_print_it(cli, law):
+    """No printed loss exceeds a uniform guess over the law's vocabulary (ln V): the law is carried far
+    outside its runs there, and the prediction is refused in one line (Python, text and --json alike)."""
     laws = load_laws(law)
-    far, near = predict_supervised(laws, 1e3, 2e4), predict_supervised(laws, 546e6, 10.92e9)
-    assert far.prediction.value > math.log(laws.compute.n_vocab) == pytest.approx(math.log(32168))
-    said = [w for w in far.warnings if UNIFORM in w]
-    assert len(said) == 1 and f"({far.prediction.value:.4f} nats/token)" in said[0]
-    assert f"{math.log(32168):.4f} nats/token" in said[0]
-    assert not [w for w in near.warnings if UNIFORM in w]
-    code, out, err = cli("predict", "supervised", "--law", law, "--params", "1K", "--tokens", "20K", "--json")
-    assert code == 0, err
-    assert any(UNIFORM in w for w in json.loads(out)["warnings"])
-    code, out, err = cli("predict", "supervised", "--law", law, "--params", "1K", "--tokens", "20K")
-    assert code == 0 and UNIFORM in " ".join(err.split())
+    assert laws.uniform_loss == pytest.approx(math.log(32168))
+    with pytest.raises(UserError, match=UNIFORM):
+        predict_supervised(laws, 1e3, 2e4)
+    near = predict_supervised(laws, 546e6, 10.92e9)
+    assert near.prediction.value < laws.uniform_loss
+    for extra in ((), ("--json",)):
+        code, out, err = cli("predict", "supervised", "--law", law, "--params", "1K", "--tokens", "20K", *extra)
+        assert code == 2 and not out and len(err.strip().splitlines()) == 1 and UNIFORM in err, err
+        assert f"{math.log(32168):.4f}" in err
 
 
-def test_a_distilled_loss_above_a_uniform_guess_is_said():
-    result = predict_distillation(load_laws("busbridge2025"), 1e3, 2e4, teacher_loss=2.5)
-    assert result.supervised_loss > math.log(32168)
-    assert any(UNIFORM in w and "without a teacher" in w for w in result.warnings)
+def test_a_distilled_loss_above_a_uniform_guess_is_refused():
+    with pytest.raises(UserError, match="the student's loss without a teacher would be .* " + UNIFORM):
+        predict_distillation(load_laws("busbridge2025"), 1e3, 2e4, teacher_loss=2.5)
 
 
-def test_plans_say_a_loss_above_a_uniform_guess():
-    supervised = ds.plan("epoch2024", compute=1e13, student_params=1e3)
-    assert supervised.supervised.loss > math.log(32168) and any(UNIFORM in w for w in supervised.warnings)
-    distilled = ds.plan("busbridge2025", compute=1e13, student_params=1e3, scenario="best-case")
-    assert any(UNIFORM in w and "without a teacher" in w for w in distilled.warnings)
+def test_plans_refuse_a_loss_above_a_uniform_guess():
+    with pytest.raises(UserError, match=UNIFORM):
+        ds.plan("epoch2024", compute=1e13, student_params=1e3)
+    with pytest.raises(UserError, match="pretrain instead.*" + UNIFORM):
+        ds.plan("busbridge2025", compute=1e13, student_params=1e3, scenario="best-case")
 
 
 def test_fewer_tokens_per_parameter_than_every_run_is_said_however_near(cli):

@@ -154,3 +154,85 @@ def test_distill_gives_a_trickling_server_up_in_one_line(cli, trickling, tmp_pat
                        "--device", "cpu", "--teacher-timeout", TIMEOUT, "--teacher-retries", 0)
     assert code == 2 and "no answer within --teacher-timeout 1 s" in err, err
     assert time.monotonic() - started < 20
+
+
+def test_a_request_that_waits_says_what_it_waits_for_and_each_retry(trickling):
+    """A trickling server holds each try up to --teacher-timeout: the wait is said once a try has gone
+    `notice` seconds without its answer, and each retry before it is made (`distill --teacher-url` printed
+    nothing for 120 s of a 307 s budget)."""
+    from distillscale.model.served import Tally, exchange
+    from distillscale.model.teacher_limits import RequestLimits
+
+    said, tally = [], Tally()
+    with pytest.raises(ServerError, match=r"after 2 tries") as error:
+        exchange("GET", trickling.url + "/models", None, RequestLimits(TIMEOUT, 1), tally=tally, say=said.append,
+                 notice=0.3, backoff=0.01)
+    assert error.value.spent and (tally.requests, tally.retried) == (2, 1)
+    waits = [line for line in said if line.startswith("waiting for the teacher server at")]
+    assert len(waits) == 2 and "no whole answer after 0.3 s (try 1 of 2, each at most --teacher-timeout 1 s; " \
+                               "given up after 2 s in all)" in waits[0]
+    assert any("failed (no answer within --teacher-timeout 1 s" in line and "try 2 of 2 in 0.01 s" in line
+               for line in said)
+
+
+def test_the_client_says_its_waits_on_stderr(trickling, monkeypatch, capsys):
+    from distillscale.errors import UserError
+    from distillscale.training.remote_teacher import TeacherClient
+
+    monkeypatch.setattr("distillscale.model.served.WAIT_NOTICE_SECONDS", 0.3)
+    with pytest.raises(UserError):
+        TeacherClient(trickling.url, top_k=1, timeout=TIMEOUT, retries=0, backoff=0.01).connect()
+    assert "waiting for the teacher server at" in " ".join(capsys.readouterr().err.split())
+
+
+class Flaky:
+    """A server on 127.0.0.1 whose first answer is 503, the next ones a model card."""
+
+    def __init__(self):
+        import http.server
+        import json
+
+        self.requests = 0
+        flaky = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                flaky.requests += 1
+                body = json.dumps({"object": "list", "data": [{"id": "m"}]}).encode()
+                self.send_response(503 if flaky.requests == 1 else 200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_plan_asks_a_served_teacher_as_distill_does_retrying_what_may_pass():
+    """One policy: the planner's question to a served teacher (its model card) is retried as the
+    training client's are (`plan --teacher-model URL` never retried before)."""
+    from distillscale.errors import UserError
+    from distillscale.model.served import served_model
+    from distillscale.model.teacher_limits import RequestLimits
+
+    server = Flaky()
+    try:
+        assert served_model(server.url, "--teacher-model", RequestLimits(5.0, 1)).name == "m"
+        assert server.requests == 2
+    finally:
+        server.stop()
+    server = Flaky()
+    try:
+        with pytest.raises(UserError, match=r"--teacher-model .*after 1 try"):
+            served_model(server.url, "--teacher-model", RequestLimits(5.0, 0))
+    finally:
+        server.stop()

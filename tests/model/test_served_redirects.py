@@ -16,6 +16,7 @@ import pytest
 
 from distillscale.model import served
 from distillscale.model.served import ServerError, request_json, served_model
+from distillscale.model.teacher_limits import RequestLimits
 
 TOKEN = "Basic " + base64.b64encode(b"me:pa55-w0rd").decode()
 MODELS = json.dumps({"object": "list", "data": [{"id": "m", "object": "model", "max_model_len": 64}]}).encode()
@@ -70,7 +71,7 @@ def servers():
 def test_a_redirect_to_another_port_is_followed_without_the_credentials(servers):
     other, seen_there = servers()
     first, seen_first = servers(lambda path: f"http://{other}/elsewhere{path}")
-    assert served_model(f"http://me:pa55-w0rd@{first}/v1", "--teacher-model", timeout=10).name == "m"
+    assert served_model(f"http://me:pa55-w0rd@{first}/v1", "--teacher-model", RequestLimits(timeout=10)).name == "m"
     assert seen_first == [("/v1/models", TOKEN)]             # the origin they were given for has them
     assert seen_there == [("/elsewhere/v1/models", None)]    # the other origin never saw them
 

@@ -158,3 +158,33 @@ def test_a_teacher_server_cannot_start_a_chain(cli, teacher, tmp_path):
                        teacher / "tokenizer.json", "--out", tmp_path / "chain", *STUDENT, "--generations", "2")
     assert code == 2 and "--teacher-url cannot start a chain" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "chain").exists()
+
+
+def test_a_shorter_run_of_a_chain_keeps_and_names_the_generations_beyond_it(cli, teacher, chain, tmp_path):
+    """Run again with fewer generations: the later ones stay on disk, chain.json still names them (the
+    chain it holds) and the command says so, text and --json (before: chain.json said 2, silently)."""
+    import shutil
+
+    out = shutil.copytree(chain[0], tmp_path / "pool")
+    args = ("distill", "--teacher", teacher, "--out", out, *STUDENT, *POOL, "--generations", "1")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    said = " ".join(err.split())
+    assert "generation-2 .. generation-3 of an earlier, longer run of this chain stay in" in said
+    assert "--generations 3 reports them" in said
+    record = read_json(out / "chain.json")
+    assert record["generations"] == 3 and record["asked"] == 1
+    assert record["kept_beyond"] == [str(out / "generation-2"), str(out / "generation-3")]
+    assert all((out / f"generation-{g}" / "result.json").is_file() for g in (1, 2, 3))
+    code, printed, _ = cli(*args, "--json")
+    assert code == 0 and json.loads(printed)["kept_beyond"] == record["kept_beyond"]
+
+
+def test_a_chain_says_a_warning_of_every_generation_once_naming_it(cli, teacher, tmp_path):
+    """Each generation reads the same pool for the same epochs: its repetition warning is said once for the
+    chain, naming the generation that said it first (before: once per generation, unnamed)."""
+    code, _, err = cli("distill", "--teacher", teacher, "--out", tmp_path / "chain", *STUDENT, "--split", "teacher",
+                       "--unique-tokens", "512", "--generations", "2")
+    assert code == 0, err
+    lines = [line for line in " ".join(err.split("\n")).split("warning: ")[1:] if "epochs of the fixed subset" in line]
+    assert len(lines) == 1 and lines[0].startswith("generation 1 of 2 (said once for the chain): the run will see")

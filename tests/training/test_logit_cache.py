@@ -275,7 +275,7 @@ def test_distill_refuses_an_unfinished_cache(cli, tmp_path, cache_copy):
     (("--tokens", "100M"), "--tokens 100000000 is more than the student split holds"),
     (("--tokens", "8"), "--tokens 8 is less than one window of --seq-len 32"),
     (("--top-k", "0"), "invalid --top-k: Input should be greater than or equal to 1"),
-    (("--shard-tokens", "lots"), "malformed shard_tokens 'lots'"),
+    (("--shard-tokens", "lots"), "malformed --shard-tokens 'lots'"),
 ])
 def test_cache_logits_refuses_bad_settings(cli, tmp_path, teacher, args, message):
     code, _, err = cli("cache-logits", "--teacher", teacher, "--out", tmp_path / "cache", *CACHE, *args)
@@ -337,6 +337,32 @@ def test_distill_from_the_cache_records_the_cached_teacher_and_no_teacher_flops(
     assert (config["split"], config["seq_len"]) == ("student", SEQ_LEN)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(m["kd"]) and m["kd"] >= 0 for m in metrics)
+
+
+def test_a_student_reads_the_caches_first_tokens_again_with_unique_tokens(cli, tmp_path, cache, monkeypatch):
+    """`distill --teacher-cache --unique-tokens U`: the student re-reads the cache's first U tokens (a
+    family's student whose best reach is short, `planning.family_cache`): every batch from those windows,
+    its epochs and unique tokens recorded; more than the cache holds is one line."""
+    from distillscale.training.logit_cache.sampler import CachedWindowSampler
+
+    drawn = []
+    batch = CachedWindowSampler.batch
+
+    def recorded(self, step, rank=0, world_size=1):
+        drawn.append(self.rank_windows(step, rank, world_size).copy())
+        return batch(self, step, rank, world_size)
+
+    monkeypatch.setattr(CachedWindowSampler, "batch", recorded)
+    out = tmp_path / "student"
+    code, _, err = cli("distill", "--teacher-cache", cache, "--out", out, *STUDENT, "--unique-tokens", "256")
+    assert code == 0, err
+    result = read_json(out / "result.json")
+    assert result["unique_tokens"] == 256 and result["epochs"] == result["tokens"] / 256
+    windows = {int(w) for step in drawn for w in step.ravel()}
+    assert windows == set(range(256 // SEQ_LEN))   # the cache's first 8 windows, every one of them
+    code, _, err = cli("distill", "--teacher-cache", cache, "--out", tmp_path / "more", *STUDENT,
+                       "--unique-tokens", "4096")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--unique-tokens 4,096 is more than the 2,048" in err
 
 
 def test_an_interrupted_distillation_from_the_cache_resumes_to_the_same_loss(cli, tmp_path, cache,

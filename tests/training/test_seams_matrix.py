@@ -74,9 +74,9 @@ REFUSED = {
     ("routed", "top-k"): "--teacher-route is not available with --top-k yet",
 }
 # Flags left out where the engine refuses them with the cell's teacher (each a one-line refusal today):
-# --unique-tokens with a logit cache ("the cache fixes the windows the student reads") and with a
-# routed mixture ("not available with --unique-tokens yet").
-NO_UNIQUE_TOKENS = ("cache", "routed")
+# --unique-tokens with a routed mixture ("not available with --unique-tokens yet"). With a logit cache
+# it reads the cache's first U tokens again.
+NO_UNIQUE_TOKENS = ("routed",)
 RESUMED = {("run", "generic", "on-policy", 1), ("cache", "imported", "sampled", 1),
            ("served", "imported", "top-k", 1)}
 RUNS = 34  # the cells of the design that run (the others are REFUSED's, one each)
@@ -559,7 +559,6 @@ def test_the_dry_run_counts_what_the_run_spends(cli, setup, served, tmp_path, mo
 
 
 @pytest.mark.parametrize("teacher, words", [
-    ("cache", "--unique-tokens does not apply with --teacher-cache"),
     ("routed", "--teacher-route is not available with --unique-tokens yet")])
 def test_the_repetition_flag_refused_with_a_teacher_is_one_line(cli, setup, served, tmp_path, teacher, words):
     """NO_UNIQUE_TOKENS: the cells of these teachers run without --unique-tokens, which they refuse."""

@@ -35,7 +35,13 @@ def shown_setting(value: Any) -> str:
 
 
 def _byte_count(value):
-    return int(parse_bytes(value, "max_bytes")) if isinstance(value, str) else value
+    """--max-bytes as written (`20MB`): a one-line error about the setting, named as its caller names it."""
+    from distillscale.errors import ParameterError, UserError
+
+    try:
+        return int(parse_bytes(value, ParameterError.NAME)) if isinstance(value, str) else value
+    except UserError as exc:
+        raise ParameterError.about("max_bytes", str(exc)) from None
 
 
 class DataConfig(BaseModel):

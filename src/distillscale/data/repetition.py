@@ -24,6 +24,7 @@ import numpy as np
 
 from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
+from distillscale.units import format_count
 
 
 def grid_windows(n_tokens: int, seq_len: int) -> int:
@@ -43,19 +44,30 @@ def epochs(tokens: int | float, unique_tokens: int) -> float:
 
 
 def repetition_warning(tokens: int | float, unique_tokens: int, split: str, corpus: str,
-                       runs: str = "the run", subset: bool = False) -> str | None:
-    """One line saying that `runs` will repeat the data, or None when it fits in one epoch; `subset`:
-    the repetition was asked for (a fixed subset of the split, `unique_subset`)."""
+                       runs: str = "the run", subset: int | None = None) -> str | None:
+    """One line saying that `runs` will repeat the data, or None when it fits in one epoch; `subset`: the
+    --unique-tokens asked for (a fixed subset of the split, `unique_subset`), said where whole windows
+    round it down to `unique_tokens`."""
     passes = epochs(tokens, unique_tokens)
     if passes <= 1:
         return None
-    if subset:
-        return (f"{runs} will see {tokens / 1e6:,.3g}M tokens, {passes:.3g} epochs of the fixed subset of "
-                f"{unique_tokens / 1e6:,.3g}M unique tokens of the {split} split (--unique-tokens)")
-    return (f"{runs} will see {tokens / 1e6:,.3g}M tokens, {passes:.3g} epochs of the {split} split's "
-            f"{unique_tokens / 1e6:,.3g}M unique tokens of {corpus}: repeated data bends the loss away "
+    if subset is not None:
+        return (f"{runs} will see {format_count(tokens)} tokens, {passes:.3g} epochs of the fixed subset of "
+                f"{format_count(unique_tokens)} unique tokens of the {split} split (--unique-tokens"
+                + ("" if subset == unique_tokens else f" {format_count(subset)}, in whole windows") + ")")
+    return (f"{runs} will see {format_count(tokens)} tokens, {passes:.3g} epochs of the {split} split's "
+            f"{format_count(unique_tokens)} unique tokens of {corpus}: repeated data bends the loss away "
             f"from the scaling laws; use a larger corpus (--data {BUILTIN_PREFIX}python-env, every Python "
             f"source of this environment, or your own) or fewer tokens")
+
+
+def rounded_subset_note(asked: int | None, unique_tokens: int, seq_len: int) -> str | None:
+    """What --unique-tokens `asked` becomes: whole windows of `seq_len` (`epoch_tokens`), said where
+    that is fewer (100 -> 64 at --seq-len 64; 1.5K -> 1,472); None where nothing is rounded."""
+    if asked is None or asked == unique_tokens:
+        return None
+    return (f"--unique-tokens {format_count(asked)} trains on {format_count(unique_tokens)} unique tokens: whole windows "
+            f"of --seq-len {seq_len} (give a multiple of {seq_len} to train on exactly that many)")
 
 
 # Chunks of the split that a subset samples (8 windows of 128 tokens), and the seed of their order.

@@ -12,7 +12,7 @@ from distillscale.console import Table, console, print_json
 from distillscale.model.teacher_limits import RequestLimits, check_limits_used, retries_option, timeout_option
 from distillscale.settings import byte_size, count
 from distillscale.units import Quantity
-from distillscale.urls import is_url
+from distillscale.urls import is_url, misspelled_url
 
 
 class LossSettings(CommandSettings):
@@ -60,7 +60,7 @@ def loss_command(s: LossSettings) -> None:
     from distillscale.evaluation.model_argument import check_model
 
     check_model(s.model, s.trust_remote_code, s.tokenizer)
-    check_limits_used(s.teacher_timeout, s.teacher_retries, is_url(s.model), "MODEL")
+    check_limits_used(s.teacher_timeout, s.teacher_retries, is_url(s.model), "MODEL", misspelled_url(s.model))
     out = loss_output(s.model, s.out, s.overwrite)
     record = evaluate_loss(s.model, s.data, tokenizer=s.tokenizer, seq_len=s.seq_len, max_tokens=s.max_tokens,
                            batch_size=s.batch_size, device=s.device, trust_remote_code=s.trust_remote_code,

@@ -15,7 +15,7 @@ from distillscale.laws import LawSet
 from distillscale.laws.preset_error import PUBLISHED_RANGES
 from distillscale.laws.record import DataRange
 from distillscale.laws.uncertainty import ExtrapolationError, Prediction
-from distillscale.units import format_quantity
+from distillscale.units import format_count, format_quantity
 
 # How far beyond the data a quantity may go before the warning: a law extrapolates reasonably
 # over a few-fold (Busbridge et al. report ~1% error from weaker to stronger models).
@@ -242,3 +242,56 @@ def smaller_teacher_warning(name: str, teacher_params: float | None, student_par
         return []
     return [f"{name} ({format_quantity(teacher_params)} parameters) is smaller than its "
             f"{format_quantity(student_params)}-parameter student"]
+
+
+def pool_floor(laws: LawSet) -> float | None:
+    """The fewest unique tokens a law can price a pool of (None: the law records no data range): a pool
+    of U tokens is worth at most U (1 + R_D*) fresh tokens however often it is read (Muennighoff et al.'s
+    decay, `laws.repetition`; R_D* the largest the law prices, a distilled student's or one trained
+    alone), and where even that lies more than FAR_BEYOND times below the fewest tokens of the runs behind
+    the law, every loss on the pool is the law carried into data it never saw (a 125M model's loss on one
+    unique token came out at 76.75 nats/token, seven times a uniform guess). busbridge2025: 2.86B tokens
+    / 10 / (1 + 37) = 7.53M tokens."""
+    from distillscale.laws.repetition import PUBLISHED, distilled_repetition
+
+    known = data_range(laws)
+    if known is None or laws.supervised is None:
+        return None
+    decays = [(laws.supervised.repetition or PUBLISHED).R_D_star]
+    if laws.distillation is not None:
+        decays.append(distilled_repetition(laws.distillation).R_D_star)
+    return known.tokens[0] / FAR_BEYOND / (1.0 + max(decays))
+
+
+def check_pool(laws: LawSet, field: str, unique_tokens: float | None) -> None:
+    """Refuse a pool of unique tokens (`field`: the setting that gave it) below `pool_floor`, in one line
+    naming the bound and where it comes from. Every surface that prices a pool calls it first (`plan`,
+    `predict`, `teacher`, their Python functions and the planner page)."""
+    from distillscale.errors import ParameterError
+
+    floor = pool_floor(laws)
+    if unique_tokens is None or floor is None or unique_tokens >= floor:
+        return
+    known = data_range(laws)
+    worth = known.tokens[0] / FAR_BEYOND / floor   # 1 + R_D*
+    raise ParameterError(field, f"{{}} {format_count(unique_tokens)} is far below what law {laws.name!r} was measured "
+                         f"on: read however often, a pool is worth at most {worth:.3g}x itself as fresh data (1 + "
+                         f"R_D*), {format_count(unique_tokens * worth)} tokens here, over {FAR_BEYOND:g}x below the "
+                         f"fewest tokens of its runs ({format_quantity(known.tokens[0])}), where its losses mean "
+                         f"nothing: give at least {format_count(floor)} unique tokens, or a law fitted on runs this small")
+
+
+def check_losses(laws: LawSet, losses: dict[str, float | None], fix: str) -> None:
+    """Refuse, in one line, a result that would print a loss (`losses`, named) not below a uniform guess
+    over the law's vocabulary (ln V): no model does worse than guessing, so the law is carried far
+    outside its runs and its number means nothing. `fix`: what to change. The one check of every loss
+    `plan`, `predict` and `teacher` print (their text, --json, Python objects and the planner page)."""
+    from distillscale.errors import UserError
+
+    uniform = laws.uniform_loss
+    for name, loss in losses.items():
+        if loss is not None and np.all(np.isfinite(loss)) and float(np.max(loss)) >= uniform:
+            raise UserError(f"{name} would be {float(np.max(loss)):.4f} nats/token, no better than a uniform guess "
+                            f"over the {laws.compute.n_vocab:,}-token vocabulary of law {laws.name!r} "
+                            f"({uniform:.4f}): the law is carried far outside its runs there; {fix}")
+

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.data_limited import DataLimitedConstants, DataLimitedLaw, ModelState
 from distillscale.laws.difference import LossDifference, decide, used_interval
-from distillscale.laws.extrapolation import (extrapolation_warnings, marked, smaller_teacher_warning,
-                                            teacher_loss_note, uniform_guess_warnings)
+from distillscale.laws.extrapolation import (check_losses, check_pool, extrapolation_warnings, marked,
+                                            smaller_teacher_warning, teacher_loss_note)
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (DEFAULT_MAX_PENALTY, FAR_EPOCHS_FACTOR, RepetitionAssessment, assess,
                                           distilled_repetition, fitted_epochs, pooled_loss, pooled_prediction)
@@ -157,6 +157,10 @@ class DistilledLossPrediction:
             ("teacher", self.teacher_repetition)) if check is not None}}
 
 
+# What a prediction no better than a uniform guess asks for (`laws.extrapolation.check_losses`).
+GUESS_FIX = "predict for models and tokens nearer the law's runs"
+
+
 def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens: float | None = None,
                        max_penalty: float = DEFAULT_MAX_PENALTY) -> SupervisedLossPrediction:
     """L(N, D) with its interval: N non-embedding parameters, D training tokens. With
@@ -171,6 +175,7 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
     repetition = None
     if unique_tokens is not None:
         U = _positive("unique_tokens", unique_tokens, Quantity.TOKENS)
+        check_pool(laws, "unique_tokens", U)
         if not 0 < max_penalty < 1:
             raise ParameterError("max_penalty", f"{{}} must be a fraction between 0 and 1, got {max_penalty}")
         repetition = assess(law, N, D, U, max_penalty)
@@ -188,7 +193,7 @@ def predict_supervised(laws: LawSet, params: float, tokens: float, unique_tokens
             warnings.append(f"the data repeats {repetition.epochs:.3g} times: the loss is {repetition.penalty:.2%} "
                             f"above fresh data; {format_quantity(repetition.unique_tokens_needed)} unique tokens keep it within "
                             f"{max_penalty:.1%}")
-    warnings += uniform_guess_warnings(laws, {"the predicted loss": prediction.value})
+    check_losses(laws, {"the predicted loss": prediction.value}, GUESS_FIX)
     return SupervisedLossPrediction(laws.name, N, D, prediction, warnings, repetition)
 
 
@@ -213,6 +218,8 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     U_S = None if unique_tokens is None else _positive("unique_tokens", unique_tokens, Quantity.TOKENS)
     U_T = None if teacher_unique_tokens is None else _positive("teacher_unique_tokens", teacher_unique_tokens,
                                                                 Quantity.TOKENS)
+    for field, pool in (("unique_tokens", U_S), ("teacher_unique_tokens", U_T)):
+        check_pool(laws, field, pool)
     if not 0 < max_penalty < 1:
         raise ParameterError("max_penalty", f"{{}} must be a fraction between 0 and 1, got {max_penalty}")
     law, warnings, teacher_check = distillation.student_law, [], None
@@ -239,6 +246,14 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
             N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
                         _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
             teacher_state = data_limited.measured_teacher(L_T, N_T, D_T, U_T)
+            fresh, E = float(teacher_state.fresh.value), law.E
+            if not fresh > E:   # the pool's penalty alone is more than the loss measured above E
+                raise ParameterError(("teacher_loss", "teacher_unique_tokens", "teacher_params", "teacher_tokens"),
+                                     f"{{}} {L_T:g} is below what repeating {{}} {format_quantity(U_T)} costs a teacher "
+                                     f"of {{}} {format_quantity(N_T)} on {{}} {format_quantity(D_T)} under law "
+                                     f"{laws.name!r} ({L_T - fresh:+.4f} nats/token): its loss with fresh data would be "
+                                     f"{fresh:.4f}, not above the law's E = {E:.4f}; check the teacher's loss, pool, "
+                                     "size and tokens")
     elif teacher_params is not None and teacher_tokens is not None:
         N_T, D_T = (_positive("teacher_params", teacher_params, Quantity.PARAMS),
                     _positive("teacher_tokens", teacher_tokens, Quantity.TOKENS))
@@ -274,8 +289,8 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
         warnings += (_pool_warnings("the student", student_check) + _pool_warnings("the student trained alone", alone_check)
                      + _published_constants(laws, law, alone_check))
     supervised = float(alone.value)
-    warnings += uniform_guess_warnings(laws, {"the predicted student loss": prediction.value,
-                                              "the student's loss without a teacher": supervised})
+    check_losses(laws, {"the teacher's loss": float(L_T), "the predicted student loss": prediction.value,
+                        "the student's loss without a teacher": supervised}, GUESS_FIX)
     return DistilledLossPrediction(laws.name, N_S, D_S, float(L_T) if teacher_check is not None else L_T, prediction,
                                    supervised, distillation.d1, list(dict.fromkeys(warnings)), alone if alone.has_interval else None,
                                    student_check, alone_check, teacher_check,

@@ -1,8 +1,9 @@
 """What a server says about the model it serves, and one JSON exchange with it: the model card of
 `GET /v1/models` (vLLM's and `distillscale serve-teacher`'s; serve-teacher adds its own description,
 `ServedCard`: the model's size, FLOPs per token and tokenizer), validated before anything uses it;
-`served_model(url)` asks for it once, as the planner does for a teacher given as a URL. The training
-client (`training.remote_teacher.TeacherClient`) asks the same way, with retries. A URL is taken as
+`served_model(url)` asks for it as the planner does for a teacher given as a URL, and the training
+client (`training.remote_teacher.TeacherClient`) asks the same way: every request through `exchange`,
+one policy of retries, each try's time and what it waits for said. A URL is taken as
 given (`api_base`, `server_url`: the server, its /v1 base or an endpoint under it; anything else is
 refused in one line), and every exchange is given its timeout in all, its whole answer included
 (`request_json`: a server that trickles its answer is given up as a silent one is;
@@ -32,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distillscale.errors import UserError
 from distillscale.jsontext import json_text
-from distillscale.model.teacher_limits import DEFAULT_TEACHER_TIMEOUT
+from distillscale.model.teacher_limits import BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, RequestLimits, backoff_seconds
 from distillscale.urls import redacted_url
 
 MIN_PROMPT_TOKENS = 3  # the shortest window a run sends: seq_len 2, plus the token after it
@@ -41,9 +42,9 @@ MIN_PROMPT_TOKENS = 3  # the shortest window a run sends: seq_len 2, plus the to
 class ServerError(Exception):
     """A failed exchange with the server; `retry` says whether trying again may help."""
 
-    def __init__(self, message: str, retry: bool):
+    def __init__(self, message: str, retry: bool, spent: bool = False):
         super().__init__(message)
-        self.retry = retry
+        self.retry, self.spent = retry, spent   # `spent`: every try of `exchange` failed
 
 
 class ServedFlops(BaseModel):
@@ -440,14 +441,77 @@ def server_url(url: str, given_as: str) -> str:
         raise UserError(f"{given_as} {exc}") from None
 
 
-def served_model(url: str, given_as: str, timeout: float = DEFAULT_TEACHER_TIMEOUT) -> ServedModel:
-    """The model the server at `url` serves (its first card, validated), asked once, given `timeout`
-    seconds in all (--teacher-timeout); a one-line UserError naming `given_as` (the flag) when the URL
-    is not a server's or it does not answer."""
+def served_model(url: str, given_as: str, limits: RequestLimits = RequestLimits()) -> ServedModel:
+    """The model the server at `url` serves (its first card, validated), asked under `limits` as every
+    request to a served teacher is (`exchange`: retried, each try --teacher-timeout seconds in all); a
+    one-line UserError naming `given_as` (the flag) when the URL is not a server's or it does not answer."""
     endpoint = server_url(url, given_as)
     where = f"{redacted_url(endpoint)}/models"
     try:
-        answer = request_json("GET", endpoint + "/models", None, timeout)
+        answer = exchange("GET", endpoint + "/models", None, limits)
     except ServerError as exc:
         raise UserError(f"{given_as} {redacted_url(url)}: asked {where}: {exc}") from None
     return validated_card(answer, where)
+
+
+# A try that has waited this long for its whole answer says so (once a try): a trickling server can hold
+# each for --teacher-timeout seconds, and the tries (retries + 1) x that.
+WAIT_NOTICE_SECONDS = 15.0
+
+
+@dataclass
+class Tally:
+    """The requests sent and the retries among them, counted across exchanges (a run's record)."""
+
+    requests: int = 0
+    retried: int = 0
+
+
+def exchange(method: str, url: str, data: bytes | None, limits: RequestLimits, parse=lambda answer: answer,
+             tally: Tally | None = None, say=None, notice: float | None = None,
+             backoff: float = BACKOFF_SECONDS) -> Any:
+    """One request to a served teacher under `limits`, the one policy of every command that asks one
+    (`distill --teacher-url`, `loss URL`, `plan --teacher-model URL`, `teacher --candidates URL`): each try
+    given `limits.timeout` seconds in all (`request_json`), one that fails in a way that may pass (no
+    answer, a timeout, a 5xx or 429, a malformed answer: `parse` raises ServerError(retry=True) too)
+    tried `limits.retries` more times with exponential backoff. What it waits for is said (`say`, one
+    line; default: a warning): a try still waiting after `notice` seconds (WAIT_NOTICE_SECONDS), and each retry (`backoff`: the
+    first retry's wait, doubling). Its answer parsed; a ServerError for a refused request (4xx) or, once
+    the tries are spent (`spent`), naming them and the time they took."""
+    import time
+
+    say, notice = say or _say_waiting, WAIT_NOTICE_SECONDS if notice is None else notice
+    tally = tally if tally is not None else Tally()
+    shown, tries = redacted_url(url), limits.retries + 1
+    started = time.monotonic()
+    failure: ServerError | None = None
+    for attempt in range(tries):
+        if attempt:
+            tally.retried += 1
+            wait = min(MAX_BACKOFF_SECONDS, backoff * 2 ** (attempt - 1))
+            say(f"the teacher server at {shown} failed ({failure}): try {attempt + 1} of {tries} in {wait:g} s")
+            time.sleep(wait)
+        tally.requests += 1
+        waiting = threading.Timer(notice, say, [
+            f"waiting for the teacher server at {shown}: no whole answer after {notice:g} s (try {attempt + 1} of "
+            f"{tries}, each at most --teacher-timeout {limits.timeout:g} s; given up after "
+            f"{limits.longest():.0f} s in all)"])
+        waiting.daemon = True
+        waiting.start()
+        try:
+            return parse(request_json(method, url, data, limits.timeout))
+        except ServerError as exc:
+            if not exc.retry:
+                raise
+            failure = exc
+        finally:
+            waiting.cancel()
+    spent = (f"{time.monotonic() - started:.0f} s: each try at most --teacher-timeout {limits.timeout:g} s"
+             + (f", {backoff_seconds(limits.retries, backoff):g} s of backoff between" if limits.retries else ""))
+    raise ServerError(f"{failure} after {tries} {'tries' if tries > 1 else 'try'} ({spent})", retry=False, spent=True)
+
+
+def _say_waiting(message: str) -> None:
+    from distillscale.console import warn
+
+    warn(message)

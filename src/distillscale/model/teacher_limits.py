@@ -53,6 +53,10 @@ class RequestLimits:
         return cls(DEFAULT_TEACHER_TIMEOUT if timeout is None else timeout,
                    TEACHER_RETRIES if retries is None else retries)
 
+    def longest(self) -> float:
+        """The most seconds a request is waited for, its tries and the backoffs between them together."""
+        return (self.retries + 1) * self.timeout + backoff_seconds(self.retries)
+
     def argv(self) -> list[str]:
         """The flags that give these limits to another distillscale command."""
         return ["--teacher-timeout", repr(float(self.timeout)), "--teacher-retries", str(self.retries)]
@@ -72,9 +76,11 @@ def retries_option():
     return option(None, min=0, max=MAX_TEACHER_RETRIES, help=TEACHER_RETRIES_HELP)
 
 
-def check_limits_used(timeout: float | None, retries: int | None, served: bool, given_as: str) -> None:
+def check_limits_used(timeout: float | None, retries: int | None, served: bool, given_as: str,
+                      misspelled: bool = False) -> None:
     """--teacher-timeout or --teacher-retries given where no teacher is served (`given_as`: what would
-    name one), refused in one line: they would change nothing."""
+    name one), refused in one line: they would change nothing. `misspelled`: what was given meant a
+    server's URL and is not one (`urls.misspelled_url`): that is said where it is read, not this."""
     for flag, value in (("--teacher-timeout", timeout), ("--teacher-retries", retries)):
-        if value is not None and not served:
+        if value is not None and not served and not misspelled:
             raise UserError(f"{flag} is for a served teacher: give {given_as} as its URL, or leave {flag} out")

@@ -12,7 +12,7 @@ from pydantic import BeforeValidator, field_validator, model_validator
 
 from distillscale.cli_options import CommandSettings, command, option
 from distillscale.console import Table, console, print_json, progress_printer, styled, warn
-from distillscale.errors import ParameterError, UserError
+from distillscale.errors import ParameterError, UserError, path_kind
 from distillscale.io import check_output_file
 from distillscale.laws.lawset import LAW_HELP, load_laws
 from distillscale.model.teacher_limits import RequestLimits, retries_option, timeout_option
@@ -20,7 +20,7 @@ from distillscale.planning.flops import SCENARIOS, get_scenario
 from distillscale.planning.options import FLOPS_HELP, ON_POLICY_FLAGS, PlanSettings
 from distillscale.settings import quantity
 from distillscale.units import Quantity, format_quantity, parse_quantity
-from distillscale.urls import is_url
+from distillscale.urls import is_url, misspelled_url, redacted_url
 
 
 
@@ -213,6 +213,10 @@ class TeacherRankingSettings(CommandSettings):
 
     @model_validator(mode="after")
     def _served_candidate_limits(self) -> "TeacherRankingSettings":
+        wrong = next((item for item in self.candidates or [] if misspelled_url(item)), None)
+        limited = self.teacher_timeout is not None or self.teacher_retries is not None
+        if wrong is not None and limited:   # the URL is what is wrong, not the limits beside it
+            raise ParameterError("candidates", "{} {value!r} " + path_kind(wrong), value=redacted_url(wrong))
         for name in ("teacher_timeout", "teacher_retries"):
             if getattr(self, name) is not None and not any(is_url(item) for item in self.candidates or []):
                 raise ParameterError((name, "candidates"), "{} is for a served teacher: give one in {} as its URL, "

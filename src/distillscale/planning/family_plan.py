@@ -4,8 +4,9 @@ A student's verdict in a family assumes the students it shares the teacher's cos
 cache's forward passes (or the teacher's training) are split among them. The family's answer is the
 students that distil when only they share the cost: every student planned sharing, those whose verdict
 is not "distill" leave (they train alone on their share), the rest planned again, until no verdict
-changes; a student that left is then planned as if it joined them (its verdict, the plan shown for it),
-and joins again where that turns it to "distill" (each student once, so the rounds end). Each round is a
+changes; a student that left is then planned as if it joined them (its verdict, the plan shown for it).
+It never distils there: it left when more students shared the teacher, and with fewer each pays more of
+every stretch (each student's best reach of the cache too, `planning.family_cache`). Each round is a
 `FamilyRound`; the verdicts read are the plan's final ones (`judge`: after repetition and a fixed batch's
 penalty). The costs themselves are `planning.family`'s."""
 
@@ -16,9 +17,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 from distillscale.errors import ParameterError
-from distillscale.planning.family import FamilyRound, cache_storage, cache_tokens, family_costs, student_names
+from distillscale.laws.extrapolation import meaningless, pool_floor
+from distillscale.laws.repetition import repetition_penalty
+from distillscale.planning.family import (FamilyCosts, FamilyRound, cache_storage, cache_tokens, family_costs,
+                                          student_names)
+from distillscale.planning.family_cache import best_reaches
 from distillscale.planning.options import ExistingTeacher, PlanSettings
 from distillscale.planning.family_plans import FamilyPlans
+from distillscale.planning.repetition import model_repetition
 from distillscale.planning.warnings import loss_units_notes, plan_warnings, vocabulary_notes
 from distillscale.units import format_quantity
 
@@ -26,6 +32,9 @@ if TYPE_CHECKING:
     from distillscale.laws.lawset import LawSet
     from distillscale.planning.flops import ForwardFlops
     from distillscale.planning.solver import DistillationPlanner
+
+# Added to a student's loss where its interval means nothing: a reach where it does comes first.
+MEANINGLESS = 1e6
 
 # A family's plan -> each student's verdict as the plan shows it (after repetition and batch penalties).
 Judge = Callable[[FamilyPlans], dict]
@@ -67,20 +76,26 @@ class _Family:
         self.flops = [float(planner.flops(size)) for size in self.students]
         rows = getattr(model, "output_rows", None)
         self.vocab = int(rows) if rows else int(forward.n_vocab)   # the teacher's, else --vocab-size, the law's
-        self.cached_tokens = cache_tokens(self.vocab, settings.cache_top_k, settings.cache_storage, planner.bounds[0])
+        floor = pool_floor(laws) or 0.0   # a student re-reads no fewer of the cache's tokens than the law prices
+        self.fewest_reach = max(planner.bounds[0], floor)
+        self.cached_tokens = cache_tokens(self.vocab, settings.cache_top_k, settings.cache_storage, self.fewest_reach,
+                                          "a run is planned on" if planner.bounds[0] >= floor else
+                                          f"unique tokens law {laws.name!r} can price re-read (fewer lie far below "
+                                          "its runs)")
         self.notes = (loss_units_notes(laws, settings, model, forward.n_ctx)
                       + vocabulary_notes(laws, forward.n_vocab, {"--teacher-model": rows}))
 
     def plans(self, sharing: list[int], targets: str, strict: bool = False) -> FamilyPlans | None:
-        """The students `sharing` (indices) sharing the teacher's cost, by `targets`: a plan each. A student
-        whose budget its share does not cover (fewer tokens than the planner plans on) cannot distil so: left
-        out (`strict`: refused in one line naming it, as the first plan of all the students is); None when
+        """The students `sharing` (indices) sharing the teacher's cost, by `targets`: a plan each, cached
+        ones each reading its best reach of the cache (`planning.family_cache`). A student whose budget
+        its share does not cover (fewer tokens than the planner plans on) cannot distil so: left out
+        (`strict`: refused in one line naming it, as the first plan of all the students is); None when
         none is left."""
         settings, teacher = self.settings, self.teacher
-        capped = self.cached_tokens if targets == "cached" else math.inf
         while sharing:
             picked = lambda values: [values[i] for i in sharing]   # noqa: E731
-            costs = family_costs(picked(self.budgets), picked(self.flops), self.F_T, targets, self.training, capped)
+            reach = self._reaches(sharing) if targets == "cached" else math.inf
+            costs = family_costs(picked(self.budgets), picked(self.flops), self.F_T, targets, self.training, reach)
             short = [i for i, tokens in zip(sharing, costs.tokens) if tokens < self.planner.bounds[0]]
             if strict or not short:
                 break
@@ -92,21 +107,41 @@ class _Family:
                  for name, size, budget, tokens, forward, trained in zip(
                      picked(self.names), picked(self.students), picked(self.budgets), costs.tokens, costs.forward,
                      costs.training)]
-        cache = (cache_storage(list(costs.tokens), self.vocab, settings.cache_top_k, settings.cache_storage)
+        cache = (cache_storage(picked(self.names), costs, self.vocab, settings.cache_top_k, settings.cache_storage)
                  if targets == "cached" else None)
         return FamilyPlans(law=self.laws.name, laws=self.laws, settings=settings, plans=plans, planner=self.planner,
-                           targets=targets, teacher_model=self.model, cache=cache, cache_holds=self._holds(targets),
+                           targets=targets, teacher_model=self.model, cache=cache, reaches=self._reread(plans, costs),
                            sharing=tuple(p.scenario.name for p in plans))
 
-    def _holds(self, targets: str) -> float | None:
-        """The most tokens the cache holds under --cache-storage (None: no limit, or online targets)."""
-        return self.cached_tokens if targets == "cached" and math.isfinite(self.cached_tokens) else None
+    def _reaches(self, sharing: list[int]) -> list[float]:
+        """Each of the students `sharing`'s reach of the cache (`planning.family_cache`), within the storage
+        limit and the pool of unique tokens: its loss after repetition as the plan prices it (`assess_model`),
+        among the reaches where its interval means something (`laws.extrapolation.meaningless`) where
+        there are any."""
+        law, decay = self.laws.require_supervised(), model_repetition(self.laws, distilled=True)
+        sizes = [self.students[i] for i in sharing]
+
+        def loss(i: int, tokens: float, reach: float) -> float:
+            value = float(self.planner.distilled_loss(sizes[i], tokens, self.teacher_loss))
+            if reach < tokens:
+                value *= 1.0 + max(0.0, float(repetition_penalty(law, decay, sizes[i], tokens, reach)))
+            return value + (MEANINGLESS if meaningless(self.laws, value, sizes[i], tokens, students=True) else 0.0)
+
+        return best_reaches([self.budgets[i] for i in sharing], [self.flops[i] for i in sharing], self.F_T,
+                            self.training, loss, min(self.cached_tokens, self.settings.unique_tokens or math.inf),
+                            self.fewest_reach)
+
+    @staticmethod
+    def _reread(plans: list, costs: FamilyCosts) -> dict[str, float]:
+        """Each student reading fewer of the cache's tokens than it trains on: its reach, by name."""
+        return {p.scenario.name: reach for p, reach, tokens in zip(plans, costs.reach, costs.tokens)
+                if reach < tokens * (1 - 1e-12)}
 
     def decide(self, targets: str, judge: Judge) -> FamilyPlans:
         """The students that distil sharing the teacher (see the module), a plan per student: its plan
         among them (the students that distil), or one that does not as if it joined them (where it cannot
         afford that, its plan when last planned); `assumed`: who shares the teacher in each student's plan."""
-        sharing, rounds, rejoined, last = list(range(len(self.students))), [], set(), {}
+        sharing, rounds, last = list(range(len(self.students))), [], {}
 
         def planned(indices: list[int], strict: bool = False, only: str | None = None):
             """(the plan of `indices` sharing, their verdicts), each student's plan kept as its last (`only`: its)."""
@@ -114,7 +149,7 @@ class _Family:
             verdicts = judge(family) if family is not None else {}
             for p in family.plans if family is not None else []:
                 if only is None or p.scenario.name == only:
-                    last[p.scenario.name] = (p, family.sharing)
+                    last[p.scenario.name] = (p, family.sharing, family.reaches.get(p.scenario.name))
             return family, verdicts
 
         shared, verdicts = planned(sharing, strict=True)
@@ -122,20 +157,19 @@ class _Family:
             if sharing:
                 rounds.append(FamilyRound(tuple(self.names[i] for i in sharing), verdicts))
             kept = [i for i in sharing if verdicts.get(self.names[i]) == "distill"]
-            if kept != sharing:
-                sharing = kept
-                shared, verdicts = planned(sharing)
-                continue
-            back = [i for i in range(len(self.students)) if i not in sharing and i not in rejoined
-                    and planned(sorted(sharing + [i]), only=self.names[i])[1].get(self.names[i]) == "distill"]
-            if not back:
+            if kept == sharing:
                 break
-            rejoined.update(back)
-            sharing = sorted(sharing + back)
+            sharing = kept
             shared, verdicts = planned(sharing)
+        # A student that left, as if it joined the students that distil: it pays more of the teacher than
+        # when it left (fewer share each stretch), so it does not distil there either
+        # (`test_the_family_answer_is_stable_each_verdict_under_what_it_assumes`).
+        for i in range(len(self.students)):
+            if i not in sharing:
+                planned(sorted(sharing + [i]), only=self.names[i])
         members = () if shared is None else shared.sharing
         for p in shared.plans if shared is not None else []:   # a student that distils: among those that do
-            last[p.scenario.name] = (p, members)
+            last[p.scenario.name] = (p, members, shared.reaches.get(p.scenario.name))
         plans = [last[name][0] for name in self.names]
         warnings = list(dict.fromkeys(
             self.notes + plan_warnings(self.laws, plans, sweep=False, given_teacher=True)))
@@ -143,4 +177,5 @@ class _Family:
                            planner=self.planner, targets=targets, teacher_model=self.model,
                            cache=None if shared is None else shared.cache, sharing=members,
                            assumed={name: last[name][1] for name in self.names},
-                           cache_holds=self._holds(targets), rounds=tuple(rounds), warnings=warnings)
+                           reaches={name: last[name][2] for name in self.names if last[name][2] is not None},
+                           rounds=tuple(rounds), warnings=warnings)

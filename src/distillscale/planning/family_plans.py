@@ -27,7 +27,7 @@ class FamilyPlans(ScenarioPlans):
     cache: FamilyCache | None = None
     sharing: tuple[str, ...] = ()            # the students that distil, sharing the teacher's cost
     rounds: tuple[FamilyRound, ...] = ()     # each plan of the decision, the first with every student sharing
-    cache_holds: float | None = None         # cached targets under --cache-storage: the most tokens it holds
+    reaches: dict[str, float] = field(default_factory=dict)   # a student re-reading the cache's first tokens: how many
     assumed: dict[str, tuple[str, ...]] = field(default_factory=dict)   # who shares the teacher in each one's plan
     other: "FamilyPlans | None" = field(default=None, repr=False, compare=False)   # the other targets' plan
 
@@ -77,20 +77,21 @@ class FamilyPlans(ScenarioPlans):
         return spent
 
     def repetition_checks(self) -> dict[str, RepetitionAssessment]:
-        """Each model's repetition check: a student reading more tokens than a capped cache holds re-reads
-        it (the cache's tokens its unique tokens, or the corpus's where fewer); the rest as any plan's."""
+        """Each model's repetition check: a student re-reading the cache's first tokens (`reaches`) repeats
+        them (its unique tokens; the pool's when fewer), the rest as any plan's (the pool's, if any)."""
         checks = super().repetition_checks() if self.settings.unique_tokens is not None else {}
-        held = self.cache_holds
-        if held is None or not any(p.student_tokens > held for p in self.plans):
-            return checks
         pool = teacher_pool(self.settings)   # the teacher reads its own data (fresh, or its pool), not the cache
-        cached = repetition_check(self, min(held, self.settings.unique_tokens or math.inf), self.settings.max_penalty,
-                                  teacher_unique_tokens=pool, teachers=pool is not None)
-        return {**checks, **{p.scenario.name: cached[p.scenario.name] for p in self.plans}}
+        for p in self.plans:
+            name = p.scenario.name
+            if name in self.reaches:   # its own check alone: the student's run under its reach
+                checks[name] = repetition_check(replace(self, plans=[p]), min(self.reaches[name], self.settings.unique_tokens
+                                                                              or math.inf), self.settings.max_penalty,
+                                                teacher_unique_tokens=pool, teachers=pool is not None)[name]
+        return checks
 
     @property
     def repeats_data(self) -> bool:
-        return super().repeats_data or self.cache_holds is not None
+        return super().repeats_data or bool(self.reaches)
 
     def _repeated(self, checks: dict[str, RepetitionAssessment]) -> "FamilyPlans":
         """Each student under its check; the model trained alone under its own, or as planned where only
@@ -110,7 +111,8 @@ class FamilyPlans(ScenarioPlans):
                 "distilling": list(self.sharing), "rounds": [r.to_dict() for r in self.rounds],
                 "students": [{"name": p.scenario.name, "share": p.budget / self.compute,
                               "distils": p.scenario.name in self.sharing,
-                              "assumes_sharing": list(self.assumes(p.scenario.name)), **p.to_dict()}
+                              "assumes_sharing": list(self.assumes(p.scenario.name)),
+                              "cache_reach": self.reaches.get(p.scenario.name), **p.to_dict()}
                              for p in self.plans],
                 "totals": self.totals(), "cache": None if self.cache is None else self.cache.to_dict(),
                 "other_targets": None if other is None else {

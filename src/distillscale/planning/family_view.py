@@ -38,6 +38,9 @@ def family_answer(plan: PlanView) -> str:
         return f"no student distils ({how}): each trains alone on its share"
     if not alone:
         return f"every student distils, sharing the teacher's cost ({how})"
+    if len(alone) > FAMILY_ANSWER_LINES >= len(sharing):   # a large family's others: in its table
+        return (f"{_listed(sharing)} {_verb(sharing, 'distils', 'distil')}, sharing the teacher ({how}); "
+                f"{len(alone)} others train alone")
     return (f"{_listed(sharing)} {_verb(sharing, 'distils', 'distil')}, sharing the teacher's cost ({how}); "
             f"{_listed(alone)} {_verb(alone, 'trains', 'train')} alone")
 
@@ -58,8 +61,8 @@ def family_assumes(plan: PlanView) -> str:
                     f"{_listed(out)} {_verb(out, 'does', 'do')} not distil")
             who = f"all {everyone}" if len(r.sharing) == everyone > 2 else _listed(r.sharing)
             steps.append(f"{who} sharing: {said}")
-    return (f"each verdict assumes the students that distil share the teacher's cost ({_listed(plan.sharing)}), "
-            f"one that does not as if it joined them; re-planned until none changed: " + "; ".join(steps))
+    return (f"each verdict assumes those that distil ({_listed(plan.sharing)}) share the teacher, one that does not "
+            f"as if it joined; rounds: " + "; ".join(steps))
 
 
 def family_renderables(plan: PlanView) -> list:
@@ -112,9 +115,8 @@ def family_renderables(plan: PlanView) -> list:
                    + ("" if not same else ": the same teacher FLOPs" if abs(saved) <= 1e-9 * forward else
                       f": {plan.targets if saved > 0 else other.targets} is cheaper here by {abs(saved):.3g} "
                       "teacher FLOPs"))
-    out.append("alone: the student trained alone on its share, Δ = L_S - alone; one that distils pays its part of "
-               "the teacher ("
-               + ("each stretch of the cache split among its readers" if plan.targets == "cached"
+    out.append("Δ = L_S - alone (trained alone on its share); one that distils pays its part of the teacher ("
+               + ("a cache stretch split among its readers" if plan.targets == "cached"
                   else "its own forward passes")
                + (", an equal share of its training" if settings.teacher_trained else "") + ")"
                + (f"; {TOP_K_FREE}" if plan.targets == "cached" or (other is not None and other.targets == "cached")

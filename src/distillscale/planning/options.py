@@ -19,7 +19,7 @@ from pydantic import BeforeValidator, ValidationError, field_validator, model_va
 
 from distillscale.checks import checked
 from distillscale.cli_options import CommandSettings, command_line, option
-from distillscale.errors import ParameterError, UserError
+from distillscale.errors import ParameterError, UserError, path_kind
 from distillscale.laws.lawset import LAW_HELP, NO_BIAS_CORRECTION_HELP, LawSet
 from distillscale.laws.repetition import DEFAULT_MAX_PENALTY
 from distillscale.laws.student_init import PRUNED_MICRO, STUDENT_INITS
@@ -32,90 +32,14 @@ from distillscale.planning.gpu_hours import (GPU_HELP, GPUS_HELP, MFU_HELP, PRIC
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW, HYPERPARAMETER_LAW_HELP
 from distillscale.settings import quantity
-from distillscale.units import BYTES_HELP, Quantity, check_parameter, format_quantity, parse_bytes, parse_quantity
-from distillscale.urls import is_url
+from distillscale.units import BYTES_HELP, Quantity, check_parameter, format_quantity
+from distillscale.planning.option_values import (_fractions, _fractions_summing, _model_or_url, _one_student,
+                                                 _sizes, _storage, _student_sizes)
+from distillscale.urls import is_url, misspelled_url, redacted_url
 
 SCENARIO_HELP = f"{', '.join(SCENARIOS)}, or all"
 FLOP_METHODS = ForwardFlops.METHODS
 FLOPS_HELP = "forward FLOPs per token: corrected (Busbridge App. H) or simple (2N)"
-
-
-def _fractions(text: object) -> tuple[float, ...] | None:
-    """--on-policy-fraction: one number or several, comma-separated."""
-    if text is None or isinstance(text, tuple):
-        return text
-    if isinstance(text, (int, float)):
-        return (float(text),)
-    try:
-        return tuple(float(part) for part in (text if isinstance(text, list) else str(text).split(",")))
-    except ValueError:
-        raise UserError(f"--on-policy-fraction must be numbers in (0, 1], comma-separated (e.g. 0.5 or "
-                        f"0.25,0.5,1), got {text!r}") from None
-
-
-def _sizes(text: object) -> tuple[float, ...] | None:
-    """--teacher-mixture: sizes, comma-separated (1B,300M)."""
-    if text is None or isinstance(text, tuple):
-        return text
-    parts = text if isinstance(text, list) else str(text).split(",")
-    try:
-        return tuple(float(parse_quantity(str(part).strip(), "--teacher-mixture", kind=Quantity.PARAMS)) for part in parts)
-    except (ValueError, UserError):
-        raise UserError(f"--teacher-mixture must be teacher sizes, comma-separated (e.g. 1B,300M), got {text!r}") from None
-
-
-def _student_sizes(value: object) -> tuple[float, ...] | None:
-    """--students: the family's student sizes, comma-separated (e.g. 500M,1B,3B)."""
-    if value is None:
-        return None
-    parts = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
-    sizes = []
-    for number, part in enumerate(parts, 1):
-        try:
-            sizes.append(float(parse_quantity(str(part).strip(), "--students", kind=Quantity.PARAMS)))
-        except (ValueError, UserError):
-            raise UserError(f"--students: the {_ordinal(number)} student's size {str(part).strip()!r} is not a size in "
-                            f"parameters (e.g. 500M,1B,3B, each above 0), in {value!r}") from None
-    sizes = tuple(sizes)
-    if len(set(sizes)) != len(sizes):
-        raise UserError(f"--students lists a size twice ({value!r}): give each student once")
-    return sizes
-
-
-def _ordinal(number: int) -> str:
-    return f"{number}{'th' if 10 <= number % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th')}"
-
-
-def _fractions_summing(value: object) -> tuple[float, ...] | None:
-    """--shares: fractions of the family's compute, comma-separated, summing to 1."""
-    if value is None:
-        return None
-    parts = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else [value]
-    shares = []
-    for number, part in enumerate(parts, 1):
-        try:
-            share = float(str(part).strip())
-        except ValueError:
-            share = math.nan
-        if not 0 < share <= 1:   # a NaN too
-            raise UserError(f"--shares: the {_ordinal(number)} student's share {str(part).strip()!r} is not a fraction "
-                            f"in (0, 1] (e.g. 0.2,0.3,0.5, summing to 1), in {value!r}")
-        shares.append(share)
-    shares = tuple(shares)
-    if abs(sum(shares) - 1.0) > 1e-6:
-        raise UserError(f"--shares must be fractions of --compute in (0, 1] summing to 1, got {value!r} (sum "
-                        f"{sum(shares):.6g}): give each student's share of the family's budget")
-    return shares
-
-
-def _storage(value: object) -> float | None:
-    return None if value is None else parse_bytes(value, "--cache-storage")
-
-
-def _model_or_url(value: object) -> object:
-    """--teacher-model: a directory, or a server's URL kept as typed (a path would read `http://` as `http:/`).
-    An empty or NUL-holding value was refused before, by the settings' path check."""
-    return Path(value) if isinstance(value, str) and not is_url(value) else value
 
 
 class PlanSettings(CommandSettings):
@@ -127,7 +51,8 @@ class PlanSettings(CommandSettings):
     law: str = option("busbridge2025", help=LAW_HELP)
     compute: Annotated[float, quantity("--compute", kind=Quantity.FLOPS)] = option(
         ..., help="FLOP budget, e.g. 1e21")
-    student_params: Annotated[float | None, quantity("--student-params", kind=Quantity.PARAMS)] = option(
+    student_params: Annotated[float | None, quantity("--student-params", kind=Quantity.PARAMS),
+                              BeforeValidator(lambda value: _one_student(value))] = option(
         None, help="student non-embedding parameters, e.g. 546M; omit to find the best student size")
     student_model: Path | None = option(
         None, help="a student model's directory (a run, a `prune` output or a Hugging Face causal LM): exact N_S and "
@@ -167,8 +92,8 @@ class PlanSettings(CommandSettings):
                    "(default: equal shares)")
     targets: str = option(
         "cached", help="with --students: how the teacher's targets are made: cached (the teacher runs once over the "
-                       "most tokens any student reads, its top-k kept in a logit cache every student reads: "
-                       "`cache-logits`, then `distill --teacher-cache`) or online (each student runs the teacher on "
+                       "first tokens, its top-k kept in a logit cache the students read, each re-reading as many of "
+                       "its first tokens as pays: `cache-logits`, then `distill --teacher-cache`) or online (each student runs the teacher on "
                        "its own tokens: `distill --teacher`)")
     teacher_trained: bool = option(
         False, help="with --students: the family pays the given teacher's training (its 3 F(N_T) D_T, shared "
@@ -176,12 +101,12 @@ class PlanSettings(CommandSettings):
     cache_top_k: int = option(DEFAULT_TOP_K, min=1, help="with --students, cached targets: the top-k predictions the "
                                                         "cache keeps per token, for its storage")
     cache_storage: Annotated[float | None, BeforeValidator(_storage)] = option(
-        None, help="with --students, cached targets: the most storage the logit cache may take, " + BYTES_HELP + ": a "
-                   "cache that needs more holds the first tokens only, and a student reading more re-reads it (as "
-                   "`distill --teacher-cache` does), its loss that of repeating them")
+        None, help="with --students, cached targets: the most storage the logit cache may take, " + BYTES_HELP + ": no "
+                   "student reads more of it than it holds; one that reads more tokens re-reads its first ones "
+                   "(`distill --teacher-cache --unique-tokens`), its loss that of repeating them")
     flops: str = option("corrected", help=FLOPS_HELP)
     n_ctx: int | None = option(None, min=1, help="context length (default: the law's)")
-    vocab_size: int | None = option(None, min=1, help="vocabulary size (default: the law's)")
+    vocab_size: int | None = option(None, min=2, help="vocabulary size, at least 2 ids (default: the law's)")
     aspect_ratio: float | None = option(None, min=1.0, help="d_model / n_layers (default: the law's)")
     min_params: Annotated[float | None, quantity("--min-params", kind=Quantity.PARAMS)] = option(
         None, help="without --student-params: the smallest student to try (default: the smallest model "
@@ -299,6 +224,9 @@ class PlanSettings(CommandSettings):
     @model_validator(mode="after")
     def _served_teacher_limits(self) -> "PlanSettings":
         for name in ("teacher_timeout", "teacher_retries"):
+            if getattr(self, name) is not None and self.teacher_model is not None and misspelled_url(self.teacher_model):
+                raise ParameterError("teacher_model", "{} {value!r} " + path_kind(str(self.teacher_model)),
+                                     value=redacted_url(str(self.teacher_model)))   # the URL is what is wrong
             if getattr(self, name) is not None and not is_url(self.teacher_model or ""):
                 raise ParameterError((name, "teacher_model"), "{} is for a served teacher: give {} as its URL, or "
                                                               "leave it out")

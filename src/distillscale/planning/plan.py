@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distillscale.errors import ParameterError
-from distillscale.laws.extrapolation import extrapolation_warnings, uniform_guess_warnings
+from distillscale.laws.extrapolation import check_losses, check_pool, extrapolation_warnings, uniform_guess_warnings
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
 from distillscale.planning.correction import correction_shift
@@ -88,6 +88,8 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
     a Python caller's law object); `hyperparameters`, `downstream`: the law objects for
     `settings.hyperparameter_law` and `settings.downstream_law`, likewise."""
     laws = laws if laws is not None else load_laws(settings.law)
+    for field in ("unique_tokens", "teacher_unique_tokens"):   # a pool the law can price
+        check_pool(laws, field, getattr(settings, field))
     if settings.no_bias_correction:  # the supervised law's raw predictions (`laws.crossladder`)
         laws = laws.without_bias_correction()
     # a law that cannot be read is refused before the plan is made
@@ -105,8 +107,21 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
     forward = _forward_flops(laws, settings.flops, settings.n_ctx, settings.vocab_size, settings.aspect_ratio)
     planned = replace(planned, data_limited=plan_data_limited(planned, forward))   # None on fresh data
     larger = corpus_size_warnings(laws, planned.runs(), settings.unique_tokens)
+    check_losses(laws, printed_losses(planned), "plan larger models or larger budgets, nearer the law's runs")
     return replace(planned, settings=planned.settings.redacted(),   # a served teacher's credentials kept nowhere
                    warnings=list(dict.fromkeys(planned.warnings + larger)))
+
+
+def printed_losses(result: Plan) -> dict[str, float]:
+    """Every loss a plan prints, by what it is: each run's (after repetition, `Plan.loss_predictions`),
+    each scenario's teacher's and the data-limited options' runs (their teachers too)."""
+    losses = {f"the {name} model's loss": loss for name, (loss, _) in result.loss_predictions().items()}
+    losses |= {f"the {name} teacher's loss": p.teacher_loss for name, p in result.scenario_plans().items()}
+    for option in result.data_limited.options if result.data_limited is not None else []:
+        losses |= {f"the data-limited {option.label} option's {run.name} loss": run.state.value for run in option.runs}
+        if option.teacher is not None:
+            losses[f"the data-limited {option.label} option's teacher's loss"] = option.teacher.value
+    return losses
 
 
 def _plan(laws: LawSet, settings: PlanSettings, judge=None) -> Plan:

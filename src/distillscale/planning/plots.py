@@ -124,7 +124,7 @@ def plot_family(plan: FamilyPlans):
     and trained alone on that share, with their intervals, against its size; the verdict of each."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    plans = [p.fresh or p for p in plan.plans]
+    plans = plan.plans   # as printed: after repetition (a student re-reading the cache's first tokens)
     sizes = np.array([p.student_params for p in plans])
     for offset, label, colour, loss_of, interval_of in (
             (1.0, "distilled", "C0", lambda p: p.student_loss, lambda p: p.student_interval),
@@ -134,8 +134,8 @@ def plot_family(plan: FamilyPlans):
         errors = np.array([[v - float(i.low), float(i.high) - v] if i is not None and i.has_interval else [0.0, 0.0]
                            for v, i in ((loss_of(p), interval_of(p)) for p in plans)]).T
         axes.errorbar(sizes * offset, values, yerr=errors, fmt="o", color=colour, capsize=3, label=label)
-    for p, shown in zip(plan.plans, plans):
-        axes.annotate(f"{p.budget / plan.compute:.0%} of C: {p.verdict}", (shown.student_params, shown.student_loss),
+    for p in plans:
+        axes.annotate(f"{p.budget / plan.compute:.0%} of C: {p.verdict}", (p.student_params, p.student_loss),
                       textcoords="offset points", xytext=(6, -12), fontsize=7)
     axes.set_xscale("log")
     axes.set_xlabel("student non-embedding parameters N_S")

@@ -84,7 +84,7 @@ def served_teacher(url: str, laws: LawSet, context: int, progress=lambda message
     flag = given_as.flag
     server_url(url, flag)   # not a server's URL (a broken host, port or path): one line before anything reads it
     in_clear = in_clear_warning(url)   # said once, in the plan's warnings (its text and --json), not here
-    model = served_model(url, flag, limits.timeout)
+    model = served_model(url, flag, limits)
     about = model.about
     if about.non_embedding_params is None or about.forward_flops_per_token is None:
         raise UserError(f"{flag} {shown}: the server does not state its model's size and FLOPs per token (vLLM "

@@ -16,7 +16,7 @@ from distillscale.planning.options import positive
 from distillscale.planning.law_inputs import load_law
 from distillscale.planning.plan import planner_for
 from distillscale.planning.warnings import distillation_warnings, measured_teacher_notes
-from distillscale.laws.extrapolation import smaller_teacher_warning
+from distillscale.laws.extrapolation import check_losses, check_pool, smaller_teacher_warning
 from distillscale.units import Quantity, format_quantity
 from distillscale.model.teacher_limits import RequestLimits
 from distillscale.urls import is_url
@@ -53,6 +53,7 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     else:
         student_tokens = positive("student_tokens", student_tokens, Quantity.TOKENS)
     pool = positive("teacher_unique_tokens", teacher_unique_tokens, Quantity.TOKENS)
+    check_pool(laws, "teacher_unique_tokens", pool)
     planner = planner_for(laws)
     notes: list[str] = []
     if candidates is None:
@@ -61,6 +62,12 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
         candidates, notes = _teacher_candidates(candidates if isinstance(candidates, list) else [candidates], laws,
                                                 planner, progress, limits, pool, other_corpus)
     ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute)
+    alone = ranking.alone_each if ranking.alone_each is not None else [ranking.supervised_loss]
+    check_losses(laws, {"the student's loss trained alone": max(alone), **{
+        f"teacher {c.name!r}'s loss": c.loss for c in ranking.candidates}, **{
+        f"the student's loss with teacher {c.name!r}": float(loss) for c, loss in zip(ranking.candidates,
+                                                                                    ranking.student_losses)}},
+                 "rank teachers for a larger student, or on more tokens, nearer the law's runs")
     return replace(ranking, law=laws.name, warnings=list(dict.fromkeys(notes + ranking_warnings(laws, ranking))))
 
 

@@ -64,23 +64,47 @@ def distill_chain(config: DistillConfig, generations: int, progress: bool = True
     their results in order. It stops after a generation that diverged (the last result says so)."""
     from distillscale.training.distillation import distill
 
+    from distillscale.console import each_warning_once
+
     check_chain(config, generations)
     out = check_output_dir(config.out, is_ours=is_chain_dir, inputs=input_paths(config),
                            what="distillscale chain directory")
     out.mkdir(parents=True, exist_ok=True)
+    later = later_generations(out, generations)   # kept: the chain's record names them
     atomic_write_json(out / CHAIN_FILE, {"format": CHAIN_FORMAT, "teacher": str(config.teacher),
-                                         "generations": generations})
+                                         "generations": max([generations, *later]), "asked": generations,
+                                         "kept_beyond": [str(generation_dir(out, g)) for g in later]})
     results: list[RunResult] = []
     teacher, pinned = config.teacher, {}
-    for generation in range(1, generations + 1):
-        step = config.model_copy(update={"teacher": teacher, "out": generation_dir(out, generation), **pinned})
-        result = finished_generation(step)
-        results.append(result if result is not None else distill(step, progress))
-        if not results[-1].completed:
-            break
-        teacher = step.out
-        pinned = pinned or {"split": RunDirectory(step.out).stored_config(DistillConfig).split}
+    with each_warning_once() as said:   # a warning every generation would give (its pool read again): once
+        for generation in range(1, generations + 1):
+            said["label"] = f"generation {generation} of {generations} (said once for the chain)"
+            step = config.model_copy(update={"teacher": teacher, "out": generation_dir(out, generation), **pinned})
+            result = finished_generation(step)
+            results.append(result if result is not None else distill(step, progress))
+            if not results[-1].completed:
+                break
+            teacher = step.out
+            pinned = pinned or {"split": RunDirectory(step.out).stored_config(DistillConfig).split}
     return results
+
+
+def later_generations(out: str | Path, generations: int) -> list[int]:
+    """The generations past the `generations` asked for that an earlier run of the chain left in `out`
+    (generation-5 ..): kept, named in chain.json and said, never dropped without a word."""
+    found = [int(path.name.removeprefix("generation-")) for path in Path(out).glob("generation-*")
+             if path.is_dir() and path.name.removeprefix("generation-").isdigit()]
+    return sorted(g for g in found if g > generations)
+
+
+def later_generations_note(out: str | Path, generations: int) -> str | None:
+    """One line naming the generations an earlier, longer run of the chain left beyond the ones asked for."""
+    later = later_generations(out, generations)
+    if not later:
+        return None
+    kept = f"generation-{later[0]}" + (f" .. generation-{later[-1]}" if len(later) > 1 else "")
+    return (f"{kept} of an earlier, longer run of this chain stay in {out}, not reported here (chain.json names "
+            f"them): --generations {later[-1]} reports them, or remove them to shorten the chain")
 
 
 def finished_generation(config: DistillConfig) -> RunResult | None:

@@ -73,8 +73,9 @@ class CorpusSettings(Settings):
     unique_tokens: Annotated[int | None, count("unique_tokens", kind=Quantity.TOKENS)] = Field(
         None, gt=0, json_schema_extra=hashed_unless_default(),
         description="train on a fixed subset of U tokens of the split (1K-token chunks in a fixed "
-                    "random order; whole windows of seq_len, so U rounds down to a multiple of it), "
-                    "repeated as the budget needs, e.g. 50K (default: the whole split)")
+                    "random order; with --teacher-cache, the cache's first U tokens; whole windows of "
+                    "seq_len, so U rounds down to a multiple of it), repeated as the budget needs, e.g. 50K "
+                    "(default: the whole split)")
 
     @field_validator("*", mode="after")
     @classmethod
@@ -556,16 +557,16 @@ class DistillConfig(OnPolicySettings, DistillSettings, TeacherSettings, TrainCon
                              f"{' and '.join('--' + name.replace('_', '-') for name in given)}")
         if self.teacher_url is not None:
             for url in self.teacher_urls():
-                teacher_api_base(url)  # a ValueError saying what is wrong with it
+                try:
+                    teacher_api_base(url)  # a ValueError saying what is wrong with it
+                except ValueError as exc:   # named as the flag that gave it
+                    raise ValueError(f"--teacher-url {exc}") from None
             if self.top_k is None:
                 raise ValueError("--teacher-url needs --top-k K: a server gives the teacher's K most likely "
                                  "tokens per position (e.g. --top-k 20), not its whole distribution")
             if self.tokenizer is None:
                 raise ValueError("--teacher-url needs --tokenizer, the teacher's tokenizer: the server speaks "
                                  "in its token ids")
-        if self.teacher_cache is not None and self.unique_tokens is not None:
-            raise ValueError("--unique-tokens does not apply with --teacher-cache (the cache fixes the windows "
-                             "the student reads): distil from --teacher, or leave out --unique-tokens")
         if self.teacher_parallel == "shard" and self.parallel != "fsdp":
             raise ValueError("--teacher-parallel shard needs --parallel fsdp: add --parallel fsdp, or leave out "
                              "--teacher-parallel to keep a whole teacher on every rank")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from distillscale.console import console, print_json
 from distillscale.cli_options import with_config_options
 from distillscale.training.commands import exit_status, report
@@ -18,15 +16,7 @@ from distillscale.training.records import RunResult
 from distillscale.units import format_quantity
 
 
-GENERATIONS_HELP = ("K >= 1: a self-distillation chain (born-again networks): generation 1 distilled from "
-                    "--teacher, each next one from the one before, all with these settings and the half of the "
-                    "corpus generation 1 reads (with --split teacher and --unique-tokens, the teacher's pool); "
-                    "into OUT/generation-1 .. OUT/generation-K, OUT a directory it makes; run again, it skips the "
-                    "finished generations and resumes an interrupted one (default: one student, into OUT itself)")
-
-
-def distill_command(config: Path | None = None, as_json: bool = False,
-                    generations: int | None = typer.Option(None, "--generations", help=GENERATIONS_HELP),
+def distill_command(config: Path | None = None, as_json: bool = False, generations: int | None = None,
                     **settings) -> int:
     """Distil a teacher into a student of the family (knowledge distillation).
 
@@ -47,7 +37,7 @@ def distill_command(config: Path | None = None, as_json: bool = False,
     loaded = load_config(DistillConfig, config, settings)
     if generations is None:
         return report(distill(loaded), as_json, _print_summary)
-    return report_chain(distill_chain(loaded, generations), loaded.out, as_json)
+    return report_chain(distill_chain(loaded, generations), loaded.out, as_json, generations)
 
 
 distill_command = with_config_options(distill_command, DistillConfig, leave_out=DISTILL_LEFT_OUT,
@@ -107,13 +97,15 @@ def _print_summary(result: RunResult) -> None:
         console.print(f"mode: cross-tokenizer ({result.distillation.note})", highlight=False)
 
 
-def report_chain(results: list[RunResult], out: Path, as_json: bool) -> int:
+def report_chain(results: list[RunResult], out: Path, as_json: bool, asked: int | None = None) -> int:
     """Print a chain's generations (`training.chain`): one line each, its loss, its teacher's and the change,
-    in nats/token of the tokenizer and validation text named first; or, with --json, all of them as one
-    object. The exit status is the last generation's (1 when it diverged)."""
+    in nats/token of the tokenizer and validation text named first, and the generations an earlier, longer
+    run left beyond the `asked` ones; or, with --json, all of it as one object. The exit status is the last
+    generation's (1 when it diverged)."""
     import os
 
-    from distillscale.training.chain import generation_dir, generation_records
+    from distillscale.console import warn
+    from distillscale.training.chain import generation_dir, generation_records, later_generations, later_generations_note
     from distillscale.training.run_dir import RunDirectory
 
     if os.environ.get("RANK", "0") != "0":
@@ -121,9 +113,14 @@ def report_chain(results: list[RunResult], out: Path, as_json: bool) -> int:
     identity = RunDirectory(generation_dir(out, 1)).loss_identity()
     units = identity.describe() if identity is not None else "nats/token"
     records = generation_records(results, out)
+    asked = len(results) if asked is None else asked
+    note = later_generations_note(out, asked)
+    if note is not None:
+        warn(note)
     if as_json:
         print_json({"unit": "nats/token", "losses": units,
-                    "generations": [record.to_json(result) for record, result in zip(records, results)]})
+                    "generations": [record.to_json(result) for record, result in zip(records, results)],
+                    "kept_beyond": [str(generation_dir(out, g)) for g in later_generations(out, asked)]})
         return exit_status(results[-1])
     console.print(f"{len(records)} generation{'s' * (len(records) > 1)} in {generation_dir(out, 1)} .. "
                   f"generation-{len(records)}; validation losses in {units}:", highlight=False)

@@ -22,7 +22,7 @@ from distillscale.data import TokenSampler, prepare_data
 from distillscale.data.config import MIN_VOCAB_SIZE
 from distillscale.data.prepare import prepared_path
 from distillscale.data.prepared import PreparedData
-from distillscale.data.repetition import epochs, repetition_warning, unique_subset
+from distillscale.data.repetition import epochs, repetition_warning, rounded_subset_note, unique_subset
 from distillscale.data.splits import SPLITS, SplitComposition
 from distillscale.errors import UserError
 from distillscale.io import atomic_write
@@ -145,9 +145,11 @@ def _train(config: TrainConfig, group: Distributed, show_progress: bool,
     token_budget = config.token_budget(non_embedding_params)
     total_steps = config.steps_for(token_budget)
     repeats = repetition_warning(total_steps * config.tokens_per_step, sampler.unique_tokens, config.split,
-                                 data.manifest["source"]["description"], subset=config.unique_tokens is not None)
-    if repeats and show_progress:
-        warn(repeats)
+                                 data.manifest["source"]["description"], subset=config.unique_tokens)
+    rounded = rounded_subset_note(config.unique_tokens, sampler.unique_tokens, config.seq_len)
+    for message in (rounded, repeats):
+        if message and show_progress:
+            warn(message)
     too_high = lr_warning(config.student_init, config.lr)  # a start without muP (`training.start_lr`)
     if too_high and show_progress:
         warn(too_high)
@@ -233,8 +235,12 @@ def check_start_tokenizer(start: Path, run_tokenizer: Path) -> None:
 
 
 def training_tokens(config: TrainConfig, data: PreparedData) -> np.ndarray:
-    """The tokens a run trains on: its split, or the fixed subset of `--unique-tokens` of it."""
-    return unique_subset(data.split(config.split), config.unique_tokens, config.split)
+    """The tokens a run trains on: its split, or the fixed subset of `--unique-tokens` of it (from a
+    logit cache, whose windows lie on the split's grid from its start: the cache's first tokens)."""
+    split = data.split(config.split)
+    if getattr(config, "teacher_cache", None) is not None and config.unique_tokens is not None:
+        return split[:config.unique_tokens + 1]
+    return unique_subset(split, config.unique_tokens, config.split)
 
 
 def make_training_sampler(config: TrainConfig, data: PreparedData,

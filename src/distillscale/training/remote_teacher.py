@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +43,9 @@ import torch
 
 from distillscale.data import TokenSampler, iter_eval_batches
 from distillscale.errors import UserError
-from distillscale.model.served import ServedModel, ServerError, request_json, validated_card
-from distillscale.model.teacher_limits import (BACKOFF_SECONDS, DEFAULT_TEACHER_TIMEOUT, MAX_BACKOFF_SECONDS,
-                                               TEACHER_RETRIES, backoff_seconds)
+from distillscale.model.served import ServedModel, ServerError, Tally, exchange, validated_card
+from distillscale.model.teacher_limits import (BACKOFF_SECONDS, DEFAULT_TEACHER_TIMEOUT, TEACHER_RETRIES,
+                                               RequestLimits)
 from distillscale.model.served import shown as _shown
 from distillscale.training.kd_settings import DistillationLossConfig
 from distillscale.training.losses import LossOutput, sparse_distillation_loss
@@ -91,7 +90,8 @@ class TeacherClient:
         self.base = redacted_url(self.endpoint)
         self.top_k, self.timeout, self.retries, self.backoff = top_k, timeout, retries, backoff
         self.model: ServedModel | None = None
-        self.requests = self.retried = self.prompts = self.positions = 0
+        self._tally, self.say = Tally(), None   # requests and retries; `say`: where waits are said (None: warned)
+        self.prompts = self.positions = 0
         self.top_k_mass = 0.0  # summed over the positions
 
     # -- the two endpoints --------------------------------------------------------------------
@@ -135,32 +135,28 @@ class TeacherClient:
         return validated_answer(answer, prompts.shape, self.top_k, self.vocab_size)
 
     def _exchange(self, method: str, path: str, body: dict | None, parse=lambda answer: answer):
-        """One request, retried on what may pass (no answer, a timeout, a 5xx or 429, a malformed
-        answer); a one-line UserError once the retries are spent or for a refused request (4xx)."""
+        """One request under the one policy of every served teacher (`model.served.exchange`: retried on
+        what may pass, what it waits for said); a one-line UserError once the retries are spent or for a
+        refused request (4xx)."""
         url = self.base + path
         data = None if body is None else json.dumps(body).encode()
-        started = time.monotonic()
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.retried += 1
-                time.sleep(min(MAX_BACKOFF_SECONDS, self.backoff * 2 ** (attempt - 1)))
-            self.requests += 1
-            try:
-                return parse(self._send(method, self.endpoint + path, data))
-            except ServerError as exc:
-                if not exc.retry:
-                    raise UserError(f"teacher server {url}: {exc}") from None
-                failure = exc
-        tries = f"{self.retries + 1} tries" if self.retries else "1 try"
-        waits = backoff_seconds(self.retries, self.backoff)
-        spent = (f"{time.monotonic() - started:.0f} s: each try at most --teacher-timeout {self.timeout:g} s"
-                 + (f", {waits:g} s of backoff between" if self.retries else ""))
-        raise UserError(f"the teacher server at {url} failed ({failure}) after {tries} ({spent}): start or "
-                        f"fix it (e.g. `distillscale serve-teacher RUN_DIR --port P`) and run the same command "
-                        f"again; the run resumes from its last checkpoint") from None
+        try:
+            return exchange(method, self.endpoint + path, data, RequestLimits(self.timeout, self.retries), parse,
+                            tally=self._tally, say=self.say, backoff=self.backoff)
+        except ServerError as exc:
+            if exc.spent:
+                raise UserError(f"the teacher server at {url} failed ({exc}): start or fix it (e.g. `distillscale "
+                                f"serve-teacher RUN_DIR --port P`) and run the same command again; the run resumes "
+                                "from its last checkpoint") from None
+            raise UserError(f"teacher server {url}: {exc}") from None
 
-    def _send(self, method: str, url: str, data: bytes | None) -> Any:
-        return request_json(method, url, data, self.timeout)
+    @property
+    def requests(self) -> int:
+        return self._tally.requests
+
+    @property
+    def retried(self) -> int:
+        return self._tally.retried
 
     def record(self) -> TeacherServerRecord:
         model = self.model or ServedModel(name="?")

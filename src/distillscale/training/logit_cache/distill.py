@@ -44,7 +44,7 @@ def distill_from_cache(config: DistillConfig, progress: bool = True) -> RunResul
 
     def make_objective(data: PreparedData, plan: RunPlan, group: Distributed) -> CachedDistillationObjective:
         student_tokens = plan.total_steps * plan.tokens_per_step
-        if student_tokens > cache.tokens and group.is_main:
+        if student_tokens > cache.tokens and group.is_main and config.unique_tokens is None:
             warn(f"the student reads {student_tokens:,} tokens but the cache holds {cache.tokens:,}: its "
                  f"windows repeat (~{student_tokens / cache.tokens:.1f} passes)")
         objective = CachedDistillationObjective(cache, config.loss_config(data.vocab_size), FLOPS_METHOD,
@@ -86,6 +86,10 @@ def resolve_cached_student_data(config: DistillConfig, cache: LogitCache) -> Dis
     cache, its sampling temperature), and (when --data is not given) its corpus; settings that
     contradict the cache are refused."""
     given = config.model_fields_set
+    if config.unique_tokens is not None and config.unique_tokens > cache.tokens:
+        raise UserError(f"--unique-tokens {config.unique_tokens:,} is more than the {cache.tokens:,} tokens the logit "
+                        f"cache {cache.path} holds: give at most {cache.tokens:,}, or leave it out to read the "
+                        "whole cache")
     if "seq_len" in given and config.seq_len != cache.seq_len:
         raise UserError(f"--seq-len {config.seq_len} differs from the {cache.seq_len} of the logit cache "
                         f"{cache.path}: leave out --seq-len, or make a cache with --seq-len {config.seq_len}")
