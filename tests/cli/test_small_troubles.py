@@ -67,9 +67,9 @@ def test_a_measurement_of_an_unfinished_run_speaks_of_a_model(run, tmp_path, cli
     assert "teacher" not in said and "distil from it" not in said and said.rstrip().endswith("then measure it")
 
 
-def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_warns(tmp_path, cli):
-    """A law calibrated on a corpus whose splits hold 20M tokens: a plan that trains on more says so, and
-    points at --unique-tokens; with it given, the plan prices the repetition itself and says no more."""
+def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_prices_that_pool(tmp_path, cli):
+    """A law calibrated on a corpus whose splits hold 20M tokens: a plan that trains on more prices its runs
+    on that pool by default and says so in one line; --unique-tokens overrides it (another corpus)."""
     import distillscale as ds
     from distillscale.data.loss_identity import LossIdentity, TextIdentity
     from distillscale.planning.warnings import LargerThanCorpus
@@ -86,7 +86,11 @@ def test_a_plan_whose_runs_need_more_text_than_the_laws_corpus_warns(tmp_path, c
     identity = LossIdentity(text=TextIdentity(name="my corpus", split="val", directory=str(prepared)))
     laws = replace(laws, losses=identity)
     plan = ds.plan(laws, student_params=100e6, compute=1e19)
-    larger = [w for w in plan.warnings if isinstance(w, LargerThanCorpus)]
-    assert larger and "give --unique-tokens 20M" in larger[0]
-    assert not any(isinstance(w, LargerThanCorpus) for w in
-                   ds.plan(laws, student_params=100e6, compute=1e19, unique_tokens=20e6).warnings)
+    pooled = ds.plan(laws, student_params=100e6, compute=1e19, unique_tokens=20e6)
+    assert plan.settings.unique_tokens == 20e6 and plan.repeats_data
+    assert plan.warnings[0].startswith("priced on the corpus law 'busbridge2025' was calibrated on (my corpus):")
+    assert "(--unique-tokens 20M); give --unique-tokens to plan for another corpus" in plan.warnings[0]
+    assert not any(isinstance(w, LargerThanCorpus) for w in plan.warnings + pooled.warnings)
+    assert json.loads(plan.to_json())["plans"] == json.loads(pooled.to_json())["plans"]   # as with the pool given
+    fresh = ds.plan(laws, student_params=100e6, compute=1e19, unique_tokens=1e12)   # another, larger corpus
+    assert fresh.plans[0].student_loss < plan.plans[0].student_loss and not fresh.warnings[:1] == plan.warnings[:1]

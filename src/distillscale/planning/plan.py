@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distillscale.errors import ParameterError
+from distillscale.errors import ParameterError, UserError
 from distillscale.laws.extrapolation import check_losses, check_pool, extrapolation_warnings, uniform_guess_warnings
 from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
@@ -37,8 +37,8 @@ from distillscale.planning.plans import (ModeComparison, Plan, ScenarioPlans, St
                                         SupervisedOnlyPlan)
 from distillscale.planning.repetition import (given_teacher_loss, is_distilled, model_penalty, repetition_check,
                                               with_repetition)
-from distillscale.planning.warnings import (corpus_size_warnings, loss_units_notes, mode_warnings, plan_warnings, student_model_notes,
-                                           vocabulary_notes)
+from distillscale.planning.warnings import (corpus_size_warnings, known_pool_note, loss_units_notes, mode_warnings,
+                                           plan_warnings, student_model_notes, vocabulary_notes)
 from distillscale.urls import is_url, redacted_url
 
 if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first plan, keeping the CLI's start fast
@@ -107,9 +107,26 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
     forward = _forward_flops(laws, settings.flops, settings.n_ctx, settings.vocab_size, settings.aspect_ratio)
     planned = replace(planned, data_limited=plan_data_limited(planned, forward))   # None on fresh data
     larger = corpus_size_warnings(laws, planned.runs(), settings.unique_tokens)
+    if larger:   # the plan knows the pool its runs would repeat: priced on it, said in one line
+        pooled = _on_known_pool(laws, settings, larger)
+        if pooled is not None:
+            again = plan_from_settings(pooled, laws, hyperparameters, downstream, supervised=supervised)
+            return replace(again, warnings=list(dict.fromkeys([known_pool_note(laws, larger)] + again.warnings)))
     check_losses(laws, printed_losses(planned), "plan larger models or larger budgets, nearer the law's runs")
     return replace(planned, settings=planned.settings.redacted(),   # a served teacher's credentials kept nowhere
                    warnings=list(dict.fromkeys(planned.warnings + larger)))
+
+
+def _on_known_pool(laws: LawSet, settings: PlanSettings, larger: list) -> PlanSettings | None:
+    """`settings` with the pool of the corpus the law was calibrated on (`warnings.calibration_pool`), the
+    split whose data the plan's runs (`larger`) would repeat; None where no pool can be priced there (a
+    pool below what the law can price: the runs' warnings stay)."""
+    pool = larger[0].split_tokens
+    try:
+        check_pool(laws, "unique_tokens", pool)
+    except UserError:
+        return None
+    return settings.model_copy(update={"unique_tokens": pool})
 
 
 def printed_losses(result: Plan) -> dict[str, float]:

@@ -178,24 +178,47 @@ class LargerThanCorpus(str):
                 f"{format_quantity(worst.split_tokens)} to plan for that corpus, or train on a larger one ({more})")
 
 
-def corpus_size_warnings(laws: LawSet, runs: dict[str, tuple[float, float]], unique_tokens: float | None) -> list[str]:
-    """The runs (`Plan.runs()`: name -> (N, D)) that read more tokens than a split of the corpus the law
-    was calibrated on holds (its prepared validation text's manifest, where it is still in the cache):
-    trained there they would repeat their data, which a plan prices only with --unique-tokens."""
+def calibration_pool(laws: LawSet) -> tuple[float, str] | None:
+    """(the tokens a training split of the corpus the law was calibrated on holds, the corpus's name), read
+    from its prepared validation text's manifest where it is still in the cache; None where no such corpus
+    is known."""
     from distillscale.data.manifest import prepared_manifest   # the manifest alone: no tokenizer needed
-    from distillscale.units import format_quantity
 
     text = laws.losses.text
-    manifest = None if unique_tokens is not None or text is None or not text.directory \
-        else prepared_manifest(text.directory)
+    manifest = None if text is None or not text.directory else prepared_manifest(text.directory)
     try:
         splits = manifest["splits"]
-        split = float(min(splits[name]["tokens"] for name in ("teacher", "student")))
+        return float(min(splits[name]["tokens"] for name in ("teacher", "student"))), text.name
     except (KeyError, TypeError, ValueError):
+        return None
+
+
+def corpus_size_warnings(laws: LawSet, runs: dict[str, tuple[float, float]], unique_tokens: float | None) -> list[str]:
+    """The runs (`Plan.runs()`: name -> (N, D)) that read more tokens than a split of the corpus the law
+    was calibrated on holds (`calibration_pool`): trained there they would repeat their data, which a plan
+    prices only with a pool (`plan_from_settings` then takes that corpus's by default)."""
+    from distillscale.units import format_quantity
+
+    known = None if unique_tokens is not None else calibration_pool(laws)
+    if known is None:
         return []
-    return [LargerThanCorpus(f"{name} reads {format_quantity(tokens)} tokens, {tokens / split:.3g}x the "
+    split, name = known
+    return [LargerThanCorpus(f"{run} reads {format_quantity(tokens)} tokens, {tokens / split:.3g}x the "
                              f"{format_quantity(split)} of a split of the corpus law {laws.name!r} was calibrated on "
-                             f"({text.name}): trained on it, it repeats its data, which the plan does not price; give "
+                             f"({name}): trained on it, it repeats its data, which the plan does not price; give "
                              f"--unique-tokens {format_quantity(split)} to plan for that corpus, or train on a larger one",
                              split, tokens / split)
-            for name, (_, tokens) in runs.items() if tokens > split]
+            for run, (_, tokens) in runs.items() if tokens > split]
+
+
+def known_pool_note(laws: LawSet, larger: list[LargerThanCorpus]) -> str:
+    """One line: the plan priced its runs on the pool of the corpus the law was calibrated on, which they
+    would repeat (`larger`), and how to plan for another corpus."""
+    from distillscale.units import format_quantity
+
+    worst = max(larger, key=lambda member: member.ratio)
+    name = calibration_pool(laws)[1]
+    return (f"priced on the corpus law {laws.name!r} was calibrated on ({name}): {len(larger)} of the plan's runs "
+            f"read up to {worst.ratio:.3g}x its split's {format_quantity(worst.split_tokens)} tokens, so each "
+            f"loss includes that repetition (--unique-tokens {format_quantity(worst.split_tokens)}); give "
+            "--unique-tokens to plan for another corpus")
