@@ -562,6 +562,31 @@ def table(scored: list[tuple[Pair, object]], kinds: tuple[str, ...]) -> list[str
     return lines + [row(f"kind {kind}", tally([(p, d) for p, d in scored if p.kind == kind])) for kind in kinds]
 
 
+# What `score` does, stated in its output so that a reader recounts the same numbers (`--pairs` writes each
+# pair as scored).
+SCORED_AS = ("a pair's band: the larger of its two predictions' distances beyond their laws' runs "
+             "(laws.difference.Pair.distance); left out a corpus at a time: for each corpus, the rule (rho, q and "
+             "each law's scale per band and reach) refitted on the other corpora's pairs, and the distillation "
+             "interval's calibration refitted on the other corpora's held-out scores, then each of the corpus's "
+             "pairs put through laws.difference.compare; a verdict is wrong where its sign and the trained pair's "
+             "differ (Delta = distilled - alone)")
+
+
+def pair_rows(scored: list[tuple[Pair, object]]) -> list[dict]:
+    """Each scored pair as `score` counts it: its corpus, kind, both distances, its band, Delta predicted
+    with its interval, Delta measured, the verdict, covered and wrong."""
+    rows = []
+    for pair, delta in scored:
+        given = delta.verdict in ("distill", "pretrain")
+        rows.append({"corpus": pair.corpus, "kind": pair.kind, "distilled_distance": distance_of(pair.distilled),
+                     "alone_distance": distance_of(pair.alone), "band": BAND_NAMES[band_of(pair.distance)],
+                     "delta": float(delta.value), "low": float(delta.low), "high": float(delta.high),
+                     "observed": float(pair.observed), "verdict": delta.verdict,
+                     "covered": bool(delta.low <= pair.observed <= delta.high),
+                     "wrong": bool(given and (delta.verdict == "distill") != (pair.observed < 0))})
+    return rows
+
+
 def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str, ...]) -> list[str]:
     pairs = pairs_of(records, kinds)
     corpora = sorted({p.corpus for p in pairs})
@@ -571,7 +596,7 @@ def score(records: list[dict], scores: dict[str, list[float]], kinds: tuple[str,
              f"on {sum(p.observed < 0 for p in pairs)}; each left out a corpus at a time; distinct predictions: "
              f"{distinct['distilled']} distilled, {distinct['alone']} alone (both scenarios of a budget share its alone "
              f"run), {len(inside)} of the alone ones at the (N, D) of a run their law was fitted on (inside its runs, "
-             "not out of sample)", "",
+             "not out of sample)", "", SCORED_AS, "",
              "**each loss's interval as shown (and as Delta uses it), left out a corpus at a time**", "",
              *loss_table(shown_losses(records, scores, kinds)), ""]
     for label, rule in (("shipped: each law's scale by distance band, its reach; q's correction counting the "
@@ -710,6 +735,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, help="train: where the pairs' runs go (a directory of yours)")
     parser.add_argument("--kinds", default="trained,held-out-teacher", help="score: the kinds of pairs scored")
     parser.add_argument("--write", action="store_true", help="score: write the calibration into the package")
+    parser.add_argument("--pairs", type=Path, help="score: write each pair as the shipped rule scored it (CSV)")
     parser.add_argument("--code", type=Path, help="before: a checkout of the earlier code (e.g. a git worktree)")
     args = parser.parse_args(argv)
     stored = read_pairs(args.data)
@@ -744,6 +770,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: {len(new)} pairs", file=sys.stderr, flush=True)
         return
     print("\n".join(score(stored["pairs"], stored["interval_scores"], kinds)))
+    if args.pairs is not None:
+        import csv
+        import io
+
+        rows = pair_rows(left_out(stored["pairs"], stored["interval_scores"], kinds))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(args.pairs, text.getvalue())
     if args.write:
         scale = interval_scale_without(stored["interval_scores"], None)
         calibration = fit_rule(pairs_of(stored["pairs"], kinds, scale), date=datetime.date.today().isoformat(),
