@@ -1,244 +1,733 @@
-"""Distillation when data is the limit, measured at micro scale: students trained alone, self-distillation
-chains, a larger teacher and ensembles, all on one fixed pool of unique tokens per cell.
+"""Distillation when data is the limit, measured at micro scale where its effects stand clear of seed
+noise: models large against a fixed pool of unique tokens read for many epochs, each baseline
+regularised as the regime's practitioners do, chains of six generations, ensembles of 2, 4 and 8 with
+their own loss and their students, and a larger teacher on the same pool.
 
-Per corpus, for students of depth 2 and 1 (`--depths 2,1`: 55K and 6.9K non-embedding parameters at aspect
-ratio 24; each one's larger teacher one layer deeper: 186K and 55K) and per pool U (256K, 16K and 4K unique tokens of the teacher split: 1, 16 and 64 epochs
-of the runs' D = 256K tokens, 500 optimizer steps of 4 x 128 tokens each), every run reads the same pool
-the same number of times (each run one torch thread, `--workers` runs at a time):
-
-- a weight-decay grid first, per pool (trained alone, seed 0: 1e-4, 1e-3 and 1e-2 per step at peak lr on
-  the 1-epoch pool, 1e-2, 3e-2 and 1e-1 at 16 epochs, to 3e-1 at 64; the engine's default 1e-4 lost by 26% at 16 epochs
-  on the first corpus): its best run is
-  the cell's seed-0 run trained alone (linked, not trained again), and every other run of the cell,
-  students included, takes its weight decay, so the baselines are as a careful user would run them (the
-  best decay moves with the epochs: 16 epochs wanted 3x more than 1);
-- trained alone, seeds 0 and 1 (and 2 at U = 16K);
-- a self-distillation chain of four generations (two on the 1-epoch pool, where it should not pay):
-  generation 1 distilled from the seed-0 run alone, each next one from the previous, same size, same
-  pool, same epochs;
-- a larger teacher (one layer deeper) trained alone on the pool, and a student distilled from it;
-- ensembles of 2 (and 3 at U = 16K) of the seeds trained alone (the engine's teacher mixture, in
-  probability space) distilled into one.
-
-Each run is a run directory of the engine (`distillscale train` / `distill`) under STORE/CORPUS/, so the
-script resumes where it stopped (a finished run is skipped, an interrupted one resumes from its
-checkpoint). `collect` writes every finished run's numbers to bench/data/data_limited_runs.json with the
-command that made them.
+DESIGN_NOTES
 
 Usage:
-    python bench/distillation/data_limited.py run CORPUS_DIR [CORPUS_DIR ...] --store /work/dl_sweeps [--workers 2] [--depths 2,1]
-    python bench/distillation/data_limited.py collect --store /work/dl_sweeps [--out bench/data/data_limited_runs.json]
+    python bench/distillation/data_limited.py run CORPUS [CORPUS ...] --store /work/dl_regime [--workers 2]
+    python bench/distillation/data_limited.py collect --store /work/dl_regime [--out bench/data/data_limited_regime.json]
+    python bench/distillation/data_limited.py summary [bench/data/data_limited_regime.json]
+    python bench/distillation/data_limited.py time CORPUS --store /tmp/dl_timing [--workers 1,2]
+    python bench/distillation/data_limited.py plan [--design regime]
+
+A CORPUS is a directory of text (its name names it in the store) or NAME=SOURCE (e.g.
+stdlib=builtin:stdlib). `run` trains every run of the design not yet finished (run again, it resumes:
+finished runs are skipped, an interrupted one resumes from its checkpoint); `--design smoke` is the same
+design on tiny models and 4K-token runs (minutes in all), to try the machinery. `collect` writes every
+finished run's numbers, the cells' seed spread and the commands to a JSON file; `summary` prints each
+cell's runs against its runs trained alone, in % and in seed standard deviations. `time` trains one
+run of each kind on one corpus, with each number of concurrent runs, and prints the design's estimated
+wall time from them (what the estimates above came from; run it on the machine that will measure).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import subprocess
+import statistics
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-DEPTHS = (2,)                         # student depths (`--depths`); each one's larger teacher is one deeper
-POOLS = ("256K", "16K", "4K")
-FRESH_POOL = "256K"
-TOKENS = "256K"
-SEED_POOL = "16K"                     # the pool with a third seed and an ensemble of 3
-# Weight decays tried per pool (per step at peak lr; the engine's default is 1e-4): three around where the
-# first corpus's best lay for the pool's epochs; a best at a grid's end is reported as such.
-# The 64-epoch pools' grid reaches 3e-1: with three values every first corpus's best lay at 1e-1, the
-# grid's end, and on one of them 3e-1 was better still (by 2.8%).
-GRIDS = {"256K": (1e-4, 1e-3, 1e-2), "16K": (1e-2, 3e-2, 1e-1), "4K": (1e-2, 3e-2, 1e-1, 3e-1)}
-SEEDS = (0, 1, 2)
-GENERATIONS = 4
-COMMON = ("--aspect-ratio", "24", "--head-dim", "24", "--seq-len", "128", "--batch-size", "4",
-          "--tokens", TOKENS, "--lr", "0.003", "--schedule", "wsd", "--eval-tokens", "64K", "--save-every", "250")
-SAME_POOL = 'split = "teacher"\n'   # the student reads the teacher's half: the same pool
-# How the committed bench/data/data_limited_runs.json was made (corpora from what a Debian machine holds).
-MADE_BY = ["python bench/demo/demo_corpora.py build doc-en man-en c-include --root /work/corpora --cap 4M",
-           "ln -s \"$(python -c 'import sysconfig; print(sysconfig.get_paths()[\"stdlib\"])')\" /work/corpora/stdlib"]
-RUN_COMMAND = ("python bench/distillation/data_limited.py run /work/corpora/doc-en /work/corpora/stdlib "
-               "/work/corpora/man-en /work/corpora/c-include --store /work/dl_sweeps --workers 2")
+from distillscale.model.config import ModelConfig
+from distillscale.sweeps.executors import Job
+from distillscale.sweeps.run_graph import COMPLETED, GraphRun, run_graph
+from distillscale.units import Quantity, parse_quantity
+
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SQRT2 = math.sqrt(2.0)
+# How the corpora of the measurement were made (from what a Debian machine holds; stdlib is the engine's own).
+MADE_BY = ["python bench/demo/demo_corpora.py build doc-en man-en c-include --root /work/corpora --cap 4M"]
+RUN_COMMAND = ("python bench/distillation/data_limited.py run /work/corpora/doc-en /work/corpora/man-en "
+               "stdlib=builtin:stdlib /work/corpora/c-include --store /work/dl_regime --workers 2")
+DEFAULT_OUT = Path(__file__).parents[1] / "data" / "data_limited_regime.json"
 
 
-@dataclass
-class Run:
-    run_id: str
-    command: str                      # train, distill, or link (alone-s0: the best of the cell's grid)
-    depth: int
+# ---------------------------------------------------------------------------------------------- design
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """What is run on one pool of unique tokens, per student size: the weight decays tried at dropout 0
+    (`ladder`, extended once past the end where the best lies), a refinement at half a ladder step on
+    each side of the best (`refine`), the dropouts tried at the best weight decay, the seeds trained
+    alone at the best setting, `chains` self-distillation chains of `generations` (chain c distilled
+    from the run alone of the c-th seed), and the ensembles of the first k seeds alone (`members`),
+    each distilled into one student."""
+
     pool: str
-    role: str                         # grid, alone, chain, larger, student-of-larger, ensemble
+    ladder: tuple[float, ...]
+    refine: bool
+    dropouts: tuple[float, ...]
+    seeds: tuple[int, ...]
+    generations: int
+    chains: int
+    members: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Design:
+    """Student sizes (depths at aspect ratio 24), the pools, and every run's fixed settings. A student's
+    larger teacher is one layer deeper: the next student size's first seed alone when that size is in
+    the design, else a model of its own tuned on `larger_factors` of the student cell's best weight
+    decay (at its best dropout)."""
+
+    depths: tuple[int, ...]
+    pools: tuple[PoolPlan, ...]
+    larger_factors: tuple[float, ...] = (0.5, 1.0, 2.0)
+    tokens: str = "256K"
+    max_bytes: str = "4M"
+    aspect_ratio: int = 24
+    head_dim: int = 24
+    seq_len: int = 128
+    batch_size: int = 4
+    lr: float = 0.003
+    schedule: str = "wsd"
+    vocab_size: int = 512
+    eval_tokens: str = "64K"
+    save_every: int = 250
+
+    def count(self, quantity: str) -> int:
+        return int(parse_quantity(quantity, "tokens", kind=Quantity.TOKENS))
+
+    def unique_tokens(self, pool: str) -> int:
+        """The pool's unique tokens as the engine takes them: whole windows of seq_len."""
+        return self.count(pool) // self.seq_len * self.seq_len
+
+    def epochs(self, pool: str) -> float:
+        return self.count(self.tokens) / self.unique_tokens(pool)
+
+    def params(self, depth: int) -> int:
+        """Non-embedding parameters of a model of `depth` layers."""
+        return ModelConfig(n_layers=depth, aspect_ratio=self.aspect_ratio, head_dim=self.head_dim,
+                           vocab_size=self.vocab_size, max_seq_len=self.seq_len).non_embedding_params
+
+    def pool_plan(self, pool: str) -> PoolPlan:
+        return next(plan for plan in self.pools if plan.pool == pool)
+
+
+REPEATED_SEEDS = tuple(range(1, 9))
+REGIME = Design(
+    depths=(2, 3),
+    pools=(PoolPlan("4K", (0.05, 0.1, 0.2, 0.4), True, (0.1, 0.2), REPEATED_SEEDS, 6, 2, (2, 4, 8)),
+           PoolPlan("16K", (0.0125, 0.025, 0.05, 0.1), True, (0.1, 0.2), REPEATED_SEEDS, 6, 2, (2, 4, 8)),
+           PoolPlan("256K", (1e-4, 1e-3, 1e-2), False, (), (1, 2, 3), 2, 1, (2,))))
+# The same parts on tiny models and 4K-token runs: the machinery end to end in minutes, numbers meaningless.
+SMOKE = Design(
+    depths=(1, 2),
+    pools=(PoolPlan("256", (0.05, 0.1, 0.2), True, (0.1,), (1, 2, 3, 4), 3, 1, (2, 4)),
+           PoolPlan("4K", (1e-3, 1e-2), False, (), (1, 2), 1, 1, (2,))),
+    tokens="4K", aspect_ratio=16, head_dim=16, seq_len=32, batch_size=4, vocab_size=300, eval_tokens="4K",
+    save_every=50)
+DESIGNS = {"regime": REGIME, "smoke": SMOKE}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the design, a run directory STORE/CORPUS/run_id (a chain's: one per generation inside).
+
+    `command`: train, distill, chain (`distill --generations`) or link (one of `candidates`, the best
+    when its needs have finished: a larger teacher). `step` says how its weight decay and dropout are
+    found when it starts: ladder (its own `weight_decay`), extension (past the ladder's end where the
+    best lies, or not needed), refine (the best so far times `factor`), dropout (the best weight decay
+    at `dropout`), best (its cell's best setting), larger (its cell's best weight decay times `factor`,
+    its best dropout). `cell_depth` is the student size of its cell (a larger teacher is deeper)."""
+
+    run_id: str
+    command: str
+    role: str                         # grid, alone, chain, ensemble, larger-grid, larger, student-of-larger
+    depth: int
+    cell_depth: int
+    pool: str
+    step: str
     seed: int = 0
-    weight_decay: float | None = None  # None: the cell's best from its grid
+    weight_decay: float | None = None
+    dropout: float = 0.0
+    factor: float = 1.0
     teachers: tuple[str, ...] = ()
-    generation: int | None = None
-    members: int | None = None
-    needs: tuple[str, ...] = field(default=())
+    candidates: tuple[str, ...] = ()  # a link's
+    generations: int | None = None    # a chain's length
+    chain: int | None = None          # which chain of the cell
+    members: int | None = None        # an ensemble's size
+    needs: tuple[str, ...] = ()
 
     @property
     def cell(self) -> str:
-        return self.run_id.split("-", 2)[0] + "-" + self.run_id.split("-", 2)[1]
+        return cell_id(self.cell_depth, self.pool)
 
 
-def grid_id(cell: str, wd: float) -> str:
-    return f"{cell}-wd{wd:g}"
+def cell_id(depth: int, pool: str) -> str:
+    return f"d{depth}-u{pool}"
 
 
-def plan_runs(depths=DEPTHS) -> list[Run]:
+def plan_runs(design: Design) -> list[Run]:
+    """Every run of the design for one corpus, in the order they are wanted: pool by pool (the most
+    repeated first, so that a stopped measurement leaves whole pools), size by size, each cell's tuning
+    first."""
     runs: list[Run] = []
-    for depth in depths:
-        for pool in POOLS:
-            cell = f"d{depth}-u{pool}"
-            grid = tuple(grid_id(cell, wd) for wd in GRIDS[pool])
-            runs += [Run(grid_id(cell, wd), "train", depth, pool, "grid", weight_decay=wd) for wd in GRIDS[pool]]
-            runs.append(Run(f"{cell}-alone-s0", "link", depth, pool, "alone", needs=grid))
-            seeds = SEEDS if pool == SEED_POOL else SEEDS[:2]
-            for seed in seeds[1:]:
-                runs.append(Run(f"{cell}-alone-s{seed}", "train", depth, pool, "alone", seed=seed, needs=grid))
-            previous = f"{cell}-alone-s0"
-            for g in range(1, (2 if pool == FRESH_POOL else GENERATIONS) + 1):
-                runs.append(Run(f"{cell}-gen{g}", "distill", depth, pool, "chain", teachers=(previous,),
-                                generation=g, needs=(previous,)))
-                previous = f"{cell}-gen{g}"
-            runs.append(Run(f"{cell}-larger", "train", depth + 1, pool, "larger", needs=grid))
-            runs.append(Run(f"{cell}-from-larger", "distill", depth, pool, "student-of-larger",
-                            teachers=(f"{cell}-larger",), needs=(f"{cell}-larger",)))
-            for k in range(2, len(seeds) + 1):
-                members = tuple(f"{cell}-alone-s{s}" for s in seeds[:k])
-                runs.append(Run(f"{cell}-ensemble{k}", "distill", depth, pool, "ensemble", teachers=members,
-                                members=k, needs=members))
+    for plan in design.pools:
+        for depth in design.depths:
+            runs += _cell_runs(design, plan, depth)
     return runs
 
 
+def tuning_ids(plan: PoolPlan, depth: int) -> tuple[str, ...]:
+    """The runs that tune a cell (trained alone, seed 0): the ladder, its extension, the refinement,
+    the dropouts."""
+    cell = cell_id(depth, plan.pool)
+    ids = [f"{cell}-wd{wd:g}" for wd in plan.ladder] + [f"{cell}-wd-ext"]
+    ids += [f"{cell}-wd-lo", f"{cell}-wd-hi"] if plan.refine else []
+    return tuple(ids + [f"{cell}-do{p:g}" for p in plan.dropouts])
+
+
+def _cell_runs(design: Design, plan: PoolPlan, depth: int) -> list[Run]:
+    cell, pool = cell_id(depth, plan.pool), plan.pool
+    ladder = tuple(f"{cell}-wd{wd:g}" for wd in plan.ladder)
+    runs = [Run(run_id, "train", "grid", depth, depth, pool, "ladder", weight_decay=wd)
+            for run_id, wd in zip(ladder, plan.ladder)]
+    runs.append(Run(f"{cell}-wd-ext", "train", "grid", depth, depth, pool, "extension", needs=ladder))
+    so_far = ladder + (f"{cell}-wd-ext",)
+    if plan.refine:
+        runs += [Run(f"{cell}-wd-lo", "train", "grid", depth, depth, pool, "refine", factor=1 / SQRT2, needs=so_far),
+                 Run(f"{cell}-wd-hi", "train", "grid", depth, depth, pool, "refine", factor=SQRT2, needs=so_far)]
+        so_far += (f"{cell}-wd-lo", f"{cell}-wd-hi")
+    runs += [Run(f"{cell}-do{p:g}", "train", "grid", depth, depth, pool, "dropout", dropout=p, needs=so_far)
+             for p in plan.dropouts]
+    tuning = tuning_ids(plan, depth)
+    alone = tuple(f"{cell}-alone-s{seed}" for seed in plan.seeds)
+    runs += [Run(run_id, "train", "alone", depth, depth, pool, "best", seed=seed, needs=tuning)
+             for run_id, seed in zip(alone, plan.seeds)]
+    runs += [Run(f"{cell}-chain{c}", "chain", "chain", depth, depth, pool, "best", teachers=(alone[c - 1],),
+                 generations=plan.generations, chain=c, needs=tuning + (alone[c - 1],))
+             for c in range(1, plan.chains + 1)]
+    runs += [Run(f"{cell}-ensemble{k}", "distill", "ensemble", depth, depth, pool, "best", teachers=alone[:k],
+                 members=k, needs=tuning + alone[:k]) for k in plan.members]
+    larger = f"{cell}-larger"
+    if depth + 1 in design.depths:  # the next size's first seed alone: tuned on the same pool
+        candidates = (f"{cell_id(depth + 1, pool)}-alone-s{plan.seeds[0]}",)
+    else:
+        candidates = tuple(f"{larger}-x{f:g}" for f in design.larger_factors)
+        runs += [Run(run_id, "train", "larger-grid", depth + 1, depth, pool, "larger", factor=f, needs=tuning)
+                 for run_id, f in zip(candidates, design.larger_factors)]
+    runs.append(Run(larger, "link", "larger", depth + 1, depth, pool, "best", candidates=candidates, needs=candidates))
+    runs.append(Run(f"{cell}-from-larger", "distill", "student-of-larger", depth, depth, pool, "best",
+                    teachers=(larger,), needs=tuning + (larger,)))
+    return runs
+
+
+# ------------------------------------------------------------------------------ reading a store
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def run_dirs(run: Run, root: Path) -> list[Path]:
+    """The run directories `run` makes: one, or a chain's generations."""
+    if run.command == "chain":
+        return [root / run.run_id / f"generation-{g}" for g in range(1, run.generations + 1)]
+    return [root / run.run_id]
+
+
+def skipped_path(root: Path, run: Run) -> Path:
+    return root / f"{run.run_id}.skipped"
+
+
+def is_done(run: Run, root: Path) -> bool:
+    """Finished: every run directory holds a result.json (a diverged run's too: it is not run again), or
+    the run was found not to be needed."""
+    return skipped_path(root, run).exists() or all((path / "result.json").is_file() for path in run_dirs(run, root))
+
+
+def setting_of(run_dir: Path) -> tuple[float, float]:
+    """The weight decay and dropout a finished run was trained with."""
+    config = read_json(run_dir / "config.json")["config"]
+    return config["weight_decay"], config.get("dropout") or 0.0
+
+
 def val_loss(run_dir: Path) -> float | None:
-    path = run_dir / "result.json"
-    if not path.exists():
+    """A run's validation loss (nats/token); None when it has none (not finished, or diverged)."""
+    result = read_json(run_dir / "result.json")
+    return None if result is None else result.get("val_loss")
+
+
+@dataclass(frozen=True)
+class Trial:
+    run_id: str
+    weight_decay: float
+    dropout: float
+    loss: float | None                # None: diverged
+
+
+def trials(root: Path, run_ids: tuple[str, ...]) -> list[Trial]:
+    """The finished tuning runs among `run_ids` (a skipped extension is none)."""
+    return [Trial(run_id, *setting_of(root / run_id), val_loss(root / run_id)) for run_id in run_ids
+            if (root / run_id / "result.json").is_file()]
+
+
+def best(found: list[Trial]) -> Trial:
+    """The trial of the lowest loss (a diverged one never); refused when every one diverged."""
+    finite = [trial for trial in found if trial.loss is not None]
+    if not finite:
+        raise ValueError(f"every tuning run diverged ({', '.join(t.run_id for t in found)}): no setting to take")
+    return min(finite, key=lambda trial: trial.loss)
+
+
+def resolve(run: Run, root: Path, design: Design) -> tuple[float, float] | None:
+    """The weight decay and dropout `run` trains with, from the runs it needs (None: an extension that
+    is not needed, the best lying inside the ladder)."""
+    plan = design.pool_plan(run.pool)
+    if run.step == "ladder":
+        return run.weight_decay, 0.0
+    tuning = tuning_ids(plan, run.cell_depth)
+    if run.step == "extension":
+        top = best(trials(root, tuning[:len(plan.ladder)]))
+        ladder = sorted(plan.ladder)
+        ratio = ladder[-1] / ladder[-2] if len(ladder) > 1 else 2.0
+        if top.weight_decay == ladder[-1]:
+            return ladder[-1] * ratio, 0.0
+        if top.weight_decay == ladder[0]:
+            return ladder[0] / ratio, 0.0
         return None
-    return json.loads(path.read_text())["val_loss"]
+    at_zero = [trial for trial in trials(root, tuning) if trial.dropout == 0.0]
+    if run.step == "refine":
+        return best(at_zero).weight_decay * run.factor, 0.0
+    if run.step == "dropout":
+        return best(at_zero).weight_decay, run.dropout
+    chosen = best(trials(root, tuning))
+    if run.step == "larger":
+        return chosen.weight_decay * run.factor, chosen.dropout
+    return chosen.weight_decay, chosen.dropout
 
 
-def best_weight_decay(root: Path, cell: str) -> float:
-    """The cell's weight decay whose run trained alone (seed 0) has the lowest validation loss."""
-    losses = {wd: val_loss(root / grid_id(cell, wd)) for wd in GRIDS[cell.split("-u")[1]]}
-    return min((wd for wd in losses if losses[wd] is not None), key=lambda wd: losses[wd])
+def link_target(run: Run, root: Path) -> str:
+    """The run a link stands for: its one candidate, or the best of them."""
+    if len(run.candidates) == 1:
+        return run.candidates[0]
+    return best(trials(root, run.candidates)).run_id
 
 
-def link_best(root: Path, run: Run) -> int:
-    """alone-s0 of a cell: its grid's best run, linked (not trained again)."""
-    link = root / run.run_id
-    if not link.exists():
-        link.symlink_to(grid_id(run.cell, best_weight_decay(root, run.cell)))
-    return 0
-
-
-def command_line(run: Run, root: Path, corpus: Path, same_pool: Path) -> list[str]:
-    wd = run.weight_decay if run.weight_decay is not None else best_weight_decay(root, run.cell)
-    args = [sys.executable, "-m", "distillscale.cli", run.command, "--data", str(corpus), "--n-layers", str(run.depth), "--unique-tokens", run.pool, "--weight-decay", f"{wd:g}",
-            "--seed", str(run.seed), *COMMON, "--out", str(root / run.run_id)]
-    if run.command == "train":
-        return args + ["--vocab-size", "512"]
-    args += ["--config", str(same_pool)]      # the student takes its teachers' tokenizer and reads their pool
+def run_args(run: Run, root: Path, source: str, design: Design, setting: tuple[float, float]) -> tuple[str, ...]:
+    """The `distillscale` command line of `run` at `setting` (weight decay, dropout)."""
+    wd, dropout = setting
+    command = "distill" if run.command == "chain" else run.command
+    args = [command, "--data", source, "--max-bytes", design.max_bytes, "--n-layers", str(run.depth),
+            "--unique-tokens", run.pool, "--weight-decay", f"{wd:.6g}", "--dropout", f"{dropout:g}",
+            "--seed", str(run.seed), "--aspect-ratio", str(design.aspect_ratio), "--head-dim", str(design.head_dim),
+            "--seq-len", str(design.seq_len), "--batch-size", str(design.batch_size), "--tokens", design.tokens,
+            "--lr", f"{design.lr:g}", "--schedule", design.schedule, "--eval-tokens", design.eval_tokens,
+            "--eval-every", "0", "--save-every", str(design.save_every), "--out", str(root / run.run_id)]
+    if command == "train":
+        return (*args, "--vocab-size", str(design.vocab_size))
+    args += ["--split", "teacher"]  # the student reads its teachers' half and, with --unique-tokens, their pool
     for teacher in run.teachers:
         args += ["--teacher", str(root / teacher)]
-    return args
+    if run.command == "chain":
+        args += ["--generations", str(run.generations)]
+    return tuple(args)
 
 
-def run_corpora(corpora: list[Path], store: Path, workers: int, depths=DEPTHS) -> None:
-    """Every corpus's runs in one pool of workers, the 1-epoch and 16-epoch pools of every corpus before
-    the 64-epoch ones (so that a stopped measurement leaves whole pools on every corpus)."""
-    order = {pool: i for i, pool in enumerate(("256K", "16K", "4K"))}
-    runs, roots = {}, {}
-    for corpus in corpora:
-        root = store / corpus.name
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "same_pool.toml").write_text(SAME_POOL)
-        roots[corpus.name] = (root, corpus)
-        runs |= {(corpus.name, run.run_id): run for run in plan_runs(depths)}
-    done = {key for key in runs if (roots[key[0]][0] / key[1] / "result.json").exists()}
-    failed: set = set()
-    started = time.time()
+# ---------------------------------------------------------------------------------------------- run
 
-    def launch(key) -> tuple:
-        run, (root, corpus) = runs[key], roots[key[0]]
-        t0 = time.time()
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    source: str                       # a path, or a built-in corpus (builtin:stdlib)
+
+
+def parse_corpus(text: str) -> Corpus:
+    """A corpus argument: NAME=SOURCE, or a path whose last part names it."""
+    if "=" in text:
+        name, source = text.split("=", 1)
+        return Corpus(name, source)
+    path = Path(text).absolute()
+    return Corpus(path.name, str(path))
+
+
+def run_design(corpora: list[Corpus], store: Path, design: Design, workers: int) -> dict[str, str]:
+    """Every corpus's runs in one pool of `workers` worker processes: each pool level on every corpus
+    before the next level, so that a stopped measurement leaves whole pools on every corpus."""
+    planned = plan_runs(design)
+    runs: dict[str, tuple[Corpus, Run]] = {}
+    for plan in design.pools:
+        for corpus in corpora:
+            (store / corpus.name).mkdir(parents=True, exist_ok=True)
+            runs |= {f"{corpus.name}/{run.run_id}": (corpus, run) for run in planned if run.pool == plan.pool}
+    root_of = {key: store / corpus.name for key, (corpus, _) in runs.items()}
+
+    def start(key: str) -> Job | str:
+        corpus, run = runs[key]
+        root = root_of[key]
         if run.command == "link":
-            return key, link_best(root, run), 0.0
-        with (root / f"{run.run_id}.log").open("a") as handle:
-            rc = subprocess.call(command_line(run, root, corpus, root / "same_pool.toml"), stdout=handle,
-                                 stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-        return key, rc, time.time() - t0
+            target = link_target(run, root)
+            link = root / run.run_id
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(target, target_is_directory=True)
+            return f"-> {target}"
+        setting = resolve(run, root, design)
+        if setting is None:
+            skipped_path(root, run).write_text("the best weight decay lies inside the ladder: no extension\n")
+            return "not needed (the best weight decay lies inside the ladder)"
+        args = run_args(run, root, corpus.source, design, setting)
+        write_json(root / f"{run.run_id}.command.json", {"argv": ["distillscale", *args]})
+        return Job(args, root / f"{run.run_id}.log", dict(THREADS))
 
-    pending = sorted((key for key in runs if key not in done),
-                     key=lambda key: (order[runs[key].pool], [c.name for c in corpora].index(key[0])))
-    with ThreadPoolExecutor(workers) as pool:
-        active = {}
-        while pending or active:
-            for key in [key for key in pending if any((key[0], n) in failed for n in runs[key].needs)]:
-                pending.remove(key)
-                failed.add(key)
-                print(f"{key[0]}: {key[1]} skipped (a run it needs failed)", flush=True)
-            ready = [key for key in pending if all((key[0], n) in done for n in runs[key].needs)]
-            for key in ready[:max(0, workers - len(active))]:
-                pending.remove(key)
-                active[pool.submit(launch, key)] = key
-            if not active:
-                break
-            finished, _ = wait(list(active), return_when=FIRST_COMPLETED)
-            for future in finished:
-                key, rc, seconds = future.result()
-                del active[future]
-                (done if rc == 0 else failed).add(key)
-                print(f"{key[0]}: {key[1]} rc={rc} {seconds:.0f} s val_loss={val_loss(roots[key[0]][0] / key[1])} "
-                      f"({len(done)}/{len(runs)} done, {time.time() - started:.0f} s)", flush=True)
+    def finished(key: str) -> str:
+        _, run = runs[key]
+        losses = [val_loss(path) for path in run_dirs(run, root_of[key])]
+        return ", validation loss " + " ".join("diverged" if loss is None else f"{loss:.4f}" for loss in losses)
+
+    graph = [GraphRun(key, tuple(f"{key.split('/')[0]}/{need}" for need in run.needs))
+             for key, (_, run) in runs.items()]
+    return run_graph(graph, lambda key: is_done(runs[key][1], root_of[key]), start, workers,
+                     lambda line: print(line, flush=True), finished)
 
 
-def collect(store: Path, out: Path, argv: list[str]) -> None:
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+DESIGN_FILE = "design.json"
+
+
+def store_design(store: Path, name: str) -> Design:
+    """The design a store is measured with: named in its design.json, written by its first `run`; a store
+    of another design is refused."""
+    recorded = read_json(store / DESIGN_FILE)
+    if recorded is None:
+        store.mkdir(parents=True, exist_ok=True)
+        write_json(store / DESIGN_FILE, {"design": name, "settings": asdict(DESIGNS[name])})
+    elif recorded["design"] != name:
+        raise SystemExit(f"--store {store} holds the {recorded['design']} design's runs, not the {name} design's: "
+                         f"give --design {recorded['design']} or another --store")
+    return DESIGNS[name]
+
+
+def design_of(store: Path) -> tuple[str, Design]:
+    recorded = read_json(store / DESIGN_FILE)
+    if recorded is None:
+        raise SystemExit(f"--store {store} holds no {DESIGN_FILE}: it is not a store `run` made")
+    return recorded["design"], DESIGNS[recorded["design"]]
+
+
+# ------------------------------------------------------------------------------------------ collect
+
+def collect(store: Path, out: Path, argv: list[str]) -> dict:
+    """Every finished run of every corpus in `store` (records), each cell's tuning and its runs trained
+    alone (cells), and the commands, written to `out` (a temporary file renamed into place). Run again
+    as more runs finish, it reads them too."""
+    name, design = design_of(store)
+    records, cells = [], {}
+    for root in sorted(path for path in store.iterdir() if path.is_dir()):
+        for run in plan_runs(design):
+            records += run_records(root, run, design)
+        for plan in design.pools:
+            for depth in design.depths:
+                cells[f"{root.name}/{cell_id(depth, plan.pool)}"] = cell_record(root, design, plan, depth)
+    payload = {"command": RUN_COMMAND,
+               "made_by": [*MADE_BY, "python bench/distillation/data_limited.py " + " ".join(argv)],
+               "design": __doc__.split("Usage:")[0].strip(), "design_name": name, "settings": asdict(design),
+               "cells": {key: cell for key, cell in cells.items() if cell["alone"]["n"] or cell["tuning"]},
+               "runs": records}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, payload)
+    print(f"{len(records)} runs, {len(payload['cells'])} cells -> {out}")
+    return payload
+
+
+def run_records(root: Path, run: Run, design: Design) -> list[dict]:
+    """The records of `run`'s finished run directories (a chain's generations one each)."""
     records = []
-    for root in sorted(p for p in store.iterdir() if p.is_dir()):
-        for run in plan_runs((1, 2, 3)):
-            path = root / run.run_id / "result.json"
-            if not path.exists():
-                continue
-            result = json.loads(path.read_text())
-            config = json.loads((root / run.run_id / "config.json").read_text())
-            records.append({
-                "corpus": root.name, "run_id": run.run_id, "role": run.role, "depth": run.depth,
-                "pool": run.pool, "unique_tokens": config.get("unique_tokens"), "tokens": result.get("tokens"),
-                "non_embedding_params": result.get("non_embedding_params"), "seed": run.seed,
-                "weight_decay": config.get("weight_decay"), "cell_grid": {f"{wd:g}": val_loss(root / grid_id(run.cell, wd)) for wd in GRIDS[run.pool]},
-                "generation": run.generation, "members": run.members,
-                "teachers": list(run.teachers), "val_loss": result["val_loss"],
-                "teacher_val_loss": (result.get("teacher") or {}).get("teacher_val_loss"),
-                "train_seconds": result.get("wall_seconds") or result.get("elapsed_seconds"),
-            })
-    payload = {"command": RUN_COMMAND, "made_by": [*MADE_BY, "python bench/distillation/data_limited.py " + " ".join(argv)],
-               "design": __doc__.split("Usage:")[0].strip(), "runs": records}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp, out)
-    print(f"{len(records)} runs -> {out}")
+    for g, path in enumerate(run_dirs(run, root), start=1):
+        result = read_json(path / "result.json")
+        if result is None:
+            continue
+        record = run_record(root, run, path, result, design)
+        if run.command == "chain":
+            record |= {"run_id": f"{run.run_id}/generation-{g}", "generation": g,
+                       "teachers": [run.teachers[0] if g == 1 else f"{run.run_id}/generation-{g - 1}"]}
+        records.append(record)
+    return records
+
+
+def run_record(root: Path, run: Run, path: Path, result: dict, design: Design) -> dict:
+    weight_decay, dropout = setting_of(path)
+    teacher = result.get("teacher") or {}
+    unique = result.get("unique_tokens") or design.unique_tokens(run.pool)
+    params = result.get("non_embedding_params")
+    command = read_json(root / f"{run.run_id}.command.json")
+    if run.command == "link":
+        command = read_json(root / f"{Path(os.readlink(root / run.run_id)).name}.command.json")
+    return {
+        "corpus": root.name, "run_id": run.run_id, "role": run.role, "cell": run.cell, "step": run.step,
+        "depth": run.depth, "pool": run.pool, "unique_tokens": unique, "tokens": result.get("tokens"),
+        "epochs": result.get("epochs"), "non_embedding_params": params,
+        "params_per_unique_token": params / unique if params and unique else None,
+        "seed": run.seed, "weight_decay": weight_decay, "dropout": dropout,
+        "cell_grid": {f"{t.weight_decay:.6g}": t.loss for t in trials(root, tuning_ids(design.pool_plan(run.pool),
+                                                                                        run.cell_depth))
+                      if t.dropout == 0.0},
+        "generation": None, "chain": run.chain, "members": run.members,
+        "teachers": list(run.teachers) if run.command != "link" else [Path(os.readlink(root / run.run_id)).name],
+        "val_loss": result.get("val_loss"), "teacher_val_loss": teacher.get("teacher_val_loss"),
+        "teacher_params": teacher.get("non_embedding_params"),
+        "member_val_losses": [member.get("teacher_val_loss") for member in teacher.get("teachers", [])] or None,
+        "status": result.get("status", "completed"),
+        "train_seconds": result.get("train_seconds"), "wall_seconds": result.get("wall_seconds"),
+        "command": None if command is None else command["argv"],
+    }
+
+
+def cell_record(root: Path, design: Design, plan: PoolPlan, depth: int) -> dict:
+    """A cell's tuning (each trial, the best, whether it lies at a grid's end) and its runs trained
+    alone: their losses, mean and seed standard deviation (nats/token)."""
+    found = trials(root, tuning_ids(plan, depth))
+    finite = [t for t in found if t.loss is not None]
+    chosen = min(finite, key=lambda t: t.loss) if finite else None
+    at_zero = sorted({t.weight_decay for t in found if t.dropout == 0.0})
+    losses = [loss for seed in plan.seeds if (loss := val_loss(root / f"{cell_id(depth, plan.pool)}-alone-s{seed}"))
+              is not None]
+    extension = ("not needed" if (root / f"{cell_id(depth, plan.pool)}-wd-ext.skipped").exists() else
+                 "trained" if (root / f"{cell_id(depth, plan.pool)}-wd-ext" / "result.json").is_file() else "pending")
+    edge = None  # the best weight decay is the lowest or highest tried (at any dropout)
+    if chosen is not None and len(at_zero) > 1 and chosen.weight_decay in (at_zero[0], at_zero[-1]):
+        edge = "low" if chosen.weight_decay == at_zero[0] else "high"
+    return {
+        "depth": depth, "pool": plan.pool, "unique_tokens": design.unique_tokens(plan.pool),
+        "epochs": design.epochs(plan.pool), "params": design.params(depth),
+        "params_per_unique_token": design.params(depth) / design.unique_tokens(plan.pool),
+        "tuning": [asdict(t) for t in found], "extension": extension,
+        "best_weight_decay": chosen and chosen.weight_decay, "best_dropout": chosen and chosen.dropout,
+        "weight_decay_at_grid_end": edge,
+        "dropout_at_grid_end": bool(chosen and plan.dropouts and chosen.dropout == max(plan.dropouts)),
+        "alone": {"n": len(losses), "losses": losses, "mean": statistics.fmean(losses) if losses else None,
+                  "sd": statistics.stdev(losses) if len(losses) > 1 else None},
+    }
+
+
+# ------------------------------------------------------------------------------------------ summary
+
+def summary(data: dict) -> list[str]:
+    """Per cell: the runs trained alone (mean +- seed sd), then each generation, ensemble, ensemble's
+    student and the larger teacher's student as its change against that mean, in % and in seed sds (*:
+    beyond 2); last, the cells whose gains (a lower loss) exceed 2 seed sds, and what gained."""
+    lines, gains = [], {}
+    by_cell: dict[str, list[dict]] = {}
+    for record in data["runs"]:
+        by_cell.setdefault(f"{record['corpus']}/{record['cell']}", []).append(record)
+    for key, cell in data["cells"].items():
+        alone = cell["alone"]
+        edge = [f"weight decay at the grid's {cell['weight_decay_at_grid_end']} end"] if cell["weight_decay_at_grid_end"] else []
+        edge += ["dropout at the grid's end"] if cell["dropout_at_grid_end"] else []
+        lines.append(f"{key}: {cell['params_per_unique_token']:.1f} params/unique token, {cell['epochs']:.1f} epochs, "
+                     f"weight decay {cell['best_weight_decay']}, dropout {cell['best_dropout']}"
+                     + (f" ({'; '.join(edge)})" if edge else ""))
+        if alone["mean"] is None:
+            lines.append("  alone: no run finished")
+            continue
+        mean, sd = alone["mean"], alone["sd"]
+        lines.append(f"  alone {mean:.4f} +- " + ("?" if sd is None else f"{sd:.4f}") +
+                     f" nats/token ({alone['n']} seeds)")
+
+        def change(loss: float | None, label: str, counts: bool = True) -> str:
+            if loss is None:
+                return "diverged"
+            text = f"{100 * (loss - mean) / mean:+.2f}%"
+            if not sd:
+                return text
+            sds = (loss - mean) / sd
+            if counts and sds < -2:
+                gains.setdefault(key, []).append(label)
+            return text + f" ({sds:+.1f} sd{'*' if abs(sds) > 2 else ''})"
+
+        runs = by_cell.get(key, [])
+        for c in sorted({r["chain"] for r in runs if r["role"] == "chain"}):
+            chain = sorted((r for r in runs if r["role"] == "chain" and r["chain"] == c), key=lambda r: r["generation"])
+            lines.append(f"  chain {c}:")
+            lines += [f"    g{r['generation']} " + change(r["val_loss"], f"c{c}g{r['generation']}") for r in chain]
+        for r in sorted((r for r in runs if r["role"] == "ensemble"), key=lambda r: r["members"]):
+            k = r["members"]
+            lines.append(f"  ensemble of {k}: {change(r['teacher_val_loss'], f'ens{k}')}, its student "
+                         f"{change(r['val_loss'], f'ens{k}-student')}")
+        for r in (r for r in runs if r["role"] == "larger"):
+            lines.append(f"  larger teacher ({r['non_embedding_params']:,} params): "
+                         f"{change(r['val_loss'], 'larger', counts=False)}")
+        for r in (r for r in runs if r["role"] == "student-of-larger"):
+            lines.append(f"  its student: {change(r['val_loss'], 'from-larger')}")
+    lines.append(f"cells whose gains exceed 2 seed sds: {len(gains)} of {len(data['cells'])}")
+    lines += [f"  {key}: {', '.join(labels)}" for key, labels in gains.items()]
+    return lines
+
+
+# ------------------------------------------------------------------------------------------- timing
+
+SETUP_TOKENS = "16K"                  # the teachers of the timed mixtures: their training is not what is timed
+
+
+def timing_runs(design: Design, prefix: str) -> list[Run]:
+    """One run of each kind, at the most repeated pool: training alone at each size and one deeper,
+    a student of a same-size teacher, a student of a mixture of 8 (every teacher a short run of setup)."""
+    pool, runs = design.pools[0].pool, []
+    for depth in (*design.depths, max(design.depths) + 1):
+        runs.append(Run(f"{prefix}-train-d{depth}", "train", "timing", depth, depth, pool, "ladder", weight_decay=0.1,
+                        dropout=0.1))
+    for depth in design.depths:
+        teachers = tuple(f"setup-d{depth}-s{seed}" for seed in range(1, 9))
+        runs.append(Run(f"{prefix}-distill-d{depth}", "distill", "timing", depth, depth, pool, "ladder",
+                        weight_decay=0.1, dropout=0.1, teachers=teachers[:1], needs=teachers[:1]))
+        runs.append(Run(f"{prefix}-mixture8-d{depth}", "distill", "timing", depth, depth, pool, "ladder",
+                        weight_decay=0.1, dropout=0.1, teachers=teachers, members=8, needs=teachers))
+    return runs
+
+
+def time_kinds(corpus: Corpus, store: Path, design: Design, workers: list[int]) -> dict[int, dict[str, float]]:
+    """Seconds of each timed run (from its start to its end, as the runner sees them) with each number
+    of workers; the setup's teachers first (not timed)."""
+    root = store / corpus.name
+    root.mkdir(parents=True, exist_ok=True)
+    short = replace(design, tokens=SETUP_TOKENS)
+    setup = [Run(f"setup-d{depth}-s{seed}", "train", "timing", depth, depth, design.pools[0].pool, "ladder",
+                 seed=seed, weight_decay=0.1) for depth in design.depths for seed in range(1, 9)]
+    seconds: dict[int, dict[str, float]] = {}
+    for count, (runs, settings) in enumerate([(setup, short)] + [(timing_runs(design, f"w{w}"), design)
+                                                                  for w in workers]):
+        began: dict[str, float] = {}
+        took: dict[str, float] = {}
+        by_id = {run.run_id: run for run in runs}
+
+        def start(run_id: str) -> Job:
+            began[run_id] = time.perf_counter()
+            run = by_id[run_id]
+            return Job(run_args(run, root, corpus.source, settings, (run.weight_decay, run.dropout)),
+                       root / f"{run_id}.log", dict(THREADS))
+
+        def finished(run_id: str) -> str:
+            took[run_id] = time.perf_counter() - began[run_id]
+            return f" in {took[run_id]:.1f} s"
+
+        w = 1 if count == 0 else workers[count - 1]
+        t0 = time.perf_counter()
+        status = run_graph([GraphRun(run.run_id, tuple(n for n in run.needs if n in by_id)) for run in runs],
+                           lambda run_id: False, start, w, lambda line: print(line, flush=True), finished)
+        if any(value != COMPLETED for value in status.values()):
+            raise SystemExit(f"a timed run did not complete: see the logs in {root}")
+        if count:
+            seconds[w] = {run_id.split("-", 1)[1]: value for run_id, value in took.items()}
+            seconds[w]["elapsed"] = time.perf_counter() - t0
+    return seconds
+
+
+def run_seconds(design: Design, kinds: dict[str, float]) -> dict[str, float]:
+    """Each run's estimated seconds from the timed kinds: a chain is its generations' students; a student
+    of k teachers pays k - 1 more teachers' forward passes (measured by the mixture of 8); a deeper
+    teacher's forward pass costs what its training costs more."""
+    deepest = max(design.depths) + 1
+    train = {d: kinds[f"train-d{d}"] for d in (*design.depths, deepest)}
+    student = {d: kinds[f"distill-d{d}"] for d in design.depths}
+    forward = {d: (kinds[f"mixture8-d{d}"] - student[d]) / 7 for d in design.depths}
+    forward[deepest] = forward[max(design.depths)] * train[deepest] / train[max(design.depths)]
+    seconds = {}
+    for run in plan_runs(design):
+        d = run.depth
+        if run.command == "link":
+            seconds[run.run_id] = 0.0
+        elif run.command == "train":
+            seconds[run.run_id] = train[d]
+        elif run.command == "chain":
+            seconds[run.run_id] = run.generations * student[d]
+        elif run.role == "ensemble":
+            seconds[run.run_id] = student[d] + (run.members - 1) * forward[d]
+        else:  # a student of the larger teacher
+            seconds[run.run_id] = student[d] + forward[d + 1] - forward[d]
+    return seconds
+
+
+def estimate_lines(design: Design, seconds: dict[int, dict[str, float]], corpora: int) -> list[str]:
+    """The timed kinds, and the design's wall time per pool level and in all on `corpora` corpora: each
+    run at its measured seconds with w workers, w at a time."""
+    lines = ["seconds per run (w runs at once):  " + "  ".join(f"w={w}" for w in seconds)]
+    kinds = [kind for kind in next(iter(seconds.values())) if kind != "elapsed"]
+    lines += [f"  {kind:<16}" + "".join(f"{seconds[w][kind]:>8.1f}" for w in seconds) for kind in kinds]
+    lines.append(f"  {'elapsed':<16}" + "".join(f"{seconds[w]['elapsed']:>8.1f}" for w in seconds))
+    for w, kinds_w in seconds.items():
+        per_run = run_seconds(design, kinds_w)
+        runs = plan_runs(design)
+        parts = {plan.pool: sum(per_run[r.run_id] for r in runs if r.pool == plan.pool) * corpora / w
+                 for plan in design.pools}
+        total = sum(parts.values())
+        lines.append(f"{w} worker(s), {corpora} corpora: " + ", ".join(f"pool {pool} {value / 3600:.2f} h"
+                                                                       for pool, value in parts.items())
+                     + f"; in all {total / 3600:.2f} h ({sum(r.command != 'link' for r in runs) * corpora} runs)")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- main
+
+def plan_lines(design: Design) -> list[str]:
+    """The design's cells and run counts per corpus."""
+    runs = plan_runs(design)
+    lines = []
+    for plan in design.pools:
+        for depth in design.depths:
+            cell = [r for r in runs if r.cell == cell_id(depth, plan.pool)]
+            counts = {role: sum(r.generations or 1 for r in cell if r.role == role and r.command != "link")
+                      for role in dict.fromkeys(r.role for r in cell)}
+            trainings = sum(r.generations or 1 for r in cell if r.command != "link")
+            lines.append(f"{cell_id(depth, plan.pool)}: {design.params(depth):,} params, "
+                         f"{design.params(depth) / design.unique_tokens(plan.pool):.1f} params/unique token, "
+                         f"{design.epochs(plan.pool):.1f} epochs; {trainings} trainings ("
+                         + ", ".join(f"{role} {n}" for role, n in counts.items() if n) + ")")
+    total = sum(r.generations or 1 for r in runs if r.command != "link")
+    lines.append(f"per corpus: {total} trainings (the extension counted as trained)")
+    return lines
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="verb", required=True)
-    run = sub.add_parser("run")
-    run.add_argument("corpora", nargs="+", type=Path)
+    run = sub.add_parser("run", help="train every run of the design not finished yet")
+    run.add_argument("corpora", nargs="+", type=parse_corpus)
     run.add_argument("--store", type=Path, required=True)
     run.add_argument("--workers", type=int, default=2)
-    run.add_argument("--depths", default="2", help="student depths, comma-separated (default: 2)")
-    col = sub.add_parser("collect")
+    run.add_argument("--design", choices=sorted(DESIGNS), default="regime")
+    col = sub.add_parser("collect", help="write every finished run's numbers to a JSON file")
     col.add_argument("--store", type=Path, required=True)
-    col.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "data" / "data_limited_runs.json")
+    col.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    summ = sub.add_parser("summary", help="each cell's runs against its runs trained alone")
+    summ.add_argument("runs", nargs="?", type=Path, default=DEFAULT_OUT)
+    tim = sub.add_parser("time", help="time one run of each kind and estimate the design's wall time")
+    tim.add_argument("corpus", type=parse_corpus)
+    tim.add_argument("--store", type=Path, required=True)
+    tim.add_argument("--workers", default="1,2", help="numbers of concurrent runs to time, comma-separated")
+    tim.add_argument("--design", choices=sorted(DESIGNS), default="regime")
+    tim.add_argument("--corpora", type=int, default=4, help="corpora the estimate is for (default 4)")
+    pln = sub.add_parser("plan", help="the design's cells and run counts")
+    pln.add_argument("--design", choices=sorted(DESIGNS), default="regime")
     args = parser.parse_args(argv)
     if args.verb == "run":
-        run_corpora([corpus.absolute() for corpus in args.corpora], args.store.resolve(), args.workers,
-                    tuple(int(d) for d in args.depths.split(",")))
+        store = args.store.absolute()
+        design = store_design(store, args.design)
+        status = run_design(args.corpora, store, design, args.workers)
+        failed = [key for key, value in status.items() if value != COMPLETED]
+        print(f"{len(status) - len(failed)} of {len(status)} runs completed" +
+              (f"; not completed: {', '.join(failed)}" if failed else ""))
+        raise SystemExit(1 if failed else 0)
+    if args.verb == "collect":
+        collect(args.store.absolute(), args.out, argv)
+    elif args.verb == "summary":
+        print("\n".join(summary(json.loads(args.runs.read_text(encoding="utf-8")))))
+    elif args.verb == "time":
+        design = DESIGNS[args.design]
+        seconds = time_kinds(args.corpus, args.store.absolute(), design, [int(w) for w in args.workers.split(",")])
+        print("\n".join(estimate_lines(design, seconds, args.corpora)))
     else:
-        collect(args.store.resolve(), args.out, argv)
+        print("\n".join(plan_lines(DESIGNS[args.design])))
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ interrupted one resumes from its checkpoint.
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -181,51 +179,30 @@ def run_args(run: DataLimitedRun, root: Path, data: str, design: DataLimitedDesi
 def run_plan(runs: list[DataLimitedRun], root: Path, data: str, design: DataLimitedDesign, workers: int,
              progress: Callable[[str], None] = lambda message: None) -> dict[str, str]:
     """Run every run of `runs` without a result.json in `root`, `workers` at a time, each once the
-    runs it needs have finished; returns each run's status: completed (now or before), failed, or
-    blocked (a run it needs failed)."""
-    from distillscale.sweeps.executors import Job, LocalExecutor
+    runs it needs have finished (`run_graph`); returns each run's status: completed (now or before),
+    failed, or blocked (a run it needs failed)."""
+    from distillscale.sweeps.executors import Job
+    from distillscale.sweeps.run_graph import GraphRun, run_graph
 
     (root / SAME_POOL_CONFIG).write_text(SAME_POOL, encoding="utf-8")
-    status = {run.run_id: "completed" for run in runs if read_result(root / run.run_id) is not None}
-    pending = [run for run in runs if run.run_id not in status]
-    executor, active, free = LocalExecutor(workers), {}, list(range(workers))
-    started = time.perf_counter()
-    try:
-        while pending or active:
-            for run in [run for run in pending if any(status.get(n) in ("failed", "blocked") for n in run.needs)]:
-                pending.remove(run)
-                status[run.run_id] = "blocked"
-                progress(f"{run.run_id} blocked: a run it needs did not complete")
-            for run in [run for run in pending if run.command == "link" and all(status.get(n) == "completed"
-                                                                                for n in run.needs)]:
-                pending.remove(run)
-                status[run.run_id] = "completed"
-                progress(f"{run.run_id}: the best of its pool's grid, weight decay {link_best(root, run, design):g}")
-            for run in [run for run in pending if all(status.get(n) == "completed" for n in run.needs)]:
-                if not free:
-                    break
-                pending.remove(run)
-                job = Job(run_args(run, root, data, design), root / f"{run.run_id}.log", dict(THREADS), free.pop(0))
-                active[executor.submit(job)] = (run, job.slot)
-            if not active:
-                break
-            done, _ = wait(list(active), return_when=FIRST_COMPLETED)
-            for future in done:
-                run, slot = active.pop(future)
-                free.append(slot)
-                status[run.run_id] = _status(future, root / run.run_id)
-                loss = (f", validation loss {read_result(root / run.run_id)['val_loss']:.4f} nats/token"
-                        if status[run.run_id] == "completed" else f": see {root / run.run_id}.log")
-                progress(f"{run.run_id} {status[run.run_id]}{loss} ({sum(s == 'completed' for s in status.values())}/"
-                         f"{len(runs)} done, {time.perf_counter() - started:.0f} s)")
-    finally:
-        executor.shutdown()
-    return status
+    by_id = {run.run_id: run for run in runs}
+
+    def start(run_id: str) -> Job | str:
+        run = by_id[run_id]
+        if run.command == "link":
+            return f"the best of its pool's grid, weight decay {link_best(root, run, design):g}"
+        return Job(run_args(run, root, data, design), root / f"{run_id}.log", dict(THREADS))
+
+    def finished(run_id: str) -> str:
+        return f", validation loss {read_result(root / run_id)['val_loss']:.4f} nats/token"
+
+    return run_graph([GraphRun(run.run_id, run.needs) for run in runs], lambda run_id: _completed(root / run_id),
+                     start, workers, progress, finished)
 
 
-def _status(future: Future, run_dir: Path) -> str:
-    result = read_result(run_dir) if not future.exception() and future.result() == 0 else None
-    return "completed" if result is not None and result.get("status", "completed") == "completed" else "failed"
+def _completed(run_dir: Path) -> bool:
+    result = read_result(run_dir)
+    return result is not None and result.get("status", "completed") == "completed"
 
 
 def teacher_split_tokens(data: str, design: DataLimitedDesign) -> int:
