@@ -3,11 +3,71 @@ noise: models large against a fixed pool of unique tokens read for many epochs, 
 regularised as the regime's practitioners do, chains of six generations, ensembles of 2, 4 and 8 with
 their own loss and their students, and a larger teacher on the same pool.
 
-DESIGN_NOTES
+The design (`regime`), per corpus (`plan` lists it; 163 trainings, 652 on 4 corpora):
+
+- Students of depth 2 and 3 at aspect ratio 24: 55,632 and 187,272 non-embedding parameters; vocabulary
+  512, windows of 128 tokens, batches of 4, every run 256K tokens (500 steps, WSD, peak lr 0.003), the
+  loss measured on 64K tokens of the validation split; one torch thread per run, `--workers` at once.
+- Pools of the teacher split, every run of a cell reading the same one: 4K (3,968 unique tokens, 64.5
+  epochs; 14.0 and 47.2 parameters per unique token), 16K (16 epochs; 3.5 and 11.8) and 256K (1 epoch:
+  fresh data, where the law's F is measured and distillation should not pay). A cell is a corpus, a
+  size and a pool.
+- Regularisation tuned per cell first (trained alone, seed 0): weight decay at dropout 0 on a ladder of
+  factor 2 (4K: 0.05-0.4; 16K: 0.0125-0.1) or 10 (256K: 1e-4-1e-2), extended once by a step past the end
+  where the best lies; on repeated pools refined half a step (x/÷ sqrt 2) around the best, then dropout
+  0.1 and 0.2 at that decay. Every other run of the cell, students included, takes the cell's best
+  (weight decay, dropout); `collect` and `summary` say when it lies at a grid's end.
+- Trained alone: seeds 1-8 on repeated pools, 1-3 on the fresh one, at the best setting (the tuning
+  runs are not among them: the baseline's mean has no winner's curse); their mean and standard
+  deviation are each cell's reference.
+- Self-distillation: two chains of 6 generations per repeated cell (`distill --generations 6 --split
+  teacher`, from seed 1 and from seed 2 alone), one of 2 generations on the fresh pool.
+- Ensembles of seeds 1..k alone, k = 2, 4, 8 (2 on the fresh pool), each distilled into one student
+  (`distill --teacher` k times). The ensemble's own loss is its mixture's on the validation split, which
+  `distill` measures before training on the windows the student is measured on (result.json:
+  teacher.teacher_val_loss, each member's beside it).
+- A larger teacher on the same pool, one layer deeper, and its student: for depth 2, depth 3's seed-1
+  run alone (3.4x its parameters, tuned on the pool); for depth 3, depth 4 (442K, 2.4x) trained at 0.5, 1
+  and 2 times the cell's best weight decay (at its best dropout), the best of the three.
+
+Why these sizes (pilot runs on doc-en, the same settings and data format 3; losses in nats/token):
+
+- The regime needs many epochs more than many parameters per token: at 64 epochs (4K pool, weight decay
+  0.1) a same-size student beat the model trained alone by 2.7% at depth 2 (4.598 and 4.605 for two seeds
+  -> 4.479) and 3.3% at depth 3 (4.635 -> 4.480); at 32 epochs (8K pool) it lost 0.5% at both (depth 2:
+  4.262 -> 4.286; depth 3, 23.5 parameters per unique token: 4.285 -> 4.307). Hence 4K, where the regime
+  shows, and 16K, where last round's first generations sat within -1.8..+0.9%.
+- Seed noise there is small: 0.004 (0.1%) over 3 seeds at depth 3 and 8K, 0.005 over 2 at depth 2 and
+  4K, so 2.7% is about 25 seed sds; last round's 4K pools reached 0.054 on stdlib, hence 8 seeds.
+- The loss is steep in weight decay (depth 2, 4K, dropout 0: 0.03 -> 5.762, 0.05 -> 5.193, 0.1 -> 4.598,
+  0.2 -> 4.969, 0.3 -> 5.067): a factor-2 ladder can miss the best by more than the effects, hence the
+  refinement; dropout helps at 64 epochs (at 0.1: 0 -> 4.598, 0.1 -> 4.538, 0.2 -> 4.554).
+- Weight decay of 1 and more: `--weight-decay` is the engine's per-step shrink at peak lr (each step
+  multiplies decayed weights by 1 - wd x the schedule's factor), so 1 zeroes them at every step at peak
+  and more flips their sign. Measured at depth 3 and 8K: 0.01 -> 5.521, 0.03 -> 4.285, 0.1 -> 4.284, 0.3
+  -> 5.316, 1 -> 5.725, 3 diverged at step 91. The practitioners' 0.8-3.2 (30x the usual 0.1) are
+  PyTorch AdamW coefficients, which multiply the lr: at lr 0.003, 0.0024-0.0096 per step here; these
+  ladders reach 0.4 (0.8 extended), 40-80x beyond them.
+- An ensemble of 3 (depth 3, 8K) gained 1.4% (4.224 against its members' 4.285), its student +0.1%.
+
+Time (`time` on doc-en: one run of each kind with 1 and with 2 at once; each run's CPU seconds with one
+worker): training alone 19.8 / 26.6 / 42.4 CPU s at depth 2 / 3 / 4, a student of a same-size teacher
+21.0 / 29.5, of a mixture of 8 50.7 / 87.9 (a teacher's forward pass: 4.2 / 8.3 s per student run). The
+design is 17,700 CPU s on 4 corpora (4.9 h of one core: the 4K and 16K pools 1.04 h each on 2 cores, the
+256K pool 0.38 h): about 2.5 h with 2 workers on 2 free cores. Timed while the machine ran other work
+(load average 5-6 on its 2 cores), a run took 1.8-2.0x its CPU time with one worker, and 2 workers gave
+1.3x one worker's throughput: 7.9 h with 2 workers then (9.1 h with 1). The runs of the last measurement
+trained twice as slowly as one idle core (depth 2, 16K: a median of 15.4 s of training with 2 workers,
+7.6 s alone on an idle machine here), 2 workers giving about one free core: about 4.9 h. A 5th corpus
+adds a quarter; run `time` on the measuring machine first.
+
+The runs of bench/data/data_limited_runs.json (one size, pools of 1, 16 and 64 epochs, 4 generations,
+ensembles of 2 and 3) were made by an earlier design of this script (`git show
+6f2acd1:bench/distillation/data_limited.py`); this design supersedes it.
 
 Usage:
     python bench/distillation/data_limited.py run CORPUS [CORPUS ...] --store /work/dl_regime [--workers 2]
-    python bench/distillation/data_limited.py collect --store /work/dl_regime [--out bench/data/data_limited_regime.json]
+    python bench/distillation/data_limited.py collect --store /work/dl_regime [--out FILE.json]
     python bench/distillation/data_limited.py summary [bench/data/data_limited_regime.json]
     python bench/distillation/data_limited.py time CORPUS --store /tmp/dl_timing [--workers 1,2]
     python bench/distillation/data_limited.py plan [--design regime]
@@ -523,7 +583,8 @@ def summary(data: dict) -> list[str]:
         by_cell.setdefault(f"{record['corpus']}/{record['cell']}", []).append(record)
     for key, cell in data["cells"].items():
         alone = cell["alone"]
-        edge = [f"weight decay at the grid's {cell['weight_decay_at_grid_end']} end"] if cell["weight_decay_at_grid_end"] else []
+        end = cell["weight_decay_at_grid_end"]
+        edge = [f"weight decay at the grid's {end} end"] if end else []
         edge += ["dropout at the grid's end"] if cell["dropout_at_grid_end"] else []
         lines.append(f"{key}: {cell['params_per_unique_token']:.1f} params/unique token, {cell['epochs']:.1f} epochs, "
                      f"weight decay {cell['best_weight_decay']}, dropout {cell['best_dropout']}"
@@ -586,40 +647,65 @@ def timing_runs(design: Design, prefix: str) -> list[Run]:
     return runs
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's children so far: the finished ones and the live ones (the workers)."""
+    import resource
+
+    total = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = total.ru_utime + total.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():  # ppid; then utime and stime are fields 14 and 15 of the line
+            seconds += (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
 def time_kinds(corpus: Corpus, store: Path, design: Design, workers: list[int]) -> dict[int, dict[str, float]]:
     """Seconds of each timed run (from its start to its end, as the runner sees them) with each number
-    of workers; the setup's teachers first (not timed)."""
+    of workers, and the phase's elapsed and CPU seconds (with one worker, each run's CPU seconds too:
+    `cpu:` kinds); the setup's teachers first (not timed)."""
     root = store / corpus.name
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists():
+        raise SystemExit(f"--store {store} already holds {corpus.name}: timing trains every run anew; "
+                         "give a new --store")
+    root.mkdir(parents=True)
     short = replace(design, tokens=SETUP_TOKENS)
     setup = [Run(f"setup-d{depth}-s{seed}", "train", "timing", depth, depth, design.pools[0].pool, "ladder",
                  seed=seed, weight_decay=0.1) for depth in design.depths for seed in range(1, 9)]
     seconds: dict[int, dict[str, float]] = {}
     for count, (runs, settings) in enumerate([(setup, short)] + [(timing_runs(design, f"w{w}"), design)
                                                                   for w in workers]):
-        began: dict[str, float] = {}
+        w = 1 if count == 0 else workers[count - 1]
+        began: dict[str, tuple[float, float]] = {}
         took: dict[str, float] = {}
         by_id = {run.run_id: run for run in runs}
 
         def start(run_id: str) -> Job:
-            began[run_id] = time.perf_counter()
+            began[run_id] = time.perf_counter(), children_cpu()
             run = by_id[run_id]
             return Job(run_args(run, root, corpus.source, settings, (run.weight_decay, run.dropout)),
                        root / f"{run_id}.log", dict(THREADS))
 
         def finished(run_id: str) -> str:
-            took[run_id] = time.perf_counter() - began[run_id]
-            return f" in {took[run_id]:.1f} s"
+            took[run_id] = time.perf_counter() - began[run_id][0]
+            if w == 1:  # the one worker's CPU: the run's
+                took["cpu:" + run_id] = children_cpu() - began[run_id][1]
+            cpu = f" ({took['cpu:' + run_id]:.1f} CPU s)" if w == 1 else ""
+            return f" in {took[run_id]:.1f} s{cpu}, load {os.getloadavg()[0]:.1f}"
 
-        w = 1 if count == 0 else workers[count - 1]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), children_cpu()
         status = run_graph([GraphRun(run.run_id, tuple(n for n in run.needs if n in by_id)) for run in runs],
-                           lambda run_id: False, start, w, lambda line: print(line, flush=True), finished)
+                           lambda run_id: (root / run_id / "result.json").is_file(), start, w,
+                           lambda line: print(line, flush=True), finished)
         if any(value != COMPLETED for value in status.values()):
             raise SystemExit(f"a timed run did not complete: see the logs in {root}")
         if count:
-            seconds[w] = {run_id.split("-", 1)[1]: value for run_id, value in took.items()}
-            seconds[w]["elapsed"] = time.perf_counter() - t0
+            seconds[w] = {run_id.replace(f"w{w}-", ""): value for run_id, value in took.items()}
+            seconds[w] |= {"elapsed": time.perf_counter() - t0, "cpu": children_cpu() - cpu0}
     return seconds
 
 
@@ -649,21 +735,31 @@ def run_seconds(design: Design, kinds: dict[str, float]) -> dict[str, float]:
 
 
 def estimate_lines(design: Design, seconds: dict[int, dict[str, float]], corpora: int) -> list[str]:
-    """The timed kinds, and the design's wall time per pool level and in all on `corpora` corpora: each
-    run at its measured seconds with w workers, w at a time."""
-    lines = ["seconds per run (w runs at once):  " + "  ".join(f"w={w}" for w in seconds)]
-    kinds = [kind for kind in next(iter(seconds.values())) if kind != "elapsed"]
-    lines += [f"  {kind:<16}" + "".join(f"{seconds[w][kind]:>8.1f}" for w in seconds) for kind in kinds]
-    lines.append(f"  {'elapsed':<16}" + "".join(f"{seconds[w]['elapsed']:>8.1f}" for w in seconds))
-    for w, kinds_w in seconds.items():
-        per_run = run_seconds(design, kinds_w)
-        runs = plan_runs(design)
+    """The timed kinds (each run's seconds from start to end with w runs at once; with one worker its CPU
+    seconds too), and the design's time on `corpora` corpora per pool level and in all: each run at its
+    kind's seconds measured with w workers, w at a time; and its CPU seconds shared by w free cores."""
+    kinds = [kind for kind in seconds[min(seconds)] if kind not in ("elapsed", "cpu") and not kind.startswith("cpu:")]
+    columns = [(f"w={w}", w, "") for w in seconds] + ([("CPU, w=1", 1, "cpu:")] if 1 in seconds else [])
+    lines = ["seconds per run     " + "".join(f"{name:>10}" for name, _, _ in columns)]
+    lines += [f"  {kind:<18}" + "".join(f"{seconds[w][prefix + kind]:>10.1f}" for _, w, prefix in columns)
+              for kind in kinds]
+    lines += [f"  {'(all, elapsed)':<18}" + "".join(f"{seconds[w]['elapsed']:>10.1f}" for w in seconds),
+              f"  {'(all, CPU)':<18}" + "".join(f"{seconds[w]['cpu']:>10.1f}" for w in seconds)]
+    runs = plan_runs(design)
+    count = sum(r.generations or 1 for r in runs if r.command != "link") * corpora
+
+    def part_lines(label: str, per_run: dict[str, float], w: int) -> str:
         parts = {plan.pool: sum(per_run[r.run_id] for r in runs if r.pool == plan.pool) * corpora / w
                  for plan in design.pools}
-        total = sum(parts.values())
-        lines.append(f"{w} worker(s), {corpora} corpora: " + ", ".join(f"pool {pool} {value / 3600:.2f} h"
-                                                                       for pool, value in parts.items())
-                     + f"; in all {total / 3600:.2f} h ({sum(r.command != 'link' for r in runs) * corpora} runs)")
+        return (f"{label}: " + ", ".join(f"pool {pool} {value / 3600:.2f} h" for pool, value in parts.items())
+                + f"; in all {sum(parts.values()) / 3600:.2f} h")
+
+    lines.append(f"the design on {corpora} corpora ({count} trainings):")
+    lines += [part_lines(f"  {w} worker(s), as timed", run_seconds(design, seconds[w]), w) for w in seconds]
+    if 1 in seconds:
+        cpu = run_seconds(design, {kind.removeprefix("cpu:"): value for kind, value in seconds[1].items()
+                                   if kind.startswith("cpu:")})
+        lines += [part_lines(f"  CPU shared by {w} free cores", cpu, w) for w in seconds if w > 1]
     return lines
 
 
@@ -689,7 +785,7 @@ def plan_lines(design: Design) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="verb", required=True)
     run = sub.add_parser("run", help="train every run of the design not finished yet")
     run.add_argument("corpora", nargs="+", type=parse_corpus)

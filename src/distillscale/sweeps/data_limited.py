@@ -13,10 +13,10 @@ as many epochs as the run's token budget takes (a pool as large as the budget: o
   teachers), distilled into one.
 
 Each run is a run directory of the engine (`distillscale train` / `distill`) under the sweep directory,
-named as in the bench's research sweep (bench/distillation/data_limited.py): d2-u16K-wd0.03,
+named as the runs of bench/data/data_limited_runs.json: d2-u16K-wd0.03,
 d2-u16K-alone-s0, d2-u16K-gen1, d2-u16K-larger, d2-u16K-from-larger, d2-u16K-ensemble2. The runs go
-through the sweep's local executor (long-lived worker processes, one torch thread per run), each as
-soon as the runs it needs have finished; a run with a result.json is done and is never run again, an
+through the sweep's local executor (long-lived worker processes, one torch thread per run, `run_graph`),
+each as soon as the runs it needs have finished; a run with a result.json is done and is never run again, an
 interrupted one resumes from its checkpoint.
 """
 
