@@ -36,9 +36,11 @@ Why these sizes (pilot runs on doc-en, the same settings and data format 3; loss
   0.1) a same-size student beat the model trained alone by 2.7% at depth 2 (4.598 and 4.605 for two seeds
   -> 4.479) and 3.3% at depth 3 (4.635 -> 4.480); at 32 epochs (8K pool) it lost 0.5% at both (depth 2:
   4.262 -> 4.286; depth 3, 23.5 parameters per unique token: 4.285 -> 4.307). Hence 4K, where the regime
-  shows, and 16K, where last round's first generations sat within -1.8..+0.9%.
+  shows, and 16K, where the first generations of bench/data/data_limited_runs.json moved by -1.8% to
+  +0.1%.
 - Seed noise there is small: 0.004 (0.1%) over 3 seeds at depth 3 and 8K, 0.005 over 2 at depth 2 and
-  4K, so 2.7% is about 25 seed sds; last round's 4K pools reached 0.054 on stdlib, hence 8 seeds.
+  4K, so 2.7% is about 25 seed sds; the 4K pools of data_limited_runs.json reached 0.054 on stdlib,
+  hence 8 seeds.
 - The loss is steep in weight decay (depth 2, 4K, dropout 0: 0.03 -> 5.762, 0.05 -> 5.193, 0.1 -> 4.598,
   0.2 -> 4.969, 0.3 -> 5.067): a factor-2 ladder can miss the best by more than the effects, hence the
   refinement; dropout helps at 64 epochs (at 0.1: 0 -> 4.598, 0.1 -> 4.538, 0.2 -> 4.554). With dropout 0.1
@@ -47,9 +49,9 @@ Why these sizes (pilot runs on doc-en, the same settings and data format 3; loss
 - Weight decay of 1 and more: `--weight-decay` is the engine's per-step shrink at peak lr (each step
   multiplies decayed weights by 1 - wd x the schedule's factor), so 1 zeroes them at every step at peak
   and more flips their sign. Measured at depth 3 and 8K: 0.01 -> 5.521, 0.03 -> 4.285, 0.1 -> 4.284, 0.3
-  -> 5.316, 1 -> 5.725, 3 diverged at step 91. The practitioners' 0.8-3.2 (30x the usual 0.1) are
-  PyTorch AdamW coefficients, which multiply the lr: at lr 0.003, 0.0024-0.0096 per step here; these
-  ladders reach 0.4 (0.8 extended), 40-80x beyond them.
+  -> 5.316, 1 -> 5.725, 3 diverged at step 91. The practitioners' values (up to about 30x the usual 0.1,
+  so about 3) are PyTorch AdamW coefficients, which multiply the lr: at lr 0.003 a coefficient of 3 is
+  0.009 per step here; these ladders reach 0.4 (0.8 extended), 40-90x beyond it.
 - An ensemble of 3 (depth 3, 8K) gained 1.4% (4.224 against its members' 4.285), its student +0.1%.
 
 Time (`time` on doc-en: one run of each kind with 1 and with 2 at once; each run's CPU seconds with one
@@ -58,7 +60,7 @@ worker): training alone 19.8 / 26.6 / 42.4 CPU s at depth 2 / 3 / 4, a student o
 design is 17,700 CPU s on 4 corpora (4.9 h of one core: the 4K and 16K pools 1.04 h each on 2 cores, the
 256K pool 0.38 h): about 2.5 h with 2 workers on 2 free cores. Timed while the machine ran other work
 (load average 5-6 on its 2 cores), a run took 1.8-2.0x its CPU time with one worker, and 2 workers gave
-1.3x one worker's throughput: 7.9 h with 2 workers then (9.1 h with 1). The runs of the last measurement
+1.3x one worker's throughput: 7.9 h with 2 workers then (9.1 h with 1). The runs of data_limited_runs.json
 trained twice as slowly as one idle core (depth 2, 16K: a median of 15.4 s of training with 2 workers,
 7.6 s alone on an idle machine here), 2 workers giving about one free core: about 4.9 h. A 5th corpus
 adds a quarter; run `time` on the measuring machine first.
@@ -93,7 +95,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from distillscale.model.config import ModelConfig
