@@ -631,10 +631,11 @@ class DataLimitedFit:
 
 
 def fit_law(runs: Sequence[MeasuredRun], draws: int = DRAWS, seed: int = 0, level: float = 0.9,
-            fallback: Shares | None = None) -> DataLimitedFit:
+            fallback: Shares | None = None, fallback_name: str = "the given constants") -> DataLimitedFit:
     """The data-limited law's constants on `runs` (see the module), their joint bootstrap over cells, the
-    residuals and the measured range. `fallback`: what a share the runs cannot tell takes (the shipped
-    constants', for a user's runs: gamma from one ensemble size, theta without an ensemble's student)."""
+    residuals and the measured range. `fallback` (named `fallback_name`): what a share the runs cannot tell
+    takes (the shipped constants', for a user's runs: gamma from one ensemble size, theta without an
+    ensemble's student)."""
     obs = observations(runs)
     if not obs.chains and not obs.students:
         raise UserError("the data-limited runs hold no chain and no student of a larger teacher with their "
@@ -643,10 +644,11 @@ def fit_law(runs: Sequence[MeasuredRun], draws: int = DRAWS, seed: int = 0, leve
     rows = bootstrap(obs, draws, seed, fallback=point)
     notes = []
     if fit_gamma(obs.ensembles) is None:
-        notes.append("gamma: no cell measured two ensemble sizes, so gamma is "
-                     + ("the given one's" if fallback is not None else "held at 1"))
+        notes.append("gamma: no pool measured two ensemble sizes, so gamma is "
+                     + (f"kept from {fallback_name}" if fallback is not None else "held at 1"))
     if not any(e.student is not None and e.one_member_student is not None for e in obs.ensembles):
-        notes.append("theta: no student of an ensemble measured")
+        notes.append("theta: no student of an ensemble measured, so theta is "
+                     + (f"kept from {fallback_name}" if fallback is not None else "held at 0"))
     return DataLimitedFit(point, rows, residuals(obs, point), measured_range(runs), len(obs.groups()),
                           len(obs.chains), len(obs.students), len(obs.ensembles),
                           sum(e.student is not None and e.one_member_student is not None for e in obs.ensembles),
