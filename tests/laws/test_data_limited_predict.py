@@ -5,14 +5,14 @@ import re
 
 import pytest
 
-from distillscale.laws.data_limited import Constant, DataLimitedConstants, DataLimitedLaw
+from distillscale.laws.data_limited import DataLimitedConstants, DataLimitedLaw
 from distillscale.laws.lawset import load_laws
 from distillscale.laws.predict import predict_distillation
 
 POOL = dict(teacher_params=1.5e9, teacher_tokens=800e6)
 ARGS = ("predict", "distillation", "--student-params", "1.5B", "--student-tokens", "800M", "--teacher-params", "1.5B",
         "--teacher-tokens", "800M", "--unique-tokens", "50M")
-CONSTANTS = DataLimitedConstants(Constant(0.3, (0.1, 0.5)), Constant(0.5, (0.2, 0.8)), source="test")
+CONSTANTS = DataLimitedConstants.given(0.3, 0.5, 0.05, 0.8, 0.5, intervals={"kappa": (0.1, 0.5)}, source="test")
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +191,15 @@ def _around(value: float, interval: tuple[float, float]) -> tuple[float, float]:
 def load_constants(path: Path = CONSTANTS_FILE) -> DataLimitedConstants:
     """The constants shipped with distillscale (data_limited.json), or those of another such file."""
     path = Path(path)
+    if path == CONSTANTS_FILE:
+        return _shipped()
     return DataLimitedConstants.from_dict(json.loads(path.read_text(encoding="utf-8")), where=f"{path}")
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> DataLimitedConstants:
+    return DataLimitedConstants.from_dict(json.loads(CONSTANTS_FILE.read_text(encoding="utf-8")),
+                                          where=f"{CONSTANTS_FILE}")
 
 
 @dataclass(frozen=True)
@@ -297,6 +306,15 @@ class DataLimitedLaw:
             return 0.0
         return max(0.0, pooled_loss(self.supervised, N, D, U) - float(self.supervised.predict(N, D)))
 
+    def own_penalty(self, N: float, D: float, U: float | None) -> float:
+        """lam P(N, D, U): what a distilled student pays for repeating its own pool (nats/token), beside
+        what it inherits from its teacher; the one pricing of it, the fit's and every plan's."""
+        return float(self.constants.lam.value) * self.alone_penalty(N, D, U)
+
+    def inherited_penalty(self, teacher_penalty: float) -> float:
+        """kappa (L_T - F_T): what a student inherits of its teacher's repetition penalty (nats/token)."""
+        return float(self.constants.kappa.value) * teacher_penalty
+
     def distance(self, N: float | None, D: float | None, U: float | None, members: int | None = None) -> dict:
         """How far outside the constants' measured range a model of N parameters on D tokens from U unique
         ones (an ensemble of `members`) lies, by quantity; empty inside (or on fresh data)."""
@@ -349,11 +367,11 @@ class DataLimitedLaw:
         F_T = float(teacher.fresh.value)
         fresh = used_interval(marked(self.distillation.prediction(N, D, F_T), self.laws, N, D, students=True),
                               "distilled")
-        own_penalty = self.alone_penalty(N, D, U)
+        size_penalty = self.alone_penalty(N, D, U)
         p_T_draws, p_T_corners = teacher.at_draws - F_T, teacher.at_corners - F_T
         shares = self.constants.shares
-        penalty = float(shares.student_penalty(teacher.penalty, own_penalty))
-        if penalty == 0.0 and own_penalty == 0.0 and teacher.penalty == 0.0:   # fresh data: the distillation law
+        penalty = float(shares.student_penalty(teacher.penalty, size_penalty))
+        if penalty == 0.0 and size_penalty == 0.0 and teacher.penalty == 0.0:   # fresh data: the distillation law
             return self.finish(ModelState("student", N, D, U, fresh, fresh, fresh, *self._flat(fresh.value),
                                           generation=_next_generation(teacher, N, D, U)))
         own = _moved(fresh, penalty)
@@ -361,10 +379,10 @@ class DataLimitedLaw:
             own = self._own_penalty_interval(own, N, D, U, float(shares.lam))
         value = float(own.value)
         base = float(fresh.value)
-        at_draws = base + self._draws.student_penalty(p_T_draws, own_penalty)
-        at_corners = base + self._corners.student_penalty(p_T_corners, own_penalty)
+        at_draws = base + self._draws.student_penalty(p_T_draws, size_penalty)
+        at_corners = base + self._corners.student_penalty(p_T_corners, size_penalty)
         generation = _next_generation(teacher, N, D, U)
-        scale = own_penalty if own_penalty > 0 else teacher.penalty
+        scale = size_penalty if size_penalty > 0 else teacher.penalty
         r = self.constants.residuals
         residual = (r.at_generation(generation) if generation is not None else r.student) * scale
         distance = self.distance(N, D, U) | self._teacher_distance(teacher)

@@ -87,8 +87,7 @@ def _print_plan(result, settings: PlanSettings) -> None:
         if result.data_limited is not None:   # training alone, self-distillation, an ensemble, at equal compute
             from distillscale.planning.data_limited import plan_lines, summary_lines
 
-            full = not brief or settings.generations is not None
-            for line in (plan_lines if full else summary_lines)(result.data_limited):
+            for line in (summary_lines if brief else plan_lines)(result.data_limited):
                 console.print(line, highlight=False, soft_wrap=True)
     from distillscale.planning.brief import said_in_brief
 
@@ -106,9 +105,13 @@ def _print_repetition(result) -> None:
         paragraphs.setdefault("; ".join(check.describe(format_quantity)), []).append(name)
     for text, names in paragraphs.items():
         console.print(f"Repetition ({', '.join(names)}): {text}")
-    if checks and result.kind != "supervised":
-        console.print("(for distilled students this assumes repeated tokens decay as in supervised "
-                      "training: the law does not know how distillation tolerates repetition)")
+    if checks and result.kind != "supervised" and result.laws.distillation is not None:
+        from distillscale.laws.data_limited import DataLimitedLaw
+
+        constants = DataLimitedLaw(result.laws).constants
+        console.print(f"(a distilled student pays lambda = {constants.lam.value:.3g} of its size's penalty trained alone "
+                      f"and kappa = {constants.kappa.value:.3g} of a teacher's trained on a pool: the data-limited "
+                      f"law, measured at micro scale)")
 
 
 def _loss_units_lines(result) -> list[str]:

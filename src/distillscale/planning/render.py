@@ -92,6 +92,11 @@ def answer_lines(plan: PlanView) -> list:
     plans = [s.best for s in plan.sweeps] if sweep else plan.plans
     verdicts, differences = plan.verdicts(), plan.differences()
     out = []
+    data_limited = getattr(plan, "data_limited", None)
+    if data_limited is not None:   # the plan's one answer on a pool; the scenarios' lines answer with their teachers
+        from distillscale.planning.data_limited import answer_line
+
+        out.append(styled(("answer ", "bold"), answer_line(data_limited)))
     if plan.kind == "family":   # its answer, and a line per student where few (the table has each)
         out.append(styled(("family: ", "bold"), family_answer(plan)))
         plans = plans if len(plans) <= FAMILY_ANSWER_LINES else []

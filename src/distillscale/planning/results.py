@@ -184,6 +184,9 @@ class DistillationPlan:
     # A teacher the scenario pre-trains: its loss's interval under the supervised law at (N_T, D_T),
     # carried into `student_interval` (`solver.DistillationPlanner.with_interval`); None otherwise.
     teacher_interval: Prediction | None = field(default=None, repr=False)
+    # On a pool: Delta against the same student trained alone on it, by the data-limited law
+    # (`planning.repetition.repeated_distillation`); what `difference` gives then.
+    pool_difference: LossDifference | None = field(default=None, repr=False, compare=False)
 
     @property
     def distilled_minus_alone(self) -> float:
@@ -197,7 +200,10 @@ class DistillationPlan:
 
     @property
     def difference(self) -> LossDifference:
-        """`distilled_minus_alone` with its interval: what the verdict reads."""
+        """`distilled_minus_alone` with its interval: what the verdict reads (on a pool, the data-limited
+        law's, `pool_difference`)."""
+        if self.pool_difference is not None:
+            return self.pool_difference
         return verdict_difference(self.student_loss, self.student_interval, self.supervised.loss,
                                   self.supervised.interval, self.outside_fit)
 
