@@ -204,9 +204,10 @@ def test_the_plan_opens_with_the_answer_its_comparison_ends_with(cli):
     code, text, _ = cli(*PLAN)
     assert code == 0
     code, out, _ = cli(*PLAN, "--json")
-    said = json.loads(out)["data_limited"]["best_choice"]["said"]
-    flat = " ".join(text.split())
-    assert flat.startswith(f"answer on the 50M pool at equal compute: {said}")
+    best = json.loads(out)["data_limited"]["best_choice"]
+    first = text.splitlines()[0]
+    assert first.startswith("answer on the 50M pool at equal compute: ") and len(first) <= 80
+    assert first.split(": ", 1)[1].startswith(best["options"][0])
 
 
 def test_a_thousand_generations_are_one_screen_that_says_where_the_chain_stops_paying(cli):

@@ -300,7 +300,8 @@ def plan_lines(plan: DataLimitedPlan) -> list[str]:
 def summary_lines(plan: DataLimitedPlan) -> list[str]:
     """The comparison in three lines (a plan's one screen): the best option by the verdict rule, its loss
     with its interval, the pool it reads and how many times, and Δ against training alone with its
-    verdict."""
+    verdict (training alone: two, the plan's answer line saying why); with --generations, where the chain
+    stops paying."""
     best, pool = plan.best.option, format_quantity(plan.unique_tokens)
     final = best.final
     span = f" [{float(final.loss.low):.4f}, {float(final.loss.high):.4f}]" if final.loss.has_interval else ""
@@ -313,6 +314,8 @@ def summary_lines(plan: DataLimitedPlan) -> list[str]:
         if len(lines[1] + part) <= 80:
             lines[1] += part
             break
+    if best.difference is None and plan.generations is None:   # training alone: the plan's answer line says why
+        return lines
     if best.difference is None:
         said = "  " + plan.best.said
     else:
@@ -332,9 +335,21 @@ def summary_lines(plan: DataLimitedPlan) -> list[str]:
     return lines
 
 
+SHORT = {"too close to call": "too close", CANNOT_TELL: "can't tell"}
+
+
 def answer_line(plan: DataLimitedPlan) -> str:
-    """The plan's one answer on its pool, for the top of a plan (`planning.render.answer_lines`)."""
-    return f"on the {format_quantity(plan.unique_tokens)} pool at equal compute: {plan.best.said}"
+    """The plan's one answer on its pool in one line, for the top of a plan (`planning.render.answer_lines`):
+    what `Best:` says at the comparison's end."""
+    head, best = f"on the {format_quantity(plan.unique_tokens)} pool at equal compute: ", plan.best
+    if best.option.kind != "alone":
+        names = " or ".join(o.label for o in best.options)
+        said = names + (" (too close between them)" if len(best.options) > 1 else
+                        f", Δ {best.option.difference.relative:+.1%} (beats alone)")
+        return head + (said if len(head + said) <= 80 else best.option.label + " (or others)")
+    unsure = sorted({SHORT.get(o.verdict, o.verdict) for o in plan.options[1:] if o.verdict not in (None, "pretrain")})
+    return head + ("train alone (every other option loses)" if not unsure else
+                   f"train alone (none beats it: {', '.join(unsure)})")
 
 
 def _wrapped(text: str, indent: str) -> list[str]:
