@@ -61,6 +61,9 @@ FORMAT = 2
 FORM = ("student: L_S = G(F_T) + kappa (L_T - F_T) + lam P_S; ensemble of k: L_k = L_1 (1 - eta (1 - k^-gamma)); "
         "student of an ensemble: the student of one member less theta (L_1 - L_k)")
 SHARE_LABELS = {"kappa": "kappa", "lam": "lambda", "eta": "eta", "gamma": "gamma", "theta": "theta"}
+# A Delta whose losses lie outside where the constants were measured: its rule, and why it cannot tell.
+BEYOND_RULE = "data-limited constants over every admissible value"
+BEYOND_REASON = "Δ's interval spans every admissible data-limited constant (measured at micro scale) and reaches across 0"
 
 
 @dataclass(frozen=True)
@@ -488,6 +491,8 @@ def difference(first: ModelState, second: ModelState) -> LossDifference:
     beyond = base.beyond or first.beyond or second.beyond
     if below == 0 and above == 0 and half == 0:
         return base
+    if first.beyond or second.beyond:
+        base = replace(base, rule=BEYOND_RULE)
     if not base.has_interval:
         return replace(base, low=value - float(quadrature(below, half)), high=value + float(quadrature(above, half)),
                        level=0.9, beyond=beyond)

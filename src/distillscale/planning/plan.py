@@ -35,7 +35,7 @@ from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW
 from distillscale.planning.region import planner_bounds, student_region
 from distillscale.planning.plans import (ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
                                         SupervisedOnlyPlan)
-from distillscale.planning.repetition import (given_teacher_loss, is_distilled, model_penalty, repetition_check,
+from distillscale.planning.repetition import (given_teacher_loss, given_teacher_state, is_distilled, model_penalty, repetition_check,
                                               with_repetition)
 from distillscale.planning.warnings import (corpus_size_warnings, loss_units_notes, mode_warnings, plan_warnings, student_model_notes,
                                            vocabulary_notes)
@@ -315,7 +315,8 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, settings: PlanS
     modes = compare_modes(planner, settings.student_params, settings.compute, teacher.params, teacher_loss,
                           on_policy, logit_cache=settings.logit_cache,
                           teacher_remote=settings.teacher_remote, teacher_compute=settings.teacher_compute,
-                          unique_tokens=settings.unique_tokens, max_penalty=settings.max_penalty)
+                          unique_tokens=settings.unique_tokens, max_penalty=settings.max_penalty,
+                          teacher_state=given_teacher_state(laws, teacher, settings))
     return ModeComparison(law=laws.name, laws=laws, settings=settings, student_params=settings.student_params,
                           teacher_params=teacher.params, teacher_loss=teacher_loss, on_policy=on_policy, modes=modes,
                           warnings=mode_warnings(laws, settings.student_params, modes, teacher), planner=planner)

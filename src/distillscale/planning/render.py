@@ -15,6 +15,7 @@ from distillscale.planning.cells import delta_cell, interval_cell
 from distillscale.planning.family_view import FAMILY_ANSWER_LINES, family_answer, family_renderables
 from distillscale.planning.modes import LITERATURE_CLAIM
 from distillscale.planning.recipes import MUP_BASE_WIDTH
+from distillscale.laws.data_limited import BEYOND_RULE
 from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, cannot_tell_reason, what_would_tell
 from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained
 from distillscale.units import format_quantity
@@ -296,6 +297,8 @@ def mode_verdict_lines(plan: PlanView) -> list[str]:
         first = f"pretrain (supervised): {delta}"
     elif verdict == CANNOT_TELL and difference.outside is not None:
         first = f"{CANNOT_TELL}: {delta}; {difference.outside}"
+    elif verdict == CANNOT_TELL and difference.rule == BEYOND_RULE:   # data-limited constants, far from measured
+        first = f"{CANNOT_TELL}: {delta} reaches 0; the data-limited law's constants were measured far from here"
     elif verdict == CANNOT_TELL:
         first = (f"{CANNOT_TELL}: {delta} reaches 0 beyond the calibration's reach; "
                  + what_would_tell(plan.student_params, max(m.effective_tokens for m in plan.modes)))

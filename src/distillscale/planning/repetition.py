@@ -138,6 +138,14 @@ def with_teacher_check(laws: LawSet, plan: DistillationPlan, student: Repetition
                    unique_tokens_needed=needed, teacher=teacher, through_teacher=inherited / (fresh + own))
 
 
+def with_pool_penalty(check: RepetitionAssessment, penalty: float, inherited: float = 0.0) -> RepetitionAssessment:
+    """`check` (a distilled student's, `assess_model`) with the data-limited law's whole penalty (nats/token:
+    lam of its size's and `inherited`, kappa of its teacher's) on its loss with fresh data."""
+    fresh = check.loss_fresh
+    return replace(check, penalty=penalty / fresh, loss_repeated=fresh + penalty,
+                   through_teacher=inherited / (fresh + penalty - inherited))
+
+
 def pool_state(laws: LawSet, plan: DistillationPlan, student: RepetitionAssessment) -> ModelState:
     """The data-limited law's state of a plan's distilled student on its pool: of the teacher the plan
     trains on a pool (`student.teacher`), else of the plan's teacher as its loss is (its pool unknown:
@@ -292,6 +300,18 @@ def given_teacher_loss(laws: LawSet, teacher, settings) -> float:
     if pool is None:
         return float(law.predict(teacher.params, teacher.tokens))
     return teacher_check(laws, teacher.params, teacher.tokens, pool, settings.max_penalty).loss_repeated
+
+
+def given_teacher_state(laws: LawSet, teacher, settings) -> ModelState | None:
+    """An existing teacher as the data-limited law's state on a plan with a pool (None on fresh data, without a
+    distillation law, or for a mixture): measured (its pool unknown: fresh), or trained on its pool
+    (`teacher_pool`)."""
+    if settings.unique_tokens is None or laws.distillation is None or teacher.mixture is not None:
+        return None
+    law = DataLimitedLaw(laws)
+    if teacher.loss is not None:
+        return law.measured_teacher(teacher.loss)
+    return law.alone(teacher.params, teacher.tokens, teacher_pool(settings))
 
 
 def with_repetition(result):
