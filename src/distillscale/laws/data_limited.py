@@ -476,12 +476,13 @@ def _next_generation(teacher: ModelState, N: float, D: float, U: float | None) -
     return teacher.generation + 1
 
 
-def difference(first: ModelState, second: ModelState) -> LossDifference:
+def difference(first: ModelState, second: ModelState, calibration=None) -> LossDifference:
     """Delta = L(first) - L(second) with its interval, by the one verdict rule (`laws.difference.decide`
-    on the two laws' own intervals), widened by the constants' part of Delta (the two losses at the same
-    draws: their spread; beyond the measured range, over every admissible corner) and the two residuals;
-    beyond the measured range a Delta straddling 0 reads "cannot tell at this distance"."""
-    base = decide(first.value, first.own, second.value, second.own)
+    on the two laws' own intervals, under `calibration`: default a distilled loss against one trained
+    alone; `laws.difference.SAME_LAW` for two students), widened by the constants' part of Delta (the two
+    losses at the same draws: their spread; beyond the measured range, over every admissible corner) and
+    the two residuals; beyond the measured range a Delta straddling 0 reads "cannot tell at this distance"."""
+    base = decide(first.value, first.own, second.value, second.own, calibration)
     value = base.value
     if first.beyond or second.beyond:
         below, above = reach(np.append(first.at_corners - second.at_corners, first.at_draws - second.at_draws), value)

@@ -194,8 +194,12 @@ class TeacherRankingSettings(CommandSettings):
                  "and teacher_tokens; optional name); default: a ladder of sizes")
     teacher_unique_tokens: Annotated[float | None, quantity("--teacher-unique-tokens", kind=Quantity.TOKENS)] = option(
         None, help="the unique tokens a teacher given by its size and tokens (the default ladder, a table's row "
-                   "without a loss) was trained on: its loss is `predict supervised --unique-tokens`'s; measured "
-                   "teachers keep theirs")
+                   "without a loss) was trained on: its loss is `predict supervised --unique-tokens`'s, and its "
+                   "student inherits part of its repetition penalty (the data-limited law); measured teachers "
+                   "keep theirs")
+    unique_tokens: Annotated[float | None, quantity("--unique-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="the unique tokens the student's tokens are drawn from (default: fresh data): its own "
+                   "repetition penalty under the data-limited law, as `plan` and `predict distillation` price it")
     other_corpus: bool = option(False, help="with --candidates runs: the law's corpus shares no text with the "
                                             "corpora they trained on; measure them there without the check that "
                                             "keeps their training text out of the law's validation split")
@@ -235,7 +239,8 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     _check_figure(s.plot, s.overwrite, s.law)
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
                                 compute=s.compute, candidates=list(s.candidates or []) or None,
-                                teacher_unique_tokens=s.teacher_unique_tokens, progress=progress_printer("teacher"),
+                                teacher_unique_tokens=s.teacher_unique_tokens, unique_tokens=s.unique_tokens,
+                                progress=progress_printer("teacher"),
                                 limits=RequestLimits.given(s.teacher_timeout, s.teacher_retries),
                                 other_corpus=s.other_corpus)
     if s.plot is not None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first ranking, keep
 def rank_teachers_for(law, *, student_params: float, student_tokens: float | None = None,
                       candidates: str | Path | list[TeacherCandidate | str | Path] | None = None,
                       compute: float | None = None, teacher_unique_tokens: float | None = None,
+                      unique_tokens: float | None = None,
                       progress=lambda message: None, limits: RequestLimits = RequestLimits(),
                       other_corpus: bool = False) -> TeacherRanking:
     """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
@@ -38,7 +39,9 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     at a `compute` budget that pays each teacher's logits (`rank_teachers`). With
     `teacher_unique_tokens`, a teacher given by its size and tokens (the ladder, a table's row without
     a loss) was trained on that pool: its loss is `predict supervised --unique-tokens`'s; a measured
-    teacher keeps its loss. `progress(message)` is told before a model is measured; `limits`: how long a
+    teacher keeps its loss. `unique_tokens`: the student's own pool. With either pool, each student is the
+    data-limited law's (`laws.data_limited`: kappa of a pool-trained teacher's penalty, lambda of its own
+    size's), as `plan` and `predict distillation` give it. `progress(message)` is told before a model is measured; `limits`: how long a
     served candidate is waited for. `other_corpus`: the law's corpus shares no text with a candidate
     run's (its split is not checked)."""
     from distillscale.planning.teacher import rank_teachers, teacher_ladder
@@ -53,6 +56,7 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     else:
         student_tokens = positive("student_tokens", student_tokens, Quantity.TOKENS)
     pool = positive("teacher_unique_tokens", teacher_unique_tokens, Quantity.TOKENS)
+    own_pool = positive("unique_tokens", unique_tokens, Quantity.TOKENS)
     planner = planner_for(laws)
     notes: list[str] = []
     if candidates is None:
@@ -60,7 +64,8 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     else:
         candidates, notes = _teacher_candidates(candidates if isinstance(candidates, list) else [candidates], laws,
                                                 planner, progress, limits, pool, other_corpus)
-    ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute)
+    ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute,
+                            student_unique_tokens=own_pool)
     return replace(ranking, law=laws.name, warnings=list(dict.fromkeys(notes + ranking_warnings(laws, ranking))))
 
 
