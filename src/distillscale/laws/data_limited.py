@@ -50,7 +50,7 @@ import numpy as np
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.data_limited_fit import DataLimitedFit, MeasuredRange, Residuals
 from distillscale.laws.data_limited_form import BOUNDS, SHARE_NAMES, Z90, Shares, quadrature, reach, spread
-from distillscale.laws.difference import LossDifference, decide, used_interval
+from distillscale.laws.difference import SAME_LAW, LossDifference, decide, used_interval
 from distillscale.laws.extrapolation import marked
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import pooled_loss, pooled_prediction
@@ -314,6 +314,19 @@ class DataLimitedLaw:
         what it inherits from its teacher; the one pricing of it, the fit's and every plan's."""
         return float(self.constants.lam.value) * self.alone_penalty(N, D, U)
 
+    def own_check(self, N: float, D: float, U: float, max_penalty: float, loss_fresh: float):
+        """A distilled student's repetition check (`laws.repetition.RepetitionAssessment`) whose teacher read
+        fresh data or a pool nobody knows: its epochs, its penalty lam P(N, D, U) on `loss_fresh` (its loss with
+        fresh data), and the fewest unique tokens that keep it within `max_penalty`."""
+        from distillscale.laws.repetition import PUBLISHED, assess, fewest_unique
+
+        repetition = self.supervised.repetition or PUBLISHED
+        check = assess(self.supervised, N, D, U, max_penalty, repetition=repetition)
+        own = self.own_penalty(N, D, U)
+        needed = fewest_unique(lambda u: self.own_penalty(N, D, u) / loss_fresh, D, max_penalty)
+        return replace(check, penalty=own / loss_fresh, loss_fresh=loss_fresh, loss_repeated=loss_fresh + own,
+                       unique_tokens_needed=needed, own_share=float(self.constants.lam.value))
+
     def inherited_penalty(self, teacher_penalty: float) -> float:
         """kappa (L_T - F_T): what a student inherits of its teacher's repetition penalty (nats/token)."""
         return float(self.constants.kappa.value) * teacher_penalty
@@ -424,6 +437,31 @@ class DataLimitedLaw:
             states.append(self.student(N, D, U, states[-1]))
         return Chain(states, [difference(after, before) for before, after in zip(states, states[1:])])
 
+    def at_fixed_tokens(self, N: float, D: float, U: float, generations: int | None = None,
+                        members: int | None = None, forward=None) -> "FixedTokens":
+        """Models of N parameters each trained on D tokens from U unique ones (the epochs fixed, compute to
+        spare): a chain of `generations` and ensembles of up to `members` (2, 4, 8, ... and `members`), each
+        model's loss and Delta against the one trained alone, with their intervals, where another
+        generation (another member) stops paying by the verdict rule, and what each costs in FLOPs
+        (`forward(N)`: forward FLOPs per token; default 2N: 3 forward passes' worth per token trained, one
+        per token a teacher reads)."""
+        if generations is None and members is None:
+            raise ParameterError(("generations", "members"), "give {} or {}: a chain's length or an ensemble's size")
+        forward = forward or (lambda n: 2.0 * n)
+        F = float(forward(N))
+        alone = self.alone(N, D, U)
+        chain = None if generations is None else self.chain(N, D, U, generations)
+        ensembles = []
+        if members is not None:
+            if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 2:
+                raise ParameterError("members", "{} must be a whole number of at least 2 (an ensemble)")
+            sizes = sorted({m for m in (2 ** j for j in range(1, 31)) if m < members} | {int(members)})
+            for m in sizes:
+                ensemble = self.ensemble(N, D, U, m)
+                ensembles.append(EnsembleAnswer(m, ensemble, self.student(N, D, U, ensemble),
+                                                (m + 1) * 3 * F * D + m * F * D))
+        return FixedTokens(N, D, U, F, alone, chain, ensembles)
+
     # --- helpers ----------------------------------------------------------------------------------
 
     def _flat(self, value) -> tuple[np.ndarray, np.ndarray]:
@@ -466,6 +504,79 @@ class DataLimitedLaw:
         state = ModelState("student", N, D, U, replace(own, value=value), fresh, replace(own, value=value), at_draws,
                            at_corners, residual, one.distance | ensemble.distance, ensemble.members)
         return self.finish(state)
+
+
+@dataclass(frozen=True)
+class EnsembleAnswer:
+    """An ensemble of `members` trained alone, its student, and what both cost in FLOPs (the members'
+    trainings, the student's, and its reading every member's logits)."""
+
+    members: int
+    ensemble: ModelState
+    student: ModelState
+    flops: float
+
+
+@dataclass(frozen=True)
+class FixedTokens:
+    """The data-limited answers at fixed tokens per model (`DataLimitedLaw.at_fixed_tokens`): the model
+    trained alone, the chain (None: not asked), the ensembles by size; `forward` the forward FLOPs per token
+    of one model."""
+
+    params: float
+    tokens: float
+    unique_tokens: float
+    forward: float
+    alone: ModelState
+    chain: Chain | None
+    ensembles: list[EnsembleAnswer]
+
+    @property
+    def epochs(self) -> float:
+        return self.tokens / self.unique_tokens
+
+    def against_alone(self, state: ModelState) -> LossDifference:
+        return difference(state, self.alone)
+
+    def chain_flops(self, generation: int) -> float:
+        """FLOPs of generation 0 to `generation`: g + 1 trainings, g teachers' forward passes, D tokens each."""
+        return (generation + 1) * 3 * self.forward * self.tokens + generation * self.forward * self.tokens
+
+    @property
+    def ensemble_stops_paying(self) -> int | None:
+        """The first ensemble size whose student's gain over the next smaller one's is not a verdict of gain
+        (the verdict rule); None when each still gains."""
+        students = [e.student for e in self.ensembles]
+        for before, after, answer in zip(students, students[1:], self.ensembles[1:]):
+            if difference(after, before, SAME_LAW).verdict != "distill":
+                return answer.members
+        return None
+
+    @property
+    def beyond(self) -> dict:
+        out = dict(self.alone.distance)
+        for state in ([] if self.chain is None else self.chain.generations) + [e.student for e in self.ensembles]:
+            out |= state.distance
+        return out
+
+    def to_dict(self) -> dict:
+        def with_delta(state: ModelState) -> dict:
+            return {**state.to_dict(), **self.against_alone(state).to_dict()}
+        out = {"question": "fixed tokens per model: each model trained on D tokens of the pool", "params": self.params,
+               "tokens": self.tokens, "unique_tokens": self.unique_tokens, "epochs": self.epochs,
+               "flops_accounting": "3 forward passes per token trained, 1 per token a teacher reads",
+               "alone": {**self.alone.to_dict(), "flops": self.chain_flops(0)}, "units": "nats/token",
+               "beyond_measured": self.beyond or None}
+        if self.chain is not None:
+            out["chain"] = {"generations": [{**with_delta(s), "flops": self.chain_flops(g),
+                                             **({} if g == 0 else {"gain_over_previous": self.chain.gains[g - 1].to_dict()})}
+                                            for g, s in enumerate(self.chain.generations)],
+                            "stops_paying": self.chain.stops_paying, "stops_gaining": self.chain.stops_gaining}
+        if self.ensembles:
+            out["ensembles"] = {"sizes": [{"members": e.members, "ensemble": with_delta(e.ensemble),
+                                           "student": with_delta(e.student), "flops": e.flops} for e in self.ensembles],
+                                "stops_paying": self.ensemble_stops_paying}
+        return out
 
 
 def _next_generation(teacher: ModelState, N: float, D: float, U: float | None) -> int | None:

@@ -89,15 +89,12 @@ def assess_model(laws: LawSet, N: float, D: float, U: float, max_penalty: float,
     is `loss_fresh` (the plan's own): its epochs, penalty (never below 0), repeated loss and the
     unique tokens that keep the penalty within `max_penalty`. A distilled student (whose teacher read
     fresh data, or a pool nobody knows) pays lam of its size's penalty (`DataLimitedLaw.own_penalty`)."""
-    check = assess(laws.require_supervised(), N, D, U, max_penalty, repetition=model_repetition(laws))
     law = _law(laws) if distilled else None
-    if law is None:
-        penalty = max(0.0, check.penalty)
-        return replace(check, penalty=penalty, loss_fresh=loss_fresh, loss_repeated=loss_fresh * (1.0 + penalty))
-    own = law.own_penalty(N, D, U)
-    needed = fewest_unique(lambda u: law.own_penalty(N, D, u) / loss_fresh, D, max_penalty)
-    return replace(check, penalty=own / loss_fresh, loss_fresh=loss_fresh, loss_repeated=loss_fresh + own,
-                   unique_tokens_needed=needed, own_share=float(law.constants.lam.value))
+    if law is not None:
+        return law.own_check(N, D, U, max_penalty, loss_fresh)
+    check = assess(laws.require_supervised(), N, D, U, max_penalty, repetition=model_repetition(laws))
+    penalty = max(0.0, check.penalty)
+    return replace(check, penalty=penalty, loss_fresh=loss_fresh, loss_repeated=loss_fresh * (1.0 + penalty))
 
 
 def teacher_check(laws: LawSet, N: float, D: float, U: float, max_penalty: float) -> RepetitionAssessment:
