@@ -69,6 +69,7 @@ class DataLimitedStates:
     student: ModelState
     constants: DataLimitedConstants
     size_penalty: float = 0.0   # P_S: what the student's size pays trained alone on its pool
+    alone: ModelState | None = None   # the same student trained alone on its pool: what Delta is against
 
     @property
     def inherited(self) -> float:
@@ -132,6 +133,10 @@ class DistilledLossPrediction:
     def difference(self) -> LossDifference:
         """Delta = the distilled loss - Ltilde_S with its interval (`laws.difference`): what says
         whether distillation helps."""
+        if self.data_limited is not None and self.data_limited.alone is not None:   # on a pool: the data-limited law's
+            from distillscale.laws.data_limited import difference
+
+            return difference(self.data_limited.student, self.data_limited.alone)
         return decide(float(self.prediction.value), self.prediction, self.supervised_loss, self.supervised)
 
     @property
@@ -272,7 +277,8 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     if U_S is not None or teacher_state is not None:   # a pool: the data-limited law's student
         teacher_state = teacher_state or data_limited.measured_teacher(float(L_T))
         states = DataLimitedStates(teacher_state, data_limited.student(N_S, D_S, U_S, teacher_state),
-                                   data_limited.constants, data_limited.alone_penalty(N_S, D_S, U_S))
+                                   data_limited.constants, data_limited.alone_penalty(N_S, D_S, U_S),
+                                   data_limited.alone(N_S, D_S, U_S))
         prediction = states.student.loss
     if U_S is not None:   # the student's tokens drawn from the pool: its own penalty the data-limited law's (lam)
         student_check = data_limited.own_check(N_S, D_S, U_S, max_penalty, float(states.student.fresh.value))
