@@ -224,3 +224,23 @@ def test_a_thousand_generations_are_one_screen_that_says_where_the_chain_stops_p
     for option in json.loads(out)["data_limited"]["options"][1:]:
         assert option["verdict"] is None and "below the data" in option["not_priced"]
     assert CANNOT_TELL not in full[full.index("Data-limited"):].split("Constants measured")[0]
+
+
+def test_gpu_prices_every_data_limited_option_in_text_and_json(cli):
+    """Each option's trainings and the teachers' forward passes its students read, on the GPU named: at equal
+    compute and one size, every option costs the same GPU time; the given teacher's logits at its own size."""
+    code, out, _ = cli(*PLAN, "--gpu", "h100", "--price-per-gpu-hour", "2", "--teacher-params", "3B",
+                       "--teacher-tokens", "800M", "--json")
+    assert code == 0
+    record = json.loads(out)["data_limited"]
+    per_option = record["gpu_hours"]["per_option"]
+    assert set(per_option) == {o["label"] for o in record["options"]}
+    same = [v["gpu_hours"] for label, v in per_option.items() if label != "distil from the teacher"]
+    assert max(same) == pytest.approx(min(same), rel=1e-6)
+    assert all(v["cost"] == pytest.approx(2 * v["gpu_hours"]) for v in per_option.values())
+    groups = {run["group"] for run in record["gpu_hours"]["runs"]}
+    assert groups == set(per_option)
+    code, text, _ = cli(*PLAN, "--gpu", "h100", "--teacher-params", "3B", "--teacher-tokens", "800M", "--explain")
+    assert code == 0
+    part = text[text.index("Data-limited"):]
+    assert part.count("GPU-hours on h100:") == len(per_option)

@@ -19,7 +19,7 @@ run is what spends the plan's compute.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from distillscale.laws.data_limited import Chain, DataLimitedConstants, DataLimitedLaw, ModelState, difference
 from distillscale.laws.difference import LossDifference
@@ -171,6 +171,17 @@ class DataLimitedPlan:
     chain_k: int
     constants: DataLimitedConstants
     best: BestChoice
+    gpu_hours: object = None   # --gpu: each option's GPU time (`planning.gpu_hours.GpuHoursEstimate`, grouped by label)
+    teacher_params: float | None = None   # the given teacher's size (its logits priced at it)
+
+    def option_hours(self, option: DataLimitedOption) -> tuple[float, float, float | None] | None:
+        """--gpu: an option's (GPU-hours, wall-clock hours, cost) in all, its runs one after another."""
+        if self.gpu_hours is None:
+            return None
+        rows = [run for run in self.gpu_hours.runs if run.group == option.label]
+        costs = [run.cost for run in rows]
+        return (sum(run.gpu_hours for run in rows), sum(run.wall_hours for run in rows),
+                None if None in costs else sum(costs))
 
     def best_of(self, kind: str) -> DataLimitedOption | None:
         """The option of `kind` of the best k by the verdict rule (`best_k`)."""
@@ -198,7 +209,10 @@ class DataLimitedPlan:
                 "best_choice": self.best.to_dict(), "best_chain_k": None if chain is None else chain.k,
                 "chain_generations": self.chain_k, "chain": self.chain.to_dict(), "stops_paying": self.chain.stops_paying,
                 "stops_gaining": self.chain.stops_gaining, "constants": self.constants.to_dict() | {"draws": None},
-                "beyond_measured": self.beyond or None, "units": "nats/token"}
+                "beyond_measured": self.beyond or None, "units": "nats/token",
+                **({} if self.gpu_hours is None else {"gpu_hours": self.gpu_hours.to_dict() | {"per_option": {
+                    o.label: dict(zip(("gpu_hours", "wall_hours", "cost"), self.option_hours(o)))
+                    for o in self.options}}})}
 
 
 def flops_per_token(F: float, alone: int, students: int, teacher_F: float) -> float:
@@ -243,7 +257,29 @@ def data_limited_plan(laws: LawSet, forward: ForwardFlops, compute: float, param
                                          difference(student, alone_state), teacher))
     chain_k = generations if generations is not None else (best_k(options, "chain") or DEFAULT_KS[0])
     return DataLimitedPlan(compute, N, U, generations, options, chains[chain_k], chain_k, law.constants,
-                           best_choice(options))
+                           best_choice(options), teacher_params=teacher_params if teacher is not None else None)
+
+
+def with_gpu_hours(plan: DataLimitedPlan, setting, forward: ForwardFlops) -> DataLimitedPlan:
+    """`plan` with each option's GPU time on `setting`'s GPUs (`planning.gpu_hours.estimate`, at the engine's
+    FLOPs): its trainings (3 F(N) per token each) and the teachers' forward passes its students read (a chain's
+    and an ensemble's: F(N) per token per teacher; the given teacher's: F(N_T))."""
+    from distillscale.planning.gpu_hours import RunFlops, engine_forward, estimate
+
+    engine = engine_forward(forward)
+    F = float(engine(plan.params))
+    runs = []
+    for option in plan.options:
+        D = option.tokens
+        runs.append(RunFlops(option.label, f"{option.trainings} training{'s' if option.trainings > 1 else ''}",
+                             plan.params, option.trainings * 3 * F * D))
+        teachers = {"chain": option.k, "ensemble": option.k}.get(option.kind, 0)
+        if teachers:
+            runs.append(RunFlops(option.label, "teachers' logits", plan.params, teachers * F * D))
+        if option.kind == "teacher" and plan.teacher_params is not None:
+            runs.append(RunFlops(option.label, "teacher logits", plan.teacher_params,
+                                 float(engine(plan.teacher_params)) * D))
+    return replace(plan, gpu_hours=estimate(runs, setting, (int(engine.n_vocab), int(engine.n_ctx))))
 
 
 # --- text -------------------------------------------------------------------------------------------
@@ -272,6 +308,9 @@ def plan_lines(plan: DataLimitedPlan) -> list[str]:
                      f"reading the {pool} pool {option.tokens / plan.unique_tokens:.3g} times")
         if option.teacher is not None:
             lines.append("    " + _teacher_text(option.teacher))
+        hours = plan.option_hours(option)
+        if hours is not None:
+            lines.append("    " + _hours_text(plan, hours))
         if option.not_priced is not None:
             lines += _wrapped(f"not priced: {option.not_priced}", "    ")
         elif option.difference is not None:
@@ -350,6 +389,16 @@ def answer_line(plan: DataLimitedPlan) -> str:
     unsure = sorted({SHORT.get(o.verdict, o.verdict) for o in plan.options[1:] if o.verdict not in (None, "pretrain")})
     return head + ("train alone (every other option loses)" if not unsure else
                    f"train alone (none beats it: {', '.join(unsure)})")
+
+
+def _hours_text(plan: DataLimitedPlan, hours: tuple[float, float, float | None]) -> str:
+    """An option's GPU time in words (--gpu: an estimate from measured throughput)."""
+    from distillscale.planning.gpu_hours import format_gpu_hours, format_hours
+
+    gpu_hours, wall, cost = hours
+    estimate = plan.gpu_hours
+    return (f"GPU-hours on {estimate.device}: {format_gpu_hours(gpu_hours)}, {format_hours(wall)} on {estimate.gpus}"
+            + ("" if cost is None else f", cost {cost:,.0f}"))
 
 
 def _wrapped(text: str, indent: str) -> list[str]:

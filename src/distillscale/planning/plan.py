@@ -26,9 +26,10 @@ from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
 from distillscale.planning.correction import correction_shift
 from distillscale.planning.data_limited import plan_data_limited
+from distillscale.planning.data_limited import with_gpu_hours as data_limited_gpu_hours
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.law_inputs import given_laws, load_law, settings_law
-from distillscale.planning.gpu_hours import with_gpu_hours
+from distillscale.planning.gpu_hours import setting_of, with_gpu_hours
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, positive
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW
@@ -103,7 +104,10 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
         solved = replace(solved, correction=correction_shift(solved, raw, laws.bias_correction))
     planned = with_gpu_hours(_with_downstream(_with_recipes(with_repetition(solved), hyperparameters), downstream))
     forward = _forward_flops(laws, settings.flops, settings.n_ctx, settings.vocab_size, settings.aspect_ratio)
-    planned = replace(planned, data_limited=plan_data_limited(planned, forward))   # None on fresh data
+    data_limited = plan_data_limited(planned, forward)   # None on fresh data
+    if data_limited is not None and setting_of(settings) is not None:   # --gpu: each option's GPU time too
+        data_limited = data_limited_gpu_hours(data_limited, setting_of(settings), planned.planner.flops)
+    planned = replace(planned, data_limited=data_limited)
     larger = corpus_size_warnings(laws, planned.runs(), settings.unique_tokens)
     return replace(planned, settings=planned.settings.redacted(),   # a served teacher's credentials kept nowhere
                    warnings=list(dict.fromkeys(planned.warnings + larger)))
