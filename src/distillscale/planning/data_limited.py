@@ -215,6 +215,36 @@ class DataLimitedPlan:
                     for o in self.options}}})}
 
 
+@dataclass(frozen=True)
+class DataLimitedView:
+    """What a figure of a plan on a pool draws (`plan --plot`, the planner page): at the printed chain's tokens
+    per run, the chain by generation (at least `VIEW_GENERATIONS`) and the student of an ensemble by its size
+    (1 to `VIEW_MEMBERS`: one member's student at 1), each with its 90% interval."""
+
+    tokens: float
+    chain: list[ModelState]
+    ensemble_students: list[tuple[int, ModelState]]
+
+    def to_dict(self) -> dict:
+        def point(state: ModelState) -> dict:
+            return {"loss": state.value, "interval": state.to_dict()["loss_interval"]}
+        return {"tokens_per_run": self.tokens, "chain": [point(s) for s in self.chain],
+                "ensemble_students": [{"members": k, **point(s)} for k, s in self.ensemble_students]}
+
+
+VIEW_GENERATIONS, VIEW_MEMBERS = 6, 8
+
+
+def view(laws: LawSet, plan: DataLimitedPlan) -> DataLimitedView:
+    """The chain by generation and the ensemble's student by k at the printed chain's tokens (see the class)."""
+    law = DataLimitedLaw(laws, plan.constants)
+    D = plan.chain.generations[0].tokens
+    chain = law.chain(plan.params, D, plan.unique_tokens, max(plan.chain_k, VIEW_GENERATIONS)).generations
+    students = [(k, law.student(plan.params, D, plan.unique_tokens, law.ensemble(plan.params, D, plan.unique_tokens, k)))
+                for k in range(1, VIEW_MEMBERS + 1)]
+    return DataLimitedView(D, chain, students)
+
+
 def flops_per_token(F: float, alone: int, students: int, teacher_F: float) -> float:
     """FLOPs per token of D for `alone` runs trained without a teacher and `students` runs each paying
     its teachers' forward passes (`teacher_F`: their F(N_T) summed) on every token, each run of F(N)

@@ -110,8 +110,7 @@ def plot_data_limited(plan: ScenarioPlans, budgets=None):
     to 10x; the chain and ensemble of the printed k), the printed plan's options marked at its budget with
     their 90% intervals; right, at the plan's budget, the chain by generation and the ensemble's student by k
     (1 to 8) with their intervals, every loss the data-limited law's (`laws.data_limited`)."""
-    from distillscale.laws.data_limited import DataLimitedLaw
-    from distillscale.planning.data_limited import data_limited_plan
+    from distillscale.planning.data_limited import data_limited_plan, view
 
     printed = plan.data_limited
     budgets = np.geomspace(printed.compute / 10, printed.compute * 10, 9) if budgets is None else np.asarray(budgets)
@@ -151,24 +150,19 @@ def plot_data_limited(plan: ScenarioPlans, budgets=None):
                    f"tokens (equal compute)")
     left.grid(alpha=0.3, which="both")
     left.legend(fontsize=7)
-    law = DataLimitedLaw(plan.laws, printed.constants)
-    first = printed.chain.generations[0]   # the chain's runs' tokens at the plan's budget; 6 generations at least
-    chain = law.chain(printed.params, first.tokens, printed.unique_tokens, max(printed.chain_k, 6))
-    for name, states, x in (("chain, by generation", chain.generations, np.arange(len(chain.generations))),
-                            ("ensemble's student, by k", [law.student(printed.params, chain.generations[0].tokens,
-                                                                      printed.unique_tokens,
-                                                                      law.ensemble(printed.params,
-                                                                                   chain.generations[0].tokens,
-                                                                                   printed.unique_tokens, m))
-                                                          for m in range(1, 9)], np.arange(1, 9))):
+    shown = view(plan.laws, printed)   # the same series the planner page draws
+    for name, states, x in (("chain, by generation", shown.chain, np.arange(len(shown.chain))),
+                            ("ensemble's student, by k", [s for _, s in shown.ensemble_students],
+                             np.array([k for k, _ in shown.ensemble_students]))):
         values = np.array([s.value for s in states])
         low = np.array([float(s.loss.low) if s.loss.has_interval else s.value for s in states])
         high = np.array([float(s.loss.high) if s.loss.has_interval else s.value for s in states])
         right.errorbar(x, values, yerr=[values - low, high - values], marker="o", capsize=3, label=name)
-    right.axhline(chain.generations[0].value, color="black", lw=1, ls="--", label="trained alone")
+    chain = shown
+    right.axhline(chain.chain[0].value, color="black", lw=1, ls="--", label="trained alone")
     right.set_xlabel("generation (chain) / members k (ensemble)")
     right.set_ylabel("loss (nats/token), 90% intervals")
-    right.set_title(f"{format_quantity(chain.generations[0].tokens)} tokens per run (the printed chain's)")
+    right.set_title(f"{format_quantity(chain.tokens)} tokens per run (the printed chain's)")
     right.grid(alpha=0.3)
     right.legend(fontsize=7)
     figure.tight_layout()
