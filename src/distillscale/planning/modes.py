@@ -118,7 +118,7 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
     unique_tokens : the corpus's unique tokens (None: unlimited): each mode's loss and intervals carry
         the penalty of repeating the corpus tokens it reads (on-policy reads only its off-policy share
         and its prompts), under the supervised law's decay of repeated data for the supervised mode and
-        the distilled students' (`laws.repetition.distilled_repetition`) for the others, and so do the
+        lambda of that penalty for the distilled ones (the data-limited law's one pricing), and so do the
         verdict and the break-even efficiencies (`planning.repetition.assess_model`, kept in each
         mode's `repetition` within `max_penalty`).
     teacher_state : with a pool, the teacher as the data-limited law's state (`laws.data_limited`: trained on a
