@@ -43,7 +43,7 @@ import numpy as np
 
 from distillscale.laws import data_limited_fit as fit_module
 from distillscale.laws.data_limited import DataLimitedConstants
-from distillscale.laws.data_limited_fit import (KAPPA_GRID, Observations, Shares, chain_prediction,
+from distillscale.laws.data_limited_fit import (KAPPA_GRID, Observations, chain_prediction,
                                                 ensemble_prediction, ensemble_student_prediction, fit_constants,
                                                 fit_law, fit_rho, left_out, load_runs, observations,
                                                 student_prediction)

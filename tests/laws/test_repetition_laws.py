@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 
-from distillscale.planning.results import verdict_difference
 import pytest
 
 from distillscale.laws.data_limited import load_constants

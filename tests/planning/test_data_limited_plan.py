@@ -11,7 +11,7 @@ from distillscale.laws.lawset import load_laws
 from distillscale.laws.data_limited import difference
 from distillscale.laws.data_limited_fit import MeasuredRange
 from distillscale.laws.extrapolation import CANNOT_TELL
-from distillscale.planning.data_limited import best_choice, data_limited_plan, plan_lines, summary_lines
+from distillscale.planning.data_limited import best_choice, data_limited_plan, plan_lines
 from distillscale.planning.flops import ForwardFlops
 
 C, N, U = 1.5e19, 1.5e9, 50e6
