@@ -43,10 +43,12 @@ import numpy as np
 
 from distillscale.laws import data_limited_fit as fit_module
 from distillscale.laws.data_limited import DataLimitedConstants
-from distillscale.laws.data_limited_fit import (KAPPA_GRID, Observations, chain_prediction,
-                                                ensemble_prediction, ensemble_student_prediction, fit_constants,
-                                                fit_law, fit_rho, left_out, load_runs, observations,
+from distillscale.laws.data_limited_form import Shares
+from distillscale.laws.data_limited_check import left_out
+from distillscale.laws.data_limited_fit import (KAPPA_GRID, chain_prediction, ensemble_prediction,
+                                                ensemble_student_prediction, fit_constants, fit_law, fit_rho,
                                                 student_prediction)
+from distillscale.laws.data_limited_runs import ChainCell, Observations, load_runs, observations
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "bench" / "data" / "data_limited_runs.json"
@@ -160,6 +162,8 @@ def rejected(obs: Observations) -> dict:
                                         _chain_items),
         "previous_kappa_recursion": _left_out_errors(obs, lambda o: _previous(o, summary), _previous_chain(summary)),
         "one_step_from_measured_teacher": _left_out_errors(obs, _one_step_fit, _one_step_chain),
+        "own_share_held_at_the_distilled_r_star": _left_out_errors(obs, lambda o: _held_own_fit(o, summary),
+                                                                   _held_own_chain(summary)),
     }
     out["chain_first_generation"] = {
         "chosen": _left_out_errors(obs, _point, _first_only),
@@ -190,6 +194,7 @@ def rejected(obs: Observations) -> dict:
     out["fitted"] = {"chosen": point.row(),
                      "chains_only": fit_constants(Observations(obs.chains, (), obs.ensembles, obs.cells)).row(),
                      "one_step_from_measured_teacher": list(_one_step_fit(obs)[0]),
+                     "own_share_held_at_the_distilled_r_star": _held_own_fit(obs, summary)[0],
                      "previous_kappa_eta": list(_previous(obs, summary)[:2])}
     return out
 
@@ -241,6 +246,29 @@ def _one_step_chain(obs, corpus, fitted):
                 yield fit_module.fresh_at(cell, g, rho) + p, cell.losses[g]
 
 
+def _held_own_fit(obs: Observations, summary: dict):
+    """kappa on every generation's step and every larger teacher's student with the student's own share held
+    at what the distilled R_D* gives at its pool's epochs (`_own_share`: 0.16 at 16, 0.24 at 64)."""
+    rho = fit_rho(obs.chains)
+    shares = {c.group: _own_share(summary[c.group].epochs) for c in obs.chains}
+    y, b, a = fit_module._kappa_lambda_terms(obs.chains, obs.students, rho)
+    held = np.array([shares[c.group] for c in obs.chains for _ in range(1, len(c.losses))]
+                    + [_own_share(summary[s.group].epochs) for s in obs.students])
+    sse = np.sum((b + held[:, None] * a - y[:, None]) ** 2, axis=0)
+    return float(KAPPA_GRID[int(np.argmin(sse))]), rho
+
+
+def _held_own_chain(summary):
+    def predict(obs, corpus, fitted):
+        kappa, rho = fitted
+        for cell in (c for c in obs.chains if c.corpus == corpus):
+            shares = Shares(kappa, _own_share(summary[cell.group].epochs), 0.0, 1.0, 0.0)
+            predicted = chain_prediction(cell, shares, rho)
+            for g in range(2, len(cell.losses)):
+                yield float(predicted[g - 1]), cell.losses[g]
+    return predict
+
+
 def _ensemble_items(obs, corpus, fitted):
     shares = fitted[0]
     for e in (e for e in obs.ensembles if e.group[0] == corpus):
@@ -265,7 +293,7 @@ def _penalty_form_items(obs, corpus, fitted):
 def _previous_ensemble(summary):
     def predict(obs, corpus, fitted):
         _, eta, _ = fitted
-        for e in (e for e in obs.ensembles if e.group[0] == corpus and summary[e.group].epochs > 1):
+        for e in (e for e in obs.ensembles if e.group[0] == corpus):   # fresh data: no penalty, no gain
             yield e.L_1 - eta * (1 - 1 / e.members) * _penalty(obs, e), e.L_k
     return predict
 
@@ -296,9 +324,11 @@ def _previous_ensemble_student(summary):
     (eta (1 - 1/k) of the member's removed) plus its own share."""
     def predict(obs, corpus, fitted):
         kappa, eta, _ = fitted
-        for e in (e for e in obs.ensembles if e.group[0] == corpus and summary[e.group].epochs > 1
-                  and e.student is not None):
-            cell = next(c for c in obs.chains if c.group == e.group)
+        for e in (e for e in obs.ensembles if e.group[0] == corpus and e.student is not None):
+            cell = next((c for c in obs.chains if c.group == e.group), None)
+            if cell is None:   # fresh data: the student of the mixture as generation 1 (no penalty to inherit)
+                yield e.one_member_student, e.student
+                continue
             F_S = cell.fresh[1] if len(cell.fresh) > 1 else cell.fresh[0]   # generation 1's fresh twin
             penalty_k = (1 - eta * (1 - 1 / e.members)) * cell.penalty
             yield F_S + kappa * penalty_k + _own_share(summary[e.group].epochs) * cell.penalty, e.student
@@ -314,7 +344,7 @@ def _larger_items(obs, corpus, fitted):
 def _first_generation_profile(obs: Observations) -> dict:
     """On first generations alone, kappa and lam trade off: the squared error at kappa on the grid (lam
     refitted) is nearly flat, so the data cannot tell them apart: the range of kappa within 5% of the best."""
-    first = Observations(tuple(fit_module.ChainCell(c.group, c.penalty, c.losses[:2], c.fresh, c.fresh_group)
+    first = Observations(tuple(ChainCell(c.group, c.penalty, c.losses[:2], c.fresh, c.fresh_group)
                                for c in obs.chains), (), (), obs.cells)
     y, b, a = fit_module._kappa_lambda_terms(first.chains, (), fit_rho(obs.chains))
     lam = np.clip(np.sum(a * (y[:, None] - b), 0) / np.sum(a * a, 0), 0, 1)
@@ -374,7 +404,8 @@ def print_report(record: dict) -> None:
     f = record["rejected"]["fitted"]
     print(f"  fitted on every run: chosen (kappa, lam, eta, gamma, theta, rho) {np.round(f['chosen'], 3).tolist()}; "
           f"chains only {np.round(f['chains_only'], 3).tolist()}; one step from the measured teacher (kappa, lam) "
-          f"{np.round(f['one_step_from_measured_teacher'], 3).tolist()}; previous (kappa, eta) "
+          f"{np.round(f['one_step_from_measured_teacher'], 3).tolist()}; own share held at the distilled R_D*'s "
+          f"(kappa) {f['own_share_held_at_the_distilled_r_star']:.3f}; previous (kappa, eta) "
           f"{np.round(f['previous_kappa_eta'], 3).tolist()}")
     g = record["rejected"]["first_generation_only"]
     print(f"  first generations alone: kappa within 5% of the best squared error anywhere in "

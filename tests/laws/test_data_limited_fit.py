@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from distillscale.errors import UserError
-from distillscale.laws.data_limited_fit import (MeasuredRun, bootstrap, fit_constants, fit_law, left_out,
-                                                observations)
+from distillscale.laws.data_limited_check import left_out
+from distillscale.laws.data_limited_fit import bootstrap, fit_constants, fit_law
+from distillscale.laws.data_limited_runs import MeasuredRun, observations
 from distillscale.laws.data_limited_form import Shares
 
 TRUTH = Shares(kappa=0.3, lam=0.6, eta=0.06, gamma=0.8, theta=0.5)

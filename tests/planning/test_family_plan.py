@@ -112,10 +112,11 @@ def test_a_storage_limit_is_priced_as_the_engine_runs_it_a_short_cache_re_read()
         assert check.unique_tokens == pytest.approx(held) and check.epochs == pytest.approx(p.student_tokens / held)
         assert p.student_loss == pytest.approx(p.fresh.student_loss * (1 + check.penalty)) and check.penalty > 0
     assert "re-reads it" in " ".join(capped.as_text(200).split())
-    # a limit below the shortest student's tokens serves the same schedule: no refusal
+    # a limit below the shortest student's tokens serves the same schedule: no refusal (each student re-reads
+    # the 1B-token cache 20-30 times: the data-limited law cannot tell whether it still distils at 2-3B)
     small = ds.plan("busbridge2025", compute=6e20, students=(2e9, 3e9), teacher=TEACHER, cache_storage="300GB")
-    assert small.cache.tokens == pytest.approx(3e11 / 296)
-    assert small.cache.tokens < min(p.student_tokens for p in small.plans)
+    assert small.cache_holds == pytest.approx(3e11 / 296)
+    assert small.cache_holds < min(p.student_tokens for p in small.plans)
 
 
 def test_the_family_prints_and_carries_its_answer(cli):

@@ -162,9 +162,8 @@ def predict_distillation(s: PredictDistillationSettings) -> None:
     from distillscale.laws.predict import predict_distillation as predict
 
     laws = load_laws(s.law, bias_correction=not s.no_bias_correction)
-    if s.generations is not None or s.members is not None:
-        _fixed_tokens(laws, s)
-        return
+    if s.generations is not None or s.members is not None:   # at fixed tokens per model, no teacher
+        return _print_fixed_tokens(laws, s)
     result = predict(laws, s.student_params, s.student_tokens, teacher_loss=s.teacher_loss,
                      teacher_params=s.teacher_params, teacher_tokens=s.teacher_tokens,
                      unique_tokens=s.unique_tokens, teacher_unique_tokens=s.teacher_unique_tokens)
@@ -182,18 +181,10 @@ def predict_distillation(s: PredictDistillationSettings) -> None:
             console.print(laws.interval_note(), highlight=False)
 
 
-def _fixed_tokens(laws, s: PredictDistillationSettings) -> None:
-    """`predict distillation --unique-tokens U --generations K --members k`: the fixed-tokens answers."""
-    from distillscale.laws.predict import predict_data_limited
-    from distillscale.laws.data_limited_render import fixed_tokens_lines
+def _print_fixed_tokens(laws, s: PredictDistillationSettings) -> None:
+    from distillscale.laws.data_limited_render import print_fixed_tokens
 
-    answer = predict_data_limited(laws, s.student_params, s.student_tokens, s.unique_tokens, generations=s.generations,
-                                  members=s.members)
-    if s.as_json:
-        print_json({"law": laws.name, **answer.to_dict()})
-        return
-    for line in fixed_tokens_lines(answer):
-        console.print(line, highlight=False, soft_wrap=True)
+    print_fixed_tokens(laws, s.student_params, s.student_tokens, s.unique_tokens, s.generations, s.members, s.as_json)
 
 
 def _triple(prediction) -> tuple[float, float | None, float | None]:
@@ -226,28 +217,10 @@ def _distillation_table(result) -> Table:
                                         f"tokens read {result.pools['teacher']['epochs']:.3g} times: its loss with "
                                         "fresh data is that less its pool's penalty")
     if result.data_limited is not None:
-        _data_limited_rows(table, result.data_limited)
+        from distillscale.laws.data_limited_render import data_limited_rows
+
+        data_limited_rows(table, result.data_limited)
     return table
-
-
-def _data_limited_rows(table: Table, states) -> None:
-    """The data-limited law's part: each model's loss on its pool and with fresh data, the share of
-    the teacher's repetition penalty the student inherits, and the constants."""
-    teacher, student, constants = states.teacher, states.student, states.constants
-    table.add_row("teacher on its pool L_T", f"{teacher.value:.4f}{_span(teacher.loss)} nats/token")
-    table.add_row("teacher, fresh data F_T", f"{float(teacher.fresh.value):.4f}{_span(teacher.fresh)} nats/token")
-    table.add_row("student, fresh data F_S", f"{float(student.fresh.value):.4f}{_span(student.fresh)} nats/token "
-                                             "(its teacher's too)")
-    table.add_row("inherited", f"kappa x (L_T - F_T) = {constants.kappa.value:.3g} x {teacher.penalty:.4f} = "
-                               f"{states.inherited:.4f} nats/token in L_S")
-    table.add_row("own repetition", f"lambda x its size's penalty alone = {constants.lam.value:.3g} x "
-                                    f"{states.size_penalty:.4f} = {states.own:.4f} nats/token in L_S")
-    table.add_row("constants", constants.describe())
-
-
-def _span(prediction) -> str:
-    """' [low, high]' of a loss with an interval, '' without one."""
-    return f" [{float(prediction.low):.4f}, {float(prediction.high):.4f}]" if prediction.has_interval else ""
 
 
 # --- distillscale fit ... -------------------------------------------------------------------------

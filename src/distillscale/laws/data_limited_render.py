@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
+from distillscale.console import console, print_json
 from distillscale.laws.data_limited import FixedTokens, ModelState
 from distillscale.laws.extrapolation import CANNOT_TELL
 from distillscale.units import format_quantity
@@ -13,6 +14,40 @@ from distillscale.units import format_quantity
 VERDICTS = {"distill": "beats alone", "pretrain": "worse", "too close to call": "too close", CANNOT_TELL: "can't tell"}
 # The chain's generations listed one by one, at most (the rest in one line; the last always shown).
 SHOWN = 8
+
+
+def print_fixed_tokens(laws, params: float, tokens: float, unique_tokens: float, generations: int | None,
+                       members: int | None, as_json: bool = False) -> None:
+    """`predict distillation --unique-tokens U --generations K --members k`: the fixed-tokens answers, as text
+    or JSON (`laws.predict.predict_data_limited`)."""
+    from distillscale.laws.predict import predict_data_limited
+
+    answer = predict_data_limited(laws, params, tokens, unique_tokens, generations=generations, members=members)
+    if as_json:
+        print_json({"law": laws.name, **answer.to_dict()})
+        return
+    for line in fixed_tokens_lines(answer):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def data_limited_rows(table, states) -> None:
+    """The data-limited law's part: each model's loss on its pool and with fresh data, the share of
+    the teacher's repetition penalty the student inherits, and the constants."""
+    teacher, student, constants = states.teacher, states.student, states.constants
+    table.add_row("teacher on its pool L_T", f"{teacher.value:.4f}{_span(teacher.loss)} nats/token")
+    table.add_row("teacher, fresh data F_T", f"{float(teacher.fresh.value):.4f}{_span(teacher.fresh)} nats/token")
+    table.add_row("student, fresh data F_S", f"{float(student.fresh.value):.4f}{_span(student.fresh)} nats/token "
+                                             "(its teacher's too)")
+    table.add_row("inherited", f"kappa x (L_T - F_T) = {constants.kappa.value:.3g} x {teacher.penalty:.4f} = "
+                               f"{states.inherited:.4f} nats/token in L_S")
+    table.add_row("own repetition", f"lambda x its size's penalty alone = {constants.lam.value:.3g} x "
+                                    f"{states.size_penalty:.4f} = {states.own:.4f} nats/token in L_S")
+    table.add_row("constants", constants.describe())
+
+
+def _span(prediction) -> str:
+    """' [low, high]' of a loss with an interval, '' without one."""
+    return f" [{float(prediction.low):.4f}, {float(prediction.high):.4f}]" if prediction.has_interval else ""
 
 
 def fixed_tokens_lines(answer: FixedTokens) -> list[str]:

@@ -23,7 +23,8 @@ import numpy as np
 from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json, atomic_write_text, check_output_dir
-from distillscale.laws.data_limited_fit import MeasuredRun, fit_law, observations
+from distillscale.laws.data_limited_fit import fit_law
+from distillscale.laws.data_limited_runs import MeasuredRun, observations
 from distillscale.sweeps import data_limited as design_module
 from distillscale.laws.data_limited_form import SHARE_NAMES
 from distillscale.report.data_limited_records import (DataLimitedResult, LawConstants, Measured,
