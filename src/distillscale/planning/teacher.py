@@ -190,6 +190,7 @@ class TeacherRanking:
             "optimal_student_loss": self.optimal_student_loss,
             "capacity_gap_teacher_loss": self.capacity_gap_teacher_loss, "d1": self.d1,
             "best": self.candidates[self.best].name, "compute": self.compute,
+            "student_unique_tokens": self.student_unique_tokens,
             "verdict": differences[self.best].verdict,
             "alone_is_best": all(difference.verdict == "pretrain" for difference in differences),
             "too_close_to_call": [self.candidates[i].name for i in close],

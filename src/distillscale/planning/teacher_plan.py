@@ -185,11 +185,19 @@ def _refuse_json_document(path: Path, shown: object = None) -> None:
 
 
 def pools_line(ranking: TeacherRanking) -> str | None:
-    """Which pool each teacher given by its size read and how many times, in one line (None: none did)."""
+    """Which pool each teacher given by its size read and how many times, and the student's, in one line (None:
+    none did); with a pool, each student is the data-limited law's."""
     pooled = [c for c in ranking.candidates if c.unique_tokens is not None]
-    if not pooled:
+    own = ranking.student_unique_tokens
+    if not pooled and own is None:
         return None
     measured = len(ranking.candidates) - len(pooled)
-    return (f"Data: the teachers given by size read {format_quantity(pooled[0].unique_tokens)} unique tokens: "
-            + ", ".join(f"{c.name} {c.epochs:.3g}x" for c in pooled)
-            + ("" if not measured else f"; {measured} measured keep their loss (their own data)"))
+    parts = []
+    if pooled:
+        parts.append(f"the teachers given by size read {format_quantity(pooled[0].unique_tokens)} unique tokens: "
+                     + ", ".join(f"{c.name} {c.epochs:.3g}x" for c in pooled)
+                     + ("" if not measured else f"; {measured} measured keep their loss (their own data)"))
+    if own is not None:
+        parts.append(f"the student reads {format_quantity(own)} unique tokens {ranking.student_tokens / own:.3g} times")
+    return ("Data: " + "; ".join(parts) + " (each student the data-limited law's: kappa of a teacher's repetition "
+            "penalty, lambda of its own size's)")
