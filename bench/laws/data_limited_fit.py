@@ -417,8 +417,11 @@ def write_constants(record: dict, path: Path = CONSTANTS) -> None:
     shown = runs.relative_to(ROOT) if runs.is_absolute() and runs.is_relative_to(ROOT) else runs
     constants = DataLimitedConstants.from_fit(record["_law"], f"measured at micro scale (bench/laws/data_limited_fit.py "
                                                              f"on {shown})")
+    record = constants.to_dict()
+    rows = ",\n  ".join(json.dumps(row) for row in record["draws"])   # one draw a line
+    text = json.dumps({**record, "draws": "DRAWS"}, indent=1).replace('"DRAWS"', "[\n  " + rows + "\n ]")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(constants.to_dict(), indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
     print(f"wrote {path}")
 
