@@ -1,35 +1,35 @@
-"""The data-limited distillation law's constants, fitted on the micro-scale measurements
-(bench/data/data_limited_runs.json, made by bench/distillation/data_limited.py), and checked left out a
-corpus at a time.
+"""The data-limited law's constants, fitted on measured runs (bench/data/data_limited_runs.json, made by
+bench/distillation/data_limited.py, or any file of its schema), checked left out a corpus at a time, and
+the forms it was chosen over.
 
-Each model has a state (L, F): L its loss on its pool, F the loss it would reach on fresh data at the same
-size and tokens (here: the same run on the 1-epoch pool). The law and its fits are the product's
-(src/distillscale/laws/data_limited_fit.py, which `distillscale demo --data-limited` fits on a user's runs):
+The fitter is the product's (src/distillscale/laws/data_limited_fit.py, the one `distillscale demo
+--data-limited` fits a user's runs with); its form is `laws.data_limited_form`'s:
 
-    student of a teacher (L_T, F_T):  L_S = F_S + kappa (L_T - F_T) + delta_S
-    ensemble of k trained alone:      L_k = L_1 - eta (1 - 1/k) (L_1 - F_1)
+    student of a teacher (L_T, F_T):  L_S = F_S + kappa (L_T - F_T) + lam P_S
+    chain:                           p_0 = P, p_g = kappa p_{g-1} + lam P   (p = L - F)
+    ensemble of k trained alone:     L_k = L_1 (1 - eta (1 - k^-gamma))
+    student of an ensemble:          the student of one member - theta (L_1 - L_k)
 
-F_S is the student's loss as if everything were fresh (the distillation law on F_T; measured here: the
-same student on the 1-epoch pool), delta_S the student's own repetition penalty, priced as the product
-prices it (the distilled R_D*: `own_share` of the penalty its size pays trained alone on the pool), so
-kappa is fitted alone; both shares free (delta_S = lambda times that penalty) are reported beside it.
-kappa is the share of its teacher's repetition penalty a student inherits: below 1, a student can beat a
-teacher limited by repetition.
+P_S is the student's size's penalty trained alone on the pool (its loss there minus on the 1-epoch pool):
+the same pricing of a student's own repetition as the planner's (the supervised law's penalty there).
+kappa and lam are fitted on every generation of every chain (each generation's step) and every student of a
+larger teacher; eta and gamma on every ensemble's own loss (gamma within the cells that measured two
+sizes); theta on every student of an ensemble. Intervals: all five refitted together on (corpus, size,
+pool) cells resampled with replacement; the residuals out of sample (each corpus predicted by the others'
+fit).
 
-Pairs used for kappa and lambda, per corpus, depth and repeated pool: generation 1 (teacher: trained
-alone, seed 0), generation 2 (teacher: generation 1), the student of the larger teacher, the student of
-the ensemble of 2: those whose teacher's and student's 1-epoch twins were run. Generations 3-4 and the
-ensemble of 3 are scored by the law, never fitted.
-
-Left out a corpus at a time: kappa and eta fitted on the others; the left-out corpus's first
-generation's Delta (generation 1 against its teacher trained alone) predicted from its own 1-epoch runs
-and its runs trained alone, with a 90% interval: the fit's parameter spread (bootstrap over the training
-corpora's cells) plus the training pairs' residual scale; coverage, sign, and the chain's settling loss
-(generation 4) against the law's recursion.
+Left out a corpus at a time (the law fitted on the other corpora predicts each of its runs from its runs
+trained alone and its 1-epoch runs, with the 90% interval the product gives: the constants' draws and the
+residual): generations 2..K against both naive rules (each as the measured generation 1; as the model
+trained alone, generation 0), from generation 0 (what a plan knows) and from a measured generation 1;
+coverage of the first generation, the chain's last, the larger teacher's students, each ensemble size and
+its students; the sign of Delta against the seeds trained alone wherever it exceeds two seeds' standard
+deviations. Then the forms rejected, each left out the same way.
 
 Usage:
-    python bench/laws/data_limited_fit.py [--runs bench/data/data_limited_runs.json] [--write]
-        --write: store kappa and eta (fitted on every corpus) in src/distillscale/laws/data_limited.json
+    python bench/laws/data_limited_fit.py [--runs FILE] [--json OUT] [--write]
+        --runs: the runs (default bench/data/data_limited_runs.json): new measurements are one rerun
+        --write: store the constants in src/distillscale/laws/data_limited.json
 """
 
 from __future__ import annotations
@@ -37,264 +37,407 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from distillscale.laws import data_limited_fit as laws_fit
-from distillscale.laws.data_limited_fit import EnsemblePair, StudentPair
+from distillscale.laws import data_limited_fit as fit_module
+from distillscale.laws.data_limited import DataLimitedConstants
+from distillscale.laws.data_limited_form import Shares
+from distillscale.laws.data_limited_check import left_out
+from distillscale.laws.data_limited_fit import (KAPPA_GRID, chain_prediction, ensemble_prediction,
+                                                ensemble_student_prediction, fit_constants, fit_law, fit_rho,
+                                                student_prediction)
+from distillscale.laws.data_limited_runs import ChainCell, Observations, load_runs, observations
 
 ROOT = Path(__file__).resolve().parents[2]
-FRESH = "256K"
-EPOCHS = {"16K": 16.0, "4K": 64.0}   # the repeated pools' epochs (D = 256K tokens)
-Z90 = 1.6449
+RUNS = ROOT / "bench" / "data" / "data_limited_runs.json"
+CONSTANTS = ROOT / "src" / "distillscale" / "laws" / "data_limited.json"
+NAMES = ("kappa", "lam", "eta", "gamma", "theta", "rho")
 
 
-def load(path: Path) -> dict:
-    runs = json.loads(path.read_text())["runs"]
-    table: dict = defaultdict(dict)
-    for run in runs:
-        table[(run["corpus"], run["depth"], run["pool"])][run["run_id"].split("-", 2)[-1]] = run
-    return table
+def report(runs_path: Path = RUNS, draws: int = fit_module.DRAWS) -> dict:
+    """The fit, the left-out checks and the rejected forms, as one record."""
+    runs = load_runs(runs_path)
+    law = fit_law(runs, draws)
+    out = left_out(runs)
+    obs = observations(runs)
+    return {"runs": str(runs_path), "n_runs": len(runs),
+            "constants": {name: {"value": law.value(name), "interval": list(law.interval(name))} for name in NAMES},
+            "residuals": law.residuals.to_dict(), "measured": law.measured.to_dict(), "notes": list(law.notes),
+            "fitted_on": {"cells": law.cells, "chains": law.chains, "students_of_larger": law.students,
+                          "ensembles": law.ensembles, "students_of_ensembles": law.ensemble_students},
+            "left_out": {"summary": out.summary(), "from_first": from_first(out, obs),
+                         "checks": [c.to_dict() for c in out.checks]},
+            "rejected": rejected(obs), "_law": law}
 
 
-def _loss(cell: dict, name: str, teacher: bool = False) -> float | None:
-    run = cell.get(name)
-    if run is None:
-        return None
-    return run["teacher_val_loss"] if teacher else run["val_loss"]
+def from_first(out, obs: Observations) -> dict:
+    """Generations 2..K predicted from a measured generation 1 (the law's steps after it, each corpus by
+    the others' fit), against the two naive rules: mean and worst relative error."""
+    law_errors, first_errors, alone_errors = [], [], []
+    for corpus, law in out.fits.items():
+        for cell in (c for c in obs.chains if c.corpus == corpus):
+            predicted = chain_prediction(cell, law.fit.shares, law.fit.rho)
+            for g in range(2, len(cell.losses)):
+                truth = cell.losses[g]
+                law_errors.append(abs(cell.losses[1] + predicted[g - 1] - predicted[0] - truth) / truth)
+                first_errors.append(abs(cell.losses[1] - truth) / truth)
+                alone_errors.append(abs(cell.losses[0] - truth) / truth)
+
+    def stats(values):
+        return {"mean": float(np.mean(values)), "worst": float(np.max(values))} if values else None
+    return {"law": stats(law_errors), "as_generation_1": stats(first_errors), "as_alone": stats(alone_errors),
+            "n": len(law_errors)}
 
 
-def _alone(cell: dict, seeds=("alone-s0", "alone-s1", "alone-s2")) -> float | None:
-    values = [cell[s]["val_loss"] for s in seeds if s in cell]
-    return float(np.mean(values)) if values else None
+# --- the forms rejected, each left out a corpus at a time --------------------------------------------------
+
+def _left_out_errors(obs: Observations, fit, predict) -> dict:
+    """Mean and worst relative error of `predict(item, fitted)` over each corpus's items, `fit(obs without
+    it)` fitted on the others; `predict` yields (prediction, truth) pairs per corpus."""
+    corpora = sorted({g[0] for g in obs.groups()})
+    errors = []
+    for corpus in corpora:
+        fitted = fit(obs.without(corpus))
+        errors += [abs(p - t) / t for p, t in predict(obs, corpus, fitted)]
+    return {"mean": float(np.mean(errors)), "worst": float(np.max(errors)), "n": len(errors)} if errors else None
 
 
-def pairs(table: dict) -> list[dict]:
-    """(corpus, depth, pool, kind, L_T, F_T, L_S, F_S, penalty alone) for every student with 1-epoch twins."""
-    out = []
-    for (corpus, depth, pool), cell in table.items():
-        if pool == FRESH:
-            continue
-        fresh = table.get((corpus, depth, FRESH), {})
-        alone, alone_fresh = _alone(cell), _alone(fresh)
-        if alone is None or alone_fresh is None:
-            continue
-        specs = [("gen1", "alone-s0", "gen1", False), ("gen2", "gen1", "gen2", False),
-                 ("from-larger", "larger", "from-larger", False), ("ensemble2", "ensemble2", "ensemble2", True)]
-        for kind, teacher, student, mixture in specs:
-            values = (_loss(cell, teacher, mixture), _loss(fresh, teacher, mixture),
-                      _loss(cell, student), _loss(fresh, student))
-            if None in values:
-                continue
-            out.append({"corpus": corpus, "depth": depth, "pool": pool, "kind": kind, "L_T": values[0],
-                        "F_T": values[1], "L_S": values[2], "F_S": values[3], "penalty_alone": alone - alone_fresh,
-                        "epochs": EPOCHS[pool]})
-    return out
+def _chain_items(obs, corpus, fitted, later_only=True):
+    shares, rho = fitted
+    for cell in (c for c in obs.chains if c.corpus == corpus):
+        predicted = chain_prediction(cell, shares, rho)
+        for g in range(2 if later_only else 1, len(cell.losses)):
+            yield float(predicted[g - 1]), cell.losses[g]
 
 
-# The product prices a distilled student's own repetition with the distilled R_D* (37, measured at micro
-# scale with a fresh teacher), a model trained alone with the supervised one (5.2 at micro scale): at E
-# epochs the student's own penalty is then about this share of its size's penalty trained alone (the
-# D term's exponent taken as 0.3; the share moves little with it): 0.16 at 16 epochs, 0.24 at 64.
+def _point(obs):
+    fit = fit_constants(obs)
+    return fit.shares, fit.rho
+
+
+# The form shipped before: kappa fitted on first and second generations and the ensemble of 2's student,
+# the student's own penalty priced by the distilled R_D* (37) against the alone one (5.2) at its epochs,
+# the chain predicted from generation 0's measured penalty; eta (1 - 1/k) of the member's penalty.
 R_D_DISTILLED, R_D_SUPERVISED, D_EXPONENT = 37.0, 5.2, 0.3
 
 
-def own_share(epochs: float) -> float:
-    def worth(r_star: float) -> float:   # (D'/D)^-beta - 1: the D term's rise under repetition
+def _own_share(epochs: float) -> float:
+    def worth(r_star: float) -> float:
         effective = 1 + r_star * (1 - np.exp(-(epochs - 1) / r_star))
         return (effective / epochs) ** -D_EXPONENT - 1
     return float(worth(R_D_DISTILLED) / worth(R_D_SUPERVISED))
 
 
-def fit_kappa_own(rows: list[dict]) -> tuple[float, float]:
-    """kappa by least squares of L_S - F_S - share(epochs) P_S on L_T - F_T, no intercept, bounded to
-    [0, 1] (the student's own penalty priced as the product prices it); the residual RMS."""
-    x = np.array([r["L_T"] - r["F_T"] for r in rows])
-    y = np.array([r["L_S"] - r["F_S"] - own_share(r["epochs"]) * r["penalty_alone"] for r in rows])
-    kappa = float(np.clip(x @ y / (x @ x), 0.0, 1.0))
-    return kappa, float(np.sqrt(np.mean((y - kappa * x) ** 2)))
+def _previous(obs: Observations, summary: dict):
+    x, y = [], []
+    for cell in obs.chains:
+        share = _own_share(summary[cell.group].epochs) * cell.penalty
+        for g in (1, 2):
+            if g < len(cell.losses) and g < len(cell.fresh):
+                x.append(cell.losses[g - 1] - cell.fresh[g - 1])
+                y.append(cell.losses[g] - cell.fresh[g] - share)
+    kappa = float(np.clip(np.dot(x, y) / np.dot(x, x), 0, 1))
+    ens = [e for e in obs.ensembles if summary[e.group].epochs > 1]
+    xe = np.array([(1 - 1 / e.members) * _penalty(obs, e) for e in ens])
+    ye = np.array([e.L_1 - e.L_k for e in ens])
+    eta = float(np.clip(xe @ ye / (xe @ xe), 0, 1)) if len(ens) else 0.0
+    return kappa, eta, fit_rho(obs.chains)
 
 
-def bootstrap_kappa_own(rows: list[dict], draws: int = 400, seed: int = 0) -> np.ndarray:
-    """kappa refitted on cells (corpus, depth, pool) resampled with replacement."""
-    return laws_fit.bootstrap_groups(rows, lambda r: (r["corpus"], r["depth"], r["pool"]),
-                                     lambda sample: fit_kappa_own(sample)[0], draws, seed)
+def _penalty(obs: Observations, e) -> float:
+    cell = next((c for c in obs.chains if c.group == e.group), None)
+    return cell.penalty if cell is not None else 0.0
 
 
-def _pair(r: dict) -> StudentPair:
-    return StudentPair(r["L_T"], r["F_T"], r["L_S"], r["F_S"], r["penalty_alone"], (r["corpus"], r["depth"], r["pool"]))
-
-
-def fit_kappa_lambda(rows: list[dict]) -> tuple[float, float, float]:
-    """Least squares of L_S - F_S on (L_T - F_T, penalty alone), no intercept; the residual RMS."""
-    fit = laws_fit.fit_kappa_lambda([_pair(r) for r in rows])
-    return fit.kappa, fit.lam, fit.residual_rms
-
-
-def ensembles(table: dict) -> list[dict]:
-    out = []
-    for (corpus, depth, pool), cell in table.items():
-        if pool == FRESH:
-            continue
-        fresh = table.get((corpus, depth, FRESH), {})
-        for k in (2, 3):
-            mixture = _loss(cell, f"ensemble{k}", teacher=True)
-            seeds = tuple(f"alone-s{s}" for s in range(k))
-            single, single_fresh = _alone(cell, seeds), _alone(fresh, ("alone-s0", "alone-s1"))
-            if mixture is None or single is None or single_fresh is None:
-                continue
-            out.append({"corpus": corpus, "depth": depth, "pool": pool, "k": k, "L_1": single,
-                        "F_1": single_fresh, "L_k": mixture})
+def rejected(obs: Observations) -> dict:
+    """Each rejected form's left-out errors, beside the chosen form's, on the same items."""
+    summary = {c.group: c for c in obs.cells}
+    out = {}
+    # chains, generations 2..K from generation 0
+    out["chain_later_generations"] = {
+        "chosen": _left_out_errors(obs, _point, _chain_items),
+        "chains_only": _left_out_errors(obs, lambda o: _point(Observations(o.chains, (), o.ensembles, o.cells)),
+                                        _chain_items),
+        "previous_kappa_recursion": _left_out_errors(obs, lambda o: _previous(o, summary), _previous_chain(summary)),
+        "one_step_from_measured_teacher": _left_out_errors(obs, _one_step_fit, _one_step_chain),
+        "own_share_held_at_the_distilled_r_star": _left_out_errors(obs, lambda o: _held_own_fit(o, summary),
+                                                                   _held_own_chain(summary)),
+    }
+    out["chain_first_generation"] = {
+        "chosen": _left_out_errors(obs, _point, _first_only),
+        "previous_kappa_recursion": _left_out_errors(obs, lambda o: _previous(o, summary),
+                                                     lambda o, c, f: _previous_chain(summary)(o, c, f, first=True)),
+    }
+    out["ensembles"] = {
+        "chosen": _left_out_errors(obs, _point, _ensemble_items),
+        "gamma_1": _left_out_errors(obs, lambda o: (fit_constants(o, gamma=1.0).shares, 0.0), _ensemble_items),
+        "share_of_penalty": _left_out_errors(obs, _penalty_form_fit, _penalty_form_items),
+        "previous_eta_1_minus_1_over_k": _left_out_errors(obs, lambda o: _previous(o, summary),
+                                                          _previous_ensemble(summary)),
+    }
+    out["ensemble_students"] = {
+        "chosen": _left_out_errors(obs, _point, _ensemble_student_items),
+        "share_of_gain_over_one_member": _left_out_errors(obs, _over_member_fit, _over_member_items),
+        "previous_student_of_the_mixture": _left_out_errors(obs, lambda o: _previous(o, summary),
+                                                            _previous_ensemble_student(summary)),
+    }
+    out["larger_teacher_students"] = {
+        "chosen": _left_out_errors(obs, _point, _larger_items),
+        "chains_only": _left_out_errors(obs, lambda o: _point(Observations(o.chains, (), o.ensembles, o.cells)),
+                                        _larger_items),
+    }
+    point = fit_constants(obs)
+    kappas = _first_generation_profile(obs)
+    out["first_generation_only"] = kappas
+    out["fitted"] = {"chosen": point.row(),
+                     "chains_only": fit_constants(Observations(obs.chains, (), obs.ensembles, obs.cells)).row(),
+                     "one_step_from_measured_teacher": list(_one_step_fit(obs)[0]),
+                     "own_share_held_at_the_distilled_r_star": _held_own_fit(obs, summary)[0],
+                     "previous_kappa_eta": list(_previous(obs, summary)[:2])}
     return out
 
 
-def fit_eta(rows: list[dict]) -> float:
-    return laws_fit.fit_eta([EnsemblePair(r["k"], r["L_1"], r["F_1"], r["L_k"]) for r in rows])
+def _first_only(obs, corpus, fitted):
+    shares, rho = fitted
+    for cell in (c for c in obs.chains if c.corpus == corpus):
+        yield float(chain_prediction(cell, shares, rho, 1)[0]), cell.losses[1]
 
 
-def bootstrap(rows: list[dict], draws: int = 400, seed: int = 0) -> np.ndarray:
-    """kappa, lambda refitted on cells (corpus, depth, pool) resampled with replacement."""
-    return laws_fit.bootstrap_kappa_lambda([_pair(r) for r in rows], draws, seed)
+def _previous_chain(summary):
+    def predict(obs, corpus, fitted, first=False):
+        kappa, _, rho = fitted
+        for cell in (c for c in obs.chains if c.corpus == corpus):
+            share = _own_share(summary[cell.group].epochs) * cell.penalty
+            L, F = cell.losses[0], cell.fresh[0]
+            for g in range(1, len(cell.losses)):
+                F_next = fit_module.fresh_at(cell, g, rho)
+                L, F = F_next + kappa * (L - F) + share, F_next
+                if (first and g == 1) or (not first and g > 1):
+                    yield L, cell.losses[g]
+    return predict
 
 
-def chain_prediction(table: dict, corpus: str, depth: int, pool: str, kappa: float, lam: float) -> list[tuple]:
-    """Generations 1-4 by the law's recursion from the cell's runs trained alone and its 1-epoch chain (F of
-    generations past the fresh chain's last held at its last value)."""
-    cell, fresh = table[(corpus, depth, pool)], table.get((corpus, depth, FRESH), {})
-    alone_fresh = _alone(fresh)
-    if alone_fresh is None or "alone-s0" not in cell:
-        return []
-    penalty_alone = _alone(cell) - alone_fresh
-    fresh_chain = [alone_fresh] + [_loss(fresh, f"gen{g}") for g in (1, 2)]
-    if None in fresh_chain:
-        return []
-    L, F, out = cell["alone-s0"]["val_loss"], fresh_chain[0], []
-    for g in range(1, 5):
-        F_next = fresh_chain[min(g, len(fresh_chain) - 1)]
-        L = F_next + kappa * (L - F) + lam * penalty_alone
-        F = F_next
-        out.append((g, L, _loss(cell, f"gen{g}")))
-    return out
+def _one_step_fit(obs):
+    """kappa and lam by least squares of each generation's penalty on its measured teacher's (levels)."""
+    rho = fit_rho(obs.chains)
+    x, y = [], []
+    for cell in obs.chains:
+        for g in range(1, len(cell.losses)):
+            x.append([cell.losses[g - 1] - fit_module.fresh_at(cell, g - 1, rho), cell.penalty])
+            y.append(cell.losses[g] - fit_module.fresh_at(cell, g, rho))
+    for s in obs.students:
+        x.append([s.L_T - s.F_T, s.own_penalty])
+        y.append(s.L_S - s.F_S)
+    from scipy.optimize import lsq_linear
+
+    coef = lsq_linear(np.array(x), np.array(y), bounds=(0.0, 1.0), method="bvls").x
+    return (float(coef[0]), float(coef[1])), rho
 
 
-def left_out(table: dict, rows: list[dict], ens_rows: list[dict]) -> dict:
-    corpora = sorted({r["corpus"] for r in rows})
-    checks, chains, ens_checks = [], [], []
-    for corpus in corpora:
-        train = [r for r in rows if r["corpus"] != corpus]
-        if len({r["corpus"] for r in train}) < 1:
-            continue
-        kappa, rms = fit_kappa_own(train)
-        spread = bootstrap_kappa_own(train, draws=200)
-        eta = fit_eta([r for r in ens_rows if r["corpus"] != corpus]) if ens_rows else None
-        for r in rows:
-            if r["corpus"] != corpus or r["kind"] != "gen1":
+def _one_step_chain(obs, corpus, fitted):
+    (kappa, lam), rho = fitted
+    for cell in (c for c in obs.chains if c.corpus == corpus):
+        p = cell.losses[0] - cell.fresh[0]
+        for g in range(1, len(cell.losses)):
+            p = kappa * p + lam * cell.penalty
+            if g > 1:
+                yield fit_module.fresh_at(cell, g, rho) + p, cell.losses[g]
+
+
+def _held_own_fit(obs: Observations, summary: dict):
+    """kappa on every generation's step and every larger teacher's student with the student's own share held
+    at what the distilled R_D* gives at its pool's epochs (`_own_share`: 0.16 at 16, 0.24 at 64)."""
+    rho = fit_rho(obs.chains)
+    shares = {c.group: _own_share(summary[c.group].epochs) for c in obs.chains}
+    y, b, a = fit_module._kappa_lambda_terms(obs.chains, obs.students, rho)
+    held = np.array([shares[c.group] for c in obs.chains for _ in range(1, len(c.losses))]
+                    + [_own_share(summary[s.group].epochs) for s in obs.students])
+    sse = np.sum((b + held[:, None] * a - y[:, None]) ** 2, axis=0)
+    return float(KAPPA_GRID[int(np.argmin(sse))]), rho
+
+
+def _held_own_chain(summary):
+    def predict(obs, corpus, fitted):
+        kappa, rho = fitted
+        for cell in (c for c in obs.chains if c.corpus == corpus):
+            shares = Shares(kappa, _own_share(summary[cell.group].epochs), 0.0, 1.0, 0.0)
+            predicted = chain_prediction(cell, shares, rho)
+            for g in range(2, len(cell.losses)):
+                yield float(predicted[g - 1]), cell.losses[g]
+    return predict
+
+
+def _ensemble_items(obs, corpus, fitted):
+    shares = fitted[0]
+    for e in (e for e in obs.ensembles if e.group[0] == corpus):
+        yield float(ensemble_prediction(e, shares)), e.L_k
+
+
+def _penalty_form_fit(obs):
+    """eta and gamma of L_1 - L_k = eta (1 - k^-gamma) P: the gain a share of the member's penalty."""
+    gamma = fit_module.fit_gamma(obs.ensembles) or 1.0
+    items = [(e, _penalty(obs, e)) for e in obs.ensembles]
+    a = np.array([(1 - e.members ** -gamma) * p for e, p in items])
+    y = np.array([e.L_1 - e.L_k for e, _ in items])
+    return (float(np.clip(a @ y / (a @ a), 0, 1)) if a @ a > 0 else 0.0, gamma), None
+
+
+def _penalty_form_items(obs, corpus, fitted):
+    (eta, gamma), _ = fitted
+    for e in (e for e in obs.ensembles if e.group[0] == corpus):
+        yield e.L_1 - eta * (1 - e.members ** -gamma) * _penalty(obs, e), e.L_k
+
+
+def _previous_ensemble(summary):
+    def predict(obs, corpus, fitted):
+        _, eta, _ = fitted
+        for e in (e for e in obs.ensembles if e.group[0] == corpus):   # fresh data: no penalty, no gain
+            yield e.L_1 - eta * (1 - 1 / e.members) * _penalty(obs, e), e.L_k
+    return predict
+
+
+def _ensemble_student_items(obs, corpus, fitted):
+    shares = fitted[0]
+    for e in (e for e in obs.ensembles if e.group[0] == corpus and e.student is not None
+              and e.one_member_student is not None):
+        yield float(ensemble_student_prediction(e, shares, ensemble_prediction(e, shares))), e.student
+
+
+def _over_member_fit(obs):
+    """theta of L_1 - L_S = theta (L_1 - L_k): a share of the ensemble's gain over one member trained alone."""
+    used = [e for e in obs.ensembles if e.student is not None]
+    a = np.array([e.L_1 - e.L_k for e in used])
+    y = np.array([e.L_1 - e.student for e in used])
+    return _point(obs)[0], float(np.clip(a @ y / (a @ a), 0, 1))
+
+
+def _over_member_items(obs, corpus, fitted):
+    shares, theta = fitted
+    for e in (e for e in obs.ensembles if e.group[0] == corpus and e.student is not None):
+        yield e.L_1 - theta * (e.L_1 - float(ensemble_prediction(e, shares))), e.student
+
+
+def _previous_ensemble_student(summary):
+    """The student of the mixture as of any teacher: its fresh twin plus kappa of the mixture's penalty
+    (eta (1 - 1/k) of the member's removed) plus its own share."""
+    def predict(obs, corpus, fitted):
+        kappa, eta, _ = fitted
+        for e in (e for e in obs.ensembles if e.group[0] == corpus and e.student is not None):
+            cell = next((c for c in obs.chains if c.group == e.group), None)
+            if cell is None:   # fresh data: the student of the mixture as generation 1 (no penalty to inherit)
+                yield e.one_member_student, e.student
                 continue
-            own = own_share(r["epochs"]) * r["penalty_alone"]
-            predicted = r["F_S"] + kappa * (r["L_T"] - r["F_T"]) + own - r["L_T"]
-            draws = r["F_S"] + spread * (r["L_T"] - r["F_T"]) + own - r["L_T"]
-            half = Z90 * np.sqrt(np.var(draws) + rms ** 2)
-            measured = r["L_S"] - r["L_T"]
-            checks.append({"corpus": corpus, "depth": r["depth"], "pool": r["pool"],
-                           "measured": measured / r["L_T"], "predicted": predicted / r["L_T"],
-                           "interval": [(predicted - half) / r["L_T"], (predicted + half) / r["L_T"]],
-                           "covered": bool(abs(measured - predicted) <= half),
-                           "sign_right": bool(np.sign(measured) == np.sign(predicted))})
-        for (c, depth, pool) in sorted(table):
-            if c != corpus or pool == FRESH:
-                continue
-            for g, predicted, measured in chain_prediction(table, c, depth, pool, kappa, own_share(EPOCHS[pool])):
-                if measured is not None:
-                    chains.append({"corpus": c, "depth": depth, "pool": pool, "generation": g,
-                                   "predicted": predicted, "measured": measured,
-                                   "error": predicted / measured - 1})
-        for r in ens_rows:
-            if r["corpus"] == corpus and eta is not None:
-                predicted = r["L_1"] - eta * (1 - 1 / r["k"]) * (r["L_1"] - r["F_1"])
-                ens_checks.append({**r, "predicted": predicted, "error": predicted / r["L_k"] - 1})
-    return {"first_generation": checks, "chains": chains, "ensembles": ens_checks}
+            F_S = cell.fresh[1] if len(cell.fresh) > 1 else cell.fresh[0]   # generation 1's fresh twin
+            penalty_k = (1 - eta * (1 - 1 / e.members)) * cell.penalty
+            yield F_S + kappa * penalty_k + _own_share(summary[e.group].epochs) * cell.penalty, e.student
+    return predict
 
 
-def report(table: dict) -> dict:
-    rows, ens_rows = pairs(table), ensembles(table)
-    kappa, rms = fit_kappa_own(rows)
-    kappas = bootstrap_kappa_own(rows)
-    free_kappa, lam, _ = fit_kappa_lambda(rows)
-    spread = bootstrap(rows)
-    eta = fit_eta(ens_rows) if ens_rows else None
-    summary = {"pairs": len(rows), "kappa": kappa, "kappa_interval": list(np.quantile(kappas, [0.05, 0.95])),
-               "own_share": {f"{e:g}": own_share(e) for e in EPOCHS.values()},
-               "free_kappa": free_kappa, "free_kappa_interval": list(np.quantile(spread[:, 0], [0.05, 0.95])),
-               "lambda": lam, "lambda_interval": list(np.quantile(spread[:, 1], [0.05, 0.95])),
-               "residual_rms": rms, "eta": eta, "ensembles": len(ens_rows)}
-    if ens_rows:
-        etas = [fit_eta([ens_rows[i] for i in np.random.default_rng(s).integers(0, len(ens_rows), len(ens_rows))])
-                for s in range(400)]
-        summary["eta_interval"] = list(np.quantile(etas, [0.05, 0.95]))
-    summary["left_out"] = left_out(table, rows, ens_rows) if len({r["corpus"] for r in rows}) > 1 else None
-    return summary
+def _larger_items(obs, corpus, fitted):
+    shares = fitted[0]
+    for s in (s for s in obs.students if s.group[0] == corpus):
+        yield float(student_prediction(s, shares)), s.L_S
 
 
-def print_report(summary: dict) -> None:
-    shares = ", ".join(f"{v:.2f} at {e} epochs" for e, v in summary["own_share"].items())
-    print(f"pairs {summary['pairs']}: kappa {summary['kappa']:.3f} {np.round(summary['kappa_interval'], 3)} with the "
-          f"student's own penalty as the distilled R_D* prices it ({shares} of its size's alone); residual RMS "
-          f"{summary['residual_rms']:.4f} nats/token")
-    print(f"  both free: kappa {summary['free_kappa']:.3f} {np.round(summary['free_kappa_interval'], 3)}, "
-          f"lambda {summary['lambda']:.3f} {np.round(summary['lambda_interval'], 3)}")
-    if summary["eta"] is not None:
-        print(f"ensembles {summary['ensembles']}: eta {summary['eta']:.3f} {np.round(summary['eta_interval'], 3)}")
-    lo = summary["left_out"]
-    if not lo:
-        return
-    first = lo["first_generation"]
-    print("\nfirst generation vs its teacher trained alone, left out a corpus at a time (Delta, % of L_T):")
-    print("| corpus | depth | pool | measured | predicted [90%] | covered | sign |")
+def _first_generation_profile(obs: Observations) -> dict:
+    """On first generations alone, kappa and lam trade off: the squared error at kappa on the grid (lam
+    refitted) is nearly flat, so the data cannot tell them apart: the range of kappa within 5% of the best."""
+    first = Observations(tuple(ChainCell(c.group, c.penalty, c.losses[:2], c.fresh, c.fresh_group)
+                               for c in obs.chains), (), (), obs.cells)
+    y, b, a = fit_module._kappa_lambda_terms(first.chains, (), fit_rho(obs.chains))
+    lam = np.clip(np.sum(a * (y[:, None] - b), 0) / np.sum(a * a, 0), 0, 1)
+    sse = np.sum((b + lam * a - y[:, None]) ** 2, 0)
+    near = KAPPA_GRID[sse <= sse.min() * 1.05]
+    return {"kappa_within_5_percent_of_best": [float(near.min()), float(near.max())],
+            "kappa_plus_lam_at_best": float(KAPPA_GRID[np.argmin(sse)] + lam[np.argmin(sse)])}
+
+
+# --- printing ---------------------------------------------------------------------------------------------
+
+def print_report(record: dict) -> None:
+    c = record["constants"]
+    fitted = record["fitted_on"]
+    print(f"{record['n_runs']} runs ({record['runs']}): {fitted['cells']} cells, {fitted['chains']} chains, "
+          f"{fitted['students_of_larger']} students of a larger teacher, {fitted['ensembles']} ensembles, "
+          f"{fitted['students_of_ensembles']} students of an ensemble")
+    for name in NAMES:
+        low, high = c[name]["interval"]
+        print(f"  {name:<6} {c[name]['value']:.3f} [{low:.3f}, {high:.3f}]")
+    r = record["residuals"]
+    print("  residual sd (out of sample): chain by generation "
+          + ", ".join(f"{x:.3f}" for x in r["chain_per_generation"])
+          + f" and larger teacher's student {r['student_of_larger']:.3f} (x P_S); ensemble {r['ensemble']:.4f}, "
+          f"its student {r['ensemble_student']:.4f} (x L_1)")
+    m = record["measured"]
+    print(f"  measured at: parameters {m['params']}, epochs {m['epochs']}, parameters per unique token "
+          f"{[round(x, 3) for x in m['params_per_unique_token']]}, ensembles of {m['members']}")
+    for note in record["notes"]:
+        print(f"  note: {note}")
+    s = record["left_out"]["summary"]
+    first = record["left_out"]["from_first"]
+
+    def pair(d):
+        return f"mean {100 * d['mean']:.2f}%, worst {100 * d['worst']:.2f}%" if d else "-"
+    later = s["later_generations"]
+    print(f"\nleft out a corpus at a time: generations 2..K ({later['n']})")
+    print(f"  from generation 0: law {pair(later['law'])}; as generation 1 {pair(later['as_generation_1'])}; "
+          f"as alone {pair(later['as_alone'])}")
+    print(f"  from a measured generation 1: law {pair(first['law'])}; as generation 1 {pair(first['as_generation_1'])}; "
+          f"as alone {pair(first['as_alone'])}")
+    print("  coverage by the 90% intervals: " + ", ".join(
+        f"{k.replace('_', ' ')} {v['covered']}/{v['of']}" for k, v in s["coverage"].items() if v["of"]))
+    print(f"  sign of Delta against alone where it exceeds 2 seed sds: {s['signs']['right']}/{s['signs']['clear']} right")
+    print("\n| kind | corpus | pool | measured | predicted [90%] | covered | Delta vs alone (measured, predicted) |")
     print("|---|---|---|---|---|---|---|")
-    for c in first:
-        print(f"| {c['corpus']} | {c['depth']} | {c['pool']} | {100 * c['measured']:+.2f}% | "
-              f"{100 * c['predicted']:+.2f}% [{100 * c['interval'][0]:+.2f}, {100 * c['interval'][1]:+.2f}] | "
-              f"{'yes' if c['covered'] else 'no'} | {'right' if c['sign_right'] else 'wrong'} |")
-    big = [c for c in first if abs(c["measured"]) > 0.02]
-    print(f"covered {sum(c['covered'] for c in first)}/{len(first)}; sign right on |Delta| > 2%: "
-          f"{sum(c['sign_right'] for c in big)}/{len(big)}")
-    settle = [c for c in lo["chains"] if c["generation"] == 4]
-    if settle:
-        print(f"chain's generation 4 (settling loss): mean |error| {100 * np.mean([abs(c['error']) for c in settle]):.2f}%, "
-              f"max {100 * max(abs(c['error']) for c in settle):.2f}% over {len(settle)} chains")
-    if lo["ensembles"]:
-        errors = [abs(c["error"]) for c in lo["ensembles"]]
-        print(f"ensembles' loss: mean |error| {100 * np.mean(errors):.2f}% over {len(errors)}")
+    for check in record["left_out"]["checks"]:
+        print(f"| {check['kind']} | {check['corpus']} | {check['pool']} | {check['measured']:.4f} | "
+              f"{check['predicted']:.4f} [{check['interval'][0]:.4f}, {check['interval'][1]:.4f}] | "
+              f"{'yes' if check['covered'] else 'no'} | {check['measured_delta']:+.4f}, {check['predicted_delta']:+.4f}"
+              f"{' (clear)' if check['clear'] else ''} |")
+    print("\nrejected (left out a corpus at a time; mean and worst relative error):")
+    for what, forms in record["rejected"].items():
+        if what in ("fitted", "first_generation_only"):
+            continue
+        print(f"  {what.replace('_', ' ')}: " + "; ".join(f"{name.replace('_', ' ')} {pair(v)}" for name, v in forms.items()))
+    f = record["rejected"]["fitted"]
+    print(f"  fitted on every run: chosen (kappa, lam, eta, gamma, theta, rho) {np.round(f['chosen'], 3).tolist()}; "
+          f"chains only {np.round(f['chains_only'], 3).tolist()}; one step from the measured teacher (kappa, lam) "
+          f"{np.round(f['one_step_from_measured_teacher'], 3).tolist()}; own share held at the distilled R_D*'s "
+          f"(kappa) {f['own_share_held_at_the_distilled_r_star']:.3f}; previous (kappa, eta) "
+          f"{np.round(f['previous_kappa_eta'], 3).tolist()}")
+    g = record["rejected"]["first_generation_only"]
+    print(f"  first generations alone: kappa within 5% of the best squared error anywhere in "
+          f"{np.round(g['kappa_within_5_percent_of_best'], 3).tolist()} (kappa + lam {g['kappa_plus_lam_at_best']:.3f})")
+
+
+def write_constants(record: dict, path: Path = CONSTANTS) -> None:
+    runs = Path(record["runs"])
+    shown = runs.relative_to(ROOT) if runs.is_absolute() and runs.is_relative_to(ROOT) else runs
+    constants = DataLimitedConstants.from_fit(record["_law"], f"measured at micro scale (bench/laws/data_limited_fit.py "
+                                                             f"on {shown})")
+    record = constants.to_dict()
+    rows = ",\n  ".join(json.dumps(row) for row in record["draws"])   # one draw a line
+    text = json.dumps({**record, "draws": "DRAWS"}, indent=1).replace('"DRAWS"', "[\n  " + rows + "\n ]")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=Path, default=ROOT / "bench" / "data" / "data_limited_runs.json")
+    parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--json", type=Path, help="write the whole report here")
     args = parser.parse_args()
-    summary = report(load(args.runs))
-    print_report(summary)
+    record = report(args.runs)
+    print_report(record)
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+        args.json.write_text(json.dumps({k: v for k, v in record.items() if k != "_law"}, indent=1) + "\n")
     if args.write:
-        path = ROOT / "src" / "distillscale" / "laws" / "data_limited.json"
-        constants = json.loads(path.read_text()) if path.exists() else {}
-        constants |= {"kappa": {"value": summary["kappa"], "interval": summary["kappa_interval"]},
-                      "eta": {"value": summary["eta"], "interval": summary.get("eta_interval")},
-                      "level": 0.9,
-                      "source": "measured at micro scale (bench/laws/data_limited_fit.py on "
-                                "bench/data/data_limited_runs.json)",
-                      "note": "kappa: the share of its teacher's repetition penalty a student inherits; eta: the "
-                              "share of a member's repetition penalty an ensemble of many removes; the student's "
-                              "own repetition is priced by the distilled R_D*. 90% intervals: bootstrap over "
-                              "(corpus, size, pool) cells."}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(constants, indent=1) + "\n")
-        os.replace(tmp, path)
-        print(f"wrote {path}")
+        write_constants(record)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ ADDED_SINCE["distill"] |= {"--split", "--generations", "--dropout"}
 ADDED_SINCE["train"] |= {"--dropout"}
 ADDED_SINCE["demo"] |= {"--data-limited"}  # distillation when data is the limit, on the user's corpus
 ADDED_SINCE["plan"] |= {"--generations"}   # self-distillation and ensembles on a pool, at equal compute
+ADDED_SINCE["predict distillation"] |= {"--generations", "--members"}   # the same at fixed tokens per model
+ADDED_SINCE["teacher"] |= {"--unique-tokens"}   # the student's own pool
 # Recorded flags that repeat since (a single value still reads as before), or became optional: their kind now.
 # several teachers, a mixture (issue 37); --teacher-cache repeats only to refuse a second one in one line
 CHANGED_SINCE = {"distill": {"--teacher": "values", "--teacher-url": "values", "--teacher-cache": "values"},

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 
-from distillscale.planning.results import verdict_difference
 import pytest
 
 from distillscale.laws.data_limited import load_constants
@@ -173,14 +172,22 @@ def test_a_plans_verdict_weighs_the_repetition_of_the_student_and_of_the_model_p
     supervised = p.fresh.supervised.loss * (1 + checks["teacher-inference (pretrain instead)"].penalty)
     assert (p.student_loss, p.supervised.loss) == (student, supervised)
     # with fresh data pretraining is ahead by less than the preset's intervals; the corpus limit
-    # penalises the model pretrained instead enough to give the verdict to distilling
-    expected = verdict_difference(student, p.student_interval, supervised, p.supervised.interval).verdict
-    assert limited.verdict == p.verdict == expected == "distill"
+    # penalises the model pretrained instead more than the student: Delta moves below 0; its interval and
+    # verdict are the data-limited law's (the student's own share lambda is unmeasured at 546M: every
+    # admissible share is in the interval, so a Delta across 0 cannot tell at this distance)
+    from distillscale.laws.data_limited import DataLimitedLaw, difference
+    from distillscale.laws.extrapolation import CANNOT_TELL
+
     assert fresh.verdict == p.fresh.verdict == "too close to call"
     assert fresh.plans[0].supervised.loss < fresh.plans[0].student_loss
+    assert p.distilled_minus_alone < 0 < fresh.plans[0].distilled_minus_alone
+    law = DataLimitedLaw(limited.laws)
+    expected = difference(law.student(546e6, p.student_tokens, 2e9, law.measured_teacher(p.teacher_loss)),
+                          law.alone(546e6, p.supervised.tokens, 2e9))
+    assert limited.verdict == p.verdict == expected.verdict == CANNOT_TELL
+    assert (p.difference.low, p.difference.high) == pytest.approx((expected.low, expected.high), rel=1e-9)
     record = limited.to_dict()
-    assert record["verdict"] == "distill" and record["verdict_fresh_data"] == "too close to call"
-    assert "distill" in limited.as_text().split("verdict")[1].splitlines()[0]
+    assert record["verdict"] == CANNOT_TELL and record["verdict_fresh_data"] == "too close to call"
 
 
 def test_a_teacher_the_scenario_trains_repeats_the_corpus_too():
@@ -206,8 +213,7 @@ def test_a_teacher_the_scenario_trains_repeats_the_corpus_too():
     assert p.student_loss == pytest.approx(p.fresh.student_loss * (1 + student.penalty))
     assert p.supervised.loss == pytest.approx(p.fresh.supervised.loss
                                               * (1 + checks["teacher-pretraining (pretrain instead)"].penalty))
-    assert limited.verdict == verdict_difference(p.student_loss, p.student_interval, p.supervised.loss,
-                                             p.supervised.interval).verdict
+    assert limited.verdict == p.difference.verdict and p.pool_difference is not None   # the data-limited law's
 
 
 def runs_up_to(max_epochs, r_star=15.4, noise=0.005, seed=0):
@@ -275,35 +281,32 @@ def test_the_data_constrained_fit_is_offered_only_when_it_backtests_no_worse_tha
     assert repetition_backtest_cut([1, 2, 4, 8]) == 4.0 and repetition_backtest_cut([1, 3, 3]) is None
 
 
-def test_a_distillation_plans_repetition_constant_is_the_distillation_laws(tmp_path):
-    """Issue 34: `plan --unique-tokens` applied the supervised law's decay to distilled students
-    ("an assumption"). A distilled student now repeats under the distillation law's own R_D* (when a
-    sweep measured one), else the micro-scale measurement; the model pretrained instead keeps the
-    supervised law's."""
+def test_a_distilled_students_own_repetition_is_one_pricing_the_data_limited_laws(tmp_path):
+    """A distilled student on a pool pays lambda of what its size pays trained alone there (the supervised
+    law's R_D*), the pricing the data-limited law's constants were fitted with (one pricing for the fit and
+    every plan); a distilled R_D* a sweep stored in law.json is kept with the law and no longer prices it.
+    The model pretrained instead keeps the supervised law's penalty."""
     import dataclasses
 
     import distillscale as ds
-    from distillscale.laws.repetition import DISTILLED_MICRO
+    from distillscale.laws.data_limited import DataLimitedLaw
 
-    plan = ds.plan("busbridge2025", compute=1e21, student_params=546e6, scenario="teacher-pretraining",
-                   unique_tokens=2e9)
-    checks = plan.repetition
-    assert checks["teacher-pretraining"].repetition == DISTILLED_MICRO
-    assert "measured at micro scale" in DISTILLED_MICRO.source and DISTILLED_MICRO.interval == (18.0, 75.0)
-    assert checks["teacher-pretraining (pretrain instead)"].repetition == PUBLISHED
-    # A distillation law with its own constant (saved to law.json and read back): the plan uses it.
     laws = load_laws("busbridge2025")
     own = Repetition(50.0, None, (30.0, 90.0), "fitted to the distilled runs")
     laws = dataclasses.replace(laws, distillation=dataclasses.replace(laws.distillation, repetition=own))
     laws.save(tmp_path / "law.json")
     again = load_laws(str(tmp_path / "law.json"))
     assert again.distillation.repetition == own
-    plan = ds.plan(again, compute=1e21, student_params=546e6, scenario="teacher-pretraining", unique_tokens=2e9)
-    student = plan.repetition["teacher-pretraining"]
-    assert student.repetition == own and plan.repetition["teacher-pretraining (pretrain instead)"].repetition == PUBLISHED
-    expected = repetition_penalty(again.supervised, own, student.params, student.tokens, 2e9)
-    # its own share: the whole penalty less what its teacher's repetition adds
-    assert (1 + student.penalty) / (1 + student.through_teacher) - 1 == pytest.approx(expected)
+    for law in ("busbridge2025", again):
+        plan = ds.plan(law, compute=1e21, student_params=546e6, scenario="teacher-pretraining", unique_tokens=2e9)
+        student = plan.repetition["teacher-pretraining"]
+        alone = plan.repetition["teacher-pretraining (pretrain instead)"]
+        assert student.repetition == PUBLISHED and alone.repetition == PUBLISHED
+        data_limited = DataLimitedLaw(plan.laws)
+        assert student.own_share == data_limited.constants.lam.value
+        own_part = data_limited.own_penalty(student.params, student.tokens, 2e9)
+        inherited = student.through_teacher * (student.loss_fresh + own_part)
+        assert student.loss_repeated == pytest.approx(student.loss_fresh + own_part + inherited, rel=1e-9)
 
 
 @pytest.mark.slow

@@ -63,3 +63,24 @@ def test_a_family_is_drawn_as_its_students_each_on_its_share():
     assert notes == [f"{p.budget / plan.compute:.0%} of C: {p.verdict}" for p in plan.plans]
     assert "a family of 3 students" in axes.get_title()
     pyplot().close(figure)
+
+
+def test_a_plan_on_a_pool_is_drawn_as_its_data_limited_comparison_printed():
+    """Not the fresh-data plan: each option's curve passes through the printed option at the plan's budget,
+    marked with its interval; the chain by generation and the ensemble's student by k beside it."""
+    pytest.importorskip("matplotlib")
+    from distillscale.planning.plots import plot_plan, pyplot
+
+    plan = ds.plan("busbridge2025", compute=1.5e19, student_params=1.5e9, unique_tokens=50e6,
+                   teacher=ds.ExistingTeacher(params=1.5e9, tokens=8e8))
+    figure = plot_plan(plan)
+    curves = {line.get_label(): np.asarray(line.get_ydata(), dtype=float) for line in figure.axes[0].get_lines()
+              if not line.get_label().startswith("_")}
+    for option in plan.data_limited.options:
+        if option.label in curves:
+            assert curves[option.label][4] == pytest.approx(option.final.value, rel=1e-9)   # the middle budget
+    assert curves["train alone"][4] == pytest.approx(plan.headline.supervised.loss, rel=1e-9)   # pooled, not fresh
+    assert "distil from the teacher" in curves
+    labels = {container.get_label() for container in figure.axes[1].containers}
+    assert labels == {"chain, by generation", "ensemble's student, by k"}
+    pyplot().close(figure)

@@ -144,7 +144,7 @@ def test_a_student_whose_teacher_repeats_the_corpus_shows_one_penalty_everywhere
     assert at_needed.repetition[scenario].penalty == pytest.approx(0.01, abs=2e-4)
     own_needed = assess_model(plan.laws, p.student_params, p.student_tokens, 3e9, 0.01, distilled=True,
                               loss_fresh=p.fresh.student_loss).unique_tokens_needed
-    assert needed > 2 * own_needed
+    assert needed > 1.5 * own_needed
     code, out, err = cli("plan", "--compute", "1e21", "--student-params", "546M", "--scenario", scenario,
                          "--unique-tokens", "3B", "--explain")   # each run's check, each warning in full
     assert code == 0, err

@@ -155,3 +155,30 @@ def test_on_fresh_data_every_prediction_is_the_one_before_the_teachers_pool_coun
     own = (1 + check.penalty) / (1 + check.through_teacher)
     inherited = load_constants().kappa.value * (q.teacher_loss - q.fresh.teacher_loss)
     assert q.student_loss == pytest.approx(q.fresh.student_loss * own + inherited, rel=1e-12)
+
+
+def test_teachers_of_a_pool_rank_by_the_data_limited_law_not_by_their_pooled_loss(cli):
+    """A 150M student on 3B tokens, teachers trained on a 50M pool: each student is the data-limited law's
+    (kappa of its teacher's repetition penalty; on fresh data itself), as `plan` and `predict` give it, not the
+    distillation law at the teacher's pooled loss; `--unique-tokens` gives the student's own pool."""
+    import json
+
+    from distillscale.laws.data_limited import DataLimitedLaw
+    from distillscale.laws.lawset import load_laws
+
+    law = DataLimitedLaw(load_laws("busbridge2025"))
+    for extra, own in (((), None), (("--unique-tokens", "1B"), 1e9)):
+        code, out, err = cli("teacher", "--law", "busbridge2025", "--student-params", "150M", "--student-tokens", "3B",
+                             "--teacher-unique-tokens", "50M", *extra, "--json")
+        assert code == 0, err
+        record = json.loads(out)
+        assert record["student_unique_tokens"] == own
+        for c in record["candidates"]:
+            teacher = law.alone(c["teacher_params"], c["teacher_tokens"], 50e6)
+            expected = law.student(150e6, 3e9, own, teacher)
+            assert c["student_loss"] == pytest.approx(expected.value, rel=1e-12)
+            assert c["interval"] == pytest.approx([float(expected.loss.low), float(expected.loss.high)], rel=1e-12)
+        pooled_law = load_laws("busbridge2025").distillation
+        first = record["candidates"][0]
+        assert first["student_loss"] != pytest.approx(float(pooled_law.predict(150e6, 3e9, first["teacher_loss"])),
+                                                      rel=1e-6)

@@ -1,8 +1,8 @@
-"""`distillscale demo --data-limited` end to end on a tiny design (the demo's own design, shrunk: tiny
-models, 2,048-token runs, a 1-epoch pool and a 4-epoch pool): every run of the plan trained or distilled,
-each pool's weight-decay grid's best taken by every other run of the pool, the students reading their
-teachers' pool, the table and JSON with the same numbers, the law fitted on the runs; a second call
-trains nothing; bad input refused in one line."""
+"""`distillscale demo --data-limited` end to end on its quick design (`--quick`: the demo's own design,
+shrunk: tiny models, 2,048-token runs, a 1-epoch pool and a 4-epoch pool): every run of the plan trained or
+distilled, each pool's weight-decay grid's best taken by every other run of the pool, the students reading
+their teachers' pool, the table and JSON with the same numbers, the shipped law fitted on the runs by the
+shipped fitter; a second call trains nothing; bad input refused in one line."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ import json
 import pytest
 
 from distillscale.sweeps import data_limited as design_module
-from distillscale.sweeps.data_limited import DataLimitedDesign, plan_runs
+from distillscale.sweeps.data_limited import QUICK_DESIGN as TINY
+from distillscale.sweeps.data_limited import plan_runs
 from tests.report.test_own_teacher import markov_corpus
-
-TINY = DataLimitedDesign(depth=1, larger_depth=2, aspect_ratio=16, head_dim=16, seq_len=16, batch_size=2,
-                         tokens="2048", vocab_size=300, eval_tokens="1K", save_every=20, pools=("2048", "512"),
-                         grids={"2048": (1e-3, 1e-1), "512": (1e-3, 1e-2, 1e-1)}, seeds=(0, 1), generations=2)
 
 
 def test_the_demo_design_is_the_one_documented():
@@ -45,10 +42,9 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("data-limited")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
-        patch.setattr(design_module, "DEMO_DESIGN", TINY)
         corpus = markov_corpus(root / "corpus", documents=30, words=300)
         out = root / "sweep"
-        args = ["demo", "--data-limited", "--data", str(corpus), "--out", str(out), "--workers", "2"]
+        args = ["demo", "--data-limited", "--quick", "--data", str(corpus), "--out", str(out), "--workers", "2"]
         first = _call(main, [*args, "--json"])
         mtimes = {path: path.stat().st_mtime_ns for path in out.glob("*/result.json")}
         second = _call(main, args)
@@ -105,15 +101,35 @@ def test_the_table_and_json_show_the_same_numbers_against_the_runs_alone(demo):
         assert pool["ensemble"]["loss"] == ensemble["teacher"]["teacher_val_loss"]
     assert result["pools"][1]["epochs"] == 4
     law = result["law"]
-    assert law["pairs"] == 4 and law["kappa_interval"][0] <= law["kappa"] <= law["kappa_interval"][1]
+    kappa = law["shares"]["kappa"]
+    assert law["pairs"] == 2 and kappa["interval"] is None   # one repeated pool: nothing to resample
+    assert any("no interval" in note for note in law["notes"])
+    assert set(law["shares"]) == {"kappa", "lambda", "eta", "gamma", "theta"}
     code, table, _ = demo["second"]
     assert code == 0
     lines = table.splitlines()
     assert all(len(line) <= 80 for line in lines if str(demo["root"]) not in line), table
-    assert "nats/token" in table and f"kappa  {law['kappa']:.3f}" in table
+    assert "nats/token" in table and f"kappa  {kappa['value']:.3f} " in table
     assert f"{result['pools'][1]['generations'][1]['loss']:.4f}" in table
     assert (out / "data_limited.md").read_text().count("\n") > 20
-    assert json.loads((out / "data_limited.json").read_text())["law"]["kappa"] == law["kappa"]
+    assert json.loads((out / "data_limited.json").read_text())["law"]["shares"]["kappa"]["value"] == kappa["value"]
+
+
+@pytest.mark.slow
+def test_the_demo_fits_the_shipped_law_with_the_shipped_fitter(demo):
+    """The same form and fitter as bench/laws/data_limited_fit.py: refitting the demo's runs through
+    `laws.data_limited_fit.fit_law` gives its numbers, and its constants file is one `load_constants` reads."""
+    from distillscale.laws.data_limited import load_constants
+    from distillscale.laws.data_limited_fit import fit_law
+    from distillscale.report.data_limited import measured_runs
+
+    result = json.loads(demo["first"][1])
+    refit = fit_law(measured_runs(demo["out"], str(demo["corpus"]), TINY), fallback=load_constants().shares)
+    assert result["law"]["shares"]["lambda"]["value"] == pytest.approx(refit.value("lam"))
+    assert result["law"]["shares"]["theta"]["value"] == pytest.approx(refit.value("theta"))
+    mine = load_constants(demo["out"] / "data_limited_constants.json")
+    assert mine.kappa.value == pytest.approx(refit.value("kappa")) and "demo --data-limited" in mine.source
+    assert any("gamma" in note for note in result["law"]["notes"])   # one ensemble size: the shipped gamma kept
 
 
 @pytest.mark.slow
@@ -124,7 +140,7 @@ def test_a_second_call_trains_nothing(demo):
     assert "completed (" not in demo["second"][2]  # no run reported as finishing now
 
 
-@pytest.mark.parametrize("flag", [["--quick"], ["--scale", "gpu"], ["--repetition"], ["--capacity-gap"]])
+@pytest.mark.parametrize("flag", [["--scale", "gpu"], ["--repetition"], ["--capacity-gap"]])
 def test_the_other_demos_flags_are_refused_in_one_line(cli, tmp_path, flag):
     code, _, err = cli("demo", "--data-limited", *flag, "--out", tmp_path / "out")
     assert code == 2 and "--data-limited runs its own design: leave out " + flag[0] in err
@@ -133,9 +149,8 @@ def test_the_other_demos_flags_are_refused_in_one_line(cli, tmp_path, flag):
 
 def test_a_corpus_too_small_for_the_pools_is_refused_saying_how_large_it_must_be(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(design_module, "DEMO_DESIGN", TINY)
     corpus = markov_corpus(tmp_path / "small", documents=2, words=100)
-    code, _, err = cli("demo", "--data-limited", "--data", corpus, "--out", tmp_path / "out")
+    code, _, err = cli("demo", "--data-limited", "--quick", "--data", corpus, "--out", tmp_path / "out")
     assert code == 2 and "fewer than the 2,048 unique tokens of the 1-epoch pool" in err
     assert "x as large (its teacher split must hold 2,048 tokens)" in err.strip().splitlines()[-1]
     assert not (tmp_path / "out").exists()
@@ -143,12 +158,11 @@ def test_a_corpus_too_small_for_the_pools_is_refused_saying_how_large_it_must_be
 
 def test_a_sweep_directory_of_another_corpus_is_refused(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(design_module, "DEMO_DESIGN", TINY)
     out = tmp_path / "out"
     out.mkdir()
     (out / "data_limited_design.json").write_text(json.dumps({"data": "elsewhere", "design": {}}))
     corpus = markov_corpus(tmp_path / "corpus", documents=2, words=100)
-    code, _, err = cli("demo", "--data-limited", "--data", corpus, "--out", out)
+    code, _, err = cli("demo", "--data-limited", "--quick", "--data", corpus, "--out", out)
     assert code == 2 and "holds a data-limited demo of another corpus or design" in err
 
 
@@ -179,9 +193,9 @@ def test_a_failed_run_blocks_the_runs_that_need_it_and_the_demo_says_so(demo, tm
         return (*args, "--no-such-flag") if run.run_id == "d1-u512-gen1" else args
 
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(demo["root"] / "cache"))
-    monkeypatch.setattr(design_module, "DEMO_DESIGN", TINY)
     monkeypatch.setattr(design_module, "run_args", failing)
-    code, table, err = _call(main, ["demo", "--data-limited", "--data", str(demo["corpus"]), "--out", str(out)])
+    code, table, err = _call(main, ["demo", "--data-limited", "--quick", "--data", str(demo["corpus"]),
+                                    "--out", str(out)])
     assert code == 1 and "2 runs did not complete" in err
     assert "d1-u512-gen1 failed: see" in err and "d1-u512-gen2 blocked" in err
     assert "2 runs did not complete (their rows are blank): d1-u512-gen1, d1-u512-gen2" in table

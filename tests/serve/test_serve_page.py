@@ -9,6 +9,7 @@ import json
 import shlex
 import shutil
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -412,3 +413,40 @@ def test_a_familys_view_on_the_page_is_its_answer_with_gpu_hours():
     assert family["first_student"] == "student 1B"
     assert summary["flops"]["teacher_inference"] == pytest.approx(plan["totals"]["teacher_forward"])
     assert summary["gpu_hours"]["gpu_hours"] > 0
+
+
+def test_a_pool_on_the_page_shows_the_data_limited_comparison_as_the_cli_plans_it(cli):
+    """The pool and generations controls plan as `plan --unique-tokens --generations`; the page's data-limited
+    view carries each option, the best by the verdict rule, and the chain by generation and the ensemble's
+    student by k with intervals, the figure `plan --plot` draws."""
+    planner = Planner()
+    query = PlanQuery(law="busbridge2025", compute="1.5e19", student="1.5B", scenario="teacher-inference",
+                      teacher="tokens", teacher_params="1.5B", teacher_tokens="800M", unique_tokens="50M",
+                      generations="2")
+    answer = planner.update(query)
+    assert answer["ok"], answer
+    expected = _cli_json(cli, "--law", "busbridge2025", "--compute", "1.5e19", "--student-params", "1.5B",
+                         "--teacher-params", "1.5B", "--teacher-tokens", "800M", "--unique-tokens", "50M",
+                         "--generations", "2")["data_limited"]
+    view = answer["data_limited"]
+    assert [o["label"] for o in view["options"]] == [o["label"] for o in expected["options"]]
+    for shown, printed in zip(view["options"], expected["options"]):
+        assert shown["loss"] == printed["loss"] and shown["interval"] == printed["loss_interval"]
+        assert shown["verdict"] == printed["verdict"]
+    assert view["best"] == expected["best_choice"] and view["answer"].startswith("on the 50M pool")
+    assert len(view["view"]["chain"]) == 7 and [p["members"] for p in view["view"]["ensemble_students"]] == list(
+        range(1, 9))
+    assert all(p["interval"][0] <= p["loss"] <= p["interval"][1] for p in view["view"]["chain"])
+    assert "--unique-tokens 5e+07" in answer["cli"] and "--generations 2" in answer["cli"]
+    fresh = planner.update(replace(query, unique_tokens="", generations=""))
+    assert fresh["ok"] and fresh["data_limited"] is None
+
+
+@pytest.mark.parametrize("controls, control, fragment", [
+    ({"unique_tokens": "lots"}, "unique-tokens", "the pool of unique tokens must be a positive number"),
+    ({"generations": "2"}, "generations", "give the pool of unique tokens too"),
+    ({"unique_tokens": "50M", "generations": "two"}, "generations", "must be a whole number"),
+])
+def test_a_bad_pool_or_generations_is_named_beside_its_control(controls, control, fragment):
+    answer = Planner().update(PlanQuery(law="busbridge2025", compute="1e21", student="546M", **controls))
+    assert not answer["ok"] and fragment in answer["errors"][control]

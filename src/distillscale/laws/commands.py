@@ -117,6 +117,15 @@ class PredictDistillationSettings(CommandSettings):
                    "then `predict supervised --unique-tokens`'s; with --teacher-loss, --teacher-params and "
                    "--teacher-tokens, the measured teacher's pool (its loss kept as given; its loss with fresh data is "
                    "that less its pool's penalty)")
+    generations: int | None = option(
+        None, min=1, help="with --unique-tokens and no teacher: a chain of self-distillation at fixed tokens per model "
+                          "(each generation the student of the one before, --student-params on --student-tokens of "
+                          "the pool): each generation's loss and Δ against the model trained alone, with intervals, "
+                          "where another generation stops paying, and the FLOPs")
+    members: int | None = option(
+        None, min=2, help="with --unique-tokens and no teacher: ensembles of 2, 4, ... up to this many models trained "
+                          "alone at fixed tokens per model, and the student of each: losses, Δ against the model "
+                          "trained alone, where another member stops paying, and the FLOPs")
     no_bias_correction: bool = option(False, help=NO_BIAS_CORRECTION_HELP)
     as_json: bool = option(False, flag="--json", help="print JSON")
 
@@ -127,14 +136,34 @@ class PredictDistillationSettings(CommandSettings):
         load_laws(given.get("law", cls.model_fields["law"].default)).require_distillation()
         return given
 
+    @model_validator(mode="after")
+    def _fixed_tokens(self) -> "PredictDistillationSettings":
+        """--generations and --members answer on a pool, from the student trained alone: no teacher."""
+        asked = [flag for flag, value in (("--generations", self.generations), ("--members", self.members))
+                 if value is not None]
+        if not asked:
+            return self
+        if self.unique_tokens is None:
+            raise UserError(f"{asked[0]} answers on a pool of unique tokens: give --unique-tokens")
+        teacher = [flag for flag, value in (("--teacher-loss", self.teacher_loss), ("--teacher-params", self.teacher_params),
+                                            ("--teacher-tokens", self.teacher_tokens),
+                                            ("--teacher-unique-tokens", self.teacher_unique_tokens)) if value is not None]
+        if teacher:
+            raise UserError(f"{asked[0]} starts from the student trained alone (generation 0, each ensemble's members): "
+                            f"leave out {', '.join(teacher)}")
+        return self
+
 
 @predict_app.command("distillation")
 @command(PredictDistillationSettings)
 def predict_distillation(s: PredictDistillationSettings) -> None:
-    """Loss of a student distilled from a teacher: L_S(N_S, D_S, L_T)."""
+    """Loss of a student distilled from a teacher: L_S(N_S, D_S, L_T). With --unique-tokens and --generations or
+    --members: a chain and ensembles on the pool at fixed tokens per model (no teacher: generation 0 trained alone)."""
     from distillscale.laws.predict import predict_distillation as predict
 
     laws = load_laws(s.law, bias_correction=not s.no_bias_correction)
+    if s.generations is not None or s.members is not None:   # at fixed tokens per model, no teacher
+        return _print_fixed_tokens(laws, s)
     result = predict(laws, s.student_params, s.student_tokens, teacher_loss=s.teacher_loss,
                      teacher_params=s.teacher_params, teacher_tokens=s.teacher_tokens,
                      unique_tokens=s.unique_tokens, teacher_unique_tokens=s.teacher_unique_tokens)
@@ -150,6 +179,12 @@ def predict_distillation(s: PredictDistillationSettings) -> None:
             console.print(laws.bias_note(), soft_wrap=True, highlight=False)
         if laws.interval_note() is not None:
             console.print(laws.interval_note(), highlight=False)
+
+
+def _print_fixed_tokens(laws, s: PredictDistillationSettings) -> None:
+    from distillscale.laws.data_limited_render import print_fixed_tokens
+
+    print_fixed_tokens(laws, s.student_params, s.student_tokens, s.unique_tokens, s.generations, s.members, s.as_json)
 
 
 def _triple(prediction) -> tuple[float, float | None, float | None]:
@@ -182,26 +217,10 @@ def _distillation_table(result) -> Table:
                                         f"tokens read {result.pools['teacher']['epochs']:.3g} times: its loss with "
                                         "fresh data is that less its pool's penalty")
     if result.data_limited is not None:
-        _data_limited_rows(table, result.data_limited)
+        from distillscale.laws.data_limited_render import data_limited_rows
+
+        data_limited_rows(table, result.data_limited)
     return table
-
-
-def _data_limited_rows(table: Table, states) -> None:
-    """The data-limited law's part: each model's loss on its pool and with fresh data, the share of
-    the teacher's repetition penalty the student inherits, and the constants."""
-    teacher, student, constants = states.teacher, states.student, states.constants
-    table.add_row("teacher on its pool L_T", f"{teacher.value:.4f}{_span(teacher.loss)} nats/token")
-    table.add_row("teacher, fresh data F_T", f"{float(teacher.fresh.value):.4f}{_span(teacher.fresh)} nats/token")
-    table.add_row("student, fresh data F_S", f"{float(student.fresh.value):.4f}{_span(student.fresh)} nats/token "
-                                             "(its teacher's too)")
-    table.add_row("inherited", f"kappa x (L_T - F_T) = {constants.kappa.value:.3g} x {teacher.penalty:.4f} = "
-                               f"{states.inherited:.4f} nats/token in L_S")
-    table.add_row("constants", constants.describe())
-
-
-def _span(prediction) -> str:
-    """' [low, high]' of a loss with an interval, '' without one."""
-    return f" [{float(prediction.low):.4f}, {float(prediction.high):.4f}]" if prediction.has_interval else ""
 
 
 # --- distillscale fit ... -------------------------------------------------------------------------

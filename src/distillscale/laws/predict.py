@@ -20,7 +20,7 @@ from distillscale.laws.extrapolation import (check_losses, check_pool, extrapola
                                             smaller_teacher_warning, teacher_loss_note)
 from distillscale.laws.lawset import LawSet
 from distillscale.laws.repetition import (DEFAULT_MAX_PENALTY, FAR_EPOCHS_FACTOR, RepetitionAssessment, assess,
-                                          distilled_repetition, fitted_epochs, pooled_loss, pooled_prediction)
+                                          fitted_epochs, pooled_loss, pooled_prediction)
 from distillscale.laws.uncertainty import Prediction
 from distillscale.units import Quantity, check_parameter, format_quantity
 
@@ -68,15 +68,23 @@ class DataLimitedStates:
     teacher: ModelState
     student: ModelState
     constants: DataLimitedConstants
+    size_penalty: float = 0.0   # P_S: what the student's size pays trained alone on its pool
+    alone: ModelState | None = None   # the same student trained alone on its pool: what Delta is against
 
     @property
     def inherited(self) -> float:
         """kappa (L_T - F_T): the part of the teacher's repetition penalty in the student's loss."""
         return self.constants.kappa.value * self.teacher.penalty
 
+    @property
+    def own(self) -> float:
+        """lambda P_S: the student's own repetition penalty in its loss."""
+        return self.constants.lam.value * self.size_penalty
+
     def to_dict(self) -> dict:
         return {"teacher": self.teacher.to_dict(), "student": self.student.to_dict(), "inherited": self.inherited,
-                "constants": self.constants.to_dict()}
+                "own": self.own, "size_penalty": self.size_penalty,
+                "constants": self.constants.to_dict() | {"draws": None}}
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,10 @@ class DistilledLossPrediction:
     def difference(self) -> LossDifference:
         """Delta = the distilled loss - Ltilde_S with its interval (`laws.difference`): what says
         whether distillation helps."""
+        if self.data_limited is not None and self.data_limited.alone is not None:   # on a pool: the data-limited law's
+            from distillscale.laws.data_limited import difference
+
+            return difference(self.data_limited.student, self.data_limited.alone)
         return decide(float(self.prediction.value), self.prediction, self.supervised_loss, self.supervised)
 
     @property
@@ -280,10 +292,11 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
     if U_S is not None or teacher_state is not None:   # a pool: the data-limited law's student
         teacher_state = teacher_state or data_limited.measured_teacher(float(L_T))
         states = DataLimitedStates(teacher_state, data_limited.student(N_S, D_S, U_S, teacher_state),
-                                   data_limited.constants)
+                                   data_limited.constants, data_limited.alone_penalty(N_S, D_S, U_S),
+                                   data_limited.alone(N_S, D_S, U_S))
         prediction = states.student.loss
-    if U_S is not None:   # the student's tokens drawn from the pool: each under its own decay
-        student_check = assess(law, N_S, D_S, U_S, max_penalty, repetition=distilled_repetition(distillation))
+    if U_S is not None:   # the student's tokens drawn from the pool: its own penalty the data-limited law's (lam)
+        student_check = data_limited.own_check(N_S, D_S, U_S, max_penalty, float(states.student.fresh.value))
         alone_check = assess(law, N_S, D_S, U_S, max_penalty)
         alone = pooled_prediction(law, alone, N_S, D_S, U_S, alone_check.repetition)
         warnings += (_pool_warnings("the student", student_check) + _pool_warnings("the student trained alone", alone_check)
@@ -296,6 +309,23 @@ def predict_distillation(laws: LawSet, student_params: float, student_tokens: fl
                                    student_check, alone_check, teacher_check,
                                    teacher_measured=teacher_loss is not None and (U_S is not None or U_T is not None),
                                    data_limited=states)
+
+
+def predict_data_limited(laws: LawSet, student_params: float, student_tokens: float, unique_tokens: float, *,
+                         generations: int | None = None, members: int | None = None,
+                         constants: DataLimitedConstants | None = None):
+    """At fixed tokens per model (`laws.data_limited.DataLimitedLaw.at_fixed_tokens`): a chain of `generations`
+    and ensembles of up to `members` models of `student_params` each trained on `student_tokens` of a pool of
+    `unique_tokens`, every loss and Delta against the model trained alone with its interval, where another
+    generation (member) stops paying by the verdict rule, and the FLOPs (6N per token trained, 2N per token a
+    teacher reads)."""
+    N, D = (_positive("student_params", student_params, Quantity.PARAMS),
+            _positive("student_tokens", student_tokens, Quantity.TOKENS))
+    U = _positive("unique_tokens", unique_tokens, Quantity.TOKENS)
+    for name, value, least in (("generations", generations, 1), ("members", members, 2)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ParameterError(name, f"{{}} must be a whole number of at least {least}, got {value!r}")
+    return DataLimitedLaw(laws, constants).at_fixed_tokens(N, D, U, generations, members)
 
 
 def _published_constants(laws: LawSet, law, check: RepetitionAssessment) -> list[str]:

@@ -287,6 +287,9 @@ class RepetitionAssessment:
     # and `unique_tokens_needed`, which are the student's whole).
     teacher: "RepetitionAssessment | None" = None
     through_teacher: float = 0.0
+    # A distilled student's share of its size's penalty trained alone (the data-limited law's lam): its
+    # own penalty is that share of what `repetition` prices; None for a model trained alone.
+    own_share: float | None = None
 
     @property
     def within(self) -> bool:
@@ -303,14 +306,17 @@ class RepetitionAssessment:
                 "loss_repeated": self.loss_repeated, "penalty": self.penalty, "max_penalty": self.max_penalty,
                 "unique_tokens_needed": self.unique_tokens_needed, "repetition": self.repetition.to_dict(),
                 **({} if self.teacher is None else {"through_teacher": self.through_teacher,
-                                                    "teacher_penalty": self.teacher.penalty})}
+                                                    "teacher_penalty": self.teacher.penalty}),
+                **({} if self.own_share is None else {"own_share": self.own_share})}
 
     def describe(self, format_quantity=lambda x: f"{x:.3g}") -> list[str]:
         """Lines for the terminal: epochs and penalty, and the unique data that keeps it small."""
         lines = [f"{format_quantity(self.unique_tokens)} unique tokens: {self.epochs:.3g} epochs of "
                  f"{format_quantity(self.tokens)} tokens; loss {self.loss_repeated:.4f} nats/token vs "
                  f"{self.loss_fresh:.4f} with fresh data ({self.penalty:+.2%}{self._teacher_part(format_quantity)}; "
-                 f"R_D* = {self.repetition.R_D_star:.3g}"
+                 + (f"a distilled student pays lambda = {self.own_share:.3g} of its size's penalty alone, "
+                    if self.own_share is not None else "")
+                 + f"R_D* = {self.repetition.R_D_star:.3g}"
                  + (f", R_N* = {self.repetition.R_N_star:.3g}" if self.repetition.R_N_star else "")
                  + f", {self.repetition.source or 'given'})"]
         verdict = ("within" if self.within else "above") + f" {self.max_penalty:.1%}"

@@ -58,10 +58,18 @@ def penalized_distillation(plan: DistillationPlan, laws: LawSet, student: float,
                            teacher: float) -> DistillationPlan:
     """A scenario's plan under its runs' penalty factors: the teacher's first (it moves the
     student's loss), then the student's own, and its baseline's."""
+    before = plan.distilled_minus_alone
     plan = with_teacher_loss(plan, laws, teacher)
-    return replace(plan, student_loss=plan.student_loss * student,
+    plan = replace(plan, student_loss=plan.student_loss * student,
                    student_interval=_scaled(plan.student_interval, student),
                    supervised=penalized_supervised(plan.supervised, baseline))
+    if plan.pool_difference is not None:   # the data-limited law's Delta, moved with the losses
+        shift = plan.distilled_minus_alone - before
+        d = plan.pool_difference
+        plan = replace(plan, pool_difference=replace(d, value=d.value + shift, alone=plan.supervised.loss,
+                                                     **({} if not d.has_interval else
+                                                        {"low": d.low + shift, "high": d.high + shift})))
+    return plan
 
 
 def penalized_sweep(sweep: StudentSweep, laws: LawSet, student: float, baseline: float, teacher: float,

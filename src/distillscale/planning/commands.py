@@ -87,8 +87,7 @@ def _print_plan(result, settings: PlanSettings) -> None:
         if result.data_limited is not None:   # training alone, self-distillation, an ensemble, at equal compute
             from distillscale.planning.data_limited import plan_lines, summary_lines
 
-            full = not brief or settings.generations is not None
-            for line in (plan_lines if full else summary_lines)(result.data_limited):
+            for line in (summary_lines if brief else plan_lines)(result.data_limited):
                 console.print(line, highlight=False, soft_wrap=True)
     from distillscale.planning.brief import said_in_brief
 
@@ -106,9 +105,13 @@ def _print_repetition(result) -> None:
         paragraphs.setdefault("; ".join(check.describe(format_quantity)), []).append(name)
     for text, names in paragraphs.items():
         console.print(f"Repetition ({', '.join(names)}): {text}")
-    if checks and result.kind != "supervised":
-        console.print("(for distilled students this assumes repeated tokens decay as in supervised "
-                      "training: the law does not know how distillation tolerates repetition)")
+    if checks and result.kind != "supervised" and result.laws.distillation is not None:
+        from distillscale.laws.data_limited import DataLimitedLaw
+
+        constants = DataLimitedLaw(result.laws).constants
+        console.print(f"(a distilled student pays lambda = {constants.lam.value:.3g} of its size's penalty trained alone "
+                      f"and kappa = {constants.kappa.value:.3g} of a teacher's trained on a pool: the data-limited "
+                      f"law, measured at micro scale)")
 
 
 def _loss_units_lines(result) -> list[str]:
@@ -191,8 +194,12 @@ class TeacherRankingSettings(CommandSettings):
                  "and teacher_tokens; optional name); default: a ladder of sizes")
     teacher_unique_tokens: Annotated[float | None, quantity("--teacher-unique-tokens", kind=Quantity.TOKENS)] = option(
         None, help="the unique tokens a teacher given by its size and tokens (the default ladder, a table's row "
-                   "without a loss) was trained on: its loss is `predict supervised --unique-tokens`'s; measured "
-                   "teachers keep theirs")
+                   "without a loss) was trained on: its loss is `predict supervised --unique-tokens`'s, and its "
+                   "student inherits part of its repetition penalty (the data-limited law); measured teachers "
+                   "keep theirs")
+    unique_tokens: Annotated[float | None, quantity("--unique-tokens", kind=Quantity.TOKENS)] = option(
+        None, help="the unique tokens the student's tokens are drawn from (default: fresh data): its own "
+                   "repetition penalty under the data-limited law, as `plan` and `predict distillation` price it")
     other_corpus: bool = option(False, help="with --candidates runs: the law's corpus shares no text with the "
                                             "corpora they trained on; measure them there without the check that "
                                             "keeps their training text out of the law's validation split")
@@ -236,7 +243,8 @@ def teacher_command(s: TeacherRankingSettings) -> None:
     _check_figure(s.plot, s.overwrite, s.law)
     ranking = rank_teachers_for(s.law, student_params=s.student_params, student_tokens=s.student_tokens,
                                 compute=s.compute, candidates=list(s.candidates or []) or None,
-                                teacher_unique_tokens=s.teacher_unique_tokens, progress=progress_printer("teacher"),
+                                teacher_unique_tokens=s.teacher_unique_tokens, unique_tokens=s.unique_tokens,
+                                progress=progress_printer("teacher"),
                                 limits=RequestLimits.given(s.teacher_timeout, s.teacher_retries),
                                 other_corpus=s.other_corpus)
     if s.plot is not None:

@@ -108,7 +108,7 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
                   teacher_params: float, teacher_loss: float, on_policy: OnPolicy, *,
                   logit_cache: bool = False, teacher_remote: bool = False,
                   teacher_compute: float | None = None, unique_tokens: float | None = None,
-                  max_penalty: float = DEFAULT_MAX_PENALTY) -> list[ModePlan]:
+                  max_penalty: float = DEFAULT_MAX_PENALTY, teacher_state=None) -> list[ModePlan]:
     """Supervised, off-policy, then on-policy at each fraction, for one student and budget.
 
     logit_cache : the teacher's logits on the corpus tokens are cached already (paid before): the
@@ -118,10 +118,21 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
     unique_tokens : the corpus's unique tokens (None: unlimited): each mode's loss and intervals carry
         the penalty of repeating the corpus tokens it reads (on-policy reads only its off-policy share
         and its prompts), under the supervised law's decay of repeated data for the supervised mode and
-        the distilled students' (`laws.repetition.distilled_repetition`) for the others, and so do the
+        lambda of that penalty for the distilled ones (the data-limited law's one pricing), and so do the
         verdict and the break-even efficiencies (`planning.repetition.assess_model`, kept in each
         mode's `repetition` within `max_penalty`).
+    teacher_state : with a pool, the teacher as the data-limited law's state (`laws.data_limited`: trained on a
+        pool, or measured): each distilled mode is that law's student (its loss as if the teacher had seen
+        fresh data, plus kappa of the teacher's penalty and lam of its size's on the corpus tokens it reads),
+        off-policy exactly the student `plan` shows for the same teacher and pool.
     """
+    pooled = unique_tokens is not None and teacher_state is not None and planner.laws.distillation is not None
+    law = None
+    if pooled:
+        from distillscale.laws.data_limited import DataLimitedLaw
+
+        law = DataLimitedLaw(planner.laws)
+        teacher_loss = float(teacher_state.fresh.value)   # the law's G reads the teacher's fresh-data loss
     def with_repetition(mode: ModePlan) -> ModePlan:
         read = (mode.student_tokens - mode.generated_tokens
                 + mode.generated_tokens * on_policy.prompt_tokens / on_policy.continuation_tokens)
@@ -129,6 +140,9 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
             return replace(mode, corpus_tokens=read)
         check = assess_model(planner.laws, student_params, read, unique_tokens, max_penalty,
                              distilled=mode.name != "supervised", loss_fresh=mode.student_loss)
+        if law is not None:   # the data-limited law's loss and interval (its one implementation)
+            return _pooled_mode(law, mode, check, student_params, read, unique_tokens, teacher_state,
+                                supervised.tokens)
         scaled = (lambda p: None if p is None else p.scaled(1.0 + check.penalty))
         return replace(mode, corpus_tokens=read, repetition_penalty=check.penalty, repetition=check,
                        student_loss=check.loss_repeated, interval=scaled(mode.interval),
@@ -176,22 +190,60 @@ def compare_modes(planner: DistillationPlanner, student_params: float, budget: f
     rival = min(modes, key=lambda m: m.student_loss)
     for fraction in on_policy.fractions:
         plan = distilled(fraction, on_policy.efficiency)
-        k = break_even_efficiency(planner, student_params, teacher_loss, plan, rival, off_policy)
+        k = break_even_efficiency(planner, student_params, teacher_loss, plan, rival, off_policy,
+                                  additive=law is not None)
         modes.append(replace(plan, break_even_efficiency=k, break_even_against=rival.name))
     return modes
 
 
+def _pooled_mode(law, mode: ModePlan, check, N: float, read: float, U: float, teacher, alone_tokens: float) -> ModePlan:
+    """A mode on a pool under the data-limited law: trained alone, its state's loss and interval; off-policy,
+    the law's student of `teacher` on the tokens it reads, and its Delta against the student trained alone
+    on `alone_tokens` (`laws.data_limited.difference`); on-policy, the law's student's penalty (kappa of the
+    teacher's, lam of its size's on the corpus tokens it reads) added to its loss with fresh data, its
+    interval as on-policy widens it with the constants' spread and the residual beside."""
+    from distillscale.laws.data_limited import difference
+    from distillscale.planning.repetition import with_pool_penalty
+
+    if mode.name == "supervised":
+        state = law.alone(N, read, U)
+        return replace(mode, corpus_tokens=read, repetition_penalty=check.penalty, repetition=check,
+                       student_loss=state.value, interval=state.loss, law_interval=state.loss)
+    penalty = law.inherited_penalty(teacher.penalty) + law.own_penalty(N, read, U)
+    check = with_pool_penalty(check, penalty, law.inherited_penalty(teacher.penalty))
+    state = law.student(N, read, U, teacher)
+    if mode.fraction == 0:
+        return replace(mode, corpus_tokens=read, repetition_penalty=check.penalty, repetition=check,
+                       student_loss=state.value, interval=state.loss, law_interval=state.own,
+                       pool_difference=difference(state, law.alone(N, alone_tokens, U)), beyond_measured=state.beyond)
+    value = mode.student_loss + penalty
+
+    def widened(p):   # moved by the penalty; the law's constants and residual parts beside the on-policy sides
+        if p is None or not p.has_interval:
+            return p
+        v = state.value
+        extra = [math.sqrt(max(0.0, (v - float(state.loss.low)) ** 2 - (v - float(state.own.low)) ** 2)),
+                 math.sqrt(max(0.0, (float(state.loss.high) - v) ** 2 - (float(state.own.high) - v) ** 2))]
+        return replace(p, value=value, low=value - math.hypot(float(p.value) - float(p.low), extra[0]),
+                       high=value + math.hypot(float(p.high) - float(p.value), extra[1]))
+    return replace(mode, corpus_tokens=read, repetition_penalty=check.penalty, repetition=check, student_loss=value,
+                   interval=widened(mode.interval), law_interval=widened(mode.law_interval),
+                   beyond_measured=state.beyond)
+
+
 def break_even_efficiency(planner: DistillationPlanner, student_params: float, teacher_loss: float,
-                          plan: ModePlan, rival: ModePlan, off_policy: ModePlan) -> float:
+                          plan: ModePlan, rival: ModePlan, off_policy: ModePlan, additive: bool = False) -> float:
     """The efficiency k at which the on-policy `plan` predicts `rival`'s loss: D_eff* with
     L_S(N_S, D_eff*, L_T) (1 + p) = rival's loss, p the plan's repetition penalty (it does not depend
-    on k; the law falls monotonically in D_eff), then k* = (D_eff* / D_S - (1 - lambda)) / lambda.
-    inf when no amount of tokens reaches it."""
+    on k; the law falls monotonically in D_eff; `additive`: the data-limited law's, added in nats/token), then
+    k* = (D_eff* / D_S - (1 - lambda)) / lambda. inf when no amount of tokens reaches it."""
     if rival is off_policy and plan.repetition_penalty == rival.repetition_penalty == 0:
         target_tokens = off_policy.effective_tokens  # the same law and teacher: a tie is equal effective tokens
-    else:
-        target_tokens = tokens_reaching_student_loss(planner, student_params, teacher_loss,
-                                                     rival.student_loss / (1.0 + plan.repetition_penalty))
+    else:   # the plan's loss with fresh data that ties the rival (its penalty does not move with k)
+        fresh = plan.student_loss / (1.0 + plan.repetition_penalty)
+        target = rival.student_loss - (plan.student_loss - fresh) if additive else rival.student_loss / (
+            1.0 + plan.repetition_penalty)
+        target_tokens = tokens_reaching_student_loss(planner, student_params, teacher_loss, target)
     lam = plan.fraction
     return max(0.0, (target_tokens / plan.student_tokens - (1.0 - lam)) / lam)
 

@@ -26,16 +26,17 @@ from distillscale.laws.lawset import LawSet, load_laws
 from distillscale.laws.student_init import start_multiplier
 from distillscale.planning.correction import correction_shift
 from distillscale.planning.data_limited import plan_data_limited
+from distillscale.planning.data_limited import with_gpu_hours as data_limited_gpu_hours
 from distillscale.planning.flops import SCENARIOS, ForwardFlops
 from distillscale.planning.law_inputs import given_laws, load_law, settings_law
-from distillscale.planning.gpu_hours import with_gpu_hours
+from distillscale.planning.gpu_hours import setting_of, with_gpu_hours
 from distillscale.planning.modes import OnPolicy
 from distillscale.planning.options import ExistingTeacher, PlanSettings, positive
 from distillscale.planning.recipes import DEFAULT_HYPERPARAMETER_LAW
 from distillscale.planning.region import planner_bounds, student_region
 from distillscale.planning.plans import (ModeComparison, Plan, ScenarioPlans, StudentSizePlans,
                                         SupervisedOnlyPlan)
-from distillscale.planning.repetition import (given_teacher_loss, is_distilled, model_penalty, repetition_check,
+from distillscale.planning.repetition import (given_teacher_loss, given_teacher_state, is_distilled, model_penalty, repetition_check,
                                               with_repetition)
 from distillscale.planning.warnings import (corpus_size_warnings, known_pool_note, loss_units_notes, mode_warnings,
                                            plan_warnings, student_model_notes, vocabulary_notes)
@@ -105,7 +106,10 @@ def plan_from_settings(settings: PlanSettings, laws: LawSet | None = None, hyper
         solved = replace(solved, correction=correction_shift(solved, raw, laws.bias_correction))
     planned = with_gpu_hours(_with_downstream(_with_recipes(with_repetition(solved), hyperparameters), downstream))
     forward = _forward_flops(laws, settings.flops, settings.n_ctx, settings.vocab_size, settings.aspect_ratio)
-    planned = replace(planned, data_limited=plan_data_limited(planned, forward))   # None on fresh data
+    data_limited = plan_data_limited(planned, forward)   # None on fresh data
+    if data_limited is not None and setting_of(settings) is not None:   # --gpu: each option's GPU time too
+        data_limited = data_limited_gpu_hours(data_limited, setting_of(settings), planned.planner.flops)
+    planned = replace(planned, data_limited=data_limited)
     larger = corpus_size_warnings(laws, planned.runs(), settings.unique_tokens)
     if larger:   # the plan knows the pool its runs would repeat: priced on it, said in one line
         pooled = _on_known_pool(laws, settings, larger)
@@ -347,7 +351,8 @@ def _mode_comparison(laws: LawSet, planner: DistillationPlanner, settings: PlanS
     modes = compare_modes(planner, settings.student_params, settings.compute, teacher.params, teacher_loss,
                           on_policy, logit_cache=settings.logit_cache,
                           teacher_remote=settings.teacher_remote, teacher_compute=settings.teacher_compute,
-                          unique_tokens=settings.unique_tokens, max_penalty=settings.max_penalty)
+                          unique_tokens=settings.unique_tokens, max_penalty=settings.max_penalty,
+                          teacher_state=given_teacher_state(laws, teacher, settings))
     return ModeComparison(law=laws.name, laws=laws, settings=settings, student_params=settings.student_params,
                           teacher_params=teacher.params, teacher_loss=teacher_loss, on_policy=on_policy, modes=modes,
                           warnings=mode_warnings(laws, settings.student_params, modes, teacher), planner=planner)

@@ -460,9 +460,16 @@ class ModeComparison(Plan):
         law's own interval under the calibrated rule; on-policy (outside the law's fit), its widened
         interval as shown (`INDEPENDENT`)."""
         alone = self.supervised_mode
+        if mode.pool_difference is not None:   # on a pool: the data-limited law's (`laws.data_limited.difference`)
+            return mode.pool_difference
         if mode.outside_fit:
-            return compare(as_prediction(mode.student_loss, mode.interval),
-                           as_prediction(alone.student_loss, alone.law_interval), INDEPENDENT)
+            delta = compare(as_prediction(mode.student_loss, mode.interval),
+                            as_prediction(alone.student_loss, alone.law_interval), INDEPENDENT)
+            if not mode.beyond_measured:
+                return delta
+            from distillscale.laws.data_limited import BEYOND_RULE
+
+            return replace(delta, beyond=True, rule=BEYOND_RULE)
         return decide(mode.student_loss, mode.law_interval, alone.student_loss, alone.law_interval)
 
     @property

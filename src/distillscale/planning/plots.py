@@ -105,6 +105,77 @@ def plot_loss_vs_compute(plan: ScenarioPlans, budgets):
     return figure
 
 
+def plot_data_limited(plan: ScenarioPlans, budgets=None):
+    """A plan on a pool as printed (`planning.data_limited`): left, each option's loss against budget (1/10x
+    to 10x; the chain and ensemble of the printed k), the printed plan's options marked at its budget with
+    their 90% intervals; right, at the plan's budget, the chain by generation and the ensemble's student by k
+    (1 to 8) with their intervals, every loss the data-limited law's (`laws.data_limited`)."""
+    from distillscale.planning.data_limited import data_limited_plan, view
+
+    printed = plan.data_limited
+    budgets = np.geomspace(printed.compute / 10, printed.compute * 10, 9) if budgets is None else np.asarray(budgets)
+    forward = plan.planner.flops   # the plan's own FLOP accounting
+    k = printed.chain_k
+    teacher = next((o for o in printed.options if o.kind == "teacher"), None)
+    plt = pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    curves: dict[str, list[float]] = {}
+    for budget in budgets:
+        try:
+            other = data_limited_plan(plan.laws, forward, float(budget), printed.params, printed.unique_tokens,
+                                      generations=k, teacher=None if teacher is None else teacher.teacher,
+                                      teacher_params=printed.params if teacher is None else teacher_params(plan),
+                                      constants=printed.constants)
+        except UserError:
+            for values in curves.values():
+                values.append(np.nan)
+            continue
+        for option in other.options:
+            curves.setdefault(option.label, []).append(option.final.value)
+    for option in printed.options:
+        if option.label not in curves:
+            continue
+        line, = left.plot(budgets, curves[option.label], label=option.label,
+                          **({"color": "black", "lw": 2} if option.kind == "alone" else {}))
+        final = option.final
+        if final.loss.has_interval:
+            left.errorbar([printed.compute], [final.value], yerr=[[final.value - float(final.loss.low)],
+                                                                   [float(final.loss.high) - final.value]],
+                          fmt="*", ms=12, color=line.get_color(), capsize=3)
+    left.axvline(printed.compute, color="grey", ls=":", label="your budget")
+    left.set_xscale("log")
+    left.set_xlabel("compute C (FLOPs)")
+    left.set_ylabel("loss (nats/token)")
+    left.set_title(f"{format_quantity(printed.params)} student on {format_quantity(printed.unique_tokens)} unique "
+                   f"tokens (equal compute)")
+    left.grid(alpha=0.3, which="both")
+    left.legend(fontsize=7)
+    shown = view(plan.laws, printed)   # the same series the planner page draws
+    for name, states, x in (("chain, by generation", shown.chain, np.arange(len(shown.chain))),
+                            ("ensemble's student, by k", [s for _, s in shown.ensemble_students],
+                             np.array([k for k, _ in shown.ensemble_students]))):
+        values = np.array([s.value for s in states])
+        low = np.array([float(s.loss.low) if s.loss.has_interval else s.value for s in states])
+        high = np.array([float(s.loss.high) if s.loss.has_interval else s.value for s in states])
+        right.errorbar(x, values, yerr=[values - low, high - values], marker="o", capsize=3, label=name)
+    chain = shown
+    right.axhline(chain.chain[0].value, color="black", lw=1, ls="--", label="trained alone")
+    right.set_xlabel("generation (chain) / members k (ensemble)")
+    right.set_ylabel("loss (nats/token), 90% intervals")
+    right.set_title(f"{format_quantity(chain.tokens)} tokens per run (the printed chain's)")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def teacher_params(plan: ScenarioPlans) -> float | None:
+    """The given teacher's size in a plan (its model's, or the one given)."""
+    if plan.teacher_model is not None:
+        return plan.teacher_model.params
+    return None if plan.settings.teacher is None else plan.settings.teacher.params
+
+
 def _curve_label(plan: ScenarioPlans, printed) -> str:
     """A curve's name: the given teacher (its size and loss, or a mixture's), or the scenario."""
     if plan.teacher_model is None and plan.settings.teacher is None:
@@ -150,8 +221,11 @@ def plot_family(plan: FamilyPlans):
 def plot_plan(plan: Plan):
     """The figure of `distillscale plan --plot`, of the plan printed: best loss against student size
     for a sweep; for a family, each student on its share; for a given student, loss against budget
-    (1/100x to 100x) in its scenarios or from its given teacher. The curves are the law's with fresh
-    data (a plan's losses after repetition, `unique_tokens`, are not on them)."""
+    (1/100x to 100x) in its scenarios or from its given teacher; on a pool (`unique_tokens`, a plan of one
+    student size), the data-limited comparison as printed (`plot_data_limited`). The sweep's and the
+    family's curves are the law's with fresh data."""
+    if getattr(plan, "data_limited", None) is not None:
+        return with_recipes(plot_data_limited(plan), plan, [] if plan.downstream is None else plan.downstream.lines())
     if plan.kind == "sweep":
         figure = plot_student_size_sweep([sweep.fresh or sweep for sweep in plan.sweeps])
     elif plan.kind == "family":

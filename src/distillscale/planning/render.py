@@ -15,6 +15,7 @@ from distillscale.planning.cells import delta_cell, interval_cell
 from distillscale.planning.family_view import FAMILY_ANSWER_LINES, family_answer, family_renderables
 from distillscale.planning.modes import LITERATURE_CLAIM
 from distillscale.planning.recipes import MUP_BASE_WIDTH
+from distillscale.laws.data_limited import BEYOND_RULE
 from distillscale.planning.results import CANNOT_TELL, ONE_TEACHER_NOTE, cannot_tell_reason, what_would_tell
 from distillscale.planning.warnings import FREE_TEACHER, teacher_is_trained
 from distillscale.units import format_quantity
@@ -92,6 +93,11 @@ def answer_lines(plan: PlanView) -> list:
     plans = [s.best for s in plan.sweeps] if sweep else plan.plans
     verdicts, differences = plan.verdicts(), plan.differences()
     out = []
+    data_limited = getattr(plan, "data_limited", None)
+    if data_limited is not None:   # the plan's one answer on a pool; the scenarios' lines answer with their teachers
+        from distillscale.planning.data_limited import answer_line
+
+        out.append(styled(("answer ", "bold"), answer_line(data_limited)))
     if plan.kind == "family":   # its answer, and a line per student where few (the table has each)
         out.append(styled(("family: ", "bold"), family_answer(plan)))
         plans = plans if len(plans) <= FAMILY_ANSWER_LINES else []
@@ -291,6 +297,8 @@ def mode_verdict_lines(plan: PlanView) -> list[str]:
         first = f"pretrain (supervised): {delta}"
     elif verdict == CANNOT_TELL and difference.outside is not None:
         first = f"{CANNOT_TELL}: {delta}; {difference.outside}"
+    elif verdict == CANNOT_TELL and difference.rule == BEYOND_RULE:   # data-limited constants, far from measured
+        first = f"{CANNOT_TELL}: {delta} reaches 0; the data-limited law's constants were measured far from here"
     elif verdict == CANNOT_TELL:
         first = (f"{CANNOT_TELL}: {delta} reaches 0 beyond the calibration's reach; "
                  + what_would_tell(plan.student_params, max(m.effective_tokens for m in plan.modes)))

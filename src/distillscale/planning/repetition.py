@@ -1,23 +1,24 @@
 """A plan with a limited corpus (`unique_tokens`): each planned model's epochs and loss penalty of
 repeating the corpus, computed once per model here and read wherever the plan shows a loss.
 
-Which decay a model repeats under is one rule (`model_repetition`): a model trained without a
-teacher under the supervised law's R_D* (its own, else Muennighoff et al.'s); a distilled student
-under the distillation law's own constant when a sweep measured one, else the distilled students'
-R_D* measured at micro scale (`laws.repetition.distilled_repetition`), both in the supervised law's
-shape. The penalty is relative: a model's loss with repetition is its plan's own loss with fresh
-data (the distillation law's for a distilled student) times 1 + penalty, and so are its interval,
-the verdict and what the plan prints (`Plan.repetition` keeps each model's check).
+Every penalty is the data-limited law's (`laws.data_limited`), the one implementation: a model trained
+without a teacher pays its size's penalty P(N, D, U) under the supervised law's R_D* (its own, else
+Muennighoff et al.'s); a distilled student pays lam P of its own (one pricing, the fit's and the law's)
+plus kappa of the penalty of a teacher trained for the plan on a pool (`with_teacher_check`); a student's
+interval, and its Delta against the model trained alone, are the law's (`pool_state`, `pool_difference`).
+A penalty is kept relative to the plan's own loss with fresh data (so that a plan's own corrections stay
+in it): its loss with repetition is the fresh one plus the law's penalty, and so are its interval, the
+verdict and what the plan prints (`Plan.repetition` keeps each model's check).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from distillscale.laws.data_limited import DataLimitedLaw, load_constants
+from distillscale.laws.data_limited import DataLimitedLaw, ModelState, difference
 from distillscale.laws.lawset import LawSet
-from distillscale.laws.repetition import (PUBLISHED, Repetition, RepetitionAssessment, assess, distilled_repetition,
-                                          fewest_unique, pooled_loss, repetition_penalty)
+from distillscale.laws.repetition import (PUBLISHED, Repetition, RepetitionAssessment, assess, fewest_unique,
+                                          repetition_penalty)
 from distillscale.planning.batch_penalty import with_teacher_loss
 from distillscale.planning.results import DistillationPlan, StudentSweep, SupervisedPlan
 
@@ -60,29 +61,38 @@ class RepeatedData(str):
                 f"keep each within {worst.max_penalty:.1%}; the losses shown are after repeating ({more})")
 
 
-def model_repetition(laws: LawSet, distilled: bool) -> Repetition:
-    """The decay of repeated tokens for a distilled student (`distilled`) or a model trained alone."""
-    if distilled and laws.distillation is not None:
-        return distilled_repetition(laws.distillation)
+def model_repetition(laws: LawSet, distilled: bool = False) -> Repetition:
+    """The decay of repeated tokens a model's penalty is read under: the supervised law's R_D* (its own,
+    else Muennighoff et al.'s), for a model trained alone and, through lam, a distilled student."""
     return laws.require_supervised().repetition or PUBLISHED
+
+
+def _law(laws: LawSet) -> DataLimitedLaw | None:
+    return DataLimitedLaw(laws) if laws.distillation is not None else None
 
 
 def model_penalty(laws: LawSet, unique_tokens: float | None, distilled: bool):
     """(N, D) -> the relative loss penalty of repeating `unique_tokens` to D tokens (never below 0),
-    for a distilled student or a model trained alone: the penalty `assess_model` reports, for the
-    searches that choose a size under it (`DistillationPlanner.sweep`); None without a corpus limit."""
+    for a distilled student (lam of its size's, `laws.data_limited`) or a model trained alone: what the
+    searches that choose a size under it minimise (`DistillationPlanner.sweep`: loss x (1 + penalty));
+    None without a corpus limit."""
     if unique_tokens is None:
         return None
-    law, repetition = laws.require_supervised(), model_repetition(laws, distilled)
-    return lambda N, D: max(0.0, float(repetition_penalty(law, repetition, N, D, unique_tokens)))
+    law, repetition = laws.require_supervised(), model_repetition(laws)
+    share = float(_law(laws).constants.lam.value) if distilled and laws.distillation is not None else 1.0
+    return lambda N, D: share * max(0.0, float(repetition_penalty(law, repetition, N, D, unique_tokens)))
 
 
 def assess_model(laws: LawSet, N: float, D: float, U: float, max_penalty: float, *, distilled: bool,
                  loss_fresh: float) -> RepetitionAssessment:
     """What repeating U unique tokens to D costs a model of N parameters whose loss with fresh data
     is `loss_fresh` (the plan's own): its epochs, penalty (never below 0), repeated loss and the
-    unique tokens that keep the penalty within `max_penalty`."""
-    check = assess(laws.require_supervised(), N, D, U, max_penalty, repetition=model_repetition(laws, distilled))
+    unique tokens that keep the penalty within `max_penalty`. A distilled student (whose teacher read
+    fresh data, or a pool nobody knows) pays lam of its size's penalty (`DataLimitedLaw.own_penalty`)."""
+    law = _law(laws) if distilled else None
+    if law is not None:
+        return law.own_check(N, D, U, max_penalty, loss_fresh)
+    check = assess(laws.require_supervised(), N, D, U, max_penalty, repetition=model_repetition(laws))
     penalty = max(0.0, check.penalty)
     return replace(check, penalty=penalty, loss_fresh=loss_fresh, loss_repeated=loss_fresh * (1.0 + penalty))
 
@@ -91,6 +101,8 @@ def teacher_check(laws: LawSet, N: float, D: float, U: float, max_penalty: float
     """A teacher trained for the plan (a scenario pre-trains it, or it is given by its size and tokens)
     on a pool of U unique tokens: its check as a model trained alone, its repeated loss the one
     `predict supervised --unique-tokens` gives for its run (`laws.repetition.pooled_loss`)."""
+    from distillscale.laws.repetition import pooled_loss
+
     law = laws.require_supervised()
     check = assess_model(laws, N, D, U, max_penalty, distilled=False, loss_fresh=float(law.predict(N, D)))
     loss = pooled_loss(law, N, D, U, check.repetition)
@@ -100,43 +112,58 @@ def teacher_check(laws: LawSet, N: float, D: float, U: float, max_penalty: float
 def with_teacher_check(laws: LawSet, plan: DistillationPlan, student: RepetitionAssessment,
                        teacher: RepetitionAssessment, shared: bool = True) -> RepetitionAssessment:
     """The check of a distilled student (`student`, of `plan` with fresh data) whose teacher is trained
-    for the plan on a pool (`teacher`, its check), under the data-limited law (`laws.data_limited`):
-    the student's loss with fresh data (the plan's, its teacher's loss fresh) under its own penalty,
-    plus kappa of the teacher's repetition penalty L_T - F_T. `through_teacher` is that inherited
-    part relative to the student's loss under its own penalty. Its penalty, repeated loss and the
-    unique tokens that keep it within `max_penalty` are the student's whole, the ones the plan's
-    table, verdict and warnings show; `shared`: the teacher reads the student's pool (the unique
-    tokens needed are then both's), else its own (held)."""
-    law, own, alone = laws.require_supervised(), model_repetition(laws, True), model_repetition(laws, False)
-    kappa = load_constants().kappa.value
+    for the plan on a pool (`teacher`, its check), under the data-limited law (`laws.data_limited`): the
+    student's loss with fresh data (the plan's, its teacher's loss fresh) plus lam of its size's penalty
+    plus kappa of the teacher's penalty L_T - F_T. `through_teacher` is that inherited part relative to
+    the student's loss under its own penalty. Its penalty, repeated loss and the unique tokens that keep
+    it within `max_penalty` are the student's whole, the ones the plan's table, verdict and warnings
+    show; `shared`: the teacher reads the student's pool (the unique tokens needed are then both's), else
+    its own (held)."""
+    law = DataLimitedLaw(laws)
+    fresh = plan.student_loss
+    own = law.own_penalty(student.params, student.tokens, student.unique_tokens)
+    inherited = law.inherited_penalty(max(0.0, teacher.loss_repeated - teacher.loss_fresh))
 
     def whole(U) -> float:
         pool = U if shared else teacher.unique_tokens
-        inherited = kappa * max(0.0, pooled_loss(law, teacher.params, teacher.tokens, pool, alone) - teacher.loss_fresh)
-        own_penalty = max(0.0, float(repetition_penalty(law, own, student.params, student.tokens, U)))
-        return own_penalty + inherited / plan.student_loss
+        return (law.inherited_penalty(law.alone_penalty(teacher.params, teacher.tokens, pool))
+                + law.own_penalty(student.params, student.tokens, U)) / fresh
 
-    through = inherited_share(plan.student_loss * (1.0 + student.penalty), teacher, kappa)
-    penalty = (1.0 + through) * (1.0 + student.penalty) - 1.0
     needed = fewest_unique(whole, max(student.tokens, teacher.tokens) if shared else student.tokens,
                            student.max_penalty)
-    return replace(student, penalty=penalty, loss_repeated=student.loss_fresh * (1.0 + penalty),
-                   unique_tokens_needed=needed, teacher=teacher, through_teacher=through)
+    return replace(student, penalty=(own + inherited) / fresh, loss_repeated=fresh + own + inherited,
+                   unique_tokens_needed=needed, teacher=teacher, through_teacher=inherited / (fresh + own))
 
 
-def inherited_share(student_loss: float, teacher: RepetitionAssessment, kappa: float) -> float:
-    """kappa (L_T - F_T) relative to `student_loss`: what a teacher's repetition penalty adds."""
-    return kappa * max(0.0, teacher.loss_repeated - teacher.loss_fresh) / student_loss
+def with_pool_penalty(check: RepetitionAssessment, penalty: float, inherited: float = 0.0) -> RepetitionAssessment:
+    """`check` (a distilled student's, `assess_model`) with the data-limited law's whole penalty (nats/token:
+    lam of its size's and `inherited`, kappa of its teacher's) on its loss with fresh data."""
+    fresh = check.loss_fresh
+    return replace(check, penalty=penalty / fresh, loss_repeated=fresh + penalty,
+                   through_teacher=inherited / (fresh + penalty - inherited))
 
 
-def _inherited_interval(interval, teacher: RepetitionAssessment):
-    """A student's interval reaching out to its loss at the ends of kappa's interval (`laws.data_limited`)."""
-    if interval is None or not interval.has_interval:
-        return interval
-    kappa = load_constants().kappa
-    penalty = max(0.0, teacher.loss_repeated - teacher.loss_fresh)
-    return replace(interval, low=float(interval.low) - (kappa.value - kappa.interval[0]) * penalty,
-                   high=float(interval.high) + (kappa.interval[1] - kappa.value) * penalty)
+def pool_state(laws: LawSet, plan: DistillationPlan, student: RepetitionAssessment) -> ModelState:
+    """The data-limited law's state of a plan's distilled student on its pool: of the teacher the plan
+    trains on a pool (`student.teacher`), else of the plan's teacher as its loss is (its pool unknown:
+    fresh)."""
+    law = DataLimitedLaw(laws)
+    teacher = student.teacher
+    if teacher is not None:
+        state = law.alone(teacher.params, teacher.tokens, teacher.unique_tokens)
+    else:
+        state = law.measured_teacher(plan.teacher_loss)
+    return law.student(student.params, student.tokens, student.unique_tokens, state)
+
+
+def pool_difference(laws: LawSet, plan: DistillationPlan, student: RepetitionAssessment,
+                    alone: RepetitionAssessment) -> tuple[ModelState, ModelState, object]:
+    """The student's state, the same student's trained alone on its pool (`alone`), and their Delta by the
+    data-limited law (`laws.data_limited.difference`, the verdict rule)."""
+    law = DataLimitedLaw(laws)
+    state = pool_state(laws, plan, student)
+    alone_state = law.alone(alone.params, alone.tokens, alone.unique_tokens)
+    return state, alone_state, difference(state, alone_state)
 
 
 def is_distilled(name: str) -> bool:
@@ -145,43 +172,53 @@ def is_distilled(name: str) -> bool:
     return name != "supervised" and not name.endswith((PRETRAIN_INSTEAD.format(""), TEACHER_RUN.format("")))
 
 
-def repeated_supervised(plan: SupervisedPlan, check: RepetitionAssessment) -> SupervisedPlan:
-    """A model trained without a teacher, its loss and interval under `check`'s penalty."""
+def repeated_supervised(plan: SupervisedPlan, check: RepetitionAssessment, laws: LawSet | None = None) -> SupervisedPlan:
+    """A model trained without a teacher, its loss and interval under `check`'s penalty; with `laws` (a
+    distillation law's), its interval the data-limited law's (`DataLimitedLaw.alone`: R_D*'s interval in it)."""
     factor = 1.0 + check.penalty
-    return replace(plan, loss=plan.loss * factor, interval=_scaled(plan.interval, factor), fresh=plan)
+    interval = _scaled(plan.interval, factor)
+    if laws is not None and laws.distillation is not None and interval is not None and interval.has_interval:
+        state = DataLimitedLaw(laws).alone(check.params, check.tokens, check.unique_tokens)
+        interval = _onto(state.loss, plan.loss * factor)
+    return replace(plan, loss=plan.loss * factor, interval=interval, fresh=plan)
 
 
 def repeated_distillation(plan: DistillationPlan, student: RepetitionAssessment,
                           supervised: RepetitionAssessment, laws: LawSet | None = None) -> DistillationPlan:
-    """A distilled student and its same-size baseline, each under its own check: its loss,
-    interval, loss difference and verdict are the ones after repetition. Where the student's check
-    carries a teacher the scenario pre-trains on the same corpus (`with_teacher_check`), the
-    teacher's loss carries its penalty, and the student's is its check's whole (its interval out to
-    kappa's ends)."""
+    """A distilled student and its same-size baseline, each under its own check: its loss, interval,
+    Delta and verdict are the data-limited law's (`pool_difference`: one student, one loss, one interval,
+    whatever the surface). Where the student's check carries a teacher the scenario pre-trains on a pool
+    (`with_teacher_check`), the teacher's loss carries its penalty."""
     fresh = plan
     if student.teacher is not None and laws is not None:
         plan = with_teacher_loss(plan, laws, 1.0 + student.teacher.penalty, student.teacher.loss_repeated)
     factor = 1.0 + student.penalty
-    interval = _scaled(fresh.student_interval, factor)
-    if student.teacher is not None:   # its own penalty's factor, the inherited part added, kappa's interval on it
-        own = factor / (1.0 + student.through_teacher)
-        interval = _inherited_interval(_shifted(_scaled(fresh.student_interval, own),
-                                                fresh.student_loss * (factor - own)), student.teacher)
-        if laws is not None and interval is not None and interval.has_interval:
-            interval = _law_interval(laws, student, interval)
-    return replace(plan, student_loss=fresh.student_loss * factor, student_interval=interval,
-                   supervised=repeated_supervised(plan.supervised, supervised), fresh=fresh)
+    value = student.loss_repeated if student.loss_fresh == fresh.student_loss else fresh.student_loss * factor
+    baseline = repeated_supervised(plan.supervised, supervised, laws)
+    interval, delta = _scaled(fresh.student_interval, factor), None
+    if laws is not None and laws.distillation is not None and not plan.outside_fit:
+        state, alone, law_delta = pool_difference(laws, fresh, student, supervised)
+        if fresh.student_interval is not None and fresh.student_interval.has_interval:
+            interval = _onto(state.loss, value)
+        delta = _shifted_difference(law_delta, value - baseline.loss)
+    return replace(plan, student_loss=value, student_interval=interval, supervised=baseline, fresh=fresh,
+                   pool_difference=delta)
 
 
-def _law_interval(laws: LawSet, student: RepetitionAssessment, interval):
-    """The student's interval as the data-limited law gives it (`laws.data_limited`: its own R_D*'s interval
-    and kappa's ends), so that a plan's table, its verdict and its data-limited comparison show one interval
-    for one student; the value is the plan's (the law's, the same number)."""
-    law, teacher = DataLimitedLaw(laws), student.teacher
-    state = law.student(student.params, student.tokens, student.unique_tokens,
-                        law.measured_teacher(teacher.loss_repeated, teacher.params, teacher.tokens, teacher.unique_tokens))
-    shift = float(interval.value) - state.value
-    return replace(interval, low=float(state.loss.low) + shift, high=float(state.loss.high) + shift)
+def _onto(prediction, value: float):
+    """`prediction` (a law's loss with its interval) moved onto `value` (the plan's own loss)."""
+    shift = value - float(prediction.value)
+    if not prediction.has_interval:
+        return replace(prediction, value=value)
+    return replace(prediction, value=value, low=float(prediction.low) + shift, high=float(prediction.high) + shift)
+
+
+def _shifted_difference(delta, value: float):
+    """A Delta moved onto `value` (the plan's own), its interval with it."""
+    shift = value - delta.value
+    if not delta.has_interval:
+        return replace(delta, value=value)
+    return replace(delta, value=value, low=delta.low + shift, high=delta.high + shift)
 
 
 def repeated_sweep(sweep: StudentSweep, laws: LawSet, student: RepetitionAssessment,
@@ -192,14 +229,7 @@ def repeated_sweep(sweep: StudentSweep, laws: LawSet, student: RepetitionAssessm
     baseline = assess_model(laws, best.student_params, best.supervised.tokens, student.unique_tokens,
                             student.max_penalty, distilled=False, loss_fresh=best.supervised.loss)
     return replace(sweep, best=repeated_distillation(best, student, baseline, laws),
-                   supervised_best=repeated_supervised(sweep.supervised_best, supervised), fresh=sweep)
-
-
-def _shifted(interval, shift: float):
-    if interval is None or not interval.has_interval:
-        return interval
-    return replace(interval, value=float(interval.value) + shift, low=float(interval.low) + shift,
-                   high=float(interval.high) + shift)
+                   supervised_best=repeated_supervised(sweep.supervised_best, supervised, laws), fresh=sweep)
 
 
 def _scaled(interval, factor: float):
@@ -267,6 +297,18 @@ def given_teacher_loss(laws: LawSet, teacher, settings) -> float:
     if pool is None:
         return float(law.predict(teacher.params, teacher.tokens))
     return teacher_check(laws, teacher.params, teacher.tokens, pool, settings.max_penalty).loss_repeated
+
+
+def given_teacher_state(laws: LawSet, teacher, settings) -> ModelState | None:
+    """An existing teacher as the data-limited law's state on a plan with a pool (None on fresh data, without a
+    distillation law, or for a mixture): measured (its pool unknown: fresh), or trained on its pool
+    (`teacher_pool`)."""
+    if settings.unique_tokens is None or laws.distillation is None or teacher.mixture is not None:
+        return None
+    law = DataLimitedLaw(laws)
+    if teacher.loss is not None:
+        return law.measured_teacher(teacher.loss)
+    return law.alone(teacher.params, teacher.tokens, teacher_pool(settings))
 
 
 def with_repetition(result):

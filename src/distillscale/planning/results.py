@@ -83,8 +83,12 @@ def as_prediction(loss: float, interval: Prediction | None) -> Prediction:
 def cannot_tell_reason(difference: LossDifference) -> str:
     """Why a verdict is CANNOT_TELL, in one line: where a loss's interval means nothing, or Delta's
     interval reaching 0 farther beyond the runs than any pair that checked the verdicts."""
+    from distillscale.laws.data_limited import BEYOND_REASON, BEYOND_RULE
+
     if difference.outside is not None:
         return f"{CANNOT_TELL}: {difference.outside}, where a loss's interval means nothing"
+    if difference.rule == BEYOND_RULE:
+        return f"{CANNOT_TELL}: {BEYOND_REASON}"
     if difference.rule not in ("distilled vs alone", AS_SHOWN):
         return (f"{CANNOT_TELL}: Δ's interval ({difference.rule}: the two intervals as shown) reaches across 0 "
                 "farther beyond the runs than the backtest reached")
@@ -184,6 +188,9 @@ class DistillationPlan:
     # A teacher the scenario pre-trains: its loss's interval under the supervised law at (N_T, D_T),
     # carried into `student_interval` (`solver.DistillationPlanner.with_interval`); None otherwise.
     teacher_interval: Prediction | None = field(default=None, repr=False)
+    # On a pool: Delta against the same student trained alone on it, by the data-limited law
+    # (`planning.repetition.repeated_distillation`); what `difference` gives then.
+    pool_difference: LossDifference | None = field(default=None, repr=False, compare=False)
 
     @property
     def distilled_minus_alone(self) -> float:
@@ -197,7 +204,10 @@ class DistillationPlan:
 
     @property
     def difference(self) -> LossDifference:
-        """`distilled_minus_alone` with its interval: what the verdict reads."""
+        """`distilled_minus_alone` with its interval: what the verdict reads (on a pool, the data-limited
+        law's, `pool_difference`)."""
+        if self.pool_difference is not None:
+            return self.pool_difference
         return verdict_difference(self.student_loss, self.student_interval, self.supervised.loss,
                                   self.supervised.interval, self.outside_fit)
 
@@ -370,6 +380,10 @@ class ModePlan:
     repetition_penalty: float = 0.0
     corpus_tokens: float | None = None   # the corpus tokens the mode reads (None: not counted)
     repetition: RepetitionAssessment | None = field(default=None, repr=False, compare=False)
+    # On a pool: Delta against training alone by the data-limited law (off-policy), and whether the mode's
+    # student lies outside where its constants were measured (a Delta across 0 then cannot tell)
+    pool_difference: LossDifference | None = field(default=None, repr=False, compare=False)
+    beyond_measured: bool = False
 
     MODES = ("supervised", "off-policy", "on-policy")
 

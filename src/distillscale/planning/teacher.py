@@ -85,6 +85,11 @@ class TeacherRanking:
     # Why each candidate's student loss has an interval that means nothing there (None: it means
     # something; `laws.extrapolation.meaningless`): its verdicts then cannot tell.
     outside_each: tuple[str | None, ...] = ()
+    # With a pool (a teacher's, the student's, or both): the data-limited law's state of each candidate's
+    # student and of the student trained alone (`laws.data_limited`): its losses, intervals and Deltas.
+    pool_states: tuple = field(default=(), repr=False)
+    pool_alone: object = field(default=None, repr=False)
+    student_unique_tokens: float | None = None
 
     @property
     def best(self) -> int:
@@ -97,6 +102,11 @@ class TeacherRanking:
         if self.intervals is None:
             return [None] * len(self.candidates)
         best = self.best
+        if self.pool_states:   # two students of one law on a pool: the data-limited law's Delta, as two of one law
+            from distillscale.laws.data_limited import difference
+
+            return [None if i == best else difference(self.pool_states[i], self.pool_states[best], SAME_LAW)
+                    for i in range(len(self.candidates))]
         return [None if i == best else compare(self._one(i), self._one(best), SAME_LAW)
                 for i in range(len(self.candidates))]
 
@@ -134,7 +144,11 @@ class TeacherRanking:
 
     def differences(self) -> list[LossDifference]:
         """Each candidate's Delta = its distilled student's loss - the student trained alone, with the
-        interval the planner's verdicts read (`laws.difference`)."""
+        interval the planner's verdicts read (`laws.difference`; on a pool, `laws.data_limited.difference`)."""
+        if self.pool_states:
+            from distillscale.laws.data_limited import difference
+
+            return [difference(state, self.pool_alone) for state in self.pool_states]
         return [decide(float(loss), self._one(i), self.supervised_loss, self.supervised_interval)
                 for i, loss in enumerate(self.student_losses)]
 
@@ -176,6 +190,7 @@ class TeacherRanking:
             "optimal_student_loss": self.optimal_student_loss,
             "capacity_gap_teacher_loss": self.capacity_gap_teacher_loss, "d1": self.d1,
             "best": self.candidates[self.best].name, "compute": self.compute,
+            "student_unique_tokens": self.student_unique_tokens,
             "verdict": differences[self.best].verdict,
             "alone_is_best": all(difference.verdict == "pretrain" for difference in differences),
             "too_close_to_call": [self.candidates[i].name for i in close],
@@ -249,11 +264,13 @@ def teacher_ladder(planner: DistillationPlanner, student_params: float,
 
 
 def rank_teachers(planner: DistillationPlanner, student_params: float, student_tokens: float | None,
-                  candidates: list[TeacherCandidate], compute: float | None = None) -> TeacherRanking:
+                  candidates: list[TeacherCandidate], compute: float | None = None,
+                  student_unique_tokens: float | None = None) -> TeacherRanking:
     """Predict the distilled student's loss for every candidate and locate the optimal teacher: at
     `student_tokens` for every candidate, or at a `compute` budget that pays each teacher's logits at
     its own FLOPs per token, D_S = C / (3 F(N_S) + F_T) (a larger teacher buys fewer student tokens),
-    against the student trained alone on the whole budget."""
+    against the student trained alone on the whole budget. With a pool (a candidate trained on one, or
+    the student's own `student_unique_tokens`), each student is the data-limited law's (`pool_ranking`)."""
     if not candidates:
         raise UserError("no candidate teachers: give at least one row with a loss, "
                         "or with params and tokens")
@@ -287,6 +304,27 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         [planner.optimal_teacher_loss(student_params, float(tokens))[0] for tokens in tokens_each])
     ltilde = float(planner.supervised_law.predict(student_params, student_tokens))   # Ltilde_S at the student's tokens
     curve = teacher_loss_range(planner)
+    pooled = student_unique_tokens is not None or any(c.unique_tokens is not None for c in candidates)
+    if pooled and planner.laws.distillation is not None:
+        states, alone_state = pool_ranking(planner, student_params, each, alone_tokens, candidates,
+                                           student_unique_tokens)
+        losses = np.array([s.value for s in states])
+        prediction = replace(prediction, value=losses, low=np.array([float(s.loss.low) for s in states]),
+                             high=np.array([float(s.loss.high) for s in states])) if prediction.has_interval else \
+            replace(prediction, value=losses)
+        alone, supervised = alone_state.loss, alone_state.value
+        if tokens_each is not None:
+            student_tokens = float(tokens_each[int(np.argmin(losses))])
+        return TeacherRanking(
+            student_params, student_tokens, supervised, list(candidates), losses,
+            optimal_loss, float(law.predict(student_params, student_tokens, optimal_loss)),
+            law.d1 * ltilde, law.d1, prediction if prediction.has_interval else None,
+            curve_teacher_losses=curve,
+            curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64),
+            compute=compute, tokens_each=tokens_each,
+            alone_each=None if tokens_each is None else np.array([supervised] * len(candidates)),
+            optimal_each=optimal_each, supervised_interval=alone if alone.has_interval else None, outside_each=outside,
+            pool_states=tuple(states), pool_alone=alone_state, student_unique_tokens=student_unique_tokens)
     return TeacherRanking(
         student_params, student_tokens, supervised, list(candidates), losses,
         optimal_loss, float(law.predict(student_params, student_tokens, optimal_loss)),
@@ -295,6 +333,25 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64),
         compute=compute, tokens_each=tokens_each, alone_each=alone_each, optimal_each=optimal_each,
         supervised_interval=alone if alone.has_interval else None, outside_each=outside)
+
+
+def pool_ranking(planner: DistillationPlanner, student_params: float, tokens: np.ndarray, alone_tokens: float,
+                 candidates: list[TeacherCandidate], student_unique_tokens: float | None):
+    """Each candidate's student and the student trained alone as the data-limited law's states
+    (`laws.data_limited`): a candidate trained on a pool (its size, tokens and pool) is a model trained
+    alone there; one given by its loss is measured, its pool unknown (fresh); the student reads
+    `student_unique_tokens` (None: fresh data) for `tokens` (each candidate's)."""
+    from distillscale.laws.data_limited import DataLimitedLaw
+
+    law = DataLimitedLaw(planner.laws)
+    states = []
+    for c, D in zip(candidates, np.broadcast_to(tokens, (len(candidates),))):
+        if c.unique_tokens is not None and c.params is not None and c.tokens is not None:
+            teacher = law.alone(c.params, c.tokens, c.unique_tokens)
+        else:
+            teacher = law.measured_teacher(c.loss)
+        states.append(law.student(student_params, float(D), student_unique_tokens, teacher))
+    return states, law.alone(student_params, alone_tokens, student_unique_tokens)
 
 
 def teacher_loss_range(planner: DistillationPlanner, points: int = 600) -> np.ndarray:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the solver imports SciPy: loaded on the first ranking, keep
 def rank_teachers_for(law, *, student_params: float, student_tokens: float | None = None,
                       candidates: str | Path | list[TeacherCandidate | str | Path] | None = None,
                       compute: float | None = None, teacher_unique_tokens: float | None = None,
+                      unique_tokens: float | None = None,
                       progress=lambda message: None, limits: RequestLimits = RequestLimits(),
                       other_corpus: bool = False) -> TeacherRanking:
     """Rank teachers for a student of `student_params` trained on `student_tokens`: the candidates
@@ -38,7 +39,9 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     at a `compute` budget that pays each teacher's logits (`rank_teachers`). With
     `teacher_unique_tokens`, a teacher given by its size and tokens (the ladder, a table's row without
     a loss) was trained on that pool: its loss is `predict supervised --unique-tokens`'s; a measured
-    teacher keeps its loss. `progress(message)` is told before a model is measured; `limits`: how long a
+    teacher keeps its loss. `unique_tokens`: the student's own pool. With either pool, each student is the
+    data-limited law's (`laws.data_limited`: kappa of a pool-trained teacher's penalty, lambda of its own
+    size's), as `plan` and `predict distillation` give it. `progress(message)` is told before a model is measured; `limits`: how long a
     served candidate is waited for. `other_corpus`: the law's corpus shares no text with a candidate
     run's (its split is not checked)."""
     from distillscale.planning.teacher import rank_teachers, teacher_ladder
@@ -53,7 +56,9 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     else:
         student_tokens = positive("student_tokens", student_tokens, Quantity.TOKENS)
     pool = positive("teacher_unique_tokens", teacher_unique_tokens, Quantity.TOKENS)
+    own_pool = positive("unique_tokens", unique_tokens, Quantity.TOKENS)
     check_pool(laws, "teacher_unique_tokens", pool)
+    check_pool(laws, "unique_tokens", own_pool)
     planner = planner_for(laws)
     notes: list[str] = []
     if candidates is None:
@@ -61,7 +66,8 @@ def rank_teachers_for(law, *, student_params: float, student_tokens: float | Non
     else:
         candidates, notes = _teacher_candidates(candidates if isinstance(candidates, list) else [candidates], laws,
                                                 planner, progress, limits, pool, other_corpus)
-    ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute)
+    ranking = rank_teachers(planner, student_params, student_tokens, candidates, compute=compute,
+                            student_unique_tokens=own_pool)
     alone = ranking.alone_each if ranking.alone_each is not None else [ranking.supervised_loss]
     check_losses(laws, {"the student's loss trained alone": max(alone), **{
         f"teacher {c.name!r}'s loss": c.loss for c in ranking.candidates}, **{
@@ -187,11 +193,19 @@ def _refuse_json_document(path: Path, shown: object = None) -> None:
 
 
 def pools_line(ranking: TeacherRanking) -> str | None:
-    """Which pool each teacher given by its size read and how many times, in one line (None: none did)."""
+    """Which pool each teacher given by its size read and how many times, and the student's, in one line (None:
+    none did); with a pool, each student is the data-limited law's."""
     pooled = [c for c in ranking.candidates if c.unique_tokens is not None]
-    if not pooled:
+    own = ranking.student_unique_tokens
+    if not pooled and own is None:
         return None
     measured = len(ranking.candidates) - len(pooled)
-    return (f"Data: the teachers given by size read {format_quantity(pooled[0].unique_tokens)} unique tokens: "
-            + ", ".join(f"{c.name} {c.epochs:.3g}x" for c in pooled)
-            + ("" if not measured else f"; {measured} measured keep their loss (their own data)"))
+    parts = []
+    if pooled:
+        parts.append(f"the teachers given by size read {format_quantity(pooled[0].unique_tokens)} unique tokens: "
+                     + ", ".join(f"{c.name} {c.epochs:.3g}x" for c in pooled)
+                     + ("" if not measured else f"; {measured} measured keep their loss (their own data)"))
+    if own is not None:
+        parts.append(f"the student reads {format_quantity(own)} unique tokens {ranking.student_tokens / own:.3g} times")
+    return ("Data: " + "; ".join(parts) + " (each student the data-limited law's: kappa of a teacher's repetition "
+            "penalty, lambda of its own size's)")

@@ -5,7 +5,9 @@
 Runs the design of `sweeps.data_limited` (one student size on a 1-epoch pool and a repeated pool of the
 corpus's teacher split: trained alone, a self-distillation chain, a larger teacher's student, an
 ensemble's student, after a weight-decay grid), then measures each against the same size trained
-alone on the same pool and fits the data-limited law's constants on the runs (`laws.data_limited_fit`).
+alone on the same pool and fits the data-limited law's constants on the runs: the shipped law's form, by its
+own fitter (`laws.data_limited_fit.fit_law`, what bench/laws/data_limited_fit.py fits the shipped constants
+with), beside the shipped constants.
 Writes data_limited.json and data_limited.md into the sweep directory. Re-running reuses every finished
 run: only the report is redone.
 """
@@ -21,35 +23,41 @@ import numpy as np
 from distillscale.data.sources import BUILTIN_PREFIX
 from distillscale.errors import UserError
 from distillscale.io import atomic_write_json, atomic_write_text, check_output_dir
-from distillscale.laws.data_limited_fit import (EnsemblePair, StudentPair, bootstrap_kappa_lambda, fit_eta,
-                                                fit_kappa_lambda, interval)
+from distillscale.laws.data_limited_fit import fit_law
+from distillscale.laws.data_limited_runs import MeasuredRun, observations
 from distillscale.sweeps import data_limited as design_module
+from distillscale.laws.data_limited_form import SHARE_NAMES
 from distillscale.report.data_limited_records import (DataLimitedResult, LawConstants, Measured,
-                                                      PoolResult)
-from distillscale.report.data_limited_table import table_lines
+                                                      PoolResult, SharedConstant)
+from distillscale.report.data_limited_table import CONSTANTS_FILE, table_lines
 from distillscale.sweeps.data_limited import (DataLimitedDesign, best_weight_decay, cell_id, check_corpus_size,
                                               grid_id, plan_runs, read_result, run_plan)
 
 DEFAULT_DATA = BUILTIN_PREFIX + "stdlib"
 DESIGN_FILE = "data_limited_design.json"
+# The fewest repeated pools whose bootstrap (over pools) gives the constants an interval.
+MIN_CELLS = 3
 REPORT_JSON, REPORT_MD = "data_limited.json", "data_limited.md"
 
 
-def sweep_name(data: str) -> str:
+def sweep_name(data: str, quick: bool = False) -> str:
+    prefix = "data-limited-quick-" if quick else "data-limited-"
     if data.startswith(BUILTIN_PREFIX):
-        return "data-limited-" + data.removeprefix(BUILTIN_PREFIX)
-    return "data-limited-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data).stem).strip("-.") or "data")
+        return prefix + data.removeprefix(BUILTIN_PREFIX)
+    return prefix + (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data).stem).strip("-.") or "data")
 
 
 def run_data_limited(data: Path | str | None = None, out: Path | None = None, workers: int | None = None,
-                     progress=lambda message: None, design: DataLimitedDesign | None = None) -> DataLimitedResult:
+                     progress=lambda message: None, design: DataLimitedDesign | None = None,
+                     quick: bool = False) -> DataLimitedResult:
     """Run the data-limited design on `data` (default: Python's standard library) into `out` (default
-    sweeps/data-limited-<corpus name>), `workers` runs at a time (default: the cores), and report."""
+    sweeps/data-limited-<corpus name>), `workers` runs at a time (default: the cores), and report.
+    `quick`: the design shrunk to seconds (`sweeps.data_limited.QUICK_DESIGN`)."""
     from distillscale.sweeps.runner import default_workers
 
-    design = design or design_module.DEMO_DESIGN
+    design = design or (design_module.QUICK_DESIGN if quick else design_module.DEMO_DESIGN)
     corpus = _corpus(data)
-    root = check_output_dir(Path(out) if out is not None else Path("sweeps") / sweep_name(corpus),
+    root = check_output_dir(Path(out) if out is not None else Path("sweeps") / sweep_name(corpus, quick),
                             is_ours=lambda path: (path / DESIGN_FILE).exists(),
                             inputs=[] if corpus.startswith(BUILTIN_PREFIX) else [corpus], what="data-limited demo")
     _check_same_design(root, corpus, design)
@@ -101,7 +109,8 @@ def collect(root: Path, corpus: str, design: DataLimitedDesign, statuses: dict[s
     """The finished runs' numbers, per pool, and the law fitted on them."""
     pools = [_pool(root, design, pool, statuses) for pool in design.pools]
     units = f"nats/token, the validation split of {corpus} in the runs' {design.vocab_size}-id tokenizer trained on it"
-    return DataLimitedResult(root, corpus, units, design, pools, fit_law(pools), statuses, wall_seconds)
+    return DataLimitedResult(root, corpus, units, design, pools, fit_runs(measured_runs(root, corpus, design)),
+                             statuses, wall_seconds)
 
 
 def _loss(root: Path, run_id: str, teacher: bool = False) -> float | None:
@@ -137,38 +146,48 @@ def _pool(root: Path, design: DataLimitedDesign, pool: str, statuses: dict[str, 
                       measured("  its student", f"{cell}-ensemble{k}"))
 
 
-def fit_law(pools: list[PoolResult]) -> LawConstants:
-    """kappa and lambda on every repeated pool's students whose 1-epoch twins finished (generations
-    1 and 2 against their teacher, the larger teacher's and the ensemble's students), each pair its own
-    bootstrap group; eta on each repeated pool's ensemble."""
-    fresh, repeated = pools[0], pools[1:]
-    pairs, ensembles = [], []
-    for pool in repeated:
-        if pool.alone_mean is None or fresh.alone_mean is None:
+def measured_runs(root: Path, corpus: str, design: DataLimitedDesign) -> list[MeasuredRun]:
+    """The finished runs as the law's fitter reads them (the bench's schema, `laws.data_limited_fit`)."""
+    runs = []
+    for run in plan_runs(design):
+        result = read_result(root / run.run_id)
+        if run.role == "grid" or result is None or result.get("status", "completed") != "completed":
             continue
-        penalty = pool.alone_mean - fresh.alone_mean
-        alone = Measured("alone", "", pool.alone_seeds[0]), Measured("alone", "", fresh.alone_seeds[0])
-        chain = list(zip((alone[0], *pool.generations), pool.generations))
-        fresh_chain = list(zip((alone[1], *fresh.generations), fresh.generations))
-        for (teacher, student), (fresh_teacher, fresh_student) in [
-                *zip(chain[:2], fresh_chain[:2]), ((pool.larger, pool.from_larger), (fresh.larger, fresh.from_larger)),
-                ((pool.ensemble, pool.ensemble_student), (fresh.ensemble, fresh.ensemble_student))]:
-            values = (teacher.loss, fresh_teacher.loss, student.loss, fresh_student.loss)
-            if None not in values:
-                pairs.append(StudentPair(*values, penalty, group=(pool.pool, student.run_id)))
-        if pool.ensemble.loss is not None:
-            ensembles.append(EnsemblePair(len(pool.alone_seeds), pool.alone_mean, fresh.alone_mean, pool.ensemble.loss))
-    eta = fit_eta(ensembles) if ensembles else None
-    if len(pairs) < 3:
-        return LawConstants(len(pairs), eta=eta, note=f"kappa and lambda need 3 students with 1-epoch twins; "
-                                                      f"{len(pairs)} finished")
-    fit = fit_kappa_lambda(pairs)
-    draws = bootstrap_kappa_lambda(pairs)
-    return LawConstants(len(pairs), fit.kappa, interval(draws[:, 0]), fit.lam, interval(draws[:, 1]),
-                        fit.residual_rms, eta)
+        teacher = result.get("teacher") or {}
+        runs.append(MeasuredRun(corpus, run.run_id, run.role, run.pool, float(design.count(design.tokens)),
+                                float(result["val_loss"]), result.get("non_embedding_params"), run.seed,
+                                run.generation, len(run.teachers) if run.role == "ensemble" else None, run.teachers,
+                                teacher.get("teacher_val_loss")))
+    return runs
+
+
+def fit_runs(runs: list[MeasuredRun]) -> LawConstants:
+    """The shipped law's constants fitted on the demo's runs (`laws.data_limited_fit.fit_law`, its bootstrap
+    over the demo's cells), what a share the runs cannot tell keeps from the shipped constants, beside them."""
+    from distillscale.laws.data_limited import SHARE_LABELS, DataLimitedConstants, load_constants
+
+    shipped = load_constants()
+    try:
+        fit = fit_law(runs, fallback=shipped.shares, fallback_name="the shipped constants")
+    except UserError as exc:
+        return LawConstants(0, note=str(exc))
+    # a bootstrap over cells needs several: with fewer repeated pools its interval would say nothing
+    cells = len({c.group for c in observations(runs).chains})
+    shares = {SHARE_LABELS[name]: SharedConstant(fit.value(name), fit.interval(name) if cells >= MIN_CELLS else None,
+                                                 getattr(shipped, name).value, getattr(shipped, name).interval)
+              for name in SHARE_NAMES}
+    constants = DataLimitedConstants.from_fit(fit, f"demo --data-limited on {runs[0].corpus}")
+    notes = list(fit.notes) + ([f"one repeated pool: too few to resample, so no interval (the shipped ones: "
+                                f"{len(shipped.draws)} draws over the measured corpora's pools)"]
+                               if cells < MIN_CELLS else [])
+    return LawConstants(fit.chains + fit.students, shares, fit.residuals.to_dict(), notes,
+                        note="" if fit.chains else "no chain finished: kappa and lambda from the larger teacher's "
+                                                   "student alone", constants=constants.to_dict())
 
 
 def write_reports(result: DataLimitedResult) -> None:
     """data_limited.json (the numbers) and data_limited.md (the table) in the sweep directory."""
     atomic_write_json(result.sweep_dir / REPORT_JSON, result.to_json())
+    if result.law.constants is not None:   # what `load_constants` reads: the law fitted on these runs
+        atomic_write_json(result.sweep_dir / CONSTANTS_FILE, result.law.constants)
     atomic_write_text(result.sweep_dir / REPORT_MD, "```\n" + "\n".join(table_lines(result)) + "\n```\n")

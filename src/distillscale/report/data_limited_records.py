@@ -42,18 +42,37 @@ class PoolResult:
 
 
 @dataclass(frozen=True)
+class SharedConstant:
+    """One constant fitted on the demo's runs (its 90% bootstrap interval over their cells) beside the
+    shipped one (bench/laws/data_limited_fit.py on the measured corpora)."""
+
+    value: float
+    interval: tuple[float, float] | None   # None: too few pools to resample
+    shipped: float
+    shipped_interval: tuple[float, float]
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the two intervals overlap (without an interval: whether the value lies in the shipped
+        one): the demo's text behaves like the measured corpora here."""
+        low, high = self.interval or (self.value, self.value)
+        return low <= self.shipped_interval[1] and self.shipped_interval[0] <= high
+
+
+@dataclass(frozen=True)
 class LawConstants:
-    """The data-limited law's constants fitted on the runs, with 90% bootstrap intervals over the pairs
-    (kappa, lambda); eta measured on the one ensemble (no interval); `note` says what was not fitted."""
+    """The data-limited law's constants fitted on the demo's runs by the shipped law's fitter
+    (`laws.data_limited_fit.fit_law`): each share by its name (kappa, lambda, eta, gamma, theta) with the
+    shipped one beside it, the residuals, what the runs could not tell (`notes`); `pairs` the chains and
+    larger teachers' students kappa and lambda were fitted on; `note` why nothing was fitted; `constants`
+    the fit as a constants file (data_limited_constants.json in the sweep directory)."""
 
     pairs: int
-    kappa: float | None = None
-    kappa_interval: tuple[float, float] | None = None
-    lam: float | None = None
-    lambda_interval: tuple[float, float] | None = None
-    residual_rms: float | None = None
-    eta: float | None = None
+    shares: dict[str, SharedConstant] | None = None
+    residuals: dict | None = None
+    notes: list[str] | None = None
     note: str = ""
+    constants: dict | None = None   # the fitted constants as `laws.data_limited.load_constants` reads them
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,7 @@ class DataLimitedResult:
     def to_json(self) -> dict:
         payload = asdict(self)
         payload["sweep_dir"] = str(self.sweep_dir)
+        payload["law"].pop("constants", None)   # in its own file (data_limited_constants.json)
         for pool, record in zip(self.pools, payload["pools"]):
             if pool.weight_decay is not None:
                 record["weight_decay"]["losses"] = {f"{wd:g}": loss for wd, loss in pool.weight_decay.losses.items()}

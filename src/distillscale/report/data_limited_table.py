@@ -3,8 +3,12 @@ the runs trained alone and each distilled student against them, then the law's c
 
 from __future__ import annotations
 
+import textwrap
+
 from distillscale.report.data_limited_records import DataLimitedResult, Measured, PoolResult
 from distillscale.units import format_quantity
+
+CONSTANTS_FILE = "data_limited_constants.json"
 
 LABEL = 36
 
@@ -61,22 +65,33 @@ def _row(row: Measured) -> str:
     return f"{label:<{LABEL}}{row.loss:>10.4f}{delta}"
 
 
+MEANINGS = {"kappa": "of its teacher's penalty a student inherits",
+            "lambda": "of its size's own penalty alone it pays",
+            "eta": "of a member's loss many members remove",
+            "gamma": "how fast an ensemble nears that, in k",
+            "theta": "of its ensemble's gain its student keeps"}
+
+
 def _law_lines(result: DataLimitedResult) -> list[str]:
     law = result.law
-    lines = ["Data-limited law fitted on these runs (90% bootstrap interval over",
-             f"{law.pairs} student-teacher pairs; F = the same run on the 1-epoch pool):",
-             "  L_S - F_S = kappa (L_T - F_T) + lambda (L_alone - F_alone)"]
-    if law.kappa is not None:
-        lines += [f"  kappa  {law.kappa:.3f} [{law.kappa_interval[0]:.3f}, {law.kappa_interval[1]:.3f}]: the "
-                  f"share of its teacher's",
-                  "         repetition penalty a student inherits",
-                  f"  lambda {law.lam:.3f} [{law.lambda_interval[0]:.3f}, {law.lambda_interval[1]:.3f}]: the share "
-                  "of its own size's",
-                  "         penalty it keeps",
-                  f"  residual RMS {law.residual_rms:.4f} nats/token"]
-    else:
-        lines.append(f"  not fitted: {law.note}")
-    if law.eta is not None:
-        lines += [f"  eta    {law.eta:.3f}: the share of the penalty an ensemble removes,",
-                  "         L_k = L_1 - eta (1 - 1/k) (L_1 - F_1); one ensemble, so no interval"]
+    lines = ["The shipped data-limited law, fitted on these runs (90% bootstrap",
+             "intervals over the pools; F = the same run on the 1-epoch pool):",
+             "  L_S = F_S + kappa (L_T - F_T) + lambda (L_alone - F_alone)",
+             "  L_k = L_1 (1 - eta (1 - k^-gamma)); its student: one member's",
+             "  student less theta (L_1 - L_k)"]
+    if law.shares is None:
+        return lines + [f"  not fitted: {law.note}"]
+    lines.append(f"  {'':<7}{'these runs':<22}{'shipped':<20}")
+    for name, c in law.shares.items():
+        ours = f"{c.value:.3f}" + (f" [{c.interval[0]:.3f}, {c.interval[1]:.3f}]" if c.interval else "")
+        theirs = f"{c.shipped:.3f} [{c.shipped_interval[0]:.3f}, {c.shipped_interval[1]:.3f}]"
+        said = "" if c.agrees else " outside" if c.interval is None else " differ"
+        lines.append(f"  {name:<7}{ours:<22}{theirs:<20}{said}")
+        lines.append(f"         {MEANINGS[name]}")
+    for note in [*(law.notes or []), *([law.note] if law.note else [])]:
+        lines += textwrap.wrap(f"note: {note}", 78, initial_indent="  ", subsequent_indent="    ")
+    if any(not c.agrees for c in law.shares.values()):
+        lines.append("  where they differ, your text may not behave like the measured corpora:")
+        lines.append(f"  trust these ({CONSTANTS_FILE} in the sweep directory; Python:")
+        lines.append("  DataLimitedLaw(laws, load_constants(path))) over the shipped ones")
     return lines

@@ -45,6 +45,8 @@ CONTROLS = {
     "price_per_gpu_hour": ("price", "the price per GPU-hour"),
     "students": ("students", "the family's students"),
     "targets": ("targets", "the family's targets"),
+    "unique_tokens": ("unique-tokens", "the pool of unique tokens"),
+    "generations": ("generations", "the generations"),
 }
 CURVE_POINTS = 17     # budgets of the loss-vs-compute figure, C/100 to 100 C
 U_CURVE_POINTS = 160  # teacher losses of the U-curve
@@ -73,6 +75,8 @@ class PlanQuery:
     price_per_gpu_hour: str = ""     # `plan --price-per-gpu-hour` ("": no cost)
     students: str = ""               # a family's student sizes, comma-separated (`plan --students`; "": one student)
     targets: str = "cached"          # a family's teacher targets (`plan --targets`)
+    unique_tokens: str = ""          # the pool every run reads (`plan --unique-tokens`; "": fresh data)
+    generations: str = ""            # the chain and ensemble size compared on it (`plan --generations`; "": 1-4)
 
     @classmethod
     def from_json(cls, data: dict, extra: tuple[str, ...] = (), default_law: str = "busbridge2025") -> "PlanQuery":
@@ -179,6 +183,7 @@ class Planner:
         except UserError as exc:
             return {"ok": False, "errors": {"plan": _sentence(str(exc))}, "elapsed_ms": _ms(start)}
         response = {"ok": True, "plan": result.to_dict(), "summary": _summary(result),
+                    "data_limited": _data_limited(result),
                     "text": result.as_text(width=110), "cli": command_line(self.settings(query)),
                     "warnings": result.warnings, "u_curve": _u_curve(result), "teachers": self._teachers(query, result),
                     # only where the law's correction moved one of the plan's losses (`planning.correction`)
@@ -229,7 +234,8 @@ class Planner:
             ("teacher.params", query.teacher_params if query.teacher in ("tokens", "loss") else "", Quantity.PARAMS),
             ("teacher.tokens", query.teacher_tokens if query.teacher == "tokens" else "", Quantity.TOKENS),
             ("teacher.loss", query.teacher_loss if query.teacher == "loss" else "", None),
-            ("batch_tokens", query.batch_tokens, Quantity.TOKENS))}
+            ("batch_tokens", query.batch_tokens, Quantity.TOKENS),
+            ("unique_tokens", query.unique_tokens, Quantity.TOKENS))}
         if given["compute"] is None:
             raise ParameterError("compute", "give {}, e.g. 1e21")
         if query.teacher in ("tokens", "loss") and given["teacher.params"] is None:  # a teacher chosen, no size
@@ -237,6 +243,12 @@ class Planner:
         gpu = _gpu_options(query)
         if query.teacher == "model":  # planned as `plan --teacher-model` plans it
             gpu |= {"teacher_model": self._teacher_model(query.teacher_model), "trust_remote_code": self.trust_remote_code}
+        if given["unique_tokens"] is not None:   # a pool: every loss after repeating it, the data-limited comparison
+            gpu |= {"unique_tokens": given["unique_tokens"]}
+            if query.generations.strip():
+                gpu |= {"generations": _whole("generations", query.generations)}
+        elif query.generations.strip():
+            raise ParameterError("generations", "{} compares chains on a pool: give the pool of unique tokens too")
         if query.students.strip():   # a family (`plan --students`): its own scenario, no single student
             gpu |= {"students": query.students, "targets": query.targets}
             given["student_params"], scenario = None, None
@@ -331,6 +343,33 @@ def _gpu_options(query: PlanQuery) -> dict:
     if setting is None:
         return {}
     return {"gpu": gpu, "gpus": setting.gpus, "price_per_gpu_hour": setting.price_per_gpu_hour}
+
+
+def _whole(param: str, text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ParameterError(param, "{} must be a whole number such as 3, got {text!r}", text=text) from None
+    return value
+
+
+def _data_limited(result: Plan) -> dict | None:
+    """A plan on a pool, as the page draws it: each option (its loss, interval, Δ against training alone and
+    verdict), the best by the verdict rule, where the chain stops paying, and the chain by generation and the
+    ensemble's student by k with intervals (`planning.data_limited.view`: what `plan --plot` draws)."""
+    plan = getattr(result, "data_limited", None)
+    if plan is None:
+        return None
+    from distillscale.planning.data_limited import answer_line, view
+
+    return {"answer": answer_line(plan), "best": plan.best.to_dict(), "chain_k": plan.chain_k,
+            "stops_paying": plan.chain.stops_paying, "unique_tokens": plan.unique_tokens,
+            "beyond_measured": plan.beyond or None, "measured": plan.constants.measured.describe(),
+            "options": [{"label": o.label, "loss": o.final.value, "interval": o.final.to_dict()["loss_interval"],
+                         "tokens_per_run": o.tokens, "trainings": o.trainings, "verdict": o.verdict,
+                         "not_priced": o.not_priced,
+                         **({} if o.difference is None else o.difference.to_dict())} for o in plan.options],
+            "view": view(result.laws, plan).to_dict()}
 
 
 def _range(laws: LawSet) -> dict | None:

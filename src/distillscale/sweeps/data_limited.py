@@ -69,6 +69,11 @@ class DataLimitedDesign:
 
 
 DEMO_DESIGN = DataLimitedDesign()
+# `demo --data-limited --quick`: the design shrunk to seconds (tiny models, 2,048-token runs, a 1-epoch and a
+# 4-epoch pool): every part of the demo runs, its numbers say nothing of a real model; what the tests run.
+QUICK_DESIGN = DataLimitedDesign(depth=1, larger_depth=2, aspect_ratio=16, head_dim=16, seq_len=16, batch_size=2,
+                                 tokens="2048", vocab_size=300, eval_tokens="1K", save_every=20, pools=("2048", "512"),
+                                 grids={"2048": (1e-3, 1e-1), "512": (1e-3, 1e-2, 1e-1)}, seeds=(0, 1), generations=2)
 
 
 @dataclass(frozen=True)

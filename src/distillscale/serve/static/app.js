@@ -5,7 +5,7 @@
 const $ = id => document.getElementById(id);
 const CONTROLS = ["law", "compute", "student", "scenario", "student-init", "teacher-params", "teacher-tokens",
                   "teacher-loss", "teacher-model", "hyperparameter-law", "batch-tokens", "gpu", "gpus", "price",
-                  "students", "targets"];
+                  "students", "targets", "unique-tokens", "generations"];
 const COLORS = { distilled: "#2f6fd6", supervised: "#1d2330", optimum: "#c0392b", gap: "#8a94a6",
                  plan: "#e08a00", student: "#2f6fd6", logits: "#7b5cd6", pretraining: "#d65c8a" };
 // What the browser measured, read by the tests and the latency bench.
@@ -36,6 +36,7 @@ function query() {
     hyperparameter_law: $("hyperparameter-law").value, batch_tokens: $("batch-tokens").value,
     gpu: $("gpu").value, gpus: $("gpus").value, price_per_gpu_hour: $("price").value,
     students: $("students").value, targets: $("targets").value,
+    unique_tokens: $("unique-tokens").value, generations: $("generations").value,
   };
 }
 
@@ -154,6 +155,7 @@ function render(result) {
   }));
   $("bias-note").textContent = result.bias_correction || "";  // the law's cross-ladder bias correction
   drawUCurve(result.u_curve);
+  drawDataLimited(result.data_limited);
   const f = s.flops, total = f.student + f.teacher_inference + f.teacher_pretraining;
   stackedBar($("flop-split"), [
     { label: "student training", value: f.student, color: COLORS.student },
@@ -255,6 +257,41 @@ function drawUCurve(u) {
   });
 }
 
+// A plan on a pool (`plan --unique-tokens`, `planning.data_limited`): its options at equal compute, each
+// with its Δ against training alone and the verdict read off its interval; the best by that rule; and the
+// chain by generation and the ensemble's student by k with their intervals, as `plan --plot` draws them.
+const VERDICT_WORDS = { distill: "beats alone", pretrain: "worse than alone" };
+function drawDataLimited(d) {
+  $("data-limited-figure").hidden = !d;
+  if (!d) { $("data-limited-options").innerHTML = ""; return; }
+  const signed = x => `${x >= 0 ? "+" : ""}${loss(x)}`;
+  const body = d.options.map(o => "<tr>" + [
+    escaped(o.label), `${o.trainings} × ${quantity(o.tokens_per_run)}`, loss(o.loss),
+    o.interval ? `${loss(o.interval[0])}–${loss(o.interval[1])}` : "",
+    o.distilled_minus_alone === undefined ? "" : signed(o.distilled_minus_alone) +
+      (o.distilled_minus_alone_interval ? ` [${signed(o.distilled_minus_alone_interval[0])}, ` +
+       `${signed(o.distilled_minus_alone_interval[1])}]` : ""),
+    o.not_priced ? "not priced" : o.verdict === null ? "" : (VERDICT_WORDS[o.verdict] || o.verdict),
+  ].map(text => `<td>${text}</td>`).join("") + "</tr>");
+  $("data-limited-options").innerHTML =
+    `<caption>On the ${quantity(d.unique_tokens)} pool at equal compute: ${escaped(d.best.said)}` +
+    (d.beyond_measured ? `; constants measured at ${escaped(d.measured)}, far from here: a Δ across 0 cannot tell` : "") +
+    `</caption><thead><tr>${["option", "runs × tokens", "loss", "90%", "Δ vs alone [90%]", "verdict"]
+      .map(h => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody>`;
+  const chain = d.view.chain, students = d.view.ensemble_students;
+  const band = points => ({ low: points.map(p => (p.interval ? p.interval[0] : p.loss)),
+                            high: points.map(p => (p.interval ? p.interval[1] : p.loss)) });
+  lineChart($("data-limited"), {
+    x: { log: false, label: "generation (chain) · members k (ensemble)", format: v => v.toFixed(0) },
+    y: { label: "loss (nats/token)", format: v => v.toFixed(2) },
+    series: [{ x: chain.map((_, g) => g), y: chain.map(p => p.loss), color: COLORS.distilled,
+               label: "chain, by generation", band: band(chain) },
+             { x: students.map(p => p.members), y: students.map(p => p.loss), color: COLORS.logits,
+               label: "ensemble's student, by k", band: band(students) }],
+    hlines: [{ y: chain[0].loss, color: COLORS.supervised, dash: "5 4", label: "trained alone" }],
+  });
+}
+
 function drawComputeCurve(curve, summary) {
   const svg = $("compute-curve");
   if (!curve.ok) {
@@ -350,7 +387,7 @@ async function init() {
     schedule();
   });
   for (const id of ["law", "student", "teacher-params", "teacher-tokens", "teacher-loss", "batch-tokens", "gpus", "price",
-                    "students"])
+                    "students", "unique-tokens", "generations"])
     $(id).addEventListener("input", schedule);
   $("targets").addEventListener("change", schedule);
   $("copy-plan").addEventListener("click", event => copy($("plan-text").textContent, event.target));
