@@ -62,8 +62,14 @@ def test_each_reach_is_the_students_best_given_the_others_and_a_limit_only_remov
         previous = now
 
 
+def no_lower_loss(tighter, looser) -> bool:
+    """A student's plan under a tighter limit against a looser one: its loss is no lower."""
+    return tighter.student_loss >= looser.student_loss * (1 - 1e-9)
+
+
 # The families of the plan's guide: before each student read its best reach, a limit of 300GB-1TB made the
-# 1B distil where no limit did not, and every student's loss fell under a limit.
+# 1B distil where no limit did not, and every student's loss fell under a limit. Each student's re-read is
+# priced by the data-limited law, as the plan prints it.
 FAMILIES = [((100e6, 300e6, 1e9), 3e9, 100e9, 3e20), ((150e6, 500e6, 1.2e9), 3.5e9, 120e9, 3.5e20)]
 LIMITS = (None, "3TB", "1TB", "500GB", "300GB", "100GB", "30GB")
 
@@ -78,10 +84,10 @@ def test_no_storage_limit_lowers_a_loss_or_adds_a_distilling_student(students, t
     for looser, tighter in zip(plans, plans[1:]):
         assert set(tighter.sharing) <= set(looser.sharing)
         for a, b in zip(tighter.plans, looser.plans):
-            assert a.student_loss >= b.student_loss * (1 - 1e-9), (a.scenario.name, a.student_loss, b.student_loss)
+            assert no_lower_loss(a, b), (a.scenario.name, a.student_loss, b.student_loss)
             assert b.verdict == "distill" or a.verdict != "distill"
-    assert plans[0].sharing   # the largest student distils, re-reading the cache's first tokens
-    assert plans[0].cache.capped and plans[0].cache.limit is None
+    if plans[0].sharing:   # re-reading pays by itself: the students that distil re-read without a limit
+        assert plans[0].reaches and plans[0].cache.capped and plans[0].cache.limit is None
 
 
 @pytest.mark.slow
@@ -114,5 +120,6 @@ def test_over_families_no_limit_lowers_a_loss_or_adds_a_distilling_student(stude
             for looser in (previous, free):
                 assert set(tighter.sharing) <= set(looser.sharing)
                 for a, b in zip(tighter.plans, looser.plans):
-                    assert a.student_loss >= b.student_loss * (1 - 1e-9), (fraction, a.scenario.name)
+                    assert no_lower_loss(a, b), (fraction, a.scenario.name)
+                    assert b.verdict == "distill" or a.verdict != "distill"
         previous = capped

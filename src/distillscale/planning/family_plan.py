@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Callable
 
 from distillscale.errors import ParameterError
 from distillscale.laws.extrapolation import meaningless, pool_floor
-from distillscale.laws.repetition import repetition_penalty
+from distillscale.laws.data_limited import DataLimitedLaw
 from distillscale.planning.family import (FamilyCosts, FamilyRound, cache_storage, cache_tokens, family_costs,
                                           student_names)
 from distillscale.planning.family_cache import best_reaches
 from distillscale.planning.options import ExistingTeacher, PlanSettings
 from distillscale.planning.family_plans import FamilyPlans
-from distillscale.planning.repetition import model_repetition
 from distillscale.planning.warnings import loss_units_notes, plan_warnings, vocabulary_notes
 from distillscale.units import format_quantity
 
@@ -115,16 +114,16 @@ class _Family:
 
     def _reaches(self, sharing: list[int]) -> list[float]:
         """Each of the students `sharing`'s reach of the cache (`planning.family_cache`), within the storage
-        limit and the pool of unique tokens: its loss after repetition as the plan prices it (`assess_model`),
-        among the reaches where its interval means something (`laws.extrapolation.meaningless`) where
-        there are any."""
-        law, decay = self.laws.require_supervised(), model_repetition(self.laws, distilled=True)
+        limit and the pool of unique tokens: its loss after repetition as the plan prices and prints it (a
+        student of the teacher on a pool of its reach, `laws.data_limited`: the law's central value; outside
+        the range the law measured re-reading in, its verdict says it cannot tell), among the reaches where
+        its interval means something (`laws.extrapolation.meaningless`) where there are any."""
+        law = DataLimitedLaw(self.laws)
+        teacher = law.measured_teacher(self.teacher_loss)
         sizes = [self.students[i] for i in sharing]
 
         def loss(i: int, tokens: float, reach: float) -> float:
-            value = float(self.planner.distilled_loss(sizes[i], tokens, self.teacher_loss))
-            if reach < tokens:
-                value *= 1.0 + max(0.0, float(repetition_penalty(law, decay, sizes[i], tokens, reach)))
+            value = float(law.student(sizes[i], tokens, reach if reach < tokens else None, teacher).value)
             return value + (MEANINGLESS if meaningless(self.laws, value, sizes[i], tokens, students=True) else 0.0)
 
         return best_reaches([self.budgets[i] for i in sharing], [self.flops[i] for i in sharing], self.F_T,
