@@ -13,11 +13,12 @@ of pairs per corpus:
   scenarios: the teacher's logits paid from the budget (teacher-inference, D_S = C / (3 F(N_S) +
   F(N_T))) and free (a logit cache or a teacher someone else runs: D_S = C / (3 F(N_S))); and trained
   alone on the whole budget. Their predictions are the planner's (`DistillationPlanner.plan_with_teacher`)
-  under the laws the report fits to the sweep without its largest teacher size (CUT: the supervised
-  law on depths 1-3, as the report's own held-out check fits it; the distillation law on every
-  student, over that supervised law): the alone loss of depth 3 inside the supervised law's runs
-  (one budget at the very N and D of a run it saw), of depth 4 2.4x beyond them, the distilled one
-  1.2-1.9x beyond the distillation law's. Each pair's runs are WSD runs with forks
+  under the laws the report fits to the sweep without its larger supervised runs, once per cut
+  (CUT_DEPTHS; the distillation law on every student, over that supervised law): without depth 4 (the
+  supervised law on depths 1-3, as the report's own held-out check fits it) the alone loss of depth 3
+  lies inside the supervised law's runs (one budget at the very N and D of a run it saw), of depth 4
+  2.37x beyond them; without depths 3 and 4, depth 3's 3.37x and depth 4's 7.97x beyond: the same runs,
+  the alone law checked at three distances (each record's `cut_depth`). Each pair's runs are WSD runs with forks
   (training/fork.py), every run of a size at one batch and warmup (`pair_settings`: the sweep's rule
   read at the size's shortest run of either kind).
 - held-out teacher: the students of the sweep's strongest teacher, predicted by the distillation law
@@ -88,7 +89,10 @@ LEVEL = 0.9
 # The trained pairs' students (depth -> the alone budgets in tokens per parameter): beyond the sweep's
 # students (depths 1-2); each budget's runs at least the sweep's 500 steps of 512 tokens.
 TOKENS_PER_PARAM = {3: (3.0, 8.0), 4: (1.5, 4.0)}
-CUT_DEPTH = 3                      # the cut laws' supervised runs: depths up to this one
+# The cut laws' supervised runs: depths up to each of these, one set of pairs per cut over the same runs: at 3
+# the depth-4 alone loss lies 2.37x beyond the law's runs (depth 3 inside them), at 2 the depth-3 one 3.37x
+# and the depth-4 one 7.97x: the alone law checked at three distances, its distilled pair beside each.
+CUT_DEPTHS = (3, 2)
 TEACHER_FREE = "teacher free"      # the scenario whose teacher's logits cost the budget nothing
 # A run may read at most this share of its split's tokens: the pairs never repeat their data.
 SPLIT_SHARE = 0.95
@@ -362,11 +366,19 @@ def train_pairs(name: str, sweep: Path, work: Path, report_laws: LawSet, runs: S
 
 
 def trained_pairs(name: str, sweep: Path, work: Path) -> list[dict]:
-    """Plan, train and measure the corpus's trained pairs, predicted by the cut laws (see the module)."""
+    """Plan, train and measure the corpus's trained pairs, predicted by the laws of each cut (see the
+    module): the runs are trained once; each cut predicts them anew."""
     runs = load_runs(sweep)
     report_laws = LawSet.from_dict(json.loads((sweep / "report.json").read_text())["laws"])
     trained = train_pairs(name, sweep, work, report_laws, runs)
-    cut = sorted({r["non_embedding_params"] for r in runs.supervised})[CUT_DEPTH - 1]
+    sizes = sorted({r["non_embedding_params"] for r in runs.supervised})
+    return [pair for depth in CUT_DEPTHS for pair in _cut_pairs(name, sweep, runs, report_laws, trained,
+                                                                 sizes[depth - 1], depth)]
+
+
+def _cut_pairs(name: str, sweep: Path, runs: SweepRuns, report_laws: LawSet, trained: dict, cut: float,
+               depth_cut: int) -> list[dict]:
+    """The trained pairs as the laws fitted without the supervised runs above `cut` parameters predict them."""
     laws, alone_runs, distilled_runs = cut_laws(sweep, runs, cut)
     own = _unscaled(laws)
     teacher_params, teacher_loss, teacher_id = trained["teacher"]
@@ -389,7 +401,7 @@ def trained_pairs(name: str, sweep: Path, work: Path) -> list[dict]:
                         "alone": prediction_record(plan.supervised.interval),
                         "distilled_observed": distilled_loss, "alone_observed": alone_loss,
                         "distilled_run": distilled_run, "alone_run": alone_run,
-                        "alone_law_runs": alone_runs, "distilled_law_runs": distilled_runs,
+                        "alone_law_runs": alone_runs, "distilled_law_runs": distilled_runs, "cut_depth": depth_cut,
                         "laws": f"the report's fit without the supervised runs above {cut:,.0f} parameters"})
     return out
 
