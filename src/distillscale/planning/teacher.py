@@ -305,7 +305,8 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
     ltilde = float(planner.supervised_law.predict(student_params, student_tokens))   # Ltilde_S at the student's tokens
     curve = teacher_loss_range(planner)
     pooled = student_unique_tokens is not None or any(c.unique_tokens is not None for c in candidates)
-    if pooled and planner.laws.distillation is not None:
+    pool = {}
+    if pooled and planner.laws.distillation is not None:   # every loss the data-limited law's
         states, alone_state = pool_ranking(planner, student_params, each, alone_tokens, candidates,
                                            student_unique_tokens)
         losses = np.array([s.value for s in states])
@@ -315,16 +316,8 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         alone, supervised = alone_state.loss, alone_state.value
         if tokens_each is not None:
             student_tokens = float(tokens_each[int(np.argmin(losses))])
-        return TeacherRanking(
-            student_params, student_tokens, supervised, list(candidates), losses,
-            optimal_loss, float(law.predict(student_params, student_tokens, optimal_loss)),
-            law.d1 * ltilde, law.d1, prediction if prediction.has_interval else None,
-            curve_teacher_losses=curve,
-            curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64),
-            compute=compute, tokens_each=tokens_each,
-            alone_each=None if tokens_each is None else np.array([supervised] * len(candidates)),
-            optimal_each=optimal_each, supervised_interval=alone if alone.has_interval else None, outside_each=outside,
-            pool_states=tuple(states), pool_alone=alone_state, student_unique_tokens=student_unique_tokens)
+            alone_each = np.array([supervised] * len(candidates))
+        pool = {"pool_states": tuple(states), "pool_alone": alone_state, "student_unique_tokens": student_unique_tokens}
     return TeacherRanking(
         student_params, student_tokens, supervised, list(candidates), losses,
         optimal_loss, float(law.predict(student_params, student_tokens, optimal_loss)),
@@ -332,7 +325,7 @@ def rank_teachers(planner: DistillationPlanner, student_params: float, student_t
         curve_teacher_losses=curve,
         curve_student_losses=np.asarray(law.predict(student_params, student_tokens, curve), dtype=np.float64),
         compute=compute, tokens_each=tokens_each, alone_each=alone_each, optimal_each=optimal_each,
-        supervised_interval=alone if alone.has_interval else None, outside_each=outside)
+        supervised_interval=alone if alone.has_interval else None, outside_each=outside, **pool)
 
 
 def pool_ranking(planner: DistillationPlanner, student_params: float, tokens: np.ndarray, alone_tokens: float,
