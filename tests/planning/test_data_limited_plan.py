@@ -206,7 +206,8 @@ def test_the_plan_opens_with_the_answer_its_comparison_ends_with(cli):
     code, out, _ = cli(*PLAN, "--json")
     best = json.loads(out)["data_limited"]["best_choice"]
     first = text.splitlines()[0]
-    assert first.startswith("answer on the 50M pool at equal compute: ") and len(first) <= 80
+    head = "answer on the 50M pool at equal compute: " if "--teacher-params" in PLAN else "answer with no teacher, 50M pool: "
+    assert first.startswith(head) and len(first) <= 80
     assert first.split(": ", 1)[1].startswith(best["options"][0])
 
 

@@ -64,8 +64,8 @@ def test_every_plan_fits_one_screen_answer_first(at_80, tmp_path, name):
     assert screen_rows(out) + screen_rows(err) <= 45, out + err
     first = out.splitlines()[0]
     assert first.startswith(("best-case: ", "teacher-inference: ", "too close to call", "distill", "pretrain",
-                             "supervised", "answer on the ")), first
-    assert first.startswith("answer on the ") == ("--unique-tokens" in args)   # a pool's plan: its one answer first
+                             "supervised", "answer on the ", "answer with no teacher")), first
+    assert first.startswith("answer ") == ("--unique-tokens" in args)   # a pool's plan: its one answer first
     text = " ".join((out + err).split())
     paragraphs = [line.strip() for line in (out + err).splitlines()
                   if len(line.strip()) > 60 and set(line.strip()) != {"─"}]   # two tables' rules may be alike

@@ -144,9 +144,20 @@ def best_choice(options: list[DataLimitedOption]) -> BestChoice:
         return BestChoice(best, " or ".join(o.label for o in best) + " (each beats training alone; too close to "
                                                                       "call between them)")
     if priced and all(o.verdict == "pretrain" for o in priced):
-        return BestChoice([alone], "train alone (every other option loses beyond its interval)")
+        return BestChoice([alone], f"train alone ({compared(options)} loses beyond its interval)")
     unsure = sorted({o.verdict for o in priced if o.verdict != "pretrain"})
-    return BestChoice([alone], f"train alone: no option beats it beyond its interval ({', '.join(unsure) or 'none priced'})")
+    return BestChoice([alone], f"train alone: no {compared(options, every=False)} beats it beyond its interval "
+                               f"({', '.join(unsure) or 'none priced'})")
+
+
+def compared(options: list[DataLimitedOption], every: bool = True) -> str:
+    """What the options other than training alone are, in words ("every self-distillation chain and
+    ensemble"): what an answer of training alone was weighed against (the scenarios' teachers are not)."""
+    kinds = [kind for kind in ("chain", "ensemble", "teacher") if any(o.kind == kind for o in options)]
+    words = {"chain": "self-distillation chain", "ensemble": "ensemble", "teacher": "the given teacher"}
+    named = [words[kind] for kind in kinds] or ["other option"]
+    text = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " or " + named[-1]
+    return ("every " + text.replace(" or ", " and ")) if every else text
 
 
 def best_k(options: list[DataLimitedOption], kind: str) -> int | None:
@@ -410,14 +421,19 @@ SHORT = {"too close to call": "too close", CANNOT_TELL: "can't tell"}
 def answer_line(plan: DataLimitedPlan) -> str:
     """The plan's one answer on its pool in one line, for the top of a plan (`planning.render.answer_lines`):
     what `Best:` says at the comparison's end."""
-    head, best = f"on the {format_quantity(plan.unique_tokens)} pool at equal compute: ", plan.best
+    given = any(o.kind == "teacher" for o in plan.options)   # else the scenarios below bring their teachers
+    head = (f"on the {format_quantity(plan.unique_tokens)} pool at equal compute: " if given else
+            f"with no teacher, {format_quantity(plan.unique_tokens)} pool: ")
+    best = plan.best
     if best.option.kind != "alone":
         names = " or ".join(o.label for o in best.options)
         said = names + (" (too close between them)" if len(best.options) > 1 else
                         f", Δ {best.option.difference.relative:+.1%} (beats alone)")
         return head + (said if len(head + said) <= 80 else best.option.label + " (or others)")
     unsure = sorted({SHORT.get(o.verdict, o.verdict) for o in plan.options[1:] if o.verdict not in (None, "pretrain")})
-    return head + ("train alone (every other option loses)" if not unsure else
+    losing = " and ".join({"chain": "chains", "ensemble": "ensembles", "teacher": "the teacher"}[kind]
+                          for kind in ("chain", "ensemble", "teacher") if any(o.kind == kind for o in plan.options))
+    return head + (f"train alone ({losing or 'the others'} lose)" if not unsure else
                    f"train alone (none beats it: {', '.join(unsure)})")
 
 
