@@ -46,7 +46,7 @@ def markov_corpus(folder: Path, documents: int = 400, words: int = 800) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, pipeline_spec):
     """One `demo --quick --data CORPUS --teacher MODEL` (the main job with a teacher: the pipeline tests'
     sweep, both fits, the held-out checks, the report, the teacher measured and planned for), shared
     by the tests below: the demo's own checks (the same command without a teacher runs the same sweep
@@ -54,7 +54,7 @@ def demo(tmp_path_factory):
     from distillscale.cli import main
 
     root = tmp_path_factory.mktemp("own-teacher")
-    with pytest.MonkeyPatch.context() as patch, pipeline_design():
+    with pytest.MonkeyPatch.context() as patch, pipeline_design(pipeline_spec):
         patch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
         corpus = markov_corpus(root / "corpus", documents=200)
         # the user's teacher: trained with its own BPE, saved as a Hugging Face Llama directory with its tokenizer
@@ -71,9 +71,9 @@ def demo(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_demo_fits_checks_and_reports_the_laws(demo):
+def test_the_demo_fits_checks_and_reports_the_laws(demo, pipeline_spec):
     report, stdout, stderr, sweep = demo["report"], demo["out"], demo["err"], demo["sweep"]
-    runs = pipeline_runs()
+    name, runs = pipeline_runs(pipeline_spec)
     assert report["runs"]["supervised"] == runs["teacher"] + runs["baseline"]
     assert report["runs"]["students"] == runs["student"]
     assert report["supervised"] is not None and report["distillation"] is not None
@@ -91,11 +91,11 @@ def test_the_demo_fits_checks_and_reports_the_laws(demo):
     assert printed and all(low != high for low, high in printed)
     for check in report["extrapolation_check"].values():
         assert "skipped" in check or all(run["covered"] is not None for run in check["runs"])
-    assert re.search(rf"sweep pipeline-test-\S+: {sum(runs.values())} runs", " ".join(stderr.split())), stderr[-3000:]
+    assert re.search(rf"sweep {name}-\S+: {sum(runs.values())} runs", " ".join(stderr.split())), stderr[-3000:]
 
 
 @pytest.mark.slow
-def test_running_the_demo_again_reuses_its_finished_runs(demo, cli, monkeypatch, pipeline_demo):
+def test_running_the_demo_again_reuses_its_finished_runs(demo, cli, monkeypatch, pipeline_demo, pipeline_spec):
     """The second `demo` on the same --out trains nothing (the runs' result.json untouched); its report
     is stubbed here: the fits of the same runs are the first report's (their independence of the runs'
     order and of the CPU: tests/laws/test_fit.py and CI's emulated-CPU run)."""
@@ -103,7 +103,7 @@ def test_running_the_demo_again_reuses_its_finished_runs(demo, cli, monkeypatch,
 
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(demo["root"] / "cache"))
     results = sorted(demo["sweep"].glob("runs/*/result.json"))
-    assert len(results) == sum(pipeline_runs().values())  # the sweep's runs (the planned student: another test's)
+    assert len(results) == sum(pipeline_runs(pipeline_spec)[1].values())  # the planned student is another test's
     before = {path: path.stat().st_mtime_ns for path in results}
     monkeypatch.setattr(demo_module, "write_report", lambda *args, **kwargs: (None, demo["report"]))
     code, _, err = cli("demo", "--quick", "--data", demo["corpus"], "--teacher", demo["root"] / "teacher", "--out",
