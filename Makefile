@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # release reaches users only after `make lock` is run, reviewed and committed.
 CONSTRAINTS := constraints.txt
 
-.PHONY: install test test-fast test-last-bits docs demo bench lock clean
+.PHONY: install test test-fast test-slow test-last-bits docs demo bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ test: $(STAMP)
 # The inner loop: the tests marked fast (the laws, the planner and the CLI's parsing), in about two minutes.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m fast --durations=10
+
+# The whole-pipeline tests (the demo with a teacher, end to end) on the builtin quick design itself, as
+# `demo --quick` trains it (about twice their time in `make test`, which runs them on a smaller design
+# of their own, tests/data/pipeline_sweep.toml, making the same checks).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --pipeline-design quick --durations=10 \
+	    tests/report/test_own_teacher.py tests/report/test_demo_teacher_split.py
 
 # The tests whose outcome turns on the last bits of floating point, as on an x86 CPU without AVX-512:
 # numpy dispatches AVX-512 as the X86_V4 group (naming AVX512F etc. disables nothing there), torch takes

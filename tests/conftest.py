@@ -63,6 +63,14 @@ else:
         _hypothesis_settings.load_profile("suite")
 
 
+def pytest_addoption(parser):
+    """--pipeline-design: the design the whole-pipeline tests run as `demo --quick` (tests/report/conftest.py):
+    their own small one, or (`make test-slow`) the builtin quick design itself."""
+    parser.addoption("--pipeline-design", choices=("tests", "quick"), default="tests",
+                     help="the sweep design the whole-pipeline tests run as `demo --quick`: tests (their own, "
+                          "tests/data/pipeline_sweep.toml) or quick (the builtin quick design, as `make test-slow`)")
+
+
 def pytest_configure(config):
     """Under pytest-xdist (`make test` runs `-n 2`), each worker trains on one thread, and so do the
     processes its tests start: two workers of two threads each would oversubscribe two cores."""
@@ -73,21 +81,25 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
-# The heaviest test files, heaviest first (`pytest --durations` of a fresh clone's suite on 2 cores,
-# 2026-11-27; test_demo_teacher_split, 164 s in one test, and test_teacher_model_plan, 55 s, added
-# 2026-11-28). `make test` hands whole files to its two workers in collection order (`--dist loadfile
-# --no-loadscope-reorder`), so these run first and the many short files fill in behind them:
-# longest-processing-time-first scheduling. Left to xdist's default order (files with the most tests
-# first), a 3-10 minute file could start last on one worker while the other had nothing left to do.
+# The heaviest test files, heaviest first (each file's time in a run of the whole suite on 2 cores,
+# 2026-11-29; the two whole-pipeline files as they ran after moving to their own design). `make test`
+# hands whole files to its two workers in collection order (`--dist loadfile --no-loadscope-reorder`), so
+# these run first and the many short files fill in behind them: longest-processing-time-first
+# scheduling. Left to xdist's default order (files with the most tests first), a 3-5 minute file could
+# start last on one worker while the other had nothing left to do.
 HEAVIEST_FIRST = (
-    "tests/report/test_own_teacher.py", "tests/report/test_demo_teacher_split.py", "tests/sweeps/test_sweep_eval.py",
-    "tests/sweeps/test_runner.py", "tests/training/test_fsdp.py", "tests/report/test_report.py",
-    "tests/training/test_hf_student.py", "tests/planning/test_teacher_model_plan.py",
-    "tests/training/test_ddp.py", "tests/laws/test_fit.py", "tests/bench/test_e_posterior_bench.py",
-    "tests/laws/test_law_inputs.py", "tests/evaluation/test_eval_command.py", "tests/laws/test_ensemble.py",
-    "tests/report/test_design_family.py", "tests/laws/test_repetition_curves.py", "tests/laws/test_marginal.py",
-    "tests/laws/test_repetition_laws.py", "tests/sweeps/test_worker.py", "tests/training/test_fork.py",
-    "tests/laws/test_crossladder_cli.py", "tests/test_api.py", "tests/test_readme.py", "tests/laws/test_backtest.py",
+    "tests/report/test_report.py", "tests/sweeps/test_runner.py", "tests/training/test_fsdp.py",
+    "tests/sweeps/test_sweep_eval.py", "tests/report/test_demo_teacher_split.py", "tests/laws/test_marginal.py",
+    "tests/report/test_own_teacher.py", "tests/cli/test_unreadable.py", "tests/laws/test_backtest.py",
+    "tests/planning/test_teacher_model_plan.py", "tests/laws/test_fit.py", "tests/training/test_hf_student.py",
+    "tests/planning/test_family_cache.py", "tests/bench/test_e_posterior_bench.py",
+    "tests/bench/test_hyperparameters_steplaw_bench.py", "tests/evaluation/test_eval_command.py",
+    "tests/laws/test_hyperparameter_grids.py", "tests/cli/test_user_input.py", "tests/laws/test_repetition_laws.py",
+    "tests/report/test_design_family.py", "tests/cli/test_tables_80.py", "tests/laws/test_pack_interval.py",
+    "tests/laws/test_repetition_curves.py", "tests/planning/test_family_plan.py", "tests/training/test_seams_matrix.py",
+    "tests/sweeps/test_worker.py", "tests/laws/test_interaction.py", "tests/laws/test_law_inputs.py",
+    "tests/laws/test_ensemble.py", "tests/test_readme.py", "tests/test_api.py", "tests/laws/test_cli_fit.py",
+    "tests/laws/test_crossladder_cli.py", "tests/training/test_ddp.py",
 )
 
 # The inner loop (`make test-fast`, marker `fast`): every test of these that is not marked slow (a

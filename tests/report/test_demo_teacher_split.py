@@ -43,10 +43,9 @@ def small_teacher(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
-    """The quick demo's teacher's shape (tests/report/test_own_teacher.py), a run of the first PART bytes
-    of a corpus of about 1.2 MB, on fewer tokens."""
-    shape = tuple("30K" if arg == "100K" else arg for arg in TEACHER)
-    return _teacher_run(tmp_path_factory.mktemp("teacher-split"), PART, shape, documents=200)
+    """The own-teacher demo's teacher (tests/report/test_own_teacher.py), a run of the first PART bytes
+    of a corpus of about 1 MB."""
+    return _teacher_run(tmp_path_factory.mktemp("teacher-split"), PART, TEACHER, documents=200)
 
 
 def test_the_sweep_splits_the_corpus_as_the_teacher_run_did(small_teacher, monkeypatch):
@@ -88,9 +87,11 @@ def test_a_teacher_whose_data_its_corpus_no_longer_gives_is_refused_before_the_s
 
 @pytest.mark.slow
 def test_the_planned_student_of_a_teacher_trained_on_part_of_the_corpus_distils_as_printed(teacher_run, cli,
-                                                                                           monkeypatch, tmp_path):
-    """The main job with a teacher run trained on part of the corpus: the quick demo, then the command it
-    prints, run as printed (before, `distill` refused it: the student split the corpus otherwise)."""
+                                                                                           monkeypatch, tmp_path,
+                                                                                           pipeline_demo):
+    """The main job with a teacher run trained on part of the corpus: the quick demo (the pipeline tests'
+    design: tests/report/conftest.py), then the command it prints, run as printed (before, `distill`
+    refused it: the student split the corpus otherwise)."""
     import tomllib
 
     root, corpus, teacher = teacher_run

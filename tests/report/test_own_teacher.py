@@ -1,10 +1,11 @@
 """`distillscale demo --quick`, the main job, end to end, with a teacher (`--data DIR --teacher MODEL`):
-a tiny Hugging Face teacher made here and saved with its own tokenizer; the micro quick sweep on the
-corpus in that tokenizer, both laws fitted and checked on held-out runs, the report; the teacher
-measured on the laws' validation split and planned for; then the planned student distilled from it,
-its loss checked against the plan's interval; the demo run again, reusing its runs. One demo serves
-every check (a demo without a teacher runs the same sweep and report on the builtin corpus). And a
-teacher the demo cannot calibrate for refused in one line before the sweep starts."""
+a tiny Hugging Face teacher made here and saved with its own tokenizer; the pipeline tests' design
+(tests/report/conftest.py, run as `demo --quick`) on the corpus in that tokenizer, both laws fitted and
+checked on held-out runs, the report; the teacher measured on the laws' validation split and planned
+for; then the planned student distilled from it, its loss checked against the plan's interval; the
+demo run again, reusing its runs. One demo serves every check (a demo without a teacher runs the same
+sweep and report on the builtin corpus). And a teacher the demo cannot calibrate for refused in one
+line before the sweep starts."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from pathlib import Path
 import pytest
 
 from distillscale.data.loss_identity import LossIdentity
+from tests.report.conftest import pipeline_design, pipeline_runs
 
+# The user's teacher, trained briefly: its loss lies above the irreducible loss E of the laws that the
+# pipeline design's runs give, so that the demo plans a student from it.
 TEACHER = ("--n-layers", "2", "--aspect-ratio", "24", "--head-dim", "24", "--vocab-size", "512", "--seq-len", "128",
-           "--batch-size", "16", "--lr", "0.003", "--schedule", "wsd", "--tokens", "100K", "--eval-tokens", "64K",
+           "--batch-size", "16", "--lr", "0.003", "--schedule", "wsd", "--tokens", "30K", "--eval-tokens", "64K",
            "--eval-every", "0", "--device", "cpu")
 
 
@@ -42,17 +46,17 @@ def markov_corpus(folder: Path, documents: int = 400, words: int = 800) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """One `demo --quick --data CORPUS --teacher MODEL` (the main job with a teacher: the micro quick
+def demo(tmp_path_factory, pipeline_spec):
+    """One `demo --quick --data CORPUS --teacher MODEL` (the main job with a teacher: the pipeline tests'
     sweep, both fits, the held-out checks, the report, the teacher measured and planned for), shared
     by the tests below: the demo's own checks (the same command without a teacher runs the same sweep
     and report on the builtin corpus) and the teacher's."""
     from distillscale.cli import main
 
     root = tmp_path_factory.mktemp("own-teacher")
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, pipeline_design(pipeline_spec):
         patch.setenv("DISTILLSCALE_CACHE", str(root / "cache"))
-        corpus = markov_corpus(root / "corpus")
+        corpus = markov_corpus(root / "corpus", documents=200)
         # the user's teacher: trained with its own BPE, saved as a Hugging Face Llama directory with its tokenizer
         with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
             assert main(["train", "--data", str(corpus), "--out", str(root / "teacher-run"), *TEACHER]) == 0
@@ -67,9 +71,11 @@ def demo(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_demo_fits_checks_and_reports_the_laws(demo):
+def test_the_demo_fits_checks_and_reports_the_laws(demo, pipeline_spec):
     report, stdout, stderr, sweep = demo["report"], demo["out"], demo["err"], demo["sweep"]
-    assert report["runs"]["supervised"] == 10 and report["runs"]["students"] == 9
+    name, runs = pipeline_runs(pipeline_spec)
+    assert report["runs"]["supervised"] == runs["teacher"] + runs["baseline"]
+    assert report["runs"]["students"] == runs["student"]
     assert report["supervised"] is not None and report["distillation"] is not None
     assert "supervised" in report["extrapolation_check"]
     page = (sweep / "report.html").read_text()
@@ -85,11 +91,11 @@ def test_the_demo_fits_checks_and_reports_the_laws(demo):
     assert printed and all(low != high for low, high in printed)
     for check in report["extrapolation_check"].values():
         assert "skipped" in check or all(run["covered"] is not None for run in check["runs"])
-    assert re.search(r"sweep micro-quick-\S+: 19 runs", " ".join(stderr.split())), stderr[-3000:]
+    assert re.search(rf"sweep {name}-\S+: {sum(runs.values())} runs", " ".join(stderr.split())), stderr[-3000:]
 
 
 @pytest.mark.slow
-def test_running_the_demo_again_reuses_its_finished_runs(demo, cli, monkeypatch):
+def test_running_the_demo_again_reuses_its_finished_runs(demo, cli, monkeypatch, pipeline_demo, pipeline_spec):
     """The second `demo` on the same --out trains nothing (the runs' result.json untouched); its report
     is stubbed here: the fits of the same runs are the first report's (their independence of the runs'
     order and of the CPU: tests/laws/test_fit.py and CI's emulated-CPU run)."""
@@ -97,7 +103,7 @@ def test_running_the_demo_again_reuses_its_finished_runs(demo, cli, monkeypatch)
 
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(demo["root"] / "cache"))
     results = sorted(demo["sweep"].glob("runs/*/result.json"))
-    assert len(results) == 19 + 0  # the sweep's runs (the planned student is distilled by another test)
+    assert len(results) == sum(pipeline_runs(pipeline_spec)[1].values())  # the planned student is another test's
     before = {path: path.stat().st_mtime_ns for path in results}
     monkeypatch.setattr(demo_module, "write_report", lambda *args, **kwargs: (None, demo["report"]))
     code, _, err = cli("demo", "--quick", "--data", demo["corpus"], "--teacher", demo["root"] / "teacher", "--out",

@@ -3,10 +3,12 @@ self-contained report.html, on synthetic sweeps drawn from the busbridge2025 law
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
 import subprocess
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -201,17 +203,31 @@ def test_report_saves_laws_usable_by_predict(report, cli, tmp_path):
     assert json.loads(out)["student_loss"] > 3.0
 
 
-def test_report_with_too_few_runs_skips_fits_and_still_writes(tmp_path, cli):
-    records = make_sweep(tmp_path, students=(2.5e6, 5e6), teachers=(1e7,))  # 1 teacher: no distillation fit
-    code, out, err = cli("report", records, "--bootstrap", "0")
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory):
+    """One `report RECORDS --bootstrap 0` of a sweep of one teacher (too few for the distillation law)
+    and two student sizes, without on-policy students, shared by the tests that read it: the records
+    file (report.json and report.html beside it), the exit status and what it printed on stderr."""
+    from distillscale.cli import main
+
+    root = tmp_path_factory.mktemp("small-sweep")
+    records = make_sweep(root, students=(2.5e6, 5e6), teachers=(1e7,))  # 1 teacher: no distillation fit
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        code = main(["report", str(records), "--bootstrap", "0"])
+    return records, code, err.getvalue()
+
+
+def test_report_with_too_few_runs_skips_fits_and_still_writes(small_report):
+    records, code, err = small_report
     assert code == 0, err
-    data = json.loads((tmp_path / "report.json").read_text())
+    data = json.loads((records.parent / "report.json").read_text())
     assert data["supervised"] is not None
     assert data["distillation"] is None
     assert "at least 2 different teachers" in data["skipped"]["distillation"]
     assert data["plan"] == {"skipped": "planning needs both fitted laws"}
     assert "skipped" in data["extrapolation_check"]["supervised"]
-    page = (tmp_path / "report.html").read_text()
+    page = (records.parent / "report.html").read_text()
     assert "distillation fit skipped: the distillation law needs students of at least 2 different teachers" in page
     assert "distillation law not fitted" in err
 
@@ -315,13 +331,12 @@ def test_on_policy_students_are_kept_out_of_the_fit_and_shown_beside_it(report):
     assert "outside its fit" in line and "nats/token" in line
 
 
-def test_a_sweep_without_on_policy_runs_reports_as_before(tmp_path, cli):
-    records = make_sweep(tmp_path, students=(2.5e6, 5e6), teachers=(1e7,))
-    code, _, err = cli("report", records, "--bootstrap", "0")
+def test_a_sweep_without_on_policy_runs_reports_as_before(small_report):
+    records, code, err = small_report
     assert code == 0, err
-    data = json.loads((tmp_path / "report.json").read_text())
+    data = json.loads((records.parent / "report.json").read_text())
     assert "on_policy" not in data and "on_policy_students" not in data["runs"]
-    assert "on-policy" not in (tmp_path / "report.html").read_text()
+    assert "on-policy" not in (records.parent / "report.html").read_text()
 
 
 def test_exports_written_before_the_on_policy_column_still_load(tmp_path):
@@ -376,17 +391,20 @@ def test_report_html_renders_in_headless_chromium(report, tmp_path):
     assert (pixels < 128).mean() > 0.005, "hardly any dark pixels: text and figures did not render"
 
 
-def test_the_report_warns_of_supervised_runs_too_short_for_the_laws(tmp_path, cli):
+def test_the_report_warns_of_supervised_runs_too_short_for_the_laws(small_report, tmp_path, cli):
     """Runs of fewer than SHORT_RUN_STEPS optimizer steps (tokens / batch tokens) are counted in report.json's
     runs.short and warned of, on stderr and the page; runs without a recorded batch are not guessed at."""
     from distillscale.report.runs import SHORT_RUN_STEPS
 
-    records = make_sweep(tmp_path, students=(2.5e6, 5e6), teachers=(1e7,))
-    code, _, err = cli("report", records, "--bootstrap", "0")
+    shared, code, err = small_report
     assert code == 0, err
-    assert "short" not in json.loads((tmp_path / "report.json").read_text())["runs"]  # no batch recorded
+    assert "short" not in json.loads((shared.parent / "report.json").read_text())["runs"]  # no batch recorded
     assert "optimizer steps" not in err
 
+    # the same sweep's records, with a batch recorded, reported again over a copy of that report
+    records = tmp_path / shared.name
+    for name in (shared.name, "report.json", "report.html"):
+        shutil.copy(shared.parent / name, tmp_path / name)
     rows = [json.loads(line) for line in records.read_text().splitlines()]
     for row in rows:  # the teacher's 2e8 tokens: 400 steps of 500K; the baselines' 5e7-4e8: 500-4,000 steps of 100K
         row["batch_tokens"] = 500_000 if row["kind"] == "teacher" else 100_000

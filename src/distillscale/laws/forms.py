@@ -15,6 +15,7 @@ D training tokens, and L is validation cross-entropy in nats/token.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,6 +44,10 @@ def _pos(x: ArrayLike, name: str = "value") -> np.ndarray:
     except (TypeError, ValueError):
         raise ParameterError(name, "{} must be a positive number or an array of them, got {value!r}",
                              value=x) from None
+    if values.ndim == 0:   # one number (the planner's searches call a law at one point thousands of times)
+        if not 0.0 < float(values) < math.inf:   # a nan fails both comparisons
+            raise ParameterError(name, "{} must be positive finite numbers, got {value!r}", value=float(values))
+        return values
     bad = ~(np.isfinite(values) & (values > 0))
     if np.any(bad):
         raise ParameterError(name, "{} must be positive finite numbers, got {value!r}",

@@ -24,6 +24,7 @@ law's other coefficients held (their second stage).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -194,7 +195,7 @@ def fewest_unique(penalty, D: float, max_penalty: float) -> float:
 
 def _check_unique(U) -> None:
     U = np.asarray(U, float)
-    if not np.all(np.isfinite(U) & (U > 0)):
+    if not (0.0 < float(U) < math.inf if U.ndim == 0 else np.all(np.isfinite(U) & (U > 0))):  # one count: cheaply
         raise ParameterError("unique_tokens", "{} must be positive token counts")
 
 
