@@ -514,6 +514,24 @@ def _covered(v: dict) -> str:
     return f"{v['covered']}/{v['of']} ({100 * v['share']:.0f}%{'' if v['in_target'] else ', outside 85-97%'})"
 
 
+def _gained(what: dict) -> str:
+    """What gained in a cell, in a line: chain 1 generations 1-6; ensembles of 2, 4, 8; ..."""
+    def runs(values):
+        values, out = sorted(values), []
+        for v in values:
+            if out and v == out[-1][1] + 1:
+                out[-1][1] = v
+            else:
+                out.append([v, v])
+        return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
+    parts = [f"chain {c} generations {runs(gs)}" for c, gs in sorted(what["chains"].items())]
+    parts += [f"ensembles of {', '.join(map(str, what['ensembles']))}"] if what["ensembles"] else []
+    parts += [f"students of ensembles of {', '.join(map(str, what['students_of_ensembles']))}"] \
+        if what["students_of_ensembles"] else []
+    parts += ["the larger teacher's student"] if what["larger_teacher_student"] else []
+    return "; ".join(parts)
+
+
 def print_report(record: dict) -> None:
     c = record["constants"]
     fitted = record["fitted_on"]
@@ -551,8 +569,8 @@ def print_report(record: dict) -> None:
     print(f"  sign of Delta against alone where it exceeds 2 seed sds: {s['signs']['right']}/{s['signs']['clear']} right")
     gains = s["gains_beyond_2_seed_sds"]
     print(f"  cells whose gains exceed 2 seed sds (a lower loss than the seeds' mean alone): {len(gains)}")
-    for cell, labels in gains.items():
-        print(f"    {cell}: {', '.join(labels)}")
+    for cell, what in gains.items():
+        print(f"    {cell}: {_gained(what)}")
     print("\nensembles by k (share of a member's loss removed: measured, predicted left out; the share of its gain "
           "a student keeps beyond the student of one member, median):")
     for k, v in record["ensembles_by_k"].items():

@@ -210,11 +210,20 @@ class LeftOutChecks:
         def later_errors(rule):
             return errors([abs(rule(c) - c.measured) / c.measured for c in later])
         clear = [c for c in self.checks if c.clear]
-        gains: dict[str, list[str]] = {}
+        gains: dict[str, dict] = {}
         for c in self.checks:
-            if c.gain:
-                label = c.kind if c.chain is None else f"chain {c.chain} {c.kind}"
-                gains.setdefault("/".join(c.group), []).append(label)
+            if not c.gain:
+                continue
+            cell = gains.setdefault("/".join(c.group), {"chains": {}, "ensembles": [], "students_of_ensembles": [],
+                                                        "larger_teacher_student": False})
+            if c.generation is not None:
+                cell["chains"].setdefault(c.chain or 1, []).append(c.generation)
+            elif c.kind.startswith("ensemble of"):
+                cell["ensembles"].append(c.members)
+            elif c.kind.startswith("student of an ensemble"):
+                cell["students_of_ensembles"].append(c.members)
+            else:
+                cell["larger_teacher_student"] = True
         return {"later_generations": {"law": later_errors(lambda c: c.predicted),
                                       "as_generation_1": later_errors(lambda c: c.naive_first),
                                       "as_alone": later_errors(lambda c: c.naive_alone), "n": len(later)},
