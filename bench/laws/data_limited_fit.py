@@ -22,7 +22,7 @@ sample (each corpus predicted by the others' fit).
 Left out a corpus at a time (the law fitted on the other corpora predicts each of its runs from its runs
 trained alone and its 1-epoch runs, with the 90% interval the product gives:
 `laws.data_limited_form.loss_interval`): generations 2..K against both naive rules (each as its chain's
-measured generation 1; as the cell's seeds trained alone), from generation 0 (what a plan knows) and from a
+measured generation 1; as the run alone it was distilled from), from generation 0 (what a plan knows) and from a
 measured generation 1; coverage of the first generation, the chain's last, the larger teacher's students,
 each ensemble size and its students (85-97% is the target); the sign of Delta against the seeds trained
 alone wherever it exceeds two seeds' standard deviations; the cells whose gains exceed them. Left out a
@@ -87,7 +87,8 @@ def report(runs_path: Path, draws: int = fit_module.DRAWS, check_draws: int = CH
             "constants": {name: {"value": law.value(name), "interval": list(law.interval(name))} for name in NAMES},
             "draws": draws, "residuals": law.residuals.to_dict(), "measured": law.measured.to_dict(),
             "notes": list(law.notes),
-            "fitted_on": {"cells": law.cells, "chains": law.chains, "generations": sum(len(c.losses) - 1 for c in obs.chains),
+            "fitted_on": {"cells": law.cells, "chains": law.chains,
+                          "generations": sum(len(c.losses) - 1 for c in obs.chains),
                           "students_of_larger": law.students, "ensembles": law.ensembles,
                           "students_of_ensembles": law.ensemble_students},
             "left_out": {"summary": by_corpus.summary(), "from_first": from_first(by_corpus, obs),
@@ -108,7 +109,7 @@ def from_first(out: LeftOutChecks, obs: Observations) -> dict:
                 truth = cell.losses[g]
                 law_errors.append(abs(cell.losses[1] + predicted[g - 1] - predicted[0] - truth) / truth)
                 first_errors.append(abs(cell.losses[1] - truth) / truth)
-                alone_errors.append(abs(cell.alone_mean - truth) / truth)
+                alone_errors.append(abs(cell.losses[0] - truth) / truth)
     return {"law": errors(law_errors), "as_generation_1": errors(first_errors), "as_alone": errors(alone_errors),
             "n": len(law_errors)}
 
@@ -566,7 +567,8 @@ def print_report(record: dict) -> None:
     for kind, v in s["coverage"].items():
         if kind != "later_generations":
             print(f"    {kind.replace('_', ' ')}: {_covered(v)}; error {_pair(s['errors'][kind])}")
-    print(f"  sign of Delta against alone where it exceeds 2 seed sds: {s['signs']['right']}/{s['signs']['clear']} right")
+    signs = s["signs"]
+    print(f"  sign of Delta against alone where it exceeds 2 seed sds: {signs['right']}/{signs['clear']} right")
     gains = s["gains_beyond_2_seed_sds"]
     print(f"  cells whose gains exceed 2 seed sds (a lower loss than the seeds' mean alone): {len(gains)}")
     for cell, what in gains.items():
@@ -624,7 +626,8 @@ def print_report(record: dict) -> None:
           f"{ {k: round(v, 3) for k, v in f['theta_by_k'].items()} }")
     g = record["rejected"]["first_generation_only"]
     print(f"  first generations alone: kappa within 5% of the best squared error anywhere in "
-          f"{np.round(g['kappa_within_5_percent_of_best'], 3).tolist()} (kappa + lam {g['kappa_plus_lam_at_best']:.3f})")
+          f"{np.round(g['kappa_within_5_percent_of_best'], 3).tolist()} "
+          f"(kappa + lam {g['kappa_plus_lam_at_best']:.3f})")
 
 
 def write_constants(record: dict, path: Path = CONSTANTS) -> None:

@@ -56,7 +56,8 @@ def regime_records(shares: Shares = TRUTH, corpora=("a", "b", "c", "d"), generat
                         F, p = F + step, float(shares.student_penalty(p, P))
                         L = L + step + p - (P if g == 1 else previous)
                         previous = p
-                        teacher = f"{size}-u{pool}-alone-s{c}" if g == 1 else f"{size}-u{pool}-chain{c}/generation-{g - 1}"
+                        teacher = (f"{size}-u{pool}-alone-s{c}" if g == 1 else
+                                   f"{size}-u{pool}-chain{c}/generation-{g - 1}")
                         record(corpus, size, pool, f"chain{c}/generation-{g}", "chain", L, generation=g, chain=c,
                                teachers=[teacher])
                         if g == 1:
@@ -73,7 +74,7 @@ def regime_records(shares: Shares = TRUTH, corpora=("a", "b", "c", "d"), generat
                            teacher_val_loss=Lk, member_val_losses=members)
                 larger_F, larger_p = F0 - 0.3, 1.2 * P
                 record(corpus, size, pool, "larger", "larger", larger_F + larger_p, params=3.4 * SIZES[size][0],
-                       teachers=[f"{'d3' if size == 'd2' else 'd3'}-u{pool}-larger-x1"])
+                       teachers=[f"{size}-u{pool}-larger-x1"])
                 F_S = F0 + 0.01
                 record(corpus, size, pool, "from-larger", "student-of-larger",
                        F_S + float(shares.student_penalty(larger_p, P)), teachers=[f"{size}-u{pool}-larger"])
@@ -167,7 +168,8 @@ def test_the_one_size_records_are_still_read(tmp_path):
     assert chain.alone_mean == pytest.approx(3.91) and chain.penalty == pytest.approx(0.4)
     assert chain.fresh == pytest.approx((3.5, 3.49, 3.48))
     (repeated,) = [e for e in obs.ensembles if e.group[2] == "16K"]
-    assert repeated.members == 2 and repeated.L_1 == pytest.approx(3.905) and repeated.one_member_student == chain.losses[1]
+    assert repeated.members == 2 and repeated.L_1 == pytest.approx(3.905)
+    assert repeated.one_member_student == chain.losses[1]
 
 
 def test_every_constant_is_recovered_from_regime_records_with_two_chains_a_cell(tmp_path):

@@ -2,7 +2,7 @@
 by the constants fitted on the others (`laws.data_limited_fit.fit_law`), through the form's own
 predictions, with the interval the product prints (`laws.data_limited_form.loss_interval`: the constants'
 draws and the residual); later generations against both naive rules (each as its chain's measured
-generation 1; as the cell's seeds trained alone), each kind's error and coverage, the sign of Delta against
+generation 1; as the run alone it was distilled from), each kind's error and coverage, the sign of Delta against
 the seeds trained alone where it exceeds two seeds' standard deviations, and the cells whose gains do."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Check:
     generation: int | None = None
     members: int | None = None
     naive_first: float | None = None    # a later generation predicted as the measured generation 1
-    naive_alone: float | None = None    # ... as the model trained alone (the cell's seeds' mean)
+    naive_alone: float | None = None    # ... as the run alone its chain was distilled from (generation 0)
     chain: int | None = None            # which chain of its cell
     params: float | None = None         # the student's parameters, its pool's epochs and parameters per
     epochs: float | None = None         # unique token: where it lies against the fit's measured range
@@ -119,7 +119,7 @@ def predict_cell(obs: Observations, law: DataLimitedFit, keep: Callable[[Group],
             low, high = loss_interval(value, at_draws[g - 1], law.residuals.at_generation(g) * cell.penalty, level)
             checks.append(Check(f"generation {g}", cell.group, cell.losses[g], value, low, high, alone.alone_mean,
                                 alone.alone_sd, generation=g, naive_first=cell.losses[1] if g > 1 else None,
-                                naive_alone=alone.alone_mean if g > 1 else None, chain=cell.chain,
+                                naive_alone=cell.losses[0] if g > 1 else None, chain=cell.chain,
                                 **where(cell.group)))
     for s in (s for s in obs.students if keep(s.group)):
         alone = summary[s.group]
@@ -202,7 +202,7 @@ class LeftOutChecks:
 
     def summary(self) -> dict:
         """Errors (relative, mean and worst) of generations 2..K against both naive rules (each as the
-        measured generation 1 of its chain; as the cell's seeds trained alone); each kind's error and
+        measured generation 1 of its chain; as the run alone it was distilled from); each kind's error and
         coverage by its 90% interval; signs where the measured Delta exceeds two seeds' standard deviations;
         and the cells whose measured gains exceed them."""
         later = self.later_generations()
