@@ -267,8 +267,10 @@ def rejected(obs: Observations) -> dict:
         "gamma_1": _by_k(obs, lambda o: (fit_constants(o, gamma=1.0).shares, 0.0), _ensemble_items),
         "log_k_without_a_limit": _by_k(obs, _log_k_fit, _log_k_items),
     }
+    from_members = replace(obs, ensembles=tuple(e.from_members() for e in obs.ensembles))
     out["ensemble_students"] = {
         "chosen": _left_out_errors(obs, _point, _ensemble_student_items),
+        "one_member_student_from_the_members": _left_out_errors(from_members, _point, _ensemble_student_items),
         "theta_by_k": _left_out_errors(obs, _theta_by_k_fit, _theta_by_k_items),
         "share_of_gain_over_one_member": _left_out_errors(obs, _over_member_fit, _over_member_items),
         "previous_student_of_the_mixture": _left_out_errors(obs, lambda o: _previous(o, summary),

@@ -176,7 +176,8 @@ class StudentOf:
 @dataclass(frozen=True)
 class EnsembleCell:
     """An ensemble of k trained alone: the members' mean loss L_1, the ensemble's own (the mixture's) L_k;
-    its student's loss and the cell's student of one member (generation 1), where run."""
+    its student's loss and the cell's student of one member (its chains' generation 1, averaged), where
+    run; `first_step`: what those generations 1 gained over the runs alone they were distilled from."""
 
     group: Group
     members: int
@@ -184,6 +185,14 @@ class EnsembleCell:
     L_k: float
     student: float | None = None
     one_member_student: float | None = None
+    first_step: float | None = None
+
+    def from_members(self) -> "EnsembleCell":
+        """The ensemble with the student of one member read as its members' mean plus the cell's first step
+        (a student near its own teacher: the members' seeds, not the chains', set its level)."""
+        if self.first_step is None:
+            return self
+        return replace(self, one_member_student=self.L_1 + self.first_step)
 
 
 @dataclass(frozen=True)
@@ -255,12 +264,14 @@ def observations(runs: Sequence[MeasuredRun]) -> Observations:
         own_chains = _chains(cell)
         first_students = [chain[1].val_loss for chain in own_chains.values() if len(chain) > 1]
         one_member_student = float(np.mean(first_students)) if first_students else None
+        steps = [chain[1].val_loss - chain[0].val_loss for chain in own_chains.values() if len(chain) > 1]
+        first_step = float(np.mean(steps)) if steps else None
         for ensemble in sorted((run for run in cell.values() if run.role == "ensemble"), key=lambda r: r.run_id):
             members = _member_losses(cell, ensemble)
             if ensemble.teacher_val_loss is None or members is None:
                 continue
             ensembles.append(EnsembleCell(group, len(members), float(np.mean(members)), ensemble.teacher_val_loss,
-                                          ensemble.val_loss, one_member_student))
+                                          ensemble.val_loss, one_member_student, first_step))
         twin_group = (corpus, size, fresh_pool[(corpus, size)]) if (corpus, size) in fresh_pool else None
         if twin_group is None or twin_group == group:
             continue
