@@ -49,7 +49,8 @@ import numpy as np
 
 from distillscale.errors import ParameterError, UserError
 from distillscale.laws.data_limited_fit import DataLimitedFit, MeasuredRange, Residuals
-from distillscale.laws.data_limited_form import BOUNDS, SHARE_NAMES, Z90, Shares, quadrature, reach, spread
+from distillscale.laws.data_limited_form import (BOUNDS, SHARE_NAMES, Z90, Shares, loss_interval, quadrature, reach,
+                                                 spread)
 from distillscale.laws.difference import SAME_LAW, LossDifference, decide, used_interval
 from distillscale.laws.extrapolation import marked
 from distillscale.laws.lawset import LawSet
@@ -339,18 +340,15 @@ class DataLimitedLaw:
         return self.constants.measured.distance(N, epochs, per_unique, members)
 
     def finish(self, state: ModelState) -> ModelState:
-        """Every state the law returns, once: its interval from its three parts (see the module)."""
-        value = state.value
-        if state.beyond:
-            below, above = reach(np.append(state.at_corners, state.at_draws), value)
-        else:
-            below, above = spread(state.at_draws, value, self.constants.level)
-        half = Z90 * state.residual
-        own = state.own
-        if (below == 0 and above == 0 and half == 0) or not own.has_interval:
+        """Every state the law returns, once: its interval from its three parts (see the module), by
+        `laws.data_limited_form.loss_interval` (what the fit's checks score)."""
+        value, own = state.value, state.own
+        corners = state.at_corners if state.beyond else None
+        parts = loss_interval(value, state.at_draws, state.residual, self.constants.level, at_corners=corners)
+        if parts == (value, value) or not own.has_interval:
             return replace(state, loss=own)
-        low = value - float(quadrature(value - float(own.low), below, half))
-        high = value + float(quadrature(float(own.high) - value, above, half))
+        low, high = loss_interval(value, state.at_draws, state.residual, self.constants.level,
+                                  own=(float(own.low), float(own.high)), at_corners=corners)
         return replace(state, loss=replace(own, low=low, high=high))
 
     # --- the states -----------------------------------------------------------------------------

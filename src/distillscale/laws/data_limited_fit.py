@@ -1,11 +1,12 @@
 """The data-limited law's constants fitted on measured runs: the one fitter behind the shipped constants
-(bench/laws/data_limited_fit.py on bench/data/data_limited_runs.json) and `distillscale demo
+(bench/laws/data_limited_fit.py on the runs file their source names) and `distillscale demo
 --data-limited` (on a user's runs).
 
-The runs are records of one schema (`MeasuredRun`, the bench's JSON `runs`): per corpus and student size,
-cells of one pool each (a pool as large as the runs' tokens is fresh data: the cell every other pool's
-penalty is measured against, its runs the others' "fresh twins", of the same name). Roles: `alone` (seeds),
-`chain` (generation g distilled from g - 1, generation 1 from seed 0 alone), `larger` (a larger teacher
+The runs are records of one schema (`MeasuredRun`, the bench's JSON `runs`; `laws.data_limited_runs`): per
+corpus and student size, cells of one pool each (a pool as large as the runs' tokens is fresh data: the cell
+every other pool's penalty is measured against, its runs the others' "fresh twins", of the same name).
+Roles: `alone` (seeds; their mean is the cell's reference), `chain` (generation g distilled from g - 1,
+generation 1 from a seed alone; a cell may hold several chains, each fitted on), `larger` (a larger teacher
 trained alone) and `student-of-larger`, `ensemble` (a student of k members; its teacher's loss is the
 ensemble's own: the mixture's). The form is `laws.data_limited_form`'s; here, each constant is fitted where
 it shows:

@@ -95,3 +95,19 @@ def reach(values: np.ndarray, value: float) -> tuple[float, float]:
     if values.size == 0:
         return 0.0, 0.0
     return max(0.0, value - float(values.min())), max(0.0, float(values.max()) - value)
+
+
+def loss_interval(value: float, at_draws: np.ndarray, residual_sd: float, level: float = 0.9,
+                  own: tuple[float, float] | None = None, at_corners: np.ndarray | None = None) -> tuple[float, float]:
+    """A data-limited loss's interval, the one every surface prints and the fit's checks score: its law's
+    own interval (`own`, (low, high); None: a measured base, no law's error), the constants' part (the
+    central `level` of the loss at the bootstrap's draws; with `at_corners`, beyond the measured range, how
+    far any draw or admissible corner reaches) and the fit's residual (a standard deviation, nats/token),
+    combined in quadrature on each side."""
+    if at_corners is not None:
+        below, above = reach(np.append(np.asarray(at_corners, float), np.asarray(at_draws, float)), value)
+    else:
+        below, above = spread(at_draws, value, level)
+    half = Z90 * float(residual_sd)
+    own_below, own_above = (0.0, 0.0) if own is None else (value - float(own[0]), float(own[1]) - value)
+    return (value - float(quadrature(own_below, below, half)), value + float(quadrature(own_above, above, half)))
