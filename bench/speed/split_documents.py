@@ -13,7 +13,8 @@ prints, for one seed and --val-fraction 0.05:
 - an edited copy, one line rewritten in every document (its words shuffled, one replaced): the share of
   its validation documents that were documents of the teacher's half, pooled over `--seeds` seeds;
 - the split's share of bytes against its fraction, over those seeds, in standard deviations of a split of
-  whole documents (copies as one).
+  whole documents (copies as one); how far apart the training halves lie, and the largest group of
+  documents that share an anchor line (they move together).
 
 Usage:
     python bench/speed/split_documents.py [--data PATH] [--max-bytes 100MB] [--seeds 8]
@@ -112,7 +113,7 @@ def main() -> None:
     print(f"validation: {val.sum():,} units of {len(set(owners[val].tolist())):,} documents; "
           f"{shared / max(sizes[val].sum(), 1):.2%} of its bytes from documents with text in the teacher's half")
     moved = in_val = 0
-    deviations = []
+    deviations, apart, groups = [], [], []
     for seed in range(args.seeds):
         rng = random.Random(seed)
         before, before_sizes, before_owners, _ = place(documents, seed)
@@ -126,6 +127,9 @@ def main() -> None:
                 moved += was.get(unit) == 1
         _, group = np.unique(before, return_inverse=True)
         grouped = np.bincount(group, weights=before_sizes)
+        halves = before_sizes[first == 1].sum(), before_sizes[first == 2].sum()
+        apart.append(abs(halves[0] - halves[1]) / max(halves))
+        groups.append(grouped.max() / total)
         for index, share in enumerate((VAL_FRACTION, (1 - VAL_FRACTION) / 2, (1 - VAL_FRACTION) / 2)):
             deviations.append((before_sizes[first == index].sum() - share * total)
                               / np.sqrt(share * (1 - share) * np.square(grouped).sum()))
@@ -134,6 +138,8 @@ def main() -> None:
     deviations = np.abs(deviations)
     print(f"split sizes against their fractions over {args.seeds} seeds: median {np.median(deviations):.2f}, "
           f"max {deviations.max():.2f} standard deviations of a split of whole documents (copies as one)")
+    print(f"training halves apart: median {np.median(apart):.1%}, max {max(apart):.1%} of the larger; the largest "
+          f"group of documents sharing an anchor: median {np.median(groups):.1%}, max {max(groups):.1%} of the bytes")
 
 
 if __name__ == "__main__":

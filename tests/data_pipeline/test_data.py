@@ -686,3 +686,12 @@ def test_the_composition_warning_names_a_dominant_document_or_unequal_halves():
     dominated = {"val": split(50, 0.6), "teacher": split(1000, 0.62), "student": split(990, 0.64)}
     assert "one document is 64% of the student split" in composition_warning(dominated, documents=30)
     assert composition_warning(dominated, documents=1) is None  # a single file is that file by choice
+    # whole documents in families that share an anchor: halves 27% apart within chance, said all the same
+    family = {"val": split(50), "teacher": SplitComposition(documents=300, units=308, tokens=4_027_801,
+                                                            largest_unit_share=0.02, largest_document_share=0.02,
+                                                            spread=524_940.0, largest_group_share=0.12),
+              "student": SplitComposition(documents=374, units=381, tokens=2_948_228, largest_unit_share=0.02,
+                                          largest_document_share=0.02, spread=314_337.0, largest_group_share=0.05)}
+    said = composition_warning(family, documents=695)
+    assert said.startswith("the training halves differ by 27%: teacher 4,027,801 tokens, student 2,948,228")
+    assert "the largest such group is 12% of the teacher split" in said and "--seed" in said

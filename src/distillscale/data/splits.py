@@ -54,7 +54,9 @@ DOMINANT_SHARE = 0.5  # warn when one document is more than this share of a spli
 UNITS_FOR_SHARES = {"val": 20, "teacher": 5, "student": 5}  # ... of this many units at least (fewer: which
 # documents a small split holds is chance; a small validation split of a few documents is always most one)
 HALVES_TOLERANCE = 0.03  # warn when the training halves differ by more than this share of the larger ...
-HALVES_SIGMAS = 4        # ... and by more than this many standard deviations of a split by hashes
+HALVES_SIGMAS = 4        # ... and by more than this many standard deviations of a split by hashes,
+HALVES_NOTED = 0.10      # or by more than this share whatever chance allows (long documents, families of
+                         # documents that share their anchor line: whole units, so halves that far apart)
 
 # The rolling hash's table: a fixed 64-bit value per byte, the same on every machine.
 _GEAR = np.array([int.from_bytes(hashlib.blake2b(bytes([byte]), digest_size=8, person=b"gear").digest(), "little")
@@ -240,6 +242,8 @@ class SplitComposition:
     largest_unit_share: float  # of the split's tokens
     largest_document_share: float  # all of one document's units here, of the split's tokens
     spread: float = 0.0  # sqrt of the sum of its units' squared tokens (copies as one): how far chance moves its size
+    largest_group_share: float = 0.0  # the largest group of units that share an anchor (copies, a family of
+    #                                   similar documents), of the split's tokens: they move together
 
     def record(self) -> dict:
         return asdict(self)
@@ -270,7 +274,8 @@ def compositions(assignment: np.ndarray, unit_tokens: np.ndarray, document_of_un
             documents=len(documents), units=int(mine.sum()), tokens=tokens,
             largest_unit_share=float(written[mine].max()) / tokens if tokens else 0.0,
             largest_document_share=float(per_document.max()) / tokens if tokens else 0.0,
-            spread=float(np.sqrt(np.square(per_group, dtype=np.float64).sum())))
+            spread=float(np.sqrt(np.square(per_group, dtype=np.float64).sum())),
+            largest_group_share=float(per_group.max()) / tokens if tokens else 0.0)
     return made
 
 
@@ -278,20 +283,29 @@ def composition_warning(made: dict[str, SplitComposition], documents: int) -> st
     """One line when one of the corpus's `documents` is most of a split, or the training halves differ by
     more than a few percent and more than a split by hashes differs by chance (HALVES_SIGMAS standard
     deviations of its units: copies of a text all land in one half), so that comparisons across them
-    would measure the split; None when the splits look fair. A split of a few units (a small corpus's
-    validation split) is not judged by its documents (UNITS_FOR_SHARES): which land in it is chance. A
-    corpus of one document (a book given as one file) is that document by choice."""
+    would measure the split; and when the halves differ by more than HALVES_NOTED whatever chance allows
+    (long documents, families of documents that share their anchor line, placed whole); None when the
+    splits look fair. A split of a few units (a small corpus's validation split) is not judged by its
+    documents (UNITS_FOR_SHARES): which land in it is chance. A corpus of one document (a book given as
+    one file) is that document by choice."""
     teacher, student = made["teacher"].tokens, made["student"].tokens
     chance = HALVES_SIGMAS * (made["teacher"].spread ** 2 + made["student"].spread ** 2) ** 0.5
-    if max(teacher, student) and abs(teacher - student) > max(HALVES_TOLERANCE * max(teacher, student), chance):
+    apart = abs(teacher - student)
+    if max(teacher, student) and apart > max(HALVES_TOLERANCE * max(teacher, student), chance):
         return (f"the training halves differ: teacher {teacher:,} tokens, student {student:,} (repeated text is "
                 f"kept in one split): a student-vs-teacher comparison measures the split too; remove the copies "
                 f"or split with another seed (data prepare --seed)")
     counted = {name: split for name, split in made.items() if split.units >= UNITS_FOR_SHARES[name]}
-    if not counted:
-        return None
-    name, dominant = max(counted.items(), key=lambda item: item[1].largest_document_share)
-    if documents > 1 and dominant.largest_document_share > DOMINANT_SHARE:
-        return (f"one document is {dominant.largest_document_share:.0%} of the {name} split's tokens: losses "
-                f"on this corpus measure mostly that document; add other text or leave it out")
+    if counted:
+        name, dominant = max(counted.items(), key=lambda item: item[1].largest_document_share)
+        if documents > 1 and dominant.largest_document_share > DOMINANT_SHARE:
+            return (f"one document is {dominant.largest_document_share:.0%} of the {name} split's tokens: losses "
+                    f"on this corpus measure mostly that document; add other text or leave it out")
+    if max(teacher, student) and apart > HALVES_NOTED * max(teacher, student):
+        name, larger = max(made.items(), key=lambda item: item[1].tokens if item[0] != "val" else -1)
+        return (f"the training halves differ by {apart / max(teacher, student):.0%}: teacher {teacher:,} tokens, student "
+                f"{student:,} (whole documents are placed, and documents that share their anchor line move "
+                f"together: the largest such group is {larger.largest_group_share:.0%} of the {name} split): a "
+                f"student-vs-teacher comparison measures the split too; split with another seed (data prepare "
+                f"--seed) for other halves")
     return None
