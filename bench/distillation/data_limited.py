@@ -178,8 +178,8 @@ REPEATED_SEEDS = tuple(range(1, 9))
 REGIME = Design(
     depths=(2, 3),
     pools=(PoolPlan("4K", (0.05, 0.1, 0.2, 0.4), True, (0.1, 0.2), REPEATED_SEEDS, 6, 2, (2, 4, 8)),
-           PoolPlan("16K", (0.0125, 0.025, 0.05, 0.1), True, (0.1, 0.2), REPEATED_SEEDS, 6, 2, (2, 4, 8)),
-           PoolPlan("256K", (1e-4, 1e-3, 1e-2), False, (), (1, 2, 3), 2, 1, (2,))))
+           PoolPlan("256K", (1e-4, 1e-3, 1e-2), False, (), (1, 2, 3), 2, 1, (2,)),
+           PoolPlan("16K", (0.0125, 0.025, 0.05, 0.1), True, (0.1, 0.2), REPEATED_SEEDS, 6, 2, (2, 4, 8))))
 # The same parts on tiny models and 4K-token runs: the machinery end to end in minutes, numbers meaningless.
 SMOKE = Design(
     depths=(1, 2),
@@ -229,9 +229,9 @@ def cell_id(depth: int, pool: str) -> str:
 
 
 def plan_runs(design: Design) -> list[Run]:
-    """Every run of the design for one corpus, in the order they are wanted: pool by pool (the most
-    repeated first, so that a stopped measurement leaves whole pools), size by size, each cell's tuning
-    first."""
+    """Every run of the design for one corpus, in the order they are wanted: pool by pool in the design's
+    order (the most repeated first, then the fresh pool every fit measures penalties against, then the
+    next: a stopped measurement leaves whole pools that fit), size by size, each cell's tuning first."""
     runs: list[Run] = []
     for plan in design.pools:
         for depth in design.depths:
