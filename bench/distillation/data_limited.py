@@ -630,6 +630,47 @@ def summary(data: dict) -> list[str]:
     return lines
 
 
+def table(data: dict) -> list[str]:
+    """The cells as one Markdown table: per corpus, size and pool the setting the tuning found, the runs
+    trained alone (mean +- seed sd, seeds), and each kind of run's change against that mean in %: the
+    first and last generation (the chains' mean), ensembles of k and their students, the larger teacher
+    and its student; a "*" marks a change beyond 2 seed sds."""
+    lines = ["| corpus | size, pool | epochs, params/unique token | decay, dropout | alone (+- sd, seeds) | gen 1 | "
+             "last gen | ensembles (2, 4, 8) | their students | larger -> student |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    by_cell: dict[str, list[dict]] = {}
+    for record in data["runs"]:
+        by_cell.setdefault(f"{record['corpus']}/{record['cell']}", []).append(record)
+    for key, cell in sorted(data["cells"].items()):
+        alone, runs = cell["alone"], by_cell.get(key, [])
+        if alone["mean"] is None:
+            continue
+        mean, sd = alone["mean"], alone["sd"] or 0.0
+
+        def pct(losses: list[float | None]) -> str:
+            losses = [loss for loss in losses if loss is not None]
+            if not losses:
+                return "-"
+            loss = sum(losses) / len(losses)
+            return f"{100 * (loss - mean) / mean:+.1f}%" + ("*" if sd and abs(loss - mean) > 2 * sd else "")
+
+        chains = [r for r in runs if r["role"] == "chain"]
+        last = max((r["generation"] for r in chains), default=None)
+        ensembles = sorted((r for r in runs if r["role"] == "ensemble"), key=lambda r: r["members"])
+        larger = [r["val_loss"] for r in runs if r["role"] == "larger"]
+        student = [r["val_loss"] for r in runs if r["role"] == "student-of-larger"]
+        corpus, cell_name = key.split("/")
+        lines.append(
+            f"| {corpus} | d{cell['depth']}, {cell['pool']} | {cell['epochs']:.0f}, {cell['params_per_unique_token']:.1f} | "
+            f"{cell['best_weight_decay']:g}, {cell['best_dropout']:g} | {mean:.3f} (+-{sd:.3f}, {alone['n']}) | "
+            f"{pct([r['val_loss'] for r in chains if r['generation'] == 1])} | "
+            + (f"g{last} {pct([r['val_loss'] for r in chains if r['generation'] == last])}" if last else "-") + " | "
+            + ", ".join(pct([r["teacher_val_loss"]]) for r in ensembles) + " | "
+            + ", ".join(pct([r["val_loss"]]) for r in ensembles) + " | "
+            + (f"{pct(larger)} -> {pct(student)}" if larger or student else "-") + " |")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------- timing
 
 SETUP_TOKENS = "16K"                  # the teachers of the timed mixtures: their training is not what is timed
@@ -801,6 +842,8 @@ def main(argv: list[str]) -> None:
     col.add_argument("--out", type=Path, default=DEFAULT_OUT)
     summ = sub.add_parser("summary", help="each cell's runs against its runs trained alone")
     summ.add_argument("runs", nargs="?", type=Path, default=DEFAULT_OUT)
+    tab = sub.add_parser("table", help="the cells as one Markdown table (the docs' table)")
+    tab.add_argument("runs", nargs="?", type=Path, default=DEFAULT_OUT)
     tim = sub.add_parser("time", help="time one run of each kind and estimate the design's wall time")
     tim.add_argument("corpus", type=parse_corpus)
     tim.add_argument("--store", type=Path, required=True)
@@ -822,6 +865,8 @@ def main(argv: list[str]) -> None:
         collect(args.store.absolute(), args.out, argv)
     elif args.verb == "summary":
         print("\n".join(summary(json.loads(args.runs.read_text(encoding="utf-8")))))
+    elif args.verb == "table":
+        print("\n".join(table(json.loads(args.runs.read_text(encoding="utf-8")))))
     elif args.verb == "time":
         design = DESIGNS[args.design]
         seconds = time_kinds(args.corpus, args.store.absolute(), design, [int(w) for w in args.workers.split(",")])
