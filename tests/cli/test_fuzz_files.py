@@ -233,6 +233,9 @@ def test_law_files_mutated_field_by_field_are_refused_naming_the_field_or_predic
                               predict_distillation(laws, 1e9, 2e10, teacher_loss=2.2).prediction.value]
                 except UserError as exc:
                     message = str(exc)
+                    if "no better than a uniform guess" in message:   # a law that loads, its prediction refused
+                        assert "\n" not in message, message
+                        continue
                     assert "\n" not in message and str(path) in message, message
                     field = (*leaf[:-1], "colour") if mutation == "extra" else leaf
                     if field[0] != "format":  # a wrong format is "not a distillscale law file"

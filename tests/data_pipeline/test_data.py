@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -695,3 +696,6 @@ def test_the_composition_warning_names_a_dominant_document_or_unequal_halves():
     said = composition_warning(family, documents=695)
     assert said.startswith("the training halves differ by 27%: teacher 4,027,801 tokens, student 2,948,228")
     assert "the largest such group is 12% of the teacher split" in said and "--seed" in said
+    # the same halves of independent documents (no family of a tenth of a half): uneven by chance, unsaid
+    scattered = {name: dataclasses.replace(split, largest_group_share=0.05) for name, split in family.items()}
+    assert composition_warning(scattered, documents=695) is None

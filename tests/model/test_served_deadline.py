@@ -65,14 +65,18 @@ class Trickling:
 
 
 def corpus_and_tokenizer(folder):
-    """A small text file and a byte-level BPE tokenizer (tokenizer.json) trained on it, in `folder`."""
+    """A small corpus (six text files: each split takes whole documents) and a byte-level BPE tokenizer
+    (tokenizer.json) trained on it, in `folder`."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    data = folder / "corpus.txt"
-    data.write_text("".join(f"line {i} of a few words of text to prepare.\n" for i in range(300)))
+    data = folder / "corpus"
+    data.mkdir()
+    for j in range(6):
+        (data / f"part{j}.txt").write_text("".join(f"line {i} of a few words of text to prepare.\n"
+                                                   for i in range(50 * j, 50 * j + 50)))
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel()
-    tokenizer.train([str(data)], trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+    tokenizer.train(sorted(str(path) for path in data.iterdir()), trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
                                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tokenizer.save(str(folder / "tokenizer.json"))
     return data, folder / "tokenizer.json"

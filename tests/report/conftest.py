@@ -58,5 +58,7 @@ def pipeline_runs(spec: Path) -> tuple[str, dict[str, int]]:
 
     from distillscale.sweeps.spec import load_sweep_spec
 
-    resolved = load_sweep_spec(spec)
-    return resolved.name, dict(Counter(run.kind for run in resolved.runs))
+    import tomllib
+
+    name = tomllib.loads(spec.read_text(encoding="utf-8"))["name"]   # the sweep's own name (its runs': another)
+    return name, dict(Counter(run.kind for run in load_sweep_spec(spec).runs))

@@ -149,7 +149,7 @@ def test_the_other_demos_flags_are_refused_in_one_line(cli, tmp_path, flag):
 
 def test_a_corpus_too_small_for_the_pools_is_refused_saying_how_large_it_must_be(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILLSCALE_CACHE", str(tmp_path / "cache"))
-    corpus = markov_corpus(tmp_path / "small", documents=2, words=100)
+    corpus = markov_corpus(tmp_path / "small", documents=4, words=50)
     code, _, err = cli("demo", "--data-limited", "--quick", "--data", corpus, "--out", tmp_path / "out")
     assert code == 2 and "fewer than the 2,048 unique tokens of the 1-epoch pool" in err
     assert "x as large (its teacher split must hold 2,048 tokens)" in err.strip().splitlines()[-1]

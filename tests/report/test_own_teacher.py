@@ -73,7 +73,7 @@ def demo(tmp_path_factory, pipeline_spec):
 @pytest.mark.slow
 def test_the_demo_fits_checks_and_reports_the_laws(demo, pipeline_spec):
     report, stdout, stderr, sweep = demo["report"], demo["out"], demo["err"], demo["sweep"]
-    name, runs = pipeline_runs(pipeline_spec)
+    sweep_name, runs = pipeline_runs(pipeline_spec)
     assert report["runs"]["supervised"] == runs["teacher"] + runs["baseline"]
     assert report["runs"]["students"] == runs["student"]
     assert report["supervised"] is not None and report["distillation"] is not None
@@ -91,7 +91,7 @@ def test_the_demo_fits_checks_and_reports_the_laws(demo, pipeline_spec):
     assert printed and all(low != high for low, high in printed)
     for check in report["extrapolation_check"].values():
         assert "skipped" in check or all(run["covered"] is not None for run in check["runs"])
-    assert re.search(rf"sweep {name}-\S+: {sum(runs.values())} runs", " ".join(stderr.split())), stderr[-3000:]
+    assert re.search(rf"sweep {sweep_name}-\S+: {sum(runs.values())} runs", " ".join(stderr.split())), stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -41,7 +41,7 @@ def test_quantities_accept_suffixes():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"lr": -1.0}, "invalid --lr: Input should be greater than 0 (got -1.0)"),
-    ({"tokens": "lots"}, "invalid --tokens: malformed tokens 'lots'"),
+    ({"tokens": "lots"}, "malformed --tokens 'lots'"),
     ({"device": "tpu"}, "invalid --device: Input should be 'auto', 'cpu' or 'cuda'"),
     ({"split": "val"}, "invalid --split: Input should be 'teacher' or 'student'"),
     ({"vocab_size": 100}, "invalid --vocab-size: Input should be greater than or equal to 257"),

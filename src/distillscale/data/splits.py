@@ -55,8 +55,9 @@ UNITS_FOR_SHARES = {"val": 20, "teacher": 5, "student": 5}  # ... of this many u
 # documents a small split holds is chance; a small validation split of a few documents is always most one)
 HALVES_TOLERANCE = 0.03  # warn when the training halves differ by more than this share of the larger ...
 HALVES_SIGMAS = 4        # ... and by more than this many standard deviations of a split by hashes,
-HALVES_NOTED = 0.10      # or by more than this share whatever chance allows (long documents, families of
-                         # documents that share their anchor line: whole units, so halves that far apart)
+HALVES_NOTED = 0.10      # or by more than this share whatever chance allows, when a family of documents that
+GROUP_NOTED = 0.10       # share their anchor line (placed together) is this share of a half or more: the
+                         # cause named (a small corpus of independent documents is uneven by chance alone)
 
 # The rolling hash's table: a fixed 64-bit value per byte, the same on every machine.
 _GEAR = np.array([int.from_bytes(hashlib.blake2b(bytes([byte]), digest_size=8, person=b"gear").digest(), "little")
@@ -284,7 +285,8 @@ def composition_warning(made: dict[str, SplitComposition], documents: int) -> st
     more than a few percent and more than a split by hashes differs by chance (HALVES_SIGMAS standard
     deviations of its units: copies of a text all land in one half), so that comparisons across them
     would measure the split; and when the halves differ by more than HALVES_NOTED whatever chance allows
-    (long documents, families of documents that share their anchor line, placed whole); None when the
+    while a family of documents sharing their anchor line (placed whole, together; more than its largest
+    document) is GROUP_NOTED of a half or more; None when the
     splits look fair. A split of a few units (a small corpus's validation split) is not judged by its
     documents (UNITS_FOR_SHARES): which land in it is chance. A corpus of one document (a book given as
     one file) is that document by choice."""
@@ -301,8 +303,11 @@ def composition_warning(made: dict[str, SplitComposition], documents: int) -> st
         if documents > 1 and dominant.largest_document_share > DOMINANT_SHARE:
             return (f"one document is {dominant.largest_document_share:.0%} of the {name} split's tokens: losses "
                     f"on this corpus measure mostly that document; add other text or leave it out")
-    if max(teacher, student) and apart > HALVES_NOTED * max(teacher, student):
-        name, larger = max(made.items(), key=lambda item: item[1].tokens if item[0] != "val" else -1)
+    name, larger = max(((name, made[name]) for name in ("teacher", "student")),
+                       key=lambda item: item[1].largest_group_share)
+    family = larger.largest_group_share > larger.largest_document_share   # several documents, not one long one
+    if max(teacher, student) and apart > HALVES_NOTED * max(teacher, student) \
+            and larger.largest_group_share >= GROUP_NOTED and family:
         return (f"the training halves differ by {apart / max(teacher, student):.0%}: teacher {teacher:,} tokens, student "
                 f"{student:,} (whole documents are placed, and documents that share their anchor line move "
                 f"together: the largest such group is {larger.largest_group_share:.0%} of the {name} split): a "
