@@ -54,10 +54,12 @@ DOMINANT_SHARE = 0.5  # warn when one document is more than this share of a spli
 UNITS_FOR_SHARES = {"val": 20, "teacher": 5, "student": 5}  # ... of this many units at least (fewer: which
 # documents a small split holds is chance; a small validation split of a few documents is always most one)
 HALVES_TOLERANCE = 0.03  # warn when the training halves differ by more than this share of the larger ...
-HALVES_SIGMAS = 4        # ... and by more than this many standard deviations of a split by hashes,
-HALVES_NOTED = 0.10      # or by more than this share whatever chance allows, when a family of documents that
-GROUP_NOTED = 0.10       # share their anchor line (placed together) is this share of a half or more: the
-                         # cause named (a small corpus of independent documents is uneven by chance alone)
+HALVES_SIGMAS = 4        # ... and by more than this many standard deviations of a split by hashes.
+# Also noted, whatever chance allows: halves more than HALVES_NOTED apart behind which a family of documents
+# sharing their anchor line (placed together) is GROUP_NOTED of a half or more, the cause named (a small
+# corpus of independent documents is uneven by chance alone, and is not noted).
+HALVES_NOTED = 0.10
+GROUP_NOTED = 0.10
 
 # The rolling hash's table: a fixed 64-bit value per byte, the same on every machine.
 _GEAR = np.array([int.from_bytes(hashlib.blake2b(bytes([byte]), digest_size=8, person=b"gear").digest(), "little")
@@ -286,14 +288,13 @@ def composition_warning(made: dict[str, SplitComposition], documents: int) -> st
     deviations of its units: copies of a text all land in one half), so that comparisons across them
     would measure the split; and when the halves differ by more than HALVES_NOTED whatever chance allows
     while a family of documents sharing their anchor line (placed whole, together; more than its largest
-    document) is GROUP_NOTED of a half or more; None when the
-    splits look fair. A split of a few units (a small corpus's validation split) is not judged by its
-    documents (UNITS_FOR_SHARES): which land in it is chance. A corpus of one document (a book given as
-    one file) is that document by choice."""
+    document) is GROUP_NOTED of a half or more; None when the splits look fair. A split of a few units
+    (a small corpus's validation split) is not judged by its documents (UNITS_FOR_SHARES): which land in
+    it is chance. A corpus of one document (a book given as one file) is that document by choice."""
     teacher, student = made["teacher"].tokens, made["student"].tokens
     chance = HALVES_SIGMAS * (made["teacher"].spread ** 2 + made["student"].spread ** 2) ** 0.5
-    apart = abs(teacher - student)
-    if max(teacher, student) and apart > max(HALVES_TOLERANCE * max(teacher, student), chance):
+    apart, larger_half = abs(teacher - student), max(teacher, student)
+    if larger_half and apart > max(HALVES_TOLERANCE * larger_half, chance):
         return (f"the training halves differ: teacher {teacher:,} tokens, student {student:,} (repeated text is "
                 f"kept in one split): a student-vs-teacher comparison measures the split too; remove the copies "
                 f"or split with another seed (data prepare --seed)")
@@ -306,9 +307,8 @@ def composition_warning(made: dict[str, SplitComposition], documents: int) -> st
     name, larger = max(((name, made[name]) for name in ("teacher", "student")),
                        key=lambda item: item[1].largest_group_share)
     family = larger.largest_group_share > larger.largest_document_share   # several documents, not one long one
-    if max(teacher, student) and apart > HALVES_NOTED * max(teacher, student) \
-            and larger.largest_group_share >= GROUP_NOTED and family:
-        return (f"the training halves differ by {apart / max(teacher, student):.0%}: teacher {teacher:,} tokens, student "
+    if larger_half and apart > HALVES_NOTED * larger_half and larger.largest_group_share >= GROUP_NOTED and family:
+        return (f"the training halves differ by {apart / larger_half:.0%}: teacher {teacher:,} tokens, student "
                 f"{student:,} (whole documents are placed, and documents that share their anchor line move "
                 f"together: the largest such group is {larger.largest_group_share:.0%} of the {name} split): a "
                 f"student-vs-teacher comparison measures the split too; split with another seed (data prepare "
