@@ -577,14 +577,20 @@ def cell_record(root: Path, design: Design, plan: PoolPlan, depth: int) -> dict:
 
 # ------------------------------------------------------------------------------------------ summary
 
+def runs_by_cell(data: dict) -> dict[str, list[dict]]:
+    """A collected file's runs by cell, keyed CORPUS/CELL as its `cells` are."""
+    by_cell: dict[str, list[dict]] = {}
+    for record in data["runs"]:
+        by_cell.setdefault(f"{record['corpus']}/{record['cell']}", []).append(record)
+    return by_cell
+
+
 def summary(data: dict) -> list[str]:
     """Per cell: the runs trained alone (mean +- seed sd), then each generation, ensemble, ensemble's
     student and the larger teacher's student as its change against that mean, in % and in seed sds (*:
     beyond 2); last, the cells whose gains (a lower loss) exceed 2 seed sds, and what gained."""
     lines, gains = [], {}
-    by_cell: dict[str, list[dict]] = {}
-    for record in data["runs"]:
-        by_cell.setdefault(f"{record['corpus']}/{record['cell']}", []).append(record)
+    by_cell = runs_by_cell(data)
     for key, cell in data["cells"].items():
         alone = cell["alone"]
         end = cell["weight_decay_at_grid_end"]
@@ -638,9 +644,7 @@ def table(data: dict) -> list[str]:
     lines = ["| corpus | size, pool | epochs, params/unique token | decay, dropout | alone (+- sd, seeds) | gen 1 | "
              "last gen | ensembles (2, 4, 8) | their students | larger -> student |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    by_cell: dict[str, list[dict]] = {}
-    for record in data["runs"]:
-        by_cell.setdefault(f"{record['corpus']}/{record['cell']}", []).append(record)
+    by_cell = runs_by_cell(data)
     for key, cell in sorted(data["cells"].items()):
         alone, runs = cell["alone"], by_cell.get(key, [])
         if alone["mean"] is None:
